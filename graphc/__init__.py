@@ -1,0 +1,23 @@
+"""graphc: a define-and-run graph compiler for neural networks, on numpy.
+
+    import graphc as gc
+    graph = gc.trace(lambda x, w: gc.relu(x @ w).sum(), gc.spec((4, 3)), gc.spec((3, 2)))
+    print(graph)                          # the IR
+    dloss = gc.grad(lambda x, w: gc.relu(x @ w).sum(), argnums=1)
+"""
+import ir  # noqa: F401  (registers the op library)
+from ir.errors import GraphcError
+from ir.graph import Graph, Node
+from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, ...)
+from ir.ops.api import abs, max, min, pow, sum  # noqa: F401  (shadowing builtins on purpose)
+from passes.autodiff import gradients
+from runtime.eager import Parameter, Tensor, no_grad, tensor
+
+from . import nn
+from .tracing import Spec, spec, trace
+from .transforms import compile, grad, hessian, value_and_grad, vjp
+
+__version__ = "0.1.0"
+__all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
+           "compile", "grad", "value_and_grad", "vjp", "hessian", "gradients", "no_grad",
+           "tensor", "nn"]

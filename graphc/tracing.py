@@ -1,0 +1,126 @@
+"""Tracing: run a plain Python function on symbolic values to build a Graph.
+
+Arguments and results may be pytrees (tuples, lists and dicts of arrays), as in JAX.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.graph import Graph, Node
+from ir.types import TensorType, as_dtype
+from runtime.eager import Tensor
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The shape and dtype of a traced argument (JAX's ShapeDtypeStruct)."""
+    shape: tuple
+    dtype: np.dtype
+
+    def __str__(self):
+        return str(TensorType(self.shape, self.dtype))
+
+
+def spec(shape, dtype="float32") -> Spec:
+    shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+    return Spec(shape, as_dtype(dtype))
+
+
+def to_spec(x) -> Spec:
+    if isinstance(x, Spec):
+        return x
+    if isinstance(x, (Node, Tensor, np.ndarray, np.generic)):
+        return Spec(tuple(x.shape), as_dtype(x.dtype))
+    if isinstance(x, (bool, int, float)):
+        return Spec((), np.asarray(x).dtype)
+    raise GraphcError(f"cannot make a tensor spec from a {type(x).__name__}; pass "
+                      "graphc.spec(shape, dtype) or an example array", (user_location(),))
+
+
+# ---- pytrees --------------------------------------------------------------------------------
+def flatten(tree, prefix=""):
+    """-> (leaves, structure, leaf names)"""
+    if isinstance(tree, (tuple, list)):
+        leaves, structs, names = [], [], []
+        for i, item in enumerate(tree):
+            lv, st, nm = flatten(item, f"{prefix}.{i}" if prefix else str(i))
+            leaves += lv
+            names += nm
+            structs.append(st)
+        return leaves, (type(tree), tuple(structs)), names
+    if isinstance(tree, dict):
+        leaves, structs, names = [], [], []
+        for key in tree:
+            lv, st, nm = flatten(tree[key], f"{prefix}.{key}" if prefix else str(key))
+            leaves += lv
+            names += nm
+            structs.append((key, st))
+        return leaves, (dict, tuple(structs)), names
+    return [tree], None, [prefix]
+
+
+def unflatten(structure, leaves):
+    it = iter(leaves)
+
+    def build(st):
+        if st is None:
+            return next(it)
+        kind, children = st
+        if kind is dict:
+            return {k: build(c) for k, c in children}
+        return kind(build(c) for c in children)
+
+    return build(structure)
+
+
+def arg_names(fn, count):
+    try:
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    except (TypeError, ValueError):
+        params = []
+    names = []
+    for i in range(count):
+        if i < len(params) and inspect.signature(fn).parameters[params[i]].kind != \
+                inspect.Parameter.VAR_POSITIONAL:
+            names.append(params[i])
+        else:
+            names.append(f"arg{i}")
+    return names
+
+
+def trace(fn, *specs, name: str | None = None) -> Graph:
+    """Build the graph of `fn` applied to symbolic values of the given specs (graphc.spec
+    objects, example arrays, or pytrees of them). Nothing is computed."""
+    graph = Graph(name or getattr(fn, "__name__", "graph").strip("<>"))
+    with graph.building():
+        args = []
+        for argname, s in zip(arg_names(fn, len(specs)), specs):
+            leaves, structure, names = flatten(s, "")
+            nodes = []
+            for leaf, leafname in zip(leaves, names):
+                sp = to_spec(leaf)
+                full = f"{argname}.{leafname}" if leafname else argname
+                nodes.append(graph.input(full, sp.shape, sp.dtype))
+            args.append(unflatten(structure, nodes))
+        result = fn(*args)
+        leaves, structure, _ = flatten(result)
+        outs = []
+        for leaf in leaves:
+            if isinstance(leaf, Node):
+                outs.append(leaf)
+            elif isinstance(leaf, Tensor):
+                outs.append(graph.constant(leaf.data))
+            else:
+                try:
+                    outs.append(graph.constant(np.asarray(leaf)))
+                except Exception:
+                    raise GraphcError(f"{graph.name} returned a {type(leaf).__name__}, which is "
+                                      "not a tensor", (user_location(),)) from None
+        graph.set_outputs(outs)
+        graph.output_tree = structure
+    return graph

@@ -1,0 +1,191 @@
+"""Function transforms in JAX's style: compile, grad, value_and_grad, vjp, hessian.
+
+Each works on symbolic values (it then just adds nodes to the graph being traced, which is why
+`grad(grad(f))` works) and on concrete arrays (it then traces, optimises and compiles the
+function once per input signature and runs the plan).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.graph import Node
+from ir.ops import api as F
+from passes.autodiff import gradients
+from runtime.eager import Tensor
+
+from .tracing import flatten, to_spec, trace, unflatten
+
+log = logging.getLogger("graphc")
+
+
+def _is_symbolic(args) -> bool:
+    leaves, _, _ = flatten(list(args))
+    return any(isinstance(x, Node) for x in leaves)
+
+
+class Compiled:
+    """`graphc.compile(fn)`: traced, optimised and compiled once per input signature."""
+
+    def __init__(self, fn, pipeline="default", static_argnums=()):
+        self.fn = fn
+        self.pipeline = pipeline
+        self._plans = {}
+        functools.update_wrapper(self, fn)
+
+    def signature(self, args):
+        leaves, structure, _ = flatten(list(args))
+        return structure, tuple((to_spec(x).shape, str(to_spec(x).dtype)) for x in leaves)
+
+    def plan_for(self, *args):
+        from passes.manager import optimize
+        from runtime.codegen import compile_graph
+
+        key = self.signature(args)
+        plan = self._plans.get(key)
+        if plan is None:
+            if self._plans:
+                log.debug("graphc: recompiling %s for new input signature %s",
+                          getattr(self.fn, "__name__", "fn"), key[1])
+            graph = trace(self.fn, *[_specs_of(a) for a in args])
+            graph = optimize(graph, self.pipeline)
+            plan = compile_graph(graph)
+            self._plans[key] = plan
+        return plan
+
+    def __call__(self, *args):
+        if _is_symbolic(args):
+            return self.fn(*args)
+        plan = self.plan_for(*args)
+        leaves, _, _ = flatten(list(args))
+        outs = plan(*[getattr(x, "data", x) for x in leaves])
+        return unflatten(plan.graph.output_tree, outs)
+
+
+def _specs_of(arg):
+    leaves, structure, _ = flatten(arg)
+    return unflatten(structure, [to_spec(x) for x in leaves])
+
+
+def compile(fn=None, *, pipeline="default"):
+    """Decorator or function: compile `fn` into a cached, optimised plan."""
+    if fn is None:
+        return lambda f: Compiled(f, pipeline)
+    return Compiled(fn, pipeline)
+
+
+def _argnums(argnums):
+    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+
+def value_and_grad(fn, argnums=0, has_aux=False):
+    """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
+    nums = _argnums(argnums)
+
+    def symbolic(*args):
+        out = fn(*args)
+        value, aux = (out[0], out[1]) if has_aux else (out, None)
+        if not isinstance(value, Node):
+            raise GraphcError("grad: the function must return a tensor computed from its "
+                              "inputs", (user_location(),))
+        wrt_leaves, structures = [], []
+        for i in nums:
+            leaves, structure, _ = flatten(args[i])
+            wrt_leaves += leaves
+            structures.append((structure, len(leaves)))
+        grads = gradients([value], wrt_leaves)
+        trees, pos = [], 0
+        for structure, count in structures:
+            trees.append(unflatten(structure, grads[pos:pos + count]))
+            pos += count
+        g = trees[0] if isinstance(argnums, int) else tuple(trees)
+        return ((value, aux), g) if has_aux else (value, g)
+
+    compiled = Compiled(symbolic)
+
+    @functools.wraps(fn)
+    def wrapper(*args):
+        for i in nums:
+            if i >= len(args):
+                raise GraphcError(f"grad: argnums {i} but only {len(args)} arguments",
+                                  (user_location(),))
+        if _is_symbolic(args):
+            return symbolic(*args)
+        args = tuple(_as_float_input(a) for a in args)
+        return compiled(*args)
+
+    return wrapper
+
+
+def _as_float_input(a):
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        return np.asarray(float(a))
+    return a
+
+
+def grad(fn, argnums=0, has_aux=False):
+    vg = value_and_grad(fn, argnums, has_aux)
+
+    @functools.wraps(fn)
+    def wrapper(*args):
+        out = vg(*args)
+        if has_aux:
+            (_, aux), g = out
+            return g, aux
+        return out[1]
+
+    return wrapper
+
+
+def vjp(fn, *primals):
+    """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives the cotangents of the primals.
+    On symbolic primals it builds nodes; on concrete ones it runs compiled graphs."""
+    if _is_symbolic(primals):
+        out = fn(*primals)
+
+        def vjp_sym(cotangent):
+            return tuple(gradients([out], list(primals), [cotangent]))
+        return out, vjp_sym
+
+    out = compile(fn)(*primals)
+
+    def vjp_concrete(cotangent):
+        def pulled(ct, *xs):
+            y = fn(*xs)
+            return tuple(gradients([y], list(xs), [ct]))
+        return tuple(compile(pulled)(np.asarray(cotangent), *primals))
+    return out, vjp_concrete
+
+
+def hessian(fn, argnum=0):
+    """Dense Hessian of a scalar function of one (small) array argument: one
+    Hessian-vector product per input element, all built in one graph."""
+
+    def symbolic(*args):
+        x = args[argnum]
+        inner = grad(fn, argnum)
+        rows = []
+        for k in range(x.size):
+            basis = np.zeros(x.size, dtype=x.dtype)
+            basis[k] = 1.0
+            direction = basis.reshape(x.shape)
+            hvp = grad(lambda *a: F.sum(inner(*a) * direction), argnum)(*args)
+            rows.append(F.reshape(hvp, (1,) + tuple(x.shape)))
+        return F.reshape(F.concat(rows, 0), tuple(x.shape) + tuple(x.shape))
+
+    compiled = Compiled(symbolic)
+
+    @functools.wraps(fn)
+    def wrapper(*args):
+        if _is_symbolic(args):
+            return symbolic(*args)
+        return compiled(*tuple(_as_float_input(a) for a in args))
+
+    return wrapper
+
+
+def eager_value(x):
+    return x.data if isinstance(x, Tensor) else x

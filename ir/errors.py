@@ -1,0 +1,55 @@
+"""graphc's error type and the search for the user's line of code.
+
+Every error a user can cause names the problem and the file:line of *their* code, found by
+walking the Python stack past graphc's own frames.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Library frames are skipped when looking for the user's line; bundled models count as user
+# code so that a dump or a profile of the GPT points at lines of its model file.
+_INTERNAL_DIRS = tuple(os.path.join(_ROOT, d) + os.sep for d in ("ir", "passes", "runtime", "graphc"))
+_USER_DIRS = (os.path.join(_ROOT, "graphc", "models") + os.sep,)
+
+
+class GraphcError(Exception):
+    """An error in the user's program or input, reported without a deep numpy traceback."""
+
+    def __init__(self, message: str, locs=()):
+        self.message = message
+        self.locs = tuple(locs or ())
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if not self.locs:
+            return self.message
+        where = ", ".join(f"{f}:{line}" for f, line in self.locs[:3])
+        return f"{self.message}\n  at {where}"
+
+
+def _is_internal(filename: str) -> bool:
+    if filename.startswith(_USER_DIRS):
+        return False
+    return filename.startswith(_INTERNAL_DIRS) or filename.startswith("<frozen")
+
+
+def user_location():
+    """(file, line) of the innermost stack frame that is not graphc's own code."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not _is_internal(filename):
+            return (_short(filename), frame.f_lineno)
+        frame = frame.f_back
+    return None
+
+
+def _short(filename: str) -> str:
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return rel if not rel.startswith("..") else filename

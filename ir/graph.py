@@ -1,0 +1,193 @@
+"""The IR: a Graph of single-output SSA nodes.
+
+A Node *is* its value (as in torch.fx): inputs, parameters and constants are nodes too, with
+ops "input" and "constant". Node lists are kept in a topological order by construction, since a
+node can only be built from nodes that already exist.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import networkx as nx
+import numpy as np
+
+from .errors import GraphcError, user_location
+from .ops.operators import OperatorMixin
+from .types import TensorType
+
+
+class Node(OperatorMixin):
+    __slots__ = ("id", "op", "inputs", "attrs", "type", "locs", "graph", "__weakref__")
+    __hash__ = object.__hash__
+
+    def __init__(self, graph, id, op, inputs, attrs, type, locs):
+        self.graph = graph
+        self.id = id
+        self.op = op
+        self.inputs = list(inputs)
+        self.attrs = attrs
+        self.type = type
+        self.locs = locs
+
+    @property
+    def shape(self):
+        return self.type.shape
+
+    @property
+    def dtype(self):
+        return self.type.dtype
+
+    @property
+    def ndim(self):
+        return len(self.type.shape)
+
+    @property
+    def size(self):
+        return self.type.size
+
+    @property
+    def name(self):
+        return self.attrs.get("name")
+
+    def __repr__(self):
+        return f"<%{self.id}:{self.type} = {self.op}>"
+
+    # Python control flow on a symbolic value cannot work: the value does not exist yet.
+    def __bool__(self):
+        raise GraphcError(
+            "a symbolic value has no truth value while the graph is being built; "
+            "use graphc.where(cond, a, b) instead of `if`, or compute the condition in Python",
+            (user_location(),))
+
+    def __float__(self):
+        raise GraphcError("float() of a symbolic value: its value is only known when the "
+                          "compiled graph runs", (user_location(),))
+
+    __int__ = __float__
+    __index__ = __float__
+
+    def __array__(self, *args, **kwargs):
+        raise GraphcError("a symbolic value cannot be turned into a numpy array while the graph "
+                          "is being built; run the graph (graphc.compile) to get values",
+                          (user_location(),))
+
+    def __iter__(self):
+        raise GraphcError("iterating over a symbolic value is not supported; index it or use "
+                          "graphc.split", (user_location(),))
+
+    def __len__(self):
+        if not self.shape:
+            raise GraphcError("len() of a 0-d symbolic value", (user_location(),))
+        return self.shape[0]
+
+
+class Graph:
+    """An ordered list of nodes, the graph's inputs (in signature order) and its outputs."""
+
+    def __init__(self, name: str = "graph"):
+        self.name = name
+        self.nodes: list[Node] = []
+        self.inputs: list[Node] = []
+        self.outputs: list[Node] = []
+        self.output_tree = None  # how outputs unflatten into the traced function's result
+        self.bound_params = {}  # id(Parameter) -> input node, filled while lifting layers
+        self.param_values = {}  # input name -> the Parameter whose value it stands for
+        self._next_id = 0
+        self._next_salt = 0
+        self.loc_override = None
+
+    # ---- building --------------------------------------------------------------------------
+    def add_node(self, op, inputs, attrs, type, locs=None) -> Node:
+        if locs is None:
+            locs = self.loc_override
+            if locs is None:
+                loc = user_location()
+                locs = (loc,) if loc else ()
+        node = Node(self, self._next_id, op, inputs, attrs, type, locs)
+        self._next_id += 1
+        self.nodes.append(node)
+        return node
+
+    def input(self, name: str, shape, dtype="float32", kind: str = "input") -> Node:
+        if any(n.attrs["name"] == name for n in self.inputs):
+            raise GraphcError(f"graph {self.name!r} already has an input named {name!r}")
+        node = self.add_node("input", [], {"name": name, "kind": kind}, TensorType(shape, dtype))
+        self.inputs.append(node)
+        return node
+
+    def constant(self, value) -> Node:
+        value = np.asarray(value)
+        value.setflags(write=False)
+        return self.add_node("constant", [], {"value": value}, TensorType(value.shape, value.dtype))
+
+    def set_outputs(self, outputs):
+        for out in outputs:
+            if not isinstance(out, Node) or out.graph is not self:
+                raise GraphcError(f"graph output {out!r} is not a value of graph {self.name!r}")
+        self.outputs = list(outputs)
+
+    def next_salt(self) -> int:
+        """A fresh per-graph number that tells one dropout site's mask from another's."""
+        self._next_salt += 1
+        return self._next_salt
+
+    @contextlib.contextmanager
+    def building(self):
+        _STACK.graphs.append(self)
+        try:
+            yield self
+        finally:
+            _STACK.graphs.pop()
+
+    @contextlib.contextmanager
+    def locations(self, locs):
+        """Nodes built inside take these source locations (autodiff: the forward node's)."""
+        saved = self.loc_override
+        self.loc_override = tuple(locs)
+        try:
+            yield
+        finally:
+            self.loc_override = saved
+
+    # ---- analysis --------------------------------------------------------------------------
+    def users(self) -> dict:
+        uses = {n: [] for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                uses[i].append(n)
+        return uses
+
+    def input_by_name(self, name: str) -> Node:
+        for n in self.inputs:
+            if n.attrs["name"] == name:
+                return n
+        raise GraphcError(f"graph {self.name!r} has no input named {name!r}")
+
+    def to_networkx(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        for n in self.nodes:
+            g.add_node(n.id, op=n.op, type=str(n.type))
+            for i in n.inputs:
+                g.add_edge(i.id, n.id)
+        return g
+
+    def __str__(self):
+        from .printer import format_graph
+        return format_graph(self)
+
+    def __repr__(self):
+        return f"<Graph {self.name!r}: {len(self.nodes)} nodes, {len(self.inputs)} inputs, " \
+               f"{len(self.outputs)} outputs>"
+
+
+class _Stack(threading.local):
+    def __init__(self):
+        self.graphs = []
+
+
+_STACK = _Stack()
+
+
+def current_graph():
+    return _STACK.graphs[-1] if _STACK.graphs else None

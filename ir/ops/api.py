@@ -1,0 +1,426 @@
+"""The functional front end (`graphc.exp`, `graphc.softmax`, ...).
+
+Each function canonicalises its arguments and calls `apply`, so the same call builds a graph
+node on symbolic values and computes on concrete ones. Composite functions (mean, layer_norm,
+cross_entropy, ...) are written with primitives and so are differentiable to any order.
+"""
+from __future__ import annotations
+
+import builtins
+import itertools
+import math
+
+import numpy as np
+
+from ..errors import GraphcError, user_location
+from ..types import as_dtype, is_float
+from .registry import apply
+
+
+def _shape(x):
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+
+
+def _ndim(x):
+    return len(_shape(x))
+
+
+def _dtype(x):
+    return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+def _fail(message):
+    raise GraphcError(message, (user_location(),))
+
+
+def _axis(axis, ndim, what="axis"):
+    if not -ndim <= axis < builtins.max(ndim, 1):
+        _fail(f"{what} {axis} is out of range for a {ndim}-d value")
+    return axis % ndim if ndim else 0
+
+
+def _axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    axes = tuple(sorted({_axis(a, ndim) for a in axis}))
+    return axes
+
+
+# ---- elementwise ----------------------------------------------------------------------------
+def add(a, b): return apply("add", a, b)
+def sub(a, b): return apply("sub", a, b)
+def mul(a, b): return apply("mul", a, b)
+def div(a, b): return apply("div", a, b)
+def pow(a, b): return apply("pow", a, b)
+def maximum(a, b): return apply("maximum", a, b)
+def minimum(a, b): return apply("minimum", a, b)
+def neg(x): return apply("neg", x)
+def exp(x): return apply("exp", x)
+def log(x): return apply("log", x)
+def sqrt(x): return apply("sqrt", x)
+def rsqrt(x): return apply("rsqrt", x)
+def tanh(x): return apply("tanh", x)
+def sin(x): return apply("sin", x)
+def cos(x): return apply("cos", x)
+def sigmoid(x): return apply("sigmoid", x)
+def relu(x): return apply("relu", x)
+def abs(x): return apply("abs", x)
+def sign(x): return apply("sign", x)
+def erf(x): return apply("erf", x)
+def less(a, b): return apply("lt", a, b)
+def less_equal(a, b): return apply("le", a, b)
+def greater(a, b): return apply("gt", a, b)
+def greater_equal(a, b): return apply("ge", a, b)
+def equal(a, b): return apply("eq", a, b)
+def not_equal(a, b): return apply("ne", a, b)
+def logical_and(a, b): return apply("logical_and", a, b)
+def logical_or(a, b): return apply("logical_or", a, b)
+def logical_not(x): return apply("logical_not", x)
+def where(cond, a, b): return apply("where", cond, a, b)
+def stop_gradient(x): return apply("stop_gradient", x)
+
+
+def gelu(x, approximate: str = "tanh"):
+    """GELU; approximate='tanh' (GPT-2's) or 'none' (the exact erf form)."""
+    return apply("gelu", x, approximate=approximate)
+
+
+def cast(x, dtype):
+    dtype = as_dtype(dtype)
+    if _dtype(x) == dtype:
+        return x
+    return apply("cast", x, dtype=dtype)
+
+
+astype = cast
+
+
+# ---- reductions -----------------------------------------------------------------------------
+def sum(x, axis=None, keepdims=False):
+    return apply("sum", x, axes=_axes(axis, _ndim(x)), keepdims=bool(keepdims))
+
+
+def max(x, axis=None, keepdims=False):
+    return apply("max", x, axes=_axes(axis, _ndim(x)), keepdims=bool(keepdims))
+
+
+def min(x, axis=None, keepdims=False):
+    return neg(max(neg(x), axis, keepdims))
+
+
+def mean(x, axis=None, keepdims=False):
+    axes = _axes(axis, _ndim(x))
+    count = math.prod(_shape(x)[a] for a in axes)
+    if not is_float(_dtype(x)):
+        _fail(f"mean of a {_dtype(x)} value; cast it to a float type first")
+    return sum(x, axes, keepdims) * (1.0 / builtins.max(count, 1))
+
+
+def var(x, axis=None, keepdims=False):
+    centred = x - mean(x, axis, keepdims=True)
+    return mean(centred * centred, axis, keepdims)
+
+
+# ---- shapes ---------------------------------------------------------------------------------
+def reshape(x, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    shape = tuple(int(d) for d in shape)
+    size = math.prod(_shape(x))
+    if shape.count(-1) > 1:
+        _fail(f"reshape to {shape}: only one dimension can be -1")
+    if -1 in shape:
+        known = math.prod(d for d in shape if d != -1)
+        if known == 0 or size % known:
+            _fail(f"cannot reshape {size} elements into shape {shape}")
+        shape = tuple(size // known if d == -1 else d for d in shape)
+    if shape == _shape(x):
+        return x
+    return apply("reshape", x, shape=shape)
+
+
+def transpose(x, perm=None):
+    nd = _ndim(x)
+    perm = tuple(range(nd))[::-1] if perm is None else tuple(_axis(p, nd) for p in perm)
+    if perm == tuple(range(nd)):
+        return x
+    return apply("transpose", x, perm=perm)
+
+
+def swapaxes(x, a, b):
+    nd = _ndim(x)
+    perm = list(range(nd))
+    a, b = _axis(a, nd), _axis(b, nd)
+    perm[a], perm[b] = perm[b], perm[a]
+    return transpose(x, perm)
+
+
+def broadcast_to(x, shape):
+    shape = tuple(int(d) for d in shape)
+    if _shape(x) == shape:
+        return x
+    return apply("broadcast_to", x, shape=shape)
+
+
+def expand_dims(x, axis):
+    shape = list(_shape(x))
+    shape.insert(_axis(axis, len(shape) + 1), 1)
+    return reshape(x, tuple(shape))
+
+
+def squeeze(x, axis=None):
+    shape = _shape(x)
+    axes = [i for i, d in enumerate(shape) if d == 1] if axis is None else _axes(axis, len(shape))
+    for a in axes:
+        if shape[a] != 1:
+            _fail(f"cannot squeeze axis {a} of size {shape[a]}")
+    return reshape(x, tuple(d for i, d in enumerate(shape) if i not in axes))
+
+
+def unbroadcast(g, shape):
+    """Sum g down to `shape`: the gradient of numpy broadcasting, for every binary op."""
+    gshape = _shape(g)
+    shape = tuple(shape)
+    if gshape == shape:
+        return g
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, d in enumerate(shape) if d == 1 and gshape[i + lead] != 1)
+    if axes:
+        g = apply("sum", g, axes=axes, keepdims=False)
+    return reshape(g, shape)
+
+
+def slice_(x, starts, stops, steps):
+    shape = _shape(x)
+    if tuple(starts) == (0,) * len(shape) and tuple(stops) == shape and set(steps) <= {1}:
+        return x
+    return apply("slice", x, starts=tuple(starts), stops=tuple(stops), steps=tuple(steps))
+
+
+def pad_slice(g, shape, starts, stops, steps):
+    return apply("pad_slice", g, shape=tuple(shape), starts=tuple(starts), stops=tuple(stops),
+                 steps=tuple(steps))
+
+
+def getitem(x, key):
+    """Basic indexing (ints, slices with positive steps, None, ...) plus one integer index
+    tensor on the first axis (a gather)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if len(key) == 1 and not isinstance(key[0], (int, slice, type(None), type(Ellipsis))):
+        index = key[0]
+        if _dtype(index) == np.dtype("bool"):
+            _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
+        return take(x, index)
+    shape = _shape(x)
+    n_real = len([k for k in key if k is not None and k is not Ellipsis])
+    if n_real > len(shape):
+        _fail(f"too many indices ({n_real}) for a {len(shape)}-d value")
+    if any(k is Ellipsis for k in key):
+        i = next(j for j, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (len(shape) - n_real) + key[i + 1:]
+    else:
+        key = key + (slice(None),) * (len(shape) - n_real)
+    starts, stops, steps, out_shape = [], [], [], []
+    axis = 0
+    for k in key:
+        if k is None:
+            out_shape.append(1)
+            continue
+        d = shape[axis]
+        if isinstance(k, (int, np.integer)):
+            if not -d <= k < d:
+                _fail(f"index {k} is out of bounds for axis {axis} of size {d}")
+            k = int(k) % d
+            starts.append(k), stops.append(k + 1), steps.append(1)
+        elif isinstance(k, slice):
+            a, b, s = k.indices(d)
+            if s <= 0:
+                _fail("negative slice steps are not supported")
+            b = builtins.max(a, b)
+            starts.append(a), stops.append(b), steps.append(s)
+            out_shape.append(len(range(a, b, s)))
+        else:
+            _fail(f"unsupported index {k!r} of type {type(k).__name__}")
+        axis += 1
+    return reshape(slice_(x, starts, stops, steps), tuple(out_shape))
+
+
+def concat(xs, axis=0):
+    xs = list(xs)
+    if len(xs) == 1:
+        return xs[0]
+    return apply("concat", *xs, axis=_axis(axis, _ndim(xs[0])))
+
+
+concatenate = concat
+
+
+def stack(xs, axis=0):
+    xs = list(xs)
+    axis = _axis(axis, _ndim(xs[0]) + 1)
+    return concat([expand_dims(x, axis) for x in xs], axis)
+
+
+def split(x, sections, axis=0):
+    """Split into equal `sections` (an int) or at the given sizes (a list), like torch.split
+    with sizes; returns a list of views of x built from slice ops."""
+    shape = _shape(x)
+    axis = _axis(axis, len(shape))
+    if isinstance(sections, int):
+        if shape[axis] % sections:
+            _fail(f"axis of size {shape[axis]} does not split into {sections} equal parts")
+        sizes = [shape[axis] // sections] * sections
+    else:
+        sizes = list(sections)
+        if builtins.sum(sizes) != shape[axis]:
+            _fail(f"split sizes {sizes} do not add up to {shape[axis]}")
+    outs, offset = [], 0
+    for n in sizes:
+        starts = [0] * len(shape)
+        stops = list(shape)
+        starts[axis], stops[axis] = offset, offset + n
+        outs.append(slice_(x, starts, stops, [1] * len(shape)))
+        offset += n
+    return outs
+
+
+# ---- gathers --------------------------------------------------------------------------------
+def take(table, idx):
+    return apply("take", table, idx)
+
+
+embedding = take
+
+
+def scatter_add(updates, idx, rows):
+    return apply("scatter_add", updates, idx, rows=int(rows))
+
+
+def one_hot(idx, depth, dtype="float32"):
+    return apply("one_hot", idx, depth=int(depth), dtype=as_dtype(dtype))
+
+
+# ---- linear algebra -------------------------------------------------------------------------
+def matmul(a, b):
+    a_vec, b_vec = _ndim(a) == 1, _ndim(b) == 1
+    if a_vec:
+        a = reshape(a, (1,) + _shape(a))
+    if b_vec:
+        b = reshape(b, _shape(b) + (1,))
+    out = apply("matmul", a, b)
+    if a_vec:
+        out = squeeze(out, -2)
+    if b_vec:
+        out = squeeze(out, -1)
+    return out
+
+
+def einsum(spec, *xs):
+    return apply("einsum", *xs, spec=spec.replace(" ", ""))
+
+
+# ---- neural-network functions ----------------------------------------------------------------
+def softmax(x, axis=-1):
+    return apply("softmax", x, axis=_axis(axis, _ndim(x)))
+
+
+def log_softmax(x, axis=-1):
+    return apply("log_softmax", x, axis=_axis(axis, _ndim(x)))
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5):
+    """LayerNorm over the last axis (biased variance, as in PyTorch)."""
+    mu = mean(x, -1, keepdims=True)
+    centred = x - mu
+    variance = mean(centred * centred, -1, keepdims=True)
+    y = centred * rsqrt(variance + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
+    """Mean negative log-likelihood of integer `targets` under `logits` (classes last);
+    positions whose target equals `ignore_index` count for nothing, as in PyTorch."""
+    lshape, tshape = _shape(logits), _shape(targets)
+    if lshape[:-1] != tshape:
+        _fail(f"cross_entropy: logits {lshape} need targets of shape {lshape[:-1]}, "
+              f"got {tshape}")
+    logp = log_softmax(logits, -1)
+    picked = sum(one_hot(targets, lshape[-1], _dtype(logits)) * logp, -1)
+    if reduction == "none":
+        return -picked
+    if reduction == "sum":
+        return -sum(picked)
+    if reduction != "mean":
+        _fail(f"cross_entropy: unknown reduction {reduction!r}")
+    if ignore_index is None:
+        return -mean(picked)
+    valid = cast(not_equal(targets, ignore_index), _dtype(logits))
+    return -sum(picked) / maximum(sum(valid), 1.0)
+
+
+_EAGER_SALTS = itertools.count()
+
+
+def dropout(x, rate, seed, training=True, salt=None):
+    """Inverted dropout whose mask is a pure function of (seed, salt): the same seed replays
+    the same mask, so a compiled step and its checkpoints are reproducible. `seed` is an
+    integer scalar (usually a graph input that changes every step)."""
+    if not training or rate == 0.0:
+        return x
+    if salt is None:
+        from ..graph import current_graph
+        graph = getattr(x, "graph", None) or current_graph()
+        salt = graph.next_salt() if graph is not None else next(_EAGER_SALTS)
+    if isinstance(seed, (int, np.integer)):
+        seed = np.asarray(seed, dtype=np.int64)
+    mask = apply("dropout_mask", seed, shape=_shape(x), rate=float(rate), salt=int(salt),
+                 dtype=_dtype(x))
+    return x * mask
+
+
+def tril_mask(rows, cols=None, k=0):
+    """Boolean lower-triangular mask: True where column <= row + k (the causal mask)."""
+    return apply("tri", rows=int(rows), cols=int(rows if cols is None else cols), k=int(k))
+
+
+def masked_fill(x, mask, value):
+    """x where mask is False, `value` where it is True (PyTorch's masked_fill)."""
+    return where(mask, value, x)
+
+
+# ---- creators -------------------------------------------------------------------------------
+def full(shape, value, dtype="float32"):
+    shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+    return apply("full", shape=shape, value=float(value) if is_float(as_dtype(dtype))
+                 else int(value), dtype=as_dtype(dtype))
+
+
+def zeros(shape, dtype="float32"):
+    return full(shape, 0, dtype)
+
+
+def ones(shape, dtype="float32"):
+    return full(shape, 1, dtype)
+
+
+def zeros_like(x):
+    return full(_shape(x), 0, _dtype(x))
+
+
+def ones_like(x):
+    return full(_shape(x), 1, _dtype(x))
+
+
+def arange(start, stop=None, step=1, dtype="int64"):
+    if stop is None:
+        start, stop = 0, start
+    return apply("arange", start=int(start), stop=int(stop), step=int(step),
+                 dtype=as_dtype(dtype))

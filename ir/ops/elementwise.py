@@ -1,0 +1,251 @@
+"""Elementwise ops: numpy broadcasting, one dtype per op, gradients reduced back to each shape."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special
+
+from ..types import TensorType, broadcast_shapes, is_float
+from . import api as F
+from .registry import check, defop
+
+
+def _flops_per_elem(k):
+    return lambda types, out, **_: k * out.size
+
+
+# ---- type rules -----------------------------------------------------------------------------
+def same_dtype_broadcast(types):
+    dtypes = {t.dtype for t in types}
+    check(len(dtypes) == 1, "operands must have one dtype, got " + " and ".join(
+        str(t.dtype) for t in types) + " (cast one of them with .astype)")
+    shape = broadcast_shapes(*(t.shape for t in types))
+    check(shape is not None, "shapes cannot be broadcast together")
+    return shape, types[0].dtype
+
+
+def arith(types):
+    shape, dtype = same_dtype_broadcast(types)
+    check(dtype != np.dtype("bool"), "arithmetic on bool tensors; cast to a number type first")
+    return TensorType(shape, dtype)
+
+
+def float_arith(types):
+    out = arith(types)
+    check(is_float(out.dtype), f"needs floating-point operands, got {out.dtype}")
+    return out
+
+
+def compare(types):
+    shape, _ = same_dtype_broadcast(types)
+    return TensorType(shape, "bool")
+
+
+def unary_float(types):
+    (t,) = types
+    check(is_float(t.dtype), f"needs a floating-point operand, got {t.dtype}")
+    return t
+
+
+def unary_number(types):
+    (t,) = types
+    check(t.dtype != np.dtype("bool"), "needs a numeric operand, got bool")
+    return t
+
+
+# ---- binary arithmetic ------------------------------------------------------------------------
+def _vjp_add(ctx, g):
+    a, b = ctx.inputs
+    return [F.unbroadcast(g, a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(g, b.shape) if ctx.needs[1] else None]
+
+
+def _vjp_sub(ctx, g):
+    a, b = ctx.inputs
+    return [F.unbroadcast(g, a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(-g, b.shape) if ctx.needs[1] else None]
+
+
+def _vjp_mul(ctx, g):
+    a, b = ctx.inputs
+    return [F.unbroadcast(g * b, a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(g * a, b.shape) if ctx.needs[1] else None]
+
+
+def _vjp_div(ctx, g):
+    a, b = ctx.inputs
+    ga = gb = None
+    if ctx.needs[0]:
+        ga = F.unbroadcast(g / b, a.shape)
+    if ctx.needs[1]:
+        gb = F.unbroadcast(-g * ctx.out / b, b.shape)
+    return [ga, gb]
+
+
+def _vjp_pow(ctx, g):
+    a, b = ctx.inputs
+    ga = gb = None
+    if ctx.needs[0]:
+        ga = F.unbroadcast(g * b * F.pow(a, b - 1), a.shape)
+    if ctx.needs[1]:
+        gb = F.unbroadcast(g * ctx.out * F.log(a), b.shape)
+    return [ga, gb]
+
+
+def _vjp_maximum(ctx, g):
+    a, b = ctx.inputs
+    a_wins = a >= b  # ties go to the first operand, so the two parts still sum to g
+    return [F.unbroadcast(F.where(a_wins, g, 0.0), a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(F.where(a_wins, 0.0, g), b.shape) if ctx.needs[1] else None]
+
+
+def _vjp_minimum(ctx, g):
+    a, b = ctx.inputs
+    a_wins = a <= b
+    return [F.unbroadcast(F.where(a_wins, g, 0.0), a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(F.where(a_wins, 0.0, g), b.shape) if ctx.needs[1] else None]
+
+
+defop("add", arith, vjp=_vjp_add, elementwise=True, arity=2, flops=_flops_per_elem(1))(np.add)
+defop("sub", arith, vjp=_vjp_sub, elementwise=True, arity=2, flops=_flops_per_elem(1))(np.subtract)
+defop("mul", arith, vjp=_vjp_mul, elementwise=True, arity=2, flops=_flops_per_elem(1))(np.multiply)
+defop("div", float_arith, vjp=_vjp_div, elementwise=True, arity=2,
+      flops=_flops_per_elem(1))(np.divide)
+defop("pow", float_arith, vjp=_vjp_pow, elementwise=True, arity=2,
+      flops=_flops_per_elem(10))(np.power)
+defop("maximum", arith, vjp=_vjp_maximum, elementwise=True, arity=2,
+      flops=_flops_per_elem(1))(np.maximum)
+defop("minimum", arith, vjp=_vjp_minimum, elementwise=True, arity=2,
+      flops=_flops_per_elem(1))(np.minimum)
+
+for _name, _fn in [("lt", np.less), ("le", np.less_equal), ("gt", np.greater),
+                   ("ge", np.greater_equal), ("eq", np.equal), ("ne", np.not_equal)]:
+    defop(_name, compare, elementwise=True, arity=2)(_fn)
+
+
+def _logical(types):
+    shape, dtype = same_dtype_broadcast(types)
+    check(dtype == np.dtype("bool"), f"needs bool operands, got {dtype}")
+    return TensorType(shape, dtype)
+
+
+defop("logical_and", _logical, elementwise=True, arity=2)(np.logical_and)
+defop("logical_or", _logical, elementwise=True, arity=2)(np.logical_or)
+
+
+@defop("logical_not", lambda types: _logical(types), elementwise=True, arity=1)
+def _logical_not(x):
+    return np.logical_not(x)
+
+
+# ---- unary ----------------------------------------------------------------------------------
+def _unary(name, infer, impl, vjp, flops=1):
+    defop(name, infer, vjp=vjp, elementwise=True, arity=1, flops=_flops_per_elem(flops))(impl)
+
+
+def _rsqrt(x):
+    return 1.0 / np.sqrt(x)
+
+
+def _sigmoid(x):
+    # tanh form: stable for large |x| without overflow warnings
+    return (np.tanh(x * 0.5) * 0.5 + 0.5).astype(x.dtype, copy=False)
+
+
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+_unary("neg", unary_number, np.negative, lambda ctx, g: [-g])
+_unary("exp", unary_float, np.exp, lambda ctx, g: [g * ctx.out], 4)
+_unary("log", unary_float, np.log, lambda ctx, g: [g / ctx.inputs[0]], 4)
+_unary("sqrt", unary_float, np.sqrt, lambda ctx, g: [g * 0.5 / ctx.out], 4)
+_unary("rsqrt", unary_float, _rsqrt, lambda ctx, g: [g * -0.5 * ctx.out * ctx.out * ctx.out], 5)
+_unary("tanh", unary_float, np.tanh, lambda ctx, g: [g * (1.0 - ctx.out * ctx.out)], 6)
+_unary("sin", unary_float, np.sin, lambda ctx, g: [g * F.cos(ctx.inputs[0])], 6)
+_unary("cos", unary_float, np.cos, lambda ctx, g: [-g * F.sin(ctx.inputs[0])], 6)
+_unary("sigmoid", unary_float, _sigmoid, lambda ctx, g: [g * ctx.out * (1.0 - ctx.out)], 6)
+_unary("relu", unary_number, _relu, lambda ctx, g: [F.where(ctx.inputs[0] > 0, g, 0)])
+_unary("abs", unary_number, np.abs, lambda ctx, g: [g * F.sign(ctx.inputs[0])])
+_unary("sign", unary_number, np.sign, lambda ctx, g: [F.zeros_like(g)])
+_unary("erf", unary_float, lambda x: special.erf(x).astype(x.dtype, copy=False),
+       lambda ctx, g: [g * (2.0 / math.sqrt(math.pi)) * F.exp(-ctx.inputs[0] * ctx.inputs[0])], 10)
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def _gelu_infer(types, approximate):
+    if approximate not in ("tanh", "none"):
+        from .registry import TypeRuleError
+        raise TypeRuleError(f"approximate must be 'tanh' or 'none', got {approximate!r}")
+    return unary_float(types)
+
+
+def _vjp_gelu(ctx, g):
+    (x,) = ctx.inputs
+    if ctx.attrs["approximate"] == "tanh":
+        t = F.tanh(_GELU_C * (x + 0.044715 * x * x * x))
+        dt = _GELU_C * (1.0 + 3 * 0.044715 * x * x)
+        return [g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)]
+    cdf = 0.5 * (1.0 + F.erf(x * (1.0 / math.sqrt(2.0))))
+    pdf = F.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+    return [g * (cdf + x * pdf)]
+
+
+@defop("gelu", _gelu_infer, vjp=_vjp_gelu, elementwise=True, arity=1,
+       flops=_flops_per_elem(14))
+def _gelu(x, approximate):
+    if approximate == "tanh" and np.ndim(x) == 0:
+        return np.asarray(0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x * x * x))))
+    if approximate == "tanh":
+        inner = x * x
+        inner *= 0.044715 * x
+        inner += x
+        inner *= _GELU_C
+        np.tanh(inner, out=inner)
+        inner += 1.0
+        inner *= x
+        inner *= 0.5
+        return inner
+    return (0.5 * x * (1.0 + special.erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
+
+
+def _where_infer(types):
+    cond, a, b = types
+    check(cond.dtype == np.dtype("bool"), f"condition must be bool, got {cond.dtype}")
+    shape, dtype = same_dtype_broadcast([a, b])
+    shape = broadcast_shapes(cond.shape, shape)
+    check(shape is not None, "condition and values cannot be broadcast together")
+    return TensorType(shape, dtype)
+
+
+def _vjp_where(ctx, g):
+    cond, a, b = ctx.inputs
+    return [None,
+            F.unbroadcast(F.where(cond, g, 0.0), a.shape) if ctx.needs[1] else None,
+            F.unbroadcast(F.where(cond, 0.0, g), b.shape) if ctx.needs[2] else None]
+
+
+defop("where", _where_infer, vjp=_vjp_where, elementwise=True, arity=3)(np.where)
+
+
+def _cast_infer(types, dtype):
+    return TensorType(types[0].shape, dtype)
+
+
+def _vjp_cast(ctx, g):
+    (x,) = ctx.inputs
+    return [F.cast(g, x.dtype) if is_float(x.dtype) else None]
+
+
+@defop("cast", _cast_infer, vjp=_vjp_cast, elementwise=True, arity=1)
+def _cast(x, dtype):
+    return x.astype(dtype)
+
+
+def _stop_gradient(x):
+    return x
+
+
+defop("stop_gradient", lambda types: types[0], elementwise=True, arity=1)(_stop_gradient)

@@ -1,0 +1,84 @@
+"""Gathers and scatters: embedding lookup (take), its gradient (scatter_add), one_hot."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import INT_DTYPES, TensorType, is_float
+from . import api as F
+from .registry import check, defop
+
+
+def _take_infer(types):
+    table, idx = types
+    check(table.ndim >= 1, "the table must have at least one axis")
+    check(idx.dtype in INT_DTYPES, f"indices must be integers, got {idx.dtype}")
+    return TensorType(idx.shape + table.shape[1:], table.dtype)
+
+
+def _vjp_take(ctx, g):
+    table, idx = ctx.inputs
+    return [F.scatter_add(g, idx, table.shape[0]) if ctx.needs[0] else None, None]
+
+
+@defop("take", _take_infer, vjp=_vjp_take, arity=2)
+def _take(table, idx):
+    return np.take(table, idx, axis=0)
+
+
+def _scatter_add_infer(types, rows):
+    updates, idx = types
+    check(idx.dtype in INT_DTYPES, f"indices must be integers, got {idx.dtype}")
+    check(updates.shape[:idx.ndim] == idx.shape,
+          f"updates {updates.shape} must start with the indices' shape {idx.shape}")
+    return TensorType((rows,) + updates.shape[idx.ndim:], updates.dtype)
+
+
+def _vjp_scatter_add(ctx, g):
+    _, idx = ctx.inputs
+    return [F.take(g, idx) if ctx.needs[0] else None, None]
+
+
+@defop("scatter_add", _scatter_add_infer, vjp=_vjp_scatter_add, arity=2)
+def _scatter_add(updates, idx, rows):
+    """Rows of zeros with updates[i] added at row idx[i]; repeated indices accumulate."""
+    tail = updates.shape[idx.ndim:]
+    out = np.zeros((rows,) + tail, dtype=updates.dtype)
+    flat_idx = idx.reshape(-1)
+    flat_upd = updates.reshape((flat_idx.size,) + tail)
+    if flat_upd.ndim == 2 and rows * flat_upd.shape[1] <= 1 << 26:
+        # one bincount over (row, column) pairs is much faster than np.add.at
+        cols = flat_upd.shape[1]
+        keys = (flat_idx[:, None] * cols + np.arange(cols)).reshape(-1)
+        out = np.bincount(keys, weights=flat_upd.reshape(-1), minlength=rows * cols)
+        return out.reshape(rows, cols).astype(updates.dtype, copy=False)
+    np.add.at(out, flat_idx, flat_upd)
+    return out
+
+
+def _one_hot_infer(types, depth, dtype):
+    (idx,) = types
+    check(idx.dtype in INT_DTYPES, f"indices must be integers, got {idx.dtype}")
+    check(depth > 0, "depth must be positive")
+    return TensorType(idx.shape + (depth,), dtype)
+
+
+@defop("one_hot", _one_hot_infer, arity=1)
+def _one_hot(idx, depth, dtype):
+    """Out-of-range indices (e.g. an ignore index of -100) give an all-zero row, as in JAX."""
+    return (idx[..., None] == np.arange(depth)).astype(dtype)
+
+
+def _dropout_mask_infer(types, shape, rate, salt, dtype):
+    (seed,) = types
+    check(seed.dtype in INT_DTYPES and seed.ndim == 0, "the seed must be an integer scalar")
+    check(0.0 <= rate < 1.0, f"rate must be in [0, 1), got {rate}")
+    check(is_float(np.dtype(dtype)), "mask dtype must be floating point")
+    return TensorType(shape, dtype)
+
+
+@defop("dropout_mask", _dropout_mask_infer, arity=1, stochastic=True)
+def _dropout_mask(seed, shape, rate, salt, dtype):
+    """Keep-mask scaled by 1/(1-rate); a function of (seed, salt) only, so it is replayable."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, salt])
+    keep = rng.random(shape, dtype=np.float32) >= rate
+    return keep.astype(dtype) * np.asarray(1.0 / (1.0 - rate), dtype=dtype)

@@ -1,0 +1,93 @@
+"""matmul (batched, numpy broadcasting over leading axes) and einsum."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import TensorType, broadcast_shapes
+from . import api as F
+from .registry import check, defop
+
+
+def _matmul_infer(types):
+    a, b = types
+    check(a.dtype == b.dtype, f"operands must have one dtype, got {a.dtype} and {b.dtype}")
+    check(a.dtype != np.dtype("bool"), "matmul of bool tensors")
+    check(a.ndim >= 2 and b.ndim >= 2, "operands need at least 2 axes (use graphc.matmul "
+                                       "for vectors)")
+    check(a.shape[-1] == b.shape[-2],
+          f"contracting dimensions differ: {a.shape[-1]} vs {b.shape[-2]}")
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    check(batch is not None, "batch dimensions cannot be broadcast together")
+    return TensorType(batch + (a.shape[-2], b.shape[-1]), a.dtype)
+
+
+def _vjp_matmul(ctx, g):
+    a, b = ctx.inputs
+    ga = F.unbroadcast(F.matmul(g, F.swapaxes(b, -1, -2)), a.shape) if ctx.needs[0] else None
+    gb = F.unbroadcast(F.matmul(F.swapaxes(a, -1, -2), g), b.shape) if ctx.needs[1] else None
+    return [ga, gb]
+
+
+def _matmul_flops(types, out, **_):
+    return 2.0 * out.size * types[0].shape[-1]
+
+
+defop("matmul", _matmul_infer, vjp=_vjp_matmul, arity=2, flops=_matmul_flops)(np.matmul)
+
+
+def parse_einsum(spec: str, ndims):
+    """'bij,bjk->bik' -> (['bij', 'bjk'], 'bik'); explicit output required, no ellipsis."""
+    check("->" in spec, f"einsum spec {spec!r} needs an explicit output ('...->...')")
+    lhs, out = spec.replace(" ", "").split("->")
+    ins = lhs.split(",")
+    check(len(ins) == len(ndims), f"spec has {len(ins)} operands, got {len(ndims)}")
+    for sub, nd in zip(ins, ndims):
+        check(sub.isalpha() and len(sub) == nd, f"subscripts {sub!r} do not match a {nd}-d operand")
+        check(len(set(sub)) == len(sub), f"repeated index in {sub!r} (diagonals are not supported)")
+    check(len(set(out)) == len(out) and set(out) <= set("".join(ins)),
+          f"bad output subscripts {out!r}")
+    return ins, out
+
+
+def _einsum_infer(types, spec):
+    dtypes = {t.dtype for t in types}
+    check(len(dtypes) == 1, "operands must have one dtype")
+    ins, out = parse_einsum(spec, [t.ndim for t in types])
+    sizes = {}
+    for sub, t in zip(ins, types):
+        for c, d in zip(sub, t.shape):
+            check(sizes.setdefault(c, d) == d, f"index {c!r} has sizes {sizes[c]} and {d}")
+    return TensorType(tuple(sizes[c] for c in out), types[0].dtype)
+
+
+def _vjp_einsum(ctx, g):
+    ins, out = parse_einsum(ctx.attrs["spec"], [x.ndim for x in ctx.inputs])
+    grads = []
+    for i, (sub, x) in enumerate(zip(ins, ctx.inputs)):
+        if not ctx.needs[i]:
+            grads.append(None)
+            continue
+        others = [(s, y) for j, (s, y) in enumerate(zip(ins, ctx.inputs)) if j != i]
+        present = set(out).union(*(set(s) for s, _ in others))
+        kept = "".join(c for c in sub if c in present)  # indices summed away only in x
+        spec = ",".join([out] + [s for s, _ in others]) + "->" + kept
+        gx = F.einsum(spec, g, *[y for _, y in others])
+        if kept != sub:
+            shape = tuple(d if c in present else 1 for c, d in zip(sub, x.shape))
+            gx = F.broadcast_to(F.reshape(gx, shape), x.shape)
+        grads.append(gx)
+    return grads
+
+
+def _einsum_flops(types, out, spec):
+    ins, _ = parse_einsum(spec, [t.ndim for t in types])
+    sizes = {c: d for sub, t in zip(ins, types) for c, d in zip(sub, t.shape)}
+    total = 1
+    for d in sizes.values():
+        total *= d
+    return 2.0 * total
+
+
+@defop("einsum", _einsum_infer, vjp=_vjp_einsum, flops=_einsum_flops)
+def _einsum(*xs, spec):
+    return np.einsum(spec, *xs, optimize=len(xs) > 2)

@@ -1,0 +1,42 @@
+"""Numerically stable softmax and log_softmax as primitives (one pass each in numpy)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import api as F
+from .elementwise import unary_float
+from .registry import check, defop
+
+
+def _axis_infer(types, axis):
+    (t,) = types
+    check(0 <= axis < t.ndim, f"axis {axis} out of range for a {t.ndim}-d operand")
+    return unary_float(types)
+
+
+def _vjp_softmax(ctx, g):
+    y = ctx.out
+    axis = ctx.attrs["axis"]
+    return [y * (g - F.sum(g * y, axis, keepdims=True))]
+
+
+def _vjp_log_softmax(ctx, g):
+    axis = ctx.attrs["axis"]
+    return [g - F.exp(ctx.out) * F.sum(g, axis, keepdims=True)]
+
+
+@defop("softmax", _axis_infer, vjp=_vjp_softmax, arity=1,
+       flops=lambda types, out, **_: 5 * out.size)
+def _softmax(x, axis):
+    y = x - np.max(x, axis=axis, keepdims=True)
+    np.exp(y, out=y)
+    y /= np.add.reduce(y, axis=axis, keepdims=True)
+    return y
+
+
+@defop("log_softmax", _axis_infer, vjp=_vjp_log_softmax, arity=1,
+       flops=lambda types, out, **_: 5 * out.size)
+def _log_softmax(x, axis):
+    y = x - np.max(x, axis=axis, keepdims=True)
+    y -= np.log(np.add.reduce(np.exp(y), axis=axis, keepdims=True))
+    return y

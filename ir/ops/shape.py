@@ -1,0 +1,229 @@
+"""Reductions, shape ops and constant creators.
+
+Attributes arrive canonical from `api` (axes sorted and non-negative, shapes resolved), so
+that equal computations have equal attributes for CSE and for the printer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import TensorType
+from . import api as F
+from .registry import TypeRuleError, check, defop
+
+
+# ---- reductions -----------------------------------------------------------------------------
+def _reduce_infer(types, axes, keepdims):
+    (t,) = types
+    for a in axes:
+        check(0 <= a < t.ndim, f"axis {a} out of range for a {t.ndim}-d operand")
+    if keepdims:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(t.shape))
+    else:
+        shape = tuple(d for i, d in enumerate(t.shape) if i not in axes)
+    return TensorType(shape, t.dtype)
+
+
+def _keep_shape(shape, axes):
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
+def _vjp_sum(ctx, g):
+    (x,) = ctx.inputs
+    g = F.reshape(g, _keep_shape(x.shape, ctx.attrs["axes"]))
+    return [F.broadcast_to(g, x.shape)]
+
+
+def _vjp_max(ctx, g):
+    (x,) = ctx.inputs
+    axes = ctx.attrs["axes"]
+    keep = _keep_shape(x.shape, axes)
+    peak = F.broadcast_to(F.reshape(ctx.out, keep), x.shape)
+    hits = F.cast(x == peak, x.dtype)
+    count = F.sum(hits, axes, keepdims=True)  # ties share the gradient
+    return [F.broadcast_to(F.reshape(g, keep), x.shape) * hits / count]
+
+
+@defop("sum", _reduce_infer, vjp=_vjp_sum, arity=1,
+       flops=lambda types, out, **_: types[0].size)
+def _sum(x, axes, keepdims):
+    return np.add.reduce(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
+
+
+@defop("max", _reduce_infer, vjp=_vjp_max, arity=1,
+       flops=lambda types, out, **_: types[0].size)
+def _max(x, axes, keepdims):
+    return np.max(x, axis=axes, keepdims=keepdims)
+
+
+# ---- shape ops ------------------------------------------------------------------------------
+def _reshape_infer(types, shape):
+    (t,) = types
+    size = 1
+    for d in shape:
+        size *= d
+    check(size == t.size, f"cannot reshape {t.size} elements into shape {tuple(shape)}")
+    return TensorType(shape, t.dtype)
+
+
+@defop("reshape", _reshape_infer, vjp=lambda ctx, g: [F.reshape(g, ctx.inputs[0].shape)],
+       arity=1)
+def _reshape(x, shape):
+    return np.reshape(x, shape)
+
+
+def _transpose_infer(types, perm):
+    (t,) = types
+    check(sorted(perm) == list(range(t.ndim)), f"perm {perm} is not a permutation of "
+                                               f"{t.ndim} axes")
+    return TensorType(tuple(t.shape[p] for p in perm), t.dtype)
+
+
+@defop("transpose", _transpose_infer,
+       vjp=lambda ctx, g: [F.transpose(g, tuple(np.argsort(ctx.attrs["perm"]).tolist()))],
+       arity=1)
+def _transpose(x, perm):
+    return np.transpose(x, perm)
+
+
+def _broadcast_infer(types, shape):
+    (t,) = types
+    check(len(shape) >= t.ndim, f"cannot broadcast a {t.ndim}-d operand to {len(shape)} dims")
+    for d, s in zip(t.shape[::-1], shape[::-1]):
+        check(d == 1 or d == s, f"cannot broadcast shape {t.shape} to {tuple(shape)}")
+    return TensorType(shape, t.dtype)
+
+
+@defop("broadcast_to", _broadcast_infer,
+       vjp=lambda ctx, g: [F.unbroadcast(g, ctx.inputs[0].shape)], arity=1)
+def _broadcast_to(x, shape):
+    return np.broadcast_to(x, shape)
+
+
+def _slice_infer(types, starts, stops, steps):
+    (t,) = types
+    check(len(starts) == len(stops) == len(steps) == t.ndim, "slice needs one range per axis")
+    shape = []
+    for d, a, b, s in zip(t.shape, starts, stops, steps):
+        check(s > 0 and 0 <= a <= b <= d, f"bad range {a}:{b}:{s} for an axis of {d}")
+        shape.append(len(range(a, b, s)))
+    return TensorType(tuple(shape), t.dtype)
+
+
+def _slices(starts, stops, steps):
+    return tuple(slice(a, b, s) for a, b, s in zip(starts, stops, steps))
+
+
+def _vjp_slice(ctx, g):
+    a = ctx.attrs
+    return [F.pad_slice(g, ctx.inputs[0].shape, a["starts"], a["stops"], a["steps"])]
+
+
+@defop("slice", _slice_infer, vjp=_vjp_slice, arity=1)
+def _slice(x, starts, stops, steps):
+    return x[_slices(starts, stops, steps)]
+
+
+def _pad_slice_infer(types, shape, starts, stops, steps):
+    expected = _slice_infer([TensorType(shape, types[0].dtype)], starts, stops, steps)
+    check(expected.shape == types[0].shape,
+          f"operand {types[0].shape} does not fit region of shape {expected.shape}")
+    return TensorType(shape, types[0].dtype)
+
+
+def _vjp_pad_slice(ctx, g):
+    a = ctx.attrs
+    return [F.slice_(g, a["starts"], a["stops"], a["steps"])]
+
+
+@defop("pad_slice", _pad_slice_infer, vjp=_vjp_pad_slice, arity=1)
+def _pad_slice(x, shape, starts, stops, steps):
+    """Zeros of `shape` with `x` written into the sliced region: the gradient of slice."""
+    out = np.zeros(shape, dtype=x.dtype)
+    out[_slices(starts, stops, steps)] = x
+    return out
+
+
+def _concat_infer(types, axis):
+    check(len(types) >= 1, "needs at least one operand")
+    first = types[0]
+    check(0 <= axis < first.ndim, f"axis {axis} out of range for {first.ndim}-d operands")
+    total = 0
+    for t in types:
+        check(t.dtype == first.dtype, "operands must have one dtype")
+        check(t.ndim == first.ndim and all(
+            d == e for i, (d, e) in enumerate(zip(t.shape, first.shape)) if i != axis),
+            "operands differ in shape off the concatenation axis")
+        total += t.shape[axis]
+    shape = list(first.shape)
+    shape[axis] = total
+    return TensorType(tuple(shape), first.dtype)
+
+
+def _vjp_concat(ctx, g):
+    axis = ctx.attrs["axis"]
+    grads, offset = [], 0
+    for x, need in zip(ctx.inputs, ctx.needs):
+        n = x.shape[axis]
+        if need:
+            starts = [0] * g.ndim
+            stops = list(g.shape)
+            starts[axis], stops[axis] = offset, offset + n
+            grads.append(F.slice_(g, tuple(starts), tuple(stops), (1,) * g.ndim))
+        else:
+            grads.append(None)
+        offset += n
+    return grads
+
+
+@defop("concat", _concat_infer, vjp=_vjp_concat)
+def _concat(*xs, axis):
+    return np.concatenate(xs, axis=axis)
+
+
+# ---- constant creators (no operands) --------------------------------------------------------
+def _full_infer(types, shape, value, dtype):
+    return TensorType(shape, dtype)
+
+
+@defop("full", _full_infer, arity=0)
+def _full(shape, value, dtype):
+    return np.full(shape, value, dtype=dtype)
+
+
+def _arange_infer(types, start, stop, step, dtype):
+    check(step != 0, "step must not be zero")
+    return TensorType((len(range(start, stop, step)),), dtype)
+
+
+@defop("arange", _arange_infer, arity=0)
+def _arange(start, stop, step, dtype):
+    return np.arange(start, stop, step, dtype=dtype)
+
+
+def _tri_infer(types, rows, cols, k):
+    return TensorType((rows, cols), "bool")
+
+
+@defop("tri", _tri_infer, arity=0)
+def _tri(rows, cols, k):
+    """Lower-triangular boolean mask (numpy's tri): the causal-attention mask."""
+    return np.tri(rows, cols, k, dtype=bool)
+
+
+def _constant_infer(types, value):
+    raise TypeRuleError("constants are created with graph.constant")
+
+
+@defop("constant", _constant_infer, arity=0)
+def _constant(value):
+    return value
+
+
+def _input_infer(types, name, kind):
+    raise TypeRuleError("inputs are created with graph.input")
+
+
+@defop("input", _input_infer, arity=0)
+def _input(name, kind):
+    raise RuntimeError("input nodes are bound by the executor, not evaluated")

@@ -1,0 +1,74 @@
+"""The IR as text for people: a signature line, then one SSA line per node.
+
+    graph mlp(%0:f32[4,3] x, %1:f32[3,8] w1) -> (%7)
+      %2:f32[4,8] = matmul %0, %1
+      %3:f32[] = sum %2 {axes=(0, 1), keepdims=false}
+      return %3
+
+Values are numbered in order; inputs show their names (and `param` for parameters);
+constants up to MAX_INLINE elements print their value, longer ones a summary.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .types import SHORT_NAMES
+
+MAX_INLINE = 16
+
+
+def format_attr(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, np.dtype):
+        return SHORT_NAMES[value]
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        inner = ", ".join(format_attr(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return repr(value)
+
+
+def format_constant(value: np.ndarray) -> str:
+    if value.size > MAX_INLINE:
+        return f"<{value.size} values, min {value.min()!r}, max {value.max()!r}>"
+    flat = value.reshape(-1).tolist()
+    if value.ndim == 0:
+        return repr(flat[0]) if not isinstance(flat[0], bool) else format_attr(flat[0])
+    return "[" + ", ".join(format_attr(v) if isinstance(v, bool) else repr(v)
+                           for v in flat) + "]"
+
+
+def format_graph(graph, locations: bool = False) -> str:
+    names = {n: f"%{i}" for i, n in enumerate(graph.nodes)}
+
+    def ref(n):
+        return names.get(n, f"%?{n.id}")
+
+    sig = []
+    for n in graph.inputs:
+        kind = " param" if n.attrs.get("kind") == "param" else ""
+        sig.append(f"{ref(n)}:{n.type}{kind} {n.attrs['name']}")
+    outs = ", ".join(ref(n) for n in graph.outputs)
+    lines = [f"graph {graph.name}({', '.join(sig)}) -> ({outs})"]
+    for n in graph.nodes:
+        if n.op == "input":
+            continue
+        if n.op == "constant":
+            rhs = f"constant {format_constant(n.attrs['value'])}"
+        else:
+            rhs = n.op
+            if n.inputs:
+                rhs += " " + ", ".join(ref(i) for i in n.inputs)
+            if n.attrs:
+                rhs += " {" + ", ".join(f"{k}={format_attr(v)}"
+                                        for k, v in n.attrs.items()) + "}"
+        line = f"  {ref(n)}:{n.type} = {rhs}"
+        if locations and n.locs:
+            line += "  # " + ", ".join(f"{f}:{ln}" for f, ln in n.locs[:3])
+        lines.append(line)
+    lines.append(f"  return {outs}")
+    return "\n".join(lines)

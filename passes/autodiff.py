@@ -1,0 +1,104 @@
+"""Reverse-mode symbolic differentiation: graph to graph.
+
+`gradients(ys, xs)` appends the backward nodes to the graph that holds ys, walking the forward
+nodes in reverse topological order and calling each op's gradient rule, which builds graph
+ops. Fan-out is handled by summing every contribution before a node's rule runs, which reverse
+topological order guarantees. Because the result is an ordinary graph, it can be
+differentiated again.
+"""
+from __future__ import annotations
+
+from ir.errors import GraphcError, user_location
+from ir.graph import Graph, Node
+from ir.ops import api as F
+from ir.ops.registry import VJPContext, get_op
+from ir.rewrite import clone
+from ir.types import is_float
+
+
+def _relevant(graph: Graph, ys, xs):
+    """Nodes on some path from an x to a y: the only ones whose gradient matters."""
+    depends = set(xs)
+    for node in graph.nodes:
+        if node not in depends and any(i in depends for i in node.inputs):
+            depends.add(node)
+    relevant, stack = set(), [y for y in ys if y in depends]
+    while stack:
+        n = stack.pop()
+        if n in relevant:
+            continue
+        relevant.add(n)
+        stack.extend(i for i in n.inputs if i in depends and i not in relevant)
+    return relevant
+
+
+def gradients(ys, xs, seeds=None) -> list:
+    """d(sum_i seeds_i . ys_i)/d xs, as new nodes of the graph holding ys.
+
+    A y without a seed must be a scalar (its seed is 1). An x that ys do not depend on gets a
+    zero gradient; integer and boolean values carry no gradient."""
+    ys, xs = list(ys), list(xs)
+    for v in ys + xs:
+        if not isinstance(v, Node):
+            raise GraphcError(f"gradients() needs symbolic values, got {type(v).__name__}",
+                              (user_location(),))
+    graph = ys[0].graph
+    for x in xs:
+        if not is_float(x.dtype):
+            raise GraphcError(f"cannot differentiate with respect to a {x.dtype} value "
+                              f"(only floating-point values have gradients)", (user_location(),))
+    if seeds is None:
+        seeds = [None] * len(ys)
+    relevant = _relevant(graph, ys, xs)
+    forward = list(graph.nodes)
+    grads: dict = {}
+    with graph.building():
+        for y, seed in zip(ys, seeds):
+            if seed is None:
+                if y.size != 1:
+                    raise GraphcError(f"the gradient of a non-scalar output (shape {y.shape}) "
+                                      "needs a seed; use vjp, or reduce it to a scalar first",
+                                      (user_location(),))
+                seed = F.ones_like(y)
+            _accumulate(grads, y, seed)
+        for node in reversed(forward):
+            g = grads.get(node)
+            if g is None or node not in relevant or not node.inputs:
+                continue
+            if not is_float(node.dtype):
+                continue
+            op = get_op(node.op)
+            if op.vjp is None:
+                if node.op == "stop_gradient":
+                    continue
+                raise GraphcError(f"op {node.op!r} has no gradient rule", node.locs)
+            needs = tuple(i in relevant and is_float(i.dtype) for i in node.inputs)
+            with graph.locations(node.locs):
+                results = op.vjp(VJPContext(node.inputs, node, node.attrs, needs), g)
+            for inp, need, r in zip(node.inputs, needs, results):
+                if need and r is not None:
+                    _accumulate(grads, inp, r)
+        return [grads[x] if x in grads else F.zeros_like(x) for x in xs]
+
+
+def _accumulate(grads, node, g):
+    if isinstance(g, Node) and g.shape != node.shape:
+        raise GraphcError(f"internal: gradient of shape {g.shape} for a value of shape "
+                          f"{node.shape} from op {node.op!r}", node.locs)
+    prev = grads.get(node)
+    grads[node] = g if prev is None else prev + g
+
+
+def grad_graph(graph: Graph, wrt=None, output: int = 0, name: str | None = None) -> Graph:
+    """A new graph whose outputs are the original outputs followed by the gradients of
+    outputs[output] (a scalar) with respect to the inputs named in `wrt` (default: every
+    floating-point input)."""
+    new = clone(graph, name or f"{graph.name}_grad")
+    if wrt is None:
+        targets = [n for n in new.inputs if is_float(n.dtype)]
+    else:
+        targets = [new.input_by_name(w) for w in wrt]
+    grads = gradients([new.outputs[output]], targets)
+    new.set_outputs(new.outputs + grads)
+    new.output_tree = None
+    return new

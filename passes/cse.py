@@ -1,0 +1,47 @@
+"""Common-subexpression elimination: nodes with the same op, the same operands and equal
+attributes are merged into the first one, which keeps the source locations of both.
+
+Random ops are pure functions of their seed operand and `salt` attribute here, so two
+dropout masks merge only when they would draw the very same mask.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ir.rewrite import merge_locs, rebuild
+
+MAX_CONSTANT_BYTES = 1 << 20
+
+
+def attrs_key(attrs):
+    items = []
+    for k, v in sorted(attrs.items()):
+        if isinstance(v, np.ndarray):
+            if v.nbytes > MAX_CONSTANT_BYTES:
+                v = ("array", id(v))
+            else:
+                v = ("array", v.shape, str(v.dtype), hashlib.sha1(v.tobytes()).hexdigest())
+        elif isinstance(v, np.dtype):
+            v = ("dtype", str(v))
+        elif isinstance(v, float):
+            v = ("float", v.hex())  # 0.0 and -0.0 differ; so do the IEEE bits
+        items.append((k, v))
+    return tuple(items)
+
+
+def cse(graph):
+    table = {}
+
+    def visit(node, inputs, new):
+        key = (node.op, tuple(id(i) for i in inputs), attrs_key(node.attrs), node.type)
+        existing = table.get(key)
+        if existing is not None:
+            existing.locs = merge_locs(existing.locs, node.locs)
+            return existing
+        made = new.add_node(node.op, inputs, dict(node.attrs), node.type, node.locs)
+        table[key] = made
+        return made
+
+    return rebuild(graph, visit)[0]

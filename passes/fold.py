@@ -1,0 +1,32 @@
+"""Constant folding: a node whose operands are all constants is evaluated now.
+
+Results larger than `max_elements` stay as nodes, so a huge broadcast of a scalar is not
+materialised into the graph; random ops are never folded (their seed is usually an input
+anyway, but a fixed seed must still draw at run time like any other op).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.ops.registry import get_op
+from ir.rewrite import rebuild
+
+MAX_ELEMENTS = 1 << 16
+
+
+def fold(graph, max_elements: int = MAX_ELEMENTS):
+    def visit(node, inputs, new):
+        op = get_op(node.op)
+        if node.op == "constant" or op.stochastic or node.size > max_elements:
+            return None
+        if node.op in ("full", "arange", "tri") and node.size > 1:
+            return None  # already a compact constant; folding would only inflate it
+        if not all(i.op == "constant" for i in inputs):
+            return None
+        value = op.impl(*[i.attrs["value"] for i in inputs], **node.attrs)
+        value = np.array(value, dtype=node.dtype)
+        const = new.constant(value)
+        const.locs = node.locs
+        return const
+
+    return rebuild(graph, visit)[0]

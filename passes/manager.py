@@ -1,0 +1,136 @@
+"""The pass manager: named pipelines of passes, with verification, statistics and bisection.
+
+    optimize(graph)                       # the default pipeline
+    run_pipeline(graph, "default", verify=True, bisect=True, stop_after="cse")
+
+Bisection (option `bisect=True` or the environment variable GRAPHC_BISECT=1) evaluates the
+graph before and after every pass on the same seeded float inputs and stops at the first pass
+that changes a result, naming the pass and the output node (with its source lines).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ir.errors import GraphcError
+from ir.verify import verify
+
+from .cse import cse
+from .dce import dce
+from .fold import fold
+from .simplify import simplify
+
+PASSES = {"simplify": simplify, "fold": fold, "cse": cse, "dce": dce}
+PIPELINES = {
+    "O0": [],
+    "default": ["simplify", "fold", "cse", "simplify", "dce"],
+}
+
+
+@dataclass
+class PassStat:
+    name: str
+    nodes_before: int
+    nodes_after: int
+    seconds: float
+
+
+@dataclass
+class PipelineResult:
+    graph: object
+    stats: list = field(default_factory=list)
+    stages: list = field(default_factory=list)  # (pass name, graph after it)
+
+    def table(self) -> str:
+        rows = [f"{'pass':<10} {'before':>7} {'after':>7} {'ms':>8}"]
+        for s in self.stats:
+            rows.append(f"{s.name:<10} {s.nodes_before:>7} {s.nodes_after:>7} "
+                        f"{s.seconds * 1e3:>8.2f}")
+        return "\n".join(rows)
+
+
+def pipeline_passes(pipeline) -> list:
+    if isinstance(pipeline, str):
+        if pipeline in PIPELINES:
+            return list(PIPELINES[pipeline])
+        names = [p.strip() for p in pipeline.split(",") if p.strip()]
+    else:
+        names = list(pipeline)
+    for name in names:
+        if name not in PASSES:
+            raise GraphcError(f"unknown pass {name!r}; passes: {', '.join(PASSES)}; "
+                              f"pipelines: {', '.join(PIPELINES)}")
+    return names
+
+
+def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_after=None,
+                 keep_stages=False) -> PipelineResult:
+    if verify_each is None:
+        verify_each = os.environ.get("GRAPHC_VERIFY", "") not in ("", "0")
+    if bisect is None:
+        bisect = os.environ.get("GRAPHC_BISECT", "") not in ("", "0")
+    names = pipeline_passes(pipeline)
+    if stop_after is not None and stop_after not in names:
+        raise GraphcError(f"pass {stop_after!r} is not in the pipeline ({', '.join(names)})")
+    result = PipelineResult(graph)
+    probe = _probe_inputs(graph) if bisect else None
+    reference = _evaluate(graph, probe) if bisect else None
+    if verify_each:
+        verify(graph)
+    for name in names:
+        before = len(graph.nodes)
+        start = time.perf_counter()
+        graph = PASSES[name](graph)
+        elapsed = time.perf_counter() - start
+        result.stats.append(PassStat(name, before, len(graph.nodes), elapsed))
+        if verify_each:
+            try:
+                verify(graph)
+            except GraphcError as exc:
+                raise GraphcError(f"after pass {name!r}: {exc.message}", exc.locs) from None
+        if bisect:
+            _compare(name, graph, reference, _evaluate(graph, probe))
+        if keep_stages:
+            result.stages.append((name, graph))
+        if name == stop_after:
+            break
+    result.graph = graph
+    return result
+
+
+def optimize(graph, pipeline="default"):
+    return run_pipeline(graph, pipeline).graph
+
+
+def _probe_inputs(graph, seed=0):
+    rng = np.random.default_rng(seed)
+    values = []
+    for n in graph.inputs:
+        if np.issubdtype(n.dtype, np.floating):
+            values.append(rng.uniform(0.5, 1.5, n.shape).astype(n.dtype))
+        elif n.dtype == np.bool_:
+            values.append(rng.random(n.shape) < 0.5)
+        else:
+            values.append(np.zeros(n.shape, n.dtype))
+    return values
+
+
+def _evaluate(graph, inputs):
+    from runtime.interpreter import evaluate
+    with np.errstate(all="ignore"):
+        return evaluate(graph, inputs)
+
+
+def _compare(name, graph, reference, got):
+    for i, (ref, out) in enumerate(zip(reference, got)):
+        tol = 1e-4 if ref.dtype == np.float32 else 1e-9
+        if ref.shape != out.shape or not np.allclose(ref, out, rtol=tol, atol=tol,
+                                                     equal_nan=True):
+            node = graph.outputs[i]
+            diff = np.max(np.abs(ref.astype(float) - out.astype(float))) \
+                if ref.shape == out.shape else "shape changed"
+            raise GraphcError(f"bisect: pass {name!r} changed output {i} (node {node.op} "
+                              f"{node.type}); max difference {diff}", node.locs)

@@ -1,0 +1,226 @@
+"""Algebraic simplification: small declarative rewrite rules, applied to a fixed point.
+
+A rule is registered for one op with `@rule(op)` and gets the node being rebuilt (its operands
+already rewritten); it returns a replacement value, or None when it does not apply. Rules build
+replacements with the ordinary functional API, so types are checked as in user code. As in
+tinygrad's PatternMatcher and PyTensor's node rewriters, adding a rule is a few lines.
+
+Note: `x * 0 -> 0` assumes finite x (the usual fast-math choice of graph compilers).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ir.ops import api as F
+from ir.rewrite import rebuild
+
+RULES: dict[str, list] = {}
+
+
+def rule(*ops):
+    def register(fn):
+        for op in ops:
+            RULES.setdefault(op, []).append(fn)
+        return fn
+    return register
+
+
+class Match:
+    """The node under rewrite: its op, rewritten operands, attributes and type."""
+
+    def __init__(self, node, inputs):
+        self.node, self.inputs, self.attrs = node, inputs, node.attrs
+        self.shape, self.dtype = node.shape, node.dtype
+
+
+def scalar_value(node):
+    """The value of a node that is one repeated number (a constant or a `full`), else None."""
+    if node.op == "full":
+        return node.attrs["value"]
+    if node.op == "constant":
+        v = node.attrs["value"]
+        if v.size == 1:
+            return v.reshape(-1)[0].item()
+        if v.size and v.size <= 1024 and (v == v.reshape(-1)[0]).all():
+            return v.reshape(-1)[0].item()
+    return None
+
+
+def is_scalar_const(node, value) -> bool:
+    v = scalar_value(node)
+    return v is not None and v == value
+
+
+def fit(x, m: Match):
+    """x with the node's exact shape and dtype (a rewrite may not change a value's type)."""
+    if x.dtype != m.dtype:
+        return None
+    return F.broadcast_to(x, m.shape) if x.shape != m.shape else x
+
+
+# ---- identities -----------------------------------------------------------------------------
+@rule("add")
+def add_zero(m):
+    a, b = m.inputs
+    if is_scalar_const(b, 0):
+        return fit(a, m)
+    if is_scalar_const(a, 0):
+        return fit(b, m)
+
+
+@rule("sub")
+def sub_zero(m):
+    a, b = m.inputs
+    if is_scalar_const(b, 0):
+        return fit(a, m)
+
+
+@rule("mul")
+def mul_one_or_zero(m):
+    a, b = m.inputs
+    if is_scalar_const(b, 1):
+        return fit(a, m)
+    if is_scalar_const(a, 1):
+        return fit(b, m)
+    if is_scalar_const(a, 0) or is_scalar_const(b, 0):
+        return F.zeros(m.shape, m.dtype)
+
+
+@rule("mul")
+def mul_constants_merge(m):
+    """(x * c1) * c2 -> x * (c1 * c2) for scalar constants."""
+    a, b = m.inputs
+    c2 = scalar_value(b)
+    if c2 is None or a.op != "mul" or b.size != 1:
+        return None
+    x, c1_node = a.inputs
+    c1 = scalar_value(c1_node)
+    if c1 is None or c1_node.size != 1:
+        return None
+    merged = np.asarray(c1 * c2, dtype=m.dtype).reshape(np.broadcast_shapes(
+        c1_node.shape, b.shape))
+    return fit(F.mul(x, _const(merged)), m)
+
+
+def _const(value):
+    from ir.graph import current_graph
+    return current_graph().constant(value)
+
+
+@rule("div")
+def div_one(m):
+    a, b = m.inputs
+    if is_scalar_const(b, 1):
+        return fit(a, m)
+
+
+@rule("neg")
+def neg_neg(m):
+    (x,) = m.inputs
+    if x.op == "neg":
+        return x.inputs[0]
+
+
+@rule("exp")
+def exp_log(m):
+    (x,) = m.inputs
+    if x.op == "log":
+        return x.inputs[0]
+
+
+@rule("log")
+def log_exp(m):
+    (x,) = m.inputs
+    if x.op == "exp":
+        return x.inputs[0]
+
+
+@rule("cast")
+def cast_same(m):
+    (x,) = m.inputs
+    if x.dtype == m.attrs["dtype"]:
+        return x
+
+
+# ---- shapes ---------------------------------------------------------------------------------
+@rule("transpose")
+def transpose_transpose(m):
+    (x,) = m.inputs
+    if x.op == "transpose":
+        inner, outer = x.attrs["perm"], m.attrs["perm"]
+        return F.transpose(x.inputs[0], tuple(inner[p] for p in outer))
+    if m.attrs["perm"] == tuple(range(x.ndim)):
+        return x
+
+
+@rule("reshape")
+def reshape_reshape(m):
+    (x,) = m.inputs
+    if x.op == "reshape":
+        return F.reshape(x.inputs[0], m.shape)
+    if x.shape == m.shape:
+        return x
+
+
+@rule("broadcast_to")
+def broadcast_scalar(m):
+    (x,) = m.inputs
+    if x.shape == m.shape:
+        return x
+    v = scalar_value(x)
+    if v is not None:
+        return F.full(m.shape, v, m.dtype)
+
+
+@rule("sum")
+def sum_of_broadcast(m):
+    """sum(broadcast_to(x, S), A) = sum(x, A') * (copies), when A covers every broadcast axis."""
+    (b,) = m.inputs
+    if b.op != "broadcast_to":
+        return None
+    x = b.inputs[0]
+    shape, axes = b.shape, set(m.attrs["axes"])
+    lead = len(shape) - x.ndim
+    expanded = {i for i in range(len(shape))
+                if i < lead or (x.shape[i - lead] == 1 and shape[i] != 1)}
+    if not expanded <= axes:
+        return None
+    copies = math.prod(shape[i] for i in expanded)
+    inner = tuple(i - lead for i in sorted(axes) if i >= lead and i not in expanded)
+    y = F.sum(x, inner, keepdims=True) if inner else x
+    if copies != 1:
+        y = y * float(copies) if np.issubdtype(m.dtype, np.floating) else y * int(copies)
+    return fit(F.reshape(y, m.shape), m)
+
+
+@rule("sum")
+def sum_no_axes(m):
+    (x,) = m.inputs
+    if not m.attrs["axes"] and x.shape == m.shape:
+        return x
+
+
+# ---- the pass -------------------------------------------------------------------------------
+def simplify(graph, max_rounds: int = 8):
+    for _ in range(max_rounds):
+        fired = [0]
+
+        def visit(node, inputs, new):
+            m = Match(node, inputs)
+            for fn in RULES.get(node.op, ()):
+                with new.building(), new.locations(node.locs):
+                    out = fn(m)
+                if out is not None:
+                    if out.type != node.type:
+                        raise AssertionError(f"rule {fn.__name__} changed type {node.type} "
+                                             f"-> {out.type}")
+                    fired[0] += 1
+                    return out
+            return None
+
+        graph = rebuild(graph, visit)[0]
+        if not fired[0]:
+            break
+    return graph

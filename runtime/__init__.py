@@ -1,0 +1,1 @@
+"""Executors: the reference interpreter, eager mode and the compiled plan."""

@@ -1,0 +1,179 @@
+"""Eager (define-by-run) mode: ops run at once on numpy arrays and record a tape for backward().
+
+It uses the very same op definitions as the compiler (numpy evaluation and gradient rules), so
+it is the honest baseline the compiled plan is measured against: no graph, no fusion, one
+numpy call per op, plus the Python bookkeeping a tape needs.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.ops.operators import OperatorMixin
+from ir.ops.registry import VJPContext, _is_scalar
+from ir.types import SHORT_NAMES, as_dtype, is_float
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_MODE = _GradMode()
+
+
+@contextlib.contextmanager
+def no_grad():
+    saved = _MODE.enabled
+    _MODE.enabled = False
+    try:
+        yield
+    finally:
+        _MODE.enabled = saved
+
+
+class Tensor(OperatorMixin):
+    __slots__ = ("data", "requires_grad", "grad", "_ctx", "name", "__weakref__")
+    __hash__ = object.__hash__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name=None):
+        data = np.asarray(data, dtype=None if dtype is None else as_dtype(dtype))
+        as_dtype(data.dtype)
+        if requires_grad and not is_float(data.dtype):
+            raise GraphcError(f"only floating-point tensors can require gradients, got "
+                              f"{data.dtype}", (user_location(),))
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad = None
+        self._ctx = None
+        self.name = name
+
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self) -> "Tensor":
+        return Tensor(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.data)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad" if self.requires_grad else ""
+        return f"Tensor({SHORT_NAMES[self.data.dtype]}{list(self.data.shape)}{grad})"
+
+    def backward(self, grad=None):
+        backward(self, grad)
+
+
+class Parameter(Tensor):
+    """A trainable array held by a layer: an eager leaf, and a `param` input when traced."""
+
+    __slots__ = ()
+
+    def __init__(self, data, name=None):
+        super().__init__(np.array(data), requires_grad=True, name=name)
+
+
+def lift(x, scalar_dtype, opname) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if _is_scalar(x):
+        if scalar_dtype is None:
+            raise GraphcError(f"{opname}: float scalar {x!r} meets an integer tensor; cast one "
+                              "of them first", (user_location(),))
+        return Tensor(np.asarray(x, dtype=scalar_dtype))
+    if isinstance(x, np.ndarray):
+        return Tensor(x)
+    raise GraphcError(f"{opname}: cannot use a {type(x).__name__} as a tensor operand",
+                      (user_location(),))
+
+
+def run_op(op, args, attrs, out_type) -> Tensor:
+    out = op.impl(*[a.data for a in args], **attrs)
+    if type(out) is not np.ndarray:
+        out = np.asarray(out, dtype=out_type.dtype)
+    result = Tensor.__new__(Tensor)
+    result.data = out
+    result.grad = None
+    result.name = None
+    result._ctx = None
+    result.requires_grad = False
+    if _MODE.enabled and op.vjp is not None:
+        for a in args:
+            if a.requires_grad:
+                result.requires_grad = True
+                result._ctx = (op, args, attrs)
+                break
+    return result
+
+
+def _topological(root):
+    order, seen = [], set()
+    stack = [(root, False)]
+    while stack:
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._ctx is not None:
+            for a in t._ctx[1]:
+                if a.requires_grad and id(a) not in seen:
+                    stack.append((a, False))
+    return order
+
+
+def backward(root: Tensor, grad=None):
+    """Reverse-mode sweep over the tape, using each op's gradient rule on eager tensors."""
+    if not root.requires_grad:
+        raise GraphcError("backward() on a tensor that does not depend on any tensor that "
+                          "requires grad", (user_location(),))
+    if grad is None:
+        if root.size != 1:
+            raise GraphcError(f"backward() needs a gradient argument for a non-scalar of shape "
+                              f"{root.shape}", (user_location(),))
+        grad = np.ones_like(root.data)
+    grads = {id(root): Tensor(np.asarray(grad, dtype=root.dtype))}
+    with no_grad():
+        for t in reversed(_topological(root)):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            if t._ctx is None:
+                data = g.data if g.data.flags.writeable else np.array(g.data)
+                t.grad = data if t.grad is None else t.grad + data
+                continue
+            op, args, attrs = t._ctx
+            needs = tuple(a.requires_grad for a in args)
+            results = op.vjp(VJPContext(args, t, attrs, needs), g)
+            for a, r in zip(args, results):
+                if r is None or not a.requires_grad:
+                    continue
+                prev = grads.get(id(a))
+                grads[id(a)] = r if prev is None else Tensor(prev.data + r.data)
+
+
+def tensor(data, requires_grad=False, dtype=None) -> Tensor:
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)

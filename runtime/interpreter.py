@@ -1,0 +1,61 @@
+"""The reference interpreter: evaluates a graph node by node with each op's numpy evaluation.
+
+It is deliberately simple; it is the ground truth that every pass and the compiled runtime
+are tested against.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import GraphcError
+from ir.ops.registry import get_op
+
+
+def bind_inputs(graph, args, kwargs=None) -> list:
+    """Match positional or named arguments to the graph's inputs and check their types."""
+    kwargs = dict(kwargs or {})
+    if len(args) > len(graph.inputs):
+        raise GraphcError(f"graph {graph.name!r} takes {len(graph.inputs)} inputs, "
+                          f"got {len(args)}")
+    values = []
+    for i, node in enumerate(graph.inputs):
+        name = node.attrs["name"]
+        if i < len(args):
+            value = args[i]
+        elif name in kwargs:
+            value = kwargs.pop(name)
+        elif name in graph.param_values:
+            value = graph.param_values[name].data
+        else:
+            raise GraphcError(f"graph {graph.name!r}: missing input {name!r} ({node.type})")
+        value = np.asarray(getattr(value, "data", value))
+        if value.shape != node.shape:
+            raise GraphcError(f"input {name!r} expects shape {node.shape}, got {value.shape}")
+        if value.dtype != node.dtype:
+            if np.can_cast(value.dtype, node.dtype, "same_kind") and value.ndim == 0:
+                value = value.astype(node.dtype)
+            else:
+                raise GraphcError(f"input {name!r} expects dtype {node.dtype}, got "
+                                  f"{value.dtype}")
+        values.append(value)
+    if kwargs:
+        raise GraphcError(f"graph {graph.name!r} has no inputs named {sorted(kwargs)}")
+    return values
+
+
+def evaluate(graph, args, kwargs=None, keep_all=False):
+    """Values of the graph's outputs (or of every node, with keep_all) for the given inputs."""
+    env = dict(zip(graph.inputs, bind_inputs(graph, args, kwargs)))
+    for node in graph.nodes:
+        if node.op == "input":
+            continue
+        op = get_op(node.op)
+        out = op.impl(*[env[i] for i in node.inputs], **node.attrs)
+        env[node] = np.asarray(out, dtype=node.dtype) if type(out) is not np.ndarray else out
+    if keep_all:
+        return env
+    return [env[o] for o in graph.outputs]
+
+
+def run(graph, *args, **kwargs):
+    return evaluate(graph, args, kwargs)
