@@ -5,7 +5,7 @@
       %3:f32[] = sum %2 {axes=(0, 1), keepdims=false}
       return %3
 
-Values are numbered in order; inputs show their names (and `param` for parameters);
+Inputs are numbered first, in signature order, then the other nodes in order; inputs show their names (and `param` for parameters);
 constants up to MAX_INLINE elements print their value, longer ones a summary.
 """
 from __future__ import annotations
@@ -43,7 +43,8 @@ def format_constant(value: np.ndarray) -> str:
 
 
 def format_graph(graph, locations: bool = False) -> str:
-    names = {n: f"%{i}" for i, n in enumerate(graph.nodes)}
+    ordered = list(graph.inputs) + [n for n in graph.nodes if n.op != "input"]
+    names = {n: f"%{i}" for i, n in enumerate(ordered)}
 
     def ref(n):
         return names.get(n, f"%?{n.id}")

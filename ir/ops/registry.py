@@ -65,6 +65,8 @@ def _is_scalar(x):
 def _weak_dtype(value, like):
     """A Python scalar takes the dtype of the tensor it meets (as in JAX and PyTorch)."""
     v = value.item() if isinstance(value, (np.ndarray, np.generic)) else value
+    if like == np.dtype("bool") and not isinstance(v, bool):
+        like = None  # a number meeting only masks takes the default dtype of its kind
     if like is not None:
         if isinstance(v, float) and not is_float(like):
             return None

@@ -1,0 +1,174 @@
+"""One table of op cases, shared by the gradient checks, the interpreter/eager agreement tests
+and the compiled-runtime tests: (name, function, input makers, numpy reference)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy import special
+
+import graphc as gc
+
+
+@dataclass
+class Case:
+    name: str
+    fn: Callable
+    inputs: list  # callables rng -> array
+    reference: Callable
+    grad: bool = True
+    tol: float = 1e-6
+    eps: float = 1e-6  # finite-difference step
+    ints: tuple = field(default_factory=tuple)
+
+
+def f64(*shape, low=-2.0, high=2.0):
+    return lambda rng: rng.uniform(low, high, shape)
+
+
+def pos(*shape):
+    return f64(*shape, low=0.5, high=2.0)
+
+
+def ints(*shape, high=5):
+    return lambda rng: rng.integers(0, high, shape)
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis, keepdims=True))
+    return e / e.sum(axis, keepdims=True)
+
+
+def _layer_norm(x, w, b):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-5) * w + b
+
+
+def _cross_entropy(logits, t):
+    logp = np.log(_softmax(logits))
+    picked = np.take_along_axis(logp, np.maximum(t, 0)[..., None], -1)[..., 0]
+    valid = t != -100
+    return -(picked * valid).sum() / max(valid.sum(), 1)
+
+
+def _scatter(u, idx, rows):
+    out = np.zeros((rows,) + u.shape[idx.ndim:])
+    np.add.at(out, idx, u)
+    return out
+
+
+CASES = [
+    # binary elementwise, with broadcasting
+    Case("add", lambda a, b: a + b, [f64(3, 4), f64(4)], np.add),
+    Case("add_bcast_both", lambda a, b: a + b, [f64(3, 1), f64(1, 4)], np.add),
+    Case("sub", lambda a, b: a - b, [f64(2, 3, 4), f64(3, 1)], np.subtract),
+    Case("mul", lambda a, b: a * b, [f64(3, 4), f64(1, 4)], np.multiply),
+    Case("div", lambda a, b: a / b, [f64(3, 4), pos(3, 4)], np.divide),
+    Case("pow", lambda a, b: a ** b, [pos(3, 4), f64(4)], np.power),
+    Case("pow_scalar", lambda a: a ** 3.0, [f64(5)], lambda a: a ** 3),
+    Case("rsub_scalar", lambda a: 2.0 - a, [f64(5)], lambda a: 2.0 - a),
+    Case("rdiv_scalar", lambda a: 1.0 / a, [pos(5)], lambda a: 1.0 / a),
+    Case("maximum", gc.maximum, [f64(3, 4), f64(4)], np.maximum),
+    Case("minimum", gc.minimum, [f64(3, 4), f64(3, 1)], np.minimum),
+    Case("where", lambda a, b: gc.where(a > b, a * 2.0, b), [f64(3, 4), f64(4)],
+         lambda a, b: np.where(a > b, a * 2, b)),
+    Case("compare", lambda a, b: gc.where(a <= b, a, b) + gc.where(a == a, a, 0.0)
+         + gc.where(a != b, a, 0.0) + gc.where(a >= b, b, 1.0) + gc.where(a < b, 1.0, a),
+         [f64(3, 4), f64(3, 4)],
+         lambda a, b: np.where(a <= b, a, b) + a + a + np.where(a >= b, b, 1.0)
+         + np.where(a < b, 1.0, a)),
+    # unary
+    Case("neg", lambda a: -a, [f64(3, 4)], np.negative),
+    Case("exp", gc.exp, [f64(3, 4)], np.exp),
+    Case("log", gc.log, [pos(3, 4)], np.log),
+    Case("sqrt", gc.sqrt, [pos(3, 4)], np.sqrt),
+    Case("rsqrt", gc.rsqrt, [pos(3, 4)], lambda a: 1 / np.sqrt(a)),
+    Case("tanh", gc.tanh, [f64(3, 4)], np.tanh),
+    Case("sin", gc.sin, [f64(3, 4)], np.sin),
+    Case("cos", gc.cos, [f64(3, 4)], np.cos),
+    Case("sigmoid", gc.sigmoid, [f64(3, 4)], lambda a: 1 / (1 + np.exp(-a))),
+    Case("relu", gc.relu, [f64(3, 4)], lambda a: np.maximum(a, 0)),
+    Case("abs", gc.abs, [f64(3, 4)], np.abs),
+    Case("erf", gc.erf, [f64(3, 4)], special.erf),
+    Case("gelu_tanh", gc.gelu, [f64(3, 4)], _gelu_tanh),
+    Case("gelu_erf", lambda a: gc.gelu(a, approximate="none"), [f64(3, 4)],
+         lambda a: 0.5 * a * (1 + special.erf(a / math.sqrt(2)))),
+    Case("cast", lambda a: gc.cast(gc.cast(a, "float32"), "float64") * a, [f64(3, 4)],
+         lambda a: a.astype(np.float32).astype(np.float64) * a, tol=1e-4, eps=1e-2),
+    # reductions
+    Case("sum_all", lambda a: a.sum(), [f64(3, 4)], np.sum),
+    Case("sum_axis", lambda a: a.sum(1), [f64(3, 4, 2)], lambda a: a.sum(1)),
+    Case("sum_keep", lambda a: gc.sum(a, (0, 2), keepdims=True), [f64(3, 4, 2)],
+         lambda a: a.sum((0, 2), keepdims=True)),
+    Case("mean", lambda a: a.mean(-1), [f64(3, 4)], lambda a: a.mean(-1)),
+    Case("max", lambda a: a.max(0), [f64(3, 4)], lambda a: a.max(0)),
+    Case("max_keep", lambda a: gc.max(a, 1, keepdims=True), [f64(3, 4)],
+         lambda a: a.max(1, keepdims=True)),
+    Case("min", lambda a: a.min(), [f64(3, 4)], np.min),
+    Case("var", lambda a: a.var(-1), [f64(3, 4)], lambda a: a.var(-1)),
+    # shapes
+    Case("reshape", lambda a: a.reshape(4, -1) * 1.0, [f64(2, 3, 2)],
+         lambda a: a.reshape(4, 3)),
+    Case("transpose", lambda a: a.transpose(2, 0, 1), [f64(2, 3, 4)],
+         lambda a: a.transpose(2, 0, 1)),
+    Case("T", lambda a: a.T, [f64(2, 3)], lambda a: a.T),
+    Case("broadcast_to", lambda a: gc.broadcast_to(a, (2, 3, 4)), [f64(3, 1)],
+         lambda a: np.broadcast_to(a, (2, 3, 4))),
+    Case("expand_squeeze", lambda a: gc.squeeze(gc.expand_dims(a, 1), 1) * gc.expand_dims(a, 0),
+         [f64(3)], lambda a: a * a[None]),
+    Case("slice", lambda a: a[1:, ::2, 1], [f64(3, 5, 2)], lambda a: a[1:, ::2, 1]),
+    Case("slice_none_ellipsis", lambda a: a[None, ..., 0], [f64(3, 4)],
+         lambda a: a[None, ..., 0]),
+    Case("concat", lambda a, b: gc.concat([a, b, a], axis=1), [f64(2, 3), f64(2, 1)],
+         lambda a, b: np.concatenate([a, b, a], 1)),
+    Case("stack", lambda a, b: gc.stack([a, b], -1), [f64(2, 3), f64(2, 3)],
+         lambda a, b: np.stack([a, b], -1)),
+    Case("split", lambda a: gc.split(a, 3, 1)[1] * gc.split(a, [1, 5], 1)[0],
+         [f64(2, 6)], lambda a: a[:, 2:4] * a[:, :1]),
+    # gathers
+    Case("take", lambda t, i: gc.take(t, i), [f64(6, 3), ints(2, 4, high=6)],
+         lambda t, i: t[i], ints=(1,)),
+    Case("index_tensor", lambda t, i: t[i], [f64(6, 3), ints(5, high=6)],
+         lambda t, i: t[i], ints=(1,)),
+    Case("scatter_add", lambda u, i: gc.scatter_add(u, i, 5), [f64(2, 4, 3), ints(2, 4)],
+         lambda u, i: _scatter(u, i, 5), ints=(1,)),
+    Case("one_hot", lambda a, i: gc.one_hot(i, 5, "float64") * a, [f64(3, 5), ints(3)],
+         lambda a, i: np.eye(5)[i] * a, ints=(1,)),
+    # linear algebra
+    Case("matmul", lambda a, b: a @ b, [f64(3, 4), f64(4, 5)], np.matmul),
+    Case("matmul_batch_bcast", lambda a, b: a @ b, [f64(2, 3, 4), f64(4, 5)], np.matmul),
+    Case("matmul_batch", lambda a, b: a @ b, [f64(2, 1, 3, 4), f64(3, 4, 2)], np.matmul),
+    Case("matmul_vec", lambda a, b: a @ b, [f64(3, 4), f64(4)], np.matmul),
+    Case("einsum", lambda a, b: gc.einsum("bij,jk->bik", a, b), [f64(2, 3, 4), f64(4, 5)],
+         lambda a, b: np.einsum("bij,jk->bik", a, b)),
+    Case("einsum_sum_out", lambda a, b: gc.einsum("ij,kl->ik", a, b), [f64(2, 3), f64(4, 5)],
+         lambda a, b: np.einsum("ij,kl->ik", a, b)),
+    # neural-network functions
+    Case("softmax", lambda a: gc.softmax(a, -1), [f64(3, 5)], _softmax),
+    Case("softmax_axis0", lambda a: gc.softmax(a, 0), [f64(3, 5)], lambda a: _softmax(a, 0)),
+    Case("log_softmax", gc.log_softmax, [f64(3, 5)], lambda a: np.log(_softmax(a))),
+    Case("layer_norm", gc.layer_norm, [f64(2, 3, 6), f64(6), f64(6)], _layer_norm),
+    Case("cross_entropy", lambda z, t: gc.cross_entropy(z, t), [f64(4, 3, 7), ints(4, 3, high=7)],
+         _cross_entropy, ints=(1,)),
+    Case("cross_entropy_ignore", lambda z, t: gc.cross_entropy(z, gc.where(t == 0, -100, t)),
+         [f64(8, 5), ints(8, high=5)],
+         lambda z, t: _cross_entropy(z, np.where(t == 0, -100, t)), ints=(1,)),
+    Case("masked_fill_causal", lambda a: gc.softmax(gc.masked_fill(a, ~gc.tril_mask(4), -1e9)),
+         [f64(2, 4, 4)], lambda a: _softmax(np.where(np.tri(4, dtype=bool), a, -1e9))),
+    Case("dropout_fixed_seed", lambda a: gc.dropout(a, 0.5, 7, salt=1), [f64(4, 8)],
+         lambda a: a * (np.random.default_rng([7, 1]).random((4, 8), dtype=np.float32)
+                        >= 0.5) * 2.0),
+    Case("creators", lambda a: a * gc.ones((3, 4), "float64") + gc.zeros(4, "float64")
+         + gc.full((3, 1), 2.5, "float64") + gc.cast(gc.arange(4), "float64"),
+         [f64(3, 4)], lambda a: a + 2.5 + np.arange(4)),
+    # finite differences see through stop_gradient, so its gradient is tested on its own
+    Case("stop_gradient", lambda a: a * gc.stop_gradient(a), [f64(3)], lambda a: a * a,
+         grad=False),
+]

@@ -1,0 +1,110 @@
+"""Bad input gets a graphc error naming the op, the shapes and the user's own line."""
+import inspect
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.graph import Graph
+from ir.types import TensorType
+from ir.verify import verify
+
+
+def _line_of(fn, marker):
+    lines, start = inspect.getsourcelines(fn)
+    for k, text in enumerate(lines):
+        if marker in text:
+            return start + k
+    raise AssertionError(marker)
+
+
+def test_shape_mismatch_names_op_shapes_and_user_line():
+    def model(x, w):
+        return x @ w  # MISMATCH
+
+    with pytest.raises(gc.GraphcError) as info:
+        gc.trace(model, gc.spec((4, 3)), gc.spec((5, 2)))
+    message = str(info.value)
+    assert "matmul" in message and "f32[4,3]" in message and "f32[5,2]" in message
+    assert info.value.locs[0][0].endswith("test_errors.py")
+    assert info.value.locs[0][1] == _line_of(model, "# MISMATCH")
+
+
+def test_broadcast_mismatch_in_eager_mode_is_a_graphc_error():
+    a, b = gc.tensor(np.ones((3, 4))), gc.tensor(np.ones((5,)))
+    with pytest.raises(gc.GraphcError, match=r"add\(f64\[3,4\], f64\[5\]\).*broadcast"):
+        a + b  # noqa: B018
+
+
+def test_dtype_mismatch_is_caught_while_building():
+    def model(x, y):
+        return x + y
+
+    with pytest.raises(gc.GraphcError, match="one dtype"):
+        gc.trace(model, gc.spec((2,), "float32"), gc.spec((2,), "float64"))
+
+
+def test_python_if_on_a_symbolic_value_says_what_to_use():
+    def model(x):
+        if x.sum() > 0:  # BRANCH
+            return x
+        return -x
+
+    with pytest.raises(gc.GraphcError, match="graphc.where") as info:
+        gc.trace(model, gc.spec((3,)))
+    assert info.value.locs[0][1] == _line_of(model, "# BRANCH")
+
+
+def test_converting_a_symbolic_value_to_numpy_is_an_error():
+    with pytest.raises(gc.GraphcError, match="numpy"):
+        gc.trace(lambda x: np.asarray(x), gc.spec((3,)))
+
+
+def test_bad_reshape_and_bad_axis():
+    with pytest.raises(gc.GraphcError, match="reshape"):
+        gc.trace(lambda x: x.reshape(5, 5), gc.spec((4, 3)))
+    with pytest.raises(gc.GraphcError, match="axis 2 is out of range"):
+        gc.trace(lambda x: x.sum(2), gc.spec((4, 3)))
+
+
+def test_cross_entropy_target_shape_is_checked():
+    with pytest.raises(gc.GraphcError, match="targets of shape"):
+        gc.trace(lambda z, t: gc.cross_entropy(z, t), gc.spec((4, 7)), gc.spec((5,), "int64"))
+
+
+def test_gradient_of_integer_input_is_refused():
+    with pytest.raises(gc.GraphcError, match="int64"):
+        gc.grad(lambda i: gc.sum(gc.cast(i, "float32")))(np.arange(3))
+
+
+def test_compiled_call_with_wrong_shape_recompiles_and_wrong_arity_is_an_error():
+    f = gc.compile(lambda x: x * 2.0)
+    assert f(np.ones(3, np.float32)).shape == (3,)
+    assert f(np.ones((2, 2), np.float32)).shape == (2, 2)  # a new signature: a new plan
+    plan = f.plan_for(np.ones(3, np.float32))
+    with pytest.raises(gc.GraphcError, match="expects shape"):
+        plan(np.ones(4, np.float32))
+
+
+def test_verifier_names_the_bad_node():
+    g = Graph("bad")
+    x = g.input("x", (2, 3))
+    y = g.add_node("matmul", [x, x], {}, TensorType((2, 3), "float32"))
+    g.set_outputs([y])
+    with pytest.raises(gc.GraphcError, match="node 1 \\(matmul\\): ill-typed"):
+        verify(g)
+
+
+def test_verifier_rejects_dangling_values_and_wrong_types():
+    g, other = Graph("g"), Graph("other")
+    x = g.input("x", (2,))
+    z = other.input("z", (2,))
+    node = g.add_node("add", [x, z], {}, TensorType((2,), "float32"))
+    g.set_outputs([node])
+    with pytest.raises(gc.GraphcError, match="not defined before it"):
+        verify(g)
+    g2 = Graph("g2")
+    a = g2.input("a", (2,))
+    g2.set_outputs([g2.add_node("exp", [a], {}, TensorType((3,), "float32"))])
+    with pytest.raises(gc.GraphcError, match="type f32\\[3\\] but its operands give f32\\[2\\]"):
+        verify(g2)

@@ -1,0 +1,32 @@
+import graphc as gc
+
+
+def mlp(x, w1, b1, w2):
+    h = gc.relu(x @ w1 + b1)
+    return gc.softmax(h @ w2, axis=-1)
+
+
+def test_mlp_ir_text_is_pinned():
+    graph = gc.trace(mlp, gc.spec((4, 3)), gc.spec((3, 8)), gc.spec((8,)), gc.spec((8, 2)))
+    assert str(graph) == """\
+graph mlp(%0:f32[4,3] x, %1:f32[3,8] w1, %2:f32[8] b1, %3:f32[8,2] w2) -> (%8)
+  %4:f32[4,8] = matmul %0, %1
+  %5:f32[4,8] = add %4, %2
+  %6:f32[4,8] = relu %5
+  %7:f32[4,2] = matmul %6, %3
+  %8:f32[4,2] = softmax %7 {axis=1}
+  return %8"""
+
+
+def test_locations_are_printed_on_request():
+    from ir.printer import format_graph
+    graph = gc.trace(mlp, gc.spec((4, 3)), gc.spec((3, 8)), gc.spec((8,)), gc.spec((8, 2)))
+    text = format_graph(graph, locations=True)
+    assert "test_printer.py:5" in text.splitlines()[1]
+
+
+def test_layers_become_named_param_inputs():
+    layer = gc.nn.Linear(3, 2)
+    graph = gc.trace(lambda x: layer(x), gc.spec((5, 3)))
+    assert str(graph).splitlines()[0] == (
+        "graph lambda(%0:f32[5,3] x, %1:f32[3,2] param weight, %2:f32[2] param bias) -> (%4)")
