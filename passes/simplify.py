@@ -164,6 +164,24 @@ def reshape_reshape(m):
         return x
 
 
+@rule("reshape")
+def reshape_of_single_value_broadcast(m):
+    """reshape(broadcast_to(v)) with one-element v -> broadcast_to(v as all-ones shape)."""
+    (x,) = m.inputs
+    if x.op == "broadcast_to" and x.inputs[0].size == 1:
+        ones = F.reshape(x.inputs[0], (1,) * len(m.shape))
+        return F.broadcast_to(ones, m.shape)
+    if x.op == "full":
+        return F.full(m.shape, x.attrs["value"], m.dtype)
+
+
+@rule("broadcast_to")
+def broadcast_broadcast(m):
+    (x,) = m.inputs
+    if x.op == "broadcast_to":
+        return F.broadcast_to(x.inputs[0], m.shape)
+
+
 @rule("broadcast_to")
 def broadcast_scalar(m):
     (x,) = m.inputs
@@ -189,7 +207,8 @@ def sum_of_broadcast(m):
         return None
     copies = math.prod(shape[i] for i in expanded)
     inner = tuple(i - lead for i in sorted(axes) if i >= lead and i not in expanded)
-    y = F.sum(x, inner, keepdims=True) if inner else x
+    dropped = tuple(d for i, d in enumerate(x.shape) if i not in inner)
+    y = F.sum(x, inner, keepdims=dropped != m.shape) if inner else x
     if copies != 1:
         y = y * float(copies) if np.issubdtype(m.dtype, np.floating) else y * int(copies)
     return fit(F.reshape(y, m.shape), m)

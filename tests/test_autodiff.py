@@ -1,0 +1,136 @@
+"""The seeds' classic checks, done symbolically, and transforms composing."""
+import numpy as np
+
+import graphc as gc
+
+
+def test_four_derivatives_of_sin():
+    xs = np.linspace(-3, 3, 13)
+    f = gc.sin
+    expected = [np.cos(xs), -np.sin(xs), -np.cos(xs), np.sin(xs)]
+    for k in range(4):
+        f = gc.grad(_summed(f))
+        np.testing.assert_allclose(f(xs), expected[k], atol=1e-12)
+
+
+def _summed(f):
+    # grad needs a scalar: d/dx_i sum_j f(x_j) = f'(x_i) elementwise
+    return lambda x: gc.sum(f(x))
+
+
+def test_newton_on_a_quartic_with_grad_of_grad():
+    f = lambda x: x ** 4 - 2 * x ** 2  # noqa: E731
+    df, d2f = gc.grad(f), gc.grad(gc.grad(f))
+    x, steps = 2.0, 0
+    while abs(float(df(x))) > 1e-12 and steps < 20:
+        x = x - float(df(x)) / float(d2f(x))
+        steps += 1
+    assert abs(x - 1.0) < 1e-10 and steps < 10
+
+
+def goldstein_price(x, y):
+    a = 1 + (x + y + 1) ** 2 * (19 - 14 * x + 3 * x ** 2 - 14 * y + 6 * x * y + 3 * y ** 2)
+    b = 30 + (2 * x - 3 * y) ** 2 * (18 - 32 * x + 12 * x ** 2 + 48 * y - 36 * x * y
+                                     + 27 * y ** 2)
+    return a * b
+
+
+def test_goldstein_price_gradient_equals_closed_form():
+    x, y = 1.0, 1.0
+    gx, gy = gc.grad(goldstein_price, argnums=(0, 1))(x, y)
+    assert (float(gx), float(gy)) == (-5376.0, 8064.0)  # the seeds' known values
+
+
+def test_rosenbrock_gradient_equals_closed_form():
+    def rosen(x0, x1):
+        return 100 * (x1 - x0 ** 2) ** 2 + (x0 - 1) ** 2
+    for x0, x1 in [(0.0, 2.0), (1.5, -0.5), (-1.2, 1.0)]:
+        g0, g1 = gc.grad(rosen, argnums=(0, 1))(x0, x1)
+        assert np.isclose(g0, -400 * x0 * (x1 - x0 ** 2) + 2 * (x0 - 1))
+        assert np.isclose(g1, 200 * (x1 - x0 ** 2))
+
+
+def test_hessian_and_hvp():
+    a = np.array([[2.0, 1.0], [1.0, 3.0]])
+
+    def f(x):
+        return gc.sum(x * (x @ a)) + gc.sum(x ** 3)
+    x = np.array([[0.5, -1.0]])
+    h = gc.hessian(f)(x)
+    expected = (a + a.T) + np.diag(6 * x[0])
+    np.testing.assert_allclose(h.reshape(2, 2), expected)
+
+
+def test_value_and_grad_with_pytrees_and_vjp():
+    params = {"w": np.ones((3, 2)), "b": np.zeros(2)}
+    x = np.arange(6.0).reshape(2, 3)
+
+    def loss(p, x):
+        return gc.sum((x @ p["w"] + p["b"]) ** 2)
+    value, grads = gc.value_and_grad(loss)(params, x)
+    out = x @ params["w"] + params["b"]
+    assert np.isclose(value, np.sum(out ** 2))
+    np.testing.assert_allclose(grads["w"], x.T @ (2 * out))
+    np.testing.assert_allclose(grads["b"], (2 * out).sum(0))
+    y, pullback = gc.vjp(lambda v: v * v, np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(pullback(np.ones(3))[0], [2.0, 4.0, 6.0])
+    np.testing.assert_allclose(y, [1.0, 4.0, 9.0])
+
+
+def test_fan_out_accumulates():
+    g = gc.grad(lambda x: gc.sum(x * x * x + gc.exp(x) * x))(np.array([0.5, 1.0]))
+    x = np.array([0.5, 1.0])
+    np.testing.assert_allclose(g, 3 * x ** 2 + np.exp(x) * (1 + x))
+
+
+def test_unrelated_input_gets_zero_gradient():
+    gx, gy = gc.grad(lambda x, y: gc.sum(x * 2.0), argnums=(0, 1))(np.ones(2), np.ones(3))
+    np.testing.assert_allclose(gy, np.zeros(3))
+    np.testing.assert_allclose(gx, [2.0, 2.0])
+
+
+def _mlp_loss(x, y, w1, b1, w2, b2):
+    return gc.cross_entropy(gc.gelu(x @ w1 + b1) @ w2 + b2, y)
+
+
+def test_mlp_gradients_match_eager_and_finite_differences():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 4)), rng.integers(0, 3, 6)
+    ps = [rng.normal(size=s) for s in [(4, 5), (5,), (5, 3), (3,)]]
+    grads = gc.grad(_mlp_loss, argnums=(2, 3, 4, 5))(x, y, *ps)
+    ts = [gc.tensor(p, requires_grad=True) for p in ps]
+    _mlp_loss(gc.tensor(x), gc.tensor(y), *ts).backward()
+    f = gc.compile(_mlp_loss)
+    for k, (g, t) in enumerate(zip(grads, ts)):
+        np.testing.assert_allclose(t.grad, g, rtol=1e-10)
+        p = ps[k]
+        num = np.zeros_like(p)
+        for i in range(p.size):
+            d = np.zeros_like(p)
+            d.flat[i] = 1e-6
+            hi = [q + d if j == k else q for j, q in enumerate(ps)]
+            lo = [q - d if j == k else q for j, q in enumerate(ps)]
+            num.flat[i] = (f(x, y, *hi) - f(x, y, *lo)) / 2e-6
+        assert np.linalg.norm(num - g) / np.linalg.norm(g) < 1e-6
+
+
+def test_transformer_block_gradients_match_eager():
+    rng = np.random.default_rng(1)
+    T, C, H = 4, 8, 2
+
+    def block(x, wqkv, wo, w1, w2):
+        h = gc.layer_norm(x)
+        q, k, v = gc.split(h @ wqkv, 3, axis=-1)
+        heads = lambda t: t.reshape(T, H, C // H).transpose(1, 0, 2)  # noqa: E731
+        att = heads(q) @ heads(k).transpose(0, 2, 1) * (1.0 / np.sqrt(C // H))
+        att = gc.softmax(gc.masked_fill(att, ~gc.tril_mask(T), -1e9))
+        y = (att @ heads(v)).transpose(1, 0, 2).reshape(T, C)
+        x = x + y @ wo
+        return gc.sum((x + gc.gelu(gc.layer_norm(x) @ w1) @ w2) ** 2)
+    args = [rng.normal(size=s) * 0.5 for s in [(T, C), (C, 3 * C), (C, C), (C, 4 * C),
+                                               (4 * C, C)]]
+    grads = gc.grad(block, argnums=(0, 1, 2, 3, 4))(*args)
+    ts = [gc.tensor(a, requires_grad=True) for a in args]
+    block(*ts).backward()
+    for g, t in zip(grads, ts):
+        np.testing.assert_allclose(t.grad, g, rtol=1e-9, atol=1e-12)

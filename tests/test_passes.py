@@ -1,0 +1,181 @@
+"""Each pass on hand-written graphs: it fires where it should and leaves alone what it must."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.graph import Graph
+from passes import manager
+from passes.cse import cse
+from passes.dce import dce
+from passes.fold import fold
+from passes.manager import run_pipeline
+from passes.simplify import simplify
+from runtime.interpreter import run
+
+
+def ops(graph):
+    return [n.op for n in graph.nodes if n.op != "input"]
+
+
+def test_dce_removes_what_no_output_needs_and_keeps_inputs():
+    def f(x, unused):
+        gc.exp(x)  # dead
+        return x * 2.0
+    g = dce(gc.trace(f, gc.spec(3), gc.spec(2)))
+    assert ops(g) == ["constant", "mul"]
+    assert [n.name for n in g.inputs] == ["x", "unused"]
+
+
+def test_cse_merges_identical_nodes_and_keeps_both_locations():
+    def f(x):
+        a = gc.exp(x)
+        b = gc.exp(x)
+        return a + b
+    g = cse(gc.trace(f, gc.spec(3)))
+    exps = [n for n in g.nodes if n.op == "exp"]
+    assert len(exps) == 1
+    assert len(exps[0].locs) == 2 and exps[0].locs[0][1] + 1 == exps[0].locs[1][1]
+
+
+def test_cse_never_merges_different_attrs_or_dropout_sites():
+    def f(x, seed):
+        return (gc.dropout(x, 0.5, seed) + gc.dropout(x, 0.5, seed) + x.sum(0).sum()
+                + x.sum(1).sum())
+    g = cse(gc.trace(f, gc.spec((4, 4)), gc.spec((), "int64")))
+    assert ops(g).count("dropout_mask") == 2
+    assert len([n for n in g.nodes if n.op == "sum" and n.inputs[0].op == "input"]) == 2
+
+
+def test_cse_merges_equal_constants_but_not_different_ones():
+    g = cse(gc.trace(lambda x: x * 2.0 + x * 2.0 + x * 3.0, gc.spec(3)))
+    assert ops(g).count("constant") == 2 and ops(g).count("mul") == 2
+
+
+def test_fold_evaluates_constant_subgraphs():
+    c = np.arange(4.0)
+    g = dce(fold(gc.trace(lambda x: x + gc.exp(c * 2.0), gc.spec(4, "float64"))))
+    assert ops(g) == ["constant", "add"]
+    np.testing.assert_allclose(g.nodes[1].attrs["value"], np.exp(c * 2.0))
+
+
+def test_fold_leaves_large_results_and_random_ops():
+    g = fold(gc.trace(lambda x: x + gc.exp(gc.zeros((300, 300))), gc.spec((300, 300))),
+             max_elements=1000)
+    assert "exp" in ops(g)
+    g = fold(gc.trace(lambda x: gc.dropout(x, 0.5, 3), gc.spec(8)))
+    assert "dropout_mask" in ops(g)
+
+
+@pytest.mark.parametrize("fn, remaining", [
+    (lambda x: x * 1.0, []),
+    (lambda x: 1.0 * x + 0.0, []),
+    (lambda x: x - 0.0, []),
+    (lambda x: x / 1.0, []),
+    (lambda x: -(-x), []),
+    (lambda x: gc.exp(gc.log(x)), []),
+    (lambda x: gc.log(gc.exp(x)), []),
+    (lambda x: x.T.T, []),
+    (lambda x: x.reshape(6).reshape(3, 2), ["reshape"]),
+    (lambda x: gc.cast(x, "float32"), []),
+    (lambda x: (x * 2.0) * 3.0, ["mul"]),
+    (lambda x: x * 0.0, ["full"]),
+    (lambda x: gc.sum(gc.broadcast_to(x, (5, 2, 3))), ["sum", "mul"]),
+    (lambda x: gc.broadcast_to(gc.full((), 2.0), (2, 3)) + x, ["full", "add"]),
+])
+def test_simplify_rules_fire(fn, remaining):
+    g = dce(simplify(gc.trace(fn, gc.spec((2, 3)))))
+    assert [o for o in ops(g) if o != "constant"] == remaining
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (2, 3)).astype(np.float32)
+    np.testing.assert_allclose(run(g, x)[0], gc.compile(fn, pipeline="O0")(x), rtol=1e-6)
+
+
+def test_simplify_keeps_broadcasting_adds_and_shape_changing_identities():
+    g = dce(simplify(gc.trace(lambda x: x + gc.zeros((4, 2, 3)), gc.spec((2, 3)))))
+    assert g.outputs[0].shape == (4, 2, 3)
+    g = dce(simplify(gc.trace(lambda x: gc.sum(gc.broadcast_to(x, (5, 2, 3)), 1),
+                              gc.spec((2, 3)))))
+    assert "broadcast_to" in ops(g)  # axis 0 is broadcast but not summed: must stay
+
+
+def test_pipeline_statistics_show_the_mlp_gradient_shrinking():
+    from passes.autodiff import grad_graph
+
+    def loss(x, y, w1, b1, w2, b2):
+        h = gc.gelu(x @ w1 + b1)
+        return gc.cross_entropy(h @ w2 + b2, y)
+    g = gc.trace(loss, gc.spec((8, 4)), gc.spec((8,), "int64"), gc.spec((4, 16)),
+                 gc.spec(16), gc.spec((16, 3)), gc.spec(3))
+    full = grad_graph(g, wrt=["w1", "b1", "w2", "b2"])
+    result = run_pipeline(full, "default", verify_each=True)
+    before, after = len(full.nodes), len(result.graph.nodes)
+    assert before - after >= 8, (before, after)  # measured: 72 -> 64
+    assert result.stats[0].nodes_before == before and result.stats[-1].nodes_after == after
+    assert "simplify" in result.table()
+
+
+def test_pipeline_by_name_and_unknown_pass():
+    g = gc.trace(lambda x: x * 1.0, gc.spec(3))
+    assert len(run_pipeline(g, "O0").graph.nodes) == len(g.nodes)
+    assert [s.name for s in run_pipeline(g, "cse,dce").stats] == ["cse", "dce"]
+    with pytest.raises(gc.GraphcError, match="unknown pass 'nope'"):
+        run_pipeline(g, "nope")
+    staged = run_pipeline(g, "default", stop_after="fold", keep_stages=True)
+    assert [name for name, _ in staged.stages] == ["simplify", "fold"]
+
+
+def test_bisection_names_the_pass_that_changed_a_result(monkeypatch):
+    def broken(graph):  # a miscompile: exp becomes exp2
+        from ir.rewrite import rebuild
+
+        def visit(node, inputs, new):
+            if node.op == "exp":
+                with new.building():
+                    return gc.pow(2.0, inputs[0])
+        return rebuild(graph, visit)[0]
+    monkeypatch.setitem(manager.PASSES, "broken", broken)
+
+    def f(x):
+        return gc.exp(x) + 1.0  # THE LINE
+    g = gc.trace(f, gc.spec(3, "float64"))
+    with pytest.raises(gc.GraphcError, match="bisect: pass 'broken' changed output 0") as info:
+        run_pipeline(g, ["simplify", "broken", "dce"], bisect=True)
+    assert info.value.locs[0][0].endswith("test_passes.py")
+    monkeypatch.setenv("GRAPHC_BISECT", "1")
+    with pytest.raises(gc.GraphcError, match="broken"):
+        run_pipeline(g, ["broken"])
+
+
+def test_verify_each_catches_a_pass_that_breaks_types(monkeypatch):
+    def breaks_types(graph):
+        graph.nodes[-1].type = type(graph.nodes[-1].type)((7,), "float32")
+        return graph
+    monkeypatch.setitem(manager.PASSES, "breaks", breaks_types)
+    with pytest.raises(gc.GraphcError, match="after pass 'breaks'"):
+        run_pipeline(gc.trace(lambda x: gc.exp(x), gc.spec(3)), ["breaks"], verify_each=True)
+
+
+def test_gradient_nodes_point_at_the_forward_line():
+    def f(x):
+        y = gc.sin(x)  # FORWARD
+        return y.sum()
+    from passes.autodiff import grad_graph
+    g = grad_graph(gc.trace(f, gc.spec(3, "float64")))
+    cos = [n for n in g.nodes if n.op == "cos"][0]
+    import inspect
+    lines, start = inspect.getsourcelines(f)
+    assert cos.locs[0][1] == start + 1
+
+
+def test_graph_converts_to_networkx():
+    g = gc.trace(lambda x: gc.exp(x) * x, gc.spec(3))
+    nxg = g.to_networkx()
+    assert nxg.number_of_nodes() == len(g.nodes)
+    import networkx as nx
+    assert nx.is_directed_acyclic_graph(nxg)
+
+
+def test_graph_input_names_are_unique():
+    g = Graph()
+    g.input("x", (2,))
+    with pytest.raises(gc.GraphcError, match="already has an input"):
+        g.input("x", (2,))
