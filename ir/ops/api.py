@@ -311,7 +311,13 @@ def matmul(a, b):
         a = reshape(a, (1,) + _shape(a))
     if b_vec:
         b = reshape(b, _shape(b) + (1,))
-    out = apply("matmul", a, b)
+    a_shape, b_shape = _shape(a), _shape(b)
+    if len(a_shape) > 2 and len(b_shape) == 2:
+        # one large GEMM instead of numpy's loop of small ones over the batch axes
+        flat = apply("matmul", reshape(a, (-1, a_shape[-1])), b)
+        out = reshape(flat, a_shape[:-1] + (b_shape[-1],))
+    else:
+        out = apply("matmul", a, b)
     if a_vec:
         out = squeeze(out, -2)
     if b_vec:

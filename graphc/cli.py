@@ -1,0 +1,276 @@
+"""The `graphc` command: train, sample (and more subcommands as they land).
+
+Every user error ends in one line, `graphc: error: ...`, and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from ir.errors import GraphcError
+
+from .checkpoint import CheckpointError
+from .data import DataError
+
+CHECKPOINT = "checkpoint.npz"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _add_model_options(p):
+    from .models.gpt import CONFIGS
+    p.add_argument("--config", default="small", help=f"model size: {', '.join(CONFIGS)}")
+    for field in ("n_layer", "n_head", "n_embd", "block_size", "batch_size"):
+        p.add_argument("--" + field.replace("_", "-"), dest=field, type=_positive_int)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--no-bias", dest="bias", action="store_const", const=False)
+    p.add_argument("--untied", dest="tie_weights", action="store_const", const=False,
+                   help="separate lm_head weights instead of tying them to the embedding")
+    p.add_argument("--dtype", choices=["float32", "float64"])
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="graphc", description="graphc: a graph compiler for "
+                                     "neural networks, on numpy")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a character-level GPT (default: small on Tiny "
+                       "Shakespeare)")
+    _add_model_options(t)
+    t.add_argument("--data", help="UTF-8 text file (default: the bundled Tiny Shakespeare)")
+    t.add_argument("--steps", type=_positive_int, help="train until this many steps in all")
+    t.add_argument("--lr", type=_positive_float, help="peak learning rate")
+    t.add_argument("--min-lr", type=_positive_float)
+    t.add_argument("--warmup", type=int)
+    t.add_argument("--decay-steps", type=_positive_int,
+                   help="length of the cosine schedule (default: --steps)")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--eval-every", type=_positive_int)
+    t.add_argument("--eval-iters", type=_positive_int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--out", help="checkpoint directory (default: runs/CONFIG)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    t.add_argument("--sample-tokens", type=int, default=300)
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("-O", dest="pipeline", default="default", help="pass pipeline (O0, default)")
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
+    s.add_argument("--prompt", default="\n")
+    s.add_argument("--tokens", type=_positive_int, default=300)
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--top-k", type=_positive_int)
+    s.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "sample":
+            return cmd_sample(args)
+    except (GraphcError, DataError, CheckpointError, UsageError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if not isinstance(exc, GraphcError) else str(exc)
+        print(f"graphc: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("graphc: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+# ---- train ----------------------------------------------------------------------------------
+def _model_config(args, vocab_size):
+    from .models.gpt import GPTConfig
+    overrides = {f: getattr(args, f, None) for f in ("n_layer", "n_head", "n_embd", "block_size",
+                                                     "batch_size", "dropout", "bias",
+                                                     "tie_weights", "dtype")}
+    cfg = GPTConfig.named(args.config, **overrides)
+    cfg.vocab_size = vocab_size
+    cfg.validate()
+    return cfg
+
+
+def _train_config(args, saved=None):
+    from .train import TRAIN_DEFAULTS, TrainConfig
+    base = dict(saved) if saved else dict(TRAIN_DEFAULTS.get(args.config, {}))
+    for field in ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay",
+                  "eval_every", "eval_iters", "seed"):
+        value = getattr(args, field, None)
+        if value is not None:
+            base[field] = value
+    tc = TrainConfig.from_dict(base)
+    if tc.min_lr > tc.lr:
+        tc.min_lr = tc.lr
+    return tc
+
+
+def cmd_train(args) -> int:
+    from . import checkpoint
+    from .data import CharData
+    from .models.gpt import GPT
+    from .train import Trainer, check_compatible
+
+    out = args.out or os.path.join("runs", args.config)
+    ckpt_path = os.path.join(out, CHECKPOINT)
+    arrays = meta = None
+    if args.resume:
+        arrays, meta = checkpoint.load(ckpt_path)
+        vocab = list(meta["vocab"])
+    elif os.path.exists(ckpt_path):
+        raise UsageError(f"{ckpt_path} already exists; pass --resume to continue it or --out "
+                         "to train into another directory")
+    else:
+        vocab = None
+    from .models.gpt import CONFIGS
+    if args.config not in CONFIGS:
+        raise UsageError(f"unknown config {args.config!r}; choose one of {', '.join(CONFIGS)}")
+    block = args.block_size or (meta["model"]["block_size"] if meta else
+                                CONFIGS[args.config]["block_size"])
+    data = CharData.from_file(args.data, block, vocab)
+    cfg = _model_config(args, len(data.vocab))
+    if meta:
+        check_compatible(meta, cfg, data.vocab)
+    tc = _train_config(args, meta["train"] if meta else None)
+    model = GPT(cfg, seed=tc.seed)
+    print(f"graphc train: {args.config} GPT, {model.num_parameters():,} parameters, vocab "
+          f"{cfg.vocab_size}, batch {cfg.batch_size}x{cfg.block_size}, {tc.steps} steps",
+          flush=True)
+    t0 = time.perf_counter()
+    trainer = Trainer(model, data, tc, args.pipeline)
+    print(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
+          f"({len(trainer.step_plan.graph.nodes)} nodes)", flush=True)
+    if meta:
+        trainer.restore(arrays, meta)
+        print(f"resumed from {ckpt_path} at step {trainer.step}", flush=True)
+    os.makedirs(out, exist_ok=True)
+    if not trainer.val_history:
+        print(f"step {trainer.step}: val loss {trainer.evaluate():.4f}", flush=True)
+    _train_loop(trainer, tc, ckpt_path, args.no_progress)
+    trainer.sync_model()
+    _plot(trainer, os.path.join(out, "loss.png"))
+    if args.sample_tokens > 0:
+        from .sample import Sampler
+        text = data.decode(Sampler(model, trainer.params).generate(
+            data.encode("\n"), args.sample_tokens, temperature=0.8, seed=tc.seed))
+        with open(os.path.join(out, "sample.txt"), "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print("---- sample ----\n" + text + "\n----------------")
+    print(f"checkpoint: {ckpt_path}")
+    return 0
+
+
+def _train_loop(trainer, tc, ckpt_path, quiet):
+    from tqdm import tqdm
+
+    cfg = trainer.model.cfg
+    tokens = cfg.batch_size * cfg.block_size
+    bar = tqdm(total=tc.steps, initial=trainer.step, disable=quiet, unit="step",
+               dynamic_ncols=True, file=sys.stdout)
+    start, done = time.perf_counter(), 0
+    try:
+        while trainer.step < tc.steps:
+            loss = trainer.train_step()
+            done += 1
+            rate = done * tokens / (time.perf_counter() - start)
+            bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} tok/s", refresh=False)
+            bar.update(1)
+            if not np.isfinite(loss):
+                raise UsageError(f"training diverged at step {trainer.step} (loss {loss}); "
+                                 "try a lower --lr. The last good checkpoint is kept.")
+            if trainer.step % tc.eval_every == 0 or trainer.step == tc.steps:
+                val = trainer.evaluate()
+                bar.write(f"step {trainer.step}: train loss {loss:.4f}, val loss {val:.4f}")
+                trainer.save(ckpt_path)
+    except KeyboardInterrupt:
+        trainer.save(ckpt_path)
+        bar.write(f"interrupted: saved step {trainer.step} to {ckpt_path}")
+        raise
+    finally:
+        bar.close()
+
+
+def _plot(trainer, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if trainer.history:
+        steps, losses = zip(*trainer.history)
+        ax.plot(steps, losses, lw=0.8, alpha=0.6, label="train")
+    if trainer.val_history:
+        steps, losses = zip(*trainer.val_history)
+        ax.plot(steps, losses, "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_title("graphc GPT on character-level text")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ---- sample ---------------------------------------------------------------------------------
+def cmd_sample(args) -> int:
+    from . import checkpoint
+    from .data import CharData
+    from .models.gpt import GPT, GPTConfig
+    from .sample import Sampler
+
+    path = args.checkpoint
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT)
+    arrays, meta = checkpoint.load(path)
+    cfg = GPTConfig.from_dict(meta["model"])
+    model = GPT(cfg)
+    params = {}
+    for name, p in model.named_parameters():
+        key = f"param/{name}"
+        if key not in arrays or arrays[key].shape != p.data.shape:
+            raise CheckpointError(f"checkpoint {path!r} does not match its own model config "
+                                  f"at {name}")
+        params[name] = arrays[key]
+    vocab = list(meta["vocab"])
+    data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    prompt = data.encode(args.prompt)
+    ids = Sampler(model, params).generate(prompt, args.tokens, args.temperature, args.top_k,
+                                          args.seed)
+    print(args.prompt + data.decode(ids))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

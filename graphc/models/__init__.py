@@ -1,0 +1,2 @@
+"""Built-in models."""
+from .gpt import CONFIGS, GPT, GPTConfig  # noqa: F401

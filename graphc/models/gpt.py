@@ -1,0 +1,142 @@
+"""A nanoGPT-style character-level GPT written with graphc layers.
+
+The same model code runs eagerly (on Tensors) and traces into a graph (on symbolic values);
+parameters are named like nanoGPT's (`blocks.0.attn.c_attn.weight`, ...). Linear weights are
+stored (in, out), so a layer computes x @ W + b.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from ir.ops import api as F
+
+from .. import nn
+
+CONFIGS = {
+    "tiny": dict(n_layer=2, n_head=4, n_embd=64, block_size=32, batch_size=64),
+    "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=32),
+    "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=32),
+}
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    batch_size: int = 32
+    dropout: float = 0.0
+    bias: bool = True
+    tie_weights: bool = True
+    dtype: str = "float32"
+
+    @classmethod
+    def named(cls, name: str, **overrides) -> "GPTConfig":
+        if name not in CONFIGS:
+            raise ValueError(f"unknown config {name!r}; choose one of {', '.join(CONFIGS)}")
+        return cls(**{**CONFIGS[name], **{k: v for k, v in overrides.items() if v is not None}})
+
+    def validate(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head "
+                             f"({self.n_head})")
+        for f in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size"):
+            if getattr(self, f) <= 0:
+                raise ValueError(f"{f} must be positive, got {getattr(self, f)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig, rng):
+        proj_std = 0.02 / math.sqrt(2 * cfg.n_layer)
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, cfg.bias, rng, 0.02, cfg.dtype)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, cfg.bias, rng, proj_std, cfg.dtype)
+        object.__setattr__(self, "cfg", cfg)
+
+    def forward(self, x, dropout):
+        B, T, C = x.shape
+        H = self.cfg.n_head
+        q, k, v = F.split(self.c_attn(x), 3, axis=-1)
+        q, k, v = (t.reshape(B, T, H, C // H).transpose(0, 2, 1, 3) for t in (q, k, v))
+        att = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(C // H))
+        att = F.masked_fill(att, ~F.tril_mask(T), float("-inf"))
+        att = dropout(F.softmax(att, axis=-1))
+        y = (att @ v).transpose(0, 2, 1, 3).reshape(B, T, C)
+        return dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig, rng):
+        proj_std = 0.02 / math.sqrt(2 * cfg.n_layer)
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, cfg.bias, rng, 0.02, cfg.dtype)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, cfg.bias, rng, proj_std, cfg.dtype)
+
+    def forward(self, x, dropout):
+        return dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig, rng):
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, cfg.bias, dtype=cfg.dtype)
+        self.attn = CausalSelfAttention(cfg, rng)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, cfg.bias, dtype=cfg.dtype)
+        self.mlp = MLP(cfg, rng)
+
+    def forward(self, x, dropout):
+        x = x + self.attn(self.ln_1(x), dropout)
+        return x + self.mlp(self.ln_2(x), dropout)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig, seed: int = 0):
+        cfg.validate()
+        rng = np.random.default_rng(seed)
+        object.__setattr__(self, "cfg", cfg)
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd, rng, 0.02, cfg.dtype)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd, rng, 0.02, cfg.dtype)
+        self.blocks = nn.ModuleList([Block(cfg, rng) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd, cfg.bias, dtype=cfg.dtype)
+        if not cfg.tie_weights:
+            self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, False, rng, 0.02, cfg.dtype)
+
+    def forward(self, idx, targets=None, seed=None, training=False):
+        """Logits for idx (B, T); with targets, the mean cross-entropy loss instead."""
+        cfg = self.cfg
+        T = idx.shape[1]
+        if T > cfg.block_size:
+            raise ValueError(f"sequence of length {T} exceeds block_size {cfg.block_size}")
+        use_dropout = training and cfg.dropout > 0.0 and seed is not None
+
+        def dropout(x):
+            return F.dropout(x, cfg.dropout, seed) if use_dropout else x
+
+        x = dropout(self.wte(idx) + self.wpe(F.arange(T)))
+        for block in self.blocks:
+            x = block(x, dropout)
+        x = self.ln_f(x)
+        head = F.transpose(self.wte.weight) if cfg.tie_weights else self.lm_head.weight
+        logits = x @ head
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits, targets)
+
+    def no_decay(self, name: str) -> bool:
+        """nanoGPT's split: biases, LayerNorm weights and embeddings are not decayed."""
+        return name.endswith(".bias") or ".ln_" in f".{name}" or name.startswith(("wte.", "wpe."))
+
+    def num_parameters(self) -> int:
+        return sum(p.data.size for p in self.parameters())

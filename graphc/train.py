@@ -1,0 +1,242 @@
+"""Training a GPT with one compiled graph per step: loss, gradients (symbolic autodiff),
+global-norm clipping and the AdamW update, all in a single plan.
+
+The learning-rate schedule (linear warmup, cosine decay) is computed in Python and fed in as a
+scalar input, as nanoGPT sets it on its optimiser; the step count is an input too, so the
+graph is built once and the bias corrections happen inside it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from ir.graph import Graph
+from ir.ops import api as F
+from ir.ops.registry import graph_param
+from passes.autodiff import gradients
+from passes.manager import optimize
+from runtime.codegen import compile_graph
+
+from . import checkpoint
+from .models.gpt import GPT, GPTConfig
+
+
+# Training defaults per model config (measured on Tiny Shakespeare; see the README).
+TRAIN_DEFAULTS = {
+    "tiny": dict(steps=300, lr=5e-3, min_lr=5e-4, warmup=30, eval_every=100),
+    "small": dict(steps=2500, lr=2e-3, min_lr=2e-4, warmup=100, eval_every=250),
+    "medium": dict(steps=5000, lr=1e-3, min_lr=1e-4, warmup=200, eval_every=500),
+}
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2500
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_iters: int = 20
+    seed: int = 1337
+    decay_steps: int | None = None  # length of the cosine schedule; None: steps
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    """nanoGPT's schedule: linear warmup, then cosine decay to min_lr at the last step."""
+    decay = tc.decay_steps or tc.steps
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / (tc.warmup + 1)
+    if step >= decay:
+        return tc.min_lr
+    ratio = (step - tc.warmup) / max(1, decay - tc.warmup)
+    return tc.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (tc.lr - tc.min_lr)
+
+
+def build_train_step(model: GPT, tc: TrainConfig) -> Graph:
+    cfg = model.cfg
+    B, T, dt = cfg.batch_size, cfg.block_size, cfg.dtype
+    g = Graph("train_step")
+    with g.building():
+        idx = g.input("idx", (B, T), "int64")
+        targets = g.input("targets", (B, T), "int64")
+        seed = g.input("seed", (), "int64")
+        lr = g.input("lr", (), dt)
+        step = g.input("step", (), dt)  # 1-based, for the bias corrections
+        named = list(model.named_parameters())
+        params = [graph_param(g, p) for _, p in named]
+        ms = [g.input(f"adam_m.{n}", p.data.shape, dt, kind="state") for n, p in named]
+        vs = [g.input(f"adam_v.{n}", p.data.shape, dt, kind="state") for n, p in named]
+        loss = model(idx, targets, seed=seed, training=True)
+        grads = gradients([loss], params)
+        sq = None
+        for gr in grads:
+            s = F.sum(gr * gr)
+            sq = s if sq is None else sq + s
+        norm = F.sqrt(sq)
+        clip = F.minimum(tc.grad_clip / (norm + 1e-6), 1.0)
+        bc1 = 1.0 - F.pow(F.full((), tc.beta1, dt), step)
+        bc2 = 1.0 - F.pow(F.full((), tc.beta2, dt), step)
+        step_size = lr / bc1
+        new_p, new_m, new_v = [], [], []
+        for (name, _), p, gr, m, v in zip(named, params, grads, ms, vs):
+            gr = gr * clip
+            m2 = m * tc.beta1 + gr * (1.0 - tc.beta1)
+            v2 = v * tc.beta2 + (gr * gr) * (1.0 - tc.beta2)
+            denom = F.sqrt(v2) / F.sqrt(bc2) + tc.eps  # PyTorch's AdamW, term for term
+            if not model.no_decay(name) and tc.weight_decay:
+                p = p * (1.0 - lr * tc.weight_decay)
+            new_p.append(p - step_size * (m2 / denom))
+            new_m.append(m2)
+            new_v.append(v2)
+        g.set_outputs([loss, norm] + new_p + new_m + new_v)
+    return g
+
+
+def build_eval_loss(model: GPT, batch_size: int | None = None) -> Graph:
+    cfg = model.cfg
+    B, T = batch_size or cfg.batch_size, cfg.block_size
+    g = Graph("eval_loss")
+    with g.building():
+        idx = g.input("idx", (B, T), "int64")
+        targets = g.input("targets", (B, T), "int64")
+        for _, p in model.named_parameters():
+            graph_param(g, p)
+        g.set_outputs([model(idx, targets)])
+    return g
+
+
+def build_logits(model: GPT, batch_size: int = 1) -> Graph:
+    cfg = model.cfg
+    g = Graph("logits")
+    with g.building():
+        idx = g.input("idx", (batch_size, cfg.block_size), "int64")
+        for _, p in model.named_parameters():
+            graph_param(g, p)
+        g.set_outputs([model(idx)])
+    return g
+
+
+class Trainer:
+    """Owns parameters, AdamW state, the data RNG and the compiled plans."""
+
+    def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default"):
+        self.model, self.data, self.tc = model, data, tc
+        self.names = [n for n, _ in model.named_parameters()]
+        self.params = {n: p.data for n, p in model.named_parameters()}
+        self.m = {n: np.zeros_like(a) for n, a in self.params.items()}
+        self.v = {n: np.zeros_like(a) for n, a in self.params.items()}
+        self.step = 0
+        self.rng = np.random.default_rng(tc.seed)
+        self.history = []  # (step, train loss)
+        self.val_history = []  # (step, val loss)
+        self.pipeline = pipeline
+        self.step_plan = compile_graph(optimize(build_train_step(model, tc), pipeline))
+        self.eval_plan = compile_graph(optimize(build_eval_loss(model), pipeline))
+        self._order = [n.attrs["name"] for n in self.step_plan.graph.inputs]
+
+    def train_step(self) -> float:
+        cfg, tc = self.model.cfg, self.tc
+        x, y = self.data.batch(self.rng, "train", cfg.batch_size, cfg.block_size)
+        dt = np.dtype(cfg.dtype)
+        feed = {"idx": x, "targets": y, "seed": np.int64(tc.seed * 1_000_003 + self.step),
+                "lr": np.asarray(lr_at(self.step, tc), dt),
+                "step": np.asarray(self.step + 1, dt)}
+        for n in self.names:
+            feed[n] = self.params[n]
+            feed[f"adam_m.{n}"] = self.m[n]
+            feed[f"adam_v.{n}"] = self.v[n]
+        outs = self.step_plan(*[feed[name] for name in self._order])
+        loss, k = float(outs[0]), len(self.names)
+        for i, n in enumerate(self.names):
+            self.params[n] = outs[2 + i]
+            self.m[n] = outs[2 + k + i]
+            self.v[n] = outs[2 + 2 * k + i]
+        self.step += 1
+        self.history.append((self.step, loss))
+        return loss
+
+    def evaluate(self, split="val") -> float:
+        cfg = self.model.cfg
+        rng = np.random.default_rng([self.tc.seed, 7, self.step])  # leaves training RNG alone
+        order = [n.attrs["name"] for n in self.eval_plan.graph.inputs]
+        losses = []
+        for _ in range(self.tc.eval_iters):
+            x, y = self.data.batch(rng, split, cfg.batch_size, cfg.block_size)
+            feed = {"idx": x, "targets": y, **self.params}
+            losses.append(float(self.eval_plan(*[feed[n] for n in order])[0]))
+        loss = float(np.mean(losses))
+        if split == "val":
+            self.val_history.append((self.step, loss))
+        return loss
+
+    def sync_model(self):
+        for n, p in self.model.named_parameters():
+            p.data = self.params[n]
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def save(self, path: str):
+        arrays = {}
+        for n in self.names:
+            arrays[f"param/{n}"] = self.params[n]
+            arrays[f"adam_m/{n}"] = self.m[n]
+            arrays[f"adam_v/{n}"] = self.v[n]
+        meta = {
+            "model": self.model.cfg.to_dict(),
+            "train": asdict(self.tc),
+            "vocab": "".join(self.data.vocab),
+            "step": self.step,
+            "rng": _jsonable_state(self.rng.bit_generator.state),
+            "history": self.history,
+            "val_history": self.val_history,
+        }
+        checkpoint.save(path, arrays, meta)
+
+    def restore(self, arrays: dict, meta: dict):
+        for n in self.names:
+            for prefix, store in (("param", self.params), ("adam_m", self.m), ("adam_v", self.v)):
+                key = f"{prefix}/{n}"
+                if key not in arrays:
+                    raise checkpoint.CheckpointError(f"checkpoint lacks {key}")
+                if arrays[key].shape != store[n].shape or arrays[key].dtype != store[n].dtype:
+                    raise checkpoint.CheckpointError(
+                        f"checkpoint {key} is {arrays[key].dtype}{list(arrays[key].shape)}, "
+                        f"the model needs {store[n].dtype}{list(store[n].shape)}")
+                store[n] = arrays[key]
+        self.step = int(meta["step"])
+        self.rng.bit_generator.state = meta["rng"]
+        self.history = [tuple(h) for h in meta.get("history", [])]
+        self.val_history = [tuple(h) for h in meta.get("val_history", [])]
+        self.sync_model()
+
+
+def _jsonable_state(state):
+    if isinstance(state, dict):
+        return {k: _jsonable_state(v) for k, v in state.items()}
+    if isinstance(state, np.integer):
+        return int(state)
+    return state
+
+
+def check_compatible(meta: dict, cfg: GPTConfig, vocab) -> None:
+    """A checkpoint must match the model configuration and the vocabulary it resumes with."""
+    saved = GPTConfig.from_dict(meta["model"])
+    if saved != cfg:
+        diffs = [f"{k}: checkpoint {v!r} vs requested {getattr(cfg, k)!r}"
+                 for k, v in saved.to_dict().items() if getattr(cfg, k) != v]
+        raise checkpoint.CheckpointError("checkpoint was trained with another model "
+                                         "configuration (" + "; ".join(diffs) + ")")
+    if meta["vocab"] != "".join(vocab):
+        raise checkpoint.CheckpointError("checkpoint was trained on another vocabulary "
+                                         f"({len(meta['vocab'])} characters vs {len(vocab)})")
