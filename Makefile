@@ -1,0 +1,29 @@
+# Two commands on a fresh clone:  make train  (the main job)  and  make test  (the suite).
+# Both create .venv and install the project into it first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup train test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@# PyTorch is only a test oracle; this version installs a CPU build on these machines.
+	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch==2.13.0 is not installable here; the PyTorch oracle tests will report it"
+	touch $@
+
+train: setup
+	$(BIN)/graphc train
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m bench.gpt_step
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

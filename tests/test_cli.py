@@ -1,0 +1,146 @@
+"""`graphc train` and `graphc sample` end to end, including every bad input of the GPT issue:
+each is one clear error line, a non-zero exit, and no checkpoint overwritten."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from graphc import checkpoint
+from graphc.cli import main
+
+FAST = ["--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+        "--block-size", "8", "--batch-size", "4", "--eval-iters", "2", "--no-progress",
+        "--sample-tokens", "5"]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    words = ["to be ", "or not ", "that is\n", "the question\n"]
+    path.write_text("".join(np.random.default_rng(0).choice(words, 300)), encoding="utf-8")
+    return str(path)
+
+
+def train(tmp_path, text_file, *extra, out="run"):
+    return main(["train", *FAST, "--data", text_file, "--out", str(tmp_path / out), *extra])
+
+
+def error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("graphc: error: ")
+    return err[0]
+
+
+def test_train_writes_checkpoint_plot_and_sample(tmp_path, text_file, capsys):
+    assert train(tmp_path, text_file, "--steps", "4", "--eval-every", "2") == 0
+    out = tmp_path / "run"
+    with open(out / "loss.png", "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert len((out / "sample.txt").read_text(encoding="utf-8")) == 5
+    arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
+    assert meta["step"] == 4 and [s for s, _ in meta["val_history"]] == [0, 2, 4]
+    assert "param/wte.weight" in arrays and "adam_v/ln_f.bias" in arrays
+    assert "val loss" in capsys.readouterr().out
+
+
+def test_resume_continues_bit_for_bit(tmp_path, text_file):
+    schedule = ["--decay-steps", "6", "--eval-every", "3", "--warmup", "2"]
+    assert train(tmp_path, text_file, "--steps", "6", *schedule, out="straight") == 0
+    assert train(tmp_path, text_file, "--steps", "3", *schedule, out="split") == 0
+    assert train(tmp_path, text_file, "--steps", "6", "--resume", *schedule, out="split") == 0
+    a, meta_a = checkpoint.load(str(tmp_path / "straight" / "checkpoint.npz"))
+    b, meta_b = checkpoint.load(str(tmp_path / "split" / "checkpoint.npz"))
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert meta_a["history"] == meta_b["history"]
+    assert meta_a["rng"] == meta_b["rng"]
+
+
+def test_existing_checkpoint_is_not_overwritten_without_resume(tmp_path, text_file, capsys):
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    assert train(tmp_path, text_file, "--steps", "2") == 2
+    assert "already exists" in error_line(capsys)
+    assert ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("", "is empty"),
+    ("short text", "too short"),
+    (b"\xff\xfe\x00bad", "not UTF-8"),
+])
+def test_bad_data_files(tmp_path, capsys, content, message):
+    path = tmp_path / "data.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    assert train(tmp_path, str(path), "--steps", "2") == 2
+    assert message in error_line(capsys)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_corrupt_checkpoint_is_reported_and_kept(tmp_path, text_file, capsys):
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"PK\x03\x04 this is not a zip file")
+    assert train(tmp_path, text_file, "--steps", "2", "--resume") == 2
+    assert "corrupt" in error_line(capsys)
+    assert ckpt.read_bytes() == b"PK\x03\x04 this is not a zip file"
+
+
+def test_mismatched_checkpoint_config_and_vocabulary(tmp_path, text_file, capsys):
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    assert train(tmp_path, text_file, "--steps", "4", "--resume", "--n-embd", "32") == 2
+    assert "n_embd: checkpoint 16 vs requested 32" in error_line(capsys)
+    other = tmp_path / "other.txt"
+    other.write_text(open(text_file).read() + "XYZ" * 40)
+    assert train(tmp_path, str(other), "--steps", "4", "--resume") == 2
+    assert "vocabulary" in error_line(capsys)
+    assert ckpt.read_bytes() == before
+
+
+def test_unknown_config_and_bad_options(tmp_path, text_file, capsys):
+    assert main(["train", "--config", "huge", "--data", text_file,
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "unknown config 'huge'" in error_line(capsys)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--steps", "-3"])
+    assert exc.value.code == 2
+    assert "expected a positive number" in capsys.readouterr().err
+    assert main(["train", *FAST, "--n-head", "3", "--data", text_file,
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "multiple of n_head" in error_line(capsys)
+
+
+def test_sample_from_checkpoint(tmp_path, text_file, capsys):
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    capsys.readouterr()
+    run = str(tmp_path / "run")
+    assert main(["sample", "--checkpoint", run, "--prompt", "to be", "--tokens", "20",
+                 "--temperature", "0.5", "--top-k", "3"]) == 0
+    text = capsys.readouterr().out.rstrip("\n")
+    assert text.startswith("to be") and len(text) == len("to be") + 20
+    assert main(["sample", "--checkpoint", run, "--prompt", "Q!"]) == 2
+    assert "not in the vocabulary" in error_line(capsys)
+    assert main(["sample", "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert "no checkpoint" in error_line(capsys)
+
+
+def test_the_console_script_reports_errors_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "graphc.cli", "train", "--config", "nope",
+                           "--out", str(tmp_path / "z")], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("graphc: error: unknown config 'nope'; choose one of tiny, "
+                                   "small, medium")
