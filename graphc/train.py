@@ -134,7 +134,8 @@ class Trainer:
     def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default"):
         self.model, self.data, self.tc = model, data, tc
         self.names = [n for n, _ in model.named_parameters()]
-        self.params = {n: p.data for n, p in model.named_parameters()}
+        # the step plan updates these arrays in place (they are donated to it)
+        self.params = {n: p.data.copy() for n, p in model.named_parameters()}
         self.m = {n: np.zeros_like(a) for n, a in self.params.items()}
         self.v = {n: np.zeros_like(a) for n, a in self.params.items()}
         self.step = 0
@@ -142,7 +143,9 @@ class Trainer:
         self.history = []  # (step, train loss)
         self.val_history = []  # (step, val loss)
         self.pipeline = pipeline
-        self.step_plan = compile_graph(optimize(build_train_step(model, tc), pipeline))
+        donated = self.names + [f"adam_{k}.{n}" for k in "mv" for n in self.names]
+        self.step_plan = compile_graph(optimize(build_train_step(model, tc), pipeline),
+                                       donate=donated)
         self.eval_plan = compile_graph(optimize(build_eval_loss(model), pipeline))
         self._order = [n.attrs["name"] for n in self.step_plan.graph.inputs]
 

@@ -1,28 +1,37 @@
 """Code generation: a graph becomes one straight-line Python function over numpy arrays.
 
-In the spirit of torch.fx's codegen: each node is one line, values live in local variables,
-a value is deleted right after its last use (so numpy can free or reuse its memory), and op
-implementations and attributes are bound as globals of the generated module. The source is
-kept on the plan (`plan.source`) for people to read.
+In the spirit of torch.fx's codegen, each node becomes a few readable lines. With the memory
+plan (runtime.memory), computed values are written with numpy's `out=` into buffers that are
+allocated once per plan (globals `buf3`, reached through precomputed views `t5`), so a call
+allocates only its outputs and the results of ops without an `out=` kernel. Parameters and
+optimiser state passed as donated inputs are updated in place.
+
+`plan.source` is the generated code; `plan.profile(...)` times every node; `plan.run_checked`
+(or `check_finite=True`) stops at the first non-finite value and names the op and the
+user's line.
 """
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
+from scipy import special
 
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
 from ir.types import SHORT_NAMES
 
 from .interpreter import bind_inputs
-
-_INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@"}
+from .kernels import CONSTANT_OPS, EMITTERS, VIEW_OPS, view_expression
+from .memory import plan_memory
 
 
 def _literal(value):
     """Python source for an attribute when it has an exact, readable literal form."""
     if value is None or isinstance(value, (bool, int, str)):
         return repr(value)
-    if isinstance(value, float) and np.isfinite(value):
+    if isinstance(value, float) and math.isfinite(value):
         return repr(value)
     if isinstance(value, tuple) and all(_literal(v) is not None for v in value):
         return "(" + "".join(_literal(v) + ", " for v in value) + ")"
@@ -32,80 +41,211 @@ def _literal(value):
 class Plan:
     """A compiled, callable graph: `plan(*inputs) -> list of output arrays`."""
 
-    def __init__(self, graph, name: str | None = None):
+    def __init__(self, graph, name: str | None = None, donate=(), check_finite=False):
         self.graph = graph
         self.name = name or graph.name
-        self.source, self._globals = self._generate()
-        code = compile(self.source, f"<graphc plan {self.name}>", "exec")
-        exec(code, self._globals)
-        self._fn = self._globals["plan"]
+        self.donate = tuple(donate)
+        unknown = set(self.donate) - {n.attrs["name"] for n in graph.inputs}
+        if unknown:
+            raise GraphcError(f"cannot donate {sorted(unknown)}: not inputs of {self.name!r}")
+        self.memory_plan = plan_memory(graph, self.donate)
+        self._globals = {"np": np, "special": special}
+        self._steps = []  # (node, statements, result expression)
+        self._generate()
+        self.source = self._render()
+        self._fn = self._compile(self.source, "plan")
+        self._checked_fn = None
+        if check_finite:
+            self._fn = self._checked_with_ranges()
 
+    # ---- generation --------------------------------------------------------------------------
     def _generate(self):
-        graph = self.graph
-        env = {"np": np}
+        graph, mp, env = self.graph, self.memory_plan, self._globals
         names = {}
         for i, n in enumerate(graph.inputs):
             names[n] = f"in{i}"
-        last_use = {}
-        for idx, n in enumerate(graph.nodes):
-            for i in n.inputs:
-                last_use[i] = idx
-        outputs = set(graph.outputs)
-        lines = [f"def plan({', '.join(names[n] for n in graph.inputs)}):"]
+        buffers = [np.empty(size, dtype) for dtype, size in mp.buffers]
+        for k, buf in enumerate(buffers):
+            env[f"buf{k}"] = buf
+        self._buffers = buffers
         counter = 0
-        for idx, n in enumerate(graph.nodes):
+        for n in graph.nodes:
             if n.op == "input":
                 continue
-            var = f"v{counter}"
+            var = f"t{counter}"
             counter += 1
-            names[n] = var
-            if n.op == "constant":
-                env[f"c_{var}"] = n.attrs["value"]
-                lines.append(f"    {var} = c_{var}")
+            storage = mp.storage[n]
+            args = [names[i] for i in n.inputs]
+            lines = []
+            if n.op in CONSTANT_OPS:
+                value = n.attrs["value"] if n.op == "constant" else \
+                    get_op(n.op).impl(**n.attrs)
+                value = np.asarray(value, dtype=n.dtype)
+                value.setflags(write=False)
+                env[var] = value
+            elif n.op in VIEW_OPS:
+                lines.append(f"{var} = {view_expression(n, args[0])}")
+            elif storage.kind == "fallback":
+                lines.append(f"{var} = {self._call(n, args, var)}")
             else:
-                lines.append(f"    {var} = {self._expression(n, names, env)}")
-            dead = [names[i] for i in dict.fromkeys(n.inputs)
-                    if last_use.get(i) == idx and i not in outputs and i.op != "input"]
-            if dead:
-                lines.append(f"    del {', '.join(dead)}")
-        result = ", ".join(names[o] for o in graph.outputs)
-        lines.append(f"    return ({result}{',' if len(graph.outputs) == 1 else ''})")
-        return "\n".join(lines) + "\n", env
+                if storage.kind == "pool":
+                    env[var] = buffers[storage.buffer][:n.size].reshape(n.shape)
+                elif storage.kind == "donated":
+                    lines.append(f"{var} = {names[storage.donor]}")
+                else:
+                    lines.append(f"{var} = np.empty({n.shape!r}, {SHORT_NAMES[n.dtype]})")
+                    env[SHORT_NAMES[n.dtype]] = n.dtype
+                lines += EMITTERS[n.op](n, args, var)
+            names[n] = var
+            self._steps.append((n, lines, var))
+        self._names = names
+        self._outputs = [names[o] for o in graph.outputs]
+        # outputs that live in plan-owned memory must be copied before they escape
+        self._copy_out = [mp.storage[mp.root[o]].kind in ("constant", "pool")
+                          for o in graph.outputs]
 
-    @staticmethod
-    def _expression(n, names, env):
-        args = [names[i] for i in n.inputs]
-        if n.op in _INFIX and n.inputs[0].ndim + n.inputs[1].ndim > 0:
-            return f"{args[0]} {_INFIX[n.op]} {args[1]}"
-        if n.op == "neg":
-            return f"-{args[0]}"
-        if n.op == "reshape":
-            return f"{args[0]}.reshape({n.attrs['shape']!r})"
-        if n.op == "transpose":
-            return f"{args[0]}.transpose({n.attrs['perm']!r})"
+    def _call(self, n, args, var):
         fn_name = f"op_{n.op}"
-        env[fn_name] = get_op(n.op).impl
+        self._globals[fn_name] = get_op(n.op).impl
         kwargs = []
         for key, value in n.attrs.items():
             lit = _literal(value)
             if lit is None:
-                glob = f"a_{names[n]}_{key}"
-                if isinstance(value, np.dtype):
-                    glob = f"{SHORT_NAMES[value]}"
-                env[glob] = value
-                lit = glob
+                lit = f"{var}_{key}"
+                self._globals[lit] = value
             kwargs.append(f"{key}={lit}")
         return f"{fn_name}({', '.join(args + kwargs)})"
 
+    def _render(self, instrument=None) -> str:
+        params = ", ".join(f"in{i}" for i in range(len(self.graph.inputs)))
+        lines = [f"def plan({params}):"]
+        for k, (node, stmts, var) in enumerate(self._steps):
+            if instrument == "profile" and stmts:
+                lines.append("    _t = _clock()")
+            lines += [f"    {s}" for s in stmts]
+            if instrument == "profile" and stmts:
+                lines.append(f"    _times[{k}] += _clock() - _t")
+            if instrument == "check":
+                lines.append(f"    _check({k}, {var})")
+        outs = [f"{v}.copy()" if copy else v for v, copy in zip(self._outputs, self._copy_out)]
+        lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+        return "\n".join(lines) + "\n"
+
+    def _compile(self, source, label, extra=None):
+        env = dict(self._globals)
+        env.update(extra or {})
+        exec(compile(source, f"<graphc {label} {self.name}>", "exec"), env)
+        return env["plan"]
+
+    # ---- running -----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         values = bind_inputs(self.graph, args, kwargs)
         try:
             outs = self._fn(*values)
+        except GraphcError:
+            raise
         except (FloatingPointError, ValueError, IndexError, TypeError) as exc:
             raise GraphcError(f"plan {self.name!r} failed while running: {exc}") from exc
         return [o if type(o) is np.ndarray else np.asarray(o, dtype=n.dtype)
                 for o, n in zip(outs, self.graph.outputs)]
 
+    @property
+    def memory(self) -> dict:
+        """Bytes by category, known from the plan alone before any call."""
+        return dict(self.memory_plan.stats)
 
-def compile_graph(graph, name=None) -> Plan:
-    return Plan(graph, name)
+    @property
+    def peak_intermediate_bytes(self) -> int:
+        return self.memory_plan.stats["peak_intermediate"]
+
+    def flops(self) -> float:
+        total = 0.0
+        for n in self.graph.nodes:
+            op = get_op(n.op)
+            if op.flops is not None:
+                total += op.flops([i.type for i in n.inputs], n.type, **n.attrs)
+        return total
+
+    def run_checked(self, *args, **kwargs):
+        """Run with a finite-value check after every node (the NaN/Inf guard)."""
+        if self._checked_fn is None:
+            self._checked_fn = self._checked_with_ranges()
+        values = bind_inputs(self.graph, args, kwargs)
+        outs = self._checked_fn(*values)
+        return [np.asarray(o) for o in outs]
+
+    def _checked_with_ranges(self):
+        steps, names = self._steps, self._names
+
+        def check(k, value, *operands):
+            arr = np.asarray(value)
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                node = steps[k][0]
+                ranges = []
+                for i, v in zip(node.inputs, operands):
+                    v = np.asarray(v)
+                    if v.dtype.kind in "fiu" and v.size:
+                        ranges.append(f"{i.type} in [{v.min():.4g}, {v.max():.4g}]")
+                    else:
+                        ranges.append(str(i.type))
+                bad = int(arr.size - np.isfinite(arr).sum())
+                raise GraphcError(f"non-finite value: {bad} of {arr.size} elements of "
+                                  f"{node.op} -> {node.type}; operands: "
+                                  f"{'; '.join(ranges)}", node.locs)
+
+        params = ", ".join(f"in{i}" for i in range(len(self.graph.inputs)))
+        lines = [f"def plan({params}):"]
+        for k, (node, stmts, var) in enumerate(steps):
+            lines += [f"    {s}" for s in stmts]
+            operands = "".join(f", {names[i]}" for i in node.inputs)
+            lines.append(f"    _check({k}, {var}{operands})")
+        outs = [f"{v}.copy()" if copy else v for v, copy in zip(self._outputs, self._copy_out)]
+        lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+        return self._compile("\n".join(lines) + "\n", "checked", {"_check": check})
+
+    def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
+        """Time every node over `repeat` calls; print a table sorted by time; return rows."""
+        times = [0.0] * len(self._steps)
+        fn = self._compile(self._render("profile"), "profiled",
+                           {"_clock": time.perf_counter, "_times": times})
+        values = bind_inputs(self.graph, args, kwargs)
+        fn(*values)  # warm-up
+        for k in range(len(times)):
+            times[k] = 0.0
+        for _ in range(repeat):
+            fn(*values)
+        total = sum(times) or 1e-12
+        rows = []
+        for (node, stmts, _), t in zip(self._steps, times):
+            if not stmts:
+                continue
+            op = get_op(node.op)
+            flops = op.flops([i.type for i in node.inputs], node.type, **node.attrs) \
+                if op.flops else 0.0
+            sec = t / repeat
+            rows.append({
+                "op": node.op, "type": str(node.type),
+                "operands": ", ".join(str(i.type) for i in node.inputs),
+                "where": ", ".join(f"{f}:{ln}" for f, ln in node.locs[:2]),
+                "ms": sec * 1e3, "share": t / total,
+                "gflops": flops / sec / 1e9 if node.op in ("matmul", "einsum") and sec else None,
+            })
+        rows.sort(key=lambda r: -r["ms"])
+        if file is not False:
+            print(format_profile(rows, total / repeat, top), file=file)
+        return rows
+
+
+def format_profile(rows, total_seconds, top=25) -> str:
+    lines = [f"{'op':<12} {'result':<18} {'ms':>8} {'share':>6} {'GFLOP/s':>8}  where",
+             "-" * 78]
+    for r in rows[:top]:
+        gf = f"{r['gflops']:.1f}" if r["gflops"] else ""
+        lines.append(f"{r['op']:<12} {r['type']:<18} {r['ms']:>8.3f} {r['share']:>6.1%} "
+                     f"{gf:>8}  {r['where']}")
+    lines.append(f"total {total_seconds * 1e3:.2f} ms over {len(rows)} kernels")
+    return "\n".join(lines)
+
+
+def compile_graph(graph, name=None, donate=(), check_finite=False) -> Plan:
+    return Plan(graph, name, donate, check_finite)

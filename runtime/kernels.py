@@ -1,0 +1,157 @@
+"""Kernel emitters: the numpy source for one node, writing into a destination buffer.
+
+`EMITTERS[op](node, args, dst)` returns source lines that compute the node into the array
+named `dst` with numpy's `out=` arguments, so no temporary array is allocated. Ops without an
+emitter fall back to their library implementation, which allocates its result.
+
+`INPLACE_SAFE` ops compute each output element from the same-position input elements in one
+pass, so their destination may be one of their (same-shaped, dying) operands.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_UFUNCS = {
+    "add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np.divide",
+    "pow": "np.power", "maximum": "np.maximum", "minimum": "np.minimum",
+    "neg": "np.negative", "exp": "np.exp", "log": "np.log", "sqrt": "np.sqrt",
+    "tanh": "np.tanh", "sin": "np.sin", "cos": "np.cos", "abs": "np.abs", "sign": "np.sign",
+    "lt": "np.less", "le": "np.less_equal", "gt": "np.greater", "ge": "np.greater_equal",
+    "eq": "np.equal", "ne": "np.not_equal", "logical_and": "np.logical_and",
+    "logical_or": "np.logical_or", "logical_not": "np.logical_not", "erf": "special.erf",
+}
+INPLACE_SAFE = set(_UFUNCS) | {"relu", "rsqrt", "sigmoid", "cast"}
+GELU_C = "0.7978845608028654"
+
+
+def _ufunc(name):
+    def emit(node, args, dst):
+        return [f"{name}({', '.join(args)}, out={dst})"]
+    return emit
+
+
+def _relu(node, args, dst):
+    return [f"np.maximum({args[0]}, 0, out={dst})"]
+
+
+def _rsqrt(node, args, dst):
+    return [f"np.sqrt({args[0]}, out={dst})", f"np.reciprocal({dst}, out={dst})"]
+
+
+def _sigmoid(node, args, dst):
+    return [f"np.multiply({args[0]}, 0.5, out={dst})", f"np.tanh({dst}, out={dst})",
+            f"np.multiply({dst}, 0.5, out={dst})", f"np.add({dst}, 0.5, out={dst})"]
+
+
+def _cast(node, args, dst):
+    return [f"np.copyto({dst}, {args[0]}, casting='unsafe')"]
+
+
+def _where(node, args, dst):
+    cond, a, b = args
+    return [f"np.copyto({dst}, {b})", f"np.copyto({dst}, {a}, where={cond})"]
+
+
+def _gelu(node, args, dst):
+    x = args[0]
+    if node.attrs["approximate"] != "tanh":
+        return None
+    return [f"np.multiply({x}, {x}, out={dst})", f"np.multiply({dst}, {x}, out={dst})",
+            f"np.multiply({dst}, 0.044715, out={dst})", f"np.add({dst}, {x}, out={dst})",
+            f"np.multiply({dst}, {GELU_C}, out={dst})", f"np.tanh({dst}, out={dst})",
+            f"np.add({dst}, 1.0, out={dst})", f"np.multiply({dst}, {x}, out={dst})",
+            f"np.multiply({dst}, 0.5, out={dst})"]
+
+
+def _matmul(node, args, dst):
+    return [f"np.matmul({args[0]}, {args[1]}, out={dst})"]
+
+
+def _reduce(ufunc):
+    def emit(node, args, dst):
+        a = node.attrs
+        return [f"{ufunc}.reduce({args[0]}, axis={a['axes']!r}, keepdims={a['keepdims']}, "
+                f"out={dst})"]
+    return emit
+
+
+def _softmax(node, args, dst):
+    axis = node.attrs["axis"]
+    x = args[0]
+    return [f"np.subtract({x}, np.max({x}, axis={axis}, keepdims=True), out={dst})",
+            f"np.exp({dst}, out={dst})",
+            f"np.divide({dst}, np.add.reduce({dst}, axis={axis}, keepdims=True), out={dst})"]
+
+
+def _log_softmax(node, args, dst):
+    axis = node.attrs["axis"]
+    x = args[0]
+    return [f"np.subtract({x}, np.max({x}, axis={axis}, keepdims=True), out={dst})",
+            f"np.subtract({dst}, np.log(np.add.reduce(np.exp({dst}), axis={axis}, "
+            f"keepdims=True)), out={dst})"]
+
+
+def _take(node, args, dst):
+    return [f"np.take({args[0]}, {args[1]}, axis=0, out={dst})"]
+
+
+def _pad_slice(node, args, dst):
+    a = node.attrs
+    index = ", ".join(f"{s}:{e}:{k}" for s, e, k in zip(a["starts"], a["stops"], a["steps"]))
+    return [f"{dst}.fill(0)", f"{dst}[{index}] = {args[0]}"]  # item assignment: no rebinding
+
+
+def _concat(node, args, dst):
+    return [f"np.concatenate(({', '.join(args)},), axis={node.attrs['axis']}, out={dst})"]
+
+
+def _einsum(node, args, dst):
+    return [f"np.einsum({node.attrs['spec']!r}, {', '.join(args)}, out={dst})"]
+
+
+EMITTERS = {name: _ufunc(fn) for name, fn in _UFUNCS.items()}
+EMITTERS.update({
+    "relu": _relu, "rsqrt": _rsqrt, "sigmoid": _sigmoid, "cast": _cast, "where": _where,
+    "gelu": _gelu, "matmul": _matmul, "sum": _reduce("np.add"), "max": _reduce("np.maximum"),
+    "softmax": _softmax, "log_softmax": _log_softmax, "take": _take, "pad_slice": _pad_slice,
+    "concat": _concat, "einsum": _einsum,
+})
+
+# Ops whose result is a view of their first operand (no computation, no buffer).
+VIEW_OPS = {"reshape", "transpose", "broadcast_to", "slice", "stop_gradient"}
+# Ops with no operands whose value is fixed: computed once when the plan is built.
+CONSTANT_OPS = {"constant", "full", "arange", "tri"}
+
+
+def view_expression(node, x):
+    a = node.attrs
+    if node.op == "reshape":
+        return f"{x}.reshape({a['shape']!r})"
+    if node.op == "transpose":
+        return f"{x}.transpose({a['perm']!r})"
+    if node.op == "broadcast_to":
+        return f"np.broadcast_to({x}, {a['shape']!r})"
+    if node.op == "slice":
+        index = ", ".join(f"{s}:{e}:{k}" for s, e, k in zip(a["starts"], a["stops"],
+                                                            a["steps"]))
+        return f"{x}[{index}]"
+    return x
+
+
+def can_emit(node) -> bool:
+    emitter = EMITTERS.get(node.op)
+    if emitter is None:
+        return False
+    if node.op == "gelu" and node.attrs["approximate"] != "tanh":
+        return False
+    return node.ndim > 0 or node.op not in ("where",)
+
+
+def needs_distinct_output(node) -> bool:
+    """Ops that read an operand after writing part of the output (matmul, reductions,
+    multi-statement kernels) must not write over their operands."""
+    return node.op not in INPLACE_SAFE
+
+
+__all__ = ["EMITTERS", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
+           "can_emit", "needs_distinct_output", "np"]

@@ -1,0 +1,159 @@
+"""Memory planning: liveness over the schedule and buffer assignment.
+
+Every computed value gets a storage:
+- `pool`: a buffer allocated once per plan and reused by values whose lifetimes do not
+  overlap (exact dtype and size match), including in place, when an elementwise op's operand
+  dies at that op;
+- `donated`: the array of a donated input that is dead by then (parameter and optimiser
+  updates write over their inputs);
+- `fresh`: allocated per call, for outputs (they escape to the caller) and for ops without
+  an `out=` kernel.
+Views (reshape, transpose, slice, broadcast) share their operand's storage, so a buffer
+lives until the last use of any view of it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .kernels import CONSTANT_OPS, INPLACE_SAFE, VIEW_OPS, can_emit
+
+
+@dataclass
+class Storage:
+    kind: str  # input, constant, view, pool, donated, fresh, fallback
+    buffer: int | None = None  # pool buffer index
+    donor: object = None  # the donated input node
+
+
+@dataclass
+class MemoryPlan:
+    storage: dict
+    buffers: list  # (dtype, size) per pool buffer
+    last_use: dict  # root node -> index of its last use
+    root: dict  # node -> the node owning its memory
+    escaping: set
+    stats: dict = field(default_factory=dict)
+
+
+def plan_memory(graph, donate=()) -> MemoryPlan:
+    donate = set(donate)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    root = {}
+    for n in graph.nodes:
+        root[n] = root[n.inputs[0]] if n.op in VIEW_OPS else n
+    end = len(graph.nodes)
+    last_use = {n: order[n] for n in graph.nodes}
+    for n in graph.nodes:
+        for i in n.inputs:
+            r = root[i]
+            last_use[r] = max(last_use[r], order[n])
+    escaping = {root[o] for o in graph.outputs}
+    for r in escaping:
+        last_use[r] = end
+
+    storage, buffers, free = {}, [], {}
+    donors = {}  # (dtype, shape) -> list of donated inputs, in signature order
+
+    def release(r):
+        s = storage.get(r)
+        if s is not None and s.kind == "pool":
+            key = buffers[s.buffer]
+            free.setdefault(key, []).append(s.buffer)
+
+    dying_at = {}
+    for r, i in last_use.items():
+        dying_at.setdefault(i, []).append(r)
+
+    for idx, n in enumerate(graph.nodes):
+        if n.op == "input":
+            storage[n] = Storage("input")
+            if n.attrs["name"] in donate:
+                donors.setdefault((n.dtype, n.shape), []).append(n)
+        elif n.op in CONSTANT_OPS:
+            storage[n] = Storage("constant")
+        elif n.op in VIEW_OPS:
+            storage[n] = Storage("view")
+        elif not can_emit(n):
+            storage[n] = Storage("fallback")
+        elif n in escaping:
+            donor = _take_donor(n, idx, donors, last_use, root)
+            storage[n] = Storage("donated", donor=donor) if donor is not None \
+                else Storage("fresh")
+        else:
+            inplace = _inplace_operand(n, idx, last_use, root, storage, escaping)
+            if inplace is not None:
+                buf = storage[inplace].buffer
+                storage[inplace] = Storage("pool", buf)  # ownership moves on; not released
+                last_use[inplace] = -1
+                storage[n] = Storage("pool", buf)
+            else:
+                key = (n.dtype, n.size)
+                if free.get(key):
+                    buf = free[key].pop()
+                else:
+                    buf = len(buffers)
+                    buffers.append(key)
+                storage[n] = Storage("pool", buf)
+        for r in dying_at.get(idx, ()):
+            if last_use.get(r) == idx:
+                release(r)
+
+    mp = MemoryPlan(storage, buffers, last_use, root, escaping)
+    mp.stats = _stats(graph, mp)
+    return mp
+
+
+def _inplace_operand(n, idx, last_use, root, storage, escaping):
+    if n.op not in INPLACE_SAFE:
+        return None
+    roots = [root[i] for i in n.inputs]
+    for i in n.inputs:
+        s = storage.get(i)
+        if (s is not None and s.kind == "pool" and root[i] is i and i not in escaping
+                and last_use[i] == idx and i.shape == n.shape and i.dtype == n.dtype
+                and sum(r is i for r in roots) == 1):
+            return i
+    return None
+
+
+def _take_donor(n, idx, donors, last_use, root):
+    candidates = donors.get((n.dtype, n.shape), [])
+    roots = [root[i] for i in n.inputs]
+    for d in candidates:
+        dead_before = last_use[d] < idx
+        dies_here = (last_use[d] == idx and n.op in INPLACE_SAFE
+                     and any(i is d for i in n.inputs) and sum(r is d for r in roots) == 1)
+        if dead_before or dies_here:
+            candidates[:] = [c for c in candidates if c is not d]
+            return d
+    return None
+
+
+def _stats(graph, mp: MemoryPlan) -> dict:
+    itemsize_bytes = lambda n: n.size * n.dtype.itemsize  # noqa: E731
+    pool = sum(dtype.itemsize * size for dtype, size in mp.buffers)
+    inputs = sum(itemsize_bytes(n) for n in graph.inputs)
+    constants = sum(itemsize_bytes(n) for n in graph.nodes
+                    if mp.storage[n].kind == "constant")
+    outputs = sum(itemsize_bytes(r) for r in mp.escaping if mp.storage[r].kind in
+                  ("fresh", "fallback"))
+    # fallback temporaries: live from definition to last use; find their peak
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    events = []
+    for n in graph.nodes:
+        if mp.storage[n].kind == "fallback" and n not in mp.escaping:
+            events.append((order[n], itemsize_bytes(n)))
+            events.append((mp.last_use[n] + 0.5, -itemsize_bytes(n)))
+    live = peak_temp = 0
+    for _, delta in sorted(events):
+        live += delta
+        peak_temp = max(peak_temp, live)
+    return {
+        "inputs": inputs,
+        "constants": constants,
+        "workspace": pool,
+        "temporaries": peak_temp,
+        "outputs": outputs,
+        "peak_intermediate": pool + peak_temp,
+        "total": inputs + constants + pool + peak_temp + outputs,
+    }
