@@ -61,7 +61,7 @@ class Compiled:
             return self.fn(*args)
         plan = self.plan_for(*args)
         leaves, _, _ = flatten(list(args))
-        outs = plan(*[getattr(x, "data", x) for x in leaves])
+        outs = plan(*[x.data if isinstance(x, Tensor) else x for x in leaves])
         return unflatten(plan.graph.output_tree, outs)
 
 

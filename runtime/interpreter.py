@@ -10,6 +10,8 @@ import numpy as np
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
 
+from .eager import Tensor
+
 
 def bind_inputs(graph, args, kwargs=None) -> list:
     """Match positional or named arguments to the graph's inputs and check their types."""
@@ -28,7 +30,8 @@ def bind_inputs(graph, args, kwargs=None) -> list:
             value = graph.param_values[name].data
         else:
             raise GraphcError(f"graph {graph.name!r}: missing input {name!r} ({node.type})")
-        value = np.asarray(getattr(value, "data", value))
+        if not isinstance(value, np.ndarray):
+            value = np.asarray(value.data if isinstance(value, Tensor) else value)
         if value.shape != node.shape:
             raise GraphcError(f"input {name!r} expects shape {node.shape}, got {value.shape}")
         if value.dtype != node.dtype:

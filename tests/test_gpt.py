@@ -13,6 +13,8 @@ from runtime.codegen import compile_graph
 
 try:
     import torch
+
+    from graphc.torch_ref import torch_gpt
 except ImportError:  # torch is an optional test oracle
     torch = None
 
@@ -43,31 +45,6 @@ def graphc_loss_and_grads(model, x, y):
     outs = plan(*[feed[n.attrs["name"]] for n in plan.graph.inputs])
     names = [n for n, _ in model.named_parameters()]
     return outs[0], outs[1], dict(zip(names, outs[2:]))
-
-
-def torch_gpt(P, idx, targets, cfg):
-    """nanoGPT's forward pass, written with PyTorch ops on the same (in, out) weights."""
-    import torch.nn.functional as TF
-    B, T = idx.shape
-    C, H = cfg.n_embd, cfg.n_head
-    x = P["wte.weight"][idx] + P["wpe.weight"][:T]
-    for layer in range(cfg.n_layer):
-        pre = f"blocks.{layer}."
-        h = TF.layer_norm(x, (C,), P[pre + "ln_1.weight"], P[pre + "ln_1.bias"], 1e-5)
-        qkv = h @ P[pre + "attn.c_attn.weight"] + P[pre + "attn.c_attn.bias"]
-        q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in qkv.split(C, dim=2))
-        att = (q @ k.transpose(-2, -1)) * (1.0 / np.sqrt(C // H))
-        att = att.masked_fill(torch.tril(torch.ones(T, T, dtype=torch.bool)) == 0,
-                              float("-inf"))
-        y = (att.softmax(-1) @ v).transpose(1, 2).contiguous().view(B, T, C)
-        x = x + y @ P[pre + "attn.c_proj.weight"] + P[pre + "attn.c_proj.bias"]
-        h = TF.layer_norm(x, (C,), P[pre + "ln_2.weight"], P[pre + "ln_2.bias"], 1e-5)
-        h = TF.gelu(h @ P[pre + "mlp.c_fc.weight"] + P[pre + "mlp.c_fc.bias"],
-                    approximate="tanh")
-        x = x + h @ P[pre + "mlp.c_proj.weight"] + P[pre + "mlp.c_proj.bias"]
-    x = TF.layer_norm(x, (C,), P["ln_f.weight"], P["ln_f.bias"], 1e-5)
-    logits = x @ P["wte.weight"].T
-    return logits, TF.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def _rel(a, b):

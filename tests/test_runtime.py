@@ -1,0 +1,140 @@
+"""The compiled plan: equal to the interpreter on random graphs (forward and backward, f32
+and f64), pinned generated source, memory figures, donation, profiler and NaN guard."""
+import inspect
+import logging
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from passes.manager import optimize
+from runtime.codegen import compile_graph
+from runtime.interpreter import run
+
+from randgraph import random_graph, with_gradient
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("chunk", range(4))
+def test_compiled_plan_equals_interpreter_on_random_graphs(dtype, chunk):
+    tol = 1e-9 if dtype == "float64" else 2e-4
+    for seed in range(chunk, 400, 4):
+        graph, inputs = random_graph(20_000 + seed, dtype=dtype)
+        if seed % 2:
+            graph = with_gradient(graph)
+        for g in (graph, optimize(graph)):
+            with np.errstate(all="ignore"):
+                expected = run(g, *inputs)
+                plan = compile_graph(g)
+                got = plan(*inputs)
+                again = plan(*inputs)  # reused buffers must not leak between calls
+            for k, (e, o, a) in enumerate(zip(expected, got, again)):
+                msg = f"seed {20_000 + seed} ({dtype}), output {k}\n{plan.source}"
+                assert o.shape == e.shape and o.dtype == e.dtype, msg
+                np.testing.assert_allclose(o, e, rtol=tol, atol=tol, equal_nan=True,
+                                           err_msg=msg)
+                np.testing.assert_array_equal(a, o, err_msg=msg)
+
+
+def test_outputs_do_not_alias_plan_buffers_across_calls():
+    plan = gc.compile(lambda x: (gc.exp(x) * 2.0, gc.exp(x) + 1.0)).plan_for(np.ones(4))
+    first = plan(np.zeros(4))
+    second = plan(np.ones(4))
+    np.testing.assert_allclose(first[0], 2.0)
+    np.testing.assert_allclose(second[0], 2 * np.e)
+
+
+def test_generated_source_is_pinned():
+    def f(x, w, b):
+        return gc.relu(x @ w + b).sum(0)
+    g = optimize(gc.trace(f, gc.spec((4, 3)), gc.spec((3, 2)), gc.spec(2)))
+    assert compile_graph(g).source == """\
+def plan(in0, in1, in2):
+    np.matmul(in0, in1, out=t0)
+    np.add(t0, in2, out=t1)
+    np.maximum(t1, 0, out=t2)
+    t3 = np.empty((2,), f32)
+    np.add.reduce(t2, axis=(0,), keepdims=False, out=t3)
+    return (t3,)
+"""
+
+
+def test_elementwise_chains_run_in_place_in_reused_buffers():
+    def f(x):
+        return gc.sum(gc.tanh(gc.exp(x) * 2.0 + 1.0))
+    plan = gc.compile(f).plan_for(np.ones((64, 64), np.float32))
+    assert len(plan.memory_plan.buffers) == 1  # exp, mul, add, tanh share one buffer
+    assert plan.memory["workspace"] == 64 * 64 * 4
+
+
+def test_donated_inputs_are_updated_in_place():
+    def step(p, g):
+        return p - 0.1 * g
+    g = gc.trace(step, gc.spec(5, "float64"), gc.spec(5, "float64"))
+    plan = compile_graph(g, donate=["p"])
+    p = np.ones(5)
+    (out,) = plan(p, np.ones(5))
+    assert out is p and np.allclose(p, 0.9)
+    with pytest.raises(gc.GraphcError, match="cannot donate"):
+        compile_graph(g, donate=["nope"])
+
+
+def test_peak_memory_prediction_matches_tracemalloc():
+    def f(x, w):
+        h = gc.gelu(x @ w)
+        return gc.one_hot(gc.cast(gc.sum(h, 1) > 0, "int64"), 8) * 2.0, gc.softmax(h @ w.T)
+    args = [np.ones((256, 128), np.float32), np.ones((128, 128), np.float32) * 0.01]
+    plan = gc.compile(f).plan_for(*args)
+    plan(*args)
+    tracemalloc.start()
+    plan(*args)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    mem = plan.memory
+    predicted = mem["temporaries"] + mem["outputs"]  # the workspace exists before the call
+    assert predicted <= peak <= predicted * 1.25 + 64 * 1024, (predicted, peak, mem)
+
+
+def test_profile_reports_ops_lines_shares_and_gflops(capsys):
+    def f(x, w):
+        return gc.tanh(x @ w)  # PROFILED
+    args = [np.ones((64, 32), np.float32), np.ones((32, 16), np.float32)]
+    rows = gc.compile(f).plan_for(*args).profile(*args)
+    ops = {r["op"] for r in rows}
+    assert ops == {"matmul", "tanh"}
+    mm = [r for r in rows if r["op"] == "matmul"][0]
+    assert mm["gflops"] > 0 and 0 < mm["share"] <= 1
+    line = inspect.getsourcelines(f)[1] + 1
+    assert mm["where"].endswith(f"test_runtime.py:{line}")
+    assert "matmul" in capsys.readouterr().out
+
+
+def test_nan_guard_names_the_op_ranges_and_line():
+    def f(x):
+        y = x * 2.0
+        return gc.log(y - 3.0)  # NAN HERE
+    plan = gc.compile(f).plan_for(np.ones(3))
+    with pytest.raises(gc.GraphcError, match=r"non-finite value: 3 of 3 elements of log") as e:
+        plan.run_checked(np.ones(3))
+    assert "in [-1, -1]" in str(e.value)
+    assert e.value.locs[0][1] == inspect.getsourcelines(f)[1] + 2
+    checked = compile_graph(plan.graph, check_finite=True)
+    with pytest.raises(gc.GraphcError, match="non-finite"):
+        checked(np.ones(3))
+    np.testing.assert_allclose(checked(np.full(3, 4.0))[0], np.log(5.0))
+
+
+def test_new_signature_recompiles_and_logs(caplog):
+    f = gc.compile(lambda x: x + 1.0)
+    with caplog.at_level(logging.DEBUG, logger="graphc"):
+        f(np.ones(2))
+        f(np.ones(3))
+        f(np.ones(2))
+    assert len(f._plans) == 2
+    assert sum("recompiling" in r.message for r in caplog.records) == 1
+
+
+def test_flops_of_a_matmul_plan():
+    plan = gc.compile(lambda a, b: a @ b).plan_for(np.ones((8, 4)), np.ones((4, 5)))
+    assert plan.flops() == 2 * 8 * 4 * 5
