@@ -80,6 +80,27 @@ def build_parser():
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("-O", dest="pipeline", default="default", help="pass pipeline (O0, default)")
 
+    d = sub.add_parser("dump", help="print a graph's IR (text, JSON, dot, svg, png, pdf), "
+                       "before/after passes, with statistics")
+    d.add_argument("target", help="gpt, mlp, FILE.py:FUNCTION, MODULE:FUNCTION, or a saved "
+                   ".ir/.json file")
+    d.add_argument("--config", default="tiny", help="GPT config for the gpt target")
+    d.add_argument("--grad", action="store_true", help="the training graph: loss and "
+                   "gradients")
+    d.add_argument("--after", metavar="PASS", help="stop the pipeline after this pass")
+    d.add_argument("--passes", help="comma-separated passes instead of the default pipeline")
+    d.add_argument("-O0", dest="O0", action="store_true", help="no passes: the traced graph")
+    d.add_argument("--stats", action="store_true", help="node counts, parameters, FLOPs, "
+                   "peak memory, per-pass counts")
+    d.add_argument("--diff", nargs=2, metavar=("A", "B"), help="unified diff of the IR "
+                   "between two stages (input, a pass name, name#2, or a number)")
+    d.add_argument("--format", default="text",
+                   choices=["text", "json", "dot", "svg", "png", "pdf"])
+    d.add_argument("-o", "--output", help="write to this file instead of stdout")
+    d.add_argument("--collapse", action="store_true", help="fold each layer into one box")
+    d.add_argument("--locations", action="store_true", help="annotate source lines")
+    d.add_argument("--full", action="store_true", help="print large constants in full")
+
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
     s.add_argument("--prompt", default="\n")
@@ -98,8 +119,17 @@ def main(argv=None) -> int:
             return cmd_train(args)
         if args.command == "sample":
             return cmd_sample(args)
-    except (GraphcError, DataError, CheckpointError, UsageError, ValueError) as exc:
-        message = str(exc).splitlines()[0] if not isinstance(exc, GraphcError) else str(exc)
+        if args.command == "dump":
+            from .dump import run_dump
+            return run_dump(args)
+    except (GraphcError, DataError, CheckpointError, UsageError, ValueError, OSError) as exc:
+        if isinstance(exc, GraphcError):
+            # a location inside the `graphc` launcher itself tells the user nothing
+            script = os.path.basename(sys.argv[0] or "")
+            useful = [loc for loc in exc.locs if os.path.basename(loc[0]) != script]
+            message = str(GraphcError(exc.message, useful))
+        else:
+            message = str(exc).splitlines()[0]
         print(f"graphc: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

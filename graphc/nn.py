@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from ir.graph import scope
 from ir.ops import api as F
 from runtime.eager import Parameter
 
 
 class Module:
+    _path = ""  # the dotted name from the root module, used as the scope of its nodes
+
     def __setattr__(self, name, value):
         if isinstance(value, Parameter):
             value.name = name
         elif isinstance(value, Module):
             for pname, p in value.named_parameters():
                 p.name = f"{name}.{pname}"
+            value._set_path(name)
         object.__setattr__(self, name, value)
+
+    def _set_path(self, path):
+        object.__setattr__(self, "_path", path)
+        for name, child in vars(self).items():
+            if isinstance(child, Module):
+                child._set_path(f"{path}.{name}")
 
     def named_parameters(self, prefix=""):
         for name, value in vars(self).items():
@@ -51,7 +61,10 @@ class Module:
             p.grad = None
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if not self._path:
+            return self.forward(*args, **kwargs)
+        with scope(self._path):
+            return self.forward(*args, **kwargs)
 
 
 class ModuleList(Module):

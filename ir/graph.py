@@ -18,11 +18,12 @@ from .types import TensorType
 
 
 class Node(OperatorMixin):
-    __slots__ = ("id", "op", "inputs", "attrs", "type", "locs", "graph", "__weakref__")
+    __slots__ = ("id", "op", "inputs", "attrs", "type", "locs", "scope", "graph", "__weakref__")
     __hash__ = object.__hash__
 
-    def __init__(self, graph, id, op, inputs, attrs, type, locs):
+    def __init__(self, graph, id, op, inputs, attrs, type, locs, scope=""):
         self.graph = graph
+        self.scope = scope  # the layer that built it ("blocks.0.attn"), for dumps
         self.id = id
         self.op = op
         self.inputs = list(inputs)
@@ -96,15 +97,19 @@ class Graph:
         self._next_id = 0
         self._next_salt = 0
         self.loc_override = None
+        self.scope_override = None
 
     # ---- building --------------------------------------------------------------------------
-    def add_node(self, op, inputs, attrs, type, locs=None) -> Node:
+    def add_node(self, op, inputs, attrs, type, locs=None, scope=None) -> Node:
         if locs is None:
             locs = self.loc_override
             if locs is None:
                 loc = user_location()
                 locs = (loc,) if loc else ()
-        node = Node(self, self._next_id, op, inputs, attrs, type, locs)
+        if scope is None:
+            scope = self.scope_override if self.scope_override is not None else \
+                (_STACK.scopes[-1] if _STACK.scopes else "")
+        node = Node(self, self._next_id, op, inputs, attrs, type, locs, scope)
         self._next_id += 1
         self.nodes.append(node)
         return node
@@ -141,14 +146,16 @@ class Graph:
             _STACK.graphs.pop()
 
     @contextlib.contextmanager
-    def locations(self, locs):
-        """Nodes built inside take these source locations (autodiff: the forward node's)."""
-        saved = self.loc_override
+    def locations(self, locs, scope=None):
+        """Nodes built inside take these source locations and layer scope (autodiff: the
+        forward node's)."""
+        saved = self.loc_override, self.scope_override
         self.loc_override = tuple(locs)
+        self.scope_override = scope
         try:
             yield
         finally:
-            self.loc_override = saved
+            self.loc_override, self.scope_override = saved
 
     # ---- analysis --------------------------------------------------------------------------
     def users(self) -> dict:
@@ -184,6 +191,17 @@ class Graph:
 class _Stack(threading.local):
     def __init__(self):
         self.graphs = []
+        self.scopes = []
+
+
+@contextlib.contextmanager
+def scope(name: str):
+    """Nodes built inside belong to this layer scope (nested scopes join with '.')."""
+    _STACK.scopes.append(name)
+    try:
+        yield
+    finally:
+        _STACK.scopes.pop()
 
 
 _STACK = _Stack()

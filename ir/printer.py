@@ -32,17 +32,25 @@ def format_attr(value) -> str:
     return repr(value)
 
 
-def format_constant(value: np.ndarray) -> str:
-    if value.size > MAX_INLINE:
+def _scalar(v) -> str:
+    if isinstance(v, bool):
+        return format_attr(v)
+    if isinstance(v, float) and not np.isfinite(v):
+        return repr(v)  # inf, -inf, nan: the parser reads these names
+    return repr(v)
+
+
+def format_constant(value: np.ndarray, max_inline: int | None = MAX_INLINE) -> str:
+    """The value, or for more than max_inline elements a summary (None: always the value)."""
+    if max_inline is not None and value.size > max_inline:
         return f"<{value.size} values, min {value.min()!r}, max {value.max()!r}>"
     flat = value.reshape(-1).tolist()
     if value.ndim == 0:
-        return repr(flat[0]) if not isinstance(flat[0], bool) else format_attr(flat[0])
-    return "[" + ", ".join(format_attr(v) if isinstance(v, bool) else repr(v)
-                           for v in flat) + "]"
+        return _scalar(flat[0])
+    return "[" + ", ".join(_scalar(v) for v in flat) + "]"
 
 
-def format_graph(graph, locations: bool = False) -> str:
+def format_graph(graph, locations: bool = False, max_inline: int | None = MAX_INLINE) -> str:
     ordered = list(graph.inputs) + [n for n in graph.nodes if n.op != "input"]
     names = {n: f"%{i}" for i, n in enumerate(ordered)}
 
@@ -51,7 +59,7 @@ def format_graph(graph, locations: bool = False) -> str:
 
     sig = []
     for n in graph.inputs:
-        kind = " param" if n.attrs.get("kind") == "param" else ""
+        kind = "" if n.attrs.get("kind", "input") == "input" else f" {n.attrs['kind']}"
         sig.append(f"{ref(n)}:{n.type}{kind} {n.attrs['name']}")
     outs = ", ".join(ref(n) for n in graph.outputs)
     lines = [f"graph {graph.name}({', '.join(sig)}) -> ({outs})"]
@@ -59,7 +67,7 @@ def format_graph(graph, locations: bool = False) -> str:
         if n.op == "input":
             continue
         if n.op == "constant":
-            rhs = f"constant {format_constant(n.attrs['value'])}"
+            rhs = f"constant {format_constant(n.attrs['value'], max_inline)}"
         else:
             rhs = n.op
             if n.inputs:

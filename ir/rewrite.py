@@ -27,7 +27,8 @@ def rebuild(graph: Graph, visit=None, name: str | None = None, keep=None):
         inputs = [mapping[i] for i in node.inputs]
         replacement = visit(node, inputs, new) if visit is not None else None
         if replacement is None:
-            replacement = new.add_node(node.op, inputs, dict(node.attrs), node.type, node.locs)
+            replacement = new.add_node(node.op, inputs, dict(node.attrs), node.type, node.locs,
+                                       node.scope)
         mapping[node] = replacement
     new.set_outputs([mapping[o] for o in graph.outputs])
     by_name = {n.attrs["name"]: n for n in new.inputs}

@@ -73,7 +73,7 @@ def gradients(ys, xs, seeds=None) -> list:
                     continue
                 raise GraphcError(f"op {node.op!r} has no gradient rule", node.locs)
             needs = tuple(i in relevant and is_float(i.dtype) for i in node.inputs)
-            with graph.locations(node.locs):
+            with graph.locations(node.locs, node.scope):
                 results = op.vjp(VJPContext(node.inputs, node, node.attrs, needs), g)
             for inp, need, r in zip(node.inputs, needs, results):
                 if need and r is not None:
@@ -89,16 +89,21 @@ def _accumulate(grads, node, g):
     grads[node] = g if prev is None else prev + g
 
 
-def grad_graph(graph: Graph, wrt=None, output: int = 0, name: str | None = None) -> Graph:
+def grad_graph(graph: Graph, wrt=None, output: int = 0, name: str | None = None,
+               sum_output: bool = False) -> Graph:
     """A new graph whose outputs are the original outputs followed by the gradients of
-    outputs[output] (a scalar) with respect to the inputs named in `wrt` (default: every
-    floating-point input)."""
+    outputs[output] (a scalar; with sum_output, the sum of its elements) with respect to the
+    inputs named in `wrt` (default: every floating-point input)."""
     new = clone(graph, name or f"{graph.name}_grad")
     if wrt is None:
         targets = [n for n in new.inputs if is_float(n.dtype)]
     else:
         targets = [new.input_by_name(w) for w in wrt]
-    grads = gradients([new.outputs[output]], targets)
+    with new.building():
+        y = new.outputs[output]
+        if sum_output and y.size != 1:
+            y = F.sum(y)
+        grads = gradients([y], targets)
     new.set_outputs(new.outputs + grads)
     new.output_tree = None
     return new

@@ -40,7 +40,7 @@ def cse(graph):
         if existing is not None:
             existing.locs = merge_locs(existing.locs, node.locs)
             return existing
-        made = new.add_node(node.op, inputs, dict(node.attrs), node.type, node.locs)
+        made = new.add_node(node.op, inputs, dict(node.attrs), node.type, node.locs, node.scope)
         table[key] = made
         return made
 

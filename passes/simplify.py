@@ -229,7 +229,7 @@ def simplify(graph, max_rounds: int = 8):
         def visit(node, inputs, new):
             m = Match(node, inputs)
             for fn in RULES.get(node.op, ()):
-                with new.building(), new.locations(node.locs):
+                with new.building(), new.locations(node.locs, node.scope):
                     out = fn(m)
                 if out is not None:
                     if out.type != node.type:

@@ -45,6 +45,7 @@ class Plan:
         self.graph = graph
         self.name = name or graph.name
         self.donate = tuple(donate)
+        self.check_finite = check_finite
         unknown = set(self.donate) - {n.attrs["name"] for n in graph.inputs}
         if unknown:
             raise GraphcError(f"cannot donate {sorted(unknown)}: not inputs of {self.name!r}")
@@ -141,7 +142,11 @@ class Plan:
     def __call__(self, *args, **kwargs):
         values = bind_inputs(self.graph, args, kwargs)
         try:
-            outs = self._fn(*values)
+            if self.check_finite:
+                with np.errstate(all="ignore"):  # the guard reports non-finite values
+                    outs = self._fn(*values)
+            else:
+                outs = self._fn(*values)
         except GraphcError:
             raise
         except (FloatingPointError, ValueError, IndexError, TypeError) as exc:

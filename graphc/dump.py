@@ -1,0 +1,198 @@
+"""`graphc dump`: a model, a user's function or a saved IR file, as text, JSON or a picture,
+before and after any pass of the pipeline, with statistics and pass diffs."""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import os
+import sys
+from collections import Counter
+
+import numpy as np
+
+from ir.errors import GraphcError
+from ir.graph import Graph
+from ir.ops.registry import graph_param
+from ir.printer import format_graph
+from passes.autodiff import gradients, grad_graph
+from passes.manager import pipeline_passes, run_pipeline
+
+
+def builtin_gpt(config: str, grad: bool) -> Graph:
+    from .models.gpt import GPT, GPTConfig
+    cfg = GPTConfig.named(config, vocab_size=65)
+    model = GPT(cfg)
+    g = Graph(f"gpt_{config}_{'loss_grad' if grad else 'loss'}")
+    with g.building():
+        idx = g.input("idx", (cfg.batch_size, cfg.block_size), "int64")
+        targets = g.input("targets", (cfg.batch_size, cfg.block_size), "int64")
+        params = [graph_param(g, p) for _, p in model.named_parameters()]
+        loss = model(idx, targets)
+        g.set_outputs([loss] + (gradients([loss], params) if grad else []))
+    return g
+
+
+def builtin_mlp(grad: bool) -> Graph:
+    from . import nn
+    from ir.ops import api as F
+
+    class MLP(nn.Module):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.fc1 = nn.Linear(64, 128, rng=rng)
+            self.fc2 = nn.Linear(128, 10, rng=rng)
+
+        def forward(self, x, y):
+            return F.cross_entropy(self.fc2(F.gelu(self.fc1(x))), y)
+
+    model = MLP()
+    g = Graph(f"mlp_{'loss_grad' if grad else 'loss'}")
+    with g.building():
+        x = g.input("x", (32, 64), "float32")
+        y = g.input("y", (32,), "int64")
+        params = [graph_param(g, p) for _, p in model.named_parameters()]
+        loss = model(x, y)
+        g.set_outputs([loss] + (gradients([loss], params) if grad else []))
+    return g
+
+
+def _import_function(target: str):
+    where, _, name = target.rpartition(":")
+    if where.endswith(".py") or os.sep in where:
+        if not os.path.isfile(where):
+            raise GraphcError(f"dump: no such file {where!r}")
+        spec = importlib.util.spec_from_file_location("graphc_dump_target", where)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(where)))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.pop(0)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise GraphcError(f"dump: cannot import module {where!r} ({exc})") from None
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise GraphcError(f"dump: {where!r} has no function {name!r}")
+    return fn
+
+
+def load_target(target: str, config: str = "tiny", grad: bool = False) -> Graph:
+    """A Graph from 'gpt', 'mlp', 'file.py:fn', 'module:fn', or a saved .ir/.json file."""
+    from .tracing import trace
+    if target == "gpt":
+        return builtin_gpt(config, grad)
+    if target == "mlp":
+        return builtin_mlp(grad)
+    if os.path.isfile(target):
+        with open(target, encoding="utf-8") as fh:
+            text = fh.read()
+        if target.endswith(".json"):
+            from ir.serialize import loads
+            graph = loads(text)
+        else:
+            from ir.parser import parse
+            graph = parse(text)
+        return grad_graph(graph, sum_output=True) if grad else graph
+    if ":" not in target:
+        raise GraphcError(f"dump: unknown target {target!r}: use gpt, mlp, FILE.py:FUNCTION, "
+                          "MODULE:FUNCTION or a saved .ir/.json file")
+    result = _import_function(target)()
+    if isinstance(result, Graph):
+        graph = result
+    elif isinstance(result, tuple) and result and callable(result[0]):
+        graph = trace(result[0], *result[1:])
+    else:
+        raise GraphcError(f"dump: {target} must return a Graph or (function, *specs)")
+    return grad_graph(graph, sum_output=True) if grad else graph
+
+
+def stats_text(graph, result) -> str:
+    from runtime.codegen import compile_graph
+    plan = compile_graph(result.graph)
+    counts = Counter(n.op for n in result.graph.nodes if n.op != "input")
+    params = sum(n.size for n in result.graph.inputs if n.attrs["kind"] == "param")
+    mem = plan.memory
+    lines = [f"graph {result.graph.name}: {len(result.graph.nodes)} nodes "
+             f"({len(graph.nodes)} before passes), {params:,} parameters",
+             f"FLOPs per call: {plan.flops():,.0f}",
+             f"peak intermediate memory: {mem['peak_intermediate'] / 2**20:.2f} MiB "
+             f"(workspace {mem['workspace'] / 2**20:.2f}, temporaries "
+             f"{mem['temporaries'] / 2**20:.2f}); inputs {mem['inputs'] / 2**20:.2f} MiB",
+             "", "nodes by op:"]
+    for op, k in counts.most_common():
+        lines.append(f"  {op:<14} {k:>6}")
+    lines += ["", result.table()]
+    return "\n".join(lines)
+
+
+def _stage_index(name, names):
+    if name in ("input", "0"):
+        return 0
+    if name.isdigit():
+        k = int(name)
+        if k > len(names):
+            raise GraphcError(f"--diff: stage {k} past the end ({len(names)} passes)")
+        return k
+    base, _, nth = name.partition("#")
+    nth = int(nth) if nth else 1
+    seen = 0
+    for k, n in enumerate(names, 1):
+        if n == base:
+            seen += 1
+            if seen == nth:
+                return k
+    raise GraphcError(f"--diff: no stage {name!r} in the pipeline ({', '.join(names)}); "
+                      "use 'input', a pass name (name#2 for its second run) or a number")
+
+
+def diff_text(graph, pipeline, a, b, locations=False) -> str:
+    names = pipeline_passes(pipeline)
+    result = run_pipeline(graph, names, keep_stages=True)
+    stages = [("input", graph)] + result.stages
+    i, j = _stage_index(a, names), _stage_index(b, names)
+    before = format_graph(stages[i][1], locations).splitlines(keepends=True)
+    after = format_graph(stages[j][1], locations).splitlines(keepends=True)
+    out = "".join(difflib.unified_diff(before, after, fromfile=f"after {stages[i][0]}",
+                                       tofile=f"after {stages[j][0]}"))
+    return out or f"(no change between {stages[i][0]} and {stages[j][0]})\n"
+
+
+def run_dump(args) -> int:
+    from ir.dot import render, to_dot
+    from ir.serialize import dumps
+
+    graph = load_target(args.target, args.config, args.grad)
+    pipeline = "O0" if args.O0 else (args.passes or "default")
+    if args.diff:
+        return _emit(diff_text(graph, pipeline, *args.diff, locations=args.locations), args)
+    result = run_pipeline(graph, pipeline, stop_after=args.after, verify_each=True)
+    if args.stats:
+        return _emit(stats_text(graph, result) + "\n", args)
+    g = result.graph
+    fmt = args.format
+    if fmt == "text":
+        return _emit(format_graph(g, args.locations, max_inline=None if args.full else 16)
+                     + "\n", args)
+    if fmt == "json":
+        return _emit(dumps(g) + "\n", args)
+    if fmt == "dot":
+        return _emit(to_dot(g, collapse=args.collapse), args)
+    return _emit(render(g, fmt, collapse=args.collapse), args)
+
+
+def _emit(data, args) -> int:
+    if args.output:
+        mode = "wb" if isinstance(data, bytes) else "w"
+        tmp = args.output + ".tmp"
+        with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
+            fh.write(data)
+        os.replace(tmp, args.output)
+    elif isinstance(data, bytes):
+        sys.stdout.buffer.write(data)
+    else:
+        sys.stdout.write(data)
+    return 0

@@ -1,0 +1,273 @@
+"""Parsing the IR text back into a Graph, so tests and bug reports can be written in IR.
+
+`parse(text)` accepts exactly what `format_graph` prints (constants must be printed in full,
+`max_inline=None`). Every node is type-checked against its op's rule as it is read. Any
+problem is a GraphcError that names the line and column.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .errors import GraphcError
+from .graph import Graph
+from .ops.registry import REGISTRY
+from .types import DTYPES, TensorType
+
+_NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_REF = re.compile(r"%(\d+)")
+_NAME = re.compile(r"[^\s,()]+")
+
+
+class _Fail(Exception):
+    def __init__(self, message, column):
+        super().__init__(message)
+        self.column = column
+
+
+class _Cursor:
+    def __init__(self, text):
+        self.text, self.pos = text, 0
+
+    def ws(self):
+        while self.pos < len(self.text) and self.text[self.pos] in " \t":
+            self.pos += 1
+
+    def peek(self, s):
+        self.ws()
+        return self.text.startswith(s, self.pos)
+
+    def accept(self, s):
+        if self.peek(s):
+            self.pos += len(s)
+            return True
+        return False
+
+    def expect(self, s, what=None):
+        if not self.accept(s):
+            self.fail(f"expected {what or repr(s)}")
+
+    def match(self, pattern, what):
+        self.ws()
+        m = pattern.match(self.text, self.pos)
+        if not m:
+            self.fail(f"expected {what}")
+        self.pos = m.end()
+        return m
+
+    def at_end(self):
+        self.ws()
+        return self.pos >= len(self.text)
+
+    def fail(self, message):
+        found = self.text[self.pos:self.pos + 12] or "end of line"
+        raise _Fail(f"{message}, found {found!r}", self.pos + 1)
+
+
+def _type(c: _Cursor) -> TensorType:
+    dtype = c.match(re.compile(r"f32|f64|i32|i64|bool"), "a dtype (f32, f64, i32, i64, bool)")
+    c.expect("[")
+    dims = []
+    if not c.accept("]"):
+        while True:
+            dims.append(int(c.match(re.compile(r"\d+"), "a dimension").group()))
+            if c.accept("]"):
+                break
+            c.expect(",", "',' or ']'")
+    return TensorType(tuple(dims), DTYPES[dtype.group()])
+
+
+def _number(text):
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return float(text)
+
+
+def _value(c: _Cursor):
+    c.ws()
+    if c.accept("true"):
+        return True
+    if c.accept("false"):
+        return False
+    if c.peek('"'):
+        c.pos += 1
+        out = []
+        while c.pos < len(c.text) and c.text[c.pos] != '"':
+            if c.text[c.pos] == "\\" and c.pos + 1 < len(c.text):
+                c.pos += 1
+            out.append(c.text[c.pos])
+            c.pos += 1
+        c.expect('"', "a closing quote")
+        return "".join(out)
+    if c.accept("("):
+        items = []
+        if c.accept(")"):
+            return ()
+        while True:
+            items.append(_value(c))
+            if c.accept(")"):
+                return tuple(items)
+            c.expect(",", "',' or ')'")
+            if c.accept(")"):
+                return tuple(items)
+    m = re.compile(r"f32|f64|i32|i64|bool").match(c.text, c.pos)
+    if m and not c.text[m.end():m.end() + 1].isalnum():
+        c.pos = m.end()
+        return DTYPES[m.group()]
+    return _number(c.match(_NUMBER, "a value").group())
+
+
+def _constant(c: _Cursor, type_: TensorType):
+    if c.peek("<"):
+        c.fail("this constant was printed as a summary; print with max_inline=None (or use "
+               "the JSON form) to parse it")
+    values = []
+    if c.accept("["):
+        if not c.accept("]"):
+            while True:
+                values.append(_scalar(c))
+                if c.accept("]"):
+                    break
+                c.expect(",", "',' or ']'")
+    else:
+        values.append(_scalar(c))
+    if len(values) != type_.size:
+        c.fail(f"constant of type {type_} needs {type_.size} values, got {len(values)}")
+    return np.array(values, dtype=type_.dtype).reshape(type_.shape)
+
+
+def _scalar(c):
+    if c.accept("true"):
+        return True
+    if c.accept("false"):
+        return False
+    return _number(c.match(_NUMBER, "a number").group())
+
+
+def _locs(c: _Cursor):
+    locs = []
+    while not c.at_end():
+        m = c.match(re.compile(r"(.+?):(\d+)(?=,|\s*$)"), "a location file:line")
+        locs.append((m.group(1).strip(), int(m.group(2))))
+        c.accept(",")
+    return tuple(locs)
+
+
+def parse(text: str) -> Graph:
+    lines = text.splitlines()
+    values: dict = {}
+    graph = None
+    outputs = None
+    returned = None
+
+    def ref(c):
+        c.ws()
+        start = c.pos
+        m = c.match(_REF, "a value reference like %3")
+        key = int(m.group(1))
+        if key not in values:
+            c.pos = start
+            c.fail(f"%{key} is not defined above")
+        return values[key]
+
+    for number, raw in enumerate(lines, 1):
+        line, comment = raw, None
+        if "#" in raw and not raw.lstrip().startswith("graph"):
+            line, comment = raw.split("#", 1)
+        if not line.strip():
+            continue
+        c = _Cursor(line)
+        try:
+            if graph is None:
+                c.expect("graph", "'graph NAME(...)' on the first line")
+                name = c.match(_NAME, "a graph name").group()
+                graph = Graph(name)
+                graph.output_tree = None
+                c.expect("(")
+                if not c.accept(")"):
+                    while True:
+                        key = int(c.match(_REF, "an input like %0:f32[2] x").group(1))
+                        c.expect(":")
+                        t = _type(c)
+                        first = c.match(_NAME, "an input name").group()
+                        kind, iname = "input", first
+                        if first in ("param", "state") and not (c.peek(",") or c.peek(")")):
+                            kind, iname = first, c.match(_NAME, "an input name").group()
+                        if key in values:
+                            c.fail(f"%{key} is defined twice")
+                        with graph.locations(()):
+                            values[key] = graph.input(iname, t.shape, t.dtype, kind)
+                        if c.accept(")"):
+                            break
+                        c.expect(",", "',' or ')'")
+                c.expect("->")
+                c.expect("(")
+                outputs = []
+                if not c.accept(")"):
+                    while True:
+                        outputs.append(int(c.match(_REF, "an output reference").group(1)))
+                        if c.accept(")"):
+                            break
+                        c.expect(",", "',' or ')'")
+            elif c.accept("return"):
+                returned = [] if c.at_end() else [ref(c)]
+                while not c.at_end():
+                    c.expect(",", "',' between return values")
+                    returned.append(ref(c))
+            else:
+                key = int(c.match(_REF, "a node like '%3:f32[2] = op ...'").group(1))
+                if key in values:
+                    c.fail(f"%{key} is defined twice")
+                c.expect(":")
+                t = _type(c)
+                c.expect("=")
+                c.ws()
+                op_start = c.pos
+                op = c.match(_IDENT, "an op name").group()
+                if op not in REGISTRY or op == "input":
+                    c.pos = op_start
+                    c.fail(f"unknown op {op!r}")
+                locs = _locs(_Cursor(comment)) if comment else ()
+                if op == "constant":
+                    node = graph.add_node("constant", [], {"value": _constant(c, t)}, t, locs)
+                    node.attrs["value"].setflags(write=False)
+                else:
+                    operands, attrs = [], {}
+                    if c.peek("%"):
+                        operands.append(ref(c))
+                        while c.accept(","):
+                            operands.append(ref(c))
+                    if c.accept("{"):
+                        while True:
+                            key_name = c.match(_IDENT, "an attribute name").group()
+                            c.expect("=")
+                            attrs[key_name] = _value(c)
+                            if c.accept("}"):
+                                break
+                            c.expect(",", "',' or '}'")
+                    try:
+                        expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
+                    except Exception as exc:
+                        raise _Fail(f"ill-typed {op}: {exc}", op_start + 1) from None
+                    if expected != t:
+                        raise _Fail(f"{op} gives {expected}, but the line says {t}", 1)
+                    node = graph.add_node(op, operands, attrs, t, locs)
+                if not c.at_end():
+                    c.fail("unexpected text")
+                values[key] = node
+        except _Fail as exc:
+            raise GraphcError(f"IR line {number}, column {exc.column}: {exc}") from None
+    if graph is None:
+        raise GraphcError("IR text is empty: expected 'graph NAME(...) -> (...)'")
+    if returned is None:
+        raise GraphcError(f"IR line {len(lines)}: missing 'return' line")
+    for k in outputs:
+        if k not in values:
+            raise GraphcError(f"IR: the signature names output %{k}, which is not defined")
+    declared = [values[k] for k in outputs]
+    if len(declared) != len(returned) or not all(a is b for a, b in zip(declared, returned)):
+        raise GraphcError("IR: the signature's outputs differ from the 'return' line")
+    graph.set_outputs(returned)
+    return graph

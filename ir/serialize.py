@@ -1,0 +1,190 @@
+"""The IR as JSON: a documented, versioned schema that reads back into an equal graph.
+
+Schema (version 1):
+
+    {"format": "graphc-ir", "version": 1, "name": str,
+     "inputs":  [{"id": int, "name": str, "kind": "input"|"param"|"state", "type": "f32[4,3]"}],
+     "nodes":   [{"id": int, "op": str, "inputs": [int], "attrs": {name: value},
+                  "type": "f32[4,8]", "locs": [[file, line]], "scope": "blocks.0.attn"}],
+     "outputs": [int]}
+
+Nodes are listed in topological order and exclude inputs. Attribute values: JSON numbers,
+strings and booleans; tuples as {"tuple": [...]}; dtypes as {"dtype": "f32"}; non-finite
+floats as {"float": "inf"|"-inf"|"nan"}; a constant's value as
+{"array": [flat values], "shape": [...], "dtype": "f32"}.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+
+from .errors import GraphcError
+from .graph import Graph
+from .ops.registry import REGISTRY
+from .types import DTYPES, SHORT_NAMES, TensorType
+
+FORMAT, VERSION = "graphc-ir", 1
+
+
+def _encode(v):
+    if isinstance(v, bool) or v is None or isinstance(v, (int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else {"float": repr(v)}
+    if isinstance(v, tuple):
+        return {"tuple": [_encode(x) for x in v]}
+    if isinstance(v, np.dtype):
+        return {"dtype": SHORT_NAMES[v]}
+    if isinstance(v, np.ndarray):
+        return {"array": [_encode(x) for x in v.reshape(-1).tolist()], "shape": list(v.shape),
+                "dtype": SHORT_NAMES[v.dtype]}
+    raise TypeError(f"cannot encode attribute {v!r}")
+
+
+def to_json(graph) -> dict:
+    ids = {n: i for i, n in enumerate(list(graph.inputs) +
+                                       [n for n in graph.nodes if n.op != "input"])}
+    return {
+        "format": FORMAT, "version": VERSION, "name": graph.name,
+        "inputs": [{"id": ids[n], "name": n.attrs["name"], "kind": n.attrs["kind"],
+                    "type": str(n.type)} for n in graph.inputs],
+        "nodes": [{"id": ids[n], "op": n.op, "inputs": [ids[i] for i in n.inputs],
+                   "attrs": {k: _encode(v) for k, v in n.attrs.items()},
+                   "type": str(n.type), "locs": [list(loc) for loc in n.locs],
+                   "scope": n.scope}
+                  for n in graph.nodes if n.op != "input"],
+        "outputs": [ids[o] for o in graph.outputs],
+    }
+
+
+def dumps(graph) -> str:
+    return json.dumps(to_json(graph), indent=1)
+
+
+class _Bad(Exception):
+    pass
+
+
+def _need(cond, path, message):
+    if not cond:
+        raise _Bad(f"{path}: {message}")
+
+
+def _type(text, path):
+    _need(isinstance(text, str), path, "a type must be a string like 'f32[4,3]'")
+    m = re.fullmatch(r"(f32|f64|i32|i64|bool)\[((?:\d+(?:,\d+)*)?)\]", text)
+    _need(m is not None, path, f"bad type {text!r}")
+    dims = tuple(int(d) for d in m.group(2).split(",")) if m.group(2) else ()
+    return TensorType(dims, DTYPES[m.group(1)])
+
+
+def _decode(v, path):
+    if isinstance(v, dict):
+        if set(v) == {"tuple"}:
+            _need(isinstance(v["tuple"], list), path, "'tuple' must hold a list")
+            return tuple(_decode(x, f"{path}.tuple[{i}]") for i, x in enumerate(v["tuple"]))
+        if set(v) == {"dtype"}:
+            _need(v["dtype"] in DTYPES, path, f"unknown dtype {v['dtype']!r}")
+            return DTYPES[v["dtype"]]
+        if set(v) == {"float"}:
+            _need(v["float"] in ("inf", "-inf", "nan"), path, "bad non-finite float")
+            return float(v["float"])
+        if set(v) == {"array", "shape", "dtype"}:
+            _need(v["dtype"] in DTYPES, path, f"unknown dtype {v['dtype']!r}")
+            _need(isinstance(v["shape"], list) and all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v["shape"]),
+                path, "bad shape")
+            _need(isinstance(v["array"], list), path, "'array' must be a list")
+            flat = [_decode(x, path) for x in v["array"]]
+            _need(all(isinstance(x, (int, float, bool)) for x in flat), path,
+                  "array values must be numbers")
+            _need(len(flat) == math.prod(v["shape"]), path, "array size does not match shape")
+            return np.array(flat, dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
+        raise _Bad(f"{path}: unknown attribute encoding {sorted(v)}")
+    _need(isinstance(v, (bool, int, float, str)), path, f"bad attribute value {v!r}")
+    return v
+
+
+def from_json(data) -> Graph:
+    try:
+        return _from_json(data)
+    except _Bad as exc:
+        raise GraphcError(f"IR JSON: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise GraphcError(f"IR JSON: malformed document ({type(exc).__name__}: {exc})") \
+            from None
+
+
+def _from_json(data) -> Graph:
+    _need(isinstance(data, dict), "$", "the document must be an object")
+    _need(data.get("format") == FORMAT, "$.format", f"expected {FORMAT!r}")
+    _need(data.get("version") == VERSION, "$.version", f"expected {VERSION}")
+    for key, kind in (("name", str), ("inputs", list), ("nodes", list), ("outputs", list)):
+        _need(isinstance(data.get(key), kind), f"$.{key}", f"missing or not a {kind.__name__}")
+    graph = Graph(data["name"])
+    values = {}
+    for i, inp in enumerate(data["inputs"]):
+        path = f"$.inputs[{i}]"
+        _need(isinstance(inp, dict), path, "must be an object")
+        _need(isinstance(inp.get("id"), int) and inp["id"] not in values, f"{path}.id",
+              "missing or duplicate id")
+        _need(isinstance(inp.get("name"), str) and inp["name"], f"{path}.name", "bad name")
+        _need(inp.get("kind") in ("input", "param", "state"), f"{path}.kind", "bad kind")
+        t = _type(inp.get("type"), f"{path}.type")
+        with graph.locations(()):
+            try:
+                values[inp["id"]] = graph.input(inp["name"], t.shape, t.dtype, inp["kind"])
+            except GraphcError as exc:
+                raise _Bad(f"{path}: {exc.message}") from None
+    for i, nd in enumerate(data["nodes"]):
+        path = f"$.nodes[{i}]"
+        _need(isinstance(nd, dict), path, "must be an object")
+        _need(isinstance(nd.get("id"), int) and nd["id"] not in values, f"{path}.id",
+              "missing or duplicate id")
+        op = nd.get("op")
+        _need(op in REGISTRY and op != "input", f"{path}.op", f"unknown op {op!r}")
+        _need(isinstance(nd.get("inputs"), list), f"{path}.inputs", "must be a list")
+        for k, ref in enumerate(nd["inputs"]):
+            _need(isinstance(ref, int) and ref in values, f"{path}.inputs[{k}]",
+                  f"{ref!r} is not a value defined before this node")
+        _need(isinstance(nd.get("attrs"), dict), f"{path}.attrs", "must be an object")
+        attrs = {k: _decode(v, f"{path}.attrs.{k}") for k, v in nd["attrs"].items()}
+        t = _type(nd.get("type"), f"{path}.type")
+        locs = nd.get("locs", [])
+        _need(isinstance(locs, list) and all(
+            isinstance(loc, list) and len(loc) == 2 and isinstance(loc[0], str)
+            and isinstance(loc[1], int) for loc in locs), f"{path}.locs", "bad locations")
+        operands = [values[r] for r in nd["inputs"]]
+        if op == "constant":
+            _need(set(attrs) == {"value"} and isinstance(attrs["value"], np.ndarray),
+                  f"{path}.attrs", "a constant needs exactly a 'value' array")
+            _need(TensorType(attrs["value"].shape, attrs["value"].dtype) == t, f"{path}.type",
+                  "does not match the constant's value")
+            attrs["value"].setflags(write=False)
+        else:
+            try:
+                expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
+            except Exception as exc:
+                raise _Bad(f"{path}: ill-typed {op}: {exc}") from None
+            _need(expected == t, f"{path}.type", f"{op} gives {expected}, not {t}")
+        scope = nd.get("scope", "")
+        _need(isinstance(scope, str), f"{path}.scope", "must be a string")
+        values[nd["id"]] = graph.add_node(op, operands, attrs, t,
+                                          tuple((f, ln) for f, ln in locs), scope)
+    for k, ref in enumerate(data["outputs"]):
+        _need(isinstance(ref, int) and ref in values, f"$.outputs[{k}]", f"unknown value {ref!r}")
+    graph.set_outputs([values[r] for r in data["outputs"]])
+    graph.output_tree = None
+    return graph
+
+
+def loads(text: str) -> Graph:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraphcError(f"IR JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") \
+            from None
+    return from_json(data)

@@ -1,0 +1,253 @@
+"""`graphc dump` and the IR's text/JSON forms: round trips, golden output, pictures, fuzzing."""
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import graphc as gc
+from graphc.cli import main
+from ir.parser import parse
+from ir.printer import format_graph
+from ir.serialize import dumps, from_json, loads, to_json
+from passes.autodiff import grad_graph
+from passes.manager import optimize
+
+from opcases import CASES
+from randgraph import random_graph, with_gradient
+
+
+def _text(g):
+    return format_graph(g, locations=True, max_inline=None)
+
+
+def _op_graphs():
+    for case in CASES:
+        rng = np.random.default_rng(0)
+        xs = [mk(rng) for mk in case.inputs]
+        g = gc.trace(case.fn, *xs)
+        yield case.name, g
+        if case.grad:
+            summed = gc.trace(lambda *a: gc.sum(case.fn(*a)), *xs)
+            yield case.name + "_grad", grad_graph(summed)
+
+
+@pytest.mark.parametrize("name, graph", list(_op_graphs()), ids=lambda v: v
+                         if isinstance(v, str) else "")
+def test_text_and_json_round_trip_on_every_op_graph(name, graph):
+    text = _text(graph)
+    assert _text(parse(text)) == text
+    doc = to_json(graph)
+    assert to_json(from_json(json.loads(json.dumps(doc)))) == doc
+
+
+def test_round_trips_on_random_graphs():
+    for seed in range(300):
+        graph, _ = random_graph(seed)
+        for g in (graph, optimize(with_gradient(graph))):
+            text = _text(g)
+            assert _text(parse(text)) == text, seed
+            assert to_json(loads(dumps(g))) == to_json(g), seed
+
+
+def test_parsed_graph_computes_the_same_values():
+    graph, inputs = random_graph(7)
+    g2 = parse(_text(graph))
+    for a, b in zip(gc.compile(lambda *a: a)(*inputs), inputs):
+        np.testing.assert_array_equal(a, b)
+    from runtime.interpreter import run
+    for a, b in zip(run(graph, *inputs), run(g2, *inputs)):
+        np.testing.assert_array_equal(a, b)
+
+
+def golden_mlp(x, y, w1, b1, w2, b2):
+    return gc.cross_entropy(gc.relu(x @ w1 + b1) @ w2 + b2, y)
+
+
+def test_golden_mlp_gradient_after_default_pipeline():
+    g = gc.trace(golden_mlp, gc.spec((4, 3)), gc.spec((4,), "int64"), gc.spec((3, 5)),
+                 gc.spec(5), gc.spec((5, 2)), gc.spec(2))
+    text = format_graph(optimize(grad_graph(g, wrt=["w1", "b1", "w2", "b2"])))
+    assert text == GOLDEN
+
+
+GOLDEN = """\
+graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, %4:f32[5,2] w2, %5:f32[2] b2) -> (%23, %43, %41, %37, %33)
+  %6:f32[4,5] = matmul %0, %2
+  %7:f32[4,5] = add %6, %3
+  %8:f32[4,5] = relu %7
+  %9:f32[4,2] = matmul %8, %4
+  %10:f32[4,2] = add %9, %5
+  %11:f32[4,2] = log_softmax %10 {axis=1}
+  %12:f32[4,2] = one_hot %1 {depth=2, dtype=f32}
+  %13:f32[4,2] = mul %12, %11
+  %14:f32[4] = sum %13 {axes=(1,), keepdims=false}
+  %15:i64[] = constant -100
+  %16:bool[4] = ne %1, %15
+  %17:f32[4] = cast %16 {dtype=f32}
+  %18:f32[] = sum %14 {axes=(0,), keepdims=false}
+  %19:f32[] = neg %18
+  %20:f32[] = sum %17 {axes=(0,), keepdims=false}
+  %21:f32[] = constant 1.0
+  %22:f32[] = maximum %20, %21
+  %23:f32[] = div %19, %22
+  %24:f32[] = div %21, %22
+  %25:f32[] = neg %24
+  %26:f32[1,1] = reshape %25 {shape=(1, 1)}
+  %27:f32[4,2] = broadcast_to %26 {shape=(4, 2)}
+  %28:f32[4,2] = mul %27, %12
+  %29:f32[4,2] = exp %11
+  %30:f32[4,1] = sum %28 {axes=(1,), keepdims=true}
+  %31:f32[4,2] = mul %29, %30
+  %32:f32[4,2] = sub %28, %31
+  %33:f32[2] = sum %32 {axes=(0,), keepdims=false}
+  %34:f32[2,5] = transpose %4 {perm=(1, 0)}
+  %35:f32[4,5] = matmul %32, %34
+  %36:f32[5,4] = transpose %8 {perm=(1, 0)}
+  %37:f32[5,2] = matmul %36, %32
+  %38:f32[] = constant 0.0
+  %39:bool[4,5] = gt %7, %38
+  %40:f32[4,5] = where %39, %35, %38
+  %41:f32[5] = sum %40 {axes=(0,), keepdims=false}
+  %42:f32[3,4] = transpose %0 {perm=(1, 0)}
+  %43:f32[3,5] = matmul %42, %40
+  return %23, %43, %41, %37, %33"""
+
+
+# ---- malformed input: always a clean error --------------------------------------------------
+_VALID = _text(optimize(grad_graph(gc.trace(golden_mlp, gc.spec((4, 3)), gc.spec((4,), "int64"),
+                                            gc.spec((3, 5)), gc.spec(5), gc.spec((5, 2)),
+                                            gc.spec(2)), wrt=["w1", "b2"])))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_ir_text_gives_a_clean_error(data):
+    text = _VALID
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(text)))
+        action = data.draw(st.sampled_from(["delete", "insert", "replace", "swap_lines"]))
+        if action == "delete":
+            text = text[:pos] + text[pos + data.draw(st.integers(1, 8)):]
+        elif action == "insert":
+            text = text[:pos] + data.draw(st.text(min_size=1, max_size=6)) + text[pos:]
+        elif action == "replace":
+            text = text[:pos] + data.draw(st.sampled_from(
+                ["%99", "f64", "[", "]", "{", "}", "(", ",", "=", "-", "9", "x", "#"])) + \
+                text[pos + 1:]
+        else:
+            lines = text.splitlines()
+            i, j = sorted(data.draw(st.lists(st.integers(0, len(lines) - 1), min_size=2,
+                                             max_size=2)))
+            lines[i], lines[j] = lines[j], lines[i]
+            text = "\n".join(lines)
+    try:
+        parse(text)
+    except gc.GraphcError as exc:
+        assert str(exc).startswith("IR")
+
+
+_JSON_DOC = to_json(parse(_VALID))
+_ANY = st.recursive(st.none() | st.booleans() | st.integers(-3, 300) | st.floats() |
+                    st.text(max_size=5), lambda c: st.lists(c, max_size=3) |
+                    st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=6)
+
+
+def _paths(doc, prefix=()):
+    yield prefix
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _paths(v, prefix + (i,))
+
+
+_ALL_PATHS = list(_paths(_JSON_DOC))[1:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzzed_ir_json_gives_a_clean_error(data):
+    doc = json.loads(json.dumps(_JSON_DOC))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_ALL_PATHS))
+        target = doc
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            if data.draw(st.booleans()) and isinstance(target, dict):
+                target.pop(path[-1], None)
+            else:
+                target[path[-1]] = data.draw(_ANY)
+        except (KeyError, IndexError, TypeError):
+            continue
+    try:
+        from_json(doc)
+    except gc.GraphcError as exc:
+        assert str(exc).startswith("IR JSON")
+
+
+def test_malformed_json_text_names_line_and_column():
+    with pytest.raises(gc.GraphcError, match="line 1, column"):
+        loads("{not json")
+
+
+# ---- the command ----------------------------------------------------------------------------
+def test_dump_gpt_grad_svg_and_png(tmp_path):
+    svg, png = tmp_path / "g.svg", tmp_path / "g.png"
+    assert main(["dump", "gpt", "--config", "tiny", "--grad", "--format", "svg",
+                 "-o", str(svg)]) == 0
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    assert main(["dump", "gpt", "--config", "tiny", "--grad", "--format", "png", "--collapse",
+                 "-o", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dump_formats_and_stages(tmp_path, capsys):
+    assert main(["dump", "mlp", "--grad", "-O0"]) == 0
+    traced = capsys.readouterr().out
+    assert main(["dump", "mlp", "--grad"]) == 0
+    optimised = capsys.readouterr().out
+    assert traced.startswith("graph mlp_loss_grad(") and len(optimised) < len(traced)
+    assert main(["dump", "mlp", "--grad", "--after", "cse"]) == 0
+    assert capsys.readouterr().out.startswith("graph")
+    assert main(["dump", "mlp", "--format", "json", "-o", str(tmp_path / "m.json")]) == 0
+    assert main(["dump", str(tmp_path / "m.json"), "--format", "dot"]) == 0
+    assert capsys.readouterr().out.startswith("digraph mlp_loss {")
+    assert main(["dump", "mlp", "--grad", "--stats"]) == 0
+    stats = capsys.readouterr().out
+    assert "parameters" in stats and "FLOPs" in stats and "peak intermediate memory" in stats
+    assert "simplify" in stats and "matmul" in stats
+    assert main(["dump", "mlp", "--grad", "--diff", "input", "simplify"]) == 0
+    assert capsys.readouterr().out.startswith("--- after input\n+++ after simplify")
+
+
+def test_dump_user_function_and_saved_ir(tmp_path, capsys):
+    src = tmp_path / "model.py"
+    src.write_text("import graphc as gc\n\n"
+                   "def build():\n"
+                   "    return (lambda x: gc.exp(x) * 2.0, gc.spec((3,)))\n")
+    assert main(["dump", f"{src}:build", "--locations"]) == 0
+    out = capsys.readouterr().out
+    assert "exp" in out and "model.py:4" in out
+    ir_file = tmp_path / "g.ir"
+    ir_file.write_text(out)
+    assert main(["dump", str(ir_file), "--grad", "-O0"]) == 0
+    assert "cos" not in capsys.readouterr().out
+    bad = tmp_path / "bad.ir"
+    bad.write_text("graph g(%0:f32[2] x) -> (%1)\n  %1:f32[2] = frobnicate %0\n  return %1\n")
+    assert main(["dump", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("graphc: error: IR line 2, column 15: unknown op 'frobnicate'")
+
+
+def test_image_formats_without_graphviz_say_how_to_install(monkeypatch, capsys, tmp_path):
+    import shutil
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert main(["dump", "mlp", "--format", "png", "-o", str(tmp_path / "x.png")]) == 2
+    assert "apt-get install graphviz" in capsys.readouterr().err
+    assert main(["dump", "mlp", "--format", "dot"]) == 0
