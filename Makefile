@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@# PyTorch is only a test oracle; this version installs a CPU build on these machines.
 	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch==2.13.0 is not installable here; the PyTorch oracle tests will report it"
+	@# Graphviz's dot renders `graphc dump --format svg/png/pdf` (text, json and dot work without)
+	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) || echo "note: could not install Graphviz (apt-get install graphviz); image dumps will say so"
 	touch $@
 
 train: setup

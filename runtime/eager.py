@@ -34,6 +34,16 @@ def no_grad():
         _MODE.enabled = saved
 
 
+@contextlib.contextmanager
+def enable_grad():
+    saved = _MODE.enabled
+    _MODE.enabled = True
+    try:
+        yield
+    finally:
+        _MODE.enabled = saved
+
+
 class Tensor(OperatorMixin):
     __slots__ = ("data", "requires_grad", "grad", "_ctx", "name", "__weakref__")
     __hash__ = object.__hash__

@@ -51,6 +51,20 @@ def _layer_norm(x, w, b):
     return (x - mu) / np.sqrt(var + 1e-5) * w + b
 
 
+def _gelu_tanh_deriv(x):
+    c, k = math.sqrt(2 / math.pi), 0.044715
+    t = np.tanh(c * (x + k * x ** 3))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * k * x * x)
+
+
+def _ln_grad(x, w, g):
+    mu = x.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+    xhat = (x - mu) * rstd
+    gw = g * w
+    return rstd * (gw - gw.mean(-1, keepdims=True) - xhat * (gw * xhat).mean(-1, keepdims=True))
+
+
 def _cross_entropy(logits, t):
     logp = np.log(_softmax(logits))
     picked = np.take_along_axis(logp, np.maximum(t, 0)[..., None], -1)[..., 0]
@@ -155,6 +169,17 @@ CASES = [
     Case("softmax_axis0", lambda a: gc.softmax(a, 0), [f64(3, 5)], lambda a: _softmax(a, 0)),
     Case("log_softmax", gc.log_softmax, [f64(3, 5)], lambda a: np.log(_softmax(a))),
     Case("layer_norm", gc.layer_norm, [f64(2, 3, 6), f64(6), f64(6)], _layer_norm),
+    Case("layer_norm_defaults", lambda x: gc.layer_norm(x), [f64(4, 5)],
+         lambda x: _layer_norm(x, 1.0, 0.0)),
+    Case("layer_norm_grad", lambda x, w, g: gc.layer_norm_grad(x, w, g, 1e-5),
+         [f64(2, 3, 6), f64(6), f64(2, 3, 6)], lambda x, w, g: _ln_grad(x, w, g)),
+    Case("gelu_grad_tanh", lambda x, g: gc.gelu_grad(x, g), [f64(3, 4), f64(3, 4)],
+         lambda x, g: g * _gelu_tanh_deriv(x)),
+    Case("gelu_grad_erf", lambda x, g: gc.gelu_grad(x, g, "none"), [f64(3, 4), f64(3, 4)],
+         lambda x, g: g * (0.5 * (1 + special.erf(x / math.sqrt(2)))
+                           + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi))),
+    Case("softmax_grad", lambda y, g: gc.softmax_grad(y, g, 1), [f64(3, 5), f64(3, 5)],
+         lambda y, g: y * (g - (g * y).sum(1, keepdims=True))),
     Case("cross_entropy", lambda z, t: gc.cross_entropy(z, t), [f64(4, 3, 7), ints(4, 3, high=7)],
          _cross_entropy, ints=(1,)),
     Case("cross_entropy_ignore", lambda z, t: gc.cross_entropy(z, gc.where(t == 0, -100, t)),

@@ -1,5 +1,6 @@
 """`graphc dump` and the IR's text/JSON forms: round trips, golden output, pictures, fuzzing."""
 import json
+import shutil
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -196,6 +197,8 @@ def test_malformed_json_text_names_line_and_column():
 
 
 # ---- the command ----------------------------------------------------------------------------
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed "
+                    "(make setup installs it with apt-get)")
 def test_dump_gpt_grad_svg_and_png(tmp_path):
     svg, png = tmp_path / "g.svg", tmp_path / "g.png"
     assert main(["dump", "gpt", "--config", "tiny", "--grad", "--format", "svg",
@@ -246,7 +249,6 @@ def test_dump_user_function_and_saved_ir(tmp_path, capsys):
 
 
 def test_image_formats_without_graphviz_say_how_to_install(monkeypatch, capsys, tmp_path):
-    import shutil
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert main(["dump", "mlp", "--format", "png", "-o", str(tmp_path / "x.png")]) == 2
     assert "apt-get install graphviz" in capsys.readouterr().err

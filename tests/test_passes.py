@@ -101,14 +101,14 @@ def test_pipeline_statistics_show_the_mlp_gradient_shrinking():
     from passes.autodiff import grad_graph
 
     def loss(x, y, w1, b1, w2, b2):
-        h = gc.gelu(x @ w1 + b1)
-        return gc.cross_entropy(h @ w2 + b2, y)
-    g = gc.trace(loss, gc.spec((8, 4)), gc.spec((8,), "int64"), gc.spec((4, 16)),
+        h = gc.tanh(x @ w1 + b1)
+        return gc.mean((h @ w2 + b2 - y) ** 2)
+    g = gc.trace(loss, gc.spec((8, 4)), gc.spec((8, 3)), gc.spec((4, 16)),
                  gc.spec(16), gc.spec((16, 3)), gc.spec(3))
     full = grad_graph(g, wrt=["w1", "b1", "w2", "b2"])
     result = run_pipeline(full, "default", verify_each=True)
     before, after = len(full.nodes), len(result.graph.nodes)
-    assert before - after >= 8, (before, after)  # measured: 72 -> 64
+    assert before - after >= 5, (before, after)  # measured: 38 -> 32
     assert result.stats[0].nodes_before == before and result.stats[-1].nodes_after == after
     assert "simplify" in result.table()
 

@@ -339,16 +339,25 @@ def log_softmax(x, axis=-1):
 
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
-    """LayerNorm over the last axis (biased variance, as in PyTorch)."""
-    mu = mean(x, -1, keepdims=True)
-    centred = x - mu
-    variance = mean(centred * centred, -1, keepdims=True)
-    y = centred * rsqrt(variance + eps)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    """LayerNorm over the last axis (biased variance, as in PyTorch); one fused kernel."""
+    n = _shape(x)[-1] if _shape(x) else 1
+    weight = ones(n, _dtype(x)) if weight is None else weight
+    bias = zeros(n, _dtype(x)) if bias is None else bias
+    return apply("layer_norm", x, weight, bias, eps=float(eps))
+
+
+def layer_norm_grad(x, weight, g, eps):
+    return apply("layer_norm_grad", x, weight, g, eps=float(eps))
+
+
+def gelu_grad(x, g, approximate="tanh"):
+    """g * GELU'(x): the gradient of gelu, as one kernel."""
+    return apply("gelu_grad", x, g, approximate=approximate)
+
+
+def softmax_grad(y, g, axis=-1):
+    """y * (g - sum(g * y)): the gradient of softmax given its output y."""
+    return apply("softmax_grad", y, g, axis=_axis(axis, _ndim(y)))
 
 
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):

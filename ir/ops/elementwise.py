@@ -183,14 +183,7 @@ def _gelu_infer(types, approximate):
 
 
 def _vjp_gelu(ctx, g):
-    (x,) = ctx.inputs
-    if ctx.attrs["approximate"] == "tanh":
-        t = F.tanh(_GELU_C * (x + 0.044715 * x * x * x))
-        dt = _GELU_C * (1.0 + 3 * 0.044715 * x * x)
-        return [g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)]
-    cdf = 0.5 * (1.0 + F.erf(x * (1.0 / math.sqrt(2.0))))
-    pdf = F.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
-    return [g * (cdf + x * pdf)]
+    return [F.gelu_grad(ctx.inputs[0], g, ctx.attrs["approximate"])]
 
 
 @defop("gelu", _gelu_infer, vjp=_vjp_gelu, elementwise=True, arity=1,

@@ -15,9 +15,7 @@ def _axis_infer(types, axis):
 
 
 def _vjp_softmax(ctx, g):
-    y = ctx.out
-    axis = ctx.attrs["axis"]
-    return [y * (g - F.sum(g * y, axis, keepdims=True))]
+    return [F.softmax_grad(ctx.out, g, ctx.attrs["axis"])]
 
 
 def _vjp_log_softmax(ctx, g):

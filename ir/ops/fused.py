@@ -1,0 +1,220 @@
+"""Fused primitives: one numpy kernel for what would otherwise be many small ops (GELU's
+derivative, softmax's gradient, LayerNorm and its input gradient).
+
+Each has a *reference* definition built from simpler primitives. Its gradient rule is derived
+from that reference by symbolic autodiff (`composite_vjp`), so second derivatives stay exact
+without a hand-written rule, and the op table's finite-difference checks cover it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special
+
+from ..types import TensorType, is_float
+from . import api as F
+from .registry import check, defop
+
+_C = math.sqrt(2.0 / math.pi)
+_K = 0.044715
+
+
+def composite_vjp(reference):
+    def vjp(ctx, g):
+        from ..graph import Node
+        from passes.autodiff import gradients
+        if not isinstance(g, Node):
+            return _eager_composite_vjp(reference, ctx, g)
+        out = reference(*ctx.inputs, **ctx.attrs)
+        wrt = [x for x, need in zip(ctx.inputs, ctx.needs) if need]
+        grads = iter(gradients([out], wrt, [g]) if wrt else [])
+        return [next(grads) if need else None for need in ctx.needs]
+    return vjp
+
+
+def _eager_composite_vjp(reference, ctx, g):
+    """Eager mode: run the reference on fresh leaves with the tape on, then backward."""
+    from runtime.eager import Tensor, backward, enable_grad
+    leaves = [Tensor(x.data, requires_grad=need) for x, need in zip(ctx.inputs, ctx.needs)]
+    with enable_grad():
+        out = reference(*leaves, **ctx.attrs)
+    backward(out, g.data)
+    return [Tensor(leaf.grad if leaf.grad is not None else np.zeros_like(leaf.data))
+            if need else None for leaf, need in zip(leaves, ctx.needs)]
+
+
+def _same_float(types, n):
+    check(len(types) == n, f"takes {n} operands")
+    first = types[0]
+    check(is_float(first.dtype), f"needs floating-point operands, got {first.dtype}")
+    for t in types[1:]:
+        check(t.dtype == first.dtype, "operands must have one dtype")
+    return first
+
+
+# ---- GELU derivative ------------------------------------------------------------------------
+def gelu_derivative_reference(x, approximate):
+    if approximate == "tanh":
+        t = F.tanh(_C * (x + _K * x * x * x))
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * (_C * (1.0 + 3 * _K * x * x))
+    cdf = 0.5 * (1.0 + F.erf(x * (1.0 / math.sqrt(2.0))))
+    return cdf + x * F.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+
+
+def _gelu_grad_reference(x, g, approximate):
+    return g * gelu_derivative_reference(x, approximate)
+
+
+def _gelu_grad_infer(types, approximate):
+    x = _same_float(types, 2)
+    check(types[1].shape == x.shape, f"x {x.shape} and g {types[1].shape} differ in shape")
+    return x
+
+
+@defop("gelu_grad", _gelu_grad_infer, vjp=composite_vjp(_gelu_grad_reference), arity=2,
+       elementwise=True, flops=lambda types, out, **_: 20 * out.size)
+def gelu_grad(x, g, approximate):
+    """g * GELU'(x) in a few in-place passes."""
+    if approximate != "tanh":
+        cdf = 0.5 * (1.0 + special.erf(x / math.sqrt(2.0)))
+        pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        return (g * (cdf + x * pdf)).astype(x.dtype, copy=False)
+    if np.ndim(x) == 0:
+        return gelu_grad(np.reshape(x, 1), np.reshape(g, 1), approximate).reshape(())
+    x2 = x * x
+    slope = x2 * (3 * _K * _C)
+    slope += _C                      # d(inner)/dx
+    t = x2
+    t *= _K
+    t += 1.0
+    t *= x
+    t *= _C
+    np.tanh(t, out=t)                # tanh(inner)
+    out = t * t
+    np.subtract(1.0, out, out=out)
+    out *= x
+    out *= slope
+    t += 1.0
+    out += t
+    out *= 0.5
+    out *= g
+    return out
+
+
+# ---- softmax gradient -----------------------------------------------------------------------
+def _softmax_grad_reference(y, g, axis):
+    return y * (g - F.sum(g * y, axis, keepdims=True))
+
+
+def _softmax_grad_infer(types, axis):
+    y = _same_float(types, 2)
+    check(types[1].shape == y.shape, "y and g differ in shape")
+    check(0 <= axis < y.ndim, f"axis {axis} out of range")
+    return y
+
+
+@defop("softmax_grad", _softmax_grad_infer, vjp=composite_vjp(_softmax_grad_reference),
+       arity=2, flops=lambda types, out, **_: 4 * out.size)
+def softmax_grad(y, g, axis):
+    out = g * y
+    s = np.add.reduce(out, axis=axis, keepdims=True)
+    np.subtract(g, s, out=out)
+    out *= y
+    return out
+
+
+# ---- LayerNorm ------------------------------------------------------------------------------
+def _moments(x, eps):
+    n = x.shape[-1]
+    mu = np.add.reduce(x, axis=-1, keepdims=True)
+    mu *= 1.0 / n
+    centred = x - mu
+    var = np.einsum("...i,...i->...", centred, centred)[..., None]
+    var *= 1.0 / n
+    var += eps
+    rstd = np.sqrt(var, out=var)
+    np.reciprocal(rstd, out=rstd)
+    return centred, rstd
+
+
+def _layer_norm_infer(types, eps):
+    x = _same_float(types, 3)
+    check(x.ndim >= 1, "needs at least one axis")
+    for t in types[1:]:
+        check(t.shape == (x.shape[-1],), f"weight and bias must have shape ({x.shape[-1]},), "
+                                         f"got {t.shape}")
+    return x
+
+
+def _lead_axes(x):
+    return tuple(range(x.ndim - 1))
+
+
+def _vjp_layer_norm(ctx, g):
+    x, w, b = ctx.inputs
+    eps = ctx.attrs["eps"]
+    dx = F.layer_norm_grad(x, w, g, eps) if ctx.needs[0] else None
+    dw = db = None
+    if ctx.needs[1]:
+        xhat = F.layer_norm(x, F.ones_like(w), F.zeros_like(b), eps)
+        dw = F.sum(g * xhat, _lead_axes(x))
+    if ctx.needs[2]:
+        db = F.sum(g, _lead_axes(x))
+    return [dx, dw, db]
+
+
+@defop("layer_norm", _layer_norm_infer, vjp=_vjp_layer_norm, arity=3,
+       flops=lambda types, out, **_: 8 * out.size)
+def layer_norm(x, w, b, eps):
+    """(x - mean) / sqrt(var + eps) * w + b over the last axis (biased variance)."""
+    centred, rstd = _moments(x, eps)
+    centred *= rstd
+    centred *= w
+    centred += b
+    return centred
+
+
+def layer_norm_reference(x, w, b, eps):
+    mu = F.mean(x, -1, keepdims=True)
+    centred = x - mu
+    var = F.mean(centred * centred, -1, keepdims=True)
+    return centred * F.rsqrt(var + eps) * w + b
+
+
+def _layer_norm_grad_reference(x, w, g, eps):
+    mu = F.mean(x, -1, keepdims=True)
+    centred = x - mu
+    rstd = F.rsqrt(F.mean(centred * centred, -1, keepdims=True) + eps)
+    xhat = centred * rstd
+    gw = g * w
+    a = F.mean(gw, -1, keepdims=True)
+    b = F.mean(gw * xhat, -1, keepdims=True)
+    return rstd * (gw - a - xhat * b)
+
+
+def _layer_norm_grad_infer(types, eps):
+    x, w, g = types
+    _same_float(types, 3)
+    check(w.shape == (x.shape[-1],), f"weight must have shape ({x.shape[-1]},)")
+    check(g.shape == x.shape, "g and x differ in shape")
+    return TensorType(x.shape, x.dtype)
+
+
+@defop("layer_norm_grad", _layer_norm_grad_infer, vjp=composite_vjp(_layer_norm_grad_reference),
+       arity=3, flops=lambda types, out, **_: 12 * out.size)
+def layer_norm_grad(x, w, g, eps):
+    """d(layer_norm)/dx applied to g: rstd * (gw - mean(gw) - xhat * mean(gw * xhat))."""
+    n = x.shape[-1]
+    xhat, rstd = _moments(x, eps)
+    xhat *= rstd
+    gw = g * w
+    a = np.add.reduce(gw, axis=-1, keepdims=True)
+    a *= 1.0 / n
+    b = np.einsum("...i,...i->...", gw, xhat)[..., None]
+    b *= 1.0 / n
+    xhat *= b
+    np.subtract(gw, xhat, out=gw)
+    gw -= a
+    gw *= rstd
+    return gw
