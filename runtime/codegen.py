@@ -96,7 +96,14 @@ class Plan:
                 else:
                     lines.append(f"{var} = np.empty({n.shape!r}, {SHORT_NAMES[n.dtype]})")
                     env[SHORT_NAMES[n.dtype]] = n.dtype
-                lines += EMITTERS[n.op](n, args, var)
+                if storage.scratch:
+                    names_s = []
+                    for j, b in enumerate(storage.scratch):
+                        env[f"{var}_s{j}"] = buffers[b][:n.size].reshape(n.shape)
+                        names_s.append(f"{var}_s{j}")
+                    lines += EMITTERS[n.op](n, args, var, names_s)
+                else:
+                    lines += EMITTERS[n.op](n, args, var)
             names[n] = var
             self._steps.append((n, lines, var))
         self._names = names

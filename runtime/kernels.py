@@ -63,6 +63,68 @@ def _gelu(node, args, dst):
             f"np.multiply({dst}, 0.5, out={dst})"]
 
 
+_K, _KC3 = "0.044715", "0.10703222440890037"  # k and 3*k*c for GELU's tanh form
+
+
+def _gelu_grad(node, args, dst, scratch):
+    if node.attrs["approximate"] != "tanh":
+        return None
+    x, g = args
+    slope, t = scratch
+    return [f"np.multiply({x}, {x}, out={t})",
+            f"np.multiply({t}, {_KC3}, out={slope})", f"np.add({slope}, {GELU_C}, out={slope})",
+            f"np.multiply({t}, {_K}, out={t})", f"np.add({t}, 1.0, out={t})",
+            f"np.multiply({t}, {x}, out={t})", f"np.multiply({t}, {GELU_C}, out={t})",
+            f"np.tanh({t}, out={t})",
+            f"np.multiply({t}, {t}, out={dst})", f"np.subtract(1.0, {dst}, out={dst})",
+            f"np.multiply({dst}, {x}, out={dst})", f"np.multiply({dst}, {slope}, out={dst})",
+            f"np.add({t}, 1.0, out={t})", f"np.add({dst}, {t}, out={dst})",
+            f"np.multiply({dst}, 0.5, out={dst})", f"np.multiply({dst}, {g}, out={dst})"]
+
+
+def _moments(x, dst, eps, n):
+    """Lines that leave x - mean in dst and bind _rstd (keepdims shape) for the row."""
+    return [f"_mu = np.add.reduce({x}, axis=-1, keepdims=True)",
+            f"np.multiply(_mu, {1.0 / n!r}, out=_mu)",
+            f"np.subtract({x}, _mu, out={dst})",
+            f"_rstd = np.einsum('...i,...i->...', {dst}, {dst})[..., None]",
+            f"np.multiply(_rstd, {1.0 / n!r}, out=_rstd)", f"np.add(_rstd, {eps!r}, out=_rstd)",
+            "np.sqrt(_rstd, out=_rstd)", "np.reciprocal(_rstd, out=_rstd)"]
+
+
+def _layer_norm(node, args, dst):
+    x, w, b = args
+    n = node.shape[-1]
+    return _moments(x, dst, node.attrs["eps"], n) + [
+        f"np.multiply({dst}, _rstd, out={dst})", f"np.multiply({dst}, {w}, out={dst})",
+        f"np.add({dst}, {b}, out={dst})"]
+
+
+def _layer_norm_grad(node, args, dst, scratch):
+    x, w, g = args
+    (gw,) = scratch
+    n = node.shape[-1]
+    return _moments(x, dst, node.attrs["eps"], n) + [
+        f"np.multiply({dst}, _rstd, out={dst})",  # xhat
+        f"np.multiply({g}, {w}, out={gw})",
+        f"_a = np.add.reduce({gw}, axis=-1, keepdims=True)",
+        f"_b = np.einsum('...i,...i->...', {gw}, {dst})[..., None]",
+        f"np.multiply(_b, {1.0 / n!r}, out=_b)",
+        f"np.multiply({dst}, _b, out={dst})",
+        f"np.subtract({gw}, {dst}, out={dst})",
+        f"np.multiply(_a, {1.0 / n!r}, out=_a)",
+        f"np.subtract({dst}, _a, out={dst})",
+        f"np.multiply({dst}, _rstd, out={dst})"]
+
+
+def _softmax_grad(node, args, dst):
+    y, g = args
+    axis = node.attrs["axis"]
+    return [f"np.multiply({g}, {y}, out={dst})",
+            f"np.subtract({g}, np.add.reduce({dst}, axis={axis}, keepdims=True), out={dst})",
+            f"np.multiply({dst}, {y}, out={dst})"]
+
+
 def _matmul(node, args, dst):
     return [f"np.matmul({args[0]}, {args[1]}, out={dst})"]
 
@@ -114,8 +176,12 @@ EMITTERS.update({
     "relu": _relu, "rsqrt": _rsqrt, "sigmoid": _sigmoid, "cast": _cast, "where": _where,
     "gelu": _gelu, "matmul": _matmul, "sum": _reduce("np.add"), "max": _reduce("np.maximum"),
     "softmax": _softmax, "log_softmax": _log_softmax, "take": _take, "pad_slice": _pad_slice,
-    "concat": _concat, "einsum": _einsum,
+    "concat": _concat, "einsum": _einsum, "gelu_grad": _gelu_grad,
+    "layer_norm": _layer_norm, "layer_norm_grad": _layer_norm_grad,
+    "softmax_grad": _softmax_grad,
 })
+# Workspace buffers (of the node's own size) a kernel needs while it runs.
+SCRATCH = {"gelu_grad": 2, "layer_norm_grad": 1}
 
 # Ops whose result is a view of their first operand (no computation, no buffer).
 VIEW_OPS = {"reshape", "transpose", "broadcast_to", "slice", "stop_gradient"}
@@ -142,7 +208,9 @@ def can_emit(node) -> bool:
     emitter = EMITTERS.get(node.op)
     if emitter is None:
         return False
-    if node.op == "gelu" and node.attrs["approximate"] != "tanh":
+    if node.op in ("gelu", "gelu_grad") and node.attrs["approximate"] != "tanh":
+        return False
+    if node.op in ("layer_norm", "layer_norm_grad") and node.ndim == 0:
         return False
     return node.ndim > 0 or node.op not in ("where",)
 
@@ -153,5 +221,5 @@ def needs_distinct_output(node) -> bool:
     return node.op not in INPLACE_SAFE
 
 
-__all__ = ["EMITTERS", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
+__all__ = ["EMITTERS", "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
            "can_emit", "needs_distinct_output", "np"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .kernels import CONSTANT_OPS, INPLACE_SAFE, VIEW_OPS, can_emit
+from .kernels import CONSTANT_OPS, INPLACE_SAFE, SCRATCH, VIEW_OPS, can_emit
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Storage:
     kind: str  # input, constant, view, pool, donated, fresh, fallback
     buffer: int | None = None  # pool buffer index
     donor: object = None  # the donated input node
+    scratch: tuple = ()  # pool buffers the kernel may use as workspace while it runs
 
 
 @dataclass
@@ -83,8 +84,7 @@ def plan_memory(graph, donate=()) -> MemoryPlan:
             inplace = _inplace_operand(n, idx, last_use, root, storage, escaping)
             if inplace is not None:
                 buf = storage[inplace].buffer
-                storage[inplace] = Storage("pool", buf)  # ownership moves on; not released
-                last_use[inplace] = -1
+                last_use[inplace] = -1  # ownership moves on: not released when it dies
                 storage[n] = Storage("pool", buf)
             else:
                 key = (n.dtype, n.size)
@@ -94,6 +94,19 @@ def plan_memory(graph, donate=()) -> MemoryPlan:
                     buf = len(buffers)
                     buffers.append(key)
                 storage[n] = Storage("pool", buf)
+        if SCRATCH.get(n.op) and n in storage and storage[n].kind not in ("fallback",
+                                                                             "view", "constant"):
+            key = (n.dtype, n.size)
+            bufs = []
+            for _ in range(SCRATCH[n.op]):
+                if free.get(key):
+                    bufs.append(free[key].pop())
+                else:
+                    bufs.append(len(buffers))
+                    buffers.append(key)
+            storage[n].scratch = tuple(bufs)
+            for b in bufs:
+                free.setdefault(key, []).append(b)
         for r in dying_at.get(idx, ()):
             if last_use.get(r) == idx:
                 release(r)

@@ -45,6 +45,10 @@ def _scatter_add(updates, idx, rows):
     out = np.zeros((rows,) + tail, dtype=updates.dtype)
     flat_idx = idx.reshape(-1)
     flat_upd = updates.reshape((flat_idx.size,) + tail)
+    if flat_upd.ndim == 2 and rows * flat_idx.size <= 1 << 22:
+        # few rows (a character vocabulary): a one-hot matrix product is one fast GEMM
+        one_hot = flat_idx[None, :] == np.arange(rows)[:, None]
+        return one_hot.astype(updates.dtype) @ flat_upd
     if flat_upd.ndim == 2 and rows * flat_upd.shape[1] <= 1 << 26:
         # one bincount over (row, column) pairs is much faster than np.add.at
         cols = flat_upd.shape[1]
