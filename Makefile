@@ -25,7 +25,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/python -m bench.gpt_step
+	$(BIN)/graphc bench --json bench.json --plot bench.png
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

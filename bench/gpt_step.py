@@ -1,6 +1,7 @@
-"""GPT training step: graphc compiled vs -O0 vs eager vs PyTorch eager, side by side.
+"""The benchmark (same as `graphc bench`): GPT training and inference steps and an MLP
+training step under graphc compiled, -O0, eager and PyTorch eager, interleaved.
 
-    python -m bench.gpt_step [--configs tiny,small] [--steps 10] [--json out.json]
+    python -m bench.gpt_step [--workloads gpt-small-train] [--steps 10] [--json F] [--plot F]
 """
 from graphc.bench import main
 

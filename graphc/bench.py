@@ -155,38 +155,151 @@ def matmul_gflops(n=1024, dtype=np.float32, repeat=10) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def run_gpt_steps(configs=("tiny", "small"), steps=10, warmup=2, torch_threads=None,
-                  contenders=("compiled", "O0", "eager", "torch"), log=print):
-    results = []
-    for name in configs:
-        cfg = GPTConfig.named(name)
-        tc = TrainConfig(steps=10_000, warmup=10)
+class InferStep:
+    """GPT forward pass (logits) for the batch: compiled, eager or PyTorch under no_grad."""
+
+    def __init__(self, cfg, contender, pipeline="default"):
+        from passes.manager import optimize
+        from runtime.codegen import compile_graph
+        from .train import build_logits
+
+        self.cfg, self.data = cfg, _Data(cfg)
+        self.model = GPT(cfg, seed=0)
+        self.contender = contender
+        self.compile_seconds = self.peak_bytes = None
+        self.flops = 0.0
+        if contender in ("compiled", "O0"):
+            start = time.perf_counter()
+            self.plan = compile_graph(optimize(build_logits(self.model, cfg.batch_size),
+                                               pipeline))
+            self.compile_seconds = time.perf_counter() - start
+            self.peak_bytes = self.plan.peak_intermediate_bytes
+            self.flops = self.plan.flops()
+            feed = {"idx": self.data.x, **{n: p.data for n, p in self.model.named_parameters()}}
+            self.args = [feed[n.attrs["name"]] for n in self.plan.graph.inputs]
+        elif contender == "torch":
+            import torch
+
+            from .torch_ref import torch_gpt
+            self.torch, self.forward = torch, torch_gpt
+            self.P = {n: torch.tensor(p.data) for n, p in self.model.named_parameters()}
+            self.x = torch.tensor(self.data.x)
+
+    def __call__(self):
+        if self.contender in ("compiled", "O0"):
+            return self.plan(*self.args)
+        if self.contender == "torch":
+            with self.torch.no_grad():
+                return self.forward(self.P, self.x, None, self.cfg)
+        from runtime.eager import Tensor, no_grad
+        with no_grad():
+            return self.model(Tensor(self.data.x))
+
+
+def _mlp_runner(contender):
+    """A 2-layer MLP classifier's training step (SGD): compiled, eager or PyTorch."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 512)).astype(np.float32)
+    y = rng.integers(0, 10, 256)
+    w1 = (rng.standard_normal((512, 1024)) * 0.03).astype(np.float32)
+    w2 = (rng.standard_normal((1024, 10)) * 0.03).astype(np.float32)
+    import graphc as gc
+
+    def loss(w1, w2, x, y):
+        return gc.cross_entropy(gc.gelu(x @ w1) @ w2, y)
+
+    if contender in ("compiled", "O0"):
+        def step_fn(w1, w2, x, y):
+            value, (g1, g2) = gc.value_and_grad(loss, argnums=(0, 1))(w1, w2, x, y)
+            return value, w1 - 0.1 * g1, w2 - 0.1 * g2
+        start = time.perf_counter()
+        compiled = gc.compile(step_fn, pipeline="default" if contender == "compiled" else "O0")
+        plan = compiled.plan_for(w1, w2, x, y)
+        from runtime.codegen import compile_graph
+        plan = compile_graph(plan.graph, donate=["w1", "w2"])
+        runner = lambda: plan(w1, w2, x, y)  # noqa: E731  (w1, w2 updated in place)
+        runner.compile_seconds = time.perf_counter() - start
+        runner.peak_bytes = plan.peak_intermediate_bytes
+        runner.flops = plan.flops()
+        return runner
+    if contender == "eager":
+        t1, t2 = gc.Parameter(w1), gc.Parameter(w2)
+
+        def runner():
+            t1.grad = t2.grad = None
+            value = loss(t1, t2, gc.tensor(x), gc.tensor(y))
+            value.backward()
+            t1.data -= 0.1 * t1.grad
+            t2.data -= 0.1 * t2.grad
+            return value.item()
+    else:
+        import torch
+        import torch.nn.functional as TF
+        p1 = torch.tensor(w1, requires_grad=True)
+        p2 = torch.tensor(w2, requires_grad=True)
+        tx, ty = torch.tensor(x), torch.tensor(y)
+
+        def runner():
+            p1.grad = p2.grad = None
+            value = TF.cross_entropy(TF.gelu(tx @ p1, approximate="tanh") @ p2, ty)
+            value.backward()
+            with torch.no_grad():
+                p1.sub_(0.1 * p1.grad)
+                p2.sub_(0.1 * p2.grad)
+            return value.item()
+    runner.compile_seconds = runner.peak_bytes = None
+    runner.flops = 0.0
+    return runner
+
+
+WORKLOADS = ("gpt-tiny-train", "gpt-small-train", "gpt-tiny-infer", "gpt-small-infer",
+             "mlp-train")
+
+
+def _make(workload, contender, log):
+    if contender == "torch":
+        try:
+            import torch
+        except ImportError:
+            return None
+        torch.manual_seed(0)
+    if workload.startswith("gpt-"):
+        _, config, kind = workload.split("-")
+        cfg = GPTConfig.named(config)
         tokens = cfg.batch_size * cfg.block_size
+        if kind == "infer":
+            return InferStep(cfg, contender, "O0" if contender == "O0" else "default"), tokens
+        tc = TrainConfig(steps=10_000, warmup=10)
+        if contender in ("compiled", "O0"):
+            return CompiledStep(cfg, tc, "O0" if contender == "O0" else "default"), tokens
+        return (EagerStep(cfg, tc) if contender == "eager" else TorchStep(cfg, tc)), tokens
+    if workload == "mlp-train":
+        return _mlp_runner(contender), 256
+    raise ValueError(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}")
+
+
+def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
+        contenders=("compiled", "O0", "eager", "torch"), log=print):
+    """Interleaved measurements of every contender on every workload, in this process."""
+    results = []
+    for workload in workloads:
         runners = {}
         for contender in contenders:
-            if contender == "compiled":
-                runners[contender] = CompiledStep(cfg, tc, "default")
-            elif contender == "O0":
-                runners[contender] = CompiledStep(cfg, tc, "O0")
-            elif contender == "eager":
-                runners[contender] = EagerStep(cfg, tc)
-            elif contender == "torch":
-                try:
-                    import torch
-                except ImportError:
-                    log("torch is not installed: PyTorch column skipped")
-                    continue
-                if torch_threads:
-                    torch.set_num_threads(torch_threads)
-                runners[contender] = TorchStep(cfg, tc)
+            made = _make(workload, contender, log)
+            if made is None:
+                log(f"{workload}: torch is not installed, PyTorch column skipped")
+                continue
+            runners[contender], tokens = made
         for runner in runners.values():
             for _ in range(warmup):
                 runner()
-        if "eager" in runners:
+        if isinstance(runners.get("eager"), EagerStep):
             runners["eager"].measure_peak()
-        flops = runners["compiled"].flops if "compiled" in runners else 0.0
-        res = {c: Result(f"gpt-{name}-train", c, tokens=tokens, flops=flops,
-                         compile_seconds=r.compile_seconds, peak_bytes=r.peak_bytes)
+        flops = next((getattr(r, "flops", 0.0) for c, r in runners.items()
+                      if c == "compiled"), 0.0)
+        res = {c: Result(workload, c, tokens=tokens, flops=flops,
+                         compile_seconds=getattr(r, "compile_seconds", None),
+                         peak_bytes=getattr(r, "peak_bytes", None))
                for c, r in runners.items()}
         for _ in range(steps):
             for c, runner in runners.items():
@@ -195,6 +308,45 @@ def run_gpt_steps(configs=("tiny", "small"), steps=10, warmup=2, torch_threads=N
                 res[c].times.append(time.perf_counter() - start)
         results.extend(res.values())
     return results
+
+
+def run_gpt_steps(configs=("tiny", "small"), steps=10, warmup=2,
+                  contenders=("compiled", "O0", "eager", "torch"), log=print):
+    return run([f"gpt-{c}-train" for c in configs], steps, warmup, contenders, log)
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = {}
+    for r in results:
+        by.setdefault(r.workload, {})[r.contender] = r
+    workloads = list(by)
+    contenders = [c for c in ("compiled", "O0", "eager", "torch")
+                  if any(c in rs for rs in by.values())]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(workloads)), 4))
+    width = 0.8 / max(len(contenders), 1)
+    for k, c in enumerate(contenders):
+        ratios = []
+        for w in workloads:
+            rs = by[w]
+            base = rs.get("eager")
+            ratios.append(base.median_ms / rs[c].median_ms if base and c in rs else 0)
+        ax.bar([i + k * width for i in range(len(workloads))], ratios, width, label=c)
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xticks([i + width * (len(contenders) - 1) / 2 for i in range(len(workloads))])
+    ax.set_xticklabels(workloads, rotation=15)
+    ax.set_ylabel("speed-up over graphc eager (higher is better)")
+    ax.set_title("graphc bench: median step time ratios, measured in one run")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    import os
+    os.replace(tmp, path)
 
 
 def table(results, gemm_gflops) -> str:
@@ -232,14 +384,35 @@ def to_json(results, gemm_gflops) -> dict:
 
 def main(argv=None):
     import argparse
-    p = argparse.ArgumentParser(description="graphc GPT training-step benchmark")
-    p.add_argument("--configs", default="tiny,small")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--json")
-    args = p.parse_args(argv)
+    p = argparse.ArgumentParser(prog="graphc bench", description="compiled vs -O0 vs eager "
+                                "vs PyTorch, interleaved, in one run")
+    add_arguments(p)
+    return run_cli(p.parse_args(argv))
+
+
+def add_arguments(p):
+    p.add_argument("--workloads", default="gpt-tiny-train,gpt-small-train,gpt-tiny-infer,"
+                   "mlp-train", help=f"comma-separated, from: {', '.join(WORKLOADS)}")
+    p.add_argument("--steps", type=int, default=10, help="measured steps per contender")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--contenders", default="compiled,O0,eager,torch")
+    p.add_argument("--json", help="write the measurements to this JSON file")
+    p.add_argument("--plot", help="write a bar chart of the speed-ups to this PNG")
+
+
+def run_cli(args) -> int:
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    for w in workloads:
+        if w not in WORKLOADS:
+            raise ValueError(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
     gemm = matmul_gflops()
-    results = run_gpt_steps(args.configs.split(","), steps=args.steps)
+    results = run(workloads, args.steps, args.warmup, tuple(args.contenders.split(",")))
     print(table(results, gemm))
     if args.json:
-        with open(args.json, "w") as fh:
+        with open(args.json + ".tmp", "w") as fh:
             json.dump(to_json(results, gemm), fh, indent=1)
+        import os
+        os.replace(args.json + ".tmp", args.json)
+    if args.plot:
+        plot(results, args.plot)
+    return 0

@@ -101,6 +101,10 @@ def build_parser():
     d.add_argument("--locations", action="store_true", help="annotate source lines")
     d.add_argument("--full", action="store_true", help="print large constants in full")
 
+    b = sub.add_parser("bench", help="benchmark compiled vs -O0 vs eager vs PyTorch")
+    from .bench import add_arguments
+    add_arguments(b)
+
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
     s.add_argument("--prompt", default="\n")
@@ -119,6 +123,9 @@ def main(argv=None) -> int:
             return cmd_train(args)
         if args.command == "sample":
             return cmd_sample(args)
+        if args.command == "bench":
+            from .bench import run_cli
+            return run_cli(args)
         if args.command == "dump":
             from .dump import run_dump
             return run_dump(args)

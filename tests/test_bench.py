@@ -1,0 +1,34 @@
+"""`graphc bench` on small workloads: the JSON has every field, with real, sane values."""
+import json
+
+from graphc.cli import main
+
+
+def test_bench_writes_complete_json_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    assert main(["bench", "--workloads", "mlp-train,gpt-tiny-infer", "--steps", "3",
+                 "--warmup", "1", "--json", str(out), "--plot", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert "GEMM on this machine" in printed and "mlp-train" in printed
+    data = json.loads(out.read_text())
+    assert data["matmul_gflops"] > 1.0
+    rows = data["results"]
+    contenders = {(r["workload"], r["contender"]) for r in rows}
+    for workload in ("mlp-train", "gpt-tiny-infer"):
+        for contender in ("compiled", "O0", "eager"):
+            assert (workload, contender) in contenders
+    for r in rows:
+        assert set(r) >= {"workload", "contender", "median_ms", "iqr_ms", "tokens_per_s",
+                          "flops_per_step", "peak_bytes", "compile_seconds", "times_s"}
+        assert len(r["times_s"]) == 3 and all(t > 0 for t in r["times_s"])
+        assert 0 < r["median_ms"] < 60_000 and r["iqr_ms"] >= 0
+        assert r["tokens_per_s"] > 0
+        if r["contender"] in ("compiled", "O0"):
+            assert 0 < r["compile_seconds"] < 30
+            assert r["peak_bytes"] > 0 and r["flops_per_step"] > 1e6
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_rejects_unknown_workloads(capsys):
+    assert main(["bench", "--workloads", "nope"]) == 2
+    assert "unknown workload 'nope'" in capsys.readouterr().err
