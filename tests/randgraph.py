@@ -72,7 +72,10 @@ def random_graph(seed: int, n_ops: int = 12, dtype="float64") -> tuple[Graph, li
             elif choice == 11:
                 out = gc.broadcast_to(x, _shape(rng, 1) + x.shape)
             elif choice == 12 and x.ndim:
-                out = gc.softmax(x, int(rng.integers(0, x.ndim)))
+                if x.shape[-1] >= 2 and rng.random() < 0.5:
+                    out = gc.layer_norm(x, gc.ones(x.shape[-1], dtype) * 1.5, None)
+                else:
+                    out = gc.softmax(x, int(rng.integers(0, x.ndim)))
             elif choice == 13 and x.ndim and x.shape[-1] >= 2:
                 out = x[..., 1:]
             elif choice == 14 and x.ndim >= 2:
