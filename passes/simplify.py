@@ -221,6 +221,58 @@ def sum_no_axes(m):
         return x
 
 
+def _slab(node):
+    """(axis, start, stop) when a pad_slice fills one contiguous slab along one axis."""
+    a = node.attrs
+    if any(st != 1 for st in a["steps"]):
+        return None
+    partial = [k for k, (lo, hi, d) in enumerate(zip(a["starts"], a["stops"], a["shape"]))
+               if (lo, hi) != (0, d)]
+    if len(partial) != 1:
+        return None
+    k = partial[0]
+    return k, a["starts"][k], a["stops"][k]
+
+
+@rule("add")
+def add_adjacent_pad_slices(m):
+    """pad(a) + pad(b) over adjacent slabs of one axis -> pad(concat(a, b)): the gradient of
+    split (q, k, v) becomes one concatenation instead of zero-fills and adds."""
+    a, b = m.inputs
+    if a.op != "pad_slice" or b.op != "pad_slice" or a.attrs["shape"] != b.attrs["shape"]:
+        return None
+    sa, sb = _slab(a), _slab(b)
+    if sa is None or sb is None or sa[0] != sb[0]:
+        return None
+    if sa[1] > sb[1]:
+        (a, sa), (b, sb) = (b, sb), (a, sa)
+    if sa[2] != sb[1]:
+        return None
+    axis = sa[0]
+    joined = F.concat([a.inputs[0], b.inputs[0]], axis)
+    starts, stops = list(a.attrs["starts"]), list(a.attrs["stops"])
+    starts[axis], stops[axis] = sa[1], sb[2]
+    return F.pad_slice(joined, m.shape, starts, stops, a.attrs["steps"])
+
+
+@rule("concat")
+def concat_of_concat(m):
+    axis = m.attrs["axis"]
+    if not any(x.op == "concat" and x.attrs["axis"] == axis for x in m.inputs):
+        return None
+    parts = []
+    for x in m.inputs:
+        parts += x.inputs if x.op == "concat" and x.attrs["axis"] == axis else [x]
+    return F.concat(parts, axis)
+
+
+@rule("pad_slice")
+def pad_slice_everything(m):
+    (x,) = m.inputs
+    if x.shape == m.shape:
+        return x
+
+
 # ---- the pass -------------------------------------------------------------------------------
 def simplify(graph, max_rounds: int = 8):
     for _ in range(max_rounds):

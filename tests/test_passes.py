@@ -89,6 +89,23 @@ def test_simplify_rules_fire(fn, remaining):
     np.testing.assert_allclose(run(g, x)[0], gc.compile(fn, pipeline="O0")(x), rtol=1e-6)
 
 
+def test_gradient_of_split_becomes_one_concat():
+    from passes.autodiff import grad_graph
+
+    def f(x):
+        a, b, c = gc.split(x, 3, axis=1)
+        return gc.sum(a * b * c)
+    g = optimize_default(grad_graph(gc.trace(f, gc.spec((2, 6), "float64"))))
+    assert ops(g).count("concat") == 1 and "pad_slice" not in ops(g)
+    x = np.random.default_rng(0).normal(size=(2, 6))
+    a, b, c = x[:, :2], x[:, 2:4], x[:, 4:]
+    np.testing.assert_allclose(run(g, x)[1], np.concatenate([b * c, a * c, a * b], 1))
+
+
+def optimize_default(graph):
+    return run_pipeline(graph, "default", verify_each=True).graph
+
+
 def test_simplify_keeps_broadcasting_adds_and_shape_changing_identities():
     g = dce(simplify(gc.trace(lambda x: x + gc.zeros((4, 2, 3)), gc.spec((2, 3)))))
     assert g.outputs[0].shape == (4, 2, 3)
