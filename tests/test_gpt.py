@@ -148,3 +148,18 @@ def test_weight_tying_switch_and_no_decay_set():
     assert not tied.no_decay("blocks.0.attn.c_attn.weight")
     proj = dict(tied.named_parameters())["blocks.0.attn.c_proj.weight"].data
     assert abs(proj.std() - 0.02 / np.sqrt(2 * SMALL["n_layer"])) < 0.003
+
+
+def test_tiny_config_reaches_the_issue_target_in_300_steps():
+    """The acceptance run of `graphc train --config tiny --steps 300`: val loss < 2.3 nats."""
+    from graphc.train import TRAIN_DEFAULTS
+    cfg = GPTConfig.named("tiny")
+    data = CharData.from_file(None, cfg.block_size)
+    cfg.vocab_size = len(data.vocab)
+    tc = TrainConfig(**{**TRAIN_DEFAULTS["tiny"], "steps": 300, "eval_iters": 20})
+    trainer = Trainer(GPT(cfg, seed=tc.seed), data, tc)
+    start = trainer.evaluate()
+    for _ in range(300):
+        trainer.train_step()
+    final = trainer.evaluate()
+    assert start > 4.0 and final < 2.3, (start, final)
