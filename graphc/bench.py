@@ -155,6 +155,9 @@ def matmul_gflops(n=1024, dtype=np.float32, repeat=10) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+PAUSE_S = 0.05  # between measured steps, not counted
+
+
 class InferStep:
     """GPT forward pass (logits) for the batch: compiled, eager or PyTorch under no_grad."""
 
@@ -301,10 +304,17 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
                          compile_seconds=getattr(r, "compile_seconds", None),
                          peak_bytes=getattr(r, "peak_bytes", None))
                for c, r in runners.items()}
+        order = list(runners)
+        shuffle = np.random.default_rng(0)
         for _ in range(steps):
-            for c, runner in runners.items():
+            # a new order every round, and a pause between contenders: one that leaves busy
+            # threads behind (PyTorch's OpenMP workers spin after each op) must not slow
+            # down whoever happens to run next
+            for k in shuffle.permutation(len(order)):
+                c = order[k]
+                time.sleep(PAUSE_S)
                 start = time.perf_counter()
-                runner()
+                runners[c]()
                 res[c].times.append(time.perf_counter() - start)
         results.extend(res.values())
     return results
