@@ -186,6 +186,3 @@ def hessian(fn, argnum=0):
 
     return wrapper
 
-
-def eager_value(x):
-    return x.data if isinstance(x, Tensor) else x
