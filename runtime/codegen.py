@@ -13,6 +13,7 @@ user's line.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -23,7 +24,7 @@ from ir.ops.registry import get_op
 from ir.types import SHORT_NAMES
 
 from .interpreter import bind_inputs
-from .kernels import CONSTANT_OPS, EMITTERS, VIEW_OPS, view_expression
+from .kernels import CONSTANT_OPS, EMITTERS, INPLACE_SAFE, VIEW_OPS, view_expression
 from .memory import plan_memory
 
 
@@ -41,8 +42,11 @@ def _literal(value):
 class Plan:
     """A compiled, callable graph: `plan(*inputs) -> list of output arrays`."""
 
-    def __init__(self, graph, name: str | None = None, donate=(), check_finite=False):
+    def __init__(self, graph, name: str | None = None, donate=(), check_finite=False,
+                 parallel: bool | None = None):
         self.graph = graph
+        self.parallel = parallel_default() if parallel is None else parallel
+        self._kernels = []  # module-level kernel functions for two-way split nodes
         self.name = name or graph.name
         self.donate = tuple(donate)
         self.check_finite = check_finite
@@ -50,7 +54,7 @@ class Plan:
         if unknown:
             raise GraphcError(f"cannot donate {sorted(unknown)}: not inputs of {self.name!r}")
         self.memory_plan = plan_memory(graph, self.donate)
-        self._globals = {"np": np, "special": special}
+        self._globals = {"np": np, "special": special, "_submit": worker().submit}
         self._steps = []  # (node, statements, result expression)
         self._generate()
         self.source = self._render()
@@ -96,14 +100,14 @@ class Plan:
                 else:
                     lines.append(f"{var} = np.empty({n.shape!r}, {SHORT_NAMES[n.dtype]})")
                     env[SHORT_NAMES[n.dtype]] = n.dtype
-                if storage.scratch:
-                    names_s = []
-                    for j, b in enumerate(storage.scratch):
-                        env[f"{var}_s{j}"] = buffers[b][:n.size].reshape(n.shape)
-                        names_s.append(f"{var}_s{j}")
-                    lines += EMITTERS[n.op](n, args, var, names_s)
+                names_s = []
+                for j, b in enumerate(storage.scratch):
+                    env[f"{var}_s{j}"] = buffers[b][:n.size].reshape(n.shape)
+                    names_s.append(f"{var}_s{j}")
+                if self.parallel and splittable(n):
+                    lines += self._split_kernel(n, var, args, names_s)
                 else:
-                    lines += EMITTERS[n.op](n, args, var)
+                    lines += _emit(n, args, var, names_s)
             names[n] = var
             self._steps.append((n, lines, var))
         self._names = names
@@ -111,6 +115,24 @@ class Plan:
         # outputs that live in plan-owned memory must be copied before they escape
         self._copy_out = [mp.storage[mp.root[o]].kind in ("constant", "pool")
                           for o in graph.outputs]
+
+    def _split_kernel(self, n, var, args, scratch):
+        """The node's kernel as a function run on two halves of axis 0 at once: numpy's
+        elementwise loops are single-threaded and release the GIL, so the second core works
+        on the other half. Operands broadcast along axis 0 are passed whole."""
+        params = ["dst"] + [f"a{i}" for i in range(len(args))] + \
+                 [f"s{j}" for j in range(len(scratch))]
+        body = _emit(n, params[1:1 + len(args)], "dst", params[1 + len(args):])
+        fn = f"_kernel_{var}"
+        self._kernels.append(f"def {fn}({', '.join(params)}):\n" +
+                             "".join(f"    {line}\n" for line in body))
+        sliced = [True] + [i.ndim == n.ndim and i.shape[0] == n.shape[0] for i in n.inputs] \
+            + [True] * len(scratch)
+        h = n.shape[0] // 2
+        names = [var] + args + scratch
+        hi = ", ".join(f"{x}[{h}:]" if cut else x for x, cut in zip(names, sliced))
+        lo = ", ".join(f"{x}[:{h}]" if cut else x for x, cut in zip(names, sliced))
+        return [f"_half = _submit({fn}, {hi})", f"{fn}({lo})", "_half.result()"]
 
     def _call(self, n, args, var):
         fn_name = f"op_{n.op}"
@@ -126,7 +148,7 @@ class Plan:
 
     def _render(self, instrument=None) -> str:
         params = ", ".join(f"in{i}" for i in range(len(self.graph.inputs)))
-        lines = [f"def plan({params}):"]
+        lines = list(self._kernels) + [f"def plan({params}):"]
         for k, (node, stmts, var) in enumerate(self._steps):
             if instrument == "profile" and stmts:
                 lines.append("    _t = _clock()")
@@ -207,7 +229,7 @@ class Plan:
                                   f"{'; '.join(ranges)}", node.locs)
 
         params = ", ".join(f"in{i}" for i in range(len(self.graph.inputs)))
-        lines = [f"def plan({params}):"]
+        lines = list(self._kernels) + [f"def plan({params}):"]
         for k, (node, stmts, var) in enumerate(steps):
             lines += [f"    {s}" for s in stmts]
             operands = "".join(f", {names[i]}" for i in node.inputs)
@@ -260,5 +282,44 @@ def format_profile(rows, total_seconds, top=25) -> str:
     return "\n".join(lines)
 
 
-def compile_graph(graph, name=None, donate=(), check_finite=False) -> Plan:
-    return Plan(graph, name, donate, check_finite)
+def compile_graph(graph, name=None, donate=(), check_finite=False, parallel=None) -> Plan:
+    return Plan(graph, name, donate, check_finite, parallel)
+
+
+# ---- two-way kernel splitting ---------------------------------------------------------------
+PARALLEL_MIN_ELEMENTS = 1 << 17
+_ROW_OPS = {"layer_norm", "layer_norm_grad"}  # reduce along the last axis only
+_AXIS_OPS = {"softmax", "log_softmax", "softmax_grad"}  # reduce along attrs["axis"]
+_WORKER = []
+
+
+def worker():
+    """One background thread shared by all plans (started on first use)."""
+    if not _WORKER:
+        from concurrent.futures import ThreadPoolExecutor
+        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphc"))
+    return _WORKER[0]
+
+
+def parallel_default() -> bool:
+    """Off unless GRAPHC_THREADS=2. Measured on a 2-core machine, a GPT step got slower with
+    it (tiny 28.0 -> 30.4 ms, small 129.7 -> 134.0): OpenBLAS's own threads keep spinning
+    after each GEMM and compete with the second worker, although the same split kernel alone
+    runs twice as fast (GELU's gradient over 1M floats: 1.9 -> 0.94 ms)."""
+    return os.environ.get("GRAPHC_THREADS", "") == "2" and (os.cpu_count() or 1) >= 2
+
+
+def splittable(n) -> bool:
+    if n.size < PARALLEL_MIN_ELEMENTS or n.ndim < 1 or n.shape[0] < 2:
+        return False
+    if n.op in INPLACE_SAFE or n.op in ("gelu", "gelu_grad", "where"):
+        return True
+    if n.op in _ROW_OPS:
+        return n.ndim >= 2
+    if n.op in _AXIS_OPS:
+        return n.attrs["axis"] != 0
+    return False
+
+
+def _emit(n, args, dst, scratch):
+    return EMITTERS[n.op](n, args, dst, scratch) if scratch else EMITTERS[n.op](n, args, dst)

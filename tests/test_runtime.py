@@ -37,6 +37,24 @@ def test_compiled_plan_equals_interpreter_on_random_graphs(dtype, chunk):
                 np.testing.assert_array_equal(a, o, err_msg=msg)
 
 
+def test_two_way_split_kernels_equal_the_interpreter(monkeypatch):
+    import runtime.codegen as codegen
+    monkeypatch.setattr(codegen, "PARALLEL_MIN_ELEMENTS", 4)
+    split_nodes = 0
+    for seed in range(150):
+        graph, inputs = random_graph(30_000 + seed, n_ops=14)
+        graph = optimize(with_gradient(graph))
+        with np.errstate(all="ignore"):
+            expected = run(graph, *inputs)
+            plan = compile_graph(graph, parallel=True)
+            got = plan(*inputs)
+        split_nodes += plan.source.count("_half.result()")
+        for e, o in zip(expected, got):
+            np.testing.assert_allclose(o, e, rtol=1e-9, atol=1e-12, equal_nan=True,
+                                       err_msg=f"seed {30_000 + seed}\n{plan.source}")
+    assert split_nodes > 100
+
+
 def test_outputs_do_not_alias_plan_buffers_across_calls():
     plan = gc.compile(lambda x: (gc.exp(x) * 2.0, gc.exp(x) + 1.0)).plan_for(np.ones(4))
     first = plan(np.zeros(4))
