@@ -24,7 +24,7 @@ from ir.ops.registry import get_op
 from ir.types import SHORT_NAMES
 
 from .interpreter import bind_inputs
-from .kernels import CONSTANT_OPS, EMITTERS, INPLACE_SAFE, VIEW_OPS, view_expression
+from .kernels import CONSTANT_OPS, EMITTERS, INPLACE_SAFE, VIEW_OPS, ones, view_expression
 from .memory import plan_memory
 
 
@@ -54,7 +54,10 @@ class Plan:
         if unknown:
             raise GraphcError(f"cannot donate {sorted(unknown)}: not inputs of {self.name!r}")
         self.memory_plan = plan_memory(graph, self.donate)
-        self._globals = {"np": np, "special": special, "_submit": worker().submit}
+        self._donated_positions = [k for k, n in enumerate(graph.inputs)
+                                   if n.attrs["name"] in self.donate]
+        self._globals = {"np": np, "special": special, "_submit": worker().submit,
+                         "_ones": ones}
         self._steps = []  # (node, statements, result expression)
         self._generate()
         self.source = self._render()
@@ -170,6 +173,9 @@ class Plan:
     # ---- running -----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         values = bind_inputs(self.graph, args, kwargs)
+        for k in self._donated_positions:
+            if not values[k].flags.c_contiguous or not values[k].flags.writeable:
+                values[k] = np.array(values[k])  # kernels write donated arrays through views
         try:
             if self.check_finite:
                 with np.errstate(all="ignore"):  # the guard reports non-finite values
