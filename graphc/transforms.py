@@ -30,7 +30,7 @@ def _is_symbolic(args) -> bool:
 class Compiled:
     """`graphc.compile(fn)`: traced, optimised and compiled once per input signature."""
 
-    def __init__(self, fn, pipeline="default", static_argnums=()):
+    def __init__(self, fn, pipeline="default"):
         self.fn = fn
         self.pipeline = pipeline
         self._plans = {}
