@@ -30,3 +30,14 @@ def test_layers_become_named_param_inputs():
     graph = gc.trace(lambda x: layer(x), gc.spec((5, 3)))
     assert str(graph).splitlines()[0] == (
         "graph lambda(%0:f32[5,3] x, %1:f32[3,2] param weight, %2:f32[2] param bias) -> (%4)")
+
+
+def test_standalone_layers_get_distinct_param_names():
+    a, b = gc.nn.Linear(3, 3), gc.nn.Linear(3, 2)
+    graph = gc.trace(lambda x: b(a(x)), gc.spec((5, 3)))
+    names = [n.name for n in graph.inputs]
+    assert names == ["x", "weight", "bias", "weight_1", "bias_1"]
+    import numpy as np
+    out = gc.compile(lambda x: b(a(x)))(np.ones((5, 3), np.float32))
+    expected = (np.ones((5, 3)) @ a.weight.data + a.bias.data) @ b.weight.data + b.bias.data
+    np.testing.assert_allclose(out, expected, rtol=1e-5)

@@ -158,7 +158,11 @@ def graph_param(graph, param):
     """The input node standing for an eager Parameter inside `graph` (created on first use)."""
     node = graph.bound_params.get(id(param))
     if node is None:
-        name = param.name or f"param{len(graph.bound_params)}"
+        base = param.name or "param"
+        taken = {n.attrs["name"] for n in graph.inputs}
+        name, k = base, 1
+        while name in taken:  # two standalone layers may both call theirs "weight"
+            name, k = f"{base}_{k}", k + 1
         node = graph.input(name, param.data.shape, param.data.dtype, kind="param")
         graph.bound_params[id(param)] = node
         graph.param_values[name] = param
