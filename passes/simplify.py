@@ -273,6 +273,23 @@ def pad_slice_everything(m):
         return x
 
 
+@rule("where")
+def masked_softmax_gradient(m):
+    """where(mask, 0, softmax_grad(y, g)) -> softmax_grad(y, g) when y = softmax(where(mask,
+    -inf, x)): y is exactly 0 where the mask holds, so the gradient there is already 0 (the
+    causal-attention backward drops one pass over B*H*T*T values)."""
+    cond, a, b = m.inputs
+    if not is_scalar_const(a, 0) or b.op != "softmax_grad" or b.shape != m.shape:
+        return None
+    y = b.inputs[0]
+    if y.op != "softmax" or y.inputs[0].op != "where":
+        return None
+    masked = y.inputs[0]
+    if masked.inputs[0] is cond and scalar_value(masked.inputs[1]) == float("-inf"):
+        return b
+    return None
+
+
 # ---- the pass -------------------------------------------------------------------------------
 def simplify(graph, max_rounds: int = 8):
     for _ in range(max_rounds):

@@ -102,6 +102,20 @@ def test_gradient_of_split_becomes_one_concat():
     np.testing.assert_allclose(run(g, x)[1], np.concatenate([b * c, a * c, a * b], 1))
 
 
+def test_causal_softmax_gradient_needs_no_second_mask():
+    from passes.autodiff import grad_graph
+
+    def f(x):
+        att = gc.softmax(gc.masked_fill(x, ~gc.tril_mask(4), float("-inf")))
+        return gc.sum(att * att)
+    g = grad_graph(gc.trace(f, gc.spec((2, 4, 4), "float64")))
+    opt = optimize_default(g)
+    assert ops(g).count("where") == 2 and ops(opt).count("where") == 1
+    x = np.random.default_rng(0).normal(size=(2, 4, 4))
+    for a, b in zip(run(g, x), run(opt, x)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
 def optimize_default(graph):
     return run_pipeline(graph, "default", verify_each=True).graph
 
