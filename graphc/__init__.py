@@ -15,9 +15,9 @@ from runtime.eager import Parameter, Tensor, no_grad, tensor
 
 from . import nn
 from .tracing import Spec, spec, trace
-from .transforms import compile, grad, hessian, value_and_grad, vjp
+from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
 
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
-           "compile", "grad", "value_and_grad", "vjp", "hessian", "gradients", "no_grad",
+           "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
            "tensor", "nn"]

@@ -160,6 +160,35 @@ def vjp(fn, *primals):
     return out, vjp_concrete
 
 
+def jvp(fn, primals, tangents):
+    """Forward mode: (fn(*primals), J @ tangents) for a function with one array output.
+
+    Built from reverse mode by the "double vjp" trick: u -> vjp(u) is linear in the
+    cotangent u, so differentiating <vjp(u), tangents> with respect to u gives J @ tangents.
+    The result is an ordinary graph, so it composes with grad."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents",
+                          (user_location(),))
+
+    def symbolic(*args):
+        xs, vs = args[:len(primals)], args[len(primals):]
+        y = fn(*xs)
+        u = F.zeros_like(y)  # the value of u is irrelevant: vjp is linear in it
+        pulled = gradients([y], list(xs), [u])
+        inner = None
+        for p, v in zip(pulled, vs):
+            term = F.sum(p * v)
+            inner = term if inner is None else inner + term
+        return y, gradients([inner], [u])[0]
+
+    if _is_symbolic(primals + tangents):
+        return symbolic(*primals, *tangents)
+    args = tuple(_as_float_input(a) for a in primals + tangents)
+    out, tangent = Compiled(symbolic)(*args)
+    return out, tangent
+
+
 def hessian(fn, argnum=0):
     """Dense Hessian of a scalar function of one (small) array argument: one
     Hessian-vector product per input element, all built in one graph."""

@@ -134,3 +134,22 @@ def test_transformer_block_gradients_match_eager():
     block(*ts).backward()
     for g, t in zip(grads, ts):
         np.testing.assert_allclose(t.grad, g, rtol=1e-9, atol=1e-12)
+
+
+def test_jvp_equals_finite_differences_and_composes_with_grad():
+    def f(x, w):
+        return gc.tanh(x @ w) * gc.sum(x)
+    rng = np.random.default_rng(2)
+    x, w = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+    vx, vw = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+    out, tangent = gc.jvp(f, (x, w), (vx, vw))
+    eps = 1e-6
+    hi = gc.compile(f)(x + eps * vx, w + eps * vw)
+    lo = gc.compile(f)(x - eps * vx, w - eps * vw)
+    np.testing.assert_allclose(out, gc.compile(f)(x, w))
+    np.testing.assert_allclose(tangent, (hi - lo) / (2 * eps), rtol=1e-6, atol=1e-9)
+    # forward-over-reverse: d/dt grad(g)(x + t v) = H v
+    g = lambda z: gc.sum(z ** 3)  # noqa: E731
+    z, v = np.array([1.0, 2.0]), np.array([0.5, -1.0])
+    _, hv = gc.jvp(gc.grad(g), (z,), (v,))
+    np.testing.assert_allclose(hv, 6 * z * v)
