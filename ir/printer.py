@@ -1,12 +1,13 @@
 """The IR as text for people: a signature line, then one SSA line per node.
 
-    graph mlp(%0:f32[4,3] x, %1:f32[3,8] w1) -> (%7)
+    graph mlp(%0:f32[4,3] x, %1:f32[3,8] param w1) -> (%3)
       %2:f32[4,8] = matmul %0, %1
       %3:f32[] = sum %2 {axes=(0, 1), keepdims=false}
       return %3
 
-Inputs are numbered first, in signature order, then the other nodes in order; inputs show their names (and `param` for parameters);
-constants up to MAX_INLINE elements print their value, longer ones a summary.
+Inputs are numbered first, in signature order, then the other nodes in order. Inputs show
+their names and kind (`param`, `state`); constants up to MAX_INLINE elements print their
+value, longer ones a summary (print with max_inline=None to parse the text back).
 """
 from __future__ import annotations
 
