@@ -127,8 +127,8 @@ class Plan:
                  [f"s{j}" for j in range(len(scratch))]
         body = _emit(n, params[1:1 + len(args)], "dst", params[1 + len(args):])
         fn = f"_kernel_{var}"
-        self._kernels.append(f"def {fn}({', '.join(params)}):\n" +
-                             "".join(f"    {line}\n" for line in body))
+        self._kernels.append((n, f"def {fn}({', '.join(params)}):\n" +
+                              "".join(f"    {line}\n" for line in body)))
         sliced = [True] + [i.ndim == n.ndim and i.shape[0] == n.shape[0] for i in n.inputs] \
             + [True] * len(scratch)
         h = n.shape[0] // 2
@@ -151,18 +151,37 @@ class Plan:
 
     def _render(self, instrument=None) -> str:
         params = ", ".join(f"in{i}" for i in range(len(self.graph.inputs)))
-        lines = list(self._kernels) + [f"def plan({params}):"]
+        lines, line_node = [], {}
+        for node, text in self._kernels:
+            for line in text.rstrip("\n").split("\n"):
+                lines.append(line)
+                line_node[len(lines)] = node
+        lines.append(f"def plan({params}):")
         for k, (node, stmts, var) in enumerate(self._steps):
             if instrument == "profile" and stmts:
                 lines.append("    _t = _clock()")
-            lines += [f"    {s}" for s in stmts]
+            for stmt in stmts:
+                lines.append(f"    {stmt}")
+                line_node[len(lines)] = node
             if instrument == "profile" and stmts:
                 lines.append(f"    _times[{k}] += _clock() - _t")
             if instrument == "check":
                 lines.append(f"    _check({k}, {var})")
         outs = [f"{v}.copy()" if copy else v for v, copy in zip(self._outputs, self._copy_out)]
         lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+        if instrument is None:
+            self._line_node = line_node
         return "\n".join(lines) + "\n"
+
+    def _failed_node(self, tb):
+        """The node whose generated line raised, from the traceback of the plan's code."""
+        filename = f"<graphc plan {self.name}>"
+        node = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == filename:
+                node = self._line_node.get(tb.tb_lineno, node)
+            tb = tb.tb_next
+        return node
 
     def _compile(self, source, label, extra=None):
         env = dict(self._globals)
@@ -185,7 +204,12 @@ class Plan:
         except GraphcError:
             raise
         except (FloatingPointError, ValueError, IndexError, TypeError) as exc:
-            raise GraphcError(f"plan {self.name!r} failed while running: {exc}") from exc
+            node = self._failed_node(exc.__traceback__)
+            if node is None:
+                raise GraphcError(f"plan {self.name!r} failed while running: {exc}") from None
+            operands = ", ".join(str(i.type) for i in node.inputs)
+            raise GraphcError(f"{node.op}({operands}) failed while running: {exc}",
+                              node.locs) from None
         return [o if type(o) is np.ndarray else np.asarray(o, dtype=n.dtype)
                 for o, n in zip(outs, self.graph.outputs)]
 

@@ -118,7 +118,11 @@ def lift(x, scalar_dtype, opname) -> Tensor:
 
 
 def run_op(op, args, attrs, out_type) -> Tensor:
-    out = op.impl(*[a.data for a in args], **attrs)
+    try:
+        out = op.impl(*[a.data for a in args], **attrs)
+    except (IndexError, ValueError, FloatingPointError) as exc:
+        operands = ", ".join(f"{SHORT_NAMES[a.data.dtype]}{list(a.data.shape)}" for a in args)
+        raise GraphcError(f"{op.name}({operands}) failed: {exc}", (user_location(),)) from None
     if type(out) is not np.ndarray:
         out = np.asarray(out, dtype=out_type.dtype)
     result = Tensor.__new__(Tensor)

@@ -108,3 +108,18 @@ def test_verifier_rejects_dangling_values_and_wrong_types():
     g2.set_outputs([g2.add_node("exp", [a], {}, TensorType((3,), "float32"))])
     with pytest.raises(gc.GraphcError, match="type f32\\[3\\] but its operands give f32\\[2\\]"):
         verify(g2)
+
+
+def test_out_of_range_token_ids_name_the_op_and_line_compiled_and_eager():
+    table = np.ones((5, 3), np.float32)
+
+    def embed(ids):
+        return gc.take(table, ids)  # LOOKUP
+
+    plan = gc.compile(embed)
+    with pytest.raises(gc.GraphcError, match=r"take\(f32\[5,3\], i64\[2\]\) failed") as info:
+        plan(np.array([1, 9]))
+    assert info.value.locs[0][1] == _line_of(embed, "# LOOKUP")
+    with pytest.raises(gc.GraphcError, match="take.*failed") as info:
+        embed(gc.tensor(np.array([1, 9])))
+    assert info.value.locs[0][1] == _line_of(embed, "# LOOKUP")
