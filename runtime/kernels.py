@@ -178,19 +178,20 @@ def _axis_sum(node, x, axis):
     return f"np.add.reduce({x}, axis={axis}, keepdims=True)"
 
 
+def _shift_by_max(x, axis, dst):
+    """x minus its maximum along axis, into dst: the stable start of (log-)softmax."""
+    return f"np.subtract({x}, np.max({x}, axis={axis}, keepdims=True), out={dst})"
+
+
 def _softmax(node, args, dst):
     axis = node.attrs["axis"]
-    x = args[0]
-    return [f"np.subtract({x}, np.max({x}, axis={axis}, keepdims=True), out={dst})",
-            f"np.exp({dst}, out={dst})",
+    return [_shift_by_max(args[0], axis, dst), f"np.exp({dst}, out={dst})",
             f"np.divide({dst}, {_axis_sum(node, dst, axis)}, out={dst})"]
 
 
 def _log_softmax(node, args, dst):
     axis = node.attrs["axis"]
-    x = args[0]
-    return [f"np.subtract({x}, np.max({x}, axis={axis}, keepdims=True), out={dst})",
-            f"_e = np.exp({dst})",
+    return [_shift_by_max(args[0], axis, dst), f"_e = np.exp({dst})",
             f"np.subtract({dst}, np.log({_axis_sum(node, '_e', axis)}), out={dst})"]
 
 
@@ -198,10 +199,15 @@ def _take(node, args, dst):
     return [f"np.take({args[0]}, {args[1]}, axis=0, out={dst})"]
 
 
+def _slice_index(attrs) -> str:
+    """Source for the basic index of a slice/pad_slice node, e.g. '0:4:1, 2:6:1'."""
+    return ", ".join(f"{s}:{e}:{k}"
+                     for s, e, k in zip(attrs["starts"], attrs["stops"], attrs["steps"]))
+
+
 def _pad_slice(node, args, dst):
-    a = node.attrs
-    index = ", ".join(f"{s}:{e}:{k}" for s, e, k in zip(a["starts"], a["stops"], a["steps"]))
-    return [f"{dst}.fill(0)", f"{dst}[{index}] = {args[0]}"]  # item assignment: no rebinding
+    # item assignment into dst does not rebind it, so dst may be a plan global
+    return [f"{dst}.fill(0)", f"{dst}[{_slice_index(node.attrs)}] = {args[0]}"]
 
 
 def _concat(node, args, dst):
@@ -239,9 +245,7 @@ def view_expression(node, x):
     if node.op == "broadcast_to":
         return f"np.broadcast_to({x}, {a['shape']!r})"
     if node.op == "slice":
-        index = ", ".join(f"{s}:{e}:{k}" for s, e, k in zip(a["starts"], a["stops"],
-                                                            a["steps"]))
-        return f"{x}[{index}]"
+        return f"{x}[{_slice_index(a)}]"
     return x
 
 

@@ -175,13 +175,6 @@ def layer_norm(x, w, b, eps):
     return centred
 
 
-def layer_norm_reference(x, w, b, eps):
-    mu = F.mean(x, -1, keepdims=True)
-    centred = x - mu
-    var = F.mean(centred * centred, -1, keepdims=True)
-    return centred * F.rsqrt(var + eps) * w + b
-
-
 def _layer_norm_grad_reference(x, w, g, eps):
     mu = F.mean(x, -1, keepdims=True)
     centred = x - mu

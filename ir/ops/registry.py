@@ -91,10 +91,22 @@ def _like_dtype(inputs):
     return found
 
 
-def apply(name: str, *inputs, **attrs):
-    from ..graph import Node, current_graph
-    from runtime import eager
+_DEPS = []
 
+
+def _deps():
+    """(Node, current_graph, eager module), imported once: apply is on every op's hot path
+    and these modules import this one."""
+    if not _DEPS:
+        from runtime import eager
+
+        from ..graph import Node, current_graph
+        _DEPS.extend((Node, current_graph, eager))
+    return _DEPS
+
+
+def apply(name: str, *inputs, **attrs):
+    Node, current_graph, eager = _deps()
     op = REGISTRY[name]
     graph = None
     for x in inputs:
@@ -132,9 +144,8 @@ def _infer(op, types, attrs):
 
 
 def _lift_symbolic(graph, x, like, opname):
-    from ..graph import Node
-    from runtime.eager import Parameter, Tensor
-
+    Node, _, eager = _deps()
+    Parameter, Tensor = eager.Parameter, eager.Tensor
     if isinstance(x, Node):
         return x
     if isinstance(x, Parameter):
