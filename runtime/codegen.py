@@ -166,7 +166,8 @@ class Plan:
             if instrument == "profile" and stmts:
                 lines.append(f"    _times[{k}] += _clock() - _t")
             if instrument == "check":
-                lines.append(f"    _check({k}, {var})")
+                operands = "".join(f", {self._names[i]}" for i in node.inputs)
+                lines.append(f"    _check({k}, {var}{operands})")
         outs = [f"{v}.copy()" if copy else v for v, copy in zip(self._outputs, self._copy_out)]
         lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
         if instrument is None:
@@ -240,7 +241,7 @@ class Plan:
         return [np.asarray(o) for o in outs]
 
     def _checked_with_ranges(self):
-        steps, names = self._steps, self._names
+        steps = self._steps
 
         def check(k, value, *operands):
             arr = np.asarray(value)
@@ -258,15 +259,7 @@ class Plan:
                                   f"{node.op} -> {node.type}; operands: "
                                   f"{'; '.join(ranges)}", node.locs)
 
-        params = ", ".join(f"in{i}" for i in range(len(self.graph.inputs)))
-        lines = list(self._kernels) + [f"def plan({params}):"]
-        for k, (node, stmts, var) in enumerate(steps):
-            lines += [f"    {s}" for s in stmts]
-            operands = "".join(f", {names[i]}" for i in node.inputs)
-            lines.append(f"    _check({k}, {var}{operands})")
-        outs = [f"{v}.copy()" if copy else v for v, copy in zip(self._outputs, self._copy_out)]
-        lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
-        return self._compile("\n".join(lines) + "\n", "checked", {"_check": check})
+        return self._compile(self._render("check"), "checked", {"_check": check})
 
     def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
         """Time every node over `repeat` calls; print a table sorted by time; return rows."""

@@ -55,6 +55,16 @@ def test_two_way_split_kernels_equal_the_interpreter(monkeypatch):
     assert split_nodes > 100
 
 
+def test_nan_guard_works_with_split_kernels(monkeypatch):
+    import runtime.codegen as codegen
+    monkeypatch.setattr(codegen, "PARALLEL_MIN_ELEMENTS", 4)
+    plan = compile_graph(gc.trace(lambda x: gc.log(gc.tanh(x) - 2.0), gc.spec((8, 4))),
+                         parallel=True)
+    assert "_half.result()" in plan.source
+    with pytest.raises(gc.GraphcError, match="non-finite value: 32 of 32 elements of log"):
+        plan.run_checked(np.ones((8, 4), np.float32))
+
+
 def test_outputs_do_not_alias_plan_buffers_across_calls():
     plan = gc.compile(lambda x: (gc.exp(x) * 2.0, gc.exp(x) + 1.0)).plan_for(np.ones(4))
     first = plan(np.zeros(4))
