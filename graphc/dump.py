@@ -21,16 +21,10 @@ from passes.manager import pipeline_passes, run_pipeline
 
 def builtin_gpt(config: str, grad: bool) -> Graph:
     from .models.gpt import GPT, GPTConfig
-    cfg = GPTConfig.named(config, vocab_size=65)
-    model = GPT(cfg)
-    g = Graph(f"gpt_{config}_{'loss_grad' if grad else 'loss'}")
-    with g.building():
-        idx = g.input("idx", (cfg.batch_size, cfg.block_size), "int64")
-        targets = g.input("targets", (cfg.batch_size, cfg.block_size), "int64")
-        params = [graph_param(g, p) for _, p in model.named_parameters()]
-        loss = model(idx, targets)
-        g.set_outputs([loss] + (gradients([loss], params) if grad else []))
-    return g
+    from .train import build_eval_loss
+    model = GPT(GPTConfig.named(config, vocab_size=65))
+    return build_eval_loss(model, with_grads=grad,
+                           name=f"gpt_{config}_{'loss_grad' if grad else 'loss'}")
 
 
 def builtin_mlp(grad: bool) -> Graph:

@@ -104,16 +104,18 @@ def build_train_step(model: GPT, tc: TrainConfig) -> Graph:
     return g
 
 
-def build_eval_loss(model: GPT, batch_size: int | None = None) -> Graph:
+def build_eval_loss(model: GPT, batch_size: int | None = None, with_grads: bool = False,
+                    name: str = "eval_loss") -> Graph:
+    """The mean loss of a batch (no dropout); with_grads adds each parameter's gradient."""
     cfg = model.cfg
     B, T = batch_size or cfg.batch_size, cfg.block_size
-    g = Graph("eval_loss")
+    g = Graph(name)
     with g.building():
         idx = g.input("idx", (B, T), "int64")
         targets = g.input("targets", (B, T), "int64")
-        for _, p in model.named_parameters():
-            graph_param(g, p)
-        g.set_outputs([model(idx, targets)])
+        params = [graph_param(g, p) for _, p in model.named_parameters()]
+        loss = model(idx, targets)
+        g.set_outputs([loss] + (gradients([loss], params) if with_grads else []))
     return g
 
 
