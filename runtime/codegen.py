@@ -24,7 +24,9 @@ from ir.ops.registry import get_op
 from ir.types import SHORT_NAMES
 
 from .interpreter import bind_inputs
-from .kernels import CONSTANT_OPS, EMITTERS, INPLACE_SAFE, VIEW_OPS, ones, view_expression
+from . import jit as jit_kernels
+from .kernels import (CONSTANT_OPS, EMITTERS, INPLACE_SAFE, VIEW_OPS, jit_emitter, ones,
+                      view_expression)
 from .memory import plan_memory
 
 
@@ -43,8 +45,9 @@ class Plan:
     """A compiled, callable graph: `plan(*inputs) -> list of output arrays`."""
 
     def __init__(self, graph, name: str | None = None, donate=(), check_finite=False,
-                 parallel: bool | None = None):
+                 parallel: bool | None = None, jit: bool | None = None):
         self.graph = graph
+        self.jit = jit_kernels.enabled() if jit is None else jit
         self.parallel = parallel_default() if parallel is None else parallel
         self._kernels = []  # module-level kernel functions for two-way split nodes
         self.name = name or graph.name
@@ -53,11 +56,11 @@ class Plan:
         unknown = set(self.donate) - {n.attrs["name"] for n in graph.inputs}
         if unknown:
             raise GraphcError(f"cannot donate {sorted(unknown)}: not inputs of {self.name!r}")
-        self.memory_plan = plan_memory(graph, self.donate)
+        self.memory_plan = plan_memory(graph, self.donate, self.jit)
         self._donated_positions = [k for k, n in enumerate(graph.inputs)
                                    if n.attrs["name"] in self.donate]
         self._globals = {"np": np, "special": special, "_submit": worker().submit,
-                         "_ones": ones}
+                         "_ones": ones, "_jit": jit_kernels}
         self._steps = []  # (node, statements, result expression)
         self._generate()
         self.source = self._render()
@@ -107,7 +110,11 @@ class Plan:
                 for j, b in enumerate(storage.scratch):
                     env[f"{var}_s{j}"] = buffers[b][:n.size].reshape(n.shape)
                     names_s.append(f"{var}_s{j}")
-                if self.parallel and splittable(n):
+                emit_jit = jit_emitter(n) if self.jit else None
+                if emit_jit is not None:
+                    lines += emit_jit(n, args, var)
+                    jit_kernels.warm(lines[-1][len("_jit."):lines[-1].index("(")], n.dtype)
+                elif self.parallel and splittable(n):
                     lines += self._split_kernel(n, var, args, names_s)
                 else:
                     lines += _emit(n, args, var, names_s)
@@ -305,8 +312,9 @@ def format_profile(rows, total_seconds, top=25) -> str:
     return "\n".join(lines)
 
 
-def compile_graph(graph, name=None, donate=(), check_finite=False, parallel=None) -> Plan:
-    return Plan(graph, name, donate, check_finite, parallel)
+def compile_graph(graph, name=None, donate=(), check_finite=False, parallel=None,
+                  jit=None) -> Plan:
+    return Plan(graph, name, donate, check_finite, parallel, jit)
 
 
 # ---- two-way kernel splitting ---------------------------------------------------------------

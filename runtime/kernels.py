@@ -236,6 +236,70 @@ VIEW_OPS = {"reshape", "transpose", "broadcast_to", "slice", "stop_gradient"}
 CONSTANT_OPS = {"constant", "full", "arange", "tri"}
 
 
+# ---- numba kernels (runtime.jit) ---------------------------------------------------------------
+def _flat(x):
+    return f"{x}.reshape(-1)"
+
+
+def _rows(x, n):
+    return f"{x}.reshape(-1, {n})"
+
+
+def _jit_gelu(node, args, dst):
+    return [f"_jit.gelu_tanh({_flat(args[0])}, {_flat(dst)})"]
+
+
+def _jit_gelu_grad(node, args, dst):
+    return [f"_jit.gelu_tanh_grad({_flat(args[0])}, {_flat(args[1])}, {_flat(dst)})"]
+
+
+def _jit_layer_norm(node, args, dst):
+    x, w, b = args
+    n = node.shape[-1]
+    return [f"_jit.layer_norm({_rows(x, n)}, {w}, {b}, {node.attrs['eps']!r}, {_rows(dst, n)})"]
+
+
+def _jit_layer_norm_grad(node, args, dst):
+    x, w, g = args
+    n = node.shape[-1]
+    return [f"_jit.layer_norm_grad({_rows(x, n)}, {w}, {_rows(g, n)}, {node.attrs['eps']!r}, "
+            f"{_rows(dst, n)})"]
+
+
+def _jit_rows(kernel):
+    def emit(node, args, dst):
+        n = node.shape[-1]
+        operands = ", ".join(_rows(a, n) for a in args)
+        return [f"_jit.{kernel}({operands}, {_rows(dst, n)})"]
+    return emit
+
+
+JIT_EMITTERS = {
+    "gelu": _jit_gelu, "gelu_grad": _jit_gelu_grad, "layer_norm": _jit_layer_norm,
+    "layer_norm_grad": _jit_layer_norm_grad, "softmax": _jit_rows("softmax"),
+    "log_softmax": _jit_rows("log_softmax"), "softmax_grad": _jit_rows("softmax_grad"),
+}
+
+
+def jit_emitter(node):
+    """The numba kernel's emitter for this node, or None where it does not apply (other
+    dtypes, exact GELU, reductions over an axis other than the last)."""
+    emit = JIT_EMITTERS.get(node.op)
+    if emit is None or node.dtype not in (np.float32, np.float64) or node.ndim == 0:
+        return None
+    if node.op in ("gelu", "gelu_grad") and node.attrs["approximate"] != "tanh":
+        return None
+    if "axis" in node.attrs and node.attrs["axis"] != node.ndim - 1:
+        return None
+    if node.size == 0:
+        return None
+    return emit
+
+
+def scratch_buffers(node, jit: bool) -> int:
+    return 0 if jit and jit_emitter(node) else SCRATCH.get(node.op, 0)
+
+
 def view_expression(node, x):
     a = node.attrs
     if node.op == "reshape":
@@ -266,5 +330,5 @@ def needs_distinct_output(node) -> bool:
     return node.op not in INPLACE_SAFE
 
 
-__all__ = ["EMITTERS", "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
+__all__ = ["EMITTERS", "JIT_EMITTERS", "jit_emitter", "scratch_buffers", "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
            "can_emit", "needs_distinct_output", "np"]

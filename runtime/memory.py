@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .kernels import CONSTANT_OPS, INPLACE_SAFE, SCRATCH, VIEW_OPS, can_emit
+from .kernels import CONSTANT_OPS, INPLACE_SAFE, VIEW_OPS, can_emit, scratch_buffers
 
 
 @dataclass
@@ -36,7 +36,8 @@ class MemoryPlan:
     stats: dict = field(default_factory=dict)
 
 
-def plan_memory(graph, donate=()) -> MemoryPlan:
+def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
+    """`jit`: the plan uses runtime.jit's kernels, which need no workspace."""
     donate = set(donate)
     order = {n: i for i, n in enumerate(graph.nodes)}
     root = {}
@@ -94,11 +95,12 @@ def plan_memory(graph, donate=()) -> MemoryPlan:
                     buf = len(buffers)
                     buffers.append(key)
                 storage[n] = Storage("pool", buf)
-        if SCRATCH.get(n.op) and n in storage and storage[n].kind not in ("fallback",
-                                                                             "view", "constant"):
+        n_scratch = scratch_buffers(n, jit)
+        if n_scratch and n in storage and storage[n].kind not in ("fallback", "view",
+                                                                  "constant"):
             key = (n.dtype, n.size)
             bufs = []
-            for _ in range(SCRATCH[n.op]):
+            for _ in range(n_scratch):
                 if free.get(key):
                     bufs.append(free[key].pop())
                 else:
