@@ -55,12 +55,15 @@ if numba is not None:
             p0, p1, p2, p3, p4, p5, p6 = p
             q0, q1, q2, q3 = q
 
+            one = np.float32(1.0)
+
             def impl(x):
-                # comparisons (not min/max) so that NaN passes through unchanged
+                # beyond the clamp float32 tanh is exactly +-1 (so 1 - t*t is 0, as with
+                # libm); comparisons rather than min/max let NaN through unchanged
                 if x > hi:
-                    x = hi
+                    return one
                 if x < lo:
-                    x = lo
+                    return -one
                 x2 = x * x
                 num = x * ((((((p0 * x2 + p1) * x2 + p2) * x2 + p3) * x2 + p4) * x2 + p5)
                            * x2 + p6)

@@ -1,0 +1,115 @@
+"""runtime.jit's numba kernels against the numpy kernels of runtime.kernels (the same plan
+compiled with jit=False), on large, odd-shaped, non-contiguous and non-finite inputs."""
+import os
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from runtime import jit
+from runtime.codegen import compile_graph
+from runtime.interpreter import run
+
+pytestmark = pytest.mark.skipif(not jit.enabled(), reason="GRAPHC_JIT=0 or numba missing")
+
+CASES = {
+    "gelu": lambda x, w, g: gc.gelu(x),
+    "gelu_grad": lambda x, w, g: gc.gelu_grad(x, g),
+    "layer_norm": lambda x, w, g: gc.layer_norm(x, w, w * 0.5, 1e-5),
+    "layer_norm_grad": lambda x, w, g: gc.layer_norm_grad(x, w, g, 1e-5),
+    "softmax": lambda x, w, g: gc.softmax(x, x.ndim - 1),
+    "log_softmax": lambda x, w, g: gc.log_softmax(x),
+    "softmax_grad": lambda x, w, g: gc.softmax_grad(gc.softmax(x, x.ndim - 1), g, x.ndim - 1),
+    # a transposed (non-contiguous) operand
+    "gelu_of_transpose": lambda x, w, g: gc.gelu(gc.transpose(x, (1, 0, 2))),
+}
+
+
+def _inputs(shape, dtype, rng, scale=3.0):
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
+    w = rng.uniform(0.5, 1.5, shape[-1]).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    return x, w, g
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_jit_kernels_equal_numpy_kernels(case, dtype):
+    rng = np.random.default_rng(0)
+    shape = (3, 37, 129)  # odd sizes: no vector lane or row split divides them
+    x, w, g = _inputs(shape, dtype, rng)
+    graph = gc.trace(CASES[case], gc.spec(shape, dtype), gc.spec(shape[-1:], dtype),
+                     gc.spec(shape, dtype))
+    with_jit, without = compile_graph(graph, jit=True), compile_graph(graph, jit=False)
+    assert "_jit." in with_jit.source and "_jit." not in without.source
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    (got,), (expected,) = with_jit(x, w, g), without(x, w, g)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(got, run(graph, x, w, g)[0], rtol=tol, atol=tol)
+
+
+def test_float32_gelu_and_its_gradient_are_accurate_over_the_whole_range():
+    """The rational tanh against float64, and numpy's float32 evaluation for scale."""
+    x = np.linspace(-12, 12, 200_001, dtype=np.float32)
+    g = np.ones_like(x)
+    x64 = x.astype(np.float64)
+    t = np.tanh(0.7978845608028654 * (x64 + 0.044715 * x64 ** 3))
+    exact = {"gelu": 0.5 * x64 * (1 + t),
+             "gelu_grad": 0.5 * (1 + t) + 0.5 * x64 * (1 - t * t) *
+             0.7978845608028654 * (1 + 3 * 0.044715 * x64 ** 2)}
+    for op, fn in (("gelu", lambda x, g: gc.gelu(x)), ("gelu_grad", gc.gelu_grad)):
+        graph = gc.trace(fn, gc.spec(x.shape), gc.spec(x.shape))
+        scale = np.maximum(np.abs(exact[op]), 1.0)
+        for jit_on in (True, False):
+            got = compile_graph(graph, jit=jit_on)(x, g)[0].astype(np.float64)
+            # measured: numba 4.2e-6, numpy 1.2e-6 (both at the edge of saturation)
+            assert np.max(np.abs(got - exact[op]) / scale) < 5e-6, (op, jit_on)
+
+
+@pytest.mark.parametrize("op", ["gelu", "gelu_grad", "layer_norm", "softmax"])
+def test_non_finite_values_propagate_through_jit_kernels(op):
+    """Fast-math must not optimise NaN and Inf away: the NaN guard relies on seeing them."""
+    x, w, g = _inputs((4, 8), "float32", np.random.default_rng(1))
+    x[1, 3] = np.nan
+    x[2, 5] = np.inf
+    graph = gc.trace(CASES[op], gc.spec((4, 8)), gc.spec((8,)), gc.spec((4, 8)))
+    got = compile_graph(graph, jit=True)(x, w, g)[0]
+    expected = compile_graph(graph, jit=False)(x, w, g)[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+
+
+def test_nan_guard_names_a_jit_kernel():
+    graph = gc.trace(lambda x: gc.gelu(gc.log(x)), gc.spec((64, 64)))
+    plan = compile_graph(graph, check_finite=True, jit=True)
+    assert "_jit.gelu_tanh" in plan.source
+    x = np.ones((64, 64), np.float32)
+    x[3, 4] = -1.0
+    with pytest.raises(gc.GraphcError, match=r"log .*non-finite|non-finite.*log"):
+        plan(x)
+
+
+def test_batched_matmul_runs_as_two_halves_and_equals_one_call():
+    spec = gc.spec((8, 4, 64, 32))
+    graph = gc.trace(lambda q, k: q @ gc.transpose(k, (0, 1, 3, 2)), spec, spec)
+    plan = compile_graph(graph, jit=True)
+    assert "_submit(" in plan.source and "_half.result()" in plan.source
+    rng = np.random.default_rng(2)
+    q, k = (rng.standard_normal((8, 4, 64, 32)).astype(np.float32) for _ in range(2))
+    np.testing.assert_allclose(plan(q, k)[0], q @ k.transpose(0, 1, 3, 2), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_jit_plans_need_no_workspace():
+    spec = gc.spec((16, 32))
+    graph = gc.trace(lambda x, g: gc.gelu_grad(x, g), spec, spec)
+    assert compile_graph(graph, jit=True).memory["workspace"] == 0
+    assert compile_graph(graph, jit=False).memory["workspace"] == 2 * 16 * 32 * 4
+
+
+def test_building_a_jit_plan_quiets_idle_blas_threads():
+    compile_graph(gc.trace(gc.gelu, gc.spec((4,))), jit=True)
+    if os.environ.get("GRAPHC_BLAS_TUNE", "1") != "0":
+        assert os.environ["OPENBLAS_THREAD_TIMEOUT"]
+        assert os.environ["OMP_WAIT_POLICY"]
