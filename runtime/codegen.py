@@ -25,6 +25,7 @@ from ir.types import SHORT_NAMES
 
 from .interpreter import bind_inputs
 from . import jit as jit_kernels
+from .fusion import describe, fuse, fused_operand_kinds, kernel_source
 from .kernels import (CONSTANT_OPS, EMITTERS, INPLACE_SAFE, VIEW_OPS, jit_emitter, ones,
                       view_expression)
 from .memory import plan_memory
@@ -56,7 +57,9 @@ class Plan:
         unknown = set(self.donate) - {n.attrs["name"] for n in graph.inputs}
         if unknown:
             raise GraphcError(f"cannot donate {sorted(unknown)}: not inputs of {self.name!r}")
-        self.memory_plan = plan_memory(graph, self.donate, self.jit)
+        # the graph the kernels run: with numba, elementwise clusters become fused nodes
+        self.kernel_graph = fuse(graph) if self.jit else graph
+        self.memory_plan = plan_memory(self.kernel_graph, self.donate, self.jit)
         self._donated_positions = [k for k, n in enumerate(graph.inputs)
                                    if n.attrs["name"] in self.donate]
         self._globals = {"np": np, "special": special, "_submit": worker().submit,
@@ -71,7 +74,7 @@ class Plan:
 
     # ---- generation --------------------------------------------------------------------------
     def _generate(self):
-        graph, mp, env = self.graph, self.memory_plan, self._globals
+        graph, mp, env = self.kernel_graph, self.memory_plan, self._globals
         names = {}
         for i, n in enumerate(graph.inputs):
             names[n] = f"in{i}"
@@ -111,7 +114,9 @@ class Plan:
                     env[f"{var}_s{j}"] = buffers[b][:n.size].reshape(n.shape)
                     names_s.append(f"{var}_s{j}")
                 emit_jit = jit_emitter(n) if self.jit else None
-                if emit_jit is not None:
+                if n.op == "fused":
+                    lines += self._fused_call(n, args, var)
+                elif emit_jit is not None:
                     lines += emit_jit(n, args, var)
                     jit_kernels.warm(lines[-1][len("_jit."):lines[-1].index("(")], n.dtype)
                 elif (self.parallel and splittable(n)) or (self.jit and _batched_matmul(n)):
@@ -144,6 +149,30 @@ class Plan:
         lo = ", ".join(f"{x}[:{h}]" if cut else x for x, cut in zip(names, sliced))
         return [f"_half = _submit({fn}, {hi})", f"{fn}({lo})", "_half.result()"]
 
+    def _fused_call(self, n, args, var):
+        """One call of the cluster's numba kernel on 2-D views (rows, last axis)."""
+        kinds = fused_operand_kinds(n)
+        cols = n.shape[-1]
+        rows = n.size // cols
+        parallel = n.size >= PARALLEL_MIN_ELEMENTS // 2 and rows >= 2
+        fn = jit_kernels.load_generated(kernel_source(n.attrs["program"], kinds, n.dtype,
+                                                      parallel))
+        name = f"_fk{len([k for k in self._globals if k.startswith('_fk')])}"
+        self._globals[name] = fn
+        shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,)}
+        operands = []
+        for a, k, i in zip(args, kinds, n.inputs):
+            if i.shape == shapes[k]:
+                operands.append(a)
+            elif i.op in CONSTANT_OPS:  # reshaped once, when the plan is built
+                self._globals[f"{a}_2d"] = self._globals[a].reshape(shapes[k])
+                operands.append(f"{a}_2d")
+            else:
+                operands.append(f"{a}.reshape({shapes[k]!r})")
+        jit_kernels.warm_generated(fn, n, kinds)
+        out = var if n.shape == (rows, cols) else f"{var}.reshape({rows}, {cols})"
+        return [f"{name}({out}, {', '.join(operands)})"]
+
     def _call(self, n, args, var):
         fn_name = f"op_{n.op}"
         self._globals[fn_name] = get_op(n.op).impl
@@ -157,7 +186,7 @@ class Plan:
         return f"{fn_name}({', '.join(args + kwargs)})"
 
     def _render(self, instrument=None) -> str:
-        params = ", ".join(f"in{i}" for i in range(len(self.graph.inputs)))
+        params = ", ".join(f"in{i}" for i in range(len(self.kernel_graph.inputs)))
         lines, line_node = [], {}
         for node, text in self._kernels:
             for line in text.rstrip("\n").split("\n"):
@@ -216,7 +245,7 @@ class Plan:
             if node is None:
                 raise GraphcError(f"plan {self.name!r} failed while running: {exc}") from None
             operands = ", ".join(str(i.type) for i in node.inputs)
-            raise GraphcError(f"{node.op}({operands}) failed while running: {exc}",
+            raise GraphcError(f"{describe(node)}({operands}) failed while running: {exc}",
                               node.locs) from None
         return [o if type(o) is np.ndarray else np.asarray(o, dtype=n.dtype)
                 for o, n in zip(outs, self.graph.outputs)]
@@ -263,7 +292,7 @@ class Plan:
                         ranges.append(str(i.type))
                 bad = int(arr.size - np.isfinite(arr).sum())
                 raise GraphcError(f"non-finite value: {bad} of {arr.size} elements of "
-                                  f"{node.op} -> {node.type}; operands: "
+                                  f"{describe(node)} -> {node.type}; operands: "
                                   f"{'; '.join(ranges)}", node.locs)
 
         return self._compile(self._render("check"), "checked", {"_check": check})
@@ -289,7 +318,7 @@ class Plan:
                 if op.flops else 0.0
             sec = t / repeat
             rows.append({
-                "op": node.op, "type": str(node.type),
+                "op": describe(node), "type": str(node.type),
                 "operands": ", ".join(str(i.type) for i in node.inputs),
                 "where": ", ".join(f"{f}:{ln}" for f, ln in node.locs[:2]),
                 "ms": sec * 1e3, "share": t / total,

@@ -16,8 +16,12 @@ because libm's tanhf does not vectorise; float64 uses libm's tanh.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
 import os
+import sys
+import tempfile
 
 import numpy as np
 
@@ -31,7 +35,9 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps nump
 from .threads import quiet_blas_spinning
 
 _FLAGS = {"nsz", "arcp", "contract", "afn", "reassoc"}
-_OPTS = dict(parallel=True, fastmath=_FLAGS, cache=True, nogil=True)
+FASTMATH = _FLAGS
+# error_model="numpy": x / 0 gives inf or nan, as numpy does, instead of raising
+_OPTS = dict(parallel=True, fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
 
 
 def enabled() -> bool:
@@ -72,6 +78,19 @@ if numba is not None:
             return impl
         return lambda x: math.tanh(x)
 
+    @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
+    def maximum(a, b):
+        """np.maximum's rule for scalars: a NaN on either side wins."""
+        if a != a or a >= b:
+            return a
+        return b
+
+    @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
+    def minimum(a, b):
+        if a != a or a <= b:
+            return a
+        return b
+
     _C, _CK, _KC3 = 0.7978845608028654, 0.035677408136300125, 0.10703222440890038
 
     @njit(**_OPTS)
@@ -94,7 +113,7 @@ if numba is not None:
             t = fast_tanh(v * (c + ck * v2))
             out[i] = half * g[i] * ((one + t) + v * (one - t * t) * (c + kc3 * v2))
 
-    @njit(fastmath=_FLAGS, cache=True, inline="always")
+    @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
     def _row_moments(row, eps):
         n = row.shape[0]
         s = row.dtype.type(0.0)
@@ -200,3 +219,58 @@ def warm(kernel: str, dtype) -> None:
         arity, ndim = _ARITY[kernel]
         x = np.ones((1, 2) if ndim == 2 else 2, dtype)
         fn(*([x] * arity), np.empty_like(x))
+
+
+# ---- generated kernels (runtime.fusion) ---------------------------------------------------------
+_LOADED = {}
+
+
+def cache_dir() -> str:
+    """Where generated kernel modules (and numba's compiled code beside them) are kept:
+    GRAPHC_CACHE_DIR, else the user's cache directory."""
+    base = os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "graphc", "kernels")
+    os.makedirs(base, exist_ok=True)
+    return base
+
+
+def load_generated(source: str):
+    """The `kernel` function of a generated module, written once per distinct source (named
+    by its hash, so equal kernels share one compilation, also across processes)."""
+    key = hashlib.sha1(source.encode()).hexdigest()[:20]
+    if key in _LOADED:
+        return _LOADED[key]
+    directory = cache_dir()
+    path = os.path.join(directory, f"k_{key}.py")
+    if not os.path.exists(path):
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(source)
+        os.replace(tmp, path)  # atomic: a concurrent process sees all of it or nothing
+    name = f"graphc_kernel_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    _LOADED[key] = module.kernel
+    return module.kernel
+
+
+def warm_generated(fn, node, kinds) -> None:
+    """Compile a generated kernel for the operand types of `node` before the first call
+    (constants are read-only arrays, a distinct type for numba)."""
+    quiet_blas_spinning()
+    from .kernels import CONSTANT_OPS
+    shapes = {"full": (1, 1), "row": (1,), "col": (1,), "scalar": (1,)}
+    args = [np.zeros((1, 1), node.dtype)]
+    for i, kind in zip(node.inputs, kinds):
+        a = np.zeros(shapes[kind], i.dtype)
+        if i.op in CONSTANT_OPS:
+            a.setflags(write=False)
+        args.append(a)
+    key = (fn, tuple((a.dtype, a.ndim, a.flags.writeable) for a in args))
+    if key not in _WARM:
+        _WARM.add(key)
+        with np.errstate(all="ignore"):
+            fn(*args)

@@ -40,7 +40,8 @@ _UFUNCS = {
     "eq": "np.equal", "ne": "np.not_equal", "logical_and": "np.logical_and",
     "logical_or": "np.logical_or", "logical_not": "np.logical_not", "erf": "special.erf",
 }
-INPLACE_SAFE = set(_UFUNCS) | {"relu", "rsqrt", "sigmoid", "cast"}
+# "fused": runtime.fusion's kernels read every operand at the position they write
+INPLACE_SAFE = set(_UFUNCS) | {"relu", "rsqrt", "sigmoid", "cast", "fused"}
 GELU_C = "0.7978845608028654"  # c = sqrt(2/pi); GELU's tanh form uses k = 0.044715
 _CK = "0.035677408136300125"  # c*k
 _KC3 = "0.10703222440890038"  # 3*k*c
@@ -314,6 +315,8 @@ def view_expression(node, x):
 
 
 def can_emit(node) -> bool:
+    if node.op == "fused":
+        return True
     emitter = EMITTERS.get(node.op)
     if emitter is None:
         return False

@@ -1,0 +1,120 @@
+"""Elementwise fusion (runtime.fusion): which nodes form clusters, and differential tests of
+the fused kernels against the interpreter on random graphs."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from runtime import fusion, jit
+from runtime.codegen import compile_graph
+from runtime.interpreter import run
+
+from randgraph import random_graph, with_gradient
+
+pytestmark = pytest.mark.skipif(not jit.enabled(), reason="GRAPHC_JIT=0 or numba missing")
+
+
+def _fused(plan):
+    return [n for n in plan.kernel_graph.nodes if n.op == "fused"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_random_graphs_equal_the_interpreter(dtype, monkeypatch):
+    """Random graphs are smaller than FUSE_MIN_ELEMENTS; lowered to 1, they fuse."""
+    monkeypatch.setattr(fusion, "FUSE_MIN_ELEMENTS", 1)
+    tol = 1e-9 if dtype == "float64" else 2e-4
+    fused_nodes = 0
+    for seed in range(40):
+        graph, inputs = random_graph(40_000 + seed, dtype=dtype)
+        if seed % 2:
+            graph = with_gradient(graph)
+        with np.errstate(all="ignore"):
+            expected = run(graph, *inputs)
+            plan = compile_graph(graph, jit=True)
+            got = plan(*inputs)
+            # the fused graph's own numpy evaluation agrees as well
+            reference = run(plan.kernel_graph, *inputs)
+        fused_nodes += len(_fused(plan))
+        for k, (e, o, r) in enumerate(zip(expected, got, reference)):
+            msg = f"seed {40_000 + seed} ({dtype}), output {k}\n{plan.source}"
+            assert o.shape == e.shape and o.dtype == e.dtype, msg
+            np.testing.assert_allclose(o, e, rtol=tol, atol=tol, equal_nan=True, err_msg=msg)
+            np.testing.assert_allclose(r, e, rtol=tol, atol=tol, equal_nan=True, err_msg=msg)
+    assert fused_nodes >= 20
+
+
+def test_an_adam_update_is_one_kernel_with_row_col_and_scalar_operands():
+    spec = gc.spec((64, 128))
+
+    def update(p, m, v, bias, stat):
+        step = m / (gc.sqrt(v) + 1e-8)
+        return p * 0.999 - 0.01 * step + bias - stat
+
+    graph = gc.trace(update, spec, spec, spec, gc.spec((128,)), gc.spec((64, 1)))
+    plan = compile_graph(graph, jit=True)
+    (node,) = _fused(plan)
+    assert fusion.fused_operand_kinds(node).count("full") == 3
+    assert {"row", "col", "scalar"} <= set(fusion.fused_operand_kinds(node))
+    assert fusion.describe(node).startswith("fused(")
+    rng = np.random.default_rng(0)
+    args = [rng.uniform(0.5, 1.5, s).astype(np.float32)
+            for s in [(64, 128)] * 3 + [(128,), (64, 1)]]
+    np.testing.assert_allclose(plan(*args)[0], run(graph, *args)[0], rtol=1e-6, atol=1e-6)
+    assert plan.memory["temporaries"] == 0
+
+
+def test_values_used_outside_a_cluster_or_returned_are_not_swallowed():
+    spec = gc.spec((32, 32))
+
+    def f(x, y):
+        a = x * y + 1.0      # used twice below: its own cluster, computed once
+        b = gc.exp(a) * 2.0
+        c = gc.sum(a, 0)     # a reduction reads a
+        return b, c, a * 3.0
+
+    plan = compile_graph(gc.trace(f, spec, spec), jit=True)
+    outputs = set(plan.kernel_graph.outputs)
+    for node in _fused(plan):
+        program_ops = [ins[0] for ins in node.attrs["program"]]
+        assert len(program_ops) >= 2
+    rng = np.random.default_rng(1)
+    x, y = (rng.standard_normal((32, 32)).astype(np.float32) for _ in range(2))
+    for got, want in zip(plan(x, y), run(plan.graph, x, y)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert len(outputs) == 3
+
+
+def test_operands_broadcast_other_ways_stay_numpy_kernels():
+    graph = gc.trace(lambda x, y: (x * y) + 1.0, gc.spec((4, 3, 8)), gc.spec((4, 1, 8)))
+    assert not fusion.clusters(graph)
+    plan = compile_graph(graph, jit=True)
+    x = np.ones((4, 3, 8), np.float32)
+    np.testing.assert_allclose(plan(x, x[:, :1])[0], x * x[:, :1] + 1.0)
+
+
+def test_fused_kernels_follow_numpy_on_zero_division_and_nan():
+    spec = gc.spec((16, 16))
+    graph = gc.trace(lambda x, y: gc.maximum(x / y, 0.5) - gc.minimum(y, x), spec, spec)
+    plan = compile_graph(graph, jit=True)
+    assert _fused(plan)
+    x = np.ones((16, 16), np.float32)
+    y = np.ones((16, 16), np.float32)
+    y[0, 0], x[1, 1], y[2, 2] = 0.0, np.nan, np.nan
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(plan(x, y)[0], run(graph, x, y)[0])
+
+
+def test_nan_guard_names_the_fused_ops_and_line():
+    spec = gc.spec((16, 16))
+    graph = gc.trace(lambda x: gc.sqrt(x - 2.0) * 3.0, spec)
+    plan = compile_graph(graph, check_finite=True, jit=True)
+    with pytest.raises(gc.GraphcError, match=r"fused\(sub, sqrt, mul\)[\s\S]*test_fusion.py"):
+        plan(np.ones((16, 16), np.float32))
+
+
+def test_equal_kernels_share_one_generated_module(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(jit, "_LOADED", {})
+    for shape in [(8, 64), (16, 64), (8, 64)]:
+        compile_graph(gc.trace(lambda a, b: a * b + a, gc.spec(shape), gc.spec(shape)),
+                      jit=True)
+    assert len(list(tmp_path.glob("k_*.py"))) == 1
