@@ -159,7 +159,8 @@ class Plan:
                                                       parallel))
         name = f"_fk{len([k for k in self._globals if k.startswith('_fk')])}"
         self._globals[name] = fn
-        shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,)}
+        shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
+                  "block": n.shape[-2:]}
         operands = []
         for a, k, i in zip(args, kinds, n.inputs):
             if i.shape == shapes[k]:

@@ -48,7 +48,7 @@ if numba is not None:
     def fast_tanh(x):  # pragma: no cover - replaced by the overload inside kernels
         return math.tanh(x)
 
-    @overload(fast_tanh, fastmath=_FLAGS, inline="always")
+    @overload(fast_tanh, fastmath=_FLAGS)
     def _fast_tanh(x):
         if x == numba.float32:
             lo, hi = np.float32(-7.90531110763549805), np.float32(7.90531110763549805)
@@ -77,6 +77,52 @@ if numba is not None:
                 return num / den
             return impl
         return lambda x: math.tanh(x)
+
+    def fast_exp(x):  # pragma: no cover - replaced by the overload inside kernels
+        return math.exp(x)
+
+    with np.errstate(over="ignore"):  # 2**128 is inf in float32, as exp's overflow should be
+        _POW2 = np.ldexp(1.0, np.arange(-127, 129)).astype(np.float32)  # 2**k, k = -127..128
+
+    @overload(fast_exp, fastmath=_FLAGS)
+    def _fast_exp(x):
+        if x == numba.float32:
+            log2e = np.float32(1.4426950408889634)
+            ln2_hi, ln2_lo = np.float32(0.693359375), np.float32(-2.12194440e-4)
+            lo, hi, zero, half = (np.float32(-127.0), np.float32(128.0), np.float32(0.0),
+                                  np.float32(0.5))
+            # exp(r) for |r| <= ln(2)/2: Taylor series, 8 terms (error < 2e-9)
+            c = [np.float32(1.0 / math.factorial(k)) for k in range(8)]
+            c0, c1, c2, c3, c4, c5, c6, c7 = c
+            pow2 = _POW2
+
+            def impl(x):
+                # exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 in
+                # two parts (Cody and Waite) so that r keeps float32 precision; a table
+                # lookup and a polynomial, which vectorise (libm's expf does not)
+                t = x * log2e
+                if t != t:
+                    t = zero  # NaN: keep the table index valid; the result is x below
+                if t < lo:
+                    t = lo
+                if t > hi:
+                    t = hi
+                k = np.floor(t + half)
+                r = (x - k * ln2_hi) - k * ln2_lo
+                p = ((((((c7 * r + c6) * r + c5) * r + c4) * r + c3) * r + c2) * r + c1) * r \
+                    + c0
+                e = np.int32(k)
+                if e > 127:  # 2**128 overflows though the result may not (x < 88.72)
+                    p = p + p
+                    e = np.int32(127)
+                p = p * pow2[e + 127]
+                if t <= lo:
+                    p = zero  # below float32's normal range: flush to zero
+                if x != x:
+                    p = x
+                return p
+            return impl
+        return lambda x: np.exp(x)
 
     @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
     def maximum(a, b):
@@ -161,7 +207,7 @@ if numba is not None:
                     m = x[r, j]
             s = x.dtype.type(0.0)
             for j in range(n):
-                e = np.exp(x[r, j] - m)
+                e = fast_exp(x[r, j] - m)
                 out[r, j] = e
                 s += e
             inv = x.dtype.type(1.0) / s
@@ -178,7 +224,7 @@ if numba is not None:
                     m = x[r, j]
             s = x.dtype.type(0.0)
             for j in range(n):
-                s += np.exp(x[r, j] - m)
+                s += fast_exp(x[r, j] - m)
             shift = m + np.log(s)
             for j in range(n):
                 out[r, j] = x[r, j] - shift
@@ -223,6 +269,10 @@ def warm(kernel: str, dtype) -> None:
 
 # ---- generated kernels (runtime.fusion) ---------------------------------------------------------
 _LOADED = {}
+# numba's disk cache notices a change of the kernel's own file only, not of the helpers it
+# inlines from here: generated sources carry this version, so a change here renames them
+with open(__file__, "rb") as _fh:
+    VERSION = hashlib.sha1(_fh.read()).hexdigest()[:12]
 
 
 def cache_dir() -> str:
@@ -262,7 +312,7 @@ def warm_generated(fn, node, kinds) -> None:
     (constants are read-only arrays, a distinct type for numba)."""
     quiet_blas_spinning()
     from .kernels import CONSTANT_OPS
-    shapes = {"full": (1, 1), "row": (1,), "col": (1,), "scalar": (1,)}
+    shapes = {"full": (1, 1), "row": (1,), "col": (1,), "scalar": (1,), "block": (1, 1)}
     args = [np.zeros((1, 1), node.dtype)]
     for i, kind in zip(node.inputs, kinds):
         a = np.zeros(shapes[kind], i.dtype)

@@ -118,3 +118,25 @@ def test_equal_kernels_share_one_generated_module(tmp_path, monkeypatch):
         compile_graph(gc.trace(lambda a, b: a * b + a, gc.spec(shape), gc.spec(shape)),
                       jit=True)
     assert len(list(tmp_path.glob("k_*.py"))) == 1
+
+
+def test_attention_scale_mask_and_softmax_are_one_kernel():
+    """softmax(where(mask, -inf, scores * scale)) as in the GPT: one fused row kernel, the
+    (T, T) mask read as a block; a fully masked row is NaN, as numpy gives."""
+    T = 16
+    mask = ~np.tri(T, dtype=bool)
+    mask[3] = True  # row 3 masked entirely
+
+    def attention(scores):
+        return gc.softmax(gc.where(mask, float("-inf"), scores * 0.25), -1)
+
+    graph = gc.trace(attention, gc.spec((4, 2, T, T)))
+    plan = compile_graph(graph, jit=True)
+    (node,) = _fused(plan)
+    assert fusion.describe(node) == "fused(mul, where, softmax)"
+    assert "block" in fusion.fused_operand_kinds(node)
+    scores = np.random.default_rng(3).standard_normal((4, 2, T, T)).astype(np.float32)
+    with np.errstate(all="ignore"):
+        got, expected = plan(scores)[0], run(graph, scores)[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert np.isnan(got[:, :, 3]).all() and not np.isnan(got[:, :, 4]).any()
