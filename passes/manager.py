@@ -21,9 +21,12 @@ from ir.verify import verify
 from .cse import cse
 from .dce import dce
 from .fold import fold
+from .fusion import fuse
 from .simplify import simplify
 
-PASSES = {"simplify": simplify, "fold": fold, "cse": cse, "dce": dce}
+# "fuse" is a lowering for the compiled runtime (which applies it itself when it has numba),
+# not part of a pipeline; name it to see its result: graphc dump --passes default,fuse
+PASSES = {"simplify": simplify, "fold": fold, "cse": cse, "dce": dce, "fuse": fuse}
 PIPELINES = {
     "O0": [],
     "default": ["simplify", "fold", "cse", "simplify", "dce"],
@@ -59,6 +62,8 @@ def pipeline_passes(pipeline) -> list:
         names = [p.strip() for p in pipeline.split(",") if p.strip()]
     else:
         names = list(pipeline)
+    # a pipeline's name stands for its passes: "default,fuse"
+    names = [p for name in names for p in (PIPELINES[name] if name in PIPELINES else [name])]
     for name in names:
         if name not in PASSES:
             raise GraphcError(f"unknown pass {name!r}; passes: {', '.join(PASSES)}; "

@@ -22,10 +22,11 @@ from scipy import special
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
 from ir.types import SHORT_NAMES
+from passes.fusion import describe, fuse, fused_operand_kinds
 
 from .interpreter import bind_inputs
 from . import jit as jit_kernels
-from .fusion import describe, fuse, fused_operand_kinds, kernel_source
+from .kernelgen import kernel_source
 from .kernels import (CONSTANT_OPS, EMITTERS, INPLACE_SAFE, VIEW_OPS, jit_emitter, ones,
                       view_expression)
 from .memory import plan_memory
@@ -155,8 +156,8 @@ class Plan:
         cols = n.shape[-1]
         rows = n.size // cols
         parallel = n.size >= PARALLEL_MIN_ELEMENTS // 2 and rows >= 2
-        fn = jit_kernels.load_generated(kernel_source(n.attrs["program"], kinds, n.dtype,
-                                                      parallel))
+        fn = jit_kernels.load_generated(kernel_source(
+            n.attrs["program"], kinds, [i.type for i in n.inputs], parallel))
         name = f"_fk{len([k for k in self._globals if k.startswith('_fk')])}"
         self._globals[name] = fn
         shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),

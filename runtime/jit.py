@@ -267,7 +267,7 @@ def warm(kernel: str, dtype) -> None:
         fn(*([x] * arity), np.empty_like(x))
 
 
-# ---- generated kernels (runtime.fusion) ---------------------------------------------------------
+# ---- generated kernels (runtime/kernelgen.py) -------------------------------------------------
 _LOADED = {}
 # numba's disk cache notices a change of the kernel's own file only, not of the helpers it
 # inlines from here: generated sources carry this version, so a change here renames them

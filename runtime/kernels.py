@@ -40,7 +40,7 @@ _UFUNCS = {
     "eq": "np.equal", "ne": "np.not_equal", "logical_and": "np.logical_and",
     "logical_or": "np.logical_or", "logical_not": "np.logical_not", "erf": "special.erf",
 }
-# "fused": runtime.fusion's kernels read every operand at the position they write
+# "fused" (passes/fusion.py): its kernel reads every operand at the position it writes
 INPLACE_SAFE = set(_UFUNCS) | {"relu", "rsqrt", "sigmoid", "cast", "fused"}
 GELU_C = "0.7978845608028654"  # c = sqrt(2/pi); GELU's tanh form uses k = 0.044715
 _CK = "0.035677408136300125"  # c*k

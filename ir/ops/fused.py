@@ -1,5 +1,6 @@
 """Fused primitives: one numpy kernel for what would otherwise be many small ops (GELU's
-derivative, softmax's gradient, LayerNorm and its input gradient).
+derivative, softmax's gradient, LayerNorm and its input gradient), and `fused`, the node that
+elementwise fusion (passes/fusion.py) makes of a cluster.
 
 Each has a *reference* definition built from simpler primitives. Its gradient rule is derived
 from that reference by symbolic autodiff (`composite_vjp`), so second derivatives stay exact
@@ -8,11 +9,12 @@ without a hand-written rule, and the op table's finite-difference checks cover i
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 from scipy import special
 
-from ..types import TensorType, is_float
+from ..types import SHORT_NAMES, TensorType, as_dtype, is_float
 from . import api as F
 from .registry import check, defop
 
@@ -211,3 +213,75 @@ def layer_norm_grad(x, w, g, eps):
     gw -= a
     gw *= rstd
     return gw
+
+
+# ---- fused elementwise clusters (made by passes/fusion.py) -------------------------------------
+# A program is text, one instruction per `;`: "v0 = mul(a0, a1); v1 = softmax(v0, axis=3)".
+# aK is the node's K-th operand, vK an earlier instruction's value; the last one is the result.
+_INSTRUCTION = re.compile(r"\s*(v\d+)\s*=\s*(\w+)\((.*)\)\s*$")
+
+
+def parse_program(program: str) -> list:
+    """[(op, [("a" | "v", index)], attrs)] from a program's text."""
+    out = []
+    for k, text in enumerate(program.split(";")):
+        m = _INSTRUCTION.match(text)
+        check(m is not None and m.group(1) == f"v{k}",
+              f"fused program: cannot read instruction {k}: {text.strip()!r}")
+        args, attrs = [], {}
+        for item in filter(None, (s.strip() for s in m.group(3).split(","))):
+            if "=" in item:
+                key, value = (s.strip() for s in item.split("=", 1))
+                attrs[key] = as_dtype(value) if key == "dtype" else int(value)
+            else:
+                check(item[0] in "av" and item[1:].isdigit(), f"fused program: bad operand "
+                                                               f"{item!r}")
+                check(item[0] == "a" or int(item[1:]) < k,
+                      f"fused program: {item} used before it is computed")
+                args.append((item[0], int(item[1:])))
+        out.append((m.group(2), args, attrs))
+    return out
+
+
+def format_program(instructions) -> str:
+    parts = []
+    for k, (op, args, attrs) in enumerate(instructions):
+        items = [f"{kind}{i}" for kind, i in args]
+        items += [f"{key}={SHORT_NAMES[v] if key == 'dtype' else v}" for key, v in attrs.items()]
+        parts.append(f"v{k} = {op}({', '.join(items)})")
+    return "; ".join(parts)
+
+
+def _run_program(operands, program, step):
+    values = []
+    for op, args, attrs in parse_program(program):
+        values.append(step(op, [operands[i] if kind == "a" else values[i] for kind, i in args],
+                           attrs))
+    return values[-1]
+
+
+def _fused_infer(types, program):
+    from .registry import get_op
+    return _run_program(types, program, lambda op, ts, attrs: get_op(op).infer(ts, **attrs))
+
+
+def _fused_flops(types, out, program):
+    from .registry import get_op
+    total = []
+
+    def step(op, ts, attrs):
+        t = get_op(op).infer(ts, **attrs)
+        fl = get_op(op).flops
+        total.append(fl(ts, t, **attrs) if fl else t.size)
+        return t
+    _run_program(types, program, step)
+    return float(sum(total))
+
+
+@defop("fused", _fused_infer, flops=_fused_flops)
+def fused(*operands, program):
+    """The members' own numpy definitions, one after another (the compiled plan runs the
+    cluster as one generated kernel instead). Not differentiable: fusion runs after autodiff."""
+    from .registry import get_op
+    return _run_program(operands, program,
+                        lambda op, xs, attrs: np.asarray(get_op(op).impl(*xs, **attrs)))

@@ -1,4 +1,5 @@
-"""Elementwise fusion: groups of elementwise nodes become one `fused` node, one numba loop.
+"""Elementwise fusion: groups of elementwise nodes become one `fused` node (one numba loop in
+the compiled plan).
 
 numpy runs `p - lr * m / (sqrt(v) + eps)` as five passes over memory, each a Python call;
 the fused kernel reads p, m and v once and writes the result once, on both cores.
@@ -7,30 +8,26 @@ A cluster grows backwards from a root through producers of the same shape whose 
 is already in the cluster (so no value is computed twice and none escapes from inside a
 kernel). Operands from outside must be, relative to the cluster's shape viewed as
 (rows, columns) with the last axis as columns: the full shape, a row vector broadcast over
-the rows (a bias), a column broadcast over the last axis (a keepdims statistic) or a single
-value; anything else stays a numpy kernel.
+the rows (a bias), a column broadcast over the last axis (a keepdims statistic), one matrix
+repeated over the leading axes (an attention mask) or a single value; anything else stays a
+numpy kernel. A softmax over the last axis may be a cluster's root: its kernel computes the
+producers row by row, then normalises the row (attention's scale, mask and softmax).
 
-`fuse(graph)` returns a graph for the code generator: each cluster replaced by one node of
-op `fused` whose `program` attribute lists the member ops; its numpy evaluation runs the
-members' own definitions, so the interpreter can check the fused graph too.
+`fuse(graph)` replaces each cluster by one node of op `fused` (ir/ops/fused.py) whose
+`program` attribute lists the member ops as text; its numpy evaluation runs the members' own
+definitions, so the interpreter checks the fused graph too. The compiled runtime applies this
+pass when it has numba (runtime.codegen); `graphc dump --passes default,fuse` shows it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ir.graph import Graph
-from ir.ops.registry import defop, get_op
+from ir.ops.fused import format_program, parse_program
 from ir.rewrite import merge_locs
 
-
-
-def jit_version() -> str:
-    from .jit import VERSION
-    return VERSION
-
-# op -> the scalar expression the kernel computes, from its operands' expressions.
-# Helpers (fast_tanh, maximum, minimum) live in the generated module; {t} is the result's
-# numpy scalar type.
+# op -> the scalar expression a fused kernel computes from its operands' expressions
+# (runtime/kernelgen.py); helpers come from runtime.jit, {t} is the result's numpy type.
 SCALAR_EXPR = {
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})",
     "neg": "(-{0})", "exp": "fast_exp({0})", "log": "np.log({0})", "sqrt": "np.sqrt({0})",
@@ -143,19 +140,19 @@ def fuse(graph: Graph) -> Graph:
 
 
 def _program(root, members):
-    """Operands from outside (in first-use order) and the members as instructions
-    (op, refs, attrs, dtype name), refs being ("in", k) or ("v", k)."""
-    operands, slot, program = [], {}, []  # dicts, not lists: Node's == is symbolic
+    """Operands from outside (in first-use order) and the program text."""
+    operands, slot, instructions = [], {}, []  # dicts, not lists: Node's == is symbolic
     for m in members:
-        refs = []
+        args = []
         for i in m.inputs:
             if i not in slot:
-                slot[i] = ("in", len(operands))
+                slot[i] = ("a", len(operands))
                 operands.append(i)
-            refs.append(slot[i])
-        program.append((m.op, tuple(refs), tuple(sorted(m.attrs.items())), m.dtype.name))
-        slot[m] = ("v", len(program) - 1)
-    return operands, tuple(program)
+            args.append(slot[i])
+        attrs = {k: m.attrs[k] for k in ("dtype", "axis") if k in m.attrs}
+        instructions.append((m.op, args, attrs))
+        slot[m] = ("v", len(instructions) - 1)
+    return operands, format_program(instructions)
 
 
 def fused_operand_kinds(node) -> list:
@@ -166,89 +163,4 @@ def describe(node) -> str:
     """'fused(mul, add, sqrt)' for a fused node, the op name otherwise."""
     if node.op != "fused":
         return node.op
-    return f"fused({', '.join(ins[0] for ins in node.attrs['program'])})"
-
-
-# ---- the fused op: its type is its root's; numpy evaluation runs the members' definitions ----
-def _fused_infer(types, program):  # pragma: no cover - fused nodes are built with their type
-    raise TypeError("fused nodes are created by runtime.fusion with their type")
-
-
-def _fused_flops(types, out, program):
-    return float(len(program) * out.size)
-
-
-@defop("fused", _fused_infer, elementwise=True, flops=_fused_flops)
-def fused_reference(*operands, program):
-    values = []
-    for op, refs, attrs, _ in program:
-        args = [operands[k] if kind == "in" else values[k] for kind, k in refs]
-        values.append(np.asarray(get_op(op).impl(*args, **dict(attrs))))
-    return values[-1]
-
-
-# ---- numba source ---------------------------------------------------------------------------
-def kernel_source(program, kinds, out_dtype, parallel: bool) -> str:
-    """Source of a module defining `kernel(out, a0, a1, ...)` over out viewed as 2-D. A
-    program ending in softmax writes the producers' values for a row, then normalises it."""
-    loads, body = [], []
-    for k, kind in enumerate(kinds):
-        if kind == "scalar":
-            loads.append(f"    s{k} = a{k}[0]")
-        elif kind == "block":
-            loads.append(f"    b{k} = a{k}.shape[0]")
-    names = {}
-    for k, kind in enumerate(kinds):
-        names[("in", k)] = {"full": f"a{k}[r, c]", "row": f"a{k}[c]", "col": f"a{k}[r]",
-                            "scalar": f"s{k}", "block": f"a{k}[r % b{k}, c]"}[kind]
-    softmax = program[-1][0] == "softmax"
-    for j, (op, refs, attrs, dtype) in enumerate(program[:-1] if softmax else program):
-        args = [names[ref] for ref in refs]
-        if op == "cast":
-            expr = _cast_expr(args[0], dict(attrs)["dtype"])
-        else:
-            expr = SCALAR_EXPR[op].format(*args, t=f"np.{dtype}")
-        body.append(f"            v{j} = {expr}")
-        names[("v", j)] = f"v{j}"
-    result = names[program[-1][1][0]] if softmax else f"v{len(program) - 1}"
-    loop = "prange" if parallel else "range"
-    head = [
-        '"""Generated by graphc (runtime/fusion.py): one fused elementwise kernel."""',
-        f"# runtime.jit {jit_version()}",
-        "import numpy as np",
-        "from numba import njit, prange",
-        "from runtime.jit import fast_exp, fast_tanh, maximum, minimum, FASTMATH",
-        "",
-        "",
-        f"@njit(parallel={parallel}, fastmath=FASTMATH, cache=True, nogil=True, "
-        "error_model=\"numpy\")",
-        "def kernel(out, " + ", ".join(f"a{k}" for k in range(len(kinds))) + "):",
-        "    rows, cols = out.shape",
-        *loads,
-        f"    for r in {loop}(rows):",
-    ]
-    if not softmax:
-        return "\n".join(head + ["        for c in range(cols):", *body,
-                                 f"            out[r, c] = {result}", ""])
-    t = f"np.{np.dtype(out_dtype).name}"
-    return "\n".join(head + [
-        f"        m = {t}(-np.inf)",
-        "        for c in range(cols):",
-        *body,
-        f"            out[r, c] = {result}",
-        "            if out[r, c] > m:",
-        "                m = out[r, c]",
-        f"        total = {t}(0.0)",
-        "        for c in range(cols):",
-        "            e = fast_exp(out[r, c] - m)",
-        "            out[r, c] = e",
-        "            total += e",
-        f"        inv = {t}(1.0) / total",
-        "        for c in range(cols):",
-        "            out[r, c] *= inv",
-        ""])
-
-
-def _cast_expr(x, dtype):
-    dtype = np.dtype(dtype)
-    return f"({x} != 0)" if dtype == np.bool_ else f"np.{dtype.name}({x})"
+    return f"fused({', '.join(op for op, _, _ in parse_program(node.attrs['program']))})"
