@@ -38,12 +38,17 @@ SCALAR_EXPR = {
     "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
     "eq": "({0} == {1})", "ne": "({0} != {1})",
     "logical_not": "(not {0})", "logical_and": "({0} and {1})", "logical_or": "({0} or {1})",
+    "gelu": "gelu_tanh({0})", "gelu_grad": "gelu_tanh_grad({0}, {1})",  # approximate="tanh"
     "cast": None,  # by its target dtype: _cast_expr
 }
+ATTRS = ("dtype", "axis", "approximate")  # member attributes a program records
 _DTYPES = (np.dtype("float32"), np.dtype("float64"), np.dtype("bool"))
 # A kernel call costs about 0.8 us, a numpy op about 0.4 us (measured): clusters pay off
 # from two ops at any size; the floor keeps tiny values (scalars, test graphs) on numpy.
 FUSE_MIN_ELEMENTS = 64
+# One op alone is worth a kernel when it is large enough for both cores to share it (a bias
+# or residual add over 1M floats: numpy 0.45 ms on one core).
+FUSE_ALONE_MIN_ELEMENTS = 1 << 16
 
 
 def _kind(operand, shape) -> str | None:
@@ -71,6 +76,8 @@ def fusible(node) -> bool:
         return False
     if node.dtype not in _DTYPES or any(i.dtype not in _DTYPES for i in node.inputs):
         return False
+    if node.op in ("gelu", "gelu_grad") and node.attrs["approximate"] != "tanh":
+        return False
     return all(_kind(i.shape, node.shape) is not None for i in node.inputs)
 
 
@@ -81,9 +88,15 @@ def _softmax_root(node) -> bool:
             and node.dtype in _DTYPES[:2] and node.size >= FUSE_MIN_ELEMENTS)
 
 
+def _alone_worth_it(node) -> bool:
+    # gelu and gelu_grad alone already have parallel kernels (runtime.jit)
+    return node.size >= FUSE_ALONE_MIN_ELEMENTS and node.op not in ("softmax", "gelu",
+                                                                     "gelu_grad")
+
+
 def clusters(graph: Graph) -> list:
-    """[(root, members in graph order)] for every cluster of two or more nodes; only the
-    root may be a softmax."""
+    """[(root, members in graph order)] for every cluster of two or more nodes, or of one
+    large elementwise node; only the root may be a softmax."""
     users = graph.users()
     outputs = set(graph.outputs)
     owner = {}
@@ -102,7 +115,7 @@ def clusters(graph: Graph) -> list:
                             and all(u in members for u in users[p])):
                         members.add(p)
                         grew = True
-        if len(members) < 2:
+        if len(members) < 2 and not _alone_worth_it(root):
             continue
         for m in members:
             owner[m] = root
@@ -149,7 +162,7 @@ def _program(root, members):
                 slot[i] = ("a", len(operands))
                 operands.append(i)
             args.append(slot[i])
-        attrs = {k: m.attrs[k] for k in ("dtype", "axis") if k in m.attrs}
+        attrs = {k: m.attrs[k] for k in ATTRS if k in m.attrs}
         instructions.append((m.op, args, attrs))
         slot[m] = ("v", len(instructions) - 1)
     return operands, format_program(instructions)

@@ -64,7 +64,7 @@ class Plan:
         self._donated_positions = [k for k, n in enumerate(graph.inputs)
                                    if n.attrs["name"] in self.donate]
         self._globals = {"np": np, "special": special, "_submit": worker().submit,
-                         "_ones": ones, "_jit": jit_kernels}
+                         "_ones": ones, "_jit": jit_kernels, "_reshaped": _reshaped}
         self._steps = []  # (node, statements, result expression)
         self._generate()
         self.source = self._render()
@@ -83,9 +83,14 @@ class Plan:
         for k, buf in enumerate(buffers):
             env[f"buf{k}"] = buf
         self._buffers = buffers
+        into_concat = _reshapes_into_concat(graph, mp)
         counter = 0
         for n in graph.nodes:
             if n.op == "input":
+                continue
+            if n in into_concat:  # its concat copies the reshape's input into place
+                names[n] = names[n.inputs[0]]
+                self._steps.append((n, [], names[n]))
                 continue
             var = f"t{counter}"
             counter += 1
@@ -117,6 +122,8 @@ class Plan:
                 emit_jit = jit_emitter(n) if self.jit else None
                 if n.op == "fused":
                     lines += self._fused_call(n, args, var)
+                elif n.op == "concat" and any(i in into_concat for i in n.inputs):
+                    lines += _concat_by_copies(n, args, var, into_concat)
                 elif emit_jit is not None:
                     lines += emit_jit(n, args, var)
                     jit_kernels.warm(lines[-1][len("_jit."):lines[-1].index("(")], n.dtype)
@@ -392,6 +399,59 @@ def _batched_matmul(n) -> bool:
         return False
     return all(i.ndim == n.ndim and i.shape[0] == n.shape[0] for i in n.inputs) and \
         n.size >= PARALLEL_MIN_ELEMENTS // 4
+
+
+def _reshaped(x, shape):
+    """A view of x with this shape; an error rather than a silent copy if there is none."""
+    view = x.view()
+    view.shape = shape
+    return view
+
+
+def _reshapes_into_concat(graph, mp) -> dict:
+    """{reshape: its concat} for reshapes of non-contiguous values (attention's head merge in
+    the backward pass) read only by a concat: the concat copies the reshape's input straight
+    into its slice of the result, one copy instead of two."""
+    users = graph.users()
+    outputs = set(graph.outputs)  # a set: Node's == is symbolic
+    found = {}
+    for n in graph.nodes:
+        if n.op != "concat" or mp.storage[n].kind == "fallback":
+            continue
+        offset = 0
+        for i in n.inputs:
+            index = _concat_slice(n, offset, i.shape[n.attrs["axis"]])
+            offset += i.shape[n.attrs["axis"]]
+            if (i.op != "reshape" or len(users[i]) != 1 or i in outputs
+                    or i.inputs[0].op not in ("transpose", "reshape")):
+                continue
+            try:  # the plan's arrays are C-ordered: a probe of the same shape answers
+                _reshaped(np.empty(n.shape, n.dtype)[index], i.inputs[0].shape)
+            except AttributeError:
+                continue
+            found[i] = n
+    return found
+
+
+def _concat_slice(n, offset, width) -> tuple:
+    axis = n.attrs["axis"]
+    return tuple(slice(offset, offset + width) if k == axis else slice(None)
+                 for k in range(n.ndim))
+
+
+def _concat_by_copies(n, args, dst, into_concat) -> list:
+    lines, offset = [], 0
+    axis = n.attrs["axis"]
+    for i, a in zip(n.inputs, args):
+        width = i.shape[axis]
+        index = ", ".join(f"{offset}:{offset + width}" if k == axis else ":"
+                          for k in range(n.ndim))
+        offset += width
+        if i in into_concat:
+            lines.append(f"np.copyto(_reshaped({dst}[{index}], {i.inputs[0].shape!r}), {a})")
+        else:
+            lines.append(f"np.copyto({dst}[{index}], {a})")
+    return lines
 
 
 def _emit(n, args, dst, scratch):

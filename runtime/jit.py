@@ -139,25 +139,46 @@ if numba is not None:
 
     _C, _CK, _KC3 = 0.7978845608028654, 0.035677408136300125, 0.10703222440890038
 
-    @njit(**_OPTS)
-    def gelu_tanh(x, out):
-        one = x.dtype.type(1.0)
-        half, c, ck = x.dtype.type(0.5), x.dtype.type(_C), x.dtype.type(_CK)
-        for i in prange(x.size):
-            v = x[i]
-            t = fast_tanh(v * (c + ck * v * v))
-            out[i] = half * v * (one + t)
+    def gelu_tanh(v):  # pragma: no cover - replaced by the overload inside kernels
+        """GELU, tanh form, of one value (also called by fused kernels)."""
 
-    @njit(**_OPTS)
-    def gelu_tanh_grad(x, g, out):
-        one = x.dtype.type(1.0)
-        half, c, ck, kc3 = (x.dtype.type(0.5), x.dtype.type(_C), x.dtype.type(_CK),
-                            x.dtype.type(_KC3))
-        for i in prange(x.size):
-            v = x[i]
+    def gelu_tanh_grad(v, g):  # pragma: no cover - replaced by the overload inside kernels
+        """g * GELU'(v), tanh form."""
+
+    def _constants(x):
+        """GELU's constants in the operand's own precision (a float64 literal would turn a
+        float32 loop into float64 arithmetic)."""
+        ty = np.float32 if x == numba.float32 else np.float64
+        return ty(0.5), ty(1.0), ty(_C), ty(_CK), ty(_KC3)
+
+    @overload(gelu_tanh, fastmath=_FLAGS)
+    def _gelu_tanh(v):
+        half, one, c, ck, _ = _constants(v)
+
+        def impl(v):
+            t = fast_tanh(v * (c + ck * v * v))
+            return half * v * (one + t)
+        return impl
+
+    @overload(gelu_tanh_grad, fastmath=_FLAGS)
+    def _gelu_tanh_grad(v, g):
+        half, one, c, ck, kc3 = _constants(v)
+
+        def impl(v, g):
             v2 = v * v
             t = fast_tanh(v * (c + ck * v2))
-            out[i] = half * g[i] * ((one + t) + v * (one - t * t) * (c + kc3 * v2))
+            return half * g * ((one + t) + v * (one - t * t) * (c + kc3 * v2))
+        return impl
+
+    @njit(**_OPTS)
+    def gelu_tanh_rows(x, out):
+        for i in prange(x.size):
+            out[i] = gelu_tanh(x[i])
+
+    @njit(**_OPTS)
+    def gelu_tanh_grad_rows(x, g, out):
+        for i in prange(x.size):
+            out[i] = gelu_tanh_grad(x[i], g[i])
 
     @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
     def _row_moments(row, eps):
@@ -240,7 +261,7 @@ if numba is not None:
                 out[r, j] = y[r, j] * (g[r, j] - s)
 
 
-_ARITY = {"gelu_tanh": (1, 0), "gelu_tanh_grad": (2, 0), "softmax": (1, 2),
+_ARITY = {"gelu_tanh_rows": (1, 0), "gelu_tanh_grad_rows": (2, 0), "softmax": (1, 2),
           "log_softmax": (1, 2), "softmax_grad": (2, 2), "layer_norm": None,
           "layer_norm_grad": None}
 _WARM = set()

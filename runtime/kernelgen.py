@@ -54,7 +54,8 @@ def kernel_source(program: str, kinds, operand_types, parallel: bool) -> str:
         f"# runtime.jit {jit_version()}",
         "import numpy as np",
         "from numba import njit, prange",
-        "from runtime.jit import fast_exp, fast_tanh, maximum, minimum, FASTMATH",
+        "from runtime.jit import (FASTMATH, fast_exp, fast_tanh, gelu_tanh, gelu_tanh_grad,",
+        "                         maximum, minimum)",
         "",
         "",
         f"@njit(parallel={parallel}, fastmath=FASTMATH, cache=True, nogil=True, "

@@ -247,11 +247,11 @@ def _rows(x, n):
 
 
 def _jit_gelu(node, args, dst):
-    return [f"_jit.gelu_tanh({_flat(args[0])}, {_flat(dst)})"]
+    return [f"_jit.gelu_tanh_rows({_flat(args[0])}, {_flat(dst)})"]
 
 
 def _jit_gelu_grad(node, args, dst):
-    return [f"_jit.gelu_tanh_grad({_flat(args[0])}, {_flat(args[1])}, {_flat(dst)})"]
+    return [f"_jit.gelu_tanh_grad_rows({_flat(args[0])}, {_flat(args[1])}, {_flat(dst)})"]
 
 
 def _jit_layer_norm(node, args, dst):

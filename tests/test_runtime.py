@@ -169,3 +169,19 @@ def test_new_signature_recompiles_and_logs(caplog):
 def test_flops_of_a_matmul_plan():
     plan = gc.compile(lambda a, b: a @ b).plan_for(np.ones((8, 4)), np.ones((4, 5)))
     assert plan.flops() == 2 * 8 * 4 * 5
+
+
+def test_head_merges_copy_straight_into_their_concat():
+    """concat(reshape(transpose(a)), ...): one copy into the result instead of two."""
+    spec = gc.spec((2, 4, 8, 3))
+
+    def merge(q, k):
+        heads = [gc.reshape(gc.transpose(x, (0, 2, 1, 3)), (2, 8, 12)) for x in (q, k)]
+        return gc.concat(heads + [gc.reshape(q, (2, 8, 12))], axis=2)
+
+    graph = gc.trace(merge, spec, spec)
+    plan = compile_graph(graph)
+    assert plan.source.count("np.copyto(_reshaped(") == 2  # the third is contiguous anyway
+    rng = np.random.default_rng(5)
+    q, k = rng.standard_normal((2, 2, 4, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(plan(q, k)[0], run(graph, q, k)[0])

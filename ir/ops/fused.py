@@ -232,7 +232,8 @@ def parse_program(program: str) -> list:
         for item in filter(None, (s.strip() for s in m.group(3).split(","))):
             if "=" in item:
                 key, value = (s.strip() for s in item.split("=", 1))
-                attrs[key] = as_dtype(value) if key == "dtype" else int(value)
+                attrs[key] = (as_dtype(value) if key == "dtype" else
+                              int(value) if value.lstrip("-").isdigit() else value)
             else:
                 check(item[0] in "av" and item[1:].isdigit(), f"fused program: bad operand "
                                                                f"{item!r}")
