@@ -219,6 +219,26 @@ if numba is not None:
                 out[r, j] = rstd * (g[r, j] * w[j] - a - xhat * bsum)
 
     @njit(**_OPTS)
+    def layer_norm_wgrad(x, g, eps, out):
+        rows, n = x.shape
+        chunks = min(rows, 32)  # partial sums per chunk of rows, added up at the end
+        per = (rows + chunks - 1) // chunks
+        partial = np.zeros((chunks, n), x.dtype)
+        for k in prange(chunks):
+            acc = partial[k]
+            for r in range(k * per, min(rows, (k + 1) * per)):
+                mu, rstd = _row_moments(x[r], eps)
+                shift = mu * rstd
+                xr, gr = x[r], g[r]
+                for j in range(n):
+                    acc[j] += gr[j] * (xr[j] * rstd - shift)
+        for j in range(n):
+            total = x.dtype.type(0.0)
+            for k in range(chunks):
+                total += partial[k, j]
+            out[j] = total
+
+    @njit(**_OPTS)
     def softmax(x, out):
         rows, n = x.shape
         for r in prange(rows):
@@ -263,7 +283,7 @@ if numba is not None:
 
 _ARITY = {"gelu_tanh_rows": (1, 0), "gelu_tanh_grad_rows": (2, 0), "softmax": (1, 2),
           "log_softmax": (1, 2), "softmax_grad": (2, 2), "layer_norm": None,
-          "layer_norm_grad": None}
+          "layer_norm_grad": None, "layer_norm_wgrad": None}
 _WARM = set()
 
 
@@ -282,6 +302,9 @@ def warm(kernel: str, dtype) -> None:
     elif kernel == "layer_norm_grad":
         x = np.ones((1, 2), dtype)
         fn(x, x[0], x, 1e-5, np.empty_like(x))
+    elif kernel == "layer_norm_wgrad":
+        x = np.ones((1, 2), dtype)
+        fn(x, x, 1e-5, np.empty(2, dtype))
     else:
         arity, ndim = _ARITY[kernel]
         x = np.ones((1, 2) if ndim == 2 else 2, dtype)

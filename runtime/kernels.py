@@ -267,6 +267,13 @@ def _jit_layer_norm_grad(node, args, dst):
             f"{_rows(dst, n)})"]
 
 
+def _jit_layer_norm_wgrad(node, args, dst):
+    x, g = args
+    n = node.shape[-1]
+    return [f"_jit.layer_norm_wgrad({_rows(x, n)}, {_rows(g, n)}, {node.attrs['eps']!r}, "
+            f"{dst})"]
+
+
 def _jit_rows(kernel):
     def emit(node, args, dst):
         n = node.shape[-1]
@@ -277,7 +284,8 @@ def _jit_rows(kernel):
 
 JIT_EMITTERS = {
     "gelu": _jit_gelu, "gelu_grad": _jit_gelu_grad, "layer_norm": _jit_layer_norm,
-    "layer_norm_grad": _jit_layer_norm_grad, "softmax": _jit_rows("softmax"),
+    "layer_norm_grad": _jit_layer_norm_grad, "layer_norm_wgrad": _jit_layer_norm_wgrad,
+    "softmax": _jit_rows("softmax"),
     "log_softmax": _jit_rows("log_softmax"), "softmax_grad": _jit_rows("softmax_grad"),
 }
 
@@ -314,8 +322,8 @@ def view_expression(node, x):
     return x
 
 
-def can_emit(node) -> bool:
-    if node.op == "fused":
+def can_emit(node, jit: bool = False) -> bool:
+    if node.op == "fused" or (jit and jit_emitter(node) is not None):
         return True
     emitter = EMITTERS.get(node.op)
     if emitter is None:

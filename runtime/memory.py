@@ -75,7 +75,7 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
             storage[n] = Storage("constant")
         elif n.op in VIEW_OPS:
             storage[n] = Storage("view")
-        elif not can_emit(n):
+        elif not can_emit(n, jit):
             storage[n] = Storage("fallback")
         elif n in escaping:
             donor = _take_donor(n, idx, donors, last_use, root)

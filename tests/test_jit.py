@@ -17,6 +17,7 @@ CASES = {
     "gelu_grad": lambda x, w, g: gc.gelu_grad(x, g),
     "layer_norm": lambda x, w, g: gc.layer_norm(x, w, w * 0.5, 1e-5),
     "layer_norm_grad": lambda x, w, g: gc.layer_norm_grad(x, w, g, 1e-5),
+    "layer_norm_wgrad": lambda x, w, g: gc.layer_norm_wgrad(x, g, 1e-5),
     "softmax": lambda x, w, g: gc.softmax(x, x.ndim - 1),
     "log_softmax": lambda x, w, g: gc.log_softmax(x),
     "softmax_grad": lambda x, w, g: gc.softmax_grad(gc.softmax(x, x.ndim - 1), g, x.ndim - 1),

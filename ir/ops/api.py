@@ -350,6 +350,11 @@ def layer_norm_grad(x, weight, g, eps):
     return apply("layer_norm_grad", x, weight, g, eps=float(eps))
 
 
+def layer_norm_wgrad(x, g, eps):
+    """LayerNorm's weight gradient: g times the normalised x, summed over the leading axes."""
+    return apply("layer_norm_wgrad", x, g, eps=float(eps))
+
+
 def gelu_grad(x, g, approximate="tanh"):
     """g * GELU'(x): the gradient of gelu, as one kernel."""
     return apply("gelu_grad", x, g, approximate=approximate)

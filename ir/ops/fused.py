@@ -159,8 +159,7 @@ def _vjp_layer_norm(ctx, g):
     dx = F.layer_norm_grad(x, w, g, eps) if ctx.needs[0] else None
     dw = db = None
     if ctx.needs[1]:
-        xhat = F.layer_norm(x, F.ones_like(w), F.zeros_like(b), eps)
-        dw = F.sum(g * xhat, _lead_axes(x))
+        dw = F.layer_norm_wgrad(x, g, eps)
     if ctx.needs[2]:
         db = F.sum(g, _lead_axes(x))
     return [dx, dw, db]
@@ -213,6 +212,33 @@ def layer_norm_grad(x, w, g, eps):
     gw -= a
     gw *= rstd
     return gw
+
+
+# ---- LayerNorm's weight gradient ------------------------------------------------------------
+def _layer_norm_wgrad_reference(x, g, eps):
+    n = x.shape[-1]
+    xhat = F.layer_norm(x, F.ones(n, x.dtype), F.zeros(n, x.dtype), eps)
+    return F.sum(g * xhat, _lead_axes(x))
+
+
+def _layer_norm_wgrad_infer(types, eps):
+    x, g = types
+    _same_float(types, 2)
+    check(x.ndim >= 1, "needs at least one axis")
+    check(g.shape == x.shape, "g and x differ in shape")
+    return TensorType((x.shape[-1],), x.dtype)
+
+
+@defop("layer_norm_wgrad", _layer_norm_wgrad_infer,
+       vjp=composite_vjp(_layer_norm_wgrad_reference), arity=2,
+       flops=lambda types, out, **_: 8 * types[0].size)
+def layer_norm_wgrad(x, g, eps):
+    """sum over the leading axes of g * (x - mean) / std: LayerNorm's weight gradient without
+    writing the normalised x out and reading it back."""
+    xhat, rstd = _moments(x, eps)
+    xhat *= rstd
+    xhat *= g
+    return np.add.reduce(xhat.reshape(-1, x.shape[-1]), axis=0)
 
 
 # ---- fused elementwise clusters (made by passes/fusion.py) -------------------------------------
