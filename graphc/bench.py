@@ -1,8 +1,9 @@
 """Benchmarks: the same GPT training step under graphc compiled (default pipeline and -O0),
 graphc eager, and PyTorch eager when torch is importable: same weights, same batch.
 
-Contenders are interleaved step by step so that machine noise hits them alike; we report the
-median and the interquartile range of the step times, measured in one run.
+Contenders take turns (a new order each round, a pause between turns, one untimed step to
+re-warm, then a few timed steps back to back) so that machine noise hits them alike; we report
+the median and the interquartile range of the step times, measured in one run.
 """
 from __future__ import annotations
 

@@ -128,3 +128,13 @@ def test_float32_exp_is_accurate_and_keeps_numpys_special_values():
     with np.errstate(all="ignore"):
         got = compile_graph(graph, jit=True)(special, np.ones(64, np.float32))[0]
     np.testing.assert_array_equal(got[:6], [np.nan, np.inf, 0.0, 1.0, np.inf, 0.0])
+
+
+def test_float32_tanh_is_accurate():
+    x = np.linspace(-10, 10, 400_001, dtype=np.float32)
+    graph = gc.trace(lambda a, b: gc.tanh(a) * b, gc.spec(x.shape), gc.spec(x.shape))
+    got = compile_graph(graph, jit=True)(x, np.ones_like(x))[0]
+    exact = np.tanh(x.astype(np.float64))
+    nonzero = exact != 0
+    # measured 2.7e-7; numpy's float32 tanh 1.1e-7
+    assert np.max(np.abs(got - exact)[nonzero] / np.abs(exact[nonzero])) < 5e-7
