@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	@# compile the fixed numba kernels once, into their disk cache (runtime/jit.py)
+	$(BIN)/python -m runtime.jit
 	@# PyTorch is only a test oracle; this version installs a CPU build on these machines.
 	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch==2.13.0 is not installable here; the PyTorch oracle tests will report it"
 	@# Graphviz's dot renders `graphc dump --format svg/png/pdf` (text, json and dot work without)

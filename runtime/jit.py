@@ -287,6 +287,14 @@ _ARITY = {"gelu_tanh_rows": (1, 0), "gelu_tanh_grad_rows": (2, 0), "softmax": (1
 _WARM = set()
 
 
+def warm_all() -> None:
+    """Compile every fixed kernel for float32 and float64 into numba's disk cache (run by
+    `make setup`, so that a first training run compiles only its generated kernels)."""
+    for kernel in _ARITY:
+        for dtype in ("float32", "float64"):
+            warm(kernel, dtype)
+
+
 def warm(kernel: str, dtype) -> None:
     """Compile (or load from the disk cache) `kernel` for C-contiguous arrays of `dtype`,
     so that a plan's build, not its first call, pays for it."""
@@ -368,3 +376,8 @@ def warm_generated(fn, node, kinds) -> None:
         _WARM.add(key)
         with np.errstate(all="ignore"):
             fn(*args)
+
+
+if __name__ == "__main__":
+    if enabled():
+        warm_all()
