@@ -27,8 +27,8 @@ from passes.fusion import describe, fuse, fused_operand_kinds
 from .interpreter import bind_inputs
 from . import jit as jit_kernels
 from .kernelgen import kernel_source
-from .kernels import (CONSTANT_OPS, EMITTERS, INPLACE_SAFE, VIEW_OPS, jit_emitter, ones,
-                      view_expression)
+from .kernels import (CONSTANT_OPS, EMITTERS, INPLACE_SAFE, JIT_KERNELS, VIEW_OPS, jit_emitter,
+                      ones, view_expression)
 from .memory import plan_memory
 
 
@@ -126,7 +126,7 @@ class Plan:
                     lines += _concat_by_copies(n, args, var, into_concat)
                 elif emit_jit is not None:
                     lines += emit_jit(n, args, var)
-                    jit_kernels.warm(lines[-1][len("_jit."):lines[-1].index("(")], n.dtype)
+                    jit_kernels.warm(JIT_KERNELS[n.op], n.dtype)
                 elif (self.parallel and splittable(n)) or (self.jit and _batched_matmul(n)):
                     lines += self._split_kernel(n, var, args, names_s)
                 else:
@@ -165,7 +165,7 @@ class Plan:
         parallel = n.size >= PARALLEL_MIN_ELEMENTS // 2 and rows >= 2
         fn = jit_kernels.load_generated(kernel_source(
             n.attrs["program"], kinds, [i.type for i in n.inputs], parallel))
-        name = f"_fk{len([k for k in self._globals if k.startswith('_fk')])}"
+        name = f"_fused_{var}"
         self._globals[name] = fn
         shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
                   "block": n.shape[-2:]}

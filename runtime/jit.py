@@ -11,8 +11,9 @@ plan passes reshaped views of its buffers. Compiled machine code is cached on di
 (numba's cache), so only the first process pays the JIT time.
 
 Fast-math flags leave out `nnan`/`ninf`: a NaN must reach the NaN guard, not be optimised
-away. float32 tanh uses a rational approximation (the one Eigen and XLA use, a few ulp),
-because libm's tanhf does not vectorise; float64 uses libm's tanh.
+away. libm's float32 tanh and exp do not vectorise, so float32 uses a rational tanh (the one
+Eigen and XLA use) and a table-and-polynomial exp, both within a few ulp (tests/test_jit.py);
+float64 uses libm.
 """
 from __future__ import annotations
 
@@ -281,16 +282,27 @@ if numba is not None:
                 out[r, j] = y[r, j] * (g[r, j] - s)
 
 
-_ARITY = {"gelu_tanh_rows": (1, 0), "gelu_tanh_grad_rows": (2, 0), "softmax": (1, 2),
-          "log_softmax": (1, 2), "softmax_grad": (2, 2), "layer_norm": None,
-          "layer_norm_grad": None, "layer_norm_wgrad": None}
+def _example_arguments(kernel: str, dtype) -> tuple:
+    """The smallest arguments of each fixed kernel's call, for compiling it ahead of use."""
+    x = np.ones((1, 2), dtype)
+    flat, row, out = x.reshape(-1), x[0], np.empty_like(x)
+    return {
+        "gelu_tanh_rows": (flat, flat.copy()), "gelu_tanh_grad_rows": (flat, flat, flat.copy()),
+        "softmax": (x, out), "log_softmax": (x, out), "softmax_grad": (x, x, out),
+        "layer_norm": (x, row, row, 1e-5, out), "layer_norm_grad": (x, row, x, 1e-5, out),
+        "layer_norm_wgrad": (x, x, 1e-5, row.copy()),
+    }[kernel]
+
+
+FIXED_KERNELS = ("gelu_tanh_rows", "gelu_tanh_grad_rows", "softmax", "log_softmax",
+                 "softmax_grad", "layer_norm", "layer_norm_grad", "layer_norm_wgrad")
 _WARM = set()
 
 
 def warm_all() -> None:
     """Compile every fixed kernel for float32 and float64 into numba's disk cache (run by
     `make setup`, so that a first training run compiles only its generated kernels)."""
-    for kernel in _ARITY:
+    for kernel in FIXED_KERNELS:
         for dtype in ("float32", "float64"):
             warm(kernel, dtype)
 
@@ -300,23 +312,9 @@ def warm(kernel: str, dtype) -> None:
     so that a plan's build, not its first call, pays for it."""
     quiet_blas_spinning()
     dtype = np.dtype(dtype)
-    if (kernel, dtype) in _WARM:
-        return
-    _WARM.add((kernel, dtype))
-    fn = globals()[kernel]
-    if kernel == "layer_norm":
-        x = np.ones((1, 2), dtype)
-        fn(x, x[0], x[0], 1e-5, np.empty_like(x))
-    elif kernel == "layer_norm_grad":
-        x = np.ones((1, 2), dtype)
-        fn(x, x[0], x, 1e-5, np.empty_like(x))
-    elif kernel == "layer_norm_wgrad":
-        x = np.ones((1, 2), dtype)
-        fn(x, x, 1e-5, np.empty(2, dtype))
-    else:
-        arity, ndim = _ARITY[kernel]
-        x = np.ones((1, 2) if ndim == 2 else 2, dtype)
-        fn(*([x] * arity), np.empty_like(x))
+    if (kernel, dtype) not in _WARM:
+        _WARM.add((kernel, dtype))
+        globals()[kernel](*_example_arguments(kernel, dtype))
 
 
 # ---- generated kernels (runtime/kernelgen.py) -------------------------------------------------

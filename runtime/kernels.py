@@ -288,6 +288,9 @@ JIT_EMITTERS = {
     "softmax": _jit_rows("softmax"),
     "log_softmax": _jit_rows("log_softmax"), "softmax_grad": _jit_rows("softmax_grad"),
 }
+# op -> the runtime.jit kernel its emitter calls
+JIT_KERNELS = {"gelu": "gelu_tanh_rows", "gelu_grad": "gelu_tanh_grad_rows"}
+JIT_KERNELS.update({op: op for op in JIT_EMITTERS if op not in JIT_KERNELS})
 
 
 def jit_emitter(node):
@@ -341,5 +344,5 @@ def needs_distinct_output(node) -> bool:
     return node.op not in INPLACE_SAFE
 
 
-__all__ = ["EMITTERS", "JIT_EMITTERS", "jit_emitter", "scratch_buffers", "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
+__all__ = ["EMITTERS", "JIT_EMITTERS", "JIT_KERNELS", "jit_emitter", "scratch_buffers", "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
            "can_emit", "needs_distinct_output", "np"]

@@ -120,7 +120,7 @@ def test_float32_exp_is_accurate_and_keeps_numpys_special_values():
     x = np.linspace(-87, 88.7, 400_001, dtype=np.float32)
     graph = gc.trace(lambda a, b: gc.exp(a) * b, gc.spec(x.shape), gc.spec(x.shape))
     got = compile_graph(graph, jit=True)(x, np.ones_like(x))[0]
-    assert "_fk" in compile_graph(graph, jit=True).source  # the fused kernel's exp
+    assert "_fused_" in compile_graph(graph, jit=True).source  # the fused kernel's exp
     exact = np.exp(x.astype(np.float64))
     assert np.max(np.abs(got - exact) / exact) < 5e-7  # measured 3.0e-7; numpy 2.0e-7
     special = np.array([np.nan, np.inf, -np.inf, 0.0, 89.0, -100.0] + [1.0] * 58, np.float32)
@@ -138,3 +138,11 @@ def test_float32_tanh_is_accurate():
     nonzero = exact != 0
     # measured 2.7e-7; numpy's float32 tanh 1.1e-7
     assert np.max(np.abs(got - exact)[nonzero] / np.abs(exact[nonzero])) < 5e-7
+
+
+def test_every_jit_emitter_names_a_fixed_kernel_that_warms():
+    from runtime.kernels import JIT_EMITTERS, JIT_KERNELS
+    assert set(JIT_KERNELS) == set(JIT_EMITTERS)
+    assert set(JIT_KERNELS.values()) == set(jit.FIXED_KERNELS)
+    for kernel in jit.FIXED_KERNELS:
+        jit.warm(kernel, "float64")
