@@ -52,9 +52,9 @@ class _Data:
 
 
 class CompiledStep:
-    def __init__(self, cfg, tc, pipeline):
+    def __init__(self, cfg, tc, pipeline, jit=None):
         start = time.perf_counter()
-        self.trainer = Trainer(GPT(cfg, seed=0), _Data(cfg), tc, pipeline)
+        self.trainer = Trainer(GPT(cfg, seed=0), _Data(cfg), tc, pipeline, jit=jit)
         self.compile_seconds = time.perf_counter() - start
         self.peak_bytes = self.trainer.step_plan.peak_intermediate_bytes
         self.flops = self.trainer.step_plan.flops()
@@ -173,10 +173,10 @@ class InferStep:
         self.contender = contender
         self.compile_seconds = self.peak_bytes = None
         self.flops = 0.0
-        if contender in ("compiled", "O0"):
+        if contender in COMPILED:
             start = time.perf_counter()
             self.plan = compile_graph(optimize(build_logits(self.model, cfg.batch_size),
-                                               pipeline))
+                                               pipeline), jit=_jit(contender))
             self.compile_seconds = time.perf_counter() - start
             self.peak_bytes = self.plan.peak_intermediate_bytes
             self.flops = self.plan.flops()
@@ -191,7 +191,7 @@ class InferStep:
             self.x = torch.tensor(self.data.x)
 
     def __call__(self):
-        if self.contender in ("compiled", "O0"):
+        if self.contender in COMPILED:
             return self.plan(*self.args)
         if self.contender == "torch":
             with self.torch.no_grad():
@@ -213,7 +213,7 @@ def _mlp_runner(contender):
     def loss(w1, w2, x, y):
         return gc.cross_entropy(gc.gelu(x @ w1) @ w2, y)
 
-    if contender in ("compiled", "O0"):
+    if contender in COMPILED:
         def step_fn(w1, w2, x, y):
             value, (g1, g2) = gc.value_and_grad(loss, argnums=(0, 1))(w1, w2, x, y)
             return value, w1 - 0.1 * g1, w2 - 0.1 * g2
@@ -221,7 +221,7 @@ def _mlp_runner(contender):
         compiled = gc.compile(step_fn, pipeline="default" if contender == "compiled" else "O0")
         plan = compiled.plan_for(w1, w2, x, y)
         from runtime.codegen import compile_graph
-        plan = compile_graph(plan.graph, donate=["w1", "w2"])
+        plan = compile_graph(plan.graph, donate=["w1", "w2"], jit=_jit(contender))
         runner = lambda: plan(w1, w2, x, y)  # noqa: E731  (w1, w2 updated in place)
         runner.compile_seconds = time.perf_counter() - start
         runner.peak_bytes = plan.peak_intermediate_bytes
@@ -257,6 +257,14 @@ def _mlp_runner(contender):
     return runner
 
 
+# "numpy": the default pipeline compiled without numba (numpy kernels only, no fusion)
+COMPILED = ("compiled", "numpy", "O0")
+
+
+def _jit(contender):
+    return False if contender == "numpy" else None
+
+
 WORKLOADS = ("gpt-tiny-train", "gpt-small-train", "gpt-tiny-infer", "gpt-small-infer",
              "mlp-train")
 
@@ -275,8 +283,9 @@ def _make(workload, contender, log):
         if kind == "infer":
             return InferStep(cfg, contender, "O0" if contender == "O0" else "default"), tokens
         tc = TrainConfig(steps=10_000, warmup=10)
-        if contender in ("compiled", "O0"):
-            return CompiledStep(cfg, tc, "O0" if contender == "O0" else "default"), tokens
+        if contender in COMPILED:
+            return CompiledStep(cfg, tc, "O0" if contender == "O0" else "default",
+                                _jit(contender)), tokens
         return (EagerStep(cfg, tc) if contender == "eager" else TorchStep(cfg, tc)), tokens
     if workload == "mlp-train":
         return _mlp_runner(contender), 256
@@ -284,7 +293,7 @@ def _make(workload, contender, log):
 
 
 def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
-        contenders=("compiled", "O0", "eager", "torch"), log=print):
+        contenders=("compiled", "numpy", "O0", "eager", "torch"), log=print):
     """Interleaved measurements of every contender on every workload, in this process."""
     results = []
     for workload in workloads:
@@ -328,7 +337,7 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
 
 
 def run_gpt_steps(configs=("tiny", "small"), steps=10, warmup=2,
-                  contenders=("compiled", "O0", "eager", "torch"), log=print):
+                  contenders=("compiled", "numpy", "O0", "eager", "torch"), log=print):
     return run([f"gpt-{c}-train" for c in configs], steps, warmup, contenders, log)
 
 
@@ -341,7 +350,7 @@ def plot(results, path):
     for r in results:
         by.setdefault(r.workload, {})[r.contender] = r
     workloads = list(by)
-    contenders = [c for c in ("compiled", "O0", "eager", "torch")
+    contenders = [c for c in COMPILED + ("eager", "torch")
                   if any(c in rs for rs in by.values())]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(workloads)), 4))
     width = 0.8 / max(len(contenders), 1)
@@ -412,7 +421,9 @@ def add_arguments(p):
                    "mlp-train", help=f"comma-separated, from: {', '.join(WORKLOADS)}")
     p.add_argument("--steps", type=int, default=10, help="measured steps per contender")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--contenders", default="compiled,O0,eager,torch")
+    p.add_argument("--contenders", default="compiled,numpy,O0,eager,torch",
+                   help="from: compiled, numpy (compiled without numba kernels), O0 (no "
+                   "passes), eager, torch")
     p.add_argument("--json", help="write the measurements to this JSON file")
     p.add_argument("--plot", help="write a bar chart of the speed-ups to this PNG")
 

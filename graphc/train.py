@@ -133,7 +133,7 @@ def build_logits(model: GPT, batch_size: int = 1) -> Graph:
 class Trainer:
     """Owns parameters, AdamW state, the data RNG and the compiled plans."""
 
-    def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default"):
+    def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default", jit=None):
         self.model, self.data, self.tc = model, data, tc
         self.names = [n for n, _ in model.named_parameters()]
         # the step plan updates these arrays in place (they are donated to it)
@@ -147,8 +147,8 @@ class Trainer:
         self.pipeline = pipeline
         donated = self.names + [f"adam_{k}.{n}" for k in "mv" for n in self.names]
         self.step_plan = compile_graph(optimize(build_train_step(model, tc), pipeline),
-                                       donate=donated)
-        self.eval_plan = compile_graph(optimize(build_eval_loss(model), pipeline))
+                                       donate=donated, jit=jit)
+        self.eval_plan = compile_graph(optimize(build_eval_loss(model), pipeline), jit=jit)
         self._order = [n.attrs["name"] for n in self.step_plan.graph.inputs]
 
     def train_step(self) -> float:

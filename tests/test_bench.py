@@ -15,7 +15,7 @@ def test_bench_writes_complete_json_and_plot(tmp_path, capsys):
     rows = data["results"]
     contenders = {(r["workload"], r["contender"]) for r in rows}
     for workload in ("mlp-train", "gpt-tiny-infer"):
-        for contender in ("compiled", "O0", "eager"):
+        for contender in ("compiled", "numpy", "O0", "eager"):
             assert (workload, contender) in contenders
     for r in rows:
         assert set(r) >= {"workload", "contender", "median_ms", "iqr_ms", "tokens_per_s",
@@ -23,7 +23,7 @@ def test_bench_writes_complete_json_and_plot(tmp_path, capsys):
         assert len(r["times_s"]) == 3 and all(t > 0 for t in r["times_s"])
         assert 0 < r["median_ms"] < 60_000 and r["iqr_ms"] >= 0
         assert r["tokens_per_s"] > 0
-        if r["contender"] in ("compiled", "O0"):
+        if r["contender"] in ("compiled", "numpy", "O0"):
             assert 0 < r["compile_seconds"] < 30
             assert r["peak_bytes"] > 0 and r["flops_per_step"] > 1e6
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
