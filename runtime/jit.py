@@ -327,12 +327,23 @@ with open(__file__, "rb") as _fh:
 
 def cache_dir() -> str:
     """Where generated kernel modules (and numba's compiled code beside them) are kept:
-    GRAPHC_CACHE_DIR, else the user's cache directory."""
+    GRAPHC_CACHE_DIR, else the user's cache directory; a private temporary directory when
+    that cannot be written (a read-only home), so compiling still works, uncached."""
     base = os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
         "graphc", "kernels")
-    os.makedirs(base, exist_ok=True)
-    return base
+    try:
+        os.makedirs(base, exist_ok=True)
+        if os.access(base, os.W_OK):
+            return base
+    except OSError:
+        pass
+    if not _FALLBACK_DIR:
+        _FALLBACK_DIR.append(tempfile.mkdtemp(prefix="graphc-kernels-"))
+    return _FALLBACK_DIR[0]
+
+
+_FALLBACK_DIR = []
 
 
 def load_generated(source: str):

@@ -174,3 +174,15 @@ def test_bad_fused_programs_are_named(program, problem):
             f"  %1:f32[8] = fused %0, %0 {{program=\"{program}\"}}\n  return %1\n")
     with pytest.raises(gc.GraphcError, match=problem):
         parse(text)
+
+
+def test_an_unwritable_cache_directory_falls_back_to_a_private_one(tmp_path, monkeypatch):
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(blocked / "kernels"))
+    monkeypatch.setattr(jit, "_LOADED", {})
+    graph = gc.trace(lambda a, b: a * b + a, gc.spec((8, 64)), gc.spec((8, 64)))
+    plan = compile_graph(graph, jit=True)
+    a = np.ones((8, 64), np.float32)
+    np.testing.assert_array_equal(plan(a, a)[0], a * a + a)
+    assert jit.cache_dir() != str(blocked / "kernels")
