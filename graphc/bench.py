@@ -408,6 +408,34 @@ def to_json(results, gemm_gflops) -> dict:
     }
 
 
+def profile_step(config="small", repeat=5, top=20, jit=None, file=None) -> list:
+    """Per-kernel times of one compiled GPT training step (`graphc profile`): a table by op,
+    then the slowest kernels with their shapes and source lines. Profiling updates the
+    parameters in place like training does."""
+    from runtime.codegen import format_profile
+    cfg = GPTConfig.named(config)
+    trainer = Trainer(GPT(cfg, seed=0), _Data(cfg), TrainConfig(steps=10_000, warmup=10),
+                      jit=jit)
+    for _ in range(2):
+        trainer.train_step()
+    data = trainer.data
+    rows = trainer.step_plan.profile(*trainer.step_inputs(data.x, data.y), repeat=repeat,
+                                     file=False)
+    total = sum(r["ms"] for r in rows)
+    by_op = {}
+    for r in rows:
+        ms, count = by_op.get(r["op"], (0.0, 0))
+        by_op[r["op"]] = (ms + r["ms"], count + 1)
+    lines = [f"GPT {config} training step, {len(rows)} kernels, {total:.2f} ms "
+             f"(mean of {repeat} profiled calls)", "",
+             f"{'op':<48} {'ms':>8} {'share':>6} {'kernels':>8}", "-" * 73]
+    for op, (ms, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"{op[:48]:<48} {ms:>8.2f} {ms / total:>6.1%} {count:>8}")
+    print("\n".join(lines) + "\n", file=file)
+    print(format_profile(rows, total / 1e3, top), file=file)
+    return rows
+
+
 def main(argv=None):
     import argparse
     p = argparse.ArgumentParser(prog="graphc bench", description="compiled vs -O0 vs eager "

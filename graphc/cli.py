@@ -105,6 +105,11 @@ def build_parser():
     from .bench import add_arguments
     add_arguments(b)
 
+    pr = sub.add_parser("profile", help="time every kernel of a compiled GPT training step")
+    pr.add_argument("--config", default="small", choices=("tiny", "small", "medium"))
+    pr.add_argument("--repeat", type=_positive_int, default=5)
+    pr.add_argument("--top", type=_positive_int, default=20, help="slowest kernels to list")
+
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
     s.add_argument("--prompt", default="\n")
@@ -129,6 +134,10 @@ def main(argv=None) -> int:
         if args.command == "dump":
             from .dump import run_dump
             return run_dump(args)
+        if args.command == "profile":
+            from .bench import profile_step
+            profile_step(args.config, args.repeat, args.top)
+            return 0
     except (GraphcError, DataError, CheckpointError, UsageError, ValueError, OSError) as exc:
         if isinstance(exc, GraphcError):
             # a location inside the `graphc` launcher itself tells the user nothing

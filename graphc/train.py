@@ -151,9 +151,9 @@ class Trainer:
         self.eval_plan = compile_graph(optimize(build_eval_loss(model), pipeline), jit=jit)
         self._order = [n.attrs["name"] for n in self.step_plan.graph.inputs]
 
-    def train_step(self) -> float:
+    def step_inputs(self, x, y) -> list:
+        """The step plan's inputs, in order, for a batch at the current step."""
         cfg, tc = self.model.cfg, self.tc
-        x, y = self.data.batch(self.rng, "train", cfg.batch_size, cfg.block_size)
         dt = np.dtype(cfg.dtype)
         feed = {"idx": x, "targets": y, "seed": np.int64(tc.seed * 1_000_003 + self.step),
                 "lr": np.asarray(lr_at(self.step, tc), dt),
@@ -162,7 +162,12 @@ class Trainer:
             feed[n] = self.params[n]
             feed[f"adam_m.{n}"] = self.m[n]
             feed[f"adam_v.{n}"] = self.v[n]
-        outs = self.step_plan(*[feed[name] for name in self._order])
+        return [feed[name] for name in self._order]
+
+    def train_step(self) -> float:
+        cfg = self.model.cfg
+        x, y = self.data.batch(self.rng, "train", cfg.batch_size, cfg.block_size)
+        outs = self.step_plan(*self.step_inputs(x, y))
         loss, k = float(outs[0]), len(self.names)
         for i, n in enumerate(self.names):
             self.params[n] = outs[2 + i]

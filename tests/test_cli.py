@@ -144,3 +144,14 @@ def test_the_console_script_reports_errors_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("graphc: error: unknown config 'nope'; choose one of tiny, "
                                    "small, medium")
+
+
+def test_profile_prints_ops_and_slowest_kernels(capsys):
+    assert main(["profile", "--config", "tiny", "--repeat", "1", "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "GPT tiny training step" in out and "kernels" in out
+    by_op = out.split("\n\n")[1]
+    assert "matmul" in by_op and "layer_norm" in by_op
+    shares = [float(line.split()[-2].rstrip("%")) for line in by_op.splitlines()[2:]]
+    assert 99.0 < sum(shares) < 101.0  # the by-op table accounts for the whole step
+    assert "gpt.py:" in out  # the slowest kernels name the model's source lines
