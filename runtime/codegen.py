@@ -13,7 +13,6 @@ user's line.
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import numpy as np
@@ -24,12 +23,19 @@ from ir.ops.registry import get_op
 from ir.types import SHORT_NAMES
 from passes.fusion import describe, fuse, fused_operand_kinds
 
-from .interpreter import bind_inputs
 from . import jit as jit_kernels
+from .interpreter import bind_inputs
 from .kernelgen import kernel_source
-from .kernels import (CONSTANT_OPS, EMITTERS, INPLACE_SAFE, JIT_KERNELS, VIEW_OPS, jit_emitter,
-                      ones, view_expression)
+from .kernels import (CONSTANT_OPS, EMITTERS, JIT_KERNELS, VIEW_OPS, jit_emitter, ones,
+                      view_expression)
+from .lowering import (batched_matmul, concat_by_copies, parallel_default, reshaped,
+                       reshapes_into_concat, splittable, worker)
 from .memory import plan_memory
+
+
+# A fused kernel runs on both cores from this size (measured in whole training steps: the
+# same as a rule by memory- vs compute-bound below 2M elements, and fewer compilations).
+FUSED_PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
 def _literal(value):
@@ -64,7 +70,7 @@ class Plan:
         self._donated_positions = [k for k, n in enumerate(graph.inputs)
                                    if n.attrs["name"] in self.donate]
         self._globals = {"np": np, "special": special, "_submit": worker().submit,
-                         "_ones": ones, "_jit": jit_kernels, "_reshaped": _reshaped}
+                         "_ones": ones, "_jit": jit_kernels, "_reshaped": reshaped}
         self._steps = []  # (node, statements, result expression)
         self._generate()
         self.source = self._render()
@@ -83,7 +89,7 @@ class Plan:
         for k, buf in enumerate(buffers):
             env[f"buf{k}"] = buf
         self._buffers = buffers
-        into_concat = _reshapes_into_concat(graph, mp)
+        into_concat = reshapes_into_concat(graph, mp)
         counter = 0
         for n in graph.nodes:
             if n.op == "input":
@@ -123,11 +129,11 @@ class Plan:
                 if n.op == "fused":
                     lines += self._fused_call(n, args, var)
                 elif n.op == "concat" and any(i in into_concat for i in n.inputs):
-                    lines += _concat_by_copies(n, args, var, into_concat)
+                    lines += concat_by_copies(n, args, var, into_concat)
                 elif emit_jit is not None:
                     lines += emit_jit(n, args, var)
                     jit_kernels.warm(JIT_KERNELS[n.op], n.dtype)
-                elif (self.parallel and splittable(n)) or (self.jit and _batched_matmul(n)):
+                elif (self.parallel and splittable(n)) or (self.jit and batched_matmul(n)):
                     lines += self._split_kernel(n, var, args, names_s)
                 else:
                     lines += _emit(n, args, var, names_s)
@@ -162,7 +168,7 @@ class Plan:
         kinds = fused_operand_kinds(n)
         cols = n.shape[-1]
         rows = n.size // cols
-        parallel = n.size >= PARALLEL_MIN_ELEMENTS // 2 and rows >= 2
+        parallel = n.size >= FUSED_PARALLEL_MIN_ELEMENTS and rows >= 2
         fn = jit_kernels.load_generated(kernel_source(
             n.attrs["program"], kinds, [i.type for i in n.inputs], parallel))
         name = f"_fused_{var}"
@@ -353,105 +359,6 @@ def format_profile(rows, total_seconds, top=25) -> str:
 def compile_graph(graph, name=None, donate=(), check_finite=False, parallel=None,
                   jit=None) -> Plan:
     return Plan(graph, name, donate, check_finite, parallel, jit)
-
-
-# ---- two-way kernel splitting ---------------------------------------------------------------
-PARALLEL_MIN_ELEMENTS = 1 << 17
-_ROW_OPS = {"layer_norm", "layer_norm_grad"}  # reduce along the last axis only
-_AXIS_OPS = {"softmax", "log_softmax", "softmax_grad"}  # reduce along attrs["axis"]
-_WORKER = []
-
-
-def worker():
-    """One background thread shared by all plans (started on first use)."""
-    if not _WORKER:
-        from concurrent.futures import ThreadPoolExecutor
-        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphc"))
-    return _WORKER[0]
-
-
-def parallel_default() -> bool:
-    """Off unless GRAPHC_THREADS=2. Measured on a 2-core machine, a GPT step got slower with
-    it (tiny 28.0 -> 30.4 ms, small 129.7 -> 134.0): OpenBLAS's own threads keep spinning
-    after each GEMM and compete with the second worker, although the same split kernel alone
-    runs twice as fast (GELU's gradient over 1M floats: 1.9 -> 0.94 ms)."""
-    return os.environ.get("GRAPHC_THREADS", "") == "2" and (os.cpu_count() or 1) >= 2
-
-
-def splittable(n) -> bool:
-    if n.size < PARALLEL_MIN_ELEMENTS or n.ndim < 1 or n.shape[0] < 2:
-        return False
-    if n.op in INPLACE_SAFE or n.op in ("gelu", "gelu_grad", "where"):
-        return True
-    if n.op in _ROW_OPS:
-        return n.ndim >= 2
-    if n.op in _AXIS_OPS:
-        return n.attrs["axis"] != 0
-    return False
-
-
-def _batched_matmul(n) -> bool:
-    """Batched matmuls of small matrices (attention's per-head products) run one GEMM per
-    matrix on one core each; two threads on two halves of the batch use both cores
-    (measured, 128 products of 64x32 @ 32x64: 0.56 -> 0.35 ms). Requires quiet BLAS threads
-    (runtime.threads), which plans with numba kernels set up."""
-    if n.op != "matmul" or n.ndim < 3 or n.shape[0] < 2 or (os.cpu_count() or 1) < 2:
-        return False
-    return all(i.ndim == n.ndim and i.shape[0] == n.shape[0] for i in n.inputs) and \
-        n.size >= PARALLEL_MIN_ELEMENTS // 4
-
-
-def _reshaped(x, shape):
-    """A view of x with this shape; an error rather than a silent copy if there is none."""
-    view = x.view()
-    view.shape = shape
-    return view
-
-
-def _reshapes_into_concat(graph, mp) -> dict:
-    """{reshape: its concat} for reshapes of non-contiguous values (attention's head merge in
-    the backward pass) read only by a concat: the concat copies the reshape's input straight
-    into its slice of the result, one copy instead of two."""
-    users = graph.users()
-    outputs = set(graph.outputs)  # a set: Node's == is symbolic
-    found = {}
-    for n in graph.nodes:
-        if n.op != "concat" or mp.storage[n].kind == "fallback":
-            continue
-        offset = 0
-        for i in n.inputs:
-            index = _concat_slice(n, offset, i.shape[n.attrs["axis"]])
-            offset += i.shape[n.attrs["axis"]]
-            if (i.op != "reshape" or len(users[i]) != 1 or i in outputs
-                    or i.inputs[0].op not in ("transpose", "reshape")):
-                continue
-            try:  # the plan's arrays are C-ordered: a probe of the same shape answers
-                _reshaped(np.empty(n.shape, n.dtype)[index], i.inputs[0].shape)
-            except AttributeError:
-                continue
-            found[i] = n
-    return found
-
-
-def _concat_slice(n, offset, width) -> tuple:
-    axis = n.attrs["axis"]
-    return tuple(slice(offset, offset + width) if k == axis else slice(None)
-                 for k in range(n.ndim))
-
-
-def _concat_by_copies(n, args, dst, into_concat) -> list:
-    lines, offset = [], 0
-    axis = n.attrs["axis"]
-    for i, a in zip(n.inputs, args):
-        width = i.shape[axis]
-        index = ", ".join(f"{offset}:{offset + width}" if k == axis else ":"
-                          for k in range(n.ndim))
-        offset += width
-        if i in into_concat:
-            lines.append(f"np.copyto(_reshaped({dst}[{index}], {i.inputs[0].shape!r}), {a})")
-        else:
-            lines.append(f"np.copyto({dst}[{index}], {a})")
-    return lines
 
 
 def _emit(n, args, dst, scratch):

@@ -1,5 +1,5 @@
-"""Elementwise fusion (passes/fusion.py, runtime/kernelgen.py): which nodes form clusters, and differential tests of
-the fused kernels against the interpreter on random graphs."""
+"""Elementwise fusion (passes/fusion.py, runtime/kernelgen.py): which nodes form clusters,
+and differential tests of the fused kernels against the interpreter on random graphs."""
 import numpy as np
 import pytest
 

@@ -38,8 +38,8 @@ def test_compiled_plan_equals_interpreter_on_random_graphs(dtype, chunk):
 
 
 def test_two_way_split_kernels_equal_the_interpreter(monkeypatch):
-    import runtime.codegen as codegen
-    monkeypatch.setattr(codegen, "PARALLEL_MIN_ELEMENTS", 4)
+    import runtime.lowering as lowering
+    monkeypatch.setattr(lowering, "PARALLEL_MIN_ELEMENTS", 4)
     split_nodes = 0
     for seed in range(150):
         graph, inputs = random_graph(30_000 + seed, n_ops=14)
@@ -56,8 +56,8 @@ def test_two_way_split_kernels_equal_the_interpreter(monkeypatch):
 
 
 def test_nan_guard_works_with_split_kernels(monkeypatch):
-    import runtime.codegen as codegen
-    monkeypatch.setattr(codegen, "PARALLEL_MIN_ELEMENTS", 4)
+    import runtime.lowering as lowering
+    monkeypatch.setattr(lowering, "PARALLEL_MIN_ELEMENTS", 4)
     plan = compile_graph(gc.trace(lambda x: gc.log(gc.tanh(x) - 2.0), gc.spec((8, 4))),
                          parallel=True)
     assert "_half.result()" in plan.source
