@@ -186,3 +186,14 @@ def test_an_unwritable_cache_directory_falls_back_to_a_private_one(tmp_path, mon
     a = np.ones((8, 64), np.float32)
     np.testing.assert_array_equal(plan(a, a)[0], a * a + a)
     assert jit.cache_dir() != str(blocked / "kernels")
+
+
+def test_fusing_keeps_the_graphs_bound_parameters():
+    from passes.manager import run_pipeline
+    layer = gc.nn.Linear(64, 64, rng=np.random.default_rng(0))
+    graph = gc.trace(lambda x: gc.gelu(layer(x)) * 2.0 + 1.0, gc.spec((32, 64)))
+    fused = run_pipeline(graph, "default,fuse").graph
+    assert any(n.op == "fused" for n in fused.nodes)
+    assert set(fused.bound_params) == set(graph.bound_params) != set()
+    x = np.ones((32, 64), np.float32)
+    np.testing.assert_allclose(run(fused, x)[0], run(graph, x)[0], rtol=1e-6)
