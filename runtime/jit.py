@@ -354,7 +354,7 @@ def load_generated(source: str):
         return _LOADED[key]
     directory = cache_dir()
     path = os.path.join(directory, f"k_{key}.py")
-    if not os.path.exists(path):
+    if not _holds(path, source):  # missing, or changed by something other than graphc
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(source)
@@ -366,6 +366,14 @@ def load_generated(source: str):
     spec.loader.exec_module(module)
     _LOADED[key] = module.kernel
     return module.kernel
+
+
+def _holds(path: str, source: str) -> bool:
+    try:
+        with open(path) as fh:
+            return fh.read() == source
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def warm_generated(fn, node, kinds) -> None:

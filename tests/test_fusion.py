@@ -197,3 +197,15 @@ def test_fusing_keeps_the_graphs_bound_parameters():
     assert set(fused.bound_params) == set(graph.bound_params) != set()
     x = np.ones((32, 64), np.float32)
     np.testing.assert_allclose(run(fused, x)[0], run(graph, x)[0], rtol=1e-6)
+
+
+def test_a_damaged_cached_kernel_file_is_written_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(jit, "_LOADED", {})
+    graph = gc.trace(lambda a, b: a * b - b, gc.spec((8, 64)), gc.spec((8, 64)))
+    compile_graph(graph, jit=True)
+    (path,) = tmp_path.glob("k_*.py")
+    path.write_text("this is not python")
+    monkeypatch.setattr(jit, "_LOADED", {})
+    a = np.full((8, 64), 2.0, np.float32)
+    np.testing.assert_array_equal(compile_graph(graph, jit=True)(a, a)[0], a * a - a)
