@@ -2,20 +2,22 @@
 
 `rebuild(graph, visit)` walks the nodes in order and re-emits each into a fresh graph; `visit`
 may return a replacement (a node of the new graph) for any node, or None to copy it; nodes
-outside `keep` (when given) are dropped. Inputs
-keep their names and order, so the new graph has the same signature.
+outside `keep` (when given) are dropped (a visit that replaces a node may read dropped ones:
+their places in `inputs` are None). A `mapping` dict passed in is filled as the walk goes
+(old node -> new node), so a visit can reach any earlier node. Inputs keep their names and
+order, so the new graph has the same signature.
 """
 from __future__ import annotations
 
 from .graph import Graph
 
 
-def rebuild(graph: Graph, visit=None, name: str | None = None, keep=None):
+def rebuild(graph: Graph, visit=None, name: str | None = None, keep=None, mapping=None):
     new = Graph(name or graph.name)
     new.output_tree = graph.output_tree
     new.param_values = dict(graph.param_values)
     new._next_salt = graph._next_salt
-    mapping = {}
+    mapping = {} if mapping is None else mapping
     for node in graph.nodes:
         if node.op == "input":
             copy = new.input(node.attrs["name"], node.shape, node.dtype, node.attrs["kind"])
@@ -24,9 +26,11 @@ def rebuild(graph: Graph, visit=None, name: str | None = None, keep=None):
             continue
         if keep is not None and node not in keep:
             continue
-        inputs = [mapping[i] for i in node.inputs]
+        inputs = [mapping.get(i) for i in node.inputs]
         replacement = visit(node, inputs, new) if visit is not None else None
         if replacement is None:
+            if any(i is None for i in inputs):  # not `None in`: Node.__eq__ is symbolic
+                raise ValueError(f"rebuild: {node.op} reads a node that was dropped")
             replacement = new.add_node(node.op, inputs, dict(node.attrs), node.type, node.locs,
                                        node.scope)
         mapping[node] = replacement

@@ -24,7 +24,7 @@ import numpy as np
 
 from ir.graph import Graph
 from ir.ops.fused import format_program, parse_program
-from ir.rewrite import merge_locs
+from ir.rewrite import merge_locs, rebuild
 
 # op -> the scalar expression a fused kernel computes from its operands' expressions
 # (runtime/kernelgen.py); helpers come from runtime.jit, {t} is the result's numpy type.
@@ -129,30 +129,20 @@ def fuse(graph: Graph) -> Graph:
     found = clusters(graph)
     if not found:
         return graph
-    root_of = {m: root for root, members in found for m in members}
     members_of = dict(found)
-    new = Graph(graph.name)
-    new.output_tree = graph.output_tree
-    new.param_values = dict(graph.param_values)
-    new._next_salt = graph._next_salt
+    inside = {m for root, members in found for m in members if m is not root}
     mapping = {}
-    for n in graph.nodes:
-        if n.op == "input":
-            copy = new.input(n.attrs["name"], n.shape, n.dtype, n.attrs["kind"])
-            copy.locs = n.locs
-            mapping[n] = copy
-        elif n in members_of:
-            operands, program = _program(n, members_of[n])
-            mapping[n] = new.add_node(
-                "fused", [mapping[o] for o in operands], {"program": program}, n.type,
-                merge_locs(*(m.locs for m in members_of[n])), n.scope)
-        elif n not in root_of:
-            mapping[n] = new.add_node(n.op, [mapping[i] for i in n.inputs], dict(n.attrs),
-                                      n.type, n.locs, n.scope)
-    new.set_outputs([mapping[o] for o in graph.outputs])
-    by_name = {n.attrs["name"]: n for n in new.inputs}
-    new.bound_params = {k: by_name[v.attrs["name"]] for k, v in graph.bound_params.items()}
-    return new
+
+    def visit(node, inputs, new):
+        if node not in members_of:
+            return None
+        operands, program = _program(node, members_of[node])
+        return new.add_node("fused", [mapping[o] for o in operands], {"program": program},
+                            node.type, merge_locs(*(m.locs for m in members_of[node])),
+                            node.scope)
+
+    keep = [n for n in graph.nodes if n not in inside]
+    return rebuild(graph, visit, keep=set(keep), mapping=mapping)[0]
 
 
 def _program(root, members):

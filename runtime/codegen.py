@@ -175,18 +175,22 @@ class Plan:
         self._globals[name] = fn
         shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
                   "block": n.shape[-2:]}
-        operands = []
-        for a, k, i in zip(args, kinds, n.inputs):
-            if i.shape == shapes[k]:
-                operands.append(a)
-            elif i.op in CONSTANT_OPS:  # reshaped once, when the plan is built
-                self._globals[f"{a}_2d"] = self._globals[a].reshape(shapes[k])
-                operands.append(f"{a}_2d")
-            else:
-                operands.append(f"{a}.reshape({shapes[k]!r})")
+        operands = [self._reshaped_view(a, i.shape, shapes[k])
+                    for a, k, i in zip(args, kinds, n.inputs)]
         jit_kernels.warm_generated(fn, n, kinds)
-        out = var if n.shape == (rows, cols) else f"{var}.reshape({rows}, {cols})"
+        out = self._reshaped_view(var, n.shape, (rows, cols))
         return [f"{name}({out}, {', '.join(operands)})"]
+
+    def _reshaped_view(self, name, shape, target):
+        """Source for array `name` viewed with shape `target`; plan-owned arrays (pool
+        buffers, constants) are reshaped once, when the plan is built, not on every call."""
+        if tuple(shape) == tuple(target):
+            return name
+        if name in self._globals:
+            view = f"{name}_as_{'x'.join(str(d) for d in target)}"
+            self._globals[view] = self._globals[name].reshape(target)
+            return view
+        return f"{name}.reshape({tuple(target)!r})"
 
     def _call(self, n, args, var):
         fn_name = f"op_{n.op}"

@@ -239,14 +239,19 @@ if numba is not None:
                 total += partial[k, j]
             out[j] = total
 
+    @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+    def _row_max(row):
+        m = row[0]
+        for j in range(1, row.shape[0]):
+            if row[j] > m:
+                m = row[j]
+        return m
+
     @njit(**_OPTS)
     def softmax(x, out):
         rows, n = x.shape
         for r in prange(rows):
-            m = x[r, 0]
-            for j in range(1, n):
-                if x[r, j] > m:
-                    m = x[r, j]
+            m = _row_max(x[r])
             s = x.dtype.type(0.0)
             for j in range(n):
                 e = fast_exp(x[r, j] - m)
@@ -260,10 +265,7 @@ if numba is not None:
     def log_softmax(x, out):
         rows, n = x.shape
         for r in prange(rows):
-            m = x[r, 0]
-            for j in range(1, n):
-                if x[r, j] > m:
-                    m = x[r, j]
+            m = _row_max(x[r])
             s = x.dtype.type(0.0)
             for j in range(n):
                 s += fast_exp(x[r, j] - m)

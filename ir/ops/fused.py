@@ -16,7 +16,7 @@ from scipy import special
 
 from ..types import SHORT_NAMES, TensorType, as_dtype, is_float
 from . import api as F
-from .registry import check, defop
+from .registry import check, defop, get_op
 
 _C = math.sqrt(2.0 / math.pi)
 _K = 0.044715
@@ -288,12 +288,10 @@ def _run_program(operands, program, step):
 
 
 def _fused_infer(types, program):
-    from .registry import get_op
     return _run_program(types, program, lambda op, ts, attrs: get_op(op).infer(ts, **attrs))
 
 
 def _fused_flops(types, out, program):
-    from .registry import get_op
     total = []
 
     def step(op, ts, attrs):
@@ -309,6 +307,5 @@ def _fused_flops(types, out, program):
 def fused(*operands, program):
     """The members' own numpy definitions, one after another (the compiled plan runs the
     cluster as one generated kernel instead). Not differentiable: fusion runs after autodiff."""
-    from .registry import get_op
     return _run_program(operands, program,
                         lambda op, xs, attrs: np.asarray(get_op(op).impl(*xs, **attrs)))
