@@ -72,6 +72,7 @@ class Plan:
         self._globals = {"np": np, "special": special, "_submit": worker().submit,
                          "_ones": ones, "_jit": jit_kernels, "_reshaped": reshaped}
         self._steps = []  # (node, statements, result expression)
+        self._solo_blas = None  # numpy's BLAS, kept single-threaded while the plan runs
         self._generate()
         self.source = self._render()
         self._fn = self._compile(self.source, "plan")
@@ -133,7 +134,10 @@ class Plan:
                 elif emit_jit is not None:
                     lines += emit_jit(n, args, var)
                     jit_kernels.warm(JIT_KERNELS[n.op], n.dtype)
+                    if n.op == "matmul":
+                        self._bind_gemm()
                 elif (self.parallel and splittable(n)) or (self.jit and batched_matmul(n)):
+                    # batched matmuls reach this only where runtime.gemm is unavailable
                     lines += self._split_kernel(n, var, args, names_s)
                 else:
                     lines += _emit(n, args, var, names_s)
@@ -180,6 +184,17 @@ class Plan:
         jit_kernels.warm_generated(fn, n, kinds)
         out = self._reshaped_view(var, n.shape, (rows, cols))
         return [f"{name}({out}, {', '.join(operands)})"]
+
+    def _bind_gemm(self):
+        """Globals of runtime.gemm's kernels. Their blocks run on numba's threads, so numpy's
+        BLAS must not start threads of its own inside them: the plan sets it to one thread
+        while it runs (and back afterwards, for the rest of the program)."""
+        if self._solo_blas is None:
+            from . import gemm
+            self._solo_blas = gemm.blas()
+            self._globals.update(_gemm=gemm, _threads=gemm.threads(),
+                                 _sgemm=self._solo_blas.address(np.float32),
+                                 _dgemm=self._solo_blas.address(np.float64))
 
     def _reshaped_view(self, name, shape, target):
         """Source for array `name` viewed with shape `target`; plan-owned arrays (pool
@@ -243,7 +258,8 @@ class Plan:
         env = dict(self._globals)
         env.update(extra or {})
         exec(compile(source, f"<graphc {label} {self.name}>", "exec"), env)
-        return env["plan"]
+        fn = env["plan"]
+        return fn if self._solo_blas is None else _with_solo_blas(fn, self._solo_blas)
 
     # ---- running -----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -358,6 +374,17 @@ def format_profile(rows, total_seconds, top=25) -> str:
                      f"{gf:>8}  {r['where']}")
     lines.append(f"total {total_seconds * 1e3:.2f} ms over {len(rows)} kernels")
     return "\n".join(lines)
+
+
+def _with_solo_blas(fn, blas):
+    def run(*args):
+        before = blas.threads()
+        blas.set_threads(1)
+        try:
+            return fn(*args)
+        finally:
+            blas.set_threads(before)
+    return run
 
 
 def compile_graph(graph, name=None, donate=(), check_finite=False, parallel=None,

@@ -297,7 +297,8 @@ def _example_arguments(kernel: str, dtype) -> tuple:
 
 
 FIXED_KERNELS = ("gelu_tanh_rows", "gelu_tanh_grad_rows", "softmax", "log_softmax",
-                 "softmax_grad", "layer_norm", "layer_norm_grad", "layer_norm_wgrad")
+                 "softmax_grad", "layer_norm", "layer_norm_grad", "layer_norm_wgrad",
+                 "gemm")  # runtime.gemm's matmul kernels
 _WARM = set()
 
 
@@ -316,7 +317,10 @@ def warm(kernel: str, dtype) -> None:
     dtype = np.dtype(dtype)
     if (kernel, dtype) not in _WARM:
         _WARM.add((kernel, dtype))
-        globals()[kernel](*_example_arguments(kernel, dtype))
+        if kernel == "gemm":
+            from . import gemm  # noqa: F401  compiles both dtypes' GEMM kernels on import
+        else:
+            globals()[kernel](*_example_arguments(kernel, dtype))
 
 
 # ---- generated kernels (runtime/kernelgen.py) -------------------------------------------------

@@ -282,14 +282,32 @@ def _jit_rows(kernel):
     return emit
 
 
+def _jit_matmul(node, args, dst):
+    """runtime.gemm's kernels; they return 1 for layouts BLAS cannot read in place, and
+    np.matmul then does the product."""
+    a, b = node.inputs
+    fn = "_sgemm" if node.dtype == np.float32 else "_dgemm"
+    fallback = f"np.matmul({args[0]}, {args[1]}, out={dst})"
+    if node.ndim == 2:
+        call = f"_gemm.matmul2d({fn}, _threads, {args[0]}, {args[1]}, {dst})"
+    elif b.ndim == 2:  # (..., m, k) @ (k, n) is one product over the flattened leading axes
+        call = (f"_gemm.matmul2d({fn}, _threads, {_rows(args[0], a.shape[-1])}, {args[1]}, "
+                f"{_rows(dst, node.shape[-1])})")
+    else:
+        pad = lambda x, nd: x if nd == 4 else f"{x}[{', '.join(['None'] * (4 - nd))}]"
+        call = (f"_gemm.matmul4d({fn}, _threads, {pad(args[0], a.ndim)}, "
+                f"{pad(args[1], b.ndim)}, {pad(dst, node.ndim)})")
+    return [f"{call} and {fallback}"]
+
+
 JIT_EMITTERS = {
-    "gelu": _jit_gelu, "gelu_grad": _jit_gelu_grad, "layer_norm": _jit_layer_norm,
+    "gelu": _jit_gelu, "matmul": _jit_matmul, "gelu_grad": _jit_gelu_grad, "layer_norm": _jit_layer_norm,
     "layer_norm_grad": _jit_layer_norm_grad, "layer_norm_wgrad": _jit_layer_norm_wgrad,
     "softmax": _jit_rows("softmax"),
     "log_softmax": _jit_rows("log_softmax"), "softmax_grad": _jit_rows("softmax_grad"),
 }
 # op -> the runtime.jit kernel its emitter calls
-JIT_KERNELS = {"gelu": "gelu_tanh_rows", "gelu_grad": "gelu_tanh_grad_rows"}
+JIT_KERNELS = {"gelu": "gelu_tanh_rows", "gelu_grad": "gelu_tanh_grad_rows", "matmul": "gemm"}
 JIT_KERNELS.update({op: op for op in JIT_EMITTERS if op not in JIT_KERNELS})
 
 
@@ -305,6 +323,9 @@ def jit_emitter(node):
         return None
     if node.size == 0:
         return None
+    if node.op == "matmul":
+        from . import gemm  # imports numba
+        return emit if gemm.supports(node) and gemm.available() else None
     return emit
 
 

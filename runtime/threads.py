@@ -1,15 +1,20 @@
-"""Keep idle BLAS and OpenMP threads from spinning on the cores the next kernel needs.
+"""Thread settings for plans with numba kernels: one thread pool does the parallel work.
 
-After each multi-threaded GEMM, OpenBLAS's worker threads busy-wait for about 2^28 cycles
-before sleeping, and libgomp's threads spin after each parallel loop. On a 2-core machine the
-next parallel kernel then shares a core with a spinning thread and waits for its slow half:
-measured, a GELU-gradient kernel over 1M floats took 2.9 ms right after a GEMM instead of
-0.29 ms, and a GEMM after a numba loop 5.1 ms instead of 1.4 ms. With the shortest OpenBLAS
-timeout and passive OpenMP waiting both run at full speed (GEMM 1.39 ms, kernel 0.32 ms).
+numba's parallel kernels and, through runtime.gemm, the plan's GEMMs run on numba's OpenMP
+threads. Between two kernels those threads spin for a while (GOMP_SPINCOUNT=100000, about
+2 ms here) before they sleep: waking a sleeping thread cost ~50 us per kernel (an empty
+parallel loop: 49 us after sleeping, 1.6 us with spinning threads), which was ~20% of the tiny
+GPT step. Spinning is only safe because nothing else competes for the cores while a plan
+runs: numpy's OpenBLAS is kept single-threaded inside plans (runtime.codegen).
 
-OpenBLAS reads its timeout from the environment when it starts its threads; if numpy is
-already imported we ask it to read the environment again and restart its thread pool.
-Set GRAPHC_BLAS_TUNE=0 to leave both libraries alone.
+OpenBLAS's own threads, used by numpy outside plans, busy-wait for about 2^28 cycles after
+each GEMM; on a 2-core machine a plan started right after numpy code then shares a core with
+them (measured: a GELU-gradient kernel over 1M floats took 2.9 ms right after a GEMM instead
+of 0.29 ms). We shorten that timeout; OpenBLAS reads it when it starts its threads, so if numpy
+is already imported we ask it to read the environment again and restart its thread pool.
+
+A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT is left as it is; they are read when numba starts
+its threads (the first parallel kernel). Set GRAPHC_BLAS_TUNE=0 to leave both libraries alone.
 """
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ def quiet_blas_spinning() -> None:
     if _DONE or os.environ.get("GRAPHC_BLAS_TUNE", "1") == "0":
         return
     _DONE.append(True)
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "100000")
     if os.environ.get("OPENBLAS_THREAD_TIMEOUT") is None:
         os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
         _restart_openblas()

@@ -77,7 +77,7 @@ def test_generated_source_is_pinned():
     def f(x, w, b):
         return gc.relu(x @ w + b).sum(0)
     g = optimize(gc.trace(f, gc.spec((4, 3)), gc.spec((3, 2)), gc.spec(2)))
-    assert compile_graph(g).source == """\
+    source = """\
 def plan(in0, in1, in2):
     np.matmul(in0, in1, out=t0)
     np.add(t0, in2, out=t1)
@@ -86,6 +86,12 @@ def plan(in0, in1, in2):
     np.matmul(_ones(4, np.float32), t2.reshape(4, -1), out=t3.reshape(-1))
     return (t3,)
 """
+    assert compile_graph(g, jit=False).source == source
+    from runtime import gemm, jit
+    if jit.enabled() and gemm.available():  # the product runs on runtime.gemm's kernel
+        assert compile_graph(g, jit=True).source == source.replace(
+            "    np.matmul(in0, in1, out=t0)",
+            "    _gemm.matmul2d(_sgemm, _threads, in0, in1, t0) and np.matmul(in0, in1, out=t0)")
 
 
 def test_elementwise_chains_run_in_place_in_reused_buffers():

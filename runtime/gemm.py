@@ -1,0 +1,221 @@
+"""Matrix products on the numba kernels' thread pool: numpy's own BLAS, called one block per
+thread from a parallel numba loop.
+
+On this 2-core machine a plan that mixed numpy's multi-threaded GEMMs with numba's parallel
+kernels ran two thread pools on two cores. Each pool's idle threads had to sleep so as not to
+steal the other's core, and waking a sleeping thread costs ~50 us per parallel kernel (measured
+on an empty parallel loop: 49 us with sleeping threads, 1.6 us with spinning ones). Here a
+GEMM's blocks run on the numba pool (OpenBLAS single-threaded inside it), so one pool does all
+the parallel work and its threads may spin between kernels.
+
+The BLAS is the one numpy links (OpenBLAS with 64-bit integers, found through threadpoolctl);
+its function's address is an argument of the kernels, so numba can cache them on disk. Where
+it is not found (another BLAS), `available()` is false and plans keep numpy's matmul.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+try:
+    from llvmlite import ir
+    from numba import njit, prange, types
+    from numba.extending import intrinsic
+except ImportError:  # pragma: no cover - numba is a dependency; this keeps numpy-only use
+    njit = None
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# below this many multiply-adds a product runs on one thread: a block of it is too small
+# to repay handing it to the other thread (2048x64 @ 64x64 is 8.4M)
+PARALLEL_MIN_MACS = 1 << 18
+_BLAS = []
+
+
+class _Blas:
+    def __init__(self, lib, prefix, suffix):
+        self.sgemm = _address(lib, f"{prefix}cblas_sgemm{suffix}")
+        self.dgemm = _address(lib, f"{prefix}cblas_dgemm{suffix}")
+        self._set = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}")
+        self._get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}")
+        self._set.argtypes, self._get.restype = [ctypes.c_int], ctypes.c_int
+
+    def address(self, dtype) -> int:
+        return self.sgemm if np.dtype(dtype) == np.float32 else self.dgemm
+
+    def threads(self) -> int:
+        return self._get()
+
+    def set_threads(self, n: int) -> None:
+        self._set(n)
+
+
+def _address(lib, name) -> int:
+    return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+
+
+def blas():
+    """numpy's OpenBLAS (ILP64 CBLAS interface), or None."""
+    if not _BLAS:
+        _BLAS.append(_find_blas())
+    return _BLAS[0]
+
+
+def _find_blas():
+    if njit is None:
+        return None
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy loads its BLAS lazily on some builds
+    infos = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    # numpy's own copy first (scipy may bring a second OpenBLAS with 32-bit integers)
+    infos.sort(key=lambda i: "numpy" not in i.get("filepath", ""))
+    for info in infos:
+        try:
+            lib = ctypes.CDLL(info["filepath"])
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_", "64_"), ("", "64_")):
+            try:
+                return _Blas(lib, prefix, suffix)
+            except AttributeError:
+                continue
+    return None
+
+
+def available() -> bool:
+    return blas() is not None
+
+
+def supports(node) -> bool:
+    """Matmuls the kernels take: float32/float64 matrices (both operands at least 2-D, at
+    most 4-D; batch axes may broadcast)."""
+    if node.op != "matmul" or node.dtype not in (np.float32, np.float64):
+        return False
+    a, b = node.inputs
+    return a.dtype == b.dtype == node.dtype and 2 <= a.ndim <= 4 and 2 <= b.ndim <= 4
+
+
+if njit is not None:
+    @intrinsic
+    def _cblas_gemm(typingctx, fn, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                    ldc):
+        """cblas_?gemm(RowMajor, ...) through the address `fn`; a, b, c are addresses."""
+        sig = types.void(fn, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+        def codegen(context, builder, signature, args):
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            real = ir.FloatType() if signature.args[6] == types.float32 else ir.DoubleType()
+            ptr = ir.IntType(8).as_pointer()
+            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, ptr,
+                                                   i64, ptr, i64, real, ptr, i64])
+
+            def integer(k, width):
+                v = context.cast(builder, args[k], signature.args[k], types.int64)
+                return builder.trunc(v, i32) if width == 32 else v
+
+            def pointer(k):
+                return builder.inttoptr(integer(k, 64), ptr)
+
+            callee = builder.inttoptr(integer(0, 64), fnty.as_pointer())
+            builder.call(callee, [ir.Constant(i32, _ROW_MAJOR), integer(1, 32), integer(2, 32),
+                                  integer(3, 64), integer(4, 64), integer(5, 64), args[6],
+                                  pointer(7), integer(8, 64), pointer(9), integer(10, 64),
+                                  args[11], pointer(12), integer(13, 64)])
+            return context.get_dummy_value()
+        return sig, codegen
+
+    @njit(cache=True, inline="always")
+    def _layout(s_rows, s_cols, rows, cols, item):
+        """(transpose flag, leading dimension) of a matrix with these byte strides, or
+        (0, 0) if BLAS cannot read it in place."""
+        if s_cols == item and (s_rows >= cols * item or rows == 1) and s_rows % item == 0:
+            return _NO_TRANS, max(s_rows // item, cols, 1)
+        if s_rows == item and (s_cols >= rows * item or cols == 1) and s_cols % item == 0:
+            return _TRANS, max(s_cols // item, rows, 1)
+        return 0, 0
+
+    @njit(cache=True, nogil=True)
+    def _block(fn, a, b, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item):
+        """out[r0:r1, c0:c1] = a[r0:r1] @ b[:, c0:c1] (2-D views, checked layouts)."""
+        sa0, sa1 = a.strides[0] // item, a.strides[1] // item
+        sb0, sb1 = b.strides[0] // item, b.strides[1] // item
+        k = a.shape[1]
+        one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
+        _cblas_gemm(fn, ta, tb, r1 - r0, c1 - c0, k, one,
+                    a.ctypes.data + r0 * sa0 * item, lda,
+                    b.ctypes.data + c0 * sb1 * item, ldb, zero,
+                    out.ctypes.data + (r0 * ldc + c0) * item, ldc)
+
+    def _matmul2d(fn, threads, a, b, out):
+        """out = a @ b for 2-D operands, in up to `threads` blocks; returns 1 (and writes
+        nothing) when a layout is not one BLAS reads in place or a dimension is 0, so the
+        caller uses np.matmul. (numba's get_num_threads would keep the kernel out of the
+        disk cache.)"""
+        m, k = a.shape
+        n = b.shape[1]
+        item = out.itemsize
+        ta, lda = _layout(a.strides[0], a.strides[1], m, k, item)
+        tb, ldb = _layout(b.strides[0], b.strides[1], k, n, item)
+        if ta == 0 or tb == 0 or m == 0 or n == 0 or k == 0 or out.strides[1] != item \
+                or out.strides[0] < n * item:
+            return 1
+        ldc = out.strides[0] // item
+        if m * n * k < PARALLEL_MIN_MACS or threads < 2:
+            _block(fn, a, b, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
+            return 0
+        by_rows = m >= n
+        extent = m if by_rows else n
+        parts = min(threads, extent)
+        for p in prange(parts):
+            lo, hi = extent * p // parts, extent * (p + 1) // parts
+            if by_rows:
+                _block(fn, a, b, out, lo, hi, 0, n, ta, lda, tb, ldb, ldc, item)
+            else:
+                _block(fn, a, b, out, 0, m, lo, hi, ta, lda, tb, ldb, ldc, item)
+        return 0
+
+    def _matmul4d(fn, threads, a, b, out):
+        """out[i, j] = a[i, j] @ b[i, j] over two batch axes (size-1 axes of a or b
+        broadcast); returns 1 as matmul2d does."""
+        p, q, m, n = out.shape
+        k = a.shape[3]
+        item = out.itemsize
+        ta, lda = _layout(a.strides[2], a.strides[3], m, k, item)
+        tb, ldb = _layout(b.strides[2], b.strides[3], k, n, item)
+        if ta == 0 or tb == 0 or m == 0 or n == 0 or k == 0 or out.strides[3] != item \
+                or out.strides[2] < n * item:
+            return 1
+        ldc = out.strides[2] // item
+        one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
+        sa = (a.strides[0] if a.shape[0] > 1 else 0, a.strides[1] if a.shape[1] > 1 else 0)
+        sb = (b.strides[0] if b.shape[0] > 1 else 0, b.strides[1] if b.shape[1] > 1 else 0)
+        pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
+        for t in prange(p * q):
+            i, j = t // q, t % q
+            _cblas_gemm(fn, ta, tb, m, n, k, one, pa + i * sa[0] + j * sa[1], lda,
+                        pb + i * sb[0] + j * sb[1], ldb, zero,
+                        pc + i * out.strides[0] + j * out.strides[1], ldc)
+        return 0
+
+    def _signatures(ndim):
+        # one compiled variant per dtype: arrays of any layout (C, F, strided views) convert
+        # to layout "A", so transposed operands cost no compilation of their own
+        # operands typed read-only: writeable arrays convert to that too (plan constants
+        # are read-only arrays, which numba would otherwise compile a variant for)
+        return [types.int64(types.int64, types.int64,
+                            *[types.Array(t, ndim, "A", readonly=True)] * 2,
+                            types.Array(t, ndim, "A"))
+                for t in (types.float32, types.float64)]
+
+    # compiled (or loaded from numba's disk cache) when this module is imported
+    matmul2d = njit(_signatures(2), parallel=True, nogil=True, cache=True)(_matmul2d)
+    matmul4d = njit(_signatures(4), parallel=True, nogil=True, cache=True)(_matmul4d)
+
+
+def threads() -> int:
+    """Blocks a large product is split into: numba's thread count."""
+    import numba
+    return numba.get_num_threads()

@@ -1,0 +1,108 @@
+"""runtime.gemm: matrix products on numba's threads through numpy's BLAS, against np.matmul,
+for the layouts plans produce (transposed and strided views, broadcast batches, read-only
+constants) and the ones BLAS cannot read in place (the plan falls back to np.matmul)."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from runtime import gemm, jit
+from runtime.codegen import compile_graph
+
+pytestmark = pytest.mark.skipif(not jit.enabled() or not gemm.available(),
+                                reason="numba or numpy's OpenBLAS missing")
+
+RNG = np.random.default_rng(7)
+
+
+def _mm(a, b):
+    """Through the kernels as a plan calls them; None where they decline."""
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    out = np.full(shape, np.nan, a.dtype)
+    fn = gemm.blas().address(a.dtype)
+    if out.ndim == 2:
+        declined = gemm.matmul2d(fn, 2, a, b, out)
+    else:
+        pad = lambda x: x.reshape((1,) * (4 - x.ndim) + x.shape)
+        declined = gemm.matmul4d(fn, 2, pad(a), pad(b), pad(out))
+    return None if declined else out
+
+
+def _r(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+LAYOUTS = {
+    "contiguous": lambda dt: (_r(37, 19, dtype=dt), _r(19, 23, dtype=dt)),
+    "large, split across threads": lambda dt: (_r(300, 64, dtype=dt), _r(64, 256, dtype=dt)),
+    "wide, split by columns": lambda dt: (_r(64, 300, dtype=dt).T, _r(64, 700, dtype=dt)),
+    "transposed a": lambda dt: (_r(19, 37, dtype=dt).T, _r(19, 23, dtype=dt)),
+    "transposed b": lambda dt: (_r(37, 19, dtype=dt), _r(23, 19, dtype=dt).T),
+    "row-strided": lambda dt: (_r(74, 19, dtype=dt)[::2], _r(19, 46, dtype=dt)[:, :23]),
+    "one row": lambda dt: (_r(1, 19, dtype=dt), _r(19, 5, dtype=dt)),
+    "attention heads": lambda dt: (
+        _r(4, 8, 48, dtype=dt)[:, :, :16].reshape(4, 8, 2, 8).transpose(0, 2, 1, 3),
+        _r(4, 8, 48, dtype=dt)[:, :, 16:32].reshape(4, 8, 2, 8).transpose(0, 2, 3, 1)),
+    "broadcast batch": lambda dt: (_r(3, 1, 5, 4, dtype=dt), _r(6, 4, 7, dtype=dt)),
+    "batch times matrix": lambda dt: (_r(5, 6, 4, dtype=dt), _r(2, 4, 3, dtype=dt)[1]),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_kernels_equal_np_matmul(layout, dtype):
+    a, b = LAYOUTS[layout](dtype)
+    out = _mm(a, b)
+    assert out is not None
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=tol, atol=tol)
+
+
+def test_read_only_operands_need_no_copy():
+    a, b = _r(8, 5), _r(5, 3)
+    a.setflags(write=False)
+    b.setflags(write=False)
+    np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("a, b", [
+    (_r(8, 10)[:, ::2], _r(5, 3)),  # no unit stride: BLAS cannot read it
+    (_r(0, 5), _r(5, 3)),  # empty
+    (_r(4, 0), _r(0, 3)),  # zero-length sum: the plan's np.matmul writes zeros
+])
+def test_kernels_decline_what_blas_cannot_do(a, b):
+    assert _mm(a, b) is None
+
+
+def test_plans_use_the_kernels_and_fall_back_to_np_matmul():
+    spec = gc.spec((6, 10))
+    graph = gc.trace(lambda x, w: x[:, ::2] @ w, spec, gc.spec((5, 4)))
+    plan = compile_graph(graph, jit=True)
+    assert "_gemm.matmul2d(" in plan.source and "np.matmul(" in plan.source
+    x, w = _r(6, 10), _r(5, 4)
+    np.testing.assert_allclose(plan(x, w)[0], x[:, ::2] @ w, rtol=1e-5)
+
+
+def test_attention_products_use_the_batched_kernel():
+    spec = gc.spec((2, 3, 8, 4))
+    graph = gc.trace(lambda q, k: q @ gc.transpose(k, (0, 1, 3, 2)), spec, spec)
+    plan = compile_graph(graph, jit=True)
+    assert "_gemm.matmul4d(" in plan.source
+    q, k = _r(2, 3, 8, 4), _r(2, 3, 8, 4)
+    np.testing.assert_allclose(plan(q, k)[0], q @ k.transpose(0, 1, 3, 2), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_numpys_blas_is_single_threaded_inside_a_plan_and_restored_after():
+    blas = gemm.blas()
+    before = blas.threads()
+    seen = []
+    plan = compile_graph(gc.trace(lambda x: x @ x, gc.spec((4, 4))), jit=True)
+    from runtime.codegen import _with_solo_blas
+    probe = _with_solo_blas(lambda: seen.append(blas.threads()), blas)
+    probe()
+    assert seen == [1] and blas.threads() == before
+    with pytest.raises(RuntimeError):
+        _with_solo_blas(lambda: (_ for _ in ()).throw(RuntimeError("boom")), blas)()
+    assert blas.threads() == before
+    np.testing.assert_allclose(plan(np.eye(4, dtype=np.float32))[0], np.eye(4))
+    assert blas.threads() == before
