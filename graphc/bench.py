@@ -1,9 +1,10 @@
 """Benchmarks: the same GPT training step under graphc compiled (default pipeline and -O0),
 graphc eager, and PyTorch eager when torch is importable: same weights, same batch.
 
-Contenders take turns (a new order each round, a pause between turns, one untimed step to
-re-warm, then a few timed steps back to back) so that machine noise hits them alike; we report
-the median and the interquartile range of the step times, measured in one run.
+Each contender runs in a process of its own; they take turns (a new order each round, a pause
+between turns, one untimed step to re-warm, then a few timed steps back to back) so that
+machine noise hits them alike; we report the median and the interquartile range of the step
+times, measured in one run.
 """
 from __future__ import annotations
 
@@ -157,7 +158,7 @@ def matmul_gflops(n=1024, dtype=np.float32, repeat=10) -> float:
 
 
 BURST = 3  # steps timed back to back per turn
-PAUSE_S = 0.05  # between measured steps, not counted
+PAUSE_S = 0.25  # between turns, not counted: idle threads of the last contender stop spinning
 
 
 class InferStep:
@@ -259,6 +260,7 @@ def _mlp_runner(contender):
 
 # "numpy": the default pipeline compiled without numba (numpy kernels only, no fusion)
 COMPILED = ("compiled", "numpy", "O0")
+CONTENDERS = COMPILED + ("eager", "torch")
 
 
 def _jit(contender):
@@ -269,12 +271,9 @@ WORKLOADS = ("gpt-tiny-train", "gpt-small-train", "gpt-tiny-infer", "gpt-small-i
              "mlp-train")
 
 
-def _make(workload, contender, log):
+def _make(workload, contender, log=None):
     if contender == "torch":
-        try:
-            import torch
-        except ImportError:
-            return None
+        import torch
         torch.manual_seed(0)
     if workload.startswith("gpt-"):
         _, config, kind = workload.split("-")
@@ -294,46 +293,139 @@ def _make(workload, contender, log):
 
 def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
         contenders=("compiled", "numpy", "O0", "eager", "torch"), log=print):
-    """Interleaved measurements of every contender on every workload, in this process."""
-    results = []
-    for workload in workloads:
-        runners = {}
+    """Interleaved measurements of every contender on every workload, each contender in a
+    process of its own (as a user would run it).
+
+    In one shared process the contenders changed each other's speed: graphc eager's step
+    depends on the state of the C heap (its large temporaries are allocated and freed every
+    op; measured for `small`: 28k page faults and 203 ms per step in a fresh process, 51k and
+    241 ms after another contender had mapped 120 MB; for `tiny`, after tracemalloc had grown
+    the heap, 36 ms instead of 57), and one contender's idle threads spun on the cores the
+    next one needed."""
+    workers = {}
+    try:
         for contender in contenders:
-            made = _make(workload, contender, log)
-            if made is None:
-                log(f"{workload}: torch is not installed, PyTorch column skipped")
+            worker = _Worker(contender)
+            if worker.missing:
+                log(f"{contender} is not available here ({worker.missing}); column skipped")
+                worker.stop()
                 continue
-            runners[contender], tokens = made
-        for runner in runners.values():
-            for _ in range(warmup):
+            workers[contender] = worker
+        return [r for w in workloads for r in _run_workload(w, workers, steps, warmup)]
+    finally:
+        for worker in workers.values():
+            worker.stop()
+
+
+def _run_workload(workload, workers, steps, warmup):
+    # built one after another, so that each compile time is measured on a quiet machine
+    meta = {c: w.ask("make", workload) for c, w in workers.items()}
+    for w in workers.values():
+        w.ask("warmup", warmup)
+    flops = meta["compiled"]["flops"] if "compiled" in meta else 0.0
+    res = {c: Result(workload, c, tokens=m["tokens"], flops=flops,
+                     compile_seconds=m["compile_seconds"], peak_bytes=m["peak_bytes"])
+           for c, m in meta.items()}
+    order = list(workers)
+    shuffle = np.random.default_rng(0)
+    for _ in range(-(-steps // BURST)):
+        # A new order every round, and a pause between turns: a contender's idle threads
+        # (OpenBLAS's after numpy's GEMMs, OpenMP's after PyTorch's ops or graphc's kernels)
+        # spin for up to ~0.1 s and must not slow down whoever runs next. In its turn a
+        # contender runs one untimed step that re-warms caches and sleeping threads
+        # (measured for the compiled tiny step: median 32.5 ms first after a pause, worst
+        # 61, vs 25.7 for the next ones), then BURST steps timed back to back, as steps run
+        # in training.
+        for k in shuffle.permutation(len(order)):
+            c = order[k]
+            time.sleep(PAUSE_S)
+            res[c].times += workers[c].ask("turn", min(BURST, steps - len(res[c].times)))
+    if "eager" in workers and res["eager"].peak_bytes is None:
+        # tracemalloc reshapes the heap: measured after the timed steps
+        res["eager"].peak_bytes = workers["eager"].ask("peak", None)
+    return list(res.values())
+
+
+class _Worker:
+    """A contender's process: builds a workload's runner, runs its turns, reports times."""
+
+    def __init__(self, contender):
+        import multiprocessing
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, contender), daemon=True,
+                                   name=f"graphc-bench-{contender}")
+        self.process.start()
+        child.close()
+        self.missing = self._reply()
+
+    def ask(self, command, argument):
+        self.conn.send((command, argument))
+        return self._reply()
+
+    def _reply(self):
+        try:
+            status, value = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(f"bench worker {self.process.name} exited "
+                               f"(code {self.process.exitcode})") from None
+        if status == "error":
+            raise RuntimeError(f"bench worker {self.process.name} failed:\n{value}")
+        return value
+
+    def stop(self):
+        try:
+            self.conn.send(("stop", None))
+        except (OSError, EOFError):
+            pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _serve(conn, contender):
+    import traceback
+    try:
+        if contender not in CONTENDERS:
+            raise ValueError(f"unknown contender {contender!r}; choose from "
+                             f"{', '.join(CONTENDERS)}")
+        missing = None
+        if contender == "torch":
+            try:
+                import torch  # noqa: F401
+            except ImportError as exc:
+                missing = f"torch: {exc}"
+        conn.send(("ok", missing))
+        runner = None
+        while True:
+            command, argument = conn.recv()
+            if command == "stop":
+                return
+            if command == "make":
+                runner = None  # the previous workload's memory goes first
+                runner, tokens = _make(argument, contender, log=None)
+                value = dict(tokens=tokens, flops=getattr(runner, "flops", 0.0),
+                             compile_seconds=getattr(runner, "compile_seconds", None),
+                             peak_bytes=getattr(runner, "peak_bytes", None))
+            elif command == "warmup":
+                for _ in range(argument):
+                    runner()
+                value = None
+            elif command == "turn":
                 runner()
-        if isinstance(runners.get("eager"), EagerStep):
-            runners["eager"].measure_peak()
-        flops = next((getattr(r, "flops", 0.0) for c, r in runners.items()
-                      if c == "compiled"), 0.0)
-        res = {c: Result(workload, c, tokens=tokens, flops=flops,
-                         compile_seconds=getattr(r, "compile_seconds", None),
-                         peak_bytes=getattr(r, "peak_bytes", None))
-               for c, r in runners.items()}
-        order = list(runners)
-        shuffle = np.random.default_rng(0)
-        for _ in range(-(-steps // BURST)):
-            # A new order every round, and a pause between contenders: one that leaves busy
-            # threads behind (PyTorch's OpenMP workers spin after each op) must not slow
-            # down whoever runs next. Then one untimed step re-warms caches and sleeping
-            # threads (measured for the compiled tiny step: median 32.5 ms first after a
-            # pause, worst 61, vs 25.7 for the next ones) and the next BURST steps are timed
-            # back to back, as steps run in training.
-            for k in shuffle.permutation(len(order)):
-                c = order[k]
-                time.sleep(PAUSE_S)
-                runners[c]()
-                for _ in range(min(BURST, steps - len(res[c].times))):
+                value = []
+                for _ in range(argument):
                     start = time.perf_counter()
-                    runners[c]()
-                    res[c].times.append(time.perf_counter() - start)
-        results.extend(res.values())
-    return results
+                    runner()
+                    value.append(time.perf_counter() - start)
+            elif command == "peak":
+                measure = getattr(runner, "measure_peak", None)
+                if measure is not None:
+                    measure()
+                value = getattr(runner, "peak_bytes", None)
+            conn.send(("ok", value))
+    except Exception:  # reported by the parent, with this process's traceback
+        conn.send(("error", traceback.format_exc()))
 
 
 def run_gpt_steps(configs=("tiny", "small"), steps=10, warmup=2,
@@ -461,8 +553,12 @@ def run_cli(args) -> int:
     for w in workloads:
         if w not in WORKLOADS:
             raise ValueError(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
+    contenders = tuple(c.strip() for c in args.contenders.split(",") if c.strip())
+    for c in contenders:
+        if c not in CONTENDERS:
+            raise ValueError(f"unknown contender {c!r}; choose from {', '.join(CONTENDERS)}")
     gemm = matmul_gflops()
-    results = run(workloads, args.steps, args.warmup, tuple(args.contenders.split(",")))
+    results = run(workloads, args.steps, args.warmup, contenders)
     print(table(results, gemm))
     if args.json:
         with open(args.json + ".tmp", "w") as fh:

@@ -32,3 +32,16 @@ def test_bench_writes_complete_json_and_plot(tmp_path, capsys):
 def test_bench_rejects_unknown_workloads(capsys):
     assert main(["bench", "--workloads", "nope"]) == 2
     assert "unknown workload 'nope'" in capsys.readouterr().err
+
+
+def test_bench_rejects_unknown_contenders(capsys):
+    assert main(["bench", "--workloads", "mlp-train", "--contenders", "compiled,jax"]) == 2
+    assert "unknown contender 'jax'" in capsys.readouterr().err
+
+
+def test_a_failing_contender_process_reports_its_traceback():
+    import pytest
+
+    from graphc.bench import run
+    with pytest.raises(RuntimeError, match="unknown workload 'nope'"):
+        run(["nope"], steps=1, warmup=0, contenders=("eager",))
