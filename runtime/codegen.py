@@ -28,8 +28,9 @@ from .interpreter import bind_inputs
 from .kernelgen import kernel_source
 from .kernels import (CONSTANT_OPS, EMITTERS, JIT_KERNELS, VIEW_OPS, jit_emitter, ones,
                       view_expression)
-from .lowering import (batched_matmul, concat_by_copies, parallel_default, reshaped,
-                       reshapes_into_concat, splittable, worker)
+from .lowering import (batched_matmul, concat_by_copies, parallel_default,
+                       products_laid_out_for_transpose, reshaped, reshapes_into_concat,
+                       splittable, worker)
 from .memory import plan_memory
 
 
@@ -93,6 +94,7 @@ class Plan:
             env[f"buf{k}"] = buf
         self._buffers = buffers
         into_concat = reshapes_into_concat(graph, mp)
+        laid_out = products_laid_out_for_transpose(graph, mp)
         counter = 0
         for n in graph.nodes:
             if n.op == "input":
@@ -117,7 +119,11 @@ class Plan:
             elif storage.kind == "fallback":
                 lines.append(f"{var} = {self._call(n, args, var)}")
             else:
-                if storage.kind == "pool":
+                if storage.kind == "pool" and n in laid_out:
+                    perm = laid_out[n]
+                    env[var] = buffers[storage.buffer][:n.size].reshape(
+                        tuple(n.shape[p] for p in perm)).transpose(np.argsort(perm))
+                elif storage.kind == "pool":
                     env[var] = buffers[storage.buffer][:n.size].reshape(n.shape)
                 elif storage.kind == "donated":
                     lines.append(f"{var} = {names[storage.donor]}")

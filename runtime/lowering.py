@@ -89,6 +89,27 @@ def reshapes_into_concat(graph, mp) -> dict:
     return found
 
 
+def products_laid_out_for_transpose(graph, mp) -> dict:
+    """{matmul: perm} for products read only by transposes with one permutation that keeps
+    the last axis (attention's head merge: (B, H, T, d) -> (B, T, H, d)). The product is
+    written through a transposed view of its buffer, laid out as its readers want it, so the
+    transpose is contiguous and the reshape after it needs no copy."""
+    users = graph.users()
+    outputs = set(graph.outputs)
+    found = {}
+    for n in graph.nodes:
+        if n.op != "matmul" or n in outputs or mp.storage[n].kind != "pool" or not users[n]:
+            continue
+        perms = {tuple(u.attrs["perm"]) if u.op == "transpose" else None for u in users[n]}
+        if len(perms) != 1:
+            continue
+        perm = perms.pop()
+        if perm is None or perm[-1] != n.ndim - 1 or perm == tuple(range(n.ndim)):
+            continue
+        found[n] = perm
+    return found
+
+
 def _concat_slice(n, offset, width) -> tuple:
     axis = n.attrs["axis"]
     return tuple(slice(offset, offset + width) if k == axis else slice(None)

@@ -106,3 +106,20 @@ def test_numpys_blas_is_single_threaded_inside_a_plan_and_restored_after():
     assert blas.threads() == before
     np.testing.assert_allclose(plan(np.eye(4, dtype=np.float32))[0], np.eye(4))
     assert blas.threads() == before
+
+
+def test_head_merge_products_are_written_in_their_readers_layout():
+    from runtime.lowering import products_laid_out_for_transpose
+
+    def attention_out(p, v):  # (B, H, T, T) @ (B, H, T, d) -> (B, T, H * d)
+        return gc.reshape(gc.transpose(p @ v, (0, 2, 1, 3)), (2, 8, 12)) * 2.0
+    graph = gc.trace(attention_out, gc.spec((2, 3, 8, 8)), gc.spec((2, 3, 8, 4)))
+    plan = compile_graph(graph, jit=True)
+    laid_out = products_laid_out_for_transpose(plan.kernel_graph, plan.memory_plan)
+    assert list(laid_out.values()) == [(0, 2, 1, 3)]
+    product = next(iter(laid_out))
+    buffer = plan._globals[plan._names[product]]
+    assert buffer.transpose(0, 2, 1, 3).flags.c_contiguous  # the reshape is a view
+    p, v = _r(2, 3, 8, 8), _r(2, 3, 8, 4)
+    expected = (p @ v).transpose(0, 2, 1, 3).reshape(2, 8, 12) * 2.0
+    np.testing.assert_allclose(plan(p, v)[0], expected, rtol=1e-5, atol=1e-6)
