@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/graphc bench --json bench.json --plot bench.png
+	$(BIN)/graphc bench --steps 21 --json bench.json --plot bench.png
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -140,13 +140,10 @@ if njit is not None:
     @njit(cache=True, nogil=True)
     def _block(fn, a, b, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item):
         """out[r0:r1, c0:c1] = a[r0:r1] @ b[:, c0:c1] (2-D views, checked layouts)."""
-        sa0, sa1 = a.strides[0] // item, a.strides[1] // item
-        sb0, sb1 = b.strides[0] // item, b.strides[1] // item
-        k = a.shape[1]
         one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
-        _cblas_gemm(fn, ta, tb, r1 - r0, c1 - c0, k, one,
-                    a.ctypes.data + r0 * sa0 * item, lda,
-                    b.ctypes.data + c0 * sb1 * item, ldb, zero,
+        _cblas_gemm(fn, ta, tb, r1 - r0, c1 - c0, a.shape[1], one,
+                    a.ctypes.data + r0 * a.strides[0], lda,
+                    b.ctypes.data + c0 * b.strides[1], ldb, zero,
                     out.ctypes.data + (r0 * ldc + c0) * item, ldc)
 
     def _matmul2d(fn, threads, a, b, out):
