@@ -213,8 +213,11 @@ def cmd_train(args) -> int:
           flush=True)
     t0 = time.perf_counter()
     trainer = Trainer(model, data, tc, args.pipeline)
+    pending = trainer.step_plan.kernels_pending
     print(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
-          f"({len(trainer.step_plan.graph.nodes)} nodes)", flush=True)
+          f"({len(trainer.step_plan.graph.nodes)} nodes"
+          + (f"; {pending} fused kernels run as numpy code until numba has compiled them in "
+             "the background" if pending else "") + ")", flush=True)
     if meta:
         trainer.restore(arrays, meta)
         print(f"resumed from {ckpt_path} at step {trainer.step}", flush=True)

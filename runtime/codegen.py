@@ -24,6 +24,7 @@ from ir.types import SHORT_NAMES
 from passes.fusion import describe, fuse, fused_operand_kinds
 
 from . import jit as jit_kernels
+from . import tiering
 from .interpreter import bind_inputs
 from .kernelgen import kernel_source
 from .kernels import (CONSTANT_OPS, EMITTERS, JIT_KERNELS, VIEW_OPS, jit_emitter, ones,
@@ -56,7 +57,8 @@ class Plan:
     """A compiled, callable graph: `plan(*inputs) -> list of output arrays`."""
 
     def __init__(self, graph, name: str | None = None, donate=(), check_finite=False,
-                 parallel: bool | None = None, jit: bool | None = None):
+                 parallel: bool | None = None, jit: bool | None = None,
+                 background_compile: bool | None = None):
         self.graph = graph
         self.jit = jit_kernels.enabled() if jit is None else jit
         self.parallel = parallel_default() if parallel is None else parallel
@@ -76,7 +78,15 @@ class Plan:
                          "_ones": ones, "_jit": jit_kernels, "_reshaped": reshaped}
         self._steps = []  # (node, statements, result expression)
         self._solo_blas = None  # numpy's BLAS, kept single-threaded while the plan runs
+        self.background = self.jit and (tiering.enabled() if background_compile is None
+                                        else background_compile)
+        self._pending = []  # (global name, kernel, spec, source) compiling in the background
+        self._envs = []  # the namespaces of the compiled plan functions
         self._generate()
+        if self._pending:
+            tiering.submit([(source, spec) for _, _, spec, source in self._pending])
+            if "_threads" in self._globals:
+                self._globals["_threads"] = 1  # see __call__
         self.source = self._render()
         self._fn = self._compile(self.source, "plan")
         self._checked_fn = None
@@ -181,15 +191,22 @@ class Plan:
         cols = n.shape[-1]
         rows = n.size // cols
         parallel = n.size >= FUSED_PARALLEL_MIN_ELEMENTS and rows >= 2
-        fn = jit_kernels.load_generated(kernel_source(
-            n.attrs["program"], kinds, [i.type for i in n.inputs], parallel))
+        source = kernel_source(n.attrs["program"], kinds, [i.type for i in n.inputs],
+                               parallel)
+        fn = jit_kernels.load_generated(source)
+        spec = jit_kernels.argument_spec(n, kinds)
         name = f"_fused_{var}"
-        self._globals[name] = fn
+        if self.background and not tiering.compiled(source, spec):
+            self._globals[name] = tiering.numpy_kernel(n)  # until the kernel is compiled
+            self._pending.append((name, fn, spec, source))
+        else:
+            jit_kernels.warm_generated(fn, spec)
+            tiering.mark_compiled(source, spec)
+            self._globals[name] = fn
         shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
                   "block": n.shape[-2:]}
         operands = [self._reshaped_view(a, i.shape, shapes[k])
                     for a, k, i in zip(args, kinds, n.inputs)]
-        jit_kernels.warm_generated(fn, n, kinds)
         out = self._reshaped_view(var, n.shape, (rows, cols))
         return [f"{name}({out}, {', '.join(operands)})"]
 
@@ -265,12 +282,50 @@ class Plan:
     def _compile(self, source, label, extra=None):
         env = dict(self._globals)
         env.update(extra or {})
+        self._envs.append(env)
         exec(compile(source, f"<graphc {label} {self.name}>", "exec"), env)
         fn = env["plan"]
         return fn if self._solo_blas is None else _with_solo_blas(fn, self._solo_blas)
 
+    # ---- tiered kernels (runtime.tiering) -----------------------------------------------------
+    @property
+    def kernels_pending(self) -> int:
+        """Generated kernels still running as numpy code while numba compiles them."""
+        return len(self._pending)
+
+    def wait_for_kernels(self) -> None:
+        """Block until the background compiler is done, then use its kernels."""
+        tiering.wait()
+        self._swap_in_kernels()
+
+    def _swap_in_kernels(self) -> None:
+        if tiering.running():
+            return
+        for entry in list(self._pending):
+            name, fn, spec, source = entry
+            if tiering.compiled(source, spec):
+                jit_kernels.warm_generated(fn, spec)  # loads the cached machine code
+            else:  # the background compiler failed: compile here, as without it
+                jit_kernels.warm_generated(fn, spec)
+                tiering.mark_compiled(source, spec)
+            for env in [self._globals] + self._envs:
+                env[name] = fn
+            self._pending.remove(entry)
+        if "_threads" in self._globals:
+            from . import gemm
+            for env in [self._globals] + self._envs:
+                env["_threads"] = gemm.threads()
+
     # ---- running -----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        if self._pending:
+            self._swap_in_kernels()
+        if self._pending:  # the background compiler has one core, the plan keeps to the other
+            with tiering.one_thread():
+                return self._run(args, kwargs)
+        return self._run(args, kwargs)
+
+    def _run(self, args, kwargs):
         values = bind_inputs(self.graph, args, kwargs)
         for k in self._donated_positions:
             if not values[k].flags.c_contiguous or not values[k].flags.writeable:
@@ -396,8 +451,8 @@ def _with_solo_blas(fn, blas):
 
 
 def compile_graph(graph, name=None, donate=(), check_finite=False, parallel=None,
-                  jit=None) -> Plan:
-    return Plan(graph, name, donate, check_finite, parallel, jit)
+                  jit=None, background_compile=None) -> Plan:
+    return Plan(graph, name, donate, check_finite, parallel, jit, background_compile)
 
 
 def _emit(n, args, dst, scratch):

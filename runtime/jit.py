@@ -382,23 +382,30 @@ def _holds(path: str, source: str) -> bool:
         return False
 
 
-def warm_generated(fn, node, kinds) -> None:
-    """Compile a generated kernel for the operand types of `node` before the first call
-    (constants are read-only arrays, a distinct type for numba)."""
-    quiet_blas_spinning()
+def argument_spec(node, kinds) -> tuple:
+    """What a generated kernel is compiled for: the output's dtype, then each operand's kind,
+    dtype and whether it is read-only (constants are read-only arrays, a distinct type for
+    numba)."""
     from .kernels import CONSTANT_OPS
+    return (node.dtype.name,) + tuple((kind, i.dtype.name, i.op in CONSTANT_OPS)
+                                      for i, kind in zip(node.inputs, kinds))
+
+
+def warm_generated(fn, spec) -> None:
+    """Compile (or load from the disk cache) a generated kernel for `spec` before its first
+    call."""
+    quiet_blas_spinning()
+    if (fn, spec) in _WARM:
+        return
     shapes = {"full": (1, 1), "row": (1,), "col": (1,), "scalar": (1,), "block": (1, 1)}
-    args = [np.zeros((1, 1), node.dtype)]
-    for i, kind in zip(node.inputs, kinds):
-        a = np.zeros(shapes[kind], i.dtype)
-        if i.op in CONSTANT_OPS:
-            a.setflags(write=False)
+    args = [np.zeros((1, 1), spec[0])]
+    for kind, dtype, read_only in spec[1:]:
+        a = np.zeros(shapes[kind], dtype)
+        a.setflags(write=not read_only)
         args.append(a)
-    key = (fn, tuple((a.dtype, a.ndim, a.flags.writeable) for a in args))
-    if key not in _WARM:
-        _WARM.add(key)
-        with np.errstate(all="ignore"):
-            fn(*args)
+    with np.errstate(all="ignore"):
+        fn(*args)
+    _WARM.add((fn, spec))
 
 
 if __name__ == "__main__":
