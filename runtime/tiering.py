@@ -119,7 +119,9 @@ def _start() -> None:
     fd, path = tempfile.mkstemp(dir=cache_dir(), prefix="jobs-", suffix=".json")
     with os.fdopen(fd, "w") as fh:
         json.dump(jobs, fh)
-    process = subprocess.Popen([sys.executable, "-m", "runtime.tiering", path],
+    # the same directory even where this process fell back to a private one
+    env = dict(os.environ, GRAPHC_CACHE_DIR=cache_dir())
+    process = subprocess.Popen([sys.executable, "-m", "runtime.tiering", path], env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     _RUNNING.append((process, path))
