@@ -196,12 +196,14 @@ class Plan:
         fn = jit_kernels.load_generated(source)
         spec = jit_kernels.argument_spec(n, kinds)
         name = f"_fused_{var}"
-        if self.background and not tiering.compiled(source, spec):
+        cached = tiering.compiled(source, spec)
+        if self.background and not cached:
             self._globals[name] = tiering.numpy_kernel(n)  # until the kernel is compiled
             self._pending.append((name, fn, spec, source))
         else:
             jit_kernels.warm_generated(fn, spec)
-            tiering.mark_compiled(source, spec)
+            if not cached:
+                tiering.mark_compiled(source, spec)
             self._globals[name] = fn
         shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
                   "block": n.shape[-2:]}
@@ -301,16 +303,14 @@ class Plan:
     def _swap_in_kernels(self) -> None:
         if tiering.running():
             return
-        for entry in list(self._pending):
-            name, fn, spec, source = entry
-            if tiering.compiled(source, spec):
-                jit_kernels.warm_generated(fn, spec)  # loads the cached machine code
-            else:  # the background compiler failed: compile here, as without it
-                jit_kernels.warm_generated(fn, spec)
+        for name, fn, spec, source in self._pending:
+            # loads the cached machine code; compiles here if the background compiler failed
+            jit_kernels.warm_generated(fn, spec)
+            if not tiering.compiled(source, spec):
                 tiering.mark_compiled(source, spec)
             for env in [self._globals] + self._envs:
                 env[name] = fn
-            self._pending.remove(entry)
+        self._pending = []
         if "_threads" in self._globals:
             from . import gemm
             for env in [self._globals] + self._envs:

@@ -62,3 +62,15 @@ def test_background_kernels_are_swapped_in_and_cached(monkeypatch, tmp_path):
     assert list(tmp_path.glob("k_*.ready"))
     again = compile_graph(graph, jit=True, background_compile=True)
     assert again.kernels_pending == 0  # compiled in the cache: loaded at build time
+
+
+def test_kernels_the_background_compiler_missed_are_compiled_at_the_next_call(monkeypatch,
+                                                                              tmp_path):
+    _fresh_cache(monkeypatch, tmp_path)
+    monkeypatch.setattr(tiering, "submit", lambda jobs: None)  # as if the compiler died
+    graph = gc.trace(lambda x: gc.exp(-gc.abs(x)) * x + 1.5, gc.spec((16, 8)))
+    plan = compile_graph(graph, jit=True, background_compile=True)
+    assert plan.kernels_pending == 1
+    x = np.linspace(-3, 3, 128).reshape(16, 8)
+    np.testing.assert_allclose(plan(x)[0], np.exp(-np.abs(x)) * x + 1.5, rtol=1e-12)
+    assert plan.kernels_pending == 0 and list(tmp_path.glob("k_*.ready"))
