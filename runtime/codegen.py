@@ -85,8 +85,6 @@ class Plan:
         self._generate()
         if self._pending:
             tiering.submit([(source, spec) for _, _, spec, source in self._pending])
-            if "_threads" in self._globals:
-                self._globals["_threads"] = 1  # see __call__
         self.source = self._render()
         self._fn = self._compile(self.source, "plan")
         self._checked_fn = None
@@ -311,16 +309,14 @@ class Plan:
             for env in [self._globals] + self._envs:
                 env[name] = fn
         self._pending = []
-        if "_threads" in self._globals:
-            from . import gemm
-            for env in [self._globals] + self._envs:
-                env["_threads"] = gemm.threads()
 
     # ---- running -----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         if self._pending:
             self._swap_in_kernels()
-        if self._pending:  # the background compiler has one core, the plan keeps to the other
+        if self._pending:
+            # the background compiler has one core, the plan keeps to the other (numba's
+            # parallel loops, and so runtime.gemm's blocks, run on the calling thread)
             with tiering.one_thread():
                 return self._run(args, kwargs)
         return self._run(args, kwargs)

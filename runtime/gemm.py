@@ -137,6 +137,18 @@ if njit is not None:
             return _TRANS, max(s_cols // item, rows, 1)
         return 0, 0
 
+    @njit(cache=True, inline="always")
+    def _layouts(a, b, out, m, k, n):
+        """BLAS's view of the last two axes of a, b and out: (ta, lda, tb, ldb, ldc), with
+        ldc 0 when BLAS cannot read them in place or a dimension is 0."""
+        item = out.itemsize
+        ta, lda = _layout(a.strides[-2], a.strides[-1], m, k, item)
+        tb, ldb = _layout(b.strides[-2], b.strides[-1], k, n, item)
+        if ta == 0 or tb == 0 or m == 0 or n == 0 or k == 0 or out.strides[-1] != item \
+                or out.strides[-2] < n * item:
+            return ta, lda, tb, ldb, 0
+        return ta, lda, tb, ldb, out.strides[-2] // item
+
     @njit(cache=True, nogil=True)
     def _block(fn, a, b, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item):
         """out[r0:r1, c0:c1] = a[r0:r1] @ b[:, c0:c1] (2-D views, checked layouts)."""
@@ -154,12 +166,9 @@ if njit is not None:
         m, k = a.shape
         n = b.shape[1]
         item = out.itemsize
-        ta, lda = _layout(a.strides[0], a.strides[1], m, k, item)
-        tb, ldb = _layout(b.strides[0], b.strides[1], k, n, item)
-        if ta == 0 or tb == 0 or m == 0 or n == 0 or k == 0 or out.strides[1] != item \
-                or out.strides[0] < n * item:
+        ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
+        if ldc == 0:
             return 1
-        ldc = out.strides[0] // item
         if m * n * k < PARALLEL_MIN_MACS or threads < 2:
             _block(fn, a, b, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
             return 0
@@ -179,13 +188,9 @@ if njit is not None:
         broadcast); returns 1 as matmul2d does."""
         p, q, m, n = out.shape
         k = a.shape[3]
-        item = out.itemsize
-        ta, lda = _layout(a.strides[2], a.strides[3], m, k, item)
-        tb, ldb = _layout(b.strides[2], b.strides[3], k, n, item)
-        if ta == 0 or tb == 0 or m == 0 or n == 0 or k == 0 or out.strides[3] != item \
-                or out.strides[2] < n * item:
+        ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
+        if ldc == 0:
             return 1
-        ldc = out.strides[2] // item
         one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
         sa = (a.strides[0] if a.shape[0] > 1 else 0, a.strides[1] if a.shape[1] > 1 else 0)
         sb = (b.strides[0] if b.shape[0] > 1 else 0, b.strides[1] if b.shape[1] > 1 else 0)

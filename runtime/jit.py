@@ -352,10 +352,15 @@ def cache_dir() -> str:
 _FALLBACK_DIR = []
 
 
+def source_key(source: str) -> str:
+    """The name of a generated kernel's module: a hash of its source."""
+    return hashlib.sha1(source.encode()).hexdigest()[:20]
+
+
 def load_generated(source: str):
     """The `kernel` function of a generated module, written once per distinct source (named
     by its hash, so equal kernels share one compilation, also across processes)."""
-    key = hashlib.sha1(source.encode()).hexdigest()[:20]
+    key = source_key(source)
     if key in _LOADED:
         return _LOADED[key]
     directory = cache_dir()

@@ -22,7 +22,6 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ir.ops.fused import parse_program
 from ir.ops.registry import get_op
 
 _RUNNING = []  # [(process, job file)] of the background compiler, at most one at a time
@@ -34,10 +33,9 @@ def enabled() -> bool:
 
 
 def _marker(source: str, spec) -> str:
-    from .jit import cache_dir
-    key = hashlib.sha1(source.encode()).hexdigest()[:20]
+    from .jit import cache_dir, source_key
     sig = hashlib.sha1(repr(spec).encode()).hexdigest()[:12]
-    return os.path.join(cache_dir(), f"k_{key}.{sig}.ready")
+    return os.path.join(cache_dir(), f"k_{source_key(source)}.{sig}.ready")
 
 
 def compiled(source: str, spec) -> bool:
@@ -53,19 +51,15 @@ def mark_compiled(source: str, spec) -> None:
 
 def numpy_kernel(node):
     """Tier 0 for a fused node: a function with the generated kernel's arguments (output and
-    operands viewed as the kernel sees them) that evaluates the members' numpy definitions."""
-    steps = [(get_op(op).impl, args, attrs)
-             for op, args, attrs in parse_program(node.attrs["program"])]
+    operands viewed as the kernel sees them) that runs the fused op's numpy evaluation."""
+    evaluate, program = get_op("fused").impl, node.attrs["program"]
     shapes = [i.shape for i in node.inputs]
     out_shape = node.shape
 
     def kernel(out, *operands):
-        operands = [x.reshape(shape) for x, shape in zip(operands, shapes)]
-        values = []
-        for impl, args, attrs in steps:
-            values.append(impl(*[operands[i] if kind == "a" else values[i]
-                                 for kind, i in args], **attrs))
-        np.copyto(out.reshape(out_shape), values[-1])
+        result = evaluate(*[x.reshape(shape) for x, shape in zip(operands, shapes)],
+                          program=program)
+        np.copyto(out.reshape(out_shape), result)
     return kernel
 
 

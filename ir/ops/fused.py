@@ -8,6 +8,7 @@ without a hand-written rule, and the op table's finite-difference checks cover i
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -247,8 +248,11 @@ def layer_norm_wgrad(x, g, eps):
 _INSTRUCTION = re.compile(r"\s*(v\d+)\s*=\s*(\w+)\((.*)\)\s*$")
 
 
-def parse_program(program: str) -> list:
-    """[(op, [("a" | "v", index)], attrs)] from a program's text."""
+@functools.lru_cache(maxsize=4096)
+def parse_program(program: str) -> tuple:
+    """((op, (("a" | "v", index), ...), attrs), ...) from a program's text; cached, since
+    plans evaluate programs on every call (runtime.tiering's numpy kernels): not to be
+    mutated."""
     out = []
     for k, text in enumerate(program.split(";")):
         m = _INSTRUCTION.match(text)
@@ -266,8 +270,8 @@ def parse_program(program: str) -> list:
                 check(item[0] == "a" or int(item[1:]) < k,
                       f"fused program: {item} used before it is computed")
                 args.append((item[0], int(item[1:])))
-        out.append((m.group(2), args, attrs))
-    return out
+        out.append((m.group(2), tuple(args), attrs))
+    return tuple(out)
 
 
 def format_program(instructions) -> str:
