@@ -4,16 +4,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup train test bench clean
+.PHONY: setup test-setup train test bench clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	@# compile the fixed numba kernels once, into their disk cache (runtime/jit.py)
 	$(BIN)/python -m runtime.jit
+	touch $@
+
+# What only the tests use, so that `make train` on a fresh clone installs only what it runs.
+test-setup: $(VENV)/.test-installed
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
 	@# PyTorch is only a test oracle; this version installs a CPU build on these machines.
 	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch==2.13.0 is not installable here; the PyTorch oracle tests will report it"
 	@# Graphviz's dot renders `graphc dump --format svg/png/pdf` (text, json and dot work without)
@@ -23,10 +30,10 @@ $(VENV)/.installed: pyproject.toml
 train: setup
 	$(BIN)/graphc train
 
-test: setup
+test: test-setup
 	$(BIN)/python -m pytest
 
-bench: setup
+bench: test-setup  # PyTorch is a contender
 	$(BIN)/graphc bench --steps 21 --json bench.json --plot bench.png
 
 clean:
