@@ -24,7 +24,7 @@ from ir.types import SHORT_NAMES
 from passes.fusion import describe, fuse, fused_operand_kinds
 
 from . import jit as jit_kernels
-from . import tiering
+from . import threads, tiering
 from .interpreter import bind_inputs
 from .kernelgen import kernel_source
 from .kernels import (CONSTANT_OPS, EMITTERS, JIT_KERNELS, VIEW_OPS, jit_emitter, ones,
@@ -82,6 +82,7 @@ class Plan:
                                         else background_compile)
         self._pending = []  # (global name, kernel, spec, source) compiling in the background
         self._envs = []  # the namespaces of the compiled plan functions
+        self._thread_count = None  # numba threads (and GEMM blocks) of the last call
         self._generate()
         if self._pending:
             tiering.submit([(source, spec) for _, _, spec, source in self._pending])
@@ -314,12 +315,17 @@ class Plan:
     def __call__(self, *args, **kwargs):
         if self._pending:
             self._swap_in_kernels()
-        if self._pending:
-            # the background compiler has one core, the plan keeps to the other (numba's
-            # parallel loops, and so runtime.gemm's blocks, run on the calling thread)
-            with tiering.one_thread():
-                return self._run(args, kwargs)
-        return self._run(args, kwargs)
+        if not self.jit:
+            return self._run(args, kwargs)
+        # the background compiler has one core, the plan keeps to the other; otherwise the
+        # plan takes the CPUs that other processes leave free (runtime.threads.plan_threads)
+        count = 1 if self._pending else threads.plan_threads()
+        if count != self._thread_count:
+            self._thread_count = count
+            for env in [self._globals] + self._envs:
+                env["_threads"] = count  # runtime.gemm's block count
+        with threads.numba_threads(count):
+            return self._run(args, kwargs)
 
     def _run(self, args, kwargs):
         values = bind_inputs(self.graph, args, kwargs)

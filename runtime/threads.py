@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
+from contextlib import contextmanager
 
 _DONE = []
 
@@ -49,3 +51,124 @@ def _restart_openblas() -> None:
             lib.blas_thread_shutdown_()  # the next BLAS call starts threads with the new timeout
         except (OSError, AttributeError):
             continue
+
+
+# ---- how many threads a plan may use now -----------------------------------------------------
+# A parallel kernel is only as fast as its slowest thread. When another process wants one of
+# our CPUs, the scheduler runs it instead of one of our threads, and the partner thread spins
+# (GOMP_SPINCOUNT) at the end of every parallel loop until that thread gets a CPU back: two
+# such processes on 2 cores measured 3.6-14x their solo time each, PyTorch up to 25x. So each
+# plan call asks how many CPUs the other processes leave free, from the machine's busy time
+# (/proc/stat) minus this process's own CPU time over the last quarter second, and runs its
+# kernels on that many threads; on one thread no loop waits for a partner.
+
+_WINDOW_S = 0.25
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at most numba's thread count."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        import numba
+        cpus = min(cpus, numba.config.NUMBA_NUM_THREADS)
+    except ImportError:
+        pass
+    return max(1, cpus)
+
+
+def pinned_threads():
+    """GRAPHC_THREADS=N fixes the plan's thread count; None when unset."""
+    value = os.environ.get("GRAPHC_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        from ir.errors import GraphcError
+        raise GraphcError(f"GRAPHC_THREADS={value!r}: expected a positive whole number of threads")
+    return min(int(value), available_cpus())
+
+
+def _busy_seconds(cpus) -> float | None:
+    """Seconds the given CPUs spent running anything (all processes) since boot."""
+    try:
+        with open("/proc/stat") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = 0
+    for line in lines:
+        if not line.startswith("cpu") or line.startswith("cpu "):
+            continue
+        name, *fields = line.split()
+        if int(name[3:]) not in cpus:
+            continue
+        # user nice system idle iowait irq softirq steal: everything but idle and iowait is
+        # time the CPU was not free for us (steal: the hypervisor ran another machine)
+        values = [int(v) for v in fields[:8]] + [0] * (8 - len(fields[:8]))
+        busy += sum(values) - values[3] - values[4]
+    return busy / ticks
+
+
+class CpuShare:
+    """Threads to use now: this process's CPUs less those the other processes keep busy."""
+
+    def __init__(self, clock=time.monotonic, busy=None, own=None, cpus=None):
+        try:
+            cpu_set = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            cpu_set = set(range(os.cpu_count() or 1))
+        self.cpus = cpus or available_cpus()
+        self._clock = clock
+        self._busy = busy or (lambda: _busy_seconds(cpu_set))
+        self._own = own or (lambda: sum(os.times()[:2]))
+        self.threads = self.cpus
+        self.others = 0.0  # CPUs the other processes used over the last window
+        self._mark = self._sample()
+
+    def _sample(self):
+        return self._clock(), self._busy(), self._own()
+
+    def update(self) -> int:
+        now = self._clock()
+        if now - self._mark[0] < _WINDOW_S:
+            return self.threads
+        sample = self._sample()
+        (t0, busy0, own0), (t1, busy1, own1) = self._mark, sample
+        self._mark = sample
+        if busy0 is None or busy1 is None:
+            return self.threads
+        self.others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
+        self.threads = max(1, min(self.cpus, self.cpus - round(self.others)))
+        return self.threads
+
+
+_SHARE = []
+
+
+def plan_threads() -> int:
+    """How many threads a plan call should use (GRAPHC_THREADS pins it)."""
+    pinned = pinned_threads()
+    if pinned is not None:
+        return pinned
+    if not _SHARE:
+        _SHARE.append(CpuShare())
+    return _SHARE[0].update()
+
+
+@contextmanager
+def numba_threads(count: int):
+    """numba's parallel loops (and so runtime.gemm's blocks) on `count` threads; with one,
+    they run on the calling thread."""
+    import numba
+    before = numba.get_num_threads()
+    if before == count:
+        yield
+        return
+    numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
