@@ -444,6 +444,75 @@ def _serve(conn, contender):
         conn.send(("error", traceback.format_exc()))
 
 
+@dataclass
+class SharedResult:
+    """`copies` processes running the same workload at once, against one of them alone."""
+    workload: str
+    contender: str
+    copies: int
+    solo: list = field(default_factory=list)      # step times, one process running
+    rounds: list = field(default_factory=list)    # per round: each process's mean step time
+
+    @property
+    def solo_ms(self):
+        return float(np.median(self.solo)) * 1e3
+
+    @property
+    def factors(self):
+        """Slow-down of each process in each round, as a multiple of the solo step."""
+        solo = float(np.median(self.solo))
+        return [t / solo for round_ in self.rounds for t in round_]
+
+
+def run_shared(workloads=("gpt-tiny-train",), copies=2, steps=10, warmup=2, rounds=5,
+               contenders=("compiled", "torch"), log=print):
+    """Fair sharing of a machine: `copies` processes of each contender run `steps` steps at
+    the same moment, `rounds` times (how their phases line up differs from round to round);
+    each round also times one of them alone. Reports each process's slow-down; the fair
+    share of a machine among N equal processes is N x (less when one process alone cannot
+    use every core)."""
+    results = []
+    for contender in contenders:
+        workers = []
+        try:
+            for _ in range(copies):
+                worker = _Worker(contender)
+                workers.append(worker)
+                if worker.missing:
+                    break
+            if workers[-1].missing:
+                log(f"{contender} is not available here ({workers[-1].missing}); skipped")
+                continue
+            for workload in workloads:
+                for w in workers:
+                    w.ask("make", workload)
+                for w in workers:
+                    w.ask("warmup", warmup)
+                res = SharedResult(workload, contender, copies)
+                for k in range(rounds):
+                    time.sleep(PAUSE_S)
+                    res.solo += workers[k % copies].ask("turn", steps)
+                    time.sleep(PAUSE_S)
+                    for w in workers:
+                        w.conn.send(("turn", steps))
+                    res.rounds.append([float(np.mean(w._reply())) for w in workers])
+                results.append(res)
+        finally:
+            for w in workers:
+                w.stop()
+    return results
+
+
+def shared_table(results) -> str:
+    lines = [f"{'workload':<18} {'contender':<9} {'copies':>6} {'solo ms':>8} "
+             f"{'slow-down per process, each round (min / median / max)':>20}"]
+    for r in results:
+        f = r.factors
+        lines.append(f"{r.workload:<18} {r.contender:<9} {r.copies:>6} {r.solo_ms:>8.1f} "
+                     f"{min(f):.2f}x / {float(np.median(f)):.2f}x / {max(f):.2f}x")
+    return "\n".join(lines)
+
+
 def run_gpt_steps(configs=("tiny", "small"), steps=10, warmup=2,
                   contenders=("compiled", "numpy", "O0", "eager", "torch"), log=print):
     return run([f"gpt-{c}-train" for c in configs], steps, warmup, contenders, log)
@@ -564,8 +633,23 @@ def add_arguments(p):
     p.add_argument("--contenders", default="compiled,numpy,O0,eager,torch",
                    help="from: compiled, numpy (compiled without numba kernels), O0 (no "
                    "passes), eager, torch")
+    p.add_argument("--concurrent", type=int, default=0, metavar="N",
+                   help="also run N copies of each contender at once and report each one's "
+                   "slow-down against running alone (fair sharing of the machine)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="rounds of the --concurrent measurement")
+    p.add_argument("--beside-busy", action="store_true",
+                   help="run everything beside a busy process (one core kept busy by a "
+                   "Python loop), as on a shared machine")
     p.add_argument("--json", help="write the measurements to this JSON file")
     p.add_argument("--plot", help="write a bar chart of the speed-ups to this PNG")
+
+
+def _busy_process():
+    """A process that keeps one core busy, as a user's other job would."""
+    import subprocess
+    import sys
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 def run_cli(args) -> int:
@@ -577,12 +661,32 @@ def run_cli(args) -> int:
     for c in contenders:
         if c not in CONTENDERS:
             raise ValueError(f"unknown contender {c!r}; choose from {', '.join(CONTENDERS)}")
-    gemm = matmul_gflops()
-    results = run(workloads, args.steps, args.warmup, contenders)
-    print(table(results, gemm))
+    if args.concurrent < 0 or args.concurrent == 1 or args.rounds < 1:
+        raise ValueError("--concurrent takes 2 or more copies (0: off) and --rounds 1 or more")
+    busy = _busy_process() if args.beside_busy else None
+    try:
+        gemm = matmul_gflops()
+        results = run(workloads, args.steps, args.warmup, contenders)
+        print(table(results, gemm))
+        shared = []
+        if args.concurrent:
+            shared = run_shared(workloads, args.concurrent, args.steps, args.warmup,
+                                args.rounds, [c for c in contenders if c in ("compiled", "torch")]
+                                or contenders)
+            print()
+            print(shared_table(shared))
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
     if args.json:
+        report = to_json(results, gemm)
+        report["beside_busy"] = bool(args.beside_busy)
+        report["concurrent"] = [dict(workload=r.workload, contender=r.contender,
+                                     copies=r.copies, solo_ms=r.solo_ms, factors=r.factors)
+                                for r in shared]
         with open(args.json + ".tmp", "w") as fh:
-            json.dump(to_json(results, gemm), fh, indent=1)
+            json.dump(report, fh, indent=1)
         import os
         os.replace(args.json + ".tmp", args.json)
     if args.plot:

@@ -46,3 +46,23 @@ def test_a_failing_contender_process_reports_its_traceback():
     from graphc.bench import run
     with pytest.raises(RuntimeError, match="unknown workload 'nope'"):
         run(["nope"], steps=1, warmup=0, contenders=("eager",))
+
+
+def test_bench_concurrent_reports_each_processs_slowdown(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--workloads", "mlp-train", "--contenders", "compiled", "--steps",
+                 "3", "--warmup", "1", "--concurrent", "2", "--rounds", "2",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "slow-down per process" in printed
+    shared = json.loads(out.read_text())["concurrent"]
+    assert [(r["workload"], r["contender"], r["copies"]) for r in shared] == \
+        [("mlp-train", "compiled", 2)]
+    # two processes x two rounds, each a positive multiple of the solo step time
+    assert len(shared[0]["factors"]) == 4 and all(f > 0 for f in shared[0]["factors"])
+    assert shared[0]["solo_ms"] > 0
+
+
+def test_bench_concurrent_needs_two_copies(capsys):
+    assert main(["bench", "--workloads", "mlp-train", "--concurrent", "1"]) == 2
+    assert "--concurrent takes 2 or more" in capsys.readouterr().err
