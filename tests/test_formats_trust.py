@@ -399,3 +399,60 @@ def test_random_fused_programs_agree_with_the_interpreter():
         np.testing.assert_allclose(out, want, **tol, err_msg=text)
     assert 3 <= rejected <= 12, rejected
     assert {"softmax", "where", "cast", "gelu", "log", "div"} <= ops_seen, ops_seen
+
+
+# ---- item 12: training text as compact, memory-mapped token ids -----------------------------
+def test_corpus_is_held_as_one_byte_per_character(tmp_path, monkeypatch):
+    from graphc import data as data_module
+    from graphc.data import CharData
+    monkeypatch.setattr(data_module, "CHUNK_BYTES", 1 << 20)
+    words = ["to be ", "or not ", "that is\n", "the question\n"]
+    text = "".join(np.random.default_rng(0).choice(words, 200_000))  # ~2 MB
+    path = tmp_path / "t.txt"
+    path.write_text(text * 10, encoding="utf-8")  # ~20 MB
+    with PeakMemory() as mem:
+        data = CharData.from_file(str(path), 32)
+    n = len(text) * 10
+    assert data.train.dtype == np.uint8 and len(data.train) + len(data.val) == n
+    assert mem.peak < 12 << 20, (mem.peak, n)  # was ~14 bytes per character (280 MB)
+    vocab = sorted(set(text))
+    assert data.decode(data.val[:50]) == (text * 10)[int(0.9 * n):int(0.9 * n) + 50]
+    assert data.vocab == vocab
+
+
+def test_batches_are_unchanged_int64(monkeypatch, tmp_path):
+    """The same values as before the compact encoding (pinned from the int64 version)."""
+    from graphc import data as data_module
+    from graphc.data import CharData
+    d = CharData.from_file(None, 32)
+    assert (len(d.train), len(d.val), d.train.dtype) == (1003854, 111540, np.uint8)
+    rng = np.random.default_rng(1337)
+    x, y = d.batch(rng, "train", 4, 8)
+    assert type(x) is np.ndarray and x.dtype == y.dtype == np.int64
+    assert x.tolist() == [[39, 56, 56, 47, 43, 42, 1, 58], [41, 43, 56, 0, 35, 53, 59, 50],
+                          [47, 53, 52, 6, 1, 44, 47, 52], [52, 1, 47, 58, 6, 1, 51, 39]]
+    assert y[:, -1].tolist() == [46, 42, 42, 56]
+    x, y = d.batch(rng, "val", 2, 8)
+    assert x.tolist() == [[1, 51, 39, 52, 6, 1, 53, 50], [13, 31, 32, 21, 13, 26, 10, 0]]
+    # pieces cut inside multi-byte characters and \r\n pairs decode as open().read() does
+    text = "héllo\r\nwörld €😀 \r x\r" * 50
+    path = tmp_path / "m.txt"
+    path.write_bytes(text.encode("utf-8"))
+    monkeypatch.setattr(data_module, "CHUNK_BYTES", 7)
+    small = CharData.from_file(str(path), 4)
+    with open(path, encoding="utf-8") as fh:
+        expected = fh.read()
+    assert small.vocab == sorted(set(expected))
+    assert small.decode(np.concatenate([small.train, small.val])) == expected
+    path.write_bytes(b"abc" * 10 + "é".encode() + b"\xff" + b"x" * 100)
+    with pytest.raises(data_module.DataError, match=r"not UTF-8 text \(invalid start byte at "
+                                                    r"byte 32\)"):
+        CharData.from_file(str(path), 4)
+
+
+def test_token_type_follows_the_vocabulary():
+    from graphc.data import CharData, token_dtype
+    assert token_dtype(256) == np.uint8 and token_dtype(257) == np.uint16
+    text = "".join(chr(0x4E00 + i) for i in range(300)) * 3
+    data = CharData.from_text(text, 4)
+    assert data.train.dtype == np.uint16 and data.train[:300].tolist() == list(range(300))
