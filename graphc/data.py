@@ -147,5 +147,6 @@ def _token_file(pieces, n: int, dtype) -> np.ndarray:
         fh.flush()
         if fh.tell() != n * np.dtype(dtype).itemsize:
             raise DataError("the data file changed while it was read")
-        # an ndarray view (it keeps the mapping alive): plans are fed plain arrays
-        return np.asarray(np.memmap(fh, dtype=dtype, mode="r", shape=(n,)))
+        mapped = np.memmap(fh, dtype=dtype, mode="r", shape=(n,))
+    # an ndarray view (it keeps the mapping alive): plans are fed plain arrays
+    return np.asarray(mapped)
