@@ -7,11 +7,15 @@ over the old one, so a crash mid-write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
 
 import numpy as np
+
+from ir.errors import GraphcError
+from ir.serialize import check_json_depth
 
 FORMAT = "graphc-checkpoint"
 VERSION = 1
@@ -41,26 +45,219 @@ def save(path: str, arrays: dict, meta: dict) -> None:
         raise
 
 
-def load(path: str):
-    """-> (arrays, meta). Raises CheckpointError with the reason for any bad file."""
+# Everything is validated before the arrays are read: the JSON header against a schema, then
+# each array's declared dtype and shape (from the .npy header inside the zip member) against
+# the model its header describes and against the bytes the member really holds. Only the
+# members the model needs are read, so an oversized or hostile extra member costs nothing.
+MAX_HEADER_BYTES = 64 << 20
+MAX_HEADER_NESTING = 16
+_INT = "an integer"
+
+
+def load(path: str, optimizer: bool = True):
+    """-> (arrays, meta): the model's parameters ('param/NAME'), with `optimizer` also its
+    AdamW moments ('adam_m/NAME', 'adam_v/NAME'), and the validated header. Raises
+    CheckpointError, one line naming the file and the problem, for any bad file."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        with zipfile.ZipFile(path) as zf:
+            members = {info.filename: info for info in zf.infolist()}
+            meta = _header(zf, members.get(META_KEY + ".npy"), path)
+            cfg = _check_meta(meta, path)
+            if cfg.n_layer * 8 > len(members):  # each block has at least 8 parameters
+                raise CheckpointError(f"checkpoint {path!r}: header declares {cfg.n_layer} "
+                                      f"layers, but the file holds {len(members)} arrays")
+            wanted = {}
+            for name, shape in parameter_shapes(cfg).items():
+                for prefix in ("param", "adam_m", "adam_v") if optimizer else ("param",):
+                    wanted[f"{prefix}/{name}"] = shape
+            dtype = np.dtype(cfg.dtype)
+            arrays = {}
+            for key, shape in wanted.items():
+                info = members.get(key + ".npy")
+                if info is None:
+                    raise CheckpointError(f"checkpoint {path!r} lacks {key}")
+                arrays[key] = _read_array(zf, info, key, shape, dtype, path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError, RuntimeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"checkpoint {path!r} is corrupt or not a graphc checkpoint "
-                              f"({exc})") from None
-    raw = arrays.pop(META_KEY, None)
-    if raw is None:
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                              ) from None
+    return arrays, meta
+
+
+def _npy_header(fh, what, path):
+    """(shape, dtype, header length) from an .npy stream, reading only its header."""
+    from numpy.lib import format as npy
+    version = npy.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = npy.read_array_header_1_0(fh)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = npy.read_array_header_2_0(fh)
+    else:
+        raise CheckpointError(f"checkpoint {path!r}: {what} has .npy version {version}")
+    if fortran or dtype.hasobject or dtype.fields is not None:
+        raise CheckpointError(f"checkpoint {path!r}: {what} is not a plain C-ordered array")
+    return shape, dtype, fh.tell()
+
+
+def _open_member(zf, info, what, path):
+    # graphc writes stored (uncompressed) members: their data can be no larger than the file,
+    # so no declared size can make the reader allocate more than the file holds
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+        raise CheckpointError(f"checkpoint {path!r}: {what} is compressed; graphc checkpoints "
+                              "store their arrays uncompressed")
+    return zf.open(info)
+
+
+def _read_array(zf, info, key, shape, dtype, path):
+    with _open_member(zf, info, key, path) as fh:
+        got_shape, got_dtype, offset = _npy_header(fh, key, path)
+        if got_shape != tuple(shape) or got_dtype != dtype:
+            raise CheckpointError(
+                f"checkpoint {path!r}: {key} is {got_dtype}{list(got_shape)}, the model in "
+                f"its header needs {dtype}{list(shape)}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size - offset != nbytes:
+            raise CheckpointError(f"checkpoint {path!r}: {key} declares {nbytes} bytes of data "
+                                  f"but holds {info.file_size - offset}")
+        out = np.empty(shape, dtype)
+        view = memoryview(out).cast("B") if out.size else memoryview(b"")
+        done = 0
+        while done < nbytes:
+            n = fh.readinto(view[done:])
+            if not n:
+                raise CheckpointError(f"checkpoint {path!r}: {key} is truncated")
+            done += n
+    if not np.isfinite(out).all():
+        raise CheckpointError(f"checkpoint {path!r}: {key} holds non-finite values (NaN or "
+                              "inf)")
+    return out
+
+
+def _header(zf, info, path) -> dict:
+    if info is None:
         raise CheckpointError(f"checkpoint {path!r} has no graphc header")
+    with _open_member(zf, info, "the header", path) as fh:
+        shape, dtype, offset = _npy_header(fh, "the header", path)
+        if dtype != np.uint8 or len(shape) != 1 or shape[0] != info.file_size - offset:
+            raise CheckpointError(f"checkpoint {path!r} has a corrupt header")
+        if shape[0] > MAX_HEADER_BYTES:
+            raise CheckpointError(f"checkpoint {path!r}: header of {shape[0]} bytes is larger "
+                                  f"than {MAX_HEADER_BYTES}")
+        raw = fh.read(shape[0])
     try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = raw.decode("utf-8")
+        check_json_depth(text, MAX_HEADER_NESTING, "header")
+        meta = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, GraphcError) as exc:
         raise CheckpointError(f"checkpoint {path!r} has a corrupt header ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path!r} has a corrupt header (not an object)")
+    return meta
+
+
+def _check_meta(meta: dict, path: str):
+    """The header against its schema; -> the model's GPTConfig."""
+    from .models.gpt import GPTConfig
+
+    def bad(where, message):
+        raise CheckpointError(f"checkpoint {path!r}: header field {where} {message}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v):
+        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a graphc checkpoint")
     if meta.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint {path!r} has format version {meta.get('version')}, "
+        raise CheckpointError(f"checkpoint {path!r} has format version {meta.get('version')!r}, "
                               f"this graphc reads version {VERSION}")
-    return arrays, meta
+    for key, kind in (("model", dict), ("train", dict), ("vocab", str), ("rng", dict),
+                      ("history", list), ("val_history", list)):
+        if not isinstance(meta.get(key), kind):
+            bad(key, "is missing" if key not in meta else f"must be a JSON "
+                f"{ {dict: 'object', str: 'string', list: 'array'}[kind]}")
+    if not is_int(meta.get("step")) or meta["step"] < 0:
+        bad("step", f"must be a non-negative integer, got {meta.get('step')!r}")
+
+    model = meta["model"]
+    kinds = {"vocab_size": is_int, "n_layer": is_int, "n_head": is_int, "n_embd": is_int,
+             "block_size": is_int, "batch_size": is_int, "dropout": is_number,
+             "bias": lambda v: isinstance(v, bool), "tie_weights": lambda v: isinstance(v, bool),
+             "dtype": lambda v: v in ("float32", "float64")}
+    for key, ok in kinds.items():
+        if key not in model:
+            bad(f"model.{key}", "is missing")
+        if not ok(model[key]):
+            bad(f"model.{key}", f"has a bad value {model[key]!r}")
+    cfg = GPTConfig.from_dict(model)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        bad("model", f"is invalid: {exc}")
+    vocab = meta["vocab"]
+    if len(vocab) != cfg.vocab_size or len(set(vocab)) != len(vocab):
+        bad("vocab", f"must hold {cfg.vocab_size} distinct characters (model.vocab_size), "
+            f"got {len(vocab)} characters, {len(set(vocab))} distinct")
+
+    train = meta["train"]
+    for key in ("steps", "warmup", "eval_every", "eval_iters", "seed", "decay_steps"):
+        if key in train and not (is_int(train[key]) or (key == "decay_steps"
+                                                        and train[key] is None)):
+            bad(f"train.{key}", f"must be {_INT}, got {train[key]!r}")
+    for key in ("steps", "eval_every", "eval_iters"):
+        if key in train and train[key] < 1:
+            bad(f"train.{key}", f"must be positive, got {train[key]!r}")
+    for key in ("warmup", "seed"):
+        if key in train and train[key] < 0:
+            bad(f"train.{key}", f"must not be negative, got {train[key]!r}")
+    for key in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "eps", "grad_clip"):
+        if key in train and not is_number(train[key]):
+            bad(f"train.{key}", f"must be a finite number, got {train[key]!r}")
+    try:  # the state the training RNG will be set to must be one it accepts
+        np.random.PCG64().state = meta["rng"]
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
+        bad("rng", f"is not a PCG64 generator state ({type(exc).__name__}: {exc})")
+    for key in ("history", "val_history"):
+        for i, item in enumerate(meta[key]):
+            if not (isinstance(item, list) and len(item) == 2 and is_int(item[0])
+                    and (is_int(item[1]) or isinstance(item[1], float))):
+                bad(f"{key}[{i}]", f"must be [step, loss], got {item!r}"[:200])
+    return cfg
+
+
+def parameter_shapes(cfg) -> dict:
+    """{name: shape} of GPT(cfg)'s parameters (graphc/models/gpt.py), computed from the
+    configuration alone so that a checkpoint is checked before any model is built
+    (tests/test_formats_trust.py compares it with the model's own parameters)."""
+    C, V, T = cfg.n_embd, cfg.vocab_size, cfg.block_size
+    shapes = {"wte.weight": (V, C), "wpe.weight": (T, C)}
+
+    def linear(name, fan_in, fan_out, bias):
+        shapes[f"{name}.weight"] = (fan_in, fan_out)
+        if bias:
+            shapes[f"{name}.bias"] = (fan_out,)
+
+    def layer_norm(name):
+        shapes[f"{name}.weight"] = (C,)
+        if cfg.bias:
+            shapes[f"{name}.bias"] = (C,)
+
+    for i in range(cfg.n_layer):
+        b = f"blocks.{i}"
+        layer_norm(f"{b}.ln_1")
+        linear(f"{b}.attn.c_attn", C, 3 * C, cfg.bias)
+        linear(f"{b}.attn.c_proj", C, C, cfg.bias)
+        layer_norm(f"{b}.ln_2")
+        linear(f"{b}.mlp.c_fc", C, 4 * C, cfg.bias)
+        linear(f"{b}.mlp.c_proj", 4 * C, C, cfg.bias)
+    layer_norm("ln_f")
+    if not cfg.tie_weights:
+        linear("lm_head", C, V, False)
+    return shapes

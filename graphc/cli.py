@@ -302,7 +302,7 @@ def cmd_sample(args) -> int:
     path = args.checkpoint
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT)
-    arrays, meta = checkpoint.load(path)
+    arrays, meta = checkpoint.load(path, optimizer=False)  # sampling needs no AdamW state
     cfg = GPTConfig.from_dict(meta["model"])
     model = GPT(cfg)
     params = {}

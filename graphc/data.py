@@ -1,7 +1,10 @@
 """Character-level text data: vocabulary, encoding, the 90/10 split and seeded batches."""
 from __future__ import annotations
 
+import codecs
+import io
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,8 +16,61 @@ class DataError(ValueError):
     """Bad training text: missing, empty, undecodable or too short."""
 
 
+# The corpus is read in pieces of this many bytes (a piece costs ~7 times its size while it is
+# encoded), twice: once for its vocabulary and length, once to write its token ids.
+CHUNK_BYTES = 4 << 20
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned type that holds every token id (nanoGPT's train.bin uses uint16)."""
+    return np.dtype(np.uint8 if vocab_size <= 1 << 8 else
+                    np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+def _pieces(path):
+    """The file's text in pieces, decoded exactly as open(path, encoding="utf-8").read()
+    decodes it (universal newlines), without holding the whole text in memory."""
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    decoder = io.IncrementalNewlineDecoder(utf8, translate=True)
+    consumed = 0
+    with open(path, "rb") as fh:
+        while True:
+            raw = fh.read(CHUNK_BYTES)
+            pending = len(utf8.getstate()[0])
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                raise DataError(f"data file {path!r} is not UTF-8 text ({exc.reason} at byte "
+                                f"{consumed - pending + exc.start})") from None
+            consumed += len(raw)
+            if text:
+                yield text
+            if not raw:
+                return
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+class _Encoder:
+    """Characters -> token ids through a table indexed by code point."""
+
+    def __init__(self, vocab):
+        codes = _code_points("".join(vocab)).astype(np.int64)
+        self.table = np.zeros(int(codes.max()) + 1 if len(codes) else 1,
+                              token_dtype(len(vocab)))
+        self.table[codes] = np.arange(len(vocab))
+
+    def __call__(self, text: str) -> np.ndarray:
+        return self.table[_code_points(text)]
+
+
 @dataclass
 class CharData:
+    """Token ids of the 90/10 train/validation split. from_file keeps them in a memory-mapped
+    scratch file of one or two bytes per character (as nanoGPT's train.bin), so a corpus of
+    several GB trains in little memory; batches are int64, the same for any storage type."""
     vocab: list
     train: np.ndarray
     val: np.ndarray
@@ -24,30 +80,41 @@ class CharData:
         path = path or DEFAULT_TEXT
         if not os.path.isfile(path):
             raise DataError(f"data file {path!r} does not exist")
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-        except UnicodeDecodeError as exc:
-            raise DataError(f"data file {path!r} is not UTF-8 text ({exc.reason} at byte "
-                            f"{exc.start})") from None
-        return cls.from_text(text, block_size, vocab, path)
+        seen, n = set(), 0
+        for piece in _pieces(path):
+            seen.update(piece)
+            n += len(piece)
+        if not n:
+            raise DataError(f"data file {path!r} is empty")
+        vocab = cls._vocabulary(seen, vocab, path)
+        encode = _Encoder(vocab)
+        ids = _token_file((encode(piece) for piece in _pieces(path)), n,
+                          token_dtype(len(vocab)))
+        return cls._split(vocab, ids, block_size, path)
 
     @classmethod
     def from_text(cls, text: str, block_size: int, vocab=None, source="text") -> "CharData":
         if not text:
             raise DataError(f"data file {source!r} is empty")
-        vocab = sorted(set(text)) if vocab is None else list(vocab)
-        index = {c: i for i, c in enumerate(vocab)}
-        unknown = sorted(set(text) - set(index))
+        vocab = cls._vocabulary(set(text), vocab, source)
+        return cls._split(vocab, _Encoder(vocab)(text), block_size, source)
+
+    @staticmethod
+    def _vocabulary(seen, vocab, source):
+        vocab = sorted(seen) if vocab is None else list(vocab)
+        unknown = sorted(seen - set(vocab))
         if unknown:
             raise DataError(f"{source!r} has characters outside the checkpoint's vocabulary: "
                             f"{''.join(unknown)[:20]!r}")
-        ids = np.fromiter((index[c] for c in text), dtype=np.int64, count=len(text))
+        return vocab
+
+    @classmethod
+    def _split(cls, vocab, ids, block_size, source):
         split = int(0.9 * len(ids))
         train, val = ids[:split], ids[split:]
         need = block_size + 2
         if len(train) < need or len(val) < need:
-            raise DataError(f"{source!r} is too short: {len(text)} characters, but a block of "
+            raise DataError(f"{source!r} is too short: {len(ids)} characters, but a block of "
                             f"{block_size} needs at least {need} in each of the 90/10 "
                             f"train/validation splits ({10 * need} or more in all)")
         return cls(vocab, train, val)
@@ -66,4 +133,20 @@ class CharData:
         data = self.train if split == "train" else self.val
         starts = rng.integers(0, len(data) - block_size - 1, batch_size)
         offsets = starts[:, None] + np.arange(block_size)
-        return data[offsets], data[offsets + 1]
+        return data[offsets].astype(np.int64), data[offsets + 1].astype(np.int64)
+
+
+def _token_file(pieces, n: int, dtype) -> np.ndarray:
+    """The concatenated pieces (n items) as a read-only array over an unlinked temporary file
+    (GRAPHC_DATA_DIR, else the system's temporary directory). Its pages are the file's: clean,
+    so the kernel can drop them under memory pressure, and the file goes with the process."""
+    directory = os.environ.get("GRAPHC_DATA_DIR") or tempfile.gettempdir()
+    with tempfile.TemporaryFile(dir=directory, prefix="graphc-tokens-") as fh:
+        for piece in pieces:
+            fh.write(piece.tobytes())
+        fh.flush()
+        if fh.tell() != n * np.dtype(dtype).itemsize:
+            raise DataError("the data file changed while it was read")
+        mapped = np.memmap(fh, dtype=dtype, mode="r", shape=(n,))
+    # an ndarray view (it keeps the mapping alive): plans are fed plain arrays
+    return np.asarray(mapped)

@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import tempfile
 from collections import Counter
 
 import numpy as np
@@ -104,15 +105,31 @@ def load_target(target: str, config: str = "tiny", grad: bool = False) -> Graph:
     return grad_graph(graph, sum_output=True) if grad else graph
 
 
+def plan_statistics(graph) -> tuple:
+    """(FLOPs per call, memory plan bytes by category) of the plan compile_graph would build,
+    computed from the graph alone: building the plan materialises constants and allocates its
+    buffers (a 107-byte IR holding `full {shape=(100000,100000)}` would take 37 GiB)."""
+    from ir.ops.registry import get_op
+    from passes.fusion import fuse
+    from runtime import jit as jit_kernels
+    from runtime.memory import plan_memory
+    jit = jit_kernels.enabled()  # as compile_graph decides it
+    memory = plan_memory(fuse(graph) if jit else graph, (), jit).stats
+    flops = 0.0
+    for n in graph.nodes:
+        op = get_op(n.op)
+        if op.flops is not None:
+            flops += op.flops([i.type for i in n.inputs], n.type, **n.attrs)
+    return flops, dict(memory)
+
+
 def stats_text(graph, result) -> str:
-    from runtime.codegen import compile_graph
-    plan = compile_graph(result.graph)
+    flops, mem = plan_statistics(result.graph)
     counts = Counter(n.op for n in result.graph.nodes if n.op != "input")
     params = sum(n.size for n in result.graph.inputs if n.attrs["kind"] == "param")
-    mem = plan.memory
     lines = [f"graph {result.graph.name}: {len(result.graph.nodes)} nodes "
              f"({len(graph.nodes)} before passes), {params:,} parameters",
-             f"FLOPs per call: {plan.flops():,.0f}",
+             f"FLOPs per call: {flops:,.0f}",
              f"peak intermediate memory: {mem['peak_intermediate'] / 2**20:.2f} MiB "
              f"(workspace {mem['workspace'] / 2**20:.2f}, temporaries "
              f"{mem['temporaries'] / 2**20:.2f}); inputs {mem['inputs'] / 2**20:.2f} MiB",
@@ -180,13 +197,30 @@ def run_dump(args) -> int:
 
 def _emit(data, args) -> int:
     if args.output:
-        mode = "wb" if isinstance(data, bytes) else "w"
-        tmp = args.output + ".tmp"
-        with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
-            fh.write(data)
-        os.replace(tmp, args.output)
+        write_atomically(args.output, data)
     elif isinstance(data, bytes):
         sys.stdout.buffer.write(data)
     else:
         sys.stdout.write(data)
     return 0
+
+
+def write_atomically(path: str, data) -> None:
+    """Write `data` (str or bytes) to a fresh temporary file beside `path`, then rename it
+    over `path`. The temporary name is random and created exclusively (mkstemp: O_EXCL, so a
+    symlink planted under a predictable name like PATH.tmp is never followed or truncated)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+        # mkstemp makes the file 0600; give the output the permissions open() would have
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise

@@ -19,6 +19,9 @@ _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REF = re.compile(r"%(\d+)")
 _NAME = re.compile(r"[^\s,()]+")
+# Attribute values nest (tuples of tuples); real graphs need two or three levels. The bound
+# keeps hostile input from exhausting Python's stack.
+MAX_NESTING = 32
 
 
 class _Fail(Exception):
@@ -85,7 +88,7 @@ def _number(text):
     return float(text)
 
 
-def _value(c: _Cursor):
+def _value(c: _Cursor, depth: int = 0):
     c.ws()
     if c.accept("true"):
         return True
@@ -102,11 +105,14 @@ def _value(c: _Cursor):
         c.expect('"', "a closing quote")
         return "".join(out)
     if c.accept("("):
+        if depth >= MAX_NESTING:
+            c.pos -= 1
+            c.fail(f"attribute value nested more than {MAX_NESTING} levels deep")
         items = []
         if c.accept(")"):
             return ()
         while True:
-            items.append(_value(c))
+            items.append(_value(c, depth + 1))
             if c.accept(")"):
                 return tuple(items)
             c.expect(",", "',' or ')'")

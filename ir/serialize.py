@@ -27,6 +27,25 @@ from .ops.registry import REGISTRY
 from .types import DTYPES, SHORT_NAMES, TensorType
 
 FORMAT, VERSION = "graphc-ir", 1
+# Python's json parser recurses once per level of nesting; the schema needs five (document,
+# nodes, node, attrs, value) plus a few for nested tuples. Deeper input is rejected before it
+# is parsed, instead of exhausting the stack.
+MAX_NESTING = 64
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def check_json_depth(text: str, limit: int, what: str) -> None:
+    """Raise GraphcError if the JSON text nests arrays/objects more than `limit` deep."""
+    depth = 0
+    for m in _STRUCTURE.finditer(text):
+        ch = m.group()
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                line = text.count("\n", 0, m.start()) + 1
+                raise GraphcError(f"{what}: line {line}: nested more than {limit} levels deep")
+        elif ch in "]}":
+            depth -= 1
 
 
 def _encode(v):
@@ -113,6 +132,8 @@ def from_json(data) -> Graph:
         return _from_json(data)
     except _Bad as exc:
         raise GraphcError(f"IR JSON: {exc}") from None
+    except RecursionError:  # a document built in Python, not read by loads()
+        raise GraphcError("IR JSON: attribute values nested too deeply") from None
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise GraphcError(f"IR JSON: malformed document ({type(exc).__name__}: {exc})") \
             from None
@@ -182,6 +203,7 @@ def _from_json(data) -> Graph:
 
 
 def loads(text: str) -> Graph:
+    check_json_depth(text, MAX_NESTING, "IR JSON")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

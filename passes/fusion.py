@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ir.graph import Graph
-from ir.ops.fused import format_program, parse_program
+from ir.ops.fused import format_program, operand_kind, parse_program
 from ir.rewrite import merge_locs, rebuild
 
 # op -> the scalar expression a fused kernel computes from its operands' expressions
@@ -51,22 +51,7 @@ FUSE_MIN_ELEMENTS = 64
 FUSE_ALONE_MIN_ELEMENTS = 1 << 16
 
 
-def _kind(operand, shape) -> str | None:
-    """How an operand of shape `operand` is read by a loop over `shape` as (rows, cols)."""
-    if len(operand) > len(shape):
-        return None
-    padded = (1,) * (len(shape) - len(operand)) + tuple(operand)
-    if padded == tuple(shape):
-        return "full"
-    if all(d == 1 for d in padded):
-        return "scalar"
-    if all(d == 1 for d in padded[:-1]) and padded[-1] == shape[-1]:
-        return "row"
-    if padded[-1] == 1 and padded[:-1] == tuple(shape[:-1]):
-        return "col"
-    if len(shape) >= 3 and all(d == 1 for d in padded[:-2]) and padded[-2:] == shape[-2:]:
-        return "block"  # the same matrix for every leading index (an attention mask)
-    return None
+_kind = operand_kind  # ir/ops/fused.py: the reading rule its type check also applies
 
 
 def fusible(node) -> bool:

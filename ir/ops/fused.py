@@ -291,8 +291,79 @@ def _run_program(operands, program, step):
     return values[-1]
 
 
+# What a program may hold: the ops, and the attribute values, that every backend computes
+# alike - the numpy evaluation below (the interpreter, plans without numba, runtime.tiering's
+# tier 0) and numba's generated kernel (runtime/kernelgen.py with passes.fusion.SCALAR_EXPR,
+# which implements gelu and its gradient in the tanh form only, and a softmax only as the
+# last instruction, over the last axis). A program read from IR is checked against this table,
+# so one the kernel generator would compile differently is rejected when it is read.
+_ANY = None
+PROGRAM_OPS = {
+    **{op: {} for op in ("add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt",
+                         "tanh", "abs", "maximum", "minimum", "relu", "where", "lt", "le",
+                         "gt", "ge", "eq", "ne", "logical_not", "logical_and", "logical_or")},
+    "gelu": {"approximate": ("tanh",)}, "gelu_grad": {"approximate": ("tanh",)},
+    "cast": {"dtype": _ANY}, "softmax": {"axis": _ANY},
+}
+PROGRAM_DTYPES = (np.dtype("float32"), np.dtype("float64"), np.dtype("bool"))
+
+
+def operand_kind(operand, shape) -> str | None:
+    """How an operand of shape `operand` is read by a fused kernel's loop over `shape` viewed
+    as (rows, last axis): 'full', 'scalar', 'row', 'col', 'block' or None (not readable)."""
+    if len(operand) > len(shape):
+        return None
+    padded = (1,) * (len(shape) - len(operand)) + tuple(operand)
+    if padded == tuple(shape):
+        return "full"
+    if all(d == 1 for d in padded):
+        return "scalar"
+    if all(d == 1 for d in padded[:-1]) and padded[-1] == shape[-1]:
+        return "row"
+    if padded[-1] == 1 and padded[:-1] == tuple(shape[:-1]):
+        return "col"
+    if len(shape) >= 3 and all(d == 1 for d in padded[:-2]) and padded[-2:] == shape[-2:]:
+        return "block"  # the same matrix for every leading index (an attention mask)
+    return None
+
+
 def _fused_infer(types, program):
-    return _run_program(types, program, lambda op, ts, attrs: get_op(op).infer(ts, **attrs))
+    check(isinstance(program, str), "program must be a string")
+    instructions = parse_program(program)
+    for k, (op, _, attrs) in enumerate(instructions):
+        where = f"fused program, instruction {k} ({op})"
+        check(op in PROGRAM_OPS, f"{where}: {op} cannot be part of a fused kernel; allowed: "
+                                 f"{', '.join(sorted(PROGRAM_OPS))}")
+        allowed = PROGRAM_OPS[op]
+        check(set(attrs) == set(allowed), f"{where}: takes attributes "
+                                          f"{sorted(allowed) or 'none'}, got {sorted(attrs)}")
+        for key, values in allowed.items():
+            if values is not _ANY:
+                check(attrs[key] in values, f"{where}: {key}={attrs[key]} is not supported by "
+                                            f"the fused kernels (only {', '.join(values)})")
+        check(op != "softmax" or k == len(instructions) - 1,
+              f"{where}: softmax may only be the last instruction")
+    for i, t in enumerate(types):
+        check(t.dtype in PROGRAM_DTYPES, f"fused operand a{i} is {t.dtype}; fused kernels take "
+                                         "float32, float64 and bool")
+
+    def step(op, ts, attrs):
+        t = get_op(op).infer(ts, **attrs)
+        check(t.dtype in PROGRAM_DTYPES, f"fused program: {op} gives {t.dtype}; fused kernels "
+                                         "compute float32, float64 and bool")
+        if op == "softmax":
+            check(attrs["axis"] == t.ndim - 1, f"fused program: softmax over axis "
+                                               f"{attrs['axis']}; fused kernels normalise the "
+                                               f"last axis ({t.ndim - 1}) only")
+        return t
+    out = _run_program(types, program, step)
+    check(out.ndim >= 1 and out.size > 0, f"a fused kernel loops over rows and a last axis: "
+                                          f"its result cannot be {out}")
+    for i, t in enumerate(types):
+        check(operand_kind(t.shape, out.shape) is not None,
+              f"fused operand a{i} of shape {t.shape} cannot be read elementwise against the "
+              f"result's {out.shape} (as the whole, a row, a column, a scalar or a block)")
+    return out
 
 
 def _fused_flops(types, out, program):
