@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .files import save_figure, write_atomically
 from .models.gpt import GPT, GPTConfig
 from .train import TrainConfig, Trainer, lr_at
 
@@ -545,11 +546,8 @@ def plot(results, path):
     ax.set_title("graphc bench: median step time ratios, measured in one run")
     ax.legend()
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
-    import os
-    os.replace(tmp, path)
 
 
 def table(results, gemm_gflops) -> str:
@@ -685,10 +683,7 @@ def run_cli(args) -> int:
         report["concurrent"] = [dict(workload=r.workload, contender=r.contender,
                                      copies=r.copies, solo_ms=r.solo_ms, factors=r.factors)
                                 for r in shared]
-        with open(args.json + ".tmp", "w") as fh:
-            json.dump(report, fh, indent=1)
-        import os
-        os.replace(args.json + ".tmp", args.json)
+        write_atomically(args.json, json.dumps(report, indent=1))
     if args.plot:
         plot(results, args.plot)
     return 0

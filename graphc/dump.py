@@ -7,7 +7,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import tempfile
 from collections import Counter
 
 import numpy as np
@@ -18,6 +17,8 @@ from ir.ops.registry import graph_param
 from ir.printer import format_graph
 from passes.autodiff import gradients, grad_graph
 from passes.manager import pipeline_passes, run_pipeline
+
+from .files import write_atomically
 
 
 def builtin_gpt(config: str, grad: bool) -> Graph:
@@ -203,24 +204,3 @@ def _emit(data, args) -> int:
     else:
         sys.stdout.write(data)
     return 0
-
-
-def write_atomically(path: str, data) -> None:
-    """Write `data` (str or bytes) to a fresh temporary file beside `path`, then rename it
-    over `path`. The temporary name is random and created exclusively (mkstemp: O_EXCL, so a
-    symlink planted under a predictable name like PATH.tmp is never followed or truncated)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
-        # mkstemp makes the file 0600; give the output the permissions open() would have
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
