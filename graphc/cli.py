@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -23,6 +24,45 @@ class UsageError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (`graphc: error: argument --lr: ...`, exit 2)
+    like every other user error, not the usage block followed by the message."""
+
+    def error(self, message):
+        self.exit(2, f"graphc: error: {message} (see {self.prog} --help)\n")
+
+
+def _whole(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value):  # inf or nan would train (or sample) on garbage
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text):
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -34,10 +74,7 @@ def _positive_int(text):
 
 
 def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
@@ -48,7 +85,7 @@ def _add_model_options(p):
     p.add_argument("--config", default="small", help=f"model size: {', '.join(CONFIGS)}")
     for field in ("n_layer", "n_head", "n_embd", "block_size", "batch_size"):
         p.add_argument("--" + field.replace("_", "-"), dest=field, type=_positive_int)
-    p.add_argument("--dropout", type=float)
+    p.add_argument("--dropout", type=_non_negative_float)
     p.add_argument("--no-bias", dest="bias", action="store_const", const=False)
     p.add_argument("--untied", dest="tie_weights", action="store_const", const=False,
                    help="separate lm_head weights instead of tying them to the embedding")
@@ -56,7 +93,7 @@ def _add_model_options(p):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="graphc", description="graphc: a graph compiler for "
+    parser = _Parser(prog="graphc", description="graphc: a graph compiler for "
                                      "neural networks, on numpy")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -67,16 +104,16 @@ def build_parser():
     t.add_argument("--steps", type=_positive_int, help="train until this many steps in all")
     t.add_argument("--lr", type=_positive_float, help="peak learning rate")
     t.add_argument("--min-lr", type=_positive_float)
-    t.add_argument("--warmup", type=int)
+    t.add_argument("--warmup", type=_non_negative_int)
     t.add_argument("--decay-steps", type=_positive_int,
                    help="length of the cosine schedule (default: --steps)")
-    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--weight-decay", type=_non_negative_float)
     t.add_argument("--eval-every", type=_positive_int)
     t.add_argument("--eval-iters", type=_positive_int)
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=_non_negative_int)
     t.add_argument("--out", help="checkpoint directory (default: runs/CONFIG)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    t.add_argument("--sample-tokens", type=int, default=300)
+    t.add_argument("--sample-tokens", type=_non_negative_int, default=300)
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("-O", dest="pipeline", default="default", help="pass pipeline (O0, default)")
 
@@ -112,11 +149,12 @@ def build_parser():
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
-    s.add_argument("--prompt", default="\n")
+    s.add_argument("--prompt", help="text to continue (default: a newline, or the first "
+                   "character of the vocabulary if the text had no newline)")
     s.add_argument("--tokens", type=_positive_int, default=300)
-    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--temperature", type=_non_negative_float, default=0.8)
     s.add_argument("--top-k", type=_positive_int)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_non_negative_int, default=0)
     return parser
 
 
@@ -184,6 +222,7 @@ def cmd_train(args) -> int:
     from . import checkpoint
     from .data import CharData
     from .models.gpt import GPT
+    from .sample import default_prompt
     from .train import Trainer, check_compatible
 
     out = args.out or os.path.join("runs", args.config)
@@ -200,6 +239,8 @@ def cmd_train(args) -> int:
     from .models.gpt import CONFIGS
     if args.config not in CONFIGS:
         raise UsageError(f"unknown config {args.config!r}; choose one of {', '.join(CONFIGS)}")
+    if args.data is not None and os.path.isdir(args.data):
+        raise UsageError(f"--data {args.data!r} is a directory; pass a UTF-8 text file")
     block = args.block_size or (meta["model"]["block_size"] if meta else
                                 CONFIGS[args.config]["block_size"])
     data = CharData.from_file(args.data, block, vocab)
@@ -207,12 +248,18 @@ def cmd_train(args) -> int:
     if meta:
         check_compatible(meta, cfg, data.vocab)
     tc = _train_config(args, meta["train"] if meta else None)
+    _check_parameter_memory(cfg)
     model = GPT(cfg, seed=tc.seed)
     print(f"graphc train: {args.config} GPT, {model.num_parameters():,} parameters, vocab "
           f"{cfg.vocab_size}, batch {cfg.batch_size}x{cfg.block_size}, {tc.steps} steps",
           flush=True)
     t0 = time.perf_counter()
-    trainer = Trainer(model, data, tc, args.pipeline)
+    from runtime.memory import PlanMemoryError
+    try:
+        trainer = Trainer(model, data, tc, args.pipeline)
+    except PlanMemoryError as exc:
+        raise UsageError(f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
+                         f"--block-size ({cfg.block_size})") from None
     pending = trainer.step_plan.kernels_pending
     print(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
           f"({len(trainer.step_plan.graph.nodes)} nodes"
@@ -222,15 +269,22 @@ def cmd_train(args) -> int:
         trainer.restore(arrays, meta)
         print(f"resumed from {ckpt_path} at step {trainer.step}", flush=True)
     os.makedirs(out, exist_ok=True)
+    trainer.mark_good()
     if not trainer.val_history:
         print(f"step {trainer.step}: val loss {trainer.evaluate():.4f}", flush=True)
-    _train_loop(trainer, tc, ckpt_path, args.no_progress)
+    stopped = _train_loop(trainer, tc, ckpt_path, args.no_progress)
+    if stopped:
+        how = "again" if args.resume else "with --resume"
+        print(f"interrupted by {signal.Signals(stopped).name}: saved step {trainer.step} to "
+              f"{ckpt_path}; to continue, run the same command {how}", file=sys.stderr)
+        return 128 + stopped  # what shells report for a process ended by that signal
     trainer.sync_model()
     _plot(trainer, os.path.join(out, "loss.png"))
     if args.sample_tokens > 0:
         from .sample import Sampler
         text = data.decode(Sampler(model, trainer.params).generate(
-            data.encode("\n"), args.sample_tokens, temperature=0.8, seed=tc.seed))
+            data.encode(default_prompt(data.vocab)), args.sample_tokens, temperature=0.8,
+            seed=tc.seed))
         with open(os.path.join(out, "sample.txt"), "w", encoding="utf-8") as fh:
             fh.write(text)
         print("---- sample ----\n" + text + "\n----------------")
@@ -238,34 +292,111 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _train_loop(trainer, tc, ckpt_path, quiet):
+# Training keeps: the model's initial weights, the trainer's parameters, AdamW's m and v, and
+# the last good state (parameters, m, v) to re-run a diverged step from.
+_PARAMETER_COPIES = 7
+
+
+def _check_parameter_memory(cfg):
+    """Refuse a model whose weights and optimiser state cannot fit, before allocating them."""
+    from runtime.memory import available_bytes, format_bytes
+    needed = _PARAMETER_COPIES * cfg.parameter_bytes()
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise UsageError(f"the model's {cfg.num_parameters():,} parameters need "
+                         f"{format_bytes(needed)} with AdamW's state, but only "
+                         f"{format_bytes(available)} of memory is available; lower --n-embd "
+                         f"({cfg.n_embd}) or --n-layer ({cfg.n_layer})")
+
+
+class _StopAtStepBoundary:
+    """SIGINT and SIGTERM set a flag instead of stopping the process mid-step: the step plan
+    updates parameters and Adam state in place, so the state is only consistent between
+    steps. A second SIGINT interrupts at once (the checkpoint on disk is the previous one;
+    checkpoint.save replaces it atomically)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = 0
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = self.signum or signum
+
+    def __enter__(self):
+        try:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: signals stay as they are
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _train_loop(trainer, tc, ckpt_path, quiet) -> int:
+    """Train to tc.steps; returns 0, or the signal that stopped training after a save."""
     from tqdm import tqdm
 
     cfg = trainer.model.cfg
     tokens = cfg.batch_size * cfg.block_size
     bar = tqdm(total=tc.steps, initial=trainer.step, disable=quiet, unit="step",
                dynamic_ncols=True, file=sys.stdout)
-    start, done = time.perf_counter(), 0
+    start, done, saved = time.perf_counter(), 0, -1
     try:
-        while trainer.step < tc.steps:
-            loss = trainer.train_step()
-            done += 1
-            rate = done * tokens / (time.perf_counter() - start)
-            bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} tok/s", refresh=False)
-            bar.update(1)
-            if not np.isfinite(loss):
-                raise UsageError(f"training diverged at step {trainer.step} (loss {loss}); "
-                                 "try a lower --lr. The last good checkpoint is kept.")
-            if trainer.step % tc.eval_every == 0 or trainer.step == tc.steps:
-                val = trainer.evaluate()
-                bar.write(f"step {trainer.step}: train loss {loss:.4f}, val loss {val:.4f}")
-                trainer.save(ckpt_path)
-    except KeyboardInterrupt:
-        trainer.save(ckpt_path)
-        bar.write(f"interrupted: saved step {trainer.step} to {ckpt_path}")
-        raise
+        with _StopAtStepBoundary() as stop:
+            while trainer.step < tc.steps and not stop.signum:
+                loss = trainer.train_step()
+                done += 1
+                rate = done * tokens / (time.perf_counter() - start)
+                bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} tok/s", refresh=False)
+                bar.update(1)
+                if not (np.isfinite(loss) and np.isfinite(trainer.grad_norm)):
+                    _diverged(trainer, f"loss {loss}, gradient norm {trainer.grad_norm}",
+                              ckpt_path, saved)
+                if trainer.step % tc.eval_every == 0 or trainer.step == tc.steps:
+                    val = trainer.evaluate()
+                    bar.write(f"step {trainer.step}: train loss {loss:.4f}, val loss {val:.4f}")
+                    _save(trainer, ckpt_path, saved, f"val loss {val}")
+                    saved = trainer.step
+            if stop.signum and saved != trainer.step:
+                _save(trainer, ckpt_path, saved, "")
+            return stop.signum
     finally:
         bar.close()
+
+
+def _save(trainer, ckpt_path, saved, what):
+    bad = trainer.non_finite()
+    if bad is not None or not all(np.isfinite(loss) for _, loss in trainer.val_history[-1:]):
+        _diverged(trainer, what or f"{bad} is not finite", ckpt_path, saved)
+    trainer.save(ckpt_path)
+    trainer.mark_good()
+
+
+def _diverged(trainer, what, ckpt_path, saved):
+    """Training produced a NaN or an Inf: nothing is saved; re-run the bad steps with the
+    finite check so the error names the op that produced it and the model's line."""
+    failed = trainer.step
+    print(f"training diverged at step {failed} ({what}); re-running from step "
+          f"{trainer.good_step} with finite checks to find the op", flush=True)
+    exc = trainer.find_non_finite_op(failed)
+    if exc is not None:
+        where = "".join(f" at {f}:{line}" for f, line in exc.locs[:1])
+        found = f"; first {exc.message}{where}"
+    else:
+        found = "; the finite check did not reproduce it"
+    if saved >= 0 or os.path.exists(ckpt_path):
+        kept = f"{ckpt_path} (step {trainer.good_step}) is kept"
+    else:
+        kept = "no checkpoint was written"
+    raise UsageError(f"training diverged at step {failed} ({what}){found}. Try a lower --lr; "
+                     f"{kept}")
 
 
 def _plot(trainer, path):
@@ -297,7 +428,7 @@ def cmd_sample(args) -> int:
     from . import checkpoint
     from .data import CharData
     from .models.gpt import GPT, GPTConfig
-    from .sample import Sampler
+    from .sample import Sampler, default_prompt
 
     path = args.checkpoint
     if os.path.isdir(path):
@@ -314,10 +445,10 @@ def cmd_sample(args) -> int:
         params[name] = arrays[key]
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
-    prompt = data.encode(args.prompt)
-    ids = Sampler(model, params).generate(prompt, args.tokens, args.temperature, args.top_k,
-                                          args.seed)
-    print(args.prompt + data.decode(ids))
+    text = default_prompt(vocab) if args.prompt is None else args.prompt
+    ids = Sampler(model, params).generate(data.encode(text), args.tokens, args.temperature,
+                                          args.top_k, args.seed)
+    print(text + data.decode(ids))
     return 0
 
 

@@ -14,6 +14,12 @@ from runtime.codegen import compile_graph
 from .train import build_logits
 
 
+def default_prompt(vocab) -> str:
+    """A newline, nanoGPT's usual start, when the text has one; otherwise the vocabulary's
+    first character (a text without newlines cannot encode "\n")."""
+    return "\n" if "\n" in vocab else vocab[0]
+
+
 class Sampler:
     def __init__(self, model, params: dict):
         self.model = model
@@ -31,8 +37,8 @@ class Sampler:
         return logits[0, len(window) - 1].astype(np.float64)
 
     def generate(self, prompt_ids, tokens: int, temperature=1.0, top_k=None, seed=0) -> list:
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not (np.isfinite(temperature) and temperature >= 0):  # nan fails both ways
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
         rng = np.random.default_rng(seed)
         context = list(prompt_ids) or [0]
         out = []

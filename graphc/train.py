@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from ir.errors import GraphcError
 from ir.graph import Graph
 from ir.ops import api as F
 from ir.ops.registry import graph_param
@@ -143,6 +144,8 @@ class Trainer:
         self.step = 0
         self.rng = np.random.default_rng(tc.seed)
         self.history = []  # (step, train loss)
+        self.grad_norm = None  # of the last step
+        self._good = None  # see mark_good
         self.val_history = []  # (step, val loss)
         self.pipeline = pipeline
         donated = self.names + [f"adam_{k}.{n}" for k in "mv" for n in self.names]
@@ -164,11 +167,15 @@ class Trainer:
             feed[f"adam_v.{n}"] = self.v[n]
         return [feed[name] for name in self._order]
 
-    def train_step(self) -> float:
+    def train_step(self, checked: bool = False) -> float:
+        """One step; `checked` runs it with the plan's finite check, which raises GraphcError
+        naming the first op that produced a NaN or an Inf."""
         cfg = self.model.cfg
         x, y = self.data.batch(self.rng, "train", cfg.batch_size, cfg.block_size)
-        outs = self.step_plan(*self.step_inputs(x, y))
+        run = self.step_plan.run_checked if checked else self.step_plan
+        outs = run(*self.step_inputs(x, y))
         loss, k = float(outs[0]), len(self.names)
+        self.grad_norm = float(outs[1])
         for i, n in enumerate(self.names):
             self.params[n] = outs[2 + i]
             self.m[n] = outs[2 + k + i]
@@ -177,15 +184,16 @@ class Trainer:
         self.history.append((self.step, loss))
         return loss
 
-    def evaluate(self, split="val") -> float:
+    def evaluate(self, split="val", checked: bool = False) -> float:
         cfg = self.model.cfg
         rng = np.random.default_rng([self.tc.seed, 7, self.step])  # leaves training RNG alone
         order = [n.attrs["name"] for n in self.eval_plan.graph.inputs]
+        run = self.eval_plan.run_checked if checked else self.eval_plan
         losses = []
         for _ in range(self.tc.eval_iters):
             x, y = self.data.batch(rng, split, cfg.batch_size, cfg.block_size)
             feed = {"idx": x, "targets": y, **self.params}
-            losses.append(float(self.eval_plan(*[feed[n] for n in order])[0]))
+            losses.append(float(run(*[feed[n] for n in order])[0]))
         loss = float(np.mean(losses))
         if split == "val":
             self.val_history.append((self.step, loss))
@@ -195,8 +203,51 @@ class Trainer:
         for n, p in self.model.named_parameters():
             p.data = self.params[n]
 
+    # ---- divergence -------------------------------------------------------------------------
+    def non_finite(self) -> str | None:
+        """The first parameter or optimiser array holding a NaN or an Inf, or None."""
+        for n in self.names:
+            for prefix, store in (("param", self.params), ("adam_m", self.m), ("adam_v", self.v)):
+                if not np.isfinite(store[n]).all():
+                    return f"{prefix}/{n}"
+        return None
+
+    def mark_good(self) -> None:
+        """Remember the current (finite) state, to re-run from it if training diverges: the
+        step plan updates the arrays in place, so the state before a bad step is gone."""
+        self._good = (self.step, self.rng.bit_generator.state,
+                      {n: (self.params[n].copy(), self.m[n].copy(), self.v[n].copy())
+                       for n in self.names}, list(self.history), list(self.val_history))
+
+    @property
+    def good_step(self) -> int:
+        return self._good[0]
+
+    def find_non_finite_op(self, failed_step: int) -> GraphcError | None:
+        """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
+        then an evaluation) with the plans' finite check; return its error, which names the
+        first op that produced a NaN or an Inf, its operand ranges and the model's line."""
+        step, rng_state, arrays, history, val_history = self._good
+        self.step, self.history, self.val_history = step, list(history), list(val_history)
+        self.rng.bit_generator.state = rng_state
+        for n, (p, m, v) in arrays.items():
+            self.params[n], self.m[n], self.v[n] = p.copy(), m.copy(), v.copy()
+        try:
+            while self.step < failed_step:
+                self.train_step(checked=self.step >= failed_step - 2)
+            self.evaluate(checked=True)
+        except GraphcError as exc:
+            return exc
+        return None
+
     # ---- checkpoints ------------------------------------------------------------------------
     def save(self, path: str):
+        bad = self.non_finite()
+        if bad is None:
+            bad = next((f"the loss of step {st}" for st, loss in self.history + self.val_history
+                        if not math.isfinite(loss)), None)
+        if bad is not None:  # the file on disk is the last good state; keep it
+            raise GraphcError(f"not saving step {self.step} to {path}: {bad} is not finite")
         arrays = {}
         for n in self.names:
             arrays[f"param/{n}"] = self.params[n]

@@ -32,7 +32,7 @@ from .kernels import (CONSTANT_OPS, EMITTERS, JIT_KERNELS, VIEW_OPS, jit_emitter
 from .lowering import (batched_matmul, concat_by_copies, parallel_default,
                        products_laid_out_for_transpose, reshaped, reshapes_into_concat,
                        splittable, worker)
-from .memory import plan_memory
+from .memory import check_fits, plan_memory
 
 
 # A fused kernel runs on both cores from this size. Measured in whole training steps (same-
@@ -72,6 +72,7 @@ class Plan:
         # the graph the kernels run: with numba, elementwise clusters become fused nodes
         self.kernel_graph = fuse(graph) if self.jit else graph
         self.memory_plan = plan_memory(self.kernel_graph, self.donate, self.jit)
+        check_fits(self.memory_plan.stats, self.name)  # before _generate allocates the buffers
         self._donated_positions = [k for k, n in enumerate(graph.inputs)
                                    if n.attrs["name"] in self.donate]
         self._globals = {"np": np, "special": special, "_submit": worker().submit,
@@ -379,10 +380,24 @@ class Plan:
     def _checked_with_ranges(self):
         steps = self._steps
 
+        def produced(arr, operands):
+            """Whether this node made a NaN or an Inf rather than passed one on: NaN from
+            operands without NaN, or Inf from finite operands. A model's own -inf (the
+            attention mask) flows through masked_fill without being reported; the op that
+            later turns it into NaN is."""
+            # an operand the op overwrote in place now holds the result: it proves nothing
+            floats = [o for o in map(np.asarray, operands)
+                      if o.dtype.kind == "f" and not np.may_share_memory(o, arr)]
+            if np.isnan(arr).any():
+                return not any(np.isnan(o).any() for o in floats)
+            return all(np.isfinite(o).all() for o in floats)
+
         def check(k, value, *operands):
             arr = np.asarray(value)
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                node = steps[k][0]
+            node = steps[k][0]
+            if node.op in CONSTANT_OPS:  # written by the user, not produced by the run
+                return
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all() and produced(arr, operands):
                 ranges = []
                 for i, v in zip(node.inputs, operands):
                     v = np.asarray(v)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ir.errors import GraphcError
+
 from .kernels import CONSTANT_OPS, INPLACE_SAFE, VIEW_OPS, can_emit, scratch_buffers
 
 
@@ -172,3 +174,44 @@ def _stats(graph, mp: MemoryPlan) -> dict:
         "peak_intermediate": pool + peak_temp,
         "total": inputs + constants + pool + peak_temp + outputs,
     }
+
+
+class PlanMemoryError(GraphcError):
+    """A plan whose buffers would not fit in the memory the machine has available."""
+
+    def __init__(self, message, needed: int, available: int):
+        super().__init__(message)
+        self.needed, self.available = needed, available
+
+
+def available_bytes() -> int | None:
+    """Memory the kernel says can be allocated without swapping (Linux's MemAvailable), or
+    None where it cannot be read: then nothing is refused."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
+
+
+def check_fits(stats: dict, name: str) -> None:
+    """Refuse a plan before its buffers are allocated when what one call needs beyond its
+    inputs (pool buffers, temporaries, outputs) exceeds the available memory: numpy would
+    otherwise fail deep inside with 'Unable to allocate', or the OOM killer end the process."""
+    needed = stats["peak_intermediate"] + stats["outputs"] + stats["constants"]
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise PlanMemoryError(f"plan {name!r} needs {format_bytes(needed)} for its buffers, "
+                              f"but only {format_bytes(available)} of memory is available",
+                              needed, available)

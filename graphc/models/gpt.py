@@ -54,6 +54,20 @@ class GPTConfig:
     def to_dict(self):
         return asdict(self)
 
+    def num_parameters(self) -> int:
+        """GPT(self).num_parameters(), from the configuration alone: memory can be checked
+        before any weight is allocated."""
+        V, T, C, bias = self.vocab_size, self.block_size, self.n_embd, int(self.bias)
+        layer_norm = C * (1 + bias)
+        linear = lambda i, o: i * o + bias * o  # noqa: E731
+        block = (2 * layer_norm + linear(C, 3 * C) + linear(C, C) + linear(C, 4 * C)
+                 + linear(4 * C, C))
+        head = 0 if self.tie_weights else C * V
+        return V * C + T * C + self.n_layer * block + layer_norm + head
+
+    def parameter_bytes(self) -> int:
+        return self.num_parameters() * np.dtype(self.dtype).itemsize
+
     @classmethod
     def from_dict(cls, d):
         names = {f.name for f in fields(cls)}
