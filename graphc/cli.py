@@ -417,10 +417,9 @@ def _plot(trainer, path):
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
+    from .files import save_figure
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # ---- sample ---------------------------------------------------------------------------------
