@@ -285,8 +285,8 @@ def cmd_train(args) -> int:
         text = data.decode(Sampler(model, trainer.params).generate(
             data.encode(default_prompt(data.vocab)), args.sample_tokens, temperature=0.8,
             seed=tc.seed))
-        with open(os.path.join(out, "sample.txt"), "w", encoding="utf-8") as fh:
-            fh.write(text)
+        from .files import write_atomically
+        write_atomically(os.path.join(out, "sample.txt"), text)
         print("---- sample ----\n" + text + "\n----------------")
     print(f"checkpoint: {ckpt_path}")
     return 0
