@@ -79,6 +79,8 @@ def build_parser():
     t.add_argument("--sample-tokens", type=int, default=300)
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("-O", dest="pipeline", default="default", help="pass pipeline (O0, default)")
+    t.add_argument("--fast-math", action="store_true", help="allow rewrites that assume "
+                   "finite values and reassociating kernels (results may differ from numpy's)")
 
     d = sub.add_parser("dump", help="print a graph's IR (text, JSON, dot, svg, png, pdf), "
                        "before/after passes, with statistics")
@@ -212,7 +214,7 @@ def cmd_train(args) -> int:
           f"{cfg.vocab_size}, batch {cfg.batch_size}x{cfg.block_size}, {tc.steps} steps",
           flush=True)
     t0 = time.perf_counter()
-    trainer = Trainer(model, data, tc, args.pipeline)
+    trainer = Trainer(model, data, tc, args.pipeline, fast_math=args.fast_math)
     pending = trainer.step_plan.kernels_pending
     print(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
           f"({len(trainer.step_plan.graph.nodes)} nodes"
