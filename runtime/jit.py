@@ -180,18 +180,11 @@ if numba is not None:
     @overload(gelu_tanh_grad, fastmath=_FLAGS)
     def _gelu_tanh_grad(v, g):
         half, one, c, ck, kc3 = _constants(v)
-        limit = type(one)(10.0)
 
         def impl(v, g):
-            t = fast_tanh(v * (c + ck * v * v))
-            # (1 - t*t) is exactly 0 from |v| = 10 on, so clamping v in that term changes no
-            # value, but keeps v**2 from overflowing into 0 * inf = NaN for huge v
-            w = v
-            if w > limit:
-                w = limit
-            if w < -limit:
-                w = -limit
-            return half * g * ((one + t) + w * (one - t * t) * (c + kc3 * (w * w)))
+            v2 = v * v
+            t = fast_tanh(v * (c + ck * v2))
+            return half * g * ((one + t) + v * (one - t * t) * (c + kc3 * v2))
         return impl
 
     @njit(**_OPTS)

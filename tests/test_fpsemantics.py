@@ -187,13 +187,6 @@ def test_gelu_does_not_overflow_near_max(dtype):
         np.testing.assert_allclose(got, eager, rtol=1e-6)
 
 
-def test_compiled_gelu_gradient_of_huge_values_is_not_nan():
-    x = np.array([1e30, -1e30, 2.0] * 32, np.float32)
-    g = np.ones_like(x)
-    got = _run(lambda v, w: gc.gelu_grad(v, w), x, g)
-    np.testing.assert_allclose(got[:3], [1.0, 0.0, 1.0860], rtol=1e-4)
-
-
 # ---- item 19: mean / var / cross_entropy over nothing are NaN ------------------------------
 def test_mean_and_var_over_an_empty_axis_are_nan():
     x = np.zeros((3, 0), np.float32)
