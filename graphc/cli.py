@@ -116,6 +116,8 @@ def build_parser():
     t.add_argument("--sample-tokens", type=_non_negative_int, default=300)
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("-O", dest="pipeline", default="default", help="pass pipeline (O0, default)")
+    t.add_argument("--fast-math", action="store_true", help="allow rewrites that assume "
+                   "finite values and reassociating kernels (results may differ from numpy's)")
 
     d = sub.add_parser("dump", help="print a graph's IR (text, JSON, dot, svg, png, pdf), "
                        "before/after passes, with statistics")
@@ -256,7 +258,7 @@ def cmd_train(args) -> int:
     t0 = time.perf_counter()
     from runtime.memory import PlanMemoryError
     try:
-        trainer = Trainer(model, data, tc, args.pipeline)
+        trainer = Trainer(model, data, tc, args.pipeline, fast_math=args.fast_math)
     except PlanMemoryError as exc:
         raise UsageError(f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
                          f"--block-size ({cfg.block_size})") from None

@@ -134,7 +134,8 @@ def build_logits(model: GPT, batch_size: int = 1) -> Graph:
 class Trainer:
     """Owns parameters, AdamW state, the data RNG and the compiled plans."""
 
-    def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default", jit=None):
+    def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default", jit=None,
+                 fast_math=False):
         self.model, self.data, self.tc = model, data, tc
         self.names = [n for n, _ in model.named_parameters()]
         # the step plan updates these arrays in place (they are donated to it)
@@ -149,9 +150,13 @@ class Trainer:
         self.val_history = []  # (step, val loss)
         self.pipeline = pipeline
         donated = self.names + [f"adam_{k}.{n}" for k in "mv" for n in self.names]
-        self.step_plan = compile_graph(optimize(build_train_step(model, tc), pipeline),
-                                       donate=donated, jit=jit)
-        self.eval_plan = compile_graph(optimize(build_eval_loss(model), pipeline), jit=jit)
+        # fast_math: rewrites that assume finite values (graphc.compile's option)
+        self.step_plan = compile_graph(
+            optimize(build_train_step(model, tc), pipeline, fast_math=fast_math),
+            donate=donated, jit=jit, fast_math=fast_math)
+        self.eval_plan = compile_graph(
+            optimize(build_eval_loss(model), pipeline, fast_math=fast_math), jit=jit,
+            fast_math=fast_math)
         self._order = [n.attrs["name"] for n in self.step_plan.graph.inputs]
 
     def step_inputs(self, x, y) -> list:

@@ -30,9 +30,10 @@ def _is_symbolic(args) -> bool:
 class Compiled:
     """`graphc.compile(fn)`: traced, optimised and compiled once per input signature."""
 
-    def __init__(self, fn, pipeline="default"):
+    def __init__(self, fn, pipeline="default", fast_math=False):
         self.fn = fn
         self.pipeline = pipeline
+        self.fast_math = fast_math
         self._plans = {}
         functools.update_wrapper(self, fn)
 
@@ -51,8 +52,8 @@ class Compiled:
                 log.debug("graphc: recompiling %s for new input signature %s",
                           getattr(self.fn, "__name__", "fn"), key[1])
             graph = trace(self.fn, *[_specs_of(a) for a in args])
-            graph = optimize(graph, self.pipeline)
-            plan = compile_graph(graph)
+            graph = optimize(graph, self.pipeline, fast_math=self.fast_math)
+            plan = compile_graph(graph, fast_math=self.fast_math)
             self._plans[key] = plan
         return plan
 
@@ -70,11 +71,14 @@ def _specs_of(arg):
     return unflatten(structure, [to_spec(x) for x in leaves])
 
 
-def compile(fn=None, *, pipeline="default"):
-    """Decorator or function: compile `fn` into a cached, optimised plan."""
+def compile(fn=None, *, pipeline="default", fast_math=False):
+    """Decorator or function: compile `fn` into a cached, optimised plan. By default the plan
+    computes what numpy computes, NaN and inf included, at every array size; fast_math=True
+    allows rewrites that assume finite values (x * 0 -> 0, exp(log x) -> x) and lets fused
+    kernels reassociate and approximate (faster, results may depend on the array's size)."""
     if fn is None:
-        return lambda f: Compiled(f, pipeline)
-    return Compiled(fn, pipeline)
+        return lambda f: Compiled(f, pipeline, fast_math)
+    return Compiled(fn, pipeline, fast_math)
 
 
 def _argnums(argnums):

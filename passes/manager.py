@@ -72,7 +72,8 @@ def pipeline_passes(pipeline) -> list:
 
 
 def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_after=None,
-                 keep_stages=False) -> PipelineResult:
+                 keep_stages=False, fast_math=False) -> PipelineResult:
+    """fast_math=True lets simplify use its rules that assume finite values (passes.simplify)."""
     if verify_each is None:
         verify_each = os.environ.get("GRAPHC_VERIFY", "") not in ("", "0")
     if bisect is None:
@@ -88,7 +89,8 @@ def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_
     for name in names:
         before = len(graph.nodes)
         start = time.perf_counter()
-        graph = PASSES[name](graph)
+        graph = simplify(graph, fast_math=True) if fast_math and name == "simplify" \
+            else PASSES[name](graph)
         elapsed = time.perf_counter() - start
         result.stats.append(PassStat(name, before, len(graph.nodes), elapsed))
         if verify_each:
@@ -106,8 +108,8 @@ def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_
     return result
 
 
-def optimize(graph, pipeline="default"):
-    return run_pipeline(graph, pipeline).graph
+def optimize(graph, pipeline="default", fast_math=False):
+    return run_pipeline(graph, pipeline, fast_math=fast_math).graph
 
 
 def _probe_inputs(graph, seed=0):

@@ -5,7 +5,14 @@ already rewritten); it returns a replacement value, or None when it does not app
 replacements with the ordinary functional API, so types are checked as in user code. As in
 tinygrad's PatternMatcher and PyTensor's node rewriters, adding a rule is a few lines.
 
-Note: `x * 0 -> 0` assumes finite x (the usual fast-math choice of graph compilers).
+Floating-point policy: by default a rule may fire only where the rewritten graph computes
+what numpy computes on the original one, NaN and inf included. Rules that assume finite
+values or reassociate (`x * 0 -> 0`, `exp(log x) -> x`, `log(exp x) -> x`,
+`(x * c1) * c2 -> x * (c1 * c2)`) are registered with `fast_math=True` and run only under the
+`fast_math=True` compile option. Two default rules are documented exceptions: `x + 0 -> x`
+keeps a -0.0 that numpy would turn into +0.0 (equal as numbers), and
+`masked_softmax_gradient` gives 0 instead of NaN at masked positions when the incoming
+gradient is already non-finite there (the row is NaN then anyway).
 """
 from __future__ import annotations
 
@@ -17,12 +24,15 @@ from ir.ops import api as F
 from ir.rewrite import rebuild
 
 RULES: dict[str, list] = {}
+FAST_MATH_RULES: set = set()  # rules that run only with fast_math=True
 
 
-def rule(*ops):
+def rule(*ops, fast_math=False):
     def register(fn):
         for op in ops:
             RULES.setdefault(op, []).append(fn)
+        if fast_math:
+            FAST_MATH_RULES.add(fn)
         return fn
     return register
 
@@ -78,17 +88,23 @@ def sub_zero(m):
 
 
 @rule("mul")
-def mul_one_or_zero(m):
+def mul_one(m):
     a, b = m.inputs
     if is_scalar_const(b, 1):
         return fit(a, m)
     if is_scalar_const(a, 1):
         return fit(b, m)
+
+
+@rule("mul", fast_math=True)
+def mul_zero(m):
+    """x * 0 -> 0: numpy gives NaN for x = inf or NaN."""
+    a, b = m.inputs
     if is_scalar_const(a, 0) or is_scalar_const(b, 0):
         return F.zeros(m.shape, m.dtype)
 
 
-@rule("mul")
+@rule("mul", fast_math=True)
 def mul_constants_merge(m):
     """(x * c1) * c2 -> x * (c1 * c2) for scalar constants."""
     a, b = m.inputs
@@ -123,15 +139,17 @@ def neg_neg(m):
         return x.inputs[0]
 
 
-@rule("exp")
+@rule("exp", fast_math=True)
 def exp_log(m):
+    """exp(log x) -> x: numpy gives NaN for x < 0."""
     (x,) = m.inputs
     if x.op == "log":
         return x.inputs[0]
 
 
-@rule("log")
+@rule("log", fast_math=True)
 def log_exp(m):
+    """log(exp x) -> x: numpy gives inf where exp(x) overflows."""
     (x,) = m.inputs
     if x.op == "exp":
         return x.inputs[0]
@@ -291,13 +309,15 @@ def masked_softmax_gradient(m):
 
 
 # ---- the pass -------------------------------------------------------------------------------
-def simplify(graph, max_rounds: int = 8):
+def simplify(graph, max_rounds: int = 8, fast_math: bool = False):
+    rules = {op: [fn for fn in fns if fast_math or fn not in FAST_MATH_RULES]
+             for op, fns in RULES.items()}
     for _ in range(max_rounds):
         fired = [0]
 
         def visit(node, inputs, new):
             m = Match(node, inputs)
-            for fn in RULES.get(node.op, ()):
+            for fn in rules.get(node.op, ()):
                 with new.building(), new.locations(node.locs, node.scope):
                     out = fn(m)
                 if out is not None:

@@ -58,8 +58,9 @@ class Plan:
 
     def __init__(self, graph, name: str | None = None, donate=(), check_finite=False,
                  parallel: bool | None = None, jit: bool | None = None,
-                 background_compile: bool | None = None):
+                 background_compile: bool | None = None, fast_math: bool = False):
         self.graph = graph
+        self.fast_math = fast_math  # generated kernels may reassociate (runtime.kernelgen)
         self.jit = jit_kernels.enabled() if jit is None else jit
         self.parallel = parallel_default() if parallel is None else parallel
         self._kernels = []  # module-level kernel functions for two-way split nodes
@@ -192,7 +193,7 @@ class Plan:
         rows = n.size // cols
         parallel = n.size >= FUSED_PARALLEL_MIN_ELEMENTS and rows >= 2
         source = kernel_source(n.attrs["program"], kinds, [i.type for i in n.inputs],
-                               parallel)
+                               parallel, self.fast_math)
         fn = jit_kernels.load_generated(source)
         spec = jit_kernels.argument_spec(n, kinds)
         name = f"_fused_{var}"
@@ -468,8 +469,9 @@ def _with_solo_blas(fn, blas):
 
 
 def compile_graph(graph, name=None, donate=(), check_finite=False, parallel=None,
-                  jit=None, background_compile=None) -> Plan:
-    return Plan(graph, name, donate, check_finite, parallel, jit, background_compile)
+                  jit=None, background_compile=None, fast_math=False) -> Plan:
+    return Plan(graph, name, donate, check_finite, parallel, jit, background_compile,
+                fast_math)
 
 
 def _emit(n, args, dst, scratch):

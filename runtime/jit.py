@@ -10,10 +10,14 @@ Kernels take C-contiguous flat (elementwise) or 2-D (row-wise) arrays and write 
 plan passes reshaped views of its buffers. Compiled machine code is cached on disk
 (numba's cache), so only the first process pays the JIT time.
 
-Fast-math flags leave out `nnan`/`ninf`: a NaN must reach the NaN guard, not be optimised
-away. libm's float32 tanh and exp do not vectorise, so float32 uses a rational tanh (the one
-Eigen and XLA use) and a table-and-polynomial exp, both within a few ulp (tests/test_jit.py);
-float64 uses libm.
+Floating-point policy (tests/test_fpsemantics.py): these kernels compile without LLVM's
+fast-math flags, so +, -, *, / and sqrt round as numpy's do, nothing is reassociated (a
+result does not depend on the array's size), no reciprocal square root is approximated and
+subnormals are kept. libm's float32 tanh and exp do not vectorise, so float32 uses a rational
+tanh (the one Eigen and XLA use) and a table-and-polynomial exp: within 4 ulp of numpy's, with
+numpy's NaN, inf, overflow and subnormal results; float64 uses libm. `FASTMATH` (the flags
+Eigen-style compilers use, less `nnan`/`ninf` so that a NaN still reaches a NaN guard) is what
+generated kernels get under the `fast_math=True` compile option (runtime/kernelgen.py).
 """
 from __future__ import annotations
 
@@ -35,8 +39,9 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps nump
 
 from .threads import quiet_blas_spinning
 
-_FLAGS = {"nsz", "arcp", "contract", "afn", "reassoc"}
-FASTMATH = _FLAGS
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # only under fast_math=True
+_FLAGS = False  # the default: IEEE arithmetic, as numpy's
+STRICT = _FLAGS
 # error_model="numpy": x / 0 gives inf or nan, as numpy does, instead of raising
 _OPTS = dict(parallel=True, fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
 
@@ -63,6 +68,7 @@ if numba is not None:
             q0, q1, q2, q3 = q
 
             one = np.float32(1.0)
+            tiny = np.float32(4e-4)  # |x| below this: tanh(x) - x < x * 2**-24
 
             def impl(x):
                 # beyond the clamp float32 tanh is exactly +-1 (so 1 - t*t is 0, as with
@@ -71,6 +77,8 @@ if numba is not None:
                     return one
                 if x < lo:
                     return -one
+                if abs(x) < tiny:
+                    return x  # tanh(x) rounds to x; the rational form would lose subnormals
                 x2 = x * x
                 num = x * ((((((p0 * x2 + p1) * x2 + p2) * x2 + p3) * x2 + p4) * x2 + p5)
                            * x2 + p6)
@@ -90,12 +98,15 @@ if numba is not None:
         if x == numba.float32:
             log2e = np.float32(1.4426950408889634)
             ln2_hi, ln2_lo = np.float32(0.693359375), np.float32(-2.12194440e-4)
-            lo, hi, zero, half = (np.float32(-127.0), np.float32(128.0), np.float32(0.0),
+            lo, hi, zero, half = (np.float32(-151.0), np.float32(128.0), np.float32(0.0),
                                   np.float32(0.5))
+            # below this, exp(x) rounds to 0 in float32 (2**-150 is half the least subnormal)
+            underflow = np.float32(-104.0)
             # exp(r) for |r| <= ln(2)/2: Taylor series, 8 terms (error < 2e-9)
             c = [np.float32(1.0 / math.factorial(k)) for k in range(8)]
             c0, c1, c2, c3, c4, c5, c6, c7 = c
             pow2 = _POW2
+            two64, two_m64 = np.float32(2.0 ** 64), np.float32(2.0 ** -64)
 
             def impl(x):
                 # exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 in
@@ -116,9 +127,14 @@ if numba is not None:
                 if e > 127:  # 2**128 overflows though the result may not (x < 88.72)
                     p = p + p
                     e = np.int32(127)
-                p = p * pow2[e + 127]
-                if t <= lo:
-                    p = zero  # below float32's normal range: flush to zero
+                if e < -126:
+                    # a subnormal result (as numpy's): scale in two exact steps so that it
+                    # is rounded once, by the last multiplication
+                    p = p * pow2[e + 64 + 127] * two_m64
+                else:
+                    p = p * pow2[e + 127]
+                if x < underflow:
+                    p = zero  # also exp(-inf) = 0
                 if x != x:
                     p = x
                 return p
@@ -183,16 +199,21 @@ if numba is not None:
 
     @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
     def _row_moments(row, eps):
+        # in the row's own dtype and in the order of the numpy definition (ir/ops/fused.py
+        # _moments: sum * (1/n), then sum of squares * (1/n) + eps): a float32 row whose
+        # squares overflow gives numpy's result, not a float64 one
         n = row.shape[0]
-        s = row.dtype.type(0.0)
+        ty = row.dtype.type
+        inv_n = ty(1.0 / n)
+        s = ty(0.0)
         for j in range(n):
             s += row[j]
-        mu = s / n
-        ss = row.dtype.type(0.0)
+        mu = s * inv_n
+        ss = ty(0.0)
         for j in range(n):
             d = row[j] - mu
             ss += d * d
-        return mu, row.dtype.type(1.0) / np.sqrt(ss / n + eps)
+        return mu, ty(1.0) / np.sqrt(ss * inv_n + ty(eps))
 
     @njit(**_OPTS)
     def layer_norm(x, w, b, eps, out):
@@ -213,11 +234,12 @@ if numba is not None:
                 gw = g[r, j] * w[j]
                 a += gw
                 bsum += gw * (x[r, j] - mu)
-            a = a / n
-            bsum = bsum * rstd / n
+            inv_n = x.dtype.type(1.0 / n)  # not a / n: an integer n would make it float64
+            a = a * inv_n
+            bsum = bsum * rstd * inv_n
             for j in range(n):
                 xhat = (x[r, j] - mu) * rstd
-                out[r, j] = rstd * (g[r, j] * w[j] - a - xhat * bsum)
+                out[r, j] = rstd * (g[r, j] * w[j] - xhat * bsum - a)
 
     @njit(**_OPTS)
     def layer_norm_wgrad(x, g, eps, out):
@@ -229,10 +251,9 @@ if numba is not None:
             acc = partial[k]
             for r in range(k * per, min(rows, (k + 1) * per)):
                 mu, rstd = _row_moments(x[r], eps)
-                shift = mu * rstd
                 xr, gr = x[r], g[r]
                 for j in range(n):
-                    acc[j] += gr[j] * (xr[j] * rstd - shift)
+                    acc[j] += (xr[j] - mu) * rstd * gr[j]  # numpy's order (no x*rstd - mu*rstd)
         for j in range(n):
             total = x.dtype.type(0.0)
             for k in range(chunks):

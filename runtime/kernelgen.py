@@ -18,10 +18,13 @@ def jit_version() -> str:
     return VERSION
 
 
-def kernel_source(program: str, kinds, operand_types, parallel: bool) -> str:
+def kernel_source(program: str, kinds, operand_types, parallel: bool,
+                  fast_math: bool = False) -> str:
     """Source of a module defining `kernel(out, a0, a1, ...)` over out viewed as 2-D. A
     program ending in softmax writes the producers' values for a row, then normalises it.
-    The source depends on the operands' kinds and dtypes, not on their sizes."""
+    The source depends on the operands' kinds and dtypes, not on their sizes. By default the
+    kernel is compiled with IEEE arithmetic (runtime.jit's policy); `fast_math` lets LLVM
+    reassociate, contract and approximate (the compile option of the same name)."""
     loads, body = [], []
     for k, kind in enumerate(kinds):
         if kind == "scalar":
@@ -54,11 +57,11 @@ def kernel_source(program: str, kinds, operand_types, parallel: bool) -> str:
         f"# runtime.jit {jit_version()}",
         "import numpy as np",
         "from numba import njit, prange",
-        "from runtime.jit import (FASTMATH, fast_exp, fast_tanh, gelu_tanh, gelu_tanh_grad,",
-        "                         maximum, minimum)",
+        "from runtime.jit import (FASTMATH, STRICT, fast_exp, fast_tanh, gelu_tanh,",
+        "                         gelu_tanh_grad, maximum, minimum)",
         "",
         "",
-        f"@njit(parallel={parallel}, fastmath=FASTMATH, cache=True, nogil=True, "
+        f"@njit(parallel={parallel}, fastmath={'FASTMATH' if fast_math else 'STRICT'}, cache=True, nogil=True, "
         "error_model=\"numpy\")",
         "def kernel(out, " + ", ".join(f"a{k}" for k in range(len(kinds))) + "):",
         "    rows, cols = out.shape",

@@ -83,7 +83,8 @@ def _gelu(node, args, dst):
     return [f"np.multiply({x}, {x}, out={dst})", f"np.multiply({dst}, {_CK}, out={dst})",
             f"np.add({dst}, {GELU_C}, out={dst})", f"np.multiply({dst}, {x}, out={dst})",
             f"np.tanh({dst}, out={dst})", f"np.add({dst}, 1.0, out={dst})",
-            f"np.multiply({dst}, {x}, out={dst})", f"np.multiply({dst}, 0.5, out={dst})"]
+            # 0.5 before x: (1 + t) * x overflows for |x| above max / 2
+            f"np.multiply({dst}, 0.5, out={dst})", f"np.multiply({dst}, {x}, out={dst})"]
 
 
 

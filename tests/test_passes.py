@@ -83,10 +83,20 @@ def test_fold_leaves_large_results_and_random_ops():
     (lambda x: gc.broadcast_to(gc.full((), 2.0), (2, 3)) + x, ["full", "add"]),
 ])
 def test_simplify_rules_fire(fn, remaining):
-    g = dce(simplify(gc.trace(fn, gc.spec((2, 3)))))
+    # fast_math: x * 0, exp(log x), log(exp x) and (x * c1) * c2 fire only under that option
+    g = dce(simplify(gc.trace(fn, gc.spec((2, 3))), fast_math=True))
     assert [o for o in ops(g) if o != "constant"] == remaining
     x = np.random.default_rng(0).uniform(0.5, 1.5, (2, 3)).astype(np.float32)
     np.testing.assert_allclose(run(g, x)[0], gc.compile(fn, pipeline="O0")(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn, op, count", [(lambda x: gc.exp(gc.log(x)), "log", 1),
+                                           (lambda x: gc.log(gc.exp(x)), "exp", 1),
+                                           (lambda x: (x * 2.0) * 3.0, "mul", 2),
+                                           (lambda x: x * 0.0, "mul", 1)])
+def test_finite_math_rules_do_not_fire_by_default(fn, op, count):
+    g = dce(simplify(gc.trace(fn, gc.spec((2, 3)))))
+    assert ops(g).count(op) == count
 
 
 def test_gradient_of_split_becomes_one_concat():

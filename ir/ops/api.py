@@ -115,7 +115,8 @@ def mean(x, axis=None, keepdims=False):
     count = math.prod(_shape(x)[a] for a in axes)
     if not is_float(_dtype(x)):
         _fail(f"mean of a {_dtype(x)} value; cast it to a float type first")
-    return sum(x, axes, keepdims) * (1.0 / builtins.max(count, 1))
+    # over no elements the mean is NaN, as numpy's (and PyTorch's): 0 * NaN
+    return sum(x, axes, keepdims) * (1.0 / count if count else math.nan)
 
 
 def var(x, axis=None, keepdims=False):
@@ -383,7 +384,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
     if ignore_index is None:
         return -mean(picked)
     valid = cast(not_equal(targets, ignore_index), _dtype(logits))
-    return -sum(picked) / maximum(sum(valid), 1.0)
+    return -sum(picked) / sum(valid)  # NaN (0 / 0) when no target counts, as in PyTorch
 
 
 _EAGER_SALTS = itertools.count()

@@ -198,8 +198,8 @@ def _gelu(x, approximate):
         inner *= _GELU_C
         np.tanh(inner, out=inner)
         inner += 1.0
+        inner *= 0.5  # before x: (1 + t) * x overflows for |x| above max / 2
         inner *= x
-        inner *= 0.5
         return inner
     return (0.5 * x * (1.0 + special.erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
 
