@@ -9,6 +9,13 @@ the plan swaps each compiled kernel in (tier 1). The next process finds them cac
 A marker file beside the kernel's module records each (source, argument types) that has been
 compiled, so that a plan knows before calling whether loading a kernel will be quick.
 GRAPHC_BACKGROUND_COMPILE=0 compiles every kernel while the plan is built (as tests do).
+
+The compiler process imports graphc's own packages only (isolated, with this process's import
+path), reads its jobs from a pipe whose end means this process has gone (it then stops after
+the kernel at hand), writes its errors to compiler.log in the cache directory (a failure is
+one warning naming it), and is stopped at exit; waiting for it gives up, with a warning, after
+GRAPHC_COMPILE_TIMEOUT seconds without a finished kernel. Where it fails, hangs or cannot
+write a cache, the plans compile their kernels themselves at their next call.
 """
 from __future__ import annotations
 
@@ -214,10 +221,16 @@ def _start() -> None:
         return
     # the same directory even where this process fell back to a private one
     env = dict(os.environ, GRAPHC_CACHE_DIR=directory)
-    with log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _CHILD_CODE.format(path=_child_path())], env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log_file)
+    try:
+        with log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-c", _CHILD_CODE.format(path=_child_path())], env=env,
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log_file)
+    except OSError as exc:
+        _OFF.append(True)
+        _warn(f"graphc: cannot start the background kernel compiler ({exc}); compiling the "
+              "kernels in this process")
+        return
     if not _COMPILER.get("atexit"):
         import atexit
         atexit.register(stop)
