@@ -21,12 +21,17 @@ generated kernels get under the `fast_math=True` compile option (runtime/kernelg
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.util
 import math
 import os
+import shutil
+import stat
 import sys
 import tempfile
+import types
+import warnings
 
 import numpy as np
 
@@ -352,25 +357,145 @@ with open(__file__, "rb") as _fh:
     VERSION = hashlib.sha1(_fh.read()).hexdigest()[:12]
 
 
-def cache_dir() -> str:
-    """Where generated kernel modules (and numba's compiled code beside them) are kept:
-    GRAPHC_CACHE_DIR, else the user's cache directory; a private temporary directory when
-    that cannot be written (a read-only home), so compiling still works, uncached."""
-    base = os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(
+class KernelCacheWarning(UserWarning):
+    """The kernel cache could not be used as configured (graphc goes on without it)."""
+
+
+_RESOLVED = {}  # configured cache directory -> the directory used (None: no usable cache)
+_PRIVATE = []  # this process's private fallback directory, removed at exit
+_WARNED = set()
+
+
+def _warn_once(key, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, KernelCacheWarning, stacklevel=3)
+
+
+def untrusted(path: str) -> str | None:
+    """Why a cache directory must not be used (None if it may): numba's cache files are
+    pickles, so anyone who can write them can run code as the user, as with ssh's and
+    pip's files the directory must be the user's own and writable by nobody else."""
+    st = os.stat(path)
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+    if st.st_mode & 0o022:
+        who = {0o020: "its group", 0o002: "others"}.get(st.st_mode & 0o022, "group and others")
+        return (f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):o}; chmod go-w makes "
+                "it private)")
+    return None
+
+
+def _configured_dir() -> str:
+    return os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
         "graphc", "kernels")
+
+
+def cache_dir() -> str | None:
+    """Where generated kernel modules (and numba's compiled code beside them) are kept:
+    GRAPHC_CACHE_DIR, else the user's cache directory. Where that cannot be created or
+    written, or is not the user's own (see `untrusted`), one warning and a private temporary
+    directory for this process (removed at exit); None where no directory can be written
+    (kernels then compile in memory, uncached)."""
+    base = _configured_dir()
+    if base not in _RESOLVED:
+        _RESOLVED[base] = _resolve(base)
+    return _RESOLVED[base]
+
+
+def _resolve(base: str) -> str | None:
     try:
-        os.makedirs(base, exist_ok=True)
-        if os.access(base, os.W_OK):
-            return base
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        problem = untrusted(base)
+        pycache = os.path.join(base, "__pycache__")  # numba's files for the kernels
+        if problem is None and os.path.isdir(pycache):
+            problem = untrusted(pycache) and f"has a __pycache__ that {untrusted(pycache)}"
+        if problem is None and not os.access(base, os.W_OK):
+            problem = "is not writable"
+    except OSError as exc:
+        problem = f"cannot be created ({exc.strerror or exc})"
+    if problem is None:
+        return base
+    private = _private_dir()
+    _warn_once(("dir", base), f"graphc: the kernel cache directory {base} {problem}; "
+               + (f"using a private directory for this run instead ({private})" if private
+                  else "compiling kernels without a cache"))
+    return private
+
+
+def _private_dir() -> str | None:
+    if not _PRIVATE:
+        try:
+            _PRIVATE.append(tempfile.mkdtemp(prefix="graphc-kernels-"))  # mode 700
+        except OSError:
+            return None
+        atexit.register(_remove_private_dir)
+    return _PRIVATE[0]
+
+
+def _remove_private_dir() -> None:
+    tiering = sys.modules.get(__package__ + ".tiering")
+    if tiering is not None:
+        tiering.stop()  # the background compiler writes there
+    for path in _PRIVATE:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def cache_failed(path: str, exc: OSError) -> None:
+    """A write into the kernel cache failed (a full or read-only disk): one warning, and
+    this process goes on without the cache (a private directory in use is removed)."""
+    for base, used in _RESOLVED.items():
+        if used is not None and (path == used or path.startswith(used + os.sep)):
+            _RESOLVED[base] = None
+            if used in _PRIVATE:
+                shutil.rmtree(used, ignore_errors=True)
+    _warn_once("write", f"graphc: cannot write the kernel cache ({path}: "
+               f"{exc.strerror or exc}); going on without it, kernels compile in memory")
+
+
+def _guard_cache(dispatcher) -> None:
+    """Make numba's disk cache of `dispatcher` survive damage: an entry that cannot be
+    loaded (a truncated .nbi or .nbc raises a bare UnpicklingError otherwise) is dropped
+    and recompiled, with one warning naming the file; a save that fails (a full disk)
+    turns this dispatcher's caching off instead of failing the compilation."""
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None or not hasattr(cache, "_cache_file") or hasattr(cache, "_graphc_guard"):
+        return
+    load, save = cache.load_overload, cache.save_overload
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as exc:  # whatever unpickling a damaged file raises
+            _drop_damaged(cache, sig, target_context, exc)
+            return None
+
+    def save_overload(sig, data):
+        try:
+            save(sig, data)
+        except OSError as exc:
+            cache.disable()
+            cache_failed(getattr(exc, "filename", None) or cache.cache_path, exc)
+
+    cache.load_overload, cache.save_overload = load_overload, save_overload
+    cache._graphc_guard = True
+
+
+def _drop_damaged(cache, sig, target_context, exc) -> None:
+    files = cache._cache_file
+    try:
+        index = files._load_index()
+        name = index.get(cache._index_key(sig, target_context.codegen()))
+        damaged = files._data_path(name) if name else files._index_path
+    except Exception:
+        damaged = files._index_path
+    try:
+        os.remove(damaged)
     except OSError:
         pass
-    if not _FALLBACK_DIR:
-        _FALLBACK_DIR.append(tempfile.mkdtemp(prefix="graphc-kernels-"))
-    return _FALLBACK_DIR[0]
-
-
-_FALLBACK_DIR = []
+    _warn_once(("damaged", damaged), f"graphc: dropped the damaged numba cache file "
+               f"{damaged} ({type(exc).__name__}: {exc}); recompiling it")
 
 
 def source_key(source: str) -> str:
@@ -380,22 +505,38 @@ def source_key(source: str) -> str:
 
 def load_generated(source: str):
     """The `kernel` function of a generated module, written once per distinct source (named
-    by its hash, so equal kernels share one compilation, also across processes)."""
+    by its hash, so equal kernels share one compilation, also across processes). Without a
+    usable cache the module is compiled in memory, its kernel uncached."""
     key = source_key(source)
     if key in _LOADED:
         return _LOADED[key]
-    directory = cache_dir()
-    path = os.path.join(directory, f"k_{key}.py")
-    if not _holds(path, source):  # missing, or changed by something other than graphc
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(source)
-        os.replace(tmp, path)  # atomic: a concurrent process sees all of it or nothing
     name = f"graphc_kernel_{key}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    directory = cache_dir()
+    path = directory and os.path.join(directory, f"k_{key}.py")
+    if path and not _holds(path, source):  # missing, or changed by something other than graphc
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                fh.write(source)
+            os.replace(tmp, path)  # atomic: a concurrent process sees all of it or nothing
+        except OSError as exc:
+            if tmp is not None and os.path.exists(tmp):
+                os.remove(tmp)
+            cache_failed(path, exc)
+            path = None
+    if path:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    else:
+        if "cache=True" not in source:
+            raise RuntimeError("generated kernel source without cache=True")  # kernelgen's
+        module = types.ModuleType(name)
+        exec(compile(source.replace("cache=True", "cache=False"), f"<graphc kernel {key}>",
+                     "exec"), module.__dict__)
+    _guard_cache(module.kernel)
     _LOADED[key] = module.kernel
     return module.kernel
 
@@ -432,6 +573,30 @@ def warm_generated(fn, spec) -> None:
     with np.errstate(all="ignore"):
         fn(*args)
     _WARM.add((fn, spec))
+
+
+def _guard_fixed_kernels() -> None:
+    """The fixed kernels' numba cache: beside this file (runtime/__pycache__, as trusted as
+    the code itself) or numba's user-wide cache, unless NUMBA_CACHE_DIR names another
+    directory; that one holds the generated kernels' pickles too, so it must pass the same
+    test as graphc's own cache (else numba's default places are used)."""
+    if numba is None:
+        return
+    from numba.core.dispatcher import Dispatcher
+    dispatchers = [v for v in globals().values() if isinstance(v, Dispatcher)]
+    directory = numba.config.CACHE_DIR
+    problem = directory and os.path.isdir(directory) and untrusted(directory)
+    if problem:
+        _warn_once(("dir", directory), f"graphc: NUMBA_CACHE_DIR {directory} {problem}; "
+                   "numba's default cache directories are used instead")
+        numba.config.CACHE_DIR = ""
+        for d in dispatchers:
+            d.enable_caching()  # locate the cache again, without NUMBA_CACHE_DIR
+    for d in dispatchers:
+        _guard_cache(d)
+
+
+_guard_fixed_kernels()
 
 
 if __name__ == "__main__":

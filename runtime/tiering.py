@@ -9,44 +9,76 @@ the plan swaps each compiled kernel in (tier 1). The next process finds them cac
 A marker file beside the kernel's module records each (source, argument types) that has been
 compiled, so that a plan knows before calling whether loading a kernel will be quick.
 GRAPHC_BACKGROUND_COMPILE=0 compiles every kernel while the plan is built (as tests do).
+
+The compiler process imports graphc's own packages only (isolated, with this process's import
+path), reads its jobs from a pipe whose end means this process has gone (it then stops after
+the kernel at hand), writes its errors to compiler.log in the cache directory (a failure is
+one warning naming it), and is stopped at exit; waiting for it gives up, with a warning, after
+GRAPHC_COMPILE_TIMEOUT seconds without a finished kernel. Where it fails, hangs or cannot
+write a cache, the plans compile their kernels themselves at their next call.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import traceback
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
 
 from ir.ops.registry import get_op
 
-_RUNNING = []  # [(process, job file)] of the background compiler, at most one at a time
-_QUEUED = []   # jobs waiting for the running compiler to finish
+_COMPILER = {}  # the running background compiler: "process", "jobs", "log"
+_QUEUED = []    # jobs waiting for the running compiler to finish
+_OFF = []       # set once the compiler failed or hung: later kernels compile in the process
+# after its parent has gone, the compiler finishes the kernel at hand and exits; one that
+# takes longer than this is abandoned (and the parent waits this long at exit, at most)
+GRACE_SECONDS = 3.0
 
 
 def enabled() -> bool:
     return os.environ.get("GRAPHC_BACKGROUND_COMPILE", "1") != "0"
 
 
-def _marker(source: str, spec) -> str:
-    from .jit import cache_dir, source_key
+def _timeout() -> float:
+    """Seconds that wait() allows the compiler without one more kernel finished."""
+    return float(os.environ.get("GRAPHC_COMPILE_TIMEOUT", "300"))
+
+
+def _marker(directory: str, source: str, spec) -> str:
+    from .jit import source_key
     sig = hashlib.sha1(repr(spec).encode()).hexdigest()[:12]
-    return os.path.join(cache_dir(), f"k_{source_key(source)}.{sig}.ready")
+    return os.path.join(directory, f"k_{source_key(source)}.{sig}.ready")
 
 
 def compiled(source: str, spec) -> bool:
-    return os.path.exists(_marker(source, spec))
+    from .jit import cache_dir
+    directory = cache_dir()
+    return directory is not None and os.path.exists(_marker(directory, source, spec))
 
 
 def mark_compiled(source: str, spec) -> None:
-    path = _marker(source, spec)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    os.close(fd)
-    os.replace(tmp, path)
+    from .jit import cache_dir, cache_failed
+    directory = cache_dir()
+    if directory is None:  # no usable cache: nothing to record
+        return
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        os.close(fd)
+        os.replace(tmp, _marker(directory, source, spec))
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+        cache_failed(directory, exc)
 
 
 def numpy_kernel(node):
@@ -77,7 +109,12 @@ def one_thread():
 
 
 def submit(jobs) -> None:
-    """Compile [(source, spec)] in the background compiler process."""
+    """Compile [(source, spec)] in the background compiler process. Without a usable cache
+    (or after the compiler failed) nothing is submitted: the plans compile their kernels at
+    their next call."""
+    from .jit import cache_dir
+    if _OFF or cache_dir() is None:
+        return
     _QUEUED.extend(jobs)
     if not running():
         _start()
@@ -86,52 +123,169 @@ def submit(jobs) -> None:
 def running() -> bool:
     """Whether the background compiler is still at work (starting the next batch when the
     last one has finished)."""
-    if _RUNNING:
-        process, path = _RUNNING[0]
+    process = _COMPILER.get("process")
+    if process is not None:
         if process.poll() is None:
             return True
-        _RUNNING.clear()
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-    if _QUEUED:
+        _finished()
+    if _QUEUED and not _OFF:
         _start()
-        return True
+        return bool(_COMPILER)
     return False
 
 
 def wait(timeout: float | None = None) -> None:
+    """Until the background compiler has finished. One that has not finished a kernel for
+    `timeout` seconds (GRAPHC_COMPILE_TIMEOUT, default 300) is stopped, with a warning: the
+    plans then compile what is missing themselves."""
+    limit = _timeout() if timeout is None else timeout
+    done, deadline = -1, 0.0
     while running():
-        _RUNNING[0][0].wait(timeout)
+        jobs = _COMPILER["jobs"]
+        now = sum(compiled(source, spec) for source, spec in jobs)
+        if now != done:
+            done, deadline = now, time.monotonic() + limit
+        elif time.monotonic() > deadline:
+            log = _COMPILER["log"]
+            _OFF.append(True)
+            _QUEUED.clear()
+            stop(grace=0)
+            _warn(f"graphc: the background kernel compiler finished no kernel in {limit:g} s "
+                  f"(GRAPHC_COMPILE_TIMEOUT); stopped it (its log: {log}); compiling the "
+                  "kernels in this process")
+            return
+        try:
+            _COMPILER["process"].wait(min(0.2, limit))
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def stop(grace: float = GRACE_SECONDS) -> None:
+    """End the background compiler (at exit, or when it hangs): its input closes, which it
+    takes as the sign to stop after the kernel at hand; killed if that takes over `grace`
+    seconds."""
+    process = _COMPILER.get("process")
+    if process is None:
+        return
+    try:
+        process.stdin.close()
+    except OSError:
+        pass
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    _COMPILER.clear()
+
+
+def _warn(message: str) -> None:
+    from .jit import KernelCacheWarning
+    warnings.warn(message, KernelCacheWarning, stacklevel=3)
+
+
+def _finished() -> None:
+    process, log = _COMPILER["process"], _COMPILER["log"]
+    _COMPILER.clear()
+    if process.returncode != 0:
+        _OFF.append(True)
+        _QUEUED.clear()
+        _warn(f"graphc: the background kernel compiler failed (exit status "
+              f"{process.returncode}; its log: {log}); compiling the kernels in this process")
+
+
+# The compiler runs isolated (-I: neither the working directory nor PYTHONPATH is on its
+# path, where a runtime/ package of the user's would otherwise be imported) with this
+# process's own import path: the directory `runtime` came from first.
+_CHILD_CODE = "import sys; sys.path[:0] = {path!r}; from runtime.tiering import _main; _main()"
+
+
+def _child_path() -> list:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cwd = os.getcwd()
+    return [root] + [p for p in sys.path if p and os.path.isabs(p) and p not in (cwd, root)]
 
 
 def _start() -> None:
-    from .jit import cache_dir
+    from .jit import cache_dir, cache_failed
+    directory = cache_dir()
     jobs = [(source, list(spec)) for source, spec in _QUEUED]
     _QUEUED.clear()
-    fd, path = tempfile.mkstemp(dir=cache_dir(), prefix="jobs-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(jobs, fh)
+    if directory is None:
+        return
+    log = os.path.join(directory, "compiler.log")
+    try:
+        log_file = open(log, "ab")
+    except OSError as exc:
+        cache_failed(directory, exc)
+        return
     # the same directory even where this process fell back to a private one
-    env = dict(os.environ, GRAPHC_CACHE_DIR=cache_dir())
-    process = subprocess.Popen([sys.executable, "-m", "runtime.tiering", path], env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    _RUNNING.append((process, path))
+    env = dict(os.environ, GRAPHC_CACHE_DIR=directory)
+    try:
+        with log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-c", _CHILD_CODE.format(path=_child_path())], env=env,
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log_file)
+    except OSError as exc:
+        _OFF.append(True)
+        _warn(f"graphc: cannot start the background kernel compiler ({exc}); compiling the "
+              "kernels in this process")
+        return
+    if not _COMPILER.get("atexit"):
+        import atexit
+        atexit.register(stop)
+    _COMPILER.update(process=process, jobs=[(s, _spec(p)) for s, p in jobs], log=log,
+                     atexit=True)
+    # the jobs go over the pipe, which stays open: its end tells the compiler this process
+    # has gone. A thread writes them, so that a large batch does not wait for the child.
+    data = (json.dumps(jobs) + "\n").encode()
+    threading.Thread(target=_send, args=(process.stdin, data), daemon=True).start()
 
 
-def _compile_jobs(path: str) -> None:
+def _send(pipe, data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.flush()
+    except (OSError, ValueError):  # the compiler died (its exit status says why) or stopped
+        pass
+
+
+def _spec(spec) -> tuple:
+    return (spec[0],) + tuple(tuple(item) for item in spec[1:])
+
+
+def _main() -> None:
+    """The background compiler: jobs from stdin, one JSON line; stops when stdin ends."""
     from .jit import load_generated, warm_generated
-    with open(path) as fh:
-        jobs = json.load(fh)
-    for source, spec in jobs:
-        spec = (spec[0],) + tuple(tuple(item) for item in spec[1:])
-        if compiled(source, spec):
-            continue
-        warm_generated(load_generated(source), spec)
-        mark_compiled(source, spec)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches us too; the parent ends us
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return  # the parent has gone already
+    stopping = threading.Event()
 
+    def watch_parent():
+        # end of file: the parent exited or stopped us (os.read, as a blocked buffered read
+        # would hold stdin's lock when the interpreter shuts down)
+        while os.read(0, 4096):
+            pass
+        stopping.set()
+        time.sleep(GRACE_SECONDS)
+        os._exit(3)  # the kernel at hand took too long
 
-if __name__ == "__main__":
-    _compile_jobs(sys.argv[1])
+    threading.Thread(target=watch_parent, daemon=True).start()
+    failed = 0
+    for source, spec in json.loads(line):
+        if stopping.is_set():
+            break
+        spec = _spec(spec)
+        try:
+            if not compiled(source, spec):
+                warm_generated(load_generated(source), spec)
+                mark_compiled(source, spec)
+        except Exception:
+            failed += 1
+            sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} graphc background "
+                             f"compiler (pid {os.getpid()}): kernel for {spec}:\n"
+                             f"{traceback.format_exc()}{source}\n")
+            sys.stderr.flush()
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,311 @@
+"""The kernel cache and the background compiler (runtime.jit, runtime.tiering) do not trust
+what they cannot vouch for, survive a damaged or full cache, and end with their process."""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from runtime import jit, tiering
+from runtime.codegen import compile_graph
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KernelCacheWarning = jit.KernelCacheWarning
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh, private cache directory, this process's cache state reset, and a temporary
+    directory of its own (to see what is left there)."""
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(directory))
+    for name, value in (("_LOADED", {}), ("_RESOLVED", {}), ("_WARNED", set()),
+                        ("_PRIVATE", [])):
+        monkeypatch.setattr(jit, name, value)
+    for name, value in (("_OFF", []), ("_QUEUED", []), ("_COMPILER", {})):
+        monkeypatch.setattr(tiering, name, value)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    yield directory
+    tiering.stop(grace=0)
+    jit._remove_private_dir()
+
+
+def _graph(k=0):
+    """A graph with one fused cluster, its program different for each k."""
+    def f(x):
+        y = x
+        for _ in range(k + 1):
+            y = gc.tanh(y) * 0.5 + x
+        return y
+    return gc.trace(f, gc.spec((64, 32)))
+
+
+def _expected(x, k=0):
+    y = x
+    for _ in range(k + 1):
+        y = np.tanh(y) * 0.5 + x
+    return y
+
+
+X = np.linspace(-2, 2, 64 * 32, dtype=np.float32).reshape(64, 32)
+
+
+def _cache_warnings(record):
+    return [str(w.message) for w in record if issubclass(w.category, KernelCacheWarning)]
+
+
+# ---- item 1: the background compiler imports graphc's own runtime package only ---------------
+def test_the_background_compiler_ignores_a_runtime_package_in_the_working_directory(
+        cache, tmp_path, monkeypatch):
+    planted = {}
+    for where in ("cwd", "pythonpath"):
+        package = tmp_path / where / "runtime"
+        package.mkdir(parents=True)
+        planted[where] = tmp_path / f"ran-from-{where}"
+        (package / "__init__.py").write_text(
+            f"open({str(planted[where])!r}, 'a').write('imported\\n')\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "pythonpath"))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        plan = compile_graph(_graph(), jit=True, background_compile=True)
+        assert plan.kernels_pending == 1 and tiering.running()
+        tiering.wait()
+        plan.wait_for_kernels()
+    assert not planted["cwd"].exists() and not planted["pythonpath"].exists()
+    assert _cache_warnings(record) == []  # the compiler ran graphc's code and succeeded
+    assert len(list(cache.glob("k_*.ready"))) == 1
+    np.testing.assert_allclose(plan(X)[0], _expected(X), rtol=1e-5, atol=1e-6)
+
+
+# ---- item 2: a cache directory others can write (or that is not the user's) is refused --------
+@pytest.mark.parametrize("change", ["chmod o+w", "chmod g+w", "chown"])
+def test_a_cache_directory_others_can_write_is_refused(cache, change):
+    if change == "chown":
+        os.chown(cache, os.getuid() + 4242, -1)
+        reason = "owned by uid"
+    else:
+        os.chmod(cache, 0o702 if change == "chmod o+w" else 0o720)
+        reason = "writable by"
+    with pytest.warns(KernelCacheWarning, match=reason) as record:
+        used = jit.cache_dir()
+        assert jit.cache_dir() == used  # one warning, not one per use
+        plan = compile_graph(_graph(), jit=True, background_compile=False)
+    assert len(_cache_warnings(record)) == 1 and str(cache) in str(record[0].message)
+    assert used is not None and used != str(cache)
+    assert (os.stat(used).st_mode & 0o077) == 0 and os.stat(used).st_uid == os.getuid()
+    assert os.listdir(cache) == []  # nothing read from or written to the refused directory
+    np.testing.assert_allclose(plan(X)[0], _expected(X), rtol=1e-5, atol=1e-6)
+    jit._remove_private_dir()
+    assert not os.path.exists(used)
+
+
+def test_a_numba_cache_dir_others_can_write_is_not_used(tmp_path):
+    shared = tmp_path / "numba-cache"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    code = "import runtime.jit as j; print(j.softmax._cache.cache_path)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120,
+                            env=dict(os.environ, NUMBA_CACHE_DIR=str(shared)))
+    assert result.returncode == 0, result.stderr
+    assert not result.stdout.strip().startswith(str(shared))
+    assert f"NUMBA_CACHE_DIR {shared} is writable by group and others" in result.stderr
+
+
+# ---- item 7: a damaged numba cache file is dropped and recompiled -----------------------------
+@pytest.mark.parametrize("suffix", [".nbi", ".nbc"])
+def test_a_truncated_numba_cache_file_is_dropped_and_recompiled(cache, monkeypatch, suffix):
+    compile_graph(_graph(), jit=True, background_compile=False)
+    damaged, = (cache / "__pycache__").glob(f"*{suffix}")
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[:len(data) // 2])
+    monkeypatch.setattr(jit, "_LOADED", {})  # as in a later process: load from the disk cache
+    with pytest.warns(KernelCacheWarning, match="damaged") as record:
+        plan = compile_graph(_graph(), jit=True, background_compile=False)
+    assert _cache_warnings(record) == [m for m in _cache_warnings(record)
+                                       if str(damaged) in m]
+    assert len(_cache_warnings(record)) == 1
+    np.testing.assert_allclose(plan(X)[0], _expected(X), rtol=1e-5, atol=1e-6)
+    # recompiled into the cache: the next load is clean (and a cache hit)
+    monkeypatch.setattr(jit, "_LOADED", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = compile_graph(_graph(), jit=True, background_compile=False)
+    kernels = [v for v in again._globals.values() if hasattr(v, "stats")]
+    assert kernels and all(sum(k.stats.cache_hits.values()) == 1 for k in kernels)
+    np.testing.assert_allclose(again(X)[0], _expected(X), rtol=1e-5, atol=1e-6)
+
+
+# ---- item 8: a full or read-only cache disk --------------------------------------------------
+def _full_disk(monkeypatch, directory, only=""):
+    """Every write under `directory` (whose path contains `only`) fails: No space left."""
+    directory = str(directory)
+    real_open, real_os_open, real_replace = open, os.open, os.replace
+
+    def full(path):
+        path = os.fspath(path)
+        if path.startswith(directory) and only in path:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        if isinstance(path, (str, os.PathLike)) and set(mode) & set("wax+"):
+            full(path)
+        return real_open(path, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            full(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def fake_replace(src, dst, *args, **kwargs):
+        full(dst)
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(os, "open", fake_os_open)
+    monkeypatch.setattr(os, "replace", fake_replace)
+
+
+@pytest.mark.parametrize("failing", ["graphc's files", "numba's files"])
+def test_a_full_cache_disk_runs_uncached_with_one_warning(cache, tmp_path, monkeypatch,
+                                                          failing):
+    _full_disk(monkeypatch, cache, ".nb" if failing == "numba's files" else "")
+    # a background compiler would run on the real disk: numba's saves fail in this process
+    background = failing == "graphc's files"
+    with pytest.warns(KernelCacheWarning, match="No space left on device") as record:
+        plans = [compile_graph(_graph(k), jit=True, background_compile=background)
+                 for k in (0, 1)]
+        for k, plan in enumerate(plans):
+            np.testing.assert_allclose(plan(X)[0], _expected(X, k), rtol=1e-5, atol=1e-6)
+            assert plan.kernels_pending == 0  # compiled (in memory) at the first call
+    assert len(_cache_warnings(record)) == 1 and str(cache) in _cache_warnings(record)[0]
+    assert jit.cache_dir() is None and not tiering.running()
+    left = sorted(p.name for p in cache.rglob("*"))
+    assert not [name for name in left if "tmp" in name or name.startswith("jobs-")]
+    if failing == "graphc's files":
+        assert left == []
+    assert os.listdir(tmp_path / "tmp") == []  # no private directory left behind
+
+
+def test_an_unwritable_cache_leaves_no_directory_behind(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = textwrap.dedent("""
+        import numpy as np, graphc as gc
+        from runtime.codegen import compile_graph
+        plan = compile_graph(gc.trace(lambda x: gc.tanh(x) * 0.5 + x, gc.spec((64, 32))),
+                             jit=True, background_compile=True)
+        plan.wait_for_kernels()
+        x = np.ones((64, 32), np.float32)
+        assert np.allclose(plan(x)[0], np.tanh(x) * 0.5 + x)
+        assert plan.kernels_pending == 0
+    """)
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(blocked / "kernels"), TMPDIR=str(tmp),
+               GRAPHC_BACKGROUND_COMPILE="1")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("KernelCacheWarning") == 1
+    assert "kernels cannot be created (Not a directory)" in result.stderr
+    assert os.listdir(tmp) == []
+
+
+# ---- item 9: the background compiler ends with its process, logs its failures, never hangs ----
+PARENT = textwrap.dedent("""
+    import os, sys, time
+    import graphc as gc
+    from runtime import tiering
+    from runtime.codegen import compile_graph
+
+    def graph(k):
+        def f(x):
+            y = x
+            for _ in range(k + 1):
+                y = gc.tanh(y) * 0.5 + x
+            return y
+        return gc.trace(f, gc.spec((256, 128)))  # large enough for parallel kernels
+
+    jobs, submit = [], tiering.submit
+    tiering.submit = jobs.extend
+    plans = [compile_graph(graph(k), jit=True, background_compile=True) for k in range(12)]
+    tiering.submit = submit
+    tiering.submit(jobs)
+    while not any(name.endswith(".ready") for name in os.listdir(os.environ["GRAPHC_CACHE_DIR"])):
+        time.sleep(0.02)  # until the compiler is at work
+    print(tiering._COMPILER["process"].pid, flush=True)
+    if sys.argv[1] != "exit":
+        time.sleep(120)
+""")
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["exit", "SIGINT", "SIGTERM", "SIGKILL"])
+def test_the_background_compiler_ends_with_its_process(tmp_path, how):
+    directory = tmp_path / "cache"
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(directory), GRAPHC_BACKGROUND_COMPILE="1")
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, how], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        child = int(parent.stdout.readline())
+        if how != "exit":  # Ctrl-C signals the whole process group
+            os.killpg(parent.pid, getattr(signal, how))
+        parent.wait(30)
+        gone = time.monotonic() + tiering.GRACE_SECONDS + 3
+        while _alive(child) and time.monotonic() < gone:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        for pid in (parent.pid,):
+            if parent.poll() is None:
+                os.kill(pid, signal.SIGKILL)
+        parent.wait()
+        parent.stdout.close()
+        parent.stderr.close()
+    names = os.listdir(directory)
+    assert len([n for n in names if n.endswith(".ready")]) < 12  # it stopped early
+    assert not [n for n in names if n.startswith("jobs-") or ".tmp" in n]
+
+
+def test_background_compiler_failures_are_logged_where_the_warning_says(cache):
+    with pytest.warns(KernelCacheWarning, match="background kernel compiler failed") as record:
+        tiering.submit([("this is no kernel(", ("float32",))])
+        tiering.wait()
+    message, = _cache_warnings(record)
+    log = cache / "compiler.log"
+    assert str(log) in message
+    assert "SyntaxError" in log.read_text()
+
+
+def test_a_hung_background_compiler_does_not_hang_the_wait(cache, monkeypatch):
+    monkeypatch.setattr(tiering, "_CHILD_CODE", "import time; time.sleep(120)  # {path}")
+    monkeypatch.setenv("GRAPHC_COMPILE_TIMEOUT", "1")
+    plan = compile_graph(_graph(), jit=True, background_compile=True)
+    process = tiering._COMPILER["process"]
+    start = time.monotonic()
+    with pytest.warns(KernelCacheWarning, match="finished no kernel in 1 s"):
+        plan.wait_for_kernels()
+    assert time.monotonic() - start < 10
+    assert process.poll() is not None and plan.kernels_pending == 0
+    np.testing.assert_allclose(plan(X)[0], _expected(X), rtol=1e-5, atol=1e-6)
