@@ -212,9 +212,20 @@ if njit is not None:
                             types.Array(t, ndim, "A"))
                 for t in (types.float32, types.float64)]
 
+    def _compiled(fn, ndim):
+        """What njit(signatures) does, with runtime.jit's guard on the disk cache first: a
+        damaged cache file is dropped and recompiled, a full disk turns caching off."""
+        from .jit import _guard_cache
+        dispatcher = njit(parallel=True, nogil=True, cache=True)(fn)
+        _guard_cache(dispatcher)
+        for signature in _signatures(ndim):
+            dispatcher.compile(signature)
+        dispatcher.disable_compile()
+        return dispatcher
+
     # compiled (or loaded from numba's disk cache) when this module is imported
-    matmul2d = njit(_signatures(2), parallel=True, nogil=True, cache=True)(_matmul2d)
-    matmul4d = njit(_signatures(4), parallel=True, nogil=True, cache=True)(_matmul4d)
+    matmul2d = _compiled(_matmul2d, 2)
+    matmul4d = _compiled(_matmul4d, 4)
 
 
 def threads() -> int:

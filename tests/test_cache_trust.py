@@ -309,3 +309,27 @@ def test_a_hung_background_compiler_does_not_hang_the_wait(cache, monkeypatch):
     assert time.monotonic() - start < 10
     assert process.poll() is not None and plan.kernels_pending == 0
     np.testing.assert_allclose(plan(X)[0], _expected(X), rtol=1e-5, atol=1e-6)
+
+
+def test_a_damaged_gemm_cache_file_is_dropped_and_recompiled(tmp_path):
+    """runtime.gemm compiles its kernels when imported: a truncated cache entry there must be
+    recompiled too, not an UnpicklingError at import."""
+    import subprocess
+    import sys
+    cache = tmp_path / "numba"
+    cache.mkdir(mode=0o700)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    code = ("import warnings, numpy as np\n"
+            "warnings.simplefilter('always')\n"
+            "from runtime import gemm\n"
+            "a = np.ones((4, 3)); out = np.empty((4, 2))\n"
+            "assert gemm.matmul2d(gemm.blas().address(np.float64), 1, a, np.ones((3, 2)), out) == 0\n"
+            "assert (out == 3).all()\n")
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    index = [p for p in cache.rglob("*.nbi") if "matmul2d" in p.name]
+    assert index, sorted(p.name for p in cache.rglob("*"))
+    index[0].write_bytes(index[0].read_bytes()[:20])
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "damaged" in second.stderr and index[0].name in second.stderr
