@@ -30,7 +30,6 @@ import threading
 import time
 import traceback
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -93,19 +92,6 @@ def numpy_kernel(node):
                           program=program)
         np.copyto(out.reshape(out_shape), result)
     return kernel
-
-
-@contextmanager
-def one_thread():
-    """numba's parallel loops (and so runtime.gemm's blocks) on the calling thread only, for
-    plans that run while the background compiler uses another core."""
-    import numba
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def submit(jobs) -> None:
