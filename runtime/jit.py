@@ -111,7 +111,7 @@ if numba is not None:
             c = [np.float32(1.0 / math.factorial(k)) for k in range(8)]
             c0, c1, c2, c3, c4, c5, c6, c7 = c
             pow2 = _POW2
-            two64, two_m64 = np.float32(2.0 ** 64), np.float32(2.0 ** -64)
+            two_m64 = np.float32(2.0 ** -64)
 
             def impl(x):
                 # exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 in
