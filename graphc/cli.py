@@ -149,6 +149,12 @@ def build_parser():
     pr.add_argument("--repeat", type=_positive_int, default=5)
     pr.add_argument("--top", type=_positive_int, default=20, help="slowest kernels to list")
 
+    e = sub.add_parser("eval", help="a checkpoint's loss over the whole validation split")
+    e.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
+    e.add_argument("--data", help="the text it was trained on (default: the bundled Tiny "
+                   "Shakespeare); its vocabulary must be the checkpoint's")
+    e.add_argument("--split", choices=("val", "train"), default="val")
+
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
     s.add_argument("--prompt", help="text to continue (default: a newline, or the first "
@@ -168,6 +174,8 @@ def main(argv=None) -> int:
             return cmd_train(args)
         if args.command == "sample":
             return cmd_sample(args)
+        if args.command == "eval":
+            return cmd_eval(args)
         if args.command == "bench":
             from .bench import run_cli
             return run_cli(args)
@@ -282,6 +290,9 @@ def cmd_train(args) -> int:
         return 128 + stopped  # what shells report for a process ended by that signal
     trainer.sync_model()
     _plot(trainer, os.path.join(out, "loss.png"))
+    loss, tokens = trainer.evaluate_split("val")
+    print(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; graphc eval "
+          f"--checkpoint {out} scores it again)", flush=True)
     if args.sample_tokens > 0:
         from .sample import Sampler
         text = data.decode(Sampler(model, trainer.params).generate(
@@ -425,18 +436,15 @@ def _plot(trainer, path):
 
 
 # ---- sample ---------------------------------------------------------------------------------
-def cmd_sample(args) -> int:
+def _load_model(path):
+    """(model, parameters, checkpoint header) from a checkpoint directory or file."""
     from . import checkpoint
-    from .data import CharData
     from .models.gpt import GPT, GPTConfig
-    from .sample import Sampler, default_prompt
 
-    path = args.checkpoint
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT)
-    arrays, meta = checkpoint.load(path, optimizer=False)  # sampling needs no AdamW state
-    cfg = GPTConfig.from_dict(meta["model"])
-    model = GPT(cfg)
+    arrays, meta = checkpoint.load(path, optimizer=False)  # no AdamW state needed
+    model = GPT(GPTConfig.from_dict(meta["model"]))
     params = {}
     for name, p in model.named_parameters():
         key = f"param/{name}"
@@ -444,6 +452,30 @@ def cmd_sample(args) -> int:
             raise CheckpointError(f"checkpoint {path!r} does not match its own model config "
                                   f"at {name}")
         params[name] = arrays[key]
+    return model, params, meta
+
+
+def cmd_eval(args) -> int:
+    from .data import CharData
+    from .train import split_loss
+
+    model, params, meta = _load_model(args.checkpoint)
+    if args.data is not None and os.path.isdir(args.data):
+        raise UsageError(f"--data {args.data!r} is a directory; pass a UTF-8 text file")
+    data = CharData.from_file(args.data, model.cfg.block_size, list(meta["vocab"]))
+    loss, tokens = split_loss(model, params, data, args.split)
+    name = "validation" if args.split == "val" else "training"
+    print(f"{name} loss {loss:.4f} nats per token over the whole {args.split} split "
+          f"({tokens:,} tokens in windows of {model.cfg.block_size}; checkpoint at step "
+          f"{meta.get('step', '?')})")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .data import CharData
+    from .sample import Sampler, default_prompt
+
+    model, params, meta = _load_model(args.checkpoint)
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
     text = default_prompt(vocab) if args.prompt is None else args.prompt

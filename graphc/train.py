@@ -29,6 +29,8 @@ TRAIN_DEFAULTS = {
     "tiny": dict(steps=300, lr=5e-3, min_lr=5e-4, warmup=30, eval_every=100),
     "small": dict(steps=2500, lr=2e-3, min_lr=2e-4, warmup=100, eval_every=250),
     "medium": dict(steps=5000, lr=1e-3, min_lr=1e-4, warmup=200, eval_every=500),
+    # nanoGPT's: --max_iters=2000 --lr_decay_iters=2000, lr 1e-3 -> 1e-4, warmup 100
+    "nanogpt-cpu": dict(steps=2000, lr=1e-3, min_lr=1e-4, warmup=100, eval_every=250),
 }
 
 
@@ -131,6 +133,34 @@ def build_logits(model: GPT, batch_size: int = 1) -> Graph:
     return g
 
 
+def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
+               jit=None) -> tuple[float, int]:
+    """Mean cross-entropy (nats per token) over all non-overlapping windows of a data split,
+    and the number of tokens scored. The 20-batch estimate printed while training has a
+    standard deviation of ~0.015 nats on Tiny Shakespeare; this one has none."""
+    cfg = model.cfg
+    T = cfg.block_size
+    ids = data.val if split == "val" else data.train
+    windows = (len(ids) - 1) // T
+    if windows < 1:
+        raise ValueError(f"the {split} split has {len(ids)} tokens: fewer than one window of "
+                         f"{T} + 1")
+    plans, total, tokens = {}, 0.0, 0
+    for first in range(0, windows, cfg.batch_size):
+        count = min(cfg.batch_size, windows - first)
+        if count not in plans:  # the last batch may be smaller: a plan of its own
+            plan = compile_graph(optimize(build_eval_loss(model, count), pipeline), jit=jit)
+            plans[count] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
+        plan, order = plans[count]
+        offsets = ((first + np.arange(count)) * T)[:, None] + np.arange(T)
+        feed = {"idx": ids[offsets].astype(np.int64),
+                "targets": ids[offsets + 1].astype(np.int64), **params}
+        loss = float(plan(*[feed[n] for n in order])[0])
+        total += loss * count * T
+        tokens += count * T
+    return total / tokens, tokens
+
+
 class Trainer:
     """Owns parameters, AdamW state, the data RNG and the compiled plans."""
 
@@ -203,6 +233,11 @@ class Trainer:
         if split == "val":
             self.val_history.append((self.step, loss))
         return loss
+
+    def evaluate_split(self, split="val") -> tuple[float, int]:
+        """(mean loss, tokens) over every non-overlapping window of a split: the figure to
+        compare runs by (the periodic estimate samples eval_iters batches)."""
+        return split_loss(self.model, self.params, self.data, split, self.pipeline)
 
     def sync_model(self):
         for n, p in self.model.named_parameters():

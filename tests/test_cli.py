@@ -155,3 +155,55 @@ def test_profile_prints_ops_and_slowest_kernels(capsys):
     shares = [float(line.split()[-2].rstrip("%")) for line in by_op.splitlines()[2:]]
     assert 99.0 < sum(shares) < 101.0  # the by-op table accounts for the whole step
     assert "gpt.py:" in out  # the slowest kernels name the model's source lines
+
+
+def test_eval_scores_every_validation_window(tmp_path, text_file, capsys):
+    import re
+
+    from graphc.data import CharData
+    from graphc.train import build_eval_loss, split_loss
+    from graphc.cli import _load_model
+    from passes.manager import optimize
+    from runtime.codegen import compile_graph
+
+    assert train(tmp_path, text_file, "--steps", "3") == 0
+    trained = re.search(r"whole split: ([0-9.]+) \(([0-9,]+) tokens",
+                        capsys.readouterr().out)
+    assert main(["eval", "--checkpoint", str(tmp_path / "run"), "--data", text_file]) == 0
+    printed = capsys.readouterr().out
+    evaluated = re.search(r"validation loss ([0-9.]+) nats per token over the whole val split "
+                          r"\(([0-9,]+) tokens", printed)
+    assert evaluated.groups() == trained.groups()  # train's closing figure is the same score
+
+    # the reference: every non-overlapping window of the split in one batch
+    model, params, meta = _load_model(str(tmp_path / "run"))
+    data = CharData.from_file(text_file, model.cfg.block_size, list(meta["vocab"]))
+    T = model.cfg.block_size
+    windows = (len(data.val) - 1) // T
+    assert windows % model.cfg.batch_size != 0  # the uneven last batch is exercised
+    offsets = (np.arange(windows) * T)[:, None] + np.arange(T)
+    plan = compile_graph(optimize(build_eval_loss(model, windows)))
+    feed = {"idx": data.val[offsets].astype(np.int64),
+            "targets": data.val[offsets + 1].astype(np.int64), **params}
+    expected = float(plan(*[feed[n.attrs["name"]] for n in plan.graph.inputs])[0])
+    loss, tokens = split_loss(model, params, data)
+    assert tokens == windows * T == int(evaluated.group(2).replace(",", ""))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert float(evaluated.group(1)) == pytest.approx(expected, abs=6e-5)
+
+
+def test_nanogpt_cpu_config_is_nanogpts_recipe():
+    from graphc.models.gpt import GPT, GPTConfig
+    from graphc.train import TRAIN_DEFAULTS
+
+    cfg = GPTConfig.named("nanogpt-cpu", vocab_size=65)
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, cfg.batch_size,
+            cfg.dropout, cfg.bias) == (4, 4, 128, 64, 12, 0.0, False)
+    assert TRAIN_DEFAULTS["nanogpt-cpu"] == dict(steps=2000, lr=1e-3, min_lr=1e-4, warmup=100,
+                                                 eval_every=250)
+    model = GPT(cfg)
+    assert not any(n.endswith(".bias") for n, _ in model.named_parameters())
+    # per block: two LayerNorm weights, qkv, attention and MLP projections, no biases; then
+    # wte, wpe and ln_f (nanoGPT prints 0.80M: its count leaves wpe out, 804,096 - 8,192)
+    block = 2 * 128 + 128 * 384 + 128 * 128 + 2 * 128 * 512
+    assert model.num_parameters() == 4 * block + 65 * 128 + 64 * 128 + 128 == 804_096

@@ -19,6 +19,9 @@ CONFIGS = {
     "tiny": dict(n_layer=2, n_head=4, n_embd=64, block_size=32, batch_size=64),
     "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=32),
     "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=32),
+    # nanoGPT's CPU recipe for Shakespeare (its README): no biases, dropout 0
+    "nanogpt-cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12,
+                        bias=False),
 }
 
 
@@ -149,8 +152,10 @@ class GPT(nn.Module):
         return F.cross_entropy(logits, targets)
 
     def no_decay(self, name: str) -> bool:
-        """nanoGPT's split: biases, LayerNorm weights and embeddings are not decayed."""
-        return name.endswith(".bias") or ".ln_" in f".{name}" or name.startswith(("wte.", "wpe."))
+        """nanoGPT's split (configure_optimizers): tensors of two or more dimensions (matmul
+        weights and the embeddings wte/wpe) are decayed; biases and LayerNorm weights are
+        not."""
+        return dict(self.named_parameters())[name].data.ndim < 2
 
     def num_parameters(self) -> int:
         return sum(p.data.size for p in self.parameters())
