@@ -31,7 +31,7 @@ def composite_vjp(reference):
             return _eager_composite_vjp(reference, ctx, g)
         out = reference(*ctx.inputs, **ctx.attrs)
         wrt = [x for x, need in zip(ctx.inputs, ctx.needs) if need]
-        grads = iter(gradients([out], wrt, [g]) if wrt else [])
+        grads = iter(gradients([out], wrt, [g], partial=True) if wrt else [])
         return [next(grads) if need else None for need in ctx.needs]
     return vjp
 
