@@ -23,3 +23,63 @@ def test_hessian_when_the_incoming_gradient_depends_on_the_input(name):
     x = np.array([0.3, -0.7, 1.1])
     expected = torch.autograd.functional.hessian(theirs, torch.tensor(x)).numpy()
     np.testing.assert_allclose(gc.hessian(ours)(x), expected, rtol=1e-9, atol=1e-12)
+
+
+# ---- 2: negative indices in take keep their gradient --------------------------------------------
+def _take_loss(t):
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    return gc.sum(gc.take(t, np.array([-1, 0])) * w)
+
+
+def test_take_gradient_with_negative_indices_compiled():
+    g = gc.grad(_take_loss)(np.zeros((3, 2)))
+    np.testing.assert_array_equal(g, [[3.0, 4.0], [0.0, 0.0], [1.0, 2.0]])
+
+
+def test_take_gradient_with_negative_indices_eager():
+    t = gc.tensor(np.zeros((3, 2)), requires_grad=True)
+    _take_loss(t).backward()
+    np.testing.assert_array_equal(t.grad, [[3.0, 4.0], [0.0, 0.0], [1.0, 2.0]])
+
+
+@pytest.mark.parametrize("rows,width", [(3, 2), (2_000_000, 1)])
+def test_scatter_add_wraps_negative_indices_on_every_path(rows, width):
+    # the three numpy strategies (one-hot product, bincount, add.at) all wrap
+    idx = np.array([-1, 0, -rows, 2])
+    updates = np.arange(4 * width, dtype=np.float64).reshape(4, width)
+    expected = np.zeros((rows, width))
+    np.add.at(expected, idx, updates)
+    np.testing.assert_array_equal(gc.scatter_add(gc.tensor(updates), idx, rows).data, expected)
+    compiled = gc.compile(lambda u, i: gc.scatter_add(u, i, rows))(updates, idx)
+    np.testing.assert_array_equal(compiled, expected)
+    upd3 = updates.reshape(4, width, 1)
+    expected3 = expected.reshape(rows, width, 1)
+    np.testing.assert_array_equal(gc.scatter_add(gc.tensor(upd3), idx, rows).data, expected3)
+
+
+# ---- 3: integer min --------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_integer_min_at_the_most_negative_value(dtype):
+    x = np.array([[np.iinfo(dtype).min, 5], [7, np.iinfo(dtype).max]], dtype)
+    eager = gc.min(gc.tensor(x))
+    assert eager.data.dtype == dtype and eager.data == np.iinfo(dtype).min
+    np.testing.assert_array_equal(gc.min(gc.tensor(x), 0).data, x.min(0))
+    compiled = gc.compile(lambda a: (gc.min(a), gc.min(a, 1, keepdims=True)))(x)
+    assert compiled[0] == np.iinfo(dtype).min
+    np.testing.assert_array_equal(compiled[1], x.min(1, keepdims=True))
+
+
+# ---- 4: log_softmax of large inputs -----------------------------------------------------------
+def test_log_softmax_keeps_precision_for_large_inputs():
+    x = np.array([[1e4, 1e4 + 2, 1e4 - 1]], np.float32)
+    expected = torch.log_softmax(torch.tensor(x), -1).numpy()  # [-2.1698, -0.16984604, -3.1698]
+    compiled = gc.compile(lambda a: gc.log_softmax(a))(x)
+    eager = gc.log_softmax(gc.tensor(x)).data
+    for got in (compiled, eager):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
+    # and through cross_entropy, which is built on it
+    t = np.array([1])
+    ce = gc.compile(lambda a, t: gc.cross_entropy(a, t))(x, t)
+    expected_ce = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t)).item()
+    np.testing.assert_allclose(ce, expected_ce, rtol=1e-6)
+    np.testing.assert_allclose(gc.cross_entropy(gc.tensor(x), t).data, expected_ce, rtol=1e-6)

@@ -107,7 +107,11 @@ def max(x, axis=None, keepdims=False):
 
 
 def min(x, axis=None, keepdims=False):
-    return neg(max(neg(x), axis, keepdims))
+    if is_float(_dtype(x)):
+        return neg(max(neg(x), axis, keepdims))
+    # -x overflows for the most negative integer; -1 - x (bitwise not) reverses the order
+    # of every integer and never overflows
+    return sub(-1, max(sub(-1, x), axis, keepdims))
 
 
 def mean(x, axis=None, keepdims=False):
