@@ -173,6 +173,10 @@ CASES = [
          lambda a, b: np.einsum("bij,jk->bik", a, b)),
     Case("einsum_sum_out", lambda a, b: gc.einsum("ij,kl->ik", a, b), [f64(2, 3), f64(4, 5)],
          lambda a, b: np.einsum("ij,kl->ik", a, b)),
+    Case("einsum_scalar_out", lambda a, b: gc.einsum("ij,jk->", a, b), [f64(2, 3), f64(3, 4)],
+         lambda a, b: np.einsum("ij,jk->", a, b)),
+    Case("einsum_diag_ellipsis", lambda a, b: gc.einsum("...ii,i", a, b),
+         [f64(2, 3, 3), f64(3)], lambda a, b: np.einsum("...ii,i", a, b)),
     # neural-network functions
     Case("softmax", lambda a: gc.softmax(a, -1), [f64(3, 5)], _softmax),
     Case("softmax_axis0", lambda a: gc.softmax(a, 0), [f64(3, 5)], lambda a: _softmax(a, 0)),

@@ -83,3 +83,92 @@ def test_log_softmax_keeps_precision_for_large_inputs():
     expected_ce = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t)).item()
     np.testing.assert_allclose(ce, expected_ce, rtol=1e-6)
     np.testing.assert_allclose(gc.cross_entropy(gc.tensor(x), t).data, expected_ce, rtol=1e-6)
+
+
+# ---- 5: cross_entropy with -inf logits and ignored non-finite rows ----------------------------------
+def _ce_both(logits, targets, **kw):
+    eager = gc.cross_entropy(gc.tensor(logits), targets, **kw).data
+    compiled = gc.compile(lambda z, t: gc.cross_entropy(z, t, **kw))(logits, targets)
+    return eager, compiled
+
+
+def test_cross_entropy_with_a_minus_inf_logit():
+    logits, targets = np.array([[0.0, -np.inf, 1.0]]), np.array([0])
+    expected = torch.nn.functional.cross_entropy(torch.tensor(logits),
+                                                 torch.tensor(targets)).item()  # 1.3133
+    for got in _ce_both(logits, targets):
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    g = gc.grad(lambda z: gc.cross_entropy(z, targets))(logits)
+    tz = torch.tensor(logits, requires_grad=True)
+    torch.nn.functional.cross_entropy(tz, torch.tensor(targets)).backward()
+    np.testing.assert_allclose(g, tz.grad.numpy(), rtol=1e-12)
+
+
+def test_cross_entropy_ignores_rows_with_non_finite_logits():
+    logits = np.array([[0.0, 2.0, 1.0], [np.nan, np.inf, -np.inf], [1.0, -1.0, 0.5]])
+    targets = np.array([1, -100, 2])
+    finite = torch.tensor(logits[[0, 2]])
+    expected = torch.nn.functional.cross_entropy(finite, torch.tensor([1, 2])).item()
+    for got in _ce_both(logits, targets):
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    for got in _ce_both(logits, targets, reduction="none"):
+        assert got[1] == 0.0 and np.isfinite(got).all()
+
+
+# ---- 6: einsum: scalar outputs, '...', implicit output, diagonals -------------------------------
+EINSUMS = [
+    ("i,i->", [(3,), (3,)]),
+    ("ij,ij->", [(2, 3), (2, 3)]),
+    ("ij,jk->", [(2, 3), (3, 4)]),
+    ("ij,jk", [(2, 3), (3, 4)]),                 # implicit output: 'ik'
+    ("ba,ac", [(2, 3), (3, 4)]),                  # implicit output is sorted: 'bc'
+    ("i,i", [(3,), (3,)]),                        # implicit scalar
+    ("ii->i", [(3, 3)]),                          # diagonal
+    ("ii", [(3, 3)]),                             # trace
+    ("iij,jk->ik", [(3, 3, 2), (2, 4)]),
+    ("...ij,...jk->...ik", [(2, 3, 4), (4, 5)]),  # '...' broadcasting over ranks
+    ("...ij,...jk", [(2, 1, 3, 4), (5, 4, 2)]),   # size-1 '...' axis broadcasts
+    ("i...->...", [(3, 2, 4)]),
+    ("...,...->...", [(), (3,)]),
+    (",->", [(), ()]),
+    ("ij->", [(2, 3)]),
+    ("Ab,bC->AC", [(2, 3), (3, 4)]),
+    ("i,j->ij", [(3,), (2,)]),
+]
+
+
+@pytest.mark.parametrize("spec,shapes", EINSUMS, ids=[s for s, _ in EINSUMS])
+def test_einsum_matches_numpy_with_gradients(spec, shapes):
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=s) for s in shapes]
+    expected = np.einsum(spec, *xs)
+    eager = gc.einsum(spec, *[gc.tensor(x) for x in xs]).data
+    compiled = gc.compile(lambda *a: gc.einsum(spec, *a))(*xs)
+    for got in (eager, compiled):
+        assert np.shape(got) == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    w = rng.normal(size=expected.shape)
+    argnums = tuple(range(len(xs)))
+    grads = gc.grad(lambda *a: gc.sum(gc.einsum(spec, *a) * w), argnums=argnums)(*xs)
+    ts = [torch.tensor(x, requires_grad=True) for x in xs]
+    (torch.einsum(spec, *ts) * torch.tensor(w)).sum().backward()
+    for g, t in zip(grads, ts):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    tensors = [gc.tensor(x, requires_grad=True) for x in xs]
+    gc.sum(gc.einsum(spec, *tensors) * w).backward()
+    for g, t in zip(grads, tensors):
+        np.testing.assert_allclose(t.grad, g, rtol=1e-12, atol=1e-12)
+
+
+def test_einsum_full_contraction_gradient():
+    g = gc.grad(lambda a: gc.einsum("i,i->", a, a))(np.ones(3))
+    np.testing.assert_array_equal(g, [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("spec,shapes", [("ij,jk->ik", [(2, 3), (4, 5)]), ("i.j->", [(2, 3)]),
+                                         ("ij,jk->ikk", [(2, 3), (3, 4)]),
+                                         ("...ij->", [(3,)]), ("i,j->i", [(2,)])])
+def test_einsum_rejects_bad_specs_with_one_line(spec, shapes):
+    with pytest.raises(GraphcError) as info:
+        gc.einsum(spec, *[gc.tensor(np.ones(s)) for s in shapes])
+    assert "\n" not in str(info.value).split("  at ")[0].strip()

@@ -329,8 +329,65 @@ def matmul(a, b):
     return out
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def einsum(spec, *xs):
-    return apply("einsum", *xs, spec=spec.replace(" ", ""))
+    """numpy's einsum: '...', implicit output (letters used once, sorted, after the '...'
+    axes), repeated letters (diagonals, traces), 0-d operands. The op itself always gets an
+    explicit, letters-only spec; '...' axes that broadcast are broadcast first, so that
+    broadcast_to's gradient sums them back."""
+    spec = spec.replace(" ", "")
+    lhs, arrow, out = spec.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(xs):
+        _fail(f"einsum spec {spec!r} has {len(ins)} operands, got {len(xs)}")
+    if not arrow:
+        used = "".join(ins).replace(".", "")
+        out = ("..." if "..." in lhs else "") + "".join(
+            sorted(c for c in set(used) if used.count(c) == 1))
+    for sub in ins + [out]:
+        rest = sub.replace("...", "", 1)
+        if not builtins.all(c in _LETTERS for c in rest):
+            _fail(f"einsum spec {spec!r}: bad subscripts {sub!r} (letters and one '...')")
+    if "..." in lhs or "..." in out:
+        spare = [c for c in _LETTERS if c not in spec]
+        ranks = [_ndim(x) - len(sub.replace("...", "")) for sub, x in zip(ins, xs)
+                 if "..." in sub]
+        rank = builtins.max(ranks, default=0)
+        if builtins.min(ranks, default=0) < 0 or rank > len(spare):
+            _fail(f"einsum spec {spec!r} does not match operands of {[_ndim(x) for x in xs]} "
+                  "axes")
+        dims = spare[:rank]
+        shapes = [_shape(x)[sub.index("..."):sub.index("...") + r]
+                  for sub, x, r in zip([s for s in ins if "..." in s],
+                                       [x for s, x in zip(ins, xs) if "..." in s], ranks)]
+        lead = _broadcast_shape(shapes, spec)
+        new_xs, new_ins = [], []
+        for sub, x in zip(ins, xs):
+            if "..." in sub:
+                i = sub.index("...")
+                r = _ndim(x) - len(sub) + 3
+                mine = lead[rank - r:]
+                if _shape(x)[i:i + r] != mine:
+                    x = broadcast_to(x, _shape(x)[:i] + mine + _shape(x)[i + r:])
+                sub = sub.replace("...", "".join(dims[rank - r:]))
+            new_xs.append(x)
+            new_ins.append(sub)
+        out = out.replace("...", "".join(dims))
+        ins, xs = new_ins, new_xs
+    return apply("einsum", *xs, spec=",".join(ins) + "->" + out)
+
+
+def _broadcast_shape(shapes, spec):
+    rank = builtins.max((len(s) for s in shapes), default=0)
+    out = [1] * rank
+    for s in shapes:
+        for k, d in enumerate(s, rank - len(s)):
+            if d != 1 and out[k] not in (1, d):
+                _fail(f"einsum spec {spec!r}: the '...' axes {shapes} cannot be broadcast")
+            out[k] = d if d != 1 else out[k]
+    return tuple(out)
 
 
 # ---- neural-network functions ----------------------------------------------------------------
@@ -377,7 +434,9 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
         _fail(f"cross_entropy: logits {lshape} need targets of shape {lshape[:-1]}, "
               f"got {tshape}")
     logp = log_softmax(logits, -1)
-    picked = sum(one_hot(targets, lshape[-1], _dtype(logits)) * logp, -1)
+    # select, not multiply by a one-hot: 0 * -inf (a masked-out class) and 0 * nan (an
+    # ignored row's non-finite logits) would be nan
+    picked = sum(where(one_hot(targets, lshape[-1], "bool"), logp, 0.0), -1)
     if reduction == "none":
         return -picked
     if reduction == "sum":
