@@ -172,3 +172,38 @@ def test_einsum_rejects_bad_specs_with_one_line(spec, shapes):
     with pytest.raises(GraphcError) as info:
         gc.einsum(spec, *[gc.tensor(np.ones(s)) for s in shapes])
     assert "\n" not in str(info.value).split("  at ")[0].strip()
+
+
+# ---- 7: layer_norm over an empty last axis --------------------------------------------------------
+@pytest.mark.parametrize("shape", [(2, 0), (0,), (3, 2, 0)])
+def test_layer_norm_over_an_empty_axis(shape):
+    x = np.zeros(shape, np.float32)
+    expected = torch.nn.functional.layer_norm(torch.tensor(x), (0,)).numpy()
+    assert gc.layer_norm(gc.tensor(x)).data.shape == expected.shape == shape
+    assert gc.compile(lambda a: gc.layer_norm(a))(x).shape == shape
+    w, b = np.ones(0, np.float32), np.zeros(0, np.float32)
+    grads = gc.grad(lambda a, w, b: gc.sum(gc.layer_norm(a, w, b) * 2.0),
+                    argnums=(0, 1, 2))(x, w, b)
+    assert [g.shape for g in grads] == [shape, (0,), (0,)]
+    t = gc.tensor(x, requires_grad=True)
+    gc.sum(gc.layer_norm(t)).backward()
+    assert t.grad.shape == shape
+
+
+# ---- 8: matmul over an empty contracted axis --------------------------------------------------------
+@pytest.mark.parametrize("sa,sb", [((2, 3, 0), (0, 4)), ((3, 0), (0, 4)), ((2, 3, 0), (2, 0, 4)),
+                                   ((2, 0, 3), (3, 4))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_with_empty_axes(sa, sb, dtype):
+    a = np.ones(sa, dtype)
+    b = np.ones(sb, dtype)
+    expected = a @ b
+    f = gc.compile(lambda a, b: (a @ b) + 1.0)
+    for got in (f(a, b), f(a, b), (gc.tensor(a) @ gc.tensor(b)).data + 1.0):
+        assert got.shape == expected.shape and got.dtype == dtype
+        np.testing.assert_array_equal(got, expected + 1.0)
+    ga, gb = gc.grad(lambda a, b: gc.sum(a @ b), argnums=(0, 1))(a, b)
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    (ta @ tb).sum().backward()
+    np.testing.assert_array_equal(ga, ta.grad.numpy())
+    np.testing.assert_array_equal(gb, tb.grad.numpy())

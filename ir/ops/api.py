@@ -318,7 +318,8 @@ def matmul(a, b):
     a_shape, b_shape = _shape(a), _shape(b)
     if len(a_shape) > 2 and len(b_shape) == 2:
         # one large GEMM instead of numpy's loop of small ones over the batch axes
-        flat = apply("matmul", reshape(a, (-1, a_shape[-1])), b)
+        # the rows counted out: (-1, 0) cannot be inferred when the contracted axis is empty
+        flat = apply("matmul", reshape(a, (math.prod(a_shape[:-1]), a_shape[-1])), b)
         out = reshape(flat, a_shape[:-1] + (b_shape[-1],))
     else:
         out = apply("matmul", a, b)
