@@ -207,3 +207,74 @@ def test_matmul_with_empty_axes(sa, sb, dtype):
     (ta @ tb).sum().backward()
     np.testing.assert_array_equal(ga, ta.grad.numpy())
     np.testing.assert_array_equal(gb, tb.grad.numpy())
+
+
+# ---- 9: jvp with primals of two float dtypes ----------------------------------------------------
+def test_jvp_with_mixed_float_dtypes():
+    def f(a, b):
+        return a * gc.cast(b, "float64") + gc.sin(a)
+    a, b = np.array([0.5, -1.0]), np.array([2.0, 3.0], np.float32)
+    da, db = np.array([1.0, 0.5]), np.array([-1.0, 2.0], np.float32)
+    out, tangent = gc.jvp(f, (a, b), (da, db))
+    np.testing.assert_allclose(out, a * b + np.sin(a), rtol=1e-12)
+    np.testing.assert_allclose(tangent, da * b + a * db + np.cos(a) * da, rtol=1e-7)
+    assert tangent.dtype == np.float64
+    # and symbolically, inside a traced function
+    traced = gc.compile(lambda a, b, da, db: gc.jvp(f, (a, b), (da, db))[1])(a, b, da, db)
+    np.testing.assert_allclose(traced, tangent, rtol=1e-12)
+
+
+# ---- 10: 0-d arrays are tensors, not weak scalars ---------------------------------------------------
+def test_zero_d_index_array_is_an_integer_tensor():
+    t = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(gc.take(gc.tensor(t), np.array(1)).data, t[1])
+    np.testing.assert_array_equal(gc.compile(lambda t: gc.take(t, np.array(1)))(t), t[1])
+    np.testing.assert_array_equal(gc.compile(lambda t: t[np.array(-1)])(t), t[-1])
+
+
+def test_zero_d_bool_array_is_a_condition():
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    np.testing.assert_array_equal(gc.where(np.array(True), gc.tensor(a), gc.tensor(b)).data, a)
+    f = gc.compile(lambda a, b: gc.where(np.array(False), a, b))
+    np.testing.assert_array_equal(f(a, b), b)
+
+
+def test_zero_d_float64_array_does_not_mix_silently_with_float32():
+    x = np.ones(2, np.float32)
+    with pytest.raises(GraphcError, match="one dtype"):
+        gc.tensor(x) + np.array(1e-50)
+    with pytest.raises(GraphcError, match="one dtype"):
+        gc.compile(lambda x: x + np.array(1e-50))(x)
+    # its own dtype, where it matches; Python scalars stay weak
+    assert (gc.tensor(x) + np.array(2.0, np.float32)).data.dtype == np.float32
+    assert (gc.tensor(x) + 1e-50).data.dtype == np.float32
+    np.testing.assert_array_equal((gc.tensor(np.ones(2)) + np.array(1e-50)).data, 1.0 + 1e-50)
+
+
+# ---- 11: reflected & and | ---------------------------------------------------------------------
+def test_reflected_logical_operators():
+    a = np.array([1.0, -1.0, 2.0])
+    m = np.array([True, False, False])
+    expected_or, expected_and = m | (a > 0), m & (a > 0)
+    np.testing.assert_array_equal((m | (gc.tensor(a) > 0)).data, expected_or)
+    np.testing.assert_array_equal((m & (gc.tensor(a) > 0)).data, expected_and)
+    f = gc.compile(lambda a: (m | (a > 0), m & (a > 0), True & (a > 1), False | (a > 1)))
+    got = f(a)
+    np.testing.assert_array_equal(got[0], expected_or)
+    np.testing.assert_array_equal(got[1], expected_and)
+    np.testing.assert_array_equal(got[2], a > 1)
+    np.testing.assert_array_equal(got[3], a > 1)
+
+
+# ---- 12: an integer scalar too large for the tensor's dtype -----------------------------------------
+def test_integer_scalar_overflow_is_a_graphc_error_naming_the_line():
+    x = np.ones(2, np.int32)
+    with pytest.raises(GraphcError, match=r"1099511627776 does not fit in int32") as info:
+        gc.tensor(x) + 2**40
+    assert "test_edges.py" in str(info.value)
+    with pytest.raises(GraphcError, match=r"does not fit in int32") as info:
+        gc.compile(lambda x: x * -2**31 + 2**31)(x)
+    assert "test_edges.py" in str(info.value)
+    # the bounds themselves fit
+    assert (gc.tensor(x) * -2**31).data.tolist() == [-2**31, -2**31]
+    assert (gc.tensor(np.ones(1, np.int64)) + 2**62).data.tolist() == [2**62 + 1]
