@@ -330,7 +330,7 @@ def matmul(a, b):
     return out
 
 
-_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def einsum(spec, *xs):
@@ -349,34 +349,26 @@ def einsum(spec, *xs):
             sorted(c for c in set(used) if used.count(c) == 1))
     for sub in ins + [out]:
         rest = sub.replace("...", "", 1)
-        if not builtins.all(c in _LETTERS for c in rest):
+        if not builtins.all(c in EINSUM_LETTERS for c in rest):
             _fail(f"einsum spec {spec!r}: bad subscripts {sub!r} (letters and one '...')")
     if "..." in lhs or "..." in out:
-        spare = [c for c in _LETTERS if c not in spec]
-        ranks = [_ndim(x) - len(sub.replace("...", "")) for sub, x in zip(ins, xs)
-                 if "..." in sub]
-        rank = builtins.max(ranks, default=0)
-        if builtins.min(ranks, default=0) < 0 or rank > len(spare):
+        # (operand, where its '...' starts, how many axes it stands for)
+        ellipses = [(k, sub.index("..."), _ndim(x) - len(sub) + 3)
+                    for k, (sub, x) in enumerate(zip(ins, xs)) if "..." in sub]
+        rank = builtins.max((r for _, _, r in ellipses), default=0)
+        spare = [c for c in EINSUM_LETTERS if c not in spec]
+        if builtins.any(r < 0 for _, _, r in ellipses) or rank > len(spare):
             _fail(f"einsum spec {spec!r} does not match operands of {[_ndim(x) for x in xs]} "
                   "axes")
-        dims = spare[:rank]
-        shapes = [_shape(x)[sub.index("..."):sub.index("...") + r]
-                  for sub, x, r in zip([s for s in ins if "..." in s],
-                                       [x for s, x in zip(ins, xs) if "..." in s], ranks)]
-        lead = _broadcast_shape(shapes, spec)
-        new_xs, new_ins = [], []
-        for sub, x in zip(ins, xs):
-            if "..." in sub:
-                i = sub.index("...")
-                r = _ndim(x) - len(sub) + 3
-                mine = lead[rank - r:]
-                if _shape(x)[i:i + r] != mine:
-                    x = broadcast_to(x, _shape(x)[:i] + mine + _shape(x)[i + r:])
-                sub = sub.replace("...", "".join(dims[rank - r:]))
-            new_xs.append(x)
-            new_ins.append(sub)
+        dims = spare[:rank]  # right-aligned, as numpy broadcasts '...'
+        lead = _broadcast_shape([_shape(xs[k])[i:i + r] for k, i, r in ellipses], spec)
+        ins, xs = list(ins), list(xs)
+        for k, i, r in ellipses:
+            shape = _shape(xs[k])
+            if shape[i:i + r] != lead[rank - r:]:
+                xs[k] = broadcast_to(xs[k], shape[:i] + lead[rank - r:] + shape[i + r:])
+            ins[k] = ins[k].replace("...", "".join(dims[rank - r:]))
         out = out.replace("...", "".join(dims))
-        ins, xs = new_ins, new_xs
     return apply("einsum", *xs, spec=",".join(ins) + "->" + out)
 
 

@@ -87,7 +87,7 @@ def _vjp_einsum(ctx, g):
         if uniq != sub:
             # a repeated letter reads a diagonal: its gradient lies on that diagonal, placed
             # there by multiplying with identity matrices over the repeats
-            spare = iter(c for c in _LETTERS if c not in spec)
+            spare = iter(c for c in F.EINSUM_LETTERS if c not in spec)
             renamed, eyes, seen = [], [], set()
             for c in sub:
                 if c in seen:
@@ -101,9 +101,6 @@ def _vjp_einsum(ctx, g):
                           gx, *[e for _, e in eyes])
         grads.append(gx)
     return grads
-
-
-_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def _einsum_flops(types, out, spec):
