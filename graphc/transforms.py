@@ -180,11 +180,10 @@ def jvp(fn, primals, tangents):
         y = fn(*xs)
         u = F.zeros_like(y)  # the value of u is irrelevant: vjp is linear in it
         pulled = gradients([y], list(xs), [u])
-        inner = None
-        for p, v in zip(pulled, vs):
-            term = F.sum(p * v)
-            inner = term if inner is None else inner + term
-        return y, gradients([inner], [u])[0]
+        # one scalar per primal, differentiated together rather than added up: primals of
+        # different float dtypes give terms of different dtypes
+        terms = [F.sum(p * v) for p, v in zip(pulled, vs)]
+        return y, gradients(terms, [u])[0]
 
     if _is_symbolic(primals + tangents):
         return symbolic(*primals, *tangents)

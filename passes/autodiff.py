@@ -32,11 +32,16 @@ def _relevant(graph: Graph, ys, xs):
     return relevant
 
 
-def gradients(ys, xs, seeds=None) -> list:
+def gradients(ys, xs, seeds=None, partial=False) -> list:
     """d(sum_i seeds_i . ys_i)/d xs, as new nodes of the graph holding ys.
 
     A y without a seed must be a scalar (its seed is 1). An x that ys do not depend on gets a
-    zero gradient; integer and boolean values carry no gradient."""
+    zero gradient; integer and boolean values carry no gradient.
+
+    By default these are total derivatives: where one x is computed from another, the path
+    through it counts. With partial=True every x is an independent variable and gradients stop
+    at the xs (partial derivatives): a composite gradient rule (ir.ops.fused.composite_vjp)
+    needs that, since the autodiff running it follows the paths between its operands itself."""
     ys, xs = list(ys), list(xs)
     for v in ys + xs:
         if not isinstance(v, Node):
@@ -50,6 +55,7 @@ def gradients(ys, xs, seeds=None) -> list:
     if seeds is None:
         seeds = [None] * len(ys)
     relevant = _relevant(graph, ys, xs)
+    stop = set(xs) if partial else ()
     forward = list(graph.nodes)
     grads: dict = {}
     with graph.building():
@@ -64,6 +70,8 @@ def gradients(ys, xs, seeds=None) -> list:
         for node in reversed(forward):
             g = grads.get(node)
             if g is None or node not in relevant or not node.inputs:
+                continue
+            if partial and node in stop:
                 continue
             if not is_float(node.dtype):
                 continue

@@ -294,10 +294,13 @@ if numba is not None:
             m = _row_max(x[r])
             s = x.dtype.type(0.0)
             for j in range(n):
-                s += fast_exp(x[r, j] - m)
-            shift = m + np.log(s)
+                out[r, j] = x[r, j] - m
+                s += fast_exp(out[r, j])
+            # (x - m) - log s, with x - m stored first: x - (m + log s) rounds at m's
+            # magnitude (and fastmath's reassoc would fold the two subtractions into that)
+            log_s = np.log(s)
             for j in range(n):
-                out[r, j] = x[r, j] - shift
+                out[r, j] -= log_s
 
     @njit(**_OPTS)
     def softmax_grad(y, g, out):

@@ -28,6 +28,8 @@ def row_sum(x: str, node_in, keep: bool) -> str:
     dt = f"np.{node_in.dtype}"
     # the shape is read at run time: a split kernel runs this on half of the rows
     shape = f"{x}.shape[:-1] + (1,)" if keep else f"{x}.shape[:-1]"
+    if n == 0:  # reshape(-1, 0) cannot infer the rows; rows of nothing sum to 0
+        return f"np.zeros({shape}, {dt})"
     return f"({x}.reshape(-1, {n}) @ _ones({n}, {dt})).reshape({shape})"
 
 
@@ -118,7 +120,7 @@ def _moments(node, x, dst, eps, n):
 
 def _layer_norm(node, args, dst):
     x, w, b = args
-    n = node.shape[-1]
+    n = max(node.shape[-1], 1)  # rows of no elements: nothing to scale, no division by 0
     return _moments(node, x, dst, node.attrs["eps"], n) + [
         f"np.multiply({dst}, _rstd, out={dst})", f"np.multiply({dst}, {w}, out={dst})",
         f"np.add({dst}, {b}, out={dst})"]
@@ -127,7 +129,7 @@ def _layer_norm(node, args, dst):
 def _layer_norm_grad(node, args, dst, scratch):
     x, w, g = args
     (gw,) = scratch
-    n = node.shape[-1]
+    n = max(node.shape[-1], 1)
     rows_a = row_sum(gw, node, True) if node.ndim >= 2 else \
         f"np.add.reduce({gw}, axis=-1, keepdims=True)"
     return _moments(node, x, dst, node.attrs["eps"], n) + [

@@ -72,6 +72,12 @@ def _cross_entropy(logits, t):
     return -(picked * valid).sum() / max(valid.sum(), 1)
 
 
+def _pad_ref(a):
+    out = np.zeros((4, 5))
+    out[1:3, 0:5:2] = a
+    return out
+
+
 def _scatter(u, idx, rows):
     out = np.zeros((rows,) + u.shape[idx.ndim:])
     np.add.at(out, idx, u)
@@ -110,6 +116,7 @@ CASES = [
     Case("sigmoid", gc.sigmoid, [f64(3, 4)], lambda a: 1 / (1 + np.exp(-a))),
     Case("relu", gc.relu, [f64(3, 4)], lambda a: np.maximum(a, 0)),
     Case("abs", gc.abs, [f64(3, 4)], np.abs),
+    Case("sign", lambda a: gc.sign(a) * a, [f64(3, 4)], lambda a: np.sign(a) * a),
     Case("erf", gc.erf, [f64(3, 4)], special.erf),
     Case("gelu_tanh", gc.gelu, [f64(3, 4)], _gelu_tanh),
     Case("gelu_erf", lambda a: gc.gelu(a, approximate="none"), [f64(3, 4)],
@@ -140,6 +147,8 @@ CASES = [
     Case("slice", lambda a: a[1:, ::2, 1], [f64(3, 5, 2)], lambda a: a[1:, ::2, 1]),
     Case("slice_none_ellipsis", lambda a: a[None, ..., 0], [f64(3, 4)],
          lambda a: a[None, ..., 0]),
+    Case("pad_slice", lambda a: gc.pad_slice(a, (4, 5), (1, 0), (3, 5), (1, 2)), [f64(2, 3)],
+         _pad_ref),
     Case("concat", lambda a, b: gc.concat([a, b, a], axis=1), [f64(2, 3), f64(2, 1)],
          lambda a, b: np.concatenate([a, b, a], 1)),
     Case("stack", lambda a, b: gc.stack([a, b], -1), [f64(2, 3), f64(2, 3)],
@@ -164,6 +173,10 @@ CASES = [
          lambda a, b: np.einsum("bij,jk->bik", a, b)),
     Case("einsum_sum_out", lambda a, b: gc.einsum("ij,kl->ik", a, b), [f64(2, 3), f64(4, 5)],
          lambda a, b: np.einsum("ij,kl->ik", a, b)),
+    Case("einsum_scalar_out", lambda a, b: gc.einsum("ij,jk->", a, b), [f64(2, 3), f64(3, 4)],
+         lambda a, b: np.einsum("ij,jk->", a, b)),
+    Case("einsum_diag_ellipsis", lambda a, b: gc.einsum("...ii,i", a, b),
+         [f64(2, 3, 3), f64(3)], lambda a, b: np.einsum("...ii,i", a, b)),
     # neural-network functions
     Case("softmax", lambda a: gc.softmax(a, -1), [f64(3, 5)], _softmax),
     Case("softmax_axis0", lambda a: gc.softmax(a, 0), [f64(3, 5)], lambda a: _softmax(a, 0)),

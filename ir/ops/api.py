@@ -107,7 +107,11 @@ def max(x, axis=None, keepdims=False):
 
 
 def min(x, axis=None, keepdims=False):
-    return neg(max(neg(x), axis, keepdims))
+    if is_float(_dtype(x)):
+        return neg(max(neg(x), axis, keepdims))
+    # -x overflows for the most negative integer; -1 - x (bitwise not) reverses the order
+    # of every integer and never overflows
+    return sub(-1, max(sub(-1, x), axis, keepdims))
 
 
 def mean(x, axis=None, keepdims=False):
@@ -315,7 +319,8 @@ def matmul(a, b):
     a_shape, b_shape = _shape(a), _shape(b)
     if len(a_shape) > 2 and len(b_shape) == 2:
         # one large GEMM instead of numpy's loop of small ones over the batch axes
-        flat = apply("matmul", reshape(a, (-1, a_shape[-1])), b)
+        # the rows counted out: (-1, 0) cannot be inferred when the contracted axis is empty
+        flat = apply("matmul", reshape(a, (math.prod(a_shape[:-1]), a_shape[-1])), b)
         out = reshape(flat, a_shape[:-1] + (b_shape[-1],))
     else:
         out = apply("matmul", a, b)
@@ -326,8 +331,57 @@ def matmul(a, b):
     return out
 
 
+EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def einsum(spec, *xs):
-    return apply("einsum", *xs, spec=spec.replace(" ", ""))
+    """numpy's einsum: '...', implicit output (letters used once, sorted, after the '...'
+    axes), repeated letters (diagonals, traces), 0-d operands. The op itself always gets an
+    explicit, letters-only spec; '...' axes that broadcast are broadcast first, so that
+    broadcast_to's gradient sums them back."""
+    spec = spec.replace(" ", "")
+    lhs, arrow, out = spec.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(xs):
+        _fail(f"einsum spec {spec!r} has {len(ins)} operands, got {len(xs)}")
+    if not arrow:
+        used = "".join(ins).replace(".", "")
+        out = ("..." if "..." in lhs else "") + "".join(
+            sorted(c for c in set(used) if used.count(c) == 1))
+    for sub in ins + [out]:
+        rest = sub.replace("...", "", 1)
+        if not builtins.all(c in EINSUM_LETTERS for c in rest):
+            _fail(f"einsum spec {spec!r}: bad subscripts {sub!r} (letters and one '...')")
+    if "..." in lhs or "..." in out:
+        # (operand, where its '...' starts, how many axes it stands for)
+        ellipses = [(k, sub.index("..."), _ndim(x) - len(sub) + 3)
+                    for k, (sub, x) in enumerate(zip(ins, xs)) if "..." in sub]
+        rank = builtins.max((r for _, _, r in ellipses), default=0)
+        spare = [c for c in EINSUM_LETTERS if c not in spec]
+        if builtins.any(r < 0 for _, _, r in ellipses) or rank > len(spare):
+            _fail(f"einsum spec {spec!r} does not match operands of {[_ndim(x) for x in xs]} "
+                  "axes")
+        dims = spare[:rank]  # right-aligned, as numpy broadcasts '...'
+        lead = _broadcast_shape([_shape(xs[k])[i:i + r] for k, i, r in ellipses], spec)
+        ins, xs = list(ins), list(xs)
+        for k, i, r in ellipses:
+            shape = _shape(xs[k])
+            if shape[i:i + r] != lead[rank - r:]:
+                xs[k] = broadcast_to(xs[k], shape[:i] + lead[rank - r:] + shape[i + r:])
+            ins[k] = ins[k].replace("...", "".join(dims[rank - r:]))
+        out = out.replace("...", "".join(dims))
+    return apply("einsum", *xs, spec=",".join(ins) + "->" + out)
+
+
+def _broadcast_shape(shapes, spec):
+    rank = builtins.max((len(s) for s in shapes), default=0)
+    out = [1] * rank
+    for s in shapes:
+        for k, d in enumerate(s, rank - len(s)):
+            if d != 1 and out[k] not in (1, d):
+                _fail(f"einsum spec {spec!r}: the '...' axes {shapes} cannot be broadcast")
+            out[k] = d if d != 1 else out[k]
+    return tuple(out)
 
 
 # ---- neural-network functions ----------------------------------------------------------------
@@ -374,7 +428,9 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
         _fail(f"cross_entropy: logits {lshape} need targets of shape {lshape[:-1]}, "
               f"got {tshape}")
     logp = log_softmax(logits, -1)
-    picked = sum(one_hot(targets, lshape[-1], _dtype(logits)) * logp, -1)
+    # select, not multiply by a one-hot: 0 * -inf (a masked-out class) and 0 * nan (an
+    # ignored row's non-finite logits) would be nan
+    picked = sum(where(one_hot(targets, lshape[-1], "bool"), logp, 0.0), -1)
     if reduction == "none":
         return -picked
     if reduction == "sum":

@@ -31,7 +31,7 @@ def composite_vjp(reference):
             return _eager_composite_vjp(reference, ctx, g)
         out = reference(*ctx.inputs, **ctx.attrs)
         wrt = [x for x, need in zip(ctx.inputs, ctx.needs) if need]
-        grads = iter(gradients([out], wrt, [g]) if wrt else [])
+        grads = iter(gradients([out], wrt, [g], partial=True) if wrt else [])
         return [next(grads) if need else None for need in ctx.needs]
     return vjp
 
@@ -129,7 +129,7 @@ def softmax_grad(y, g, axis):
 
 # ---- LayerNorm ------------------------------------------------------------------------------
 def _moments(x, eps):
-    n = x.shape[-1]
+    n = max(x.shape[-1], 1)  # rows of no elements (PyTorch gives an empty result)
     mu = np.add.reduce(x, axis=-1, keepdims=True)
     mu *= 1.0 / n
     centred = x - mu
@@ -200,7 +200,7 @@ def _layer_norm_grad_infer(types, eps):
        arity=3, flops=lambda types, out, **_: 12 * out.size)
 def layer_norm_grad(x, w, g, eps):
     """d(layer_norm)/dx applied to g: rstd * (gw - mean(gw) - xhat * mean(gw * xhat))."""
-    n = x.shape[-1]
+    n = max(x.shape[-1], 1)
     xhat, rstd = _moments(x, eps)
     xhat *= rstd
     gw = g * w
@@ -239,7 +239,8 @@ def layer_norm_wgrad(x, g, eps):
     xhat, rstd = _moments(x, eps)
     xhat *= rstd
     xhat *= g
-    return np.add.reduce(xhat.reshape(-1, x.shape[-1]), axis=0)
+    # the rows counted out: reshape(-1, 0) cannot infer them for an empty last axis
+    return np.add.reduce(xhat.reshape(math.prod(x.shape[:-1]), x.shape[-1]), axis=0)
 
 
 # ---- fused elementwise clusters (made by passes/fusion.py) -------------------------------------

@@ -40,10 +40,14 @@ def _vjp_scatter_add(ctx, g):
 
 @defop("scatter_add", _scatter_add_infer, vjp=_vjp_scatter_add, arity=2)
 def _scatter_add(updates, idx, rows):
-    """Rows of zeros with updates[i] added at row idx[i]; repeated indices accumulate."""
+    """Rows of zeros with updates[i] added at row idx[i]; repeated indices accumulate, and
+    negative indices count from the end as in take (the gradient of take must land on the
+    row that take read)."""
     tail = updates.shape[idx.ndim:]
     out = np.zeros((rows,) + tail, dtype=updates.dtype)
     flat_idx = idx.reshape(-1)
+    if flat_idx.size and flat_idx.min() < 0:
+        flat_idx = np.where(flat_idx < 0, flat_idx + rows, flat_idx)
     flat_upd = updates.reshape((flat_idx.size,) + tail)
     if flat_upd.ndim == 2 and rows * flat_idx.size <= 1 << 22:
         # few rows (a character vocabulary): a one-hot matrix product is one fast GEMM

@@ -36,16 +36,18 @@ defop("matmul", _matmul_infer, vjp=_vjp_matmul, arity=2, flops=_matmul_flops)(np
 
 
 def parse_einsum(spec: str, ndims):
-    """'bij,bjk->bik' -> (['bij', 'bjk'], 'bik'); explicit output required, no ellipsis."""
+    """'bij,bjk->bik' -> (['bij', 'bjk'], 'bik'). The op's spec is canonical (graphc.einsum
+    writes it): explicit output, letters only; '' stands for a 0-d operand or result, and a
+    letter may repeat within an operand (a diagonal)."""
     check("->" in spec, f"einsum spec {spec!r} needs an explicit output ('...->...')")
     lhs, out = spec.replace(" ", "").split("->")
     ins = lhs.split(",")
     check(len(ins) == len(ndims), f"spec has {len(ins)} operands, got {len(ndims)}")
     for sub, nd in zip(ins, ndims):
-        check(sub.isalpha() and len(sub) == nd, f"subscripts {sub!r} do not match a {nd}-d operand")
-        check(len(set(sub)) == len(sub), f"repeated index in {sub!r} (diagonals are not supported)")
-    check(len(set(out)) == len(out) and set(out) <= set("".join(ins)),
-          f"bad output subscripts {out!r}")
+        check(all(c.isascii() and c.isalpha() for c in sub) and len(sub) == nd,
+              f"subscripts {sub!r} do not match a {nd}-d operand")
+    check(len(set(out)) == len(out) and set(out) <= set("".join(ins))
+          and all(c.isascii() and c.isalpha() for c in out), f"bad output subscripts {out!r}")
     return ins, out
 
 
@@ -60,8 +62,14 @@ def _einsum_infer(types, spec):
     return TensorType(tuple(sizes[c] for c in out), types[0].dtype)
 
 
+def _unique(sub):
+    return "".join(dict.fromkeys(sub))
+
+
 def _vjp_einsum(ctx, g):
-    ins, out = parse_einsum(ctx.attrs["spec"], [x.ndim for x in ctx.inputs])
+    spec = ctx.attrs["spec"]
+    ins, out = parse_einsum(spec, [x.ndim for x in ctx.inputs])
+    sizes = {c: d for sub, x in zip(ins, ctx.inputs) for c, d in zip(sub, x.shape)}
     grads = []
     for i, (sub, x) in enumerate(zip(ins, ctx.inputs)):
         if not ctx.needs[i]:
@@ -69,12 +77,28 @@ def _vjp_einsum(ctx, g):
             continue
         others = [(s, y) for j, (s, y) in enumerate(zip(ins, ctx.inputs)) if j != i]
         present = set(out).union(*(set(s) for s, _ in others))
-        kept = "".join(c for c in sub if c in present)  # indices summed away only in x
-        spec = ",".join([out] + [s for s, _ in others]) + "->" + kept
-        gx = F.einsum(spec, g, *[y for _, y in others])
-        if kept != sub:
-            shape = tuple(d if c in present else 1 for c, d in zip(sub, x.shape))
-            gx = F.broadcast_to(F.reshape(gx, shape), x.shape)
+        uniq = _unique(sub)
+        kept = "".join(c for c in uniq if c in present)  # indices summed away only in x
+        gx = F.einsum(",".join([out] + [s for s, _ in others]) + "->" + kept,
+                      g, *[y for _, y in others])
+        if kept != uniq:
+            shape = tuple(sizes[c] if c in present else 1 for c in uniq)
+            gx = F.broadcast_to(F.reshape(gx, shape), tuple(sizes[c] for c in uniq))
+        if uniq != sub:
+            # a repeated letter reads a diagonal: its gradient lies on that diagonal, placed
+            # there by multiplying with identity matrices over the repeats
+            spare = iter(c for c in F.EINSUM_LETTERS if c not in spec)
+            renamed, eyes, seen = [], [], set()
+            for c in sub:
+                if c in seen:
+                    fresh = next(spare)
+                    renamed.append(fresh)
+                    eyes.append((c + fresh, np.eye(sizes[c], dtype=x.dtype)))
+                else:
+                    seen.add(c)
+                    renamed.append(c)
+            gx = F.einsum(",".join([uniq] + [s for s, _ in eyes]) + "->" + "".join(renamed),
+                          gx, *[e for _, e in eyes])
         grads.append(gx)
     return grads
 

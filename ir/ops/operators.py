@@ -30,6 +30,8 @@ class OperatorMixin:
     def __ne__(self, o): return _api().not_equal(self, o)
     def __and__(self, o): return _api().logical_and(self, o)
     def __or__(self, o): return _api().logical_or(self, o)
+    def __rand__(self, o): return _api().logical_and(o, self)
+    def __ror__(self, o): return _api().logical_or(o, self)
     def __invert__(self): return _api().logical_not(self)
     def __getitem__(self, key): return _api().getitem(self, key)
 

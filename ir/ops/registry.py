@@ -58,8 +58,22 @@ def get_op(name: str) -> OpDef:
 
 # ---- dispatch -------------------------------------------------------------------------------
 def _is_scalar(x):
-    return isinstance(x, (bool, int, float, np.number, np.bool_)) or (
-        isinstance(x, np.ndarray) and x.ndim == 0)
+    """Weakly typed operands: Python (and numpy) scalars. A 0-d array is a tensor with its own
+    dtype, as in numpy 2, JAX and PyTorch."""
+    return isinstance(x, (bool, int, float, np.number, np.bool_))
+
+
+def _scalar_dtype(x, like, opname):
+    """The dtype a weak scalar takes (None: a float meeting integers), checked to hold it:
+    `int32_tensor + 2**40` is an error naming the line, not numpy's OverflowError."""
+    dtype = _weak_dtype(x, like)
+    if dtype is not None and dtype.kind in "iu" and not isinstance(x, (bool, np.bool_)):
+        info = np.iinfo(dtype)
+        if not info.min <= int(x) <= info.max:
+            raise GraphcError(f"{opname}: integer scalar {int(x)} does not fit in {dtype} "
+                              f"(the dtype of the tensor it meets); cast the tensor first",
+                              (user_location(),))
+    return dtype
 
 
 def _weak_dtype(value, like):
@@ -126,7 +140,7 @@ def apply(name: str, *inputs, **attrs):
         types = [a.type for a in args]
         out_type = _infer(op, types, attrs)
         return graph.add_node(name, args, attrs, out_type)
-    args = [eager.lift(x, _weak_dtype(x, like) if _is_scalar(x) else None, name)
+    args = [eager.lift(x, _scalar_dtype(x, like, name) if _is_scalar(x) else None, name)
             for x in inputs]
     out_type = _infer(op, [TensorType(a.data.shape, a.data.dtype) for a in args], attrs)
     return eager.run_op(op, args, attrs, out_type)
@@ -153,7 +167,7 @@ def _lift_symbolic(graph, x, like, opname):
     if isinstance(x, Tensor):
         return graph.constant(x.data)
     if _is_scalar(x):
-        dtype = _weak_dtype(x, like)
+        dtype = _scalar_dtype(x, like, opname)
         if dtype is None:
             raise GraphcError(f"{opname}: float scalar {x!r} meets an integer tensor; cast one "
                               "of them first", (user_location(),))

@@ -1,0 +1,280 @@
+"""Regression tests for wrong results and crashes at the edges (issue 13, items 1-12), each
+in eager mode and compiled where both apply; reference values from PyTorch (float64) or
+numpy."""
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from ir.errors import GraphcError
+
+
+# ---- 1: second derivatives through composite gradient rules ------------------------------------
+@pytest.mark.parametrize("name", ["gelu", "softmax", "layer_norm"])
+def test_hessian_when_the_incoming_gradient_depends_on_the_input(name):
+    ours, theirs = {
+        "gelu": (lambda x: gc.sum(gc.gelu(x) ** 2.0),
+                 lambda x: (torch.nn.functional.gelu(x, approximate="tanh") ** 2).sum()),
+        "softmax": (lambda x: gc.sum(gc.softmax(x) ** 2.0),
+                    lambda x: (torch.softmax(x, -1) ** 2).sum()),
+        "layer_norm": (lambda x: gc.sum(gc.layer_norm(x) ** 3.0),
+                       lambda x: (torch.nn.functional.layer_norm(x, (3,)) ** 3).sum()),
+    }[name]
+    x = np.array([0.3, -0.7, 1.1])
+    expected = torch.autograd.functional.hessian(theirs, torch.tensor(x)).numpy()
+    np.testing.assert_allclose(gc.hessian(ours)(x), expected, rtol=1e-9, atol=1e-12)
+
+
+# ---- 2: negative indices in take keep their gradient --------------------------------------------
+def _take_loss(t):
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    return gc.sum(gc.take(t, np.array([-1, 0])) * w)
+
+
+def test_take_gradient_with_negative_indices_compiled():
+    g = gc.grad(_take_loss)(np.zeros((3, 2)))
+    np.testing.assert_array_equal(g, [[3.0, 4.0], [0.0, 0.0], [1.0, 2.0]])
+
+
+def test_take_gradient_with_negative_indices_eager():
+    t = gc.tensor(np.zeros((3, 2)), requires_grad=True)
+    _take_loss(t).backward()
+    np.testing.assert_array_equal(t.grad, [[3.0, 4.0], [0.0, 0.0], [1.0, 2.0]])
+
+
+@pytest.mark.parametrize("rows,width", [(3, 2), (2_000_000, 1)])
+def test_scatter_add_wraps_negative_indices_on_every_path(rows, width):
+    # the three numpy strategies (one-hot product, bincount, add.at) all wrap
+    idx = np.array([-1, 0, -rows, 2])
+    updates = np.arange(4 * width, dtype=np.float64).reshape(4, width)
+    expected = np.zeros((rows, width))
+    np.add.at(expected, idx, updates)
+    np.testing.assert_array_equal(gc.scatter_add(gc.tensor(updates), idx, rows).data, expected)
+    compiled = gc.compile(lambda u, i: gc.scatter_add(u, i, rows))(updates, idx)
+    np.testing.assert_array_equal(compiled, expected)
+    upd3 = updates.reshape(4, width, 1)
+    expected3 = expected.reshape(rows, width, 1)
+    np.testing.assert_array_equal(gc.scatter_add(gc.tensor(upd3), idx, rows).data, expected3)
+
+
+# ---- 3: integer min --------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_integer_min_at_the_most_negative_value(dtype):
+    x = np.array([[np.iinfo(dtype).min, 5], [7, np.iinfo(dtype).max]], dtype)
+    eager = gc.min(gc.tensor(x))
+    assert eager.data.dtype == dtype and eager.data == np.iinfo(dtype).min
+    np.testing.assert_array_equal(gc.min(gc.tensor(x), 0).data, x.min(0))
+    compiled = gc.compile(lambda a: (gc.min(a), gc.min(a, 1, keepdims=True)))(x)
+    assert compiled[0] == np.iinfo(dtype).min
+    np.testing.assert_array_equal(compiled[1], x.min(1, keepdims=True))
+
+
+# ---- 4: log_softmax of large inputs -----------------------------------------------------------
+def test_log_softmax_keeps_precision_for_large_inputs():
+    x = np.array([[1e4, 1e4 + 2, 1e4 - 1]], np.float32)
+    expected = torch.log_softmax(torch.tensor(x), -1).numpy()  # [-2.1698, -0.16984604, -3.1698]
+    compiled = gc.compile(lambda a: gc.log_softmax(a))(x)
+    eager = gc.log_softmax(gc.tensor(x)).data
+    for got in (compiled, eager):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
+    # and through cross_entropy, which is built on it
+    t = np.array([1])
+    ce = gc.compile(lambda a, t: gc.cross_entropy(a, t))(x, t)
+    expected_ce = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t)).item()
+    np.testing.assert_allclose(ce, expected_ce, rtol=1e-6)
+    np.testing.assert_allclose(gc.cross_entropy(gc.tensor(x), t).data, expected_ce, rtol=1e-6)
+
+
+# ---- 5: cross_entropy with -inf logits and ignored non-finite rows ----------------------------------
+def _ce_both(logits, targets, **kw):
+    eager = gc.cross_entropy(gc.tensor(logits), targets, **kw).data
+    compiled = gc.compile(lambda z, t: gc.cross_entropy(z, t, **kw))(logits, targets)
+    return eager, compiled
+
+
+def test_cross_entropy_with_a_minus_inf_logit():
+    logits, targets = np.array([[0.0, -np.inf, 1.0]]), np.array([0])
+    expected = torch.nn.functional.cross_entropy(torch.tensor(logits),
+                                                 torch.tensor(targets)).item()  # 1.3133
+    for got in _ce_both(logits, targets):
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    g = gc.grad(lambda z: gc.cross_entropy(z, targets))(logits)
+    tz = torch.tensor(logits, requires_grad=True)
+    torch.nn.functional.cross_entropy(tz, torch.tensor(targets)).backward()
+    np.testing.assert_allclose(g, tz.grad.numpy(), rtol=1e-12)
+
+
+def test_cross_entropy_ignores_rows_with_non_finite_logits():
+    logits = np.array([[0.0, 2.0, 1.0], [np.nan, np.inf, -np.inf], [1.0, -1.0, 0.5]])
+    targets = np.array([1, -100, 2])
+    finite = torch.tensor(logits[[0, 2]])
+    expected = torch.nn.functional.cross_entropy(finite, torch.tensor([1, 2])).item()
+    for got in _ce_both(logits, targets):
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    for got in _ce_both(logits, targets, reduction="none"):
+        assert got[1] == 0.0 and np.isfinite(got).all()
+
+
+# ---- 6: einsum: scalar outputs, '...', implicit output, diagonals -------------------------------
+EINSUMS = [
+    ("i,i->", [(3,), (3,)]),
+    ("ij,ij->", [(2, 3), (2, 3)]),
+    ("ij,jk->", [(2, 3), (3, 4)]),
+    ("ij,jk", [(2, 3), (3, 4)]),                 # implicit output: 'ik'
+    ("ba,ac", [(2, 3), (3, 4)]),                  # implicit output is sorted: 'bc'
+    ("i,i", [(3,), (3,)]),                        # implicit scalar
+    ("ii->i", [(3, 3)]),                          # diagonal
+    ("ii", [(3, 3)]),                             # trace
+    ("iij,jk->ik", [(3, 3, 2), (2, 4)]),
+    ("...ij,...jk->...ik", [(2, 3, 4), (4, 5)]),  # '...' broadcasting over ranks
+    ("...ij,...jk", [(2, 1, 3, 4), (5, 4, 2)]),   # size-1 '...' axis broadcasts
+    ("i...->...", [(3, 2, 4)]),
+    ("...,...->...", [(), (3,)]),
+    (",->", [(), ()]),
+    ("ij->", [(2, 3)]),
+    ("Ab,bC->AC", [(2, 3), (3, 4)]),
+    ("i,j->ij", [(3,), (2,)]),
+]
+
+
+@pytest.mark.parametrize("spec,shapes", EINSUMS, ids=[s for s, _ in EINSUMS])
+def test_einsum_matches_numpy_with_gradients(spec, shapes):
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=s) for s in shapes]
+    expected = np.einsum(spec, *xs)
+    eager = gc.einsum(spec, *[gc.tensor(x) for x in xs]).data
+    compiled = gc.compile(lambda *a: gc.einsum(spec, *a))(*xs)
+    for got in (eager, compiled):
+        assert np.shape(got) == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    w = rng.normal(size=expected.shape)
+    argnums = tuple(range(len(xs)))
+    grads = gc.grad(lambda *a: gc.sum(gc.einsum(spec, *a) * w), argnums=argnums)(*xs)
+    ts = [torch.tensor(x, requires_grad=True) for x in xs]
+    (torch.einsum(spec, *ts) * torch.tensor(w)).sum().backward()
+    for g, t in zip(grads, ts):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    tensors = [gc.tensor(x, requires_grad=True) for x in xs]
+    gc.sum(gc.einsum(spec, *tensors) * w).backward()
+    for g, t in zip(grads, tensors):
+        np.testing.assert_allclose(t.grad, g, rtol=1e-12, atol=1e-12)
+
+
+def test_einsum_full_contraction_gradient():
+    g = gc.grad(lambda a: gc.einsum("i,i->", a, a))(np.ones(3))
+    np.testing.assert_array_equal(g, [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("spec,shapes", [("ij,jk->ik", [(2, 3), (4, 5)]), ("i.j->", [(2, 3)]),
+                                         ("ij,jk->ikk", [(2, 3), (3, 4)]),
+                                         ("...ij->", [(3,)]), ("i,j->i", [(2,)])])
+def test_einsum_rejects_bad_specs_with_one_line(spec, shapes):
+    with pytest.raises(GraphcError) as info:
+        gc.einsum(spec, *[gc.tensor(np.ones(s)) for s in shapes])
+    assert "\n" not in str(info.value).split("  at ")[0].strip()
+
+
+# ---- 7: layer_norm over an empty last axis --------------------------------------------------------
+@pytest.mark.parametrize("shape", [(2, 0), (0,), (3, 2, 0)])
+def test_layer_norm_over_an_empty_axis(shape):
+    x = np.zeros(shape, np.float32)
+    expected = torch.nn.functional.layer_norm(torch.tensor(x), (0,)).numpy()
+    assert gc.layer_norm(gc.tensor(x)).data.shape == expected.shape == shape
+    assert gc.compile(lambda a: gc.layer_norm(a))(x).shape == shape
+    w, b = np.ones(0, np.float32), np.zeros(0, np.float32)
+    grads = gc.grad(lambda a, w, b: gc.sum(gc.layer_norm(a, w, b) * 2.0),
+                    argnums=(0, 1, 2))(x, w, b)
+    assert [g.shape for g in grads] == [shape, (0,), (0,)]
+    t = gc.tensor(x, requires_grad=True)
+    gc.sum(gc.layer_norm(t)).backward()
+    assert t.grad.shape == shape
+
+
+# ---- 8: matmul over an empty contracted axis --------------------------------------------------------
+@pytest.mark.parametrize("sa,sb", [((2, 3, 0), (0, 4)), ((3, 0), (0, 4)), ((2, 3, 0), (2, 0, 4)),
+                                   ((2, 0, 3), (3, 4))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_with_empty_axes(sa, sb, dtype):
+    a = np.ones(sa, dtype)
+    b = np.ones(sb, dtype)
+    expected = a @ b
+    f = gc.compile(lambda a, b: (a @ b) + 1.0)
+    for got in (f(a, b), f(a, b), (gc.tensor(a) @ gc.tensor(b)).data + 1.0):
+        assert got.shape == expected.shape and got.dtype == dtype
+        np.testing.assert_array_equal(got, expected + 1.0)
+    ga, gb = gc.grad(lambda a, b: gc.sum(a @ b), argnums=(0, 1))(a, b)
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    (ta @ tb).sum().backward()
+    np.testing.assert_array_equal(ga, ta.grad.numpy())
+    np.testing.assert_array_equal(gb, tb.grad.numpy())
+
+
+# ---- 9: jvp with primals of two float dtypes ----------------------------------------------------
+def test_jvp_with_mixed_float_dtypes():
+    def f(a, b):
+        return a * gc.cast(b, "float64") + gc.sin(a)
+    a, b = np.array([0.5, -1.0]), np.array([2.0, 3.0], np.float32)
+    da, db = np.array([1.0, 0.5]), np.array([-1.0, 2.0], np.float32)
+    out, tangent = gc.jvp(f, (a, b), (da, db))
+    np.testing.assert_allclose(out, a * b + np.sin(a), rtol=1e-12)
+    np.testing.assert_allclose(tangent, da * b + a * db + np.cos(a) * da, rtol=1e-7)
+    assert tangent.dtype == np.float64
+    # and symbolically, inside a traced function
+    traced = gc.compile(lambda a, b, da, db: gc.jvp(f, (a, b), (da, db))[1])(a, b, da, db)
+    np.testing.assert_allclose(traced, tangent, rtol=1e-12)
+
+
+# ---- 10: 0-d arrays are tensors, not weak scalars ---------------------------------------------------
+def test_zero_d_index_array_is_an_integer_tensor():
+    t = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(gc.take(gc.tensor(t), np.array(1)).data, t[1])
+    np.testing.assert_array_equal(gc.compile(lambda t: gc.take(t, np.array(1)))(t), t[1])
+    np.testing.assert_array_equal(gc.compile(lambda t: t[np.array(-1)])(t), t[-1])
+
+
+def test_zero_d_bool_array_is_a_condition():
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    np.testing.assert_array_equal(gc.where(np.array(True), gc.tensor(a), gc.tensor(b)).data, a)
+    f = gc.compile(lambda a, b: gc.where(np.array(False), a, b))
+    np.testing.assert_array_equal(f(a, b), b)
+
+
+def test_zero_d_float64_array_does_not_mix_silently_with_float32():
+    x = np.ones(2, np.float32)
+    with pytest.raises(GraphcError, match="one dtype"):
+        gc.tensor(x) + np.array(1e-50)
+    with pytest.raises(GraphcError, match="one dtype"):
+        gc.compile(lambda x: x + np.array(1e-50))(x)
+    # its own dtype, where it matches; Python scalars stay weak
+    assert (gc.tensor(x) + np.array(2.0, np.float32)).data.dtype == np.float32
+    assert (gc.tensor(x) + 1e-50).data.dtype == np.float32
+    np.testing.assert_array_equal((gc.tensor(np.ones(2)) + np.array(1e-50)).data, 1.0 + 1e-50)
+
+
+# ---- 11: reflected & and | ---------------------------------------------------------------------
+def test_reflected_logical_operators():
+    a = np.array([1.0, -1.0, 2.0])
+    m = np.array([True, False, False])
+    expected_or, expected_and = m | (a > 0), m & (a > 0)
+    np.testing.assert_array_equal((m | (gc.tensor(a) > 0)).data, expected_or)
+    np.testing.assert_array_equal((m & (gc.tensor(a) > 0)).data, expected_and)
+    f = gc.compile(lambda a: (m | (a > 0), m & (a > 0), True & (a > 1), False | (a > 1)))
+    got = f(a)
+    np.testing.assert_array_equal(got[0], expected_or)
+    np.testing.assert_array_equal(got[1], expected_and)
+    np.testing.assert_array_equal(got[2], a > 1)
+    np.testing.assert_array_equal(got[3], a > 1)
+
+
+# ---- 12: an integer scalar too large for the tensor's dtype -----------------------------------------
+def test_integer_scalar_overflow_is_a_graphc_error_naming_the_line():
+    x = np.ones(2, np.int32)
+    with pytest.raises(GraphcError, match=r"1099511627776 does not fit in int32") as info:
+        gc.tensor(x) + 2**40
+    assert "test_edges.py" in str(info.value)
+    with pytest.raises(GraphcError, match=r"does not fit in int32") as info:
+        gc.compile(lambda x: x * -2**31 + 2**31)(x)
+    assert "test_edges.py" in str(info.value)
+    # the bounds themselves fit
+    assert (gc.tensor(x) * -2**31).data.tolist() == [-2**31, -2**31]
+    assert (gc.tensor(np.ones(1, np.int64)) + 2**62).data.tolist() == [2**62 + 1]
