@@ -342,7 +342,9 @@ class _StopAtStepBoundary:
     def __enter__(self):
         try:
             for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                # a signal the launcher ignores (a background job's SIGINT) stays ignored
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         except ValueError:  # not the main thread: signals stay as they are
             pass
         return self

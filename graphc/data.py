@@ -140,13 +140,19 @@ def _token_file(pieces, n: int, dtype) -> np.ndarray:
     """The concatenated pieces (n items) as a read-only array over an unlinked temporary file
     (GRAPHC_DATA_DIR, else the system's temporary directory). Its pages are the file's: clean,
     so the kernel can drop them under memory pressure, and the file goes with the process."""
-    directory = os.environ.get("GRAPHC_DATA_DIR") or tempfile.gettempdir()
-    with tempfile.TemporaryFile(dir=directory, prefix="graphc-tokens-") as fh:
-        for piece in pieces:
-            fh.write(piece.tobytes())
-        fh.flush()
-        if fh.tell() != n * np.dtype(dtype).itemsize:
-            raise DataError("the data file changed while it was read")
-        mapped = np.memmap(fh, dtype=dtype, mode="r", shape=(n,))
+    setting = os.environ.get("GRAPHC_DATA_DIR")
+    directory = setting or tempfile.gettempdir()
+    try:
+        with tempfile.TemporaryFile(dir=directory, prefix="graphc-tokens-") as fh:
+            for piece in pieces:
+                fh.write(piece.tobytes())
+            fh.flush()
+            if fh.tell() != n * np.dtype(dtype).itemsize:
+                raise DataError("the data file changed while it was read")
+            mapped = np.memmap(fh, dtype=dtype, mode="r", shape=(n,))
+    except OSError as exc:
+        where = f"GRAPHC_DATA_DIR={setting}" if setting else f"the temporary directory {directory}"
+        raise DataError(f"cannot hold the encoded text in {where}: {exc.strerror or exc}; "
+                        "set GRAPHC_DATA_DIR to a writable directory with room for it") from None
     # an ndarray view (it keeps the mapping alive): plans are fed plain arrays
     return np.asarray(mapped)

@@ -134,7 +134,7 @@ def build_logits(model: GPT, batch_size: int = 1) -> Graph:
 
 
 def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
-               jit=None) -> tuple[float, int]:
+               jit=None, fast_math=False) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) over all non-overlapping windows of a data split,
     and the number of tokens scored. The 20-batch estimate printed while training has a
     standard deviation of ~0.015 nats on Tiny Shakespeare; this one has none."""
@@ -149,7 +149,8 @@ def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
     for first in range(0, windows, cfg.batch_size):
         count = min(cfg.batch_size, windows - first)
         if count not in plans:  # the last batch may be smaller: a plan of its own
-            plan = compile_graph(optimize(build_eval_loss(model, count), pipeline), jit=jit)
+            plan = compile_graph(optimize(build_eval_loss(model, count), pipeline,
+                                          fast_math=fast_math), jit=jit, fast_math=fast_math)
             plans[count] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
         plan, order = plans[count]
         offsets = ((first + np.arange(count)) * T)[:, None] + np.arange(T)
@@ -178,7 +179,7 @@ class Trainer:
         self.grad_norm = None  # of the last step
         self._good = None  # see mark_good
         self.val_history = []  # (step, val loss)
-        self.pipeline = pipeline
+        self.pipeline, self.jit, self.fast_math = pipeline, jit, fast_math
         donated = self.names + [f"adam_{k}.{n}" for k in "mv" for n in self.names]
         # fast_math: rewrites that assume finite values (graphc.compile's option)
         self.step_plan = compile_graph(
@@ -237,7 +238,8 @@ class Trainer:
     def evaluate_split(self, split="val") -> tuple[float, int]:
         """(mean loss, tokens) over every non-overlapping window of a split: the figure to
         compare runs by (the periodic estimate samples eval_iters batches)."""
-        return split_loss(self.model, self.params, self.data, split, self.pipeline)
+        return split_loss(self.model, self.params, self.data, split, self.pipeline, self.jit,
+                          self.fast_math)
 
     def sync_model(self):
         for n, p in self.model.named_parameters():

@@ -164,6 +164,21 @@ def vjp(fn, *primals):
     return out, vjp_concrete
 
 
+def _dtype_and_shape(x):
+    """(dtype name, shape) of an array or a symbolic value; None for a Python scalar."""
+    if isinstance(x, (bool, int, float)):
+        return None
+    dtype, shape = getattr(x, "dtype", None), getattr(x, "shape", None)
+    if dtype is None or shape is None:
+        return None
+    return np.dtype(dtype).name, tuple(shape)
+
+
+def _describe(dtype_and_shape):
+    dtype, shape = dtype_and_shape
+    return f"{dtype}{list(shape)}"
+
+
 def jvp(fn, primals, tangents):
     """Forward mode: (fn(*primals), J @ tangents) for a function with one array output.
 
@@ -174,6 +189,13 @@ def jvp(fn, primals, tangents):
     if len(primals) != len(tangents):
         raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents",
                           (user_location(),))
+    for k, (p, t) in enumerate(zip(primals, tangents)):
+        # as JAX: a tangent lives in its primal's space (same dtype and shape)
+        p_type, t_type = _dtype_and_shape(p), _dtype_and_shape(t)
+        if p_type and t_type and p_type != t_type:
+            raise GraphcError(f"jvp: tangent {k} is {_describe(t_type)} but its primal is "
+                              f"{_describe(p_type)}; pass a tangent of the primal's dtype "
+                              "and shape", (user_location(),))
 
     def symbolic(*args):
         xs, vs = args[:len(primals)], args[len(primals):]

@@ -27,8 +27,8 @@ from . import jit as jit_kernels
 from . import threads, tiering
 from .interpreter import bind_inputs
 from .kernelgen import kernel_source
-from .kernels import (CONSTANT_OPS, EMITTERS, JIT_KERNELS, VIEW_OPS, jit_emitter, ones,
-                      view_expression)
+from .kernels import (CONSTANT_OPS, EMITTERS, INPLACE_SAFE, JIT_KERNELS, VIEW_OPS, jit_emitter,
+                      ones, view_expression)
 from .lowering import (batched_matmul, concat_by_copies, parallel_default,
                        products_laid_out_for_transpose, reshaped, reshapes_into_concat,
                        splittable, worker)
@@ -84,7 +84,7 @@ class Plan:
                                         else background_compile)
         self._pending = []  # (global name, kernel, spec, source) compiling in the background
         self._envs = []  # the namespaces of the compiled plan functions
-        self._thread_count = None  # numba threads (and GEMM blocks) of the last call
+        self._thread_count = None  # numba threads of the last call
         self._generate()
         if self._pending:
             tiering.submit([(source, spec) for _, _, spec, source in self._pending])
@@ -220,7 +220,7 @@ class Plan:
         if self._solo_blas is None:
             from . import gemm
             self._solo_blas = gemm.blas()
-            self._globals.update(_gemm=gemm, _threads=gemm.threads(),
+            self._globals.update(_gemm=gemm, _threads=gemm.blocks(),
                                  _sgemm=self._solo_blas.address(np.float32),
                                  _dgemm=self._solo_blas.address(np.float64))
 
@@ -322,10 +322,9 @@ class Plan:
         # the background compiler has one core, the plan keeps to the other; otherwise the
         # plan takes the CPUs that other processes leave free (runtime.threads.plan_threads)
         count = 1 if self._pending else threads.plan_threads()
-        if count != self._thread_count:
-            self._thread_count = count
-            for env in [self._globals] + self._envs:
-                env["_threads"] = count  # runtime.gemm's block count
+        self._thread_count = count
+        # runtime.gemm's block count stays as built: one block or two gives different float
+        # bits (OpenBLAS sums in another order), so only the threads running them change
         with threads.numba_threads(count):
             return self._run(args, kwargs)
 
@@ -379,39 +378,104 @@ class Plan:
         return [np.asarray(o) for o in outs]
 
     def _checked_with_ranges(self):
+        """The plan with a check after every node that raises at the first node that made a
+        NaN (where no operand had one) or an Inf (where the operands were finite), naming it,
+        its operands' ranges and the user's line. Elementwise ops are judged element by
+        element; others by whether any operand held a NaN/Inf at all. The masks of each
+        node's non-finite values are kept when it is computed, because a later op may
+        overwrite it in place. A constant (the attention mask's -inf) is never blamed; if
+        the outputs are non-finite and no node was blamed, the first non-finite value is."""
         steps = self._steps
+        position = {id(step[0]): k for k, step in enumerate(steps)}
+        masks = {}  # step -> (NaN mask, Inf mask) of its value, None where there are none
 
-        def produced(arr, operands):
-            """Whether this node made a NaN or an Inf rather than passed one on: NaN from
-            operands without NaN, or Inf from finite operands. A model's own -inf (the
-            attention mask) flows through masked_fill without being reported; the op that
-            later turns it into NaN is."""
-            # an operand the op overwrote in place now holds the result: it proves nothing
-            floats = [o for o in map(np.asarray, operands)
-                      if o.dtype.kind == "f" and not np.may_share_memory(o, arr)]
-            if np.isnan(arr).any():
-                return not any(np.isnan(o).any() for o in floats)
-            return all(np.isfinite(o).all() for o in floats)
+        def masks_of(value):
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "fc":
+                return None, None
+            nan, inf = np.isnan(arr), np.isinf(arr)
+            return (nan if nan.any() else None), (inf if inf.any() else None)
+
+        def operand_masks(node, operands, arr):
+            for inp, v in zip(node.inputs, operands):
+                k = position.get(id(inp))
+                if k is not None:
+                    yield masks.get(k, (None, None))
+                elif np.may_share_memory(np.asarray(v), arr):
+                    yield None  # an input overwritten by this op: unknown
+                else:
+                    yield masks_of(v)
+
+        def elementwise(node):
+            return node.op in INPLACE_SAFE and not (
+                node.op == "fused" and "softmax" in node.attrs.get("program", ""))
+
+        def produced(node, arr, nan, inf, operands):
+            known = list(operand_masks(node, operands, arr))
+            if any(m is None for m in known):
+                return False  # cannot tell: leave it to the outputs' check
+            if elementwise(node):
+                try:
+                    seen_nan = np.zeros(arr.shape, bool)
+                    seen_bad = np.zeros(arr.shape, bool)
+                    for m_nan, m_inf in known:
+                        if m_nan is not None:
+                            seen_nan |= np.broadcast_to(m_nan, arr.shape)
+                            seen_bad |= np.broadcast_to(m_nan, arr.shape)
+                        if m_inf is not None:
+                            seen_bad |= np.broadcast_to(m_inf, arr.shape)
+                except ValueError:
+                    pass  # operands that do not broadcast to the result: judge as a whole
+                else:
+                    return bool((nan is not None and (nan & ~seen_nan).any()) or
+                                (inf is not None and (inf & ~seen_bad).any()))
+            if nan is not None and not any(m_nan is not None for m_nan, _ in known):
+                return True
+            return inf is not None and all(a is None and b is None for a, b in known)
+
+        def report(node, arr, operands):
+            ranges = []
+            for i, v in zip(node.inputs, operands):
+                v = np.asarray(v)
+                nans = int(np.isnan(v).sum()) if v.dtype.kind == "f" else 0
+                if v.dtype.kind in "fiu" and v.size > nans:
+                    ranges.append(f"{i.type} in [{np.nanmin(v):.4g}, {np.nanmax(v):.4g}]"
+                                  + (f" and {nans} NaN" if nans else ""))
+                else:
+                    ranges.append(str(i.type) + (" all NaN" if nans else ""))
+            bad = int(arr.size - np.isfinite(arr).sum())
+            raise GraphcError(f"non-finite value: {bad} of {arr.size} elements of "
+                              f"{describe(node)} -> {node.type}; operands: "
+                              f"{'; '.join(ranges)}", node.locs)
 
         def check(k, value, *operands):
             arr = np.asarray(value)
             node = steps[k][0]
-            if node.op in CONSTANT_OPS:  # written by the user, not produced by the run
+            nan, inf = masks_of(arr)
+            if nan is None and inf is None:
                 return
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all() and produced(arr, operands):
-                ranges = []
-                for i, v in zip(node.inputs, operands):
-                    v = np.asarray(v)
-                    if v.dtype.kind in "fiu" and v.size:
-                        ranges.append(f"{i.type} in [{v.min():.4g}, {v.max():.4g}]")
-                    else:
-                        ranges.append(str(i.type))
-                bad = int(arr.size - np.isfinite(arr).sum())
-                raise GraphcError(f"non-finite value: {bad} of {arr.size} elements of "
-                                  f"{describe(node)} -> {node.type}; operands: "
-                                  f"{'; '.join(ranges)}", node.locs)
+            masks[k] = (nan, inf)
+            if node.op not in CONSTANT_OPS and produced(node, arr, nan, inf, operands):
+                report(node, arr, operands)
 
-        return self._compile(self._render("check"), "checked", {"_check": check})
+        checked = self._compile(self._render("check"), "checked", {"_check": check})
+
+        def run(*values):
+            masks.clear()
+            outs = checked(*values)
+            if any(np.asarray(o).dtype.kind in "fc" and not np.isfinite(o).all() for o in outs):
+                for k, step in enumerate(steps):  # none was blamed: name the first one
+                    node = step[0]
+                    if k in masks and node.op not in CONSTANT_OPS:
+                        count = sum(int(m.sum()) for m in masks[k] if m is not None)
+                        raise GraphcError(f"non-finite value: {count} elements of "
+                                          f"{describe(node)} -> {node.type} are NaN or Inf "
+                                          "(the first op whose result is; its operands held "
+                                          "NaN or Inf too)", node.locs)
+                raise GraphcError(f"non-finite value in the outputs of plan {self.name!r}: "
+                                  "it came from an input or a constant")
+            return outs
+        return run
 
     def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
         """Time every node over `repeat` calls; print a table sorted by time; return rows."""

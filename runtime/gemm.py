@@ -228,7 +228,8 @@ if njit is not None:
     matmul4d = _compiled(_matmul4d, 4)
 
 
-def threads() -> int:
-    """Blocks a large product is split into: numba's thread count."""
-    import numba
-    return numba.get_num_threads()
+def blocks() -> int:
+    """Blocks a large product is split into: the CPUs this process may use, fixed for the
+    process, so that a product's bits do not depend on how many threads run the blocks."""
+    from .threads import available_cpus
+    return available_cpus()

@@ -184,7 +184,9 @@ def _axis_sum(node, x, axis):
 
 def _shift_by_max(x, axis, dst):
     """x minus its maximum along axis, into dst: the stable start of (log-)softmax."""
-    return f"np.subtract({x}, np.max({x}, axis={axis}, keepdims=True), out={dst})"
+    # initial=-inf: softmax over an empty axis is an empty result, not a reduction error
+    return (f"np.subtract({x}, np.max({x}, axis={axis}, keepdims=True, initial=-np.inf), "
+            f"out={dst})")
 
 
 def _softmax(node, args, dst):

@@ -115,12 +115,14 @@ def _busy_seconds(cpus) -> float | None:
 class CpuShare:
     """Threads to use now: this process's CPUs less those the other processes keep busy."""
 
-    def __init__(self, clock=time.monotonic, busy=None, own=None, cpus=None):
+    def __init__(self, clock=time.monotonic, busy=None, own=None, cpus=None,
+                 machine_cpus=None):
         try:
             cpu_set = os.sched_getaffinity(0)
         except (AttributeError, OSError):
             cpu_set = set(range(os.cpu_count() or 1))
         self.cpus = cpus or available_cpus()
+        self._cpu_count = machine_cpus or cpus or len(cpu_set)
         self._clock = clock
         self._busy = busy or (lambda: _busy_seconds(cpu_set))
         self._own = own or (lambda: sum(os.times()[:2]))
@@ -141,7 +143,9 @@ class CpuShare:
         if busy0 is None or busy1 is None:
             return self.threads
         self.others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
-        self.threads = max(1, min(self.cpus, self.cpus - round(self.others)))
+        # the others' load is measured over all of this process's CPUs, which may be more
+        # than the threads numba has
+        self.threads = max(1, min(self.cpus, self._cpu_count - round(self.others)))
         return self.threads
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from ir.ops.registry import get_op
 
 _COMPILER = {}  # the running background compiler: "process", "jobs", "log"
+_STOP_AT_EXIT = []  # whether stop() is registered with atexit (once per process)
 _QUEUED = []    # jobs waiting for the running compiler to finish
 _OFF = []       # set once the compiler failed or hung: later kernels compile in the process
 # after its parent has gone, the compiler finishes the kernel at hand and exits; one that
@@ -217,11 +218,11 @@ def _start() -> None:
         _warn(f"graphc: cannot start the background kernel compiler ({exc}); compiling the "
               "kernels in this process")
         return
-    if not _COMPILER.get("atexit"):
+    if not _STOP_AT_EXIT:
         import atexit
         atexit.register(stop)
-    _COMPILER.update(process=process, jobs=[(s, _spec(p)) for s, p in jobs], log=log,
-                     atexit=True)
+        _STOP_AT_EXIT.append(True)
+    _COMPILER.update(process=process, jobs=[(s, _spec(p)) for s, p in jobs], log=log)
     # the jobs go over the pipe, which stays open: its end tells the compiler this process
     # has gone. A thread writes them, so that a large batch does not wait for the child.
     data = (json.dumps(jobs) + "\n").encode()

@@ -143,7 +143,7 @@ def test_the_console_script_reports_errors_in_one_line(tmp_path):
                           cwd=os.path.dirname(os.path.dirname(__file__)))
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("graphc: error: unknown config 'nope'; choose one of tiny, "
-                                   "small, medium")
+                                   "small, medium, nanogpt-cpu")
 
 
 def test_profile_prints_ops_and_slowest_kernels(capsys):

@@ -75,7 +75,7 @@ def test_golden_mlp_gradient_after_default_pipeline():
 
 
 GOLDEN = """\
-graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, %4:f32[5,2] w2, %5:f32[2] b2) -> (%24, %43, %41, %38, %34)
+graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, %4:f32[5,2] w2, %5:f32[2] b2) -> (%22, %42, %40, %37, %33)
   %6:f32[4,5] = matmul %0, %2
   %7:f32[4,5] = add %6, %3
   %8:f32[4,5] = relu %7
@@ -92,29 +92,28 @@ graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, 
   %19:f32[] = sum %15 {axes=(0,), keepdims=false}
   %20:f32[] = neg %19
   %21:f32[] = sum %18 {axes=(0,), keepdims=false}
-  %22:f32[] = constant 1.0
-  %23:f32[] = maximum %21, %22
-  %24:f32[] = div %20, %23
-  %25:f32[] = div %22, %23
-  %26:f32[] = neg %25
-  %27:f32[1,1] = reshape %26 {shape=(1, 1)}
-  %28:f32[4,2] = broadcast_to %27 {shape=(4, 2)}
-  %29:f32[4,2] = where %12, %28, %13
-  %30:f32[4,2] = exp %11
-  %31:f32[4,1] = sum %29 {axes=(1,), keepdims=true}
-  %32:f32[4,2] = mul %30, %31
-  %33:f32[4,2] = sub %29, %32
-  %34:f32[2] = sum %33 {axes=(0,), keepdims=false}
-  %35:f32[2,5] = transpose %4 {perm=(1, 0)}
-  %36:f32[4,5] = matmul %33, %35
-  %37:f32[5,4] = transpose %8 {perm=(1, 0)}
-  %38:f32[5,2] = matmul %37, %33
-  %39:bool[4,5] = gt %7, %13
-  %40:f32[4,5] = where %39, %36, %13
-  %41:f32[5] = sum %40 {axes=(0,), keepdims=false}
-  %42:f32[3,4] = transpose %0 {perm=(1, 0)}
-  %43:f32[3,5] = matmul %42, %40
-  return %24, %43, %41, %38, %34"""
+  %22:f32[] = div %20, %21
+  %23:f32[] = constant 1.0
+  %24:f32[] = div %23, %21
+  %25:f32[] = neg %24
+  %26:f32[1,1] = reshape %25 {shape=(1, 1)}
+  %27:f32[4,2] = broadcast_to %26 {shape=(4, 2)}
+  %28:f32[4,2] = where %12, %27, %13
+  %29:f32[4,2] = exp %11
+  %30:f32[4,1] = sum %28 {axes=(1,), keepdims=true}
+  %31:f32[4,2] = mul %29, %30
+  %32:f32[4,2] = sub %28, %31
+  %33:f32[2] = sum %32 {axes=(0,), keepdims=false}
+  %34:f32[2,5] = transpose %4 {perm=(1, 0)}
+  %35:f32[4,5] = matmul %32, %34
+  %36:f32[5,4] = transpose %8 {perm=(1, 0)}
+  %37:f32[5,2] = matmul %36, %32
+  %38:bool[4,5] = gt %7, %13
+  %39:f32[4,5] = where %38, %35, %13
+  %40:f32[5] = sum %39 {axes=(0,), keepdims=false}
+  %41:f32[3,4] = transpose %0 {perm=(1, 0)}
+  %42:f32[3,5] = matmul %41, %39
+  return %22, %42, %40, %37, %33"""
 
 
 # ---- malformed input: always a clean error --------------------------------------------------

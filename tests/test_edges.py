@@ -278,3 +278,35 @@ def test_integer_scalar_overflow_is_a_graphc_error_naming_the_line():
     # the bounds themselves fit
     assert (gc.tensor(x) * -2**31).data.tolist() == [-2**31, -2**31]
     assert (gc.tensor(np.ones(1, np.int64)) + 2**62).data.tolist() == [2**62 + 1]
+
+
+# ---- found by the edge-input fuzzing (tests/randgraph.py) -----------------------------------
+def test_max_over_an_empty_axis_is_refused_when_traced():
+    f = lambda a: gc.max(a, 0)  # noqa: E731
+    for run in (f, gc.compile(f)):
+        with pytest.raises(GraphcError, match=r"max over axis 0 of size 0.*\n  at .*test_edges"):
+            run(np.zeros((0, 2)))
+    assert gc.max(np.zeros((0, 2)), 1).shape == (0,)  # a non-empty axis of an empty array
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape, axis", [((2, 0), 1), ((0, 3), 0), ((0, 3), 1)])
+def test_softmax_over_empty_arrays_is_empty(op, shape, axis):
+    fn = getattr(gc, op)
+    f = lambda a: fn(a, axis)  # noqa: E731
+    x = np.zeros(shape, np.float32)
+    with np.errstate(divide="ignore"):  # log of an empty row's sum, as numpy
+        for run in (f, gc.compile(f)):
+            out = np.asarray(run(x))
+            assert out.shape == shape and out.dtype == np.float32
+        grad = gc.grad(lambda a: gc.sum(f(a) * 2.0))(x.astype(np.float64))
+    assert grad.shape == shape
+
+
+def test_jvp_tangent_of_another_dtype_or_shape_is_named():
+    with pytest.raises(GraphcError, match=r"jvp: tangent 0 is float64\[2\] but its primal is "
+                                          r"float32\[2\]"):
+        gc.jvp(gc.exp, (np.ones(2, np.float32),), (np.ones(2),))
+    with pytest.raises(GraphcError, match=r"tangent 1 is float64\[3\] but its primal is "
+                                          r"float64\[2\]"):
+        gc.jvp(lambda a, b: a * b, (np.ones(2), np.ones(2)), (np.ones(2), np.ones(3)))

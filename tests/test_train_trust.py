@@ -226,3 +226,29 @@ def test_sampler_rejects_a_nan_temperature():
     sampler = Sampler(model, {n: p.data for n, p in model.named_parameters()})
     with pytest.raises(ValueError, match="temperature must be a finite number >= 0, got nan"):
         sampler.generate([0], 3, temperature=float("nan"))
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path, text_file):  # noqa: F811
+    """A shell starts background jobs (`graphc train ... &`) with SIGINT ignored: a Ctrl-C
+    meant for the foreground must not stop them."""
+    out = str(tmp_path / "run")
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "graphc.cli", "train", *FAST, "--steps", "60",
+         "--sample-tokens", "0", "--data", text_file, "--out", out], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    for line in proc.stdout:
+        if line.startswith("step 0:"):
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "interrupted" not in stderr
+    assert checkpoint.load(os.path.join(out, "checkpoint.npz"))[1]["step"] == 60
+
+
+def test_an_unusable_data_directory_is_named(tmp_path, text_file, capsys,  # noqa: F811
+                                             monkeypatch):
+    monkeypatch.setenv("GRAPHC_DATA_DIR", str(tmp_path / "missing"))
+    assert train(tmp_path, text_file, "--steps", "1") == 2
+    assert "GRAPHC_DATA_DIR=" in error_line(capsys)

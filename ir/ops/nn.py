@@ -26,7 +26,8 @@ def _vjp_log_softmax(ctx, g):
 @defop("softmax", _axis_infer, vjp=_vjp_softmax, arity=1,
        flops=lambda types, out, **_: 5 * out.size)
 def _softmax(x, axis):
-    y = x - np.max(x, axis=axis, keepdims=True)
+    # initial=-inf: an empty axis gives an empty result, as in PyTorch (max has no identity)
+    y = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     np.exp(y, out=y)
     y /= np.add.reduce(y, axis=axis, keepdims=True)
     return y
@@ -35,6 +36,6 @@ def _softmax(x, axis):
 @defop("log_softmax", _axis_infer, vjp=_vjp_log_softmax, arity=1,
        flops=lambda types, out, **_: 5 * out.size)
 def _log_softmax(x, axis):
-    y = x - np.max(x, axis=axis, keepdims=True)
+    y = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     y -= np.log(np.add.reduce(np.exp(y), axis=axis, keepdims=True))
     return y

@@ -50,7 +50,16 @@ def _sum(x, axes, keepdims):
     return np.add.reduce(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
 
 
-@defop("max", _reduce_infer, vjp=_vjp_max, arity=1,
+def _max_infer(types, axes, keepdims):
+    (t,) = types
+    empty = [a for a in axes if 0 <= a < t.ndim and t.shape[a] == 0]
+    # as numpy and PyTorch: a maximum of nothing has no value (sum's identity is 0, max has none)
+    check(not empty, f"max over axis {empty[0] if empty else 0} of size 0: the maximum of no "
+          "elements is undefined")
+    return _reduce_infer(types, axes, keepdims)
+
+
+@defop("max", _max_infer, vjp=_vjp_max, arity=1,
        flops=lambda types, out, **_: types[0].size)
 def _max(x, axes, keepdims):
     return np.max(x, axis=axes, keepdims=keepdims)
