@@ -8,6 +8,7 @@
 import ir  # noqa: F401  (registers the op library)
 from ir.errors import GraphcError
 from ir.graph import Graph, Node
+from ir.ops import api as _api
 from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, ...)
 from ir.ops.api import abs, max, min, pow, sum  # noqa: F401  (shadowing builtins on purpose)
 from passes.autodiff import gradients
@@ -20,4 +21,4 @@ from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
-           "tensor", "nn"]
+           "tensor", "nn"] + _api.__all__

@@ -123,3 +123,15 @@ def test_out_of_range_token_ids_name_the_op_and_line_compiled_and_eager():
     with pytest.raises(gc.GraphcError, match="take.*failed") as info:
         embed(gc.tensor(np.array([1, 9])))
     assert info.value.locs[0][1] == _line_of(embed, "# LOOKUP")
+
+
+def test_the_public_api_exports_the_functional_api_and_nothing_else():
+    import graphc
+    from ir.ops import api
+    namespace = {}
+    exec("from graphc import *", namespace)
+    for leaked in ("np", "math", "builtins", "itertools", "apply", "as_dtype"):
+        assert leaked not in namespace, leaked
+    for name in api.__all__ + ["compile", "grad", "jvp", "trace", "tensor", "nn"]:
+        assert namespace[name] is getattr(graphc, name), name
+    assert graphc.exp is api.exp and graphc.sum is api.sum and graphc.max is api.max

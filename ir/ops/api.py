@@ -16,6 +16,19 @@ from ..errors import GraphcError, user_location
 from ..types import as_dtype, is_float
 from .registry import apply
 
+# The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
+__all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
+           "sqrt", "rsqrt", "tanh", "sin", "cos", "sigmoid", "relu", "abs", "sign", "erf",
+           "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
+           "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
+           "cast", "astype", "sum", "max", "min", "mean", "var", "reshape", "transpose",
+           "swapaxes", "broadcast_to", "expand_dims", "squeeze", "unbroadcast", "slice_",
+           "pad_slice", "getitem", "concat", "concatenate", "stack", "split", "take",
+           "embedding", "scatter_add", "one_hot", "matmul", "einsum", "softmax", "log_softmax",
+           "layer_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
+           "cross_entropy", "dropout", "tril_mask", "masked_fill", "full", "zeros", "ones",
+           "zeros_like", "ones_like", "arange"]
+
 
 def _shape(x):
     return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
