@@ -424,7 +424,8 @@ def _resolve(base: str) -> str | None:
         problem = untrusted(base)
         pycache = os.path.join(base, "__pycache__")  # numba's files for the kernels
         if problem is None and os.path.isdir(pycache):
-            problem = untrusted(pycache) and f"has a __pycache__ that {untrusted(pycache)}"
+            inner = untrusted(pycache)
+            problem = inner and f"has a __pycache__ that {inner}"
         if problem is None and not os.access(base, os.W_OK):
             problem = "is not writable"
     except OSError as exc:
