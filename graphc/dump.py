@@ -196,6 +196,10 @@ def split_lowering(pipeline, after) -> tuple:
         return pipeline_passes([p for p in names[:-1] if p]), None, after or "fuse"
     if after in STAGE_NAMES:
         return pipeline, None, after
+    passes = pipeline_passes(pipeline)
+    if after is not None and after not in passes:
+        raise GraphcError(f"--after {after}: not a pass of the pipeline ({', '.join(passes)}) "
+                          f"nor a lowering stage ({', '.join(STAGE_NAMES)})")
     return pipeline, after, None
 
 

@@ -161,6 +161,9 @@ def test_dump_after_a_text_only_stage_refuses_a_picture(target, capsys):
 def test_fuse_is_a_stage_not_a_pass(target, capsys):
     assert main(["dump", target, "--passes", "fuse,cse"]) == 2
     assert "fuse is the first lowering stage, not a pass" in capsys.readouterr().err
+    assert main(["dump", target, "--after", "emit"]) == 2
+    assert "--after emit: not a pass of the pipeline (simplify, fold, cse, simplify, dce) nor " \
+        "a lowering stage (fuse, plan-memory, choose-kernels, render)" in capsys.readouterr().err
 
 
 def test_a_traceback_through_a_plan_shows_the_generated_line():
