@@ -30,7 +30,7 @@ from ir.graph import Graph
 from ir.ops.fused import format_program, operand_kind, parse_program
 from ir.rewrite import merge_locs, rebuild
 
-from .op_lowering import fused_expression, lowering_of
+from .op_lowering import has_fused_expression, lowering_of
 
 _DTYPES = (np.dtype("float32"), np.dtype("float64"), np.dtype("bool"))
 # A kernel call costs about 0.8 us, a numpy op about 0.4 us (measured): clusters pay off
@@ -47,7 +47,7 @@ _kind = operand_kind  # ir/ops/fused.py: the reading rule its type check also ap
 def fusible(node) -> bool:
     if node.op == "softmax":
         return _softmax_root(node)
-    if not fused_expression(node) or node.ndim == 0 or node.size < FUSE_MIN_ELEMENTS:
+    if not has_fused_expression(node) or node.ndim == 0 or node.size < FUSE_MIN_ELEMENTS:
         return False
     if node.dtype not in _DTYPES or any(i.dtype not in _DTYPES for i in node.inputs):
         return False

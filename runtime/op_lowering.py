@@ -165,7 +165,7 @@ def view_expression(node, x) -> str:
     return lowering_of(node.op).view(node, x)
 
 
-def fused_expression(node) -> bool:
+def has_fused_expression(node) -> bool:
     """Whether the node may be a member of a fused cluster (it has a scalar expression)."""
     record = lowering_of(node.op)
     return record.scalar_expr is not None and record.handles(node)
