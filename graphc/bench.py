@@ -178,8 +178,8 @@ class InferStep:
     """GPT forward pass (logits) for the batch: compiled, eager or PyTorch under no_grad."""
 
     def __init__(self, cfg, contender, pipeline="default"):
-        from passes.manager import optimize
-        from runtime.codegen import compile_graph
+        from runtime.build import build_plan
+
         from .train import build_logits
 
         self.cfg, self.data = cfg, _Data(cfg)
@@ -189,8 +189,8 @@ class InferStep:
         self.flops = 0.0
         if contender in COMPILED:
             start = time.perf_counter()
-            self.plan = compile_graph(optimize(build_logits(self.model, cfg.batch_size),
-                                               pipeline), jit=_jit(contender))
+            self.plan = build_plan(build_logits(self.model, cfg.batch_size), pipeline,
+                                   jit=_jit(contender))
             self.compile_seconds = time.perf_counter() - start
             self.background_seconds = _wait_for_kernels(self.plan)
             self.peak_bytes = self.plan.peak_intermediate_bytes
@@ -233,10 +233,10 @@ def _mlp_runner(contender):
             value, (g1, g2) = gc.value_and_grad(loss, argnums=(0, 1))(w1, w2, x, y)
             return value, w1 - 0.1 * g1, w2 - 0.1 * g2
         start = time.perf_counter()
-        compiled = gc.compile(step_fn, pipeline="default" if contender == "compiled" else "O0")
-        plan = compiled.plan_for(w1, w2, x, y)
-        from runtime.codegen import compile_graph
-        plan = compile_graph(plan.graph, donate=["w1", "w2"], jit=_jit(contender))
+        from runtime.build import build_plan
+        plan = build_plan(gc.trace(step_fn, w1, w2, x, y),
+                          "default" if contender == "compiled" else "O0",
+                          donate=["w1", "w2"], jit=_jit(contender))
         runner = lambda: plan(w1, w2, x, y)  # noqa: E731  (w1, w2 updated in place)
         runner.compile_seconds = time.perf_counter() - start
         runner.background_seconds = _wait_for_kernels(plan)
@@ -590,7 +590,7 @@ def profile_step(config="small", repeat=5, top=20, jit=None, file=None) -> list:
     """Per-kernel times of one compiled GPT training step (`graphc profile`): a table by op,
     then the slowest kernels with their shapes and source lines. Profiling updates the
     parameters in place like training does."""
-    from runtime.codegen import format_profile
+    from runtime.instrument import format_profile
     cfg = GPTConfig.named(config)
     trainer = Trainer(GPT(cfg, seed=0), _Data(cfg), TrainConfig(steps=10_000, warmup=10),
                       jit=jit)

@@ -126,7 +126,9 @@ def build_parser():
     d.add_argument("--config", default="tiny", help="GPT config for the gpt target")
     d.add_argument("--grad", action="store_true", help="the training graph: loss and "
                    "gradients")
-    d.add_argument("--after", metavar="PASS", help="stop the pipeline after this pass")
+    d.add_argument("--after", metavar="STAGE", help="stop after this pass, or after this "
+                   "lowering stage: fuse (the fused graph), plan-memory (each value's buffer), "
+                   "choose-kernels (each node's kernel), render (the plan's source)")
     d.add_argument("--passes", help="comma-separated passes instead of the default pipeline")
     d.add_argument("-O0", dest="O0", action="store_true", help="no passes: the traced graph")
     d.add_argument("--stats", action="store_true", help="node counts, parameters, FLOPs, "

@@ -1,5 +1,7 @@
 """`graphc dump`: a model, a user's function or a saved IR file, as text, JSON or a picture,
-before and after any pass of the pipeline, with statistics and pass diffs."""
+before and after any pass of the pipeline or stage of lowering (runtime/stages.py: the fused
+graph, the memory plan, the kernel chosen for each node, the generated source), with
+statistics and pass diffs."""
 from __future__ import annotations
 
 import difflib
@@ -106,16 +108,21 @@ def load_target(target: str, config: str = "tiny", grad: bool = False) -> Graph:
     return grad_graph(graph, sum_output=True) if grad else graph
 
 
+def lowering_options():
+    """The options compile_graph would choose by default (numba if enabled, no donation)."""
+    from runtime import jit as jit_kernels
+    from runtime.lowering import parallel_default
+    from runtime.stages import LoweringOptions
+    return LoweringOptions(jit=jit_kernels.enabled(), parallel=parallel_default())
+
+
 def plan_statistics(graph) -> tuple:
     """(FLOPs per call, memory plan bytes by category) of the plan compile_graph would build,
     computed from the graph alone: building the plan materialises constants and allocates its
     buffers (a 107-byte IR holding `full {shape=(100000,100000)}` would take 37 GiB)."""
     from ir.ops.registry import get_op
-    from passes.fusion import fuse
-    from runtime import jit as jit_kernels
-    from runtime.memory import plan_memory
-    jit = jit_kernels.enabled()  # as compile_graph decides it
-    memory = plan_memory(fuse(graph) if jit else graph, (), jit).stats
+    from runtime.stages import lower
+    memory = lower(graph, lowering_options(), until="plan-memory").memory_plan.stats
     flops = 0.0
     for n in graph.nodes:
         op = get_op(n.op)
@@ -173,6 +180,29 @@ def diff_text(graph, pipeline, a, b, locations=False) -> str:
     return out or f"(no change between {stages[i][0]} and {stages[j][0]})\n"
 
 
+def split_lowering(pipeline, after) -> tuple:
+    """(pass pipeline, pass to stop after, lowering stage to stop after or None). `--after`
+    names a pass or a lowering stage; `--passes default,fuse` is read as `--after fuse` (fuse
+    was a pass before it became the first lowering stage)."""
+    from runtime.stages import STAGE_NAMES
+    names = [p.strip() for p in pipeline.split(",")] if isinstance(pipeline, str) else []
+    if "fuse" in names:
+        if names[-1] != "fuse" or names.count("fuse") > 1:
+            raise GraphcError("--passes: fuse is the first lowering stage, not a pass; it can "
+                              "only come last (or use --after fuse)")
+        if after is not None and after not in STAGE_NAMES:
+            raise GraphcError(f"--after {after}: with --passes ...,fuse the passes all run; "
+                              "name a lowering stage instead")
+        return pipeline_passes([p for p in names[:-1] if p]), None, after or "fuse"
+    if after in STAGE_NAMES:
+        return pipeline, None, after
+    passes = pipeline_passes(pipeline)
+    if after is not None and after not in passes:
+        raise GraphcError(f"--after {after}: not a pass of the pipeline ({', '.join(passes)}) "
+                          f"nor a lowering stage ({', '.join(STAGE_NAMES)})")
+    return pipeline, after, None
+
+
 def run_dump(args) -> int:
     from ir.dot import render, to_dot
     from ir.serialize import dumps
@@ -181,11 +211,22 @@ def run_dump(args) -> int:
     pipeline = "O0" if args.O0 else (args.passes or "default")
     if args.diff:
         return _emit(diff_text(graph, pipeline, *args.diff, locations=args.locations), args)
-    result = run_pipeline(graph, pipeline, stop_after=args.after, verify_each=True)
+    pipeline, after_pass, after_stage = split_lowering(pipeline, args.after)
+    result = run_pipeline(graph, pipeline, stop_after=after_pass, verify_each=True)
     if args.stats:
         return _emit(stats_text(graph, result) + "\n", args)
     g = result.graph
     fmt = args.format
+    if after_stage not in (None, "fuse"):
+        from runtime.stages import lower, stage_named
+        if fmt != "text":
+            raise GraphcError(f"--format {fmt}: the state after lowering stage {after_stage} "
+                              "is text; --format applies to graphs (passes and fuse)")
+        state = lower(g, lowering_options(), until=after_stage)
+        return _emit(stage_named(after_stage).show(state).rstrip("\n") + "\n", args)
+    if after_stage == "fuse":
+        from runtime.stages import lower
+        g = lower(g, lowering_options(), until="fuse").kernel_graph
     if fmt == "text":
         return _emit(format_graph(g, args.locations, max_inline=None if args.full else 16)
                      + "\n", args)

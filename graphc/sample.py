@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from passes.manager import optimize
-from runtime.codegen import compile_graph
+from runtime.build import build_plan
 
 from .train import build_logits
 
@@ -24,7 +23,7 @@ class Sampler:
     def __init__(self, model, params: dict):
         self.model = model
         self.params = params
-        self.plan = compile_graph(optimize(build_logits(model)))
+        self.plan = build_plan(build_logits(model))
         self._order = [n.attrs["name"] for n in self.plan.graph.inputs]
 
     def next_logits(self, context: list) -> np.ndarray:

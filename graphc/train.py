@@ -17,8 +17,7 @@ from ir.graph import Graph
 from ir.ops import api as F
 from ir.ops.registry import graph_param
 from passes.autodiff import gradients
-from passes.manager import optimize
-from runtime.codegen import compile_graph
+from runtime.build import build_plan
 
 from . import checkpoint
 from .models.gpt import GPT, GPTConfig
@@ -149,8 +148,8 @@ def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
     for first in range(0, windows, cfg.batch_size):
         count = min(cfg.batch_size, windows - first)
         if count not in plans:  # the last batch may be smaller: a plan of its own
-            plan = compile_graph(optimize(build_eval_loss(model, count), pipeline,
-                                          fast_math=fast_math), jit=jit, fast_math=fast_math)
+            plan = build_plan(build_eval_loss(model, count), pipeline, fast_math=fast_math,
+                              jit=jit)
             plans[count] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
         plan, order = plans[count]
         offsets = ((first + np.arange(count)) * T)[:, None] + np.arange(T)
@@ -182,12 +181,10 @@ class Trainer:
         self.pipeline, self.jit, self.fast_math = pipeline, jit, fast_math
         donated = self.names + [f"adam_{k}.{n}" for k in "mv" for n in self.names]
         # fast_math: rewrites that assume finite values (graphc.compile's option)
-        self.step_plan = compile_graph(
-            optimize(build_train_step(model, tc), pipeline, fast_math=fast_math),
-            donate=donated, jit=jit, fast_math=fast_math)
-        self.eval_plan = compile_graph(
-            optimize(build_eval_loss(model), pipeline, fast_math=fast_math), jit=jit,
-            fast_math=fast_math)
+        self.step_plan = build_plan(build_train_step(model, tc), pipeline,
+                                    fast_math=fast_math, donate=donated, jit=jit)
+        self.eval_plan = build_plan(build_eval_loss(model), pipeline, fast_math=fast_math,
+                                    jit=jit)
         self._order = [n.attrs["name"] for n in self.step_plan.graph.inputs]
 
     def step_inputs(self, x, y) -> list:

@@ -42,8 +42,7 @@ class Compiled:
         return structure, tuple((to_spec(x).shape, str(to_spec(x).dtype)) for x in leaves)
 
     def plan_for(self, *args):
-        from passes.manager import optimize
-        from runtime.codegen import compile_graph
+        from runtime.build import build_plan
 
         key = self.signature(args)
         plan = self._plans.get(key)
@@ -52,8 +51,7 @@ class Compiled:
                 log.debug("graphc: recompiling %s for new input signature %s",
                           getattr(self.fn, "__name__", "fn"), key[1])
             graph = trace(self.fn, *[_specs_of(a) for a in args])
-            graph = optimize(graph, self.pipeline, fast_math=self.fast_math)
-            plan = compile_graph(graph, fast_math=self.fast_math)
+            plan = build_plan(graph, self.pipeline, fast_math=self.fast_math)
             self._plans[key] = plan
         return plan
 

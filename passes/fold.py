@@ -14,12 +14,19 @@ from ir.rewrite import rebuild
 MAX_ELEMENTS = 1 << 16
 
 
+def computes_constant(op) -> bool:
+    """An op with no operands and a fixed value (full, arange, tri, constant): known from its
+    definition (no operands, not random), not from a list kept by hand. `input` is the one
+    operand-less op whose value is not fixed."""
+    return op.arity == 0 and not op.stochastic and op.name != "input"
+
+
 def fold(graph, max_elements: int = MAX_ELEMENTS):
     def visit(node, inputs, new):
         op = get_op(node.op)
         if node.op == "constant" or op.stochastic or node.size > max_elements:
             return None
-        if node.op in ("full", "arange", "tri") and node.size > 1:
+        if computes_constant(op) and node.size > 1:
             return None  # already a compact constant; folding would only inflate it
         if not all(i.op == "constant" for i in inputs):
             return None

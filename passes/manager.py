@@ -21,12 +21,11 @@ from ir.verify import verify
 from .cse import cse
 from .dce import dce
 from .fold import fold
-from .fusion import fuse
 from .simplify import simplify
 
-# "fuse" is a lowering for the compiled runtime (which applies it itself when it has numba),
-# not part of a pipeline; name it to see its result: graphc dump --passes default,fuse
-PASSES = {"simplify": simplify, "fold": fold, "cse": cse, "dce": dce, "fuse": fuse}
+# elementwise fusion is the first lowering stage (runtime/stages.py), not a pass here:
+# graphc dump --after fuse shows it
+PASSES = {"simplify": simplify, "fold": fold, "cse": cse, "dce": dce}
 PIPELINES = {
     "O0": [],
     "default": ["simplify", "fold", "cse", "simplify", "dce"],
@@ -62,7 +61,7 @@ def pipeline_passes(pipeline) -> list:
         names = [p.strip() for p in pipeline.split(",") if p.strip()]
     else:
         names = list(pipeline)
-    # a pipeline's name stands for its passes: "default,fuse"
+    # a pipeline's name stands for its passes: "default,cse"
     names = [p for name in names for p in (PIPELINES[name] if name in PIPELINES else [name])]
     for name in names:
         if name not in PASSES:

@@ -1,4 +1,4 @@
-"""Source of the numba kernel for a `fused` node (passes/fusion.py): a loop over the node's
+"""Source of the numba kernel for a `fused` node (runtime/fusion.py): a loop over the node's
 shape viewed as (rows, last axis), the program's instructions as scalar expressions.
 
 Generated modules are cached on disk by runtime.jit.load_generated; they carry runtime.jit's
@@ -6,11 +6,10 @@ version so that a change to the helpers they inline gives them new names.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ir.ops.fused import parse_program
 from ir.ops.registry import get_op
-from passes.fusion import SCALAR_EXPR
+
+from .op_lowering import lowering_of
 
 
 def jit_version() -> str:
@@ -43,10 +42,7 @@ def kernel_source(program: str, kinds, operand_types, parallel: bool,
     softmax = instructions[-1][0] == "softmax"
     for j, (op, args, attrs) in enumerate(instructions[:-1] if softmax else instructions):
         operands = [names[a] for a in args]
-        if op == "cast":
-            expr = _cast_expr(operands[0], attrs["dtype"])
-        else:
-            expr = SCALAR_EXPR[op].format(*operands, t=f"np.{types[j].dtype.name}")
+        expr = lowering_of(op).scalar(operands, attrs, f"np.{types[j].dtype.name}")
         body.append(f"            v{j} = {expr}")
         names[("v", j)] = f"v{j}"
     result = names[instructions[-1][1][0]] if softmax else f"v{len(instructions) - 1}"
@@ -89,7 +85,3 @@ def kernel_source(program: str, kinds, operand_types, parallel: bool,
         "            out[r, c] *= inv",
         ""])
 
-
-def _cast_expr(x, dtype):
-    dtype = np.dtype(dtype)
-    return f"({x} != 0)" if dtype == np.bool_ else f"np.{dtype.name}({x})"

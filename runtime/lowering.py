@@ -1,20 +1,102 @@
-"""Lowering choices the code generator makes for single nodes: running a kernel as two
-halves on two threads (batched matmuls; elementwise kernels with GRAPHC_THREADS=2), and
-copying attention's head merges straight into the concat that reads them.
+"""The "choose kernels" lowering stage: which kernel computes each node of the fused graph,
+given its memory plan (`choose_kernels`), and the choices it is made of: running a kernel as
+two halves on two threads (batched matmuls; elementwise kernels with GRAPHC_THREADS=2),
+copying attention's head merges straight into the concat that reads them, and writing a
+product in the layout its transposes read.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels import INPLACE_SAFE
+from .op_lowering import is_constant, is_view, jit_emitter, lowering_of
+
+# A fused kernel runs on both cores from this size. Measured in whole training steps (same-
+# process A/B) once parallel launches cost ~2 us (runtime.threads): 1 << 14 is 4% faster than
+# 1 << 16 for tiny and 2.4% for small; 1 << 12 is no faster than 1 << 14, all-serial is 10%
+# slower. Each parallel kernel costs more to compile the first time (~0.5 vs ~0.15 s).
+FUSED_PARALLEL_MIN_ELEMENTS = 1 << 14
+
+# What computes a node (KernelChoice.kind):
+KINDS = {
+    "input": "a parameter of the plan",
+    "constant": "computed once when the plan is built",
+    "view": "a view of its operand's buffer",
+    "into-concat": "no code: its concat copies the reshape's operand into place",
+    "library": "its op's library implementation, which allocates the result",
+    "generated": "the fused cluster's generated numba kernel (runtime/kernelgen.py)",
+    "concat-copies": "one copy per operand into its slice of the result",
+    "numba": "a fixed numba kernel (runtime/jit.py, runtime/gemm.py)",
+    "split": "its numpy emitter on two halves of axis 0, on two threads",
+    "numpy": "its numpy emitter, writing with out=",
+}
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    kind: str  # a key of KINDS
+    detail: str = ""  # the numba kernel; "parallel"/"serial" for generated kernels
+
+
+@dataclass
+class KernelChoices:
+    """The choose-kernels stage's result."""
+    graph: object
+    choice: dict  # node -> KernelChoice
+    into_concat: dict = field(default_factory=dict)  # reshape -> the concat that copies it
+    laid_out: dict = field(default_factory=dict)  # matmul -> the perm its buffer is laid out in
+
+    def __str__(self) -> str:
+        ordered = list(self.graph.inputs) + [n for n in self.graph.nodes if n.op != "input"]
+        ref = {n: f"%{k}" for k, n in enumerate(ordered)}
+        lines = []
+        for n in self.graph.nodes:
+            c = self.choice[n]
+            what = f"{c.kind} {c.detail}".rstrip()
+            if n in self.laid_out:
+                what += f" (written in the layout of transpose {self.laid_out[n]})"
+            lines.append(f"{ref[n]:>5} {n.op:<16} {str(n.type):<20} {what}")
+        return "\n".join(lines)
+
+
+def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
+    """A KernelChoice for every node of `graph` (the fused graph) with memory plan `mp`."""
+    into_concat = reshapes_into_concat(graph, mp)
+    choices = KernelChoices(graph, {}, into_concat, products_laid_out_for_transpose(graph, mp))
+    for n in graph.nodes:
+        choices.choice[n] = _choose(n, mp.storage[n].kind, into_concat, jit, parallel)
+    return choices
+
+
+def _choose(n, storage, into_concat, jit, parallel) -> KernelChoice:
+    if n.op == "input":
+        return KernelChoice("input")
+    if n in into_concat:
+        return KernelChoice("into-concat")
+    if is_constant(n):
+        return KernelChoice("constant")
+    if is_view(n):
+        return KernelChoice("view")
+    if storage == "fallback":
+        return KernelChoice("library")
+    if n.op == "fused":
+        rows = n.size // n.shape[-1]
+        parallel_kernel = n.size >= FUSED_PARALLEL_MIN_ELEMENTS and rows >= 2
+        return KernelChoice("generated", "parallel" if parallel_kernel else "serial")
+    if n.op == "concat" and any(i in into_concat for i in n.inputs):
+        return KernelChoice("concat-copies")
+    if jit and jit_emitter(n) is not None:
+        return KernelChoice("numba", lowering_of(n.op).jit_kernel)
+    # batched matmuls are split only where runtime.gemm is unavailable (no numba kernel above)
+    if (parallel and splittable(n)) or (jit and batched_matmul(n)):
+        return KernelChoice("split")
+    return KernelChoice("numpy")
 
 
 # ---- two-way kernel splitting ---------------------------------------------------------------
 PARALLEL_MIN_ELEMENTS = 1 << 17
-_ROW_OPS = {"layer_norm", "layer_norm_grad"}  # reduce along the last axis only
-_AXIS_OPS = {"softmax", "log_softmax", "softmax_grad"}  # reduce along attrs["axis"]
 _WORKER = []
 
 
@@ -37,11 +119,12 @@ def parallel_default() -> bool:
 def splittable(n) -> bool:
     if n.size < PARALLEL_MIN_ELEMENTS or n.ndim < 1 or n.shape[0] < 2:
         return False
-    if n.op in INPLACE_SAFE or n.op in ("gelu", "gelu_grad", "where"):
+    split = lowering_of(n.op).split  # how the op's record says a split cuts it
+    if split == "elementwise":
         return True
-    if n.op in _ROW_OPS:
+    if split == "rows":
         return n.ndim >= 2
-    if n.op in _AXIS_OPS:
+    if split == "axis":
         return n.attrs["axis"] != 0
     return False
 

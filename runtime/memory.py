@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ir.errors import GraphcError
 
-from .kernels import CONSTANT_OPS, INPLACE_SAFE, VIEW_OPS, can_emit, scratch_buffers
+from .op_lowering import can_emit, inplace_safe, is_constant, is_view, scratch_buffers
 
 
 @dataclass
@@ -44,7 +44,7 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
     order = {n: i for i, n in enumerate(graph.nodes)}
     root = {}
     for n in graph.nodes:
-        root[n] = root[n.inputs[0]] if n.op in VIEW_OPS else n
+        root[n] = root[n.inputs[0]] if is_view(n) else n
     end = len(graph.nodes)
     last_use = {n: order[n] for n in graph.nodes}
     for n in graph.nodes:
@@ -73,9 +73,9 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
             storage[n] = Storage("input")
             if n.attrs["name"] in donate:
                 donors.setdefault((n.dtype, n.shape), []).append(n)
-        elif n.op in CONSTANT_OPS:
+        elif is_constant(n):
             storage[n] = Storage("constant")
-        elif n.op in VIEW_OPS:
+        elif is_view(n):
             storage[n] = Storage("view")
         elif not can_emit(n, jit):
             storage[n] = Storage("fallback")
@@ -121,7 +121,7 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
 
 
 def _inplace_operand(n, idx, last_use, root, storage, escaping):
-    if n.op not in INPLACE_SAFE:
+    if not inplace_safe(n):
         return None
     roots = [root[i] for i in n.inputs]
     for i in n.inputs:
@@ -138,7 +138,7 @@ def _take_donor(n, idx, donors, last_use, root):
     roots = [root[i] for i in n.inputs]
     for d in candidates:
         dead_before = last_use[d] < idx
-        dies_here = (last_use[d] == idx and n.op in INPLACE_SAFE
+        dies_here = (last_use[d] == idx and inplace_safe(n)
                      and any(i is d for i in n.inputs) and sum(r is d for r in roots) == 1)
         if dead_before or dies_here:
             candidates[:] = [c for c in candidates if c is not d]
@@ -174,6 +174,32 @@ def _stats(graph, mp: MemoryPlan) -> dict:
         "peak_intermediate": pool + peak_temp,
         "total": inputs + constants + pool + peak_temp + outputs,
     }
+
+
+def format_memory_plan(graph, mp: MemoryPlan) -> str:
+    """One line per node (its storage), the pool's buffers and the byte counts."""
+    ordered = list(graph.inputs) + [n for n in graph.nodes if n.op != "input"]
+    ref = {n: f"%{k}" for k, n in enumerate(ordered)}
+    lines = []
+    for n in graph.nodes:
+        s = mp.storage[n]
+        where = s.kind
+        if s.kind == "pool":
+            where += f" buf{s.buffer}"
+        elif s.kind == "donated":
+            where += f" by {ref[s.donor]} ({s.donor.attrs['name']})"
+        elif s.kind == "view":
+            where += f" of {ref[mp.root[n]]}"
+        if s.scratch:
+            where += ", workspace " + ", ".join(f"buf{b}" for b in s.scratch)
+        if n in mp.escaping:
+            where += ", output"
+        lines.append(f"{ref[n]:>5} {n.op:<16} {str(n.type):<20} {where}")
+    lines.append("")
+    for k, (dtype, size) in enumerate(mp.buffers):
+        lines.append(f"buf{k}: {dtype}[{size}] ({format_bytes(size * dtype.itemsize)})")
+    lines.append("bytes: " + ", ".join(f"{key} {value:,}" for key, value in mp.stats.items()))
+    return "\n".join(lines)
 
 
 class PlanMemoryError(GraphcError):

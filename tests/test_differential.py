@@ -3,7 +3,7 @@ pass alone and the whole default pipeline compute what the unoptimised graph com
 import numpy as np
 import pytest
 
-from passes import fusion
+from runtime import fusion
 from passes.manager import PASSES, run_pipeline
 from runtime.interpreter import run
 

@@ -1,10 +1,10 @@
-"""Elementwise fusion (passes/fusion.py, runtime/kernelgen.py): which nodes form clusters,
+"""Elementwise fusion (runtime/fusion.py, runtime/kernelgen.py): which nodes form clusters,
 and differential tests of the fused kernels against the interpreter on random graphs."""
 import numpy as np
 import pytest
 
 import graphc as gc
-from passes import fusion
+from runtime import fusion
 from runtime import jit
 from runtime.codegen import compile_graph
 from runtime.interpreter import run
@@ -146,13 +146,13 @@ def test_a_fused_graph_prints_parses_and_serialises():
     from ir.parser import parse
     from ir.printer import format_graph
     from ir.serialize import dumps, loads
-    from passes.manager import run_pipeline
+    from passes.manager import optimize
 
     spec = gc.spec((8, 4, 16, 16))
     mask = ~np.tri(16, dtype=bool)
     graph = gc.trace(lambda s, b: gc.softmax(gc.where(mask, float("-inf"), s * 0.25 + b), -1),
                      spec, gc.spec((16,)))
-    fused = run_pipeline(graph, "default,fuse").graph
+    fused = fusion.fuse(optimize(graph))
     text = format_graph(fused, max_inline=None)
     assert 'fused' in text and 'program="v0 = mul(a0, a1); v1 = add(v0, a2); ' in text
     scores = np.random.default_rng(4).standard_normal((8, 4, 16, 16)).astype(np.float32)
@@ -189,10 +189,10 @@ def test_an_unwritable_cache_directory_falls_back_to_a_private_one(tmp_path, mon
 
 
 def test_fusing_keeps_the_graphs_bound_parameters():
-    from passes.manager import run_pipeline
+    from passes.manager import optimize
     layer = gc.nn.Linear(64, 64, rng=np.random.default_rng(0))
     graph = gc.trace(lambda x: gc.gelu(layer(x)) * 2.0 + 1.0, gc.spec((32, 64)))
-    fused = run_pipeline(graph, "default,fuse").graph
+    fused = fusion.fuse(optimize(graph))
     assert any(n.op == "fused" for n in fused.nodes)
     assert set(fused.bound_params) == set(graph.bound_params) != set()
     x = np.ones((32, 64), np.float32)

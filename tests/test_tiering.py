@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from passes import fusion
+from runtime import fusion
 from runtime import jit, tiering
 from runtime.codegen import compile_graph
 from runtime.interpreter import run

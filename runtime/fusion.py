@@ -14,9 +14,13 @@ numpy kernel. A softmax over the last axis may be a cluster's root: its kernel c
 producers row by row, then normalises the row (attention's scale, mask and softmax).
 
 `fuse(graph)` replaces each cluster by one node of op `fused` (ir/ops/fused.py) whose
-`program` attribute lists the member ops as text; its numpy evaluation runs the members' own
-definitions, so the interpreter checks the fused graph too. The compiled runtime applies this
-pass when it has numba (runtime.codegen); `graphc dump --passes default,fuse` shows it.
+`program` attribute lists the member ops as text, with the attributes their lowering records
+name (runtime/op_lowering.py); its numpy evaluation runs the members' own definitions, so the
+interpreter checks the fused graph too.
+
+Fusion is the first lowering stage (runtime/stages.py), not a graph pass: only the compiled
+runtime with numba runs fused nodes, and which ops may fuse is lowering knowledge (their
+scalar expressions in the generated kernels). `graphc dump --after fuse` shows its result.
 """
 from __future__ import annotations
 
@@ -26,22 +30,8 @@ from ir.graph import Graph
 from ir.ops.fused import format_program, operand_kind, parse_program
 from ir.rewrite import merge_locs, rebuild
 
-# op -> the scalar expression a fused kernel computes from its operands' expressions
-# (runtime/kernelgen.py); helpers come from runtime.jit, {t} is the result's numpy type.
-SCALAR_EXPR = {
-    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})",
-    "neg": "(-{0})", "exp": "fast_exp({0})", "log": "np.log({0})", "sqrt": "np.sqrt({0})",
-    "rsqrt": "({t}(1.0) / np.sqrt({0}))", "tanh": "fast_tanh({0})", "abs": "abs({0})",
-    "maximum": "maximum({0}, {1})", "minimum": "minimum({0}, {1})",
-    "relu": "maximum({0}, {t}(0.0))",
-    "where": "({1} if {0} else {2})",
-    "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
-    "eq": "({0} == {1})", "ne": "({0} != {1})",
-    "logical_not": "(not {0})", "logical_and": "({0} and {1})", "logical_or": "({0} or {1})",
-    "gelu": "gelu_tanh({0})", "gelu_grad": "gelu_tanh_grad({0}, {1})",  # approximate="tanh"
-    "cast": None,  # by its target dtype: _cast_expr
-}
-ATTRS = ("dtype", "axis", "approximate")  # member attributes a program records
+from .op_lowering import has_fused_expression, lowering_of
+
 _DTYPES = (np.dtype("float32"), np.dtype("float64"), np.dtype("bool"))
 # A kernel call costs about 0.8 us, a numpy op about 0.4 us (measured): clusters pay off
 # from two ops at any size; the floor keeps tiny values (scalars, test graphs) on numpy.
@@ -57,11 +47,9 @@ _kind = operand_kind  # ir/ops/fused.py: the reading rule its type check also ap
 def fusible(node) -> bool:
     if node.op == "softmax":
         return _softmax_root(node)
-    if node.op not in SCALAR_EXPR or node.ndim == 0 or node.size < FUSE_MIN_ELEMENTS:
+    if not has_fused_expression(node) or node.ndim == 0 or node.size < FUSE_MIN_ELEMENTS:
         return False
     if node.dtype not in _DTYPES or any(i.dtype not in _DTYPES for i in node.inputs):
-        return False
-    if node.op in ("gelu", "gelu_grad") and node.attrs["approximate"] != "tanh":
         return False
     return all(_kind(i.shape, node.shape) is not None for i in node.inputs)
 
@@ -140,7 +128,7 @@ def _program(root, members):
                 slot[i] = ("a", len(operands))
                 operands.append(i)
             args.append(slot[i])
-        attrs = {k: m.attrs[k] for k in ATTRS if k in m.attrs}
+        attrs = {k: m.attrs[k] for k in lowering_of(m.op).program_attrs}
         instructions.append((m.op, args, attrs))
         slot[m] = ("v", len(instructions) - 1)
     return operands, format_program(instructions)

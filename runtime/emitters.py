@@ -1,11 +1,11 @@
-"""Kernel emitters: the numpy source for one node, writing into a destination buffer.
+"""Source emitters: the Python source a plan runs for one node, writing into a destination.
 
-`EMITTERS[op](node, args, dst)` returns source lines that compute the node into the array
-named `dst` with numpy's `out=` arguments, so no temporary array is allocated. Ops without an
-emitter fall back to their library implementation, which allocates its result.
-
-`INPLACE_SAFE` ops compute each output element from the same-position input elements in one
-pass, so their destination may be one of their (same-shaped, dying) operands.
+An emitter `emit(node, args, dst)` (or `emit(node, args, dst, scratch)` for ops that need
+workspace) returns source lines that compute the node into the array named `dst`: with
+numpy's `out=` arguments (the numpy emitters), or as a call of one of runtime.jit's numba
+kernels or runtime.gemm's products (the `jit_*` emitters). Which op uses which emitter, and
+when, is its lowering record (runtime/op_lowering.py); ops without an emitter run their
+library implementation, which allocates its result.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def row_sum(x: str, node_in, keep: bool) -> str:
     return f"({x}.reshape(-1, {n}) @ _ones({n}, {dt})).reshape({shape})"
 
 
-_UFUNCS = {
+UFUNCS = {  # op -> the numpy ufunc its emitter calls
     "add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np.divide",
     "pow": "np.power", "maximum": "np.maximum", "minimum": "np.minimum",
     "neg": "np.negative", "exp": "np.exp", "log": "np.log", "sqrt": "np.sqrt",
@@ -42,45 +42,41 @@ _UFUNCS = {
     "eq": "np.equal", "ne": "np.not_equal", "logical_and": "np.logical_and",
     "logical_or": "np.logical_or", "logical_not": "np.logical_not", "erf": "special.erf",
 }
-# "fused" (passes/fusion.py): its kernel reads every operand at the position it writes
-INPLACE_SAFE = set(_UFUNCS) | {"relu", "rsqrt", "sigmoid", "cast", "fused"}
 GELU_C = "0.7978845608028654"  # c = sqrt(2/pi); GELU's tanh form uses k = 0.044715
 _CK = "0.035677408136300125"  # c*k
 _KC3 = "0.10703222440890038"  # 3*k*c
 
 
-def _ufunc(name):
+def ufunc(name):
     def emit(node, args, dst):
         return [f"{name}({', '.join(args)}, out={dst})"]
     return emit
 
 
-def _relu(node, args, dst):
+def relu(node, args, dst):
     return [f"np.maximum({args[0]}, 0, out={dst})"]
 
 
-def _rsqrt(node, args, dst):
+def rsqrt(node, args, dst):
     return [f"np.sqrt({args[0]}, out={dst})", f"np.reciprocal({dst}, out={dst})"]
 
 
-def _sigmoid(node, args, dst):
+def sigmoid(node, args, dst):
     return [f"np.multiply({args[0]}, 0.5, out={dst})", f"np.tanh({dst}, out={dst})",
             f"np.multiply({dst}, 0.5, out={dst})", f"np.add({dst}, 0.5, out={dst})"]
 
 
-def _cast(node, args, dst):
+def cast(node, args, dst):
     return [f"np.copyto({dst}, {args[0]}, casting='unsafe')"]
 
 
-def _where(node, args, dst):
+def where(node, args, dst):
     cond, a, b = args
     return [f"np.copyto({dst}, {b})", f"np.copyto({dst}, {a}, where={cond})"]
 
 
-def _gelu(node, args, dst):
+def gelu(node, args, dst):
     x = args[0]
-    if node.attrs["approximate"] != "tanh":
-        return None
     # inner = x * (c + c*k*x^2): one pass fewer than c * (x + k*x^3)
     return [f"np.multiply({x}, {x}, out={dst})", f"np.multiply({dst}, {_CK}, out={dst})",
             f"np.add({dst}, {GELU_C}, out={dst})", f"np.multiply({dst}, {x}, out={dst})",
@@ -89,11 +85,7 @@ def _gelu(node, args, dst):
             f"np.multiply({dst}, 0.5, out={dst})", f"np.multiply({dst}, {x}, out={dst})"]
 
 
-
-
-def _gelu_grad(node, args, dst, scratch):
-    if node.attrs["approximate"] != "tanh":
-        return None
+def gelu_grad(node, args, dst, scratch):
     x, g = args
     slope, t = scratch
     return [f"np.multiply({x}, {x}, out={t})",
@@ -118,7 +110,7 @@ def _moments(node, x, dst, eps, n):
             "np.sqrt(_rstd, out=_rstd)", "np.reciprocal(_rstd, out=_rstd)"]
 
 
-def _layer_norm(node, args, dst):
+def layer_norm(node, args, dst):
     x, w, b = args
     n = max(node.shape[-1], 1)  # rows of no elements: nothing to scale, no division by 0
     return _moments(node, x, dst, node.attrs["eps"], n) + [
@@ -126,7 +118,7 @@ def _layer_norm(node, args, dst):
         f"np.add({dst}, {b}, out={dst})"]
 
 
-def _layer_norm_grad(node, args, dst, scratch):
+def layer_norm_grad(node, args, dst, scratch):
     x, w, g = args
     (gw,) = scratch
     n = max(node.shape[-1], 1)
@@ -145,7 +137,7 @@ def _layer_norm_grad(node, args, dst, scratch):
         f"np.multiply({dst}, _rstd, out={dst})"]
 
 
-def _softmax_grad(node, args, dst):
+def softmax_grad(node, args, dst):
     y, g = args
     axis = node.attrs["axis"]
     return [f"np.multiply({g}, {y}, out={dst})",
@@ -153,11 +145,11 @@ def _softmax_grad(node, args, dst):
             f"np.multiply({dst}, {y}, out={dst})"]
 
 
-def _matmul(node, args, dst):
+def matmul(node, args, dst):
     return [f"np.matmul({args[0]}, {args[1]}, out={dst})"]
 
 
-def _reduce(ufunc):
+def reduce(ufunc):
     def emit(node, args, dst):
         a = node.attrs
         x = node.inputs[0]
@@ -189,60 +181,42 @@ def _shift_by_max(x, axis, dst):
             f"out={dst})")
 
 
-def _softmax(node, args, dst):
+def softmax(node, args, dst):
     axis = node.attrs["axis"]
     return [_shift_by_max(args[0], axis, dst), f"np.exp({dst}, out={dst})",
             f"np.divide({dst}, {_axis_sum(node, dst, axis)}, out={dst})"]
 
 
-def _log_softmax(node, args, dst):
+def log_softmax(node, args, dst):
     axis = node.attrs["axis"]
     return [_shift_by_max(args[0], axis, dst), f"_e = np.exp({dst})",
             f"np.subtract({dst}, np.log({_axis_sum(node, '_e', axis)}), out={dst})"]
 
 
-def _take(node, args, dst):
+def take(node, args, dst):
     return [f"np.take({args[0]}, {args[1]}, axis=0, out={dst})"]
 
 
-def _slice_index(attrs) -> str:
+def slice_index(attrs) -> str:
     """Source for the basic index of a slice/pad_slice node, e.g. '0:4:1, 2:6:1'."""
     return ", ".join(f"{s}:{e}:{k}"
                      for s, e, k in zip(attrs["starts"], attrs["stops"], attrs["steps"]))
 
 
-def _pad_slice(node, args, dst):
+def pad_slice(node, args, dst):
     # item assignment into dst does not rebind it, so dst may be a plan global
-    return [f"{dst}.fill(0)", f"{dst}[{_slice_index(node.attrs)}] = {args[0]}"]
+    return [f"{dst}.fill(0)", f"{dst}[{slice_index(node.attrs)}] = {args[0]}"]
 
 
-def _concat(node, args, dst):
+def concat(node, args, dst):
     return [f"np.concatenate(({', '.join(args)},), axis={node.attrs['axis']}, out={dst})"]
 
 
-def _einsum(node, args, dst):
+def einsum(node, args, dst):
     return [f"np.einsum({node.attrs['spec']!r}, {', '.join(args)}, out={dst})"]
 
 
-EMITTERS = {name: _ufunc(fn) for name, fn in _UFUNCS.items()}
-EMITTERS.update({
-    "relu": _relu, "rsqrt": _rsqrt, "sigmoid": _sigmoid, "cast": _cast, "where": _where,
-    "gelu": _gelu, "matmul": _matmul, "sum": _reduce("np.add"), "max": _reduce("np.maximum"),
-    "softmax": _softmax, "log_softmax": _log_softmax, "take": _take, "pad_slice": _pad_slice,
-    "concat": _concat, "einsum": _einsum, "gelu_grad": _gelu_grad,
-    "layer_norm": _layer_norm, "layer_norm_grad": _layer_norm_grad,
-    "softmax_grad": _softmax_grad,
-})
-# Workspace buffers (of the node's own size) a kernel needs while it runs.
-SCRATCH = {"gelu_grad": 2, "layer_norm_grad": 1}
-
-# Ops whose result is a view of their first operand (no computation, no buffer).
-VIEW_OPS = {"reshape", "transpose", "broadcast_to", "slice", "stop_gradient"}
-# Ops with no operands whose value is fixed: computed once when the plan is built.
-CONSTANT_OPS = {"constant", "full", "arange", "tri"}
-
-
-# ---- numba kernels (runtime.jit) ---------------------------------------------------------------
+# ---- calls of numba kernels (runtime.jit, runtime.gemm) -----------------------------------
 def _flat(x):
     return f"{x}.reshape(-1)"
 
@@ -251,35 +225,35 @@ def _rows(x, n):
     return f"{x}.reshape(-1, {n})"
 
 
-def _jit_gelu(node, args, dst):
+def jit_gelu(node, args, dst):
     return [f"_jit.gelu_tanh_rows({_flat(args[0])}, {_flat(dst)})"]
 
 
-def _jit_gelu_grad(node, args, dst):
+def jit_gelu_grad(node, args, dst):
     return [f"_jit.gelu_tanh_grad_rows({_flat(args[0])}, {_flat(args[1])}, {_flat(dst)})"]
 
 
-def _jit_layer_norm(node, args, dst):
+def jit_layer_norm(node, args, dst):
     x, w, b = args
     n = node.shape[-1]
     return [f"_jit.layer_norm({_rows(x, n)}, {w}, {b}, {node.attrs['eps']!r}, {_rows(dst, n)})"]
 
 
-def _jit_layer_norm_grad(node, args, dst):
+def jit_layer_norm_grad(node, args, dst):
     x, w, g = args
     n = node.shape[-1]
     return [f"_jit.layer_norm_grad({_rows(x, n)}, {w}, {_rows(g, n)}, {node.attrs['eps']!r}, "
             f"{_rows(dst, n)})"]
 
 
-def _jit_layer_norm_wgrad(node, args, dst):
+def jit_layer_norm_wgrad(node, args, dst):
     x, g = args
     n = node.shape[-1]
     return [f"_jit.layer_norm_wgrad({_rows(x, n)}, {_rows(g, n)}, {node.attrs['eps']!r}, "
             f"{dst})"]
 
 
-def _jit_rows(kernel):
+def jit_rows(kernel):
     def emit(node, args, dst):
         n = node.shape[-1]
         operands = ", ".join(_rows(a, n) for a in args)
@@ -287,7 +261,7 @@ def _jit_rows(kernel):
     return emit
 
 
-def _jit_matmul(node, args, dst):
+def jit_matmul(node, args, dst):
     """runtime.gemm's kernels; they return 1 for layouts BLAS cannot read in place, and
     np.matmul then does the product."""
     a, b = node.inputs
@@ -305,71 +279,23 @@ def _jit_matmul(node, args, dst):
     return [f"{call} and {fallback}"]
 
 
-JIT_EMITTERS = {
-    "gelu": _jit_gelu, "matmul": _jit_matmul, "gelu_grad": _jit_gelu_grad, "layer_norm": _jit_layer_norm,
-    "layer_norm_grad": _jit_layer_norm_grad, "layer_norm_wgrad": _jit_layer_norm_wgrad,
-    "softmax": _jit_rows("softmax"),
-    "log_softmax": _jit_rows("log_softmax"), "softmax_grad": _jit_rows("softmax_grad"),
-}
-# op -> the runtime.jit kernel its emitter calls
-JIT_KERNELS = {"gelu": "gelu_tanh_rows", "gelu_grad": "gelu_tanh_grad_rows", "matmul": "gemm"}
-JIT_KERNELS.update({op: op for op in JIT_EMITTERS if op not in JIT_KERNELS})
+# ---- views: source for a view of operand x (no computation, no buffer of its own) ----------
+def view_reshape(node, x):
+    return f"{x}.reshape({node.attrs['shape']!r})"
 
 
-def jit_emitter(node):
-    """The numba kernel's emitter for this node, or None where it does not apply (other
-    dtypes, exact GELU, reductions over an axis other than the last)."""
-    emit = JIT_EMITTERS.get(node.op)
-    if emit is None or node.dtype not in (np.float32, np.float64) or node.ndim == 0:
-        return None
-    if node.op in ("gelu", "gelu_grad") and node.attrs["approximate"] != "tanh":
-        return None
-    if "axis" in node.attrs and node.attrs["axis"] != node.ndim - 1:
-        return None
-    if node.size == 0:
-        return None
-    if node.op == "matmul":
-        from . import gemm  # imports numba
-        return emit if gemm.supports(node) and gemm.available() else None
-    return emit
+def view_transpose(node, x):
+    return f"{x}.transpose({node.attrs['perm']!r})"
 
 
-def scratch_buffers(node, jit: bool) -> int:
-    return 0 if jit and jit_emitter(node) else SCRATCH.get(node.op, 0)
+def view_broadcast_to(node, x):
+    return f"np.broadcast_to({x}, {node.attrs['shape']!r})"
 
 
-def view_expression(node, x):
-    a = node.attrs
-    if node.op == "reshape":
-        return f"{x}.reshape({a['shape']!r})"
-    if node.op == "transpose":
-        return f"{x}.transpose({a['perm']!r})"
-    if node.op == "broadcast_to":
-        return f"np.broadcast_to({x}, {a['shape']!r})"
-    if node.op == "slice":
-        return f"{x}[{_slice_index(a)}]"
+def view_slice(node, x):
+    return f"{x}[{slice_index(node.attrs)}]"
+
+
+def view_same(node, x):
+    """stop_gradient: the operand itself."""
     return x
-
-
-def can_emit(node, jit: bool = False) -> bool:
-    if node.op == "fused" or (jit and jit_emitter(node) is not None):
-        return True
-    emitter = EMITTERS.get(node.op)
-    if emitter is None:
-        return False
-    if node.op in ("gelu", "gelu_grad") and node.attrs["approximate"] != "tanh":
-        return False
-    if node.op in ("layer_norm", "layer_norm_grad") and node.ndim == 0:
-        return False
-    return node.ndim > 0 or node.op not in ("where",)
-
-
-def needs_distinct_output(node) -> bool:
-    """Ops that read an operand after writing part of the output (matmul, reductions,
-    multi-statement kernels) must not write over their operands."""
-    return node.op not in INPLACE_SAFE
-
-
-__all__ = ["EMITTERS", "JIT_EMITTERS", "JIT_KERNELS", "jit_emitter", "scratch_buffers",
-           "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
-           "can_emit", "needs_distinct_output", "np"]

@@ -1,0 +1,164 @@
+"""Instrumented runs of a plan: `profile` times every node; `checked_runner` stops at the
+first node that makes a NaN or an Inf and names it (Plan.run_checked, check_finite=True).
+
+Both compile the plan's own source (runtime/render.py) with a line after every step.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ir.errors import GraphcError
+from ir.ops.registry import get_op
+
+from .fusion import describe
+from .interpreter import bind_inputs
+from .op_lowering import inplace_safe, is_constant
+from .render import render_source
+
+
+def checked_runner(plan):
+    """The plan with a check after every node that raises at the first node that made a
+    NaN (where no operand had one) or an Inf (where the operands were finite), naming it,
+    its operands' ranges and the user's line. Elementwise ops are judged element by
+    element; others by whether any operand held a NaN/Inf at all. The masks of each
+    node's non-finite values are kept when it is computed, because a later op may
+    overwrite it in place. A constant (the attention mask's -inf) is never blamed; if
+    the outputs are non-finite and no node was blamed, the first non-finite value is."""
+    steps = plan._steps
+    position = {id(step[0]): k for k, step in enumerate(steps)}
+    masks = {}  # step -> (NaN mask, Inf mask) of its value, None where there are none
+
+    def masks_of(value):
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fc":
+            return None, None
+        nan, inf = np.isnan(arr), np.isinf(arr)
+        return (nan if nan.any() else None), (inf if inf.any() else None)
+
+    def operand_masks(node, operands, arr):
+        for inp, v in zip(node.inputs, operands):
+            k = position.get(id(inp))
+            if k is not None:
+                yield masks.get(k, (None, None))
+            elif np.may_share_memory(np.asarray(v), arr):
+                yield None  # an input overwritten by this op: unknown
+            else:
+                yield masks_of(v)
+
+    def elementwise(node):
+        return inplace_safe(node) and not (
+            node.op == "fused" and "softmax" in node.attrs.get("program", ""))
+
+    def produced(node, arr, nan, inf, operands):
+        known = list(operand_masks(node, operands, arr))
+        if any(m is None for m in known):
+            return False  # cannot tell: leave it to the outputs' check
+        if elementwise(node):
+            try:
+                seen_nan = np.zeros(arr.shape, bool)
+                seen_bad = np.zeros(arr.shape, bool)
+                for m_nan, m_inf in known:
+                    if m_nan is not None:
+                        seen_nan |= np.broadcast_to(m_nan, arr.shape)
+                        seen_bad |= np.broadcast_to(m_nan, arr.shape)
+                    if m_inf is not None:
+                        seen_bad |= np.broadcast_to(m_inf, arr.shape)
+            except ValueError:
+                pass  # operands that do not broadcast to the result: judge as a whole
+            else:
+                return bool((nan is not None and (nan & ~seen_nan).any()) or
+                            (inf is not None and (inf & ~seen_bad).any()))
+        if nan is not None and not any(m_nan is not None for m_nan, _ in known):
+            return True
+        return inf is not None and all(a is None and b is None for a, b in known)
+
+    def report(node, arr, operands):
+        ranges = []
+        for i, v in zip(node.inputs, operands):
+            v = np.asarray(v)
+            nans = int(np.isnan(v).sum()) if v.dtype.kind == "f" else 0
+            if v.dtype.kind in "fiu" and v.size > nans:
+                ranges.append(f"{i.type} in [{np.nanmin(v):.4g}, {np.nanmax(v):.4g}]"
+                              + (f" and {nans} NaN" if nans else ""))
+            else:
+                ranges.append(str(i.type) + (" all NaN" if nans else ""))
+        bad = int(arr.size - np.isfinite(arr).sum())
+        raise GraphcError(f"non-finite value: {bad} of {arr.size} elements of "
+                          f"{describe(node)} -> {node.type}; operands: "
+                          f"{'; '.join(ranges)}", node.locs)
+
+    def check(k, value, *operands):
+        arr = np.asarray(value)
+        node = steps[k][0]
+        nan, inf = masks_of(arr)
+        if nan is None and inf is None:
+            return
+        masks[k] = (nan, inf)
+        if not is_constant(node) and produced(node, arr, nan, inf, operands):
+            report(node, arr, operands)
+
+    source, _ = render_source(plan.lowered.rendered, "check")
+    checked = plan._compile(source, "checked", {"_check": check})
+
+    def run(*values):
+        masks.clear()
+        outs = checked(*values)
+        if any(np.asarray(o).dtype.kind in "fc" and not np.isfinite(o).all() for o in outs):
+            for k, step in enumerate(steps):  # none was blamed: name the first one
+                node = step[0]
+                if k in masks and not is_constant(node):
+                    count = sum(int(m.sum()) for m in masks[k] if m is not None)
+                    raise GraphcError(f"non-finite value: {count} elements of "
+                                      f"{describe(node)} -> {node.type} are NaN or Inf "
+                                      "(the first op whose result is; its operands held "
+                                      "NaN or Inf too)", node.locs)
+            raise GraphcError(f"non-finite value in the outputs of plan {plan.name!r}: "
+                              "it came from an input or a constant")
+        return outs
+    return run
+
+
+def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
+    """Time every node over `repeat` calls; print a table sorted by time; return rows."""
+    times = [0.0] * len(plan._steps)
+    source, _ = render_source(plan.lowered.rendered, "profile")
+    fn = plan._compile(source, "profiled", {"_clock": time.perf_counter, "_times": times})
+    values = bind_inputs(plan.graph, args, kwargs)
+    fn(*values)  # warm-up
+    for k in range(len(times)):
+        times[k] = 0.0
+    for _ in range(repeat):
+        fn(*values)
+    total = sum(times) or 1e-12
+    rows = []
+    for (node, stmts, _), t in zip(plan._steps, times):
+        if not stmts:
+            continue
+        op = get_op(node.op)
+        flops = op.flops([i.type for i in node.inputs], node.type, **node.attrs) \
+            if op.flops else 0.0
+        sec = t / repeat
+        rows.append({
+            "op": describe(node), "type": str(node.type),
+            "operands": ", ".join(str(i.type) for i in node.inputs),
+            "where": ", ".join(f"{f}:{ln}" for f, ln in node.locs[:2]),
+            "ms": sec * 1e3, "share": t / total,
+            "gflops": flops / sec / 1e9 if node.op in ("matmul", "einsum") and sec else None,
+        })
+    rows.sort(key=lambda r: -r["ms"])
+    if file is not False:
+        print(format_profile(rows, total / repeat, top), file=file)
+    return rows
+
+
+def format_profile(rows, total_seconds, top=25) -> str:
+    lines = [f"{'op':<12} {'result':<18} {'ms':>8} {'share':>6} {'GFLOP/s':>8}  where",
+             "-" * 78]
+    for r in rows[:top]:
+        gf = f"{r['gflops']:.1f}" if r["gflops"] else ""
+        lines.append(f"{r['op']:<12} {r['type']:<18} {r['ms']:>8.3f} {r['share']:>6.1%} "
+                     f"{gf:>8}  {r['where']}")
+    lines.append(f"total {total_seconds * 1e3:.2f} ms over {len(rows)} kernels")
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""One lowering record per op: everything the compiled runtime knows about running it.
+
+The op library (ir/ops/) defines what an op computes; its record here says how a plan runs
+it: the numpy source emitter (runtime/emitters.py), whether its destination may be one of its
+operands, the workspace it needs, whether it is a view or a constant, its scalar expression
+inside a fused kernel (runtime/fusion.py, runtime/kernelgen.py), the numba kernel that
+replaces its emitter, and how a two-way split cuts it (runtime/lowering.py). An op without an
+emitter runs its library implementation, which allocates its result; its record says why.
+tests/test_lowering_coverage.py checks that every registered op has a record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import emitters as E
+
+FORMS = ("kernel", "view", "constant", "input", "cluster")
+
+
+@dataclass(frozen=True)
+class Lowering:
+    op: str
+    # kernel: computed by `emit` (or `jit_emit`) into its buffer, else by its library
+    # implementation; view: `view` of its first operand; constant: computed once when the plan
+    # is built; input: a parameter of the plan; cluster: a fused node's generated kernel
+    form: str = "kernel"
+    emit: Callable | None = None  # (node, args, dst[, scratch]) -> numpy source lines
+    # one pass reading each operand at the position it writes: dst may be a dying operand
+    inplace_safe: bool = False
+    scratch: int = 0  # workspace buffers of the node's own size its numpy emitter needs
+    view: Callable | None = None  # (node, x) -> source of the view
+    # its scalar expression in a fused kernel: a format string over the operands' expressions
+    # ({t}: the result's numpy type; helpers from runtime.jit) or a callable
+    # (operands, attrs, t) -> str; None: never a member of a fused cluster
+    scalar_expr: str | Callable | None = None
+    program_attrs: tuple = ()  # attributes a fused program records for it
+    jit_emit: Callable | None = None  # numba kernel call (runtime.jit, runtime.gemm)
+    jit_kernel: str | None = None  # the runtime.jit kernel jit_emit calls (warmed at build)
+    # how a two-way split cuts it: "elementwise" (any axis 0), "rows" (reduces the last axis;
+    # needs 2-D), "axis" (reduces attrs["axis"]; not when that is axis 0), None: not split
+    split: str | None = None
+    # the nodes the emitters, the numba kernel and the fused expression handle (e.g. GELU's
+    # tanh form only); other nodes of this op run its library implementation
+    supports: Callable | None = None
+    reason: str = ""  # why an op without a numpy emitter runs its library implementation
+
+    def handles(self, node) -> bool:
+        return self.supports is None or self.supports(node)
+
+    def scalar(self, operands, attrs, t) -> str:
+        if callable(self.scalar_expr):
+            return self.scalar_expr(operands, attrs, t)
+        return self.scalar_expr.format(*operands, t=t)
+
+
+def _tanh_form(node) -> bool:
+    return node.attrs["approximate"] == "tanh"
+
+
+def _not_scalar(node) -> bool:
+    return node.ndim > 0
+
+
+def _cast_scalar(operands, attrs, t):
+    dtype = np.dtype(attrs["dtype"])
+    return f"({operands[0]} != 0)" if dtype == np.bool_ else f"np.{dtype.name}({operands[0]})"
+
+
+# scalar expressions of the ufunc ops that fused kernels implement
+_SCALAR = {
+    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})",
+    "neg": "(-{0})", "exp": "fast_exp({0})", "log": "np.log({0})", "sqrt": "np.sqrt({0})",
+    "tanh": "fast_tanh({0})", "abs": "abs({0})",
+    "maximum": "maximum({0}, {1})", "minimum": "minimum({0}, {1})",
+    "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
+    "eq": "({0} == {1})", "ne": "({0} != {1})",
+    "logical_not": "(not {0})", "logical_and": "({0} and {1})", "logical_or": "({0} or {1})",
+}
+
+_RECORDS = [
+    *(Lowering(op, emit=E.ufunc(fn), inplace_safe=True, split="elementwise",
+               scalar_expr=_SCALAR.get(op)) for op, fn in E.UFUNCS.items()),
+    Lowering("relu", emit=E.relu, inplace_safe=True, split="elementwise",
+             scalar_expr="maximum({0}, {t}(0.0))"),
+    Lowering("rsqrt", emit=E.rsqrt, inplace_safe=True, split="elementwise",
+             scalar_expr="({t}(1.0) / np.sqrt({0}))"),
+    Lowering("sigmoid", emit=E.sigmoid, inplace_safe=True, split="elementwise"),
+    Lowering("cast", emit=E.cast, inplace_safe=True, split="elementwise",
+             scalar_expr=_cast_scalar, program_attrs=("dtype",)),
+    Lowering("where", emit=E.where, split="elementwise", scalar_expr="({1} if {0} else {2})",
+             supports=_not_scalar),
+    Lowering("gelu", emit=E.gelu, split="elementwise", scalar_expr="gelu_tanh({0})",
+             program_attrs=("approximate",), jit_emit=E.jit_gelu, jit_kernel="gelu_tanh_rows",
+             supports=_tanh_form),
+    Lowering("gelu_grad", emit=E.gelu_grad, scratch=2, split="elementwise",
+             scalar_expr="gelu_tanh_grad({0}, {1})", program_attrs=("approximate",),
+             jit_emit=E.jit_gelu_grad, jit_kernel="gelu_tanh_grad_rows", supports=_tanh_form),
+    Lowering("matmul", emit=E.matmul, jit_emit=E.jit_matmul, jit_kernel="gemm"),
+    Lowering("sum", emit=E.reduce("np.add")),
+    Lowering("max", emit=E.reduce("np.maximum")),
+    # a softmax over the last axis may end a fused cluster (runtime/fusion.py)
+    Lowering("softmax", emit=E.softmax, split="axis", program_attrs=("axis",),
+             jit_emit=E.jit_rows("softmax"), jit_kernel="softmax"),
+    Lowering("log_softmax", emit=E.log_softmax, split="axis",
+             jit_emit=E.jit_rows("log_softmax"), jit_kernel="log_softmax"),
+    Lowering("softmax_grad", emit=E.softmax_grad, split="axis",
+             jit_emit=E.jit_rows("softmax_grad"), jit_kernel="softmax_grad"),
+    Lowering("layer_norm", emit=E.layer_norm, split="rows", jit_emit=E.jit_layer_norm,
+             jit_kernel="layer_norm", supports=_not_scalar),
+    Lowering("layer_norm_grad", emit=E.layer_norm_grad, scratch=1, split="rows",
+             jit_emit=E.jit_layer_norm_grad, jit_kernel="layer_norm_grad",
+             supports=_not_scalar),
+    Lowering("layer_norm_wgrad", jit_emit=E.jit_layer_norm_wgrad, jit_kernel="layer_norm_wgrad",
+             reason="without numba a sum over rows into a weight-shaped result; its library "
+                    "implementation is that numpy code already"),
+    Lowering("take", emit=E.take),
+    Lowering("pad_slice", emit=E.pad_slice),
+    Lowering("concat", emit=E.concat),
+    Lowering("einsum", emit=E.einsum),
+    Lowering("one_hot", reason="reads integer targets once per step; its library "
+                               "implementation's allocation is small"),
+    Lowering("scatter_add", reason="np.add.at into a zeroed result (embedding gradients) has "
+                                   "no out= form"),
+    Lowering("dropout_mask", reason="draws from a generator seeded by its operand on every "
+                                    "call, as its library implementation does"),
+    Lowering("reshape", form="view", view=E.view_reshape),
+    Lowering("transpose", form="view", view=E.view_transpose),
+    Lowering("broadcast_to", form="view", view=E.view_broadcast_to),
+    Lowering("slice", form="view", view=E.view_slice),
+    Lowering("stop_gradient", form="view", view=E.view_same),
+    *(Lowering(op, form="constant") for op in ("constant", "full", "arange", "tri")),
+    Lowering("input", form="input"),
+    # its kernel reads every operand at the position it writes (runtime/kernelgen.py)
+    Lowering("fused", form="cluster", inplace_safe=True, split="elementwise"),
+]
+LOWERINGS: dict[str, Lowering] = {r.op: r for r in _RECORDS}
+assert len(LOWERINGS) == len(_RECORDS), "an op with two lowering records"
+assert all(r.form in FORMS for r in _RECORDS)
+
+
+def lowering_of(op: str) -> Lowering:
+    """The op's record; an op without one runs its library implementation (the coverage test
+    fails on it)."""
+    record = LOWERINGS.get(op)
+    return record if record is not None else Lowering(op, reason="no lowering record")
+
+
+def is_view(node) -> bool:
+    return lowering_of(node.op).form == "view"
+
+
+def is_constant(node) -> bool:
+    """No operands and a fixed value: computed once when the plan is built."""
+    return lowering_of(node.op).form == "constant"
+
+
+def inplace_safe(node) -> bool:
+    return lowering_of(node.op).inplace_safe
+
+
+def view_expression(node, x) -> str:
+    return lowering_of(node.op).view(node, x)
+
+
+def has_fused_expression(node) -> bool:
+    """Whether the node may be a member of a fused cluster (it has a scalar expression)."""
+    record = lowering_of(node.op)
+    return record.scalar_expr is not None and record.handles(node)
+
+
+def jit_emitter(node):
+    """The numba kernel's emitter for this node, or None where it does not apply (other
+    dtypes, exact GELU, reductions over an axis other than the last)."""
+    record = lowering_of(node.op)
+    if record.jit_emit is None or node.dtype not in (np.float32, np.float64) or node.ndim == 0:
+        return None
+    if not record.handles(node):
+        return None
+    if "axis" in node.attrs and node.attrs["axis"] != node.ndim - 1:
+        return None
+    if node.size == 0:
+        return None
+    if node.op == "matmul":
+        from . import gemm  # imports numba
+        return record.jit_emit if gemm.supports(node) and gemm.available() else None
+    return record.jit_emit
+
+
+def can_emit(node, jit: bool = False) -> bool:
+    """Whether the node is computed into a buffer the memory plan provides (otherwise its
+    library implementation allocates the result)."""
+    record = lowering_of(node.op)
+    if record.form == "cluster" or (jit and jit_emitter(node) is not None):
+        return True
+    return record.emit is not None and record.handles(node)
+
+
+def scratch_buffers(node, jit: bool) -> int:
+    return 0 if jit and jit_emitter(node) else lowering_of(node.op).scratch
+
+
+def emit_numpy(node, args, dst, scratch=()) -> list:
+    """The numpy emitter's source lines for the node into `dst`."""
+    emit = lowering_of(node.op).emit
+    return emit(node, args, dst, scratch) if scratch else emit(node, args, dst)

@@ -1,0 +1,240 @@
+"""The "render" lowering stage: the plan's source, one straight-line Python function.
+
+In the spirit of torch.fx's codegen, each node becomes a few readable lines, from its kernel
+choice (runtime/lowering.py) and its lowering record's emitter (runtime/op_lowering.py). With
+the memory plan (runtime/memory.py), computed values are written with numpy's `out=` into
+buffers allocated once per plan (globals `buf3`, reached through precomputed views `t5`), so
+a call allocates only its outputs and the results of ops without an `out=` kernel.
+
+Rendering allocates nothing and compiles nothing: the globals the source names are listed as
+`Binding`s (a view of pool buffer 3, a constant to compute, a generated kernel to load) that
+Plan resolves when it is built, so `graphc dump --after render` shows the source of any plan.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ir.ops.registry import get_op
+from ir.types import SHORT_NAMES
+
+from .fusion import fused_operand_kinds
+from .jit import argument_spec
+from .kernelgen import kernel_source
+from .lowering import concat_by_copies
+from .op_lowering import emit_numpy, lowering_of, view_expression
+
+
+class Binding(NamedTuple):
+    """A global of the plan's source, made when the plan is built:
+    value (the object itself), constant (the node's value, computed once, read-only),
+    pool (buffer, shape, perm or None: a view of a pool buffer, laid out for a transpose by
+    perm), reshape (global name, shape: a view of an earlier global)."""
+    kind: str
+    args: tuple
+
+
+class FusedKernel(NamedTuple):
+    name: str  # the global the source calls
+    node: object
+    source: str  # the generated module (runtime/kernelgen.py)
+    spec: tuple  # what it is compiled for (runtime.jit.argument_spec)
+
+
+@dataclass
+class Rendered:
+    """The render stage's result: the source and what its globals are."""
+    params: list  # names of the plan function's parameters
+    steps: list  # (node, statements, result expression), in order
+    outputs: list  # output expressions
+    copy_out: list  # per output: copied before it escapes (plan-owned memory)
+    names: dict  # node -> its expression in the source
+    helpers: list  # (node, source of a module-level function: a two-way split kernel)
+    bindings: dict = field(default_factory=dict)  # global name -> Binding
+    fused: list = field(default_factory=list)  # FusedKernel, in order
+    fixed_kernels: list = field(default_factory=list)  # (runtime.jit kernel, dtype) to warm
+    uses_gemm: bool = False  # runtime.gemm's products: globals _gemm, _threads, _sgemm, ...
+    source: str = ""
+    line_node: dict = field(default_factory=dict)  # source line number -> node
+
+    def __str__(self) -> str:
+        return self.source
+
+
+def render(graph, mp, choices, fast_math: bool = False) -> Rendered:
+    """The plan's source for `graph` (the fused graph), its memory plan and kernel choices."""
+    r = _Renderer(graph, mp, choices, fast_math)
+    r.run()
+    rendered = r.out
+    rendered.source, rendered.line_node = render_source(rendered)
+    return rendered
+
+
+def render_source(r: Rendered, instrument=None, step_lines=None) -> tuple:
+    """(source, {line number: node}) of the plan function. `instrument`: "profile" times
+    every step into _times[k]; "check" calls _check(k, value, *operands) after every step."""
+    lines, line_node = [], {}
+    for node, text in r.helpers:
+        for line in text.rstrip("\n").split("\n"):
+            lines.append(line)
+            line_node[len(lines)] = node
+    lines.append(f"def plan({', '.join(r.params)}):")
+    for k, (node, stmts, var) in enumerate(r.steps):
+        if instrument == "profile" and stmts:
+            lines.append("    _t = _clock()")
+        for stmt in stmts:
+            lines.append(f"    {stmt}")
+            line_node[len(lines)] = node
+        if instrument == "profile" and stmts:
+            lines.append(f"    _times[{k}] += _clock() - _t")
+        if instrument == "check":
+            operands = "".join(f", {r.names[i]}" for i in node.inputs)
+            lines.append(f"    _check({k}, {var}{operands})")
+    outs = [f"{v}.copy()" if copy else v for v, copy in zip(r.outputs, r.copy_out)]
+    lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+    return "\n".join(lines) + "\n", line_node
+
+
+def _literal(value):
+    """Python source for an attribute when it has an exact, readable literal form."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return repr(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    if isinstance(value, tuple) and all(_literal(v) is not None for v in value):
+        return "(" + "".join(_literal(v) + ", " for v in value) + ")"
+    return None
+
+
+class _Renderer:
+    def __init__(self, graph, mp, choices, fast_math):
+        self.graph, self.mp, self.choices, self.fast_math = graph, mp, choices, fast_math
+        params = [f"in{i}" for i in range(len(graph.inputs))]
+        self.out = Rendered(params, [], [], [], {}, [])
+        self.shapes = {}  # plan-owned global (pool view, constant) -> its shape
+
+    def bind(self, name, kind, *args, shape=None):
+        self.out.bindings[name] = Binding(kind, args)
+        if shape is not None:
+            self.shapes[name] = tuple(shape)
+
+    def run(self):
+        graph, mp, out = self.graph, self.mp, self.out
+        names = out.names
+        for i, n in enumerate(graph.inputs):
+            names[n] = f"in{i}"
+        counter = 0
+        for n in graph.nodes:
+            if n.op == "input":
+                continue
+            choice = self.choices.choice[n]
+            if choice.kind == "into-concat":  # its concat copies the reshape's input into place
+                names[n] = names[n.inputs[0]]
+                out.steps.append((n, [], names[n]))
+                continue
+            var = f"t{counter}"
+            counter += 1
+            args = [names[i] for i in n.inputs]
+            names[n] = var
+            out.steps.append((n, self.node_lines(n, choice, var, args), var))
+        out.outputs = [names[o] for o in graph.outputs]
+        # outputs that live in plan-owned memory must be copied before they escape
+        out.copy_out = [mp.storage[mp.root[o]].kind in ("constant", "pool")
+                        for o in graph.outputs]
+
+    def node_lines(self, n, choice, var, args) -> list:
+        if choice.kind == "constant":
+            self.bind(var, "constant", n, shape=n.shape)
+            return []
+        if choice.kind == "view":
+            return [f"{var} = {view_expression(n, args[0])}"]
+        if choice.kind == "library":
+            return [f"{var} = {self.library_call(n, args, var)}"]
+        lines = self.destination(n, var)
+        scratch = []
+        for j, b in enumerate(self.mp.storage[n].scratch):
+            self.bind(f"{var}_s{j}", "pool", b, n.size, n.shape, None)
+            scratch.append(f"{var}_s{j}")
+        if choice.kind == "generated":
+            return lines + self.fused_call(n, args, var, choice.detail == "parallel")
+        if choice.kind == "concat-copies":
+            return lines + concat_by_copies(n, args, var, self.choices.into_concat)
+        if choice.kind == "numba":
+            self.out.fixed_kernels.append((choice.detail, n.dtype))
+            self.out.uses_gemm |= n.op == "matmul"
+            return lines + lowering_of(n.op).jit_emit(n, args, var)
+        if choice.kind == "split":
+            return lines + self.split_kernel(n, var, args, scratch)
+        return lines + emit_numpy(n, args, var, scratch)
+
+    def destination(self, n, var) -> list:
+        """The buffer the node is written into: a view of a pool buffer, a donated input or
+        a fresh array."""
+        storage = self.mp.storage[n]
+        if storage.kind == "pool":
+            self.bind(var, "pool", storage.buffer, n.size, n.shape,
+                      self.choices.laid_out.get(n), shape=n.shape)
+            return []
+        if storage.kind == "donated":
+            return [f"{var} = {self.out.names[storage.donor]}"]
+        dtype = SHORT_NAMES[n.dtype]
+        self.bind(dtype, "value", n.dtype)
+        return [f"{var} = np.empty({n.shape!r}, {dtype})"]
+
+    def split_kernel(self, n, var, args, scratch) -> list:
+        """The node's kernel as a function run on two halves of axis 0 at once: numpy's
+        elementwise loops are single-threaded and release the GIL, so the second core works
+        on the other half. Operands broadcast along axis 0 are passed whole."""
+        params = ["dst"] + [f"a{i}" for i in range(len(args))] + \
+                 [f"s{j}" for j in range(len(scratch))]
+        body = emit_numpy(n, params[1:1 + len(args)], "dst", params[1 + len(args):])
+        fn = f"_kernel_{var}"
+        self.out.helpers.append((n, f"def {fn}({', '.join(params)}):\n" +
+                                 "".join(f"    {line}\n" for line in body)))
+        sliced = [True] + [i.ndim == n.ndim and i.shape[0] == n.shape[0] for i in n.inputs] \
+            + [True] * len(scratch)
+        h = n.shape[0] // 2
+        names = [var] + args + scratch
+        hi = ", ".join(f"{x}[{h}:]" if cut else x for x, cut in zip(names, sliced))
+        lo = ", ".join(f"{x}[:{h}]" if cut else x for x, cut in zip(names, sliced))
+        return [f"_half = _submit({fn}, {hi})", f"{fn}({lo})", "_half.result()"]
+
+    def fused_call(self, n, args, var, parallel) -> list:
+        """One call of the cluster's numba kernel on 2-D views (rows, last axis)."""
+        kinds = fused_operand_kinds(n)
+        cols = n.shape[-1]
+        rows = n.size // cols
+        source = kernel_source(n.attrs["program"], kinds, [i.type for i in n.inputs],
+                               parallel, self.fast_math)
+        name = f"_fused_{var}"
+        self.out.fused.append(FusedKernel(name, n, source, argument_spec(n, kinds)))
+        shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
+                  "block": n.shape[-2:]}
+        operands = [self.reshaped_view(a, i.shape, shapes[k])
+                    for a, k, i in zip(args, kinds, n.inputs)]
+        out = self.reshaped_view(var, n.shape, (rows, cols))
+        return [f"{name}({out}, {', '.join(operands)})"]
+
+    def reshaped_view(self, name, shape, target) -> str:
+        """Source for array `name` viewed with shape `target`; plan-owned arrays (pool
+        buffers, constants) are reshaped once, when the plan is built, not on every call."""
+        if tuple(shape) == tuple(target):
+            return name
+        if name in self.shapes:
+            view = f"{name}_as_{'x'.join(str(d) for d in target)}"
+            self.bind(view, "reshape", name, tuple(target), shape=target)
+            return view
+        return f"{name}.reshape({tuple(target)!r})"
+
+    def library_call(self, n, args, var) -> str:
+        fn_name = f"op_{n.op}"
+        self.bind(fn_name, "value", get_op(n.op).impl)
+        kwargs = []
+        for key, value in n.attrs.items():
+            lit = _literal(value)
+            if lit is None:
+                lit = f"{var}_{key}"
+                self.bind(lit, "value", value)
+            kwargs.append(f"{key}={lit}")
+        return f"{fn_name}({', '.join(args + kwargs)})"
