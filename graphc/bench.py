@@ -180,6 +180,7 @@ class InferStep:
     def __init__(self, cfg, contender, pipeline="default"):
         from passes.manager import optimize
         from runtime.codegen import compile_graph
+        from runtime.interpreter import evaluate
         from .train import build_logits
 
         self.cfg, self.data = cfg, _Data(cfg)
@@ -190,7 +191,7 @@ class InferStep:
         if contender in COMPILED:
             start = time.perf_counter()
             self.plan = compile_graph(optimize(build_logits(self.model, cfg.batch_size),
-                                               pipeline), jit=_jit(contender))
+                                               pipeline, evaluate=evaluate), jit=_jit(contender))
             self.compile_seconds = time.perf_counter() - start
             self.background_seconds = _wait_for_kernels(self.plan)
             self.peak_bytes = self.plan.peak_intermediate_bytes

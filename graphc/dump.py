@@ -17,6 +17,7 @@ from ir.ops.registry import graph_param
 from ir.printer import format_graph
 from passes.autodiff import gradients, grad_graph
 from passes.manager import pipeline_passes, run_pipeline
+from runtime.interpreter import evaluate
 
 from .files import write_atomically
 
@@ -163,7 +164,7 @@ def _stage_index(name, names):
 
 def diff_text(graph, pipeline, a, b, locations=False) -> str:
     names = pipeline_passes(pipeline)
-    result = run_pipeline(graph, names, keep_stages=True)
+    result = run_pipeline(graph, names, keep_stages=True, evaluate=evaluate)
     stages = [("input", graph)] + result.stages
     i, j = _stage_index(a, names), _stage_index(b, names)
     before = format_graph(stages[i][1], locations).splitlines(keepends=True)
@@ -181,7 +182,8 @@ def run_dump(args) -> int:
     pipeline = "O0" if args.O0 else (args.passes or "default")
     if args.diff:
         return _emit(diff_text(graph, pipeline, *args.diff, locations=args.locations), args)
-    result = run_pipeline(graph, pipeline, stop_after=args.after, verify_each=True)
+    result = run_pipeline(graph, pipeline, stop_after=args.after, verify_each=True,
+                          evaluate=evaluate)
     if args.stats:
         return _emit(stats_text(graph, result) + "\n", args)
     g = result.graph

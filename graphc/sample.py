@@ -10,6 +10,7 @@ import numpy as np
 
 from passes.manager import optimize
 from runtime.codegen import compile_graph
+from runtime.interpreter import evaluate
 
 from .train import build_logits
 
@@ -24,7 +25,7 @@ class Sampler:
     def __init__(self, model, params: dict):
         self.model = model
         self.params = params
-        self.plan = compile_graph(optimize(build_logits(model)))
+        self.plan = compile_graph(optimize(build_logits(model), evaluate=evaluate))
         self._order = [n.attrs["name"] for n in self.plan.graph.inputs]
 
     def next_logits(self, context: list) -> np.ndarray:

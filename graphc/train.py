@@ -19,6 +19,7 @@ from ir.ops.registry import graph_param
 from passes.autodiff import gradients
 from passes.manager import optimize
 from runtime.codegen import compile_graph
+from runtime import interpreter
 
 from . import checkpoint
 from .models.gpt import GPT, GPTConfig
@@ -150,7 +151,8 @@ def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
         count = min(cfg.batch_size, windows - first)
         if count not in plans:  # the last batch may be smaller: a plan of its own
             plan = compile_graph(optimize(build_eval_loss(model, count), pipeline,
-                                          fast_math=fast_math), jit=jit, fast_math=fast_math)
+                                          fast_math=fast_math, evaluate=interpreter.evaluate),
+                                 jit=jit, fast_math=fast_math)
             plans[count] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
         plan, order = plans[count]
         offsets = ((first + np.arange(count)) * T)[:, None] + np.arange(T)
@@ -183,10 +185,12 @@ class Trainer:
         donated = self.names + [f"adam_{k}.{n}" for k in "mv" for n in self.names]
         # fast_math: rewrites that assume finite values (graphc.compile's option)
         self.step_plan = compile_graph(
-            optimize(build_train_step(model, tc), pipeline, fast_math=fast_math),
+            optimize(build_train_step(model, tc), pipeline, fast_math=fast_math,
+                     evaluate=interpreter.evaluate),
             donate=donated, jit=jit, fast_math=fast_math)
         self.eval_plan = compile_graph(
-            optimize(build_eval_loss(model), pipeline, fast_math=fast_math), jit=jit,
+            optimize(build_eval_loss(model), pipeline, fast_math=fast_math,
+                     evaluate=interpreter.evaluate), jit=jit,
             fast_math=fast_math)
         self._order = [n.attrs["name"] for n in self.step_plan.graph.inputs]
 

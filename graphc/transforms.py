@@ -43,6 +43,7 @@ class Compiled:
 
     def plan_for(self, *args):
         from passes.manager import optimize
+        from runtime.interpreter import evaluate
         from runtime.codegen import compile_graph
 
         key = self.signature(args)
@@ -52,7 +53,8 @@ class Compiled:
                 log.debug("graphc: recompiling %s for new input signature %s",
                           getattr(self.fn, "__name__", "fn"), key[1])
             graph = trace(self.fn, *[_specs_of(a) for a in args])
-            graph = optimize(graph, self.pipeline, fast_math=self.fast_math)
+            graph = optimize(graph, self.pipeline, fast_math=self.fast_math,
+                             evaluate=evaluate)
             plan = compile_graph(graph, fast_math=self.fast_math)
             self._plans[key] = plan
         return plan

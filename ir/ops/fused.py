@@ -3,8 +3,9 @@ derivative, softmax's gradient, LayerNorm and its input gradient), and `fused`, 
 elementwise fusion (passes/fusion.py) makes of a cluster.
 
 Each has a *reference* definition built from simpler primitives. Its gradient rule is derived
-from that reference by symbolic autodiff (`composite_vjp`), so second derivatives stay exact
-without a hand-written rule, and the op table's finite-difference checks cover it.
+from that reference by autodiff (`DerivedVJP`: passes.autodiff on graphs, runtime.eager on a
+tape), so second derivatives stay exact without a hand-written rule, and the op table's
+finite-difference checks cover it.
 """
 from __future__ import annotations
 
@@ -17,34 +18,10 @@ from scipy import special
 
 from ..types import SHORT_NAMES, TensorType, as_dtype, is_float
 from . import api as F
-from .registry import check, defop, get_op
+from .registry import DerivedVJP, check, defop, get_op
 
 _C = math.sqrt(2.0 / math.pi)
 _K = 0.044715
-
-
-def composite_vjp(reference):
-    def vjp(ctx, g):
-        from ..graph import Node
-        from passes.autodiff import gradients
-        if not isinstance(g, Node):
-            return _eager_composite_vjp(reference, ctx, g)
-        out = reference(*ctx.inputs, **ctx.attrs)
-        wrt = [x for x, need in zip(ctx.inputs, ctx.needs) if need]
-        grads = iter(gradients([out], wrt, [g], partial=True) if wrt else [])
-        return [next(grads) if need else None for need in ctx.needs]
-    return vjp
-
-
-def _eager_composite_vjp(reference, ctx, g):
-    """Eager mode: run the reference on fresh leaves with the tape on, then backward."""
-    from runtime.eager import Tensor, backward, enable_grad
-    leaves = [Tensor(x.data, requires_grad=need) for x, need in zip(ctx.inputs, ctx.needs)]
-    with enable_grad():
-        out = reference(*leaves, **ctx.attrs)
-    backward(out, g.data)
-    return [Tensor(leaf.grad if leaf.grad is not None else np.zeros_like(leaf.data))
-            if need else None for leaf, need in zip(leaves, ctx.needs)]
 
 
 def _same_float(types, n):
@@ -75,7 +52,7 @@ def _gelu_grad_infer(types, approximate):
     return x
 
 
-@defop("gelu_grad", _gelu_grad_infer, vjp=composite_vjp(_gelu_grad_reference), arity=2,
+@defop("gelu_grad", _gelu_grad_infer, vjp=DerivedVJP(_gelu_grad_reference), arity=2,
        elementwise=True, flops=lambda types, out, **_: 20 * out.size)
 def gelu_grad(x, g, approximate):
     """g * GELU'(x) in a few in-place passes."""
@@ -117,7 +94,7 @@ def _softmax_grad_infer(types, axis):
     return y
 
 
-@defop("softmax_grad", _softmax_grad_infer, vjp=composite_vjp(_softmax_grad_reference),
+@defop("softmax_grad", _softmax_grad_infer, vjp=DerivedVJP(_softmax_grad_reference),
        arity=2, flops=lambda types, out, **_: 4 * out.size)
 def softmax_grad(y, g, axis):
     out = g * y
@@ -196,7 +173,7 @@ def _layer_norm_grad_infer(types, eps):
     return TensorType(x.shape, x.dtype)
 
 
-@defop("layer_norm_grad", _layer_norm_grad_infer, vjp=composite_vjp(_layer_norm_grad_reference),
+@defop("layer_norm_grad", _layer_norm_grad_infer, vjp=DerivedVJP(_layer_norm_grad_reference),
        arity=3, flops=lambda types, out, **_: 12 * out.size)
 def layer_norm_grad(x, w, g, eps):
     """d(layer_norm)/dx applied to g: rstd * (gw - mean(gw) - xhat * mean(gw * xhat))."""
@@ -231,7 +208,7 @@ def _layer_norm_wgrad_infer(types, eps):
 
 
 @defop("layer_norm_wgrad", _layer_norm_wgrad_infer,
-       vjp=composite_vjp(_layer_norm_wgrad_reference), arity=2,
+       vjp=DerivedVJP(_layer_norm_wgrad_reference), arity=2,
        flops=lambda types, out, **_: 8 * types[0].size)
 def layer_norm_wgrad(x, g, eps):
     """sum over the leading axes of g * (x - mean) / std: LayerNorm's weight gradient without
