@@ -13,7 +13,7 @@ repeated over the leading axes (an attention mask) or a single value; anything e
 numpy kernel. A softmax over the last axis may be a cluster's root: its kernel computes the
 producers row by row, then normalises the row (attention's scale, mask and softmax).
 
-`fuse(graph)` replaces each cluster by one node of op `fused` (ir/ops/fused.py) whose
+`fuse(graph)` replaces each cluster by one node of op `fused` (ir/ops/cluster.py) whose
 `program` attribute lists the member ops as text; its numpy evaluation runs the members' own
 definitions, so the interpreter checks the fused graph too. The compiled runtime applies this
 pass when it has numba (runtime.codegen); `graphc dump --passes default,fuse` shows it.
@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from ir.graph import Graph
-from ir.ops.fused import format_program, operand_kind, parse_program
+from ir.ops.cluster import format_program, operand_kind, parse_program
+from ir.ops.elementwise import is_tanh_approximation
 from ir.rewrite import merge_locs, rebuild
 
 # op -> the scalar expression a fused kernel computes from its operands' expressions
@@ -51,7 +52,7 @@ FUSE_MIN_ELEMENTS = 64
 FUSE_ALONE_MIN_ELEMENTS = 1 << 16
 
 
-_kind = operand_kind  # ir/ops/fused.py: the reading rule its type check also applies
+_kind = operand_kind  # ir/ops/cluster.py: the reading rule its type check also applies
 
 
 def fusible(node) -> bool:
@@ -61,7 +62,7 @@ def fusible(node) -> bool:
         return False
     if node.dtype not in _DTYPES or any(i.dtype not in _DTYPES for i in node.inputs):
         return False
-    if node.op in ("gelu", "gelu_grad") and node.attrs["approximate"] != "tanh":
+    if node.op in ("gelu", "gelu_grad") and not is_tanh_approximation(node.attrs["approximate"]):
         return False
     return all(_kind(i.shape, node.shape) is not None for i in node.inputs)
 

@@ -215,7 +215,7 @@ if numba is not None:
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _row_moments(row, eps):
-        # in the row's own dtype and in the order of the numpy definition (ir/ops/fused.py
+        # in the row's own dtype and in the order of the numpy definition (ir/ops/composite.py
         # _moments: sum * (1/n), then sum of squares * (1/n) + eps): a float32 row whose
         # squares overflow gives numpy's result, not a float64 one
         n = row.shape[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.ops.fused import parse_program
+from ir.ops.cluster import parse_program
 from ir.ops.registry import get_op
 from passes.fusion import SCALAR_EXPR
 

@@ -29,7 +29,6 @@ class OpDef:
     impl: Callable  # (*arrays, **attrs) -> ndarray
     # (ctx: VJPContext, g) -> list of gradients; a DerivedVJP; None: no gradient
     vjp: Callable | DerivedVJP | None = None
-    elementwise: bool = False
     arity: int | None = None  # None: variadic
     flops: Callable | None = None  # (input types, out type, **attrs) -> float
     stochastic: bool = False
@@ -53,11 +52,11 @@ class VJPContext(NamedTuple):
 REGISTRY: dict[str, OpDef] = {}
 
 
-def defop(name, infer, *, vjp=None, elementwise=False, arity=None, flops=None, stochastic=False):
+def defop(name, infer, *, vjp=None, arity=None, flops=None, stochastic=False):
     def register(impl):
         if name in REGISTRY:
             raise ValueError(f"op {name!r} defined twice")
-        REGISTRY[name] = OpDef(name, infer, impl, vjp, elementwise, arity, flops, stochastic)
+        REGISTRY[name] = OpDef(name, infer, impl, vjp, arity, flops, stochastic)
         return impl
     return register
 
