@@ -11,12 +11,12 @@ a graph is the runtime's job, a layer above: the caller passes the evaluator
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ir import settings
 from ir.errors import GraphcError
 from ir.verify import verify
 
@@ -78,9 +78,9 @@ def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_
     """fast_math=True lets simplify use its rules that assume finite values (passes.simplify).
     evaluate(graph, inputs) -> output arrays is what bisection compares passes with."""
     if verify_each is None:
-        verify_each = os.environ.get("GRAPHC_VERIFY", "") not in ("", "0")
+        verify_each = settings.VERIFY.get()
     if bisect is None:
-        bisect = os.environ.get("GRAPHC_BISECT", "") not in ("", "0")
+        bisect = settings.BISECT.get()
     names = pipeline_passes(pipeline)
     if bisect and evaluate is None:
         raise GraphcError("bisection (GRAPHC_BISECT or bisect=True) needs an evaluator: call "

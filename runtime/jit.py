@@ -42,6 +42,8 @@ try:
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps numpy-only use
     numba = None
 
+from ir import settings
+
 from .threads import quiet_blas_spinning
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # only under fast_math=True
@@ -62,7 +64,7 @@ _POLY_FLAGS = {"contract"}
 
 
 def enabled() -> bool:
-    return numba is not None and os.environ.get("GRAPHC_JIT", "1") != "0"
+    return numba is not None and settings.JIT.get()
 
 
 if numba is not None:
@@ -401,7 +403,7 @@ def untrusted(path: str) -> str | None:
 
 
 def _configured_dir() -> str:
-    return os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(
+    return settings.CACHE_DIR.get() or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
         "graphc", "kernels")
 
