@@ -14,8 +14,8 @@ import numpy as np
 
 from .errors import GraphcError, user_location
 from .ops.operators import OperatorMixin
-from .ops.registry import (Interpreter, SymbolicValue, infer_type, innermost_interpreter,
-                           interpreting, lift_symbolic, like_dtype)
+from .ops.registry import (Interpreter, SymbolicValue, get_op, infer_type,
+                           innermost_interpreter, interpreting, lift_symbolic, like_dtype)
 from .types import TensorType
 
 
@@ -178,9 +178,19 @@ class Graph(Interpreter):
         raise GraphcError(f"graph {self.name!r} has no input named {name!r}")
 
     def to_networkx(self) -> nx.DiGraph:
-        g = nx.DiGraph()
+        """The graph for networkx's algorithms (dumps and statistics, not hot paths): a node
+        per value, keyed by its id, with its op, type, FLOPs, input name, layer scope and
+        first source line, and whether it is an output (strings, numbers and booleans only,
+        so GraphML can hold them); an edge per operand, from producer to user."""
+        g = nx.DiGraph(name=self.name)
+        outputs = set(self.outputs)
         for n in self.nodes:
-            g.add_node(n.id, op=n.op, type=str(n.type))
+            op = get_op(n.op)
+            flops = op.flops([i.type for i in n.inputs], n.type, **n.attrs) if op.flops else 0
+            where = f"{n.locs[0][0]}:{n.locs[0][1]}" if n.locs else ""
+            g.add_node(n.id, op=n.op, type=str(n.type), flops=float(flops),
+                       name=n.name if isinstance(n.name, str) else "", scope=n.scope,
+                       source=where, output=n in outputs)
             for i in n.inputs:
                 g.add_edge(i.id, n.id)
         return g
