@@ -92,7 +92,7 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
 
 
 def _derived_vjp(reference, ctx, g):
-    """A fused primitive's gradient (ir.ops.registry.DerivedVJP): its reference definition,
+    """A composite primitive's gradient (ir.ops.registry.DerivedVJP): its reference definition,
     built from simpler primitives on the operands, differentiated with respect to each operand
     as an independent variable."""
     out = reference(*ctx.inputs, **ctx.attrs)

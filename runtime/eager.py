@@ -113,14 +113,15 @@ class Parameter(Tensor):
         return graph_param(graph, self)
 
 
-def lift(x, scalar_dtype, opname) -> Tensor:
+def lift(x, weak_dtype, opname) -> Tensor:
+    """Operand `x` as a tensor; a weak scalar takes `weak_dtype` (scalar_dtype's choice)."""
     if isinstance(x, Tensor):
         return x
     if is_weak_scalar(x):
-        if scalar_dtype is None:
+        if weak_dtype is None:
             raise GraphcError(f"{opname}: float scalar {x!r} meets an integer tensor; cast one "
                               "of them first", (user_location(),))
-        return Tensor(np.asarray(x, dtype=scalar_dtype))
+        return Tensor(np.asarray(x, dtype=weak_dtype))
     if isinstance(x, np.ndarray):
         return Tensor(x)
     raise GraphcError(f"{opname}: cannot use a {type(x).__name__} as a tensor operand",
@@ -216,7 +217,7 @@ def backward(root: Tensor, grad=None):
 
 
 def _derived_vjp(reference, ctx, g):
-    """A fused primitive's gradient (ir.ops.registry.DerivedVJP): run its reference definition
+    """A composite primitive's gradient (ir.ops.registry.DerivedVJP): run its reference definition
     on fresh leaves with the tape on, then backward."""
     leaves = [Tensor(x.data, requires_grad=need) for x, need in zip(ctx.inputs, ctx.needs)]
     with enable_grad():

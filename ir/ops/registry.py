@@ -36,9 +36,9 @@ class OpDef:
 
 @dataclass(frozen=True)
 class DerivedVJP:
-    """The gradient rule of a fused primitive: the gradient of its `reference` definition
-    (built from simpler primitives), derived by autodiff, so second derivatives stay exact
-    without a hand-written rule. Differentiation lives above ir, so it runs the rule:
+    """The gradient rule of a composite primitive (ir/ops/composite.py): the gradient of its
+    `reference` definition, built from simpler primitives, so second derivatives stay exact
+    without a hand-written rule. Differentiation lives above ir, and runs such a rule itself:
     passes.autodiff on graphs (partial derivatives of the reference), runtime.eager on a tape."""
     reference: Callable
 
@@ -220,6 +220,8 @@ def lift_symbolic(graph, x, like, opname):
         return to_graph(graph)
     raise GraphcError(f"{opname}: cannot use a {type(x).__name__} as a tensor operand",
                       (user_location(),))
+
+
 def graph_param(graph, param):
     """The input node standing for an eager Parameter inside `graph` (created on first use)."""
     node = graph.bound_params.get(id(param))
