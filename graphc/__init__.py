@@ -6,7 +6,9 @@
     dloss = gc.grad(lambda x, w: gc.relu(x @ w).sum(), argnums=1)
 """
 import ir  # noqa: F401  (registers the op library)
-from ir.errors import GraphcError
+from ir.errors import GraphcError, register_library_package
+
+register_library_package(__file__, user_code=["models"])  # before anything below may fail
 from ir.graph import Graph, Node
 from ir.ops import api as _api
 from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, ...)

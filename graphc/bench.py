@@ -286,7 +286,7 @@ WORKLOADS = ("gpt-tiny-train", "gpt-small-train", "gpt-tiny-infer", "gpt-small-i
              "mlp-train")
 
 
-def _make(workload, contender, log=None):
+def _make(workload, contender):
     if contender == "torch":
         import torch
         torch.manual_seed(0)
@@ -419,7 +419,7 @@ def _serve(conn, contender):
                 return
             if command == "make":
                 runner = None  # the previous workload's memory goes first
-                runner, tokens = _make(argument, contender, log=None)
+                runner, tokens = _make(argument, contender)
                 value = dict(tokens=tokens, flops=getattr(runner, "flops", 0.0),
                              compile_seconds=getattr(runner, "compile_seconds", None),
                              background_seconds=getattr(runner, "background_seconds", None),
@@ -512,11 +512,6 @@ def shared_table(results) -> str:
         lines.append(f"{r.workload:<18} {r.contender:<9} {r.copies:>6} {r.solo_ms:>8.1f} "
                      f"{min(f):.2f}x / {float(np.median(f)):.2f}x / {max(f):.2f}x")
     return "\n".join(lines)
-
-
-def run_gpt_steps(configs=("tiny", "small"), steps=10, warmup=2,
-                  contenders=("compiled", "numpy", "O0", "eager", "torch"), log=print):
-    return run([f"gpt-{c}-train" for c in configs], steps, warmup, contenders, log)
 
 
 def plot(results, path):

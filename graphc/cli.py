@@ -119,7 +119,7 @@ def build_parser():
     t.add_argument("--fast-math", action="store_true", help="allow rewrites that assume "
                    "finite values and reassociating kernels (results may differ from numpy's)")
 
-    d = sub.add_parser("dump", help="print a graph's IR (text, JSON, dot, svg, png, pdf), "
+    d = sub.add_parser("dump", help="print a graph's IR (text, JSON, dot, svg, png, pdf, GraphML), "
                        "before/after passes, with statistics")
     d.add_argument("target", help="gpt, mlp, FILE.py:FUNCTION, MODULE:FUNCTION, or a saved "
                    ".ir/.json file")
@@ -136,7 +136,7 @@ def build_parser():
     d.add_argument("--diff", nargs=2, metavar=("A", "B"), help="unified diff of the IR "
                    "between two stages (input, a pass name, name#2, or a number)")
     d.add_argument("--format", default="text",
-                   choices=["text", "json", "dot", "svg", "png", "pdf"])
+                   choices=["text", "json", "dot", "svg", "png", "pdf", "graphml"])
     d.add_argument("-o", "--output", help="write to this file instead of stdout")
     d.add_argument("--collapse", action="store_true", help="fold each layer into one box")
     d.add_argument("--locations", action="store_true", help="annotate source lines")

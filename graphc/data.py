@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ir import settings
+
 DEFAULT_TEXT = os.path.join(os.path.dirname(__file__), "data", "tinyshakespeare.txt")
 
 
@@ -140,7 +142,7 @@ def _token_file(pieces, n: int, dtype) -> np.ndarray:
     """The concatenated pieces (n items) as a read-only array over an unlinked temporary file
     (GRAPHC_DATA_DIR, else the system's temporary directory). Its pages are the file's: clean,
     so the kernel can drop them under memory pressure, and the file goes with the process."""
-    setting = os.environ.get("GRAPHC_DATA_DIR")
+    setting = settings.DATA_DIR.get()
     directory = setting or tempfile.gettempdir()
     try:
         with tempfile.TemporaryFile(dir=directory, prefix="graphc-tokens-") as fh:

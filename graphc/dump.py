@@ -11,6 +11,7 @@ import os
 import sys
 from collections import Counter
 
+import networkx as nx
 import numpy as np
 
 from ir.errors import GraphcError
@@ -19,6 +20,7 @@ from ir.ops.registry import graph_param
 from ir.printer import format_graph
 from passes.autodiff import gradients, grad_graph
 from passes.manager import pipeline_passes, run_pipeline
+from runtime.interpreter import evaluate
 
 from .files import write_atomically
 
@@ -131,13 +133,54 @@ def plan_statistics(graph) -> tuple:
     return flops, dict(memory)
 
 
+def _longest_path(g, weight) -> list:
+    """The path of g with the largest sum of weight(node) over its nodes (networkx weighs
+    edges: each edge carries its head's weight, and a root before every node its first's)."""
+    h = nx.DiGraph()
+    h.add_edges_from((("root", n, {"w": weight(n)}) for n in g))
+    h.add_edges_from(((u, v, {"w": weight(v)}) for u, v in g.edges))
+    return nx.dag_longest_path(h, weight="w")[1:]
+
+
+def dependency_facts(graph) -> dict:
+    """What the graph's dependencies allow, from networkx over Graph.to_networkx:
+    the critical path (the chain of dependent ops with the most FLOPs: no schedule finishes
+    before it, however many cores run the rest beside it), the longest chain counted in ops,
+    and the ops no output depends on (what dead-code elimination would remove)."""
+    g = graph.to_networkx()
+    data = g.nodes
+    computes = {n for n in g if data[n]["op"] not in ("input", "constant")}
+    critical = [n for n in _longest_path(g, lambda n: data[n]["flops"]) if n in computes]
+    chain = [n for n in _longest_path(g, lambda n: int(n in computes)) if n in computes]
+    needed = set()
+    for out in graph.outputs:
+        needed |= nx.ancestors(g, out.id) | {out.id}
+    return {"total_flops": sum(data[n]["flops"] for n in g),
+            "critical_flops": sum(data[n]["flops"] for n in critical),
+            "critical_ops": [data[n]["op"] for n in critical],
+            "longest_chain": len(chain),
+            "unused": sorted(computes - needed)}
+
+
+def _ops_summary(ops) -> str:
+    if len(ops) <= 8:
+        return " -> ".join(ops)
+    return ", ".join(f"{op} x{k}" for op, k in Counter(ops).most_common())
+
+
 def stats_text(graph, result) -> str:
     flops, mem = plan_statistics(result.graph)
+    facts = dependency_facts(result.graph)
+    share = facts["critical_flops"] / facts["total_flops"] if facts["total_flops"] else 0.0
     counts = Counter(n.op for n in result.graph.nodes if n.op != "input")
     params = sum(n.size for n in result.graph.inputs if n.attrs["kind"] == "param")
     lines = [f"graph {result.graph.name}: {len(result.graph.nodes)} nodes "
              f"({len(graph.nodes)} before passes), {params:,} parameters",
              f"FLOPs per call: {flops:,.0f}",
+             f"critical path: {facts['critical_flops']:,.0f} FLOPs ({share:.1%} of all), "
+             f"{len(facts['critical_ops'])} ops: {_ops_summary(facts['critical_ops'])}",
+             f"longest dependency chain: {facts['longest_chain']} ops; ops no output "
+             f"depends on: {len(facts['unused'])}",
              f"peak intermediate memory: {mem['peak_intermediate'] / 2**20:.2f} MiB "
              f"(workspace {mem['workspace'] / 2**20:.2f}, temporaries "
              f"{mem['temporaries'] / 2**20:.2f}); inputs {mem['inputs'] / 2**20:.2f} MiB",
@@ -170,7 +213,7 @@ def _stage_index(name, names):
 
 def diff_text(graph, pipeline, a, b, locations=False) -> str:
     names = pipeline_passes(pipeline)
-    result = run_pipeline(graph, names, keep_stages=True)
+    result = run_pipeline(graph, names, keep_stages=True, evaluate=evaluate)
     stages = [("input", graph)] + result.stages
     i, j = _stage_index(a, names), _stage_index(b, names)
     before = format_graph(stages[i][1], locations).splitlines(keepends=True)
@@ -212,7 +255,8 @@ def run_dump(args) -> int:
     if args.diff:
         return _emit(diff_text(graph, pipeline, *args.diff, locations=args.locations), args)
     pipeline, after_pass, after_stage = split_lowering(pipeline, args.after)
-    result = run_pipeline(graph, pipeline, stop_after=after_pass, verify_each=True)
+    result = run_pipeline(graph, pipeline, stop_after=after_pass, verify_each=True,
+                          evaluate=evaluate)
     if args.stats:
         return _emit(stats_text(graph, result) + "\n", args)
     g = result.graph
@@ -234,6 +278,8 @@ def run_dump(args) -> int:
         return _emit(dumps(g) + "\n", args)
     if fmt == "dot":
         return _emit(to_dot(g, collapse=args.collapse), args)
+    if fmt == "graphml":
+        return _emit("\n".join(nx.generate_graphml(g.to_networkx())) + "\n", args)
     return _emit(render(g, fmt, collapse=args.collapse), args)
 
 

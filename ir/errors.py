@@ -8,11 +8,24 @@ from __future__ import annotations
 import os
 import sys
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Library frames are skipped when looking for the user's line; bundled models count as user
-# code so that a dump or a profile of the GPT points at lines of its model file.
-_INTERNAL_DIRS = tuple(os.path.join(_ROOT, d) + os.sep for d in ("ir", "passes", "runtime", "graphc"))
-_USER_DIRS = (os.path.join(_ROOT, "graphc", "models") + os.sep,)
+# Library frames are skipped when looking for the user's line. Each of graphc's packages
+# registers its own directory when it is imported (ir knows none of the packages above it);
+# bundled models count as user code, so that a dump or a profile of the GPT points at lines of
+# its model file.
+_INTERNAL_DIRS: tuple = ()
+_USER_DIRS: tuple = ()
+
+
+def register_library_package(init_file: str, user_code=()):
+    """Frames from the package whose `__init__.py` is `init_file` are the library's own, except
+    those under its subdirectories named in `user_code`."""
+    global _INTERNAL_DIRS, _USER_DIRS
+    directory = os.path.dirname(os.path.abspath(init_file))
+    _INTERNAL_DIRS += (directory + os.sep,)
+    _USER_DIRS += tuple(os.path.join(directory, d) + os.sep for d in user_code)
+
+
+register_library_package(os.path.join(os.path.dirname(os.path.abspath(__file__)), "__init__.py"))
 
 
 class GraphcError(Exception):

@@ -14,10 +14,12 @@ import numpy as np
 
 from .errors import GraphcError, user_location
 from .ops.operators import OperatorMixin
+from .ops.registry import (Interpreter, SymbolicValue, get_op, infer_type,
+                           innermost_interpreter, interpreting, lift_symbolic, like_dtype)
 from .types import TensorType
 
 
-class Node(OperatorMixin):
+class Node(SymbolicValue, OperatorMixin):
     __slots__ = ("id", "op", "inputs", "attrs", "type", "locs", "scope", "graph", "__weakref__")
     __hash__ = object.__hash__
 
@@ -83,8 +85,11 @@ class Node(OperatorMixin):
         return self.shape[0]
 
 
-class Graph:
-    """An ordered list of nodes, the graph's inputs (in signature order) and its outputs."""
+class Graph(Interpreter):
+    """An ordered list of nodes, the graph's inputs (in signature order) and its outputs.
+
+    While it is being built (`with graph.building()`), and for op calls on its nodes, it is
+    the interpreter that `ir.ops.registry.apply` hands op calls to: each adds a node."""
 
     def __init__(self, name: str = "graph"):
         self.name = name
@@ -114,6 +119,11 @@ class Graph:
         self.nodes.append(node)
         return node
 
+    def process(self, op, inputs, attrs) -> Node:
+        like = like_dtype(inputs)
+        args = [lift_symbolic(self, x, like, op.name) for x in inputs]
+        return self.add_node(op.name, args, attrs, infer_type(op, [a.type for a in args], attrs))
+
     def input(self, name: str, shape, dtype="float32", kind: str = "input") -> Node:
         if any(n.attrs["name"] == name for n in self.inputs):
             raise GraphcError(f"graph {self.name!r} already has an input named {name!r}")
@@ -137,13 +147,9 @@ class Graph:
         self._next_salt += 1
         return self._next_salt
 
-    @contextlib.contextmanager
     def building(self):
-        _STACK.graphs.append(self)
-        try:
-            yield self
-        finally:
-            _STACK.graphs.pop()
+        """Op calls inside add nodes to this graph."""
+        return interpreting(self)
 
     @contextlib.contextmanager
     def locations(self, locs, scope=None):
@@ -172,9 +178,19 @@ class Graph:
         raise GraphcError(f"graph {self.name!r} has no input named {name!r}")
 
     def to_networkx(self) -> nx.DiGraph:
-        g = nx.DiGraph()
+        """The graph for networkx's algorithms (dumps and statistics, not hot paths): a node
+        per value, keyed by its id, with its op, type, FLOPs, input name, layer scope and
+        first source line, and whether it is an output (strings, numbers and booleans only,
+        so GraphML can hold them); an edge per operand, from producer to user."""
+        g = nx.DiGraph(name=self.name)
+        outputs = set(self.outputs)
         for n in self.nodes:
-            g.add_node(n.id, op=n.op, type=str(n.type))
+            op = get_op(n.op)
+            flops = op.flops([i.type for i in n.inputs], n.type, **n.attrs) if op.flops else 0
+            where = f"{n.locs[0][0]}:{n.locs[0][1]}" if n.locs else ""
+            g.add_node(n.id, op=n.op, type=str(n.type), flops=float(flops),
+                       name=n.name if isinstance(n.name, str) else "", scope=n.scope,
+                       source=where, output=n in outputs)
             for i in n.inputs:
                 g.add_edge(i.id, n.id)
         return g
@@ -188,9 +204,8 @@ class Graph:
                f"{len(self.outputs)} outputs>"
 
 
-class _Stack(threading.local):
+class _Scopes(threading.local):
     def __init__(self):
-        self.graphs = []
         self.scopes = []
 
 
@@ -204,8 +219,10 @@ def scope(name: str):
         _STACK.scopes.pop()
 
 
-_STACK = _Stack()
+_STACK = _Scopes()
 
 
 def current_graph():
-    return _STACK.graphs[-1] if _STACK.graphs else None
+    """The graph being built innermost (Graph.building), or None."""
+    interpreter = innermost_interpreter()
+    return interpreter if isinstance(interpreter, Graph) else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
 from ir.ops import api as F
-from ir.ops.registry import VJPContext, get_op
+from ir.ops.registry import DerivedVJP, VJPContext, get_op
 from ir.rewrite import clone
 from ir.types import is_float
 
@@ -40,8 +40,8 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
 
     By default these are total derivatives: where one x is computed from another, the path
     through it counts. With partial=True every x is an independent variable and gradients stop
-    at the xs (partial derivatives): a composite gradient rule (ir.ops.fused.composite_vjp)
-    needs that, since the autodiff running it follows the paths between its operands itself."""
+    at the xs (partial derivatives): a derived gradient rule (`_derived_vjp`) needs that,
+    since the autodiff running it follows the paths between its operands itself."""
     ys, xs = list(ys), list(xs)
     for v in ys + xs:
         if not isinstance(v, Node):
@@ -81,12 +81,24 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
                     continue
                 raise GraphcError(f"op {node.op!r} has no gradient rule", node.locs)
             needs = tuple(i in relevant and is_float(i.dtype) for i in node.inputs)
+            ctx = VJPContext(node.inputs, node, node.attrs, needs)
             with graph.locations(node.locs, node.scope):
-                results = op.vjp(VJPContext(node.inputs, node, node.attrs, needs), g)
+                results = _derived_vjp(op.vjp.reference, ctx, g) \
+                    if isinstance(op.vjp, DerivedVJP) else op.vjp(ctx, g)
             for inp, need, r in zip(node.inputs, needs, results):
                 if need and r is not None:
                     _accumulate(grads, inp, r)
         return [grads[x] if x in grads else F.zeros_like(x) for x in xs]
+
+
+def _derived_vjp(reference, ctx, g):
+    """A composite primitive's gradient (ir.ops.registry.DerivedVJP): its reference definition,
+    built from simpler primitives on the operands, differentiated with respect to each operand
+    as an independent variable."""
+    out = reference(*ctx.inputs, **ctx.attrs)
+    wrt = [x for x, need in zip(ctx.inputs, ctx.needs) if need]
+    grads = iter(gradients([out], wrt, [g], partial=True) if wrt else [])
+    return [next(grads) if need else None for need in ctx.needs]
 
 
 def _accumulate(grads, node, g):

@@ -5,16 +5,18 @@
 
 Bisection (option `bisect=True` or the environment variable GRAPHC_BISECT=1) evaluates the
 graph before and after every pass on the same seeded float inputs and stops at the first pass
-that changes a result, naming the pass and the output node (with its source lines).
+that changes a result, naming the pass and the output node (with its source lines). Evaluating
+a graph is the runtime's job, a layer above: the caller passes the evaluator
+(`evaluate=runtime.interpreter.evaluate`, as graphc does).
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ir import settings
 from ir.errors import GraphcError
 from ir.verify import verify
 
@@ -71,18 +73,22 @@ def pipeline_passes(pipeline) -> list:
 
 
 def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_after=None,
-                 keep_stages=False, fast_math=False) -> PipelineResult:
-    """fast_math=True lets simplify use its rules that assume finite values (passes.simplify)."""
+                 keep_stages=False, fast_math=False, evaluate=None) -> PipelineResult:
+    """fast_math=True lets simplify use its rules that assume finite values (passes.simplify).
+    evaluate(graph, inputs) -> output arrays is what bisection compares passes with."""
     if verify_each is None:
-        verify_each = os.environ.get("GRAPHC_VERIFY", "") not in ("", "0")
+        verify_each = settings.VERIFY.get()
     if bisect is None:
-        bisect = os.environ.get("GRAPHC_BISECT", "") not in ("", "0")
+        bisect = settings.BISECT.get()
     names = pipeline_passes(pipeline)
+    if bisect and evaluate is None:
+        raise GraphcError("bisection (GRAPHC_BISECT or bisect=True) needs an evaluator: call "
+                          "run_pipeline(..., evaluate=runtime.interpreter.evaluate)")
     if stop_after is not None and stop_after not in names:
         raise GraphcError(f"pass {stop_after!r} is not in the pipeline ({', '.join(names)})")
     result = PipelineResult(graph)
     probe = _probe_inputs(graph) if bisect else None
-    reference = _evaluate(graph, probe) if bisect else None
+    reference = _evaluate(evaluate, graph, probe) if bisect else None
     if verify_each:
         verify(graph)
     for name in names:
@@ -98,7 +104,7 @@ def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_
             except GraphcError as exc:
                 raise GraphcError(f"after pass {name!r}: {exc.message}", exc.locs) from None
         if bisect:
-            _compare(name, graph, reference, _evaluate(graph, probe))
+            _compare(name, graph, reference, _evaluate(evaluate, graph, probe))
         if keep_stages:
             result.stages.append((name, graph))
         if name == stop_after:
@@ -107,8 +113,8 @@ def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_
     return result
 
 
-def optimize(graph, pipeline="default", fast_math=False):
-    return run_pipeline(graph, pipeline, fast_math=fast_math).graph
+def optimize(graph, pipeline="default", fast_math=False, evaluate=None):
+    return run_pipeline(graph, pipeline, fast_math=fast_math, evaluate=evaluate).graph
 
 
 def _probe_inputs(graph, seed=0):
@@ -124,8 +130,7 @@ def _probe_inputs(graph, seed=0):
     return values
 
 
-def _evaluate(graph, inputs):
-    from runtime.interpreter import evaluate
+def _evaluate(evaluate, graph, inputs):
     with np.errstate(all="ignore"):
         return evaluate(graph, inputs)
 

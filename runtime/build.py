@@ -12,6 +12,7 @@ from __future__ import annotations
 from passes.manager import optimize
 
 from .codegen import Plan, compile_graph
+from .interpreter import evaluate
 
 
 def build_plan(graph, pipeline="default", *, fast_math: bool = False, name: str | None = None,
@@ -20,7 +21,8 @@ def build_plan(graph, pipeline="default", *, fast_math: bool = False, name: str 
     """Optimise `graph` with `pipeline` (a pipeline name or pass names, as
     passes.manager.optimize takes) and compile it. `fast_math` applies to both: the rewrites
     that assume finite values and the generated kernels' LLVM flags."""
-    optimised = optimize(graph, pipeline, fast_math=fast_math)
+    # the interpreter is the evaluator GRAPHC_BISECT=1 compares each pass's graph with
+    optimised = optimize(graph, pipeline, fast_math=fast_math, evaluate=evaluate)
     return compile_graph(optimised, name=name, donate=donate, check_finite=check_finite,
                          parallel=parallel, jit=jit, background_compile=background_compile,
                          fast_math=fast_math)

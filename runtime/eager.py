@@ -13,8 +13,10 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops.operators import OperatorMixin
-from ir.ops.registry import VJPContext, _is_scalar
-from ir.types import SHORT_NAMES, as_dtype, is_float
+from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, graph_param, infer_type,
+                             is_weak_scalar, like_dtype, register_base_interpreter,
+                             scalar_dtype)
+from ir.types import SHORT_NAMES, TensorType, as_dtype, is_float
 
 
 class _GradMode(threading.local):
@@ -93,6 +95,10 @@ class Tensor(OperatorMixin):
     def backward(self, grad=None):
         backward(self, grad)
 
+    def graph_operand(self, graph):
+        """Used inside a graph being built, a tensor is a constant of it."""
+        return graph.constant(self.data)
+
 
 class Parameter(Tensor):
     """A trainable array held by a layer: an eager leaf, and a `param` input when traced."""
@@ -102,15 +108,20 @@ class Parameter(Tensor):
     def __init__(self, data, name=None):
         super().__init__(np.array(data), requires_grad=True, name=name)
 
+    def graph_operand(self, graph):
+        """Used inside a graph being built, a parameter is a `param` input of it."""
+        return graph_param(graph, self)
 
-def lift(x, scalar_dtype, opname) -> Tensor:
+
+def lift(x, weak_dtype, opname) -> Tensor:
+    """Operand `x` as a tensor; a weak scalar takes `weak_dtype` (scalar_dtype's choice)."""
     if isinstance(x, Tensor):
         return x
-    if _is_scalar(x):
-        if scalar_dtype is None:
+    if is_weak_scalar(x):
+        if weak_dtype is None:
             raise GraphcError(f"{opname}: float scalar {x!r} meets an integer tensor; cast one "
                               "of them first", (user_location(),))
-        return Tensor(np.asarray(x, dtype=scalar_dtype))
+        return Tensor(np.asarray(x, dtype=weak_dtype))
     if isinstance(x, np.ndarray):
         return Tensor(x)
     raise GraphcError(f"{opname}: cannot use a {type(x).__name__} as a tensor operand",
@@ -138,6 +149,20 @@ def run_op(op, args, attrs, out_type) -> Tensor:
                 result._ctx = (op, args, attrs)
                 break
     return result
+
+
+class EagerInterpreter(Interpreter):
+    """The base interpreter: an op call on concrete operands computes at once."""
+
+    def process(self, op, inputs, attrs) -> Tensor:
+        like = like_dtype(inputs)
+        args = [lift(x, scalar_dtype(x, like, op.name) if is_weak_scalar(x) else None, op.name)
+                for x in inputs]
+        out_type = infer_type(op, [TensorType(a.data.shape, a.data.dtype) for a in args], attrs)
+        return run_op(op, args, attrs, out_type)
+
+
+register_base_interpreter(EagerInterpreter())
 
 
 def _topological(root):
@@ -181,12 +206,25 @@ def backward(root: Tensor, grad=None):
                 continue
             op, args, attrs = t._ctx
             needs = tuple(a.requires_grad for a in args)
-            results = op.vjp(VJPContext(args, t, attrs, needs), g)
+            ctx = VJPContext(args, t, attrs, needs)
+            results = _derived_vjp(op.vjp.reference, ctx, g) if isinstance(op.vjp, DerivedVJP) \
+                else op.vjp(ctx, g)
             for a, r in zip(args, results):
                 if r is None or not a.requires_grad:
                     continue
                 prev = grads.get(id(a))
                 grads[id(a)] = r if prev is None else Tensor(prev.data + r.data)
+
+
+def _derived_vjp(reference, ctx, g):
+    """A composite primitive's gradient (ir.ops.registry.DerivedVJP): run its reference definition
+    on fresh leaves with the tape on, then backward."""
+    leaves = [Tensor(x.data, requires_grad=need) for x, need in zip(ctx.inputs, ctx.needs)]
+    with enable_grad():
+        out = reference(*leaves, **ctx.attrs)
+    backward(out, g.data)
+    return [Tensor(leaf.grad if leaf.grad is not None else np.zeros_like(leaf.data))
+            if need else None for leaf, need in zip(leaves, ctx.needs)]
 
 
 def tensor(data, requires_grad=False, dtype=None) -> Tensor:

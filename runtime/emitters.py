@@ -13,6 +13,8 @@ import functools
 
 import numpy as np
 
+from ir.ops.elementwise import GELU_TANH_3CK, GELU_TANH_C, GELU_TANH_CK
+
 @functools.lru_cache(maxsize=None)
 def ones(n: int, dtype) -> np.ndarray:
     """A read-only vector of ones: sums over a contiguous last (or first) axis run as one
@@ -42,9 +44,10 @@ UFUNCS = {  # op -> the numpy ufunc its emitter calls
     "eq": "np.equal", "ne": "np.not_equal", "logical_and": "np.logical_and",
     "logical_or": "np.logical_or", "logical_not": "np.logical_not", "erf": "special.erf",
 }
-GELU_C = "0.7978845608028654"  # c = sqrt(2/pi); GELU's tanh form uses k = 0.044715
-_CK = "0.035677408136300125"  # c*k
-_KC3 = "0.10703222440890038"  # 3*k*c
+# GELU's tanh-form constants as source literals (their one home is ir/ops/elementwise.py)
+GELU_C = repr(GELU_TANH_C)  # c = sqrt(2/pi)
+_CK = repr(GELU_TANH_CK)  # c*k
+_KC3 = repr(GELU_TANH_3CK)  # 3*c*k
 
 
 def ufunc(name):

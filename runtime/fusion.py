@@ -13,7 +13,7 @@ repeated over the leading axes (an attention mask) or a single value; anything e
 numpy kernel. A softmax over the last axis may be a cluster's root: its kernel computes the
 producers row by row, then normalises the row (attention's scale, mask and softmax).
 
-`fuse(graph)` replaces each cluster by one node of op `fused` (ir/ops/fused.py) whose
+`fuse(graph)` replaces each cluster by one node of op `fused` (ir/ops/cluster.py) whose
 `program` attribute lists the member ops as text, with the attributes their lowering records
 name (runtime/op_lowering.py); its numpy evaluation runs the members' own definitions, so the
 interpreter checks the fused graph too.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ir.graph import Graph
-from ir.ops.fused import format_program, operand_kind, parse_program
+from ir.ops.cluster import format_program, operand_kind, parse_program
 from ir.rewrite import merge_locs, rebuild
 
 from .op_lowering import has_fused_expression, lowering_of
@@ -41,7 +41,7 @@ FUSE_MIN_ELEMENTS = 64
 FUSE_ALONE_MIN_ELEMENTS = 1 << 16
 
 
-_kind = operand_kind  # ir/ops/fused.py: the reading rule its type check also applies
+_kind = operand_kind  # ir/ops/cluster.py: the reading rule its type check also applies
 
 
 def fusible(node) -> bool:

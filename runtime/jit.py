@@ -42,6 +42,9 @@ try:
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps numpy-only use
     numba = None
 
+from ir import settings
+from ir.ops.elementwise import GELU_TANH_3CK, GELU_TANH_C, GELU_TANH_CK
+
 from .threads import quiet_blas_spinning
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # only under fast_math=True
@@ -62,7 +65,7 @@ _POLY_FLAGS = {"contract"}
 
 
 def enabled() -> bool:
-    return numba is not None and os.environ.get("GRAPHC_JIT", "1") != "0"
+    return numba is not None and settings.JIT.get()
 
 
 if numba is not None:
@@ -170,7 +173,7 @@ if numba is not None:
             return a
         return b
 
-    _C, _CK, _KC3 = 0.7978845608028654, 0.035677408136300125, 0.10703222440890038
+    _C, _CK, _KC3 = GELU_TANH_C, GELU_TANH_CK, GELU_TANH_3CK  # ir/ops/elementwise.py
 
     def gelu_tanh(v):  # pragma: no cover - replaced by the overload inside kernels
         """GELU, tanh form, of one value (also called by fused kernels)."""
@@ -215,7 +218,7 @@ if numba is not None:
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _row_moments(row, eps):
-        # in the row's own dtype and in the order of the numpy definition (ir/ops/fused.py
+        # in the row's own dtype and in the order of the numpy definition (ir/ops/composite.py
         # _moments: sum * (1/n), then sum of squares * (1/n) + eps): a float32 row whose
         # squares overflow gives numpy's result, not a float64 one
         n = row.shape[0]
@@ -401,7 +404,7 @@ def untrusted(path: str) -> str | None:
 
 
 def _configured_dir() -> str:
-    return os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(
+    return settings.CACHE_DIR.get() or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
         "graphc", "kernels")
 

@@ -6,7 +6,7 @@ version so that a change to the helpers they inline gives them new names.
 """
 from __future__ import annotations
 
-from ir.ops.fused import parse_program
+from ir.ops.cluster import parse_program
 from ir.ops.registry import get_op
 
 from .op_lowering import lowering_of

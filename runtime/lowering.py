@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ir import settings
+
 from .op_lowering import is_constant, is_view, jit_emitter, lowering_of
 
 # A fused kernel runs on both cores from this size. Measured in whole training steps (same-
@@ -113,7 +115,7 @@ def parallel_default() -> bool:
     it (tiny 28.0 -> 30.4 ms, small 129.7 -> 134.0): OpenBLAS's own threads keep spinning
     after each GEMM and compete with the second worker, although the same split kernel alone
     runs twice as fast (GELU's gradient over 1M floats: 1.9 -> 0.94 ms)."""
-    return os.environ.get("GRAPHC_THREADS", "") == "2" and (os.cpu_count() or 1) >= 2
+    return settings.THREADS.get() == 2 and (os.cpu_count() or 1) >= 2
 
 
 def splittable(n) -> bool:

@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from ir.ops.elementwise import is_tanh_approximation
+
 from . import emitters as E
 
 FORMS = ("kernel", "view", "constant", "input", "cluster")
@@ -57,7 +59,7 @@ class Lowering:
 
 
 def _tanh_form(node) -> bool:
-    return node.attrs["approximate"] == "tanh"
+    return is_tanh_approximation(node.attrs["approximate"])
 
 
 def _not_scalar(node) -> bool:

@@ -23,11 +23,13 @@ import os
 import time
 from contextlib import contextmanager
 
+from ir import settings
+
 _DONE = []
 
 
 def quiet_blas_spinning() -> None:
-    if _DONE or os.environ.get("GRAPHC_BLAS_TUNE", "1") == "0":
+    if _DONE or not settings.BLAS_TUNE.get():
         return
     _DONE.append(True)
     if "OMP_WAIT_POLICY" not in os.environ:
@@ -81,13 +83,8 @@ def available_cpus() -> int:
 
 def pinned_threads():
     """GRAPHC_THREADS=N fixes the plan's thread count; None when unset."""
-    value = os.environ.get("GRAPHC_THREADS", "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        from ir.errors import GraphcError
-        raise GraphcError(f"GRAPHC_THREADS={value!r}: expected a positive whole number of threads")
-    return min(int(value), available_cpus())
+    value = settings.THREADS.get()
+    return None if value is None else min(value, available_cpus())
 
 
 def _busy_seconds(cpus) -> float | None:

@@ -33,6 +33,7 @@ import warnings
 
 import numpy as np
 
+from ir import settings
 from ir.ops.registry import get_op
 
 _COMPILER = {}  # the running background compiler: "process", "jobs", "log"
@@ -45,12 +46,12 @@ GRACE_SECONDS = 3.0
 
 
 def enabled() -> bool:
-    return os.environ.get("GRAPHC_BACKGROUND_COMPILE", "1") != "0"
+    return settings.BACKGROUND_COMPILE.get()
 
 
 def _timeout() -> float:
     """Seconds that wait() allows the compiler without one more kernel finished."""
-    return float(os.environ.get("GRAPHC_COMPILE_TIMEOUT", "300"))
+    return settings.COMPILE_TIMEOUT.get()
 
 
 def _marker(directory: str, source: str, spec) -> str:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from ir import settings
 from runtime import jit
 from runtime.codegen import compile_graph
 from runtime.interpreter import run
@@ -114,7 +115,7 @@ def test_jit_plans_need_no_workspace():
 
 def test_building_a_jit_plan_quiets_idle_blas_threads():
     compile_graph(gc.trace(gc.gelu, gc.spec((4,))), jit=True)
-    if os.environ.get("GRAPHC_BLAS_TUNE", "1") != "0":
+    if settings.BLAS_TUNE.get():
         assert os.environ["OPENBLAS_THREAD_TIMEOUT"]
         assert os.environ.get("OMP_WAIT_POLICY") or os.environ["GOMP_SPINCOUNT"]
 

@@ -1,7 +1,7 @@
 """Every op in the registry has a lowering record (runtime/op_lowering.py), and the records
 agree with what the rest of the project says about the same ops."""
 import graphc  # noqa: F401  (registers every op)
-from ir.ops.fused import PROGRAM_OPS
+from ir.ops.cluster import PROGRAM_OPS
 from ir.ops.registry import REGISTRY, OpDef
 from passes.fold import computes_constant
 from runtime import jit
@@ -42,7 +42,7 @@ def test_constant_ops_are_the_ones_fold_knows_from_the_op_definitions():
 
 
 def test_fused_expressions_cover_what_a_fused_program_may_hold():
-    """ir/ops/fused.py accepts a program only with ops every backend computes alike; each of
+    """ir/ops/cluster.py accepts a program only with ops every backend computes alike; each of
     them (but the softmax that may end a cluster) needs its scalar expression here."""
     with_expression = {op for op, r in LOWERINGS.items() if r.scalar_expr is not None}
     assert with_expression == set(PROGRAM_OPS) - {"softmax"}

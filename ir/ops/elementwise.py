@@ -107,21 +107,21 @@ def _vjp_minimum(ctx, g):
             F.unbroadcast(F.where(a_wins, 0.0, g), b.shape) if ctx.needs[1] else None]
 
 
-defop("add", arith, vjp=_vjp_add, elementwise=True, arity=2, flops=_flops_per_elem(1))(np.add)
-defop("sub", arith, vjp=_vjp_sub, elementwise=True, arity=2, flops=_flops_per_elem(1))(np.subtract)
-defop("mul", arith, vjp=_vjp_mul, elementwise=True, arity=2, flops=_flops_per_elem(1))(np.multiply)
-defop("div", float_arith, vjp=_vjp_div, elementwise=True, arity=2,
+defop("add", arith, vjp=_vjp_add, arity=2, flops=_flops_per_elem(1))(np.add)
+defop("sub", arith, vjp=_vjp_sub, arity=2, flops=_flops_per_elem(1))(np.subtract)
+defop("mul", arith, vjp=_vjp_mul, arity=2, flops=_flops_per_elem(1))(np.multiply)
+defop("div", float_arith, vjp=_vjp_div, arity=2,
       flops=_flops_per_elem(1))(np.divide)
-defop("pow", float_arith, vjp=_vjp_pow, elementwise=True, arity=2,
+defop("pow", float_arith, vjp=_vjp_pow, arity=2,
       flops=_flops_per_elem(10))(np.power)
-defop("maximum", arith, vjp=_vjp_maximum, elementwise=True, arity=2,
+defop("maximum", arith, vjp=_vjp_maximum, arity=2,
       flops=_flops_per_elem(1))(np.maximum)
-defop("minimum", arith, vjp=_vjp_minimum, elementwise=True, arity=2,
+defop("minimum", arith, vjp=_vjp_minimum, arity=2,
       flops=_flops_per_elem(1))(np.minimum)
 
 for _name, _fn in [("lt", np.less), ("le", np.less_equal), ("gt", np.greater),
                    ("ge", np.greater_equal), ("eq", np.equal), ("ne", np.not_equal)]:
-    defop(_name, compare, elementwise=True, arity=2)(_fn)
+    defop(_name, compare, arity=2)(_fn)
 
 
 def _logical(types):
@@ -130,18 +130,18 @@ def _logical(types):
     return TensorType(shape, dtype)
 
 
-defop("logical_and", _logical, elementwise=True, arity=2)(np.logical_and)
-defop("logical_or", _logical, elementwise=True, arity=2)(np.logical_or)
+defop("logical_and", _logical, arity=2)(np.logical_and)
+defop("logical_or", _logical, arity=2)(np.logical_or)
 
 
-@defop("logical_not", lambda types: _logical(types), elementwise=True, arity=1)
+@defop("logical_not", lambda types: _logical(types), arity=1)
 def _logical_not(x):
     return np.logical_not(x)
 
 
 # ---- unary ----------------------------------------------------------------------------------
 def _unary(name, infer, impl, vjp, flops=1):
-    defop(name, infer, vjp=vjp, elementwise=True, arity=1, flops=_flops_per_elem(flops))(impl)
+    defop(name, infer, vjp=vjp, arity=1, flops=_flops_per_elem(flops))(impl)
 
 
 def _rsqrt(x):
@@ -172,11 +172,24 @@ _unary("sign", unary_number, np.sign, lambda ctx, g: [F.zeros_like(g)])
 _unary("erf", unary_float, lambda x: special.erf(x).astype(x.dtype, copy=False),
        lambda ctx, g: [g * (2.0 / math.sqrt(math.pi)) * F.exp(-ctx.inputs[0] * ctx.inputs[0])], 10)
 
-_GELU_C = math.sqrt(2.0 / math.pi)
+# GELU's forms, named by its `approximate` attribute as in PyTorch: "tanh" (GPT-2's)
+# 0.5 x (1 + tanh(C (x + K x^3))), or "none", the exact 0.5 x (1 + erf(x / sqrt 2)).
+GELU_TANH = "tanh"
+GELU_APPROXIMATIONS = (GELU_TANH, "none")
+GELU_TANH_C = math.sqrt(2.0 / math.pi)
+GELU_TANH_K = 0.044715
+# products the kernels use, rounded once here (c*k and 3*c*k, in that order)
+GELU_TANH_CK = GELU_TANH_C * GELU_TANH_K
+GELU_TANH_3CK = 3 * GELU_TANH_C * GELU_TANH_K
+
+
+def is_tanh_approximation(approximate: str) -> bool:
+    """Whether a gelu/gelu_grad `approximate` attribute selects the tanh form."""
+    return approximate == GELU_TANH
 
 
 def _gelu_infer(types, approximate):
-    if approximate not in ("tanh", "none"):
+    if approximate not in GELU_APPROXIMATIONS:
         from .registry import TypeRuleError
         raise TypeRuleError(f"approximate must be 'tanh' or 'none', got {approximate!r}")
     return unary_float(types)
@@ -186,16 +199,17 @@ def _vjp_gelu(ctx, g):
     return [F.gelu_grad(ctx.inputs[0], g, ctx.attrs["approximate"])]
 
 
-@defop("gelu", _gelu_infer, vjp=_vjp_gelu, elementwise=True, arity=1,
+@defop("gelu", _gelu_infer, vjp=_vjp_gelu, arity=1,
        flops=_flops_per_elem(14))
 def _gelu(x, approximate):
-    if approximate == "tanh" and np.ndim(x) == 0:
-        return np.asarray(0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x * x * x))))
-    if approximate == "tanh":
+    tanh_form = is_tanh_approximation(approximate)
+    if tanh_form and np.ndim(x) == 0:
+        return np.asarray(0.5 * x * (1.0 + np.tanh(GELU_TANH_C * (x + GELU_TANH_K * x * x * x))))
+    if tanh_form:
         inner = x * x
-        inner *= 0.044715 * x
+        inner *= GELU_TANH_K * x
         inner += x
-        inner *= _GELU_C
+        inner *= GELU_TANH_C
         np.tanh(inner, out=inner)
         inner += 1.0
         inner *= 0.5  # before x: (1 + t) * x overflows for |x| above max / 2
@@ -220,7 +234,7 @@ def _vjp_where(ctx, g):
             F.unbroadcast(F.where(cond, 0.0, g), b.shape) if ctx.needs[2] else None]
 
 
-defop("where", _where_infer, vjp=_vjp_where, elementwise=True, arity=3)(np.where)
+defop("where", _where_infer, vjp=_vjp_where, arity=3)(np.where)
 
 
 def _cast_infer(types, dtype):
@@ -232,7 +246,7 @@ def _vjp_cast(ctx, g):
     return [F.cast(g, x.dtype) if is_float(x.dtype) else None]
 
 
-@defop("cast", _cast_infer, vjp=_vjp_cast, elementwise=True, arity=1)
+@defop("cast", _cast_infer, vjp=_vjp_cast, arity=1)
 def _cast(x, dtype):
     return x.astype(dtype)
 
@@ -241,4 +255,4 @@ def _stop_gradient(x):
     return x
 
 
-defop("stop_gradient", lambda types: types[0], elementwise=True, arity=1)(_stop_gradient)
+defop("stop_gradient", lambda types: types[0], arity=1)(_stop_gradient)

@@ -1,58 +1,56 @@
 """Python operator overloading shared by symbolic nodes and eager tensors."""
 from __future__ import annotations
 
+from . import api
+
 
 class OperatorMixin:
     __slots__ = ()
     # numpy must hand `ndarray + value` to our reflected operators instead of looping over it
     __array_ufunc__ = None
 
-    def __add__(self, o): return _api().add(self, o)
-    def __radd__(self, o): return _api().add(o, self)
-    def __sub__(self, o): return _api().sub(self, o)
-    def __rsub__(self, o): return _api().sub(o, self)
-    def __mul__(self, o): return _api().mul(self, o)
-    def __rmul__(self, o): return _api().mul(o, self)
-    def __truediv__(self, o): return _api().div(self, o)
-    def __rtruediv__(self, o): return _api().div(o, self)
-    def __pow__(self, o): return _api().pow(self, o)
-    def __rpow__(self, o): return _api().pow(o, self)
-    def __matmul__(self, o): return _api().matmul(self, o)
-    def __rmatmul__(self, o): return _api().matmul(o, self)
-    def __neg__(self): return _api().neg(self)
+    def __add__(self, o): return api.add(self, o)
+    def __radd__(self, o): return api.add(o, self)
+    def __sub__(self, o): return api.sub(self, o)
+    def __rsub__(self, o): return api.sub(o, self)
+    def __mul__(self, o): return api.mul(self, o)
+    def __rmul__(self, o): return api.mul(o, self)
+    def __truediv__(self, o): return api.div(self, o)
+    def __rtruediv__(self, o): return api.div(o, self)
+    def __pow__(self, o): return api.pow(self, o)
+    def __rpow__(self, o): return api.pow(o, self)
+    def __matmul__(self, o): return api.matmul(self, o)
+    def __rmatmul__(self, o): return api.matmul(o, self)
+    def __neg__(self): return api.neg(self)
     def __pos__(self): return self
-    def __abs__(self): return _api().abs(self)
-    def __lt__(self, o): return _api().less(self, o)
-    def __le__(self, o): return _api().less_equal(self, o)
-    def __gt__(self, o): return _api().greater(self, o)
-    def __ge__(self, o): return _api().greater_equal(self, o)
-    def __eq__(self, o): return _api().equal(self, o)
-    def __ne__(self, o): return _api().not_equal(self, o)
-    def __and__(self, o): return _api().logical_and(self, o)
-    def __or__(self, o): return _api().logical_or(self, o)
-    def __rand__(self, o): return _api().logical_and(o, self)
-    def __ror__(self, o): return _api().logical_or(o, self)
-    def __invert__(self): return _api().logical_not(self)
-    def __getitem__(self, key): return _api().getitem(self, key)
+    def __abs__(self): return api.abs(self)
+    def __lt__(self, o): return api.less(self, o)
+    def __le__(self, o): return api.less_equal(self, o)
+    def __gt__(self, o): return api.greater(self, o)
+    def __ge__(self, o): return api.greater_equal(self, o)
+    def __eq__(self, o): return api.equal(self, o)
+    def __ne__(self, o): return api.not_equal(self, o)
+    def __and__(self, o): return api.logical_and(self, o)
+    def __or__(self, o): return api.logical_or(self, o)
+    def __rand__(self, o): return api.logical_and(o, self)
+    def __ror__(self, o): return api.logical_or(o, self)
+    def __invert__(self): return api.logical_not(self)
+    def __getitem__(self, key): return api.getitem(self, key)
 
     @property
-    def T(self): return _api().transpose(self)
+    def T(self): return api.transpose(self)
 
-    def reshape(self, *shape): return _api().reshape(self, *shape)
-    def transpose(self, *perm): return _api().transpose(self, perm[0] if len(perm) == 1 and isinstance(perm[0], (tuple, list)) else (perm or None))
-    def sum(self, axis=None, keepdims=False): return _api().sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return _api().mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return _api().max(self, axis, keepdims)
-    def min(self, axis=None, keepdims=False): return _api().min(self, axis, keepdims)
-    def var(self, axis=None, keepdims=False): return _api().var(self, axis, keepdims)
-    def astype(self, dtype): return _api().cast(self, dtype)
-    def exp(self): return _api().exp(self)
-    def log(self): return _api().log(self)
-    def sqrt(self): return _api().sqrt(self)
-    def tanh(self): return _api().tanh(self)
-    def softmax(self, axis=-1): return _api().softmax(self, axis)
+    def reshape(self, *shape): return api.reshape(self, *shape)
+    def transpose(self, *perm): return api.transpose(self, perm[0] if len(perm) == 1 and isinstance(perm[0], (tuple, list)) else (perm or None))
+    def sum(self, axis=None, keepdims=False): return api.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return api.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return api.max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return api.min(self, axis, keepdims)
+    def var(self, axis=None, keepdims=False): return api.var(self, axis, keepdims)
+    def astype(self, dtype): return api.cast(self, dtype)
+    def exp(self): return api.exp(self)
+    def log(self): return api.log(self)
+    def sqrt(self): return api.sqrt(self)
+    def tanh(self): return api.tanh(self)
+    def softmax(self, axis=-1): return api.softmax(self, axis)
 
-
-def _api():
-    from . import api
-    return api

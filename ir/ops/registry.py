@@ -1,11 +1,14 @@
 """The op registry and the single dispatch point that every op call goes through.
 
 An op is defined once (`defop`) with its type rule, its numpy evaluation and its gradient rule.
-`apply` decides whether a call builds a graph node (some input is symbolic, or a graph is being
-traced) or runs eagerly on concrete arrays; both paths use the same definition.
+`apply` hands each call to an interpreter: the graph being built (some input is symbolic, or a
+graph is being traced) adds a node; eager mode, registered from runtime.eager, computes at once
+on concrete arrays; both use the same definition.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -24,11 +27,20 @@ class OpDef:
     name: str
     infer: Callable  # (input types, **attrs) -> TensorType
     impl: Callable  # (*arrays, **attrs) -> ndarray
-    vjp: Callable | None = None  # (ctx: VJPContext, g) -> list of gradients (None: no gradient)
-    elementwise: bool = False
+    # (ctx: VJPContext, g) -> list of gradients; a DerivedVJP; None: no gradient
+    vjp: Callable | DerivedVJP | None = None
     arity: int | None = None  # None: variadic
     flops: Callable | None = None  # (input types, out type, **attrs) -> float
     stochastic: bool = False
+
+
+@dataclass(frozen=True)
+class DerivedVJP:
+    """The gradient rule of a composite primitive (ir/ops/composite.py): the gradient of its
+    `reference` definition, built from simpler primitives, so second derivatives stay exact
+    without a hand-written rule. Differentiation lives above ir, and runs such a rule itself:
+    passes.autodiff on graphs (partial derivatives of the reference), runtime.eager on a tape."""
+    reference: Callable
 
 
 class VJPContext(NamedTuple):
@@ -40,11 +52,11 @@ class VJPContext(NamedTuple):
 REGISTRY: dict[str, OpDef] = {}
 
 
-def defop(name, infer, *, vjp=None, elementwise=False, arity=None, flops=None, stochastic=False):
+def defop(name, infer, *, vjp=None, arity=None, flops=None, stochastic=False):
     def register(impl):
         if name in REGISTRY:
             raise ValueError(f"op {name!r} defined twice")
-        REGISTRY[name] = OpDef(name, infer, impl, vjp, elementwise, arity, flops, stochastic)
+        REGISTRY[name] = OpDef(name, infer, impl, vjp, arity, flops, stochastic)
         return impl
     return register
 
@@ -57,13 +69,13 @@ def get_op(name: str) -> OpDef:
 
 
 # ---- dispatch -------------------------------------------------------------------------------
-def _is_scalar(x):
+def is_weak_scalar(x):
     """Weakly typed operands: Python (and numpy) scalars. A 0-d array is a tensor with its own
     dtype, as in numpy 2, JAX and PyTorch."""
     return isinstance(x, (bool, int, float, np.number, np.bool_))
 
 
-def _scalar_dtype(x, like, opname):
+def scalar_dtype(x, like, opname):
     """The dtype a weak scalar takes (None: a float meeting integers), checked to hold it:
     `int32_tensor + 2**40` is an error naming the line, not numpy's OverflowError."""
     dtype = _weak_dtype(x, like)
@@ -92,12 +104,12 @@ def _weak_dtype(value, like):
     return np.dtype("float32")
 
 
-def _like_dtype(inputs):
+def like_dtype(inputs):
     """The dtype a weak scalar operand adopts: the first tensor's, preferring non-bool ones
     (so that `where(mask, g, 0.0)` gives 0.0 the dtype of g)."""
     found = None
     for x in inputs:
-        if not _is_scalar(x) and hasattr(x, "dtype"):
+        if not is_weak_scalar(x) and hasattr(x, "dtype"):
             dt = np.dtype(x.dtype)
             if dt != np.dtype("bool"):
                 return dt
@@ -105,48 +117,80 @@ def _like_dtype(inputs):
     return found
 
 
-_DEPS = []
+# ---- the interpreter stack ------------------------------------------------------------------
+# As in JAX's autodidax, `apply` hands each op call to an interpreter. Two exist: a Graph being
+# built (ir.graph) adds a node, and eager mode (runtime.eager) computes at once. A call goes to
+# the graph that owns a symbolic operand, else to the innermost graph being built, else to the
+# base interpreter, which runtime.eager registers when it is imported: ir never imports it.
+class Interpreter:
+    """Runs op calls: `process(op, inputs, attrs)` returns the op's result for these operands."""
+
+    def process(self, op: OpDef, inputs: tuple, attrs: dict):
+        raise NotImplementedError
 
 
-def _deps():
-    """(Node, current_graph, eager module), imported once: apply is on every op's hot path
-    and these modules import this one."""
-    if not _DEPS:
-        from runtime import eager
+class SymbolicValue:
+    """A value of a graph being built (ir.graph.Node); its `graph` is the interpreter that
+    takes the op calls it is an operand of."""
 
-        from ..graph import Node, current_graph
-        _DEPS.extend((Node, current_graph, eager))
-    return _DEPS
+    __slots__ = ()
+
+
+class _InterpreterStack(threading.local):
+    def __init__(self):
+        self.stack = []  # innermost last (Graph.building pushes its graph)
+
+
+_STACK = _InterpreterStack()
+_BASE: list = []  # [the base interpreter], registered from above (runtime.eager)
+
+
+def register_base_interpreter(interpreter: Interpreter):
+    """Make `interpreter` run op calls on concrete operands outside any graph."""
+    _BASE[:] = [interpreter]
+
+
+@contextlib.contextmanager
+def interpreting(interpreter: Interpreter):
+    """Op calls inside (on operands not owned by another graph) go to `interpreter`."""
+    _STACK.stack.append(interpreter)
+    try:
+        yield interpreter
+    finally:
+        _STACK.stack.pop()
+
+
+def innermost_interpreter():
+    """The interpreter pushed last (a graph being built), or None outside any."""
+    stack = _STACK.stack
+    return stack[-1] if stack else None
 
 
 def apply(name: str, *inputs, **attrs):
-    Node, current_graph, eager = _deps()
     op = REGISTRY[name]
-    graph = None
+    interpreter = None
     for x in inputs:
-        if isinstance(x, Node):
-            if graph is None:
-                graph = x.graph
-            elif x.graph is not graph:
+        if isinstance(x, SymbolicValue):
+            if interpreter is None:
+                interpreter = x.graph
+            elif x.graph is not interpreter:
                 raise GraphcError(f"{name}: operands belong to different graphs",
                                   (user_location(),))
-    if graph is None:
-        graph = current_graph()
-
-    like = _like_dtype(inputs)
-
-    if graph is not None:
-        args = [_lift_symbolic(graph, x, like, name) for x in inputs]
-        types = [a.type for a in args]
-        out_type = _infer(op, types, attrs)
-        return graph.add_node(name, args, attrs, out_type)
-    args = [eager.lift(x, _scalar_dtype(x, like, name) if _is_scalar(x) else None, name)
-            for x in inputs]
-    out_type = _infer(op, [TensorType(a.data.shape, a.data.dtype) for a in args], attrs)
-    return eager.run_op(op, args, attrs, out_type)
+    if interpreter is None:
+        stack = _STACK.stack
+        if stack:
+            interpreter = stack[-1]
+        elif _BASE:
+            interpreter = _BASE[0]
+        else:
+            raise GraphcError(f"{name} on concrete values needs eager mode, which `import "
+                              "runtime.eager` (or `import graphc`) provides", (user_location(),))
+    return interpreter.process(op, inputs, attrs)
 
 
-def _infer(op, types, attrs):
+def infer_type(op: OpDef, types, attrs) -> TensorType:
+    """The op's result type for operands of these types; a type rule's complaint becomes a
+    GraphcError naming the op, its operand types and the user's line."""
     if op.arity is not None and len(types) != op.arity:
         raise GraphcError(f"{op.name} takes {op.arity} operands, got {len(types)}",
                           (user_location(),))
@@ -157,17 +201,13 @@ def _infer(op, types, attrs):
         raise GraphcError(f"{op.name}({operands}): {exc}", (user_location(),)) from None
 
 
-def _lift_symbolic(graph, x, like, opname):
-    Node, _, eager = _deps()
-    Parameter, Tensor = eager.Parameter, eager.Tensor
-    if isinstance(x, Node):
+def lift_symbolic(graph, x, like, opname):
+    """Operand `x` as a node of `graph`: constants for arrays and weak scalars; values of other
+    interpreters (eager tensors, parameters) enter through their `graph_operand(graph)`."""
+    if isinstance(x, SymbolicValue):
         return x
-    if isinstance(x, Parameter):
-        return graph_param(graph, x)
-    if isinstance(x, Tensor):
-        return graph.constant(x.data)
-    if _is_scalar(x):
-        dtype = _scalar_dtype(x, like, opname)
+    if is_weak_scalar(x):
+        dtype = scalar_dtype(x, like, opname)
         if dtype is None:
             raise GraphcError(f"{opname}: float scalar {x!r} meets an integer tensor; cast one "
                               "of them first", (user_location(),))
@@ -175,6 +215,9 @@ def _lift_symbolic(graph, x, like, opname):
     if isinstance(x, np.ndarray):
         as_dtype(x.dtype)
         return graph.constant(x)
+    to_graph = getattr(x, "graph_operand", None)
+    if to_graph is not None:
+        return to_graph(graph)
     raise GraphcError(f"{opname}: cannot use a {type(x).__name__} as a tensor operand",
                       (user_location(),))
 

@@ -1,0 +1,159 @@
+"""`fused`: the node that elementwise fusion (runtime/fusion.py) makes of a cluster, and the
+text program it carries ("v0 = mul(a0, a1); v1 = softmax(v0, axis=3)").
+
+The op keeps the name `fused` in the IR text and JSON (a user-visible format). Its numpy
+evaluation runs the members' own definitions one after another; the compiled plan runs the
+cluster as one generated kernel (runtime/kernelgen.py) instead.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+
+from ..types import SHORT_NAMES, as_dtype
+from .elementwise import GELU_TANH
+from .registry import check, defop, get_op
+
+# A program is text, one instruction per `;`: "v0 = mul(a0, a1); v1 = softmax(v0, axis=3)".
+# aK is the node's K-th operand, vK an earlier instruction's value; the last one is the result.
+_INSTRUCTION = re.compile(r"\s*(v\d+)\s*=\s*(\w+)\((.*)\)\s*$")
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_program(program: str) -> tuple:
+    """((op, (("a" | "v", index), ...), attrs), ...) from a program's text; cached, since
+    plans evaluate programs on every call (runtime.tiering's numpy kernels): not to be
+    mutated."""
+    out = []
+    for k, text in enumerate(program.split(";")):
+        m = _INSTRUCTION.match(text)
+        check(m is not None and m.group(1) == f"v{k}",
+              f"fused program: cannot read instruction {k}: {text.strip()!r}")
+        args, attrs = [], {}
+        for item in filter(None, (s.strip() for s in m.group(3).split(","))):
+            if "=" in item:
+                key, value = (s.strip() for s in item.split("=", 1))
+                attrs[key] = (as_dtype(value) if key == "dtype" else
+                              int(value) if value.lstrip("-").isdigit() else value)
+            else:
+                check(item[0] in "av" and item[1:].isdigit(), f"fused program: bad operand "
+                                                               f"{item!r}")
+                check(item[0] == "a" or int(item[1:]) < k,
+                      f"fused program: {item} used before it is computed")
+                args.append((item[0], int(item[1:])))
+        out.append((m.group(2), tuple(args), attrs))
+    return tuple(out)
+
+
+def format_program(instructions) -> str:
+    parts = []
+    for k, (op, args, attrs) in enumerate(instructions):
+        items = [f"{kind}{i}" for kind, i in args]
+        items += [f"{key}={SHORT_NAMES[v] if key == 'dtype' else v}" for key, v in attrs.items()]
+        parts.append(f"v{k} = {op}({', '.join(items)})")
+    return "; ".join(parts)
+
+
+def _run_program(operands, program, step):
+    values = []
+    for op, args, attrs in parse_program(program):
+        values.append(step(op, [operands[i] if kind == "a" else values[i] for kind, i in args],
+                           attrs))
+    return values[-1]
+
+
+# What a program may hold: the ops, and the attribute values, that every backend computes
+# alike - the numpy evaluation below (the interpreter, plans without numba, runtime.tiering's
+# tier 0) and numba's generated kernel (runtime/kernelgen.py with the scalar expressions of runtime/op_lowering.py,
+# which implements gelu and its gradient in the tanh form only, and a softmax only as the
+# last instruction, over the last axis). A program read from IR is checked against this table,
+# so one the kernel generator would compile differently is rejected when it is read.
+_ANY = None
+PROGRAM_OPS = {
+    **{op: {} for op in ("add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt",
+                         "tanh", "abs", "maximum", "minimum", "relu", "where", "lt", "le",
+                         "gt", "ge", "eq", "ne", "logical_not", "logical_and", "logical_or")},
+    "gelu": {"approximate": (GELU_TANH,)}, "gelu_grad": {"approximate": (GELU_TANH,)},
+    "cast": {"dtype": _ANY}, "softmax": {"axis": _ANY},
+}
+PROGRAM_DTYPES = (np.dtype("float32"), np.dtype("float64"), np.dtype("bool"))
+
+
+def operand_kind(operand, shape) -> str | None:
+    """How an operand of shape `operand` is read by a fused kernel's loop over `shape` viewed
+    as (rows, last axis): 'full', 'scalar', 'row', 'col', 'block' or None (not readable)."""
+    if len(operand) > len(shape):
+        return None
+    padded = (1,) * (len(shape) - len(operand)) + tuple(operand)
+    if padded == tuple(shape):
+        return "full"
+    if all(d == 1 for d in padded):
+        return "scalar"
+    if all(d == 1 for d in padded[:-1]) and padded[-1] == shape[-1]:
+        return "row"
+    if padded[-1] == 1 and padded[:-1] == tuple(shape[:-1]):
+        return "col"
+    if len(shape) >= 3 and all(d == 1 for d in padded[:-2]) and padded[-2:] == shape[-2:]:
+        return "block"  # the same matrix for every leading index (an attention mask)
+    return None
+
+
+def _fused_infer(types, program):
+    check(isinstance(program, str), "program must be a string")
+    instructions = parse_program(program)
+    for k, (op, _, attrs) in enumerate(instructions):
+        where = f"fused program, instruction {k} ({op})"
+        check(op in PROGRAM_OPS, f"{where}: {op} cannot be part of a fused kernel; allowed: "
+                                 f"{', '.join(sorted(PROGRAM_OPS))}")
+        allowed = PROGRAM_OPS[op]
+        check(set(attrs) == set(allowed), f"{where}: takes attributes "
+                                          f"{sorted(allowed) or 'none'}, got {sorted(attrs)}")
+        for key, values in allowed.items():
+            if values is not _ANY:
+                check(attrs[key] in values, f"{where}: {key}={attrs[key]} is not supported by "
+                                            f"the fused kernels (only {', '.join(values)})")
+        check(op != "softmax" or k == len(instructions) - 1,
+              f"{where}: softmax may only be the last instruction")
+    for i, t in enumerate(types):
+        check(t.dtype in PROGRAM_DTYPES, f"fused operand a{i} is {t.dtype}; fused kernels take "
+                                         "float32, float64 and bool")
+
+    def step(op, ts, attrs):
+        t = get_op(op).infer(ts, **attrs)
+        check(t.dtype in PROGRAM_DTYPES, f"fused program: {op} gives {t.dtype}; fused kernels "
+                                         "compute float32, float64 and bool")
+        if op == "softmax":
+            check(attrs["axis"] == t.ndim - 1, f"fused program: softmax over axis "
+                                               f"{attrs['axis']}; fused kernels normalise the "
+                                               f"last axis ({t.ndim - 1}) only")
+        return t
+    out = _run_program(types, program, step)
+    check(out.ndim >= 1 and out.size > 0, f"a fused kernel loops over rows and a last axis: "
+                                          f"its result cannot be {out}")
+    for i, t in enumerate(types):
+        check(operand_kind(t.shape, out.shape) is not None,
+              f"fused operand a{i} of shape {t.shape} cannot be read elementwise against the "
+              f"result's {out.shape} (as the whole, a row, a column, a scalar or a block)")
+    return out
+
+
+def _fused_flops(types, out, program):
+    total = []
+
+    def step(op, ts, attrs):
+        t = get_op(op).infer(ts, **attrs)
+        fl = get_op(op).flops
+        total.append(fl(ts, t, **attrs) if fl else t.size)
+        return t
+    _run_program(types, program, step)
+    return float(sum(total))
+
+
+@defop("fused", _fused_infer, flops=_fused_flops)
+def fused(*operands, program):
+    """The members' own numpy definitions, one after another (the compiled plan runs the
+    cluster as one generated kernel instead). Not differentiable: fusion runs after autodiff."""
+    return _run_program(operands, program,
+                        lambda op, xs, attrs: np.asarray(get_op(op).impl(*xs, **attrs)))

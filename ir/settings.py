@@ -1,0 +1,131 @@
+"""Every GRAPHC_* environment variable, declared once: name, kind, default and what it does.
+
+    from ir.settings import THREADS
+    THREADS.get()          # read now: the environment at the time of the call (tests
+                           # monkeypatch variables), parsed by one rule per kind
+
+Like jax._src.config, this sits at the bottom layer, since passes read settings too. One rule
+for each kind of value: a flag is on for 1/true/yes/on and off for 0/false/no/off (any case);
+unset or empty means the default; anything else is an error naming the variable.
+`markdown_table()` is the README's "Environment variables" table (a test keeps them equal).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import GraphcError
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise ValueError(f"expected one of {'/'.join(_TRUE)} or {'/'.join(_FALSE)}")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError("expected a positive whole number")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError("expected a positive number")
+    return value
+
+
+def _directory(text: str) -> str:
+    return os.path.expanduser(text)
+
+
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "flag": _flag, "count": _positive_int, "seconds": _positive_float, "directory": _directory,
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: str  # a key of _PARSERS
+    default: object  # returned when the variable is unset or empty
+    doc: str
+    default_doc: str = ""  # how the README states the default, where not `default` itself
+
+    def get(self):
+        """The variable's value now, parsed; a bad value is a GraphcError naming it."""
+        text = os.environ.get(self.name, "").strip()
+        if not text:
+            return self.default
+        try:
+            return _PARSERS[self.kind](text)
+        except ValueError as exc:
+            raise GraphcError(f"{self.name}={text!r}: {exc}") from None
+
+    def is_set(self) -> bool:
+        return bool(os.environ.get(self.name, "").strip())
+
+
+SETTINGS: list[Setting] = []
+
+
+def _declare(name, kind, default, doc, default_doc="") -> Setting:
+    setting = Setting(name, kind, default, doc, default_doc)
+    SETTINGS.append(setting)
+    return setting
+
+
+VERIFY = _declare(
+    "GRAPHC_VERIFY", "flag", False,
+    "the pass manager verifies the graph after every pass")
+BISECT = _declare(
+    "GRAPHC_BISECT", "flag", False,
+    "the pass manager evaluates the graph after every pass on seeded inputs and names the "
+    "first pass that changes a result")
+THREADS = _declare(
+    "GRAPHC_THREADS", "count", None,
+    "pins how many threads a plan runs its kernels on (at most the CPUs available); 2 also "
+    "splits batched matmuls and numpy kernels over two workers",
+    "follows the machine's load")
+JIT = _declare(
+    "GRAPHC_JIT", "flag", True,
+    "compiled plans use numba kernels (fusion, row kernels, GEMMs); off: numpy kernels only")
+CACHE_DIR = _declare(
+    "GRAPHC_CACHE_DIR", "directory", None,
+    "where compiled kernels are cached (refused, with a warning, when others can write it)",
+    "`$XDG_CACHE_HOME/graphc/kernels`, else `~/.cache/graphc/kernels`")
+BACKGROUND_COMPILE = _declare(
+    "GRAPHC_BACKGROUND_COMPILE", "flag", True,
+    "kernels not cached yet compile in a background process while the plan runs their numpy "
+    "form; off: they compile while the plan is built")
+COMPILE_TIMEOUT = _declare(
+    "GRAPHC_COMPILE_TIMEOUT", "seconds", 300.0,
+    "how long a plan waits for the background compiler without a finished kernel", "300")
+DATA_DIR = _declare(
+    "GRAPHC_DATA_DIR", "directory", None,
+    "where training text is held as a memory-mapped, unlinked token file",
+    "the system's temporary directory")
+BLAS_TUNE = _declare(
+    "GRAPHC_BLAS_TUNE", "flag", True,
+    "building a plan shortens OpenBLAS's and OpenMP's idle spinning; off: leaves them alone")
+
+
+def markdown_table() -> str:
+    """The README's table of the variables, generated from the declarations above."""
+    kinds = {"flag": "0 or 1", "count": "whole number", "seconds": "seconds",
+             "directory": "directory"}
+    rows = ["| variable | value | default | what it does |", "| --- | --- | --- | --- |"]
+    for s in SETTINGS:
+        default = s.default_doc or {True: "1", False: "0"}.get(s.default, str(s.default))
+        rows.append(f"| `{s.name}` | {kinds[s.kind]} | {default} | {s.doc} |")
+    return "\n".join(rows) + "\n"

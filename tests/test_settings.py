@@ -1,0 +1,95 @@
+"""GRAPHC_* environment variables: declared once (ir/settings.py), one parsing rule per kind,
+read at use time, documented by a README table generated from the declarations."""
+import os
+import re
+
+import pytest
+
+from graphc.cli import main
+from ir import settings
+from ir.errors import GraphcError
+from runtime import jit, threads, tiering
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DECLARED = {s.name for s in settings.SETTINGS}
+
+
+def _source_files():
+    for package in ("ir", "passes", "runtime", "graphc", "bench", "tests"):
+        for folder, _, files in os.walk(os.path.join(ROOT, package)):
+            for name in files:
+                if name.endswith(".py"):
+                    yield os.path.join(folder, name)
+
+
+def test_every_variable_the_code_names_is_declared_and_only_settings_reads_them():
+    """Tests may set variables and look at what they set; the library reads them through
+    ir.settings only."""
+    named, readers = set(), []
+    for path in _source_files():
+        text = open(path, encoding="utf-8").read()
+        named |= set(re.findall(r"\bGRAPHC_[A-Z_]+\b", text))
+        where = os.path.relpath(path, ROOT)
+        if where != os.path.join("ir", "settings.py") and not where.startswith("tests"):
+            for m in re.finditer(r"environ(?:\.get\(|\[)\s*[\"']GRAPHC_", text):
+                readers.append(f"{where}:{text.count(chr(10), 0, m.start()) + 1}")
+    assert named - DECLARED == set(), f"undeclared: {sorted(named - DECLARED)}"
+    assert DECLARED <= named
+    assert not readers, f"read outside ir/settings.py: {readers}"
+
+
+def test_readme_table_matches_the_declarations():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = readme.split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    table = "".join(line + "\n" for line in section.splitlines() if line.startswith("|"))
+    assert table == settings.markdown_table()
+    assert table.count("| `GRAPHC_") == len(settings.SETTINGS) == 9
+
+
+def test_flags_follow_one_rule_and_defaults_apply_when_unset_or_empty(monkeypatch):
+    for text, value in [("1", True), ("true", True), ("Yes", True), (" on ", True),
+                        ("0", False), ("FALSE", False), ("no", False), ("off", False)]:
+        monkeypatch.setenv("GRAPHC_JIT", text)
+        assert settings.JIT.get() is value, text
+    monkeypatch.setenv("GRAPHC_VERIFY", "")
+    assert settings.VERIFY.get() is False
+    monkeypatch.delenv("GRAPHC_BLAS_TUNE", raising=False)
+    assert settings.BLAS_TUNE.get() is True
+    monkeypatch.delenv("GRAPHC_COMPILE_TIMEOUT", raising=False)
+    assert settings.COMPILE_TIMEOUT.get() == 300.0
+    monkeypatch.setenv("GRAPHC_COMPILE_TIMEOUT", "2.5")
+    assert tiering._timeout() == 2.5
+    monkeypatch.setenv("GRAPHC_BACKGROUND_COMPILE", "0")
+    assert tiering.enabled() is False
+
+
+def test_settings_are_read_when_used(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "a"))
+    assert jit._configured_dir() == str(tmp_path / "a")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "b"))
+    assert jit._configured_dir() == str(tmp_path / "b")
+    monkeypatch.setenv("GRAPHC_THREADS", "1")
+    assert threads.pinned_threads() == 1
+    monkeypatch.delenv("GRAPHC_THREADS")
+    assert threads.pinned_threads() is None
+
+
+@pytest.mark.parametrize("name, bad, expected", [
+    ("GRAPHC_THREADS", "abc", "expected a positive whole number"),
+    ("GRAPHC_JIT", "maybe", "expected one of 1/true/yes/on or 0/false/no/off"),
+    ("GRAPHC_COMPILE_TIMEOUT", "-3", "expected a positive number"),
+    ("GRAPHC_COMPILE_TIMEOUT", "soon", "expected a positive number"),
+])
+def test_a_bad_value_is_one_error_naming_the_variable(monkeypatch, name, bad, expected):
+    monkeypatch.setenv(name, bad)
+    setting = next(s for s in settings.SETTINGS if s.name == name)
+    with pytest.raises(GraphcError) as info:
+        setting.get()
+    assert str(info.value) == f"{name}={bad!r}: {expected}"
+
+
+def test_the_cli_reports_a_bad_setting_in_one_line_and_exits_2(monkeypatch, capsys):
+    monkeypatch.setenv("GRAPHC_BISECT", "sometimes")
+    assert main(["dump", "mlp"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GRAPHC_BISECT='sometimes'" in err[0], err
