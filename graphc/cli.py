@@ -155,10 +155,14 @@ def build_parser():
                    "Shakespeare); its vocabulary must be the checkpoint's")
     e.add_argument("--split", choices=("val", "train"), default="val")
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint")
-    s.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
+    s = sub.add_parser("sample", help="generate text from a checkpoint or a GPT-2 directory")
+    source = s.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a graphc checkpoint directory or file")
+    source.add_argument("--model", help="a Hugging Face GPT-2 directory (config.json, "
+                        "model.safetensors, tokenizer.json)")
     s.add_argument("--prompt", help="text to continue (default: a newline, or the first "
-                   "character of the vocabulary if the text had no newline)")
+                   "character of the vocabulary if the text had no newline; for --model, "
+                   "GPT-2's <|endoftext|>)")
     s.add_argument("--tokens", type=_positive_int, default=300)
     s.add_argument("--temperature", type=_non_negative_float, default=0.8)
     s.add_argument("--top-k", type=_positive_int)
@@ -477,6 +481,8 @@ def cmd_sample(args) -> int:
     from .data import CharData
     from .sample import Sampler, default_prompt
 
+    if args.model is not None:
+        return _sample_pretrained(args)
     model, params, meta = _load_model(args.checkpoint)
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -484,6 +490,26 @@ def cmd_sample(args) -> int:
     ids = Sampler(model, params).generate(data.encode(text), args.tokens, args.temperature,
                                           args.top_k, args.seed)
     print(text + data.decode(ids))
+    return 0
+
+
+def _sample_pretrained(args) -> int:
+    from .models import gpt2
+    from .sample import Sampler
+
+    model, params = gpt2.load_gpt2(args.model)
+    tokenizer = gpt2.load_tokenizer(args.model, model.cfg.vocab_size)
+    text = args.prompt or ""
+    prompt_ids = tokenizer.encode(text)
+    if not prompt_ids:
+        start = gpt2.start_token(args.model)
+        if start is None or not 0 <= start < model.cfg.vocab_size:
+            raise UsageError(f"--model {args.model!r}: config.json has no usable bos_token_id "
+                             "to start from; pass a non-empty --prompt")
+        prompt_ids = [start]
+    ids = Sampler(model, params).generate(prompt_ids, args.tokens, args.temperature,
+                                          args.top_k, args.seed)
+    print(text + tokenizer.decode(ids))
     return 0
 
 
