@@ -73,6 +73,13 @@ def _positive_int(text):
     return value
 
 
+def _probability(text):
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
 def _positive_float(text):
     value = _number(text)
     if not value > 0:
@@ -166,6 +173,8 @@ def build_parser():
     s.add_argument("--tokens", type=_positive_int, default=300)
     s.add_argument("--temperature", type=_non_negative_float, default=0.8)
     s.add_argument("--top-k", type=_positive_int)
+    s.add_argument("--top-p", type=_probability, help="sample from the most likely tokens "
+                   "whose probability reaches this (nucleus sampling; default: all)")
     s.add_argument("--seed", type=_non_negative_int, default=0)
     return parser
 
@@ -488,7 +497,7 @@ def cmd_sample(args) -> int:
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
     text = default_prompt(vocab) if args.prompt is None else args.prompt
     ids = Sampler(model, params).generate(data.encode(text), args.tokens, args.temperature,
-                                          args.top_k, args.seed)
+                                          args.top_k, args.seed, args.top_p)
     print(text + data.decode(ids))
     return 0
 
@@ -508,7 +517,7 @@ def _sample_pretrained(args) -> int:
                              "to start from; pass a non-empty --prompt")
         prompt_ids = [start]
     ids = Sampler(model, params).generate(prompt_ids, args.tokens, args.temperature,
-                                          args.top_k, args.seed)
+                                          args.top_k, args.seed, args.top_p)
     print(text + tokenizer.decode(ids))
     return 0
 

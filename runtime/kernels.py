@@ -224,6 +224,26 @@ def _einsum(node, args, dst):
     return [f"np.einsum({node.attrs['spec']!r}, {', '.join(args)}, out={dst})"]
 
 
+def _dynamic_window(node, operand_node, size, start):
+    """Source for the clamped run-time start `_s` and the index of the window it opens."""
+    axis, length = node.attrs["axis"], operand_node.shape[node.attrs["axis"]]
+    return (f"_s = min(max(int({start}), 0), {length - size})",
+            ":, " * axis + f"_s:_s + {size}")
+
+
+def _dynamic_slice(node, args, dst):
+    clamp, index = _dynamic_window(node, node.inputs[0], node.attrs["size"], args[1])
+    return [clamp, f"np.copyto({dst}, {args[0]}[{index}])"]
+
+
+def _dynamic_update_slice(node, args, dst):
+    size = node.inputs[1].shape[node.attrs["axis"]]
+    clamp, index = _dynamic_window(node, node.inputs[0], size, args[2])
+    # dst is the operand's own buffer when the operand dies here (INPLACE_OPERAND)
+    return [f"if not np.may_share_memory({dst}, {args[0]}): np.copyto({dst}, {args[0]})",
+            clamp, f"{dst}[{index}] = {args[1]}"]
+
+
 EMITTERS = {name: _ufunc(fn) for name, fn in _UFUNCS.items()}
 EMITTERS.update({
     "relu": _relu, "rsqrt": _rsqrt, "sigmoid": _sigmoid, "cast": _cast, "where": _where,
@@ -232,7 +252,11 @@ EMITTERS.update({
     "concat": _concat, "einsum": _einsum, "gelu_grad": _gelu_grad,
     "layer_norm": _layer_norm, "layer_norm_grad": _layer_norm_grad,
     "softmax_grad": _softmax_grad,
+    "dynamic_slice": _dynamic_slice, "dynamic_update_slice": _dynamic_update_slice,
 })
+# Ops that may write their result over one operand (by position) that dies at them, although
+# they are not elementwise: the update of a KV cache writes into the cache's buffer.
+INPLACE_OPERAND = {"dynamic_update_slice": 0}
 # Workspace buffers (of the node's own size) a kernel needs while it runs.
 SCRATCH = {"gelu_grad": 2, "layer_norm_grad": 1}
 
@@ -371,5 +395,5 @@ def needs_distinct_output(node) -> bool:
 
 
 __all__ = ["EMITTERS", "JIT_EMITTERS", "JIT_KERNELS", "jit_emitter", "scratch_buffers",
-           "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
+           "SCRATCH", "INPLACE_SAFE", "INPLACE_OPERAND", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
            "can_emit", "needs_distinct_output", "np"]
