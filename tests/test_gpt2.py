@@ -121,6 +121,25 @@ def test_sample_from_a_gpt2_directory_is_transformers_greedy(hf_dir, capsys):
     assert printed == prompt + tok.decode(ref[0, ids.shape[1]:].tolist()) + "\n"
 
 
+def test_a_batch_of_prompts_is_transformers_greedy_row_by_row(hf_dir):
+    """Prompts of different lengths in one batch (left padding inside graphc.generate), each
+    row the tokens transformers' KV-cache greedy search gives for that prompt alone."""
+    import torch
+    from graphc.generate import Generator
+    directory, reference = hf_dir
+    tok = gpt2.load_tokenizer(str(directory))
+    model, params = gpt2.load_gpt2(str(directory))
+    prompts = [tok.encode(p) for p in ("What", "O", "the king")]
+    # distinct lengths, and room for 6 more tokens in transformers' 16 positions
+    assert len({len(p) for p in prompts}) == 3 and max(map(len, prompts)) + 6 <= 16
+    got = Generator(model, params).generate(prompts, 6, temperature=0)
+    for prompt, row in zip(prompts, got):
+        with torch.no_grad():
+            ref = reference.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
+                                     pad_token_id=0, use_cache=True)
+        assert row == ref[0, len(prompt):].tolist()
+
+
 def test_sample_without_a_prompt_starts_from_bos_and_is_seeded(hf_dir, capsys):
     directory, _ = hf_dir
     args = ["sample", "--model", str(directory), "--tokens", "6", "--seed", "3"]
