@@ -73,7 +73,7 @@ class GraphcRunner(_Runner):
         if phase == "decode":
             self.generator.advance(list(self.prompts[:, -1]))
         self.compile_seconds = time.perf_counter() - start
-        plan, _ = self.generator._plan(batch, 1 if phase == "decode" else self.prompts.shape[1])
+        plan = self.generator.last_plan
         from .bench import _wait_for_kernels
         self.background_seconds = _wait_for_kernels(
             *(plan for plan, _ in self.generator._plans.values()))

@@ -38,17 +38,20 @@ def cache_names(n_layer: int) -> list[str]:
     return [f"cache.{i}.{kv}" for i in range(n_layer) for kv in ("k", "v")]
 
 
-def build_cached_step(model: GPT, batch: int, length: int) -> Graph:
+def build_cached_step(model: GPT, batch: int, length: int, span: int | None = None) -> Graph:
     """(idx, positions, mask, start, parameters..., caches...) -> (logits of the last token,
-    caches...): `length` tokens per row at cache slots start .. start+length-1."""
+    caches...): `length` tokens per row at cache slots start .. start+length-1, attending
+    over the first `span` slots of the cache (default: all; the caller guarantees
+    start + length <= span)."""
     cfg = model.cfg
     B, L, T, C, H = batch, length, cfg.block_size, cfg.n_embd, cfg.n_head
+    S = T if span is None else span
     D = C // H
-    g = Graph(f"cached_step_{L}")
+    g = Graph(f"cached_step_{L}_{S}")
     with g.building():
         idx = g.input("idx", (B, L), "int64")
         positions = g.input("positions", (B, L), "int64")
-        mask = g.input("mask", (B, 1, L, T), cfg.dtype)  # 0 where a query may look, else -inf
+        mask = g.input("mask", (B, 1, L, S), cfg.dtype)  # 0 where a query may look, else -inf
         start = g.input("start", (), "int64")
         for _, p in model.named_parameters():
             graph_param(g, p)
@@ -62,6 +65,9 @@ def build_cached_step(model: GPT, batch: int, length: int) -> Graph:
             k_all = F.dynamic_update_slice(caches[2 * i], k, start, axis=2)  # (B, H, T, D)
             v_all = F.dynamic_update_slice(caches[2 * i + 1], v, start, axis=2)
             updated += [k_all, v_all]
+            if S < T:  # the slots in use: a view, no copy
+                k_all, v_all = (F.slice_(t, [0, 0, 0, 0], [B, H, S, D], [1, 1, 1, 1])
+                                for t in (k_all, v_all))
             # the same operations in the same order as CausalSelfAttention.forward
             att = (q @ k_all.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(D)) + mask
             y = (F.softmax(att, axis=-1) @ v_all).transpose(0, 2, 1, 3).reshape(B, L, C)
@@ -74,6 +80,13 @@ def build_cached_step(model: GPT, batch: int, length: int) -> Graph:
     return g
 
 
+def _span(used: int, block_size: int) -> int:
+    """The cache slots a step attends over: the slots in use rounded up to a power of two
+    (few plans: one per doubling), at most the block. Slots past them are masked anyway, so
+    this saves reading them without changing any result."""
+    return min(1 << max(used - 1, 0).bit_length(), block_size)
+
+
 class Generator:
     """KV-cache generation from a GPT and its parameters (name -> array)."""
 
@@ -83,17 +96,21 @@ class Generator:
         self._plans = {}
         self._caches = None  # name -> (B, H, T, D) array, updated in place by the plans
 
-    def _plan(self, batch: int, length: int):
-        key = (batch, length)
+    def _plan(self, batch: int, length: int, span: int):
+        key = (batch, length, span)
         if key not in self._plans:
-            graph = optimize(build_cached_step(self.model, batch, length))
+            graph = optimize(build_cached_step(self.model, batch, length, span))
             plan = compile_graph(graph, donate=cache_names(self.model.cfg.n_layer))
             self._plans[key] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
         return self._plans[key]
 
     def _run(self, idx, positions, mask, start):
+        """mask: (B, 1, L, block_size); only its first `span` slots reach the plan."""
         B, L = idx.shape
-        plan, order = self._plan(B, L)
+        span = _span(start + L, self.model.cfg.block_size)
+        mask = np.ascontiguousarray(mask[..., :span])
+        plan, order = self._plan(B, L, span)
+        self.last_plan = plan  # plan.memory, plan.profile(...) of the step just run
         feed = {"idx": idx, "positions": positions, "mask": mask,
                 "start": np.asarray(start, np.int64), **self.params, **self._caches}
         logits, *caches = plan(*[feed[n] for n in order])

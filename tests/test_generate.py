@@ -18,8 +18,8 @@ TOL = {"float64": 1e-12, "float32": 1e-5}
 
 
 def small_model(dtype="float64", **overrides):
-    cfg = GPTConfig(vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=16, block_size=BLOCK,
-                    dtype=dtype, **overrides)
+    cfg = GPTConfig(**{**dict(vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=16,
+                              block_size=BLOCK, dtype=dtype), **overrides})
     model = GPT(cfg, seed=1)
     rng = np.random.default_rng(2)  # biases and LayerNorms away from 0 and 1
     for _, p in model.named_parameters():
@@ -75,8 +75,16 @@ def test_every_position_equals_the_no_cache_path_past_the_block_size(dtype):
         for ctx, t in zip(contexts, forced[:, step]):
             ctx.append(int(t))
     assert len(contexts[0]) > 2 * BLOCK
-    # the decode plan ran (one token, cache slot at run time), not a prefill per token
-    assert (len(prompts), 1) in gen._plans
+    # decode plans ran (one token, cache slot at run time), attending over 8 slots at most
+    decode_spans = sorted(span for batch, length, span in gen._plans if length == 1)
+    assert decode_spans == [8]
+    # a longer block: one decode plan per doubling of the slots in use
+    model, params = small_model(dtype, block_size=64)
+    gen = Generator(model, params)
+    gen.start([[1, 2, 3]])
+    for t in range(40):
+        gen.advance([t % VOCAB])
+    assert sorted(span for _, length, span in gen._plans if length == 1) == [4, 8, 16, 32, 64]
 
 
 def test_greedy_generation_equals_the_no_cache_path_and_slides_the_window():
@@ -142,7 +150,7 @@ def test_the_decode_plan_updates_the_donated_caches_in_place():
     gen.advance([4])
     for name, cache in gen._caches.items():
         assert cache is before[name]  # the same arrays, written in place
-    plan, _ = gen._plan(1, 1)
+    plan = gen.last_plan
     donated = [s for s in plan.memory_plan.storage.values() if s.kind == "donated"]
     assert len(donated) == 2 * model.cfg.n_layer
     updates = [n for n in plan.kernel_graph.nodes if n.op == "dynamic_update_slice"]
