@@ -95,6 +95,7 @@ class Generator:
         self.params = params
         self._plans = {}
         self._caches = None  # name -> (B, H, T, D) array, updated in place by the plans
+        self._contexts = None  # each row's token ids so far
 
     def _plan(self, batch: int, length: int, span: int):
         key = (batch, length, span)
@@ -122,16 +123,18 @@ class Generator:
         (B, vocab) of each row's next token."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
-        self._contexts = [list(p) for p in prompts]
+        self._contexts = [[self._token(t) for t in p] for p in prompts]
         return self._prefill()
 
     def advance(self, tokens) -> np.ndarray:
         """Append one token per row -> the logits of the next token."""
         cfg = self.model.cfg
+        if self._contexts is None:
+            raise ValueError("advance() before start(): no prompts yet")
         if len(tokens) != len(self._contexts):
             raise ValueError(f"{len(tokens)} tokens for {len(self._contexts)} rows")
         for ctx, t in zip(self._contexts, tokens):
-            ctx.append(int(t))
+            ctx.append(self._token(t))
         if self._slot >= cfg.block_size:  # the window slides: recompute it
             return self._prefill()
         B, T, t = len(tokens), cfg.block_size, self._slot
@@ -141,6 +144,13 @@ class Generator:
         mask = np.where((visible >= self._pads[:, None]) & (visible <= t), 0.0, -np.inf)
         self._slot += 1
         return self._run(idx, positions, mask.reshape(B, 1, 1, T).astype(cfg.dtype), t)
+
+    def _token(self, t) -> int:
+        t = int(t)
+        if not 0 <= t < self.model.cfg.vocab_size:
+            raise ValueError(f"token id {t} is outside the vocabulary (0 to "
+                             f"{self.model.cfg.vocab_size - 1})")
+        return t
 
     def _prefill(self) -> np.ndarray:
         cfg = self.model.cfg

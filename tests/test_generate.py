@@ -142,6 +142,20 @@ def test_bad_sampling_settings_are_refused(bad, message):
         Generator(model, params).generate([[1]], 3, **bad)
 
 
+def test_bad_prompts_and_tokens_are_refused():
+    model, params = small_model("float32")
+    gen = Generator(model, params)
+    with pytest.raises(ValueError, match="advance\\(\\) before start"):
+        gen.advance([1])
+    with pytest.raises(ValueError, match="every prompt needs at least one token"):
+        gen.start([[1], []])
+    with pytest.raises(ValueError, match=f"token id {VOCAB} is outside the vocabulary"):
+        gen.start([[1, VOCAB]])
+    gen.start([[1], [2]])
+    with pytest.raises(ValueError, match="1 tokens for 2 rows"):
+        gen.advance([3])
+
+
 def test_the_decode_plan_updates_the_donated_caches_in_place():
     model, params = small_model("float64")
     gen = Generator(model, params)
