@@ -170,12 +170,14 @@ def memory_bandwidth(megabytes=256, repeat=5) -> float:
 
 
 def decode_bytes(workload: str) -> int:
-    """Bytes a decode step must read at least: every weight once, plus the keys and values
-    of the cache that graphc's static-shape step attends over (the whole block)."""
+    """Bytes a decode step reads at least: every weight once, plus the keys and values of
+    the cache slots in use by the end of the decode span (any KV-cache decoder reads those;
+    graphc's plans read the slots in use rounded up to a power of two)."""
     model_name, _, batch = parse(workload)
     cfg = MODELS[model_name]()
     itemsize = np.dtype(cfg.dtype).itemsize
-    cache = 2 * cfg.n_layer * batch * cfg.block_size * cfg.n_embd * itemsize
+    slots = min(PROMPT[model_name] + DECODE_SPAN[model_name], cfg.block_size)
+    cache = 2 * cfg.n_layer * batch * slots * cfg.n_embd * itemsize
     return cfg.parameter_bytes() + cache
 
 

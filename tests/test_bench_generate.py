@@ -13,7 +13,7 @@ def test_workload_names_and_bytes_per_decode_step():
     assert bg.parse("gen-gpt2-decode-b8") == ("gpt2", "decode", 8)
     cfg = bg.MODELS["gpt2"]()
     assert cfg.num_parameters() == 124_439_808  # GPT-2 124M (tied head)
-    cache = 2 * 12 * 8 * 1024 * 768 * 4
+    cache = 2 * 12 * 8 * (128 + 128) * 768 * 4  # keys and values of the slots in use
     assert bg.decode_bytes("gen-gpt2-decode-b8") == 124_439_808 * 4 + cache
 
 
