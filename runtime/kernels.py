@@ -395,5 +395,6 @@ def needs_distinct_output(node) -> bool:
 
 
 __all__ = ["EMITTERS", "JIT_EMITTERS", "JIT_KERNELS", "jit_emitter", "scratch_buffers",
-           "SCRATCH", "INPLACE_SAFE", "INPLACE_OPERAND", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
+           "SCRATCH", "INPLACE_SAFE", "INPLACE_OPERAND", "VIEW_OPS", "CONSTANT_OPS",
+           "view_expression",
            "can_emit", "needs_distinct_output", "np"]

@@ -187,12 +187,16 @@ def test_a_directory_written_from_numpy_loads_with_its_weights(tmp_path):
     (lambda d: os.remove(d / "config.json"), "has no config.json"),
     (lambda d: os.remove(d / "model.safetensors"), "has no model.safetensors"),
     (lambda d: os.remove(d / "tokenizer.json"), "no tokenizer at"),
-    (lambda d: (d / "config.json").write_text("{\"n_embd\": 24,"), "config.json: is not valid JSON"),
+    (lambda d: (d / "config.json").write_text("{\"n_embd\": 24,"),
+     "config.json: is not valid JSON"),
     (lambda d: (d / "model.safetensors").write_bytes(b"not safetensors"),
      "model.safetensors is not a readable safetensors file"),
-    (lambda d: (d / "tokenizer.json").write_text("{}"), "tokenizer.json is not a readable tokenizer"),
-    (lambda d: write_directory(d, config={"n_embd": None}), "config.json: key 'n_embd' has a bad value"),
-    (lambda d: write_directory(d, config={"n_head": 5}), "config.json: n_embd (24) must be a multiple"),
+    (lambda d: (d / "tokenizer.json").write_text("{}"),
+     "tokenizer.json is not a readable tokenizer"),
+    (lambda d: write_directory(d, config={"n_embd": None}),
+     "config.json: key 'n_embd' has a bad value"),
+    (lambda d: write_directory(d, config={"n_head": 5}),
+     "config.json: n_embd (24) must be a multiple"),
     (lambda d: write_directory(d, config={"activation_function": "relu"}),
      "config.json: activation_function 'relu' is not supported"),
     (lambda d: write_directory(d, config={"vocab_size": 200}),
@@ -224,4 +228,17 @@ def test_missing_directory_and_missing_key(tmp_path):
     del raw["n_layer"]
     (tmp_path / "config.json").write_text(json.dumps(raw))
     with pytest.raises(GraphcError, match=r"config.json: missing key 'n_layer'"):
+        gpt2.load_gpt2(str(tmp_path))
+
+
+def test_older_configs_name_the_block_size_n_ctx(tmp_path):
+    write_directory(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw["n_ctx"] = raw.pop("n_positions")
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    model, _ = gpt2.load_gpt2(str(tmp_path))
+    assert model.cfg.block_size == 16
+    del raw["n_ctx"]
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(GraphcError, match="config.json: missing key 'n_positions'"):
         gpt2.load_gpt2(str(tmp_path))

@@ -66,11 +66,13 @@ def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict
                 raise _config_error(path, f"missing key {key!r}")
             return default
         value = raw[key]
-        good = (isinstance(value, kind) and not isinstance(value, bool)) if kind is not bool \
-            else isinstance(value, bool)
-        if kind is float:
+        if kind is bool:
+            good = isinstance(value, bool)
+        elif kind is float:
             good = (isinstance(value, (int, float)) and not isinstance(value, bool)
                     and math.isfinite(value))
+        else:
+            good = isinstance(value, kind) and not isinstance(value, bool)
         if not good:
             raise _config_error(path, f"key {key!r} has a bad value {value!r}")
         return value
@@ -96,7 +98,8 @@ def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict
     try:
         cfg = GPTConfig(vocab_size=get("vocab_size"), n_layer=get("n_layer"),
                         n_head=get("n_head"), n_embd=n_embd,
-                        block_size=get("n_positions", raw.get("n_ctx")), batch_size=1,
+                        block_size=get("n_positions" if "n_positions" in raw or "n_ctx"
+                                       not in raw else "n_ctx"), batch_size=1,
                         dropout=0.0, bias=True,
                         tie_weights=get("tie_word_embeddings", True, required=False, kind=bool),
                         dtype=dtype,

@@ -24,7 +24,8 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "cast", "astype", "sum", "max", "min", "mean", "var", "reshape", "transpose",
            "swapaxes", "broadcast_to", "expand_dims", "squeeze", "unbroadcast", "slice_",
            "pad_slice", "getitem", "concat", "concatenate", "stack", "split", "take",
-           "embedding", "scatter_add", "one_hot", "dynamic_slice", "dynamic_update_slice", "matmul", "einsum", "softmax", "log_softmax",
+           "embedding", "scatter_add", "one_hot", "dynamic_slice", "dynamic_update_slice",
+           "matmul", "einsum", "softmax", "log_softmax",
            "layer_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
            "cross_entropy", "dropout", "tril_mask", "masked_fill", "full", "zeros", "ones",
            "zeros_like", "ones_like", "arange"]

@@ -99,7 +99,8 @@ def _clamped_start(start, size, length) -> int:
 
 
 def _window(ndim, axis, start, size):
-    return (slice(None),) * axis + (slice(start, start + size),) + (slice(None),) * (ndim - axis - 1)
+    rest = (slice(None),) * (ndim - axis - 1)
+    return (slice(None),) * axis + (slice(start, start + size),) + rest
 
 
 def _check_start(start, axis, ndim):
