@@ -21,7 +21,8 @@ test-setup: $(VENV)/.test-installed
 
 $(VENV)/.test-installed: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test]'
-	@# PyTorch is only a test oracle; this version installs a CPU build on these machines.
+	@# PyTorch is only a test oracle (with transformers, from the test extra, for GPT-2);
+	@# this version installs a CPU build on these machines.
 	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch==2.13.0 is not installable here; the PyTorch oracle tests will report it"
 	@# Graphviz's dot renders `graphc dump --format svg/png/pdf` (text, json and dot work without)
 	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) || echo "note: could not install Graphviz (apt-get install graphviz); image dumps will say so"

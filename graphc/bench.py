@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bench_generate import WORKLOADS as GEN_WORKLOADS
 from .files import save_figure, write_atomically
 from .models.gpt import GPT, GPTConfig
 from .train import TrainConfig, Trainer, lr_at
@@ -283,7 +284,7 @@ def _jit(contender):
 
 
 WORKLOADS = ("gpt-tiny-train", "gpt-small-train", "gpt-tiny-infer", "gpt-small-infer",
-             "mlp-train")
+             "mlp-train") + GEN_WORKLOADS
 
 
 def _make(workload, contender):
@@ -303,6 +304,9 @@ def _make(workload, contender):
         return (EagerStep(cfg, tc) if contender == "eager" else TorchStep(cfg, tc)), tokens
     if workload == "mlp-train":
         return _mlp_runner(contender), 256
+    if workload in GEN_WORKLOADS:  # only compiled and torch generate (None: not this one)
+        from .bench_generate import make
+        return make(workload, contender)
     raise ValueError(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}")
 
 
@@ -335,6 +339,8 @@ def run(workloads=("gpt-tiny-train", "gpt-small-train"), steps=10, warmup=2,
 def _run_workload(workload, workers, steps, warmup):
     # built one after another, so that each compile time is measured on a quiet machine
     meta = {c: w.ask("make", workload) for c, w in workers.items()}
+    workers = {c: w for c, w in workers.items() if meta[c] is not None}  # has this workload
+    meta = {c: m for c, m in meta.items() if m is not None}
     for w in workers.values():
         w.ask("warmup", warmup)
     flops = meta["compiled"]["flops"] if "compiled" in meta else 0.0
@@ -419,7 +425,11 @@ def _serve(conn, contender):
                 return
             if command == "make":
                 runner = None  # the previous workload's memory goes first
-                runner, tokens = _make(argument, contender)
+                made = _make(argument, contender)
+                if made is None:
+                    conn.send(("ok", None))
+                    continue
+                runner, tokens = made
                 value = dict(tokens=tokens, flops=getattr(runner, "flops", 0.0),
                              compile_seconds=getattr(runner, "compile_seconds", None),
                              background_seconds=getattr(runner, "background_seconds", None),
@@ -547,7 +557,7 @@ def plot(results, path):
 
 def table(results, gemm_gflops) -> str:
     lines = [f"numpy float32 GEMM on this machine: {gemm_gflops:.0f} GFLOP/s", "",
-             f"{'workload':<18} {'contender':<9} {'ms/step':>9} {'±iqr':>6} {'tok/s':>8} "
+             f"{'workload':<22} {'contender':<9} {'ms/step':>9} {'±iqr':>6} {'tok/s':>8} "
              f"{'vs eager':>8} {'vs torch':>8} {'%GEMM':>6} {'peak MB':>8} {'compile s':>9} "
              f"{'+bg s':>6}"]
     by = {}
@@ -562,7 +572,7 @@ def table(results, gemm_gflops) -> str:
             peak = f"{r.peak_bytes / 2**20:.1f}" if r.peak_bytes else ""
             comp = f"{r.compile_seconds:.2f}" if r.compile_seconds else ""
             bg = f"{r.background_seconds:.2f}" if r.background_seconds is not None else ""
-            lines.append(f"{workload:<18} {c:<9} {r.median_ms:>9.1f} {r.iqr_ms:>6.1f} "
+            lines.append(f"{workload:<22} {c:<9} {r.median_ms:>9.1f} {r.iqr_ms:>6.1f} "
                          f"{r.tokens / (r.median_ms / 1e3):>8.0f} {vs_eager:>8} {vs_torch:>8} "
                          f"{share:>6.0%} {peak:>8} {comp:>9} {bg:>6}")
     return "\n".join(lines)
@@ -661,6 +671,11 @@ def run_cli(args) -> int:
         gemm = matmul_gflops()
         results = run(workloads, args.steps, args.warmup, contenders)
         print(table(results, gemm))
+        if any("-decode-" in w for w in workloads):
+            from .bench_generate import bandwidth_table, memory_bandwidth
+            bandwidth = memory_bandwidth()
+            print()
+            print(bandwidth_table(results, bandwidth))
         shared = []
         if args.concurrent:
             shared = run_shared(workloads, args.concurrent, args.steps, args.warmup,

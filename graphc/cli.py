@@ -73,6 +73,13 @@ def _positive_int(text):
     return value
 
 
+def _probability(text):
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
 def _positive_float(text):
     value = _number(text)
     if not value > 0:
@@ -157,13 +164,19 @@ def build_parser():
                    "Shakespeare); its vocabulary must be the checkpoint's")
     e.add_argument("--split", choices=("val", "train"), default="val")
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint")
-    s.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
+    s = sub.add_parser("sample", help="generate text from a checkpoint or a GPT-2 directory")
+    source = s.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a graphc checkpoint directory or file")
+    source.add_argument("--model", help="a Hugging Face GPT-2 directory (config.json, "
+                        "model.safetensors, tokenizer.json)")
     s.add_argument("--prompt", help="text to continue (default: a newline, or the first "
-                   "character of the vocabulary if the text had no newline)")
+                   "character of the vocabulary if the text had no newline; for --model, "
+                   "GPT-2's <|endoftext|>)")
     s.add_argument("--tokens", type=_positive_int, default=300)
     s.add_argument("--temperature", type=_non_negative_float, default=0.8)
     s.add_argument("--top-k", type=_positive_int)
+    s.add_argument("--top-p", type=_probability, help="sample from the most likely tokens "
+                   "whose probability reaches this (nucleus sampling; default: all)")
     s.add_argument("--seed", type=_non_negative_int, default=0)
     return parser
 
@@ -479,13 +492,35 @@ def cmd_sample(args) -> int:
     from .data import CharData
     from .sample import Sampler, default_prompt
 
+    if args.model is not None:
+        return _sample_pretrained(args)
     model, params, meta = _load_model(args.checkpoint)
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
     text = default_prompt(vocab) if args.prompt is None else args.prompt
     ids = Sampler(model, params).generate(data.encode(text), args.tokens, args.temperature,
-                                          args.top_k, args.seed)
+                                          args.top_k, args.seed, args.top_p)
     print(text + data.decode(ids))
+    return 0
+
+
+def _sample_pretrained(args) -> int:
+    from .models import gpt2
+    from .sample import Sampler
+
+    model, params = gpt2.load_gpt2(args.model)
+    tokenizer = gpt2.load_tokenizer(args.model, model.cfg.vocab_size)
+    text = args.prompt or ""
+    prompt_ids = tokenizer.encode(text)
+    if not prompt_ids:
+        start = gpt2.start_token(args.model)
+        if start is None or not 0 <= start < model.cfg.vocab_size:
+            raise UsageError(f"--model {args.model!r}: config.json has no usable bos_token_id "
+                             "to start from; pass a non-empty --prompt")
+        prompt_ids = [start]
+    ids = Sampler(model, params).generate(prompt_ids, args.tokens, args.temperature,
+                                          args.top_k, args.seed, args.top_p)
+    print(text + tokenizer.decode(ids))
     return 0
 
 

@@ -219,6 +219,27 @@ def einsum(node, args, dst):
     return [f"np.einsum({node.attrs['spec']!r}, {', '.join(args)}, out={dst})"]
 
 
+def _dynamic_window(node, operand_node, size, start):
+    """Source for the clamped run-time start `_s` and the index of the window it opens."""
+    axis, length = node.attrs["axis"], operand_node.shape[node.attrs["axis"]]
+    return (f"_s = min(max(int({start}), 0), {length - size})",
+            ":, " * axis + f"_s:_s + {size}")
+
+
+def dynamic_slice(node, args, dst):
+    clamp, index = _dynamic_window(node, node.inputs[0], node.attrs["size"], args[1])
+    return [clamp, f"np.copyto({dst}, {args[0]}[{index}])"]
+
+
+def dynamic_update_slice(node, args, dst):
+    size = node.inputs[1].shape[node.attrs["axis"]]
+    clamp, index = _dynamic_window(node, node.inputs[0], size, args[2])
+    # dst is the operand's own buffer when the operand dies here (its lowering record's inplace_operand)
+    return [f"if not np.may_share_memory({dst}, {args[0]}): np.copyto({dst}, {args[0]})",
+            clamp, f"{dst}[{index}] = {args[1]}"]
+
+
+
 # ---- calls of numba kernels (runtime.jit, runtime.gemm) -----------------------------------
 def _flat(x):
     return f"{x}.reshape(-1)"

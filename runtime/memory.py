@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from ir.errors import GraphcError
 
-from .op_lowering import can_emit, inplace_safe, is_constant, is_view, scratch_buffers
+from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant, is_view,
+                          scratch_buffers)
 
 
 @dataclass
@@ -120,11 +121,17 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
     return mp
 
 
+def _writable_operands(n):
+    """The operands n may write its result over: any (elementwise ops) or one."""
+    position = inplace_operand(n)
+    if position is not None:
+        return [n.inputs[position]]
+    return list(n.inputs) if inplace_safe(n) else []
+
+
 def _inplace_operand(n, idx, last_use, root, storage, escaping):
-    if not inplace_safe(n):
-        return None
     roots = [root[i] for i in n.inputs]
-    for i in n.inputs:
+    for i in _writable_operands(n):
         s = storage.get(i)
         if (s is not None and s.kind == "pool" and root[i] is i and i not in escaping
                 and last_use[i] == idx and i.shape == n.shape and i.dtype == n.dtype
@@ -138,8 +145,8 @@ def _take_donor(n, idx, donors, last_use, root):
     roots = [root[i] for i in n.inputs]
     for d in candidates:
         dead_before = last_use[d] < idx
-        dies_here = (last_use[d] == idx and inplace_safe(n)
-                     and any(i is d for i in n.inputs) and sum(r is d for r in roots) == 1)
+        dies_here = (last_use[d] == idx and any(i is d for i in _writable_operands(n))
+                     and sum(r is d for r in roots) == 1)
         if dead_before or dies_here:
             candidates[:] = [c for c in candidates if c is not d]
             return d

@@ -32,6 +32,9 @@ class Lowering:
     emit: Callable | None = None  # (node, args, dst[, scratch]) -> numpy source lines
     # one pass reading each operand at the position it writes: dst may be a dying operand
     inplace_safe: bool = False
+    # not elementwise, but may write its result over this operand (by position) when that
+    # operand dies at it: the update of a KV cache writes into the cache's own buffer
+    inplace_operand: int | None = None
     scratch: int = 0  # workspace buffers of the node's own size its numpy emitter needs
     view: Callable | None = None  # (node, x) -> source of the view
     # its scalar expression in a fused kernel: a format string over the operands' expressions
@@ -122,6 +125,8 @@ _RECORDS = [
     Lowering("pad_slice", emit=E.pad_slice),
     Lowering("concat", emit=E.concat),
     Lowering("einsum", emit=E.einsum),
+    Lowering("dynamic_slice", emit=E.dynamic_slice),
+    Lowering("dynamic_update_slice", emit=E.dynamic_update_slice, inplace_operand=0),
     Lowering("one_hot", reason="reads integer targets once per step; its library "
                                "implementation's allocation is small"),
     Lowering("scatter_add", reason="np.add.at into a zeroed result (embedding gradients) has "
@@ -161,6 +166,10 @@ def is_constant(node) -> bool:
 
 def inplace_safe(node) -> bool:
     return lowering_of(node.op).inplace_safe
+
+
+def inplace_operand(node) -> int | None:
+    return lowering_of(node.op).inplace_operand
 
 
 def view_expression(node, x) -> str:

@@ -36,6 +36,18 @@ def ints(*shape, high=5):
     return lambda rng: rng.integers(0, high, shape)
 
 
+def _start(value):
+    """A run-time start position: an int64 scalar."""
+    return lambda rng: np.asarray(value, np.int64)
+
+
+def _put(a, u, start):
+    """a with u written at `start` along axis 1."""
+    out = a.copy()
+    out[:, start:start + u.shape[1]] = u
+    return out
+
+
 def _gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
 
@@ -164,6 +176,17 @@ CASES = [
          lambda u, i: _scatter(u, i, 5), ints=(1,)),
     Case("one_hot", lambda a, i: gc.one_hot(i, 5, "float64") * a, [f64(3, 5), ints(3)],
          lambda a, i: np.eye(5)[i] * a, ints=(1,)),
+    # windows at a run-time start (KV caches), clamped to fit as in JAX
+    Case("dynamic_slice", lambda a, s: gc.dynamic_slice(a, s, 3, axis=1),
+         [f64(2, 6, 2), _start(2)], lambda a, s: a[:, 2:5], ints=(1,)),
+    Case("dynamic_slice_clamped", lambda a, s: gc.dynamic_slice(a, s, 3, axis=-2),
+         [f64(2, 6, 2), _start(5)], lambda a, s: a[:, 3:6], ints=(1,)),
+    Case("dynamic_update_slice", lambda a, u, s: gc.dynamic_update_slice(a, u, s, axis=1),
+         [f64(2, 6, 2), f64(2, 2, 2), _start(1)], lambda a, u, s: _put(a, u, 1), ints=(2,)),
+    Case("dynamic_update_slice_clamped",
+         lambda a, u, s: gc.dynamic_update_slice(a * 2.0, u, s, axis=0),
+         [f64(4, 3), f64(2, 3), _start(7)], lambda a, u, s: _put(a.T * 2.0, u.T, 2).T,
+         ints=(2,)),
     # linear algebra
     Case("matmul", lambda a, b: a @ b, [f64(3, 4), f64(4, 5)], np.matmul),
     Case("matmul_batch_bcast", lambda a, b: a @ b, [f64(2, 3, 4), f64(4, 5)], np.matmul),

@@ -37,6 +37,7 @@ class GPTConfig:
     bias: bool = True
     tie_weights: bool = True
     dtype: str = "float32"
+    layer_norm_eps: float = 1e-5  # GPT-2's config.json calls it layer_norm_epsilon
 
     @classmethod
     def named(cls, name: str, **overrides) -> "GPTConfig":
@@ -53,6 +54,9 @@ class GPTConfig:
                 raise ValueError(f"{f} must be positive, got {getattr(self, f)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            raise ValueError(f"layer_norm_eps must be a number in (0, 1), got {eps!r}")
 
     def to_dict(self):
         return asdict(self)
@@ -108,9 +112,9 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig, rng):
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, cfg.bias, dtype=cfg.dtype)
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, cfg.bias, cfg.layer_norm_eps, cfg.dtype)
         self.attn = CausalSelfAttention(cfg, rng)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, cfg.bias, dtype=cfg.dtype)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, cfg.bias, cfg.layer_norm_eps, cfg.dtype)
         self.mlp = MLP(cfg, rng)
 
     def forward(self, x, dropout):
@@ -126,7 +130,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd, rng, 0.02, cfg.dtype)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd, rng, 0.02, cfg.dtype)
         self.blocks = nn.ModuleList([Block(cfg, rng) for _ in range(cfg.n_layer)])
-        self.ln_f = nn.LayerNorm(cfg.n_embd, cfg.bias, dtype=cfg.dtype)
+        self.ln_f = nn.LayerNorm(cfg.n_embd, cfg.bias, cfg.layer_norm_eps, cfg.dtype)
         if not cfg.tie_weights:
             self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, False, rng, 0.02, cfg.dtype)
 

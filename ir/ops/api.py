@@ -24,7 +24,8 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "cast", "astype", "sum", "max", "min", "mean", "var", "reshape", "transpose",
            "swapaxes", "broadcast_to", "expand_dims", "squeeze", "unbroadcast", "slice_",
            "pad_slice", "getitem", "concat", "concatenate", "stack", "split", "take",
-           "embedding", "scatter_add", "one_hot", "matmul", "einsum", "softmax", "log_softmax",
+           "embedding", "scatter_add", "one_hot", "dynamic_slice", "dynamic_update_slice",
+           "matmul", "einsum", "softmax", "log_softmax",
            "layer_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
            "cross_entropy", "dropout", "tril_mask", "masked_fill", "full", "zeros", "ones",
            "zeros_like", "ones_like", "arange"]
@@ -316,6 +317,29 @@ embedding = take
 
 def scatter_add(updates, idx, rows):
     return apply("scatter_add", updates, idx, rows=int(rows))
+
+
+def _start_axis(x, start, axis):
+    """A Python int start becomes an int64 scalar (a constant); a negative axis counts from
+    the end."""
+    if isinstance(start, (int, np.integer)) and not isinstance(start, bool):
+        start = np.asarray(start, np.int64)
+    return start, axis % _ndim(x) if _ndim(x) else axis
+
+
+def dynamic_slice(x, start, size, axis=0):
+    """x's window of `size` along `axis` from a run-time start (a scalar integer tensor),
+    clamped to fit as in JAX's lax.dynamic_slice."""
+    start, axis = _start_axis(x, start, axis)
+    return apply("dynamic_slice", x, start, size=int(size), axis=axis)
+
+
+def dynamic_update_slice(x, update, start, axis=0):
+    """x with `update` written from a run-time start along `axis` (clamped to fit), as JAX's
+    lax.dynamic_update_slice along one axis; compiled, it writes into x's buffer when x dies
+    here (a donated KV cache is updated in place)."""
+    start, axis = _start_axis(x, start, axis)
+    return apply("dynamic_update_slice", x, update, start, axis=axis)
 
 
 def one_hot(idx, depth, dtype="float32"):

@@ -90,3 +90,78 @@ def _dropout_mask(seed, shape, rate, salt, dtype):
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, salt])
     keep = rng.random(shape, dtype=np.float32) >= rate
     return keep.astype(dtype) * np.asarray(1.0 / (1.0 - rate), dtype=dtype)
+
+
+# ---- windows at a run-time position (KV caches) ---------------------------------------------
+def _clamped_start(start, size, length) -> int:
+    """As in JAX (lax.dynamic_slice): the start is clamped so that the window fits."""
+    return min(max(int(start), 0), length - size)
+
+
+def _window(ndim, axis, start, size):
+    rest = (slice(None),) * (ndim - axis - 1)
+    return (slice(None),) * axis + (slice(start, start + size),) + rest
+
+
+def _check_start(start, axis, ndim):
+    check(start.dtype in INT_DTYPES and start.ndim == 0,
+          f"the start must be an integer scalar, got {start}")
+    check(0 <= axis < ndim, f"axis {axis} is out of range for {ndim} dimensions")
+
+
+def _dynamic_slice_infer(types, size, axis):
+    operand, start = types
+    _check_start(start, axis, operand.ndim)
+    check(0 <= size <= operand.shape[axis],
+          f"size {size} does not fit axis {axis} of length {operand.shape[axis]}")
+    shape = list(operand.shape)
+    shape[axis] = size
+    return TensorType(tuple(shape), operand.dtype)
+
+
+def _vjp_dynamic_slice(ctx, g):
+    operand, start = ctx.inputs
+    if not ctx.needs[0]:
+        return [None, None]
+    return [F.dynamic_update_slice(F.zeros_like(operand), g, start, ctx.attrs["axis"]), None]
+
+
+@defop("dynamic_slice", _dynamic_slice_infer, vjp=_vjp_dynamic_slice, arity=2)
+def _dynamic_slice(operand, start, size, axis):
+    """operand[..., s:s+size, ...] along `axis`, s a run-time (clamped) start."""
+    s = _clamped_start(start, size, operand.shape[axis])
+    return operand[_window(operand.ndim, axis, s, size)].copy()
+
+
+def _dynamic_update_slice_infer(types, axis):
+    operand, update, start = types
+    _check_start(start, axis, operand.ndim)
+    check(update.dtype == operand.dtype,
+          f"the update's dtype {update.dtype} is not the operand's {operand.dtype}")
+    check(update.ndim == operand.ndim and all(
+        u == o if d != axis else u <= o
+        for d, (u, o) in enumerate(zip(update.shape, operand.shape))),
+          f"the update {update.shape} must match the operand {operand.shape} except along "
+          f"axis {axis}, where it may be shorter")
+    return operand
+
+
+def _vjp_dynamic_update_slice(ctx, g):
+    operand, update, start = ctx.inputs
+    axis = ctx.attrs["axis"]
+    return [F.dynamic_update_slice(g, F.zeros_like(update), start, axis)
+            if ctx.needs[0] else None,
+            F.dynamic_slice(g, start, update.shape[axis], axis) if ctx.needs[1] else None,
+            None]
+
+
+@defop("dynamic_update_slice", _dynamic_update_slice_infer, vjp=_vjp_dynamic_update_slice,
+       arity=3)
+def _dynamic_update_slice(operand, update, start, axis):
+    """The operand with `update` written at a run-time (clamped) start along `axis`. The
+    compiled runtime writes into the operand's buffer when it dies here, e.g. a donated KV
+    cache (runtime/kernels.py INPLACE_OPERAND)."""
+    out = operand.copy()
+    s = _clamped_start(start, update.shape[axis], operand.shape[axis])
+    out[_window(operand.ndim, axis, s, update.shape[axis])] = update
+    return out

@@ -1,0 +1,222 @@
+"""Text generation with a key/value cache, as compiled plans of static shape.
+
+One graph, `build_cached_step(model, batch, length)`, runs `length` new tokens per row through
+the GPT: it writes their keys and values into per-layer caches of the model's block size at a
+run-time slot (`dynamic_update_slice` on donated caches, so the plan updates them in place),
+attends over the whole cache under an additive mask, and returns the logits of the last new
+token. The prompt is one call of it (the prefill, `length` = the prompt's), every further token
+one call with `length` 1 (the decode step):
+
+    gen = Generator(model, params)
+    ids = gen.generate([prompt_ids, other_prompt_ids], tokens=50, temperature=0.8, top_k=40,
+                       top_p=0.95, seed=0)
+
+Prompts of different lengths share slots by left padding: row b's real tokens start at slot
+pad[b], its positions count from there and its queries never see the padding (a padding slot
+attends to itself only, so no softmax row is empty). Once the cache is full the window slides
+as the no-cache path does (nanoGPT's `idx[:, -block_size:]`): positions are learned, so the
+cached keys of a shifted window are stale, and each further token reruns the prefill plan on
+the last block_size tokens. A prefill plan is compiled per batch size and window length (the
+longest prompt's), the decode plan once per batch size; a Generator keeps its plans.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ir.graph import Graph
+from ir.ops import api as F
+from ir.ops.registry import graph_param
+from runtime.build import build_plan
+
+from .models.gpt import GPT
+
+
+def cache_names(n_layer: int) -> list[str]:
+    return [f"cache.{i}.{kv}" for i in range(n_layer) for kv in ("k", "v")]
+
+
+def build_cached_step(model: GPT, batch: int, length: int, span: int | None = None) -> Graph:
+    """(idx, positions, mask, start, parameters..., caches...) -> (logits of the last token,
+    caches...): `length` tokens per row at cache slots start .. start+length-1, attending
+    over the first `span` slots of the cache (default: all; the caller guarantees
+    start + length <= span)."""
+    cfg = model.cfg
+    B, L, T, C, H = batch, length, cfg.block_size, cfg.n_embd, cfg.n_head
+    S = T if span is None else span
+    D = C // H
+    g = Graph(f"cached_step_{L}_{S}")
+    with g.building():
+        idx = g.input("idx", (B, L), "int64")
+        positions = g.input("positions", (B, L), "int64")
+        mask = g.input("mask", (B, 1, L, S), cfg.dtype)  # 0 where a query may look, else -inf
+        start = g.input("start", (), "int64")
+        for _, p in model.named_parameters():
+            graph_param(g, p)
+        caches = [g.input(name, (B, H, T, D), cfg.dtype) for name in cache_names(cfg.n_layer)]
+        x = model.wte(idx) + F.take(model.wpe.weight, positions)  # (B, L, C)
+        updated = []
+        for i, block in enumerate(model.blocks):
+            attn = block.attn
+            q, k, v = F.split(attn.c_attn(block.ln_1(x)), 3, axis=-1)
+            q, k, v = (t.reshape(B, L, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))
+            k_all = F.dynamic_update_slice(caches[2 * i], k, start, axis=2)  # (B, H, T, D)
+            v_all = F.dynamic_update_slice(caches[2 * i + 1], v, start, axis=2)
+            updated += [k_all, v_all]
+            if S < T:  # the slots in use: a view, no copy
+                k_all, v_all = (F.slice_(t, [0, 0, 0, 0], [B, H, S, D], [1, 1, 1, 1])
+                                for t in (k_all, v_all))
+            # the same operations in the same order as CausalSelfAttention.forward
+            att = (q @ k_all.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(D)) + mask
+            y = (F.softmax(att, axis=-1) @ v_all).transpose(0, 2, 1, 3).reshape(B, L, C)
+            x = x + attn.c_proj(y)
+            x = x + block.mlp(block.ln_2(x), lambda t: t)
+        last = F.slice_(x, [0, L - 1, 0], [B, L, C], [1, 1, 1]).reshape(B, C)
+        last = model.ln_f(last)
+        head = F.transpose(model.wte.weight) if cfg.tie_weights else model.lm_head.weight
+        g.set_outputs([last @ head] + updated)
+    return g
+
+
+def _span(used: int, block_size: int) -> int:
+    """The cache slots a step attends over: the slots in use rounded up to a power of two
+    (few plans: one per doubling), at most the block. Slots past them are masked anyway, so
+    this saves reading them without changing any result."""
+    return min(1 << max(used - 1, 0).bit_length(), block_size)
+
+
+class Generator:
+    """KV-cache generation from a GPT and its parameters (name -> array)."""
+
+    def __init__(self, model: GPT, params: dict):
+        self.model = model
+        self.params = params
+        self._plans = {}
+        self._caches = None  # name -> (B, H, T, D) array, updated in place by the plans
+        self._contexts = None  # each row's token ids so far
+
+    def _plan(self, batch: int, length: int, span: int):
+        key = (batch, length, span)
+        if key not in self._plans:
+            plan = build_plan(build_cached_step(self.model, batch, length, span),
+                              donate=cache_names(self.model.cfg.n_layer))
+            self._plans[key] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
+        return self._plans[key]
+
+    def _run(self, idx, positions, mask, start):
+        """mask: (B, 1, L, block_size); only its first `span` slots reach the plan."""
+        B, L = idx.shape
+        span = _span(start + L, self.model.cfg.block_size)
+        mask = np.ascontiguousarray(mask[..., :span])
+        plan, order = self._plan(B, L, span)
+        self.last_plan = plan  # plan.memory, plan.profile(...) of the step just run
+        feed = {"idx": idx, "positions": positions, "mask": mask,
+                "start": np.asarray(start, np.int64), **self.params, **self._caches}
+        logits, *caches = plan(*[feed[n] for n in order])
+        self._caches = dict(zip(cache_names(self.model.cfg.n_layer), caches))
+        return logits.astype(np.float64)
+
+    def start(self, prompts) -> np.ndarray:
+        """Run the prompts (lists of token ids, one per row, each non-empty) -> the logits
+        (B, vocab) of each row's next token."""
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        self._contexts = [[self._token(t) for t in p] for p in prompts]
+        return self._prefill()
+
+    def advance(self, tokens) -> np.ndarray:
+        """Append one token per row -> the logits of the next token."""
+        cfg = self.model.cfg
+        if self._contexts is None:
+            raise ValueError("advance() before start(): no prompts yet")
+        if len(tokens) != len(self._contexts):
+            raise ValueError(f"{len(tokens)} tokens for {len(self._contexts)} rows")
+        for ctx, t in zip(self._contexts, tokens):
+            ctx.append(self._token(t))
+        if self._slot >= cfg.block_size:  # the window slides: recompute it
+            return self._prefill()
+        B, T, t = len(tokens), cfg.block_size, self._slot
+        idx = np.asarray(tokens, np.int64).reshape(B, 1)
+        positions = (t - self._pads).reshape(B, 1)
+        visible = np.arange(T)[None, :]
+        mask = np.where((visible >= self._pads[:, None]) & (visible <= t), 0.0, -np.inf)
+        self._slot += 1
+        return self._run(idx, positions, mask.reshape(B, 1, 1, T).astype(cfg.dtype), t)
+
+    def _token(self, t) -> int:
+        t = int(t)
+        if not 0 <= t < self.model.cfg.vocab_size:
+            raise ValueError(f"token id {t} is outside the vocabulary (0 to "
+                             f"{self.model.cfg.vocab_size - 1})")
+        return t
+
+    def _prefill(self) -> np.ndarray:
+        cfg = self.model.cfg
+        T = cfg.block_size
+        windows = [ctx[-T:] for ctx in self._contexts]
+        L = max(len(w) for w in windows)
+        B = len(windows)
+        pads = np.array([L - len(w) for w in windows], np.int64)
+        idx = np.zeros((B, L), np.int64)
+        for b, w in enumerate(windows):
+            idx[b, pads[b]:] = w
+        slots = np.arange(L)
+        positions = np.maximum(slots[None, :] - pads[:, None], 0)
+        keys = np.arange(T)[None, None, :]
+        queries = slots[None, :, None]
+        visible = ((keys >= pads[:, None, None]) & (keys <= queries)) | (keys == queries)
+        mask = np.where(visible, 0.0, -np.inf).astype(cfg.dtype).reshape(B, 1, L, T)
+        if self._caches is None or next(iter(self._caches.values())).shape[0] != B:
+            shape = (B, cfg.n_head, T, cfg.n_embd // cfg.n_head)
+            self._caches = {n: np.zeros(shape, cfg.dtype) for n in cache_names(cfg.n_layer)}
+        self._pads, self._slot = pads, L
+        return self._run(idx, positions, mask, 0)
+
+    def generate(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None,
+                 seed=0) -> list[list[int]]:
+        """`tokens` new token ids per prompt: greedy at temperature 0, otherwise sampled from
+        the softmax of logits / temperature restricted to the top_k most likely tokens and to
+        the smallest set whose probability reaches top_p; seeded, so reproducible."""
+        check_sampling(temperature, top_k, top_p)
+        rng = np.random.default_rng(seed)
+        out = [[] for _ in prompts]
+        if tokens <= 0:
+            return out
+        logits = self.start(prompts)
+        for step in range(tokens):
+            chosen = [choose(row, temperature, top_k, top_p, rng) for row in logits]
+            for row, t in zip(out, chosen):
+                row.append(t)
+            if step + 1 < tokens:
+                logits = self.advance(chosen)
+        return out
+
+
+def check_sampling(temperature, top_k, top_p):
+    if not (np.isfinite(temperature) and temperature >= 0):  # nan fails both ways
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
+def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) -> int:
+    """One token id from a row of logits (float64)."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.size:
+        cutoff = np.sort(logits)[-top_k]
+        logits = np.where(logits < cutoff, -np.inf, logits)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    if top_p is not None and top_p < 1:
+        # the most likely tokens until their probability reaches top_p (at least one)
+        order = np.argsort(-probs, kind="stable")
+        keep = np.searchsorted(np.cumsum(probs[order]), top_p) + 1
+        trimmed = np.zeros_like(probs)
+        trimmed[order[:keep]] = probs[order[:keep]]
+        probs = trimmed / trimmed.sum()
+    return int(rng.choice(logits.size, p=probs))

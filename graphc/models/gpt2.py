@@ -1,0 +1,221 @@
+"""Hugging Face GPT-2 checkpoints as graphc GPTs, and GPT-2's byte-level BPE tokenizer.
+
+A GPT-2 directory as `save_pretrained` writes it holds `config.json`, `model.safetensors` and
+(from the tokenizer's `save_pretrained`) `tokenizer.json`. The weights are read with the
+`safetensors` package (no pickle), the tokenizer with `tokenizers`.
+
+GPT-2 is graphc's GPT (graphc/models/gpt.py) under other names: `transformer.h.N` is
+`blocks.N`, and its `Conv1D` layers already store their weight (in, out) and compute
+x @ W + b, as graphc's Linear does, so no weight is transposed. The rest is what the GPT has:
+biases, learned positions (`n_positions` is the block size), the tanh GELU (`gelu_new`),
+the LM head tied to the token embedding. A separate `lm_head.weight` (an untied checkpoint)
+is stored (out, in) like torch's Linear and is transposed.
+
+    model, params = load_gpt2("gpt2/")          # float32, or dtype="float64"
+    tokenizer = load_tokenizer("gpt2/")
+    logits = build_plan(build_logits(model))(...)
+
+Every problem with the directory is one GraphcError line naming the file and the key.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from ir.errors import GraphcError
+
+from .gpt import GPT, GPTConfig
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+
+# GPT-2's tanh-approximated GELU under the names transformers gives it
+_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# Buffers older checkpoints carry beside the weights (the causal mask): not parameters.
+_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+
+
+def _config_error(path, message):
+    return GraphcError(f"{path}: {message}")
+
+
+def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict]:
+    """-> (the GPTConfig, the raw config.json) of a GPT-2 directory, refusing any setting
+    graphc's GPT would compute differently."""
+    path = os.path.join(directory, CONFIG_FILE)
+    if not os.path.isdir(directory):
+        raise GraphcError(f"model directory {directory!r} does not exist (expected a "
+                          f"directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
+    if not os.path.isfile(path):
+        raise GraphcError(f"model directory {directory!r} has no {CONFIG_FILE}")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _config_error(path, f"is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise _config_error(path, "must hold a JSON object")
+
+    def get(key, default=None, required=True, kind=int):
+        if key not in raw:
+            if required:
+                raise _config_error(path, f"missing key {key!r}")
+            return default
+        value = raw[key]
+        if kind is bool:
+            good = isinstance(value, bool)
+        elif kind is float:
+            good = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value))
+        else:
+            good = isinstance(value, kind) and not isinstance(value, bool)
+        if not good:
+            raise _config_error(path, f"key {key!r} has a bad value {value!r}")
+        return value
+
+    model_type = raw.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        raise _config_error(path, f"model_type is {model_type!r}; graphc loads 'gpt2' models")
+    n_embd = get("n_embd")
+    activation = get("activation_function", "gelu_new", required=False, kind=str)
+    if activation not in _TANH_GELUS:
+        raise _config_error(path, f"activation_function {activation!r} is not supported "
+                            f"(graphc's GPT uses the tanh GELU: {', '.join(_TANH_GELUS)})")
+    n_inner = raw.get("n_inner")
+    if n_inner is not None and n_inner != 4 * n_embd:
+        raise _config_error(path, f"n_inner {n_inner!r} is not supported (graphc's GPT uses "
+                            f"4 * n_embd = {4 * n_embd})")
+    if not get("scale_attn_weights", True, required=False, kind=bool):
+        raise _config_error(path, "scale_attn_weights false is not supported")
+    if get("scale_attn_by_inverse_layer_idx", False, required=False, kind=bool):
+        raise _config_error(path, "scale_attn_by_inverse_layer_idx true is not supported")
+    if get("add_cross_attention", False, required=False, kind=bool):
+        raise _config_error(path, "add_cross_attention true is not supported")
+    try:
+        cfg = GPTConfig(vocab_size=get("vocab_size"), n_layer=get("n_layer"),
+                        n_head=get("n_head"), n_embd=n_embd,
+                        block_size=get("n_positions" if "n_positions" in raw or "n_ctx"
+                                       not in raw else "n_ctx"), batch_size=1,
+                        dropout=0.0, bias=True,
+                        tie_weights=get("tie_word_embeddings", True, required=False, kind=bool),
+                        dtype=dtype,
+                        layer_norm_eps=get("layer_norm_epsilon", 1e-5, required=False,
+                                           kind=float))
+        cfg.validate()
+    except ValueError as exc:
+        raise _config_error(path, str(exc)) from None
+    return cfg, raw
+
+
+def hf_name(name: str) -> str:
+    """graphc's parameter name -> GPT-2's (`blocks.0.attn.c_attn.weight` ->
+    `h.0.attn.c_attn.weight`), without the `transformer.` prefix that some files add."""
+    return "h." + name[len("blocks."):] if name.startswith("blocks.") else name
+
+
+def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
+    """-> (model, parameters by name) from a Hugging Face GPT-2 directory. Every tensor's
+    shape and dtype is checked against config.json before it is read; non-finite weights
+    are refused."""
+    from safetensors import SafetensorError, safe_open
+    from ..checkpoint import parameter_shapes
+
+    cfg, _ = read_config(directory, dtype)
+    path = os.path.join(directory, WEIGHTS_FILE)
+    if not os.path.isfile(path):
+        raise GraphcError(f"model directory {directory!r} has no {WEIGHTS_FILE}")
+    wanted = parameter_shapes(cfg)
+    params = {}
+    try:
+        with safe_open(path, framework="numpy") as f:
+            stored = {}
+            for key in f.keys():
+                short = key[len("transformer."):] if key.startswith("transformer.") else key
+                if short.endswith(_BUFFER_SUFFIXES):
+                    continue
+                stored[short] = key
+            expected = {hf_name(n) for n in wanted}
+            if cfg.tie_weights:
+                stored.pop("lm_head.weight", None)  # a tied copy of wte, when written out
+            missing = sorted(expected - set(stored))
+            unexpected = sorted(set(stored) - expected)
+            if missing:
+                raise GraphcError(f"{path}: missing tensor {missing[0]!r} (config.json "
+                                  f"declares {cfg.n_layer} layers)")
+            if unexpected:
+                raise GraphcError(f"{path}: unexpected tensor {stored[unexpected[0]]!r} (not "
+                                  f"part of a GPT-2 with {CONFIG_FILE}'s settings)")
+            for name, shape in wanted.items():
+                key = stored[hf_name(name)]
+                # torch's Linear stores (out, in); graphc's Linear and GPT-2's Conv1D (in, out)
+                transposed = name == "lm_head.weight"
+                want = shape[::-1] if transposed else shape
+                got = tuple(f.get_slice(key).get_shape())
+                if got != tuple(want):
+                    raise GraphcError(f"{path}: tensor {key!r} has shape {list(got)}, "
+                                      f"{CONFIG_FILE} implies {list(want)}")
+                kind = f.get_slice(key).get_dtype()
+                if kind not in ("F16", "F32", "F64"):
+                    raise GraphcError(f"{path}: tensor {key!r} has dtype {kind}; graphc reads "
+                                      "F16, F32 and F64 weights")
+                value = f.get_tensor(key)
+                if not np.isfinite(value).all():
+                    raise GraphcError(f"{path}: tensor {key!r} holds non-finite values")
+                params[name] = np.ascontiguousarray(value.T if transposed else value,
+                                                    dtype=dtype)
+    except SafetensorError as exc:
+        raise GraphcError(f"{path} is not a readable safetensors file "
+                          f"({str(exc).splitlines()[0]})") from None
+    model = GPT(cfg)
+    model.load_state_dict(params)
+    return model, params
+
+
+class Tokenizer:
+    """GPT-2's byte-level BPE from a `tokenizer.json` (the `tokenizers` package): any text
+    encodes, and decoding the ids gives the text back."""
+
+    def __init__(self, path: str):
+        from tokenizers import Tokenizer as HFTokenizer
+        if not os.path.isfile(path):
+            raise GraphcError(f"no tokenizer at {path!r} (a GPT-2 directory needs "
+                              f"{TOKENIZER_FILE})")
+        try:
+            self._tok = HFTokenizer.from_file(path)
+        except Exception as exc:  # the Rust library raises plain Exceptions
+            raise GraphcError(f"{path} is not a readable tokenizer "
+                              f"({str(exc).splitlines()[0]})") from None
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_id(self, token: str):
+        return self._tok.token_to_id(token)
+
+
+def load_tokenizer(directory: str, vocab_size: int | None = None) -> Tokenizer:
+    """The directory's tokenizer.json; with vocab_size, check it fits the model."""
+    path = os.path.join(directory, TOKENIZER_FILE)
+    tokenizer = Tokenizer(path)
+    if vocab_size is not None and tokenizer.vocab_size > vocab_size:
+        raise GraphcError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens, more than "
+                          f"the model's vocab_size {vocab_size} in {CONFIG_FILE}")
+    return tokenizer
+
+
+def start_token(directory: str) -> int | None:
+    """config.json's bos_token_id (GPT-2's <|endoftext|>), the prompt when none is given."""
+    _, raw = read_config(directory)
+    bos = raw.get("bos_token_id")
+    return bos if isinstance(bos, int) and not isinstance(bos, bool) else None

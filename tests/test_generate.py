@@ -1,0 +1,235 @@
+"""KV-cache generation (graphc/generate.py): the cached prefill/decode plans give the no-cache
+path's logits at every position (float64 to rounding, float32 to 1e-5), for a batch of prompts
+of different lengths and past the block size; sampling is seeded; the cache is updated in
+place through dynamic_update_slice on a donated input."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.generate import Generator, build_cached_step, choose
+from graphc.models.gpt import GPT, GPTConfig
+from graphc.sample import Sampler
+from ir.ops.registry import graph_param
+from passes.manager import optimize
+from runtime.codegen import compile_graph
+
+VOCAB, BLOCK = 11, 8
+TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def small_model(dtype="float64", **overrides):
+    cfg = GPTConfig(**{**dict(vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=16,
+                              block_size=BLOCK, dtype=dtype), **overrides})
+    model = GPT(cfg, seed=1)
+    rng = np.random.default_rng(2)  # biases and LayerNorms away from 0 and 1
+    for _, p in model.named_parameters():
+        p.data = (p.data + rng.normal(0, 0.3, p.data.shape)).astype(dtype)
+    return model, model.state_dict()
+
+
+class NoCache:
+    """The reference: the whole window through the plain GPT for every token, the window the
+    last block_size tokens (nanoGPT's generate)."""
+
+    def __init__(self, model, params):
+        self.model, self.params, self.plans = model, params, {}
+
+    def logits(self, context) -> np.ndarray:
+        window = list(context)[-self.model.cfg.block_size:]
+        T = len(window)
+        if T not in self.plans:  # build_logits is fixed at the block size; trace T tokens
+            g = gc.Graph("logits")
+            with g.building():
+                idx = g.input("idx", (1, T), "int64")
+                for _, p in self.model.named_parameters():
+                    graph_param(g, p)
+                g.set_outputs([self.model(idx)])
+            plan = compile_graph(optimize(g))
+            self.plans[T] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
+        plan, order = self.plans[T]
+        feed = {"idx": np.asarray(window, np.int64)[None], **self.params}
+        return plan(*[feed[n] for n in order])[0][0, -1].astype(np.float64)
+
+    def greedy(self, prompt, tokens):
+        context = list(prompt)
+        for _ in range(tokens):
+            context.append(int(np.argmax(self.logits(context))))
+        return context[len(prompt):]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_position_equals_the_no_cache_path_past_the_block_size(dtype):
+    model, params = small_model(dtype)
+    reference = NoCache(model, params)
+    prompts = [[3, 1, 4], [1, 5, 9, 2, 6], [5]]  # prefill lengths 3, 5 and 1 share a batch
+    rng = np.random.default_rng(0)
+    forced = rng.integers(0, VOCAB, (len(prompts), 2 * BLOCK))  # past the block size
+    gen = Generator(model, params)
+    logits = gen.start(prompts)
+    contexts = [list(p) for p in prompts]
+    for step in range(forced.shape[1]):
+        for b, ctx in enumerate(contexts):
+            np.testing.assert_allclose(logits[b], reference.logits(ctx), rtol=0,
+                                       atol=TOL[dtype], err_msg=f"row {b}, length {len(ctx)}")
+        logits = gen.advance(forced[:, step])
+        for ctx, t in zip(contexts, forced[:, step]):
+            ctx.append(int(t))
+    assert len(contexts[0]) > 2 * BLOCK
+    # decode plans ran (one token, cache slot at run time), attending over 8 slots at most
+    decode_spans = sorted(span for batch, length, span in gen._plans if length == 1)
+    assert decode_spans == [8]
+    # a longer block: one decode plan per doubling of the slots in use
+    model, params = small_model(dtype, block_size=64)
+    gen = Generator(model, params)
+    gen.start([[1, 2, 3]])
+    for t in range(40):
+        gen.advance([t % VOCAB])
+    assert sorted(span for _, length, span in gen._plans if length == 1) == [4, 8, 16, 32, 64]
+
+
+def test_greedy_generation_equals_the_no_cache_path_and_slides_the_window():
+    model, params = small_model("float64")
+    reference = NoCache(model, params)
+    prompts = [[2, 7], [4, 4, 8, 1, 0, 3, 6]]
+    out = Generator(model, params).generate(prompts, 3 * BLOCK, temperature=0)
+    assert [len(o) for o in out] == [3 * BLOCK] * 2
+    for prompt, got in zip(prompts, out):
+        assert got == reference.greedy(prompt, 3 * BLOCK)
+    # one prompt alone gives the same tokens as in a batch
+    assert Sampler(model, params).generate(prompts[1], 3 * BLOCK, temperature=0) == out[1]
+
+
+def test_sampling_is_seeded_and_top_k_1_or_a_tiny_top_p_is_greedy():
+    model, params = small_model("float32")
+    gen = Generator(model, params)
+    kw = dict(temperature=0.9, top_k=5, top_p=0.9)
+    first = gen.generate([[1, 2], [3]], 12, seed=7, **kw)
+    assert gen.generate([[1, 2], [3]], 12, seed=7, **kw) == first
+    assert gen.generate([[1, 2], [3]], 12, seed=8, **kw) != first
+    assert all(0 <= t < VOCAB for row in first for t in row)
+    # top_k 1 and a tiny top_p are greedy whatever the temperature
+    greedy = gen.generate([[1, 2]], 10, temperature=0)
+    assert gen.generate([[1, 2]], 10, temperature=5.0, top_k=1, seed=3) == greedy
+    assert gen.generate([[1, 2]], 10, temperature=5.0, top_p=1e-9, seed=3) == greedy
+
+
+def test_top_k_and_top_p_restrict_the_choice_and_sample_the_renormalised_softmax():
+    logits = np.log(np.array([0.05, 0.4, 0.1, 0.3, 0.15]))
+    rng = np.random.default_rng(0)
+    draws = lambda **kw: np.bincount([choose(logits, 1.0, rng=rng, **kw)  # noqa: E731
+                                      for _ in range(4000)], minlength=5) / 4000
+    np.testing.assert_allclose(draws(), [0.05, 0.4, 0.1, 0.3, 0.15], atol=0.03)
+    np.testing.assert_allclose(draws(top_k=2), [0, 0.4 / 0.7, 0, 0.3 / 0.7, 0], atol=0.03)
+    # top_p 0.75: 0.4 + 0.3 = 0.7 < 0.75, so the third most likely (0.15) joins
+    np.testing.assert_allclose(draws(top_p=0.75), [0, 0.4 / 0.85, 0, 0.3 / 0.85, 0.15 / 0.85],
+                               atol=0.03)
+    # temperature 0.5 squares the probabilities before renormalising
+    squared = np.array([0.05, 0.4, 0.1, 0.3, 0.15]) ** 2
+    cold = np.bincount([choose(logits, 0.5, rng=rng) for _ in range(4000)], minlength=5)
+    np.testing.assert_allclose(cold / 4000, squared / squared.sum(), atol=0.03)
+    assert choose(logits, 0) == 1
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
+    (dict(temperature=1.0, top_k=0), "top_k must be at least 1"),
+    (dict(temperature=1.0, top_p=0.0), r"top_p must be in \(0, 1\]"),
+    (dict(temperature=1.0, top_p=1.5), r"top_p must be in \(0, 1\]"),
+])
+def test_bad_sampling_settings_are_refused(bad, message):
+    model, params = small_model("float32")
+    with pytest.raises(ValueError, match=message):
+        Generator(model, params).generate([[1]], 3, **bad)
+
+
+def test_bad_prompts_and_tokens_are_refused():
+    model, params = small_model("float32")
+    gen = Generator(model, params)
+    with pytest.raises(ValueError, match="advance\\(\\) before start"):
+        gen.advance([1])
+    with pytest.raises(ValueError, match="every prompt needs at least one token"):
+        gen.start([[1], []])
+    with pytest.raises(ValueError, match=f"token id {VOCAB} is outside the vocabulary"):
+        gen.start([[1, VOCAB]])
+    gen.start([[1], [2]])
+    with pytest.raises(ValueError, match="1 tokens for 2 rows"):
+        gen.advance([3])
+
+
+def test_the_decode_plan_updates_the_donated_caches_in_place():
+    model, params = small_model("float64")
+    gen = Generator(model, params)
+    gen.start([[1, 2, 3]])
+    before = dict(gen._caches)
+    gen.advance([4])
+    for name, cache in gen._caches.items():
+        assert cache is before[name]  # the same arrays, written in place
+    plan = gen.last_plan
+    donated = [s for s in plan.memory_plan.storage.values() if s.kind == "donated"]
+    assert len(donated) == 2 * model.cfg.n_layer
+    updates = [n for n in plan.kernel_graph.nodes if n.op == "dynamic_update_slice"]
+    assert len(updates) == 2 * model.cfg.n_layer
+    assert {plan.memory_plan.storage[n].kind for n in updates} == {"donated"}
+    # slot 3 now holds the new token's key; slots past it are still zero
+    k = gen._caches["cache.0.k"]
+    assert np.abs(k[0, :, 3]).max() > 0 and np.abs(k[0, :, 4:]).max() == 0
+
+
+def test_dynamic_update_slice_compiled_in_place_and_clamped():
+    def step(cache, update, start):
+        return gc.dynamic_update_slice(cache, update, start, axis=1)
+    graph = gc.trace(step, gc.spec((2, 6, 3), "float64"), gc.spec((2, 2, 3), "float64"),
+                     gc.spec((), "int64"))
+    plan = compile_graph(graph, donate=["cache"])
+    cache = np.zeros((2, 6, 3))
+    update = np.arange(12.0).reshape(2, 2, 3)
+    (out,) = plan(cache, update, np.int64(2))
+    assert np.shares_memory(out, cache)
+    np.testing.assert_array_equal(out[:, 2:4], update)
+    assert not out[:, :2].any() and not out[:, 4:].any()
+    (out,) = plan(cache, update + 1, np.int64(99))  # clamped to the last slot that fits
+    np.testing.assert_array_equal(out[:, 4:6], update + 1)
+    # not donated: the operand is left as it was
+    plain = compile_graph(graph)
+    fresh = np.zeros((2, 6, 3))
+    (out,) = plain(fresh, update, np.int64(0))
+    assert not fresh.any() and np.array_equal(out[:, :2], update)
+
+
+def test_cached_step_graph_names_its_inputs():
+    model, _ = small_model("float32")
+    graph = build_cached_step(model, 2, 4)
+    names = [n.attrs["name"] for n in graph.inputs]
+    assert names[:4] == ["idx", "positions", "mask", "start"]
+    assert names[-4:] == ["cache.0.k", "cache.0.v", "cache.1.k", "cache.1.v"]
+    assert graph.outputs[0].shape == (2, VOCAB)
+
+
+def test_graphc_sample_slides_past_the_block_size_like_the_no_cache_path(tmp_path, capsys):
+    from graphc.cli import _load_model, main
+    from graphc.data import CharData
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 40, encoding="utf-8")
+    run = str(tmp_path / "run")
+    assert main(["train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head",
+                 "2", "--block-size", "8", "--batch-size", "4", "--eval-iters", "2",
+                 "--no-progress", "--sample-tokens", "0", "--steps", "30", "--data", str(text),
+                 "--out", run]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", run, "--prompt", "to be", "--tokens", "20",
+                 "--temperature", "0"]) == 0
+    printed = capsys.readouterr().out
+    model, params, meta = _load_model(run)
+    data = CharData(list(meta["vocab"]), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    expected = NoCache(model, params).greedy(data.encode("to be"), 20)
+    assert printed == "to be" + data.decode(expected) + "\n"
+    # nucleus sampling from the command line, seeded
+    args = ["sample", "--checkpoint", run, "--tokens", "12", "--top-p", "0.9", "--seed", "5"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first and len(first) > 12
+    with pytest.raises(SystemExit) as bad:
+        main(["sample", "--checkpoint", run, "--top-p", "0"])
+    assert bad.value.code == 2
+    assert "--top-p: must be in (0, 1]" in capsys.readouterr().err

@@ -1,0 +1,244 @@
+"""Hugging Face GPT-2 directories (graphc/models/gpt2.py): logits equal transformers' at every
+position, the byte-level BPE round-trips, `graphc sample --model DIR` end to end, and every bad
+directory is one error line naming the file and the key."""
+import json
+import os
+from importlib.resources import files
+
+import numpy as np
+import pytest
+
+from graphc.cli import main
+from graphc.models import gpt2
+from graphc.train import build_logits
+from ir.errors import GraphcError
+from passes.manager import optimize
+from runtime.codegen import compile_graph
+
+import safetensors.numpy as safetensors_numpy
+
+SHAKESPEARE = files("graphc").joinpath("data/tinyshakespeare.txt").read_text(encoding="utf-8")
+SMALL = dict(vocab_size=300, n_positions=16, n_embd=24, n_layer=2, n_head=3)
+
+
+def need_transformers():
+    for extra in ("torch", "transformers"):
+        pytest.importorskip(extra, reason=f"{extra}, the GPT-2 oracle, is not installed "
+                            "(make test-setup installs it)")
+
+
+def train_tokenizer(path, vocab_size=SMALL["vocab_size"]):
+    """A byte-level BPE like GPT-2's (256 byte symbols, <|endoftext|>, merges), trained on the
+    first 100,000 characters of the shipped text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(SHAKESPEARE[:100_000].splitlines(keepends=True), trainer)
+    tok.save(str(path))
+
+
+def save_random_gpt2(directory, tie=True, **config):
+    """A randomly initialised transformers GPT-2 saved as safetensors; every parameter
+    (LayerNorm weights and biases included) random, so no mapping error hides behind 0 or 1."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    cfg = GPT2Config(**{**SMALL, **config}, tie_word_embeddings=tie, bos_token_id=0,
+                     eos_token_id=0)
+    model = GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(1.0 if "ln_" in name and name.endswith("weight") else 0.0, 0.2)
+    model.save_pretrained(directory, safe_serialization=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    need_transformers()
+    directory = tmp_path_factory.mktemp("gpt2")
+    model = save_random_gpt2(directory)
+    train_tokenizer(directory / gpt2.TOKENIZER_FILE)
+    return directory, model
+
+
+def graphc_logits(model, params, idx):
+    plan = compile_graph(optimize(build_logits(model, idx.shape[0])))
+    feed = {"idx": idx, **params}
+    return plan(*[feed[n.attrs["name"]] for n in plan.graph.inputs])[0]
+
+
+@pytest.mark.parametrize("tie", [True, False])
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-4), ("float64", 1e-10)])
+def test_logits_match_transformers_at_every_position(tmp_path, tie, dtype, tol):
+    need_transformers()
+    import torch
+    reference = save_random_gpt2(tmp_path, tie=tie)
+    model, params = gpt2.load_gpt2(str(tmp_path), dtype)
+    assert model.cfg.tie_weights is tie and params["wte.weight"].dtype == np.dtype(dtype)
+    assert ("lm_head.weight" in params) is (not tie)
+    idx = np.random.default_rng(1).integers(0, SMALL["vocab_size"], (2, SMALL["n_positions"]))
+    got = graphc_logits(model, params, idx)
+    with torch.no_grad():
+        ref = reference.to(getattr(torch, dtype))(torch.tensor(idx)).logits.numpy()
+    assert got.shape == ref.shape == (2, SMALL["n_positions"], SMALL["vocab_size"])
+    assert np.abs(ref).max() > 1.0  # the comparison is not between near-zero logits
+    np.testing.assert_allclose(got, ref, rtol=0, atol=tol)
+
+
+def test_byte_level_bpe_round_trips(tmp_path):
+    path = tmp_path / gpt2.TOKENIZER_FILE
+    train_tokenizer(path)
+    tok = gpt2.Tokenizer(str(path))
+    assert tok.vocab_size == SMALL["vocab_size"]
+    assert tok.token_id("<|endoftext|>") == 0
+    line = "ROMEO:\nBut, soft! what light through yonder window breaks?\n"
+    ids = tok.encode(line)
+    assert len(ids) < 0.85 * len(line.encode("utf-8"))  # merges learnt, not one id per byte
+    assert all(0 <= i < tok.vocab_size for i in ids)
+    for text in (line, SHAKESPEARE[200_000:203_000], "  tabs\tand\r\nnewlines  ",
+                 "naïve café — 東京 🙂", ""):
+        assert tok.decode(tok.encode(text)) == text
+    # bytes never seen in training still encode (byte-level: no unknown token)
+    assert len(tok.encode("🙂")) == len("🙂".encode("utf-8"))
+
+
+def test_sample_from_a_gpt2_directory_is_transformers_greedy(hf_dir, capsys):
+    import torch
+    directory, reference = hf_dir
+    tok = gpt2.load_tokenizer(str(directory))
+    prompt = "ROMEO:"
+    assert main(["sample", "--model", str(directory), "--prompt", prompt, "--tokens", "8",
+                 "--temperature", "0"]) == 0
+    printed = capsys.readouterr().out
+    ids = torch.tensor([tok.encode(prompt)])
+    with torch.no_grad():
+        ref = reference.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert printed == prompt + tok.decode(ref[0, ids.shape[1]:].tolist()) + "\n"
+
+
+def test_a_batch_of_prompts_is_transformers_greedy_row_by_row(hf_dir):
+    """Prompts of different lengths in one batch (left padding inside graphc.generate), each
+    row the tokens transformers' KV-cache greedy search gives for that prompt alone."""
+    import torch
+    from graphc.generate import Generator
+    directory, reference = hf_dir
+    tok = gpt2.load_tokenizer(str(directory))
+    model, params = gpt2.load_gpt2(str(directory))
+    prompts = [tok.encode(p) for p in ("What", "O", "the king")]
+    # distinct lengths, and room for 6 more tokens in transformers' 16 positions
+    assert len({len(p) for p in prompts}) == 3 and max(map(len, prompts)) + 6 <= 16
+    got = Generator(model, params).generate(prompts, 6, temperature=0)
+    for prompt, row in zip(prompts, got):
+        with torch.no_grad():
+            ref = reference.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
+                                     pad_token_id=0, use_cache=True)
+        assert row == ref[0, len(prompt):].tolist()
+
+
+def test_sample_without_a_prompt_starts_from_bos_and_is_seeded(hf_dir, capsys):
+    directory, _ = hf_dir
+    args = ["sample", "--model", str(directory), "--tokens", "6", "--seed", "3"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first and first.strip()
+    assert main(args[:-1] + ["4"]) == 0
+    assert capsys.readouterr().out != first
+
+
+# ---- bad directories: made without transformers, with safetensors from numpy ----------------
+def write_directory(directory, config=None, drop=(), reshape=(), extra=None):
+    """A valid small GPT-2 directory written from a graphc GPT's parameters under GPT-2's
+    names, then damaged as asked."""
+    from graphc.models.gpt import GPT, GPTConfig
+    cfg = {"model_type": "gpt2", "vocab_size": 300, "n_positions": 16, "n_embd": 24,
+           "n_layer": 2, "n_head": 3, "layer_norm_epsilon": 1e-5,
+           "activation_function": "gelu_new", "bos_token_id": 0, **(config or {})}
+    model = GPT(GPTConfig(vocab_size=300, n_layer=2, n_head=3, n_embd=24, block_size=16))
+    tensors = {"transformer." + gpt2.hf_name(n): p for n, p in model.state_dict().items()}
+    for name in drop:
+        del tensors[name]
+    for name in reshape:
+        tensors[name] = tensors[name][:-1]
+    tensors.update(extra or {})
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, gpt2.CONFIG_FILE), "w") as fh:
+        json.dump(cfg, fh)
+    safetensors_numpy.save_file(tensors, os.path.join(directory, gpt2.WEIGHTS_FILE))
+    train_tokenizer(os.path.join(directory, gpt2.TOKENIZER_FILE))
+    return model
+
+
+def test_a_directory_written_from_numpy_loads_with_its_weights(tmp_path):
+    model = write_directory(tmp_path, extra={"transformer.h.0.attn.bias": np.ones((1, 1, 16, 16),
+                                                                                  np.float32)})
+    loaded, params = gpt2.load_gpt2(str(tmp_path), "float64")
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(params[name], value.astype(np.float64))
+    assert loaded.cfg.block_size == 16 and loaded.cfg.layer_norm_eps == 1e-5
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: os.remove(d / "config.json"), "has no config.json"),
+    (lambda d: os.remove(d / "model.safetensors"), "has no model.safetensors"),
+    (lambda d: os.remove(d / "tokenizer.json"), "no tokenizer at"),
+    (lambda d: (d / "config.json").write_text("{\"n_embd\": 24,"),
+     "config.json: is not valid JSON"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"not safetensors"),
+     "model.safetensors is not a readable safetensors file"),
+    (lambda d: (d / "tokenizer.json").write_text("{}"),
+     "tokenizer.json is not a readable tokenizer"),
+    (lambda d: write_directory(d, config={"n_embd": None}),
+     "config.json: key 'n_embd' has a bad value"),
+    (lambda d: write_directory(d, config={"n_head": 5}),
+     "config.json: n_embd (24) must be a multiple"),
+    (lambda d: write_directory(d, config={"activation_function": "relu"}),
+     "config.json: activation_function 'relu' is not supported"),
+    (lambda d: write_directory(d, config={"vocab_size": 200}),
+     "tensor 'transformer.wte.weight' has shape [300, 24], config.json implies [200, 24]"),
+    (lambda d: write_directory(d, reshape=["transformer.h.1.mlp.c_fc.bias"]),
+     "tensor 'transformer.h.1.mlp.c_fc.bias' has shape [95], config.json implies [96]"),
+    (lambda d: write_directory(d, drop=["transformer.h.1.ln_2.weight"]),
+     "model.safetensors: missing tensor 'h.1.ln_2.weight'"),
+    (lambda d: write_directory(d, config={"n_layer": 1}),
+     "model.safetensors: unexpected tensor 'transformer.h.1."),
+    (lambda d: write_directory(d, extra={"transformer.ln_f.bias":
+                                         np.full(24, np.nan, np.float32)}), "non-finite"),
+])
+def test_bad_directories_are_one_error_line(tmp_path, capsys, damage, message):
+    directory = tmp_path / "gpt2"
+    write_directory(directory)
+    damage(directory)
+    assert main(["sample", "--model", str(directory), "--prompt", "a", "--tokens", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("graphc: error: "), err
+    assert message in err[0], err[0]
+
+
+def test_missing_directory_and_missing_key(tmp_path):
+    with pytest.raises(GraphcError, match="does not exist"):
+        gpt2.load_gpt2(str(tmp_path / "nowhere"))
+    write_directory(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    del raw["n_layer"]
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(GraphcError, match=r"config.json: missing key 'n_layer'"):
+        gpt2.load_gpt2(str(tmp_path))
+
+
+def test_older_configs_name_the_block_size_n_ctx(tmp_path):
+    write_directory(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw["n_ctx"] = raw.pop("n_positions")
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    model, _ = gpt2.load_gpt2(str(tmp_path))
+    assert model.cfg.block_size == 16
+    del raw["n_ctx"]
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(GraphcError, match="config.json: missing key 'n_positions'"):
+        gpt2.load_gpt2(str(tmp_path))
