@@ -94,9 +94,11 @@ def arg_names(fn, count):
 
 
 def leaf_input_names(argname: str, tree) -> list:
-    """The graph input names trace() gives the leaves of an argument: `params.l1.weight`."""
+    """The graph input names trace() gives the leaves of an argument: `params.l1.weight`
+    (an argument named "" gives its leaves their own names: `l1.weight`)."""
     _, _, names = flatten(tree, "")
-    return [f"{argname}.{leafname}" if leafname else argname for leafname in names]
+    return [f"{argname}.{leafname}" if argname and leafname else leafname or argname
+            for leafname in names]
 
 
 def trace(fn, *specs, name: str | None = None, names=None) -> Graph:

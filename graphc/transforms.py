@@ -40,8 +40,9 @@ class Compiled:
     changed."""
 
     def __init__(self, fn, pipeline="default", fast_math=False, donate_argnums=(),
-                 static_argnums=()):
+                 static_argnums=(), jit=None):
         self.fn = fn
+        self.jit = jit  # runtime.codegen's option: None (numba kernels when available), False
         self.pipeline = pipeline
         self.fast_math = fast_math
         self.donate_argnums = _argnums(donate_argnums)
@@ -138,7 +139,7 @@ class Compiled:
             graph = optimize(graph, self.pipeline, fast_math=self.fast_math)
             donate = [leaf for i in sorted({i % len(args) for i in self.donate_argnums})
                       for leaf in leaf_input_names(names[i], args[i])]
-            plan = compile_graph(graph, donate=donate, fast_math=self.fast_math)
+            plan = compile_graph(graph, donate=donate, jit=self.jit, fast_math=self.fast_math)
             self._plans[key] = plan
         self._last_key = key
         return plan
@@ -146,11 +147,21 @@ class Compiled:
     def __call__(self, *args):
         if _is_symbolic(args):
             return self.fn(*args)
+        return self.call(args)
+
+    def call(self, args, checked: bool = False):
+        """fn(*args) on concrete values; `checked` runs the plan with its finite check
+        (Plan.run_checked: a GraphcError names the first op that made a NaN or an Inf)."""
         plan = self.plan_for(*args)
+        leaves = self.plan_inputs(args)
+        outs = plan.run_checked(*leaves) if checked else plan(*leaves)
+        return unflatten(plan.graph.output_tree, outs)
+
+    def plan_inputs(self, args) -> list:
+        """The arrays plan_for(*args) takes, in its input order (static arguments left out)."""
         static = self._static(len(args))
         leaves, _, _ = flatten([a for i, a in enumerate(args) if i not in static])
-        outs = plan(*[x.data if isinstance(x, Tensor) else x for x in leaves])
-        return unflatten(plan.graph.output_tree, outs)
+        return [x.data if isinstance(x, Tensor) else x for x in leaves]
 
 
 def _spec_text(shape_and_dtype):
