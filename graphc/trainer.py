@@ -152,11 +152,12 @@ class Trainer:
 
     def non_finite(self) -> str | None:
         """The first parameter or optimiser array holding a NaN or an Inf, or None."""
+        arrays = self.state_arrays()
+        prefixes = ["param"] + [_SLOT_PREFIX.get(s, f"opt_{s}") for s in self.optimizer.slots]
         for n in self.names:
-            for key in [f"param/{n}"] + [f"{_SLOT_PREFIX.get(s, 'opt_' + s)}/{n}"
-                                         for s in self.optimizer.slots]:
-                if not np.isfinite(self.state_arrays()[key]).all():
-                    return key
+            for prefix in prefixes:
+                if not np.isfinite(arrays[f"{prefix}/{n}"]).all():
+                    return f"{prefix}/{n}"
         return None
 
     def mark_good(self) -> None:
