@@ -17,6 +17,7 @@ each parameter's dtype; array arithmetic stays in the parameter's dtype.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -154,7 +155,9 @@ class Optimizer:
         symbolic = any(isinstance(x, Node) for x in _leaves((grads, state, params)))
         if symbolic:
             return self._update(grads, state, params)
-        with no_grad() if not _tracks_grad((grads, params)) else _nothing():
+        # no tape unless the caller differentiates through the update (eager tensors that
+        # require grad)
+        with contextlib.nullcontext() if _tracks_grad((grads, params)) else no_grad():
             (grads, state, params), lifted = _lift_tree((grads, state, params))
             new_params, new_state = self._update(grads, state, params)
         if lifted:
@@ -400,10 +403,3 @@ def _unlift_tree(tree):
 def _tracks_grad(tree):
     return any(isinstance(x, Tensor) and x.requires_grad for x in _leaves(tree))
 
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -1,6 +1,5 @@
 """gc.Trainer on a model that is not the GPT: it trains, evaluates, checkpoints, resumes bit
 for bit, and stops on divergence naming the op with the last good checkpoint kept."""
-import os
 
 import numpy as np
 import pytest
