@@ -7,9 +7,13 @@
 - `loss(params, batch)` or `loss(params, batch, key, training)`: a scalar loss of a batch (a
   tuple of arrays); `key` is an int64 seed that changes every step (for dropout) and
   `training` is True for the training step, False when evaluating.
-- `train_batches(rng)`: a batch drawn with a numpy Generator. The generator's state is the
-  data position: it is checkpointed, so a resumed run draws the very batches an
-  uninterrupted one would (bit-exact resume).
+- `train_batches`: a function `train_batches(rng)` returning a batch drawn with a numpy
+  Generator, whose state is then the data position: it is checkpointed, so a resumed run
+  draws the very batches an uninterrupted one would (bit-exact resume). Or an iterable of
+  batches (a list, a re-iterable loader), gone through again for each epoch; the position
+  is then the number of batches drawn, and resuming skips that many from the start, so the
+  iterable must yield the same batches again. `eval_batches` likewise (an iterable: its
+  first eval_iters batches are the evaluation).
 
 One training step (loss, gradients, optional global-norm clipping, the optimiser's update) is
 traced into one graph and compiled with the parameters and optimiser state donated: the plan
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import itertools
 import math
 import os
 import signal
@@ -62,7 +67,9 @@ class Trainer:
         if units not in ("samples", "tokens"):
             raise GraphcError(f"Trainer: units must be 'samples' or 'tokens', got {units!r}")
         self.loss, self.optimizer = _with_key_and_mode(loss), optimizer
-        self.train_batches, self.eval_batches = train_batches, eval_batches
+        self.train_batches = _Batches(train_batches, "train_batches")
+        self.eval_batches = None if eval_batches is None else _Batches(eval_batches,
+                                                                      "eval_batches")
         self.steps, self.eval_iters, self.seed = int(steps), int(eval_iters), int(seed)
         self.eval_every = int(eval_every or max(1, self.steps // 10))
         self.clip_norm, self.units = clip_norm, units
@@ -83,9 +90,9 @@ class Trainer:
         # compile now, on a batch from a copy of the RNG (the training RNG stays untouched):
         # the plan's memory is checked and its compile time known before the first step
         self.step_plan = self._train_step.plan_for(*self._step_args(
-            self._draw(copy.deepcopy(self.rng))))
-        self.eval_plan = (self._eval_loss.plan_for(self.params, self._draw(
-            np.random.default_rng(0), self.eval_batches)) if eval_batches else None)
+            self.train_batches.peek(self.rng)))
+        self.eval_plan = (self._eval_loss.plan_for(self.params, self.eval_batches.peek(
+            self.rng)) if eval_batches is not None else None)
 
     # ---- the traced functions ----
     def _step_function(self, params, state, batch, key):
@@ -101,10 +108,6 @@ class Trainer:
         return self.loss(params, batch, None, False)
 
     # ---- one step, one evaluation ----
-    def _draw(self, rng, source=None):
-        batch = (source or self.train_batches)(rng)
-        return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-
     def _key(self):
         return np.int64(self.seed * 1_000_003 + self.step)
 
@@ -118,7 +121,7 @@ class Trainer:
     def train_step(self, checked: bool = False) -> float:
         """One step; `checked` runs it with the plan's finite check, which raises GraphcError
         naming the first op that produced a NaN or an Inf."""
-        batch = self._draw(self.rng)
+        batch = self.train_batches.draw(self.rng)
         loss, norm, self.params, self.state = self._train_step.call(self._step_args(batch),
                                                                     checked)
         loss = float(loss)
@@ -130,12 +133,12 @@ class Trainer:
     def evaluate(self, batches=None, checked: bool = False, record: bool = True) -> float:
         """Mean loss of eval_iters batches drawn from an RNG seeded by the step (the training
         RNG is left alone), with training=False."""
-        source = batches or self.eval_batches
+        source = self.eval_batches if batches is None else _Batches(batches, "batches")
         if source is None:
             raise GraphcError("Trainer.evaluate: no eval_batches were given")
         rng = np.random.default_rng([self.seed, 7, self.step])
-        losses = [float(self._eval_loss.call((self.params, self._draw(rng, source)), checked))
-                  for _ in range(self.eval_iters)]
+        losses = [float(self._eval_loss.call((self.params, batch), checked))
+                  for batch in source.sample(rng, self.eval_iters)]
         loss = float(np.mean(losses))
         if record:
             self.val_history.append((self.step, loss))
@@ -163,7 +166,7 @@ class Trainer:
     def mark_good(self) -> None:
         """Remember the current (finite) state, to re-run from it if training diverges: the
         step plan updates the arrays in place, so the state before a bad step is gone."""
-        self._good = (self.step, self.rng.bit_generator.state,
+        self._good = (self.step, self.rng.bit_generator.state, self.train_batches.position,
                       {k: a.copy() for k, a in self.state_arrays().items()},
                       list(self.history), list(self.val_history))
 
@@ -175,14 +178,15 @@ class Trainer:
         """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
         then an evaluation) with the plans' finite check; return its error, which names the
         first op that produced a NaN or an Inf, its operand ranges and the model's line."""
-        step, rng_state, arrays, history, val_history = self._good
+        step, rng_state, position, arrays, history, val_history = self._good
         self._set_state_arrays({k: a.copy() for k, a in arrays.items()}, step)
+        self.train_batches.seek(position)
         self.history, self.val_history = list(history), list(val_history)
         self.rng.bit_generator.state = rng_state
         try:
             while self.step < failed_step:
                 self.train_step(checked=self.step >= failed_step - 2)
-            if self.eval_batches:
+            if self.eval_batches is not None:
                 self.evaluate(checked=True, record=False)
         except GraphcError as exc:
             return exc
@@ -198,6 +202,7 @@ class Trainer:
             raise GraphcError(f"not saving step {self.step} to {path}: {bad} is not finite")
         meta = {**self.checkpoint_meta, "step": self.step,
                 "rng": _jsonable(self.rng.bit_generator.state),
+                "data_position": self.train_batches.position,
                 "history": self.history, "val_history": self.val_history}
         checkpoint.save(path, self.state_arrays(), meta)
 
@@ -213,6 +218,7 @@ class Trainer:
                     f"the model needs {mine.dtype}{list(mine.shape)}")
         self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]))
         self.rng.bit_generator.state = meta["rng"]
+        self.train_batches.seek(int(meta.get("data_position", meta["step"])))
         self.history = [tuple(h) for h in meta.get("history", [])]
         self.val_history = [tuple(h) for h in meta.get("val_history", [])]
 
@@ -244,7 +250,7 @@ class Trainer:
         if out:
             os.makedirs(out, exist_ok=True)
         self.mark_good()
-        if self.eval_batches and not self.val_history:
+        if self.eval_batches is not None and not self.val_history:
             log(f"step {self.step}: val loss {self.evaluate():.4f}")
         stopped = self._loop(ckpt, progress, log)
         if out and not stopped:
@@ -258,7 +264,7 @@ class Trainer:
     def _loop(self, ckpt, progress, log) -> int:
         from tqdm import tqdm
 
-        per_batch = self._per_batch(self._draw(copy.deepcopy(self.rng)))
+        per_batch = self._per_batch(self.train_batches.peek(self.rng))
         bar = tqdm(total=self.steps, initial=self.step, disable=not progress, unit="step",
                    dynamic_ncols=True, file=sys.stdout)
         unit = "tok" if self.units == "tokens" else "samples"
@@ -275,7 +281,7 @@ class Trainer:
                         self._diverged(f"loss {loss}, gradient norm {self.grad_norm}", ckpt,
                                        saved, log)
                     if self.step % self.eval_every == 0 or self.step == self.steps:
-                        if self.eval_batches:
+                        if self.eval_batches is not None:
                             val = self.evaluate()
                             bar.write(f"step {self.step}: train loss {loss:.4f}, val loss "
                                       f"{val:.4f}")
@@ -314,6 +320,69 @@ class Trainer:
             kept = "no checkpoint was written"
         raise TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
                                f"{self.divergence_hint}; {kept}")
+
+
+class _Batches:
+    """A batch source: a function of a numpy Generator, or an iterable of batches (see the
+    module's docstring). `position`: batches drawn for training so far."""
+
+    def __init__(self, source, what):
+        self.what, self.position = what, 0
+        self.function = source if callable(source) else None
+        if self.function is None and not hasattr(source, "__iter__"):
+            raise GraphcError(f"Trainer: {what} must be a function of a numpy Generator or an "
+                              f"iterable of batches, got a {type(source).__name__}")
+        self.iterable, self.iterator = source, None
+
+    def draw(self, rng):
+        batch = self.function(rng) if self.function else self._next()
+        self.position += 1
+        return _as_tuple(batch)
+
+    def peek(self, rng):
+        """The next batch, without using it up (nor the generator's state)."""
+        if self.function:
+            return _as_tuple(self.function(copy.deepcopy(rng)))
+        batch = self._next()
+        self.iterator = itertools.chain([batch], self.iterator)
+        return _as_tuple(batch)
+
+    def sample(self, rng, count):
+        """`count` batches for an evaluation: drawn with `rng`, or an iterable's first ones."""
+        if self.function:
+            return [_as_tuple(self.function(rng)) for _ in range(count)]
+        if iter(self.iterable) is self.iterable:
+            raise GraphcError(f"Trainer: {self.what} is a one-pass iterator; evaluations need "
+                              "batches they can go through again (a list)")
+        return [_as_tuple(b) for b in itertools.islice(self.iterable, count)]
+
+    def seek(self, position):
+        """Continue as if `position` batches had been drawn from the start."""
+        if self.function is None:
+            self.iterator, self.position = None, 0
+            for _ in range(position):
+                self._next()
+                self.position += 1
+        self.position = position
+
+    def _next(self):
+        if self.iterator is None:
+            self.iterator = iter(self.iterable)
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            if iter(self.iterable) is self.iterable:
+                raise GraphcError(f"Trainer: {self.what} ran out after {self.position} "
+                                  "batches") from None
+        self.iterator = iter(self.iterable)  # a new epoch
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            raise GraphcError(f"Trainer: {self.what} yields no batches") from None
+
+
+def _as_tuple(batch):
+    return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
 
 
 def _print(text):

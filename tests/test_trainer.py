@@ -138,3 +138,46 @@ def test_training_flag_is_static_and_units_count_samples_or_tokens():
                    steps=1, units="bytes")
     with pytest.raises(gc.GraphcError, match="params must be a non-empty dict"):
         gc.Trainer(loss, [np.ones(3)], optim.SGD(lr=0.1), lambda rng: (np.ones(3),), steps=1)
+
+
+def test_an_iterable_of_batches_trains_in_epochs_and_resumes_bit_exact(tmp_path):
+    rng = np.random.default_rng(9)
+    batches = [blobs(rng, 16) for _ in range(4)]  # 4 batches an epoch
+
+    def make(steps):
+        model = MLP()
+        return gc.Trainer(lambda p, b: gc.cross_entropy(model.apply(p, b[0]), b[1]),
+                          model.params(), optim.SGD(lr=0.1, momentum=0.9), batches,
+                          eval_batches=batches, steps=steps, eval_every=3, eval_iters=2)
+
+    straight = make(10)
+    straight.fit(None, progress=False)
+    assert straight.train_batches.position == 10  # two epochs and a half
+    first = make(6)
+    first.fit(str(tmp_path), progress=False)
+    resumed = make(10)
+    resumed.resume(str(tmp_path / "checkpoint.npz"))
+    assert resumed.train_batches.position == 6
+    resumed.fit(str(tmp_path), progress=False)
+    a, b = _state(straight), _state(resumed)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert straight.history == resumed.history
+    # the evaluation is the first eval_iters batches of the list
+    expected = np.mean([float(gc.compile(lambda p, x, y: gc.cross_entropy(
+        MLP().apply(p, x), y))(straight.params, *batch)) for batch in batches[:2]])
+    assert straight.evaluate(record=False) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_one_pass_iterator_is_trained_on_until_it_runs_out():
+    trainer = gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), {"w": np.ones(2, np.float32)},
+                         optim.SGD(lr=0.1), iter([(np.ones(2, np.float32),)] * 3), steps=5)
+    for _ in range(3):  # the batch peeked at to compile is not lost
+        trainer.train_step()
+    np.testing.assert_allclose(trainer.params["w"], 1.0 - 0.3, rtol=1e-6)
+    with pytest.raises(gc.GraphcError, match="train_batches ran out after 3 batches"):
+        trainer.train_step()
+    with pytest.raises(gc.GraphcError, match="must be a function of a numpy Generator or an "
+                                             "iterable"):
+        gc.Trainer(lambda p, b: gc.sum(p["w"]), {"w": np.ones(2)}, optim.SGD(lr=0.1), 3,
+                   steps=1)
