@@ -60,6 +60,9 @@ def test_trains_any_model_and_writes_checkpoint_and_plot(tmp_path, capsys):
         np.testing.assert_array_equal(arrays[key], value)
     # one compiled step, its inputs donated: the parameters are updated in place
     assert trainer._train_step.recompiles == []
+    before = {k: id(a) for k, a in trainer.state_arrays().items()}
+    trainer.train_step()
+    assert {k: id(a) for k, a in trainer.state_arrays().items()} == before
 
 
 def test_resume_is_bit_exact(tmp_path):
