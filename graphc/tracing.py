@@ -63,6 +63,20 @@ def flatten(tree, prefix=""):
     return [tree], None, [prefix]
 
 
+def leaves_and_structure(tree, leaves=None):
+    """-> (leaves, structure): flatten() without the leaf names, for per-call signatures."""
+    if leaves is None:
+        leaves = []
+    if isinstance(tree, (tuple, list)):
+        return leaves, (type(tree), tuple(leaves_and_structure(item, leaves)[1]
+                                          for item in tree))
+    if isinstance(tree, dict):
+        return leaves, (dict, tuple((key, leaves_and_structure(tree[key], leaves)[1])
+                                    for key in tree))
+    leaves.append(tree)
+    return leaves, None
+
+
 def unflatten(structure, leaves):
     it = iter(leaves)
 

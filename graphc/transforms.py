@@ -17,13 +17,14 @@ from ir.ops import api as F
 from passes.autodiff import gradients
 from runtime.eager import Tensor
 
-from .tracing import arg_names, flatten, leaf_input_names, to_spec, trace, unflatten
+from .tracing import (arg_names, flatten, leaf_input_names, leaves_and_structure, to_spec,
+                      trace, unflatten)
 
 log = logging.getLogger("graphc")
 
 
 def _is_symbolic(args) -> bool:
-    leaves, _, _ = flatten(list(args))
+    leaves, _ = leaves_and_structure(list(args))
     return any(isinstance(x, Node) for x in leaves)
 
 
@@ -81,9 +82,8 @@ class Compiled:
                                       (user_location(),)) from None
                 key.append(("static", type(a).__name__, a))
             else:
-                leaves, structure, _ = flatten(a)
-                key.append((structure, tuple((to_spec(x).shape, str(to_spec(x).dtype))
-                                             for x in leaves)))
+                leaves, structure = leaves_and_structure(a)
+                key.append((structure, tuple(_leaf_signature(x) for x in leaves)))
         return tuple(key)
 
     def _names(self, count):
@@ -160,8 +160,17 @@ class Compiled:
     def plan_inputs(self, args) -> list:
         """The arrays plan_for(*args) takes, in its input order (static arguments left out)."""
         static = self._static(len(args))
-        leaves, _, _ = flatten([a for i, a in enumerate(args) if i not in static])
+        leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
         return [x.data if isinstance(x, Tensor) else x for x in leaves]
+
+
+def _leaf_signature(x):
+    """(shape, dtype name) of an argument's leaf; arrays take the fast path (it runs on every
+    call of a compiled function)."""
+    if isinstance(x, np.ndarray):
+        return x.shape, x.dtype.name
+    spec = to_spec(x)
+    return spec.shape, str(spec.dtype)
 
 
 def _spec_text(shape_and_dtype):
