@@ -168,6 +168,8 @@ class Trainer(_Trainer):
             checkpoint_meta={"model": cfg.to_dict(), "train": asdict(tc),
                              "vocab": "".join(data.vocab)},
             pipeline=pipeline, fast_math=fast_math, jit=jit)
+        self.plot_title = "graphc GPT on character-level text"
+        self.plot_ylabel = "cross-entropy (nats)"
 
     @property
     def m(self) -> dict:

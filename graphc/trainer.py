@@ -75,6 +75,7 @@ class Trainer:
         self.clip_norm, self.units = clip_norm, units
         self.checkpoint_meta = dict(checkpoint_meta or {})
         self.divergence_hint = divergence_hint
+        self.plot_title, self.plot_ylabel = "training loss", "loss"  # of fit()'s loss.png
         self.names = list(params)
         # the step plan updates these arrays in place (they are donated to it)
         self.params = {n: np.array(a, copy=True) for n, a in params.items()}
@@ -254,7 +255,8 @@ class Trainer:
             log(f"step {self.step}: val loss {self.evaluate():.4f}")
         stopped = self._loop(ckpt, progress, log)
         if out and not stopped:
-            plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"))
+            plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
+                        self.plot_title, self.plot_ylabel)
         return stopped
 
     def _per_batch(self, batch) -> int:
@@ -440,7 +442,7 @@ class StopAtStepBoundary:
             signal.signal(sig, handler)
 
 
-def plot_losses(history, val_history, path, title="training loss"):
+def plot_losses(history, val_history, path, title="training loss", ylabel="loss"):
     """The training and validation loss curves, as a PNG written atomically."""
     import matplotlib
     matplotlib.use("Agg")
@@ -454,7 +456,7 @@ def plot_losses(history, val_history, path, title="training loss"):
         steps, losses = zip(*val_history)
         ax.plot(steps, losses, "o-", label="validation")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
