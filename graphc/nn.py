@@ -72,7 +72,9 @@ class Module:
         """forward(*args, **kwargs) computed with `params` (a dict as params() gives: arrays,
         eager tensors or symbolic values) in place of the model's Parameters. Traced, the
         params are ordinary inputs of the graph, so gc.grad / gc.value_and_grad differentiate
-        with respect to them; the model itself is left unchanged."""
+        with respect to them; the model itself is left unchanged (its attributes are swapped
+        for the call and put back, so one model must not be applied from two threads at
+        once)."""
         if not isinstance(params, dict):
             raise GraphcError(f"apply: params must be a dict name -> array (as "
                               f"{type(self).__name__}.params() gives), got "
