@@ -296,7 +296,7 @@ def current_key(like=None):
         return _AUTO_KEY.data
     node = graph.bound_params.get(id(_AUTO_KEY))
     if node is None:
-        node = graph.input(_AUTO_KEY.name, (), "int64", kind="rng")
+        node = graph.input(_AUTO_KEY.name, (), "int64")
         graph.bound_params[id(_AUTO_KEY)] = node
         graph.param_values[_AUTO_KEY.name] = _AUTO_KEY
     return node

@@ -347,11 +347,37 @@ def matmul(a, b):
 EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def _sublist_spec(args):
+    """numpy's other einsum form, einsum(a, [0, 1], b, [1, 2], [0, 2]) (integers 0-51 and
+    Ellipsis), as (subscripts string, operands)."""
+    def letters(sublist):
+        out = []
+        for k in sublist:
+            if k is Ellipsis:
+                out.append("...")
+            elif isinstance(k, (int, np.integer)) and 0 <= k < len(EINSUM_LETTERS):
+                out.append(EINSUM_LETTERS[k])
+            else:
+                _fail(f"einsum: subscript {k!r} in {list(sublist)} is not an integer in "
+                      f"[0, {len(EINSUM_LETTERS)}) or Ellipsis")
+        return "".join(out)
+    operands, subs = list(args[0:-1:2]) if len(args) % 2 else list(args[0::2]), []
+    for k in range(1, 2 * len(operands), 2):
+        subs.append(letters(args[k]))
+    spec = ",".join(subs)
+    if len(args) % 2:
+        spec += "->" + letters(args[-1])
+    return spec, operands
+
+
 def einsum(spec, *xs):
     """numpy's einsum: '...', implicit output (letters used once, sorted, after the '...'
-    axes), repeated letters (diagonals, traces), 0-d operands. The op itself always gets an
-    explicit, letters-only spec; '...' axes that broadcast are broadcast first, so that
+    axes), repeated letters (diagonals, traces), 0-d operands, and the sublist form
+    einsum(a, [0, 1], b, [1, 2], [0, 2]). The op itself always gets an explicit,
+    letters-only spec; '...' axes that broadcast are broadcast first, so that
     broadcast_to's gradient sums them back."""
+    if not isinstance(spec, str):
+        spec, xs = _sublist_spec((spec,) + xs)
     spec = spec.replace(" ", "")
     lhs, arrow, out = spec.partition("->")
     ins = lhs.split(",")
