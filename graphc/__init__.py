@@ -14,7 +14,7 @@ from ir.ops.api import abs, max, min, pow, sum  # noqa: F401  (shadowing builtin
 from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
-from . import nn
+from . import nn, optim
 from .draw import draw
 from .tracing import Spec, spec, trace
 from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
@@ -22,4 +22,4 @@ from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
-           "tensor", "nn", "draw"] + _api.__all__
+           "tensor", "nn", "optim", "draw"] + _api.__all__
