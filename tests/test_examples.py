@@ -1,0 +1,59 @@
+"""The examples in examples/ run and reach their results (shortened where they are long)."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_micrograd_moons_script_reaches_full_training_accuracy():
+    # as a script, in a process of its own, importing this checkout's graphc
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "examples/micrograd_moons.py", "--steps", "100"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    last = run.stdout.strip().splitlines()[-1]
+    assert last == "training accuracy after 100 steps: 100.0%", run.stdout
+
+
+def test_make_moons_matches_its_definition():
+    x, y = _load("micrograd_moons").make_moons(100, noise=0.0)
+    assert x.shape == (100, 2) and set(np.unique(y)) == {-1.0, 1.0}
+    upper, lower = x[y == -1], x[y == 1]
+    np.testing.assert_allclose(np.hypot(upper[:, 0], upper[:, 1]), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.hypot(lower[:, 0] - 1, lower[:, 1] - 0.5), 1.0, rtol=1e-6)
+
+
+def test_digits_mlp_reaches_95_percent_test_accuracy():
+    pytest.importorskip("sklearn", reason="the 'examples' extra (scikit-learn) is not installed")
+    digits = _load("digits_mlp")
+    result = digits.main(epochs=10, eager_epochs=0, log=lambda *_: None)
+    assert result["test_accuracy"] >= 0.95
+
+
+def test_digits_mlp_eager_and_compiled_training_agree():
+    pytest.importorskip("sklearn", reason="the 'examples' extra (scikit-learn) is not installed")
+    import graphc as gc
+    digits = _load("digits_mlp")
+    data = digits.load_digits(0)
+    gc.nn.manual_seed(0)
+    compiled, eager = digits.make_model(), digits.make_model()
+    eager.load_state_dict(compiled.state_dict())
+    digits.train_compiled(compiled, data, 1, 32, 1e-3, 0, log=lambda *_: None)
+    times = digits.train_eager(eager, data, 1, 32, 1e-3, 0)
+    assert len(times) == 1 and times[0] > 0
+    for name, value in compiled.state_dict().items():
+        np.testing.assert_allclose(eager.state_dict()[name], value, rtol=1e-3, atol=1e-5,
+                                   err_msg=name)
