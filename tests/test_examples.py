@@ -57,3 +57,14 @@ def test_digits_mlp_eager_and_compiled_training_agree():
     for name, value in compiled.state_dict().items():
         np.testing.assert_allclose(eager.state_dict()[name], value, rtol=1e-3, atol=1e-5,
                                    err_msg=name)
+
+
+def test_readme_training_example_runs_and_learns(capsys):
+    import re
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Using the compiler.*?```python\n(.*?)```", text, re.S).group(1)
+    assert "gc.compile(donate_argnums=(0, 1))" in block and "opt.update" in block
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    loss, acc = re.fullmatch(r"loss ([\d.]+), accuracy ([\d.]+)%\n", printed).groups()
+    assert float(loss) < 0.2 and float(acc) >= 95.0
