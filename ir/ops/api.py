@@ -26,8 +26,9 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "pad_slice", "getitem", "concat", "concatenate", "stack", "split", "take",
            "embedding", "scatter_add", "one_hot", "matmul", "einsum", "softmax", "log_softmax",
            "layer_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
-           "cross_entropy", "nll_loss", "mse_loss", "silu", "leaky_relu", "rms_norm", "dropout", "tril_mask", "masked_fill", "full", "zeros", "ones",
-           "zeros_like", "ones_like", "arange"]
+           "cross_entropy", "dropout", "tril_mask", "masked_fill", "full", "zeros", "ones",
+           "zeros_like", "ones_like", "arange",
+           "nll_loss", "mse_loss", "silu", "leaky_relu", "rms_norm"]
 
 
 def _shape(x):
