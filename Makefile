@@ -16,11 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m runtime.jit
 	touch $@
 
-# What only the tests use, so that `make train` on a fresh clone installs only what it runs.
+# What only the tests use (scikit-learn: the digits example they run), so that `make train`
+# on a fresh clone installs only what it runs.
 test-setup: $(VENV)/.test-installed
 
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,examples]'
 	@# PyTorch is only a test oracle (with transformers, from the test extra, for GPT-2);
 	@# this version installs a CPU build on these machines.
 	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch==2.13.0 is not installable here; the PyTorch oracle tests will report it"

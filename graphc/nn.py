@@ -1,14 +1,41 @@
-"""A small layer set in PyTorch's style. Layers hold named Parameters (numpy arrays); called on
+"""A layer set in PyTorch's style. Layers hold named Parameters (numpy arrays); called on
 eager tensors they compute at once, called while tracing they add nodes, with each Parameter
-becoming a named `param` input of the graph."""
+becoming a named `param` input of the graph.
+
+Initialisation follows PyTorch's defaults (nn.Linear's uniform(+-1/sqrt(fan_in)), nn.Embedding's
+normal(0, 1), ones/zeros for the norms) unless a layer is given `std`; random draws come from
+`rng` when given, else from this module's generator (`manual_seed(seed)` resets it, as
+torch.manual_seed does).
+
+Dropout needs no seed at the call site: its mask comes from the key of the surrounding
+`rng_key(key)` block when there is one (what a training loop that must resume bit for bit
+uses), else a fresh key per run: eagerly drawn from the module's generator, while tracing an
+implicit int64 graph input named `dropout_key` that the compiled plan reads, fresh, on every
+call (see `_AutoKey`).
+"""
 from __future__ import annotations
+
+import contextlib
+import math
+import threading
 
 import numpy as np
 
 from ir.errors import GraphcError, user_location
-from ir.graph import scope
+from ir.graph import current_graph, scope
 from ir.ops import api as F
 from runtime.eager import Parameter, Tensor
+
+_GENERATOR = [np.random.default_rng(0)]
+
+
+def manual_seed(seed: int) -> None:
+    """Reset the generator behind default initialisation and automatic dropout keys."""
+    _GENERATOR[0] = np.random.default_rng(seed)
+
+
+def _rng(rng):
+    return rng if rng is not None else _GENERATOR[0]
 
 
 class Module:
@@ -133,12 +160,23 @@ class ModuleList(Module):
 
 
 class Linear(Module):
+    """y = x @ weight + bias. The weight is stored (fan_in, fan_out), the transpose of
+    PyTorch's (out_features, in_features): copy a torch weight in as `w.T`.
+    Without `std`, weight and bias are uniform(+-1/sqrt(fan_in)) as in PyTorch; with `std`,
+    the weight is normal(0, std) and the bias zero (GPT-2's scheme)."""
+
     def __init__(self, fan_in, fan_out, bias=True, rng=None, std=None, dtype="float32"):
-        rng = rng or np.random.default_rng(0)
-        std = (1.0 / np.sqrt(fan_in)) if std is None else std
-        self.weight = Parameter(rng.normal(0.0, std, (fan_in, fan_out)).astype(dtype))
+        rng = _rng(rng)
+        if std is None:
+            bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
+            weight = rng.uniform(-bound, bound, (fan_in, fan_out))
+            bias_value = rng.uniform(-bound, bound, fan_out) if bias else None
+        else:
+            weight = rng.normal(0.0, std, (fan_in, fan_out))
+            bias_value = np.zeros(fan_out) if bias else None
+        self.weight = Parameter(weight.astype(dtype))
         if bias:
-            self.bias = Parameter(np.zeros(fan_out, dtype))
+            self.bias = Parameter(bias_value.astype(dtype))
         else:
             object.__setattr__(self, "bias", None)
 
@@ -148,9 +186,12 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    def __init__(self, num, dim, rng=None, std=0.02, dtype="float32"):
-        rng = rng or np.random.default_rng(0)
-        self.weight = Parameter(rng.normal(0.0, std, (num, dim)).astype(dtype))
+    """Rows of a (num, dim) table; normal(0, 1) as PyTorch without `std`."""
+
+    def __init__(self, num, dim, rng=None, std=None, dtype="float32"):
+        rng = _rng(rng)
+        self.weight = Parameter(rng.normal(0.0, 1.0 if std is None else std,
+                                           (num, dim)).astype(dtype))
 
     def forward(self, idx):
         return F.take(self.weight, idx)
@@ -167,3 +208,261 @@ class LayerNorm(Module):
 
     def forward(self, x):
         return F.layer_norm(x, self.weight, self.bias, self.eps)
+
+
+class RMSNorm(Module):
+    """x / sqrt(mean(x**2, last axis) + eps) * weight, as torch.nn.RMSNorm (eps=None: the
+    dtype's machine epsilon)."""
+
+    def __init__(self, dim, eps=None, elementwise_affine=True, dtype="float32"):
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(dim, dtype))
+        else:
+            object.__setattr__(self, "weight", None)
+        object.__setattr__(self, "eps", eps)
+
+    def forward(self, x):
+        return F.rms_norm(x, self.weight, self.eps)
+
+
+class Sequential(Module):
+    """Modules applied in order; children are named "0", "1", ... as in PyTorch, so the
+    parameters are "0.weight", "2.bias", ..."""
+
+    def __init__(self, *modules):
+        if len(modules) == 1 and isinstance(modules[0], (list, tuple)):
+            modules = tuple(modules[0])
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise GraphcError(f"Sequential: item {i} is a {type(m).__name__}, not a "
+                                  "Module", (user_location(),))
+            setattr(self, str(i), m)
+        object.__setattr__(self, "_count", len(modules))
+
+    def __iter__(self):
+        return (getattr(self, str(i)) for i in range(self._count))
+
+    def __len__(self):
+        return self._count
+
+    def __getitem__(self, i):
+        if not -self._count <= i < self._count:
+            raise IndexError(f"Sequential index {i} out of range for {self._count} modules")
+        return getattr(self, str(i % self._count))
+
+    def forward(self, x):
+        for m in self:
+            x = m(x)
+        return x
+
+
+# ---- activations ------------------------------------------------------------------------------
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class GELU(Module):
+    """approximate='none' (the exact erf form, PyTorch's default) or 'tanh' (GPT-2's)."""
+
+    def __init__(self, approximate="none"):
+        if approximate not in ("none", "tanh"):
+            raise GraphcError(f"GELU: approximate must be 'none' or 'tanh', got "
+                              f"{approximate!r}", (user_location(),))
+        object.__setattr__(self, "approximate", approximate)
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+
+class SiLU(Module):
+    def forward(self, x):
+        return F.silu(x)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return F.sigmoid(x)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope=0.01):
+        object.__setattr__(self, "negative_slope", float(negative_slope))
+
+    def forward(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+
+# ---- dropout and its keys ---------------------------------------------------------------------
+class _KeyStack(threading.local):
+    def __init__(self):
+        self.keys = []
+
+
+_KEYS = _KeyStack()
+
+
+@contextlib.contextmanager
+def rng_key(key):
+    """Dropout layers called inside draw their masks from `key` (an int64 scalar: a traced
+    input of the step, an array or a Python int); each dropout site mixes in its own salt.
+    Without this block a fresh key is used per eager call or per compiled call."""
+    _KEYS.keys.append(key)
+    try:
+        yield key
+    finally:
+        _KEYS.keys.pop()
+
+
+class _AutoKey:
+    """Stands for the implicit `dropout_key` input of a traced graph, registered as the
+    graph's bound value for that input: the compiled plan reads `.data` once per call (as it
+    reads a Parameter's), so every call gets a new key without the caller passing one."""
+
+    name = "dropout_key"
+
+    @property
+    def data(self):
+        return np.int64(_GENERATOR[0].integers(0, 2**62))
+
+
+_AUTO_KEY = _AutoKey()
+
+
+def current_key(like=None):
+    """The key for a dropout mask: the innermost rng_key(...) block's; else, while tracing,
+    the graph's implicit `dropout_key` input; else (eager) a fresh draw."""
+    if _KEYS.keys:
+        return _KEYS.keys[-1]
+    graph = getattr(like, "graph", None) or current_graph()
+    if graph is None:
+        return _AUTO_KEY.data
+    node = graph.bound_params.get(id(_AUTO_KEY))
+    if node is None:
+        node = graph.input(_AUTO_KEY.name, (), "int64")
+        graph.bound_params[id(_AUTO_KEY)] = node
+        graph.param_values[_AUTO_KEY.name] = _AUTO_KEY
+    return node
+
+
+class Dropout(Module):
+    """Inverted dropout (zeroes with probability p, scales the rest by 1/(1-p)) while
+    `training` is True; the identity otherwise. The key comes from `current_key()`."""
+
+    def __init__(self, p=0.5):
+        if not 0.0 <= p < 1.0:
+            raise GraphcError(f"Dropout: p must be in [0, 1), got {p}", (user_location(),))
+        object.__setattr__(self, "p", float(p))
+        object.__setattr__(self, "training", True)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        return F.dropout(x, self.p, current_key(x))
+
+
+# ---- attention --------------------------------------------------------------------------------
+class MultiheadAttention(Module):
+    """torch.nn.MultiheadAttention's computation and parameters, in graphc's weight layout:
+    in_proj_weight is (E, 3E) (torch's transposed; q, k, v columns in that order),
+    in_proj_bias (3E,), out_proj a Linear(E, E). Initialised as PyTorch: xavier-uniform
+    in_proj_weight, zero biases, out_proj weight uniform(+-1/sqrt(E)).
+
+    forward(query, key=None, value=None, attn_mask=None, key_padding_mask=None,
+    need_weights=True, is_causal=None) -> (output, weights averaged over heads or None).
+    key/value default to query (self-attention); masks are boolean with True = not allowed
+    (as PyTorch's) or float and added; `causal=True` (or is_causal=True) masks future
+    positions. batch_first=False (PyTorch's default) takes (T, B, E)."""
+
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False,
+                 causal=False, rng=None, dtype="float32"):
+        if embed_dim % num_heads:
+            raise GraphcError(f"MultiheadAttention: embed_dim {embed_dim} is not a multiple "
+                              f"of num_heads {num_heads}", (user_location(),))
+        rng = _rng(rng)
+        bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))  # xavier over torch's (3E, E)
+        self.in_proj_weight = Parameter(
+            rng.uniform(-bound, bound, (3 * embed_dim, embed_dim)).T.astype(dtype))
+        if bias:
+            self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, dtype))
+        else:
+            object.__setattr__(self, "in_proj_bias", None)
+        self.out_proj = Linear(embed_dim, embed_dim, bias, rng, dtype=dtype)
+        if bias:
+            self.out_proj.bias.data[...] = 0.0
+        self.attn_drop = Dropout(dropout)
+        for name, value in [("embed_dim", embed_dim), ("num_heads", num_heads),
+                            ("batch_first", batch_first), ("causal", causal)]:
+            object.__setattr__(self, name, value)
+
+    def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
+                need_weights=True, is_causal=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        if not self.batch_first:  # (T, B, E) -> (B, T, E)
+            query, key, value = (F.swapaxes(t, 0, 1) for t in (query, key, value))
+        B, T, E = query.shape
+        S = key.shape[1]
+        H = self.num_heads
+        w_q, w_k, w_v = F.split(self.in_proj_weight, 3, axis=1)
+        b_q, b_k, b_v = (F.split(self.in_proj_bias, 3) if self.in_proj_bias is not None
+                         else (None,) * 3)
+
+        def heads(x, w, b, length):  # (B, L, E) -> (B, H, L, E/H)
+            y = x @ w if b is None else x @ w + b
+            return y.reshape(B, length, H, E // H).transpose(0, 2, 1, 3)
+
+        q, k, v = heads(query, w_q, b_q, T), heads(key, w_k, b_k, S), heads(value, w_v, b_v, S)
+        att = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(E // H))  # (B, H, T, S)
+        if self.causal if is_causal is None else is_causal:
+            att = F.masked_fill(att, ~F.tril_mask(T, S), float("-inf"))
+        if attn_mask is not None:
+            att = self._masked(att, attn_mask, B, T, S)
+        if key_padding_mask is not None:
+            att = self._masked(att, F.reshape(key_padding_mask, (B, 1, 1, S)), B, T, S)
+        weights = F.softmax(att, axis=-1)
+        y = self.attn_drop(weights) @ v  # (B, H, T, E/H)
+        y = self.out_proj(y.transpose(0, 2, 1, 3).reshape(B, T, E))
+        if not self.batch_first:
+            y = F.swapaxes(y, 0, 1)
+        return y, (F.mean(weights, axis=1) if need_weights else None)
+
+    def _masked(self, att, mask, B, T, S):
+        if mask.ndim == 3:  # torch's (B * H, T, S)
+            mask = F.reshape(mask, (B, self.num_heads, T, S))
+        if str(mask.dtype) == "bool":
+            return F.masked_fill(att, mask, float("-inf"))
+        return att + mask
+
+
+# ---- losses as modules ------------------------------------------------------------------------
+class CrossEntropyLoss(Module):
+    """graphc.cross_entropy as a module (integer or probability targets; classes last)."""
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "ignore_index", ignore_index)
+        object.__setattr__(self, "reduction", reduction)
+
+    def forward(self, logits, targets):
+        return F.cross_entropy(logits, targets, self.ignore_index, self.reduction, self.weight)
+
+
+class NLLLoss(CrossEntropyLoss):
+    """graphc.nll_loss as a module: log-probabilities and integer targets."""
+
+    def forward(self, log_probs, targets):
+        return F.nll_loss(log_probs, targets, self.ignore_index, self.reduction, self.weight)
+
+
+class MSELoss(Module):
+    def __init__(self, reduction="mean"):
+        object.__setattr__(self, "reduction", reduction)
+
+    def forward(self, x, target):
+        return F.mse_loss(x, target, self.reduction)

@@ -76,8 +76,8 @@ class Node(SymbolicValue, OperatorMixin):
                           (user_location(),))
 
     def __iter__(self):
-        raise GraphcError("iterating over a symbolic value is not supported; index it or use "
-                          "graphc.split", (user_location(),))
+        """Rows along the first axis (its size is known while tracing): `q, k, v = t`."""
+        return (self[i] for i in range(len(self)))
 
     def __len__(self):
         if not self.shape:

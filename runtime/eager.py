@@ -86,18 +86,60 @@ class Tensor(OperatorMixin):
         return float(self.data)
 
     def __len__(self):
+        if not self.data.ndim:
+            raise GraphcError("len() of a 0-d tensor", (user_location(),))
         return len(self.data)
 
-    def __repr__(self):
-        grad = ", requires_grad" if self.requires_grad else ""
-        return f"Tensor({SHORT_NAMES[self.data.dtype]}{list(self.data.shape)}{grad})"
+    def __iter__(self):
+        """Rows along the first axis, each differentiable (`q, k, v = t`)."""
+        return (self[i] for i in range(len(self)))
 
-    def backward(self, grad=None):
-        backward(self, grad)
+    def __repr__(self):
+        values = np.array2string(self.data, separator=", ", prefix="Tensor(", threshold=100,
+                                 edgeitems=3)
+        extras = "" if self.data.dtype == np.float32 else \
+            f", dtype={SHORT_NAMES[self.data.dtype]}"
+        if self.requires_grad:
+            extras += ", requires_grad=True"
+        if self.name:
+            extras += f", name={self.name!r}"
+        return f"Tensor({values}{extras})"
+
+    def backward(self, grad=None, create_graph=False):
+        """Accumulate d(self)/d(leaf) into each leaf's `.grad` (a numpy array). With
+        create_graph=True the sweep is itself recorded: `.grad` is a Tensor that can be
+        differentiated again (Newton's method, gradient penalties)."""
+        backward(self, grad, create_graph)
+
+    # In-place arithmetic, as PyTorch: under no_grad (an optimiser step, `x -= lr * x.grad`)
+    # the tensor keeps being the same leaf that requires grad, with new values; on a tensor
+    # the tape records, it is the out-of-place op.
+    def _inplace(self, other, fn):
+        if _MODE.enabled and self.requires_grad and self._ctx is None:
+            raise GraphcError("a leaf tensor that requires grad is changed in place; do it "
+                              "inside `with graphc.no_grad():`", (user_location(),))
+        result = fn(self, other)
+        if result.requires_grad:
+            return result
+        if result.data.shape != self.data.shape:
+            raise GraphcError(f"in-place result of shape {result.data.shape} does not fit a "
+                              f"tensor of shape {self.data.shape}", (user_location(),))
+        self.data = result.data
+        return self
+
+    def __iadd__(self, o): return self._inplace(o, _api().add)
+    def __isub__(self, o): return self._inplace(o, _api().sub)
+    def __imul__(self, o): return self._inplace(o, _api().mul)
+    def __itruediv__(self, o): return self._inplace(o, _api().div)
 
     def graph_operand(self, graph):
         """Used inside a graph being built, a tensor is a constant of it."""
         return graph.constant(self.data)
+
+
+def _api():
+    from ir.ops import api
+    return api
 
 
 class Parameter(Tensor):
@@ -184,8 +226,9 @@ def _topological(root):
     return order
 
 
-def backward(root: Tensor, grad=None):
-    """Reverse-mode sweep over the tape, using each op's gradient rule on eager tensors."""
+def backward(root: Tensor, grad=None, create_graph=False, record=None):
+    """Reverse-mode sweep over the tape, using each op's gradient rule on eager tensors;
+    with create_graph the rules run with the tape on, so the gradients have tapes too."""
     if not root.requires_grad:
         raise GraphcError("backward() on a tensor that does not depend on any tensor that "
                           "requires grad", (user_location(),))
@@ -194,15 +237,21 @@ def backward(root: Tensor, grad=None):
             raise GraphcError(f"backward() needs a gradient argument for a non-scalar of shape "
                               f"{root.shape}", (user_location(),))
         grad = np.ones_like(root.data)
-    grads = {id(root): Tensor(np.asarray(grad, dtype=root.dtype))}
-    with no_grad():
+    if isinstance(grad, Tensor):
+        grad = grad if create_graph else grad.data
+    grads = {id(root): grad if isinstance(grad, Tensor)
+             else Tensor(np.asarray(grad, dtype=root.dtype))}
+    # record: a dict to fill with id(tensor) -> gradient, for every tensor of the tape
+    with enable_grad() if create_graph else no_grad():
         for t in reversed(_topological(root)):
             g = grads.pop(id(t), None)
             if g is None:
                 continue
+            if record is not None:  # graphc.draw: every tensor's gradient, leaves untouched
+                record[id(t)] = g
             if t._ctx is None:
-                data = g.data if g.data.flags.writeable else np.array(g.data)
-                t.grad = data if t.grad is None else t.grad + data
+                if record is None:
+                    _accumulate(t, g, create_graph)
                 continue
             op, args, attrs = t._ctx
             needs = tuple(a.requires_grad for a in args)
@@ -213,7 +262,10 @@ def backward(root: Tensor, grad=None):
                 if r is None or not a.requires_grad:
                     continue
                 prev = grads.get(id(a))
-                grads[id(a)] = r if prev is None else Tensor(prev.data + r.data)
+                if prev is None:
+                    grads[id(a)] = r
+                else:
+                    grads[id(a)] = prev + r if create_graph else Tensor(prev.data + r.data)
 
 
 def _derived_vjp(reference, ctx, g):
@@ -227,5 +279,21 @@ def _derived_vjp(reference, ctx, g):
             if need else None for leaf, need in zip(leaves, ctx.needs)]
 
 
-def tensor(data, requires_grad=False, dtype=None) -> Tensor:
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+def _accumulate(leaf, g, create_graph):
+    if create_graph:
+        if leaf.grad is None:
+            leaf.grad = g
+        else:
+            leaf.grad = (leaf.grad if isinstance(leaf.grad, Tensor) else Tensor(leaf.grad)) + g
+        return
+    data = g.data if g.data.flags.writeable else np.array(g.data)
+    if leaf.grad is None:
+        leaf.grad = data
+    else:
+        leaf.grad = leaf.grad + (data if not isinstance(leaf.grad, Tensor) else Tensor(data))
+
+
+def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
+    """An eager tensor; `name` labels it in reprs and in graphc.draw pictures."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)

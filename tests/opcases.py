@@ -84,6 +84,17 @@ def _cross_entropy(logits, t):
     return -(picked * valid).sum() / max(valid.sum(), 1)
 
 
+def _nll_weighted(logp, t, w, ignore=-100):
+    valid = t != ignore
+    picked = np.take_along_axis(logp, np.where(valid, t, 0)[..., None], -1)[..., 0]
+    rows = w[np.where(valid, t, 0)] * valid
+    return -(picked * rows).sum() / rows.sum()
+
+
+def _rms_norm(x, w, eps=1e-6):
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+
 def _pad_ref(a):
     out = np.zeros((4, 5))
     out[1:3, 0:5:2] = a
@@ -224,6 +235,28 @@ CASES = [
     Case("cross_entropy_ignore", lambda z, t: gc.cross_entropy(z, gc.where(t == 0, -100, t)),
          [f64(8, 5), ints(8, high=5)],
          lambda z, t: _cross_entropy(z, np.where(t == 0, -100, t)), ints=(1,)),
+    Case("cross_entropy_soft", lambda z, p: gc.cross_entropy(z, p), [f64(4, 3, 7), pos(4, 3, 7)],
+         lambda z, p: -(p * np.log(_softmax(z))).sum(-1).mean()),
+    Case("cross_entropy_weighted_ignore",
+         lambda z, t, w: gc.cross_entropy(z, t, ignore_index=2, weight=w),
+         [f64(9, 5), ints(9, high=5), pos(5)],
+         lambda z, t, w: _nll_weighted(np.log(_softmax(z)), t, w, ignore=2), ints=(1,)),
+    Case("nll_loss_sum", lambda lp, t: gc.nll_loss(lp, t, reduction="sum"),
+         [f64(6, 4), ints(6, high=4)],
+         lambda lp, t: -np.take_along_axis(lp, t[:, None], -1).sum(), ints=(1,)),
+    Case("nll_loss_none_weighted", lambda lp, t, w: gc.nll_loss(lp, t, reduction="none",
+                                                              weight=w),
+         [f64(2, 3, 4), ints(2, 3, high=4), pos(4)],
+         lambda lp, t, w: -np.take_along_axis(lp, t[..., None], -1)[..., 0] * w[t], ints=(1,)),
+    Case("mse_loss", gc.mse_loss, [f64(3, 4), f64(3, 4)], lambda a, b: ((a - b) ** 2).mean()),
+    Case("mse_loss_sum_broadcast", lambda a, b: gc.mse_loss(a, b, reduction="sum"),
+         [f64(3, 4), f64(4)], lambda a, b: ((a - b) ** 2).sum()),
+    Case("silu", gc.silu, [f64(3, 4)], lambda a: a / (1 + np.exp(-a))),
+    Case("leaky_relu", lambda a: gc.leaky_relu(a, 0.2), [f64(3, 4)],
+         lambda a: np.where(a > 0, a, 0.2 * a)),
+    Case("rms_norm", lambda x, w: gc.rms_norm(x, w, 1e-6), [f64(2, 3, 6), f64(6)], _rms_norm),
+    Case("rms_norm_default_eps", lambda x: gc.rms_norm(x), [f64(4, 5)],
+         lambda x: _rms_norm(x, 1.0, np.finfo(np.float64).eps)),
     Case("masked_fill_causal", lambda a: gc.softmax(gc.masked_fill(a, ~gc.tril_mask(4), -1e9)),
          [f64(2, 4, 4)], lambda a: _softmax(np.where(np.tri(4, dtype=bool), a, -1e9))),
     Case("dropout_fixed_seed", lambda a: gc.dropout(a, 0.5, 7, salt=1), [f64(4, 8)],

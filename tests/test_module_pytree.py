@@ -10,8 +10,10 @@ from graphc.models.gpt import GPT, GPTConfig
 
 class Net(nn.Module):
     def __init__(self, dtype="float64"):
-        self.l1 = nn.Linear(3, 8, rng=np.random.default_rng(1), dtype=dtype)
-        self.l2 = nn.Linear(8, 2, rng=np.random.default_rng(2), dtype=dtype)
+        # normal(0, 1/sqrt(fan_in)) weights and zero biases (the layers' default before it
+        # became PyTorch's uniform one), which the loss-halving check below was set against
+        self.l1 = nn.Linear(3, 8, rng=np.random.default_rng(1), std=1 / np.sqrt(3), dtype=dtype)
+        self.l2 = nn.Linear(8, 2, rng=np.random.default_rng(2), std=1 / np.sqrt(8), dtype=dtype)
         self.norm = nn.LayerNorm(8, dtype=dtype)
 
     def forward(self, x):

@@ -28,7 +28,8 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "matmul", "einsum", "softmax", "log_softmax",
            "layer_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
            "cross_entropy", "dropout", "tril_mask", "masked_fill", "full", "zeros", "ones",
-           "zeros_like", "ones_like", "arange"]
+           "zeros_like", "ones_like", "arange",
+           "nll_loss", "mse_loss", "silu", "leaky_relu", "rms_norm"]
 
 
 def _shape(x):
@@ -371,11 +372,37 @@ def matmul(a, b):
 EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def _sublist_spec(args):
+    """numpy's other einsum form, einsum(a, [0, 1], b, [1, 2], [0, 2]) (integers 0-51 and
+    Ellipsis), as (subscripts string, operands)."""
+    def letters(sublist):
+        out = []
+        for k in sublist:
+            if k is Ellipsis:
+                out.append("...")
+            elif isinstance(k, (int, np.integer)) and 0 <= k < len(EINSUM_LETTERS):
+                out.append(EINSUM_LETTERS[k])
+            else:
+                _fail(f"einsum: subscript {k!r} in {list(sublist)} is not an integer in "
+                      f"[0, {len(EINSUM_LETTERS)}) or Ellipsis")
+        return "".join(out)
+    operands, subs = list(args[0:-1:2]) if len(args) % 2 else list(args[0::2]), []
+    for k in range(1, 2 * len(operands), 2):
+        subs.append(letters(args[k]))
+    spec = ",".join(subs)
+    if len(args) % 2:
+        spec += "->" + letters(args[-1])
+    return spec, operands
+
+
 def einsum(spec, *xs):
     """numpy's einsum: '...', implicit output (letters used once, sorted, after the '...'
-    axes), repeated letters (diagonals, traces), 0-d operands. The op itself always gets an
-    explicit, letters-only spec; '...' axes that broadcast are broadcast first, so that
+    axes), repeated letters (diagonals, traces), 0-d operands, and the sublist form
+    einsum(a, [0, 1], b, [1, 2], [0, 2]). The op itself always gets an explicit,
+    letters-only spec; '...' axes that broadcast are broadcast first, so that
     broadcast_to's gradient sums them back."""
+    if not isinstance(spec, str):
+        spec, xs = _sublist_spec((spec,) + xs)
     spec = spec.replace(" ", "")
     lhs, arrow, out = spec.partition("->")
     ins = lhs.split(",")
@@ -457,27 +484,106 @@ def softmax_grad(y, g, axis=-1):
     return apply("softmax_grad", y, g, axis=_axis(axis, _ndim(y)))
 
 
-def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
-    """Mean negative log-likelihood of integer `targets` under `logits` (classes last);
-    positions whose target equals `ignore_index` count for nothing, as in PyTorch."""
+def silu(x):
+    """x * sigmoid(x) (a.k.a. swish), as torch.nn.functional.silu."""
+    return x * sigmoid(x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x where x > 0, negative_slope * x elsewhere (the gradient at 0 is negative_slope, as
+    in PyTorch)."""
+    return where(x > 0, x, x * negative_slope)
+
+
+def rms_norm(x, weight=None, eps=None):
+    """RMSNorm over the last axis: x / sqrt(mean(x**2) + eps) * weight, as torch's
+    F.rms_norm; eps=None is the machine epsilon of x's dtype, as in PyTorch."""
+    eps = float(np.finfo(_dtype(x)).eps) if eps is None else float(eps)
+    y = x * rsqrt(mean(x * x, -1, keepdims=True) + eps)
+    return y if weight is None else y * weight
+
+
+def _check_reduction(name, reduction):
+    if reduction not in ("mean", "sum", "none"):
+        _fail(f"{name}: unknown reduction {reduction!r} (choose 'mean', 'sum' or 'none')")
+
+
+def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=None):
+    """Cross-entropy of `logits` (classes on the LAST axis; PyTorch puts them on axis 1, the
+    same thing for (N, C) logits) against
+    - integer `targets` of shape logits.shape[:-1]: positions whose target equals
+      `ignore_index` count for nothing; `weight` (C,) weighs each class and the mean divides
+      by the summed weight of the counted targets, as in PyTorch;
+    - float `targets` of logits' shape (class probabilities, "soft" targets): the mean is
+      over the leading positions.
+    reduction: 'mean', 'sum' or 'none' (per position), as torch.nn.functional.cross_entropy."""
+    _check_reduction("cross_entropy", reduction)
     lshape, tshape = _shape(logits), _shape(targets)
+    if is_float(_dtype(targets)):
+        if lshape != tshape:
+            _fail(f"cross_entropy: probability targets must have the logits' shape {lshape}, "
+                  f"got {tshape}")
+        logp = log_softmax(logits, -1)
+        if weight is not None:
+            logp = logp * weight
+        # where, not a product alone: a zero probability on a -inf logit adds nothing
+        losses = -sum(where(targets == 0.0, 0.0, targets * logp), -1)
+        if reduction == "none":
+            return losses
+        return sum(losses) if reduction == "sum" else mean(losses)
     if lshape[:-1] != tshape:
         _fail(f"cross_entropy: logits {lshape} need targets of shape {lshape[:-1]}, "
               f"got {tshape}")
-    logp = log_softmax(logits, -1)
+    return _nll(log_softmax(logits, -1), targets, ignore_index, reduction, weight)
+
+
+def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=None):
+    """Negative log-likelihood of integer `targets` given log-probabilities (classes on the
+    last axis), as torch.nn.functional.nll_loss; `weight`, `ignore_index` and `reduction` as
+    in cross_entropy."""
+    _check_reduction("nll_loss", reduction)
+    if is_float(_dtype(targets)):
+        _fail("nll_loss: targets must be integer class indices; for probabilities use "
+              "cross_entropy")
+    lshape, tshape = _shape(log_probs), _shape(targets)
+    if lshape[:-1] != tshape:
+        _fail(f"nll_loss: log-probabilities {lshape} need targets of shape {lshape[:-1]}, "
+              f"got {tshape}")
+    return _nll(log_probs, targets, ignore_index, reduction, weight)
+
+
+def _nll(logp, targets, ignore_index, reduction, weight):
+    classes = _shape(logp)[-1]
     # select, not multiply by a one-hot: 0 * -inf (a masked-out class) and 0 * nan (an
-    # ignored row's non-finite logits) would be nan
-    picked = sum(where(one_hot(targets, lshape[-1], "bool"), logp, 0.0), -1)
+    # ignored row's non-finite logits) would be nan. one_hot of an ignored (out-of-range)
+    # target is all False.
+    chosen = one_hot(targets, classes, "bool")
+    if ignore_index is not None and 0 <= ignore_index < classes:
+        chosen = logical_and(chosen, expand_dims(not_equal(targets, ignore_index), -1))
+    picked = sum(where(chosen, logp, 0.0), -1)
+    if weight is not None:
+        row_weight = sum(where(chosen, weight, 0.0), -1)
+        picked = picked * row_weight
     if reduction == "none":
         return -picked
     if reduction == "sum":
         return -sum(picked)
-    if reduction != "mean":
-        _fail(f"cross_entropy: unknown reduction {reduction!r}")
+    if weight is not None:
+        return -sum(picked) / sum(row_weight)  # NaN (0 / 0) when no target counts
     if ignore_index is None:
         return -mean(picked)
-    valid = cast(not_equal(targets, ignore_index), _dtype(logits))
+    valid = cast(not_equal(targets, ignore_index), _dtype(logp))
     return -sum(picked) / sum(valid)  # NaN (0 / 0) when no target counts, as in PyTorch
+
+
+def mse_loss(x, target, reduction="mean"):
+    """(x - target) ** 2, reduced as torch.nn.functional.mse_loss."""
+    _check_reduction("mse_loss", reduction)
+    diff = x - target
+    sq = diff * diff
+    if reduction == "none":
+        return sq
+    return sum(sq) if reduction == "sum" else mean(sq)
 
 
 _EAGER_SALTS = itertools.count()

@@ -1,0 +1,301 @@
+"""The layer set and the losses against PyTorch (copied weights, random inputs), eager and
+compiled; initialisation as PyTorch's defaults, and the GPT's initial weights unchanged."""
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from graphc import nn
+from graphc.models.gpt import GPT, GPTConfig
+from ir.errors import GraphcError
+
+
+def _both(fn, *args):
+    """fn on eager tensors and compiled, as numpy arrays."""
+    eager = fn(*[gc.tensor(a) for a in args])
+    return eager.data, gc.compile(fn)(*args)
+
+
+def test_gpt_initial_weights_are_unchanged():
+    # digest of the tiny and nanogpt-cpu GPTs' initial weights (seed 0) before the layer
+    # defaults changed: `graphc train` must start from the same point
+    digest = hashlib.sha256()
+    for name in ["tiny", "nanogpt-cpu"]:
+        for pname, p in GPT(GPTConfig.named(name), seed=0).named_parameters():
+            digest.update(pname.encode())
+            digest.update(np.ascontiguousarray(p.data).tobytes())
+    assert digest.hexdigest() == \
+        "082daabcd4ebbbf063aa66983df361fd55dbb955a10e80c067195cce553c46b1"
+
+
+def test_default_initialisation_is_pytorchs():
+    nn.manual_seed(3)
+    layer = nn.Linear(400, 300)
+    bound = 1 / np.sqrt(400)
+    for p in (layer.weight.data, layer.bias.data):
+        assert np.abs(p).max() <= bound and np.abs(p).max() > 0.95 * bound
+        assert abs(p.std() - bound / np.sqrt(3)) < 0.05 * bound  # uniform's std
+    assert layer.weight.shape == (400, 300)  # graphc's (fan_in, fan_out) layout
+    emb = nn.Embedding(1000, 64)
+    assert abs(emb.weight.data.std() - 1.0) < 0.02
+    std_layer = nn.Linear(400, 300, std=0.02)
+    assert np.all(std_layer.bias.data == 0) and abs(std_layer.weight.data.std() - 0.02) < 1e-3
+    mha = nn.MultiheadAttention(64, 4)
+    xavier = np.sqrt(6 / (64 + 192))
+    assert mha.in_proj_weight.shape == (64, 192)
+    assert xavier * 0.95 < np.abs(mha.in_proj_weight.data).max() <= xavier
+    assert np.all(mha.in_proj_bias.data == 0) and np.all(mha.out_proj.bias.data == 0)
+
+
+def test_manual_seed_makes_initialisation_repeatable_and_layers_differ():
+    nn.manual_seed(5)
+    a, b = nn.Linear(8, 8), nn.Linear(8, 8)
+    nn.manual_seed(5)
+    c = nn.Linear(8, 8)
+    np.testing.assert_array_equal(a.weight.data, c.weight.data)
+    assert not np.array_equal(a.weight.data, b.weight.data)
+
+
+def test_sequential_names_and_matches_torch():
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3), nn.SiLU(),
+                          nn.Linear(3, 2, bias=False))
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight"]
+    assert len(model) == 5 and isinstance(model[-1], nn.Linear)
+    ref = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3),
+                              torch.nn.SiLU(), torch.nn.Linear(3, 2, bias=False)).double()
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            target = ref.get_parameter(name)
+            target.copy_(torch.tensor(value.T if value.ndim == 2 else value))
+    x = np.random.default_rng(1).normal(size=(4, 5))
+    expected = ref(torch.tensor(x)).detach().numpy()
+    graph = gc.trace(lambda x: model(x), gc.spec((4, 5)))
+    assert [n.name for n in graph.inputs] == ["x", "0.weight", "0.bias", "2.weight",
+                                              "2.bias", "4.weight"]
+    for got in _both(lambda x: model(x), x.astype(np.float32)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(GraphcError, match="item 1 is a function"):
+        nn.Sequential(nn.ReLU(), gc.relu)
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    (nn.ReLU(), torch.nn.ReLU()), (nn.GELU(), torch.nn.GELU()),
+    (nn.GELU("tanh"), torch.nn.GELU("tanh")), (nn.SiLU(), torch.nn.SiLU()),
+    (nn.Tanh(), torch.nn.Tanh()), (nn.Sigmoid(), torch.nn.Sigmoid()),
+    (nn.LeakyReLU(), torch.nn.LeakyReLU()), (nn.LeakyReLU(0.3), torch.nn.LeakyReLU(0.3)),
+], ids=lambda m: repr(m) if isinstance(m, torch.nn.Module) else "")
+def test_activation_modules_match_torch(ours, theirs):
+    x = np.random.default_rng(0).normal(size=(3, 17)) * 3
+    x[0, :3] = [0.0, -0.0, 1e-9]
+    tx = torch.tensor(x, requires_grad=True)
+    theirs(tx).backward(torch.ones_like(tx))
+    t = gc.tensor(x, requires_grad=True)
+    ours(t).sum().backward()
+    np.testing.assert_allclose(ours(gc.tensor(x)).data, theirs(tx).detach().numpy(),
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(t.grad, tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+    compiled = gc.compile(lambda a: ours(a))(x.astype(np.float32))
+    np.testing.assert_allclose(compiled, theirs(tx).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_rmsnorm_matches_torch():
+    x = np.random.default_rng(0).normal(size=(2, 3, 8))
+    layer = nn.RMSNorm(8, dtype="float64")
+    layer.weight.data = np.random.default_rng(1).normal(size=8)
+    ref = torch.nn.RMSNorm(8, dtype=torch.float64)
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(layer.weight.data))
+    np.testing.assert_allclose(layer(gc.tensor(x)).data, ref(torch.tensor(x)).detach().numpy(),
+                               rtol=1e-12)
+    x32 = x.astype(np.float32)
+    ref32 = torch.nn.RMSNorm(8, elementwise_affine=False)  # eps: float32's epsilon
+    np.testing.assert_allclose(gc.compile(lambda a: nn.RMSNorm(8, elementwise_affine=False)(a))(
+        x32), ref32(torch.tensor(x32)).detach().numpy(), rtol=1e-5)
+
+
+def _copy_mha(ours, theirs):
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.tensor(ours.in_proj_weight.data.T))
+        theirs.out_proj.weight.copy_(torch.tensor(ours.out_proj.weight.data.T))
+        if ours.in_proj_bias is not None:
+            theirs.in_proj_bias.copy_(torch.tensor(ours.in_proj_bias.data))
+            theirs.out_proj.bias.copy_(torch.tensor(ours.out_proj.bias.data))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("causal", [False, True])
+def test_multihead_attention_matches_torch(batch_first, causal):
+    rng = np.random.default_rng(0)
+    E, H, B, T = 12, 3, 2, 5
+    ours = nn.MultiheadAttention(E, H, batch_first=batch_first, causal=causal,
+                                 dtype="float64")
+    for p in ours.parameters():  # non-zero biases, so that they are tested too
+        p.data = rng.normal(size=p.shape) * 0.5
+    theirs = torch.nn.MultiheadAttention(E, H, batch_first=batch_first, dtype=torch.float64)
+    _copy_mha(ours, theirs)
+    shape = (B, T, E) if batch_first else (T, B, E)
+    x = rng.normal(size=shape)
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if causal else None
+    tx = torch.tensor(x, requires_grad=True)
+    out, weights = theirs(tx, tx, tx, attn_mask=mask, is_causal=causal)
+    (out * torch.tensor(np.cos(x))).sum().backward()
+    t = gc.tensor(x, requires_grad=True)
+    got, got_w = ours(t)
+    gc.sum(got * np.cos(x)).backward()
+    np.testing.assert_allclose(got.data, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got_w.data, weights.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(t.grad, tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+    grad_w = gc.grad(lambda p: gc.sum(_apply_mha(ours, p, x) * np.cos(x)))(
+        ours.in_proj_weight.data)
+    np.testing.assert_allclose(grad_w, theirs.in_proj_weight.grad.numpy().T, rtol=1e-9,
+                               atol=1e-12)
+    compiled = gc.compile(lambda x: ours(x)[0])(x)
+    np.testing.assert_allclose(compiled, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _apply_mha(layer, in_proj_weight, x):
+    saved = layer.in_proj_weight
+    object.__setattr__(layer, "in_proj_weight", in_proj_weight)
+    try:
+        return layer(x)[0]
+    finally:
+        object.__setattr__(layer, "in_proj_weight", saved)
+
+
+def test_multihead_attention_cross_attention_and_masks_match_torch():
+    rng = np.random.default_rng(2)
+    E, H, B, T, S = 8, 2, 3, 4, 6
+    ours = nn.MultiheadAttention(E, H, batch_first=True, dtype="float64")
+    theirs = torch.nn.MultiheadAttention(E, H, batch_first=True, dtype=torch.float64)
+    _copy_mha(ours, theirs)
+    q, kv = rng.normal(size=(B, T, E)), rng.normal(size=(B, S, E))
+    padding = np.zeros((B, S), bool)
+    padding[0, -2:] = True
+    additive = rng.normal(size=(T, S))
+    blocked = rng.random((T, S)) < 0.3
+    blocked[:, 0] = False
+    for attn_mask, key_padding_mask in [(additive, np.where(padding, -np.inf, 0.0)),
+                                        (blocked, padding)]:
+        out, w = theirs(torch.tensor(q), torch.tensor(kv), torch.tensor(kv),
+                        key_padding_mask=torch.tensor(key_padding_mask),
+                        attn_mask=torch.tensor(attn_mask))
+        got, got_w = ours(gc.tensor(q), gc.tensor(kv), attn_mask=attn_mask,
+                          key_padding_mask=key_padding_mask)
+        np.testing.assert_allclose(got.data, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got_w.data, w.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert ours(gc.tensor(q), need_weights=False)[1] is None
+
+
+def test_dropout_needs_no_seed_eager_or_compiled():
+    nn.manual_seed(0)
+    drop = nn.Dropout(0.5)
+    x = np.ones((64, 64), np.float32)
+    a, b = drop(gc.tensor(x)).data, drop(gc.tensor(x)).data
+    assert set(np.unique(a)) == {0.0, 2.0} and not np.array_equal(a, b)
+    assert 0.4 < (a == 0).mean() < 0.6
+    step = gc.compile(lambda x: drop(x) * 1.0)
+    c, d = step(x), step(x)  # a fresh implicit key on every call
+    assert set(np.unique(c)) == {0.0, 2.0} and not np.array_equal(c, d)
+    graph = gc.trace(lambda x: drop(x), gc.spec((4, 4)))
+    assert [n.name for n in graph.inputs] == ["x", "dropout_key"]
+    object.__setattr__(drop, "training", False)
+    # `training` is read while tracing: a plan compiled before keeps its dropout
+    np.testing.assert_array_equal(gc.compile(lambda x: drop(x) * 1.0)(x), x)
+    np.testing.assert_array_equal(drop(gc.tensor(x)).data, x)
+
+
+def test_dropout_key_block_replays_masks_and_gradients_use_the_same_mask():
+    drop = nn.Dropout(0.3)
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+
+    def step(x, key):
+        with nn.rng_key(key):
+            return gc.value_and_grad(lambda a: gc.sum(drop(a)))(x)
+
+    compiled = gc.compile(step)
+    (y1, g1), (y2, _), (y3, _) = compiled(x, np.int64(7)), compiled(x, np.int64(7)), \
+        compiled(x, np.int64(8))
+    assert y1 == y2 and y1 != y3
+    # the gradient is the very mask the forward used: loss = sum(mask * x)
+    assert set(np.unique(g1)) == {0.0, np.float32(1 / 0.7)}
+    np.testing.assert_allclose(np.sum(g1 * x), y1, rtol=1e-5)
+    with pytest.raises(GraphcError, match="p must be in"):
+        nn.Dropout(1.0)
+
+
+# ---- losses ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_losses_match_torch(reduction):
+    rng = np.random.default_rng(0)
+    z, t = rng.normal(size=(6, 5)) * 2, rng.integers(0, 5, 6)
+    t[1] = -100
+    probs = rng.dirichlet(np.ones(5), 6)
+    w = rng.uniform(0.5, 2.0, 5)
+    lp = np.log(np.exp(z) / np.exp(z).sum(-1, keepdims=True))
+    y = rng.normal(size=(6, 5))
+    F = torch.nn.functional
+    tz, tt, tw = torch.tensor(z), torch.tensor(t), torch.tensor(w)
+    cases = [
+        (lambda a: gc.cross_entropy(a, t, reduction=reduction),
+         lambda a: F.cross_entropy(a, tt, reduction=reduction), z),
+        (lambda a: gc.cross_entropy(a, t, reduction=reduction, weight=w),
+         lambda a: F.cross_entropy(a, tt, reduction=reduction, weight=tw), z),
+        (lambda a: gc.cross_entropy(a, probs, reduction=reduction),
+         lambda a: F.cross_entropy(a, torch.tensor(probs), reduction=reduction), z),
+        (lambda a: gc.cross_entropy(a, probs, reduction=reduction, weight=w),
+         lambda a: F.cross_entropy(a, torch.tensor(probs), reduction=reduction, weight=tw), z),
+        (lambda a: gc.nll_loss(a, np.where(t < 0, 0, t), reduction=reduction, ignore_index=3),
+         lambda a: F.nll_loss(a, torch.tensor(np.where(t < 0, 0, t)), reduction=reduction,
+                              ignore_index=3), lp),
+        (lambda a: gc.mse_loss(a, y, reduction=reduction),
+         lambda a: F.mse_loss(a, torch.tensor(y), reduction=reduction), z),
+    ]
+    for k, (ours, theirs, x) in enumerate(cases):
+        tx = torch.tensor(x, requires_grad=True)
+        expected = theirs(tx)
+        expected.backward(torch.ones_like(expected))
+        ex = gc.tensor(x, requires_grad=True)
+        got = ours(ex)
+        gc.sum(got).backward()
+        np.testing.assert_allclose(got.data, expected.detach().numpy(), rtol=1e-12,
+                                   err_msg=f"case {k}")
+        np.testing.assert_allclose(ex.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-14,
+                                   err_msg=f"case {k}")
+        compiled = gc.compile(ours)(x)
+        np.testing.assert_allclose(compiled, expected.detach().numpy(), rtol=1e-12)
+
+
+def test_cross_entropy_with_classes_last_matches_torch_on_sequences():
+    rng = np.random.default_rng(1)
+    z, t = rng.normal(size=(2, 3, 4)), rng.integers(0, 4, (2, 3))
+    expected = torch.nn.functional.cross_entropy(torch.tensor(z).permute(0, 2, 1),
+                                                 torch.tensor(t), reduction="none")
+    np.testing.assert_allclose(gc.cross_entropy(gc.tensor(z), t, reduction="none").data,
+                               expected.numpy(), rtol=1e-12)
+
+
+def test_loss_errors_are_one_line():
+    z = gc.tensor(np.zeros((2, 3)))
+    for call, match in [(lambda: gc.cross_entropy(z, np.zeros(2, int), reduction="avg"),
+                         "unknown reduction 'avg'"),
+                        (lambda: gc.cross_entropy(z, np.zeros((2, 2))), "probability targets"),
+                        (lambda: gc.nll_loss(z, np.zeros((2, 3))), "integer class indices"),
+                        (lambda: gc.nll_loss(z, np.zeros(3, int)), "targets of shape")]:
+        with pytest.raises(GraphcError, match=match) as info:
+            call()
+        assert "\n" not in str(info.value).split("  at ")[0].strip()
+
+
+@pytest.mark.parametrize("module", [nn.MSELoss, nn.CrossEntropyLoss, nn.NLLLoss])
+def test_loss_modules_call_the_functions(module):
+    rng = np.random.default_rng(0)
+    z, t = rng.normal(size=(4, 3)), rng.integers(0, 3, 4)
+    target = rng.normal(size=(4, 3)) if module is nn.MSELoss else t
+    fn = {nn.MSELoss: gc.mse_loss, nn.CrossEntropyLoss: gc.cross_entropy,
+          nn.NLLLoss: gc.nll_loss}[module]
+    for reduction in ["mean", "sum"]:
+        got = module(reduction=reduction)(gc.tensor(z), target).data
+        np.testing.assert_array_equal(got, fn(gc.tensor(z), target, reduction=reduction).data)
