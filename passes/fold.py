@@ -2,7 +2,8 @@
 
 Results larger than `max_elements` stay as nodes, so a huge broadcast of a scalar is not
 materialised into the graph; random ops are never folded (their seed is usually an input
-anyway, but a fixed seed must still draw at run time like any other op).
+anyway, but a fixed seed must still draw at run time like any other op), nor are collectives
+(every rank must reach them when the plan runs).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ MAX_ELEMENTS = 1 << 16
 def fold(graph, max_elements: int = MAX_ELEMENTS):
     def visit(node, inputs, new):
         op = get_op(node.op)
-        if node.op == "constant" or op.stochastic or node.size > max_elements:
+        if node.op == "constant" or op.stochastic or op.collective or node.size > max_elements:
             return None
         if node.op in ("full", "arange", "tri") and node.size > 1:
             return None  # already a compact constant; folding would only inflate it

@@ -24,11 +24,11 @@ from ir.types import SHORT_NAMES
 from passes.fusion import describe, fuse, fused_operand_kinds
 
 from . import jit as jit_kernels
-from . import threads, tiering
+from . import collectives, threads, tiering
 from .interpreter import bind_inputs
 from .kernelgen import kernel_source
-from .kernels import (CONSTANT_OPS, EMITTERS, INPLACE_SAFE, JIT_KERNELS, VIEW_OPS, jit_emitter,
-                      ones, view_expression)
+from .kernels import (CONSTANT_OPS, EMITTERS, INPLACE_SAFE, JIT_KERNELS, PROGRESS_AFTER, VIEW_OPS,
+                      jit_emitter, ones, view_expression)
 from .lowering import (batched_matmul, concat_by_copies, parallel_default,
                        products_laid_out_for_transpose, reshaped, reshapes_into_concat,
                        splittable, worker)
@@ -77,7 +77,8 @@ class Plan:
         self._donated_positions = [k for k, n in enumerate(graph.inputs)
                                    if n.attrs["name"] in self.donate]
         self._globals = {"np": np, "special": special, "_submit": worker().submit,
-                         "_ones": ones, "_jit": jit_kernels, "_reshaped": reshaped}
+                         "_ones": ones, "_jit": jit_kernels, "_reshaped": reshaped,
+                         "_collectives": collectives}
         self._steps = []  # (node, statements, result expression)
         self._solo_blas = None  # numpy's BLAS, kept single-threaded while the plan runs
         self.background = self.jit and (tiering.enabled() if background_compile is None
@@ -107,9 +108,14 @@ class Plan:
         into_concat = reshapes_into_concat(graph, mp)
         laid_out = products_laid_out_for_transpose(graph, mp)
         counter = 0
+        in_flight = set()  # allreduce_start nodes whose wait is still to come
         for n in graph.nodes:
             if n.op == "input":
                 continue
+            if n.op == "allreduce_start":
+                in_flight.add(n)
+            elif n.op == "allreduce_wait":
+                in_flight.discard(n.inputs[0])
             if n in into_concat:  # its concat copies the reshape's input into place
                 names[n] = names[n.inputs[0]]
                 self._steps.append((n, [], names[n]))
@@ -160,6 +166,8 @@ class Plan:
                     lines += self._split_kernel(n, var, args, names_s)
                 else:
                     lines += _emit(n, args, var, names_s)
+                if in_flight and n.op in PROGRESS_AFTER:
+                    lines.append("_collectives.progress()")
             names[n] = var
             self._steps.append((n, lines, var))
         self._names = names

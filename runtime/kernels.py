@@ -233,11 +233,22 @@ EMITTERS.update({
     "layer_norm": _layer_norm, "layer_norm_grad": _layer_norm_grad,
     "softmax_grad": _softmax_grad,
 })
+
+
+# Collectives (runtime/collectives.py): the bucket's buffer is this node's destination; its
+# wait is a view of it that completes the reduction.
+def _allreduce_start(node, args, dst):
+    return [f"_collectives.start({dst}, ({''.join(a + ', ' for a in args)}))"]
+
+
+EMITTERS["allreduce_start"] = _allreduce_start
+# While a bucket is in flight the plan lets MPI progress after each of these (longer) kernels.
+PROGRESS_AFTER = {"matmul", "fused", "einsum", "layer_norm_grad", "softmax_grad", "gelu_grad"}
 # Workspace buffers (of the node's own size) a kernel needs while it runs.
 SCRATCH = {"gelu_grad": 2, "layer_norm_grad": 1}
 
 # Ops whose result is a view of their first operand (no computation, no buffer).
-VIEW_OPS = {"reshape", "transpose", "broadcast_to", "slice", "stop_gradient"}
+VIEW_OPS = {"reshape", "transpose", "broadcast_to", "slice", "stop_gradient", "allreduce_wait"}
 # Ops with no operands whose value is fixed: computed once when the plan is built.
 CONSTANT_OPS = {"constant", "full", "arange", "tri"}
 
@@ -348,6 +359,8 @@ def view_expression(node, x):
         return f"np.broadcast_to({x}, {a['shape']!r})"
     if node.op == "slice":
         return f"{x}[{_slice_index(a)}]"
+    if node.op == "allreduce_wait":
+        return f"_collectives.wait({x}, {a['reduce']!r})"
     return x
 
 
@@ -370,6 +383,6 @@ def needs_distinct_output(node) -> bool:
     return node.op not in INPLACE_SAFE
 
 
-__all__ = ["EMITTERS", "JIT_EMITTERS", "JIT_KERNELS", "jit_emitter", "scratch_buffers",
+__all__ = ["EMITTERS", "PROGRESS_AFTER", "JIT_EMITTERS", "JIT_KERNELS", "jit_emitter", "scratch_buffers",
            "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
            "can_emit", "needs_distinct_output", "np"]
