@@ -28,6 +28,24 @@ from ir.ops.collective import communicator
 
 _IN_FLIGHT = {}  # id(bucket buffer) -> MPI request
 # A request's data must stay alive (and unmoved) until the wait: the plan keeps its buffers.
+_WAITING = [0]  # > 0 while the main thread waits inside a collective
+
+
+def waiting() -> bool:
+    """Whether this process is now blocked in a collective (graphc.watchdog reports it: a
+    rank that waits is not the one that hangs)."""
+    return _WAITING[0] > 0
+
+
+class _Waiting:
+    def __enter__(self):
+        _WAITING[0] += 1
+
+    def __exit__(self, *exc):
+        _WAITING[0] -= 1
+
+
+_waiting = _Waiting()
 
 
 class MPICommunicator:
@@ -42,7 +60,8 @@ class MPICommunicator:
 
     def allreduce_sum(self, array: np.ndarray) -> np.ndarray:
         out = np.array(array, copy=True, order="C")
-        self.comm.Allreduce(self._mpi.IN_PLACE, out, op=self._mpi.SUM)
+        with _waiting:
+            self.comm.Allreduce(self._mpi.IN_PLACE, out, op=self._mpi.SUM)
         return out
 
     def start_sum(self, buffer: np.ndarray):
@@ -65,7 +84,8 @@ def wait(buffer: np.ndarray, reduce: str) -> np.ndarray:
     """allreduce_wait: the bucket reduced over every rank (the same buffer)."""
     request = _IN_FLIGHT.pop(id(buffer), None)
     if request is not None:
-        request.Wait()
+        with _waiting:
+            request.Wait()
         if reduce == "mean":
             np.divide(buffer, communicator().size, out=buffer)
     return buffer

@@ -1,0 +1,116 @@
+"""Data parallelism under `mpiexec -n 2` (the mpi extra): averaged gradients equal the
+single-process gradients of the whole batch, the watchdog stops a job whose rank died or hangs,
+and ranks that disagree are refused at start-up. Each case is one mpiexec run of
+tests/mpi_worker.py, with a timeout that kills the whole process group."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mpi4py", reason="the mpi extra is not installed: pip install 'graphc[mpi]'")
+
+import graphc.distributed as dist  # noqa: E402
+from passes.manager import optimize  # noqa: E402
+from runtime.codegen import compile_graph  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "tests" / "mpi_worker.py"
+sys.path.insert(0, str(WORKER.parent))
+import mpi_worker  # noqa: E402
+
+
+def run_ranks(case, out, ranks=2, timeout=60, watchdog_timeout=20, bucket_mb="0.2"):
+    """mpiexec -n RANKS python mpi_worker.py CASE OUT; (exit status, output, seconds)."""
+    env = dist.launch_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["TEST_WATCHDOG_TIMEOUT"] = str(watchdog_timeout)
+    env["GRAPHC_BUCKET_MB"] = bucket_mb
+    env.setdefault("GRAPHC_BACKGROUND_COMPILE", "0")
+    start = time.monotonic()
+    proc = subprocess.Popen(dist.launch_command(ranks, [str(WORKER), case, str(out)]),
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"mpiexec {case} ran past {timeout} s:\n{output}")
+    return proc.returncode, output, time.monotonic() - start
+
+
+def test_mpiexec_is_found_and_two_ranks_start():
+    assert Path(dist.mpiexec_path()).name == "mpiexec"
+    env = dist.launch_env()
+    proc = subprocess.run(dist.launch_command(2, ["-c", "from mpi4py import MPI; c = "
+                                                  "MPI.COMM_WORLD; print(c.rank, c.size)"]),
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.split("\n")[:2]) == ["0 2", "1 2"]
+
+
+def test_two_ranks_average_to_the_single_process_gradient_of_the_whole_batch(tmp_path):
+    from graphc.train import build_eval_loss
+    code, output, _ = run_ranks("grads", tmp_path)
+    assert code == 0, output
+    ranks = [np.load(tmp_path / f"grads_rank{r}.npz") for r in range(2)]
+
+    x, y, params = mpi_worker.mlp_inputs()
+    whole = compile_graph(optimize(mpi_worker.mlp_grad_graph(8)))(x, y, *params)
+    model = mpi_worker.gpt_model(8)
+    idx, targets = mpi_worker.gpt_inputs()
+    whole_gpt = compile_graph(optimize(build_eval_loss(model, with_grads=True)))(idx, targets)
+    assert len(whole_gpt) > 10
+    for saved in ranks:
+        for k, expected in enumerate(whole):  # loss, then each parameter's gradient
+            np.testing.assert_allclose(saved[f"mlp{k}"], expected, rtol=1e-12, atol=1e-12)
+        for k, expected in enumerate(whole_gpt):
+            np.testing.assert_allclose(saved[f"gpt{k}"], expected, rtol=1e-12, atol=1e-12)
+    # the halves differ, so the averaging did something
+    half = compile_graph(optimize(mpi_worker.mlp_grad_graph(4)))(x[:4], y[:4], *params)
+    assert not np.allclose(half[1], whole[1])
+    # 0.2 MB buckets: the GPT's 0.45 MB of gradients go in several, the first started while
+    # the backward pass still has products to compute, during which MPI is let progress
+    from passes.buckets import average_outputs, plan_buckets
+    graph = optimize(build_eval_loss(mpi_worker.gpt_model(4), with_grads=True))
+    expected_buckets = len(plan_buckets(average_outputs(graph), 0.2))
+    assert expected_buckets >= 2
+    source = str(ranks[0]["source"])
+    assert source.count("_collectives.start(") == expected_buckets
+    first_start, first_wait = source.index("_collectives.start("), source.index(
+        "_collectives.wait(")
+    assert "_gemm." in source[first_start:first_wait]
+    assert "_collectives.progress()" in source[first_start:first_wait]
+
+
+def test_a_killed_rank_stops_the_other_with_its_rank_and_step(tmp_path):
+    code, output, seconds = run_ranks("kill", tmp_path)
+    assert code != 0
+    assert "graphc: rank 1 died at step 3; stopping all 2 ranks" in output, output
+    assert seconds < 30
+
+
+def test_a_hanging_rank_is_named_within_the_timeout(tmp_path):
+    code, output, seconds = run_ranks("hang", tmp_path, watchdog_timeout=2)
+    assert code != 0
+    line = ("graphc: rank 1 made no progress for 2 s at step 3 while rank 0 waits for it at "
+            "step 3; stopping all 2 ranks")
+    assert line in output, output
+    assert output.count("graphc: rank") == 1, output
+    assert seconds < 30
+
+
+def test_ranks_with_different_configs_are_refused(tmp_path):
+    code, output, _ = run_ranks("mismatch", tmp_path)
+    assert code == 2, output
+    line = "graphc: error: ranks disagree on config.n_layer: rank 0 has 4, rank 1 has 2"
+    assert line in output, output
+    assert output.count("graphc: error") == 1
+    assert "handshake passed" not in output
