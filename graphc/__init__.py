@@ -14,11 +14,12 @@ from ir.ops.api import abs, max, min, pow, sum  # noqa: F401  (shadowing builtin
 from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
-from . import nn
+from . import nn, optim
 from .tracing import Spec, spec, trace
+from .trainer import Trainer
 from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
 
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
-           "tensor", "nn"] + _api.__all__
+           "tensor", "nn", "optim", "Trainer"] + _api.__all__

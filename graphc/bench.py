@@ -78,40 +78,32 @@ class CompiledStep:
 
 
 class EagerStep:
-    """graphc eager mode: tape forward/backward, then AdamW on numpy arrays."""
+    """graphc eager mode: tape forward/backward, then graphc.optim's AdamW (the same
+    definitions the compiled step traces) run eagerly on the Parameters."""
 
     def __init__(self, cfg, tc):
         from runtime.eager import Tensor
-        self.Tensor = Tensor
+
+        from . import optim
+        from .train import optimizer
+        self.Tensor, self.optim = Tensor, optim
         self.model = GPT(cfg, seed=0)
         self.tc, self.cfg, self.data = tc, cfg, _Data(cfg)
-        self.params = list(self.model.named_parameters())
-        self.m = [np.zeros_like(p.data) for _, p in self.params]
-        self.v = [np.zeros_like(p.data) for _, p in self.params]
-        self.step = 0
+        self.opt = optimizer(self.model, tc).bind(self.model)
         self.compile_seconds = None
         self.peak_bytes = None
 
     def __call__(self):
-        tc = self.tc
-        for _, p in self.params:
-            p.grad = None
+        self.opt.zero_grad()
         loss = self.model(self.Tensor(self.data.x), self.Tensor(self.data.y))
         loss.backward()
-        norm = np.sqrt(sum(float(np.sum(p.grad * p.grad)) for _, p in self.params))
-        clip = min(1.0, tc.grad_clip / (norm + 1e-6))
-        self.step += 1
-        lr = lr_at(self.step - 1, tc)
-        bc1, bc2 = 1 - tc.beta1 ** self.step, 1 - tc.beta2 ** self.step
-        for (name, p), m, v in zip(self.params, self.m, self.v):
-            g = p.grad * clip
-            m *= tc.beta1
-            m += (1 - tc.beta1) * g
-            v *= tc.beta2
-            v += (1 - tc.beta2) * g * g
-            if not self.model.no_decay(name):
-                p.data *= 1 - lr * tc.weight_decay
-            p.data -= (lr / bc1) * m / (np.sqrt(v) / np.sqrt(bc2) + tc.eps)
+        params = self.opt.parameters.values()
+        clipped, _ = self.optim.clip_by_global_norm({n: p.grad for n, p in
+                                                     self.opt.parameters.items()},
+                                                    self.tc.grad_clip)
+        for p, g in zip(params, clipped.values()):
+            p.grad = g
+        self.opt.step()
         return loss.item()
 
     def measure_peak(self):
@@ -598,7 +590,7 @@ def profile_step(config="small", repeat=5, top=20, jit=None, file=None) -> list:
     for _ in range(2):
         trainer.train_step()
     data = trainer.data
-    rows = trainer.step_plan.profile(*trainer.step_inputs(data.x, data.y), repeat=repeat,
+    rows = trainer.step_plan.profile(*trainer.step_inputs((data.x, data.y)), repeat=repeat,
                                      file=False)
     total = sum(r["ms"] for r in rows)
     by_op = {}

@@ -89,6 +89,59 @@ def load(path: str, optimizer: bool = True):
     return arrays, meta
 
 
+def load_arrays(path: str, wanted: dict):
+    """-> (arrays, meta) of a checkpoint written by gc.Trainer.save for any model: `wanted`
+    maps each array's name to the (shape, dtype) it must have, checked from its .npy header
+    before it is read; the header must be a graphc checkpoint's with a step and a valid
+    training RNG state. Raises CheckpointError, one line, for any bad file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint at {path!r}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {info.filename: info for info in zf.infolist()}
+            meta = _header(zf, members.get(META_KEY + ".npy"), path)
+            _check_common_meta(meta, path)
+            arrays = {}
+            for key, (shape, dtype) in wanted.items():
+                info = members.get(key + ".npy")
+                if info is None:
+                    raise CheckpointError(f"checkpoint {path!r} lacks {key}")
+                arrays[key] = _read_array(zf, info, key, shape, np.dtype(dtype), path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError, RuntimeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {path!r} is corrupt or not a graphc checkpoint "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                              ) from None
+    return arrays, meta
+
+
+def _check_common_meta(meta: dict, path: str):
+    """What every graphc checkpoint's header holds: format, version, step, RNG, histories."""
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is not a graphc checkpoint")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {path!r} has format version {meta.get('version')!r}, "
+                              f"this graphc reads version {VERSION}")
+    step = meta.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"checkpoint {path!r}: header field step must be a non-negative "
+                              f"integer, got {step!r}")
+    try:
+        np.random.PCG64().state = meta.get("rng")
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {path!r}: header field rng is not a PCG64 "
+                              f"generator state ({type(exc).__name__}: {exc})") from None
+    for key in ("history", "val_history"):
+        items = meta.get(key, [])
+        if not isinstance(items, list) or not all(
+                isinstance(i, list) and len(i) == 2 and isinstance(i[0], int)
+                and isinstance(i[1], (int, float)) for i in items):
+            raise CheckpointError(f"checkpoint {path!r}: header field {key} must be a list of "
+                                  "[step, loss]")
+
+
 def _npy_header(fh, what, path):
     """(shape, dtype, header length) from an .npy stream, reading only its header."""
     from numpy.lib import format as npy

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import time
 
 import numpy as np
 
@@ -203,238 +201,28 @@ def main(argv=None) -> int:
 
 
 # ---- train ----------------------------------------------------------------------------------
+def _options(args) -> dict:
+    from .train import MODEL_OPTIONS, TRAIN_OPTIONS
+    return {k: getattr(args, k, None) for k in MODEL_OPTIONS + TRAIN_OPTIONS}
+
+
 def _model_config(args, vocab_size):
-    from .models.gpt import GPTConfig
-    overrides = {f: getattr(args, f, None) for f in ("n_layer", "n_head", "n_embd", "block_size",
-                                                     "batch_size", "dropout", "bias",
-                                                     "tie_weights", "dtype")}
-    cfg = GPTConfig.named(args.config, **overrides)
-    cfg.vocab_size = vocab_size
-    cfg.validate()
-    return cfg
+    from .train import model_config
+    return model_config(args.config, vocab_size, _options(args))
 
 
 def _train_config(args, saved=None):
-    from .train import TRAIN_DEFAULTS, TrainConfig
-    base = dict(saved) if saved else dict(TRAIN_DEFAULTS.get(args.config, {}))
-    for field in ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay",
-                  "eval_every", "eval_iters", "seed"):
-        value = getattr(args, field, None)
-        if value is not None:
-            base[field] = value
-    tc = TrainConfig.from_dict(base)
-    if tc.min_lr > tc.lr:
-        tc.min_lr = tc.lr
-    return tc
+    from .train import train_config
+    return train_config(args.config, _options(args), saved)
 
 
 def cmd_train(args) -> int:
-    from . import checkpoint
-    from .data import CharData
-    from .models.gpt import GPT
-    from .sample import default_prompt
-    from .train import Trainer, check_compatible
-
-    out = args.out or os.path.join("runs", args.config)
-    ckpt_path = os.path.join(out, CHECKPOINT)
-    arrays = meta = None
-    if args.resume:
-        arrays, meta = checkpoint.load(ckpt_path)
-        vocab = list(meta["vocab"])
-    elif os.path.exists(ckpt_path):
-        raise UsageError(f"{ckpt_path} already exists; pass --resume to continue it or --out "
-                         "to train into another directory")
-    else:
-        vocab = None
-    from .models.gpt import CONFIGS
-    if args.config not in CONFIGS:
-        raise UsageError(f"unknown config {args.config!r}; choose one of {', '.join(CONFIGS)}")
-    if args.data is not None and os.path.isdir(args.data):
-        raise UsageError(f"--data {args.data!r} is a directory; pass a UTF-8 text file")
-    block = args.block_size or (meta["model"]["block_size"] if meta else
-                                CONFIGS[args.config]["block_size"])
-    data = CharData.from_file(args.data, block, vocab)
-    cfg = _model_config(args, len(data.vocab))
-    if meta:
-        check_compatible(meta, cfg, data.vocab)
-    tc = _train_config(args, meta["train"] if meta else None)
-    _check_parameter_memory(cfg)
-    model = GPT(cfg, seed=tc.seed)
-    print(f"graphc train: {args.config} GPT, {model.num_parameters():,} parameters, vocab "
-          f"{cfg.vocab_size}, batch {cfg.batch_size}x{cfg.block_size}, {tc.steps} steps",
-          flush=True)
-    t0 = time.perf_counter()
-    from runtime.memory import PlanMemoryError
-    try:
-        trainer = Trainer(model, data, tc, args.pipeline, fast_math=args.fast_math)
-    except PlanMemoryError as exc:
-        raise UsageError(f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
-                         f"--block-size ({cfg.block_size})") from None
-    pending = trainer.step_plan.kernels_pending
-    print(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
-          f"({len(trainer.step_plan.graph.nodes)} nodes"
-          + (f"; {pending} fused kernels run as numpy code until numba has compiled them in "
-             "the background" if pending else "") + ")", flush=True)
-    if meta:
-        trainer.restore(arrays, meta)
-        print(f"resumed from {ckpt_path} at step {trainer.step}", flush=True)
-    os.makedirs(out, exist_ok=True)
-    trainer.mark_good()
-    if not trainer.val_history:
-        print(f"step {trainer.step}: val loss {trainer.evaluate():.4f}", flush=True)
-    stopped = _train_loop(trainer, tc, ckpt_path, args.no_progress)
-    if stopped:
-        how = "again" if args.resume else "with --resume"
-        print(f"interrupted by {signal.Signals(stopped).name}: saved step {trainer.step} to "
-              f"{ckpt_path}; to continue, run the same command {how}", file=sys.stderr)
-        return 128 + stopped  # what shells report for a process ended by that signal
-    trainer.sync_model()
-    _plot(trainer, os.path.join(out, "loss.png"))
-    loss, tokens = trainer.evaluate_split("val")
-    print(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; graphc eval "
-          f"--checkpoint {out} scores it again)", flush=True)
-    if args.sample_tokens > 0:
-        from .sample import Sampler
-        text = data.decode(Sampler(model, trainer.params).generate(
-            data.encode(default_prompt(data.vocab)), args.sample_tokens, temperature=0.8,
-            seed=tc.seed))
-        from .files import write_atomically
-        write_atomically(os.path.join(out, "sample.txt"), text)
-        print("---- sample ----\n" + text + "\n----------------")
-    print(f"checkpoint: {ckpt_path}")
-    return 0
-
-
-# Training keeps: the model's initial weights, the trainer's parameters, AdamW's m and v, and
-# the last good state (parameters, m, v) to re-run a diverged step from.
-_PARAMETER_COPIES = 7
-
-
-def _check_parameter_memory(cfg):
-    """Refuse a model whose weights and optimiser state cannot fit, before allocating them."""
-    from runtime.memory import available_bytes, format_bytes
-    needed = _PARAMETER_COPIES * cfg.parameter_bytes()
-    available = available_bytes()
-    if available is not None and needed > available:
-        raise UsageError(f"the model's {cfg.num_parameters():,} parameters need "
-                         f"{format_bytes(needed)} with AdamW's state, but only "
-                         f"{format_bytes(available)} of memory is available; lower --n-embd "
-                         f"({cfg.n_embd}) or --n-layer ({cfg.n_layer})")
-
-
-class _StopAtStepBoundary:
-    """SIGINT and SIGTERM set a flag instead of stopping the process mid-step: the step plan
-    updates parameters and Adam state in place, so the state is only consistent between
-    steps. A second SIGINT interrupts at once (the checkpoint on disk is the previous one;
-    checkpoint.save replaces it atomically)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.signum = 0
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.signum == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = self.signum or signum
-
-    def __enter__(self):
-        try:
-            for sig in self.SIGNALS:
-                # a signal the launcher ignores (a background job's SIGINT) stays ignored
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    self._previous[sig] = signal.signal(sig, self._handle)
-        except ValueError:  # not the main thread: signals stay as they are
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _train_loop(trainer, tc, ckpt_path, quiet) -> int:
-    """Train to tc.steps; returns 0, or the signal that stopped training after a save."""
-    from tqdm import tqdm
-
-    cfg = trainer.model.cfg
-    tokens = cfg.batch_size * cfg.block_size
-    bar = tqdm(total=tc.steps, initial=trainer.step, disable=quiet, unit="step",
-               dynamic_ncols=True, file=sys.stdout)
-    start, done, saved = time.perf_counter(), 0, -1
-    try:
-        with _StopAtStepBoundary() as stop:
-            while trainer.step < tc.steps and not stop.signum:
-                loss = trainer.train_step()
-                done += 1
-                rate = done * tokens / (time.perf_counter() - start)
-                bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} tok/s", refresh=False)
-                bar.update(1)
-                if not (np.isfinite(loss) and np.isfinite(trainer.grad_norm)):
-                    _diverged(trainer, f"loss {loss}, gradient norm {trainer.grad_norm}",
-                              ckpt_path, saved)
-                if trainer.step % tc.eval_every == 0 or trainer.step == tc.steps:
-                    val = trainer.evaluate()
-                    bar.write(f"step {trainer.step}: train loss {loss:.4f}, val loss {val:.4f}")
-                    _save(trainer, ckpt_path, saved, f"val loss {val}")
-                    saved = trainer.step
-            if stop.signum and saved != trainer.step:
-                _save(trainer, ckpt_path, saved, "")
-            return stop.signum
-    finally:
-        bar.close()
-
-
-def _save(trainer, ckpt_path, saved, what):
-    bad = trainer.non_finite()
-    if bad is not None or not all(np.isfinite(loss) for _, loss in trainer.val_history[-1:]):
-        _diverged(trainer, what or f"{bad} is not finite", ckpt_path, saved)
-    trainer.save(ckpt_path)
-    trainer.mark_good()
-
-
-def _diverged(trainer, what, ckpt_path, saved):
-    """Training produced a NaN or an Inf: nothing is saved; re-run the bad steps with the
-    finite check so the error names the op that produced it and the model's line."""
-    failed = trainer.step
-    print(f"training diverged at step {failed} ({what}); re-running from step "
-          f"{trainer.good_step} with finite checks to find the op", flush=True)
-    exc = trainer.find_non_finite_op(failed)
-    if exc is not None:
-        where = "".join(f" at {f}:{line}" for f, line in exc.locs[:1])
-        found = f"; first {exc.message}{where}"
-    else:
-        found = "; the finite check did not reproduce it"
-    if saved >= 0 or os.path.exists(ckpt_path):
-        kept = f"{ckpt_path} (step {trainer.good_step}) is kept"
-    else:
-        kept = "no checkpoint was written"
-    raise UsageError(f"training diverged at step {failed} ({what}){found}. Try a lower --lr; "
-                     f"{kept}")
-
-
-def _plot(trainer, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if trainer.history:
-        steps, losses = zip(*trainer.history)
-        ax.plot(steps, losses, lw=0.8, alpha=0.6, label="train")
-    if trainer.val_history:
-        steps, losses = zip(*trainer.val_history)
-        ax.plot(steps, losses, "o-", label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats)")
-    ax.set_title("graphc GPT on character-level text")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    from .files import save_figure
-    save_figure(fig, path)
-    plt.close(fig)
+    from .train import train_gpt
+    stopped = train_gpt(args.config, data=args.data, out=args.out, resume=args.resume,
+                        options=_options(args), sample_tokens=args.sample_tokens,
+                        progress=not args.no_progress, pipeline=args.pipeline,
+                        fast_math=args.fast_math)
+    return 128 + stopped if stopped else 0  # what shells report for a process ended by it
 
 
 # ---- sample ---------------------------------------------------------------------------------

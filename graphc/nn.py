@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ir.errors import GraphcError, user_location
 from ir.graph import scope
 from ir.ops import api as F
-from runtime.eager import Parameter
+from runtime.eager import Parameter, Tensor
 
 
 class Module:
@@ -59,6 +60,52 @@ class Module:
     def zero_grad(self):
         for p in self.parameters():
             p.grad = None
+
+    # ---- modules as pytrees (JAX / flax style) ----
+    def params(self) -> dict:
+        """The parameters as a pytree: {name: array}, named as named_parameters(). The arrays
+        are copies, so a compiled step that donates (updates in place) them never changes the
+        model's own weights; load_state_dict(params) writes trained values back."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def apply(self, params: dict, *args, **kwargs):
+        """forward(*args, **kwargs) computed with `params` (a dict as params() gives: arrays,
+        eager tensors or symbolic values) in place of the model's Parameters. Traced, the
+        params are ordinary inputs of the graph, so gc.grad / gc.value_and_grad differentiate
+        with respect to them; the model itself is left unchanged."""
+        if not isinstance(params, dict):
+            raise GraphcError(f"apply: params must be a dict name -> array (as "
+                              f"{type(self).__name__}.params() gives), got "
+                              f"{type(params).__name__}", (user_location(),))
+        owners = dict(self._parameter_owners())
+        missing = sorted(set(owners) - set(params))
+        unexpected = sorted(set(params) - set(owners))
+        if missing or unexpected:
+            raise GraphcError("apply: params do not match the model: "
+                              + "; ".join(f"{what} {names[:3]}{' ...' if len(names) > 3 else ''}"
+                                          for what, names in (("missing", missing),
+                                                              ("unexpected", unexpected))
+                                          if names), (user_location(),))
+        saved = []
+        try:
+            for name, (module, attr) in owners.items():
+                value = params[name]
+                if isinstance(value, np.ndarray):
+                    value = Tensor(value)
+                saved.append((module, attr, getattr(module, attr)))
+                object.__setattr__(module, attr, value)
+            return self(*args, **kwargs)
+        finally:  # the Parameters are back even when forward raises
+            for module, attr, original in reversed(saved):
+                object.__setattr__(module, attr, original)
+
+    def _parameter_owners(self, prefix=""):
+        """(name, (module, attribute)) for each Parameter, in named_parameters() order."""
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield f"{prefix}{name}", (self, name)
+            elif isinstance(value, Module):
+                yield from value._parameter_owners(f"{prefix}{name}.")
 
     def __call__(self, *args, **kwargs):
         if not self._path:

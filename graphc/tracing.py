@@ -93,18 +93,26 @@ def arg_names(fn, count):
     return names
 
 
-def trace(fn, *specs, name: str | None = None) -> Graph:
+def leaf_input_names(argname: str, tree) -> list:
+    """The graph input names trace() gives the leaves of an argument: `params.l1.weight`
+    (an argument named "" gives its leaves their own names: `l1.weight`)."""
+    _, _, names = flatten(tree, "")
+    return [f"{argname}.{leafname}" if argname and leafname else leafname or argname
+            for leafname in names]
+
+
+def trace(fn, *specs, name: str | None = None, names=None) -> Graph:
     """Build the graph of `fn` applied to symbolic values of the given specs (graphc.spec
-    objects, example arrays, or pytrees of them). Nothing is computed."""
+    objects, example arrays, or pytrees of them). Nothing is computed. `names`: the
+    arguments' names (default: fn's parameter names), which prefix the graph's input names."""
     graph = Graph(name or getattr(fn, "__name__", "graph").strip("<>"))
     with graph.building():
         args = []
-        for argname, s in zip(arg_names(fn, len(specs)), specs):
-            leaves, structure, names = flatten(s, "")
+        for argname, s in zip(names or arg_names(fn, len(specs)), specs):
+            leaves, structure, _ = flatten(s, "")
             nodes = []
-            for leaf, leafname in zip(leaves, names):
+            for leaf, full in zip(leaves, leaf_input_names(argname, s)):
                 sp = to_spec(leaf)
-                full = f"{argname}.{leafname}" if leafname else argname
                 nodes.append(graph.input(full, sp.shape, sp.dtype))
             args.append(unflatten(structure, nodes))
         result = fn(*args)

@@ -1,27 +1,29 @@
-"""Training a GPT with one compiled graph per step: loss, gradients (symbolic autodiff),
-global-norm clipping and the AdamW update, all in a single plan.
+"""Training the GPT: its configuration, its trainer (gc.Trainer with AdamW, nanoGPT's
+schedule and clipping), the whole-split validation loss, and `train_gpt`, what `graphc train`
+runs.
 
-The learning-rate schedule (linear warmup, cosine decay) is computed in Python and fed in as a
-scalar input, as nanoGPT sets it on its optimiser; the step count is an input too, so the
-graph is built once and the bias corrections happen inside it.
+The training step is the library's: the model's loss traced through `model.apply`, gradients
+by the public value_and_grad, graphc.optim's global-norm clipping and AdamW, compiled with
+the parameters and AdamW state donated (updated in place). The learning rate (nanoGPT's
+warmup + cosine schedule) and the bias corrections are computed inside the step from the step
+count held in the optimiser state.
 """
 from __future__ import annotations
 
-import math
+import os
+import sys
+import time
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from ir.errors import GraphcError
-from ir.graph import Graph
-from ir.ops import api as F
-from ir.ops.registry import graph_param
-from passes.autodiff import gradients
-from passes.manager import optimize
-from runtime.codegen import compile_graph
 
-from . import checkpoint
+from . import checkpoint, optim
 from .models.gpt import GPT, GPTConfig
+from .tracing import trace
+from .trainer import CHECKPOINT, Trainer as _Trainer
+from .transforms import Compiled, value_and_grad
 
 
 # Training defaults per model config (measured on Tiny Shakespeare; see the README).
@@ -56,81 +58,68 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def lr_at(step: int, tc: TrainConfig) -> float:
+def schedule(tc: TrainConfig):
     """nanoGPT's schedule: linear warmup, then cosine decay to min_lr at the last step."""
-    decay = tc.decay_steps or tc.steps
-    if step < tc.warmup:
-        return tc.lr * (step + 1) / (tc.warmup + 1)
-    if step >= decay:
-        return tc.min_lr
-    ratio = (step - tc.warmup) / max(1, decay - tc.warmup)
-    return tc.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (tc.lr - tc.min_lr)
+    return optim.cosine(tc.lr, steps=tc.decay_steps or tc.steps, warmup=tc.warmup,
+                        min_lr=tc.min_lr)
 
 
-def build_train_step(model: GPT, tc: TrainConfig) -> Graph:
-    cfg = model.cfg
-    B, T, dt = cfg.batch_size, cfg.block_size, cfg.dtype
-    g = Graph("train_step")
-    with g.building():
-        idx = g.input("idx", (B, T), "int64")
-        targets = g.input("targets", (B, T), "int64")
-        seed = g.input("seed", (), "int64")
-        lr = g.input("lr", (), dt)
-        step = g.input("step", (), dt)  # 1-based, for the bias corrections
-        named = list(model.named_parameters())
-        params = [graph_param(g, p) for _, p in named]
-        ms = [g.input(f"adam_m.{n}", p.data.shape, dt, kind="state") for n, p in named]
-        vs = [g.input(f"adam_v.{n}", p.data.shape, dt, kind="state") for n, p in named]
-        loss = model(idx, targets, seed=seed, training=True)
-        grads = gradients([loss], params)
-        sq = None
-        for gr in grads:
-            s = F.sum(gr * gr)
-            sq = s if sq is None else sq + s
-        norm = F.sqrt(sq)
-        clip = F.minimum(tc.grad_clip / (norm + 1e-6), 1.0)
-        bc1 = 1.0 - F.pow(F.full((), tc.beta1, dt), step)
-        bc2 = 1.0 - F.pow(F.full((), tc.beta2, dt), step)
-        step_size = lr / bc1
-        new_p, new_m, new_v = [], [], []
-        for (name, _), p, gr, m, v in zip(named, params, grads, ms, vs):
-            gr = gr * clip
-            m2 = m * tc.beta1 + gr * (1.0 - tc.beta1)
-            v2 = v * tc.beta2 + (gr * gr) * (1.0 - tc.beta2)
-            denom = F.sqrt(v2) / F.sqrt(bc2) + tc.eps  # PyTorch's AdamW, term for term
-            if not model.no_decay(name) and tc.weight_decay:
-                p = p * (1.0 - lr * tc.weight_decay)
-            new_p.append(p - step_size * (m2 / denom))
-            new_m.append(m2)
-            new_v.append(v2)
-        g.set_outputs([loss, norm] + new_p + new_m + new_v)
-    return g
+def lr_at(step: int, tc: TrainConfig) -> float:
+    """The learning rate of (0-based) step `step`: schedule(tc) at a Python int."""
+    return schedule(tc)(step)
+
+
+def optimizer(model: GPT, tc: TrainConfig) -> optim.AdamW:
+    """AdamW as nanoGPT configures it: weight decay on tensors of two or more dimensions."""
+    return optim.AdamW(lr=schedule(tc), betas=(tc.beta1, tc.beta2), eps=tc.eps,
+                       weight_decay=tc.weight_decay, decay_mask=optim.decay_matrices_only)
+
+
+def gpt_loss(model: GPT):
+    """The model's loss as a function of (params, batch, key, training): gc.Trainer's form."""
+    def loss(params, batch, key, training):
+        idx, targets = batch
+        return model.apply(params, idx, targets, seed=key, training=training)
+    return loss
+
+
+def _param_specs(model: GPT) -> dict:
+    return {n: p.data for n, p in model.named_parameters()}
+
+
+def _as_parameters(graph, model: GPT):
+    """Mark the parameter inputs of a traced graph as parameters (dumps count them)."""
+    names = {n for n, _ in model.named_parameters()}
+    for node in graph.inputs:
+        if node.attrs["name"] in names:
+            node.attrs["kind"] = "param"
+    return graph
 
 
 def build_eval_loss(model: GPT, batch_size: int | None = None, with_grads: bool = False,
-                    name: str = "eval_loss") -> Graph:
-    """The mean loss of a batch (no dropout); with_grads adds each parameter's gradient."""
+                    name: str = "eval_loss"):
+    """The traced mean loss of a batch (no dropout); with_grads adds each parameter's
+    gradient. Inputs: idx, targets and the parameters under their own names."""
     cfg = model.cfg
     B, T = batch_size or cfg.batch_size, cfg.block_size
-    g = Graph(name)
-    with g.building():
-        idx = g.input("idx", (B, T), "int64")
-        targets = g.input("targets", (B, T), "int64")
-        params = [graph_param(g, p) for _, p in model.named_parameters()]
-        loss = model(idx, targets)
-        g.set_outputs([loss] + (gradients([loss], params) if with_grads else []))
-    return g
+
+    def eval_loss(idx, targets, params):
+        if not with_grads:
+            return model.apply(params, idx, targets)
+        loss, grads = value_and_grad(lambda p: model.apply(p, idx, targets))(params)
+        return [loss] + list(grads.values())
+
+    idx = np.zeros((B, T), np.int64)
+    return _as_parameters(trace(eval_loss, idx, idx, _param_specs(model),
+                                names=["idx", "targets", ""], name=name), model)
 
 
-def build_logits(model: GPT, batch_size: int = 1) -> Graph:
-    cfg = model.cfg
-    g = Graph("logits")
-    with g.building():
-        idx = g.input("idx", (batch_size, cfg.block_size), "int64")
-        for _, p in model.named_parameters():
-            graph_param(g, p)
-        g.set_outputs([model(idx)])
-    return g
+def build_logits(model: GPT, batch_size: int = 1):
+    """The traced logits of a batch of windows: inputs idx and the parameters."""
+    idx = np.zeros((batch_size, model.cfg.block_size), np.int64)
+    return _as_parameters(trace(lambda idx, params: model.apply(params, idx), idx,
+                                _param_specs(model), names=["idx", ""], name="logits"),
+                          model)
 
 
 def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
@@ -145,95 +134,54 @@ def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
     if windows < 1:
         raise ValueError(f"the {split} split has {len(ids)} tokens: fewer than one window of "
                          f"{T} + 1")
-    plans, total, tokens = {}, 0.0, 0
+    # the last batch may be smaller: the compiled function makes a plan of its own for it
+    mean_loss = Compiled(lambda params, idx, targets: model.apply(params, idx, targets),
+                         pipeline, fast_math, jit=jit)
+    total, tokens = 0.0, 0
     for first in range(0, windows, cfg.batch_size):
         count = min(cfg.batch_size, windows - first)
-        if count not in plans:  # the last batch may be smaller: a plan of its own
-            plan = compile_graph(optimize(build_eval_loss(model, count), pipeline,
-                                          fast_math=fast_math), jit=jit, fast_math=fast_math)
-            plans[count] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
-        plan, order = plans[count]
         offsets = ((first + np.arange(count)) * T)[:, None] + np.arange(T)
-        feed = {"idx": ids[offsets].astype(np.int64),
-                "targets": ids[offsets + 1].astype(np.int64), **params}
-        loss = float(plan(*[feed[n] for n in order])[0])
+        loss = float(mean_loss(params, ids[offsets].astype(np.int64),
+                               ids[offsets + 1].astype(np.int64)))
         total += loss * count * T
         tokens += count * T
     return total / tokens, tokens
 
 
-class Trainer:
-    """Owns parameters, AdamW state, the data RNG and the compiled plans."""
+class Trainer(_Trainer):
+    """gc.Trainer for the GPT on character data: AdamW with nanoGPT's schedule, decay split
+    and clipping, batches drawn by CharData.batch, checkpoints that record the model
+    configuration, the training configuration and the vocabulary."""
 
     def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default", jit=None,
                  fast_math=False):
+        cfg = model.cfg
         self.model, self.data, self.tc = model, data, tc
-        self.names = [n for n, _ in model.named_parameters()]
-        # the step plan updates these arrays in place (they are donated to it)
-        self.params = {n: p.data.copy() for n, p in model.named_parameters()}
-        self.m = {n: np.zeros_like(a) for n, a in self.params.items()}
-        self.v = {n: np.zeros_like(a) for n, a in self.params.items()}
-        self.step = 0
-        self.rng = np.random.default_rng(tc.seed)
-        self.history = []  # (step, train loss)
-        self.grad_norm = None  # of the last step
-        self._good = None  # see mark_good
-        self.val_history = []  # (step, val loss)
         self.pipeline, self.jit, self.fast_math = pipeline, jit, fast_math
-        donated = self.names + [f"adam_{k}.{n}" for k in "mv" for n in self.names]
-        # fast_math: rewrites that assume finite values (graphc.compile's option)
-        self.step_plan = compile_graph(
-            optimize(build_train_step(model, tc), pipeline, fast_math=fast_math),
-            donate=donated, jit=jit, fast_math=fast_math)
-        self.eval_plan = compile_graph(
-            optimize(build_eval_loss(model), pipeline, fast_math=fast_math), jit=jit,
-            fast_math=fast_math)
-        self._order = [n.attrs["name"] for n in self.step_plan.graph.inputs]
+        B, T = cfg.batch_size, cfg.block_size
+        super().__init__(
+            gpt_loss(model), {n: p.data for n, p in model.named_parameters()},
+            optimizer(model, tc), lambda rng: data.batch(rng, "train", B, T),
+            eval_batches=lambda rng: data.batch(rng, "val", B, T), steps=tc.steps,
+            eval_every=tc.eval_every, eval_iters=tc.eval_iters, clip_norm=tc.grad_clip,
+            seed=tc.seed, units="tokens", divergence_hint="Try a lower --lr",
+            checkpoint_meta={"model": cfg.to_dict(), "train": asdict(tc),
+                             "vocab": "".join(data.vocab)},
+            pipeline=pipeline, fast_math=fast_math, jit=jit)
 
-    def step_inputs(self, x, y) -> list:
-        """The step plan's inputs, in order, for a batch at the current step."""
-        cfg, tc = self.model.cfg, self.tc
-        dt = np.dtype(cfg.dtype)
-        feed = {"idx": x, "targets": y, "seed": np.int64(tc.seed * 1_000_003 + self.step),
-                "lr": np.asarray(lr_at(self.step, tc), dt),
-                "step": np.asarray(self.step + 1, dt)}
-        for n in self.names:
-            feed[n] = self.params[n]
-            feed[f"adam_m.{n}"] = self.m[n]
-            feed[f"adam_v.{n}"] = self.v[n]
-        return [feed[name] for name in self._order]
+    @property
+    def m(self) -> dict:
+        return self.state["m"]
 
-    def train_step(self, checked: bool = False) -> float:
-        """One step; `checked` runs it with the plan's finite check, which raises GraphcError
-        naming the first op that produced a NaN or an Inf."""
+    @property
+    def v(self) -> dict:
+        return self.state["v"]
+
+    def evaluate(self, split="val", checked: bool = False, record: bool = True) -> float:
         cfg = self.model.cfg
-        x, y = self.data.batch(self.rng, "train", cfg.batch_size, cfg.block_size)
-        run = self.step_plan.run_checked if checked else self.step_plan
-        outs = run(*self.step_inputs(x, y))
-        loss, k = float(outs[0]), len(self.names)
-        self.grad_norm = float(outs[1])
-        for i, n in enumerate(self.names):
-            self.params[n] = outs[2 + i]
-            self.m[n] = outs[2 + k + i]
-            self.v[n] = outs[2 + 2 * k + i]
-        self.step += 1
-        self.history.append((self.step, loss))
-        return loss
-
-    def evaluate(self, split="val", checked: bool = False) -> float:
-        cfg = self.model.cfg
-        rng = np.random.default_rng([self.tc.seed, 7, self.step])  # leaves training RNG alone
-        order = [n.attrs["name"] for n in self.eval_plan.graph.inputs]
-        run = self.eval_plan.run_checked if checked else self.eval_plan
-        losses = []
-        for _ in range(self.tc.eval_iters):
-            x, y = self.data.batch(rng, split, cfg.batch_size, cfg.block_size)
-            feed = {"idx": x, "targets": y, **self.params}
-            losses.append(float(run(*[feed[n] for n in order])[0]))
-        loss = float(np.mean(losses))
-        if split == "val":
-            self.val_history.append((self.step, loss))
-        return loss
+        source = lambda rng: self.data.batch(rng, split, cfg.batch_size,  # noqa: E731
+                                             cfg.block_size)
+        return super().evaluate(source, checked, record and split == "val")
 
     def evaluate_split(self, split="val") -> tuple[float, int]:
         """(mean loss, tokens) over every non-overlapping window of a split: the figure to
@@ -245,82 +193,8 @@ class Trainer:
         for n, p in self.model.named_parameters():
             p.data = self.params[n]
 
-    # ---- divergence -------------------------------------------------------------------------
-    def non_finite(self) -> str | None:
-        """The first parameter or optimiser array holding a NaN or an Inf, or None."""
-        for n in self.names:
-            for prefix, store in (("param", self.params), ("adam_m", self.m), ("adam_v", self.v)):
-                if not np.isfinite(store[n]).all():
-                    return f"{prefix}/{n}"
-        return None
-
-    def mark_good(self) -> None:
-        """Remember the current (finite) state, to re-run from it if training diverges: the
-        step plan updates the arrays in place, so the state before a bad step is gone."""
-        self._good = (self.step, self.rng.bit_generator.state,
-                      {n: (self.params[n].copy(), self.m[n].copy(), self.v[n].copy())
-                       for n in self.names}, list(self.history), list(self.val_history))
-
-    @property
-    def good_step(self) -> int:
-        return self._good[0]
-
-    def find_non_finite_op(self, failed_step: int) -> GraphcError | None:
-        """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
-        then an evaluation) with the plans' finite check; return its error, which names the
-        first op that produced a NaN or an Inf, its operand ranges and the model's line."""
-        step, rng_state, arrays, history, val_history = self._good
-        self.step, self.history, self.val_history = step, list(history), list(val_history)
-        self.rng.bit_generator.state = rng_state
-        for n, (p, m, v) in arrays.items():
-            self.params[n], self.m[n], self.v[n] = p.copy(), m.copy(), v.copy()
-        try:
-            while self.step < failed_step:
-                self.train_step(checked=self.step >= failed_step - 2)
-            self.evaluate(checked=True)
-        except GraphcError as exc:
-            return exc
-        return None
-
-    # ---- checkpoints ------------------------------------------------------------------------
-    def save(self, path: str):
-        bad = self.non_finite()
-        if bad is None:
-            bad = next((f"the loss of step {st}" for st, loss in self.history + self.val_history
-                        if not math.isfinite(loss)), None)
-        if bad is not None:  # the file on disk is the last good state; keep it
-            raise GraphcError(f"not saving step {self.step} to {path}: {bad} is not finite")
-        arrays = {}
-        for n in self.names:
-            arrays[f"param/{n}"] = self.params[n]
-            arrays[f"adam_m/{n}"] = self.m[n]
-            arrays[f"adam_v/{n}"] = self.v[n]
-        meta = {
-            "model": self.model.cfg.to_dict(),
-            "train": asdict(self.tc),
-            "vocab": "".join(self.data.vocab),
-            "step": self.step,
-            "rng": _jsonable_state(self.rng.bit_generator.state),
-            "history": self.history,
-            "val_history": self.val_history,
-        }
-        checkpoint.save(path, arrays, meta)
-
     def restore(self, arrays: dict, meta: dict):
-        for n in self.names:
-            for prefix, store in (("param", self.params), ("adam_m", self.m), ("adam_v", self.v)):
-                key = f"{prefix}/{n}"
-                if key not in arrays:
-                    raise checkpoint.CheckpointError(f"checkpoint lacks {key}")
-                if arrays[key].shape != store[n].shape or arrays[key].dtype != store[n].dtype:
-                    raise checkpoint.CheckpointError(
-                        f"checkpoint {key} is {arrays[key].dtype}{list(arrays[key].shape)}, "
-                        f"the model needs {store[n].dtype}{list(store[n].shape)}")
-                store[n] = arrays[key]
-        self.step = int(meta["step"])
-        self.rng.bit_generator.state = meta["rng"]
-        self.history = [tuple(h) for h in meta.get("history", [])]
-        self.val_history = [tuple(h) for h in meta.get("val_history", [])]
+        super().restore(arrays, meta)
         self.sync_model()
 
 
@@ -343,3 +217,130 @@ def check_compatible(meta: dict, cfg: GPTConfig, vocab) -> None:
     if meta["vocab"] != "".join(vocab):
         raise checkpoint.CheckpointError("checkpoint was trained on another vocabulary "
                                          f"({len(meta['vocab'])} characters vs {len(vocab)})")
+
+
+# ---- what `graphc train` runs -----------------------------------------------------------------
+MODEL_OPTIONS = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout", "bias",
+                 "tie_weights", "dtype")
+TRAIN_OPTIONS = ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay", "eval_every",
+                 "eval_iters", "seed")
+
+
+def model_config(config: str, vocab_size: int, options: dict | None = None) -> GPTConfig:
+    """A named configuration with the given fields overridden (None: keep)."""
+    cfg = GPTConfig.named(config, **{k: v for k, v in (options or {}).items()
+                                     if k in MODEL_OPTIONS})
+    cfg.vocab_size = vocab_size
+    cfg.validate()
+    return cfg
+
+
+def train_config(config: str, options: dict | None = None, saved: dict | None = None
+                 ) -> TrainConfig:
+    """The training settings: a checkpoint's (resuming) or the config's defaults, with the
+    given fields overridden (None: keep)."""
+    base = dict(saved) if saved else dict(TRAIN_DEFAULTS.get(config, {}))
+    base.update({k: v for k, v in (options or {}).items() if k in TRAIN_OPTIONS
+                 and v is not None})
+    tc = TrainConfig.from_dict(base)
+    if tc.min_lr > tc.lr:
+        tc.min_lr = tc.lr
+    return tc
+
+
+# Training keeps: the model's initial weights, the trainer's parameters, AdamW's m and v, and
+# the last good state (parameters, m, v) to re-run a diverged step from.
+PARAMETER_COPIES = 7
+
+
+def check_parameter_memory(cfg: GPTConfig):
+    """Refuse a model whose weights and optimiser state cannot fit, before allocating them."""
+    from runtime.memory import available_bytes, format_bytes
+    needed = PARAMETER_COPIES * cfg.parameter_bytes()
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise GraphcError(f"the model's {cfg.num_parameters():,} parameters need "
+                          f"{format_bytes(needed)} with AdamW's state, but only "
+                          f"{format_bytes(available)} of memory is available; lower --n-embd "
+                          f"({cfg.n_embd}) or --n-layer ({cfg.n_layer})")
+
+
+def _say(text, file=None):
+    print(text, file=file or sys.stdout, flush=True)
+
+
+def train_gpt(config: str = "small", *, data: str | None = None, out: str | None = None,
+              resume: bool = False, options: dict | None = None, sample_tokens: int = 300,
+              progress: bool = True, pipeline: str = "default", fast_math: bool = False) -> int:
+    """Train a character-level GPT (`graphc train`): build it, train it with gc.Trainer into
+    OUT/checkpoint.npz (resuming it with `resume`), then score the whole validation split and
+    write a sample. `options`: model fields (MODEL_OPTIONS) and training settings
+    (TRAIN_OPTIONS), None meaning the default. Returns 0, or the signal that stopped
+    training after a save."""
+    from runtime.memory import PlanMemoryError
+
+    from .data import CharData
+    from .models.gpt import CONFIGS
+    from .sample import Sampler, default_prompt
+
+    options = dict(options or {})
+    out = out or os.path.join("runs", config)
+    ckpt_path = os.path.join(out, CHECKPOINT)
+    arrays = meta = None
+    if resume:
+        arrays, meta = checkpoint.load(ckpt_path)
+        vocab = list(meta["vocab"])
+    elif os.path.exists(ckpt_path):
+        raise GraphcError(f"{ckpt_path} already exists; pass --resume to continue it or --out "
+                          "to train into another directory")
+    else:
+        vocab = None
+    if config not in CONFIGS:
+        raise GraphcError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
+    if data is not None and os.path.isdir(data):
+        raise GraphcError(f"--data {data!r} is a directory; pass a UTF-8 text file")
+    block = options.get("block_size") or (meta["model"]["block_size"] if meta else
+                                          CONFIGS[config]["block_size"])
+    text = CharData.from_file(data, block, vocab)
+    cfg = model_config(config, len(text.vocab), options)
+    if meta:
+        check_compatible(meta, cfg, text.vocab)
+    tc = train_config(config, options, meta["train"] if meta else None)
+    check_parameter_memory(cfg)
+    model = GPT(cfg, seed=tc.seed)
+    _say(f"graphc train: {config} GPT, {model.num_parameters():,} parameters, vocab "
+         f"{cfg.vocab_size}, batch {cfg.batch_size}x{cfg.block_size}, {tc.steps} steps")
+    t0 = time.perf_counter()
+    try:
+        trainer = Trainer(model, text, tc, pipeline, fast_math=fast_math)
+    except PlanMemoryError as exc:
+        raise GraphcError(f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
+                          f"--block-size ({cfg.block_size})") from None
+    pending = trainer.step_plan.kernels_pending
+    _say(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
+         f"({len(trainer.step_plan.graph.nodes)} nodes"
+         + (f"; {pending} fused kernels run as numpy code until numba has compiled them in "
+            "the background" if pending else "") + ")")
+    if meta:
+        trainer.restore(arrays, meta)
+        _say(f"resumed from {ckpt_path} at step {trainer.step}")
+    stopped = trainer.fit(out, progress, log=_say)
+    if stopped:
+        import signal
+        how = "again" if resume else "with --resume"
+        _say(f"interrupted by {signal.Signals(stopped).name}: saved step {trainer.step} to "
+             f"{ckpt_path}; to continue, run the same command {how}", file=sys.stderr)
+        return stopped
+    trainer.sync_model()
+    loss, tokens = trainer.evaluate_split("val")
+    _say(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; graphc eval "
+         f"--checkpoint {out} scores it again)")
+    if sample_tokens > 0:
+        sample = text.decode(Sampler(model, trainer.params).generate(
+            text.encode(default_prompt(text.vocab)), sample_tokens, temperature=0.8,
+            seed=tc.seed))
+        from .files import write_atomically
+        write_atomically(os.path.join(out, "sample.txt"), sample)
+        print("---- sample ----\n" + sample + "\n----------------")
+    print(f"checkpoint: {ckpt_path}")
+    return 0

@@ -17,7 +17,7 @@ from ir.ops import api as F
 from passes.autodiff import gradients
 from runtime.eager import Tensor
 
-from .tracing import flatten, to_spec, trace, unflatten
+from .tracing import arg_names, flatten, leaf_input_names, to_spec, trace, unflatten
 
 log = logging.getLogger("graphc")
 
@@ -28,42 +28,145 @@ def _is_symbolic(args) -> bool:
 
 
 class Compiled:
-    """`graphc.compile(fn)`: traced, optimised and compiled once per input signature."""
+    """`graphc.compile(fn)`: traced, optimised and compiled once per input signature.
 
-    def __init__(self, fn, pipeline="default", fast_math=False):
+    `static_argnums`: arguments passed to fn as the Python values they are while tracing (a
+    flag such as training=True selects a graph); their values are part of the signature, so
+    they must be hashable. `donate_argnums`: arguments (pytrees of arrays) whose arrays the
+    plan may overwrite with outputs of the same shape and dtype, as a training step updates
+    parameters and optimiser state in place; do not use a donated array after the call
+    (it then holds some output). Each compilation after the first is logged (logger
+    "graphc", INFO) and appended to `recompiles`, naming the argument whose signature
+    changed."""
+
+    def __init__(self, fn, pipeline="default", fast_math=False, donate_argnums=(),
+                 static_argnums=(), jit=None):
         self.fn = fn
+        self.jit = jit  # runtime.codegen's option: None (numba kernels when available), False
         self.pipeline = pipeline
         self.fast_math = fast_math
+        self.donate_argnums = _argnums(donate_argnums)
+        self.static_argnums = _argnums(static_argnums)
+        both = set(self.donate_argnums) & set(self.static_argnums)
+        if both:
+            raise GraphcError(f"compile: argument {min(both)} is both static and donated",
+                              (user_location(),))
+        self.recompiles = []  # one message per compilation after the first
         self._plans = {}
+        self._last_key = None
         functools.update_wrapper(self, fn)
 
+    def _check_argnums(self, count):
+        for what, nums in (("static_argnums", self.static_argnums),
+                           ("donate_argnums", self.donate_argnums)):
+            for i in nums:
+                if not -count <= i < count:
+                    raise GraphcError(f"compile: {what} has {i} but "
+                                      f"{getattr(self.fn, '__name__', 'fn')} was called with "
+                                      f"{count} arguments", (user_location(),))
+
+    def _static(self, count):
+        return {i % count for i in self.static_argnums} if count else set()
+
     def signature(self, args):
-        leaves, structure, _ = flatten(list(args))
-        return structure, tuple((to_spec(x).shape, str(to_spec(x).dtype)) for x in leaves)
+        static = self._static(len(args))
+        key = []
+        for i, a in enumerate(args):
+            if i in static:
+                try:
+                    hash(a)
+                except TypeError:
+                    raise GraphcError(f"compile: static argument {self._names(len(args))[i]} "
+                                      f"is a {type(a).__name__}, which is not hashable",
+                                      (user_location(),)) from None
+                key.append(("static", type(a).__name__, a))
+            else:
+                leaves, structure, _ = flatten(a)
+                key.append((structure, tuple((to_spec(x).shape, str(to_spec(x).dtype))
+                                             for x in leaves)))
+        return tuple(key)
+
+    def _names(self, count):
+        return arg_names(self.fn, count)
+
+    def _describe_change(self, old, new, args) -> str:
+        names = self._names(len(args))
+        if len(old) != len(new):
+            return f"the number of arguments changed from {len(old)} to {len(new)}"
+        changes = []
+        for i, (a, b) in enumerate(zip(old, new)):
+            if a == b:
+                continue
+            if a[0] == "static" or b[0] == "static":
+                changes.append(f"{names[i]} (static): {a[2]!r} -> {b[2]!r}")
+                continue
+            leaf_names = leaf_input_names(names[i], args[i])
+            if a[0] != b[0] or len(a[1]) != len(b[1]):
+                changes.append(f"{names[i]}: pytree structure changed ({len(a[1])} -> "
+                               f"{len(b[1])} arrays)")
+                continue
+            for leaf, x, y in zip(leaf_names, a[1], b[1]):
+                if x != y:
+                    changes.append(f"{leaf}: {_spec_text(x)} -> {_spec_text(y)}")
+        return "; ".join(changes)
 
     def plan_for(self, *args):
         from passes.manager import optimize
         from runtime.codegen import compile_graph
 
+        self._check_argnums(len(args))
         key = self.signature(args)
         plan = self._plans.get(key)
         if plan is None:
+            fname = getattr(self.fn, "__name__", "fn").strip("<>")
             if self._plans:
-                log.debug("graphc: recompiling %s for new input signature %s",
-                          getattr(self.fn, "__name__", "fn"), key[1])
-            graph = trace(self.fn, *[_specs_of(a) for a in args])
+                message = (f"recompiling {fname} (compilation {len(self._plans) + 1}): "
+                           + self._describe_change(self._last_key, key, args))
+                log.info("graphc: %s", message)
+                self.recompiles.append(message)
+            static = self._static(len(args))
+            names = self._names(len(args))
+            dynamic = [i for i in range(len(args)) if i not in static]
+
+            def bound(*values):
+                full = list(args)
+                for i, v in zip(dynamic, values):
+                    full[i] = v
+                return self.fn(*full)
+
+            graph = trace(bound, *[_specs_of(args[i]) for i in dynamic],
+                          names=[names[i] for i in dynamic], name=fname)
             graph = optimize(graph, self.pipeline, fast_math=self.fast_math)
-            plan = compile_graph(graph, fast_math=self.fast_math)
+            donate = [leaf for i in sorted({i % len(args) for i in self.donate_argnums})
+                      for leaf in leaf_input_names(names[i], args[i])]
+            plan = compile_graph(graph, donate=donate, jit=self.jit, fast_math=self.fast_math)
             self._plans[key] = plan
+        self._last_key = key
         return plan
 
     def __call__(self, *args):
         if _is_symbolic(args):
             return self.fn(*args)
+        return self.call(args)
+
+    def call(self, args, checked: bool = False):
+        """fn(*args) on concrete values; `checked` runs the plan with its finite check
+        (Plan.run_checked: a GraphcError names the first op that made a NaN or an Inf)."""
         plan = self.plan_for(*args)
-        leaves, _, _ = flatten(list(args))
-        outs = plan(*[x.data if isinstance(x, Tensor) else x for x in leaves])
+        leaves = self.plan_inputs(args)
+        outs = plan.run_checked(*leaves) if checked else plan(*leaves)
         return unflatten(plan.graph.output_tree, outs)
+
+    def plan_inputs(self, args) -> list:
+        """The arrays plan_for(*args) takes, in its input order (static arguments left out)."""
+        static = self._static(len(args))
+        leaves, _, _ = flatten([a for i, a in enumerate(args) if i not in static])
+        return [x.data if isinstance(x, Tensor) else x for x in leaves]
+
+
+def _spec_text(shape_and_dtype):
+    shape, dtype = shape_and_dtype
+    return f"{dtype}{list(shape)}"
 
 
 def _specs_of(arg):
@@ -71,14 +174,16 @@ def _specs_of(arg):
     return unflatten(structure, [to_spec(x) for x in leaves])
 
 
-def compile(fn=None, *, pipeline="default", fast_math=False):
+def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
+            static_argnums=()):
     """Decorator or function: compile `fn` into a cached, optimised plan. By default the plan
     computes what numpy computes, NaN and inf included, at every array size; fast_math=True
     allows rewrites that assume finite values (x * 0 -> 0, exp(log x) -> x) and lets fused
-    kernels reassociate and approximate (faster, results may depend on the array's size)."""
-    if fn is None:
-        return lambda f: Compiled(f, pipeline, fast_math)
-    return Compiled(fn, pipeline, fast_math)
+    kernels reassociate and approximate (faster, results may depend on the array's size).
+    donate_argnums / static_argnums: as JAX's jit (see Compiled)."""
+    def make(f):
+        return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums)
+    return make if fn is None else make(fn)
 
 
 def _argnums(argnums):

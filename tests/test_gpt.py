@@ -4,7 +4,7 @@ import pytest
 
 from graphc.data import CharData
 from graphc.models.gpt import GPT, GPTConfig
-from graphc.train import TrainConfig, Trainer, build_train_step, lr_at
+from graphc.train import TrainConfig, Trainer, lr_at
 from ir.graph import Graph
 from ir.ops.registry import graph_param
 from passes.autodiff import gradients
@@ -72,11 +72,23 @@ def test_three_adamw_steps_match_pytorch():
     cfg = GPTConfig(**SMALL, dtype="float64")
     tc = TrainConfig(steps=3, lr=1e-2, min_lr=1e-3, warmup=1, weight_decay=0.1, grad_clip=0.5)
     model = GPT(cfg, seed=4)
-    plan = compile_graph(optimize(build_train_step(model, tc)))
     names = [n for n, _ in model.named_parameters()]
     params = {n: p.data.copy() for n, p in model.named_parameters()}
-    m = {n: np.zeros_like(a) for n, a in params.items()}
-    v = {n: np.zeros_like(a) for n, a in params.items()}
+
+    class Batches:  # the batches of steps 0, 1, 2, whatever the trainer's RNG
+        def __init__(self):
+            self.step, self.vocab = 0, [str(i) for i in range(cfg.vocab_size)]
+
+        def batch(self, rng, split, batch_size, block_size):
+            if split != "train":
+                return _batch(cfg)
+            self.step += 1
+            return _batch(cfg, seed=10 + self.step - 1)
+
+    # the library's step: model.apply, value_and_grad, clipping and graphc.optim's AdamW
+    batches = Batches()
+    trainer = Trainer(model, batches, tc)
+    batches.step = 0  # the trainer drew one batch to compile its step
 
     P = {n: torch.tensor(a.copy(), requires_grad=True) for n, a in params.items()}
     # nanoGPT's own rule (configure_optimizers), not derived from graphc's no_decay
@@ -88,14 +100,8 @@ def test_three_adamw_steps_match_pytorch():
     for step in range(3):
         x, y = _batch(cfg, seed=10 + step)
         lr = lr_at(step, tc)
-        feed = {"idx": x, "targets": y, "seed": np.int64(0), "lr": np.float64(lr),
-                "step": np.float64(step + 1)}
-        for n in names:
-            feed[n], feed[f"adam_m.{n}"], feed[f"adam_v.{n}"] = params[n], m[n], v[n]
-        outs = plan(*[feed[i.attrs["name"]] for i in plan.graph.inputs])
-        k = len(names)
-        for i, n in enumerate(names):
-            params[n], m[n], v[n] = outs[2 + i], outs[2 + k + i], outs[2 + 2 * k + i]
+        outs = [trainer.train_step()]
+        params = trainer.params
 
         for group in opt.param_groups:
             group["lr"] = lr

@@ -191,3 +191,60 @@ def test_head_merges_copy_straight_into_their_concat():
     rng = np.random.default_rng(5)
     q, k = rng.standard_normal((2, 2, 4, 8, 3)).astype(np.float32)
     np.testing.assert_array_equal(plan(q, k)[0], run(graph, q, k)[0])
+
+
+def test_compile_donate_argnums_updates_pytrees_in_place():
+    @gc.compile(donate_argnums=0)
+    def step(params, grads):
+        return {k: params[k] - 0.5 * grads[k] for k in params}
+
+    params = {"a": np.ones(3), "b": np.ones((2, 2))}
+    a, b = params["a"], params["b"]
+    out = step(params, {"a": np.ones(3), "b": np.full((2, 2), 2.0)})
+    assert out["a"] is a and out["b"] is b  # written into the donated arrays
+    np.testing.assert_array_equal(a, [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(b, np.zeros((2, 2)))
+    plain = gc.compile(lambda params, grads: {k: params[k] - grads[k] for k in params})
+    kept = {"a": np.ones(3), "b": np.ones((2, 2))}
+    result = plain(kept, kept)
+    assert result["a"] is not kept["a"] and (kept["a"] == 1).all()
+
+
+def test_compile_static_argnums_select_the_graph_and_are_part_of_the_signature():
+    calls = []
+
+    def f(x, training):
+        calls.append(training)
+        return x * 2.0 if training else x + 1.0
+
+    g = gc.compile(f, static_argnums=1)
+    np.testing.assert_array_equal(g(np.ones(2), True), [2.0, 2.0])
+    np.testing.assert_array_equal(g(np.ones(2), False), [2.0, 2.0])
+    np.testing.assert_array_equal(g(np.zeros(2), False), [1.0, 1.0])
+    np.testing.assert_array_equal(g(np.zeros(2), True), [0.0, 0.0])
+    assert calls == [True, False]  # traced once per static value, with the Python value
+    assert len(g.recompiles) == 1
+    assert g.recompiles[0].endswith("training (static): True -> False")
+    with pytest.raises(gc.GraphcError, match="static argument training is a list"):
+        g(np.ones(2), [1])
+    with pytest.raises(gc.GraphcError, match="static_argnums has 3"):
+        gc.compile(f, static_argnums=3)(np.ones(2), True)
+    with pytest.raises(gc.GraphcError, match="both static and donated"):
+        gc.compile(f, static_argnums=1, donate_argnums=1)
+
+
+def test_recompile_log_names_the_argument_that_changed(caplog):
+    f = gc.compile(lambda params, x: params["w"] @ x)
+    w = {"w": np.ones((2, 3), np.float32)}
+    with caplog.at_level(logging.INFO, logger="graphc"):
+        f(w, np.ones(3, np.float32))
+        f(w, np.ones(3, np.float32))
+        f(w, np.ones((3, 4), np.float32))
+        f({"w": np.ones((5, 3), np.float32)}, np.ones((3, 4), np.float32))
+    assert f.recompiles == [
+        "recompiling lambda (compilation 2): x: float32[3] -> float32[3, 4]",
+        "recompiling lambda (compilation 3): params.w: float32[2, 3] -> float32[5, 3]"]
+    logged = [r.getMessage() for r in caplog.records if "recompiling" in r.getMessage()]
+    assert logged == ["graphc: " + m for m in f.recompiles]
+    assert all(r.levelno == logging.INFO for r in caplog.records
+               if "recompiling" in r.getMessage())

@@ -1,0 +1,409 @@
+"""Optimisers: SGD, Adam, AdamW, learning-rate schedules and global-norm clipping.
+
+Functional, as optax: `state = opt.init(params)`, `params, state = opt.update(grads, state,
+params)`, over pytrees (dicts, lists, tuples) of arrays. The update is written with the
+functional API, so the same code adds nodes to a graph being traced (a whole training step
+compiles into one plan) and computes at once on arrays or eager tensors. The step count lives
+in the state, so schedules and bias corrections trace too.
+
+PyTorch's style is a thin layer over the same definitions:
+
+    opt = gc.optim.AdamW(lr=1e-3).bind(model)    # or a list / dict of Parameters
+    loss.backward(); opt.step(); opt.zero_grad()
+
+Numerics follow torch.optim term for term (the tests compare them): scalar factors (the
+learning rate, bias corrections, decay factors) are computed in float64 and rounded once to
+each parameter's dtype; array arithmetic stays in the parameter's dtype.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.graph import Node
+from ir.ops import api as F
+from runtime.eager import Tensor, no_grad
+
+from .tracing import flatten, unflatten
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "BoundOptimizer", "constant", "linear_warmup",
+           "cosine", "global_norm", "clip_by_global_norm", "decay_matrices_only"]
+
+
+# ---- schedules: step count (0-based, the number of updates done) -> learning rate -----------
+# Each takes a Python int (and returns a Python float: the numbers a training loop logs) or a
+# count array, traced or concrete (and returns a float64 scalar of the same kind).
+def constant(lr: float):
+    lr = float(lr)
+
+    def schedule(count):
+        return lr
+    return schedule
+
+
+def linear_warmup(peak: float, warmup: int):
+    """nanoGPT's warmup: peak * (count + 1) / (warmup + 1) for the first `warmup` updates,
+    then peak."""
+    return cosine(peak, steps=None, warmup=warmup, min_lr=peak)
+
+
+def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0):
+    """nanoGPT's get_lr: linear warmup over `warmup` updates, cosine decay from `peak` to
+    `min_lr` at update `steps`, then `min_lr` (steps=None: no decay)."""
+    peak, min_lr, warmup = float(peak), float(min_lr), int(warmup)
+    decay = None if steps is None else int(steps)
+    span = 1 if decay is None else max(1, decay - warmup)
+
+    def python(step):
+        if step < warmup:
+            return peak * (step + 1) / (warmup + 1)
+        if decay is None:
+            return peak
+        if step >= decay:
+            return min_lr
+        ratio = (step - warmup) / span
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (peak - min_lr)
+
+    def schedule(count):
+        if isinstance(count, (int, np.integer)):
+            return python(int(count))
+        step = F.cast(count, "float64")
+        warm = (step + 1.0) * peak / (warmup + 1)
+        if decay is None:
+            return F.where(step < warmup, warm, F.full((), peak, "float64"))
+        ratio = F.minimum(F.maximum((step - warmup) / span, 0.0), 1.0)
+        decayed = (F.cos(ratio * math.pi) + 1.0) * 0.5 * (peak - min_lr) + min_lr
+        return F.where(step < warmup, warm,
+                       F.where(step >= decay, F.full((), min_lr, "float64"), decayed))
+    return schedule
+
+
+def _as_schedule(lr):
+    if callable(lr):
+        return lr
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) \
+            and lr >= 0:
+        return constant(lr)
+    raise GraphcError(f"lr must be a number >= 0 or a schedule (a function of the step "
+                      f"count), got {lr!r}", (user_location(),))
+
+
+# ---- clipping -------------------------------------------------------------------------------
+def global_norm(grads):
+    """The L2 norm of all the leaves of a pytree together."""
+    leaves = [g for g in _leaves(grads) if g is not None]
+    dtypes = {np.dtype(g.dtype) for g in leaves}
+    total = None
+    for g in leaves:
+        part = F.sum(g * g)
+        if len(dtypes) > 1:
+            part = F.cast(part, "float64")
+        total = part if total is None else total + part
+    if total is None:
+        raise GraphcError("global_norm of a pytree without arrays", (user_location(),))
+    return F.sqrt(total)
+
+
+def clip_by_global_norm(grads, max_norm: float):
+    """(grads scaled so that their global norm is at most max_norm, the norm before), as
+    torch.nn.utils.clip_grad_norm_: the factor is min(1, max_norm / (norm + 1e-6))."""
+    grads, lifted = _lift_tree(grads)
+    norm = global_norm(grads)
+    factor = F.minimum(max_norm / (norm + 1e-6), 1.0)
+    leaves, structure, _ = flatten(grads)
+    clipped = [None if g is None else g * F.cast(factor, g.dtype) for g in leaves]
+    out = unflatten(structure, clipped)
+    return (_unlift_tree(out), _unlift(norm)) if lifted else (out, norm)
+
+
+def decay_matrices_only(name: str, value) -> bool:
+    """nanoGPT's weight-decay split (configure_optimizers): tensors of two or more dimensions
+    (matmul weights, embeddings) decay; biases and norm weights do not."""
+    return len(value.shape) >= 2
+
+
+# ---- the optimisers -------------------------------------------------------------------------
+class Optimizer:
+    """Base class. A subclass names its per-parameter state (`slots`) and defines
+    `_update_leaf`; the base class handles pytrees, the step count, schedules, clipping,
+    weight-decay masks and eager vs traced values."""
+
+    slots: tuple = ()
+
+    def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
+                 clip_norm: float | None = None):
+        self.lr = _as_schedule(lr)
+        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.decay_mask = decay_mask
+        self.clip_norm = None if clip_norm is None else _non_negative("clip_norm", clip_norm)
+
+    # ---- functional API ----
+    def init(self, params) -> dict:
+        """The optimiser state for `params`: {"count": int64 0-d, slot: pytree like params}.
+        Concrete params give numpy zeros; symbolic ones give symbolic zeros."""
+        leaves, structure, _ = flatten(params)
+        state = {"count": _zeros_like_scalar(leaves)}
+        for slot in self.slots:
+            state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
+        return state
+
+    def update(self, grads, state, params):
+        """-> (new params, new state). A leaf whose gradient is None is left as it is."""
+        symbolic = any(isinstance(x, Node) for x in _leaves((grads, state, params)))
+        if symbolic:
+            return self._update(grads, state, params)
+        with no_grad() if not _tracks_grad((grads, params)) else _nothing():
+            (grads, state, params), lifted = _lift_tree((grads, state, params))
+            new_params, new_state = self._update(grads, state, params)
+        if lifted:
+            return _unlift_tree(new_params), _unlift_tree(new_state)
+        return new_params, new_state
+
+    def _update(self, grads, state, params):
+        p_leaves, structure, names = flatten(params)
+        g_leaves, g_structure, _ = flatten(grads)
+        if g_structure != structure:
+            raise GraphcError("update: the gradients' pytree does not match the parameters' "
+                              f"({len(g_leaves)} vs {len(p_leaves)} leaves)", (user_location(),))
+        self._check_state(state, structure)
+        if self.clip_norm is not None:
+            g_leaves = flatten(clip_by_global_norm(grads, self.clip_norm)[0])[0]
+        count = state["count"]
+        scalars = self._scalars(count)
+        slot_leaves = {s: flatten(state[s])[0] for s in self.slots}
+        mask = self._decay_flags(names, p_leaves)
+        new_p, new_slots = [], {s: [] for s in self.slots}
+        cast_cache = {}
+        for i, (p, g) in enumerate(zip(p_leaves, g_leaves)):
+            slots = {s: slot_leaves[s][i] for s in self.slots}
+            if g is None:
+                new_p.append(p)
+                for s in self.slots:
+                    new_slots[s].append(slots[s])
+                continue
+            key = np.dtype(p.dtype)
+            if key not in cast_cache:  # one rounding of each float64 scalar per dtype
+                cast_cache[key] = {k: v if isinstance(v, (float, int)) else F.cast(v, key)
+                                   for k, v in scalars.items()}
+            p2, slots2 = self._update_leaf(p, g, slots, cast_cache[key], mask[i], count)
+            new_p.append(p2)
+            for s in self.slots:
+                new_slots[s].append(slots2[s])
+        new_state = {"count": F.add(count, 1)}
+        for s in self.slots:
+            new_state[s] = unflatten(structure, new_slots[s])
+        return unflatten(structure, new_p), new_state
+
+    def _scalars(self, count) -> dict:
+        """Float64 scalars shared by every leaf (the learning rate, bias corrections)."""
+        return {"lr": _float64(self.lr(count))}
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        raise NotImplementedError
+
+    def _decay_flags(self, names, leaves):
+        if not self.weight_decay:
+            return [False] * len(leaves)
+        mask = self.decay_mask
+        if mask is None:
+            return [True] * len(leaves)
+        if callable(mask):
+            return [bool(mask(n, p)) for n, p in zip(names, leaves)]
+        flags, _, _ = flatten(mask)
+        if len(flags) != len(leaves):
+            raise GraphcError(f"decay_mask has {len(flags)} leaves, the parameters "
+                              f"{len(leaves)}", (user_location(),))
+        return [bool(f) for f in flags]
+
+    def _check_state(self, state, structure):
+        expected = ("count",) + tuple(self.slots)
+        if not isinstance(state, dict) or set(state) != set(expected):
+            keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise GraphcError(f"{type(self).__name__}.update: the state has {keys}, expected "
+                              f"{sorted(expected)} (from {type(self).__name__}.init)",
+                              (user_location(),))
+        for s in self.slots:
+            if flatten(state[s])[1] != structure:
+                raise GraphcError(f"{type(self).__name__}.update: state[{s!r}] does not match "
+                                  "the parameters' pytree", (user_location(),))
+
+    # ---- PyTorch-style ----
+    def bind(self, parameters) -> "BoundOptimizer":
+        """An eager optimiser over Parameters (a Module, a dict name -> Parameter, or a list),
+        with step() and zero_grad()."""
+        return BoundOptimizer(self, parameters)
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: coupled L2 weight decay, momentum (with dampening), Nesterov."""
+
+    def __init__(self, lr, momentum: float = 0.0, nesterov: bool = False,
+                 dampening: float = 0.0, weight_decay: float = 0.0, decay_mask=None,
+                 clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.momentum = _non_negative("momentum", momentum)
+        self.dampening = float(dampening)
+        self.nesterov = bool(nesterov)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise GraphcError("SGD: Nesterov momentum needs momentum > 0 and dampening 0",
+                              (user_location(),))
+        self.slots = ("momentum",) if self.momentum else ()
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        if decay:
+            g = g + p * self.weight_decay
+        new_slots = {}
+        if self.momentum:
+            buf = slots["momentum"] * self.momentum + g * (1.0 - self.dampening)
+            if self.dampening:  # PyTorch starts the buffer at the first gradient, undamped
+                buf = F.where(F.equal(count, 0), g, buf)
+            new_slots["momentum"] = buf
+            g = g + buf * self.momentum if self.nesterov else buf
+        return p - scalars["lr"] * g, new_slots
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: weight decay is coupled (added to the gradient, L2)."""
+
+    slots = ("m", "v")
+    decoupled = False
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.beta1, self.beta2 = (float(b) for b in betas)
+        for name, b in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if not 0.0 <= b < 1.0:
+                raise GraphcError(f"{type(self).__name__}: {name} must be in [0, 1), got {b}",
+                                  (user_location(),))
+        self.eps = _non_negative("eps", eps)
+
+    def _scalars(self, count):
+        step = F.cast(count, "float64") + 1.0  # the update being made, 1-based
+        lr = _float64(self.lr(count))
+        bc1 = 1.0 - F.pow(self.beta1, step)
+        bc2 = 1.0 - F.pow(self.beta2, step)
+        scalars = {"step_size": lr / bc1, "bc2_sqrt": F.sqrt(bc2)}
+        if self.decoupled and self.weight_decay:
+            scalars["decay_factor"] = 1.0 - lr * self.weight_decay
+        return scalars
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        if decay and not self.decoupled:
+            g = g + p * self.weight_decay
+        m = slots["m"] * self.beta1 + g * (1.0 - self.beta1)
+        v = slots["v"] * self.beta2 + (g * g) * (1.0 - self.beta2)
+        denom = F.sqrt(v) / scalars["bc2_sqrt"] + self.eps
+        if decay and self.decoupled:
+            p = p * scalars["decay_factor"]
+        return p - scalars["step_size"] * (m / denom), {"m": m, "v": v}
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: decoupled weight decay, p *= 1 - lr * weight_decay (default 0.01,
+    every parameter unless decay_mask says otherwise)."""
+
+    decoupled = True
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01, decay_mask=None, clip_norm=None):
+        super().__init__(lr, betas, eps, weight_decay, decay_mask, clip_norm)
+
+
+# ---- eager, PyTorch-style -------------------------------------------------------------------
+class BoundOptimizer:
+    """An optimiser bound to eager Parameters: `step()` applies the update to each
+    Parameter's `.data` from its `.grad` (Parameters without a gradient are left alone);
+    `zero_grad()` clears the gradients. `state` is the functional state, checkpointable."""
+
+    def __init__(self, optimizer: Optimizer, parameters):
+        from .nn import Module
+        if isinstance(parameters, Module):
+            named = dict(parameters.named_parameters())
+        elif isinstance(parameters, dict):
+            named = dict(parameters)
+        else:
+            named = {str(i): p for i, p in enumerate(parameters)}
+        for name, p in named.items():
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise GraphcError(f"bind: {name} is not a tensor that requires grad",
+                                  (user_location(),))
+        self.optimizer, self.parameters = optimizer, named
+        self.state = optimizer.init({n: p.data for n, p in named.items()})
+
+    def step(self):
+        params = {n: p.data for n, p in self.parameters.items()}
+        grads = {n: None if p.grad is None else np.asarray(p.grad, p.data.dtype)
+                 for n, p in self.parameters.items()}
+        with no_grad():
+            new, self.state = self.optimizer.update(grads, self.state, params)
+        for n, p in self.parameters.items():
+            p.data = new[n]
+
+    def zero_grad(self):
+        for p in self.parameters.values():
+            p.grad = None
+
+
+# ---- helpers --------------------------------------------------------------------------------
+def _non_negative(name, value):
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise GraphcError(f"{name} must be a finite number >= 0, got {value}",
+                          (user_location(),))
+    return value
+
+
+def _float64(x):
+    if isinstance(x, (bool, np.bool_)):
+        raise GraphcError("a learning-rate schedule returned a bool", (user_location(),))
+    if isinstance(x, (int, float, np.number)):
+        return float(x)
+    return F.cast(x, "float64")
+
+
+def _leaves(tree):
+    return flatten(tree)[0]
+
+
+def _zeros_like(p):
+    if isinstance(p, Node):
+        return F.zeros_like(p)
+    return np.zeros(np.shape(p), np.asarray(p).dtype if not isinstance(p, Tensor) else p.dtype)
+
+
+def _zeros_like_scalar(leaves):
+    if any(isinstance(p, Node) for p in leaves):
+        return F.zeros((), "int64")
+    return np.zeros((), np.int64)
+
+
+def _lift_tree(tree):
+    """Numpy leaves as eager Tensors (so operators run graphc's ops); whether any was lifted."""
+    leaves, structure, _ = flatten(tree)
+    lifted = any(isinstance(x, (np.ndarray, np.generic)) for x in leaves)
+    out = [Tensor(x) if isinstance(x, (np.ndarray, np.generic)) else x for x in leaves]
+    return unflatten(structure, out), lifted
+
+
+def _unlift(x):
+    return x.data if isinstance(x, Tensor) and not x.requires_grad else x
+
+
+def _unlift_tree(tree):
+    leaves, structure, _ = flatten(tree)
+    return unflatten(structure, [_unlift(x) for x in leaves])
+
+
+def _tracks_grad(tree):
+    return any(isinstance(x, Tensor) and x.requires_grad for x in _leaves(tree))
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

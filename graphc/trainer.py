@@ -1,0 +1,395 @@
+"""`gc.Trainer`: a training loop for any model, loss and data source.
+
+    trainer = gc.Trainer(loss, model.params(), gc.optim.AdamW(lr=1e-3), train_batches,
+                         eval_batches=val_batches, steps=1000, clip_norm=1.0)
+    trainer.fit("runs/mine")     # progress bar, evaluations, checkpoints, loss curve
+
+- `loss(params, batch)` or `loss(params, batch, key, training)`: a scalar loss of a batch (a
+  tuple of arrays); `key` is an int64 seed that changes every step (for dropout) and
+  `training` is True for the training step, False when evaluating.
+- `train_batches(rng)`: a batch drawn with a numpy Generator. The generator's state is the
+  data position: it is checkpointed, so a resumed run draws the very batches an
+  uninterrupted one would (bit-exact resume).
+
+One training step (loss, gradients, optional global-norm clipping, the optimiser's update) is
+traced into one graph and compiled with the parameters and optimiser state donated: the plan
+updates them in place. `fit()` adds what `graphc train` has: a progress bar with the loss and
+samples (or tokens) per second, an evaluation every `eval_every` steps, an atomic pickle-free
+checkpoint (parameters, optimiser state, RNG and histories) after each evaluation,
+SIGINT/SIGTERM stopping at a step boundary with a save, a loss-curve PNG, and on a NaN or Inf
+a re-run of the bad steps with the finite check naming the op, the last good checkpoint kept.
+
+(`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from ir.errors import GraphcError
+
+from . import checkpoint
+from .optim import clip_by_global_norm, global_norm
+from .transforms import Compiled, value_and_grad
+
+CHECKPOINT = "checkpoint.npz"
+
+# checkpoint array names of optimiser slots; Adam's keep the GPT checkpoints' names
+_SLOT_PREFIX = {"m": "adam_m", "v": "adam_v"}
+
+
+class TrainingDiverged(GraphcError):
+    """Training produced a NaN or an Inf; nothing non-finite was saved."""
+
+
+class Trainer:
+    def __init__(self, loss, params: dict, optimizer, train_batches, *, steps: int,
+                 eval_batches=None, eval_every: int | None = None, eval_iters: int = 20,
+                 clip_norm: float | None = None, seed: int = 0, units: str = "samples",
+                 checkpoint_meta: dict | None = None, divergence_hint: str = "Try a lower "
+                 "learning rate", pipeline: str = "default", fast_math: bool = False,
+                 jit=None):
+        if not isinstance(params, dict) or not params:
+            raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
+                              "model.params() gives")
+        if units not in ("samples", "tokens"):
+            raise GraphcError(f"Trainer: units must be 'samples' or 'tokens', got {units!r}")
+        self.loss, self.optimizer = _with_key_and_mode(loss), optimizer
+        self.train_batches, self.eval_batches = train_batches, eval_batches
+        self.steps, self.eval_iters, self.seed = int(steps), int(eval_iters), int(seed)
+        self.eval_every = int(eval_every or max(1, self.steps // 10))
+        self.clip_norm, self.units = clip_norm, units
+        self.checkpoint_meta = dict(checkpoint_meta or {})
+        self.divergence_hint = divergence_hint
+        self.names = list(params)
+        # the step plan updates these arrays in place (they are donated to it)
+        self.params = {n: np.array(a, copy=True) for n, a in params.items()}
+        self.state = optimizer.init(self.params)
+        self.step = 0
+        self.rng = np.random.default_rng(self.seed)
+        self.history, self.val_history = [], []  # (step, loss)
+        self.grad_norm = None  # of the last step
+        self._good = None  # see mark_good
+        self._train_step = Compiled(self._step_function, pipeline, fast_math,
+                                    donate_argnums=(0, 1), jit=jit)
+        self._eval_loss = Compiled(self._eval_function, pipeline, fast_math, jit=jit)
+        # compile now, on a batch from a copy of the RNG (the training RNG stays untouched):
+        # the plan's memory is checked and its compile time known before the first step
+        self.step_plan = self._train_step.plan_for(*self._step_args(
+            self._draw(copy.deepcopy(self.rng))))
+        self.eval_plan = (self._eval_loss.plan_for(self.params, self._draw(
+            np.random.default_rng(0), self.eval_batches)) if eval_batches else None)
+
+    # ---- the traced functions ----
+    def _step_function(self, params, state, batch, key):
+        value, grads = value_and_grad(lambda p: self.loss(p, batch, key, True))(params)
+        if self.clip_norm is not None:
+            grads, norm = clip_by_global_norm(grads, self.clip_norm)
+        else:
+            norm = global_norm(grads)
+        params, state = self.optimizer.update(grads, state, params)
+        return value, norm, params, state
+
+    def _eval_function(self, params, batch):
+        return self.loss(params, batch, None, False)
+
+    # ---- one step, one evaluation ----
+    def _draw(self, rng, source=None):
+        batch = (source or self.train_batches)(rng)
+        return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+
+    def _key(self):
+        return np.int64(self.seed * 1_000_003 + self.step)
+
+    def _step_args(self, batch):
+        return self.params, self.state, batch, self._key()
+
+    def step_inputs(self, batch) -> list:
+        """The step plan's input arrays for a batch at the current step (for profiling)."""
+        return self._train_step.plan_inputs(self._step_args(tuple(batch)))
+
+    def train_step(self, checked: bool = False) -> float:
+        """One step; `checked` runs it with the plan's finite check, which raises GraphcError
+        naming the first op that produced a NaN or an Inf."""
+        batch = self._draw(self.rng)
+        loss, norm, self.params, self.state = self._train_step.call(self._step_args(batch),
+                                                                    checked)
+        loss = float(loss)
+        self.grad_norm = float(norm)
+        self.step += 1
+        self.history.append((self.step, loss))
+        return loss
+
+    def evaluate(self, batches=None, checked: bool = False, record: bool = True) -> float:
+        """Mean loss of eval_iters batches drawn from an RNG seeded by the step (the training
+        RNG is left alone), with training=False."""
+        source = batches or self.eval_batches
+        if source is None:
+            raise GraphcError("Trainer.evaluate: no eval_batches were given")
+        rng = np.random.default_rng([self.seed, 7, self.step])
+        losses = [float(self._eval_loss.call((self.params, self._draw(rng, source)), checked))
+                  for _ in range(self.eval_iters)]
+        loss = float(np.mean(losses))
+        if record:
+            self.val_history.append((self.step, loss))
+        return loss
+
+    # ---- divergence ----
+    def state_arrays(self) -> dict:
+        """Parameters and optimiser slots under their checkpoint names."""
+        arrays = {f"param/{n}": self.params[n] for n in self.names}
+        for slot in self.optimizer.slots:
+            prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
+            arrays.update({f"{prefix}/{n}": self.state[slot][n] for n in self.names})
+        return arrays
+
+    def non_finite(self) -> str | None:
+        """The first parameter or optimiser array holding a NaN or an Inf, or None."""
+        arrays = self.state_arrays()
+        prefixes = ["param"] + [_SLOT_PREFIX.get(s, f"opt_{s}") for s in self.optimizer.slots]
+        for n in self.names:
+            for prefix in prefixes:
+                if not np.isfinite(arrays[f"{prefix}/{n}"]).all():
+                    return f"{prefix}/{n}"
+        return None
+
+    def mark_good(self) -> None:
+        """Remember the current (finite) state, to re-run from it if training diverges: the
+        step plan updates the arrays in place, so the state before a bad step is gone."""
+        self._good = (self.step, self.rng.bit_generator.state,
+                      {k: a.copy() for k, a in self.state_arrays().items()},
+                      list(self.history), list(self.val_history))
+
+    @property
+    def good_step(self) -> int:
+        return self._good[0]
+
+    def find_non_finite_op(self, failed_step: int) -> GraphcError | None:
+        """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
+        then an evaluation) with the plans' finite check; return its error, which names the
+        first op that produced a NaN or an Inf, its operand ranges and the model's line."""
+        step, rng_state, arrays, history, val_history = self._good
+        self._set_state_arrays({k: a.copy() for k, a in arrays.items()}, step)
+        self.history, self.val_history = list(history), list(val_history)
+        self.rng.bit_generator.state = rng_state
+        try:
+            while self.step < failed_step:
+                self.train_step(checked=self.step >= failed_step - 2)
+            if self.eval_batches:
+                self.evaluate(checked=True, record=False)
+        except GraphcError as exc:
+            return exc
+        return None
+
+    # ---- checkpoints ----
+    def save(self, path: str):
+        bad = self.non_finite()
+        if bad is None:
+            bad = next((f"the loss of step {st}" for st, loss in self.history + self.val_history
+                        if not math.isfinite(loss)), None)
+        if bad is not None:  # the file on disk is the last good state; keep it
+            raise GraphcError(f"not saving step {self.step} to {path}: {bad} is not finite")
+        meta = {**self.checkpoint_meta, "step": self.step,
+                "rng": _jsonable(self.rng.bit_generator.state),
+                "history": self.history, "val_history": self.val_history}
+        checkpoint.save(path, self.state_arrays(), meta)
+
+    def restore(self, arrays: dict, meta: dict):
+        """Continue from a checkpoint's arrays and header (checkpoint.load's result)."""
+        own = self.state_arrays()
+        for key, mine in own.items():
+            if key not in arrays:
+                raise checkpoint.CheckpointError(f"checkpoint lacks {key}")
+            if arrays[key].shape != mine.shape or arrays[key].dtype != mine.dtype:
+                raise checkpoint.CheckpointError(
+                    f"checkpoint {key} is {arrays[key].dtype}{list(arrays[key].shape)}, "
+                    f"the model needs {mine.dtype}{list(mine.shape)}")
+        self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]))
+        self.rng.bit_generator.state = meta["rng"]
+        self.history = [tuple(h) for h in meta.get("history", [])]
+        self.val_history = [tuple(h) for h in meta.get("val_history", [])]
+
+    def resume(self, path: str):
+        """restore() from a checkpoint file written by save(), each array checked against
+        this trainer's before it is read."""
+        wanted = {k: (a.shape, a.dtype) for k, a in self.state_arrays().items()}
+        self.restore(*checkpoint.load_arrays(path, wanted))
+
+    def _set_state_arrays(self, arrays, step):
+        self.step = step
+        for n in self.names:
+            self.params[n] = arrays[f"param/{n}"]
+        for slot in self.optimizer.slots:
+            prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
+            for n in self.names:
+                self.state[slot][n] = arrays[f"{prefix}/{n}"]
+        self.state["count"] = np.asarray(step, np.int64)  # one update per step
+
+    # ---- the loop ----
+    def fit(self, out: str | None = None, progress: bool = True, log=None) -> int:
+        """Train to `steps`: evaluate (when eval_batches were given) and save to
+        OUT/checkpoint.npz every eval_every steps and at the end, and draw OUT/loss.png.
+        Returns 0, or the signal (SIGINT, SIGTERM) that stopped training at a step boundary
+        after saving. Raises TrainingDiverged on a NaN or an Inf, the last good checkpoint
+        kept."""
+        log = log or _print
+        ckpt = os.path.join(out, CHECKPOINT) if out else None
+        if out:
+            os.makedirs(out, exist_ok=True)
+        self.mark_good()
+        if self.eval_batches and not self.val_history:
+            log(f"step {self.step}: val loss {self.evaluate():.4f}")
+        stopped = self._loop(ckpt, progress, log)
+        if out and not stopped:
+            plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"))
+        return stopped
+
+    def _per_batch(self, batch) -> int:
+        first = np.asarray(batch[0])
+        return first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
+
+    def _loop(self, ckpt, progress, log) -> int:
+        from tqdm import tqdm
+
+        per_batch = self._per_batch(self._draw(copy.deepcopy(self.rng)))
+        bar = tqdm(total=self.steps, initial=self.step, disable=not progress, unit="step",
+                   dynamic_ncols=True, file=sys.stdout)
+        unit = "tok" if self.units == "tokens" else "samples"
+        start, done, saved = time.perf_counter(), 0, -1
+        try:
+            with StopAtStepBoundary() as stop:
+                while self.step < self.steps and not stop.signum:
+                    loss = self.train_step()
+                    done += 1
+                    rate = done * per_batch / (time.perf_counter() - start)
+                    bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} {unit}/s", refresh=False)
+                    bar.update(1)
+                    if not (np.isfinite(loss) and np.isfinite(self.grad_norm)):
+                        self._diverged(f"loss {loss}, gradient norm {self.grad_norm}", ckpt,
+                                       saved, log)
+                    if self.step % self.eval_every == 0 or self.step == self.steps:
+                        if self.eval_batches:
+                            val = self.evaluate()
+                            bar.write(f"step {self.step}: train loss {loss:.4f}, val loss "
+                                      f"{val:.4f}")
+                        self._save(ckpt, saved, log)
+                        saved = self.step
+                if stop.signum and saved != self.step:
+                    self._save(ckpt, saved, log)
+                return stop.signum
+        finally:
+            bar.close()
+
+    def _save(self, ckpt, saved, log):
+        bad = self.non_finite()
+        if bad is not None or not all(np.isfinite(v) for _, v in self.val_history[-1:]):
+            what = f"{bad} is not finite" if bad else f"val loss {self.val_history[-1][1]}"
+            self._diverged(what, ckpt, saved, log)
+        if ckpt:
+            self.save(ckpt)
+        self.mark_good()
+
+    def _diverged(self, what, ckpt, saved, log):
+        """Nothing is saved; the bad steps are re-run with the finite check so that the error
+        names the op that produced the NaN or Inf and the model's line."""
+        failed = self.step
+        log(f"training diverged at step {failed} ({what}); re-running from step "
+            f"{self.good_step} with finite checks to find the op")
+        exc = self.find_non_finite_op(failed)
+        if exc is not None:
+            where = "".join(f" at {f}:{line}" for f, line in exc.locs[:1])
+            found = f"; first {exc.message}{where}"
+        else:
+            found = "; the finite check did not reproduce it"
+        if ckpt and (saved >= 0 or os.path.exists(ckpt)):
+            kept = f"{ckpt} (step {self.good_step}) is kept"
+        else:
+            kept = "no checkpoint was written"
+        raise TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
+                               f"{self.divergence_hint}; {kept}")
+
+
+def _print(text):
+    print(text, flush=True)
+
+
+def _with_key_and_mode(loss):
+    """loss(params, batch) or loss(params, batch, key, training) -> the 4-argument form."""
+    try:
+        count = len(inspect.signature(loss).parameters)
+    except (TypeError, ValueError):
+        count = 4
+    if count >= 4:
+        return loss
+    return lambda params, batch, key, training: loss(params, batch)
+
+
+def _jsonable(state):
+    if isinstance(state, dict):
+        return {k: _jsonable(v) for k, v in state.items()}
+    if isinstance(state, np.integer):
+        return int(state)
+    return state
+
+
+class StopAtStepBoundary:
+    """SIGINT and SIGTERM set a flag instead of stopping the process mid-step: the step plan
+    updates parameters and optimiser state in place, so the state is only consistent between
+    steps. A second SIGINT interrupts at once (the checkpoint on disk is the previous one;
+    checkpoint.save replaces it atomically)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = 0
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = self.signum or signum
+
+    def __enter__(self):
+        try:
+            for sig in self.SIGNALS:
+                # a signal the launcher ignores (a background job's SIGINT) stays ignored
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: signals stay as they are
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def plot_losses(history, val_history, path, title="training loss"):
+    """The training and validation loss curves, as a PNG written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if history:
+        steps, losses = zip(*history)
+        ax.plot(steps, losses, lw=0.8, alpha=0.6, label="train")
+    if val_history:
+        steps, losses = zip(*val_history)
+        ax.plot(steps, losses, "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    from .files import save_figure
+    save_figure(fig, path)
+    plt.close(fig)

@@ -1,0 +1,261 @@
+"""graphc.optim against torch.optim (the oracle), eagerly and compiled into one plan."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from graphc import nn, optim
+
+SHAPES = {"w": (4, 3), "b": (3,), "e": (5, 2)}
+TOLERANCE = {"float32": 1e-6, "float64": 1e-12}
+
+CASES = {
+    "AdamW": (lambda: optim.AdamW(lr=1e-2, weight_decay=0.1),
+              lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1)),
+    "AdamW-betas": (lambda: optim.AdamW(lr=3e-3, betas=(0.8, 0.95), eps=1e-6),
+                    lambda ps: torch.optim.AdamW(ps, lr=3e-3, betas=(0.8, 0.95), eps=1e-6)),
+    "Adam": (lambda: optim.Adam(lr=1e-2, weight_decay=0.1, betas=(0.8, 0.99)),
+             lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=0.1, betas=(0.8, 0.99))),
+    "SGD": (lambda: optim.SGD(lr=0.1),
+            lambda ps: torch.optim.SGD(ps, lr=0.1)),
+    "SGD-momentum-decay": (lambda: optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01),
+                           lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9,
+                                                      weight_decay=0.01)),
+    "SGD-nesterov": (lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+                     lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True,
+                                                weight_decay=0.01)),
+    "SGD-dampening": (lambda: optim.SGD(lr=0.1, momentum=0.9, dampening=0.3),
+                      lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.3)),
+}
+
+
+def _problem(dtype, seed=0, steps=10):
+    rng = np.random.default_rng(seed)
+    params = {k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()}
+    grads = [{k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()}
+             for _ in range(steps)]
+    return params, grads
+
+
+def _torch_run(make, params, grads):
+    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    opt = make(list(tp.values()))
+    for g in grads:
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+    return {k: t.detach().numpy() for k, t in tp.items()}
+
+
+def _max_error(a, b):
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_torch_eager_and_compiled(case, dtype):
+    mine, theirs = CASES[case]
+    params, grads = _problem(dtype)
+    expected = _torch_run(theirs, params, grads)
+    opt = mine()
+
+    eager = {k: v.copy() for k, v in params.items()}
+    state = opt.init(eager)
+    for g in grads:
+        eager, state = opt.update(g, state, eager)
+    assert int(state["count"]) == len(grads)
+    assert all(type(v) is np.ndarray and v.dtype == dtype for v in eager.values())
+
+    step = gc.compile(lambda p, s, g: opt.update(g, s, p), donate_argnums=(0, 1))
+    compiled = {k: v.copy() for k, v in params.items()}
+    cstate = opt.init(compiled)
+    for g in grads:
+        compiled, cstate = step(compiled, cstate, g)
+
+    moved = _max_error(expected, params)
+    assert moved > 1e-3  # the comparison is not between unchanged parameters
+    assert _max_error(eager, expected) <= TOLERANCE[dtype]
+    assert _max_error(compiled, expected) <= TOLERANCE[dtype]
+
+
+def test_decay_mask_matches_torch_parameter_groups():
+    params, grads = _problem("float64")
+    opt = optim.AdamW(lr=1e-2, weight_decay=0.5, decay_mask=optim.decay_matrices_only)
+
+    def theirs(ps):
+        decay = [p for p in ps if p.ndim >= 2]
+        rest = [p for p in ps if p.ndim < 2]
+        return torch.optim.AdamW([{"params": decay, "weight_decay": 0.5},
+                                  {"params": rest, "weight_decay": 0.0}], lr=1e-2)
+    expected = _torch_run(theirs, params, grads)
+    state, got = opt.init(params), params
+    for g in grads:
+        got, state = opt.update(g, state, got)
+    assert _max_error(got, expected) <= 1e-12
+    # and the mask matters: decaying everything moves the bias elsewhere
+    everything = _torch_run(lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.5),
+                            params, grads)
+    assert float(np.abs(everything["b"] - expected["b"]).max()) > 1e-4
+    # a pytree of flags works the same as the function
+    flags = {"w": True, "b": False, "e": True}
+    state, got2 = optim.AdamW(lr=1e-2, weight_decay=0.5, decay_mask=flags).init(params), params
+    for g in grads:
+        got2, state = optim.AdamW(lr=1e-2, weight_decay=0.5, decay_mask=flags).update(
+            g, state, got2)
+    assert _max_error(got2, got) == 0.0
+
+
+def test_cosine_schedule_is_nanogpts_and_traces_to_the_same_numbers():
+    sched = optim.cosine(5e-3, steps=300, warmup=30, min_lr=5e-4)
+    assert sched(0) == pytest.approx(5e-3 / 31)
+    assert sched(29) == pytest.approx(5e-3 * 30 / 31)
+    assert sched(30) == pytest.approx(5e-3)
+    assert sched(165) == pytest.approx(5e-4 + 0.5 * (5e-3 - 5e-4))  # half way: cos = 0
+    assert sched(300) == sched(1000) == 5e-4
+    counts = np.arange(0, 400, dtype=np.int64)
+    python = np.array([sched(int(c)) for c in counts])
+    traced = gc.compile(lambda c: sched(c))(counts)
+    eager = sched(gc.tensor(counts)).data
+    assert traced.dtype == np.float64
+    np.testing.assert_allclose(traced, python, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(eager, python, rtol=1e-15, atol=0)
+    # the float32 learning rate fed to a float32 model is bit for bit the Python one's
+    assert (traced.astype(np.float32) == python.astype(np.float32)).all()
+
+
+def test_linear_warmup_and_constant():
+    warm = optim.linear_warmup(1.0, warmup=4)
+    assert [warm(s) for s in range(6)] == [0.2, 0.4, 0.6, 0.8, 1.0, 1.0]
+    np.testing.assert_allclose(warm(gc.tensor(np.arange(6))).data, [0.2, 0.4, 0.6, 0.8, 1, 1])
+    assert optim.constant(0.3)(7) == 0.3
+
+
+def test_schedule_in_state_drives_the_update():
+    """lr(count) with the count from the state: a compiled SGD step with a schedule equals
+    torch's SGD with the learning rate set before each step."""
+    params, grads = _problem("float64")
+    sched = optim.cosine(0.5, steps=8, warmup=3, min_lr=0.05)
+    opt = optim.SGD(lr=sched, momentum=0.9)
+    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    topt = torch.optim.SGD(list(tp.values()), lr=0.0, momentum=0.9)
+    step = gc.compile(lambda p, s, g: opt.update(g, s, p))
+    got, state = params, opt.init(params)
+    for i, g in enumerate(grads):
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        topt.param_groups[0]["lr"] = sched(i)
+        topt.step()
+        got, state = step(got, state, g)
+    assert _max_error(got, {k: t.detach().numpy() for k, t in tp.items()}) <= 1e-12
+
+
+def test_clip_by_global_norm_matches_torch():
+    rng = np.random.default_rng(3)
+    grads = {k: rng.normal(size=s) * 3 for k, s in SHAPES.items()}
+    tg = [torch.tensor(g.copy()) for g in grads.values()]
+    ts = [torch.zeros_like(t, requires_grad=True) for t in tg]
+    for t, g in zip(ts, tg):
+        t.grad = g
+    norm_t = torch.nn.utils.clip_grad_norm_(ts, 1.0)
+    clipped, norm = optim.clip_by_global_norm(grads, 1.0)
+    assert float(norm) == pytest.approx(float(norm_t), rel=1e-12)
+    assert math.sqrt(sum(float((g * g).sum()) for g in clipped.values())) == pytest.approx(
+        1.0, rel=1e-5)
+    for got, t in zip(clipped.values(), ts):
+        np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-12)
+    # below the threshold nothing changes
+    same, _ = optim.clip_by_global_norm(grads, 1e6)
+    for k in grads:
+        np.testing.assert_array_equal(same[k], grads[k])
+    # inside an optimiser: clip_norm= equals clipping first
+    params, _ = _problem("float64")
+    a = optim.SGD(lr=0.1, clip_norm=1.0)
+    b = optim.SGD(lr=0.1)
+    pa, _ = a.update(grads, a.init(params), params)
+    pb, _ = b.update(clipped, b.init(params), params)
+    assert _max_error(pa, pb) == 0.0
+
+
+def test_bound_optimizer_trains_a_module_eagerly_like_the_functional_api():
+    class Net(nn.Module):
+        def __init__(self):
+            self.l1 = nn.Linear(3, 8, rng=np.random.default_rng(1), dtype="float64")
+            self.l2 = nn.Linear(8, 1, rng=np.random.default_rng(2), dtype="float64")
+
+        def forward(self, x):
+            return self.l2(gc.tanh(self.l1(x)))
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 3)), rng.normal(size=(16, 1))
+    net = Net()
+    params = net.params()
+    opt = optim.AdamW(lr=1e-2, weight_decay=0.1, decay_mask=optim.decay_matrices_only)
+
+    bound = opt.bind(net)
+    losses = []
+    for _ in range(5):
+        loss = gc.mean((net(gc.tensor(x)) - y) ** 2)
+        losses.append(float(loss))
+        bound.zero_grad()
+        loss.backward()
+        bound.step()
+    assert losses[-1] < losses[0]
+    assert int(bound.state["count"]) == 5
+
+    loss_fn = lambda p: gc.mean((net.apply(p, x) - y) ** 2)  # noqa: E731
+    state = opt.init(params)
+    for _ in range(5):
+        grads = gc.grad(loss_fn)(params)
+        params, state = opt.update(grads, state, params)
+    for name, p in net.named_parameters():
+        np.testing.assert_allclose(p.data, params[name], rtol=0, atol=1e-12)
+
+
+def test_bound_optimizer_leaves_parameters_without_gradient_alone():
+    a, b = gc.Parameter(np.ones(3)), gc.Parameter(np.ones(2))
+    opt = optim.SGD(lr=0.5).bind([a, b])
+    gc.sum(a * a).backward()
+    opt.step()
+    np.testing.assert_array_equal(a.data, [0.0, 0.0, 0.0])  # 1 - 0.5 * 2
+    np.testing.assert_array_equal(b.data, [1.0, 1.0])
+    opt.zero_grad()
+    assert a.grad is None
+
+
+def test_update_is_differentiable():
+    """d/dp0 of the loss after one Adam step, through the update: against central finite
+    differences in float64."""
+    rng = np.random.default_rng(5)
+    p0, target = rng.normal(size=(3,)), rng.normal(size=(3,))
+    opt = optim.SGD(lr=0.3, momentum=0.5)
+
+    def after_step(p):
+        g = gc.grad(lambda q: gc.sum((q - target) ** 4))(p)
+        p1, _ = opt.update({"p": g}, opt.init({"p": p}), {"p": p})
+        return gc.sum((p1["p"] - target) ** 2)
+
+    analytic = gc.grad(after_step)(p0)
+    fn = gc.compile(after_step)
+    eps, numeric = 1e-6, np.zeros(3)
+    for i in range(3):
+        d = np.zeros(3)
+        d[i] = eps
+        numeric[i] = (float(fn(p0 + d)) - float(fn(p0 - d))) / (2 * eps)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_bad_arguments_are_one_line_errors():
+    with pytest.raises(gc.GraphcError, match="lr must be"):
+        optim.SGD(lr=-1.0)
+    with pytest.raises(gc.GraphcError, match="beta1 must be in"):
+        optim.Adam(betas=(1.0, 0.9))
+    with pytest.raises(gc.GraphcError, match="Nesterov"):
+        optim.SGD(lr=0.1, nesterov=True)
+    opt = optim.Adam()
+    params = {"w": np.ones(2)}
+    with pytest.raises(gc.GraphcError, match="the state has"):
+        opt.update(params, {"count": np.zeros((), np.int64)}, params)
+    with pytest.raises(gc.GraphcError, match="does not match the parameters"):
+        opt.update({"x": np.ones(2)}, opt.init(params), params)

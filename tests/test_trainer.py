@@ -1,0 +1,141 @@
+"""gc.Trainer on a model that is not the GPT: it trains, evaluates, checkpoints, resumes bit
+for bit, and stops on divergence naming the op with the last good checkpoint kept."""
+import os
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import checkpoint, nn, optim
+from graphc.trainer import TrainingDiverged
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        self.fc1 = nn.Linear(2, 16, rng=np.random.default_rng(1))
+        self.fc2 = nn.Linear(16, 3, rng=np.random.default_rng(2))
+
+    def forward(self, x):
+        return self.fc2(gc.tanh(self.fc1(x)))
+
+
+CENTRES = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]], np.float32)
+
+
+def blobs(rng, size=32):
+    labels = rng.integers(0, 3, size)
+    x = CENTRES[labels] + rng.normal(0, 0.5, (size, 2)).astype(np.float32)
+    return x, labels.astype(np.int64)
+
+
+def make_trainer(steps=30, lr=0.05, **kw):
+    model = MLP()
+
+    def loss(params, batch, key, training):
+        x, y = batch
+        return gc.cross_entropy(model.apply(params, x), y)
+
+    return gc.Trainer(loss, model.params(), optim.Adam(lr=lr), blobs, eval_batches=blobs,
+                      steps=steps, eval_every=10, eval_iters=3, seed=5, **kw)
+
+
+def _state(trainer):
+    return {k: a.copy() for k, a in trainer.state_arrays().items()}
+
+
+def test_trains_any_model_and_writes_checkpoint_and_plot(tmp_path, capsys):
+    trainer = make_trainer()
+    start = trainer.evaluate(record=False)
+    assert trainer.fit(str(tmp_path), progress=False) == 0
+    assert trainer.step == 30 and len(trainer.history) == 30
+    assert [s for s, _ in trainer.val_history] == [0, 10, 20, 30]
+    assert trainer.val_history[-1][1] < 0.5 * start
+    assert "step 30: train loss" in capsys.readouterr().out
+    with open(tmp_path / "loss.png", "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    arrays, meta = checkpoint.load_arrays(
+        str(tmp_path / "checkpoint.npz"),
+        {k: (a.shape, a.dtype) for k, a in trainer.state_arrays().items()})
+    assert meta["step"] == 30 and sorted(arrays) == sorted(trainer.state_arrays())
+    for key, value in trainer.state_arrays().items():
+        np.testing.assert_array_equal(arrays[key], value)
+    # one compiled step, its inputs donated: the parameters are updated in place
+    assert trainer._train_step.recompiles == []
+
+
+def test_resume_is_bit_exact(tmp_path):
+    straight = make_trainer(steps=20)
+    straight.fit(None, progress=False)
+    first = make_trainer(steps=10)
+    first.fit(str(tmp_path), progress=False)
+    resumed = make_trainer(steps=20)
+    resumed.resume(str(tmp_path / "checkpoint.npz"))
+    assert resumed.step == 10 and int(resumed.state["count"]) == 10
+    resumed.fit(str(tmp_path), progress=False)
+    a, b = _state(straight), _state(resumed)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert straight.history == resumed.history
+    assert straight.rng.bit_generator.state == resumed.rng.bit_generator.state
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
+    trainer = make_trainer(steps=2)
+    trainer.fit(str(tmp_path), progress=False)
+    other = gc.Trainer(lambda p, batch: gc.sum(p["w"] * batch[0]), {"w": np.ones(2, np.float32)},
+                       optim.SGD(lr=0.1), lambda rng: (np.ones(2, np.float32),), steps=1)
+    with pytest.raises(checkpoint.CheckpointError, match="lacks param/w"):
+        other.resume(str(tmp_path / "checkpoint.npz"))
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
+        other.resume(str(tmp_path / "missing.npz"))
+
+
+def test_divergence_names_the_op_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    model = MLP()
+
+    def loss(params, batch):
+        x, y = batch
+        # rewards a growing bias without bound: exp overflows to inf after a few steps
+        return gc.cross_entropy(model.apply(params, x), y) - gc.exp(
+            gc.sum(params["fc2.bias"]) * 30.0)
+
+    trainer = gc.Trainer(loss, model.params(), optim.SGD(lr=0.01), blobs, eval_batches=blobs,
+                         steps=20, eval_every=1, eval_iters=1, seed=0)
+    with pytest.raises(TrainingDiverged) as exc:
+        trainer.fit(str(tmp_path), progress=False)
+    message = str(exc.value)
+    assert message.startswith("training diverged at step ")
+    assert "first non-finite value:" in message and "Try a lower learning rate" in message
+    ckpt = tmp_path / "checkpoint.npz"
+    assert f"(step {trainer.good_step}) is kept" in message
+    arrays, meta = checkpoint.load_arrays(
+        str(ckpt), {k: (a.shape, a.dtype) for k, a in trainer.state_arrays().items()})
+    assert meta["step"] == trainer.good_step > 0
+    assert all(np.isfinite(a).all() for a in arrays.values())
+
+
+def test_training_flag_is_static_and_units_count_samples_or_tokens():
+    seen = []
+
+    def loss(params, batch, key, training):
+        seen.append(training)
+        scale = 2.0 if training else 1.0
+        return gc.sum(params["w"] * batch[0]) * scale
+
+    trainer = gc.Trainer(loss, {"w": np.ones(3, np.float32)}, optim.SGD(lr=0.5),
+                         lambda rng: (np.ones((4, 3), np.float32),),
+                         eval_batches=lambda rng: (np.ones((4, 3), np.float32),), steps=2,
+                         eval_iters=1)
+    assert sorted(set(seen)) == [False, True]  # traced once each way, as Python bools
+    assert trainer.train_step() == pytest.approx(24.0)
+    np.testing.assert_allclose(trainer.params["w"], 1.0 - 0.5 * 8.0)
+    assert trainer.evaluate() == pytest.approx(12 * -3.0)
+    assert trainer._per_batch((np.ones((4, 3)),)) == 4
+    tokens = gc.Trainer(loss, {"w": np.ones(3, np.float32)}, optim.SGD(lr=0.5),
+                        lambda rng: (np.ones((4, 3), np.float32),), steps=1, units="tokens")
+    assert tokens._per_batch((np.ones((4, 3)),)) == 12
+    with pytest.raises(gc.GraphcError, match="units must be"):
+        gc.Trainer(loss, {"w": np.ones(3)}, optim.SGD(lr=0.1), lambda rng: (np.ones(3),),
+                   steps=1, units="bytes")
+    with pytest.raises(gc.GraphcError, match="params must be a non-empty dict"):
+        gc.Trainer(loss, [np.ones(3)], optim.SGD(lr=0.1), lambda rng: (np.ones(3),), steps=1)
