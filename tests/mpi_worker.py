@@ -7,6 +7,8 @@ grads:    a float64 MLP and the tiny GPT, gradients of this rank's shard average
 kill:     rank 1 kills itself (SIGKILL) at step 3; rank 0's watchdog must stop the job
 hang:     rank 1 sleeps at step 3 outside any collective; the watchdog must name it
 mismatch: the ranks disagree on their model config; handshake must refuse
+trainer:  gc.Trainer(distributed=True) on a float64 MLP: 10 AdamW steps into OUT_DIR/fresh,
+          5 steps into OUT_DIR/half, and OUT_DIR/resumed (5 steps on 1 rank) resumed to 10
 """
 from __future__ import annotations
 
@@ -101,6 +103,38 @@ def case_mismatch(out):
     with dist.exit_on_error():
         dist.handshake(config={"n_layer": 4 if dist.rank() == 0 else 2, "n_head": 4})
     print("handshake passed", flush=True)
+
+
+def trainer_data():
+    rng = np.random.default_rng(3)
+    return rng.normal(size=(64, 5)), rng.normal(size=(64, 3))
+
+
+def make_trainer(steps, distributed):
+    """A float64 MLP trained by gc.Trainer with AdamW and clipping, batches of GLOBAL_BATCH
+    rows drawn by the trainer's generator."""
+    x, y, params = mlp_inputs()
+    data_x, data_y = trainer_data()
+
+    def loss(p, batch):
+        return mlp_loss(batch[0], batch[1], p["w1"], p["b1"], p["w2"], p["b2"])
+
+    def batches(rng):
+        rows = rng.integers(0, len(data_x), GLOBAL_BATCH)
+        return data_x[rows], data_y[rows]
+
+    named = dict(zip(["w1", "b1", "w2", "b2"], params))
+    return gc.Trainer(loss, named, gc.optim.AdamW(lr=1e-2, weight_decay=0.1), batches,
+                      steps=steps, eval_batches=batches, eval_every=5, eval_iters=2,
+                      clip_norm=1.0, distributed=distributed)
+
+
+def case_trainer(out):
+    make_trainer(10, True).fit(os.path.join(out, "fresh"), progress=False)
+    make_trainer(5, True).fit(os.path.join(out, "half"), progress=False)
+    resumed = make_trainer(10, True)
+    resumed.resume(os.path.join(out, "resumed", "checkpoint.npz"))
+    resumed.fit(os.path.join(out, "resumed"), progress=False)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,33 @@ def test_ranks_with_different_configs_are_refused(tmp_path):
     assert line in output, output
     assert output.count("graphc: error") == 1
     assert "handshake passed" not in output
+
+
+def test_trainer_on_two_ranks_equals_one_rank_and_resumes_across_rank_counts(tmp_path):
+    """gc.Trainer(distributed=True): 2 ranks x 4 rows train what 1 rank x 8 rows trains
+    (float64 parameters and AdamW state after 10 steps, to 1e-12); a 1-rank checkpoint
+    resumes on 2 ranks and a 2-rank one on 1 rank, to the same parameters."""
+    def arrays(directory):
+        trainer = mpi_worker.make_trainer(10, False)
+        trainer.resume(str(tmp_path / directory / "checkpoint.npz"))
+        assert trainer.step == 10
+        return {k: a.copy() for k, a in trainer.state_arrays().items()}
+
+    mpi_worker.make_trainer(5, False).fit(str(tmp_path / "resumed"), progress=False)
+    code, output, _ = run_ranks("trainer", tmp_path)
+    assert code == 0, output
+    assert not (tmp_path / "fresh" / "checkpoint.npz.tmp").exists()
+    reference = mpi_worker.make_trainer(10, False)
+    reference.fit(str(tmp_path / "one_rank"), progress=False)
+    expected = arrays("one_rank")
+    two_to_one = mpi_worker.make_trainer(10, False)
+    two_to_one.resume(str(tmp_path / "half" / "checkpoint.npz"))
+    two_to_one.fit(str(tmp_path / "half"), progress=False)
+    for run in ("fresh", "resumed", "half"):
+        got = arrays(run)
+        assert sorted(got) == sorted(expected)
+        for key in expected:
+            np.testing.assert_allclose(got[key], expected[key], rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{run}: {key}")
+    start = mpi_worker.mlp_inputs()[2][0]
+    assert not np.allclose(expected["param/w1"], start)  # it trained
