@@ -50,7 +50,7 @@ from . import watchdog as _watchdog
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
            "allreduce", "exit_on_error", "mpiexec_path", "launch_command", "launch",
-           "launch_env"]
+           "launch_env", "under_mpiexec", "without_option"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -68,7 +68,7 @@ def init(timeout: float | None = None, watchdog: bool = True):
     try:
         from mpi4py import MPI
     except ImportError:
-        if _under_mpiexec():
+        if under_mpiexec():
             raise GraphcError("started by mpiexec but mpi4py is not installed: "
                               "pip install 'graphc[mpi]'") from None
         return None
@@ -93,7 +93,8 @@ def init(timeout: float | None = None, watchdog: bool = True):
     return comm
 
 
-def _under_mpiexec() -> bool:
+def under_mpiexec() -> bool:
+    """Whether mpiexec started this process (Open MPI's, MPICH's or a PMIx launcher's)."""
     return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"))
 
 
@@ -223,8 +224,10 @@ def handshake(**facts) -> None:
         where = _first_difference(every[0], theirs)
         if where is not None:
             path, a, b = where
-            raise GraphcError(f"ranks disagree on {path}: rank 0 has {_short(a)}, rank {r} has "
-                              f"{_short(b)}")
+            exc = GraphcError(f"ranks disagree on {path}: rank 0 has {_short(a)}, rank {r} "
+                              f"has {_short(b)}")
+            exc.on_every_rank = True  # every rank raises it; rank 0 alone need say it
+            raise exc
 
 
 def _first_difference(a, b, path=""):
@@ -292,6 +295,19 @@ def launch_command(ranks: int, argv) -> list:
     if not isinstance(ranks, int) or ranks < 1:
         raise GraphcError(f"ranks: expected a positive whole number, got {ranks!r}")
     return [mpiexec_path(), "-n", str(ranks), "--oversubscribe", sys.executable, *argv]
+
+
+def without_option(argv, option: str) -> list:
+    """argv without `option VALUE` / `option=VALUE` (a launcher passing the rest on)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
 
 
 def launch(ranks: int, argv, timeout: float | None = None, **kwargs):

@@ -144,3 +144,39 @@ def test_trainer_on_two_ranks_equals_one_rank_and_resumes_across_rank_counts(tmp
                                        err_msg=f"{run}: {key}")
     start = mpi_worker.mlp_inputs()[2][0]
     assert not np.allclose(expected["param/w1"], start)  # it trained
+
+
+def test_graphc_train_ranks_2_matches_one_process_and_rank_0_alone_reports(tmp_path):
+    """`graphc train --ranks 2` starts mpiexec; in float64 its checkpoint equals a
+    one-process run's to 1e-12, and the job prints its header, sample and checkpoint once."""
+    from graphc import checkpoint
+    from graphc.cli import main
+
+    text = tmp_path / "text.txt"
+    words = ["to be ", "or not ", "that is\n", "the question\n"]
+    text.write_text("".join(np.random.default_rng(0).choice(words, 300)), encoding="utf-8")
+    options = ["train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head",
+               "2", "--block-size", "8", "--batch-size", "4", "--eval-iters", "2",
+               "--no-progress", "--sample-tokens", "5", "--steps", "4", "--eval-every", "2",
+               "--dtype", "float64", "--data", str(text)]
+    env = dist.launch_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen([sys.executable, "-m", "graphc.cli", *options, "--ranks", "2",
+                             "--out", str(tmp_path / "two")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"graphc train --ranks 2 ran past 90 s:\n{proc.communicate()[0]}")
+    assert proc.returncode == 0, output
+    assert output.count("graphc train: tiny GPT") == 1, output
+    assert output.count("checkpoint: ") == 1 and output.count("---- sample ----") == 1
+    assert main([*options, "--out", str(tmp_path / "one")]) == 0
+    two, meta_two = checkpoint.load(str(tmp_path / "two" / "checkpoint.npz"))
+    one, meta_one = checkpoint.load(str(tmp_path / "one" / "checkpoint.npz"))
+    assert meta_two["step"] == meta_one["step"] == 4
+    assert sorted(two) == sorted(one)
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-12, atol=1e-12, err_msg=key)
