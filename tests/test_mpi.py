@@ -56,17 +56,28 @@ def test_mpiexec_is_found_and_two_ranks_start():
     assert sorted(proc.stdout.split("\n")[:2]) == ["0 2", "1 2"]
 
 
-def test_two_ranks_average_to_the_single_process_gradient_of_the_whole_batch(tmp_path):
-    from graphc.train import build_eval_loss
-    code, output, _ = run_ranks("grads", tmp_path)
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """One mpiexec job for the gradient and the Trainer cases (each job costs seconds of
+    start-up); OUT/resumed holds a 1-rank checkpoint at step 5 for the job to resume."""
+    out = tmp_path_factory.mktemp("two_ranks")
+    mpi_worker.make_trainer(5, False).fit(str(out / "resumed"), progress=False)
+    code, output, _ = run_ranks("grads,trainer", out)
     assert code == 0, output
+    return out
+
+
+def test_two_ranks_average_to_the_single_process_gradient_of_the_whole_batch(two_ranks):
+    from graphc.train import build_eval_loss
+    tmp_path = two_ranks
     ranks = [np.load(tmp_path / f"grads_rank{r}.npz") for r in range(2)]
 
     x, y, params = mpi_worker.mlp_inputs()
     whole = compile_graph(optimize(mpi_worker.mlp_grad_graph(8)))(x, y, *params)
     model = mpi_worker.gpt_model(8)
     idx, targets = mpi_worker.gpt_inputs()
-    whole_gpt = compile_graph(optimize(build_eval_loss(model, with_grads=True)))(idx, targets)
+    whole_gpt = compile_graph(optimize(build_eval_loss(model, with_grads=True)))(
+        idx, targets, **mpi_worker.gpt_params(model))
     assert len(whole_gpt) > 10
     for saved in ranks:
         for k, expected in enumerate(whole):  # loss, then each parameter's gradient
@@ -116,23 +127,23 @@ def test_ranks_with_different_configs_are_refused(tmp_path):
     assert "handshake passed" not in output
 
 
-def test_trainer_on_two_ranks_equals_one_rank_and_resumes_across_rank_counts(tmp_path):
+def test_trainer_on_two_ranks_equals_one_rank_and_resumes_across_rank_counts(two_ranks):
     """gc.Trainer(distributed=True): 2 ranks x 4 rows train what 1 rank x 8 rows trains
     (float64 parameters and AdamW state after 10 steps, to 1e-12); a 1-rank checkpoint
     resumes on 2 ranks and a 2-rank one on 1 rank, to the same parameters."""
-    def arrays(directory):
-        trainer = mpi_worker.make_trainer(10, False)
-        trainer.resume(str(tmp_path / directory / "checkpoint.npz"))
-        assert trainer.step == 10
-        return {k: a.copy() for k, a in trainer.state_arrays().items()}
+    from graphc import checkpoint
 
-    mpi_worker.make_trainer(5, False).fit(str(tmp_path / "resumed"), progress=False)
-    code, output, _ = run_ranks("trainer", tmp_path)
-    assert code == 0, output
+    def arrays(directory):
+        wanted = {k: (a.shape, a.dtype) for k, a in expected.items()}
+        got, meta = checkpoint.load_arrays(str(tmp_path / directory / "checkpoint.npz"), wanted)
+        assert meta["step"] == 10
+        return got
+
+    tmp_path = two_ranks
     assert not (tmp_path / "fresh" / "checkpoint.npz.tmp").exists()
     reference = mpi_worker.make_trainer(10, False)
     reference.fit(str(tmp_path / "one_rank"), progress=False)
-    expected = arrays("one_rank")
+    expected = {k: a.copy() for k, a in reference.state_arrays().items()}
     two_to_one = mpi_worker.make_trainer(10, False)
     two_to_one.resume(str(tmp_path / "half" / "checkpoint.npz"))
     two_to_one.fit(str(tmp_path / "half"), progress=False)
