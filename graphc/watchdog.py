@@ -13,8 +13,11 @@ in each rank sends a heartbeat with the rank's step every `interval` seconds; ra
 - a rank whose step has not moved for `timeout` seconds, outside any collective, while
   another rank is past its step or waits inside a collective: that rank hangs (the others
   are waiting for it); before its first beat a rank is still starting and is not judged so;
-- a rank that said goodbye (its program ended) while another rank has not moved for `timeout`
-  seconds: the others wait for a rank that is gone.
+- a rank that said goodbye (its program ended) while another rank has waited inside a
+  collective for `timeout` seconds since: that one waits for a rank that is gone.
+
+A rank that computes (or, rank 0, writes a checkpoint) for longer than `timeout` while the
+others wait for it is reported as hanging: set the timeout above the longest such pause.
 
 The hub prints one line (`graphc: rank 1 died at step 3; stopping all 2 ranks`), tells the
 other ranks to stop, and every rank leaves with EXIT_CODE at once (os._exit: a rank blocked in
@@ -97,7 +100,8 @@ class Watchdog:
     def connect(self, comm, address: str) -> None:
         deadline = time.monotonic() + self.timeout
         if self.rank == 0:
-            server = socket.create_server(("", 0))
+            # one machine: listen on loopback only; many: on every interface
+            server = socket.create_server((address if address.startswith("127.") else "", 0))
             port = server.getsockname()[1]
             comm.bcast(port, root=0)
             server.settimeout(max(0.1, deadline - time.monotonic()))
@@ -189,7 +193,7 @@ class Watchdog:
         own = self._own
         if self.step != own.step:
             own.step, own.moved = self.step, now
-        own.waiting = waiting()
+        own.waiting, own.said_bye = waiting(), self._closed
         everyone = [own] + [p for p in self._peers if self.rank == 0]
         n = self.size
         for peer in self._peers:
@@ -218,7 +222,7 @@ class Watchdog:
                         f"{peer.step} while rank {blocked[0].rank} waits for it at step "
                         f"{blocked[0].step}; stopping all {n} ranks")
         for peer in (p for p in self._peers if p.said_bye):
-            stuck = [p for p in live if now - p.moved > self.timeout
+            stuck = [p for p in live if p.waiting and now - p.moved > self.timeout
                      and now - peer.bye_at > self.timeout]
             if stuck:
                 return (f"rank {peer.rank} ended at step {peer.step} while rank "

@@ -243,3 +243,56 @@ def test_ranks_on_one_machine_share_its_cpus(monkeypatch):
     finally:
         threads.share_cpus_with(1)
     assert threads.rank_cpus() == 16
+
+
+# ---- the watchdog's judgement, without sockets ---------------------------------------------
+def _hub(peers, timeout=10.0, own_step=5, own_waiting=False, monkeypatch=None):
+    """Rank 0's watchdog with fake peers: (rank, step, seconds since heard, seconds since its
+    step moved, waiting, flags)."""
+    import time
+
+    from graphc import watchdog
+    monkeypatch.setattr(watchdog, "waiting", lambda: own_waiting)
+    dog = watchdog.Watchdog(0, len(peers) + 1, timeout)
+    now = time.monotonic()
+    dog.step = own_step
+    dog._own.step, dog._own.moved = own_step, now
+    for rank, step, heard, moved, waits, flags in peers:
+        peer = watchdog._Peer(None, rank)
+        peer.step, peer.seen, peer.moved, peer.waiting = step, now - heard, now - moved, waits
+        peer.died = "died" in flags
+        peer.said_bye = "bye" in flags
+        peer.bye_at = now - moved
+        dog._peers.append(peer)
+    return dog
+
+
+@pytest.mark.parametrize("peers, own_waiting, expected", [
+    ([(1, 5, 0, 0, False, "")], False, None),  # all well
+    ([(1, 3, 0, 0, False, "died")], False, "rank 1 died at step 3; stopping all 2 ranks"),
+    ([(1, 5, 11, 11, False, "")], False,
+     "rank 1 stopped responding at step 5 (no heartbeat for 10 s); stopping all 2 ranks"),
+    # rank 1 computes at step 5 for 11 s while rank 0 waits in a collective: it hangs
+    ([(1, 5, 0, 11, False, "")], True,
+     "rank 1 made no progress for 10 s at step 5 while rank 0 waits for it at step 5; "
+     "stopping all 2 ranks"),
+    # ... unless nobody waits for it (rank 0 computes too), or it is itself waiting
+    ([(1, 5, 0, 11, False, "")], False, None),
+    ([(1, 5, 0, 11, True, "")], True, None),
+    # a rank still starting up (no step yet) may take longer than the timeout
+    ([(1, -1, 0, 30, False, "")], True, None),
+    # rank 2 is ahead at step 6 and rank 1 stuck at step 5: rank 1 hangs
+    ([(1, 5, 0, 11, False, ""), (2, 6, 0, 0, True, "")], False,
+     "rank 1 made no progress for 10 s at step 5 while rank 2 waits for it at step 6; "
+     "stopping all 3 ranks"),
+    # rank 1 ended; rank 0 has waited in a collective ever since: it waits for nobody
+    ([(1, 5, 11, 11, False, "bye")], True,
+     "rank 1 ended at step 5 while rank 0 waits at step 5; stopping all 2 ranks"),
+    # rank 1 ended and rank 0 works on alone (its last evaluation, a sample): fine
+    ([(1, 5, 11, 11, False, "bye")], False, None),
+])
+def test_the_watchdog_names_the_rank_and_the_step(peers, own_waiting, expected, monkeypatch):
+    dog = _hub(peers, own_waiting=own_waiting, monkeypatch=monkeypatch)
+    if own_waiting:  # rank 0 has been waiting for a while too
+        dog._own.moved -= 11
+    assert dog._check() == expected
