@@ -8,7 +8,8 @@ the ranks, under mpiexec for N > 1, each rank pinned to its share of the CPUs, a
 median step time, the time the step spent waiting for all-reduces (communication not
 hidden, plus waiting for a slower rank), the time one blocking all-reduce of all the
 gradients takes alone (ranks in step), and so the share of the communication hidden behind
-computation (1 - wait / all-reduce alone, 0 when waiting for a slower rank dominates). Rank 0 prints; run it on a quiet machine.
+computation (1 - wait / all-reduce alone, 0 when waiting for a slower rank dominates).
+Rank 0 prints; run it on a quiet machine.
 """
 from __future__ import annotations
 

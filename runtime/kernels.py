@@ -383,6 +383,7 @@ def needs_distinct_output(node) -> bool:
     return node.op not in INPLACE_SAFE
 
 
-__all__ = ["EMITTERS", "PROGRESS_AFTER", "JIT_EMITTERS", "JIT_KERNELS", "jit_emitter", "scratch_buffers",
+__all__ = ["EMITTERS", "PROGRESS_AFTER", "JIT_EMITTERS", "JIT_KERNELS", "jit_emitter",
+           "scratch_buffers",
            "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
            "can_emit", "needs_distinct_output", "np"]

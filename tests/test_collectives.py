@@ -50,7 +50,8 @@ def check_placement(graph):
     for i, n in enumerate(nodes):
         if n.op == "allreduce_start":
             before = nodes[i - 1]
-            assert any(before is x for x in n.inputs) or before.op in ("allreduce_start", "input"), before
+            assert any(before is x for x in n.inputs) \
+                or before.op in ("allreduce_start", "input"), before
             assert [r.op for r in readers[n]] == ["allreduce_wait"]
             assert position[readers[n][0]] > i
         if n.op == "allreduce_wait":
