@@ -384,6 +384,5 @@ def needs_distinct_output(node) -> bool:
 
 
 __all__ = ["EMITTERS", "PROGRESS_AFTER", "JIT_EMITTERS", "JIT_KERNELS", "jit_emitter",
-           "scratch_buffers",
-           "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS", "view_expression",
-           "can_emit", "needs_distinct_output", "np"]
+           "scratch_buffers", "SCRATCH", "INPLACE_SAFE", "VIEW_OPS", "CONSTANT_OPS",
+           "view_expression", "can_emit", "needs_distinct_output", "np"]
