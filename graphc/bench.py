@@ -638,6 +638,9 @@ def add_arguments(p):
                    "Python loop), as on a shared machine")
     p.add_argument("--json", help="write the measurements to this JSON file")
     p.add_argument("--plot", help="write a bar chart of the speed-ups to this PNG")
+    p.add_argument("--ranks", help="instead: the data-parallel tiny GPT step on these rank "
+                   "counts (e.g. 1,2; MPI, graphc.bench_ranks): step time, all-reduce time, "
+                   "share of the communication hidden")
 
 
 def _busy_process():
@@ -648,6 +651,9 @@ def _busy_process():
 
 
 def run_cli(args) -> int:
+    if args.ranks:
+        from .bench_ranks import main as bench_ranks
+        return bench_ranks(["--ranks", args.ranks, "--steps", str(args.steps)])
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     for w in workloads:
         if w not in WORKLOADS:

@@ -123,6 +123,8 @@ def build_parser():
     t.add_argument("-O", dest="pipeline", default="default", help="pass pipeline (O0, default)")
     t.add_argument("--fast-math", action="store_true", help="allow rewrites that assume "
                    "finite values and reassociating kernels (results may differ from numpy's)")
+    t.add_argument("--ranks", type=_positive_int, help="train on N processes of this machine "
+                   "(starts mpiexec -n N; on many machines run mpiexec -n N graphc train)")
 
     d = sub.add_parser("dump", help="print a graph's IR (text, JSON, dot, svg, png, pdf, GraphML), "
                        "before/after passes, with statistics")
@@ -182,6 +184,7 @@ def build_parser():
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if args.command == "train":
             return cmd_train(args)
@@ -207,7 +210,9 @@ def main(argv=None) -> int:
             message = str(GraphcError(exc.message, useful))
         else:
             message = str(exc).splitlines()[0]
-        print(f"graphc: error: {message}", file=sys.stderr)
+        from .distributed import is_main
+        if is_main() or not getattr(exc, "on_every_rank", False):  # said once, by rank 0
+            print(f"graphc: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("graphc: interrupted", file=sys.stderr)
@@ -232,11 +237,16 @@ def _train_config(args, saved=None):
 
 
 def cmd_train(args) -> int:
+    from . import distributed
     from .train import train_gpt
+    if args.ranks and args.ranks > 1 and not distributed.under_mpiexec():
+        return distributed.launch(args.ranks, ["-m", "graphc.cli",
+                                               *distributed.without_option(args.argv,
+                                                                           "--ranks")]).returncode
     stopped = train_gpt(args.config, data=args.data, out=args.out, resume=args.resume,
                         options=_options(args), sample_tokens=args.sample_tokens,
                         progress=not args.no_progress, pipeline=args.pipeline,
-                        fast_math=args.fast_math)
+                        fast_math=args.fast_math, distributed=distributed.under_mpiexec())
     return 128 + stopped if stopped else 0  # what shells report for a process ended by it
 
 

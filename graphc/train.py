@@ -154,7 +154,7 @@ class Trainer(_Trainer):
     configuration, the training configuration and the vocabulary."""
 
     def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default", jit=None,
-                 fast_math=False):
+                 fast_math=False, distributed=False):
         cfg = model.cfg
         self.model, self.data, self.tc = model, data, tc
         self.pipeline, self.jit, self.fast_math = pipeline, jit, fast_math
@@ -167,7 +167,7 @@ class Trainer(_Trainer):
             seed=tc.seed, units="tokens", divergence_hint="Try a lower --lr",
             checkpoint_meta={"model": cfg.to_dict(), "train": asdict(tc),
                              "vocab": "".join(data.vocab)},
-            pipeline=pipeline, fast_math=fast_math, jit=jit)
+            pipeline=pipeline, fast_math=fast_math, jit=jit, distributed=distributed)
         self.plot_title = "graphc GPT on character-level text"
         self.plot_ylabel = "cross-entropy (nats)"
 
@@ -267,19 +267,33 @@ def check_parameter_memory(cfg: GPTConfig):
                           f"({cfg.n_embd}) or --n-layer ({cfg.n_layer})")
 
 
-def _say(text, file=None):
+def _print_line(text, file=None):
     print(text, file=file or sys.stdout, flush=True)
+
+
+def _print_on_rank0(text, file=None):
+    from .distributed import is_main
+    if is_main():
+        _print_line(text, file)
 
 
 def train_gpt(config: str = "small", *, data: str | None = None, out: str | None = None,
               resume: bool = False, options: dict | None = None, sample_tokens: int = 300,
-              progress: bool = True, pipeline: str = "default", fast_math: bool = False) -> int:
+              progress: bool = True, pipeline: str = "default", fast_math: bool = False,
+              distributed: bool = False) -> int:
     """Train a character-level GPT (`graphc train`): build it, train it with gc.Trainer into
     OUT/checkpoint.npz (resuming it with `resume`), then score the whole validation split and
     write a sample. `options`: model fields (MODEL_OPTIONS) and training settings
     (TRAIN_OPTIONS), None meaning the default. Returns 0, or the signal that stopped
-    training after a save."""
+    training after a save. `distributed`: one rank of an MPI job (mpiexec -n N graphc
+    train): rank 0 alone prints, writes the checkpoint and the sample."""
     from runtime.memory import PlanMemoryError
+
+    from . import distributed as dist
+    if distributed:
+        dist.init()
+    main_rank = dist.is_main()
+    _say = _print_on_rank0 if distributed else _print_line
 
     from .data import CharData
     from .models.gpt import CONFIGS
@@ -314,7 +328,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
          f"{cfg.vocab_size}, batch {cfg.batch_size}x{cfg.block_size}, {tc.steps} steps")
     t0 = time.perf_counter()
     try:
-        trainer = Trainer(model, text, tc, pipeline, fast_math=fast_math)
+        trainer = Trainer(model, text, tc, pipeline, fast_math=fast_math,
+                          distributed=distributed)
     except PlanMemoryError as exc:
         raise GraphcError(f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
                           f"--block-size ({cfg.block_size})") from None
@@ -333,6 +348,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         _say(f"interrupted by {signal.Signals(stopped).name}: saved step {trainer.step} to "
              f"{ckpt_path}; to continue, run the same command {how}", file=sys.stderr)
         return stopped
+    if not main_rank:
+        return 0
     trainer.sync_model()
     loss, tokens = trainer.evaluate_split("val")
     _say(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; graphc eval "

@@ -23,6 +23,13 @@ checkpoint (parameters, optimiser state, RNG and histories) after each evaluatio
 SIGINT/SIGTERM stopping at a step boundary with a save, a loss-curve PNG, and on a NaN or Inf
 a re-run of the bad steps with the finite check naming the op, the last good checkpoint kept.
 
+With `distributed=True` (under `mpiexec -n N`; graphc.distributed) every rank draws the same
+global batch and trains on its rows of it; the step averages the loss and the gradients over
+the ranks (allreduce ops, packed into overlapped buckets by passes.buckets) before clipping
+and the update, so N ranks x B/N compute what 1 rank x B computes and every rank holds the
+same parameters. Rank 0 alone writes checkpoints, the loss curve and progress; a checkpoint
+resumes on any number of ranks. Dropout keys differ per rank.
+
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
 from __future__ import annotations
@@ -60,7 +67,7 @@ class Trainer:
                  clip_norm: float | None = None, seed: int = 0, units: str = "samples",
                  checkpoint_meta: dict | None = None, divergence_hint: str = "Try a lower "
                  "learning rate", pipeline: str = "default", fast_math: bool = False,
-                 jit=None):
+                 jit=None, distributed: bool = False):
         if not isinstance(params, dict) or not params:
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
@@ -77,6 +84,12 @@ class Trainer:
         self.divergence_hint = divergence_hint
         self.plot_title, self.plot_ylabel = "training loss", "loss"  # of fit()'s loss.png
         self.names = list(params)
+        self.dist = None  # graphc.distributed when data-parallel
+        if distributed:
+            from . import distributed as dist
+            dist.init()
+            self.dist = dist
+            pipeline = f"{pipeline},bucket"  # the gradients' all-reduces, in buckets
         # the step plan updates these arrays in place (they are donated to it)
         self.params = {n: np.array(a, copy=True) for n, a in params.items()}
         self.state = optimizer.init(self.params)
@@ -90,14 +103,18 @@ class Trainer:
         self._eval_loss = Compiled(self._eval_function, pipeline, fast_math, jit=jit)
         # compile now, on a batch from a copy of the RNG (the training RNG stays untouched):
         # the plan's memory is checked and its compile time known before the first step
-        self.step_plan = self._train_step.plan_for(*self._step_args(
-            self.train_batches.peek(self.rng)))
-        self.eval_plan = (self._eval_loss.plan_for(self.params, self.eval_batches.peek(
-            self.rng)) if eval_batches is not None else None)
+        first = self.train_batches.peek(self.rng)
+        if self.dist is not None:
+            self._handshake(first)
+        self.step_plan = self._train_step.plan_for(*self._step_args(self._shard(first)))
+        self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
+            self.eval_batches.peek(self.rng))) if eval_batches is not None else None)
 
     # ---- the traced functions ----
     def _step_function(self, params, state, batch, key):
         value, grads = value_and_grad(lambda p: self.loss(p, batch, key, True))(params)
+        if self.dist is not None:
+            value, grads = self.dist.allreduce((value, grads), "mean")
         if self.clip_norm is not None:
             grads, norm = clip_by_global_norm(grads, self.clip_norm)
         else:
@@ -106,11 +123,34 @@ class Trainer:
         return value, norm, params, state
 
     def _eval_function(self, params, batch):
-        return self.loss(params, batch, None, False)
+        loss = self.loss(params, batch, None, False)
+        return loss if self.dist is None else self.dist.allreduce(loss, "mean")
 
     # ---- one step, one evaluation ----
+    def _shard(self, batch):
+        """This rank's rows of a global batch (every rank draws the same global batch)."""
+        if self.dist is None:
+            return batch
+        rows = self.dist.shard(len(batch[0]))
+        return tuple(np.asarray(b)[rows] for b in batch)
+
+    def _handshake(self, first):
+        """Every rank must train the same parameters with the same settings on the same
+        data: refused at start-up (naming the difference) rather than a hang or a silent
+        divergence. The first global batch stands for the data."""
+        import hashlib
+        digest = hashlib.sha256()
+        for b in first:
+            digest.update(np.ascontiguousarray(b).tobytes())
+        self.dist.handshake(
+            params={n: [list(a.shape), str(a.dtype)] for n, a in self.params.items()},
+            optimizer=type(self.optimizer).__name__, steps=self.steps, seed=self.seed,
+            clip_norm=self.clip_norm, settings=_jsonable(self.checkpoint_meta),
+            data=digest.hexdigest()[:16])
+
     def _key(self):
-        return np.int64(self.seed * 1_000_003 + self.step)
+        rank = 0 if self.dist is None else self.dist.rank()
+        return np.int64(self.seed * 1_000_003 + self.step + (rank << 40))
 
     def _step_args(self, batch):
         return self.params, self.state, batch, self._key()
@@ -122,7 +162,9 @@ class Trainer:
     def train_step(self, checked: bool = False) -> float:
         """One step; `checked` runs it with the plan's finite check, which raises GraphcError
         naming the first op that produced a NaN or an Inf."""
-        batch = self.train_batches.draw(self.rng)
+        batch = self._shard(self.train_batches.draw(self.rng))
+        if self.dist is not None:
+            self.dist.beat(self.step)
         loss, norm, self.params, self.state = self._train_step.call(self._step_args(batch),
                                                                     checked)
         loss = float(loss)
@@ -138,7 +180,7 @@ class Trainer:
         if source is None:
             raise GraphcError("Trainer.evaluate: no eval_batches were given")
         rng = np.random.default_rng([self.seed, 7, self.step])
-        losses = [float(self._eval_loss.call((self.params, batch), checked))
+        losses = [float(self._eval_loss.call((self.params, self._shard(batch)), checked))
                   for batch in source.sample(rng, self.eval_iters)]
         loss = float(np.mean(losses))
         if record:
@@ -247,6 +289,8 @@ class Trainer:
         after saving. Raises TrainingDiverged on a NaN or an Inf, the last good checkpoint
         kept."""
         log = log or _print
+        if self.dist is not None and not self.dist.is_main():  # rank 0 writes and reports
+            out, progress, log = None, False, (lambda text: None)
         ckpt = os.path.join(out, CHECKPOINT) if out else None
         if out:
             os.makedirs(out, exist_ok=True)
@@ -261,7 +305,8 @@ class Trainer:
 
     def _per_batch(self, batch) -> int:
         first = np.asarray(batch[0])
-        return first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
+        count = first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
+        return count * (1 if self.dist is None else self.dist.size())  # the global batch
 
     def _loop(self, ckpt, progress, log) -> int:
         from tqdm import tqdm

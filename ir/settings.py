@@ -51,6 +51,7 @@ def _directory(text: str) -> str:
 
 _PARSERS: dict[str, Callable[[str], object]] = {
     "flag": _flag, "count": _positive_int, "seconds": _positive_float, "directory": _directory,
+    "megabytes": _positive_float, "address": str,
 }
 
 
@@ -120,10 +121,24 @@ BLAS_TUNE = _declare(
     "building a plan shortens OpenBLAS's and OpenMP's idle spinning; off: leaves them alone")
 
 
+BUCKET_MB = _declare(
+    "GRAPHC_BUCKET_MB", "megabytes", 25.0,
+    "data-parallel training: the size cap of a gradient bucket reduced by one all-reduce "
+    "(the first bucket is at most 1 MB, as PyTorch DDP's)", "25")
+WATCHDOG_TIMEOUT = _declare(
+    "GRAPHC_WATCHDOG_TIMEOUT", "seconds", 60.0,
+    "data-parallel training: how long a rank may stay silent before every rank stops, naming "
+    "it (set it above the longest pause, e.g. rank 0 writing a large checkpoint)", "60")
+WATCHDOG_ADDR = _declare(
+    "GRAPHC_WATCHDOG_ADDR", "address", None,
+    "data-parallel training: the address rank 0's watchdog listens on",
+    "127.0.0.1 when all ranks share a machine, else rank 0's host address")
+
+
 def markdown_table() -> str:
     """The README's table of the variables, generated from the declarations above."""
     kinds = {"flag": "0 or 1", "count": "whole number", "seconds": "seconds",
-             "directory": "directory"}
+             "directory": "directory", "megabytes": "megabytes", "address": "host address"}
     rows = ["| variable | value | default | what it does |", "| --- | --- | --- | --- |"]
     for s in SETTINGS:
         default = s.default_doc or {True: "1", False: "0"}.get(s.default, str(s.default))

@@ -2,7 +2,8 @@
 
 Results larger than `max_elements` stay as nodes, so a huge broadcast of a scalar is not
 materialised into the graph; random ops are never folded (their seed is usually an input
-anyway, but a fixed seed must still draw at run time like any other op).
+anyway, but a fixed seed must still draw at run time like any other op), nor are collectives
+(every rank must reach them when the plan runs).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def computes_constant(op) -> bool:
 def fold(graph, max_elements: int = MAX_ELEMENTS):
     def visit(node, inputs, new):
         op = get_op(node.op)
-        if node.op == "constant" or op.stochastic or node.size > max_elements:
+        if node.op == "constant" or op.stochastic or op.collective or node.size > max_elements:
             return None
         if computes_constant(op) and node.size > 1:
             return None  # already a compact constant; folding would only inflate it

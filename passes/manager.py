@@ -20,6 +20,7 @@ from ir import settings
 from ir.errors import GraphcError
 from ir.verify import verify
 
+from .buckets import bucket_allreduce, data_parallel
 from .cse import cse
 from .dce import dce
 from .fold import fold
@@ -28,6 +29,9 @@ from .simplify import simplify
 # elementwise fusion is the first lowering stage (runtime/stages.py), not a pass here:
 # graphc dump --after fuse shows it
 PASSES = {"simplify": simplify, "fold": fold, "cse": cse, "dce": dce}
+# Passes that add work rather than simplify: communication across ranks (passes/buckets.py).
+# Named like passes (graphc dump --passes default,data_parallel), tested on their own.
+COMMUNICATION_PASSES = {"bucket": bucket_allreduce, "data_parallel": data_parallel}
 PIPELINES = {
     "O0": [],
     "default": ["simplify", "fold", "cse", "simplify", "dce"],
@@ -66,8 +70,9 @@ def pipeline_passes(pipeline) -> list:
     # a pipeline's name stands for its passes: "default,cse"
     names = [p for name in names for p in (PIPELINES[name] if name in PIPELINES else [name])]
     for name in names:
-        if name not in PASSES:
-            raise GraphcError(f"unknown pass {name!r}; passes: {', '.join(PASSES)}; "
+        if name not in PASSES and name not in COMMUNICATION_PASSES:
+            raise GraphcError(f"unknown pass {name!r}; passes: "
+                              f"{', '.join([*PASSES, *COMMUNICATION_PASSES])}; "
                               f"pipelines: {', '.join(PIPELINES)}")
     return names
 
@@ -95,7 +100,7 @@ def run_pipeline(graph, pipeline="default", verify_each=None, bisect=None, stop_
         before = len(graph.nodes)
         start = time.perf_counter()
         graph = simplify(graph, fast_math=True) if fast_math and name == "simplify" \
-            else PASSES[name](graph)
+            else PASSES.get(name, COMMUNICATION_PASSES.get(name))(graph)
         elapsed = time.perf_counter() - start
         result.stats.append(PassStat(name, before, len(graph.nodes), elapsed))
         if verify_each:

@@ -22,7 +22,7 @@ from scipy import special
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
 
-from . import instrument, threads, tiering
+from . import collectives, instrument, threads, tiering
 from . import jit as jit_kernels
 from .emitters import ones
 from .fusion import describe
@@ -79,7 +79,7 @@ class Plan:
     # ---- binding the source's globals -------------------------------------------------------
     def _bind(self, rendered) -> dict:
         env = {"np": np, "special": special, "_submit": worker().submit, "_ones": ones,
-               "_jit": jit_kernels, "_reshaped": reshaped}
+               "_jit": jit_kernels, "_reshaped": reshaped, "_collectives": collectives}
         buffers = [np.empty(size, dtype) for dtype, size in self.memory_plan.buffers]
         for k, buf in enumerate(buffers):
             env[f"buf{k}"] = buf

@@ -240,6 +240,12 @@ def dynamic_update_slice(node, args, dst):
 
 
 
+# Collectives (runtime/collectives.py): the bucket's buffer is this node's destination; its
+# wait is a view of it that completes the reduction.
+def allreduce_start(node, args, dst):
+    return [f"_collectives.start({dst}, ({''.join(a + ', ' for a in args)}))"]
+
+
 # ---- calls of numba kernels (runtime.jit, runtime.gemm) -----------------------------------
 def _flat(x):
     return f"{x}.reshape(-1)"
@@ -318,6 +324,11 @@ def view_broadcast_to(node, x):
 
 def view_slice(node, x):
     return f"{x}[{slice_index(node.attrs)}]"
+
+
+def view_allreduce_wait(node, x):
+    """The bucket's buffer once its reduction has completed (runtime/collectives.py)."""
+    return f"_collectives.wait({x}, {node.attrs['reduce']!r})"
 
 
 def view_same(node, x):

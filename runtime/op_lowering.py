@@ -50,6 +50,9 @@ class Lowering:
     # the nodes the emitters, the numba kernel and the fused expression handle (e.g. GELU's
     # tanh form only); other nodes of this op run its library implementation
     supports: Callable | None = None
+    # a long kernel: while an all-reduce bucket is in flight, the plan lets MPI progress
+    # after it (runtime/render.py)
+    mpi_progress: bool = False
     reason: str = ""  # why an op without a numpy emitter runs its library implementation
 
     def handles(self, node) -> bool:
@@ -100,10 +103,11 @@ _RECORDS = [
     Lowering("gelu", emit=E.gelu, split="elementwise", scalar_expr="gelu_tanh({0})",
              program_attrs=("approximate",), jit_emit=E.jit_gelu, jit_kernel="gelu_tanh_rows",
              supports=_tanh_form),
-    Lowering("gelu_grad", emit=E.gelu_grad, scratch=2, split="elementwise",
+    Lowering("gelu_grad", emit=E.gelu_grad, scratch=2, split="elementwise", mpi_progress=True,
              scalar_expr="gelu_tanh_grad({0}, {1})", program_attrs=("approximate",),
              jit_emit=E.jit_gelu_grad, jit_kernel="gelu_tanh_grad_rows", supports=_tanh_form),
-    Lowering("matmul", emit=E.matmul, jit_emit=E.jit_matmul, jit_kernel="gemm"),
+    Lowering("matmul", emit=E.matmul, jit_emit=E.jit_matmul, jit_kernel="gemm",
+             mpi_progress=True),
     Lowering("sum", emit=E.reduce("np.add")),
     Lowering("max", emit=E.reduce("np.maximum")),
     # a softmax over the last axis may end a fused cluster (runtime/fusion.py)
@@ -111,11 +115,12 @@ _RECORDS = [
              jit_emit=E.jit_rows("softmax"), jit_kernel="softmax"),
     Lowering("log_softmax", emit=E.log_softmax, split="axis",
              jit_emit=E.jit_rows("log_softmax"), jit_kernel="log_softmax"),
-    Lowering("softmax_grad", emit=E.softmax_grad, split="axis",
+    Lowering("softmax_grad", emit=E.softmax_grad, split="axis", mpi_progress=True,
              jit_emit=E.jit_rows("softmax_grad"), jit_kernel="softmax_grad"),
     Lowering("layer_norm", emit=E.layer_norm, split="rows", jit_emit=E.jit_layer_norm,
              jit_kernel="layer_norm", supports=_not_scalar),
     Lowering("layer_norm_grad", emit=E.layer_norm_grad, scratch=1, split="rows",
+             mpi_progress=True,
              jit_emit=E.jit_layer_norm_grad, jit_kernel="layer_norm_grad",
              supports=_not_scalar),
     Lowering("layer_norm_wgrad", jit_emit=E.jit_layer_norm_wgrad, jit_kernel="layer_norm_wgrad",
@@ -124,7 +129,7 @@ _RECORDS = [
     Lowering("take", emit=E.take),
     Lowering("pad_slice", emit=E.pad_slice),
     Lowering("concat", emit=E.concat),
-    Lowering("einsum", emit=E.einsum),
+    Lowering("einsum", emit=E.einsum, mpi_progress=True),
     Lowering("dynamic_slice", emit=E.dynamic_slice),
     Lowering("dynamic_update_slice", emit=E.dynamic_update_slice, inplace_operand=0),
     Lowering("one_hot", reason="reads integer targets once per step; its library "
@@ -141,7 +146,14 @@ _RECORDS = [
     *(Lowering(op, form="constant") for op in ("constant", "full", "arange", "tri")),
     Lowering("input", form="input"),
     # its kernel reads every operand at the position it writes (runtime/kernelgen.py)
-    Lowering("fused", form="cluster", inplace_safe=True, split="elementwise"),
+    Lowering("fused", form="cluster", inplace_safe=True, split="elementwise",
+             mpi_progress=True),
+    # collectives (runtime/collectives.py): a bucket is packed into its own buffer and
+    # reduced in place; the wait is a view of that buffer once the reduction is complete
+    Lowering("allreduce_start", emit=E.allreduce_start),
+    Lowering("allreduce_wait", form="view", view=E.view_allreduce_wait),
+    Lowering("allreduce", reason="a blocking reduction of the operand across ranks: its library "
+                                 "implementation calls the registered communicator"),
 ]
 LOWERINGS: dict[str, Lowering] = {r.op: r for r in _RECORDS}
 assert len(LOWERINGS) == len(_RECORDS), "an op with two lowering records"

@@ -125,9 +125,14 @@ class _Renderer:
         for i, n in enumerate(graph.inputs):
             names[n] = f"in{i}"
         counter = 0
+        in_flight = set()  # allreduce_start nodes whose wait is still to come
         for n in graph.nodes:
             if n.op == "input":
                 continue
+            if n.op == "allreduce_start":
+                in_flight.add(n)
+            elif n.op == "allreduce_wait":
+                in_flight.discard(n.inputs[0])
             choice = self.choices.choice[n]
             if choice.kind == "into-concat":  # its concat copies the reshape's input into place
                 names[n] = names[n.inputs[0]]
@@ -137,7 +142,12 @@ class _Renderer:
             counter += 1
             args = [names[i] for i in n.inputs]
             names[n] = var
-            out.steps.append((n, self.node_lines(n, choice, var, args), var))
+            lines = self.node_lines(n, choice, var, args)
+            if in_flight and lowering_of(n.op).mpi_progress:
+                # Open MPI has no progress thread: a bucket in flight moves while the plan
+                # calls into MPI, so it does after each long kernel (runtime/collectives.py)
+                lines.append("_collectives.progress()")
+            out.steps.append((n, lines, var))
         out.outputs = [names[o] for o in graph.outputs]
         # outputs that live in plan-owned memory must be copied before they escape
         out.copy_out = [mp.storage[mp.root[o]].kind in ("constant", "pool")

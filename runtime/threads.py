@@ -147,6 +147,19 @@ class CpuShare:
 
 
 _SHARE = []
+_RANKS_HERE = [1]  # processes of one MPI job on this machine (graphc.distributed)
+
+
+def share_cpus_with(ranks_on_this_machine: int) -> None:
+    """N ranks of a job on one machine each take 1/N of its CPUs, so that together they never
+    oversubscribe it (mpiexec may bind each rank to its cores already; then this changes
+    nothing)."""
+    _RANKS_HERE[0] = max(1, int(ranks_on_this_machine))
+
+
+def rank_cpus() -> int:
+    """The CPUs this process may use: its affinity mask's, less the other ranks' shares."""
+    return max(1, available_cpus() // _RANKS_HERE[0])
 
 
 def plan_threads() -> int:
@@ -156,7 +169,7 @@ def plan_threads() -> int:
         return pinned
     if not _SHARE:
         _SHARE.append(CpuShare())
-    return _SHARE[0].update()
+    return min(_SHARE[0].update(), rank_cpus())
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import numpy as np
 from scipy import special
 
 import graphc as gc
+from ir.ops.collective import allreduce, bucketed_allreduce
 
 
 @dataclass
@@ -93,6 +94,12 @@ def _nll_weighted(logp, t, w, ignore=-100):
 
 def _rms_norm(x, w, eps=1e-6):
     return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+
+def _bucketed(a, b):
+    """Both operands through one all-reduce bucket (start, wait, unpack)."""
+    p, q = bucketed_allreduce([a, b], "mean")
+    return p * p + q
 
 
 def _pad_ref(a):
@@ -265,6 +272,10 @@ CASES = [
     Case("creators", lambda a: a * gc.ones((3, 4), "float64") + gc.zeros(4, "float64")
          + gc.full((3, 1), 2.5, "float64") + gc.cast(gc.arange(4), "float64"),
          [f64(3, 4)], lambda a: a + 2.5 + np.arange(4)),
+    # collectives in one process are the identity; under mpiexec: tests/test_mpi.py
+    Case("allreduce", lambda a, b: allreduce(a * b, "mean") + allreduce(a, "sum"),
+         [f64(3, 4), f64(3, 4)], lambda a, b: a * b + a),
+    Case("allreduce_bucket", _bucketed, [f64(3, 4), f64(4)], lambda a, b: a * a + b),
     # finite differences see through stop_gradient, so its gradient is tested on its own
     Case("stop_gradient", lambda a: a * gc.stop_gradient(a), [f64(3)], lambda a: a * a,
          grad=False),

@@ -32,6 +32,7 @@ class OpDef:
     arity: int | None = None  # None: variadic
     flops: Callable | None = None  # (input types, out type, **attrs) -> float
     stochastic: bool = False
+    collective: bool = False  # communicates with the other ranks (ir/ops/collective.py)
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,11 @@ class VJPContext(NamedTuple):
 REGISTRY: dict[str, OpDef] = {}
 
 
-def defop(name, infer, *, vjp=None, arity=None, flops=None, stochastic=False):
+def defop(name, infer, *, vjp=None, arity=None, flops=None, stochastic=False, collective=False):
     def register(impl):
         if name in REGISTRY:
             raise ValueError(f"op {name!r} defined twice")
-        REGISTRY[name] = OpDef(name, infer, impl, vjp, arity, flops, stochastic)
+        REGISTRY[name] = OpDef(name, infer, impl, vjp, arity, flops, stochastic, collective)
         return impl
     return register
 

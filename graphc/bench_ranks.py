@@ -1,0 +1,126 @@
+"""Data-parallel step time: one process with all the CPUs vs N ranks sharing them.
+
+    graphc bench --ranks 1,2 --steps 30        (python -m bench.data_parallel ...)
+
+For each rank count it runs the tiny GPT's gradient step (loss and every parameter's
+gradient, averaged over the ranks by the data_parallel pass) on one global batch split over
+the ranks, under mpiexec for N > 1, each rank pinned to its share of the CPUs, and prints the
+median step time, the time the step spent waiting for all-reduces (communication not
+hidden, plus waiting for a slower rank), the time one blocking all-reduce of all the
+gradients takes alone (ranks in step), and so the share of the communication hidden behind
+computation (1 - wait / all-reduce alone, 0 when waiting for a slower rank dominates).
+Rank 0 prints; run it on a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def one_rank_run(config: str, steps: int) -> dict:
+    import graphc.distributed as dist
+    from graphc.models.gpt import GPT, GPTConfig
+    from graphc.train import build_eval_loss
+    from passes.manager import optimize
+    from runtime import collectives, threads
+    from runtime.codegen import compile_graph
+
+    dist.init()
+    base = GPTConfig.named(config)
+    cfg = GPTConfig.named(config, batch_size=base.batch_size // dist.size())
+    model = GPT(cfg, seed=0)
+    plan = compile_graph(optimize(build_eval_loss(model, with_grads=True),
+                                  "default,data_parallel"))
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, cfg.vocab_size, (base.batch_size, cfg.block_size))
+    rows = dist.shard(base.batch_size)
+    x, y = idx[rows], np.roll(idx, -1, axis=1)[rows]
+    waited = [0.0]
+    wait = collectives.wait
+
+    def timed_wait(buffer, reduce):
+        start = time.perf_counter()
+        try:
+            return wait(buffer, reduce)
+        finally:
+            waited[0] += time.perf_counter() - start
+
+    collectives.wait = timed_wait  # the plan calls _collectives.wait through the module
+    params = {n: p.data for n, p in model.named_parameters()}
+    for _ in range(3):
+        plan(x, y, **params)
+    times, waits = [], []
+    for step in range(steps):
+        dist.beat(step)
+        waited[0] = 0.0
+        start = time.perf_counter()
+        plan(x, y, **params)
+        times.append(time.perf_counter() - start)
+        waits.append(waited[0])
+    gradient_bytes = sum(p.data.nbytes for _, p in model.named_parameters())
+    alone = []
+    comm = collectives.communicator()
+    flat = np.ones(gradient_bytes // 4, np.float32)
+    for _ in range(steps if comm is not None and comm.size > 1 else 0):
+        comm.comm.Barrier()  # time the communication, not one rank arriving late
+        start = time.perf_counter()
+        comm.allreduce_sum(flat)
+        alone.append(time.perf_counter() - start)
+    allreduce_ms = 1e3 * float(np.median(alone)) if alone else 0.0
+    wait_ms = 1e3 * float(np.median(waits))
+    return {"ranks": dist.size(), "threads": threads.plan_threads(),
+            "step_ms": 1e3 * float(np.median(times)), "wait_ms": wait_ms,
+            "allreduce_ms": allreduce_ms,
+            "hidden": max(0.0, 1 - wait_ms / allreduce_ms) if allreduce_ms else None,
+            "gradient_mb": gradient_bytes / 1e6}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ranks", default="1,2")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--config", default="tiny")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        result = one_rank_run(args.config, args.steps)
+        import graphc.distributed as dist
+        if dist.is_main():
+            print(json.dumps(result), flush=True)
+        return 0
+    import subprocess
+
+    import graphc.distributed as dist
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
+    env = dist.launch_env()
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    from runtime.threads import available_cpus
+    cpus = available_cpus()
+    print(f"{'ranks':>5} {'threads/rank':>12} {'step ms':>8} {'waiting ms':>10} "
+          f"{'all-reduce alone ms':>19} {'hidden':>6}")
+    for n in [int(r) for r in args.ranks.split(",")]:
+        worker = ["-m", "graphc.bench_ranks", "--worker", "--steps", str(args.steps),
+                  "--config", args.config]
+        command = [sys.executable, *worker] if n == 1 else dist.launch_command(n, worker)
+        # each rank pinned to its share of the CPUs: the comparison is not left to how busy
+        # the machine looked (runtime.threads.CpuShare) at the moment
+        env["GRAPHC_THREADS"] = str(max(1, cpus // n))
+        out = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True,
+                             timeout=600)
+        if out.returncode:
+            sys.stderr.write(out.stdout + out.stderr)
+            return 1
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        hidden = "" if r["hidden"] is None else f"{r['hidden']:.0%}"
+        print(f"{r['ranks']:>5} {r['threads']:>12} {r['step_ms']:>8.1f} {r['wait_ms']:>10.2f} "
+              f"{r['allreduce_ms']:>19.2f} {hidden:>6}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

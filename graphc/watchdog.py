@@ -1,0 +1,251 @@
+"""The watchdog of a distributed run: if a rank dies or hangs, every rank stops within a
+bounded time, and one line names the rank and the step.
+
+An MPI job cannot do this by itself: a rank blocked in an all-reduce waits forever for a peer
+that hangs, and a peer that dies is reported by mpiexec without the step. So the ranks keep a
+side channel outside MPI, as torchrun's rendezvous store does: rank 0 listens on a TCP port
+(its address is broadcast over MPI at start-up) and every other rank connects to it. A thread
+in each rank sends a heartbeat with the rank's step every `interval` seconds; rank 0's thread
+(the hub) watches them all:
+
+- a connection that closes without a goodbye: the rank died (noticed at once);
+- no heartbeat for `timeout` seconds: the rank is stopped or its machine is gone;
+- a rank whose step has not moved for `timeout` seconds, outside any collective, while
+  another rank is past its step or waits inside a collective: that rank hangs (the others
+  are waiting for it); before its first beat a rank is still starting and is not judged so;
+- a rank that said goodbye (its program ended) while another rank has waited inside a
+  collective for `timeout` seconds since: that one waits for a rank that is gone.
+
+A rank that computes (or, rank 0, writes a checkpoint) for longer than `timeout` while the
+others wait for it is reported as hanging: set the timeout above the longest such pause.
+
+The hub prints one line (`graphc: rank 1 died at step 3; stopping all 2 ranks`), tells the
+other ranks to stop, and every rank leaves with EXIT_CODE at once (os._exit: a rank blocked in
+MPI cannot unwind; checkpoints are written by rename, so the last one is intact). When rank 0
+itself dies or stops responding, the lowest surviving rank prints the line. The heartbeat
+thread and the hub run while the main thread is inside MPI, which releases the GIL.
+
+Messages are text lines: `beat STEP WAITING`, `bye STEP` (rank -> hub) and `beat STEP
+WAITING`, `stop` (hub -> rank); WAITING is 1 while the rank's main thread is inside a
+collective (runtime.collectives.waiting()).
+"""
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sys
+import threading
+import time
+
+from runtime.collectives import waiting
+
+DEFAULT_TIMEOUT_S = 60.0
+EXIT_CODE = 1  # a peer failed: not the user's input (2), not a signal
+
+
+def _stop(message: str | None) -> None:
+    if message:
+        sys.stderr.write(f"graphc: {message}\n")
+        sys.stderr.flush()
+    os._exit(EXIT_CODE)
+
+
+class _Peer:
+    def __init__(self, sock, rank):
+        self.sock, self.rank = sock, rank
+        self.buffer = b""
+        self.step = -1  # -1: no step reported yet (compiling, loading)
+        self.seen = self.moved = time.monotonic()
+        self.waiting = False  # inside a collective (waiting for the others)
+        self.done = self.died = self.said_bye = False
+        self.bye_at = 0.0
+
+
+class Watchdog:
+    """Started on every rank by `start(comm, ...)`; `beat(step)` after each step."""
+
+    def __init__(self, rank, size, timeout):
+        self.rank, self.size, self.timeout = rank, size, float(timeout)
+        self.interval = max(0.05, min(1.0, self.timeout / 4))
+        self.step = -1
+        self._peers = []  # hub: one per other rank; other ranks: [hub]
+        self._own = _Peer(None, rank)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # ---- called by the program -----------------------------------------------------------
+    def beat(self, step: int) -> None:
+        """This rank has reached `step` (call it at the start of every step). Sent at once,
+        so that a rank that dies in this step is reported with it (one send, ~10 us)."""
+        step = int(step)
+        if step != self.step:
+            self.step = step
+            with self._lock:
+                self._send_beats()
+
+    def close(self) -> None:
+        """This rank's program ended normally: a goodbye, not a failure."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for peer in self._peers:
+                try:
+                    peer.sock.sendall(f"bye {self.step}\n".encode())
+                except OSError:
+                    pass
+
+    # ---- start-up ---------------------------------------------------------------------------
+    def connect(self, comm, address: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        if self.rank == 0:
+            # one machine: listen on loopback only; many: on every interface
+            server = socket.create_server((address if address.startswith("127.") else "", 0))
+            port = server.getsockname()[1]
+            comm.bcast(port, root=0)
+            server.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                for _ in range(self.size - 1):
+                    sock, _ = server.accept()
+                    sock.settimeout(self.timeout)
+                    rank = int(sock.recv(16).decode().strip() or -1)
+                    sock.settimeout(None)
+                    self._peers.append(_Peer(sock, rank))
+            except (OSError, ValueError):
+                _stop(f"watchdog: only {len(self._peers) + 1} of {self.size} ranks connected "
+                      f"to rank 0 at {address} within {self.timeout:g} s")
+            finally:
+                server.close()
+        else:
+            port = comm.bcast(None, root=0)
+            while True:
+                try:
+                    sock = socket.create_connection((address, port), timeout=1.0)
+                    break
+                except OSError as exc:
+                    if time.monotonic() > deadline:
+                        _stop(f"watchdog: rank {self.rank} cannot reach rank 0 at "
+                              f"{address}:{port} ({exc})")
+                    time.sleep(0.05)
+            sock.settimeout(None)
+            sock.sendall(f"{self.rank:<15d}\n"[:16].encode())
+            self._peers.append(_Peer(sock, 0))
+        threading.Thread(target=self._run, name="graphc-watchdog", daemon=True).start()
+
+    # ---- the thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed and self.rank != 0:
+                    return
+                self._send_beats()
+            self._receive(self.interval)
+            problem = self._check()
+            if problem:
+                self._broadcast_stop()
+                _stop(problem)
+
+    def _send_beats(self):
+        if self._closed:
+            return
+        for peer in self._peers:
+            if not peer.done:
+                try:
+                    peer.sock.sendall(f"beat {self.step} {int(waiting())}\n".encode())
+                except OSError:
+                    pass  # noticed as a closed connection by _receive
+
+    def _receive(self, wait):
+        socks = {p.sock: p for p in self._peers if not p.done}
+        if not socks:
+            time.sleep(wait)
+            return
+        ready, _, _ = select.select(list(socks), [], [], wait)
+        now = time.monotonic()
+        for sock in ready:
+            peer = socks[sock]
+            try:
+                data = sock.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                peer.done, peer.died = True, not peer.said_bye
+                continue
+            peer.buffer += data
+            *lines, peer.buffer = peer.buffer.split(b"\n")
+            for line in lines:
+                kind, _, value = line.decode(errors="replace").partition(" ")
+                if kind == "stop":
+                    _stop(None)  # the hub has printed why
+                if kind in ("beat", "bye"):
+                    step, _, flag = value.partition(" ")
+                    step, peer.waiting = int(step), flag == "1"
+                    if step != peer.step:
+                        peer.step, peer.moved = step, now
+                    peer.seen = now
+                if kind == "bye":
+                    peer.said_bye, peer.bye_at = True, now
+
+    def _check(self) -> str | None:
+        """One line naming the failed rank and its step, or None."""
+        now = time.monotonic()
+        own = self._own
+        if self.step != own.step:
+            own.step, own.moved = self.step, now
+        own.waiting, own.said_bye = waiting(), self._closed
+        everyone = [own] + [p for p in self._peers if self.rank == 0]
+        n = self.size
+        for peer in self._peers:
+            if peer.died and not self._printer(peer):
+                _stop(None)
+            if peer.died:
+                return f"rank {peer.rank} died at step {peer.step}; stopping all {n} ranks"
+            if peer.said_bye:
+                continue
+            if now - peer.seen > self.timeout:
+                if not self._printer(peer):
+                    _stop(None)
+                return (f"rank {peer.rank} stopped responding at step {peer.step} (no "
+                        f"heartbeat for {self.timeout:g} s); stopping all {n} ranks")
+        if self.rank != 0:
+            return None
+        live = [p for p in everyone if not p.said_bye]
+        for peer in live:
+            # before its first beat a rank is starting (compiling kernels, reading data),
+            # which may take longer than a step: only death and silence count then
+            if peer.step < 0 or peer.waiting or now - peer.moved <= self.timeout:
+                continue
+            blocked = [p for p in live if p is not peer and (p.step > peer.step or p.waiting)]
+            if blocked:
+                return (f"rank {peer.rank} made no progress for {self.timeout:g} s at step "
+                        f"{peer.step} while rank {blocked[0].rank} waits for it at step "
+                        f"{blocked[0].step}; stopping all {n} ranks")
+        for peer in (p for p in self._peers if p.said_bye):
+            stuck = [p for p in live if p.waiting and now - p.moved > self.timeout
+                     and now - peer.bye_at > self.timeout]
+            if stuck:
+                return (f"rank {peer.rank} ended at step {peer.step} while rank "
+                        f"{stuck[0].rank} waits at step {stuck[0].step}; stopping all "
+                        f"{n} ranks")
+        return None
+
+    def _printer(self, failed) -> bool:
+        """Whether this rank prints the line about `failed`: rank 0, or when rank 0 is the one
+        that failed, the lowest other rank (so the job prints it once)."""
+        return self.rank == 0 or (failed.rank == 0 and self.rank == 1)
+
+    def _broadcast_stop(self):
+        for peer in self._peers:
+            if not peer.done:
+                try:
+                    peer.sock.sendall(b"stop\n")
+                except OSError:
+                    pass
+
+
+def start(comm, address: str, timeout: float = DEFAULT_TIMEOUT_S) -> Watchdog:
+    """A running watchdog for this rank of `comm` (collective: every rank must call it)."""
+    dog = Watchdog(comm.Get_rank(), comm.Get_size(), timeout)
+    dog.connect(comm, address)
+    return dog

@@ -1,0 +1,148 @@
+"""One rank of the MPI tests (tests/test_mpi.py starts it under mpiexec).
+
+    python tests/mpi_worker.py CASE[,CASE...] OUT_DIR
+
+grads:    a float64 MLP and the tiny GPT, gradients of this rank's shard averaged by the
+          data_parallel pass; each rank saves its results to OUT_DIR/CASE_rankR.npz
+kill:     rank 1 kills itself (SIGKILL) at step 3; rank 0's watchdog must stop the job
+hang:     rank 1 sleeps at step 3 outside any collective; the watchdog must name it
+mismatch: the ranks disagree on their model config; handshake must refuse
+trainer:  gc.Trainer(distributed=True) on a float64 MLP: 10 AdamW steps into OUT_DIR/fresh,
+          5 steps into OUT_DIR/half, and OUT_DIR/resumed (5 steps on 1 rank) resumed to 10
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import graphc as gc
+import graphc.distributed as dist
+from passes.autodiff import grad_graph
+from passes.manager import optimize
+from runtime.codegen import compile_graph
+
+GLOBAL_BATCH = 8
+
+
+def mlp_loss(x, y, w1, b1, w2, b2):
+    h = gc.tanh(x @ w1 + b1)
+    return gc.mean((h @ w2 + b2 - y) ** 2)
+
+
+def mlp_inputs():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(GLOBAL_BATCH, 5))
+    y = rng.normal(size=(GLOBAL_BATCH, 3))
+    params = [rng.normal(size=(5, 16)), rng.normal(size=16), rng.normal(size=(16, 3)),
+              rng.normal(size=3)]
+    return x, y, params
+
+
+def mlp_grad_graph(batch):
+    specs = [gc.spec((batch, 5), "float64"), gc.spec((batch, 3), "float64"),
+             gc.spec((5, 16), "float64"), gc.spec(16, "float64"), gc.spec((16, 3), "float64"),
+             gc.spec(3, "float64")]
+    graph = gc.trace(mlp_loss, *specs)
+    return grad_graph(graph, wrt=["w1", "b1", "w2", "b2"])
+
+
+def gpt_model(batch):
+    from graphc.models.gpt import GPT, GPTConfig
+    cfg = GPTConfig.named("tiny", dtype="float64", batch_size=batch, n_layer=1)
+    return GPT(cfg, seed=0)
+
+
+def gpt_params(model):
+    return {n: p.data for n, p in model.named_parameters()}
+
+
+def gpt_inputs():
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, 65, (GLOBAL_BATCH, 32))
+    return idx, np.roll(idx, -1, axis=1)
+
+
+def case_grads(out):
+    from graphc.train import build_eval_loss
+    rows = dist.shard(GLOBAL_BATCH)
+    x, y, params = mlp_inputs()
+    graph = optimize(mlp_grad_graph(GLOBAL_BATCH // dist.size()), "default,data_parallel")
+    plan = compile_graph(graph)
+    mlp = plan(x[rows], y[rows], *params)
+    model = gpt_model(GLOBAL_BATCH // dist.size())
+    graph = optimize(build_eval_loss(model, with_grads=True), "default,data_parallel")
+    plan_gpt = compile_graph(graph)
+    idx, targets = gpt_inputs()
+    gpt = plan_gpt(idx[rows], targets[rows], **gpt_params(model))
+    np.savez(os.path.join(out, f"grads_rank{dist.rank()}.npz"),
+             **{f"mlp{k}": v for k, v in enumerate(mlp)},
+             **{f"gpt{k}": v for k, v in enumerate(gpt)},
+             source=plan_gpt.source)
+
+
+def steps(n, fail_at, fail):
+    step_fn = gc.compile(lambda a: dist.allreduce(a * 2.0))
+    value = np.ones(4)
+    for step in range(n):
+        dist.beat(step)
+        if step == fail_at and dist.rank() == 1:
+            fail()
+        value = step_fn(value) / 2.0
+        time.sleep(0.05)
+
+
+def case_kill(out):
+    steps(100, 3, lambda: os.kill(os.getpid(), signal.SIGKILL))
+
+
+def case_hang(out):
+    steps(100, 3, lambda: time.sleep(120))
+
+
+def case_mismatch(out):
+    with dist.exit_on_error():
+        dist.handshake(config={"n_layer": 4 if dist.rank() == 0 else 2, "n_head": 4})
+    print("handshake passed", flush=True)
+
+
+def trainer_data():
+    rng = np.random.default_rng(3)
+    return rng.normal(size=(64, 5)), rng.normal(size=(64, 3))
+
+
+def make_trainer(steps, distributed):
+    """A float64 MLP trained by gc.Trainer with AdamW and clipping, batches of GLOBAL_BATCH
+    rows drawn by the trainer's generator."""
+    x, y, params = mlp_inputs()
+    data_x, data_y = trainer_data()
+
+    def loss(p, batch):
+        return mlp_loss(batch[0], batch[1], p["w1"], p["b1"], p["w2"], p["b2"])
+
+    def batches(rng):
+        rows = rng.integers(0, len(data_x), GLOBAL_BATCH)
+        return data_x[rows], data_y[rows]
+
+    named = dict(zip(["w1", "b1", "w2", "b2"], params))
+    return gc.Trainer(loss, named, gc.optim.AdamW(lr=1e-2, weight_decay=0.1), batches,
+                      steps=steps, eval_batches=batches, eval_every=5, eval_iters=2,
+                      clip_norm=1.0, distributed=distributed)
+
+
+def case_trainer(out):
+    make_trainer(10, True).fit(os.path.join(out, "fresh"), progress=False)
+    make_trainer(5, True).fit(os.path.join(out, "half"), progress=False)
+    resumed = make_trainer(10, True)
+    resumed.resume(os.path.join(out, "resumed", "checkpoint.npz"))
+    resumed.fit(os.path.join(out, "resumed"), progress=False)
+
+
+if __name__ == "__main__":
+    case, out = sys.argv[1], sys.argv[2]
+    dist.init(timeout=float(os.environ.get("TEST_WATCHDOG_TIMEOUT", "20")))
+    for name in case.split(","):  # several cases in one job save its start-up
+        globals()[f"case_{name}"](out)

@@ -1,0 +1,299 @@
+"""Collective ops, the bucketing passes and graphc.distributed in one process (under mpiexec:
+tests/test_mpi.py). In one process every all-reduce is the identity, so each pass must leave
+every value as it was; the placement of starts and waits is checked on the graphs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+import graphc.distributed as dist
+from ir.errors import GraphcError
+from ir.ops import collective as C
+from ir.parser import parse
+from ir.rewrite import rebuild
+from passes.buckets import average_outputs, bucket_allreduce, data_parallel, plan_buckets
+from passes.dce import dce
+from passes.fold import fold
+from passes.manager import optimize, run_pipeline
+from runtime import threads
+from runtime.codegen import compile_graph
+from runtime.interpreter import run
+
+from randgraph import random_graph, with_gradient
+
+
+def with_allreduces(graph, seed):
+    """The graph with a blocking mean all-reduce after about a third of its float nodes, read
+    by their original readers (the identity in one process): all-reduces mid-graph."""
+    rng = np.random.default_rng(seed)
+
+    def visit(node, inputs, new):
+        if node.op in ("input", "constant") or node.dtype.kind != "f" or rng.random() > 0.35:
+            return None
+        copy = new.add_node(node.op, inputs, dict(node.attrs), node.type, node.locs)
+        with new.building():
+            return C.allreduce(copy, "mean")
+    return rebuild(graph, visit)[0]
+
+
+def check_placement(graph):
+    """Starts come right after their last operand (or another start), waits right before
+    their bucket's first reader (or where only outputs read it), and nothing reads a start
+    but its wait."""
+    nodes = graph.nodes
+    position = {n: i for i, n in enumerate(nodes)}
+    readers = {}
+    for n in nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n)
+    for i, n in enumerate(nodes):
+        if n.op == "allreduce_start":
+            before = nodes[i - 1]
+            assert any(before is x for x in n.inputs) \
+                or before.op in ("allreduce_start", "input"), before
+            assert [r.op for r in readers[n]] == ["allreduce_wait"]
+            assert position[readers[n][0]] > i
+        if n.op == "allreduce_wait":
+            # the first node that reads the bucket (through views too) comes right after it,
+            # or after other buckets' waits and their views (one reader needing several)
+            views, stack = set(), [n]
+            while stack:
+                v = stack.pop()
+                views.add(v)
+                stack += [r for r in readers.get(v, []) if r.op in ("slice", "reshape")]
+            first = min((position[r] for v in views for r in readers.get(v, [])),
+                        default=len(nodes))
+            assert all(m.op in ("allreduce_wait", "slice", "reshape")
+                       for m in nodes[i + 1:first]), nodes[i + 1:first]
+
+
+@pytest.mark.parametrize("bucket_mb", [1e-6, 2e-4, 25.0])
+def test_bucketing_preserves_values_on_random_graphs(bucket_mb):
+    """300 random graphs (forward and gradient) with all-reduces inserted mid-graph: the
+    interpreter and the compiled plan give the original values after bucket_allreduce and
+    after data_parallel; bucket sizes from one value per bucket to one bucket for all."""
+    bucketed_somewhere = 0
+    for seed in range(50):
+        base, inputs = random_graph(30_000 + seed)
+        for graph in (base, with_gradient(base)):
+            graph = with_allreduces(graph, seed)
+            with np.errstate(all="ignore"):
+                expected = run(graph, *inputs)
+                for transform in (bucket_allreduce, data_parallel):
+                    new = transform(graph, bucket_mb=bucket_mb)
+                    check_placement(new)
+                    read = {i for n in new.nodes for i in n.inputs} | set(new.outputs)
+                    assert not any(n.op == "allreduce" and n.inputs[0].op != "allreduce"
+                                   and n in read for n in new.nodes)
+                    bucketed_somewhere += any(n.op == "allreduce_start" for n in new.nodes)
+                    for got in (run(new, *inputs), compile_graph(new, jit=False)(*inputs)):
+                        for e, o in zip(expected, got, strict=True):
+                            np.testing.assert_allclose(o, e, rtol=1e-12, atol=1e-12,
+                                                       equal_nan=True, err_msg=f"seed {seed}")
+    assert bucketed_somewhere > 150
+
+
+def mlp_grad(batch=4):
+    def loss(w1, w2, x):
+        return gc.mean(gc.tanh(x @ w1) @ w2)
+    graph = gc.trace(loss, gc.spec((5, 16), "float64"), gc.spec((16, 3), "float64"),
+                     gc.spec((batch, 5), "float64"))
+    from passes.autodiff import grad_graph
+    return optimize(grad_graph(graph, wrt=["w1", "w2"]))
+
+
+def test_buckets_follow_production_order_and_cap():
+    """Gradients are packed in the order the backward pass produces them (w2's, the last
+    layer's, first), a bucket is closed once it holds the cap, and the first bucket's cap is
+    DDP's 1 MB at most."""
+    graph = average_outputs(mlp_grad())
+    one = plan_buckets(graph, 25.0)
+    assert len(one) == 1
+    assert [n.shape for n in one[0]] == [(), (16, 3), (5, 16)]  # loss, dw2, dw1
+    each = plan_buckets(graph, 1e-9)
+    assert [[n.shape for n in b] for b in each] == [[()], [(16, 3)], [(5, 16)]]
+    # 384 + 640 bytes of gradients: a 0.0005 MB cap closes after dw2 (8 + 384 bytes < 500)
+    assert [len(b) for b in plan_buckets(graph, 0.0005)] == [3]
+    assert [len(b) for b in plan_buckets(graph, 0.0003)] == [2, 1]
+
+
+def test_data_parallel_on_a_gradient_graph_prints_parses_and_compiles_alike():
+    graph = optimize(mlp_grad(), "default,data_parallel")
+    text = str(graph)
+    assert "allreduce_start" in text and 'allreduce_wait' in text and '{reduce="mean"}' in text
+    assert str(parse(text)) == text
+    rng = np.random.default_rng(0)
+    args = [rng.normal(size=(5, 16)), rng.normal(size=(16, 3)), rng.normal(size=(4, 5))]
+    expected = run(mlp_grad(), *args)
+    plan = compile_graph(graph)
+    assert "_collectives.start(" in plan.source and "_collectives.wait(" in plan.source
+    for e, o in zip(expected, plan(*args), strict=True):
+        np.testing.assert_allclose(o, e, rtol=1e-13)
+    # a graph that averages its own gradients is only bucketed
+    assert str(data_parallel(average_outputs(mlp_grad()))) == \
+        str(bucket_allreduce(average_outputs(mlp_grad())))
+
+
+def test_collectives_are_not_constant_folded():
+    graph = gc.trace(lambda: C.allreduce(gc.exp(gc.zeros(1, "float64")) * 2.0, "sum"))
+    folded = dce(fold(graph))
+    assert [n.op for n in folded.nodes] == ["constant", "allreduce"]  # exp(0) * 2 folded
+    np.testing.assert_allclose(run(folded)[0], [2.0])
+
+
+def test_a_registered_communicator_is_used_and_reset():
+    class Doubling:  # a pretend job of 2 ranks with equal values
+        size = 2
+
+        def allreduce_sum(self, x):
+            return x * 2
+
+    x = np.arange(3.0)
+    C.set_communicator(Doubling())
+    try:
+        np.testing.assert_allclose(gc.compile(lambda a: C.allreduce(a, "sum"))(x), 2 * x)
+        np.testing.assert_allclose(C.allreduce(gc.tensor(x), "mean").data, x)
+    finally:
+        C.set_communicator(None)
+    assert C.communicator() is None
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: C.allreduce(np.ones(3), "max"), "reduce must be one of ('sum', 'mean')"),
+    (lambda: C.allreduce(np.ones(3, np.int64), "mean"), "a mean all-reduce needs floating"),
+    (lambda: C.allreduce(np.ones(3, bool), "sum"), "all-reduce of a bool tensor"),
+    (lambda: C.allreduce_start([np.ones(3), np.ones(2, np.float32)]), "a bucket holds one"),
+    (lambda: C.allreduce_wait(np.ones((2, 2))), "reads a flat bucket"),
+])
+def test_bad_collectives_are_one_line_errors(build, message):
+    with pytest.raises(GraphcError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build()
+
+
+def test_bucket_size_comes_from_the_environment(monkeypatch):
+    graph = average_outputs(mlp_grad())
+    monkeypatch.setenv("GRAPHC_BUCKET_MB", "1e-9")
+    assert sum(n.op == "allreduce_start" for n in bucket_allreduce(graph).nodes) == 3
+    monkeypatch.setenv("GRAPHC_BUCKET_MB", "lots")
+    with pytest.raises(GraphcError, match="GRAPHC_BUCKET_MB='lots': expected a positive"):
+        bucket_allreduce(graph)
+
+
+def test_dump_shows_the_buckets(capsys):
+    from graphc.cli import main
+    assert main(["dump", "mlp", "--grad", "--passes", "default,data_parallel"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("allreduce_start") == 1 and out.count("allreduce_wait") == 1
+    result = run_pipeline(mlp_grad(), "default,data_parallel")
+    assert [s.name for s in result.stats][-1] == "data_parallel"
+
+
+# ---- graphc.distributed in one process ----------------------------------------------------
+def test_shards_cover_the_global_batch_in_rank_order():
+    rows = [dist.shard(12, r, 3) for r in range(3)]
+    assert [(s.start, s.stop) for s in rows] == [(0, 4), (4, 8), (8, 12)]
+    assert dist.shard(12) == slice(0, 12)  # one process
+    with pytest.raises(GraphcError, match="batch size 10 does not split over 4 ranks"):
+        dist.shard(10, 0, 4)
+
+
+def test_batches_and_seeds_are_functions_of_seed_step_and_rank():
+    a, b = dist.batch_rng(7, 3).integers(0, 1000, 8), dist.batch_rng(7, 3).integers(0, 1000, 8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, dist.batch_rng(7, 4).integers(0, 1000, 8))
+    seeds = {dist.step_seed(7, s, r) for s in range(5) for r in range(4)}
+    assert len(seeds) == 20 and dist.step_seed(7, 2, 1) == dist.step_seed(7, 2, 1)
+
+
+def test_handshake_names_the_first_difference():
+    from graphc.distributed import _first_difference
+    a = {"graphc": "0.1.0+abc", "config": {"n_layer": 4, "n_head": 4}, "data": "10:ff"}
+    assert _first_difference(a, dict(a)) is None
+    b = {**a, "config": {"n_layer": 4, "n_head": 2}}
+    assert _first_difference(a, b) == ("config.n_head", 4, 2)
+    assert _first_difference(a, {**a, "graphc": "0.1.0+def"}) == \
+        ("graphc", "0.1.0+abc", "0.1.0+def")
+    assert _first_difference(a, {k: v for k, v in a.items() if k != "data"}) == \
+        ("data", "10:ff", "(missing)")
+    dist.handshake(config={"n_layer": 4})  # one process: nothing to disagree with
+    assert dist.code_fingerprint().startswith(gc.__version__ + "+")
+
+
+def test_launch_command_and_bad_settings():
+    command = dist.launch_command(3, ["train.py", "--steps", "2"])
+    assert command[0] == dist.mpiexec_path() and command[1:4] == ["-n", "3", "--oversubscribe"]
+    assert command[-3:] == ["train.py", "--steps", "2"]
+    with pytest.raises(GraphcError, match="ranks: expected a positive whole number"):
+        dist.launch_command(0, [])
+    from graphc.distributed import _timeout
+    assert _timeout(5) == 5.0
+    with pytest.raises(GraphcError, match="timeout=-1: expected a positive number"):
+        _timeout(-1)
+
+
+def test_ranks_on_one_machine_share_its_cpus(monkeypatch):
+    monkeypatch.delenv("GRAPHC_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 16)
+    try:
+        threads.share_cpus_with(4)
+        assert threads.rank_cpus() == 4
+        assert threads.plan_threads() <= 4
+        threads.share_cpus_with(32)
+        assert threads.rank_cpus() == 1
+    finally:
+        threads.share_cpus_with(1)
+    assert threads.rank_cpus() == 16
+
+
+# ---- the watchdog's judgement, without sockets ---------------------------------------------
+def _hub(peers, timeout=10.0, own_step=5, own_waiting=False, monkeypatch=None):
+    """Rank 0's watchdog with fake peers: (rank, step, seconds since heard, seconds since its
+    step moved, waiting, flags)."""
+    import time
+
+    from graphc import watchdog
+    monkeypatch.setattr(watchdog, "waiting", lambda: own_waiting)
+    dog = watchdog.Watchdog(0, len(peers) + 1, timeout)
+    now = time.monotonic()
+    dog.step = own_step
+    dog._own.step, dog._own.moved = own_step, now
+    for rank, step, heard, moved, waits, flags in peers:
+        peer = watchdog._Peer(None, rank)
+        peer.step, peer.seen, peer.moved, peer.waiting = step, now - heard, now - moved, waits
+        peer.died = "died" in flags
+        peer.said_bye = "bye" in flags
+        peer.bye_at = now - moved
+        dog._peers.append(peer)
+    return dog
+
+
+@pytest.mark.parametrize("peers, own_waiting, expected", [
+    ([(1, 5, 0, 0, False, "")], False, None),  # all well
+    ([(1, 3, 0, 0, False, "died")], False, "rank 1 died at step 3; stopping all 2 ranks"),
+    ([(1, 5, 11, 11, False, "")], False,
+     "rank 1 stopped responding at step 5 (no heartbeat for 10 s); stopping all 2 ranks"),
+    # rank 1 computes at step 5 for 11 s while rank 0 waits in a collective: it hangs
+    ([(1, 5, 0, 11, False, "")], True,
+     "rank 1 made no progress for 10 s at step 5 while rank 0 waits for it at step 5; "
+     "stopping all 2 ranks"),
+    # ... unless nobody waits for it (rank 0 computes too), or it is itself waiting
+    ([(1, 5, 0, 11, False, "")], False, None),
+    ([(1, 5, 0, 11, True, "")], True, None),
+    # a rank still starting up (no step yet) may take longer than the timeout
+    ([(1, -1, 0, 30, False, "")], True, None),
+    # rank 2 is ahead at step 6 and rank 1 stuck at step 5: rank 1 hangs
+    ([(1, 5, 0, 11, False, ""), (2, 6, 0, 0, True, "")], False,
+     "rank 1 made no progress for 10 s at step 5 while rank 2 waits for it at step 6; "
+     "stopping all 3 ranks"),
+    # rank 1 ended; rank 0 has waited in a collective ever since: it waits for nobody
+    ([(1, 5, 11, 11, False, "bye")], True,
+     "rank 1 ended at step 5 while rank 0 waits at step 5; stopping all 2 ranks"),
+    # rank 1 ended and rank 0 works on alone (its last evaluation, a sample): fine
+    ([(1, 5, 11, 11, False, "bye")], False, None),
+])
+def test_the_watchdog_names_the_rank_and_the_step(peers, own_waiting, expected, monkeypatch):
+    dog = _hub(peers, own_waiting=own_waiting, monkeypatch=monkeypatch)
+    if own_waiting:  # rank 0 has been waiting for a while too
+        dog._own.moved -= 11
+    assert dog._check() == expected

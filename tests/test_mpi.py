@@ -1,0 +1,193 @@
+"""Data parallelism under `mpiexec -n 2` (the mpi extra): averaged gradients equal the
+single-process gradients of the whole batch, the watchdog stops a job whose rank died or hangs,
+and ranks that disagree are refused at start-up. Each case is one mpiexec run of
+tests/mpi_worker.py, with a timeout that kills the whole process group."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mpi4py", reason="the mpi extra is not installed: pip install 'graphc[mpi]'")
+
+import graphc.distributed as dist  # noqa: E402
+from passes.manager import optimize  # noqa: E402
+from runtime.codegen import compile_graph  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "tests" / "mpi_worker.py"
+sys.path.insert(0, str(WORKER.parent))
+import mpi_worker  # noqa: E402
+
+
+def run_ranks(case, out, ranks=2, timeout=60, watchdog_timeout=20, bucket_mb="0.2"):
+    """mpiexec -n RANKS python mpi_worker.py CASE OUT; (exit status, output, seconds)."""
+    env = dist.launch_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["TEST_WATCHDOG_TIMEOUT"] = str(watchdog_timeout)
+    env["GRAPHC_BUCKET_MB"] = bucket_mb
+    env.setdefault("GRAPHC_BACKGROUND_COMPILE", "0")
+    start = time.monotonic()
+    proc = subprocess.Popen(dist.launch_command(ranks, [str(WORKER), case, str(out)]),
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"mpiexec {case} ran past {timeout} s:\n{output}")
+    return proc.returncode, output, time.monotonic() - start
+
+
+def test_mpiexec_is_found_and_two_ranks_start():
+    assert Path(dist.mpiexec_path()).name == "mpiexec"
+    env = dist.launch_env()
+    proc = subprocess.run(dist.launch_command(2, ["-c", "from mpi4py import MPI; c = "
+                                                  "MPI.COMM_WORLD; print(c.rank, c.size)"]),
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.split("\n")[:2]) == ["0 2", "1 2"]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """One mpiexec job for the gradient and the Trainer cases (each job costs seconds of
+    start-up); OUT/resumed holds a 1-rank checkpoint at step 5 for the job to resume."""
+    out = tmp_path_factory.mktemp("two_ranks")
+    mpi_worker.make_trainer(5, False).fit(str(out / "resumed"), progress=False)
+    code, output, _ = run_ranks("grads,trainer", out)
+    assert code == 0, output
+    return out
+
+
+def test_two_ranks_average_to_the_single_process_gradient_of_the_whole_batch(two_ranks):
+    from graphc.train import build_eval_loss
+    tmp_path = two_ranks
+    ranks = [np.load(tmp_path / f"grads_rank{r}.npz") for r in range(2)]
+
+    x, y, params = mpi_worker.mlp_inputs()
+    whole = compile_graph(optimize(mpi_worker.mlp_grad_graph(8)))(x, y, *params)
+    model = mpi_worker.gpt_model(8)
+    idx, targets = mpi_worker.gpt_inputs()
+    whole_gpt = compile_graph(optimize(build_eval_loss(model, with_grads=True)))(
+        idx, targets, **mpi_worker.gpt_params(model))
+    assert len(whole_gpt) > 10
+    for saved in ranks:
+        for k, expected in enumerate(whole):  # loss, then each parameter's gradient
+            np.testing.assert_allclose(saved[f"mlp{k}"], expected, rtol=1e-12, atol=1e-12)
+        for k, expected in enumerate(whole_gpt):
+            np.testing.assert_allclose(saved[f"gpt{k}"], expected, rtol=1e-12, atol=1e-12)
+    # the halves differ, so the averaging did something
+    half = compile_graph(optimize(mpi_worker.mlp_grad_graph(4)))(x[:4], y[:4], *params)
+    assert not np.allclose(half[1], whole[1])
+    # 0.2 MB buckets: the GPT's 0.45 MB of gradients go in several, the first started while
+    # the backward pass still has products to compute, during which MPI is let progress
+    from passes.buckets import average_outputs, plan_buckets
+    graph = optimize(build_eval_loss(mpi_worker.gpt_model(4), with_grads=True))
+    expected_buckets = len(plan_buckets(average_outputs(graph), 0.2))
+    assert expected_buckets >= 2
+    source = str(ranks[0]["source"])
+    assert source.count("_collectives.start(") == expected_buckets
+    first_start, first_wait = source.index("_collectives.start("), source.index(
+        "_collectives.wait(")
+    assert "_gemm." in source[first_start:first_wait]
+    assert "_collectives.progress()" in source[first_start:first_wait]
+
+
+def test_a_killed_rank_stops_the_other_with_its_rank_and_step(tmp_path):
+    code, output, seconds = run_ranks("kill", tmp_path)
+    assert code != 0
+    assert "graphc: rank 1 died at step 3; stopping all 2 ranks" in output, output
+    assert seconds < 30
+
+
+def test_a_hanging_rank_is_named_within_the_timeout(tmp_path):
+    code, output, seconds = run_ranks("hang", tmp_path, watchdog_timeout=2)
+    assert code != 0
+    line = ("graphc: rank 1 made no progress for 2 s at step 3 while rank 0 waits for it at "
+            "step 3; stopping all 2 ranks")
+    assert line in output, output
+    assert output.count("graphc: rank") == 1, output
+    assert seconds < 30
+
+
+def test_ranks_with_different_configs_are_refused(tmp_path):
+    code, output, _ = run_ranks("mismatch", tmp_path)
+    assert code == 2, output
+    line = "graphc: error: ranks disagree on config.n_layer: rank 0 has 4, rank 1 has 2"
+    assert line in output, output
+    assert output.count("graphc: error") == 1
+    assert "handshake passed" not in output
+
+
+def test_trainer_on_two_ranks_equals_one_rank_and_resumes_across_rank_counts(two_ranks):
+    """gc.Trainer(distributed=True): 2 ranks x 4 rows train what 1 rank x 8 rows trains
+    (float64 parameters and AdamW state after 10 steps, to 1e-12); a 1-rank checkpoint
+    resumes on 2 ranks and a 2-rank one on 1 rank, to the same parameters."""
+    from graphc import checkpoint
+
+    def arrays(directory):
+        wanted = {k: (a.shape, a.dtype) for k, a in expected.items()}
+        got, meta = checkpoint.load_arrays(str(tmp_path / directory / "checkpoint.npz"), wanted)
+        assert meta["step"] == 10
+        return got
+
+    tmp_path = two_ranks
+    assert not (tmp_path / "fresh" / "checkpoint.npz.tmp").exists()
+    reference = mpi_worker.make_trainer(10, False)
+    reference.fit(str(tmp_path / "one_rank"), progress=False)
+    expected = {k: a.copy() for k, a in reference.state_arrays().items()}
+    two_to_one = mpi_worker.make_trainer(10, False)
+    two_to_one.resume(str(tmp_path / "half" / "checkpoint.npz"))
+    two_to_one.fit(str(tmp_path / "half"), progress=False)
+    for run in ("fresh", "resumed", "half"):
+        got = arrays(run)
+        assert sorted(got) == sorted(expected)
+        for key in expected:
+            np.testing.assert_allclose(got[key], expected[key], rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{run}: {key}")
+    start = mpi_worker.mlp_inputs()[2][0]
+    assert not np.allclose(expected["param/w1"], start)  # it trained
+
+
+def test_graphc_train_ranks_2_matches_one_process_and_rank_0_alone_reports(tmp_path):
+    """`graphc train --ranks 2` starts mpiexec; in float64 its checkpoint equals a
+    one-process run's to 1e-12, and the job prints its header, sample and checkpoint once."""
+    from graphc import checkpoint
+    from graphc.cli import main
+
+    text = tmp_path / "text.txt"
+    words = ["to be ", "or not ", "that is\n", "the question\n"]
+    text.write_text("".join(np.random.default_rng(0).choice(words, 300)), encoding="utf-8")
+    options = ["train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head",
+               "2", "--block-size", "8", "--batch-size", "4", "--eval-iters", "2",
+               "--no-progress", "--sample-tokens", "5", "--steps", "4", "--eval-every", "2",
+               "--dtype", "float64", "--data", str(text)]
+    env = dist.launch_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen([sys.executable, "-m", "graphc.cli", *options, "--ranks", "2",
+                             "--out", str(tmp_path / "two")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"graphc train --ranks 2 ran past 90 s:\n{proc.communicate()[0]}")
+    assert proc.returncode == 0, output
+    assert output.count("graphc train: tiny GPT") == 1, output
+    assert output.count("checkpoint: ") == 1 and output.count("---- sample ----") == 1
+    assert main([*options, "--out", str(tmp_path / "one")]) == 0
+    two, meta_two = checkpoint.load(str(tmp_path / "two" / "checkpoint.npz"))
+    one, meta_one = checkpoint.load(str(tmp_path / "one" / "checkpoint.npz"))
+    assert meta_two["step"] == meta_one["step"] == 4
+    assert sorted(two) == sorted(one)
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-12, atol=1e-12, err_msg=key)
