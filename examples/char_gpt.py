@@ -46,8 +46,8 @@ class GPT(gc.nn.Module):
     def __init__(self, vocab, block, width=64, heads=4, layers=2, seed=1337):
         rng = np.random.default_rng(seed)
         proj_std = 0.02 / math.sqrt(2 * layers)
-        self.wte = gc.nn.Embedding(vocab, width, rng=rng)
-        self.wpe = gc.nn.Embedding(block, width, rng=rng)
+        self.wte = gc.nn.Embedding(vocab, width, rng=rng, std=0.02)
+        self.wpe = gc.nn.Embedding(block, width, rng=rng, std=0.02)
         self.blocks = gc.nn.ModuleList([Block(width, heads, rng, proj_std)
                                         for _ in range(layers)])
         self.ln_f = gc.nn.LayerNorm(width)

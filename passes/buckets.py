@@ -29,10 +29,8 @@ start). An all-reduce of an all-reduce stays blocking; one that nothing reads is
 """
 from __future__ import annotations
 
-import os
 
 from ir import settings
-from ir.errors import GraphcError
 from ir.graph import Graph
 from ir.ops import collective as C
 from ir.rewrite import clone

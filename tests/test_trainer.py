@@ -11,8 +11,9 @@ from graphc.trainer import TrainingDiverged
 
 class MLP(nn.Module):
     def __init__(self):
-        self.fc1 = nn.Linear(2, 16, rng=np.random.default_rng(1))
-        self.fc2 = nn.Linear(16, 3, rng=np.random.default_rng(2))
+        # normal weights and zero biases (the tests below rely on the bias starting at 0)
+        self.fc1 = nn.Linear(2, 16, rng=np.random.default_rng(1), std=2 ** -0.5)
+        self.fc2 = nn.Linear(16, 3, rng=np.random.default_rng(2), std=0.25)
 
     def forward(self, x):
         return self.fc2(gc.tanh(self.fc1(x)))
