@@ -26,16 +26,14 @@ def one_rank_run(config: str, steps: int) -> dict:
     import graphc.distributed as dist
     from graphc.models.gpt import GPT, GPTConfig
     from graphc.train import build_eval_loss
-    from passes.manager import optimize
     from runtime import collectives, threads
-    from runtime.codegen import compile_graph
+    from runtime.build import build_plan
 
     dist.init()
     base = GPTConfig.named(config)
     cfg = GPTConfig.named(config, batch_size=base.batch_size // dist.size())
     model = GPT(cfg, seed=0)
-    plan = compile_graph(optimize(build_eval_loss(model, with_grads=True),
-                                  "default,data_parallel"))
+    plan = build_plan(build_eval_loss(model, with_grads=True), "default,data_parallel")
     rng = np.random.default_rng(0)
     idx = rng.integers(0, cfg.vocab_size, (base.batch_size, cfg.block_size))
     rows = dist.shard(base.batch_size)
