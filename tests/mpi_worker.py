@@ -114,11 +114,12 @@ def trainer_data():
     return rng.normal(size=(64, 5)), rng.normal(size=(64, 3))
 
 
-def make_trainer(steps, distributed):
-    """A float64 MLP trained by gc.Trainer with AdamW and clipping, batches of GLOBAL_BATCH
-    rows drawn by the trainer's generator."""
+def make_trainer(steps, distributed, dtype="float64"):
+    """An MLP (float64 unless dtype says) trained by gc.Trainer with AdamW and clipping,
+    batches of GLOBAL_BATCH rows drawn by the trainer's generator."""
     x, y, params = mlp_inputs()
-    data_x, data_y = trainer_data()
+    params = [p.astype(dtype) for p in params]
+    data_x, data_y = (a.astype(dtype) for a in trainer_data())
 
     def loss(p, batch):
         return mlp_loss(batch[0], batch[1], p["w1"], p["b1"], p["w2"], p["b2"])
@@ -135,6 +136,7 @@ def make_trainer(steps, distributed):
 
 def case_trainer(out):
     make_trainer(10, True).fit(os.path.join(out, "fresh"), progress=False)
+    make_trainer(10, True, "float32").fit(os.path.join(out, "fresh32"), progress=False)
     make_trainer(5, True).fit(os.path.join(out, "half"), progress=False)
     resumed = make_trainer(10, True)
     resumed.resume(os.path.join(out, "resumed", "checkpoint.npz"))

@@ -157,6 +157,22 @@ def test_trainer_on_two_ranks_equals_one_rank_and_resumes_across_rank_counts(two
     assert not np.allclose(expected["param/w1"], start)  # it trained
 
 
+def test_trainer_on_two_ranks_equals_one_rank_in_float32(two_ranks):
+    """The same in float32: the two ranks' sums are added in another order, so the result
+    agrees to 1e-5 relative rather than bit for bit."""
+    from graphc import checkpoint
+
+    reference = mpi_worker.make_trainer(10, False, "float32")
+    reference.fit(str(two_ranks / "one_rank32"), progress=False)
+    expected = reference.state_arrays()
+    wanted = {k: (a.shape, a.dtype) for k, a in expected.items()}
+    got, meta = checkpoint.load_arrays(str(two_ranks / "fresh32" / "checkpoint.npz"), wanted)
+    assert meta["step"] == 10 and sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert value.dtype == np.float32
+        np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+
+
 def test_graphc_train_ranks_2_matches_one_process_and_rank_0_alone_reports(tmp_path):
     """`graphc train --ranks 2` starts mpiexec; in float64 its checkpoint equals a
     one-process run's to 1e-12, and the job prints its header, sample and checkpoint once."""
