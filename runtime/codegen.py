@@ -33,6 +33,11 @@ from .stages import LoweringOptions, lower
 
 _SOURCE_NUMBERS = itertools.count()  # one linecache file name per compiled source
 
+try:  # numpy >= 2
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds
+except ImportError:  # numpy 1.26
+    _byte_bounds = np.byte_bounds
+
 
 class Plan:
     """A compiled, callable graph: `plan(*inputs) -> list of output arrays`."""
@@ -179,6 +184,8 @@ class Plan:
         for k in self._donated_positions:
             if not values[k].flags.c_contiguous or not values[k].flags.writeable:
                 values[k] = np.array(values[k])  # kernels write donated arrays through views
+        for k in _overlapping_donations(values, self._donated_positions):
+            values[k] = np.array(values[k])
         try:
             if self.check_finite:
                 with np.errstate(all="ignore"):  # the guard reports non-finite values
@@ -226,6 +233,24 @@ class Plan:
     def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
         """Time every node over `repeat` calls; print a table sorted by time; return rows."""
         return instrument.profile(self, *args, repeat=repeat, file=file, top=top, **kwargs)
+
+
+def _overlapping_donations(values, donated_positions) -> set:
+    """Positions of donated arrays whose memory overlaps another argument's (the same array
+    passed twice, or a view of it): the plan writes outputs over a donated array while it may
+    still read the other argument, so such a donation is given a copy (JAX likewise declines
+    to donate such a buffer)."""
+    if not donated_positions:
+        return set()
+    donated = set(donated_positions)
+    spans = sorted((*_byte_bounds(v), k) for k, v in enumerate(values) if v.nbytes)
+    overlapping, open_spans = set(), []  # (high, position) of spans that may reach further
+    for low, high, k in spans:
+        open_spans = [(h, j) for h, j in open_spans if h > low]
+        for _, j in open_spans:
+            overlapping.update({j, k} & donated)
+        open_spans.append((high, k))
+    return overlapping
 
 
 def _with_solo_blas(fn, blas):
