@@ -47,7 +47,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 
-from . import checkpoint
+from . import checkpoint, nn
 from .optim import clip_by_global_norm, global_norm
 from .transforms import Compiled, value_and_grad
 
@@ -112,7 +112,11 @@ class Trainer:
 
     # ---- the traced functions ----
     def _step_function(self, params, state, batch, key):
-        value, grads = value_and_grad(lambda p: self.loss(p, batch, key, True))(params)
+        # Dropout layers the loss calls draw their masks from the step's key, which is
+        # checkpointed with the step, not from graphc.nn's generator (the graph's implicit
+        # dropout_key input), which a resumed run would not continue bit for bit
+        with nn.rng_key(key):
+            value, grads = value_and_grad(lambda p: self.loss(p, batch, key, True))(params)
         if self.dist is not None:
             value, grads = self.dist.allreduce((value, grads), "mean")
         if self.clip_norm is not None:
