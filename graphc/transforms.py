@@ -7,6 +7,7 @@ function once per input signature and runs the plan).
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 
 import numpy as np
@@ -58,16 +59,19 @@ class Compiled:
         functools.update_wrapper(self, fn)
 
     def _check_argnums(self, count):
+        # as JAX: an index names a parameter of fn; one left to its default (not passed) is
+        # neither static nor donated in that call
+        limit = max(count, _positional_count(self.fn))
         for what, nums in (("static_argnums", self.static_argnums),
                            ("donate_argnums", self.donate_argnums)):
             for i in nums:
-                if not -count <= i < count:
+                if not -limit <= i < limit:
                     raise GraphcError(f"compile: {what} has {i} but "
                                       f"{getattr(self.fn, '__name__', 'fn')} was called with "
                                       f"{count} arguments", (user_location(),))
 
     def _static(self, count):
-        return {i % count for i in self.static_argnums} if count else set()
+        return _passed(self.static_argnums, count)
 
     def signature(self, args):
         static = self._static(len(args))
@@ -135,7 +139,7 @@ class Compiled:
 
             graph = trace(bound, *[_specs_of(args[i]) for i in dynamic],
                           names=[names[i] for i in dynamic], name=fname)
-            donate = [leaf for i in sorted({i % len(args) for i in self.donate_argnums})
+            donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
                       for leaf in leaf_input_names(names[i], args[i])]
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
                               jit=self.jit)
@@ -192,6 +196,22 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
     def make(f):
         return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums)
     return make if fn is None else make(fn)
+
+
+def _passed(argnums, count) -> set:
+    """The positions of a call with `count` arguments that `argnums` names."""
+    return {i % count for i in argnums if -count <= i < count}
+
+
+def _positional_count(fn) -> int:
+    """How many positional parameters fn has (0 when it takes *args or has no signature)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return 0
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
 def _argnums(argnums):

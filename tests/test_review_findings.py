@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import graphc as gc
 
@@ -104,3 +105,16 @@ def test_trainer_dropout_masks_change_with_the_step():
         loss, *_ = trainer._train_step.call((params, state, batch, trainer._key()))
         losses.append(float(loss))
     assert losses[0] != losses[1]
+
+
+def test_static_argument_left_to_its_default_is_not_an_error():
+    # compile(static_argnums=(1,)) refused g(x) although `training` has a default (JAX's jit
+    # takes the call); passing it later compiles the other branch
+    def g(x, training=True):
+        return x * 2.0 if training else x
+
+    compiled = gc.compile(g, static_argnums=(1,))
+    np.testing.assert_array_equal(compiled(np.ones(2)), [2.0, 2.0])
+    np.testing.assert_array_equal(compiled(np.ones(2), False), [1.0, 1.0])
+    with pytest.raises(gc.GraphcError, match="static_argnums has 2"):
+        gc.compile(g, static_argnums=(2,))(np.ones(2))
