@@ -33,11 +33,6 @@ from .stages import LoweringOptions, lower
 
 _SOURCE_NUMBERS = itertools.count()  # one linecache file name per compiled source
 
-try:  # numpy >= 2
-    from numpy.lib.array_utils import byte_bounds as _byte_bounds
-except ImportError:  # numpy 1.26
-    _byte_bounds = np.byte_bounds
-
 
 class Plan:
     """A compiled, callable graph: `plan(*inputs) -> list of output arrays`."""
@@ -239,18 +234,27 @@ def _overlapping_donations(values, donated_positions) -> set:
     """Positions of donated arrays whose memory overlaps another argument's (the same array
     passed twice, or a view of it): the plan writes outputs over a donated array while it may
     still read the other argument, so such a donation is given a copy (JAX likewise declines
-    to donate such a buffer)."""
+    to donate such a buffer). Only arrays over the same memory owner are compared: this runs
+    on every call."""
     if not donated_positions:
         return set()
     donated = set(donated_positions)
-    spans = sorted((*_byte_bounds(v), k) for k, v in enumerate(values) if v.nbytes)
-    overlapping, open_spans = set(), []  # (high, position) of spans that may reach further
-    for low, high, k in spans:
-        open_spans = [(h, j) for h, j in open_spans if h > low]
-        for _, j in open_spans:
-            overlapping.update({j, k} & donated)
-        open_spans.append((high, k))
+    by_owner = {}
+    for k, value in enumerate(values):
+        by_owner.setdefault(id(_memory_owner(value)), []).append(k)
+    overlapping = set()
+    for group in by_owner.values():
+        for a, b in itertools.combinations(group, 2):
+            if (a in donated or b in donated) and np.may_share_memory(values[a], values[b]):
+                overlapping.update({a, b} & donated)
     return overlapping
+
+
+def _memory_owner(array):
+    """The object that owns an array's memory (the end of its chain of bases)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array if array.base is None else array.base
 
 
 def _with_solo_blas(fn, blas):
