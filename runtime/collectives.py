@@ -9,8 +9,8 @@ A plan calls these from its generated code:
 
 The bucket's buffer is a plan buffer like any other (runtime.memory) and `allreduce_wait` is a
 view of it (form="view" in its runtime/op_lowering.py record), so the reduced gradients are
-read in place through slices of the bucket. Nothing else writes the buffer between start and wait: it is live from
-the start to its last reader.
+read in place through slices of the bucket. Nothing else writes the buffer between start
+and wait: it is live from the start to its last reader.
 
 Open MPI moves the data of a non-blocking collective only inside MPI calls (it has no progress
 thread by default), so while a bucket is in flight the plan calls `progress()` after its
