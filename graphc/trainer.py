@@ -6,7 +6,9 @@
 
 - `loss(params, batch)` or `loss(params, batch, key, training)`: a scalar loss of a batch (a
   tuple of arrays); `key` is an int64 seed that changes every step (for dropout) and
-  `training` is True for the training step, False when evaluating.
+  `training` is True for the training step, False when evaluating. The training step runs
+  the loss inside `nn.rng_key(key)`, so Dropout layers draw their masks from the step's key
+  (checkpointed with the step) whether or not the loss uses `key` itself.
 - `train_batches`: a function `train_batches(rng)` returning a batch drawn with a numpy
   Generator, whose state is then the data position: it is checkpointed, so a resumed run
   draws the very batches an uninterrupted one would (bit-exact resume). Or an iterable of
