@@ -88,6 +88,21 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    training = True  # Dropout's switch (train() / eval() set it on every submodule)
+
+    def train(self, mode: bool = True):
+        """PyTorch's Module.train: Dropout layers in this module and its submodules are
+        active when `mode` is True and the identity otherwise. Returns the module."""
+        object.__setattr__(self, "training", bool(mode))
+        for child in vars(self).values():
+            if isinstance(child, Module):
+                child.train(mode)
+        return self
+
+    def eval(self):
+        """train(False): Dropout layers become the identity, for evaluation."""
+        return self.train(False)
+
     # ---- modules as pytrees (JAX / flax style) ----
     def params(self) -> dict:
         """The parameters as a pytree: {name: array}, named as named_parameters(). The arrays

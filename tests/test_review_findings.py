@@ -118,3 +118,22 @@ def test_static_argument_left_to_its_default_is_not_an_error():
     np.testing.assert_array_equal(compiled(np.ones(2), False), [1.0, 1.0])
     with pytest.raises(gc.GraphcError, match="static_argnums has 2"):
         gc.compile(g, static_argnums=(2,))(np.ones(2))
+
+
+def test_module_eval_and_train_switch_every_dropout_as_in_pytorch():
+    # nn.Module had no train()/eval(): a model's Dropout layers (here inside Sequential and
+    # MultiheadAttention) could only be switched off one attribute at a time
+    model = gc.nn.Sequential(gc.nn.Linear(4, 8), gc.nn.Dropout(0.5),
+                             gc.nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True))
+    x = gc.tensor(np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32))
+
+    def forward(model):
+        out, _ = model[2](model[1](model[0](x)))
+        return out.data
+
+    assert model.eval() is model
+    assert not model[1].training and not model[2].attn_drop.training
+    np.testing.assert_array_equal(forward(model), forward(model))  # deterministic
+    model.train()
+    assert model[1].training and model[2].attn_drop.training
+    assert not np.array_equal(forward(model), forward(model))  # fresh masks per call
