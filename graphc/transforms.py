@@ -147,10 +147,32 @@ class Compiled:
         self._last_key = key
         return plan
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            args = self._positional(args, kwargs)
         if _is_symbolic(args):
             return self.fn(*args)
         return self.call(args)
+
+    def _positional(self, args, kwargs) -> tuple:
+        """Keyword arguments as the positions they name (as JAX's jit takes them; a static
+        or donated argument is one by position either way), defaults filled in before one
+        that is passed."""
+        fname = getattr(self.fn, "__name__", "fn")
+        try:
+            bound = inspect.signature(self.fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise GraphcError(f"compiled {fname}: {exc}", (user_location(),)) from None
+        except ValueError:  # no signature to bind against
+            bound = None
+        if bound is not None:
+            bound.apply_defaults()
+        keyword_only = sorted(kwargs if bound is None else set(bound.kwargs) & set(kwargs))
+        if keyword_only:
+            raise GraphcError(f"compiled {fname}: {', '.join(keyword_only)} is keyword-only; "
+                              "a compiled function takes its arguments by position (fix "
+                              "others with functools.partial)", (user_location(),))
+        return bound.args
 
     def call(self, args, checked: bool = False):
         """fn(*args) on concrete values; `checked` runs the plan with its finite check

@@ -137,3 +137,24 @@ def test_module_eval_and_train_switch_every_dropout_as_in_pytorch():
     model.train()
     assert model[1].training and model[2].attn_drop.training
     assert not np.array_equal(forward(model), forward(model))  # fresh masks per call
+
+
+def test_compiled_function_takes_keyword_arguments():
+    # Compiled.__call__ took *args only: step(params, x=x) was a TypeError traceback
+    def f(x, y, training=True):
+        return x * y if training else x
+
+    compiled = gc.compile(f, static_argnums=(2,))
+    np.testing.assert_array_equal(compiled(np.ones(2), y=np.full(2, 3.0)), [3.0, 3.0])
+    np.testing.assert_array_equal(compiled(np.ones(2), np.full(2, 3.0), training=False),
+                                  [1.0, 1.0])
+    assert compiled.recompiles == ["recompiling f (compilation 2): training (static): "
+                                   "True -> False"]
+    with pytest.raises(gc.GraphcError, match="compiled f: missing a required argument: 'y'"):
+        compiled(np.ones(2), z=1)
+
+    def g(x, *, k=2.0):
+        return x * k
+
+    with pytest.raises(gc.GraphcError, match="k is keyword-only"):
+        gc.compile(g)(np.ones(2), k=3.0)
