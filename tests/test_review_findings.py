@@ -158,3 +158,18 @@ def test_compiled_function_takes_keyword_arguments():
 
     with pytest.raises(gc.GraphcError, match="k is keyword-only"):
         gc.compile(g)(np.ones(2), k=3.0)
+
+
+@pytest.mark.parametrize("ranks", ["0", "a,b", "1,,2"])
+def test_bench_ranks_bad_value_is_one_line_before_any_output(ranks, capsys):
+    # `graphc bench --ranks a,b` printed the table header, then "invalid literal for int()"
+    from graphc.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "--ranks", ranks])
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().splitlines() == [
+        f"graphc: error: argument --ranks: expected positive whole numbers separated by "
+        f"commas (e.g. 1,2), got {ranks!r} (see graphc bench --help)"]
