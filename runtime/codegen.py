@@ -174,13 +174,18 @@ class Plan:
         with threads.numba_threads(count):
             return self._run(args, kwargs)
 
-    def _run(self, args, kwargs):
+    def bind_call(self, args, kwargs) -> list:
+        """The input arrays of a call, donated ones made safe for the plan to write over."""
         values = bind_inputs(self.graph, args, kwargs)
         for k in self._donated_positions:
             if not values[k].flags.c_contiguous or not values[k].flags.writeable:
                 values[k] = np.array(values[k])  # kernels write donated arrays through views
         for k in _overlapping_donations(values, self._donated_positions):
             values[k] = np.array(values[k])
+        return values
+
+    def _run(self, args, kwargs):
+        values = self.bind_call(args, kwargs)
         try:
             if self.check_finite:
                 with np.errstate(all="ignore"):  # the guard reports non-finite values
@@ -220,7 +225,7 @@ class Plan:
         """Run with a finite-value check after every node (the NaN/Inf guard)."""
         if self._checked_fn is None:
             self._checked_fn = instrument.checked_runner(self)
-        values = bind_inputs(self.graph, args, kwargs)
+        values = self.bind_call(args, kwargs)
         with np.errstate(all="ignore"):  # the guard reports non-finite values itself
             outs = self._checked_fn(*values)
         return [np.asarray(o) for o in outs]

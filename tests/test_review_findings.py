@@ -173,3 +173,28 @@ def test_bench_ranks_bad_value_is_one_line_before_any_output(ranks, capsys):
     assert captured.err.strip().splitlines() == [
         f"graphc: error: argument --ranks: expected positive whole numbers separated by "
         f"commas (e.g. 1,2), got {ranks!r} (see graphc bench --help)"]
+
+
+def test_checked_run_of_a_donated_alias_is_right():
+    # Plan.run_checked bound its inputs without the donation safeguards of a plain call
+    def step(w, x):
+        y = w * 2.0
+        return y, (x * 3.0).sum() + y.sum()
+
+    w = np.arange(4.0)
+    y, total = gc.compile(step, donate_argnums=(0,)).call((w, w), checked=True)
+    np.testing.assert_array_equal(y, [0.0, 2.0, 4.0, 6.0])
+    assert float(total) == 30.0
+
+
+def test_profiling_a_plan_leaves_donated_arguments_alone():
+    # plan.profile ran the plan 1 + repeat times over the caller's donated arrays: profiling
+    # a Trainer's step (bench does) applied four updates to its parameters
+    def step(w):
+        return w - 1.0
+
+    w = np.arange(4.0)
+    plan = gc.compile(step, donate_argnums=(0,)).plan_for(w)
+    rows = plan.profile(w, repeat=3, file=False)
+    assert rows and rows[0]["op"]
+    np.testing.assert_array_equal(w, [0.0, 1.0, 2.0, 3.0])
