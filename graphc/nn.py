@@ -376,6 +376,9 @@ class Dropout(Module):
         object.__setattr__(self, "training", True)
 
     def forward(self, x):
+        graph = getattr(x, "graph", None) or current_graph()
+        if graph is not None and self.p > 0.0:  # model.train()/eval() selects another plan
+            graph.guards.append((self, "training", self.training))
         if not self.training or self.p == 0.0:
             return x
         return F.dropout(x, self.p, current_key(x))

@@ -119,12 +119,15 @@ class Compiled:
 
         self._check_argnums(len(args))
         key = self.signature(args)
-        plan = self._plans.get(key)
+        entries = self._plans.get(key, [])  # (guards, plan): one per state of the guards
+        plan = next((p for guards, p in entries if _hold(guards)), None)
         if plan is None:
             fname = getattr(self.fn, "__name__", "fn").strip("<>")
             if self._plans:
-                message = (f"recompiling {fname} (compilation {len(self._plans) + 1}): "
-                           + self._describe_change(self._last_key, key, args))
+                change = (_describe_guards(entries[-1][0]) if entries
+                          else self._describe_change(self._last_key, key, args))
+                count = sum(len(e) for e in self._plans.values())
+                message = f"recompiling {fname} (compilation {count + 1}): {change}"
                 log.info("graphc: %s", message)
                 self.recompiles.append(message)
             static = self._static(len(args))
@@ -143,7 +146,7 @@ class Compiled:
                       for leaf in leaf_input_names(names[i], args[i])]
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
                               jit=self.jit)
-            self._plans[key] = plan
+            self._plans.setdefault(key, []).append((list(graph.guards), plan))
         self._last_key = key
         return plan
 
@@ -187,6 +190,18 @@ class Compiled:
         static = self._static(len(args))
         leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
         return [x.data if isinstance(x, Tensor) else x for x in leaves]
+
+
+def _hold(guards) -> bool:
+    return all(getattr(obj, attr) == value for obj, attr, value in guards)
+
+
+def _describe_guards(guards) -> str:
+    """What changed in the Python state a plan was traced under: `Dropout 1.training: True ->
+    False` (the layer's type and its path in the model)."""
+    return "; ".join(f"{type(obj).__name__} {getattr(obj, '_path', '') or '(root)'}.{attr}: "
+                     f"{value!r} -> {getattr(obj, attr)!r}"
+                     for obj, attr, value in guards if getattr(obj, attr) != value)
 
 
 def _leaf_signature(x):

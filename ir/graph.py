@@ -99,6 +99,9 @@ class Graph(Interpreter):
         self.output_tree = None  # how outputs unflatten into the traced function's result
         self.bound_params = {}  # id(Parameter) -> input node, filled while lifting layers
         self.param_values = {}  # input name -> the Parameter whose value it stands for
+        # (object, attribute, value): Python state the trace read (a Dropout's `training`);
+        # a compiled function reuses the plan only while every one still holds
+        self.guards = []
         self._next_id = 0
         self._next_salt = 0
         self.loc_override = None

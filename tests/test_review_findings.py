@@ -198,3 +198,19 @@ def test_profiling_a_plan_leaves_donated_arguments_alone():
     rows = plan.profile(w, repeat=3, file=False)
     assert rows and rows[0]["op"]
     np.testing.assert_array_equal(w, [0.0, 1.0, 2.0, 3.0])
+
+
+def test_compiled_function_follows_model_eval_and_train():
+    # a compiled function kept the plan traced in training mode after model.eval(): the
+    # Dropout still dropped (torch.compile guards on module.training likewise)
+    model = gc.nn.Sequential(gc.nn.Linear(4, 8), gc.nn.Dropout(0.5))
+    forward = gc.compile(lambda p, x: model.apply(p, x))
+    params, x = model.params(), np.ones((2, 4), np.float32)
+    dropped = forward(params, x)
+    assert (dropped == 0).sum() > 0
+    model.eval()
+    np.testing.assert_array_equal(forward(params, x), model(gc.tensor(x)).data)
+    model.train()
+    assert (forward(params, x) == 0).sum() > 0
+    assert forward.recompiles == [
+        "recompiling lambda (compilation 2): Dropout 1.training: True -> False"]
