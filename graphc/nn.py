@@ -94,6 +94,9 @@ class Module:
         """PyTorch's Module.train: Dropout layers in this module and its submodules are
         active when `mode` is True and the identity otherwise. Returns the module."""
         object.__setattr__(self, "training", bool(mode))
+        graph = current_graph()
+        if graph is not None:  # called inside a traced function: it sets the flag each call
+            graph.set_while_tracing(self, "training")
         for child in vars(self).values():
             if isinstance(child, Module):
                 child.train(mode)
@@ -378,7 +381,7 @@ class Dropout(Module):
     def forward(self, x):
         graph = getattr(x, "graph", None) or current_graph()
         if graph is not None and self.p > 0.0:  # model.train()/eval() selects another plan
-            graph.guards.append((self, "training", self.training))
+            graph.guard(self, "training", self.training)
         if not self.training or self.p == 0.0:
             return x
         return F.dropout(x, self.p, current_key(x))

@@ -214,3 +214,25 @@ def test_compiled_function_follows_model_eval_and_train():
     assert (forward(params, x) == 0).sum() > 0
     assert forward.recompiles == [
         "recompiling lambda (compilation 2): Dropout 1.training: True -> False"]
+
+
+def test_loss_that_sets_the_model_mode_itself_compiles_once_per_mode():
+    # with guards on Dropout.training, a Trainer loss that calls model.train(training) must
+    # not make every switch between training steps and evaluations retrace
+    model = _DropoutNet()
+
+    def loss(params, batch, key, training):
+        model.train(training)
+        x, y = batch
+        return gc.cross_entropy(model.apply(params, x), y)
+
+    trainer = gc.Trainer(loss, model.params(), gc.optim.Adam(lr=0.05), _blobs, steps=4,
+                         eval_batches=_blobs, eval_every=1, eval_iters=1, seed=5)
+    trainer.fit(None, progress=False)
+    assert trainer._train_step.recompiles == [] and trainer._eval_loss.recompiles == []
+    batch = _blobs(np.random.default_rng(3))
+    # the evaluation ran without dropout: equal to the eager model in eval mode
+    model.load_state_dict(trainer.params)
+    model.eval()
+    expected = gc.cross_entropy(model(gc.tensor(batch[0])), gc.tensor(batch[1])).data
+    assert trainer.evaluate([batch], record=False) == pytest.approx(float(expected), rel=1e-6)
