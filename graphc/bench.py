@@ -639,9 +639,10 @@ def add_arguments(p):
                    "Python loop), as on a shared machine")
     p.add_argument("--json", help="write the measurements to this JSON file")
     p.add_argument("--plot", help="write a bar chart of the speed-ups to this PNG")
-    p.add_argument("--ranks", type=rank_counts, help="instead: the data-parallel tiny GPT step on these rank "
-                   "counts (e.g. 1,2; MPI, graphc.bench_ranks): step time, all-reduce time, "
-                   "share of the communication hidden")
+    p.add_argument("--ranks", type=rank_counts,
+                   help="instead: the data-parallel tiny GPT step on these rank counts (e.g. "
+                   "1,2; MPI, graphc.bench_ranks): step time, all-reduce time, share of the "
+                   "communication hidden")
 
 
 def _busy_process():
