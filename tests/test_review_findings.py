@@ -236,3 +236,16 @@ def test_loss_that_sets_the_model_mode_itself_compiles_once_per_mode():
     model.eval()
     expected = gc.cross_entropy(model(gc.tensor(batch[0])), gc.tensor(batch[1])).data
     assert trainer.evaluate([batch], record=False) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_namedtuple_pytrees_round_trip_through_compile():
+    # unflatten rebuilt every tuple type from a generator: a namedtuple argument or result
+    # (JAX treats them as pytrees) was a TypeError traceback
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "w b")
+    compiled = gc.compile(lambda p, x: Pair(p.w * x, p.b + 1.0))
+    out = compiled(Pair(np.ones(2), np.zeros(2)), np.full(2, 2.0))
+    assert isinstance(out, Pair)
+    np.testing.assert_array_equal(out.w, [2.0, 2.0])
+    np.testing.assert_array_equal(out.b, [1.0, 1.0])
