@@ -159,23 +159,26 @@ class Compiled:
 
     def _positional(self, args, kwargs) -> tuple:
         """Keyword arguments as the positions they name (as JAX's jit takes them; a static
-        or donated argument is one by position either way), defaults filled in before one
-        that is passed."""
+        or donated argument is one by position either way); a parameter skipped before one
+        passed by keyword takes its default. f(x, y=y) is then the call f(x, y)."""
         fname = getattr(self.fn, "__name__", "fn")
         try:
-            bound = inspect.signature(self.fn).bind(*args, **kwargs)
+            signature = inspect.signature(self.fn)
+            bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise GraphcError(f"compiled {fname}: {exc}", (user_location(),)) from None
         except ValueError:  # no signature to bind against
-            bound = None
-        if bound is not None:
-            bound.apply_defaults()
-        keyword_only = sorted(kwargs if bound is None else set(bound.kwargs) & set(kwargs))
-        if keyword_only:
-            raise GraphcError(f"compiled {fname}: {', '.join(keyword_only)} is keyword-only; "
+            raise GraphcError(f"compiled {fname}: pass {', '.join(sorted(kwargs))} by "
+                              "position", (user_location(),)) from None
+        positional = [p for p in signature.parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        by_keyword = sorted(set(kwargs) - {p.name for p in positional})
+        if by_keyword:
+            raise GraphcError(f"compiled {fname}: {', '.join(by_keyword)} is keyword-only; "
                               "a compiled function takes its arguments by position (fix "
                               "others with functools.partial)", (user_location(),))
-        return bound.args
+        last = max(i for i, p in enumerate(positional) if p.name in bound.arguments)
+        return tuple(bound.arguments.get(p.name, p.default) for p in positional[:last + 1])
 
     def call(self, args, checked: bool = False):
         """fn(*args) on concrete values; `checked` runs the plan with its finite check

@@ -146,10 +146,17 @@ def test_compiled_function_takes_keyword_arguments():
 
     compiled = gc.compile(f, static_argnums=(2,))
     np.testing.assert_array_equal(compiled(np.ones(2), y=np.full(2, 3.0)), [3.0, 3.0])
+    np.testing.assert_array_equal(compiled(np.ones(2), np.full(2, 3.0)), [3.0, 3.0])
+    assert compiled.recompiles == []  # f(x, y=y) is the call f(x, y)
     np.testing.assert_array_equal(compiled(np.ones(2), np.full(2, 3.0), training=False),
                                   [1.0, 1.0])
-    assert compiled.recompiles == ["recompiling f (compilation 2): training (static): "
-                                   "True -> False"]
+    assert compiled.recompiles == ["recompiling f (compilation 2): the number of arguments "
+                                   "changed from 2 to 3"]
+
+    def g(x, y=1.0, z=2.0):  # y, skipped before z, takes its default
+        return x * y + z
+
+    np.testing.assert_array_equal(gc.compile(g)(np.ones(2), z=np.float64(5.0)), [6.0, 6.0])
     with pytest.raises(gc.GraphcError, match="compiled f: missing a required argument: 'y'"):
         compiled(np.ones(2), z=1)
 
