@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bench_generate import WORKLOADS as GEN_WORKLOADS
+from .bench_ranks import rank_counts
 from .files import save_figure, write_atomically
 from .models.gpt import GPT, GPTConfig
 from .train import TrainConfig, Trainer, lr_at
@@ -638,9 +639,10 @@ def add_arguments(p):
                    "Python loop), as on a shared machine")
     p.add_argument("--json", help="write the measurements to this JSON file")
     p.add_argument("--plot", help="write a bar chart of the speed-ups to this PNG")
-    p.add_argument("--ranks", help="instead: the data-parallel tiny GPT step on these rank "
-                   "counts (e.g. 1,2; MPI, graphc.bench_ranks): step time, all-reduce time, "
-                   "share of the communication hidden")
+    p.add_argument("--ranks", type=rank_counts,
+                   help="instead: the data-parallel tiny GPT step on these rank counts (e.g. "
+                   "1,2; MPI, graphc.bench_ranks): step time, all-reduce time, share of the "
+                   "communication hidden")
 
 
 def _busy_process():

@@ -78,9 +78,17 @@ def one_rank_run(config: str, steps: int) -> dict:
             "gradient_mb": gradient_bytes / 1e6}
 
 
+def rank_counts(text: str) -> str:
+    """--ranks: rank counts separated by commas (kept as the text), checked before any run."""
+    if not all(part.strip().isdigit() and int(part) >= 1 for part in text.split(",")):
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers separated by "
+                                         f"commas (e.g. 1,2), got {text!r}")
+    return text
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ranks", default="1,2")
+    parser.add_argument("--ranks", type=rank_counts, default="1,2")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--config", default="tiny")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -88,6 +88,24 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    training = True  # Dropout's switch (train() / eval() set it on every submodule)
+
+    def train(self, mode: bool = True):
+        """PyTorch's Module.train: Dropout layers in this module and its submodules are
+        active when `mode` is True and the identity otherwise. Returns the module."""
+        object.__setattr__(self, "training", bool(mode))
+        graph = current_graph()
+        if graph is not None:  # called inside a traced function: it sets the flag each call
+            graph.set_while_tracing(self, "training")
+        for child in vars(self).values():
+            if isinstance(child, Module):
+                child.train(mode)
+        return self
+
+    def eval(self):
+        """train(False): Dropout layers become the identity, for evaluation."""
+        return self.train(False)
+
     # ---- modules as pytrees (JAX / flax style) ----
     def params(self) -> dict:
         """The parameters as a pytree: {name: array}, named as named_parameters(). The arrays
@@ -361,6 +379,9 @@ class Dropout(Module):
         object.__setattr__(self, "training", True)
 
     def forward(self, x):
+        graph = getattr(x, "graph", None) or current_graph()
+        if graph is not None and self.p > 0.0:  # model.train()/eval() selects another plan
+            graph.guard(self, "training", self.training)
         if not self.training or self.p == 0.0:
             return x
         return F.dropout(x, self.p, current_key(x))

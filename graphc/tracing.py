@@ -86,6 +86,8 @@ def unflatten(structure, leaves):
         kind, children = st
         if kind is dict:
             return {k: build(c) for k, c in children}
+        if hasattr(kind, "_fields"):  # a namedtuple takes its fields as arguments
+            return kind(*(build(c) for c in children))
         return kind(build(c) for c in children)
 
     return build(structure)

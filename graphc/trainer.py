@@ -6,7 +6,9 @@
 
 - `loss(params, batch)` or `loss(params, batch, key, training)`: a scalar loss of a batch (a
   tuple of arrays); `key` is an int64 seed that changes every step (for dropout) and
-  `training` is True for the training step, False when evaluating.
+  `training` is True for the training step, False when evaluating. The training step runs
+  the loss inside `nn.rng_key(key)`, so Dropout layers draw their masks from the step's key
+  (checkpointed with the step) whether or not the loss uses `key` itself.
 - `train_batches`: a function `train_batches(rng)` returning a batch drawn with a numpy
   Generator, whose state is then the data position: it is checkpointed, so a resumed run
   draws the very batches an uninterrupted one would (bit-exact resume). Or an iterable of
@@ -47,7 +49,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 
-from . import checkpoint
+from . import checkpoint, nn
 from .optim import clip_by_global_norm, global_norm
 from .transforms import Compiled, value_and_grad
 
@@ -112,7 +114,11 @@ class Trainer:
 
     # ---- the traced functions ----
     def _step_function(self, params, state, batch, key):
-        value, grads = value_and_grad(lambda p: self.loss(p, batch, key, True))(params)
+        # Dropout layers the loss calls draw their masks from the step's key, which is
+        # checkpointed with the step, not from graphc.nn's generator (the graph's implicit
+        # dropout_key input), which a resumed run would not continue bit for bit
+        with nn.rng_key(key):
+            value, grads = value_and_grad(lambda p: self.loss(p, batch, key, True))(params)
         if self.dist is not None:
             value, grads = self.dist.allreduce((value, grads), "mean")
         if self.clip_norm is not None:

@@ -7,6 +7,7 @@ function once per input signature and runs the plan).
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 
 import numpy as np
@@ -58,16 +59,19 @@ class Compiled:
         functools.update_wrapper(self, fn)
 
     def _check_argnums(self, count):
+        # as JAX: an index names a parameter of fn; one left to its default (not passed) is
+        # neither static nor donated in that call
+        limit = max(count, _positional_count(self.fn))
         for what, nums in (("static_argnums", self.static_argnums),
                            ("donate_argnums", self.donate_argnums)):
             for i in nums:
-                if not -count <= i < count:
+                if not -limit <= i < limit:
                     raise GraphcError(f"compile: {what} has {i} but "
                                       f"{getattr(self.fn, '__name__', 'fn')} was called with "
                                       f"{count} arguments", (user_location(),))
 
     def _static(self, count):
-        return {i % count for i in self.static_argnums} if count else set()
+        return _passed(self.static_argnums, count)
 
     def signature(self, args):
         static = self._static(len(args))
@@ -115,12 +119,15 @@ class Compiled:
 
         self._check_argnums(len(args))
         key = self.signature(args)
-        plan = self._plans.get(key)
+        entries = self._plans.get(key, [])  # (guards, plan): one per state of the guards
+        plan = next((p for guards, p in entries if _hold(guards)), None)
         if plan is None:
             fname = getattr(self.fn, "__name__", "fn").strip("<>")
             if self._plans:
-                message = (f"recompiling {fname} (compilation {len(self._plans) + 1}): "
-                           + self._describe_change(self._last_key, key, args))
+                change = (_describe_guards(entries[-1][0]) if entries
+                          else self._describe_change(self._last_key, key, args))
+                count = sum(len(e) for e in self._plans.values())
+                message = f"recompiling {fname} (compilation {count + 1}): {change}"
                 log.info("graphc: %s", message)
                 self.recompiles.append(message)
             static = self._static(len(args))
@@ -135,18 +142,43 @@ class Compiled:
 
             graph = trace(bound, *[_specs_of(args[i]) for i in dynamic],
                           names=[names[i] for i in dynamic], name=fname)
-            donate = [leaf for i in sorted({i % len(args) for i in self.donate_argnums})
+            donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
                       for leaf in leaf_input_names(names[i], args[i])]
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
                               jit=self.jit)
-            self._plans[key] = plan
+            self._plans.setdefault(key, []).append((list(graph.guards), plan))
         self._last_key = key
         return plan
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            args = self._positional(args, kwargs)
         if _is_symbolic(args):
             return self.fn(*args)
         return self.call(args)
+
+    def _positional(self, args, kwargs) -> tuple:
+        """Keyword arguments as the positions they name (as JAX's jit takes them; a static
+        or donated argument is one by position either way); a parameter skipped before one
+        passed by keyword takes its default. f(x, y=y) is then the call f(x, y)."""
+        fname = getattr(self.fn, "__name__", "fn")
+        try:
+            signature = inspect.signature(self.fn)
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise GraphcError(f"compiled {fname}: {exc}", (user_location(),)) from None
+        except ValueError:  # no signature to bind against
+            raise GraphcError(f"compiled {fname}: pass {', '.join(sorted(kwargs))} by "
+                              "position", (user_location(),)) from None
+        positional = [p for p in signature.parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        by_keyword = sorted(set(kwargs) - {p.name for p in positional})
+        if by_keyword:
+            raise GraphcError(f"compiled {fname}: {', '.join(by_keyword)} is keyword-only; "
+                              "a compiled function takes its arguments by position (fix "
+                              "others with functools.partial)", (user_location(),))
+        last = max(i for i, p in enumerate(positional) if p.name in bound.arguments)
+        return tuple(bound.arguments.get(p.name, p.default) for p in positional[:last + 1])
 
     def call(self, args, checked: bool = False):
         """fn(*args) on concrete values; `checked` runs the plan with its finite check
@@ -161,6 +193,18 @@ class Compiled:
         static = self._static(len(args))
         leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
         return [x.data if isinstance(x, Tensor) else x for x in leaves]
+
+
+def _hold(guards) -> bool:
+    return all(getattr(obj, attr) == value for obj, attr, value in guards)
+
+
+def _describe_guards(guards) -> str:
+    """What changed in the Python state a plan was traced under: `Dropout 1.training: True ->
+    False` (the layer's type and its path in the model)."""
+    return "; ".join(f"{type(obj).__name__} {getattr(obj, '_path', '') or '(root)'}.{attr}: "
+                     f"{value!r} -> {getattr(obj, attr)!r}"
+                     for obj, attr, value in guards if getattr(obj, attr) != value)
 
 
 def _leaf_signature(x):
@@ -192,6 +236,22 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
     def make(f):
         return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums)
     return make if fn is None else make(fn)
+
+
+def _passed(argnums, count) -> set:
+    """The positions of a call with `count` arguments that `argnums` names."""
+    return {i % count for i in argnums if -count <= i < count}
+
+
+def _positional_count(fn) -> int:
+    """How many positional parameters fn has (0 when it takes *args or has no signature)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return 0
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
 def _argnums(argnums):

@@ -99,10 +99,26 @@ class Graph(Interpreter):
         self.output_tree = None  # how outputs unflatten into the traced function's result
         self.bound_params = {}  # id(Parameter) -> input node, filled while lifting layers
         self.param_values = {}  # input name -> the Parameter whose value it stands for
+        # (object, attribute, value): Python state the trace read (a Dropout's `training`);
+        # a compiled function reuses the plan only while every one still holds
+        self.guards = []
+        self._set_while_tracing = set()  # (id(object), attribute): state the trace set itself
         self._next_id = 0
         self._next_salt = 0
         self.loc_override = None
         self.scope_override = None
+
+    def guard(self, obj, attr: str, value) -> None:
+        """The trace read obj.attr == value: a plan of this graph is for that state only
+        (unless the traced function set the attribute itself, see set_while_tracing)."""
+        if (id(obj), attr) not in self._set_while_tracing:
+            self.guards.append((obj, attr, value))
+
+    def set_while_tracing(self, obj, attr: str) -> None:
+        """The traced function sets obj.attr itself (model.train(flag) inside a loss): what
+        it reads afterwards is the value it set, which the plan embodies, not a guard on the
+        value found before a call."""
+        self._set_while_tracing.add((id(obj), attr))
 
     # ---- building --------------------------------------------------------------------------
     def add_node(self, op, inputs, attrs, type, locs=None, scope=None) -> Node:

@@ -174,11 +174,18 @@ class Plan:
         with threads.numba_threads(count):
             return self._run(args, kwargs)
 
-    def _run(self, args, kwargs):
+    def bind_call(self, args, kwargs) -> list:
+        """The input arrays of a call, donated ones made safe for the plan to write over."""
         values = bind_inputs(self.graph, args, kwargs)
         for k in self._donated_positions:
             if not values[k].flags.c_contiguous or not values[k].flags.writeable:
                 values[k] = np.array(values[k])  # kernels write donated arrays through views
+        for k in _overlapping_donations(values, self._donated_positions):
+            values[k] = np.array(values[k])
+        return values
+
+    def _run(self, args, kwargs):
+        values = self.bind_call(args, kwargs)
         try:
             if self.check_finite:
                 with np.errstate(all="ignore"):  # the guard reports non-finite values
@@ -218,7 +225,7 @@ class Plan:
         """Run with a finite-value check after every node (the NaN/Inf guard)."""
         if self._checked_fn is None:
             self._checked_fn = instrument.checked_runner(self)
-        values = bind_inputs(self.graph, args, kwargs)
+        values = self.bind_call(args, kwargs)
         with np.errstate(all="ignore"):  # the guard reports non-finite values itself
             outs = self._checked_fn(*values)
         return [np.asarray(o) for o in outs]
@@ -226,6 +233,33 @@ class Plan:
     def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
         """Time every node over `repeat` calls; print a table sorted by time; return rows."""
         return instrument.profile(self, *args, repeat=repeat, file=file, top=top, **kwargs)
+
+
+def _overlapping_donations(values, donated_positions) -> set:
+    """Positions of donated arrays whose memory overlaps another argument's (the same array
+    passed twice, or a view of it): the plan writes outputs over a donated array while it may
+    still read the other argument, so such a donation is given a copy (JAX likewise declines
+    to donate such a buffer). Only arrays over the same memory owner are compared: this runs
+    on every call."""
+    if not donated_positions:
+        return set()
+    donated = set(donated_positions)
+    by_owner = {}
+    for k, value in enumerate(values):
+        by_owner.setdefault(id(_memory_owner(value)), []).append(k)
+    overlapping = set()
+    for group in by_owner.values():
+        for a, b in itertools.combinations(group, 2):
+            if (a in donated or b in donated) and np.may_share_memory(values[a], values[b]):
+                overlapping.update({a, b} & donated)
+    return overlapping
+
+
+def _memory_owner(array):
+    """The object that owns an array's memory (the end of its chain of bases)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array if array.base is None else array.base
 
 
 def _with_solo_blas(fn, blas):

@@ -8,14 +8,14 @@ A plan calls these from its generated code:
     t13 = _collectives.wait(t12, 'mean')     # allreduce_wait: wait, divide by the rank count
 
 The bucket's buffer is a plan buffer like any other (runtime.memory) and `allreduce_wait` is a
-view of it (runtime.kernels.VIEW_OPS), so the reduced gradients are read in place through
-slices of the bucket. Nothing else writes the buffer between start and wait: it is live from
-the start to its last reader.
+view of it (form="view" in its runtime/op_lowering.py record), so the reduced gradients are
+read in place through slices of the bucket. Nothing else writes the buffer between start
+and wait: it is live from the start to its last reader.
 
 Open MPI moves the data of a non-blocking collective only inside MPI calls (it has no progress
 thread by default), so while a bucket is in flight the plan calls `progress()` after its
-heavier kernels (runtime.kernels.PROGRESS_AFTER): one MPI_Testall, about a microsecond when
-nothing arrived.
+heavier kernels (mpi_progress=True in runtime/op_lowering.py): one MPI_Testall, about a
+microsecond when nothing arrived.
 
 `MPICommunicator` wraps an mpi4py communicator for ir.ops.collective (registered by
 graphc.distributed); mpi4py is imported only by code that is given an MPI communicator.

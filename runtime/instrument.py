@@ -13,7 +13,6 @@ from ir.errors import GraphcError
 from ir.ops.registry import get_op
 
 from .fusion import describe
-from .interpreter import bind_inputs
 from .op_lowering import inplace_safe, is_constant
 from .render import render_source
 
@@ -125,7 +124,9 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
     times = [0.0] * len(plan._steps)
     source, _ = render_source(plan.lowered.rendered, "profile")
     fn = plan._compile(source, "profiled", {"_clock": time.perf_counter, "_times": times})
-    values = bind_inputs(plan.graph, args, kwargs)
+    values = plan.bind_call(args, kwargs)
+    for k in plan._donated_positions:  # the timed runs write over copies, not the caller's
+        values[k] = values[k].copy()
     fn(*values)  # warm-up
     for k in range(len(times)):
         times[k] = 0.0

@@ -160,7 +160,7 @@ def _vjp_dynamic_update_slice(ctx, g):
 def _dynamic_update_slice(operand, update, start, axis):
     """The operand with `update` written at a run-time (clamped) start along `axis`. The
     compiled runtime writes into the operand's buffer when it dies here, e.g. a donated KV
-    cache (runtime/kernels.py INPLACE_OPERAND)."""
+    cache (its lowering record in runtime/op_lowering.py names inplace_operand)."""
     out = operand.copy()
     s = _clamped_start(start, update.shape[axis], operand.shape[axis])
     out[_window(operand.ndim, axis, s, update.shape[axis])] = update
