@@ -17,6 +17,7 @@ from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
 from . import nn, optim
+from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .tracing import Spec, spec, trace
 from .trainer import Trainer
@@ -25,4 +26,4 @@ from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
-           "tensor", "nn", "optim", "Trainer", "draw"] + _api.__all__
+           "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp"] + _api.__all__
