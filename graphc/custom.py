@@ -23,7 +23,9 @@ unchanged and get no cotangent; values the function closes over get no gradient 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 
 import numpy as np
 
@@ -61,7 +63,8 @@ class custom_vjp:
                               f"{self.name}.defvjp(fwd, bwd) before using it", (user_location(),))
 
     def _forward(self, args):
-        result = self.fwd(*args)
+        with _running_rule(self):
+            result = self.fwd(*args)
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
             raise GraphcError(f"custom_vjp function {self.name}: fwd must return a pair "
                               f"(output, residuals), got {_describe(result)}", (user_location(),))
@@ -109,7 +112,28 @@ def _describe(value) -> str:
     return f"a {type(value).__name__}"
 
 
+class _Rules(threading.local):
+    def __init__(self):
+        self.running = []  # the custom functions whose fwd or jvp rule is running
+
+
+_RULES = _Rules()
+
+
+@contextlib.contextmanager
+def _running_rule(custom):
+    """Inside its own fwd or jvp rule a custom function is its plain `fun` (JAX's idiom
+    `def fwd(x): return f(x), residuals` must not recurse)."""
+    _RULES.running.append(custom)
+    try:
+        yield
+    finally:
+        _RULES.running.pop()
+
+
 def _call(custom, args):
+    if custom in _RULES.running:
+        return custom.fun(*args)
     leaves, in_tree = leaves_and_structure(list(args))
     graph = next((x.graph for x in leaves if isinstance(x, Node)), None) or current_graph()
     if graph is not None:  # tracing: Tensors and Parameters enter the graph as operands do
@@ -213,13 +237,13 @@ def _check_cotangents(custom, result, args, leaves, arg_pos, arg_ops, needs):
     out = []
     for operand, i, need in zip(arg_ops, arg_pos, needs):
         ct = per_leaf[i]
-        if ct is None or not need or not is_float(operand.dtype):
-            out.append(None)
-            continue
-        if tuple(np.shape(ct)) != tuple(operand.shape):
+        if ct is not None and tuple(np.shape(ct)) != tuple(operand.shape):
             raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
                               f"{_argument_of(args, i)} has shape {tuple(np.shape(ct))} but the "
                               f"argument has shape {tuple(operand.shape)}", (user_location(),))
+        if ct is None or not need or not is_float(operand.dtype):
+            out.append(None)
+            continue
         ct = _as_value(ct, operand)
         out.append(ct if ct.dtype == operand.dtype else F.cast(ct, operand.dtype))
     return out
@@ -256,7 +280,7 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, 
             tangents[i] = F.zeros_like(operand) if symbolic else \
                 Tensor(np.zeros_like(operand.data), requires_grad=True)
             wanted.append((j, tangents[i]))
-    with enable_grad():  # eagerly the tangent map is taped, then swept below
+    with enable_grad(), _running_rule(custom):  # eagerly the tangent map is taped, then swept
         result = custom.jvp(tuple(unflatten(in_tree, primals)),
                             tuple(unflatten(in_tree, tangents)))
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
