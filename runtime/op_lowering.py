@@ -145,6 +145,7 @@ _RECORDS = [
     Lowering("stop_gradient", form="view", view=E.view_same),
     # simplify inlines it; under pipeline O0 it is its forward value (ir/ops/custom.py)
     Lowering("custom_vjp", form="view", view=E.view_same),
+    Lowering("optimization_barrier", form="view", view=E.view_same),
     *(Lowering(op, form="constant") for op in ("constant", "full", "arange", "tri")),
     Lowering("input", form="input"),
     # its kernel reads every operand at the position it writes (runtime/kernelgen.py)

@@ -80,3 +80,18 @@ def _vjp(ctx, g):
 @defop("custom_vjp", _infer, vjp=_vjp)
 def custom_vjp(value, *operands, fn, args, rule):
     return value
+
+
+# ---- rematerialisation (graphc.checkpoint) ----------------------------------------------------
+# The backward pass of a checkpointed region recomputes its forward nodes from barriers on the
+# values it reads. The barrier is the identity (a view when lowered), but CSE does not see
+# through it, so the recomputed nodes stay apart from the forward ones, which then die at the
+# end of the forward pass instead of living until the backward pass reads them (as JAX's
+# optimization_barrier does for jax.checkpoint).
+def _barrier_vjp(ctx, g):
+    return [g]
+
+
+@defop("optimization_barrier", lambda types: types[0], vjp=_barrier_vjp, arity=1)
+def optimization_barrier(x):
+    return x
