@@ -29,7 +29,7 @@ import threading
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, definition_location, user_location
 from ir.graph import Node, current_graph
 from ir.ops import api as F
 from ir.ops.custom import CustomCall, rule_ref
@@ -67,7 +67,7 @@ class custom_vjp:
             result = self.fwd(*args)
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
             raise GraphcError(f"custom_vjp function {self.name}: fwd must return a pair "
-                              f"(output, residuals), got {_describe(result)}", (user_location(),))
+                              f"(output, residuals), got {_describe(result)}", _where(self.fwd))
         return result
 
     def __call__(self, *args):
@@ -102,6 +102,12 @@ class custom_jvp:
     def __call__(self, *args):
         self._ready()
         return _call(self, args)
+
+
+def _where(rule):
+    """Where an error in a rule's result is reported: the rule's definition (when autodiff
+    runs it from a command, no frame on the stack is the user's), and the user's line."""
+    return (definition_location(rule), user_location())
 
 
 def _describe(value) -> str:
@@ -172,7 +178,7 @@ def _record(custom, leaves, in_tree, is_operand):
             for i, r in zip(res_pos, res_ops):
                 res[i] = r
             result = custom.bwd(unflatten(res_tree, res), unflatten(out_tree, cotangents))
-            return _check_cotangents(custom, result, args, leaves, arg_pos, arg_ops, needs)
+            return _check_cotangents(custom, result, args, arg_pos, arg_ops, needs)
         return _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs,
                               out_types, diff_pos, [cotangents[i] for i in diff_pos])
 
@@ -210,18 +216,18 @@ def _as_value(ct, like):
     return ct if isinstance(ct, Tensor) else Tensor(np.asarray(ct, like.dtype))
 
 
-def _check_cotangents(custom, result, args, leaves, arg_pos, arg_ops, needs):
+def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
     """bwd's result, one cotangent per argument (pytrees like the arguments, None for zero),
     as one value per argument operand; anything else is a GraphcError naming the function."""
     name = custom.name
     if not isinstance(result, (tuple, list)):
         raise GraphcError(f"custom_vjp function {name}: bwd must return a tuple with one "
                           f"cotangent per argument ({len(args)}), got {_describe(result)}",
-                          (user_location(),))
+                          _where(custom.bwd))
     if len(result) != len(args):
         raise GraphcError(f"custom_vjp function {name}: bwd returned {len(result)} cotangents "
                           f"for {len(args)} arguments; return one per argument (None for no "
-                          "gradient)", (user_location(),))
+                          "gradient)", _where(custom.bwd))
     per_leaf = []
     for k, (arg, ct) in enumerate(zip(args, result)):
         arg_leaves, arg_tree = leaves_and_structure(arg)
@@ -232,7 +238,7 @@ def _check_cotangents(custom, result, args, leaves, arg_pos, arg_ops, needs):
         if ct_tree != arg_tree:
             raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument {k} is "
                               f"{_describe(ct)}, not a pytree like the argument",
-                              (user_location(),))
+                              _where(custom.bwd))
         per_leaf += ct_leaves
     out = []
     for operand, i, need in zip(arg_ops, arg_pos, needs):
@@ -240,7 +246,7 @@ def _check_cotangents(custom, result, args, leaves, arg_pos, arg_ops, needs):
         if ct is not None and tuple(np.shape(ct)) != tuple(operand.shape):
             raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
                               f"{_argument_of(args, i)} has shape {tuple(np.shape(ct))} but the "
-                              f"argument has shape {tuple(operand.shape)}", (user_location(),))
+                              f"argument has shape {tuple(operand.shape)}", _where(custom.bwd))
         if ct is None or not need or not is_float(operand.dtype):
             out.append(None)
             continue
@@ -286,12 +292,12 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, 
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
         raise GraphcError(f"custom_jvp function {name}: the rule must return a pair "
                           f"(primal_out, tangent_out), got {_describe(result)}",
-                          (user_location(),))
+                          _where(custom.jvp))
     tangent_leaves, _ = leaves_and_structure(result[1])
     if len(tangent_leaves) != len(out_types):
         raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out has "
                           f"{len(tangent_leaves)} arrays but the function returns "
-                          f"{len(out_types)}", (user_location(),))
+                          f"{len(out_types)}", _where(custom.jvp))
     ys, seeds = [], []
     for i, ct in zip(diff_pos, cotangents):
         t = tangent_leaves[i]
@@ -299,7 +305,7 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, 
             raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out "
                               f"{_argument_of(list(tangent_leaves), i)} has shape "
                               f"{tuple(np.shape(t))} but the output has shape "
-                              f"{tuple(out_types[i][0])}", (user_location(),))
+                              f"{tuple(out_types[i][0])}", _where(custom.jvp))
         if isinstance(t, Node if symbolic else Tensor):
             ys.append(t)
             seeds.append(ct)

@@ -259,6 +259,7 @@ def test_bad_rules_are_one_error_naming_the_function(fwd, bwd, message):
     with pytest.raises(gc.GraphcError, match=message) as err:
         gc.grad(f)(x, x)
     assert "\n" not in str(err.value).split("\n  at ")[0]
+    assert "test_custom_gradients.py" in str(err.value).split("\n  at ")[1]
     with pytest.raises(gc.GraphcError, match=message):  # eagerly too
         t = gc.tensor(x, requires_grad=True)
         f(t, gc.tensor(x)).backward()
@@ -316,3 +317,22 @@ def test_graphc_dump_shows_the_custom_node(tmp_path):
     assert grad.returncode == 0, grad.stderr
     assert "sigmoid" in grad.stdout  # the rule's backward computation
     assert "custom_vjp" not in grad.stdout  # inlined by the default pipeline
+
+
+def test_cli_reports_a_bad_rule_in_one_line_with_exit_2(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text("import graphc as gc\n"
+                     "@gc.custom_vjp\n"
+                     "def halve(x):\n"
+                     "    return x * 0.5\n"
+                     "halve.defvjp(lambda x: (x * 0.5, None), lambda r, g: (g, g))\n"
+                     "def build():\n"
+                     "    return gc.trace(lambda x: gc.sum(halve(x)), gc.spec((4,)))\n")
+    proc = subprocess.run([sys.executable, "-m", "graphc.cli", "dump", f"{model}:build",
+                           "--grad"], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("graphc: error: custom_vjp function halve: bwd returned 2 "
+                                  "cotangents for 1 arguments")
+    assert "model.py:5" in proc.stderr  # the rule's line
+    assert "Traceback" not in proc.stderr
