@@ -1,7 +1,8 @@
-"""Rematerialisation: `graphc.checkpoint(f)`, as `jax.checkpoint` / `torch.utils.checkpoint`.
+"""Rematerialisation: `graphc.remat(f)`, as `jax.checkpoint` (alias `jax.remat`) and
+`torch.utils.checkpoint`; `graphc.checkpoint` is the module of checkpoint files.
 
     for block in blocks:
-        x = gc.checkpoint(block)(x)
+        x = gc.remat(block)(x)
 
 Traced, f's forward nodes are recorded as usual and topped by one custom_vjp node
 (ir/ops/custom.py) whose gradient rule replays them: when the backward pass reaches the
@@ -28,7 +29,7 @@ from .custom import _pack
 from .tracing import leaves_and_structure, unflatten
 
 
-def checkpoint(fun):
+def remat(fun):
     """fun, with its forward values recomputed in the backward pass instead of kept."""
     name = getattr(fun, "__name__", "fn")
 
@@ -77,7 +78,7 @@ def _rematerialise(graph, region, out, name):
         grads = iter(gradients(ys, wrt, unpack(g)) if wrt else [])
         return [next(grads) if need else None for need in needs]
 
-    node = apply("custom_vjp", packed, *reads, fn=f"checkpoint({name})", args=len(reads),
+    node = apply("custom_vjp", packed, *reads, fn=f"remat({name})", args=len(reads),
                  rule=rule_ref(CustomCall(name, pullback)))
     results = list(out_leaves)
     for i, r in zip(diff_pos, unpack(node)):

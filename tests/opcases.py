@@ -314,7 +314,7 @@ CASES = [
     Case("custom_vjp", lambda a, b: sum(_softplus_scaled(a, b)), [f64(3, 4), f64(4)],
          lambda a, b: np.log1p(np.exp(a)) * b + a * b),
     Case("custom_jvp", lambda a: _log1pexp(a) * a, [f64(3, 4)], lambda a: np.log1p(np.exp(a)) * a),
-    # the identity that keeps graphc.checkpoint's replay apart from the forward (under CSE)
+    # the identity that keeps graphc.remat's replay apart from the forward (under CSE)
     Case("optimization_barrier", lambda a: apply("optimization_barrier", a * a) * a, [f64(3, 4)],
          lambda a: a ** 3),
     # finite differences see through stop_gradient, so its gradient is tested on its own

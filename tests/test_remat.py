@@ -1,4 +1,4 @@
-"""gc.checkpoint (graphc/remat.py): gradients equal the plain function's on random inputs,
+"""gc.remat (graphc/remat.py): gradients equal the plain function's on random inputs,
 and the compiled training step of a GPT with every block checkpointed needs less memory."""
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ def test_checkpointed_gradients_equal_the_plain_ones_on_random_inputs(seed):
         return gc.sum((x - target) ** 2)
 
     plain = gc.value_and_grad(lambda x, ws: loss(x, ws, mlp_block), argnums=(0, 1))(x, ws)
-    remat = gc.value_and_grad(lambda x, ws: loss(x, ws, gc.checkpoint(mlp_block)),
+    remat = gc.value_and_grad(lambda x, ws: loss(x, ws, gc.remat(mlp_block)),
                               argnums=(0, 1))(x, ws)
     np.testing.assert_allclose(remat[0], plain[0], rtol=1e-14)
     np.testing.assert_allclose(remat[1][0], plain[1][0], rtol=1e-12, atol=1e-14)
@@ -34,12 +34,12 @@ def test_checkpointed_gradients_equal_the_plain_ones_on_random_inputs(seed):
         np.testing.assert_allclose(a1, b1, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(a2, b2, rtol=1e-12, atol=1e-14)
     # the backward pass holds the replay: two copies of each region's matmuls in the graph
-    graph = gc.trace(gc.grad(lambda x, ws: loss(x, ws, gc.checkpoint(mlp_block))), x, ws)
+    graph = gc.trace(gc.grad(lambda x, ws: loss(x, ws, gc.remat(mlp_block))), x, ws)
     ops = [n.op for n in graph.nodes]
     assert ops.count("optimization_barrier") == 3 * 3 and ops.count("custom_vjp") == 3
     # eagerly it is the function itself
     t = gc.tensor(x, requires_grad=True)
-    loss(t, ws, gc.checkpoint(mlp_block)).backward()
+    loss(t, ws, gc.remat(mlp_block)).backward()
     np.testing.assert_allclose(t.grad, plain[1][0], rtol=1e-12)
 
 
@@ -52,7 +52,7 @@ def test_second_derivatives_and_closed_over_values_go_through_the_replay():
     x = np.array([[0.4, -1.2], [0.7, 0.2]])
     hv = np.array([[1.0, 0.5], [-0.3, 2.0]])
     plain = gc.grad(lambda x: gc.sum(gc.grad(f)(x) * hv))(x)
-    remat = gc.grad(lambda x: gc.sum(gc.grad(gc.checkpoint(f))(x) * hv))(x)
+    remat = gc.grad(lambda x: gc.sum(gc.grad(gc.remat(f))(x) * hv))(x)
     np.testing.assert_allclose(remat, plain, rtol=1e-12)
 
 
@@ -61,7 +61,7 @@ def _gpt_step(remat: bool, dropout: float = 0.0):
     model = GPT(cfg, seed=0)
     if remat:
         for block in model.blocks:
-            object.__setattr__(block, "forward", gc.checkpoint(block.forward))
+            object.__setattr__(block, "forward", gc.remat(block.forward))
     B, T = cfg.batch_size, cfg.block_size
     graph = gc.trace(lambda idx, targets, seed: model(idx, targets, seed=seed, training=True),
                      gc.spec((B, T), "int64"), gc.spec((B, T), "int64"), gc.spec((), "int64"))
@@ -96,7 +96,7 @@ def test_a_traced_graph_differentiated_later_replays_in_its_clone():
     rng = np.random.default_rng(3)
     x, w1, w2 = rng.normal(size=(3, 6)), rng.normal(size=(6, 8)), rng.normal(size=(8, 6))
     plain = grad_graph(gc.trace(lambda x, a, b: gc.sum(mlp_block(x, a, b)), x, w1, w2))
-    remat = grad_graph(gc.trace(lambda x, a, b: gc.sum(gc.checkpoint(mlp_block)(x, a, b)),
+    remat = grad_graph(gc.trace(lambda x, a, b: gc.sum(gc.remat(mlp_block)(x, a, b)),
                                 x, w1, w2))
     verify(remat)
     assert any(n.op == "optimization_barrier" for n in remat.nodes)

@@ -82,7 +82,7 @@ def custom_vjp(value, *operands, fn, args, rule):
     return value
 
 
-# ---- rematerialisation (graphc.checkpoint) ----------------------------------------------------
+# ---- rematerialisation (graphc.remat) ----------------------------------------------------
 # The backward pass of a checkpointed region recomputes its forward nodes from barriers on the
 # values it reads. The barrier is the identity (a view when lowered), but CSE does not see
 # through it, so the recomputed nodes stay apart from the forward ones, which then die at the
