@@ -11,8 +11,9 @@ run on the residuals and the cotangent; none flows into the forward nodes or the
 The rule is Python code (graphc/custom.py and graphc/remat.py build it), so the node holds
 it by reference: the `rule` attribute is an int carrying the rule, printed as its number in
 this process. IR text read back evaluates (it is the identity) but can be differentiated only
-in the process that made it. Simplification inlines the node (passes/simplify.py), so optimised graphs and
-compiled plans never hold one: differentiate first, as graphc.grad and graphc.compile do.
+in the process that made it. Simplification inlines the node (passes/simplify.py), so
+optimised graphs and compiled plans never hold one: differentiate first, as graphc.grad and
+graphc.compile do.
 """
 from __future__ import annotations
 
