@@ -17,7 +17,9 @@ from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
 from . import nn, optim
+from .custom import custom_jvp, custom_vjp
 from .draw import draw
+from .remat import remat
 from .tracing import Spec, spec, trace
 from .trainer import Trainer
 from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
@@ -25,4 +27,5 @@ from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
-           "tensor", "nn", "optim", "Trainer", "draw"] + _api.__all__
+           "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
+           "remat"] + _api.__all__

@@ -33,7 +33,8 @@ class GraphcError(Exception):
 
     def __init__(self, message: str, locs=()):
         self.message = message
-        self.locs = tuple(locs or ())
+        # user_location() is None when no frame is the user's (a rule run from a CLI command)
+        self.locs = tuple(loc for loc in (locs or ()) if loc)
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -58,6 +59,12 @@ def user_location():
             return (_short(filename), frame.f_lineno)
         frame = frame.f_back
     return None
+
+
+def definition_location(fn):
+    """(file, line) where a Python function was defined, or None (a builtin)."""
+    code = getattr(fn, "__code__", None)
+    return (_short(code.co_filename), code.co_firstlineno) if code is not None else None
 
 
 def _short(filename: str) -> str:

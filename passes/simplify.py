@@ -155,6 +155,13 @@ def log_exp(m):
         return x.inputs[0]
 
 
+@rule("custom_vjp")
+def inline_custom_gradient(m):
+    """A custom-gradient node is its forward value; its rule matters only to autodiff, which
+    runs before the passes (ir/ops/custom.py)."""
+    return m.inputs[0]
+
+
 @rule("cast")
 def cast_same(m):
     (x,) = m.inputs

@@ -36,6 +36,12 @@ def no_grad():
         _MODE.enabled = saved
 
 
+def is_grad_enabled() -> bool:
+    """Whether ops on tensors that require grad are recorded (off under no_grad, and while
+    backward() runs without create_graph)."""
+    return _MODE.enabled
+
+
 @contextlib.contextmanager
 def enable_grad():
     saved = _MODE.enabled

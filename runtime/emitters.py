@@ -332,5 +332,5 @@ def view_allreduce_wait(node, x):
 
 
 def view_same(node, x):
-    """stop_gradient: the operand itself."""
+    """stop_gradient, custom_vjp, optimization_barrier: the (first) operand itself."""
     return x

@@ -143,6 +143,9 @@ _RECORDS = [
     Lowering("broadcast_to", form="view", view=E.view_broadcast_to),
     Lowering("slice", form="view", view=E.view_slice),
     Lowering("stop_gradient", form="view", view=E.view_same),
+    # simplify inlines it; under pipeline O0 it is its forward value (ir/ops/custom.py)
+    Lowering("custom_vjp", form="view", view=E.view_same),
+    Lowering("optimization_barrier", form="view", view=E.view_same),
     *(Lowering(op, form="constant") for op in ("constant", "full", "arange", "tri")),
     Lowering("input", form="input"),
     # its kernel reads every operand at the position it writes (runtime/kernelgen.py)

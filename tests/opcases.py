@@ -11,6 +11,7 @@ from scipy import special
 
 import graphc as gc
 from ir.ops.collective import allreduce, bucketed_allreduce
+from ir.ops.registry import apply
 
 
 @dataclass
@@ -112,6 +113,39 @@ def _scatter(u, idx, rows):
     out = np.zeros((rows,) + u.shape[idx.ndim:])
     np.add.at(out, idx, u)
     return out
+
+
+@gc.custom_vjp
+def _softplus_scaled(a, b):
+    """(softplus(a) * b, a * b): two outputs and two arguments through one custom rule."""
+    return gc.log(1.0 + gc.exp(a)) * b, a * b
+
+
+def _softplus_scaled_fwd(a, b):
+    return _softplus_scaled(a, b), (a, b)
+
+
+def _softplus_scaled_bwd(residuals, cotangents):
+    a, b = residuals
+    g_soft, g_prod = cotangents
+    sig = 1.0 / (1.0 + gc.exp(-a))
+    # b broadcasts over a's rows: its cotangent sums over them
+    return (g_soft * b * sig + g_prod * b,
+            gc.sum(g_soft * gc.log(1.0 + gc.exp(a)) + g_prod * a, axis=0))
+
+
+_softplus_scaled.defvjp(_softplus_scaled_fwd, _softplus_scaled_bwd)
+
+
+@gc.custom_jvp
+def _log1pexp(x):
+    return gc.log(1.0 + gc.exp(x))
+
+
+@_log1pexp.defjvp
+def _log1pexp_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return _log1pexp(x), t * (1.0 - 1.0 / (1.0 + gc.exp(x)))
 
 
 CASES = [
@@ -276,6 +310,13 @@ CASES = [
     Case("allreduce", lambda a, b: allreduce(a * b, "mean") + allreduce(a, "sum"),
          [f64(3, 4), f64(3, 4)], lambda a, b: a * b + a),
     Case("allreduce_bucket", _bucketed, [f64(3, 4), f64(4)], lambda a, b: a * a + b),
+    # custom gradient rules (graphc/custom.py): correct rules, so finite differences agree
+    Case("custom_vjp", lambda a, b: sum(_softplus_scaled(a, b)), [f64(3, 4), f64(4)],
+         lambda a, b: np.log1p(np.exp(a)) * b + a * b),
+    Case("custom_jvp", lambda a: _log1pexp(a) * a, [f64(3, 4)], lambda a: np.log1p(np.exp(a)) * a),
+    # the identity that keeps graphc.remat's replay apart from the forward (under CSE)
+    Case("optimization_barrier", lambda a: apply("optimization_barrier", a * a) * a, [f64(3, 4)],
+         lambda a: a ** 3),
     # finite differences see through stop_gradient, so its gradient is tested on its own
     Case("stop_gradient", lambda a: a * gc.stop_gradient(a), [f64(3)], lambda a: a * a,
          grad=False),

@@ -1,0 +1,329 @@
+"""Functions with their own gradient rules, as JAX's `jax.custom_vjp` and `jax.custom_jvp`.
+
+    @gc.custom_vjp
+    def straight_through_round(x):
+        return gc.round(x)
+    straight_through_round.defvjp(lambda x: (gc.round(x), None), lambda _, g: (g,))
+
+Each use records the forward computation as it is (ordinary graph nodes while tracing, tape
+entries eagerly) and puts one `custom_vjp` node on top (ir/ops/custom.py): it is the forward
+value, and its gradient is the rule, so `grad`, `vjp`, `jvp`, `compile` and `backward()` all
+use the rule. Simplification inlines the node, so compiled plans run exactly the forward
+computation and the rule's backward computation.
+
+As in JAX: under differentiation the forward value comes from `fwd` (custom_vjp); `bwd`
+returns a tuple with one cotangent per argument (a pytree like the argument, or None for
+none); a custom_jvp rule returns (primal_out, tangent_out) with tangent_out linear in the
+tangents. graphc differentiates in reverse mode, so a custom_jvp rule is used transposed:
+its tangent map is traced on placeholder tangents and differentiated with respect to them
+(exact, since it is linear). Second derivatives work on traced functions (the rule's own
+nodes are differentiated again); eagerly, `backward(create_graph=True)` through a custom_jvp
+function is refused. Arguments that are not tensors (Python numbers, strings) go to `fun`
+unchanged and get no cotangent; values the function closes over get no gradient through it.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+
+import numpy as np
+
+from ir.errors import GraphcError, definition_location, user_location
+from ir.graph import Node, current_graph
+from ir.ops import api as F
+from ir.ops.custom import CustomCall, rule_ref
+from ir.ops.registry import apply
+from ir.types import is_float
+from passes.autodiff import gradients
+from runtime.eager import Tensor, backward, enable_grad, is_grad_enabled
+
+from .tracing import leaves_and_structure, unflatten
+
+
+class custom_vjp:
+    """`f = custom_vjp(fun)`, then `f.defvjp(fwd, bwd)`: fwd(*args) -> (out, residuals),
+    bwd(residuals, cotangent) -> one cotangent per argument."""
+
+    kind = "custom_vjp"
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.fwd = self.bwd = None
+        self.name = getattr(fun, "__name__", "fn")
+        functools.update_wrapper(self, fun)
+
+    def defvjp(self, fwd, bwd):
+        self.fwd, self.bwd = fwd, bwd
+        return self
+
+    def _ready(self):
+        if self.fwd is None:
+            raise GraphcError(f"custom_vjp function {self.name} has no rule: call "
+                              f"{self.name}.defvjp(fwd, bwd) before using it", (user_location(),))
+
+    def _forward(self, args):
+        with _running_rule(self):
+            result = self.fwd(*args)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise GraphcError(f"custom_vjp function {self.name}: fwd must return a pair "
+                              f"(output, residuals), got {_describe(result)}", _where(self.fwd))
+        return result
+
+    def __call__(self, *args):
+        self._ready()
+        return _call(self, args)
+
+
+class custom_jvp:
+    """`f = custom_jvp(fun)`, then `f.defjvp(rule)`: rule(primals, tangents) ->
+    (primal_out, tangent_out), primals and tangents being tuples of the arguments."""
+
+    kind = "custom_jvp"
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.jvp = None
+        self.name = getattr(fun, "__name__", "fn")
+        functools.update_wrapper(self, fun)
+
+    def defjvp(self, jvp):
+        self.jvp = jvp
+        return jvp
+
+    def _ready(self):
+        if self.jvp is None:
+            raise GraphcError(f"custom_jvp function {self.name} has no rule: call "
+                              f"{self.name}.defjvp(rule) before using it", (user_location(),))
+
+    def _forward(self, args):
+        return self.fun(*args), ()
+
+    def __call__(self, *args):
+        self._ready()
+        return _call(self, args)
+
+
+def _where(rule):
+    """Where an error in a rule's result is reported: the rule's definition (when autodiff
+    runs it from a command, no frame on the stack is the user's), and the user's line."""
+    return (definition_location(rule), user_location())
+
+
+def _describe(value) -> str:
+    if isinstance(value, (Node, Tensor, np.ndarray)):
+        return f"one array of shape {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+class _Rules(threading.local):
+    def __init__(self):
+        self.running = []  # the custom functions whose fwd or jvp rule is running
+
+
+_RULES = _Rules()
+
+
+@contextlib.contextmanager
+def _running_rule(custom):
+    """Inside its own fwd or jvp rule a custom function is its plain `fun` (JAX's idiom
+    `def fwd(x): return f(x), residuals` must not recurse)."""
+    _RULES.running.append(custom)
+    try:
+        yield
+    finally:
+        _RULES.running.pop()
+
+
+def _call(custom, args):
+    if custom in _RULES.running:
+        return custom.fun(*args)
+    leaves, in_tree = leaves_and_structure(list(args))
+    graph = next((x.graph for x in leaves if isinstance(x, Node)), None) or current_graph()
+    if graph is not None:  # tracing: Tensors and Parameters enter the graph as operands do
+        with graph.building():
+            leaves = [x.graph_operand(graph) if isinstance(x, Tensor) else x for x in leaves]
+            return _record(custom, leaves, in_tree, lambda x: isinstance(x, Node))
+    if is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in leaves):
+        return _record(custom, leaves, in_tree, lambda x: isinstance(x, Tensor))
+    return custom.fun(*args)  # nothing to differentiate: the function itself, as JAX
+
+
+def _record(custom, leaves, in_tree, is_operand):
+    """The forward computation topped by one custom_vjp node whose rule is `custom`'s."""
+    args = unflatten(in_tree, leaves)
+    out, residuals = custom._forward(args)
+    out_leaves, out_tree = leaves_and_structure(out)
+    res_leaves, res_tree = leaves_and_structure(residuals)
+    arg_pos = [i for i, x in enumerate(leaves) if is_operand(x)]
+    res_pos = [i for i, x in enumerate(res_leaves) if is_operand(x)]
+    diff_pos = [i for i, x in enumerate(out_leaves) if is_operand(x) and is_float(x.dtype)]
+    if not diff_pos or not arg_pos:
+        return out
+    differentiable = [out_leaves[i] for i in diff_pos]
+    packed, unpack = _pack(differentiable)
+    # the shapes and dtypes of every output leaf: the cotangents of the non-differentiable ones
+    # are zeros made from these (never from out_leaves, nodes of the graph as it was traced)
+    out_types = [(np.shape(x), np.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype)
+                 for x in out_leaves]
+
+    def pullback(arg_ops, res_ops, g, needs):
+        cotangents = [np.zeros(shape, dtype) for shape, dtype in out_types]
+        for i, c in zip(diff_pos, unpack(g)):
+            cotangents[i] = c
+        if custom.kind == "custom_vjp":
+            res = list(res_leaves)
+            for i, r in zip(res_pos, res_ops):
+                res[i] = r
+            result = custom.bwd(unflatten(res_tree, res), unflatten(out_tree, cotangents))
+            return _check_cotangents(custom, result, args, arg_pos, arg_ops, needs)
+        return _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs,
+                              out_types, diff_pos, [cotangents[i] for i in diff_pos])
+
+    node = apply("custom_vjp", packed, *[leaves[i] for i in arg_pos],
+                 *[res_leaves[i] for i in res_pos], fn=custom.name, args=len(arg_pos),
+                 rule=rule_ref(CustomCall(custom.name, pullback)))
+    results = list(out_leaves)
+    for i, r in zip(diff_pos, unpack(node)):
+        results[i] = r
+    return unflatten(out_tree, results)
+
+
+def _pack(values):
+    """One value holding all differentiable outputs (the node has one result), and the
+    function that splits such a value (the node, or its cotangent) back into them."""
+    if len(values) == 1:
+        return values[0], lambda v: [v]
+    dtype = np.result_type(*[x.dtype for x in values])
+    packed = F.concat([F.reshape(F.cast(x, dtype), (-1,)) for x in values], 0)
+    types = [(tuple(x.shape), x.dtype, int(np.prod(x.shape))) for x in values]
+
+    def unpack(v):
+        parts, start = [], 0
+        for shape, dt, size in types:
+            parts.append(F.cast(F.reshape(v[start:start + size], shape), dt))
+            start += size
+        return parts
+    return packed, unpack
+
+
+def _as_value(ct, like):
+    """A cotangent the rule returned as an array or a number, as a value like `like`'s."""
+    if isinstance(like, Node):
+        return ct if isinstance(ct, Node) else like.graph.constant(np.asarray(ct, like.dtype))
+    return ct if isinstance(ct, Tensor) else Tensor(np.asarray(ct, like.dtype))
+
+
+def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
+    """bwd's result, one cotangent per argument (pytrees like the arguments, None for zero),
+    as one value per argument operand; anything else is a GraphcError naming the function."""
+    name = custom.name
+    if not isinstance(result, (tuple, list)):
+        raise GraphcError(f"custom_vjp function {name}: bwd must return a tuple with one "
+                          f"cotangent per argument ({len(args)}), got {_describe(result)}",
+                          _where(custom.bwd))
+    if len(result) != len(args):
+        raise GraphcError(f"custom_vjp function {name}: bwd returned {len(result)} cotangents "
+                          f"for {len(args)} arguments; return one per argument (None for no "
+                          "gradient)", _where(custom.bwd))
+    per_leaf = []
+    for k, (arg, ct) in enumerate(zip(args, result)):
+        arg_leaves, arg_tree = leaves_and_structure(arg)
+        if ct is None:
+            per_leaf += [None] * len(arg_leaves)
+            continue
+        ct_leaves, ct_tree = leaves_and_structure(ct)
+        if ct_tree != arg_tree:
+            raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument {k} is "
+                              f"{_describe(ct)}, not a pytree like the argument",
+                              _where(custom.bwd))
+        per_leaf += ct_leaves
+    out = []
+    for operand, i, need in zip(arg_ops, arg_pos, needs):
+        ct = per_leaf[i]
+        if ct is not None and tuple(np.shape(ct)) != tuple(operand.shape):
+            raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
+                              f"{_argument_of(args, i)} has shape {tuple(np.shape(ct))} but the "
+                              f"argument has shape {tuple(operand.shape)}", _where(custom.bwd))
+        if ct is None or not need or not is_float(operand.dtype):
+            out.append(None)
+            continue
+        ct = _as_value(ct, operand)
+        out.append(ct if ct.dtype == operand.dtype else F.cast(ct, operand.dtype))
+    return out
+
+
+def _argument_of(args, leaf_index) -> str:
+    """'1' for a leaf that is the second argument, '1 (leaf 2)' inside a pytree argument."""
+    start = 0
+    for k, arg in enumerate(args):
+        count = len(leaves_and_structure(arg)[0])
+        if leaf_index < start + count:
+            return str(k) if count == 1 else f"{k} (leaf {leaf_index - start})"
+        start += count
+    return str(leaf_index)
+
+
+def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, diff_pos,
+                   cotangents):
+    """The cotangents of the arguments from a custom_jvp rule: its tangent map, linear in
+    the tangents, traced on placeholder tangents and differentiated with respect to them."""
+    name = custom.name
+    symbolic = isinstance(cotangents[0], Node)
+    if not symbolic and is_grad_enabled():
+        raise GraphcError(f"custom_jvp function {name}: backward(create_graph=True) through "
+                          "a custom_jvp rule is not supported eagerly; differentiate a traced "
+                          "function (graphc.grad) for higher derivatives", (user_location(),))
+    primals = list(leaves)
+    tangents = [np.zeros(np.shape(x), np.asarray(x).dtype if not hasattr(x, "dtype")
+                         else x.dtype) for x in leaves]
+    wanted = []  # (operand index, placeholder tangent)
+    for j, (i, operand) in enumerate(zip(arg_pos, arg_ops)):
+        primals[i] = operand if symbolic else Tensor(operand.data)
+        if needs[j] and is_float(operand.dtype):
+            tangents[i] = F.zeros_like(operand) if symbolic else \
+                Tensor(np.zeros_like(operand.data), requires_grad=True)
+            wanted.append((j, tangents[i]))
+    with enable_grad(), _running_rule(custom):  # eagerly the tangent map is taped, then swept
+        result = custom.jvp(tuple(unflatten(in_tree, primals)),
+                            tuple(unflatten(in_tree, tangents)))
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        raise GraphcError(f"custom_jvp function {name}: the rule must return a pair "
+                          f"(primal_out, tangent_out), got {_describe(result)}",
+                          _where(custom.jvp))
+    tangent_leaves, _ = leaves_and_structure(result[1])
+    if len(tangent_leaves) != len(out_types):
+        raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out has "
+                          f"{len(tangent_leaves)} arrays but the function returns "
+                          f"{len(out_types)}", _where(custom.jvp))
+    ys, seeds = [], []
+    for i, ct in zip(diff_pos, cotangents):
+        t = tangent_leaves[i]
+        if tuple(np.shape(t)) != tuple(out_types[i][0]):
+            raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out "
+                              f"{_argument_of(list(tangent_leaves), i)} has shape "
+                              f"{tuple(np.shape(t))} but the output has shape "
+                              f"{tuple(out_types[i][0])}", _where(custom.jvp))
+        if isinstance(t, Node if symbolic else Tensor):
+            ys.append(t)
+            seeds.append(ct)
+    out = [None] * len(arg_ops)
+    if not wanted:
+        return out
+    if symbolic:
+        grads = gradients(ys, [t for _, t in wanted], seeds) if ys else \
+            [F.zeros_like(t) for _, t in wanted]
+    else:
+        taped = [(y, s) for y, s in zip(ys, seeds) if y.requires_grad]
+        if taped:
+            with enable_grad():
+                total = functools.reduce(lambda a, b: a + b,
+                                         [F.sum(y * s) for y, s in taped])
+            backward(total)
+        grads = [Tensor(t.grad if t.grad is not None else np.zeros_like(t.data))
+                 for _, t in wanted]
+    for (j, _), g in zip(wanted, grads):
+        out[j] = g if g.dtype == arg_ops[j].dtype else F.cast(g, arg_ops[j].dtype)
+    return out

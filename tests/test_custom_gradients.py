@@ -1,0 +1,338 @@
+"""gc.custom_vjp / gc.custom_jvp (graphc/custom.py, ir/ops/custom.py): the rule is what grad,
+vjp, jvp, compiled plans and eager backward() compute; bad rules are one clear error."""
+import gc as python_gc
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.parser import parse
+from ir.printer import format_graph
+from runtime.interpreter import run
+
+from test_ops import numeric_gradient, rel_error
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---- a numerically stable log(1 + exp(x)), both ways ---------------------------------------
+def naive_log1pexp(x):
+    return gc.log(1.0 + gc.exp(x))
+
+
+@gc.custom_jvp
+def log1pexp(x):
+    return naive_log1pexp(x)
+
+
+@log1pexp.defjvp
+def _log1pexp_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return log1pexp(x), t * (1.0 - 1.0 / (1.0 + gc.exp(x)))
+
+
+@gc.custom_vjp
+def log1pexp_v(x):
+    return naive_log1pexp(x)
+
+
+log1pexp_v.defvjp(lambda x: (log1pexp_v(x), x),
+                  lambda x, g: (g * (1.0 - 1.0 / (1.0 + gc.exp(x))),))
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+X = np.array([-3.0, 0.0, 2.0, 100.0], np.float32)  # exp(100) overflows float32
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("fn", [log1pexp, log1pexp_v], ids=["custom_jvp", "custom_vjp"])
+def test_custom_rule_stays_finite_where_autodiff_of_the_formula_is_nan(fn):
+    naive = gc.grad(lambda x: gc.sum(naive_log1pexp(x)))(X)
+    assert np.isnan(naive[-1])  # inf / inf in the autodiff of the formula
+    expected = sigmoid(X.astype(np.float64))
+    custom = gc.grad(lambda x: gc.sum(fn(x)))(X)
+    np.testing.assert_allclose(custom, expected, rtol=1e-6)
+    # the same through vjp, jvp, a compiled gradient and eager backward()
+    _, pull = gc.vjp(fn, X)
+    np.testing.assert_allclose(pull(np.ones(4, np.float32))[0], expected, rtol=1e-6)
+    _, tangent = gc.jvp(fn, (X,), (np.ones(4, np.float32),))
+    np.testing.assert_allclose(tangent, expected, rtol=1e-6)
+    step = gc.compile(gc.grad(lambda x: gc.sum(fn(x) * 3.0)))
+    np.testing.assert_allclose(step(X), 3 * expected, rtol=1e-6)
+    t = gc.tensor(X, requires_grad=True)
+    gc.sum(fn(t)).backward()
+    np.testing.assert_allclose(t.grad, expected, rtol=1e-6)
+
+
+# ---- a stable log-sum-exp, its residuals, pytrees -------------------------------------------
+@gc.custom_vjp
+def logsumexp(x):
+    return gc.log(gc.sum(gc.exp(x)))
+
+
+def _lse_fwd(x):
+    m = gc.stop_gradient(gc.max(x))
+    y = m + gc.log(gc.sum(gc.exp(x - m)))
+    return y, (x, y)
+
+
+logsumexp.defvjp(_lse_fwd, lambda res, g: (g * gc.exp(res[0] - res[1]),))
+
+
+def test_stable_logsumexp_gradient_is_the_softmax_of_large_inputs():
+    x = np.array([1000.0, 1001.0, 999.0])
+    value, grad = gc.value_and_grad(logsumexp)(x)
+    e = np.exp(x - x.max())
+    np.testing.assert_allclose(value, 1001 + np.log(e.sum()), rtol=1e-14)
+    np.testing.assert_allclose(grad, e / e.sum(), rtol=1e-13)
+    t = gc.tensor(x, requires_grad=True)
+    logsumexp(t).backward()
+    np.testing.assert_allclose(t.grad, e / e.sum(), rtol=1e-13)
+
+
+@gc.custom_vjp
+def scaled_pair(params, x):
+    """A dict argument and a tuple output: (w * x, sum(b * x))."""
+    return params["w"] * x, gc.sum(params["b"] * x)
+
+
+def _pair_fwd(params, x):
+    return scaled_pair(params, x), {"params": params, "x": x}
+
+
+def _pair_bwd(res, cotangents):
+    g_prod, g_sum = cotangents
+    p, x = res["params"], res["x"]
+    return ({"w": g_prod * x, "b": g_sum * x}, g_prod * p["w"] + g_sum * p["b"])
+
+
+scaled_pair.defvjp(_pair_fwd, _pair_bwd)
+
+
+def test_pytree_gradient_equals_finite_differences_in_float64():
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=5), "b": rng.normal(size=5)}
+    x = rng.normal(size=5)
+    weights = rng.normal(size=5)
+
+    def loss(params, x):
+        prod, total = scaled_pair(params, x)
+        return gc.sum(gc.tanh(prod) * weights) + total ** 2
+
+    g_params, g_x = gc.grad(loss, argnums=(0, 1))(params, x)
+    forward = gc.compile(loss)
+    flat = lambda w, b, x: float(forward({"w": w, "b": b}, x))  # noqa: E731
+    args = [params["w"], params["b"], x]
+    for k, got in enumerate([g_params["w"], g_params["b"], g_x]):
+        assert rel_error(got, numeric_gradient(flat, args, k)) < 1e-8
+    # eager backward() over the same pytrees
+    tw, tb, tx = (gc.tensor(a, requires_grad=True) for a in args)
+    loss({"w": tw, "b": tb}, tx).backward()
+    for t, got in zip((tw, tb, tx), (g_params["w"], g_params["b"], g_x)):
+        np.testing.assert_allclose(t.grad, got, rtol=1e-12)
+
+
+# ---- the rule is what runs, even when it differs from the function's derivative ------------
+@gc.custom_vjp
+def clip_gradient(x):
+    return x
+
+
+clip_gradient.defvjp(lambda x: (x, None), lambda _, g: (gc.maximum(gc.minimum(g, 1.0), -1.0),))
+
+
+def test_compiled_plan_runs_the_rule_not_the_functions_derivative():
+    x = np.array([1.0, -2.0, 3.0])
+    f = gc.compile(gc.grad(lambda x: gc.sum(clip_gradient(x) * np.array([0.5, -4.0, 9.0]))))
+    np.testing.assert_array_equal(f(x), [0.5, -1.0, 1.0])
+    graph = gc.trace(gc.grad(lambda x: gc.sum(clip_gradient(x) * 5.0)), x)
+    assert "custom_vjp" in {n.op for n in graph.nodes}
+    compiled = gc.compile(gc.grad(lambda x: gc.sum(clip_gradient(x) * 5.0)))
+    assert all(n.op != "custom_vjp" for n in compiled.plan_for(x).graph.nodes)  # inlined
+    np.testing.assert_array_equal(compiled(x), [1.0, 1.0, 1.0])
+    # pipeline O0 keeps the node: it lowers to a view of its forward value
+    o0 = gc.compile(gc.grad(lambda x: gc.sum(clip_gradient(x) * 5.0)), pipeline="O0")
+    np.testing.assert_array_equal(o0(x), [1.0, 1.0, 1.0])
+
+
+def _round(x):
+    """Round half away from zero (cast truncates): no gradient flows through the casts."""
+    return gc.cast(gc.cast(x + 0.5 * gc.sign(x), "int64"), x.dtype)
+
+
+@gc.custom_vjp
+def ste_round(x):
+    return _round(x)
+
+
+ste_round.defvjp(lambda x: (_round(x), None), lambda _, g: (g,))  # straight through
+
+
+def test_straight_through_estimator_trains_a_quantized_model_in_a_compiled_loop():
+    rng = np.random.default_rng(0)
+    w_true = np.array([[0.75], [-0.5], [0.25], [1.0]])  # on the quantization grid (1/4)
+    x = rng.normal(size=(64, 4))
+    y = x @ w_true
+
+    def loss(w, quantize):
+        return gc.mean((x @ (quantize(w * 4.0) / 4.0) - y) ** 2)
+
+    @gc.compile
+    def step(w):
+        value, g = gc.value_and_grad(lambda w: loss(w, ste_round))(w)
+        return value, w - 0.05 * g
+
+    w = rng.normal(size=(4, 1)) * 0.1
+    first, _ = step(w)
+    for _ in range(300):
+        value, w = step(w)
+    assert float(value) < 1e-28 < 0.01 < float(first)  # the quantized weights are w_true
+    np.testing.assert_array_equal(np.round(w * 4) / 4, w_true)
+    # autodiff of the rounding itself gives no gradient at all: nothing would train
+    assert not np.any(gc.grad(lambda w: loss(w, _round))(w + 0.1))
+
+
+# ---- custom_jvp composes with grad, at any order ---------------------------------------------
+def test_custom_jvp_second_derivative_and_forward_mode_through_grad():
+    x = np.array([-1.0, 0.5, 3.0])
+    s = sigmoid(x)
+    f = lambda x: gc.sum(log1pexp(x))  # noqa: E731
+    np.testing.assert_allclose(gc.grad(lambda x: gc.sum(gc.grad(f)(x)))(x), s * (1 - s),
+                               rtol=1e-13)
+    hessian = gc.hessian(f)(x)
+    np.testing.assert_allclose(hessian, np.diag(s * (1 - s)), rtol=1e-13, atol=1e-15)
+    # forward mode of the gradient (the diagonal Hessian-vector product)
+    _, hv = gc.jvp(gc.grad(f), (x,), (np.array([1.0, 2.0, 3.0]),))
+    np.testing.assert_allclose(hv, s * (1 - s) * [1, 2, 3], rtol=1e-13)
+
+
+def test_eager_create_graph_through_a_custom_jvp_rule_is_refused():
+    t = gc.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(gc.GraphcError, match="log1pexp: backward.create_graph=True. through"):
+        gc.sum(log1pexp(t)).backward(create_graph=True)
+
+
+def test_non_tensor_arguments_pass_through_and_get_no_cotangent():
+    @gc.custom_vjp
+    def power(x, n):
+        return x ** n
+
+    power.defvjp(lambda x, n: (x ** n, (x, n)), lambda r, g: (g * r[1] * r[0] ** (r[1] - 1),
+                                                              None))
+    x = np.array([1.5, 2.0])
+    np.testing.assert_allclose(gc.grad(lambda x: gc.sum(power(x, 3)))(x), 3 * x ** 2)
+    # with no tensor requiring grad, eager calls are the function itself
+    np.testing.assert_allclose(power(gc.tensor(x), 2).data, x ** 2)
+
+
+# ---- bad rules: one GraphcError naming the function ------------------------------------------
+def _with_rule(fwd, bwd):
+    @gc.custom_vjp
+    def scale(x, y):
+        return x * y
+    scale.defvjp(fwd, bwd)
+    return lambda x, y: gc.sum(scale(x, y))
+
+
+GOOD_FWD = lambda x, y: (x * y, (x, y))  # noqa: E731
+
+
+@pytest.mark.parametrize("fwd, bwd, message", [
+    (GOOD_FWD, lambda r, g: (g * r[1],),
+     "scale: bwd returned 1 cotangents for 2 arguments"),
+    (GOOD_FWD, lambda r, g: g * r[1],
+     r"scale: bwd must return a tuple with one cotangent per argument \(2\), got one array"),
+    (GOOD_FWD, lambda r, g: (g * r[1], gc.sum(g)),
+     r"scale: bwd's cotangent for argument 1 has shape \(\) but the argument has shape \(3,\)"),
+    (lambda x, y: x * y, lambda r, g: (g, g),
+     r"scale: fwd must return a pair \(output, residuals\), got one array"),
+])
+def test_bad_rules_are_one_error_naming_the_function(fwd, bwd, message):
+    f = _with_rule(fwd, bwd)
+    x = np.ones(3)
+    with pytest.raises(gc.GraphcError, match=message) as err:
+        gc.grad(f)(x, x)
+    assert "\n" not in str(err.value).split("\n  at ")[0]
+    assert "test_custom_gradients.py" in str(err.value).split("\n  at ")[1]
+    with pytest.raises(gc.GraphcError, match=message):  # eagerly too
+        t = gc.tensor(x, requires_grad=True)
+        f(t, gc.tensor(x)).backward()
+
+
+def test_missing_rules_and_bad_jvp_rules_are_errors():
+    @gc.custom_vjp
+    def no_rule(x):
+        return x
+    with pytest.raises(gc.GraphcError, match=r"no_rule has no rule: call no_rule.defvjp"):
+        gc.grad(lambda x: gc.sum(no_rule(x)))(np.ones(2))
+
+    @gc.custom_jvp
+    def bad_tangent(x):
+        return x * 2.0
+    bad_tangent.defjvp(lambda p, t: (p[0] * 2.0, gc.sum(t[0])))
+    with pytest.raises(gc.GraphcError, match=r"bad_tangent: the rule's tangent_out 0 has shape "
+                                             r"\(\) but the output has shape \(2,\)"):
+        gc.grad(lambda x: gc.sum(bad_tangent(x)))(np.ones(2))
+
+
+# ---- the IR: printed, parsed back, dumped ---------------------------------------------------
+def test_custom_node_prints_parses_and_differentiates_only_in_its_process():
+    graph = gc.trace(lambda x: gc.sum(clip_gradient(x) * 3.0), gc.spec((3,), "float64"))
+    text = format_graph(graph, max_inline=None)
+    assert 'custom_vjp %0, %0 {fn="clip_gradient", args=1, rule=' in text
+    back = parse(text)
+    assert format_graph(back, max_inline=None) == text
+    x = np.array([1.0, 2.0, 3.0])
+    assert run(back, x)[0] == run(graph, x)[0] == 18.0
+    from passes.autodiff import grad_graph
+    np.testing.assert_array_equal(run(grad_graph(back), x)[1], [1.0, 1.0, 1.0])
+    del graph
+    python_gc.collect()  # the rule lived as long as a graph holding it
+    with pytest.raises(gc.GraphcError, match="custom_vjp node of 'clip_gradient' .rule [0-9]+. "
+                                             "has no gradient rule in this process"):
+        grad_graph(parse(text))
+
+
+def test_graphc_dump_shows_the_custom_node(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text("import graphc as gc\n"
+                     "@gc.custom_jvp\n"
+                     "def softplus(x):\n"
+                     "    return gc.log(1.0 + gc.exp(x))\n"
+                     "softplus.defjvp(lambda p, t: (softplus(p[0]), t[0] * gc.sigmoid(p[0])))\n"
+                     "def build():\n"
+                     "    return gc.trace(lambda x: gc.sum(softplus(x)), gc.spec((4,)))\n")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    dump = [sys.executable, "-m", "graphc.cli", "dump", f"{model}:build"]
+    plain = subprocess.run(dump + ["-O0"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert plain.returncode == 0, plain.stderr
+    assert 'custom_vjp %' in plain.stdout and 'fn="softplus"' in plain.stdout
+    grad = subprocess.run(dump + ["--grad"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert grad.returncode == 0, grad.stderr
+    assert "sigmoid" in grad.stdout  # the rule's backward computation
+    assert "custom_vjp" not in grad.stdout  # inlined by the default pipeline
+
+
+def test_cli_reports_a_bad_rule_in_one_line_with_exit_2(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text("import graphc as gc\n"
+                     "@gc.custom_vjp\n"
+                     "def halve(x):\n"
+                     "    return x * 0.5\n"
+                     "halve.defvjp(lambda x: (x * 0.5, None), lambda r, g: (g, g))\n"
+                     "def build():\n"
+                     "    return gc.trace(lambda x: gc.sum(halve(x)), gc.spec((4,)))\n")
+    proc = subprocess.run([sys.executable, "-m", "graphc.cli", "dump", f"{model}:build",
+                           "--grad"], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("graphc: error: custom_vjp function halve: bwd returned 2 "
+                                  "cotangents for 1 arguments")
+    assert "model.py:5" in proc.stderr  # the rule's line
+    assert "Traceback" not in proc.stderr
