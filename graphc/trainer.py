@@ -265,9 +265,13 @@ class Trainer:
                 raise checkpoint.CheckpointError(
                     f"checkpoint {key} is {arrays[key].dtype}{list(arrays[key].shape)}, "
                     f"the model needs {mine.dtype}{list(mine.shape)}")
+        position = meta.get("data_position", meta["step"])
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise checkpoint.CheckpointError(f"checkpoint header: data_position must be a "
+                                             f"whole number >= 0, got {position!r}")
         self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]))
         self.rng.bit_generator.state = meta["rng"]
-        self.train_batches.seek(int(meta.get("data_position", meta["step"])))
+        self.train_batches.seek(position)
         self.history = [tuple(h) for h in meta.get("history", [])]
         self.val_history = [tuple(h) for h in meta.get("val_history", [])]
 

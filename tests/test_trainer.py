@@ -185,3 +185,16 @@ def test_a_one_pass_iterator_is_trained_on_until_it_runs_out():
                                              "iterable"):
         gc.Trainer(lambda p, b: gc.sum(p["w"]), {"w": np.ones(2)}, optim.SGD(lr=0.1), 3,
                    steps=1)
+
+
+@pytest.mark.parametrize("position", [-1, "3", 2.5, True])
+def test_resume_refuses_a_malformed_data_position(tmp_path, position):
+    trainer = make_trainer(steps=2)
+    trainer.fit(str(tmp_path), progress=False)
+    path = str(tmp_path / "checkpoint.npz")
+    wanted = {k: (a.shape, a.dtype) for k, a in trainer.state_arrays().items()}
+    arrays, meta = checkpoint.load_arrays(path, wanted)
+    checkpoint.save(path, arrays, {**meta, "data_position": position})
+    with pytest.raises(checkpoint.CheckpointError, match="data_position must be a whole number"):
+        make_trainer(steps=2).resume(path)
+
