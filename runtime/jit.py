@@ -288,18 +288,31 @@ if numba is not None:
             out[j] = total
 
     @njit(fastmath=_ROW_FLAGS, cache=True, error_model="numpy")
-    def _row_max(row):
+    def row_max(row):
         m = row[0]
         for j in range(1, row.shape[0]):
             if row[j] > m:
                 m = row[j]
         return m
 
+    @njit(fastmath=_ROW_FLAGS, cache=True, error_model="numpy")
+    def exp_shifted_sum(row, m):
+        """row[j] = exp(row[j] - m) in place, and their sum. Generated softmax kernels call
+        it: in their own strict loop the sum's order is fixed, which keeps LLVM from
+        vectorising the loop, exp included (measured: the fused attention softmax of the
+        small GPT at 6% of the step). Reassociated like the other row kernels' sums."""
+        s = row.dtype.type(0.0)
+        for j in range(row.shape[0]):
+            e = fast_exp(row[j] - m)
+            row[j] = e
+            s += e
+        return s
+
     @njit(**_ROW_OPTS)
     def softmax(x, out):
         rows, n = x.shape
         for r in prange(rows):
-            m = _row_max(x[r])
+            m = row_max(x[r])
             s = x.dtype.type(0.0)
             for j in range(n):
                 e = fast_exp(x[r, j] - m)
@@ -313,7 +326,7 @@ if numba is not None:
     def log_softmax(x, out):
         rows, n = x.shape
         for r in prange(rows):
-            m = _row_max(x[r])
+            m = row_max(x[r])
             s = x.dtype.type(0.0)
             for j in range(n):
                 out[r, j] = x[r, j] - m
