@@ -276,8 +276,8 @@ def _jit(contender):
     return False if contender == "numpy" else None
 
 
-WORKLOADS = ("gpt-tiny-train", "gpt-small-train", "gpt-tiny-infer", "gpt-small-infer",
-             "mlp-train") + GEN_WORKLOADS
+WORKLOADS = ("gpt-tiny-train", "gpt-small-train", "gpt-medium-train", "gpt-tiny-infer",
+             "gpt-small-infer", "gpt-medium-infer", "mlp-train") + GEN_WORKLOADS
 
 
 def _make(workload, contender):

@@ -37,8 +37,9 @@ import numpy as np
 
 try:
     import numba
+    from llvmlite import ir as llvm_ir
     from numba import njit, prange
-    from numba.extending import overload
+    from numba.extending import intrinsic, overload
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps numpy-only use
     numba = None
 
@@ -110,8 +111,13 @@ if numba is not None:
     def fast_exp(x):  # pragma: no cover - replaced by the overload inside kernels
         return math.exp(x)
 
-    with np.errstate(over="ignore"):  # 2**128 is inf in float32, as exp's overflow should be
-        _POW2 = np.ldexp(1.0, np.arange(-127, 129)).astype(np.float32)  # 2**k, k = -127..128
+    @intrinsic
+    def _float32_from_bits(typingctx, bits):
+        """The float32 whose bit pattern is the int32 `bits` (a register move, which LLVM
+        vectorises, where a table lookup would be a gather that it does not)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_ir.FloatType())
+        return numba.float32(numba.int32), codegen
 
     @overload(fast_exp, fastmath=_POLY_FLAGS)
     def _fast_exp(x):
@@ -125,13 +131,13 @@ if numba is not None:
             # exp(r) for |r| <= ln(2)/2: Taylor series, 8 terms (error < 2e-9)
             c = [np.float32(1.0 / math.factorial(k)) for k in range(8)]
             c0, c1, c2, c3, c4, c5, c6, c7 = c
-            pow2 = _POW2
             two_m64, one = np.float32(2.0 ** -64), np.float32(1.0)
 
             def impl(x):
                 # exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 in
-                # two parts (Cody and Waite) so that r keeps float32 precision; a table
-                # lookup and a polynomial, which vectorise (libm's expf does not)
+                # two parts (Cody and Waite) so that r keeps float32 precision; a polynomial
+                # and 2**k built from its exponent bits, which vectorise (libm's expf does
+                # not; a table of 2**k did not either: 2.7x slower, measured serially)
                 t = x * log2e
                 if t != t:
                     t = zero  # NaN: keep the table index valid; the result is x below
@@ -148,10 +154,12 @@ if numba is not None:
                     p = p + p
                     e = np.int32(127)
                 # a subnormal result (as numpy's): scale in two exact steps so that it is
-                # rounded once, by the last multiplication; one table lookup and no branch
-                # either way (a normal result is multiplied by 1), so the loop vectorises
+                # rounded once, by the last multiplication; no branch either way (a normal
+                # result is multiplied by 1), so the loop vectorises. The biased exponent
+                # e + 127 (+ 64) is in 1..254 here: 2**(e [+ 64]) is a normal float32.
                 low = e < -126
-                p = p * pow2[e + (64 + 127 if low else 127)] * (two_m64 if low else one)
+                scale = _float32_from_bits(np.int32((e + (64 + 127 if low else 127)) << 23))
+                p = p * scale * (two_m64 if low else one)
                 if x < underflow:
                     p = zero  # also exp(-inf) = 0
                 if x != x:
@@ -280,18 +288,31 @@ if numba is not None:
             out[j] = total
 
     @njit(fastmath=_ROW_FLAGS, cache=True, error_model="numpy")
-    def _row_max(row):
+    def row_max(row):
         m = row[0]
         for j in range(1, row.shape[0]):
             if row[j] > m:
                 m = row[j]
         return m
 
+    @njit(fastmath=_ROW_FLAGS, cache=True, error_model="numpy")
+    def exp_shifted_sum(row, m):
+        """row[j] = exp(row[j] - m) in place, and their sum. Generated softmax kernels call
+        it: in their own strict loop the sum's order is fixed, which keeps LLVM from
+        vectorising the loop, exp included (measured: the fused attention softmax of the
+        small GPT at 6% of the step). Reassociated like the other row kernels' sums."""
+        s = row.dtype.type(0.0)
+        for j in range(row.shape[0]):
+            e = fast_exp(row[j] - m)
+            row[j] = e
+            s += e
+        return s
+
     @njit(**_ROW_OPTS)
     def softmax(x, out):
         rows, n = x.shape
         for r in prange(rows):
-            m = _row_max(x[r])
+            m = row_max(x[r])
             s = x.dtype.type(0.0)
             for j in range(n):
                 e = fast_exp(x[r, j] - m)
@@ -305,7 +326,7 @@ if numba is not None:
     def log_softmax(x, out):
         rows, n = x.shape
         for r in prange(rows):
-            m = _row_max(x[r])
+            m = row_max(x[r])
             s = x.dtype.type(0.0)
             for j in range(n):
                 out[r, j] = x[r, j] - m

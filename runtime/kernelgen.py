@@ -53,8 +53,8 @@ def kernel_source(program: str, kinds, operand_types, parallel: bool,
         f"# runtime.jit {jit_version()}",
         "import numpy as np",
         "from numba import njit, prange",
-        "from runtime.jit import (FASTMATH, STRICT, fast_exp, fast_tanh, gelu_tanh,",
-        "                         gelu_tanh_grad, maximum, minimum)",
+        "from runtime.jit import (FASTMATH, STRICT, exp_shifted_sum, fast_exp, fast_tanh,",
+        "                         gelu_tanh, gelu_tanh_grad, maximum, minimum, row_max)",
         "",
         "",
         f"@njit(parallel={parallel}, fastmath={'FASTMATH' if fast_math else 'STRICT'}, cache=True, nogil=True, "
@@ -68,18 +68,14 @@ def kernel_source(program: str, kinds, operand_types, parallel: bool,
         return "\n".join(head + ["        for c in range(cols):", *body,
                                  f"            out[r, c] = {result}", ""])
     t = f"np.{out_dtype.name}"
+    # the row's max and sum in runtime.jit's row helpers, out of the strict producer loop:
+    # a reduction there would keep the loop (and its exp) from vectorising
     return "\n".join(head + [
-        f"        m = {t}(-np.inf)",
         "        for c in range(cols):",
         *body,
         f"            out[r, c] = {result}",
-        "            if out[r, c] > m:",
-        "                m = out[r, c]",
-        f"        total = {t}(0.0)",
-        "        for c in range(cols):",
-        "            e = fast_exp(out[r, c] - m)",
-        "            out[r, c] = e",
-        "            total += e",
+        "        m = row_max(out[r])",
+        "        total = exp_shifted_sum(out[r], m)",
         f"        inv = {t}(1.0) / total",
         "        for c in range(cols):",
         "            out[r, c] *= inv",

@@ -66,3 +66,12 @@ def test_bench_concurrent_reports_each_processs_slowdown(tmp_path, capsys):
 def test_bench_concurrent_needs_two_copies(capsys):
     assert main(["bench", "--workloads", "mlp-train", "--concurrent", "1"]) == 2
     assert "--concurrent takes 2 or more" in capsys.readouterr().err
+
+
+def test_medium_workloads_build_the_medium_config():
+    from graphc.bench import WORKLOADS, _make
+    assert {"gpt-medium-train", "gpt-medium-infer"} <= set(WORKLOADS)
+    runner, tokens = _make("gpt-medium-train", "eager")
+    cfg = runner.cfg
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size) == (6, 6, 384, 256)
+    assert tokens == cfg.batch_size * 256 == 8192

@@ -154,3 +154,61 @@ def test_every_jit_emitter_names_a_fixed_kernel_that_warms():
     assert set(JIT_KERNELS.values()) == set(jit.FIXED_KERNELS)
     for kernel in jit.FIXED_KERNELS:
         jit.warm(kernel, "float64")
+
+
+@pytest.mark.parametrize("shape", [(1, 67), (3, 37), (17, 33), (5, 129), (64, 250)])
+def test_float32_exp_and_softmax_kernels_equal_numpy_on_odd_and_transposed_inputs(shape):
+    """The float32 exp (2**k from its exponent bits) in a fused kernel and in the fixed
+    softmax kernel, against numpy, on odd sizes (vector loop remainders) and on a transposed
+    operand; inputs span exp's whole range, subnormal and overflowing results included."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.uniform(-110.0, 90.0, shape).astype(np.float32)
+    x.flat[::5] = rng.standard_normal(x.flat[::5].shape)  # and many ordinary values
+    xt = np.ascontiguousarray(x.T)
+    graph = gc.trace(lambda a, b: gc.exp(gc.transpose(a, (1, 0))) * b, gc.spec(xt.shape),
+                     gc.spec(shape))
+    plan = compile_graph(graph, jit=True)
+    assert "_fused_" in plan.source  # fused kernels at least 64 elements large
+    with np.errstate(all="ignore"):
+        got, want = plan(xt, np.ones(shape, np.float32))[0], np.exp(x)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    np.testing.assert_array_equal(got == 0, want == 0)
+    finite = np.isfinite(want) & (want > 0)
+    ulps = np.abs(got[finite].view(np.int32).astype(np.int64)
+                  - want[finite].view(np.int32).astype(np.int64))
+    assert ulps.max(initial=0) <= 4  # the documented bound (tests/test_fpsemantics.py)
+
+    y = (rng.standard_normal(shape) * 20).astype(np.float32)
+    graph = gc.trace(lambda a: gc.softmax(gc.transpose(a, (1, 0)), 1), gc.spec(y.T.shape))
+    plan = compile_graph(graph, jit=True)
+    assert "_jit.softmax" in plan.source or "_fused_" in plan.source
+    got = plan(np.ascontiguousarray(y.T))[0]
+    e = np.exp(y.astype(np.float64) - y.max(1, keepdims=True))
+    np.testing.assert_allclose(got, e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 13), (1, 2, 33, 33), (3, 1, 7, 64), (2, 2, 9, 250)])
+def test_fused_masked_softmax_equals_numpy_on_odd_and_transposed_inputs(shape, dtype):
+    """Attention's scale, causal mask and softmax as one generated kernel (its row max and
+    exp-sum in runtime.jit's row helpers) against numpy, on odd row lengths and on a
+    transposed operand, with whole masked-out rows (NaN, as numpy gives) and -inf scores."""
+    rng = np.random.default_rng(sum(shape))
+    t = shape[-1]
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x[0, 0, 1, :2] = -np.inf
+    mask = np.tril(np.ones((shape[-2], t), bool), t - shape[-2])
+    mask[0] = False  # a row with nothing left: 0/0
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+    fn = lambda a, m: gc.softmax(gc.where(m, gc.transpose(a, (1, 0, 2, 3)) * 0.3, -np.inf), 3)  # noqa: E731
+    graph = gc.trace(fn, gc.spec(xt.shape, dtype), gc.spec(mask.shape, "bool"))
+    plan = compile_graph(graph, jit=True)
+    assert "_fused_" in plan.source
+    with np.errstate(all="ignore"):
+        got = plan(xt, mask)[0]
+        s = np.where(mask, x.astype(np.float64) * 0.3, -np.inf)
+        e = np.exp(s - s.max(3, keepdims=True))
+        want = e / e.sum(3, keepdims=True)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
