@@ -58,35 +58,15 @@ def load(path: str, optimizer: bool = True):
     """-> (arrays, meta): the model's parameters ('param/NAME'), with `optimizer` also its
     AdamW moments ('adam_m/NAME', 'adam_v/NAME'), and the validated header. Raises
     CheckpointError, one line naming the file and the problem, for any bad file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint at {path!r}")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members = {info.filename: info for info in zf.infolist()}
-            meta = _header(zf, members.get(META_KEY + ".npy"), path)
-            cfg = _check_meta(meta, path)
-            if cfg.n_layer * 8 > len(members):  # each block has at least 8 parameters
-                raise CheckpointError(f"checkpoint {path!r}: header declares {cfg.n_layer} "
-                                      f"layers, but the file holds {len(members)} arrays")
-            wanted = {}
-            for name, shape in parameter_shapes(cfg).items():
-                for prefix in ("param", "adam_m", "adam_v") if optimizer else ("param",):
-                    wanted[f"{prefix}/{name}"] = shape
-            dtype = np.dtype(cfg.dtype)
-            arrays = {}
-            for key, shape in wanted.items():
-                info = members.get(key + ".npy")
-                if info is None:
-                    raise CheckpointError(f"checkpoint {path!r} lacks {key}")
-                arrays[key] = _read_array(zf, info, key, shape, dtype, path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
-            NotImplementedError, RuntimeError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"checkpoint {path!r} is corrupt or not a graphc checkpoint "
-                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-                              ) from None
-    return arrays, meta
+    def expected(meta, members):
+        cfg = _check_meta(meta, path)
+        if cfg.n_layer * 8 > len(members):  # each block has at least 8 parameters
+            raise CheckpointError(f"checkpoint {path!r}: header declares {cfg.n_layer} "
+                                  f"layers, but the file holds {len(members)} arrays")
+        prefixes = ("param", "adam_m", "adam_v") if optimizer else ("param",)
+        return {f"{prefix}/{name}": (shape, cfg.dtype)
+                for name, shape in parameter_shapes(cfg).items() for prefix in prefixes}
+    return _read(path, expected)
 
 
 def load_arrays(path: str, wanted: dict):
@@ -94,15 +74,24 @@ def load_arrays(path: str, wanted: dict):
     maps each array's name to the (shape, dtype) it must have, checked from its .npy header
     before it is read; the header must be a graphc checkpoint's with a step and a valid
     training RNG state. Raises CheckpointError, one line, for any bad file."""
+    def expected(meta, members):
+        _check_common_meta(meta, path)
+        return wanted
+    return _read(path, expected)
+
+
+def _read(path: str, expected):
+    """Open the checkpoint, validate its header, ask `expected(meta, members)` which arrays
+    to read ({name: (shape, dtype)}) and read each one checked against its .npy header.
+    Any failure is one CheckpointError line naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path!r}")
     try:
         with zipfile.ZipFile(path) as zf:
             members = {info.filename: info for info in zf.infolist()}
             meta = _header(zf, members.get(META_KEY + ".npy"), path)
-            _check_common_meta(meta, path)
             arrays = {}
-            for key, (shape, dtype) in wanted.items():
+            for key, (shape, dtype) in expected(meta, members).items():
                 info = members.get(key + ".npy")
                 if info is None:
                     raise CheckpointError(f"checkpoint {path!r} lacks {key}")

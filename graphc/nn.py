@@ -162,8 +162,13 @@ class Module:
 
 
 class ModuleList(Module):
+    """Modules held in order; children are named "0", "1", ... as in PyTorch."""
+
     def __init__(self, modules):
         for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise GraphcError(f"{type(self).__name__}: item {i} is a {type(m).__name__}, "
+                                  "not a Module", (user_location(),))
             setattr(self, str(i), m)
         object.__setattr__(self, "_count", len(modules))
 
@@ -174,7 +179,10 @@ class ModuleList(Module):
         return self._count
 
     def __getitem__(self, i):
-        return getattr(self, str(i))
+        if not -self._count <= i < self._count:
+            raise IndexError(f"{type(self).__name__} index {i} out of range for "
+                             f"{self._count} modules")
+        return getattr(self, str(i % self._count))
 
 
 class Linear(Module):
@@ -243,30 +251,14 @@ class RMSNorm(Module):
         return F.rms_norm(x, self.weight, self.eps)
 
 
-class Sequential(Module):
+class Sequential(ModuleList):
     """Modules applied in order; children are named "0", "1", ... as in PyTorch, so the
     parameters are "0.weight", "2.bias", ..."""
 
     def __init__(self, *modules):
         if len(modules) == 1 and isinstance(modules[0], (list, tuple)):
             modules = tuple(modules[0])
-        for i, m in enumerate(modules):
-            if not isinstance(m, Module):
-                raise GraphcError(f"Sequential: item {i} is a {type(m).__name__}, not a "
-                                  "Module", (user_location(),))
-            setattr(self, str(i), m)
-        object.__setattr__(self, "_count", len(modules))
-
-    def __iter__(self):
-        return (getattr(self, str(i)) for i in range(self._count))
-
-    def __len__(self):
-        return self._count
-
-    def __getitem__(self, i):
-        if not -self._count <= i < self._count:
-            raise IndexError(f"Sequential index {i} out of range for {self._count} modules")
-        return getattr(self, str(i % self._count))
+        super().__init__(modules)
 
     def forward(self, x):
         for m in self:
