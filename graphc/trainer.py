@@ -110,7 +110,8 @@ class Trainer:
             self._handshake(first)
         self.step_plan = self._train_step.plan_for(*self._step_args(self._shard(first)))
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
-            self.eval_batches.peek(self.rng))) if eval_batches is not None else None)
+            self.eval_batches.peek(self.rng)), self._eval_key(0))
+            if eval_batches is not None else None)
 
     # ---- the traced functions ----
     def _step_function(self, params, state, batch, key):
@@ -128,8 +129,11 @@ class Trainer:
         params, state = self.optimizer.update(grads, state, params)
         return value, norm, params, state
 
-    def _eval_function(self, params, batch):
-        loss = self.loss(params, batch, None, False)
+    def _eval_function(self, params, batch, key):
+        # a Dropout the user left in training mode draws from a key fixed by (seed, step,
+        # batch), so an evaluation repeats exactly, after a resume too
+        with nn.rng_key(key):
+            loss = self.loss(params, batch, None, False)
         return loss if self.dist is None else self.dist.allreduce(loss, "mean")
 
     # ---- one step, one evaluation ----
@@ -153,6 +157,9 @@ class Trainer:
             optimizer=type(self.optimizer).__name__, steps=self.steps, seed=self.seed,
             clip_norm=self.clip_norm, settings=_jsonable(self.checkpoint_meta),
             data=digest.hexdigest()[:16])
+
+    def _eval_key(self, k):
+        return np.int64(((self.seed * 1_000_003 + self.step) * 7919 + k + (1 << 50)) % (1 << 62))
 
     def _key(self):
         rank = 0 if self.dist is None else self.dist.rank()
@@ -186,8 +193,9 @@ class Trainer:
         if source is None:
             raise GraphcError("Trainer.evaluate: no eval_batches were given")
         rng = np.random.default_rng([self.seed, 7, self.step])
-        losses = [float(self._eval_loss.call((self.params, self._shard(batch)), checked))
-                  for batch in source.sample(rng, self.eval_iters)]
+        losses = [float(self._eval_loss.call((self.params, self._shard(batch),
+                                              self._eval_key(k)), checked))
+                  for k, batch in enumerate(source.sample(rng, self.eval_iters))]
         loss = float(np.mean(losses))
         if record:
             self.val_history.append((self.step, loss))

@@ -256,3 +256,23 @@ def test_namedtuple_pytrees_round_trip_through_compile():
     assert isinstance(out, Pair)
     np.testing.assert_array_equal(out.w, [2.0, 2.0])
     np.testing.assert_array_equal(out.b, [1.0, 1.0])
+
+
+def test_trainer_evaluation_with_an_active_dropout_repeats_exactly():
+    # a 2-argument loss cannot switch Dropout off; its evaluation masks came from graphc.nn's
+    # generator, so two evaluations of the same parameters (or a resumed run's) differed
+    model = _DropoutNet()
+
+    def loss(params, batch):
+        x, y = batch
+        return gc.cross_entropy(model.apply(params, x), y)
+
+    trainer = gc.Trainer(loss, model.params(), gc.optim.Adam(lr=0.05), _blobs,
+                         eval_batches=_blobs, eval_iters=3, steps=2, seed=5)
+    first = trainer.evaluate(record=False)
+    gc.nn.manual_seed(99)
+    assert trainer.evaluate(record=False) == first
+    inputs = [n.attrs["name"] for n in trainer.eval_plan.graph.inputs]
+    assert "dropout_key" not in inputs
+    trainer.step = 1  # another step: other masks
+    assert trainer.evaluate(record=False) != first
