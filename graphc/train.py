@@ -200,14 +200,6 @@ class Trainer(_Trainer):
         self.sync_model()
 
 
-def _jsonable_state(state):
-    if isinstance(state, dict):
-        return {k: _jsonable_state(v) for k, v in state.items()}
-    if isinstance(state, np.integer):
-        return int(state)
-    return state
-
-
 def check_compatible(meta: dict, cfg: GPTConfig, vocab) -> None:
     """A checkpoint must match the model configuration and the vocabulary it resumes with."""
     saved = GPTConfig.from_dict(meta["model"])

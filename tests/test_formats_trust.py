@@ -14,7 +14,8 @@ import pytest
 from graphc import checkpoint
 from graphc.cli import main
 from graphc.models.gpt import GPT, GPTConfig
-from graphc.train import TrainConfig, _jsonable_state
+from graphc.train import TrainConfig
+from graphc.trainer import _jsonable as _jsonable_state
 from ir.errors import GraphcError
 from ir.parser import parse
 from ir.serialize import loads
