@@ -23,9 +23,10 @@ from .remat import remat
 from .tracing import Spec, spec, trace
 from .trainer import Trainer
 from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
+from .vmap import vmap
 
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
-           "remat"] + _api.__all__
+           "remat", "vmap"] + _api.__all__

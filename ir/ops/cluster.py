@@ -157,3 +157,14 @@ def fused(*operands, program):
     cluster as one generated kernel instead). Not differentiable: fusion runs after autodiff."""
     return _run_program(operands, program,
                         lambda op, xs, attrs: np.asarray(get_op(op).impl(*xs, **attrs)))
+
+
+# ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
+def _register_batching():
+    from .batching import loop_over_batch
+
+    loop_over_batch("fused", "made by elementwise fusion after tracing, so a traced function "
+                             "holds one only when read back from dumped IR")
+
+
+_register_batching()

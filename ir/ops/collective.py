@@ -156,3 +156,16 @@ def bucketed_allreduce(xs, reduce: str = "mean", bucket: int = 0):
     """allreduce of every x through one bucket: start, wait, unpack."""
     flat = allreduce_wait(allreduce_start(xs, bucket), reduce)
     return unpack(flat, [F._shape(x) for x in xs])
+
+
+# ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
+def _register_batching():
+    from .batching import broadcasting, defbatch, loop_over_batch
+
+    defbatch("allreduce")(broadcasting("allreduce"))  # elementwise across ranks
+    for name in ("allreduce_start", "allreduce_wait"):
+        loop_over_batch(name, "a bucket is one flat message whose layout the gradient "
+                              "buckets fix; all-reduce after vmap, not inside it")
+
+
+_register_batching()

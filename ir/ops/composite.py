@@ -215,3 +215,46 @@ def layer_norm_wgrad(x, g, eps):
     xhat *= g
     # the rows counted out: reshape(-1, 0) cannot infer them for an empty last axis
     return np.add.reduce(xhat.reshape(math.prod(x.shape[:-1]), x.shape[-1]), axis=0)
+
+
+# ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
+def _register_batching():
+    from .batching import batch_all, defbatch, same_shape, with_rank
+
+    defbatch("gelu_grad")(same_shape("gelu_grad"))
+    defbatch("softmax_grad")(same_shape("softmax_grad"))
+
+    def per_example(v, batched, rank):
+        """A weight or bias of one example, or a batch of them, against (B, ..., n) values."""
+        return with_rank(v, rank) if batched else v
+
+    @defbatch("layer_norm")
+    def _layer_norm_rule(args, batched, size, eps):
+        x, w, b = args
+        if not (batched[1] or batched[2]):  # the usual case: one weight and bias, a batch of x
+            return F.layer_norm(x, w, b, eps)
+        (x,) = batch_all([x], batched[:1], size)
+        n = F._shape(x)[-1]
+        xhat = F.layer_norm(x, F.ones(n, F._dtype(x)), F.zeros(n, F._dtype(x)), eps)
+        rank = F._ndim(x) - 1
+        return F.add(F.mul(xhat, per_example(w, batched[1], rank)), per_example(b, batched[2], rank))
+
+    @defbatch("layer_norm_grad")
+    def _layer_norm_grad_rule(args, batched, size, eps):
+        x, w, g = args
+        x, g = batch_all([x, g], [batched[0], batched[2]], size)
+        if batched[1]:  # the weight enters only through g * w
+            g = F.mul(g, with_rank(w, F._ndim(g) - 1))
+            w = F.ones(F._shape(g)[-1], F._dtype(g))
+        return F.layer_norm_grad(x, w, g, eps)
+
+    @defbatch("layer_norm_wgrad")
+    def _layer_norm_wgrad_rule(args, batched, size, eps):
+        # the sum over each example's leading axes, not over the batch
+        x, g = batch_all(args, batched, size)
+        n = F._shape(x)[-1]
+        xhat = F.layer_norm(x, F.ones(n, F._dtype(x)), F.zeros(n, F._dtype(x)), eps)
+        return F.sum(F.mul(g, xhat), tuple(range(1, F._ndim(x) - 1)))
+
+
+_register_batching()

@@ -96,3 +96,15 @@ def _barrier_vjp(ctx, g):
 @defop("optimization_barrier", lambda types: types[0], vjp=_barrier_vjp, arity=1)
 def optimization_barrier(x):
     return x
+
+
+# ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
+# custom_vjp's rule batches the user's Python gradient rule, so it needs the batching
+# transformation itself: passes/batching.py registers it.
+def _register_batching():
+    from .batching import broadcasting, defbatch
+
+    defbatch("optimization_barrier")(broadcasting("optimization_barrier"))
+
+
+_register_batching()

@@ -256,3 +256,17 @@ def _stop_gradient(x):
 
 
 defop("stop_gradient", lambda types: types[0], arity=1)(_stop_gradient)
+
+
+# ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
+def _register_batching():
+    from .batching import broadcasting, defbatch
+
+    for name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "lt", "le", "gt",
+                 "ge", "eq", "ne", "logical_and", "logical_or", "logical_not", "neg", "exp",
+                 "log", "sqrt", "rsqrt", "tanh", "sin", "cos", "sigmoid", "relu", "abs", "sign",
+                 "erf", "gelu", "where", "cast", "stop_gradient"):
+        defbatch(name)(broadcasting(name))
+
+
+_register_batching()

@@ -165,3 +165,71 @@ def _dynamic_update_slice(operand, update, start, axis):
     s = _clamped_start(start, update.shape[axis], operand.shape[axis])
     out[_window(operand.ndim, axis, s, update.shape[axis])] = update
     return out
+
+
+# ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
+def _register_batching():
+    from .batching import (batch_all, batch_offsets, broadcasting, defbatch, flat_batch,
+                           loop_over_batch, move_axis)
+    from .registry import apply
+
+    @defbatch("take")
+    def _take_rule(args, batched, size):
+        table, idx = args
+        if not batched[0]:  # one table, a batch of indices: an ordinary gather
+            return F.take(table, idx)
+        # the B tables stacked into one, each example's indices offset to its own block
+        table, idx = batch_all(args, batched, size)
+        return F.take(flat_batch(table, size), batch_offsets(idx, F._shape(table)[1], size))
+
+    @defbatch("scatter_add")
+    def _scatter_add_rule(args, batched, size, rows):
+        # each example scatters into its own block of `rows` rows of one B * rows table
+        updates, idx = batch_all(args, batched, size)
+        out = F.scatter_add(updates, batch_offsets(idx, rows, size), size * rows)
+        return F.reshape(out, (size, rows) + F._shape(out)[1:])
+
+    defbatch("one_hot")(broadcasting("one_hot"))
+
+    loop_over_batch("dropout_mask", "a mask is drawn from one seed: a batch of seeds draws one "
+                                    "mask per example")
+
+    def clamped(start, size, length):
+        return F.minimum(F.maximum(start, 0), length - size)
+
+    @defbatch("dynamic_slice")
+    def _dynamic_slice_rule(args, batched, size, **attrs):
+        operand, start = args
+        if not batched[1]:
+            return apply("dynamic_slice", operand, start, size=attrs["size"],
+                         axis=attrs["axis"] + 1)
+        # a start per example: gather each example's window along the axis moved first
+        (operand,) = batch_all([operand], [batched[0]], size)
+        rows = move_axis(operand, attrs["axis"] + 1, 1)  # (B, L, ...)
+        length = F._shape(rows)[1]
+        first = clamped(start, attrs["size"], length)
+        idx = F.add(F.reshape(first, (size, 1)), F.arange(attrs["size"], dtype=F._dtype(first)))
+        window = F.take(flat_batch(rows, size), batch_offsets(idx, length, size))
+        return move_axis(window, 1, attrs["axis"] + 1)
+
+    @defbatch("dynamic_update_slice")
+    def _dynamic_update_slice_rule(args, batched, size, axis):
+        operand, update, start = args
+        if not batched[2]:
+            operand, update = batch_all([operand, update], batched[:2], size)
+            return apply("dynamic_update_slice", operand, update, start, axis=axis + 1)
+        # a start per example: every position reads the update where it falls in the window
+        operand, update = batch_all([operand, update], batched[:2], size)
+        rows = move_axis(operand, axis + 1, 1)  # (B, L, ...)
+        new = move_axis(update, axis + 1, 1)  # (B, U, ...)
+        length, count = F._shape(rows)[1], F._shape(new)[1]
+        first = F.reshape(clamped(start, count, length), (size, 1))
+        offset = F.sub(F.arange(length, dtype=F._dtype(first)), first)  # (B, L)
+        inside = F.logical_and(F.greater_equal(offset, 0), F.less(offset, count))
+        read = F.take(flat_batch(new, size),
+                      batch_offsets(F.minimum(F.maximum(offset, 0), count - 1), count, size))
+        mask = F.reshape(inside, F._shape(inside) + (1,) * (F._ndim(rows) - 2))
+        return move_axis(F.where(mask, read, rows), 1, axis + 1)
+
+
+_register_batching()

@@ -115,3 +115,26 @@ def _einsum_flops(types, out, spec):
 @defop("einsum", _einsum_infer, vjp=_vjp_einsum, flops=_einsum_flops)
 def _einsum(*xs, spec):
     return np.einsum(spec, *xs, optimize=len(xs) > 2)
+
+
+# ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
+def _register_batching():
+    from .batching import defbatch, example_ndim, with_rank
+    from .registry import apply
+
+    @defbatch("matmul")
+    def _matmul_rule(args, batched, size):
+        # the batch axis leads matmul's own (broadcast) batch axes
+        rank = max(example_ndim(x, b) for x, b in zip(args, batched))
+        return apply("matmul", *[with_rank(x, rank) if b else x for x, b in zip(args, batched)])
+
+    @defbatch("einsum")
+    def _einsum_rule(args, batched, size, spec):
+        # a fresh letter for the batch axis, leading each batched operand and the result
+        ins, out = parse_einsum(spec, [example_ndim(x, b) for x, b in zip(args, batched)])
+        letter = next(c for c in F.EINSUM_LETTERS if c not in spec)
+        ins = [letter + sub if b else sub for sub, b in zip(ins, batched)]
+        return apply("einsum", *args, spec=",".join(ins) + "->" + letter + out)
+
+
+_register_batching()

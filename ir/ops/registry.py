@@ -175,8 +175,7 @@ def apply(name: str, *inputs, **attrs):
             if interpreter is None:
                 interpreter = x.graph
             elif x.graph is not interpreter:
-                raise GraphcError(f"{name}: operands belong to different graphs",
-                                  (user_location(),))
+                interpreter = _capturing_graph(name)
     if interpreter is None:
         stack = _STACK.stack
         if stack:
@@ -187,6 +186,16 @@ def apply(name: str, *inputs, **attrs):
             raise GraphcError(f"{name} on concrete values needs eager mode, which `import "
                               "runtime.eager` (or `import graphc`) provides", (user_location(),))
     return interpreter.process(op, inputs, attrs)
+
+
+def _capturing_graph(name):
+    """Operands of two graphs meet: allowed only inside a graph being traced that captures the
+    values of enclosing graphs it reads as inputs of its own (graphc.vmap traces its function
+    into one); that graph takes the call."""
+    inner = innermost_interpreter()
+    if getattr(inner, "captures_outer_values", False):
+        return inner
+    raise GraphcError(f"{name}: operands belong to different graphs", (user_location(),))
 
 
 def infer_type(op: OpDef, types, attrs) -> TensorType:

@@ -236,3 +236,51 @@ def _input_infer(types, name, kind):
 @defop("input", _input_infer, arity=0)
 def _input(name, kind):
     raise RuntimeError("input nodes are bound by the executor, not evaluated")
+
+
+# ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
+def _register_batching():
+    from .batching import batch_all, defbatch, never_batched, shift, with_rank
+    from .registry import apply
+
+    def reduction(name):
+        def rule(args, batched, size, axes, keepdims):
+            return apply(name, args[0], axes=shift(axes), keepdims=keepdims)
+        return rule
+
+    for name in ("sum", "max"):
+        defbatch(name)(reduction(name))
+
+    @defbatch("reshape")
+    def _reshape_rule(args, batched, size, shape):
+        return F.reshape(args[0], (size,) + tuple(shape))
+
+    @defbatch("transpose")
+    def _transpose_rule(args, batched, size, perm):
+        return F.transpose(args[0], (0,) + shift(perm))
+
+    @defbatch("broadcast_to")
+    def _broadcast_rule(args, batched, size, shape):
+        return F.broadcast_to(with_rank(args[0], len(shape)), (size,) + tuple(shape))
+
+    @defbatch("slice")
+    def _slice_rule(args, batched, size, starts, stops, steps):
+        return F.slice_(args[0], (0,) + tuple(starts), (size,) + tuple(stops),
+                        (1,) + tuple(steps))
+
+    @defbatch("pad_slice")
+    def _pad_slice_rule(args, batched, size, shape, starts, stops, steps):
+        return F.pad_slice(args[0], (size,) + tuple(shape), (0,) + tuple(starts),
+                           (size,) + tuple(stops), (1,) + tuple(steps))
+
+    @defbatch("concat")
+    def _concat_rule(args, batched, size, axis):
+        return apply("concat", *batch_all(args, batched, size), axis=axis + 1)
+
+    for name in ("full", "arange", "tri"):
+        never_batched(name, "a creator: it has no operands")
+    never_batched("constant", "a value of the traced function, the same for every example")
+    never_batched("input", "vmap binds the traced function's inputs to the batched arguments")
+
+
+_register_batching()

@@ -39,3 +39,20 @@ def _log_softmax(x, axis):
     y = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     y -= np.log(np.add.reduce(np.exp(y), axis=axis, keepdims=True))
     return y
+
+
+# ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
+def _register_batching():
+    from .batching import defbatch
+    from .registry import apply
+
+    def along_axis(name):
+        def rule(args, batched, size, axis):
+            return apply(name, args[0], axis=axis + 1)
+        return rule
+
+    for name in ("softmax", "log_softmax"):
+        defbatch(name)(along_axis(name))
+
+
+_register_batching()

@@ -1,0 +1,261 @@
+"""`graphc.vmap(f, in_axes=0, out_axes=0)`: f mapped over a batch axis, as JAX's jax.vmap.
+
+    per_example_grads = gc.vmap(gc.grad(loss), in_axes=(None, 0, 0))(params, xs, ys)
+
+How: f is traced once at one example's shapes into a graph of its own (so transforms inside
+f, such as grad, work on it as usual), then that graph is batched node by node with each op's
+batching rule (passes/batching.py, ir/ops/batching.py). The batched computation is built
+with ordinary op calls, so vmap works wherever op calls do: eagerly (the result is computed
+at once, and the tape records it for backward()), and inside a function being traced (it adds
+nodes to that graph, so compile, grad and jvp of a vmapped function, and vmap of vmap, work).
+
+A graph and not an interpreter of its own (JAX's BatchTrace) because graphc differentiates
+graphs: grad inside f needs f's nodes, which a batching interpreter would not keep.
+Values f closes over (a tensor of an enclosing trace, an eager tensor, a layer's parameter)
+enter the traced graph as inputs of their own and are bound back to themselves, unbatched.
+Random masks under vmap are the same for every example (one key, as in JAX) unless the key
+itself is batched.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.graph import Graph, Node, current_graph
+from ir.ops import api as F
+from ir.ops.batching import batch_all, defbatch, move_axis
+from ir.ops.custom import CustomCall, _custom_call, rule_ref
+from ir.ops.registry import apply
+from passes.batching import batch_graph
+from runtime.eager import Tensor
+
+from . import nn
+from .tracing import arg_names, flatten, leaf_input_names, to_spec, unflatten
+
+
+def vmap(fun, in_axes=0, out_axes=0):
+    """fun mapped over axis `in_axes` of its arguments; the results stacked along `out_axes`.
+
+    in_axes: an int (every argument batched along that axis), None (not batched: shared by
+    every example), or a tuple with one entry per positional argument, each an int, None or
+    a pytree of them matching that argument (a dict argument takes a dict of axes). Negative
+    axes count from the end. out_axes: the same for fun's result (None: an output that does
+    not depend on the batch, returned once)."""
+    name = getattr(fun, "__name__", "fn").strip("<>")
+
+    @functools.wraps(fun)
+    def batched(*args):
+        names = arg_names(fun, len(args))
+        leaves, structure, leaf_names = _arguments(args, names)
+        axes = _leaf_axes(in_axes, args, names)
+        size = _batch_size(leaves, axes, leaf_names)
+        region = _Region(f"vmap({name})", current_graph())
+        bound, stand_ins = {}, []
+        with region.building():
+            for leaf, axis, leaf_name in zip(leaves, axes, leaf_names):
+                if axis is None and not _is_array(leaf):
+                    stand_ins.append(leaf)  # a Python value, passed through as it is
+                    continue
+                spec = to_spec(leaf)
+                shape = spec.shape if axis is None else spec.shape[:axis] + spec.shape[axis + 1:]
+                node = region.input(leaf_name, shape, spec.dtype)
+                bound[node] = (leaf, False) if axis is None else (move_axis(leaf, axis, 0), True)
+                stand_ins.append(node)
+            result = fun(*unflatten(structure, stand_ins))
+        out_leaves, out_structure, _ = flatten(result)
+        bound.update(region.bindings())
+        traced = [x for x in out_leaves if isinstance(x, Node) and x.graph is region]
+        values = iter(batch_graph(region, bound, size, traced))
+        outputs = [next(values) if isinstance(x, Node) and x.graph is region else (x, False)
+                   for x in out_leaves]
+        outer = current_graph()
+        for guard in region.guards:  # Python state the trace read (a Dropout's training flag)
+            if outer is not None:
+                outer.guard(*guard)
+        placed = [_place(value, is_batched, axis, size, k)
+                  for k, ((value, is_batched), axis) in
+                  enumerate(zip(outputs, _output_axes(out_axes, result)))]
+        return unflatten(out_structure, placed)
+
+    return batched
+
+
+class _Region(Graph):
+    """The graph vmap traces its function into. A value of an enclosing graph or an eager
+    tensor that the function reads becomes an input of its own, bound back to that value when
+    the graph is batched (ir.ops.registry routes op calls mixing graphs here)."""
+
+    captures_outer_values = True
+
+    def __init__(self, name, outer):
+        super().__init__(name)
+        self.outer = outer  # the graph being traced around vmap, or None (eager)
+        self.captured = {}  # id(value) -> (input node, value)
+
+    def process(self, op, inputs, attrs):
+        return super().process(op, tuple(self._own(x) for x in inputs), attrs)
+
+    def _own(self, x):
+        if not ((isinstance(x, Node) and x.graph is not self) or isinstance(x, Tensor)):
+            return x
+        entry = self.captured.get(id(x))
+        if entry is None:
+            name = getattr(x, "name", None) if isinstance(x, Tensor) else None
+            node = self.input(self._fresh(name or "captured"), tuple(x.shape), x.dtype)
+            entry = self.captured[id(x)] = (node, x)
+        return entry[0]
+
+    def _fresh(self, base):
+        taken = {n.attrs["name"] for n in self.inputs}
+        name, k = base, 1
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        return name
+
+    def bindings(self) -> dict:
+        """The captured inputs and the implicit dropout key, bound unbatched."""
+        bound = {node: (value, False) for node, value in self.captured.values()}
+        for node in self.inputs:
+            value = self.param_values.get(node.name)
+            if value is nn._AUTO_KEY:  # the key of the context vmap runs in
+                bound[node] = (nn.current_key(), False)
+            elif value is not None:
+                bound[node] = (value, False)
+        return bound
+
+    def next_salt(self) -> int:
+        # dropout sites inside and outside vmap must not share a salt (and so a mask)
+        return self.outer.next_salt() if self.outer is not None else super().next_salt()
+
+
+# ---- arguments ------------------------------------------------------------------------------
+def _arguments(args, names):
+    leaves, structures, leaf_names = [], [], []
+    for arg, name in zip(args, names):
+        lv, st, _ = flatten(arg)
+        leaves += lv
+        structures.append(st)
+        leaf_names += leaf_input_names(name, arg)
+    return leaves, (tuple, tuple(structures)), leaf_names
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, (Node, Tensor, np.ndarray, np.generic))
+
+
+def _describe(names, k):
+    return names[k] or f"argument {k}"
+
+
+def _leaf_axes(in_axes, args, names) -> list:
+    """One axis (or None) per argument leaf, from in_axes (a prefix of the arguments' tree)."""
+    if in_axes is None or isinstance(in_axes, int):
+        per_arg = [in_axes] * len(args)
+    elif isinstance(in_axes, (tuple, list)):
+        if len(in_axes) != len(args):
+            raise GraphcError(f"vmap: in_axes has {len(in_axes)} entries but the function was "
+                              f"called with {len(args)} arguments", (user_location(),))
+        per_arg = list(in_axes)
+    else:
+        raise GraphcError(f"vmap: in_axes must be an int, None or a tuple with one entry per "
+                          f"argument, got a {type(in_axes).__name__}", (user_location(),))
+    axes = []
+    for spec, arg, name in zip(per_arg, args, names):
+        for axis, leaf, leaf_name in _match(spec, arg, name):
+            axes.append(_check_axis(axis, leaf, leaf_name))
+    return axes
+
+
+def _match(spec, tree, name):
+    """(axis, leaf, leaf name) for each leaf of `tree`, its axis from the prefix `spec`."""
+    if spec is None or isinstance(spec, int):
+        leaves, _, _ = flatten(tree)
+        return [(spec, leaf, leaf_name) for leaf, leaf_name in
+                zip(leaves, leaf_input_names(name, tree))]
+    if isinstance(spec, dict) and isinstance(tree, dict) and set(spec) == set(tree):
+        return [m for key in tree for m in _match(spec[key], tree[key], f"{name}.{key}")]
+    if (isinstance(spec, (tuple, list)) and isinstance(tree, (tuple, list))
+            and len(spec) == len(tree)):
+        return [m for k, (s, t) in enumerate(zip(spec, tree)) for m in _match(s, t, f"{name}.{k}")]
+    raise GraphcError(f"vmap: the in_axes entry for {name} ({spec!r}) does not match its "
+                      f"structure (a {type(tree).__name__})", (user_location(),))
+
+
+def _check_axis(axis, leaf, name):
+    if axis is None:
+        return None
+    if not _is_array(leaf):
+        raise GraphcError(f"vmap: {name} is a {type(leaf).__name__}, which has no axis {axis} "
+                          "to map over; give it in_axes None", (user_location(),))
+    ndim = len(to_spec(leaf).shape)
+    if not -ndim <= axis < ndim:
+        raise GraphcError(f"vmap: in_axes {axis} is out of range for {name}, which has {ndim} "
+                          "axes", (user_location(),))
+    return axis % ndim
+
+
+def _batch_size(leaves, axes, names) -> int:
+    first = None
+    for leaf, axis, name in zip(leaves, axes, names):
+        if axis is None:
+            continue
+        n = to_spec(leaf).shape[axis]
+        if first is None:
+            first = (n, name, axis)
+        elif n != first[0]:
+            raise GraphcError(f"vmap: {name} has batch size {n} (axis {axis}) but {first[1]} "
+                              f"has {first[0]} (axis {first[2]}); every batched argument needs "
+                              "the same size", (user_location(),))
+    if first is None:
+        raise GraphcError("vmap: in_axes maps no argument (every one is None); batch at least "
+                          "one", (user_location(),))
+    return first[0]
+
+
+# ---- results --------------------------------------------------------------------------------
+def _output_axes(out_axes, result) -> list:
+    leaves, _, _ = flatten(result)
+    if out_axes is None or isinstance(out_axes, int):
+        return [out_axes] * len(leaves)
+    return [axis for axis, _, _ in _match(out_axes, result, "out_axes")]
+
+
+def _place(value, is_batched, axis, size, k):
+    """An output with its batch axis at `axis` (an unbatched one broadcast along it)."""
+    if value is None:
+        return None
+    if axis is None:
+        if is_batched:
+            raise GraphcError(f"vmap: output {k} depends on the batch, but out_axes gives it "
+                              "None", (user_location(),))
+        return value
+    if not is_batched:
+        if not _is_array(value):
+            value = np.asarray(value)
+        (value,) = batch_all([value], [False], size)
+    ndim = F._ndim(value)
+    if not -ndim <= axis < ndim:
+        raise GraphcError(f"vmap: out_axes {axis} is out of range for output {k}, which has "
+                          f"{ndim} axes", (user_location(),))
+    return move_axis(value, 0, axis % ndim)
+
+
+# ---- custom gradients under vmap ------------------------------------------------------------
+@defbatch("custom_vjp")
+def _custom_vjp_rule(operands, batched, size, **attrs):
+    """A custom-gradient function on a batch: the same node on the batched operands, whose
+    rule is the user's rule vmapped (so grad of a vmapped custom_vjp function runs it)."""
+    call = _custom_call(attrs)
+    count = attrs["args"]
+
+    def pullback(arguments, residuals, cotangent, needs):
+        def one_example(*values):
+            return list(call.pullback(list(values[:count]), list(values[count:-1]),
+                                      values[-1], needs))
+        return vmap(one_example)(*arguments, *residuals, cotangent)
+
+    batched_call = CustomCall(f"vmap({call.name})", pullback)
+    return apply("custom_vjp", *batch_all(operands, batched, size),
+                 **dict(attrs, rule=rule_ref(batched_call)))

@@ -1,0 +1,152 @@
+"""Batching rules: how each op runs on a batch of examples at once (graphc.vmap).
+
+As in JAX (`jax/_src/interpreters/batching.py`, autodidax's `vmap_rules`), a rule takes an
+op's operands, some of which carry an extra leading batch axis, and computes the op for every
+example in one call of ordinary ops:
+
+    rule(args, batched, size, **attrs) -> the batched result (batch axis 0)
+
+`args[i]` has its batch axis first when `batched[i]`, else it is one value shared by every
+example; `size` is the batch size. Rules are registered next to their op (the end of each
+module of ir/ops) and written with the functional API, so they build graph nodes when the
+batched values are symbolic and compute at once in eager mode, as gradient rules do.
+passes/batching.py runs them; an op call whose operands are all unbatched runs unchanged.
+
+Every op is in one of three tables (tests/test_vmap.py checks it):
+  BATCH_RULES  a rule;
+  LOOPED       no rule, on purpose: vmap runs the op once per example and stacks the results;
+               the entry says why;
+  NOT_BATCHED  the op has no operands (creators, inputs, constants), so it is never batched.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from . import api as F
+from .registry import apply
+
+BATCH_RULES: dict[str, Callable] = {}
+LOOPED: dict[str, str] = {}  # op -> why it runs once per example
+NOT_BATCHED: dict[str, str] = {}  # op -> why no operand of it is ever batched
+
+
+def defbatch(*names):
+    """Register the decorated function as the batching rule of the named ops."""
+    def register(rule):
+        for name in names:
+            BATCH_RULES[name] = rule
+        return rule
+    return register
+
+
+def loop_over_batch(name: str, reason: str) -> None:
+    """`name` has no batching rule: vmap runs it once per example (`reason` says why)."""
+    LOOPED[name] = reason
+
+
+def never_batched(name: str, reason: str) -> None:
+    NOT_BATCHED[name] = reason
+
+
+# ---- helpers for rules ------------------------------------------------------------------------
+def example_ndim(x, is_batched) -> int:
+    """The rank of one example of x."""
+    return F._ndim(x) - (1 if is_batched else 0)
+
+
+def with_rank(x, rank):
+    """Batched x (B, *s) as (B, 1, ..., 1, *s) with `rank` axes after the batch axis, so that
+    numpy broadcasting lines its example axes up with those of unbatched operands."""
+    shape = F._shape(x)
+    missing = rank - (len(shape) - 1)
+    if missing <= 0:
+        return x
+    return F.reshape(x, (shape[0],) + (1,) * missing + shape[1:])
+
+
+def batch_all(args, batched, size):
+    """Every operand with a batch axis: unbatched ones broadcast along a new axis 0."""
+    return [x if b else F.broadcast_to(F.reshape(x, (1,) + F._shape(x)), (size,) + F._shape(x))
+            for x, b in zip(args, batched)]
+
+
+def example_shape(x, is_batched):
+    shape = F._shape(x)
+    return shape[1:] if is_batched else shape
+
+
+def move_axis(x, source, destination):
+    """x with axis `source` moved to position `destination` (numpy's moveaxis)."""
+    nd = F._ndim(x)
+    order = [a for a in range(nd) if a != source]
+    order.insert(destination, source)
+    return F.transpose(x, tuple(order))
+
+
+def shift(axes):
+    """Attribute axes of one example, as axes of the batched value."""
+    return tuple(a + 1 for a in axes)
+
+
+def example(x, index):
+    """The `index`-th example of batched x (the batch axis dropped)."""
+    shape = F._shape(x)
+    nd = len(shape)
+    part = F.slice_(x, (index,) + (0,) * (nd - 1), (index + 1,) + shape[1:], (1,) * nd)
+    return F.reshape(part, shape[1:])
+
+
+def looped(name):
+    """The rule of an op in LOOPED: one call per example, results stacked along axis 0."""
+    def rule(args, batched, size, **attrs):
+        results = []
+        for index in range(size):
+            operands = [example(x, index) if b else x for x, b in zip(args, batched)]
+            results.append(apply(name, *operands, **attrs))
+        return F.stack(results, 0)
+    return rule
+
+
+def rule_for(name):
+    """The batching rule that vmap runs for op `name` (None: the op has none)."""
+    rule = BATCH_RULES.get(name)
+    if rule is None and name in LOOPED:
+        return looped(name)
+    return rule
+
+
+# ---- shared rules -----------------------------------------------------------------------------
+def broadcasting(name):
+    """Elementwise ops with numpy broadcasting: batched operands get their missing example axes
+    as size-1 axes after the batch axis, then the op broadcasts as usual."""
+    def rule(args, batched, size, **attrs):
+        rank = max(example_ndim(x, b) for x, b in zip(args, batched))
+        return apply(name, *[with_rank(x, rank) if b else x for x, b in zip(args, batched)],
+                     **attrs)
+    return rule
+
+
+def same_shape(name):
+    """Ops whose operands must have one shape (gelu_grad, softmax_grad): every operand
+    batched; `axis` attributes shift past the batch axis."""
+    def rule(args, batched, size, **attrs):
+        if "axis" in attrs:
+            attrs = dict(attrs, axis=attrs["axis"] + 1)
+        return apply(name, *batch_all(args, batched, size), **attrs)
+    return rule
+
+
+def flat_batch(x, size):
+    """Batched x (B, *s) as (B * prod(s[:1]), ...): the batch axis merged into the next."""
+    shape = F._shape(x)
+    return F.reshape(x, (size * shape[1],) + shape[2:])
+
+
+def batch_offsets(idx, rows, size):
+    """Indices of batched idx (B, ...) into a table whose B blocks of `rows` rows are stacked:
+    example b's index i becomes b * rows + i (negative indices counted from its block's end)."""
+    idx = F.where(F.less(idx, 0), F.add(idx, rows), idx)
+    shape = F._shape(idx)
+    offsets = F.reshape(F.arange(0, size * rows, rows, dtype=F._dtype(idx)),
+                        (size,) + (1,) * (len(shape) - 1))
+    return F.add(idx, offsets)

@@ -1,0 +1,71 @@
+"""Batching a traced graph (graphc.vmap): one example's computation => the whole batch's.
+
+    graph f(%0:f32[3] x) -> (%2)          batched on xs: f32[8,3] (batch axis first)
+      %1:f32[3] = tanh %0           =>      tanh xs                 : f32[8,3]
+      %2:f32[] = sum %1 {axes=(0,)}         sum .. {axes=(1,)}      : f32[8]
+
+`batch_graph` runs the graph's nodes in order on values that carry a batch axis or not. A node
+whose operands are all unbatched runs as it is, once for every example; any other runs its
+op's batching rule (ir/ops/batching.py), which computes the node for the whole batch with the
+batch axis first. The rules are written with the functional API, so the values may be nodes
+of a graph being traced (the batched computation is then ordinary IR that autodiff, the
+passes and the runtime handle) or eager tensors (computed at once, recorded by the tape).
+"""
+from __future__ import annotations
+
+import contextlib
+
+from ir.errors import GraphcError, user_location
+from ir.graph import Graph
+from ir.ops import api as F
+from ir.ops.batching import rule_for
+from ir.ops.registry import apply, innermost_interpreter
+
+
+def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
+    """Evaluate `graph` for a batch of `size` examples.
+
+    bound: {input node: (value, batched)}, a batched value having its batch axis first.
+    Returns (value, batched) for each of `outputs` (nodes of graph; default its outputs)."""
+    env = dict(bound)
+    for node in graph.inputs:
+        if node not in env:
+            raise GraphcError(f"batching graph {graph.name!r}: input {node.name!r} is not bound",
+                              (user_location(),))
+    around = innermost_interpreter()
+    for node in graph.nodes:
+        if node in env:
+            continue
+        if node.op == "constant":
+            env[node] = (node.attrs["value"], False)
+            continue
+        operands = [env[x][0] for x in node.inputs]
+        batched = [env[x][1] for x in node.inputs]
+        with _located(around, node):
+            if not any(batched):
+                env[node] = (apply(node.op, *operands, **node.attrs), False)
+            else:
+                env[node] = (_run_rule(node, operands, batched, size), True)
+    return [env[node] for node in (graph.outputs if outputs is None else outputs)]
+
+
+def _run_rule(node, operands, batched, size):
+    rule = rule_for(node.op)
+    if rule is None:
+        raise GraphcError(f"vmap: op {node.op!r} has no batching rule (ir/ops/batching.py)",
+                          node.locs or (user_location(),))
+    out = rule(operands, batched, size, **node.attrs)
+    expected = (size,) + tuple(node.shape)
+    if tuple(F._shape(out)) != expected or F._dtype(out) != node.dtype:
+        raise GraphcError(f"vmap: the batching rule of {node.op} gave {F._dtype(out)}"
+                          f"{list(F._shape(out))}, expected {node.dtype}{list(expected)}",
+                          node.locs or (user_location(),))
+    return out
+
+
+def _located(around, node):
+    """Nodes built for `node` in a graph being traced keep its source lines and layer scope,
+    as autodiff's do."""
+    if isinstance(around, Graph):
+        return around.locations(node.locs, node.scope)
+    return contextlib.nullcontext()
