@@ -51,18 +51,20 @@ def vmap(fun, in_axes=0, out_axes=0):
         leaves, structure, leaf_names = _arguments(args, names)
         axes = _leaf_axes(in_axes, args, names)
         size = _batch_size(leaves, axes, leaf_names)
+        # batched arguments with their batch axis first, moved in the context vmap runs in
+        firsts = [leaf if axis is None else move_axis(leaf, axis, 0)
+                  for leaf, axis in zip(leaves, axes)]
         region = _Region(f"vmap({name})", current_graph())
         bound, stand_ins = {}, []
+        for leaf, first, axis, leaf_name in zip(leaves, firsts, axes, leaf_names):
+            if axis is None and not _is_array(leaf):
+                stand_ins.append(leaf)  # a Python value, passed through as it is
+                continue
+            spec = to_spec(first)
+            node = region.input(leaf_name, spec.shape[axis is not None:], spec.dtype)
+            bound[node] = (first, axis is not None)
+            stand_ins.append(node)
         with region.building():
-            for leaf, axis, leaf_name in zip(leaves, axes, leaf_names):
-                if axis is None and not _is_array(leaf):
-                    stand_ins.append(leaf)  # a Python value, passed through as it is
-                    continue
-                spec = to_spec(leaf)
-                shape = spec.shape if axis is None else spec.shape[:axis] + spec.shape[axis + 1:]
-                node = region.input(leaf_name, shape, spec.dtype)
-                bound[node] = (leaf, False) if axis is None else (move_axis(leaf, axis, 0), True)
-                stand_ins.append(node)
             result = fun(*unflatten(structure, stand_ins))
         out_leaves, out_structure, _ = flatten(result)
         bound.update(region.bindings())

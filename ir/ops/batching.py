@@ -7,7 +7,7 @@ example in one call of ordinary ops:
     rule(args, batched, size, **attrs) -> the batched result (batch axis 0)
 
 `args[i]` has its batch axis first when `batched[i]`, else it is one value shared by every
-example; `size` is the batch size. Rules are registered next to their op (the end of each
+example; `size` is the batch size (passed by position: an op attribute may be named `size`). Rules are registered next to their op (the end of each
 module of ir/ops) and written with the functional API, so they build graph nodes when the
 batched values are symbolic and compute at once in eager mode, as gradient rules do.
 passes/batching.py runs them; an op call whose operands are all unbatched runs unchanged.

@@ -198,19 +198,18 @@ def _register_batching():
         return F.minimum(F.maximum(start, 0), length - size)
 
     @defbatch("dynamic_slice")
-    def _dynamic_slice_rule(args, batched, size, **attrs):
+    def _dynamic_slice_rule(args, batched, examples, size, axis):
         operand, start = args
         if not batched[1]:
-            return apply("dynamic_slice", operand, start, size=attrs["size"],
-                         axis=attrs["axis"] + 1)
+            return apply("dynamic_slice", operand, start, size=size, axis=axis + 1)
         # a start per example: gather each example's window along the axis moved first
-        (operand,) = batch_all([operand], [batched[0]], size)
-        rows = move_axis(operand, attrs["axis"] + 1, 1)  # (B, L, ...)
+        (operand,) = batch_all([operand], [batched[0]], examples)
+        rows = move_axis(operand, axis + 1, 1)  # (B, L, ...)
         length = F._shape(rows)[1]
-        first = clamped(start, attrs["size"], length)
-        idx = F.add(F.reshape(first, (size, 1)), F.arange(attrs["size"], dtype=F._dtype(first)))
-        window = F.take(flat_batch(rows, size), batch_offsets(idx, length, size))
-        return move_axis(window, 1, attrs["axis"] + 1)
+        first = clamped(start, size, length)
+        idx = F.add(F.reshape(first, (examples, 1)), F.arange(size, dtype=F._dtype(first)))
+        window = F.take(flat_batch(rows, examples), batch_offsets(idx, length, examples))
+        return move_axis(window, 1, axis + 1)
 
     @defbatch("dynamic_update_slice")
     def _dynamic_update_slice_rule(args, batched, size, axis):
