@@ -118,3 +118,165 @@ def test_vmap_inside_compile_equals_eager(case):
     batched = gc.vmap(case.fn, in_axes=axes)
     np.testing.assert_allclose(gc.compile(batched)(*args), np.asarray(batched(*args)),
                                rtol=1e-10, atol=1e-12)
+
+
+# ---- per-example gradients of models ----------------------------------------------------------
+def _close(a, b, tol=1e-12):
+    for key in b:
+        np.testing.assert_allclose(np.asarray(a[key]), b[key], rtol=tol, atol=tol, err_msg=key)
+
+
+def test_per_example_gradients_of_an_mlp_equal_a_loop_of_grad():
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.Linear(5, 7, dtype="float64"), gc.nn.GELU(),
+                             gc.nn.LayerNorm(7, dtype="float64"),
+                             gc.nn.Linear(7, 3, dtype="float64"))
+    params = model.params()
+
+    def loss(p, x, y):
+        return gc.cross_entropy(model.apply(p, x), y)
+
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
+    per_example = gc.vmap(gc.grad(loss), in_axes=(None, 0, 0))(params, xs, ys)
+    assert set(per_example) == set(params)
+    expected = {k: np.stack([gc.grad(loss)(params, x, y)[k] for x, y in zip(xs, ys)])
+                for k in params}
+    _close(per_example, expected)
+    compiled = gc.compile(gc.vmap(gc.grad(loss), in_axes=(None, 0, 0)))(params, xs, ys)
+    _close(compiled, expected)
+
+
+def test_per_example_gradients_of_the_tiny_gpt_equal_a_loop_of_grad():
+    from graphc.models.gpt import GPT, GPTConfig
+
+    cfg = GPTConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=16, block_size=8, batch_size=1,
+                    dtype="float64")
+    model = GPT(cfg, seed=3)
+    params = model.params()
+
+    def loss(p, idx, targets):
+        return model.apply(p, idx, targets)
+
+    rng = np.random.default_rng(1)
+    xs = rng.integers(0, cfg.vocab_size, (4, 1, cfg.block_size))  # 4 examples of (1, T)
+    ys = rng.integers(0, cfg.vocab_size, (4, 1, cfg.block_size))
+    per_example = gc.compile(gc.vmap(gc.grad(loss), in_axes=(None, 0, 0)))(params, xs, ys)
+    expected = {k: np.stack([gc.grad(loss)(params, x, y)[k] for x, y in zip(xs, ys)])
+                for k in params}
+    _close(per_example, expected)
+    # their mean is the gradient of the mean loss over the batch
+    whole = gc.grad(lambda p: loss(p, xs[:, 0], ys[:, 0]))(params)
+    _close({k: per_example[k].mean(0) for k in params}, whole)
+
+
+# ---- composition ------------------------------------------------------------------------------
+def test_grad_of_a_vmapped_function_equals_the_sum_of_per_example_gradients():
+    rng = np.random.default_rng(2)
+    w, xs = rng.normal(size=(3, 4)), rng.normal(size=(5, 2, 3))
+
+    def f(w, x):
+        return gc.sum(gc.softmax(x @ w, -1) ** 2)
+
+    total = gc.grad(lambda w: gc.sum(gc.vmap(f, in_axes=(None, 0))(w, xs) * np.arange(5.0)))(w)
+    expected = sum(k * gc.grad(f)(w, x) for k, x in enumerate(xs))
+    np.testing.assert_allclose(total, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_eager_backward_through_vmap_reaches_closed_over_tensors():
+    rng = np.random.default_rng(3)
+    w = gc.tensor(rng.normal(size=(3, 2)), requires_grad=True)
+    xs = rng.normal(size=(4, 3))
+    out = gc.vmap(lambda x: gc.tanh(x @ w))(xs)
+    assert isinstance(out, gc.Tensor)
+    gc.sum(out * out).backward()
+    expected = gc.grad(lambda w: gc.sum(gc.tanh(xs @ w) ** 2))(w.data)
+    np.testing.assert_allclose(w.grad, expected, rtol=1e-12)
+
+
+def test_nested_vmap_is_an_outer_product_of_batches():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
+    dot = lambda u, v: gc.sum(u * v)  # noqa: E731
+    table = gc.vmap(gc.vmap(dot, in_axes=(None, 0)), in_axes=(0, None))(a, b)
+    np.testing.assert_allclose(np.asarray(table), a @ b.T, rtol=1e-12)
+    traced = gc.compile(gc.vmap(gc.vmap(dot, in_axes=(None, 0)), in_axes=(0, None)))(a, b)
+    np.testing.assert_allclose(traced, a @ b.T, rtol=1e-12)
+
+
+def test_vmap_closing_over_values_of_an_enclosing_trace():
+    rng = np.random.default_rng(5)
+    w, xs = rng.normal(size=(3, 2)), rng.normal(size=(4, 6, 3))
+
+    @gc.compile
+    def f(w, xs):
+        scale = gc.sum(w)  # a value of the enclosing graph, read inside the vmapped function
+        return gc.vmap(lambda x: gc.vmap(lambda row: gc.relu(row @ w) * scale)(x))(xs)
+
+    np.testing.assert_allclose(f(w, xs), np.maximum(xs @ w, 0) * w.sum(), rtol=1e-12)
+
+
+def test_out_axes_and_pytrees():
+    rng = np.random.default_rng(6)
+    xs = {"a": rng.normal(size=(3, 4)), "b": rng.normal(size=(4, 2))}  # b batched along 1
+
+    def f(d, c):
+        return {"sum": d["a"] * 2.0 + c, "outer": gc.expand_dims(d["a"], 1) * d["b"]}, c
+
+    out, c = gc.vmap(f, in_axes=({"a": 1, "b": 0}, None),
+                     out_axes=({"sum": 0, "outer": -1}, None))(xs, 1.5)
+    assert c == 1.5
+    np.testing.assert_allclose(np.asarray(out["sum"]), xs["a"].T * 2.0 + 1.5)
+    outer = np.stack([xs["a"][:, k][:, None] * xs["b"][k] for k in range(4)], -1)
+    np.testing.assert_allclose(np.asarray(out["outer"]), outer)
+    # an output that does not depend on the batch is broadcast along out_axes
+    const = gc.vmap(lambda x: (x, gc.ones((2,), "float64")), out_axes=1)(xs["b"])
+    np.testing.assert_allclose(np.asarray(const[1]), np.ones((2, 4)))
+
+
+def test_vmap_of_a_custom_vjp_function_keeps_its_gradient_rule():
+    @gc.custom_vjp
+    def clip_gradient(x):
+        return x * 1.0
+
+    clip_gradient.defvjp(lambda x: (clip_gradient(x), None),
+                         lambda _, g: (gc.minimum(gc.maximum(g, -0.5), 0.5),))
+    xs = np.linspace(-2.0, 2.0, 6).reshape(3, 2)
+    weights = np.array([[3.0, 0.1], [-0.2, -3.0], [1.0, 0.25]])
+    grad = gc.grad(lambda x: gc.sum(gc.vmap(clip_gradient)(x) * weights))(xs)
+    np.testing.assert_allclose(grad, np.clip(weights, -0.5, 0.5))
+    per_example = gc.vmap(gc.grad(lambda x, w: gc.sum(clip_gradient(x) * w)))(xs, weights)
+    np.testing.assert_allclose(np.asarray(per_example), np.clip(weights, -0.5, 0.5))
+
+
+# ---- errors ---------------------------------------------------------------------------------
+def _one_line(exc_info):
+    return str(exc_info.value).splitlines()[0]
+
+
+def test_mismatched_batch_sizes_name_the_arguments():
+    def f(xs, ys):
+        return xs + ys
+
+    with pytest.raises(GraphcError) as exc:
+        gc.vmap(f)(np.ones((4, 2)), np.ones((5, 2)))
+    assert _one_line(exc) == ("vmap: ys has batch size 5 (axis 0) but xs has 4 (axis 0); every "
+                              "batched argument needs the same size")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gc.vmap(gc.exp, in_axes=2)(np.ones((2, 3))),
+     "vmap: in_axes 2 is out of range for x, which has 2 axes"),
+    (lambda: gc.vmap(lambda a, b: a * b, in_axes=(0,))(np.ones(2), np.ones(2)),
+     "vmap: in_axes has 1 entries but the function was called with 2 arguments"),
+    (lambda: gc.vmap(lambda a: a, in_axes=None)(np.ones(2)),
+     "vmap: in_axes maps no argument (every one is None); batch at least one"),
+    (lambda: gc.vmap(lambda a: a, out_axes=None)(np.ones(2)),
+     "vmap: output 0 depends on the batch, but out_axes gives it None"),
+    (lambda: gc.vmap(lambda a, s: a * s)(np.ones(2), 3.0),
+     "vmap: s is a float, which has no axis 0 to map over; give it in_axes None"),
+])
+def test_vmap_errors_are_one_line(call, message):
+    with pytest.raises(GraphcError) as exc:
+        call()
+    assert _one_line(exc) == message
