@@ -280,3 +280,48 @@ def test_vmap_errors_are_one_line(call, message):
     with pytest.raises(GraphcError) as exc:
         call()
     assert _one_line(exc) == message
+
+
+def test_vmap_of_a_model_with_dropout_eager_and_compiled():
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.Linear(4, 6, dtype="float64"), gc.nn.ReLU(),
+                             gc.nn.Dropout(0.5), gc.nn.Linear(6, 2, dtype="float64"))
+    xs = np.random.default_rng(7).normal(size=(5, 4))
+    model.eval()
+    expected = model(gc.tensor(xs)).data
+    np.testing.assert_allclose(np.asarray(gc.vmap(model)(xs)), expected, rtol=1e-12)
+    compiled = gc.compile(lambda xs: gc.vmap(model)(xs))
+    np.testing.assert_allclose(compiled(xs), expected, rtol=1e-12)
+    gc.sum(gc.vmap(model)(xs) ** 2).backward()  # the layers' Parameters get gradients
+    assert np.abs(model[0].weight.grad).sum() > 0
+    model.train()  # the Dropout's flag read inside vmap guards the compiled plan
+    assert not np.array_equal(compiled(xs), expected)
+    assert compiled.recompiles == ["recompiling lambda (compilation 2): Dropout 2.training: "
+                                   "False -> True"]
+
+
+def test_a_batch_of_dropout_seeds_draws_one_mask_per_example():
+    seeds, x = np.arange(4, dtype=np.int64), np.ones((4, 8))
+    masks = gc.vmap(lambda x, s: gc.dropout(x, 0.5, s, salt=1))(x, seeds)
+    expected = np.stack([gc.dropout(gc.tensor(x[i]), 0.5, seeds[i], salt=1).data
+                         for i in range(4)])
+    np.testing.assert_array_equal(np.asarray(masks), expected)
+    assert len({m.tobytes() for m in expected}) == 4
+
+
+def test_remat_jvp_and_hessian_under_vmap():
+    rng = np.random.default_rng(8)
+    xs, w = rng.normal(size=(4, 3)), rng.normal(size=(3, 3))
+
+    def f(w, x):
+        return gc.sum(gc.tanh(x @ w) ** 2)
+
+    block = gc.remat(lambda x, w: gc.tanh(x @ w))
+    per_example = gc.vmap(gc.grad(lambda w, x: gc.sum(block(x, w) ** 2)), in_axes=(None, 0))
+    expected = np.stack([gc.grad(f)(w, x) for x in xs])
+    np.testing.assert_allclose(np.asarray(per_example(w, xs)), expected, rtol=1e-12, atol=1e-14)
+    _, tangent = gc.jvp(lambda w: gc.vmap(f, in_axes=(None, 0))(w, xs), (w,), (np.ones_like(w),))
+    np.testing.assert_allclose(tangent, expected.sum((1, 2)), rtol=1e-12)
+    cube = lambda x: gc.sum(gc.tanh(x) ** 3)  # noqa: E731
+    np.testing.assert_allclose(np.asarray(gc.vmap(gc.hessian(cube))(xs)),
+                               np.stack([gc.hessian(cube)(x) for x in xs]), rtol=1e-12)
