@@ -42,11 +42,13 @@ def vmap(fun, in_axes=0, out_axes=0):
     every example), or a tuple with one entry per positional argument, each an int, None or
     a pytree of them matching that argument (a dict argument takes a dict of axes). Negative
     axes count from the end. out_axes: the same for fun's result (None: an output that does
-    not depend on the batch, returned once)."""
+    not depend on the batch, returned once). Keyword arguments are passed through unbatched,
+    as torch.func.vmap does (JAX maps them over axis 0: pass batched values by position).
+    Eagerly, the results are eager tensors (gc.Tensor), as eager ops give."""
     name = getattr(fun, "__name__", "fn").strip("<>")
 
     @functools.wraps(fun)
-    def batched(*args):
+    def batched(*args, **kwargs):
         names = arg_names(fun, len(args))
         leaves, structure, leaf_names = _arguments(args, names)
         axes = _leaf_axes(in_axes, args, names)
@@ -65,7 +67,7 @@ def vmap(fun, in_axes=0, out_axes=0):
             bound[node] = (first, axis is not None)
             stand_ins.append(node)
         with region.building():
-            result = fun(*unflatten(structure, stand_ins))
+            result = fun(*unflatten(structure, stand_ins), **kwargs)
         out_leaves, out_structure, _ = flatten(result)
         bound.update(region.bindings())
         traced = [x for x in out_leaves if isinstance(x, Node) and x.graph is region]

@@ -325,3 +325,26 @@ def test_remat_jvp_and_hessian_under_vmap():
     cube = lambda x: gc.sum(gc.tanh(x) ** 3)  # noqa: E731
     np.testing.assert_allclose(np.asarray(gc.vmap(gc.hessian(cube))(xs)),
                                np.stack([gc.hessian(cube)(x) for x in xs]), rtol=1e-12)
+
+
+def test_keyword_arguments_are_passed_through_unbatched():
+    xs = np.arange(6.0).reshape(3, 2)
+    out = gc.vmap(lambda x, scale=1.0, bias=None: x * scale + bias)(xs, scale=2.0,
+                                                                     bias=np.ones(2))
+    np.testing.assert_allclose(np.asarray(out), xs * 2.0 + 1.0)
+
+
+def test_an_op_without_a_rule_is_named_with_the_line_that_called_it(monkeypatch):
+    monkeypatch.delitem(BATCH_RULES, "tanh")
+    with pytest.raises(GraphcError) as exc:
+        gc.vmap(lambda x: gc.tanh(x) * 2.0)(np.ones((2, 3)))
+    assert _one_line(exc) == "vmap: op 'tanh' has no batching rule (ir/ops/batching.py)"
+    assert "test_vmap.py" in str(exc.value)
+
+
+def test_a_rule_giving_the_wrong_shape_is_caught(monkeypatch):
+    monkeypatch.setitem(BATCH_RULES, "exp", lambda args, batched, size: gc.exp(args[0])[0])
+    with pytest.raises(GraphcError) as exc:
+        gc.vmap(gc.exp)(np.ones((2, 3)))
+    assert _one_line(exc) == "vmap: the batching rule of exp gave float64[3], expected " \
+                             "float64[2, 3]"

@@ -124,9 +124,10 @@ def _register_batching():
 
     @defbatch("matmul")
     def _matmul_rule(args, batched, size):
-        # the batch axis leads matmul's own (broadcast) batch axes
+        # the batch axis leads matmul's own (broadcast) batch axes; F.matmul makes a batch of
+        # rows times one matrix a single GEMM
         rank = max(example_ndim(x, b) for x, b in zip(args, batched))
-        return apply("matmul", *[with_rank(x, rank) if b else x for x, b in zip(args, batched)])
+        return F.matmul(*[with_rank(x, rank) if b else x for x, b in zip(args, batched)])
 
     @defbatch("einsum")
     def _einsum_rule(args, batched, size, spec):
