@@ -56,7 +56,8 @@ def vmap(fun, in_axes=0, out_axes=0):
         # batched arguments with their batch axis first, moved in the context vmap runs in
         firsts = [leaf if axis is None else move_axis(leaf, axis, 0)
                   for leaf, axis in zip(leaves, axes)]
-        region = _Region(f"vmap({name})", current_graph())
+        outer = next((x.graph for x in leaves if isinstance(x, Node)), None) or current_graph()
+        region = _Region(f"vmap({name})", outer)
         bound, stand_ins = {}, []
         for leaf, first, axis, leaf_name in zip(leaves, firsts, axes, leaf_names):
             if axis is None and not _is_array(leaf):
@@ -74,9 +75,8 @@ def vmap(fun, in_axes=0, out_axes=0):
         values = iter(batch_graph(region, bound, size, traced))
         outputs = [next(values) if isinstance(x, Node) and x.graph is region else (x, False)
                    for x in out_leaves]
-        outer = current_graph()
-        for guard in region.guards:  # Python state the trace read (a Dropout's training flag)
-            if outer is not None:
+        if outer is not None:  # Python state the trace read (a Dropout's training flag)
+            for guard in region.guards:
                 outer.guard(*guard)
         placed = [_place(value, is_batched, axis, size, k)
                   for k, ((value, is_batched), axis) in
