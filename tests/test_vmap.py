@@ -348,3 +348,31 @@ def test_a_rule_giving_the_wrong_shape_is_caught(monkeypatch):
         gc.vmap(gc.exp)(np.ones((2, 3)))
     assert _one_line(exc) == "vmap: the batching rule of exp gave float64[3], expected " \
                              "float64[2, 3]"
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_windows_at_a_start_per_example(axis):
+    """dynamic_slice / dynamic_update_slice with a batch of starts (one clamped) gather and
+    write each example's own window, and their per-example gradients match a loop."""
+    rng = np.random.default_rng(9)
+    a, u = rng.normal(size=(4, 6, 5)), rng.normal(size=(4, 6, 2))
+    if axis == 0:
+        u = rng.normal(size=(4, 2, 5))
+    starts = np.array([0, 3, 5, -1], np.int64)
+
+    def window(a, s):
+        return gc.dynamic_slice(a, s, 2, axis=axis)
+
+    def put(a, u, s):
+        return gc.dynamic_update_slice(a * 2.0, u, s, axis=axis)
+
+    for fn, args in ((window, (a, starts)), (put, (a, u, starts))):
+        out = gc.vmap(fn)(*args)
+        expected = np.stack([np.asarray(fn(*[gc.tensor(x[b]) for x in args]))
+                             for b in range(4)])
+        np.testing.assert_array_equal(np.asarray(out), expected)
+        loss = lambda *xs: gc.sum(fn(*xs) ** 2)  # noqa: E731
+        grads = gc.vmap(gc.grad(loss))(*args)
+        np.testing.assert_allclose(np.asarray(grads),
+                                   np.stack([gc.grad(loss)(*[x[b] for x in args])
+                                             for b in range(4)]), rtol=1e-12)

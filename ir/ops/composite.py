@@ -237,7 +237,8 @@ def _register_batching():
         n = F._shape(x)[-1]
         xhat = F.layer_norm(x, F.ones(n, F._dtype(x)), F.zeros(n, F._dtype(x)), eps)
         rank = F._ndim(x) - 1
-        return F.add(F.mul(xhat, per_example(w, batched[1], rank)), per_example(b, batched[2], rank))
+        scaled = F.mul(xhat, per_example(w, batched[1], rank))
+        return F.add(scaled, per_example(b, batched[2], rank))
 
     @defbatch("layer_norm_grad")
     def _layer_norm_grad_rule(args, batched, size, eps):
