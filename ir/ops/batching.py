@@ -7,10 +7,14 @@ example in one call of ordinary ops:
     rule(args, batched, size, **attrs) -> the batched result (batch axis 0)
 
 `args[i]` has its batch axis first when `batched[i]`, else it is one value shared by every
-example; `size` is the batch size (passed by position: an op attribute may be named `size`). Rules are registered next to their op (the end of each
-module of ir/ops) and written with the functional API, so they build graph nodes when the
-batched values are symbolic and compute at once in eager mode, as gradient rules do.
-passes/batching.py runs them; an op call whose operands are all unbatched runs unchanged.
+example; `size` is the batch size (passed by position: an op attribute may be named `size`).
+Unlike JAX's rules, which take and return any batch axis, the batch axis is always first:
+vmap moves it there once per argument (and to out_axes once per result), so no rule handles
+arbitrary axes and no transposes pile up between ops. Rules are registered next to their op
+(the end of each module of ir/ops) and written with the functional API, so they build graph
+nodes when the batched values are symbolic and compute at once in eager mode, as gradient
+rules do. passes/batching.py runs them; an op call whose operands are all unbatched runs
+unchanged.
 
 Every op is in one of three tables (tests/test_vmap.py checks it):
   BATCH_RULES  a rule;
@@ -68,11 +72,6 @@ def batch_all(args, batched, size):
     """Every operand with a batch axis: unbatched ones broadcast along a new axis 0."""
     return [x if b else F.broadcast_to(F.reshape(x, (1,) + F._shape(x)), (size,) + F._shape(x))
             for x, b in zip(args, batched)]
-
-
-def example_shape(x, is_batched):
-    shape = F._shape(x)
-    return shape[1:] if is_batched else shape
 
 
 def move_axis(x, source, destination):
