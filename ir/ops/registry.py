@@ -175,8 +175,10 @@ def apply(name: str, *inputs, **attrs):
             if interpreter is None:
                 interpreter = x.graph
             elif x.graph is not interpreter:
-                raise GraphcError(f"{name}: operands belong to different graphs",
-                                  (user_location(),))
+                interpreter = _capturing_region(interpreter, x.graph)
+                if interpreter is None:
+                    raise GraphcError(f"{name}: operands belong to different graphs",
+                                      (user_location(),))
     if interpreter is None:
         stack = _STACK.stack
         if stack:
@@ -187,6 +189,15 @@ def apply(name: str, *inputs, **attrs):
             raise GraphcError(f"{name} on concrete values needs eager mode, which `import "
                               "runtime.eager` (or `import graphc`) provides", (user_location(),))
     return interpreter.process(op, inputs, attrs)
+
+
+def _capturing_region(a, b):
+    """The region being built (ir/region.py) that takes an op mixing values of graphs a and b:
+    the innermost one on the stack that is a or b and captures the other's values; else None."""
+    for interpreter in reversed(_STACK.stack):
+        if interpreter is a or interpreter is b:
+            return interpreter if getattr(interpreter, "captures_outer", False) else None
+    return None
 
 
 def infer_type(op: OpDef, types, attrs) -> TensorType:
