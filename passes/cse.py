@@ -33,8 +33,13 @@ def attrs_key(attrs):
 
 def cse(graph):
     table = {}
+    saving = _scans_saving_carries(graph)
 
     def visit(node, inputs, new):
+        if node.op == "scan" and not node.attrs.get("save_carries") and \
+                _scan_key(node) in saving:
+            # the gradient's copy of this scan also saves its carries: one scan does both
+            node = _saving_carries(node, inputs, new)
         key = (node.op, tuple(id(i) for i in inputs), attrs_key(node.attrs), node.type)
         existing = table.get(key)
         if existing is not None:
@@ -45,3 +50,21 @@ def cse(graph):
         return made
 
     return rebuild(graph, visit)[0]
+
+
+# A scan's gradient rule (passes/control_flow_ad.py) runs the forward scan again with
+# save_carries=True; its results start with the plain scan's, so the plain one is that one.
+def _scan_key(node):
+    return id(node.attrs["body"]), tuple(id(i) for i in node.inputs)
+
+
+def _scans_saving_carries(graph) -> set:
+    return {_scan_key(n) for n in graph.nodes if n.op == "scan" and n.attrs.get("save_carries")}
+
+
+def _saving_carries(node, inputs, new):
+    from ir.ops.registry import get_op
+    attrs = {**node.attrs, "save_carries": True}
+    return type(node)(new, -1, node.op, inputs, attrs,
+                      get_op("scan").infer([i.type for i in inputs], **attrs), node.locs,
+                      node.scope)
