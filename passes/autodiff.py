@@ -81,7 +81,8 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
             if op.vjp is None:
                 if node.op == "stop_gradient":
                     continue
-                raise GraphcError(f"op {node.op!r} has no gradient rule", node.locs)
+                raise GraphcError(NO_GRADIENT.get(node.op, f"op {node.op!r} has no gradient "
+                                                           "rule"), node.locs)
             needs = tuple(i in relevant and _differentiable(i) for i in node.inputs)
             ctx = VJPContext(node.inputs, node, node.attrs, needs)
             with graph.locations(node.locs, node.scope):
@@ -142,4 +143,4 @@ def grad_graph(graph: Graph, wrt=None, output: int = 0, name: str | None = None,
     return new
 
 
-from . import control_flow_ad  # noqa: E402,F401  (registers the regions' gradient rules)
+from .control_flow_ad import NO_GRADIENT  # noqa: E402  (and registers the regions' rules)

@@ -8,12 +8,12 @@ which graphc builds from two reverse passes).
               differentiates it: carries (accumulated const cotangents, carry cotangent),
               per-step outputs the xs' cotangents
     cond   => cond on the same predicate of the two branches' backward functions
-    while_loop => an error: its trip count is only known when it runs
+    while_loop => none: an error saying so (NO_GRADIENT), as its trip count is only known
+                  when it runs
     tuple_get  => the cotangent of one result of the node it reads
 """
 from __future__ import annotations
 
-from ir.errors import GraphcError
 from ir.ops import api as F
 from ir.ops.registry import REGISTRY, apply
 from ir.region import Region
@@ -129,10 +129,11 @@ def _cond_vjp(ctx, g):
     return out
 
 
-def _while_vjp(ctx, g):
-    raise GraphcError("while_loop cannot be differentiated: its trip count is only known "
-                      "when it runs; use fori_loop with Python-int bounds, or scan",
-                      ctx.out.locs)
+# ops without a gradient rule, and why (passes/autodiff.py reports it)
+NO_GRADIENT = {
+    "while_loop": "while_loop cannot be differentiated: its trip count is only known when it "
+                  "runs; use fori_loop with Python-int bounds, or scan",
+}
 
 
 def _tuple_get_vjp(ctx, g):
@@ -141,5 +142,4 @@ def _tuple_get_vjp(ctx, g):
 
 REGISTRY["scan"].vjp = _scan_vjp
 REGISTRY["cond"].vjp = _cond_vjp
-REGISTRY["while_loop"].vjp = _while_vjp
 REGISTRY["tuple_get"].vjp = _tuple_get_vjp

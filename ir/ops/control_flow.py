@@ -93,7 +93,25 @@ def _scan_infer(types, body, consts, carries, length, reverse=False, save_carrie
     return TupleType(list(carry_types) + stacked + saved)
 
 
-@defop("scan", _scan_infer)
+def region_flops(region) -> float:
+    """FLOPs of one run of a region (its nodes' op rules)."""
+    total = 0.0
+    for n in region.nodes:
+        op = REGISTRY[n.op]
+        if op.flops is not None:
+            total += op.flops([i.type for i in n.inputs], n.type, **n.attrs)
+    return total
+
+
+def _scan_flops(types, out, body, length, **_):
+    return length * region_flops(body)
+
+
+def _cond_flops(types, out, branches):
+    return max(region_flops(b) for b in branches)
+
+
+@defop("scan", _scan_infer, flops=_scan_flops)
 def scan(*operands, body, consts, carries, length, reverse=False, save_carries=False):
     const_values = list(operands[:consts])
     carry = list(operands[consts:consts + carries])
@@ -128,7 +146,7 @@ def _cond_infer(types, branches):
     return TupleType(true_outs)
 
 
-@defop("cond", _cond_infer)
+@defop("cond", _cond_infer, flops=_cond_flops)
 def cond(pred, *operands, branches):
     return tuple(run_region(branches[1 if pred else 0], list(operands)))
 
