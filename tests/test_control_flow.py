@@ -480,3 +480,50 @@ def test_other_misuse_is_one_line_each():
     first, _ = _one_line_error(
         lambda h: gc.while_loop(lambda v: gc.sum(v), lambda v: v, h), x)
     assert "must return a bool scalar, got (f64[])" in first
+
+
+# ---- what a body may read and return ------------------------------------------------------
+def test_a_layer_used_inside_a_body_is_an_operand_of_the_node_and_trains():
+    gc.nn.manual_seed(0)
+    layer = gc.nn.Linear(3, 3, dtype="float64")
+    rng = np.random.default_rng(11)
+    h, xs = rng.normal(size=(2, 3)), rng.normal(size=(4, 2, 3))
+
+    def model(h, xs):
+        return gc.sum(gc.scan(lambda c, x: (gc.tanh(layer(c) + x), c * x), h, xs)[1])
+
+    graph = gc.trace(model, h, xs)
+    scan_node = next(n for n in graph.nodes if n.op == "scan")
+    assert [i.attrs["name"] for i in scan_node.inputs[:2]] == ["weight", "bias"]
+    eager = model(gc.tensor(h), gc.tensor(xs))
+    _close(gc.compile(model)(h, xs), eager.data)
+    eager.backward()
+    want = layer.weight.grad.copy()
+    params = layer.params()
+    grads = gc.grad(lambda p: gc.sum(gc.scan(
+        lambda c, x: (gc.tanh(layer.apply(p, c) + x), c * x), h, xs)[1]))(params)
+    _close(grads["weight"], want)
+
+
+def test_bodies_may_pass_values_through_and_scan_zero_steps():
+    h, xs = np.ones((2, 3)), np.arange(24.0).reshape(4, 2, 3)
+    last, ys = gc.compile(lambda h, xs: gc.scan(lambda c, x: (c, x), h, xs))(h, xs)
+    _close(last, h, 0)
+    _close(ys, xs, 0)
+    g_h, g_xs = gc.grad(lambda h, xs: gc.sum(gc.scan(lambda c, x: (c, x * c), h, xs)[1]),
+                        argnums=(0, 1))(h, xs)
+    _close(g_h, xs.sum(0))
+    _close(g_xs, np.ones_like(xs))
+    last, ys = gc.compile(lambda h, xs: gc.scan(lambda c, x: (c + x, x), h, xs))(h, xs[:0])
+    _close(last, h, 0)
+    assert ys.shape == (0, 2, 3)
+
+
+def test_a_checked_run_names_the_scan_that_made_a_nan():
+    def model(x, xs):
+        return gc.scan(lambda c, x: (c * x, gc.log(c)), x, xs)[1]
+
+    with pytest.raises(GraphcError) as info:
+        gc.compile(model).call((np.ones(2), -np.ones((3, 2))), checked=True)
+    assert str(info.value).startswith("non-finite value: 2 of 6 elements of tuple_get")
+    assert "test_control_flow.py" in str(info.value)
