@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .errors import GraphcError, user_location
 from .graph import Graph
-from .ops.registry import SymbolicValue
+from .ops.registry import SymbolicValue, like_dtype, lift_symbolic
 
 
 class Region(Graph):
@@ -47,7 +47,6 @@ class Region(Graph):
             return self.capture(value)
         if hasattr(value, "graph_operand") or hasattr(value, "shape") or \
                 isinstance(value, (bool, int, float)):
-            from .ops.registry import like_dtype, lift_symbolic
             return lift_symbolic(self, value, like_dtype([value]), "region result")
         raise GraphcError(f"a loop or branch function returned a {type(value).__name__}, not "
                           "an array", (user_location(),))
