@@ -66,10 +66,10 @@ def _types(nodes) -> str:
     return "(" + ", ".join(str(n.type) for n in nodes) + ")"
 
 
-def _trace_region(fn, name, arg_trees):
-    """Trace fn on fresh inputs shaped like arg_trees' leaves: ->
+def _trace_region(fn, name, arg_trees, graph):
+    """Trace fn on fresh inputs shaped like arg_trees' leaves, for a node of `graph`: ->
     (region, own inputs, fn's result). The caller closes the region after setting outputs."""
-    region = Region(f"{name}")
+    region = Region(name, parent=graph)
     own, args = [], []
     with region.building():
         for k, tree in enumerate(arg_trees):
@@ -132,7 +132,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     x_slices = unflatten(x_structure, [_Slice(x) for x in x_nodes]) if xs is not None else None
     region, own, result = _trace_region(
         lambda c, *x: f(c, x[0] if x else None), f"{_fn_name(f)}_body",
-        [carry_in] + ([x_slices] if xs is not None else []))
+        [carry_in] + ([x_slices] if xs is not None else []), graph)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise GraphcError(f"scan function {_fn_name(f)}{_where(f)} must return a pair "
                           f"(carry, y)", (user_location(),))
@@ -213,7 +213,7 @@ def while_loop(cond_fun, body_fun, init_val):
     carry_nodes = [_as_node(graph, x, "while_loop init") for x in init_leaves]
     carry_in = unflatten(init_structure, carry_nodes)
     cond_region, cond_own, keep = _trace_region(cond_fun, f"{_fn_name(cond_fun)}_cond",
-                                                [carry_in])
+                                                [carry_in], graph)
     keep_leaves, _ = leaves_and_structure(keep)
     _set_outputs(cond_region, keep_leaves, call_site)
     out = cond_region.outputs
@@ -221,7 +221,7 @@ def while_loop(cond_fun, body_fun, init_val):
         raise GraphcError(f"while_loop cond_fun {_fn_name(cond_fun)}{_where(cond_fun)} must "
                           f"return a bool scalar, got {_types(out)}", (user_location(),))
     body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
-                                               [carry_in])
+                                               [carry_in], graph)
     new_leaves, new_structure = leaves_and_structure(new)
     _set_outputs(body_region, new_leaves, call_site)
     _check_carry(body_fun, "while_loop body", body_region.outputs, new_structure, body_own,
@@ -258,7 +258,7 @@ def cond(pred, true_fun, false_fun, *operands):
     traced = []
     for fn, which in ((false_fun, "false"), (true_fun, "true")):
         region, own, result = _trace_region(lambda *a, fn=fn: fn(*a[0]),
-                                            f"{_fn_name(fn)}_{which}", [args])
+                                            f"{_fn_name(fn)}_{which}", [args], graph)
         leaves, structure = leaves_and_structure(result)
         _set_outputs(region, leaves, call_site)
         traced.append((fn, region, own, structure))

@@ -22,9 +22,25 @@ from .ops.registry import SymbolicValue, like_dtype, lift_symbolic
 class Region(Graph):
     captures_outer = True  # ir.ops.registry.apply: ops mixing outer values come here
 
-    def __init__(self, name: str = "region"):
+    def __init__(self, name: str = "region", parent=None):
         super().__init__(name)
         self.captured = {}  # outer node -> the input standing for it here
+        # the graph the node goes into: what the trace reads and the dropout sites it
+        # numbers belong to that graph's plan (Graph.guard, Graph.next_salt)
+        self.parent = parent
+
+    def guard(self, obj, attr: str, value) -> None:
+        if self.parent is None:
+            return super().guard(obj, attr, value)
+        self.parent.guard(obj, attr, value)
+
+    def set_while_tracing(self, obj, attr: str) -> None:
+        if self.parent is None:
+            return super().set_while_tracing(obj, attr)
+        self.parent.set_while_tracing(obj, attr)
+
+    def next_salt(self) -> int:
+        return super().next_salt() if self.parent is None else self.parent.next_salt()
 
     def capture(self, value):
         """`value` as a node of this region: outer nodes become inputs (once each)."""
@@ -61,12 +77,31 @@ class Region(Graph):
         for n in extra:
             if n in outer_of:
                 outer.append(outer_of[n])
-            else:  # a parameter's `param` input (ir.ops.registry.graph_param)
-                outer.append(self.param_values[n.attrs["name"]])
+            else:  # an input bound to a Python object (a Parameter, the dropout key)
+                outer.append(self._bound_in_parent(n))
         self.set_signature(extra + list(own_inputs))
         self.bound_params = {}
         self.param_values = {}
         return outer
+
+    def _bound_in_parent(self, node):
+        """The parent's input bound to the object this input is bound to (created there as
+        ir.ops.registry.graph_param creates a parameter's), or the object itself without a
+        parent (an operand that knows how to enter a graph)."""
+        obj = self.param_values[node.attrs["name"]]
+        parent = self.parent
+        if parent is None:
+            return obj
+        bound = parent.bound_params.get(id(obj))
+        if bound is None:
+            taken = {n.attrs["name"] for n in parent.inputs}
+            name, k = node.attrs["name"], 1
+            while name in taken:
+                name, k = f"{node.attrs['name']}_{k}", k + 1
+            bound = parent.input(name, node.shape, node.dtype, kind=node.attrs["kind"])
+            parent.bound_params[id(obj)] = bound
+            parent.param_values[name] = obj
+        return bound
 
     def set_signature(self, inputs):
         """Reorder the inputs; their nodes move to the front in that order too, since passes

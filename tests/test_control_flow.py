@@ -527,3 +527,21 @@ def test_a_checked_run_names_the_scan_that_made_a_nan():
         gc.compile(model).call((np.ones(2), -np.ones((3, 2))), checked=True)
     assert str(info.value).startswith("non-finite value: 2 of 6 elements of tuple_get")
     assert "test_control_flow.py" in str(info.value)
+
+
+def test_dropout_inside_a_body_follows_train_and_eval_and_draws_per_call():
+    drop = gc.nn.Dropout(0.5)
+    xs = np.ones((4, 3))
+
+    def total(xs):
+        return gc.scan(lambda c, x: (c + drop(x), c), gc.zeros(3, "float64"), xs)[0]
+
+    step = gc.compile(total)
+    draws = [step(xs) for _ in range(6)]
+    for d in draws:  # one mask per call, the same at every step (variational dropout)
+        assert set(np.unique(d)) <= {0.0, 8.0}
+    assert len({tuple(d) for d in draws}) > 1  # the plan's dropout key is fresh per call
+    drop.eval()
+    _close(step(xs), np.full(3, 4.0), 0)  # model.eval() selects another plan
+    drop.train()
+    assert set(np.unique(step(xs))) <= {0.0, 8.0}
