@@ -17,6 +17,7 @@ from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
 from . import nn, optim
+from .control_flow import cond, fori_loop, scan, while_loop
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .remat import remat
@@ -29,4 +30,4 @@ __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
-           "remat", "vmap"] + _api.__all__
+           "remat", "vmap", "scan", "fori_loop", "while_loop", "cond"] + _api.__all__

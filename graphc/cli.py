@@ -145,7 +145,8 @@ def build_parser():
     d.add_argument("--format", default="text",
                    choices=["text", "json", "dot", "svg", "png", "pdf", "graphml"])
     d.add_argument("-o", "--output", help="write to this file instead of stdout")
-    d.add_argument("--collapse", action="store_true", help="fold each layer into one box")
+    d.add_argument("--collapse", action="store_true", help="fold each layer into one box; "
+                   "in text, print a control-flow body shared by several nodes once")
     d.add_argument("--locations", action="store_true", help="annotate source lines")
     d.add_argument("--full", action="store_true", help="print large constants in full")
 

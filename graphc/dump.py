@@ -272,8 +272,9 @@ def run_dump(args) -> int:
         from runtime.stages import lower
         g = lower(g, lowering_options(), until="fuse").kernel_graph
     if fmt == "text":
-        return _emit(format_graph(g, args.locations, max_inline=None if args.full else 16)
-                     + "\n", args)
+        # --collapse: a control-flow region shared by several nodes prints once
+        return _emit(format_graph(g, args.locations, max_inline=None if args.full else 16,
+                                  collapse=set() if args.collapse else None) + "\n", args)
     if fmt == "json":
         return _emit(dumps(g) + "\n", args)
     if fmt == "dot":

@@ -91,7 +91,7 @@ class _Region(Graph):
     tensor that the function reads becomes an input of its own, bound back to that value when
     the graph is batched (ir.ops.registry routes op calls mixing graphs here)."""
 
-    captures_outer_values = True
+    captures_outer = True  # ir.ops.registry.apply: ops mixing outer values come here
 
     def __init__(self, name, outer):
         super().__init__(name)

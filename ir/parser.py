@@ -13,7 +13,7 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .types import DTYPES, TensorType
+from .types import DTYPES, TensorType, TupleType
 
 _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -31,8 +31,9 @@ class _Fail(Exception):
 
 
 class _Cursor:
-    def __init__(self, text):
+    def __init__(self, text, region_reader=None):
         self.text, self.pos = text, 0
+        self.region_reader = region_reader  # (cursor, depth) -> a region read from below
 
     def ws(self):
         while self.pos < len(self.text) and self.text[self.pos] in " \t":
@@ -69,7 +70,16 @@ class _Cursor:
         raise _Fail(f"{message}, found {found!r}", self.pos + 1)
 
 
-def _type(c: _Cursor) -> TensorType:
+def _type(c: _Cursor):
+    if c.accept("("):  # a control-flow node's TupleType
+        elements = []
+        if not c.accept(")"):
+            while True:
+                elements.append(_type(c))
+                if c.accept(")"):
+                    break
+                c.expect(",", "',' or ')'")
+        return TupleType(elements)
     dtype = c.match(re.compile(r"f32|f64|i32|i64|bool"), "a dtype (f32, f64, i32, i64, bool)")
     c.expect("[")
     dims = []
@@ -118,6 +128,13 @@ def _value(c: _Cursor, depth: int = 0):
             c.expect(",", "',' or ')'")
             if c.accept(")"):
                 return tuple(items)
+    if c.peek("{"):  # a region: its graph on the lines below, up to the matching "}"
+        start = c.pos
+        c.accept("{")
+        if not c.at_end() or c.region_reader is None:
+            c.pos = start
+            c.fail("a region's graph must start on the next line")
+        return c.region_reader(c, depth)
     m = re.compile(r"f32|f64|i32|i64|bool").match(c.text, c.pos)
     if m and not c.text[m.end():m.end() + 1].isalnum():
         c.pos = m.end()
@@ -161,12 +178,44 @@ def _locs(c: _Cursor):
     return tuple(locs)
 
 
-def parse(text: str) -> Graph:
+def _split_comment(raw):
+    if "#" in raw and not raw.lstrip().startswith("graph"):
+        line, comment = raw.split("#", 1)
+        return line, comment
+    return raw, None
+
+
+def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
     lines = text.splitlines()
     values: dict = {}
     graph = None
     outputs = None
     returned = None
+    index = 0
+    comment = None
+
+    def read_region(c, depth):
+        """The lines from here to the matching "}" are a region's graph; the cursor goes on
+        with the rest of that closing line."""
+        nonlocal index, comment
+        if _depth + depth >= MAX_NESTING:
+            c.fail(f"regions nested more than {MAX_NESTING} levels deep")
+        start, level = index, 0
+        while index < len(lines):
+            line, line_comment = _split_comment(lines[index])
+            stripped = line.strip()
+            index += 1
+            if stripped.startswith("}"):
+                if level == 0:
+                    region = parse("\n".join(lines[start:index - 1]), _depth + depth + 1,
+                                   _first_line + start)
+                    c.text, c.pos = line[line.index("}") + 1:], 0
+                    comment = line_comment
+                    return region
+                level -= 1
+            if stripped.endswith("{"):
+                level += 1
+        c.fail("a region without its closing '}'")
 
     def ref(c):
         c.ws()
@@ -178,13 +227,13 @@ def parse(text: str) -> Graph:
             c.fail(f"%{key} is not defined above")
         return values[key]
 
-    for number, raw in enumerate(lines, 1):
-        line, comment = raw, None
-        if "#" in raw and not raw.lstrip().startswith("graph"):
-            line, comment = raw.split("#", 1)
+    while index < len(lines):
+        number = _first_line + index
+        line, comment = _split_comment(lines[index])
+        index += 1
         if not line.strip():
             continue
-        c = _Cursor(line)
+        c = _Cursor(line, read_region)
         try:
             if graph is None:
                 c.expect("graph", "'graph NAME(...)' on the first line")
@@ -235,8 +284,8 @@ def parse(text: str) -> Graph:
                 if op not in REGISTRY or op == "input":
                     c.pos = op_start
                     c.fail(f"unknown op {op!r}")
-                locs = _locs(_Cursor(comment)) if comment else ()
                 if op == "constant":
+                    locs = _locs(_Cursor(comment)) if comment else ()
                     node = graph.add_node("constant", [], {"value": _constant(c, t)}, t, locs)
                     node.attrs["value"].setflags(write=False)
                 else:
@@ -253,6 +302,7 @@ def parse(text: str) -> Graph:
                             if c.accept("}"):
                                 break
                             c.expect(",", "',' or '}'")
+                    locs = _locs(_Cursor(comment)) if comment else ()  # after any region
                     try:
                         expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
                     except Exception as exc:

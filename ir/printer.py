@@ -51,7 +51,32 @@ def format_constant(value: np.ndarray, max_inline: int | None = MAX_INLINE) -> s
     return "[" + ", ".join(_scalar(v) for v in flat) + "]"
 
 
-def format_graph(graph, locations: bool = False, max_inline: int | None = MAX_INLINE) -> str:
+def _is_region(value) -> bool:
+    return hasattr(value, "nodes") and hasattr(value, "outputs")
+
+
+def _format_value(value, indent, locations, max_inline, collapse) -> str:
+    """An attribute value; a region (ir/region.py) prints nested, as a jaxpr's sub-jaxpr:
+    `{` ending the line, its graph indented below, `}` opening the line that goes on."""
+    if _is_region(value):
+        if collapse is not None:
+            if id(value) in collapse:
+                return f"{{ {value.name}: as printed above }}"
+            collapse.add(id(value))
+        inner = format_graph(value, locations, max_inline, indent + "    ", collapse)
+        return "{\n" + inner + "\n" + indent + "  }"
+    if isinstance(value, tuple) and any(_is_region(v) for v in value):
+        inner = ", ".join(_format_value(v, indent, locations, max_inline, collapse)
+                          for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return format_attr(value)
+
+
+def format_graph(graph, locations: bool = False, max_inline: int | None = MAX_INLINE,
+                 indent: str = "", collapse: set | None = None) -> str:
+    """`collapse`: a set of regions printed so far; a region met again (the forward body
+    replayed in its gradient's scan is not, but a body shared by two nodes is) prints as a
+    reference to the first."""
     ordered = list(graph.inputs) + [n for n in graph.nodes if n.op != "input"]
     names = {n: f"%{i}" for i, n in enumerate(ordered)}
 
@@ -63,7 +88,7 @@ def format_graph(graph, locations: bool = False, max_inline: int | None = MAX_IN
         kind = "" if n.attrs.get("kind", "input") == "input" else f" {n.attrs['kind']}"
         sig.append(f"{ref(n)}:{n.type}{kind} {n.attrs['name']}")
     outs = ", ".join(ref(n) for n in graph.outputs)
-    lines = [f"graph {graph.name}({', '.join(sig)}) -> ({outs})"]
+    lines = [f"{indent}graph {graph.name}({', '.join(sig)}) -> ({outs})"]
     for n in graph.nodes:
         if n.op == "input":
             continue
@@ -74,11 +99,12 @@ def format_graph(graph, locations: bool = False, max_inline: int | None = MAX_IN
             if n.inputs:
                 rhs += " " + ", ".join(ref(i) for i in n.inputs)
             if n.attrs:
-                rhs += " {" + ", ".join(f"{k}={format_attr(v)}"
-                                        for k, v in n.attrs.items()) + "}"
-        line = f"  {ref(n)}:{n.type} = {rhs}"
+                rhs += " {" + ", ".join(
+                    f"{k}={_format_value(v, indent, locations, max_inline, collapse)}"
+                    for k, v in n.attrs.items()) + "}"
+        line = f"{indent}  {ref(n)}:{n.type} = {rhs}"
         if locations and n.locs:
             line += "  # " + ", ".join(f"{f}:{ln}" for f, ln in n.locs[:3])
         lines.append(line)
-    lines.append(f"  return {outs}")
+    lines.append(f"{indent}  return {outs}")
     return "\n".join(lines)

@@ -11,7 +11,8 @@ Schema (version 1):
 Nodes are listed in topological order and exclude inputs. Attribute values: JSON numbers,
 strings and booleans; tuples as {"tuple": [...]}; dtypes as {"dtype": "f32"}; non-finite
 floats as {"float": "inf"|"-inf"|"nan"}; a constant's value as
-{"array": [flat values], "shape": [...], "dtype": "f32"}.
+{"array": [flat values], "shape": [...], "dtype": "f32"}; a control-flow node's region as
+{"graph": {a document of this schema}}, and its type as "(f32[4], f32[10,4])".
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .types import DTYPES, SHORT_NAMES, TensorType
+from .types import DTYPES, SHORT_NAMES, TensorType, TupleType
 
 FORMAT, VERSION = "graphc-ir", 1
 # Python's json parser recurses once per level of nesting; the schema needs five (document,
@@ -60,6 +61,8 @@ def _encode(v):
     if isinstance(v, np.ndarray):
         return {"array": [_encode(x) for x in v.reshape(-1).tolist()], "shape": list(v.shape),
                 "dtype": SHORT_NAMES[v.dtype]}
+    if hasattr(v, "nodes") and hasattr(v, "outputs"):  # a control-flow node's region
+        return {"graph": to_json(v)}
     raise TypeError(f"cannot encode attribute {v!r}")
 
 
@@ -94,6 +97,10 @@ def _need(cond, path, message):
 
 def _type(text, path):
     _need(isinstance(text, str), path, "a type must be a string like 'f32[4,3]'")
+    if text.startswith("(") and text.endswith(")"):  # a control-flow node's TupleType
+        parts = re.findall(r"[a-z0-9]+\[[\d,]*\]", text)
+        _need(", ".join(parts) == text[1:-1], path, f"bad type {text!r}")
+        return TupleType([_type(t, path) for t in parts])
     m = re.fullmatch(r"(f32|f64|i32|i64|bool)\[((?:\d+(?:,\d+)*)?)\]", text)
     _need(m is not None, path, f"bad type {text!r}")
     dims = tuple(int(d) for d in m.group(2).split(",")) if m.group(2) else ()
@@ -105,6 +112,11 @@ def _decode(v, path):
         if set(v) == {"tuple"}:
             _need(isinstance(v["tuple"], list), path, "'tuple' must hold a list")
             return tuple(_decode(x, f"{path}.tuple[{i}]") for i, x in enumerate(v["tuple"]))
+        if set(v) == {"graph"}:
+            try:
+                return _from_json(v["graph"])
+            except _Bad as exc:
+                raise _Bad(f"{path}.graph: {exc}") from None
         if set(v) == {"dtype"}:
             _need(v["dtype"] in DTYPES, path, f"unknown dtype {v['dtype']!r}")
             return DTYPES[v["dtype"]]

@@ -81,3 +81,32 @@ def broadcast_shapes(*shapes) -> tuple | None:
             size = d
         out.append(size)
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class TupleType:
+    """The result of a control-flow node (ir/ops/control_flow.py): several tensors, read one
+    at a time by `tuple_get` nodes, as a JAX equation has several outvars. The IR stays
+    single-output: only region ops produce one, and only `tuple_get` reads one.
+
+    `size` counts bytes and `dtype` is uint8, so code that sizes a node's storage as
+    `size * dtype.itemsize` (memory statistics) counts a tuple right."""
+    elements: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "elements", tuple(self.elements))
+
+    shape = ()
+    ndim = 0
+    dtype = np.dtype("uint8")
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.elements)
+
+    @property
+    def size(self) -> int:
+        return self.nbytes
+
+    def __str__(self) -> str:
+        return "(" + ", ".join(str(t) for t in self.elements) + ")"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .errors import GraphcError
+from .ops.control_flow import regions_of
 from .ops.registry import REGISTRY
 from .types import TensorType
 
@@ -43,6 +44,12 @@ def verify(graph) -> None:
             if expected != n.type:
                 raise GraphcError(f"{where}: type {n.type} but its operands give {expected}",
                                   n.locs)
+            for region in regions_of(n):  # a control-flow node's sub-graphs
+                try:
+                    verify(region)
+                except GraphcError as exc:
+                    raise GraphcError(f"{where}, region {region.name!r}: {exc.message}",
+                                      exc.locs or n.locs) from None
         seen.add(n)
     for o in graph.outputs:
         if o not in seen:

@@ -13,7 +13,7 @@ from ir.graph import Graph, Node
 from ir.ops import api as F
 from ir.ops.registry import DerivedVJP, VJPContext, get_op
 from ir.rewrite import clone
-from ir.types import is_float
+from ir.types import TupleType, is_float
 
 
 def _relevant(graph: Graph, ys, xs):
@@ -73,14 +73,17 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
                 continue
             if partial and node in stop:
                 continue
-            if not is_float(node.dtype):
+            if isinstance(node.type, TupleType):  # a control-flow node: one per result
+                g = [g.get(k) for k in range(len(node.type.elements))]
+            elif not is_float(node.dtype):
                 continue
             op = get_op(node.op)
             if op.vjp is None:
                 if node.op == "stop_gradient":
                     continue
-                raise GraphcError(f"op {node.op!r} has no gradient rule", node.locs)
-            needs = tuple(i in relevant and is_float(i.dtype) for i in node.inputs)
+                raise GraphcError(NO_GRADIENT.get(node.op, f"op {node.op!r} has no gradient "
+                                                           "rule"), node.locs)
+            needs = tuple(i in relevant and _differentiable(i) for i in node.inputs)
             ctx = VJPContext(node.inputs, node, node.attrs, needs)
             with graph.locations(node.locs, node.scope):
                 results = _derived_vjp(op.vjp.reference, ctx, g) \
@@ -101,7 +104,18 @@ def _derived_vjp(reference, ctx, g):
     return [next(grads) if need else None for need in ctx.needs]
 
 
+def _differentiable(node) -> bool:
+    if isinstance(node.type, TupleType):
+        return any(is_float(t.dtype) for t in node.type.elements)
+    return is_float(node.dtype)
+
+
 def _accumulate(grads, node, g):
+    if isinstance(node.type, TupleType):  # g: (index, cotangent) from a tuple_get
+        index, g = g
+        parts = grads.setdefault(node, {})
+        parts[index] = g if parts.get(index) is None else parts[index] + g
+        return
     if isinstance(g, Node) and g.shape != node.shape:
         raise GraphcError(f"internal: gradient of shape {g.shape} for a value of shape "
                           f"{node.shape} from op {node.op!r}", node.locs)
@@ -127,3 +141,6 @@ def grad_graph(graph: Graph, wrt=None, output: int = 0, name: str | None = None,
     new.set_outputs(new.outputs + grads)
     new.output_tree = None
     return new
+
+
+from .control_flow_ad import NO_GRADIENT  # noqa: E402  (and registers the regions' rules)

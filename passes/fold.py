@@ -11,6 +11,7 @@ import numpy as np
 
 from ir.ops.registry import get_op
 from ir.rewrite import rebuild
+from ir.types import TupleType
 
 MAX_ELEMENTS = 1 << 16
 
@@ -25,7 +26,8 @@ def computes_constant(op) -> bool:
 def fold(graph, max_elements: int = MAX_ELEMENTS):
     def visit(node, inputs, new):
         op = get_op(node.op)
-        if node.op == "constant" or op.stochastic or op.collective or node.size > max_elements:
+        if node.op == "constant" or op.stochastic or op.collective or node.size > max_elements \
+                or isinstance(node.type, TupleType):  # control flow runs when the plan runs
             return None
         if computes_constant(op) and node.size > 1:
             return None  # already a compact constant; folding would only inflate it

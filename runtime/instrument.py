@@ -76,6 +76,9 @@ def checked_runner(plan):
     def report(node, arr, operands):
         ranges = []
         for i, v in zip(node.inputs, operands):
+            if isinstance(v, tuple):  # a control-flow node's results (tuple_get reads one)
+                ranges.append(str(i.type))
+                continue
             v = np.asarray(v)
             nans = int(np.isnan(v).sum()) if v.dtype.kind == "f" else 0
             if v.dtype.kind in "fiu" and v.size > nans:
@@ -89,6 +92,8 @@ def checked_runner(plan):
                           f"{'; '.join(ranges)}", node.locs)
 
     def check(k, value, *operands):
+        if isinstance(value, tuple):  # a control-flow node's results: checked as read
+            return
         arr = np.asarray(value)
         node = steps[k][0]
         nan, inf = masks_of(arr)

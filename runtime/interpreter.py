@@ -9,6 +9,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
+from ir.types import TupleType
 
 from .eager import Tensor
 
@@ -54,7 +55,9 @@ def evaluate(graph, args, kwargs=None, keep_all=False):
             continue
         op = get_op(node.op)
         out = op.impl(*[env[i] for i in node.inputs], **node.attrs)
-        env[node] = np.asarray(out, dtype=node.dtype) if type(out) is not np.ndarray else out
+        if type(out) is not np.ndarray and not isinstance(node.type, TupleType):
+            out = np.asarray(out, dtype=node.dtype)
+        env[node] = out  # a control-flow node's value is a tuple of arrays
     if keep_all:
         return env
     return [env[o] for o in graph.outputs]

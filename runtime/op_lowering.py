@@ -17,6 +17,7 @@ import numpy as np
 
 from ir.ops.elementwise import is_tanh_approximation
 
+from . import control_flow as CF
 from . import emitters as E
 
 FORMS = ("kernel", "view", "constant", "input", "cluster")
@@ -54,6 +55,9 @@ class Lowering:
     # after it (runtime/render.py)
     mpi_progress: bool = False
     reason: str = ""  # why an op without a numpy emitter runs its library implementation
+    # (node) -> what a plan calls instead of the library implementation, built once per
+    # plan (control flow: runtime/control_flow.py runs the regions' own plans)
+    runner: Callable | None = None
 
     def handles(self, node) -> bool:
         return self.supports is None or self.supports(node)
@@ -155,6 +159,15 @@ _RECORDS = [
     # reduced in place; the wait is a view of that buffer once the reduction is complete
     Lowering("allreduce_start", emit=E.allreduce_start),
     Lowering("allreduce_wait", form="view", view=E.view_allreduce_wait),
+    # control flow (ir/ops/control_flow.py): the node's tuple of results is what its runner
+    # returns; tuple_get picks one without copying
+    Lowering("scan", runner=CF.ScanRunner,
+             reason="runs its body's own plan per step (runtime/control_flow.py)"),
+    Lowering("cond", runner=CF.CondRunner,
+             reason="runs the plan of the branch its predicate picks"),
+    Lowering("while_loop", runner=CF.WhileRunner,
+             reason="runs its condition's and its body's plans until the condition is false"),
+    Lowering("tuple_get", form="view", view=lambda node, x: f"{x}[{node.attrs['index']}]"),
     Lowering("allreduce", reason="a blocking reduction of the operand across ranks: its library "
                                  "implementation calls the registered communicator"),
 ]

@@ -238,8 +238,13 @@ class _Renderer:
         return f"{name}.reshape({tuple(target)!r})"
 
     def library_call(self, n, args, var) -> str:
-        fn_name = f"op_{n.op}"
-        self.bind(fn_name, "value", get_op(n.op).impl)
+        runner = lowering_of(n.op).runner
+        if runner is not None:  # its own callable, built once for this node
+            fn_name = f"run_{var}"
+            self.bind(fn_name, "value", runner(n))
+        else:
+            fn_name = f"op_{n.op}"
+            self.bind(fn_name, "value", get_op(n.op).impl)
         kwargs = []
         for key, value in n.attrs.items():
             lit = _literal(value)

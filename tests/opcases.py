@@ -148,6 +148,49 @@ def _log1pexp_jvp(primals, tangents):
     return _log1pexp(x), t * (1.0 - 1.0 / (1.0 + gc.exp(x)))
 
 
+def _scan_rnn(h, xs, w):
+    """A tanh RNN: the final carry and the stacked per-step outputs, both used."""
+    last, ys = gc.scan(lambda c, x: (gc.tanh(x + c @ w), c * x), h, xs)
+    return ys + last
+
+
+def _scan_rnn_reference(h, xs, w):
+    ys = []
+    for x in xs:
+        ys.append(h * x)
+        h = np.tanh(x + h @ w)
+    return np.stack(ys) + h
+
+
+def _fori_reverse_scan(a, v):
+    """fori_loop (a scan with an integer counter carry) inside a reversed scan over a's rows."""
+    def step(c, row):
+        c = gc.fori_loop(0, 2, lambda i, c: c * gc.tanh(row + c), c)
+        return c, c * row
+    last, ys = gc.scan(step, v, a, reverse=True)
+    return ys * last
+
+
+def _fori_reverse_scan_reference(a, v):
+    ys = [None] * len(a)
+    for t in range(len(a) - 1, -1, -1):
+        for _ in range(2):
+            v = v * np.tanh(a[t] + v)
+        ys[t] = v * a[t]
+    return np.stack(ys) * v
+
+
+def _cond_case(a, b):
+    """Both branches read b, one also a closed-over value; the predicate is computed."""
+    scale = gc.exp(b)
+    return gc.cond(gc.sum(a) > 0, lambda a, b: gc.tanh(a) * scale, lambda a, b: a * a + b,
+                   a, b)
+
+
+def _cond_reference(a, b):
+    return np.tanh(a) * np.exp(b) if a.sum() > 0 else a * a + b
+
+
 CASES = [
     # binary elementwise, with broadcasting
     Case("add", lambda a, b: a + b, [f64(3, 4), f64(4)], np.add),
@@ -317,6 +360,11 @@ CASES = [
     # the identity that keeps graphc.remat's replay apart from the forward (under CSE)
     Case("optimization_barrier", lambda a: apply("optimization_barrier", a * a) * a, [f64(3, 4)],
          lambda a: a ** 3),
+    # control flow (graphc/control_flow.py): region nodes, read through tuple_get
+    Case("scan", _scan_rnn, [f64(2, 3), f64(5, 2, 3), f64(3, 3)], _scan_rnn_reference),
+    Case("scan_reverse_fori", _fori_reverse_scan, [f64(3, 4), f64(4)],
+         _fori_reverse_scan_reference),
+    Case("cond", _cond_case, [f64(3, 4), f64(4)], _cond_reference),
     # finite differences see through stop_gradient, so its gradient is tested on its own
     Case("stop_gradient", lambda a: a * gc.stop_gradient(a), [f64(3)], lambda a: a * a,
          grad=False),

@@ -175,7 +175,10 @@ def apply(name: str, *inputs, **attrs):
             if interpreter is None:
                 interpreter = x.graph
             elif x.graph is not interpreter:
-                interpreter = _capturing_graph(name)
+                interpreter = _capturing_region(interpreter, x.graph)
+                if interpreter is None:
+                    raise GraphcError(f"{name}: operands belong to different graphs",
+                                      (user_location(),))
     if interpreter is None:
         stack = _STACK.stack
         if stack:
@@ -188,14 +191,14 @@ def apply(name: str, *inputs, **attrs):
     return interpreter.process(op, inputs, attrs)
 
 
-def _capturing_graph(name):
-    """Operands of two graphs meet: allowed only inside a graph being traced that captures the
-    values of enclosing graphs it reads as inputs of its own (graphc.vmap traces its function
-    into one); that graph takes the call."""
-    inner = innermost_interpreter()
-    if getattr(inner, "captures_outer_values", False):
-        return inner
-    raise GraphcError(f"{name}: operands belong to different graphs", (user_location(),))
+def _capturing_region(a, b):
+    """The graph being built that takes an op mixing values of graphs a and b (a control-flow
+    region, ir/region.py, or the graph graphc.vmap traces into):
+    the innermost one on the stack that is a or b and captures the other's values; else None."""
+    for interpreter in reversed(_STACK.stack):
+        if interpreter is a or interpreter is b:
+            return interpreter if getattr(interpreter, "captures_outer", False) else None
+    return None
 
 
 def infer_type(op: OpDef, types, attrs) -> TensorType:

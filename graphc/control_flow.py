@@ -1,0 +1,292 @@
+"""Structured control flow with JAX's semantics: `scan`, `fori_loop`, `while_loop`, `cond`.
+
+    def step(h, x):                       # carry, one slice of xs -> (carry, y)
+        h = gc.tanh(x @ w_x + h @ w_h)
+        return h, h
+    h_last, hs = gc.scan(step, h0, xs)    # hs: every h, stacked along a new axis 0
+
+Traced (inside gc.compile, gc.grad, gc.trace), each call is ONE node of the graph holding the
+function traced once as a closed sub-graph (ir/region.py, ir/ops/control_flow.py), so a
+graph's size does not grow with the trip count; values the function reads from outside become
+operands of the node. Eagerly (eager tensors or arrays, nothing being traced) the function
+simply runs in a Python loop, and the tape differentiates it.
+
+Carries and results are pytrees (tuples, lists, dicts) of arrays; a carry must keep its
+structure, shapes and dtypes from one iteration to the next. Differentiable: scan and cond
+(reverse mode, and so jvp and higher derivatives, passes/control_flow_ad.py); fori_loop with
+Python-int bounds, which is a scan; not while_loop, whose trip count is only known when it
+runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import GraphcError, definition_location, user_location
+from ir.graph import current_graph
+from ir.ops import api as F
+from ir.ops.registry import SymbolicValue, apply, like_dtype, lift_symbolic
+from ir.region import Region
+
+from .tracing import leaves_and_structure, unflatten
+
+__all__ = ["scan", "fori_loop", "while_loop", "cond"]
+
+
+# ---- helpers ----------------------------------------------------------------------------
+def _graph_of(leaves):
+    """The graph a control-flow node goes into, or None to run eagerly."""
+    graph = current_graph()
+    if graph is not None:
+        return graph
+    return next((x.graph for x in leaves if isinstance(x, SymbolicValue)), None)
+
+
+def _as_node(graph, x, what):
+    if isinstance(x, SymbolicValue):
+        if x.graph is graph:
+            return x
+        if isinstance(graph, Region):
+            return graph.capture(x)
+        raise GraphcError(f"{what}: a value of another graph", (user_location(),))
+    if x is None:
+        raise GraphcError(f"{what}: None is not an array", (user_location(),))
+    return lift_symbolic(graph, x, like_dtype([x]), what)
+
+
+def _fn_name(fn) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _where(fn) -> str:
+    loc = definition_location(fn)
+    return f" (defined at {loc[0]}:{loc[1]})" if loc else ""
+
+
+def _types(nodes) -> str:
+    return "(" + ", ".join(str(n.type) for n in nodes) + ")"
+
+
+def _trace_region(fn, name, arg_trees, graph):
+    """Trace fn on fresh inputs shaped like arg_trees' leaves, for a node of `graph`: ->
+    (region, own inputs, fn's result). The caller closes the region after setting outputs."""
+    region = Region(name, parent=graph)
+    own, args = [], []
+    with region.building():
+        for k, tree in enumerate(arg_trees):
+            leaves, structure = leaves_and_structure(tree)
+            inputs = [region.input(f"a{k}_{i}", x.shape, x.dtype) for i, x in enumerate(leaves)]
+            own += inputs
+            args.append(unflatten(structure, inputs))
+        result = fn(*args)
+    return region, own, result
+
+
+def _set_outputs(region, leaves, call_location):
+    with region.building(), region.locations((call_location,) if call_location else ()):
+        region.set_outputs([region.result(x) for x in leaves])
+
+
+def _check_carry(fn, what, new_nodes, new_structure, old_nodes, old_structure):
+    """One line naming the user's function when its carry changes structure or type."""
+    if new_structure != old_structure or len(new_nodes) != len(old_nodes):
+        raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
+                          f"with the structure of the initial one", (user_location(),))
+    new_types = [n.type for n in new_nodes]
+    old_types = [n.type for n in old_nodes]
+    if new_types != old_types:
+        raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} returns the carry as "
+                          f"{_types(new_nodes)} but it came in as {_types(old_nodes)}",
+                          (user_location(),))
+
+
+def _results(node, count):
+    return [apply("tuple_get", node, index=k) for k in range(count)]
+
+
+# ---- scan -------------------------------------------------------------------------------
+def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
+    """jax.lax.scan: f(carry, x) -> (carry, y) over the leading axis of xs; returns
+    (final carry, ys stacked along a new leading axis). xs may be None with `length` given;
+    with reverse=True the steps run from the last slice to the first (ys stay in xs' order)."""
+    init_leaves, init_structure = leaves_and_structure(init)
+    x_leaves, x_structure = leaves_and_structure(xs) if xs is not None else ([], None)
+    lengths = {int(np.shape(x)[0]) for x in x_leaves if np.ndim(x) >= 1}
+    if any(np.ndim(x) == 0 for x in x_leaves):
+        raise GraphcError("scan: every leaf of xs needs a leading axis to scan over",
+                          (user_location(),))
+    if length is not None:
+        lengths.add(int(length))
+    if len(lengths) != 1:
+        raise GraphcError(f"scan: the leaves of xs (and length=) disagree on the length: "
+                          f"{sorted(lengths)}" if lengths else
+                          "scan: no xs to scan over; pass length=", (user_location(),))
+    n = lengths.pop()
+    graph = _graph_of(init_leaves + x_leaves)
+    if graph is None:
+        return _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse)
+
+    call_site = user_location()
+    carry_nodes = [_as_node(graph, x, "scan init") for x in init_leaves]
+    x_nodes = [_as_node(graph, x, "scan xs") for x in x_leaves]
+    carry_in = unflatten(init_structure, carry_nodes)
+    x_slices = unflatten(x_structure, [_Slice(x) for x in x_nodes]) if xs is not None else None
+    region, own, result = _trace_region(
+        lambda c, *x: f(c, x[0] if x else None), f"{_fn_name(f)}_body",
+        [carry_in] + ([x_slices] if xs is not None else []), graph)
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise GraphcError(f"scan function {_fn_name(f)}{_where(f)} must return a pair "
+                          f"(carry, y)", (user_location(),))
+    new_carry, y = result
+    new_leaves, new_structure = leaves_and_structure(new_carry)
+    y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
+    _set_outputs(region, new_leaves + y_leaves, call_site)
+    _check_carry(f, "scan", region.outputs[:len(new_leaves)], new_structure,
+                 own[:len(carry_nodes)], init_structure)
+    outer = region.close(own)
+    node = apply("scan", *outer, *carry_nodes, *x_nodes, body=region, consts=len(outer),
+                 carries=len(carry_nodes), length=n, reverse=bool(reverse))
+    outs = _results(node, len(carry_nodes) + len(y_leaves))
+    carry_out = unflatten(init_structure, outs[:len(carry_nodes)])
+    ys = unflatten(y_structure, outs[len(carry_nodes):]) if y is not None else None
+    return carry_out, ys
+
+
+class _Slice:
+    """Shape and dtype of one step's slice of a scanned value (for tracing the body)."""
+
+    def __init__(self, node):
+        self.shape, self.dtype = tuple(node.shape[1:]), node.dtype
+
+
+def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
+    carry, ys = init, [None] * n
+    for t in (range(n - 1, -1, -1) if reverse else range(n)):
+        x = unflatten(x_structure, [leaf[t] for leaf in x_leaves]) if xs is not None else None
+        carry, ys[t] = f(carry, x)
+    if n == 0 or ys[0] is None:
+        return carry, None
+    per_step = [leaves_and_structure(y) for y in ys]
+    structure = per_step[0][1]
+    stacked = [F.stack([leaves[k] for leaves, _ in per_step], 0)
+               for k in range(len(per_step[0][0]))]
+    return carry, unflatten(structure, stacked)
+
+
+# ---- fori_loop -----------------------------------------------------------------------------
+def fori_loop(lower, upper, body_fun, init_val):
+    """jax.lax.fori_loop: body_fun(i, val) -> val for i in [lower, upper). With Python-int
+    bounds it is a scan (differentiable); with traced bounds a while_loop (not)."""
+    if not isinstance(lower, SymbolicValue) and not isinstance(upper, SymbolicValue):
+        lo, hi = int(lower), int(upper)
+        if hi <= lo:
+            return init_val
+        dtype = np.result_type(np.asarray(lower), np.asarray(upper))
+
+        def step(carry, _):
+            i, val = carry
+            return (i + 1, body_fun(i, val)), None
+
+        (_, val), _ = scan(step, (np.asarray(lo, dtype), init_val), None, length=hi - lo)
+        return val
+
+    def keep_going(carry):
+        return carry[0] < carry[1]
+
+    def body(carry):
+        i, hi, val = carry
+        return i + 1, hi, body_fun(i, val)
+
+    return while_loop(keep_going, body, (lower, upper, init_val))[2]
+
+
+# ---- while_loop ---------------------------------------------------------------------------
+def while_loop(cond_fun, body_fun, init_val):
+    """jax.lax.while_loop: while cond_fun(val): val = body_fun(val). Not differentiable."""
+    init_leaves, init_structure = leaves_and_structure(init_val)
+    graph = _graph_of(init_leaves)
+    if graph is None:
+        val = init_val
+        while bool(np.asarray(_data(cond_fun(val)))):
+            val = body_fun(val)
+        return val
+    call_site = user_location()
+    carry_nodes = [_as_node(graph, x, "while_loop init") for x in init_leaves]
+    carry_in = unflatten(init_structure, carry_nodes)
+    cond_region, cond_own, keep = _trace_region(cond_fun, f"{_fn_name(cond_fun)}_cond",
+                                                [carry_in], graph)
+    keep_leaves, _ = leaves_and_structure(keep)
+    _set_outputs(cond_region, keep_leaves, call_site)
+    out = cond_region.outputs
+    if len(out) != 1 or out[0].ndim != 0 or out[0].dtype != np.bool_:
+        raise GraphcError(f"while_loop cond_fun {_fn_name(cond_fun)}{_where(cond_fun)} must "
+                          f"return a bool scalar, got {_types(out)}", (user_location(),))
+    body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
+                                               [carry_in], graph)
+    new_leaves, new_structure = leaves_and_structure(new)
+    _set_outputs(body_region, new_leaves, call_site)
+    _check_carry(body_fun, "while_loop body", body_region.outputs, new_structure, body_own,
+                 init_structure)
+    cond_outer = cond_region.close(cond_own)
+    body_outer = body_region.close(body_own)
+    node = apply("while_loop", *cond_outer, *body_outer, *carry_nodes, cond_fn=cond_region,
+                 body_fn=body_region, cond_consts=len(cond_outer),
+                 body_consts=len(body_outer))
+    return unflatten(init_structure, _results(node, len(carry_nodes)))
+
+
+def _data(x):
+    return getattr(x, "data", x)
+
+
+# ---- cond --------------------------------------------------------------------------------
+def cond(pred, true_fun, false_fun, *operands):
+    """jax.lax.cond: true_fun(*operands) if pred else false_fun(*operands). Both branches
+    must return the same structure, shapes and dtypes; traced, both are compiled and the
+    predicate picks one when the plan runs."""
+    op_leaves, op_structure = leaves_and_structure(list(operands))
+    graph = _graph_of([pred] + op_leaves)
+    if graph is None or not isinstance(pred, SymbolicValue):  # known now: only one runs
+        taken = bool(np.asarray(_data(pred)))
+        return (true_fun if taken else false_fun)(*operands)
+    call_site = user_location()
+    pred_node = _as_node(graph, pred, "cond predicate")
+    if pred_node.ndim != 0 or pred_node.dtype.kind not in "biu":
+        raise GraphcError(f"cond: the predicate must be a bool or integer scalar, got "
+                          f"{pred_node.type}", (user_location(),))
+    op_nodes = [_as_node(graph, x, "cond operand") for x in op_leaves]
+    args = unflatten(op_structure, op_nodes)
+    traced = []
+    for fn, which in ((false_fun, "false"), (true_fun, "true")):
+        region, own, result = _trace_region(lambda *a, fn=fn: fn(*a[0]),
+                                            f"{_fn_name(fn)}_{which}", [args], graph)
+        leaves, structure = leaves_and_structure(result)
+        _set_outputs(region, leaves, call_site)
+        traced.append((fn, region, own, structure))
+    (f_fn, f_region, f_own, f_structure), (t_fn, t_region, t_own, t_structure) = traced
+    if f_structure != t_structure or [o.type for o in f_region.outputs] != \
+            [o.type for o in t_region.outputs]:
+        raise GraphcError(f"cond: true_fun {_fn_name(t_fn)}{_where(t_fn)} returns "
+                          f"{_types(t_region.outputs)} but false_fun {_fn_name(f_fn)} returns "
+                          f"{_types(f_region.outputs)}; both must return the same structure, "
+                          f"shapes and dtypes", (user_location(),))
+    # each branch takes both branches' captured values (a branch ignores the other's)
+    f_outer = f_region.close(f_own)
+    t_outer = t_region.close(t_own)
+    _take_unused(f_region, len(f_outer), [_type_of(graph, v) for v in t_outer], after=True)
+    _take_unused(t_region, 0, [_type_of(graph, v) for v in f_outer], after=False)
+    node = apply("cond", pred_node, *f_outer, *t_outer, *op_nodes,
+                 branches=(f_region, t_region))
+    return unflatten(t_structure, _results(node, len(t_region.outputs)))
+
+
+def _type_of(graph, value):
+    node = _as_node(graph, value, "cond")
+    return node.shape, node.dtype
+
+
+def _take_unused(region, position, types, after):
+    """Inputs the branch ignores (the other branch's captured values), inserted into its
+    signature after its own captured values (after=True) or before them."""
+    extra = [region.input(f"unused{k}", shape, dtype) for k, (shape, dtype) in enumerate(types)]
+    rest = [n for n in region.inputs if n not in set(extra)]
+    region.set_signature(rest[:position] + extra + rest[position:] if after else extra + rest)

@@ -1,0 +1,112 @@
+"""Building a region: the closed sub-graph a control-flow node holds (ir/ops/control_flow.py).
+
+    region = Region("body")
+    with region.building():
+        h = region.input("h", (4,))          # the body's own arguments
+        out = F.tanh(h @ w)                   # w: a node of the enclosing graph
+    region.set_outputs([out])
+    outer = region.close()                    # [w]: what the node passes in as "consts"
+
+A value of an enclosing graph used inside becomes an input of the region the first time it is
+read (as a JAX closure becomes a constvar of the sub-jaxpr); an op whose operands all belong
+to the enclosing graph is built there, once, instead of once per iteration. An eager
+Parameter read inside is a `param` input here and is passed in from the enclosing graph.
+"""
+from __future__ import annotations
+
+from .errors import GraphcError, user_location
+from .graph import Graph
+from .ops.registry import SymbolicValue, like_dtype, lift_symbolic
+
+
+class Region(Graph):
+    captures_outer = True  # ir.ops.registry.apply: ops mixing outer values come here
+
+    def __init__(self, name: str = "region", parent=None):
+        super().__init__(name)
+        self.captured = {}  # outer node -> the input standing for it here
+        # the graph the node goes into: what the trace reads and the dropout sites it
+        # numbers belong to that graph's plan (Graph.guard, Graph.next_salt)
+        self.parent = parent
+
+    def guard(self, obj, attr: str, value) -> None:
+        if self.parent is None:
+            return super().guard(obj, attr, value)
+        self.parent.guard(obj, attr, value)
+
+    def set_while_tracing(self, obj, attr: str) -> None:
+        if self.parent is None:
+            return super().set_while_tracing(obj, attr)
+        self.parent.set_while_tracing(obj, attr)
+
+    def next_salt(self) -> int:
+        return super().next_salt() if self.parent is None else self.parent.next_salt()
+
+    def capture(self, value):
+        """`value` as a node of this region: outer nodes become inputs (once each)."""
+        if not isinstance(value, SymbolicValue) or value.graph is self:
+            return value
+        node = self.captured.get(value)
+        if node is None:
+            node = self.input(f"outer{len(self.captured)}", value.shape, value.dtype,
+                              kind="input")
+            node.locs = value.locs
+            self.captured[value] = node
+        return node
+
+    def process(self, op, inputs, attrs):
+        return super().process(op, [self.capture(x) for x in inputs], attrs)
+
+    def result(self, value):
+        """An output of the region from what the user's function returned."""
+        if isinstance(value, SymbolicValue):
+            return self.capture(value)
+        if hasattr(value, "graph_operand") or hasattr(value, "shape") or \
+                isinstance(value, (bool, int, float)):
+            return lift_symbolic(self, value, like_dtype([value]), "region result")
+        raise GraphcError(f"a loop or branch function returned a {type(value).__name__}, not "
+                          "an array", (user_location(),))
+
+    def close(self, own_inputs) -> list:
+        """Put the captured inputs first in the signature (JAX's consts) and return the outer
+        values to pass for them: nodes of the enclosing graph, or eager Parameters."""
+        own = set(own_inputs)
+        extra = [n for n in self.inputs if n not in own]
+        outer_of = {node: outer for outer, node in self.captured.items()}
+        outer = []
+        for n in extra:
+            if n in outer_of:
+                outer.append(outer_of[n])
+            else:  # an input bound to a Python object (a Parameter, the dropout key)
+                outer.append(self._bound_in_parent(n))
+        self.set_signature(extra + list(own_inputs))
+        self.bound_params = {}
+        self.param_values = {}
+        return outer
+
+    def _bound_in_parent(self, node):
+        """The parent's input bound to the object this input is bound to (created there as
+        ir.ops.registry.graph_param creates a parameter's), or the object itself without a
+        parent (an operand that knows how to enter a graph)."""
+        obj = self.param_values[node.attrs["name"]]
+        parent = self.parent
+        if parent is None:
+            return obj
+        bound = parent.bound_params.get(id(obj))
+        if bound is None:
+            taken = {n.attrs["name"] for n in parent.inputs}
+            name, k = node.attrs["name"], 1
+            while name in taken:
+                name, k = f"{node.attrs['name']}_{k}", k + 1
+            bound = parent.input(name, node.shape, node.dtype, kind=node.attrs["kind"])
+            parent.bound_params[id(obj)] = bound
+            parent.param_values[name] = obj
+        return bound
+
+    def set_signature(self, inputs):
+        """Reorder the inputs; their nodes move to the front in that order too, since passes
+        rebuild a graph's signature in node order (ir/rewrite.py)."""
+        inputs = list(inputs)
+        assert len(inputs) == len(self.inputs) and set(inputs) == set(self.inputs)
+        self.inputs = inputs
+        self.nodes = inputs + [n for n in self.nodes if n.op != "input"]

@@ -1,0 +1,70 @@
+"""Running control-flow nodes (ir/ops/control_flow.py) in a compiled plan: each region is
+compiled once into a plan of its own (runtime.build.build_plan: its passes, its buffers
+planned once) and that plan runs once per iteration. A scan's stacked results are written
+step by step into arrays allocated once per call.
+
+The runner is what a plan calls in place of the op's library implementation
+(runtime/op_lowering.py's `runner`); the region's plan is built on the first call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class _RegionPlans:
+    def __init__(self, node, keys):
+        self.regions = {key: node.attrs[key] for key in keys}
+        self.plans = {}
+
+    def plan(self, key, index=None):
+        region = self.regions[key] if index is None else self.regions[key][index]
+        plan = self.plans.get((key, index))
+        if plan is None:
+            from .build import build_plan  # runtime.build imports the plan, which imports us
+            plan = self.plans[(key, index)] = build_plan(region, name=region.name)
+        return plan
+
+
+class ScanRunner(_RegionPlans):
+    def __init__(self, node):
+        super().__init__(node, ("body",))
+        self.y_types = [o.type for o in node.attrs["body"].outputs[node.attrs["carries"]:]]
+
+    def __call__(self, *operands, body, consts, carries, length, reverse=False,
+                 save_carries=False):
+        plan = self.plan("body")
+        const_values = list(operands[:consts])
+        carry = list(operands[consts:consts + carries])
+        xs = operands[consts + carries:]
+        ys = [np.empty((length,) + t.shape, t.dtype) for t in self.y_types]
+        saved = [np.empty((length,) + c.shape, c.dtype) for c in carry] if save_carries else []
+        for t in (range(length - 1, -1, -1) if reverse else range(length)):
+            for s, c in zip(saved, carry):
+                s[t] = c
+            outs = plan(*const_values, *carry, *[x[t] for x in xs])
+            carry = outs[:carries]
+            for y, o in zip(ys, outs[carries:]):
+                y[t] = o
+        return tuple(carry) + tuple(ys) + tuple(saved)
+
+
+class CondRunner(_RegionPlans):
+    def __init__(self, node):
+        super().__init__(node, ("branches",))
+
+    def __call__(self, pred, *operands, branches):
+        return tuple(self.plan("branches", 1 if pred else 0)(*operands))
+
+
+class WhileRunner(_RegionPlans):
+    def __init__(self, node):
+        super().__init__(node, ("cond_fn", "body_fn"))
+
+    def __call__(self, *operands, cond_fn, body_fn, cond_consts, body_consts):
+        keep_going, step = self.plan("cond_fn"), self.plan("body_fn")
+        cond_values = list(operands[:cond_consts])
+        body_values = list(operands[cond_consts:cond_consts + body_consts])
+        carry = list(operands[cond_consts + body_consts:])
+        while bool(keep_going(*cond_values, *carry)[0]):
+            carry = step(*body_values, *carry)
+        return tuple(carry)

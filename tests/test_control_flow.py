@@ -1,0 +1,547 @@
+"""Structured control flow (graphc/control_flow.py): scan, fori_loop, while_loop and cond
+against the unrolled Python loop / Python `if` on random inputs: values compiled, eagerly and
+in the reference interpreter, float64 gradients (reverse mode, to 1e-10), jvp against finite
+differences, second derivatives; the IR forms (printer, parser, JSON, verifier, dump); the
+errors a user meets."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.errors import GraphcError
+from ir.ops.registry import apply
+from ir.parser import parse
+from ir.printer import format_graph
+from ir.region import Region
+from ir.serialize import dumps, loads
+from ir.verify import verify
+from passes.manager import optimize
+from runtime.interpreter import evaluate
+
+ROOT = Path(__file__).resolve().parent.parent
+TOL = 1e-10
+
+
+def _close(a, b, tol=TOL):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        return [x for k in tree for x in _leaves(tree[k])]
+    if isinstance(tree, (tuple, list)):
+        return [x for t in tree for x in _leaves(t)]
+    return [tree]
+
+
+# ---- scan ---------------------------------------------------------------------------------
+def _cell(w, u):
+    """A step with a pytree carry (a dict and a tuple) and a pytree of per-step outputs."""
+    def step(carry, x):
+        h, (c,) = carry["h"], carry["c"]
+        h = gc.tanh(x["a"] @ w + h * c + x["b"])
+        c = c * gc.sigmoid(h) + u
+        return {"h": h, "c": (c,)}, (h * x["b"], {"s": gc.sum(c, axis=-1)})
+    return step
+
+
+def _scan_model(reverse):
+    def model(h, c, a, b, w, u):
+        step = _cell(w, u)
+        carry, (ys, extra) = gc.scan(step, {"h": h, "c": (c,)}, {"a": a, "b": b},
+                                     reverse=reverse)
+        return gc.sum(carry["h"] * carry["c"][0]) + gc.sum(ys * ys) + gc.sum(gc.sin(extra["s"]))
+    return model
+
+
+def _unrolled_model(reverse):
+    def model(h, c, a, b, w, u):
+        step = _cell(w, u)
+        carry, outs = {"h": h, "c": (c,)}, [None] * a.shape[0]
+        order = range(a.shape[0] - 1, -1, -1) if reverse else range(a.shape[0])
+        for t in order:
+            carry, outs[t] = step(carry, {"a": a[t], "b": b[t]})
+        ys = gc.stack([o[0] for o in outs], 0)
+        s = gc.stack([o[1]["s"] for o in outs], 0)
+        return gc.sum(carry["h"] * carry["c"][0]) + gc.sum(ys * ys) + gc.sum(gc.sin(s))
+    return model
+
+
+def _scan_inputs(seed, T=6):
+    rng = np.random.default_rng(seed)
+    B, D, H = 2, 3, 4
+    return [rng.normal(size=(B, H)), rng.normal(size=(B, H)), rng.normal(size=(T, B, D)),
+            rng.normal(size=(T, B, H)), rng.normal(size=(D, H)) * 0.5, rng.normal(size=H)]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scan_values_match_the_unrolled_loop_compiled_eager_and_interpreted(reverse, seed):
+    args = _scan_inputs(seed)
+    expected = float(gc.compile(_unrolled_model(reverse))(*args))
+    model = _scan_model(reverse)
+    _close(gc.compile(model)(*args), expected)
+    _close(model(*[gc.tensor(a) for a in args]).data, expected)  # eager: a Python loop
+    graph = gc.trace(model, *args)
+    assert [n.op for n in graph.nodes].count("scan") == 1
+    _close(evaluate(graph, args)[0], expected)
+    _close(gc.compile(model, pipeline="O0")(*args), expected)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_gradients_match_the_unrolled_loop_in_float64(reverse):
+    args = _scan_inputs(2)
+    nums = tuple(range(6))
+    got = gc.grad(_scan_model(reverse), argnums=nums)(*args)
+    want = gc.grad(_unrolled_model(reverse), argnums=nums)(*args)
+    for g, w in zip(got, want):
+        assert np.abs(w).max() > 1e-3  # every input matters
+        _close(g, w)
+    # the eager tape through the Python loop agrees too
+    tensors = [gc.tensor(a, requires_grad=True) for a in args]
+    _scan_model(reverse)(*tensors).backward()
+    for t, w in zip(tensors, want):
+        _close(t.grad, w)
+
+
+def _central_difference(fn, args, direction, eps=1e-6):
+    plus = [a + eps * d for a, d in zip(args, direction)]
+    minus = [a - eps * d for a, d in zip(args, direction)]
+    return (float(gc.compile(fn)(*plus)) - float(gc.compile(fn)(*minus))) / (2 * eps)
+
+
+def test_scan_jvp_matches_finite_differences_and_the_unrolled_jvp():
+    args = _scan_inputs(3)
+    rng = np.random.default_rng(30)
+    direction = [rng.normal(size=a.shape) for a in args]
+    value, tangent = gc.jvp(_scan_model(False), args, direction)
+    _, unrolled = gc.jvp(_unrolled_model(False), args, direction)
+    _close(tangent, unrolled)
+    np.testing.assert_allclose(float(tangent), _central_difference(_scan_model(False), args,
+                                                                   direction), rtol=1e-6)
+
+
+def test_scan_second_derivatives_match_the_unrolled_loop():
+    args = _scan_inputs(4)
+    v = np.random.default_rng(40).normal(size=args[4].shape)
+
+    def hvp(model):
+        return gc.grad(lambda *a: gc.sum(gc.grad(model, argnums=4)(*a) * v), argnums=4)(*args)
+
+    _close(hvp(_scan_model(False)), hvp(_unrolled_model(False)))
+
+
+def test_scan_without_xs_takes_length_and_stacks_outputs():
+    def model(x):
+        return gc.scan(lambda c, _: (c * 0.5, c + 1.0), x, None, length=4)
+
+    x = np.array([1.0, 2.0])
+    last, ys = gc.compile(model)(x)
+    _close(last, x / 16)
+    _close(ys, np.stack([x / 2 ** t + 1.0 for t in range(4)]))
+
+
+def test_nested_scans_match_nested_loops_with_gradients():
+    rng = np.random.default_rng(5)
+    xs, w = rng.normal(size=(3, 4, 2)), rng.normal(size=(2, 2)) * 0.5
+
+    def inner_step(h, x):
+        return gc.tanh(h @ w + x), None
+
+    def nested(xs, w_unused):
+        def outer_step(h, row):
+            h, _ = gc.scan(inner_step, h, row)
+            return h * 0.9, gc.sum(h)
+        h, sums = gc.scan(outer_step, gc.zeros(2, "float64"), xs)
+        return gc.sum(h) + gc.sum(sums * sums)
+
+    def loops(xs, w_unused):
+        h, sums = gc.zeros(2, "float64"), []
+        for row in xs:
+            for x in row:
+                h = gc.tanh(h @ w + x)
+            sums.append(gc.sum(h))
+            h = h * 0.9
+        return gc.sum(h) + gc.sum(gc.stack(sums) ** 2)
+
+    _close(gc.compile(nested)(xs, w), gc.compile(loops)(xs, w))
+    _close(gc.grad(nested)(xs, w), gc.grad(loops)(xs, w))
+
+
+def _rnn_loss(T):
+    def loss(h, xs, w):
+        def step(h, x):
+            h = gc.tanh(x + h @ w)
+            return h, h
+        _, hs = gc.scan(step, h, xs)
+        return gc.sum(hs * hs)
+    return loss, [gc.spec((2, 3), "float64"), gc.spec((T, 2, 3), "float64"),
+                  gc.spec((3, 3), "float64")]
+
+
+def test_the_compiled_scan_graph_does_not_grow_with_the_sequence_length():
+    sizes = []
+    for T in (4, 64):
+        loss, specs = _rnn_loss(T)
+        graph = optimize(gc.trace(gc.value_and_grad(loss, argnums=(0, 1, 2)), *specs))
+        sizes.append(len(graph.nodes))
+        # the forward scan and its gradient's carry-saving copy are one scan (passes/cse.py),
+        # the backward is the other
+        assert [n.op for n in graph.nodes].count("scan") == 2
+    assert sizes[0] == sizes[1]
+
+
+def test_a_region_plan_is_built_once_and_run_per_step():
+    loss, _ = _rnn_loss(5)
+    rng = np.random.default_rng(6)
+    args = [rng.normal(size=(2, 3)), rng.normal(size=(5, 2, 3)), rng.normal(size=(3, 3))]
+    step = gc.compile(gc.value_and_grad(loss, argnums=(1, 2)))
+    first = step(*args)
+    plan = step.plan_for(*args)
+    runners = [v for k, v in plan._globals.items() if k.startswith("run_")]
+    assert len(runners) == 2
+    built = [dict(r.plans) for r in runners]
+    assert all(len(b) == 1 for b in built)
+    again = step(*args)
+    assert [dict(r.plans) for r in runners] == built  # the same plan objects
+    _close(first[0], again[0], 0)
+
+
+# ---- fori_loop and while_loop --------------------------------------------------------------
+def test_fori_loop_with_python_bounds_is_a_differentiable_scan():
+    rng = np.random.default_rng(7)
+    x, w = rng.normal(size=3), rng.normal(size=(3, 3)) * 0.5
+
+    def looped(x, w):
+        return gc.sum(gc.fori_loop(2, 6, lambda i, v: gc.tanh(v @ w) * gc.cast(i, "float64"), x))
+
+    def unrolled(x, w):
+        for i in range(2, 6):
+            x = gc.tanh(x @ w) * float(i)
+        return gc.sum(x)
+
+    graph = gc.trace(looped, x, w)
+    assert [n.op for n in graph.nodes].count("scan") == 1
+    _close(gc.compile(looped)(x, w), gc.compile(unrolled)(x, w))
+    for g, want in zip(gc.grad(looped, argnums=(0, 1))(x, w),
+                       gc.grad(unrolled, argnums=(0, 1))(x, w)):
+        _close(g, want)
+    # no iterations: the initial value itself
+    _close(gc.compile(lambda x: gc.fori_loop(3, 3, lambda i, v: v * 2.0, x))(x), x)
+
+
+def test_fori_loop_with_traced_bounds_and_while_loop_match_python_loops():
+    def grow(x, limit):
+        def body(carry):
+            x, steps = carry
+            return gc.where(x > 1.0, x * 1.5, x + 1.0), steps + 1
+        return gc.while_loop(lambda c: c[0] < limit, body, (x, gc.zeros((), "int64")))
+
+    def python_grow(x, limit):
+        steps = 0
+        while x < limit:
+            x, steps = (x * 1.5 if x > 1.0 else x + 1.0), steps + 1
+        return x, steps
+
+    compiled = gc.compile(grow)
+    graph = gc.trace(grow, np.asarray(0.0), np.asarray(0.0))
+    for x, limit in ((0.0, 0.0), (0.25, 10.0), (-3.0, 100.0)):
+        want_x, want_steps = python_grow(x, limit)
+        args = [np.asarray(x), np.asarray(limit)]
+        for got_x, got_steps in (compiled(*args), evaluate(graph, args),
+                                 [t.data for t in grow(*[gc.tensor(a) for a in args])]):
+            _close(got_x, want_x, 0)
+            assert int(got_steps) == want_steps
+
+    def sum_below(n, x):
+        return gc.fori_loop(gc.zeros((), "int64"), n, lambda i, v: v + gc.cast(i, "float64"), x)
+
+    assert "while_loop" in [n.op for n in gc.trace(sum_below, np.asarray(5), 0.0).nodes]
+    for n in (0, 1, 7):
+        _close(gc.compile(sum_below)(np.asarray(n), np.asarray(0.5)), 0.5 + n * (n - 1) / 2)
+
+
+def test_differentiating_a_while_loop_is_one_clear_error():
+    def f(x):
+        return gc.sum(gc.while_loop(lambda v: gc.sum(v) < 10.0, lambda v: v * 2.0, x))
+
+    with pytest.raises(GraphcError) as info:
+        gc.grad(f)(np.ones(2))
+    message = str(info.value)
+    assert message.splitlines()[0] == (
+        "while_loop cannot be differentiated: its trip count is only known when it runs; "
+        "use fori_loop with Python-int bounds, or scan")
+    assert "test_control_flow.py" in message.splitlines()[1]
+
+
+# ---- cond ---------------------------------------------------------------------------------
+def _branchy(x, w, offset):
+    shift = gc.exp(offset)  # read by the true branch only, from outside it
+
+    def big(x, w):
+        return {"y": gc.tanh(x @ w) * shift, "n": gc.sum(x)}
+
+    def small(x, w):
+        return {"y": x @ (w * w) + 1.0, "n": gc.sum(x * x)}
+
+    out = gc.cond(gc.sum(x) > 0.0, big, small, x, w)
+    return gc.sum(out["y"] * out["y"]) + out["n"]
+
+
+def _branchy_python(x, w, offset):
+    if float(np.sum(x)) > 0.0:
+        y, n = np.tanh(x @ w) * np.exp(offset), np.sum(x)
+    else:
+        y, n = x @ (w * w) + 1.0, np.sum(x * x)
+    return np.sum(y * y) + n
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_cond_matches_python_if_in_values_gradients_and_jvp(sign):
+    rng = np.random.default_rng(8)
+    x = sign * np.abs(rng.normal(size=(2, 3)))
+    w, offset = rng.normal(size=(3, 3)), rng.normal(size=3)
+    args = [x, w, offset]
+    _close(gc.compile(_branchy)(*args), _branchy_python(*args))
+    _close(_branchy(*[gc.tensor(a) for a in args]).data, _branchy_python(*args))
+    graph = gc.trace(_branchy, *args)
+    assert [n.op for n in graph.nodes].count("cond") == 1
+    _close(evaluate(graph, args)[0], _branchy_python(*args))
+    grads = gc.grad(_branchy, argnums=(0, 1, 2))(*args)
+    for k, g in enumerate(grads):  # central differences of the Python `if`
+        numeric = np.zeros_like(args[k])
+        for idx in np.ndindex(args[k].shape):
+            plus = [a.copy() for a in args]
+            minus = [a.copy() for a in args]
+            plus[k][idx] += 1e-6
+            minus[k][idx] -= 1e-6
+            numeric[idx] = (_branchy_python(*plus) - _branchy_python(*minus)) / 2e-6
+        np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-7)
+    if sign < 0:
+        _close(grads[2], 0)  # the branch not taken reads offset: no gradient
+    direction = [rng.normal(size=a.shape) for a in args]
+    _, tangent = gc.jvp(_branchy, args, direction)
+    expected = sum(float(np.sum(g * d)) for g, d in zip(grads, direction))
+    _close(tangent, expected)
+
+
+def test_cond_inside_scan_matches_the_python_loop_with_gradients():
+    rng = np.random.default_rng(9)
+    xs, w = rng.normal(size=(6, 3)), rng.normal(size=(3, 3)) * 0.5
+
+    def model(xs, w):
+        def step(h, x):
+            h = gc.cond(gc.sum(x) > 0, lambda h: gc.tanh(h @ w + x), lambda h: h * x, h)
+            return h, gc.sum(h)
+        return gc.sum(gc.scan(step, gc.ones(3, "float64"), xs)[1])
+
+    def loop(xs_traced, w):  # the branch each step takes, decided in Python on the values
+        h, total = gc.ones(3, "float64"), 0.0
+        for x, value in zip(xs_traced, xs):
+            h = gc.tanh(h @ w + x) if float(np.sum(value)) > 0 else h * x
+            total = total + gc.sum(h)
+        return total
+
+    _close(gc.compile(model)(xs, w), gc.compile(loop)(xs, w))
+    for g, want in zip(gc.grad(model, argnums=(0, 1))(xs, w), gc.grad(loop, argnums=(0, 1))(xs, w)):
+        _close(g, want)
+
+
+def test_cond_with_a_concrete_predicate_runs_one_branch():
+    calls = []
+
+    def f(x):
+        return gc.cond(True, lambda v: calls.append("t") or v * 2.0,
+                       lambda v: calls.append("f") or v, x)
+
+    _close(gc.compile(f)(np.ones(2)), 2.0)
+    assert calls == ["t"]
+
+
+# ---- the IR forms -------------------------------------------------------------------------
+def _grad_graph():
+    def f(h, xs, w):
+        def step(h, x):
+            h = gc.tanh(x + h @ w)
+            return h, h * 2.0
+        h, ys = gc.scan(step, h, xs)
+        return gc.cond(gc.sum(h) > 0, lambda a: gc.sum(a), lambda a: gc.sum(a * a), ys)
+    specs = [gc.spec((2, 3), "float64"), gc.spec((5, 2, 3), "float64"),
+             gc.spec((3, 3), "float64")]
+    return gc.trace(gc.grad(f, argnums=(0, 1, 2)), *specs)
+
+
+def test_regions_print_nested_and_parse_and_serialise_back():
+    graph = _grad_graph()
+    text = format_graph(graph, locations=True, max_inline=None)
+    assert "{body={\n    graph step_body(" in text and "\n  }, consts=1, carries=1" in text
+    assert "branches=({\n    graph <lambda>_false(" in text
+    parsed = parse(text)
+    verify(parsed)
+    assert format_graph(parsed, locations=True, max_inline=None) == text
+    from_json = loads(dumps(graph))
+    verify(from_json)
+    assert format_graph(from_json, locations=True, max_inline=None) == text
+    rng = np.random.default_rng(10)
+    args = [rng.normal(size=(2, 3)), rng.normal(size=(5, 2, 3)), rng.normal(size=(3, 3))]
+    for other in (parsed, from_json):
+        for a, b in zip(evaluate(graph, args), evaluate(other, args)):
+            _close(a, b, 0)
+
+
+def test_the_verifier_checks_a_body_against_the_carries():
+    graph = gc.Graph("g")
+    with graph.building():
+        h = graph.input("h", (3,), "float64")
+        xs = graph.input("xs", (4, 3), "float64")
+        body = Region("body")
+        with body.building():
+            c, x = body.input("c", (3,), "float64"), body.input("x", (3,), "float64")
+            body.set_outputs([c + x, c])
+        node = apply("scan", h, xs, body=body, consts=0, carries=1, length=4)
+        graph.set_outputs([apply("tuple_get", node, index=0)])
+    verify(graph)
+    wrong = Region("wrong")
+    with wrong.building():
+        c, x = wrong.input("c", (3,), "float64"), wrong.input("x", (3,), "float64")
+        wrong.set_outputs([gc.sum(c), c])
+    node.attrs["body"] = wrong
+    with pytest.raises(GraphcError, match=r"node 2 \(scan\): ill-typed: body returns carries "
+                                          r"\(f64\[\]\) for carries \(f64\[3\]\)"):
+        verify(graph)
+
+
+def test_dump_collapse_prints_a_shared_body_once(tmp_path):
+    model = tmp_path / "rnn.py"
+    model.write_text(
+        "import graphc as gc\n"
+        "def rnn(h, xs, w):\n"
+        "    def step(h, x):\n"
+        "        h = gc.tanh(x + h @ w)\n"
+        "        return h, h\n"
+        "    return gc.sum(gc.scan(step, h, xs)[1])\n"
+        "def build():\n"
+        "    return rnn, gc.spec((2, 3)), gc.spec((6, 2, 3)), gc.spec((3, 3))\n")
+
+    def dump(*flags):
+        run = subprocess.run([sys.executable, "-m", "graphc.cli", "dump", f"{model}:build",
+                              "--grad", "-O0", *flags], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300, env={"PYTHONPATH": str(ROOT),
+                                                          "PATH": "/usr/bin:/bin"})
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    full, collapsed = dump(), dump("--collapse")
+    assert full.count("graph step_body(") == 2  # the scan and its carry-saving copy
+    assert collapsed.count("graph step_body(") == 1
+    assert "body={ step_body: as printed above }" in collapsed
+    assert collapsed.count("graph step_body_vjp(") == 1
+
+
+# ---- errors -------------------------------------------------------------------------------
+def _one_line_error(fn, *args):
+    with pytest.raises(GraphcError) as info:
+        gc.compile(fn)(*args)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2 and lines[1].startswith("  at "), str(info.value)
+    return lines
+
+
+def test_a_body_returning_a_carry_of_another_shape_is_one_line_naming_it():
+    def model(h, xs):
+        def grows(h, x):
+            return gc.concat([h, x], 0), x
+        return gc.scan(grows, h, xs)[0]
+
+    first, where = _one_line_error(model, np.zeros(3), np.zeros((4, 3)))
+    assert first.startswith("scan function grows (defined at ") and \
+        first.endswith("returns the carry as (f32[6]) but it came in as (f32[3])".replace(
+            "f32", "f64"))
+    assert "test_control_flow.py" in first and "test_control_flow.py" in where
+
+
+def test_other_misuse_is_one_line_each():
+    x = np.zeros(3)
+    xs = np.zeros((4, 3))
+    first, _ = _one_line_error(lambda h, xs: gc.scan(lambda c, x: ({"c": c}, x), h, xs)[0], x, xs)
+    assert "must return a carry with the structure of the initial one" in first
+    first, _ = _one_line_error(lambda h, xs: gc.scan(lambda c, x: c, h, xs)[0], x, xs)
+    assert "must return a pair (carry, y)" in first
+    first, _ = _one_line_error(
+        lambda h, xs: gc.scan(lambda c, x: (c, x), h, (xs, np.zeros((5, 3))))[0], x, xs)
+    assert first == "scan: the leaves of xs (and length=) disagree on the length: [4, 5]"
+    first, _ = _one_line_error(
+        lambda h: gc.cond(gc.sum(h) > 0, lambda v: v, lambda v: gc.sum(v), h), x)
+    assert first.startswith("cond: true_fun <lambda> (defined at ") and \
+        "returns (f64[3]) but false_fun <lambda> returns (f64[])" in first
+    first, _ = _one_line_error(
+        lambda h: gc.while_loop(lambda v: gc.sum(v), lambda v: v, h), x)
+    assert "must return a bool scalar, got (f64[])" in first
+
+
+# ---- what a body may read and return ------------------------------------------------------
+def test_a_layer_used_inside_a_body_is_an_operand_of_the_node_and_trains():
+    gc.nn.manual_seed(0)
+    layer = gc.nn.Linear(3, 3, dtype="float64")
+    rng = np.random.default_rng(11)
+    h, xs = rng.normal(size=(2, 3)), rng.normal(size=(4, 2, 3))
+
+    def model(h, xs):
+        return gc.sum(gc.scan(lambda c, x: (gc.tanh(layer(c) + x), c * x), h, xs)[1])
+
+    graph = gc.trace(model, h, xs)
+    scan_node = next(n for n in graph.nodes if n.op == "scan")
+    assert [i.attrs["name"] for i in scan_node.inputs[:2]] == ["weight", "bias"]
+    eager = model(gc.tensor(h), gc.tensor(xs))
+    _close(gc.compile(model)(h, xs), eager.data)
+    eager.backward()
+    want = layer.weight.grad.copy()
+    params = layer.params()
+    grads = gc.grad(lambda p: gc.sum(gc.scan(
+        lambda c, x: (gc.tanh(layer.apply(p, c) + x), c * x), h, xs)[1]))(params)
+    _close(grads["weight"], want)
+
+
+def test_bodies_may_pass_values_through_and_scan_zero_steps():
+    h, xs = np.ones((2, 3)), np.arange(24.0).reshape(4, 2, 3)
+    last, ys = gc.compile(lambda h, xs: gc.scan(lambda c, x: (c, x), h, xs))(h, xs)
+    _close(last, h, 0)
+    _close(ys, xs, 0)
+    g_h, g_xs = gc.grad(lambda h, xs: gc.sum(gc.scan(lambda c, x: (c, x * c), h, xs)[1]),
+                        argnums=(0, 1))(h, xs)
+    _close(g_h, xs.sum(0))
+    _close(g_xs, np.ones_like(xs))
+    last, ys = gc.compile(lambda h, xs: gc.scan(lambda c, x: (c + x, x), h, xs))(h, xs[:0])
+    _close(last, h, 0)
+    assert ys.shape == (0, 2, 3)
+
+
+def test_a_checked_run_names_the_scan_that_made_a_nan():
+    def model(x, xs):
+        return gc.scan(lambda c, x: (c * x, gc.log(c)), x, xs)[1]
+
+    with pytest.raises(GraphcError) as info:
+        gc.compile(model).call((np.ones(2), -np.ones((3, 2))), checked=True)
+    assert str(info.value).startswith("non-finite value: 2 of 6 elements of tuple_get")
+    assert "test_control_flow.py" in str(info.value)
+
+
+def test_dropout_inside_a_body_follows_train_and_eval_and_draws_per_call():
+    drop = gc.nn.Dropout(0.5)
+    xs = np.ones((4, 3))
+
+    def total(xs):
+        return gc.scan(lambda c, x: (c + drop(x), c), gc.zeros(3, "float64"), xs)[0]
+
+    step = gc.compile(total)
+    draws = [step(xs) for _ in range(6)]
+    for d in draws:  # one mask per call, the same at every step (variational dropout)
+        assert set(np.unique(d)) <= {0.0, 8.0}
+    assert len({tuple(d) for d in draws}) > 1  # the plan's dropout key is fresh per call
+    drop.eval()
+    _close(step(xs), np.full(3, 4.0), 0)  # model.eval() selects another plan
+    drop.train()
+    assert set(np.unique(step(xs))) <= {0.0, 8.0}
