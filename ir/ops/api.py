@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import as_dtype, is_float
+from ..types import Dim, as_dim, as_dtype, is_float
 from .registry import apply
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -134,6 +134,8 @@ def mean(x, axis=None, keepdims=False):
     count = math.prod(_shape(x)[a] for a in axes)
     if not is_float(_dtype(x)):
         _fail(f"mean of a {_dtype(x)} value; cast it to a float type first")
+    if isinstance(count, Dim):  # known per call: a scalar the plan computes from the binding
+        return sum(x, axes, keepdims) * (1.0 / full((), count, _dtype(x)))
     # over no elements the mean is NaN, as numpy's (and PyTorch's): 0 * NaN
     return sum(x, axes, keepdims) * (1.0 / count if count else math.nan)
 
@@ -147,18 +149,28 @@ def var(x, axis=None, keepdims=False):
 def reshape(x, *shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(as_dim(d) for d in shape)
     size = math.prod(_shape(x))
     if shape.count(-1) > 1:
         _fail(f"reshape to {shape}: only one dimension can be -1")
     if -1 in shape:
         known = math.prod(d for d in shape if d != -1)
-        if known == 0 or size % known:
+        inferred = _exact_quotient(size, known)
+        if inferred is None:
             _fail(f"cannot reshape {size} elements into shape {shape}")
-        shape = tuple(size // known if d == -1 else d for d in shape)
+        shape = tuple(inferred if d == -1 else d for d in shape)
     if shape == _shape(x):
         return x
     return apply("reshape", x, shape=shape)
+
+
+def _exact_quotient(size, known):
+    """size / known when it divides exactly (for every value of the symbols), else None."""
+    if isinstance(size, Dim):
+        return size.divide(known)
+    if isinstance(known, Dim):
+        return None if size else 0
+    return None if known == 0 or size % known else size // known
 
 
 def transpose(x, perm=None):
@@ -178,7 +190,7 @@ def swapaxes(x, a, b):
 
 
 def broadcast_to(x, shape):
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(as_dim(d) for d in shape)
     if _shape(x) == shape:
         return x
     return apply("broadcast_to", x, shape=shape)
@@ -618,7 +630,9 @@ def masked_fill(x, mask, value):
 
 # ---- creators -------------------------------------------------------------------------------
 def full(shape, value, dtype="float32"):
-    shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+    shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
+    if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
+        return apply("full", shape=shape, value=value, dtype=as_dtype(dtype))
     return apply("full", shape=shape, value=float(value) if is_float(as_dtype(dtype))
                  else int(value), dtype=as_dtype(dtype))
 
