@@ -138,7 +138,9 @@ class GPT(nn.Module):
         """Logits for idx (B, T); with targets, the mean cross-entropy loss instead."""
         cfg = self.cfg
         T = idx.shape[1]
-        if T > cfg.block_size:
+        # a symbolic length (shape polymorphism) is checked when bound: its position
+        # embedding (wpe[arange(T)]) cannot gather past the block
+        if isinstance(T, int) and T > cfg.block_size:
             raise ValueError(f"sequence of length {T} exceeds block_size {cfg.block_size}")
         use_dropout = training and cfg.dropout > 0.0 and seed is not None
 

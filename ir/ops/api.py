@@ -269,16 +269,50 @@ def getitem(x, key):
             k = int(k) % d
             starts.append(k), stops.append(k + 1), steps.append(1)
         elif isinstance(k, slice):
-            a, b, s = k.indices(d)
+            a, b, s = _slice_indices(k, d)
             if s <= 0:
                 _fail("negative slice steps are not supported")
-            b = builtins.max(a, b)
+            b = b if b >= a else a  # not max(): `t > 1` is undecided where `t >= 1` holds
             starts.append(a), stops.append(b), steps.append(s)
-            out_shape.append(len(range(a, b, s)))
+            out_shape.append(slice_length(a, b, s))
         else:
             _fail(f"unsupported index {k!r} of type {type(k).__name__}")
         axis += 1
     return reshape(slice_(x, starts, stops, steps), tuple(out_shape))
+
+
+def _slice_indices(k: slice, d):
+    """slice.indices(d) for concrete sizes; with symbolic ones (a size or a bound) Python's
+    clamping rules written with Dim comparisons, which raise where the answer depends on
+    the symbols' values (`x[2:]` of a `batch` axis: is batch >= 2?)."""
+    parts = (k.start, k.stop, k.step)
+    if not isinstance(d, Dim) and not builtins.any(isinstance(v, Dim) for v in parts):
+        return k.indices(d)
+    step = 1 if k.step is None else k.step
+    if isinstance(step, Dim) or step <= 0:
+        _fail(f"slice {k} of an axis of size {d}: symbolic slices need a positive integer "
+              "step")
+
+    def bound(v, default):
+        if v is None:
+            return default
+        if not isinstance(v, Dim) and v < 0:
+            v = d + v
+            return v if isinstance(v, Dim) or v >= 0 else 0
+        return v if not isinstance(d, Dim) and not isinstance(v, Dim) and v <= d else \
+            (v if v <= d else d)
+
+    return bound(k.start, 0), bound(k.stop, d), step
+
+
+def slice_length(start, stop, step):
+    """len(range(start, stop, step)), also for symbolic bounds (step 1 only)."""
+    if isinstance(start, Dim) or isinstance(stop, Dim):
+        if step != 1:
+            _fail(f"a slice from {start} to {stop} with step {step}: symbolic slices take "
+                  "step 1")
+        return stop - start
+    return len(range(start, stop, step))
 
 
 def concat(xs, axis=0):
@@ -620,7 +654,8 @@ def dropout(x, rate, seed, training=True, salt=None):
 
 def tril_mask(rows, cols=None, k=0):
     """Boolean lower-triangular mask: True where column <= row + k (the causal mask)."""
-    return apply("tri", rows=int(rows), cols=int(rows if cols is None else cols), k=int(k))
+    return apply("tri", rows=as_dim(rows), cols=as_dim(rows if cols is None else cols),
+                 k=int(k))
 
 
 def masked_fill(x, mask, value):
@@ -656,5 +691,5 @@ def ones_like(x):
 def arange(start, stop=None, step=1, dtype="int64"):
     if stop is None:
         start, stop = 0, start
-    return apply("arange", start=int(start), stop=int(stop), step=int(step),
+    return apply("arange", start=as_dim(start), stop=as_dim(stop), step=int(step),
                  dtype=as_dtype(dtype))
