@@ -21,7 +21,7 @@ from ir.errors import GraphcError
 
 from . import checkpoint, optim
 from .models.gpt import GPT, GPTConfig
-from .tracing import trace
+from .tracing import spec, trace
 from .trainer import CHECKPOINT, Trainer as _Trainer
 from .transforms import Compiled, value_and_grad
 
@@ -99,7 +99,8 @@ def _as_parameters(graph, model: GPT):
 def build_eval_loss(model: GPT, batch_size: int | None = None, with_grads: bool = False,
                     name: str = "eval_loss"):
     """The traced mean loss of a batch (no dropout); with_grads adds each parameter's
-    gradient. Inputs: idx, targets and the parameters under their own names."""
+    gradient. Inputs: idx, targets and the parameters under their own names. `batch_size`
+    may be a name: a symbolic batch dimension (one plan for every batch size)."""
     cfg = model.cfg
     B, T = batch_size or cfg.batch_size, cfg.block_size
 
@@ -109,14 +110,16 @@ def build_eval_loss(model: GPT, batch_size: int | None = None, with_grads: bool 
         loss, grads = value_and_grad(lambda p: model.apply(p, idx, targets))(params)
         return [loss] + list(grads.values())
 
-    idx = np.zeros((B, T), np.int64)
+    idx = spec((B, T), "int64")
     return _as_parameters(trace(eval_loss, idx, idx, _param_specs(model),
                                 names=["idx", "targets", ""], name=name), model)
 
 
-def build_logits(model: GPT, batch_size: int = 1):
-    """The traced logits of a batch of windows: inputs idx and the parameters."""
-    idx = np.zeros((batch_size, model.cfg.block_size), np.int64)
+def build_logits(model: GPT, batch_size=1, length=None):
+    """The traced logits of a batch of windows: inputs idx and the parameters. `batch_size`
+    and `length` (default: the block size) may be names: symbolic dimensions, so that one
+    plan scores every batch size and every window length up to the block size."""
+    idx = spec((batch_size, model.cfg.block_size if length is None else length), "int64")
     return _as_parameters(trace(lambda idx, params: model.apply(params, idx), idx,
                                 _param_specs(model), names=["idx", ""], name="logits"),
                           model)
