@@ -73,11 +73,20 @@ def bind_dims(graph, shapes) -> dict:
             if expected != size:
                 symbol = sorted(d.symbols)[0]
                 other, other_axis, other_size = source[symbol]
+                theirs = f"{other!r} axis {other_axis} has {other_size}"
+                ours = f"{name!r} axis {axis} has {size}"
+                if d != Dim.symbol(symbol) or str(source_dim(graph, other, other_axis)) != \
+                        symbol:  # an expression: say what each side means
+                    theirs += f" ({symbol}={binding[symbol]})"
+                    ours += f", but it is {d}"
                 raise GraphcError(f"inputs {other!r} and {name!r} disagree on dimension "
-                                  f"{symbol}: {other!r} axis {other_axis} has {other_size} "
-                                  f"({symbol}={binding[symbol]}), {name!r} axis {axis} has "
-                                  f"{size} but is {d}")
+                                  f"{symbol}: {theirs}, {ours}")
     return binding
+
+
+def source_dim(graph, input_name, axis):
+    """The declared dimension of an input's axis."""
+    return graph.input_by_name(input_name).shape[axis]
 
 
 def _text(shape) -> str:

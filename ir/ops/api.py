@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import Dim, as_dim, as_dtype, is_float
+from ..types import Dim, InconclusiveDim, as_dim, as_dtype, is_float
 from .registry import apply
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -269,10 +269,13 @@ def getitem(x, key):
             k = int(k) % d
             starts.append(k), stops.append(k + 1), steps.append(1)
         elif isinstance(k, slice):
-            a, b, s = _slice_indices(k, d)
-            if s <= 0:
-                _fail("negative slice steps are not supported")
-            b = b if b >= a else a  # not max(): `t > 1` is undecided where `t >= 1` holds
+            try:
+                a, b, s = _slice_indices(k, d)
+                if s <= 0:
+                    _fail("negative slice steps are not supported")
+                b = b if b >= a else a  # not max(): `t > 1` is undecided where `t >= 1` holds
+            except InconclusiveDim as exc:
+                _fail(f"slice {k.start}:{k.stop} of axis {axis} (size {d}): {exc.message}")
             starts.append(a), stops.append(b), steps.append(s)
             out_shape.append(slice_length(a, b, s))
         else:
