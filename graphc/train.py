@@ -137,9 +137,11 @@ def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
     if windows < 1:
         raise ValueError(f"the {split} split has {len(ids)} tokens: fewer than one window of "
                          f"{T} + 1")
-    # the last batch may be smaller: the compiled function makes a plan of its own for it
+    # the last batch may be smaller: a symbolic batch serves it from the same traced and
+    # optimised graph (shape polymorphism; it is only lowered for its size)
     mean_loss = Compiled(lambda params, idx, targets: model.apply(params, idx, targets),
-                         pipeline, fast_math, jit=jit)
+                         pipeline, fast_math, jit=jit,
+                         polymorphic_shapes=(None, ("batch", "_"), ("batch", "_")))
     total, tokens = 0.0, 0
     for first in range(0, windows, cfg.batch_size):
         count = min(cfg.batch_size, windows - first)

@@ -318,6 +318,16 @@ class Dim:
     __repr__ = __str__
 
 
+def holds_when_bound(comparison) -> bool:
+    """comparison() (a test of dimensions), or True where its answer depends on the symbols'
+    values: the rule that asks is run again on the sizes of each call (ir.specialize), which
+    then checks it. For bounds such as "an update of `length` rows fits a cache of 64"."""
+    try:
+        return bool(comparison())
+    except InconclusiveDim:
+        return True
+
+
 def as_dim(d):
     """A dimension as the IR holds it: an int (numpy integers included) or a Dim."""
     if isinstance(d, Dim):

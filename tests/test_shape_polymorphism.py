@@ -259,3 +259,41 @@ def test_dump_prints_the_symbol_and_binds_for_lowering():
     bound = _dump("mlp", "--batch", "batch", "--after", "plan-memory", "--bind", "batch=8")
     assert bound.returncode == 0, bound.stderr
     assert "f32[8,64]" in bound.stdout and "batch" not in bound.stdout
+
+
+# ---- where users feel it: generation and evaluation ------------------------------------------
+def test_generation_prefill_lengths_share_one_traced_step():
+    from graphc.generate import Generator
+    model = _tiny_gpt()  # block size 8
+    params = {name: p.data for name, p in model.named_parameters()}
+    logits_of = gc.compile(lambda params, idx: model.apply(params, idx))
+    gen = Generator(model, params)
+    prompts = ([1, 2, 3, 4, 5], [3, 1, 4, 1, 5, 9, 2], [2, 7, 1, 8, 2, 8])  # all in span 8
+    for prompt in prompts:
+        got = gen.start([prompt])
+        expected = logits_of(params, np.array([prompt]))[:, -1]
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    assert list(gen._steps) == [8]  # one traced and optimised step for every prompt length
+    step = gen._steps[8]
+    assert isinstance(step, PolymorphicPlan) and step.lowerings == len(prompts)
+    assert {"length": 7, "batch": 1} in step.bindings
+    assert "i64[batch,length] idx" in format_graph(step.graph)
+
+
+def test_split_loss_scores_a_smaller_last_batch_from_the_same_graph(monkeypatch):
+    import graphc.transforms as transforms
+    from graphc.train import split_loss
+    model = _tiny_gpt()  # batches of 64 windows of 8: 67 windows are a batch of 64 and one of 3
+    traced = []
+    monkeypatch.setattr(transforms, "trace", lambda *a, **k: traced.append(1) or
+                        gc.trace(*a, **k))
+
+    class Data:
+        val = np.random.default_rng(4).integers(0, 11, 67 * 8 + 1)
+    params = {name: p.data for name, p in model.named_parameters()}
+    loss, tokens = split_loss(model, params, Data)
+    assert tokens == 67 * 8 and traced == [1]
+    mean_loss = gc.compile(lambda p, i, t: model.apply(p, i, t))
+    windows = Data.val[:-1].reshape(67, 8), Data.val[1:].reshape(67, 8)
+    expected = float(mean_loss(params, *windows))  # one batch of all windows
+    assert loss == pytest.approx(expected, rel=1e-12)
