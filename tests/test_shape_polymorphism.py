@@ -297,3 +297,14 @@ def test_split_loss_scores_a_smaller_last_batch_from_the_same_graph(monkeypatch)
     windows = Data.val[:-1].reshape(67, 8), Data.val[1:].reshape(67, 8)
     expected = float(mean_loss(params, *windows))  # one batch of all windows
     assert loss == pytest.approx(expected, rel=1e-12)
+
+
+def test_readme_shape_polymorphism_example_runs(capsys):
+    import re
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    block = re.search(r"### Shape polymorphism.*?```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    expected = "\n".join(line[2:] for line in block.splitlines() if line.startswith("# "))
+    assert printed == "[]\n" + expected + "\n"
