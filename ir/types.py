@@ -109,6 +109,15 @@ class InconclusiveDim(GraphcError):
         super().__init__(message, (user_location(),))
 
 
+def _operand(x):
+    """An operand of Dim arithmetic: a Dim or an int (numpy integers included)."""
+    if isinstance(x, Dim):
+        return x
+    if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
+        return int(x)
+    return NotImplemented
+
+
 class Dim:
     """A symbolic dimension: a polynomial with integer coefficients over named symbols, each
     standing for an integer >= 1 fixed per call (`batch`, `2*batch`, `batch*seq`, `seq+1`).
@@ -163,7 +172,8 @@ class Dim:
 
     # arithmetic (with ints and Dims; anything else is NotImplemented)
     def __add__(self, other):
-        if not isinstance(other, (int, Dim)):
+        other = _operand(other)
+        if other is NotImplemented:
             return NotImplemented
         poly = self._poly(self)
         for m, c in self._poly(other).items():
@@ -176,17 +186,20 @@ class Dim:
         return self._make({m: -c for m, c in self.terms})
 
     def __sub__(self, other):
-        if not isinstance(other, (int, Dim)):
+        other = _operand(other)
+        if other is NotImplemented:
             return NotImplemented
         return self + (-other)
 
     def __rsub__(self, other):
+        other = _operand(other)
         if not isinstance(other, int):
             return NotImplemented
         return (-self) + other
 
     def __mul__(self, other):
-        if not isinstance(other, (int, Dim)):
+        other = _operand(other)
+        if other is NotImplemented:
             return NotImplemented
         poly = {}
         for m1, c1 in self._poly(self).items():
@@ -219,7 +232,8 @@ class Dim:
         return self._make(poly)
 
     def __floordiv__(self, other):
-        if not isinstance(other, (int, Dim)):
+        other = _operand(other)
+        if other is NotImplemented:
             return NotImplemented
         q = self.divide(other)
         if q is None:
@@ -228,6 +242,7 @@ class Dim:
         return q
 
     def __rfloordiv__(self, other):
+        other = _operand(other)
         if not isinstance(other, int):
             return NotImplemented
         if other == 0:
@@ -235,7 +250,8 @@ class Dim:
         raise InconclusiveDim(f"{other} // {self} depends on the value of {self}")
 
     def __mod__(self, other):
-        if not isinstance(other, (int, Dim)):
+        other = _operand(other)
+        if other is NotImplemented:
             return NotImplemented
         if self.divide(other) is not None:
             return 0
@@ -247,7 +263,8 @@ class Dim:
     def __eq__(self, other):
         if isinstance(other, Dim):
             return self.terms == other.terms
-        if isinstance(other, (int, float)) and not isinstance(other, bool):
+        if isinstance(other, (int, float, np.integer, np.floating)) and \
+                not isinstance(other, bool):
             return False
         return NotImplemented
 
@@ -272,13 +289,15 @@ class Dim:
                               f"{', '.join(sorted(self.symbols))}")
 
     def __ge__(self, other):
-        if not isinstance(other, (int, Dim)):
+        other = _operand(other)
+        if other is NotImplemented:
             return NotImplemented
         d = self - other
         return d >= 0 if isinstance(d, int) else d._at_least_zero()
 
     def __le__(self, other):
-        if not isinstance(other, (int, Dim)):
+        other = _operand(other)
+        if other is NotImplemented:
             return NotImplemented
         d = other - self
         return d >= 0 if isinstance(d, int) else d._at_least_zero()

@@ -264,9 +264,13 @@ def getitem(x, key):
             continue
         d = shape[axis]
         if isinstance(k, (int, np.integer)):
-            if not -d <= k < d:
+            try:
+                inside = d + k >= 0 if k < 0 else d - k >= 1
+            except InconclusiveDim as exc:
+                _fail(f"index {k} of axis {axis} (size {d}): {exc.message}")
+            if not inside:
                 _fail(f"index {k} is out of bounds for axis {axis} of size {d}")
-            k = int(k) % d
+            k = d + int(k) if k < 0 else int(k)
             starts.append(k), stops.append(k + 1), steps.append(1)
         elif isinstance(k, slice):
             try:
