@@ -62,6 +62,7 @@ class Compiled:
                               (user_location(),))
         self.polymorphic_shapes = None if polymorphic_shapes is None else \
             tuple(polymorphic_shapes)
+        self._templates = {}  # (argument position, pytree structure) -> templates per leaf
         self.recompiles = []  # one message per compilation after the first
         self._plans = {}
         self._last_key = None
@@ -96,7 +97,10 @@ class Compiled:
                 key.append(("static", type(a).__name__, a))
             else:
                 leaves, structure = leaves_and_structure(a)
-                templates = self._leaf_templates(i, a, len(leaves))
+                templates = self._templates.get((i, structure))
+                if templates is None:  # parsed once per argument and structure
+                    templates = self._leaf_templates(i, a, len(leaves))
+                    self._templates[(i, structure)] = templates
                 key.append((structure, tuple(_leaf_signature(x, t)
                                              for x, t in zip(leaves, templates))))
         return tuple(key)

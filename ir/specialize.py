@@ -37,7 +37,7 @@ def bind_dims(graph, shapes) -> dict:
     Each symbol is bound by the first input that has it alone on an axis (`batch`, or
     `2*batch+1`); then every dimension of every input must agree with the binding. A
     disagreement is one GraphcError naming both inputs and axes."""
-    binding, source = {}, {}  # symbol -> value; symbol -> (input name, axis, value)
+    binding, source = {}, {}  # symbol -> value; symbol -> (input name, axis, size, dim)
     for node, shape in zip(graph.inputs, shapes):
         name = node.attrs["name"]
         if len(shape) != node.ndim:
@@ -55,7 +55,7 @@ def bind_dims(graph, shapes) -> dict:
                 raise GraphcError(f"input {name!r} axis {axis} has size {size}, which gives "
                                   f"{d} no value >= 1 for {symbol} (symbolic dimensions are "
                                   "at least 1)")
-            binding[symbol], source[symbol] = value, (name, axis, size)
+            binding[symbol], source[symbol] = value, (name, axis, size, d)
     for node, shape in zip(graph.inputs, shapes):
         name = node.attrs["name"]
         for axis, (d, size) in enumerate(zip(node.shape, shape)):
@@ -72,21 +72,16 @@ def bind_dims(graph, shapes) -> dict:
             expected = d.evaluate(binding)
             if expected != size:
                 symbol = sorted(d.symbols)[0]
-                other, other_axis, other_size = source[symbol]
+                other, other_axis, other_size, other_dim = source[symbol]
                 theirs = f"{other!r} axis {other_axis} has {other_size}"
                 ours = f"{name!r} axis {axis} has {size}"
-                if d != Dim.symbol(symbol) or str(source_dim(graph, other, other_axis)) != \
-                        symbol:  # an expression: say what each side means
+                if str(d) != symbol or str(other_dim) != symbol:  # expressions: say what
+                    # each side means
                     theirs += f" ({symbol}={binding[symbol]})"
                     ours += f", but it is {d}"
                 raise GraphcError(f"inputs {other!r} and {name!r} disagree on dimension "
                                   f"{symbol}: {theirs}, {ours}")
     return binding
-
-
-def source_dim(graph, input_name, axis):
-    """The declared dimension of an input's axis."""
-    return graph.input_by_name(input_name).shape[axis]
 
 
 def _text(shape) -> str:

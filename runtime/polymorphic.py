@@ -31,7 +31,6 @@ class PolymorphicPlan:
 
     def __init__(self, graph, name=None, donate=(), check_finite=False, parallel=None,
                  jit=None, background_compile=None, fast_math=False):
-        from .codegen import Plan  # noqa: F401  (fail here, not at the first call)
         self.graph = graph  # the symbolic, optimised graph
         self.name = name or graph.name
         self.options = dict(name=self.name, donate=tuple(donate), check_finite=check_finite,
@@ -70,9 +69,9 @@ class PolymorphicPlan:
     def run_checked(self, *args, **kwargs):
         return self.specialize(*args, **kwargs).run_checked(*args, **kwargs)
 
-    def profile(self, *args, **kwargs):
-        inputs = {k: v for k, v in kwargs.items() if k not in ("repeat", "file", "top")}
-        return self.specialize(*args, **inputs).profile(*args, **kwargs)
+    def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
+        return self.specialize(*args, **kwargs).profile(*args, repeat=repeat, file=file,
+                                                        top=top, **kwargs)
 
     @property
     def bindings(self) -> list:
