@@ -22,7 +22,8 @@ _NAME = re.compile(r"[^\s,()]+")
 # a dimension in a type: an int or a symbolic expression (`batch`, `2*batch+1`, `b*t`)
 _DIM = re.compile(r"[A-Za-z0-9_*+\-]+")
 # a symbolic dimension as an attribute value: it has a symbol (a number alone is a number)
-_DIM_VALUE = re.compile(r"-?(?:\d+\*)*[A-Za-z_][A-Za-z0-9_]*(?:[*+\-](?:[A-Za-z_][A-Za-z0-9_]*|\d+))*")
+_SYMBOL_OR_INT = r"(?:[A-Za-z_][A-Za-z0-9_]*|\d+)"
+_DIM_VALUE = re.compile(r"-?(?:\d+\*)*[A-Za-z_][A-Za-z0-9_]*(?:[*+\-]" + _SYMBOL_OR_INT + ")*")
 # Attribute values nest (tuples of tuples); real graphs need two or three levels. The bound
 # keeps hostile input from exhausting Python's stack.
 MAX_NESTING = 32
