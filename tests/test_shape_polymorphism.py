@@ -345,3 +345,12 @@ def test_symbolic_plan_matches_the_interpreter(name):
         for g, e in zip(got, expected):
             assert g.shape == e.shape and g.dtype == e.dtype
             np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_bisect_checks_each_pass_of_a_symbolic_graph(monkeypatch):
+    monkeypatch.setenv("GRAPHC_BISECT", "1")
+    graph = gc.trace(_mlp_loss_and_grads, gc.spec(("batch", 6), "f64"),
+                     gc.spec(("batch",), "int64"), np.ones((6, 16)), np.ones(16),
+                     np.ones((16, 5)))
+    plan = build_plan(graph)  # each pass's graph evaluated at batch=3 against the one before
+    assert plan.graph.inputs[0].type.symbolic
