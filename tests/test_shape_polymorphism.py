@@ -354,3 +354,16 @@ def test_bisect_checks_each_pass_of_a_symbolic_graph(monkeypatch):
                      np.ones((16, 5)))
     plan = build_plan(graph)  # each pass's graph evaluated at batch=3 against the one before
     assert plan.graph.inputs[0].type.symbolic
+
+
+def test_a_sequence_longer_than_the_block_is_refused_when_bound():
+    model = _tiny_gpt()  # block size 8
+    logits = gc.compile(lambda p, idx: model.apply(p, idx),
+                        polymorphic_shapes=(None, "(batch, seq)"))
+    params = model.params()
+    assert logits(params, np.zeros((2, 8), np.int64)).shape == (2, 8, 11)
+    with pytest.raises(GraphcError) as info:
+        logits(params, np.zeros((2, 9), np.int64))
+    assert str(info.value).splitlines()[0] == ("slice with batch=2, seq=9: bad range 0:9:1 for "
+                                              "an axis of 8")
+    assert "graphc/models/gpt.py" in str(info.value)

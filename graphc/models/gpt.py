@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ir.ops import api as F
+from ir.types import Dim
 
 from .. import nn
 
@@ -147,7 +148,12 @@ class GPT(nn.Module):
         def dropout(x):
             return F.dropout(x, cfg.dropout, seed) if use_dropout else x
 
-        x = dropout(self.wte(idx) + self.wpe(F.arange(T)))
+        if isinstance(T, Dim):  # a symbolic length: the table's first T rows, a slice whose
+            # bound (T <= block_size) is checked when T is bound, naming this line
+            positions = self.wpe.weight[:T]
+        else:
+            positions = self.wpe(F.arange(T))
+        x = dropout(self.wte(idx) + positions)
         for block in self.blocks:
             x = block(x, dropout)
         x = self.ln_f(x)

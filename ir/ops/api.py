@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import Dim, InconclusiveDim, as_dim, as_dtype, is_float
+from ..types import Dim, InconclusiveDim, as_dim, as_dtype, holds_when_bound, is_float
 from .registry import apply
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -306,8 +306,10 @@ def _slice_indices(k: slice, d):
         if not isinstance(v, Dim) and v < 0:
             v = d + v
             return v if isinstance(v, Dim) or v >= 0 else 0
-        return v if not isinstance(d, Dim) and not isinstance(v, Dim) and v <= d else \
-            (v if v <= d else d)
+        # Python clamps a bound past the end to the size; where that depends on the symbols
+        # (`table[:seq]` of a table of 64 rows) the bound stays, and the slice's type rule
+        # checks it when they are bound: an error then, not a clamp
+        return v if holds_when_bound(lambda: v <= d) else d
 
     return bound(k.start, 0), bound(k.stop, d), step
 
