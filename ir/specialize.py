@@ -99,7 +99,12 @@ def specialize(graph, binding: dict) -> Graph:
     new._next_salt = graph._next_salt
     mapping = {}
     for node in graph.nodes:
-        t = TensorType(substitute(node.shape, binding), node.dtype)
+        try:
+            t = TensorType(substitute(node.shape, binding), node.dtype)
+        except KeyError as exc:
+            raise GraphcError(f"{node.op}: the symbolic dimension {exc.args[0]} is not the "
+                              "size of any input's axis, so no call binds it", node.locs) \
+                from None
         if node.op == "input":
             copy = new.input(node.attrs["name"], t.shape, t.dtype, node.attrs["kind"])
             copy.locs = node.locs
@@ -107,7 +112,12 @@ def specialize(graph, binding: dict) -> Graph:
             inputs = [mapping[i] for i in node.inputs]
             attrs = node.attrs
             if node.type.symbolic or holds_dim(attrs):
-                attrs = {k: substitute(v, binding) for k, v in attrs.items()}
+                try:
+                    attrs = {k: substitute(v, binding) for k, v in attrs.items()}
+                except KeyError as exc:
+                    raise GraphcError(f"{node.op}: the symbolic dimension {exc.args[0]} is "
+                                      "not the size of any input's axis, so no call binds it",
+                                      node.locs) from None
                 try:
                     expected = get_op(node.op).infer([i.type for i in inputs], **attrs)
                 except Exception as exc:  # a type rule's complaint, for these sizes

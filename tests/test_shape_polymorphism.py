@@ -367,3 +367,11 @@ def test_a_sequence_longer_than_the_block_is_refused_when_bound():
     assert str(info.value).splitlines()[0] == ("slice with batch=2, seq=9: bad range 0:9:1 for "
                                               "an axis of 8")
     assert "graphc/models/gpt.py" in str(info.value)
+
+
+def test_a_symbol_no_input_has_is_refused():
+    n = Dim.symbol("n")
+    graph = gc.trace(lambda x: x + gc.sum(gc.ones((n,), "f64")), gc.spec(("batch",), "f64"))
+    with pytest.raises(GraphcError, match="full: the symbolic dimension n is not the size of "
+                                          "any input's axis, so no call binds it"):
+        evaluate(graph, (np.ones(3),))
