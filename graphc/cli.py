@@ -149,6 +149,10 @@ def build_parser():
                    "in text, print a control-flow body shared by several nodes once")
     d.add_argument("--locations", action="store_true", help="annotate source lines")
     d.add_argument("--full", action="store_true", help="print large constants in full")
+    d.add_argument("--batch", help="gpt and mlp: the batch size, or a name for a symbolic "
+                   "batch dimension (one plan for every batch size): --batch batch")
+    d.add_argument("--bind", action="append", metavar="NAME=SIZE", help="sizes for a graph's "
+                   "symbolic dimensions, for lowering stages and --stats (repeatable)")
 
     b = sub.add_parser("bench", help="benchmark compiled vs -O0 vs eager vs PyTorch")
     from .bench import add_arguments

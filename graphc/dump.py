@@ -25,15 +25,16 @@ from runtime.interpreter import evaluate
 from .files import write_atomically
 
 
-def builtin_gpt(config: str, grad: bool) -> Graph:
+def builtin_gpt(config: str, grad: bool, batch=None) -> Graph:
+    """`batch`: the batch size, or a name for a symbolic batch (shape polymorphism)."""
     from .models.gpt import GPT, GPTConfig
     from .train import build_eval_loss
     model = GPT(GPTConfig.named(config, vocab_size=65))
-    return build_eval_loss(model, with_grads=grad,
+    return build_eval_loss(model, batch_size=batch, with_grads=grad,
                            name=f"gpt_{config}_{'loss_grad' if grad else 'loss'}")
 
 
-def builtin_mlp(grad: bool) -> Graph:
+def builtin_mlp(grad: bool, batch=None) -> Graph:
     from . import nn
     from ir.ops import api as F
 
@@ -49,8 +50,9 @@ def builtin_mlp(grad: bool) -> Graph:
     model = MLP()
     g = Graph(f"mlp_{'loss_grad' if grad else 'loss'}")
     with g.building():
-        x = g.input("x", (32, 64), "float32")
-        y = g.input("y", (32,), "int64")
+        batch = 32 if batch is None else batch
+        x = g.input("x", (batch, 64), "float32")
+        y = g.input("y", (batch,), "int64")
         params = [graph_param(g, p) for _, p in model.named_parameters()]
         loss = model(x, y)
         g.set_outputs([loss] + (gradients([loss], params) if grad else []))
@@ -80,13 +82,17 @@ def _import_function(target: str):
     return fn
 
 
-def load_target(target: str, config: str = "tiny", grad: bool = False) -> Graph:
-    """A Graph from 'gpt', 'mlp', 'file.py:fn', 'module:fn', or a saved .ir/.json file."""
+def load_target(target: str, config: str = "tiny", grad: bool = False, batch=None) -> Graph:
+    """A Graph from 'gpt', 'mlp', 'file.py:fn', 'module:fn', or a saved .ir/.json file;
+    `batch` (gpt and mlp): a batch size, or a name for a symbolic batch dimension."""
     from .tracing import trace
+    if batch is not None and target not in ("gpt", "mlp"):
+        raise GraphcError(f"dump --batch: only the gpt and mlp targets take a batch size; "
+                          f"{target} declares its own shapes")
     if target == "gpt":
-        return builtin_gpt(config, grad)
+        return builtin_gpt(config, grad, batch)
     if target == "mlp":
-        return builtin_mlp(grad)
+        return builtin_mlp(grad, batch)
     if os.path.isfile(target):
         with open(target, encoding="utf-8") as fh:
             text = fh.read()
@@ -250,13 +256,16 @@ def run_dump(args) -> int:
     from ir.dot import render, to_dot
     from ir.serialize import dumps
 
-    graph = load_target(args.target, args.config, args.grad)
+    graph = load_target(args.target, args.config, args.grad, _batch_argument(args))
     pipeline = "O0" if args.O0 else (args.passes or "default")
     if args.diff:
         return _emit(diff_text(graph, pipeline, *args.diff, locations=args.locations), args)
     pipeline, after_pass, after_stage = split_lowering(pipeline, args.after)
     result = run_pipeline(graph, pipeline, stop_after=after_pass, verify_each=True,
                           evaluate=evaluate)
+    result.graph = bound_for_sizes(result.graph, getattr(args, "bind", None),
+                                   needs_sizes=bool(args.stats or after_stage
+                                                    or args.format == "graphml"))
     if args.stats:
         return _emit(stats_text(graph, result) + "\n", args)
     g = result.graph
@@ -284,6 +293,47 @@ def run_dump(args) -> int:
     return _emit(render(g, fmt, collapse=args.collapse), args)
 
 
+def parse_bindings(texts) -> dict:
+    """["batch=8", "seq=16"] -> {"batch": 8, "seq": 16} (dump --bind)."""
+    binding = {}
+    for text in texts or ():
+        name, _, value = text.partition("=")
+        if not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise GraphcError(f"--bind {text!r}: expected NAME=SIZE with a size >= 1, such as "
+                              "batch=8")
+        binding[name.strip()] = int(value)
+    return binding
+
+
+def bound_for_sizes(graph, bind_texts, needs_sizes: bool):
+    """The graph to show: with --bind, the optimised graph specialised to those sizes (the
+    plan a call with them lowers); a graph with symbolic dimensions that must be lowered or
+    counted (lowering stages, --stats, GraphML's FLOPs) without --bind is an error naming
+    the symbols."""
+    from ir.specialize import graph_is_symbolic, specialize
+    binding = parse_bindings(bind_texts)
+    if not graph_is_symbolic(graph):
+        if binding:
+            raise GraphcError(f"--bind {', '.join(binding)}: the graph has no symbolic "
+                              "dimensions")
+        return graph
+    symbols = sorted({s for n in graph.inputs for d in n.shape
+                      if hasattr(d, "symbols") for s in d.symbols})
+    if not binding:
+        if needs_sizes:
+            raise GraphcError(f"the graph has symbolic dimensions ({', '.join(symbols)}); "
+                              "lowering stages, --stats and GraphML need sizes: add --bind "
+                              + " ".join(f"{s}=N" for s in symbols))
+        return graph
+    unknown = sorted(set(binding) - set(symbols))
+    missing = [s for s in symbols if s not in binding]
+    if unknown or missing:
+        raise GraphcError(f"--bind: the graph's symbolic dimensions are {', '.join(symbols)}"
+                          + (f"; unknown {', '.join(unknown)}" if unknown else "")
+                          + (f"; missing {', '.join(missing)}" if missing else ""))
+    return specialize(graph, binding)
+
+
 def _emit(data, args) -> int:
     if args.output:
         write_atomically(args.output, data)
@@ -292,3 +342,11 @@ def _emit(data, args) -> int:
     else:
         sys.stdout.write(data)
     return 0
+
+
+def _batch_argument(args):
+    """dump --batch: an int, or a name (a symbolic batch dimension)."""
+    batch = getattr(args, "batch", None)
+    if batch is None:
+        return None
+    return int(batch) if batch.isdigit() else batch

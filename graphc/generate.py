@@ -16,8 +16,10 @@ pad[b], its positions count from there and its queries never see the padding (a 
 attends to itself only, so no softmax row is empty). Once the cache is full the window slides
 as the no-cache path does (nanoGPT's `idx[:, -block_size:]`): positions are learned, so the
 cached keys of a shifted window are stale, and each further token reruns the prefill plan on
-the last block_size tokens. A prefill plan is compiled per batch size and window length (the
-longest prompt's), the decode plan once per batch size; a Generator keeps its plans.
+the last block_size tokens. The step's graph has a symbolic batch and length (shape
+polymorphism): it is traced and optimised once per span of cache slots it attends over, and
+each batch size and length (the prefill's longest prompt, 1 for the decode step) only lowers
+that graph for its sizes (runtime/polymorphic.py); a Generator keeps its plans.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import numpy as np
 from ir.graph import Graph
 from ir.ops import api as F
 from ir.ops.registry import graph_param
+from ir.types import as_dim
 from runtime.build import build_plan
 
 from .models.gpt import GPT
@@ -37,13 +40,13 @@ def cache_names(n_layer: int) -> list[str]:
     return [f"cache.{i}.{kv}" for i in range(n_layer) for kv in ("k", "v")]
 
 
-def build_cached_step(model: GPT, batch: int, length: int, span: int | None = None) -> Graph:
+def build_cached_step(model: GPT, batch, length, span: int | None = None) -> Graph:
     """(idx, positions, mask, start, parameters..., caches...) -> (logits of the last token,
     caches...): `length` tokens per row at cache slots start .. start+length-1, attending
     over the first `span` slots of the cache (default: all; the caller guarantees
-    start + length <= span)."""
+    start + length <= span). `batch` and `length` may be names: symbolic dimensions."""
     cfg = model.cfg
-    B, L, T, C, H = batch, length, cfg.block_size, cfg.n_embd, cfg.n_head
+    B, L, T, C, H = as_dim(batch), as_dim(length), cfg.block_size, cfg.n_embd, cfg.n_head
     S = T if span is None else span
     D = C // H
     g = Graph(f"cached_step_{L}_{S}")
@@ -92,15 +95,20 @@ class Generator:
     def __init__(self, model: GPT, params: dict):
         self.model = model
         self.params = params
-        self._plans = {}
+        self._plans = {}  # (batch, length, span) -> (concrete plan, input names)
+        self._steps = {}  # span -> the step's plan for every batch and length
         self._caches = None  # name -> (B, H, T, D) array, updated in place by the plans
         self._contexts = None  # each row's token ids so far
 
     def _plan(self, batch: int, length: int, span: int):
         key = (batch, length, span)
         if key not in self._plans:
-            plan = build_plan(build_cached_step(self.model, batch, length, span),
-                              donate=cache_names(self.model.cfg.n_layer))
+            step = self._steps.get(span)
+            if step is None:
+                step = build_plan(build_cached_step(self.model, "batch", "length", span),
+                                  donate=cache_names(self.model.cfg.n_layer))
+                self._steps[span] = step
+            plan = step.plan_for_binding({"batch": batch, "length": length})
             self._plans[key] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
         return self._plans[key]
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
-from ir.types import TensorType, as_dtype
+from ir.types import Dim, TensorType, as_dim, as_dtype
 from runtime.eager import Tensor
 
 
@@ -26,7 +26,14 @@ class Spec:
 
 
 def spec(shape, dtype="float32") -> Spec:
-    shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+    """A traced argument's shape and dtype. A dimension may be a name (`spec(("batch", 128))`)
+    or a `Dim` expression: it is symbolic, one graph and one plan serve every size of it
+    (shape polymorphism; the plan binds it from the arrays it is called with)."""
+    shape = (shape,) if isinstance(shape, (int, str, Dim)) else tuple(shape)
+    try:
+        shape = tuple(as_dim(d) for d in shape)
+    except (TypeError, ValueError) as exc:
+        raise GraphcError(f"spec: bad shape {shape!r}: {exc}", (user_location(),)) from None
     return Spec(shape, as_dtype(dtype))
 
 

@@ -21,7 +21,7 @@ from ir.errors import GraphcError
 
 from . import checkpoint, optim
 from .models.gpt import GPT, GPTConfig
-from .tracing import trace
+from .tracing import spec, trace
 from .trainer import CHECKPOINT, Trainer as _Trainer
 from .transforms import Compiled, value_and_grad
 
@@ -99,7 +99,8 @@ def _as_parameters(graph, model: GPT):
 def build_eval_loss(model: GPT, batch_size: int | None = None, with_grads: bool = False,
                     name: str = "eval_loss"):
     """The traced mean loss of a batch (no dropout); with_grads adds each parameter's
-    gradient. Inputs: idx, targets and the parameters under their own names."""
+    gradient. Inputs: idx, targets and the parameters under their own names. `batch_size`
+    may be a name: a symbolic batch dimension (one plan for every batch size)."""
     cfg = model.cfg
     B, T = batch_size or cfg.batch_size, cfg.block_size
 
@@ -109,14 +110,16 @@ def build_eval_loss(model: GPT, batch_size: int | None = None, with_grads: bool 
         loss, grads = value_and_grad(lambda p: model.apply(p, idx, targets))(params)
         return [loss] + list(grads.values())
 
-    idx = np.zeros((B, T), np.int64)
+    idx = spec((B, T), "int64")
     return _as_parameters(trace(eval_loss, idx, idx, _param_specs(model),
                                 names=["idx", "targets", ""], name=name), model)
 
 
-def build_logits(model: GPT, batch_size: int = 1):
-    """The traced logits of a batch of windows: inputs idx and the parameters."""
-    idx = np.zeros((batch_size, model.cfg.block_size), np.int64)
+def build_logits(model: GPT, batch_size=1, length=None):
+    """The traced logits of a batch of windows: inputs idx and the parameters. `batch_size`
+    and `length` (default: the block size) may be names: symbolic dimensions, so that one
+    plan scores every batch size and every window length up to the block size."""
+    idx = spec((batch_size, model.cfg.block_size if length is None else length), "int64")
     return _as_parameters(trace(lambda idx, params: model.apply(params, idx), idx,
                                 _param_specs(model), names=["idx", ""], name="logits"),
                           model)
@@ -134,9 +137,11 @@ def split_loss(model: GPT, params: dict, data, split="val", pipeline="default",
     if windows < 1:
         raise ValueError(f"the {split} split has {len(ids)} tokens: fewer than one window of "
                          f"{T} + 1")
-    # the last batch may be smaller: the compiled function makes a plan of its own for it
+    # the last batch may be smaller: a symbolic batch serves it from the same traced and
+    # optimised graph (shape polymorphism; it is only lowered for its size)
     mean_loss = Compiled(lambda params, idx, targets: model.apply(params, idx, targets),
-                         pipeline, fast_math, jit=jit)
+                         pipeline, fast_math, jit=jit,
+                         polymorphic_shapes=(None, ("batch", "_"), ("batch", "_")))
     total, tokens = 0.0, 0
     for first in range(0, windows, cfg.batch_size):
         count = min(cfg.batch_size, windows - first)

@@ -14,12 +14,13 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Node
+from ir.types import Dim, as_dim
 from ir.ops import api as F
 from passes.autodiff import gradients
 from runtime.eager import Tensor
 
-from .tracing import (arg_names, flatten, leaf_input_names, leaves_and_structure, to_spec,
-                      trace, unflatten)
+from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
+                      to_spec, trace, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -39,10 +40,16 @@ class Compiled:
     parameters and optimiser state in place; do not use a donated array after the call
     (it then holds some output). Each compilation after the first is logged (logger
     "graphc", INFO) and appended to `recompiles`, naming the argument whose signature
-    changed."""
+    changed.
+
+    `polymorphic_shapes` (as jax.export's): one entry per positional argument, None (every
+    dimension concrete) or a shape such as ("batch", 128) or "(batch, 128)", or a pytree of
+    such shapes matching the argument. A name is a symbolic dimension: one plan serves every
+    size of it (its buffers are sized per call), and only a change of a concrete dimension
+    recompiles; "_" takes the argument's size as a concrete dimension."""
 
     def __init__(self, fn, pipeline="default", fast_math=False, donate_argnums=(),
-                 static_argnums=(), jit=None):
+                 static_argnums=(), jit=None, polymorphic_shapes=None):
         self.fn = fn
         self.jit = jit  # runtime.codegen's option: None (numba kernels when available), False
         self.pipeline = pipeline
@@ -53,6 +60,9 @@ class Compiled:
         if both:
             raise GraphcError(f"compile: argument {min(both)} is both static and donated",
                               (user_location(),))
+        self.polymorphic_shapes = None if polymorphic_shapes is None else \
+            tuple(polymorphic_shapes)
+        self._templates = {}  # (argument position, pytree structure) -> templates per leaf
         self.recompiles = []  # one message per compilation after the first
         self._plans = {}
         self._last_key = None
@@ -87,8 +97,21 @@ class Compiled:
                 key.append(("static", type(a).__name__, a))
             else:
                 leaves, structure = leaves_and_structure(a)
-                key.append((structure, tuple(_leaf_signature(x) for x in leaves)))
+                templates = self._templates.get((i, structure))
+                if templates is None:  # parsed once per argument and structure
+                    templates = self._leaf_templates(i, a, len(leaves))
+                    self._templates[(i, structure)] = templates
+                key.append((structure, tuple(_leaf_signature(x, t)
+                                             for x, t in zip(leaves, templates))))
         return tuple(key)
+
+    def _leaf_templates(self, i, arg, count) -> list:
+        """The declared shape (a tuple of ints, names and "_") of each leaf of argument i, or
+        None per leaf where polymorphic_shapes declares nothing."""
+        if self.polymorphic_shapes is None or i >= len(self.polymorphic_shapes):
+            return [None] * count
+        return polymorphic_templates(self.polymorphic_shapes[i], arg, count,
+                                     self._names(i + 1)[i])
 
     def _names(self, count):
         return arg_names(self.fn, count)
@@ -140,7 +163,7 @@ class Compiled:
                     full[i] = v
                 return self.fn(*full)
 
-            graph = trace(bound, *[_specs_of(args[i]) for i in dynamic],
+            graph = trace(bound, *[_specs_of(args[i], key[i]) for i in dynamic],
                           names=[names[i] for i in dynamic], name=fname)
             donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
                       for leaf in leaf_input_names(names[i], args[i])]
@@ -207,34 +230,118 @@ def _describe_guards(guards) -> str:
                      for obj, attr, value in guards if getattr(obj, attr) != value)
 
 
-def _leaf_signature(x):
+def _leaf_signature(x, template=None):
     """(shape, dtype name) of an argument's leaf; arrays take the fast path (it runs on every
-    call of a compiled function)."""
+    call of a compiled function). With a declared template, its symbolic dimensions are
+    their names in the shape: every size of them has one signature."""
     if isinstance(x, np.ndarray):
-        return x.shape, x.dtype.name
-    spec = to_spec(x)
-    return spec.shape, str(spec.dtype)
+        shape, dtype = x.shape, x.dtype.name
+    else:
+        spec = to_spec(x)
+        shape, dtype = spec.shape, str(spec.dtype)
+    if template is None:
+        return shape, dtype
+    return _template_shape(template, shape), dtype
+
+
+def _template_shape(template, shape) -> tuple:
+    if len(template) != len(shape):
+        raise GraphcError(f"compile: polymorphic shape {_template_text(template)} has "
+                          f"{len(template)} dimensions, the argument {len(shape)} "
+                          f"(shape {tuple(shape)})", (user_location(),))
+    out = []
+    for declared, size in zip(template, shape):
+        if declared == "_":
+            out.append(size)
+        elif isinstance(declared, int):
+            if declared != size:
+                raise GraphcError(f"compile: polymorphic shape {_template_text(template)} "
+                                  f"declares {declared}, the argument has shape "
+                                  f"{tuple(shape)}", (user_location(),))
+            out.append(size)
+        else:
+            out.append(str(declared))  # a symbol (or a Dim expression): its text
+    return tuple(out)
+
+
+def _template_text(template) -> str:
+    return "(" + ", ".join(str(d) for d in template) + ")"
+
+
+def parse_polymorphic_shape(shape, what="polymorphic shape") -> tuple:
+    """("batch", 128), "(batch, 128)" or "batch, 128" -> ("batch", 128); "_" kept."""
+    if isinstance(shape, str):
+        text = shape.strip()
+        if text.startswith("(") and text.endswith(")"):
+            text = text[1:-1]
+        shape = [d.strip() for d in text.split(",") if d.strip()]
+    out = []
+    for d in shape:
+        if isinstance(d, str):
+            if d == "_":
+                out.append(d)
+                continue
+            try:
+                d = as_dim(int(d) if d.isdigit() else d)
+            except (ValueError, GraphcError) as exc:
+                raise GraphcError(f"compile: bad {what} {shape!r}: {exc}",
+                                  (user_location(),)) from None
+        elif not isinstance(d, (int, np.integer, Dim)):
+            raise GraphcError(f"compile: bad {what} {shape!r}: a dimension is an int, a name "
+                              f"or '_', not {type(d).__name__}", (user_location(),))
+        out.append(d if isinstance(d, Dim) else int(d))
+    return tuple(out)
+
+
+def _is_shape_template(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, tuple) and all(
+        isinstance(d, (str, int, np.integer, Dim)) for d in value))
+
+
+def polymorphic_templates(declared, arg, count, argname) -> list:
+    """One template (or None) per leaf of `arg` from its polymorphic_shapes entry: None,
+    one shape for a single array, or a pytree of shapes (and Nones) shaped like `arg`."""
+    if declared is None:
+        return [None] * count
+    if _is_shape_template(declared):
+        if count != 1:
+            raise GraphcError(f"compile: polymorphic_shapes gives argument {argname} one shape "
+                              f"{declared!r}, but it holds {count} arrays; give a pytree of "
+                              "shapes (None for concrete leaves)", (user_location(),))
+        return [parse_polymorphic_shape(declared)]
+    leaves, structure, _ = flatten(declared)
+    _, arg_structure, _ = flatten(arg)
+    if len(leaves) != count or structure != arg_structure:
+        raise GraphcError(f"compile: polymorphic_shapes for argument {argname} does not have "
+                          "the argument's pytree structure", (user_location(),))
+    return [None if leaf is None else parse_polymorphic_shape(leaf) for leaf in leaves]
 
 
 def _spec_text(shape_and_dtype):
     shape, dtype = shape_and_dtype
-    return f"{dtype}{list(shape)}"
+    return f"{dtype}[{', '.join(str(d) for d in shape)}]"
 
 
-def _specs_of(arg):
+def _specs_of(arg, key):
+    """The specs to trace argument `arg` with; its signature `key` has the symbolic
+    dimensions' names in place of their sizes."""
     leaves, structure, _ = flatten(arg)
-    return unflatten(structure, [to_spec(x) for x in leaves])
+    _, leaf_signatures = key
+    return unflatten(structure, [Spec(tuple(as_dim(d) for d in shape), to_spec(x).dtype)
+                                 for x, (shape, _) in zip(leaves, leaf_signatures)])
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
-            static_argnums=()):
+            static_argnums=(), polymorphic_shapes=None):
     """Decorator or function: compile `fn` into a cached, optimised plan. By default the plan
     computes what numpy computes, NaN and inf included, at every array size; fast_math=True
     allows rewrites that assume finite values (x * 0 -> 0, exp(log x) -> x) and lets fused
     kernels reassociate and approximate (faster, results may depend on the array's size).
-    donate_argnums / static_argnums: as JAX's jit (see Compiled)."""
+    donate_argnums / static_argnums: as JAX's jit; polymorphic_shapes: symbolic dimensions,
+    as jax.export's (see Compiled)."""
     def make(f):
-        return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums)
+        return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
+                        polymorphic_shapes=polymorphic_shapes)
     return make if fn is None else make(fn)
 
 

@@ -13,12 +13,17 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .types import DTYPES, TensorType, TupleType
+from .types import DTYPES, RESERVED_SYMBOLS, TensorType, TupleType, parse_dim
 
 _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REF = re.compile(r"%(\d+)")
 _NAME = re.compile(r"[^\s,()]+")
+# a dimension in a type: an int or a symbolic expression (`batch`, `2*batch+1`, `b*t`)
+_DIM = re.compile(r"[A-Za-z0-9_*+\-]+")
+# a symbolic dimension as an attribute value: it has a symbol (a number alone is a number)
+_SYMBOL_OR_INT = r"(?:[A-Za-z_][A-Za-z0-9_]*|\d+)"
+_DIM_VALUE = re.compile(r"-?(?:\d+\*)*[A-Za-z_][A-Za-z0-9_]*(?:[*+\-]" + _SYMBOL_OR_INT + ")*")
 # Attribute values nest (tuples of tuples); real graphs need two or three levels. The bound
 # keeps hostile input from exhausting Python's stack.
 MAX_NESTING = 32
@@ -85,11 +90,18 @@ def _type(c: _Cursor):
     dims = []
     if not c.accept("]"):
         while True:
-            dims.append(int(c.match(re.compile(r"\d+"), "a dimension").group()))
+            dims.append(_dim(c, c.match(_DIM, "a dimension").group()))
             if c.accept("]"):
                 break
             c.expect(",", "',' or ']'")
     return TensorType(tuple(dims), DTYPES[dtype.group()])
+
+
+def _dim(c: _Cursor, text: str):
+    try:
+        return parse_dim(text)
+    except ValueError as exc:
+        c.fail(f"bad dimension {text!r} ({exc})")
 
 
 def _number(text):
@@ -139,6 +151,10 @@ def _value(c: _Cursor, depth: int = 0):
     if m and not c.text[m.end():m.end() + 1].isalnum():
         c.pos = m.end()
         return DTYPES[m.group()]
+    m = _DIM_VALUE.match(c.text, c.pos)
+    if m and m.group().lstrip("-") not in RESERVED_SYMBOLS:
+        c.pos = m.end()
+        return _dim(c, m.group())
     return _number(c.match(_NUMBER, "a value").group())
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .types import DTYPES, SHORT_NAMES, TensorType, TupleType
+from .types import DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, parse_dim
 
 FORMAT, VERSION = "graphc-ir", 1
 # Python's json parser recurses once per level of nesting; the schema needs five (document,
@@ -58,6 +58,8 @@ def _encode(v):
         return {"tuple": [_encode(x) for x in v]}
     if isinstance(v, np.dtype):
         return {"dtype": SHORT_NAMES[v]}
+    if isinstance(v, Dim):
+        return {"dim": str(v)}
     if isinstance(v, np.ndarray):
         return {"array": [_encode(x) for x in v.reshape(-1).tolist()], "shape": list(v.shape),
                 "dtype": SHORT_NAMES[v.dtype]}
@@ -98,12 +100,15 @@ def _need(cond, path, message):
 def _type(text, path):
     _need(isinstance(text, str), path, "a type must be a string like 'f32[4,3]'")
     if text.startswith("(") and text.endswith(")"):  # a control-flow node's TupleType
-        parts = re.findall(r"[a-z0-9]+\[[\d,]*\]", text)
+        parts = re.findall(r"[a-z0-9]+\[[^\]]*\]", text)
         _need(", ".join(parts) == text[1:-1], path, f"bad type {text!r}")
         return TupleType([_type(t, path) for t in parts])
-    m = re.fullmatch(r"(f32|f64|i32|i64|bool)\[((?:\d+(?:,\d+)*)?)\]", text)
+    m = re.fullmatch(r"(f32|f64|i32|i64|bool)\[((?:[\w*+\-]+(?:,[\w*+\-]+)*)?)\]", text)
     _need(m is not None, path, f"bad type {text!r}")
-    dims = tuple(int(d) for d in m.group(2).split(",")) if m.group(2) else ()
+    try:  # a dimension is an int or a symbolic expression (ir.types.parse_dim)
+        dims = tuple(parse_dim(d) for d in m.group(2).split(",")) if m.group(2) else ()
+    except ValueError as exc:
+        raise _Bad(f"{path}: bad type {text!r}: {exc}") from None
     return TensorType(dims, DTYPES[m.group(1)])
 
 
@@ -120,6 +125,12 @@ def _decode(v, path):
         if set(v) == {"dtype"}:
             _need(v["dtype"] in DTYPES, path, f"unknown dtype {v['dtype']!r}")
             return DTYPES[v["dtype"]]
+        if set(v) == {"dim"}:
+            _need(isinstance(v["dim"], str), path, "'dim' must hold a string like '2*batch'")
+            try:
+                return parse_dim(v["dim"])
+            except ValueError as exc:
+                raise _Bad(f"{path}: bad dimension {v['dim']!r}: {exc}") from None
         if set(v) == {"float"}:
             _need(v["float"] in ("inf", "-inf", "nan"), path, "bad non-finite float")
             return float(v["float"])

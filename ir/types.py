@@ -1,9 +1,17 @@
-"""Static tensor types: a shape and a dtype, with the short names the IR text uses."""
+"""Static tensor types: a shape and a dtype, with the short names the IR text uses.
+
+A dimension is an int or a symbolic `Dim` (shape polymorphism, as JAX's `jax.export`
+symbolic shapes): `f32[batch,128]` is one type for every batch size, and one compiled plan
+serves them all (runtime/polymorphic.py binds the symbols from the inputs at call time).
+"""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from .errors import GraphcError, user_location
 
 DTYPES = {
     "f32": np.dtype("float32"),
@@ -41,7 +49,7 @@ class TensorType:
     dtype: np.dtype
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        object.__setattr__(self, "shape", tuple(as_dim(d) for d in self.shape))
         object.__setattr__(self, "dtype", as_dtype(self.dtype))
 
     @property
@@ -61,6 +69,10 @@ class TensorType:
 
     def __str__(self) -> str:
         return f"{SHORT_NAMES[self.dtype]}[{','.join(str(d) for d in self.shape)}]"
+
+    @property
+    def symbolic(self) -> bool:
+        return any(isinstance(d, Dim) for d in self.shape)
 
 
 def broadcast_shapes(*shapes) -> tuple | None:
@@ -105,8 +117,335 @@ class TupleType:
         return sum(t.nbytes for t in self.elements)
 
     @property
+    def symbolic(self) -> bool:
+        return any(t.symbolic for t in self.elements)
+
+    @property
     def size(self) -> int:
         return self.nbytes
 
     def __str__(self) -> str:
         return "(" + ", ".join(str(t) for t in self.elements) + ")"
+# ---- symbolic dimensions ------------------------------------------------------------------
+_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# names the IR text reads as something else (dtypes and booleans in attributes)
+RESERVED_SYMBOLS = frozenset(DTYPES) | {"true", "false", "inf", "nan"}
+
+
+class InconclusiveDim(GraphcError):
+    """A comparison or division of symbolic dimensions whose answer depends on the symbols'
+    values (raised where the user's code or an op's rule asked it)."""
+
+    def __init__(self, message):
+        super().__init__(message, (user_location(),))
+
+
+def _operand(x):
+    """An operand of Dim arithmetic: a Dim or an int (numpy integers included)."""
+    if isinstance(x, Dim):
+        return x
+    if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
+        return int(x)
+    return NotImplemented
+
+
+class Dim:
+    """A symbolic dimension: a polynomial with integer coefficients over named symbols, each
+    standing for an integer >= 1 fixed per call (`batch`, `2*batch`, `batch*seq`, `seq+1`).
+
+    Arithmetic with ints and other Dims normalises (a Dim that is a constant is returned as
+    an int), so two dimensions are equal exactly when their polynomials are: `b*t == t*b`.
+    Floor division is exact division only (reshape's -1); comparisons that depend on the
+    symbols' values raise InconclusiveDim, as JAX's. int() raises GraphcError: a size used
+    as a Python number while tracing (`range(T)`) cannot be known yet."""
+
+    __slots__ = ("terms",)
+
+    def __init__(self, terms):
+        # terms: ((monomial: sorted tuple of symbol names, coefficient), ...), sorted
+        self.terms = terms
+
+    @staticmethod
+    def symbol(name: str) -> Dim:
+        if not isinstance(name, str) or not _SYMBOL.fullmatch(name) or \
+                name in RESERVED_SYMBOLS:
+            raise ValueError(f"{name!r} is not a valid dimension name (a Python identifier, "
+                             f"not one of {sorted(RESERVED_SYMBOLS)})")
+        return Dim(((((name,), 1),)))
+
+    @staticmethod
+    def _make(poly: dict):
+        terms = tuple(sorted((m, c) for m, c in poly.items() if c))
+        if not terms:
+            return 0
+        if len(terms) == 1 and terms[0][0] == ():
+            return terms[0][1]
+        return Dim(terms)
+
+    @staticmethod
+    def _poly(x) -> dict:
+        if isinstance(x, Dim):
+            return dict(x.terms)
+        return {(): int(x)} if int(x) else {}
+
+    @property
+    def symbols(self) -> set:
+        return {s for m, _ in self.terms for s in m}
+
+    def evaluate(self, binding: dict) -> int:
+        """The value for these symbol values ({name: int}); a KeyError names a missing one."""
+        total = 0
+        for monomial, coeff in self.terms:
+            for name in monomial:
+                coeff *= binding[name]
+            total += coeff
+        return total
+
+    # arithmetic (with ints and Dims; anything else is NotImplemented)
+    def __add__(self, other):
+        other = _operand(other)
+        if other is NotImplemented:
+            return NotImplemented
+        poly = self._poly(self)
+        for m, c in self._poly(other).items():
+            poly[m] = poly.get(m, 0) + c
+        return self._make(poly)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return self._make({m: -c for m, c in self.terms})
+
+    def __sub__(self, other):
+        other = _operand(other)
+        if other is NotImplemented:
+            return NotImplemented
+        return self + (-other)
+
+    def __rsub__(self, other):
+        other = _operand(other)
+        if not isinstance(other, int):
+            return NotImplemented
+        return (-self) + other
+
+    def __mul__(self, other):
+        other = _operand(other)
+        if other is NotImplemented:
+            return NotImplemented
+        poly = {}
+        for m1, c1 in self._poly(self).items():
+            for m2, c2 in self._poly(other).items():
+                m = tuple(sorted(m1 + m2))
+                poly[m] = poly.get(m, 0) + c1 * c2
+        return self._make(poly)
+
+    __rmul__ = __mul__
+
+    def divide(self, other):
+        """self / other when it divides exactly for every value of the symbols, else None."""
+        if isinstance(other, int):
+            if other == 0 or any(c % other for _, c in self.terms):
+                return None
+            return self._make({m: c // other for m, c in self.terms})
+        if not isinstance(other, Dim) or len(other.terms) != 1:
+            return None
+        (divisor, k), = other.terms  # a monomial: each term must contain it
+        poly = {}
+        for m, c in self.terms:
+            rest = list(m)
+            for name in divisor:
+                if name not in rest:
+                    return None
+                rest.remove(name)
+            if c % k:
+                return None
+            poly[tuple(rest)] = c // k
+        return self._make(poly)
+
+    def __floordiv__(self, other):
+        other = _operand(other)
+        if other is NotImplemented:
+            return NotImplemented
+        q = self.divide(other)
+        if q is None:
+            raise InconclusiveDim(f"{self} is not a multiple of {other} for every value of "
+                                  f"{', '.join(sorted(self.symbols))}")
+        return q
+
+    def __rfloordiv__(self, other):
+        other = _operand(other)
+        if not isinstance(other, int):
+            return NotImplemented
+        if other == 0:
+            return 0
+        raise InconclusiveDim(f"{other} // {self} depends on the value of {self}")
+
+    def __mod__(self, other):
+        other = _operand(other)
+        if other is NotImplemented:
+            return NotImplemented
+        if self.divide(other) is not None:
+            return 0
+        raise InconclusiveDim(f"{self} % {other} depends on the value of "
+                              f"{', '.join(sorted(self.symbols))}")
+
+    # comparisons: == is structural (a symbol is never equal to a constant); order is
+    # decided where it holds for every value >= 1 of the symbols
+    def __eq__(self, other):
+        if isinstance(other, Dim):
+            return self.terms == other.terms
+        if isinstance(other, (int, float, np.integer, np.floating)) and \
+                not isinstance(other, bool):
+            return False
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self):
+        return hash(self.terms)
+
+    def _at_least_zero(self) -> bool:
+        """Whether self >= 0 for every value >= 1 of its symbols (an InconclusiveDim when
+        that depends on the values)."""
+        constant = sum(c for m, c in self.terms if not m)
+        rest = [c for m, c in self.terms if m]
+        if all(c >= 0 for c in rest):
+            if constant + sum(rest) >= 0:  # its least value: every symbol 1
+                return True
+        elif all(c <= 0 for c in rest) and constant + sum(rest) < 0:
+            return False
+        raise InconclusiveDim(f"whether {self} >= 0 depends on the value of "
+                              f"{', '.join(sorted(self.symbols))}")
+
+    def __ge__(self, other):
+        other = _operand(other)
+        if other is NotImplemented:
+            return NotImplemented
+        d = self - other
+        return d >= 0 if isinstance(d, int) else d._at_least_zero()
+
+    def __le__(self, other):
+        other = _operand(other)
+        if other is NotImplemented:
+            return NotImplemented
+        d = other - self
+        return d >= 0 if isinstance(d, int) else d._at_least_zero()
+
+    def __gt__(self, other):
+        return not self.__le__(other)
+
+    def __lt__(self, other):
+        return not self.__ge__(other)
+
+    def __bool__(self):
+        return True  # every symbol is >= 1, so no dimension made of them is 0
+
+    def __int__(self):
+        raise GraphcError(f"the symbolic dimension {self} has no value while tracing (it is "
+                          "bound per call); use it as a shape, or declare the dimension "
+                          "concrete", (user_location(),))
+
+    __index__ = __int__
+
+    def __str__(self):
+        parts = []
+        for monomial, coeff in sorted(self.terms, key=lambda t: (-len(t[0]), t[0])):
+            body = "*".join(monomial)
+            if not monomial:
+                text = str(abs(coeff))
+            elif abs(coeff) == 1:
+                text = body
+            else:
+                text = f"{abs(coeff)}*{body}"
+            if parts:
+                parts.append(("-" if coeff < 0 else "+") + text)
+            else:
+                parts.append(("-" if coeff < 0 else "") + text)
+        return "".join(parts)
+
+    __repr__ = __str__
+
+
+def holds_when_bound(comparison) -> bool:
+    """comparison() (a test of dimensions), or True where its answer depends on the symbols'
+    values: the rule that asks is run again on the sizes of each call (ir.specialize), which
+    then checks it. For bounds such as "an update of `length` rows fits a cache of 64"."""
+    try:
+        return bool(comparison())
+    except InconclusiveDim:
+        return True
+
+
+def as_dim(d):
+    """A dimension as the IR holds it: an int (numpy integers included) or a Dim."""
+    if isinstance(d, Dim):
+        return d
+    if isinstance(d, str):
+        return parse_dim(d)
+    return int(d)
+
+
+def is_symbolic_shape(shape) -> bool:
+    return any(isinstance(d, Dim) for d in shape)
+
+
+def evaluate_dim(d, binding: dict) -> int:
+    return d.evaluate(binding) if isinstance(d, Dim) else d
+
+
+def substitute(value, binding: dict):
+    """value (an attribute: a Dim, or tuples, lists and dicts holding Dims) with every Dim
+    replaced by its value under `binding`; anything else is returned as it is."""
+    if isinstance(value, Dim):
+        return value.evaluate(binding)
+    if isinstance(value, tuple):
+        return tuple(substitute(v, binding) for v in value)
+    if isinstance(value, list):
+        return [substitute(v, binding) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, binding) for k, v in value.items()}
+    return value
+
+
+def holds_dim(value) -> bool:
+    if isinstance(value, Dim):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(holds_dim(v) for v in value)
+    if isinstance(value, dict):
+        return any(holds_dim(v) for v in value.values())
+    return False
+
+
+_DIM_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(.))")
+
+
+def parse_dim(text: str):
+    """A dimension from its printed form: `128`, `batch`, `2*batch*seq+1`, `seq-1`."""
+    tokens = [m.groups() for m in _DIM_TOKEN.finditer(text.strip())]
+    if not tokens:
+        raise ValueError("empty dimension")
+    total, sign, term, expect_factor = 0, 1, 1, True
+    if tokens[0][2] == "-":
+        sign, tokens = -1, tokens[1:]
+    for number, name, other in tokens:
+        if expect_factor:
+            if number is not None:
+                term = term * int(number)
+            elif name is not None:
+                term = term * Dim.symbol(name)
+            else:
+                raise ValueError(f"bad dimension {text!r}")
+            expect_factor = False
+        elif other == "*":
+            expect_factor = True
+        elif other in ("+", "-"):
+            total, sign, term, expect_factor = total + sign * term, \
+                (1 if other == "+" else -1), 1, True
+        else:
+            raise ValueError(f"bad dimension {text!r}")
+    if expect_factor:
+        raise ValueError(f"bad dimension {text!r}")
+    return total + sign * term

@@ -11,7 +11,7 @@ import numpy as np
 
 from ir.ops.registry import get_op
 from ir.rewrite import rebuild
-from ir.types import TupleType
+from ir.types import TupleType, holds_dim
 
 MAX_ELEMENTS = 1 << 16
 
@@ -26,8 +26,11 @@ def computes_constant(op) -> bool:
 def fold(graph, max_elements: int = MAX_ELEMENTS):
     def visit(node, inputs, new):
         op = get_op(node.op)
-        if node.op == "constant" or op.stochastic or op.collective or node.size > max_elements \
-                or isinstance(node.type, TupleType):  # control flow runs when the plan runs
+        if isinstance(node.type, TupleType):
+            return None  # control flow runs when the plan runs
+        if node.type.symbolic or holds_dim(node.attrs):
+            return None  # its value depends on sizes bound per call (shape polymorphism)
+        if node.op == "constant" or op.stochastic or op.collective or node.size > max_elements:
             return None
         if computes_constant(op) and node.size > 1:
             return None  # already a compact constant; folding would only inflate it

@@ -18,6 +18,7 @@ import numpy as np
 
 from ir import settings
 from ir.errors import GraphcError
+from ir.types import Dim, substitute
 from ir.verify import verify
 
 from .buckets import bucket_allreduce, data_parallel
@@ -124,14 +125,17 @@ def optimize(graph, pipeline="default", fast_math=False, evaluate=None):
 
 def _probe_inputs(graph, seed=0):
     rng = np.random.default_rng(seed)
+    # symbolic dimensions (shape polymorphism) are probed at one small size each
+    sizes = {s: 3 for n in graph.inputs for d in n.shape if isinstance(d, Dim) for s in d.symbols}
     values = []
     for n in graph.inputs:
+        shape = substitute(n.shape, sizes)
         if np.issubdtype(n.dtype, np.floating):
-            values.append(rng.uniform(0.5, 1.5, n.shape).astype(n.dtype))
+            values.append(rng.uniform(0.5, 1.5, shape).astype(n.dtype))
         elif n.dtype == np.bool_:
-            values.append(rng.random(n.shape) < 0.5)
+            values.append(rng.random(shape) < 0.5)
         else:
-            values.append(np.zeros(n.shape, n.dtype))
+            values.append(np.zeros(shape, n.dtype))
     return values
 
 

@@ -21,6 +21,7 @@ from scipy import special
 
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
+from ir.specialize import graph_is_symbolic
 
 from . import collectives, instrument, threads, tiering
 from . import jit as jit_kernels
@@ -298,6 +299,12 @@ def _bound_value(kind, args, env, buffers):
 
 def compile_graph(graph, name=None, donate=(), check_finite=False, parallel=None,
                   jit=None, background_compile=None, fast_math=False) -> Plan:
+    """A Plan; for a graph with symbolic dimensions a runtime.polymorphic.PolymorphicPlan,
+    which lowers one Plan per binding of the symbols."""
+    if graph_is_symbolic(graph):
+        from .polymorphic import PolymorphicPlan
+        return PolymorphicPlan(graph, name, donate, check_finite, parallel, jit,
+                               background_compile, fast_math)
     return Plan(graph, name, donate, check_finite, parallel, jit, background_compile,
                 fast_math)
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
+from ir.specialize import bind_dims, graph_is_symbolic, specialize
 from ir.types import TupleType
 
 from .eager import Tensor
@@ -33,7 +34,7 @@ def bind_inputs(graph, args, kwargs=None) -> list:
             raise GraphcError(f"graph {graph.name!r}: missing input {name!r} ({node.type})")
         if not isinstance(value, np.ndarray):
             value = np.asarray(value.data if isinstance(value, Tensor) else value)
-        if value.shape != node.shape:
+        if value.shape != node.shape and not node.type.symbolic:  # symbolic: bind_dims checks
             raise GraphcError(f"input {name!r} expects shape {node.shape}, got {value.shape}")
         if value.dtype != node.dtype:
             if np.can_cast(value.dtype, node.dtype, "same_kind") and value.ndim == 0:
@@ -48,8 +49,13 @@ def bind_inputs(graph, args, kwargs=None) -> list:
 
 
 def evaluate(graph, args, kwargs=None, keep_all=False):
-    """Values of the graph's outputs (or of every node, with keep_all) for the given inputs."""
-    env = dict(zip(graph.inputs, bind_inputs(graph, args, kwargs)))
+    """Values of the graph's outputs (or of every node, with keep_all) for the given inputs.
+    A graph with symbolic dimensions is first specialised to the sizes of these inputs (with
+    keep_all, the dict is then keyed by the specialised graph's nodes)."""
+    values = bind_inputs(graph, args, kwargs)
+    if graph_is_symbolic(graph):
+        graph = specialize(graph, bind_dims(graph, [v.shape for v in values]))
+    env = dict(zip(graph.inputs, values))
     for node in graph.nodes:
         if node.op == "input":
             continue

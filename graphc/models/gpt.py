@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ir.ops import api as F
+from ir.types import Dim
 
 from .. import nn
 
@@ -138,14 +139,21 @@ class GPT(nn.Module):
         """Logits for idx (B, T); with targets, the mean cross-entropy loss instead."""
         cfg = self.cfg
         T = idx.shape[1]
-        if T > cfg.block_size:
+        # a symbolic length (shape polymorphism) is checked when bound: its position
+        # embedding (wpe[arange(T)]) cannot gather past the block
+        if isinstance(T, int) and T > cfg.block_size:
             raise ValueError(f"sequence of length {T} exceeds block_size {cfg.block_size}")
         use_dropout = training and cfg.dropout > 0.0 and seed is not None
 
         def dropout(x):
             return F.dropout(x, cfg.dropout, seed) if use_dropout else x
 
-        x = dropout(self.wte(idx) + self.wpe(F.arange(T)))
+        if isinstance(T, Dim):  # a symbolic length: the table's first T rows, a slice whose
+            # bound (T <= block_size) is checked when T is bound, naming this line
+            positions = self.wpe.weight[:T]
+        else:
+            positions = self.wpe(F.arange(T))
+        x = dropout(self.wte(idx) + positions)
         for block in self.blocks:
             x = block(x, dropout)
         x = self.ln_f(x)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import as_dtype, is_float
+from ..types import Dim, InconclusiveDim, as_dim, as_dtype, holds_when_bound, is_float
 from .registry import apply
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -134,6 +134,8 @@ def mean(x, axis=None, keepdims=False):
     count = math.prod(_shape(x)[a] for a in axes)
     if not is_float(_dtype(x)):
         _fail(f"mean of a {_dtype(x)} value; cast it to a float type first")
+    if isinstance(count, Dim):  # known per call: a scalar the plan computes from the binding
+        return sum(x, axes, keepdims) * (1.0 / full((), count, _dtype(x)))
     # over no elements the mean is NaN, as numpy's (and PyTorch's): 0 * NaN
     return sum(x, axes, keepdims) * (1.0 / count if count else math.nan)
 
@@ -147,18 +149,28 @@ def var(x, axis=None, keepdims=False):
 def reshape(x, *shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(as_dim(d) for d in shape)
     size = math.prod(_shape(x))
     if shape.count(-1) > 1:
         _fail(f"reshape to {shape}: only one dimension can be -1")
     if -1 in shape:
         known = math.prod(d for d in shape if d != -1)
-        if known == 0 or size % known:
+        inferred = _exact_quotient(size, known)
+        if inferred is None:
             _fail(f"cannot reshape {size} elements into shape {shape}")
-        shape = tuple(size // known if d == -1 else d for d in shape)
+        shape = tuple(inferred if d == -1 else d for d in shape)
     if shape == _shape(x):
         return x
     return apply("reshape", x, shape=shape)
+
+
+def _exact_quotient(size, known):
+    """size / known when it divides exactly (for every value of the symbols), else None."""
+    if isinstance(size, Dim):
+        return size.divide(known)
+    if isinstance(known, Dim):
+        return None if size else 0
+    return None if known == 0 or size % known else size // known
 
 
 def transpose(x, perm=None):
@@ -178,7 +190,7 @@ def swapaxes(x, a, b):
 
 
 def broadcast_to(x, shape):
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(as_dim(d) for d in shape)
     if _shape(x) == shape:
         return x
     return apply("broadcast_to", x, shape=shape)
@@ -252,21 +264,64 @@ def getitem(x, key):
             continue
         d = shape[axis]
         if isinstance(k, (int, np.integer)):
-            if not -d <= k < d:
+            try:
+                inside = d + k >= 0 if k < 0 else d - k >= 1
+            except InconclusiveDim as exc:
+                _fail(f"index {k} of axis {axis} (size {d}): {exc.message}")
+            if not inside:
                 _fail(f"index {k} is out of bounds for axis {axis} of size {d}")
-            k = int(k) % d
+            k = d + int(k) if k < 0 else int(k)
             starts.append(k), stops.append(k + 1), steps.append(1)
         elif isinstance(k, slice):
-            a, b, s = k.indices(d)
-            if s <= 0:
-                _fail("negative slice steps are not supported")
-            b = builtins.max(a, b)
+            try:
+                a, b, s = _slice_indices(k, d)
+                if s <= 0:
+                    _fail("negative slice steps are not supported")
+                b = b if b >= a else a  # not max(): `t > 1` is undecided where `t >= 1` holds
+            except InconclusiveDim as exc:
+                _fail(f"slice {k.start}:{k.stop} of axis {axis} (size {d}): {exc.message}")
             starts.append(a), stops.append(b), steps.append(s)
-            out_shape.append(len(range(a, b, s)))
+            out_shape.append(slice_length(a, b, s))
         else:
             _fail(f"unsupported index {k!r} of type {type(k).__name__}")
         axis += 1
     return reshape(slice_(x, starts, stops, steps), tuple(out_shape))
+
+
+def _slice_indices(k: slice, d):
+    """slice.indices(d) for concrete sizes; with symbolic ones (a size or a bound) Python's
+    clamping rules written with Dim comparisons, which raise where the answer depends on
+    the symbols' values (`x[2:]` of a `batch` axis: is batch >= 2?)."""
+    parts = (k.start, k.stop, k.step)
+    if not isinstance(d, Dim) and not builtins.any(isinstance(v, Dim) for v in parts):
+        return k.indices(d)
+    step = 1 if k.step is None else k.step
+    if isinstance(step, Dim) or step <= 0:
+        _fail(f"slice {k} of an axis of size {d}: symbolic slices need a positive integer "
+              "step")
+
+    def bound(v, default):
+        if v is None:
+            return default
+        if not isinstance(v, Dim) and v < 0:
+            v = d + v
+            return v if isinstance(v, Dim) or v >= 0 else 0
+        # Python clamps a bound past the end to the size; where that depends on the symbols
+        # (`table[:seq]` of a table of 64 rows) the bound stays, and the slice's type rule
+        # checks it when they are bound: an error then, not a clamp
+        return v if holds_when_bound(lambda: v <= d) else d
+
+    return bound(k.start, 0), bound(k.stop, d), step
+
+
+def slice_length(start, stop, step):
+    """len(range(start, stop, step)), also for symbolic bounds (step 1 only)."""
+    if isinstance(start, Dim) or isinstance(stop, Dim):
+        if step != 1:
+            _fail(f"a slice from {start} to {stop} with step {step}: symbolic slices take "
+                  "step 1")
+        return stop - start
+    return len(range(start, stop, step))
 
 
 def concat(xs, axis=0):
@@ -608,7 +663,8 @@ def dropout(x, rate, seed, training=True, salt=None):
 
 def tril_mask(rows, cols=None, k=0):
     """Boolean lower-triangular mask: True where column <= row + k (the causal mask)."""
-    return apply("tri", rows=int(rows), cols=int(rows if cols is None else cols), k=int(k))
+    return apply("tri", rows=as_dim(rows), cols=as_dim(rows if cols is None else cols),
+                 k=int(k))
 
 
 def masked_fill(x, mask, value):
@@ -618,7 +674,9 @@ def masked_fill(x, mask, value):
 
 # ---- creators -------------------------------------------------------------------------------
 def full(shape, value, dtype="float32"):
-    shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+    shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
+    if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
+        return apply("full", shape=shape, value=value, dtype=as_dtype(dtype))
     return apply("full", shape=shape, value=float(value) if is_float(as_dtype(dtype))
                  else int(value), dtype=as_dtype(dtype))
 
@@ -642,5 +700,5 @@ def ones_like(x):
 def arange(start, stop=None, step=1, dtype="int64"):
     if stop is None:
         start, stop = 0, start
-    return apply("arange", start=int(start), stop=int(stop), step=int(step),
+    return apply("arange", start=as_dim(start), stop=as_dim(stop), step=int(step),
                  dtype=as_dtype(dtype))

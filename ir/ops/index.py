@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import INT_DTYPES, TensorType, is_float
+from ..types import INT_DTYPES, TensorType, holds_when_bound, is_float
 from . import api as F
 from .registry import check, defop
 
@@ -139,7 +139,7 @@ def _dynamic_update_slice_infer(types, axis):
     check(update.dtype == operand.dtype,
           f"the update's dtype {update.dtype} is not the operand's {operand.dtype}")
     check(update.ndim == operand.ndim and all(
-        u == o if d != axis else u <= o
+        u == o if d != axis else holds_when_bound(lambda: u <= o)
         for d, (u, o) in enumerate(zip(update.shape, operand.shape))),
           f"the update {update.shape} must match the operand {operand.shape} except along "
           f"axis {axis}, where it may be shorter")

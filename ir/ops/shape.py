@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import TensorType
+from ..types import Dim, TensorType, holds_when_bound
 from . import api as F
 from .registry import TypeRuleError, check, defop
 
@@ -114,8 +114,14 @@ def _slice_infer(types, starts, stops, steps):
     check(len(starts) == len(stops) == len(steps) == t.ndim, "slice needs one range per axis")
     shape = []
     for d, a, b, s in zip(t.shape, starts, stops, steps):
-        check(s > 0 and 0 <= a <= b <= d, f"bad range {a}:{b}:{s} for an axis of {d}")
-        shape.append(len(range(a, b, s)))
+        # a bound that only the symbols' values decide is checked when they are bound
+        check(s > 0 and holds_when_bound(lambda: 0 <= a <= b <= d),
+              f"bad range {a}:{b}:{s} for an axis of {d}")
+        if isinstance(a, Dim) or isinstance(b, Dim):  # symbolic bounds: step 1 (api)
+            check(s == 1, f"range {a}:{b}:{s} with symbolic bounds needs step 1")
+            shape.append(b - a)
+        else:
+            shape.append(len(range(a, b, s)))
     return TensorType(tuple(shape), t.dtype)
 
 
@@ -202,6 +208,10 @@ def _full(shape, value, dtype):
 
 def _arange_infer(types, start, stop, step, dtype):
     check(step != 0, "step must not be zero")
+    if isinstance(start, Dim) or isinstance(stop, Dim):  # arange(T) of a symbolic length
+        check(step == 1 and stop >= start, f"arange({start}, {stop}, {step}) with symbolic "
+              "bounds needs step 1 and stop >= start")
+        return TensorType((stop - start,), dtype)
     return TensorType((len(range(start, stop, step)),), dtype)
 
 

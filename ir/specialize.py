@@ -1,0 +1,139 @@
+"""Shape polymorphism's two steps at call time: bind the symbols, then specialise the graph.
+
+    binding = bind_dims(graph, input_shapes)    # {"batch": 8}, from the arrays of one call
+    concrete = specialize(graph, binding)       # the same graph with every Dim evaluated
+
+A graph with symbolic dimensions (`f32[batch,128]`, ir/types.py's Dim) is traced and
+optimised once; each binding of its symbols gives a concrete graph (a cheap copy: no pass
+runs again) that the runtime lowers and caches per binding (runtime/polymorphic.py).
+"""
+from __future__ import annotations
+
+from .errors import GraphcError
+from .graph import Graph
+from .ops.registry import get_op
+from .types import Dim, TensorType, holds_dim, substitute
+
+
+def graph_is_symbolic(graph) -> bool:
+    """Whether any node of `graph` has a symbolic dimension (so it needs a binding to run)."""
+    return any(n.type.symbolic for n in graph.nodes)
+
+
+def _solvable(d):
+    """(symbol, coefficient, constant) when d is coefficient*symbol + constant, else None."""
+    if not isinstance(d, Dim):
+        return None
+    linear = [(m, c) for m, c in d.terms if m]
+    if len(linear) != 1 or len(linear[0][0]) != 1:
+        return None
+    constant = sum(c for m, c in d.terms if not m)
+    return linear[0][0][0], linear[0][1], constant
+
+
+def bind_dims(graph, shapes) -> dict:
+    """{symbol: value} from the shapes of one call's inputs (in graph.inputs order).
+
+    Each symbol is bound by the first input that has it alone on an axis (`batch`, or
+    `2*batch+1`); then every dimension of every input must agree with the binding. A
+    disagreement is one GraphcError naming both inputs and axes."""
+    binding, source = {}, {}  # symbol -> value; symbol -> (input name, axis, size, dim)
+    for node, shape in zip(graph.inputs, shapes):
+        name = node.attrs["name"]
+        if len(shape) != node.ndim:
+            raise GraphcError(f"input {name!r} expects a {node.ndim}-d array of shape "
+                              f"{_text(node.shape)}, got shape {tuple(shape)}")
+        for axis, (d, size) in enumerate(zip(node.shape, shape)):
+            solved = _solvable(d)
+            if solved is None:
+                continue
+            symbol, coeff, constant = solved
+            value, rest = divmod(size - constant, coeff)
+            if symbol in binding:
+                continue  # checked below, with the input that bound it named
+            if rest or value < 1:
+                raise GraphcError(f"input {name!r} axis {axis} has size {size}, which gives "
+                                  f"{d} no value >= 1 for {symbol} (symbolic dimensions are "
+                                  "at least 1)")
+            binding[symbol], source[symbol] = value, (name, axis, size, d)
+    for node, shape in zip(graph.inputs, shapes):
+        name = node.attrs["name"]
+        for axis, (d, size) in enumerate(zip(node.shape, shape)):
+            if not isinstance(d, Dim):
+                if d != size:
+                    raise GraphcError(f"input {name!r} expects shape {_text(node.shape)}, got "
+                                      f"{tuple(shape)} (axis {axis} is concrete: {d})")
+                continue
+            missing = d.symbols - set(binding)
+            if missing:
+                raise GraphcError(f"input {name!r}: dimension {d} (axis {axis}) uses "
+                                  f"{', '.join(sorted(missing))}, which no input binds on an "
+                                  "axis of its own")
+            expected = d.evaluate(binding)
+            if expected != size:
+                symbol = sorted(d.symbols)[0]
+                other, other_axis, other_size, other_dim = source[symbol]
+                theirs = f"{other!r} axis {other_axis} has {other_size}"
+                ours = f"{name!r} axis {axis} has {size}"
+                if str(d) != symbol or str(other_dim) != symbol:  # expressions: say what
+                    # each side means
+                    theirs += f" ({symbol}={binding[symbol]})"
+                    ours += f", but it is {d}"
+                raise GraphcError(f"inputs {other!r} and {name!r} disagree on dimension "
+                                  f"{symbol}: {theirs}, {ours}")
+    return binding
+
+
+def _text(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def specialize(graph, binding: dict) -> Graph:
+    """A copy of `graph` with every symbolic dimension (in types and attributes) replaced by
+    its value under `binding`; each node's type is checked again by its op's rule, so a
+    binding that breaks a rule (a slice past the end) is an error naming the op's line."""
+    new = Graph(graph.name)
+    new.output_tree = graph.output_tree
+    new.param_values = dict(graph.param_values)
+    new.guards = list(graph.guards)
+    new._next_salt = graph._next_salt
+    mapping = {}
+    for node in graph.nodes:
+        try:
+            t = TensorType(substitute(node.shape, binding), node.dtype)
+        except KeyError as exc:
+            raise GraphcError(f"{node.op}: the symbolic dimension {exc.args[0]} is not the "
+                              "size of any input's axis, so no call binds it", node.locs) \
+                from None
+        if node.op == "input":
+            copy = new.input(node.attrs["name"], t.shape, t.dtype, node.attrs["kind"])
+            copy.locs = node.locs
+        else:
+            inputs = [mapping[i] for i in node.inputs]
+            attrs = node.attrs
+            if node.type.symbolic or holds_dim(attrs):
+                try:
+                    attrs = {k: substitute(v, binding) for k, v in attrs.items()}
+                except KeyError as exc:
+                    raise GraphcError(f"{node.op}: the symbolic dimension {exc.args[0]} is "
+                                      "not the size of any input's axis, so no call binds it",
+                                      node.locs) from None
+                try:
+                    expected = get_op(node.op).infer([i.type for i in inputs], **attrs)
+                except Exception as exc:  # a type rule's complaint, for these sizes
+                    raise GraphcError(f"{node.op} with {_describe(binding)}: {exc}",
+                                      node.locs) from None
+                if expected != t:
+                    raise GraphcError(f"{node.op} with {_describe(binding)} gives {expected}, "
+                                      f"not {t}", node.locs)
+            copy = new.add_node(node.op, inputs, dict(attrs), t, node.locs, node.scope)
+        mapping[node] = copy
+    new.set_outputs([mapping[o] for o in graph.outputs])
+    by_name = {n.attrs["name"]: n for n in new.inputs}
+    new.bound_params = {k: by_name[v.attrs["name"]] for k, v in graph.bound_params.items()
+                        if v.attrs["name"] in by_name}
+    return new
+
+
+def _describe(binding) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(binding.items()))

@@ -1,0 +1,377 @@
+"""Shape polymorphism: symbolic dimensions (ir.types.Dim), their type rules, one plan for every
+size (runtime/polymorphic.py) checked against separate concrete compilations, recompiles only
+on concrete changes, the IR's text and JSON forms, dump, and the errors."""
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.models.gpt import GPT, GPTConfig
+from ir.errors import GraphcError
+from ir.parser import parse
+from ir.printer import format_graph
+from ir.serialize import dumps, loads
+from ir.specialize import bind_dims, specialize
+from ir.types import Dim, InconclusiveDim, TensorType, parse_dim
+from runtime.build import build_plan
+from runtime.interpreter import evaluate
+from runtime.polymorphic import PolymorphicPlan
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCHES = (1, 3, 8, 17)
+b, t = Dim.symbol("batch"), Dim.symbol("seq")
+
+
+# ---- Dim ------------------------------------------------------------------------------------
+def test_dim_arithmetic_normalises():
+    assert b * t == t * b and b * t * 4 // 4 == b * t and (b * 128) // b == 128
+    assert b + 1 - 1 == b and isinstance(b - b, int) and b - b == 0
+    assert b != 1 and b != t and hash(b * 2) == hash(2 * b)
+    assert (b * t).evaluate({"batch": 3, "seq": 5}) == 15
+    assert b >= 1 and t - 1 >= 0 and not (b < 1)
+    with pytest.raises(InconclusiveDim, match="depends on the value"):
+        b > 1  # noqa: B015
+    with pytest.raises(InconclusiveDim, match="not a multiple"):
+        (2 * b + 1) // 2  # noqa: B018
+    with pytest.raises(GraphcError, match="symbolic dimension batch has no value"):
+        range(b)
+
+
+@pytest.mark.parametrize("text", ["batch", "128*batch", "batch*seq", "2*batch*seq+1",
+                                  "seq-1", "-batch+3"])
+def test_dim_text_round_trip(text):
+    d = parse_dim(text)
+    assert str(d) == text and parse_dim(str(d)) == d
+
+
+def test_dim_names_are_checked():
+    for bad in ("f32", "true", "2x", ""):
+        with pytest.raises(ValueError):
+            parse_dim(bad)
+
+
+# ---- type rules -----------------------------------------------------------------------------
+def _types(fn, *specs):
+    return [n.type for n in gc.trace(fn, *specs).outputs]
+
+
+def test_type_rules_with_symbols():
+    x = gc.spec(("batch", 128))
+    (broadcast,) = _types(lambda x, y: x + y, x, gc.spec((1, 128)))
+    assert broadcast == TensorType((b, 128), "f32")
+    (flat, back) = _types(lambda x: (gc.reshape(x, (-1,)), gc.reshape(
+        gc.reshape(x, (-1,)), (-1, 4, 32))), x)
+    assert flat.shape == (128 * b,) and back.shape == (b, 4, 32)
+    (product,) = _types(lambda x, w: x @ w, x, gc.spec((128, 10)))
+    assert product.shape == (b, 10)
+    (tail,) = _types(lambda x: x[:, 1:][1:], gc.spec(("batch", "seq")))
+    assert tail.shape == (b - 1, t - 1)
+    (ar,) = _types(lambda x: gc.arange(x.shape[1]), gc.spec(("batch", "seq")))
+    assert ar.shape == (t,)
+
+
+def test_type_rule_errors_name_op_and_line():
+    with pytest.raises(GraphcError, match=r"matmul\(f32\[batch,5\], f32\[4,2\]\): contracting"):
+        gc.trace(lambda x, w: x @ w, gc.spec(("batch", 5)), gc.spec((4, 2)))
+    with pytest.raises(GraphcError, match=r"add.*cannot be broadcast") as info:
+        gc.trace(lambda x, y: x + y, gc.spec(("batch",)), gc.spec(("seq",)))
+    assert "test_shape_polymorphism.py" in str(info.value)
+    with pytest.raises(GraphcError, match=r"slice 2:None of axis 0 \(size batch\): whether "
+                                          r"batch-2 >= 0 depends on the value of batch"):
+        gc.trace(lambda x: x[2:], gc.spec(("batch",)))
+
+
+def test_value_dependent_size_is_one_clear_error():
+    def uses_length_in_python(x):
+        total = 0
+        for i in range(x.shape[0]):  # a concrete size needed while tracing
+            total = total + x[i]
+        return total
+    with pytest.raises(GraphcError) as info:
+        gc.trace(uses_length_in_python, gc.spec(("batch", 4)))
+    message = str(info.value)
+    assert "symbolic dimension batch has no value while tracing" in message
+    assert "test_shape_polymorphism.py" in message and len(message.splitlines()) == 2
+
+
+# ---- one plan, every size ---------------------------------------------------------------------
+def _mlp_loss_and_grads(x, y, w1, b1, w2):
+    def loss(w1, b1, w2):
+        return gc.cross_entropy(gc.relu(x @ w1 + b1) @ w2, y) + gc.mean(x * x)
+    return gc.value_and_grad(loss, argnums=(0, 1, 2))(w1, b1, w2)
+
+
+def test_mlp_one_plan_equals_concrete_plans():
+    rng = np.random.default_rng(0)
+    w1, b1, w2 = rng.normal(size=(6, 16)), rng.normal(size=16), rng.normal(size=(16, 5))
+    graph = gc.trace(_mlp_loss_and_grads, gc.spec(("batch", 6), "f64"),
+                     gc.spec(("batch",), "int64"), w1, b1, w2)
+    plan = build_plan(graph)
+    assert isinstance(plan, PolymorphicPlan)
+    for batch in BATCHES:
+        x, y = rng.normal(size=(batch, 6)), rng.integers(0, 5, batch)
+        got = plan(x, y, w1, b1, w2)
+        concrete = build_plan(gc.trace(_mlp_loss_and_grads, x, y, w1, b1, w2))(x, y, w1, b1, w2)
+        reference = evaluate(graph, (x, y, w1, b1, w2))  # the interpreter specialises too
+        for g, c, r in zip(got, concrete, reference):
+            assert g.shape == c.shape
+            np.testing.assert_allclose(g, c, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+    assert plan.lowerings == len(BATCHES)
+    assert [sorted(bd) for bd in plan.bindings] == [["batch"]] * len(BATCHES)
+    plan(np.ones((3, 6)), np.zeros(3, np.int64), w1, b1, w2)
+    assert plan.lowerings == len(BATCHES)  # batch=3 again: its lowered plan was kept
+
+
+def _tiny_gpt():
+    cfg = GPTConfig.named("tiny", dtype="float64", n_layer=1, vocab_size=11, n_embd=16,
+                          block_size=8)
+    return GPT(cfg, seed=1)
+
+
+def test_gpt_loss_and_grads_one_plan_equals_concrete_compilations():
+    model = _tiny_gpt()
+    params = model.params()
+
+    def loss_and_grads(params, idx, targets):
+        return gc.value_and_grad(lambda p: model.apply(p, idx, targets))(params)
+
+    poly = gc.compile(loss_and_grads, polymorphic_shapes=(None, "(batch, seq)",
+                                                          "(batch, seq)"))
+    concrete = gc.compile(loss_and_grads)
+    rng = np.random.default_rng(2)
+    for batch, seq in zip(BATCHES, (8, 3, 5, 1)):
+        idx, targets = rng.integers(0, 11, (batch, seq)), rng.integers(0, 11, (batch, seq))
+        loss, grads = poly(params, idx, targets)
+        ref_loss, ref_grads = concrete(params, idx, targets)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+        assert np.isfinite(float(loss)) and 1.0 < float(loss) < 5.0
+        for name in ref_grads:
+            np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-10,
+                                       atol=1e-13)
+    assert poly.recompiles == [] and len(poly._plans) == 1
+    assert len(concrete.recompiles) == len(BATCHES) - 1
+    (graph_input,) = [n for n in next(iter(poly._plans.values()))[0][1].graph.inputs
+                      if n.attrs["name"] == "idx"]
+    assert str(graph_input.type) == "i64[batch,seq]"
+
+
+def test_training_step_recompiles_only_on_concrete_change(caplog):
+    model = gc.nn.Sequential(gc.nn.Linear(4, 8), gc.nn.ReLU(), gc.nn.Linear(8, 3))
+    opt = gc.optim.AdamW(lr=1e-2)
+    params = model.params()
+    state = opt.init(params)
+
+    @gc.compile(donate_argnums=(0, 1), polymorphic_shapes=(None, None, ("batch", "_"),
+                                                           ("batch",)))
+    def step(params, state, x, y):
+        loss, grads = gc.value_and_grad(
+            lambda p: gc.cross_entropy(model.apply(p, x), y))(params)
+        params, state = opt.update(grads, state, params)
+        return loss, params, state
+
+    rng = np.random.default_rng(3)
+    losses = []
+    for batch in BATCHES:
+        x, y = rng.normal(size=(batch, 4)).astype(np.float32), rng.integers(0, 3, batch)
+        loss, params, state = step(params, state, x, y)
+        losses.append(float(loss))
+    assert step.recompiles == [] and all(np.isfinite(losses))
+    with caplog.at_level(logging.INFO, logger="graphc"):
+        with pytest.raises(GraphcError, match="contracting dimensions differ: 5 vs 4"):
+            step(params, state, np.ones((2, 5), np.float32), np.zeros(2, np.int64))
+    assert step.recompiles == ["recompiling step (compilation 2): x: float32[batch, 4] -> "
+                               "float32[batch, 5]"]
+    assert "x: float32[batch, 4] -> float32[batch, 5]" in caplog.text
+
+
+def test_mismatched_symbol_names_both_inputs():
+    fn = gc.compile(lambda x, y: x * y[:, None], polymorphic_shapes=(("batch", 3), ("batch",)))
+    fn(np.ones((2, 3)), np.ones(2))
+    with pytest.raises(GraphcError) as info:
+        fn(np.ones((5, 3)), np.ones(6))
+    assert str(info.value) == ("inputs 'x' and 'y' disagree on dimension batch: 'x' axis 0 "
+                               "has 5, 'y' axis 0 has 6")
+    assert fn.recompiles == []
+
+
+def test_polymorphic_shape_declaration_errors():
+    fn = gc.compile(lambda x: x * 2, polymorphic_shapes=(("batch", 4),))
+    with pytest.raises(GraphcError, match=r"declares 4, the argument has shape \(2, 3\)"):
+        fn(np.ones((2, 3)))
+    with pytest.raises(GraphcError, match="has 2 dimensions, the argument 1"):
+        fn(np.ones(3))
+    bad = gc.compile(lambda x: x * 2, polymorphic_shapes=(("f32", 4),))
+    with pytest.raises(GraphcError, match="not a valid dimension name"):
+        bad(np.ones((2, 4)))
+
+
+def test_bind_dims_errors():
+    graph = gc.trace(lambda x, y: x + y, gc.spec(("batch", 3)), gc.spec(("batch", 3)))
+    with pytest.raises(GraphcError, match=r"input 'y' expects shape \(batch, 3\), got "
+                                          r"\(2, 4\) \(axis 1 is concrete: 3\)"):
+        bind_dims(graph, [(2, 3), (2, 4)])
+    with pytest.raises(GraphcError, match="symbolic dimensions are at least 1"):
+        bind_dims(graph, [(0, 3), (0, 3)])
+    assert bind_dims(graph, [(7, 3), (7, 3)]) == {"batch": 7}
+    concrete = specialize(graph, {"batch": 7})
+    assert [str(n.type) for n in concrete.inputs] == ["f32[7,3]", "f32[7,3]"]
+
+
+# ---- printer, parser, JSON -----------------------------------------------------------------
+def test_symbolic_graph_text_and_json_round_trip():
+    def f(x, y):
+        h = gc.reshape(x, (-1, 4))
+        return gc.mean(gc.relu(h)) + gc.sum(y[:, 1:]), gc.broadcast_to(y, (3,) + tuple(y.shape))
+    graph = gc.trace(f, gc.spec(("b", "t", 8), "f64"), gc.spec(("b", "t"), "f64"))
+    text = format_graph(graph, max_inline=None)
+    assert "%2:f64[2*b*t,4] = reshape %0 {shape=(2*b*t, 4)}" in text
+    assert "value=8*b*t" in text and "f64[b,t-1] = slice" in text
+    assert format_graph(parse(text), max_inline=None) == text
+    assert format_graph(loads(dumps(graph)), max_inline=None) == text
+    x, y = np.arange(48.0).reshape(2, 3, 8), np.arange(6.0).reshape(2, 3)
+    for a, c in zip(evaluate(parse(text), (x, y)), evaluate(graph, (x, y))):
+        np.testing.assert_array_equal(a, c)
+    mean = np.maximum(x, 0).mean() + y[:, 1:].sum()
+    np.testing.assert_allclose(evaluate(graph, (x, y))[0], mean, rtol=1e-6)
+
+
+# ---- dump ------------------------------------------------------------------------------------
+def _dump(*args):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, "-m", "graphc.cli", "dump", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_dump_prints_the_symbol_and_binds_for_lowering():
+    out = _dump("mlp", "--batch", "batch", "--grad")
+    assert out.returncode == 0, out.stderr
+    assert "%0:f32[batch,64] x, %1:i64[batch] y" in out.stdout
+    refused = _dump("mlp", "--batch", "batch", "--after", "render")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "graphc: error: the graph has symbolic dimensions (batch); lowering stages, --stats "
+        "and GraphML need sizes: add --bind batch=N")
+    bound = _dump("mlp", "--batch", "batch", "--after", "plan-memory", "--bind", "batch=8")
+    assert bound.returncode == 0, bound.stderr
+    assert "f32[8,64]" in bound.stdout and "batch" not in bound.stdout
+
+
+# ---- where users feel it: generation and evaluation ------------------------------------------
+def test_generation_prefill_lengths_share_one_traced_step():
+    from graphc.generate import Generator
+    model = _tiny_gpt()  # block size 8
+    params = {name: p.data for name, p in model.named_parameters()}
+    logits_of = gc.compile(lambda params, idx: model.apply(params, idx))
+    gen = Generator(model, params)
+    prompts = ([1, 2, 3, 4, 5], [3, 1, 4, 1, 5, 9, 2], [2, 7, 1, 8, 2, 8])  # all in span 8
+    for prompt in prompts:
+        got = gen.start([prompt])
+        expected = logits_of(params, np.array([prompt]))[:, -1]
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    assert list(gen._steps) == [8]  # one traced and optimised step for every prompt length
+    step = gen._steps[8]
+    assert isinstance(step, PolymorphicPlan) and step.lowerings == len(prompts)
+    assert {"length": 7, "batch": 1} in step.bindings
+    assert "i64[batch,length] idx" in format_graph(step.graph)
+
+
+def test_split_loss_scores_a_smaller_last_batch_from_the_same_graph(monkeypatch):
+    import graphc.transforms as transforms
+    from graphc.train import split_loss
+    model = _tiny_gpt()  # batches of 64 windows of 8: 67 windows are a batch of 64 and one of 3
+    traced = []
+    monkeypatch.setattr(transforms, "trace", lambda *a, **k: traced.append(1) or
+                        gc.trace(*a, **k))
+
+    class Data:
+        val = np.random.default_rng(4).integers(0, 11, 67 * 8 + 1)
+    params = {name: p.data for name, p in model.named_parameters()}
+    loss, tokens = split_loss(model, params, Data)
+    assert tokens == 67 * 8 and traced == [1]
+    mean_loss = gc.compile(lambda p, i, t: model.apply(p, i, t))
+    windows = Data.val[:-1].reshape(67, 8), Data.val[1:].reshape(67, 8)
+    expected = float(mean_loss(params, *windows))  # one batch of all windows
+    assert loss == pytest.approx(expected, rel=1e-12)
+
+
+def test_readme_shape_polymorphism_example_runs(capsys):
+    import re
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    block = re.search(r"### Shape polymorphism.*?```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    expected = "\n".join(line[2:] for line in block.splitlines() if line.startswith("# "))
+    assert printed == "[]\n" + expected + "\n"
+
+
+# ---- differential: one symbolic plan vs the interpreter on each size's concrete graph ----------
+FUNCTIONS = {
+    "reductions": lambda x, w: (gc.sum(x, 0), gc.max(x, 0, keepdims=True), gc.mean(x, 0),
+                                gc.var(x), gc.min(x * w[0], -1)),
+    "softmax over batch": lambda x, w: (gc.softmax(x, 0), gc.log_softmax(x @ w.T, -1)),
+    "concat and stack": lambda x, w: (gc.concat([x, x * 2.0], 0), gc.stack([x, -x], 1),
+                                      gc.concat([x, gc.ones_like(x)], 1)),
+    "views": lambda x, w: (gc.transpose(x)[::2, 1:], gc.reshape(x, (-1,))[3:],
+                           gc.expand_dims(x, 1) + w, x[-1], x[:, None, :2]),
+    "broadcast against 1": lambda x, w: (x + gc.sum(x, 0, keepdims=True),
+                                         gc.broadcast_to(w[:1], x.shape) * x),
+    "layers": lambda x, w: (gc.layer_norm(x, w[0], w[1]), gc.gelu(x @ w.T),
+                            gc.rms_norm(x, w[0]), gc.cast(gc.tril_mask(x.shape[0]), "f64")),
+    "gradients": lambda x, w: gc.grad(lambda w: gc.mean(gc.tanh(x @ w.T) ** 2) +
+                                      gc.var(x * w[0]))(w),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_symbolic_plan_matches_the_interpreter(name):
+    fn = FUNCTIONS[name]
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(3, 4))
+    graph = gc.trace(fn, gc.spec(("batch", 4), "f64"), w)
+    assert graph.inputs[0].type.symbolic
+    plan = build_plan(graph)
+    for batch in (1, 2, 5, 9):
+        x = rng.normal(size=(batch, 4))
+        concrete = gc.trace(fn, x, w)
+        expected = evaluate(concrete, (x, w))
+        got = plan(x, w)
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert g.shape == e.shape and g.dtype == e.dtype
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_bisect_checks_each_pass_of_a_symbolic_graph(monkeypatch):
+    monkeypatch.setenv("GRAPHC_BISECT", "1")
+    graph = gc.trace(_mlp_loss_and_grads, gc.spec(("batch", 6), "f64"),
+                     gc.spec(("batch",), "int64"), np.ones((6, 16)), np.ones(16),
+                     np.ones((16, 5)))
+    plan = build_plan(graph)  # each pass's graph evaluated at batch=3 against the one before
+    assert plan.graph.inputs[0].type.symbolic
+
+
+def test_a_sequence_longer_than_the_block_is_refused_when_bound():
+    model = _tiny_gpt()  # block size 8
+    logits = gc.compile(lambda p, idx: model.apply(p, idx),
+                        polymorphic_shapes=(None, "(batch, seq)"))
+    params = model.params()
+    assert logits(params, np.zeros((2, 8), np.int64)).shape == (2, 8, 11)
+    with pytest.raises(GraphcError) as info:
+        logits(params, np.zeros((2, 9), np.int64))
+    assert str(info.value).splitlines()[0] == ("slice with batch=2, seq=9: bad range 0:9:1 for "
+                                              "an axis of 8")
+    assert "graphc/models/gpt.py" in str(info.value)
+
+
+def test_a_symbol_no_input_has_is_refused():
+    n = Dim.symbol("n")
+    graph = gc.trace(lambda x: x + gc.sum(gc.ones((n,), "f64")), gc.spec(("batch",), "f64"))
+    with pytest.raises(GraphcError, match="full: the symbolic dimension n is not the size of "
+                                          "any input's axis, so no call binds it"):
+        evaluate(graph, (np.ones(3),))
