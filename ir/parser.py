@@ -13,7 +13,7 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .types import DTYPES, TensorType
+from .types import DTYPE_PATTERN, DTYPES, TensorType
 
 _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -70,7 +70,7 @@ class _Cursor:
 
 
 def _type(c: _Cursor) -> TensorType:
-    dtype = c.match(re.compile(r"f32|f64|i32|i64|bool"), "a dtype (f32, f64, i32, i64, bool)")
+    dtype = c.match(re.compile(DTYPE_PATTERN), "a dtype (f32, f64, f16, bf16, i32, i64, bool)")
     c.expect("[")
     dims = []
     if not c.accept("]"):
@@ -118,7 +118,7 @@ def _value(c: _Cursor, depth: int = 0):
             c.expect(",", "',' or ')'")
             if c.accept(")"):
                 return tuple(items)
-    m = re.compile(r"f32|f64|i32|i64|bool").match(c.text, c.pos)
+    m = re.compile(DTYPE_PATTERN).match(c.text, c.pos)
     if m and not c.text[m.end():m.end() + 1].isalnum():
         c.pos = m.end()
         return DTYPES[m.group()]

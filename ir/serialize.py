@@ -94,7 +94,7 @@ def _need(cond, path, message):
 
 def _type(text, path):
     _need(isinstance(text, str), path, "a type must be a string like 'f32[4,3]'")
-    m = re.fullmatch(r"(f32|f64|i32|i64|bool)\[((?:\d+(?:,\d+)*)?)\]", text)
+    m = re.fullmatch(r"(bf16|f16|f32|f64|i32|i64|bool)\[((?:\d+(?:,\d+)*)?)\]", text)
     _need(m is not None, path, f"bad type {text!r}")
     dims = tuple(int(d) for d in m.group(2).split(",")) if m.group(2) else ()
     return TensorType(dims, DTYPES[m.group(1)])
