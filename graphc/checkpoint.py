@@ -16,6 +16,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 from ir.serialize import check_json_depth
+from ir.types import BFLOAT16
 
 FORMAT = "graphc-checkpoint"
 VERSION = 1
@@ -30,7 +31,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     header = json.dumps({"format": FORMAT, "version": VERSION, **meta}).encode("utf-8")
-    payload = {name: np.asarray(a) for name, a in arrays.items()}
+    payload = {name: _as_stored(np.asarray(a)) for name, a in arrays.items()}
     payload[META_KEY] = np.frombuffer(header, dtype=np.uint8)
     fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz.tmp", dir=directory)
     try:
@@ -43,6 +44,16 @@ def save(path: str, arrays: dict, meta: dict) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# .npy has no bfloat16 (numpy would write it as raw 2-byte voids): a bfloat16 array is stored
+# as its bits, uint16, and read back as bfloat16 where the model says the array is one
+def _stored_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype("<u2") if dtype == BFLOAT16 else dtype
+
+
+def _as_stored(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint16) if a.dtype == BFLOAT16 else a
 
 
 # Everything is validated before the arrays are read: the JSON header against a schema, then
@@ -158,7 +169,7 @@ def _open_member(zf, info, what, path):
 def _read_array(zf, info, key, shape, dtype, path):
     with _open_member(zf, info, key, path) as fh:
         got_shape, got_dtype, offset = _npy_header(fh, key, path)
-        if got_shape != tuple(shape) or got_dtype != dtype:
+        if got_shape != tuple(shape) or got_dtype != _stored_dtype(dtype):
             raise CheckpointError(
                 f"checkpoint {path!r}: {key} is {got_dtype}{list(got_shape)}, the model in "
                 f"its header needs {dtype}{list(shape)}")
@@ -166,7 +177,7 @@ def _read_array(zf, info, key, shape, dtype, path):
         if info.file_size - offset != nbytes:
             raise CheckpointError(f"checkpoint {path!r}: {key} declares {nbytes} bytes of data "
                                   f"but holds {info.file_size - offset}")
-        out = np.empty(shape, dtype)
+        out = np.empty(shape, _stored_dtype(dtype))
         view = memoryview(out).cast("B") if out.size else memoryview(b"")
         done = 0
         while done < nbytes:
@@ -174,6 +185,7 @@ def _read_array(zf, info, key, shape, dtype, path):
             if not n:
                 raise CheckpointError(f"checkpoint {path!r}: {key} is truncated")
             done += n
+    out = out.view(dtype)
     if not np.isfinite(out).all():
         raise CheckpointError(f"checkpoint {path!r}: {key} holds non-finite values (NaN or "
                               "inf)")
