@@ -1,5 +1,5 @@
 """The primitive op library: every op defined once (type rule, numpy evaluation, gradient)."""
 # importing a module registers its ops
 from . import (api, cluster, collective, composite, custom, elementwise, index,  # noqa: F401
-               linalg, shape, softmax)
+               linalg, precision, shape, softmax)
 from .registry import REGISTRY, OpDef, apply, defop, get_op  # noqa: F401

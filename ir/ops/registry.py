@@ -216,7 +216,14 @@ def apply(name: str, *inputs, **attrs):
         else:
             raise GraphcError(f"{name} on concrete values needs eager mode, which `import "
                               "runtime.eager` (or `import graphc`) provides", (user_location(),))
+    if OPERAND_POLICY:
+        inputs = OPERAND_POLICY[0](name, inputs, interpreter)
     return interpreter.process(op, inputs, attrs)
+
+
+# [the function giving an op call's operands under the active mixed-precision policy]:
+# ir/ops/precision.py registers it (autocast)
+OPERAND_POLICY: list = []
 
 
 def infer_type(op: OpDef, types, attrs) -> TensorType:
