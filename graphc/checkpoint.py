@@ -16,6 +16,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 from ir.serialize import check_json_depth
+from ir.ops.precision import PRECISIONS
 from ir.types import BFLOAT16
 
 FORMAT = "graphc-checkpoint"
@@ -75,8 +76,11 @@ def load(path: str, optimizer: bool = True):
             raise CheckpointError(f"checkpoint {path!r}: header declares {cfg.n_layer} "
                                   f"layers, but the file holds {len(members)} arrays")
         prefixes = ("param", "adam_m", "adam_v") if optimizer else ("param",)
-        return {f"{prefix}/{name}": (shape, cfg.dtype)
-                for name, shape in parameter_shapes(cfg).items() for prefix in prefixes}
+        arrays = {f"{prefix}/{name}": (shape, cfg.dtype)
+                  for name, shape in parameter_shapes(cfg).items() for prefix in prefixes}
+        if optimizer and meta["train"].get("precision") == "fp16-mixed":  # the loss scale
+            arrays.update({"amp/scale": ((), np.float32), "amp/good_steps": ((), np.int64)})
+        return arrays
     return _read(path, expected)
 
 
@@ -237,6 +241,8 @@ def _check_meta(meta: dict, path: str):
         if not isinstance(meta.get(key), kind):
             bad(key, "is missing" if key not in meta else f"must be a JSON "
                 f"{ {dict: 'object', str: 'string', list: 'array'}[kind]}")
+    if meta["train"].get("precision", "fp32") not in PRECISIONS:
+        bad("train.precision", f"has a bad value {meta['train']['precision']!r}")
     if not is_int(meta.get("step")) or meta["step"] < 0:
         bad("step", f"must be a non-negative integer, got {meta.get('step')!r}")
 

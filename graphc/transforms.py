@@ -15,6 +15,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.ops import api as F
+from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
 from runtime.eager import Tensor
 
@@ -42,8 +43,10 @@ class Compiled:
     changed."""
 
     def __init__(self, fn, pipeline="default", fast_math=False, donate_argnums=(),
-                 static_argnums=(), jit=None):
-        self.fn = fn
+                 static_argnums=(), jit=None, precision=None):
+        half = precision_dtype(precision, "compile")
+        self.precision = precision
+        self.fn = fn if half is None else _under_autocast(fn, half)
         self.jit = jit  # runtime.codegen's option: None (numba kernels when available), False
         self.pipeline = pipeline
         self.fast_math = fast_math
@@ -227,15 +230,27 @@ def _specs_of(arg):
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
-            static_argnums=()):
+            static_argnums=(), precision=None):
     """Decorator or function: compile `fn` into a cached, optimised plan. By default the plan
     computes what numpy computes, NaN and inf included, at every array size; fast_math=True
     allows rewrites that assume finite values (x * 0 -> 0, exp(log x) -> x) and lets fused
     kernels reassociate and approximate (faster, results may depend on the array's size).
-    donate_argnums / static_argnums: as JAX's jit (see Compiled)."""
+    donate_argnums / static_argnums: as JAX's jit (see Compiled). precision: "fp32" (or
+    None), "bf16-mixed" or "fp16-mixed": fn is traced under gc.autocast with that half dtype
+    (ir/ops/precision.py; loss scaling for float16 is gc.amp.LossScaler's)."""
     def make(f):
-        return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums)
+        return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
+                        precision=precision)
     return make if fn is None else make(fn)
+
+
+def _under_autocast(fn, half):
+    """fn run under autocast(half) (while it is traced: the plan embodies the policy)."""
+    @functools.wraps(fn)
+    def mixed(*args):
+        with autocast(half):
+            return fn(*args)
+    return mixed
 
 
 def _passed(argnums, count) -> set:
