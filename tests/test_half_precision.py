@@ -150,3 +150,15 @@ def test_half_types_print_parse_and_serialise(dtype):
     for back in (parse(text), from_json(to_json(graph))):
         assert format_graph(back) == text
         np.testing.assert_array_equal(run(back, x)[0], run(graph, x)[0])
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_finite_check_names_the_half_op_that_overflowed(dtype):
+    """float16 overflows above 65504: the checked run blames the exp, with its operand's
+    range (bfloat16's range is float32's; its exp overflows past 88.7)."""
+    x = np.array([1.0, 12.0, 100.0]).astype(as_dtype(dtype))
+    fn = gc.compile(lambda x: gc.exp(x * 1.0) + 1.0)
+    out = fn(x)
+    assert not np.isfinite(out.astype(np.float32)).all()
+    with pytest.raises(gc.GraphcError, match=r"non-finite value: .* exp"):
+        fn.call((x,), checked=True)
