@@ -32,6 +32,11 @@ and the update, so N ranks x B/N compute what 1 rank x B computes and every rank
 same parameters. Rank 0 alone writes checkpoints, the loss curve and progress; a checkpoint
 resumes on any number of ranks. Dropout keys differ per rank.
 
+With `precision="bf16-mixed"` or `"fp16-mixed"` the loss runs under gc.autocast (float32
+parameters and optimiser state, half-precision activations and matmuls, a float32 loss);
+float16 adds dynamic loss scaling (graphc/amp.py: a step whose gradients overflow is skipped
+and halves the scale), its state checkpointed as amp/scale and amp/good_steps.
+
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
 from __future__ import annotations
