@@ -13,10 +13,11 @@ from ir.graph import Graph, Node
 from ir.ops import api as _api
 from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, ...)
 from ir.ops.api import abs, max, min, pow, sum  # noqa: F401  (shadowing builtins on purpose)
+from ir.ops.precision import autocast
 from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
-from . import nn, optim
+from . import amp, nn, optim
 from .control_flow import cond, fori_loop, scan, while_loop
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
@@ -30,4 +31,5 @@ __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
-           "remat", "vmap", "scan", "fori_loop", "while_loop", "cond"] + _api.__all__
+           "remat", "vmap", "scan", "fori_loop", "while_loop", "cond", "amp",
+           "autocast"] + _api.__all__

@@ -269,7 +269,9 @@ def _mlp_runner(contender):
 
 # "numpy": the default pipeline compiled without numba (numpy kernels only, no fusion)
 COMPILED = ("compiled", "numpy", "O0")
-CONTENDERS = COMPILED + ("eager", "torch")
+# the compiled GPT training step in mixed precision (graphc/amp.py): gpt-*-train only
+MIXED = ("bf16-mixed", "fp16-mixed")
+CONTENDERS = COMPILED + ("eager", "torch") + MIXED
 
 
 def _jit(contender):
@@ -284,10 +286,15 @@ def _make(workload, contender):
     if contender == "torch":
         import torch
         torch.manual_seed(0)
+    if contender in MIXED and not (workload.startswith("gpt-") and workload.endswith("-train")):
+        return None  # not this one
     if workload.startswith("gpt-"):
         _, config, kind = workload.split("-")
         cfg = GPTConfig.named(config)
         tokens = cfg.batch_size * cfg.block_size
+        if contender in MIXED:
+            tc = TrainConfig(steps=10_000, warmup=10, precision=contender)
+            return CompiledStep(cfg, tc, "default"), tokens
         if kind == "infer":
             return InferStep(cfg, contender, "O0" if contender == "O0" else "default"), tokens
         tc = TrainConfig(steps=10_000, warmup=10)
@@ -526,7 +533,7 @@ def plot(results, path):
     for r in results:
         by.setdefault(r.workload, {})[r.contender] = r
     workloads = list(by)
-    contenders = [c for c in COMPILED + ("eager", "torch")
+    contenders = [c for c in CONTENDERS
                   if any(c in rs for rs in by.values())]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(workloads)), 4))
     width = 0.8 / max(len(contenders), 1)
@@ -550,7 +557,7 @@ def plot(results, path):
 
 def table(results, gemm_gflops) -> str:
     lines = [f"numpy float32 GEMM on this machine: {gemm_gflops:.0f} GFLOP/s", "",
-             f"{'workload':<22} {'contender':<9} {'ms/step':>9} {'±iqr':>6} {'tok/s':>8} "
+             f"{'workload':<22} {'contender':<10} {'ms/step':>9} {'±iqr':>6} {'tok/s':>8} "
              f"{'vs eager':>8} {'vs torch':>8} {'%GEMM':>6} {'peak MB':>8} {'compile s':>9} "
              f"{'+bg s':>6}"]
     by = {}
@@ -565,7 +572,7 @@ def table(results, gemm_gflops) -> str:
             peak = f"{r.peak_bytes / 2**20:.1f}" if r.peak_bytes else ""
             comp = f"{r.compile_seconds:.2f}" if r.compile_seconds else ""
             bg = f"{r.background_seconds:.2f}" if r.background_seconds is not None else ""
-            lines.append(f"{workload:<22} {c:<9} {r.median_ms:>9.1f} {r.iqr_ms:>6.1f} "
+            lines.append(f"{workload:<22} {c:<10} {r.median_ms:>9.1f} {r.iqr_ms:>6.1f} "
                          f"{r.tokens / (r.median_ms / 1e3):>8.0f} {vs_eager:>8} {vs_torch:>8} "
                          f"{share:>6.0%} {peak:>8} {comp:>9} {bg:>6}")
     return "\n".join(lines)
@@ -628,7 +635,8 @@ def add_arguments(p):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--contenders", default="compiled,numpy,O0,eager,torch",
                    help="from: compiled, numpy (compiled without numba kernels), O0 (no "
-                   "passes), eager, torch")
+                   "passes), eager, torch, bf16-mixed, fp16-mixed (the compiled training "
+                   "step in mixed precision)")
     p.add_argument("--concurrent", type=int, default=0, metavar="N",
                    help="also run N copies of each contender at once and report each one's "
                    "slow-down against running alone (fair sharing of the machine)")

@@ -16,6 +16,8 @@ import numpy as np
 
 from ir.errors import GraphcError
 from ir.serialize import check_json_depth
+from ir.ops.precision import PRECISIONS
+from ir.types import BFLOAT16
 
 FORMAT = "graphc-checkpoint"
 VERSION = 1
@@ -30,7 +32,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     header = json.dumps({"format": FORMAT, "version": VERSION, **meta}).encode("utf-8")
-    payload = {name: np.asarray(a) for name, a in arrays.items()}
+    payload = {name: _as_stored(np.asarray(a)) for name, a in arrays.items()}
     payload[META_KEY] = np.frombuffer(header, dtype=np.uint8)
     fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz.tmp", dir=directory)
     try:
@@ -43,6 +45,16 @@ def save(path: str, arrays: dict, meta: dict) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# .npy has no bfloat16 (numpy would write it as raw 2-byte voids): a bfloat16 array is stored
+# as its bits, uint16, and read back as bfloat16 where the model says the array is one
+def _stored_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype("<u2") if dtype == BFLOAT16 else dtype
+
+
+def _as_stored(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint16) if a.dtype == BFLOAT16 else a
 
 
 # Everything is validated before the arrays are read: the JSON header against a schema, then
@@ -64,8 +76,11 @@ def load(path: str, optimizer: bool = True):
             raise CheckpointError(f"checkpoint {path!r}: header declares {cfg.n_layer} "
                                   f"layers, but the file holds {len(members)} arrays")
         prefixes = ("param", "adam_m", "adam_v") if optimizer else ("param",)
-        return {f"{prefix}/{name}": (shape, cfg.dtype)
-                for name, shape in parameter_shapes(cfg).items() for prefix in prefixes}
+        arrays = {f"{prefix}/{name}": (shape, cfg.dtype)
+                  for name, shape in parameter_shapes(cfg).items() for prefix in prefixes}
+        if optimizer and meta["train"].get("precision") == "fp16-mixed":  # the loss scale
+            arrays.update({"amp/scale": ((), np.float32), "amp/good_steps": ((), np.int64)})
+        return arrays
     return _read(path, expected)
 
 
@@ -158,7 +173,7 @@ def _open_member(zf, info, what, path):
 def _read_array(zf, info, key, shape, dtype, path):
     with _open_member(zf, info, key, path) as fh:
         got_shape, got_dtype, offset = _npy_header(fh, key, path)
-        if got_shape != tuple(shape) or got_dtype != dtype:
+        if got_shape != tuple(shape) or got_dtype != _stored_dtype(dtype):
             raise CheckpointError(
                 f"checkpoint {path!r}: {key} is {got_dtype}{list(got_shape)}, the model in "
                 f"its header needs {dtype}{list(shape)}")
@@ -166,7 +181,7 @@ def _read_array(zf, info, key, shape, dtype, path):
         if info.file_size - offset != nbytes:
             raise CheckpointError(f"checkpoint {path!r}: {key} declares {nbytes} bytes of data "
                                   f"but holds {info.file_size - offset}")
-        out = np.empty(shape, dtype)
+        out = np.empty(shape, _stored_dtype(dtype))
         view = memoryview(out).cast("B") if out.size else memoryview(b"")
         done = 0
         while done < nbytes:
@@ -174,6 +189,7 @@ def _read_array(zf, info, key, shape, dtype, path):
             if not n:
                 raise CheckpointError(f"checkpoint {path!r}: {key} is truncated")
             done += n
+    out = out.view(dtype)
     if not np.isfinite(out).all():
         raise CheckpointError(f"checkpoint {path!r}: {key} holds non-finite values (NaN or "
                               "inf)")
@@ -225,6 +241,8 @@ def _check_meta(meta: dict, path: str):
         if not isinstance(meta.get(key), kind):
             bad(key, "is missing" if key not in meta else f"must be a JSON "
                 f"{ {dict: 'object', str: 'string', list: 'array'}[kind]}")
+    if meta["train"].get("precision", "fp32") not in PRECISIONS:
+        bad("train.precision", f"has a bad value {meta['train']['precision']!r}")
     if not is_int(meta.get("step")) or meta["step"] < 0:
         bad("step", f"must be a non-negative integer, got {meta.get('step')!r}")
 

@@ -116,6 +116,10 @@ def build_parser():
     t.add_argument("--eval-every", type=_positive_int)
     t.add_argument("--eval-iters", type=_positive_int)
     t.add_argument("--seed", type=_non_negative_int)
+    t.add_argument("--precision", choices=["fp32", "bf16-mixed", "fp16-mixed"],
+                   help="mixed precision: float32 weights and optimiser state, bfloat16 or "
+                   "float16 activations and matmuls (fp16 with dynamic loss scaling); "
+                   "default fp32, or the checkpoint's when resuming")
     t.add_argument("--out", help="checkpoint directory (default: runs/CONFIG)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     t.add_argument("--sample-tokens", type=_non_negative_int, default=300)

@@ -51,6 +51,7 @@ class TrainConfig:
     eval_iters: int = 20
     seed: int = 1337
     decay_steps: int | None = None  # length of the cosine schedule; None: steps
+    precision: str = "fp32"  # or "bf16-mixed", "fp16-mixed" (graphc/amp.py)
 
     @classmethod
     def from_dict(cls, d):
@@ -172,7 +173,8 @@ class Trainer(_Trainer):
             seed=tc.seed, units="tokens", divergence_hint="Try a lower --lr",
             checkpoint_meta={"model": cfg.to_dict(), "train": asdict(tc),
                              "vocab": "".join(data.vocab)},
-            pipeline=pipeline, fast_math=fast_math, jit=jit, distributed=distributed)
+            pipeline=pipeline, fast_math=fast_math, jit=jit, distributed=distributed,
+            precision=tc.precision)
         self.plot_title = "graphc GPT on character-level text"
         self.plot_ylabel = "cross-entropy (nats)"
 
@@ -222,7 +224,7 @@ def check_compatible(meta: dict, cfg: GPTConfig, vocab) -> None:
 MODEL_OPTIONS = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout", "bias",
                  "tie_weights", "dtype")
 TRAIN_OPTIONS = ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay", "eval_every",
-                 "eval_iters", "seed")
+                 "eval_iters", "seed", "precision")
 
 
 def model_config(config: str, vocab_size: int, options: dict | None = None) -> GPTConfig:

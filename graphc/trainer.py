@@ -32,6 +32,11 @@ and the update, so N ranks x B/N compute what 1 rank x B computes and every rank
 same parameters. Rank 0 alone writes checkpoints, the loss curve and progress; a checkpoint
 resumes on any number of ranks. Dropout keys differ per rank.
 
+With `precision="bf16-mixed"` or `"fp16-mixed"` the loss runs under gc.autocast (float32
+parameters and optimiser state, half-precision activations and matmuls, a float32 loss);
+float16 adds dynamic loss scaling (graphc/amp.py: a step whose gradients overflow is skipped
+and halves the scale), its state checkpointed as amp/scale and amp/good_steps.
+
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
 from __future__ import annotations
@@ -49,7 +54,10 @@ import numpy as np
 
 from ir.errors import GraphcError
 
-from . import checkpoint, nn
+from ir.ops.api import cast
+from ir.ops.precision import autocast, precision_dtype
+
+from . import amp, checkpoint, nn
 from .optim import clip_by_global_norm, global_norm
 from .transforms import Compiled, value_and_grad
 
@@ -69,7 +77,8 @@ class Trainer:
                  clip_norm: float | None = None, seed: int = 0, units: str = "samples",
                  checkpoint_meta: dict | None = None, divergence_hint: str = "Try a lower "
                  "learning rate", pipeline: str = "default", fast_math: bool = False,
-                 jit=None, distributed: bool = False):
+                 jit=None, distributed: bool = False, precision: str = "fp32",
+                 loss_scaler=None):
         if not isinstance(params, dict) or not params:
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
@@ -86,6 +95,14 @@ class Trainer:
         self.divergence_hint = divergence_hint
         self.plot_title, self.plot_ylabel = "training loss", "loss"  # of fit()'s loss.png
         self.names = list(params)
+        # mixed precision (graphc/amp.py): the loss runs under autocast with this half dtype;
+        # parameters and optimiser state stay as given (float32 master weights)
+        self.precision, self.half = precision, precision_dtype(precision, "Trainer")
+        self.scaler = None  # float16 only: dynamic loss scaling
+        if self.half == np.float16:
+            self.scaler = loss_scaler or amp.LossScaler()
+        self.amp_state = self.scaler.init() if self.scaler else None
+        self.skipped_steps, self.step_skipped = 0, False  # steps an overflow skipped
         self.dist = None  # graphc.distributed when data-parallel
         if distributed:
             from . import distributed as dist
@@ -114,26 +131,47 @@ class Trainer:
             if eval_batches is not None else None)
 
     # ---- the traced functions ----
-    def _step_function(self, params, state, batch, key):
+    def _step_function(self, params, state, batch, key, amp_state=None):
         # Dropout layers the loss calls draw their masks from the step's key, which is
         # checkpointed with the step, not from graphc.nn's generator (the graph's implicit
         # dropout_key input), which a resumed run would not continue bit for bit
+        def loss(p):
+            value = self._mixed_loss(p, batch, key, True)
+            return value if amp_state is None else self.scaler.scale(value, amp_state)
         with nn.rng_key(key):
-            value, grads = value_and_grad(lambda p: self.loss(p, batch, key, True))(params)
+            value, grads = value_and_grad(loss)(params)
+        if amp_state is not None:
+            value = value / amp_state["scale"]
         if self.dist is not None:
             value, grads = self.dist.allreduce((value, grads), "mean")
+        if amp_state is not None:  # unscaled; a step with an Inf or NaN gradient is skipped
+            grads, finite, amp_state = self.scaler.unscale(grads, amp_state)
         if self.clip_norm is not None:
             grads, norm = clip_by_global_norm(grads, self.clip_norm)
         else:
             norm = global_norm(grads)
-        params, state = self.optimizer.update(grads, state, params)
-        return value, norm, params, state
+        updated = self.optimizer.update(grads, state, params)
+        if amp_state is None:
+            return (value, norm, *updated)
+        # the count advances on a skipped step too (a resumed run's count is its step)
+        count = updated[1]["count"]
+        params, state = self.scaler.select(finite, updated, (params, state))
+        state["count"] = count
+        return value, norm, params, state, amp_state
+
+    def _mixed_loss(self, params, batch, key, training):
+        """The loss, under autocast for a mixed precision; a float32 value either way."""
+        if self.half is None:
+            return self.loss(params, batch, key, training)
+        with autocast(self.half):
+            value = self.loss(params, batch, key, training)
+        return cast(value, "float32")
 
     def _eval_function(self, params, batch, key):
         # a Dropout the user left in training mode draws from a key fixed by (seed, step,
         # batch), so an evaluation repeats exactly, after a resume too
         with nn.rng_key(key):
-            loss = self.loss(params, batch, None, False)
+            loss = self._mixed_loss(params, batch, None, False)
         return loss if self.dist is None else self.dist.allreduce(loss, "mean")
 
     # ---- one step, one evaluation ----
@@ -166,6 +204,8 @@ class Trainer:
         return np.int64(self.seed * 1_000_003 + self.step + (rank << 40))
 
     def _step_args(self, batch):
+        if self.amp_state is not None:
+            return self.params, self.state, batch, self._key(), self.amp_state
         return self.params, self.state, batch, self._key()
 
     def step_inputs(self, batch) -> list:
@@ -178,12 +218,17 @@ class Trainer:
         batch = self._shard(self.train_batches.draw(self.rng))
         if self.dist is not None:
             self.dist.beat(self.step)
-        loss, norm, self.params, self.state = self._train_step.call(self._step_args(batch),
-                                                                    checked)
+        loss, norm, self.params, self.state, *amp_state = self._train_step.call(
+            self._step_args(batch), checked)
         loss = float(loss)
         self.grad_norm = float(norm)
         self.step += 1
-        self.history.append((self.step, loss))
+        if amp_state:  # a halved scale: this step's gradients overflowed and it was skipped
+            self.step_skipped = float(amp_state[0]["scale"]) < float(self.amp_state["scale"])
+            self.skipped_steps += self.step_skipped
+            self.amp_state = amp_state[0]
+        if math.isfinite(loss) or not self.step_skipped:
+            self.history.append((self.step, loss))
         return loss
 
     def evaluate(self, batches=None, checked: bool = False, record: bool = True) -> float:
@@ -208,6 +253,8 @@ class Trainer:
         for slot in self.optimizer.slots:
             prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
             arrays.update({f"{prefix}/{n}": self.state[slot][n] for n in self.names})
+        if self.amp_state is not None:  # float16's loss scale
+            arrays.update({f"amp/{k}": v for k, v in self.amp_state.items()})
         return arrays
 
     def non_finite(self) -> str | None:
@@ -298,6 +345,8 @@ class Trainer:
             for n in self.names:
                 self.state[slot][n] = arrays[f"{prefix}/{n}"]
         self.state["count"] = np.asarray(step, np.int64)  # one update per step
+        if self.amp_state is not None:
+            self.amp_state = {k: np.array(arrays[f"amp/{k}"]) for k in self.amp_state}
 
     # ---- the loop ----
     def fit(self, out: str | None = None, progress: bool = True, log=None) -> int:
@@ -342,7 +391,7 @@ class Trainer:
                     rate = done * per_batch / (time.perf_counter() - start)
                     bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} {unit}/s", refresh=False)
                     bar.update(1)
-                    if not (np.isfinite(loss) and np.isfinite(self.grad_norm)):
+                    if self._bad_step(loss):
                         self._diverged(f"loss {loss}, gradient norm {self.grad_norm}", ckpt,
                                        saved, log)
                     if self.step % self.eval_every == 0 or self.step == self.steps:
@@ -357,6 +406,13 @@ class Trainer:
                 return stop.signum
         finally:
             bar.close()
+
+    def _bad_step(self, loss) -> bool:
+        """A NaN or Inf loss or gradient norm; with loss scaling, an overflow is a skipped
+        step, unless the scale fell below float16's smallest value (nothing left to scale)."""
+        if self.scaler is not None and self.step_skipped:
+            return float(self.amp_state["scale"]) < 2.0 ** -24
+        return not (np.isfinite(loss) and np.isfinite(self.grad_norm))
 
     def _save(self, ckpt, saved, log):
         bad = self.non_finite()

@@ -16,6 +16,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.types import Dim, as_dim
 from ir.ops import api as F
+from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
 from runtime.eager import Tensor
 
@@ -49,8 +50,10 @@ class Compiled:
     recompiles; "_" takes the argument's size as a concrete dimension."""
 
     def __init__(self, fn, pipeline="default", fast_math=False, donate_argnums=(),
-                 static_argnums=(), jit=None, polymorphic_shapes=None):
-        self.fn = fn
+                 static_argnums=(), jit=None, polymorphic_shapes=None, precision=None):
+        half = precision_dtype(precision, "compile")
+        self.precision = precision
+        self.fn = fn if half is None else _under_autocast(fn, half)
         self.jit = jit  # runtime.codegen's option: None (numba kernels when available), False
         self.pipeline = pipeline
         self.fast_math = fast_math
@@ -332,17 +335,28 @@ def _specs_of(arg, key):
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
-            static_argnums=(), polymorphic_shapes=None):
+            static_argnums=(), polymorphic_shapes=None, precision=None):
     """Decorator or function: compile `fn` into a cached, optimised plan. By default the plan
     computes what numpy computes, NaN and inf included, at every array size; fast_math=True
     allows rewrites that assume finite values (x * 0 -> 0, exp(log x) -> x) and lets fused
     kernels reassociate and approximate (faster, results may depend on the array's size).
     donate_argnums / static_argnums: as JAX's jit; polymorphic_shapes: symbolic dimensions,
-    as jax.export's (see Compiled)."""
+    as jax.export's (see Compiled). precision: "fp32" (or None), "bf16-mixed" or
+    "fp16-mixed": fn is traced under gc.autocast with that half dtype (ir/ops/precision.py;
+    loss scaling for float16 is gc.amp.LossScaler's)."""
     def make(f):
         return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
-                        polymorphic_shapes=polymorphic_shapes)
+                        polymorphic_shapes=polymorphic_shapes, precision=precision)
     return make if fn is None else make(fn)
+
+
+def _under_autocast(fn, half):
+    """fn run under autocast(half) (while it is traced: the plan embodies the policy)."""
+    @functools.wraps(fn)
+    def mixed(*args):
+        with autocast(half):
+            return fn(*args)
+    return mixed
 
 
 def _passed(argnums, count) -> set:

@@ -13,7 +13,8 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .types import DTYPES, RESERVED_SYMBOLS, TensorType, TupleType, parse_dim
+from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, TensorType, TupleType,
+                    parse_dim)
 
 _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -85,7 +86,7 @@ def _type(c: _Cursor):
                     break
                 c.expect(",", "',' or ')'")
         return TupleType(elements)
-    dtype = c.match(re.compile(r"f32|f64|i32|i64|bool"), "a dtype (f32, f64, i32, i64, bool)")
+    dtype = c.match(re.compile(DTYPE_PATTERN), "a dtype (f32, f64, f16, bf16, i32, i64, bool)")
     c.expect("[")
     dims = []
     if not c.accept("]"):
@@ -147,7 +148,7 @@ def _value(c: _Cursor, depth: int = 0):
             c.pos = start
             c.fail("a region's graph must start on the next line")
         return c.region_reader(c, depth)
-    m = re.compile(r"f32|f64|i32|i64|bool").match(c.text, c.pos)
+    m = re.compile(DTYPE_PATTERN).match(c.text, c.pos)
     if m and not c.text[m.end():m.end() + 1].isalnum():
         c.pos = m.end()
         return DTYPES[m.group()]

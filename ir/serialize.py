@@ -103,7 +103,7 @@ def _type(text, path):
         parts = re.findall(r"[a-z0-9]+\[[^\]]*\]", text)
         _need(", ".join(parts) == text[1:-1], path, f"bad type {text!r}")
         return TupleType([_type(t, path) for t in parts])
-    m = re.fullmatch(r"(f32|f64|i32|i64|bool)\[((?:[\w*+\-]+(?:,[\w*+\-]+)*)?)\]", text)
+    m = re.fullmatch(r"(bf16|f16|f32|f64|i32|i64|bool)\[((?:[\w*+\-]+(?:,[\w*+\-]+)*)?)\]", text)
     _need(m is not None, path, f"bad type {text!r}")
     try:  # a dimension is an int or a symbolic expression (ir.types.parse_dim)
         dims = tuple(parse_dim(d) for d in m.group(2).split(",")) if m.group(2) else ()

@@ -9,19 +9,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 
 from .errors import GraphcError, user_location
 
+# bfloat16 comes from ml_dtypes (as in JAX); numpy registers it as a dtype of kind "V", so
+# code asks `is_float`, never `dtype.kind == "f"`
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+
 DTYPES = {
     "f32": np.dtype("float32"),
     "f64": np.dtype("float64"),
+    "f16": np.dtype("float16"),
+    "bf16": BFLOAT16,
     "i32": np.dtype("int32"),
     "i64": np.dtype("int64"),
     "bool": np.dtype("bool"),
 }
 SHORT_NAMES = {dt: name for name, dt in DTYPES.items()}
-FLOAT_DTYPES = (DTYPES["f32"], DTYPES["f64"])
+FLOAT_DTYPES = (DTYPES["f32"], DTYPES["f64"], DTYPES["f16"], BFLOAT16)
+# storage-only floats: ops compute on them in float32 and round their results once
+# (ir/ops/registry.py, "Half precision" in the README)
+HALF_DTYPES = (DTYPES["f16"], BFLOAT16)
+DTYPE_PATTERN = r"bf16|f16|f32|f64|i32|i64|bool"  # the short names, for the parsers
 INT_DTYPES = (DTYPES["i32"], DTYPES["i64"])
 
 
@@ -41,6 +52,16 @@ def as_dtype(dtype) -> np.dtype:
 
 def is_float(dtype) -> bool:
     return np.dtype(dtype) in FLOAT_DTYPES
+
+
+def is_half(dtype) -> bool:
+    """float16 or bfloat16: a storage dtype that ops compute on in float32."""
+    return np.dtype(dtype) in HALF_DTYPES
+
+
+def finfo(dtype):
+    """np.finfo that also knows bfloat16 (numpy's refuses it)."""
+    return ml_dtypes.finfo(np.dtype(dtype))
 
 
 @dataclass(frozen=True)

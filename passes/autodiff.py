@@ -11,6 +11,7 @@ from __future__ import annotations
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
 from ir.ops import api as F
+from ir.ops import precision
 from ir.ops.registry import DerivedVJP, VJPContext, get_op
 from ir.rewrite import clone
 from ir.types import TupleType, is_float
@@ -85,12 +86,13 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
                                                            "rule"), node.locs)
             needs = tuple(i in relevant and _differentiable(i) for i in node.inputs)
             ctx = VJPContext(node.inputs, node, node.attrs, needs)
-            with graph.locations(node.locs, node.scope):
+            # the backward pass runs without autocast: each cotangent keeps its primal's dtype
+            with graph.locations(node.locs, node.scope), precision.suspended():
                 results = _derived_vjp(op.vjp.reference, ctx, g) \
                     if isinstance(op.vjp, DerivedVJP) else op.vjp(ctx, g)
-            for inp, need, r in zip(node.inputs, needs, results):
-                if need and r is not None:
-                    _accumulate(grads, inp, r)
+                for inp, need, r in zip(node.inputs, needs, results):
+                    if need and r is not None:
+                        _accumulate(grads, inp, r)
         return [grads[x] if x in grads else F.zeros_like(x) for x in xs]
 
 

@@ -12,6 +12,7 @@ import threading
 import numpy as np
 
 from ir.errors import GraphcError, user_location
+from ir.ops import precision
 from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, graph_param, infer_type,
                              is_weak_scalar, like_dtype, register_base_interpreter,
@@ -262,8 +263,9 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None):
             op, args, attrs = t._ctx
             needs = tuple(a.requires_grad for a in args)
             ctx = VJPContext(args, t, attrs, needs)
-            results = _derived_vjp(op.vjp.reference, ctx, g) if isinstance(op.vjp, DerivedVJP) \
-                else op.vjp(ctx, g)
+            with precision.suspended():  # cotangents keep their primals' dtypes
+                results = _derived_vjp(op.vjp.reference, ctx, g) \
+                    if isinstance(op.vjp, DerivedVJP) else op.vjp(ctx, g)
             for a, r in zip(args, results):
                 if r is None or not a.requires_grad:
                     continue

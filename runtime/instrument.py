@@ -11,6 +11,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
+from ir.types import is_float
 
 from .fusion import describe
 from .op_lowering import inplace_safe, is_constant
@@ -31,7 +32,7 @@ def checked_runner(plan):
 
     def masks_of(value):
         arr = np.asarray(value)
-        if arr.dtype.kind not in "fc":
+        if arr.dtype.kind != "c" and not is_float(arr.dtype):  # bfloat16's kind is "V"
             return None, None
         nan, inf = np.isnan(arr), np.isinf(arr)
         return (nan if nan.any() else None), (inf if inf.any() else None)
@@ -80,8 +81,8 @@ def checked_runner(plan):
                 ranges.append(str(i.type))
                 continue
             v = np.asarray(v)
-            nans = int(np.isnan(v).sum()) if v.dtype.kind == "f" else 0
-            if v.dtype.kind in "fiu" and v.size > nans:
+            nans = int(np.isnan(v).sum()) if is_float(v.dtype) else 0
+            if (is_float(v.dtype) or v.dtype.kind in "iu") and v.size > nans:
                 ranges.append(f"{i.type} in [{np.nanmin(v):.4g}, {np.nanmax(v):.4g}]"
                               + (f" and {nans} NaN" if nans else ""))
             else:
@@ -109,7 +110,7 @@ def checked_runner(plan):
     def run(*values):
         masks.clear()
         outs = checked(*values)
-        if any(np.asarray(o).dtype.kind in "fc" and not np.isfinite(o).all() for o in outs):
+        if any(is_float(np.asarray(o).dtype) and not np.isfinite(o).all() for o in outs):
             for k, step in enumerate(steps):  # none was blamed: name the first one
                 node = step[0]
                 if k in masks and not is_constant(node):

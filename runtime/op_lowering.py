@@ -16,6 +16,8 @@ from typing import Callable
 import numpy as np
 
 from ir.ops.elementwise import is_tanh_approximation
+from ir.ops.registry import MOVES_DATA_ONLY
+from ir.types import is_half
 
 from . import control_flow as CF
 from . import emitters as E
@@ -210,10 +212,20 @@ def has_fused_expression(node) -> bool:
     return record.scalar_expr is not None and record.handles(node)
 
 
+def computes_on_half(node) -> bool:
+    """A node that computes on float16/bfloat16 values (not only moves them): it runs its
+    library implementation, which computes in float32 and rounds once (ir/ops/registry.py);
+    numba has no bfloat16, and numpy's float16 loops would round every partial sum."""
+    return node.op not in MOVES_DATA_ONLY and (
+        is_half(node.dtype) or any(is_half(i.dtype) for i in node.inputs))
+
+
 def jit_emitter(node):
     """The numba kernel's emitter for this node, or None where it does not apply (other
     dtypes, exact GELU, reductions over an axis other than the last)."""
     record = lowering_of(node.op)
+    if computes_on_half(node):
+        return None
     if record.jit_emit is None or node.dtype not in (np.float32, np.float64) or node.ndim == 0:
         return None
     if not record.handles(node):
@@ -234,6 +246,8 @@ def can_emit(node, jit: bool = False) -> bool:
     record = lowering_of(node.op)
     if record.form == "cluster" or (jit and jit_emitter(node) is not None):
         return True
+    if computes_on_half(node):
+        return False
     return record.emit is not None and record.handles(node)
 
 

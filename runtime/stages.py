@@ -21,6 +21,7 @@ from .fusion import fuse
 from .lowering import choose_kernels
 from .memory import format_memory_plan, plan_memory
 from .render import render
+from .widen import widen_half
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,10 @@ class Lowered:
 
 
 def _fuse(state):
-    # fused nodes run as numba kernels: without numba the graph stays as it is
-    state.kernel_graph = fuse(state.graph) if state.options.jit else state.graph
+    # half-precision ops become float32 kernels between casts (runtime/widen.py); fused
+    # nodes run as numba kernels: without numba the graph stays as it is
+    graph = widen_half(state.graph)
+    state.kernel_graph = fuse(graph) if state.options.jit else graph
 
 
 def _plan_memory(state):

@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import Dim, InconclusiveDim, as_dim, as_dtype, holds_when_bound, is_float
+from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, finfo, holds_when_bound,
+                     is_float)
 from .registry import apply
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -553,7 +554,7 @@ def leaky_relu(x, negative_slope=0.01):
 def rms_norm(x, weight=None, eps=None):
     """RMSNorm over the last axis: x / sqrt(mean(x**2) + eps) * weight, as torch's
     F.rms_norm; eps=None is the machine epsilon of x's dtype, as in PyTorch."""
-    eps = float(np.finfo(_dtype(x)).eps) if eps is None else float(eps)
+    eps = float(finfo(_dtype(x)).eps) if eps is None else float(eps)
     y = x * rsqrt(mean(x * x, -1, keepdims=True) + eps)
     return y if weight is None else y * weight
 

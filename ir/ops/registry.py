@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import TensorType, as_dtype, is_float
+from ..types import TensorType, as_dtype, is_float, is_half
 
 
 class TypeRuleError(Exception):
@@ -57,9 +57,39 @@ def defop(name, infer, *, vjp=None, arity=None, flops=None, stochastic=False, co
     def register(impl):
         if name in REGISTRY:
             raise ValueError(f"op {name!r} defined twice")
-        REGISTRY[name] = OpDef(name, infer, impl, vjp, arity, flops, stochastic, collective)
+        run = impl if name in MOVES_DATA_ONLY else computing_half_in_float32(impl)
+        REGISTRY[name] = OpDef(name, infer, run, vjp, arity, flops, stochastic, collective)
         return impl
     return register
+
+
+# ---- half precision -------------------------------------------------------------------------
+# float16 and bfloat16 are storage dtypes. An op on them computes in float32 and rounds its
+# result once: sums, matmuls and einsums accumulate in float32, softmax, layer_norm and the
+# losses' log_softmax run their float32 formulas, elementwise ops round once per op (exactly
+# the correctly rounded half result for + - * / sqrt: float32 holds twice a half's bits + 2).
+# PyTorch on CPU does the same for bf16 (float accumulation, one rounding per op's output).
+# Ops that only move or copy values keep their operands' dtype: nothing to round.
+MOVES_DATA_ONLY = frozenset((
+    "cast", "input", "constant", "reshape", "transpose", "broadcast_to", "slice", "concat",
+    "take", "dynamic_slice", "dynamic_update_slice", "stop_gradient", "optimization_barrier",
+    "custom_vjp", "where", "allreduce_wait"))
+
+
+def computing_half_in_float32(impl):
+    """`impl` run on float32 copies of its float16/bfloat16 operands, its float32 result
+    rounded to that half dtype (other dtypes pass straight through)."""
+    def run(*xs, **attrs):
+        half = next((x.dtype for x in xs if hasattr(x, "dtype") and is_half(x.dtype)), None)
+        if half is None:
+            return impl(*xs, **attrs)
+        out = impl(*[x.astype(np.float32) if hasattr(x, "dtype") and is_half(x.dtype) else x
+                     for x in xs], **attrs)
+        out = np.asarray(out)
+        return out.astype(half) if out.dtype == np.float32 else out
+    run.__wrapped__ = impl
+    run.__name__ = getattr(impl, "__name__", "impl")
+    return run
 
 
 def get_op(name: str) -> OpDef:
@@ -188,6 +218,8 @@ def apply(name: str, *inputs, **attrs):
         else:
             raise GraphcError(f"{name} on concrete values needs eager mode, which `import "
                               "runtime.eager` (or `import graphc`) provides", (user_location(),))
+    if OPERAND_POLICY:
+        inputs = OPERAND_POLICY[0](name, inputs, interpreter)
     return interpreter.process(op, inputs, attrs)
 
 
@@ -199,6 +231,11 @@ def _capturing_region(a, b):
         if interpreter is a or interpreter is b:
             return interpreter if getattr(interpreter, "captures_outer", False) else None
     return None
+
+
+# [the function giving an op call's operands under the active mixed-precision policy]:
+# ir/ops/precision.py registers it (autocast)
+OPERAND_POLICY: list = []
 
 
 def infer_type(op: OpDef, types, attrs) -> TensorType:

@@ -1,0 +1,85 @@
+"""Mixed-precision training: autocast and dynamic loss scaling (PyTorch's torch.amp).
+
+    scaler = gc.amp.LossScaler()                # float16 training; bfloat16 needs none
+    amp = scaler.init()                         # {"scale": f32[], "good_steps": i64[]}
+
+    @gc.compile(donate_argnums=(0, 1))
+    def step(params, state, amp, x, y):
+        def loss_fn(p):
+            with gc.autocast("float16"):        # half activations, float32 loss
+                return gc.cross_entropy(model.apply(p, x), y)
+        loss, grads = gc.value_and_grad(lambda p: scaler.scale(loss_fn(p), amp))(params)
+        grads, finite, amp = scaler.unscale(grads, amp)
+        new_params, new_state = opt.update(grads, state, params)
+        params, state = scaler.select(finite, (new_params, new_state), (params, state))
+        return loss / amp_scale_before, params, state, amp
+
+(`gc.Trainer(..., precision="fp16-mixed")` does all of this.) float16 gradients of a
+float32 loss underflow to zero below 6e-8; the loss is multiplied by a large scale before
+the backward pass and the float32 gradients divided by it after. As torch.amp.GradScaler:
+the scale starts at 2**16; a step whose gradients hold an Inf or a NaN is skipped (parameters
+and optimiser state unchanged) and halves the scale; `growth_interval` good steps in a row
+double it. The test for "finite" is the gradients' global norm (an Inf or NaN anywhere makes
+it one), which training computes anyway.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.ops import api as F
+from ir.ops.precision import PRECISIONS, autocast, precision_dtype  # noqa: F401
+from .optim import global_norm
+from .tracing import flatten, unflatten
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class LossScaler:
+    """Dynamic loss scaling, functional (optax-style): the state is two scalars that a
+    compiled step takes and returns, and a checkpoint saves."""
+
+    def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
+                 backoff_factor: float = 0.5, growth_interval: int = 2000):
+        if not (init_scale > 0 and growth_factor > 1 and 0 < backoff_factor < 1
+                and int(growth_interval) >= 1):
+            raise GraphcError("LossScaler: needs init_scale > 0, growth_factor > 1, "
+                              "0 < backoff_factor < 1 and growth_interval >= 1",
+                              (user_location(),))
+        self.init_scale, self.growth_factor = float(init_scale), float(growth_factor)
+        self.backoff_factor, self.growth_interval = float(backoff_factor), int(growth_interval)
+
+    def init(self) -> dict:
+        return {"scale": np.asarray(self.init_scale, np.float32),
+                "good_steps": np.asarray(0, np.int64)}
+
+    def scale(self, loss, state):
+        """The loss times the current scale (differentiate this one)."""
+        return loss * F.cast(state["scale"], loss.dtype)
+
+    def unscale(self, grads, state):
+        """(grads / scale, finite: a bool scalar, the next scaler state). The global norm of
+        the unscaled gradients decides `finite`."""
+        leaves, structure, _ = flatten(grads)
+        inverse = 1.0 / state["scale"]
+        leaves = [None if g is None else g * F.cast(inverse, g.dtype) for g in leaves]
+        grads = unflatten(structure, leaves)
+        finite = F.cast(global_norm(grads), "float32") <= FLOAT32_MAX  # False for Inf, NaN
+        return grads, finite, self.update(finite, state)
+
+    def update(self, finite, state) -> dict:
+        """The scaler state after a step: halved on an overflow, doubled after
+        growth_interval good steps in a row."""
+        scale, good = state["scale"], state["good_steps"] + 1
+        grow = good >= self.growth_interval
+        grown = F.where(grow, scale * self.growth_factor, scale)
+        return {"scale": F.where(finite, grown, scale * self.backoff_factor),
+                "good_steps": F.where(finite, F.where(grow, 0, good), 0)}
+
+    @staticmethod
+    def select(finite, updated, kept):
+        """`updated` where the step's gradients were finite, else `kept` (a skipped step),
+        leaf by leaf over two pytrees of the same structure."""
+        new, structure, _ = flatten(updated)
+        old, _, _ = flatten(kept)
+        return unflatten(structure, [F.where(finite, a, b) for a, b in zip(new, old)])

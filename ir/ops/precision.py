@@ -1,0 +1,130 @@
+"""Autocast: the operand dtypes of op calls under a mixed-precision policy.
+
+    with autocast("bfloat16"):          # or "float16"
+        loss = loss_fn(params, batch)   # float32 parameters, half-precision activations
+
+Inside, every op call passes through `autocast_operands` before it reaches its interpreter
+(ir/ops/registry.py's `apply`), which inserts `cast` nodes (or eager casts) as PyTorch's
+torch.autocast does, with JAX's mixed-precision policy (float32 parameters, half compute):
+
+- matmul, einsum: float operands are cast to the half dtype (their inputs are half precision;
+  they still accumulate in float32, see registry.computing_half_in_float32);
+- log_softmax, sum: half operands are cast to float32, so losses (cross_entropy's
+  log_softmax, means) are computed and returned in float32;
+- any other op whose float operands mix float32 and the half dtype computes in the half dtype
+  (a float32 parameter meeting a half activation is cast where it is used), so activations
+  stay half precision: LayerNorm's weights, biases, residual sums. Ops on float32 values only
+  (the optimiser's update, with its float32 master weights and state) are left alone.
+
+The backward pass is built with autocast suspended (passes.autodiff, runtime.eager): each
+cast's gradient casts back, so float32 parameters get float32 gradients.
+
+A traced graph records the policy it was traced under as a guard (a compiled function
+retraces when called under another policy); a function that enters autocast itself while it
+is traced (the Trainer's loss, gc.compile(precision=...)) embodies its own policy.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from ..errors import GraphcError, user_location
+from ..types import as_dtype, is_float, is_half
+from . import registry
+
+HALF_OPS = frozenset(("matmul", "einsum"))
+FLOAT32_OPS = frozenset(("log_softmax", "sum"))
+_FLOAT32 = np.dtype("float32")
+
+# mixed-precision policies by the names Lightning, `graphc train --precision` and
+# gc.compile(precision=...) use: the half dtype, or None for plain float32
+PRECISIONS = {"fp32": None, "bf16-mixed": "bfloat16", "fp16-mixed": "float16"}
+
+
+class _State(threading.local):
+    dtype = None  # the half dtype of the active policy, None: autocast off
+    suspended = 0  # > 0 while a backward pass is built
+
+
+STATE = _State()
+
+
+def precision_dtype(precision: str | None, where: str = "precision"):
+    """The half dtype of a precision name (None for "fp32"); one GraphcError line otherwise."""
+    if precision is None:
+        return None
+    if precision not in PRECISIONS:
+        raise GraphcError(f"{where}: unknown precision {precision!r} (choose "
+                          f"{', '.join(PRECISIONS)})", (user_location(),))
+    dtype = PRECISIONS[precision]
+    return None if dtype is None else as_dtype(dtype)
+
+
+@contextlib.contextmanager
+def autocast(dtype="bfloat16"):
+    """Op calls inside run under the mixed-precision policy with half dtype `dtype`
+    ("bfloat16" or "float16"; None: off)."""
+    dtype = None if dtype is None else as_dtype(dtype)
+    if dtype is not None and not is_half(dtype):
+        raise GraphcError(f"autocast: {dtype} is not a half-precision dtype (float16, "
+                          "bfloat16)", (user_location(),))
+    graph = registry.innermost_interpreter()
+    if hasattr(graph, "set_while_tracing"):
+        graph.set_while_tracing(STATE, "dtype")  # the traced function sets its own policy
+    saved = STATE.dtype
+    STATE.dtype = dtype
+    try:
+        yield
+    finally:
+        STATE.dtype = saved
+
+
+@contextlib.contextmanager
+def suspended():
+    """No autocast inside (building a backward pass: cotangents keep their primals' dtypes)."""
+    STATE.suspended += 1
+    try:
+        yield
+    finally:
+        STATE.suspended -= 1
+
+
+def _float_dtype(x):
+    if registry.is_weak_scalar(x) or not hasattr(x, "dtype"):
+        return None
+    dtype = np.dtype(x.dtype)
+    return dtype if is_float(dtype) else None
+
+
+def autocast_operands(name, inputs, interpreter):
+    """The operands of an op call under the active policy (unchanged when it is off)."""
+    if STATE.suspended:
+        return inputs
+    half = STATE.dtype
+    sensitive = name in HALF_OPS or name in FLOAT32_OPS
+    if half is None and not sensitive:
+        return inputs
+    if sensitive and hasattr(interpreter, "guard") and not any(
+            g[0] is STATE for g in interpreter.guards):
+        interpreter.guard(STATE, "dtype", half)  # a plan holds for this policy only
+    if half is None:
+        return inputs
+    dtypes = [_float_dtype(x) for x in inputs]
+    if name in HALF_OPS:
+        target = {d: half for d in dtypes if d is not None}
+    elif name in FLOAT32_OPS:
+        target = {half: _FLOAT32}
+    elif half in dtypes and _FLOAT32 in dtypes:
+        target = {_FLOAT32: half}
+        if hasattr(interpreter, "guard") and not any(g[0] is STATE for g in interpreter.guards):
+            interpreter.guard(STATE, "dtype", half)
+    else:
+        return inputs
+    return tuple(x if d not in target or target[d] == d else
+                 x.astype(target[d]) if isinstance(x, np.ndarray) else  # a constant
+                 registry.apply("cast", x, dtype=target[d]) for x, d in zip(inputs, dtypes))
+
+
+registry.OPERAND_POLICY[:] = [autocast_operands]

@@ -1,0 +1,164 @@
+"""float16 and bfloat16: every op computes on them in float32 and rounds its result once.
+
+Each op case of tests/opcases.py runs on half-precision inputs (eagerly, in the reference
+interpreter and compiled) and is compared with its float64 numpy reference on the same
+(already rounded) inputs: the difference is the result's own rounding (half an ulp, eps/2
+relative) plus, for cases built from several ops, the rounding of each intermediate result;
+the tolerance is a few of the dtype's eps: float16 eps = 2**-10, bfloat16 eps = 2**-7.
+"""
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.types import as_dtype, finfo
+from runtime.interpreter import run
+
+from opcases import CASES
+
+HALF = ["float16", "bfloat16"]
+# cases with float operands; cast, one_hot and creators build float64 tensors in their
+# functions (a float64 tensor meeting a half one is an error): their half forms are below
+FLOAT64_BUILDERS = {"cast", "one_hot", "creators"}
+FLOAT_CASES = [c for c in CASES if len(c.ints) < len(c.inputs) and c.name not in
+               FLOAT64_BUILDERS]
+
+
+def half_inputs(case, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = [mk(rng) for mk in case.inputs]
+    return [x if i in case.ints else np.asarray(x).astype(as_dtype(dtype))
+            for i, x in enumerate(xs)]
+
+
+def expected(case, xs):
+    """The float64 reference on the rounded inputs."""
+    return np.asarray(case.reference(*[x if x.dtype.kind in "iub" else x.astype(np.float64)
+                                       for x in xs]))
+
+
+def assert_rounded_close(out, ref, dtype, ulps):
+    """|out - ref| <= ulps * eps * (|ref| + mean |ref|): relative to each value, with an
+    absolute floor at the scale of the result (sums that cancel round at their operands'
+    scale, not their own)."""
+    eps = float(finfo(dtype).eps)
+    out64 = np.asarray(out).astype(np.float64)
+    scale = np.abs(ref).mean() if ref.size else 0.0
+    bound = ulps * eps * (np.abs(ref) + scale)
+    worst = np.max(np.abs(out64 - ref) - bound) if ref.size else 0.0
+    assert worst <= 0, f"off by more than {ulps} eps: max excess {worst}"
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("case", FLOAT_CASES, ids=[c.name for c in FLOAT_CASES])
+def test_op_on_half_inputs_is_the_float_result_rounded(case, dtype):
+    xs = half_inputs(case, dtype)
+    ref = expected(case, xs)
+    eager = case.fn(*[gc.tensor(x) for x in xs]).data
+    (interpreted,) = run(gc.trace(case.fn, *xs), *xs)
+    compiled = gc.compile(case.fn)(*xs)
+    for out in (eager, interpreted, compiled):
+        assert out.shape == ref.shape
+        if ref.dtype.kind == "f":
+            assert out.dtype == as_dtype(dtype)
+            assert_rounded_close(out, ref, dtype, ulps=4)
+        else:
+            np.testing.assert_array_equal(out, ref)
+
+
+def _three_ways(fn, *xs):
+    """fn's result eagerly, in the reference interpreter and compiled."""
+    (interpreted,) = run(gc.trace(fn, *xs), *xs)
+    return [fn(*[gc.tensor(x) for x in xs]).data, interpreted, gc.compile(fn)(*xs)]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_casts_creators_and_one_hot_in_half(dtype):
+    a = np.random.default_rng(0).uniform(-2, 2, (3, 4)).astype(as_dtype(dtype))
+    idx = np.array([0, 3, 1])
+
+    def fn(a, i):
+        wide = gc.cast(a, "float32") * 3.0  # a half value is exact in float32
+        back = gc.cast(wide, dtype)          # rounds once
+        ones = gc.ones((3, 4), dtype) + gc.full((3, 1), 2.5, dtype)
+        return back * ones + gc.one_hot(i, 4, dtype)
+    ref = a.astype(np.float64) * 3.0
+    ref = ref.astype(as_dtype(dtype)).astype(np.float64) * 3.5 + np.eye(4)[idx]
+    for out in _three_ways(fn, a, idx):
+        assert out.dtype == as_dtype(dtype)
+        assert_rounded_close(out, ref, dtype, ulps=2)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_matmul_einsum_and_sum_accumulate_in_float32(dtype):
+    """4096 ones summed: a float16 running sum stops at 2048 (2048 + 1 rounds back to 2048),
+    a bfloat16 one at 256; float32 accumulation gives 4096, which both hold exactly."""
+    ones = np.ones((2, 4096), as_dtype(dtype))
+    running = ones[0, 0] * 0
+    for v in ones[0]:  # what accumulating in the storage dtype gives
+        running = (running + v).astype(ones.dtype)
+    assert float(running) == {"float16": 2048.0, "bfloat16": 256.0}[dtype]
+
+    def fn(a):
+        return gc.stack([(a @ gc.transpose(a))[0, 0], gc.einsum("ij,ij->i", a, a)[1],
+                         gc.sum(a[0]), gc.mean(a) * 4096.0])
+    for out in _three_ways(fn, ones):
+        assert out.dtype == as_dtype(dtype)
+        np.testing.assert_array_equal(out.astype(np.float32), [4096.0] * 4)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_softmax_of_large_half_logits_is_finite_and_normalised(dtype):
+    """exp of the raw logits overflows float16 at 11.1; the max-subtracted float32 formula
+    does not, and the rounded probabilities still sum to 1 within the dtype's eps."""
+    x = np.array([[12.0, 11.0, -3.0, 0.0]]).astype(as_dtype(dtype))
+    for out in _three_ways(lambda x: gc.softmax(x * 8.0, axis=-1), x):
+        assert np.isfinite(out.astype(np.float32)).all()
+        assert abs(float(out.astype(np.float32).sum()) - 1.0) <= 2 * float(finfo(dtype).eps)
+
+
+def test_checkpoint_round_trip_of_half_arrays(tmp_path):
+    from graphc import checkpoint
+    rng = np.random.default_rng(0)
+    arrays = {"param/w": rng.normal(size=(3, 5)).astype(as_dtype("bfloat16")),
+              "param/h": rng.normal(size=(4,)).astype(np.float16),
+              "param/f": rng.normal(size=(2, 2)).astype(np.float32)}
+    path = str(tmp_path / "c.npz")
+    checkpoint.save(path, arrays, {"step": 3, "rng": np.random.default_rng(1).bit_generator.state,
+                                   "history": [], "val_history": []})
+    wanted = {k: (a.shape, a.dtype) for k, a in arrays.items()}
+    loaded, meta = checkpoint.load_arrays(path, wanted)
+    for k, a in arrays.items():
+        assert loaded[k].dtype == a.dtype
+        np.testing.assert_array_equal(loaded[k].view(np.uint8), a.view(np.uint8))  # bit-exact
+    assert meta["step"] == 3
+    # a bfloat16 array where float32 is expected is refused with one line naming both
+    with pytest.raises(checkpoint.CheckpointError, match="param/w is uint16.*needs float32"):
+        checkpoint.load_arrays(path, {"param/w": ((3, 5), np.dtype("float32"))})
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_types_print_parse_and_serialise(dtype):
+    from ir.parser import parse
+    from ir.printer import format_graph
+    from ir.serialize import from_json, to_json
+    short = {"float16": "f16", "bfloat16": "bf16"}[dtype]
+    const = np.array([1.5, -2.25], as_dtype(dtype))
+    graph = gc.trace(lambda x: gc.softmax(x * const, axis=-1), gc.spec((3, 2), dtype))
+    text = format_graph(graph)
+    assert f"%0:{short}[3,2] x" in text
+    x = np.random.default_rng(0).normal(size=(3, 2)).astype(as_dtype(dtype))
+    for back in (parse(text), from_json(to_json(graph))):
+        assert format_graph(back) == text
+        np.testing.assert_array_equal(run(back, x)[0], run(graph, x)[0])
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_finite_check_names_the_half_op_that_overflowed(dtype):
+    """float16 overflows above 65504: the checked run blames the exp, with its operand's
+    range (bfloat16's range is float32's; its exp overflows past 88.7)."""
+    x = np.array([1.0, 12.0, 100.0]).astype(as_dtype(dtype))
+    fn = gc.compile(lambda x: gc.exp(x * 1.0) + 1.0)
+    out = fn(x)
+    assert not np.isfinite(out.astype(np.float32)).all()
+    with pytest.raises(gc.GraphcError, match=r"non-finite value: .* exp"):
+        fn.call((x,), checked=True)
