@@ -32,6 +32,10 @@ and the update, so N ranks x B/N compute what 1 rank x B computes and every rank
 same parameters. Rank 0 alone writes checkpoints, the loss curve and progress; a checkpoint
 resumes on any number of ranks. Dropout keys differ per rank.
 
+`memory_limit` (bytes or a size such as "200MB", as gc.compile takes it): the training step
+recomputes activations in its backward pass until its plan fits; `step_plan.remat_report`
+says what that costs.
+
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
 from __future__ import annotations
@@ -69,7 +73,7 @@ class Trainer:
                  clip_norm: float | None = None, seed: int = 0, units: str = "samples",
                  checkpoint_meta: dict | None = None, divergence_hint: str = "Try a lower "
                  "learning rate", pipeline: str = "default", fast_math: bool = False,
-                 jit=None, distributed: bool = False):
+                 jit=None, distributed: bool = False, memory_limit=None):
         if not isinstance(params, dict) or not params:
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
@@ -100,8 +104,9 @@ class Trainer:
         self.history, self.val_history = [], []  # (step, loss)
         self.grad_norm = None  # of the last step
         self._good = None  # see mark_good
+        # the budget is the training step's (its backward pass is what recomputation helps)
         self._train_step = Compiled(self._step_function, pipeline, fast_math,
-                                    donate_argnums=(0, 1), jit=jit)
+                                    donate_argnums=(0, 1), jit=jit, memory_limit=memory_limit)
         self._eval_loss = Compiled(self._eval_function, pipeline, fast_math, jit=jit)
         # compile now, on a batch from a copy of the RNG (the training RNG stays untouched):
         # the plan's memory is checked and its compile time known before the first step

@@ -16,6 +16,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.ops import api as F
 from passes.autodiff import gradients
+from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor
 
 from .tracing import (arg_names, flatten, leaf_input_names, leaves_and_structure, to_spec,
@@ -39,11 +40,16 @@ class Compiled:
     parameters and optimiser state in place; do not use a donated array after the call
     (it then holds some output). Each compilation after the first is logged (logger
     "graphc", INFO) and appended to `recompiles`, naming the argument whose signature
-    changed."""
+    changed. `memory_limit` (bytes, or a size such as "200MB" or "1.5GiB"): activations are
+    recomputed in the backward pass until the plan's memory (plan.memory["total"]) fits;
+    the plan's `remat_report` says what was recomputed and how many FLOPs it adds."""
 
     def __init__(self, fn, pipeline="default", fast_math=False, donate_argnums=(),
-                 static_argnums=(), jit=None):
+                 static_argnums=(), jit=None, memory_limit=None):
         self.fn = fn
+        # checked now, so that a bad size is an error at the line that gave it
+        self.memory_limit = None if memory_limit is None else \
+            _memory_limit_bytes(memory_limit)
         self.jit = jit  # runtime.codegen's option: None (numba kernels when available), False
         self.pipeline = pipeline
         self.fast_math = fast_math
@@ -145,7 +151,7 @@ class Compiled:
             donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
                       for leaf in leaf_input_names(names[i], args[i])]
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
-                              jit=self.jit)
+                              jit=self.jit, memory_limit=self.memory_limit)
             self._plans.setdefault(key, []).append((list(graph.guards), plan))
         self._last_key = key
         return plan
@@ -227,15 +233,24 @@ def _specs_of(arg):
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
-            static_argnums=()):
+            static_argnums=(), memory_limit=None):
     """Decorator or function: compile `fn` into a cached, optimised plan. By default the plan
     computes what numpy computes, NaN and inf included, at every array size; fast_math=True
     allows rewrites that assume finite values (x * 0 -> 0, exp(log x) -> x) and lets fused
     kernels reassociate and approximate (faster, results may depend on the array's size).
-    donate_argnums / static_argnums: as JAX's jit (see Compiled)."""
+    donate_argnums / static_argnums: as JAX's jit (see Compiled). memory_limit: the plan's
+    memory budget, met by recomputing activations (see Compiled)."""
     def make(f):
-        return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums)
+        return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
+                        memory_limit=memory_limit)
     return make if fn is None else make(fn)
+
+
+def _memory_limit_bytes(value) -> int:
+    try:
+        return parse_memory_limit(value)
+    except GraphcError as exc:
+        raise GraphcError(exc.message, (user_location(),)) from None
 
 
 def _passed(argnums, count) -> set:

@@ -38,9 +38,11 @@ from ir.ops.registry import get_op
 
 from .dce import dce
 
-# A value is rebuilt by at most this many copied nodes (views included): longer chains cost
+# A value is rebuilt by at most this many copied computations (views are free): longer chains cost
 # more than they save and would make the search slow (XLA bounds its chains likewise)
 MAX_CHAIN = 12
+# Smaller values are not worth a line in the report (scalars of an optimiser's schedule)
+MIN_BYTES = 4096
 PASS_NAME = "rematerialize"  # as `graphc dump --memory-limit N --after rematerialize` names it
 
 # Decimal units are powers of 1000, binary ones powers of 1024 (as Hugging Face's max_memory)
@@ -56,7 +58,7 @@ def parse_memory_limit(value, option: str = "memory_limit") -> int:
     if isinstance(value, (int, float)):
         number, unit = value, ""
     else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*",
+        match = re.fullmatch(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*",
                              str(value))
         if match is None or match.group(2).lower() not in _UNITS:
             raise GraphcError(f"{option}: expected a number of bytes or a size such as "
@@ -75,6 +77,18 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.2f} TiB"
+
+
+class MemoryLimitError(GraphcError):
+    """No recomputation this pass finds fits the plan in the budget; `option` names the
+    setting in the message (a CLI says --memory-limit)."""
+
+    def __init__(self, limit: int, peak: int, best: int, option: str = "memory_limit"):
+        self.limit, self.peak, self.best = limit, peak, best
+        super().__init__(f"{option} {format_size(limit)} cannot be met: recomputing "
+                         f"activations brings the plan's peak memory from {format_size(peak)} "
+                         f"down to {format_size(best)} at best; raise the limit to at least "
+                         f"{format_size(best)} or shrink the batch")
 
 
 @dataclass(frozen=True)
@@ -124,11 +138,7 @@ def rematerialize(graph, limit: int, memory: MemoryModel, max_steps: int | None 
     while peak > limit:
         choice = None if len(chosen) >= max_steps else _cheapest(graph, memory)
         if choice is None:
-            raise GraphcError(f"memory_limit {format_size(limit)} cannot be met: recomputing "
-                              f"activations brings the plan's peak memory from "
-                              f"{format_size(peak_before)} down to {format_size(best)} at "
-                              f"best; raise the limit to at least {format_size(best)} or "
-                              "shrink the batch")
+            raise MemoryLimitError(limit, peak_before, best)
         graph = _recompute(graph, choice)
         chosen.append(choice.summary)
         peak = memory.peak(graph)
@@ -238,7 +248,7 @@ def _cheapest(graph, memory: MemoryModel) -> _Choice | None:
     live = _Liveness(graph, memory)
     best, best_key = None, None
     for r in graph.nodes:
-        if not live.pooled(r):
+        if not live.pooled(r) or _bytes(r) < MIN_BYTES:
             continue
         reads = sorted({live.position[reader] for reader, _ in live.readers[r]})
         bounds = [live.position[r]] + reads
@@ -272,15 +282,16 @@ def _copies_needed(r, a, b, live) -> list | None:
     """The nodes to copy so that r's readers after position a read copies made right before
     position b: the views of r they read, r itself, and every operand of those whose storage
     is gone by b (recursively); None when one cannot be recomputed (a collective) or the
-    chain is longer than MAX_CHAIN nodes."""
-    wanted = set()
+    chain computes more than MAX_CHAIN nodes."""
+    wanted, computed = set(), [0]
 
     def visit(x) -> bool:
         if x in wanted:
             return True
-        if get_op(x.op).collective or x.op == "input" or len(wanted) >= MAX_CHAIN:
+        if get_op(x.op).collective or x.op == "input" or computed[0] >= MAX_CHAIN:
             return False
         wanted.add(x)
+        computed[0] += live.root[x] is x
         for operand in x.inputs:
             kept = live.root[operand] is not r and live.kept_until(operand, b)
             if not kept and not visit(operand):
