@@ -124,8 +124,15 @@ class RematReport:
         values = "; ".join(r.value for r in self.recomputed)
         return (f"memory_limit {format_size(self.limit)}: peak {format_size(self.peak_before)}"
                 f" -> {format_size(self.peak_after)} by recomputing {len(self.recomputed)} "
-                f"values in the backward pass, +{self.extra_flops / 1e9:.3f} GFLOP per call "
-                f"(+{share:.1%}): {values}")
+                f"values where they are read again, +{_format_flops(self.extra_flops)} per "
+                f"call (+{share:.1%}): {values}")
+
+
+def _format_flops(flops: float) -> str:
+    for scale, unit in ((1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP"), (1e3, "kFLOP")):
+        if abs(flops) >= scale:
+            return f"{flops / scale:.2f} {unit}"
+    return f"{flops:.0f} FLOP"
 
 
 def rematerialize(graph, limit: int, memory: MemoryModel, max_steps: int | None = None):
@@ -191,12 +198,14 @@ class _Liveness:
                 self.readers[r].append((n, k))
         for o in graph.outputs:
             self.last[self.root[o]] = end  # outputs are allocated per call, not pooled
-        self.count = {}
+        self.count, self.defined = {}, {}  # key -> values live / made at each position
         for n in graph.nodes:
             if self.pooled(n):
                 delta = self.count.setdefault(_key(n), np.zeros(end + 1, np.int64))
                 delta[self.position[n]] += 1
                 delta[self.last[n] + 1] -= 1
+                made = self.defined.setdefault(_key(n), np.zeros(end, np.int64))
+                made[self.position[n]] += 1
         for key, delta in self.count.items():
             self.count[key] = np.cumsum(delta)[:end]
 
@@ -219,27 +228,28 @@ def _bytes(n) -> int:
 
 
 def _pool_gain(live, r, gap, transient) -> float:
-    """Bytes the pool loses when r is not held between gap = (a, b) (exclusive), while the
-    `transient` copies (operands recomputed to rebuild r) are held at b; plus, as a tie
-    breaker below one byte, the share of positions at the key's maximum that go away (two
-    values that each hold a key's peak only lower it together)."""
+    """Bytes the pool loses when r is not held inside gap = (a, b) and its copy is made just
+    before b, with the `transient` copies (operands recomputed to rebuild it) held there too;
+    plus, as a tie breaker below one byte, the share of positions at the key's maximum that
+    go away (two values that each hold a key's peak only lower it together)."""
     a, b = gap
-    changes = {_key(r): [(a + 1, b, -1)]}
+    extra = {_key(r): 0}  # r's copy stands in for r at the copy's place: no change
     for c in transient:
-        changes.setdefault(_key(c), []).append((b, b + 1, 1))
+        extra[_key(c)] = extra.get(_key(c), 0) + 1
     gain = 0.0
-    for key, edits in changes.items():
-        count = live.count.get(key)
-        if count is None:
-            continue
+    for key, added in extra.items():
+        count = live.count[key]
         after = count.copy()
-        for lo, hi, d in edits:
-            after[lo:hi] += d
-        old_max, new_max = count.max(), after.max()
+        if key == _key(r):
+            after[a + 1:b] -= 1
+        # where the copies are made: what is live across b's start, plus the copies
+        made_at = count[b] - live.defined[key][b] + added
+        old_max, new_max = count.max(), max(after.max(), made_at)
         size = key[1] * key[0].itemsize
         gain += size * (old_max - new_max)
         if old_max == new_max:
-            gain += size * (np.sum(count == old_max) - np.sum(after == new_max)) / (live.end + 1)
+            at_max = np.sum(after == new_max) + (made_at == new_max)
+            gain += size * (np.sum(count == old_max) - at_max) / (live.end + 2)
     return gain
 
 
