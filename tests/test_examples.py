@@ -104,3 +104,14 @@ def test_char_gpt_runs_as_a_script(tmp_path):
     assert proc.stdout.strip().splitlines()[-1].startswith("validation loss after 2 steps: ")
     assert (tmp_path / "run" / "checkpoint.npz").exists()
     assert (tmp_path / "run" / "loss.png").exists()
+
+
+def test_memory_budget_example_prints_the_memory_and_time_table(capsys):
+    assert _load("memory_budget").main(["--config", "tiny", "--budgets", "24MiB",
+                                         "--rounds", "1"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0].startswith("| memory limit | plan memory | recomputed |") and len(rows) == 4
+    unlimited, budget = rows[2].split(" | "), rows[3].split(" | ")
+    assert unlimited[0] == "| none" and unlimited[2] == "-"
+    assert budget[0] == "| 24MiB" and float(budget[1].split()[0]) <= 24
+    assert budget[2].endswith("values") and budget[3].startswith("+")
