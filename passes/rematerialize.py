@@ -2,20 +2,24 @@
 
     graph, report = rematerialize(graph, limit_bytes, memory_model)
 
-    A => B (the budget is over at the start of the backward pass, where `h` is live):
+    A => B (the pool is fullest at the start of the backward pass, where `h` is live):
       %h = gelu %a            (forward)           %h = gelu %a
       ...peak...                                  ...peak...            (%h dead before it)
       %g = mul %dy, %h        (backward)          %h2 = gelu %a         (recomputed here)
                                                   %g = mul %dy, %h2
 
-A greedy, in the manner of XLA's rematerialisation pass and of the recipe in Chen et al. 2016
-(PyTorch's min-cut partitioner and Checkmate solve the same choice exactly): walk the schedule
-(the graph's node order, which the memory planner follows), find the point where the most bytes
-are live, and among the values live across that point but not read there, pick the one with
-the fewest FLOPs recomputed per byte removed. Its reads after the peak then read a copy made
-right before the first of them, from values that are live there anyway (inputs, constants,
-values read after the peak) or, failing that, from copies of its own operands, recursively.
-Repeat, measuring the plan with the memory planner after each choice, until the plan fits.
+A greedy, in the manner of XLA's rematerialisation pass (PyTorch's min-cut partitioner and
+Checkmate solve the same choice exactly; Chen et al. 2016 checkpoint every sqrt(n) layers). The
+schedule is the graph's node order, which the memory planner follows. The planner reuses a pool
+buffer only for a value of the same dtype and size, so the pool needs about, per (dtype, size)
+key, the key's bytes times the most values of that key live at once. Each step considers every
+value and every gap between two of its reads (or its definition and first read) that covers
+one of its key's fullest positions: its reads after the gap would read a copy made just before
+them, from values live there anyway (inputs, constants, values read later) or, failing that,
+from copies of its operands, recursively (at most MAX_CHAIN ops). It takes the one with the
+fewest FLOPs per pool byte saved; the original then dies before the gap, or goes entirely when
+nothing read it before (the value has moved). Steps repeat, the plan measured by the memory
+planner after each, until it fits.
 
 The sequence of choices does not depend on the budget (only where it stops does), so a smaller
 budget recomputes a superset and costs at least as many FLOPs. The pass runs after the
@@ -38,7 +42,7 @@ from ir.ops.registry import get_op
 
 from .dce import dce
 
-# A value is rebuilt by at most this many copied computations (views are free): longer chains cost
+# A value is rebuilt by at most this many recomputed ops (views are free): longer chains cost
 # more than they save and would make the search slow (XLA bounds its chains likewise)
 MAX_CHAIN = 12
 # Smaller values are not worth a line in the report (scalars of an optimiser's schedule)
