@@ -85,6 +85,14 @@ def _positive_float(text):
     return value
 
 
+def _memory_size(text):
+    from passes.rematerialize import parse_memory_limit
+    try:
+        return parse_memory_limit(text, "size")
+    except GraphcError as exc:
+        raise argparse.ArgumentTypeError(exc.message.removeprefix("size: ")) from None
+
+
 def _add_model_options(p):
     from .models.gpt import CONFIGS
     p.add_argument("--config", default="small", help=f"model size: {', '.join(CONFIGS)}")
@@ -127,6 +135,9 @@ def build_parser():
     t.add_argument("-O", dest="pipeline", default="default", help="pass pipeline (O0, default)")
     t.add_argument("--fast-math", action="store_true", help="allow rewrites that assume "
                    "finite values and reassociating kernels (results may differ from numpy's)")
+    t.add_argument("--memory-limit", type=_memory_size, help="memory budget of the training "
+                   "step, in bytes or as 200MB, 1.5GiB: activations are recomputed in the "
+                   "backward pass until its plan fits")
     t.add_argument("--ranks", type=_positive_int, help="train on N processes of this machine "
                    "(starts mpiexec -n N; on many machines run mpiexec -n N graphc train)")
 
@@ -140,6 +151,9 @@ def build_parser():
     d.add_argument("--after", metavar="STAGE", help="stop after this pass, or after this "
                    "lowering stage: fuse (the fused graph), plan-memory (each value's buffer), "
                    "choose-kernels (each node's kernel), render (the plan's source)")
+    d.add_argument("--memory-limit", type=_memory_size, help="run the rematerialize pass "
+                   "after the pipeline with this budget (--after rematerialize shows its "
+                   "graph; its report goes to stderr)")
     d.add_argument("--passes", help="comma-separated passes instead of the default pipeline")
     d.add_argument("-O0", dest="O0", action="store_true", help="no passes: the traced graph")
     d.add_argument("--stats", action="store_true", help="node counts, parameters, FLOPs, "
@@ -255,7 +269,8 @@ def cmd_train(args) -> int:
     stopped = train_gpt(args.config, data=args.data, out=args.out, resume=args.resume,
                         options=_options(args), sample_tokens=args.sample_tokens,
                         progress=not args.no_progress, pipeline=args.pipeline,
-                        fast_math=args.fast_math, distributed=distributed.under_mpiexec())
+                        fast_math=args.fast_math, distributed=distributed.under_mpiexec(),
+                        memory_limit=args.memory_limit)
     return 128 + stopped if stopped else 0  # what shells report for a process ended by it
 
 

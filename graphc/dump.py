@@ -20,6 +20,7 @@ from ir.ops.registry import graph_param
 from ir.printer import format_graph
 from passes.autodiff import gradients, grad_graph
 from passes.manager import pipeline_passes, run_pipeline
+from passes.rematerialize import PASS_NAME as REMAT_PASS
 from runtime.interpreter import evaluate
 
 from .files import write_atomically
@@ -260,12 +261,21 @@ def run_dump(args) -> int:
     pipeline = "O0" if args.O0 else (args.passes or "default")
     if args.diff:
         return _emit(diff_text(graph, pipeline, *args.diff, locations=args.locations), args)
-    pipeline, after_pass, after_stage = split_lowering(pipeline, args.after)
+    after = args.after
+    memory_limit = getattr(args, "memory_limit", None)
+    if after == REMAT_PASS:
+        if memory_limit is None:
+            raise GraphcError(f"--after {REMAT_PASS}: the pass runs only with a budget; give "
+                              "--memory-limit")
+        after = None
+    pipeline, after_pass, after_stage = split_lowering(pipeline, after)
     result = run_pipeline(graph, pipeline, stop_after=after_pass, verify_each=True,
                           evaluate=evaluate)
     result.graph = bound_for_sizes(result.graph, getattr(args, "bind", None),
                                    needs_sizes=bool(args.stats or after_stage
                                                     or args.format == "graphml"))
+    if memory_limit is not None and after_pass is None:
+        result.graph = _rematerialize(result.graph, memory_limit)
     if args.stats:
         return _emit(stats_text(graph, result) + "\n", args)
     g = result.graph
@@ -332,6 +342,21 @@ def bound_for_sizes(graph, bind_texts, needs_sizes: bool):
                           + (f"; unknown {', '.join(unknown)}" if unknown else "")
                           + (f"; missing {', '.join(missing)}" if missing else ""))
     return specialize(graph, binding)
+
+
+def _rematerialize(graph, memory_limit: int):
+    """The pass gc.compile(memory_limit=...) runs after the pipeline, as the plan
+    compile_graph would build by default needs it; its report goes to stderr."""
+    from ir.verify import verify
+    from passes.rematerialize import MemoryLimitError, rematerialize
+    from runtime.build import memory_model
+    try:
+        graph, report = rematerialize(graph, memory_limit, memory_model(lowering_options()))
+    except MemoryLimitError as exc:
+        raise MemoryLimitError(exc.limit, exc.peak, exc.best, "--memory-limit") from None
+    verify(graph)
+    print(f"graphc dump: {report}", file=sys.stderr)
+    return graph
 
 
 def _emit(data, args) -> int:

@@ -160,7 +160,7 @@ class Trainer(_Trainer):
     configuration, the training configuration and the vocabulary."""
 
     def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default", jit=None,
-                 fast_math=False, distributed=False):
+                 fast_math=False, distributed=False, memory_limit=None):
         cfg = model.cfg
         self.model, self.data, self.tc = model, data, tc
         self.pipeline, self.jit, self.fast_math = pipeline, jit, fast_math
@@ -174,7 +174,7 @@ class Trainer(_Trainer):
             checkpoint_meta={"model": cfg.to_dict(), "train": asdict(tc),
                              "vocab": "".join(data.vocab)},
             pipeline=pipeline, fast_math=fast_math, jit=jit, distributed=distributed,
-            precision=tc.precision)
+            precision=tc.precision, memory_limit=memory_limit)
         self.plot_title = "graphc GPT on character-level text"
         self.plot_ylabel = "cross-entropy (nats)"
 
@@ -279,13 +279,15 @@ def _print_on_rank0(text, file=None):
 def train_gpt(config: str = "small", *, data: str | None = None, out: str | None = None,
               resume: bool = False, options: dict | None = None, sample_tokens: int = 300,
               progress: bool = True, pipeline: str = "default", fast_math: bool = False,
-              distributed: bool = False) -> int:
+              distributed: bool = False, memory_limit=None) -> int:
     """Train a character-level GPT (`graphc train`): build it, train it with gc.Trainer into
     OUT/checkpoint.npz (resuming it with `resume`), then score the whole validation split and
     write a sample. `options`: model fields (MODEL_OPTIONS) and training settings
     (TRAIN_OPTIONS), None meaning the default. Returns 0, or the signal that stopped
     training after a save. `distributed`: one rank of an MPI job (mpiexec -n N graphc
-    train): rank 0 alone prints, writes the checkpoint and the sample."""
+    train): rank 0 alone prints, writes the checkpoint and the sample. `memory_limit`: the
+    training step's memory budget (`--memory-limit`), met by recomputing activations."""
+    from passes.rematerialize import MemoryLimitError
     from runtime.memory import PlanMemoryError
 
     from . import distributed as dist
@@ -328,7 +330,9 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     t0 = time.perf_counter()
     try:
         trainer = Trainer(model, text, tc, pipeline, fast_math=fast_math,
-                          distributed=distributed)
+                          distributed=distributed, memory_limit=memory_limit)
+    except MemoryLimitError as exc:
+        raise MemoryLimitError(exc.limit, exc.peak, exc.best, "--memory-limit") from None
     except PlanMemoryError as exc:
         raise GraphcError(f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
                           f"--block-size ({cfg.block_size})") from None
@@ -337,6 +341,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
          f"({len(trainer.step_plan.graph.nodes)} nodes"
          + (f"; {pending} fused kernels run as numpy code until numba has compiled them in "
             "the background" if pending else "") + ")")
+    if trainer.step_plan.remat_report is not None:
+        _say(str(trainer.step_plan.remat_report))
     if meta:
         trainer.restore(arrays, meta)
         _say(f"resumed from {ckpt_path} at step {trainer.step}")

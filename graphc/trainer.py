@@ -36,6 +36,9 @@ With `precision="bf16-mixed"` or `"fp16-mixed"` the loss runs under gc.autocast 
 parameters and optimiser state, half-precision activations and matmuls, a float32 loss);
 float16 adds dynamic loss scaling (graphc/amp.py: a step whose gradients overflow is skipped
 and halves the scale), its state checkpointed as amp/scale and amp/good_steps.
+`memory_limit` (bytes or a size such as "200MB", as gc.compile takes it): the training step
+recomputes activations in its backward pass until its plan fits; `step_plan.remat_report`
+says what that costs.
 
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
@@ -78,7 +81,7 @@ class Trainer:
                  checkpoint_meta: dict | None = None, divergence_hint: str = "Try a lower "
                  "learning rate", pipeline: str = "default", fast_math: bool = False,
                  jit=None, distributed: bool = False, precision: str = "fp32",
-                 loss_scaler=None):
+                 loss_scaler=None, memory_limit=None):
         if not isinstance(params, dict) or not params:
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
@@ -117,8 +120,9 @@ class Trainer:
         self.history, self.val_history = [], []  # (step, loss)
         self.grad_norm = None  # of the last step
         self._good = None  # see mark_good
+        # the budget is the training step's (its backward pass is what recomputation helps)
         self._train_step = Compiled(self._step_function, pipeline, fast_math,
-                                    donate_argnums=(0, 1), jit=jit)
+                                    donate_argnums=(0, 1), jit=jit, memory_limit=memory_limit)
         self._eval_loss = Compiled(self._eval_function, pipeline, fast_math, jit=jit)
         # compile now, on a batch from a copy of the RNG (the training RNG stays untouched):
         # the plan's memory is checked and its compile time known before the first step

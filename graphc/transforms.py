@@ -18,6 +18,7 @@ from ir.types import Dim, as_dim
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
+from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
@@ -47,13 +48,21 @@ class Compiled:
     dimension concrete) or a shape such as ("batch", 128) or "(batch, 128)", or a pytree of
     such shapes matching the argument. A name is a symbolic dimension: one plan serves every
     size of it (its buffers are sized per call), and only a change of a concrete dimension
-    recompiles; "_" takes the argument's size as a concrete dimension."""
+    recompiles; "_" takes the argument's size as a concrete dimension.
+
+    `memory_limit` (bytes, or a size such as "200MB" or "1.5GiB"): activations are
+    recomputed in the backward pass until the plan's memory (plan.memory["total"]) fits;
+    the plan's `remat_report` says what was recomputed and how many FLOPs it adds."""
 
     def __init__(self, fn, pipeline="default", fast_math=False, donate_argnums=(),
-                 static_argnums=(), jit=None, polymorphic_shapes=None, precision=None):
+                 static_argnums=(), jit=None, polymorphic_shapes=None, precision=None,
+                 memory_limit=None):
         half = precision_dtype(precision, "compile")
         self.precision = precision
         self.fn = fn if half is None else _under_autocast(fn, half)
+        # checked now, so that a bad size is an error at the line that gave it
+        self.memory_limit = None if memory_limit is None else \
+            _memory_limit_bytes(memory_limit)
         self.jit = jit  # runtime.codegen's option: None (numba kernels when available), False
         self.pipeline = pipeline
         self.fast_math = fast_math
@@ -171,7 +180,7 @@ class Compiled:
             donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
                       for leaf in leaf_input_names(names[i], args[i])]
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
-                              jit=self.jit)
+                              jit=self.jit, memory_limit=self.memory_limit)
             self._plans.setdefault(key, []).append((list(graph.guards), plan))
         self._last_key = key
         return plan
@@ -335,7 +344,7 @@ def _specs_of(arg, key):
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
-            static_argnums=(), polymorphic_shapes=None, precision=None):
+            static_argnums=(), polymorphic_shapes=None, precision=None, memory_limit=None):
     """Decorator or function: compile `fn` into a cached, optimised plan. By default the plan
     computes what numpy computes, NaN and inf included, at every array size; fast_math=True
     allows rewrites that assume finite values (x * 0 -> 0, exp(log x) -> x) and lets fused
@@ -343,10 +352,12 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
     donate_argnums / static_argnums: as JAX's jit; polymorphic_shapes: symbolic dimensions,
     as jax.export's (see Compiled). precision: "fp32" (or None), "bf16-mixed" or
     "fp16-mixed": fn is traced under gc.autocast with that half dtype (ir/ops/precision.py;
-    loss scaling for float16 is gc.amp.LossScaler's)."""
+    loss scaling for float16 is gc.amp.LossScaler's). memory_limit: the plan's memory
+    budget, met by recomputing activations (see Compiled)."""
     def make(f):
         return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
-                        polymorphic_shapes=polymorphic_shapes, precision=precision)
+                        polymorphic_shapes=polymorphic_shapes, precision=precision,
+                        memory_limit=memory_limit)
     return make if fn is None else make(fn)
 
 
@@ -357,6 +368,13 @@ def _under_autocast(fn, half):
         with autocast(half):
             return fn(*args)
     return mixed
+
+
+def _memory_limit_bytes(value) -> int:
+    try:
+        return parse_memory_limit(value)
+    except GraphcError as exc:
+        raise GraphcError(exc.message, (user_location(),)) from None
 
 
 def _passed(argnums, count) -> set:

@@ -48,6 +48,8 @@ class Plan:
         self.name = name or graph.name
         self.donate = tuple(donate)
         self.check_finite = check_finite
+        # passes.rematerialize's RematReport when built with a memory_limit (runtime.build)
+        self.remat_report = None
         unknown = set(self.donate) - {n.attrs["name"] for n in graph.inputs}
         if unknown:
             raise GraphcError(f"cannot donate {sorted(unknown)}: not inputs of {self.name!r}")

@@ -136,3 +136,14 @@ def test_char_lstm_gradients_equal_the_unrolled_python_loop_in_float64():
     scanned = gc.trace(lambda p: model.apply(p, idx, targets), params)
     unrolled = gc.trace(lambda p: model.apply(p, idx, targets, True), params)
     assert len(scanned.nodes) < len(unrolled.nodes) / 3
+
+
+def test_memory_budget_example_prints_the_memory_and_time_table(capsys):
+    assert _load("memory_budget").main(["--config", "tiny", "--budgets", "24MiB",
+                                         "--rounds", "1"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0].startswith("| memory limit | plan memory | recomputed |") and len(rows) == 4
+    unlimited, budget = rows[2].split(" | "), rows[3].split(" | ")
+    assert unlimited[0] == "| none" and unlimited[2] == "-"
+    assert budget[0] == "| 24MiB" and float(budget[1].split()[0]) <= 24
+    assert budget[2].endswith("values") and budget[3].startswith("+")
