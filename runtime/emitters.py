@@ -283,6 +283,13 @@ def jit_layer_norm_wgrad(node, args, dst):
             f"{dst})"]
 
 
+def jit_scatter_add(node, args, dst):
+    updates, idx = node.inputs
+    n, cols = idx.size, int(np.prod(updates.shape[idx.ndim:], dtype=np.int64))
+    return [f"_jit.scatter_add_rows({args[0]}.reshape({n}, {cols}), {_flat(args[1])}, "
+            f"{dst}.reshape({node.shape[0]}, {cols}))"]
+
+
 def jit_rows(kernel):
     def emit(node, args, dst):
         n = node.shape[-1]

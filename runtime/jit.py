@@ -308,6 +308,17 @@ if numba is not None:
             s += e
         return s
 
+    @njit(fastmath=_ROW_FLAGS, cache=True, nogil=True, error_model="numpy")
+    def softmax_row_in_place(row):
+        """row = softmax(row): its max, exp(row - max) and their sum, then the scaling.
+        Generated softmax kernels write the producers' values of a row and call this once:
+        with the three steps inlined into the kernel's own strict loop nest the row took
+        twice as long (attention's (8192, 64) scores, one thread: 2.5 -> 1.2-1.4 ms)."""
+        m = row_max(row)
+        inv = row.dtype.type(1.0) / exp_shifted_sum(row, m)
+        for j in range(row.shape[0]):
+            row[j] *= inv
+
     @njit(**_ROW_OPTS)
     def softmax(x, out):
         rows, n = x.shape
@@ -348,6 +359,33 @@ if numba is not None:
                 out[r, j] = y[r, j] * (g[r, j] - s)
 
 
+    # below this many additions an embedding gradient is summed on one thread
+    SCATTER_PARALLEL_MIN = 1 << 15
+
+    @njit(**_OPTS)
+    def scatter_add_rows(updates, idx, out):
+        """out = rows of zeros with updates[i] added at row idx[i] (negative indices count
+        from the end): the embedding gradient. numpy's library form (a one-hot product, a
+        bincount or np.add.at) allocates and took 0.75 ms for the small GPT's 2048 x 128
+        token gradient. Each row is added in index order, as np.add.at does; the two
+        threads take a half of the columns each, so the order does not depend on them."""
+        rows, cols = out.shape
+        n = idx.shape[0]
+        for i in range(n):  # checked first, so that a bad index writes nothing
+            if idx[i] < -rows or idx[i] >= rows:
+                raise IndexError("scatter_add: an index is out of range for the rows")
+        parts = 2 if n * cols >= SCATTER_PARALLEL_MIN and cols >= 2 else 1
+        for p in prange(parts):
+            lo, hi = cols * p // parts, cols * (p + 1) // parts
+            for r in range(rows):
+                for c in range(lo, hi):
+                    out[r, c] = 0
+            for i in range(n):
+                k = idx[i] + rows if idx[i] < 0 else idx[i]
+                for c in range(lo, hi):
+                    out[k, c] += updates[i, c]
+
+
 def _example_arguments(kernel: str, dtype) -> tuple:
     """The smallest arguments of each fixed kernel's call, for compiling it ahead of use."""
     x = np.ones((1, 2), dtype)
@@ -357,11 +395,13 @@ def _example_arguments(kernel: str, dtype) -> tuple:
         "softmax": (x, out), "log_softmax": (x, out), "softmax_grad": (x, x, out),
         "layer_norm": (x, row, row, 1e-5, out), "layer_norm_grad": (x, row, x, 1e-5, out),
         "layer_norm_wgrad": (x, x, 1e-5, row.copy()),
+        "scatter_add_rows": (x, np.zeros(1, np.int64), out),
     }[kernel]
 
 
 FIXED_KERNELS = ("gelu_tanh_rows", "gelu_tanh_grad_rows", "softmax", "log_softmax",
                  "softmax_grad", "layer_norm", "layer_norm_grad", "layer_norm_wgrad",
+                 "scatter_add_rows",
                  "gemm")  # runtime.gemm's matmul kernels
 _WARM = set()
 

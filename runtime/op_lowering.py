@@ -140,8 +140,9 @@ _RECORDS = [
     Lowering("dynamic_update_slice", emit=E.dynamic_update_slice, inplace_operand=0),
     Lowering("one_hot", reason="reads integer targets once per step; its library "
                                "implementation's allocation is small"),
-    Lowering("scatter_add", reason="np.add.at into a zeroed result (embedding gradients) has "
-                                   "no out= form"),
+    Lowering("scatter_add", jit_emit=E.jit_scatter_add, jit_kernel="scatter_add_rows",
+             reason="without numba: np.add.at into a zeroed result (embedding gradients) has "
+                    "no out= form"),
     Lowering("dropout_mask", reason="draws from a generator seeded by its operand on every "
                                     "call, as its library implementation does"),
     Lowering("reshape", form="view", view=E.view_reshape),

@@ -212,3 +212,31 @@ def test_fused_masked_softmax_equals_numpy_on_odd_and_transposed_inputs(shape, d
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     tol = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("index_dtype", ["int64", "int32"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows,width", [(65, 128), (7, 3), (300, 1)])
+def test_scatter_add_kernel_equals_np_add_at(rows, width, dtype, index_dtype):
+    """The embedding gradient's kernel adds each row in index order, as np.add.at does:
+    equal bits, with repeated and negative indices, on one thread or two (65 x 128)."""
+    rng = np.random.default_rng(rows)
+    idx = rng.integers(-rows, rows, (32, 64)).astype(index_dtype)
+    idx[0, :3] = [-1, rows - 1, -rows]
+    updates = rng.standard_normal((32, 64, width)).astype(dtype)
+    graph = gc.trace(lambda u, i: gc.scatter_add(u, i, rows), gc.spec(updates.shape, dtype),
+                     gc.spec(idx.shape, index_dtype))
+    plan = compile_graph(graph, jit=True)
+    assert "_jit.scatter_add_rows" in plan.source
+    want = np.zeros((rows, width), dtype)
+    np.add.at(want, idx.reshape(-1), updates.reshape(-1, width))
+    np.testing.assert_array_equal(plan(updates, idx)[0], want)
+    np.testing.assert_allclose(run(graph, updates, idx)[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_scatter_add_kernel_refuses_an_index_out_of_range():
+    graph = gc.trace(lambda u, i: gc.scatter_add(u, i, 4), gc.spec((3, 2)),
+                     gc.spec((3,), "int64"))
+    plan = compile_graph(graph, jit=True)
+    with pytest.raises(gc.GraphcError, match="scatter_add.*out of range"):
+        plan(np.ones((3, 2), np.float32), np.array([0, 4, 1]))
