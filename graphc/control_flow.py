@@ -133,10 +133,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     region, own, result = _trace_region(
         lambda c, *x: f(c, x[0] if x else None), f"{_fn_name(f)}_body",
         [carry_in] + ([x_slices] if xs is not None else []), graph)
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise GraphcError(f"scan function {_fn_name(f)}{_where(f)} must return a pair "
-                          f"(carry, y)", (user_location(),))
-    new_carry, y = result
+    new_carry, y = _pair(f, result)
     new_leaves, new_structure = leaves_and_structure(new_carry)
     y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
     _set_outputs(region, new_leaves + y_leaves, call_site)
@@ -151,6 +148,13 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     return carry_out, ys
 
 
+def _pair(f, result):
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise GraphcError(f"scan function {_fn_name(f)}{_where(f)} must return a pair "
+                          f"(carry, y)", (user_location(),))
+    return result
+
+
 class _Slice:
     """Shape and dtype of one step's slice of a scanned value (for tracing the body)."""
 
@@ -162,7 +166,7 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
     carry, ys = init, [None] * n
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
         x = unflatten(x_structure, [leaf[t] for leaf in x_leaves]) if xs is not None else None
-        carry, ys[t] = f(carry, x)
+        carry, ys[t] = _pair(f, f(carry, x))
     if n == 0 or ys[0] is None:
         return carry, None
     per_step = [leaves_and_structure(y) for y in ys]
