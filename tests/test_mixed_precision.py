@@ -206,6 +206,12 @@ def test_fp16_trainer_saves_and_resumes_its_loss_scale(tmp_path):
     resumed.restore(arrays, meta)
     assert float(resumed.amp_state["scale"]) == float(trainer.amp_state["scale"])
     assert int(resumed.amp_state["good_steps"]) == int(trainer.amp_state["good_steps"])
+    # a float32 run's checkpoint continued in fp16-mixed: the loss scale starts afresh
+    plain = _trainer("fp32", steps=2)
+    assert plain.fit(str(tmp_path / "plain"), progress=False) == 0
+    switched = _trainer("fp16-mixed", steps=4)
+    switched.restore(*checkpoint.load(str(tmp_path / "plain" / "checkpoint.npz")))
+    assert switched.step == 2 and float(switched.amp_state["scale"]) == 2.0 ** 16
 
 
 def test_bad_precision_is_one_line_and_exit_2(tmp_path):
