@@ -317,6 +317,9 @@ class Trainer:
     def restore(self, arrays: dict, meta: dict):
         """Continue from a checkpoint's arrays and header (checkpoint.load's result)."""
         own = self.state_arrays()
+        if self.amp_state is not None and not any(k.startswith("amp/") for k in arrays):
+            # a run switched to fp16-mixed: its loss scale starts afresh, as GradScaler's
+            own = {k: a for k, a in own.items() if not k.startswith("amp/")}
         for key, mine in own.items():
             if key not in arrays:
                 raise checkpoint.CheckpointError(f"checkpoint lacks {key}")
@@ -349,7 +352,7 @@ class Trainer:
             for n in self.names:
                 self.state[slot][n] = arrays[f"{prefix}/{n}"]
         self.state["count"] = np.asarray(step, np.int64)  # one update per step
-        if self.amp_state is not None:
+        if self.amp_state is not None and f"amp/{next(iter(self.amp_state))}" in arrays:
             self.amp_state = {k: np.array(arrays[f"amp/{k}"]) for k in self.amp_state}
 
     # ---- the loop ----

@@ -214,9 +214,10 @@ def has_fused_expression(node) -> bool:
 
 
 def computes_on_half(node) -> bool:
-    """A node that computes on float16/bfloat16 values (not only moves them): it runs its
-    library implementation, which computes in float32 and rounds once (ir/ops/registry.py);
-    numba has no bfloat16, and numpy's float16 loops would round every partial sum."""
+    """A node that computes on float16/bfloat16 values (not only moves them). The fuse stage
+    turns it into float32 kernels between casts (runtime/widen.py); those it leaves (ops
+    that fix their own dtype, collectives) run their library implementation, which computes
+    in float32 and rounds once (ir/ops/registry.py): numba has no bfloat16."""
     return node.op not in MOVES_DATA_ONLY and (
         is_half(node.dtype) or any(is_half(i.dtype) for i in node.inputs))
 

@@ -162,3 +162,32 @@ def test_finite_check_names_the_half_op_that_overflowed(dtype):
     assert not np.isfinite(out.astype(np.float32)).all()
     with pytest.raises(gc.GraphcError, match=r"non-finite value: .* exp"):
         fn.call((x,), checked=True)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_compiled_half_ops_run_float32_kernels_between_casts(dtype):
+    """runtime/widen.py: the plan computes a bf16/f16 matmul -> gelu -> softmax chain with
+    its float32 kernels (no library calls), each result rounded to the half dtype, and
+    agrees with the reference interpreter (library implementations) to a rounding."""
+    from runtime.stages import LoweringOptions, lower
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(16, 32)).astype(as_dtype(dtype))
+    w = rng.normal(size=(32, 8)).astype(as_dtype(dtype))
+
+    def fn(x, w):
+        return gc.softmax(gc.gelu(x @ w) * 0.5, axis=-1)
+    graph = gc.trace(fn, x, w)
+    kernel_graph = lower(graph, LoweringOptions(), until="fuse").kernel_graph
+    computing = [n for n in kernel_graph.nodes if n.op not in ("input", "constant", "cast")]
+    assert [n.op for n in computing] == ["matmul", "gelu", "mul", "softmax"]
+    assert all(n.dtype == np.float32 and all(i.dtype == np.float32 for i in n.inputs)
+               for n in computing)
+    # every result is rounded: a cast to the half dtype after each computing node
+    rounded = [n for n in kernel_graph.nodes if n.op == "cast" and n.dtype == as_dtype(dtype)]
+    assert [n.inputs[0] for n in rounded] == computing
+    plan = gc.compile(fn).plan_for(x, w)
+    assert "op_" not in plan.source  # no library implementation runs
+    compiled = gc.compile(fn)(x, w)
+    (interpreted,) = run(graph, x, w)
+    np.testing.assert_allclose(compiled.astype(np.float32), interpreted.astype(np.float32),
+                               rtol=float(finfo(dtype).eps), atol=0)
