@@ -122,9 +122,7 @@ def _concrete(value) -> bool:
 def _tuple_get_rule(args, batched, size, index):
     """The element of a rule's tuple of results, with its own batched flag."""
     (value,), (flags,) = args, batched
-    if isinstance(value, tuple):
-        return value[index], flags[index]
-    return apply("tuple_get", value, index=index), bool(flags)  # pragma: no cover (defensive)
+    return value[index], flags[index]
 
 
 # ---- scan -------------------------------------------------------------------------------------

@@ -293,3 +293,31 @@ def test_grad_of_a_vmapped_scan_equals_the_sum_of_per_example_gradients():
         expected = sum(np.asarray(gc.grad(rnn_loss)(params, xs[b], targets[b])[name])
                        for b in range(B))
         np.testing.assert_allclose(np.asarray(grads[name]), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_eager_backward_through_a_vmapped_scan_reaches_closed_over_tensors():
+    rng = _rng(16)
+    w = gc.tensor(rng.normal(size=(D, D)) * 0.5, requires_grad=True)
+    xs = rng.normal(size=(B, T, D))
+
+    def final_norm(x, weight):
+        h, _ = gc.scan(lambda h, xt: (gc.tanh(xt @ weight + h), None), np.zeros(D), x)
+        return gc.sum(h * h)
+
+    gc.sum(gc.vmap(lambda x: final_norm(x, w))(xs)).backward()
+    expected = sum(np.asarray(gc.grad(final_norm, argnums=1)(xs[b], w.data)) for b in range(B))
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(w.grad, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nested_vmap_of_scan(mode):
+    def states(h, x):
+        return gc.scan(lambda h, xt: (gc.tanh(xt * h), h), h, x)[1]
+    rng = _rng(17)
+    hs, xs = rng.normal(size=(2, B, D)), rng.normal(size=(2, B, T, D))
+    f = gc.vmap(gc.vmap(states))
+    got = np.asarray((gc.compile(f) if mode == "compiled" else f)(hs, xs))
+    expected = np.stack([np.stack([np.asarray(states(gc.tensor(hs[i, b]), gc.tensor(xs[i, b])))
+                                   for b in range(B)]) for i in range(2)])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
