@@ -80,7 +80,7 @@ def _batched_types(graph, flags, size) -> list:
 
 def batched_region(graph, flags, size, want) -> Region:
     """`graph` batched as a region: inputs batched per `flags`, outputs per `want`."""
-    return _region(f"vmap({graph.name})", _batched_types(graph, flags, size),
+    return _region(f"vmap_{graph.name}", _batched_types(graph, flags, size),
                    lambda ins: run_batched(graph, ins, flags, size, want))
 
 
@@ -168,8 +168,11 @@ def _scan_steps(body, consts, carry, xs, in_flags, want, size, length, reverse, 
         outs = run_batched(body, consts + carry + [example(x, t) for x in xs], in_flags, size,
                            want)
         carry, ys[t] = outs[:carries], outs[carries:]
-    if length == 0:
-        raise GraphcError("vmap: an eager scan of length 0", (user_location(),))
+    if length == 0:  # nothing to stack: empty arrays of the stacked types
+        outs = body.outputs[carries:] + (body.outputs[:carries] if save_carries else [])
+        flags = want[carries:] + (want[:carries] if save_carries else [])
+        return list(carry) + [np.zeros((0,) + ((size,) if f else ()) + tuple(o.shape), o.dtype)
+                              for o, f in zip(outs, flags)]
     stacked = [F.stack([ys[t][k] for t in range(length)], 0) for k in range(len(ys[0]))]
     if save_carries:
         stacked += [F.stack([saved[t][k] for t in range(length)], 0) for k in range(carries)]
@@ -243,9 +246,9 @@ def _while_rule(args, batched, size, cond_fn, body_fn, cond_consts, body_consts)
         return [_select(keep, n, c) for n, c in zip(new, old)]
 
     carry_types = [(tuple(F._shape(c)), F._dtype(c)) for c in carry]
-    cond_region = _region(f"vmap({cond_fn.name})",
+    cond_region = _region(f"vmap_{cond_fn.name}",
                           _batched_types(cond_fn, cond_in, size), any_holds)
-    body_region = _region(f"vmap({body_fn.name})",
+    body_region = _region(f"vmap_{body_fn.name}",
                           _batched_types(cond_fn, cond_flags, size)[:n_cond]
                           + _batched_types(body_fn, body_flags + carry_flags, size)[:n_body]
                           + carry_types, step_unfinished)

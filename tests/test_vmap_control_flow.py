@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from ir.parser import parse
+from ir.verify import verify
 from passes.control_flow_batching import reached
 
 B, T, D = 3, 5, 4
@@ -321,3 +323,27 @@ def test_nested_vmap_of_scan(mode):
     expected = np.stack([np.stack([np.asarray(states(gc.tensor(hs[i, b]), gc.tensor(xs[i, b])))
                                    for b in range(B)]) for i in range(2)])
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_batched_regions_print_parse_back_and_verify():
+    spec = gc.spec((B, D), "float64")
+    for fn, specs, in_axes in [
+            (grow_until, [spec, gc.spec((B,), "float64")], 0),
+            (_flat_rnn, [spec, gc.spec((B, T, D), "float64"), gc.spec((B,), "float64")], 0),
+            (branchy, [spec, gc.spec((), "float64")], (0, None))]:
+        graph = gc.trace(gc.vmap(fn, in_axes=in_axes), *specs)
+        verify(graph)
+        again = parse(str(graph))
+        verify(again)
+        assert str(again) == str(graph)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_vmap_of_an_empty_scan(mode):
+    def f(h, xs):
+        return gc.scan(lambda c, x: (c + x, c * x), h, xs)
+    h, xs = _rng(18).normal(size=(B, D)), np.zeros((B, 0, D))
+    g = gc.vmap(f)
+    carry, ys = (gc.compile(g) if mode == "compiled" else g)(h, xs)
+    np.testing.assert_array_equal(np.asarray(carry), h)
+    assert np.shape(ys) == (B, 0, D)
