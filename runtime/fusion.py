@@ -18,6 +18,10 @@ producers row by row, then normalises the row (attention's scale, mask and softm
 name (runtime/op_lowering.py); its numpy evaluation runs the members' own definitions, so the
 interpreter checks the fused graph too.
 
+Before clustering, a dense layer's `add(matmul(a, b), bias)` becomes one `matmul_add` node
+(fold_bias_into_products): runtime.gemm adds the product onto the bias, so no kernel of its
+own adds the bias.
+
 Fusion is the first lowering stage (runtime/stages.py), not a graph pass: only the compiled
 runtime with numba runs fused nodes, and which ops may fuse is lowering knowledge (their
 scalar expressions in the generated kernels). `graphc dump --after fuse` shows its result.
