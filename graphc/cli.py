@@ -177,7 +177,7 @@ def build_parser():
     add_arguments(b)
 
     pr = sub.add_parser("profile", help="time every kernel of a compiled GPT training step")
-    pr.add_argument("--config", default="small", choices=("tiny", "small", "medium"))
+    pr.add_argument("--config", default="small", choices=("tiny", "small", "medium", "nanogpt-cpu"))
     pr.add_argument("--repeat", type=_positive_int, default=5)
     pr.add_argument("--top", type=_positive_int, default=20, help="slowest kernels to list")
 

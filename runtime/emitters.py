@@ -152,6 +152,10 @@ def matmul(node, args, dst):
     return [f"np.matmul({args[0]}, {args[1]}, out={dst})"]
 
 
+def matmul_add(node, args, dst):
+    return [f"np.matmul({args[0]}, {args[1]}, out={dst})", f"np.add({dst}, {args[2]}, out={dst})"]
+
+
 def reduce(ufunc):
     def emit(node, args, dst):
         a = node.attrs
@@ -314,6 +318,17 @@ def jit_matmul(node, args, dst):
         call = (f"_gemm.matmul4d({fn}, _threads, {pad(args[0], a.ndim)}, "
                 f"{pad(args[1], b.ndim)}, {pad(dst, node.ndim)})")
     return [f"{call} and {fallback}"]
+
+
+def jit_matmul_add(node, args, dst):
+    """runtime.gemm's product onto the bias row (beta = 1); np.matmul then the add where
+    BLAS cannot read the layout in place."""
+    a = node.inputs[0]
+    fn = "_sgemm" if node.dtype == np.float32 else "_dgemm"
+    a2d, dst2d = (args[0], dst) if a.ndim == 2 else (_rows(args[0], a.shape[-1]),
+                                                      _rows(dst, node.shape[-1]))
+    call = f"_gemm.matmul2d_add({fn}, _threads, {a2d}, {args[1]}, {args[2]}, {dst2d})"
+    return [f"if {call}:", *(f"    {line}" for line in matmul_add(node, args, dst))]
 
 
 # ---- views: source for a view of operand x (no computation, no buffer of its own) ----------

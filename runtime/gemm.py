@@ -92,10 +92,20 @@ def available() -> bool:
 def supports(node) -> bool:
     """Matmuls the kernels take: float32/float64 matrices (both operands at least 2-D, at
     most 4-D; batch axes may broadcast)."""
+    if node.op == "matmul_add":
+        return supports_with_row(node)
     if node.op != "matmul" or node.dtype not in (np.float32, np.float64):
         return False
     a, b = node.inputs
     return a.dtype == b.dtype == node.dtype and 2 <= a.ndim <= 4 and 2 <= b.ndim <= 4
+
+
+def supports_with_row(node) -> bool:
+    """matmul_add nodes matmul2d_add takes: a 2-D or flattened-leading-axes product (b a
+    matrix) plus a row of one value per column (a bias)."""
+    a, b, c = node.inputs
+    return (node.dtype in (np.float32, np.float64) and a.dtype == b.dtype == c.dtype
+            == node.dtype and a.ndim >= 2 and b.ndim == 2 and c.ndim == 1)
 
 
 if njit is not None:
@@ -150,13 +160,25 @@ if njit is not None:
         return ta, lda, tb, ldb, out.strides[-2] // item
 
     @njit(cache=True, nogil=True)
-    def _block(fn, a, b, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item):
-        """out[r0:r1, c0:c1] = a[r0:r1] @ b[:, c0:c1] (2-D views, checked layouts)."""
-        one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
+    def _block(fn, a, b, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item, beta=0.0):
+        """out[r0:r1, c0:c1] = a[r0:r1] @ b[:, c0:c1] (2-D views, checked layouts); with
+        beta = 1, the product is added to what the block holds."""
+        one = out.dtype.type(1.0)
         _cblas_gemm(fn, ta, tb, r1 - r0, c1 - c0, a.shape[1], one,
                     a.ctypes.data + r0 * a.strides[0], lda,
-                    b.ctypes.data + c0 * b.strides[1], ldb, zero,
+                    b.ctypes.data + c0 * b.strides[1], ldb, out.dtype.type(beta),
                     out.ctypes.data + (r0 * ldc + c0) * item, ldc)
+
+    @njit(cache=True, nogil=True)
+    def _block_onto_row(fn, a, b, row, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item):
+        """out[r0:r1, c0:c1] = a[r0:r1] @ b[:, c0:c1] + row[c0:c1]: the block is filled with
+        the row (by the thread that computes it, so it is in that core's cache), then BLAS
+        adds the product to it. OpenBLAS clears C before a product with beta = 0 anyway;
+        with beta = 1 this fill takes that pass's place, and no pass adds the bias later."""
+        for r in range(r0, r1):
+            for c in range(c0, c1):
+                out[r, c] = row[c]
+        _block(fn, a, b, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item, 1.0)
 
     def _matmul2d(fn, threads, a, b, out):
         """out = a @ b for 2-D operands, in up to `threads` blocks; returns 1 (and writes
@@ -181,6 +203,29 @@ if njit is not None:
                 _block(fn, a, b, out, lo, hi, 0, n, ta, lda, tb, ldb, ldc, item)
             else:
                 _block(fn, a, b, out, 0, m, lo, hi, ta, lda, tb, ldb, ldc, item)
+        return 0
+
+    def _matmul2d_add(fn, threads, a, b, row, out):
+        """out = a @ b + row (row: one value per column, a bias) in up to `threads` blocks;
+        returns 1 and writes nothing as matmul2d does."""
+        m, k = a.shape
+        n = b.shape[1]
+        item = out.itemsize
+        ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
+        if ldc == 0:
+            return 1
+        if m * n * k < PARALLEL_MIN_MACS or threads < 2:
+            _block_onto_row(fn, a, b, row, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
+            return 0
+        by_rows = m >= n
+        extent = m if by_rows else n
+        parts = min(threads, extent)
+        for p in prange(parts):
+            lo, hi = extent * p // parts, extent * (p + 1) // parts
+            if by_rows:
+                _block_onto_row(fn, a, b, row, out, lo, hi, 0, n, ta, lda, tb, ldb, ldc, item)
+            else:
+                _block_onto_row(fn, a, b, row, out, 0, m, lo, hi, ta, lda, tb, ldb, ldc, item)
         return 0
 
     def _matmul4d(fn, threads, a, b, out):
@@ -212,13 +257,20 @@ if njit is not None:
                             types.Array(t, ndim, "A"))
                 for t in (types.float32, types.float64)]
 
-    def _compiled(fn, ndim):
+    def _row_signatures():
+        # matmul2d_add: a, b, the row (read-only) and out
+        return [types.int64(types.int64, types.int64,
+                            *[types.Array(t, 2, "A", readonly=True)] * 2,
+                            types.Array(t, 1, "A", readonly=True), types.Array(t, 2, "A"))
+                for t in (types.float32, types.float64)]
+
+    def _compiled(fn, ndim, signatures=None):
         """What njit(signatures) does, with runtime.jit's guard on the disk cache first: a
         damaged cache file is dropped and recompiled, a full disk turns caching off."""
         from .jit import _guard_cache
         dispatcher = njit(parallel=True, nogil=True, cache=True)(fn)
         _guard_cache(dispatcher)
-        for signature in _signatures(ndim):
+        for signature in signatures or _signatures(ndim):
             dispatcher.compile(signature)
         dispatcher.disable_compile()
         return dispatcher
@@ -226,6 +278,7 @@ if njit is not None:
     # compiled (or loaded from numba's disk cache) when this module is imported
     matmul2d = _compiled(_matmul2d, 2)
     matmul4d = _compiled(_matmul4d, 4)
+    matmul2d_add = _compiled(_matmul2d_add, 2, _row_signatures())
 
 
 def blocks() -> int:

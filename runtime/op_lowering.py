@@ -114,6 +114,9 @@ _RECORDS = [
              jit_emit=E.jit_gelu_grad, jit_kernel="gelu_tanh_grad_rows", supports=_tanh_form),
     Lowering("matmul", emit=E.matmul, jit_emit=E.jit_matmul, jit_kernel="gemm",
              mpi_progress=True),
+    # written by the fuse stage for add(matmul(a, b), bias) (runtime/fusion.py)
+    Lowering("matmul_add", emit=E.matmul_add, jit_emit=E.jit_matmul_add, jit_kernel="gemm",
+             mpi_progress=True),
     Lowering("sum", emit=E.reduce("np.add")),
     Lowering("max", emit=E.reduce("np.maximum")),
     # a softmax over the last axis may end a fused cluster (runtime/fusion.py)
@@ -236,7 +239,7 @@ def jit_emitter(node):
         return None
     if node.size == 0:
         return None
-    if node.op == "matmul":
+    if node.op in ("matmul", "matmul_add"):
         from . import gemm  # imports numba
         return record.jit_emit if gemm.supports(node) and gemm.available() else None
     return record.jit_emit

@@ -172,7 +172,7 @@ class _Renderer:
             return lines + concat_by_copies(n, args, var, self.choices.into_concat)
         if choice.kind == "numba":
             self.out.fixed_kernels.append((choice.detail, n.dtype))
-            self.out.uses_gemm |= n.op == "matmul"
+            self.out.uses_gemm |= n.op in ("matmul", "matmul_add")
             return lines + lowering_of(n.op).jit_emit(n, args, var)
         if choice.kind == "split":
             return lines + self.split_kernel(n, var, args, scratch)

@@ -287,6 +287,11 @@ CASES = [
     Case("matmul_batch_bcast", lambda a, b: a @ b, [f64(2, 3, 4), f64(4, 5)], np.matmul),
     Case("matmul_batch", lambda a, b: a @ b, [f64(2, 1, 3, 4), f64(3, 4, 2)], np.matmul),
     Case("matmul_vec", lambda a, b: a @ b, [f64(3, 4), f64(4)], np.matmul),
+    # what the compiled runtime's fuse stage writes for a dense layer's bias
+    Case("matmul_add", lambda a, b, c: apply("matmul_add", a, b, c),
+         [f64(2, 3, 4), f64(4, 5), f64(5)], lambda a, b, c: a @ b + c),
+    Case("matmul_add_full", lambda a, b, c: apply("matmul_add", a, b, c),
+         [f64(3, 4), f64(4, 5), f64(3, 5)], lambda a, b, c: a @ b + c),
     Case("einsum", lambda a, b: gc.einsum("bij,jk->bik", a, b), [f64(2, 3, 4), f64(4, 5)],
          lambda a, b: np.einsum("bij,jk->bik", a, b)),
     Case("einsum_sum_out", lambda a, b: gc.einsum("ij,kl->ik", a, b), [f64(2, 3), f64(4, 5)],

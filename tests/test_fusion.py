@@ -209,3 +209,86 @@ def test_a_damaged_cached_kernel_file_is_written_again(tmp_path, monkeypatch):
     monkeypatch.setattr(jit, "_LOADED", {})
     a = np.full((8, 64), 2.0, np.float32)
     np.testing.assert_array_equal(compile_graph(graph, jit=True)(a, a)[0], a * a - a)
+
+
+def _dense_graph(rng, dtype):
+    """A random stack of dense layers: x (2-D or 3-D) @ w + b with the bias on either side,
+    products also read elsewhere or returned (those adds must stay), activations between."""
+    lead = tuple(int(d) for d in rng.integers(1, 9, int(rng.integers(1, 3))))
+    widths = [int(w) for w in rng.integers(1, 40, 4)]
+    bias_left = [bool(v) for v in rng.integers(0, 2, 3)]
+    shared = int(rng.integers(0, 4))  # this layer's product is read twice (no fold)
+    returned = int(rng.integers(0, 4))  # this layer's product is an output too (no fold)
+
+    def fn(x, *params):
+        extra = []
+        for k in range(3):
+            w, b = params[2 * k], params[2 * k + 1]
+            p = x @ w
+            x = b + p if bias_left[k] else p + b
+            if k == shared:
+                x = x * p
+            if k == returned:
+                extra.append(p)
+            x = gc.tanh(x) if k % 2 else gc.gelu(x)
+        return (x, *extra)
+
+    specs = [gc.spec(lead + (widths[0],), dtype)]
+    for k in range(3):
+        specs += [gc.spec((widths[k], widths[k + 1]), dtype), gc.spec((widths[k + 1],), dtype)]
+    inputs = [rng.standard_normal(s.shape).astype(dtype) for s in specs]
+    return gc.trace(fn, *specs), inputs, shared, returned
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_bias_folded_into_products_equals_the_interpreter(dtype):
+    """fold_bias_into_products (the fuse stage) on random dense stacks, with gradients every
+    other graph: results equal the interpreter's on the unfused graph, and exactly the adds
+    whose product nothing else reads become matmul_add."""
+    tol = 1e-12 if dtype == "float64" else 2e-4  # float32: as the random-graph test's
+    for seed in range(24):
+        rng = np.random.default_rng(50_000 + seed)
+        graph, inputs, shared, returned = _dense_graph(rng, dtype)
+        if seed % 2:
+            graph = with_gradient(graph)
+        plan = compile_graph(graph, jit=True)
+        folded = [n for n in plan.kernel_graph.nodes if n.op == "matmul_add"]
+        if seed % 2 == 0:  # forward only: three layers, one or two of them not folded
+            assert len(folded) == 3 - len({shared, returned} & {0, 1, 2}), plan.source
+        assert ("_gemm.matmul2d_add" in plan.source) == bool(folded)
+        msg = f"seed {50_000 + seed} ({dtype})\n{plan.source}"
+        for got, want in zip(plan(*inputs), run(graph, *inputs)):
+            assert got.shape == want.shape and got.dtype == want.dtype, msg
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=msg)
+
+
+def test_a_dense_layers_bias_is_added_by_its_gemm(monkeypatch):
+    """The GPT's qkv and MLP layers: no kernel adds the bias after the product, and for a
+    short contraction (one BLAS panel) the sum is rounded once, as before: the bits of the
+    same plan without the fold."""
+    spec = gc.spec((32, 64, 128))
+    graph = gc.trace(lambda x, w, b: x @ w + b, spec, gc.spec((128, 384)), gc.spec((384,)))
+    plan = compile_graph(graph, jit=True)
+    assert [n.op for n in plan.kernel_graph.nodes if n.op != "input"] == \
+        ["reshape", "matmul_add", "reshape"]
+    rng = np.random.default_rng(3)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((32, 64, 128), (128, 384),
+                                                                  (384,)))
+    got = plan(x, w, b)[0]
+    monkeypatch.setattr(fusion, "fold_bias_into_products", lambda g: g)
+    unfolded = compile_graph(graph, jit=True)
+    assert "matmul_add" not in unfolded.source
+    np.testing.assert_array_equal(got, unfolded(x, w, b)[0])
+
+
+def test_a_product_blas_cannot_read_in_place_still_gets_its_bias():
+    """A strided operand (every other column): matmul2d_add declines, and the plan's numpy
+    lines compute the product and add the bias."""
+    graph = gc.trace(lambda x, w, b: gc.tanh(x[:, ::2] @ w + b), gc.spec((6, 8)),
+                     gc.spec((4, 5)), gc.spec((5,)))
+    plan = compile_graph(graph, jit=True)
+    assert "_gemm.matmul2d_add" in plan.source
+    rng = np.random.default_rng(4)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((6, 8), (4, 5), (5,)))
+    np.testing.assert_allclose(plan(x, w, b)[0], np.tanh(x[:, ::2] @ w + b), rtol=1e-6,
+                               atol=1e-6)

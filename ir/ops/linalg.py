@@ -117,6 +117,38 @@ def _einsum(*xs, spec):
     return np.einsum(spec, *xs, optimize=len(xs) > 2)
 
 
+# ---- a @ b + c: a dense layer's product and bias in one op ------------------------------------
+def _matmul_add_infer(types):
+    a, b, c = types
+    product = _matmul_infer([a, b])
+    check(c.dtype == product.dtype, f"the addend must be {product.dtype}, got {c.dtype}")
+    check(broadcast_shapes(c.shape, product.shape) == product.shape,
+          f"the addend {c.shape} does not broadcast to the product {product.shape}")
+    return product
+
+
+def _vjp_matmul_add(ctx, g):
+    a, b, c = ctx.inputs
+    ga = F.unbroadcast(F.matmul(g, F.swapaxes(b, -1, -2)), a.shape) if ctx.needs[0] else None
+    gb = F.unbroadcast(F.matmul(F.swapaxes(a, -1, -2), g), b.shape) if ctx.needs[1] else None
+    gc = F.unbroadcast(g, c.shape) if ctx.needs[2] else None
+    return [ga, gb, gc]
+
+
+def matmul_add(a, b, c):
+    """a @ b + c, with c broadcast to the product (a bias). The compiled runtime's fusion
+    stage writes `add(matmul(a, b), bias)` this way, so that the GEMM adds the product onto
+    the bias it is given (runtime.gemm, beta = 1) instead of a second pass adding the bias;
+    the sum is rounded once either way."""
+    out = np.matmul(a, b)
+    out += c
+    return out
+
+
+defop("matmul_add", _matmul_add_infer, vjp=_vjp_matmul_add, arity=3,
+      flops=lambda types, out, **_: _matmul_flops(types, out) + out.size)(matmul_add)
+
+
 # ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
 def _register_batching():
     from .batching import defbatch, example_ndim, with_rank
@@ -136,6 +168,17 @@ def _register_batching():
         letter = next(c for c in F.EINSUM_LETTERS if c not in spec)
         ins = [letter + sub if b else sub for sub, b in zip(ins, batched)]
         return apply("einsum", *args, spec=",".join(ins) + "->" + letter + out)
+
+    @defbatch("matmul_add")
+    def _matmul_add_rule(args, batched, size):
+        # the batched product, then the addend with its example axes aligned to the product's
+        a, b, c = args
+        product = _matmul_rule([a, b], batched[:2], size) if batched[0] or batched[1] \
+            else F.matmul(a, b)
+        if not batched[2]:
+            return product + c
+        example_rank = F._ndim(product) - (1 if batched[0] or batched[1] else 0)
+        return product + with_rank(c, example_rank)
 
 
 _register_batching()
