@@ -276,3 +276,44 @@ def test_trainer_evaluation_with_an_active_dropout_repeats_exactly():
     assert "dropout_key" not in inputs
     trainer.step = 1  # another step: other masks
     assert trainer.evaluate(record=False) != first
+
+
+# ---- control flow, shape polymorphism, memory budget (issue 18 review) -------------------------
+def _rnn_loss(w, h0, xs):
+    def step(h, x):
+        h = gc.tanh(x @ w + h @ w)
+        return h, h
+    h_last, hs = gc.scan(step, h0, xs)
+    return gc.sum(hs * hs) + gc.sum(h_last)
+
+
+def _rnn_loss_unrolled(w, h0, xs):
+    h, total = h0, 0.0
+    for x in xs:
+        h = np.tanh(x @ w + h @ w)
+        total = total + (h * h).sum()
+    return total + h.sum()
+
+
+def test_scan_over_a_symbolic_batch_runs_at_each_size():
+    # specialize() rebuilt the scan node's tuple type as a tensor (TypeError: dtype uint8) and
+    # left the body region symbolic
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 3))
+    loss = gc.compile(_rnn_loss, polymorphic_shapes=(None, ("b", "_"), ("_", "b", "_")))
+    for b in (1, 3, 5):
+        h0, xs = rng.normal(size=(b, 3)), rng.normal(size=(4, b, 3))
+        np.testing.assert_allclose(loss(w, h0, xs), _rnn_loss_unrolled(w, h0, xs), rtol=1e-12)
+    assert loss.recompiles == []
+
+
+def test_gradient_of_scan_over_a_symbolic_batch_equals_the_concrete_plans():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(3, 3))
+    symbolic = gc.compile(gc.grad(_rnn_loss, argnums=(0, 1)),
+                          polymorphic_shapes=(None, ("b", "_"), ("_", "b", "_")))
+    for b in (1, 4):
+        h0, xs = rng.normal(size=(b, 3)), rng.normal(size=(5, b, 3))
+        expected = gc.compile(gc.grad(_rnn_loss, argnums=(0, 1)))(w, h0, xs)
+        for got, want in zip(symbolic(w, h0, xs), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
