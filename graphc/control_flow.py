@@ -24,7 +24,9 @@ import numpy as np
 from ir.errors import GraphcError, definition_location, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
+from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, like_dtype, lift_symbolic
+from ir.types import is_float
 from ir.region import Region
 
 from .tracing import leaves_and_structure, unflatten
@@ -79,6 +81,19 @@ def _trace_region(fn, name, arg_trees, graph):
             args.append(unflatten(structure, inputs))
         result = fn(*args)
     return region, own, result
+
+
+def _autocast_carry(region, new_leaves, carry_nodes):
+    """Under autocast, a float carry the function returns in the other float dtype (a float32
+    state updated by a half-precision matmul) is cast back to the dtype it came in with, as
+    autocast casts a value where it is used: the loop's state keeps its declared dtype."""
+    if AUTOCAST.dtype is None or len(new_leaves) != len(carry_nodes):
+        return new_leaves
+    with region.building():
+        return [F.cast(new, old.dtype)
+                if isinstance(new, SymbolicValue) and new.dtype != old.dtype
+                and is_float(new.dtype) and is_float(old.dtype) else new
+                for new, old in zip(new_leaves, carry_nodes)]
 
 
 def _set_outputs(region, leaves, call_location):
@@ -136,6 +151,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     new_carry, y = _pair(f, result)
     new_leaves, new_structure = leaves_and_structure(new_carry)
     y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
+    new_leaves = _autocast_carry(region, new_leaves, carry_nodes)
     _set_outputs(region, new_leaves + y_leaves, call_site)
     _check_carry(f, "scan", region.outputs[:len(new_leaves)], new_structure,
                  own[:len(carry_nodes)], init_structure)
@@ -227,6 +243,7 @@ def while_loop(cond_fun, body_fun, init_val):
     body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
                                                [carry_in], graph)
     new_leaves, new_structure = leaves_and_structure(new)
+    new_leaves = _autocast_carry(body_region, new_leaves, carry_nodes)
     _set_outputs(body_region, new_leaves, call_site)
     _check_carry(body_fun, "while_loop body", body_region.outputs, new_structure, body_own,
                  init_structure)

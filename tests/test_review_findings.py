@@ -317,3 +317,29 @@ def test_gradient_of_scan_over_a_symbolic_batch_equals_the_concrete_plans():
         expected = gc.compile(gc.grad(_rnn_loss, argnums=(0, 1)))(w, h0, xs)
         for got, want in zip(symbolic(w, h0, xs), expected):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_scan_compiles_in_bf16_mixed_precision_and_tracks_float32():
+    # autocast made the body's carry bfloat16 (a half matmul) while it came in float32: one
+    # error line "returns the carry as (bf16[2,3]) but it came in as (f32[2,3])", and the
+    # scan's own operands were cast to bfloat16 as if it were an elementwise op
+    rng = np.random.default_rng(2)
+    w = (0.3 * rng.normal(size=(3, 3))).astype(np.float32)  # contracting: float32 comparable
+    h0, xs = rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=(6, 2, 3)).astype(np.float32)
+    loss, grad = gc.compile(gc.value_and_grad(_rnn_loss), precision="bf16-mixed")(w, h0, xs)
+    assert np.asarray(grad).dtype == np.float32
+
+    def unrolled(w, h0, xs):
+        h, total = h0, 0.0
+        for t in range(xs.shape[0]):
+            h = gc.tanh(xs[t] @ w + h @ w)
+            total = total + gc.sum(h * h)
+        return total + gc.sum(h)
+
+    loss_u, grad_u = gc.compile(gc.value_and_grad(unrolled), precision="bf16-mixed")(w, h0, xs)
+    np.testing.assert_allclose(float(loss), float(loss_u), rtol=1e-6)
+    np.testing.assert_allclose(grad, grad_u, rtol=2e-2, atol=2e-2)
+    loss32, grad32 = gc.compile(gc.value_and_grad(_rnn_loss))(w, h0, xs)
+    np.testing.assert_allclose(float(loss), float(loss32), rtol=2e-2)
+    np.testing.assert_allclose(grad, grad32, rtol=5e-2, atol=5e-2)
+    assert np.abs(grad - grad32).max() > 0  # the half-precision path was taken
