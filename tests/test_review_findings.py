@@ -343,3 +343,40 @@ def test_scan_compiles_in_bf16_mixed_precision_and_tracks_float32():
     np.testing.assert_allclose(float(loss), float(loss32), rtol=2e-2)
     np.testing.assert_allclose(grad, grad32, rtol=5e-2, atol=5e-2)
     assert np.abs(grad - grad32).max() > 0  # the half-precision path was taken
+
+
+def test_memory_limit_with_a_symbolic_batch_fits_each_binding():
+    # rematerialize ran on the symbolic graph: matmul's FLOP count met a Dim (TypeError:
+    # unsupported operand type(s) for *: 'float' and 'Dim'); the budget is met per binding
+    from passes.rematerialize import MemoryLimitError
+
+    rng = np.random.default_rng(3)
+    acts = (gc.tanh, gc.relu, gc.sigmoid, gc.tanh)
+
+    def loss(ws, x):
+        h = x
+        for w, act in zip(ws, acts):
+            h = h + act(h @ w)
+        return gc.sum(h * h)
+
+    ws = [rng.normal(size=(32, 32)) / np.sqrt(32) for _ in acts]
+    shapes = (None, ("b", "_"))
+    unlimited = gc.compile(gc.value_and_grad(loss), polymorphic_shapes=shapes)
+    x = rng.normal(size=(64, 32))
+    unlimited(ws, x)  # a polymorphic plan reports memory for the binding of its latest call
+    total = unlimited.plan_for(ws, x).memory["total"]
+    with pytest.raises(MemoryLimitError) as info:
+        gc.compile(gc.value_and_grad(loss), polymorphic_shapes=shapes, memory_limit=1)(ws, x)
+    assert info.value.best < total
+    budget = int((info.value.best + total) / 2)
+    limited = gc.compile(gc.value_and_grad(loss), polymorphic_shapes=shapes, memory_limit=budget)
+    for b in (64, 3):
+        xb = rng.normal(size=(b, 32))
+        (value0, grads0), (value, grads) = unlimited(ws, xb), limited(ws, xb)
+        np.testing.assert_allclose(value, value0, rtol=1e-12)
+        for g, g0 in zip(grads, grads0):
+            np.testing.assert_allclose(g, g0, rtol=1e-12, atol=1e-14)
+        assert limited.plan_for(ws, xb).memory["total"] <= budget
+        if b == 64:  # 64 rows needed recomputation
+            assert limited.plan_for(ws, xb).remat_report.recomputed
+    assert limited.recompiles == []
