@@ -380,3 +380,13 @@ def test_memory_limit_with_a_symbolic_batch_fits_each_binding():
         if b == 64:  # 64 rows needed recomputation
             assert limited.plan_for(ws, xb).remat_report.recomputed
     assert limited.recompiles == []
+
+
+def test_dump_memory_limit_of_a_symbolic_graph_asks_for_bind(capsys):
+    # rematerialize ran on the symbolic graph: "the symbolic dimension 2048*batch has no
+    # value while tracing", which names neither the option nor the fix
+    from graphc.cli import main
+    assert main(["dump", "gpt", "--grad", "--batch", "batch", "--memory-limit", "25MB"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["graphc: error: the graph has symbolic dimensions (batch); --memory-limit "
+                   "needs sizes: add --bind batch=N"]
