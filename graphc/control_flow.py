@@ -96,6 +96,19 @@ def _autocast_carry(region, new_leaves, carry_nodes):
                 for new, old in zip(new_leaves, carry_nodes)]
 
 
+def _eager_autocast_carry(carry, init):
+    """The eager loop's version of _autocast_carry: the carry keeps the dtypes of `init`."""
+    if AUTOCAST.dtype is None:
+        return carry
+    new, structure = leaves_and_structure(carry)
+    old, old_structure = leaves_and_structure(init)
+    if structure != old_structure:
+        return carry
+    return unflatten(structure, [
+        F.cast(a, b.dtype) if hasattr(a, "dtype") and hasattr(b, "dtype") and a.dtype != b.dtype
+        and is_float(a.dtype) and is_float(b.dtype) else a for a, b in zip(new, old)])
+
+
 def _set_outputs(region, leaves, call_location):
     with region.building(), region.locations((call_location,) if call_location else ()):
         region.set_outputs([region.result(x) for x in leaves])
@@ -183,6 +196,7 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
         x = unflatten(x_structure, [leaf[t] for leaf in x_leaves]) if xs is not None else None
         carry, ys[t] = _pair(f, f(carry, x))
+        carry = _eager_autocast_carry(carry, init)
     if n == 0 or ys[0] is None:
         return carry, None
     per_step = [leaves_and_structure(y) for y in ys]
@@ -227,7 +241,7 @@ def while_loop(cond_fun, body_fun, init_val):
     if graph is None:
         val = init_val
         while bool(np.asarray(_data(cond_fun(val)))):
-            val = body_fun(val)
+            val = _eager_autocast_carry(body_fun(val), init_val)
         return val
     call_site = user_location()
     carry_nodes = [_as_node(graph, x, "while_loop init") for x in init_leaves]

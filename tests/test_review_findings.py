@@ -427,3 +427,20 @@ def test_vmap_of_a_while_loop_over_batched_values_is_one_line():
         gc.vmap(f)(np.ones((3, 2)))
     assert str(info.value).splitlines()[0].startswith(
         "vmap: a while_loop over batched values is not supported")
+
+
+def test_eager_scan_under_autocast_keeps_the_carry_dtype_as_the_compiled_one():
+    # eagerly the carry turned bfloat16 after the first step while the traced scan keeps it
+    # float32, so eager and compiled runs of one function rounded differently
+    rng = np.random.default_rng(6)
+    w = rng.normal(size=(3, 3)).astype(np.float32)
+    h0, xs = rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=(4, 2, 3)).astype(np.float32)
+
+    def last(w, h0, xs):
+        with gc.autocast("bfloat16"):
+            h, _ = gc.scan(lambda h, x: (gc.tanh(x @ w + h @ w), h), h0, xs)
+        return h
+
+    eager = last(gc.tensor(w), gc.tensor(h0), gc.tensor(xs))
+    assert eager.data.dtype == np.float32
+    np.testing.assert_array_equal(eager.data, gc.compile(last)(w, h0, xs))
