@@ -295,9 +295,13 @@ def cond(pred, true_fun, false_fun, *operands):
         region, own, result = _trace_region(lambda *a, fn=fn: fn(*a[0]),
                                             f"{_fn_name(fn)}_{which}", [args], graph)
         leaves, structure = leaves_and_structure(result)
-        _set_outputs(region, leaves, call_site)
-        traced.append((fn, region, own, structure))
-    (f_fn, f_region, f_own, f_structure), (t_fn, t_region, t_own, t_structure) = traced
+        traced.append((fn, region, own, structure, leaves))
+    (f_fn, f_region, f_own, f_structure, f_leaves), \
+        (t_fn, t_region, t_own, t_structure, t_leaves) = traced
+    if f_structure == t_structure:
+        f_leaves, t_leaves = _autocast_branches(f_region, f_leaves, t_region, t_leaves)
+    _set_outputs(f_region, f_leaves, call_site)
+    _set_outputs(t_region, t_leaves, call_site)
     if f_structure != t_structure or [o.type for o in f_region.outputs] != \
             [o.type for o in t_region.outputs]:
         raise GraphcError(f"cond: true_fun {_fn_name(t_fn)}{_where(t_fn)} returns "
@@ -312,6 +316,28 @@ def cond(pred, true_fun, false_fun, *operands):
     node = apply("cond", pred_node, *f_outer, *t_outer, *op_nodes,
                  branches=(f_region, t_region))
     return unflatten(t_structure, _results(node, len(t_region.outputs)))
+
+
+def _autocast_branches(f_region, f_leaves, t_region, t_leaves):
+    """Under autocast, a result that one branch gives in the half dtype and the other in
+    float32 (a matmul against an elementwise op) is half in both, as autocast computes an op
+    mixing the two in half: the branches then agree on their types."""
+    half = AUTOCAST.dtype
+    if half is None or len(f_leaves) != len(t_leaves):
+        return f_leaves, t_leaves
+    half, f_out, t_out = np.dtype(half), [], []
+    for a, b in zip(f_leaves, t_leaves):
+        if isinstance(a, SymbolicValue) and isinstance(b, SymbolicValue) and \
+                {a.dtype, b.dtype} == {half, np.dtype("float32")}:
+            if a.dtype != half:
+                with f_region.building():
+                    a = F.cast(a, half)
+            else:
+                with t_region.building():
+                    b = F.cast(b, half)
+        f_out.append(a)
+        t_out.append(b)
+    return f_out, t_out
 
 
 def _type_of(graph, value):

@@ -444,3 +444,21 @@ def test_eager_scan_under_autocast_keeps_the_carry_dtype_as_the_compiled_one():
     eager = last(gc.tensor(w), gc.tensor(h0), gc.tensor(xs))
     assert eager.data.dtype == np.float32
     np.testing.assert_array_equal(eager.data, gc.compile(last)(w, h0, xs))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_cond_whose_branches_round_differently_compiles_in_bf16_mixed(sign):
+    # under autocast the matmul branch returned bf16 and the other float32: "cond: true_fun
+    # returns (bf16[2,3]) but false_fun returns (f32[2,3])" for a function that runs in fp32
+    rng = np.random.default_rng(7)
+    w = rng.normal(size=(3, 3)).astype(np.float32)
+    x = (sign * np.abs(rng.normal(size=(2, 3)))).astype(np.float32)
+
+    def f(w, x):
+        return gc.sum(gc.cond(gc.sum(x) > 0, lambda a: a @ w, lambda a: a * 2.0, x))
+
+    value, grad = gc.compile(gc.value_and_grad(f), precision="bf16-mixed")(w, x)
+    expected = (x @ w).sum() if sign > 0 else (x * 2.0).sum()
+    np.testing.assert_allclose(float(value), expected, rtol=2e-2)
+    expected_grad = np.broadcast_to(x.sum(0)[:, None], (3, 3)) if sign > 0 else np.zeros((3, 3))
+    np.testing.assert_allclose(grad, expected_grad, rtol=2e-2, atol=1e-6)
