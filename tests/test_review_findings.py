@@ -462,3 +462,16 @@ def test_cond_whose_branches_round_differently_compiles_in_bf16_mixed(sign):
     np.testing.assert_allclose(float(value), expected, rtol=2e-2)
     expected_grad = np.broadcast_to(x.sum(0)[:, None], (3, 3)) if sign > 0 else np.zeros((3, 3))
     np.testing.assert_allclose(grad, expected_grad, rtol=2e-2, atol=1e-6)
+
+
+def test_more_polymorphic_shapes_than_arguments_is_one_line():
+    # the extra entries were ignored: a template meant for x but written one place too far
+    # right left x concrete without a word
+    from ir.errors import GraphcError
+
+    square = gc.compile(lambda x: x * x, polymorphic_shapes=(None, ("b",)))
+    with pytest.raises(GraphcError) as info:
+        square(np.ones(3))
+    assert str(info.value).splitlines()[0] == (
+        "compile: polymorphic_shapes has 2 entries but the function was called with 1 "
+        "positional arguments (one entry per argument)")
