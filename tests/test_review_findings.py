@@ -392,43 +392,6 @@ def test_dump_memory_limit_of_a_symbolic_graph_asks_for_bind(capsys):
                    "needs sizes: add --bind batch=N"]
 
 
-# ---- vmap meets control flow (the cf and vmap branches merged without batching rules) -------
-def test_vmap_of_cond_with_a_batched_predicate_selects_per_example():
-    def f(x):
-        return gc.cond(gc.sum(x) > 0, lambda a: a * 2.0, lambda a: a - 1.0, x)
-
-    xs = np.random.default_rng(4).normal(size=(6, 3))
-    expected = np.stack([x * 2.0 if x.sum() > 0 else x - 1.0 for x in xs])
-    assert 0 < sum(x.sum() > 0 for x in xs) < 6  # both branches are taken
-    np.testing.assert_allclose(np.asarray(gc.vmap(f)(xs)), expected, rtol=1e-15)
-    np.testing.assert_allclose(gc.compile(gc.vmap(f))(xs), expected, rtol=1e-15)
-
-
-def test_per_example_gradients_through_a_scan_equal_a_loop_of_grad():
-    rng = np.random.default_rng(5)
-    w = rng.normal(size=(3, 3))
-
-    def loss(w, h0, xs):
-        return _rnn_loss(w, h0, xs)
-
-    h0s, xss = rng.normal(size=(4, 2, 3)), rng.normal(size=(4, 5, 2, 3))
-    per_example = gc.compile(gc.vmap(gc.grad(loss), in_axes=(None, 0, 0)))(w, h0s, xss)
-    expected = np.stack([gc.grad(loss)(w, h0, xs) for h0, xs in zip(h0s, xss)])
-    np.testing.assert_allclose(per_example, expected, rtol=1e-10, atol=1e-12)
-
-
-def test_vmap_of_a_while_loop_over_batched_values_is_one_line():
-    from ir.errors import GraphcError
-
-    def f(x):
-        return gc.while_loop(lambda v: gc.sum(v) < 10.0, lambda v: v * 2.0, x)
-
-    with pytest.raises(GraphcError) as info:
-        gc.vmap(f)(np.ones((3, 2)))
-    assert str(info.value).splitlines()[0].startswith(
-        "vmap: a while_loop over batched values is not supported")
-
-
 def test_eager_scan_under_autocast_keeps_the_carry_dtype_as_the_compiled_one():
     # eagerly the carry turned bfloat16 after the first step while the traced scan keeps it
     # float32, so eager and compiled runs of one function rounded differently

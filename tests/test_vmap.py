@@ -6,7 +6,7 @@ import pytest
 
 import graphc as gc
 from ir.errors import GraphcError
-from ir.ops.batching import BATCH_RULES, BY_REGION, LOOPED, NOT_BATCHED
+from ir.ops.batching import BATCH_RULES, LOOPED, NOT_BATCHED
 from ir.ops.registry import REGISTRY, OpDef
 
 from opcases import CASES
@@ -18,15 +18,14 @@ IDS = [c.name for c in CASES]
 def uncovered(registry) -> list:
     """Ops with neither a batching rule nor a stated reason to loop or never be batched."""
     explained = {**{k: v for k, v in LOOPED.items() if v}, **{k: v for k, v in
-                                                               NOT_BATCHED.items() if v},
-                 **{k: v for k, v in BY_REGION.items() if v}}
+                                                               NOT_BATCHED.items() if v}}
     return sorted(name for name in registry if name not in BATCH_RULES and name not in explained)
 
 
 def test_every_registered_op_has_a_batching_rule_or_a_stated_fallback():
     assert uncovered(REGISTRY) == [], "ops without a batching rule (ir/ops/batching.py)"
     assert not set(BATCH_RULES) & set(LOOPED), "an op both has a rule and loops"
-    assert set(BATCH_RULES) | set(LOOPED) | set(NOT_BATCHED) | set(BY_REGION) <= set(REGISTRY)
+    assert set(BATCH_RULES) | set(LOOPED) | set(NOT_BATCHED) <= set(REGISTRY)
 
 
 def test_an_op_without_a_rule_is_named():

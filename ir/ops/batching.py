@@ -20,7 +20,6 @@ Every op is in one of three tables (tests/test_vmap.py checks it):
   BATCH_RULES  a rule;
   LOOPED       no rule, on purpose: vmap runs the op once per example and stacks the results;
                the entry says why;
-  BY_REGION    control-flow ops, batched in passes/batching.py by batching their regions.
   NOT_BATCHED  the op has no operands (creators, inputs, constants), so it is never batched.
 """
 from __future__ import annotations
@@ -33,15 +32,6 @@ from .registry import apply
 BATCH_RULES: dict[str, Callable] = {}
 LOOPED: dict[str, str] = {}  # op -> why it runs once per example
 NOT_BATCHED: dict[str, str] = {}  # op -> why no operand of it is ever batched
-# op -> how: control-flow ops, batched by passes/batching.py through their regions (a rule
-# here would need to batch a graph, which is that module's business)
-BY_REGION: dict[str, str] = {
-    "scan": "each step's body batched in turn (unrolled over the steps)",
-    "cond": "both branches batched, then a select on the predicate (JAX's rule for a "
-            "batched predicate)",
-    "tuple_get": "picks one of the batched results of its control-flow node",
-    "while_loop": "not batched: its trip count would differ per example; an error names it",
-}
 
 
 def defbatch(*names):
