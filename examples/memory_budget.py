@@ -4,7 +4,7 @@ alternation (one step of each configuration per round), so that a busy machine s
 alike. Prints a Markdown table: the plan's memory (plan.memory["total"]), what the budget
 recomputes and its FLOPs, and the range and median of the step times.
 
-    python examples/memory_budget.py --config medium --budgets 1200MiB,800MiB,500MiB --rounds 5
+    python examples/memory_budget.py --config medium --budgets 1200MiB,900MiB,600MiB --rounds 5
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def training_step(cfg: GPTConfig, data: CharData, memory_limit):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="medium")
-    p.add_argument("--budgets", default="1200MiB,800MiB,500MiB",
+    p.add_argument("--budgets", default="1200MiB,900MiB,600MiB",
                    help="comma-separated memory limits")
     p.add_argument("--rounds", type=int, default=5, help="timed steps of each configuration")
     args = p.parse_args(argv)

@@ -99,9 +99,11 @@ class _Region(Graph):
         self.captured = {}  # id(value) -> (input node, value)
 
     def process(self, op, inputs, attrs):
-        return super().process(op, tuple(self._own(x) for x in inputs), attrs)
+        return super().process(op, tuple(self.capture(x) for x in inputs), attrs)
 
-    def _own(self, x):
+    def capture(self, x):
+        """x as a value of this graph (ir.region.Region asks this of its parent, so that a
+        loop body inside f reading an eager tensor reads it through an input of this graph)."""
         if not ((isinstance(x, Node) and x.graph is not self) or isinstance(x, Tensor)):
             return x
         entry = self.captured.get(id(x))

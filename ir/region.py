@@ -44,7 +44,14 @@ class Region(Graph):
 
     def capture(self, value):
         """`value` as a node of this region: outer nodes become inputs (once each)."""
-        if not isinstance(value, SymbolicValue) or value.graph is self:
+        if not isinstance(value, SymbolicValue):
+            # a parent that captures values of its own (graphc.vmap's graph takes an eager
+            # tensor as an input, so the tape reaches it) sees the value first
+            parent_capture = getattr(self.parent, "capture", None)
+            value = parent_capture(value) if parent_capture is not None else value
+            if not isinstance(value, SymbolicValue):
+                return value
+        if value.graph is self:
             return value
         node = self.captured.get(value)
         if node is None:

@@ -18,7 +18,7 @@ import contextlib
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph
 from ir.ops import api as F
-from ir.ops.batching import rule_for
+from ir.ops.batching import PER_ELEMENT, rule_for
 from ir.ops.registry import apply, innermost_interpreter
 
 
@@ -42,11 +42,18 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
         operands = [env[x][0] for x in node.inputs]
         batched = [env[x][1] for x in node.inputs]
         with _located(around, node):
-            if not any(batched):
+            if node.op in PER_ELEMENT:  # a tuple-valued op or tuple_get: (value, flags)
+                env[node] = rule_for(node.op)(operands, batched, size, **node.attrs)
+            elif not any(map(is_batched, batched)):
                 env[node] = (apply(node.op, *operands, **node.attrs), False)
             else:
                 env[node] = (_run_rule(node, operands, batched, size), True)
     return [env[node] for node in (graph.outputs if outputs is None else outputs)]
+
+
+def is_batched(flag) -> bool:
+    """A value's batched flag: a bool, or one per element of a tuple (any batched)."""
+    return any(flag) if isinstance(flag, tuple) else bool(flag)
 
 
 def _run_rule(node, operands, batched, size):
@@ -69,3 +76,6 @@ def _located(around, node):
     if isinstance(around, Graph):
         return around.locations(node.locs, node.scope)
     return contextlib.nullcontext()
+
+
+from . import control_flow_batching  # noqa: E402,F401  (registers the control-flow ops' rules)

@@ -1,6 +1,8 @@
 """gc.compile(fn, memory_limit=...) (passes/rematerialize.py): the plan fits the budget,
 computes what the unlimited plan computes, and a smaller budget costs at least as many FLOPs;
 a budget that cannot be met, or a bad size, is one error line."""
+import logging
+
 import numpy as np
 import pytest
 
@@ -160,6 +162,18 @@ def test_the_pass_rebuilds_a_value_next_to_its_late_reader():
     same, nothing = rematerialize(graph, before, model)
     assert same is graph and nothing.recomputed == [] and nothing.extra_flops == 0
     assert "nothing recomputed" in str(nothing)
+
+
+def test_the_report_is_one_log_line(caplog):
+    fn, args = random_mlp_step(2)
+    unlimited = gc.compile(fn).plan_for(*args).memory["total"]
+    with caplog.at_level(logging.INFO, logger="graphc"):
+        plan = gc.compile(fn, memory_limit=unlimited - 1).plan_for(*args)
+    lines = [r.getMessage() for r in caplog.records if "memory_limit" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0] == f"graphc: {plan.graph.name}: {plan.remat_report}"
+    assert " by recomputing " in lines[0] and " per call (+" in lines[0]
+    assert plan.remat_report.recomputed[0].value in lines[0]
 
 
 def test_a_budget_that_cannot_be_met_is_one_line_with_the_smallest_peak():

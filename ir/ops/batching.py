@@ -16,6 +16,11 @@ nodes when the batched values are symbolic and compute at once in eager mode, as
 rules do. passes/batching.py runs them; an op call whose operands are all unbatched runs
 unchanged.
 
+An op whose result is a tuple (scan, cond, while_loop: TupleType nodes) and tuple_get, which
+reads one, have per-element rules (`defbatch(..., per_element=True)`): they run even when no
+operand is batched and return (value, flags), one batched flag per element of a tuple, which
+tuple_get's rule picks from (the control-flow rules: passes/control_flow_batching.py).
+
 Every op is in one of three tables (tests/test_vmap.py checks it):
   BATCH_RULES  a rule;
   LOOPED       no rule, on purpose: vmap runs the op once per example and stacks the results;
@@ -32,13 +37,16 @@ from .registry import apply
 BATCH_RULES: dict[str, Callable] = {}
 LOOPED: dict[str, str] = {}  # op -> why it runs once per example
 NOT_BATCHED: dict[str, str] = {}  # op -> why no operand of it is ever batched
+PER_ELEMENT: set[str] = set()  # ops whose rule returns (value, per-element batched flags)
 
 
-def defbatch(*names):
+def defbatch(*names, per_element=False):
     """Register the decorated function as the batching rule of the named ops."""
     def register(rule):
         for name in names:
             BATCH_RULES[name] = rule
+            if per_element:
+                PER_ELEMENT.add(name)
         return rule
     return register
 
