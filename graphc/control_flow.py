@@ -24,7 +24,9 @@ import numpy as np
 from ir.errors import GraphcError, definition_location, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
+from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, like_dtype, lift_symbolic
+from ir.types import is_float
 from ir.region import Region
 
 from .tracing import leaves_and_structure, unflatten
@@ -79,6 +81,32 @@ def _trace_region(fn, name, arg_trees, graph):
             args.append(unflatten(structure, inputs))
         result = fn(*args)
     return region, own, result
+
+
+def _autocast_carry(region, new_leaves, carry_nodes):
+    """Under autocast, a float carry the function returns in the other float dtype (a float32
+    state updated by a half-precision matmul) is cast back to the dtype it came in with, as
+    autocast casts a value where it is used: the loop's state keeps its declared dtype."""
+    if AUTOCAST.dtype is None or len(new_leaves) != len(carry_nodes):
+        return new_leaves
+    with region.building():
+        return [F.cast(new, old.dtype)
+                if isinstance(new, SymbolicValue) and new.dtype != old.dtype
+                and is_float(new.dtype) and is_float(old.dtype) else new
+                for new, old in zip(new_leaves, carry_nodes)]
+
+
+def _eager_autocast_carry(carry, init):
+    """The eager loop's version of _autocast_carry: the carry keeps the dtypes of `init`."""
+    if AUTOCAST.dtype is None:
+        return carry
+    new, structure = leaves_and_structure(carry)
+    old, old_structure = leaves_and_structure(init)
+    if structure != old_structure:
+        return carry
+    return unflatten(structure, [
+        F.cast(a, b.dtype) if hasattr(a, "dtype") and hasattr(b, "dtype") and a.dtype != b.dtype
+        and is_float(a.dtype) and is_float(b.dtype) else a for a, b in zip(new, old)])
 
 
 def _set_outputs(region, leaves, call_location):
@@ -136,6 +164,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     new_carry, y = _pair(f, result)
     new_leaves, new_structure = leaves_and_structure(new_carry)
     y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
+    new_leaves = _autocast_carry(region, new_leaves, carry_nodes)
     _set_outputs(region, new_leaves + y_leaves, call_site)
     _check_carry(f, "scan", region.outputs[:len(new_leaves)], new_structure,
                  own[:len(carry_nodes)], init_structure)
@@ -167,6 +196,7 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
         x = unflatten(x_structure, [leaf[t] for leaf in x_leaves]) if xs is not None else None
         carry, ys[t] = _pair(f, f(carry, x))
+        carry = _eager_autocast_carry(carry, init)
     if n == 0 or ys[0] is None:
         return carry, None
     per_step = [leaves_and_structure(y) for y in ys]
@@ -211,7 +241,7 @@ def while_loop(cond_fun, body_fun, init_val):
     if graph is None:
         val = init_val
         while bool(np.asarray(_data(cond_fun(val)))):
-            val = body_fun(val)
+            val = _eager_autocast_carry(body_fun(val), init_val)
         return val
     call_site = user_location()
     carry_nodes = [_as_node(graph, x, "while_loop init") for x in init_leaves]
@@ -227,6 +257,7 @@ def while_loop(cond_fun, body_fun, init_val):
     body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
                                                [carry_in], graph)
     new_leaves, new_structure = leaves_and_structure(new)
+    new_leaves = _autocast_carry(body_region, new_leaves, carry_nodes)
     _set_outputs(body_region, new_leaves, call_site)
     _check_carry(body_fun, "while_loop body", body_region.outputs, new_structure, body_own,
                  init_structure)
@@ -264,9 +295,13 @@ def cond(pred, true_fun, false_fun, *operands):
         region, own, result = _trace_region(lambda *a, fn=fn: fn(*a[0]),
                                             f"{_fn_name(fn)}_{which}", [args], graph)
         leaves, structure = leaves_and_structure(result)
-        _set_outputs(region, leaves, call_site)
-        traced.append((fn, region, own, structure))
-    (f_fn, f_region, f_own, f_structure), (t_fn, t_region, t_own, t_structure) = traced
+        traced.append((fn, region, own, structure, leaves))
+    (f_fn, f_region, f_own, f_structure, f_leaves), \
+        (t_fn, t_region, t_own, t_structure, t_leaves) = traced
+    if f_structure == t_structure:
+        f_leaves, t_leaves = _autocast_branches(f_region, f_leaves, t_region, t_leaves)
+    _set_outputs(f_region, f_leaves, call_site)
+    _set_outputs(t_region, t_leaves, call_site)
     if f_structure != t_structure or [o.type for o in f_region.outputs] != \
             [o.type for o in t_region.outputs]:
         raise GraphcError(f"cond: true_fun {_fn_name(t_fn)}{_where(t_fn)} returns "
@@ -281,6 +316,28 @@ def cond(pred, true_fun, false_fun, *operands):
     node = apply("cond", pred_node, *f_outer, *t_outer, *op_nodes,
                  branches=(f_region, t_region))
     return unflatten(t_structure, _results(node, len(t_region.outputs)))
+
+
+def _autocast_branches(f_region, f_leaves, t_region, t_leaves):
+    """Under autocast, a result that one branch gives in the half dtype and the other in
+    float32 (a matmul against an elementwise op) is half in both, as autocast computes an op
+    mixing the two in half: the branches then agree on their types."""
+    half = AUTOCAST.dtype
+    if half is None or len(f_leaves) != len(t_leaves):
+        return f_leaves, t_leaves
+    half, f_out, t_out = np.dtype(half), [], []
+    for a, b in zip(f_leaves, t_leaves):
+        if isinstance(a, SymbolicValue) and isinstance(b, SymbolicValue) and \
+                {a.dtype, b.dtype} == {half, np.dtype("float32")}:
+            if a.dtype != half:
+                with f_region.building():
+                    a = F.cast(a, half)
+            else:
+                with t_region.building():
+                    b = F.cast(b, half)
+        f_out.append(a)
+        t_out.append(b)
+    return f_out, t_out
 
 
 def _type_of(graph, value):

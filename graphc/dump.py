@@ -273,7 +273,8 @@ def run_dump(args) -> int:
                           evaluate=evaluate)
     result.graph = bound_for_sizes(result.graph, getattr(args, "bind", None),
                                    needs_sizes=bool(args.stats or after_stage
-                                                    or args.format == "graphml"))
+                                                    or args.format == "graphml"),
+                                   needs_sizes_for="--memory-limit" if memory_limit else None)
     if memory_limit is not None and after_pass is None:
         result.graph = _rematerialize(result.graph, memory_limit)
     if args.stats:
@@ -315,7 +316,7 @@ def parse_bindings(texts) -> dict:
     return binding
 
 
-def bound_for_sizes(graph, bind_texts, needs_sizes: bool):
+def bound_for_sizes(graph, bind_texts, needs_sizes: bool, needs_sizes_for=None):
     """The graph to show: with --bind, the optimised graph specialised to those sizes (the
     plan a call with them lowers); a graph with symbolic dimensions that must be lowered or
     counted (lowering stages, --stats, GraphML's FLOPs) without --bind is an error naming
@@ -330,6 +331,10 @@ def bound_for_sizes(graph, bind_texts, needs_sizes: bool):
     symbols = sorted({s for n in graph.inputs for d in n.shape
                       if hasattr(d, "symbols") for s in d.symbols})
     if not binding:
+        if needs_sizes_for:  # an option whose work depends on the sizes (a memory budget)
+            raise GraphcError(f"the graph has symbolic dimensions ({', '.join(symbols)}); "
+                              f"{needs_sizes_for} needs sizes: add --bind "
+                              + " ".join(f"{s}=N" for s in symbols))
         if needs_sizes:
             raise GraphcError(f"the graph has symbolic dimensions ({', '.join(symbols)}); "
                               "lowering stages, --stats and GraphML need sizes: add --bind "

@@ -97,6 +97,11 @@ class Compiled:
 
     def signature(self, args):
         static = self._static(len(args))
+        if self.polymorphic_shapes is not None and len(self.polymorphic_shapes) > len(args):
+            raise GraphcError(f"compile: polymorphic_shapes has {len(self.polymorphic_shapes)} "
+                              f"entries but the function was called with {len(args)} "
+                              "positional arguments (one entry per argument)",
+                              (user_location(),))
         key = []
         for i, a in enumerate(args):
             if i in static:

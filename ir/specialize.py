@@ -12,7 +12,7 @@ from __future__ import annotations
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import get_op
-from .types import Dim, TensorType, holds_dim, substitute
+from .types import Dim, TensorType, TupleType, holds_dim, substitute
 
 
 def graph_is_symbolic(graph) -> bool:
@@ -100,7 +100,7 @@ def specialize(graph, binding: dict) -> Graph:
     mapping = {}
     for node in graph.nodes:
         try:
-            t = TensorType(substitute(node.shape, binding), node.dtype)
+            t = _specialize_type(node.type, binding)
         except KeyError as exc:
             raise GraphcError(f"{node.op}: the symbolic dimension {exc.args[0]} is not the "
                               "size of any input's axis, so no call binds it", node.locs) \
@@ -111,9 +111,9 @@ def specialize(graph, binding: dict) -> Graph:
         else:
             inputs = [mapping[i] for i in node.inputs]
             attrs = node.attrs
-            if node.type.symbolic or holds_dim(attrs):
+            if node.type.symbolic or holds_dim(attrs) or _holds_symbolic_region(attrs):
                 try:
-                    attrs = {k: substitute(v, binding) for k, v in attrs.items()}
+                    attrs = {k: _specialize_attr(v, binding) for k, v in attrs.items()}
                 except KeyError as exc:
                     raise GraphcError(f"{node.op}: the symbolic dimension {exc.args[0]} is "
                                       "not the size of any input's axis, so no call binds it",
@@ -133,6 +133,36 @@ def specialize(graph, binding: dict) -> Graph:
     new.bound_params = {k: by_name[v.attrs["name"]] for k, v in graph.bound_params.items()
                         if v.attrs["name"] in by_name}
     return new
+
+
+def _specialize_type(t, binding):
+    """A node's type under `binding`: a control-flow node's tuple element by element."""
+    if isinstance(t, TupleType):
+        return TupleType(tuple(_specialize_type(e, binding) for e in t.elements))
+    return TensorType(substitute(t.shape, binding), t.dtype)
+
+
+def _holds_symbolic_region(value) -> bool:
+    """Whether an attribute holds a region (a control-flow body) with symbolic types."""
+    if isinstance(value, Graph):
+        return graph_is_symbolic(value)
+    if isinstance(value, (tuple, list)):
+        return any(_holds_symbolic_region(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_symbolic_region(v) for v in value.values())
+    return False
+
+
+def _specialize_attr(value, binding):
+    """An attribute under `binding`: Dims evaluated, and a region (a scan's body, a cond's
+    branches) specialised as a graph of its own, so the plan built for it is concrete."""
+    if isinstance(value, Graph):
+        return specialize(value, binding) if graph_is_symbolic(value) else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_specialize_attr(v, binding) for v in value)
+    if isinstance(value, dict):
+        return {k: _specialize_attr(v, binding) for k, v in value.items()}
+    return substitute(value, binding)
 
 
 def _describe(binding) -> str:

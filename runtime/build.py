@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from ir.specialize import graph_is_symbolic
 from passes.manager import optimize
 from passes.rematerialize import MemoryModel, parse_memory_limit, rematerialize
 
@@ -20,6 +21,7 @@ from . import jit as jit_kernels
 from .codegen import Plan, compile_graph
 from .interpreter import evaluate
 from .lowering import parallel_default
+from .polymorphic import PolymorphicPlan
 from .op_lowering import is_constant, is_view
 from .stages import LoweringOptions, lower
 
@@ -37,18 +39,28 @@ def build_plan(graph, pipeline="default", *, fast_math: bool = False, name: str 
     the backward pass until it does."""
     # the interpreter is the evaluator GRAPHC_BISECT=1 compares each pass's graph with
     optimised = optimize(graph, pipeline, fast_math=fast_math, evaluate=evaluate)
-    report = None
+    report, fit_budget = None, None
     if memory_limit is not None:
         options = LoweringOptions(tuple(donate), jit_kernels.enabled() if jit is None else jit,
                                   parallel_default() if parallel is None else parallel,
                                   fast_math)
-        optimised, report = rematerialize(optimised, parse_memory_limit(memory_limit),
-                                          memory_model(options))
-        log.info("graphc: %s: %s", name or graph.name, report)
+        limit, label = parse_memory_limit(memory_limit), name or graph.name
+
+        def fit_budget(concrete):
+            fitted, fit_report = rematerialize(concrete, limit, memory_model(options))
+            log.info("graphc: %s: %s", label, fit_report)
+            return fitted, fit_report
+
+        if not graph_is_symbolic(optimised):
+            optimised, report = fit_budget(optimised)
     plan = compile_graph(optimised, name=name, donate=donate, check_finite=check_finite,
                          parallel=parallel, jit=jit, background_compile=background_compile,
                          fast_math=fast_math)
-    plan.remat_report = report
+    if isinstance(plan, PolymorphicPlan):
+        # the budget is met per binding: the memory a plan needs depends on the sizes
+        plan.fit_budget = fit_budget
+    else:
+        plan.remat_report = report
     return plan
 
 

@@ -39,6 +39,8 @@ class PolymorphicPlan:
         self._plans = OrderedDict()  # binding (sorted items) -> Plan
         self.lowerings = 0  # bindings lowered so far (a cache miss each)
         self.last = None  # the concrete plan of the latest call
+        # memory_limit (runtime.build): each binding's graph -> (graph fitted, RematReport)
+        self.fit_budget = None
 
     def binding(self, *args, **kwargs) -> dict:
         values = bind_inputs(self.graph, args, kwargs)
@@ -53,7 +55,11 @@ class PolymorphicPlan:
         key = tuple(sorted(binding.items()))
         plan = self._plans.get(key)
         if plan is None:
-            plan = Plan(specialize(self.graph, binding), **self.options)
+            concrete, report = specialize(self.graph, binding), None
+            if self.fit_budget is not None:
+                concrete, report = self.fit_budget(concrete)
+            plan = Plan(concrete, **self.options)
+            plan.remat_report = report
             self.lowerings += 1
             self._plans[key] = plan
             while len(self._plans) > MAX_BINDINGS:
@@ -88,6 +94,10 @@ class PolymorphicPlan:
     @property
     def source(self) -> str:
         return self._latest("source").source
+
+    @property
+    def remat_report(self):
+        return self._latest("remat_report").remat_report
 
     @property
     def memory(self) -> dict:
