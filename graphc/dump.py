@@ -379,4 +379,8 @@ def _batch_argument(args):
     batch = getattr(args, "batch", None)
     if batch is None:
         return None
-    return int(batch) if batch.isdigit() else batch
+    if batch.isdigit():
+        if int(batch) < 1:
+            raise GraphcError(f"--batch {batch}: a batch size must be at least 1")
+        return int(batch)
+    return batch

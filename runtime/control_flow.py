@@ -12,22 +12,27 @@ import numpy as np
 
 
 class _RegionPlans:
-    def __init__(self, node, keys):
+    def __init__(self, node, keys, options=None):
         self.regions = {key: node.attrs[key] for key in keys}
         self.plans = {}
+        # a body's plan is built as the enclosing plan was (numba kernels or not, threads,
+        # fast math); its own inputs are never donated
+        self.plan_options = {} if options is None else dict(
+            jit=options.jit, parallel=options.parallel, fast_math=options.fast_math)
 
     def plan(self, key, index=None):
         region = self.regions[key] if index is None else self.regions[key][index]
         plan = self.plans.get((key, index))
         if plan is None:
             from .build import build_plan  # runtime.build imports the plan, which imports us
-            plan = self.plans[(key, index)] = build_plan(region, name=region.name)
+            plan = self.plans[(key, index)] = build_plan(region, name=region.name,
+                                                          **self.plan_options)
         return plan
 
 
 class ScanRunner(_RegionPlans):
-    def __init__(self, node):
-        super().__init__(node, ("body",))
+    def __init__(self, node, options=None):
+        super().__init__(node, ("body",), options)
         self.y_types = [o.type for o in node.attrs["body"].outputs[node.attrs["carries"]:]]
 
     def __call__(self, *operands, body, consts, carries, length, reverse=False,
@@ -49,16 +54,16 @@ class ScanRunner(_RegionPlans):
 
 
 class CondRunner(_RegionPlans):
-    def __init__(self, node):
-        super().__init__(node, ("branches",))
+    def __init__(self, node, options=None):
+        super().__init__(node, ("branches",), options)
 
     def __call__(self, pred, *operands, branches):
         return tuple(self.plan("branches", 1 if pred else 0)(*operands))
 
 
 class WhileRunner(_RegionPlans):
-    def __init__(self, node):
-        super().__init__(node, ("cond_fn", "body_fn"))
+    def __init__(self, node, options=None):
+        super().__init__(node, ("cond_fn", "body_fn"), options)
 
     def __call__(self, *operands, cond_fn, body_fn, cond_consts, body_consts):
         keep_going, step = self.plan("cond_fn"), self.plan("body_fn")

@@ -62,9 +62,10 @@ class Rendered:
         return self.source
 
 
-def render(graph, mp, choices, fast_math: bool = False) -> Rendered:
-    """The plan's source for `graph` (the fused graph), its memory plan and kernel choices."""
-    r = _Renderer(graph, mp, choices, fast_math)
+def render(graph, mp, choices, fast_math: bool = False, options=None) -> Rendered:
+    """The plan's source for `graph` (the fused graph), its memory plan and kernel choices.
+    `options` (runtime.stages.LoweringOptions) reach the plans of control-flow regions."""
+    r = _Renderer(graph, mp, choices, fast_math, options)
     r.run()
     rendered = r.out
     rendered.source, rendered.line_node = render_source(rendered)
@@ -108,7 +109,8 @@ def _literal(value):
 
 
 class _Renderer:
-    def __init__(self, graph, mp, choices, fast_math):
+    def __init__(self, graph, mp, choices, fast_math, options=None):
+        self.options = options
         self.graph, self.mp, self.choices, self.fast_math = graph, mp, choices, fast_math
         params = [f"in{i}" for i in range(len(graph.inputs))]
         self.out = Rendered(params, [], [], [], {}, [])
@@ -241,7 +243,7 @@ class _Renderer:
         runner = lowering_of(n.op).runner
         if runner is not None:  # its own callable, built once for this node
             fn_name = f"run_{var}"
-            self.bind(fn_name, "value", runner(n))
+            self.bind(fn_name, "value", runner(n, self.options))
         else:
             fn_name = f"op_{n.op}"
             self.bind(fn_name, "value", get_op(n.op).impl)

@@ -63,7 +63,7 @@ def _choose_kernels(state):
 
 def _render(state):
     state.rendered = render(state.kernel_graph, state.memory_plan, state.kernels,
-                            state.options.fast_math)
+                            state.options.fast_math, state.options)
 
 
 @dataclass(frozen=True)

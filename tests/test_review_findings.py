@@ -438,3 +438,38 @@ def test_more_polymorphic_shapes_than_arguments_is_one_line():
     assert str(info.value).splitlines()[0] == (
         "compile: polymorphic_shapes has 2 entries but the function was called with 1 "
         "positional arguments (one entry per argument)")
+
+
+def test_loop_bodies_are_built_with_the_enclosing_plans_options():
+    # a plan built without numba kernels built its loop bodies' plans with them (review)
+    import graphc as gc
+    from runtime.build import build_plan
+
+    def f(h0, xs, w):
+        def step(h, x):
+            h = gc.tanh(x @ w + h)
+            return h, h
+        return gc.scan(step, h0, xs)[1]
+
+    rng = np.random.default_rng(0)
+    args = (rng.standard_normal((2, 3)), rng.standard_normal((4, 2, 3)),
+            rng.standard_normal((3, 3)))
+    graph = gc.trace(f, *args)
+    for jit in (False, True):
+        plan = build_plan(graph, jit=jit)
+        (ys,) = plan(*args)
+        runner = next(v for k, v in plan._globals.items() if k.startswith("run_"))
+        (body_plan,) = runner.plans.values()
+        assert body_plan.jit == jit
+        h, expected = args[0], []
+        for x in args[1]:
+            h = np.tanh(x @ args[2] + h)
+            expected.append(h)
+        np.testing.assert_allclose(ys, np.stack(expected), rtol=1e-12)
+
+
+def test_dump_batch_zero_is_one_line(capsys):
+    from graphc.cli import main
+    assert main(["dump", "gpt", "--batch", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch 0: a batch size must be at least 1" in err and err.count("\n") == 1
