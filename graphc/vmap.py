@@ -23,7 +23,8 @@ import functools
 import numpy as np
 
 from ir.errors import GraphcError, user_location
-from ir.graph import Graph, Node, current_graph
+from ir.graph import Node, current_graph
+from ir.region import Region
 from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
@@ -75,9 +76,6 @@ def vmap(fun, in_axes=0, out_axes=0):
         values = iter(batch_graph(region, bound, size, traced))
         outputs = [next(values) if isinstance(x, Node) and x.graph is region else (x, False)
                    for x in out_leaves]
-        if outer is not None:  # Python state the trace read (a Dropout's training flag)
-            for guard in region.guards:
-                outer.guard(*guard)
         placed = [_place(value, is_batched, axis, size, k)
                   for k, ((value, is_batched), axis) in
                   enumerate(zip(outputs, _output_axes(out_axes, result)))]
@@ -86,20 +84,17 @@ def vmap(fun, in_axes=0, out_axes=0):
     return batched
 
 
-class _Region(Graph):
-    """The graph vmap traces its function into. A value of an enclosing graph or an eager
-    tensor that the function reads becomes an input of its own, bound back to that value when
-    the graph is batched (ir.ops.registry routes op calls mixing graphs here)."""
-
-    captures_outer = True  # ir.ops.registry.apply: ops mixing outer values come here
+class _Region(Region):
+    """The graph vmap traces its function into: a region (ir/region.py) whose parent is the
+    graph being traced around vmap, or None (eager), so that what the trace reads (guards),
+    sets itself and the dropout sites it numbers belong to that graph. Unlike a loop body's
+    region it also takes eager tensors: a value of an enclosing graph or an eager tensor that
+    the function reads becomes an input of its own, bound back to that value when the graph
+    is batched (ir.ops.registry routes op calls mixing graphs here)."""
 
     def __init__(self, name, outer):
-        super().__init__(name)
-        self.outer = outer  # the graph being traced around vmap, or None (eager)
+        super().__init__(name, parent=outer)
         self.captured = {}  # id(value) -> (input node, value)
-
-    def process(self, op, inputs, attrs):
-        return super().process(op, tuple(self.capture(x) for x in inputs), attrs)
 
     def capture(self, x):
         """x as a value of this graph (ir.region.Region asks this of its parent, so that a
@@ -130,10 +125,6 @@ class _Region(Graph):
             elif value is not None:
                 bound[node] = (value, False)
         return bound
-
-    def next_salt(self) -> int:
-        # dropout sites inside and outside vmap must not share a salt (and so a mask)
-        return self.outer.next_salt() if self.outer is not None else super().next_salt()
 
 
 # ---- arguments ------------------------------------------------------------------------------

@@ -473,3 +473,22 @@ def test_dump_batch_zero_is_one_line(capsys):
     assert main(["dump", "gpt", "--batch", "0"]) == 2
     err = capsys.readouterr().err
     assert "--batch 0: a batch size must be at least 1" in err and err.count("\n") == 1
+
+
+def test_a_compiled_vmap_that_sets_autocast_itself_does_not_recompile_under_an_outer_one():
+    # vmap's traced graph did not forward set_while_tracing to the graph around it, so the
+    # policy the function set itself became a guard and a second call under an outer autocast
+    # recompiled (review finding); vmap's graph is an ir.region.Region now
+    def f(w, x):
+        with gc.autocast("bfloat16"):
+            return gc.sum(x @ w)
+
+    step = gc.compile(gc.vmap(f, in_axes=(None, 0)))
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 2)).astype(np.float32)
+    x = rng.standard_normal((4, 5, 3)).astype(np.float32)
+    first = np.asarray(step(w, x))
+    with gc.autocast("float16"):
+        second = np.asarray(step(w, x))
+    assert step.recompiles == []
+    np.testing.assert_array_equal(first, second)
