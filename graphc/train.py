@@ -256,7 +256,8 @@ PARAMETER_COPIES = 7
 
 def check_parameter_memory(cfg: GPTConfig):
     """Refuse a model whose weights and optimiser state cannot fit, before allocating them."""
-    from runtime.memory import available_bytes, format_bytes
+    from ir.types import format_bytes
+    from runtime.memory import available_bytes
     needed = PARAMETER_COPIES * cfg.parameter_bytes()
     available = available_bytes()
     if available is not None and needed > available:

@@ -470,3 +470,12 @@ def parse_dim(text: str):
     if expect_factor:
         raise ValueError(f"bad dimension {text!r}")
     return total + sign * term
+
+
+def format_bytes(n: float) -> str:
+    """A size in bytes as text: 512 B, 23.8 MiB (memory plans, budgets, errors)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"

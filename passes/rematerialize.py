@@ -39,6 +39,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
+from ir.types import format_bytes
 
 from .dce import dce
 
@@ -75,24 +76,16 @@ def parse_memory_limit(value, option: str = "memory_limit") -> int:
     return int(limit)
 
 
-def format_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
-
-
 class MemoryLimitError(GraphcError):
     """No recomputation this pass finds fits the plan in the budget; `option` names the
     setting in the message (a CLI says --memory-limit)."""
 
     def __init__(self, limit: int, peak: int, best: int, option: str = "memory_limit"):
         self.limit, self.peak, self.best = limit, peak, best
-        super().__init__(f"{option} {format_size(limit)} cannot be met: recomputing "
-                         f"activations brings the plan's peak memory from {format_size(peak)} "
-                         f"down to {format_size(best)} at best; raise the limit to at least "
-                         f"{format_size(best)} or shrink the batch")
+        super().__init__(f"{option} {format_bytes(limit)} cannot be met: recomputing "
+                         f"activations brings the plan's peak memory from {format_bytes(peak)} "
+                         f"down to {format_bytes(best)} at best; raise the limit to at least "
+                         f"{format_bytes(best)} or shrink the batch")
 
 
 @dataclass(frozen=True)
@@ -122,12 +115,12 @@ class RematReport:
 
     def __str__(self):
         if not self.recomputed:
-            return (f"memory_limit {format_size(self.limit)}: the plan's peak "
-                    f"{format_size(self.peak_before)} fits, nothing recomputed")
+            return (f"memory_limit {format_bytes(self.limit)}: the plan's peak "
+                    f"{format_bytes(self.peak_before)} fits, nothing recomputed")
         share = self.extra_flops / self.flops_before if self.flops_before else 0.0
         values = "; ".join(r.value for r in self.recomputed)
-        return (f"memory_limit {format_size(self.limit)}: peak {format_size(self.peak_before)}"
-                f" -> {format_size(self.peak_after)} by recomputing {len(self.recomputed)} "
+        return (f"memory_limit {format_bytes(self.limit)}: peak {format_bytes(self.peak_before)}"
+                f" -> {format_bytes(self.peak_after)} by recomputing {len(self.recomputed)} "
                 f"values where they are read again, +{_format_flops(self.extra_flops)} per "
                 f"call (+{share:.1%}): {values}")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ir.errors import GraphcError
+from ir.types import format_bytes
 
 from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant, is_view,
                           scratch_buffers)
@@ -228,14 +229,6 @@ def available_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
 
 
 def check_fits(stats: dict, name: str) -> None:

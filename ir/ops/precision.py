@@ -36,9 +36,6 @@ from . import registry
 
 HALF_OPS = frozenset(("matmul", "einsum"))
 FLOAT32_OPS = frozenset(("log_softmax", "sum"))
-# control-flow ops pass their operands as they are: their regions were traced under the policy,
-# so each op inside casts what it uses; a cast here would change a loop carry's declared dtype
-UNCAST_OPS = frozenset(("scan", "cond", "while_loop", "tuple_get"))
 _FLOAT32 = np.dtype("float32")
 
 # mixed-precision policies by the names Lightning, `graphc train --precision` and
@@ -103,7 +100,7 @@ def _float_dtype(x):
 
 def autocast_operands(name, inputs, interpreter):
     """The operands of an op call under the active policy (unchanged when it is off)."""
-    if STATE.suspended or name in UNCAST_OPS:
+    if STATE.suspended or name in registry.CONTROL_FLOW_OPS:
         return inputs
     half = STATE.dtype
     sensitive = name in HALF_OPS or name in FLOAT32_OPS

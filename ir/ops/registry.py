@@ -69,12 +69,16 @@ def defop(name, infer, *, vjp=None, arity=None, flops=None, stochastic=False, co
 # losses' log_softmax run their float32 formulas, elementwise ops round once per op (exactly
 # the correctly rounded half result for + - * / sqrt: float32 holds twice a half's bits + 2).
 # PyTorch on CPU does the same for bf16 (float accumulation, one rounding per op's output).
-# Ops that only move or copy values keep their operands' dtype: nothing to round. Control-flow
-# ops neither: each op of their bodies rounds its own result (and a tuple is not one array).
+# Control-flow ops and their tuple reader (ir/ops/control_flow.py) leave dtypes to the ops of
+# their regions, traced under the same policy: each of those rounds its own result and casts
+# what it uses under autocast (ir/ops/precision.py), so neither touches the node itself (a
+# tuple is not one array; a cast would change a loop carry's declared dtype).
+CONTROL_FLOW_OPS = frozenset(("scan", "cond", "while_loop", "tuple_get"))
+# Ops that only move or copy values keep their operands' dtype: nothing to round.
 MOVES_DATA_ONLY = frozenset((
     "cast", "input", "constant", "reshape", "transpose", "broadcast_to", "slice", "concat",
     "take", "dynamic_slice", "dynamic_update_slice", "stop_gradient", "optimization_barrier",
-    "custom_vjp", "where", "allreduce_wait", "scan", "cond", "while_loop", "tuple_get"))
+    "custom_vjp", "where", "allreduce_wait")) | CONTROL_FLOW_OPS
 
 
 def computing_half_in_float32(impl):
