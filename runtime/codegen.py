@@ -29,7 +29,7 @@ from .emitters import ones
 from .fusion import describe
 from .interpreter import bind_inputs
 from .lowering import parallel_default, reshaped, worker
-from .memory import check_fits
+from .memory import check_fits, part_view
 from .stages import LoweringOptions, lower
 
 _SOURCE_NUMBERS = itertools.count()  # one linecache file name per compiled source
@@ -293,6 +293,9 @@ def _bound_value(kind, args, env, buffers):
             return buffers[buffer][:size].reshape(shape)
         return buffers[buffer][:size].reshape(tuple(shape[p] for p in perm)).transpose(
             np.argsort(perm))
+    if kind == "part":  # a product written into its concat's buffer (runtime.memory.Part)
+        buffer, size, shape, index, steps = args
+        return part_view(buffers[buffer][:size].reshape(shape), index, steps)
     if kind == "reshape":
         name, shape = args
         return env[name].reshape(shape)

@@ -230,16 +230,23 @@ if njit is not None:
 
     def _matmul4d(fn, threads, a, b, out):
         """out[i, j] = a[i, j] @ b[i, j] over two batch axes (size-1 axes of a or b
-        broadcast); returns 1 as matmul2d does."""
+        broadcast); returns 1 as matmul2d does. `out`'s matrices may be row-major with any
+        row stride (a head's slice of a concat's buffer) or column-major (a transposed
+        view of one): then BLAS writes out.T = b.T @ a.T, the same dot products."""
         p, q, m, n = out.shape
         k = a.shape[3]
+        if out.strides[-1] != out.itemsize and out.strides[-2] == out.itemsize:
+            a, b, out = b.transpose(0, 1, 3, 2), a.transpose(0, 1, 3, 2), \
+                out.transpose(0, 1, 3, 2)
+            m, n = n, m
         ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
         if ldc == 0:
             return 1
-        one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
         sa = (a.strides[0] if a.shape[0] > 1 else 0, a.strides[1] if a.shape[1] > 1 else 0)
         sb = (b.strides[0] if b.shape[0] > 1 else 0, b.strides[1] if b.shape[1] > 1 else 0)
-        pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
+        pa, pb = a.ctypes.data, b.ctypes.data
+        one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
+        pc = out.ctypes.data
         for t in prange(p * q):
             i, j = t // q, t % q
             _cblas_gemm(fn, ta, tb, m, n, k, one, pa + i * sa[0] + j * sa[1], lda,

@@ -1,8 +1,9 @@
 """The "choose kernels" lowering stage: which kernel computes each node of the fused graph,
 given its memory plan (`choose_kernels`), and the choices it is made of: running a kernel as
 two halves on two threads (batched matmuls; elementwise kernels with GRAPHC_THREADS=2),
-copying attention's head merges straight into the concat that reads them, and writing a
-product in the layout its transposes read.
+nothing for a concat whose operands the memory plan put in its buffer (runtime.memory's
+`part` storage), copying attention's head merges straight into the concat that reads them
+where they are not, and writing a product in the layout its transposes read.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ KINDS = {
     "constant": "computed once when the plan is built",
     "view": "a view of its operand's buffer",
     "into-concat": "no code: its concat copies the reshape's operand into place",
+    "in-concat": "no code: a view of a product already written into its concat's buffer",
+    "assembled": "no code: every operand was written into its slice (memory plan: part)",
     "library": "its op's library implementation, which allocates the result",
     "generated": "the fused cluster's generated numba kernel (runtime/kernelgen.py)",
     "concat-copies": "one copy per operand into its slice of the result",
@@ -49,6 +52,8 @@ class KernelChoices:
     choice: dict  # node -> KernelChoice
     into_concat: dict = field(default_factory=dict)  # reshape -> the concat that copies it
     laid_out: dict = field(default_factory=dict)  # matmul -> the perm its buffer is laid out in
+    written: dict = field(default_factory=dict)  # concat -> operand positions already in place
+    parts: dict = field(default_factory=dict)  # product -> runtime.memory.Part
 
     def __str__(self) -> str:
         ordered = list(self.graph.inputs) + [n for n in self.graph.nodes if n.op != "input"]
@@ -59,16 +64,28 @@ class KernelChoices:
             what = f"{c.kind} {c.detail}".rstrip()
             if n in self.laid_out:
                 what += f" (written in the layout of transpose {self.laid_out[n]})"
+            if n in self.parts:
+                what += f" (written into its slice of {ref[self.parts[n].concat]})"
             lines.append(f"{ref[n]:>5} {n.op:<16} {str(n.type):<20} {what}")
         return "\n".join(lines)
 
 
 def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
     """A KernelChoice for every node of `graph` (the fused graph) with memory plan `mp`."""
-    into_concat = reshapes_into_concat(graph, mp)
-    choices = KernelChoices(graph, {}, into_concat, products_laid_out_for_transpose(graph, mp))
+    written, in_concat = {}, set()
+    for part in mp.parts.values():
+        written.setdefault(part.concat, set()).add(part.position)
+        in_concat.update(part.chain)
+    into_concat = reshapes_into_concat(graph, mp, written)
+    choices = KernelChoices(graph, {}, into_concat, products_laid_out_for_transpose(graph, mp),
+                            written, mp.parts)
     for n in graph.nodes:
-        choices.choice[n] = _choose(n, mp.storage[n].kind, into_concat, jit, parallel)
+        if n in in_concat:
+            choices.choice[n] = KernelChoice("in-concat")
+        elif n.op == "concat" and len(written.get(n, ())) == len(n.inputs):
+            choices.choice[n] = KernelChoice("assembled")
+        else:
+            choices.choice[n] = _choose(n, mp.storage[n].kind, into_concat, jit, parallel)
     return choices
 
 
@@ -149,10 +166,12 @@ def reshaped(x, shape):
     return view
 
 
-def reshapes_into_concat(graph, mp) -> dict:
+def reshapes_into_concat(graph, mp, written=None) -> dict:
     """{reshape: its concat} for reshapes of non-contiguous values (attention's head merge in
     the backward pass) read only by a concat: the concat copies the reshape's input straight
-    into its slice of the result, one copy instead of two."""
+    into its slice of the result, one copy instead of two. Operands at the positions in
+    `written` (concat -> positions) are already in place (memory plan: part)."""
+    written = written or {}
     users = graph.users()
     outputs = set(graph.outputs)  # a set: Node's == is symbolic
     found = {}
@@ -160,10 +179,11 @@ def reshapes_into_concat(graph, mp) -> dict:
         if n.op != "concat" or mp.storage[n].kind == "fallback":
             continue
         offset = 0
-        for i in n.inputs:
+        for position, i in enumerate(n.inputs):
             index = _concat_slice(n, offset, i.shape[n.attrs["axis"]])
             offset += i.shape[n.attrs["axis"]]
-            if (i.op != "reshape" or len(users[i]) != 1 or i in outputs
+            if (position in written.get(n, ()) or i.op != "reshape" or len(users[i]) != 1
+                    or i in outputs
                     or i.inputs[0].op not in ("transpose", "reshape")):
                 continue
             try:  # the plan's arrays are C-ordered: a probe of the same shape answers
@@ -201,14 +221,17 @@ def _concat_slice(n, offset, width) -> tuple:
                  for k in range(n.ndim))
 
 
-def concat_by_copies(n, args, dst, into_concat) -> list:
+def concat_by_copies(n, args, dst, into_concat, written=()) -> list:
+    """One copy per operand into its slice, but for the positions `written` (in place)."""
     lines, offset = [], 0
     axis = n.attrs["axis"]
-    for i, a in zip(n.inputs, args):
+    for position, (i, a) in enumerate(zip(n.inputs, args)):
         width = i.shape[axis]
         index = ", ".join(f"{offset}:{offset + width}" if k == axis else ":"
                           for k in range(n.ndim))
         offset += width
+        if position in written:
+            continue
         if i in into_concat:
             lines.append(f"np.copyto(_reshaped({dst}[{index}], {i.inputs[0].shape!r}), {a})")
         else:

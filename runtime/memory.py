@@ -7,7 +7,11 @@ Every computed value gets a storage:
 - `donated`: the array of a donated input that is dead by then (parameter and optimiser
   updates write over their inputs);
 - `fresh`: allocated per call, for outputs (they escape to the caller) and for ops without
-  an `out=` kernel.
+  an `out=` kernel;
+- `part`: a view inside the buffer of the concat that reads it (`products_into_concats`):
+  attention's per-head gradient products are written straight into their slice of the
+  (B, T, 3C) qkv gradient, so the concat copies nothing. The concat's buffer is taken from
+  the pool at its first part and lives until the concat's last use.
 Views (reshape, transpose, slice, broadcast) share their operand's storage, so a buffer
 lives until the last use of any view of it.
 """
@@ -15,19 +19,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ir.errors import GraphcError
 from ir.types import format_bytes
 
+from .lowering import reshaped
 from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant, is_view,
-                          scratch_buffers)
+                          jit_emitter, scratch_buffers)
+
+
+@dataclass(frozen=True)
+class Part:
+    """Where a product lives inside its concat's buffer: the concat's result sliced by
+    `index`, then `steps` (("reshape", shape) or ("transpose", perm)) undo the views between
+    the product and the concat (`chain`, from the product up), giving the product's shape."""
+    concat: object
+    position: int  # which of the concat's operands
+    index: tuple  # slices of the concat's result
+    steps: tuple
+    chain: tuple  # the view nodes from the product to the concat's operand, in graph order
 
 
 @dataclass
 class Storage:
-    kind: str  # input, constant, view, pool, donated, fresh, fallback
-    buffer: int | None = None  # pool buffer index
+    kind: str  # input, constant, view, pool, donated, fresh, fallback, part
+    buffer: int | None = None  # pool buffer index (for a part: its concat's buffer)
     donor: object = None  # the donated input node
     scratch: tuple = ()  # pool buffers the kernel may use as workspace while it runs
+    part: Part | None = None  # kind "part": where in its concat's buffer
 
 
 @dataclass
@@ -38,10 +58,12 @@ class MemoryPlan:
     root: dict  # node -> the node owning its memory
     escaping: set
     stats: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)  # product -> Part (products_into_concats)
 
 
 def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
-    """`jit`: the plan uses runtime.jit's kernels, which need no workspace."""
+    """`jit`: the plan uses runtime.jit's kernels, which need no workspace, and
+    runtime.gemm's products, which write into their concat's buffer (`products_into_concats`)."""
     donate = set(donate)
     order = {n: i for i, n in enumerate(graph.nodes)}
     root = {}
@@ -59,6 +81,8 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
 
     storage, buffers, free = {}, [], {}
     donors = {}  # (dtype, shape) -> list of donated inputs, in signature order
+    parts = products_into_concats(graph, escaping) if jit else {}
+    concat_buffer = {}  # concat -> its pool buffer, taken at its first part
 
     def release(r):
         s = storage.get(r)
@@ -81,6 +105,13 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
             storage[n] = Storage("view")
         elif not can_emit(n, jit):
             storage[n] = Storage("fallback")
+        elif n in parts:
+            concat = parts[n].concat
+            if concat not in concat_buffer:
+                concat_buffer[concat] = _take(free, buffers, (concat.dtype, concat.size))
+            storage[n] = Storage("part", concat_buffer[concat], part=parts[n])
+        elif n in concat_buffer:
+            storage[n] = Storage("pool", concat_buffer[n])
         elif n in escaping:
             donor = _take_donor(n, idx, donors, last_use, root)
             storage[n] = Storage("donated", donor=donor) if donor is not None \
@@ -92,13 +123,7 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
                 last_use[inplace] = -1  # ownership moves on: not released when it dies
                 storage[n] = Storage("pool", buf)
             else:
-                key = (n.dtype, n.size)
-                if free.get(key):
-                    buf = free[key].pop()
-                else:
-                    buf = len(buffers)
-                    buffers.append(key)
-                storage[n] = Storage("pool", buf)
+                storage[n] = Storage("pool", _take(free, buffers, (n.dtype, n.size)))
         n_scratch = scratch_buffers(n, jit)
         if n_scratch and n in storage and storage[n].kind not in ("fallback", "view",
                                                                   "constant"):
@@ -117,9 +142,93 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
             if last_use.get(r) == idx:
                 release(r)
 
-    mp = MemoryPlan(storage, buffers, last_use, root, escaping)
+    mp = MemoryPlan(storage, buffers, last_use, root, escaping, parts=parts)
     mp.stats = _stats(graph, mp)
     return mp
+
+
+def _take(free, buffers, key) -> int:
+    """A free pool buffer of this (dtype, size), or a new one."""
+    if free.get(key):
+        return free[key].pop()
+    buffers.append(key)
+    return len(buffers) - 1
+
+
+def products_into_concats(graph, escaping) -> dict:
+    """{product: Part} for products a concat reads through views only (attention's head
+    merge in the backward pass: dq, dk and dv, each (B, H, T, d) transposed and reshaped
+    to (B, T, C), concatenated into the (B, T, 3C) qkv gradient). The product is written
+    straight into its slice of the concat's buffer (runtime.gemm's batched product takes any
+    row stride, and a column-major result as its transpose), so the concat copies nothing.
+    Measured on the small GPT's shapes, one product and its copy against the product alone,
+    min of 60 calls under load: dk 1.17 -> 0.38 ms, dq 0.85 -> 0.42 ms.
+
+    Each view on the way and the product itself must be read by nothing else and not be an
+    output (their memory is the concat's, and readers would see a strided view), the concat
+    must live in the pool (not an output: it is written before its own node runs), and the
+    slice must be reachable as a view (no copy) with a layout BLAS writes in place."""
+    users = graph.users()
+    outputs = set(graph.outputs)  # sets: Node's == is symbolic
+    found = {}
+    for n in graph.nodes:
+        if (n.op != "concat" or n in escaping or n.size == 0 or not can_emit(n, True)
+                or is_constant(n)):
+            continue
+        axis, offset = n.attrs["axis"], 0
+        for position, operand in enumerate(n.inputs):
+            width = operand.shape[axis]
+            index = tuple(slice(offset, offset + width) if k == axis else slice(None)
+                          for k in range(n.ndim))
+            offset += width
+            chain, product = [], operand
+            while product.op in ("reshape", "transpose"):
+                chain.append(product)
+                product = product.inputs[0]
+            if (product in found or not _writes_any_layout(product)
+                    or any(len(users[x]) != 1 or x in outputs or x in escaping
+                           for x in [product] + chain)):
+                continue
+            steps = _steps_to_product(n, index, chain)
+            if steps is not None:
+                found[product] = Part(n, position, index, steps, tuple(reversed(chain)))
+    return found
+
+
+def _writes_any_layout(n) -> bool:
+    """A product whose kernel writes a strided or transposed result in place: runtime.gemm's
+    batched kernel, or its 2-D one (row-major results). The (..., m, k) @ (k, n) form
+    reshapes its result to rows, which a strided view cannot be without a copy."""
+    if n.op != "matmul" or jit_emitter(n) is None:
+        return False
+    return n.ndim == 2 or n.inputs[1].ndim > 2
+
+
+def _steps_to_product(concat, index, chain):
+    """The views from the concat's slice to the product (inverse to the chain), or None
+    where one would need a copy or BLAS cannot write the result's layout."""
+    steps = []
+    for x in chain:  # from the concat's operand down
+        if x.op == "reshape":
+            steps.append(("reshape", x.inputs[0].shape))
+        else:
+            steps.append(("transpose", tuple(int(p) for p in np.argsort(x.attrs["perm"]))))
+    try:  # the plan's arrays are C-ordered: a probe of the same shape answers
+        probe = part_view(np.empty(concat.shape, concat.dtype), index, steps)
+    except AttributeError:
+        return None
+    item = probe.itemsize
+    rows_ok = probe.strides[-1] == item
+    columns_ok = probe.ndim > 2 and probe.strides[-2] == item  # matmul4d writes out.T
+    return tuple(steps) if rows_ok or columns_ok else None
+
+
+def part_view(concat_array, index, steps):
+    """The product's view of its concat's array (Part.index and Part.steps)."""
+    view = concat_array[index]
+    for kind, arg in steps:
+        view = reshaped(view, arg) if kind == "reshape" else view.transpose(arg)
+    return view
 
 
 def _writable_operands(n):
@@ -198,6 +307,8 @@ def format_memory_plan(graph, mp: MemoryPlan) -> str:
             where += f" by {ref[s.donor]} ({s.donor.attrs['name']})"
         elif s.kind == "view":
             where += f" of {ref[mp.root[n]]}"
+        elif s.kind == "part":
+            where += f" buf{s.buffer}, a slice of {ref[s.part.concat]}'s result"
         if s.scratch:
             where += ", workspace " + ", ".join(f"buf{b}" for b in s.scratch)
         if n in mp.escaping:

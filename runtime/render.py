@@ -30,7 +30,9 @@ class Binding(NamedTuple):
     """A global of the plan's source, made when the plan is built:
     value (the object itself), constant (the node's value, computed once, read-only),
     pool (buffer, shape, perm or None: a view of a pool buffer, laid out for a transpose by
-    perm), reshape (global name, shape: a view of an earlier global)."""
+    perm), part (buffer, size, concat shape, index, steps: a product's view inside its
+    concat's pool buffer, runtime.memory.Part), reshape (global name, shape: a view of an
+    earlier global)."""
     kind: str
     args: tuple
 
@@ -136,8 +138,8 @@ class _Renderer:
             elif n.op == "allreduce_wait":
                 in_flight.discard(n.inputs[0])
             choice = self.choices.choice[n]
-            if choice.kind == "into-concat":  # its concat copies the reshape's input into place
-                names[n] = names[n.inputs[0]]
+            if choice.kind in ("into-concat", "in-concat"):  # nothing to compute: its concat
+                names[n] = names[n.inputs[0]]  # copies the operand, or it is in place already
                 out.steps.append((n, [], names[n]))
                 continue
             var = f"t{counter}"
@@ -170,8 +172,11 @@ class _Renderer:
             scratch.append(f"{var}_s{j}")
         if choice.kind == "generated":
             return lines + self.fused_call(n, args, var, choice.detail == "parallel")
+        if choice.kind == "assembled":
+            return lines
         if choice.kind == "concat-copies":
-            return lines + concat_by_copies(n, args, var, self.choices.into_concat)
+            return lines + concat_by_copies(n, args, var, self.choices.into_concat,
+                                            self.choices.written.get(n, ()))
         if choice.kind == "numba":
             self.out.fixed_kernels.append((choice.detail, n.dtype))
             self.out.uses_gemm |= n.op in ("matmul", "matmul_add")
@@ -187,6 +192,11 @@ class _Renderer:
         if storage.kind == "pool":
             self.bind(var, "pool", storage.buffer, n.size, n.shape,
                       self.choices.laid_out.get(n), shape=n.shape)
+            return []
+        if storage.kind == "part":  # a view inside its concat's buffer
+            concat = storage.part.concat
+            self.bind(var, "part", storage.buffer, concat.size, concat.shape,
+                      storage.part.index, storage.part.steps, shape=n.shape)
             return []
         if storage.kind == "donated":
             return [f"{var} = {self.out.names[storage.donor]}"]
