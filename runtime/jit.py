@@ -358,6 +358,20 @@ if numba is not None:
             for j in range(n):
                 out[r, j] = y[r, j] * (g[r, j] - s)
 
+    @njit(**_ROW_OPTS)
+    def softmax_grad_scaled(y, g, scale, out):
+        """softmax_grad(y, g) * scale[0] in one pass: attention's backward multiplies the
+        softmax gradient by 1/sqrt(d) (runtime.lowering.softmax_grads_scaled_by_reader).
+        Rounded as the two kernels were: y * (g - s), then times the scale."""
+        rows, n = y.shape
+        c = scale[0]
+        for r in prange(rows):
+            s = y.dtype.type(0.0)
+            for j in range(n):
+                s += g[r, j] * y[r, j]
+            for j in range(n):
+                out[r, j] = y[r, j] * (g[r, j] - s) * c
+
 
     # below this many additions an embedding gradient is summed on one thread
     SCATTER_PARALLEL_MIN = 1 << 15
@@ -386,6 +400,12 @@ if numba is not None:
                     out[k, c] += updates[i, c]
 
 
+def _read_only(a):
+    a = a.copy()
+    a.setflags(write=False)
+    return a
+
+
 def _example_arguments(kernel: str, dtype) -> tuple:
     """The smallest arguments of each fixed kernel's call, for compiling it ahead of use."""
     x = np.ones((1, 2), dtype)
@@ -393,6 +413,7 @@ def _example_arguments(kernel: str, dtype) -> tuple:
     return {
         "gelu_tanh_rows": (flat, flat.copy()), "gelu_tanh_grad_rows": (flat, flat, flat.copy()),
         "softmax": (x, out), "log_softmax": (x, out), "softmax_grad": (x, x, out),
+        "softmax_grad_scaled": (x, x, _read_only(row[:1]), out),  # a plan's constant
         "layer_norm": (x, row, row, 1e-5, out), "layer_norm_grad": (x, row, x, 1e-5, out),
         "layer_norm_wgrad": (x, x, 1e-5, row.copy()),
         "scatter_add_rows": (x, np.zeros(1, np.int64), out),
@@ -400,7 +421,8 @@ def _example_arguments(kernel: str, dtype) -> tuple:
 
 
 FIXED_KERNELS = ("gelu_tanh_rows", "gelu_tanh_grad_rows", "softmax", "log_softmax",
-                 "softmax_grad", "layer_norm", "layer_norm_grad", "layer_norm_wgrad",
+                 "softmax_grad", "softmax_grad_scaled", "layer_norm", "layer_norm_grad",
+                 "layer_norm_wgrad",
                  "scatter_add_rows",
                  "gemm")  # runtime.gemm's matmul kernels
 _WARM = set()

@@ -22,7 +22,7 @@ from ir.types import SHORT_NAMES
 from .fusion import fused_operand_kinds
 from .jit import argument_spec
 from .kernelgen import kernel_source
-from .lowering import concat_by_copies
+from .lowering import concat_by_copies, softmax_grad_scaled_call
 from .op_lowering import emit_numpy, lowering_of, view_expression
 
 
@@ -142,10 +142,18 @@ class _Renderer:
                 names[n] = names[n.inputs[0]]  # copies the operand, or it is in place already
                 out.steps.append((n, [], names[n]))
                 continue
+            if choice.kind == "in-reader":  # its reader's kernel computes it: never read
+                continue
             var = f"t{counter}"
             counter += 1
-            args = [names[i] for i in n.inputs]
             names[n] = var
+            if n in self.choices.scaled:  # softmax_grad's kernel scales: its step, its time
+                sg, scale = self.choices.scaled[n]
+                self.out.fixed_kernels.append((choice.detail, n.dtype))
+                out.steps.append((sg, self.destination(n, var) + softmax_grad_scaled_call(
+                    sg, scale, names, var), var))
+                continue
+            args = [names[i] for i in n.inputs]
             lines = self.node_lines(n, choice, var, args)
             if in_flight and lowering_of(n.op).mpi_progress:
                 # Open MPI has no progress thread: a bucket in flight moves while the plan
