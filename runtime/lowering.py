@@ -247,6 +247,7 @@ def softmax_grads_scaled_by_reader(graph, mp) -> dict:
             continue
         for sg, scale in (n.inputs, n.inputs[::-1]):
             if (sg.op == "softmax_grad" and jit_emitter(sg) is not None and scale.size == 1
+                    and scale is not sg
                     and sg.shape == n.shape and sg.dtype == n.dtype == scale.dtype
                     and len(users[sg]) == 1 and sg not in outputs
                     and order[n] == order[sg] + 1):

@@ -11,7 +11,8 @@ Every computed value gets a storage:
 - `part`: a view inside the buffer of the concat that reads it (`products_into_concats`):
   attention's per-head gradient products are written straight into their slice of the
   (B, T, 3C) qkv gradient, so the concat copies nothing. The concat's buffer is taken from
-  the pool at its first part and lives until the concat's last use.
+  the pool at its first part, where one of its size is free then (otherwise the concat
+  copies as before), and lives until the concat's last use.
 Views (reshape, transpose, slice, broadcast) share their operand's storage, so a buffer
 lives until the last use of any view of it.
 """
