@@ -14,8 +14,9 @@ Floating-point policy (tests/test_fpsemantics.py): these kernels compile without
 fast-math flags, so +, -, *, / and sqrt round as numpy's do, nothing is reassociated (a
 result does not depend on the array's size), no reciprocal square root is approximated and
 subnormals are kept. libm's float32 tanh and exp do not vectorise, so float32 uses a rational
-tanh (the one Eigen and XLA use) and a table-and-polynomial exp: within 4 ulp of numpy's, with
-numpy's NaN, inf, overflow and subnormal results; float64 uses libm. float32 GELU and its
+tanh (the one Eigen and XLA use) and a polynomial exp, both evaluated with fused
+multiply-adds (`mul_add`; their arguments are bounded, so nothing overflows inside): within
+4 ulp of numpy's, with numpy's NaN, inf, overflow and subnormal results; float64 uses libm. float32 GELU and its
 gradient are written as a sigmoid of a vectorised 2**x with fused multiply-adds (`mul_add`):
 within 3e-7 of float64 with numpy's NaN and inf (tests/test_row_kernels.py). `FASTMATH` (the flags
 Eigen-style compilers use, less `nnan`/`ninf` so that a NaN still reaches a NaN guard) is what
@@ -61,10 +62,6 @@ _OPTS = dict(parallel=True, fastmath=_FLAGS, cache=True, nogil=True, error_model
 # other order does) but keeps NaN and Inf where numpy has them: no other fast-math flag.
 _ROW_FLAGS = {"reassoc"}
 _ROW_OPTS = dict(_OPTS, fastmath=_ROW_FLAGS)
-# The float32 exp and tanh polynomials may contract a * b + c into fused multiply-adds: their
-# arguments are bounded (|r| <= ln 2 / 2), so nothing overflows inside, and the results stay
-# within the tested ulp bounds; special values are handled by explicit branches.
-_POLY_FLAGS = {"contract"}
 
 
 def enabled() -> bool:
@@ -72,10 +69,22 @@ def enabled() -> bool:
 
 
 if numba is not None:
+    @intrinsic
+    def mul_add(typingctx, a, b, c):
+        """a * b + c as LLVM's fmuladd: one fused multiply-add where the CPU has FMA (rounded
+        once), a multiplication and an addition otherwise; it vectorises either way. Used
+        where a kernel's accuracy bound allows it, never in the ops numpy defines bitwise."""
+        def codegen(context, builder, signature, args):
+            ty = context.get_value_type(signature.return_type)
+            fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
+                                                  llvm_ir.FunctionType(ty, [ty] * 3))
+            return builder.call(fn, args)
+        return a(a, b, c), codegen
+
     def fast_tanh(x):  # pragma: no cover - replaced by the overload inside kernels
         return math.tanh(x)
 
-    @overload(fast_tanh, fastmath=_POLY_FLAGS)
+    @overload(fast_tanh)
     def _fast_tanh(x):
         if x == numba.float32:
             lo, hi = np.float32(-7.90531110763549805), np.float32(7.90531110763549805)
@@ -95,9 +104,12 @@ if numba is not None:
                 # beyond the clamp float32 tanh is exactly +-1 (so 1 - t*t is 0, as with
                 # libm); comparisons rather than min/max let NaN through unchanged
                 x2 = x * x
-                num = x * ((((((p0 * x2 + p1) * x2 + p2) * x2 + p3) * x2 + p4) * x2 + p5)
-                           * x2 + p6)
-                den = ((q0 * x2 + q1) * x2 + q2) * x2 + q3
+                x4 = x2 * x2
+                # fused multiply-adds in Estrin's scheme: independent pairs, then Horner in
+                # x**4, a dependent chain half as long as Horner's in x**2
+                num = x * mul_add(mul_add(mul_add(p0, x4, mul_add(p1, x2, p2)), x4,
+                                          mul_add(p3, x2, p4)), x4, mul_add(p5, x2, p6))
+                den = mul_add(mul_add(q0, x2, q1), x4, mul_add(q2, x2, q3))
                 t = num / den
                 # selects, not early returns, so that the loop vectorises
                 if abs(x) < tiny:
@@ -121,7 +133,7 @@ if numba is not None:
             return builder.bitcast(args[0], llvm_ir.FloatType())
         return numba.float32(numba.int32), codegen
 
-    @overload(fast_exp, fastmath=_POLY_FLAGS)
+    @overload(fast_exp)
     def _fast_exp(x):
         if x == numba.float32:
             log2e = np.float32(1.4426950408889634)
@@ -149,8 +161,9 @@ if numba is not None:
                     t = hi
                 k = np.floor(t + half)
                 r = (x - k * ln2_hi) - k * ln2_lo
-                p = ((((((c7 * r + c6) * r + c5) * r + c4) * r + c3) * r + c2) * r + c1) * r \
-                    + c0
+                r2 = r * r
+                p = mul_add(mul_add(mul_add(c7, r, c6), r2, mul_add(c5, r, c4)), r2 * r2,
+                            mul_add(mul_add(c3, r, c2), r2, mul_add(c1, r, c0)))
                 e = np.int32(k)
                 if e > 127:  # 2**128 overflows though the result may not (x < 88.72)
                     p = p + p
@@ -182,18 +195,6 @@ if numba is not None:
         if a != a or a <= b:
             return a
         return b
-
-    @intrinsic
-    def mul_add(typingctx, a, b, c):
-        """a * b + c as LLVM's fmuladd: one fused multiply-add where the CPU has FMA (rounded
-        once), a multiplication and an addition otherwise; it vectorises either way. Used
-        where a kernel's accuracy bound allows it, never in the ops numpy defines bitwise."""
-        def codegen(context, builder, signature, args):
-            ty = context.get_value_type(signature.return_type)
-            fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
-                                                  llvm_ir.FunctionType(ty, [ty] * 3))
-            return builder.call(fn, args)
-        return a(a, b, c), codegen
 
     def exp2_for_sigmoid(t):  # pragma: no cover - replaced by the overload inside kernels
         """2**t, float32, for a sigmoid: 0 below 2**-126 and inf from 2**127.5 on."""
