@@ -90,3 +90,73 @@ def test_fused_gelu_calls_the_same_helper_as_the_fixed_kernel(shape):
         np.testing.assert_array_equal(got, fixed(x)[0])
     exact = _gelu64(x.astype(np.float64), 1.0)["gelu"]
     np.testing.assert_allclose(got, exact, rtol=1e-6, atol=1e-6)
+
+
+# ---- gathers, scatters and one-hot rows (embedding lookup, its gradient, the loss) ----------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("index_dtype", ["int64", "int32"])
+@pytest.mark.parametrize("table_shape, idx_shape", [((65, 128), (32, 64)), ((7,), (5,)),
+                                                     ((1, 3), (1, 1)), ((9, 3, 5), (4, 3))])
+def test_take_kernel_equals_np_take(table_shape, idx_shape, index_dtype, dtype):
+    rng = np.random.default_rng(len(table_shape) + len(idx_shape))
+    table = rng.standard_normal(table_shape).astype(dtype)
+    table.flat[:3] = [np.nan, np.inf, -0.0][:table.size]
+    rows = table_shape[0]
+    idx = rng.integers(-rows, rows, idx_shape).astype(index_dtype)
+    idx.flat[0] = rows - 1
+    graph = gc.trace(gc.take, gc.spec(table_shape, dtype), gc.spec(idx_shape, index_dtype))
+    plan = compile_graph(graph, jit=True)
+    assert "_jit.take_rows" in plan.source
+    got = plan(table, idx)[0]
+    want = np.take(table, idx, axis=0)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_take_kernel_reads_a_transposed_table_and_refuses_an_index_out_of_range():
+    table = np.arange(12, dtype=np.float32).reshape(3, 4)
+    graph = gc.trace(lambda t, i: gc.take(gc.transpose(t, (1, 0)), i) * 2.0, gc.spec((3, 4)),
+                     gc.spec((5,), "int64"))
+    plan = compile_graph(graph, jit=True)
+    idx = np.array([0, 3, -1, -4, 2])
+    np.testing.assert_array_equal(plan(table, idx)[0], table.T[idx] * 2.0)
+    with pytest.raises(gc.GraphcError, match="take.*out of range"):
+        plan(table, np.array([0, 4, 1, 1, 1]))
+    with pytest.raises(gc.GraphcError, match="take.*out of range"):
+        plan(table, np.array([0, -5, 1, 1, 1]))
+
+
+@pytest.mark.parametrize("dtype", ["bool", "float32", "float64", "int64"])
+@pytest.mark.parametrize("idx_shape, depth", [((32, 64), 65), ((1,), 1), ((3, 5), 7)])
+def test_one_hot_kernel_equals_the_library_op(idx_shape, depth, dtype):
+    """Out-of-range indices (an ignore index of -100, depth itself) give rows of zeros."""
+    rng = np.random.default_rng(depth)
+    idx = rng.integers(-2, depth + 2, idx_shape)
+    idx.flat[0] = -100
+    graph = gc.trace(lambda i: gc.one_hot(i, depth, dtype), gc.spec(idx_shape, "int64"))
+    plan = compile_graph(graph, jit=True)
+    assert "_jit.one_hot_rows" in plan.source
+    got = plan(idx)[0]
+    want = (idx[..., None] == np.arange(depth)).astype(dtype)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    assert not got.reshape(-1, depth)[0].any()
+
+
+@pytest.mark.parametrize("rows, width", [(65, 128), (1, 1), (9, 33)])
+def test_scatter_add_kernel_adds_rows_in_index_order_like_np_add_at(rows, width):
+    """Equal bits to np.add.at (repeated indices summed in index order), float32 values of
+    very different sizes so that a different order would round differently."""
+    rng = np.random.default_rng(rows)
+    idx = rng.integers(-rows, rows, 300)
+    updates = (rng.standard_normal((300, width)) * 10.0 ** rng.integers(-6, 6, (300, 1)))
+    updates = updates.astype(np.float32)
+    graph = gc.trace(lambda u, i: gc.scatter_add(u, i, rows), gc.spec(updates.shape),
+                     gc.spec(idx.shape, "int64"))
+    plan = compile_graph(graph, jit=True)
+    assert "_jit.scatter_add_rows" in plan.source
+    want = np.zeros((rows, width), np.float32)
+    np.add.at(want, idx, updates)
+    out = plan(updates, idx)[0]
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(plan(updates, idx)[0], want)  # the buffer is cleared again
