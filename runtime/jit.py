@@ -138,45 +138,33 @@ if numba is not None:
         if x == numba.float32:
             log2e = np.float32(1.4426950408889634)
             ln2_hi, ln2_lo = np.float32(0.693359375), np.float32(-2.12194440e-4)
-            lo, hi, zero, half = (np.float32(-151.0), np.float32(128.0), np.float32(0.0),
-                                  np.float32(0.5))
-            # below this, exp(x) rounds to 0 in float32 (2**-150 is half the least subnormal)
-            underflow = np.float32(-104.0)
+            # exp(x) rounds to 0 below -104 (2**-150, half the least subnormal, is
+            # exp(-103.97)) and overflows above 88.73: outside [-104, 89] nothing changes
+            lo, hi, half = np.float32(-104.0), np.float32(89.0), np.float32(0.5)
             # exp(r) for |r| <= ln(2)/2: Taylor series, 8 terms (error < 2e-9)
             c = [np.float32(1.0 / math.factorial(k)) for k in range(8)]
             c0, c1, c2, c3, c4, c5, c6, c7 = c
-            two_m64, one = np.float32(2.0 ** -64), np.float32(1.0)
 
             def impl(x):
                 # exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 in
                 # two parts (Cody and Waite) so that r keeps float32 precision; a polynomial
                 # and 2**k built from its exponent bits, which vectorise (libm's expf does
                 # not; a table of 2**k did not either: 2.7x slower, measured serially)
-                t = x * log2e
-                if t != t:
-                    t = zero  # NaN: keep the table index valid; the result is x below
-                if t < lo:
-                    t = lo
-                if t > hi:
-                    t = hi
-                k = np.floor(t + half)
-                r = (x - k * ln2_hi) - k * ln2_lo
+                xc = x if x > lo else lo  # NaN too: its result is set below
+                xc = xc if xc < hi else hi
+                k = np.floor(xc * log2e + half)  # -150..128
+                r = (xc - k * ln2_hi) - k * ln2_lo
                 r2 = r * r
                 p = mul_add(mul_add(mul_add(c7, r, c6), r2, mul_add(c5, r, c4)), r2 * r2,
                             mul_add(mul_add(c3, r, c2), r2, mul_add(c1, r, c0)))
+                # 2**k as two normal factors 2**k1 * 2**k2 (k1, k2 in -75..64): p * 2**k1 is
+                # exact, so the result is rounded once, by the last multiplication, whether
+                # it is normal, subnormal (kept, as numpy keeps it) or beyond the largest
+                # float32 (inf); no branch, so the loop vectorises
                 e = np.int32(k)
-                if e > 127:  # 2**128 overflows though the result may not (x < 88.72)
-                    p = p + p
-                    e = np.int32(127)
-                # a subnormal result (as numpy's): scale in two exact steps so that it is
-                # rounded once, by the last multiplication; no branch either way (a normal
-                # result is multiplied by 1), so the loop vectorises. The biased exponent
-                # e + 127 (+ 64) is in 1..254 here: 2**(e [+ 64]) is a normal float32.
-                low = e < -126
-                scale = _float32_from_bits(np.int32((e + (64 + 127 if low else 127)) << 23))
-                p = p * scale * (two_m64 if low else one)
-                if x < underflow:
-                    p = zero  # also exp(-inf) = 0
+                e1 = e >> 1
+                p = p * _float32_from_bits(np.int32((e1 + 127) << 23)) \
+                    * _float32_from_bits(np.int32((e - e1 + 127) << 23))
                 if x != x:
                     p = x
                 return p
