@@ -294,6 +294,17 @@ def jit_scatter_add(node, args, dst):
             f"{dst}.reshape({node.shape[0]}, {cols}))"]
 
 
+def jit_take(node, args, dst):
+    table, idx = node.inputs
+    cols = int(np.prod(table.shape[1:], dtype=np.int64))
+    return [f"_jit.take_rows({args[0]}.reshape({table.shape[0]}, {cols}), {_flat(args[1])}, "
+            f"{dst}.reshape({idx.size}, {cols}))"]
+
+
+def jit_one_hot(node, args, dst):
+    return [f"_jit.one_hot_rows({_flat(args[0])}, {_rows(dst, node.attrs['depth'])})"]
+
+
 def jit_rows(kernel):
     def emit(node, args, dst):
         n = node.shape[-1]

@@ -14,8 +14,11 @@ Floating-point policy (tests/test_fpsemantics.py): these kernels compile without
 fast-math flags, so +, -, *, / and sqrt round as numpy's do, nothing is reassociated (a
 result does not depend on the array's size), no reciprocal square root is approximated and
 subnormals are kept. libm's float32 tanh and exp do not vectorise, so float32 uses a rational
-tanh (the one Eigen and XLA use) and a table-and-polynomial exp: within 4 ulp of numpy's, with
-numpy's NaN, inf, overflow and subnormal results; float64 uses libm. `FASTMATH` (the flags
+tanh (the one Eigen and XLA use) and a polynomial exp, both evaluated with fused
+multiply-adds (`mul_add`; their arguments are bounded, so nothing overflows inside): within
+4 ulp of numpy's, with numpy's NaN, inf, overflow and subnormal results; float64 uses libm. float32 GELU and its
+gradient are written as a sigmoid of a vectorised 2**x with fused multiply-adds (`mul_add`):
+within 3e-7 of float64 with numpy's NaN and inf (tests/test_row_kernels.py). `FASTMATH` (the flags
 Eigen-style compilers use, less `nnan`/`ninf` so that a NaN still reaches a NaN guard) is what
 generated kernels get under the `fast_math=True` compile option (runtime/kernelgen.py).
 """
@@ -59,10 +62,6 @@ _OPTS = dict(parallel=True, fastmath=_FLAGS, cache=True, nogil=True, error_model
 # other order does) but keeps NaN and Inf where numpy has them: no other fast-math flag.
 _ROW_FLAGS = {"reassoc"}
 _ROW_OPTS = dict(_OPTS, fastmath=_ROW_FLAGS)
-# The float32 exp and tanh polynomials may contract a * b + c into fused multiply-adds: their
-# arguments are bounded (|r| <= ln 2 / 2), so nothing overflows inside, and the results stay
-# within the tested ulp bounds; special values are handled by explicit branches.
-_POLY_FLAGS = {"contract"}
 
 
 def enabled() -> bool:
@@ -70,10 +69,22 @@ def enabled() -> bool:
 
 
 if numba is not None:
+    @intrinsic
+    def mul_add(typingctx, a, b, c):
+        """a * b + c as LLVM's fmuladd: one fused multiply-add where the CPU has FMA (rounded
+        once), a multiplication and an addition otherwise; it vectorises either way. Used
+        where a kernel's accuracy bound allows it, never in the ops numpy defines bitwise."""
+        def codegen(context, builder, signature, args):
+            ty = context.get_value_type(signature.return_type)
+            fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
+                                                  llvm_ir.FunctionType(ty, [ty] * 3))
+            return builder.call(fn, args)
+        return a(a, b, c), codegen
+
     def fast_tanh(x):  # pragma: no cover - replaced by the overload inside kernels
         return math.tanh(x)
 
-    @overload(fast_tanh, fastmath=_POLY_FLAGS)
+    @overload(fast_tanh)
     def _fast_tanh(x):
         if x == numba.float32:
             lo, hi = np.float32(-7.90531110763549805), np.float32(7.90531110763549805)
@@ -93,9 +104,12 @@ if numba is not None:
                 # beyond the clamp float32 tanh is exactly +-1 (so 1 - t*t is 0, as with
                 # libm); comparisons rather than min/max let NaN through unchanged
                 x2 = x * x
-                num = x * ((((((p0 * x2 + p1) * x2 + p2) * x2 + p3) * x2 + p4) * x2 + p5)
-                           * x2 + p6)
-                den = ((q0 * x2 + q1) * x2 + q2) * x2 + q3
+                x4 = x2 * x2
+                # fused multiply-adds in Estrin's scheme: independent pairs, then Horner in
+                # x**4, a dependent chain half as long as Horner's in x**2
+                num = x * mul_add(mul_add(mul_add(p0, x4, mul_add(p1, x2, p2)), x4,
+                                          mul_add(p3, x2, p4)), x4, mul_add(p5, x2, p6))
+                den = mul_add(mul_add(q0, x2, q1), x4, mul_add(q2, x2, q3))
                 t = num / den
                 # selects, not early returns, so that the loop vectorises
                 if abs(x) < tiny:
@@ -119,49 +133,38 @@ if numba is not None:
             return builder.bitcast(args[0], llvm_ir.FloatType())
         return numba.float32(numba.int32), codegen
 
-    @overload(fast_exp, fastmath=_POLY_FLAGS)
+    @overload(fast_exp)
     def _fast_exp(x):
         if x == numba.float32:
             log2e = np.float32(1.4426950408889634)
             ln2_hi, ln2_lo = np.float32(0.693359375), np.float32(-2.12194440e-4)
-            lo, hi, zero, half = (np.float32(-151.0), np.float32(128.0), np.float32(0.0),
-                                  np.float32(0.5))
-            # below this, exp(x) rounds to 0 in float32 (2**-150 is half the least subnormal)
-            underflow = np.float32(-104.0)
+            # exp(x) rounds to 0 below -104 (2**-150, half the least subnormal, is
+            # exp(-103.97)) and overflows above 88.73: outside [-104, 89] nothing changes
+            lo, hi, half = np.float32(-104.0), np.float32(89.0), np.float32(0.5)
             # exp(r) for |r| <= ln(2)/2: Taylor series, 8 terms (error < 2e-9)
             c = [np.float32(1.0 / math.factorial(k)) for k in range(8)]
             c0, c1, c2, c3, c4, c5, c6, c7 = c
-            two_m64, one = np.float32(2.0 ** -64), np.float32(1.0)
 
             def impl(x):
                 # exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 in
                 # two parts (Cody and Waite) so that r keeps float32 precision; a polynomial
                 # and 2**k built from its exponent bits, which vectorise (libm's expf does
                 # not; a table of 2**k did not either: 2.7x slower, measured serially)
-                t = x * log2e
-                if t != t:
-                    t = zero  # NaN: keep the table index valid; the result is x below
-                if t < lo:
-                    t = lo
-                if t > hi:
-                    t = hi
-                k = np.floor(t + half)
-                r = (x - k * ln2_hi) - k * ln2_lo
-                p = ((((((c7 * r + c6) * r + c5) * r + c4) * r + c3) * r + c2) * r + c1) * r \
-                    + c0
+                xc = x if x > lo else lo  # NaN too: its result is set below
+                xc = xc if xc < hi else hi
+                k = np.floor(xc * log2e + half)  # -150..128
+                r = (xc - k * ln2_hi) - k * ln2_lo
+                r2 = r * r
+                p = mul_add(mul_add(mul_add(c7, r, c6), r2, mul_add(c5, r, c4)), r2 * r2,
+                            mul_add(mul_add(c3, r, c2), r2, mul_add(c1, r, c0)))
+                # 2**k as two normal factors 2**k1 * 2**k2 (k1, k2 in -75..64): p * 2**k1 is
+                # exact, so the result is rounded once, by the last multiplication, whether
+                # it is normal, subnormal (kept, as numpy keeps it) or beyond the largest
+                # float32 (inf); no branch, so the loop vectorises
                 e = np.int32(k)
-                if e > 127:  # 2**128 overflows though the result may not (x < 88.72)
-                    p = p + p
-                    e = np.int32(127)
-                # a subnormal result (as numpy's): scale in two exact steps so that it is
-                # rounded once, by the last multiplication; no branch either way (a normal
-                # result is multiplied by 1), so the loop vectorises. The biased exponent
-                # e + 127 (+ 64) is in 1..254 here: 2**(e [+ 64]) is a normal float32.
-                low = e < -126
-                scale = _float32_from_bits(np.int32((e + (64 + 127 if low else 127)) << 23))
-                p = p * scale * (two_m64 if low else one)
-                if x < underflow:
-                    p = zero  # also exp(-inf) = 0
+                e1 = e >> 1
+                p = p * _float32_from_bits(np.int32((e1 + 127) << 23)) \
+                    * _float32_from_bits(np.int32((e - e1 + 127) << 23))
                 if x != x:
                     p = x
                 return p
@@ -181,7 +184,41 @@ if numba is not None:
             return a
         return b
 
+    def exp2_for_sigmoid(t):  # pragma: no cover - replaced by the overload inside kernels
+        """2**t, float32, for a sigmoid: 0 below 2**-126 and inf from 2**127.5 on."""
+
+    # 2**r on [-1/2, 1/2]: a minimax fit of degree 6 (Lawson iteration), relative error 8e-8
+    # with float32 coefficients and fused multiply-adds
+    _EXP2_POLY = (1.0, 0.6931471824645996, 0.24022646248340607, 0.05550328642129898,
+                  0.009618489071726799, 0.0013399930903688073, 0.00015345810970757157)
+
+    @overload(exp2_for_sigmoid)
+    def _exp2_for_sigmoid(t):
+        c0, c1, c2, c3, c4, c5, c6 = (np.float32(c) for c in _EXP2_POLY)
+        lo, hi, half = np.float32(-127.0), np.float32(128.0), np.float32(0.5)
+
+        def impl(t):
+            # 2**t = 2**k * 2**r, k = round(t), r = t - k (exact). Clamped so that the biased
+            # exponent k + 127 is 0..255: 0 gives 2**k = 0 (NaN lands there too: it keeps
+            # the conversion to an integer defined), 255 gives inf. No Cody-Waite split is
+            # needed: t's own rounding (|t| * 2**-24) is far below a sigmoid's resolution
+            # where it matters (|t| < 30)
+            tc = t if t > lo else lo
+            tc = tc if tc < hi else hi
+            k = np.floor(tc + half)
+            r = tc - k
+            r2 = r * r
+            # Estrin's scheme: three short chains instead of one of six multiply-adds
+            p = mul_add(mul_add(mul_add(c6, r, c5), r2, mul_add(c4, r, c3)), r2 * r,
+                        mul_add(mul_add(c2, r, c1), r, c0))
+            return p * _float32_from_bits(np.int32((np.int32(k) + 127) << 23))
+        return impl
+
     _C, _CK, _KC3 = GELU_TANH_C, GELU_TANH_CK, GELU_TANH_3CK  # ir/ops/elementwise.py
+    # GELU's tanh form as a sigmoid: 0.5 * (1 + tanh(u)) = 1 / (1 + exp(-2u)) = 1 / (1 + 2**w)
+    # with w = -2 u log2(e) = v * (A + B v^2)
+    _LOG2E = 1.4426950408889634
+    _SIG_A, _SIG_B = -2.0 * _LOG2E * _C, -2.0 * _LOG2E * _CK
 
     def gelu_tanh(v):  # pragma: no cover - replaced by the overload inside kernels
         """GELU, tanh form, of one value (also called by fused kernels)."""
@@ -195,18 +232,45 @@ if numba is not None:
         ty = np.float32 if x == numba.float32 else np.float64
         return ty(0.5), ty(1.0), ty(_C), ty(_CK), ty(_KC3)
 
-    @overload(gelu_tanh, fastmath=_FLAGS)
+    # float32 GELU is v * sigmoid(2u) = v / (1 + 2**w): the rational tanh (22 operations and
+    # a division, most in one dependent chain) made it 1.2 ns a value on one core and
+    # gelu_grad 1.6 ns; this form with fused multiply-adds takes 0.7 and 1.1 ns (1M float32
+    # values, min of 60, one thread). It is also closer to the float64 definition: 1.2e-7
+    # (GELU) and 2.2e-7 (gradient) of max(|GELU|, 1) over [-12, 12], against 7.4e-7 and 4.2e-6
+    # for the tanh form (whose 1 - t*t cancels where tanh saturates). Special values are
+    # numpy's: NaN for NaN, -inf and (gradient) +-inf or |v| where v*v overflows, v for +inf.
+    @overload(gelu_tanh)
     def _gelu_tanh(v):
         half, one, c, ck, _ = _constants(v)
+        if v == numba.float32:
+            a, b = np.float32(_SIG_A), np.float32(_SIG_B)
+
+            def impl32(v):
+                # v / (1 + 0) for large v, v / inf = -0 for very negative v, -inf / inf = NaN
+                return v / (one + exp2_for_sigmoid(v * mul_add(b, v * v, a)))
+            return impl32
 
         def impl(v):
             t = fast_tanh(v * (c + ck * v * v))
             return half * v * (one + t)
         return impl
 
-    @overload(gelu_tanh_grad, fastmath=_FLAGS)
+    @overload(gelu_tanh_grad)
     def _gelu_tanh_grad(v, g):
         half, one, c, ck, kc3 = _constants(v)
+        if v == numba.float32:
+            a, b, two = np.float32(_SIG_A), np.float32(_SIG_B), np.float32(2.0)
+
+            def impl32(v, g):
+                # GELU' = s + 2 v s (1 - s) u' with s = 1 / (1 + e), e = 2**w, u' = c + 3ck v^2;
+                # 1 - s is e * s where e <= 1 (no cancellation) and 1 - s beyond, where e * s
+                # would be inf * 0
+                v2 = v * v
+                e = exp2_for_sigmoid(v * mul_add(b, v2, a))
+                s = one / (one + e)
+                one_minus_s = e * s if e <= one else one - s
+                return (g * s) * mul_add((two * v) * one_minus_s, mul_add(kc3, v2, c), one)
+            return impl32
 
         def impl(v, g):
             v2 = v * v
@@ -273,9 +337,14 @@ if numba is not None:
         rows, n = x.shape
         chunks = min(rows, 32)  # partial sums per chunk of rows, added up at the end
         per = (rows + chunks - 1) // chunks
-        partial = np.zeros((chunks, n), x.dtype)
+        # np.empty, each chunk zeroed by its own thread: numba runs an np.zeros here as a
+        # parallel loop of its own, a second fork-join per call, which costs a scheduler
+        # time slice (~16 ms measured) whenever the partner thread is descheduled
+        partial = np.empty((chunks, n), x.dtype)
         for k in prange(chunks):
             acc = partial[k]
+            for j in range(n):
+                acc[j] = 0
             for r in range(k * per, min(rows, (k + 1) * per)):
                 mu, rstd = _row_moments(x[r], eps)
                 xr, gr = x[r], g[r]
@@ -373,31 +442,68 @@ if numba is not None:
                 out[r, j] = y[r, j] * (g[r, j] - s) * c
 
 
-    # below this many additions an embedding gradient is summed on one thread
-    SCATTER_PARALLEL_MIN = 1 << 15
+    # Gathers and scatters of rows are a few microseconds of memory traffic (the small GPT's
+    # 2048 x 128 float32 rows: 1 MB): one thread does each at memory speed, where a second
+    # would add a fork-join that costs milliseconds when the partner is descheduled (measured
+    # on a loaded machine: 7-15 ms for two threads against 28-60 us for one).
+    _SERIAL_OPTS = dict(_OPTS, parallel=False)
 
-    @njit(**_OPTS)
+    @njit(**_SERIAL_OPTS)
+    def _all_in_range(idx, rows):
+        """Whether every index addresses one of `rows` rows (checked before anything is
+        written, so that a bad index leaves the result untouched)."""
+        for i in range(idx.shape[0]):
+            if idx[i] < -rows or idx[i] >= rows:
+                return False
+        return True
+
+    @njit(**_SERIAL_OPTS)
+    def take_rows(table, idx, out):
+        """out[i] = table[idx[i]] (negative indices count from the end): the embedding
+        lookup. np.take with out= buffers its result when it checks the indices (mode
+        'raise'): 111 us for the small GPT's 2048 rows of 128 against 28 us here (one
+        thread, min of 200)."""
+        rows, cols = table.shape
+        if not _all_in_range(idx, rows):
+            raise IndexError("take: an index is out of range for the table's rows")
+        for i in range(idx.shape[0]):
+            k = idx[i] + rows if idx[i] < 0 else idx[i]
+            src, dst = table[k], out[i]
+            for c in range(cols):
+                dst[c] = src[c]
+
+    @njit(**_SERIAL_OPTS)
     def scatter_add_rows(updates, idx, out):
         """out = rows of zeros with updates[i] added at row idx[i] (negative indices count
-        from the end): the embedding gradient. numpy's library form (a one-hot product, a
-        bincount or np.add.at) allocates and took 0.75 ms for the small GPT's 2048 x 128
-        token gradient. Each row is added in index order, as np.add.at does; the two
-        threads take a half of the columns each, so the order does not depend on them."""
+        from the end): the embedding gradient, each row added in index order as np.add.at
+        does (equal bits). numpy's library form (a one-hot product, a bincount or np.add.at)
+        allocates and took 0.75 ms for the small GPT's 2048 x 128 token gradient; this loop
+        over row views vectorises: 28 us (one thread; the previous two-way split over
+        columns indexed out[k, c] and took 171 us on one thread)."""
         rows, cols = out.shape
-        n = idx.shape[0]
-        for i in range(n):  # checked first, so that a bad index writes nothing
-            if idx[i] < -rows or idx[i] >= rows:
-                raise IndexError("scatter_add: an index is out of range for the rows")
-        parts = 2 if n * cols >= SCATTER_PARALLEL_MIN and cols >= 2 else 1
-        for p in prange(parts):
-            lo, hi = cols * p // parts, cols * (p + 1) // parts
-            for r in range(rows):
-                for c in range(lo, hi):
-                    out[r, c] = 0
-            for i in range(n):
-                k = idx[i] + rows if idx[i] < 0 else idx[i]
-                for c in range(lo, hi):
-                    out[k, c] += updates[i, c]
+        if not _all_in_range(idx, rows):
+            raise IndexError("scatter_add: an index is out of range for the rows")
+        out[:] = 0
+        for i in range(idx.shape[0]):
+            k = idx[i] + rows if idx[i] < 0 else idx[i]
+            src, dst = updates[i], out[k]
+            for c in range(cols):
+                dst[c] += src[c]
+
+    @njit(**_SERIAL_OPTS)
+    def one_hot_rows(idx, out):
+        """out[i] = the one-hot row of idx[i]; an index outside 0..depth-1 (an ignore index
+        such as -100) gives a row of zeros, as the op's library implementation does, whose
+        broadcast comparison took 98 us for the small GPT's 2048 targets of 65 classes
+        against 11 us here."""
+        rows, depth = out.shape
+        for r in range(rows):
+            dst = out[r]
+            for j in range(depth):
+                dst[j] = 0
+            k = idx[r]
+            if k >= 0 and k < depth:
+                dst[k] = 1
 
 
 def _read_only(a):
@@ -417,13 +523,13 @@ def _example_arguments(kernel: str, dtype) -> tuple:
         "layer_norm": (x, row, row, 1e-5, out), "layer_norm_grad": (x, row, x, 1e-5, out),
         "layer_norm_wgrad": (x, x, 1e-5, row.copy()),
         "scatter_add_rows": (x, np.zeros(1, np.int64), out),
+        "take_rows": (x, np.zeros(1, np.int64), out), "one_hot_rows": (np.zeros(1, np.int64), out),
     }[kernel]
 
 
 FIXED_KERNELS = ("gelu_tanh_rows", "gelu_tanh_grad_rows", "softmax", "log_softmax",
                  "softmax_grad", "softmax_grad_scaled", "layer_norm", "layer_norm_grad",
-                 "layer_norm_wgrad",
-                 "scatter_add_rows",
+                 "layer_norm_wgrad", "scatter_add_rows", "take_rows", "one_hot_rows",
                  "gemm")  # runtime.gemm's matmul kernels
 _WARM = set()
 

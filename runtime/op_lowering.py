@@ -47,6 +47,7 @@ class Lowering:
     program_attrs: tuple = ()  # attributes a fused program records for it
     jit_emit: Callable | None = None  # numba kernel call (runtime.jit, runtime.gemm)
     jit_kernel: str | None = None  # the runtime.jit kernel jit_emit calls (warmed at build)
+    jit_dtypes: tuple = ("float32", "float64")  # the result dtypes jit_emit handles
     # how a two-way split cuts it: "elementwise" (any axis 0), "rows" (reduces the last axis;
     # needs 2-D), "axis" (reduces attrs["axis"]; not when that is axis 0), None: not split
     split: str | None = None
@@ -135,14 +136,16 @@ _RECORDS = [
     Lowering("layer_norm_wgrad", jit_emit=E.jit_layer_norm_wgrad, jit_kernel="layer_norm_wgrad",
              reason="without numba a sum over rows into a weight-shaped result; its library "
                     "implementation is that numpy code already"),
-    Lowering("take", emit=E.take),
+    Lowering("take", emit=E.take, jit_emit=E.jit_take, jit_kernel="take_rows"),
     Lowering("pad_slice", emit=E.pad_slice),
     Lowering("concat", emit=E.concat),
     Lowering("einsum", emit=E.einsum, mpi_progress=True),
     Lowering("dynamic_slice", emit=E.dynamic_slice),
     Lowering("dynamic_update_slice", emit=E.dynamic_update_slice, inplace_operand=0),
-    Lowering("one_hot", reason="reads integer targets once per step; its library "
-                               "implementation's allocation is small"),
+    Lowering("one_hot", jit_emit=E.jit_one_hot, jit_kernel="one_hot_rows",
+             jit_dtypes=("bool", "int32", "int64", "float32", "float64"),
+             reason="without numba: a broadcast comparison of integer targets, once per step; "
+                    "its allocation is small"),
     Lowering("scatter_add", jit_emit=E.jit_scatter_add, jit_kernel="scatter_add_rows",
              reason="without numba: np.add.at into a zeroed result (embedding gradients) has "
                     "no out= form"),
@@ -231,7 +234,7 @@ def jit_emitter(node):
     record = lowering_of(node.op)
     if computes_on_half(node):
         return None
-    if record.jit_emit is None or node.dtype not in (np.float32, np.float64) or node.ndim == 0:
+    if record.jit_emit is None or node.dtype not in record.jit_dtypes or node.ndim == 0:
         return None
     if not record.handles(node):
         return None

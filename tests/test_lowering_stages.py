@@ -19,7 +19,7 @@ def _pinned_function(x, w, g, b, idx):
     h = gc.gelu(x @ w) * 2.0 + 1.0  # matmul; gelu, mul and add fuse
     n = gc.layer_norm(h, g, b)
     s = gc.softmax(gc.reshape(n, (8, 4, 64)) * 0.5, axis=-1)  # a view; scale + softmax fuse
-    return s, gc.sum(h, 0), gc.one_hot(idx, 5) * 1.0  # a row sum; a library op
+    return s, gc.sum(h, 0), gc.one_hot(idx, 5) * 1.0  # a row sum; a library op (numba's kernel in the jit plan)
 
 
 _SPECS = (gc.spec((32, 64)), gc.spec((64, 64)), gc.spec(64), gc.spec(64), gc.spec(3, "int64"))
@@ -70,7 +70,8 @@ def plan(in0, in1, in2, in3, in4):
     _fused_t7(t7.reshape((32, 64)), t5.reshape((32, 64)), t6_as_1)
     t8 = np.empty((64,), f32)
     np.matmul(_ones(32, np.float32), t3.reshape(32, -1), out=t8.reshape(-1))
-    t9 = op_one_hot(in4, depth=5, dtype=t9_dtype)
+    t9 = np.empty((3, 5), f32)
+    _jit.one_hot_rows(in4.reshape(-1), t9.reshape(-1, 5))
     return (t7, t8, t9)
 """
 
@@ -134,13 +135,13 @@ def test_dump_after_each_lowering_stage(target, capsys, monkeypatch):
     memory = _dump(capsys, target, "--after", "plan-memory")
     assert "fused            f32[32,64]           pool buf0" in memory
     assert "reshape          f32[8,4,64]          view of" in memory
-    assert "one_hot          f32[3,5]             fallback, output" in memory
+    assert "one_hot          f32[3,5]             fresh, output" in memory  # numba's kernel
     assert "buf0: float32[2048] (8.0 KiB)" in memory and "bytes: inputs " in memory
 
     kernels = _dump(capsys, target, "--after", "choose-kernels")
     lines = {line.split()[1]: line for line in kernels.splitlines()}
     assert lines["layer_norm"].endswith("numba layer_norm")
-    assert lines["one_hot"].endswith("library")
+    assert lines["one_hot"].endswith("numba one_hot_rows")
     assert lines["reshape"].endswith("view")
     assert "generated serial" in lines["fused"] or "generated parallel" in lines["fused"]
     assert sum(line.endswith(" constant") for line in kernels.splitlines()) == 3  # scalars
@@ -148,7 +149,8 @@ def test_dump_after_each_lowering_stage(target, capsys, monkeypatch):
     source = _dump(capsys, target, "--after", "render")
     assert source.startswith("def plan(in0, in1, in2, in3, in4):\n")
     assert "_fused_t3(t3, t0, t1_as_1, t2_as_1)" in source
-    assert "    t9 = op_one_hot(in4, depth=5, dtype=t9_dtype)\n    return (t7, t8, t9)\n" in source
+    assert "    _jit.one_hot_rows(in4.reshape(-1), t9.reshape(-1, 5))\n    return (t7, t8, t9)\n" \
+        in source
 
 
 def test_dump_after_a_text_only_stage_refuses_a_picture(target, capsys):

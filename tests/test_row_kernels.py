@@ -1,0 +1,162 @@
+"""runtime.jit's elementwise and row kernels (GELU and its gradient, ...) against float64 and
+numpy's definitions: accuracy over the whole range, numpy's special values (NaN, inf, -0,
+subnormals, overflowing squares), odd sizes, float32 and float64, and the fused kernels that
+call the same helpers."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from runtime import jit
+from runtime.codegen import compile_graph
+
+pytestmark = pytest.mark.skipif(not jit.enabled(), reason="GRAPHC_JIT=0 or numba missing")
+
+C, K = 0.7978845608028654, 0.044715
+GELU_OPS = {"gelu": lambda x, g: gc.gelu(x), "gelu_grad": gc.gelu_grad}
+# |v| where the sigmoid form's exponent saturates, v * v overflows, or both
+SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1e-38, -1e-38, 1e-30, 1e10,
+           -1e10, 1e13, -1e13, 1e20, -1e20, 3e38, -3e38, 20.0, -20.0, 12.0, -12.0, 5.0, -5.0]
+
+
+def _gelu64(x, g):
+    t = np.tanh(C * (x + K * x ** 3))
+    return {"gelu": 0.5 * x * (1 + t),
+            "gelu_grad": g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * C * (1 + 3 * K * x * x))}
+
+
+def _plans(op, shape, dtype):
+    graph = gc.trace(GELU_OPS[op], gc.spec(shape, dtype), gc.spec(shape, dtype))
+    return compile_graph(graph, jit=True), compile_graph(graph, jit=False)
+
+
+@pytest.mark.parametrize("op", sorted(GELU_OPS))
+def test_float32_gelu_kernels_are_within_3e7_of_float64(op):
+    x = np.linspace(-12, 12, 200_001, dtype=np.float32)
+    g = np.ones_like(x)
+    plan, _ = _plans(op, x.shape, "float32")
+    assert "_jit.gelu_tanh" in plan.source
+    exact = _gelu64(x.astype(np.float64), 1.0)[op]
+    err = np.abs(plan(x, g)[0] - exact) / np.maximum(np.abs(exact), 1.0)
+    # measured 1.2e-7 (gelu) and 2.2e-7 (gradient); the tanh form's were 7.4e-7 and 4.2e-6
+    assert err.max() < 3e-7, (x[err.argmax()], err.max())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", sorted(GELU_OPS))
+def test_gelu_kernels_keep_numpys_special_values(op, dtype):
+    """NaN and inf where the numpy emitter has them (gelu(-inf) and the gradient at +-inf or
+    where v * v overflows are inf * 0 = NaN there), on an odd size."""
+    x = np.array(SPECIAL * 3, dtype)[:67]  # 67: no vector width divides it
+    g = np.linspace(-2.0, 2.0, x.size).astype(dtype)
+    fast, reference = _plans(op, x.shape, dtype)
+    with np.errstate(all="ignore"):
+        got, want = fast(x, g)[0], reference(x, g)[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    np.testing.assert_array_equal(got[np.isinf(got)], want[np.isinf(want)])
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=2e-6, atol=2e-6)
+    if op == "gelu":  # odd function's halves: -0 and subnormals kept (gelu(v) ~ v / 2)
+        np.testing.assert_array_equal(np.signbit(got[x == 0]), np.signbit(x[x == 0]))
+        tiny = (np.abs(x) < 1e-30) & (x != 0)
+        np.testing.assert_array_equal(got[tiny], want[tiny])
+
+
+def test_float32_gelu_is_exact_to_float64_where_numpys_tanh_saturates():
+    """Below about -9 numpy's float32 tanh is -1 and its GELU 0; the sigmoid form keeps the
+    tiny true value (float64's exp form for reference)."""
+    x = np.array([-9.5, -10.0], np.float32)
+    plan, _ = _plans("gelu", x.shape, "float32")
+    x64 = x.astype(np.float64)
+    exact = x64 / (1 + np.exp(-2 * C * (x64 + K * x64 ** 3)))
+    # relative: the exponent (about 120 here) is rounded to float32, 120 * 2**-24 = 7e-6
+    np.testing.assert_allclose(plan(x, np.ones_like(x))[0], exact, rtol=2e-5)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 37, 129)])
+def test_fused_gelu_calls_the_same_helper_as_the_fixed_kernel(shape):
+    """gelu inside a generated kernel (gelu(x) * w) gives the fixed kernel's bits times w."""
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 4).astype(np.float32)
+    x.flat[0] = -11.0
+    w = np.ones(shape, np.float32)
+    fused = compile_graph(gc.trace(lambda a, b: gc.gelu(a) * b, gc.spec(shape), gc.spec(shape)),
+                          jit=True)
+    fixed = compile_graph(gc.trace(gc.gelu, gc.spec(shape)), jit=True)
+    if x.size >= 64:  # smaller clusters run as numpy lines
+        assert "_fused_" in fused.source
+    got = fused(x, w)[0]
+    if x.size >= 64:
+        np.testing.assert_array_equal(got, fixed(x)[0])
+    exact = _gelu64(x.astype(np.float64), 1.0)["gelu"]
+    np.testing.assert_allclose(got, exact, rtol=1e-6, atol=1e-6)
+
+
+# ---- gathers, scatters and one-hot rows (embedding lookup, its gradient, the loss) ----------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("index_dtype", ["int64", "int32"])
+@pytest.mark.parametrize("table_shape, idx_shape", [((65, 128), (32, 64)), ((7,), (5,)),
+                                                     ((1, 3), (1, 1)), ((9, 3, 5), (4, 3))])
+def test_take_kernel_equals_np_take(table_shape, idx_shape, index_dtype, dtype):
+    rng = np.random.default_rng(len(table_shape) + len(idx_shape))
+    table = rng.standard_normal(table_shape).astype(dtype)
+    table.flat[:3] = [np.nan, np.inf, -0.0][:table.size]
+    rows = table_shape[0]
+    idx = rng.integers(-rows, rows, idx_shape).astype(index_dtype)
+    idx.flat[0] = rows - 1
+    graph = gc.trace(gc.take, gc.spec(table_shape, dtype), gc.spec(idx_shape, index_dtype))
+    plan = compile_graph(graph, jit=True)
+    assert "_jit.take_rows" in plan.source
+    got = plan(table, idx)[0]
+    want = np.take(table, idx, axis=0)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_take_kernel_reads_a_transposed_table_and_refuses_an_index_out_of_range():
+    table = np.arange(12, dtype=np.float32).reshape(3, 4)
+    graph = gc.trace(lambda t, i: gc.take(gc.transpose(t, (1, 0)), i) * 2.0, gc.spec((3, 4)),
+                     gc.spec((5,), "int64"))
+    plan = compile_graph(graph, jit=True)
+    idx = np.array([0, 3, -1, -4, 2])
+    np.testing.assert_array_equal(plan(table, idx)[0], table.T[idx] * 2.0)
+    with pytest.raises(gc.GraphcError, match="take.*out of range"):
+        plan(table, np.array([0, 4, 1, 1, 1]))
+    with pytest.raises(gc.GraphcError, match="take.*out of range"):
+        plan(table, np.array([0, -5, 1, 1, 1]))
+
+
+@pytest.mark.parametrize("dtype", ["bool", "float32", "float64", "int64"])
+@pytest.mark.parametrize("idx_shape, depth", [((32, 64), 65), ((1,), 1), ((3, 5), 7)])
+def test_one_hot_kernel_equals_the_library_op(idx_shape, depth, dtype):
+    """Out-of-range indices (an ignore index of -100, depth itself) give rows of zeros."""
+    rng = np.random.default_rng(depth)
+    idx = rng.integers(-2, depth + 2, idx_shape)
+    idx.flat[0] = -100
+    graph = gc.trace(lambda i: gc.one_hot(i, depth, dtype), gc.spec(idx_shape, "int64"))
+    plan = compile_graph(graph, jit=True)
+    assert "_jit.one_hot_rows" in plan.source
+    got = plan(idx)[0]
+    want = (idx[..., None] == np.arange(depth)).astype(dtype)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    assert not got.reshape(-1, depth)[0].any()
+
+
+@pytest.mark.parametrize("rows, width", [(65, 128), (1, 1), (9, 33)])
+def test_scatter_add_kernel_adds_rows_in_index_order_like_np_add_at(rows, width):
+    """Equal bits to np.add.at (repeated indices summed in index order), float32 values of
+    very different sizes so that a different order would round differently."""
+    rng = np.random.default_rng(rows)
+    idx = rng.integers(-rows, rows, 300)
+    updates = (rng.standard_normal((300, width)) * 10.0 ** rng.integers(-6, 6, (300, 1)))
+    updates = updates.astype(np.float32)
+    graph = gc.trace(lambda u, i: gc.scatter_add(u, i, rows), gc.spec(updates.shape),
+                     gc.spec(idx.shape, "int64"))
+    plan = compile_graph(graph, jit=True)
+    assert "_jit.scatter_add_rows" in plan.source
+    want = np.zeros((rows, width), np.float32)
+    np.add.at(want, idx, updates)
+    out = plan(updates, idx)[0]
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(plan(updates, idx)[0], want)  # the buffer is cleared again
