@@ -160,3 +160,40 @@ def test_scatter_add_kernel_adds_rows_in_index_order_like_np_add_at(rows, width)
     out = plan(updates, idx)[0]
     np.testing.assert_array_equal(out, want)
     np.testing.assert_array_equal(plan(updates, idx)[0], want)  # the buffer is cleared again
+
+
+def test_a_gpt_training_step_with_these_kernels_equals_the_interpreter():
+    """Loss, logits and every gradient of a small GPT (GELU, LayerNorm, log-softmax, one_hot
+    with an ignored target, the embedding lookup and its gradient) compiled with the numba
+    kernels against the interpreter's numpy definitions."""
+    from graphc.models.gpt import GPT, GPTConfig
+    from ir.graph import Graph
+    from ir.ops.registry import graph_param
+    from passes.autodiff import gradients
+    from passes.manager import optimize
+    from runtime.interpreter import run
+
+    cfg = GPTConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=24, block_size=9, batch_size=5)
+    model = GPT(cfg, seed=4)
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size))
+    y = rng.integers(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size))
+    y[0, :3] = -100  # ignored positions: one_hot rows of zeros
+    g = Graph("step")
+    with g.building():
+        idx = g.input("idx", x.shape, "int64")
+        tgt = g.input("targets", y.shape, "int64")
+        params = [graph_param(g, p) for _, p in model.named_parameters()]
+        loss = model(idx, tgt)
+        g.set_outputs([loss, model(idx)] + gradients([loss], params))
+    g = optimize(g)
+    feed = {"idx": x, "targets": y, **{n: p.data for n, p in model.named_parameters()}}
+    args = [feed[n.attrs["name"]] for n in g.inputs]
+    plan = compile_graph(g, jit=True)
+    for kernel in ("gelu_tanh_rows", "gelu_tanh_grad_rows", "take_rows", "scatter_add_rows",
+                   "one_hot_rows", "log_softmax", "layer_norm_grad", "layer_norm_wgrad"):
+        assert f"_jit.{kernel}(" in plan.source, kernel
+    got, want = plan(*args), run(g, *args)
+    for k, (a, b) in enumerate(zip(got, want)):
+        scale = max(np.max(np.abs(b)), 1e-6)
+        assert np.max(np.abs(a - b)) / scale < 2e-5, k  # float32 rounding, summed orders
