@@ -331,6 +331,37 @@ def jit_matmul_add(node, args, dst):
     return [f"if {call}:", *(f"    {line}" for line in matmul_add(node, args, dst))]
 
 
+
+# ---- runtime.reductions' kernels --------------------------------------------------------------
+def is_column_sum(node) -> bool:
+    """A sum over the leading axes of a float array (a dense layer's bias gradient), not over
+    all of them: the column sums of the operand seen as (rows, columns)."""
+    x = node.inputs[0]
+    axes = node.attrs["axes"]
+    return (x.dtype == node.dtype and 0 < len(axes) < x.ndim
+            and axes == tuple(range(len(axes))) and x.size > 0)
+
+
+def jit_column_sums(node, args, dst):
+    x = node.inputs[0]
+    cols = node.size
+    return [f"_reductions.column_sums(np.ascontiguousarray({args[0]}.reshape(-1, {cols})), "
+            f"{_flat(dst)})"]
+
+
+def jit_sum_squares(node, args, dst):
+    """One runtime.reductions.sum_squares call per WIDTH operands (flattened, padded with an
+    empty array), their float64 results added in order and rounded once into dst."""
+    from .reductions import WIDTH  # (loads its kernels: the plan calls them anyway)
+    empty = f"_reductions.EMPTY[{node.dtype.name!r}]"
+    calls = []
+    for k in range(0, len(args), WIDTH):
+        chunk = [f"np.ravel({a})" for a in args[k:k + WIDTH]]
+        chunk += [empty] * (WIDTH - len(chunk))
+        calls.append(f"_reductions.sum_squares(({', '.join(chunk)}))")
+    return [f"{dst}[()] = " + " + ".join(calls)]
+
+
 # ---- views: source for a view of operand x (no computation, no buffer of its own) ----------
 def view_reshape(node, x):
     return f"{x}.reshape({node.attrs['shape']!r})"

@@ -1,0 +1,145 @@
+"""Reduction kernels on numba's threads: sums of squares over many arrays (the global gradient
+norm) and column sums (bias gradients).
+
+Both cut their input into blocks of a fixed size, sum each block in a fixed order (on any
+thread) and add the blocks' partial sums in block order: the bits of a result depend on the
+input only, never on how many threads ran or how loaded the machine was. No fast-math flags:
+the partial sums are kept in independent accumulators written out in the source, so that
+LLVM vectorises them without reassociating anything.
+
+- `sum_squares(arrays)`: the sum of x*x over the elements of up to `WIDTH` flat arrays,
+  accumulated in float64 (a float32 square is exact in float64), returned as a float. The
+  global norm used to be, per parameter, a g*g kernel, a sum kernel and a scalar add
+  (~150 kernels for the small GPT's 52 parameters); the plan now calls this once per
+  `WIDTH` parameters (runtime.emitters.jit_sum_squares).
+- `column_sums(x, out)`: out[c] = sum over the rows of x[r, c] (a dense layer's bias
+  gradient: the sum of dY over the batch and time axes), in the dtype of x, blocks of
+  `ROWS` rows.
+
+Compiled for float32 and float64 when this module is imported (or loaded from numba's disk
+cache), as runtime.gemm's kernels are: runtime.jit.warm("reductions") imports it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from numba import njit, prange, types
+except ImportError:  # pragma: no cover - numba is a dependency; this keeps numpy-only use
+    njit = None
+
+WIDTH = 8  # arrays per sum_squares call: one compiled signature per dtype, padded with EMPTY
+SQUARES_BLOCK = 1 << 14  # elements per partial sum of squares
+LANES = 256  # a block of squares is summed as rows of this many independent lanes
+ROWS = 64  # rows per partial column sum
+# below this many elements a call runs on one thread (same blocks, same bits); a parallel
+# loop costs ~2-5 us to start on spinning threads
+PARALLEL_MIN_ELEMENTS = 1 << 16
+EMPTY = {name: np.zeros(0, name) for name in ("float32", "float64")}  # by dtype name
+for _empty in EMPTY.values():
+    _empty.setflags(write=False)
+
+
+if njit is not None:
+    @njit(cache=True, nogil=True, inline="always")
+    def _block_squares(x, lo, hi):
+        """sum of x[lo:hi]**2 in float64: the block read as rows of LANES elements, each
+        lane's squares summed over the rows (a loop LLVM vectorises without reassociating:
+        the lanes are independent), then the lanes in order."""
+        acc = np.zeros(LANES)
+        rows = (hi - lo) // LANES
+        for r in range(rows):
+            row = x[lo + r * LANES:lo + (r + 1) * LANES]
+            for c in range(LANES):
+                v = np.float64(row[c])
+                acc[c] += v * v
+        tail = lo + rows * LANES
+        for i in range(hi - tail):
+            v = np.float64(x[tail + i])
+            acc[i] += v * v
+        total = 0.0
+        for c in range(LANES):
+            total += acc[c]
+        return total
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _squares_of_block(arrays, starts, b):
+        """The partial sum of global block b (starts: the first global block of each array)."""
+        k = 0
+        while starts[k + 1] <= b:
+            k += 1
+        x = arrays[k]
+        lo = (b - starts[k]) * SQUARES_BLOCK
+        return _block_squares(x, lo, min(x.size, lo + SQUARES_BLOCK))
+
+    def _sum_squares(arrays):
+        starts = np.zeros(WIDTH + 1, np.int64)
+        elements = 0
+        for k in range(WIDTH):
+            n = arrays[k].size
+            starts[k + 1] = starts[k] + (n + SQUARES_BLOCK - 1) // SQUARES_BLOCK
+            elements += n
+        blocks = starts[WIDTH]
+        partial = np.empty(blocks)
+        if elements >= PARALLEL_MIN_ELEMENTS:
+            for b in prange(blocks):
+                partial[b] = _squares_of_block(arrays, starts, b)
+        else:
+            for b in range(blocks):
+                partial[b] = _squares_of_block(arrays, starts, b)
+        total = 0.0
+        for b in range(blocks):
+            total += partial[b]
+        return total
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _block_columns(x, r0, r1, partial):
+        """partial[:] = the sum of rows r0..r1-1 of x, in row order (the loop over the
+        columns vectorises: each column is its own sum)."""
+        n = x.shape[1]
+        acc = np.zeros(n, partial.dtype)
+        for r in range(r0, r1):
+            row = x[r]
+            for c in range(n):
+                acc[c] += row[c]
+        for c in range(n):
+            partial[c] = acc[c]
+
+    def _column_sums(x, out):
+        m, n = x.shape
+        blocks = max(1, (m + ROWS - 1) // ROWS)
+        partial = np.zeros((blocks, n), out.dtype)
+        if m * n >= PARALLEL_MIN_ELEMENTS:
+            for b in prange(blocks):
+                _block_columns(x, b * ROWS, min(m, (b + 1) * ROWS), partial[b])
+        else:
+            for b in range(blocks):
+                _block_columns(x, b * ROWS, min(m, (b + 1) * ROWS), partial[b])
+        for c in range(n):
+            out[c] = partial[0, c]
+        for b in range(1, blocks):
+            for c in range(n):
+                out[c] += partial[b, c]
+        return 0
+
+    def _compiled(fn, signatures):
+        """njit(signatures) with runtime.jit's guard on the disk cache (as runtime.gemm)."""
+        from .jit import _guard_cache
+        dispatcher = njit(parallel=True, nogil=True, cache=True, error_model="numpy")(fn)
+        _guard_cache(dispatcher)
+        for signature in signatures:
+            dispatcher.compile(signature)
+        dispatcher.disable_compile()
+        return dispatcher
+
+    _FLOATS = (types.float32, types.float64)
+    # operands typed read-only: writeable arrays convert to that (plan constants are read-only)
+    sum_squares = _compiled(_sum_squares, [
+        types.float64(types.UniTuple(types.Array(t, 1, "C", readonly=True), WIDTH))
+        for t in _FLOATS])
+    # x C-contiguous (the caller makes it so): with any layout, LLVM did not vectorise the
+    # loop over a row, 4x slower than numpy's sgemv with a ones vector
+    column_sums = _compiled(_column_sums, [
+        types.int64(types.Array(t, 2, "C", readonly=True), types.Array(t, 1, "A"))
+        for t in _FLOATS])
+
