@@ -333,22 +333,6 @@ def jit_matmul_add(node, args, dst):
 
 
 # ---- runtime.reductions' kernels --------------------------------------------------------------
-def is_column_sum(node) -> bool:
-    """A sum over the leading axes of a float array (a dense layer's bias gradient), not over
-    all of them: the column sums of the operand seen as (rows, columns)."""
-    x = node.inputs[0]
-    axes = node.attrs["axes"]
-    return (x.dtype == node.dtype and 0 < len(axes) < x.ndim
-            and axes == tuple(range(len(axes))) and x.size > 0)
-
-
-def jit_column_sums(node, args, dst):
-    x = node.inputs[0]
-    cols = node.size
-    return [f"_reductions.column_sums(np.ascontiguousarray({args[0]}.reshape(-1, {cols})), "
-            f"{_flat(dst)})"]
-
-
 def jit_sum_squares(node, args, dst):
     """One runtime.reductions.sum_squares call per WIDTH operands (flattened, padded with an
     empty array), their float64 results added in order and rounded once into dst."""

@@ -120,9 +120,7 @@ _RECORDS = [
     # written by the fuse stage for add(matmul(a, b), bias) (runtime/fusion.py)
     Lowering("matmul_add", emit=E.matmul_add, jit_emit=E.jit_matmul_add, jit_kernel="gemm",
              mpi_progress=True),
-    # a sum over leading axes (a bias gradient) with numba: runtime.reductions.column_sums
-    Lowering("sum", emit=E.reduce("np.add"), jit_emit=E.jit_column_sums,
-             jit_kernel="reductions", jit_supports=E.is_column_sum),
+    Lowering("sum", emit=E.reduce("np.add")),
     # written by graphc.optim.global_norm; runtime.reductions.sum_squares with numba
     Lowering("sum_squares", jit_emit=E.jit_sum_squares, jit_kernel="reductions",
              jit_supports=lambda node: True,

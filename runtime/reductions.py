@@ -1,20 +1,22 @@
-"""Reduction kernels on numba's threads: sums of squares over many arrays (the global gradient
-norm) and column sums (bias gradients).
+"""Reduction kernels on numba's threads: the sum of squares over many arrays (the global
+gradient norm).
 
-Both cut their input into blocks of a fixed size, sum each block in a fixed order (on any
-thread) and add the blocks' partial sums in block order: the bits of a result depend on the
-input only, never on how many threads ran or how loaded the machine was. No fast-math flags:
-the partial sums are kept in independent accumulators written out in the source, so that
-LLVM vectorises them without reassociating anything.
+The input is cut into blocks of a fixed size; each block is summed in a fixed order (on any
+thread) and the blocks' partial sums are added in block order: the bits of a result depend on
+the input only, never on how many threads ran or how loaded the machine was. No fast-math
+flags: a block is summed in independent lanes, which LLVM vectorises without reassociating
+anything.
 
 - `sum_squares(arrays)`: the sum of x*x over the elements of up to `WIDTH` flat arrays,
   accumulated in float64 (a float32 square is exact in float64), returned as a float. The
   global norm used to be, per parameter, a g*g kernel, a sum kernel and a scalar add
   (~150 kernels for the small GPT's 52 parameters); the plan now calls this once per
   `WIDTH` parameters (runtime.emitters.jit_sum_squares).
-- `column_sums(x, out)`: out[c] = sum over the rows of x[r, c] (a dense layer's bias
-  gradient: the sum of dY over the batch and time axes), in the dtype of x, blocks of
-  `ROWS` rows.
+
+Bias gradients (column sums of dY) stay numpy's sgemv with a ones vector
+(runtime.emitters.reduce): a numba column-sum kernel in the same fixed-block form measured
+1.1-1.3x slower on one thread ((2048, 512) float32: 92-107 us vs 84-133 us, min of 300, load
+3-5), and its two-thread speed could not be measured on the loaded machine.
 
 Compiled for float32 and float64 when this module is imported (or loaded from numba's disk
 cache), as runtime.gemm's kernels are: runtime.jit.warm("reductions") imports it.
@@ -31,7 +33,6 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps nump
 WIDTH = 8  # arrays per sum_squares call: one compiled signature per dtype, padded with EMPTY
 SQUARES_BLOCK = 1 << 14  # elements per partial sum of squares
 LANES = 256  # a block of squares is summed as rows of this many independent lanes
-ROWS = 64  # rows per partial column sum
 # below this many elements a call runs on one thread (same blocks, same bits); a parallel
 # loop costs ~2-5 us to start on spinning threads
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -92,36 +93,6 @@ if njit is not None:
             total += partial[b]
         return total
 
-    @njit(cache=True, nogil=True, inline="always")
-    def _block_columns(x, r0, r1, partial):
-        """partial[:] = the sum of rows r0..r1-1 of x, in row order (the loop over the
-        columns vectorises: each column is its own sum)."""
-        n = x.shape[1]
-        acc = np.zeros(n, partial.dtype)
-        for r in range(r0, r1):
-            row = x[r]
-            for c in range(n):
-                acc[c] += row[c]
-        for c in range(n):
-            partial[c] = acc[c]
-
-    def _column_sums(x, out):
-        m, n = x.shape
-        blocks = max(1, (m + ROWS - 1) // ROWS)
-        partial = np.zeros((blocks, n), out.dtype)
-        if m * n >= PARALLEL_MIN_ELEMENTS:
-            for b in prange(blocks):
-                _block_columns(x, b * ROWS, min(m, (b + 1) * ROWS), partial[b])
-        else:
-            for b in range(blocks):
-                _block_columns(x, b * ROWS, min(m, (b + 1) * ROWS), partial[b])
-        for c in range(n):
-            out[c] = partial[0, c]
-        for b in range(1, blocks):
-            for c in range(n):
-                out[c] += partial[b, c]
-        return 0
-
     def _compiled(fn, signatures):
         """njit(signatures) with runtime.jit's guard on the disk cache (as runtime.gemm)."""
         from .jit import _guard_cache
@@ -137,9 +108,3 @@ if njit is not None:
     sum_squares = _compiled(_sum_squares, [
         types.float64(types.UniTuple(types.Array(t, 1, "C", readonly=True), WIDTH))
         for t in _FLOATS])
-    # x C-contiguous (the caller makes it so): with any layout, LLVM did not vectorise the
-    # loop over a row, 4x slower than numpy's sgemv with a ones vector
-    column_sums = _compiled(_column_sums, [
-        types.int64(types.Array(t, 2, "C", readonly=True), types.Array(t, 1, "A"))
-        for t in _FLOATS])
-

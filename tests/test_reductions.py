@@ -1,7 +1,6 @@
-"""runtime.reductions' kernels (sums of squares, column sums) and the plans that use them: the
-global gradient norm (graphc.optim) and bias gradients, against float64 numpy and the
-interpreter, on odd sizes, non-contiguous operands, float32 and float64; their bits do not
-depend on the number of threads."""
+"""runtime.reductions' sum of squares and the plans that use it (the global gradient norm of
+graphc.optim), against float64 numpy and the interpreter, on odd sizes, non-contiguous
+operands, float32 and float64; its bits do not depend on the number of threads."""
 import numba
 import numpy as np
 import pytest
@@ -54,24 +53,6 @@ def test_sum_squares_kernel_equals_float64_numpy_and_ignores_the_thread_count(dt
     assert R.sum_squares(empty) == 0.0
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("shape", [(1, 1), (1, 37), (37, 1), (63, 9), (65, 17), (129, 200),
-                                   (2048, 384)])
-def test_column_sums_kernel_equals_float64_numpy_and_ignores_the_thread_count(shape, dtype):
-    R = _reductions()
-    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
-    one, two = (np.full(shape[1], np.nan, dtype) for _ in range(2))
-    _with_threads(1, lambda: R.column_sums(x, one))
-    _with_threads(2, lambda: R.column_sums(x, two))
-    np.testing.assert_array_equal(one, two)
-    exact = x.astype(np.float64).sum(0)
-    scale = np.abs(x).astype(np.float64).sum(0)
-    # float32: at most 64 rows per block summed in order, then the blocks in order
-    eps = np.finfo(dtype).eps
-    bound = (64 + shape[0] // 64 + 2) * eps * scale
-    assert np.all(np.abs(one - exact) <= bound)
-
-
 def _clip_graph(shapes, dtype, transposed=()):
     specs = [gc.spec(s, dtype) for s in shapes]
 
@@ -121,8 +102,8 @@ def test_global_norm_of_mixed_dtypes_meets_in_float64():
 
 @pytest.mark.parametrize("dtype, tol", [("float32", 2e-6), ("float64", 1e-13)])
 def test_the_tiny_gpts_clipped_gradients_equal_the_interpreter(dtype, tol):
-    """The whole GPT gradient and its global-norm clipping in one compiled plan (bias
-    gradients by column_sums, the norm by sum_squares) against the interpreter."""
+    """The whole GPT gradient and its global-norm clipping in one compiled plan against the
+    interpreter."""
     cfg = GPTConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=24, block_size=9, batch_size=3,
                     dtype=dtype)
     model = GPT(cfg, seed=5)
@@ -139,7 +120,6 @@ def test_the_tiny_gpts_clipped_gradients_equal_the_interpreter(dtype, tol):
     graph = gc.trace(step, params, idx, tgt)
     plan = compile_graph(graph, jit=True)
     assert "_reductions.sum_squares(" in plan.source
-    assert "_reductions.column_sums(" in plan.source
     leaves = gc.tracing.flatten((params, idx, tgt))[0]
     want = run(graph, *leaves)
     got = plan(*leaves)
@@ -147,33 +127,6 @@ def test_the_tiny_gpts_clipped_gradients_equal_the_interpreter(dtype, tol):
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol * np.max(np.abs(w)))
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("shape, axes, keepdims", [
-    ((4, 6, 37), (0, 1), False), ((1, 1, 5), (0, 1), True), ((9, 1), (0,), False),
-    ((70, 3, 2), (0,), False), ((2, 3, 4, 5), (0, 1, 2), True)])
-def test_sums_over_leading_axes_use_column_sums_and_equal_the_interpreter(shape, axes,
-                                                                          keepdims, dtype):
-    graph = gc.trace(lambda x, y: gc.sum(x * y, axes, keepdims) + gc.sum(x.T.T, axes),
-                     gc.spec(shape, dtype), gc.spec(shape, dtype))
-    plan = compile_graph(graph, jit=True)
-    assert plan.source.count("_reductions.column_sums(") == 2
-    rng = np.random.default_rng(len(shape))
-    x, y = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
-    tol = 1e-5 if dtype == "float32" else 1e-12
-    np.testing.assert_allclose(plan(x, y)[0], run(graph, x, y)[0], rtol=tol, atol=tol)
-
-
-def test_a_transposed_operand_is_summed_over_its_leading_axis():
-    """x.T is a non-contiguous view: the plan makes it contiguous before the kernel."""
-    graph = gc.trace(lambda x: gc.sum(gc.transpose(x, (1, 0)), 0), gc.spec((5, 300)))
-    plan = compile_graph(graph, jit=True)
-    assert "_reductions.column_sums(" in plan.source
-    x = np.random.default_rng(7).standard_normal((5, 300)).astype(np.float32)
-    exact = x.astype(np.float64).sum(1)
-    bound = 10 * np.finfo(np.float32).eps * np.abs(x).astype(np.float64).sum(1)
-    assert np.all(np.abs(plan(x)[0] - exact) <= bound)
 
 
 def test_sum_squares_has_the_gradient_2x_and_one_dtype():
