@@ -117,9 +117,10 @@ _RECORDS = [
              jit_emit=E.jit_gelu_grad, jit_kernel="gelu_tanh_grad_rows", supports=_tanh_form),
     Lowering("matmul", emit=E.matmul, jit_emit=E.jit_matmul, jit_kernel="gemm",
              mpi_progress=True),
-    # written by the fuse stage for add(matmul(a, b), bias) (runtime/fusion.py)
-    Lowering("matmul_add", emit=E.matmul_add, jit_emit=E.jit_matmul_add, jit_kernel="gemm",
-             mpi_progress=True),
+    # written by the fuse stage for add(matmul(a, b), bias) and for a residual added to a
+    # product (runtime/fusion.py); the result may take over a full-shape last addend's buffer
+    Lowering("matmul_add", emit=E.matmul_add, inplace_operand=-1, jit_emit=E.jit_matmul_add,
+             jit_kernel="gemm", mpi_progress=True),
     Lowering("sum", emit=E.reduce("np.add")),
     # written by graphc.optim.global_norm; runtime.reductions.sum_squares with numba
     Lowering("sum_squares", jit_emit=E.jit_sum_squares, jit_kernel="reductions",
