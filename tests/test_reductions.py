@@ -15,8 +15,8 @@ from runtime.interpreter import run
 
 pytestmark = pytest.mark.skipif(not jit.enabled(), reason="GRAPHC_JIT=0 or numba missing")
 
-# sizes around the kernels' lanes (256), blocks (16384) and the parallel threshold (65536)
-SIZES = [0, 1, 7, 255, 256, 257, 16383, 16385, 70001]
+# sizes around the kernel's lanes (256), blocks (16384) and its parallel threshold (2M)
+SIZES = [0, 1, 7, 255, 256, 257, 16383, 16385 + (1 << 21)]
 
 
 def _reductions():
