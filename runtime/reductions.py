@@ -34,10 +34,10 @@ WIDTH = 8  # arrays per sum_squares call: one compiled signature per dtype, padd
 SQUARES_BLOCK = 1 << 14  # elements per partial sum of squares
 LANES = 256  # a block of squares is summed as rows of this many independent lanes
 # below this many elements a call runs on one thread (same blocks, same bits). One thread
-# sums ~4-6 float32 values per ns here (the small GPT's 810k gradient values: 190 us in 7
-# calls, 164 us with two threads on a quiet moment), while a parallel loop whose partner
-# thread is descheduled waits for it: in the tiny GPT's profile at load 6.5 the parallel form
-# averaged milliseconds per call. Only models far larger than the small GPT go parallel.
+# sums the small GPT's 810k gradient values in 173-179 us (7 calls, min of 400, load 5),
+# while a parallel loop whose partner thread is descheduled waits for it (milliseconds per
+# call in the tiny GPT's profile at load 6.5). Only models far larger than the small GPT go
+# parallel.
 PARALLEL_MIN_ELEMENTS = 1 << 21
 EMPTY = {name: np.zeros(0, name) for name in ("float32", "float64")}  # by dtype name
 for _empty in EMPTY.values():
