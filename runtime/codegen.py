@@ -93,6 +93,9 @@ class Plan:
             jit_kernels.warm(kernel, dtype)
         if rendered.uses_gemm:
             self._bind_gemm(env)
+        if any(kernel == "reductions" for kernel, _ in rendered.fixed_kernels):
+            from . import reductions
+            env["_reductions"] = reductions
         for name, node, source, spec in rendered.fused:
             fn = jit_kernels.load_generated(source)
             cached = tiering.compiled(source, spec)

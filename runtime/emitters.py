@@ -153,7 +153,14 @@ def matmul(node, args, dst):
 
 
 def matmul_add(node, args, dst):
-    return [f"np.matmul({args[0]}, {args[1]}, out={dst})", f"np.add({dst}, {args[2]}, out={dst})"]
+    a, b, *addends = args
+    if node.inputs[-1].shape != node.shape:
+        return [f"np.matmul({a}, {b}, out={dst})",
+                *(f"np.add({dst}, {c}, out={dst})" for c in addends)]
+    # dst may be the full-shape last addend's own buffer: the product (and bias) go to a
+    # temporary first
+    return [f"_p = np.matmul({a}, {b})", *(f"np.add(_p, {c}, out=_p)" for c in addends[:-1]),
+            f"np.add(_p, {addends[-1]}, out={dst})"]
 
 
 def reduce(ufunc):
@@ -332,14 +339,34 @@ def jit_matmul(node, args, dst):
 
 
 def jit_matmul_add(node, args, dst):
-    """runtime.gemm's product onto the bias row (beta = 1); np.matmul then the add where
-    BLAS cannot read the layout in place."""
+    """runtime.gemm's product onto the bias row or onto the residual (beta = 1); np.matmul
+    then the adds where BLAS cannot read the layout in place."""
     a = node.inputs[0]
     fn = "_sgemm" if node.dtype == np.float32 else "_dgemm"
     a2d, dst2d = (args[0], dst) if a.ndim == 2 else (_rows(args[0], a.shape[-1]),
                                                       _rows(dst, node.shape[-1]))
-    call = f"_gemm.matmul2d_add({fn}, _threads, {a2d}, {args[1]}, {args[2]}, {dst2d})"
+    if node.inputs[-1].shape == node.shape:  # onto a residual (runtime.gemm.matmul2d_acc)
+        row = args[2] if len(args) == 4 else f"_gemm.NO_ROW[{node.dtype.name!r}]"
+        full = args[-1] if a.ndim == 2 else _rows(args[-1], node.shape[-1])
+        call = f"_gemm.matmul2d_acc({fn}, _threads, {a2d}, {args[1]}, {row}, {full}, {dst2d})"
+    else:
+        call = f"_gemm.matmul2d_add({fn}, _threads, {a2d}, {args[1]}, {args[2]}, {dst2d})"
     return [f"if {call}:", *(f"    {line}" for line in matmul_add(node, args, dst))]
+
+
+
+# ---- runtime.reductions' kernels --------------------------------------------------------------
+def jit_sum_squares(node, args, dst):
+    """One runtime.reductions.sum_squares call per WIDTH operands (flattened, padded with an
+    empty array), their float64 results added in order and rounded once into dst."""
+    from .reductions import WIDTH  # (loads its kernels: the plan calls them anyway)
+    empty = f"_reductions.EMPTY[{node.dtype.name!r}]"
+    calls = []
+    for k in range(0, len(args), WIDTH):
+        chunk = [f"np.ravel({a})" for a in args[k:k + WIDTH]]
+        chunk += [empty] * (WIDTH - len(chunk))
+        calls.append(f"_reductions.sum_squares(({', '.join(chunk)}))")
+    return [f"{dst}[()] = " + " + ".join(calls)]
 
 
 # ---- views: source for a view of operand x (no computation, no buffer of its own) ----------

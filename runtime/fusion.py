@@ -33,6 +33,7 @@ import numpy as np
 from ir.graph import Graph
 from ir.ops.cluster import format_program, operand_kind, parse_program
 from ir.rewrite import merge_locs, rebuild
+from ir.types import TensorType
 
 from .op_lowering import has_fused_expression, lowering_of
 
@@ -154,11 +155,71 @@ def fold_bias_into_products(graph: Graph) -> Graph:
     return rebuild(graph, visit, keep=keep, mapping=mapping)[0]
 
 
+def products_with_residual(graph: Graph) -> dict:
+    """{add: (product, reshape or None, r)} for `add(p, r)` (either order), where p is a
+    matmul or a matmul_add with one addend (through one reshape that keeps the last axis), b a
+    matrix, r a value of the add's own shape and dtype, and the product read by nothing else:
+    a layer's output added to a residual stream."""
+    users = graph.users()
+    outputs = set(graph.outputs)
+    found = {}
+    for n in graph.nodes:
+        if n.op != "add" or n.dtype not in _DTYPES[:2]:
+            continue
+        for p, r in (n.inputs, n.inputs[::-1]):
+            reshape = p if p.op == "reshape" else None
+            m = p.inputs[0] if reshape is not None else p
+            if (m.op not in ("matmul", "matmul_add") or len(m.inputs) > 3
+                    or r.shape != n.shape or r.dtype != n.dtype or p.shape != n.shape
+                    or m.shape[-1] != n.shape[-1] or m.inputs[1].ndim != 2
+                    or m.inputs[0].dtype != n.dtype or m is r):
+                continue
+            chain = [m] if reshape is None else [m, reshape]
+            if any(c in outputs or len(users[c]) != 1 for c in chain):
+                continue
+            found[n] = (m, reshape, r)
+            break
+    return found
+
+
+def fold_residuals_into_products(graph: Graph) -> Graph:
+    """Each `add(p, r)` of products_with_residual becomes `matmul_add(a, b, [bias,] r)`, with r
+    reshaped to the product's shape (a view): runtime.gemm starts each block from r (and the
+    bias) and adds the product onto it (beta = 1), in r's own buffer when r dies there
+    (runtime/memory.py: matmul_add may write over its last operand), so no kernel of its own
+    adds the residual."""
+    found = products_with_residual(graph)
+    if not found:
+        return graph
+    dropped = {c for m, reshape, _ in found.values() for c in (m, reshape) if c is not None}
+    mapping = {}
+
+    def visit(node, inputs, new):
+        if node not in found:
+            return None
+        m, reshape, r = found[node]
+        locs = merge_locs(m.locs, node.locs)
+        addend = mapping[r]
+        if reshape is not None:
+            addend = new.add_node("reshape", [addend], {"shape": tuple(m.shape)},
+                                  TensorType(m.shape, m.dtype), locs, node.scope)
+        operands = [mapping[i] for i in m.inputs] + [addend]
+        product = new.add_node("matmul_add", operands, {}, m.type, locs, node.scope)
+        if reshape is None:
+            return product
+        return new.add_node("reshape", [product], dict(reshape.attrs), node.type, locs,
+                            node.scope)
+
+    keep = {n for n in graph.nodes if n not in dropped}
+    return rebuild(graph, visit, keep=keep, mapping=mapping)[0]
+
+
 def fuse(graph: Graph) -> Graph:
     """The graph with each dense layer's bias folded into its product
-    (fold_bias_into_products), then each cluster replaced by one `fused` node (inputs keep
-    their order)."""
-    graph = fold_bias_into_products(graph)
+    (fold_bias_into_products) and a residual added to a product folded into it
+    (fold_residuals_into_products), then each cluster replaced by one `fused` node (inputs
+    keep their order)."""
+    graph = fold_residuals_into_products(fold_bias_into_products(graph))
     found = clusters(graph)
     if not found:
         return graph

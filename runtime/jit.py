@@ -530,7 +530,8 @@ def _example_arguments(kernel: str, dtype) -> tuple:
 FIXED_KERNELS = ("gelu_tanh_rows", "gelu_tanh_grad_rows", "softmax", "log_softmax",
                  "softmax_grad", "softmax_grad_scaled", "layer_norm", "layer_norm_grad",
                  "layer_norm_wgrad", "scatter_add_rows", "take_rows", "one_hot_rows",
-                 "gemm")  # runtime.gemm's matmul kernels
+                 "gemm",  # runtime.gemm's matmul kernels
+                 "reductions")  # runtime.reductions' sums
 _WARM = set()
 
 
@@ -551,6 +552,8 @@ def warm(kernel: str, dtype) -> None:
         _WARM.add((kernel, dtype))
         if kernel == "gemm":
             from . import gemm  # noqa: F401  compiles both dtypes' GEMM kernels on import
+        elif kernel == "reductions":
+            from . import reductions  # noqa: F401  (the same)
         else:
             globals()[kernel](*_example_arguments(kernel, dtype))
 

@@ -262,12 +262,25 @@ def _writable_operands(n):
 def _inplace_operand(n, idx, last_use, root, storage, escaping):
     roots = [root[i] for i in n.inputs]
     for i in _writable_operands(n):
-        s = storage.get(i)
-        if (s is not None and s.kind == "pool" and root[i] is i and i not in escaping
-                and last_use[i] == idx and i.shape == n.shape and i.dtype == n.dtype
-                and sum(r is i for r in roots) == 1):
-            return i
+        r = _reshaped_root(n, i, root)
+        s = storage.get(r)
+        if (s is not None and s.kind == "pool" and root[i] is r and r not in escaping
+                and last_use[r] == idx and i.shape == n.shape and r.dtype == n.dtype
+                and r.size == n.size and sum(x is r for x in roots) == 1):
+            return r
     return None
+
+
+def _reshaped_root(n, i, root):
+    """The operand itself, or for an op that names its in-place operand (matmul_add's
+    residual), the root of a chain of reshapes ending at it: a reshape of a pool buffer
+    holds the same elements in the same order, so the result may take over that buffer."""
+    if inplace_operand(n) is None:
+        return i
+    x = i
+    while x.op == "reshape" and x is not root[x]:
+        x = x.inputs[0]
+    return x
 
 
 def _take_donor(n, idx, donors, last_use, root):

@@ -48,6 +48,9 @@ class Lowering:
     jit_emit: Callable | None = None  # numba kernel call (runtime.jit, runtime.gemm)
     jit_kernel: str | None = None  # the runtime.jit kernel jit_emit calls (warmed at build)
     jit_dtypes: tuple = ("float32", "float64")  # the result dtypes jit_emit handles
+    # the nodes jit_emit handles, where that is its own rule (others use `emit`); reductions
+    # to a single value are among them, which the general rule (jit_emitter) excludes
+    jit_supports: Callable | None = None
     # how a two-way split cuts it: "elementwise" (any axis 0), "rows" (reduces the last axis;
     # needs 2-D), "axis" (reduces attrs["axis"]; not when that is axis 0), None: not split
     split: str | None = None
@@ -115,10 +118,16 @@ _RECORDS = [
              jit_emit=E.jit_gelu_grad, jit_kernel="gelu_tanh_grad_rows", supports=_tanh_form),
     Lowering("matmul", emit=E.matmul, jit_emit=E.jit_matmul, jit_kernel="gemm",
              mpi_progress=True),
-    # written by the fuse stage for add(matmul(a, b), bias) (runtime/fusion.py)
-    Lowering("matmul_add", emit=E.matmul_add, jit_emit=E.jit_matmul_add, jit_kernel="gemm",
-             mpi_progress=True),
+    # written by the fuse stage for add(matmul(a, b), bias) and for a residual added to a
+    # product (runtime/fusion.py); the result may take over a full-shape last addend's buffer
+    Lowering("matmul_add", emit=E.matmul_add, inplace_operand=-1, jit_emit=E.jit_matmul_add,
+             jit_kernel="gemm", mpi_progress=True),
     Lowering("sum", emit=E.reduce("np.add")),
+    # written by graphc.optim.global_norm; runtime.reductions.sum_squares with numba
+    Lowering("sum_squares", jit_emit=E.jit_sum_squares, jit_kernel="reductions",
+             jit_supports=lambda node: True,
+             reason="without numba: a float64 dot per operand, then one value (its library "
+                    "implementation allocates only that scalar and the float64 copies)"),
     Lowering("max", emit=E.reduce("np.maximum")),
     # a softmax over the last axis may end a fused cluster (runtime/fusion.py)
     Lowering("softmax", emit=E.softmax, split="axis", program_attrs=("axis",),
@@ -234,6 +243,9 @@ def jit_emitter(node):
     record = lowering_of(node.op)
     if computes_on_half(node):
         return None
+    if record.jit_supports is not None:
+        return record.jit_emit if (node.dtype in record.jit_dtypes
+                                   and record.jit_supports(node)) else None
     if record.jit_emit is None or node.dtype not in record.jit_dtypes or node.ndim == 0:
         return None
     if not record.handles(node):

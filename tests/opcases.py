@@ -292,6 +292,12 @@ CASES = [
          [f64(2, 3, 4), f64(4, 5), f64(5)], lambda a, b, c: a @ b + c),
     Case("matmul_add_full", lambda a, b, c: apply("matmul_add", a, b, c),
          [f64(3, 4), f64(4, 5), f64(3, 5)], lambda a, b, c: a @ b + c),
+    # ... and for a residual added to a dense layer's output: a @ b + bias + r
+    Case("matmul_add_bias_residual", lambda a, b, c, d: apply("matmul_add", a, b, c, d),
+         [f64(2, 3, 4), f64(4, 5), f64(5), f64(2, 3, 5)], lambda a, b, c, d: a @ b + c + d),
+    # graphc.optim.global_norm's sum of squares over several arrays
+    Case("sum_squares", lambda a, b, c: apply("sum_squares", a, b, c),
+         [f64(3, 4), f64(5), f64()], lambda a, b, c: np.sum(a * a) + np.sum(b * b) + c * c),
     Case("einsum", lambda a, b: gc.einsum("bij,jk->bik", a, b), [f64(2, 3, 4), f64(4, 5)],
          lambda a, b: np.einsum("bij,jk->bik", a, b)),
     Case("einsum_sum_out", lambda a, b: gc.einsum("ij,kl->ik", a, b), [f64(2, 3), f64(4, 5)],

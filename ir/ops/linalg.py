@@ -117,36 +117,44 @@ def _einsum(*xs, spec):
     return np.einsum(spec, *xs, optimize=len(xs) > 2)
 
 
-# ---- a @ b + c: a dense layer's product and bias in one op ------------------------------------
+# ---- a @ b + c (+ d): a dense layer's product, bias and residual in one op ----------------------
 def _matmul_add_infer(types):
-    a, b, c = types
+    check(len(types) in (3, 4), f"matmul_add takes a, b and one or two addends, got "
+                                f"{len(types)} operands")
+    a, b, *addends = types
     product = _matmul_infer([a, b])
-    check(c.dtype == product.dtype, f"the addend must be {product.dtype}, got {c.dtype}")
-    check(broadcast_shapes(c.shape, product.shape) == product.shape,
-          f"the addend {c.shape} does not broadcast to the product {product.shape}")
+    for c in addends:
+        check(c.dtype == product.dtype, f"the addend must be {product.dtype}, got {c.dtype}")
+        check(broadcast_shapes(c.shape, product.shape) == product.shape,
+              f"the addend {c.shape} does not broadcast to the product {product.shape}")
     return product
 
 
 def _vjp_matmul_add(ctx, g):
-    a, b, c = ctx.inputs
+    a, b, *addends = ctx.inputs
     ga = F.unbroadcast(F.matmul(g, F.swapaxes(b, -1, -2)), a.shape) if ctx.needs[0] else None
     gb = F.unbroadcast(F.matmul(F.swapaxes(a, -1, -2), g), b.shape) if ctx.needs[1] else None
-    gc = F.unbroadcast(g, c.shape) if ctx.needs[2] else None
-    return [ga, gb, gc]
+    return [ga, gb] + [F.unbroadcast(g, c.shape) if need else None
+                       for c, need in zip(addends, ctx.needs[2:])]
 
 
-def matmul_add(a, b, c):
-    """a @ b + c, with c broadcast to the product (a bias). The compiled runtime's fusion
-    stage writes `add(matmul(a, b), bias)` this way, so that the GEMM adds the product onto
-    the bias it is given (runtime.gemm, beta = 1) instead of a second pass adding the bias;
-    the sum is rounded once either way."""
+def matmul_add(a, b, c, d=None):
+    """a @ b + c (+ d), each addend broadcast to the product, added in that order. The compiled
+    runtime's fusion stage writes `add(matmul(a, b), bias)` this way, so that the GEMM adds the
+    product onto the bias it is given (runtime.gemm, beta = 1) instead of a second pass adding
+    the bias, and `add(that, r)` with a full-shape r (a residual stream) as matmul_add(a, b,
+    bias, r) or matmul_add(a, b, r): the GEMM adds the product onto r (in r's own buffer when
+    r dies there)."""
     out = np.matmul(a, b)
     out += c
+    if d is not None:
+        out += d
     return out
 
 
-defop("matmul_add", _matmul_add_infer, vjp=_vjp_matmul_add, arity=3,
-      flops=lambda types, out, **_: _matmul_flops(types, out) + out.size)(matmul_add)
+defop("matmul_add", _matmul_add_infer, vjp=_vjp_matmul_add,
+      flops=lambda types, out, **_: _matmul_flops(types, out) + out.size * (len(types) - 2)
+      )(matmul_add)
 
 
 # ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
@@ -171,14 +179,14 @@ def _register_batching():
 
     @defbatch("matmul_add")
     def _matmul_add_rule(args, batched, size):
-        # the batched product, then the addend with its example axes aligned to the product's
-        a, b, c = args
+        # the batched product, then each addend with its example axes aligned to the product's
+        a, b, *addends = args
         product = _matmul_rule([a, b], batched[:2], size) if batched[0] or batched[1] \
             else F.matmul(a, b)
-        if not batched[2]:
-            return product + c
         example_rank = F._ndim(product) - (1 if batched[0] or batched[1] else 0)
-        return product + with_rank(c, example_rank)
+        for c, is_batched in zip(addends, batched[2:]):
+            product = product + (with_rank(c, example_rank) if is_batched else c)
+        return product
 
 
 _register_batching()

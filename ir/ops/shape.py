@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import Dim, TensorType, holds_when_bound
+from ..types import Dim, TensorType, holds_when_bound, is_float
 from . import api as F
 from .registry import TypeRuleError, check, defop
 
@@ -63,6 +63,35 @@ def _max_infer(types, axes, keepdims):
        flops=lambda types, out, **_: types[0].size)
 def _max(x, axes, keepdims):
     return np.max(x, axis=axes, keepdims=keepdims)
+
+
+
+# ---- the sum of squares of several arrays (a global gradient norm) ---------------------------
+def _sum_squares_infer(types):
+    check(len(types) >= 1, "sum_squares needs at least one operand")
+    dtypes = {t.dtype for t in types}
+    check(len(dtypes) == 1, f"operands must have one dtype, got {sorted(map(str, dtypes))}")
+    check(is_float(types[0].dtype), f"sum_squares of {types[0].dtype} values")
+    return TensorType((), types[0].dtype)
+
+
+def _vjp_sum_squares(ctx, g):
+    twice = g * 2.0
+    return [x * twice if need else None for x, need in zip(ctx.inputs, ctx.needs)]
+
+
+@defop("sum_squares", _sum_squares_infer, vjp=_vjp_sum_squares,
+       flops=lambda types, out, **_: 2.0 * sum(t.size for t in types))
+def _sum_squares(*xs):
+    """The sum of x*x over every element of every operand, accumulated in float64 (squares
+    of float32 values are exact there) and rounded once to the operands' dtype: one value
+    for a global gradient norm (graphc.optim.global_norm) instead of a product, a sum and
+    an add per array. The compiled runtime sums in another fixed order (runtime.reductions)."""
+    total = 0.0
+    for x in xs:
+        v = np.ravel(x).astype(np.float64)
+        total += float(np.dot(v, v))
+    return np.asarray(total, xs[0].dtype)
 
 
 # ---- shape ops ------------------------------------------------------------------------------
@@ -260,6 +289,21 @@ def _register_batching():
 
     for name in ("sum", "max"):
         defbatch(name)(reduction(name))
+
+    @defbatch("sum_squares")
+    def _sum_squares_rule(args, batched, size):
+        # one sum of squares per example: batched operands reduce over their example axes
+        # (in float64, as the op accumulates), unbatched ones once, shared by every example
+        dtype = F._dtype(args[0])
+        total = None
+        for x, b in zip(args, batched):
+            if b:
+                wide = F.cast(x, "float64")
+                part = F.sum(wide * wide, tuple(range(1, F._ndim(x))))
+            else:
+                part = F.cast(apply("sum_squares", x), "float64")
+            total = part if total is None else total + part
+        return F.cast(total, dtype)
 
     @defbatch("reshape")
     def _reshape_rule(args, batched, size, shape):
