@@ -528,17 +528,19 @@ def _example_arguments(kernel: str, dtype) -> tuple:
 
 
 FIXED_KERNELS = ("gelu_tanh_rows", "gelu_tanh_grad_rows", "softmax", "log_softmax",
-                 "softmax_grad", "softmax_grad_scaled", "layer_norm", "layer_norm_grad",
-                 "layer_norm_wgrad", "scatter_add_rows", "take_rows", "one_hot_rows",
+                 "softmax_grad", "layer_norm", "layer_norm_grad", "layer_norm_wgrad",
+                 "scatter_add_rows", "take_rows", "one_hot_rows",
                  "gemm",  # runtime.gemm's matmul kernels
                  "reductions")  # runtime.reductions' sums
+# kernels that compute two nodes at once, chosen by runtime.lowering (not an op's own kernel)
+PAIR_KERNELS = ("softmax_grad_scaled",)
 _WARM = set()
 
 
 def warm_all() -> None:
     """Compile every fixed kernel for float32 and float64 into numba's disk cache (run by
     `make setup`, so that a first training run compiles only its generated kernels)."""
-    for kernel in FIXED_KERNELS:
+    for kernel in FIXED_KERNELS + PAIR_KERNELS:
         for dtype in ("float32", "float64"):
             warm(kernel, dtype)
 

@@ -83,3 +83,14 @@ def test_tiny_gpt_step_is_bit_identical_with_the_scale_folded(dtype, monkeypatch
     assert new.source.count("_jit.softmax_grad_scaled(") == 2  # one per layer
     for a, b in zip(new(*inputs), old(*inputs)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_pair_kernel_is_warmed_with_the_fixed_ones():
+    """make setup (jit.warm_all) compiles it ahead of a first plan, as the ops' own kernels."""
+    graph, _ = _scaled_softmax_grad((4, 7, 13), "float32")
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    kernels = {c.detail for c in plan.lowered.kernels.choice.values() if c.kind == "numba"}
+    assert "softmax_grad_scaled" in kernels and "softmax_grad_scaled" in jit.PAIR_KERNELS
+    for kernel in jit.PAIR_KERNELS:
+        for dtype in ("float32", "float64"):
+            jit.warm(kernel, dtype)
