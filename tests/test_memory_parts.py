@@ -69,7 +69,9 @@ def check_no_live_values_overlap(plan):
             last[r] = max(last.get(r, order[r]), order[n])
     for o in graph.outputs:
         last[mp.root[o]] = len(graph.nodes)
-    owned = [n for n in graph.nodes if mp.storage[n].kind in ("pool", "part")]
+    # a softmax_grad its reader's kernel computes (kernel choice "in-reader") is never written
+    owned = [n for n in graph.nodes if mp.storage[n].kind in ("pool", "part")
+             and plan.lowered.kernels.choice[n].kind != "in-reader"]
     arrays = {n: plan._globals[plan._names[n]] for n in owned}
     live_pairs = 0
     for k, x in enumerate(owned):
