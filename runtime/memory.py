@@ -9,7 +9,9 @@ Every computed value gets a storage:
 - `fresh`: allocated per call, for outputs (they escape to the caller) and for ops without
   an `out=` kernel.
 Views (reshape, transpose, slice, broadcast) share their operand's storage, so a buffer
-lives until the last use of any view of it.
+lives until the last use of any view of it. A fused node with several results has none of
+its own (`results`): each result (its `tuple_get`) gets a storage as above when the node is
+reached, written over the node's operands as an elementwise op's would be.
 """
 from __future__ import annotations
 
@@ -18,13 +20,13 @@ from dataclasses import dataclass, field
 from ir.errors import GraphcError
 from ir.types import format_bytes
 
-from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant, is_view,
-                          scratch_buffers)
+from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant,
+                          is_fused_result, is_view, scratch_buffers)
 
 
 @dataclass
 class Storage:
-    kind: str  # input, constant, view, pool, donated, fresh, fallback
+    kind: str  # input, constant, view, pool, donated, fresh, fallback, results
     buffer: int | None = None  # pool buffer index
     donor: object = None  # the donated input node
     scratch: tuple = ()  # pool buffers the kernel may use as workspace while it runs
@@ -69,9 +71,35 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
     dying_at = {}
     for r, i in last_use.items():
         dying_at.setdefault(i, []).append(r)
+    results_of = {}  # fused node with several results -> its tuple_gets, by index
+    for n in graph.nodes:
+        if is_fused_result(n):
+            results_of.setdefault(n.inputs[0], []).append(n)
+
+    def computed(n, kernel, idx):
+        """Storage of n, written by `kernel` (n itself, or the fused node n is a result of)
+        at position idx: a donated input, in place of a dying operand, or a pool buffer."""
+        if n in escaping:
+            donor = _take_donor(n, kernel, idx, donors, last_use, root)
+            return Storage("donated", donor=donor) if donor is not None else Storage("fresh")
+        inplace = _inplace_operand(n, kernel, idx, last_use, root, storage, escaping)
+        if inplace is not None:
+            last_use[inplace] = -1  # ownership moves on: not released when it dies
+            return Storage("pool", storage[inplace].buffer)
+        key = (n.dtype, n.size)
+        if free.get(key):
+            return Storage("pool", free[key].pop())
+        buffers.append(key)
+        return Storage("pool", len(buffers) - 1)
 
     for idx, n in enumerate(graph.nodes):
-        if n.op == "input":
+        if is_fused_result(n):
+            pass  # given its storage with its fused node's, below
+        elif n in results_of:
+            storage[n] = Storage("results")
+            for r in sorted(results_of[n], key=lambda r: r.attrs["index"]):
+                storage[r] = computed(r, n, idx)
+        elif n.op == "input":
             storage[n] = Storage("input")
             if n.attrs["name"] in donate:
                 donors.setdefault((n.dtype, n.shape), []).append(n)
@@ -81,24 +109,8 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
             storage[n] = Storage("view")
         elif not can_emit(n, jit):
             storage[n] = Storage("fallback")
-        elif n in escaping:
-            donor = _take_donor(n, idx, donors, last_use, root)
-            storage[n] = Storage("donated", donor=donor) if donor is not None \
-                else Storage("fresh")
         else:
-            inplace = _inplace_operand(n, idx, last_use, root, storage, escaping)
-            if inplace is not None:
-                buf = storage[inplace].buffer
-                last_use[inplace] = -1  # ownership moves on: not released when it dies
-                storage[n] = Storage("pool", buf)
-            else:
-                key = (n.dtype, n.size)
-                if free.get(key):
-                    buf = free[key].pop()
-                else:
-                    buf = len(buffers)
-                    buffers.append(key)
-                storage[n] = Storage("pool", buf)
+            storage[n] = computed(n, n, idx)
         n_scratch = scratch_buffers(n, jit)
         if n_scratch and n in storage and storage[n].kind not in ("fallback", "view",
                                                                   "constant"):
@@ -130,9 +142,9 @@ def _writable_operands(n):
     return list(n.inputs) if inplace_safe(n) else []
 
 
-def _inplace_operand(n, idx, last_use, root, storage, escaping):
-    roots = [root[i] for i in n.inputs]
-    for i in _writable_operands(n):
+def _inplace_operand(n, kernel, idx, last_use, root, storage, escaping):
+    roots = [root[i] for i in kernel.inputs]
+    for i in _writable_operands(kernel):
         s = storage.get(i)
         if (s is not None and s.kind == "pool" and root[i] is i and i not in escaping
                 and last_use[i] == idx and i.shape == n.shape and i.dtype == n.dtype
@@ -141,12 +153,12 @@ def _inplace_operand(n, idx, last_use, root, storage, escaping):
     return None
 
 
-def _take_donor(n, idx, donors, last_use, root):
+def _take_donor(n, kernel, idx, donors, last_use, root):
     candidates = donors.get((n.dtype, n.shape), [])
-    roots = [root[i] for i in n.inputs]
+    roots = [root[i] for i in kernel.inputs]
     for d in candidates:
         dead_before = last_use[d] < idx
-        dies_here = (last_use[d] == idx and any(i is d for i in _writable_operands(n))
+        dies_here = (last_use[d] == idx and any(i is d for i in _writable_operands(kernel))
                      and sum(r is d for r in roots) == 1)
         if dead_before or dies_here:
             candidates[:] = [c for c in candidates if c is not d]

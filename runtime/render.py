@@ -19,11 +19,11 @@ from typing import NamedTuple
 from ir.ops.registry import get_op
 from ir.types import SHORT_NAMES
 
-from .fusion import fused_operand_kinds
+from .fusion import fused_operand_kinds, loop_type
 from .jit import argument_spec
 from .kernelgen import kernel_source
 from .lowering import concat_by_copies
-from .op_lowering import emit_numpy, lowering_of, view_expression
+from .op_lowering import emit_numpy, is_fused_result, lowering_of, view_expression
 
 
 class Binding(NamedTuple):
@@ -115,6 +115,12 @@ class _Renderer:
         params = [f"in{i}" for i in range(len(graph.inputs))]
         self.out = Rendered(params, [], [], [], {}, [])
         self.shapes = {}  # plan-owned global (pool view, constant) -> its shape
+        self.results_of = {}  # fused node with several results -> its tuple_gets, by index
+        for n in graph.nodes:
+            if is_fused_result(n):
+                self.results_of.setdefault(n.inputs[0], []).append(n)
+        for results in self.results_of.values():
+            results.sort(key=lambda r: r.attrs["index"])
 
     def bind(self, name, kind, *args, shape=None):
         self.out.bindings[name] = Binding(kind, args)
@@ -140,6 +146,9 @@ class _Renderer:
                 names[n] = names[n.inputs[0]]
                 out.steps.append((n, [], names[n]))
                 continue
+            if choice.kind == "result":  # named and written by its fused node's kernel
+                out.steps.append((n, [], names[n]))
+                continue
             var = f"t{counter}"
             counter += 1
             args = [names[i] for i in n.inputs]
@@ -149,7 +158,7 @@ class _Renderer:
                 # Open MPI has no progress thread: a bucket in flight moves while the plan
                 # calls into MPI, so it does after each long kernel (runtime/collectives.py)
                 lines.append("_collectives.progress()")
-            out.steps.append((n, lines, var))
+            out.steps.append((n, lines, names[n]))  # a tuple of a fused node's results
         out.outputs = [names[o] for o in graph.outputs]
         # outputs that live in plan-owned memory must be copied before they escape
         out.copy_out = [mp.storage[mp.root[o]].kind in ("constant", "pool")
@@ -163,6 +172,8 @@ class _Renderer:
             return [f"{var} = {view_expression(n, args[0])}"]
         if choice.kind == "library":
             return [f"{var} = {self.library_call(n, args, var)}"]
+        if n in self.results_of:
+            return self.fused_call(n, args, var, choice.detail == "parallel")
         lines = self.destination(n, var)
         scratch = []
         for j, b in enumerate(self.mp.storage[n].scratch):
@@ -213,20 +224,34 @@ class _Renderer:
         return [f"_half = _submit({fn}, {hi})", f"{fn}({lo})", "_half.result()"]
 
     def fused_call(self, n, args, var, parallel) -> list:
-        """One call of the cluster's numba kernel on 2-D views (rows, last axis)."""
+        """One call of the cluster's numba kernel on 2-D views (rows, last axis). A node
+        with several results names each one `{var}_{k}` and passes them all."""
         kinds = fused_operand_kinds(n)
-        cols = n.shape[-1]
-        rows = n.size // cols
+        loop = loop_type(n)
+        cols = loop.shape[-1]
+        rows = loop.size // cols
+        results = self.results_of.get(n)
         source = kernel_source(n.attrs["program"], kinds, [i.type for i in n.inputs],
-                               parallel, self.fast_math)
+                               parallel, self.fast_math, n.attrs.get("results"))
         name = f"_fused_{var}"
-        self.out.fused.append(FusedKernel(name, n, source, argument_spec(n, kinds)))
+        spec = argument_spec(n, kinds)
+        if results is not None:  # each result's dtype in place of the node's
+            spec = (tuple(r.dtype.name for r in results),) + spec[1:]
+        self.out.fused.append(FusedKernel(name, n, source, spec))
         shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
-                  "block": n.shape[-2:]}
+                  "block": loop.shape[-2:]}
         operands = [self.reshaped_view(a, i.shape, shapes[k])
                     for a, k, i in zip(args, kinds, n.inputs)]
-        out = self.reshaped_view(var, n.shape, (rows, cols))
-        return [f"{name}({out}, {', '.join(operands)})"]
+        if results is None:
+            out = self.reshaped_view(var, n.shape, (rows, cols))
+            return [f"{name}({out}, {', '.join(operands)})"]
+        lines, outs = [], []
+        for k, r in enumerate(results):
+            self.out.names[r] = f"{var}_{k}"
+            lines += self.destination(r, f"{var}_{k}")
+            outs.append(self.reshaped_view(f"{var}_{k}", r.shape, (rows, cols)))
+        self.out.names[n] = f"({', '.join(self.out.names[r] for r in results)},)"
+        return lines + [f"{name}({', '.join(outs + operands)})"]
 
     def reshaped_view(self, name, shape, target) -> str:
         """Source for array `name` viewed with shape `target`; plan-owned arrays (pool
