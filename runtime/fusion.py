@@ -128,50 +128,36 @@ def merge_clusters(graph: Graph, found) -> list:
     groups = {}  # group id -> set of members
     group_of = {}  # member -> group id
     readers = {}  # full-shaped operand from outside -> ids of groups reading it
+    merged_into = {}  # id of a group merged into a later one -> that one's id
+
+    def current(gid):
+        while gid in merged_into:
+            gid = merged_into[gid]
+        return gid
+
     for gid, (root, members) in enumerate(units):
         members = set(members)
         if root.op != "softmax":
-            linked = {group_of[p] for m in members for p in m.inputs
+            linked = {current(group_of[p]) for m in members for p in m.inputs
                       if p in group_of and p not in members}
-            linked |= {g for m in members for p in m.inputs if p.shape == root.shape
-                       for g in readers.get(p, ())}
+            linked |= {current(g) for m in members for p in m.inputs
+                       if p.shape == root.shape for g in readers.get(p, ())}
             for other in sorted(linked):
                 merged = groups[other] | members
                 if _mergeable(merged, root.shape, order, users, outputs):
                     members = merged
                     del groups[other]
+                    merged_into[other] = gid
         groups[gid] = members
         for m in members:
             group_of[m] = gid
             for p in m.inputs:
                 if p not in members and p.shape == root.shape and root.op != "softmax":
                     readers.setdefault(p, set()).add(gid)
-        for p in list(readers):  # ids of groups merged into this one
-            readers[p] = {gid if g not in groups else g for g in readers[p]}
     kept = [members for members in groups.values()
             if len(members) > 1 or members <= clustered]  # a lone small node stays numpy
-    for members in kept:
-        if len(members) > 1 and not any(m.op == "softmax" for m in members):
-            _grow(members, group_of, users, outputs)
-    return sorted(([n for n in graph.nodes if n in members] for members in kept),
+    return sorted((sorted(members, key=order.__getitem__) for members in kept),
                   key=lambda ms: order[ms[-1]])
-
-
-def _grow(members, owner, users, outputs) -> None:
-    """Add producers that only the merged cluster reads (a clipped gradient that m and v
-    read was a kernel of its own while they were two clusters)."""
-    shape = next(iter(members)).shape
-    grew = True
-    while grew:
-        grew = False
-        for m in list(members):
-            for p in m.inputs:
-                if (p not in members and p not in owner and p not in outputs
-                        and p.op != "softmax" and p.shape == shape and fusible(p)
-                        and all(u in members for u in users[p])):
-                    members.add(p)
-                    owner[p] = owner[m]
-                    grew = True
 
 
 def _mergeable(members, shape, order, users, outputs) -> bool:
