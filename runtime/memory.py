@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ir.errors import GraphcError
+from ir.ops.cluster import parse_program
 from ir.types import format_bytes
 
 from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant,
@@ -156,7 +157,11 @@ def _inplace_operand(n, kernel, idx, last_use, root, storage, escaping):
 def _take_donor(n, kernel, idx, donors, last_use, root):
     candidates = donors.get((n.dtype, n.shape), [])
     roots = [root[i] for i in kernel.inputs]
-    for d in candidates:
+    ordered = candidates
+    if n is not kernel:  # a fused node's result: first the donors its own value reads
+        reads = result_operands(kernel, n.attrs["index"])
+        ordered = sorted(candidates, key=lambda d: not any(i is d for i in reads))  # stable
+    for d in ordered:
         dead_before = last_use[d] < idx
         dies_here = (last_use[d] == idx and any(i is d for i in _writable_operands(kernel))
                      and sum(r is d for r in roots) == 1)
@@ -164,6 +169,21 @@ def _take_donor(n, kernel, idx, donors, last_use, root):
             candidates[:] = [c for c in candidates if c is not d]
             return d
     return None
+
+
+def result_operands(fused, k) -> list:
+    """The operands that result k of a fused node with several results is computed from: an
+    AdamW update's new m reads the old m (and the gradient), not the parameter, so it is
+    written over the old m, each state in place of itself as with one kernel per value."""
+    instructions = parse_program(fused.attrs["program"])
+    reads, todo = set(), [fused.attrs["results"][k]]
+    while todo:
+        for kind, i in instructions[todo.pop()][1]:
+            if kind == "a":
+                reads.add(i)
+            else:
+                todo.append(i)
+    return [fused.inputs[i] for i in sorted(reads)]
 
 
 def _stats(graph, mp: MemoryPlan) -> dict:
