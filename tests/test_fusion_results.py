@@ -11,6 +11,7 @@ from ir.graph import Graph
 from ir.parser import parse
 from ir.printer import format_graph
 from ir.serialize import dumps, loads
+from ir.verify import verify
 from runtime import fusion, jit
 from runtime.codegen import compile_graph
 from runtime.interpreter import run
@@ -178,6 +179,7 @@ def test_a_fused_node_with_results_prints_parses_and_serialises():
     spec = gc.spec((8, 32))
     graph = gc.trace(_adamw, spec, spec, spec, spec)
     fused = fusion.fuse(graph)
+    verify(fused)  # the type rules agree with the types the fuse stage gave
     text = format_graph(fused, max_inline=None)
     assert "results=(" in text and "tuple_get" in text
     args = [np.random.default_rng(4).uniform(0.5, 1.5, (8, 32)).astype(np.float32)
