@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ir.errors import GraphcError
 from ir.ops.cluster import parse_program
-from ir.types import format_bytes
+from ir.types import TupleType, format_bytes
 
 from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant,
                           is_fused_result, is_view, scratch_buffers)
@@ -96,10 +96,22 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
     for idx, n in enumerate(graph.nodes):
         if is_fused_result(n):
             pass  # given its storage with its fused node's, below
-        elif n in results_of:
+        elif n.op == "fused" and isinstance(n.type, TupleType):
             storage[n] = Storage("results")
-            for r in sorted(results_of[n], key=lambda r: r.attrs["index"]):
+            for r in sorted(results_of.get(n, ()), key=lambda r: r.attrs["index"]):
                 storage[r] = computed(r, n, idx)
+            # results nothing reads (IR read back, then pruned) still need somewhere to go
+            read = {r.attrs["index"] for r in results_of.get(n, ())}
+            bufs = []
+            for k, t in enumerate(n.type.elements):
+                if k not in read:
+                    key = (t.dtype, t.size)
+                    bufs.append(free[key].pop() if free.get(key) else len(buffers))
+                    if bufs[-1] == len(buffers):
+                        buffers.append(key)
+            storage[n].scratch = tuple(bufs)
+            for b in bufs:
+                free.setdefault(buffers[b], []).append(b)
         elif n.op == "input":
             storage[n] = Storage("input")
             if n.attrs["name"] in donate:

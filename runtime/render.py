@@ -172,7 +172,7 @@ class _Renderer:
             return [f"{var} = {view_expression(n, args[0])}"]
         if choice.kind == "library":
             return [f"{var} = {self.library_call(n, args, var)}"]
-        if n in self.results_of:
+        if n.op == "fused" and "results" in n.attrs:
             return self.fused_call(n, args, var, choice.detail == "parallel")
         lines = self.destination(n, var)
         scratch = []
@@ -230,13 +230,13 @@ class _Renderer:
         loop = loop_type(n)
         cols = loop.shape[-1]
         rows = loop.size // cols
-        results = self.results_of.get(n)
+        results = self.results_of.get(n, []) if "results" in n.attrs else None
         source = kernel_source(n.attrs["program"], kinds, [i.type for i in n.inputs],
                                parallel, self.fast_math, n.attrs.get("results"))
         name = f"_fused_{var}"
         spec = argument_spec(n, kinds)
         if results is not None:  # each result's dtype in place of the node's
-            spec = (tuple(r.dtype.name for r in results),) + spec[1:]
+            spec = (tuple(t.dtype.name for t in n.type.elements),) + spec[1:]
         self.out.fused.append(FusedKernel(name, n, source, spec))
         shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
                   "block": loop.shape[-2:]}
@@ -246,11 +246,17 @@ class _Renderer:
             out = self.reshaped_view(var, n.shape, (rows, cols))
             return [f"{name}({out}, {', '.join(operands)})"]
         lines, outs = [], []
-        for k, r in enumerate(results):
-            self.out.names[r] = f"{var}_{k}"
-            lines += self.destination(r, f"{var}_{k}")
-            outs.append(self.reshaped_view(f"{var}_{k}", r.shape, (rows, cols)))
-        self.out.names[n] = f"({', '.join(self.out.names[r] for r in results)},)"
+        read = {r.attrs["index"]: r for r in results}
+        unread = iter(self.mp.storage[n].scratch)  # pool buffers for results nothing reads
+        for k, t in enumerate(n.type.elements):
+            if k in read:
+                lines += self.destination(read[k], f"{var}_{k}")
+                self.out.names[read[k]] = f"{var}_{k}"
+            else:
+                self.bind(f"{var}_{k}", "pool", next(unread), t.size, t.shape, None,
+                          shape=t.shape)
+            outs.append(self.reshaped_view(f"{var}_{k}", t.shape, (rows, cols)))
+        self.out.names[n] = f"({', '.join(f'{var}_{k}' for k in range(len(outs)))},)"
         return lines + [f"{name}({', '.join(outs + operands)})"]
 
     def reshaped_view(self, name, shape, target) -> str:

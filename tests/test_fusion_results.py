@@ -299,3 +299,18 @@ def test_tier_zero_and_the_background_compiler_handle_several_results(monkeypatc
         np.testing.assert_array_equal(o, e)
     again = compile_graph(graph, jit=True, donate=donate, background_compile=True)
     assert again.kernels_pending == 0
+
+
+def test_results_nothing_reads_still_get_buffers():
+    """IR read back with a fused node whose second result no tuple_get reads: the kernel
+    writes it into a pool buffer of its own."""
+    text = ("graph g(%0:f32[4,80] a, %1:f32[4,80] b) -> (%3)\n"
+            "  %2:(f32[4,80], f32[4,80]) = fused %0, %1 {program=\"v0 = mul(a0, a1); "
+            "v1 = add(v0, a0); v2 = sub(v1, a1)\", results=(1, 2)}\n"
+            "  %3:f32[4,80] = tuple_get %2 {index=0}\n  return %3\n")
+    graph = parse(text)
+    rng = np.random.default_rng(6)
+    a, b = (rng.standard_normal((4, 80)).astype(np.float32) for _ in range(2))
+    plan = compile_graph(graph, jit=True)
+    assert len(plan.memory_plan.storage[graph.nodes[2]].scratch) == 1
+    np.testing.assert_array_equal(plan(a, b)[0], a * b + a)
