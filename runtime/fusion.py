@@ -13,6 +13,12 @@ repeated over the leading axes (an attention mask) or a single value; anything e
 numpy kernel. A softmax over the last axis may be a cluster's root: its kernel computes the
 producers row by row, then normalises the row (attention's scale, mask and softmax).
 
+Clusters of one shape are then merged into one kernel with several results
+(merge_clusters) when one reads another's values or both read the same full-shaped operand:
+an AdamW update's m, v and parameter kernels read the gradient, m and v once and write all
+three. A merged cluster sits where its last member was; a merge is made only if every value
+it returns is read after that point, so the graph order stays valid without reordering.
+
 `fuse(graph)` replaces each cluster by one node of op `fused` (ir/ops/cluster.py) whose
 `program` attribute lists the member ops as text, with the attributes their lowering records
 name (runtime/op_lowering.py); its numpy evaluation runs the members' own definitions, so the
@@ -33,7 +39,7 @@ import numpy as np
 from ir.graph import Graph
 from ir.ops.cluster import format_program, operand_kind, parse_program
 from ir.rewrite import merge_locs, rebuild
-from ir.types import TensorType
+from ir.types import TensorType, TupleType
 
 from .op_lowering import has_fused_expression, lowering_of
 
@@ -41,6 +47,9 @@ _DTYPES = (np.dtype("float32"), np.dtype("float64"), np.dtype("bool"))
 # A kernel call costs about 0.8 us, a numpy op about 0.4 us (measured): clusters pay off
 # from two ops at any size; the floor keeps tiny values (scalars, test graphs) on numpy.
 FUSE_MIN_ELEMENTS = 64
+# A merged kernel's operands and results together, at most: numba's compile time grows with
+# the arguments (an AdamW update has 4 arrays, ~7 scalars and 3 results)
+MERGED_MAX_ARGUMENTS = 24
 # One large op alone is worth a kernel too (bias and residual adds; measured in whole training
 # steps of the small GPT: 107.3 ms with, 114.8 ms without).
 FUSE_ALONE_MIN_ELEMENTS = 1 << 16
@@ -100,6 +109,70 @@ def clusters(graph: Graph) -> list:
         found.append((root, [n for n in graph.nodes if n in members]))
     found.reverse()
     return found
+
+
+def merge_clusters(graph: Graph, found) -> list:
+    """Member lists (graph order) of `found` (clusters()) after merging clusters of one shape
+    where one reads a value of the other or both read one full-shaped operand, as long as
+    every value read outside the merged cluster is read after its last member (so the
+    merged kernel, placed there, comes before all its readers: no cycle, no reordering)."""
+    order = {n: k for k, n in enumerate(graph.nodes)}
+    users = graph.users()
+    outputs = set(graph.outputs)
+    clustered = {m for _, members in found for m in members}
+    # fusible nodes in no cluster (too small alone) may join one: a product that two
+    # clusters read would otherwise stay a numpy kernel between them
+    single = [(n, [n]) for n in graph.nodes
+              if n not in clustered and n.op != "softmax" and fusible(n)]
+    units = sorted(found + single, key=lambda unit: order[unit[0]])
+    groups = {}  # group id -> set of members
+    group_of = {}  # member -> group id
+    readers = {}  # full-shaped operand from outside -> ids of groups reading it
+    merged_into = {}  # id of a group merged into a later one -> that one's id
+
+    def current(gid):
+        while gid in merged_into:
+            gid = merged_into[gid]
+        return gid
+
+    for gid, (root, members) in enumerate(units):
+        members = set(members)
+        if root.op != "softmax":
+            linked = {current(group_of[p]) for m in members for p in m.inputs
+                      if p in group_of and p not in members}
+            linked |= {current(g) for m in members for p in m.inputs
+                       if p.shape == root.shape for g in readers.get(p, ())}
+            for other in sorted(linked):
+                merged = groups[other] | members
+                if _mergeable(merged, root.shape, order, users, outputs):
+                    members = merged
+                    del groups[other]
+                    merged_into[other] = gid
+        groups[gid] = members
+        for m in members:
+            group_of[m] = gid
+            for p in m.inputs:
+                if p not in members and p.shape == root.shape and root.op != "softmax":
+                    readers.setdefault(p, set()).add(gid)
+    kept = [members for members in groups.values()
+            if len(members) > 1 or members <= clustered]  # a lone small node stays numpy
+    return sorted((sorted(members, key=order.__getitem__) for members in kept),
+                  key=lambda ms: order[ms[-1]])
+
+
+def _mergeable(members, shape, order, users, outputs) -> bool:
+    if any(m.shape != shape or m.op == "softmax" for m in members):
+        return False
+    last = max(order[m] for m in members)
+    results = 0
+    for m in members:
+        outside = [u for u in users[m] if u not in members]
+        if outside or m in outputs or not users[m]:
+            results += 1
+        if any(order[u] < last for u in outside):
+            return False
+    operands = {p for m in members for p in m.inputs if p not in members}
+    return len(operands) + results <= MERGED_MAX_ARGUMENTS
 
 
 def products_with_bias(graph: Graph) -> dict:
@@ -218,29 +291,47 @@ def fuse(graph: Graph) -> Graph:
     """The graph with each dense layer's bias folded into its product
     (fold_bias_into_products) and a residual added to a product folded into it
     (fold_residuals_into_products), then each cluster replaced by one `fused` node (inputs
-    keep their order)."""
+    keep their order) at its last member; a cluster with several results is a fused node
+    read by one `tuple_get` per result."""
     graph = fold_residuals_into_products(fold_bias_into_products(graph))
-    found = clusters(graph)
+    found = merge_clusters(graph, clusters(graph))
     if not found:
         return graph
-    members_of = dict(found)
-    inside = {m for root, members in found for m in members if m is not root}
+    users = graph.users()
+    outputs = set(graph.outputs)
+    members_of = {members[-1]: members for members in found}
+    inside = {m for members in found for m in members[:-1]}
     mapping = {}
 
     def visit(node, inputs, new):
         if node not in members_of:
             return None
-        operands, program = _program(node, members_of[node])
-        return new.add_node("fused", [mapping[o] for o in operands], {"program": program},
-                            node.type, merge_locs(*(m.locs for m in members_of[node])),
-                            node.scope)
+        members = members_of[node]
+        inner = set(members)
+        # values read outside, returned, or read by nothing (so the last member always is)
+        results = [m for m in members if m in outputs or not users[m]
+                   or any(u not in inner for u in users[m])]
+        operands, program, slots = _program(members)
+        locs = merge_locs(*(m.locs for m in members))
+        args = [mapping[o] for o in operands]
+        if len(results) == 1 and results[0] is node:
+            return new.add_node("fused", args, {"program": program}, node.type, locs,
+                                node.scope)
+        attrs = {"program": program, "results": tuple(slots[r] for r in results)}
+        fused = new.add_node("fused", args, attrs, TupleType([r.type for r in results]),
+                             locs, node.scope)
+        for k, r in enumerate(results):
+            mapping[r] = new.add_node("tuple_get", [fused], {"index": k}, r.type, r.locs,
+                                      r.scope)
+        return mapping[node]  # the last member is always a result
 
     keep = [n for n in graph.nodes if n not in inside]
     return rebuild(graph, visit, keep=set(keep), mapping=mapping)[0]
 
 
-def _program(root, members):
-    """Operands from outside (in first-use order) and the program text."""
+def _program(members):
+    """Operands from outside (in first-use order), the program text and each member's
+    instruction number."""
     operands, slot, instructions = [], {}, []  # dicts, not lists: Node's == is symbolic
     for m in members:
         args = []
@@ -252,11 +343,22 @@ def _program(root, members):
         attrs = {k: m.attrs[k] for k in lowering_of(m.op).program_attrs}
         instructions.append((m.op, args, attrs))
         slot[m] = ("v", len(instructions) - 1)
-    return operands, format_program(instructions)
+    return operands, format_program(instructions), {m: slot[m][1] for m in members}
+
+
+def loop_type(node):
+    """The type of the values a fused node's loop writes: its result, or its first one."""
+    return node.type.elements[0] if isinstance(node.type, TupleType) else node.type
+
+
+def result_types(node) -> list:
+    """The types of a fused node's results, one or several."""
+    return list(node.type.elements) if isinstance(node.type, TupleType) else [node.type]
 
 
 def fused_operand_kinds(node) -> list:
-    return [_kind(i.shape, node.shape) for i in node.inputs]
+    shape = loop_type(node).shape
+    return [_kind(i.shape, shape) for i in node.inputs]
 
 
 def describe(node) -> str:

@@ -14,7 +14,7 @@ from ir.ops.registry import get_op
 from ir.types import is_float
 
 from .fusion import describe
-from .op_lowering import inplace_safe, is_constant
+from .op_lowering import inplace_safe, is_constant, is_fused_result
 from .render import render_source
 
 
@@ -93,14 +93,23 @@ def checked_runner(plan):
                           f"{'; '.join(ranges)}", node.locs)
 
     def check(k, value, *operands):
-        if isinstance(value, tuple):  # a control-flow node's results: checked as read
+        node = steps[k][0]
+        if isinstance(value, tuple):
+            # a fused node's results: each judged against the node's operands; a control-
+            # flow node's: checked as read
+            for arr in value if node.op == "fused" else ():
+                nan, inf = masks_of(arr)
+                if (nan is not None or inf is not None) and produced(node, arr, nan, inf,
+                                                                      operands):
+                    report(node, arr, operands)
             return
         arr = np.asarray(value)
-        node = steps[k][0]
         nan, inf = masks_of(arr)
         if nan is None and inf is None:
             return
         masks[k] = (nan, inf)
+        if is_fused_result(node):
+            return  # judged with its fused node
         if not is_constant(node) and produced(node, arr, nan, inf, operands):
             report(node, arr, operands)
 
@@ -113,6 +122,8 @@ def checked_runner(plan):
         if any(is_float(np.asarray(o).dtype) and not np.isfinite(o).all() for o in outs):
             for k, step in enumerate(steps):  # none was blamed: name the first one
                 node = step[0]
+                if is_fused_result(node):
+                    node = node.inputs[0]
                 if k in masks and not is_constant(node):
                     count = sum(int(m.sum()) for m in masks[k] if m is not None)
                     raise GraphcError(f"non-finite value: {count} elements of "

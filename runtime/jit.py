@@ -777,7 +777,9 @@ def warm_generated(fn, spec) -> None:
     if (fn, spec) in _WARM:
         return
     shapes = {"full": (1, 1), "row": (1,), "col": (1,), "scalar": (1,), "block": (1, 1)}
-    args = [np.zeros((1, 1), spec[0])]
+    # spec[0]: the result's dtype, or a tuple of them for a kernel with several results
+    args = [np.zeros((1, 1), d) for d in (spec[0] if isinstance(spec[0], tuple) else
+                                         (spec[0],))]
     for kind, dtype, read_only in spec[1:]:
         a = np.zeros(shapes[kind], dtype)
         a.setflags(write=not read_only)

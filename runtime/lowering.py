@@ -15,7 +15,8 @@ import numpy as np
 from ir import settings
 from ir.ops.cluster import parse_program
 
-from .op_lowering import is_constant, is_view, jit_emitter, lowering_of
+from .fusion import loop_type
+from .op_lowering import is_constant, is_fused_result, is_view, jit_emitter, lowering_of
 
 # A fused kernel runs on both cores from this size. Measured in whole training steps (same-
 # process A/B) once parallel launches cost ~2 us (runtime.threads): 1 << 14 is 4% faster than
@@ -34,6 +35,7 @@ KINDS = {
     "in-reader": "no code: its only reader, a multiply by a scalar, computes both in one kernel",
     "library": "its op's library implementation, which allocates the result",
     "generated": "the fused cluster's generated numba kernel (runtime/kernelgen.py)",
+    "result": "no code: one of the results its fused node's kernel writes",
     "concat-copies": "one copy per operand into its slice of the result",
     "numba": "a fixed numba kernel (runtime/jit.py, runtime/gemm.py)",
     "split": "its numpy emitter on two halves of axis 0, on two threads",
@@ -104,6 +106,8 @@ def _choose(n, storage, into_concat, jit, parallel) -> KernelChoice:
         return KernelChoice("input")
     if n in into_concat:
         return KernelChoice("into-concat")
+    if is_fused_result(n):
+        return KernelChoice("result")
     if is_constant(n):
         return KernelChoice("constant")
     if is_view(n):
@@ -111,8 +115,9 @@ def _choose(n, storage, into_concat, jit, parallel) -> KernelChoice:
     if storage == "fallback":
         return KernelChoice("library")
     if n.op == "fused":
-        rows = n.size // n.shape[-1]
-        parallel_kernel = n.size >= FUSED_PARALLEL_MIN_ELEMENTS and rows >= 2
+        loop = loop_type(n)
+        rows = loop.size // loop.shape[-1]
+        parallel_kernel = loop.size >= FUSED_PARALLEL_MIN_ELEMENTS and rows >= 2
         return KernelChoice("generated", "parallel" if parallel_kernel else "serial")
     if n.op == "concat" and any(i in into_concat for i in n.inputs):
         return KernelChoice("concat-copies")

@@ -14,7 +14,9 @@ Every computed value gets a storage:
   the pool at its first part, where one of its size is free then (otherwise the concat
   copies as before), and lives until the concat's last use.
 Views (reshape, transpose, slice, broadcast) share their operand's storage, so a buffer
-lives until the last use of any view of it.
+lives until the last use of any view of it. A fused node with several results has none of
+its own (`results`): each result (its `tuple_get`) gets a storage as above when the node is
+reached, written over the node's operands as an elementwise op's would be.
 """
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ir.errors import GraphcError
-from ir.types import format_bytes
+from ir.ops.cluster import parse_program
+from ir.types import TupleType, format_bytes
 
 from .lowering import reshaped
-from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant, is_view,
-                          jit_emitter, scratch_buffers)
+from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant,
+                          is_fused_result, is_view, jit_emitter, scratch_buffers)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Part:
 
 @dataclass
 class Storage:
-    kind: str  # input, constant, view, pool, donated, fresh, fallback, part
+    kind: str  # input, constant, view, pool, donated, fresh, fallback, part, results
     buffer: int | None = None  # pool buffer index (for a part: its concat's buffer)
     donor: object = None  # the donated input node
     scratch: tuple = ()  # pool buffers the kernel may use as workspace while it runs
@@ -94,9 +97,47 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
     dying_at = {}
     for r, i in last_use.items():
         dying_at.setdefault(i, []).append(r)
+    results_of = {}  # fused node with several results -> its tuple_gets, by index
+    for n in graph.nodes:
+        if is_fused_result(n):
+            results_of.setdefault(n.inputs[0], []).append(n)
+
+    def computed(n, kernel, idx):
+        """Storage of n, written by `kernel` (n itself, or the fused node n is a result of)
+        at position idx: a donated input, in place of a dying operand, or a pool buffer."""
+        if n in escaping:
+            donor = _take_donor(n, kernel, idx, donors, last_use, root)
+            return Storage("donated", donor=donor) if donor is not None else Storage("fresh")
+        inplace = _inplace_operand(n, kernel, idx, last_use, root, storage, escaping)
+        if inplace is not None:
+            last_use[inplace] = -1  # ownership moves on: not released when it dies
+            return Storage("pool", storage[inplace].buffer)
+        key = (n.dtype, n.size)
+        if free.get(key):
+            return Storage("pool", free[key].pop())
+        buffers.append(key)
+        return Storage("pool", len(buffers) - 1)
 
     for idx, n in enumerate(graph.nodes):
-        if n.op == "input":
+        if is_fused_result(n):
+            pass  # given its storage with its fused node's, below
+        elif n.op == "fused" and isinstance(n.type, TupleType):
+            storage[n] = Storage("results")
+            for r in sorted(results_of.get(n, ()), key=lambda r: r.attrs["index"]):
+                storage[r] = computed(r, n, idx)
+            # results nothing reads (IR read back, then pruned) still need somewhere to go
+            read = {r.attrs["index"] for r in results_of.get(n, ())}
+            bufs = []
+            for k, t in enumerate(n.type.elements):
+                if k not in read:
+                    key = (t.dtype, t.size)
+                    bufs.append(free[key].pop() if free.get(key) else len(buffers))
+                    if bufs[-1] == len(buffers):
+                        buffers.append(key)
+            storage[n].scratch = tuple(bufs)
+            for b in bufs:
+                free.setdefault(buffers[b], []).append(b)
+        elif n.op == "input":
             storage[n] = Storage("input")
             if n.attrs["name"] in donate:
                 donors.setdefault((n.dtype, n.shape), []).append(n)
@@ -110,18 +151,8 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
             storage[n] = Storage("part", concat_buffer[parts[n].concat], part=parts[n])
         elif concat_buffer.get(n) is not None:
             storage[n] = Storage("pool", concat_buffer[n])
-        elif n in escaping:
-            donor = _take_donor(n, idx, donors, last_use, root)
-            storage[n] = Storage("donated", donor=donor) if donor is not None \
-                else Storage("fresh")
         else:
-            inplace = _inplace_operand(n, idx, last_use, root, storage, escaping)
-            if inplace is not None:
-                buf = storage[inplace].buffer
-                last_use[inplace] = -1  # ownership moves on: not released when it dies
-                storage[n] = Storage("pool", buf)
-            else:
-                storage[n] = Storage("pool", _take(free, buffers, (n.dtype, n.size)))
+            storage[n] = computed(n, n, idx)
         n_scratch = scratch_buffers(n, jit)
         if n_scratch and n in storage and storage[n].kind not in ("fallback", "view",
                                                                   "constant"):
@@ -259,10 +290,13 @@ def _writable_operands(n):
     return list(n.inputs) if inplace_safe(n) else []
 
 
-def _inplace_operand(n, idx, last_use, root, storage, escaping):
-    roots = [root[i] for i in n.inputs]
-    for i in _writable_operands(n):
-        r = _reshaped_root(n, i, root)
+def _inplace_operand(n, kernel, idx, last_use, root, storage, escaping):
+    """The pool value n (computed by `kernel`: n itself or the fused node n is a result of)
+    may be written over: an operand of the kernel that dies here, or for an op that names
+    its in-place operand, the root of a chain of reshapes ending at it."""
+    roots = [root[i] for i in kernel.inputs]
+    for i in _writable_operands(kernel):
+        r = _reshaped_root(kernel, i, root)
         s = storage.get(r)
         if (s is not None and s.kind == "pool" and root[i] is r and r not in escaping
                 and last_use[r] == idx and i.shape == n.shape and r.dtype == n.dtype
@@ -283,17 +317,36 @@ def _reshaped_root(n, i, root):
     return x
 
 
-def _take_donor(n, idx, donors, last_use, root):
+def _take_donor(n, kernel, idx, donors, last_use, root):
     candidates = donors.get((n.dtype, n.shape), [])
-    roots = [root[i] for i in n.inputs]
-    for d in candidates:
+    roots = [root[i] for i in kernel.inputs]
+    ordered = candidates
+    if n is not kernel:  # a fused node's result: first the donors its own value reads
+        reads = result_operands(kernel, n.attrs["index"])
+        ordered = sorted(candidates, key=lambda d: not any(i is d for i in reads))  # stable
+    for d in ordered:
         dead_before = last_use[d] < idx
-        dies_here = (last_use[d] == idx and any(i is d for i in _writable_operands(n))
+        dies_here = (last_use[d] == idx and any(i is d for i in _writable_operands(kernel))
                      and sum(r is d for r in roots) == 1)
         if dead_before or dies_here:
             candidates[:] = [c for c in candidates if c is not d]
             return d
     return None
+
+
+def result_operands(fused, k) -> list:
+    """The operands that result k of a fused node with several results is computed from: an
+    AdamW update's new m reads the old m (and the gradient), not the parameter, so it is
+    written over the old m, each state in place of itself as with one kernel per value."""
+    instructions = parse_program(fused.attrs["program"])
+    reads, todo = set(), [fused.attrs["results"][k]]
+    while todo:
+        for kind, i in instructions[todo.pop()][1]:
+            if kind == "a":
+                reads.add(i)
+            else:
+                todo.append(i)
+    return [fused.inputs[i] for i in sorted(reads)]
 
 
 def _stats(graph, mp: MemoryPlan) -> dict:

@@ -186,6 +186,7 @@ _RECORDS = [
     Lowering("while_loop", runner=CF.WhileRunner,
              reason="runs its condition's and its body's plans until the condition is false"),
     Lowering("tuple_get", form="view", view=lambda node, x: f"{x}[{node.attrs['index']}]"),
+    # (a tuple_get of a fused node is that node's kernel's result instead: is_fused_result)
     Lowering("allreduce", reason="a blocking reduction of the operand across ranks: its library "
                                  "implementation calls the registered communicator"),
 ]
@@ -202,7 +203,13 @@ def lowering_of(op: str) -> Lowering:
 
 
 def is_view(node) -> bool:
-    return lowering_of(node.op).form == "view"
+    return lowering_of(node.op).form == "view" and not is_fused_result(node)
+
+
+def is_fused_result(node) -> bool:
+    """A result of a fused node with several: written by that node's kernel into storage of
+    its own (runtime/memory.py), not a view of a tuple."""
+    return node.op == "tuple_get" and node.inputs[0].op == "fused"
 
 
 def is_constant(node) -> bool:

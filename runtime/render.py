@@ -19,11 +19,11 @@ from typing import NamedTuple
 from ir.ops.registry import get_op
 from ir.types import SHORT_NAMES
 
-from .fusion import fused_operand_kinds
+from .fusion import fused_operand_kinds, loop_type
 from .jit import argument_spec
 from .kernelgen import kernel_source
 from .lowering import concat_by_copies, softmax_grad_scaled_call
-from .op_lowering import emit_numpy, lowering_of, view_expression
+from .op_lowering import emit_numpy, is_fused_result, lowering_of, view_expression
 
 
 class Binding(NamedTuple):
@@ -117,6 +117,12 @@ class _Renderer:
         params = [f"in{i}" for i in range(len(graph.inputs))]
         self.out = Rendered(params, [], [], [], {}, [])
         self.shapes = {}  # plan-owned global (pool view, constant) -> its shape
+        self.results_of = {}  # fused node with several results -> its tuple_gets, by index
+        for n in graph.nodes:
+            if is_fused_result(n):
+                self.results_of.setdefault(n.inputs[0], []).append(n)
+        for results in self.results_of.values():
+            results.sort(key=lambda r: r.attrs["index"])
 
     def bind(self, name, kind, *args, shape=None):
         self.out.bindings[name] = Binding(kind, args)
@@ -144,6 +150,9 @@ class _Renderer:
                 continue
             if choice.kind == "in-reader":  # its reader's kernel computes it: never read
                 continue
+            if choice.kind == "result":  # named and written by its fused node's kernel
+                out.steps.append((n, [], names[n]))
+                continue
             var = f"t{counter}"
             counter += 1
             names[n] = var
@@ -159,7 +168,7 @@ class _Renderer:
                 # Open MPI has no progress thread: a bucket in flight moves while the plan
                 # calls into MPI, so it does after each long kernel (runtime/collectives.py)
                 lines.append("_collectives.progress()")
-            out.steps.append((n, lines, var))
+            out.steps.append((n, lines, names[n]))  # a tuple of a fused node's results
         out.outputs = [names[o] for o in graph.outputs]
         # outputs that live in plan-owned memory must be copied before they escape
         out.copy_out = [mp.storage[mp.root[o]].kind in ("constant", "pool")
@@ -173,6 +182,8 @@ class _Renderer:
             return [f"{var} = {view_expression(n, args[0])}"]
         if choice.kind == "library":
             return [f"{var} = {self.library_call(n, args, var)}"]
+        if n.op == "fused" and "results" in n.attrs:
+            return self.fused_call(n, args, var, choice.detail == "parallel")
         lines = self.destination(n, var)
         scratch = []
         for j, b in enumerate(self.mp.storage[n].scratch):
@@ -231,20 +242,40 @@ class _Renderer:
         return [f"_half = _submit({fn}, {hi})", f"{fn}({lo})", "_half.result()"]
 
     def fused_call(self, n, args, var, parallel) -> list:
-        """One call of the cluster's numba kernel on 2-D views (rows, last axis)."""
+        """One call of the cluster's numba kernel on 2-D views (rows, last axis). A node
+        with several results names each one `{var}_{k}` and passes them all."""
         kinds = fused_operand_kinds(n)
-        cols = n.shape[-1]
-        rows = n.size // cols
+        loop = loop_type(n)
+        cols = loop.shape[-1]
+        rows = loop.size // cols
+        results = self.results_of.get(n, []) if "results" in n.attrs else None
         source = kernel_source(n.attrs["program"], kinds, [i.type for i in n.inputs],
-                               parallel, self.fast_math)
+                               parallel, self.fast_math, n.attrs.get("results"))
         name = f"_fused_{var}"
-        self.out.fused.append(FusedKernel(name, n, source, argument_spec(n, kinds)))
+        spec = argument_spec(n, kinds)
+        if results is not None:  # each result's dtype in place of the node's
+            spec = (tuple(t.dtype.name for t in n.type.elements),) + spec[1:]
+        self.out.fused.append(FusedKernel(name, n, source, spec))
         shapes = {"full": (rows, cols), "row": (cols,), "col": (rows,), "scalar": (1,),
-                  "block": n.shape[-2:]}
+                  "block": loop.shape[-2:]}
         operands = [self.reshaped_view(a, i.shape, shapes[k])
                     for a, k, i in zip(args, kinds, n.inputs)]
-        out = self.reshaped_view(var, n.shape, (rows, cols))
-        return [f"{name}({out}, {', '.join(operands)})"]
+        if results is None:
+            out = self.reshaped_view(var, n.shape, (rows, cols))
+            return [f"{name}({out}, {', '.join(operands)})"]
+        lines, outs = [], []
+        read = {r.attrs["index"]: r for r in results}
+        unread = iter(self.mp.storage[n].scratch)  # pool buffers for results nothing reads
+        for k, t in enumerate(n.type.elements):
+            if k in read:
+                lines += self.destination(read[k], f"{var}_{k}")
+                self.out.names[read[k]] = f"{var}_{k}"
+            else:
+                self.bind(f"{var}_{k}", "pool", next(unread), t.size, t.shape, None,
+                          shape=t.shape)
+            outs.append(self.reshaped_view(f"{var}_{k}", t.shape, (rows, cols)))
+        self.out.names[n] = f"({', '.join(f'{var}_{k}' for k in range(len(outs)))},)"
+        return lines + [f"{name}({', '.join(outs + operands)})"]
 
     def reshaped_view(self, name, shape, target) -> str:
         """Source for array `name` viewed with shape `target`; plan-owned arrays (pool

@@ -83,17 +83,27 @@ def mark_compiled(source: str, spec) -> None:
 
 
 def numpy_kernel(node):
-    """Tier 0 for a fused node: a function with the generated kernel's arguments (output and
-    operands viewed as the kernel sees them) that runs the fused op's numpy evaluation."""
+    """Tier 0 for a fused node: a function with the generated kernel's arguments (output(s)
+    and operands viewed as the kernel sees them) that runs the fused op's numpy evaluation."""
     evaluate, program = get_op("fused").impl, node.attrs["program"]
     shapes = [i.shape for i in node.inputs]
-    out_shape = node.shape
+    results = node.attrs.get("results")
+    if results is None:
+        out_shape = node.shape
 
-    def kernel(out, *operands):
-        result = evaluate(*[x.reshape(shape) for x, shape in zip(operands, shapes)],
-                          program=program)
-        np.copyto(out.reshape(out_shape), result)
-    return kernel
+        def kernel(out, *operands):
+            result = evaluate(*[x.reshape(shape) for x, shape in zip(operands, shapes)],
+                              program=program)
+            np.copyto(out.reshape(out_shape), result)
+        return kernel
+    n_out, out_shape = len(results), node.type.elements[0].shape
+
+    def kernel_with_results(*args):
+        values = evaluate(*[x.reshape(shape) for x, shape in zip(args[n_out:], shapes)],
+                          program=program, results=results)
+        for out, value in zip(args[:n_out], values):  # all computed before any is written
+            np.copyto(out.reshape(out_shape), value)
+    return kernel_with_results
 
 
 def submit(jobs) -> None:
@@ -239,7 +249,10 @@ def _send(pipe, data: bytes) -> None:
 
 
 def _spec(spec) -> tuple:
-    return (spec[0],) + tuple(tuple(item) for item in spec[1:])
+    """A spec read back from JSON: lists to tuples (the results' dtypes of a kernel with
+    several are a tuple too)."""
+    first = tuple(spec[0]) if isinstance(spec[0], list) else spec[0]
+    return (first,) + tuple(tuple(item) for item in spec[1:])
 
 
 def _main() -> None:

@@ -1,6 +1,12 @@
 """`fused`: the node that elementwise fusion (runtime/fusion.py) makes of a cluster, and the
 text program it carries ("v0 = mul(a0, a1); v1 = softmax(v0, axis=3)").
 
+A cluster whose values are read outside it at several places (an AdamW update writes m, v
+and the parameter) is one node with several results: `results=(1, 3, 6)` names the
+instructions whose values it returns, its type is a TupleType and `tuple_get` nodes read
+each result, as for control flow (ir/ops/control_flow.py). Without `results`, the last
+instruction's value is the one result.
+
 The op keeps the name `fused` in the IR text and JSON (a user-visible format). Its numpy
 evaluation runs the members' own definitions one after another; the compiled plan runs the
 cluster as one generated kernel (runtime/kernelgen.py) instead.
@@ -12,7 +18,7 @@ import re
 
 import numpy as np
 
-from ..types import SHORT_NAMES, as_dtype
+from ..types import SHORT_NAMES, TupleType, as_dtype
 from .elementwise import GELU_TANH
 from .registry import check, defop, get_op
 
@@ -56,12 +62,15 @@ def format_program(instructions) -> str:
     return "; ".join(parts)
 
 
-def _run_program(operands, program, step):
+def _run_program(operands, program, step, results=None):
+    """The last instruction's value, or a tuple of the values `results` names."""
     values = []
     for op, args, attrs in parse_program(program):
         values.append(step(op, [operands[i] if kind == "a" else values[i] for kind, i in args],
                            attrs))
-    return values[-1]
+    if results is None:
+        return values[-1]
+    return tuple(values[k] for k in results)
 
 
 # What a program may hold: the ops, and the attribute values, that every backend computes
@@ -100,9 +109,22 @@ def operand_kind(operand, shape) -> str | None:
     return None
 
 
-def _fused_infer(types, program):
+def _check_results(results, instructions):
+    check(isinstance(results, tuple) and len(results) >= 2
+          and all(isinstance(k, int) for k in results),
+          f"fused results must be two or more instruction numbers, got {results!r}")
+    check(len(set(results)) == len(results), f"fused results {results} name one value twice")
+    for k in results:
+        check(0 <= k < len(instructions), f"fused results: no instruction v{k}")
+    check(all(op != "softmax" for op, _, _ in instructions),
+          "a fused node with several results cannot end in a softmax")
+
+
+def _fused_infer(types, program, results=None):
     check(isinstance(program, str), "program must be a string")
     instructions = parse_program(program)
+    if results is not None:
+        _check_results(results, instructions)
     for k, (op, _, attrs) in enumerate(instructions):
         where = f"fused program, instruction {k} ({op})"
         check(op in PROGRAM_OPS, f"{where}: {op} cannot be part of a fused kernel; allowed: "
@@ -129,17 +151,21 @@ def _fused_infer(types, program):
                                                f"{attrs['axis']}; fused kernels normalise the "
                                                f"last axis ({t.ndim - 1}) only")
         return t
-    out = _run_program(types, program, step)
-    check(out.ndim >= 1 and out.size > 0, f"a fused kernel loops over rows and a last axis: "
-                                          f"its result cannot be {out}")
+    out = _run_program(types, program, step, results)
+    outs = (out,) if results is None else out
+    for k, t in enumerate(outs):
+        check(t.ndim >= 1 and t.size > 0, f"a fused kernel loops over rows and a last axis: "
+                                          f"its result cannot be {t}")
+        check(t.shape == outs[0].shape, f"fused results have one shape (one loop writes "
+                                        f"them): result {k} is {t}, result 0 {outs[0]}")
     for i, t in enumerate(types):
-        check(operand_kind(t.shape, out.shape) is not None,
+        check(operand_kind(t.shape, outs[0].shape) is not None,
               f"fused operand a{i} of shape {t.shape} cannot be read elementwise against the "
-              f"result's {out.shape} (as the whole, a row, a column, a scalar or a block)")
-    return out
+              f"result's {outs[0].shape} (as the whole, a row, a column, a scalar or a block)")
+    return out if results is None else TupleType(outs)
 
 
-def _fused_flops(types, out, program):
+def _fused_flops(types, out, program, results=None):
     total = []
 
     def step(op, ts, attrs):
@@ -152,11 +178,12 @@ def _fused_flops(types, out, program):
 
 
 @defop("fused", _fused_infer, flops=_fused_flops)
-def fused(*operands, program):
+def fused(*operands, program, results=None):
     """The members' own numpy definitions, one after another (the compiled plan runs the
     cluster as one generated kernel instead). Not differentiable: fusion runs after autodiff."""
     return _run_program(operands, program,
-                        lambda op, xs, attrs: np.asarray(get_op(op).impl(*xs, **attrs)))
+                        lambda op, xs, attrs: np.asarray(get_op(op).impl(*xs, **attrs)),
+                        results)
 
 
 # ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
