@@ -190,7 +190,9 @@ class Plan:
         values = bind_inputs(self.graph, args, kwargs)
         for k in self._donated_positions:
             if not values[k].flags.c_contiguous or not values[k].flags.writeable:
-                values[k] = np.array(values[k])  # kernels write donated arrays through views
+                # a C-ordered copy: np.array keeps a Fortran-ordered array's layout, and the
+                # kernels write donated arrays through C-order reshapes of them
+                values[k] = np.array(values[k], order="C")
         for k in _overlapping_donations(values, self._donated_positions):
             values[k] = np.array(values[k])
         return values

@@ -46,11 +46,17 @@ def _scatter_add(updates, idx, rows):
     tail = updates.shape[idx.ndim:]
     out = np.zeros((rows,) + tail, dtype=updates.dtype)
     flat_idx = idx.reshape(-1)
+    if flat_idx.size and (flat_idx.min() < -rows or flat_idx.max() >= rows):
+        # as take (and the compiled kernel, runtime.jit.scatter_add_rows): one error, where
+        # the one-hot product below dropped such an index and bincount failed or misplaced it
+        raise IndexError("scatter_add: an index is out of range for the rows")
     if flat_idx.size and flat_idx.min() < 0:
         flat_idx = np.where(flat_idx < 0, flat_idx + rows, flat_idx)
     flat_upd = updates.reshape((flat_idx.size,) + tail)
-    if flat_upd.ndim == 2 and rows * flat_idx.size <= 1 << 22:
-        # few rows (a character vocabulary): a one-hot matrix product is one fast GEMM
+    if (flat_upd.ndim == 2 and rows * flat_idx.size <= 1 << 22
+            and np.isfinite(flat_upd).all()):
+        # few rows (a character vocabulary): a one-hot matrix product is one fast GEMM; not
+        # with an Inf or NaN update, whose products with the zeros would put NaN in every row
         one_hot = flat_idx[None, :] == np.arange(rows)[:, None]
         return one_hot.astype(updates.dtype) @ flat_upd
     if flat_upd.ndim == 2 and rows * flat_upd.shape[1] <= 1 << 26:
