@@ -175,29 +175,37 @@ def _mergeable(members, shape, order, users, outputs) -> bool:
     return len(operands) + results <= MERGED_MAX_ARGUMENTS
 
 
-def products_with_bias(graph: Graph) -> dict:
-    """{add: (matmul, reshape or None, bias)} for `add(matmul(a, b), bias)` (through one
-    reshape that keeps the last axis), where b is a matrix, the bias one value per column and
-    the product read by nothing else: a dense layer with a bias."""
+def _products_added_to(graph: Graph, product_ops, takes_addend) -> dict:
+    """{add: (product, reshape or None, addend)} for `add(p, x)` (either order) where p is a
+    product of one of `product_ops` (through one reshape that keeps the last axis) with a
+    matrix b, of the add's dtype and read by nothing else, and takes_addend(product, x, add)."""
     users = graph.users()
     outputs = set(graph.outputs)
     found = {}
     for n in graph.nodes:
         if n.op != "add" or n.dtype not in _DTYPES[:2]:
             continue
-        for p, bias in (n.inputs, n.inputs[::-1]):
+        for p, x in (n.inputs, n.inputs[::-1]):
             reshape = p if p.op == "reshape" else None
             m = p.inputs[0] if reshape is not None else p
-            if (m.op != "matmul" or bias.shape != (n.shape[-1],) or bias.dtype != n.dtype
-                    or p.shape != n.shape or m.shape[-1] != n.shape[-1]
-                    or m.inputs[1].ndim != 2 or m.inputs[0].dtype != n.dtype):
+            if (m.op not in product_ops or x.dtype != n.dtype or p.shape != n.shape
+                    or m.shape[-1] != n.shape[-1] or m.inputs[1].ndim != 2
+                    or m.inputs[0].dtype != n.dtype or not takes_addend(m, x, n)):
                 continue
             chain = [m] if reshape is None else [m, reshape]
             if any(c in outputs or len(users[c]) != 1 for c in chain):
                 continue
-            found[n] = (m, reshape, bias)
+            found[n] = (m, reshape, x)
             break
     return found
+
+
+def products_with_bias(graph: Graph) -> dict:
+    """{add: (matmul, reshape or None, bias)} for `add(matmul(a, b), bias)` (through one
+    reshape that keeps the last axis), where b is a matrix, the bias one value per column and
+    the product read by nothing else: a dense layer with a bias."""
+    return _products_added_to(graph, ("matmul",),
+                              lambda m, bias, add: bias.shape == (add.shape[-1],))
 
 
 def fold_bias_into_products(graph: Graph) -> Graph:
@@ -233,26 +241,9 @@ def products_with_residual(graph: Graph) -> dict:
     matmul or a matmul_add with one addend (through one reshape that keeps the last axis), b a
     matrix, r a value of the add's own shape and dtype, and the product read by nothing else:
     a layer's output added to a residual stream."""
-    users = graph.users()
-    outputs = set(graph.outputs)
-    found = {}
-    for n in graph.nodes:
-        if n.op != "add" or n.dtype not in _DTYPES[:2]:
-            continue
-        for p, r in (n.inputs, n.inputs[::-1]):
-            reshape = p if p.op == "reshape" else None
-            m = p.inputs[0] if reshape is not None else p
-            if (m.op not in ("matmul", "matmul_add") or len(m.inputs) > 3
-                    or r.shape != n.shape or r.dtype != n.dtype or p.shape != n.shape
-                    or m.shape[-1] != n.shape[-1] or m.inputs[1].ndim != 2
-                    or m.inputs[0].dtype != n.dtype or m is r):
-                continue
-            chain = [m] if reshape is None else [m, reshape]
-            if any(c in outputs or len(users[c]) != 1 for c in chain):
-                continue
-            found[n] = (m, reshape, r)
-            break
-    return found
+    return _products_added_to(graph, ("matmul", "matmul_add"),
+                              lambda m, r, add: (len(m.inputs) <= 3 and r.shape == add.shape
+                                                 and m is not r))
 
 
 def fold_residuals_into_products(graph: Graph) -> Graph:
