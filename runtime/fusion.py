@@ -213,27 +213,7 @@ def fold_bias_into_products(graph: Graph) -> Graph:
     (ir/ops/linalg.py): runtime.gemm fills the result with the bias and adds the product onto
     it (beta = 1), instead of a GEMM clearing its result and a kernel adding the bias after
     (measured with the small GPT: the four 2048 x 512 bias adds took 0.28 ms each)."""
-    found = products_with_bias(graph)
-    if not found:
-        return graph
-    dropped = {c for m, reshape, _ in found.values() for c in (m, reshape) if c is not None}
-    mapping = {}
-
-    def visit(node, inputs, new):
-        if node not in found:
-            return None
-        m, reshape, bias = found[node]
-        a, b = (mapping[i] for i in m.inputs)
-        locs = merge_locs(m.locs, node.locs)
-        product = new.add_node("matmul_add", [a, b, mapping[bias]], {}, m.type, locs,
-                               node.scope)
-        if reshape is None:
-            return product
-        return new.add_node("reshape", [product], dict(reshape.attrs), node.type, locs,
-                            node.scope)
-
-    keep = {n for n in graph.nodes if n not in dropped}
-    return rebuild(graph, visit, keep=keep, mapping=mapping)[0]
+    return _fold_into_products(graph, products_with_bias(graph), reshape_addend=False)
 
 
 def products_with_residual(graph: Graph) -> dict:
@@ -252,7 +232,13 @@ def fold_residuals_into_products(graph: Graph) -> Graph:
     bias) and adds the product onto it (beta = 1), in r's own buffer when r dies there
     (runtime/memory.py: matmul_add may write over its last operand), so no kernel of its own
     adds the residual."""
-    found = products_with_residual(graph)
+    return _fold_into_products(graph, products_with_residual(graph), reshape_addend=True)
+
+
+def _fold_into_products(graph: Graph, found: dict, reshape_addend: bool) -> Graph:
+    """Each add of `found` ({add: (product, reshape or None, addend)}) becomes one
+    `matmul_add` of the product's operands and the addend (reshaped to the product's shape
+    if `reshape_addend` and the product was reshaped), reshaped back where it was."""
     if not found:
         return graph
     dropped = {c for m, reshape, _ in found.values() for c in (m, reshape) if c is not None}
@@ -261,10 +247,10 @@ def fold_residuals_into_products(graph: Graph) -> Graph:
     def visit(node, inputs, new):
         if node not in found:
             return None
-        m, reshape, r = found[node]
+        m, reshape, x = found[node]
         locs = merge_locs(m.locs, node.locs)
-        addend = mapping[r]
-        if reshape is not None:
+        addend = mapping[x]
+        if reshape is not None and reshape_addend:
             addend = new.add_node("reshape", [addend], {"shape": tuple(m.shape)},
                                   TensorType(m.shape, m.dtype), locs, node.scope)
         operands = [mapping[i] for i in m.inputs] + [addend]
