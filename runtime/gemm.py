@@ -239,6 +239,22 @@ if njit is not None:
             _fill_sum(out, full, row, r0, r1, c0, c1)
         _block(fn, a, b, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item, 1.0)
 
+    @njit(cache=True, inline="always")
+    def _blocks(m, n, k, threads):
+        """How many blocks a product is cut into: one below PARALLEL_MIN_MACS or on one
+        thread, else up to `threads` along the longer side of its result."""
+        if m * n * k < PARALLEL_MIN_MACS or threads < 2:
+            return 1
+        return min(threads, m if m >= n else n)
+
+    @njit(cache=True, inline="always")
+    def _block_bounds(m, n, parts, p):
+        """(r0, r1, c0, c1) of block p of `parts`: bands of rows when m >= n, else of
+        columns."""
+        if m >= n:
+            return m * p // parts, m * (p + 1) // parts, 0, n
+        return 0, m, n * p // parts, n * (p + 1) // parts
+
     def _matmul2d(fn, threads, a, b, out):
         """out = a @ b for 2-D operands, in up to `threads` blocks; returns 1 (and writes
         nothing) when a layout is not one BLAS reads in place or a dimension is 0, so the
@@ -250,18 +266,13 @@ if njit is not None:
         ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
         if ldc == 0:
             return 1
-        if m * n * k < PARALLEL_MIN_MACS or threads < 2:
+        parts = _blocks(m, n, k, threads)
+        if parts == 1:  # no fork-join: the calling thread does it
             _block(fn, a, b, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
             return 0
-        by_rows = m >= n
-        extent = m if by_rows else n
-        parts = min(threads, extent)
         for p in prange(parts):
-            lo, hi = extent * p // parts, extent * (p + 1) // parts
-            if by_rows:
-                _block(fn, a, b, out, lo, hi, 0, n, ta, lda, tb, ldb, ldc, item)
-            else:
-                _block(fn, a, b, out, 0, m, lo, hi, ta, lda, tb, ldb, ldc, item)
+            r0, r1, c0, c1 = _block_bounds(m, n, parts, p)
+            _block(fn, a, b, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item)
         return 0
 
     def _matmul2d_add(fn, threads, a, b, row, out):
@@ -273,18 +284,13 @@ if njit is not None:
         ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
         if ldc == 0:
             return 1
-        if m * n * k < PARALLEL_MIN_MACS or threads < 2:
+        parts = _blocks(m, n, k, threads)
+        if parts == 1:  # no fork-join: the calling thread does it
             _block_onto_row(fn, a, b, row, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
             return 0
-        by_rows = m >= n
-        extent = m if by_rows else n
-        parts = min(threads, extent)
         for p in prange(parts):
-            lo, hi = extent * p // parts, extent * (p + 1) // parts
-            if by_rows:
-                _block_onto_row(fn, a, b, row, out, lo, hi, 0, n, ta, lda, tb, ldb, ldc, item)
-            else:
-                _block_onto_row(fn, a, b, row, out, 0, m, lo, hi, ta, lda, tb, ldb, ldc, item)
+            r0, r1, c0, c1 = _block_bounds(m, n, parts, p)
+            _block_onto_row(fn, a, b, row, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item)
         return 0
 
     def _matmul2d_acc(fn, threads, a, b, row, full, out):
@@ -297,20 +303,14 @@ if njit is not None:
         ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
         if ldc == 0:
             return 1
-        if m * n * k < PARALLEL_MIN_MACS or threads < 2:
+        parts = _blocks(m, n, k, threads)
+        if parts == 1:  # no fork-join: the calling thread does it
             _block_onto_full(fn, a, b, row, full, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
             return 0
-        by_rows = m >= n
-        extent = m if by_rows else n
-        parts = min(threads, extent)
         for p in prange(parts):
-            lo, hi = extent * p // parts, extent * (p + 1) // parts
-            if by_rows:
-                _block_onto_full(fn, a, b, row, full, out, lo, hi, 0, n, ta, lda, tb, ldb, ldc,
-                                 item)
-            else:
-                _block_onto_full(fn, a, b, row, full, out, 0, m, lo, hi, ta, lda, tb, ldb, ldc,
-                                 item)
+            r0, r1, c0, c1 = _block_bounds(m, n, parts, p)
+            _block_onto_full(fn, a, b, row, full, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc,
+                             item)
         return 0
 
     def _matmul4d(fn, threads, a, b, out):
