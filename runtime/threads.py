@@ -65,6 +65,8 @@ def _restart_openblas() -> None:
 # kernels on that many threads; on one thread no loop waits for a partner.
 
 _WINDOW_S = 0.25
+# a gap longer than this since the last look, spent mostly idle, is not measured as load
+_STALE_S = 2 * _WINDOW_S
 
 
 def available_cpus() -> int:
@@ -87,16 +89,19 @@ def pinned_threads():
     return None if value is None else min(value, available_cpus())
 
 
-def _busy_seconds(cpus) -> float | None:
-    """Seconds the given CPUs spent running anything (all processes) since boot."""
+def _proc_stat(cpus):
+    """(seconds the given CPUs spent running anything since boot, threads runnable on the
+    machine now), from /proc/stat; (None, None) where there is none."""
     try:
         with open("/proc/stat") as fh:
             lines = fh.read().splitlines()
     except OSError:
-        return None
+        return None, None
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    busy = 0
+    busy, running = 0, None
     for line in lines:
+        if line.startswith("procs_running"):
+            running = int(line.split()[1])
         if not line.startswith("cpu") or line.startswith("cpu "):
             continue
         name, *fields = line.split()
@@ -106,14 +111,28 @@ def _busy_seconds(cpus) -> float | None:
         # time the CPU was not free for us (steal: the hypervisor ran another machine)
         values = [int(v) for v in fields[:8]] + [0] * (8 - len(fields[:8]))
         busy += sum(values) - values[3] - values[4]
-    return busy / ticks
+    return busy / ticks, running
+
+
+def _busy_seconds(cpus) -> float | None:
+    """Seconds the given CPUs spent running anything (all processes) since boot."""
+    return _proc_stat(cpus)[0]
+
+
+def _running_elsewhere(cpus) -> float | None:
+    """Threads other than the caller runnable now, scaled to the share of the machine's CPUs
+    this process may use (procs_running counts the whole machine)."""
+    running = _proc_stat(cpus)[1]
+    if running is None:
+        return None
+    return max(0, running - 1) * len(cpus) / max(len(cpus), os.cpu_count() or 1)
 
 
 class CpuShare:
     """Threads to use now: this process's CPUs less those the other processes keep busy."""
 
     def __init__(self, clock=time.monotonic, busy=None, own=None, cpus=None,
-                 machine_cpus=None):
+                 machine_cpus=None, running=None):
         try:
             cpu_set = os.sched_getaffinity(0)
         except (AttributeError, OSError):
@@ -123,6 +142,7 @@ class CpuShare:
         self._clock = clock
         self._busy = busy or (lambda: _busy_seconds(cpu_set))
         self._own = own or (lambda: sum(os.times()[:2]))
+        self._running = running or (lambda: _running_elsewhere(cpu_set))
         self.threads = self.cpus
         self.others = 0.0  # CPUs the other processes used over the last window
         self._mark = self._sample()
@@ -139,6 +159,18 @@ class CpuShare:
         self._mark = sample
         if busy0 is None or busy1 is None:
             return self.threads
+        if t1 - t0 > _STALE_S and (own1 - own0) / (t1 - t0) < 0.5:
+            # This process sat mostly idle since its last look: what the others did
+            # meanwhile says little about now. Processes that take turns (a sweep's runs, the
+            # bench's contenders) would each find the others' busy time in that gap and start
+            # every turn on one thread (measured: the bench's tiny step 48 ms instead of 35).
+            # Count the threads that are runnable at this moment instead; the next window
+            # measures the load as usual.
+            now_running = self._running()
+            if now_running is not None:
+                self.others = float(now_running)
+                self.threads = max(1, min(self.cpus, self._cpu_count - round(self.others)))
+                return self.threads
         self.others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
         # the others' load is measured over all of this process's CPUs, which may be more
         # than the threads numba has

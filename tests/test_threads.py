@@ -1,4 +1,5 @@
 """Plans size their thread team from the CPUs other processes leave free (runtime.threads)."""
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ class FakeMachine:
 
     def __init__(self):
         self.now, self.busy, self.own = 0.0, 0.0, 0.0
+        self.running = 0  # other threads runnable at this moment
 
     def run(self, seconds, own_cpus, other_cpus):
         self.now += seconds
@@ -25,7 +27,8 @@ class FakeMachine:
 
     def share(self, cpus, machine_cpus=None):
         return threads.CpuShare(clock=lambda: self.now, busy=lambda: self.busy,
-                                own=lambda: self.own, cpus=cpus, machine_cpus=machine_cpus)
+                                own=lambda: self.own, cpus=cpus, machine_cpus=machine_cpus,
+                                running=lambda: self.running)
 
 
 @pytest.mark.parametrize("cpus, others, expected", [
@@ -60,6 +63,46 @@ def test_the_share_is_measured_over_a_window_not_every_call():
     assert share.update() == 1
     machine.run(0.3, own_cpus=1, other_cpus=0.0)  # the other process ended
     assert share.update() == 2
+
+
+def test_after_an_idle_gap_the_threads_runnable_now_count_not_the_gap():
+    """Processes taking turns: while this one waited, another ran on both CPUs and has just
+    stopped. That gap is not load now; the first call after it uses every CPU free at that
+    moment, and the windows after it measure as before."""
+    machine = FakeMachine()
+    share = machine.share(2)
+    machine.run(0.3, own_cpus=2, other_cpus=0.0)
+    assert share.update() == 2
+    machine.run(2.0, own_cpus=0.0, other_cpus=2.0)  # our idle turn: the other one ran
+    machine.running = 0
+    assert share.update() == 2
+    machine.run(0.3, own_cpus=2, other_cpus=0.0)
+    assert share.update() == 2
+    # the same gap, but the other process is still running when we start: one thread
+    machine.run(2.0, own_cpus=0.0, other_cpus=2.0)
+    machine.running = 1
+    assert share.update() == 1
+    assert share.others == 1
+    # busy through the gap ourselves (a long step): the gap is measured load as before
+    machine.running = 0
+    machine.run(2.0, own_cpus=1.0, other_cpus=1.0)
+    assert share.update() == 1
+    assert share.others == pytest.approx(1.0)
+
+
+def test_the_running_threads_are_read_from_the_machine():
+    others = threads._running_elsewhere(os.sched_getaffinity(0))
+    assert others is not None and others >= 0
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        # the busy loop is runnable at every look (at least most of them: the scheduler may
+        # catch it between two time slices, so the most of ten looks)
+        seen = max(threads._running_elsewhere(set(range(os.cpu_count()))) for _ in range(10))
+        assert seen >= 1
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def test_a_busy_process_beside_takes_a_cpu_from_the_plan():
