@@ -67,6 +67,9 @@ def _restart_openblas() -> None:
 _WINDOW_S = 0.25
 # a gap longer than this since the last look, spent mostly idle, is not measured as load
 _STALE_S = 2 * _WINDOW_S
+# after such a gap the first measurement comes sooner: processes that start together (the
+# rounds of `graphc bench --concurrent`) each see the other still idle at that moment
+_AFTER_GAP_S = 0.1
 
 
 def available_cpus() -> int:
@@ -145,6 +148,7 @@ class CpuShare:
         self._running = running or (lambda: _running_elsewhere(cpu_set))
         self.threads = self.cpus
         self.others = 0.0  # CPUs the other processes used over the last window
+        self._window = _WINDOW_S
         self._mark = self._sample()
 
     def _sample(self):
@@ -152,11 +156,12 @@ class CpuShare:
 
     def update(self) -> int:
         now = self._clock()
-        if now - self._mark[0] < _WINDOW_S:
+        if now - self._mark[0] < self._window:
             return self.threads
         sample = self._sample()
         (t0, busy0, own0), (t1, busy1, own1) = self._mark, sample
         self._mark = sample
+        self._window = _WINDOW_S
         if busy0 is None or busy1 is None:
             return self.threads
         if t1 - t0 > _STALE_S and (own1 - own0) / (t1 - t0) < 0.5:
@@ -164,10 +169,11 @@ class CpuShare:
             # meanwhile says little about now. Processes that take turns (a sweep's runs, the
             # bench's contenders) would each find the others' busy time in that gap and start
             # every turn on one thread (measured: the bench's tiny step 48 ms instead of 35).
-            # Count the threads that are runnable at this moment instead; the next window
-            # measures the load as usual.
+            # Count the threads that are runnable at this moment instead, and measure the
+            # load again after a shorter window than usual.
             now_running = self._running()
             if now_running is not None:
+                self._window = _AFTER_GAP_S
                 self.others = float(now_running)
                 self.threads = max(1, min(self.cpus, self._cpu_count - round(self.others)))
                 return self.threads

@@ -83,6 +83,14 @@ def test_after_an_idle_gap_the_threads_runnable_now_count_not_the_gap():
     machine.running = 1
     assert share.update() == 1
     assert share.others == 1
+    # that guess is checked after a short window: the other process did start
+    machine.run(2.0, own_cpus=0.0, other_cpus=2.0)
+    machine.running = 0
+    assert share.update() == 2
+    machine.run(threads._AFTER_GAP_S + 0.01, own_cpus=1.0, other_cpus=1.0)
+    assert share.update() == 1
+    machine.run(0.1, own_cpus=1.0, other_cpus=1.0)
+    assert share.update() == 1  # the usual window again: no new measurement yet
     # busy through the gap ourselves (a long step): the gap is measured load as before
     machine.running = 0
     machine.run(2.0, own_cpus=1.0, other_cpus=1.0)
