@@ -35,9 +35,11 @@ PARALLEL_MIN_MACS = 1 << 18
 # shared with other jobs): tiny's 64x2048x64 1.12x/1.12x faster than bands of the result,
 # 64x2048x65 1.14x/1.15x, 64x2048x192 1.03x/1.04x, 64x2048x256 1.06x/1.03x, 256x2048x64
 # 1.02x/1.03x, small's 128x2048x128 1.04x/1.04x; with a 2.4 MB result (medium's
-# 384x8192x1536) no gain (1.00x/0.97x), nor for 128x2048x384 (1.02x/1.01x): only results of
-# at most KSPLIT_MAX_RESULT elements whose K is at least twice their longer side.
-KSPLIT_MAX_RESULT = 1 << 15
+# 384x8192x1536) no gain (1.00x/0.97x), nor for 128x2048x384 (1.02x/1.01x): only products
+# whose K is at least twice the result's longer side, and whose partials (the result's size
+# times blocks - 1) are at most KSPLIT_MAX_PARTIALS elements, so that the serial add after
+# the join stays short (32K float32 adds: 10-20 us here) on machines with many blocks too.
+KSPLIT_MAX_PARTIALS = 1 << 15
 _BLAS = []
 
 
@@ -209,8 +211,10 @@ if njit is not None:
 
     @njit(cache=True, inline="always")
     def _splits_k(m, n, k, parts):
-        """Whether a product cut into `parts` blocks is cut along K (see KSPLIT_MAX_RESULT)."""
-        return parts > 1 and m * n <= KSPLIT_MAX_RESULT and k >= 2 * max(m, n, parts)
+        """Whether a product cut into `parts` blocks is cut along K (see
+        KSPLIT_MAX_PARTIALS)."""
+        return (parts > 1 and m * n * (parts - 1) <= KSPLIT_MAX_PARTIALS
+                and k >= 2 * max(m, n, parts))
 
     @njit(cache=True, nogil=True, inline="always")
     def _add_partials(out, partials):

@@ -178,3 +178,5 @@ def test_which_products_are_cut_along_k():
     for m, k, n in [(2048, 64, 256), (128, 2048, 384), (384, 8192, 1536)]:
         assert not gemm._splits_k(m, n, k, 2)
     assert not gemm._splits_k(64, 65, 2048, 1)  # one block: nothing to cut
+    # many blocks: the partials the calling thread adds would be too many
+    assert gemm._splits_k(64, 256, 2048, 2) and not gemm._splits_k(64, 256, 2048, 16)
