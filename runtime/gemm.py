@@ -29,6 +29,17 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 # below this many multiply-adds a product runs on one thread: a block of it is too small
 # to repay handing it to the other thread (2048x64 @ 64x64 is 8.4M)
 PARALLEL_MIN_MACS = 1 << 18
+# Products with a long K and a small result (weight gradients X^T @ dY: K = the tokens) are
+# cut into blocks along K instead: each block makes a whole partial result, added in block
+# order after the join. Alternated per call, two threads, warm, min/median of 100 (cores
+# shared with other jobs): tiny's 64x2048x64 1.12x/1.12x faster than bands of the result,
+# 64x2048x65 1.14x/1.15x, 64x2048x192 1.03x/1.04x, 64x2048x256 1.06x/1.03x, 256x2048x64
+# 1.02x/1.03x, small's 128x2048x128 1.04x/1.04x; with a 2.4 MB result (medium's
+# 384x8192x1536) no gain (1.00x/0.97x), nor for 128x2048x384 (1.02x/1.01x): only products
+# whose K is at least twice the result's longer side, and whose partials (the result's size
+# times blocks - 1) are at most KSPLIT_MAX_PARTIALS elements, so that the serial add after
+# the join stays short (32K float32 adds: 10-20 us here) on machines with many blocks too.
+KSPLIT_MAX_PARTIALS = 1 << 15
 _BLAS = []
 
 
@@ -189,6 +200,32 @@ if njit is not None:
                     b.ctypes.data + c0 * b.strides[1], ldb, out.dtype.type(beta),
                     out.ctypes.data + (r0 * ldc + c0) * item, ldc)
 
+    @njit(cache=True, nogil=True)
+    def _k_block(fn, a, b, dst, k0, k1, ta, lda, tb, ldb, ldd):
+        """dst = a[:, k0:k1] @ b[k0:k1] (2-D views, checked layouts; dst's leading dimension
+        ldd)."""
+        _cblas_gemm(fn, ta, tb, a.shape[0], b.shape[1], k1 - k0, dst.dtype.type(1.0),
+                    a.ctypes.data + k0 * a.strides[1], lda,
+                    b.ctypes.data + k0 * b.strides[0], ldb, dst.dtype.type(0.0),
+                    dst.ctypes.data, ldd)
+
+    @njit(cache=True, inline="always")
+    def _splits_k(m, n, k, parts):
+        """Whether a product cut into `parts` blocks is cut along K (see
+        KSPLIT_MAX_PARTIALS)."""
+        return (parts > 1 and m * n * (parts - 1) <= KSPLIT_MAX_PARTIALS
+                and k >= 2 * max(m, n, parts))
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _add_partials(out, partials):
+        """out += partials[0] + partials[1] + ..., in that order, element by element."""
+        for r in range(out.shape[0]):
+            o = out[r]
+            for q in range(partials.shape[0]):
+                part = partials[q, r]
+                for j in range(out.shape[1]):
+                    o[j] += part[j]
+
     # The fills before a product (beta = 1) read rows as slices, with indices from 0: numba
     # then drops its negative-index fix-ups and LLVM vectorises the loop (a (2048, 128)
     # float32 residual + bias: 38 us for C-contiguous operands, 108 us typed layout "A", 450
@@ -256,7 +293,8 @@ if njit is not None:
         return 0, m, n * p // parts, n * (p + 1) // parts
 
     def _matmul2d(fn, threads, a, b, out):
-        """out = a @ b for 2-D operands, in up to `threads` blocks; returns 1 (and writes
+        """out = a @ b for 2-D operands, in up to `threads` blocks (bands of the result, or
+        parts of K for a long K and a small result); returns 1 (and writes
         nothing) when a layout is not one BLAS reads in place or a dimension is 0, so the
         caller uses np.matmul. (numba's get_num_threads would keep the kernel out of the
         disk cache.)"""
@@ -269,6 +307,19 @@ if njit is not None:
         parts = _blocks(m, n, k, threads)
         if parts == 1:  # no fork-join: the calling thread does it
             _block(fn, a, b, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
+            return 0
+        if _splits_k(m, n, k, parts):
+            # block 0 writes out, the others a partial each; the calling thread adds them
+            # after the join (a second parallel loop would cost a second fork-join, which on
+            # a loaded machine waits for a descheduled thread: medians 2x slower measured)
+            partials = np.empty((parts - 1, m, n), out.dtype)
+            for p in prange(parts):
+                k0, k1 = k * p // parts, k * (p + 1) // parts
+                if p == 0:
+                    _k_block(fn, a, b, out, k0, k1, ta, lda, tb, ldb, ldc)
+                else:
+                    _k_block(fn, a, b, partials[p - 1], k0, k1, ta, lda, tb, ldb, n)
+            _add_partials(out, partials)
             return 0
         for p in prange(parts):
             r0, r1, c0, c1 = _block_bounds(m, n, parts, p)

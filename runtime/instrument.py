@@ -136,6 +136,11 @@ def checked_runner(plan):
     return run
 
 
+# ops whose profile line shows a GFLOP/s rate: the products (matmul_add's flops are its
+# product's plus one per element per addend)
+RATED_OPS = ("matmul", "matmul_add", "einsum")
+
+
 def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
     """Time every node over `repeat` calls; print a table sorted by time; return rows."""
     times = [0.0] * len(plan._steps)
@@ -163,7 +168,7 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
             "operands": ", ".join(str(i.type) for i in node.inputs),
             "where": ", ".join(f"{f}:{ln}" for f, ln in node.locs[:2]),
             "ms": sec * 1e3, "share": t / total,
-            "gflops": flops / sec / 1e9 if node.op in ("matmul", "einsum") and sec else None,
+            "gflops": flops / sec / 1e9 if node.op in RATED_OPS and sec else None,
         })
     rows.sort(key=lambda r: -r["ms"])
     if file is not False:

@@ -123,3 +123,60 @@ def test_head_merge_products_are_written_in_their_readers_layout():
     p, v = _r(2, 3, 8, 8), _r(2, 3, 8, 4)
     expected = (p @ v).transpose(0, 2, 1, 3).reshape(2, 8, 12) * 2.0
     np.testing.assert_allclose(plan(p, v)[0], expected, rtol=1e-5, atol=1e-6)
+
+
+# weight-gradient shapes (X^T @ dY: a long K, a small result), odd sizes among them
+K_SPLIT_SHAPES = [(64, 2048, 65), (1, 9000, 33), (3, 6007, 17), (17, 8193, 2)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, k, n", K_SPLIT_SHAPES)
+@pytest.mark.parametrize("parts", [2, 3])
+def test_long_k_products_are_cut_along_k_and_added_in_block_order(m, k, n, parts, dtype):
+    a, b = _r(k, m, dtype=dtype).T, _r(k, n, dtype=dtype)  # a transposed, as X^T is
+    assert gemm._splits_k(m, n, k, gemm._blocks(m, n, k, parts))
+    fn = gemm.blas().address(dtype)
+    out = np.full((m, n), np.nan, dtype)
+    assert gemm.matmul2d(fn, parts, a, b, out) == 0
+    # the blocks' partial products (each one BLAS call: threads=1), added left to right
+    expected = None
+    for p in range(parts):
+        k0, k1 = k * p // parts, k * (p + 1) // parts
+        part = np.empty((m, n), dtype)
+        assert gemm.matmul2d(fn, 1, a[:, k0:k1], b[k0:k1], part) == 0
+        expected = part if expected is None else expected + part
+    np.testing.assert_array_equal(out, expected)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    # float32: each partial rounds its own sum, as BLAS's blocking of K does anyway
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(out, exact, rtol=0, atol=tol * np.abs(exact).max() * 4)
+
+
+def test_a_long_k_products_bits_do_not_depend_on_the_threads_running_it():
+    import numba
+    a, b = _r(2048, 64).T, _r(2048, 65)
+    fn = gemm.blas().sgemm
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for running in (1, min(2, numba.config.NUMBA_NUM_THREADS), 1):
+            numba.set_num_threads(running)
+            out = np.empty((64, 65), np.float32)
+            gemm.matmul2d(fn, 2, a, b, out)  # two blocks, however many threads run them
+            results.append(out)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_which_products_are_cut_along_k():
+    # tiny's and small's weight gradients are (K = 2048 tokens); activations' products
+    # (K = the model width) and medium's large weight gradients are not
+    for m, k, n in [(64, 2048, 256), (256, 2048, 64), (64, 2048, 65), (128, 2048, 128)]:
+        assert gemm._splits_k(m, n, k, 2)
+    for m, k, n in [(2048, 64, 256), (128, 2048, 384), (384, 8192, 1536)]:
+        assert not gemm._splits_k(m, n, k, 2)
+    assert not gemm._splits_k(64, 65, 2048, 1)  # one block: nothing to cut
+    # many blocks: the partials the calling thread adds would be too many
+    assert gemm._splits_k(64, 256, 2048, 2) and not gemm._splits_k(64, 256, 2048, 16)

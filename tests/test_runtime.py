@@ -156,6 +156,21 @@ def test_profile_reports_ops_lines_shares_and_gflops(capsys):
     assert "matmul" in capsys.readouterr().out
 
 
+def test_profile_rates_a_product_with_its_bias_add():
+    # the fusion stage writes x @ w + b as one matmul_add: its line shows a rate too, from
+    # its flops (2*m*k*n for the product, one per element for the bias)
+    def f(x, w, b):
+        return x @ w + b
+    args = [np.ones((64, 32), np.float32), np.ones((32, 16), np.float32),
+            np.ones(16, np.float32)]
+    rows = gc.compile(f).plan_for(*args).profile(*args, file=False)
+    fused = [r for r in rows if r["op"] == "matmul_add"]
+    assert len(fused) == 1
+    row = fused[0]
+    flops = 2 * 64 * 32 * 16 + 64 * 16
+    assert row["gflops"] == pytest.approx(flops / (row["ms"] / 1e3) / 1e9)
+
+
 def test_nan_guard_names_the_op_ranges_and_line():
     def f(x):
         y = x * 2.0
