@@ -162,10 +162,13 @@ def test_scatter_add_kernel_adds_rows_in_index_order_like_np_add_at(rows, width)
     np.testing.assert_array_equal(plan(updates, idx)[0], want)  # the buffer is cleared again
 
 
-def test_a_gpt_training_step_with_these_kernels_equals_the_interpreter():
+@pytest.mark.parametrize("paired", [False, True])
+def test_a_gpt_training_step_with_these_kernels_equals_the_interpreter(paired, monkeypatch):
     """Loss, logits and every gradient of a small GPT (GELU, LayerNorm, log-softmax, one_hot
     with an ignored target, the embedding lookup and its gradient) compiled with the numba
-    kernels against the interpreter's numpy definitions."""
+    kernels against the interpreter's numpy definitions; with LayerNorm's two gradients in
+    two kernels, and in one (runtime.lowering.layer_norm_grad_pairs, the default)."""
+    from runtime import lowering
     from graphc.models.gpt import GPT, GPTConfig
     from ir.graph import Graph
     from ir.ops.registry import graph_param
@@ -189,9 +192,12 @@ def test_a_gpt_training_step_with_these_kernels_equals_the_interpreter():
     g = optimize(g)
     feed = {"idx": x, "targets": y, **{n: p.data for n, p in model.named_parameters()}}
     args = [feed[n.attrs["name"]] for n in g.inputs]
+    if not paired:
+        monkeypatch.setattr(lowering, "layer_norm_grad_pairs", lambda graph, mp: {})
     plan = compile_graph(g, jit=True)
     for kernel in ("gelu_tanh_rows", "gelu_tanh_grad_rows", "take_rows", "scatter_add_rows",
-                   "one_hot_rows", "log_softmax", "layer_norm_grad", "layer_norm_wgrad"):
+                   "one_hot_rows", "log_softmax") + (
+                       ("layer_norm_grads",) if paired else ("layer_norm_grad", "layer_norm_wgrad")):
         assert f"_jit.{kernel}(" in plan.source, kernel
     got, want = plan(*args), run(g, *args)
     for k, (a, b) in enumerate(zip(got, want)):
