@@ -22,7 +22,7 @@ from ir.types import SHORT_NAMES
 from .fusion import fused_operand_kinds, loop_type
 from .jit import argument_spec
 from .kernelgen import kernel_source
-from .lowering import concat_by_copies, softmax_grad_scaled_call
+from .lowering import concat_by_copies, layer_norm_grads_call, softmax_grad_scaled_call
 from .op_lowering import emit_numpy, is_fused_result, lowering_of, view_expression
 
 
@@ -156,6 +156,17 @@ class _Renderer:
             var = f"t{counter}"
             counter += 1
             names[n] = var
+            if choice.kind == "in-pair":  # its buffer now, its values by the next kernel
+                out.steps.append((n, self.destination(n, var), var))
+                continue
+            if n in self.choices.paired:  # both LayerNorm gradients: one kernel, this step
+                self.out.fixed_kernels.append((choice.detail, n.dtype))
+                lines = self.destination(n, var) + layer_norm_grads_call(
+                    n, self.choices.paired[n], names, var)
+                if in_flight:  # as after layer_norm_grad alone (runtime/collectives.py)
+                    lines.append("_collectives.progress()")
+                out.steps.append((n, lines, var))
+                continue
             if n in self.choices.scaled:  # softmax_grad's kernel scales: its step, its time
                 sg, scale = self.choices.scaled[n]
                 self.out.fixed_kernels.append((choice.detail, n.dtype))

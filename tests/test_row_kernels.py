@@ -162,10 +162,13 @@ def test_scatter_add_kernel_adds_rows_in_index_order_like_np_add_at(rows, width)
     np.testing.assert_array_equal(plan(updates, idx)[0], want)  # the buffer is cleared again
 
 
-def test_a_gpt_training_step_with_these_kernels_equals_the_interpreter():
+@pytest.mark.parametrize("paired", [False, True])
+def test_a_gpt_training_step_with_these_kernels_equals_the_interpreter(paired, monkeypatch):
     """Loss, logits and every gradient of a small GPT (GELU, LayerNorm, log-softmax, one_hot
     with an ignored target, the embedding lookup and its gradient) compiled with the numba
-    kernels against the interpreter's numpy definitions."""
+    kernels against the interpreter's numpy definitions; with LayerNorm's two gradients in
+    two kernels, and in one (runtime.lowering.layer_norm_grad_pairs, the default)."""
+    from runtime import lowering
     from graphc.models.gpt import GPT, GPTConfig
     from ir.graph import Graph
     from ir.ops.registry import graph_param
@@ -189,11 +192,86 @@ def test_a_gpt_training_step_with_these_kernels_equals_the_interpreter():
     g = optimize(g)
     feed = {"idx": x, "targets": y, **{n: p.data for n, p in model.named_parameters()}}
     args = [feed[n.attrs["name"]] for n in g.inputs]
+    if not paired:
+        monkeypatch.setattr(lowering, "layer_norm_grad_pairs", lambda graph, mp: {})
     plan = compile_graph(g, jit=True)
     for kernel in ("gelu_tanh_rows", "gelu_tanh_grad_rows", "take_rows", "scatter_add_rows",
-                   "one_hot_rows", "log_softmax", "layer_norm_grad", "layer_norm_wgrad"):
+                   "one_hot_rows", "log_softmax") + (
+                       ("layer_norm_grads",) if paired else ("layer_norm_grad", "layer_norm_wgrad")):
         assert f"_jit.{kernel}(" in plan.source, kernel
     got, want = plan(*args), run(g, *args)
     for k, (a, b) in enumerate(zip(got, want)):
         scale = max(np.max(np.abs(b)), 1e-6)
         assert np.max(np.abs(a - b)) / scale < 2e-5, k  # float32 rounding, summed orders
+
+
+def _special_rows(rows, width, dtype, seed):
+    """Random rows (scale 4) with, in turn, a NaN first, in the middle and last, one and two
+    +inf, all -inf, one -inf, and scores 103.9, 104 and more below the row's max: float32 exp
+    rounds to 0 from 104 down (runtime.jit.fast_exp selects 0 there instead of computing an
+    underflow) and to a subnormal just above it."""
+    x = (np.random.default_rng(seed).standard_normal((rows, width)) * 4).astype(dtype)
+    last = width - 1
+    x[0, 0] = np.nan
+    x[1, width // 2] = np.nan
+    x[2, last] = np.nan
+    x[3, last // 2] = np.inf
+    x[4, [0, last]] = np.inf
+    x[5] = -np.inf
+    x[6, last] = -np.inf
+    x[7] = np.resize(np.array([0.0, -103.9, -104.0, -104.5, -150.0, -1e30], dtype), width)
+    x[8] = np.resize(np.array([-1e30, -104.0, 0.0, -103.0], dtype), width)
+    return x
+
+
+def _softmax64(s, axis):
+    with np.errstate(all="ignore"):
+        e = np.exp(s - s.max(axis, keepdims=True))
+        return e / e.sum(axis, keepdims=True), (s - s.max(axis, keepdims=True)) - np.log(
+            e.sum(axis, keepdims=True))
+
+
+def _assert_like_numpy(got, want, dtype):
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    # exact zeros where the float64 value rounds to 0 in the kernel's dtype, no leftovers
+    np.testing.assert_array_equal(got == 0, want.astype(dtype) == 0)
+    np.testing.assert_array_equal(got == -np.inf, want == -np.inf)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width", [1, 3, 17, 32, 64, 67])
+def test_softmax_kernels_keep_numpys_special_rows(width, dtype):
+    """The fixed softmax and log-softmax kernels against float64 numpy on rows with NaN,
+    +-inf and scores far below the row's max, on widths that are not (and are) multiples
+    of the vector width, including 1."""
+    x = _special_rows(11, width, dtype, width)
+    soft = compile_graph(gc.trace(lambda v: gc.softmax(v, 1), gc.spec(x.shape, dtype)), jit=True)
+    logsoft = compile_graph(gc.trace(gc.log_softmax, gc.spec(x.shape, dtype)), jit=True)
+    assert "_jit.softmax(" in soft.source and "_jit.log_softmax(" in logsoft.source
+    want, want_log = _softmax64(x.astype(np.float64), 1)
+    with np.errstate(all="ignore"):
+        _assert_like_numpy(soft(x)[0], want, dtype)
+        _assert_like_numpy(logsoft(x)[0], want_log, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("t", [1, 3, 17, 32, 64])
+def test_fused_causal_softmax_keeps_numpys_special_rows(t, dtype):
+    """Attention's scale, causal mask (-inf above the diagonal) and softmax as one generated
+    kernel, against float64 numpy: the masked scores' exp is exactly 0, and a NaN or inf
+    score below the diagonal gives numpy's row."""
+    batch = max(2, 8192 // (t * t))  # large enough to be fused
+    x = (np.random.default_rng(t).standard_normal((batch, 2, t, t)) * 4).astype(dtype)
+    special = _special_rows(9, t, dtype, t)[:t]
+    x[0, 1, t - len(special):] = special[::-1]  # last rows: the longest unmasked prefixes
+    causal = np.tril(np.ones((t, t), bool))
+    fn = lambda a, m: gc.softmax(gc.where(m, a * 0.25, -np.inf), 3)  # noqa: E731
+    plan = compile_graph(gc.trace(fn, gc.spec(x.shape, dtype), gc.spec(causal.shape, "bool")),
+                         jit=True)
+    assert "_fused_" in plan.source
+    want, _ = _softmax64(np.where(causal, x.astype(np.float64) * 0.25, -np.inf), 3)
+    with np.errstate(all="ignore"):
+        _assert_like_numpy(plan(x, causal)[0], want, dtype)
