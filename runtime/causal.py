@@ -11,15 +11,19 @@ about twice the work the result needs.
 nothing); `causal_products` says which 4-D products can skip what; `banded_matmul4d` computes
 such a product per (batch, head) matrix in bands of BAND rows (or columns), each one BLAS call
 over only the part that is not known to be zero, or only the live columns of a product whose
-part above the diagonal is dead. The dead part is written with zeros: softmax_grad's row dot
-product reads dP there (0 * an uninitialised NaN would be NaN), and the plan's finite check
-(Plan.run_checked) reads every value.
+part above the diagonal is dead. A band still reads (or computes) the triangle of its own
+(BAND, BAND) block on the diagonal: BLAS multiplies the operand's zeros there. The dead part
+it skips is written with zeros: softmax_grad's row dot product reads dP there (0 * an
+uninitialised NaN would be NaN), and the plan's finite check (Plan.run_checked) reads every
+value.
 
 Bits: the terms skipped are exact zeros times finite values, and adding a zero does not
-change a float sum (BLAS's fused multiply-add with a zero factor neither), so the results
-are the full product's on inputs that are finite, but for the sign of a zero. Where an input
-holds a NaN or an Inf, the full product spreads it across a whole row or column and the
-banded one only where its live part reaches it; the loss is NaN either way.
+change a float sum, so the results are the full product's up to the order of rounding:
+OpenBLAS picks its kernels, and with them how a dot product's terms are grouped, by the
+product's size, so a band's values may differ from the full product's in the last bits (by
+at most a dot product's rounding error; tests/test_causal.py holds them to twice that bound).
+Where an input holds a NaN or an Inf, the full product spreads it across a whole row or
+column and the banded one only where its live part reaches it; the loss is NaN either way.
 """
 from __future__ import annotations
 
@@ -54,12 +58,16 @@ MODES = {A_LOWER: "a zero above the diagonal", A_UPPER: "a zero below the diagon
          DEAD_ABOVE: "result dead above the diagonal",
          DEAD_BELOW: "result dead below the diagonal"}
 
-# Rows per band. Measured (min of 60 calls, float32, medium's (32, 6, 256, 256) @ (256, 64)
-# P @ V, under load): see README "Closer to the GEMM limit"; 64 is the best of 32/64/128.
+# Rows (or columns) per band. A band's product is one BLAS call over up to its last row, so
+# the work is (n + 1) / 2n of the full square's with n bands: 62.5% for medium's T = 256.
+# Measured one thread, medium's shapes (2 x 6 heads, T 256, d 64), min/median of 60 calls
+# alternated, load 5: bands of 32, 64, 128 rows gave P @ V 1.26x/1.39x/1.25x faster, dV
+# 1.51x/1.40x/1.27x, dQ 1.33x/1.24x/1.17x, dK 1.50x/1.46x/1.35x, S and dP 1.08-1.11x /
+# 1.12x / 1.05-1.07x (medians): smaller bands skip more but make OpenBLAS's calls smaller.
 BAND = 64
-# Smallest T that uses the banded kernel (measured: below it, the bands' extra BLAS calls
-# cost what the skipped half saves).
-MIN_T = 128
+# Smallest T that uses the banded kernel: with T <= BAND the one band is the full product;
+# up to 2 * BAND little is skipped (T = 100: 18%) and it was not measured.
+MIN_T = 2 * BAND
 
 
 # ---- the analysis ---------------------------------------------------------------------------
