@@ -39,6 +39,7 @@ KINDS = {
     "result": "no code: one of the results its fused node's kernel writes",
     "concat-copies": "one copy per operand into its slice of the result",
     "numba": "a fixed numba kernel (runtime/jit.py, runtime/gemm.py)",
+    "causal": "runtime/causal.py's product that skips a causal mask's zero or dead half",
     "split": "its numpy emitter on two halves of axis 0, on two threads",
     "numpy": "its numpy emitter, writing with out=",
 }
@@ -61,6 +62,7 @@ class KernelChoices:
     parts: dict = field(default_factory=dict)  # product -> runtime.memory.Part
     scaled: dict = field(default_factory=dict)  # mul -> (softmax_grad, scale) it computes
     paired: dict = field(default_factory=dict)  # layer_norm_wgrad -> layer_norm_grad it computes
+    causal: dict = field(default_factory=dict)  # matmul -> runtime.causal mode
 
     def __str__(self) -> str:
         ordered = list(self.graph.inputs) + [n for n in self.graph.nodes if n.op != "input"]
@@ -89,6 +91,8 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
     if jit:
         choices.scaled = softmax_grads_scaled_by_reader(graph, mp)
         choices.paired = layer_norm_grad_pairs(graph, mp)
+        from . import causal  # (imports numba, as runtime.gemm does)
+        choices.causal = causal.products_to_band(graph, mp)
     in_reader = {sg for sg, _ in choices.scaled.values()}
     in_pair = set(choices.paired.values())
     for n in graph.nodes:
@@ -106,6 +110,10 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
             choices.choice[n] = KernelChoice("assembled")
         else:
             choices.choice[n] = _choose(n, mp.storage[n].kind, into_concat, jit, parallel)
+        if n in choices.causal and choices.choice[n] == KernelChoice("numba", "gemm"):
+            choices.choice[n] = KernelChoice("causal", causal.MODES[choices.causal[n]])
+        else:
+            choices.causal.pop(n, None)
     return choices
 
 

@@ -211,6 +211,11 @@ class _Renderer:
             self.out.fixed_kernels.append((choice.detail, n.dtype))
             self.out.uses_gemm |= n.op in ("matmul", "matmul_add")
             return lines + lowering_of(n.op).jit_emit(n, args, var)
+        if choice.kind == "causal":
+            from . import causal
+            self.out.uses_gemm = True
+            self.bind("_causal", "value", causal)
+            return lines + causal.call_source(n, self.choices.causal[n], args, var)
         if choice.kind == "split":
             return lines + self.split_kernel(n, var, args, scratch)
         return lines + emit_numpy(n, args, var, scratch)
