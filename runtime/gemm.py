@@ -34,7 +34,8 @@ PARALLEL_MIN_MACS = 1 << 18
 # order after the join. Alternated per call, two threads, warm, min/median of 100 (cores
 # shared with other jobs): tiny's 64x2048x64 1.12x/1.12x faster than bands of the result,
 # 64x2048x65 1.14x/1.15x, 64x2048x192 1.03x/1.04x, 64x2048x256 1.06x/1.03x, 256x2048x64
-# 1.02x/1.03x, small's 128x2048x128 1.04x/1.04x; with a 2.4 MB result (medium's
+# 1.02x/1.03x, small's 128x2048x128 1.04x/1.04x (a second run against the old code: mins
+# 1.09-1.37x on these shapes, medians 1.00-1.11x); with a 2.4 MB result (medium's
 # 384x8192x1536) no gain (1.00x/0.97x), nor for 128x2048x384 (1.02x/1.01x): only products
 # whose K is at least twice the result's longer side, and whose partials (the result's size
 # times blocks - 1) are at most KSPLIT_MAX_PARTIALS elements, so that the serial add after
