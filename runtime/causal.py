@@ -8,7 +8,7 @@ it, and softmax_grad multiplies dP there by P's zeros. Computing the full square
 about twice the work the result needs.
 
 `triangular_facts` finds these values in the fused kernel graph (it reads the graph, rewrites
-nothing); `causal_products` says which 4-D products can skip what; `banded_matmul4d` computes
+nothing); `causal_products` says which 4-D products can skip what; `kernel()` computes
 such a product per (batch, head) matrix in bands of BAND rows (or columns), each one BLAS call
 over only the part that is not known to be zero, or only the live columns of a product whose
 part above the diagonal is dead. A band still reads (or computes) the triangle of its own
@@ -234,8 +234,11 @@ def products_to_band(graph, mp) -> dict:
     causal_products with T >= MIN_T whose result has a buffer of the plan's."""
     if not gemm.available():
         return {}
-    return {n: mode for n, mode in causal_products(graph).items()
-            if square_size(n, mode) >= MIN_T and mp.storage[n].kind != "fallback"}
+    found = {n: mode for n, mode in causal_products(graph).items()
+             if square_size(n, mode) >= MIN_T and mp.storage[n].kind != "fallback"}
+    if found:
+        kernel()  # compiled (or loaded) while the plan is built, not at its first call
+    return found
 
 
 def call_source(n, mode, args, dst) -> list:
@@ -243,7 +246,7 @@ def call_source(n, mode, args, dst) -> list:
     layout in place (the full product: right as well)."""
     fn = "_sgemm" if n.dtype == np.float32 else "_dgemm"
     pad = (lambda x: x) if n.ndim == 4 else (lambda x: f"{x}[None]")
-    call = (f"_causal.banded_matmul4d({fn}, {mode}, {BAND}, {pad(args[0])}, {pad(args[1])}, "
+    call = (f"_banded_matmul4d({fn}, {mode}, {BAND}, {pad(args[0])}, {pad(args[1])}, "
             f"{pad(dst)})")
     return [f"{call} and np.matmul({args[0]}, {args[1]}, out={dst})"]
 
@@ -332,5 +335,13 @@ if gemm.njit is not None:
         dispatcher.disable_compile()
         return dispatcher
 
-    # compiled (or loaded from numba's disk cache) when this module is imported
-    banded_matmul4d = _compiled()
+
+_KERNEL = []
+
+
+def kernel():
+    """banded_matmul4d, compiled (or loaded from numba's disk cache) at its first use: plans
+    without a causal product do not wait for it."""
+    if not _KERNEL:
+        _KERNEL.append(_compiled())
+    return _KERNEL[0]
