@@ -112,7 +112,7 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
             choices.choice[n] = _choose(n, mp.storage[n].kind, into_concat, jit, parallel)
         if n in choices.causal and choices.choice[n] == KernelChoice("numba", "gemm"):
             choices.choice[n] = KernelChoice("causal", causal.MODES[choices.causal[n]])
-        else:
+        else:  # banded only where runtime.gemm's product would run
             choices.causal.pop(n, None)
     return choices
 

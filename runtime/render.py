@@ -214,7 +214,7 @@ class _Renderer:
         if choice.kind == "causal":
             from . import causal
             self.out.uses_gemm = True
-            self.bind("_causal", "value", causal)
+            self.bind("_banded_matmul4d", "value", causal.kernel())
             return lines + causal.call_source(n, self.choices.causal[n], args, var)
         if choice.kind == "split":
             return lines + self.split_kernel(n, var, args, scratch)

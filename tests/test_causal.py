@@ -168,7 +168,7 @@ def test_kernel_matches_matmul(mode, T, d, band, dtype):
     for column_major in (False, True):
         out = np.full(shape[:-2] + shape[:-3:-1], np.nan, dtype).swapaxes(-1, -2) \
             if column_major else np.full(shape, np.nan, dtype)
-        if C.banded_matmul4d(fn, mode, band, a, b, out):
+        if C.kernel()(fn, mode, band, a, b, out):
             assert 1 in shape[-2:]  # a layout BLAS cannot write: the plan's np.matmul
             continue
         _check(mode, a, b, out, dtype)
@@ -179,7 +179,7 @@ def test_kernel_broadcasts_size_one_batch_axes():
     a, b = _operands(C.A_LOWER, 70, 8, np.float64, rng)
     b = b[:1, :1]
     out = np.empty((2, 3, 70, 8))
-    assert C.banded_matmul4d(gemm.blas().address(np.float64), C.A_LOWER, 64, a, b, out) == 0
+    assert C.kernel()(gemm.blas().address(np.float64), C.A_LOWER, 64, a, b, out) == 0
     _check(C.A_LOWER, a, b, out, np.float64)
 
 
@@ -197,7 +197,7 @@ def test_nan_and_inf_in_the_known_zero_half_do_not_leak(mode):
     assert dead.sum() == 64 * 64 + 2 * 64 * 2  # blocks (0, 1), (0, 2), (1, 2)
     zero[..., dead] = np.where(rng.random(int(dead.sum())) < 0.5, np.nan, np.inf)
     out = np.empty(np.matmul(a, b).shape, np.float32)
-    assert C.banded_matmul4d(gemm.blas().address(np.float32), mode, 64, a, b, out) == 0
+    assert C.kernel()(gemm.blas().address(np.float32), mode, 64, a, b, out) == 0
     a_clean, b_clean = (clean, b) if zero is a else (a, clean)
     assert np.isfinite(out).all()
     _check(mode, a_clean, b_clean, out, np.float32)
@@ -214,7 +214,7 @@ def test_bits_do_not_depend_on_the_thread_count(mode):
         for threads in (1, before):
             numba.set_num_threads(threads)
             out = np.full(np.matmul(a, b).shape, np.nan, np.float32)
-            assert C.banded_matmul4d(fn, mode, 64, a, b, out) == 0
+            assert C.kernel()(fn, mode, 64, a, b, out) == 0
             results.append(out)
     finally:
         numba.set_num_threads(before)
@@ -238,8 +238,8 @@ def test_gpt_step_matches_the_interpreter_and_the_plan_without_it(T, config, dty
                                                                   monkeypatch):
     graph, inputs = _gpt_step(dtype, T=T, config=config)
     new, old = _plans(graph, monkeypatch)
-    assert new.source.count("_causal.banded_matmul4d(") == 12  # 6 per layer
-    assert "_causal" not in old.source
+    assert new.source.count("_banded_matmul4d(") == 12  # 6 per layer
+    assert "_banded_matmul4d" not in old.source
     dump = str(new.lowered.kernels)
     assert dump.count("causal result dead above the diagonal") == 4
     got, base, want = new(*inputs), old(*inputs), evaluate(graph, inputs)
@@ -255,7 +255,7 @@ def test_finite_check_sees_no_garbage_in_the_skipped_halves(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(causal, "MIN_T", 1)
         plan = compile_graph(graph, jit=True, background_compile=False, check_finite=True)
-    assert "_causal.banded_matmul4d(" in plan.source
+    assert "_banded_matmul4d(" in plan.source
     # the pool buffers start as whatever np.empty gave: poison them so that an unwritten
     # dead half would hold NaNs the check would blame
     for buf in plan._buffers:
@@ -269,4 +269,4 @@ def test_finite_check_sees_no_garbage_in_the_skipped_halves(monkeypatch):
 def test_default_threshold_leaves_short_sequences_alone():
     graph, _ = _gpt_step("float32", T=32, layers=1)
     plan = compile_graph(graph, jit=True, background_compile=False)
-    assert causal.MIN_T > 32 and "_causal" not in plan.source
+    assert causal.MIN_T > 32 and "_banded_matmul4d" not in plan.source
