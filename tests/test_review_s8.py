@@ -48,3 +48,101 @@ def test_the_finite_check_does_not_read_layer_norms_input_gradient_before_its_pa
     got = plan(*inputs)  # raised GraphcError: non-finite value ... of layer_norm_grad
     for g, w in zip(got, evaluate(graph, inputs)):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * np.abs(w).max())
+
+
+# ---- causal attention's banded products: variants of the pattern against the interpreter ----
+def _attention(variant, q, k, v, w_out, mask_input):
+    """One attention (B, H, T, d) in the given formulation; returns (loss, extra outputs)."""
+    T, d = q.shape[-2], q.shape[-1]
+    scale = 1.0 / np.sqrt(d)
+    s = F.matmul(q, F.transpose(k, (0, 1, 3, 2)))
+    extra = []
+    if variant == "scores transposed":  # S^T computed as K @ Q^T, transposed back
+        s = F.transpose(F.matmul(k, F.transpose(q, (0, 1, 3, 2))), (0, 1, 3, 2))
+    if variant == "scores also an output":
+        extra.append(s)
+    s = s * scale
+    if variant == "where keeps first":
+        s = F.where(F.tril_mask(T), s, float("-inf"))
+    elif variant == "mask k=1":
+        s = F.masked_fill(s, ~F.tril_mask(T, k=1), float("-inf"))
+    elif variant == "mask k=-1 (first row from its own column)":
+        s = F.masked_fill(s, ~F.tril_mask(T, k=-1) & ~F.tril_mask(T, T, 0) | ~F.tril_mask(T),
+                          float("-inf"))
+    elif variant == "finite mask value":
+        s = F.masked_fill(s, ~F.tril_mask(T), -1e9)
+    elif variant == "mask from an input":
+        s = F.masked_fill(s, mask_input, float("-inf"))
+    else:
+        s = F.masked_fill(s, ~F.tril_mask(T), float("-inf"))
+    p = F.softmax(s, axis=-2 if variant == "softmax over the other axis" else -1)
+    if variant == "probabilities also read":
+        extra.append(F.matmul(F.transpose(p, (0, 1, 3, 2)), v))
+    y = F.matmul(p, v)
+    return F.sum(y * w_out), extra
+
+
+ATTENTION_VARIANTS = ["standard", "where keeps first", "mask k=1",
+                      "mask k=-1 (first row from its own column)", "finite mask value",
+                      "mask from an input", "softmax over the other axis", "scores transposed",
+                      "scores also an output", "probabilities also read",
+                      "heads share k and v (broadcast)", "batch of one"]
+
+
+def _attention_step(variant, T, d, dtype, seed):
+    B, H = (1, 1) if variant == "batch of one" else (2, 3)
+    kv_heads = 1 if variant == "heads share k and v (broadcast)" else H
+    shapes = [(B, H, T, d), (B, kv_heads, T, d), (B, kv_heads, T, d), (B, H, T, d)]
+    specs = [gc.spec(s, dtype) for s in shapes] + [gc.spec((T, T), "bool")]
+
+    def f(q, k, v, w_out, mask_input):
+        loss, extra = _attention(variant, q, k, v, w_out, mask_input)
+        return (loss, *extra)
+    graph = gc.trace(f, *specs)
+    from passes.autodiff import gradients
+    with graph.building():
+        floats = [n for n in graph.inputs if n.dtype.kind == "f"]
+        graph.set_outputs(list(graph.outputs) + gradients([graph.outputs[0]], floats[:3]))
+    graph.output_tree = None
+    rng = np.random.default_rng(seed)
+    inputs = [(rng.standard_normal(s) * 2).astype(dtype) for s in shapes]
+    inputs.append(np.tril(np.ones((T, T), bool)) == 0)
+    return optimize(graph), inputs
+
+
+@pytest.mark.skipif(not jit.enabled(), reason="numba missing")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("variant", ATTENTION_VARIANTS)
+def test_attention_variants_match_the_interpreter_with_bands_of_every_size(variant, dtype,
+                                                                          monkeypatch):
+    """Differential check of runtime/causal.py (holds on the reviewed snapshot): formulations
+    of causal attention that may or may not be banded (another diagonal, a finite mask value,
+    a mask from an input, the scores or probabilities read twice, shared k/v heads), with
+    small bands and T not a multiple of them, pool buffers poisoned with NaN, against the
+    interpreter."""
+    from runtime import causal
+    tol = 1e-10 if dtype == "float64" else 3e-4
+    for T, d, band in ((13, 5, 4), (37, 8, 8), (9, 1, 1)):
+        graph, inputs = _attention_step(variant, T, d, dtype, T)
+        monkeypatch.setattr(causal, "MIN_T", 1)
+        monkeypatch.setattr(causal, "BAND", band)
+        plan = compile_graph(graph, jit=True, background_compile=False)
+        for buf in plan._buffers:
+            if buf.dtype.kind == "f":
+                buf.fill(np.nan)
+        banded = plan.source.count("_causal.banded_matmul4d(")
+        if variant in ("standard", "where keeps first", "heads share k and v (broadcast)",
+                       "batch of one"):
+            assert banded >= 4, (variant, banded)
+        elif variant in ("mask k=1", "finite mask value", "mask from an input"):
+            assert banded == 0, (variant, banded)
+        elif variant == "softmax over the other axis":  # the mask still replaces S's half
+            assert banded <= 1, (variant, banded)
+        with np.errstate(all="ignore"):
+            want = evaluate(graph, inputs)
+            got = plan(*inputs)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+            ok = np.isfinite(w)
+            assert np.abs(g[ok] - w[ok]).max(initial=0) <= tol * (np.abs(w[ok]).max(initial=0)
+                                                                   + 1e-30), (variant, T)
