@@ -50,6 +50,31 @@ def test_the_finite_check_does_not_read_layer_norms_input_gradient_before_its_pa
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * np.abs(w).max())
 
 
+
+@pytest.mark.skipif(not jit.enabled(), reason="numba missing")
+def test_the_finite_check_names_layer_norm_grad_when_its_paired_kernel_makes_the_nan():
+    """NOT FIXED (same cause as the test above). A constant row with eps = 0 makes NaN in
+    both LayerNorm gradients. Unpaired, the check names layer_norm_grad (the first op that
+    made one); paired, it read layer_norm_grad's buffer before the values were there and
+    named layer_norm_wgrad instead."""
+    from ir.errors import GraphcError
+
+    def f(x, w, g):
+        dx = F.layer_norm_grad(x, w, g, 0.0)
+        dw = F.layer_norm_wgrad(x, g, 0.0)  # traced right after dx: the two are paired
+        return F.sum(dx * dx), dw
+    specs = [gc.spec((6, 16), "float32"), gc.spec((16,), "float32"),
+             gc.spec((6, 16), "float32")]
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(s.shape).astype(np.float32) for s in specs]
+    inputs[0][2] = 1.0  # variance 0: rstd = inf
+    plan = compile_graph(optimize(gc.trace(f, *specs)), jit=True, background_compile=False,
+                         check_finite=True)
+    assert "_jit.layer_norm_grads(" in plan.source
+    with pytest.raises(GraphcError, match="elements of layer_norm_grad -> "):
+        plan(*inputs)  # named layer_norm_wgrad
+
+
 # ---- causal attention's banded products: variants of the pattern against the interpreter ----
 def _attention(variant, q, k, v, w_out, mask_input):
     """One attention (B, H, T, d) in the given formulation; returns (loss, extra outputs)."""
