@@ -1,7 +1,8 @@
 """Defects found by the hostile review of session 8's speed changes (fair thread sharing, the
 weight gradients' K cut, the float32 exp, LayerNorm's paired gradients, causal attention's
 banded products). Each test failed on the reviewed snapshot (branch integ); see each
-docstring for whether it is fixed."""
+docstring for whether it is fixed; the causal-attention test at the end is a differential
+check that held."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,12 +33,11 @@ def _layer_norm_backward(shape, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_finite_check_does_not_read_layer_norms_input_gradient_before_its_pair_writes_it(
         dtype):
-    """NOT FIXED (runtime/render.py, runtime/instrument.py). LayerNorm's input gradient
-    paired with its weight gradient (runtime.lowering.layer_norm_grad_pairs) is written one
-    step late, by the weight gradient's kernel; the checked plan still calls _check on it
-    right after its own (empty) step, so the finite check reads the buffer's previous
-    contents: a stale NaN is blamed on layer_norm_grad ("non-finite value: 96 of 96 elements
-    of layer_norm_grad"), and a real Inf it makes is missed there and blamed on its reader.
+    """Fixed in runtime/instrument.py. LayerNorm's input gradient paired with its weight
+    gradient (runtime.lowering.layer_norm_grad_pairs) is written one step late, by the
+    weight gradient's kernel; the checked plan called _check on it right after its own
+    (empty) step, so the finite check read the buffer's previous contents: a stale NaN was
+    blamed on layer_norm_grad ("non-finite value: 96 of 96 elements of layer_norm_grad").
     Here the pool buffers start as NaN (what a buffer may hold from an earlier value)."""
     graph, inputs = _layer_norm_backward((6, 16), dtype)
     plan = compile_graph(graph, jit=True, background_compile=False, check_finite=True)
@@ -53,10 +53,10 @@ def test_the_finite_check_does_not_read_layer_norms_input_gradient_before_its_pa
 
 @pytest.mark.skipif(not jit.enabled(), reason="numba missing")
 def test_the_finite_check_names_layer_norm_grad_when_its_paired_kernel_makes_the_nan():
-    """NOT FIXED (same cause as the test above). A constant row with eps = 0 makes NaN in
-    both LayerNorm gradients. Unpaired, the check names layer_norm_grad (the first op that
-    made one); paired, it read layer_norm_grad's buffer before the values were there and
-    named layer_norm_wgrad instead."""
+    """Fixed in runtime/instrument.py (same cause as the test above). A constant row with
+    eps = 0 makes NaN in both LayerNorm gradients. Unpaired, the check names layer_norm_grad
+    (the first op that made one); paired, it read layer_norm_grad's buffer before the values
+    were there and named layer_norm_wgrad instead."""
     from ir.errors import GraphcError
 
     def f(x, w, g):
