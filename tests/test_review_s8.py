@@ -171,3 +171,55 @@ def test_attention_variants_match_the_interpreter_with_bands_of_every_size(varia
             ok = np.isfinite(w)
             assert np.abs(g[ok] - w[ok]).max(initial=0) <= tol * (np.abs(w[ok]).max(initial=0)
                                                                    + 1e-30), (variant, T)
+
+
+# ---- runtime/threads.py: the count of runnable threads after an idle gap, at its edges --------
+def _fake_proc_stat(monkeypatch, text):
+    import io
+
+    from runtime import threads
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/stat":
+            if text is None:
+                raise FileNotFoundError(path)
+            return io.StringIO(text)
+        return open(path, *args, **kwargs)
+    monkeypatch.setattr(threads, "open", fake_open, raising=False)
+    return threads
+
+
+_STAT = ("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\n"
+         "cpu1 50 0 50 400 0 0 0 0 0 0\nintr 1\n{running}procs_blocked 0\n")
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("procs_running 1\n", 0.0), ("procs_running 3\n", 2.0), ("procs_running 0\n", 0.0),
+    ("procs_running -5\n", 0.0), ("procs_running 100000\n", 99999.0), ("", None)])
+def test_running_elsewhere_reads_procs_running_at_its_edges(line, expected, monkeypatch):
+    """Holds on the reviewed snapshot: the caller is not counted, a 0 or negative count is
+    none, a missing line (or no /proc/stat) is no answer (None); counts on a machine with
+    more CPUs than the process may use are scaled to its share."""
+    threads = _fake_proc_stat(monkeypatch, _STAT.format(running=line))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    assert threads._running_elsewhere({0, 1}) == expected
+    if expected is not None:
+        monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)  # two of eight CPUs ours
+        assert threads._running_elsewhere({0, 1}) == pytest.approx(expected / 4)
+    assert threads._busy_seconds({0, 1}) == pytest.approx(2.0)  # 200 ticks at 100 a second
+    _fake_proc_stat(monkeypatch, None)
+    assert threads._running_elsewhere({0, 1}) is None and threads._busy_seconds({0}) is None
+
+
+@pytest.mark.parametrize("running", [None, 10 ** 6])
+def test_after_an_idle_gap_the_thread_count_stays_within_the_cpus(running):
+    """Holds on the reviewed snapshot: no count of runnable threads (None) measures the gap's
+    load as before; a huge count leaves one thread, never fewer."""
+    from runtime import threads
+    now, busy, own = [0.0], [0.0], [0.0]
+    share = threads.CpuShare(clock=lambda: now[0], busy=lambda: busy[0], own=lambda: own[0],
+                             cpus=4, running=lambda: running)
+    now[0], busy[0], own[0] = 3.0, 3.0 * 1.0, 0.0  # idle for 3 s; others used one CPU
+    got = share.update()
+    assert got == (3 if running is None else 1)
+    assert 1 <= got <= 4
