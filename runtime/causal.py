@@ -255,7 +255,7 @@ def call_source(n, mode, args, dst) -> list:
 if gemm.njit is not None:
     from numba import njit, prange, types
 
-    from .gemm import _cblas_gemm, _layouts
+    from .gemm import _batch_strides, _cblas_gemm, _layouts, _row_major_product
 
     @njit(cache=True, nogil=True)
     def _bands(fn, mode, band, a, b, out, i, j, pa, pb, pc, m, n, k, ta, lda, tb, ldb, ldc):
@@ -302,20 +302,17 @@ if gemm.njit is not None:
         b broadcast; out row- or column-major), skipping what `mode` says is zero or dead.
         Returns 1 and writes nothing where BLAS cannot read the layout in place. One thread
         computes a matrix's bands, in order: the bits do not depend on the thread count."""
+        a, b, out, swapped = _row_major_product(a, b, out)
         p, q, m, n = out.shape
         k = a.shape[3]
-        if out.strides[-1] != out.itemsize and out.strides[-2] == out.itemsize:
-            a, b, out = b.transpose(0, 1, 3, 2), a.transpose(0, 1, 3, 2), \
-                out.transpose(0, 1, 3, 2)
-            m, n = n, m
+        if swapped:  # a's facts are now b's, and out's dead half is below
             mode = (B_UPPER if mode == A_LOWER else B_LOWER if mode == A_UPPER else
                     A_UPPER if mode == B_LOWER else A_LOWER if mode == B_UPPER else
                     DEAD_BELOW if mode == DEAD_ABOVE else DEAD_ABOVE)
         ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
         if ldc == 0:
             return 1
-        sa = (a.strides[0] if a.shape[0] > 1 else 0, a.strides[1] if a.shape[1] > 1 else 0)
-        sb = (b.strides[0] if b.shape[0] > 1 else 0, b.strides[1] if b.shape[1] > 1 else 0)
+        sa, sb = _batch_strides(a), _batch_strides(b)
         pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
         for t in prange(p * q):
             i, j = t // q, t % q

@@ -191,6 +191,30 @@ if njit is not None:
             return ta, lda, tb, ldb, 0
         return ta, lda, tb, ldb, out.strides[-2] // item
 
+    @njit(cache=True, inline="always")
+    def _layouts2d(a, b, out):
+        """(m, k, n, ta, lda, tb, ldb, ldc) of the 2-D product out = a @ b; ldc is 0 where
+        BLAS cannot read it in place (see _layouts)."""
+        m, k = a.shape
+        n = b.shape[1]
+        ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
+        return m, k, n, ta, lda, tb, ldb, ldc
+
+    @njit(cache=True, inline="always")
+    def _row_major_product(a, b, out):
+        """(a, b, out, swapped) of a 4-D product whose result BLAS writes row-major: where
+        out's matrices are column-major (a transposed view of row-major ones), the same dot
+        products as out.T = b.T @ a.T."""
+        if out.strides[-1] != out.itemsize and out.strides[-2] == out.itemsize:
+            return b.transpose(0, 1, 3, 2), a.transpose(0, 1, 3, 2), \
+                out.transpose(0, 1, 3, 2), True
+        return a, b, out, False
+
+    @njit(cache=True, inline="always")
+    def _batch_strides(x):
+        """Byte strides of x's two batch axes; 0 along a size-1 axis (it broadcasts)."""
+        return (x.strides[0] if x.shape[0] > 1 else 0, x.strides[1] if x.shape[1] > 1 else 0)
+
     @njit(cache=True, nogil=True)
     def _block(fn, a, b, out, r0, r1, c0, c1, ta, lda, tb, ldb, ldc, item, beta=0.0):
         """out[r0:r1, c0:c1] = a[r0:r1] @ b[:, c0:c1] (2-D views, checked layouts); with
@@ -299,12 +323,10 @@ if njit is not None:
         nothing) when a layout is not one BLAS reads in place or a dimension is 0, so the
         caller uses np.matmul. (numba's get_num_threads would keep the kernel out of the
         disk cache.)"""
-        m, k = a.shape
-        n = b.shape[1]
-        item = out.itemsize
-        ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
+        m, k, n, ta, lda, tb, ldb, ldc = _layouts2d(a, b, out)
         if ldc == 0:
             return 1
+        item = out.itemsize
         parts = _blocks(m, n, k, threads)
         if parts == 1:  # no fork-join: the calling thread does it
             _block(fn, a, b, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
@@ -330,12 +352,10 @@ if njit is not None:
     def _matmul2d_add(fn, threads, a, b, row, out):
         """out = a @ b + row (row: one value per column, a bias) in up to `threads` blocks;
         returns 1 and writes nothing as matmul2d does."""
-        m, k = a.shape
-        n = b.shape[1]
-        item = out.itemsize
-        ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
+        m, k, n, ta, lda, tb, ldb, ldc = _layouts2d(a, b, out)
         if ldc == 0:
             return 1
+        item = out.itemsize
         parts = _blocks(m, n, k, threads)
         if parts == 1:  # no fork-join: the calling thread does it
             _block_onto_row(fn, a, b, row, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
@@ -349,12 +369,10 @@ if njit is not None:
         """out = full + row + a @ b (full: the product's shape, a residual; row: a bias or
         empty) in up to `threads` blocks; out may be full's own buffer. Returns 1 and writes
         nothing as matmul2d does."""
-        m, k = a.shape
-        n = b.shape[1]
-        item = out.itemsize
-        ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
+        m, k, n, ta, lda, tb, ldb, ldc = _layouts2d(a, b, out)
         if ldc == 0:
             return 1
+        item = out.itemsize
         parts = _blocks(m, n, k, threads)
         if parts == 1:  # no fork-join: the calling thread does it
             _block_onto_full(fn, a, b, row, full, out, 0, m, 0, n, ta, lda, tb, ldb, ldc, item)
@@ -370,17 +388,13 @@ if njit is not None:
         broadcast); returns 1 as matmul2d does. `out`'s matrices may be row-major with any
         row stride (a head's slice of a concat's buffer) or column-major (a transposed
         view of one): then BLAS writes out.T = b.T @ a.T, the same dot products."""
+        a, b, out, _ = _row_major_product(a, b, out)
         p, q, m, n = out.shape
         k = a.shape[3]
-        if out.strides[-1] != out.itemsize and out.strides[-2] == out.itemsize:
-            a, b, out = b.transpose(0, 1, 3, 2), a.transpose(0, 1, 3, 2), \
-                out.transpose(0, 1, 3, 2)
-            m, n = n, m
         ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
         if ldc == 0:
             return 1
-        sa = (a.strides[0] if a.shape[0] > 1 else 0, a.strides[1] if a.shape[1] > 1 else 0)
-        sb = (b.strides[0] if b.shape[0] > 1 else 0, b.strides[1] if b.shape[1] > 1 else 0)
+        sa, sb = _batch_strides(a), _batch_strides(b)
         pa, pb = a.ctypes.data, b.ctypes.data
         one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
         pc = out.ctypes.data
