@@ -356,6 +356,16 @@ if numba is not None:
     WGRAD_CHUNKS = 32
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
+    def _wgrad_chunks(x):
+        """(chunks, rows per chunk, partial sums) of a weight gradient over x's rows. The
+        partials are np.empty, each chunk zeroed by its own thread: numba runs an np.zeros
+        here as a parallel loop of its own, a second fork-join per call, which costs a
+        scheduler time slice (~16 ms measured) whenever the partner thread is descheduled."""
+        rows, n = x.shape
+        chunks = min(rows, WGRAD_CHUNKS)
+        return chunks, (rows + chunks - 1) // chunks, np.empty((chunks, n), x.dtype)
+
+    @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _sum_chunks(partial, out):
         for j in range(out.shape[0]):
             total = out.dtype.type(0.0)
@@ -366,12 +376,7 @@ if numba is not None:
     @njit(**_ROW_OPTS)
     def layer_norm_wgrad(x, g, eps, out):
         rows, n = x.shape
-        chunks = min(rows, WGRAD_CHUNKS)
-        per = (rows + chunks - 1) // chunks
-        # np.empty, each chunk zeroed by its own thread: numba runs an np.zeros here as a
-        # parallel loop of its own, a second fork-join per call, which costs a scheduler
-        # time slice (~16 ms measured) whenever the partner thread is descheduled
-        partial = np.empty((chunks, n), x.dtype)
+        chunks, per, partial = _wgrad_chunks(x)
         for k in prange(chunks):
             acc = partial[k]
             for j in range(n):
@@ -392,9 +397,7 @@ if numba is not None:
         its largest value (float32; 5.7e-16 float64). Everything is read before wout is
         written: wout may take the buffer of x or g."""
         rows, n = x.shape
-        chunks = min(rows, WGRAD_CHUNKS)
-        per = (rows + chunks - 1) // chunks
-        partial = np.empty((chunks, n), x.dtype)
+        chunks, per, partial = _wgrad_chunks(x)
         for k in prange(chunks):
             acc = partial[k]
             for j in range(n):
