@@ -40,6 +40,7 @@ KINDS = {
     "concat-copies": "one copy per operand into its slice of the result",
     "numba": "a fixed numba kernel (runtime/jit.py, runtime/gemm.py)",
     "causal": "runtime/causal.py's product that skips a causal mask's zero or dead half",
+    "tiles": "runtime/tiles.py's register-tiled products of small matrices (attention heads)",
     "split": "its numpy emitter on two halves of axis 0, on two threads",
     "numpy": "its numpy emitter, writing with out=",
 }
@@ -93,6 +94,7 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
         choices.paired = layer_norm_grad_pairs(graph, mp)
         from . import causal  # (imports numba, as runtime.gemm does)
         choices.causal = causal.products_to_band(graph, mp)
+    from . import tiles
     in_reader = {sg for sg, _ in choices.scaled.values()}
     in_pair = set(choices.paired.values())
     for n in graph.nodes:
@@ -114,6 +116,8 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
             choices.choice[n] = KernelChoice("causal", causal.MODES[choices.causal[n]])
         else:  # banded only where runtime.gemm's product would run
             choices.causal.pop(n, None)
+            if choices.choice[n] == KernelChoice("numba", "gemm") and tiles.takes(n):
+                choices.choice[n] = KernelChoice("tiles")
     return choices
 
 

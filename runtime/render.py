@@ -216,6 +216,10 @@ class _Renderer:
             self.out.uses_gemm = True
             self.bind("_banded_matmul4d", "value", causal.kernel())
             return lines + causal.call_source(n, self.choices.causal[n], args, var)
+        if choice.kind == "tiles":
+            from . import tiles
+            self.bind("_tile_products", "value", tiles.kernel())
+            return lines + tiles.call_source(n, args, var)
         if choice.kind == "split":
             return lines + self.split_kernel(n, var, args, scratch)
         return lines + emit_numpy(n, args, var, scratch)

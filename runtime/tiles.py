@@ -1,0 +1,223 @@
+"""Batched products of small matrices (attention's per-head products) on a register tile.
+
+runtime.gemm's matmul4d calls BLAS once per matrix. For tiny's heads (32x16 @ 16x32) one
+call does 16K multiply-adds in ~0.9 us, most of it the call itself (argument checks, buffer
+set-up, packing), and the two threads barely gain over one (a tiny head product, 256
+matrices: 0.24 ms on one thread, 0.22 on two). Here each matrix is one iteration of a
+parallel loop: b's matrix is copied into a row-major buffer on the thread's stack, then each
+tile of 4 rows x 2 SIMD vectors of the result (4x16 float32, 4x8 float64) is summed in eight
+vector registers over the whole of K with fused multiply-adds, and stored once.
+
+The tile is an LLVM intrinsic (`_vector_tile`) rather than numba loops: numba's arrays for
+the accumulators stay in memory (a tile of numba loops measured 6-27 GFLOP/s, the intrinsic
+47-79 on one thread). Measured against matmul4d's BLAS calls, warm, min of 300 (a second
+process busy on the other core): tiny's 32x16 @ 16x32 and 32x32 @ 32x16 heads 1.15-1.54x on
+one thread and 1.9-2.6x on two, small's 64x32 @ 32x64 and 64x64 @ 64x32 1.17-1.29x and
+1.3-1.5x; at 128x64 @ 64x128 (b's copy 32 KB, the size of L1) the gain is gone, so only
+products whose b fits PACK_MAX elements and whose rows are at most ROWS_MAX take this path.
+
+Each result element is one sum over K in ascending order: the bits do not depend on the
+threads, but they are not BLAS's (a dot product's rounding apart).
+"""
+from __future__ import annotations
+
+try:
+    from llvmlite import ir
+    from numba import carray, njit, prange, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+except ImportError:  # pragma: no cover - numba is a dependency; runtime.gemm checks too
+    njit = None
+
+# b's matrix is copied to the thread's stack: 4096 elements (16 KB float32) is half of L1
+PACK_MAX = 4096
+ROWS_MAX = 128
+ROWS = 4  # the tile's rows; its columns are two vectors
+VECTOR_BYTES = 32  # AVX2's 256-bit registers: 8 float32 or 4 float64
+
+
+def fits(m: int, k: int, n: int) -> bool:
+    """Whether (m, k) @ (k, n) matrices are small enough for the tile."""
+    return 0 < m <= ROWS_MAX and 0 < k and 0 < n and k * n <= PACK_MAX
+
+
+def takes(node) -> bool:
+    """Batched products (both operands at least 3-D, float32/float64) of matrices that fit;
+    a product with a 2-D right operand stays one GEMM over the flattened rows."""
+    if node.op != "matmul" or node.ndim not in (3, 4) or node.dtype.name not in (
+            "float32", "float64"):
+        return False
+    a, b = node.inputs
+    dims = (a.shape[-2], a.shape[-1], b.shape[-1])
+    return (a.ndim >= 3 and b.ndim >= 3 and a.dtype == b.dtype == node.dtype
+            and all(isinstance(d, int) for d in dims) and fits(*dims))
+
+
+def call_source(n, args, dst) -> list:
+    """The plan's line for product n; np.matmul where out's matrices are neither row- nor
+    column-major (products returns 1)."""
+    pad = lambda x, nd: x if nd == 4 else f"{x}[{', '.join(['None'] * (4 - nd))}]"  # noqa: E731
+    a, b = n.inputs
+    return [f"_tile_products({pad(args[0], a.ndim)}, {pad(args[1], b.ndim)}, "
+            f"{pad(dst, n.ndim)}) and np.matmul({args[0]}, {args[1]}, out={dst})"]
+
+
+if njit is not None:
+    def _vector_tile(rows, vectors):
+        """An intrinsic tile(dtype, a, sa0, sa1, b, sb0, out, so0, k): for r < rows,
+        out[r, :w] = sum over p < k of a[r, p] * b[p, :w], with w = vectors x lanes, in
+        ascending p. a, b and out are byte addresses; sa0, sa1 (a's rows and columns), sb0
+        and so0 (b's and out's rows, whose columns are contiguous) byte strides."""
+        @intrinsic
+        def tile(typingctx, dtype, a, sa0, sa1, b, sb0, out, so0, k):
+            sig = types.void(dtype, a, sa0, sa1, b, sb0, out, so0, k)
+
+            def codegen(context, builder, signature, args):
+                _, a_addr, sa0_v, sa1_v, b_addr, sb0_v, out_addr, so0_v, k_v = args
+                element = context.get_data_type(signature.args[0].dtype)
+                item = 4 if element == ir.FloatType() else 8
+                lanes = VECTOR_BYTES // item
+                vec = ir.VectorType(element, lanes)
+                i64, i32 = ir.IntType(64), ir.IntType(32)
+                fma = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+                    f"llvm.fma.v{lanes}f{8 * item}")
+
+                def load(address, ty):
+                    return builder.load(builder.inttoptr(address, ty.as_pointer()), align=item)
+
+                zero = ir.Constant(vec, [0.0] * lanes)
+                # one stack slot per accumulator: LLVM keeps them in registers (mem2reg)
+                accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(vectors)]
+                        for _ in range(rows)]
+                splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+                with cgutils.for_range(builder, k_v) as loop:
+                    p = loop.index
+                    row = builder.add(b_addr, builder.mul(p, sb0_v))
+                    bs = [load(builder.add(row, ir.Constant(i64, v * VECTOR_BYTES)), vec)
+                          for v in range(vectors)]
+                    column = builder.add(a_addr, builder.mul(p, sa1_v))
+                    for r in range(rows):
+                        x = load(builder.add(column, builder.mul(ir.Constant(i64, r), sa0_v)),
+                                 element)
+                        xs = builder.insert_element(ir.Constant(vec, ir.Undefined), x,
+                                                    ir.Constant(i32, 0))
+                        xs = builder.shuffle_vector(xs, ir.Constant(vec, ir.Undefined), splat)
+                        for v in range(vectors):
+                            acc = builder.load(accs[r][v])
+                            builder.store(builder.call(fma, [xs, bs[v], acc]), accs[r][v])
+                for r in range(rows):
+                    row = builder.add(out_addr, builder.mul(ir.Constant(i64, r), so0_v))
+                    for v in range(vectors):
+                        at = builder.add(row, ir.Constant(i64, v * VECTOR_BYTES))
+                        builder.store(builder.load(accs[r][v]),
+                                      builder.inttoptr(at, vec.as_pointer()), align=item)
+                return context.get_dummy_value()
+            return sig, codegen
+        return tile
+
+    _tile_full = _vector_tile(ROWS, 2)  # the body: 4 rows x 2 vectors
+    _tile_row = _vector_tile(1, 2)  # rows past the last 4
+    _tile_narrow = _vector_tile(ROWS, 1)  # columns past the last two vectors
+    _tile_one = _vector_tile(1, 1)
+
+    @intrinsic
+    def _stack_pack(typingctx, dtype):
+        """(pointer, address) of PACK_MAX elements of `dtype` on the calling thread's
+        stack (allocated once per call of the function it is inlined into)."""
+        sig = types.Tuple([types.CPointer(dtype.dtype), types.uintp])(dtype)
+
+        def codegen(context, builder, signature, args):
+            element = context.get_data_type(signature.args[0].dtype)
+            pointer = cgutils.alloca_once(builder, element, size=PACK_MAX)
+            address = builder.ptrtoint(pointer, ir.IntType(64))
+            return context.make_tuple(builder, signature.return_type, [pointer, address])
+        return sig, codegen
+
+    @njit(cache=True, nogil=True)
+    def _one_matrix(a, b, out):
+        """out = a @ b for one (m, k) @ (k, n) matrix pair that `fits`, out's columns
+        contiguous. b's rows are read in place where its columns are contiguous, else from
+        a row-major copy on the stack."""
+        m, k = a.shape
+        n = b.shape[1]
+        item = out.itemsize
+        if b.strides[1] == item and b.strides[0] % item == 0:
+            pb, sb0 = b.ctypes.data, b.strides[0]
+        else:
+            pointer, pb = _stack_pack(out.dtype)
+            sb0 = n * item
+            pack = carray(pointer, (k * n,))
+            if b.strides[0] == item:  # column-major (K^T): read down its columns
+                for c in range(n):
+                    for p in range(k):
+                        pack[p * n + c] = b[p, c]
+            else:
+                for p in range(k):
+                    for c in range(n):
+                        pack[p * n + c] = b[p, c]
+        lanes = VECTOR_BYTES // item
+        wide, narrow = n - n % (2 * lanes), n - n % lanes
+        full = m - m % ROWS
+        sa0, sa1, so0 = a.strides[0], a.strides[1], out.strides[0]
+        pa, po = a.ctypes.data, out.ctypes.data
+        dt = out.dtype
+        for r in range(0, m, ROWS):
+            pa_r, po_r = pa + r * sa0, po + r * so0
+            if r < full:
+                for c in range(0, wide, 2 * lanes):
+                    _tile_full(dt, pa_r, sa0, sa1, pb + c * item, sb0, po_r + c * item, so0, k)
+                if narrow > wide:
+                    _tile_narrow(dt, pa_r, sa0, sa1, pb + wide * item, sb0,
+                                 po_r + wide * item, so0, k)
+            else:  # rows past the last full tile, one at a time
+                for rr in range(r, m):
+                    pa_r, po_r = pa + rr * sa0, po + rr * so0
+                    for c in range(0, wide, 2 * lanes):
+                        _tile_row(dt, pa_r, sa0, sa1, pb + c * item, sb0, po_r + c * item,
+                                  so0, k)
+                    if narrow > wide:
+                        _tile_one(dt, pa_r, sa0, sa1, pb + wide * item, sb0,
+                                  po_r + wide * item, so0, k)
+        for r in range(m):  # the last columns, fewer than a vector's lanes
+            for c in range(narrow, n):
+                total = dt.type(0.0)
+                for p in range(k):
+                    total += a[r, p] * b[p, c]
+                out[r, c] = total
+
+    def _products(a, b, out):
+        """out[i, j] = a[i, j] @ b[i, j] over two batch axes (a size-1 axis of a or b
+        broadcasts); returns 1 and writes nothing where out's matrices are neither row- nor
+        column-major (a column-major out is written as out.T = b.T @ a.T)."""
+        if out.strides[3] != out.itemsize and out.strides[2] == out.itemsize:
+            a, b, out = b.transpose(0, 1, 3, 2), a.transpose(0, 1, 3, 2), \
+                out.transpose(0, 1, 3, 2)
+        if out.strides[3] != out.itemsize:
+            return 1
+        p, q = out.shape[0], out.shape[1]
+        for t in prange(p * q):
+            i, j = t // q, t % q
+            _one_matrix(a[i if a.shape[0] > 1 else 0, j if a.shape[1] > 1 else 0],
+                        b[i if b.shape[0] > 1 else 0, j if b.shape[1] > 1 else 0], out[i, j])
+        return 0
+
+    def _compiled():
+        from .jit import _guard_cache
+        dispatcher = njit(parallel=True, nogil=True, cache=True)(_products)
+        _guard_cache(dispatcher)
+        for t in (types.float32, types.float64):
+            dispatcher.compile(types.int64(*[types.Array(t, 4, "A", readonly=True)] * 2,
+                                           types.Array(t, 4, "A")))
+        dispatcher.disable_compile()
+        return dispatcher
+
+
+_KERNEL = []
+
+
+def kernel():
+    """The products kernel, compiled (or loaded from numba's disk cache) at its first use."""
+    if not _KERNEL:
+        _KERNEL.append(_compiled())
+    return _KERNEL[0]
