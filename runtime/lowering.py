@@ -16,7 +16,8 @@ from ir import settings
 from ir.ops.cluster import parse_program
 
 from .fusion import loop_type
-from .op_lowering import is_constant, is_fused_result, is_view, jit_emitter, lowering_of
+from .op_lowering import (can_emit, is_constant, is_fused_result, is_view, jit_emitter,
+                          lowering_of)
 
 # A fused kernel runs on both cores from this size. Measured in whole training steps (same-
 # process A/B) once parallel launches cost ~2 us (runtime.threads): 1 << 14 is 4% faster than
@@ -89,7 +90,7 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
     choices = KernelChoices(graph, {}, into_concat, products_laid_out_for_transpose(graph, mp),
                             written, mp.parts)
     if jit:
-        choices.scaled = softmax_grads_scaled_by_reader(graph, mp)
+        choices.scaled = mp.scaled  # the memory plan's choice: it gave no buffer to them
         choices.paired = layer_norm_grad_pairs(graph, mp)
         from . import causal  # (imports numba, as runtime.gemm does)
         choices.causal = causal.products_to_band(graph, mp)
@@ -247,7 +248,7 @@ def products_laid_out_for_transpose(graph, mp) -> dict:
     return found
 
 
-def softmax_grads_scaled_by_reader(graph, mp) -> dict:
+def softmax_grads_scaled_by_reader(graph, jit: bool) -> dict:
     """{mul: (softmax_grad, scale)} for `mul(softmax_grad(y, g), scale)` with a one-value
     scale, the multiply (or a fused node of it alone) right after the softmax_grad, its only
     reader: attention's backward scaling by 1/sqrt(d). runtime.jit.softmax_grad_scaled
@@ -256,13 +257,18 @@ def softmax_grads_scaled_by_reader(graph, mp) -> dict:
     0.138 ms, medium's (49152, 256) 19.5 -> 13.8 ms (one pass over memory fewer).
     Right after: the values y and g may die at the softmax_grad, and nothing may take
     their buffers before the kernel has read them (it reads a row before writing it, so
-    the multiply's result may be one of them)."""
+    the multiply's result may be one of them).
+    The memory plan asks first (runtime.memory.plan_memory): the softmax_grad gets no
+    buffer, its reader's is chosen at the softmax_grad, and choose-kernels takes the plan's
+    answer (MemoryPlan.scaled)."""
+    if not jit:
+        return {}
     users = graph.users()
     outputs = set(graph.outputs)
     order = {n: k for k, n in enumerate(graph.nodes)}
     found = {}
     for n in graph.nodes:
-        if len(n.inputs) != 2 or mp.storage[n].kind not in ("pool", "fresh", "donated"):
+        if len(n.inputs) != 2 or not can_emit(n, jit):  # written into a buffer of the plan's
             continue
         if n.op != "mul" and not (n.op == "fused" and parse_program(n.attrs["program"]) ==
                                   (("mul", (("a", 0), ("a", 1)), {}),)):
