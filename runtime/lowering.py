@@ -62,7 +62,8 @@ class KernelChoices:
     written: dict = field(default_factory=dict)  # concat -> operand positions already in place
     parts: dict = field(default_factory=dict)  # product -> runtime.memory.Part
     scaled: dict = field(default_factory=dict)  # mul -> (softmax_grad, scale) it computes
-    paired: dict = field(default_factory=dict)  # layer_norm_wgrad -> layer_norm_grad computing it
+    paired: dict = field(default_factory=dict)  # layer_norm_wgrad -> the layer_norm_grad
+    # whose kernel computes it too
     causal: dict = field(default_factory=dict)  # matmul -> runtime.causal mode
 
     def __str__(self) -> str:
