@@ -92,25 +92,7 @@ def checked_runner(plan):
                           f"{describe(node)} -> {node.type}; operands: "
                           f"{'; '.join(ranges)}", node.locs)
 
-    # LayerNorm's input gradient paired with its weight gradient (runtime.lowering.
-    # layer_norm_grad_pairs) is written by the weight gradient's kernel, one step after its
-    # own empty step: its buffer is judged when that kernel has run (the array the check
-    # gets at its own step is that buffer), and before the weight gradient, as unpaired
-    paired = getattr(plan.lowered.kernels, "paired", None) or {}
-    written_later = {id(grad): id(wgrad) for wgrad, grad in paired.items()}
-    waiting = {}  # id(weight gradient) -> the input gradient's check, held until it runs
-
     def check(k, value, *operands):
-        node = steps[k][0]
-        if id(node) in written_later:
-            waiting[written_later[id(node)]] = (k, value, operands)
-            return
-        if id(node) in waiting:
-            k_grad, grad_value, grad_operands = waiting.pop(id(node))
-            check_now(k_grad, grad_value, *grad_operands)
-        check_now(k, value, *operands)
-
-    def check_now(k, value, *operands):
         node = steps[k][0]
         if isinstance(value, tuple):
             # a fused node's results: each judged against the node's operands; a control-
@@ -136,7 +118,6 @@ def checked_runner(plan):
 
     def run(*values):
         masks.clear()
-        waiting.clear()
         outs = checked(*values)
         if any(is_float(np.asarray(o).dtype) and not np.isfinite(o).all() for o in outs):
             for k, step in enumerate(steps):  # none was blamed: name the first one
@@ -183,7 +164,8 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
             if op.flops else 0.0
         sec = t / repeat
         rows.append({
-            "op": describe(node), "type": str(node.type),
+            "op": plan.lowered.rendered.step_names.get(node) or describe(node),
+            "type": str(node.type),
             "operands": ", ".join(str(i.type) for i in node.inputs),
             "where": ", ".join(f"{f}:{ln}" for f, ln in node.locs[:2]),
             "ms": sec * 1e3, "share": t / total,

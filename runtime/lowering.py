@@ -16,7 +16,8 @@ from ir import settings
 from ir.ops.cluster import parse_program
 
 from .fusion import loop_type
-from .op_lowering import is_constant, is_fused_result, is_view, jit_emitter, lowering_of
+from .op_lowering import (can_emit, is_constant, is_fused_result, is_view, jit_emitter,
+                          lowering_of)
 
 # A fused kernel runs on both cores from this size. Measured in whole training steps (same-
 # process A/B) once parallel launches cost ~2 us (runtime.threads): 1 << 14 is 4% faster than
@@ -33,7 +34,7 @@ KINDS = {
     "in-concat": "no code: a view of a product already written into its concat's buffer",
     "assembled": "no code: every operand was written into its slice (memory plan: part)",
     "in-reader": "no code: its only reader, a multiply by a scalar, computes both in one kernel",
-    "in-pair": "named here; the next node's kernel computes it too (LayerNorm's two gradients)",
+    "in-pair": "no code: the node before it computes it too (LayerNorm's two gradients)",
     "library": "its op's library implementation, which allocates the result",
     "generated": "the fused cluster's generated numba kernel (runtime/kernelgen.py)",
     "result": "no code: one of the results its fused node's kernel writes",
@@ -62,7 +63,8 @@ class KernelChoices:
     written: dict = field(default_factory=dict)  # concat -> operand positions already in place
     parts: dict = field(default_factory=dict)  # product -> runtime.memory.Part
     scaled: dict = field(default_factory=dict)  # mul -> (softmax_grad, scale) it computes
-    paired: dict = field(default_factory=dict)  # layer_norm_wgrad -> layer_norm_grad it computes
+    paired: dict = field(default_factory=dict)  # layer_norm_wgrad -> the layer_norm_grad
+    # whose kernel computes it too
     causal: dict = field(default_factory=dict)  # matmul -> runtime.causal mode
 
     def __str__(self) -> str:
@@ -90,13 +92,14 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
     choices = KernelChoices(graph, {}, into_concat, products_laid_out_for_transpose(graph, mp),
                             written, mp.parts)
     if jit:
-        choices.scaled = softmax_grads_scaled_by_reader(graph, mp)
+        choices.scaled = mp.scaled  # the memory plan's choice: it gave no buffer to them
         choices.paired = layer_norm_grad_pairs(graph, mp)
         from . import causal  # (imports numba, as runtime.gemm does)
         choices.causal = causal.products_to_band(graph, mp)
     from . import tiles
     in_reader = {sg for sg, _ in choices.scaled.values()}
-    in_pair = set(choices.paired.values())
+    in_pair = set(choices.paired)  # the weight gradients: their input gradient's kernel
+    pair_kernels = set(choices.paired.values())
     for n in graph.nodes:
         if n in in_concat:
             choices.choice[n] = KernelChoice("in-concat")
@@ -106,7 +109,7 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
             choices.choice[n] = KernelChoice("numba", "softmax_grad_scaled")
         elif n in in_pair:
             choices.choice[n] = KernelChoice("in-pair")
-        elif n in choices.paired:
+        elif n in pair_kernels:
             choices.choice[n] = KernelChoice("numba", "layer_norm_grads")
         elif n.op == "concat" and len(written.get(n, ())) == len(n.inputs):
             choices.choice[n] = KernelChoice("assembled")
@@ -250,7 +253,7 @@ def products_laid_out_for_transpose(graph, mp) -> dict:
     return found
 
 
-def softmax_grads_scaled_by_reader(graph, mp) -> dict:
+def softmax_grads_scaled_by_reader(graph, jit: bool) -> dict:
     """{mul: (softmax_grad, scale)} for `mul(softmax_grad(y, g), scale)` with a one-value
     scale, the multiply (or a fused node of it alone) right after the softmax_grad, its only
     reader: attention's backward scaling by 1/sqrt(d). runtime.jit.softmax_grad_scaled
@@ -259,13 +262,18 @@ def softmax_grads_scaled_by_reader(graph, mp) -> dict:
     0.138 ms, medium's (49152, 256) 19.5 -> 13.8 ms (one pass over memory fewer).
     Right after: the values y and g may die at the softmax_grad, and nothing may take
     their buffers before the kernel has read them (it reads a row before writing it, so
-    the multiply's result may be one of them)."""
+    the multiply's result may be one of them).
+    The memory plan asks first (runtime.memory.plan_memory): the softmax_grad gets no
+    buffer, its reader's is chosen at the softmax_grad, and choose-kernels takes the plan's
+    answer (MemoryPlan.scaled)."""
+    if not jit:
+        return {}
     users = graph.users()
     outputs = set(graph.outputs)
     order = {n: k for k, n in enumerate(graph.nodes)}
     found = {}
     for n in graph.nodes:
-        if len(n.inputs) != 2 or mp.storage[n].kind not in ("pool", "fresh", "donated"):
+        if len(n.inputs) != 2 or not can_emit(n, jit):  # written into a buffer of the plan's
             continue
         if n.op != "mul" and not (n.op == "fused" and parse_program(n.attrs["program"]) ==
                                   (("mul", (("a", 0), ("a", 1)), {}),)):
@@ -291,13 +299,15 @@ def softmax_grad_scaled_call(sg, scale, names, dst) -> list:
 def layer_norm_grad_pairs(graph, mp) -> dict:
     """{layer_norm_wgrad: layer_norm_grad} for the two gradients of one LayerNorm (the same
     x, dy and eps), the weight's right after the input's: runtime.jit.layer_norm_grads
-    computes both in one pass over x and dy at the second one's step, each row's moments
-    once. Measured on one thread, min of 100 calls alternated, load 5 (float32): (2048, 64)
-    0.208 -> 0.176 ms, (2048, 128) 0.301 -> 0.247, (8192, 384) 5.9 -> 4.0.
-    Right after: nothing runs between the two, so the input gradient is written one step
-    late with nothing reading it before; x and dy are live until the second one reads them,
-    so the first one's buffer is none of theirs (the weight's may be: the kernel writes it
-    after reading everything)."""
+    computes both in one pass over x and dy at the first one's step, each row's moments
+    once, and the second one's step names the buffer it wrote. Measured on one thread, min
+    of 100 calls alternated, load 5 (float32): (2048, 64) 0.208 -> 0.176 ms, (2048, 128)
+    0.301 -> 0.247, (8192, 384) 5.9 -> 4.0.
+    Right after: nothing runs between the two, so the weight gradient is written one step
+    early with nothing else running in between; x and dy are live until the second one
+    reads them, so neither result's buffer is one of theirs; the weight gradient's may be
+    one that dies at the first (the LayerNorm weight's: the kernel writes it after reading
+    everything)."""
     order = {n: k for k, n in enumerate(graph.nodes)}
     found = {}
     for n in graph.nodes:

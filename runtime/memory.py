@@ -13,6 +13,11 @@ Every computed value gets a storage:
   (B, T, 3C) qkv gradient, so the concat copies nothing. The concat's buffer is taken from
   the pool at its first part, where one of its size is free then (otherwise the concat
   copies as before), and lives until the concat's last use.
+- `in-reader`: none, for a softmax_grad its only reader's kernel computes
+  (runtime.lowering.softmax_grads_scaled_by_reader): the reader's storage is chosen at the
+  softmax_grad, as the kernel's, and may be the buffer of y or g dying there (the kernel
+  reads a row before it writes it). Planned as two values, the softmax_grad's buffer was
+  taken while y and g were live: one attention-score-sized buffer more (tiny 1 MiB).
 Views (reshape, transpose, slice, broadcast) share their operand's storage, so a buffer
 lives until the last use of any view of it. A fused node with several results has none of
 its own (`results`): each result (its `tuple_get`) gets a storage as above when the node is
@@ -28,6 +33,7 @@ from ir.errors import GraphcError
 from ir.ops.cluster import parse_program
 from ir.types import TupleType, format_bytes
 
+from . import lowering
 from .lowering import reshaped
 from .op_lowering import (can_emit, inplace_operand, inplace_safe, is_constant,
                           is_fused_result, is_view, jit_emitter, scratch_buffers)
@@ -47,7 +53,8 @@ class Part:
 
 @dataclass
 class Storage:
-    kind: str  # input, constant, view, pool, donated, fresh, fallback, part, results
+    kind: str  # input, constant, view, pool, donated, fresh, fallback, part, results,
+    # in-reader
     buffer: int | None = None  # pool buffer index (for a part: its concat's buffer)
     donor: object = None  # the donated input node
     scratch: tuple = ()  # pool buffers the kernel may use as workspace while it runs
@@ -63,6 +70,8 @@ class MemoryPlan:
     escaping: set
     stats: dict = field(default_factory=dict)
     parts: dict = field(default_factory=dict)  # product -> Part (products_into_concats)
+    # mul -> (softmax_grad, scale) its kernel computes (softmax_grads_scaled_by_reader)
+    scaled: dict = field(default_factory=dict)
 
 
 def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
@@ -86,6 +95,9 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
     storage, buffers, free = {}, [], {}
     donors = {}  # (dtype, shape) -> list of donated inputs, in signature order
     parts = products_into_concats(graph, escaping) if jit else {}
+    scaled = lowering.softmax_grads_scaled_by_reader(graph, jit)
+    in_reader = {sg: mul for mul, (sg, _) in scaled.items()}  # softmax_grad -> its reader
+    readers = set(scaled)
     concat_buffer = {}  # concat -> its pool buffer, taken at its first part
 
     def release(r):
@@ -102,13 +114,17 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
         if is_fused_result(n):
             results_of.setdefault(n.inputs[0], []).append(n)
 
-    def computed(n, kernel, idx):
+    def computed(n, kernel, idx, writable=None):
         """Storage of n, written by `kernel` (n itself, or the fused node n is a result of)
-        at position idx: a donated input, in place of a dying operand, or a pool buffer."""
+        at position idx: a donated input, in place of a dying operand, or a pool buffer.
+        `writable`: the operands it may be written over (the kernel's own rule if None)."""
+        if writable is None:
+            writable = _writable_operands(kernel)
         if n in escaping:
-            donor = _take_donor(n, kernel, idx, donors, last_use, root)
+            donor = _take_donor(n, kernel, idx, donors, last_use, root, writable)
             return Storage("donated", donor=donor) if donor is not None else Storage("fresh")
-        inplace = _inplace_operand(n, kernel, idx, last_use, root, storage, escaping)
+        inplace = _inplace_operand(n, kernel, idx, last_use, root, storage, escaping,
+                                   writable)
         if inplace is not None:
             last_use[inplace] = -1  # ownership moves on: not released when it dies
             return Storage("pool", storage[inplace].buffer)
@@ -151,6 +167,11 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
             storage[n] = Storage("part", concat_buffer[parts[n].concat], part=parts[n])
         elif concat_buffer.get(n) is not None:
             storage[n] = Storage("pool", concat_buffer[n])
+        elif n in in_reader:  # its reader's kernel writes the reader's value here
+            storage[n] = Storage("in-reader")
+            storage[in_reader[n]] = computed(in_reader[n], n, idx, writable=n.inputs)
+        elif n in readers:
+            pass  # planned with its softmax_grad, the step before
         else:
             storage[n] = computed(n, n, idx)
         n_scratch = scratch_buffers(n, jit)
@@ -172,7 +193,7 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
                 release(r)
 
     parts = {p: part for p, part in parts.items() if storage[p].kind == "part"}
-    mp = MemoryPlan(storage, buffers, last_use, root, escaping, parts=parts)
+    mp = MemoryPlan(storage, buffers, last_use, root, escaping, parts=parts, scaled=scaled)
     mp.stats = _stats(graph, mp)
     return mp
 
@@ -290,12 +311,12 @@ def _writable_operands(n):
     return list(n.inputs) if inplace_safe(n) else []
 
 
-def _inplace_operand(n, kernel, idx, last_use, root, storage, escaping):
+def _inplace_operand(n, kernel, idx, last_use, root, storage, escaping, writable):
     """The pool value n (computed by `kernel`: n itself or the fused node n is a result of)
-    may be written over: an operand of the kernel that dies here, or for an op that names
-    its in-place operand, the root of a chain of reshapes ending at it."""
+    may be written over: an operand of the kernel (one of `writable`) that dies here, or
+    for an op that names its in-place operand, the root of a chain of reshapes ending at it."""
     roots = [root[i] for i in kernel.inputs]
-    for i in _writable_operands(kernel):
+    for i in writable:
         r = _reshaped_root(kernel, i, root)
         s = storage.get(r)
         if (s is not None and s.kind == "pool" and root[i] is r and r not in escaping
@@ -317,16 +338,16 @@ def _reshaped_root(n, i, root):
     return x
 
 
-def _take_donor(n, kernel, idx, donors, last_use, root):
+def _take_donor(n, kernel, idx, donors, last_use, root, writable):
     candidates = donors.get((n.dtype, n.shape), [])
     roots = [root[i] for i in kernel.inputs]
     ordered = candidates
-    if n is not kernel:  # a fused node's result: first the donors its own value reads
+    if is_fused_result(n):  # first the donors its own value reads
         reads = result_operands(kernel, n.attrs["index"])
         ordered = sorted(candidates, key=lambda d: not any(i is d for i in reads))  # stable
     for d in ordered:
         dead_before = last_use[d] < idx
-        dies_here = (last_use[d] == idx and any(i is d for i in _writable_operands(kernel))
+        dies_here = (last_use[d] == idx and any(i is d for i in writable)
                      and sum(r is d for r in roots) == 1)
         if dead_before or dies_here:
             candidates[:] = [c for c in candidates if c is not d]

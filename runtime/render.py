@@ -59,6 +59,9 @@ class Rendered:
     uses_gemm: bool = False  # runtime.gemm's products: globals _gemm, _threads, _sgemm, ...
     source: str = ""
     line_node: dict = field(default_factory=dict)  # source line number -> node
+    # node -> the kernel its step runs, where that kernel computes more than the node (a
+    # pair's): `graphc profile` shows the step under the kernel's name
+    step_names: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.source
@@ -118,6 +121,8 @@ class _Renderer:
         self.out = Rendered(params, [], [], [], {}, [])
         self.shapes = {}  # plan-owned global (pool view, constant) -> its shape
         self.results_of = {}  # fused node with several results -> its tuple_gets, by index
+        # LayerNorm's input gradient -> the weight gradient its step's kernel also writes
+        self.weight_gradient_of = {grad: wgrad for wgrad, grad in choices.paired.items()}
         for n in graph.nodes:
             if is_fused_result(n):
                 self.results_of.setdefault(n.inputs[0], []).append(n)
@@ -144,6 +149,9 @@ class _Renderer:
             elif n.op == "allreduce_wait":
                 in_flight.discard(n.inputs[0])
             choice = self.choices.choice[n]
+            if choice.kind == "in-pair":  # written by the step before: named there
+                out.steps.append((n, [], names[n]))
+                continue
             if choice.kind in ("into-concat", "in-concat"):  # nothing to compute: its concat
                 names[n] = names[n.inputs[0]]  # copies the operand, or it is in place already
                 out.steps.append((n, [], names[n]))
@@ -156,13 +164,14 @@ class _Renderer:
             var = f"t{counter}"
             counter += 1
             names[n] = var
-            if choice.kind == "in-pair":  # its buffer now, its values by the next kernel
-                out.steps.append((n, self.destination(n, var), var))
-                continue
-            if n in self.choices.paired:  # both LayerNorm gradients: one kernel, this step
+            if n in self.weight_gradient_of:  # both LayerNorm gradients: one kernel, here
+                wgrad = self.weight_gradient_of[n]
+                names[wgrad] = f"t{counter}"  # its step, next, names what this one wrote
+                counter += 1
                 self.out.fixed_kernels.append((choice.detail, n.dtype))
-                lines = self.destination(n, var) + layer_norm_grads_call(
-                    n, self.choices.paired[n], names, var)
+                self.out.step_names[n] = choice.detail
+                lines = self.destination(n, var) + self.destination(wgrad, names[wgrad]) \
+                    + layer_norm_grads_call(wgrad, n, names, names[wgrad])
                 if in_flight:  # as after layer_norm_grad alone (runtime/collectives.py)
                     lines.append("_collectives.progress()")
                 out.steps.append((n, lines, var))
@@ -170,6 +179,7 @@ class _Renderer:
             if n in self.choices.scaled:  # softmax_grad's kernel scales: its step, its time
                 sg, scale = self.choices.scaled[n]
                 self.out.fixed_kernels.append((choice.detail, n.dtype))
+                self.out.step_names[sg] = choice.detail
                 out.steps.append((sg, self.destination(n, var) + softmax_grad_scaled_call(
                     sg, scale, names, var), var))
                 continue

@@ -117,3 +117,87 @@ def test_tiny_gpt_step_pairs_every_layer_norm_and_keeps_the_input_gradients(monk
     assert "_jit.layer_norm_wgrad(" not in new.source
     for a, b in zip(new(*inputs), old(*inputs)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * max(np.abs(b).max(), 1.0))
+
+
+def _values_after_each_step(plan, inputs):
+    """[(step's node, whether its value held a NaN when the step returned)] for one call of
+    the plan with every float pool buffer filled with NaN first (what a buffer may hold from
+    an earlier value), through the checked plan's hook after every step."""
+    from runtime.render import render_source
+    for buf in plan._buffers:
+        if buf.dtype.kind == "f":
+            buf.fill(np.nan)
+    seen = []
+
+    def after_step(k, value, *operands):
+        arrays = value if isinstance(value, tuple) else (value,)
+        seen.append((plan._steps[k][0], any(np.isnan(np.asarray(a)).any() for a in arrays
+                                            if np.asarray(a).dtype.kind == "f")))
+    source, _ = render_source(plan.lowered.rendered, "check")
+    plan._compile(source, "steps", {"_check": after_step})(*plan.bind_call(inputs, {}))
+    return seen
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_each_steps_value_is_written_when_its_step_returns(dtype):
+    """The pair's kernel runs at the input gradient's step and the weight gradient's step
+    names what it wrote. Before, the input gradient's step was empty and the kernel ran at
+    the weight gradient's, so a step returned a buffer still holding its old contents (the
+    finite check had to hold that step's check back)."""
+    from test_memory_parts import _gpt_step
+    graph, inputs = _gpt_step(dtype)
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    assert plan.source.count("_jit.layer_norm_grads(") == 5  # two layers, and the final one
+    seen = _values_after_each_step(plan, inputs)
+    assert len(seen) > 100 and not [node.op for node, nan in seen if nan]
+    ops = [node.op for node, _ in seen]
+    pairs = [k for k, op in enumerate(ops) if op == "layer_norm_grad"]
+    assert len(pairs) == 5 and all(ops[k + 1] == "layer_norm_wgrad" for k in pairs)
+    steps = {id(node): stmts for node, stmts, _ in plan._steps}
+    for k in pairs:
+        assert any("_jit.layer_norm_grads(" in s for s in steps[id(seen[k][0])])
+        assert steps[id(seen[k + 1][0])] == []
+
+
+def test_the_profile_shows_the_pairs_kernel_under_its_own_name():
+    """One line `layer_norm_grads` with the pair's time; before, the time was shown under
+    layer_norm_wgrad and layer_norm_grad had no line."""
+    graph, inputs = _two_gradients((300, 64), "float32")
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    rows = plan.profile(*inputs, repeat=2, file=False)
+    ops = [r["op"] for r in rows]
+    assert ops.count("layer_norm_grads") == 1
+    assert "layer_norm_wgrad" not in ops and "layer_norm_grad" not in ops
+    assert rows[ops.index("layer_norm_grads")]["ms"] > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(6, 16), (3, 5, 7), (1, 1)])
+def test_the_weight_gradient_may_take_the_buffer_of_the_weight_the_kernel_reads(shape, dtype):
+    """The weight gradient is written one step before the memory plan says it is (at its
+    pair's step): its buffer may be one that dies at the input gradient, here the computed
+    LayerNorm weight's, which the kernel reads for every row before it writes the weight
+    gradient. Pool buffers start as NaN; the results equal the interpreter's."""
+    def f(x, w0, g):
+        w = w0 * 2.0  # a pool value whose last reader is layer_norm_grad
+        dx = F.layer_norm_grad(x, w, g, 1e-5)
+        dw = F.layer_norm_wgrad(x, g, 1e-5)
+        return F.sum(dx * dx), F.exp(dw)  # dw read by a later node: a pool value too
+    n = shape[-1]
+    specs = [gc.spec(shape, dtype), gc.spec((n,), dtype), gc.spec(shape, dtype)]
+    rng = np.random.default_rng(n)
+    inputs = [rng.standard_normal(s.shape).astype(dtype) for s in specs]
+    graph = optimize(gc.trace(f, *specs))
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    assert "_jit.layer_norm_grads(" in plan.source
+    storage = plan.lowered.memory_plan.storage
+    wgrad, = [n for n in plan.kernel_graph.nodes if n.op == "layer_norm_wgrad"]
+    weight = [n for n in plan.kernel_graph.nodes
+                             if n.op == "layer_norm_grad"][0].inputs[1]
+    assert storage[weight].kind == storage[wgrad].kind == "pool"
+    assert storage[wgrad].buffer == storage[weight].buffer
+    seen = _values_after_each_step(plan, inputs)
+    assert not [node.op for node, nan in seen if nan]
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for got, want in zip(plan(*inputs), evaluate(graph, inputs)):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(np.abs(want).max(), 1))
