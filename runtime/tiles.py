@@ -1,20 +1,26 @@
-"""Batched products of small matrices (attention's per-head products) on a register tile.
+"""Batched products of small matrices (tiny attention heads) on a register tile.
 
-runtime.gemm's matmul4d calls BLAS once per matrix. For tiny's heads (32x16 @ 16x32) one
-call does 16K multiply-adds in ~0.9 us, most of it the call itself (argument checks, buffer
-set-up, packing), and the two threads barely gain over one (a tiny head product, 256
-matrices: 0.24 ms on one thread, 0.22 on two). Here each matrix is one iteration of a
-parallel loop: b's matrix is copied into a row-major buffer on the thread's stack, then each
-tile of 4 rows x 2 SIMD vectors of the result (4x16 float32, 4x8 float64) is summed in eight
-vector registers over the whole of K with fused multiply-adds, and stored once.
+runtime.gemm's matmul4d calls BLAS once per matrix. For the tiny GPT's heads (32x16 @ 16x32)
+one call does 16K multiply-adds in ~0.9 us, most of it the call itself (argument checks,
+buffer set-up, packing), and two threads barely gain over one (256 such matrices: 0.24 ms on
+one thread, 0.22 on two). Here each matrix is one iteration of a parallel loop: b's rows are
+read in place (or, where b is column-major, K^T, from a row-major copy on the thread's
+stack), and each tile of 4 rows x 2 SIMD vectors of the result (4x16 float32, 4x8 float64)
+is summed in eight vector registers over the whole of K with fused multiply-adds and stored
+once. While one matrix is computed, every cache line of the next one's operands is requested
+(`_prefetch_matrix`): in a training step they were just written, often by the other core,
+and without the prefetch the tile waited on one demand miss at a time (tiny's 12 products per
+step were no faster than BLAS in the step, though 1.1-2.6x faster warm in isolation).
 
 The tile is an LLVM intrinsic (`_vector_tile`) rather than numba loops: numba's arrays for
 the accumulators stay in memory (a tile of numba loops measured 6-27 GFLOP/s, the intrinsic
-47-79 on one thread). Measured against matmul4d's BLAS calls, warm, min of 300 (a second
-process busy on the other core): tiny's 32x16 @ 16x32 and 32x32 @ 32x16 heads 1.15-1.54x on
-one thread and 1.9-2.6x on two, small's 64x32 @ 32x64 and 64x64 @ 64x32 1.17-1.29x and
-1.3-1.5x; at 128x64 @ 64x128 (b's copy 32 KB, the size of L1) the gain is gone, so only
-products whose b fits PACK_MAX elements and whose rows are at most ROWS_MAX take this path.
+47-79 on one thread). Inside the training step (the plan with and without this kernel in one
+process, alternated, two threads, 100 steps): tiny's 12 head products 2.56-3.51 ms -> 1.95-
+2.29 ms per step by the minimum, 3.51-3.68 -> 2.76-2.95 by the median (1.2-1.5x), the step
+1.02-1.03x. Larger heads lose in the step although they win warm in isolation: small's
+(64x32 @ 32x64, 64x64 @ 64x32; b of 2048 elements) took 1.03-1.15x longer than BLAS, so only
+products whose b has at most PACK_MAX elements, and whose results at most ROWS_MAX rows,
+take this path.
 
 Each result element is one sum over K in ascending order: the bits do not depend on the
 threads, but they are not BLAS's (a dot product's rounding apart).
@@ -29,16 +35,19 @@ try:
 except ImportError:  # pragma: no cover - numba is a dependency; runtime.gemm checks too
     njit = None
 
-# b's matrix is copied to the thread's stack: 4096 elements (16 KB float32) is half of L1
-PACK_MAX = 4096
+# the largest b (k x n elements) taken: tiny's heads (512) gain in the step, small's (2048)
+# lose; a column-major b is copied to this many elements of the thread's stack
+PACK_MAX = 1024
 ROWS_MAX = 128
 ROWS = 4  # the tile's rows; its columns are two vectors
 VECTOR_BYTES = 32  # AVX2's 256-bit registers: 8 float32 or 4 float64
 
 
 def fits(m: int, k: int, n: int) -> bool:
-    """Whether (m, k) @ (k, n) matrices are small enough for the tile."""
-    return 0 < m <= ROWS_MAX and 0 < k and 0 < n and k * n <= PACK_MAX
+    """Whether (m, k) @ (k, n) matrices are small enough for the tile, either way round (a
+    column-major result is computed as its transpose, b.T @ a.T)."""
+    return (0 < m <= ROWS_MAX and 0 < n <= ROWS_MAX and 0 < k
+            and k * n <= PACK_MAX and k * m <= PACK_MAX)
 
 
 def takes(node) -> bool:
@@ -134,6 +143,38 @@ if njit is not None:
             return context.make_tuple(builder, signature.return_type, [pointer, address])
         return sig, codegen
 
+    @intrinsic
+    def _prefetch(typingctx, address):
+        """Hint that the cache line at this byte address will be read soon."""
+        sig = types.void(address)
+
+        def codegen(context, builder, signature, args):
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0i8")
+            builder.call(fn, [builder.inttoptr(args[0], i8p), ir.Constant(i32, 0),
+                              ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+        return sig, codegen
+
+    @njit(cache=True, inline="always")
+    def _prefetch_matrix(x):
+        """Every cache line of a 2-D view, requested at once: the lines (often written by
+        the other core's last kernel) then arrive together, not one demand miss at a
+        time."""
+        rows, cols = x.shape
+        s0, s1 = x.strides
+        base = x.ctypes.data
+        if s1 < s0:
+            for r in range(rows):
+                for byte in range(0, cols * s1, 64):
+                    _prefetch(base + r * s0 + byte)
+        else:
+            for c in range(cols):
+                for byte in range(0, rows * s0, 64):
+                    _prefetch(base + c * s1 + byte)
+
     @njit(cache=True, nogil=True)
     def _one_matrix(a, b, out):
         """out = a @ b for one (m, k) @ (k, n) matrix pair that `fits`, out's columns
@@ -189,15 +230,22 @@ if njit is not None:
     def _products(a, b, out):
         """out[i, j] = a[i, j] @ b[i, j] over two batch axes (a size-1 axis of a or b
         broadcasts); returns 1 and writes nothing where out's matrices are neither row- nor
-        column-major (a column-major out is written as out.T = b.T @ a.T)."""
+        column-major (a column-major out is written as out.T = b.T @ a.T) or do not `fit`."""
         if out.strides[3] != out.itemsize and out.strides[2] == out.itemsize:
             a, b, out = b.transpose(0, 1, 3, 2), a.transpose(0, 1, 3, 2), \
                 out.transpose(0, 1, 3, 2)
-        if out.strides[3] != out.itemsize:
-            return 1
-        p, q = out.shape[0], out.shape[1]
+        p, q, m, n = out.shape
+        k = a.shape[3]
+        if out.strides[3] != out.itemsize or not (0 < m <= ROWS_MAX and 0 < n <= ROWS_MAX
+                                                  and 0 < k and k * n <= PACK_MAX
+                                                  and k * m <= PACK_MAX):
+            return 1  # (fits, which numba cannot call here: it is a Python function)
         for t in prange(p * q):
             i, j = t // q, t % q
+            if t + 1 < p * q:  # the next matrix's operands, while this one is computed
+                i2, j2 = (t + 1) // q, (t + 1) % q
+                _prefetch_matrix(a[i2 if a.shape[0] > 1 else 0, j2 if a.shape[1] > 1 else 0])
+                _prefetch_matrix(b[i2 if b.shape[0] > 1 else 0, j2 if b.shape[1] > 1 else 0])
             _one_matrix(a[i if a.shape[0] > 1 else 0, j if a.shape[1] > 1 else 0],
                         b[i if b.shape[0] > 1 else 0, j if b.shape[1] > 1 else 0], out[i, j])
         return 0

@@ -25,9 +25,9 @@ def _assert_product(out, a, b):
     assert np.all(np.abs(out - want) <= TOLERANCE[out.dtype.type] * (scale + 1e-30))
 
 
-SHAPES = [(64, 4, 32, 16, 32), (64, 4, 32, 32, 16), (3, 4, 64, 64, 64), (2, 3, 5, 7, 9),
+SHAPES = [(64, 4, 32, 16, 32), (64, 4, 32, 32, 16), (3, 4, 16, 64, 16), (2, 3, 5, 7, 9),
           (1, 1, 1, 1, 1), (2, 2, 33, 17, 19), (1, 2, 13, 3, 40), (2, 1, 128, 2, 8),
-          (1, 1, 7, 4096, 1), (2, 2, 4, 1, 17)]
+          (1, 1, 1, 1024, 1), (2, 2, 4, 1, 17), (1, 1, 128, 8, 128)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -106,9 +106,26 @@ def test_the_bits_do_not_depend_on_the_thread_count():
 
 
 def test_fits_bounds():
-    assert tiles.fits(tiles.ROWS_MAX, 64, 64) and not tiles.fits(tiles.ROWS_MAX + 1, 64, 64)
-    assert tiles.fits(8, 64, 64) and not tiles.fits(8, 65, 64) and not tiles.fits(8, 64, 65)
+    rows, most = tiles.ROWS_MAX, tiles.PACK_MAX
+    assert tiles.fits(rows, 8, 8) and not tiles.fits(rows + 1, 8, 8)
+    assert tiles.fits(8, 8, rows) and not tiles.fits(8, 8, rows + 1)
+    assert tiles.fits(8, most // 8, 8) and not tiles.fits(8, most // 8 + 1, 8)
+    assert tiles.fits(16, 16, most // 16) and not tiles.fits(16, 16, most // 16 + 1)
+    assert tiles.fits(most // 16, 16, 16) and not tiles.fits(most // 16 + 1, 16, 16)
     assert not tiles.fits(0, 4, 4) and not tiles.fits(4, 0, 4) and not tiles.fits(4, 4, 0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4, 129, 8), (1, 1, 8, 8, 129), (1, 1, 129, 4, 4),
+                                   (1, 2, 4, 0, 4)])
+def test_products_that_do_not_fit_are_refused_untouched(shape):
+    # the stack copy of b holds PACK_MAX elements: the kernel checks, not only the lowering
+    p, q, m, k, n = shape
+    a, b = np.ones((p, q, m, k), np.float32), np.ones((p, q, k, n), np.float32)
+    out = np.full((p, q, m, n), 7.0, np.float32)
+    assert not tiles.fits(m, k, n)
+    assert _products(a, b, out) == 1 and (out == 7.0).all()
+    column_major = np.full((p, q, n, m), 7.0, np.float32).transpose(0, 1, 3, 2)
+    assert _products(a, b, column_major) == 1 and (column_major == 7.0).all()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
