@@ -12,6 +12,7 @@ tracebacks, pdb and `inspect.getsource` show the generated line.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import itertools
 import linecache
 import weakref
@@ -174,16 +175,24 @@ class Plan:
     def __call__(self, *args, **kwargs):
         if self._pending:
             self._swap_in_kernels()
-        if not self.jit:
+        with self.thread_scope():
             return self._run(args, kwargs)
-        # the background compiler has one core, the plan keeps to the other; otherwise the
-        # plan takes the CPUs that other processes leave free (runtime.threads.plan_threads)
+
+    @contextmanager
+    def thread_scope(self):
+        """The numba threads one call of the plan (or of its checked or profiled form) runs
+        on: the background compiler has one core, the plan keeps to the other; otherwise
+        the plan takes the CPUs that other processes leave free
+        (runtime.threads.plan_threads). runtime.gemm's block count stays as built: one
+        block or two gives different float bits (OpenBLAS sums in another order), so only
+        the threads running them change."""
+        if not self.jit:
+            yield
+            return
         count = 1 if self._pending else threads.plan_threads()
         self._thread_count = count
-        # runtime.gemm's block count stays as built: one block or two gives different float
-        # bits (OpenBLAS sums in another order), so only the threads running them change
         with threads.numba_threads(count):
-            return self._run(args, kwargs)
+            yield
 
     def bind_call(self, args, kwargs) -> list:
         """The input arrays of a call, donated ones made safe for the plan to write over."""
@@ -239,8 +248,8 @@ class Plan:
         if self._checked_fn is None:
             self._checked_fn = instrument.checked_runner(self)
         values = self.bind_call(args, kwargs)
-        with np.errstate(all="ignore"):  # the guard reports non-finite values itself
-            outs = self._checked_fn(*values)
+        with np.errstate(all="ignore"), self.thread_scope():  # (the guard reports non-finite
+            outs = self._checked_fn(*values)  # values itself)
         return [np.asarray(o) for o in outs]
 
     def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):

@@ -138,6 +138,35 @@ def test_graphc_threads_pins_the_count(monkeypatch):
             threads.plan_threads()
 
 
+@pytest.mark.parametrize("run", ["profile", "run_checked", "call"])
+def test_profiled_and_checked_runs_take_the_threads_a_call_gets(run, monkeypatch):
+    """graphc profile and the finite check run the plan's own kernels: on as many threads as
+    a call would get (a profile on every CPU beside a busy process timed each parallel
+    kernel's wait for a descheduled thread: tiny's step at 560 ms, its calls at 49)."""
+    import numba
+    a = np.random.default_rng(1).standard_normal((256, 512)).astype(np.float32)
+    f = gc.compile(lambda a: gc.sum(gc.gelu(a @ a.T), axis=0))
+    plan = f.plan_for(a)
+    seen = []
+    spy = numba.njit(lambda: numba.get_num_threads())
+    original = threads.numba_threads
+
+    def recording(count):
+        seen.append(count)
+        return original(count)
+    monkeypatch.setattr(threads, "numba_threads", recording)
+    monkeypatch.setenv("GRAPHC_THREADS", "1")
+    before = numba.get_num_threads()
+    if run == "profile":
+        plan.profile(a, repeat=2, file=False)
+    elif run == "run_checked":
+        plan.run_checked(a)
+    else:
+        plan(a)
+    assert seen and set(seen) == {1}
+    assert numba.get_num_threads() == before == spy()  # restored afterwards
+
+
 def test_a_plan_gives_the_same_bits_on_any_thread_count(monkeypatch):
     """The thread count follows the machine's load call by call; the results must not:
     float32 products split into blocks differently would differ in their last bits."""
