@@ -28,6 +28,16 @@ def checked_runner(plan):
     the outputs are non-finite and no node was blamed, the first non-finite value is."""
     steps = plan._steps
     position = {id(step[0]): k for k, step in enumerate(steps)}
+    rendered = plan.lowered.rendered
+    # a step whose value is its reader's (softmax_grad scaled by its reader: the product's
+    # value at the softmax_grad's step) is judged against, and reported with, everything its
+    # kernel reads, under the kernel's name; LayerNorm's pair writes each node's own value
+    def operands_of(node):
+        return rendered.step_operands.get(node, node.inputs)
+
+    def name_of(node):
+        return rendered.step_names[node] if node in rendered.step_operands else describe(node)
+
     masks = {}  # step -> (NaN mask, Inf mask) of its value, None where there are none
 
     def masks_of(value):
@@ -38,7 +48,7 @@ def checked_runner(plan):
         return (nan if nan.any() else None), (inf if inf.any() else None)
 
     def operand_masks(node, operands, arr):
-        for inp, v in zip(node.inputs, operands):
+        for inp, v in zip(operands_of(node), operands):
             k = position.get(id(inp))
             if k is not None:
                 yield masks.get(k, (None, None))
@@ -76,7 +86,7 @@ def checked_runner(plan):
 
     def report(node, arr, operands):
         ranges = []
-        for i, v in zip(node.inputs, operands):
+        for i, v in zip(operands_of(node), operands):
             if isinstance(v, tuple):  # a control-flow node's results (tuple_get reads one)
                 ranges.append(str(i.type))
                 continue
@@ -89,7 +99,7 @@ def checked_runner(plan):
                 ranges.append(str(i.type) + (" all NaN" if nans else ""))
         bad = int(arr.size - np.isfinite(arr).sum())
         raise GraphcError(f"non-finite value: {bad} of {arr.size} elements of "
-                          f"{describe(node)} -> {node.type}; operands: "
+                          f"{name_of(node)} -> {node.type}; operands: "
                           f"{'; '.join(ranges)}", node.locs)
 
     def check(k, value, *operands):
@@ -127,7 +137,7 @@ def checked_runner(plan):
                 if k in masks and not is_constant(node):
                     count = sum(int(m.sum()) for m in masks[k] if m is not None)
                     raise GraphcError(f"non-finite value: {count} elements of "
-                                      f"{describe(node)} -> {node.type} are NaN or Inf "
+                                      f"{name_of(node)} -> {node.type} are NaN or Inf "
                                       "(the first op whose result is; its operands held "
                                       "NaN or Inf too)", node.locs)
             raise GraphcError(f"non-finite value in the outputs of plan {plan.name!r}: "

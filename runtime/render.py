@@ -62,6 +62,9 @@ class Rendered:
     # node -> the kernel its step runs, where that kernel computes more than the node (a
     # pair's): `graphc profile` shows the step under the kernel's name
     step_names: dict = field(default_factory=dict)
+    # node -> the values its step's finite check is given as operands, where its kernel
+    # reads more than the node's inputs (softmax_grad_scaled: y, g and the scale)
+    step_operands: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.source
@@ -95,7 +98,8 @@ def render_source(r: Rendered, instrument=None, step_lines=None) -> tuple:
         if instrument == "profile" and stmts:
             lines.append(f"    _times[{k}] += _clock() - _t")
         if instrument == "check":
-            operands = "".join(f", {r.names[i]}" for i in node.inputs)
+            operands = "".join(f", {r.names[i]}"
+                               for i in r.step_operands.get(node, node.inputs))
             lines.append(f"    _check({k}, {var}{operands})")
     outs = [f"{v}.copy()" if copy else v for v, copy in zip(r.outputs, r.copy_out)]
     lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
@@ -180,6 +184,7 @@ class _Renderer:
                 sg, scale = self.choices.scaled[n]
                 self.out.fixed_kernels.append((choice.detail, n.dtype))
                 self.out.step_names[sg] = choice.detail
+                self.out.step_operands[sg] = (*sg.inputs, scale)  # the step's value is n's
                 out.steps.append((sg, self.destination(n, var) + softmax_grad_scaled_call(
                     sg, scale, names, var), var))
                 continue
