@@ -240,6 +240,11 @@ if njit is not None:
                                                   and 0 < k and k * n <= PACK_MAX
                                                   and k * m <= PACK_MAX):
             return 1  # (fits, which numba cannot call here: it is a Python function)
+        if a.shape[2] != m or b.shape[2] != k or b.shape[3] != n:
+            return 1  # shapes that do not make out: np.matmul raises the error
+        for x in (a, b):
+            if (x.shape[0] != p and x.shape[0] != 1) or (x.shape[1] != q and x.shape[1] != 1):
+                return 1
         for t in prange(p * q):
             i, j = t // q, t % q
             if t + 1 < p * q:  # the next matrix's operands, while this one is computed

@@ -150,3 +150,15 @@ def test_a_product_with_a_matrix_operand_stays_one_gemm():
     graph = gc.trace(lambda x, w: x @ w, gc.spec((4, 8, 16)), gc.spec((16, 16)))
     plan = compile_graph(graph, jit=True)
     assert "_tile_products(" not in plan.source and "_gemm.matmul2d(" in plan.source
+
+
+@pytest.mark.parametrize("shapes", [((1, 1, 4, 3), (1, 1, 5, 6), (1, 1, 4, 6)),  # inner dims
+                                    ((1, 1, 4, 3), (1, 1, 3, 6), (1, 1, 5, 6)),  # rows
+                                    ((1, 1, 4, 3), (1, 1, 3, 6), (1, 1, 4, 7)),  # columns
+                                    ((3, 1, 4, 3), (1, 1, 3, 6), (2, 1, 4, 6)),  # batch
+                                    ((1, 1, 4, 3), (1, 2, 3, 6), (1, 3, 4, 6))])
+def test_shapes_that_do_not_make_out_are_refused_untouched(shapes):
+    # a planner's mistake must not read or write past the arrays: the kernel refuses it
+    a, b = (np.ones(s, np.float32) for s in shapes[:2])
+    out = np.full(shapes[2], 7.0, np.float32)
+    assert _products(a, b, out) == 1 and (out == 7.0).all()
