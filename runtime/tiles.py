@@ -143,6 +143,44 @@ if njit is not None:
             return context.make_tuple(builder, signature.return_type, [pointer, address])
         return sig, codegen
 
+    # an 8x8 float32 transpose: unpack pairs, then pairs of pairs, then halves (AVX's
+    # unpcklps/unpckhps, shufps and vperm2f128 patterns)
+    _UNPACK = ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15])
+    _PAIRS = ([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15])
+    _HALVES = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
+
+    @intrinsic
+    def _transpose8(typingctx, src, column_stride, dst, row_stride):
+        """dst[j, i] = src[i, j] for an 8x8 float32 block: src's 8 columns (i) of 8
+        contiguous values each, column_stride bytes apart; dst's 8 rows of 8 contiguous
+        values, row_stride bytes apart (byte addresses)."""
+        sig = types.void(src, column_stride, dst, row_stride)
+
+        def codegen(context, builder, signature, args):
+            src_v, cs, dst_v, rs = args
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            vec = ir.VectorType(ir.FloatType(), 8)
+
+            def shuffle(x, y, mask):
+                return builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(i32, 8), mask))
+
+            v = [builder.load(builder.inttoptr(builder.add(src_v, builder.mul(
+                ir.Constant(i64, i), cs)), vec.as_pointer()), align=4) for i in range(8)]
+            t = [shuffle(v[2 * (i // 2)], v[2 * (i // 2) + 1], _UNPACK[i % 2])
+                 for i in range(8)]  # t0, t1 from v0, v1; t2, t3 from v2, v3; ...
+            u = [None] * 8
+            for g in (0, 4):  # pairs of pairs within each half of the rows
+                u[g], u[g + 1] = (shuffle(t[g], t[g + 2], mask) for mask in _PAIRS)
+                u[g + 2], u[g + 3] = (shuffle(t[g + 1], t[g + 3], mask) for mask in _PAIRS)
+            w = [None] * 8
+            for j in range(4):
+                w[j], w[j + 4] = (shuffle(u[j], u[j + 4], mask) for mask in _HALVES)
+            for j in range(8):
+                at = builder.add(dst_v, builder.mul(ir.Constant(i64, j), rs))
+                builder.store(w[j], builder.inttoptr(at, vec.as_pointer()), align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+
     @intrinsic
     def _prefetch(typingctx, address):
         """Hint that the cache line at this byte address will be read soon."""
@@ -190,8 +228,16 @@ if njit is not None:
             sb0 = n * item
             pack = carray(pointer, (k * n,))
             if b.strides[0] == item:  # column-major (K^T): read down its columns
+                # float32 in 8x8 blocks transposed in registers, the rest one at a time
+                blocked_k = k - k % 8 if item == 4 else 0
+                blocked_n = n - n % 8 if item == 4 else 0
+                base, sc = b.ctypes.data, b.strides[1]
+                for c in range(0, blocked_n, 8):
+                    for p in range(0, blocked_k, 8):
+                        _transpose8(base + p * item + c * sc, sc,
+                                    pb + (p * n + c) * item, n * item)
                 for c in range(n):
-                    for p in range(k):
+                    for p in range(blocked_k if c < blocked_n else 0, k):
                         pack[p * n + c] = b[p, c]
             else:
                 for p in range(k):
