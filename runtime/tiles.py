@@ -10,17 +10,19 @@ is summed in eight vector registers over the whole of K with fused multiply-adds
 once. While one matrix is computed, every cache line of the next one's operands is requested
 (`_prefetch_matrix`): in a training step they were just written, often by the other core,
 and without the prefetch the tile waited on one demand miss at a time (tiny's 12 products per
-step were no faster than BLAS in the step, though 1.1-2.6x faster warm in isolation).
+step were then no faster than BLAS in the step, though 1.1-2.6x faster warm in isolation).
 
 The tile is an LLVM intrinsic (`_vector_tile`) rather than numba loops: numba's arrays for
 the accumulators stay in memory (a tile of numba loops measured 6-27 GFLOP/s, the intrinsic
-47-79 on one thread). Inside the training step (the plan with and without this kernel in one
-process, alternated, two threads, 100 steps): tiny's 12 head products 2.56-3.51 ms -> 1.95-
-2.29 ms per step by the minimum, 3.51-3.68 -> 2.76-2.95 by the median (1.2-1.5x), the step
-1.02-1.03x. Larger heads lose in the step although they win warm in isolation: small's
-(64x32 @ 32x64, 64x64 @ 64x32; b of 2048 elements) took 1.03-1.15x longer than BLAS, so only
-products whose b has at most PACK_MAX elements, and whose results at most ROWS_MAX rows,
-take this path.
+47-79 on one thread). A column-major b is copied in 8x8 blocks transposed in registers
+(`_transpose8`). Inside the training step (the head products spied in the step, BLAS and
+tiles rotating step by step, two threads, 100 steps): tiny's 12 head products per step 3.59 /
+4.24 ms (min / median) with BLAS, 2.34 / 2.66 with the tiles; the whole step (the plan with
+and without the tiles in one process, alternated, 200 steps) 1.04-1.08x. Larger heads gain
+less in the step than warm in isolation: small's (64x32 @ 32x64, 64x64 @ 64x32; b of 2048
+elements) 1.03-1.11x on the products, but its whole step measured 0.97-0.99x (medians of 60
+alternated steps, three runs), so only products whose b (and a.T) have at most PACK_MAX
+elements, and whose results at most ROWS_MAX rows, take this path.
 
 Each result element is one sum over K in ascending order: the bits do not depend on the
 threads, but they are not BLAS's (a dot product's rounding apart).
@@ -36,7 +38,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; runtime.gemm ch
     njit = None
 
 # the largest b (k x n elements) taken: tiny's heads (512) gain in the step, small's (2048)
-# lose; a column-major b is copied to this many elements of the thread's stack
+# do not; a column-major b is copied to this many elements of the thread's stack
 PACK_MAX = 1024
 ROWS_MAX = 128
 ROWS = 4  # the tile's rows; its columns are two vectors
