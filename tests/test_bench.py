@@ -12,6 +12,10 @@ def test_bench_writes_complete_json_and_plot(tmp_path, capsys):
     assert "GEMM on this machine" in printed and "mlp-train" in printed
     data = json.loads(out.read_text())
     assert data["matmul_gflops"] > 1.0
+    # the floor is the faster of the GEMM rates measured before and after the steps
+    before, after = data["matmul_gflops_before"], data["matmul_gflops_after"]
+    assert min(before, after) > 1.0 and data["matmul_gflops"] == max(before, after)
+    assert f"the faster of {before:.0f} before and {after:.0f} after" in printed
     rows = data["results"]
     contenders = {(r["workload"], r["contender"]) for r in rows}
     for workload in ("mlp-train", "gpt-tiny-infer"):
