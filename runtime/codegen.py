@@ -248,8 +248,9 @@ class Plan:
         if self._checked_fn is None:
             self._checked_fn = instrument.checked_runner(self)
         values = self.bind_call(args, kwargs)
-        with np.errstate(all="ignore"), self.thread_scope():  # (the guard reports non-finite
-            outs = self._checked_fn(*values)  # values itself)
+        # errstate: the guard reports non-finite values itself
+        with np.errstate(all="ignore"), self.thread_scope():
+            outs = self._checked_fn(*values)
         return [np.asarray(o) for o in outs]
 
     def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):

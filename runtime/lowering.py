@@ -94,9 +94,9 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
     if jit:
         choices.scaled = mp.scaled  # the memory plan's choice: it gave no buffer to them
         choices.paired = layer_norm_grad_pairs(graph, mp)
-        from . import causal  # (imports numba, as runtime.gemm does)
+        from . import causal, tiles  # (import numba, as runtime.gemm does)
         choices.causal = causal.products_to_band(graph, mp)
-    from . import tiles
+    takes_tiles = tiles.takes if jit else (lambda n: False)
     in_reader = {sg for sg, _ in choices.scaled.values()}
     in_pair = set(choices.paired)  # the weight gradients: their input gradient's kernel
     pair_kernels = set(choices.paired.values())
@@ -119,7 +119,7 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
             choices.choice[n] = KernelChoice("causal", causal.MODES[choices.causal[n]])
         else:  # banded only where runtime.gemm's product would run
             choices.causal.pop(n, None)
-            if choices.choice[n] == KernelChoice("numba", "gemm") and tiles.takes(n):
+            if choices.choice[n] == KernelChoice("numba", "gemm") and takes_tiles(n):
                 choices.choice[n] = KernelChoice("tiles")
     return choices
 
