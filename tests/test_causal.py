@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.models.gpt import GPT, GPTConfig
+from gpt_graphs import gpt_step
 from ir.ops import api as F
-from passes.autodiff import gradients
 from passes.manager import optimize
 from runtime import causal, gemm
 from runtime.codegen import compile_graph
@@ -29,16 +28,7 @@ def _modes(graph) -> list:
 
 # ---- the analysis ---------------------------------------------------------------------------
 def _gpt_step(dtype, T=32, layers=2, batch=2, config="tiny"):
-    cfg = GPTConfig.named(config, vocab_size=65, dtype=dtype, block_size=T, n_layer=layers)
-    model = GPT(cfg, seed=0)
-    graph = gc.trace(lambda idx, targets: model(idx, targets),
-                     gc.spec((batch, T), "int64"), gc.spec((batch, T), "int64"))
-    with graph.building():
-        params = [n for n in graph.inputs if n.attrs["kind"] == "param"]
-        graph.set_outputs([graph.outputs[0]] + gradients([graph.outputs[0]], params))
-    graph.output_tree = None
-    rng = np.random.default_rng(T)
-    return optimize(graph), (rng.integers(0, 65, (batch, T)), rng.integers(0, 65, (batch, T)))
+    return gpt_step(dtype, batch, seed=T, config=config, block_size=T, n_layer=layers)
 
 
 def test_finds_the_six_attention_products_of_each_layer_of_the_tiny_gpt():

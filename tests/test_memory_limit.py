@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from gpt_graphs import add_parameter_gradients
 from graphc.models.gpt import GPT, GPTConfig
 from ir.errors import GraphcError
 from ir.verify import verify
-from passes.autodiff import gradients
 from passes.manager import optimize
 from passes.rematerialize import MemoryLimitError, parse_memory_limit, rematerialize
 from runtime.build import build_plan, memory_model
@@ -97,10 +97,7 @@ def _gpt_step(dropout):
     B, T = cfg.batch_size, cfg.block_size
     graph = gc.trace(lambda idx, targets, seed: model(idx, targets, seed=seed, training=True),
                      gc.spec((B, T), "int64"), gc.spec((B, T), "int64"), gc.spec((), "int64"))
-    with graph.building():
-        params = [n for n in graph.inputs if n.attrs["kind"] == "param"]
-        graph.set_outputs([graph.outputs[0]] + gradients([graph.outputs[0]], params))
-    graph.output_tree = None
+    add_parameter_gradients(graph)
     rng = np.random.default_rng(0)
     return graph, (rng.integers(0, 65, (B, T)), rng.integers(0, 65, (B, T)), np.int64(7))
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.models.gpt import GPT, GPTConfig
-from passes.autodiff import gradients
+from gpt_graphs import gpt_step
 from passes.manager import optimize
 from runtime import gemm, jit
 from runtime import memory
@@ -110,17 +109,7 @@ def _assert_copies_nothing_into(plan, concats):
 
 # ---- the tiny GPT's training step ------------------------------------------------------------
 def _gpt_step(dtype, batch=4):
-    cfg = GPTConfig.named("tiny", vocab_size=65, dtype=dtype)
-    model = GPT(cfg, seed=0)
-    T = cfg.block_size
-    graph = gc.trace(lambda idx, targets: model(idx, targets),
-                     gc.spec((batch, T), "int64"), gc.spec((batch, T), "int64"))
-    with graph.building():
-        params = [n for n in graph.inputs if n.attrs["kind"] == "param"]
-        graph.set_outputs([graph.outputs[0]] + gradients([graph.outputs[0]], params))
-    graph.output_tree = None
-    rng = np.random.default_rng(0)
-    return optimize(graph), (rng.integers(0, 65, (batch, T)), rng.integers(0, 65, (batch, T)))
+    return gpt_step(dtype, batch)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

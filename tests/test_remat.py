@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from gpt_graphs import add_parameter_gradients
 from graphc.models.gpt import GPT, GPTConfig
-from passes.autodiff import gradients
 from runtime.build import build_plan
 
 
@@ -65,10 +65,7 @@ def _gpt_step(remat: bool, dropout: float = 0.0):
     B, T = cfg.batch_size, cfg.block_size
     graph = gc.trace(lambda idx, targets, seed: model(idx, targets, seed=seed, training=True),
                      gc.spec((B, T), "int64"), gc.spec((B, T), "int64"), gc.spec((), "int64"))
-    with graph.building():
-        params = [n for n in graph.inputs if n.attrs["kind"] == "param"]
-        graph.set_outputs([graph.outputs[0]] + gradients([graph.outputs[0]], params))
-    graph.output_tree = None
+    add_parameter_gradients(graph)
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 65, (B, T))
     return build_plan(graph, "default"), (idx, rng.integers(0, 65, (B, T)), np.int64(7))
