@@ -245,9 +245,10 @@ def call_source(n, mode, args, dst) -> list:
     """The plan's lines for product n in this mode; np.matmul where BLAS cannot read the
     layout in place (the full product: right as well)."""
     fn = "_sgemm" if n.dtype == np.float32 else "_dgemm"
-    pad = (lambda x: x) if n.ndim == 4 else (lambda x: f"{x}[None]")
-    call = (f"_banded_matmul4d({fn}, {mode}, {BAND}, {pad(args[0])}, {pad(args[1])}, "
-            f"{pad(dst)})")
+    from .emitters import batched4d
+    a, b = n.inputs
+    call = (f"_banded_matmul4d({fn}, {mode}, {BAND}, {batched4d(args[0], a.ndim)}, "
+            f"{batched4d(args[1], b.ndim)}, {batched4d(dst, n.ndim)})")
     return [f"{call} and np.matmul({args[0]}, {args[1]}, out={dst})"]
 
 

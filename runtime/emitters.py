@@ -262,6 +262,13 @@ def _flat(x):
     return f"{x}.reshape(-1)"
 
 
+def batched4d(x, ndim):
+    """Source of x (an array of `ndim` axes, 2 to 4) as a 4-D array, size-1 batch axes in
+    front: the batched-product kernels (runtime.gemm, runtime.causal, runtime.tiles) take
+    4-D operands and broadcast size-1 batch axes."""
+    return x if ndim == 4 else f"{x}[{', '.join(['None'] * (4 - ndim))}]"
+
+
 def _rows(x, n):
     return f"{x}.reshape(-1, {n})"
 
@@ -332,9 +339,8 @@ def jit_matmul(node, args, dst):
         call = (f"_gemm.matmul2d({fn}, _threads, {_rows(args[0], a.shape[-1])}, {args[1]}, "
                 f"{_rows(dst, node.shape[-1])})")
     else:
-        pad = lambda x, nd: x if nd == 4 else f"{x}[{', '.join(['None'] * (4 - nd))}]"
-        call = (f"_gemm.matmul4d({fn}, _threads, {pad(args[0], a.ndim)}, "
-                f"{pad(args[1], b.ndim)}, {pad(dst, node.ndim)})")
+        call = (f"_gemm.matmul4d({fn}, _threads, {batched4d(args[0], a.ndim)}, "
+                f"{batched4d(args[1], b.ndim)}, {batched4d(dst, node.ndim)})")
     return [f"{call} and {fallback}"]
 
 

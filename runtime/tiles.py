@@ -34,6 +34,8 @@ try:
     from numba import carray, njit, prange, types
     from numba.core import cgutils
     from numba.extending import intrinsic
+
+    from .gemm import _row_major_product
 except ImportError:  # pragma: no cover - numba is a dependency; runtime.gemm checks too
     njit = None
 
@@ -67,10 +69,10 @@ def takes(node) -> bool:
 def call_source(n, args, dst) -> list:
     """The plan's line for product n; np.matmul where out's matrices are neither row- nor
     column-major (products returns 1)."""
-    pad = lambda x, nd: x if nd == 4 else f"{x}[{', '.join(['None'] * (4 - nd))}]"  # noqa: E731
+    from .emitters import batched4d
     a, b = n.inputs
-    return [f"_tile_products({pad(args[0], a.ndim)}, {pad(args[1], b.ndim)}, "
-            f"{pad(dst, n.ndim)}) and np.matmul({args[0]}, {args[1]}, out={dst})"]
+    return [f"_tile_products({batched4d(args[0], a.ndim)}, {batched4d(args[1], b.ndim)}, "
+            f"{batched4d(dst, n.ndim)}) and np.matmul({args[0]}, {args[1]}, out={dst})"]
 
 
 if njit is not None:
@@ -275,13 +277,16 @@ if njit is not None:
                     total += a[r, p] * b[p, c]
                 out[r, c] = total
 
+    @njit(cache=True, inline="always")
+    def _matrix(x, i, j):
+        """Matrix (i, j) of a 4-D operand whose size-1 batch axes broadcast."""
+        return x[i if x.shape[0] > 1 else 0, j if x.shape[1] > 1 else 0]
+
     def _products(a, b, out):
         """out[i, j] = a[i, j] @ b[i, j] over two batch axes (a size-1 axis of a or b
         broadcasts); returns 1 and writes nothing where out's matrices are neither row- nor
         column-major (a column-major out is written as out.T = b.T @ a.T) or do not `fit`."""
-        if out.strides[3] != out.itemsize and out.strides[2] == out.itemsize:
-            a, b, out = b.transpose(0, 1, 3, 2), a.transpose(0, 1, 3, 2), \
-                out.transpose(0, 1, 3, 2)
+        a, b, out, _ = _row_major_product(a, b, out)
         p, q, m, n = out.shape
         k = a.shape[3]
         if out.strides[3] != out.itemsize or not (0 < m <= ROWS_MAX and 0 < n <= ROWS_MAX
@@ -297,10 +302,9 @@ if njit is not None:
             i, j = t // q, t % q
             if t + 1 < p * q:  # the next matrix's operands, while this one is computed
                 i2, j2 = (t + 1) // q, (t + 1) % q
-                _prefetch_matrix(a[i2 if a.shape[0] > 1 else 0, j2 if a.shape[1] > 1 else 0])
-                _prefetch_matrix(b[i2 if b.shape[0] > 1 else 0, j2 if b.shape[1] > 1 else 0])
-            _one_matrix(a[i if a.shape[0] > 1 else 0, j if a.shape[1] > 1 else 0],
-                        b[i if b.shape[0] > 1 else 0, j if b.shape[1] > 1 else 0], out[i, j])
+                _prefetch_matrix(_matrix(a, i2, j2))
+                _prefetch_matrix(_matrix(b, i2, j2))
+            _one_matrix(_matrix(a, i, j), _matrix(b, i, j), out[i, j])
         return 0
 
     def _compiled():
