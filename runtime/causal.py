@@ -229,6 +229,30 @@ def square_size(n, mode) -> int:
     return {A_LOWER: a, A_UPPER: a, B_LOWER: b, B_UPPER: b}.get(mode, n).shape[-1]
 
 
+def banded_share(n, mode, band=BAND) -> float:
+    """The share of product n's multiply-adds that banded_matmul4d computes in `mode` (the
+    same BLAS calls as `_bands`; a column-major result's swap computes the same count): what
+    `graphc profile` rates the kernel by. Medium's S and dP (T = 256, bands of 64): 0.625."""
+    a, b = n.inputs
+    m, k, cols = a.shape[-2], a.shape[-1], b.shape[-1]
+    by_rows = mode in (A_LOWER, A_UPPER, DEAD_ABOVE)
+    extent = m if by_rows else cols
+    done = 0
+    for s0 in range(0, extent, band):
+        s1 = min(s0 + band, extent)
+        rows, width, depth = (s1 - s0, cols, k) if by_rows else (m, s1 - s0, k)
+        if mode in (A_LOWER, B_UPPER):
+            depth = min(s1, k)
+        elif mode in (A_UPPER, B_LOWER):
+            depth = k - min(s0, k)
+        elif mode == DEAD_ABOVE:
+            width = min(s1, cols)
+        else:  # DEAD_BELOW
+            rows = min(s1, m)
+        done += rows * width * depth
+    return done / (m * k * cols) if m * k * cols else 1.0
+
+
 def products_to_band(graph, mp) -> dict:
     """{matmul: mode} for the products the plan computes with banded_matmul4d: those of
     causal_products with T >= MIN_T whose result has a buffer of the plan's."""

@@ -13,6 +13,7 @@ from ir.errors import GraphcError
 from ir.ops.registry import get_op
 from ir.types import is_float
 
+from . import causal
 from .fusion import describe
 from .op_lowering import inplace_safe, is_constant, is_fused_result
 from .render import render_source
@@ -170,6 +171,9 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
         with plan.thread_scope():
             fn(*values)
     total = sum(times) or 1e-12
+    kernels = plan.lowered.kernels
+    banded = {n: kernels.causal[n] for n in kernels.causal
+              if kernels.choice[n].kind == "causal"} if kernels is not None else {}
     rows = []
     for (node, stmts, _), t in zip(plan._steps, times):
         if not stmts:
@@ -177,6 +181,8 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
         op = get_op(node.op)
         flops = op.flops([i.type for i in node.inputs], node.type, **node.attrs) \
             if op.flops else 0.0
+        if node in banded:  # rated by the multiply-adds it does, not the full square's
+            flops *= causal.banded_share(node, banded[node])
         sec = t / repeat
         rows.append({
             "op": plan.lowered.rendered.step_names.get(node) or describe(node),

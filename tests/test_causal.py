@@ -260,3 +260,49 @@ def test_default_threshold_leaves_short_sequences_alone():
     graph, _ = _gpt_step("float32", T=32, layers=1)
     plan = compile_graph(graph, jit=True, background_compile=False)
     assert causal.MIN_T > 32 and "_banded_matmul4d" not in plan.source
+
+
+def test_banded_share_counts_the_blas_calls_multiply_adds():
+    # T = 256 in bands of 64: the bands' calls reach 64, 128, 192, 256 of K (or of the
+    # result's columns), 10 of 16 quarters of the square; T = 100: bands of 64 and 36
+    graph, _ = _gpt_step("float32")
+    products = [n for n in _kernel_graph(graph).nodes if n.op == "matmul" and n.ndim == 4]
+
+    class Operand:
+        def __init__(self, shape):
+            self.shape = shape
+
+    class Product:
+        def __init__(self, a, b):
+            self.inputs = (Operand(a), Operand(b))
+    assert products  # the analysis above runs on the same graphs
+    for mode in (C.A_LOWER, C.A_UPPER):
+        assert causal.banded_share(Product((2, 6, 256, 256), (2, 6, 256, 64)), mode) == 0.625
+    for mode in (C.B_LOWER, C.B_UPPER):
+        assert causal.banded_share(Product((2, 6, 64, 256), (2, 6, 256, 256)), mode) == 0.625
+    for mode in (C.DEAD_ABOVE, C.DEAD_BELOW):
+        assert causal.banded_share(Product((2, 6, 256, 64), (2, 6, 64, 256)), mode) == 0.625
+    want = (64 * 64 + 36 * 100) / (100 * 100)
+    assert causal.banded_share(Product((1, 1, 100, 16), (1, 1, 16, 100)), C.DEAD_ABOVE) == \
+        pytest.approx(want)
+    assert causal.banded_share(Product((1, 1, 64, 16), (1, 1, 16, 64)), C.DEAD_ABOVE) == 1.0
+
+
+def test_the_profile_rates_a_banded_product_by_the_work_it_does(monkeypatch):
+    # graphc profile's GFLOP/s for a banded product: its multiply-adds, not the full
+    # square's (it read 2x too high for medium's S at T = 256 before)
+    graph, inputs = _gpt_step("float32", T=256, layers=1, batch=1)
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    banded = {n: mode for n, mode in plan.lowered.kernels.causal.items()
+              if plan.lowered.kernels.choice[n].kind == "causal"}
+    assert len(banded) == 6
+    assert all(causal.banded_share(n, mode) == 0.625 for n, mode in banded.items())
+    rows = [r for r in plan.profile(*inputs, repeat=1, file=False)
+            if r["op"] == "matmul" and r["type"].count(",") == 3]
+    assert len(rows) == 6  # the attention products: all banded
+    def dims(text):  # "f32[1,4,256,16]" -> [1, 4, 256, 16]
+        return [int(d) for d in text[text.index("[") + 1:text.index("]")].split(",")]
+    for row in rows:
+        k = dims(row["operands"].split(", f")[0])[-1]  # a's columns
+        full = 2 * np.prod(dims(row["type"])) * k
+        assert row["gflops"] == pytest.approx(0.625 * full / (row["ms"] / 1e3) / 1e9)
