@@ -8,14 +8,15 @@ it, and softmax_grad multiplies dP there by P's zeros. Computing the full square
 about twice the work the result needs.
 
 `triangular_facts` finds these values in the fused kernel graph (it reads the graph, rewrites
-nothing); `causal_products` says which 4-D products can skip what; `kernel()` computes
-such a product per (batch, head) matrix in bands of BAND rows (or columns), each one BLAS call
-over only the part that is not known to be zero, or only the live columns of a product whose
-part above the diagonal is dead. A band still reads (or computes) the triangle of its own
-(BAND, BAND) block on the diagonal: BLAS multiplies the operand's zeros there. The dead part
-it skips is written with zeros: softmax_grad's row dot product reads dP there (0 * an
-uninitialised NaN would be NaN), and the plan's finite check (Plan.run_checked) reads every
-value.
+nothing); `causal_products` says which 4-D products can skip what. Heads small enough for
+runtime.tiles' register tile skip it tile by tile there (`live_k`); for larger ones `kernel()`
+computes such a product per (batch, head) matrix in bands of BAND rows (or columns), each one
+BLAS call over only the part that is not known to be zero, or only the live columns of a
+product whose part above the diagonal is dead. A band still reads (or computes) the triangle
+of its own (BAND, BAND) block on the diagonal: BLAS multiplies the operand's zeros there. The
+dead part it skips is written with zeros: softmax_grad's row dot product reads dP there (0 *
+an uninitialised NaN would be NaN), and the plan's finite check (Plan.run_checked) reads
+every value.
 
 Bits: the terms skipped are exact zeros times finite values, and adding a zero does not
 change a float sum, so the results are the full product's up to the order of rounding:
@@ -253,12 +254,14 @@ def banded_share(n, mode, band=BAND) -> float:
     return done / (m * k * cols) if m * k * cols else 1.0
 
 
-def products_to_band(graph, mp) -> dict:
+def products_to_band(graph, mp, modes=None) -> dict:
     """{matmul: mode} for the products the plan computes with banded_matmul4d: those of
-    causal_products with T >= MIN_T whose result has a buffer of the plan's."""
+    causal_products (`modes`, if found already) with T >= MIN_T whose result has a buffer of
+    the plan's."""
     if not gemm.available():
         return {}
-    found = {n: mode for n, mode in causal_products(graph).items()
+    modes = causal_products(graph) if modes is None else modes
+    found = {n: mode for n, mode in modes.items()
              if square_size(n, mode) >= MIN_T and mp.storage[n].kind != "fallback"}
     if found:
         kernel()  # compiled (or loaded) while the plan is built, not at its first call
@@ -281,6 +284,33 @@ if gemm.njit is not None:
     from numba import njit, prange, types
 
     from .gemm import _batch_strides, _cblas_gemm, _layouts, _row_major_product
+
+    @njit(cache=True, inline="always")
+    def swapped_mode(mode):
+        """The mode of out.T = b.T @ a.T for a product in `mode`: a's facts are b's, and the
+        dead half of the result is the other one."""
+        return (B_UPPER if mode == A_LOWER else B_LOWER if mode == A_UPPER else
+                A_UPPER if mode == B_LOWER else A_LOWER if mode == B_UPPER else
+                DEAD_BELOW if mode == DEAD_ABOVE else DEAD_ABOVE if mode == DEAD_BELOW else
+                mode)
+
+    @njit(cache=True, inline="always")
+    def live_k(mode, r0, r1, c0, c1, k):
+        """(k0, k1): the terms of K that may be nonzero for the result's block [r0, r1) x
+        [c0, c1) in `mode` (0: any); k1 <= k0 where the block is zero or dead. The register
+        tile (runtime.tiles) sums only these."""
+        k0, k1 = 0, k
+        if mode == A_LOWER:
+            k1 = min(r1, k)
+        elif mode == B_UPPER:
+            k1 = min(c1, k)
+        elif mode == A_UPPER:
+            k0 = min(r0, k)
+        elif mode == B_LOWER:
+            k0 = min(c0, k)
+        elif (mode == DEAD_ABOVE and c0 >= r1) or (mode == DEAD_BELOW and r0 >= c1):
+            k1 = 0
+        return k0, k1
 
     @njit(cache=True, nogil=True)
     def _bands(fn, mode, band, a, b, out, i, j, pa, pb, pc, m, n, k, ta, lda, tb, ldb, ldc):
@@ -330,10 +360,8 @@ if gemm.njit is not None:
         a, b, out, swapped = _row_major_product(a, b, out)
         p, q, m, n = out.shape
         k = a.shape[3]
-        if swapped:  # a's facts are now b's, and out's dead half is below
-            mode = (B_UPPER if mode == A_LOWER else B_LOWER if mode == A_UPPER else
-                    A_UPPER if mode == B_LOWER else A_LOWER if mode == B_UPPER else
-                    DEAD_BELOW if mode == DEAD_ABOVE else DEAD_ABOVE)
+        if swapped:
+            mode = swapped_mode(mode)
         ta, lda, tb, ldb, ldc = _layouts(a, b, out, m, k, n)
         if ldc == 0:
             return 1
@@ -347,15 +375,20 @@ if gemm.njit is not None:
         return 0
 
     def _compiled():
-        from .jit import _guard_cache
         dispatcher = njit(parallel=True, nogil=True, cache=True)(_banded_matmul4d)
-        _guard_cache(dispatcher)
+        _guard_cache(dispatcher, DEPENDS)
         for t in (types.float32, types.float64):
             dispatcher.compile(types.int64(types.int64, types.int64, types.int64,
                                            *[types.Array(t, 4, "A", readonly=True)] * 2,
                                            types.Array(t, 4, "A")))
         dispatcher.disable_compile()
         return dispatcher
+
+    # the kernel inlines runtime.gemm's helpers: its source joins the disk cache's key
+    # (runtime.jit._guard_cache)
+    from .jit import _guard_cache, guard_module
+    DEPENDS = (gemm.__file__,)
+    guard_module(globals(), DEPENDS)
 
 
 _KERNEL = []

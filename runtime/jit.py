@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps nump
     numba = None
 
 from ir import settings
+from ir.ops import elementwise as _elementwise
 from ir.ops.elementwise import GELU_TANH_3CK, GELU_TANH_C, GELU_TANH_CK
 
 from .threads import quiet_blas_spinning
@@ -615,10 +616,19 @@ def warm(kernel: str, dtype) -> None:
 
 # ---- generated kernels (runtime/kernelgen.py) -------------------------------------------------
 _LOADED = {}
+
+
+def _file_digest(path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha1(fh.read()).hexdigest()
+
+
 # numba's disk cache notices a change of the kernel's own file only, not of the helpers it
-# inlines from here: generated sources carry this version, so a change here renames them
-with open(__file__, "rb") as _fh:
-    VERSION = hashlib.sha1(_fh.read()).hexdigest()[:12]
+# inlines from here (nor of the constants these take from ir.ops.elementwise): generated
+# sources carry this version, so a change to either renames them
+_DEPENDS = (_elementwise.__file__,)
+VERSION = hashlib.sha1("".join(_file_digest(f) for f in (__file__,) + _DEPENDS).encode()
+                       ).hexdigest()[:12]
 
 
 class KernelCacheWarning(UserWarning):
@@ -719,13 +729,24 @@ def cache_failed(path: str, exc: OSError) -> None:
                f"{exc.strerror or exc}); going on without it, kernels compile in memory")
 
 
-def _guard_cache(dispatcher) -> None:
+def _guard_cache(dispatcher, depends=()) -> None:
     """Make numba's disk cache of `dispatcher` survive damage: an entry that cannot be
     loaded (a truncated .nbi or .nbc raises a bare UnpicklingError otherwise) is dropped
     and recompiled, with one warning naming the file; a save that fails (a full disk)
-    turns this dispatcher's caching off instead of failing the compilation."""
+    turns this dispatcher's caching off instead of failing the compilation.
+    `depends`: files of other modules whose code the kernel compiles in (njit helpers it
+    inlines, constants). numba keys its cache by the kernel's own file only, so after a
+    change there (a `git pull`, an upgrade) it loaded the kernel built with their old code;
+    their contents join the key."""
     cache = getattr(dispatcher, "_cache", None)
-    if cache is None or not hasattr(cache, "_cache_file") or hasattr(cache, "_graphc_guard"):
+    if cache is None or not hasattr(cache, "_cache_file"):
+        return
+    files = cache._cache_file
+    if depends:
+        own = getattr(files, "_graphc_own_stamp", files._source_stamp)
+        files._graphc_own_stamp = own
+        files._source_stamp = (own, tuple(_file_digest(path) for path in depends))
+    if hasattr(cache, "_graphc_guard"):
         return
     load, save = cache.load_overload, cache.save_overload
 
@@ -745,6 +766,16 @@ def _guard_cache(dispatcher) -> None:
 
     cache.load_overload, cache.save_overload = load_overload, save_overload
     cache._graphc_guard = True
+
+
+def guard_module(namespace, depends=()) -> None:
+    """_guard_cache(d, depends) for every numba dispatcher a module defines (`namespace`: its
+    globals; dispatchers it imports keep their own module's key)."""
+    from numba.core.dispatcher import Dispatcher
+    for value in list(namespace.values()):
+        if (isinstance(value, Dispatcher)
+                and value.py_func.__module__ == namespace["__name__"]):
+            _guard_cache(value, depends)
 
 
 def _drop_damaged(cache, sig, target_context, exc) -> None:
@@ -860,7 +891,7 @@ def _guard_fixed_kernels() -> None:
         for d in dispatchers:
             d.enable_caching()  # locate the cache again, without NUMBA_CACHE_DIR
     for d in dispatchers:
-        _guard_cache(d)
+        _guard_cache(d, _DEPENDS)  # the GELU constants
 
 
 _guard_fixed_kernels()

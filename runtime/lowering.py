@@ -66,6 +66,8 @@ class KernelChoices:
     paired: dict = field(default_factory=dict)  # layer_norm_wgrad -> the layer_norm_grad
     # whose kernel computes it too
     causal: dict = field(default_factory=dict)  # matmul -> runtime.causal mode
+    # tiles product -> the runtime.causal mode its tiles skip by (causal products only)
+    tile_modes: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         ordered = list(self.graph.inputs) + [n for n in self.graph.nodes if n.op != "input"]
@@ -91,12 +93,14 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
     into_concat = reshapes_into_concat(graph, mp, written)
     choices = KernelChoices(graph, {}, into_concat, products_laid_out_for_transpose(graph, mp),
                             written, mp.parts)
+    modes = {}  # runtime.causal's products: what their tiles may skip
     if jit:
         choices.scaled = mp.scaled  # the memory plan's choice: it gave no buffer to them
         choices.paired = layer_norm_grad_pairs(graph, mp)
         from . import causal, tiles  # (import numba, as runtime.gemm does)
-        choices.causal = causal.products_to_band(graph, mp)
-    takes_tiles = tiles.takes if jit else (lambda n: False)
+        modes = causal.causal_products(graph)
+        choices.causal = causal.products_to_band(graph, mp, modes)
+    takes_tiles = tiles.takes if jit else (lambda n, causal: False)
     in_reader = {sg for sg, _ in choices.scaled.values()}
     in_pair = set(choices.paired)  # the weight gradients: their input gradient's kernel
     pair_kernels = set(choices.paired.values())
@@ -119,8 +123,12 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
             choices.choice[n] = KernelChoice("causal", causal.MODES[choices.causal[n]])
         else:  # banded only where runtime.gemm's product would run
             choices.causal.pop(n, None)
-            if choices.choice[n] == KernelChoice("numba", "gemm") and takes_tiles(n):
-                choices.choice[n] = KernelChoice("tiles")
+            if (choices.choice[n] == KernelChoice("numba", "gemm")
+                    and takes_tiles(n, causal=n in modes)):
+                mode = modes.get(n, 0)
+                choices.choice[n] = KernelChoice("tiles", causal.MODES.get(mode, ""))
+                if mode:
+                    choices.tile_modes[n] = mode
     return choices
 
 

@@ -234,7 +234,7 @@ class _Renderer:
         if choice.kind == "tiles":
             from . import tiles
             self.bind("_tile_products", "value", tiles.kernel())
-            return lines + tiles.call_source(n, args, var)
+            return lines + tiles.call_source(n, args, var, self.choices.tile_modes.get(n, 0))
         if choice.kind == "split":
             return lines + self.split_kernel(n, var, args, scratch)
         return lines + emit_numpy(n, args, var, scratch)

@@ -1,4 +1,4 @@
-"""Batched products of small matrices (tiny attention heads) on a register tile.
+"""Batched products of small matrices (attention heads) on a register tile.
 
 runtime.gemm's matmul4d calls BLAS once per matrix. For the tiny GPT's heads (32x16 @ 16x32)
 one call does 16K multiply-adds in ~0.9 us, most of it the call itself (argument checks,
@@ -21,11 +21,24 @@ tiles rotating step by step, two threads, 100 steps): tiny's 12 head products pe
 and without the tiles in one process, alternated, 200 steps) 1.04-1.08x. Larger heads gain
 less in the step than warm in isolation: small's (64x32 @ 32x64, 64x64 @ 64x32; b of 2048
 elements) 1.03-1.11x on the products, but its whole step measured 0.97-0.99x (medians of 60
-alternated steps, three runs), so only products whose b (and a.T) have at most PACK_MAX
-elements, and whose results at most ROWS_MAX rows, take this path.
+alternated steps, three runs), so only products whose b (and a.T) have at most PLAIN_MAX
+elements, and whose results at most ROWS_MAX rows, take this path; causal ones, up to
+PACK_MAX.
+
+A causal product (runtime.causal: attention's scores, P @ V and the four gradient products)
+has a triangle of zeros in an operand or a dead triangle in its result. Each tile then sums
+only the terms of K that may be nonzero for its rows and columns (`causal.live_k`), and a
+tile wholly dead or zero is written with zeros. Small's heads, one thread each way, medians
+of 200 calls: S 419 us with BLAS (which computes whole squares) -> 364, P @ V 416 -> 279,
+dV 426 -> 287, dK^T 413 -> 300; the 4-D products of its profiled step 14.6-18.5 ms -> 11.7-
+15.6, the whole step (plans with and without, alternated in one process, 80 steps) 1.013x
+and 1.026x by the median. Tiny's heads gain 0.2-0.3 ms of products a step, within the
+step's noise (0.995-0.997x).
 
 Each result element is one sum over K in ascending order: the bits do not depend on the
-threads, but they are not BLAS's (a dot product's rounding apart).
+threads, but they are not BLAS's (a dot product's rounding apart). Skipping a zero term
+changes no sum (only where the skipped operand held NaN or Inf, which the analysis rules
+out for values it proves zero, would the full product differ).
 """
 from __future__ import annotations
 
@@ -35,44 +48,55 @@ try:
     from numba.core import cgutils
     from numba.extending import intrinsic
 
+    from .causal import live_k, swapped_mode
     from .gemm import _row_major_product
 except ImportError:  # pragma: no cover - numba is a dependency; runtime.gemm checks too
     njit = None
 
-# the largest b (k x n elements) taken: tiny's heads (512) gain in the step, small's (2048)
-# do not; a column-major b is copied to this many elements of the thread's stack
-PACK_MAX = 1024
+# The largest b (k x n elements) the kernel takes: a column-major b is copied to this many
+# elements of the thread's stack.
+PACK_MAX = 4096
+# The largest b the lowering gives it (`takes`): tiny's heads (512) gain in the step, small's
+# (2048) did not (0.97-0.99x) unless the product is causal (a zero or dead triangle that the
+# tiles skip and BLAS computes): then up to PACK_MAX.
+PLAIN_MAX = 1024
 ROWS_MAX = 128
 ROWS = 4  # the tile's rows; its columns are two vectors
 VECTOR_BYTES = 32  # AVX2's 256-bit registers: 8 float32 or 4 float64
 
 
-def fits(m: int, k: int, n: int) -> bool:
+def fits(m: int, k: int, n: int, limit: int = PLAIN_MAX) -> bool:
     """Whether (m, k) @ (k, n) matrices are small enough for the tile, either way round (a
-    column-major result is computed as its transpose, b.T @ a.T)."""
+    column-major result is computed as its transpose, b.T @ a.T), b and a.T at most `limit`
+    elements."""
     return (0 < m <= ROWS_MAX and 0 < n <= ROWS_MAX and 0 < k
-            and k * n <= PACK_MAX and k * m <= PACK_MAX)
+            and k * n <= limit and k * m <= limit)
 
 
-def takes(node) -> bool:
-    """Batched products (both operands at least 3-D, float32/float64) of matrices that fit;
-    a product with a 2-D right operand stays one GEMM over the flattened rows."""
+def takes(node, causal: bool = False) -> bool:
+    """Batched products (both operands at least 3-D, float32/float64) of matrices that fit:
+    up to PACK_MAX where the product is `causal` (runtime.causal finds a triangle its tiles
+    skip), else PLAIN_MAX. A product with a 2-D right operand stays one GEMM over the
+    flattened rows."""
     if node.op != "matmul" or node.ndim not in (3, 4) or node.dtype.name not in (
             "float32", "float64"):
         return False
     a, b = node.inputs
     dims = (a.shape[-2], a.shape[-1], b.shape[-1])
     return (a.ndim >= 3 and b.ndim >= 3 and a.dtype == b.dtype == node.dtype
-            and all(isinstance(d, int) for d in dims) and fits(*dims))
+            and all(isinstance(d, int) for d in dims)
+            and fits(*dims, PACK_MAX if causal else PLAIN_MAX))
 
 
-def call_source(n, args, dst) -> list:
-    """The plan's line for product n; np.matmul where out's matrices are neither row- nor
-    column-major (products returns 1)."""
+def call_source(n, args, dst, mode=0) -> list:
+    """The plan's line for product n, skipping what causal `mode` (runtime.causal) says is
+    zero or dead; np.matmul where out's matrices are neither row- nor column-major
+    (products returns 1)."""
     from .emitters import batched4d
     a, b = n.inputs
     return [f"_tile_products({batched4d(args[0], a.ndim)}, {batched4d(args[1], b.ndim)}, "
-            f"{batched4d(dst, n.ndim)}) and np.matmul({args[0]}, {args[1]}, out={dst})"]
+            f"{batched4d(dst, n.ndim)}, {mode}) and np.matmul({args[0]}, {args[1]}, "
+            f"out={dst})"]
 
 
 if njit is not None:
@@ -218,10 +242,11 @@ if njit is not None:
                     _prefetch(base + c * s1 + byte)
 
     @njit(cache=True, nogil=True)
-    def _one_matrix(a, b, out):
+    def _one_matrix(a, b, out, mode):
         """out = a @ b for one (m, k) @ (k, n) matrix pair that `fits`, out's columns
-        contiguous. b's rows are read in place where its columns are contiguous, else from
-        a row-major copy on the stack."""
+        contiguous, summing only the terms that causal `mode` (runtime.causal's modes, 0 for
+        none) leaves: a zero triangle of a or b, or a dead one of out. b's rows are read in
+        place where its columns are contiguous, else from a row-major copy on the stack."""
         m, k = a.shape
         n = b.shape[1]
         item = out.itemsize
@@ -248,29 +273,40 @@ if njit is not None:
                     for c in range(n):
                         pack[p * n + c] = b[p, c]
         lanes = VECTOR_BYTES // item
-        wide, narrow = n - n % (2 * lanes), n - n % lanes
+        narrow = n - n % lanes
         full = m - m % ROWS
         sa0, sa1, so0 = a.strides[0], a.strides[1], out.strides[0]
         pa, po = a.ctypes.data, out.ctypes.data
         dt = out.dtype
         for r in range(0, m, ROWS):
-            pa_r, po_r = pa + r * sa0, po + r * so0
+            # a tile sums only the terms live_k leaves (a causal product's nonzero part);
+            # one with none (zero, or dead) is written with zeros
             if r < full:
-                for c in range(0, wide, 2 * lanes):
-                    _tile_full(dt, pa_r, sa0, sa1, pb + c * item, sb0, po_r + c * item, so0, k)
-                if narrow > wide:
-                    _tile_narrow(dt, pa_r, sa0, sa1, pb + wide * item, sb0,
-                                 po_r + wide * item, so0, k)
+                for c in range(0, narrow, 2 * lanes):
+                    c1 = min(c + 2 * lanes, narrow)
+                    k0, k1 = live_k(mode, r, r + ROWS, c, c1, k)
+                    at_a, at_b = pa + r * sa0 + k0 * sa1, pb + c * item + k0 * sb0
+                    at_out = po + r * so0 + c * item
+                    if k1 <= k0:
+                        out[r:r + ROWS, c:c1] = 0
+                    elif c1 - c == 2 * lanes:
+                        _tile_full(dt, at_a, sa0, sa1, at_b, sb0, at_out, so0, k1 - k0)
+                    else:
+                        _tile_narrow(dt, at_a, sa0, sa1, at_b, sb0, at_out, so0, k1 - k0)
             else:  # rows past the last full tile, one at a time
                 for rr in range(r, m):
-                    pa_r, po_r = pa + rr * sa0, po + rr * so0
-                    for c in range(0, wide, 2 * lanes):
-                        _tile_row(dt, pa_r, sa0, sa1, pb + c * item, sb0, po_r + c * item,
-                                  so0, k)
-                    if narrow > wide:
-                        _tile_one(dt, pa_r, sa0, sa1, pb + wide * item, sb0,
-                                  po_r + wide * item, so0, k)
-        for r in range(m):  # the last columns, fewer than a vector's lanes
+                    for c in range(0, narrow, 2 * lanes):
+                        c1 = min(c + 2 * lanes, narrow)
+                        k0, k1 = live_k(mode, rr, rr + 1, c, c1, k)
+                        at_a, at_b = pa + rr * sa0 + k0 * sa1, pb + c * item + k0 * sb0
+                        at_out = po + rr * so0 + c * item
+                        if k1 <= k0:
+                            out[rr, c:c1] = 0
+                        elif c1 - c == 2 * lanes:
+                            _tile_row(dt, at_a, sa0, sa1, at_b, sb0, at_out, so0, k1 - k0)
+                        else:
+                            _tile_one(dt, at_a, sa0, sa1, at_b, sb0, at_out, so0, k1 - k0)
+        for r in range(m):  # the last columns, fewer than a vector's lanes: all of K
             for c in range(narrow, n):
                 total = dt.type(0.0)
                 for p in range(k):
@@ -282,11 +318,14 @@ if njit is not None:
         """Matrix (i, j) of a 4-D operand whose size-1 batch axes broadcast."""
         return x[i if x.shape[0] > 1 else 0, j if x.shape[1] > 1 else 0]
 
-    def _products(a, b, out):
+    def _products(a, b, out, mode):
         """out[i, j] = a[i, j] @ b[i, j] over two batch axes (a size-1 axis of a or b
-        broadcasts); returns 1 and writes nothing where out's matrices are neither row- nor
-        column-major (a column-major out is written as out.T = b.T @ a.T) or do not `fit`."""
-        a, b, out, _ = _row_major_product(a, b, out)
+        broadcasts), skipping what causal `mode` says is zero or dead (0: nothing); returns 1
+        and writes nothing where out's matrices are neither row- nor column-major (a
+        column-major out is written as out.T = b.T @ a.T) or do not `fit`."""
+        a, b, out, swapped = _row_major_product(a, b, out)
+        if swapped:
+            mode = swapped_mode(mode)
         p, q, m, n = out.shape
         k = a.shape[3]
         if out.strides[3] != out.itemsize or not (0 < m <= ROWS_MAX and 0 < n <= ROWS_MAX
@@ -304,18 +343,24 @@ if njit is not None:
                 i2, j2 = (t + 1) // q, (t + 1) % q
                 _prefetch_matrix(_matrix(a, i2, j2))
                 _prefetch_matrix(_matrix(b, i2, j2))
-            _one_matrix(_matrix(a, i, j), _matrix(b, i, j), out[i, j])
+            _one_matrix(_matrix(a, i, j), _matrix(b, i, j), out[i, j], mode)
         return 0
 
     def _compiled():
-        from .jit import _guard_cache
         dispatcher = njit(parallel=True, nogil=True, cache=True)(_products)
-        _guard_cache(dispatcher)
+        _guard_cache(dispatcher, DEPENDS)
         for t in (types.float32, types.float64):
             dispatcher.compile(types.int64(*[types.Array(t, 4, "A", readonly=True)] * 2,
-                                           types.Array(t, 4, "A")))
+                                           types.Array(t, 4, "A"), types.int64))
         dispatcher.disable_compile()
         return dispatcher
+
+    # the kernels inline runtime.causal's and runtime.gemm's helpers: their sources join the
+    # disk cache's key (runtime.jit._guard_cache)
+    from . import causal as _causal, gemm as _gemm
+    from .jit import _guard_cache, guard_module
+    DEPENDS = (_causal.__file__, _gemm.__file__)
+    guard_module(globals(), DEPENDS)
 
 
 _KERNEL = []

@@ -333,3 +333,59 @@ def test_a_damaged_gemm_cache_file_is_dropped_and_recompiled(tmp_path):
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert "damaged" in second.stderr and index[0].name in second.stderr
+
+
+HELPER = """from numba import njit
+
+
+@njit(cache=True, inline="always")
+def value():
+    return {value}
+"""
+KERNEL = """from numba import njit
+
+import helper_module
+from helper_module import value
+
+
+@njit(cache=True)
+def kernel():
+    return value()
+
+
+{guard}
+"""
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_kernel_is_rebuilt_when_a_helper_it_inlines_from_another_file_changes(tmp_path,
+                                                                                guarded):
+    """numba's disk cache keys a kernel by its own file: a change to a helper it inlines from
+    another module (runtime.tiles' use of runtime.causal and runtime.gemm, runtime.jit's of
+    ir.ops.elementwise's constants) left the old machine code in the cache. With
+    runtime.jit.guard_module the helper's source is part of the key; without it (the control)
+    the stale value comes back."""
+    cache = tmp_path / "numba"
+    cache.mkdir(mode=0o700)
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    guard = ("from runtime.jit import guard_module\n"
+             "guard_module(globals(), (helper_module.__file__,))" if guarded else "")
+    (code_dir / "kernel_module.py").write_text(KERNEL.format(guard=guard))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache),
+               PYTHONPATH=os.pathsep.join([str(code_dir), ROOT]))
+    run = [sys.executable, "-c", "import kernel_module; print(kernel_module.kernel())"]
+    seen = []
+    for value in (1, 2):
+        (code_dir / "helper_module.py").write_text(HELPER.format(value=value))
+        result = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        seen.append(int(result.stdout.split()[-1]))
+    assert seen == ([1, 2] if guarded else [1, 1])
+
+
+def test_the_tile_and_banded_kernels_key_their_cache_by_the_helpers_they_inline():
+    from runtime import causal, gemm, tiles
+    for kernel, depends in ((tiles.kernel(), (causal, gemm)), (causal.kernel(), (gemm,))):
+        stamp = kernel._cache._cache_file._source_stamp
+        assert stamp[1] == tuple(jit._file_digest(m.__file__) for m in depends)

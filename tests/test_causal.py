@@ -217,7 +217,7 @@ def _plans(graph, monkeypatch, min_t=1):
         m.setattr(causal, "MIN_T", min_t)
         new = compile_graph(graph, jit=True, background_compile=False)
     with monkeypatch.context() as m:
-        m.setattr(causal, "products_to_band", lambda graph, mp: {})
+        m.setattr(causal, "products_to_band", lambda graph, mp, modes=None: {})
         old = compile_graph(graph, jit=True, background_compile=False)
     return new, old
 

@@ -100,7 +100,7 @@ def test_tiles_read_every_layout_numpy_can_make_and_write_only_their_result(dtyp
                else _layout(rng, np.zeros((2, 3, m, n), dtype), out_kind))
         # neither row- nor column-major (columns running backwards): left to np.matmul
         refused = out.itemsize not in out.strides[2:]
-        assert tiles.kernel()(a, b, out) == int(refused)
+        assert tiles.kernel()(a, b, out, 0) == int(refused)
         if refused:
             assert not out.any()
             continue
