@@ -409,6 +409,32 @@ if numba is not None:
                 _add_xhat_times_g(x[r], g[r], mu, rstd, acc)
         _sum_chunks(partial, wout)
 
+    @njit(**_ROW_OPTS)
+    def layer_norm_grads_bias(x, w, g, eps, out, wout, bout):
+        """layer_norm_grads, and into bout the LayerNorm bias's gradient (g's column sums) in
+        the same pass (runtime.lowering.layer_norm_grad_pairs): one read of g fewer than
+        numpy's ones @ g after the kernel. Each sum in the same chunks as wout's, added in
+        chunk order: the bits do not depend on the number of threads (they differ from
+        BLAS's order by a sum's rounding). Everything is read before wout and bout are
+        written."""
+        rows, n = x.shape
+        chunks, per, partial = _wgrad_chunks(x)
+        bias_partial = np.empty_like(partial)
+        for k in prange(chunks):
+            acc, bias_acc = partial[k], bias_partial[k]
+            for j in range(n):
+                acc[j] = 0
+                bias_acc[j] = 0
+            for r in range(k * per, min(rows, (k + 1) * per)):
+                mu, rstd = _row_moments(x[r], eps)
+                gr = g[r]
+                _layer_norm_grad_row(x[r], w, gr, mu, rstd, out[r])
+                _add_xhat_times_g(x[r], gr, mu, rstd, acc)
+                for j in range(n):
+                    bias_acc[j] += gr[j]
+        _sum_chunks(partial, wout)
+        _sum_chunks(bias_partial, bout)
+
     @njit(fastmath=_ROW_FLAGS, cache=True, error_model="numpy")
     def row_max(row):
         m = row[0]
@@ -576,6 +602,7 @@ def _example_arguments(kernel: str, dtype) -> tuple:
         "layer_norm": (x, row, row, 1e-5, out), "layer_norm_grad": (x, row, x, 1e-5, out),
         "layer_norm_wgrad": (x, x, 1e-5, row.copy()),
         "layer_norm_grads": (x, row, x, 1e-5, out, row.copy()),
+        "layer_norm_grads_bias": (x, row, x, 1e-5, out, row.copy(), row.copy()),
         "scatter_add_rows": (x, np.zeros(1, np.int64), out),
         "take_rows": (x, np.zeros(1, np.int64), out), "one_hot_rows": (np.zeros(1, np.int64), out),
     }[kernel]
@@ -587,7 +614,7 @@ FIXED_KERNELS = ("gelu_tanh_rows", "gelu_tanh_grad_rows", "softmax", "log_softma
                  "gemm",  # runtime.gemm's matmul kernels
                  "reductions")  # runtime.reductions' sums
 # kernels that compute two nodes at once, chosen by runtime.lowering (not an op's own kernel)
-PAIR_KERNELS = ("softmax_grad_scaled", "layer_norm_grads")
+PAIR_KERNELS = ("softmax_grad_scaled", "layer_norm_grads", "layer_norm_grads_bias")
 _WARM = set()
 
 

@@ -34,7 +34,7 @@ KINDS = {
     "in-concat": "no code: a view of a product already written into its concat's buffer",
     "assembled": "no code: every operand was written into its slice (memory plan: part)",
     "in-reader": "no code: its only reader, a multiply by a scalar, computes both in one kernel",
-    "in-pair": "no code: the node before it computes it too (LayerNorm's two gradients)",
+    "in-pair": "no code: a node before it computes it too (LayerNorm's gradients)",
     "library": "its op's library implementation, which allocates the result",
     "generated": "the fused cluster's generated numba kernel (runtime/kernelgen.py)",
     "result": "no code: one of the results its fused node's kernel writes",
@@ -65,6 +65,9 @@ class KernelChoices:
     scaled: dict = field(default_factory=dict)  # mul -> (softmax_grad, scale) it computes
     paired: dict = field(default_factory=dict)  # layer_norm_wgrad -> the layer_norm_grad
     # whose kernel computes it too
+    # the LayerNorm bias's gradient (a sum of dy) -> the layer_norm_grad whose kernel
+    # computes it too (layer_norm_bias_sums)
+    bias_paired: dict = field(default_factory=dict)
     causal: dict = field(default_factory=dict)  # matmul -> runtime.causal mode
     # tiles product -> the runtime.causal mode its tiles skip by (causal products only)
     tile_modes: dict = field(default_factory=dict)
@@ -97,13 +100,16 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
     if jit:
         choices.scaled = mp.scaled  # the memory plan's choice: it gave no buffer to them
         choices.paired = layer_norm_grad_pairs(graph, mp)
+        choices.bias_paired = layer_norm_bias_sums(graph, mp, choices.paired)
         from . import causal, tiles  # (import numba, as runtime.gemm does)
         modes = causal.causal_products(graph)
         choices.causal = causal.products_to_band(graph, mp, modes)
     takes_tiles = tiles.takes if jit else (lambda n, causal: False)
     in_reader = {sg for sg, _ in choices.scaled.values()}
-    in_pair = set(choices.paired)  # the weight gradients: their input gradient's kernel
+    # the weight and bias gradients: their input gradient's kernel
+    in_pair = set(choices.paired) | set(choices.bias_paired)
     pair_kernels = set(choices.paired.values())
+    with_bias = set(choices.bias_paired.values())
     for n in graph.nodes:
         if n in in_concat:
             choices.choice[n] = KernelChoice("in-concat")
@@ -114,7 +120,8 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
         elif n in in_pair:
             choices.choice[n] = KernelChoice("in-pair")
         elif n in pair_kernels:
-            choices.choice[n] = KernelChoice("numba", "layer_norm_grads")
+            choices.choice[n] = KernelChoice("numba", "layer_norm_grads_bias" if n in with_bias
+                                             else "layer_norm_grads")
         elif n.op == "concat" and len(written.get(n, ())) == len(n.inputs):
             choices.choice[n] = KernelChoice("assembled")
         else:
@@ -332,11 +339,38 @@ def layer_norm_grad_pairs(graph, mp) -> dict:
     return found
 
 
-def layer_norm_grads_call(wgrad, grad, names, dst) -> list:
+def layer_norm_bias_sums(graph, mp, pairs) -> dict:
+    """{sum: layer_norm_grad} for the LayerNorm bias's gradient, dy summed over every axis
+    but the last, right after a pair of `layer_norm_grad_pairs`: the pair's kernel
+    (runtime.jit.layer_norm_grads_bias) sums dy's columns in the same pass, one read of dy
+    fewer than numpy's ones @ dy after it. Right after, as for the weight gradient: nothing
+    runs between the kernel's step and the sum's; the kernel writes the sum after reading
+    everything, so its buffer may be one that dies at the pair."""
+    order = {n: k for k, n in enumerate(graph.nodes)}
+    found = {}
+    for wgrad, grad in pairs.items():
+        k = order[wgrad] + 1
+        if k >= len(graph.nodes):
+            continue
+        n = graph.nodes[k]
+        dy = grad.inputs[2]
+        if (n.op == "sum" and n.inputs[0] is dy and not n.attrs["keepdims"]
+                and tuple(n.attrs["axes"]) == tuple(range(dy.ndim - 1))
+                and n.shape == (dy.shape[-1],) and n.dtype == grad.dtype
+                and mp.storage[n].kind in ("pool", "fresh", "donated")):
+            found[n] = grad
+    return found
+
+
+def layer_norm_grads_call(wgrad, grad, names, dst, bias=None) -> list:
+    """The pair's kernel call; with `bias` (the bias gradient's buffer), the kernel that
+    writes that too."""
     n = grad.shape[-1]
     x, w, g = names[grad.inputs[0]], names[grad.inputs[1]], names[grad.inputs[2]]
-    return [f"_jit.layer_norm_grads({x}.reshape(-1, {n}), {w}, {g}.reshape(-1, {n}), "
-            f"{grad.attrs['eps']!r}, {names[grad]}.reshape(-1, {n}), {dst})"]
+    kernel, extra = ("layer_norm_grads", "") if bias is None else \
+        ("layer_norm_grads_bias", f", {bias}")
+    return [f"_jit.{kernel}({x}.reshape(-1, {n}), {w}, {g}.reshape(-1, {n}), "
+            f"{grad.attrs['eps']!r}, {names[grad]}.reshape(-1, {n}), {dst}{extra})"]
 
 
 def _concat_slice(n, offset, width) -> tuple:

@@ -127,6 +127,8 @@ class _Renderer:
         self.results_of = {}  # fused node with several results -> its tuple_gets, by index
         # LayerNorm's input gradient -> the weight gradient its step's kernel also writes
         self.weight_gradient_of = {grad: wgrad for wgrad, grad in choices.paired.items()}
+        # ... and the bias gradient it writes as well, where it has one
+        self.bias_gradient_of = {grad: bias for bias, grad in choices.bias_paired.items()}
         for n in graph.nodes:
             if is_fused_result(n):
                 self.results_of.setdefault(n.inputs[0], []).append(n)
@@ -168,14 +170,20 @@ class _Renderer:
             var = f"t{counter}"
             counter += 1
             names[n] = var
-            if n in self.weight_gradient_of:  # both LayerNorm gradients: one kernel, here
+            if n in self.weight_gradient_of:  # the LayerNorm gradients: one kernel, here
                 wgrad = self.weight_gradient_of[n]
                 names[wgrad] = f"t{counter}"  # its step, next, names what this one wrote
                 counter += 1
                 self.out.fixed_kernels.append((choice.detail, n.dtype))
                 self.out.step_names[n] = choice.detail
-                lines = self.destination(n, var) + self.destination(wgrad, names[wgrad]) \
-                    + layer_norm_grads_call(wgrad, n, names, names[wgrad])
+                lines = self.destination(n, var) + self.destination(wgrad, names[wgrad])
+                bias = self.bias_gradient_of.get(n)
+                if bias is not None:  # the bias's gradient too (the step after the weight's)
+                    names[bias] = f"t{counter}"
+                    counter += 1
+                    lines += self.destination(bias, names[bias])
+                lines += layer_norm_grads_call(wgrad, n, names, names[wgrad],
+                                               names[bias] if bias is not None else None)
                 if in_flight:  # as after layer_norm_grad alone (runtime/collectives.py)
                     lines.append("_collectives.progress()")
                 out.steps.append((n, lines, var))

@@ -113,8 +113,12 @@ def test_tiny_gpt_step_pairs_every_layer_norm_and_keeps_the_input_gradients(monk
     from test_memory_parts import _gpt_step
     graph, inputs = _gpt_step("float64")
     new, old = _plans(graph, monkeypatch)
-    assert new.source.count("_jit.layer_norm_grads(") == old.source.count("_jit.layer_norm_wgrad(")
+    # every LayerNorm has a bias: its gradient, dy's column sums, joins the pair's kernel
+    assert new.source.count("_jit.layer_norm_grads_bias(") == \
+        old.source.count("_jit.layer_norm_wgrad(")
     assert "_jit.layer_norm_wgrad(" not in new.source
+    assert new.source.count("_ones(") == old.source.count("_ones(") - \
+        old.source.count("_jit.layer_norm_wgrad(")
     for a, b in zip(new(*inputs), old(*inputs)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * max(np.abs(b).max(), 1.0))
 
@@ -147,7 +151,8 @@ def test_each_steps_value_is_written_when_its_step_returns(dtype):
     from test_memory_parts import _gpt_step
     graph, inputs = _gpt_step(dtype)
     plan = compile_graph(graph, jit=True, background_compile=False)
-    assert plan.source.count("_jit.layer_norm_grads(") == 5  # two layers, and the final one
+    # two layers and the final one, each with its bias's gradient
+    assert plan.source.count("_jit.layer_norm_grads_bias(") == 5
     seen = _values_after_each_step(plan, inputs)
     assert len(seen) > 100 and not [node.op for node, nan in seen if nan]
     ops = [node.op for node, _ in seen]
@@ -155,8 +160,9 @@ def test_each_steps_value_is_written_when_its_step_returns(dtype):
     assert len(pairs) == 5 and all(ops[k + 1] == "layer_norm_wgrad" for k in pairs)
     steps = {id(node): stmts for node, stmts, _ in plan._steps}
     for k in pairs:
-        assert any("_jit.layer_norm_grads(" in s for s in steps[id(seen[k][0])])
-        assert steps[id(seen[k + 1][0])] == []
+        assert any("_jit.layer_norm_grads_bias(" in s for s in steps[id(seen[k][0])])
+        assert steps[id(seen[k + 1][0])] == [] and ops[k + 2] == "sum"
+        assert steps[id(seen[k + 2][0])] == []  # the bias's gradient: the pair's kernel too
 
 
 def test_the_profile_shows_the_pairs_kernel_under_its_own_name():
@@ -201,3 +207,88 @@ def test_the_weight_gradient_may_take_the_buffer_of_the_weight_the_kernel_reads(
     tol = 1e-5 if dtype == "float32" else 1e-12
     for got, want in zip(plan(*inputs), evaluate(graph, inputs)):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(np.abs(want).max(), 1))
+
+
+# ---- the bias's gradient in the pair's kernel --------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, n", [(64, 64), (77, 13), (5, 1), (1, 7), (300, 128)])
+def test_the_bias_kernel_adds_dy_s_column_sums_to_the_pair(rows, n, dtype):
+    x, w, g = _operands(rows, n, dtype, rows + n)
+    dx, dw, db = np.empty_like(x), np.empty(n, dtype), np.empty(n, dtype)
+    want_dx, want_dw = np.empty_like(x), np.empty(n, dtype)
+    jit.layer_norm_grads(x, w, g, 1e-5, want_dx, want_dw)
+    jit.layer_norm_grads_bias(x, w, g, 1e-5, dx, dw, db)
+    np.testing.assert_array_equal(dx, want_dx)
+    tol = WGRAD_TOL[np.dtype(dtype)]
+    assert np.abs(dw - want_dw).max() <= tol * np.abs(want_dw).max()
+    exact = g.astype(np.float64).sum(0)
+    scale = np.abs(g).astype(np.float64).sum(0)  # a sum's rounding: relative to its terms
+    assert (np.abs(db - exact) <= tol * scale).all()
+    g[min(3, rows - 1), n - 1] = np.inf
+    jit.layer_norm_grads_bias(x, w, g, 1e-5, dx, dw, db)
+    assert np.isinf(db[n - 1]) and np.isfinite(db[:n - 1]).all()
+
+
+def test_the_bias_kernel_s_bits_do_not_depend_on_the_thread_count():
+    x, w, g = _operands(1000, 96, np.float32, 8)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        out = np.empty_like(x), np.empty(96, np.float32), np.empty(96, np.float32)
+        jit.layer_norm_grads_bias(x, w, g, 1e-5, *out)
+        results.append(out)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def _three_gradients(shape, dtype, bias_of="dy"):
+    """A LayerNorm's three gradients as autodiff writes them (the bias's: dy summed over
+    every axis but the last); bias_of="another" sums another value instead."""
+    def f(x, w, g, other):
+        dx = F.layer_norm_grad(x, w, g, 1e-5)
+        dw = F.layer_norm_wgrad(x, g, 1e-5)
+        db = F.sum(g if bias_of == "dy" else other, axis=tuple(range(len(shape) - 1)))
+        return dx, dw, db
+    n = shape[-1]
+    specs = [gc.spec(shape, dtype), gc.spec((n,), dtype), gc.spec(shape, dtype),
+             gc.spec(shape, dtype)]
+    rng = np.random.default_rng(len(shape) * 7 + n)
+    inputs = [rng.standard_normal(sp.shape).astype(dtype) for sp in specs]
+    return optimize(gc.trace(f, *specs)), inputs
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(2, 3, 17), (300, 64), (1, 1), (7, 33, 5)])
+def test_a_plan_computes_the_bias_gradient_in_the_pair_s_kernel(shape, dtype, monkeypatch):
+    graph, inputs = _three_gradients(shape, dtype)
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    assert "_jit.layer_norm_grads_bias(" in plan.source
+    kernels = plan.lowered.kernels
+    (bias,) = kernels.bias_paired
+    assert bias.op == "sum" and kernels.choice[bias].kind == "in-pair"
+    with monkeypatch.context() as m:
+        m.setattr(lowering, "layer_norm_bias_sums", lambda graph, mp, pairs: {})
+        old = compile_graph(graph, jit=True, background_compile=False)
+    assert "_jit.layer_norm_grads(" in old.source and "layer_norm_grads_bias" not in old.source
+    got, base, want = plan(*inputs), old(*inputs), evaluate(graph, inputs)
+    np.testing.assert_array_equal(got[0], base[0])
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol * max(np.abs(w).max(), 1.0))
+
+
+def test_a_sum_of_another_value_is_not_folded_into_the_pair():
+    graph, inputs = _three_gradients((4, 7, 13), "float64", bias_of="another")
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    assert "_jit.layer_norm_grads(" in plan.source and "layer_norm_grads_bias" not in plan.source
+    for got, want in zip(plan(*inputs), evaluate(graph, inputs)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_each_step_s_value_is_written_when_its_step_returns_with_the_bias():
+    graph, inputs = _three_gradients((6, 5, 16), "float32")
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    assert "_jit.layer_norm_grads_bias(" in plan.source
+    seen = _values_after_each_step(plan, inputs)
+    assert not [node.op for node, nan in seen if nan]
