@@ -296,6 +296,28 @@ if numba is not None:
         for i in prange(x.size):
             out[i] = gelu_tanh_grad(x[i], g[i])
 
+    @njit(**_OPTS)
+    def gelu_tanh_grad_colsum(x, g, out, bout):
+        """gelu_tanh_grad_rows on (rows, n) views, and into bout the result's column sums (a
+        dense layer's bias gradient, runtime.lowering.column_sums_in_producers) in the same
+        pass, instead of numpy's ones @ out reading the result again. Each column is summed
+        in layer_norm_wgrad's chunks of rows, added in chunk order: the bits do not depend on
+        the number of threads. out has gelu_tanh_grad_rows' bits; bout is written after
+        everything is read."""
+        rows, n = x.shape
+        chunks, per, partial = _wgrad_chunks(x)
+        for k in prange(chunks):
+            acc = partial[k]
+            for j in range(n):
+                acc[j] = 0
+            for r in range(k * per, min(rows, (k + 1) * per)):
+                xr, gr, row = x[r], g[r], out[r]
+                for j in range(n):
+                    v = gelu_tanh_grad(xr[j], gr[j])
+                    row[j] = v
+                    acc[j] += v
+        _sum_chunks(partial, bout)
+
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _row_moments(row, eps):
         # in the row's own dtype and in the order of the numpy definition (ir/ops/composite.py
@@ -603,6 +625,7 @@ def _example_arguments(kernel: str, dtype) -> tuple:
         "layer_norm_wgrad": (x, x, 1e-5, row.copy()),
         "layer_norm_grads": (x, row, x, 1e-5, out, row.copy()),
         "layer_norm_grads_bias": (x, row, x, 1e-5, out, row.copy(), row.copy()),
+        "gelu_tanh_grad_colsum": (x, x, out, row.copy()),
         "scatter_add_rows": (x, np.zeros(1, np.int64), out),
         "take_rows": (x, np.zeros(1, np.int64), out), "one_hot_rows": (np.zeros(1, np.int64), out),
     }[kernel]
@@ -614,7 +637,8 @@ FIXED_KERNELS = ("gelu_tanh_rows", "gelu_tanh_grad_rows", "softmax", "log_softma
                  "gemm",  # runtime.gemm's matmul kernels
                  "reductions")  # runtime.reductions' sums
 # kernels that compute two nodes at once, chosen by runtime.lowering (not an op's own kernel)
-PAIR_KERNELS = ("softmax_grad_scaled", "layer_norm_grads", "layer_norm_grads_bias")
+PAIR_KERNELS = ("softmax_grad_scaled", "layer_norm_grads", "layer_norm_grads_bias",
+                "gelu_tanh_grad_colsum")
 _WARM = set()
 
 

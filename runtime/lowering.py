@@ -65,8 +65,8 @@ class KernelChoices:
     scaled: dict = field(default_factory=dict)  # mul -> (softmax_grad, scale) it computes
     paired: dict = field(default_factory=dict)  # layer_norm_wgrad -> the layer_norm_grad
     # whose kernel computes it too
-    # the LayerNorm bias's gradient (a sum of dy) -> the layer_norm_grad whose kernel
-    # computes it too (layer_norm_bias_sums)
+    # a bias's gradient (a sum over the leading axes) -> the node whose kernel computes it
+    # too: the LayerNorm's input gradient (a sum of dy), a gelu_grad (its result's sum)
     bias_paired: dict = field(default_factory=dict)
     causal: dict = field(default_factory=dict)  # matmul -> runtime.causal mode
     # tiles product -> the runtime.causal mode its tiles skip by (causal products only)
@@ -100,7 +100,8 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
     if jit:
         choices.scaled = mp.scaled  # the memory plan's choice: it gave no buffer to them
         choices.paired = layer_norm_grad_pairs(graph, mp)
-        choices.bias_paired = layer_norm_bias_sums(graph, mp, choices.paired)
+        choices.bias_paired = {**layer_norm_bias_sums(graph, mp, choices.paired),
+                               **gelu_grad_bias_sums(graph, mp)}
         from . import causal, tiles  # (import numba, as runtime.gemm does)
         modes = causal.causal_products(graph)
         choices.causal = causal.products_to_band(graph, mp, modes)
@@ -110,6 +111,7 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
     in_pair = set(choices.paired) | set(choices.bias_paired)
     pair_kernels = set(choices.paired.values())
     with_bias = set(choices.bias_paired.values())
+    gelu_with_bias = {n for n in with_bias if n.op == "gelu_grad"}
     for n in graph.nodes:
         if n in in_concat:
             choices.choice[n] = KernelChoice("in-concat")
@@ -119,6 +121,8 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
             choices.choice[n] = KernelChoice("numba", "softmax_grad_scaled")
         elif n in in_pair:
             choices.choice[n] = KernelChoice("in-pair")
+        elif n in gelu_with_bias:
+            choices.choice[n] = KernelChoice("numba", "gelu_tanh_grad_colsum")
         elif n in pair_kernels:
             choices.choice[n] = KernelChoice("numba", "layer_norm_grads_bias" if n in with_bias
                                              else "layer_norm_grads")
@@ -353,13 +357,43 @@ def layer_norm_bias_sums(graph, mp, pairs) -> dict:
         if k >= len(graph.nodes):
             continue
         n = graph.nodes[k]
-        dy = grad.inputs[2]
-        if (n.op == "sum" and n.inputs[0] is dy and not n.attrs["keepdims"]
-                and tuple(n.attrs["axes"]) == tuple(range(dy.ndim - 1))
-                and n.shape == (dy.shape[-1],) and n.dtype == grad.dtype
+        if (_sums_leading_axes(n, grad.inputs[2])
                 and mp.storage[n].kind in ("pool", "fresh", "donated")):
             found[n] = grad
     return found
+
+
+def _sums_leading_axes(n, x) -> bool:
+    """Whether n sums x over every axis but the last (a bias's gradient)."""
+    return (n.op == "sum" and n.inputs[0] is x and not n.attrs["keepdims"]
+            and tuple(n.attrs["axes"]) == tuple(range(x.ndim - 1))
+            and n.shape == (x.shape[-1],) and n.dtype == x.dtype)
+
+
+def gelu_grad_bias_sums(graph, mp) -> dict:
+    """{sum: gelu_grad} for a dense layer's bias gradient, the gelu_grad's result summed over
+    every axis but the last, the step right after it: runtime.jit.gelu_tanh_grad_colsum
+    writes the result and sums its columns in one pass, where numpy's ones @ dy read it
+    again. The sum is written after everything is read, so its buffer may be one that dies
+    at the gelu_grad."""
+    order = {n: k for k, n in enumerate(graph.nodes)}
+    found = {}
+    for n in graph.nodes:
+        if n.op != "gelu_grad" or order[n] + 1 >= len(graph.nodes):
+            continue
+        after = graph.nodes[order[n] + 1]
+        if (jit_emitter(n) is not None and n.ndim >= 2 and _sums_leading_axes(after, n)
+                and mp.storage[n].kind in ("pool", "fresh", "donated")
+                and mp.storage[after].kind in ("pool", "fresh", "donated")):
+            found[after] = n
+    return found
+
+
+def gelu_grad_colsum_call(n, bias, names) -> list:
+    c = n.shape[-1]
+    x, g = names[n.inputs[0]], names[n.inputs[1]]
+    return [f"_jit.gelu_tanh_grad_colsum({x}.reshape(-1, {c}), {g}.reshape(-1, {c}), "
+            f"{names[n]}.reshape(-1, {c}), {names[bias]})"]
 
 
 def layer_norm_grads_call(wgrad, grad, names, dst, bias=None) -> list:

@@ -22,7 +22,8 @@ from ir.types import SHORT_NAMES
 from .fusion import fused_operand_kinds, loop_type
 from .jit import argument_spec
 from .kernelgen import kernel_source
-from .lowering import concat_by_copies, layer_norm_grads_call, softmax_grad_scaled_call
+from .lowering import (concat_by_copies, gelu_grad_colsum_call, layer_norm_grads_call,
+                       softmax_grad_scaled_call)
 from .op_lowering import emit_numpy, is_fused_result, lowering_of, view_expression
 
 
@@ -185,6 +186,18 @@ class _Renderer:
                 lines += layer_norm_grads_call(wgrad, n, names, names[wgrad],
                                                names[bias] if bias is not None else None)
                 if in_flight:  # as after layer_norm_grad alone (runtime/collectives.py)
+                    lines.append("_collectives.progress()")
+                out.steps.append((n, lines, var))
+                continue
+            if n.op == "gelu_grad" and n in self.bias_gradient_of:  # and its column sums
+                bias = self.bias_gradient_of[n]
+                names[bias] = f"t{counter}"  # its step, next, names what this one wrote
+                counter += 1
+                self.out.fixed_kernels.append((choice.detail, n.dtype))
+                self.out.step_names[n] = choice.detail
+                lines = self.destination(n, var) + self.destination(bias, names[bias]) \
+                    + gelu_grad_colsum_call(n, bias, names)
+                if in_flight:  # as after gelu_grad alone (runtime/collectives.py)
                     lines.append("_collectives.progress()")
                 out.steps.append((n, lines, var))
                 continue
