@@ -22,6 +22,10 @@ try:
     from llvmlite import ir
     from numba import njit, prange, types
     from numba.extending import intrinsic
+
+    # runtime.jit first: it refuses an untrusted NUMBA_CACHE_DIR, and a dispatcher's cache
+    # directory is fixed when it is decorated (the kernels below, before, used that one)
+    from . import jit as _jit  # noqa: F401
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps numpy-only use
     njit = None
 

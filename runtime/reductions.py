@@ -32,6 +32,10 @@ import numpy as np
 
 try:
     from numba import njit, prange, types
+
+    # runtime.jit first: it refuses an untrusted NUMBA_CACHE_DIR, and a dispatcher's cache
+    # directory is fixed when it is decorated (the kernels below, before, used that one)
+    from . import jit as _jit  # noqa: F401
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps numpy-only use
     njit = None
 

@@ -124,6 +124,38 @@ def test_a_numba_cache_dir_others_can_write_is_not_used(tmp_path):
     assert f"NUMBA_CACHE_DIR {shared} is writable by group and others" in result.stderr
 
 
+@pytest.mark.parametrize("module", ["runtime.gemm", "runtime.reductions", "runtime.tiles"])
+def test_a_numba_cache_dir_others_can_write_is_not_used_by_kernels_imported_first(tmp_path,
+                                                                                  module):
+    """A dispatcher's cache directory is fixed when it is decorated: runtime.gemm's helpers
+    were decorated before runtime.jit (which refuses the directory) was imported, and so
+    read and wrote numba's pickles in the directory others can write. Each module imported
+    first, in a fresh process, then a product and a sum of squares computed."""
+    shared = tmp_path / "numba-cache"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    code = (f"import {module}\n"
+            "import numpy as np\n"
+            "from numba.core.dispatcher import Dispatcher\n"
+            "from runtime import gemm, reductions, tiles\n"
+            "a = np.ones((64, 64), np.float32); out = np.empty_like(a)\n"
+            "assert gemm.matmul2d(gemm.blas().address(np.float32), 2, a, a, out) == 0\n"
+            "assert (out == 64).all()\n"
+            "x = np.ones((1, 1, 8, 8), np.float32); y = np.empty_like(x)\n"
+            "assert tiles.kernel()(x, x, y, 0) == 0 and (y == 8).all()\n"
+            "for m in (gemm, reductions, tiles):\n"
+            "    for d in vars(m).values():\n"
+            "        if isinstance(d, Dispatcher) and d._cache is not None:\n"
+            "            print(d._cache.cache_path)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300,
+                            env=dict(os.environ, NUMBA_CACHE_DIR=str(shared)))
+    assert result.returncode == 0, result.stderr
+    paths = result.stdout.split()
+    assert paths and not [p for p in paths if p.startswith(str(shared))]
+    assert not [p for p in shared.rglob("*") if p.is_file()]  # no index, no data written
+
+
 # ---- item 7: a damaged numba cache file is dropped and recompiled -----------------------------
 @pytest.mark.parametrize("suffix", [".nbi", ".nbc"])
 def test_a_truncated_numba_cache_file_is_dropped_and_recompiled(cache, monkeypatch, suffix):
