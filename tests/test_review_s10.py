@@ -1,0 +1,79 @@
+"""Review of session 10's causal register tiles (runtime.tiles' modes from runtime.causal)."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.ops import api as F
+from passes.manager import optimize
+from runtime import causal as C
+from runtime import gemm, jit, tiles
+from runtime.codegen import compile_graph
+
+pytestmark = pytest.mark.skipif(not jit.enabled() or not gemm.available(),
+                                reason="numba or numpy's OpenBLAS missing")
+
+
+def _attention(T, d, dtype="float32"):
+    """Causal attention's forward, (2, 3) heads: S = q @ k^T (dead above its diagonal), then
+    P @ V (P zero above its diagonal)."""
+    def f(q, k, v):
+        s = F.masked_fill(q @ F.swapaxes(k, -1, -2), ~F.tril_mask(T), float("-inf"))
+        return F.softmax(s, axis=-1) @ v
+    spec = gc.spec((2, 3, T, d), dtype)
+    return optimize(gc.trace(f, spec, spec, spec))
+
+
+def _dims(text):  # "f32[2,3,32,16]" -> [2, 3, 32, 16]
+    return [int(x) for x in text[text.index("[") + 1:text.index("]")].split(",")]
+
+
+def test_the_profile_rates_a_causal_tile_product_by_the_work_it_does():
+    """graphc profile rated the tiles' causal products by the full square's multiply-adds
+    (1.3-1.9x too fast), as it did banded ones before session 10's fix of those. Tiny's heads
+    (T = 32, d = 16, float32: tiles of 4 rows x 16 columns): S's tiles of columns 16-31 in
+    rows 0-15 are dead, 4 of 16 (0.75 done); P @ V's row tile r sums K up to r + 4:
+    (4 + 8 + ... + 32) / (8 x 32) = 0.5625."""
+    graph = _attention(32, 16)
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    modes = plan.lowered.kernels.tile_modes
+    assert sorted(modes.values()) == [C.A_LOWER, C.DEAD_ABOVE]
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((2, 3, 32, 16)).astype(np.float32) for _ in range(3)]
+    rows = [r for r in plan.profile(*inputs, repeat=1, file=False)
+            if r["op"] == "matmul" and r["type"].count(",") == 3]
+    assert len(rows) == 2
+    for row in rows:
+        full = 2 * np.prod(_dims(row["type"])) * _dims(row["operands"].split(", f")[0])[-1]
+        share = 0.75 if _dims(row["type"])[-1] == 32 else 0.5625
+        assert row["gflops"] == pytest.approx(share * full / (row["ms"] / 1e3) / 1e9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T, d", [(32, 16), (64, 32), (17, 5), (1, 1), (9, 40)])
+def test_work_share_counts_the_multiply_adds_the_kernel_does(dtype, T, d):
+    """tiles.work_share against a count element by element: each result element of a full
+    tile (ROWS rows x two vectors) or of a row past the last full tile sums live_k's terms of
+    its tile, one in the last columns (fewer than a vector's lanes) all of K; a column-major
+    result is computed as its transpose, in the swapped mode."""
+    item = np.dtype(dtype).itemsize
+    lanes = tiles.VECTOR_BYTES // item
+    shapes = {C.A_LOWER: (T, T, d), C.A_UPPER: (T, T, d), C.B_LOWER: (d, T, T),
+              C.B_UPPER: (d, T, T), C.DEAD_ABOVE: (T, d, T), C.DEAD_BELOW: (T, d, T)}
+    for mode, (m, k, n) in shapes.items():
+        for transposed in (False, True):
+            mm, nn, mo = (n, m, C.swapped_mode.py_func(mode)) if transposed else (m, n, mode)
+            done = 0
+            narrow = nn - nn % lanes
+            for r in range(mm):
+                r0 = r - r % tiles.ROWS if r < mm - mm % tiles.ROWS else r
+                r1 = r0 + tiles.ROWS if r < mm - mm % tiles.ROWS else r + 1
+                for c in range(nn):
+                    if c >= narrow:
+                        done += k
+                        continue
+                    c0 = c - c % (2 * lanes)
+                    c1 = min(c0 + 2 * lanes, narrow)
+                    k0, k1 = C.live_k.py_func(mo, r0, r1, c0, c1, k)
+                    done += max(k1 - k0, 0)
+            assert tiles.work_share(m, k, n, mode, item, transposed) == \
+                pytest.approx(done / (m * k * n)), (C.MODES[mode], transposed)
