@@ -36,9 +36,13 @@ and 1.026x by the median. Tiny's heads gain 0.2-0.3 ms of products a step, withi
 step's noise (0.995-0.997x).
 
 Each result element is one sum over K in ascending order: the bits do not depend on the
-threads, but they are not BLAS's (a dot product's rounding apart). Skipping a zero term
-changes no sum (only where the skipped operand held NaN or Inf, which the analysis rules
-out for values it proves zero, would the full product differ).
+threads, but they are not BLAS's (a dot product's rounding apart). Skipping a term whose
+zero factor the analysis proves changes no sum while the other factor is finite. Where the
+other operand holds an Inf or NaN (V, dY, K or Q), the full product makes 0 * Inf = NaN in
+every row (or column) and the tiles only where their live part reaches it, as runtime.causal's
+bands do: an Inf in V's row 10 of a T = 16 head made all 16 rows of the interpreter's P @ V
+non-finite, the plan's rows 8-15 (the tile of rows 8-11 sums K up to 12); the loss is
+non-finite either way.
 """
 from __future__ import annotations
 

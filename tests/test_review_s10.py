@@ -77,3 +77,27 @@ def test_work_share_counts_the_multiply_adds_the_kernel_does(dtype, T, d):
                     done += max(k1 - k0, 0)
             assert tiles.work_share(m, k, n, mode, item, transposed) == \
                 pytest.approx(done / (m * k * n)), (C.MODES[mode], transposed)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_an_inf_in_v_reaches_the_rows_the_tiles_docstring_says(dtype):
+    """The tiles skip P's zero triangle; an Inf in V (row 10, T = 16) then reaches only the
+    rows whose live terms include it (the 4-row tile of rows 8-11 sums K up to 12, float32
+    and float64 alike), and every other row is the interpreter's value with that V entry
+    zeroed (the full product would make them NaN: 0 * Inf)."""
+    from runtime.interpreter import evaluate
+    graph = _attention(16, 8, dtype)
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    assert C.A_LOWER in plan.lowered.kernels.tile_modes.values()
+    rng = np.random.default_rng(1)
+    q, k, v = (rng.standard_normal((2, 3, 16, 8)).astype(dtype) for _ in range(3))
+    clean = v.copy()
+    v[0, 0, 10, 3] = np.inf
+    (got,), (full,), (want,) = plan(q, k, v), evaluate(graph, [q, k, v]), \
+        evaluate(graph, [q, k, clean])
+    assert not np.isfinite(full[0, 0, :, 3]).any()
+    assert np.flatnonzero(~np.isfinite(got[0, 0, :, 3])).tolist() == list(range(8, 16))
+    finite = np.isfinite(got)
+    assert finite.sum() == got.size - 8
+    tol = 1e-5 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(got[finite], want[finite], rtol=tol, atol=tol)
