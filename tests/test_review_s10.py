@@ -101,3 +101,20 @@ def test_an_inf_in_v_reaches_the_rows_the_tiles_docstring_says(dtype):
     assert finite.sum() == got.size - 8
     tol = 1e-5 if dtype == "float32" else 1e-13
     np.testing.assert_allclose(got[finite], want[finite], rtol=tol, atol=tol)
+
+
+def test_the_profile_rates_a_column_major_tile_product_as_its_transpose():
+    """dK^T = Q^T @ dS written into its (column-major) slice of the qkv gradient's concat is
+    computed as dK = dS^T @ Q in tiles of dK's rows: tiny's heads, 0.5625 of the square (its
+    row-major orientation would do 0.75)."""
+    from gpt_graphs import gpt_step
+    from runtime import instrument
+    graph, _ = gpt_step("float32", 4)
+    plan = compile_graph(graph, jit=True, background_compile=False)
+    kernels = plan.lowered.kernels
+    (dkt,) = [n for n, mode in kernels.tile_modes.items()
+              if mode == C.B_LOWER and n in kernels.parts]
+    dst = plan._globals[plan.lowered.rendered.names[dkt]]
+    assert dst.strides[-2] == dst.itemsize  # column-major matrices
+    assert tiles.work_share(16, 32, 32, C.B_LOWER, 4) == 0.75
+    assert instrument._tile_share(plan, dkt, C.B_LOWER) == 0.5625
