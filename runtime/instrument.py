@@ -183,6 +183,8 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
             if op.flops else 0.0
         if node in banded:  # rated by the multiply-adds it does, not the full square's
             flops *= causal.banded_share(node, banded[node])
+        elif kernels is not None and node in kernels.tile_modes:  # (the same)
+            flops *= _tile_share(plan, node, kernels.tile_modes[node])
         sec = t / repeat
         rows.append({
             "op": plan.lowered.rendered.step_names.get(node) or describe(node),
@@ -196,6 +198,19 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
     if file is not False:
         print(format_profile(rows, total / repeat, top), file=file)
     return rows
+
+
+def _tile_share(plan, node, mode) -> float:
+    """runtime.tiles.work_share of a causal tile product, in the orientation its kernel
+    computes: a column-major destination (a transposed slice of a concat's buffer) as its
+    transpose. A destination the plan does not bind (a fresh array) is row-major."""
+    from . import tiles
+    a, b = node.inputs
+    dst = plan._globals.get(plan.lowered.rendered.names.get(node))
+    item = np.dtype(node.dtype.name).itemsize
+    transposed = (isinstance(dst, np.ndarray) and dst.ndim >= 2 and dst.strides[-1] != item
+                  and dst.strides[-2] == item)
+    return tiles.work_share(a.shape[-2], a.shape[-1], b.shape[-1], mode, item, transposed)
 
 
 def format_profile(rows, total_seconds, top=25) -> str:

@@ -36,9 +36,13 @@ and 1.026x by the median. Tiny's heads gain 0.2-0.3 ms of products a step, withi
 step's noise (0.995-0.997x).
 
 Each result element is one sum over K in ascending order: the bits do not depend on the
-threads, but they are not BLAS's (a dot product's rounding apart). Skipping a zero term
-changes no sum (only where the skipped operand held NaN or Inf, which the analysis rules
-out for values it proves zero, would the full product differ).
+threads, but they are not BLAS's (a dot product's rounding apart). Skipping a term whose
+zero factor the analysis proves changes no sum while the other factor is finite. Where the
+other operand holds an Inf or NaN (V, dY, K or Q), the full product makes 0 * Inf = NaN in
+every row (or column) and the tiles only where their live part reaches it, as runtime.causal's
+bands do: an Inf in V's row 10 of a T = 16 head made all 16 rows of the interpreter's P @ V
+non-finite, the plan's rows 8-15 (the tile of rows 8-11 sums K up to 12); the loss is
+non-finite either way.
 """
 from __future__ import annotations
 
@@ -86,6 +90,31 @@ def takes(node, causal: bool = False) -> bool:
     return (a.ndim >= 3 and b.ndim >= 3 and a.dtype == b.dtype == node.dtype
             and all(isinstance(d, int) for d in dims)
             and fits(*dims, PACK_MAX if causal else PLAIN_MAX))
+
+
+def work_share(m: int, k: int, n: int, mode: int, itemsize: int,
+               transposed: bool = False) -> float:
+    """The share of an (m, k) @ (k, n) product's multiply-adds that the tiles compute in
+    causal `mode` (0: all): what `graphc profile` rates the kernel by. `_one_matrix`'s
+    loops, tile by tile; `transposed`: a column-major result, computed as out.T = b.T @ a.T
+    in the swapped mode. Tiny's heads (T = 32, d = 16, float32): S 0.75, P @ V 0.5625."""
+    if not mode or not m * k * n:
+        return 1.0
+    from .causal import live_k, swapped_mode
+    if transposed:
+        m, n, mode = n, m, swapped_mode.py_func(mode)
+    width = 2 * (VECTOR_BYTES // itemsize)
+    narrow = n - n % (width // 2)
+    full = m - m % ROWS
+    done = m * (n - narrow) * k  # the last columns, fewer than a vector's lanes: all of K
+    for r in range(0, m, ROWS):
+        row_tiles = [(r, r + ROWS)] if r < full else [(rr, rr + 1) for rr in range(r, m)]
+        for r0, r1 in row_tiles:
+            for c in range(0, narrow, width):
+                c1 = min(c + width, narrow)
+                k0, k1 = live_k.py_func(mode, r0, r1, c, c1, k)
+                done += (r1 - r0) * (c1 - c) * max(k1 - k0, 0)
+    return done / (m * k * n)
 
 
 def call_source(n, args, dst, mode=0) -> list:
