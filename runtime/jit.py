@@ -299,7 +299,7 @@ if numba is not None:
     @njit(**_OPTS)
     def gelu_tanh_grad_colsum(x, g, out, bout):
         """gelu_tanh_grad_rows on (rows, n) views, and into bout the result's column sums (a
-        dense layer's bias gradient, runtime.lowering.column_sums_in_producers) in the same
+        dense layer's bias gradient, runtime.lowering.gelu_grad_bias_sums) in the same
         pass, instead of numpy's ones @ out reading the result again. Each column is summed
         in layer_norm_wgrad's chunks of rows, added in chunk order: the bits do not depend on
         the number of threads. out has gelu_tanh_grad_rows' bits; bout is written after
@@ -307,9 +307,7 @@ if numba is not None:
         rows, n = x.shape
         chunks, per, partial = _wgrad_chunks(x)
         for k in prange(chunks):
-            acc = partial[k]
-            for j in range(n):
-                acc[j] = 0
+            acc = _zeroed_chunk(partial, k)
             for r in range(k * per, min(rows, (k + 1) * per)):
                 xr, gr, row = x[r], g[r], out[r]
                 for j in range(n):
@@ -389,6 +387,14 @@ if numba is not None:
         return chunks, (rows + chunks - 1) // chunks, np.empty((chunks, n), x.dtype)
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
+    def _zeroed_chunk(partial, k):
+        """partial[k], zeroed by the thread that then sums its chunk of rows into it."""
+        acc = partial[k]
+        for j in range(acc.shape[0]):
+            acc[j] = 0
+        return acc
+
+    @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _sum_chunks(partial, out):
         for j in range(out.shape[0]):
             total = out.dtype.type(0.0)
@@ -401,9 +407,7 @@ if numba is not None:
         rows, n = x.shape
         chunks, per, partial = _wgrad_chunks(x)
         for k in prange(chunks):
-            acc = partial[k]
-            for j in range(n):
-                acc[j] = 0
+            acc = _zeroed_chunk(partial, k)
             for r in range(k * per, min(rows, (k + 1) * per)):
                 mu, rstd = _row_moments(x[r], eps)
                 _add_xhat_times_g(x[r], g[r], mu, rstd, acc)
@@ -422,9 +426,7 @@ if numba is not None:
         rows, n = x.shape
         chunks, per, partial = _wgrad_chunks(x)
         for k in prange(chunks):
-            acc = partial[k]
-            for j in range(n):
-                acc[j] = 0
+            acc = _zeroed_chunk(partial, k)
             for r in range(k * per, min(rows, (k + 1) * per)):
                 mu, rstd = _row_moments(x[r], eps)
                 _layer_norm_grad_row(x[r], w, g[r], mu, rstd, out[r])
@@ -443,10 +445,7 @@ if numba is not None:
         chunks, per, partial = _wgrad_chunks(x)
         bias_partial = np.empty_like(partial)
         for k in prange(chunks):
-            acc, bias_acc = partial[k], bias_partial[k]
-            for j in range(n):
-                acc[j] = 0
-                bias_acc[j] = 0
+            acc, bias_acc = _zeroed_chunk(partial, k), _zeroed_chunk(bias_partial, k)
             for r in range(k * per, min(rows, (k + 1) * per)):
                 mu, rstd = _row_moments(x[r], eps)
                 gr = g[r]
