@@ -34,7 +34,8 @@ KINDS = {
     "in-concat": "no code: a view of a product already written into its concat's buffer",
     "assembled": "no code: every operand was written into its slice (memory plan: part)",
     "in-reader": "no code: its only reader, a multiply by a scalar, computes both in one kernel",
-    "in-pair": "no code: a node before it computes it too (LayerNorm's gradients)",
+    "in-pair": "no code: the node before it computes it too (LayerNorm's weight and bias "
+               "gradients, a GELU gradient's bias sum)",
     "library": "its op's library implementation, which allocates the result",
     "generated": "the fused cluster's generated numba kernel (runtime/kernelgen.py)",
     "result": "no code: one of the results its fused node's kernel writes",
