@@ -230,28 +230,32 @@ def square_size(n, mode) -> int:
     return {A_LOWER: a, A_UPPER: a, B_LOWER: b, B_UPPER: b}.get(mode, n).shape[-1]
 
 
+def live_terms(mode, k, row_blocks, col_blocks) -> int:
+    """The multiply-adds of a product whose result is cut into row_blocks x col_blocks
+    ((start, stop) ranges) when each block sums only the terms of K that `live_k` leaves for
+    it in `mode`: what a kernel computing block by block does (`graphc profile` rates it by
+    this, not the full square)."""
+    done = 0
+    for r0, r1 in row_blocks:
+        for c0, c1 in col_blocks:
+            k0, k1 = live_k.py_func(mode, r0, r1, c0, c1, k)
+            done += (r1 - r0) * (c1 - c0) * max(k1 - k0, 0)
+    return done
+
+
 def banded_share(n, mode, band=BAND) -> float:
-    """The share of product n's multiply-adds that banded_matmul4d computes in `mode` (the
-    same BLAS calls as `_bands`; a column-major result's swap computes the same count): what
-    `graphc profile` rates the kernel by. Medium's S and dP (T = 256, bands of 64): 0.625."""
+    """The share of product n's multiply-adds that banded_matmul4d computes in `mode`: its
+    bands, cut into (band, band) blocks, sum what live_k leaves (a dead part is the blocks
+    past the diagonal; a column-major result's swap computes the same count). Medium's S
+    and dP (T = 256, bands of 64): 0.625."""
     a, b = n.inputs
     m, k, cols = a.shape[-2], a.shape[-1], b.shape[-1]
-    by_rows = mode in (A_LOWER, A_UPPER, DEAD_ABOVE)
-    extent = m if by_rows else cols
-    done = 0
-    for s0 in range(0, extent, band):
-        s1 = min(s0 + band, extent)
-        rows, width, depth = (s1 - s0, cols, k) if by_rows else (m, s1 - s0, k)
-        if mode in (A_LOWER, B_UPPER):
-            depth = min(s1, k)
-        elif mode in (A_UPPER, B_LOWER):
-            depth = k - min(s0, k)
-        elif mode == DEAD_ABOVE:
-            width = min(s1, cols)
-        else:  # DEAD_BELOW
-            rows = min(s1, m)
-        done += rows * width * depth
-    return done / (m * k * cols) if m * k * cols else 1.0
+    if not m * k * cols:
+        return 1.0
+
+    def blocks(extent):
+        return [(s, min(s + band, extent)) for s in range(0, extent, band)]
+    return live_terms(mode, k, blocks(m), blocks(cols)) / (m * k * cols)
 
 
 def products_to_band(graph, mp, modes=None) -> dict:

@@ -25,6 +25,7 @@ generated kernels get under the `fast_math=True` compile option (runtime/kernelg
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import importlib.util
 import math
@@ -668,6 +669,7 @@ def warm(kernel: str, dtype) -> None:
 _LOADED = {}
 
 
+@functools.lru_cache(maxsize=None)  # once per file and process, not once per dispatcher
 def _file_digest(path) -> str:
     with open(path, "rb") as fh:
         return hashlib.sha1(fh.read()).hexdigest()

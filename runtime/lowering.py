@@ -390,22 +390,20 @@ def gelu_grad_bias_sums(graph, mp) -> dict:
     return found
 
 
-def gelu_grad_colsum_call(n, bias, names) -> list:
+def kernel_with_written_call(kernel, n, written, names) -> list:
+    """The call of `kernel` (n's KernelChoice detail) computing n and, in order, the nodes
+    `written` after it into their buffers: LayerNorm's weight gradient and its bias's
+    (KernelChoices.paired, bias_paired), or a GELU gradient's bias sum."""
     c = n.shape[-1]
-    x, g = names[n.inputs[0]], names[n.inputs[1]]
-    return [f"_jit.gelu_tanh_grad_colsum({x}.reshape(-1, {c}), {g}.reshape(-1, {c}), "
-            f"{names[n]}.reshape(-1, {c}), {names[bias]})"]
 
-
-def layer_norm_grads_call(wgrad, grad, names, dst, bias=None) -> list:
-    """The pair's kernel call; with `bias` (the bias gradient's buffer), the kernel that
-    writes that too."""
-    n = grad.shape[-1]
-    x, w, g = names[grad.inputs[0]], names[grad.inputs[1]], names[grad.inputs[2]]
-    kernel, extra = ("layer_norm_grads", "") if bias is None else \
-        ("layer_norm_grads_bias", f", {bias}")
-    return [f"_jit.{kernel}({x}.reshape(-1, {n}), {w}, {g}.reshape(-1, {n}), "
-            f"{grad.attrs['eps']!r}, {names[grad]}.reshape(-1, {n}), {dst}{extra})"]
+    def rows(x):
+        return f"{names[x]}.reshape(-1, {c})"
+    if n.op == "layer_norm_grad":
+        x, w, g = n.inputs
+        operands = [rows(x), names[w], rows(g), repr(n.attrs["eps"])]
+    else:  # gelu_grad
+        operands = [rows(i) for i in n.inputs]
+    return [f"_jit.{kernel}({', '.join(operands + [rows(n)] + [names[m] for m in written])})"]
 
 
 def _concat_slice(n, offset, width) -> tuple:

@@ -22,8 +22,7 @@ from ir.types import SHORT_NAMES
 from .fusion import fused_operand_kinds, loop_type
 from .jit import argument_spec
 from .kernelgen import kernel_source
-from .lowering import (concat_by_copies, gelu_grad_colsum_call, layer_norm_grads_call,
-                       softmax_grad_scaled_call)
+from .lowering import concat_by_copies, kernel_with_written_call, softmax_grad_scaled_call
 from .op_lowering import emit_numpy, is_fused_result, lowering_of, view_expression
 
 
@@ -126,10 +125,11 @@ class _Renderer:
         self.out = Rendered(params, [], [], [], {}, [])
         self.shapes = {}  # plan-owned global (pool view, constant) -> its shape
         self.results_of = {}  # fused node with several results -> its tuple_gets, by index
-        # LayerNorm's input gradient -> the weight gradient its step's kernel also writes
-        self.weight_gradient_of = {grad: wgrad for wgrad, grad in choices.paired.items()}
-        # ... and the bias gradient it writes as well, where it has one
-        self.bias_gradient_of = {grad: bias for bias, grad in choices.bias_paired.items()}
+        # node -> the nodes after it that its step's kernel also writes, in order:
+        # LayerNorm's weight gradient and its bias's, a GELU gradient's bias sum
+        self.also_written = {}
+        for written, by in list(choices.paired.items()) + list(choices.bias_paired.items()):
+            self.also_written.setdefault(by, []).append(written)
         for n in graph.nodes:
             if is_fused_result(n):
                 self.results_of.setdefault(n.inputs[0], []).append(n)
@@ -171,33 +171,18 @@ class _Renderer:
             var = f"t{counter}"
             counter += 1
             names[n] = var
-            if n in self.weight_gradient_of:  # the LayerNorm gradients: one kernel, here
-                wgrad = self.weight_gradient_of[n]
-                names[wgrad] = f"t{counter}"  # its step, next, names what this one wrote
-                counter += 1
-                self.out.fixed_kernels.append((choice.detail, n.dtype))
-                self.out.step_names[n] = choice.detail
-                lines = self.destination(n, var) + self.destination(wgrad, names[wgrad])
-                bias = self.bias_gradient_of.get(n)
-                if bias is not None:  # the bias's gradient too (the step after the weight's)
-                    names[bias] = f"t{counter}"
+            if n in self.also_written:  # one kernel for n and the nodes after it, here
+                written = self.also_written[n]
+                for m in written:  # their steps, next, name what this one wrote
+                    names[m] = f"t{counter}"
                     counter += 1
-                    lines += self.destination(bias, names[bias])
-                lines += layer_norm_grads_call(wgrad, n, names, names[wgrad],
-                                               names[bias] if bias is not None else None)
-                if in_flight:  # as after layer_norm_grad alone (runtime/collectives.py)
-                    lines.append("_collectives.progress()")
-                out.steps.append((n, lines, var))
-                continue
-            if n.op == "gelu_grad" and n in self.bias_gradient_of:  # and its column sums
-                bias = self.bias_gradient_of[n]
-                names[bias] = f"t{counter}"  # its step, next, names what this one wrote
-                counter += 1
                 self.out.fixed_kernels.append((choice.detail, n.dtype))
                 self.out.step_names[n] = choice.detail
-                lines = self.destination(n, var) + self.destination(bias, names[bias]) \
-                    + gelu_grad_colsum_call(n, bias, names)
-                if in_flight:  # as after gelu_grad alone (runtime/collectives.py)
+                lines = self.destination(n, var)
+                for m in written:
+                    lines += self.destination(m, names[m])
+                lines += kernel_with_written_call(choice.detail, n, written, names)
+                if in_flight:  # as after layer_norm_grad or gelu_grad alone (collectives)
                     lines.append("_collectives.progress()")
                 out.steps.append((n, lines, var))
                 continue

@@ -100,21 +100,16 @@ def work_share(m: int, k: int, n: int, mode: int, itemsize: int,
     in the swapped mode. Tiny's heads (T = 32, d = 16, float32): S 0.75, P @ V 0.5625."""
     if not mode or not m * k * n:
         return 1.0
-    from .causal import live_k, swapped_mode
+    from .causal import live_terms, swapped_mode
     if transposed:
         m, n, mode = n, m, swapped_mode.py_func(mode)
     width = 2 * (VECTOR_BYTES // itemsize)
     narrow = n - n % (width // 2)
     full = m - m % ROWS
-    done = m * (n - narrow) * k  # the last columns, fewer than a vector's lanes: all of K
-    for r in range(0, m, ROWS):
-        row_tiles = [(r, r + ROWS)] if r < full else [(rr, rr + 1) for rr in range(r, m)]
-        for r0, r1 in row_tiles:
-            for c in range(0, narrow, width):
-                c1 = min(c + width, narrow)
-                k0, k1 = live_k.py_func(mode, r0, r1, c, c1, k)
-                done += (r1 - r0) * (c1 - c) * max(k1 - k0, 0)
-    return done / (m * k * n)
+    rows = [(r, r + ROWS) for r in range(0, full, ROWS)] + [(r, r + 1) for r in range(full, m)]
+    columns = [(c, min(c + width, narrow)) for c in range(0, narrow, width)]
+    # the last columns, fewer than a vector's lanes, sum all of K
+    return (live_terms(mode, k, rows, columns) + m * (n - narrow) * k) / (m * k * n)
 
 
 def call_source(n, args, dst, mode=0) -> list:
