@@ -193,6 +193,12 @@ if numba is not None:
             return a
         return b
 
+    @njit(cache=True, inline="always")
+    def same_array(a, b):
+        """Whether a and b are one array: the same memory in the same layout (generated
+        kernels read an operand written in place through their result, runtime.kernelgen)."""
+        return a.ctypes.data == b.ctypes.data and a.strides == b.strides
+
     def exp2_for_sigmoid(t):  # pragma: no cover - replaced by the overload inside kernels
         """2**t, float32, for a sigmoid: 0 below 2**-126 and inf from 2**127.5 on."""
 

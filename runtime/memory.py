@@ -355,6 +355,22 @@ def _take_donor(n, kernel, idx, donors, last_use, root, writable):
     return None
 
 
+def written_over(mp: MemoryPlan, result, kernel) -> list:
+    """Positions of `kernel`'s operands whose buffer `result` (the kernel's value, or one of
+    a fused node's results) is written into: a pool buffer taken over in place, or a donated
+    input the result updates."""
+    s = mp.storage.get(result)
+    if s is None:
+        return []
+    positions = []
+    for k, i in enumerate(kernel.inputs):
+        t = mp.storage.get(i)
+        if (s.kind == "pool" and t is not None and t.kind == "pool" and t.buffer == s.buffer
+                and mp.root.get(i) is i) or (s.kind == "donated" and s.donor is i):
+            positions.append(k)
+    return positions
+
+
 def result_operands(fused, k) -> list:
     """The operands that result k of a fused node with several results is computed from: an
     AdamW update's new m reads the old m (and the gradient), not the parameter, so it is

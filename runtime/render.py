@@ -22,6 +22,7 @@ from ir.types import SHORT_NAMES
 from .fusion import fused_operand_kinds, loop_type
 from .jit import argument_spec
 from .kernelgen import kernel_source
+from .memory import written_over
 from .lowering import concat_by_copies, kernel_with_written_call, softmax_grad_scaled_call
 from .op_lowering import emit_numpy, is_fused_result, lowering_of, view_expression
 
@@ -290,8 +291,11 @@ class _Renderer:
         cols = loop.shape[-1]
         rows = loop.size // cols
         results = self.results_of.get(n, []) if "results" in n.attrs else None
+        written = [(0, n)] if results is None else [(r.attrs["index"], r) for r in results]
+        aliases = tuple((k, j) for k, r in written for j in written_over(self.mp, r, n)
+                        if kinds[j] == "full" and n.inputs[j].dtype == r.dtype)
         source = kernel_source(n.attrs["program"], kinds, [i.type for i in n.inputs],
-                               parallel, self.fast_math, n.attrs.get("results"))
+                               parallel, self.fast_math, n.attrs.get("results"), aliases)
         name = f"_fused_{var}"
         spec = argument_spec(n, kinds)
         if results is not None:  # each result's dtype in place of the node's
