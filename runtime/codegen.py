@@ -30,7 +30,7 @@ from .emitters import ones
 from .fusion import describe
 from .interpreter import bind_inputs
 from .lowering import parallel_default, reshaped, worker
-from .memory import check_fits, part_view
+from .memory import allocate_pool, check_fits, part_view
 from .stages import LoweringOptions, lower
 
 _SOURCE_NUMBERS = itertools.count()  # one linecache file name per compiled source
@@ -84,7 +84,7 @@ class Plan:
     def _bind(self, rendered) -> dict:
         env = {"np": np, "special": special, "_submit": worker().submit, "_ones": ones,
                "_jit": jit_kernels, "_reshaped": reshaped, "_collectives": collectives}
-        buffers = [np.empty(size, dtype) for dtype, size in self.memory_plan.buffers]
+        buffers = allocate_pool(self.memory_plan.buffers)
         for k, buf in enumerate(buffers):
             env[f"buf{k}"] = buf
         self._buffers = buffers
