@@ -595,10 +595,12 @@ def to_json(results, gemm_gflops) -> dict:
     }
 
 
-def profile_step(config="small", repeat=5, top=20, jit=None, file=None) -> list:
+def profile_step(config="small", repeat=5, top=20, jit=None, file=None, warm=False) -> list:
     """Per-kernel times of one compiled GPT training step (`graphc profile`): a table by op,
     then the slowest kernels with their shapes and source lines. Profiling updates the
-    parameters in place like training does."""
+    parameters in place like training does. `warm` (`--warm`): each kernel that does not
+    write over its operands is also timed again right after itself, and each op's line
+    shows that warm time beside its time in the step."""
     from runtime.instrument import format_profile
     cfg = GPTConfig.named(config)
     trainer = Trainer(GPT(cfg, seed=0), _Data(cfg), TrainConfig(steps=10_000, warmup=10),
@@ -608,17 +610,23 @@ def profile_step(config="small", repeat=5, top=20, jit=None, file=None) -> list:
         trainer.train_step()
     data = trainer.data
     rows = trainer.step_plan.profile(*trainer.step_inputs((data.x, data.y)), repeat=repeat,
-                                     file=False)
+                                     file=False, warm=warm)
     total = sum(r["ms"] for r in rows)
     by_op = {}
     for r in rows:
-        ms, count = by_op.get(r["op"], (0.0, 0))
-        by_op[r["op"]] = (ms + r["ms"], count + 1)
+        ms, count, again, hot = by_op.get(r["op"], (0.0, 0, 0.0, 0.0))
+        if r.get("warm_ms") is not None:  # (the time in the step of the kernels run again)
+            again, hot = again + r["ms"], hot + r["warm_ms"]
+        by_op[r["op"]] = (ms + r["ms"], count + 1, again, hot)
     lines = [f"GPT {config} training step, {len(rows)} kernels, {total:.2f} ms "
              f"(mean of {repeat} profiled calls)", "",
-             f"{'op':<48} {'ms':>8} {'share':>6} {'kernels':>8}", "-" * 73]
-    for op, (ms, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
-        lines.append(f"{op[:48]:<48} {ms:>8.2f} {ms / total:>6.1%} {count:>8}")
+             f"{'op':<48} {'ms':>8} {'share':>6} {'kernels':>8}"
+             + (f" {'warm/step':>10}" if warm else ""), "-" * (73 + 11 * warm)]
+    for op, (ms, count, again, hot) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
+        line = f"{op[:48]:<48} {ms:>8.2f} {ms / total:>6.1%} {count:>8}"
+        if warm:  # warm time over in-step time, of the kernels that could run again
+            line += f" {hot / again:>10.2f}" if again else ""
+        lines.append(line)
     print("\n".join(lines) + "\n", file=file)
     print(format_profile(rows, total / 1e3, top), file=file)
     return rows

@@ -180,6 +180,9 @@ def build_parser():
     pr.add_argument("--config", default="small", choices=("tiny", "small", "medium", "nanogpt-cpu"))
     pr.add_argument("--repeat", type=_positive_int, default=5)
     pr.add_argument("--top", type=_positive_int, default=20, help="slowest kernels to list")
+    pr.add_argument("--warm", action="store_true",
+                    help="also time each kernel again right after itself (its operands in the "
+                         "caches): what it waited for memory the step had left cold")
 
     e = sub.add_parser("eval", help="a checkpoint's loss over the whole validation split")
     e.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
@@ -223,7 +226,7 @@ def main(argv=None) -> int:
             return run_dump(args)
         if args.command == "profile":
             from .bench import profile_step
-            profile_step(args.config, args.repeat, args.top)
+            profile_step(args.config, args.repeat, args.top, warm=args.warm)
             return 0
     except (GraphcError, DataError, CheckpointError, UsageError, ValueError, OSError) as exc:
         if isinstance(exc, GraphcError):

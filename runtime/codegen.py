@@ -253,9 +253,12 @@ class Plan:
             outs = self._checked_fn(*values)
         return [np.asarray(o) for o in outs]
 
-    def profile(self, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
-        """Time every node over `repeat` calls; print a table sorted by time; return rows."""
-        return instrument.profile(self, *args, repeat=repeat, file=file, top=top, **kwargs)
+    def profile(self, *args, repeat: int = 3, file=None, top: int = 25, warm: bool = False,
+                **kwargs):
+        """Time every node over `repeat` calls; print a table sorted by time; return rows
+        (`warm`: each kernel also timed again right after itself, runtime.instrument)."""
+        return instrument.profile(self, *args, repeat=repeat, file=file, top=top, warm=warm,
+                                  **kwargs)
 
 
 def _overlapping_donations(values, donated_positions) -> set:

@@ -152,21 +152,28 @@ def checked_runner(plan):
 RATED_OPS = ("matmul", "matmul_add", "einsum")
 
 
-def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
-    """Time every node over `repeat` calls; print a table sorted by time; return rows."""
+def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, warm: bool = False,
+            **kwargs):
+    """Time every node over `repeat` calls; print a table sorted by time; return rows.
+    `warm`: also time each kernel run a second time right after itself (`rerun_steps`), its
+    operands then in the caches: a row's "warm_ms" against its "ms" is what the kernel
+    waited for memory that the step's earlier kernels had left cold."""
     times = [0.0] * len(plan._steps)
-    source, _ = render_source(plan.lowered.rendered, "profile")
-    fn = plan._compile(source, "profiled", {"_clock": time.perf_counter, "_times": times})
+    again = [0.0] * len(plan._steps)
     values = plan.bind_call(args, kwargs)
     for k in plan._donated_positions:  # the timed runs write over copies, not the caller's
         values[k] = values[k].copy()
+    rerun = rerun_steps(plan, values) if warm else set()
+    source, _ = render_source(plan.lowered.rendered, "profile", again=rerun)
+    fn = plan._compile(source, "profiled", {"_clock": time.perf_counter, "_times": times,
+                                            "_again": again})
     # on the threads a call of the plan gets: a profile pinned to every CPU while another
     # process is busy times each parallel kernel's wait for a descheduled thread (tiny's
     # step profiled at 560 ms, while its calls took 49)
     with plan.thread_scope():
         fn(*values)  # warm-up
     for k in range(len(times)):
-        times[k] = 0.0
+        times[k] = again[k] = 0.0
     for _ in range(repeat):
         with plan.thread_scope():
             fn(*values)
@@ -175,7 +182,7 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
     banded = {n: kernels.causal[n] for n in kernels.causal
               if kernels.choice[n].kind == "causal"} if kernels is not None else {}
     rows = []
-    for (node, stmts, _), t in zip(plan._steps, times):
+    for k, ((node, stmts, _), t) in enumerate(zip(plan._steps, times)):
         if not stmts:
             continue
         op = get_op(node.op)
@@ -193,11 +200,42 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, **kwargs):
             "where": ", ".join(f"{f}:{ln}" for f, ln in node.locs[:2]),
             "ms": sec * 1e3, "share": t / total,
             "gflops": flops / sec / 1e9 if node.op in RATED_OPS and sec else None,
+            "warm_ms": again[k] / repeat * 1e3 if k in rerun else None,
         })
     rows.sort(key=lambda r: -r["ms"])
     if file is not False:
         print(format_profile(rows, total / repeat, top), file=file)
     return rows
+
+
+def rerun_steps(plan, values) -> set:
+    """The steps that may run twice in a row with the same result: those writing no array
+    their operands live in (not in place, not over a donated input; np.may_share_memory's
+    bounds test, so a doubt keeps a step out) and not a collective. Found by one call of the
+    plan with a probe after every step, on copies of the values it would overwrite."""
+    steps = plan._steps
+    rendered = plan.lowered.rendered
+    safe = set()
+
+    def arrays(value):
+        if isinstance(value, (tuple, list)):
+            return [a for v in value for a in arrays(v)]
+        return [value] if isinstance(value, np.ndarray) else []
+
+    def probe(k, value, *operands):
+        node, stmts, _ = steps[k]
+        if not stmts or node.op.startswith("allreduce") or any(
+                "_collectives" in s for s in stmts):
+            return
+        written, read = arrays(value), arrays(operands)
+        if written and not any(np.may_share_memory(w, r) for w in written for r in read):
+            safe.add(k)
+
+    source, _ = render_source(rendered, "check")
+    probed = plan._compile(source, "probed", {"_check": probe})
+    with plan.thread_scope():
+        probed(*[v.copy() if isinstance(v, np.ndarray) else v for v in values])
+    return safe
 
 
 def _tile_share(plan, node, mode) -> float:
@@ -214,11 +252,21 @@ def _tile_share(plan, node, mode) -> float:
 
 
 def format_profile(rows, total_seconds, top=25) -> str:
-    lines = [f"{'op':<12} {'result':<18} {'ms':>8} {'share':>6} {'GFLOP/s':>8}  where",
-             "-" * 78]
+    warm = any(r.get("warm_ms") is not None for r in rows)
+    head = f"{'op':<12} {'result':<18} {'ms':>8} {'share':>6} {'GFLOP/s':>8}"
+    lines = [head + (f" {'warm ms':>8}" if warm else "") + "  where", "-" * (78 + 9 * warm)]
     for r in rows[:top]:
         gf = f"{r['gflops']:.1f}" if r["gflops"] else ""
-        lines.append(f"{r['op']:<12} {r['type']:<18} {r['ms']:>8.3f} {r['share']:>6.1%} "
-                     f"{gf:>8}  {r['where']}")
+        line = f"{r['op']:<12} {r['type']:<18} {r['ms']:>8.3f} {r['share']:>6.1%} {gf:>8}"
+        if warm:
+            line += f" {r['warm_ms']:>8.3f}" if r.get("warm_ms") is not None else " " * 9
+        lines.append(f"{line}  {r['where']}")
     lines.append(f"total {total_seconds * 1e3:.2f} ms over {len(rows)} kernels")
+    if warm:
+        again = [r for r in rows if r.get("warm_ms") is not None]
+        in_step = sum(r["ms"] for r in again)
+        right_after = sum(r["warm_ms"] for r in again)
+        lines.append(f"{len(again)} kernels run again right after themselves: {in_step:.2f} ms "
+                     f"in the step, {right_after:.2f} ms warm ({in_step - right_after:.2f} ms "
+                     "waiting for memory the step had left cold)")
     return "\n".join(lines)

@@ -81,9 +81,10 @@ def render(graph, mp, choices, fast_math: bool = False, options=None) -> Rendere
     return rendered
 
 
-def render_source(r: Rendered, instrument=None, step_lines=None) -> tuple:
+def render_source(r: Rendered, instrument=None, step_lines=None, again=()) -> tuple:
     """(source, {line number: node}) of the plan function. `instrument`: "profile" times
-    every step into _times[k]; "check" calls _check(k, value, *operands) after every step."""
+    every step into _times[k], and runs the steps in `again` a second time at once, timed
+    into _again[k]; "check" calls _check(k, value, *operands) after every step."""
     lines, line_node = [], {}
     for node, text in r.helpers:
         for line in text.rstrip("\n").split("\n"):
@@ -98,6 +99,10 @@ def render_source(r: Rendered, instrument=None, step_lines=None) -> tuple:
             line_node[len(lines)] = node
         if instrument == "profile" and stmts:
             lines.append(f"    _times[{k}] += _clock() - _t")
+            if k in again:
+                lines.append("    _t = _clock()")
+                lines.extend(f"    {stmt}" for stmt in stmts)
+                lines.append(f"    _again[{k}] += _clock() - _t")
         if instrument == "check":
             operands = "".join(f", {r.names[i]}"
                                for i in r.step_operands.get(node, node.inputs))

@@ -157,6 +157,16 @@ def test_profile_prints_ops_and_slowest_kernels(capsys):
     assert "gpt.py:" in out  # the slowest kernels name the model's source lines
 
 
+def test_a_warm_profile_puts_each_ops_warm_time_beside_its_time_in_the_step(capsys):
+    assert main(["profile", "--config", "tiny", "--repeat", "1", "--top", "5", "--warm"]) == 0
+    out = capsys.readouterr().out
+    by_op = out.split("\n\n")[1].splitlines()
+    assert by_op[0].split()[-1] == "warm/step"
+    matmul = next(line for line in by_op if line.startswith("matmul "))
+    assert 0.2 < float(matmul.split()[-1]) < 5.0  # warm over in-step time of the products
+    assert "kernels run again right after themselves" in out
+
+
 def test_eval_scores_every_validation_window(tmp_path, text_file, capsys):
     import re
 

@@ -171,6 +171,37 @@ def test_profile_rates_a_product_with_its_bias_add():
     assert row["gflops"] == pytest.approx(flops / (row["ms"] / 1e3) / 1e9)
 
 
+def test_a_warm_profile_runs_again_only_kernels_that_keep_their_operands(capsys):
+    """`warm=True` times a kernel a second time right after itself only where running it
+    twice gives the same result: not a kernel written over its operand (the tanh over the
+    dying product) nor an update over a donated input."""
+    def f(x, w, p):
+        h = gc.tanh(x @ w)  # in place over the product, which dies here
+        return h @ w.T, p * 0.5 + 1.0  # the second written over the donated p
+
+    args = [np.full((256, 128), 0.01, np.float32), np.full((128, 128), 0.02, np.float32),
+            np.ones((64, 64), np.float32)]
+    plan = gc.compile(f, donate_argnums=(2,)).plan_for(*args)
+    expected = [np.array(o) for o in plan(*[a.copy() for a in args])]
+    kept = [a.copy() for a in args]
+    rows = plan.profile(*args, repeat=2, warm=True)
+    by_op = {}
+    for r in rows:
+        by_op.setdefault(r["op"], []).append(r)
+    assert [r["warm_ms"] is not None for r in by_op["matmul"]] == [True, True]
+    assert all(r["warm_ms"] > 0 for r in by_op["matmul"])
+    assert by_op["tanh"][0]["warm_ms"] is None
+    updates = [r for r in rows if r["op"] not in ("matmul", "tanh")]
+    assert updates and all(r["warm_ms"] is None for r in updates)
+    for a, b in zip(args, kept):  # the caller's arrays, donated one included, untouched
+        np.testing.assert_array_equal(a, b)
+    for o, e in zip(plan(*[a.copy() for a in args]), expected):  # nothing left changed
+        np.testing.assert_array_equal(o, e)
+    out = capsys.readouterr().out
+    assert "warm ms" in out and "kernels run again right after themselves" in out
+    assert all(r.get("warm_ms") is None for r in plan.profile(*args, file=False))
+
+
 def test_nan_guard_names_the_op_ranges_and_line():
     def f(x):
         y = x * 2.0
