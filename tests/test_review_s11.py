@@ -363,3 +363,32 @@ def test_a_pool_buffer_outlives_its_plan_and_a_forked_child_keeps_to_its_copy():
     pygc.collect()
     buf[:] = 7.0  # still mapped: the view keeps the arena alive
     assert float(buf[-1]) == 7.0
+
+
+def test_bindings_of_one_symbolic_plan_may_alias_different_operands(monkeypatch):
+    """Which operand a kernel reads through its result is the memory plan's choice, and it
+    may differ by binding: at batch 8 x (8, 8) is a donor of the (8, 8) result's shape, dead
+    before it, so the result takes x and its kernel aliases nothing; at batch 5 it takes the
+    dying y and reads y through its result. Both bindings are right; the second compiles a
+    kernel source of its own (the README and runtime/polymorphic.py said no binding
+    compiles a kernel again: true before aliases, for these graphs)."""
+    monkeypatch.setattr(fusion, "FUSE_MIN_ELEMENTS", 1)
+
+    def f(x, y):
+        s = gc.sum(gc.tanh(x * 3.0), axis=0)  # x's last use
+        return ((y * 2.0 + s) * y + 1.0,)
+
+    graph = gc.trace(f, gc.spec(("batch", 8)), gc.spec((8, 8)))
+    plan = compile_graph(graph, jit=True, donate=("x", "y"))
+    rng = np.random.default_rng(5)
+    pairs = {}
+    for batch in (5, 8):
+        x = rng.standard_normal((batch, 8)).astype(np.float32)
+        y = rng.standard_normal((8, 8)).astype(np.float32)
+        s = np.tanh(x * np.float32(3.0)).sum(0)
+        expected = (y * np.float32(2.0) + s) * y + np.float32(1.0)
+        got = plan(x.copy(), y.copy())[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        pairs[batch] = sorted(p for k in plan.last.lowered.rendered.fused
+                              for p in _aliases(k.source))
+    assert pairs[5] and not pairs[8]
