@@ -24,7 +24,8 @@ def kernel_source(program: str, kinds, operand_types, parallel: bool,
     softmax writes the producers' values for a row, then normalises it. Each element's
     results are stored after all its operands are read, so a result may be written over a
     full-shaped operand (in place, as the memory plan decides).
-    The source depends on the operands' kinds and dtypes, not on their sizes. By default the
+    The source depends on the operands' kinds and dtypes and on `aliases`, not on their sizes
+    (though the memory plan's in-place choices, hence `aliases`, may). By default the
     kernel is compiled with IEEE arithmetic (runtime.jit's policy); `fast_math` lets LLVM
     reassociate, contract and approximate (the compile option of the same name).
 

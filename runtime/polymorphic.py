@@ -8,10 +8,12 @@ The graph was traced and optimised once. At each call the symbols are bound from
 shapes (ir.specialize.bind_dims: inputs that disagree are one error naming them) and the
 concrete plan for that binding runs. Lowering a binding (fuse, plan memory, choose kernels,
 render; runtime/stages.py) sizes its buffers and writes its straight-line code with that
-binding's sizes; it is cached per binding (the most recent MAX_BINDINGS), and it compiles no
-kernel again: the fused kernels' numba source depends on dtypes and ranks only (their loop
-bounds come from the arrays at run time, runtime/kernelgen.py), so every binding reuses the
-machine code of the first.
+binding's sizes; it is cached per binding (the most recent MAX_BINDINGS), and it rarely
+compiles a kernel again: the fused kernels' numba source depends on dtypes and ranks (their
+loop bounds come from the arrays at run time, runtime/kernelgen.py) and on the operands the
+binding's memory plan writes in place (kernelgen's `aliases`), so a binding reuses the
+machine code of the first unless coinciding sizes change a donation or an in-place choice
+(tests/test_review_s11.py).
 """
 from __future__ import annotations
 
