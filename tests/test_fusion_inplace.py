@@ -12,7 +12,7 @@ from runtime.codegen import compile_graph
 from runtime.interpreter import run
 from runtime.kernelgen import kernel_source
 
-from test_fusion_results import random_shared_graph
+from test_fusion_results import donated_plan
 
 pytestmark = pytest.mark.skipif(not jit.enabled(), reason="GRAPHC_JIT=0 or numba missing")
 
@@ -57,12 +57,7 @@ def test_random_graphs_written_over_donated_inputs_equal_the_kernels_without_ali
     aliased = 0
     cases = []
     for seed in range(16):
-        graph, inputs = random_shared_graph(90_000 + seed, dtype)
-        full = [n.attrs["name"] for n in graph.inputs if n.attrs["name"].startswith("x")]
-        with np.errstate(all="ignore"):
-            plan = compile_graph(graph, jit=True, donate=full)
-            got = plan(*[a.copy() for a in inputs])
-            expected = run(graph, *inputs)
+        graph, inputs, full, plan, got, expected = donated_plan(90_000 + seed, dtype)
         aliased += len(_aliased(plan))
         cases.append((graph, inputs, full, got))
         for e, o in zip(expected, got):

@@ -105,18 +105,25 @@ def test_merged_kernels_equal_the_interpreter_and_unmerged_plans_bit_for_bit(
                 np.testing.assert_array_equal(o, u)
 
 
+def donated_plan(seed, dtype="float32"):
+    """A random shared graph compiled with its full-shaped inputs donated: (graph, inputs,
+    donated names, plan, the plan's outputs on copies of the inputs, the interpreter's)."""
+    graph, inputs = random_shared_graph(seed, dtype)
+    full = [n.attrs["name"] for n in graph.inputs if n.attrs["name"].startswith("x")]
+    with np.errstate(all="ignore"):
+        expected = run(graph, *inputs)
+        plan = compile_graph(graph, jit=True, donate=full)
+        got = plan(*[a.copy() for a in inputs])
+    return graph, inputs, full, plan, got, expected
+
+
 def test_merged_kernels_writing_over_donated_inputs_equal_the_interpreter(monkeypatch):
     """Results written in place over donated operands that other results still read at the
     same element (each element's operands are read before its results are stored)."""
     monkeypatch.setattr(fusion, "FUSE_MIN_ELEMENTS", 1)
     donated_results = 0
     for seed in range(20):
-        graph, inputs = random_shared_graph(60_000 + seed)
-        full = [n.attrs["name"] for n in graph.inputs if n.attrs["name"].startswith("x")]
-        with np.errstate(all="ignore"):
-            expected = run(graph, *inputs)
-            plan = compile_graph(graph, jit=True, donate=full)
-            got = plan(*[a.copy() for a in inputs])
+        _, _, _, plan, got, expected = donated_plan(60_000 + seed)
         storage = plan.memory_plan.storage
         donated_results += sum(1 for n in plan.kernel_graph.nodes if n.op == "tuple_get"
                                and storage[n].kind == "donated"

@@ -23,6 +23,7 @@ from runtime.interpreter import run
 
 import randgraph
 from test_fusion_results import random_shared_graph
+from test_pool_arena import _owner
 
 pytestmark = pytest.mark.skipif(not jit.enabled(), reason="GRAPHC_JIT=0 or numba missing")
 
@@ -271,13 +272,6 @@ def test_the_tiny_gpt_step_with_aliases_equals_the_step_without(monkeypatch):
 
 
 # ---- the pool arena ------------------------------------------------------------------------
-def _owner(array):
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    base = array.base
-    return base.obj if isinstance(base, memoryview) else base
-
-
 def _on_arena(plan):
     return bool(plan._buffers) and all(isinstance(_owner(b), mmap.mmap) for b in plan._buffers)
 
