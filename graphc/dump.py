@@ -175,6 +175,12 @@ def _ops_summary(ops) -> str:
     return ", ".join(f"{op} x{k}" for op, k in Counter(ops).most_common())
 
 
+def _reserved(mem) -> str:
+    """The pool's allocation with its alignment, where it differs from its buffers' bytes."""
+    extra = mem["workspace_reserved"] - mem["workspace"]
+    return f", {mem['workspace_reserved'] / 2**20:.2f} reserved" if extra else ""
+
+
 def stats_text(graph, result) -> str:
     flops, mem = plan_statistics(result.graph)
     facts = dependency_facts(result.graph)
@@ -189,7 +195,7 @@ def stats_text(graph, result) -> str:
              f"longest dependency chain: {facts['longest_chain']} ops; ops no output "
              f"depends on: {len(facts['unused'])}",
              f"peak intermediate memory: {mem['peak_intermediate'] / 2**20:.2f} MiB "
-             f"(workspace {mem['workspace'] / 2**20:.2f}, temporaries "
+             f"(workspace {mem['workspace'] / 2**20:.2f}{_reserved(mem)}, temporaries "
              f"{mem['temporaries'] / 2**20:.2f}); inputs {mem['inputs'] / 2**20:.2f} MiB",
              "", "nodes by op:"]
     for op, k in counts.most_common():

@@ -409,6 +409,8 @@ def _stats(graph, mp: MemoryPlan) -> dict:
         "inputs": inputs,
         "constants": constants,
         "workspace": pool,
+        # the pool's allocation with its alignment (allocate_pool): what check_fits counts
+        "workspace_reserved": pool_reserved_bytes(mp.buffers),
         "temporaries": peak_temp,
         "outputs": outputs,
         "peak_intermediate": pool + peak_temp,
@@ -468,8 +470,10 @@ def available_bytes() -> int | None:
 def check_fits(stats: dict, name: str) -> None:
     """Refuse a plan before its buffers are allocated when what one call needs beyond its
     inputs (pool buffers, temporaries, outputs) exceeds the available memory: numpy would
-    otherwise fail deep inside with 'Unable to allocate', or the OOM killer end the process."""
-    needed = stats["peak_intermediate"] + stats["outputs"] + stats["constants"]
+    otherwise fail deep inside with 'Unable to allocate', or the OOM killer end the process.
+    The pool counts as allocated, with the arena's alignment (`workspace_reserved`)."""
+    needed = (stats["peak_intermediate"] - stats["workspace"] + stats["workspace_reserved"]
+              + stats["outputs"] + stats["constants"])
     available = available_bytes()
     if available is not None and needed > available:
         raise PlanMemoryError(f"plan {name!r} needs {format_bytes(needed)} for its buffers, "
@@ -491,11 +495,26 @@ _HUGE_PAGE = 2 << 20
 _PAGE = 4096
 
 
+def _padded_sizes(buffers) -> list:
+    """Each buffer's bytes rounded up to whole pages: its span in the arena."""
+    return [(np.dtype(dtype).itemsize * size + _PAGE - 1) // _PAGE * _PAGE
+            for dtype, size in buffers]
+
+
+def pool_reserved_bytes(buffers) -> int:
+    """What allocate_pool may hold for these buffers, at most: an arena's page-padded buffers
+    rounded up to whole huge pages (the kernel may back the last one in full), else the
+    buffers' own bytes. plan.memory's "workspace_reserved"; check_fits counts it."""
+    padded = sum(_padded_sizes(buffers))
+    if padded < ARENA_MIN_BYTES:
+        return sum(np.dtype(dtype).itemsize * size for dtype, size in buffers)
+    return -(-padded // _HUGE_PAGE) * _HUGE_PAGE
+
+
 def allocate_pool(buffers) -> list:
     """One 1-D array per pool buffer ((dtype, size) pairs): views into a huge-page arena when
     the pool is large enough and the platform has one, else separate np.empty arrays."""
-    sizes = [(np.dtype(dtype).itemsize * size + _PAGE - 1) // _PAGE * _PAGE
-             for dtype, size in buffers]
+    sizes = _padded_sizes(buffers)
     total = sum(sizes)
     arena = _huge_page_arena(total) if total >= ARENA_MIN_BYTES else None
     if arena is None:

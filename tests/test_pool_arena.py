@@ -84,3 +84,58 @@ def test_a_plan_on_the_arena_equals_one_on_separate_arrays(monkeypatch):
     assert _arena_of(separate._buffers) is None
     for a, b in zip(got, separate(*args)):
         np.testing.assert_array_equal(a, b)
+
+
+def _span(arrays) -> int:
+    """Bytes from the first array's start to the end of the last one's huge page."""
+    starts = [a.ctypes.data for a in arrays if a.size]
+    ends = [a.ctypes.data + a.nbytes for a in arrays if a.size]
+    first = min(starts) // (2 << 20) * (2 << 20)
+    return -(-(max(ends) - first) // (2 << 20)) * (2 << 20)
+
+
+@pytest.mark.skipif(memory._huge_page_arena(1) is None, reason="no madvise(MADV_HUGEPAGE)")
+@pytest.mark.parametrize("sizes", [[1 << 20, 3, 5000], [(4 << 20) // 4], [1000, 1 << 20, 7]])
+def test_reserved_bytes_cover_the_arena_and_its_last_huge_page(sizes):
+    spec = [(F32, n) for n in sizes]
+    arrays = memory.allocate_pool(spec)
+    own = sum(4 * n for n in sizes)
+    reserved = memory.pool_reserved_bytes(spec)
+    assert _arena_of(arrays) is not None
+    assert reserved == _span(arrays)  # whole huge pages from the aligned start
+    assert own <= reserved < own + (2 << 20) + 4096 * len(sizes)
+
+
+def test_reserved_bytes_of_a_small_pool_are_its_buffers():
+    spec = [(F32, 1000), (np.dtype("float64"), 7)]
+    assert memory.pool_reserved_bytes(spec) == 4000 + 56
+
+
+def test_a_plans_memory_reports_its_reserved_workspace():
+    def f(x, w):
+        return gc.sum(gc.tanh(x @ w) * 2.0)
+
+    graph = gc.trace(gc.value_and_grad(f, argnums=1), gc.spec((1024, 300)),
+                     gc.spec((300, 1000)))
+    mem = compile_graph(graph).memory
+    assert mem["workspace"] >= memory.ARENA_MIN_BYTES
+    assert mem["workspace_reserved"] % (2 << 20) == 0
+    assert mem["workspace"] < mem["workspace_reserved"] < mem["workspace"] + (2 << 20) + (1 << 16)
+
+
+def test_the_memory_check_counts_the_arenas_alignment(monkeypatch):
+    """A pool whose buffers fit the available memory but whose arena does not is refused
+    before it is allocated."""
+    def f(x, w):
+        return gc.sum(gc.tanh(x @ w) * 2.0)
+
+    graph = gc.trace(f, gc.spec((1000, 300)), gc.spec((300, 1100)))  # a 4.4 MB pool
+    mem = compile_graph(graph).memory
+    needed = mem["peak_intermediate"] + mem["outputs"] + mem["constants"]
+    gap = mem["workspace_reserved"] - mem["workspace"]
+    assert gap > 0
+    monkeypatch.setattr(memory, "available_bytes", lambda: needed + gap // 2)
+    with pytest.raises(memory.PlanMemoryError, match="needs .* for its buffers"):
+        compile_graph(graph)
+    monkeypatch.setattr(memory, "available_bytes", lambda: needed + gap)
+    compile_graph(graph)
