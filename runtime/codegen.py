@@ -29,7 +29,7 @@ from . import jit as jit_kernels
 from .emitters import ones
 from .fusion import describe
 from .interpreter import bind_inputs
-from .lowering import parallel_default, reshaped, worker
+from .lowering import parallel_default, reshaped, submit
 from .memory import allocate_pool, check_fits, part_view
 from .stages import LoweringOptions, lower
 
@@ -45,6 +45,10 @@ class Plan:
         self.graph = graph
         self.fast_math = fast_math  # generated kernels may reassociate (runtime.kernelgen)
         self.jit = jit_kernels.enabled() if jit is None else jit
+        if self.jit and threads.forked_from_openmp():
+            _warn_forked()
+            self.jit = False
+        self._forked_twin = None  # this graph without numba kernels, in a forked child
         self.parallel = parallel_default() if parallel is None else parallel
         self.name = name or graph.name
         self.donate = tuple(donate)
@@ -82,7 +86,7 @@ class Plan:
 
     # ---- binding the source's globals -------------------------------------------------------
     def _bind(self, rendered) -> dict:
-        env = {"np": np, "special": special, "_submit": worker().submit, "_ones": ones,
+        env = {"np": np, "special": special, "_submit": submit, "_ones": ones,
                "_jit": jit_kernels, "_reshaped": reshaped, "_collectives": collectives}
         buffers = allocate_pool(self.memory_plan.buffers)
         for k, buf in enumerate(buffers):
@@ -172,7 +176,23 @@ class Plan:
         self._pending = []
 
     # ---- running -----------------------------------------------------------------------------
+    def _in_forked_child(self):
+        """The plan to run instead of this one in a child forked after GNU OpenMP started
+        (runtime.threads.forked_from_openmp): the same graph lowered without numba
+        kernels, built at its first call there. None elsewhere."""
+        if not (self.jit and threads.forked_from_openmp()):
+            return None
+        if self._forked_twin is None:
+            _warn_forked()
+            self._forked_twin = Plan(self.graph, self.name, self.donate, self.check_finite,
+                                     self.parallel, jit=False, fast_math=self.fast_math)
+            self._forked_twin.remat_report = self.remat_report
+        return self._forked_twin
+
     def __call__(self, *args, **kwargs):
+        twin = self._in_forked_child()
+        if twin is not None:
+            return twin(*args, **kwargs)
         if self._pending:
             self._swap_in_kernels()
         with self.thread_scope():
@@ -245,6 +265,9 @@ class Plan:
 
     def run_checked(self, *args, **kwargs):
         """Run with a finite-value check after every node (the NaN/Inf guard)."""
+        twin = self._in_forked_child()
+        if twin is not None:
+            return twin.run_checked(*args, **kwargs)
         if self._checked_fn is None:
             self._checked_fn = instrument.checked_runner(self)
         values = self.bind_call(args, kwargs)
@@ -257,8 +280,29 @@ class Plan:
                 **kwargs):
         """Time every node over `repeat` calls; print a table sorted by time; return rows
         (`warm`: each kernel also timed again right after itself, runtime.instrument)."""
+        twin = self._in_forked_child()
+        if twin is not None:
+            return twin.profile(*args, repeat=repeat, file=file, top=top, warm=warm, **kwargs)
         return instrument.profile(self, *args, repeat=repeat, file=file, top=top, warm=warm,
                                   **kwargs)
+
+
+class ForkedProcessWarning(RuntimeWarning):
+    """Plans run without numba kernels in a process forked after GNU OpenMP started."""
+
+
+_FORK_WARNED = []
+
+
+def _warn_forked() -> None:
+    if not _FORK_WARNED:
+        _FORK_WARNED.append(True)
+        import warnings
+        warnings.warn("graphc: this process was forked from one running parallel kernels "
+                      "(GNU OpenMP does not survive fork), so its plans run numpy kernels, "
+                      "slower; start processes with multiprocessing's 'spawn' or "
+                      "'forkserver' method for full speed", ForkedProcessWarning,
+                      stacklevel=4)  # the caller of the plan
 
 
 def _overlapping_donations(values, donated_positions) -> set:

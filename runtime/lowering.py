@@ -178,11 +178,22 @@ _WORKER = []
 
 
 def worker():
-    """One background thread shared by all plans (started on first use)."""
+    """One background thread shared by all plans (started on first use; a forked child
+    starts its own: the parent's thread does not exist there)."""
     if not _WORKER:
         from concurrent.futures import ThreadPoolExecutor
         _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphc"))
     return _WORKER[0]
+
+
+def submit(fn, *args):
+    """worker().submit, looked up per call: a plan built before a fork, called in the
+    child, then uses the child's thread."""
+    return worker().submit(fn, *args)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WORKER.clear)
 
 
 def parallel_default() -> bool:

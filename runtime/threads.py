@@ -188,6 +188,49 @@ _SHARE = []
 _RANKS_HERE = [1]  # processes of one MPI job on this machine (graphc.distributed)
 
 
+# ---- a process forked from one that ran parallel kernels --------------------------------------
+# GNU OpenMP's thread pool does not survive fork(): numba ends a forked child that starts a
+# parallel loop ("Terminating: fork() called from a process already using GNU OpenMP"), and a
+# multiprocessing pool of such children hangs waiting for them. So a child forked after its
+# parent started that pool runs plans without numba kernels (runtime.codegen.Plan); one
+# started with multiprocessing's "spawn" or "forkserver" has its own pool and full speed.
+_FORKED_FROM_OPENMP = []
+
+
+def _uses_gnu_openmp() -> bool:
+    """Whether this process has started numba's GNU OpenMP threads (its threading layer is
+    chosen at the first parallel kernel)."""
+    import sys
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return False
+    try:
+        if numba.threading_layer() != "omp":
+            return False
+    except ValueError:  # no parallel kernel has run
+        return False
+    try:
+        from numba.np.ufunc import omppool
+    except ImportError:  # pragma: no cover - the layer was loaded, so this imports
+        return True
+    return getattr(omppool, "openmp_vendor", "GNU") == "GNU"
+
+
+def forked_from_openmp() -> bool:
+    """True in a process forked from one that had started GNU OpenMP's threads."""
+    return bool(_FORKED_FROM_OPENMP)
+
+
+def _after_fork_in_child() -> None:
+    if _uses_gnu_openmp():
+        _FORKED_FROM_OPENMP[:] = [True]
+    _SHARE.clear()  # its load window counted the parent's CPU time
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def share_cpus_with(ranks_on_this_machine: int) -> None:
     """N ranks of a job on one machine each take 1/N of its CPUs, so that together they never
     oversubscribe it (mpiexec may bind each rank to its cores already; then this changes

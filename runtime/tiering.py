@@ -40,6 +40,7 @@ _COMPILER = {}  # the running background compiler: "process", "jobs", "log"
 _STOP_AT_EXIT = []  # whether stop() is registered with atexit (once per process)
 _QUEUED = []    # jobs waiting for the running compiler to finish
 _OFF = []       # set once the compiler failed or hung: later kernels compile in the process
+_PARENTS_COMPILER = []  # in a forked child: the parent's compiler, never used (see below)
 # after its parent has gone, the compiler finishes the kernel at hand and exits; one that
 # takes longer than this is abandoned (and the parent waits this long at exit, at most)
 GRACE_SECONDS = 3.0
@@ -175,6 +176,28 @@ def stop(grace: float = GRACE_SECONDS) -> None:
         process.kill()
         process.wait(5)
     _COMPILER.clear()
+
+
+def _forget_the_parents_compiler() -> None:
+    """In a forked child: the compiler process is the parent's. The child closes its copy of
+    the pipe (the compiler must see its end when the parent goes), never stops or waits for
+    it, and compiles whatever kernels it still needs itself."""
+    process = _COMPILER.get("process")
+    if process is not None:
+        try:
+            # not .close(), which would flush the parent's buffered jobs into the pipe again;
+            # the file object is kept, so that collecting it never closes a reused number
+            os.close(process.stdin.fileno())
+        except (OSError, ValueError):
+            pass
+        _PARENTS_COMPILER.append(process)
+    _COMPILER.clear()
+    _QUEUED.clear()
+    _OFF[:] = [True]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_the_parents_compiler)
 
 
 def _warn(message: str) -> None:
