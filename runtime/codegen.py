@@ -159,7 +159,11 @@ class Plan:
         return len(self._pending)
 
     def wait_for_kernels(self) -> None:
-        """Block until the background compiler is done, then use its kernels."""
+        """Block until the background compiler is done, then use its kernels. In a child
+        forked after GNU OpenMP started, nothing: its calls run the numba-free twin, and
+        loading a kernel runs it once, a parallel loop that numba ends the child for."""
+        if self.jit and threads.forked_from_openmp():
+            return
         tiering.wait()
         self._swap_in_kernels()
 

@@ -1,0 +1,244 @@
+"""Review of session 12: plan.memory's workspace_reserved and plans in forked processes."""
+import os
+import pickle
+import signal
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import nn, optim
+from graphc.transforms import Compiled
+from ir.errors import GraphcError
+from runtime import memory, threads
+from runtime.codegen import ForkedProcessWarning, compile_graph
+from runtime.polymorphic import PolymorphicPlan
+
+F32 = np.dtype("float32")
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+
+def _in_child(work, seconds=60):
+    """work() in a forked child: (its value, the warnings' class names), or an AssertionError
+    with the exception it raised; an alarm ends a child that hangs."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        code = 0
+        try:
+            signal.alarm(seconds)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                value = work()
+            result = ("ok", value, [w.category.__name__ for w in caught])
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            result, code = ("error", repr(exc), []), 1
+        with os.fdopen(write, "wb") as fh:
+            pickle.dump(result, fh)
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    assert data, f"the child died without a result (status {status})"
+    kind, value, caught = pickle.loads(data)
+    assert kind == "ok", value
+    return value, caught
+
+
+def _openmp_started():
+    if not threads._uses_gnu_openmp():
+        pytest.skip("numba's threading layer here is not GNU OpenMP")
+
+
+def _mlp(x, w1, w2):
+    return gc.sum(gc.tanh(x @ w1) @ w2 * 0.5)
+
+
+def _args(seed=0, batch=256):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(np.float32) * 0.1
+            for s in ((batch, 128), (128, 256), (256, 64))]
+
+
+# ---- forked children ----------------------------------------------------------------------------
+@needs_fork
+def test_a_polymorphic_plan_in_a_forked_child():
+    step = gc.compile(gc.value_and_grad(_mlp, argnums=(1, 2)),
+                      polymorphic_shapes=[("b", 128), None, None])
+    a3, a5 = _args(0, 3 * 64), _args(1, 5 * 64)
+    want3, want5 = step(*a3), step(*a5)
+    _openmp_started()
+
+    def work():
+        return step(*a5), step(*a3), step(*_args(2, 7 * 64))
+
+    (got5, got3, got7), caught = _in_child(work)
+    want7 = Compiled(gc.value_and_grad(_mlp, argnums=(1, 2)), jit=False)(*_args(2, 7 * 64))
+    for got, want in ((got5, want5), (got3, want3), (got7, want7)):
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+        for g, w in zip(got[1], want[1]):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+    assert caught.count("ForkedProcessWarning") == 1
+
+
+@needs_fork
+def test_donated_inputs_in_a_forked_child_leave_the_parents_arrays():
+    def update(w, m, g):
+        m2 = m * 0.9 + g
+        return w - 0.1 * m2, m2
+
+    step = gc.compile(update, donate_argnums=(0, 1))
+    rng = np.random.default_rng(3)
+    w0, m0, g = (rng.standard_normal((300, 200)).astype(np.float32) for _ in range(3))
+    w, m = step(w0.copy(), m0.copy(), g)  # starts OpenMP; warm
+    want = [w0.copy(), m0.copy()]
+    for _ in range(3):
+        want = list(step(want[0], want[1], g))
+    _openmp_started()
+    mine = [w0.copy(), m0.copy()]
+    before = [a.copy() for a in mine]
+
+    def work():
+        state = mine
+        for _ in range(3):
+            state = list(step(state[0], state[1], g))
+        return state
+
+    got, _ = _in_child(work)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    for a, b in zip(mine, before):  # the child's writes stay in the child
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_fork
+def test_a_check_finite_plan_in_a_forked_child_names_the_op():
+    graph = gc.trace(lambda x, w: gc.sum(gc.log(x @ w) * 2.0), gc.spec((64, 32)),
+                     gc.spec((32, 16)))
+    plan = compile_graph(graph, check_finite=True)
+    rng = np.random.default_rng(4)
+    x, w = np.abs(rng.standard_normal((64, 32))).astype(np.float32), \
+        np.abs(rng.standard_normal((32, 16))).astype(np.float32)
+    want = plan(x, w)[0]
+    _openmp_started()
+
+    def work():
+        good = float(plan(x, w)[0])
+        try:
+            plan(-x, w)
+        except GraphcError as exc:
+            return good, str(exc)
+        return good, None
+
+    (good, message), _ = _in_child(work)
+    np.testing.assert_allclose(good, want, rtol=1e-5)
+    assert message is not None and "log" in message
+
+
+class _MLP(nn.Module):
+    def __init__(self):
+        self.fc1 = nn.Linear(2, 16, rng=np.random.default_rng(1), std=2 ** -0.5)
+        self.fc2 = nn.Linear(16, 3, rng=np.random.default_rng(2), std=0.25)
+
+    def forward(self, x):
+        return self.fc2(gc.tanh(self.fc1(x)))
+
+
+def _blobs(rng, size=32):
+    centres = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]], np.float32)
+    labels = rng.integers(0, 3, size)
+    x = centres[labels] + rng.normal(0, 0.5, (size, 2)).astype(np.float32)
+    return x, labels.astype(np.int64)
+
+
+def _trainer():
+    model = _MLP()
+
+    def loss(params, batch, key, training):
+        x, y = batch
+        return gc.cross_entropy(model.apply(params, x), y)
+
+    return gc.Trainer(loss, model.params(), optim.AdamW(lr=0.05), _blobs, steps=10, seed=5)
+
+
+@needs_fork
+def test_a_trainer_steps_in_a_forked_child_as_in_its_parent():
+    trainer = _trainer()
+    trainer.train_step()
+    _openmp_started()
+    start = {k: a.copy() for k, a in trainer.state_arrays().items()}
+
+    def work():
+        losses = [trainer.train_step() for _ in range(4)]
+        return losses, {k: a.copy() for k, a in trainer.state_arrays().items()}
+
+    (losses, state), _ = _in_child(work)
+    for k, a in trainer.state_arrays().items():
+        np.testing.assert_array_equal(a, start[k])  # the parent's state is untouched
+    want = [trainer.train_step() for _ in range(4)]
+    np.testing.assert_allclose(losses, want, rtol=1e-5)
+    for k, a in trainer.state_arrays().items():
+        np.testing.assert_allclose(state[k], a, rtol=1e-4, atol=1e-6)
+
+
+@needs_fork
+def test_a_grandchild_runs_plans_too():
+    step = gc.compile(_mlp)
+    args = _args(5)
+    want = float(step(*args))
+    _openmp_started()
+
+    def child():
+        mine = float(step(*args))
+        value, caught = _in_child(lambda: (float(step(*args)),
+                                           float(compile_graph(step.plan_for(*args).graph)(
+                                               *args)[0]),
+                                           threads.forked_from_openmp()), seconds=40)
+        return mine, value
+
+    (mine, (grand, fresh, flagged)), _ = _in_child(child)
+    assert flagged
+    for v in (mine, grand, fresh):
+        np.testing.assert_allclose(v, want, rtol=1e-5)
+
+
+@needs_fork
+def test_a_fast_math_plan_in_a_forked_child():
+    step = gc.compile(lambda x, w1, w2: gc.sum(gc.exp(gc.tanh(x @ w1)) @ w2), fast_math=True)
+    args = _args(6)
+    want = float(step(*args))
+    _openmp_started()
+    (got, fast), _ = _in_child(lambda: (float(step(*args)),
+                                        step.plan_for(*args)._forked_twin.fast_math))
+    assert fast
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+@needs_fork
+def test_waiting_for_background_kernels_in_a_forked_child(monkeypatch):
+    """A plan whose generated kernels the parent's background compiler had not finished:
+    wait_for_kernels() in the child loaded them and ran each once to warm it, a parallel
+    loop there, which numba ends with SIGTERM."""
+    from runtime import jit as jit_kernels, tiering
+    monkeypatch.setattr(tiering, "compiled", lambda source, spec: False)
+    monkeypatch.setattr(tiering, "submit", lambda jobs: None)  # no compiler process
+    parent = os.getpid()  # whose compiler is still at work (the child forgets it)
+    monkeypatch.setattr(tiering, "running", lambda: os.getpid() == parent)
+    monkeypatch.setattr(jit_kernels, "_WARM", set())
+    graph = gc.trace(lambda x: gc.tanh(x * 1.25) * 2.0 + 1.0, gc.spec((512, 512)))
+    plan = compile_graph(graph, jit=True, background_compile=True)
+    assert plan.kernels_pending  # a parallel kernel: 512 x 512 elements
+    x = np.random.default_rng(7).standard_normal((512, 512)).astype(np.float32)
+    want = plan(x)[0]  # tier 0, numpy's values; starts numba's threads
+    _openmp_started()
+    assert plan.kernels_pending
+
+    def work():
+        plan.wait_for_kernels()
+        return plan(x)[0]
+
+    got, _ = _in_child(work)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
