@@ -11,6 +11,7 @@ oracle; what it recomputed is `plan.remat_report`, also logged (logger "graphc",
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from ir.specialize import graph_is_symbolic
@@ -18,6 +19,7 @@ from passes.manager import optimize
 from passes.rematerialize import MemoryModel, parse_memory_limit, rematerialize
 
 from . import jit as jit_kernels
+from . import threads
 from .codegen import Plan, compile_graph
 from .interpreter import evaluate
 from .lowering import parallel_default
@@ -66,7 +68,12 @@ def build_plan(graph, pipeline="default", *, fast_math: bool = False, name: str 
 
 def memory_model(options: LoweringOptions) -> MemoryModel:
     """The memory planner as passes.rematerialize's oracle: the bytes the plan of a graph
-    lowered with `options` needs (fusion included, as the real plan's)."""
+    lowered with `options` needs (fusion included, as the real plan's). In a process forked
+    after GNU OpenMP started, plans lower without numba (runtime.codegen.Plan), and numpy's
+    kernels may need more memory than the fused ones: so does this model there."""
     def peak(graph) -> int:
-        return lower(graph, options, until="plan-memory").memory_plan.stats["total"]
+        used = options
+        if used.jit and threads.forked_from_openmp():
+            used = dataclasses.replace(options, jit=False)
+        return lower(graph, used, until="plan-memory").memory_plan.stats["total"]
     return MemoryModel(peak, is_view, is_constant)

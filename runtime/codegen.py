@@ -188,10 +188,24 @@ class Plan:
             return None
         if self._forked_twin is None:
             _warn_forked()
-            self._forked_twin = Plan(self.graph, self.name, self.donate, self.check_finite,
+            graph, report = self.graph, self.remat_report
+            if report is not None:  # a memory_limit: numpy's kernels may need more memory
+                graph, report = self._fitted_without_numba()
+            self._forked_twin = Plan(graph, self.name, self.donate, self.check_finite,
                                      self.parallel, jit=False, fast_math=self.fast_math)
-            self._forked_twin.remat_report = self.remat_report
+            self._forked_twin.remat_report = report
         return self._forked_twin
+
+    def _fitted_without_numba(self):
+        """(this plan's graph, its RematReport) for its memory_limit lowered without numba:
+        the graph fitted to the limit with numba's fused kernels, recomputing more where
+        numpy's kernels need it."""
+        from passes.rematerialize import rematerialize
+        from .build import memory_model  # runtime.build imports this module
+        options = LoweringOptions(self.donate, False, self.parallel, self.fast_math)
+        graph, report = rematerialize(self.graph, self.remat_report.limit,
+                                      memory_model(options))
+        return graph, (report if report.recomputed else self.remat_report)
 
     def __call__(self, *args, **kwargs):
         twin = self._in_forked_child()
