@@ -316,8 +316,9 @@ def _warn_forked() -> None:
     if not _FORK_WARNED:
         _FORK_WARNED.append(True)
         import warnings
-        warnings.warn("graphc: this process was forked from one running parallel kernels "
-                      "(GNU OpenMP does not survive fork), so its plans run numpy kernels, "
+        warnings.warn("graphc: this process was forked from one that had loaded numba's "
+                      "parallel kernels (building a plan loads them; GNU OpenMP does not "
+                      "survive fork), so its plans run numpy kernels, "
                       "slower; start processes with multiprocessing's 'spawn' or "
                       "'forkserver' method for full speed", ForkedProcessWarning,
                       stacklevel=4)  # the caller of the plan

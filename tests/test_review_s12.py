@@ -323,3 +323,148 @@ def test_a_memory_limit_holds_for_a_polymorphic_plans_new_binding_in_a_child():
     (total, got), _ = _in_child(work)
     assert total <= _LIMIT
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+
+
+_BEFORE_ANY_PLAN = r"""
+import json, os, signal, sys, warnings
+import numpy as np
+import graphc as gc
+from runtime import threads
+
+def mlp(x, w1, w2):
+    return gc.sum(gc.tanh(x @ w1) @ w2 * 0.5)
+
+rng = np.random.default_rng(0)
+args = [rng.standard_normal(s).astype(np.float32) * 0.1
+        for s in ((256, 128), (128, 256), (256, 64))]
+step = gc.compile(mlp)
+
+def child(report):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(100)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = float(step(*args))
+        plan = step.plan_for(*args)
+        report.update(value=value, flagged=threads.forked_from_openmp(), jit=plan.jit,
+                      twin=plan._forked_twin is not None,
+                      warned=[w.category.__name__ for w in caught])
+        os.write(write, json.dumps(report).encode())
+        os._exit(0)
+    os.close(write)
+    data = b""
+    while True:
+        chunk = os.read(read, 4096)
+        if not chunk:
+            break
+        data += chunk
+    _, status = os.waitpid(pid, 0)
+    return json.loads(data) if data else {"status": status}
+
+first = child({"omp": threads._uses_gnu_openmp()})  # nothing compiled yet
+plan = step.plan_for(*args)  # built, never called: its kernels are loaded
+second = child({"omp": threads._uses_gnu_openmp()})
+print(json.dumps([first, second, float(step(*args))]))
+"""
+
+
+def test_a_child_forked_before_any_plan_keeps_numba_and_one_after_a_build_does_not():
+    """No numba kernel is loaded before a plan is built: a child forked then builds its
+    plans with numba and runs them. Building a plan (never run) loads runtime.gemm's
+    parallel kernels, which starts GNU OpenMP: a child forked after that runs the twin (numba
+    would end it at its first parallel loop)."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo)
+    done = subprocess.run([sys.executable, "-c", _BEFORE_ANY_PLAN], env=env, cwd=repo,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+    first, second, parent = json.loads(done.stdout.strip().splitlines()[-1])
+    if not second.get("omp"):
+        pytest.skip("numba's threading layer here is not GNU OpenMP")
+    assert not first["omp"] and not first["flagged"] and first["jit"] and not first["twin"]
+    assert first["warned"] == []
+    assert second["flagged"] and second["twin"]
+    assert second["warned"] == ["ForkedProcessWarning"]
+    np.testing.assert_allclose([first["value"], second["value"]], parent, rtol=1e-5)
+
+
+# ---- workspace_reserved -------------------------------------------------------------------------
+def _resident(address) -> dict:
+    """Rss and AnonHugePages of the mapping holding `address` (/proc/self/smaps), bytes."""
+    found, inside = {}, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head in ("Rss:", "AnonHugePages:"):
+                found[head[:-1]] = int(line.split()[1]) * 1024
+    return found
+
+
+_SPECS = [
+    [("float32", (4 << 20) // 4)],  # exactly the threshold, whole huge pages
+    [("float32", (4 << 20) // 4 - 1024)],  # a page below: np.empty
+    [("float32", (4 << 20) // 4 - 1025)],  # a page below, not page-sized: np.empty
+    [("float32", (4 << 20) // 4 - 1025), ("int8", 1)],  # the padding reaches it: an arena
+    [("float16", 1 << 21), ("float64", 1)],  # 4 MiB and 8 bytes: three huge pages
+    [("int8", (4 << 20) - 4095), ("bool", 1)],
+    [("float64", 0), ("float32", 1 << 20), ("float64", 0), ("int64", 3)],  # empty buffers
+    [("float32", 1000)] * 1100,  # a page each
+    [("complex64", 600000)],
+]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+@pytest.mark.parametrize("spec", _SPECS)
+def test_reserved_bytes_bound_what_the_pool_holds_once_written(spec):
+    spec = [(np.dtype(d), n) for d, n in spec]
+    own = sum(d.itemsize * n for d, n in spec)
+    padded = sum(-(-d.itemsize * n // 4096) * 4096 for d, n in spec)
+    arrays = memory.allocate_pool(spec)
+    reserved = memory.pool_reserved_bytes(spec)
+    assert [(a.dtype, a.size) for a in arrays] == spec
+    on_arena = arrays[0].base is not None
+    if memory._huge_page_arena(1) is not None:
+        assert on_arena == (padded >= memory.ARENA_MIN_BYTES)
+    if not on_arena:
+        assert reserved == own
+        return
+    assert reserved % (2 << 20) == 0 and padded <= reserved < padded + (2 << 20)
+    for k, a in enumerate(arrays):
+        a[...] = k % 2
+    for k, a in enumerate(arrays):  # the buffers do not overlap
+        assert (a == k % 2).all()
+    resident = _resident(min(a.ctypes.data for a in arrays if a.size))
+    assert resident["Rss"] <= reserved
+    assert resident.get("AnonHugePages", 0) <= reserved
+
+
+def test_the_memory_check_counts_reserved_bytes_around_the_threshold(monkeypatch):
+    """A pool just below 4 MiB in its buffers' bytes but an arena by its pages: three
+    buffers of 349200 float32 (1396800 bytes, 342 pages each)."""
+    n = 349200
+    graph = gc.trace(lambda x, y: gc.sum(gc.tanh(x) * gc.exp(y) + gc.sin(x) * gc.cos(y)),
+                     gc.spec((n,)), gc.spec((n,)))
+    plan = compile_graph(graph, jit=False)
+    mem = plan.memory
+    assert mem["workspace"] < memory.ARENA_MIN_BYTES
+    if memory._huge_page_arena(1) is not None:
+        assert plan._buffers[0].base is not None  # views into the arena
+    padded = sum(-(-d.itemsize * n // 4096) * 4096 for d, n in plan.memory_plan.buffers)
+    if padded < memory.ARENA_MIN_BYTES:
+        pytest.skip("the pool is below the arena's threshold here")
+    assert mem["workspace_reserved"] == -(-padded // (2 << 20)) * (2 << 20)
+    needed = mem["peak_intermediate"] + mem["outputs"] + mem["constants"]
+    gap = mem["workspace_reserved"] - mem["workspace"]
+    monkeypatch.setattr(memory, "available_bytes", lambda: needed + gap - 1)
+    with pytest.raises(memory.PlanMemoryError):
+        compile_graph(graph, jit=False)
+    monkeypatch.setattr(memory, "available_bytes", lambda: needed + gap)
+    compile_graph(graph, jit=False)
