@@ -12,11 +12,13 @@ from graphc import nn, optim
 from graphc.transforms import Compiled
 from ir.errors import GraphcError
 from runtime import memory, threads
-from runtime.codegen import ForkedProcessWarning, compile_graph
+from runtime.codegen import compile_graph
+from runtime.jit import enabled as jit_enabled
 from runtime.polymorphic import PolymorphicPlan
 
 F32 = np.dtype("float32")
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+needs_jit = pytest.mark.skipif(not jit_enabled(), reason="GRAPHC_JIT=0 or numba missing")
 
 
 def _in_child(work, seconds=60):
@@ -63,6 +65,7 @@ def _args(seed=0, batch=256):
             for s in ((batch, 128), (128, 256), (256, 64))]
 
 
+@needs_jit
 # ---- forked children ----------------------------------------------------------------------------
 @needs_fork
 def test_a_polymorphic_plan_in_a_forked_child():
@@ -205,6 +208,7 @@ def test_a_grandchild_runs_plans_too():
         np.testing.assert_allclose(v, want, rtol=1e-5)
 
 
+@needs_jit
 @needs_fork
 def test_a_fast_math_plan_in_a_forked_child():
     step = gc.compile(lambda x, w1, w2: gc.sum(gc.exp(gc.tanh(x @ w1)) @ w2), fast_math=True)
@@ -284,6 +288,7 @@ def test_a_memory_limit_holds_for_plans_built_in_a_forked_child():
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
 
 
+@needs_jit
 @needs_fork
 def test_a_memory_limit_holds_for_the_twin_of_a_parents_plan():
     f = gc.value_and_grad(_ln_loss, argnums=(1, 2))
@@ -370,6 +375,7 @@ print(json.dumps([first, second, float(step(*args))]))
 """
 
 
+@needs_jit
 def test_a_child_forked_before_any_plan_keeps_numba_and_one_after_a_build_does_not():
     """No numba kernel is loaded before a plan is built: a child forked then builds its
     plans with numba and runs them. Building a plan (never run) loads runtime.gemm's
@@ -468,3 +474,71 @@ def test_the_memory_check_counts_reserved_bytes_around_the_threshold(monkeypatch
         compile_graph(graph, jit=False)
     monkeypatch.setattr(memory, "available_bytes", lambda: needed + gap)
     compile_graph(graph, jit=False)
+
+
+@needs_jit
+@needs_fork
+def test_control_flow_regions_run_without_numba_in_a_forked_child():
+    """Each region's plan is built at the region's first call, as its enclosing plan was:
+    the twin's regions without numba."""
+    def f(x, w, n):
+        def body(h, _):
+            h = gc.tanh(h @ w) + h * 0.5
+            return h, gc.sum(h)
+        h, sums = gc.scan(body, x, None, length=3)
+        h = gc.while_loop(lambda v: gc.sum(v * v) > 1.0, lambda v: v * 0.5, h)
+        return gc.cond(n > 0, lambda a: a * 2.0, lambda a: a - 1.0, h), sums
+
+    step = gc.compile(f)
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((256, 128)).astype(np.float32)
+    w = rng.standard_normal((128, 128)).astype(np.float32) * 0.1
+    n = np.int64(1)
+    want = step(x, w, n)
+    _openmp_started()
+
+    def work():
+        got = step(x, w, n)
+        twin = step.plan_for(x, w, n)._forked_twin
+        region_plans = [p for env in twin._envs for v in env.values()
+                        if hasattr(v, "plans") for p in v.plans.values()]
+        return got, [p.jit for p in region_plans]
+
+    (got, region_jit), _ = _in_child(work)
+    assert region_jit and not any(region_jit)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_fork
+def test_the_parents_background_compiler_outlives_a_forked_child(monkeypatch, tmp_path):
+    """A child forked while the compiler works runs the plan (numpy), forks a grandchild
+    and exits; the parent's compiler still finishes, and the parent swaps its kernel in."""
+    from runtime import jit as jit_kernels, tiering
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(jit_kernels, "_LOADED", {})
+
+    def f(x, b):  # a cluster no other test compiles
+        return gc.exp(-gc.abs(x * b)) * gc.sqrt(gc.abs(x) + 1.25) - b * 0.75
+
+    graph = gc.trace(f, gc.spec((256, 128)), gc.spec(128))
+    x = np.random.default_rng(11).standard_normal((256, 128)).astype(np.float32)
+    b = np.linspace(-1, 1, 128, dtype=np.float32)
+    plan = compile_graph(graph, jit=True, background_compile=True)
+    assert plan.kernels_pending == 1 and tiering.running()
+    want = plan(x, b)[0]  # tier 0, while the compiler works
+    _openmp_started()
+
+    def work():
+        got = plan(x, b)[0]
+        grand, _ = _in_child(lambda: plan(x, b)[0], seconds=40)
+        return got, grand, tiering.running()
+
+    (got, grand, child_sees_compiler), _ = _in_child(work)
+    assert not child_sees_compiler
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grand, want, rtol=1e-6, atol=1e-7)
+    plan.wait_for_kernels()
+    assert plan.kernels_pending == 0 and list(tmp_path.glob("k_*.ready"))
+    assert hasattr(plan._globals[plan.lowered.rendered.fused[0][0]], "py_func")
+    np.testing.assert_allclose(plan(x, b)[0], want, rtol=1e-5, atol=1e-6)
