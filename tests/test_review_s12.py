@@ -542,3 +542,27 @@ def test_the_parents_background_compiler_outlives_a_forked_child(monkeypatch, tm
     assert plan.kernels_pending == 0 and list(tmp_path.glob("k_*.ready"))
     assert hasattr(plan._globals[plan.lowered.rendered.fused[0][0]], "py_func")
     np.testing.assert_allclose(plan(x, b)[0], want, rtol=1e-5, atol=1e-6)
+
+
+def _pool_task(seed):
+    """A compiled step in a pool's worker: its value, whether its plan has numba kernels,
+    whether the worker counts as forked from GNU OpenMP."""
+    step = _POOL_STEP.setdefault("step", gc.compile(_mlp))
+    value = float(step(*_args(seed)))
+    return value, step.plan_for(*_args(seed)).jit, threads.forked_from_openmp()
+
+
+_POOL_STEP = {}
+
+
+@needs_jit
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_spawned_and_forkserver_workers_keep_numba(method):
+    import multiprocessing
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} start method here")
+    want = [float(gc.compile(_mlp)(*_args(seed))) for seed in (12, 13)]
+    with multiprocessing.get_context(method).Pool(1) as pool:
+        got = pool.map_async(_pool_task, (12, 13)).get(timeout=120)
+    assert [(jit, flagged) for _, jit, flagged in got] == [(True, False)] * 2
+    np.testing.assert_allclose([v for v, _, _ in got], want, rtol=1e-5)
