@@ -319,8 +319,8 @@ def _warn_forked() -> None:
         warnings.warn("graphc: this process was forked from one that had loaded numba's "
                       "parallel kernels (building a plan loads them; GNU OpenMP does not "
                       "survive fork), so its plans run numpy kernels, "
-                      "slower; start processes with multiprocessing's 'spawn' or "
-                      "'forkserver' method for full speed", ForkedProcessWarning,
+                      "slower; start processes with multiprocessing's 'spawn' method for "
+                      "full speed", ForkedProcessWarning,
                       stacklevel=4)  # the caller of the plan
 
 

@@ -502,9 +502,10 @@ def _padded_sizes(buffers) -> list:
 
 
 def pool_reserved_bytes(buffers) -> int:
-    """What allocate_pool may hold for these buffers, at most: an arena's page-padded buffers
-    rounded up to whole huge pages (the kernel may back the last one in full), else the
-    buffers' own bytes. plan.memory's "workspace_reserved"; check_fits counts it."""
+    """What allocate_pool holds for these buffers: an arena's page-padded buffers rounded up
+    to whole huge pages (the kernel may back the last one in full, so this is at most what
+    it holds), else the buffers' own bytes (np.empty's allocator adds its headers).
+    plan.memory's "workspace_reserved"; check_fits counts it."""
     padded = sum(_padded_sizes(buffers))
     if padded < ARENA_MIN_BYTES:
         return sum(np.dtype(dtype).itemsize * size for dtype, size in buffers)
