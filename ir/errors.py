@@ -61,6 +61,15 @@ def user_location():
     return None
 
 
+def user_stacklevel() -> int:
+    """The `stacklevel` for warnings.warn, called by this function's caller, that points at
+    the user's line: one more for every graphc frame between them."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and _is_internal(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def definition_location(fn):
     """(file, line) where a Python function was defined, or None (a builtin)."""
     code = getattr(fn, "__code__", None)

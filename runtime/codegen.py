@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 from scipy import special
 
-from ir.errors import GraphcError
+from ir.errors import GraphcError, user_stacklevel
 from ir.ops.registry import get_op
 from ir.specialize import graph_is_symbolic
 
@@ -320,8 +320,7 @@ def _warn_forked() -> None:
                       "parallel kernels (building a plan loads them; GNU OpenMP does not "
                       "survive fork), so its plans run numpy kernels, "
                       "slower; start processes with multiprocessing's 'spawn' method for "
-                      "full speed", ForkedProcessWarning,
-                      stacklevel=4)  # the caller of the plan
+                      "full speed", ForkedProcessWarning, stacklevel=user_stacklevel())
 
 
 def _overlapping_donations(values, donated_positions) -> set:

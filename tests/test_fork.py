@@ -43,7 +43,8 @@ def _in_child(work, seconds=120):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 value = work()
-            result = ("ok", value, [(w.category.__name__, str(w.message)) for w in caught])
+            result = ("ok", value, [(w.category.__name__, str(w.message), w.filename)
+                                    for w in caught])
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             result, code = ("error", repr(exc), []), 1
         with os.fdopen(write, "wb") as fh:
@@ -73,8 +74,9 @@ def test_a_jit_plan_called_in_a_forked_child_gives_its_values():
     np.testing.assert_allclose(loss, want[0], rtol=1e-5)
     for g, w in zip(grads, want[1]):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
-    forked = [m for name, m in caught if name == ForkedProcessWarning.__name__]
-    assert len(forked) == 1 and "spawn" in forked[0]
+    forked = [(m, where) for name, m, where in caught if name == ForkedProcessWarning.__name__]
+    assert len(forked) == 1 and "spawn" in forked[0][0]
+    assert os.path.basename(forked[0][1]) == os.path.basename(__file__)  # the user's line
 
 
 def test_the_child_builds_its_twin_once_and_new_plans_without_numba():
@@ -98,7 +100,7 @@ def test_the_child_builds_its_twin_once_and_new_plans_without_numba():
     assert flagged and same_twin and not twin_jit and not fresh_jit
     for value in (first, second, fresh_value):
         np.testing.assert_allclose(value, want, rtol=1e-5)
-    assert [name for name, _ in caught].count(ForkedProcessWarning.__name__) == 1
+    assert [name for name, *_ in caught].count(ForkedProcessWarning.__name__) == 1
     assert not threads.forked_from_openmp()  # the parent is unchanged
 
 
