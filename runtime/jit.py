@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps nump
     numba = None
 
 from ir import settings
+from ir.errors import user_stacklevel
 from ir.ops import elementwise as _elementwise
 from ir.ops.elementwise import GELU_TANH_3CK, GELU_TANH_C, GELU_TANH_CK
 
@@ -701,7 +702,7 @@ _WARNED = set()
 def _warn_once(key, message: str) -> None:
     if key not in _WARNED:
         _WARNED.add(key)
-        warnings.warn(message, KernelCacheWarning, stacklevel=3)
+        warnings.warn(message, KernelCacheWarning, stacklevel=user_stacklevel())
 
 
 def untrusted(path: str) -> str | None:

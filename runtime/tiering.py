@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 
 from ir import settings
+from ir.errors import user_stacklevel
 from ir.ops.registry import get_op
 
 _COMPILER = {}  # the running background compiler: "process", "jobs", "log"
@@ -202,7 +203,7 @@ if hasattr(os, "register_at_fork"):
 
 def _warn(message: str) -> None:
     from .jit import KernelCacheWarning
-    warnings.warn(message, KernelCacheWarning, stacklevel=3)
+    warnings.warn(message, KernelCacheWarning, stacklevel=user_stacklevel())
 
 
 def _finished() -> None:

@@ -193,3 +193,14 @@ def test_a_child_forgets_the_parents_background_compiler(monkeypatch):
     Process.stdin.close()  # the parent's copy: now every writer is closed
     assert os.read(read, 1) == b""  # end of file: the child's copy was closed too
     os.close(read)
+
+
+def test_graphcs_warnings_point_at_the_users_line():
+    """ir.errors.user_stacklevel skips graphc's frames (runtime.jit's kernel-cache warning
+    here, called from this file)."""
+    from runtime import jit
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jit._warn_once(("test_fork", object()), "a kernel-cache warning")
+    assert [os.path.basename(w.filename) for w in caught] == [os.path.basename(__file__)]
