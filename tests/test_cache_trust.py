@@ -296,9 +296,12 @@ def _alive(pid):
 def test_the_background_compiler_ends_with_its_process(tmp_path, how):
     directory = tmp_path / "cache"
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(directory), GRAPHC_BACKGROUND_COMPILE="1")
+    # SIGINT at its default in the child: the suite may run with it ignored (a background job
+    # of a non-interactive shell), which the child would inherit
     parent = subprocess.Popen([sys.executable, "-c", PARENT, how], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+                              start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         child = int(parent.stdout.readline())
         if how != "exit":  # Ctrl-C signals the whole process group

@@ -28,12 +28,20 @@ SCHEDULE = ["--steps", "100000", "--decay-steps", "40", "--warmup", "3", "--eval
             "--sample-tokens", "0"]
 
 
+def default_sigint():
+    """In a child before exec: SIGINT at its default. The suite itself may run with SIGINT
+    ignored (a non-interactive shell starts background jobs so), and a child would inherit
+    that; graphc train keeps an inherited ignore (the test of background jobs below)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted_run(text, out, signum, delay):
     """`graphc train` in a subprocess (this worktree's code: cwd is the repository root),
     signalled `delay` seconds after training starts."""
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "graphc.cli", "train", *FAST, *SCHEDULE, "--data", text,
-         "--out", out], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--out", out], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint)
     for line in proc.stdout:  # "step 0: val loss" is printed just before the first step
         if line.startswith("step 0:"):
             break
