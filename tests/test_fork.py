@@ -24,10 +24,10 @@ def _mlp(x, w1, w2):
     return gc.sum(gc.tanh(x @ w1) @ w2 * 0.5)
 
 
-def _args(seed=0):
+def _args(seed=0, batch=256):
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(s).astype(np.float32) * 0.1
-            for s in ((256, 128), (128, 256), (256, 64))]
+            for s in ((batch, 128), (128, 256), (256, 64))]
 
 
 def _in_child(work, seconds=120):

@@ -1,8 +1,5 @@
 """Review of session 12: plan.memory's workspace_reserved and plans in forked processes."""
 import os
-import pickle
-import signal
-import warnings
 
 import numpy as np
 import pytest
@@ -16,53 +13,11 @@ from runtime.codegen import compile_graph
 from runtime.jit import enabled as jit_enabled
 from runtime.polymorphic import PolymorphicPlan
 
+from test_fork import _args, _in_child, _mlp, _parent_started_openmp as _openmp_started
+
 F32 = np.dtype("float32")
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 needs_jit = pytest.mark.skipif(not jit_enabled(), reason="GRAPHC_JIT=0 or numba missing")
-
-
-def _in_child(work, seconds=60):
-    """work() in a forked child: (its value, the warnings' class names), or an AssertionError
-    with the exception it raised; an alarm ends a child that hangs."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        code = 0
-        try:
-            signal.alarm(seconds)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                value = work()
-            result = ("ok", value, [w.category.__name__ for w in caught])
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            result, code = ("error", repr(exc), []), 1
-        with os.fdopen(write, "wb") as fh:
-            pickle.dump(result, fh)
-        os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as fh:
-        data = fh.read()
-    _, status = os.waitpid(pid, 0)
-    assert data, f"the child died without a result (status {status})"
-    kind, value, caught = pickle.loads(data)
-    assert kind == "ok", value
-    return value, caught
-
-
-def _openmp_started():
-    if not threads._uses_gnu_openmp():
-        pytest.skip("numba's threading layer here is not GNU OpenMP")
-
-
-def _mlp(x, w1, w2):
-    return gc.sum(gc.tanh(x @ w1) @ w2 * 0.5)
-
-
-def _args(seed=0, batch=256):
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal(s).astype(np.float32) * 0.1
-            for s in ((batch, 128), (128, 256), (256, 64))]
 
 
 @needs_jit
@@ -84,7 +39,7 @@ def test_a_polymorphic_plan_in_a_forked_child():
         np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
         for g, w in zip(got[1], want[1]):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
-    assert caught.count("ForkedProcessWarning") == 1
+    assert [name for name, *_ in caught].count("ForkedProcessWarning") == 1
 
 
 @needs_fork
