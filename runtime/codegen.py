@@ -162,7 +162,7 @@ class Plan:
         """Block until the background compiler is done, then use its kernels. In a child
         forked after GNU OpenMP started, nothing: its calls run the numba-free twin, and
         loading a kernel runs it once, a parallel loop that numba ends the child for."""
-        if self.jit and threads.forked_from_openmp():
+        if self._runs_as_twin():
             return
         tiering.wait()
         self._swap_in_kernels()
@@ -180,11 +180,16 @@ class Plan:
         self._pending = []
 
     # ---- running -----------------------------------------------------------------------------
+    def _runs_as_twin(self) -> bool:
+        """Whether this plan's numba kernels are out of reach: it was built with them, and
+        this process is a child forked after GNU OpenMP started
+        (runtime.threads.forked_from_openmp)."""
+        return self.jit and threads.forked_from_openmp()
+
     def _in_forked_child(self):
-        """The plan to run instead of this one in a child forked after GNU OpenMP started
-        (runtime.threads.forked_from_openmp): the same graph lowered without numba
-        kernels, built at its first call there. None elsewhere."""
-        if not (self.jit and threads.forked_from_openmp()):
+        """The plan to run instead of this one where `_runs_as_twin`: the same graph
+        lowered without numba kernels, built at its first call there. None elsewhere."""
+        if not self._runs_as_twin():
             return None
         if self._forked_twin is None:
             _warn_forked()

@@ -472,8 +472,8 @@ def check_fits(stats: dict, name: str) -> None:
     inputs (pool buffers, temporaries, outputs) exceeds the available memory: numpy would
     otherwise fail deep inside with 'Unable to allocate', or the OOM killer end the process.
     The pool counts as allocated, with the arena's alignment (`workspace_reserved`)."""
-    needed = (stats["peak_intermediate"] - stats["workspace"] + stats["workspace_reserved"]
-              + stats["outputs"] + stats["constants"])
+    needed = (stats["workspace_reserved"] + stats["temporaries"] + stats["outputs"]
+              + stats["constants"])
     available = available_bytes()
     if available is not None and needed > available:
         raise PlanMemoryError(f"plan {name!r} needs {format_bytes(needed)} for its buffers, "

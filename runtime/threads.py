@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import time
 from contextlib import contextmanager
 
@@ -193,14 +194,14 @@ _RANKS_HERE = [1]  # processes of one MPI job on this machine (graphc.distribute
 # parallel loop ("Terminating: fork() called from a process already using GNU OpenMP"), and a
 # multiprocessing pool of such children hangs waiting for them. So a child forked after its
 # parent started that pool runs plans without numba kernels (runtime.codegen.Plan); one
-# started with multiprocessing's "spawn" or "forkserver" has its own pool and full speed.
+# started with multiprocessing's "spawn" has its own pool and full speed ("forkserver" too,
+# unless the main module, which the fork server imports, builds a plan when imported).
 _FORKED_FROM_OPENMP = []
 
 
 def _uses_gnu_openmp() -> bool:
     """Whether this process has started numba's GNU OpenMP threads (its threading layer is
     chosen at the first parallel kernel)."""
-    import sys
     numba = sys.modules.get("numba")
     if numba is None:
         return False
