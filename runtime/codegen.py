@@ -15,6 +15,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 import itertools
 import linecache
+import os
 import weakref
 
 import numpy as np
@@ -61,13 +62,13 @@ class Plan:
         self.lowered = lower(graph, LoweringOptions(self.donate, self.jit, self.parallel,
                                                     fast_math))
         # the graph the kernels run: with numba, elementwise clusters become fused nodes
-        self.kernel_graph = self.lowered.kernel_graph
+        self._kernel_graph = self.lowered.kernel_graph
         self.memory_plan = self.lowered.memory_plan
         check_fits(self.memory_plan.stats, self.name)  # before _bind allocates the buffers
         self._donated_positions = [k for k, n in enumerate(graph.inputs)
                                    if n.attrs["name"] in self.donate]
         rendered = self.lowered.rendered
-        self.source = rendered.source
+        self._source = rendered.source
         self._steps, self._names = rendered.steps, rendered.names  # read by runtime.instrument
         self._solo_blas = None  # numpy's BLAS, kept single-threaded while the plan runs
         self.background = self.jit and (tiering.enabled() if background_compile is None
@@ -79,7 +80,7 @@ class Plan:
         if self._pending:
             tiering.submit([(source, spec) for _, _, spec, source in self._pending])
         self._files = {}  # label -> the file name its compiled source has (linecache)
-        self._fn = self._compile(self.source, "plan")
+        self._fn = self._compile(self._source, "plan")
         self._checked_fn = None
         if check_finite:
             self._fn = instrument.checked_runner(self)
@@ -191,8 +192,8 @@ class Plan:
         lowered without numba kernels, built at its first call there. None elsewhere."""
         if not self._runs_as_twin():
             return None
+        _warn_forked()  # once a process: a grandchild inherits the twin, and is told too
         if self._forked_twin is None:
-            _warn_forked()
             graph, report = self.graph, self.remat_report
             if report is not None:  # a memory_limit: numpy's kernels may need more memory
                 graph, report = self._fitted_without_numba()
@@ -269,14 +270,29 @@ class Plan:
         return [o if type(o) is np.ndarray else np.asarray(o, dtype=n.dtype)
                 for o, n in zip(outs, self.graph.outputs)]
 
+    # ---- what the plan is: in a forked child (_runs_as_twin), its twin's, which is what runs
+
+    def _running(self) -> "Plan":
+        return self._in_forked_child() or self
+
+    @property
+    def source(self) -> str:
+        """The generated Python of the plan's function."""
+        return self._running()._source
+
+    @property
+    def kernel_graph(self):
+        """The graph the kernels run: with numba, elementwise clusters are fused nodes."""
+        return self._running()._kernel_graph
+
     @property
     def memory(self) -> dict:
         """Bytes by category, known from the plan alone before any call."""
-        return dict(self.memory_plan.stats)
+        return dict(self._running().memory_plan.stats)
 
     @property
     def peak_intermediate_bytes(self) -> int:
-        return self.memory_plan.stats["peak_intermediate"]
+        return self._running().memory_plan.stats["peak_intermediate"]
 
     def flops(self) -> float:
         total = 0.0
@@ -315,6 +331,9 @@ class ForkedProcessWarning(RuntimeWarning):
 
 
 _FORK_WARNED = []
+if hasattr(os, "register_at_fork"):
+    # warnings are per process: a grandchild forked from a warned child is told again
+    os.register_at_fork(after_in_child=_FORK_WARNED.clear)
 
 
 def _warn_forked() -> None:

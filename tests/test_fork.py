@@ -204,3 +204,43 @@ def test_graphcs_warnings_point_at_the_users_line():
         warnings.simplefilter("always")
         jit._warn_once(("test_fork", object()), "a kernel-cache warning")
     assert [os.path.basename(w.filename) for w in caught] == [os.path.basename(__file__)]
+
+
+def test_a_plan_in_a_forked_child_describes_its_twin():
+    """plan.source, kernel_graph and memory are the plan that runs there, the twin's."""
+    graph = gc.trace(_mlp, *[gc.spec(a.shape) for a in _args()])
+    plan = compile_graph(graph)
+    parent_source = plan.source
+    _parent_started_openmp()
+
+    def work():
+        source, kernels, memory = plan.source, plan.kernel_graph, plan.memory
+        twin = plan._forked_twin
+        return (source == twin._source, kernels is twin._kernel_graph,
+                memory == dict(twin.memory_plan.stats), source == parent_source,
+                plan.peak_intermediate_bytes)
+
+    (same_source, same_kernels, same_memory, parents_source, peak), _ = \
+        _in_child(work)
+    assert same_source and same_kernels and same_memory
+    assert not parents_source  # the numba plan's source is not what runs in the child
+    assert peak > 0
+    assert plan.source == parent_source  # the parent is unchanged
+
+
+def test_a_grandchild_is_warned_again():
+    """Warnings are per process: the flag a warned child set is cleared in its children."""
+    plan = compile_graph(gc.trace(_mlp, *[gc.spec(a.shape) for a in _args()]))
+    args = _args(3)
+    want = float(plan(*args)[0])
+    _parent_started_openmp()
+
+    def child():
+        first = float(plan(*args)[0])
+        grandchild_value, grandchild_caught = _in_child(lambda: float(plan(*args)[0]))
+        return first, grandchild_value, [name for name, *_ in grandchild_caught]
+
+    (first, second, grandchild_warnings), caught = _in_child(child)
+    np.testing.assert_allclose([first, second], want, rtol=1e-5)
+    assert [name for name, *_ in caught].count(ForkedProcessWarning.__name__) == 1
+    assert grandchild_warnings.count(ForkedProcessWarning.__name__) == 1
