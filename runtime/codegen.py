@@ -46,7 +46,10 @@ class Plan:
         self.graph = graph
         self.fast_math = fast_math  # generated kernels may reassociate (runtime.kernelgen)
         self.jit = jit_kernels.enabled() if jit is None else jit
-        if self.jit and threads.forked_from_openmp():
+        # jit turned off because this process was forked after GNU OpenMP started: a process
+        # forked from this one runs the plan without numba too, and is told (_in_forked_child)
+        self._numba_lost_to_fork = bool(self.jit and threads.forked_from_openmp())
+        if self._numba_lost_to_fork:
             _warn_forked()
             self.jit = False
         self._forked_twin = None  # this graph without numba kernels, in a forked child
@@ -191,10 +194,12 @@ class Plan:
         """The plan to run instead of this one where `_runs_as_twin`: the same graph
         lowered without numba kernels, built at its first call there. None elsewhere."""
         if not self._runs_as_twin():
+            if self._numba_lost_to_fork:  # built in a forked child; this may be a grandchild
+                _warn_forked()
             return None
         _warn_forked()  # once a process: a grandchild inherits the twin, and is told too
         if self._forked_twin is None:
-            graph, report = self.graph, self.remat_report
+            graph, report = self.graph, self._remat_report
             if report is not None:  # a memory_limit: numpy's kernels may need more memory
                 graph, report = self._fitted_without_numba()
             self._forked_twin = Plan(graph, self.name, self.donate, self.check_finite,
@@ -209,9 +214,9 @@ class Plan:
         from passes.rematerialize import rematerialize
         from .build import memory_model  # runtime.build imports this module
         options = LoweringOptions(self.donate, False, self.parallel, self.fast_math)
-        graph, report = rematerialize(self.graph, self.remat_report.limit,
+        graph, report = rematerialize(self.graph, self._remat_report.limit,
                                       memory_model(options))
-        return graph, (report if report.recomputed else self.remat_report)
+        return graph, (report if report.recomputed else self._remat_report)
 
     def __call__(self, *args, **kwargs):
         twin = self._in_forked_child()
@@ -294,9 +299,19 @@ class Plan:
     def peak_intermediate_bytes(self) -> int:
         return self._running().memory_plan.stats["peak_intermediate"]
 
+    @property
+    def remat_report(self):
+        """passes.rematerialize's RematReport when built with a memory_limit (runtime.build),
+        else None. A forked child's twin is fitted again for numpy's kernels: its report."""
+        return self._running()._remat_report
+
+    @remat_report.setter
+    def remat_report(self, report) -> None:
+        self._remat_report = report
+
     def flops(self) -> float:
         total = 0.0
-        for n in self.graph.nodes:
+        for n in self._running().graph.nodes:  # a twin's may recompute more (memory_limit)
             op = get_op(n.op)
             if op.flops is not None:
                 total += op.flops([i.type for i in n.inputs], n.type, **n.attrs)
@@ -340,11 +355,13 @@ def _warn_forked() -> None:
     if not _FORK_WARNED:
         _FORK_WARNED.append(True)
         import warnings
-        warnings.warn("graphc: this process was forked from one that had loaded numba's "
-                      "parallel kernels (building a plan loads them; GNU OpenMP does not "
-                      "survive fork), so its plans run numpy kernels, "
-                      "slower; start processes with multiprocessing's 'spawn' method for "
-                      "full speed", ForkedProcessWarning, stacklevel=user_stacklevel())
+        # the pid makes the text this process's own: Python's "default" and "once" actions
+        # remember a warning's text (per location) in registries that a fork copies
+        warnings.warn(f"graphc: this process (pid {os.getpid()}) was forked from one that "
+                      "had loaded numba's parallel kernels (building a plan loads them; GNU "
+                      "OpenMP does not survive fork), so its plans run numpy kernels, slower; "
+                      "start processes with multiprocessing's 'spawn' method for full speed",
+                      ForkedProcessWarning, stacklevel=user_stacklevel())
 
 
 def _overlapping_donations(values, donated_positions) -> set:
