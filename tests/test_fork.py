@@ -30,9 +30,12 @@ def _args(seed=0, batch=256):
             for s in ((batch, 128), (128, 256), (256, 64))]
 
 
-def _in_child(work, seconds=120):
-    """work() in a forked child; what it returns (pickled through a pipe), or the exception
-    it raised. The child is killed by an alarm after `seconds` (a hang fails the test)."""
+def _in_child(work, seconds=120, record_warnings=True):
+    """work() in a forked child; (what it returns (pickled through a pipe), the warnings it
+    gave as (category, message, file)), or the exception it raised. The child is killed by
+    an alarm after `seconds` (a hang fails the test). Without `record_warnings` the child
+    leaves the warnings module as it found it (its filters and registries) and reports
+    none."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -40,9 +43,12 @@ def _in_child(work, seconds=120):
         code = 0
         try:
             signal.alarm(seconds)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                value = work()
+            if record_warnings:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    value = work()
+            else:
+                value, caught = work(), []
             result = ("ok", value, [(w.category.__name__, str(w.message), w.filename)
                                     for w in caught])
         except BaseException as exc:  # noqa: BLE001 - reported to the parent

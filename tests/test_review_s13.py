@@ -1,8 +1,6 @@
 """Review of session 13: in a forked child, what a plan reports describes the numpy twin that
 runs there, and each such process is told once (runtime.codegen.Plan._in_forked_child)."""
 import os
-import pickle
-import signal
 import warnings
 
 import numpy as np
@@ -22,28 +20,8 @@ pytestmark = needs_fork
 
 def _forked(work, seconds=60):
     """work() in a forked child that leaves the warnings module as it found it (no
-    catch_warnings, no filter change): what it returns, pickled through a pipe."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        code = 0
-        try:
-            signal.alarm(seconds)
-            result = ("ok", work())
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            result, code = ("error", repr(exc)), 1
-        with os.fdopen(write, "wb") as fh:
-            pickle.dump(result, fh)
-        os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as fh:
-        data = fh.read()
-    os.waitpid(pid, 0)
-    assert data, "the grandchild died without a result"
-    kind, value = pickle.loads(data)
-    assert kind == "ok", value
-    return value
+    catch_warnings, no filter change): what it returns."""
+    return _in_child(work, seconds, record_warnings=False)[0]
 
 
 def _call(plan, args):
