@@ -193,11 +193,13 @@ class Plan:
     def _in_forked_child(self):
         """The plan to run instead of this one where `_runs_as_twin`: the same graph
         lowered without numba kernels, built at its first call there. None elsewhere."""
-        if not self._runs_as_twin():
-            if self._numba_lost_to_fork:  # built in a forked child; this may be a grandchild
-                _warn_forked()
+        as_twin = self._runs_as_twin()
+        # numba lost to a fork: here, or (built in a forked child) in the parent of this
+        # process; told once a process, a grandchild too (it inherits the twin or the plan)
+        if as_twin or self._numba_lost_to_fork:
+            _warn_forked()
+        if not as_twin:
             return None
-        _warn_forked()  # once a process: a grandchild inherits the twin, and is told too
         if self._forked_twin is None:
             graph, report = self.graph, self._remat_report
             if report is not None:  # a memory_limit: numpy's kernels may need more memory

@@ -1,20 +1,15 @@
 """Review of session 13: in a forked child, what a plan reports describes the numpy twin that
 runs there, and each such process is told once (runtime.codegen.Plan._in_forked_child)."""
-import os
 import warnings
 
 import numpy as np
-import pytest
 
 import graphc as gc
 from runtime.codegen import ForkedProcessWarning, compile_graph
-from runtime.jit import enabled as jit_enabled
 
 from test_fork import _args, _in_child, _mlp, _parent_started_openmp
-from test_review_s12 import _LIMIT, _ln_args, _ln_loss
+from test_review_s12 import _LIMIT, _ln_args, _ln_loss, needs_fork, needs_jit
 
-needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-needs_jit = pytest.mark.skipif(not jit_enabled(), reason="GRAPHC_JIT=0 or numba missing")
 pytestmark = needs_fork
 
 
