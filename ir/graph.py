@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from .errors import GraphcError, user_location
@@ -17,6 +17,9 @@ from .ops.operators import OperatorMixin
 from .ops.registry import (Interpreter, SymbolicValue, get_op, infer_type,
                            innermost_interpreter, interpreting, lift_symbolic, like_dtype)
 from .types import TensorType
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class Node(SymbolicValue, OperatorMixin):
@@ -197,7 +200,9 @@ class Graph(Interpreter):
         """The graph for networkx's algorithms (dumps and statistics, not hot paths): a node
         per value, keyed by its id, with its op, type, FLOPs, input name, layer scope and
         first source line, and whether it is an output (strings, numbers and booleans only,
-        so GraphML can hold them); an edge per operand, from producer to user."""
+        so GraphML can hold them); an edge per operand, from producer to user. (networkx is
+        imported here: building and running graphs never needs it.)"""
+        import networkx as nx
         g = nx.DiGraph(name=self.name)
         outputs = set(self.outputs)
         for n in self.nodes:

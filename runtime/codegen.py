@@ -19,7 +19,6 @@ import os
 import weakref
 
 import numpy as np
-from scipy import special
 
 from ir.errors import GraphcError, user_stacklevel
 from ir.ops.registry import get_op
@@ -36,6 +35,18 @@ from .stages import LoweringOptions, lower
 
 _SOURCE_NUMBERS = itertools.count()  # one linecache file name per compiled source
 
+
+
+class _LazySpecial:
+    """scipy.special for the plans whose source calls it (`erf`), imported at the first
+    use: the import takes ~0.2 s, and most plans never need it."""
+
+    def __getattr__(self, name):
+        from scipy import special
+        return getattr(special, name)
+
+
+_SCIPY_SPECIAL = _LazySpecial()
 
 class Plan:
     """A compiled, callable graph: `plan(*inputs) -> list of output arrays`."""
@@ -90,7 +101,7 @@ class Plan:
 
     # ---- binding the source's globals -------------------------------------------------------
     def _bind(self, rendered) -> dict:
-        env = {"np": np, "special": special, "_submit": submit, "_ones": ones,
+        env = {"np": np, "special": _SCIPY_SPECIAL, "_submit": submit, "_ones": ones,
                "_jit": jit_kernels, "_reshaped": reshaped, "_collectives": collectives}
         buffers = allocate_pool(self.memory_plan.buffers)
         for k, buf in enumerate(buffers):

@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
 
 from ..types import TensorType, is_float
 from . import api as F
 from .elementwise import GELU_TANH_C as _C
 from .elementwise import GELU_TANH_K as _K
-from .elementwise import is_tanh_approximation
+from .elementwise import erf, is_tanh_approximation
 from .registry import DerivedVJP, check, defop
 
 
@@ -54,7 +53,7 @@ def _gelu_grad_infer(types, approximate):
 def gelu_grad(x, g, approximate):
     """g * GELU'(x) in a few in-place passes."""
     if not is_tanh_approximation(approximate):
-        cdf = 0.5 * (1.0 + special.erf(x / math.sqrt(2.0)))
+        cdf = 0.5 * (1.0 + erf(x / math.sqrt(2.0)))
         pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
         return (g * (cdf + x * pdf)).astype(x.dtype, copy=False)
     if np.ndim(x) == 0:

@@ -4,11 +4,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
 
 from ..types import TensorType, broadcast_shapes, is_float
 from . import api as F
 from .registry import check, defop
+
+
+def erf(x):
+    """scipy's erf (numpy has none), imported at the first call: scipy.special takes ~0.2 s
+    to import, a fifth of `graphc --help`, and only the exact GELU and erf itself use it."""
+    from scipy import special
+    return special.erf(x)
 
 
 def _flops_per_elem(k):
@@ -169,7 +175,7 @@ _unary("sigmoid", unary_float, _sigmoid, lambda ctx, g: [g * ctx.out * (1.0 - ct
 _unary("relu", unary_number, _relu, lambda ctx, g: [F.where(ctx.inputs[0] > 0, g, 0)])
 _unary("abs", unary_number, np.abs, lambda ctx, g: [g * F.sign(ctx.inputs[0])])
 _unary("sign", unary_number, np.sign, lambda ctx, g: [F.zeros_like(g)])
-_unary("erf", unary_float, lambda x: special.erf(x).astype(x.dtype, copy=False),
+_unary("erf", unary_float, lambda x: erf(x).astype(x.dtype, copy=False),
        lambda ctx, g: [g * (2.0 / math.sqrt(math.pi)) * F.exp(-ctx.inputs[0] * ctx.inputs[0])], 10)
 
 # GELU's forms, named by its `approximate` attribute as in PyTorch: "tanh" (GPT-2's)
@@ -215,7 +221,7 @@ def _gelu(x, approximate):
         inner *= 0.5  # before x: (1 + t) * x overflows for |x| above max / 2
         inner *= x
         return inner
-    return (0.5 * x * (1.0 + special.erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
+    return (0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
 
 
 def _where_infer(types):
