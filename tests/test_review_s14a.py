@@ -1,0 +1,72 @@
+"""Session 14a's hostile review of the user-facing function transformations: grad,
+value_and_grad, jvp, vjp, hessian, vmap (in_axes/out_axes, nested, vmap of grad and grad of
+vmap), custom_vjp/custom_jvp, scan/fori_loop/while_loop/cond under grad and vmap, eager vs
+compiled, and the ops' gradient and batching rules (ir/ops). Oracles: numpy written by hand,
+central differences in float64 and PyTorch. Each test here failed before its fix."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+torch = pytest.importorskip("torch")
+
+
+# ---- pow's gradient where the base is 0 --------------------------------------------------------
+def test_pow_gradient_in_the_exponent_at_a_zero_base():
+    # d/dy 0**y = 0**y * log(0) was 0 * -inf = NaN; PyTorch and JAX give 0
+    y = np.array([0.5, 1.0, 2.0, 3.0])
+    got = gc.grad(lambda y: gc.sum(gc.pow(np.zeros(4), y)))(y)
+    t = torch.tensor(y, requires_grad=True)
+    torch.pow(torch.zeros(4, dtype=torch.float64), t).sum().backward()
+    np.testing.assert_array_equal(got, t.grad.numpy())
+    np.testing.assert_array_equal(got, np.zeros(4))
+
+
+def test_pow_gradient_in_the_base_for_a_zero_exponent():
+    # d/dx x**0 = 0 * x**-1 was 0 * inf = NaN at x = 0; x**0 is the constant 1
+    x = np.array([0.0, 1.0, -2.0])
+    got = gc.grad(lambda x: gc.sum(x ** 0.0))(x)
+    np.testing.assert_array_equal(got, np.zeros(3))
+    # an exponent that is an input (0 in places), both gradients, against PyTorch
+    a, b = np.array([0.0, 0.0, 2.0, 0.0]), np.array([0.0, 2.0, 0.0, 1.0])
+    ga, gb = gc.grad(lambda a, b: gc.sum(gc.pow(a, b)), argnums=(0, 1))(a, b)
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    torch.pow(ta, tb).sum().backward()
+    np.testing.assert_allclose(ga, ta.grad.numpy())
+    np.testing.assert_allclose(gb, tb.grad.numpy())
+
+
+def test_pow_gradients_away_from_zero_and_second_order():
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0.5, 2.0, 5), rng.normal(size=5)
+    ga, gb = gc.grad(lambda a, b: gc.sum(gc.pow(a, b)), argnums=(0, 1))(a, b)
+    np.testing.assert_allclose(ga, b * a ** (b - 1), rtol=1e-12)
+    np.testing.assert_allclose(gb, a ** b * np.log(a), rtol=1e-12)
+    d2 = gc.grad(gc.grad(lambda x: x ** 3.0))(np.float64(1.5))
+    np.testing.assert_allclose(d2, 9.0)
+    # eagerly, through the tape
+    t = gc.tensor(np.array([0.0, 2.0]), requires_grad=True)
+    gc.sum(t ** 0.0).backward()
+    np.testing.assert_array_equal(t.grad, np.zeros(2))
+
+
+# ---- scan of no steps, eagerly ------------------------------------------------------------------
+def _step(c, x):
+    return c + x, {"y": c * x, "n": gc.sum(x)}
+
+
+def test_eager_scan_of_no_steps_stacks_empty_ys():
+    # eagerly, ys of a length-0 scan were None; JAX and the traced scan give (0, ...) arrays
+    xs = np.zeros((0, 3), np.float32)
+    carry, ys = gc.scan(_step, np.ones(3, np.float32), xs)
+    np.testing.assert_array_equal(np.asarray(carry), np.ones(3, np.float32))
+    assert np.asarray(ys["y"]).shape == (0, 3) and np.asarray(ys["y"]).dtype == np.float32
+    assert np.asarray(ys["n"]).shape == (0,)
+    compiled = gc.compile(lambda xs: gc.scan(_step, np.ones(3, np.float32), xs))(xs)[1]
+    for key in ("y", "n"):
+        assert np.asarray(ys[key]).shape == np.asarray(compiled[key]).shape
+        assert np.asarray(ys[key]).dtype == np.asarray(compiled[key]).dtype
+    # length= without xs, and a step with no y
+    _, ys = gc.scan(lambda c, _: (c, c * 2.0), np.ones(2), None, length=0)
+    assert np.asarray(ys).shape == (0, 2)
+    assert gc.scan(lambda c, x: (c + x, None), np.ones(3), np.zeros((0, 3)))[1] is None
