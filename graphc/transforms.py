@@ -406,8 +406,8 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
     nums = _argnums(argnums)
 
-    def symbolic(*args):
-        out = fn(*args)
+    def symbolic(*args, **kwargs):
+        out = fn(*args, **kwargs)
         value, aux = (out[0], out[1]) if has_aux else (out, None)
         if not isinstance(value, Node):
             raise GraphcError("grad: the function must return a tensor computed from its "
@@ -426,19 +426,35 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         return ((value, aux), g) if has_aux else (value, g)
 
     compiled = Compiled(symbolic)
+    # keyword arguments pass through undifferentiated, as JAX's grad. Compiled, those holding
+    # arrays are traced (one dict argument); the others (flags, Python numbers, strings)
+    # are static, fn sees them as they are, and their values select the plan
+    with_kwargs = Compiled(lambda static, traced, *args: symbolic(*args, **dict(static),
+                                                                  **traced),
+                           static_argnums=(0,))
 
     @functools.wraps(fn)
-    def wrapper(*args):
+    def wrapper(*args, **kwargs):
         for i in nums:
             if i >= len(args):
                 raise GraphcError(f"grad: argnums {i} but only {len(args)} arguments",
                                   (user_location(),))
-        if _is_symbolic(args):
-            return symbolic(*args)
+        if _is_symbolic((args, kwargs)):
+            return symbolic(*args, **kwargs)
         args = tuple(_as_float_input(a) for a in args)
+        if kwargs:
+            traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
+            static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
+            return with_kwargs(static, traced, *args)
         return compiled(*args)
 
     return wrapper
+
+
+def _holds_arrays(value) -> bool:
+    leaves, _ = leaves_and_structure(value)
+    return bool(leaves) and all(isinstance(x, (Node, Tensor, np.ndarray, np.generic))
+                                for x in leaves)
 
 
 def _as_float_input(a):
@@ -451,8 +467,8 @@ def grad(fn, argnums=0, has_aux=False):
     vg = value_and_grad(fn, argnums, has_aux)
 
     @functools.wraps(fn)
-    def wrapper(*args):
-        out = vg(*args)
+    def wrapper(*args, **kwargs):
+        out = vg(*args, **kwargs)
         if has_aux:
             (_, aux), g = out
             return g, aux

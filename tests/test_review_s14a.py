@@ -70,3 +70,47 @@ def test_eager_scan_of_no_steps_stacks_empty_ys():
     _, ys = gc.scan(lambda c, _: (c, c * 2.0), np.ones(2), None, length=0)
     assert np.asarray(ys).shape == (0, 2)
     assert gc.scan(lambda c, x: (c + x, None), np.ones(3), np.zeros((0, 3)))[1] is None
+
+
+# ---- keyword arguments of grad and value_and_grad ------------------------------------------------
+def _scaled(w, x, scale=1.0, power=2, bias=None):
+    y = gc.sum(gc.tanh(w * x) ** power) * scale
+    return y if bias is None else y + gc.sum(bias * w)
+
+
+def test_grad_passes_keyword_arguments_through():
+    # grad(f)(w, x, scale=3.0) was a TypeError from grad's wrapper; JAX passes keyword
+    # arguments to f undifferentiated
+    rng = np.random.default_rng(1)
+    w, x, bias = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3)
+
+    def oracle(scale, power, b=None):
+        t = torch.tensor(w, requires_grad=True)
+        y = (torch.tanh(t * torch.tensor(x)) ** power).sum() * scale
+        if b is not None:
+            y = y + (torch.tensor(b) * t).sum()
+        y.backward()
+        return y.item(), t.grad.numpy()
+
+    value, g = oracle(3.0, 3)
+    np.testing.assert_allclose(gc.grad(_scaled)(w, x, scale=3.0, power=3), g, rtol=1e-12)
+    v, g2 = gc.value_and_grad(_scaled)(w, x, power=3, scale=3.0)
+    np.testing.assert_allclose(v, value, rtol=1e-12)
+    np.testing.assert_allclose(g2, g, rtol=1e-12)
+    # an array keyword argument is traced (not differentiated); another value, another result
+    np.testing.assert_allclose(gc.grad(_scaled)(w, x, bias=bias), oracle(1.0, 2, bias)[1],
+                               rtol=1e-12)
+    np.testing.assert_allclose(gc.grad(_scaled)(w, x, bias=2 * bias),
+                               oracle(1.0, 2, 2 * bias)[1], rtol=1e-12)
+    # a Python float keyword stays a weak scalar: float32 arguments give float32 gradients
+    g32 = gc.grad(_scaled)(w.astype(np.float32), x.astype(np.float32), scale=3.0)
+    assert g32.dtype == np.float32
+    # traced (inside compile and vmap), and with argnums
+    compiled = gc.compile(lambda w, x: gc.grad(_scaled, argnums=1)(w, x, scale=3.0, power=3))
+    t = torch.tensor(x, requires_grad=True)
+    ((torch.tanh(torch.tensor(w) * t) ** 3).sum() * 3.0).backward()
+    np.testing.assert_allclose(compiled(w, x), t.grad.numpy(), rtol=1e-12)
+    ws = rng.normal(size=(4, 3))
+    per_example = gc.vmap(lambda w: gc.grad(_scaled)(w, x, scale=3.0, power=3))(ws)
+    np.testing.assert_allclose(per_example[1], gc.grad(_scaled)(ws[1], x, scale=3.0, power=3),
+                               rtol=1e-12)
