@@ -441,7 +441,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
                                   (user_location(),))
         if _is_symbolic((args, kwargs)):
             return symbolic(*args, **kwargs)
-        args = tuple(_as_float_input(a) for a in args)
+        args = _as_float_inputs(args)
         if kwargs:
             traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
             static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
@@ -457,10 +457,18 @@ def _holds_arrays(value) -> bool:
                                 for x in leaves)
 
 
-def _as_float_input(a):
-    if isinstance(a, (int, float)) and not isinstance(a, bool):
-        return np.asarray(float(a))
-    return a
+def _as_float_inputs(args) -> tuple:
+    """Python numbers among the arguments as 0-d float arrays (something to differentiate).
+    Of the floating-point dtype the arrays among the arguments share, if they share one: a
+    Python number is weakly typed (as in JAX), so grad(f)(w32, 3.0) is float32 throughout,
+    where a float64 3.0 would not mix with w32; float64 otherwise."""
+    dtypes = {np.dtype(x.dtype) for x in leaves_and_structure(list(args))[0]
+              if isinstance(x, (Node, Tensor, np.ndarray, np.generic))
+              and np.issubdtype(x.dtype, np.floating)}
+    dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float64)
+    return tuple(np.asarray(float(a), dtype)
+                 if isinstance(a, (int, float)) and not isinstance(a, bool) else a
+                 for a in args)
 
 
 def grad(fn, argnums=0, has_aux=False):
@@ -542,7 +550,7 @@ def jvp(fn, primals, tangents):
 
     if _is_symbolic(primals + tangents):
         return symbolic(*primals, *tangents)
-    args = tuple(_as_float_input(a) for a in primals + tangents)
+    args = _as_float_inputs(primals + tangents)
     out, tangent = Compiled(symbolic)(*args)
     return out, tangent
 
@@ -569,7 +577,7 @@ def hessian(fn, argnum=0):
     def wrapper(*args):
         if _is_symbolic(args):
             return symbolic(*args)
-        return compiled(*tuple(_as_float_input(a) for a in args))
+        return compiled(*_as_float_inputs(args))
 
     return wrapper
 

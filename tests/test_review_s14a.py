@@ -114,3 +114,26 @@ def test_grad_passes_keyword_arguments_through():
     per_example = gc.vmap(lambda w: gc.grad(_scaled)(w, x, scale=3.0, power=3))(ws)
     np.testing.assert_allclose(per_example[1], gc.grad(_scaled)(ws[1], x, scale=3.0, power=3),
                                rtol=1e-12)
+
+
+# ---- Python numbers as arguments of grad, jvp and hessian ---------------------------------------
+def test_python_number_arguments_are_weakly_typed():
+    # grad(f)(w32, 3.0) was "mul(f32[3], f64[]): operands must have one dtype": the number
+    # became a float64 array; it takes the arguments' float dtype, as a weak scalar (JAX)
+    w = np.array([0.5, -1.0, 2.0], np.float32)
+    f = lambda a, n: gc.sum(gc.sin(a) * n)  # noqa: E731
+    t = torch.tensor(w, requires_grad=True)
+    (torch.sin(t) * 3.0).sum().backward()
+    for n in (3.0, 3):
+        g = gc.grad(f)(w, n)
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-6)
+    value, tangent = gc.jvp(f, (w, 3.0), (np.ones(3, np.float32), 0.0))
+    assert tangent.dtype == np.float32
+    np.testing.assert_allclose(tangent, t.grad.numpy().sum(), rtol=1e-6)
+    h = gc.hessian(lambda a, n: gc.sum(a * a * a) * n)(w, 2.0)
+    assert h.dtype == np.float32
+    np.testing.assert_allclose(h, np.diag(12.0 * w), rtol=1e-6)
+    # the number itself differentiated: float64 as before when nothing else fixes a dtype
+    np.testing.assert_allclose(gc.grad(lambda n: n * n)(3.0), 6.0)
+    assert np.asarray(gc.grad(lambda n: n * n)(3.0)).dtype == np.float64
