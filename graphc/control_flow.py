@@ -28,6 +28,7 @@ from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, like_dtype, lift_symbolic
 from ir.types import is_float
 from ir.region import Region
+from runtime.eager import Tensor, no_grad
 
 from .tracing import leaves_and_structure, unflatten
 
@@ -197,13 +198,31 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
         x = unflatten(x_structure, [leaf[t] for leaf in x_leaves]) if xs is not None else None
         carry, ys[t] = _pair(f, f(carry, x))
         carry = _eager_autocast_carry(carry, init)
-    if n == 0 or ys[0] is None:
+    if n == 0:
+        return carry, _no_steps_ys(f, init, xs, x_leaves, x_structure)
+    if ys[0] is None:
         return carry, None
     per_step = [leaves_and_structure(y) for y in ys]
     structure = per_step[0][1]
     stacked = [F.stack([leaves[k] for leaves, _ in per_step], 0)
                for k in range(len(per_step[0][0]))]
     return carry, unflatten(structure, stacked)
+
+
+def _no_steps_ys(f, init, xs, x_leaves, x_structure):
+    """The ys of a scan of no steps: empty arrays, (0, ...) of the types one step gives (as
+    JAX's and the traced scan's; JAX traces f for them), from one run of f on zero slices
+    whose values are dropped (without the tape, and without numpy's warnings)."""
+    x = unflatten(x_structure, [np.zeros(F._shape(leaf)[1:], F._dtype(leaf))
+                                for leaf in x_leaves]) if xs is not None else None
+    with no_grad(), np.errstate(all="ignore"):
+        _, y = _pair(f, f(init, x))
+    if y is None:
+        return None
+    leaves, structure = leaves_and_structure(y)
+    empty = [np.zeros((0,) + tuple(F._shape(v)), F._dtype(v)) for v in leaves]
+    return unflatten(structure, [Tensor(e) if isinstance(v, Tensor) else e
+                                 for e, v in zip(empty, leaves)])
 
 
 # ---- fori_loop -----------------------------------------------------------------------------

@@ -406,8 +406,8 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
     nums = _argnums(argnums)
 
-    def symbolic(*args):
-        out = fn(*args)
+    def symbolic(*args, **kwargs):
+        out = fn(*args, **kwargs)
         value, aux = (out[0], out[1]) if has_aux else (out, None)
         if not isinstance(value, Node):
             raise GraphcError("grad: the function must return a tensor computed from its "
@@ -426,33 +426,57 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         return ((value, aux), g) if has_aux else (value, g)
 
     compiled = Compiled(symbolic)
+    # keyword arguments pass through undifferentiated, as JAX's grad. Compiled, those holding
+    # arrays are traced (one dict argument); the others (flags, Python numbers, strings)
+    # are static, fn sees them as they are, and their values select the plan
+    with_kwargs = Compiled(lambda static, traced, *args: symbolic(*args, **dict(static),
+                                                                  **traced),
+                           static_argnums=(0,))
 
     @functools.wraps(fn)
-    def wrapper(*args):
+    def wrapper(*args, **kwargs):
         for i in nums:
             if i >= len(args):
                 raise GraphcError(f"grad: argnums {i} but only {len(args)} arguments",
                                   (user_location(),))
-        if _is_symbolic(args):
-            return symbolic(*args)
-        args = tuple(_as_float_input(a) for a in args)
+        if _is_symbolic((args, kwargs)):
+            return symbolic(*args, **kwargs)
+        args = _as_float_inputs(args)
+        if kwargs:
+            traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
+            static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
+            return with_kwargs(static, traced, *args)
         return compiled(*args)
 
     return wrapper
 
 
-def _as_float_input(a):
-    if isinstance(a, (int, float)) and not isinstance(a, bool):
-        return np.asarray(float(a))
-    return a
+def _holds_arrays(value) -> bool:
+    leaves, _ = leaves_and_structure(value)
+    return bool(leaves) and all(isinstance(x, (Node, Tensor, np.ndarray, np.generic))
+                                for x in leaves)
+
+
+def _as_float_inputs(args) -> tuple:
+    """Python numbers among the arguments as 0-d float arrays (something to differentiate).
+    Of the floating-point dtype the arrays among the arguments share, if they share one: a
+    Python number is weakly typed (as in JAX), so grad(f)(w32, 3.0) is float32 throughout,
+    where a float64 3.0 would not mix with w32; float64 otherwise."""
+    dtypes = {np.dtype(x.dtype) for x in leaves_and_structure(list(args))[0]
+              if isinstance(x, (Node, Tensor, np.ndarray, np.generic))
+              and np.issubdtype(x.dtype, np.floating)}
+    dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float64)
+    return tuple(np.asarray(float(a), dtype)
+                 if isinstance(a, (int, float)) and not isinstance(a, bool) else a
+                 for a in args)
 
 
 def grad(fn, argnums=0, has_aux=False):
     vg = value_and_grad(fn, argnums, has_aux)
 
     @functools.wraps(fn)
-    def wrapper(*args):
-        out = vg(*args)
+    def wrapper(*args, **kwargs):
+        out = vg(*args, **kwargs)
         if has_aux:
             (_, aux), g = out
             return g, aux
@@ -526,7 +550,7 @@ def jvp(fn, primals, tangents):
 
     if _is_symbolic(primals + tangents):
         return symbolic(*primals, *tangents)
-    args = tuple(_as_float_input(a) for a in primals + tangents)
+    args = _as_float_inputs(primals + tangents)
     out, tangent = Compiled(symbolic)(*args)
     return out, tangent
 
@@ -553,7 +577,7 @@ def hessian(fn, argnum=0):
     def wrapper(*args):
         if _is_symbolic(args):
             return symbolic(*args)
-        return compiled(*tuple(_as_float_input(a) for a in args))
+        return compiled(*_as_float_inputs(args))
 
     return wrapper
 

@@ -89,13 +89,24 @@ def _vjp_div(ctx, g):
     return [ga, gb]
 
 
+def _known_nonzero(x) -> bool:
+    """Whether x is a constant of the graph with no zero in it (x ** 2.0, say)."""
+    return getattr(x, "op", None) == "constant" and bool(np.all(x.attrs["value"] != 0))
+
+
 def _vjp_pow(ctx, g):
     a, b = ctx.inputs
     ga = gb = None
     if ctx.needs[0]:
-        ga = F.unbroadcast(g * b * F.pow(a, b - 1), a.shape)
+        # b * a**(b-1) is 0 * inf = NaN at a = 0, b = 0, where a**0 is the constant 1: its
+        # derivative is 0 there (as PyTorch's and JAX's)
+        slope = b * F.pow(a, b - 1)
+        ga = F.unbroadcast(g * (slope if _known_nonzero(b) else F.where(b == 0, 0.0, slope)),
+                           a.shape)
     if ctx.needs[1]:
-        gb = F.unbroadcast(g * ctx.out * F.log(a), b.shape)
+        # a**b * log(a) is 0 * -inf = NaN at a = 0: log of 1 there, so the derivative is 0
+        # (0**b is 0 for every b > 0), as JAX's (PyTorch's for b >= 0)
+        gb = F.unbroadcast(g * ctx.out * F.log(F.where(a == 0, 1.0, a)), b.shape)
     return [ga, gb]
 
 
