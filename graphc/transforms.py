@@ -445,6 +445,13 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         if kwargs:
             traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
             static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
+            for k, v in static:  # they key the plan: name the one that cannot
+                try:
+                    hash(v)
+                except TypeError:
+                    raise GraphcError(f"grad: keyword argument {k}= is a {type(v).__name__}, "
+                                      "which is not hashable; pass a tuple, or arrays to trace",
+                                      (user_location(),)) from None
             return with_kwargs(static, traced, *args)
         return compiled(*args)
 

@@ -5,10 +5,9 @@ compiled, and the ops' gradient and batching rules (ir/ops). Oracles: numpy writ
 central differences in float64 and PyTorch. Each test here failed before its fix."""
 import numpy as np
 import pytest
+import torch  # the oracle; the test set-up installs it (as tests/test_optim.py's)
 
 import graphc as gc
-
-torch = pytest.importorskip("torch")
 
 
 # ---- pow's gradient where the base is 0 --------------------------------------------------------
@@ -137,3 +136,17 @@ def test_python_number_arguments_are_weakly_typed():
     # the number itself differentiated: float64 as before when nothing else fixes a dtype
     np.testing.assert_allclose(gc.grad(lambda n: n * n)(3.0), 6.0)
     assert np.asarray(gc.grad(lambda n: n * n)(3.0)).dtype == np.float64
+
+
+def test_an_unhashable_keyword_argument_is_named():
+    # static keyword arguments key the plan; a list used to fail as "static argument static
+    # is a tuple, which is not hashable", naming grad's internals instead of the keyword
+    def f(w, sizes=(1,)):
+        return (w * len(sizes)).sum()
+
+    w = np.ones(3)
+    np.testing.assert_array_equal(gc.grad(f)(w, sizes=(1, 2)), [2.0, 2.0, 2.0])
+    with pytest.raises(gc.GraphcError, match=r"keyword argument sizes= is a list, which is "
+                       r"not hashable; pass a tuple") as info:
+        gc.grad(f)(w, sizes=[1, 2])
+    assert "test_review_s14a.py" in str(info.value)
