@@ -195,7 +195,7 @@ class Compiled:
             args = self._positional(args, kwargs)
         if _is_symbolic(args):
             return self.fn(*args)
-        return self.call(args)
+        return self.call(_weak_floats(args, self._static(len(args))))
 
     def _positional(self, args, kwargs) -> tuple:
         """Keyword arguments as the positions they name (as JAX's jit takes them; a static
@@ -464,18 +464,44 @@ def _holds_arrays(value) -> bool:
                                 for x in leaves)
 
 
+def _shared_float_dtype(args, skip=()):
+    """The floating-point dtype the arrays among the arguments (all their leaves, those at
+    the positions `skip` aside) share, or None where they share none."""
+    dtypes = {np.dtype(x.dtype)
+              for x in leaves_and_structure([a for i, a in enumerate(args) if i not in skip])[0]
+              if isinstance(x, (Node, Tensor, np.ndarray))  # (scalar objects are weak)
+              and np.issubdtype(x.dtype, np.floating)}
+    return dtypes.pop() if len(dtypes) == 1 else None
+
+
+def _is_weak_scalar(a, kinds=(int, float, np.integer, np.floating)) -> bool:
+    """A Python number or a numpy scalar object: weakly typed, as they are where they meet a
+    tensor (README, "Design"); arrays, 0-d ones included, keep their dtype."""
+    return isinstance(a, kinds) and not isinstance(a, (bool, np.bool_))
+
+
 def _as_float_inputs(args) -> tuple:
     """Python numbers among the arguments as 0-d float arrays (something to differentiate).
     Of the floating-point dtype the arrays among the arguments share, if they share one: a
     Python number is weakly typed (as in JAX), so grad(f)(w32, 3.0) is float32 throughout,
     where a float64 3.0 would not mix with w32; float64 otherwise."""
-    dtypes = {np.dtype(x.dtype) for x in leaves_and_structure(list(args))[0]
-              if isinstance(x, (Node, Tensor, np.ndarray, np.generic))
-              and np.issubdtype(x.dtype, np.floating)}
-    dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float64)
-    return tuple(np.asarray(float(a), dtype)
-                 if isinstance(a, (int, float)) and not isinstance(a, bool) else a
-                 for a in args)
+    dtype = _shared_float_dtype(args) or np.dtype(np.float64)
+    return tuple(np.asarray(float(a), dtype) if _is_weak_scalar(a) else a for a in args)
+
+
+def _weak_floats(args, static) -> tuple:
+    """A compiled function's float scalar arguments (Python or numpy) as 0-d arrays of the
+    floating-point dtype its array arguments share (as jax.jit's weakly typed scalars):
+    f(w32, 0.5) traces a float32 input where a float64 one would not mix with w32. Without a
+    shared dtype they stay as they are; ints keep their integer meaning."""
+    positions = [i for i, a in enumerate(args)
+                 if i not in static and _is_weak_scalar(a, (float, np.floating))]
+    if not positions:
+        return args
+    dtype = _shared_float_dtype(args, skip=set(static) | set(positions))
+    if dtype is None or dtype == np.float64:
+        return args
+    return tuple(np.asarray(a, dtype) if i in positions else a for i, a in enumerate(args))
 
 
 def grad(fn, argnums=0, has_aux=False):

@@ -123,7 +123,7 @@ def test_python_number_arguments_are_weakly_typed():
     f = lambda a, n: gc.sum(gc.sin(a) * n)  # noqa: E731
     t = torch.tensor(w, requires_grad=True)
     (torch.sin(t) * 3.0).sum().backward()
-    for n in (3.0, 3):
+    for n in (3.0, 3, np.float64(3.0), np.int64(3)):  # numpy scalar objects are weak too
         g = gc.grad(f)(w, n)
         assert g.dtype == np.float32
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-6)
@@ -150,3 +150,26 @@ def test_an_unhashable_keyword_argument_is_named():
                        r"not hashable; pass a tuple") as info:
         gc.grad(f)(w, sizes=[1, 2])
     assert "test_review_s14a.py" in str(info.value)
+
+
+def test_compiled_functions_take_python_floats_as_weakly_typed():
+    # gc.compile(f)(w_float32, 3.0) traced a float64 input, and the product failed with
+    # "mul(f32[3], f64[]): operands must have one dtype" (jax.jit's scalars are weak)
+    from ir.ops import api as F
+    w = np.linspace(-1.0, 1.0, 3).astype(np.float32)
+    f = gc.compile(lambda w, s: F.sin(w) * s)
+    out = f(w, 3.0)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, np.sin(w) * np.float32(3.0), rtol=1e-6)
+    np.testing.assert_allclose(f(w, 0.5), np.sin(w) * 0.5, rtol=1e-6)  # same plan, new value
+    assert f(w.astype(np.float64), 3.0).dtype == np.float64
+    # numpy scalar objects are weak too (README, "Design"); a 0-d array keeps its dtype
+    assert f(w, np.float64(3.0)).dtype == np.float32
+    with pytest.raises(gc.GraphcError, match="operands must have one dtype"):
+        f(w, np.array(3.0))
+    # ints keep their meaning; a static float is the value itself
+    take = gc.compile(lambda w, i: w[i])
+    assert take(w, 2) == w[2]
+    scale = gc.compile(lambda w, s: w * s, static_argnums=(1,))
+    np.testing.assert_array_equal(scale(w, 2.0), w * 2)
+    assert scale(w, 2.0).dtype == np.float32
