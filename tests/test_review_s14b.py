@@ -48,3 +48,21 @@ def test_a_carry_passed_through_a_scan_or_an_idle_while_loop_keeps_its_value():
     got = _plan(scan, gc.spec((2, 3), "float64"), gc.spec((4, 2, 3), "float64"))(h, xs)[0]
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(_plan(loop, gc.spec((2, 3), "float64"))(h)[0], want)
+
+
+# ---- passes/simplify.py: masked_softmax_gradient ------------------------------------------
+
+def test_a_row_masked_whole_and_then_dropped_has_a_zero_gradient_not_nan():
+    """softmax of a row masked whole is NaN; a padding row whose output is then replaced has a
+    finite loss, and numpy's gradient is 0 there (the mask's where). The rewrite dropped that
+    where, assuming softmax is 0 wherever the mask holds: NaN gradients."""
+    w = np.arange(6.0).reshape(2, 3)
+
+    def loss(x, mask, valid):
+        y = gc.softmax(gc.where(mask, float("-inf"), x), axis=-1)
+        return gc.sum(gc.where(valid, y, 0.0) * w)
+    mask = np.array([[False, True, True], [True, True, True]])
+    valid = np.array([[True], [False]])
+    with np.errstate(all="ignore"):
+        got = gc.compile(gc.grad(loss))(np.ones((2, 3)), mask, valid)
+    np.testing.assert_array_equal(got, np.zeros((2, 3)))
