@@ -301,8 +301,9 @@ def pad_slice_everything(m):
 @rule("where")
 def masked_softmax_gradient(m):
     """where(mask, 0, softmax_grad(y, g)) -> softmax_grad(y, g) when y = softmax(where(mask,
-    -inf, x)): y is exactly 0 where the mask holds, so the gradient there is already 0 (the
-    causal-attention backward drops one pass over B*H*T*T values)."""
+    -inf, x)) and the mask is causal (_keeps_one_per_row): y is exactly 0 where the mask
+    holds, so the gradient there is already 0 (the causal-attention backward drops one pass
+    over B*H*T*T values)."""
     cond, a, b = m.inputs
     if not is_scalar_const(a, 0) or b.op != "softmax_grad" or b.shape != m.shape:
         return None
@@ -310,9 +311,20 @@ def masked_softmax_gradient(m):
     if y.op != "softmax" or y.inputs[0].op != "where":
         return None
     masked = y.inputs[0]
-    if masked.inputs[0] is cond and scalar_value(masked.inputs[1]) == float("-inf"):
+    if (masked.inputs[0] is cond and scalar_value(masked.inputs[1]) == float("-inf")
+            and _keeps_one_per_row(cond, y)):
         return b
     return None
+
+
+def _keeps_one_per_row(cond, y) -> bool:
+    """Whether mask `cond` leaves every row of softmax y (along its axis) a position it
+    does not mask. A row masked whole is softmax(-inf, ..., -inf) = NaN, softmax_grad is NaN
+    there and only the where makes the gradient 0 (a padding row whose output is dropped
+    later has a finite loss and a zero gradient). Provable for the causal mask
+    ~tril_mask(T, S, k) with k >= 0 over its last axis: row i keeps columns 0..i+k."""
+    return (cond.op == "logical_not" and cond.inputs[0].op == "tri"
+            and cond.inputs[0].attrs["k"] >= 0 and y.attrs["axis"] in (-1, y.ndim - 1))
 
 
 # ---- the pass -------------------------------------------------------------------------------

@@ -11,6 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def _not_aliasing(results, operands) -> tuple:
+    """The results, each copied where it shares memory with an operand. A region's plan
+    returns its own inputs (or views of them) as they are: a branch `lambda a: a`, a carry
+    passed through, a scan of zero steps or a while_loop that never runs. The enclosing
+    plan takes a runner's results for fresh arrays, so such a result would still be the
+    operand's pool buffer, which the plan hands to another value once the operand dies
+    (and an output of the plan would be overwritten by its next call)."""
+    arrays = [o for o in operands if isinstance(o, np.ndarray)]
+    return tuple(r.copy() if isinstance(r, np.ndarray)
+                 and any(np.may_share_memory(r, o) for o in arrays) else r
+                 for r in results)
+
+
 class _RegionPlans:
     def __init__(self, node, keys, options=None):
         self.regions = {key: node.attrs[key] for key in keys}
@@ -50,7 +63,7 @@ class ScanRunner(_RegionPlans):
             carry = outs[:carries]
             for y, o in zip(ys, outs[carries:]):
                 y[t] = o
-        return tuple(carry) + tuple(ys) + tuple(saved)
+        return _not_aliasing(tuple(carry), operands) + tuple(ys) + tuple(saved)
 
 
 class CondRunner(_RegionPlans):
@@ -58,7 +71,7 @@ class CondRunner(_RegionPlans):
         super().__init__(node, ("branches",), options)
 
     def __call__(self, pred, *operands, branches):
-        return tuple(self.plan("branches", 1 if pred else 0)(*operands))
+        return _not_aliasing(self.plan("branches", 1 if pred else 0)(*operands), operands)
 
 
 class WhileRunner(_RegionPlans):
@@ -72,4 +85,4 @@ class WhileRunner(_RegionPlans):
         carry = list(operands[cond_consts + body_consts:])
         while bool(keep_going(*cond_values, *carry)[0]):
             carry = step(*body_values, *carry)
-        return tuple(carry)
+        return _not_aliasing(carry, operands)
