@@ -31,3 +31,55 @@ def test_c_ordered_probe_views_like_a_real_array():
                 real = np.empty(shape, dtype)
                 assert probe.strides == real.strides
                 assert probe.flags.c_contiguous == real.flags.c_contiguous
+
+
+def _refuse_to_start(monkeypatch):
+    """Training and benchmarks fail the test at once instead of running (before a fix)."""
+    import graphc.bench
+    import graphc.train
+
+    def started(*args, **kwargs):
+        raise AssertionError("the command started")
+    for module, name in ((graphc.bench, "matmul_gflops"), (graphc.bench, "run"),
+                         (graphc.train, "train_gpt")):
+        monkeypatch.setattr(module, name, started)
+
+
+# ---- an empty path is not "the default" ----------------------------------------------------
+# `--data "$TEXT"` with TEXT unset trained on the bundled Tiny Shakespeare, `--out ""` wrote
+# into runs/CONFIG and `dump -o ""` printed to stdout: an empty string was taken for an
+# option not given. Each is now refused by argparse, naming the option.
+@pytest.mark.parametrize("argv, option", [
+    (["train", "--data", ""], "--data"),
+    (["train", "--out", ""], "--out"),
+    (["eval", "--checkpoint", ""], "--checkpoint"),
+    (["eval", "--checkpoint", "x", "--data", ""], "--data"),
+    (["sample", "--checkpoint", ""], "--checkpoint"),
+    (["sample", "--model", ""], "--model"),
+    (["dump", "mlp", "-o", ""], "-o/--output"),
+    (["bench", "--json", ""], "--json"),
+    (["bench", "--plot", ""], "--plot"),
+])
+def test_an_empty_path_is_one_line_naming_the_option(argv, option, capsys, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _refuse_to_start(monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    line = error_line(capsys)
+    assert f"argument {option}:" in line and "empty" in line
+    assert list(tmp_path.iterdir()) == []  # no runs/ directory, nothing written
+
+
+# ---- graphc bench's counts are checked before it measures anything -------------------------
+# --steps 0 or -3 (and --warmup -1) started the GEMM measurement, the contenders' processes
+# and their compiles, and then timed no step (a median of nothing) or ran the wrong count.
+@pytest.mark.parametrize("option, value", [("--steps", "0"), ("--steps", "-3"),
+                                           ("--warmup", "-1")])
+def test_bench_counts_are_checked_before_measuring(option, value, capsys, monkeypatch):
+    _refuse_to_start(monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}:" in error_line(capsys)
