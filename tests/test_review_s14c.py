@@ -83,3 +83,62 @@ def test_bench_counts_are_checked_before_measuring(option, value, capsys, monkey
         main(["bench", option, value])
     assert exit_.value.code == 2
     assert f"argument {option}:" in error_line(capsys)
+
+
+# ---- saved graphs: numbers too large are one line naming the file's line --------------------
+# An integer constant out of its dtype's range raised OverflowError from np.array (a
+# traceback, exit 1), and an integer of more than 4,300 digits Python's ValueError ("Exceeds
+# the limit ... use sys.set_int_max_str_digits()"), which named neither the line nor the file.
+BIG = "9" * 5000
+
+
+@pytest.mark.parametrize("line, where", [
+    ("  %1:i32[1] = constant 99999999999999999999", "IR line 2"),
+    ("  %1:i64[2] = constant [1, -99999999999999999999]", "IR line 2"),
+    (f"  %1:i32[1] = constant {BIG}", "IR line 2"),
+    (f"  %1:f32[1] = constant {BIG}", "IR line 2"),
+])
+def test_ir_text_numbers_out_of_range(line, where, tmp_path, capsys):
+    path = tmp_path / "g.ir"
+    path.write_text(f"graph f() -> (%1)\n{line}\n  return %1\n")
+    assert main(["dump", str(path)]) == 2
+    message = error_line(capsys)
+    assert where in message and "Traceback" not in message
+
+
+def test_ir_text_attribute_with_too_many_digits(tmp_path, capsys):
+    path = tmp_path / "g.ir"
+    path.write_text(f"graph f(%0:f32[4] x) -> (%1)\n  %1:f32[4] = mul %0, %0 {{foo={BIG}}}\n"
+                    "  return %1\n")
+    assert main(["dump", str(path)]) == 2
+    assert "IR line 2" in error_line(capsys)
+
+
+def _constant_json(value):
+    """A saved graph whose one int32 constant holds `value` (JSON text)."""
+    from ir.graph import Graph
+    from ir.serialize import dumps
+    from ir.types import TensorType
+    g = Graph("f")
+    c = g.add_node("constant", [], {"value": np.array([1], np.int32)},
+                   TensorType((1,), np.int32))
+    g.set_outputs([c])
+    return dumps(g).replace('"array": [\n      1\n     ]', f'"array": [{value}]')
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", BIG])
+def test_ir_json_numbers_out_of_range(value, tmp_path, capsys):
+    text = _constant_json(value)
+    assert f"[{value}]" in text
+    path = tmp_path / "g.json"
+    path.write_text(text)
+    assert main(["dump", str(path)]) == 2
+    assert error_line(capsys).startswith("graphc: error: IR JSON: ")
+
+
+def test_non_utf8_ir_file_names_the_file(tmp_path, capsys):
+    path = tmp_path / "g.ir"
+    path.write_bytes(b"\xff\xfe graph")
+    assert main(["dump", str(path)]) == 2
+    line = error_line(capsys)
+    assert str(path) in line and "UTF-8" in line
