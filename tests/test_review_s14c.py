@@ -142,3 +142,14 @@ def test_non_utf8_ir_file_names_the_file(tmp_path, capsys):
     assert main(["dump", str(path)]) == 2
     line = error_line(capsys)
     assert str(path) in line and "UTF-8" in line
+
+
+# ---- a GPT-2 directory's config.json --------------------------------------------------------
+# json.load recursed once per level: a config.json of 100,000 nested arrays was a
+# RecursionError traceback (checkpoint headers and IR JSON bound their nesting; this file did
+# not), and an integer of more than 4,300 digits was Python's ValueError without the file.
+@pytest.mark.parametrize("text", ["[" * 100000 + "]" * 100000, '{"n_embd": ' + BIG + "}"])
+def test_gpt2_config_json_hostile_text_is_one_line(text, tmp_path, capsys):
+    (tmp_path / "config.json").write_text(text)
+    assert main(["sample", "--model", str(tmp_path)]) == 2
+    assert str(tmp_path / "config.json") in error_line(capsys)
