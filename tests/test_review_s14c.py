@@ -153,3 +153,28 @@ def test_gpt2_config_json_hostile_text_is_one_line(text, tmp_path, capsys):
     (tmp_path / "config.json").write_text(text)
     assert main(["sample", "--model", str(tmp_path)]) == 2
     assert str(tmp_path / "config.json") in error_line(capsys)
+
+
+# ---- a batch larger than memory is refused before it is drawn -------------------------------
+# The trainer draws its first batch (int64 ids and targets, and their offsets) before the
+# step's plan and its memory check exist: --batch-size 1000000000 at block 8 asks numpy for
+# 64 GB of offsets, a MemoryError traceback (or the OOM killer), not the one line naming
+# --batch-size that the plan's check gives for smaller batches.
+def test_a_batch_larger_than_memory_is_refused_before_it_is_drawn(tmp_path, capsys,
+                                                                   monkeypatch):
+    import runtime.memory
+    from graphc.data import CharData
+    from test_cli import FAST
+
+    def drawn(*args, **kwargs):
+        raise AssertionError("the batch was drawn")
+    monkeypatch.setattr(CharData, "batch", drawn)
+    monkeypatch.setattr(runtime.memory, "available_bytes", lambda: 1 << 30)
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 20, encoding="utf-8")
+    assert main(["train", *FAST, "--data", str(text), "--out", str(tmp_path / "run"),
+                 "--batch-size", "1000000000"]) == 2
+    line = error_line(capsys)
+    assert "needs 298.0 GiB to draw, but only 1023.9 MiB of memory is available" in line
+    assert "lower --batch-size (1000000000) or --block-size (8)" in line
+    assert not (tmp_path / "run").exists()
