@@ -641,10 +641,13 @@ def main(argv=None):
 
 
 def add_arguments(p):
+    # checked here: a bad count would otherwise be found after minutes of measuring
+    from .cli import _non_negative_int, _path, _positive_int
     p.add_argument("--workloads", default="gpt-tiny-train,gpt-small-train,gpt-tiny-infer,"
                    "mlp-train", help=f"comma-separated, from: {', '.join(WORKLOADS)}")
-    p.add_argument("--steps", type=int, default=10, help="measured steps per contender")
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=_positive_int, default=10,
+                   help="measured steps per contender")
+    p.add_argument("--warmup", type=_non_negative_int, default=2)
     p.add_argument("--contenders", default="compiled,numpy,O0,eager,torch",
                    help="from: compiled, numpy (compiled without numba kernels), O0 (no "
                    "passes), eager, torch, bf16-mixed, fp16-mixed (the compiled training "
@@ -657,8 +660,8 @@ def add_arguments(p):
     p.add_argument("--beside-busy", action="store_true",
                    help="run everything beside a busy process (one core kept busy by a "
                    "Python loop), as on a shared machine")
-    p.add_argument("--json", help="write the measurements to this JSON file")
-    p.add_argument("--plot", help="write a bar chart of the speed-ups to this PNG")
+    p.add_argument("--json", type=_path, help="write the measurements to this JSON file")
+    p.add_argument("--plot", type=_path, help="write a bar chart of the speed-ups to this PNG")
     p.add_argument("--ranks", type=rank_counts,
                    help="instead: the data-parallel tiny GPT step on these rank counts (e.g. "
                    "1,2; MPI, graphc.bench_ranks): step time, all-reduce time, share of the "

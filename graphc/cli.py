@@ -85,6 +85,14 @@ def _positive_float(text):
     return value
 
 
+def _path(text):
+    """A file or directory name. An empty one (`--data "$TEXT"` with TEXT unset) is refused:
+    taken for an option not given, it trained on the bundled text or wrote into runs/."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def _memory_size(text):
     from passes.rematerialize import parse_memory_limit
     try:
@@ -113,7 +121,8 @@ def build_parser():
     t = sub.add_parser("train", help="train a character-level GPT (default: small on Tiny "
                        "Shakespeare)")
     _add_model_options(t)
-    t.add_argument("--data", help="UTF-8 text file (default: the bundled Tiny Shakespeare)")
+    t.add_argument("--data", type=_path, help="UTF-8 text file (default: the bundled Tiny "
+                   "Shakespeare)")
     t.add_argument("--steps", type=_positive_int, help="train until this many steps in all")
     t.add_argument("--lr", type=_positive_float, help="peak learning rate")
     t.add_argument("--min-lr", type=_positive_float)
@@ -128,7 +137,7 @@ def build_parser():
                    help="mixed precision: float32 weights and optimiser state, bfloat16 or "
                    "float16 activations and matmuls (fp16 with dynamic loss scaling); "
                    "default fp32, or the checkpoint's when resuming")
-    t.add_argument("--out", help="checkpoint directory (default: runs/CONFIG)")
+    t.add_argument("--out", type=_path, help="checkpoint directory (default: runs/CONFIG)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     t.add_argument("--sample-tokens", type=_non_negative_int, default=300)
     t.add_argument("--no-progress", action="store_true")
@@ -162,7 +171,7 @@ def build_parser():
                    "between two stages (input, a pass name, name#2, or a number)")
     d.add_argument("--format", default="text",
                    choices=["text", "json", "dot", "svg", "png", "pdf", "graphml"])
-    d.add_argument("-o", "--output", help="write to this file instead of stdout")
+    d.add_argument("-o", "--output", type=_path, help="write to this file instead of stdout")
     d.add_argument("--collapse", action="store_true", help="fold each layer into one box; "
                    "in text, print a control-flow body shared by several nodes once")
     d.add_argument("--locations", action="store_true", help="annotate source lines")
@@ -185,15 +194,16 @@ def build_parser():
                          "caches): what it waited for memory the step had left cold")
 
     e = sub.add_parser("eval", help="a checkpoint's loss over the whole validation split")
-    e.add_argument("--checkpoint", required=True, help="a checkpoint directory or file")
-    e.add_argument("--data", help="the text it was trained on (default: the bundled Tiny "
-                   "Shakespeare); its vocabulary must be the checkpoint's")
+    e.add_argument("--checkpoint", required=True, type=_path,
+                   help="a checkpoint directory or file")
+    e.add_argument("--data", type=_path, help="the text it was trained on (default: the "
+                   "bundled Tiny Shakespeare); its vocabulary must be the checkpoint's")
     e.add_argument("--split", choices=("val", "train"), default="val")
 
     s = sub.add_parser("sample", help="generate text from a checkpoint or a GPT-2 directory")
     source = s.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a graphc checkpoint directory or file")
-    source.add_argument("--model", help="a Hugging Face GPT-2 directory (config.json, "
+    source.add_argument("--checkpoint", type=_path, help="a graphc checkpoint directory or file")
+    source.add_argument("--model", type=_path, help="a Hugging Face GPT-2 directory (config.json, "
                         "model.safetensors, tokenizer.json)")
     s.add_argument("--prompt", help="text to continue (default: a newline, or the first "
                    "character of the vocabulary if the text had no newline; for --model, "

@@ -95,8 +95,12 @@ def load_target(target: str, config: str = "tiny", grad: bool = False, batch=Non
     if target == "mlp":
         return builtin_mlp(grad, batch)
     if os.path.isfile(target):
-        with open(target, encoding="utf-8") as fh:
-            text = fh.read()
+        try:
+            with open(target, encoding="utf-8") as fh:
+                text = fh.read()
+        except UnicodeDecodeError as exc:  # its own message names no file
+            raise GraphcError(f"dump: {target} is not UTF-8 text ({exc.reason} at byte "
+                              f"{exc.start})") from None
         if target.endswith(".json"):
             from ir.serialize import loads
             graph = loads(text)

@@ -252,10 +252,15 @@ def train_config(config: str, options: dict | None = None, saved: dict | None = 
 # Training keeps: the model's initial weights, the trainer's parameters, AdamW's m and v, and
 # the last good state (parameters, m, v) to re-run a diverged step from.
 PARAMETER_COPIES = 7
+# Drawing a batch (CharData.batch) holds about this many bytes per token at once: int64
+# offsets, ids and targets and the temporaries between them. The trainer draws its first
+# batch before the step's plan (whose memory check covers the activations) exists.
+BATCH_BYTES_PER_TOKEN = 40
 
 
 def check_parameter_memory(cfg: GPTConfig):
-    """Refuse a model whose weights and optimiser state cannot fit, before allocating them."""
+    """Refuse a model whose weights and optimiser state, or whose first batch, cannot fit,
+    before allocating them."""
     from ir.types import format_bytes
     from runtime.memory import available_bytes
     needed = PARAMETER_COPIES * cfg.parameter_bytes()
@@ -265,6 +270,13 @@ def check_parameter_memory(cfg: GPTConfig):
                           f"{format_bytes(needed)} with AdamW's state, but only "
                           f"{format_bytes(available)} of memory is available; lower --n-embd "
                           f"({cfg.n_embd}) or --n-layer ({cfg.n_layer})")
+    batch = BATCH_BYTES_PER_TOKEN * cfg.batch_size * cfg.block_size
+    if available is not None and needed + batch > available:
+        raise GraphcError(f"a batch of {cfg.batch_size}x{cfg.block_size} tokens needs "
+                          f"{format_bytes(batch)} to draw, but only "
+                          f"{format_bytes(available - needed)} of memory is available beside "
+                          f"the model; lower --batch-size ({cfg.batch_size}) or --block-size "
+                          f"({cfg.block_size})")
 
 
 def _print_line(text, file=None):

@@ -175,7 +175,10 @@ def _constant(c: _Cursor, type_: TensorType):
         values.append(_scalar(c))
     if len(values) != type_.size:
         c.fail(f"constant of type {type_} needs {type_.size} values, got {len(values)}")
-    return np.array(values, dtype=type_.dtype).reshape(type_.shape)
+    try:
+        return np.array(values, dtype=type_.dtype).reshape(type_.shape)
+    except OverflowError:  # numpy's message names neither the value nor the line
+        c.fail(f"a value of the constant is out of range for {type_.dtype}")
 
 
 def _scalar(c):
@@ -332,6 +335,8 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                 values[key] = node
         except _Fail as exc:
             raise GraphcError(f"IR line {number}, column {exc.column}: {exc}") from None
+        except ValueError as exc:  # int() of a number past Python's 4,300 digits
+            raise GraphcError(f"IR line {number}: {exc}") from None
     if graph is None:
         raise GraphcError("IR text is empty: expected 'graph NAME(...) -> (...)'")
     if returned is None:

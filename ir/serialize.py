@@ -144,7 +144,10 @@ def _decode(v, path):
             _need(all(isinstance(x, (int, float, bool)) for x in flat), path,
                   "array values must be numbers")
             _need(len(flat) == math.prod(v["shape"]), path, "array size does not match shape")
-            return np.array(flat, dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
+            try:
+                return np.array(flat, dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
+            except OverflowError:  # an integer out of the dtype's range
+                raise _Bad(f"{path}: a value is out of range for {v['dtype']}") from None
         raise _Bad(f"{path}: unknown attribute encoding {sorted(v)}")
     _need(isinstance(v, (bool, int, float, str)), path, f"bad attribute value {v!r}")
     return v
@@ -232,4 +235,6 @@ def loads(text: str) -> Graph:
     except json.JSONDecodeError as exc:
         raise GraphcError(f"IR JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") \
             from None
+    except ValueError as exc:  # an integer past Python's 4,300 digits
+        raise GraphcError(f"IR JSON: {exc}") from None
     return from_json(data)

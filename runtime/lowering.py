@@ -228,6 +228,22 @@ def batched_matmul(n) -> bool:
         n.size >= PARALLEL_MIN_ELEMENTS // 4
 
 
+def c_ordered_probe(shape, dtype) -> np.ndarray:
+    """An array with the shape, dtype and strides of np.empty(shape, dtype), over one element:
+    its views' strides answer which views need no copy. Never read it. np.empty allocated the
+    whole array, so planning a huge batch (dump --stats, a step whose memory check would refuse
+    it) failed with a MemoryError instead of the plan's figures or its memory error."""
+    dtype = np.dtype(dtype)
+    if 0 in shape:  # costs nothing (and numpy gives an empty array zero strides)
+        return np.empty(shape, dtype)
+    strides, step = [], dtype.itemsize
+    for d in reversed(shape):
+        strides.append(step)
+        step *= int(d)
+    return np.lib.stride_tricks.as_strided(np.empty(1, dtype), tuple(shape),
+                                           tuple(reversed(strides)), writeable=False)
+
+
 def reshaped(x, shape):
     """A view of x with this shape; an error rather than a silent copy if there is none."""
     view = x.view()
@@ -256,7 +272,7 @@ def reshapes_into_concat(graph, mp, written=None) -> dict:
                     or i.inputs[0].op not in ("transpose", "reshape")):
                 continue
             try:  # the plan's arrays are C-ordered: a probe of the same shape answers
-                reshaped(np.empty(n.shape, n.dtype)[index], i.inputs[0].shape)
+                reshaped(c_ordered_probe(n.shape, n.dtype)[index], i.inputs[0].shape)
             except AttributeError:
                 continue
             found[i] = n

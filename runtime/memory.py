@@ -286,7 +286,7 @@ def _steps_to_product(concat, index, chain):
         else:
             steps.append(("transpose", tuple(int(p) for p in np.argsort(x.attrs["perm"]))))
     try:  # the plan's arrays are C-ordered: a probe of the same shape answers
-        probe = part_view(np.empty(concat.shape, concat.dtype), index, steps)
+        probe = part_view(lowering.c_ordered_probe(concat.shape, concat.dtype), index, steps)
     except AttributeError:
         return None
     item = probe.itemsize

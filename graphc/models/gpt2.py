@@ -35,6 +35,8 @@ TOKENIZER_FILE = "tokenizer.json"
 
 # GPT-2's tanh-approximated GELU under the names transformers gives it
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# config.json's deepest nesting accepted (Hugging Face's are 2-3 levels deep)
+CONFIG_NESTING = 16
 # Buffers older checkpoints carry beside the weights (the causal mask): not parameters.
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -52,10 +54,16 @@ def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict
                           f"directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
     if not os.path.isfile(path):
         raise GraphcError(f"model directory {directory!r} has no {CONFIG_FILE}")
+    from ir.serialize import check_json_depth
     try:
         with open(path, encoding="utf-8") as fh:
-            raw = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            text = fh.read()
+        # json recurses once per level (a RecursionError past ~1,000); GPT-2's is flat
+        check_json_depth(text, CONFIG_NESTING, "is not a GPT-2 config.json")
+        raw = json.loads(text)
+    except GraphcError as exc:
+        raise _config_error(path, exc.message) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 4,300-digit integer
         raise _config_error(path, f"is not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise _config_error(path, "must hold a JSON object")
