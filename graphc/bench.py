@@ -9,6 +9,7 @@ times, measured in one run.
 from __future__ import annotations
 
 import json
+import os
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -689,6 +690,13 @@ def run_cli(args) -> int:
             raise ValueError(f"unknown contender {c!r}; choose from {', '.join(CONTENDERS)}")
     if args.concurrent < 0 or args.concurrent == 1 or args.rounds < 1:
         raise ValueError("--concurrent takes 2 or more copies (0: off) and --rounds 1 or more")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        # found now, not after minutes of measurements that would then be lost
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):
+            raise ValueError(f"{flag} {path}: there is no directory {folder}")
+        if folder and not os.access(folder, os.W_OK):
+            raise ValueError(f"{flag} {path}: the directory {folder} is not writable")
     busy = _busy_process() if args.beside_busy else None
     try:
         # the GEMM rate wanders minute to minute here (75-140 GFLOP/s between two runs of

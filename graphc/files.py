@@ -4,6 +4,11 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from contextlib import contextmanager
+
+from ir.errors import GraphcError
+
+LOCK_NAME = ".graphc.lock"
 
 
 def write_atomically(path: str, data) -> None:
@@ -32,3 +37,33 @@ def save_figure(fig, path: str, dpi: int = 100) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     write_atomically(path, buffer.getvalue())
+
+
+@contextmanager
+def exclusive_directory(path: str, what: str = "graphc train"):
+    """Hold PATH/.graphc.lock (flock) while a run writes into directory `path`: a second run
+    given the same directory stops at once with one line, instead of replacing the first
+    one's checkpoint at its next save (each checks at its start that no checkpoint exists,
+    and both pass when they start together). The kernel releases the lock when the process
+    ends, however it ends, so a killed run leaves nothing to clean up; the empty file stays
+    (removing it would let a third run lock a file the second one no longer sees)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks, no protection
+        yield
+        return
+    os.makedirs(path, exist_ok=True)
+    fd = os.open(os.path.join(path, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            raise GraphcError(f"{path} is in use by another {what} (process {holder}); wait "
+                              "for it to end, or write into another directory (graphc "
+                              "train: --out)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)

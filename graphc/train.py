@@ -315,6 +315,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
 
     options = dict(options or {})
     out = out or os.path.join("runs", config)
+    if os.path.exists(out) and not os.path.isdir(out):  # found now, not at the first save
+        raise GraphcError(f"--out {out!r} is a file; pass a directory for the checkpoint")
     ckpt_path = os.path.join(out, CHECKPOINT)
     arrays = meta = None
     if resume:
@@ -359,7 +361,10 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     if meta:
         trainer.restore(arrays, meta)
         _say(f"resumed from {ckpt_path} at step {trainer.step}")
-    stopped = trainer.fit(out, progress, log=_say)
+    if not resume and os.path.exists(ckpt_path):  # another run wrote it while this one built
+        raise GraphcError(f"{ckpt_path} already exists; pass --resume to continue it or --out "
+                          "to train into another directory")
+    stopped = trainer.fit(out, progress, log=_say)  # holds `out` (files.exclusive_directory)
     if stopped:
         import signal
         how = "again" if resume else "with --resume"

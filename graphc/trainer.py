@@ -44,6 +44,7 @@ says what that costs.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import itertools
@@ -61,6 +62,7 @@ from ir.ops.api import cast
 from ir.ops.precision import autocast, precision_dtype
 
 from . import amp, checkpoint, nn
+from .files import exclusive_directory
 from .optim import clip_by_global_norm, global_norm
 from .transforms import Compiled, value_and_grad
 
@@ -366,15 +368,15 @@ class Trainer:
         if self.dist is not None and not self.dist.is_main():  # rank 0 writes and reports
             out, progress, log = None, False, (lambda text: None)
         ckpt = os.path.join(out, CHECKPOINT) if out else None
-        if out:
-            os.makedirs(out, exist_ok=True)
-        self.mark_good()
-        if self.eval_batches is not None and not self.val_history:
-            log(f"step {self.step}: val loss {self.evaluate():.4f}")
-        stopped = self._loop(ckpt, progress, log)
-        if out and not stopped:
-            plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
-                        self.plot_title, self.plot_ylabel)
+        # one run at a time writes into `out`: a second one stops here with one line
+        with exclusive_directory(out, "training run") if out else contextlib.nullcontext():
+            self.mark_good()
+            if self.eval_batches is not None and not self.val_history:
+                log(f"step {self.step}: val loss {self.evaluate():.4f}")
+            stopped = self._loop(ckpt, progress, log)
+            if out and not stopped:
+                plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
+                            self.plot_title, self.plot_ylabel)
         return stopped
 
     def _per_batch(self, batch) -> int:
