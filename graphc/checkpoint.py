@@ -280,15 +280,32 @@ def _check_meta(meta: dict, path: str):
     for key in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "eps", "grad_clip"):
         if key in train and not is_number(train[key]):
             bad(f"train.{key}", f"must be a finite number, got {train[key]!r}")
+    # the ranges training can run with: a resumed run would otherwise take them as given
+    # (a negative learning rate ascends the loss)
+    ranges = {"lr": (0, None, "positive"), "eps": (0, None, "positive"),
+              "min_lr": (0, None, "non-negative"), "weight_decay": (0, None, "non-negative"),
+              "grad_clip": (0, None, "non-negative"), "beta1": (0, 1, "in [0, 1)"),
+              "beta2": (0, 1, "in [0, 1)")}
+    for key, (low, high, words) in ranges.items():
+        if key not in train:
+            continue
+        value = train[key]
+        if (value <= low if words == "positive" else value < low) or \
+                (high is not None and value >= high):
+            bad(f"train.{key}", f"must be {words}, got {value!r}")
+    if is_int(train.get("decay_steps")) and train["decay_steps"] < 1:
+        bad("train.decay_steps", f"must be positive, got {train['decay_steps']!r}")
     try:  # the state the training RNG will be set to must be one it accepts
         np.random.PCG64().state = meta["rng"]
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
         bad("rng", f"is not a PCG64 generator state ({type(exc).__name__}: {exc})")
     for key in ("history", "val_history"):
         for i, item in enumerate(meta[key]):
+            # a finite loss: training never saves a non-finite one, and a resumed run would
+            # take the last validation loss for divergence and never save again
             if not (isinstance(item, list) and len(item) == 2 and is_int(item[0])
-                    and (is_int(item[1]) or isinstance(item[1], float))):
-                bad(f"{key}[{i}]", f"must be [step, loss], got {item!r}"[:200])
+                    and is_number(item[1])):
+                bad(f"{key}[{i}]", f"must be [step, finite loss], got {item!r}"[:200])
     return cfg
 
 

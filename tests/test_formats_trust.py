@@ -187,7 +187,15 @@ def test_parameter_shapes_match_the_model():
     (dict(model={"n_embd": 15}), "n_embd (15) must be a multiple of n_head (2)"),
     (dict(step=-3), "header field step must be a non-negative integer, got -3"),
     (dict(vocab="ab"), "header field vocab must hold 14 distinct characters"),
-    (dict(history=[[1, "x"]]), "header field history[0] must be [step, loss]"),
+    (dict(history=[[1, "x"]]), "header field history[0] must be [step, finite loss]"),
+    # a resumed run took a NaN validation loss for divergence and could never save again
+    (dict(val_history=[[2, float("nan")]]),
+     "header field val_history[0] must be [step, finite loss], got [2, nan]"),
+    # taken as given on resume: a negative learning rate ascends the loss
+    (dict(train={"lr": -0.001}), "header field train.lr must be positive, got -0.001"),
+    (dict(train={"beta2": 1.0}), "header field train.beta2 must be in [0, 1), got 1.0"),
+    (dict(train={"grad_clip": -1.0}), "header field train.grad_clip must be non-negative"),
+    (dict(train={"decay_steps": 0}), "header field train.decay_steps must be positive, got 0"),
     (dict(rng={"bit_generator": "PCG64", "state": "x"}), "header field rng is not a PCG64"),
     (dict(train={"eval_every": 0}), "header field train.eval_every must be positive"),
 ])
