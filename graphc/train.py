@@ -207,16 +207,17 @@ class Trainer(_Trainer):
         self.sync_model()
 
 
-def check_compatible(meta: dict, cfg: GPTConfig, vocab) -> None:
-    """A checkpoint must match the model configuration and the vocabulary it resumes with."""
+def check_compatible(meta: dict, cfg: GPTConfig, vocab, path: str = "checkpoint") -> None:
+    """A checkpoint (at `path`, for the message) must match the model configuration and the
+    vocabulary it resumes with."""
     saved = GPTConfig.from_dict(meta["model"])
     if saved != cfg:
         diffs = [f"{k}: checkpoint {v!r} vs requested {getattr(cfg, k)!r}"
                  for k, v in saved.to_dict().items() if getattr(cfg, k) != v]
-        raise checkpoint.CheckpointError("checkpoint was trained with another model "
+        raise checkpoint.CheckpointError(f"{path} was trained with another model "
                                          "configuration (" + "; ".join(diffs) + ")")
     if meta["vocab"] != "".join(vocab):
-        raise checkpoint.CheckpointError("checkpoint was trained on another vocabulary "
+        raise checkpoint.CheckpointError(f"{path} was trained on another vocabulary "
                                          f"({len(meta['vocab'])} characters vs {len(vocab)})")
 
 
@@ -336,7 +337,7 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     text = CharData.from_file(data, block, vocab)
     cfg = model_config(config, len(text.vocab), options)
     if meta:
-        check_compatible(meta, cfg, text.vocab)
+        check_compatible(meta, cfg, text.vocab, ckpt_path)
     tc = train_config(config, options, meta["train"] if meta else None)
     check_parameter_memory(cfg)
     model = GPT(cfg, seed=tc.seed)

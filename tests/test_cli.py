@@ -102,11 +102,13 @@ def test_mismatched_checkpoint_config_and_vocabulary(tmp_path, text_file, capsys
     before = ckpt.read_bytes()
     capsys.readouterr()
     assert train(tmp_path, text_file, "--steps", "4", "--resume", "--n-embd", "32") == 2
-    assert "n_embd: checkpoint 16 vs requested 32" in error_line(capsys)
+    line = error_line(capsys)
+    assert "n_embd: checkpoint 16 vs requested 32" in line
+    assert f"{ckpt} was trained with another model configuration" in line  # names the file
     other = tmp_path / "other.txt"
     other.write_text(open(text_file).read() + "XYZ" * 40)
     assert train(tmp_path, str(other), "--steps", "4", "--resume") == 2
-    assert "vocabulary" in error_line(capsys)
+    assert "outside the checkpoint's vocabulary" in error_line(capsys)
     assert ckpt.read_bytes() == before
 
 
