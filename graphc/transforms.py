@@ -474,9 +474,11 @@ def _shared_float_dtype(args, skip=()):
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
-def _is_weak_scalar(a, kinds=(int, float, np.integer, np.floating)) -> bool:
-    """A Python number or a numpy scalar object: weakly typed, as they are where they meet a
-    tensor (README, "Design"); arrays, 0-d ones included, keep their dtype."""
+def _is_weak_scalar(a, kinds=(int, float, np.floating)) -> bool:
+    """A Python number or a numpy float scalar: weakly typed, as they are where they meet a
+    tensor (README, "Design"); arrays, 0-d ones included, keep their dtype. numpy integer
+    scalars are left alone: they are labels and indices (a class for cross_entropy, a start
+    for dynamic_slice), not values to differentiate."""
     return isinstance(a, kinds) and not isinstance(a, (bool, np.bool_))
 
 
