@@ -282,17 +282,14 @@ def _check_meta(meta: dict, path: str):
             bad(f"train.{key}", f"must be a finite number, got {train[key]!r}")
     # the ranges training can run with: a resumed run would otherwise take them as given
     # (a negative learning rate ascends the loss)
-    ranges = {"lr": (0, None, "positive"), "eps": (0, None, "positive"),
-              "min_lr": (0, None, "non-negative"), "weight_decay": (0, None, "non-negative"),
-              "grad_clip": (0, None, "non-negative"), "beta1": (0, 1, "in [0, 1)"),
-              "beta2": (0, 1, "in [0, 1)")}
-    for key, (low, high, words) in ranges.items():
-        if key not in train:
-            continue
-        value = train[key]
-        if (value <= low if words == "positive" else value < low) or \
-                (high is not None and value >= high):
-            bad(f"train.{key}", f"must be {words}, got {value!r}")
+    positive, non_negative = (lambda v: v > 0, "positive"), (lambda v: v >= 0, "non-negative")
+    below_one = (lambda v: 0 <= v < 1, "in [0, 1)")
+    ranges = {"lr": positive, "eps": positive, "min_lr": non_negative,
+              "weight_decay": non_negative, "grad_clip": non_negative, "beta1": below_one,
+              "beta2": below_one}
+    for key, (ok, words) in ranges.items():
+        if key in train and not ok(train[key]):
+            bad(f"train.{key}", f"must be {words}, got {train[key]!r}")
     if is_int(train.get("decay_steps")) and train["decay_steps"] < 1:
         bad("train.decay_steps", f"must be positive, got {train['decay_steps']!r}")
     try:  # the state the training RNG will be set to must be one it accepts

@@ -280,6 +280,13 @@ def check_parameter_memory(cfg: GPTConfig):
                           f"({cfg.block_size})")
 
 
+def _refuse_to_overwrite(ckpt_path: str) -> None:
+    """A fresh run never replaces a checkpoint that is there."""
+    if os.path.exists(ckpt_path):
+        raise GraphcError(f"{ckpt_path} already exists; pass --resume to continue it or --out "
+                          "to train into another directory")
+
+
 def _print_line(text, file=None):
     print(text, file=file or sys.stdout, flush=True)
 
@@ -323,10 +330,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     if resume:
         arrays, meta = checkpoint.load(ckpt_path)
         vocab = list(meta["vocab"])
-    elif os.path.exists(ckpt_path):
-        raise GraphcError(f"{ckpt_path} already exists; pass --resume to continue it or --out "
-                          "to train into another directory")
     else:
+        _refuse_to_overwrite(ckpt_path)
         vocab = None
     if config not in CONFIGS:
         raise GraphcError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
@@ -362,9 +367,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     if meta:
         trainer.restore(arrays, meta)
         _say(f"resumed from {ckpt_path} at step {trainer.step}")
-    if not resume and os.path.exists(ckpt_path):  # another run wrote it while this one built
-        raise GraphcError(f"{ckpt_path} already exists; pass --resume to continue it or --out "
-                          "to train into another directory")
+    if not resume:  # again: another run may have written it while this one was built
+        _refuse_to_overwrite(ckpt_path)
     stopped = trainer.fit(out, progress, log=_say)  # holds `out` (files.exclusive_directory)
     if stopped:
         import signal

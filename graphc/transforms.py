@@ -483,7 +483,8 @@ def _is_weak_scalar(a, kinds=(int, float, np.floating)) -> bool:
 
 
 def _as_float_inputs(args) -> tuple:
-    """Python numbers among the arguments as 0-d float arrays (something to differentiate).
+    """Python numbers and numpy float scalars among the arguments as 0-d float arrays
+    (something to differentiate).
     Of the floating-point dtype the arrays among the arguments share, if they share one: a
     Python number is weakly typed (as in JAX), so grad(f)(w32, 3.0) is float32 throughout,
     where a float64 3.0 would not mix with w32; float64 otherwise."""
@@ -501,7 +502,7 @@ def _weak_floats(args, static) -> tuple:
     if not positions:
         return args
     dtype = _shared_float_dtype(args, skip=set(static) | set(positions))
-    if dtype is None or dtype == np.float64:
+    if dtype is None:
         return args
     return tuple(np.asarray(a, dtype) if i in positions else a for i, a in enumerate(args))
 

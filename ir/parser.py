@@ -14,7 +14,7 @@ from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
 from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, TensorType, TupleType,
-                    parse_dim)
+                    first_fraction, parse_dim)
 
 _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -175,6 +175,9 @@ def _constant(c: _Cursor, type_: TensorType):
         values.append(_scalar(c))
     if len(values) != type_.size:
         c.fail(f"constant of type {type_} needs {type_.size} values, got {len(values)}")
+    fraction = first_fraction(values, type_.dtype)
+    if fraction is not None:  # numpy would truncate it silently
+        c.fail(f"constant of type {type_} has a value that is not an integer: {fraction!r}")
     try:
         return np.array(values, dtype=type_.dtype).reshape(type_.shape)
     except OverflowError:  # numpy's message names neither the value nor the line

@@ -25,7 +25,8 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .types import DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, parse_dim
+from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, first_fraction,
+                    parse_dim)
 
 FORMAT, VERSION = "graphc-ir", 1
 # Python's json parser recurses once per level of nesting; the schema needs five (document,
@@ -144,6 +145,9 @@ def _decode(v, path):
             _need(all(isinstance(x, (int, float, bool)) for x in flat), path,
                   "array values must be numbers")
             _need(len(flat) == math.prod(v["shape"]), path, "array size does not match shape")
+            fraction = first_fraction(flat, DTYPES[v["dtype"]])  # numpy would truncate it
+            _need(fraction is None, path, f"a value of a {v['dtype']} array is not an integer: "
+                  f"{fraction!r}")
             try:
                 return np.array(flat, dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
             except OverflowError:  # an integer out of the dtype's range

@@ -479,3 +479,11 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.2f} TiB"
+
+
+def first_fraction(values, dtype):
+    """The first value with a fractional part among those given for an integer dtype, or
+    None: saved graphs refuse it where numpy would truncate it silently (1.5 -> 1)."""
+    if not np.issubdtype(np.dtype(dtype), np.integer):
+        return None
+    return next((v for v in values if isinstance(v, float) and not v.is_integer()), None)

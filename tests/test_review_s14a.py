@@ -163,6 +163,7 @@ def test_compiled_functions_take_python_floats_as_weakly_typed():
     np.testing.assert_allclose(out, np.sin(w) * np.float32(3.0), rtol=1e-6)
     np.testing.assert_allclose(f(w, 0.5), np.sin(w) * 0.5, rtol=1e-6)  # same plan, new value
     assert f(w.astype(np.float64), 3.0).dtype == np.float64
+    assert f(w.astype(np.float64), np.float32(3.0)).dtype == np.float64  # weak both ways
     # numpy scalar objects are weak too (README, "Design"); a 0-d array keeps its dtype
     assert f(w, np.float64(3.0)).dtype == np.float32
     with pytest.raises(gc.GraphcError, match="operands must have one dtype"):

@@ -178,3 +178,25 @@ def test_a_batch_larger_than_memory_is_refused_before_it_is_drawn(tmp_path, caps
     assert "needs 298.0 GiB to draw, but only 1023.9 MiB of memory is available" in line
     assert "lower --batch-size (1000000000) or --block-size (8)" in line
     assert not (tmp_path / "run").exists()
+
+
+# ---- saved graphs: an integer constant with a fraction ------------------------------------------
+# numpy truncated it silently (i32 1.5 -> 1: a graph that computes something else than its
+# file says); refused as the review's lead suggested. Whole floats (2.0) are exact and stay.
+def test_ir_text_integer_constant_with_a_fraction(tmp_path, capsys):
+    path = tmp_path / "g.ir"
+    path.write_text("graph f() -> (%1)\n  %1:i32[2] = constant [2.0, 1.5]\n  return %1\n")
+    assert main(["dump", str(path)]) == 2
+    line = error_line(capsys)
+    assert "IR line 2" in line and "not an integer: 1.5" in line
+    path.write_text("graph f() -> (%1)\n  %1:i32[2] = constant [2.0, 1]\n  return %1\n")
+    assert main(["dump", str(path)]) == 0
+    assert "[2, 1]" in capsys.readouterr().out
+
+
+def test_ir_json_integer_constant_with_a_fraction(tmp_path, capsys):
+    path = tmp_path / "g.json"
+    path.write_text(_constant_json("1.5"))
+    assert main(["dump", str(path)]) == 2
+    line = error_line(capsys)
+    assert line.startswith("graphc: error: IR JSON: ") and "not an integer: 1.5" in line
