@@ -126,17 +126,24 @@ def test_a_cycle_is_reported_with_its_files_and_lines():
         ["ir.graph (ir/graph.py:17) -> ir.types (ir/types.py:3) -> ir.graph"])
 
 
+def _in_a_fresh_interpreter(script) -> list:
+    """The lines `script` prints, run by a new Python (this checkout's code first on the
+    path), which must succeed."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
 @pytest.mark.parametrize("package", ["ir", "passes", "runtime"])
 def test_each_layer_imports_alone_and_loads_nothing_above_it(package):
     """In a fresh interpreter (this checkout's code first on the path)."""
     above = [p for p, rank in RANK.items() if rank > RANK[package]]
     script = (f"import sys, {package}\n"
               f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(above)!r}))")
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]", f"import {package} loaded {done.stdout.strip()}"
+    loaded = _in_a_fresh_interpreter(script)[0]
+    assert loaded == "[]", f"import {package} loaded {loaded}"
 
 
 def test_ops_on_concrete_values_need_eager_mode_registered_from_above():
@@ -155,11 +162,7 @@ def test_ops_on_concrete_values_need_eager_mode_registered_from_above():
               "    print(type(exc).__name__, exc.message)\n"
               "import runtime.eager\n"
               "print(type(F.exp(np.zeros(2))).__name__, F.exp(np.zeros(2)).data.tolist())\n")
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = _in_a_fresh_interpreter(script)
     assert lines[0] == "exp True"
     assert lines[1].startswith("GraphcError exp on concrete values needs eager mode")
     assert lines[2] == "Tensor [1.0, 1.0]"
@@ -179,11 +182,7 @@ def test_starting_the_cli_loads_no_library_only_some_commands_use():
               "print(np.round(F.erf(x).data, 6).tolist(), 'scipy.special' in sys.modules)\n"
               "f = Compiled(lambda x: F.erf(x) * 2.0, jit=False)  # numpy kernels\n"
               "print(np.round(f(x), 6).tolist(), 'special.erf(' in f.plan_for(x).source)\n")
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = _in_a_fresh_interpreter(script)
     assert lines[0] == "[]", f"import graphc.cli loaded {lines[0]}"
     from math import erf
     assert lines[1] == f"{[round(erf(v), 6) for v in (-1.0, 0.5, 2.0)]} True"
