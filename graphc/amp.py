@@ -72,7 +72,11 @@ class LossScaler:
         growth_interval good steps in a row."""
         scale, good = state["scale"], state["good_steps"] + 1
         grow = good >= self.growth_interval
-        grown = F.where(grow, scale * self.growth_factor, scale)
+        # as GradScaler (torch._amp_update_scale_): a scale whose growth would overflow
+        # float32 stays as it is; an Inf scale would make every later step Inf or NaN (Inf * 0)
+        # and so skipped, and halving Inf gives Inf again: training would stall for good
+        fits = scale <= FLOAT32_MAX / self.growth_factor
+        grown = F.where(grow, F.where(fits, scale * self.growth_factor, scale), scale)
         return {"scale": F.where(finite, grown, scale * self.backoff_factor),
                 "good_steps": F.where(finite, F.where(grow, 0, good), 0)}
 

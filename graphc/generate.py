@@ -214,7 +214,10 @@ def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) ->
     """One token id from a row of logits (float64)."""
     if temperature == 0:
         return int(np.argmax(logits))
-    logits = logits / temperature
+    # the largest logit subtracted before the division: the same softmax, but a tiny
+    # temperature (1e-320) no longer overflows the logits to Inf (Inf - Inf is NaN)
+    with np.errstate(over="ignore"):  # far below the largest: -Inf, probability 0
+        logits = (logits - logits.max()) / temperature
     if top_k is not None and top_k < logits.size:
         cutoff = np.sort(logits)[-top_k]
         logits = np.where(logits < cutoff, -np.inf, logits)
