@@ -84,14 +84,16 @@ def load(path: str, optimizer: bool = True):
     return _read(path, expected)
 
 
-def load_arrays(path: str, wanted: dict):
+def load_arrays(path: str, wanted: dict, optional=()):
     """-> (arrays, meta) of a checkpoint written by gc.Trainer.save for any model: `wanted`
     maps each array's name to the (shape, dtype) it must have, checked from its .npy header
-    before it is read; the header must be a graphc checkpoint's with a step and a valid
-    training RNG state. Raises CheckpointError, one line, for any bad file."""
+    before it is read; the names in `optional` are read only where the file has them; the
+    header must be a graphc checkpoint's with a step and a valid training RNG state. Raises
+    CheckpointError, one line, for any bad file."""
     def expected(meta, members):
         _check_common_meta(meta, path)
-        return wanted
+        return {k: v for k, v in wanted.items()
+                if k not in optional or k + ".npy" in members}
     return _read(path, expected)
 
 

@@ -50,7 +50,7 @@ from . import watchdog as _watchdog
 
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
-           "allreduce", "exit_on_error", "mpiexec_path", "launch_command", "launch",
+           "agree_max", "allreduce", "exit_on_error", "mpiexec_path", "launch_command", "launch",
            "launch_env", "under_mpiexec", "without_option"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
@@ -146,6 +146,17 @@ def beat(step: int) -> None:
     dog = _STATE["watchdog"]
     if dog is not None:
         dog.beat(step)
+
+
+def agree_max(value: int) -> int:
+    """The largest of every rank's `value` (an int), at once (a blocking MPI allreduce outside
+    any graph). Collective: every rank must call it at the same point, e.g. a step boundary
+    deciding whether to stop, so that no rank goes on into a step the others left."""
+    comm = _STATE["comm"]
+    if comm is None or size() == 1:
+        return int(value)
+    from mpi4py import MPI
+    return int(comm.allreduce(int(value), op=MPI.MAX))
 
 
 def allreduce(tree, reduce: str = "mean"):

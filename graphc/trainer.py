@@ -343,7 +343,9 @@ class Trainer:
         """restore() from a checkpoint file written by save(), each array checked against
         this trainer's before it is read."""
         wanted = {k: (a.shape, a.dtype) for k, a in self.state_arrays().items()}
-        self.restore(*checkpoint.load_arrays(path, wanted))
+        # a float32 run's checkpoint has no loss scale: restore() starts it afresh
+        optional = [k for k in wanted if k.startswith("amp/")]
+        self.restore(*checkpoint.load_arrays(path, wanted, optional))
 
     def _set_state_arrays(self, arrays, step):
         self.step = step
@@ -380,9 +382,10 @@ class Trainer:
         return stopped
 
     def _per_batch(self, batch) -> int:
+        """Samples (or tokens) per step, of `batch`: the global batch as drawn (every rank
+        draws all of it), so it is not multiplied by the rank count."""
         first = np.asarray(batch[0])
-        count = first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
-        return count * (1 if self.dist is None else self.dist.size())  # the global batch
+        return first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
 
     def _loop(self, ckpt, progress, log) -> int:
         from tqdm import tqdm
@@ -394,7 +397,11 @@ class Trainer:
         start, done, saved = time.perf_counter(), 0, -1
         try:
             with StopAtStepBoundary() as stop:
-                while self.step < self.steps and not stop.signum:
+                signum = 0
+                while self.step < self.steps:
+                    signum = self._stop_signal(stop)
+                    if signum:
+                        break
                     loss = self.train_step()
                     done += 1
                     rate = done * per_batch / (time.perf_counter() - start)
@@ -410,11 +417,21 @@ class Trainer:
                                       f"{val:.4f}")
                         self._save(ckpt, saved, log)
                         saved = self.step
-                if stop.signum and saved != self.step:
+                signum = signum or stop.signum  # one that came after the last step: done
+                if signum and saved != self.step:
                     self._save(ckpt, saved, log)
-                return stop.signum
+                return signum
         finally:
             bar.close()
+
+    def _stop_signal(self, stop) -> int:
+        """The signal that stops training at this step boundary, or 0. With several ranks
+        they agree on it: mpiexec forwards a signal to every rank, but one may get it just
+        before its check and another just after, and a rank going on into the next step
+        would wait in its all-reduce for ranks that have stopped."""
+        if self.dist is None:
+            return stop.signum
+        return self.dist.agree_max(stop.signum)
 
     def _bad_step(self, loss) -> bool:
         """A NaN or Inf loss or gradient norm; with loss scaling, an overflow is a skipped

@@ -9,6 +9,8 @@ hang:     rank 1 sleeps at step 3 outside any collective; the watchdog must name
 mismatch: the ranks disagree on their model config; handshake must refuse
 trainer:  gc.Trainer(distributed=True) on a float64 MLP: 10 AdamW steps into OUT_DIR/fresh,
           5 steps into OUT_DIR/half, and OUT_DIR/resumed (5 steps on 1 rank) resumed to 10
+sigterm1: a SIGTERM reaches rank 1 alone during step 3 of fit(); every rank must stop at the
+          same step boundary (rank 0 saving OUT_DIR/sigterm) and print `stopped N at step S`
 """
 from __future__ import annotations
 
@@ -141,6 +143,20 @@ def case_trainer(out):
     resumed = make_trainer(10, True)
     resumed.resume(os.path.join(out, "resumed", "checkpoint.npz"))
     resumed.fit(os.path.join(out, "resumed"), progress=False)
+
+
+def case_sigterm1(out):
+    trainer = make_trainer(10, True)
+    draw, fired = trainer.train_batches.function, []
+
+    def batches(rng):  # the signal arrives while rank 1 draws step 3's batch
+        if dist.rank() == 1 and trainer.step == 3 and not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return draw(rng)
+    trainer.train_batches.function = batches
+    stopped = trainer.fit(os.path.join(out, "sigterm"), progress=False)
+    print(f"rank {dist.rank()} stopped {int(stopped)} at step {trainer.step}", flush=True)
 
 
 if __name__ == "__main__":
