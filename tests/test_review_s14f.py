@@ -4,8 +4,9 @@ plan.memory), shape polymorphism, eager mode against compiled gradients, and `gr
 Found: (1) eager `backward(create_graph=True)` through an op whose gradient is a composite
 primitive with a derived rule (gelu_grad, softmax_grad, layer_norm_grad: the ops a first
 backward pass emits) dropped the tape, so third derivatives taken eagerly were refused
-(gelu, layer_norm) or silently wrong (softmax, gelu of x*x). (2) `graphc dump --memory-limit N --stats`: the
-per-pass table left out the rematerialize pass, so it disagreed with the node count above it."""
+(gelu, layer_norm) or silently wrong (softmax, gelu of x*x). (2) `graphc dump --memory-limit N
+--stats`: the per-pass table left out the rematerialize pass, so it disagreed with the node
+count above it."""
 import os
 
 import numpy as np
