@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import time
 from collections import Counter
 
 import networkx as nx
@@ -286,7 +287,13 @@ def run_dump(args) -> int:
                                                     or args.format == "graphml"),
                                    needs_sizes_for="--memory-limit" if memory_limit else None)
     if memory_limit is not None and after_pass is None:
+        # a row of --stats' per-pass table, as the pipeline's passes have: the node count
+        # the header reports is the rematerialised graph's
+        from passes.manager import PassStat
+        started, before = time.perf_counter(), len(result.graph.nodes)
         result.graph = _rematerialize(result.graph, memory_limit)
+        result.stats.append(PassStat(REMAT_PASS, before, len(result.graph.nodes),
+                                     time.perf_counter() - started))
     if args.stats:
         return _emit(stats_text(graph, result) + "\n", args)
     g = result.graph

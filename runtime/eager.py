@@ -214,7 +214,7 @@ class EagerInterpreter(Interpreter):
 register_base_interpreter(EagerInterpreter())
 
 
-def _topological(root):
+def _topological(root, stop=()):
     order, seen = [], set()
     stack = [(root, False)]
     while stack:
@@ -226,16 +226,18 @@ def _topological(root):
             continue
         seen.add(id(t))
         stack.append((t, True))
-        if t._ctx is not None:
+        if t._ctx is not None and id(t) not in stop:
             for a in t._ctx[1]:
                 if a.requires_grad and id(a) not in seen:
                     stack.append((a, False))
     return order
 
 
-def backward(root: Tensor, grad=None, create_graph=False, record=None):
+def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
     """Reverse-mode sweep over the tape, using each op's gradient rule on eager tensors;
-    with create_graph the rules run with the tape on, so the gradients have tapes too."""
+    with create_graph the rules run with the tape on, so the gradients have tapes too.
+    `stop`: ids of tensors the sweep does not go past (with `record`: their gradients are
+    recorded, as a leaf's would be)."""
     if not root.requires_grad:
         raise GraphcError("backward() on a tensor that does not depend on any tensor that "
                           "requires grad", (user_location(),))
@@ -250,13 +252,13 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None):
              else Tensor(np.asarray(grad, dtype=root.dtype))}
     # record: a dict to fill with id(tensor) -> gradient, for every tensor of the tape
     with enable_grad() if create_graph else no_grad():
-        for t in reversed(_topological(root)):
+        for t in reversed(_topological(root, stop)):
             g = grads.pop(id(t), None)
             if g is None:
                 continue
             if record is not None:  # graphc.draw: every tensor's gradient, leaves untouched
                 record[id(t)] = g
-            if t._ctx is None:
+            if t._ctx is None or id(t) in stop:
                 if record is None:
                     _accumulate(t, g, create_graph)
                 continue
@@ -278,7 +280,22 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None):
 
 def _derived_vjp(reference, ctx, g):
     """A composite primitive's gradient (ir.ops.registry.DerivedVJP): run its reference definition
-    on fresh leaves with the tape on, then backward."""
+    on fresh leaves with the tape on, then backward. Under backward(create_graph=True) the
+    gradient must stay on the tape of the op's operands (a third derivative of gelu goes
+    through gelu_grad's rule): the reference then runs on the operands themselves and the
+    sweep stops at them."""
+    if is_grad_enabled():
+        out = reference(*ctx.inputs, **ctx.attrs)
+        found = {}
+        backward(out, g, create_graph=True, record=found,
+                 stop={id(x) for x in ctx.inputs})
+        results, given = [], set()
+        for x, need in zip(ctx.inputs, ctx.needs):
+            # an operand read twice: its whole gradient goes to its first position
+            r = found.get(id(x)) if need and id(x) not in given else None
+            given.add(id(x))
+            results.append(r if r is not None or not need else Tensor(np.zeros_like(x.data)))
+        return results
     leaves = [Tensor(x.data, requires_grad=need) for x, need in zip(ctx.inputs, ctx.needs)]
     with enable_grad():
         out = reference(*leaves, **ctx.attrs)
