@@ -20,7 +20,8 @@ def test_a_signal_reaching_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     all-reduce, waiting for a rank that had left (a hang until the watchdog, no checkpoint
     of step 3). The ranks now agree at each boundary: both stop after
     step 3 (at step 4) and rank 0 saves it."""
-    pytest.importorskip("mpi4py")
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed: pip install "
+                        "'graphc[mpi]'")  # as tests/test_mpi.py
     from test_mpi import run_ranks
     from graphc import checkpoint
 

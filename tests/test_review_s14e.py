@@ -1,7 +1,7 @@
 """Review (session 14e) of generation (graphc/generate.py's sampling) and mixed precision
 (graphc/amp.py's dynamic loss scaling), against PyTorch's GradScaler and plain numpy."""
 import numpy as np
-import pytest
+import torch  # the oracle; the test set-up installs it (as tests/test_optim.py's)
 
 import graphc as gc
 from graphc.amp import LossScaler
@@ -29,7 +29,6 @@ def test_loss_scale_never_grows_past_float32_like_gradscaler():
 
 
 def test_loss_scale_update_matches_torch_over_a_sequence():
-    torch = pytest.importorskip("torch")
     scaler = LossScaler(init_scale=2.0 ** 120, growth_interval=2)
     state = {k: gc.tensor(v) for k, v in scaler.init().items()}
     scale, tracker = torch.tensor([2.0 ** 120]), torch.tensor([0], dtype=torch.int32)

@@ -10,6 +10,7 @@ count above it."""
 import os
 
 import numpy as np
+import torch  # the oracle; the test set-up installs it (as tests/test_optim.py's)
 import pytest
 
 import graphc as gc
@@ -51,7 +52,6 @@ def test_eager_third_derivatives_through_derived_gradient_rules(name, f):
 
 
 def test_eager_third_derivative_of_gelu_matches_torch():
-    torch = pytest.importorskip("torch")
     x = torch.tensor(X0, requires_grad=True)
     w, v = torch.tensor(W), torch.tensor(V)
     g1, = torch.autograd.grad((torch.nn.functional.gelu(x, approximate="tanh") * w).sum(), x,
