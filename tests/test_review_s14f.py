@@ -8,6 +8,7 @@ backward pass emits) dropped the tape, so third derivatives taken eagerly were r
 --stats`: the per-pass table left out the rematerialize pass, so it disagreed with the node
 count above it."""
 import os
+import re
 
 import numpy as np
 import torch  # the oracle; the test set-up installs it (as tests/test_optim.py's)
@@ -72,3 +73,16 @@ def test_dump_stats_lists_the_rematerialize_pass(capsys):
     table = out[out.index("pass        before"):].splitlines()[1:]
     last = table[-1].split()
     assert last[0] == "rematerialize" and int(last[2]) == nodes > int(last[1])
+
+
+def test_eager_backward_refuses_a_gradient_of_another_shape():
+    # the review's lead: y.backward(np.ones(4)) for a (3,) y failed inside a gradient rule
+    # ("reshape(f64[4]): cannot reshape 4 elements into shape (3,)"); PyTorch refuses the
+    # mismatch up front, naming both shapes
+    x = gc.tensor(np.ones(3), requires_grad=True)
+    for wrong in (np.ones(4), np.ones(1), np.ones((3, 1))):
+        message = f"backward(): the gradient has shape {wrong.shape}, the tensor has shape (3,)"
+        with pytest.raises(gc.GraphcError, match=re.escape(message)):
+            (x * 2.0).backward(wrong)
+    (x * 2.0).backward(np.arange(3.0))
+    np.testing.assert_array_equal(x.grad, [0.0, 2.0, 4.0])
