@@ -474,7 +474,7 @@ def _shared_float_dtype(args, skip=()):
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
-def _is_weak_scalar(a, kinds=(int, float, np.floating)) -> bool:
+def _is_weak_scalar(a, kinds) -> bool:
     """A Python number or a numpy float scalar: weakly typed, as they are where they meet a
     tensor (README, "Design"); arrays, 0-d ones included, keep their dtype. numpy integer
     scalars are left alone: they are labels and indices (a class for cross_entropy, a start
@@ -482,29 +482,31 @@ def _is_weak_scalar(a, kinds=(int, float, np.floating)) -> bool:
     return isinstance(a, kinds) and not isinstance(a, (bool, np.bool_))
 
 
-def _as_float_inputs(args) -> tuple:
-    """Python numbers and numpy float scalars among the arguments as 0-d float arrays
-    (something to differentiate).
-    Of the floating-point dtype the arrays among the arguments share, if they share one: a
-    Python number is weakly typed (as in JAX), so grad(f)(w32, 3.0) is float32 throughout,
-    where a float64 3.0 would not mix with w32; float64 otherwise."""
-    dtype = _shared_float_dtype(args) or np.dtype(np.float64)
-    return tuple(np.asarray(float(a), dtype) if _is_weak_scalar(a) else a for a in args)
-
-
-def _weak_floats(args, static) -> tuple:
-    """A compiled function's float scalar arguments (Python or numpy) as 0-d arrays of the
-    floating-point dtype its array arguments share (as jax.jit's weakly typed scalars):
-    f(w32, 0.5) traces a float32 input where a float64 one would not mix with w32. Without a
-    shared dtype they stay as they are; ints keep their integer meaning."""
-    positions = [i for i, a in enumerate(args)
-                 if i not in static and _is_weak_scalar(a, (float, np.floating))]
+def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
+    """The arguments with their weak scalars of `kinds` (not at the `static` positions) as
+    0-d arrays of the floating-point dtype the array arguments share, or of `default` where
+    they share none (None: left as they are)."""
+    positions = {i for i, a in enumerate(args) if i not in static and _is_weak_scalar(a, kinds)}
     if not positions:
         return args
-    dtype = _shared_float_dtype(args, skip=set(static) | set(positions))
+    dtype = _shared_float_dtype(args, skip=set(static) | positions) or default
     if dtype is None:
         return args
     return tuple(np.asarray(a, dtype) if i in positions else a for i, a in enumerate(args))
+
+
+def _as_float_inputs(args) -> tuple:
+    """grad's, jvp's and hessian's arguments: Python numbers and numpy float scalars as 0-d
+    float arrays (something to differentiate), of the float dtype the arrays share (as in
+    JAX, grad(f)(w32, 3.0) is float32 throughout), float64 otherwise."""
+    return _weakly_typed(args, (int, float, np.floating), default=np.dtype(np.float64))
+
+
+def _weak_floats(args, static) -> tuple:
+    """A compiled function's float scalar arguments (Python or numpy), as jax.jit's weakly
+    typed scalars: f(w32, 0.5) traces a float32 input where a float64 one would not mix with
+    w32. Without a shared dtype they stay as they are; ints keep their integer meaning."""
+    return _weakly_typed(args, (float, np.floating), static)
 
 
 def grad(fn, argnums=0, has_aux=False):

@@ -14,7 +14,7 @@ from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
 from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, TensorType, TupleType,
-                    first_fraction, parse_dim)
+                    exact_array, parse_dim)
 
 _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -175,13 +175,10 @@ def _constant(c: _Cursor, type_: TensorType):
         values.append(_scalar(c))
     if len(values) != type_.size:
         c.fail(f"constant of type {type_} needs {type_.size} values, got {len(values)}")
-    fraction = first_fraction(values, type_.dtype)
-    if fraction is not None:  # numpy would truncate it silently
-        c.fail(f"constant of type {type_} has a value that is not an integer: {fraction!r}")
     try:
-        return np.array(values, dtype=type_.dtype).reshape(type_.shape)
-    except OverflowError:  # numpy's message names neither the value nor the line
-        c.fail(f"a value of the constant is out of range for {type_.dtype}")
+        return exact_array(values, type_.dtype, type_.shape)
+    except ValueError as exc:  # a fraction or an overflow: named with the line
+        c.fail(str(exc))
 
 
 def _scalar(c):

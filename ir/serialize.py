@@ -25,7 +25,7 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
-from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, first_fraction,
+from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, exact_array,
                     parse_dim)
 
 FORMAT, VERSION = "graphc-ir", 1
@@ -145,13 +145,10 @@ def _decode(v, path):
             _need(all(isinstance(x, (int, float, bool)) for x in flat), path,
                   "array values must be numbers")
             _need(len(flat) == math.prod(v["shape"]), path, "array size does not match shape")
-            fraction = first_fraction(flat, DTYPES[v["dtype"]])  # numpy would truncate it
-            _need(fraction is None, path, f"a value of a {v['dtype']} array is not an integer: "
-                  f"{fraction!r}")
             try:
-                return np.array(flat, dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
-            except OverflowError:  # an integer out of the dtype's range
-                raise _Bad(f"{path}: a value is out of range for {v['dtype']}") from None
+                return exact_array(flat, DTYPES[v["dtype"]], v["shape"])
+            except ValueError as exc:  # a fraction or an overflow
+                raise _Bad(f"{path}: {exc}") from None
         raise _Bad(f"{path}: unknown attribute encoding {sorted(v)}")
     _need(isinstance(v, (bool, int, float, str)), path, f"bad attribute value {v!r}")
     return v

@@ -481,9 +481,18 @@ def format_bytes(n: float) -> str:
     return f"{n:.2f} TiB"
 
 
-def first_fraction(values, dtype):
-    """The first value with a fractional part among those given for an integer dtype, or
-    None: saved graphs refuse it where numpy would truncate it silently (1.5 -> 1)."""
-    if not np.issubdtype(np.dtype(dtype), np.integer):
-        return None
-    return next((v for v in values if isinstance(v, float) and not v.is_integer()), None)
+def exact_array(values, dtype, shape) -> np.ndarray:
+    """A saved constant's values as an array of this dtype and shape, refusing what numpy
+    would change: a fraction for an integer dtype (truncated silently, 1.5 -> 1) or a value
+    out of the dtype's range (an OverflowError naming nothing). Raises ValueError saying
+    which, for the reader to place (a line of IR text, a path in IR JSON)."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        fraction = next((v for v in values if isinstance(v, float) and not v.is_integer()),
+                        None)
+        if fraction is not None:
+            raise ValueError(f"a value of a {dtype} array is not an integer: {fraction!r}")
+    try:
+        return np.array(values, dtype=dtype).reshape(shape)
+    except OverflowError:
+        raise ValueError(f"a value is out of range for {dtype}") from None

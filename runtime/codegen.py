@@ -36,7 +36,6 @@ from .stages import LoweringOptions, lower
 _SOURCE_NUMBERS = itertools.count()  # one linecache file name per compiled source
 
 
-
 class _LazySpecial:
     """scipy.special for the plans whose source calls it (`erf`), imported at the first
     use: the import takes ~0.2 s, and most plans never need it."""
@@ -47,6 +46,7 @@ class _LazySpecial:
 
 
 _SCIPY_SPECIAL = _LazySpecial()
+
 
 class Plan:
     """A compiled, callable graph: `plan(*inputs) -> list of output arrays`."""

@@ -246,12 +246,12 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
             raise GraphcError(f"backward() needs a gradient argument for a non-scalar of shape "
                               f"{root.shape}", (user_location(),))
         grad = np.ones_like(root.data)
-    if np.shape(grad.data if isinstance(grad, Tensor) else grad) != root.shape:
+    shape = np.shape(grad.data if isinstance(grad, Tensor) else grad)
+    if shape != root.shape:
         # as PyTorch: the rules would otherwise fail deep inside (a reshape's message) or
         # broadcast a wrong-shaped gradient silently
-        raise GraphcError(f"backward(): the gradient has shape "
-                          f"{np.shape(grad.data if isinstance(grad, Tensor) else grad)}, the "
-                          f"tensor has shape {root.shape}", (user_location(),))
+        raise GraphcError(f"backward(): the gradient has shape {shape}, the tensor has shape "
+                          f"{root.shape}", (user_location(),))
     if isinstance(grad, Tensor):
         grad = grad if create_graph else grad.data
     grads = {id(root): grad if isinstance(grad, Tensor)
