@@ -78,11 +78,15 @@ class Compiled:
         self.recompiles = []  # one message per compilation after the first
         self._plans = {}
         self._last_key = None
+        self._checked_counts = set()  # argument counts whose argnums have been checked
         functools.update_wrapper(self, fn)
 
     def _check_argnums(self, count):
         # as JAX: an index names a parameter of fn; one left to its default (not passed) is
-        # neither static nor donated in that call
+        # neither static nor donated in that call. Checked once per argument count: it
+        # reads fn's signature, and a training step calls this every step
+        if count in self._checked_counts:
+            return
         limit = max(count, _positional_count(self.fn))
         for what, nums in (("static_argnums", self.static_argnums),
                            ("donate_argnums", self.donate_argnums)):
@@ -91,18 +95,24 @@ class Compiled:
                     raise GraphcError(f"compile: {what} has {i} but "
                                       f"{getattr(self.fn, '__name__', 'fn')} was called with "
                                       f"{count} arguments", (user_location(),))
+        self._checked_counts.add(count)
 
     def _static(self, count):
         return _passed(self.static_argnums, count)
 
     def signature(self, args):
+        return self._key_and_leaves(args)[0]
+
+    def _key_and_leaves(self, args):
+        """(the signature of a call, the leaves of its non-static arguments in the plan's
+        input order): the arguments are flattened once per call."""
         static = self._static(len(args))
         if self.polymorphic_shapes is not None and len(self.polymorphic_shapes) > len(args):
             raise GraphcError(f"compile: polymorphic_shapes has {len(self.polymorphic_shapes)} "
                               f"entries but the function was called with {len(args)} "
                               "positional arguments (one entry per argument)",
                               (user_location(),))
-        key = []
+        key, all_leaves = [], []
         for i, a in enumerate(args):
             if i in static:
                 try:
@@ -118,17 +128,23 @@ class Compiled:
                 if templates is None:  # parsed once per argument and structure
                     templates = self._leaf_templates(i, a, len(leaves))
                     self._templates[(i, structure)] = templates
-                key.append((structure, tuple(_leaf_signature(x, t)
-                                             for x, t in zip(leaves, templates))))
-        return tuple(key)
+                if templates.concrete:  # (the fast path: no polymorphic shapes)
+                    signature = tuple((x.shape, _dtype_name(x.dtype))
+                                      if type(x) is np.ndarray else _leaf_signature(x)
+                                      for x in leaves)
+                else:
+                    signature = tuple(_leaf_signature(x, t) for x, t in zip(leaves, templates))
+                key.append((structure, signature))
+                all_leaves += leaves
+        return tuple(key), all_leaves
 
     def _leaf_templates(self, i, arg, count) -> list:
         """The declared shape (a tuple of ints, names and "_") of each leaf of argument i, or
         None per leaf where polymorphic_shapes declares nothing."""
         if self.polymorphic_shapes is None or i >= len(self.polymorphic_shapes):
-            return [None] * count
-        return polymorphic_templates(self.polymorphic_shapes[i], arg, count,
-                                     self._names(i + 1)[i])
+            return _Templates([None] * count)
+        return _Templates(polymorphic_templates(self.polymorphic_shapes[i], arg, count,
+                                                self._names(i + 1)[i]))
 
     def _names(self, count):
         return arg_names(self.fn, count)
@@ -155,10 +171,12 @@ class Compiled:
         return "; ".join(changes)
 
     def plan_for(self, *args):
+        self._check_argnums(len(args))
+        return self._plan_for_key(args, self.signature(args))
+
+    def _plan_for_key(self, args, key):
         from runtime.build import build_plan
 
-        self._check_argnums(len(args))
-        key = self.signature(args)
         entries = self._plans.get(key, [])  # (guards, plan): one per state of the guards
         plan = next((p for guards, p in entries if _hold(guards)), None)
         if plan is None:
@@ -223,8 +241,10 @@ class Compiled:
     def call(self, args, checked: bool = False):
         """fn(*args) on concrete values; `checked` runs the plan with its finite check
         (Plan.run_checked: a GraphcError names the first op that made a NaN or an Inf)."""
-        plan = self.plan_for(*args)
-        leaves = self.plan_inputs(args)
+        self._check_argnums(len(args))
+        key, leaves = self._key_and_leaves(args)
+        plan = self._plan_for_key(args, key)
+        leaves = [x.data if isinstance(x, Tensor) else x for x in leaves]
         outs = plan.run_checked(*leaves) if checked else plan(*leaves)
         return unflatten(plan.graph.output_tree, outs)
 
@@ -252,13 +272,34 @@ def _leaf_signature(x, template=None):
     call of a compiled function). With a declared template, its symbolic dimensions are
     their names in the shape: every size of them has one signature."""
     if isinstance(x, np.ndarray):
-        shape, dtype = x.shape, x.dtype.name
+        shape, dtype = x.shape, _dtype_name(x.dtype)
     else:
         spec = to_spec(x)
         shape, dtype = spec.shape, str(spec.dtype)
     if template is None:
         return shape, dtype
     return _template_shape(template, shape), dtype
+
+
+class _Templates(list):
+    """The declared shape of each leaf of an argument (None: all its dimensions concrete);
+    `concrete` says that none is declared."""
+
+    def __init__(self, templates):
+        super().__init__(templates)
+        self.concrete = all(t is None for t in templates)
+
+
+_DTYPE_NAMES = {}
+
+
+def _dtype_name(dtype) -> str:
+    """dtype.name, remembered: numpy computes it in Python (~5 us), for every leaf of every
+    call of a compiled function."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype.name
+    return name
 
 
 def _template_shape(template, shape) -> tuple:
