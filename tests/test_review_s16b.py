@@ -9,8 +9,12 @@ reshape was a copy, the product went into the copy and the plan read an unwritte
 axes into one 2-D product), but a graph read from IR text or JSON, or built node by node,
 does; runtime.memory.products_into_concats already refused it (_writes_any_layout).
 
-(2) vmap of dynamic_update_slice with per-example start indices, clamped as in jax, and with
-an empty update: pinned against a loop over examples and numpy."""
+(2) vmap of dynamic_update_slice with a start per example and an empty update (a zero-length
+window axis) failed: "arange(): step must not be zero" (ir.ops.batching.batch_offsets steps
+by the block's row count, 0 here), and past that, a take of index -1 from an empty table. The
+same zero step failed vmap of dynamic_slice on an empty axis and of take from empty tables.
+Starts past the end are clamped so the update fits, as jax.lax.dynamic_update_slice does
+(pinned against numpy and against a loop over examples)."""
 import os
 
 import numpy as np
@@ -90,3 +94,71 @@ def test_gradient_of_batched_operand_times_matrix_read_by_a_transpose(dtype):
     plan = compile_graph(graph, jit=True)
     for got, want in zip(plan(x, w), expected):
         np.testing.assert_allclose(got, want, **tol)
+
+
+# ---- lead 2: vmap of windows at a start per example ----------------------------------------
+def _put_reference(a, u, start, axis):
+    """jax.lax.dynamic_update_slice along `axis` for a start >= 0: moved back so that the
+    update fits (a start past the end writes the last window)."""
+    length, count = a.shape[axis], u.shape[axis]
+    s = min(int(start), length - count)
+    out = a.copy()
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(s, s + count)
+    out[tuple(index)] = u
+    return out
+
+
+STARTS = np.array([0, 2, 4, 9], np.int64)  # the last two clamped to the last window
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("count", [0, 1, 3])  # 0: an empty update
+def test_vmapped_update_at_a_start_per_example(count, axis, dtype):
+    a = RNG.normal(size=(4, 5, 3)).astype(dtype)
+    u_shape = [4, 5, 3]
+    u_shape[axis + 1] = count
+    u = RNG.normal(size=u_shape).astype(dtype)
+
+    def put(a, u, s):
+        return gc.dynamic_update_slice(a * 2.0, u, s, axis=axis)
+    expected = np.stack([_put_reference(a[b] * 2, u[b], STARTS[b], axis) for b in range(4)])
+    loop = np.stack([np.asarray(gc.compile(put)(a[b], u[b], STARTS[b])) for b in range(4)])
+    np.testing.assert_array_equal(loop, expected)
+    np.testing.assert_array_equal(np.asarray(gc.vmap(put)(a, u, STARTS)), expected)
+    np.testing.assert_array_equal(np.asarray(gc.compile(gc.vmap(put))(a, u, STARTS)), expected)
+    # one operand or one update for every example
+    np.testing.assert_array_equal(
+        np.asarray(gc.compile(gc.vmap(put, in_axes=(None, 0, 0)))(a[0], u, STARTS)),
+        np.stack([_put_reference(a[0] * 2, u[b], STARTS[b], axis) for b in range(4)]))
+    np.testing.assert_array_equal(
+        np.asarray(gc.compile(gc.vmap(put, in_axes=(0, None, 0)))(a, u[0], STARTS)),
+        np.stack([_put_reference(a[b] * 2, u[0], STARTS[b], axis) for b in range(4)]))
+    # per-example gradients: d/da sum(w * put) is 2w outside each example's window, d/du
+    # is w inside it
+    w = RNG.normal(size=a.shape).astype(dtype)
+    grads = gc.compile(gc.vmap(gc.grad(lambda a, u, s, w: gc.sum(put(a, u, s) * w),
+                                       argnums=(0, 1))))(a, u, STARTS, w)
+    inside = np.stack([_put_reference(np.zeros_like(a[b]), np.ones_like(u[b]), STARTS[b], axis)
+                       for b in range(4)]).astype(bool)
+    np.testing.assert_allclose(np.asarray(grads[0]), np.where(inside, 0, 2 * w), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(grads[1]).ravel(), w[inside], rtol=1e-6)
+
+
+@pytest.mark.parametrize("length, size", [(0, 0), (4, 0), (4, 2)])
+def test_vmapped_window_at_a_start_per_example(length, size):
+    a = RNG.normal(size=(4, 2, length))
+
+    def window(a, s):
+        return gc.dynamic_slice(a, s, size, axis=1)
+    expected = np.stack([a[b][:, min(int(STARTS[b]), length - size):][:, :size]
+                         for b in range(4)])
+    np.testing.assert_array_equal(np.asarray(gc.vmap(window)(a, STARTS)), expected)
+    np.testing.assert_array_equal(np.asarray(gc.compile(gc.vmap(window))(a, STARTS)), expected)
+
+
+def test_vmapped_take_from_empty_tables():
+    tables, idx = np.zeros((3, 0, 2)), np.zeros((3, 0), np.int64)
+    out = gc.compile(gc.vmap(gc.take))(tables, idx)
+    assert np.asarray(out).shape == (3, 0, 2)
