@@ -283,12 +283,20 @@ def products_laid_out_for_transpose(graph, mp) -> dict:
     """{matmul: perm} for products read only by transposes with one permutation that keeps
     the last axis (attention's head merge: (B, H, T, d) -> (B, T, H, d)). The product is
     written through a transposed view of its buffer, laid out as its readers want it, so the
-    transpose is contiguous and the reshape after it needs no copy."""
+    transpose is contiguous and the reshape after it needs no copy.
+    Not a (..., m, k) @ (k, n) product of a 3-D or 4-D operand and a matrix: runtime.gemm
+    computes it on its result reshaped to rows (runtime.emitters.jit_matmul), which a
+    transposed view cannot be without a copy, so the product would go to the copy and its
+    buffer stay unwritten (runtime.memory._writes_any_layout refuses it for the same reason).
+    graphc.matmul never builds one (it flattens the leading axes into a 2-D product); a graph
+    read from IR text or JSON may hold one."""
     users = graph.users()
     outputs = set(graph.outputs)
     found = {}
     for n in graph.nodes:
         if n.op != "matmul" or n in outputs or mp.storage[n].kind != "pool" or not users[n]:
+            continue
+        if n.ndim > 2 and n.inputs[1].ndim == 2:
             continue
         perms = {tuple(u.attrs["perm"]) if u.op == "transpose" else None for u in users[n]}
         if len(perms) != 1:

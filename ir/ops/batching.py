@@ -154,6 +154,8 @@ def batch_offsets(idx, rows, size):
     example b's index i becomes b * rows + i (negative indices counted from its block's end)."""
     idx = F.where(F.less(idx, 0), F.add(idx, rows), idx)
     shape = F._shape(idx)
-    offsets = F.reshape(F.arange(0, size * rows, rows, dtype=F._dtype(idx)),
-                        (size,) + (1,) * (len(shape) - 1))
+    # blocks of no rows (an empty table or window) all start at 0: arange takes no step 0
+    starts = F.arange(0, size * rows, rows, dtype=F._dtype(idx)) if rows != 0 else \
+        F.zeros((size,), F._dtype(idx))
+    offsets = F.reshape(starts, (size,) + (1,) * (len(shape) - 1))
     return F.add(idx, offsets)

@@ -225,6 +225,8 @@ def _register_batching():
             return apply("dynamic_update_slice", operand, update, start, axis=axis + 1)
         # a start per example: every position reads the update where it falls in the window
         operand, update = batch_all([operand, update], batched[:2], size)
+        if F._shape(update)[axis + 1] == 0:  # an empty update writes nothing, at any start
+            return operand
         rows = move_axis(operand, axis + 1, 1)  # (B, L, ...)
         new = move_axis(update, axis + 1, 1)  # (B, U, ...)
         length, count = F._shape(rows)[1], F._shape(new)[1]
