@@ -231,15 +231,18 @@ def einsum(node, args, dst):
 
 
 def _dynamic_window(node, operand_node, size, start):
-    """Source for the clamped run-time start `_s` and the index of the window it opens."""
+    """Source lines for the run-time start `_s`, and the index of the window it opens: as
+    ir/ops/index.py's _clamped_start (JAX's rule), a negative start counts from the end, then
+    the start is clamped so that the window fits (on Python ints: no overflow)."""
     axis, length = node.attrs["axis"], operand_node.shape[node.attrs["axis"]]
-    return (f"_s = min(max(int({start}), 0), {length - size})",
+    return ([f"_s = int({start})",
+             f"_s = min(max(_s + {length} if _s < 0 else _s, 0), {length - size})"],
             ":, " * axis + f"_s:_s + {size}")
 
 
 def dynamic_slice(node, args, dst):
     clamp, index = _dynamic_window(node, node.inputs[0], node.attrs["size"], args[1])
-    return [clamp, f"np.copyto({dst}, {args[0]}[{index}])"]
+    return clamp + [f"np.copyto({dst}, {args[0]}[{index}])"]
 
 
 def dynamic_update_slice(node, args, dst):
@@ -247,7 +250,7 @@ def dynamic_update_slice(node, args, dst):
     clamp, index = _dynamic_window(node, node.inputs[0], size, args[2])
     # dst is the operand's own buffer when the operand dies here (its lowering record's inplace_operand)
     return [f"if not np.may_share_memory({dst}, {args[0]}): np.copyto({dst}, {args[0]})",
-            clamp, f"{dst}[{index}] = {args[1]}"]
+            *clamp, f"{dst}[{index}] = {args[1]}"]
 
 
 

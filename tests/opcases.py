@@ -271,7 +271,8 @@ CASES = [
          lambda u, i: _scatter(u, i, 5), ints=(1,)),
     Case("one_hot", lambda a, i: gc.one_hot(i, 5, "float64") * a, [f64(3, 5), ints(3)],
          lambda a, i: np.eye(5)[i] * a, ints=(1,)),
-    # windows at a run-time start (KV caches), clamped to fit as in JAX
+    # windows at a run-time start (KV caches), as in JAX: a negative start counts from the
+    # end, then the start is clamped so that the window fits
     Case("dynamic_slice", lambda a, s: gc.dynamic_slice(a, s, 3, axis=1),
          [f64(2, 6, 2), _start(2)], lambda a, s: a[:, 2:5], ints=(1,)),
     Case("dynamic_slice_clamped", lambda a, s: gc.dynamic_slice(a, s, 3, axis=-2),
@@ -281,6 +282,12 @@ CASES = [
     Case("dynamic_update_slice_clamped",
          lambda a, u, s: gc.dynamic_update_slice(a * 2.0, u, s, axis=0),
          [f64(4, 3), f64(2, 3), _start(7)], lambda a, u, s: _put(a.T * 2.0, u.T, 2).T,
+         ints=(2,)),
+    Case("dynamic_slice_negative", lambda a, s: gc.dynamic_slice(a, s, 3, axis=1),
+         [f64(2, 6, 2), _start(-4)], lambda a, s: a[:, 2:5], ints=(1,)),
+    Case("dynamic_update_slice_negative",
+         lambda a, u, s: gc.dynamic_update_slice(a * 2.0, u, s, axis=0),
+         [f64(4, 3), f64(2, 3), _start(-3)], lambda a, u, s: _put(a.T * 2.0, u.T, 1).T,
          ints=(2,)),
     # linear algebra
     Case("matmul", lambda a, b: a @ b, [f64(3, 4), f64(4, 5)], np.matmul),

@@ -385,16 +385,19 @@ def _start_axis(x, start, axis):
 
 
 def dynamic_slice(x, start, size, axis=0):
-    """x's window of `size` along `axis` from a run-time start (a scalar integer tensor),
-    clamped to fit as in JAX's lax.dynamic_slice."""
+    """x's window of `size` along `axis` from a run-time start (a scalar integer tensor), as
+    JAX's lax.dynamic_slice: a negative start counts from the end (start + length), then the
+    start is clamped to [0, length - size] so that the window fits (length 6, size 2: start
+    -1 opens at 4, -7 at 0, 5 at 4)."""
     start, axis = _start_axis(x, start, axis)
     return apply("dynamic_slice", x, start, size=int(size), axis=axis)
 
 
 def dynamic_update_slice(x, update, start, axis=0):
-    """x with `update` written from a run-time start along `axis` (clamped to fit), as JAX's
-    lax.dynamic_update_slice along one axis; compiled, it writes into x's buffer when x dies
-    here (a donated KV cache is updated in place)."""
+    """x with `update` written from a run-time start along `axis`, as JAX's
+    lax.dynamic_update_slice along one axis: a negative start counts from the end, then the
+    start is clamped so that the update fits (see dynamic_slice). Compiled, it writes into
+    x's buffer when x dies here (a donated KV cache is updated in place)."""
     start, axis = _start_axis(x, start, axis)
     return apply("dynamic_update_slice", x, update, start, axis=axis)
 

@@ -100,8 +100,14 @@ def _dropout_mask(seed, shape, rate, salt, dtype):
 
 # ---- windows at a run-time position (KV caches) ---------------------------------------------
 def _clamped_start(start, size, length) -> int:
-    """As in JAX (lax.dynamic_slice): the start is clamped so that the window fits."""
-    return min(max(int(start), 0), length - size)
+    """As in JAX (lax.dynamic_slice, allow_negative_indices=True): a negative start counts
+    from the end of the axis (start + length), then the start is clamped so that the window
+    of `size` fits, to [0, length - size]. Length 6, size 2: -1 opens at 4, -7 at 0, 5 at 4.
+    Computed on Python ints, so no start of any integer dtype overflows."""
+    start = int(start)
+    if start < 0:
+        start += length
+    return min(max(start, 0), length - size)
 
 
 def _window(ndim, axis, start, size):
@@ -134,7 +140,8 @@ def _vjp_dynamic_slice(ctx, g):
 
 @defop("dynamic_slice", _dynamic_slice_infer, vjp=_vjp_dynamic_slice, arity=2)
 def _dynamic_slice(operand, start, size, axis):
-    """operand[..., s:s+size, ...] along `axis`, s a run-time (clamped) start."""
+    """operand[..., s:s+size, ...] along `axis`, s a run-time start: negative counts from the
+    end, then clamped so that the window fits (_clamped_start, as in JAX)."""
     s = _clamped_start(start, size, operand.shape[axis])
     return operand[_window(operand.ndim, axis, s, size)].copy()
 
@@ -164,7 +171,8 @@ def _vjp_dynamic_update_slice(ctx, g):
 @defop("dynamic_update_slice", _dynamic_update_slice_infer, vjp=_vjp_dynamic_update_slice,
        arity=3)
 def _dynamic_update_slice(operand, update, start, axis):
-    """The operand with `update` written at a run-time (clamped) start along `axis`. The
+    """The operand with `update` written at a run-time start along `axis` (negative counts
+    from the end, then clamped so that the update fits: _clamped_start, as in JAX). The
     compiled runtime writes into the operand's buffer when it dies here, e.g. a donated KV
     cache (its lowering record in runtime/op_lowering.py names inplace_operand)."""
     out = operand.copy()
@@ -201,6 +209,11 @@ def _register_batching():
                                     "mask per example")
 
     def clamped(start, size, length):
+        """_clamped_start on a batch of starts: negative ones count from the end, then each
+        is clamped so that its window fits. Bounded to [-length, length] first, so adding
+        the length cannot overflow at the dtype's extremes."""
+        start = F.minimum(F.maximum(start, -length), length)
+        start = F.where(F.less(start, 0), F.add(start, length), start)
         return F.minimum(F.maximum(start, 0), length - size)
 
     @defbatch("dynamic_slice")
