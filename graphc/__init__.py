@@ -22,7 +22,7 @@ from .control_flow import cond, fori_loop, scan, while_loop
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .remat import remat
-from .tracing import Spec, spec, trace
+from .tracing import Spec, spec, trace, tree_leaves, tree_map
 from .trainer import Trainer
 from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
 from .vmap import vmap
@@ -32,4 +32,4 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
            "remat", "vmap", "scan", "fori_loop", "while_loop", "cond", "amp",
-           "autocast"] + _api.__all__
+           "autocast", "tree_leaves", "tree_map"] + _api.__all__

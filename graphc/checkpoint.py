@@ -29,10 +29,24 @@ class CheckpointError(ValueError):
 
 
 def save(path: str, arrays: dict, meta: dict) -> None:
+    """Write `arrays` ({name: array}) and the JSON header `meta` to `path`, atomically. An
+    entry of None is an empty pytree (as in JAX): nothing is written for it. An array of
+    anything but numbers is refused (np.asarray of a None inside a pytree, or of Python
+    objects, is an object array, which numpy would pickle, and a checkpoint is read without
+    pickle; the reader would refuse the file)."""
+    payload = {}
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        a = np.asarray(a)
+        if a.dtype.kind not in "biufc" and a.dtype != BFLOAT16:
+            raise CheckpointError(f"checkpoint {path!r}: {name} has dtype {a.dtype}, not a "
+                                  "numeric one; a checkpoint holds arrays of numbers (an entry "
+                                  "of None, an empty subtree, is left out)")
+        payload[name] = _as_stored(a)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     header = json.dumps({"format": FORMAT, "version": VERSION, **meta}).encode("utf-8")
-    payload = {name: _as_stored(np.asarray(a)) for name, a in arrays.items()}
     payload[META_KEY] = np.frombuffer(header, dtype=np.uint8)
     fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz.tmp", dir=directory)
     try:

@@ -12,14 +12,15 @@ use the rule. Simplification inlines the node, so compiled plans run exactly the
 computation and the rule's backward computation.
 
 As in JAX: under differentiation the forward value comes from `fwd` (custom_vjp); `bwd`
-returns a tuple with one cotangent per argument (a pytree like the argument, or None for
-none); a custom_jvp rule returns (primal_out, tangent_out) with tangent_out linear in the
-tangents. graphc differentiates in reverse mode, so a custom_jvp rule is used transposed:
-its tangent map is traced on placeholder tangents and differentiated with respect to them
-(exact, since it is linear). Second derivatives work on traced functions (the rule's own
-nodes are differentiated again); eagerly, `backward(create_graph=True)` through a custom_jvp
-function is refused. Arguments that are not tensors (Python numbers, strings) go to `fun`
-unchanged and get no cotangent; values the function closes over get no gradient through it.
+returns a tuple with one cotangent per argument (a pytree like the argument, where None
+stands for zeros of any subtree); a custom_jvp rule returns (primal_out, tangent_out) with
+tangent_out linear in the tangents. graphc differentiates in reverse mode, so a custom_jvp
+rule is used transposed: its tangent map is traced on placeholder tangents and
+differentiated with respect to them (exact, since it is linear). Second derivatives work on
+traced functions (the rule's own nodes are differentiated again); eagerly,
+`backward(create_graph=True)` through a custom_jvp function is refused. Arguments that are
+not tensors (Python numbers, strings) go to `fun` unchanged and get no cotangent; values the
+function closes over get no gradient through it.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from ir.types import is_float
 from passes.autodiff import gradients
 from runtime.eager import Tensor, backward, enable_grad, is_grad_enabled
 
-from .tracing import leaves_and_structure, unflatten
+from .tracing import leaves_and_structure, leaves_like, unflatten
 
 
 class custom_vjp:
@@ -230,16 +231,15 @@ def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
                           "gradient)", _where(custom.bwd))
     per_leaf = []
     for k, (arg, ct) in enumerate(zip(args, result)):
-        arg_leaves, arg_tree = leaves_and_structure(arg)
-        if ct is None:
-            per_leaf += [None] * len(arg_leaves)
-            continue
-        ct_leaves, ct_tree = leaves_and_structure(ct)
-        if ct_tree != arg_tree:
+        # a pytree like the argument, where None (an empty subtree, as in JAX) stands for
+        # zeros of any subtree: the argument's own Nones, or parts without a gradient
+        _, arg_tree = leaves_and_structure(arg)
+        try:
+            per_leaf += leaves_like(arg_tree, ct)
+        except GraphcError:
             raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument {k} is "
                               f"{_describe(ct)}, not a pytree like the argument",
-                              _where(custom.bwd))
-        per_leaf += ct_leaves
+                              _where(custom.bwd)) from None
     out = []
     for operand, i, need in zip(arg_ops, arg_pos, needs):
         ct = per_leaf[i]

@@ -163,6 +163,8 @@ def allreduce(tree, reduce: str = "mean"):
     """The sum or mean over the ranks of every array in a pytree (dict, list, tuple), as
     allreduce ops when traced: put it between gradients and the optimizer update, and
     passes.buckets packs them into overlapped buckets."""
+    if tree is None:  # an empty subtree, as in JAX
+        return None
     if isinstance(tree, dict):
         return {k: allreduce(v, reduce) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):

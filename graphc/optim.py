@@ -1,7 +1,8 @@
 """Optimisers: SGD, Adam, AdamW, learning-rate schedules and global-norm clipping.
 
 Functional, as optax: `state = opt.init(params)`, `params, state = opt.update(grads, state,
-params)`, over pytrees (dicts, lists, tuples) of arrays. The update is written with the
+params)`, over pytrees (dicts, lists, tuples) of arrays; None is an empty subtree (as in
+JAX), kept in place in the state and the new parameters. The update is written with the
 functional API, so the same code adds nodes to a graph being traced (a whole training step
 compiles into one plan) and computes at once on arrays or eager tensors. The step count lives
 in the state, so schedules and bias corrections trace too.
@@ -28,7 +29,7 @@ from ir.ops import api as F
 from ir.ops.registry import apply
 from runtime.eager import Tensor, no_grad
 
-from .tracing import flatten, unflatten
+from .tracing import flatten, leaves_like, unflatten
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "BoundOptimizer", "constant", "linear_warmup",
            "cosine", "global_norm", "clip_by_global_norm", "decay_matrices_only"]
@@ -157,7 +158,8 @@ class Optimizer:
         return state
 
     def update(self, grads, state, params):
-        """-> (new params, new state). A leaf whose gradient is None is left as it is."""
+        """-> (new params, new state). A leaf whose gradient is None (a None in `grads` may
+        stand for a whole subtree of `params`) is left as it is, its state too."""
         symbolic = any(isinstance(x, Node) for x in _leaves((grads, state, params)))
         if symbolic:
             return self._update(grads, state, params)
@@ -172,17 +174,15 @@ class Optimizer:
 
     def _update(self, grads, state, params):
         p_leaves, structure, names = flatten(params)
-        g_leaves, g_structure, _ = flatten(grads)
-        if g_structure != structure:
-            raise GraphcError("update: the gradients' pytree does not match the parameters' "
-                              f"({len(g_leaves)} vs {len(p_leaves)} leaves)", (user_location(),))
+        g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
+                               "the parameters'")
         self._check_state(state, structure)
-        if self.clip_norm is not None:
-            g_leaves = flatten(clip_by_global_norm(grads, self.clip_norm)[0])[0]
+        if self.clip_norm is not None and any(g is not None for g in g_leaves):
+            g_leaves = leaves_like(structure, clip_by_global_norm(grads, self.clip_norm)[0])
         count = state["count"]
         scalars = self._scalars(count)
         slot_leaves = {s: flatten(state[s])[0] for s in self.slots}
-        mask = self._decay_flags(names, p_leaves)
+        mask = self._decay_flags(names, p_leaves, structure)
         new_p, new_slots = [], {s: [] for s in self.slots}
         cast_cache = {}
         for i, (p, g) in enumerate(zip(p_leaves, g_leaves)):
@@ -212,7 +212,7 @@ class Optimizer:
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         raise NotImplementedError
 
-    def _decay_flags(self, names, leaves):
+    def _decay_flags(self, names, leaves, structure):
         if not self.weight_decay:
             return [False] * len(leaves)
         mask = self.decay_mask
@@ -220,11 +220,9 @@ class Optimizer:
             return [True] * len(leaves)
         if callable(mask):
             return [bool(mask(n, p)) for n, p in zip(names, leaves)]
-        flags, _, _ = flatten(mask)
-        if len(flags) != len(leaves):
-            raise GraphcError(f"decay_mask has {len(flags)} leaves, the parameters "
-                              f"{len(leaves)}", (user_location(),))
-        return [bool(f) for f in flags]
+        # a pytree of flags like the parameters; None (for a subtree) is False
+        return [bool(f) for f in leaves_like(structure, mask, "decay_mask",
+                                             "the parameters' pytree")]
 
     def _check_state(self, state, structure):
         expected = ("count",) + tuple(self.slots)
@@ -331,10 +329,10 @@ class BoundOptimizer:
         from .nn import Module
         if isinstance(parameters, Module):
             named = dict(parameters.named_parameters())
-        elif isinstance(parameters, dict):
-            named = dict(parameters)
+        elif isinstance(parameters, dict):  # an entry of None is an empty subtree: skipped
+            named = {n: p for n, p in parameters.items() if p is not None}
         else:
-            named = {str(i): p for i, p in enumerate(parameters)}
+            named = {str(i): p for i, p in enumerate(parameters) if p is not None}
         for name, p in named.items():
             if not isinstance(p, Tensor) or not p.requires_grad:
                 raise GraphcError(f"bind: {name} is not a tensor that requires grad",

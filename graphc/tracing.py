@@ -1,6 +1,7 @@
 """Tracing: run a plain Python function on symbolic values to build a Graph.
 
-Arguments and results may be pytrees (tuples, lists and dicts of arrays), as in JAX.
+Arguments and results may be pytrees (tuples, lists and dicts of arrays, None being an empty
+subtree), as in JAX.
 """
 from __future__ import annotations
 
@@ -49,8 +50,18 @@ def to_spec(x) -> Spec:
 
 
 # ---- pytrees --------------------------------------------------------------------------------
+# Tuples (namedtuples too), lists and dicts are nodes; None is a node without children (an
+# empty subtree, as in JAX: tree_leaves({"a": x, "b": None}) == [x]), so it passes through
+# every transform, in arguments and results, gradients and optimiser states, and unflatten
+# puts it back; anything else is a leaf. A structure is None for a leaf, NONE for None and
+# (type, children) for a container.
+NONE = (type(None), ())
+
+
 def flatten(tree, prefix=""):
     """-> (leaves, structure, leaf names)"""
+    if tree is None:
+        return [], NONE, []
     if isinstance(tree, (tuple, list)):
         leaves, structs, names = [], [], []
         for i, item in enumerate(tree):
@@ -74,6 +85,8 @@ def leaves_and_structure(tree, leaves=None):
     """-> (leaves, structure): flatten() without the leaf names, for per-call signatures."""
     if leaves is None:
         leaves = []
+    if tree is None:
+        return leaves, NONE
     if isinstance(tree, (tuple, list)):
         return leaves, (type(tree), tuple(leaves_and_structure(item, leaves)[1]
                                           for item in tree))
@@ -91,6 +104,8 @@ def unflatten(structure, leaves):
         if st is None:
             return next(it)
         kind, children = st
+        if kind is type(None):
+            return None
         if kind is dict:
             return {k: build(c) for k, c in children}
         if hasattr(kind, "_fields"):  # a namedtuple takes its fields as arguments
@@ -98,6 +113,77 @@ def unflatten(structure, leaves):
         return kind(build(c) for c in children)
 
     return build(structure)
+
+
+def leaf_count(structure) -> int:
+    if structure is None:
+        return 1
+    return sum(leaf_count(c[1] if structure[0] is dict else c) for c in structure[1])
+
+
+def leaves_like(structure, tree, what="the tree", against="its model"):
+    """The leaves of `tree` at the leaves of `structure` (a tree's structure, as flatten gives),
+    where None in `tree` may stand for any subtree, giving None for each of its leaves: a
+    gradient of None is no gradient (optimisers leave the parameter alone, custom_vjp's bwd
+    means zeros), a decay mask's None is False. Where `tree` has another structure, a
+    GraphcError: "`what` does not match `against` at PATH: ..."."""
+    out = []
+
+    def mismatch(path, detail):
+        where = f" at {path}" if path else ""
+        return GraphcError(f"{what} does not match {against}{where}: {detail}",
+                           (user_location(),))
+
+    def describe(t):
+        if isinstance(t, (tuple, list)):
+            return f"a {type(t).__name__} of {len(t)}"
+        return f"a {type(t).__name__}"
+
+    def walk(st, t, path):
+        if t is None:
+            out.extend([None] * leaf_count(st))
+            return
+        if st is None:
+            out.append(t)
+            return
+        kind, children = st
+        if kind is type(None):
+            raise mismatch(path, f"{describe(t)} where None is")
+        if kind is dict:
+            keys = [k for k, _ in children]
+            if not isinstance(t, dict) or set(t) != set(keys):
+                got = f"keys {sorted(map(str, t))}" if isinstance(t, dict) else describe(t)
+                raise mismatch(path, f"{got} where a dict with keys {sorted(map(str, keys))} is")
+            for k, c in children:
+                walk(c, t[k], f"{path}.{k}" if path else str(k))
+            return
+        if type(t) is not kind or len(t) != len(children):
+            raise mismatch(path, f"{describe(t)} where a {kind.__name__} of {len(children)} is")
+        for i, (c, item) in enumerate(zip(children, t)):
+            walk(c, item, f"{path}.{i}" if path else str(i))
+
+    walk(structure, tree, "")
+    return out
+
+
+def tree_leaves(tree) -> list:
+    """The leaves of a pytree, in order (as jax.tree_util.tree_leaves): None has none."""
+    return leaves_and_structure(tree)[0]
+
+
+def tree_map(f, tree, *rest):
+    """f applied to each leaf of `tree` (and the leaves at the same places in `rest`, trees
+    of the same structure), in a tree of that structure (as jax.tree_util.tree_map): None
+    is an empty subtree, kept in place without calling f."""
+    leaves, structure = leaves_and_structure(tree)
+    others = []
+    for k, other in enumerate(rest):
+        other_leaves, other_structure = leaves_and_structure(other)
+        if other_structure != structure:
+            raise GraphcError(f"tree_map: tree {k + 1} does not have the first tree's "
+                              "structure", (user_location(),))
+        others.append(other_leaves)
+    return unflatten(structure, [f(*xs) for xs in zip(leaves, *others)])
 
 
 def arg_names(fn, count):

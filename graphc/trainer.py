@@ -84,7 +84,7 @@ class Trainer:
                  "learning rate", pipeline: str = "default", fast_math: bool = False,
                  jit=None, distributed: bool = False, precision: str = "fp32",
                  loss_scaler=None, memory_limit=None):
-        if not isinstance(params, dict) or not params:
+        if not isinstance(params, dict) or all(a is None for a in params.values()):
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
         if units not in ("samples", "tokens"):
@@ -99,7 +99,9 @@ class Trainer:
         self.checkpoint_meta = dict(checkpoint_meta or {})
         self.divergence_hint = divergence_hint
         self.plot_title, self.plot_ylabel = "training loss", "loss"  # of fit()'s loss.png
-        self.names = list(params)
+        # an entry of None is an empty subtree (as in JAX): passed to the loss as None, with
+        # no optimiser state and nothing in a checkpoint
+        self.names = [n for n, a in params.items() if a is not None]
         # mixed precision (graphc/amp.py): the loss runs under autocast with this half dtype;
         # parameters and optimiser state stay as given (float32 master weights)
         self.precision, self.half = precision, precision_dtype(precision, "Trainer")
@@ -115,7 +117,8 @@ class Trainer:
             self.dist = dist
             pipeline = f"{pipeline},bucket"  # the gradients' all-reduces, in buckets
         # the step plan updates these arrays in place (they are donated to it)
-        self.params = {n: np.array(a, copy=True) for n, a in params.items()}
+        self.params = {n: None if a is None else np.array(a, copy=True)
+                       for n, a in params.items()}
         self.state = optimizer.init(self.params)
         self.step = 0
         self.rng = np.random.default_rng(self.seed)
@@ -197,7 +200,8 @@ class Trainer:
         for b in first:
             digest.update(np.ascontiguousarray(b).tobytes())
         self.dist.handshake(
-            params={n: [list(a.shape), str(a.dtype)] for n, a in self.params.items()},
+            params={n: None if a is None else [list(a.shape), str(a.dtype)]
+                    for n, a in self.params.items()},
             optimizer=type(self.optimizer).__name__, steps=self.steps, seed=self.seed,
             clip_norm=self.clip_norm, settings=_jsonable(self.checkpoint_meta),
             data=digest.hexdigest()[:16])

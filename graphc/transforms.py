@@ -22,7 +22,7 @@ from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
-                      to_spec, trace, unflatten)
+                      to_spec, trace, tree_leaves, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -367,12 +367,31 @@ def polymorphic_templates(declared, arg, count, argname) -> list:
                               f"{declared!r}, but it holds {count} arrays; give a pytree of "
                               "shapes (None for concrete leaves)", (user_location(),))
         return [parse_polymorphic_shape(declared)]
-    leaves, structure, _ = flatten(declared)
-    _, arg_structure, _ = flatten(arg)
-    if len(leaves) != count or structure != arg_structure:
-        raise GraphcError(f"compile: polymorphic_shapes for argument {argname} does not have "
-                          "the argument's pytree structure", (user_location(),))
-    return [None if leaf is None else parse_polymorphic_shape(leaf) for leaf in leaves]
+    # None declares every leaf under it concrete (and matches an argument's None, an empty
+    # subtree), so the declaration is matched against the argument, not flattened
+    templates = []
+
+    def walk(d, a):
+        if d is None:
+            templates.extend([None] * len(leaves_and_structure(a)[0]))
+        elif a is not None and not isinstance(a, (tuple, list, dict)):
+            if not _is_shape_template(d):
+                raise mismatch
+            templates.append(parse_polymorphic_shape(d))
+        elif isinstance(d, dict) and isinstance(a, dict) and set(d) == set(a):
+            for key in a:
+                walk(d[key], a[key])
+        elif (isinstance(d, (tuple, list)) and isinstance(a, (tuple, list))
+              and len(d) == len(a)):
+            for x, y in zip(d, a):
+                walk(x, y)
+        else:
+            raise mismatch
+
+    mismatch = GraphcError(f"compile: polymorphic_shapes for argument {argname} does not have "
+                           "the argument's pytree structure", (user_location(),))
+    walk(declared, arg)
+    return templates
 
 
 def _spec_text(shape_and_dtype):
@@ -565,21 +584,25 @@ def grad(fn, argnums=0, has_aux=False):
 
 
 def vjp(fn, *primals):
-    """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives the cotangents of the primals.
-    On symbolic primals it builds nodes; on concrete ones it runs compiled graphs."""
+    """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives the cotangents of the primals
+    (pytrees like them; None, an empty subtree, stays None). On symbolic primals it builds
+    nodes; on concrete ones it runs compiled graphs."""
+    def pull(y, xs, ct):
+        leaves, structure = leaves_and_structure(list(xs))
+        return tuple(unflatten(structure, gradients([y], leaves, [ct]) if leaves else []))
+
     if _is_symbolic(primals):
         out = fn(*primals)
 
         def vjp_sym(cotangent):
-            return tuple(gradients([out], list(primals), [cotangent]))
+            return pull(out, primals, cotangent)
         return out, vjp_sym
 
     out = compile(fn)(*primals)
 
     def vjp_concrete(cotangent):
         def pulled(ct, *xs):
-            y = fn(*xs)
-            return tuple(gradients([y], list(xs), [ct]))
+            return pull(fn(*xs), xs, ct)
         return tuple(compile(pulled)(np.asarray(cotangent), *primals))
     return out, vjp_concrete
 
@@ -600,7 +623,8 @@ def _describe(dtype_and_shape):
 
 
 def jvp(fn, primals, tangents):
-    """Forward mode: (fn(*primals), J @ tangents) for a function with one array output.
+    """Forward mode: (fn(*primals), J @ tangents) for a function with one array output. The
+    primals may be pytrees, each tangent a pytree like its primal (None where it has None).
 
     Built from reverse mode by the "double vjp" trick: u -> vjp(u) is linear in the
     cotangent u, so differentiating <vjp(u), tangents> with respect to u gives J @ tangents.
@@ -610,21 +634,31 @@ def jvp(fn, primals, tangents):
         raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents",
                           (user_location(),))
     for k, (p, t) in enumerate(zip(primals, tangents)):
-        # as JAX: a tangent lives in its primal's space (same dtype and shape)
-        p_type, t_type = _dtype_and_shape(p), _dtype_and_shape(t)
-        if p_type and t_type and p_type != t_type:
-            raise GraphcError(f"jvp: tangent {k} is {_describe(t_type)} but its primal is "
-                              f"{_describe(p_type)}; pass a tangent of the primal's dtype "
-                              "and shape", (user_location(),))
+        # as JAX: a tangent is a pytree like its primal (None, an empty subtree, where the
+        # primal has None), each leaf in its primal's space (same dtype and shape)
+        p_leaves, p_structure = leaves_and_structure(p)
+        t_leaves, t_structure = leaves_and_structure(t)
+        if p_structure != t_structure:
+            raise GraphcError(f"jvp: tangent {k} is not a pytree like its primal "
+                              f"({len(t_leaves)} vs {len(p_leaves)} arrays)", (user_location(),))
+        for p_leaf, t_leaf in zip(p_leaves, t_leaves):
+            p_type, t_type = _dtype_and_shape(p_leaf), _dtype_and_shape(t_leaf)
+            if p_type and t_type and p_type != t_type:
+                raise GraphcError(f"jvp: tangent {k} is {_describe(t_type)} but its primal is "
+                                  f"{_describe(p_type)}; pass a tangent of the primal's dtype "
+                                  "and shape", (user_location(),))
 
     def symbolic(*args):
         xs, vs = args[:len(primals)], args[len(primals):]
         y = fn(*xs)
+        x_leaves, v_leaves = tree_leaves(list(xs)), tree_leaves(list(vs))
         u = F.zeros_like(y)  # the value of u is irrelevant: vjp is linear in it
-        pulled = gradients([y], list(xs), [u])
-        # one scalar per primal, differentiated together rather than added up: primals of
-        # different float dtypes give terms of different dtypes
-        terms = [F.sum(p * v) for p, v in zip(pulled, vs)]
+        if not x_leaves:  # nothing to perturb (every primal None): a zero tangent
+            return y, u
+        pulled = gradients([y], x_leaves, [u])
+        # one scalar per primal leaf, differentiated together rather than added up: primals
+        # of different float dtypes give terms of different dtypes
+        terms = [F.sum(p * v) for p, v in zip(pulled, v_leaves)]
         return y, gradients(terms, [u])[0]
 
     if _is_symbolic(primals + tangents):

@@ -45,6 +45,8 @@ def vmap(fun, in_axes=0, out_axes=0):
     axes count from the end. out_axes: the same for fun's result (None: an output that does
     not depend on the batch, returned once). Keyword arguments are passed through unbatched,
     as torch.func.vmap does (JAX maps them over axis 0: pass batched values by position).
+    An argument (or a part of one) that is None is an empty pytree, as in JAX: it has no
+    leaves to map, whatever its in_axes entry, and reaches fun as None.
     Eagerly, the results are eager tensors (gc.Tensor), as eager ops give."""
     name = getattr(fun, "__name__", "fn").strip("<>")
 
