@@ -33,8 +33,7 @@ class Binding(NamedTuple):
     pool (buffer, shape, perm or None: a view of a pool buffer, laid out for a transpose by
     perm), part (buffer, size, concat shape, index, steps: a product's view inside its
     concat's pool buffer, runtime.memory.Part), reshape (global name, shape: a view of an
-    earlier global), view (a view node's expression and the earlier global it reads:
-    _Renderer.fixed_view)."""
+    earlier global)."""
     kind: str
     args: tuple
 
@@ -113,14 +112,6 @@ def render_source(r: Rendered, instrument=None, step_lines=None, again=()) -> tu
     return "\n".join(lines) + "\n", line_node
 
 
-# view ops whose value over plan-owned memory is always a view (never a copy), so that it
-# can be made once when the plan is built; a reshape is, of a C-contiguous operand
-_FIXED_VIEWS = {"transpose", "slice", "broadcast_to", "stop_gradient", "custom_vjp",
-                "optimization_barrier"}
-# those whose value has its operand's layout (a C-contiguous operand, a C-contiguous view)
-_SAME_LAYOUT = {"reshape", "stop_gradient", "custom_vjp", "optimization_barrier"}
-
-
 def _literal(value):
     """Python source for an attribute when it has an exact, readable literal form."""
     if value is None or isinstance(value, (bool, int, str)):
@@ -139,7 +130,6 @@ class _Renderer:
         params = [f"in{i}" for i in range(len(graph.inputs))]
         self.out = Rendered(params, [], [], [], {}, [])
         self.shapes = {}  # plan-owned global (pool view, constant) -> its shape
-        self.contiguous = set()  # those of them known to be C-contiguous
         self.results_of = {}  # fused node with several results -> its tuple_gets, by index
         # node -> the nodes after it that its step's kernel also writes, in order:
         # LayerNorm's weight gradient and its bias's, a GELU gradient's bias sum
@@ -227,13 +217,7 @@ class _Renderer:
             self.bind(var, "constant", n, shape=n.shape)
             return []
         if choice.kind == "view":
-            expression = view_expression(n, args[0])
-            if self.fixed_view(n, args[0]):  # made once, when the plan is built
-                self.bind(var, "view", expression, args[0], shape=n.shape)
-                if n.op in _SAME_LAYOUT and args[0] in self.contiguous:
-                    self.contiguous.add(var)
-                return []
-            return [f"{var} = {expression}"]
+            return [f"{var} = {view_expression(n, args[0])}"]
         if choice.kind == "library":
             return [f"{var} = {self.library_call(n, args, var)}"]
         if n.op == "fused" and "results" in n.attrs:
@@ -267,25 +251,13 @@ class _Renderer:
             return lines + self.split_kernel(n, var, args, scratch)
         return lines + emit_numpy(n, args, var, scratch)
 
-    def fixed_view(self, n, operand) -> bool:
-        """Whether a view node's value is the same array at every call: a view of plan-owned
-        memory (a pool buffer, a constant), which a transpose, slice or broadcast always is,
-        and a reshape is when its operand is C-contiguous (otherwise numpy copies)."""
-        if operand not in self.shapes:
-            return False
-        if n.op == "reshape":
-            return operand in self.contiguous
-        return n.op in _FIXED_VIEWS
-
     def destination(self, n, var) -> list:
         """The buffer the node is written into: a view of a pool buffer, a donated input or
         a fresh array."""
         storage = self.mp.storage[n]
         if storage.kind == "pool":
-            perm = self.choices.laid_out.get(n)
-            self.bind(var, "pool", storage.buffer, n.size, n.shape, perm, shape=n.shape)
-            if perm is None:
-                self.contiguous.add(var)
+            self.bind(var, "pool", storage.buffer, n.size, n.shape,
+                      self.choices.laid_out.get(n), shape=n.shape)
             return []
         if storage.kind == "part":  # a view inside its concat's buffer
             concat = storage.part.concat
