@@ -1,0 +1,98 @@
+"""Review (session 16a) of three leads from a hostile review: gradient clipping given to both
+gc.Trainer and its optimiser, dynamic loss scaling of a float16 loss (graphc/amp.py), and
+`graphc sample --tokens N` with a huge N.
+
+Found: (1) Trainer(clip_norm=a) with an optimiser built with clip_norm=b clipped the
+gradients twice, silently: to min(a, b), and with a == b by a second factor norm/(norm+1e-6)
+that PyTorch's one clip_grad_norm_ does not apply; a negative Trainer clip_norm (which the
+optimiser refuses) was taken and flipped the gradients' sign. `graphc train` passes its
+grad_clip to the Trainer only, so it clipped once. (2) The loss scale never became Inf and no
+step was skipped for ever, but LossScaler.scale multiplied a float16 loss in float16: the
+scaled loss overflowed to Inf on steps whose gradients were finite and were taken, so the
+step's loss (scaled loss / scale) read Inf where GradScaler's, promoted to float32, is
+finite; and an init_scale past float32's range (which GradScaler refuses) gave an Inf scale
+that skipped every step for ever. (3) `graphc sample --tokens 1000000000` printed nothing
+until every token was sampled (days for the smallest model) and kept every id twice (the
+output and each row's context) and the decoded text: it now prints each token as it is
+sampled, keeps only the model's window, and stops quietly when the reader goes (`| head`)."""
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch  # the oracle; the test set-up installs it (as tests/test_optim.py's)
+
+import graphc as gc
+from graphc import checkpoint, optim
+from graphc.generate import Generator
+from graphc.models.gpt import GPT, GPTConfig
+from ir.errors import GraphcError
+
+os.environ.setdefault("GRAPHC_BACKGROUND_COMPILE", "0")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- 1. gradient clipping: once --------------------------------------------------------------
+BATCHES = [np.random.default_rng(k).normal(size=(8, 3)).astype(np.float32)
+           for k in range(3)]
+W0 = np.array([1.0, -2.0, 0.5], np.float32)
+
+
+def _loss(params, batch):
+    (x,) = batch
+    d = x @ params["w"] - 1.0
+    return gc.sum(d * d) * 0.5
+
+
+def _trainer(optimizer, clip_norm):
+    return gc.Trainer(_loss, {"w": W0}, optimizer, [(x,) for x in BATCHES], steps=3,
+                      clip_norm=clip_norm)
+
+
+def test_trainer_refuses_clip_norm_given_to_it_and_to_its_optimizer():
+    """Both clipped, silently: Trainer(clip_norm=1.0) with SGD(clip_norm=0.5) moved the
+    weights by 0.5, not 1.0; with both 1.0 the update was norm/(norm + 1e-6) short of
+    PyTorch's clip_grad_norm_(1.0) + SGD (measured 1.1e-6 relative)."""
+    for optimizer in (optim.SGD(lr=1.0, clip_norm=0.5), optim.AdamW(lr=0.1, clip_norm=1.0)):
+        with pytest.raises(GraphcError, match=r"^Trainer: clip_norm=1.0 and the optimizer's "
+                           r"clip_norm=(0.5|1.0) would clip the gradients twice"):
+            _trainer(optimizer, 1.0)
+
+
+def test_trainer_refuses_a_negative_clip_norm_as_the_optimiser_does():
+    """clip_by_global_norm's factor min(1, -1 / norm) is negative: the step ascended."""
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(GraphcError, match="Trainer: clip_norm must be a finite number "
+                           ">= 0"):
+            _trainer(optim.SGD(lr=1.0), bad)
+        with pytest.raises(GraphcError, match="clip_norm must be a finite number >= 0"):
+            optim.SGD(lr=1.0, clip_norm=bad)
+
+
+@pytest.mark.parametrize("trainer_clip, optimizer_clip", [(1.0, None), (None, 1.0)])
+def test_either_clip_alone_is_torch_clip_grad_norm_once(trainer_clip, optimizer_clip):
+    trainer = _trainer(optim.SGD(lr=1.0, momentum=0.9, clip_norm=optimizer_clip),
+                       trainer_clip)
+    w = torch.nn.Parameter(torch.tensor(W0))
+    opt = torch.optim.SGD([w], lr=1.0, momentum=0.9)
+    for x in BATCHES:
+        trainer.train_step()
+        opt.zero_grad()
+        d = torch.tensor(x) @ w - 1.0
+        (d * d).sum().mul(0.5).backward()
+        norm = torch.nn.utils.clip_grad_norm_([w], 1.0)
+        assert float(norm) > 1.5  # every step clips
+        opt.step()
+        assert trainer.grad_norm == pytest.approx(float(norm), rel=1e-6)
+        np.testing.assert_allclose(trainer.params["w"], w.detach().numpy(), rtol=1e-6,
+                                   atol=1e-6)
+
+
+def test_graphc_train_clips_in_the_trainer_only():
+    from graphc.train import TrainConfig, optimizer
+    cfg = GPTConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=8, block_size=8)
+    assert optimizer(GPT(cfg), TrainConfig()).clip_norm is None
