@@ -96,3 +96,61 @@ def test_graphc_train_clips_in_the_trainer_only():
     from graphc.train import TrainConfig, optimizer
     cfg = GPTConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=8, block_size=8)
     assert optimizer(GPT(cfg), TrainConfig()).clip_norm is None
+
+
+# ---- 2. loss scaling of a float16 loss --------------------------------------------------------
+def test_a_float16_loss_is_scaled_in_float32_as_gradscaler_does():
+    """The same steps as GradScaler("cpu") + SGD: the scale 2**16 is Inf in float16, so the
+    first steps' float16 gradients overflow and are skipped (as PyTorch's are) until the scale
+    is 8192; from then the scaled loss (10 * 8192) is past float16's 65504 but its gradients
+    are finite and the step is taken. graphc's scaled loss was float16: Inf, and so was the
+    step's loss it gives back (and `scaled / amp["scale"]` was refused: float16 / float32)."""
+    scaler, opt = gc.amp.LossScaler(), gc.optim.SGD(lr=0.1)
+
+    @gc.compile
+    def step(params, state, amp, x):
+        def scaled(p):  # a float16 loss, as a model run in float16 gives
+            return scaler.scale(gc.sum(gc.cast(p["w"], "float16") * x), amp)
+        value, grads = gc.value_and_grad(scaled)(params)
+        grads, finite, new_amp = scaler.unscale(grads, amp)
+        params, state = scaler.select(finite, opt.update(grads, state, params),
+                                      (params, state))
+        return value, gc.cast(value, "float32") / amp["scale"], params, state, new_amp
+
+    params = {"w": np.ones(4, np.float32)}
+    state, amp = opt.init(params), scaler.init()
+    x = np.array([1, 2, 3, 4], np.float16)
+    w = torch.nn.Parameter(torch.ones(4))
+    torch_opt = torch.optim.SGD([w], lr=0.1)
+    torch_scaler = torch.amp.GradScaler("cpu")
+    skipped = 0
+    for _ in range(6):
+        with np.errstate(over="ignore"):
+            value, loss, params, state, amp = step(params, state, amp, x)
+        torch_opt.zero_grad()
+        loss_ref = (w.half() * torch.tensor(x)).sum()
+        value_ref = torch_scaler.scale(loss_ref)
+        value_ref.backward()
+        scale_before = torch_scaler.get_scale()
+        torch_scaler.step(torch_opt)
+        torch_scaler.update()
+        skipped += torch_scaler.get_scale() < scale_before
+        assert float(value) == float(value_ref)  # e.g. 81920, not Inf
+        assert value.dtype == np.float32 and value_ref.dtype == torch.float32
+        assert float(loss) == float(loss_ref)
+        assert float(amp["scale"]) == torch_scaler.get_scale()
+        np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=1e-6)
+    assert skipped == 3 and float(amp["scale"]) == 8192.0
+    assert not np.array_equal(params["w"], np.ones(4, np.float32))
+
+
+def test_loss_scaler_refuses_an_init_scale_float32_cannot_hold():
+    """np.float32(1e39) is Inf; Inf * 0 gradients are NaN, Inf halved is Inf: every step was
+    skipped for ever. GradScaler refuses it (the scale cannot be a float32)."""
+    with pytest.raises(RuntimeError, match="overflow"):
+        torch.amp.GradScaler("cpu", init_scale=1e39).scale(torch.ones(()))
+    for bad in (1e39, float("inf")):
+        with pytest.raises(GraphcError, match="init_scale .* past float32's largest value"):
+            gc.amp.LossScaler(init_scale=bad)
+    largest = float(np.finfo(np.float32).max)
+    assert np.isfinite(gc.amp.LossScaler(init_scale=largest).init()["scale"])
