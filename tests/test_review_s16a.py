@@ -154,3 +154,104 @@ def test_loss_scaler_refuses_an_init_scale_float32_cannot_hold():
             gc.amp.LossScaler(init_scale=bad)
     largest = float(np.finfo(np.float32).max)
     assert np.isfinite(gc.amp.LossScaler(init_scale=largest).init()["scale"])
+
+
+# ---- 3. `graphc sample --tokens N`, N huge ----------------------------------------------------
+VOCAB = "\nabcdefgh"
+CFG = GPTConfig(vocab_size=len(VOCAB), n_layer=1, n_head=2, n_embd=8, block_size=8)
+
+
+def test_generation_keeps_only_the_model_window():
+    """Each row's context kept every token sampled (a list of 1e9 ids for --tokens 1e9)
+    though only the last block_size are read again."""
+    model = GPT(CFG, seed=0)
+    params = {n: p.data for n, p in model.named_parameters()}
+    gen = Generator(model, params)
+    out = gen.generate([[1, 2], [3]], 5 * CFG.block_size, temperature=0.7, seed=1)
+    assert [len(row) for row in out] == [40, 40]
+    assert [len(ctx) for ctx in gen._contexts] == [CFG.block_size] * 2
+    # the last token sampled is not run (nothing asks for its successor)
+    assert gen._contexts[0] == ([1, 2] + out[0][:-1])[-CFG.block_size:]
+    # the stream is generate()'s tokens, one step at a time
+    again = list(Generator(model, params).stream([[1, 2], [3]], 40, temperature=0.7, seed=1))
+    assert [[step[b] for step in again] for b in range(2)] == out
+
+
+def _checkpoint(tmp_path):
+    model = GPT(CFG, seed=0)
+    meta = {"model": CFG.to_dict(), "train": {}, "vocab": VOCAB, "step": 0,
+            "rng": np.random.default_rng(0).bit_generator.state, "history": [],
+            "val_history": []}
+    path = tmp_path / "run" / "checkpoint.npz"
+    checkpoint.save(str(path), {f"param/{n}": p.data for n, p in model.named_parameters()},
+                    meta)
+    return str(path.parent)
+
+
+def test_sample_a_billion_tokens_streams_and_stops_when_the_reader_does(tmp_path):
+    """Before: nothing printed until every token was sampled (2.5 days at 0.2 ms a token for
+    this model), every id and the decoded text held in memory. Now the tokens come as they
+    are sampled; the reader closing the pipe ends it quietly (no traceback, SIGPIPE's
+    status)."""
+    run = _checkpoint(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRAPHC_BACKGROUND_COMPILE": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "graphc.cli", "sample", "--checkpoint",
+                             run, "--prompt", "ab", "--tokens", str(10 ** 9)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        got, deadline = b"", time.monotonic() + 120
+        while len(got) < 500 and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                got += chunk
+        assert len(got) >= 500, f"{len(got)} bytes in 120 s: {got[:80]!r}"
+        assert got.startswith(b"ab") and set(got.decode("utf-8")) <= set(VOCAB)
+        proc.stdout.close()  # the reader goes away, as `| head -c 500` does
+        assert proc.wait(timeout=60) == 128 + 13
+        assert proc.stderr.read() == b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sample_prints_what_generate_gives(tmp_path, capsys):
+    from graphc.cli import main
+    from graphc.sample import Sampler
+    run = _checkpoint(tmp_path)
+    assert main(["sample", "--checkpoint", run, "--prompt", "ab", "--tokens", "30",
+                 "--seed", "3"]) == 0
+    model = GPT(CFG, seed=0)
+    ids = Sampler(model, {n: p.data for n, p in model.named_parameters()}).generate(
+        [1, 2], 30, 0.8, None, 3)
+    assert capsys.readouterr().out == "ab" + "".join(VOCAB[i] for i in ids) + "\n"
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--checkpoint", run, "--tokens", "1e9"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["graphc: error: argument --tokens: expected a whole number, got '1e9' "
+                   "(see graphc sample --help)"]
+
+
+@pytest.mark.parametrize("decode_stream", ["tokenizers", "fallback"])
+def test_gpt2_text_streams_whole_characters(tmp_path, monkeypatch, decode_stream):
+    """Multi-byte characters split across byte-level tokens come out whole, and the pieces
+    join to decode(ids), with tokenizers' DecodeStream and without it (before 0.21)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_gpt2 import train_tokenizer
+    from graphc.models import gpt2
+    if decode_stream == "fallback":
+        import tokenizers.decoders
+        monkeypatch.delattr(tokenizers.decoders, "DecodeStream")
+    path = tmp_path / gpt2.TOKENIZER_FILE
+    train_tokenizer(path)
+    tok = gpt2.Tokenizer(str(path))
+    text = "naïve café — 東京 🙂 ROMEO:\nBut, soft!<|endoftext|>x"
+    ids = tok.encode(text)
+    assert len(ids) > len(text) // 2
+    pieces = list(tok.decode_stream(iter(ids)))
+    assert "".join(pieces) == tok.decode(ids) == text
+    assert len(pieces) > 1 and not any("\ufffd" in piece for piece in pieces)
