@@ -29,6 +29,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops.precision import PRECISIONS, autocast, precision_dtype  # noqa: F401
+from ir.types import is_half
 from .optim import global_norm
 from .tracing import flatten, unflatten
 
@@ -46,6 +47,10 @@ class LossScaler:
             raise GraphcError("LossScaler: needs init_scale > 0, growth_factor > 1, "
                               "0 < backoff_factor < 1 and growth_interval >= 1",
                               (user_location(),))
+        if not init_scale <= FLOAT32_MAX:  # GradScaler: "cannot be converted ... overflow"
+            raise GraphcError(f"LossScaler: init_scale {init_scale} is past float32's largest "
+                              f"value {FLOAT32_MAX:.4g}; an Inf scale would skip every step",
+                              (user_location(),))
         self.init_scale, self.growth_factor = float(init_scale), float(growth_factor)
         self.backoff_factor, self.growth_interval = float(backoff_factor), int(growth_interval)
 
@@ -54,7 +59,13 @@ class LossScaler:
                 "good_steps": np.asarray(0, np.int64)}
 
     def scale(self, loss, state):
-        """The loss times the current scale (differentiate this one)."""
+        """The loss times the current scale (differentiate this one). A half-precision loss
+        is scaled in float32, as GradScaler's `loss * scale` promotes it: in float16 the
+        scaled loss overflows past 65504 on steps whose gradients are finite (and 2**16, the
+        initial scale, is Inf itself). Its gradient is the scale in the loss's dtype, so
+        gradients that overflow still make the step skipped."""
+        if is_half(loss.dtype):
+            loss = F.cast(loss, "float32")
         return loss * F.cast(state["scale"], loss.dtype)
 
     def unscale(self, grads, state):

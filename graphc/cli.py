@@ -5,6 +5,7 @@ Every user error ends in one line, `graphc: error: ...`, and a non-zero exit sta
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 
@@ -333,10 +334,9 @@ def cmd_sample(args) -> int:
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
     text = default_prompt(vocab) if args.prompt is None else args.prompt
-    ids = Sampler(model, params).generate(data.encode(text), args.tokens, args.temperature,
-                                          args.top_k, args.seed, args.top_p)
-    print(text + data.decode(ids))
-    return 0
+    ids = Sampler(model, params).stream(data.encode(text), args.tokens, args.temperature,
+                                        args.top_k, args.seed, args.top_p)
+    return _print_stream(text, (vocab[i] for i in ids))
 
 
 def _sample_pretrained(args) -> int:
@@ -353,9 +353,25 @@ def _sample_pretrained(args) -> int:
             raise UsageError(f"--model {args.model!r}: config.json has no usable bos_token_id "
                              "to start from; pass a non-empty --prompt")
         prompt_ids = [start]
-    ids = Sampler(model, params).generate(prompt_ids, args.tokens, args.temperature,
-                                          args.top_k, args.seed, args.top_p)
-    print(text + tokenizer.decode(ids))
+    ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
+                                        args.top_k, args.seed, args.top_p)
+    return _print_stream(text, tokenizer.decode_stream(ids))
+
+
+def _print_stream(text, pieces) -> int:
+    """The prompt, each sampled token's text as it comes (nothing is kept, so --tokens can
+    be as large as the reader cares to read, and each token shows as soon as it is
+    sampled), then a newline. A reader that stops (`| head`) ends the command quietly with
+    the status of a process SIGPIPE ended, as `yes | head` leaves."""
+    out = sys.stdout
+    try:
+        for piece in itertools.chain((text,), pieces, ("\n",)):
+            out.write(piece)
+            out.flush()
+    except BrokenPipeError:
+        # the interpreter flushes stdout again at exit: point it at /dev/null
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        return 128 + 13
     return 0
 
 

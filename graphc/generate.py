@@ -142,6 +142,8 @@ class Generator:
             raise ValueError(f"{len(tokens)} tokens for {len(self._contexts)} rows")
         for ctx, t in zip(self._contexts, tokens):
             ctx.append(self._token(t))
+            if len(ctx) > cfg.block_size:  # only the window is ever read again
+                del ctx[0]
         if self._slot >= cfg.block_size:  # the window slides: recompute it
             return self._prefill()
         B, T, t = len(tokens), cfg.block_size, self._slot
@@ -186,19 +188,28 @@ class Generator:
         """`tokens` new token ids per prompt: greedy at temperature 0, otherwise sampled from
         the softmax of logits / temperature restricted to the top_k most likely tokens and to
         the smallest set whose probability reaches top_p; seeded, so reproducible."""
-        check_sampling(temperature, top_k, top_p)
-        rng = np.random.default_rng(seed)
         out = [[] for _ in prompts]
-        if tokens <= 0:
-            return out
-        logits = self.start(prompts)
-        for step in range(tokens):
-            chosen = [choose(row, temperature, top_k, top_p, rng) for row in logits]
+        for chosen in self.stream(prompts, tokens, temperature, top_k, top_p, seed):
             for row, t in zip(out, chosen):
                 row.append(t)
+        return out
+
+    def stream(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None, seed=0):
+        """generate()'s tokens as they come: an iterator of one list (a token id per prompt)
+        per step, none of them kept, so `tokens` may be as large as the caller cares to
+        read. The settings are checked and the prompts run now, before the first token."""
+        check_sampling(temperature, top_k, top_p)
+        rng = np.random.default_rng(seed)
+        if tokens <= 0:
+            return iter(())
+        return self._stream(self.start(prompts), tokens, temperature, top_k, top_p, rng)
+
+    def _stream(self, logits, tokens, temperature, top_k, top_p, rng):
+        for step in range(tokens):
+            chosen = [choose(row, temperature, top_k, top_p, rng) for row in logits]
+            yield chosen
             if step + 1 < tokens:
                 logits = self.advance(chosen)
-        return out
 
 
 def check_sampling(temperature, top_k, top_p):

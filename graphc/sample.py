@@ -18,6 +18,13 @@ class Sampler:
 
     def generate(self, prompt_ids, tokens: int, temperature=1.0, top_k=None, seed=0,
                  top_p=None) -> list:
+        return list(self.stream(prompt_ids, tokens, temperature, top_k, seed, top_p))
+
+    def stream(self, prompt_ids, tokens: int, temperature=1.0, top_k=None, seed=0,
+               top_p=None):
+        """generate()'s token ids one at a time, as they are sampled (nothing is kept); the
+        settings are checked and the prompt run now."""
         check_sampling(temperature, top_k, top_p)
         prompt = list(prompt_ids) or [0]
-        return self.generator.generate([prompt], tokens, temperature, top_k, top_p, seed)[0]
+        steps = self.generator.stream([prompt], tokens, temperature, top_k, top_p, seed)
+        return (chosen[0] for chosen in steps)

@@ -208,6 +208,30 @@ class Tokenizer:
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    def decode_stream(self, ids):
+        """decode(ids)'s text in pieces as the ids come, none of them kept: a character whose
+        UTF-8 bytes span several tokens comes out whole, with the token that ends it."""
+        try:
+            from tokenizers.decoders import DecodeStream  # tokenizers 0.21 and later
+        except ImportError:
+            DecodeStream = None
+        if DecodeStream is not None:
+            stream = DecodeStream(skip_special_tokens=False)
+            for i in ids:
+                piece = stream.step(self._tok, int(i))
+                if piece:
+                    yield piece
+            return
+        pending = []  # the ids since the last whole character
+        for i in ids:
+            pending.append(int(i))
+            text = self.decode(pending)
+            if not text.endswith("\ufffd"):  # not (yet) a character cut short
+                yield text
+                pending = []
+        if pending:
+            yield self.decode(pending)
+
     def token_id(self, token: str):
         return self._tok.token_to_id(token)
 
