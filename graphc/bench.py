@@ -100,12 +100,13 @@ class EagerStep:
         self.opt.zero_grad()
         loss = self.model(self.Tensor(self.data.x), self.Tensor(self.data.y))
         loss.backward()
-        params = self.opt.parameters.values()
-        clipped, _ = self.optim.clip_by_global_norm({n: p.grad for n, p in
-                                                     self.opt.parameters.items()},
-                                                    self.tc.grad_clip)
-        for p, g in zip(params, clipped.values()):
-            p.grad = g
+        if self.tc.grad_clip:  # 0: no clipping, as nanoGPT (TrainConfig)
+            params = self.opt.parameters.values()
+            clipped, _ = self.optim.clip_by_global_norm({n: p.grad for n, p in
+                                                         self.opt.parameters.items()},
+                                                        self.tc.grad_clip)
+            for p, g in zip(params, clipped.values()):
+                p.grad = g
         self.opt.step()
         return loss.item()
 
@@ -147,7 +148,8 @@ class TorchStep:
         self.opt.zero_grad(set_to_none=True)
         _, loss = self.forward(self.P, self.x, self.y, self.cfg)
         loss.backward()
-        self.torch.nn.utils.clip_grad_norm_(list(self.P.values()), self.tc.grad_clip)
+        if self.tc.grad_clip:  # 0: no clipping, as nanoGPT (TrainConfig)
+            self.torch.nn.utils.clip_grad_norm_(list(self.P.values()), self.tc.grad_clip)
         self.opt.step()
         return loss.item()
 

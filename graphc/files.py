@@ -13,14 +13,24 @@ LOCK_NAME = ".graphc.lock"
 
 def write_atomically(path: str, data) -> None:
     """Write `data` (str or bytes) to a fresh temporary file beside `path`, then rename it
-    over `path`. The temporary name is random and created exclusively (mkstemp: O_EXCL, so a
-    symlink planted under a predictable name like PATH.tmp is never followed or truncated)."""
+    over `path`."""
+    with atomic_writer(path) as fh:
+        fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+
+
+@contextmanager
+def atomic_writer(path: str):
+    """A binary file to write `path` through, piece by piece: it is a fresh temporary file
+    beside `path`, renamed over `path` when the block ends, and removed if it fails, so
+    `path` is whole or untouched. The temporary name is random and created exclusively
+    (mkstemp: O_EXCL, so a symlink planted under a predictable name like PATH.tmp is never
+    followed or truncated)."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+            yield fh
         # mkstemp makes the file 0600; give the output the permissions open() would have
         umask = os.umask(0)
         os.umask(umask)

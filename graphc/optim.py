@@ -145,7 +145,7 @@ class Optimizer:
         self.lr = _as_schedule(lr)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
         self.decay_mask = decay_mask
-        self.clip_norm = None if clip_norm is None else _non_negative("clip_norm", clip_norm)
+        self.clip_norm = _clip_norm("clip_norm", clip_norm)
 
     # ---- functional API ----
     def init(self, params) -> dict:
@@ -359,6 +359,19 @@ def _non_negative(name, value):
     value = float(value)
     if not (math.isfinite(value) and value >= 0):
         raise GraphcError(f"{name} must be a finite number >= 0, got {value}",
+                          (user_location(),))
+    return value
+
+
+def _clip_norm(name, value):
+    """A gradient clip's max norm: None (no clipping) or a finite number > 0. Zero is
+    refused: clipping to norm 0 zeroes every gradient, as torch's clip_grad_norm_(0) does,
+    which nobody means (nanoGPT's grad_clip=0 means no clipping)."""
+    if value is None:
+        return None
+    value = _non_negative(name, value)
+    if value == 0:
+        raise GraphcError(f"{name}=0 would zero every gradient; pass None for no clipping",
                           (user_location(),))
     return value
 

@@ -46,7 +46,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max global norm of the gradients; 0: no clipping, as nanoGPT
     eval_every: int = 250
     eval_iters: int = 20
     seed: int = 1337
@@ -169,7 +169,7 @@ class Trainer(_Trainer):
             gpt_loss(model), {n: p.data for n, p in model.named_parameters()},
             optimizer(model, tc), lambda rng: data.batch(rng, "train", B, T),
             eval_batches=lambda rng: data.batch(rng, "val", B, T), steps=tc.steps,
-            eval_every=tc.eval_every, eval_iters=tc.eval_iters, clip_norm=tc.grad_clip,
+            eval_every=tc.eval_every, eval_iters=tc.eval_iters, clip_norm=tc.grad_clip or None,
             seed=tc.seed, units="tokens", divergence_hint="Try a lower --lr",
             checkpoint_meta={"model": cfg.to_dict(), "train": asdict(tc),
                              "vocab": "".join(data.vocab)},
@@ -383,11 +383,22 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     _say(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; graphc eval "
          f"--checkpoint {out} scores it again)")
     if sample_tokens > 0:
-        sample = text.decode(Sampler(model, trainer.params).generate(
-            text.encode(default_prompt(text.vocab)), sample_tokens, temperature=0.8,
-            seed=tc.seed))
-        from .files import write_atomically
-        write_atomically(os.path.join(out, "sample.txt"), sample)
-        print("---- sample ----\n" + sample + "\n----------------")
+        _sample(Sampler(model, trainer.params), text, sample_tokens, tc.seed,
+                os.path.join(out, "sample.txt"))
     print(f"checkpoint: {ckpt_path}")
     return 0
+
+
+def _sample(sampler, text, tokens: int, seed: int, path: str) -> None:
+    """Print the trained model's sample as it is drawn, token by token, and keep it in
+    `path` (written whole at the end): a long one shows progress and holds no list of ids."""
+    from .files import atomic_writer
+    from .sample import default_prompt
+    print("---- sample ----")
+    with atomic_writer(path) as fh:
+        for token in sampler.stream(text.encode(default_prompt(text.vocab)), tokens,
+                                    temperature=0.8, seed=seed):
+            piece = text.decode([token])
+            fh.write(piece.encode("utf-8"))
+            print(piece, end="", flush=True)
+    print("\n----------------")

@@ -63,7 +63,7 @@ from ir.ops.precision import autocast, precision_dtype
 
 from . import amp, checkpoint, nn
 from .files import exclusive_directory
-from .optim import _non_negative, clip_by_global_norm, global_norm
+from .optim import _clip_norm, clip_by_global_norm, global_norm
 from .transforms import Compiled, value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -96,7 +96,7 @@ class Trainer:
         self.steps, self.eval_iters, self.seed = int(steps), int(eval_iters), int(seed)
         self.eval_every = int(eval_every or max(1, self.steps // 10))
         if clip_norm is not None:
-            clip_norm = _non_negative("Trainer: clip_norm", clip_norm)
+            clip_norm = _clip_norm("Trainer: clip_norm", clip_norm)
             # torch.nn.utils.clip_grad_norm_ runs once before step(); two clips compose into
             # the smaller norm (and a second factor of norm / (norm + 1e-6))
             if getattr(optimizer, "clip_norm", None) is not None:
