@@ -46,14 +46,16 @@ class Match:
 
 
 def scalar_value(node):
-    """The value of a node that is one repeated number (a constant or a `full`), else None."""
+    """The value of a node that is one repeated number (a constant or a `full`), else None.
+    Repeated bit for bit: 0.0 and -0.0 are equal numbers but not one value (1 / x)."""
     if node.op == "full":
         return node.attrs["value"]
     if node.op == "constant":
         v = node.attrs["value"]
         if v.size == 1:
             return v.reshape(-1)[0].item()
-        if v.size and v.size <= 1024 and (v == v.reshape(-1)[0]).all():
+        if v.size and v.size <= 1024 and \
+                np.full_like(v, v.reshape(-1)[0]).tobytes() == np.ascontiguousarray(v).tobytes():
             return v.reshape(-1)[0].item()
     return None
 
@@ -219,7 +221,8 @@ def broadcast_scalar(m):
 
 @rule("sum")
 def sum_of_broadcast(m):
-    """sum(broadcast_to(x, S), A) = sum(x, A') * (copies), when A covers every broadcast axis."""
+    """sum(broadcast_to(x, S), A) = sum(x, A') * (copies), when A covers every broadcast axis
+    (0 for no copies, and no product for bool, whose sum is a logical or)."""
     (b,) = m.inputs
     if b.op != "broadcast_to":
         return None
@@ -231,10 +234,12 @@ def sum_of_broadcast(m):
     if not expanded <= axes:
         return None
     copies = math.prod(shape[i] for i in expanded)
+    if copies == 0:  # a sum of nothing is 0, whatever x holds (inf * 0 would be NaN)
+        return F.zeros(m.shape, m.dtype)
     inner = tuple(i - lead for i in sorted(axes) if i >= lead and i not in expanded)
     dropped = tuple(d for i, d in enumerate(x.shape) if i not in inner)
     y = F.sum(x, inner, keepdims=dropped != m.shape) if inner else x
-    if copies != 1:
+    if copies != 1 and m.dtype != np.bool_:  # a bool sum is `any`: copies change nothing
         y = y * float(copies) if np.issubdtype(m.dtype, np.floating) else y * int(copies)
     return fit(F.reshape(y, m.shape), m)
 

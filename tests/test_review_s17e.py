@@ -1,0 +1,53 @@
+"""Review of session 17 (hostile, differential: the passes and compiled plans against the
+reference interpreter on graphs mixing dtypes, size-0 axes, signed zeros and NaN/inf).
+
+Found:
+- simplify's sum_of_broadcast turned sum(broadcast_to(x, S)) over a broadcast axis of size 0
+  into x * 0.0: NaN where x is inf or NaN, where the sum of nothing is 0.
+- the same rule multiplied a bool sum (a logical or) by its copy count: mul(bool, int64) is
+  refused, so a graph with sum(broadcast_to(bool)) could not be compiled at all.
+- scalar_value took a constant holding 0.0 and -0.0 for one repeated value (they compare
+  equal), so broadcast_scalar replaced broadcast_to of such a constant by a `full` of its
+  first element: 1 / x then gave -inf where it is +inf.
+"""
+import numpy as np
+
+import graphc as gc
+from ir.graph import Graph
+from passes.manager import run_pipeline
+from runtime.interpreter import run
+
+
+def _optimised(graph, *inputs, pipeline="default"):
+    with np.errstate(all="ignore"):
+        return run(run_pipeline(graph, pipeline).graph, *inputs)
+
+
+def test_a_sum_over_a_broadcast_axis_of_size_0_is_0_even_for_inf_and_nan():
+    graph = gc.trace(lambda x: gc.sum(gc.broadcast_to(x, (0, 3)), 0), gc.spec((3,), "float64"))
+    x = np.array([np.inf, np.nan, 1.0])
+    np.testing.assert_array_equal(run(graph, x)[0], np.zeros(3))
+    for pipeline in ("simplify", "default"):
+        np.testing.assert_array_equal(_optimised(graph, x, pipeline=pipeline)[0], np.zeros(3))
+    np.testing.assert_array_equal(gc.compile(lambda x: gc.sum(gc.broadcast_to(x, (2, 0, 3)),
+                                                                (0, 1)))(x), np.zeros(3))
+
+
+def test_a_bool_sum_of_a_broadcast_value_compiles_and_is_a_logical_or():
+    graph = gc.trace(lambda x: gc.sum(gc.broadcast_to(x, (3, 2)), 0), gc.spec((2,), "bool"))
+    x = np.array([True, False])
+    got = _optimised(graph, x)[0]
+    assert got.dtype == np.bool_
+    np.testing.assert_array_equal(got, x)
+
+
+def test_a_constant_of_zeros_of_both_signs_is_not_one_repeated_value():
+    graph = Graph("signed_zeros")
+    with graph.building():
+        x = graph.input("x", (2, 3), "float64")
+        c = graph.constant(np.array([[-0.0], [0.0]]))
+        graph.set_outputs([1.0 / gc.broadcast_to(c, (2, 3)) + x])
+    want = np.array([[-np.inf] * 3, [np.inf] * 3])
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(run(graph, np.zeros((2, 3)))[0], want)
+    np.testing.assert_array_equal(_optimised(graph, np.zeros((2, 3)))[0], want)
