@@ -117,8 +117,9 @@ def mul_constants_merge(m):
     c1 = scalar_value(c1_node)
     if c1 is None or c1_node.size != 1:
         return None
-    merged = np.asarray(c1 * c2, dtype=m.dtype).reshape(np.broadcast_shapes(
-        c1_node.shape, b.shape))
+    # the product in the node's dtype, as the two multiplies compute it (integers wrap)
+    merged = (np.asarray([c1], m.dtype) * np.asarray([c2], m.dtype)).reshape(
+        np.broadcast_shapes(c1_node.shape, b.shape))
     return fit(F.mul(x, _const(merged)), m)
 
 

@@ -9,6 +9,8 @@ Found:
 - scalar_value took a constant holding 0.0 and -0.0 for one repeated value (they compare
   equal), so broadcast_scalar replaced broadcast_to of such a constant by a `full` of its
   first element: 1 / x then gave -inf where it is +inf.
+- under fast_math, mul_constants_merge computed c1 * c2 as a Python int and converted it to
+  the dtype: an integer product out of the dtype's range made compiling raise OverflowError.
 """
 import numpy as np
 
@@ -51,3 +53,14 @@ def test_a_constant_of_zeros_of_both_signs_is_not_one_repeated_value():
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(run(graph, np.zeros((2, 3)))[0], want)
     np.testing.assert_array_equal(_optimised(graph, np.zeros((2, 3)))[0], want)
+
+
+def test_fast_math_merges_integer_constants_with_wrap_around_as_the_two_products_do():
+    """(x * c1) * c2 -> x * (c1 * c2) under fast_math took c1 * c2 as a Python int: one too
+    large for the dtype made compiling raise OverflowError; numpy's products wrap."""
+    for dtype, k in (("int64", 3 ** 20), ("int32", 46341)):  # k * k overflows the dtype
+        x = np.array([1, 2, -7], dtype)
+        with np.errstate(over="ignore"):
+            want = x * np.asarray(k, dtype) * np.asarray(k, dtype)
+        f = gc.compile(lambda x: (x * k) * k, fast_math=True)
+        np.testing.assert_array_equal(f(x), want)
