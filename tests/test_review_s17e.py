@@ -11,6 +11,8 @@ Found:
   first element: 1 / x then gave -inf where it is +inf.
 - under fast_math, mul_constants_merge computed c1 * c2 as a Python int and converted it to
   the dtype: an integer product out of the dtype's range made compiling raise OverflowError.
+- the fuse stage (runtime/fusion.py, products added to a bias or a residual) indexed the last
+  axis of a 0-d add or product: `a @ b + c` for two vectors raised IndexError in gc.compile.
 """
 import numpy as np
 
@@ -64,3 +66,13 @@ def test_fast_math_merges_integer_constants_with_wrap_around_as_the_two_products
             want = x * np.asarray(k, dtype) * np.asarray(k, dtype)
         f = gc.compile(lambda x: (x * k) * k, fast_math=True)
         np.testing.assert_array_equal(f(x), want)
+
+
+def test_a_dot_product_of_vectors_plus_a_scalar_compiles():
+    """The fuse stage's search for `add(matmul, bias)` read the add's and the product's last
+    axis: `a @ b + c` for vectors a, b (a 0-d product) raised IndexError in gc.compile, and so
+    did a 0-d add of a reshaped product."""
+    a, b = np.arange(3.0), np.array([1.0, -2.0, 4.0])
+    assert gc.compile(lambda a, b, c: a @ b + c)(a, b, np.float64(1.5)) == 7.5
+    m, n = np.full((1, 1), 2.0), np.full((1, 1), 3.0)
+    assert gc.compile(lambda m, n: 2.0 + gc.reshape(m @ n, ()))(m, n) == 8.0
