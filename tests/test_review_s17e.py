@@ -13,6 +13,9 @@ Found:
   the dtype: an integer product out of the dtype's range made compiling raise OverflowError.
 - the fuse stage (runtime/fusion.py, products added to a bias or a residual) indexed the last
   axis of a 0-d add or product: `a @ b + c` for two vectors raised IndexError in gc.compile.
+- eager vmap (passes/batching.py) evaluated an unbatched numpy scalar argument as a weakly
+  typed number, so it took the dtype of the tensors it met (or float32 alone): an f64[] or
+  i64[] argument became float32/float64 and the ops were refused; compiled, they ran.
 """
 import numpy as np
 
@@ -76,3 +79,23 @@ def test_a_dot_product_of_vectors_plus_a_scalar_compiles():
     assert gc.compile(lambda a, b, c: a @ b + c)(a, b, np.float64(1.5)) == 7.5
     m, n = np.full((1, 1), 2.0), np.full((1, 1), 3.0)
     assert gc.compile(lambda m, n: 2.0 + gc.reshape(m @ n, ()))(m, n) == 8.0
+
+
+def test_eager_vmap_keeps_the_dtype_of_an_unbatched_numpy_scalar():
+    """Eager vmap bound an unbatched numpy scalar (np.float64, np.int64) to its i64[]/f64[]
+    input as it was, and an op of the batched evaluation took it for a weakly typed Python
+    number: exp(np.float64) became float32 (mul(f64, f32) refused), a dynamic_update_slice
+    start np.int64 became float64 (refused); gc.compile of the same vmap computed them."""
+    x = np.ones((2, 3))
+    s = np.float64(1 + 2 ** -30)
+    got = gc.vmap(lambda x, s: x * gc.exp(s), in_axes=(0, None))(x, s)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(got.data), np.full((2, 3), np.exp(s)))
+
+    t, u = np.arange(40.0).reshape(2, 5, 4), np.full((2, 2, 4), -1.0)
+    want = t.copy()
+    want[:, 1:3] = -1.0
+    for start in (np.int64(1), np.int32(1)):
+        got = gc.vmap(lambda t, u, s: gc.dynamic_update_slice(t, u, s, axis=0),
+                      in_axes=(0, 0, None))(t, u, start)
+        np.testing.assert_array_equal(np.asarray(got.data), want)
