@@ -22,6 +22,7 @@ import numpy as np
 
 from ir.ops import api as F
 from ir.rewrite import rebuild
+from ir.types import Dim
 
 RULES: dict[str, list] = {}
 FAST_MATH_RULES: set = set()  # rules that run only with fast_math=True
@@ -240,7 +241,9 @@ def sum_of_broadcast(m):
     inner = tuple(i - lead for i in sorted(axes) if i >= lead and i not in expanded)
     dropped = tuple(d for i, d in enumerate(x.shape) if i not in inner)
     y = F.sum(x, inner, keepdims=dropped != m.shape) if inner else x
-    if copies != 1 and m.dtype != np.bool_:  # a bool sum is `any`: copies change nothing
+    if isinstance(copies, Dim):  # a count bound per call (shape polymorphism)
+        y = y if m.dtype == np.bool_ else y * F.full((), copies, m.dtype)
+    elif copies != 1 and m.dtype != np.bool_:  # a bool sum is `any`: copies change nothing
         y = y * float(copies) if np.issubdtype(m.dtype, np.floating) else y * int(copies)
     return fit(F.reshape(y, m.shape), m)
 

@@ -6,6 +6,9 @@ Found:
   into x * 0.0: NaN where x is inf or NaN, where the sum of nothing is 0.
 - the same rule multiplied a bool sum (a logical or) by its copy count: mul(bool, int64) is
   refused, so a graph with sum(broadcast_to(bool)) could not be compiled at all.
+- the same rule multiplied by float(copies), which a symbolic batch size has no value for:
+  compiling with polymorphic_shapes raised for sum(broadcast_to(x, (batch, ...))), as in the
+  gradient of a value broadcast over the batch.
 - scalar_value took a constant holding 0.0 and -0.0 for one repeated value (they compare
   equal), so broadcast_scalar replaced broadcast_to of such a constant by a `full` of its
   first element: 1 / x then gave -inf where it is +inf.
@@ -99,3 +102,18 @@ def test_eager_vmap_keeps_the_dtype_of_an_unbatched_numpy_scalar():
         got = gc.vmap(lambda t, u, s: gc.dynamic_update_slice(t, u, s, axis=0),
                       in_axes=(0, 0, None))(t, u, start)
         np.testing.assert_array_equal(np.asarray(got.data), want)
+
+
+def test_a_sum_of_a_value_broadcast_over_a_symbolic_batch_compiles():
+    """sum_of_broadcast multiplied by float(copies): with a symbolic batch in the broadcast
+    shape, compiling raised "the symbolic dimension batch has no value while tracing", for
+    instance for the gradient of a bias broadcast over the batch."""
+    b = np.array([0.1, -0.2, 0.3])
+    fns = [lambda b, x: gc.sum(gc.broadcast_to(b, x.shape), 0) + gc.sum(x, 0),
+           gc.grad(lambda b, x: gc.sum(gc.exp(b) * gc.ones_like(x)) + gc.sum(x))]
+    wants = [lambda n, x: n * b + x.sum(0), lambda n, x: n * np.exp(b)]
+    for fn, want in zip(fns, wants):
+        f = gc.compile(fn, polymorphic_shapes=(None, ("batch", "_")))
+        for n in (2, 5):
+            x = np.random.default_rng(n).normal(size=(n, 3))
+            np.testing.assert_allclose(f(b, x), want(n, x), rtol=1e-12)
