@@ -204,7 +204,11 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
         return carry, None
     per_step = [leaves_and_structure(y) for y in ys]
     structure = per_step[0][1]
-    stacked = [F.stack([leaves[k] for leaves, _ in per_step], 0)
+    # a numpy scalar step result (numpy's ops on 0-d values give them) is a 0-d array of its
+    # dtype, not a weakly typed number (F.stack would make those float32, as the traced scan
+    # and the eager one of no steps do not)
+    stacked = [F.stack([np.asarray(v) if isinstance(v, np.generic) else v
+                        for v in (leaves[k] for leaves, _ in per_step)], 0)
                for k in range(len(per_step[0][0]))]
     return carry, unflatten(structure, stacked)
 

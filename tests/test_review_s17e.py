@@ -19,6 +19,8 @@ Found:
 - eager vmap (passes/batching.py) evaluated an unbatched numpy scalar argument as a weakly
   typed number, so it took the dtype of the tensors it met (or float32 alone): an f64[] or
   i64[] argument became float32/float64 and the ops were refused; compiled, they ran.
+- the eager scan (graphc/control_flow.py) stacked numpy scalar step results as weakly typed
+  numbers: float32 ys (low bits lost) where the traced scan gives float64.
 """
 import numpy as np
 
@@ -117,3 +119,17 @@ def test_a_sum_of_a_value_broadcast_over_a_symbolic_batch_compiles():
         for n in (2, 5):
             x = np.random.default_rng(n).normal(size=(n, 3))
             np.testing.assert_allclose(f(b, x), want(n, x), rtol=1e-12)
+
+
+def test_eager_scan_stacks_numpy_scalar_step_results_in_their_dtype():
+    """Eagerly a scan step on numpy values returns numpy scalars (c * x of 0-d values), and
+    the ys were stacked as weakly typed numbers: float32, where the traced scan (and the
+    eager scan of no steps) gives float64; the products lost their low bits."""
+    xs = np.array([1.0, 2.0 + 2 ** -30, 3.0])
+    f = lambda c, xs: gc.scan(lambda c, x: (c + x, c * x), c, xs)
+    want = np.array([0.5 * 1.0, 1.5 * xs[1], (1.5 + xs[1]) * 3.0])
+    for init in (np.float64(0.5), np.array(0.5)):
+        last, ys = f(init, xs)
+        assert np.asarray(ys).dtype == np.float64
+        np.testing.assert_array_equal(np.asarray(ys), want)
+        np.testing.assert_array_equal(np.asarray(gc.compile(f)(init, xs)[1]), want)
