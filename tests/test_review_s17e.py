@@ -20,7 +20,8 @@ Found:
   typed number, so it took the dtype of the tensors it met (or float32 alone): an f64[] or
   i64[] argument became float32/float64 and the ops were refused; compiled, they ran.
 - the eager scan (graphc/control_flow.py) stacked numpy scalar step results as weakly typed
-  numbers: float32 ys (low bits lost) where the traced scan gives float64.
+  numbers: float32 ys (low bits lost) where the traced scan gives float64; and it passed the
+  slices of a 1-d xs to the step as numpy scalars, so graphc ops in the step ran in float32.
 """
 import numpy as np
 
@@ -133,3 +134,15 @@ def test_eager_scan_stacks_numpy_scalar_step_results_in_their_dtype():
         assert np.asarray(ys).dtype == np.float64
         np.testing.assert_array_equal(np.asarray(ys), want)
         np.testing.assert_array_equal(np.asarray(gc.compile(f)(init, xs)[1]), want)
+
+
+def test_eager_scan_passes_the_slices_of_a_1d_xs_in_their_dtype():
+    """Eagerly the slices of a 1-d float64 xs reached the step as numpy scalars, so
+    gc.exp(x) was float32 and c * exp(x) with a float64 carry was refused; compiled, the
+    slice is f64[]."""
+    xs = np.array([0.1, 0.2 + 2 ** -30, 0.3])
+    f = lambda c, xs: gc.scan(lambda c, x: (c * gc.exp(x), gc.sin(x)), c, xs)
+    last, ys = f(np.array(1.0), xs)
+    assert np.asarray(ys.data).dtype == np.float64
+    np.testing.assert_allclose(np.asarray(last.data), np.exp(xs.sum()), rtol=1e-15)
+    np.testing.assert_array_equal(np.asarray(ys.data), np.sin(xs))
