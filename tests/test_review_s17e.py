@@ -9,6 +9,8 @@ Found:
 - the same rule multiplied by float(copies), which a symbolic batch size has no value for:
   compiling with polymorphic_shapes raised for sum(broadcast_to(x, (batch, ...))), as in the
   gradient of a value broadcast over the batch.
+- add_adjacent_pad_slices compared two symbolic slab starts with `>`, whose answer depends on
+  the size: the gradient of x[-2:] and x[1:] over a polymorphic batch did not compile.
 - scalar_value took a constant holding 0.0 and -0.0 for one repeated value (they compare
   equal), so broadcast_scalar replaced broadcast_to of such a constant by a `full` of its
   first element: 1 / x then gave -inf where it is +inf.
@@ -146,3 +148,19 @@ def test_eager_scan_passes_the_slices_of_a_1d_xs_in_their_dtype():
     assert np.asarray(ys.data).dtype == np.float64
     np.testing.assert_allclose(np.asarray(last.data), np.exp(xs.sum()), rtol=1e-15)
     np.testing.assert_array_equal(np.asarray(ys.data), np.sin(xs))
+
+
+def test_gradients_of_slices_with_symbolic_starts_in_no_known_order_compile():
+    """add_adjacent_pad_slices ordered the two slabs with `>`: for starts batch-2 and 1 (the
+    gradient of x[-2:] and x[1:] over a symbolic batch) the order depends on the size, and
+    the InconclusiveDim it raised stopped compilation."""
+    def loss(x):
+        return gc.sum((gc.sum(x[-2:], 0) + gc.sum(x[1:], 0)) ** 2)
+    f = gc.compile(gc.grad(loss), polymorphic_shapes=(("batch", "_"),))
+    for n in (4, 7):
+        x = np.random.default_rng(n).normal(size=(n, 3))
+        s = x[-2:].sum(0) + x[1:].sum(0)
+        want = np.zeros_like(x)
+        want[-2:] += 2 * s
+        want[1:] += 2 * s
+        np.testing.assert_allclose(f(x), want, rtol=1e-12)
