@@ -11,6 +11,8 @@ Found:
   gradient of a value broadcast over the batch.
 - add_adjacent_pad_slices compared two symbolic slab starts with `>`, whose answer depends on
   the size: the gradient of x[-2:] and x[1:] over a polymorphic batch did not compile.
+- gc.scatter_add (take's gradient) took int(rows): the gradient of take from a table with a
+  symbolic row count did not compile.
 - scalar_value took a constant holding 0.0 and -0.0 for one repeated value (they compare
   equal), so broadcast_scalar replaced broadcast_to of such a constant by a `full` of its
   first element: 1 / x then gave -inf where it is +inf.
@@ -163,4 +165,18 @@ def test_gradients_of_slices_with_symbolic_starts_in_no_known_order_compile():
         want = np.zeros_like(x)
         want[-2:] += 2 * s
         want[1:] += 2 * s
+        np.testing.assert_allclose(f(x), want, rtol=1e-12)
+
+
+def test_the_gradient_of_take_from_a_table_of_symbolic_rows_compiles():
+    """take's gradient is scatter_add(g, idx, rows) and the API took int(rows): for a table
+    whose row count is a symbolic batch, compiling the gradient raised "the symbolic
+    dimension batch has no value while tracing"."""
+    idx = np.array([0, 2, 0])
+    f = gc.compile(gc.grad(lambda x: gc.sum(gc.take(x, idx) ** 2)),
+                   polymorphic_shapes=(("batch", "_"),))
+    for n in (3, 6):
+        x = np.random.default_rng(n).normal(size=(n, 2))
+        want = np.zeros_like(x)
+        np.add.at(want, idx, 2 * x[idx])
         np.testing.assert_allclose(f(x), want, rtol=1e-12)
