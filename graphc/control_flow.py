@@ -195,7 +195,8 @@ class _Slice:
 def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
     carry, ys = init, [None] * n
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
-        x = unflatten(x_structure, [leaf[t] for leaf in x_leaves]) if xs is not None else None
+        x = unflatten(x_structure, [_strong(leaf[t]) for leaf in x_leaves]) \
+            if xs is not None else None
         carry, ys[t] = _pair(f, f(carry, x))
         carry = _eager_autocast_carry(carry, init)
     if n == 0:
@@ -204,9 +205,16 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
         return carry, None
     per_step = [leaves_and_structure(y) for y in ys]
     structure = per_step[0][1]
-    stacked = [F.stack([leaves[k] for leaves, _ in per_step], 0)
+    stacked = [F.stack([_strong(leaves[k]) for leaves, _ in per_step], 0)
                for k in range(len(per_step[0][0]))]
     return carry, unflatten(structure, stacked)
+
+
+def _strong(v):
+    """A numpy scalar (a slice of a 1-d xs, a step's result on 0-d values) as a 0-d array of
+    its dtype, as the traced scan types it: ops take numpy scalars for weakly typed numbers
+    (float32 alone, or the dtype of the tensor they meet)."""
+    return np.asarray(v) if isinstance(v, np.generic) else v
 
 
 def _no_steps_ys(f, init, xs, x_leaves, x_structure):

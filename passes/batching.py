@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph
 from ir.ops import api as F
@@ -27,7 +29,10 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
 
     bound: {input node: (value, batched)}, a batched value having its batch axis first.
     Returns (value, batched) for each of `outputs` (nodes of graph; default its outputs)."""
-    env = dict(bound)
+    # a numpy scalar bound to an input is a 0-d tensor of the input's dtype, not a weakly
+    # typed number: an op would give it the dtype of the tensors it meets (ir.ops.registry)
+    env = {node: (np.asarray(v) if isinstance(v, np.generic) else v, b)
+           for node, (v, b) in bound.items()}
     for node in graph.inputs:
         if node not in env:
             raise GraphcError(f"batching graph {graph.name!r}: input {node.name!r} is not bound",

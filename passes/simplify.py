@@ -22,6 +22,7 @@ import numpy as np
 
 from ir.ops import api as F
 from ir.rewrite import rebuild
+from ir.types import Dim, InconclusiveDim
 
 RULES: dict[str, list] = {}
 FAST_MATH_RULES: set = set()  # rules that run only with fast_math=True
@@ -46,14 +47,16 @@ class Match:
 
 
 def scalar_value(node):
-    """The value of a node that is one repeated number (a constant or a `full`), else None."""
+    """The value of a node that is one repeated number (a constant or a `full`), else None.
+    Repeated bit for bit: 0.0 and -0.0 are equal numbers but not one value (1 / x)."""
     if node.op == "full":
         return node.attrs["value"]
     if node.op == "constant":
         v = node.attrs["value"]
         if v.size == 1:
             return v.reshape(-1)[0].item()
-        if v.size and v.size <= 1024 and (v == v.reshape(-1)[0]).all():
+        if v.size and v.size <= 1024 and \
+                np.full_like(v, v.reshape(-1)[0]).tobytes() == np.ascontiguousarray(v).tobytes():
             return v.reshape(-1)[0].item()
     return None
 
@@ -115,8 +118,9 @@ def mul_constants_merge(m):
     c1 = scalar_value(c1_node)
     if c1 is None or c1_node.size != 1:
         return None
-    merged = np.asarray(c1 * c2, dtype=m.dtype).reshape(np.broadcast_shapes(
-        c1_node.shape, b.shape))
+    # the product in the node's dtype, as the two multiplies compute it (integers wrap)
+    merged = (np.asarray([c1], m.dtype) * np.asarray([c2], m.dtype)).reshape(
+        np.broadcast_shapes(c1_node.shape, b.shape))
     return fit(F.mul(x, _const(merged)), m)
 
 
@@ -219,7 +223,8 @@ def broadcast_scalar(m):
 
 @rule("sum")
 def sum_of_broadcast(m):
-    """sum(broadcast_to(x, S), A) = sum(x, A') * (copies), when A covers every broadcast axis."""
+    """sum(broadcast_to(x, S), A) = sum(x, A') * (copies), when A covers every broadcast axis
+    (0 for no copies, and no product for bool, whose sum is a logical or)."""
     (b,) = m.inputs
     if b.op != "broadcast_to":
         return None
@@ -231,10 +236,14 @@ def sum_of_broadcast(m):
     if not expanded <= axes:
         return None
     copies = math.prod(shape[i] for i in expanded)
+    if copies == 0:  # a sum of nothing is 0, whatever x holds (inf * 0 would be NaN)
+        return F.zeros(m.shape, m.dtype)
     inner = tuple(i - lead for i in sorted(axes) if i >= lead and i not in expanded)
     dropped = tuple(d for i, d in enumerate(x.shape) if i not in inner)
     y = F.sum(x, inner, keepdims=dropped != m.shape) if inner else x
-    if copies != 1:
+    if isinstance(copies, Dim):  # a count bound per call (shape polymorphism)
+        y = y if m.dtype == np.bool_ else y * F.full((), copies, m.dtype)
+    elif copies != 1 and m.dtype != np.bool_:  # a bool sum is `any`: copies change nothing
         y = y * float(copies) if np.issubdtype(m.dtype, np.floating) else y * int(copies)
     return fit(F.reshape(y, m.shape), m)
 
@@ -269,8 +278,11 @@ def add_adjacent_pad_slices(m):
     sa, sb = _slab(a), _slab(b)
     if sa is None or sb is None or sa[0] != sb[0]:
         return None
-    if sa[1] > sb[1]:
-        (a, sa), (b, sb) = (b, sb), (a, sa)
+    try:
+        if sa[1] > sb[1]:
+            (a, sa), (b, sb) = (b, sb), (a, sa)
+    except InconclusiveDim:  # symbolic starts in no order known for every size
+        return None
     if sa[2] != sb[1]:
         return None
     axis = sa[0]

@@ -183,13 +183,14 @@ def _products_added_to(graph: Graph, product_ops, takes_addend) -> dict:
     outputs = set(graph.outputs)
     found = {}
     for n in graph.nodes:
-        if n.op != "add" or n.dtype not in _DTYPES[:2]:
+        if n.op != "add" or n.dtype not in _DTYPES[:2] or n.ndim == 0:
             continue
         for p, x in (n.inputs, n.inputs[::-1]):
             reshape = p if p.op == "reshape" else None
             m = p.inputs[0] if reshape is not None else p
-            if (m.op not in product_ops or x.dtype != n.dtype or p.shape != n.shape
-                    or m.shape[-1] != n.shape[-1] or m.inputs[1].ndim != 2
+            # (a 0-d sum or product, such as a dot product of two vectors, has no last axis)
+            if (m.op not in product_ops or m.ndim == 0 or x.dtype != n.dtype
+                    or p.shape != n.shape or m.shape[-1] != n.shape[-1] or m.inputs[1].ndim != 2
                     or m.inputs[0].dtype != n.dtype or not takes_addend(m, x, n)):
                 continue
             chain = [m] if reshape is None else [m, reshape]

@@ -373,7 +373,8 @@ embedding = take
 
 
 def scatter_add(updates, idx, rows):
-    return apply("scatter_add", updates, idx, rows=int(rows))
+    # a symbolic row count (the gradient of take from a table of symbolic rows) stays a Dim
+    return apply("scatter_add", updates, idx, rows=rows if isinstance(rows, Dim) else int(rows))
 
 
 def _start_axis(x, start, axis):
