@@ -140,8 +140,9 @@ class Generator:
             raise ValueError("advance() before start(): no prompts yet")
         if len(tokens) != len(self._contexts):
             raise ValueError(f"{len(tokens)} tokens for {len(self._contexts)} rows")
+        tokens = [self._token(t) for t in tokens]  # all checked before any row takes one
         for ctx, t in zip(self._contexts, tokens):
-            ctx.append(self._token(t))
+            ctx.append(t)
             if len(ctx) > cfg.block_size:  # only the window is ever read again
                 del ctx[0]
         if self._slot >= cfg.block_size:  # the window slides: recompute it

@@ -13,17 +13,28 @@ Found and fixed:
   against the model's vocab_size, which compared the count of tokens, so a prompt ending in
   that token stopped in the Generator with "token id 5000 is outside the vocabulary", naming
   no file. The largest id is now checked, naming tokenizer.json and the token.
+- load_gpt2 refuses non-finite weights, but checked them before the cast to the model's dtype:
+  an F64 tensor holding 1e300 loaded as inf in float32, and `graphc sample` then ended in
+  "Probabilities contain NaN" (naming no file), or at temperature 0 printed token 0 for every
+  step (argmax of NaN logits). The cast value is checked too.
+- Generator.advance appended each row's token before checking the next row's: a refused
+  advance([3, 99]) left row 0's context holding 3, a token the cache never saw, so the next
+  step's logits were those of a context without it (1.3 off the full recompute in float64).
+  Every token is checked before any row takes one.
 """
 import json
 import tracemalloc
 
+import numpy as np
 import pytest
 
 from graphc.cli import main
+from graphc.generate import Generator
 from graphc.models import gpt2
 from graphc.models.gpt import GPTConfig
 from ir.errors import GraphcError
 
+from test_generate import NoCache, small_model
 from test_gpt2 import write_directory
 
 
@@ -77,3 +88,28 @@ def test_a_tokenizer_id_past_the_vocabulary_names_tokenizer_json(tmp_path, capsy
     assert main(["sample", "--model", str(tmp_path), "--prompt", "a", "--tokens", "2"]) == 2
     line = one_error_line(capsys)
     assert f"{path}: the tokenizer's token 'a' has id 5000" in line, line
+
+
+def test_weights_too_large_for_float32_are_refused_naming_the_tensor(tmp_path, capsys):
+    write_directory(tmp_path, extra={"transformer.ln_f.bias": np.full(24, 1e300, np.float64)})
+    with pytest.raises(GraphcError, match="model.safetensors: tensor 'transformer.ln_f.bias' "
+                       "holds values too large for float32"):
+        gpt2.load_gpt2(str(tmp_path))
+    _, params = gpt2.load_gpt2(str(tmp_path), "float64")  # float64 holds them
+    assert params["ln_f.bias"][0] == 1e300
+    assert main(["sample", "--model", str(tmp_path), "--prompt", "a", "--tokens", "3",
+                 "--temperature", "0"]) == 2
+    assert "holds values too large for float32" in one_error_line(capsys)
+
+
+def test_a_refused_advance_leaves_every_row_as_it_was():
+    model, params = small_model("float64")
+    reference = NoCache(model, params)
+    gen = Generator(model, params)
+    gen.start([[1], [2]])
+    with pytest.raises(ValueError, match="token id 99 is outside the vocabulary"):
+        gen.advance([3, 99])
+    logits = gen.advance([4, 5])
+    for row, context in enumerate([[1, 4], [2, 5]]):
+        assert gen._contexts[row] == context
+        np.testing.assert_allclose(logits[row], reference.logits(context), rtol=0, atol=1e-12)

@@ -181,8 +181,12 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                 value = f.get_tensor(key)
                 if not np.isfinite(value).all():
                     raise GraphcError(f"{path}: tensor {key!r} holds non-finite values")
-                params[name] = np.ascontiguousarray(value.T if transposed else value,
-                                                    dtype=dtype)
+                with np.errstate(over="ignore"):  # 1e300 in F64 is inf in float32
+                    value = np.ascontiguousarray(value.T if transposed else value, dtype=dtype)
+                if not np.isfinite(value).all():
+                    raise GraphcError(f"{path}: tensor {key!r} holds values too large for "
+                                      f"{dtype}")
+                params[name] = value
     except SafetensorError as exc:
         raise GraphcError(f"{path} is not a readable safetensors file "
                           f"({str(exc).splitlines()[0]})") from None
