@@ -130,7 +130,8 @@ class Generator:
         (B, vocab) of each row's next token."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
-        self._contexts = [[self._token(t) for t in p] for p in prompts]
+        T = self.model.cfg.block_size  # a longer prompt's head is never read: not kept
+        self._contexts = [[self._token(t) for t in p][-T:] for p in prompts]
         return self._prefill()
 
     def advance(self, tokens) -> np.ndarray:

@@ -21,6 +21,9 @@ Found and fixed:
   advance([3, 99]) left row 0's context holding 3, a token the cache never saw, so the next
   step's logits were those of a context without it (1.3 off the full recompute in float64).
   Every token is checked before any row takes one.
+- Generator.start kept the whole of a prompt longer than the block size, and advance dropped
+  one token a step, so a 100,000-token prompt stayed 100,000 ids for the whole generation
+  (each step's `del ctx[0]` moving them all). start keeps the last block_size.
 """
 import json
 import tracemalloc
@@ -113,3 +116,18 @@ def test_a_refused_advance_leaves_every_row_as_it_was():
     for row, context in enumerate([[1, 4], [2, 5]]):
         assert gen._contexts[row] == context
         np.testing.assert_allclose(logits[row], reference.logits(context), rtol=0, atol=1e-12)
+
+
+def test_a_prompt_longer_than_the_block_keeps_only_the_window():
+    model, params = small_model("float64")
+    reference = NoCache(model, params)
+    T = model.cfg.block_size
+    rng = np.random.default_rng(3)
+    long, short = list(rng.integers(0, 11, 5000)), [4, 2]
+    gen = Generator(model, params)
+    logits = gen.start([long, short])
+    assert gen._contexts == [long[-T:], short]
+    for row, context in enumerate([long, short]):
+        np.testing.assert_allclose(logits[row], reference.logits(context), rtol=0, atol=1e-12)
+    assert Generator(model, params).generate([long, short], 3, temperature=0) == [
+        reference.greedy(long, 3), reference.greedy(short, 3)]
