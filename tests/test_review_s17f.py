@@ -24,6 +24,8 @@ Found and fixed:
 - Generator.start kept the whole of a prompt longer than the block size, and advance dropped
   one token a step, so a 100,000-token prompt stayed 100,000 ids for the whole generation
   (each step's `del ctx[0]` moving them all). start keeps the last block_size.
+- `graphc sample --model DIR/model.safetensors` (a file, not the directory) said "model
+  directory ... does not exist", which it does; it now says it is not a directory.
 """
 import json
 import tracemalloc
@@ -131,3 +133,13 @@ def test_a_prompt_longer_than_the_block_keeps_only_the_window():
         np.testing.assert_allclose(logits[row], reference.logits(context), rtol=0, atol=1e-12)
     assert Generator(model, params).generate([long, short], 3, temperature=0) == [
         reference.greedy(long, 3), reference.greedy(short, 3)]
+
+
+def test_a_model_path_that_is_a_file_is_not_said_to_be_missing(tmp_path, capsys):
+    write_directory(tmp_path)
+    weights = str(tmp_path / gpt2.WEIGHTS_FILE)
+    assert main(["sample", "--model", weights, "--prompt", "a", "--tokens", "2"]) == 2
+    line = one_error_line(capsys)
+    assert f"model directory {weights!r} is not a directory (expected a directory" in line, line
+    with pytest.raises(GraphcError, match="does not exist"):
+        gpt2.load_gpt2(str(tmp_path / "nowhere"))

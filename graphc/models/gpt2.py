@@ -50,7 +50,8 @@ def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict
     graphc's GPT would compute differently."""
     path = os.path.join(directory, CONFIG_FILE)
     if not os.path.isdir(directory):
-        raise GraphcError(f"model directory {directory!r} does not exist (expected a "
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise GraphcError(f"model directory {directory!r} {what} (expected a "
                           f"directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
     if not os.path.isfile(path):
         raise GraphcError(f"model directory {directory!r} has no {CONFIG_FILE}")
