@@ -99,6 +99,7 @@ class Generator:
         self._steps = {}  # span -> the step's plan for every batch and length
         self._caches = None  # name -> (B, H, T, D) array, updated in place by the plans
         self._contexts = None  # each row's token ids so far
+        self._starts = 0  # start() calls: a stream is stale once another has started
 
     def _plan(self, batch: int, length: int, span: int):
         key = (batch, length, span)
@@ -132,6 +133,7 @@ class Generator:
             raise ValueError("every prompt needs at least one token")
         T = self.model.cfg.block_size  # a longer prompt's head is never read: not kept
         self._contexts = [[self._token(t) for t in p][-T:] for p in prompts]
+        self._starts += 1
         return self._prefill()
 
     def advance(self, tokens) -> np.ndarray:
@@ -204,13 +206,17 @@ class Generator:
         rng = np.random.default_rng(seed)
         if tokens <= 0:
             return iter(())
-        return self._stream(self.start(prompts), tokens, temperature, top_k, top_p, rng)
+        logits = self.start(prompts)
+        return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._starts)
 
-    def _stream(self, logits, tokens, temperature, top_k, top_p, rng):
+    def _stream(self, logits, tokens, temperature, top_k, top_p, rng, started):
         for step in range(tokens):
             chosen = [choose(row, temperature, top_k, top_p, rng) for row in logits]
             yield chosen
             if step + 1 < tokens:
+                if self._starts != started:  # the caches now hold another stream's prompts
+                    raise ValueError("this stream's Generator has started other prompts since "
+                                     "(one stream at a time per Generator)")
                 logits = self.advance(chosen)
 
 

@@ -26,6 +26,9 @@ Found and fixed:
   (each step's `del ctx[0]` moving them all). start keeps the last block_size.
 - `graphc sample --model DIR/model.safetensors` (a file, not the directory) said "model
   directory ... does not exist", which it does; it now says it is not a directory.
+- Two streams of one Generator shared its caches and contexts: a stream read after another
+  had started went on from the other's prompt (greedy [6, 4, 4, 4, 4, 4] for a prompt whose
+  tokens are [6, 3, 3, 8, 8, 8]). Such a stream now stops with a ValueError at its next step.
 """
 import json
 import tracemalloc
@@ -143,3 +146,16 @@ def test_a_model_path_that_is_a_file_is_not_said_to_be_missing(tmp_path, capsys)
     assert f"model directory {weights!r} is not a directory (expected a directory" in line, line
     with pytest.raises(GraphcError, match="does not exist"):
         gpt2.load_gpt2(str(tmp_path / "nowhere"))
+
+
+def test_a_stream_left_behind_by_another_start_refuses_to_go_on():
+    model, params = small_model("float64")
+    expected = NoCache(model, params).greedy([1, 2, 3], 6)
+    gen = Generator(model, params)
+    first = gen.stream([[1, 2, 3]], 6, temperature=0)
+    assert next(first) == [expected[0]]  # drawn from its own prompt's logits
+    second = gen.stream([[7]], 6, temperature=0)
+    with pytest.raises(ValueError, match="has started other prompts since"):
+        next(first)
+    assert [step[0] for step in second] == NoCache(model, params).greedy([7], 6)
+    assert gen.generate([[1, 2, 3]], 6, temperature=0) == [expected]
