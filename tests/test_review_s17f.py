@@ -29,6 +29,9 @@ Found and fixed:
 - Two streams of one Generator shared its caches and contexts: a stream read after another
   had started went on from the other's prompt (greedy [6, 4, 4, 4, 4, 4] for a prompt whose
   tokens are [6, 3, 3, 8, 8, 8]). Such a stream now stops with a ValueError at its next step.
+- A model.safetensors holding both 'transformer.wte.weight' and 'wte.weight' loaded the second
+  (keys come sorted) where transformers loads the prefixed one, silently: the two names of one
+  tensor are now refused, naming both.
 """
 import json
 import tracemalloc
@@ -159,3 +162,11 @@ def test_a_stream_left_behind_by_another_start_refuses_to_go_on():
         next(first)
     assert [step[0] for step in second] == NoCache(model, params).greedy([7], 6)
     assert gen.generate([[1, 2, 3]], 6, temperature=0) == [expected]
+
+
+def test_one_tensor_under_two_names_is_refused(tmp_path, capsys):
+    write_directory(tmp_path, extra={"wte.weight": np.zeros((300, 24), np.float32)})
+    assert main(["sample", "--model", str(tmp_path), "--prompt", "a", "--tokens", "2"]) == 2
+    line = one_error_line(capsys)
+    assert ("model.safetensors: holds both 'transformer.wte.weight' and 'wte.weight' (one "
+            "tensor under two names)") in line, line

@@ -145,6 +145,9 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                 short = key[len("transformer."):] if key.startswith("transformer.") else key
                 if short.endswith(_BUFFER_SUFFIXES):
                     continue
+                if short in stored:  # which one transformers reads depends on the others
+                    raise GraphcError(f"{path}: holds both {stored[short]!r} and {key!r} "
+                                      "(one tensor under two names)")
                 stored[short] = key
             # config.json's n_layer against the layers the file has, before a name is made
             # for each of its tensors (n_layer 10**9 would be 12 billion names)
