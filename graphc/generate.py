@@ -24,6 +24,7 @@ that graph for its sizes (runtime/polymorphic.py); a Generator keeps its plans.
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -159,7 +160,10 @@ class Generator:
         return self._run(idx, positions, mask.reshape(B, 1, 1, T).astype(cfg.dtype), t)
 
     def _token(self, t) -> int:
-        t = int(t)
+        try:
+            t = int(operator.index(t))  # an int or numpy integer; int() truncated 1.7 to 1
+        except TypeError:
+            raise ValueError(f"token id {t!r} is not a whole number") from None
         if not 0 <= t < self.model.cfg.vocab_size:
             raise ValueError(f"token id {t} is outside the vocabulary (0 to "
                              f"{self.model.cfg.vocab_size - 1})")

@@ -32,6 +32,8 @@ Found and fixed:
 - A model.safetensors holding both 'transformer.wte.weight' and 'wte.weight' loaded the second
   (keys come sorted) where transformers loads the prefixed one, silently: the two names of one
   tensor are now refused, naming both.
+- Generator took token ids through int(), so a prompt [[1.7]] ran as [[1]] and advance([2.9])
+  appended 2, silently (transformers refuses float input_ids). Ids are operator.index'd.
 """
 import json
 import tracemalloc
@@ -170,3 +172,15 @@ def test_one_tensor_under_two_names_is_refused(tmp_path, capsys):
     line = one_error_line(capsys)
     assert ("model.safetensors: holds both 'transformer.wte.weight' and 'wte.weight' (one "
             "tensor under two names)") in line, line
+
+
+def test_a_token_id_that_is_not_a_whole_number_is_refused():
+    model, params = small_model("float64")
+    gen = Generator(model, params)
+    with pytest.raises(ValueError, match="token id 1.7 is not a whole number"):
+        gen.start([[1.7]])
+    gen.start([[np.int64(1)], [True]])  # numpy integers (and bools) are ids
+    assert gen._contexts == [[1], [1]]
+    with pytest.raises(ValueError, match=r"token id np.float64\(2.9\) is not a whole number"):
+        gen.advance([2, np.float64(2.9)])
+    assert gen._contexts == [[1], [1]]
