@@ -4,9 +4,10 @@ Found and fixed:
 - a config.json with "n_head": 0 ended `graphc sample --model` in a ZeroDivisionError traceback:
   GPTConfig.validate took n_embd % n_head before checking the sizes are positive (a graphc
   checkpoint header with n_head 0 went the same way). The signs are now checked first.
-- a hostile "n_layer" (10**5, 10**9) made load_gpt2 name every tensor of every declared layer
+- a hostile "n_layer" made load_gpt2 name every tensor of every declared layer
   (parameter_shapes, 12 names a layer) before noticing the file has two layers: 10**5 took
-  4 s and 400 MB, 10**9 never ended. The layers the file holds are now counted first.
+  4 s and 400 MB, 10**6 a minute and 4.4 GB (so 10**9 terabytes). The layers the file holds
+  are now counted first.
   The missing tensor it names is also the model's first (h.2.ln_1.weight), not the first as
   strings sort (h.10.attn.c_attn.bias, a layer after one that is missing whole).
 - a tokenizer.json whose ids skip some (300 tokens, one of them id 5000) passed the check
