@@ -130,7 +130,7 @@ class Generator:
     def start(self, prompts) -> np.ndarray:
         """Run the prompts (lists of token ids, one per row, each non-empty) -> the logits
         (B, vocab) of each row's next token."""
-        if not prompts or any(len(p) == 0 for p in prompts):
+        if len(prompts) == 0 or any(len(p) == 0 for p in prompts):  # (B, L) arrays too
             raise ValueError("every prompt needs at least one token")
         T = self.model.cfg.block_size  # a longer prompt's head is never read: not kept
         self._contexts = [[self._token(t) for t in p][-T:] for p in prompts]

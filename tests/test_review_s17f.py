@@ -35,6 +35,9 @@ Found and fixed:
   tensor are now refused, naming both.
 - Generator took token ids through int(), so a prompt [[1.7]] ran as [[1]] and advance([2.9])
   appended 2, silently (transformers refuses float input_ids). Ids are operator.index'd.
+- Generator.start tested `not prompts`, so a (B, L) numpy array of prompts (what
+  transformers' generate takes, as a tensor) was "The truth value of an array with more than
+  one element is ambiguous". It takes len(prompts).
 """
 import json
 import tracemalloc
@@ -185,3 +188,12 @@ def test_a_token_id_that_is_not_a_whole_number_is_refused():
     with pytest.raises(ValueError, match=r"token id np.float64\(2.9\) is not a whole number"):
         gen.advance([2, np.float64(2.9)])
     assert gen._contexts == [[1], [1]]
+
+
+def test_prompts_may_be_a_numpy_array():
+    model, params = small_model("float64")
+    prompts = np.array([[1, 2, 3], [4, 5, 6]])
+    expected = [NoCache(model, params).greedy(p, 4) for p in prompts.tolist()]
+    assert Generator(model, params).generate(prompts, 4, temperature=0) == expected
+    with pytest.raises(ValueError, match="every prompt needs at least one token"):
+        Generator(model, params).start(np.zeros((0, 3), np.int64))
