@@ -24,6 +24,7 @@ that graph for its sizes (runtime/polymorphic.py); a Generator keeps its plans.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 
 import numpy as np
@@ -227,6 +228,9 @@ class Generator:
 def check_sampling(temperature, top_k, top_p):
     if not (np.isfinite(temperature) and temperature >= 0):  # nan fails both ways
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k is not None and not isinstance(top_k, numbers.Integral):
+        # as transformers; 2.5 failed at the first token, indexing np.sort's result
+        raise ValueError(f"top_k must be a whole number, got {top_k!r}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:

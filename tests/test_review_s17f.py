@@ -38,6 +38,9 @@ Found and fixed:
 - Generator.start tested `not prompts`, so a (B, L) numpy array of prompts (what
   transformers' generate takes, as a tensor) was "The truth value of an array with more than
   one element is ambiguous". It takes len(prompts).
+- check_sampling let top_k=2.5 through, and the first token failed in choose with numpy's
+  "only integers ... are valid indices" (transformers refuses it up front). top_k must be an
+  integer (numpy's too).
 """
 import json
 import tracemalloc
@@ -197,3 +200,13 @@ def test_prompts_may_be_a_numpy_array():
     assert Generator(model, params).generate(prompts, 4, temperature=0) == expected
     with pytest.raises(ValueError, match="every prompt needs at least one token"):
         Generator(model, params).start(np.zeros((0, 3), np.int64))
+
+
+def test_top_k_must_be_a_whole_number():
+    model, params = small_model("float32")
+    gen = Generator(model, params)
+    for bad in (2.5, 3.0, "3"):
+        with pytest.raises(ValueError, match=f"top_k must be a whole number, got {bad!r}"):
+            gen.stream([[1]], 3, temperature=1.0, top_k=bad)
+    assert gen.generate([[1, 2]], 4, temperature=5.0, top_k=np.int64(1)) == \
+        gen.generate([[1, 2]], 4, temperature=0)
