@@ -116,7 +116,7 @@ class Generator:
         return self._plans[key]
 
     def _run(self, idx, positions, mask, start):
-        """mask: (B, 1, L, block_size); only its first `span` slots reach the plan."""
+        """mask: (B, 1, L, at least `span` slots); only its first `span` reach the plan."""
         B, L = idx.shape
         span = _span(start + L, self.model.cfg.block_size)
         mask = np.ascontiguousarray(mask[..., :span])
@@ -155,10 +155,11 @@ class Generator:
         B, T, t = len(tokens), cfg.block_size, self._slot
         idx = np.asarray(tokens, np.int64).reshape(B, 1)
         positions = (t - self._pads).reshape(B, 1)
-        visible = np.arange(T)[None, :]
+        S = _span(t + 1, T)
+        visible = np.arange(S)[None, :]
         mask = np.where((visible >= self._pads[:, None]) & (visible <= t), 0.0, -np.inf)
         self._slot += 1
-        return self._run(idx, positions, mask.reshape(B, 1, 1, T).astype(cfg.dtype), t)
+        return self._run(idx, positions, mask.reshape(B, 1, 1, S).astype(cfg.dtype), t)
 
     def _token(self, t) -> int:
         try:
@@ -182,10 +183,11 @@ class Generator:
             idx[b, pads[b]:] = w
         slots = np.arange(L)
         positions = np.maximum(slots[None, :] - pads[:, None], 0)
-        keys = np.arange(T)[None, None, :]
+        S = _span(L, T)  # the slots the plan reads: a (L, block_size) mask was mostly waste
+        keys = np.arange(S)[None, None, :]
         queries = slots[None, :, None]
         visible = ((keys >= pads[:, None, None]) & (keys <= queries)) | (keys == queries)
-        mask = np.where(visible, 0.0, -np.inf).astype(cfg.dtype).reshape(B, 1, L, T)
+        mask = np.where(visible, 0.0, -np.inf).astype(cfg.dtype).reshape(B, 1, L, S)
         if self._caches is None or next(iter(self._caches.values())).shape[0] != B:
             shape = (B, cfg.n_head, T, cfg.n_embd // cfg.n_head)
             self._caches = {n: np.zeros(shape, cfg.dtype) for n in cache_names(cfg.n_layer)}
