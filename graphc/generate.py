@@ -24,6 +24,8 @@ that graph for its sizes (runtime/polymorphic.py); a Generator keeps its plans.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 
 import numpy as np
 
@@ -99,6 +101,7 @@ class Generator:
         self._steps = {}  # span -> the step's plan for every batch and length
         self._caches = None  # name -> (B, H, T, D) array, updated in place by the plans
         self._contexts = None  # each row's token ids so far
+        self._starts = 0  # start() calls: a stream is stale once another has started
 
     def _plan(self, batch: int, length: int, span: int):
         key = (batch, length, span)
@@ -113,7 +116,7 @@ class Generator:
         return self._plans[key]
 
     def _run(self, idx, positions, mask, start):
-        """mask: (B, 1, L, block_size); only its first `span` slots reach the plan."""
+        """mask: (B, 1, L, at least `span` slots); only its first `span` reach the plan."""
         B, L = idx.shape
         span = _span(start + L, self.model.cfg.block_size)
         mask = np.ascontiguousarray(mask[..., :span])
@@ -128,9 +131,11 @@ class Generator:
     def start(self, prompts) -> np.ndarray:
         """Run the prompts (lists of token ids, one per row, each non-empty) -> the logits
         (B, vocab) of each row's next token."""
-        if not prompts or any(len(p) == 0 for p in prompts):
+        if len(prompts) == 0 or any(len(p) == 0 for p in prompts):  # (B, L) arrays too
             raise ValueError("every prompt needs at least one token")
-        self._contexts = [[self._token(t) for t in p] for p in prompts]
+        T = self.model.cfg.block_size  # a longer prompt's head is never read: not kept
+        self._contexts = [[self._token(t) for t in p][-T:] for p in prompts]
+        self._starts += 1
         return self._prefill()
 
     def advance(self, tokens) -> np.ndarray:
@@ -140,8 +145,9 @@ class Generator:
             raise ValueError("advance() before start(): no prompts yet")
         if len(tokens) != len(self._contexts):
             raise ValueError(f"{len(tokens)} tokens for {len(self._contexts)} rows")
+        tokens = [self._token(t) for t in tokens]  # all checked before any row takes one
         for ctx, t in zip(self._contexts, tokens):
-            ctx.append(self._token(t))
+            ctx.append(t)
             if len(ctx) > cfg.block_size:  # only the window is ever read again
                 del ctx[0]
         if self._slot >= cfg.block_size:  # the window slides: recompute it
@@ -149,13 +155,17 @@ class Generator:
         B, T, t = len(tokens), cfg.block_size, self._slot
         idx = np.asarray(tokens, np.int64).reshape(B, 1)
         positions = (t - self._pads).reshape(B, 1)
-        visible = np.arange(T)[None, :]
+        S = _span(t + 1, T)
+        visible = np.arange(S)[None, :]
         mask = np.where((visible >= self._pads[:, None]) & (visible <= t), 0.0, -np.inf)
         self._slot += 1
-        return self._run(idx, positions, mask.reshape(B, 1, 1, T).astype(cfg.dtype), t)
+        return self._run(idx, positions, mask.reshape(B, 1, 1, S).astype(cfg.dtype), t)
 
     def _token(self, t) -> int:
-        t = int(t)
+        try:
+            t = int(operator.index(t))  # an int or numpy integer; int() truncated 1.7 to 1
+        except TypeError:
+            raise ValueError(f"token id {t!r} is not a whole number") from None
         if not 0 <= t < self.model.cfg.vocab_size:
             raise ValueError(f"token id {t} is outside the vocabulary (0 to "
                              f"{self.model.cfg.vocab_size - 1})")
@@ -173,10 +183,11 @@ class Generator:
             idx[b, pads[b]:] = w
         slots = np.arange(L)
         positions = np.maximum(slots[None, :] - pads[:, None], 0)
-        keys = np.arange(T)[None, None, :]
+        S = _span(L, T)  # the slots the plan reads: a (L, block_size) mask was mostly waste
+        keys = np.arange(S)[None, None, :]
         queries = slots[None, :, None]
         visible = ((keys >= pads[:, None, None]) & (keys <= queries)) | (keys == queries)
-        mask = np.where(visible, 0.0, -np.inf).astype(cfg.dtype).reshape(B, 1, L, T)
+        mask = np.where(visible, 0.0, -np.inf).astype(cfg.dtype).reshape(B, 1, L, S)
         if self._caches is None or next(iter(self._caches.values())).shape[0] != B:
             shape = (B, cfg.n_head, T, cfg.n_embd // cfg.n_head)
             self._caches = {n: np.zeros(shape, cfg.dtype) for n in cache_names(cfg.n_layer)}
@@ -202,19 +213,26 @@ class Generator:
         rng = np.random.default_rng(seed)
         if tokens <= 0:
             return iter(())
-        return self._stream(self.start(prompts), tokens, temperature, top_k, top_p, rng)
+        logits = self.start(prompts)
+        return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._starts)
 
-    def _stream(self, logits, tokens, temperature, top_k, top_p, rng):
+    def _stream(self, logits, tokens, temperature, top_k, top_p, rng, started):
         for step in range(tokens):
             chosen = [choose(row, temperature, top_k, top_p, rng) for row in logits]
             yield chosen
             if step + 1 < tokens:
+                if self._starts != started:  # the caches now hold another stream's prompts
+                    raise ValueError("this stream's Generator has started other prompts since "
+                                     "(one stream at a time per Generator)")
                 logits = self.advance(chosen)
 
 
 def check_sampling(temperature, top_k, top_p):
     if not (np.isfinite(temperature) and temperature >= 0):  # nan fails both ways
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k is not None and not isinstance(top_k, numbers.Integral):
+        # as transformers; 2.5 failed at the first token, indexing np.sort's result
+        raise ValueError(f"top_k must be a whole number, got {top_k!r}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:

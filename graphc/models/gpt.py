@@ -47,12 +47,12 @@ class GPTConfig:
         return cls(**{**CONFIGS[name], **{k: v for k, v in overrides.items() if v is not None}})
 
     def validate(self):
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head "
-                             f"({self.n_head})")
         for f in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size"):
             if getattr(self, f) <= 0:
                 raise ValueError(f"{f} must be positive, got {getattr(self, f)}")
+        if self.n_embd % self.n_head:  # after the signs: n_head 0 is no ZeroDivisionError
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head "
+                             f"({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         eps = self.layer_norm_eps

@@ -50,7 +50,8 @@ def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict
     graphc's GPT would compute differently."""
     path = os.path.join(directory, CONFIG_FILE)
     if not os.path.isdir(directory):
-        raise GraphcError(f"model directory {directory!r} does not exist (expected a "
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise GraphcError(f"model directory {directory!r} {what} (expected a "
                           f"directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
     if not os.path.isfile(path):
         raise GraphcError(f"model directory {directory!r} has no {CONFIG_FILE}")
@@ -136,7 +137,6 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     path = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.isfile(path):
         raise GraphcError(f"model directory {directory!r} has no {WEIGHTS_FILE}")
-    wanted = parameter_shapes(cfg)
     params = {}
     try:
         with safe_open(path, framework="numpy") as f:
@@ -145,11 +145,23 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                 short = key[len("transformer."):] if key.startswith("transformer.") else key
                 if short.endswith(_BUFFER_SUFFIXES):
                     continue
+                if short in stored:  # which one transformers reads depends on the others
+                    raise GraphcError(f"{path}: holds both {stored[short]!r} and {key!r} "
+                                      "(one tensor under two names)")
                 stored[short] = key
+            # config.json's n_layer against the layers the file has, before a name is made
+            # for each of its tensors (n_layer 10**9 would be 12 billion names)
+            layers = {k.split(".")[1] for k in stored if k.startswith("h.")}
+            if cfg.n_layer > len(layers):
+                absent = next(i for i in range(cfg.n_layer) if str(i) not in layers)
+                raise GraphcError(f"{path}: missing tensor 'h.{absent}.ln_1.weight' "
+                                  f"({CONFIG_FILE} declares {cfg.n_layer} layers)")
+            wanted = parameter_shapes(cfg)
             expected = {hf_name(n) for n in wanted}
             if cfg.tie_weights:
                 stored.pop("lm_head.weight", None)  # a tied copy of wte, when written out
-            missing = sorted(expected - set(stored))
+            # in the model's order: h.2's first tensor, not h.10's (as strings sort)
+            missing = [hf_name(n) for n in wanted if hf_name(n) not in stored]
             unexpected = sorted(set(stored) - expected)
             if missing:
                 raise GraphcError(f"{path}: missing tensor {missing[0]!r} (config.json "
@@ -173,8 +185,12 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                 value = f.get_tensor(key)
                 if not np.isfinite(value).all():
                     raise GraphcError(f"{path}: tensor {key!r} holds non-finite values")
-                params[name] = np.ascontiguousarray(value.T if transposed else value,
-                                                    dtype=dtype)
+                with np.errstate(over="ignore"):  # 1e300 in F64 is inf in float32
+                    value = np.ascontiguousarray(value.T if transposed else value, dtype=dtype)
+                if not np.isfinite(value).all():
+                    raise GraphcError(f"{path}: tensor {key!r} holds values too large for "
+                                      f"{dtype}")
+                params[name] = value
     except SafetensorError as exc:
         raise GraphcError(f"{path} is not a readable safetensors file "
                           f"({str(exc).splitlines()[0]})") from None
@@ -201,6 +217,12 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def highest_id(self) -> tuple[str | None, int]:
+        """(token, id) of the largest id, added tokens included ((None, -1) if none)."""
+        vocab = self._tok.get_vocab(with_added_tokens=True)
+        token = max(vocab, key=vocab.get, default=None)
+        return token, (-1 if token is None else vocab[token])
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
@@ -243,6 +265,12 @@ def load_tokenizer(directory: str, vocab_size: int | None = None) -> Tokenizer:
     if vocab_size is not None and tokenizer.vocab_size > vocab_size:
         raise GraphcError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens, more than "
                           f"the model's vocab_size {vocab_size} in {CONFIG_FILE}")
+    if vocab_size is not None:
+        # the count is no bound on the ids: a vocabulary may skip some (ids 0-298 and 5000)
+        token, top = tokenizer.highest_id()
+        if top >= vocab_size:
+            raise GraphcError(f"{path}: the tokenizer's token {token!r} has id {top}, outside "
+                              f"the model's vocab_size {vocab_size} in {CONFIG_FILE}")
     return tokenizer
 
 
