@@ -13,7 +13,8 @@ import logging
 import numpy as np
 
 from ir.errors import GraphcError, user_location
-from ir.graph import Node
+from ir.graph import Node, current_graph
+from ir.ops.registry import apply
 from ir.types import Dim, as_dim
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
@@ -467,6 +468,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     nums = _argnums(argnums)
 
     def symbolic(*args, **kwargs):
+        args = tuple(_variables(a) if i in nums else a for i, a in enumerate(args))
         out = fn(*args, **kwargs)
         value, aux = (out[0], out[1]) if has_aux else (out, None)
         if not isinstance(value, Node):
@@ -516,6 +518,30 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         return compiled(*args)
 
     return wrapper
+
+
+def _variables(tree):
+    """`tree` with each symbolic leaf replaced by a fresh variable of the graph being built
+    (a copy of it), to differentiate with respect to, as JAX makes a transform's arguments new
+    tracers: what the function computes from its argument goes through the copy, and what
+    it computes from the original value (a closure over it, as in
+    grad(lambda w: sum(w * x))(x)) does not, so it is not differentiated (that would give
+    2x, not x). A value of an enclosing graph (read inside a scan body, a cond branch or a
+    vmapped function) enters the region being built first: the function's nodes are built
+    there, and the gradient reaches them, where it found no path to the outer value and
+    was zero."""
+    graph = current_graph()
+    capture = getattr(graph, "capture", None)
+
+    def fresh(x):
+        if not isinstance(x, Node):
+            return x
+        if capture is not None and x.graph is not graph:
+            x = capture(x)
+        return apply("reshape", x, shape=tuple(x.shape))  # an identity, simplified away
+
+    leaves, structure = leaves_and_structure(tree)
+    return unflatten(structure, [fresh(x) for x in leaves])
 
 
 def _holds_arrays(value) -> bool:
@@ -592,6 +618,7 @@ def vjp(fn, *primals):
         return tuple(unflatten(structure, gradients([y], leaves, [ct]) if leaves else []))
 
     if _is_symbolic(primals):
+        primals = tuple(_variables(p) for p in primals)
         out = fn(*primals)
 
         def vjp_sym(cotangent):
@@ -650,6 +677,7 @@ def jvp(fn, primals, tangents):
 
     def symbolic(*args):
         xs, vs = args[:len(primals)], args[len(primals):]
+        xs = tuple(_variables(x) for x in xs)
         y = fn(*xs)
         x_leaves, v_leaves = tree_leaves(list(xs)), tree_leaves(list(vs))
         u = F.zeros_like(y)  # the value of u is irrelevant: vjp is linear in it

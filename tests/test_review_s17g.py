@@ -1,0 +1,99 @@
+"""Session 17g's hostile review of the transformations' compositions (vmap of vmap with
+in_axes/out_axes, vmap of scan/while_loop/cond with batched predicates, grad of vmap of grad,
+jvp of grad, custom_vjp in vmap and scan, the batching rules that move the batch axis).
+Oracles: numpy by hand and central differences in float64. Each test failed before its fix.
+
+Found: a transform applied to a value of the graph being traced took that very value as
+its variable, where JAX makes the argument a fresh tracer. Two wrong results followed:
+  * perturbation confusion: grad(lambda w: sum(w * x))(x), traced, differentiated the closure
+    over x too and gave 2x (JAX: x); jvp likewise gave twice the tangent, and the grad of
+    such a function was wrong in turn;
+  * inside a region (a scan body, a vmapped function, a cond branch), grad / jvp / vjp /
+    hessian with respect to a value of the enclosing graph gave zeros silently: the
+    function's nodes read the value through the region's captured input, so autodiff found
+    no path to the outer node (vmap(lambda x: grad(lambda w: f(w, x))(w0))(xs), traced, was
+    all zeros, and so was the grad of a loss built on it).
+Fix (graphc/transforms.py, _variables): grad/value_and_grad, vjp and jvp give the function a
+fresh copy of each symbolic argument (an identity reshape, simplified away), made in the
+region being built after capturing an outer value there."""
+import numpy as np
+
+import graphc as gc
+
+RNG = np.random.default_rng(17)
+X = RNG.normal(size=(4, 3))
+W0 = RNG.normal(size=3)
+
+
+def _fd(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += eps
+        xm[i] -= eps
+        g[i] = (f(xp) - f(xm)) / (2 * eps)
+    return g
+
+
+# ---- a transform's argument that the function also closes over ------------------------------
+def test_grad_at_a_traced_value_the_function_closes_over_differentiates_the_argument_only():
+    x = np.array([1.0, 2.0, 3.0])
+    inner = lambda x: gc.grad(lambda w: gc.sum(w * x))(x)  # noqa: E731  d/dw sum(w x) = x
+    np.testing.assert_allclose(gc.compile(inner)(x), x)  # was 2x
+    # so its gradient is the gradient of x: ones (was 2s)
+    np.testing.assert_allclose(gc.grad(lambda x: gc.sum(inner(x)))(x), np.ones(3))
+    # value_and_grad with argnums, and vjp, the same
+    vg = gc.compile(lambda x: gc.value_and_grad(lambda a, b: gc.sum(a * b * x),
+                                                argnums=(0, 1))(x, x)[1])
+    ga, gb = vg(x)
+    np.testing.assert_allclose(ga, x * x)
+    np.testing.assert_allclose(gb, x * x)
+    pulled = gc.compile(lambda x: gc.vjp(lambda w: w * x, x)[1](gc.ones_like(x))[0])
+    np.testing.assert_allclose(pulled(x), x)
+
+
+def test_jvp_at_a_traced_value_the_function_closes_over():
+    x = np.array([1.0, 2.0, 3.0])
+    tangent = gc.compile(lambda x: gc.jvp(lambda w: gc.sum(w * x), (x,),
+                                          (gc.ones_like(x),))[1])
+    np.testing.assert_allclose(tangent(x), x.sum())  # was 2 * sum(x)
+
+
+# ---- a transform inside a region, with respect to a value of the enclosing graph ------------
+def test_vmap_of_grad_with_respect_to_an_outer_value():
+    # per example: d/dw sum(sin(w x)) = cos(w x) x; was all zeros
+    f = gc.compile(lambda w0: gc.vmap(lambda x: gc.grad(lambda w: gc.sum(gc.sin(w * x)))(w0))(X))
+    np.testing.assert_allclose(f(W0), np.cos(W0 * X) * X, rtol=1e-12)
+
+
+def test_grad_of_vmap_of_grad_with_respect_to_an_outer_value():
+    def loss(w0):
+        per_example = gc.vmap(lambda x: gc.grad(lambda w: gc.sum(gc.sin(w * x)))(w0))(X)
+        return gc.sum(per_example * per_example)
+
+    def loss_np(w0):
+        return np.sum((np.cos(w0 * X) * X) ** 2)
+
+    np.testing.assert_allclose(gc.grad(loss)(W0), _fd(loss_np, W0), rtol=1e-6, atol=1e-9)
+
+
+def test_jvp_vjp_and_hessian_inside_vmap_with_respect_to_an_outer_value():
+    f = lambda w, x: gc.sum(gc.sin(w * x))  # noqa: E731
+    jv = gc.compile(lambda w0: gc.vmap(
+        lambda x: gc.jvp(lambda w: f(w, x), (w0,), (gc.ones_like(w0),))[1])(X))
+    np.testing.assert_allclose(jv(W0), (np.cos(W0 * X) * X).sum(1), rtol=1e-12)
+    pull = gc.compile(lambda w0: gc.vmap(
+        lambda x: gc.vjp(lambda w: f(w, x), w0)[1](np.array(1.0))[0])(X))
+    np.testing.assert_allclose(pull(W0), np.cos(W0 * X) * X, rtol=1e-12)
+    hess = gc.compile(lambda w0: gc.vmap(lambda x: gc.hessian(lambda w: f(w, x))(w0))(X))
+    want = np.stack([np.diag(-np.sin(W0 * x) * x * x) for x in X])
+    np.testing.assert_allclose(hess(W0), want, atol=1e-12)
+
+
+def test_grad_inside_a_scan_body_with_respect_to_an_outer_value():
+    def f(w0, xs):
+        def step(c, x):
+            return c + gc.grad(lambda w: gc.sum(gc.sin(w * x)))(w0), None
+        return gc.scan(step, np.zeros(3), xs)[0]
+
+    np.testing.assert_allclose(gc.compile(f)(W0, X), (np.cos(W0 * X) * X).sum(0), rtol=1e-12)
