@@ -15,7 +15,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import Node, current_graph
 from ir.ops.registry import apply
-from ir.types import Dim, as_dim
+from ir.types import Dim, as_dim, is_float
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
@@ -23,7 +23,7 @@ from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
-                      to_spec, trace, tree_leaves, unflatten)
+                      leaves_like, to_spec, trace, tree_leaves, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -611,11 +611,17 @@ def grad(fn, argnums=0, has_aux=False):
 
 def vjp(fn, *primals):
     """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives the cotangents of the primals
-    (pytrees like them; None, an empty subtree, stays None). On symbolic primals it builds
-    nodes; on concrete ones it runs compiled graphs."""
+    (pytrees like them; None, an empty subtree, stays None). fn may return a pytree of
+    arrays, and the cotangent is then a pytree like it, as in JAX; a Python number in it
+    takes its output's dtype (weakly typed). On symbolic primals it builds nodes; on
+    concrete ones it runs compiled graphs."""
     def pull(y, xs, ct):
         leaves, structure = leaves_and_structure(list(xs))
-        return tuple(unflatten(structure, gradients([y], leaves, [ct]) if leaves else []))
+        if not leaves:
+            return tuple(unflatten(structure, []))
+        ys, seeds = _outputs_and_cotangents(y, ct)
+        grads = gradients(ys, leaves, seeds) if ys else [F.zeros_like(x) for x in leaves]
+        return tuple(unflatten(structure, grads))
 
     if _is_symbolic(primals):
         primals = tuple(_variables(p) for p in primals)
@@ -630,8 +636,34 @@ def vjp(fn, *primals):
     def vjp_concrete(cotangent):
         def pulled(ct, *xs):
             return pull(fn(*xs), xs, ct)
-        return tuple(compile(pulled)(np.asarray(cotangent), *primals))
+        leaves, structure = leaves_and_structure(cotangent)
+        dtypes = [getattr(y, "dtype", None) for y in leaves_and_structure(out)[0]]
+        if len(dtypes) == len(leaves):  # weak scalars as their outputs' dtypes
+            leaves = [np.asarray(c, d) if d is not None and _is_weak_scalar(c, (int, float,
+                                                                                np.floating))
+                      else np.asarray(c) for c, d in zip(leaves, dtypes)]
+        return tuple(compile(pulled)(unflatten(structure, leaves), *primals))
     return out, vjp_concrete
+
+
+def _outputs_and_cotangents(y, ct):
+    """The floating-point leaves of fn's result `y` and the leaves of the cotangent `ct` (a
+    pytree like y) for them, weak scalars as their output's dtype. Integer and boolean
+    outputs carry no cotangent (JAX's float0); None in ct stands for zeros."""
+    y_leaves, y_structure = leaves_and_structure(y)
+    if y_structure is None:  # one array
+        c_leaves = [ct]
+    else:
+        c_leaves = leaves_like(y_structure, ct, "the cotangent", "the function's result")
+    ys, seeds = [], []
+    for out, c in zip(y_leaves, c_leaves):
+        if c is None or not isinstance(out, Node) or not is_float(out.dtype):
+            continue
+        if _is_weak_scalar(c, (int, float, np.floating)):
+            c = np.asarray(c, out.dtype)
+        ys.append(out)
+        seeds.append(c)
+    return ys, seeds
 
 
 def _dtype_and_shape(x):
@@ -650,8 +682,9 @@ def _describe(dtype_and_shape):
 
 
 def jvp(fn, primals, tangents):
-    """Forward mode: (fn(*primals), J @ tangents) for a function with one array output. The
-    primals may be pytrees, each tangent a pytree like its primal (None where it has None).
+    """Forward mode: (fn(*primals), J @ tangents). The primals may be pytrees, each tangent a
+    pytree like its primal (None where it has None); fn's result may be a pytree too, and
+    its tangent is a pytree like it (zeros for integer and boolean leaves).
 
     Built from reverse mode by the "double vjp" trick: u -> vjp(u) is linear in the
     cotangent u, so differentiating <vjp(u), tangents> with respect to u gives J @ tangents.
@@ -680,14 +713,21 @@ def jvp(fn, primals, tangents):
         xs = tuple(_variables(x) for x in xs)
         y = fn(*xs)
         x_leaves, v_leaves = tree_leaves(list(xs)), tree_leaves(list(vs))
-        u = F.zeros_like(y)  # the value of u is irrelevant: vjp is linear in it
-        if not x_leaves:  # nothing to perturb (every primal None): a zero tangent
-            return y, u
-        pulled = gradients([y], x_leaves, [u])
-        # one scalar per primal leaf, differentiated together rather than added up: primals
-        # of different float dtypes give terms of different dtypes
-        terms = [F.sum(p * v) for p, v in zip(pulled, v_leaves)]
-        return y, gradients(terms, [u])[0]
+        # fn's result may be a pytree, as in JAX: one tangent per leaf, zeros for integer
+        # and boolean leaves and for those no primal reaches
+        y_leaves, y_structure = leaves_and_structure(y)
+        outs = [k for k, o in enumerate(y_leaves) if isinstance(o, Node) and is_float(o.dtype)]
+        tangent = [F.zeros_like(o) for o in y_leaves]
+        if x_leaves and outs:
+            # the value of each u is irrelevant: vjp is linear in it
+            us = [F.zeros_like(y_leaves[k]) for k in outs]
+            pulled = gradients([y_leaves[k] for k in outs], x_leaves, us)
+            # one scalar per primal leaf, differentiated together rather than added up:
+            # primals of different float dtypes give terms of different dtypes
+            terms = [F.sum(p * v) for p, v in zip(pulled, v_leaves)]
+            for k, t in zip(outs, gradients(terms, us)):
+                tangent[k] = t
+        return y, unflatten(y_structure, tangent)
 
     if _is_symbolic(primals + tangents):
         return symbolic(*primals, *tangents)

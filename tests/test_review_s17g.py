@@ -15,7 +15,15 @@ its variable, where JAX makes the argument a fresh tracer. Two wrong results fol
     all zeros, and so was the grad of a loss built on it).
 Fix (graphc/transforms.py, _variables): grad/value_and_grad, vjp and jvp give the function a
 fresh copy of each symbolic argument (an identity reshape, simplified away), made in the
-region being built after capturing an outer value there."""
+region being built after capturing an outer value there.
+
+Also found, bad refusals: jvp of a function returning a pytree failed ("a symbolic value
+cannot be turned into a numpy array"), vjp's pullback failed on a pytree cotangent (numpy's
+"inhomogeneous shape"), and a Python-number cotangent was refused where its output was not
+float32 traced (a float32 seed met a float64 output) or not float64 eagerly. JAX takes
+pytrees both ways and weakly types the number. Fix (graphc/transforms.py): jvp gives a
+tangent like the result (zeros for integer leaves, as JAX's float0), vjp takes a cotangent
+like the result (None: zeros) and gives a Python number its output's dtype."""
 import numpy as np
 
 import graphc as gc
@@ -97,3 +105,45 @@ def test_grad_inside_a_scan_body_with_respect_to_an_outer_value():
         return gc.scan(step, np.zeros(3), xs)[0]
 
     np.testing.assert_allclose(gc.compile(f)(W0, X), (np.cos(W0 * X) * X).sum(0), rtol=1e-12)
+
+
+# ---- jvp and vjp of a function with a pytree result ------------------------------------------
+def test_jvp_of_a_function_returning_a_pytree():
+    # refused before ("a symbolic value cannot be turned into a numpy array"); JAX returns a
+    # tangent like the result, zeros (float0) for an integer leaf
+    x, v = X[0], X[1]
+    f = lambda x: (gc.sin(x), {"s": gc.sum(x * x), "n": gc.astype(x > 0, np.int32)})  # noqa
+    y, t = gc.jvp(f, (x,), (v,))
+    np.testing.assert_allclose(y[0], np.sin(x))
+    np.testing.assert_allclose(t[0], np.cos(x) * v, rtol=1e-12)
+    np.testing.assert_allclose(t[1]["s"], 2 * np.dot(x, v), rtol=1e-12)
+    np.testing.assert_array_equal(t[1]["n"], np.zeros(3))
+    # and per example, under vmap
+    _, tv = gc.vmap(lambda x, v: gc.jvp(lambda w: (gc.sin(w), gc.sum(w)), (x,), (v,)))(X, X)
+    np.testing.assert_allclose(tv[0], np.cos(X) * X, rtol=1e-12)
+    np.testing.assert_allclose(tv[1], X.sum(1), rtol=1e-12)
+
+
+def test_vjp_of_a_function_returning_a_pytree():
+    # the pullback failed on a tuple cotangent (numpy "inhomogeneous shape"), eagerly and
+    # traced; JAX takes a cotangent like the result (None: zeros there)
+    x = X[0]
+    f = lambda w: (gc.sin(w), gc.sum(w * w))  # noqa: E731
+    y, pull = gc.vjp(f, x)
+    np.testing.assert_allclose(pull((np.ones(3), np.float64(2.0)))[0], np.cos(x) + 4 * x)
+    np.testing.assert_allclose(pull((None, np.float64(1.0)))[0], 2 * x)
+    traced = gc.compile(lambda x: gc.vjp(f, x)[1]((gc.ones_like(x), np.array(1.0)))[0])
+    np.testing.assert_allclose(traced(x), np.cos(x) + 2 * x)
+
+
+def test_vjp_takes_a_python_number_cotangent_as_its_outputs_dtype():
+    # traced, a Python-float cotangent of a float64 output met a float32 seed ("mul(f32[3],
+    # f64[3])"); eagerly, a float32 output's pullback refused 1.0 the same way
+    x = X[0]
+    traced = gc.compile(lambda x: gc.vjp(lambda w: gc.sum(gc.sin(w)), x)[1](1.0)[0])
+    np.testing.assert_allclose(traced(x), np.cos(x))
+    x32 = x.astype(np.float32)
+    _, pull = gc.vjp(lambda w: gc.sum(gc.sin(w)), x32)
+    (g,) = pull(1.0)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, np.cos(x32), rtol=1e-6)
