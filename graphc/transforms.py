@@ -14,7 +14,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Node, current_graph
-from ir.ops.registry import apply
+from ir.ops.registry import apply, like_dtype, lift_symbolic
 from ir.types import Dim, as_dim, is_float
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
@@ -504,6 +504,8 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         if _is_symbolic((args, kwargs)):
             return symbolic(*args, **kwargs)
         args = _as_float_inputs(args)
+        if current_graph() is not None:  # inside a trace: see _in_trace
+            return symbolic(*args, **kwargs)
         if kwargs:
             traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
             static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
@@ -518,6 +520,14 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         return compiled(*args)
 
     return wrapper
+
+
+# _in_trace: grad, value_and_grad, jvp, vjp and hessian called on concrete arrays while a graph
+# is being traced (a vmapped function, a loop body or branch, a compiled function) build
+# nodes of that graph, as JAX's transforms do under jit, and do not compile a plan of their
+# own: the function may read values of the graph being traced (vmap(lambda x: grad(lambda
+# w: f(w, x))(w0))), which a plan of its own could not take ("operands belong to different
+# graphs").
 
 
 def _variables(tree):
@@ -535,7 +545,10 @@ def _variables(tree):
 
     def fresh(x):
         if not isinstance(x, Node):
-            return x
+            if graph is None or not isinstance(x, (np.ndarray, np.generic, Tensor)):
+                return x
+            # a concrete argument inside a trace (_in_trace): a value of the graph
+            x = lift_symbolic(graph, x, like_dtype([x]), "transform argument")
         if capture is not None and x.graph is not graph:
             x = capture(x)
         return apply("reshape", x, shape=tuple(x.shape))  # an identity, simplified away
@@ -623,7 +636,9 @@ def vjp(fn, *primals):
         grads = gradients(ys, leaves, seeds) if ys else [F.zeros_like(x) for x in leaves]
         return tuple(unflatten(structure, grads))
 
-    if _is_symbolic(primals):
+    if _is_symbolic(primals) or current_graph() is not None:  # (_in_trace)
+        if not _is_symbolic(primals):
+            primals = _as_float_inputs(primals)
         primals = tuple(_variables(p) for p in primals)
         out = fn(*primals)
 
@@ -732,6 +747,8 @@ def jvp(fn, primals, tangents):
     if _is_symbolic(primals + tangents):
         return symbolic(*primals, *tangents)
     args = _as_float_inputs(primals + tangents)
+    if current_graph() is not None:  # inside a trace: see _in_trace
+        return symbolic(*args)
     out, tangent = Compiled(symbolic)(*args)
     return out, tangent
 
@@ -758,6 +775,8 @@ def hessian(fn, argnum=0):
     def wrapper(*args):
         if _is_symbolic(args):
             return symbolic(*args)
+        if current_graph() is not None:  # inside a trace: see _in_trace
+            return symbolic(*_as_float_inputs(args))
         return compiled(*_as_float_inputs(args))
 
     return wrapper

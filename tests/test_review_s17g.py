@@ -23,7 +23,14 @@ cannot be turned into a numpy array"), vjp's pullback failed on a pytree cotange
 float32 traced (a float32 seed met a float64 output) or not float64 eagerly. JAX takes
 pytrees both ways and weakly types the number. Fix (graphc/transforms.py): jvp gives a
 tangent like the result (zeros for integer leaves, as JAX's float0), vjp takes a cotangent
-like the result (None: zeros) and gives a Python number its output's dtype."""
+like the result (None: zeros) and gives a Python number its output's dtype.
+
+And: grad / value_and_grad / jvp / vjp / hessian called on concrete arrays inside a trace (a
+vmapped function, a scan body, a compiled function) compiled a plan of their own, which
+could not read the traced values the function closes over ("mul: operands belong to
+different graphs"): vmap(lambda x: grad(lambda w: f(w, x))(w0))(xs) was refused. As JAX's
+transforms under jit, they now build nodes of the graph being traced (the concrete
+arguments enter it as constants, then as fresh variables)."""
 import numpy as np
 
 import graphc as gc
@@ -147,3 +154,27 @@ def test_vjp_takes_a_python_number_cotangent_as_its_outputs_dtype():
     (g,) = pull(1.0)
     assert g.dtype == np.float32
     np.testing.assert_allclose(g, np.cos(x32), rtol=1e-6)
+
+
+# ---- a transform called on concrete arrays inside a trace -----------------------------------
+def test_transforms_on_concrete_arrays_inside_a_trace_read_its_values():
+    # grad compiled a plan of its own, which could not take the traced x the function reads
+    # ("mul: operands belong to different graphs"); as JAX, the transform is traced too
+    want = np.cos(W0 * X) * X
+    per_example = lambda x: gc.grad(lambda w: gc.sum(gc.sin(w * x)))(W0)  # noqa: E731
+    np.testing.assert_allclose(gc.vmap(per_example)(X), want, rtol=1e-12)  # eagerly
+    np.testing.assert_allclose(gc.compile(gc.vmap(per_example))(X), want, rtol=1e-12)
+    f = lambda w, x: gc.sum(gc.sin(w * x))  # noqa: E731
+    jv = gc.vmap(lambda x: gc.jvp(lambda w: f(w, x), (W0,), (np.ones(3),))[1])(X)
+    np.testing.assert_allclose(jv, want.sum(1), rtol=1e-12)
+    pulled = gc.vmap(lambda x: gc.vjp(lambda w: f(w, x), W0)[1](1.0)[0])(X)
+    np.testing.assert_allclose(pulled, want, rtol=1e-12)
+    hess = gc.vmap(lambda x: gc.hessian(lambda w: f(w, x))(W0))(X)
+    np.testing.assert_allclose(hess, np.stack([np.diag(-np.sin(W0 * x) * x * x) for x in X]),
+                               atol=1e-12)
+    # a Python number argument, and a scan body
+    np.testing.assert_allclose(gc.vmap(lambda x: gc.grad(lambda w: f(w, x))(0.5))(X),
+                               (np.cos(0.5 * X) * X).sum(1), rtol=1e-12)
+    summed = gc.compile(lambda xs: gc.scan(
+        lambda c, x: (c + gc.grad(lambda w: f(w, x))(W0), None), np.zeros(3), xs)[0])
+    np.testing.assert_allclose(summed(X), want.sum(0), rtol=1e-12)
