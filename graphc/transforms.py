@@ -468,12 +468,17 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     nums = _argnums(argnums)
 
     def symbolic(*args, **kwargs):
-        args = tuple(_variables(a) if i in nums else a for i, a in enumerate(args))
+        wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
+        args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         out = fn(*args, **kwargs)
         value, aux = (out[0], out[1]) if has_aux else (out, None)
         if not isinstance(value, Node):
             raise GraphcError("grad: the function must return a tensor computed from its "
                               "inputs", (user_location(),))
+        if not is_float(value.dtype):  # as JAX; its gradient was zeros, silently
+            raise GraphcError(f"grad: the function returned a {value.dtype} value; only a "
+                              "floating-point result has a gradient (cast it, or return "
+                              "the integer as aux with has_aux=True)", (user_location(),))
         wrt_leaves, structures = [], []
         for i in nums:
             leaves, structure, _ = flatten(args[i])
@@ -498,7 +503,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         for i in nums:
-            if i >= len(args):
+            if not -len(args) <= i < len(args):
                 raise GraphcError(f"grad: argnums {i} but only {len(args)} arguments",
                                   (user_location(),))
         if _is_symbolic((args, kwargs)):

@@ -30,8 +30,14 @@ vmapped function, a scan body, a compiled function) compiled a plan of their own
 could not read the traced values the function closes over ("mul: operands belong to
 different graphs"): vmap(lambda x: grad(lambda w: f(w, x))(w0))(xs) was refused. As JAX's
 transforms under jit, they now build nodes of the graph being traced (the concrete
-arguments enter it as constants, then as fresh variables)."""
+arguments enter it as constants, then as fresh variables).
+
+And: argnums counted from the end (argnums=-1) missed the fresh variable, so the closure
+confusion above came back for them; grad of a function with an integer or boolean result
+gave zeros silently, where JAX refuses ("grad requires real-valued outputs"): now refused.
+Fix: graphc/transforms.py (value_and_grad)."""
 import numpy as np
+import pytest
 
 import graphc as gc
 
@@ -178,3 +184,29 @@ def test_transforms_on_concrete_arrays_inside_a_trace_read_its_values():
     summed = gc.compile(lambda xs: gc.scan(
         lambda c, x: (c + gc.grad(lambda w: f(w, x))(W0), None), np.zeros(3), xs)[0])
     np.testing.assert_allclose(summed(X), want.sum(0), rtol=1e-12)
+
+
+# ---- argnums counted from the end; an integer result -----------------------------------------
+def test_negative_argnums_make_a_fresh_variable_too():
+    # argnums=-1 missed the fresh variable (the positions were compared as given), so the
+    # closure over x was differentiated again: x * x + x * x, not x * x
+    x = np.array([1.0, 2.0, 3.0])
+    f = gc.compile(lambda x: gc.grad(lambda a, b: gc.sum(a * b * x), argnums=-1)(x, x))
+    np.testing.assert_allclose(f(x), x * x)
+    ga, gb = gc.grad(lambda a, b: gc.sum(a * b * b), argnums=(0, -1))(x, x)
+    np.testing.assert_allclose(ga, x * x)
+    np.testing.assert_allclose(gb, 2 * x * x)
+
+
+def test_grad_of_an_integer_result_is_refused_as_in_jax():
+    # it was zeros, silently; JAX: "grad requires real-valued outputs"
+    x = np.array([1.0, 2.0, 3.0])
+    with pytest.raises(gc.GraphcError, match="only a floating-point result has a gradient"):
+        gc.grad(lambda x: gc.astype(gc.sum(x), np.int32))(x)
+    with pytest.raises(gc.GraphcError, match="only a floating-point result has a gradient"):
+        gc.vmap(gc.grad(lambda x: gc.sum(x) > 0))(np.ones((2, 3)))
+    # an integer aux is fine
+    g, n = gc.grad(lambda x: (gc.sum(x * x), gc.astype(gc.sum(x), np.int32)), has_aux=True)(x)
+    np.testing.assert_allclose(g, 2 * x)
+    assert int(n) == 6
+
