@@ -35,7 +35,10 @@ arguments enter it as constants, then as fresh variables).
 And: argnums counted from the end (argnums=-1) missed the fresh variable, so the closure
 confusion above came back for them; grad of a function with an integer or boolean result
 gave zeros silently, where JAX refuses ("grad requires real-valued outputs"): now refused.
-Fix: graphc/transforms.py (value_and_grad)."""
+Fix: graphc/transforms.py (value_and_grad).
+
+Missing: vmap had no axis_size (JAX's), so a function mapping no argument could not be
+batched at all; graphc/vmap.py takes it (needed where in_axes maps nothing, else checked)."""
 import numpy as np
 import pytest
 
@@ -209,4 +212,24 @@ def test_grad_of_an_integer_result_is_refused_as_in_jax():
     g, n = gc.grad(lambda x: (gc.sum(x * x), gc.astype(gc.sum(x), np.int32)), has_aux=True)(x)
     np.testing.assert_allclose(g, 2 * x)
     assert int(n) == 6
+
+
+# ---- vmap's axis_size ---------------------------------------------------------------------------
+def test_vmap_takes_axis_size_as_jax():
+    # vmap(f, in_axes=None, axis_size=n) was a TypeError (no such parameter)
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(gc.vmap(lambda: gc.ones(2), axis_size=3)(), np.ones((3, 2)))
+    np.testing.assert_allclose(gc.vmap(lambda x: x * 2.0, in_axes=None, axis_size=2)(x),
+                               np.stack([2 * x, 2 * x]))
+    both = gc.compile(lambda x: gc.vmap(lambda x: (x * 2.0, gc.sum(x)), in_axes=None,
+                                        axis_size=2, out_axes=(1, None))(x))
+    y, s = both(x)
+    np.testing.assert_allclose(y, np.stack([2 * x, 2 * x], 1))
+    np.testing.assert_allclose(s, 6.0)
+    g = gc.grad(lambda x: gc.sum(gc.vmap(gc.sin, in_axes=None, axis_size=4)(x)))(x)
+    np.testing.assert_allclose(g, 4 * np.cos(x), rtol=1e-12)
+    np.testing.assert_allclose(gc.vmap(lambda x: x * 2.0, axis_size=3)(np.ones((3, 2))),
+                               2 * np.ones((3, 2)))
+    with pytest.raises(gc.GraphcError, match="batch size 3 .* but axis_size is 2"):
+        gc.vmap(lambda x: x * 2.0, axis_size=2)(np.ones((3, 2)))
 
