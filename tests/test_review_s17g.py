@@ -38,7 +38,12 @@ gave zeros silently, where JAX refuses ("grad requires real-valued outputs"): no
 Fix: graphc/transforms.py (value_and_grad).
 
 Missing: vmap had no axis_size (JAX's), so a function mapping no argument could not be
-batched at all; graphc/vmap.py takes it (needed where in_axes maps nothing, else checked)."""
+batched at all; graphc/vmap.py takes it (needed where in_axes maps nothing, else checked).
+
+And: under a polymorphic batch size (gc.compile(vmap(f), polymorphic_shapes=[("b", ...)])),
+vmap of take with a batched table and of dynamic_slice with a start per example were
+refused: ir/ops/batching.py batch_offsets built arange(0, size * rows, rows), which a
+symbolic size does not allow; now arange(size) * rows."""
 import numpy as np
 import pytest
 
@@ -233,3 +238,23 @@ def test_vmap_takes_axis_size_as_jax():
     with pytest.raises(gc.GraphcError, match="batch size 3 .* but axis_size is 2"):
         gc.vmap(lambda x: x * 2.0, axis_size=2)(np.ones((3, 2)))
 
+
+# ---- vmap's gathers under a polymorphic batch size ---------------------------------------------
+def test_vmap_gathers_with_a_polymorphic_batch_size():
+    # a batched table (take) and a start per example (dynamic_slice) offset each example's
+    # indices by b * rows with arange(0, size * rows, rows), which a symbolic batch size
+    # refused ("with symbolic bounds needs step 1"); now arange(size) * rows. (scatter_add
+    # still needs a concrete batch: its row count is an int attribute.)
+    rng = np.random.default_rng(5)
+    take = gc.compile(gc.vmap(gc.take), polymorphic_shapes=[("b", 4, 3), ("b", 2)])
+    window = gc.compile(gc.vmap(lambda x, s: gc.dynamic_slice(x, s, 2)),
+                        polymorphic_shapes=[("b", 5), ("b",)])
+    for n in (2, 5, 3):
+        table, idx = rng.normal(size=(n, 4, 3)), rng.integers(-4, 4, (n, 2))
+        np.testing.assert_array_equal(take(table, idx),
+                                      np.stack([table[b][idx[b]] for b in range(n)]))
+        x, starts = rng.normal(size=(n, 5)), rng.integers(-7, 7, n)
+        first = [min(max(s + 5 if s < 0 else s, 0), 3) for s in starts]
+        np.testing.assert_array_equal(window(x, starts),
+                                      np.stack([x[b, f:f + 2] for b, f in enumerate(first)]))
+    assert len(take.recompiles) == 0 and len(window.recompiles) == 0

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from . import api as F
 from .registry import apply
 
@@ -154,8 +156,13 @@ def batch_offsets(idx, rows, size):
     example b's index i becomes b * rows + i (negative indices counted from its block's end)."""
     idx = F.where(F.less(idx, 0), F.add(idx, rows), idx)
     shape = F._shape(idx)
-    # blocks of no rows (an empty table or window) all start at 0: arange takes no step 0
-    starts = F.arange(0, size * rows, rows, dtype=F._dtype(idx)) if rows != 0 else \
-        F.zeros((size,), F._dtype(idx))
+    dtype = F._dtype(idx)
+    if isinstance(rows, int):
+        # b * rows for b < size: an arange of step 1, which a symbolic batch size (a
+        # polymorphic shape) allows, where arange(0, size * rows, rows) was refused; blocks
+        # of no rows (an empty table or window) all start at 0
+        starts = F.mul(F.arange(0, size, dtype=dtype), np.asarray(rows, dtype))
+    else:
+        starts = F.arange(0, size * rows, rows, dtype=dtype)
     offsets = F.reshape(starts, (size,) + (1,) * (len(shape) - 1))
     return F.add(idx, offsets)
