@@ -212,7 +212,10 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if kwargs:
             args = self._positional(args, kwargs)
-        if _is_symbolic(args):
+        if _is_symbolic(args) or current_graph() is not None:
+            # inside a trace (concrete arguments too): fn's nodes go into the graph being
+            # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
+            # could not: "operands belong to different graphs")
             return self.fn(*args)
         return self.call(_weak_floats(args, self._static(len(args))))
 

@@ -43,7 +43,11 @@ batched at all; graphc/vmap.py takes it (needed where in_axes maps nothing, else
 And: under a polymorphic batch size (gc.compile(vmap(f), polymorphic_shapes=[("b", ...)])),
 vmap of take with a batched table and of dynamic_slice with a start per example were
 refused: ir/ops/batching.py batch_offsets built arange(0, size * rows, rows), which a
-symbolic size does not allow; now arange(size) * rows."""
+symbolic size does not allow; now arange(size) * rows.
+
+And: gc.compile'd functions called on concrete arrays inside a trace compiled a plan of their
+own, with the same refusal for a closure over a traced value; they are inlined now, as
+jax.jit inside jit (graphc/transforms.py, Compiled.__call__)."""
 import numpy as np
 import pytest
 
@@ -258,3 +262,16 @@ def test_vmap_gathers_with_a_polymorphic_batch_size():
         np.testing.assert_array_equal(window(x, starts),
                                       np.stack([x[b, f:f + 2] for b, f in enumerate(first)]))
     assert len(take.recompiles) == 0 and len(window.recompiles) == 0
+
+
+# ---- gc.compile called inside a trace -----------------------------------------------------------
+def test_a_compiled_function_on_concrete_arrays_inside_a_trace_reads_its_values():
+    # it compiled a plan of its own, which could not take the traced x it closes over
+    # ("mul: operands belong to different graphs"); as jax.jit inside jit it is inlined
+    want = W0 * X
+    np.testing.assert_allclose(gc.vmap(lambda x: gc.compile(lambda w: w * x)(W0))(X), want)
+    np.testing.assert_allclose(gc.compile(lambda x: gc.compile(lambda w: w * x)(W0))(X[0]),
+                               want[0])
+    summed = gc.compile(lambda xs: gc.scan(
+        lambda c, x: (c + gc.compile(lambda w: gc.sin(w * x))(W0), None), np.zeros(3), xs)[0])
+    np.testing.assert_allclose(summed(X), np.sin(want).sum(0), rtol=1e-12)
