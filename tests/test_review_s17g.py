@@ -47,7 +47,12 @@ symbolic size does not allow; now arange(size) * rows.
 
 And: gc.compile'd functions called on concrete arrays inside a trace compiled a plan of their
 own, with the same refusal for a closure over a traced value; they are inlined now, as
-jax.jit inside jit (graphc/transforms.py, Compiled.__call__)."""
+jax.jit inside jit (graphc/transforms.py, Compiled.__call__).
+
+And: x[:, i] with a run-time integer scalar i (a traced or eager 0-d integer tensor) was
+refused ("unsupported index"), and with it vmap(lambda x, i: x[:, i]) with an index per
+example; only the first axis took a tensor index. JAX indexes any axis with it; now a
+window of one (dynamic_slice: negative from the end, clamped), in ir/ops/api.py getitem."""
 import numpy as np
 import pytest
 
@@ -275,3 +280,31 @@ def test_a_compiled_function_on_concrete_arrays_inside_a_trace_reads_its_values(
     summed = gc.compile(lambda xs: gc.scan(
         lambda c, x: (c + gc.compile(lambda w: gc.sin(w * x))(W0), None), np.zeros(3), xs)[0])
     np.testing.assert_allclose(summed(X), np.sin(want).sum(0), rtol=1e-12)
+
+
+# ---- indexing any axis with a run-time integer scalar ------------------------------------------
+def _clamped(i, n):
+    return min(max(i + n if i < 0 else i, 0), n - 1)
+
+
+def test_a_run_time_integer_scalar_indexes_any_axis():
+    # x[:, i] with a traced i was refused ("unsupported index ... of type Node"), and so
+    # vmap(lambda x, i: x[:, i]) with an index per example; JAX indexes any axis with it
+    # (a negative index from the end, one out of range clamped, as dynamic_slice)
+    x3 = np.arange(24.0).reshape(2, 3, 4)
+    column = gc.compile(lambda x, i: x[:, i])
+    inner = gc.compile(lambda x, i: x[1, 1:, i])
+    last = gc.compile(lambda x, i: x[..., i, None])
+    for i in (2, -1, 0, 7, -9):
+        np.testing.assert_array_equal(column(x3[0], np.int64(i)), x3[0][:, _clamped(i, 4)])
+        np.testing.assert_array_equal(inner(x3, np.int64(i)), x3[1, 1:, _clamped(i, 4)])
+        np.testing.assert_array_equal(last(x3, np.int32(i)), x3[..., _clamped(i, 4), None])
+    idx = np.array([0, 3, -1, 2])
+    y = np.random.default_rng(3).normal(size=(4, 3, 5))
+    np.testing.assert_array_equal(gc.vmap(lambda x, i: x[:, i])(y, idx),
+                                  np.stack([y[b][:, idx[b]] for b in range(4)]))
+    g = gc.grad(lambda y: gc.sum(gc.vmap(lambda x, i: x[:, i])(y, idx) ** 2))(y)
+    want = np.zeros_like(y)
+    for b in range(4):
+        want[b][:, idx[b]] = 2 * y[b][:, idx[b]]
+    np.testing.assert_allclose(g, want)
