@@ -18,10 +18,15 @@ from ir.types import TupleType, is_float
 
 
 def _relevant(graph: Graph, ys, xs):
-    """Nodes on some path from an x to a y: the only ones whose gradient matters."""
+    """Nodes on some path from an x to a y: the only ones whose gradient matters. A path
+    does not go through stop_gradient, nor through an integer or boolean value (they carry
+    no gradient), so what lies beyond them (a while_loop fed a stop_gradient, or a count)
+    is not differentiated, as JAX's symbolic zeros."""
     depends = set(xs)
     for node in graph.nodes:
-        if node not in depends and any(i in depends for i in node.inputs):
+        if node not in depends and node.op != "stop_gradient" and \
+                (isinstance(node.type, TupleType) or is_float(node.dtype)) and \
+                any(i in depends for i in node.inputs):
             depends.add(node)
     relevant, stack = set(), [y for y in ys if y in depends]
     while stack:

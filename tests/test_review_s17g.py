@@ -52,7 +52,13 @@ jax.jit inside jit (graphc/transforms.py, Compiled.__call__).
 And: x[:, i] with a run-time integer scalar i (a traced or eager 0-d integer tensor) was
 refused ("unsupported index"), and with it vmap(lambda x, i: x[:, i]) with an index per
 example; only the first axis took a tensor index. JAX indexes any axis with it; now a
-window of one (dynamic_slice: negative from the end, clamped), in ir/ops/api.py getitem."""
+window of one (dynamic_slice: negative from the end, clamped), in ir/ops/api.py getitem.
+
+And: grad through a while_loop that the differentiated value reaches only through
+stop_gradient or an integer (a traced fori_loop bound) was refused ("while_loop cannot be
+differentiated") though no gradient flows into it; JAX's symbolic zeros never reach it.
+passes/autodiff.py's relevance no longer follows paths through stop_gradient or through
+integer and boolean values."""
 import numpy as np
 import pytest
 
@@ -308,3 +314,32 @@ def test_a_run_time_integer_scalar_indexes_any_axis():
     for b in range(4):
         want[b][:, idx[b]] = 2 * y[b][:, idx[b]]
     np.testing.assert_allclose(g, want)
+
+
+# ---- gradients past a while_loop that the differentiated value does not reach ----------------
+def test_grad_past_a_while_loop_fed_only_a_stop_gradient_or_an_integer():
+    # refused ("while_loop cannot be differentiated") though no gradient flows into the loop:
+    # its operands depended on x only through stop_gradient or an integer; JAX's zero
+    # tangents never reach it
+    x = np.array([0.5, 1.0, 2.0])
+
+    def doubled_until_ten(x):
+        y = gc.while_loop(lambda c: c < 10.0, lambda c: c * 2.0, gc.stop_gradient(gc.sum(x)))
+        return gc.sum(x) * y  # y = 14
+
+    np.testing.assert_allclose(gc.grad(doubled_until_ten)(x), np.full(3, 14.0))
+
+    def counted(x):
+        n = gc.astype(gc.sum(x) * 2.0, np.int64)  # a traced bound: a while_loop
+        y = gc.fori_loop(0, n, lambda i, v: v + 1.0, np.array(0.0))
+        return gc.sum(x * x) * y
+
+    np.testing.assert_allclose(gc.grad(counted)(x), 2 * x * 7)
+    np.testing.assert_allclose(gc.compile(gc.vmap(gc.grad(counted)))(np.stack([x, x / 2])),
+                               np.stack([2 * x * 7, x * 3]))
+    # a loop the gradient does reach is still refused
+    with pytest.raises(gc.GraphcError, match="while_loop cannot be differentiated"):
+        gc.grad(lambda x: gc.sum(gc.while_loop(lambda c: gc.sum(c) < 10.0,
+                                               lambda c: c * 2.0, x)))(x)
+
+
