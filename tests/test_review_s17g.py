@@ -58,7 +58,13 @@ And: grad through a while_loop that the differentiated value reaches only throug
 stop_gradient or an integer (a traced fori_loop bound) was refused ("while_loop cannot be
 differentiated") though no gradient flows into it; JAX's symbolic zeros never reach it.
 passes/autodiff.py's relevance no longer follows paths through stop_gradient or through
-integer and boolean values."""
+integer and boolean values.
+
+And a wrong result: vmap of take with a batched table, and of scatter_add, offset each
+example's indices into one stacked table, so an index outside its own rows read (wrote) a
+neighbouring example's rows silently (index 4 of 4 rows gave the next example's row 0),
+where take and scatter_add refuse it unbatched. ir/ops/batching.py batch_offsets now maps
+such an index out of range of the whole table, so the batched op refuses it too."""
 import numpy as np
 import pytest
 
@@ -343,3 +349,23 @@ def test_grad_past_a_while_loop_fed_only_a_stop_gradient_or_an_integer():
                                                lambda c: c * 2.0, x)))(x)
 
 
+
+# ---- vmap of a gather with an index out of its example's range --------------------------------
+def test_vmap_of_take_and_scatter_add_refuses_an_index_out_of_range():
+    # with a batched table, each example's indices were offset into one stacked table, so
+    # an index past its own rows read (or wrote) a neighbouring example's rows silently:
+    # index 4 of 4 rows gave the next example's row 0, -5 the last example's last row.
+    # Unbatched, take and scatter_add refuse such an index; batched now too
+    table = np.arange(24.0).reshape(2, 4, 3)
+    for bad in ([[4], [0]], [[-5], [0]], [[0], [9]]):
+        idx = np.array(bad)
+        with pytest.raises(gc.GraphcError, match="out of"):
+            gc.vmap(gc.take)(table, idx)
+        with pytest.raises(gc.GraphcError, match="out of range"):
+            gc.compile(gc.vmap(gc.take))(table, idx)
+        with pytest.raises(gc.GraphcError, match="out of range"):
+            gc.vmap(lambda u, i: gc.scatter_add(u, i, 4))(np.ones((2, 1, 3)), idx)
+    # in range, negative ones included, as before
+    idx = np.array([[3, -1], [-4, 0]], np.int32)
+    np.testing.assert_array_equal(gc.compile(gc.vmap(gc.take))(table, idx),
+                                  np.stack([table[b][idx[b]] for b in range(2)]))
