@@ -659,6 +659,12 @@ def vjp(fn, *primals):
     def vjp_concrete(cotangent):
         def pulled(ct, *xs):
             return pull(fn(*xs), xs, ct)
+        if current_graph() is not None:
+            # called inside a trace (vmap(vjp_fn)(cotangents), jacrev's way): the pullback's
+            # nodes go into the graph being built, which holds the cotangent (a plan of its
+            # own could not take it: "cannot be turned into a numpy array")
+            xs = tuple(_variables(p) for p in primals)
+            return pull(fn(*xs), xs, cotangent)
         leaves, structure = leaves_and_structure(cotangent)
         dtypes = [getattr(y, "dtype", None) for y in leaves_and_structure(out)[0]]
         if len(dtypes) == len(leaves):  # weak scalars as their outputs' dtypes

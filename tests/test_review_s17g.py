@@ -64,7 +64,11 @@ And a wrong result: vmap of take with a batched table, and of scatter_add, offse
 example's indices into one stacked table, so an index outside its own rows read (wrote) a
 neighbouring example's rows silently (index 4 of 4 rows gave the next example's row 0),
 where take and scatter_add refuse it unbatched. ir/ops/batching.py batch_offsets now maps
-such an index out of range of the whole table, so the batched op refuses it too."""
+such an index out of range of the whole table, so the batched op refuses it too.
+
+And: vmap of the pullback of a vjp taken on concrete primals (jacrev's vmap(vjp_fn)(eye))
+was refused: the pullback compiled a plan of its own, which a batched cotangent could not
+enter. Inside a trace it now builds its nodes there (graphc/transforms.py, vjp)."""
 import numpy as np
 import pytest
 
@@ -369,3 +373,19 @@ def test_vmap_of_take_and_scatter_add_refuses_an_index_out_of_range():
     idx = np.array([[3, -1], [-4, 0]], np.int32)
     np.testing.assert_array_equal(gc.compile(gc.vmap(gc.take))(table, idx),
                                   np.stack([table[b][idx[b]] for b in range(2)]))
+
+
+# ---- a concrete vjp's pullback called inside a trace ------------------------------------------
+def test_vmap_of_a_concrete_pullback_is_the_jacobian():
+    # jacrev's way, vmap(vjp_fn)(eye): the pullback of a vjp taken on concrete primals
+    # compiled a plan of its own for each cotangent, and a batched (symbolic) cotangent could
+    # not enter it ("a symbolic value cannot be turned into a numpy array")
+    x = np.array([0.5, 1.0, 2.0])
+    f = lambda x: gc.sin(x) * gc.sum(x)  # noqa: E731
+    jacobian = np.diag(np.cos(x) * x.sum()) + np.sin(x)[:, None]
+    _, pull = gc.vjp(f, x)
+    (rows,) = gc.vmap(pull)(np.eye(3))
+    np.testing.assert_allclose(rows, jacobian, rtol=1e-12)
+    (rows,) = gc.compile(gc.vmap(pull))(np.eye(3))
+    np.testing.assert_allclose(rows, jacobian, rtol=1e-12)
+    np.testing.assert_allclose(pull(np.ones(3))[0], np.ones(3) @ jacobian, rtol=1e-12)
