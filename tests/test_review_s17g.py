@@ -68,7 +68,11 @@ such an index out of range of the whole table, so the batched op refuses it too.
 
 And: vmap of the pullback of a vjp taken on concrete primals (jacrev's vmap(vjp_fn)(eye))
 was refused: the pullback compiled a plan of its own, which a batched cotangent could not
-enter. Inside a trace it now builds its nodes there (graphc/transforms.py, vjp)."""
+enter. Inside a trace it now builds its nodes there (graphc/transforms.py, vjp).
+
+And: grad of a function whose while_loop condition reads x (but whose carries do not
+depend on it) was refused the same way; the condition's constants only pick the trip
+count, so passes/autodiff.py's relevance does not follow them into the loop's results."""
 import numpy as np
 import pytest
 
@@ -389,3 +393,19 @@ def test_vmap_of_a_concrete_pullback_is_the_jacobian():
     (rows,) = gc.compile(gc.vmap(pull))(np.eye(3))
     np.testing.assert_allclose(rows, jacobian, rtol=1e-12)
     np.testing.assert_allclose(pull(np.ones(3))[0], np.ones(3) @ jacobian, rtol=1e-12)
+
+
+def test_grad_past_a_while_loop_whose_condition_reads_x():
+    # refused ("while_loop cannot be differentiated"): the condition's constants counted as
+    # a path into the loop's results, but the predicate only picks the trip count. As JAX:
+    # the carry's gradient with respect to x is zero, and a loss using both is its own
+    x = np.full(3, 0.5)
+
+    def doubled(x):
+        return gc.while_loop(lambda c: gc.sum(c) < gc.sum(x) * 10.0, lambda c: c * 2.0,
+                             np.ones(3))  # sum 3 -> 6 -> 12 -> 24 >= 15: c = 8
+
+    np.testing.assert_array_equal(gc.grad(lambda x: gc.sum(doubled(x)))(x), np.zeros(3))
+    np.testing.assert_allclose(gc.grad(lambda x: gc.sum(doubled(x) * x * x))(x), 2 * 8 * x)
+    np.testing.assert_allclose(gc.vmap(gc.grad(lambda x: gc.sum(doubled(x) * x)))(
+        np.stack([x, 2 * x])), np.stack([np.full(3, 8.0), np.full(3, 16.0)]))
