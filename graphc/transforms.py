@@ -13,8 +13,9 @@ import logging
 import numpy as np
 
 from ir.errors import GraphcError, user_location
-from ir.graph import Node
-from ir.types import Dim, as_dim
+from ir.graph import Node, current_graph
+from ir.ops.registry import apply, like_dtype, lift_symbolic
+from ir.types import Dim, as_dim, is_float
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
@@ -22,7 +23,7 @@ from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
-                      to_spec, trace, tree_leaves, unflatten)
+                      leaves_like, to_spec, trace, tree_leaves, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -211,7 +212,10 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if kwargs:
             args = self._positional(args, kwargs)
-        if _is_symbolic(args):
+        if _is_symbolic(args) or current_graph() is not None:
+            # inside a trace (concrete arguments too): fn's nodes go into the graph being
+            # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
+            # could not: "operands belong to different graphs")
             return self.fn(*args)
         return self.call(_weak_floats(args, self._static(len(args))))
 
@@ -467,11 +471,17 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     nums = _argnums(argnums)
 
     def symbolic(*args, **kwargs):
+        wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
+        args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         out = fn(*args, **kwargs)
         value, aux = (out[0], out[1]) if has_aux else (out, None)
         if not isinstance(value, Node):
             raise GraphcError("grad: the function must return a tensor computed from its "
                               "inputs", (user_location(),))
+        if not is_float(value.dtype):  # as JAX; its gradient was zeros, silently
+            raise GraphcError(f"grad: the function returned a {value.dtype} value; only a "
+                              "floating-point result has a gradient (cast it, or return "
+                              "the integer as aux with has_aux=True)", (user_location(),))
         wrt_leaves, structures = [], []
         for i in nums:
             leaves, structure, _ = flatten(args[i])
@@ -496,12 +506,14 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         for i in nums:
-            if i >= len(args):
+            if not -len(args) <= i < len(args):
                 raise GraphcError(f"grad: argnums {i} but only {len(args)} arguments",
                                   (user_location(),))
         if _is_symbolic((args, kwargs)):
             return symbolic(*args, **kwargs)
         args = _as_float_inputs(args)
+        if current_graph() is not None:  # inside a trace: see _in_trace
+            return symbolic(*args, **kwargs)
         if kwargs:
             traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
             static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
@@ -516,6 +528,41 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         return compiled(*args)
 
     return wrapper
+
+
+# _in_trace: grad, value_and_grad, jvp, vjp and hessian called on concrete arrays while a graph
+# is being traced (a vmapped function, a loop body or branch, a compiled function) build
+# nodes of that graph, as JAX's transforms do under jit, and do not compile a plan of their
+# own: the function may read values of the graph being traced (vmap(lambda x: grad(lambda
+# w: f(w, x))(w0))), which a plan of its own could not take ("operands belong to different
+# graphs").
+
+
+def _variables(tree):
+    """`tree` with each symbolic leaf replaced by a fresh variable of the graph being built
+    (a copy of it), to differentiate with respect to, as JAX makes a transform's arguments new
+    tracers: what the function computes from its argument goes through the copy, and what
+    it computes from the original value (a closure over it, as in
+    grad(lambda w: sum(w * x))(x)) does not, so it is not differentiated (that would give
+    2x, not x). A value of an enclosing graph (read inside a scan body, a cond branch or a
+    vmapped function) enters the region being built first: the function's nodes are built
+    there, and the gradient reaches them, where it found no path to the outer value and
+    was zero."""
+    graph = current_graph()
+    capture = getattr(graph, "capture", None)
+
+    def fresh(x):
+        if not isinstance(x, Node):
+            if graph is None or not isinstance(x, (np.ndarray, np.generic, Tensor)):
+                return x
+            # a concrete argument inside a trace (_in_trace): a value of the graph
+            x = lift_symbolic(graph, x, like_dtype([x]), "transform argument")
+        if capture is not None and x.graph is not graph:
+            x = capture(x)
+        return apply("reshape", x, shape=tuple(x.shape))  # an identity, simplified away
+
+    leaves, structure = leaves_and_structure(tree)
+    return unflatten(structure, [fresh(x) for x in leaves])
 
 
 def _holds_arrays(value) -> bool:
@@ -585,13 +632,22 @@ def grad(fn, argnums=0, has_aux=False):
 
 def vjp(fn, *primals):
     """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives the cotangents of the primals
-    (pytrees like them; None, an empty subtree, stays None). On symbolic primals it builds
-    nodes; on concrete ones it runs compiled graphs."""
+    (pytrees like them; None, an empty subtree, stays None). fn may return a pytree of
+    arrays, and the cotangent is then a pytree like it, as in JAX; a Python number in it
+    takes its output's dtype (weakly typed). On symbolic primals it builds nodes; on
+    concrete ones it runs compiled graphs."""
     def pull(y, xs, ct):
         leaves, structure = leaves_and_structure(list(xs))
-        return tuple(unflatten(structure, gradients([y], leaves, [ct]) if leaves else []))
+        if not leaves:
+            return tuple(unflatten(structure, []))
+        ys, seeds = _outputs_and_cotangents(y, ct)
+        grads = gradients(ys, leaves, seeds) if ys else [F.zeros_like(x) for x in leaves]
+        return tuple(unflatten(structure, grads))
 
-    if _is_symbolic(primals):
+    if _is_symbolic(primals) or current_graph() is not None:  # (_in_trace)
+        if not _is_symbolic(primals):
+            primals = _as_float_inputs(primals)
+        primals = tuple(_variables(p) for p in primals)
         out = fn(*primals)
 
         def vjp_sym(cotangent):
@@ -603,8 +659,40 @@ def vjp(fn, *primals):
     def vjp_concrete(cotangent):
         def pulled(ct, *xs):
             return pull(fn(*xs), xs, ct)
-        return tuple(compile(pulled)(np.asarray(cotangent), *primals))
+        if current_graph() is not None:
+            # called inside a trace (vmap(vjp_fn)(cotangents), jacrev's way): the pullback's
+            # nodes go into the graph being built, which holds the cotangent (a plan of its
+            # own could not take it: "cannot be turned into a numpy array")
+            xs = tuple(_variables(p) for p in primals)
+            return pull(fn(*xs), xs, cotangent)
+        leaves, structure = leaves_and_structure(cotangent)
+        dtypes = [getattr(y, "dtype", None) for y in leaves_and_structure(out)[0]]
+        if len(dtypes) == len(leaves):  # weak scalars as their outputs' dtypes
+            leaves = [np.asarray(c, d) if d is not None and _is_weak_scalar(c, (int, float,
+                                                                                np.floating))
+                      else np.asarray(c) for c, d in zip(leaves, dtypes)]
+        return tuple(compile(pulled)(unflatten(structure, leaves), *primals))
     return out, vjp_concrete
+
+
+def _outputs_and_cotangents(y, ct):
+    """The floating-point leaves of fn's result `y` and the leaves of the cotangent `ct` (a
+    pytree like y) for them, weak scalars as their output's dtype. Integer and boolean
+    outputs carry no cotangent (JAX's float0); None in ct stands for zeros."""
+    y_leaves, y_structure = leaves_and_structure(y)
+    if y_structure is None:  # one array
+        c_leaves = [ct]
+    else:
+        c_leaves = leaves_like(y_structure, ct, "the cotangent", "the function's result")
+    ys, seeds = [], []
+    for out, c in zip(y_leaves, c_leaves):
+        if c is None or not isinstance(out, Node) or not is_float(out.dtype):
+            continue
+        if _is_weak_scalar(c, (int, float, np.floating)):
+            c = np.asarray(c, out.dtype)
+        ys.append(out)
+        seeds.append(c)
+    return ys, seeds
 
 
 def _dtype_and_shape(x):
@@ -623,8 +711,9 @@ def _describe(dtype_and_shape):
 
 
 def jvp(fn, primals, tangents):
-    """Forward mode: (fn(*primals), J @ tangents) for a function with one array output. The
-    primals may be pytrees, each tangent a pytree like its primal (None where it has None).
+    """Forward mode: (fn(*primals), J @ tangents). The primals may be pytrees, each tangent a
+    pytree like its primal (None where it has None); fn's result may be a pytree too, and
+    its tangent is a pytree like it (zeros for integer and boolean leaves).
 
     Built from reverse mode by the "double vjp" trick: u -> vjp(u) is linear in the
     cotangent u, so differentiating <vjp(u), tangents> with respect to u gives J @ tangents.
@@ -650,20 +739,30 @@ def jvp(fn, primals, tangents):
 
     def symbolic(*args):
         xs, vs = args[:len(primals)], args[len(primals):]
+        xs = tuple(_variables(x) for x in xs)
         y = fn(*xs)
         x_leaves, v_leaves = tree_leaves(list(xs)), tree_leaves(list(vs))
-        u = F.zeros_like(y)  # the value of u is irrelevant: vjp is linear in it
-        if not x_leaves:  # nothing to perturb (every primal None): a zero tangent
-            return y, u
-        pulled = gradients([y], x_leaves, [u])
-        # one scalar per primal leaf, differentiated together rather than added up: primals
-        # of different float dtypes give terms of different dtypes
-        terms = [F.sum(p * v) for p, v in zip(pulled, v_leaves)]
-        return y, gradients(terms, [u])[0]
+        # fn's result may be a pytree, as in JAX: one tangent per leaf, zeros for integer
+        # and boolean leaves and for those no primal reaches
+        y_leaves, y_structure = leaves_and_structure(y)
+        outs = [k for k, o in enumerate(y_leaves) if isinstance(o, Node) and is_float(o.dtype)]
+        tangent = [F.zeros_like(o) for o in y_leaves]
+        if x_leaves and outs:
+            # the value of each u is irrelevant: vjp is linear in it
+            us = [F.zeros_like(y_leaves[k]) for k in outs]
+            pulled = gradients([y_leaves[k] for k in outs], x_leaves, us)
+            # one scalar per primal leaf, differentiated together rather than added up:
+            # primals of different float dtypes give terms of different dtypes
+            terms = [F.sum(p * v) for p, v in zip(pulled, v_leaves)]
+            for k, t in zip(outs, gradients(terms, us)):
+                tangent[k] = t
+        return y, unflatten(y_structure, tangent)
 
     if _is_symbolic(primals + tangents):
         return symbolic(*primals, *tangents)
     args = _as_float_inputs(primals + tangents)
+    if current_graph() is not None:  # inside a trace: see _in_trace
+        return symbolic(*args)
     out, tangent = Compiled(symbolic)(*args)
     return out, tangent
 
@@ -690,6 +789,8 @@ def hessian(fn, argnum=0):
     def wrapper(*args):
         if _is_symbolic(args):
             return symbolic(*args)
+        if current_graph() is not None:  # inside a trace: see _in_trace
+            return symbolic(*_as_float_inputs(args))
         return compiled(*_as_float_inputs(args))
 
     return wrapper

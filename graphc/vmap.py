@@ -36,7 +36,7 @@ from . import nn
 from .tracing import arg_names, flatten, leaf_input_names, to_spec, unflatten
 
 
-def vmap(fun, in_axes=0, out_axes=0):
+def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
     """fun mapped over axis `in_axes` of its arguments; the results stacked along `out_axes`.
 
     in_axes: an int (every argument batched along that axis), None (not batched: shared by
@@ -46,7 +46,9 @@ def vmap(fun, in_axes=0, out_axes=0):
     not depend on the batch, returned once). Keyword arguments are passed through unbatched,
     as torch.func.vmap does (JAX maps them over axis 0: pass batched values by position).
     An argument (or a part of one) that is None is an empty pytree, as in JAX: it has no
-    leaves to map, whatever its in_axes entry, and reaches fun as None.
+    leaves to map, whatever its in_axes entry, and reaches fun as None. axis_size (as JAX's):
+    the batch size, needed where in_axes maps no argument (every result is then fun's
+    result stacked axis_size times), else checked against the mapped arguments.
     Eagerly, the results are eager tensors (gc.Tensor), as eager ops give."""
     name = getattr(fun, "__name__", "fn").strip("<>")
 
@@ -55,7 +57,7 @@ def vmap(fun, in_axes=0, out_axes=0):
         names = arg_names(fun, len(args))
         leaves, structure, leaf_names = _arguments(args, names)
         axes = _leaf_axes(in_axes, args, names)
-        size = _batch_size(leaves, axes, leaf_names)
+        size = _batch_size(leaves, axes, leaf_names, axis_size)
         # batched arguments with their batch axis first, moved in the context vmap runs in
         firsts = [leaf if axis is None else move_axis(leaf, axis, 0)
                   for leaf, axis in zip(leaves, axes)]
@@ -195,8 +197,14 @@ def _check_axis(axis, leaf, name):
     return axis % ndim
 
 
-def _batch_size(leaves, axes, names) -> int:
+def _batch_size(leaves, axes, names, axis_size=None) -> int:
     first = None
+    if axis_size is not None:
+        if not isinstance(axis_size, (int, np.integer)) or isinstance(axis_size, bool) \
+                or axis_size < 0:
+            raise GraphcError(f"vmap: axis_size must be a non-negative int, got {axis_size!r}",
+                              (user_location(),))
+        first = (int(axis_size), "axis_size", None)
     for leaf, axis, name in zip(leaves, axes, names):
         if axis is None:
             continue
@@ -204,12 +212,13 @@ def _batch_size(leaves, axes, names) -> int:
         if first is None:
             first = (n, name, axis)
         elif n != first[0]:
-            raise GraphcError(f"vmap: {name} has batch size {n} (axis {axis}) but {first[1]} "
-                              f"has {first[0]} (axis {first[2]}); every batched argument needs "
-                              "the same size", (user_location(),))
+            where = f"{first[1]} is {first[0]}" if first[2] is None else \
+                f"{first[1]} has {first[0]} (axis {first[2]})"
+            raise GraphcError(f"vmap: {name} has batch size {n} (axis {axis}) but {where}; "
+                              "every batched argument needs the same size", (user_location(),))
     if first is None:
         raise GraphcError("vmap: in_axes maps no argument (every one is None); batch at least "
-                          "one", (user_location(),))
+                          "one, or give axis_size", (user_location(),))
     return first[0]
 
 

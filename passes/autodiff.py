@@ -17,11 +17,26 @@ from ir.rewrite import clone
 from ir.types import TupleType, is_float
 
 
+def _carrying_gradient(node):
+    """The operands a gradient of `node` can flow to: a while_loop's cond constants only
+    decide when it stops."""
+    if node.op == "while_loop":
+        return node.inputs[node.attrs["cond_consts"]:]
+    return node.inputs
+
+
 def _relevant(graph: Graph, ys, xs):
-    """Nodes on some path from an x to a y: the only ones whose gradient matters."""
+    """Nodes on some path from an x to a y: the only ones whose gradient matters. A path
+    does not go through stop_gradient, nor through an integer or boolean value (they carry
+    no gradient), nor from a while_loop's predicate constants to its results (the predicate
+    only picks the trip count), so what lies beyond them (a while_loop fed a stop_gradient,
+    a count, or a loop whose condition reads x) is not differentiated, as JAX's symbolic
+    zeros."""
     depends = set(xs)
     for node in graph.nodes:
-        if node not in depends and any(i in depends for i in node.inputs):
+        if node not in depends and node.op != "stop_gradient" and \
+                (isinstance(node.type, TupleType) or is_float(node.dtype)) and \
+                any(i in depends for i in _carrying_gradient(node)):
             depends.add(node)
     relevant, stack = set(), [y for y in ys if y in depends]
     while stack:

@@ -270,7 +270,8 @@ def test_mismatched_batch_sizes_name_the_arguments():
     (lambda: gc.vmap(lambda a, b: a * b, in_axes=(0,))(np.ones(2), np.ones(2)),
      "vmap: in_axes has 1 entries but the function was called with 2 arguments"),
     (lambda: gc.vmap(lambda a: a, in_axes=None)(np.ones(2)),
-     "vmap: in_axes maps no argument (every one is None); batch at least one"),
+     "vmap: in_axes maps no argument (every one is None); batch at least one, or give "
+     "axis_size"),
     (lambda: gc.vmap(lambda a: a, out_axes=None)(np.ones(2)),
      "vmap: output 0 depends on the batch, but out_axes gives it None"),
     (lambda: gc.vmap(lambda a, s: a * s)(np.ones(2), 3.0),

@@ -240,7 +240,9 @@ def pad_slice(g, shape, starts, stops, steps):
 
 def getitem(x, key):
     """Basic indexing (ints, slices with positive steps, None, ...) plus one integer index
-    tensor on the first axis (a gather)."""
+    tensor on the first axis (a gather). A run-time integer scalar (a 0-d integer tensor)
+    may index any axis, as in JAX: a window of one at that position (dynamic_slice: a
+    negative index counts from the end, one out of range is clamped)."""
     if not isinstance(key, tuple):
         key = (key,)
     if len(key) == 1 and not isinstance(key[0], (int, slice, type(None), type(Ellipsis))):
@@ -257,7 +259,7 @@ def getitem(x, key):
         key = key[:i] + (slice(None),) * (len(shape) - n_real) + key[i + 1:]
     else:
         key = key + (slice(None),) * (len(shape) - n_real)
-    starts, stops, steps, out_shape = [], [], [], []
+    starts, stops, steps, out_shape, dynamic = [], [], [], [], []
     axis = 0
     for k in key:
         if k is None:
@@ -283,10 +285,22 @@ def getitem(x, key):
                 _fail(f"slice {k.start}:{k.stop} of axis {axis} (size {d}): {exc.message}")
             starts.append(a), stops.append(b), steps.append(s)
             out_shape.append(slice_length(a, b, s))
+        elif _is_scalar_index(k):
+            starts.append(0), stops.append(d), steps.append(1)
+            dynamic.append((axis, k))
         else:
             _fail(f"unsupported index {k!r} of type {type(k).__name__}")
         axis += 1
-    return reshape(slice_(x, starts, stops, steps), tuple(out_shape))
+    out = slice_(x, starts, stops, steps)
+    for at, k in dynamic:
+        out = dynamic_slice(out, k, 1, at)
+    return reshape(out, tuple(out_shape))
+
+
+def _is_scalar_index(k) -> bool:
+    """A run-time integer scalar: a 0-d integer tensor (symbolic or eager), not an array."""
+    return not isinstance(k, (np.ndarray, np.generic)) and hasattr(k, "dtype") and \
+        hasattr(k, "shape") and len(k.shape) == 0 and np.dtype(k.dtype).kind in "iu"
 
 
 def _slice_indices(k: slice, d):

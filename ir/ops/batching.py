@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from . import api as F
 from .registry import apply
 
@@ -149,13 +151,29 @@ def flat_batch(x, size):
     return F.reshape(x, (size * shape[1],) + shape[2:])
 
 
-def batch_offsets(idx, rows, size):
+def batch_offsets(idx, rows, size, check=True):
     """Indices of batched idx (B, ...) into a table whose B blocks of `rows` rows are stacked:
-    example b's index i becomes b * rows + i (negative indices counted from its block's end)."""
-    idx = F.where(F.less(idx, 0), F.add(idx, rows), idx)
+    example b's index i becomes b * rows + i (negative indices counted from its block's end).
+    check: an index outside its own block ([-rows, rows)) becomes one out of range of the
+    whole table, so that the gather or scatter refuses it as it does unbatched, where it
+    read or wrote a neighbouring example's rows (False: indices known to be in range)."""
     shape = F._shape(idx)
-    # blocks of no rows (an empty table or window) all start at 0: arange takes no step 0
-    starts = F.arange(0, size * rows, rows, dtype=F._dtype(idx)) if rows != 0 else \
-        F.zeros((size,), F._dtype(idx))
+    dtype = F._dtype(idx)
+    inside = None
+    if check and isinstance(rows, int):
+        lowest = np.asarray(-rows if dtype.kind == "i" else 0, dtype)
+        inside = F.logical_and(F.greater_equal(idx, lowest), F.less(idx, np.asarray(rows, dtype)))
+    idx = F.where(F.less(idx, 0), F.add(idx, rows), idx)
+    if isinstance(rows, int):
+        # b * rows for b < size: an arange of step 1, which a symbolic batch size (a
+        # polymorphic shape) allows, where arange(0, size * rows, rows) was refused; blocks
+        # of no rows (an empty table or window) all start at 0
+        starts = F.mul(F.arange(0, size, dtype=dtype), np.asarray(rows, dtype))
+    else:
+        starts = F.arange(0, size * rows, rows, dtype=dtype)
     offsets = F.reshape(starts, (size,) + (1,) * (len(shape) - 1))
-    return F.add(idx, offsets)
+    flat = F.add(idx, offsets)
+    if inside is None:
+        return flat
+    info = np.iinfo(dtype)
+    return F.where(inside, flat, np.asarray(info.min if dtype.kind == "i" else info.max, dtype))

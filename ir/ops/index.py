@@ -227,7 +227,8 @@ def _register_batching():
         length = F._shape(rows)[1]
         first = clamped(start, size, length)
         idx = F.add(F.reshape(first, (examples, 1)), F.arange(size, dtype=F._dtype(first)))
-        window = F.take(flat_batch(rows, examples), batch_offsets(idx, length, examples))
+        window = F.take(flat_batch(rows, examples),
+                        batch_offsets(idx, length, examples, check=False))
         return move_axis(window, 1, axis + 1)
 
     @defbatch("dynamic_update_slice")
@@ -247,7 +248,8 @@ def _register_batching():
         offset = F.sub(F.arange(length, dtype=F._dtype(first)), first)  # (B, L)
         inside = F.logical_and(F.greater_equal(offset, 0), F.less(offset, count))
         read = F.take(flat_batch(new, size),
-                      batch_offsets(F.minimum(F.maximum(offset, 0), count - 1), count, size))
+                      batch_offsets(F.minimum(F.maximum(offset, 0), count - 1), count, size,
+                                    check=False))
         mask = F.reshape(inside, F._shape(inside) + (1,) * (F._ndim(rows) - 2))
         return move_axis(F.where(mask, read, rows), 1, axis + 1)
 
