@@ -68,6 +68,13 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
         if not is_float(x.dtype):
             raise GraphcError(f"cannot differentiate with respect to a {x.dtype} value "
                               f"(only floating-point values have gradients)", (user_location(),))
+    for y in ys:
+        if y.graph is not graph:
+            raise GraphcError("gradients() needs every output in one graph; these come from "
+                              "different graphs (a loop body's or vmapped function's values "
+                              "and the enclosing function's)", (user_location(),))
+    if any(x.graph is not graph for x in xs):
+        return _through_captures(graph, ys, xs, seeds, partial)
     if seeds is None:
         seeds = [None] * len(ys)
     relevant = _relevant(graph, ys, xs)
@@ -109,6 +116,85 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
                     if need and r is not None:
                         _accumulate(grads, inp, r)
         return [grads[x] if x in grads else F.zeros_like(x) for x in xs]
+
+
+def _links(graph):
+    """{a region's input: the value of an enclosing graph it stands for} (ir/region.py and
+    graphc/vmap.py keep this map the other way round)."""
+    captured = getattr(graph, "captured", {})
+    pairs = captured.values() if all(isinstance(v, tuple) for v in captured.values()) \
+        else [(inner, outer) for outer, inner in captured.items()]
+    return {inner: outer for inner, outer in pairs if isinstance(outer, Node)}
+
+
+def _through_captures(graph, ys, xs, seeds, partial):
+    """gradients() where some xs are values of a graph enclosing ys's (gradients taken inside a
+    loop body, a branch or a vmapped function with respect to a value outside it, as
+    tf.gradients). ys read such a value only through the region's inputs standing for it or
+    for values computed from it outside the region (an op whose operands are all outer is
+    built outside, once). So: differentiate ys with respect to those inputs, then carry each
+    input's gradient back to the xs through a copy, built in the region, of the outer
+    computation between the xs and the value it stands for. Without this there was no path
+    from ys to the outer node and the gradient was zero."""
+    outer_xs = [x for x in xs if x.graph is not graph]
+    chain, g = [], getattr(graph, "parent", None)  # enclosing graphs, innermost first
+    while g is not None:
+        chain.append(g)
+        g = getattr(g, "parent", None)
+    if any(x.graph not in chain for x in outer_xs) or getattr(graph, "capture", None) is None:
+        raise GraphcError("gradients() with respect to a value of another graph: the outputs "
+                          "cannot read it (differentiate inside the function that computes "
+                          "them)", (user_location(),))
+    links = {g: _links(g) for g in chain + [graph]}
+    # which values of the enclosing graphs depend on an x, outermost graph first (a region's
+    # input depends on what it stands for, a node on its operands)
+    depends = set(outer_xs)
+    for g in reversed(chain):
+        for n in g.nodes:
+            if n not in depends and (any(i in depends for i in n.inputs)
+                                     or links[g].get(n) in depends):
+                depends.add(n)
+    carriers = [n for n, outer in links[graph].items() if outer in depends]
+    inner_xs = [x for x in xs if x.graph is graph]
+    first = gradients(ys, inner_xs + carriers, seeds, partial)
+    by_inner = dict(zip(inner_xs, first))
+    # the outer computation from the xs to each carrier's value, rebuilt in the region: an x
+    # that depends on no other x is a leaf (captured), what depends on no x is captured too
+    roots = {x for x in outer_xs if not any(i in depends for i in x.inputs)
+             and links[x.graph].get(x) not in depends}
+    needed, reached, stack = set(), set(), [links[graph][c] for c in carriers]
+    while stack:
+        n = stack.pop()
+        if n in roots:
+            reached.add(n)
+        if n in needed or n in roots:
+            continue
+        needed.add(n)
+        stack.extend(i for i in n.inputs if i in depends)
+        if links[n.graph].get(n) in depends:
+            stack.append(links[n.graph][n])
+    copies = {}
+    with graph.building():
+        for x in reached:
+            copies[x] = graph.capture(x)
+        for g in reversed(chain):
+            for n in g.nodes:
+                if n not in needed:
+                    continue
+                if n in links[g]:
+                    copies[n] = copies[links[g][n]]
+                    continue
+                if n.op == "input":
+                    continue
+                operands = [copies[i] if i in copies else graph.capture(i) for i in n.inputs]
+                copies[n] = graph.add_node(n.op, operands, n.attrs, n.type, n.locs, n.scope)
+        # (an x captured directly is both a carrier and a root: its copy is the carrier)
+        rebuilt = [copies[links[graph][c]] for c in carriers]
+        wrt = [copies[x] for x in outer_xs if x in copies]
+        second = iter(gradients(rebuilt, wrt, first[len(inner_xs):], partial) if wrt else [])
+        # an x that no carrier's value depends on: ys do not read it
+        by_outer = {x: next(second) if x in copies else F.zeros_like(x) for x in outer_xs}
+    return [by_inner[x] if x.graph is graph else by_outer[x] for x in xs]
 
 
 def _derived_vjp(reference, ctx, g):
