@@ -104,3 +104,32 @@ def test_gradient_with_respect_to_a_value_of_an_inner_region_is_refused():
 
     with pytest.raises(GraphcError, match="value of another graph"):
         gc.compile(f)(W, XS)
+
+
+def test_cond_branch_and_fori_loop_body():
+    def in_branch(w, p):
+        return gc.cond(p > 0, lambda: gc.gradients([gc.sum(gc.sin(w) * w)], [w])[0],
+                       lambda: w * 0.0)
+
+    np.testing.assert_allclose(gc.compile(in_branch)(W, 1.0), np.cos(W) * W + np.sin(W),
+                               rtol=1e-12)
+
+    def in_loop(w):
+        return gc.fori_loop(0, 3, lambda i, c: c + gc.gradients([gc.sum(w * w * c)], [w])[0],
+                            gc.ones_like(w))
+
+    c = np.ones(3)
+    for _ in range(3):
+        c = c + 2 * W * c
+    np.testing.assert_allclose(gc.compile(in_loop)(W), c, rtol=1e-12)
+
+
+def test_second_order_through_the_region():
+    def f(w, xs):
+        def body(c, x):
+            y = gc.sum(gc.sin(w) * x)
+            return c + gc.sum(gc.gradients([y], [w])[0] * x), None
+        return gc.scan(body, gc.zeros((), dtype=w.dtype), xs)[0]
+
+    np.testing.assert_allclose(gc.compile(gc.grad(f))(W, XS), (-np.sin(W) * XS * XS).sum(0),
+                               rtol=1e-12)
