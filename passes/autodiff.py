@@ -17,27 +17,47 @@ from ir.rewrite import clone
 from ir.types import TupleType, is_float
 
 
-def _carrying_gradient(node):
-    """The operands a gradient of `node` can flow to: a while_loop's cond constants only
-    decide when it stops."""
-    if node.op == "while_loop":
-        return node.inputs[node.attrs["cond_consts"]:]
-    return node.inputs
+def _carries_gradient(node, depends) -> bool:
+    """Whether a gradient can flow from the values in `depends` into `node`'s result. A path
+    does not go through stop_gradient, nor through an integer or boolean value (they carry no
+    gradient), nor into a while_loop's results from what only its predicate reads (the
+    predicate picks the trip count; so is a select on a predicate, as vmap makes of a loop
+    whose condition reads x): a while_loop's carries depend on x only where x reaches them
+    through the body, followed to a fixed point."""
+    if node in depends or node.op == "stop_gradient" or \
+            not (isinstance(node.type, TupleType) or is_float(node.dtype)):
+        return False
+    if node.op != "while_loop":
+        return any(i in depends for i in node.inputs)
+    consts_at, n_consts = node.attrs["cond_consts"], node.attrs["body_consts"]
+    body = node.attrs["body_fn"]
+    operands = node.inputs[consts_at:]
+    carried = [i >= n_consts and x in depends for i, x in enumerate(operands)]
+    while True:
+        seeds = {inp for inp, x, c in zip(body.inputs, operands, carried)
+                 if x in depends or c}
+        inside = _forward_dependence(body.nodes, seeds)
+        grown = [c or (i >= n_consts and body.outputs[i - n_consts] in inside)
+                 for i, c in enumerate(carried)]
+        if grown == carried:
+            return any(carried)
+        carried = grown
+
+
+def _forward_dependence(nodes, seeds) -> set:
+    depends = set(seeds)
+    for node in nodes:
+        if _carries_gradient(node, depends):
+            depends.add(node)
+    return depends
 
 
 def _relevant(graph: Graph, ys, xs):
-    """Nodes on some path from an x to a y: the only ones whose gradient matters. A path
-    does not go through stop_gradient, nor through an integer or boolean value (they carry
-    no gradient), nor from a while_loop's predicate constants to its results (the predicate
-    only picks the trip count), so what lies beyond them (a while_loop fed a stop_gradient,
-    a count, or a loop whose condition reads x) is not differentiated, as JAX's symbolic
-    zeros."""
-    depends = set(xs)
-    for node in graph.nodes:
-        if node not in depends and node.op != "stop_gradient" and \
-                (isinstance(node.type, TupleType) or is_float(node.dtype)) and \
-                any(i in depends for i in _carrying_gradient(node)):
-            depends.add(node)
+    """Nodes on some path from an x to a y along which a gradient flows (_carries_gradient):
+    the only ones whose gradient matters. What lies beyond such a path's end (a while_loop fed
+    a stop_gradient, a count, or a loop whose condition reads x) is not differentiated, as
+    JAX's symbolic zeros."""
+    depends = _forward_dependence(graph.nodes, xs)
     relevant, stack = set(), [y for y in ys if y in depends]
     while stack:
         n = stack.pop()

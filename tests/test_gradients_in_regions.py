@@ -133,3 +133,23 @@ def test_second_order_through_the_region():
 
     np.testing.assert_allclose(gc.compile(gc.grad(f))(W, XS), (-np.sin(W) * XS * XS).sum(0),
                                rtol=1e-12)
+
+
+def test_grad_of_vmap_of_a_while_loop_whose_condition_reads_x():
+    """vmap turns the loop's per-example condition into a select inside the body, so the body
+    reads x, but only through a predicate: no gradient flows into the carries (JAX: the
+    carries' tangents are symbolic zeros), and d(c * x)/dx is the final c. It was refused
+    ('while_loop cannot be differentiated')."""
+    def per_example(x):
+        c = gc.while_loop(lambda c: c < x * 10, lambda c: c * 2.0, gc.ones_like(x))
+        return c * x
+
+    def total(xs):
+        return gc.sum(gc.vmap(per_example)(xs))
+
+    xs = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(gc.compile(gc.grad(total))(xs), [16.0, 32.0, 32.0])
+    # a loop whose carries do depend on x is still refused
+    with pytest.raises(GraphcError, match="while_loop cannot be differentiated"):
+        gc.compile(gc.grad(lambda x: gc.sum(gc.while_loop(
+            lambda c: gc.sum(c) < 10.0, lambda c: c * x, gc.ones_like(x)))))(xs)
