@@ -21,6 +21,7 @@ from . import amp, nn, optim
 from .control_flow import cond, fori_loop, scan, while_loop
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
+from .jacobians import jacfwd, jacrev
 from .remat import remat
 from .tracing import Spec, spec, trace, tree_leaves, tree_map
 from .trainer import Trainer
@@ -29,7 +30,8 @@ from .vmap import vmap
 
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
-           "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "gradients", "no_grad",
+           "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "jacfwd", "jacrev",
+           "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
            "remat", "vmap", "scan", "fori_loop", "while_loop", "cond", "amp",
            "autocast", "tree_leaves", "tree_map"] + _api.__all__

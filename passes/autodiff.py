@@ -101,7 +101,8 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
     stop = set(xs) if partial else ()
     forward = list(graph.nodes)
     grads: dict = {}
-    with graph.building():
+    build = _graph_for_seeds(graph, seeds)
+    with build.building():
         for y, seed in zip(ys, seeds):
             if seed is None:
                 if y.size != 1:
@@ -129,13 +130,29 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
             needs = tuple(i in relevant and _differentiable(i) for i in node.inputs)
             ctx = VJPContext(node.inputs, node, node.attrs, needs)
             # the backward pass runs without autocast: each cotangent keeps its primal's dtype
-            with graph.locations(node.locs, node.scope), precision.suspended():
+            with build.locations(node.locs, node.scope), precision.suspended():
                 results = _derived_vjp(op.vjp.reference, ctx, g) \
                     if isinstance(op.vjp, DerivedVJP) else op.vjp(ctx, g)
                 for inp, need, r in zip(node.inputs, needs, results):
                     if need and r is not None:
                         _accumulate(grads, inp, r)
         return [grads[x] if x in grads else F.zeros_like(x) for x in xs]
+
+
+def _graph_for_seeds(graph, seeds):
+    """The graph the backward nodes go into: ys's, or a region inside it holding a seed (the
+    pullback of a vjp taken outside vmapped over cotangents, jacrev's way), which reads
+    ys's values through its captured inputs."""
+    build = graph
+    for seed in seeds:
+        if not isinstance(seed, Node) or seed.graph is build:
+            continue
+        enclosing = getattr(seed.graph, "parent", None)
+        while enclosing is not None and enclosing is not build:
+            enclosing = getattr(enclosing, "parent", None)
+        if enclosing is build:  # the seed's graph lies inside: build there
+            build = seed.graph
+    return build
 
 
 def _links(graph):

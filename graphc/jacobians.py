@@ -1,0 +1,156 @@
+"""Dense Jacobians, as JAX's jacrev and jacfwd: vmap of a pullback over the output's basis
+(one row of the Jacobian per output element) or of a pushforward over the input's basis (one
+column per input element).
+
+    J = gc.jacrev(f)(x)            # shape f(x).shape + x.shape
+    J = gc.jacfwd(f, argnums=(0, 1))(x, w)   # (dF/dx, dF/dw)
+
+jacrev costs one batched vjp per output leaf and suits few outputs; jacfwd one batched jvp per
+input leaf and suits few inputs. Pytrees work as in JAX: the result is a tree like fn's
+result whose every leaf is a tree like the arguments picked by argnums (a tuple of them for
+a tuple argnums), each Jacobian leaf of shape output_leaf.shape + input_leaf.shape.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.graph import Node, current_graph
+from ir.ops import api as F
+from ir.types import is_float
+
+from .tracing import leaves_and_structure, unflatten
+from .transforms import Compiled, _argnums, _as_float_inputs, _is_symbolic, jvp, vjp
+from .vmap import vmap
+
+
+def jacrev(fn, argnums=0, has_aux=False):
+    """Reverse mode: a vjp of fn, then the pullback vmapped over each output leaf's identity."""
+    def jacobian(args, nums):
+        out, pull, aux = _linearised(vjp, fn, args, nums, has_aux)
+        out_leaves, out_structure = leaves_and_structure(out)
+        rows = []
+        for j, y in enumerate(out_leaves):
+            _check_float(y, "output", "jacrev")
+
+            def row(cotangent, j=j):
+                cotangents = [None] * len(out_leaves)
+                cotangents[j] = cotangent
+                return pull(unflatten(out_structure, cotangents))
+            pulled = vmap(row)(_basis(y))  # one tuple like the picked arguments per row
+            rows.append(_in_trees(pulled, lambda g, y=y: F.reshape(
+                g, tuple(y.shape) + tuple(g.shape[1:])), argnums))
+        return unflatten(out_structure, rows), aux
+
+    return _transform(fn, jacobian, argnums, has_aux)
+
+
+def jacfwd(fn, argnums=0, has_aux=False):
+    """Forward mode: jvp of fn vmapped over each input leaf's identity, other tangents zero."""
+    def jacobian(args, nums):
+        picked = tuple(args[i] for i in nums)
+        in_leaves, in_structure = leaves_and_structure(list(picked))
+        if not in_leaves:
+            raise GraphcError("jacfwd: the arguments picked by argnums hold no arrays",
+                              (user_location(),))
+        for x in in_leaves:
+            _check_float(x, "input", "jacfwd")
+        columns, out_structure = [], None
+        for i, x in enumerate(in_leaves):
+            def column(tangent, i=i):
+                tangents = [F.zeros_like(v) for v in in_leaves]
+                tangents[i] = tangent
+                return _pushforward(fn, args, nums, unflatten(in_structure, tangents), has_aux)
+            leaves, out_structure = leaves_and_structure(vmap(column)(_basis(x)))
+            # (x.size, *out_shape) -> (*out_shape, *x.shape)
+            columns.append([F.reshape(F.transpose(t, tuple(range(1, t.ndim)) + (0,)),
+                                      tuple(t.shape[1:]) + tuple(x.shape)) for t in leaves])
+        per_output = []
+        for k in range(len(columns[0])):
+            tree = unflatten(in_structure, [col[k] for col in columns])
+            per_output.append(tree[0] if isinstance(argnums, int) else tuple(tree))
+        # aux from the primals, once (inside the vmap it would gain the batch axis)
+        aux = fn(*args)[1] if has_aux else None
+        return unflatten(out_structure, per_output), aux
+
+    return _transform(fn, jacobian, argnums, has_aux)
+
+
+def _transform(fn, jacobian, argnums, has_aux):
+    nums = _argnums(argnums)
+
+    def symbolic(*args):
+        for i in nums:
+            if not -len(args) <= i < len(args):
+                raise GraphcError(f"argnums {i} but only {len(args)} arguments",
+                                  (user_location(),))
+        jac, aux = jacobian(args, tuple(i % len(args) for i in nums))
+        return (jac, aux) if has_aux else jac
+
+    compiled = Compiled(symbolic)
+
+    @functools.wraps(fn)
+    def wrapper(*args):
+        if _is_symbolic(args):
+            return symbolic(*args)
+        args = _as_float_inputs(args)
+        if current_graph() is not None:  # inside a trace: nodes of that graph
+            return symbolic(*args)
+        return compiled(*args)
+
+    return wrapper
+
+
+def _linearised(transform, fn, args, nums, has_aux):
+    """(fn's result, its pullback over the arguments at nums, aux)."""
+    aux = []
+
+    def picked_fn(*picked):
+        out = fn(*_with(args, nums, picked))
+        if has_aux:
+            out, extra = out
+            aux.append(extra)
+        return out
+    out, pull = transform(picked_fn, *(args[i] for i in nums))
+    return out, pull, aux[0] if aux else None
+
+
+def _pushforward(fn, args, nums, tangents, has_aux):
+    """J @ tangents for the arguments at nums."""
+    def picked_fn(*picked):
+        out = fn(*_with(args, nums, picked))
+        return out[0] if has_aux else out
+    return jvp(picked_fn, tuple(args[i] for i in nums), tuple(tangents))[1]
+
+
+def _with(args, nums, picked):
+    full = list(args)
+    for i, value in zip(nums, picked):
+        full[i] = value
+    return tuple(full)
+
+
+def _in_trees(pulled, reshape, argnums):
+    """vjp's tuple of per-argument trees, each leaf reshaped; one tree for an int argnums."""
+    leaves, structure = leaves_and_structure(list(pulled))
+    trees = unflatten(structure, [reshape(g) for g in leaves])
+    return trees[0] if isinstance(argnums, int) else tuple(trees)
+
+
+def _basis(x):
+    """The identity over x's elements, one per row: shape (x.size, *x.shape)."""
+    shape = tuple(x.shape)
+    if not all(isinstance(d, (int, np.integer)) for d in shape):
+        raise GraphcError(f"a Jacobian needs concrete shapes; this value's is {shape}",
+                          (user_location(),))
+    size = int(np.prod(shape, dtype=np.int64))
+    return np.eye(size, dtype=x.dtype).reshape((size,) + shape)
+
+
+def _check_float(x, what, name):
+    if not isinstance(x, Node) or not is_float(x.dtype):
+        kind = getattr(x, "dtype", type(x).__name__)
+        raise GraphcError(f"{name}: a {kind} {what} has no Jacobian; only floating-point "
+                          "values do (as JAX's)", (user_location(),))
