@@ -22,7 +22,7 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "sqrt", "rsqrt", "tanh", "sin", "cos", "sigmoid", "relu", "abs", "sign", "erf",
            "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
            "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
-           "cast", "astype", "sum", "max", "min", "mean", "var", "reshape", "transpose",
+           "cast", "astype", "sum", "max", "min", "argmax", "argmin", "mean", "var", "reshape", "transpose",
            "swapaxes", "broadcast_to", "expand_dims", "squeeze", "unbroadcast", "slice_",
            "pad_slice", "getitem", "concat", "concatenate", "stack", "split", "take",
            "embedding", "scatter_add", "one_hot", "dynamic_slice", "dynamic_update_slice",
@@ -128,6 +128,41 @@ def min(x, axis=None, keepdims=False):
     # -x overflows for the most negative integer; -1 - x (bitwise not) reverses the order
     # of every integer and never overflows
     return sub(-1, max(sub(-1, x), axis, keepdims))
+
+
+def argmax(x, axis=None, keepdims=False):
+    """The index of the largest element along `axis` (int64), the first on ties and the first
+    NaN where there is one, as numpy's; axis=None: into the flattened array. Built from max,
+    a comparison and an integer min, so it has every op's lowering and batching rule; it
+    carries no gradient (an index)."""
+    if axis is None:
+        flat = reshape(x, (-1,))
+        out = argmax(flat, 0)
+        return reshape(out, (1,) * _ndim(x)) if keepdims else out
+    if isinstance(axis, (tuple, list)):
+        _fail("argmax takes one axis (or None), not a tuple")
+    ax = _axis(axis, _ndim(x))
+    size = _shape(x)[ax]
+    if isinstance(size, int) and size == 0:
+        _fail(f"argmax over axis {axis} of size 0: an empty axis has no largest element")
+    if _dtype(x) == np.bool_:
+        x = cast(x, "int32")
+    hits = equal(x, max(x, ax, keepdims=True))
+    if is_float(_dtype(x)):
+        hits = logical_or(hits, not_equal(x, x))  # numpy: the first NaN wins
+    positions = reshape(arange(size), tuple(-1 if i == ax else 1 for i in range(_ndim(x))))
+    missing = np.int64(np.iinfo(np.int64).max)
+    return min(where(hits, positions, missing), ax, keepdims)
+
+
+def argmin(x, axis=None, keepdims=False):
+    """The index of the smallest element along `axis`, as numpy's (see argmax)."""
+    dtype = _dtype(x)
+    if is_float(dtype):
+        return argmax(neg(x), axis, keepdims)
+    if dtype == np.bool_:
+        return argmax(logical_not(x), axis, keepdims)
+    return argmax(sub(-1, x), axis, keepdims)  # (reverses every integer's order, see min)
 
 
 def mean(x, axis=None, keepdims=False):

@@ -46,6 +46,8 @@ class OperatorMixin:
     def mean(self, axis=None, keepdims=False): return api.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return api.max(self, axis, keepdims)
     def min(self, axis=None, keepdims=False): return api.min(self, axis, keepdims)
+    def argmax(self, axis=None, keepdims=False): return api.argmax(self, axis, keepdims)
+    def argmin(self, axis=None, keepdims=False): return api.argmin(self, axis, keepdims)
     def var(self, axis=None, keepdims=False): return api.var(self, axis, keepdims)
     def astype(self, dtype): return api.cast(self, dtype)
     def exp(self): return api.exp(self)
