@@ -12,7 +12,7 @@ register_library_package(__file__, user_code=["models"])  # before anything belo
 from ir.graph import Graph, Node
 from ir.ops import api as _api
 from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, ...)
-from ir.ops.api import abs, max, min, pow, sum  # noqa: F401  (shadowing builtins on purpose)
+from ir.ops.api import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadowing builtins on purpose)
 from ir.ops.precision import autocast
 from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor

@@ -43,6 +43,8 @@ UFUNCS = {  # op -> the numpy ufunc its emitter calls
     "lt": "np.less", "le": "np.less_equal", "gt": "np.greater", "ge": "np.greater_equal",
     "eq": "np.equal", "ne": "np.not_equal", "logical_and": "np.logical_and",
     "logical_or": "np.logical_or", "logical_not": "np.logical_not", "erf": "special.erf",
+    "log1p": "np.log1p", "expm1": "np.expm1", "floor": "np.floor", "ceil": "np.ceil",
+    "round": "np.round", "isnan": "np.isnan", "isfinite": "np.isfinite",
 }
 # GELU's tanh-form constants as source literals (their one home is ir/ops/elementwise.py)
 GELU_C = repr(GELU_TANH_C)  # c = sqrt(2/pi)
@@ -161,6 +163,19 @@ def matmul_add(node, args, dst):
     # temporary first
     return [f"_p = np.matmul({a}, {b})", *(f"np.add(_p, {c}, out=_p)" for c in addends[:-1]),
             f"np.add(_p, {addends[-1]}, out={dst})"]
+
+
+def softplus(node, args, dst):
+    return [f"np.logaddexp({args[0]}, np.{node.dtype}(0), out={dst})"]
+
+
+def cumsum(node, args, dst):
+    axis, dtype = node.attrs["axis"], f"np.{node.dtype}"
+    if not node.attrs["reverse"]:
+        return [f"np.cumsum({args[0]}, axis={axis}, dtype={dtype}, out={dst})"]
+    backwards = ", ".join([":"] * axis + ["::-1"])  # a reversed view of each, no copy
+    return [f"np.cumsum({args[0]}[{backwards}], axis={axis}, dtype={dtype}, "
+            f"out={dst}[{backwards}])"]
 
 
 def reduce(ufunc):

@@ -106,6 +106,8 @@ _RECORDS = [
     Lowering("rsqrt", emit=E.rsqrt, inplace_safe=True, split="elementwise",
              scalar_expr="({t}(1.0) / np.sqrt({0}))"),
     Lowering("sigmoid", emit=E.sigmoid, inplace_safe=True, split="elementwise"),
+    Lowering("softplus", emit=E.softplus, inplace_safe=True, split="elementwise"),
+    Lowering("cumsum", emit=E.cumsum),
     Lowering("cast", emit=E.cast, inplace_safe=True, split="elementwise",
              scalar_expr=_cast_scalar, program_attrs=("dtype",)),
     Lowering("where", emit=E.where, split="elementwise", scalar_expr="({1} if {0} else {2})",

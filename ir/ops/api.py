@@ -20,6 +20,9 @@ from .registry import apply
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
            "sqrt", "rsqrt", "tanh", "sin", "cos", "sigmoid", "relu", "abs", "sign", "erf",
+           "log1p", "expm1", "softplus", "log_sigmoid", "floor", "ceil", "round", "isnan",
+           "isfinite", "square", "clip", "std", "logsumexp", "any", "all", "cumsum", "tril",
+           "triu", "eye",
            "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
            "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
            "cast", "astype", "sum", "max", "min", "argmax", "argmin", "mean", "var", "reshape", "transpose",
@@ -85,6 +88,14 @@ def relu(x): return apply("relu", x)
 def abs(x): return apply("abs", x)
 def sign(x): return apply("sign", x)
 def erf(x): return apply("erf", x)
+def log1p(x): return apply("log1p", x)
+def expm1(x): return apply("expm1", x)
+def softplus(x): return apply("softplus", x)
+def floor(x): return apply("floor", x)
+def ceil(x): return apply("ceil", x)
+def round(x): return apply("round", x)
+def isnan(x): return apply("isnan", x)
+def isfinite(x): return apply("isfinite", x)
 def less(a, b): return apply("lt", a, b)
 def less_equal(a, b): return apply("le", a, b)
 def greater(a, b): return apply("gt", a, b)
@@ -176,9 +187,52 @@ def mean(x, axis=None, keepdims=False):
     return sum(x, axes, keepdims) * (1.0 / count if count else math.nan)
 
 
-def var(x, axis=None, keepdims=False):
+def var(x, axis=None, keepdims=False, ddof=0):
+    """The variance, divided by N - ddof (ddof=0, numpy's and JAX's default; PyTorch's
+    unbiased var is ddof=1)."""
     centred = x - mean(x, axis, keepdims=True)
-    return mean(centred * centred, axis, keepdims)
+    out = mean(centred * centred, axis, keepdims)
+    if ddof:
+        count = math.prod(_shape(x)[a] for a in _axes(axis, _ndim(x)))
+        if isinstance(count, Dim):
+            _fail("var with ddof needs concrete sizes on the reduced axes")
+        out = out * (count / (count - ddof) if count > ddof else math.nan)  # numpy: NaN
+    return out
+
+
+def std(x, axis=None, keepdims=False, ddof=0):
+    return sqrt(var(x, axis, keepdims, ddof))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over `axis` without overflow: shifted by the maximum, as JAX's (an
+    infinite maximum shifts by 0, so all -inf gives -inf and an inf gives inf)."""
+    axes = _axes(axis, _ndim(x))
+    peak = stop_gradient(max(x, axes, keepdims=True))
+    peak = where(isfinite(peak), peak, zeros_like(peak))
+    out = log(sum(exp(x - peak), axes, keepdims=True)) + peak
+    return out if keepdims else reshape(out, tuple(d for i, d in enumerate(_shape(x))
+                                                   if i not in axes))
+
+
+def any(x, axis=None, keepdims=False):
+    """Whether any element along `axis` is true (non-zero); False over no elements."""
+    truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
+    return greater(sum(cast(truth, "int64"), axis, keepdims), 0)
+
+
+def all(x, axis=None, keepdims=False):
+    """Whether every element along `axis` is true (non-zero); True over no elements."""
+    truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
+    return equal(sum(cast(logical_not(truth), "int64"), axis, keepdims), 0)
+
+
+def cumsum(x, axis=None, reverse=False):
+    """Running sums along `axis` (numpy's cumsum; axis=None: of the flattened array), in x's
+    dtype as JAX's; reverse=True sums from the end (JAX's lax.cumsum)."""
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+    return apply("cumsum", x, axis=_axis(axis, _ndim(x)), reverse=bool(reverse))
 
 
 # ---- shapes ---------------------------------------------------------------------------------
@@ -289,7 +343,7 @@ def getitem(x, key):
     n_real = len([k for k in key if k is not None and k is not Ellipsis])
     if n_real > len(shape):
         _fail(f"too many indices ({n_real}) for a {len(shape)}-d value")
-    if any(k is Ellipsis for k in key):
+    if builtins.any(k is Ellipsis for k in key):
         i = next(j for j, k in enumerate(key) if k is Ellipsis)
         key = key[:i] + (slice(None),) * (len(shape) - n_real) + key[i + 1:]
     else:
@@ -593,6 +647,25 @@ def softmax_grad(y, g, axis=-1):
     return apply("softmax_grad", y, g, axis=_axis(axis, _ndim(y)))
 
 
+def log_sigmoid(x):
+    """log(sigmoid(x)) = -softplus(-x), finite for large |x|."""
+    return neg(softplus(neg(x)))
+
+
+def square(x):
+    return x * x
+
+
+def clip(x, min=None, max=None):
+    """x limited to [min, max] (either may be None), as jnp.clip and torch.clamp; at a bound
+    the gradient passes to x, as PyTorch's."""
+    if min is not None:
+        x = maximum(x, min)
+    if max is not None:
+        x = minimum(x, max)
+    return x
+
+
 def silu(x):
     """x * sigmoid(x) (a.k.a. swish), as torch.nn.functional.silu."""
     return x * sigmoid(x)
@@ -719,6 +792,24 @@ def tril_mask(rows, cols=None, k=0):
     """Boolean lower-triangular mask: True where column <= row + k (the causal mask)."""
     return apply("tri", rows=as_dim(rows), cols=as_dim(rows if cols is None else cols),
                  k=int(k))
+
+
+def tril(x, k=0):
+    """x with the elements above the k-th diagonal of its last two axes zeroed, as numpy."""
+    rows, cols = _shape(x)[-2:]
+    return where(tril_mask(rows, cols, k), x, zeros((), _dtype(x)))
+
+
+def triu(x, k=0):
+    """x with the elements below the k-th diagonal of its last two axes zeroed, as numpy."""
+    rows, cols = _shape(x)[-2:]
+    return where(tril_mask(rows, cols, k - 1), zeros((), _dtype(x)), x)
+
+
+def eye(n, m=None, k=0, dtype="float32"):
+    """Ones on the k-th diagonal of an n x m matrix (numpy's eye)."""
+    m = n if m is None else m
+    return cast(logical_and(tril_mask(n, m, k), logical_not(tril_mask(n, m, k - 1))), dtype)
 
 
 def masked_fill(x, mask, value):

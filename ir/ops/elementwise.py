@@ -188,6 +188,34 @@ _unary("abs", unary_number, np.abs, lambda ctx, g: [g * F.sign(ctx.inputs[0])])
 _unary("sign", unary_number, np.sign, lambda ctx, g: [F.zeros_like(g)])
 _unary("erf", unary_float, lambda x: erf(x).astype(x.dtype, copy=False),
        lambda ctx, g: [g * (2.0 / math.sqrt(math.pi)) * F.exp(-ctx.inputs[0] * ctx.inputs[0])], 10)
+# accurate near 0 where log(1 + x) and exp(x) - 1 lose every digit of a small x
+_unary("log1p", unary_float, np.log1p, lambda ctx, g: [g / (1.0 + ctx.inputs[0])], 4)
+_unary("expm1", unary_float, np.expm1, lambda ctx, g: [g * (ctx.out + 1.0)], 4)
+
+
+def _softplus(x):
+    return np.logaddexp(x, np.zeros((), x.dtype))  # log(1 + e^x) without overflow
+
+
+_unary("softplus", unary_float, _softplus, lambda ctx, g: [g * F.sigmoid(ctx.inputs[0])], 8)
+
+
+def _zero_gradient(ctx, g):  # a step function: zero almost everywhere, as JAX's and PyTorch's
+    return [F.zeros_like(g)]
+
+
+_unary("floor", unary_float, np.floor, _zero_gradient)
+_unary("ceil", unary_float, np.ceil, _zero_gradient)
+_unary("round", unary_float, np.round, _zero_gradient)  # half to even, as numpy, JAX, PyTorch
+
+
+def _number_test(types):
+    (t,) = types
+    return TensorType(t.shape, "bool")
+
+
+defop("isnan", _number_test, arity=1)(np.isnan)
+defop("isfinite", _number_test, arity=1)(np.isfinite)
 
 # GELU's forms, named by its `approximate` attribute as in PyTorch: "tanh" (GPT-2's)
 # 0.5 x (1 + tanh(C (x + K x^3))), or "none", the exact 0.5 x (1 + erf(x / sqrt 2)).
@@ -282,7 +310,8 @@ def _register_batching():
     for name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "lt", "le", "gt",
                  "ge", "eq", "ne", "logical_and", "logical_or", "logical_not", "neg", "exp",
                  "log", "sqrt", "rsqrt", "tanh", "sin", "cos", "sigmoid", "relu", "abs", "sign",
-                 "erf", "gelu", "where", "cast", "stop_gradient"):
+                 "erf", "gelu", "where", "cast", "stop_gradient", "log1p", "expm1", "softplus",
+                 "floor", "ceil", "round", "isnan", "isfinite"):
         defbatch(name)(broadcasting(name))
 
 

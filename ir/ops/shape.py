@@ -66,6 +66,28 @@ def _max(x, axes, keepdims):
 
 
 
+# ---- running sums ---------------------------------------------------------------------------
+def _cumsum_infer(types, axis, reverse):
+    (t,) = types
+    check(0 <= axis < t.ndim, f"axis {axis} out of range for a {t.ndim}-d operand")
+    check(t.dtype != np.dtype("bool"), "needs a numeric operand, got bool")
+    return t
+
+
+def _vjp_cumsum(ctx, g):
+    # y_i = sum_{j <= i} x_j, so dx_j = sum_{i >= j} g_i: the running sum the other way
+    return [F.cumsum(g, ctx.attrs["axis"], reverse=not ctx.attrs["reverse"])]
+
+
+@defop("cumsum", _cumsum_infer, vjp=_vjp_cumsum, arity=1,
+       flops=lambda types, out, **_: types[0].size)
+def _cumsum(x, axis, reverse):
+    # in the operand's dtype, as JAX (numpy widens int32 to int64)
+    if reverse:
+        return np.flip(np.cumsum(np.flip(x, axis), axis, dtype=x.dtype), axis).copy()
+    return np.cumsum(x, axis, dtype=x.dtype)
+
+
 # ---- the sum of squares of several arrays (a global gradient norm) ---------------------------
 def _sum_squares_infer(types):
     check(len(types) >= 1, "sum_squares needs at least one operand")
@@ -289,6 +311,10 @@ def _register_batching():
 
     for name in ("sum", "max"):
         defbatch(name)(reduction(name))
+
+    @defbatch("cumsum")
+    def _cumsum_rule(args, batched, size, axis, reverse):
+        return apply("cumsum", args[0], axis=axis + 1, reverse=reverse)
 
     @defbatch("sum_squares")
     def _sum_squares_rule(args, batched, size):
