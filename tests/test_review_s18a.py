@@ -1,0 +1,40 @@
+"""Session 18 review (lead a): GPT-2 generation's memory.
+
+Found and fixed:
+- The Generator's key/value caches were (B, n_head, block_size, head_dim) whatever the
+  generation needed: a 1-token prompt and 4 new tokens on a GPT-2-shaped model (12 layers,
+  768 wide, block 1024) allocated 75.5 MB of caches for 4 slots (295 KB). Like transformers'
+  DynamicCache they now grow with the slots written: each step's caches have its span's
+  slots (the slots in use rounded up to a power of two), and a step past them copies the
+  slots written so far into caches twice the size.
+"""
+
+import numpy as np
+
+from graphc.generate import Generator, _span
+
+from test_generate import VOCAB, NoCache, small_model
+
+
+def test_kv_caches_grow_with_the_tokens_generated_not_the_block():
+    model, params = small_model("float32", block_size=1024, n_embd=8, n_head=2)
+    reference = NoCache(model, params)
+    gen = Generator(model, params)
+    out = gen.generate([[3]], 4, temperature=0)
+    assert out == [reference.greedy([3], 4)]
+    # the prefill and three decode steps wrote slots 0-3: four slots, not 1024
+    assert {c.shape for c in gen._caches.values()} == {(1, 2, 4, 4)}
+    assert sum(c.nbytes for c in gen._caches.values()) == 4 * (2 * 4 * 4 * 4)  # 512 bytes
+    # growing past a power of two keeps what the caches hold: every step's logits are the
+    # no-cache path's, and the caches are as large as the span each step attends over
+    model, params = small_model("float64", block_size=64)
+    reference = NoCache(model, params)
+    gen = Generator(model, params)
+    context = [1, 2, 3]
+    logits = gen.start([context])
+    for t in range(40):
+        np.testing.assert_allclose(logits[0], reference.logits(context), rtol=0, atol=1e-12)
+        assert gen._caches["cache.1.v"].shape[2] == _span(len(context), 64)
+        context.append(t % VOCAB)
+        logits = gen.advance([t % VOCAB])
+
