@@ -22,13 +22,15 @@ cached keys of a shifted window are stale, and each further token reruns the pre
 the last block_size tokens. The step's graph has a symbolic batch and length (shape
 polymorphism): it is traced and optimised once per span of cache slots it attends over, and
 each batch size and length (the prefill's longest prompt, 1 for the decode step) only lowers
-that graph for its sizes (runtime/polymorphic.py); a Generator keeps its plans.
+that graph for its sizes (runtime/polymorphic.py); a Generator keeps the MAX_PLANS it ran
+last.
 """
 from __future__ import annotations
 
 import math
 import numbers
 import operator
+from collections import OrderedDict
 
 import numpy as np
 
@@ -39,6 +41,12 @@ from ir.types import as_dim
 from runtime.build import build_plan
 
 from .models.gpt import GPT
+
+
+# Concrete plans a Generator keeps, the least recently run dropped first: each holds buffers
+# sized by its batch, prompt length and span, and keeping one per prompt length grew without
+# bound (60 lengths, 60 plans).
+MAX_PLANS = 8
 
 
 def cache_names(n_layer: int) -> list[str]:
@@ -97,7 +105,7 @@ class Generator:
     def __init__(self, model: GPT, params: dict):
         self.model = model
         self.params = params
-        self._plans = {}  # (batch, length, span) -> (concrete plan, input names)
+        self._plans = OrderedDict()  # (batch, length, span) -> (concrete plan, input names)
         self._steps = {}  # span -> the step's plan for every batch and length
         self._caches = None  # name -> (B, H, span, D) array, updated in place by the plans
         self._contexts = None  # each row's token ids so far
@@ -105,14 +113,20 @@ class Generator:
 
     def _plan(self, batch: int, length: int, span: int):
         key = (batch, length, span)
-        if key not in self._plans:
-            step = self._steps.get(span)
-            if step is None:
-                step = build_plan(build_cached_step(self.model, "batch", "length", span),
-                                  donate=cache_names(self.model.cfg.n_layer))
-                self._steps[span] = step
-            plan = step.plan_for_binding({"batch": batch, "length": length})
-            self._plans[key] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        # one symbolic step per span: at most log2(block_size) + 1 of them, no buffers
+        step = self._steps.get(span)
+        if step is None:
+            step = build_plan(build_cached_step(self.model, "batch", "length", span),
+                              donate=cache_names(self.model.cfg.n_layer))
+            self._steps[span] = step
+        plan = step.plan_for_binding({"batch": batch, "length": length})
+        self._plans[key] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
+        while len(self._plans) > MAX_PLANS:
+            (b, n, s), _ = self._plans.popitem(last=False)
+            self._steps[s].drop({"batch": b, "length": n})  # else the step would keep it
         return self._plans[key]
 
     def _run(self, idx, positions, mask, start):

@@ -7,10 +7,17 @@ Found and fixed:
   DynamicCache they now grow with the slots written: each step's caches have its span's
   slots (the slots in use rounded up to a power of two), and a step past them copies the
   slots written so far into caches twice the size.
+- Generator._plans kept every concrete plan it ever ran, one per (batch, prompt length, span),
+  each holding its buffers, and its reference kept alive the plans the step's own LRU
+  (runtime/polymorphic.py, MAX_BINDINGS) had dropped: 60 prompt lengths, 60 plans. A
+  Generator now holds at most MAX_PLANS concrete plans, the most recently run.
 """
+import gc
+import weakref
 
 import numpy as np
 
+from graphc import generate
 from graphc.generate import Generator, _span
 
 from test_generate import VOCAB, NoCache, small_model
@@ -37,4 +44,22 @@ def test_kv_caches_grow_with_the_tokens_generated_not_the_block():
         assert gen._caches["cache.1.v"].shape[2] == _span(len(context), 64)
         context.append(t % VOCAB)
         logits = gen.advance([t % VOCAB])
+
+
+def test_a_generator_holds_a_bounded_number_of_plans():
+    model, params = small_model("float64", block_size=64)
+    gen = Generator(model, params)
+    gen.start([[1]])
+    first = weakref.ref(gen.last_plan)
+    for length in range(2, 61):  # one prefill plan per prompt length
+        gen.start([[t % VOCAB for t in range(length)]])
+    assert len(gen._plans) == generate.MAX_PLANS
+    # the steps keep no plan the Generator dropped: the first is gone, with its buffers
+    assert sum(len(step.bindings) for step in gen._steps.values()) <= generate.MAX_PLANS
+    gc.collect()
+    assert first() is None
+    # a dropped plan is lowered again when needed, and gives what it gave
+    prompt = [4, 1, 7]
+    again = Generator(model, params).generate([prompt], 5, temperature=0)
+    assert gen.generate([prompt], 5, temperature=0) == again
 
