@@ -1,4 +1,4 @@
-"""Session 18 review (lead a): GPT-2 generation's memory.
+"""Session 18 review (lead a): GPT-2 generation's memory and checkpoint dtypes.
 
 Found and fixed:
 - The Generator's key/value caches were (B, n_head, block_size, head_dim) whatever the
@@ -11,16 +11,25 @@ Found and fixed:
   each holding its buffers, and its reference kept alive the plans the step's own LRU
   (runtime/polymorphic.py, MAX_BINDINGS) had dropped: 60 prompt lengths, 60 plans. A
   Generator now holds at most MAX_PLANS concrete plans, the most recently run.
+- load_gpt2 refused bfloat16 checkpoints ("tensor 'transformer.wte.weight' has dtype BF16;
+  graphc reads F16, F32 and F64 weights"); they load upcast to the model's dtype, as
+  transformers does with torch_dtype=float32.
 """
 import gc
+import os
 import weakref
 
+import ml_dtypes
 import numpy as np
+import safetensors.numpy as safetensors_numpy
 
 from graphc import generate
 from graphc.generate import Generator, _span
+from graphc.models import gpt2
 
 from test_generate import VOCAB, NoCache, small_model
+from test_gpt2 import (SMALL, graphc_logits, need_transformers, save_random_gpt2,
+                       write_directory)
 
 
 def test_kv_caches_grow_with_the_tokens_generated_not_the_block():
@@ -63,3 +72,38 @@ def test_a_generator_holds_a_bounded_number_of_plans():
     again = Generator(model, params).generate([prompt], 5, temperature=0)
     assert gen.generate([prompt], 5, temperature=0) == again
 
+
+def test_a_bfloat16_checkpoint_loads_upcast(tmp_path):
+    directory = tmp_path / "bf16"
+    write_directory(directory)
+    path = os.path.join(directory, gpt2.WEIGHTS_FILE)
+    weights = safetensors_numpy.load_file(path)
+    halves = {k: v.astype(ml_dtypes.bfloat16) for k, v in weights.items()}
+    safetensors_numpy.save_file(halves, path)
+    rounded = tmp_path / "rounded"
+    write_directory(rounded)  # the same weights, float32 values rounded through bfloat16
+    safetensors_numpy.save_file({k: v.astype(np.float32) for k, v in halves.items()},
+                                os.path.join(rounded, gpt2.WEIGHTS_FILE))
+    for dtype in ("float32", "float64"):
+        _, got = gpt2.load_gpt2(str(directory), dtype)
+        _, want = gpt2.load_gpt2(str(rounded), dtype)
+        assert got.keys() == want.keys()
+        for name in want:
+            assert got[name].dtype == np.dtype(dtype)
+            np.testing.assert_array_equal(got[name], want[name])
+    # and the values are not all equal: bfloat16 rounding kept them apart
+    assert len(np.unique(got["wte.weight"])) > 100
+
+
+def test_a_bfloat16_checkpoint_from_transformers_gives_its_float32_logits(tmp_path):
+    need_transformers()
+    import torch
+    from transformers import GPT2LMHeadModel
+    save_random_gpt2(tmp_path).to(torch.bfloat16).save_pretrained(tmp_path)
+    reference = GPT2LMHeadModel.from_pretrained(tmp_path, torch_dtype=torch.float32).eval()
+    model, params = gpt2.load_gpt2(str(tmp_path))
+    idx = np.random.default_rng(1).integers(0, SMALL["vocab_size"], (2, SMALL["n_positions"]))
+    with torch.no_grad():
+        ref = reference(torch.tensor(idx)).logits.numpy()
+    assert np.abs(ref).max() > 1.0
+    np.testing.assert_allclose(graphc_logits(model, params, idx), ref, rtol=0, atol=1e-4)
