@@ -1,11 +1,14 @@
 """Text generation with a key/value cache, as compiled plans of static shape.
 
-One graph, `build_cached_step(model, batch, length)`, runs `length` new tokens per row through
-the GPT: it writes their keys and values into per-layer caches of the model's block size at a
+One graph, `build_cached_step(model, batch, length, span)`, runs `length` new tokens per row
+through the GPT: it writes their keys and values into per-layer caches of `span` slots at a
 run-time slot (`dynamic_update_slice` on donated caches, so the plan updates them in place),
 attends over the whole cache under an additive mask, and returns the logits of the last new
-token. The prompt is one call of it (the prefill, `length` = the prompt's), every further token
-one call with `length` 1 (the decode step):
+token. The span is the slots in use rounded up to a power of two (at most the block size), so
+the caches grow with the tokens generated, as transformers' DynamicCache does, not with the
+block: a step past the span copies them into caches twice the size. The prompt is one call
+of it (the prefill, `length` = the prompt's), every further token one call with `length` 1
+(the decode step):
 
     gen = Generator(model, params)
     ids = gen.generate([prompt_ids, other_prompt_ids], tokens=50, temperature=0.8, top_k=40,
@@ -19,13 +22,15 @@ cached keys of a shifted window are stale, and each further token reruns the pre
 the last block_size tokens. The step's graph has a symbolic batch and length (shape
 polymorphism): it is traced and optimised once per span of cache slots it attends over, and
 each batch size and length (the prefill's longest prompt, 1 for the decode step) only lowers
-that graph for its sizes (runtime/polymorphic.py); a Generator keeps its plans.
+that graph for its sizes (runtime/polymorphic.py); a Generator keeps the MAX_PLANS it ran
+last.
 """
 from __future__ import annotations
 
 import math
 import numbers
 import operator
+from collections import OrderedDict
 
 import numpy as np
 
@@ -38,18 +43,24 @@ from runtime.build import build_plan
 from .models.gpt import GPT
 
 
+# Concrete plans a Generator keeps, the least recently run dropped first: each holds buffers
+# sized by its batch, prompt length and span, and keeping one per prompt length grew without
+# bound (60 lengths, 60 plans).
+MAX_PLANS = 8
+
+
 def cache_names(n_layer: int) -> list[str]:
     return [f"cache.{i}.{kv}" for i in range(n_layer) for kv in ("k", "v")]
 
 
 def build_cached_step(model: GPT, batch, length, span: int | None = None) -> Graph:
     """(idx, positions, mask, start, parameters..., caches...) -> (logits of the last token,
-    caches...): `length` tokens per row at cache slots start .. start+length-1, attending
-    over the first `span` slots of the cache (default: all; the caller guarantees
-    start + length <= span). `batch` and `length` may be names: symbolic dimensions."""
+    caches...): `length` tokens per row at cache slots start .. start+length-1 of caches of
+    `span` slots (default: the block size; the caller guarantees start + length <= span),
+    attending over all of them. `batch` and `length` may be names: symbolic dimensions."""
     cfg = model.cfg
-    B, L, T, C, H = as_dim(batch), as_dim(length), cfg.block_size, cfg.n_embd, cfg.n_head
-    S = T if span is None else span
+    B, L, C, H = as_dim(batch), as_dim(length), cfg.n_embd, cfg.n_head
+    S = cfg.block_size if span is None else span
     D = C // H
     g = Graph(f"cached_step_{L}_{S}")
     with g.building():
@@ -59,19 +70,16 @@ def build_cached_step(model: GPT, batch, length, span: int | None = None) -> Gra
         start = g.input("start", (), "int64")
         for _, p in model.named_parameters():
             graph_param(g, p)
-        caches = [g.input(name, (B, H, T, D), cfg.dtype) for name in cache_names(cfg.n_layer)]
+        caches = [g.input(name, (B, H, S, D), cfg.dtype) for name in cache_names(cfg.n_layer)]
         x = model.wte(idx) + F.take(model.wpe.weight, positions)  # (B, L, C)
         updated = []
         for i, block in enumerate(model.blocks):
             attn = block.attn
             q, k, v = F.split(attn.c_attn(block.ln_1(x)), 3, axis=-1)
             q, k, v = (t.reshape(B, L, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))
-            k_all = F.dynamic_update_slice(caches[2 * i], k, start, axis=2)  # (B, H, T, D)
+            k_all = F.dynamic_update_slice(caches[2 * i], k, start, axis=2)  # (B, H, S, D)
             v_all = F.dynamic_update_slice(caches[2 * i + 1], v, start, axis=2)
             updated += [k_all, v_all]
-            if S < T:  # the slots in use: a view, no copy
-                k_all, v_all = (F.slice_(t, [0, 0, 0, 0], [B, H, S, D], [1, 1, 1, 1])
-                                for t in (k_all, v_all))
             # the same operations in the same order as CausalSelfAttention.forward
             att = (q @ k_all.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(D)) + mask
             y = (F.softmax(att, axis=-1) @ v_all).transpose(0, 2, 1, 3).reshape(B, L, C)
@@ -97,22 +105,28 @@ class Generator:
     def __init__(self, model: GPT, params: dict):
         self.model = model
         self.params = params
-        self._plans = {}  # (batch, length, span) -> (concrete plan, input names)
+        self._plans = OrderedDict()  # (batch, length, span) -> (concrete plan, input names)
         self._steps = {}  # span -> the step's plan for every batch and length
-        self._caches = None  # name -> (B, H, T, D) array, updated in place by the plans
+        self._caches = None  # name -> (B, H, span, D) array, updated in place by the plans
         self._contexts = None  # each row's token ids so far
         self._starts = 0  # start() calls: a stream is stale once another has started
 
     def _plan(self, batch: int, length: int, span: int):
         key = (batch, length, span)
-        if key not in self._plans:
-            step = self._steps.get(span)
-            if step is None:
-                step = build_plan(build_cached_step(self.model, "batch", "length", span),
-                                  donate=cache_names(self.model.cfg.n_layer))
-                self._steps[span] = step
-            plan = step.plan_for_binding({"batch": batch, "length": length})
-            self._plans[key] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        # one symbolic step per span: at most log2(block_size) + 1 of them, no buffers
+        step = self._steps.get(span)
+        if step is None:
+            step = build_plan(build_cached_step(self.model, "batch", "length", span),
+                              donate=cache_names(self.model.cfg.n_layer))
+            self._steps[span] = step
+        plan = step.plan_for_binding({"batch": batch, "length": length})
+        self._plans[key] = (plan, [n.attrs["name"] for n in plan.graph.inputs])
+        while len(self._plans) > MAX_PLANS:
+            (b, n, s), _ = self._plans.popitem(last=False)
+            self._steps[s].drop({"batch": b, "length": n})  # else the step would keep it
         return self._plans[key]
 
     def _run(self, idx, positions, mask, start):
@@ -120,6 +134,7 @@ class Generator:
         B, L = idx.shape
         span = _span(start + L, self.model.cfg.block_size)
         mask = np.ascontiguousarray(mask[..., :span])
+        self._fit_caches(B, span, start)
         plan, order = self._plan(B, L, span)
         self.last_plan = plan  # plan.memory, plan.profile(...) of the step just run
         feed = {"idx": idx, "positions": positions, "mask": mask,
@@ -127,6 +142,24 @@ class Generator:
         logits, *caches = plan(*[feed[n] for n in order])
         self._caches = dict(zip(cache_names(self.model.cfg.n_layer), caches))
         return logits.astype(np.float64)
+
+    def _fit_caches(self, batch: int, span: int, start: int):
+        """Caches of `span` slots, the size the step's plan takes. They were the whole block
+        from the first token (75 MB for GPT-2's 1024 slots at batch 1, a 1-token prompt
+        using 4); now they double with the span, keeping the `start` slots written so far."""
+        cfg = self.model.cfg
+        shape = (batch, cfg.n_head, span, cfg.n_embd // cfg.n_head)
+        old = self._caches
+        if old is not None and next(iter(old.values())).shape == shape:
+            return
+        self._caches = {}
+        for name in cache_names(cfg.n_layer):
+            # zeros, not np.empty: a masked slot adds -inf to q @ k, and garbage there (inf,
+            # nan) would make the sum nan
+            cache = np.zeros(shape, cfg.dtype)
+            if start:  # a decode step past the span: the context moves over
+                cache[:, :, :start] = old[name][:, :, :start]
+            self._caches[name] = cache
 
     def start(self, prompts) -> np.ndarray:
         """Run the prompts (lists of token ids, one per row, each non-empty) -> the logits
@@ -188,9 +221,6 @@ class Generator:
         queries = slots[None, :, None]
         visible = ((keys >= pads[:, None, None]) & (keys <= queries)) | (keys == queries)
         mask = np.where(visible, 0.0, -np.inf).astype(cfg.dtype).reshape(B, 1, L, S)
-        if self._caches is None or next(iter(self._caches.values())).shape[0] != B:
-            shape = (B, cfg.n_head, T, cfg.n_embd // cfg.n_head)
-            self._caches = {n: np.zeros(shape, cfg.dtype) for n in cache_names(cfg.n_layer)}
         self._pads, self._slot = pads, L
         return self._run(idx, positions, mask, 0)
 

@@ -71,6 +71,14 @@ class PolymorphicPlan:
         self.last = plan
         return plan
 
+    def drop(self, binding: dict) -> None:
+        """Forget the lowered plan of `binding`, so its buffers go once no caller holds it:
+        for a caller bounding the plans of several PolymorphicPlans together
+        (graphc/generate.py's Generator)."""
+        plan = self._plans.pop(tuple(sorted(binding.items())), None)
+        if plan is not None and plan is self.last:
+            self.last = None
+
     def __call__(self, *args, **kwargs):
         return self.specialize(*args, **kwargs)(*args, **kwargs)
 

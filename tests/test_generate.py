@@ -159,7 +159,7 @@ def test_bad_prompts_and_tokens_are_refused():
 def test_the_decode_plan_updates_the_donated_caches_in_place():
     model, params = small_model("float64")
     gen = Generator(model, params)
-    gen.start([[1, 2, 3]])
+    gen.start([[1, 2, 3, 4, 5]])  # caches of 8 slots (the span), written at slot 5 next
     before = dict(gen._caches)
     gen.advance([4])
     for name, cache in gen._caches.items():
@@ -170,9 +170,10 @@ def test_the_decode_plan_updates_the_donated_caches_in_place():
     updates = [n for n in plan.kernel_graph.nodes if n.op == "dynamic_update_slice"]
     assert len(updates) == 2 * model.cfg.n_layer
     assert {plan.memory_plan.storage[n].kind for n in updates} == {"donated"}
-    # slot 3 now holds the new token's key; slots past it are still zero
+    # slot 5 now holds the new token's key; slots past it are still zero
     k = gen._caches["cache.0.k"]
-    assert np.abs(k[0, :, 3]).max() > 0 and np.abs(k[0, :, 4:]).max() == 0
+    assert k.shape[2] == 8
+    assert np.abs(k[0, :, 5]).max() > 0 and np.abs(k[0, :, 6:]).max() == 0
 
 
 def test_dynamic_update_slice_compiled_in_place_and_clamped():

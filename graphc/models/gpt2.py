@@ -11,7 +11,8 @@ biases, learned positions (`n_positions` is the block size), the tanh GELU (`gel
 the LM head tied to the token embedding. A separate `lm_head.weight` (an untied checkpoint)
 is stored (out, in) like torch's Linear and is transposed.
 
-    model, params = load_gpt2("gpt2/")          # float32, or dtype="float64"
+    model, params = load_gpt2("gpt2/")          # float32, or dtype="float64"; F16 and BF16
+                                                # weights are upcast
     tokenizer = load_tokenizer("gpt2/")
     logits = build_plan(build_logits(model))(...)
 
@@ -179,9 +180,11 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                     raise GraphcError(f"{path}: tensor {key!r} has shape {list(got)}, "
                                       f"{CONFIG_FILE} implies {list(want)}")
                 kind = f.get_slice(key).get_dtype()
-                if kind not in ("F16", "F32", "F64"):
+                # BF16 comes as ml_dtypes' bfloat16 and is upcast below, exactly, as
+                # transformers does with torch_dtype=float32
+                if kind not in ("F16", "BF16", "F32", "F64"):
                     raise GraphcError(f"{path}: tensor {key!r} has dtype {kind}; graphc reads "
-                                      "F16, F32 and F64 weights")
+                                      "F16, BF16, F32 and F64 weights")
                 value = f.get_tensor(key)
                 if not np.isfinite(value).all():
                     raise GraphcError(f"{path}: tensor {key!r} holds non-finite values")
