@@ -23,7 +23,7 @@ from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .jacobians import jacfwd, jacrev
 from .remat import remat
-from .tracing import Spec, spec, trace, tree_leaves, tree_map
+from .tracing import Spec, spec, trace, tree_flatten, tree_leaves, tree_map, tree_unflatten
 from .trainer import Trainer
 from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
 from .vmap import vmap
@@ -34,4 +34,4 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
            "remat", "vmap", "scan", "fori_loop", "while_loop", "cond", "amp",
-           "autocast", "tree_leaves", "tree_map"] + _api.__all__
+           "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__

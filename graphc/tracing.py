@@ -171,6 +171,23 @@ def tree_leaves(tree) -> list:
     return leaves_and_structure(tree)[0]
 
 
+def tree_flatten(tree):
+    """(leaves, treedef), as jax.tree_util.tree_flatten; tree_unflatten(treedef, leaves)
+    rebuilds a tree of that structure (the treedef is graphc's structure: comparable with ==,
+    hashable)."""
+    return leaves_and_structure(tree)
+
+
+def tree_unflatten(treedef, leaves):
+    """The tree of structure `treedef` (from tree_flatten) holding `leaves`, in order."""
+    leaves = list(leaves)
+    expected = leaf_count(treedef)
+    if len(leaves) != expected:
+        raise GraphcError(f"tree_unflatten: the structure holds {expected} leaves, got "
+                          f"{len(leaves)}", (user_location(),))
+    return unflatten(treedef, leaves)
+
+
 def tree_map(f, tree, *rest):
     """f applied to each leaf of `tree` (and the leaves at the same places in `rest`, trees
     of the same structure), in a tree of that structure (as jax.tree_util.tree_map): None
