@@ -29,7 +29,8 @@ With `distributed=True` (under `mpiexec -n N`; graphc.distributed) every rank dr
 global batch and trains on its rows of it; the step averages the loss and the gradients over
 the ranks (allreduce ops, packed into overlapped buckets by passes.buckets) before clipping
 and the update, so N ranks x B/N compute what 1 rank x B computes and every rank holds the
-same parameters. Rank 0 alone writes checkpoints, the loss curve and progress; a checkpoint
+same parameters (rank 0's initial ones are broadcast to every rank at start-up, as DDP
+does). Rank 0 alone writes checkpoints, the loss curve and progress; a checkpoint
 resumes on any number of ranks. Dropout keys differ per rank.
 
 With `precision="bf16-mixed"` or `"fp16-mixed"` the loss runs under gc.autocast (float32
@@ -143,6 +144,10 @@ class Trainer:
         first = self.train_batches.peek(self.rng)
         if self.dist is not None:
             self._handshake(first)
+            # rank 0's initial parameters on every rank (after the handshake, which refuses
+            # different shapes): as DDP, so that a rank-dependent init cannot leave each rank
+            # training its own weights with the same averaged updates
+            self.dist.broadcast_(self.params)
         self.step_plan = self._train_step.plan_for(*self._step_args(self._shard(first)))
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
             self.eval_batches.peek(self.rng)), self._eval_key(0))
