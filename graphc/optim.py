@@ -157,22 +157,26 @@ class Optimizer:
             state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
         return state
 
-    def update(self, grads, state, params):
+    def update(self, grads, state, params, step=None):
         """-> (new params, new state). A leaf whose gradient is None (a None in `grads` may
-        stand for a whole subtree of `params`) is left as it is, its state too."""
-        symbolic = any(isinstance(x, Node) for x in _leaves((grads, state, params)))
+        stand for a whole subtree of `params`) is left as it is, its state too. `step`: the
+        step count the learning-rate schedule is evaluated at where it is not the state's
+        count of updates made (mixed-precision training that skipped overflowed steps: as
+        PyTorch, the scheduler steps every iteration and Adam's bias corrections count the
+        updates); None: the count."""
+        symbolic = any(isinstance(x, Node) for x in _leaves((grads, state, params, step)))
         if symbolic:
-            return self._update(grads, state, params)
+            return self._update(grads, state, params, step)
         # no tape unless the caller differentiates through the update (eager tensors that
         # require grad)
         with contextlib.nullcontext() if _tracks_grad((grads, params)) else no_grad():
             (grads, state, params), lifted = _lift_tree((grads, state, params))
-            new_params, new_state = self._update(grads, state, params)
+            new_params, new_state = self._update(grads, state, params, step)
         if lifted:
             return _unlift_tree(new_params), _unlift_tree(new_state)
         return new_params, new_state
 
-    def _update(self, grads, state, params):
+    def _update(self, grads, state, params, step=None):
         p_leaves, structure, names = flatten(params)
         g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
                                "the parameters'")
@@ -180,7 +184,7 @@ class Optimizer:
         if self.clip_norm is not None and any(g is not None for g in g_leaves):
             g_leaves = leaves_like(structure, clip_by_global_norm(grads, self.clip_norm)[0])
         count = state["count"]
-        scalars = self._scalars(count)
+        scalars = self._scalars(count, count if step is None else step)
         slot_leaves = {s: flatten(state[s])[0] for s in self.slots}
         mask = self._decay_flags(names, p_leaves, structure)
         new_p, new_slots = [], {s: [] for s in self.slots}
@@ -205,9 +209,10 @@ class Optimizer:
             new_state[s] = unflatten(structure, new_slots[s])
         return unflatten(structure, new_p), new_state
 
-    def _scalars(self, count) -> dict:
-        """Float64 scalars shared by every leaf (the learning rate, bias corrections)."""
-        return {"lr": _float64(self.lr(count))}
+    def _scalars(self, count, step) -> dict:
+        """Float64 scalars shared by every leaf (the learning rate at `step`, bias corrections
+        from `count`)."""
+        return {"lr": _float64(self.lr(step))}
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         raise NotImplementedError
@@ -287,11 +292,11 @@ class Adam(Optimizer):
                                   (user_location(),))
         self.eps = _non_negative("eps", eps)
 
-    def _scalars(self, count):
-        step = F.cast(count, "float64") + 1.0  # the update being made, 1-based
-        lr = _float64(self.lr(count))
-        bc1 = 1.0 - F.pow(self.beta1, step)
-        bc2 = 1.0 - F.pow(self.beta2, step)
+    def _scalars(self, count, step):
+        lr = _float64(self.lr(step))
+        t = F.cast(count, "float64") + 1.0  # the update being made, 1-based
+        bc1 = 1.0 - F.pow(self.beta1, t)
+        bc2 = 1.0 - F.pow(self.beta2, t)
         scalars = {"step_size": lr / bc1, "bc2_sqrt": F.sqrt(bc2)}
         if self.decoupled and self.weight_decay:
             scalars["decay_factor"] = 1.0 - lr * self.weight_decay

@@ -5,6 +5,11 @@ numbers and lost work (resume, checkpoints, optimizers against torch, data paral
   unseeded or rank-dependent init) must train one model, rank 0's, as DDP does by
   broadcasting the module's parameters when it is built; before the fix every rank applied
   the same averaged updates to its own weights, and rank 0's checkpoint held only rank 0's.
+- precision="fp16-mixed": a step skipped on an overflow advanced the optimiser's count, so
+  Adam's bias corrections counted updates never made (torch's GradScaler does not call
+  optimizer.step(); optax's apply_if_finite keeps the inner state) and the first updates after
+  skips were too small. The count now counts updates, the schedule follows the step (LambdaLR
+  stepping every iteration), and a checkpoint records the skips so that a resume is exact.
 """
 from __future__ import annotations
 
@@ -92,4 +97,73 @@ def test_data_parallel_ranks_train_rank_0s_initial_parameters(tmp_path):
     single = make(seed=100, distributed=False)
     single.fit(None, progress=False)
     np.testing.assert_allclose(w0, single.params["w"], rtol=0, atol=1e-12)
+
+
+# ---- fp16-mixed: a step skipped on overflow is not an Adam update --------------------------
+C = np.full((3,), 4.0, np.float32)  # the gradient of sum(w * C): 4 everywhere
+W0 = np.array([0.5, -1.0, 2.0], np.float32)
+
+
+def _fp16_trainer(lr, steps):
+    from graphc import amp, optim
+
+    def loss(p, batch):
+        return gc.sum(p["w"] * batch[0])
+    # at 2**127 and 2**126 the scaled gradient 4 * scale overflows float32: steps 0 and 1 are
+    # skipped, the scale halving to 2**125, where it fits
+    return gc.Trainer(loss, {"w": W0}, optim.Adam(lr=lr), lambda rng: (C,), steps=steps,
+                      eval_every=3, precision="fp16-mixed",
+                      loss_scaler=amp.LossScaler(init_scale=2.0 ** 127))
+
+
+def _torch_adam(lr_lambda, iterations, skipped):
+    """torch: Adam + LambdaLR with GradScaler's loop: optimizer.step() is not called on a
+    skipped iteration, scheduler.step() is called on every one."""
+    import torch
+    w = torch.tensor(W0.copy(), requires_grad=True)
+    opt = torch.optim.Adam([w], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    for i in range(iterations):
+        if i not in skipped:
+            w.grad = torch.tensor(C)
+            opt.step()
+        sched.step()
+    return w.detach().numpy()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_fp16_skipped_steps_do_not_advance_adams_bias_correction_and_the_lr_follows_the_step():
+    """Two overflowed steps then two updates: torch's first update moves each weight by lr
+    (bias-corrected m / sqrt(v) = 1); counting the skipped steps in the bias correction moved
+    it by 0.64 lr. The schedule is evaluated at the step (LambdaLR stepping every iteration)."""
+    from graphc import optim
+    trainer = _fp16_trainer(0.1, 4)
+    for _ in range(4):
+        trainer.train_step()
+    assert trainer.skipped_steps == 2 and int(trainer.state["count"]) == 2
+    np.testing.assert_allclose(trainer.params["w"], _torch_adam(lambda i: 0.1, 4, {0, 1}),
+                               rtol=0, atol=1e-6)
+    schedule = optim.cosine(0.1, steps=6, warmup=3, min_lr=0.01)
+    trainer = _fp16_trainer(schedule, 5)
+    for _ in range(5):
+        trainer.train_step()
+    np.testing.assert_allclose(trainer.params["w"], _torch_adam(schedule, 5, {0, 1}),
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_fp16_run_with_skipped_steps_resumes_bit_exact(tmp_path):
+    from graphc import optim
+    schedule = optim.cosine(0.1, steps=6, warmup=3, min_lr=0.01)
+    straight = _fp16_trainer(schedule, 6)
+    straight.fit(None, progress=False)
+    first = _fp16_trainer(schedule, 3)
+    first.fit(str(tmp_path), progress=False)
+    resumed = _fp16_trainer(schedule, 6)
+    resumed.resume(str(tmp_path / "checkpoint.npz"))
+    assert resumed.skipped_steps == 2 and int(resumed.state["count"]) == 1
+    resumed.fit(str(tmp_path), progress=False)
+    for key, value in straight.state_arrays().items():
+        np.testing.assert_array_equal(resumed.state_arrays()[key], value, err_msg=key)
+    assert int(resumed.state["count"]) == int(straight.state["count"]) == 4
 
