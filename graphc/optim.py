@@ -19,6 +19,7 @@ each parameter's dtype; array arithmetic stays in the parameter's dtype.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 
 import numpy as np
@@ -344,15 +345,61 @@ class BoundOptimizer:
                                   (user_location(),))
         self.optimizer, self.parameters = optimizer, named
         self.state = optimizer.init({n: p.data for n, p in named.items()})
+        # updates made to each parameter (torch's state[p]["step"]); state["count"] counts
+        # step() calls, the step the learning-rate schedule is at (torch's LR scheduler)
+        self.updates = {n: 0 for n in named}
 
     def step(self):
         params = {n: p.data for n, p in self.parameters.items()}
         grads = {n: None if p.grad is None else np.asarray(p.grad, p.data.dtype)
                  for n, p in self.parameters.items()}
-        with no_grad():
-            new, self.state = self.optimizer.update(grads, self.state, params)
-        for n, p in self.parameters.items():
-            p.data = new[n]
+        counts = {self.updates[n] for n, g in grads.items() if g is not None}
+        if len(counts) <= 1:  # one count for every parameter updated: one update
+            with no_grad():
+                new, state = self.optimizer.update(
+                    grads, {**self.state, "count": np.asarray(min(counts, default=0),
+                                                              np.int64)},
+                    params, step=self.state["count"])
+            self.state = {**state, "count": self.state["count"] + 1}
+            self._assign(new, grads)
+            return
+        # Parameters that began receiving gradients at different steps (a frozen one thawed,
+        # a branch unused for a while): torch keeps a step per parameter, and Adam's bias
+        # corrections (SGD's first momentum buffer) follow it, so each group of parameters
+        # with the same count is updated with its own; a global count made a late
+        # parameter's first Adam updates too small. Clipping is over all of them at once.
+        optimizer = self.optimizer
+        if optimizer.clip_norm is not None:
+            grads = {n: g for n, g in grads.items()}
+            clipped, _ = clip_by_global_norm({n: g for n, g in grads.items() if g is not None},
+                                             optimizer.clip_norm)
+            grads.update(clipped)
+            optimizer = copy.copy(optimizer)
+            optimizer.clip_norm = None
+        mask = optimizer.decay_mask
+        groups = {count: [n for n, g in grads.items() if g is not None
+                          and self.updates[n] == count] for count in sorted(counts)}
+        for count, group in groups.items():  # (the counts advance as the groups update)
+            if isinstance(mask, dict):  # a pytree of flags: this group's
+                optimizer = copy.copy(optimizer)
+                optimizer.decay_mask = {n: mask[n] for n in group}
+            state = {"count": np.asarray(count, np.int64)}
+            for slot in optimizer.slots:
+                state[slot] = {n: self.state[slot][n] for n in group}
+            with no_grad():
+                new, state = optimizer.update({n: grads[n] for n in group}, state,
+                                              {n: params[n] for n in group},
+                                              step=self.state["count"])
+            for slot in optimizer.slots:
+                self.state[slot].update(state[slot])
+            self._assign(new, grads)
+        self.state["count"] = self.state["count"] + 1
+
+    def _assign(self, new, grads):
+        for n, value in new.items():
+            self.parameters[n].data = value
+            if grads[n] is not None:
+                self.updates[n] += 1
 
     def zero_grad(self):
         for p in self.parameters.values():
