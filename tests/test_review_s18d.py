@@ -13,6 +13,9 @@ numbers and lost work (resume, checkpoints, optimizers against torch, data paral
 - opt.bind(parameters) (PyTorch style) used one global count for Adam's bias corrections and
   SGD's first momentum buffer; torch keeps a step per parameter, so a parameter that first
   got a gradient later (frozen, then thawed) took updates too small (0.058 off in 4 steps).
+- graphc.train.Trainer.resume (the GPT trainer's own, inherited from gc.Trainer) checked only
+  parameter shapes: a checkpoint of another n_head, or of a vocabulary of the same size, was
+  loaded and trained on silently (`graphc train --resume` checked the header; the API not).
 """
 from __future__ import annotations
 
@@ -241,3 +244,33 @@ def test_bound_optimizer_schedule_follows_step_calls_not_a_parameters_count():
         sched.step()
     np.testing.assert_allclose(a.data, ta.detach().numpy(), rtol=0, atol=1e-14)
     np.testing.assert_allclose(b.data, tb.detach().numpy(), rtol=0, atol=1e-14)
+
+
+# ---- the GPT trainer's own resume: another configuration with the same shapes --------------
+def _gpt_trainer(n_head, text="to be or not"):
+    from graphc.data import CharData
+    from graphc.models.gpt import GPT, GPTConfig
+    from graphc.train import TrainConfig, Trainer
+    words = [w + " " for w in text.split()] + ["\n"]
+    data = CharData.from_text("".join(np.random.default_rng(0).choice(words, 300)), 8)
+    cfg = GPTConfig.named("tiny", n_layer=1, n_embd=16, n_head=n_head, block_size=8,
+                          batch_size=4)
+    cfg.vocab_size = len(data.vocab)
+    return Trainer(GPT(cfg, seed=1), data, TrainConfig(steps=2, eval_every=2, eval_iters=1))
+
+
+def test_gpt_trainer_resume_refuses_another_configuration_with_the_same_shapes(tmp_path):
+    """n_head 2 and 4 at n_embd 16 have the same parameter shapes; so do two vocabularies of
+    the same size. graphc.train.Trainer.resume loaded either silently."""
+    from graphc import checkpoint
+    _gpt_trainer(2).fit(str(tmp_path), progress=False)
+    path = str(tmp_path / "checkpoint.npz")
+    with pytest.raises(checkpoint.CheckpointError, match="n_head: checkpoint 2 vs requested 4"):
+        _gpt_trainer(4).resume(path)
+    other = _gpt_trainer(2, text="ta be ar nat")  # 'o' -> 'a': same size, another character
+    assert len(other.data.vocab) == len(_gpt_trainer(2).data.vocab)
+    with pytest.raises(checkpoint.CheckpointError, match="another vocabulary"):
+        other.resume(path)
+    same = _gpt_trainer(2)
+    same.resume(path)
+    assert same.step == 2
