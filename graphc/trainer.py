@@ -543,8 +543,15 @@ class _Batches:
     def seek(self, position):
         """Continue as if `position` batches had been drawn from the start."""
         if self.function is None:
-            self.iterator, self.position = None, 0
-            for _ in range(position):
+            if iter(self.iterable) is self.iterable and position >= self.position:
+                # a one-pass iterator (a generator) cannot start again: it goes on from the
+                # batches it has given, the one peek() holds (the trainer's first, drawn to
+                # compile the step) included; starting afresh skipped that one, so a resumed
+                # run trained on each batch after the next
+                skip = position - self.position
+            else:
+                self.iterator, self.position, skip = None, 0, position
+            for _ in range(skip):
                 self._next()
                 self.position += 1
         self.position = position

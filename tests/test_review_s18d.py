@@ -16,6 +16,8 @@ numbers and lost work (resume, checkpoints, optimizers against torch, data paral
 - graphc.train.Trainer.resume (the GPT trainer's own, inherited from gc.Trainer) checked only
   parameter shapes: a checkpoint of another n_head, or of a vocabulary of the same size, was
   loaded and trained on silently (`graphc train --resume` checked the header; the API not).
+- gc.Trainer on a one-pass iterator (a generator), resumed on a fresh one, skipped one batch
+  too many: the batch drawn at start-up to compile the step was thrown away by seek().
 """
 from __future__ import annotations
 
@@ -274,3 +276,28 @@ def test_gpt_trainer_resume_refuses_another_configuration_with_the_same_shapes(t
     same = _gpt_trainer(2)
     same.resume(path)
     assert same.step == 2
+
+
+# ---- a one-pass iterator of batches, resumed ------------------------------------------------
+def test_a_one_pass_iterator_resumes_on_the_next_batch_not_the_one_after(tmp_path):
+    """Batch i is (i, i): 6 SGD steps take batches 0..5. A run stopped at step 3 and resumed
+    on a fresh generator skipped one more (the batch the new trainer had drawn to compile
+    its step): it trained on 4, 5, 6, ending at -0.8 instead of -0.5."""
+    from graphc import optim
+
+    def generator():
+        for i in range(100):
+            yield (np.full(2, float(i)),)
+
+    def make(steps):
+        return gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), {"w": np.ones(2)},
+                          optim.SGD(lr=0.1), generator(), steps=steps)
+    straight = make(6)
+    straight.fit(None, progress=False)
+    make(3).fit(str(tmp_path), progress=False)
+    resumed = make(6)
+    resumed.resume(str(tmp_path / "checkpoint.npz"))
+    resumed.fit(str(tmp_path), progress=False)
+    np.testing.assert_allclose(straight.params["w"], [-0.5, -0.5], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(resumed.params["w"], straight.params["w"])
+    assert resumed.history == straight.history
