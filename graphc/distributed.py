@@ -50,8 +50,8 @@ from . import watchdog as _watchdog
 
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
-           "agree_max", "allreduce", "broadcast_", "exit_on_error", "mpiexec_path", "launch_command", "launch",
-           "launch_env", "under_mpiexec", "without_option"]
+           "agree_max", "allreduce", "broadcast_", "exit_on_error", "mpiexec_path",
+           "launch_command", "launch", "launch_env", "under_mpiexec", "without_option"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
