@@ -50,8 +50,8 @@ from . import watchdog as _watchdog
 
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
-           "agree_max", "allreduce", "exit_on_error", "mpiexec_path", "launch_command", "launch",
-           "launch_env", "under_mpiexec", "without_option"]
+           "agree_max", "allreduce", "broadcast_", "exit_on_error", "mpiexec_path",
+           "launch_command", "launch", "launch_env", "under_mpiexec", "without_option"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -170,6 +170,27 @@ def allreduce(tree, reduce: str = "mean"):
     if isinstance(tree, (list, tuple)):
         return type(tree)(allreduce(v, reduce) for v in tree)
     return _allreduce_op(tree, reduce)
+
+
+def broadcast_(arrays, root: int = 0) -> None:
+    """Overwrite every rank's arrays (a dict name -> numpy array, each C-contiguous and
+    writable; None entries are skipped) with rank `root`'s, in place, as DDP broadcasts the
+    module's parameters from rank 0 when it is built: ranks that initialised their weights
+    differently (an unseeded or rank-dependent init) would otherwise each train their own
+    model, the averaged gradients applied to different weights, and rank 0's checkpoint
+    would hold only its own. Collective: every rank calls it with the same names, shapes and
+    dtypes (handshake checks them first)."""
+    comm = _STATE["comm"]
+    if comm is None or size() == 1:
+        return
+    for name in sorted(arrays):
+        a = arrays[name]
+        if a is None:
+            continue
+        if not (a.flags.c_contiguous and a.flags.writeable):
+            raise GraphcError(f"broadcast_: {name} is not a C-contiguous writable array")
+        # raw bytes: any dtype (bfloat16 too) travels unchanged
+        comm.Bcast(a.reshape(-1).view(np.uint8), root=root)
 
 
 # ---- data -----------------------------------------------------------------------------------

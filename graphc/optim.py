@@ -19,6 +19,7 @@ each parameter's dtype; array arithmetic stays in the parameter's dtype.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 
 import numpy as np
@@ -157,22 +158,26 @@ class Optimizer:
             state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
         return state
 
-    def update(self, grads, state, params):
+    def update(self, grads, state, params, step=None):
         """-> (new params, new state). A leaf whose gradient is None (a None in `grads` may
-        stand for a whole subtree of `params`) is left as it is, its state too."""
-        symbolic = any(isinstance(x, Node) for x in _leaves((grads, state, params)))
+        stand for a whole subtree of `params`) is left as it is, its state too. `step`: the
+        step count the learning-rate schedule is evaluated at where it is not the state's
+        count of updates made (mixed-precision training that skipped overflowed steps: as
+        PyTorch, the scheduler steps every iteration and Adam's bias corrections count the
+        updates); None: the count."""
+        symbolic = any(isinstance(x, Node) for x in _leaves((grads, state, params, step)))
         if symbolic:
-            return self._update(grads, state, params)
+            return self._update(grads, state, params, step)
         # no tape unless the caller differentiates through the update (eager tensors that
         # require grad)
         with contextlib.nullcontext() if _tracks_grad((grads, params)) else no_grad():
             (grads, state, params), lifted = _lift_tree((grads, state, params))
-            new_params, new_state = self._update(grads, state, params)
+            new_params, new_state = self._update(grads, state, params, step)
         if lifted:
             return _unlift_tree(new_params), _unlift_tree(new_state)
         return new_params, new_state
 
-    def _update(self, grads, state, params):
+    def _update(self, grads, state, params, step=None):
         p_leaves, structure, names = flatten(params)
         g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
                                "the parameters'")
@@ -180,7 +185,7 @@ class Optimizer:
         if self.clip_norm is not None and any(g is not None for g in g_leaves):
             g_leaves = leaves_like(structure, clip_by_global_norm(grads, self.clip_norm)[0])
         count = state["count"]
-        scalars = self._scalars(count)
+        scalars = self._scalars(count, count if step is None else step)
         slot_leaves = {s: flatten(state[s])[0] for s in self.slots}
         mask = self._decay_flags(names, p_leaves, structure)
         new_p, new_slots = [], {s: [] for s in self.slots}
@@ -205,9 +210,10 @@ class Optimizer:
             new_state[s] = unflatten(structure, new_slots[s])
         return unflatten(structure, new_p), new_state
 
-    def _scalars(self, count) -> dict:
-        """Float64 scalars shared by every leaf (the learning rate, bias corrections)."""
-        return {"lr": _float64(self.lr(count))}
+    def _scalars(self, count, step) -> dict:
+        """Float64 scalars shared by every leaf (the learning rate at `step`, bias corrections
+        from `count`)."""
+        return {"lr": _float64(self.lr(step))}
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         raise NotImplementedError
@@ -287,11 +293,11 @@ class Adam(Optimizer):
                                   (user_location(),))
         self.eps = _non_negative("eps", eps)
 
-    def _scalars(self, count):
-        step = F.cast(count, "float64") + 1.0  # the update being made, 1-based
-        lr = _float64(self.lr(count))
-        bc1 = 1.0 - F.pow(self.beta1, step)
-        bc2 = 1.0 - F.pow(self.beta2, step)
+    def _scalars(self, count, step):
+        lr = _float64(self.lr(step))
+        t = F.cast(count, "float64") + 1.0  # the update being made, 1-based
+        bc1 = 1.0 - F.pow(self.beta1, t)
+        bc2 = 1.0 - F.pow(self.beta2, t)
         scalars = {"step_size": lr / bc1, "bc2_sqrt": F.sqrt(bc2)}
         if self.decoupled and self.weight_decay:
             scalars["decay_factor"] = 1.0 - lr * self.weight_decay
@@ -339,15 +345,61 @@ class BoundOptimizer:
                                   (user_location(),))
         self.optimizer, self.parameters = optimizer, named
         self.state = optimizer.init({n: p.data for n, p in named.items()})
+        # updates made to each parameter (torch's state[p]["step"]); state["count"] counts
+        # step() calls, the step the learning-rate schedule is at (torch's LR scheduler)
+        self.updates = {n: 0 for n in named}
 
     def step(self):
         params = {n: p.data for n, p in self.parameters.items()}
         grads = {n: None if p.grad is None else np.asarray(p.grad, p.data.dtype)
                  for n, p in self.parameters.items()}
-        with no_grad():
-            new, self.state = self.optimizer.update(grads, self.state, params)
-        for n, p in self.parameters.items():
-            p.data = new[n]
+        counts = {self.updates[n] for n, g in grads.items() if g is not None}
+        if len(counts) <= 1:  # one count for every parameter updated: one update
+            with no_grad():
+                new, state = self.optimizer.update(
+                    grads, {**self.state, "count": np.asarray(min(counts, default=0),
+                                                              np.int64)},
+                    params, step=self.state["count"])
+            self.state = {**state, "count": self.state["count"] + 1}
+            self._assign(new, grads)
+            return
+        # Parameters that began receiving gradients at different steps (a frozen one thawed,
+        # a branch unused for a while): torch keeps a step per parameter, and Adam's bias
+        # corrections (SGD's first momentum buffer) follow it, so each group of parameters
+        # with the same count is updated with its own; a global count made a late
+        # parameter's first Adam updates too small. Clipping is over all of them at once.
+        optimizer = self.optimizer
+        if optimizer.clip_norm is not None:
+            grads = {n: g for n, g in grads.items()}
+            clipped, _ = clip_by_global_norm({n: g for n, g in grads.items() if g is not None},
+                                             optimizer.clip_norm)
+            grads.update(clipped)
+            optimizer = copy.copy(optimizer)
+            optimizer.clip_norm = None
+        mask = optimizer.decay_mask
+        groups = {count: [n for n, g in grads.items() if g is not None
+                          and self.updates[n] == count] for count in sorted(counts)}
+        for count, group in groups.items():  # (the counts advance as the groups update)
+            if isinstance(mask, dict):  # a pytree of flags: this group's
+                optimizer = copy.copy(optimizer)
+                optimizer.decay_mask = {n: mask[n] for n in group}
+            state = {"count": np.asarray(count, np.int64)}
+            for slot in optimizer.slots:
+                state[slot] = {n: self.state[slot][n] for n in group}
+            with no_grad():
+                new, state = optimizer.update({n: grads[n] for n in group}, state,
+                                              {n: params[n] for n in group},
+                                              step=self.state["count"])
+            for slot in optimizer.slots:
+                self.state[slot].update(state[slot])
+            self._assign(new, grads)
+        self.state["count"] = self.state["count"] + 1
+
+    def _assign(self, new, grads):
+        for n, value in new.items():
+            self.parameters[n].data = value
+            if grads[n] is not None:
+                self.updates[n] += 1
 
     def zero_grad(self):
         for p in self.parameters.values():

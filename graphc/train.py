@@ -203,8 +203,22 @@ class Trainer(_Trainer):
             p.data = self.params[n]
 
     def restore(self, arrays: dict, meta: dict):
+        # the parameters' shapes do not tell every configuration apart (n_head, dropout, a
+        # vocabulary of the same size): the header must be this model's, as `graphc train
+        # --resume` checks, or another model's weights would be trained on silently
+        if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("vocab"), str):
+            raise checkpoint.CheckpointError("the checkpoint is not a GPT's (its header has no "
+                                             "model configuration and vocabulary)")
+        check_compatible(meta, self.model.cfg, self.data.vocab)
         super().restore(arrays, meta)
         self.sync_model()
+
+    def resume(self, path: str):
+        """restore() from a GPT checkpoint file, refused with one line unless it was written
+        for this model configuration and vocabulary."""
+        arrays, meta = checkpoint.load(path)
+        check_compatible(meta, self.model.cfg, self.data.vocab, path)
+        self.restore(arrays, meta)
 
 
 def check_compatible(meta: dict, cfg: GPTConfig, vocab, path: str = "checkpoint") -> None:

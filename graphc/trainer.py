@@ -29,13 +29,16 @@ With `distributed=True` (under `mpiexec -n N`; graphc.distributed) every rank dr
 global batch and trains on its rows of it; the step averages the loss and the gradients over
 the ranks (allreduce ops, packed into overlapped buckets by passes.buckets) before clipping
 and the update, so N ranks x B/N compute what 1 rank x B computes and every rank holds the
-same parameters. Rank 0 alone writes checkpoints, the loss curve and progress; a checkpoint
+same parameters (rank 0's initial ones are broadcast to every rank at start-up, as DDP
+does). Rank 0 alone writes checkpoints, the loss curve and progress; a checkpoint
 resumes on any number of ranks. Dropout keys differ per rank.
 
 With `precision="bf16-mixed"` or `"fp16-mixed"` the loss runs under gc.autocast (float32
 parameters and optimiser state, half-precision activations and matmuls, a float32 loss);
 float16 adds dynamic loss scaling (graphc/amp.py: a step whose gradients overflow is skipped
-and halves the scale), its state checkpointed as amp/scale and amp/good_steps.
+and halves the scale; the optimiser's count, which Adam's bias corrections use, counts the
+updates made, while the learning-rate schedule follows the step, as with PyTorch's GradScaler),
+its state checkpointed as amp/scale and amp/good_steps and the skips in the header.
 `memory_limit` (bytes or a size such as "200MB", as gc.compile takes it): the training step
 recomputes activations in its backward pass until its plan fits; `step_plan.remat_report`
 says what that costs.
@@ -61,7 +64,7 @@ from ir.errors import GraphcError
 from ir.ops.api import cast
 from ir.ops.precision import autocast, precision_dtype
 
-from . import amp, checkpoint, nn
+from . import amp, checkpoint, nn, optim
 from .files import exclusive_directory
 from .optim import _clip_norm, clip_by_global_norm, global_norm
 from .transforms import Compiled, value_and_grad
@@ -143,13 +146,17 @@ class Trainer:
         first = self.train_batches.peek(self.rng)
         if self.dist is not None:
             self._handshake(first)
+            # rank 0's initial parameters on every rank (after the handshake, which refuses
+            # different shapes): as DDP, so that a rank-dependent init cannot leave each rank
+            # training its own weights with the same averaged updates
+            self.dist.broadcast_(self.params)
         self.step_plan = self._train_step.plan_for(*self._step_args(self._shard(first)))
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
             self.eval_batches.peek(self.rng)), self._eval_key(0))
             if eval_batches is not None else None)
 
     # ---- the traced functions ----
-    def _step_function(self, params, state, batch, key, amp_state=None):
+    def _step_function(self, params, state, batch, key, amp_state=None, step=None):
         # Dropout layers the loss calls draw their masks from the step's key, which is
         # checkpointed with the step, not from graphc.nn's generator (the graph's implicit
         # dropout_key input), which a resumed run would not continue bit for bit
@@ -168,13 +175,18 @@ class Trainer:
             grads, norm = clip_by_global_norm(grads, self.clip_norm)
         else:
             norm = global_norm(grads)
-        updated = self.optimizer.update(grads, state, params)
+        if step is not None:  # the schedule at the trainer's step, skipped ones included
+            updated = self.optimizer.update(grads, state, params, step=step)
+        else:
+            updated = self.optimizer.update(grads, state, params)
         if amp_state is None:
             return (value, norm, *updated)
-        # the count advances on a skipped step too (a resumed run's count is its step)
-        count = updated[1]["count"]
+        # a skipped step leaves the whole optimiser state as it was, its count too: the count
+        # is the number of updates made, which Adam's bias corrections are computed from (as
+        # torch's Adam, whose step() GradScaler does not call on an overflow, and as optax's
+        # apply_if_finite); counting skipped steps made the first updates after a skip too
+        # small (0.64 lr instead of lr after two skips). A checkpoint records the skips.
         params, state = self.scaler.select(finite, updated, (params, state))
-        state["count"] = count
         return value, norm, params, state, amp_state
 
     def _mixed_loss(self, params, batch, key, training):
@@ -224,7 +236,12 @@ class Trainer:
 
     def _step_args(self, batch):
         if self.amp_state is not None:
-            return self.params, self.state, batch, self._key(), self.amp_state
+            args = (self.params, self.state, batch, self._key(), self.amp_state)
+            # graphc's optimisers take the step their schedule is at (the count is the
+            # updates made); another optimiser evaluates its schedule at the count
+            if isinstance(self.optimizer, optim.Optimizer):
+                args += (np.int64(self.step),)
+            return args
         return self.params, self.state, batch, self._key()
 
     def step_inputs(self, batch) -> list:
@@ -291,7 +308,7 @@ class Trainer:
         step plan updates the arrays in place, so the state before a bad step is gone."""
         self._good = (self.step, self.rng.bit_generator.state, self.train_batches.position,
                       {k: a.copy() for k, a in self.state_arrays().items()},
-                      list(self.history), list(self.val_history))
+                      list(self.history), list(self.val_history), self.skipped_steps)
 
     @property
     def good_step(self) -> int:
@@ -301,8 +318,8 @@ class Trainer:
         """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
         then an evaluation) with the plans' finite check; return its error, which names the
         first op that produced a NaN or an Inf, its operand ranges and the model's line."""
-        step, rng_state, position, arrays, history, val_history = self._good
-        self._set_state_arrays({k: a.copy() for k, a in arrays.items()}, step)
+        step, rng_state, position, arrays, history, val_history, skipped = self._good
+        self._set_state_arrays({k: a.copy() for k, a in arrays.items()}, step, skipped)
         self.train_batches.seek(position)
         self.history, self.val_history = list(history), list(val_history)
         self.rng.bit_generator.state = rng_state
@@ -324,6 +341,7 @@ class Trainer:
         if bad is not None:  # the file on disk is the last good state; keep it
             raise GraphcError(f"not saving step {self.step} to {path}: {bad} is not finite")
         meta = {**self.checkpoint_meta, "step": self.step,
+                "skipped_steps": self.skipped_steps,  # the optimiser's count is step - this
                 "rng": _jsonable(self.rng.bit_generator.state),
                 "data_position": self.train_batches.position,
                 "history": self.history, "val_history": self.val_history}
@@ -346,7 +364,12 @@ class Trainer:
         if isinstance(position, bool) or not isinstance(position, int) or position < 0:
             raise checkpoint.CheckpointError(f"checkpoint header: data_position must be a "
                                              f"whole number >= 0, got {position!r}")
-        self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]))
+        skipped = meta.get("skipped_steps", 0)
+        if isinstance(skipped, bool) or not isinstance(skipped, int) \
+                or not 0 <= skipped <= meta["step"]:
+            raise checkpoint.CheckpointError(f"checkpoint header: skipped_steps must be a whole "
+                                             f"number from 0 to the step, got {skipped!r}")
+        self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped)
         self.rng.bit_generator.state = meta["rng"]
         self.train_batches.seek(position)
         self.history = [tuple(h) for h in meta.get("history", [])]
@@ -360,15 +383,16 @@ class Trainer:
         optional = [k for k in wanted if k.startswith("amp/")]
         self.restore(*checkpoint.load_arrays(path, wanted, optional))
 
-    def _set_state_arrays(self, arrays, step):
-        self.step = step
+    def _set_state_arrays(self, arrays, step, skipped=0):
+        self.step, self.skipped_steps = step, skipped
         for n in self.names:
             self.params[n] = arrays[f"param/{n}"]
         for slot in self.optimizer.slots:
             prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
             for n in self.names:
                 self.state[slot][n] = arrays[f"{prefix}/{n}"]
-        self.state["count"] = np.asarray(step, np.int64)  # one update per step
+        # one update per step that an overflow did not skip
+        self.state["count"] = np.asarray(step - skipped, np.int64)
         if self.amp_state is not None and f"amp/{next(iter(self.amp_state))}" in arrays:
             self.amp_state = {k: np.array(arrays[f"amp/{k}"]) for k in self.amp_state}
 
@@ -519,8 +543,15 @@ class _Batches:
     def seek(self, position):
         """Continue as if `position` batches had been drawn from the start."""
         if self.function is None:
-            self.iterator, self.position = None, 0
-            for _ in range(position):
+            if iter(self.iterable) is self.iterable and position >= self.position:
+                # a one-pass iterator (a generator) cannot start again: it goes on from the
+                # batches it has given, the one peek() holds (the trainer's first, drawn to
+                # compile the step) included; starting afresh skipped that one, so a resumed
+                # run trained on each batch after the next
+                skip = position - self.position
+            else:
+                self.iterator, self.position, skip = None, 0, position
+            for _ in range(skip):
                 self._next()
                 self.position += 1
         self.position = position
