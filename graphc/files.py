@@ -24,13 +24,17 @@ def atomic_writer(path: str):
     beside `path`, renamed over `path` when the block ends, and removed if it fails, so
     `path` is whole or untouched. The temporary name is random and created exclusively
     (mkstemp: O_EXCL, so a symlink planted under a predictable name like PATH.tmp is never
-    followed or truncated)."""
+    followed or truncated). The data reaches the disk before the rename and the rename
+    before the writer returns (fsync of the file, then of its directory), so a crash of the
+    machine leaves the old file or the new one, not an empty file under the new name."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
         # mkstemp makes the file 0600; give the output the permissions open() would have
         umask = os.umask(0)
         os.umask(umask)
@@ -40,6 +44,21 @@ def atomic_writer(path: str):
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+    _sync_directory(directory)
+
+
+def _sync_directory(directory: str) -> None:
+    """fsync a directory, so a rename in it is on the disk (POSIX; elsewhere a no-op)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system or platform that cannot sync directories
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_figure(fig, path: str, dpi: int = 100) -> None:
