@@ -245,7 +245,12 @@ def getitem(x, key):
     negative index counts from the end, one out of range is clamped)."""
     if not isinstance(key, tuple):
         key = (key,)
-    if len(key) == 1 and not isinstance(key[0], (int, slice, type(None), type(Ellipsis))):
+    # a 0-d integer tensor is a run-time scalar index, not a gather: it takes the
+    # dynamic_slice path below on every axis, the first included, so that it clamps there
+    # as it does on the others (JAX: x[i] and x[:, i] both clamp a traced i)
+    if len(key) == 1 and not isinstance(key[0], (int, np.integer, slice, type(None),
+                                                 type(Ellipsis))) \
+            and not _is_scalar_index(key[0]):
         index = key[0]
         if _dtype(index) == np.dtype("bool"):
             _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
