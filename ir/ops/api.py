@@ -323,9 +323,13 @@ def _slice_indices(k: slice, d):
     def bound(v, default):
         if v is None:
             return default
-        if not isinstance(v, Dim) and v < 0:
+        # a negative bound counts from the end, then clamps at 0, as Python's; a symbolic
+        # one too where its sign is decided (`-n-3`, `-seq` below a size `n`); where the
+        # clamp depends on the symbols (`-10` of a `batch` axis) the bound stays, and the
+        # slice's type rule checks it when they are bound
+        if not holds_when_bound(lambda: v >= 0):
             v = d + v
-            return v if isinstance(v, Dim) or v >= 0 else 0
+            return v if holds_when_bound(lambda: v >= 0) else 0
         # Python clamps a bound past the end to the size; where that depends on the symbols
         # (`table[:seq]` of a table of 64 rows) the bound stays, and the slice's type rule
         # checks it when they are bound: an error then, not a clamp
