@@ -17,6 +17,12 @@ Each test failed before its fix.
    But that check was skipped for a node of a concrete type over a symbolic input: x[:10] of
    f32[n] with n=3 ran a slice typed f32[10] that gave 3 values (returned as such, or a
    broadcast error further on). Fixes: ir/ops/api.py (_slice_indices), ir/specialize.py.
+
+3. einsum refused a letter of size 1 in one operand against its size in another
+   ('ij,ij->ij' of (3, 4) and (1, 4): "index 'i' has sizes 3 and 1"), which numpy's einsum
+   broadcasts, contracted letters included ('ij,jk->ik' of (3, 4) and (1, 5)). A repeated
+   letter within one operand must still match ('ii' of (1, 3) is refused, as numpy).
+   Fix (ir/ops/api.py, einsum): such operands are broadcast first.
 """
 import numpy as np
 import pytest
@@ -96,3 +102,39 @@ def test_a_bound_the_sizes_break_is_one_error_not_a_wrong_shape():
         first, where = str(info.value).splitlines()
         assert first == "slice with n=3: bad range 0:10:1 for an axis of 3"
         assert "test_review_s18b.py" in where
+
+
+EINSUM_BROADCASTS = [("ij,ij->ij", (3, 4), (1, 4)), ("ij,jk->ik", (3, 4), (1, 5)),
+                     ("ij,ij->i", (3, 4), (3, 1)), ("bij,bjk->bik", (3, 2, 4), (1, 4, 5)),
+                     ("ii,ij->j", (1, 1), (3, 4)), ("i,i->", (1,), (5,))]
+
+
+@pytest.mark.parametrize("spec, sa, sb", EINSUM_BROADCASTS)
+def test_einsum_broadcasts_size_one_letters_as_numpy(spec, sa, sb):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=sa), rng.normal(size=sb)
+    want = np.einsum(spec, a, b)
+    np.testing.assert_allclose(np.asarray(gc.einsum(spec, gc.tensor(a), gc.tensor(b))), want,
+                               rtol=1e-12)
+    f = gc.compile(lambda x, y: gc.einsum(spec, x, y))
+    np.testing.assert_allclose(np.asarray(f(a, b)), want, rtol=1e-12)
+    # gradients against central differences of numpy's einsum (float64)
+    w = rng.normal(size=want.shape)
+    loss = lambda x, y: gc.sum(gc.einsum(spec, x, y) * w)
+    ga, gb = gc.compile(gc.grad(loss, argnums=(0, 1)))(a, b)
+    for got, arg in ((ga, 0), (gb, 1)):
+        ops = [a, b]
+        num = np.zeros_like(ops[arg])
+        for idx in np.ndindex(num.shape):
+            hi, lo = [o.copy() for o in ops], [o.copy() for o in ops]
+            hi[arg][idx] += 1e-6
+            lo[arg][idx] -= 1e-6
+            num[idx] = (np.sum(np.einsum(spec, *hi) * w) - np.sum(np.einsum(spec, *lo) * w)) / 2e-6
+        np.testing.assert_allclose(np.asarray(got), num, rtol=1e-6, atol=1e-8)
+
+
+def test_einsum_still_refuses_what_numpy_refuses():
+    with pytest.raises(GraphcError, match="index 'i' has sizes 1 and 3"):
+        gc.einsum("ii->i", gc.tensor(np.ones((1, 3))))
+    with pytest.raises(GraphcError, match="index 'i' has sizes 3 and 2"):
+        gc.einsum("ij,ij->ij", gc.tensor(np.ones((3, 4))), gc.tensor(np.ones((2, 4))))

@@ -517,7 +517,32 @@ def einsum(spec, *xs):
                 xs[k] = broadcast_to(xs[k], shape[:i] + lead[rank - r:] + shape[i + r:])
             ins[k] = ins[k].replace("...", "".join(dims[rank - r:]))
         out = out.replace("...", "".join(dims))
+    xs = _broadcast_einsum_letters(ins, list(xs))
     return apply("einsum", *xs, spec=",".join(ins) + "->" + out)
+
+
+def _broadcast_einsum_letters(ins, xs):
+    """numpy's einsum broadcasts a letter of size 1 in one operand against its size in the
+    others ('ij,ij->ij' of (3, 4) and (1, 4); 'ij,jk' of (3, 4) and (1, 5)): such operands
+    are broadcast first, so the op sees equal sizes and broadcast_to's gradient sums back.
+    Other mismatches are left to the op's rule, which names them."""
+    sizes = {}
+    for sub, x in zip(ins, xs):
+        for c, d in zip(sub, _shape(x)):
+            if not (isinstance(d, int) and d == 1):
+                sizes.setdefault(c, d)
+    for k, (sub, x) in enumerate(zip(ins, xs)):
+        shape = _shape(x)
+        if len(sub) != len(shape):
+            continue  # the op's rule names the mismatch
+        # a letter repeated in one operand (a diagonal) broadcasts only where all its
+        # axes there are 1: numpy refuses 'ii' of (1, 3)
+        ones = {c for c in sub if all(isinstance(d, int) and d == 1
+                                      for e, d in zip(sub, shape) if e == c)}
+        want = tuple(sizes.get(c, d) if c in ones else d for c, d in zip(sub, shape))
+        if want != shape:
+            xs[k] = broadcast_to(x, want)
+    return xs
 
 
 def _broadcast_shape(shapes, spec):
