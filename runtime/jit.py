@@ -183,14 +183,15 @@ if numba is not None:
 
     @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
     def maximum(a, b):
-        """np.maximum's rule for scalars: a NaN on either side wins."""
-        if a != a or a >= b:
+        """np.maximum's rule for scalars: a NaN on either side wins, and a tie gives b, as
+        numpy's does, so the sign of a zero agrees (relu(-0.0) = maximum(-0.0, 0.0) = +0.0)."""
+        if a != a or a > b:
             return a
         return b
 
     @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
     def minimum(a, b):
-        if a != a or a <= b:
+        if a != a or a < b:
             return a
         return b
 

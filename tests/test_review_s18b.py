@@ -23,12 +23,21 @@ Each test failed before its fix.
    broadcasts, contracted letters included ('ij,jk->ik' of (3, 4) and (1, 5)). A repeated
    letter within one operand must still match ('ii' of (1, 3) is refused, as numpy).
    Fix (ir/ops/api.py, einsum): such operands are broadcast first.
+
+4. relu(-0.0): eager, the interpreter and numpy-run plans give +0.0 (np.maximum(x, 0): on a
+   tie numpy returns its second operand), but numba's fused kernels gave -0.0 for relu in a
+   fused chain (relu(x) * 1.0, relu(x + x)) and flipped maximum / minimum of a signed zero
+   likewise (their scalar helpers returned the first operand on a tie). torch.relu(-0.0) is
+   -0.0; graphc follows numpy, its reference for elementwise ops, on every path. Fix
+   (runtime/jit.py maximum, minimum): a tie gives the second operand, as numpy.
+
 """
 import numpy as np
 import pytest
 
 import graphc as gc
 from ir.errors import GraphcError
+from runtime.codegen import compile_graph
 
 
 def jax_index(i, length):
@@ -138,3 +147,33 @@ def test_einsum_still_refuses_what_numpy_refuses():
         gc.einsum("ii->i", gc.tensor(np.ones((1, 3))))
     with pytest.raises(GraphcError, match="index 'i' has sizes 3 and 2"):
         gc.einsum("ij,ij->ij", gc.tensor(np.ones((3, 4))), gc.tensor(np.ones((2, 4))))
+
+
+SIGNED_ZEROS = [("relu", lambda x: gc.relu(x), lambda x: np.maximum(x, 0)),
+                ("relu * 1", lambda x: gc.relu(x) * 1.0, lambda x: np.maximum(x, 0) * 1.0),
+                ("relu(x + x)", lambda x: gc.relu(x + x), lambda x: np.maximum(x + x, 0)),
+                ("maximum(x, 0)", lambda x: gc.maximum(x, 0.0) * 1.0,
+                 lambda x: np.maximum(x, np.float32(0))),
+                ("maximum(0, x)", lambda x: gc.maximum(0.0, x) * 1.0,
+                 lambda x: np.maximum(np.float32(0), x)),
+                ("minimum(x, 0)", lambda x: gc.minimum(x, 0.0) * 1.0,
+                 lambda x: np.minimum(x, np.float32(0))),
+                ("minimum(0, x)", lambda x: gc.minimum(0.0, x) * 1.0,
+                 lambda x: np.minimum(np.float32(0), x))]
+
+
+@pytest.mark.parametrize("name, fn, ref", SIGNED_ZEROS, ids=[c[0] for c in SIGNED_ZEROS])
+def test_sign_of_zero_agrees_on_every_path(name, fn, ref):
+    pytest.importorskip("numba")
+    x = np.full((64, 256), -0.0, np.float32)
+    x[0, :6] = [0.0, -1.0, np.nan, 2.0, -np.inf, np.inf]
+    want = ref(x)
+    paths = {"eager": fn(gc.tensor(x)),
+             "numpy plan": compile_graph(gc.trace(fn, x), jit=False)(x)[0],
+             "numba plan": compile_graph(gc.trace(fn, x), jit=True,
+                                         background_compile=False)(x)[0]}
+    for path, got in paths.items():
+        got = np.asarray(got)
+        np.testing.assert_array_equal(got, want, err_msg=path)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=path)
+
