@@ -31,6 +31,15 @@ Each test failed before its fix.
    -0.0; graphc follows numpy, its reference for elementwise ops, on every path. Fix
    (runtime/jit.py maximum, minimum): a tie gives the second operand, as numpy.
 
+5. Eager loops never checked the carry's type: fori_loop(0, 3, lambda i, v: v * i, f32)
+   returned float64 eagerly (numpy promoted the float32 carry with the int64 counter), and
+   a body returning v.astype('float64') ran on in float64, where the compiled loop (and
+   JAX's) refuses a carry that changes type. A float32 carry the body keeps float32 was
+   already float32 with equal results on both paths (pinned below). Fix
+   (graphc/control_flow.py, _check_eager_carry): eager scan / while_loop / fori_loop check
+   each step's carry against the initial one, with the traced loop's one-line error; a
+   fori_loop's error names body_fun rather than its internal wrapper.
+
 """
 import numpy as np
 import pytest
@@ -176,4 +185,45 @@ def test_sign_of_zero_agrees_on_every_path(name, fn, ref):
         got = np.asarray(got)
         np.testing.assert_array_equal(got, want, err_msg=path)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=path)
+
+
+FLOAT32_BODIES = [lambda i, v: v * 1.1 + 0.5, lambda i, v: gc.sin(v) * v,
+                  lambda i, v: v + i.astype("float32")]
+
+
+@pytest.mark.parametrize("body", FLOAT32_BODIES)
+def test_fori_loop_keeps_a_float32_carry_eager_and_compiled(body):
+    init = np.linspace(-1, 1, 5).astype(np.float32)
+    compiled = np.asarray(gc.compile(lambda v: gc.fori_loop(0, 4, body, v))(init))
+    traced_bounds = np.asarray(gc.compile(lambda v, n: gc.fori_loop(0, n, body, v))(
+        init, np.int64(4)))
+    eager = np.asarray(gc.fori_loop(0, 4, body, gc.tensor(init)))
+    for got in (compiled, traced_bounds, eager):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, compiled, rtol=1e-6)
+
+
+def _promote(i, v):
+    return v * i  # numpy: float32 * int64 -> float64
+
+
+def _widen(i, v):
+    return v.astype("float64")
+
+
+@pytest.mark.parametrize("body", [_promote, _widen])
+def test_an_eager_loop_refuses_a_carry_that_changes_type(body):
+    init = np.ones(3, np.float32)
+    expected = "returns the carry as (i64[], f64[3]) but it came in as (i64[], f32[3])"
+    with pytest.raises(GraphcError) as info:
+        gc.fori_loop(0, 3, body, init)
+    first = str(info.value).splitlines()[0]
+    assert first.endswith(expected) and f"scan function {body.__name__} (defined at " in first
+    assert "test_review_s18b.py" in first
+    with pytest.raises(GraphcError, match=r"returns the carry as \(f64\[3\]\) but it came in "
+                                          r"as \(f32\[3\]\)"):
+        gc.scan(lambda c, _: (c.astype("float64"), None), init, None, length=2)
+    with pytest.raises(GraphcError, match=r"while_loop body function .* returns the carry as "
+                                          r"\(f64\[3\]\)"):
+        gc.while_loop(lambda v: v[0] < 4, lambda v: v + np.ones(3), init)
 
