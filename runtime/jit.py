@@ -343,31 +343,47 @@ if numba is not None:
             ss += d * d
         return mu, ty(1.0) / np.sqrt(ss * inv_n + ty(eps))
 
+    @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+    def _normalise_row(xr, mu, rstd, w, b, out):
+        """out = (x - mu) * rstd * w + b in numpy's order. Not inlined and not reassociated
+        (the flags stay with these instructions where LLVM inlines it): under the row
+        kernels' reassoc LLVM formed (x - mu) * w first, which overflows a float32 row that
+        numpy's order does not: x - mu = 2.95e38, rstd = 0 (its squares overflowed), w = -1.7
+        gave nan where numpy gives b."""
+        for j in range(xr.shape[0]):
+            out[j] = (xr[j] - mu) * rstd * w[j] + b[j]
+
+    @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+    def _xhat_row(xr, mu, rstd, out):
+        """out = (x - mu) * rstd, not reassociated (see _normalise_row)."""
+        for j in range(xr.shape[0]):
+            out[j] = (xr[j] - mu) * rstd
+
     @njit(**_ROW_OPTS)
     def layer_norm(x, w, b, eps, out):
-        rows, n = x.shape
-        for r in prange(rows):
+        for r in prange(x.shape[0]):
             mu, rstd = _row_moments(x[r], eps)
-            for j in range(n):
-                out[r, j] = (x[r, j] - mu) * rstd * w[j] + b[j]
+            _normalise_row(x[r], mu, rstd, w, b, out[r])
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _layer_norm_grad_row(xr, w, gr, mu, rstd, out):
         """out = the gradient of LayerNorm's input for one row (x, its moments, dy)."""
         n = xr.shape[0]
         ty = xr.dtype.type
+        _xhat_row(xr, mu, rstd, out)  # out holds xhat until the last loop
         a = ty(0.0)
         bsum = ty(0.0)
         for j in range(n):
             gw = gr[j] * w[j]
             a += gw
-            bsum += gw * (xr[j] - mu)
+            # gw * xhat, as numpy: the sum of gw * (x - mu), times rstd after, overflowed a
+            # float32 row whose squares did (rstd 0) and gave nan where numpy gives 0
+            bsum += gw * out[j]
         inv_n = ty(1.0 / n)  # not a / n: an integer n would make it float64
         a = a * inv_n
-        bsum = bsum * rstd * inv_n
+        bsum = bsum * inv_n
         for j in range(n):
-            xhat = (xr[j] - mu) * rstd
-            out[j] = rstd * (gr[j] * w[j] - xhat * bsum - a)
+            out[j] = rstd * (gr[j] * w[j] - out[j] * bsum - a)
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _add_xhat_times_g(xr, gr, mu, rstd, acc):

@@ -40,6 +40,15 @@ Each test failed before its fix.
    each step's carry against the initial one, with the traced loop's one-line error; a
    fori_loop's error names body_fun rather than its internal wrapper.
 
+6. LayerNorm of float32 rows whose squares overflow (an element near 3e38; rstd becomes 0):
+   numpy's order (eager ops, the interpreter, numpy-run plans) gives b, and a zero input
+   gradient, but numba's kernels gave nan: under the row kernels' reassoc LLVM formed
+   (x - mu) * w before * rstd (2.95e38 * -1.7 overflows, then * 0), and the input
+   gradient summed gw * (x - mu) before scaling by rstd (overflow, then inf * 0); the eager
+   gradient gave nan as well, where the interpreter gives 0. Rows of
+   1e20 (torch gives nan, from its own overflow) were already b on every path. Fix
+   (runtime/jit.py): the normalisation runs in numpy's order without reassociation
+   (_normalise_row, _xhat_row) and the gradient sums gw * xhat, as numpy.
 """
 import numpy as np
 import pytest
@@ -227,3 +236,40 @@ def test_an_eager_loop_refuses_a_carry_that_changes_type(body):
                                           r"\(f64\[3\]\)"):
         gc.while_loop(lambda v: v[0] < 4, lambda v: v + np.ones(3), init)
 
+
+def _huge_rows(shape, seed):
+    rng = np.random.default_rng(seed)
+    n = shape[-1]
+    x = rng.normal(size=shape).astype(np.float32)
+    x[..., 0] = 3e38  # its square overflows float32: rstd is 0
+    w = np.linspace(-3, 3, n).astype(np.float32)  # |w| > 1.2 next to x - mu overflows
+    w[0] = -1.7
+    b = rng.normal(size=n).astype(np.float32)
+    g = rng.normal(size=shape).astype(np.float32)
+    return x, w, b, g
+
+
+@pytest.mark.parametrize("shape", [(3, 64), (2, 3, 100), (40, 768)])
+def test_layer_norm_of_rows_whose_squares_overflow_agrees_on_every_path(shape):
+    pytest.importorskip("numba")
+    from runtime.interpreter import run
+    x, w, b, g = _huge_rows(shape, 0)
+
+    def fn(x, w, b, g):
+        loss = lambda x, w, b: gc.sum(gc.layer_norm(x, w, b) * g)
+        return (gc.layer_norm(x, w, b),) + tuple(gc.grad(loss, argnums=(0, 1, 2))(x, w, b))
+
+    graph = gc.trace(fn, x, w, b, g)
+    with np.errstate(all="ignore"):
+        want = [np.asarray(v) for v in run(graph, x, w, b, g)]
+        paths = {"eager": fn(*(gc.tensor(v) for v in (x, w, b, g))),
+                 "numpy plan": compile_graph(graph, jit=False)(x, w, b, g),
+                 "numba plan": compile_graph(graph, jit=True, background_compile=False)(
+                     x, w, b, g)}
+    np.testing.assert_array_equal(want[0], np.broadcast_to(b, shape))  # numpy's order: b
+    np.testing.assert_array_equal(want[1], np.zeros(shape, np.float32))
+    for path, got in paths.items():
+        for k, (v, ref) in enumerate(zip(got, want)):
+            assert np.isfinite(np.asarray(v)).all(), (path, k)
+            np.testing.assert_allclose(np.asarray(v), ref, rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{path} output {k}")
