@@ -370,20 +370,26 @@ if numba is not None:
         """out = the gradient of LayerNorm's input for one row (x, its moments, dy)."""
         n = xr.shape[0]
         ty = xr.dtype.type
-        _xhat_row(xr, mu, rstd, out)  # out holds xhat until the last loop
         a = ty(0.0)
         bsum = ty(0.0)
         for j in range(n):
             gw = gr[j] * w[j]
             a += gw
-            # gw * xhat, as numpy: the sum of gw * (x - mu), times rstd after, overflowed a
-            # float32 row whose squares did (rstd 0) and gave nan where numpy gives 0
-            bsum += gw * out[j]
+            bsum += gw * (xr[j] - mu)
         inv_n = ty(1.0 / n)  # not a / n: an integer n would make it float64
         a = a * inv_n
-        bsum = bsum * inv_n
+        bsum = bsum * rstd * inv_n
+        if not np.isfinite(bsum):
+            # gw * (x - mu) overflowed (a float32 row whose squares did: rstd 0), and inf * 0
+            # gave nan where numpy's order, sum(gw * xhat), gives 0: that order, for this row
+            _xhat_row(xr, mu, rstd, out)
+            bsum = ty(0.0)
+            for j in range(n):
+                bsum += gr[j] * w[j] * out[j]
+            bsum = bsum * inv_n
         for j in range(n):
-            out[j] = rstd * (gr[j] * w[j] - out[j] * bsum - a)
+            xhat = (xr[j] - mu) * rstd
+            out[j] = rstd * (gr[j] * w[j] - xhat * bsum - a)
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _add_xhat_times_g(xr, gr, mu, rstd, acc):

@@ -48,7 +48,8 @@ Each test failed before its fix.
    gradient gave nan as well, where the interpreter gives 0. Rows of
    1e20 (torch gives nan, from its own overflow) were already b on every path. Fix
    (runtime/jit.py): the normalisation runs in numpy's order without reassociation
-   (_normalise_row, _xhat_row) and the gradient sums gw * xhat, as numpy.
+   (_normalise_row), and a row whose gradient sum overflowed is summed again as numpy,
+   gw * xhat (_xhat_row).
 """
 import numpy as np
 import pytest
