@@ -19,6 +19,8 @@ runs.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ir.errors import GraphcError, definition_location, user_location
@@ -26,7 +28,7 @@ from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, like_dtype, lift_symbolic
-from ir.types import is_float
+from ir.types import TensorType, is_float
 from ir.region import Region
 from runtime.eager import Tensor, no_grad
 
@@ -61,7 +63,7 @@ def _fn_name(fn) -> str:
 
 
 def _where(fn) -> str:
-    loc = definition_location(fn)
+    loc = definition_location(getattr(fn, "__wrapped__", fn))  # fori_loop's body_fun
     return f" (defined at {loc[0]}:{loc[1]})" if loc else ""
 
 
@@ -108,6 +110,26 @@ def _eager_autocast_carry(carry, init):
     return unflatten(structure, [
         F.cast(a, b.dtype) if hasattr(a, "dtype") and hasattr(b, "dtype") and a.dtype != b.dtype
         and is_float(a.dtype) and is_float(b.dtype) else a for a, b in zip(new, old)])
+
+
+def _check_eager_carry(fn, what, carry, init):
+    """The eager loops' _check_carry: each step's carry keeps the structure, dtypes and
+    shapes of `init`, as the traced loop (and JAX's) requires; without it a float32 carry
+    met by numpy's promotion (v * i, i an int64 counter) silently became float64 eagerly,
+    where the compiled loop refuses. Python numbers in init are weakly typed: unchecked."""
+    new, structure = leaves_and_structure(carry)
+    old, old_structure = leaves_and_structure(init)
+    if structure != old_structure or len(new) != len(old):
+        raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
+                          f"with the structure of the initial one", (user_location(),))
+    strong = [k for k, b in enumerate(old) if hasattr(b, "dtype")]
+    types = [[TensorType(F._shape(leaves[k]), F._dtype(leaves[k])) if hasattr(leaves[k], "dtype")
+              else type(leaves[k]).__name__ for k in strong] for leaves in (new, old)]
+    if types[0] != types[1]:
+        raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} returns the carry as "
+                          f"({', '.join(map(str, types[0]))}) but it came in as "
+                          f"({', '.join(map(str, types[1]))})", (user_location(),))
+    return carry
 
 
 def _set_outputs(region, leaves, call_location):
@@ -198,7 +220,7 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
         x = unflatten(x_structure, [_strong(leaf[t]) for leaf in x_leaves]) \
             if xs is not None else None
         carry, ys[t] = _pair(f, f(carry, x))
-        carry = _eager_autocast_carry(carry, init)
+        carry = _check_eager_carry(f, "scan", _eager_autocast_carry(carry, init), init)
     if n == 0:
         return carry, _no_steps_ys(f, init, xs, x_leaves, x_structure)
     if ys[0] is None:
@@ -243,6 +265,7 @@ def fori_loop(lower, upper, body_fun, init_val):
             return init_val
         dtype = np.result_type(np.asarray(lower), np.asarray(upper))
 
+        @functools.wraps(body_fun)  # a carry error names body_fun, not this wrapper
         def step(carry, _):
             i, val = carry
             return (i + 1, body_fun(i, val)), None
@@ -268,7 +291,8 @@ def while_loop(cond_fun, body_fun, init_val):
     if graph is None:
         val = init_val
         while bool(np.asarray(_data(cond_fun(val)))):
-            val = _eager_autocast_carry(body_fun(val), init_val)
+            val = _check_eager_carry(body_fun, "while_loop body",
+                                     _eager_autocast_carry(body_fun(val), init_val), init_val)
         return val
     call_site = user_location()
     carry_nodes = [_as_node(graph, x, "while_loop init") for x in init_leaves]

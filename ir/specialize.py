@@ -111,7 +111,11 @@ def specialize(graph, binding: dict) -> Graph:
         else:
             inputs = [mapping[i] for i in node.inputs]
             attrs = node.attrs
-            if node.type.symbolic or holds_dim(attrs) or _holds_symbolic_region(attrs):
+            # a node of a concrete type may still read a symbolic input (x[:10] of an
+            # f32[batch]): its rule is checked for these sizes too, or batch=3 would run a
+            # slice typed f32[10] that gives 3 values
+            if node.type.symbolic or holds_dim(attrs) or _holds_symbolic_region(attrs) or \
+                    any(i.type.symbolic for i in node.inputs):
                 try:
                     attrs = {k: _specialize_attr(v, binding) for k, v in attrs.items()}
                 except KeyError as exc:

@@ -183,14 +183,15 @@ if numba is not None:
 
     @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
     def maximum(a, b):
-        """np.maximum's rule for scalars: a NaN on either side wins."""
-        if a != a or a >= b:
+        """np.maximum's rule for scalars: a NaN on either side wins, and a tie gives b, as
+        numpy's does, so the sign of a zero agrees (relu(-0.0) = maximum(-0.0, 0.0) = +0.0)."""
+        if a != a or a > b:
             return a
         return b
 
     @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
     def minimum(a, b):
-        if a != a or a <= b:
+        if a != a or a < b:
             return a
         return b
 
@@ -342,13 +343,27 @@ if numba is not None:
             ss += d * d
         return mu, ty(1.0) / np.sqrt(ss * inv_n + ty(eps))
 
+    @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+    def _normalise_row(xr, mu, rstd, w, b, out):
+        """out = (x - mu) * rstd * w + b in numpy's order. Not inlined and not reassociated
+        (the flags stay with these instructions where LLVM inlines it): under the row
+        kernels' reassoc LLVM formed (x - mu) * w first, which overflows a float32 row that
+        numpy's order does not: x - mu = 2.95e38, rstd = 0 (its squares overflowed), w = -1.7
+        gave nan where numpy gives b."""
+        for j in range(xr.shape[0]):
+            out[j] = (xr[j] - mu) * rstd * w[j] + b[j]
+
+    @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+    def _xhat_row(xr, mu, rstd, out):
+        """out = (x - mu) * rstd, not reassociated (see _normalise_row)."""
+        for j in range(xr.shape[0]):
+            out[j] = (xr[j] - mu) * rstd
+
     @njit(**_ROW_OPTS)
     def layer_norm(x, w, b, eps, out):
-        rows, n = x.shape
-        for r in prange(rows):
+        for r in prange(x.shape[0]):
             mu, rstd = _row_moments(x[r], eps)
-            for j in range(n):
-                out[r, j] = (x[r, j] - mu) * rstd * w[j] + b[j]
+            _normalise_row(x[r], mu, rstd, w, b, out[r])
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _layer_norm_grad_row(xr, w, gr, mu, rstd, out):
@@ -364,6 +379,14 @@ if numba is not None:
         inv_n = ty(1.0 / n)  # not a / n: an integer n would make it float64
         a = a * inv_n
         bsum = bsum * rstd * inv_n
+        if not np.isfinite(bsum):
+            # gw * (x - mu) overflowed (a float32 row whose squares did: rstd 0), and inf * 0
+            # gave nan where numpy's order, sum(gw * xhat), gives 0: that order, for this row
+            _xhat_row(xr, mu, rstd, out)
+            bsum = ty(0.0)
+            for j in range(n):
+                bsum += gr[j] * w[j] * out[j]
+            bsum = bsum * inv_n
         for j in range(n):
             xhat = (xr[j] - mu) * rstd
             out[j] = rstd * (gr[j] * w[j] - xhat * bsum - a)

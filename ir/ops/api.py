@@ -334,7 +334,12 @@ def getitem(x, key):
     negative index counts from the end, one out of range is clamped)."""
     if not isinstance(key, tuple):
         key = (key,)
-    if len(key) == 1 and not isinstance(key[0], (int, slice, type(None), type(Ellipsis))):
+    # a 0-d integer tensor is a run-time scalar index, not a gather: it takes the
+    # dynamic_slice path below on every axis, the first included, so that it clamps there
+    # as it does on the others (JAX: x[i] and x[:, i] both clamp a traced i)
+    if len(key) == 1 and not isinstance(key[0], (int, np.integer, slice, type(None),
+                                                 type(Ellipsis))) \
+            and not _is_scalar_index(key[0]):
         index = key[0]
         if _dtype(index) == np.dtype("bool"):
             _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
@@ -407,9 +412,13 @@ def _slice_indices(k: slice, d):
     def bound(v, default):
         if v is None:
             return default
-        if not isinstance(v, Dim) and v < 0:
+        # a negative bound counts from the end, then clamps at 0, as Python's; a symbolic
+        # one too where its sign is decided (`-n-3`, `-seq` below a size `n`); where the
+        # clamp depends on the symbols (`-10` of a `batch` axis) the bound stays, and the
+        # slice's type rule checks it when they are bound
+        if not holds_when_bound(lambda: v >= 0):
             v = d + v
-            return v if isinstance(v, Dim) or v >= 0 else 0
+            return v if holds_when_bound(lambda: v >= 0) else 0
         # Python clamps a bound past the end to the size; where that depends on the symbols
         # (`table[:seq]` of a table of 64 rows) the bound stays, and the slice's type rule
         # checks it when they are bound: an error then, not a clamp
@@ -597,7 +606,32 @@ def einsum(spec, *xs):
                 xs[k] = broadcast_to(xs[k], shape[:i] + lead[rank - r:] + shape[i + r:])
             ins[k] = ins[k].replace("...", "".join(dims[rank - r:]))
         out = out.replace("...", "".join(dims))
+    xs = _broadcast_einsum_letters(ins, list(xs))
     return apply("einsum", *xs, spec=",".join(ins) + "->" + out)
+
+
+def _broadcast_einsum_letters(ins, xs):
+    """numpy's einsum broadcasts a letter of size 1 in one operand against its size in the
+    others ('ij,ij->ij' of (3, 4) and (1, 4); 'ij,jk' of (3, 4) and (1, 5)): such operands
+    are broadcast first, so the op sees equal sizes and broadcast_to's gradient sums back.
+    Other mismatches are left to the op's rule, which names them."""
+    sizes = {}
+    for sub, x in zip(ins, xs):
+        for c, d in zip(sub, _shape(x)):
+            if not (isinstance(d, int) and d == 1):
+                sizes.setdefault(c, d)
+    for k, (sub, x) in enumerate(zip(ins, xs)):
+        shape = _shape(x)
+        if len(sub) != len(shape):
+            continue  # the op's rule names the mismatch
+        # a letter repeated in one operand (a diagonal) broadcasts only where all its
+        # axes there are 1: numpy refuses 'ii' of (1, 3)
+        ones = {c for c in sub if all(isinstance(d, int) and d == 1
+                                      for e, d in zip(sub, shape) if e == c)}
+        want = tuple(sizes.get(c, d) if c in ones else d for c, d in zip(sub, shape))
+        if want != shape:
+            xs[k] = broadcast_to(x, want)
+    return xs
 
 
 def _broadcast_shape(shapes, spec):
