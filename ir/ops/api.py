@@ -3,6 +3,9 @@
 Each function canonicalises its arguments and calls `apply`, so the same call builds a graph
 node on symbolic values and computes on concrete ones. Composite functions (mean, layer_norm,
 cross_entropy, ...) are written with primitives and so are differentiable to any order.
+
+This module defines sum, max, min, abs, pow, round, any and all, as numpy's namespace does:
+inside it, Python's own are `builtins.any(...)` and so on.
 """
 from __future__ import annotations
 
@@ -626,7 +629,7 @@ def _broadcast_einsum_letters(ins, xs):
             continue  # the op's rule names the mismatch
         # a letter repeated in one operand (a diagonal) broadcasts only where all its
         # axes there are 1: numpy refuses 'ii' of (1, 3)
-        ones = {c for c in sub if all(isinstance(d, int) and d == 1
+        ones = {c for c in sub if builtins.all(isinstance(d, int) and d == 1
                                       for e, d in zip(sub, shape) if e == c)}
         want = tuple(sizes.get(c, d) if c in ones else d for c, d in zip(sub, shape))
         if want != shape:
