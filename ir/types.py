@@ -36,6 +36,11 @@ DTYPE_PATTERN = r"bf16|f16|f32|f64|i32|i64|bool"  # the short names, for the par
 INT_DTYPES = (DTYPES["i32"], DTYPES["i64"])
 
 
+class UnsupportedDtype(GraphcError, TypeError):
+    """A dtype the IR cannot hold: one line at the user's call (a TypeError too, for callers
+    that try a value and fall back)."""
+
+
 def as_dtype(dtype) -> np.dtype:
     """Accepts 'float32', 'f32', np.float32 or a numpy dtype; rejects what the IR cannot hold."""
     if isinstance(dtype, str) and dtype in DTYPES:
@@ -43,10 +48,13 @@ def as_dtype(dtype) -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
-        raise TypeError(f"unknown dtype {dtype!r}") from exc
+        raise UnsupportedDtype(f"unknown dtype {dtype!r}", (user_location(),)) from exc
     if dt not in SHORT_NAMES:
         supported = ", ".join(str(d) for d in SHORT_NAMES)
-        raise TypeError(f"dtype {dt} is not supported (supported: {supported})")
+        hint = "; cast it first (x.astype(np.int32))" if dt.kind in "uib" else \
+            "; cast it first (x.astype(np.float32))" if dt.kind == "f" else ""
+        raise UnsupportedDtype(f"dtype {dt} is not supported (supported: {supported}){hint}",
+                               (user_location(),))
     return dt
 
 
