@@ -45,3 +45,20 @@ def test_remat_of_a_closure_returning_its_argument_and_an_outer_value():
     gx, gw = gc.compile(gc.grad(loss, argnums=(0, 1)))(X, W)
     np.testing.assert_allclose(gx, 1.0 - np.tanh(X) ** 2, rtol=1e-12)
     np.testing.assert_allclose(gw, 8.0 * W, rtol=1e-12)
+
+
+@pytest.mark.parametrize("compose", ["vmap_of_remat", "remat_of_vmap"])
+def test_remat_pass_through_under_vmap(compose):
+    # before the fix: vmap(remat(f)) refused the gradient ("gradients() needs every output
+    # in one graph") and remat(vmap(f)) gave zeros for x
+    region = lambda a, b: (a, b * 2.0)  # noqa: E731
+    wrapped = gc.vmap(gc.remat(region)) if compose == "vmap_of_remat" else \
+        gc.remat(gc.vmap(region))
+
+    def loss(x, w):
+        y, z = wrapped(x, w)
+        return gc.sum(gc.tanh(y)) + gc.sum(z)
+
+    gx, gw = gc.compile(gc.grad(loss, argnums=(0, 1)))(X, W)
+    np.testing.assert_allclose(gx, 1.0 - np.tanh(X) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(gw, np.full_like(W, 2.0), rtol=1e-12)
