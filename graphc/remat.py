@@ -57,8 +57,13 @@ def _rematerialise(graph, region, out, name):
                 seen.add(operand)
                 reads.append(operand)
     out_leaves, out_tree = leaves_and_structure(out)
+    # only values the region computes go through the custom_vjp: a result that is one of
+    # fun's arguments (or a value from outside) unchanged is returned as it is, and its
+    # gradient flows to it directly (the replay would not reach it unless a computed node
+    # also read it, and its cotangent was dropped)
     diff_pos = [i for i, x in enumerate(out_leaves)
-                if isinstance(x, Node) and x.graph is graph and is_float(x.dtype)]
+                if isinstance(x, Node) and x.graph is graph and is_float(x.dtype)
+                and x in inside]
     if not diff_pos or not reads:
         return out
     targets = [out_leaves[i] for i in diff_pos]
