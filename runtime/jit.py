@@ -361,9 +361,16 @@ if numba is not None:
 
     @njit(**_ROW_OPTS)
     def layer_norm(x, w, b, eps, out):
-        for r in prange(x.shape[0]):
+        rows, n = x.shape
+        for r in prange(rows):
             mu, rstd = _row_moments(x[r], eps)
-            _normalise_row(x[r], mu, rstd, w, b, out[r])
+            for j in range(n):
+                out[r, j] = (x[r, j] - mu) * rstd * w[j] + b[j]
+            if rstd == 0:
+                # the row's squares overflowed, and the loop above, reassociated, may have
+                # formed (x - mu) * w first and overflowed: numpy's order for this row (see
+                # _normalise_row; a call, not inlined, on every row cost ~20% of the kernel)
+                _normalise_row(x[r], mu, rstd, w, b, out[r])
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _layer_norm_grad_row(xr, w, gr, mu, rstd, out):
