@@ -9,7 +9,7 @@ differentiated again.
 from __future__ import annotations
 
 from ir.errors import GraphcError, user_location
-from ir.graph import Graph, Node
+from ir.graph import Graph, Node, current_graph
 from ir.ops import api as F
 from ir.ops import precision
 from ir.ops.registry import DerivedVJP, VJPContext, get_op
@@ -83,6 +83,7 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
         if not isinstance(v, Node):
             raise GraphcError(f"gradients() needs symbolic values, got {type(v).__name__}",
                               (user_location(),))
+    ys = _into_region_being_built(ys, xs)
     graph = ys[0].graph
     for x in xs:
         if not is_float(x.dtype):
@@ -137,6 +138,31 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
                     if need and r is not None:
                         _accumulate(grads, inp, r)
         return [grads[x] if x in grads else F.zeros_like(x) for x in xs]
+
+
+def _enclosing(graph) -> list:
+    chain, g = [], getattr(graph, "parent", None)
+    while g is not None:
+        chain.append(g)
+        g = getattr(g, "parent", None)
+    return chain
+
+
+def _into_region_being_built(ys, xs) -> list:
+    """ys, those of a graph enclosing the region being built captured into it, when xs are
+    values of that region: an output that reads only outer values is built outside (jvp of a
+    function whose result does not read its argument, inside vmap: jacfwd's columns), and it
+    stands in the region as the input capturing it, so that the gradient of a result that
+    does not depend on an x is zero rather than refused."""
+    region = current_graph()
+    capture = getattr(region, "capture", None)
+    if capture is None or not any(isinstance(x, Node) and x.graph is region for x in xs):
+        return ys
+    outer = _enclosing(region)
+    if not any(isinstance(y, Node) and y.graph in outer for y in ys):
+        return ys
+    with region.building():
+        return [capture(y) if isinstance(y, Node) and y.graph in outer else y for y in ys]
 
 
 def _graph_for_seeds(graph, seeds):
