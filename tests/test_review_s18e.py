@@ -24,3 +24,18 @@ def test_jacfwd_of_a_result_that_does_not_read_the_argument_is_zero(compiled):
     both = gc.jacfwd(lambda v, w: w * 3.0, argnums=(0, 1))(X, X)
     np.testing.assert_array_equal(np.asarray(both[0]), np.zeros((3, 3)))
     np.testing.assert_array_equal(np.asarray(both[1]), 3.0 * np.eye(3))
+
+
+@pytest.mark.parametrize("ddof", [2, 3])
+def test_var_with_ddof_at_least_the_count_is_numpys_inf(ddof):
+    # was NaN where numpy divides a positive sum of squares by max(N - ddof, 0) = 0: inf
+    # (NaN only where the sum is 0, as numpy)
+    x = np.array([[1.0, 2.0], [3.0, 3.0]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want_var, want_std = np.var(x, axis=1, ddof=ddof), np.std(x, axis=1, ddof=ddof)
+    np.testing.assert_array_equal(want_var, [np.inf, np.nan])
+    for run in (lambda f: f(gc.tensor(x)), lambda f: gc.compile(f)(x)):
+        np.testing.assert_array_equal(np.asarray(run(lambda v: gc.var(v, axis=1, ddof=ddof))),
+                                      want_var)
+        np.testing.assert_array_equal(np.asarray(run(lambda v: gc.std(v, axis=1, ddof=ddof))),
+                                      want_std)

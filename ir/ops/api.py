@@ -199,7 +199,8 @@ def var(x, axis=None, keepdims=False, ddof=0):
         count = math.prod(_shape(x)[a] for a in _axes(axis, _ndim(x)))
         if isinstance(count, Dim):
             _fail("var with ddof needs concrete sizes on the reduced axes")
-        out = out * (count / (count - ddof) if count > ddof else math.nan)  # numpy: NaN
+        # numpy divides the sum of squares by max(N - ddof, 0): inf, or NaN where it is 0
+        out = out * (count / (count - ddof) if count > ddof else math.inf)
     return out
 
 
