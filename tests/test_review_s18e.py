@@ -39,3 +39,13 @@ def test_var_with_ddof_at_least_the_count_is_numpys_inf(ddof):
                                       want_var)
         np.testing.assert_array_equal(np.asarray(run(lambda v: gc.std(v, axis=1, ddof=ddof))),
                                       want_std)
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_logsumexp_over_an_empty_axis_is_minus_inf(keepdims):
+    # was refused: "max over axis 1 of size 0" (JAX's, torch's and scipy's give -inf)
+    x = np.zeros((3, 0))
+    want = np.full((3, 1) if keepdims else (3,), -np.inf)
+    f = lambda v: gc.logsumexp(v, axis=1, keepdims=keepdims)
+    for got in (f(gc.tensor(x)), gc.compile(f)(x)):
+        np.testing.assert_array_equal(np.asarray(got), want)

@@ -212,6 +212,10 @@ def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))) over `axis` without overflow: shifted by the maximum, as JAX's (an
     infinite maximum shifts by 0, so all -inf gives -inf and an inf gives inf)."""
     axes = _axes(axis, _ndim(x))
+    count = math.prod(_shape(x)[a] for a in axes)
+    if isinstance(count, int) and count == 0:  # the log of an empty sum, as JAX's and torch's
+        return full(tuple(1 if i in axes else d for i, d in enumerate(_shape(x)) if keepdims
+                          or i not in axes), -math.inf, _dtype(x))
     peak = stop_gradient(max(x, axes, keepdims=True))
     peak = where(isfinite(peak), peak, zeros_like(peak))
     out = log(sum(exp(x - peak), axes, keepdims=True)) + peak
