@@ -61,7 +61,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         # batched arguments with their batch axis first, moved in the context vmap runs in
         firsts = [leaf if axis is None else move_axis(leaf, axis, 0)
                   for leaf, axis in zip(leaves, axes)]
-        outer = next((x.graph for x in leaves if isinstance(x, Node)), None) or current_graph()
+        outer = _outer_graph(leaves)
         region = _Region(f"vmap({name})", outer)
         bound, stand_ins = {}, []
         for leaf, first, axis, leaf_name in zip(leaves, firsts, axes, leaf_names):
@@ -86,6 +86,23 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         return unflatten(out_structure, placed)
 
     return batched
+
+
+def _outer_graph(leaves):
+    """The graph vmap's region lies in: the one being built where vmap is called (a loop
+    body's, a branch's) when the arguments' graph encloses it or there is none, else the
+    arguments' graph. Not the arguments' graph alone: vmap inside a scan body over the
+    enclosing function's values would hang from that function's graph, and gradients taken
+    in the vmapped function with respect to an outer value (passes/autodiff.py
+    _through_captures) missed the path through the body's values: zero."""
+    here = current_graph()
+    theirs = next((x.graph for x in leaves if isinstance(x, Node)), None)
+    if here is None:
+        return theirs
+    g = here
+    while g is not None and theirs is not None and g is not theirs:
+        g = getattr(g, "parent", None)
+    return here if theirs is None or g is theirs else theirs
 
 
 class _Region(Region):

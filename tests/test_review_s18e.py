@@ -49,3 +49,20 @@ def test_logsumexp_over_an_empty_axis_is_minus_inf(keepdims):
     f = lambda v: gc.logsumexp(v, axis=1, keepdims=keepdims)
     for got in (f(gc.tensor(x)), gc.compile(f)(x)):
         np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_gradient_in_vmap_inside_a_scan_body_through_a_body_value():
+    # was zero: vmap over the enclosing function's xs inside a scan body hung its region from
+    # the function's graph, not the body's, so gradients() found no path from w through cw
+    rng = np.random.default_rng(0)
+    w, xs = rng.normal(size=3), rng.normal(size=(4, 3))
+
+    def f(w, xs):
+        def body(c, x):
+            cw = w * 2.0 * x
+            g = gc.vmap(lambda r: gc.gradients([gc.sum(cw * r)], [w])[0])(xs)
+            return c, gc.sum(g, axis=0)
+        return gc.scan(body, gc.ones_like(w), xs)[1]
+
+    want = np.stack([2.0 * x * xs.sum(0) for x in xs])
+    np.testing.assert_allclose(np.asarray(gc.compile(f)(w, xs)), want, rtol=1e-12)
