@@ -66,3 +66,12 @@ def test_gradient_in_vmap_inside_a_scan_body_through_a_body_value():
 
     want = np.stack([2.0 * x * xs.sum(0) for x in xs])
     np.testing.assert_allclose(np.asarray(gc.compile(f)(w, xs)), want, rtol=1e-12)
+
+
+def test_std_with_ddof_under_polymorphic_shapes():
+    # was refused: "var with ddof needs concrete sizes on the reduced axes"
+    f = gc.compile(lambda x: gc.std(x, axis=0, ddof=1), polymorphic_shapes=(("n", "_"),))
+    for rows in (5, 3, 1):
+        x = np.random.default_rng(rows).normal(size=(rows, 4))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.testing.assert_allclose(np.asarray(f(x)), np.std(x, axis=0, ddof=1), rtol=1e-12)

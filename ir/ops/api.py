@@ -197,8 +197,9 @@ def var(x, axis=None, keepdims=False, ddof=0):
     out = mean(centred * centred, axis, keepdims)
     if ddof:
         count = math.prod(_shape(x)[a] for a in _axes(axis, _ndim(x)))
-        if isinstance(count, Dim):
-            _fail("var with ddof needs concrete sizes on the reduced axes")
+        if isinstance(count, Dim):  # known per call, as mean's count
+            n = full((), count, _dtype(x))
+            return out * where(greater(n, ddof), n / (n - ddof), full((), math.inf, _dtype(x)))
         # numpy divides the sum of squares by max(N - ddof, 0): inf, or NaN where it is 0
         out = out * (count / (count - ddof) if count > ddof else math.inf)
     return out
