@@ -22,13 +22,14 @@ from ir.ops import api as F
 from ir.types import is_float
 
 from .tracing import leaves_and_structure, unflatten
-from .transforms import Compiled, _argnums, _as_float_inputs, _is_symbolic, jvp, vjp
+from .transforms import (Compiled, _argnums, _as_float_inputs, _holds_arrays, _is_symbolic,
+                         jvp, vjp)
 from .vmap import vmap
 
 
 def jacrev(fn, argnums=0, has_aux=False):
     """Reverse mode: a vjp of fn, then the pullback vmapped over each output leaf's identity."""
-    def jacobian(args, nums):
+    def jacobian(fn, args, nums):
         out, pull, aux = _linearised(vjp, fn, args, nums, has_aux)
         out_leaves, out_structure = leaves_and_structure(out)
         rows = []
@@ -49,7 +50,7 @@ def jacrev(fn, argnums=0, has_aux=False):
 
 def jacfwd(fn, argnums=0, has_aux=False):
     """Forward mode: jvp of fn vmapped over each input leaf's identity, other tangents zero."""
-    def jacobian(args, nums):
+    def jacobian(fn, args, nums):
         picked = tuple(args[i] for i in nums)
         in_leaves, in_structure = leaves_and_structure(list(picked))
         if not in_leaves:
@@ -81,23 +82,40 @@ def jacfwd(fn, argnums=0, has_aux=False):
 def _transform(fn, jacobian, argnums, has_aux):
     nums = _argnums(argnums)
 
-    def symbolic(*args):
+    def symbolic(*args, **kwargs):
         for i in nums:
             if not -len(args) <= i < len(args):
                 raise GraphcError(f"argnums {i} but only {len(args)} arguments",
                                   (user_location(),))
-        jac, aux = jacobian(args, tuple(i % len(args) for i in nums))
+        # keyword arguments pass through undifferentiated, as JAX's (and gc.grad's)
+        f = functools.partial(fn, **kwargs) if kwargs else fn
+        jac, aux = jacobian(f, args, tuple(i % len(args) for i in nums))
         return (jac, aux) if has_aux else jac
 
     compiled = Compiled(symbolic)
+    # as gc.grad's: keyword arguments holding arrays are traced, the others are static
+    with_kwargs = Compiled(lambda static, traced, *args: symbolic(*args, **dict(static),
+                                                                  **traced),
+                           static_argnums=(0,))
 
     @functools.wraps(fn)
-    def wrapper(*args):
-        if _is_symbolic(args):
-            return symbolic(*args)
+    def wrapper(*args, **kwargs):
+        if _is_symbolic((args, kwargs)):
+            return symbolic(*args, **kwargs)
         args = _as_float_inputs(args)
         if current_graph() is not None:  # inside a trace: nodes of that graph
-            return symbolic(*args)
+            return symbolic(*args, **kwargs)
+        if kwargs:
+            traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
+            static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
+            for k, v in static:
+                try:
+                    hash(v)
+                except TypeError:
+                    raise GraphcError(f"keyword argument {k}= is a {type(v).__name__}, which "
+                                      "is not hashable; pass a tuple, or arrays to trace",
+                                      (user_location(),)) from None
+            return with_kwargs(static, traced, *args)
         return compiled(*args)
 
     return wrapper

@@ -75,3 +75,17 @@ def test_std_with_ddof_under_polymorphic_shapes():
         x = np.random.default_rng(rows).normal(size=(rows, 4))
         with np.errstate(divide="ignore", invalid="ignore"):
             np.testing.assert_allclose(np.asarray(f(x)), np.std(x, axis=0, ddof=1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("jac", [gc.jacrev, gc.jacfwd])
+def test_jacobians_pass_keyword_arguments_through(jac):
+    # was a raw TypeError: "<lambda>() got an unexpected keyword argument 's'" (gc.grad and
+    # JAX's jacobians pass keyword arguments through, undifferentiated)
+    f = lambda v, s=1.0, m=None: v * s * (1.0 if m is None else m)
+    np.testing.assert_array_equal(np.asarray(jac(f)(X, s=2.0)), 2.0 * np.eye(3))
+    np.testing.assert_array_equal(np.asarray(jac(f)(X, s=2.0, m=np.full(3, 3.0))),
+                                  6.0 * np.eye(3))
+    J, aux = jac(lambda v, s: (v * s, s), has_aux=True)(X, s=4.0)
+    np.testing.assert_array_equal(np.asarray(J), 4.0 * np.eye(3))
+    inside = gc.compile(lambda v: jac(f)(v, s=5.0))(X)
+    np.testing.assert_array_equal(np.asarray(inside), 5.0 * np.eye(3))
