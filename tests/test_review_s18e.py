@@ -89,3 +89,26 @@ def test_jacobians_pass_keyword_arguments_through(jac):
     np.testing.assert_array_equal(np.asarray(J), 4.0 * np.eye(3))
     inside = gc.compile(lambda v: jac(f)(v, s=5.0))(X)
     np.testing.assert_array_equal(np.asarray(inside), 5.0 * np.eye(3))
+
+
+@pytest.mark.parametrize("decimals", [2, -1, 0])
+def test_round_takes_numpys_decimals(decimals):
+    # gc.round(x, 2) was a raw TypeError ("round() takes 1 positional argument")
+    x = np.array([0.125, 0.135, 2.675, -0.005, 1234.5, 15.0, np.nan])
+    for dtype in (np.float64, np.float32):
+        v = x.astype(dtype)
+        want = np.round(v, decimals)
+        f = lambda a: gc.round(a, decimals)
+        for got in (f(gc.tensor(v)), gc.compile(f)(v)):
+            got = np.asarray(got)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("op", [gc.tril, gc.triu])
+def test_tril_triu_of_fewer_than_two_axes_is_one_error(op):
+    # was a raw ValueError ("not enough values to unpack") from the shape's last two axes
+    from ir.errors import GraphcError
+    for value in (np.arange(3.0), np.float64(1.0)):
+        with pytest.raises(GraphcError, match="at least two axes"):
+            op(gc.tensor(value))

@@ -10,6 +10,7 @@ inside it, Python's own are `builtins.any(...)` and so on.
 from __future__ import annotations
 
 import builtins
+import operator
 import itertools
 import math
 
@@ -96,7 +97,15 @@ def expm1(x): return apply("expm1", x)
 def softplus(x): return apply("softplus", x)
 def floor(x): return apply("floor", x)
 def ceil(x): return apply("ceil", x)
-def round(x): return apply("round", x)
+def round(x, decimals=0):
+    """To the nearest integer, halves to even (numpy's); decimals as numpy's: x * 10**d
+    rounded, then divided back (d < 0: divided, rounded, multiplied)."""
+    decimals = operator.index(decimals)
+    if decimals > 0:
+        return div(apply("round", x * 10.0 ** decimals), 10.0 ** decimals)
+    if decimals < 0:
+        return apply("round", x / 10.0 ** -decimals) * 10.0 ** -decimals
+    return apply("round", x)
 def isnan(x): return apply("isnan", x)
 def isfinite(x): return apply("isfinite", x)
 def less(a, b): return apply("lt", a, b)
@@ -837,15 +846,21 @@ def tril_mask(rows, cols=None, k=0):
                  k=int(k))
 
 
+def _last_two(x, name):
+    if _ndim(x) < 2:
+        _fail(f"{name} of a {_ndim(x)}-d value: it needs at least two axes (a matrix)")
+    return _shape(x)[-2:]
+
+
 def tril(x, k=0):
     """x with the elements above the k-th diagonal of its last two axes zeroed, as numpy."""
-    rows, cols = _shape(x)[-2:]
+    rows, cols = _last_two(x, "tril")
     return where(tril_mask(rows, cols, k), x, zeros((), _dtype(x)))
 
 
 def triu(x, k=0):
     """x with the elements below the k-th diagonal of its last two axes zeroed, as numpy."""
-    rows, cols = _shape(x)[-2:]
+    rows, cols = _last_two(x, "triu")
     return where(tril_mask(rows, cols, k - 1), zeros((), _dtype(x)), x)
 
 
