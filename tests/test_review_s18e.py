@@ -112,3 +112,10 @@ def test_tril_triu_of_fewer_than_two_axes_is_one_error(op):
     for value in (np.arange(3.0), np.float64(1.0)):
         with pytest.raises(GraphcError, match="at least two axes"):
             op(gc.tensor(value))
+
+
+def test_the_var_method_takes_ddof():
+    # x.var(ddof=1) was a raw TypeError (gc.var takes ddof, numpy's method too)
+    x = np.array([[1.0, 2.0, 4.0], [0.5, 0.5, 3.0]])
+    np.testing.assert_allclose(np.asarray(gc.tensor(x).var(axis=1, ddof=1)), x.var(axis=1, ddof=1))
+    np.testing.assert_allclose(np.asarray(gc.compile(lambda v: v.var(ddof=1))(x)), x.var(ddof=1))

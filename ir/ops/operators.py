@@ -48,7 +48,7 @@ class OperatorMixin:
     def min(self, axis=None, keepdims=False): return api.min(self, axis, keepdims)
     def argmax(self, axis=None, keepdims=False): return api.argmax(self, axis, keepdims)
     def argmin(self, axis=None, keepdims=False): return api.argmin(self, axis, keepdims)
-    def var(self, axis=None, keepdims=False): return api.var(self, axis, keepdims)
+    def var(self, axis=None, keepdims=False, ddof=0): return api.var(self, axis, keepdims, ddof)
     def astype(self, dtype): return api.cast(self, dtype)
     def exp(self): return api.exp(self)
     def log(self): return api.log(self)
