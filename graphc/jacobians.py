@@ -34,6 +34,12 @@ def jacrev(fn, argnums=0, has_aux=False):
         out_leaves, out_structure = leaves_and_structure(out)
         rows = []
         for j, y in enumerate(out_leaves):
+            if not isinstance(y, Node) and np.issubdtype(np.asarray(y).dtype, np.floating):
+                # a constant (what fn computed from no argument): zeros, as JAX's and jacfwd's
+                zeros = pull(unflatten(out_structure, [None] * len(out_leaves)))
+                rows.append(_in_trees(zeros, lambda g, y=y: F.zeros(
+                    tuple(np.shape(y)) + tuple(g.shape), g.dtype), argnums))
+                continue
             _check_float(y, "output", "jacrev")
 
             def row(cotangent, j=j):

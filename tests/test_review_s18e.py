@@ -119,3 +119,16 @@ def test_the_var_method_takes_ddof():
     x = np.array([[1.0, 2.0, 4.0], [0.5, 0.5, 3.0]])
     np.testing.assert_allclose(np.asarray(gc.tensor(x).var(axis=1, ddof=1)), x.var(axis=1, ddof=1))
     np.testing.assert_allclose(np.asarray(gc.compile(lambda v: v.var(ddof=1))(x)), x.var(ddof=1))
+
+
+def test_jacrev_of_a_constant_output_is_zero_as_jacfwds():
+    # was refused: "jacrev: a float64 output has no Jacobian; only floating-point values do"
+    # (an output fn computes from no argument is a numpy value, not a traced one)
+    for jac in (gc.jacrev, gc.jacfwd):
+        J = jac(lambda v: X * 2.0)(X)
+        np.testing.assert_array_equal(np.asarray(J), np.zeros((3, 3)))
+        dy = gc.compile(jac(lambda v, w: (v * w, np.ones(2)), argnums=(0, 1)))(X, X)[1]
+        assert [np.shape(d) for d in dy] == [(2, 3), (2, 3)]
+        np.testing.assert_array_equal(np.asarray(dy[0]), np.zeros((2, 3)))
+        J, aux = jac(lambda v: (1.5, v), has_aux=True)(X)
+        np.testing.assert_array_equal(np.asarray(J), np.zeros(3))
