@@ -7,6 +7,10 @@ Optimizer.update, fp16 skipped steps, checkpoints) checked against torch 2.x for
   corrections at update 1 with the saved moments: 0.09 off torch (Adam.load_state_dict) after
   3 more steps, where before today's change it was exact. The counts are now kept as the
   step() calls each parameter missed, relative to state["count"].
+- gc.Trainer: since today an fp16 run's count is step - skipped steps, but only the fp16 step
+  passed the step to the optimiser for its schedule; a float32 Trainer resuming such a
+  checkpoint evaluated its schedule at the count, 2 steps behind torch's LambdaLR (0.015 off
+  after 6 steps). graphc's optimisers now get the step at every precision.
 """
 from __future__ import annotations
 
@@ -53,3 +57,31 @@ def test_bound_optimizer_state_assigned_back_resumes_as_torch_load_state_dict(na
         topt.step()
     for k in gp:
         np.testing.assert_allclose(gp[k].data, tp[k].detach().numpy(), atol=1e-6)
+
+
+def test_float32_trainer_resumed_from_fp16_checkpoint_with_skips_keeps_the_schedule_at_the_step(
+        tmp_path):
+    """An fp16-mixed run that skipped 2 overflowed steps, resumed by a float32 gc.Trainer (the
+    precision may change on resume): the count is step - skipped, and the float32 step
+    evaluated the schedule at the count, 2 steps behind torch's LambdaLR (0.015 off after 6
+    steps); graphc's optimisers now get the step whatever the precision."""
+    import sys
+    from pathlib import Path
+    import warnings
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from test_review_s18d import C, W0, _fp16_trainer, _torch_adam
+    finally:
+        sys.path.remove(str(Path(__file__).parent))
+    import graphc as gc
+    schedule = optim.cosine(0.1, steps=6, warmup=3, min_lr=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _fp16_trainer(schedule, 3).fit(str(tmp_path), progress=False)
+    trainer = gc.Trainer(lambda p, batch: gc.sum(p["w"] * batch[0]), {"w": W0},
+                         optim.Adam(lr=schedule), lambda rng: (C,), steps=6, eval_every=3)
+    trainer.resume(str(tmp_path / "checkpoint.npz"))
+    assert trainer.skipped_steps == 2 and int(trainer.state["count"]) == 1
+    trainer.fit(str(tmp_path), progress=False)
+    np.testing.assert_allclose(trainer.params["w"], _torch_adam(schedule, 6, {0, 1}),
+                               rtol=0, atol=1e-6)
