@@ -356,6 +356,8 @@ class BoundOptimizer:
         params = {n: p.data for n, p in self.parameters.items()}
         grads = {n: None if p.grad is None else np.asarray(p.grad, p.data.dtype)
                  for n, p in self.parameters.items()}
+        count = int(self.state["count"])  # (a state assigned afresh, count 0: no lag left)
+        self.behind = {n: min(behind, count) for n, behind in self.behind.items()}
         updates = self.updates
         counts = {updates[n] for n, g in grads.items() if g is not None}
         for n, g in grads.items():

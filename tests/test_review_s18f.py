@@ -7,6 +7,9 @@ Optimizer.update, fp16 skipped steps, checkpoints) checked against torch 2.x for
   corrections at update 1 with the saved moments: 0.09 off torch (Adam.load_state_dict) after
   3 more steps, where before today's change it was exact. The counts are now kept as the
   step() calls each parameter missed, relative to state["count"].
+- the same after a reset (opt.state = opt.optimizer.init(...)) following a frozen stretch: the
+  missed steps counted before the reset pinned the parameter's count at 0 (the first update's
+  bias correction again); a state with a lower count now clears them.
 - gc.Trainer: since today an fp16 run's count is step - skipped steps, but only the fp16 step
   passed the step to the optimiser for its schedule; a float32 Trainer resuming such a
   checkpoint evaluated its schedule at the count, 2 steps behind torch's LambdaLR (0.015 off
@@ -85,3 +88,29 @@ def test_float32_trainer_resumed_from_fp16_checkpoint_with_skips_keeps_the_sched
     trainer.fit(str(tmp_path), progress=False)
     np.testing.assert_allclose(trainer.params["w"], _torch_adam(schedule, 6, {0, 1}),
                                rtol=0, atol=1e-6)
+
+
+def test_bound_optimizer_state_reset_to_init_after_a_frozen_stretch_counts_from_one():
+    """A parameter frozen for two steps, then opt.state = opt.optimizer.init(...) (a reset)
+    and two more steps: torch's Adam, rebuilt, takes updates 1 and 2; the missed steps kept
+    from before the reset pinned the parameter's count at 0 (update 1's bias correction
+    twice)."""
+    init = _params()
+    gp = {k: Tensor(v.copy(), requires_grad=True) for k, v in init.items()}
+    bound = optim.Adam(lr=0.1).bind(gp)
+    r = np.random.default_rng(2)
+    for _ in range(2):
+        gp["a"].grad, gp["b"].grad = r.standard_normal((3, 4)).astype(np.float32), None
+        bound.step()
+    bound.state = bound.optimizer.init({k: p.data for k, p in gp.items()})
+    tp = {k: torch.tensor(p.data.copy(), requires_grad=True) for k, p in gp.items()}
+    topt = torch.optim.Adam(list(tp.values()), lr=0.1)
+    for _ in range(3):
+        for k in gp:
+            g = r.standard_normal(gp[k].data.shape).astype(np.float32)
+            gp[k].grad, tp[k].grad = g.copy(), torch.tensor(g)
+        bound.step()
+        topt.step()
+    for k in gp:
+        np.testing.assert_allclose(gp[k].data, tp[k].detach().numpy(), atol=1e-6)
+    assert bound.updates == {"a": 3, "b": 3}
