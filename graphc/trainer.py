@@ -238,8 +238,10 @@ class Trainer:
         args = (self.params, self.state, batch, self._key())
         # graphc's optimisers take the step their schedule is at (the count is the updates
         # made, less than the step after skipped fp16 steps, a float32 run resumed from such
-        # a checkpoint too); another optimiser evaluates its schedule at the count
-        if isinstance(self.optimizer, optim.Optimizer):
+        # a checkpoint too); another optimiser (or a subclass whose update() takes no step,
+        # written before it could) evaluates its schedule at the count
+        if isinstance(self.optimizer, optim.Optimizer) and "step" in inspect.signature(
+                self.optimizer.update).parameters:
             return args + (self.amp_state, np.int64(self.step))
         return args if self.amp_state is None else args + (self.amp_state,)
 

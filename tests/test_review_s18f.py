@@ -14,6 +14,9 @@ Optimizer.update, fp16 skipped steps, checkpoints) checked against torch 2.x for
   passed the step to the optimiser for its schedule; a float32 Trainer resuming such a
   checkpoint evaluated its schedule at the count, 2 steps behind torch's LambdaLR (0.015 off
   after 6 steps). graphc's optimisers now get the step at every precision.
+- gc.Trainer passed step= to any graphc Optimizer subclass, one overriding update(grads,
+  state, params) without it too: TypeError in fp16-mixed (b0044a7) and then at every
+  precision; such an optimiser gets no step now.
 """
 from __future__ import annotations
 
@@ -114,3 +117,21 @@ def test_bound_optimizer_state_reset_to_init_after_a_frozen_stretch_counts_from_
     for k in gp:
         np.testing.assert_allclose(gp[k].data, tp[k].detach().numpy(), atol=1e-6)
     assert bound.updates == {"a": 3, "b": 3}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16-mixed"])
+def test_trainer_takes_an_optimizer_subclass_whose_update_has_no_step(precision):
+    """A graphc optimiser subclass overriding update(grads, state, params), written before
+    update took step=: gc.Trainer passed step= to it (fp16 since b0044a7, every precision
+    since 9671671): TypeError. It gets no step, its schedule at the count, as before."""
+    import graphc as gc
+
+    class MySGD(optim.SGD):
+        def update(self, grads, state, params):
+            return super().update(grads, state, params)
+    c = np.full((3,), 4.0, np.float32)
+    trainer = gc.Trainer(lambda p, batch: gc.sum(p["w"] * batch[0]),
+                         {"w": np.array([0.5, -1.0, 2.0], np.float32)}, MySGD(lr=0.1),
+                         lambda rng: (c,), steps=2, eval_every=5, precision=precision)
+    trainer.fit(None, progress=False)
+    np.testing.assert_allclose(trainer.params["w"], [-0.3, -1.8, 1.2], rtol=1e-6)
