@@ -345,15 +345,24 @@ class BoundOptimizer:
                                   (user_location(),))
         self.optimizer, self.parameters = optimizer, named
         self.state = optimizer.init({n: p.data for n, p in named.items()})
-        # updates made to each parameter (torch's state[p]["step"]); state["count"] counts
-        # step() calls, the step the learning-rate schedule is at (torch's LR scheduler)
-        self.updates = {n: 0 for n in named}
+        # state["count"] counts step() calls, the step the learning-rate schedule is at
+        # (torch's LR scheduler); a parameter's own count of updates (torch's
+        # state[p]["step"]) is that less the step() calls it had no gradient at. Kept as
+        # that difference so that a state saved and assigned back (`opt.state = saved`, the
+        # functional state being the checkpoint) resumes every parameter at its count.
+        self.behind = {n: 0 for n in named}
 
     def step(self):
         params = {n: p.data for n, p in self.parameters.items()}
         grads = {n: None if p.grad is None else np.asarray(p.grad, p.data.dtype)
                  for n, p in self.parameters.items()}
-        counts = {self.updates[n] for n, g in grads.items() if g is not None}
+        count = int(self.state["count"])  # (a state assigned afresh, count 0: no lag left)
+        self.behind = {n: min(behind, count) for n, behind in self.behind.items()}
+        updates = self.updates
+        counts = {updates[n] for n, g in grads.items() if g is not None}
+        for n, g in grads.items():
+            if g is None:
+                self.behind[n] += 1
         if len(counts) <= 1:  # one count for every parameter updated: one update
             with no_grad():
                 new, state = self.optimizer.update(
@@ -361,7 +370,7 @@ class BoundOptimizer:
                                                               np.int64)},
                     params, step=self.state["count"])
             self.state = {**state, "count": self.state["count"] + 1}
-            self._assign(new, grads)
+            self._assign(new)
             return
         # Parameters that began receiving gradients at different steps (a frozen one thawed,
         # a branch unused for a while): torch keeps a step per parameter, and Adam's bias
@@ -378,7 +387,7 @@ class BoundOptimizer:
             optimizer.clip_norm = None
         mask = optimizer.decay_mask
         groups = {count: [n for n, g in grads.items() if g is not None
-                          and self.updates[n] == count] for count in sorted(counts)}
+                          and updates[n] == count] for count in sorted(counts)}
         for count, group in groups.items():  # (the counts advance as the groups update)
             if isinstance(mask, dict):  # a pytree of flags: this group's
                 optimizer = copy.copy(optimizer)
@@ -392,14 +401,18 @@ class BoundOptimizer:
                                               step=self.state["count"])
             for slot in optimizer.slots:
                 self.state[slot].update(state[slot])
-            self._assign(new, grads)
+            self._assign(new)
         self.state["count"] = self.state["count"] + 1
 
-    def _assign(self, new, grads):
+    @property
+    def updates(self) -> dict:
+        """The updates made to each parameter (torch's state[p]["step"])."""
+        count = int(self.state["count"])
+        return {n: max(0, count - behind) for n, behind in self.behind.items()}
+
+    def _assign(self, new):
         for n, value in new.items():
             self.parameters[n].data = value
-            if grads[n] is not None:
-                self.updates[n] += 1
 
     def zero_grad(self):
         for p in self.parameters.values():

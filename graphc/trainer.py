@@ -235,14 +235,15 @@ class Trainer:
         return np.int64(self.seed * 1_000_003 + self.step + (rank << 40))
 
     def _step_args(self, batch):
-        if self.amp_state is not None:
-            args = (self.params, self.state, batch, self._key(), self.amp_state)
-            # graphc's optimisers take the step their schedule is at (the count is the
-            # updates made); another optimiser evaluates its schedule at the count
-            if isinstance(self.optimizer, optim.Optimizer):
-                args += (np.int64(self.step),)
-            return args
-        return self.params, self.state, batch, self._key()
+        args = (self.params, self.state, batch, self._key())
+        # graphc's optimisers take the step their schedule is at (the count is the updates
+        # made, less than the step after skipped fp16 steps, a float32 run resumed from such
+        # a checkpoint too); another optimiser (or a subclass whose update() takes no step,
+        # written before it could) evaluates its schedule at the count
+        if isinstance(self.optimizer, optim.Optimizer) and "step" in inspect.signature(
+                self.optimizer.update).parameters:
+            return args + (self.amp_state, np.int64(self.step))
+        return args if self.amp_state is None else args + (self.amp_state,)
 
     def step_inputs(self, batch) -> list:
         """The step plan's input arrays for a batch at the current step (for profiling)."""
