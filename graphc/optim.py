@@ -414,9 +414,15 @@ class BoundOptimizer:
         for n, value in new.items():
             self.parameters[n].data = value
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none: bool = True):
+        """Forget the gradients, as torch's: None by default (step() then leaves the
+        parameter alone); set_to_none=False zeroes them instead (step() then updates with a
+        zero gradient: Adam's moments decay, weight decay applies)."""
         for p in self.parameters.values():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = np.zeros_like(np.asarray(p.grad, p.data.dtype))
 
 
 # ---- helpers --------------------------------------------------------------------------------

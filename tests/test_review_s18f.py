@@ -135,3 +135,25 @@ def test_trainer_takes_an_optimizer_subclass_whose_update_has_no_step(precision)
                          lambda rng: (c,), steps=2, eval_every=5, precision=precision)
     trainer.fit(None, progress=False)
     np.testing.assert_allclose(trainer.params["w"], [-0.3, -1.8, 1.2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_bound_optimizer_zero_grad_takes_set_to_none_as_torch(set_to_none):
+    """zero_grad(set_to_none=False) zeroes the gradients, so the step after a backward-less
+    iteration still updates (Adam's moments carry it on), where None leaves the parameter
+    alone: both as torch's. It was a TypeError (zero_grad took no argument)."""
+    import graphc as gc
+    w0 = np.array([1.0, -2.0, 3.0])
+    w = gc.tensor(w0.copy(), requires_grad=True)
+    opt = optim.Adam(lr=0.1).bind({"w": w})
+    tw = torch.tensor(w0.copy(), requires_grad=True)
+    topt = torch.optim.Adam([tw], lr=0.1)
+    for k in range(4):
+        if k != 2:  # no backward at step 2
+            gc.sum(w * w).backward()
+            (tw * tw).sum().backward()
+        opt.step()
+        topt.step()
+        opt.zero_grad(set_to_none=set_to_none)
+        topt.zero_grad(set_to_none=set_to_none)
+    np.testing.assert_allclose(np.asarray(w.data), tw.detach().numpy(), rtol=0, atol=1e-12)
