@@ -27,7 +27,7 @@ from ir.errors import GraphcError, definition_location, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
-from ir.ops.registry import SymbolicValue, apply, like_dtype, lift_symbolic
+from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
 from ir.types import TensorType, is_float
 from ir.region import Region
 from runtime.eager import Tensor, no_grad
@@ -56,6 +56,22 @@ def _as_node(graph, x, what):
     if x is None:
         raise GraphcError(f"{what}: None is not an array", (user_location(),))
     return lift_symbolic(graph, x, like_dtype([x]), what)
+
+
+def _carry_nodes(graph, init_leaves, other_leaves, what):
+    """The initial carries as nodes of `graph`. A weakly typed float (a Python or numpy float
+    scalar) takes the dtype of the loop's first floating-point array (the other carries, then
+    xs), as a weak scalar takes the dtype of the tensor it meets: scan(lambda c, x: (c + x,
+    None), 0.0, float64 xs) carries float64, where the carry was float32 and `c + x` was
+    refused (JAX promotes weakly typed carries likewise)."""
+    floats = [np.dtype(x.dtype) for x in list(init_leaves) + list(other_leaves)
+              if not is_weak_scalar(x) and hasattr(x, "dtype") and is_float(x.dtype)]
+    nodes = []
+    for x in init_leaves:
+        if floats and isinstance(x, (float, np.floating)):
+            x = np.asarray(x, floats[0])
+        nodes.append(_as_node(graph, x, what))
+    return nodes
 
 
 def _fn_name(fn) -> str:
@@ -116,13 +132,14 @@ def _check_eager_carry(fn, what, carry, init):
     """The eager loops' _check_carry: each step's carry keeps the structure, dtypes and
     shapes of `init`, as the traced loop (and JAX's) requires; without it a float32 carry
     met by numpy's promotion (v * i, i an int64 counter) silently became float64 eagerly,
-    where the compiled loop refuses. Python numbers in init are weakly typed: unchecked."""
+    where the compiled loop refuses. Python and numpy scalars in init are weakly typed
+    (ir.ops.registry.is_weak_scalar), as traced: unchecked."""
     new, structure = leaves_and_structure(carry)
     old, old_structure = leaves_and_structure(init)
     if structure != old_structure or len(new) != len(old):
         raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
                           f"with the structure of the initial one", (user_location(),))
-    strong = [k for k, b in enumerate(old) if hasattr(b, "dtype")]
+    strong = [k for k, b in enumerate(old) if hasattr(b, "dtype") and not is_weak_scalar(b)]
     types = [[TensorType(F._shape(leaves[k]), F._dtype(leaves[k])) if hasattr(leaves[k], "dtype")
               else type(leaves[k]).__name__ for k in strong] for leaves in (new, old)]
     if types[0] != types[1]:
@@ -177,7 +194,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
         return _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse)
 
     call_site = user_location()
-    carry_nodes = [_as_node(graph, x, "scan init") for x in init_leaves]
+    carry_nodes = _carry_nodes(graph, init_leaves, x_leaves, "scan init")
     x_nodes = [_as_node(graph, x, "scan xs") for x in x_leaves]
     carry_in = unflatten(init_structure, carry_nodes)
     x_slices = unflatten(x_structure, [_Slice(x) for x in x_nodes]) if xs is not None else None
@@ -295,7 +312,7 @@ def while_loop(cond_fun, body_fun, init_val):
                                      _eager_autocast_carry(body_fun(val), init_val), init_val)
         return val
     call_site = user_location()
-    carry_nodes = [_as_node(graph, x, "while_loop init") for x in init_leaves]
+    carry_nodes = _carry_nodes(graph, init_leaves, [], "while_loop init")
     carry_in = unflatten(init_structure, carry_nodes)
     cond_region, cond_own, keep = _trace_region(cond_fun, f"{_fn_name(cond_fun)}_cond",
                                                 [carry_in], graph)

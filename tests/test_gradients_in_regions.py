@@ -153,3 +153,20 @@ def test_grad_of_vmap_of_a_while_loop_whose_condition_reads_x():
     with pytest.raises(GraphcError, match="while_loop cannot be differentiated"):
         gc.compile(gc.grad(lambda x: gc.sum(gc.while_loop(
             lambda c: gc.sum(c) < 10.0, lambda c: c * x, gc.ones_like(x)))))(xs)
+
+
+@pytest.mark.parametrize("init", [0.0, np.float64(0.0), np.float32(0.0)])
+def test_a_weak_float_carry_takes_the_loops_float_dtype(init):
+    """scan(lambda c, x: (c + x, None), 0.0, float64 xs): the weakly typed initial carry
+    takes float64, the dtype of the loop's arrays, as a weak scalar meeting a tensor does (it
+    was float32 traced, and `c + x` was refused, while the eager loop ran; session 18e
+    review). The gradient flows through it."""
+    xs = np.arange(4.0)
+
+    def total(xs):
+        return gc.scan(lambda c, x: (c + x * x, None), init, xs)[0]
+
+    assert np.asarray(gc.compile(total)(xs)).dtype == np.float64
+    np.testing.assert_array_equal(gc.compile(total)(xs), 14.0)
+    np.testing.assert_array_equal(np.asarray(total(gc.tensor(xs))), 14.0)
+    np.testing.assert_array_equal(gc.compile(gc.grad(total))(xs), 2 * xs)
