@@ -410,6 +410,33 @@ class BoundOptimizer:
         count = int(self.state["count"])
         return {n: max(0, count - behind) for n, behind in self.behind.items()}
 
+    def state_dict(self) -> dict:
+        """Everything step() reads besides the parameters, as torch's optimizer.state_dict():
+        the functional state (copied) and each parameter's lag behind the step count (the
+        steps it had no gradient at), so a frozen-then-thawed parameter resumes at its own
+        count. load_state_dict() takes it back."""
+        return {"state": copy.deepcopy(self.state), "behind": dict(self.behind)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what state_dict() returned, checked against these parameters."""
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "behind"}:
+            raise GraphcError("load_state_dict: expected the dict state_dict() returns "
+                              "(keys 'state' and 'behind')", (user_location(),))
+        state, behind = state_dict["state"], state_dict["behind"]
+        if set(behind) != set(self.parameters):
+            raise GraphcError(f"load_state_dict: the state is for parameters "
+                              f"{sorted(behind)}, this optimizer has {sorted(self.parameters)}",
+                              (user_location(),))
+        for slot in self.optimizer.slots:
+            for n, p in self.parameters.items():
+                saved = state.get(slot, {}).get(n)
+                if saved is not None and np.shape(saved) != np.shape(p.data):
+                    raise GraphcError(f"load_state_dict: {slot} of {n} has shape "
+                                      f"{np.shape(saved)}, the parameter {np.shape(p.data)}",
+                                      (user_location(),))
+        self.state = copy.deepcopy(state)
+        self.behind = {n: int(b) for n, b in behind.items()}
+
     def _assign(self, new):
         for n, value in new.items():
             self.parameters[n].data = value
