@@ -141,6 +141,7 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
 
 
 def _enclosing(graph) -> list:
+    """The graphs enclosing a region, innermost first (empty for a top-level graph)."""
     chain, g = [], getattr(graph, "parent", None)
     while g is not None:
         chain.append(g)
@@ -200,10 +201,7 @@ def _through_captures(graph, ys, xs, seeds, partial):
     computation between the xs and the value it stands for. Without this there was no path
     from ys to the outer node and the gradient was zero."""
     outer_xs = [x for x in xs if x.graph is not graph]
-    chain, g = [], getattr(graph, "parent", None)  # enclosing graphs, innermost first
-    while g is not None:
-        chain.append(g)
-        g = getattr(g, "parent", None)
+    chain = _enclosing(graph)  # innermost first
     if any(x.graph not in chain for x in outer_xs) or getattr(graph, "capture", None) is None:
         raise GraphcError("gradients() with respect to a value of another graph: the outputs "
                           "cannot read it (differentiate inside the function that computes "
