@@ -64,13 +64,16 @@ def jacfwd(fn, argnums=0, has_aux=False):
                               (user_location(),))
         for x in in_leaves:
             _check_float(x, "input", "jacfwd")
-        columns, out_structure = [], None
+        columns, out_structure, aux = [], None, None
         for i, x in enumerate(in_leaves):
             def column(tangent, i=i):
                 tangents = [F.zeros_like(v) for v in in_leaves]
                 tangents[i] = tangent
                 return _pushforward(fn, args, nums, unflatten(in_structure, tangents), has_aux)
-            leaves, out_structure = leaves_and_structure(vmap(column)(_basis(x)))
+            # aux comes from the primals, the same in every column: returned once (JAX's
+            # out_axes=None for it), not traced again
+            pushed, aux = vmap(column, out_axes=(0, None))(_basis(x))
+            leaves, out_structure = leaves_and_structure(pushed)
             # (x.size, *out_shape) -> (*out_shape, *x.shape)
             columns.append([F.reshape(F.transpose(t, tuple(range(1, t.ndim)) + (0,)),
                                       tuple(t.shape[1:]) + tuple(x.shape)) for t in leaves])
@@ -78,8 +81,6 @@ def jacfwd(fn, argnums=0, has_aux=False):
         for k in range(len(columns[0])):
             tree = unflatten(in_structure, [col[k] for col in columns])
             per_output.append(tree[0] if isinstance(argnums, int) else tuple(tree))
-        # aux from the primals, once (inside the vmap it would gain the batch axis)
-        aux = fn(*args)[1] if has_aux else None
         return unflatten(out_structure, per_output), aux
 
     return _transform(fn, jacobian, argnums, has_aux)
@@ -142,11 +143,17 @@ def _linearised(transform, fn, args, nums, has_aux):
 
 
 def _pushforward(fn, args, nums, tangents, has_aux):
-    """J @ tangents for the arguments at nums."""
+    """(J @ tangents, aux or None) for the arguments at nums."""
+    aux = []
+
     def picked_fn(*picked):
         out = fn(*_with(args, nums, picked))
-        return out[0] if has_aux else out
-    return jvp(picked_fn, tuple(args[i] for i in nums), tuple(tangents))[1]
+        if has_aux:
+            out, extra = out
+            aux.append(extra)
+        return out
+    tangent = jvp(picked_fn, tuple(args[i] for i in nums), tuple(tangents))[1]
+    return tangent, aux[0] if aux else None
 
 
 def _with(args, nums, picked):

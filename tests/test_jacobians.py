@@ -116,3 +116,22 @@ def test_bad_arguments_are_refused_with_one_line():
         gc.jacfwd(lambda x, i: x * i, argnums=1)(x, np.arange(3))
     with pytest.raises(GraphcError, match="argnums 2 but only 1 arguments"):
         gc.jacrev(lambda x: x, argnums=2)(x)
+
+
+def test_jacfwd_traces_fn_once_per_input_leaf_and_returns_aux_unbatched():
+    """aux comes from the first column's trace, returned once (JAX's out_axes=None for it):
+    fn is not traced again for it (it was, once more), and aux has no batch axis."""
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return gc.sin(x) * 2.0, {"total": gc.sum(x)}
+
+    x = np.array([0.1, 0.2, 0.3])
+    for run in (gc.jacfwd(f, has_aux=True), gc.compile(gc.jacfwd(f, has_aux=True))):
+        calls.clear()
+        J, aux = run(x)
+        assert len(calls) == 1
+        np.testing.assert_allclose(np.asarray(J), np.diag(2.0 * np.cos(x)), rtol=1e-12)
+        assert np.shape(aux["total"]) == ()
+        np.testing.assert_allclose(np.asarray(aux["total"]), 0.6, rtol=1e-12)
