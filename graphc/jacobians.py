@@ -22,7 +22,7 @@ from ir.ops import api as F
 from ir.types import is_float
 
 from .tracing import leaves_and_structure, unflatten
-from .transforms import (Compiled, _argnums, _as_float_inputs, _holds_arrays, _is_symbolic,
+from .transforms import (Compiled, _argnums, _as_float_inputs, _is_symbolic, call_with_kwargs,
                          jvp, vjp)
 from .vmap import vmap
 
@@ -113,16 +113,7 @@ def _transform(fn, jacobian, argnums, has_aux):
         if current_graph() is not None:  # inside a trace: nodes of that graph
             return symbolic(*args, **kwargs)
         if kwargs:
-            traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
-            static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
-            for k, v in static:
-                try:
-                    hash(v)
-                except TypeError:
-                    raise GraphcError(f"keyword argument {k}= is a {type(v).__name__}, which "
-                                      "is not hashable; pass a tuple, or arrays to trace",
-                                      (user_location(),)) from None
-            return with_kwargs(static, traced, *args)
+            return call_with_kwargs(with_kwargs, args, kwargs)
         return compiled(*args)
 
     return wrapper
@@ -130,20 +121,21 @@ def _transform(fn, jacobian, argnums, has_aux):
 
 def _linearised(transform, fn, args, nums, has_aux):
     """(fn's result, its pullback over the arguments at nums, aux)."""
-    aux = []
-
-    def picked_fn(*picked):
-        out = fn(*_with(args, nums, picked))
-        if has_aux:
-            out, extra = out
-            aux.append(extra)
-        return out
+    picked_fn, aux = _picked(fn, args, nums, has_aux)
     out, pull = transform(picked_fn, *(args[i] for i in nums))
     return out, pull, aux[0] if aux else None
 
 
 def _pushforward(fn, args, nums, tangents, has_aux):
     """(J @ tangents, aux or None) for the arguments at nums."""
+    picked_fn, aux = _picked(fn, args, nums, has_aux)
+    tangent = jvp(picked_fn, tuple(args[i] for i in nums), tuple(tangents))[1]
+    return tangent, aux[0] if aux else None
+
+
+def _picked(fn, args, nums, has_aux):
+    """fn as a function of the arguments at nums only (the others fixed), returning its
+    result without aux, and the list its aux is appended to when it is traced."""
     aux = []
 
     def picked_fn(*picked):
@@ -152,8 +144,7 @@ def _pushforward(fn, args, nums, tangents, has_aux):
             out, extra = out
             aux.append(extra)
         return out
-    tangent = jvp(picked_fn, tuple(args[i] for i in nums), tuple(tangents))[1]
-    return tangent, aux[0] if aux else None
+    return picked_fn, aux
 
 
 def _with(args, nums, picked):

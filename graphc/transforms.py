@@ -515,19 +515,26 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         if current_graph() is not None:  # inside a trace: see _in_trace
             return symbolic(*args, **kwargs)
         if kwargs:
-            traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
-            static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
-            for k, v in static:  # they key the plan: name the one that cannot
-                try:
-                    hash(v)
-                except TypeError:
-                    raise GraphcError(f"grad: keyword argument {k}= is a {type(v).__name__}, "
-                                      "which is not hashable; pass a tuple, or arrays to trace",
-                                      (user_location(),)) from None
-            return with_kwargs(static, traced, *args)
+            return call_with_kwargs(with_kwargs, args, kwargs, "grad: ")
         return compiled(*args)
 
     return wrapper
+
+
+def call_with_kwargs(with_kwargs, args, kwargs, prefix=""):
+    """Run `with_kwargs` (a Compiled of (static, traced, *args), static_argnums=(0,)) on
+    keyword arguments split as JAX's transforms take them: those holding arrays are traced
+    (one dict), the others (flags, Python numbers, strings) are static and key the plan."""
+    traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
+    for k, v in static:  # they key the plan: name the one that cannot
+        try:
+            hash(v)
+        except TypeError:
+            raise GraphcError(f"{prefix}keyword argument {k}= is a {type(v).__name__}, "
+                              "which is not hashable; pass a tuple, or arrays to trace",
+                              (user_location(),)) from None
+    return with_kwargs(static, traced, *args)
 
 
 # _in_trace: grad, value_and_grad, jvp, vjp and hessian called on concrete arrays while a graph
