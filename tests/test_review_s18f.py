@@ -31,6 +31,20 @@ from runtime.eager import Tensor
 import torch  # noqa: E402  (the test extra, as the other oracle tests)
 
 
+def _step_both(r, gp, tp, bound, topt):
+    """One step of graphc's bound optimizer and torch's on the same random gradients."""
+    for k in gp:
+        g = r.standard_normal(gp[k].data.shape).astype(np.float32)
+        gp[k].grad, tp[k].grad = g.copy(), torch.tensor(g)
+    bound.step()
+    topt.step()
+
+
+def _assert_same(gp, tp):
+    for k in gp:
+        np.testing.assert_allclose(gp[k].data, tp[k].detach().numpy(), atol=1e-6)
+
+
 def _params(seed=0):
     r = np.random.default_rng(seed)
     return {"a": r.standard_normal((3, 4)).astype(np.float32),
@@ -56,13 +70,8 @@ def test_bound_optimizer_state_assigned_back_resumes_as_torch_load_state_dict(na
             sd = topt.state_dict()
             topt = make[1](list(tp.values()))
             topt.load_state_dict(sd)
-        for k in gp:
-            g = r.standard_normal(gp[k].data.shape).astype(np.float32)
-            gp[k].grad, tp[k].grad = g.copy(), torch.tensor(g)
-        bound.step()
-        topt.step()
-    for k in gp:
-        np.testing.assert_allclose(gp[k].data, tp[k].detach().numpy(), atol=1e-6)
+        _step_both(r, gp, tp, bound, topt)
+    _assert_same(gp, tp)
 
 
 def test_float32_trainer_resumed_from_fp16_checkpoint_with_skips_keeps_the_schedule_at_the_step(
@@ -109,13 +118,8 @@ def test_bound_optimizer_state_reset_to_init_after_a_frozen_stretch_counts_from_
     tp = {k: torch.tensor(p.data.copy(), requires_grad=True) for k, p in gp.items()}
     topt = torch.optim.Adam(list(tp.values()), lr=0.1)
     for _ in range(3):
-        for k in gp:
-            g = r.standard_normal(gp[k].data.shape).astype(np.float32)
-            gp[k].grad, tp[k].grad = g.copy(), torch.tensor(g)
-        bound.step()
-        topt.step()
-    for k in gp:
-        np.testing.assert_allclose(gp[k].data, tp[k].detach().numpy(), atol=1e-6)
+        _step_both(r, gp, tp, bound, topt)
+    _assert_same(gp, tp)
     assert bound.updates == {"a": 3, "b": 3}
 
 
