@@ -61,6 +61,65 @@ def save(path: str, arrays: dict, meta: dict) -> None:
         raise
 
 
+# The header fields gc.Trainer.save writes about the run itself; the others are the user's
+# settings (Trainer's checkpoint_meta; the GPT's model, train and vocab).
+RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
+              "val_history")
+# Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
+# how long it trains (extending a run), how often and on how many batches it evaluates, and
+# the precision (switching to fp16-mixed starts a fresh loss scale, as GradScaler's). Every
+# other change (a learning rate, a width recorded in the settings) is refused unless allowed.
+RESUMABLE_CHANGES = ("steps", "eval_every", "eval_iters", "precision")
+
+
+def changed_settings(meta: dict, settings: dict) -> list[str]:
+    """'KEY: OLD -> NEW' for each setting (nested keys dotted) where the checkpoint's header
+    `meta` and the resuming run's `settings` differ, RESUMABLE_CHANGES left out."""
+    old = _flat({k: v for k, v in meta.items() if k not in RUN_FIELDS})
+    # as the header will hold them: JSON (tuples are lists, numpy scalars numbers)
+    new = _flat(json.loads(json.dumps(settings, default=_json_default)))
+    return [f"{k}: {_shown(old, k)} -> {_shown(new, k)}" for k in sorted(set(old) | set(new))
+            if old.get(k, _ABSENT) != new.get(k, _ABSENT)
+            and k.rsplit(".", 1)[-1] not in RESUMABLE_CHANGES]
+
+
+def check_settings(meta: dict, settings: dict, path: str, allow_changed: bool = False,
+                   how: str = "allow_changed_settings=True") -> None:
+    """Refuse (one GraphcError line naming each difference) to resume the checkpoint at
+    `path` with settings other than those it was saved with, unless `allow_changed`; `how`
+    names the opt-in in the message."""
+    diffs = [] if allow_changed else changed_settings(meta, settings)
+    if diffs:
+        raise GraphcError(f"{path} was saved with other settings ({'; '.join(diffs)}); resume "
+                          f"with the checkpoint's settings, or pass {how} to continue with "
+                          "the new ones")
+
+
+_ABSENT = object()
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _shown(flat: dict, key: str) -> str:
+    if key not in flat:
+        return "(absent)"
+    text = json.dumps(flat[key])
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json_default(value):
+    return value.item() if isinstance(value, np.generic) else repr(value)
+
+
 # .npy has no bfloat16 (numpy would write it as raw 2-byte voids): a bfloat16 array is stored
 # as its bits, uint16, and read back as bfloat16 where the model says the array is one
 def _stored_dtype(dtype: np.dtype) -> np.dtype:

@@ -140,6 +140,10 @@ def build_parser():
                    "default fp32, or the checkpoint's when resuming")
     t.add_argument("--out", type=_path, help="checkpoint directory (default: runs/CONFIG)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    t.add_argument("--allow-changed-settings", action="store_true",
+                   help="with --resume: continue with training settings other than the "
+                   "checkpoint's (--lr, --warmup, ...; --steps, --eval-every, --eval-iters "
+                   "and --precision may change without it)")
     t.add_argument("--sample-tokens", type=_non_negative_int, default=300)
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("-O", dest="pipeline", default="default", help="pass pipeline (O0, default)")
@@ -284,7 +288,8 @@ def cmd_train(args) -> int:
                         options=_options(args), sample_tokens=args.sample_tokens,
                         progress=not args.no_progress, pipeline=args.pipeline,
                         fast_math=args.fast_math, distributed=distributed.under_mpiexec(),
-                        memory_limit=args.memory_limit)
+                        memory_limit=args.memory_limit,
+                        allow_changed_settings=args.allow_changed_settings)
     return 128 + stopped if stopped else 0  # what shells report for a process ended by it
 
 

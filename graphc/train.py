@@ -171,8 +171,7 @@ class Trainer(_Trainer):
             eval_batches=lambda rng: data.batch(rng, "val", B, T), steps=tc.steps,
             eval_every=tc.eval_every, eval_iters=tc.eval_iters, clip_norm=tc.grad_clip or None,
             seed=tc.seed, units="tokens", divergence_hint="Try a lower --lr",
-            checkpoint_meta={"model": cfg.to_dict(), "train": asdict(tc),
-                             "vocab": "".join(data.vocab)},
+            checkpoint_meta=gpt_settings(cfg, tc, data.vocab),
             pipeline=pipeline, fast_math=fast_math, jit=jit, distributed=distributed,
             precision=tc.precision, memory_limit=memory_limit)
         self.plot_title = "graphc GPT on character-level text"
@@ -202,7 +201,7 @@ class Trainer(_Trainer):
         for n, p in self.model.named_parameters():
             p.data = self.params[n]
 
-    def restore(self, arrays: dict, meta: dict):
+    def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False):
         # the parameters' shapes do not tell every configuration apart (n_head, dropout, a
         # vocabulary of the same size): the header must be this model's, as `graphc train
         # --resume` checks, or another model's weights would be trained on silently
@@ -210,15 +209,23 @@ class Trainer(_Trainer):
             raise checkpoint.CheckpointError("the checkpoint is not a GPT's (its header has no "
                                              "model configuration and vocabulary)")
         check_compatible(meta, self.model.cfg, self.data.vocab)
-        super().restore(arrays, meta)
+        super().restore(arrays, meta, allow_changed_settings)
         self.sync_model()
 
-    def resume(self, path: str):
+    def resume(self, path: str, allow_changed_settings: bool = False):
         """restore() from a GPT checkpoint file, refused with one line unless it was written
-        for this model configuration and vocabulary."""
+        for this model configuration and vocabulary, and with these training settings
+        unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
+        change)."""
         arrays, meta = checkpoint.load(path)
         check_compatible(meta, self.model.cfg, self.data.vocab, path)
-        self.restore(arrays, meta)
+        checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
+        self.restore(arrays, meta, allow_changed_settings)
+
+
+def gpt_settings(cfg: GPTConfig, tc: TrainConfig, vocab) -> dict:
+    """What a GPT checkpoint's header records of the run (the trainer's checkpoint_meta)."""
+    return {"model": cfg.to_dict(), "train": asdict(tc), "vocab": "".join(vocab)}
 
 
 def check_compatible(meta: dict, cfg: GPTConfig, vocab, path: str = "checkpoint") -> None:
@@ -314,14 +321,17 @@ def _print_on_rank0(text, file=None):
 def train_gpt(config: str = "small", *, data: str | None = None, out: str | None = None,
               resume: bool = False, options: dict | None = None, sample_tokens: int = 300,
               progress: bool = True, pipeline: str = "default", fast_math: bool = False,
-              distributed: bool = False, memory_limit=None) -> int:
+              distributed: bool = False, memory_limit=None,
+              allow_changed_settings: bool = False) -> int:
     """Train a character-level GPT (`graphc train`): build it, train it with gc.Trainer into
     OUT/checkpoint.npz (resuming it with `resume`), then score the whole validation split and
     write a sample. `options`: model fields (MODEL_OPTIONS) and training settings
     (TRAIN_OPTIONS), None meaning the default. Returns 0, or the signal that stopped
     training after a save. `distributed`: one rank of an MPI job (mpiexec -n N graphc
     train): rank 0 alone prints, writes the checkpoint and the sample. `memory_limit`: the
-    training step's memory budget (`--memory-limit`), met by recomputing activations."""
+    training step's memory budget (`--memory-limit`), met by recomputing activations.
+    Resuming with other training settings than the checkpoint's (but steps, eval_every,
+    eval_iters, precision) is refused unless `allow_changed_settings`."""
     from passes.rematerialize import MemoryLimitError
     from runtime.memory import PlanMemoryError
 
@@ -358,6 +368,9 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     if meta:
         check_compatible(meta, cfg, text.vocab, ckpt_path)
     tc = train_config(config, options, meta["train"] if meta else None)
+    if meta:  # before the step is compiled
+        checkpoint.check_settings(meta, gpt_settings(cfg, tc, text.vocab), ckpt_path,
+                                  allow_changed_settings, "--allow-changed-settings")
     check_parameter_memory(cfg)
     model = GPT(cfg, seed=tc.seed)
     _say(f"graphc train: {config} GPT, {model.num_parameters():,} parameters, vocab "
@@ -379,7 +392,7 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     if trainer.step_plan.remat_report is not None:
         _say(str(trainer.step_plan.remat_report))
     if meta:
-        trainer.restore(arrays, meta)
+        trainer.restore(arrays, meta, allow_changed_settings)
         _say(f"resumed from {ckpt_path} at step {trainer.step}")
     if not resume:  # again: another run may have written it while this one was built
         _refuse_to_overwrite(ckpt_path)

@@ -348,8 +348,13 @@ class Trainer:
                 "history": self.history, "val_history": self.val_history}
         checkpoint.save(path, self.state_arrays(), meta)
 
-    def restore(self, arrays: dict, meta: dict):
-        """Continue from a checkpoint's arrays and header (checkpoint.load's result)."""
+    def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False):
+        """Continue from a checkpoint's arrays and header (checkpoint.load's result). Settings
+        (checkpoint_meta) other than the checkpoint's are refused, naming each difference,
+        unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
+        change: checkpoint.RESUMABLE_CHANGES)."""
+        checkpoint.check_settings(meta, self.checkpoint_meta, "the checkpoint",
+                                  allow_changed_settings)
         own = self.state_arrays()
         if self.amp_state is not None and not any(k.startswith("amp/") for k in arrays):
             # a run switched to fp16-mixed: its loss scale starts afresh, as GradScaler's
@@ -376,13 +381,16 @@ class Trainer:
         self.history = [tuple(h) for h in meta.get("history", [])]
         self.val_history = [tuple(h) for h in meta.get("val_history", [])]
 
-    def resume(self, path: str):
+    def resume(self, path: str, allow_changed_settings: bool = False):
         """restore() from a checkpoint file written by save(), each array checked against
-        this trainer's before it is read."""
+        this trainer's before it is read; refused if this trainer's checkpoint_meta differs
+        from the checkpoint's, unless `allow_changed_settings` (see restore)."""
         wanted = {k: (a.shape, a.dtype) for k, a in self.state_arrays().items()}
         # a float32 run's checkpoint has no loss scale: restore() starts it afresh
         optional = [k for k in wanted if k.startswith("amp/")]
-        self.restore(*checkpoint.load_arrays(path, wanted, optional))
+        arrays, meta = checkpoint.load_arrays(path, wanted, optional)
+        checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
+        self.restore(arrays, meta, allow_changed_settings)
 
     def _set_state_arrays(self, arrays, step, skipped=0):
         self.step, self.skipped_steps = step, skipped

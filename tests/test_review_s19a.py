@@ -1,0 +1,108 @@
+"""Session 19a: trust gaps in the training library.
+
+- gc.Trainer.resume(path) did not compare the trainer's checkpoint_meta (the user's settings,
+  saved in the checkpoint's header) with the checkpoint's: a run resumed with another
+  learning rate or width recorded there continued silently. It is now refused with one line
+  naming each difference (old -> new) unless resume(path, allow_changed_settings=True);
+  steps, eval_every, eval_iters and precision may change (extending a run). `graphc train
+  --resume` with another --lr likewise exits 2 with one line unless
+  --allow-changed-settings.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import checkpoint, optim
+from graphc.cli import main
+from ir.errors import GraphcError
+
+
+# ---- resuming with other settings -----------------------------------------------------------
+X = np.random.default_rng(0).normal(size=(16, 3))
+Y = np.random.default_rng(1).normal(size=(16, 2))
+
+
+def _trainer(meta, steps=4, lr=0.1):
+    def loss(p, batch):
+        return gc.mean((gc.matmul(batch[0], p["w"]) - batch[1]) ** 2)
+
+    def batches(rng):
+        rows = rng.integers(0, 16, 4)
+        return X[rows], Y[rows]
+    w = np.random.default_rng(2).normal(size=(3, 2))
+    return gc.Trainer(loss, {"w": w}, optim.SGD(lr=lr, momentum=0.9), batches, steps=steps,
+                      eval_every=2, checkpoint_meta=meta)
+
+
+def test_trainer_resume_refuses_other_settings_unless_allowed(tmp_path):
+    saved = {"lr": 0.1, "model": {"width": 3, "depth": 1}, "steps": 2}
+    first = _trainer(saved, steps=2)
+    first.fit(str(tmp_path), progress=False)
+    path = str(tmp_path / "checkpoint.npz")
+    w_saved = first.params["w"].copy()
+
+    other = _trainer({"lr": 0.01, "model": {"width": 4, "depth": 1}, "steps": 4,
+                      "dropout": 0.1}, lr=0.01)
+    w_init = other.params["w"].copy()
+    with pytest.raises(GraphcError) as info:
+        other.resume(path)
+    assert str(info.value) == (
+        f"{path} was saved with other settings (dropout: (absent) -> 0.1; lr: 0.1 -> 0.01; "
+        "model.width: 3 -> 4); resume with the checkpoint's settings, or pass "
+        "allow_changed_settings=True to continue with the new ones")
+    # nothing was restored: still the fresh trainer at step 0
+    assert other.step == 0
+    np.testing.assert_array_equal(other.params["w"], w_init)
+    # restore() with the header is refused the same way
+    arrays, meta = checkpoint.load_arrays(path, {"param/w": ((3, 2), np.float64),
+                                                 "opt_momentum/w": ((3, 2), np.float64)})
+    with pytest.raises(GraphcError, match=r"lr: 0\.1 -> 0\.01"):
+        other.restore(arrays, meta)
+
+    other.resume(path, allow_changed_settings=True)
+    assert other.step == 2
+    np.testing.assert_array_equal(other.params["w"], w_saved)
+
+    # only the total steps changed (a run extended): resumes without opting in, and continues
+    # as the uninterrupted run does
+    longer = _trainer({**saved, "steps": 4})
+    longer.resume(path)
+    longer.fit(str(tmp_path), progress=False)
+    straight = _trainer({**saved, "steps": 4})
+    straight.fit(None, progress=False)
+    np.testing.assert_array_equal(longer.params["w"], straight.params["w"])
+    assert checkpoint.load_arrays(path, {})[1]["steps"] == 4
+
+
+FAST = ["--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+        "--block-size", "8", "--batch-size", "4", "--eval-iters", "2", "--no-progress",
+        "--sample-tokens", "0"]
+
+
+def test_graphc_train_resume_with_another_lr_exits_2_unless_allowed(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    words = ["to be ", "or not ", "that is\n", "the question\n"]
+    text.write_text("".join(np.random.default_rng(0).choice(words, 300)), encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["train", *FAST, "--data", str(text), "--out", str(out)]
+    assert main([*args, "--steps", "2", "--lr", "0.005"]) == 0
+    ckpt = out / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+
+    assert main([*args, "--steps", "4", "--resume", "--lr", "0.01", "--warmup", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"graphc: error: {ckpt} was saved with other settings (train.lr: 0.005 -> "
+                   "0.01; train.warmup: 30 -> 3); resume with the checkpoint's settings, or "
+                   "pass --allow-changed-settings to continue with the new ones"]
+    assert ckpt.read_bytes() == before
+
+    assert main([*args, "--steps", "4", "--resume", "--lr", "0.01", "--warmup", "3",
+                 "--allow-changed-settings"]) == 0
+    meta = checkpoint.load(str(ckpt))[1]
+    assert meta["step"] == 4 and meta["train"]["lr"] == 0.01 and meta["train"]["warmup"] == 3
+    # the same command again: nothing changed but --steps, which may
+    assert main([*args, "--steps", "5", "--resume", "--lr", "0.01", "--warmup", "3"]) == 0
+    assert checkpoint.load(str(ckpt))[1]["step"] == 5
