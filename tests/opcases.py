@@ -234,6 +234,12 @@ CASES = [
     # step functions: their gradient is zero (finite differences agree off the steps)
     Case("floor_ceil_round", lambda a: gc.floor(a) * a + gc.ceil(a) + gc.round(a * 3.0),
          [f64(3, 4)], lambda a: np.floor(a) * a + np.ceil(a) + np.round(a * 3.0)),
+    # of integers (bool too) they are the identity, in the integer dtype (JAX's; numpy 2's);
+    # round with decimals < 0 rounds integers to tens (half to even), as numpy's
+    Case("floor_ceil_round_int", lambda a, i: gc.cast(
+        gc.floor(i) + gc.ceil(i) * 2 + gc.round(i, 1) * 3 + gc.round(i * 5, -1), a.dtype) * a,
+         [f64(3, 4), ints(3, 4)],
+         lambda a, i: (i + i * 2 + i * 3 + np.round(i * 5, -1)) * a, ints=(1,)),
     Case("isnan_isfinite", lambda a: gc.where(gc.isnan(gc.log(a)), 1.0, a)
          + gc.where(gc.isfinite(1.0 / gc.round(a)), a, 2.0),
          [f64(3, 4)], lambda a: np.where(np.isnan(np.log(a)), 1.0, a)

@@ -95,12 +95,19 @@ def erf(x): return apply("erf", x)
 def log1p(x): return apply("log1p", x)
 def expm1(x): return apply("expm1", x)
 def softplus(x): return apply("softplus", x)
-def floor(x): return apply("floor", x)
-def ceil(x): return apply("ceil", x)
+# Integers and bools are whole already: floor, ceil and round give them back unchanged, in
+# their dtype (JAX's; numpy 2's floor and ceil), as cast to their own dtype does.
+def floor(x): return apply("floor", x) if is_float(_dtype(x)) else x
+def ceil(x): return apply("ceil", x) if is_float(_dtype(x)) else x
 def round(x, decimals=0):
     """To the nearest integer, halves to even (numpy's); decimals as numpy's: x * 10**d
     rounded, then divided back (d < 0: divided, rounded, multiplied)."""
     decimals = operator.index(decimals)
+    if not is_float(_dtype(x)):
+        if decimals >= 0:
+            return x
+        # to tens, hundreds, ...: numpy's way, through float64 and back to x's dtype
+        return cast(round(cast(x, "float64"), decimals), _dtype(x))
     if decimals > 0:
         return div(apply("round", x * 10.0 ** decimals), 10.0 ** decimals)
     if decimals < 0:
