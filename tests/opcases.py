@@ -246,6 +246,10 @@ CASES = [
          + np.where(np.isfinite(1.0 / np.round(a)), a, 2.0)),
     Case("square_clip", lambda a: gc.square(gc.clip(a, -1.0, 0.5)) + gc.clip(a, max=0.0),
          [f64(3, 4)], lambda a: np.clip(a, -1.0, 0.5) ** 2 + np.minimum(a, 0.0)),
+    # float bounds promote integers to float32, as a weak float would (JAX's; numpy: float64)
+    Case("clip_int_float_bounds", lambda a, i: gc.cast(gc.clip(i, 0.5, 2.5), a.dtype) * a
+         + gc.cast(gc.clip(i, max=1.5), a.dtype), [f64(3, 4), ints(3, 4)],
+         lambda a, i: np.clip(i, 0.5, 2.5) * a + np.minimum(i, 1.5), ints=(1,)),
     Case("gelu_tanh", gc.gelu, [f64(3, 4)], _gelu_tanh),
     Case("gelu_erf", lambda a: gc.gelu(a, approximate="none"), [f64(3, 4)],
          lambda a: 0.5 * a * (1 + special.erf(a / math.sqrt(2)))),

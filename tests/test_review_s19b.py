@@ -41,3 +41,21 @@ def test_integer_floor_under_vmap_and_grad():
     np.testing.assert_array_equal(gc.grad(f)(a, i), 3.0 * i)
     np.testing.assert_array_equal(gc.compile(gc.grad(f))(a, i), 3.0 * i)
     np.testing.assert_array_equal(np.asarray(gc.vmap(gc.grad(f))(a, i)), 3.0 * i)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_clip_of_integers_with_float_bounds_promotes_as_numpy(compiled):
+    # refused before: "maximum: float scalar 0.5 meets an integer tensor; cast one of them first"
+    x = np.arange(-1, 5, dtype=np.int32)
+    cases = [(lambda v: gc.clip(v, 0.5, 2.5), np.clip(x, 0.5, 2.5)),
+             (lambda v: gc.clip(v, max=2.5), np.minimum(x, 2.5)),
+             (lambda v: gc.clip(v > 1, 0.5), np.maximum(x > 1, 0.5))]
+    for f, expected in cases:
+        out = np.asarray((gc.compile(f) if compiled else f)(x))
+        assert out.dtype == np.float32  # a weak float meeting integers: float32, as JAX's
+        np.testing.assert_array_equal(out, expected)
+    # integer bounds keep integers integers, as numpy's
+    f = lambda v: gc.clip(v, 0, 3)
+    out = np.asarray((gc.compile(f) if compiled else f)(x))
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out, np.clip(x, 0, 3))

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, finfo, holds_when_bound,
                      is_float)
-from .registry import apply
+from .registry import apply, is_weak_scalar
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -717,7 +717,11 @@ def square(x):
 
 def clip(x, min=None, max=None):
     """x limited to [min, max] (either may be None), as jnp.clip and torch.clamp; at a bound
-    the gradient passes to x, as PyTorch's."""
+    the gradient passes to x, as PyTorch's. A float scalar bound makes integers (bools) floats,
+    as numpy's and JAX's: of the dtype a weak float takes alone, float32 (JAX's default)."""
+    if not is_float(_dtype(x)) and builtins.any(
+            is_weak_scalar(b) and is_float(_dtype(b)) for b in (min, max)):
+        x = cast(x, "float32")
     if min is not None:
         x = maximum(x, min)
     if max is not None:
