@@ -59,3 +59,15 @@ def test_clip_of_integers_with_float_bounds_promotes_as_numpy(compiled):
     out = np.asarray((gc.compile(f) if compiled else f)(x))
     assert out.dtype == np.int32
     np.testing.assert_array_equal(out, np.clip(x, 0, 3))
+
+
+@pytest.mark.parametrize("transform", [gc.jacrev, gc.jacfwd, gc.grad, gc.value_and_grad])
+def test_derivatives_over_no_arguments_are_one_error_as_jaxs(transform):
+    # before: jacrev(f, argnums=()) gave (), grad gave (), jacfwd "the arguments picked by
+    # argnums hold no arrays"; JAX refuses each (max(()) in grad, an unflatten error in jacrev,
+    # vmap of nothing in jacfwd)
+    from ir.errors import GraphcError
+    with pytest.raises(GraphcError, match=r"argnums=\(\) picks no argument") as info:
+        transform(lambda v: gc.sum(v * 2.0), argnums=())
+    assert "test_review_s19b.py" in str(info.value)  # the user's line
+    assert transform.__name__ in str(info.value)
