@@ -71,3 +71,33 @@ def test_derivatives_over_no_arguments_are_one_error_as_jaxs(transform):
         transform(lambda v: gc.sum(v * 2.0), argnums=())
     assert "test_review_s19b.py" in str(info.value)  # the user's line
     assert transform.__name__ in str(info.value)
+
+
+HINT = ("numpy would clamp it, which a plan traced once for symbolic sizes cannot (the clamped "
+        "size is no dimension); where a clamp is meant, declare the dimension concrete in "
+        "polymorphic_shapes")
+
+
+@pytest.mark.parametrize("index,bad", [(lambda x: x[:10], "0:10"), (lambda x: x[-10:], "-7:3"),
+                                       (lambda x: x[:, 5:9], "5:9")])
+def test_a_symbolic_slice_numpy_would_clamp_says_why_and_what_to_do(index, bad):
+    # before: "slice with m=3, n=3: bad range 0:10:1 for an axis of 3" (no reason, no way out);
+    # numpy's clamped size (min(n, 10) rows) is no polynomial of the symbols
+    from ir.errors import GraphcError
+    f = gc.compile(lambda x: index(x) * 2.0, polymorphic_shapes=(("n", "m"),))
+    assert f(np.ones((12, 12))).shape[0] in (10, 12)  # where the bounds fit: as numpy
+    with pytest.raises(GraphcError) as info:
+        f(np.ones((3, 3)))
+    first, where = str(info.value).splitlines()
+    assert first == f"slice with m=3, n=3: range {bad} does not fit an axis of 3: {HINT}"
+    assert "test_review_s19b.py" in where  # the line of the slice
+
+
+def test_a_symbolic_slice_whose_size_the_trace_cannot_decide_says_what_to_do():
+    from ir.errors import GraphcError
+    with pytest.raises(GraphcError) as info:
+        gc.compile(lambda x: x[2:] * 2.0, polymorphic_shapes=(("n",),))(np.ones(5))
+    first, where = str(info.value).splitlines()
+    assert first == ("slice 2:None of axis 0 (size n): whether n-2 >= 0 depends on the value "
+                     f"of n: {HINT}")
+    assert "test_review_s19b.py" in where

@@ -401,7 +401,8 @@ def getitem(x, key):
                     _fail("negative slice steps are not supported")
                 b = b if b >= a else a  # not max(): `t > 1` is undecided where `t >= 1` holds
             except InconclusiveDim as exc:
-                _fail(f"slice {k.start}:{k.stop} of axis {axis} (size {d}): {exc.message}")
+                _fail(f"slice {k.start}:{k.stop} of axis {axis} (size {d}): {exc.message}: "
+                      f"{SYMBOLIC_CLAMP}")
             starts.append(a), stops.append(b), steps.append(s)
             out_shape.append(slice_length(a, b, s))
         elif _is_scalar_index(k):
@@ -420,6 +421,13 @@ def _is_scalar_index(k) -> bool:
     """A run-time integer scalar: a 0-d integer tensor (symbolic or eager), not an array."""
     return not isinstance(k, (np.ndarray, np.generic)) and hasattr(k, "dtype") and \
         hasattr(k, "shape") and len(k.shape) == 0 and np.dtype(k.dtype).kind in "iu"
+
+
+# Why a slice numpy clamps (x[:10] of n rows has min(n, 10)) is refused where a size is
+# symbolic: the clamped size is no polynomial of the symbols, so no one plan has it
+SYMBOLIC_CLAMP = ("numpy would clamp it, which a plan traced once for symbolic sizes cannot "
+                  "(the clamped size is no dimension); where a clamp is meant, declare the "
+                  "dimension concrete in polymorphic_shapes")
 
 
 def _slice_indices(k: slice, d):
