@@ -100,6 +100,8 @@ def assert_printed(segments, printed, where):
 def _training_learns(ns, printed):
     loss, acc = re.fullmatch(r"loss ([\d.]+), accuracy ([\d.]+)%\n", printed).groups()
     assert float(loss) < 0.2 and float(acc) >= 95.0
+    # "a pytree: {"0.weight": array, "0.bias": ...}"
+    assert list(ns["params"]) == ["0.weight", "0.bias", "2.weight", "2.bias"]
 
 
 def _transforms(ns, printed):
@@ -363,3 +365,19 @@ def test_the_train_options_the_readme_lists_exist():
     assert set(configs) == set(CONFIGS)
     precisions = re.search(r"`--precision ([\w|-]+)`", paragraph).group(1).split("|")
     assert precisions == list(train._option_string_actions["--precision"].choices)
+
+
+def test_the_scan_ir_the_readme_shows_is_what_the_printer_prints():
+    """The ```text block of "Control flow": a scan of tanh(x + h @ w) over 6 steps."""
+    from ir.parser import parse
+    (shown,) = [body for lang, _, body, _ in fences(README)
+                if lang == "text" and any(" = scan " in line for line in body)]
+
+    def f(h0, xs, w):
+        def step(h, x):
+            h = gc.tanh(x + h @ w)
+            return h, h
+        return gc.scan(step, h0, xs)
+    printed = str(gc.trace(f, gc.spec((2, 3)), gc.spec((6, 2, 3)), gc.spec((3, 3))))
+    assert "\n".join(shown) in printed
+    assert str(parse(printed)) == printed  # "it parses back"
