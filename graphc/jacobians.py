@@ -22,8 +22,8 @@ from ir.ops import api as F
 from ir.types import is_float
 
 from .tracing import leaves_and_structure, unflatten
-from .transforms import (Compiled, _argnums, _as_float_inputs, _is_symbolic, call_with_kwargs,
-                         jvp, vjp)
+from .transforms import (Compiled, _as_float_inputs, _differentiated, _is_symbolic,
+                         call_with_kwargs, jvp, vjp)
 from .vmap import vmap
 
 
@@ -51,7 +51,7 @@ def jacrev(fn, argnums=0, has_aux=False):
                 g, tuple(y.shape) + tuple(g.shape[1:])), argnums))
         return unflatten(out_structure, rows), aux
 
-    return _transform(fn, jacobian, argnums, has_aux)
+    return _transform(fn, jacobian, argnums, has_aux, "jacrev")
 
 
 def jacfwd(fn, argnums=0, has_aux=False):
@@ -83,11 +83,11 @@ def jacfwd(fn, argnums=0, has_aux=False):
             per_output.append(tree[0] if isinstance(argnums, int) else tuple(tree))
         return unflatten(out_structure, per_output), aux
 
-    return _transform(fn, jacobian, argnums, has_aux)
+    return _transform(fn, jacobian, argnums, has_aux, "jacfwd")
 
 
-def _transform(fn, jacobian, argnums, has_aux):
-    nums = _argnums(argnums)
+def _transform(fn, jacobian, argnums, has_aux, who):
+    nums = _differentiated(argnums, who)
 
     def symbolic(*args, **kwargs):
         for i in nums:

@@ -466,9 +466,19 @@ def _argnums(argnums):
     return (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
 
+def _differentiated(argnums, who):
+    """A derivative's argnums as a tuple: an int or a non-empty sequence. argnums=() picks
+    nothing to differentiate; JAX's grad and jacobians refuse it too (less clearly)."""
+    nums = _argnums(argnums)
+    if not nums:
+        raise GraphcError(f"{who}: argnums={argnums!r} picks no argument to differentiate with "
+                          "respect to; pass an int or a non-empty tuple", (user_location(),))
+    return nums
+
+
 def value_and_grad(fn, argnums=0, has_aux=False):
     """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
-    nums = _argnums(argnums)
+    nums = _differentiated(argnums, "value_and_grad")
 
     def symbolic(*args, **kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
@@ -624,6 +634,7 @@ def _weak_floats(args, static) -> tuple:
 
 
 def grad(fn, argnums=0, has_aux=False):
+    _differentiated(argnums, "grad")  # named as the user called it
     vg = value_and_grad(fn, argnums, has_aux)
 
     @functools.wraps(fn)

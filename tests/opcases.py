@@ -234,12 +234,22 @@ CASES = [
     # step functions: their gradient is zero (finite differences agree off the steps)
     Case("floor_ceil_round", lambda a: gc.floor(a) * a + gc.ceil(a) + gc.round(a * 3.0),
          [f64(3, 4)], lambda a: np.floor(a) * a + np.ceil(a) + np.round(a * 3.0)),
+    # of integers (bool too) they are the identity, in the integer dtype (JAX's; numpy 2's);
+    # round with decimals < 0 rounds integers to tens (half to even), as numpy's
+    Case("floor_ceil_round_int", lambda a, i: gc.cast(
+        gc.floor(i) + gc.ceil(i) * 2 + gc.round(i, 1) * 3 + gc.round(i * 5, -1), a.dtype) * a,
+         [f64(3, 4), ints(3, 4)],
+         lambda a, i: (i + i * 2 + i * 3 + np.round(i * 5, -1)) * a, ints=(1,)),
     Case("isnan_isfinite", lambda a: gc.where(gc.isnan(gc.log(a)), 1.0, a)
          + gc.where(gc.isfinite(1.0 / gc.round(a)), a, 2.0),
          [f64(3, 4)], lambda a: np.where(np.isnan(np.log(a)), 1.0, a)
          + np.where(np.isfinite(1.0 / np.round(a)), a, 2.0)),
     Case("square_clip", lambda a: gc.square(gc.clip(a, -1.0, 0.5)) + gc.clip(a, max=0.0),
          [f64(3, 4)], lambda a: np.clip(a, -1.0, 0.5) ** 2 + np.minimum(a, 0.0)),
+    # float bounds promote integers to float32, as a weak float would (JAX's; numpy: float64)
+    Case("clip_int_float_bounds", lambda a, i: gc.cast(gc.clip(i, 0.5, 2.5), a.dtype) * a
+         + gc.cast(gc.clip(i, max=1.5), a.dtype), [f64(3, 4), ints(3, 4)],
+         lambda a, i: np.clip(i, 0.5, 2.5) * a + np.minimum(i, 1.5), ints=(1,)),
     Case("gelu_tanh", gc.gelu, [f64(3, 4)], _gelu_tanh),
     Case("gelu_erf", lambda a: gc.gelu(a, approximate="none"), [f64(3, 4)],
          lambda a: 0.5 * a * (1 + special.erf(a / math.sqrt(2)))),

@@ -64,17 +64,6 @@ def test_digits_mlp_eager_and_compiled_training_agree():
                                    err_msg=name)
 
 
-def test_readme_training_example_runs_and_learns(capsys):
-    import re
-    text = (ROOT / "README.md").read_text()
-    block = re.search(r"## Using the compiler.*?```python\n(.*?)```", text, re.S).group(1)
-    assert "gc.compile(donate_argnums=(0, 1))" in block and "opt.update" in block
-    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
-    printed = capsys.readouterr().out
-    loss, acc = re.fullmatch(r"loss ([\d.]+), accuracy ([\d.]+)%\n", printed).groups()
-    assert float(loss) < 0.2 and float(acc) >= 95.0
-
-
 def test_char_gpt_is_graphc_trains_gpt_through_the_public_library():
     """40 steps of examples/char_gpt.py give the validation estimate `graphc train --config
     tiny --steps 40` prints (same model, settings, seed and batches)."""

@@ -129,7 +129,7 @@ def test_a_bound_the_sizes_break_is_one_error_not_a_wrong_shape():
         with pytest.raises(GraphcError) as info:
             fn(np.arange(3.0))
         first, where = str(info.value).splitlines()
-        assert first == "slice with n=3: bad range 0:10:1 for an axis of 3"
+        assert first.startswith("slice with n=3: range 0:10 does not fit an axis of 3: ")
         assert "test_review_s18b.py" in where
 
 

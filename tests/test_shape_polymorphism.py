@@ -299,17 +299,6 @@ def test_split_loss_scores_a_smaller_last_batch_from_the_same_graph(monkeypatch)
     assert loss == pytest.approx(expected, rel=1e-12)
 
 
-def test_readme_shape_polymorphism_example_runs(capsys):
-    import re
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as fh:
-        text = fh.read()
-    block = re.search(r"### Shape polymorphism.*?```python\n(.*?)```", text, re.S).group(1)
-    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
-    printed = capsys.readouterr().out
-    expected = "\n".join(line[2:] for line in block.splitlines() if line.startswith("# "))
-    assert printed == "[]\n" + expected + "\n"
-
-
 # ---- differential: one symbolic plan vs the interpreter on each size's concrete graph ----------
 FUNCTIONS = {
     "reductions": lambda x, w: (gc.sum(x, 0), gc.max(x, 0, keepdims=True), gc.mean(x, 0),
@@ -364,8 +353,8 @@ def test_a_sequence_longer_than_the_block_is_refused_when_bound():
     assert logits(params, np.zeros((2, 8), np.int64)).shape == (2, 8, 11)
     with pytest.raises(GraphcError) as info:
         logits(params, np.zeros((2, 9), np.int64))
-    assert str(info.value).splitlines()[0] == ("slice with batch=2, seq=9: bad range 0:9:1 for "
-                                              "an axis of 8")
+    assert str(info.value).splitlines()[0].startswith(
+        "slice with batch=2, seq=9: range 0:9 does not fit an axis of 8: numpy would clamp it")
     assert "graphc/models/gpt.py" in str(info.value)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, finfo, holds_when_bound,
                      is_float)
-from .registry import apply
+from .registry import apply, is_weak_scalar
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -95,12 +95,19 @@ def erf(x): return apply("erf", x)
 def log1p(x): return apply("log1p", x)
 def expm1(x): return apply("expm1", x)
 def softplus(x): return apply("softplus", x)
-def floor(x): return apply("floor", x)
-def ceil(x): return apply("ceil", x)
+# Integers and bools are whole already: floor, ceil and round give them back unchanged, in
+# their dtype (JAX's; numpy 2's floor and ceil), as cast to their own dtype does.
+def floor(x): return apply("floor", x) if is_float(_dtype(x)) else x
+def ceil(x): return apply("ceil", x) if is_float(_dtype(x)) else x
 def round(x, decimals=0):
     """To the nearest integer, halves to even (numpy's); decimals as numpy's: x * 10**d
     rounded, then divided back (d < 0: divided, rounded, multiplied)."""
     decimals = operator.index(decimals)
+    if not is_float(_dtype(x)):
+        if decimals >= 0:
+            return x
+        # to tens, hundreds, ...: numpy's way, through float64 and back to x's dtype
+        return cast(round(cast(x, "float64"), decimals), _dtype(x))
     if decimals > 0:
         return div(apply("round", x * 10.0 ** decimals), 10.0 ** decimals)
     if decimals < 0:
@@ -394,7 +401,8 @@ def getitem(x, key):
                     _fail("negative slice steps are not supported")
                 b = b if b >= a else a  # not max(): `t > 1` is undecided where `t >= 1` holds
             except InconclusiveDim as exc:
-                _fail(f"slice {k.start}:{k.stop} of axis {axis} (size {d}): {exc.message}")
+                _fail(f"slice {k.start}:{k.stop} of axis {axis} (size {d}): {exc.message}: "
+                      f"{SYMBOLIC_CLAMP}")
             starts.append(a), stops.append(b), steps.append(s)
             out_shape.append(slice_length(a, b, s))
         elif _is_scalar_index(k):
@@ -413,6 +421,13 @@ def _is_scalar_index(k) -> bool:
     """A run-time integer scalar: a 0-d integer tensor (symbolic or eager), not an array."""
     return not isinstance(k, (np.ndarray, np.generic)) and hasattr(k, "dtype") and \
         hasattr(k, "shape") and len(k.shape) == 0 and np.dtype(k.dtype).kind in "iu"
+
+
+# Why a slice numpy clamps (x[:10] of n rows has min(n, 10)) is refused where a size is
+# symbolic: the clamped size is no polynomial of the symbols, so no one plan has it
+SYMBOLIC_CLAMP = ("numpy would clamp it, which a plan traced once for symbolic sizes cannot "
+                  "(the clamped size is no dimension); where a clamp is meant, declare the "
+                  "dimension concrete in polymorphic_shapes")
 
 
 def _slice_indices(k: slice, d):
@@ -710,7 +725,11 @@ def square(x):
 
 def clip(x, min=None, max=None):
     """x limited to [min, max] (either may be None), as jnp.clip and torch.clamp; at a bound
-    the gradient passes to x, as PyTorch's."""
+    the gradient passes to x, as PyTorch's. A float scalar bound makes integers (bools) floats,
+    as numpy's and JAX's: of the dtype a weak float takes alone, float32 (JAX's default)."""
+    if not is_float(_dtype(x)) and builtins.any(
+            is_weak_scalar(b) and is_float(_dtype(b)) for b in (min, max)):
+        x = cast(x, "float32")
     if min is not None:
         x = maximum(x, min)
     if max is not None:

@@ -165,9 +165,12 @@ def _slice_infer(types, starts, stops, steps):
     check(len(starts) == len(stops) == len(steps) == t.ndim, "slice needs one range per axis")
     shape = []
     for d, a, b, s in zip(t.shape, starts, stops, steps):
+        check(s > 0, f"bad step {s} in the range {a}:{b}:{s}")
         # a bound that only the symbols' values decide is checked when they are bound
-        check(s > 0 and holds_when_bound(lambda: 0 <= a <= b <= d),
-              f"bad range {a}:{b}:{s} for an axis of {d}")
+        # (ir/specialize.py): one that does not fit there is what numpy would have clamped
+        if not holds_when_bound(lambda: 0 <= a <= b <= d):
+            raise TypeRuleError(f"range {a}:{b} does not fit an axis of {d}: "
+                                f"{F.SYMBOLIC_CLAMP}")
         if isinstance(a, Dim) or isinstance(b, Dim):  # symbolic bounds: step 1 (api)
             check(s == 1, f"range {a}:{b}:{s} with symbolic bounds needs step 1")
             shape.append(b - a)
