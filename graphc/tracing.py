@@ -21,6 +21,9 @@ class Spec:
     """The shape and dtype of a traced argument (JAX's ShapeDtypeStruct)."""
     shape: tuple
     dtype: np.dtype
+    # a Python number's: weakly typed in the trace, it takes the dtype of the tensors it
+    # meets (ir/weak.py), as jax.jit's Python scalars
+    weak: bool = False
 
     def __str__(self):
         return str(TensorType(self.shape, self.dtype))
@@ -240,6 +243,8 @@ def trace(fn, *specs, name: str | None = None, names=None) -> Graph:
             for leaf, full in zip(leaves, leaf_input_names(argname, s)):
                 sp = to_spec(leaf)
                 nodes.append(graph.input(full, sp.shape, sp.dtype))
+                if sp.weak:
+                    graph.weak_ids.add(nodes[-1].id)
             args.append(unflatten(structure, nodes))
         result = fn(*args)
         leaves, structure, _ = flatten(result)

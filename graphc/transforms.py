@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 
+from ir import weak
 from ir.errors import GraphcError, user_location
 from ir.graph import Node, current_graph
 from ir.ops.registry import apply, like_dtype, lift_symbolic
@@ -78,6 +79,7 @@ class Compiled:
         self._templates = {}  # (argument position, pytree structure) -> templates per leaf
         self.recompiles = []  # one message per compilation after the first
         self._plans = {}
+        self._weak_int_limits = {}  # id(plan) -> [(leaf, integer dtype, name)] (ir/weak.py)
         self._last_key = None
         self._checked_counts = set()  # argument counts whose argnums have been checked
         functools.update_wrapper(self, fn)
@@ -206,6 +208,11 @@ class Compiled:
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
                               jit=self.jit, memory_limit=self.memory_limit)
             self._plans.setdefault(key, []).append((list(graph.guards), plan))
+            position = {node: i for i, node in enumerate(graph.inputs)}
+            limits = [(position[node], dtype, node.attrs["name"])
+                      for node, dtype in weak.int_limits(graph).items()]
+            if limits:
+                self._weak_int_limits[id(plan)] = limits
         self._last_key = key
         return plan
 
@@ -248,6 +255,8 @@ class Compiled:
         self._check_argnums(len(args))
         key, leaves = self._key_and_leaves(args)
         plan = self._plan_for_key(args, key)
+        if self._weak_int_limits:
+            _check_weak_ints(leaves, self._weak_int_limits.get(id(plan), ()))
         leaves = [x.data if isinstance(x, Tensor) else x for x in leaves]
         outs = plan.run_checked(*leaves) if checked else plan(*leaves)
         return unflatten(plan.graph.output_tree, outs)
@@ -257,6 +266,17 @@ class Compiled:
         static = self._static(len(args))
         leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
         return [x.data if isinstance(x, Tensor) else x for x in leaves]
+
+
+def _check_weak_ints(leaves, limits):
+    """A Python int argument that the trace cast to a narrower integer dtype (where it met
+    an int32 tensor, say) must fit it: eager code refuses `int32_tensor + 2**40` too."""
+    for i, dtype, name in limits:
+        info = np.iinfo(dtype)
+        if not info.min <= leaves[i] <= info.max:
+            raise GraphcError(f"compiled function: argument {name} = {leaves[i]} does not fit "
+                              f"in {dtype} (the dtype of the tensor it meets); pass an array "
+                              "of a wider dtype or cast the tensor first", (user_location(),))
 
 
 def _hold(guards) -> bool:
@@ -280,6 +300,8 @@ def _leaf_signature(x, template=None):
     else:
         spec = to_spec(x)
         shape, dtype = spec.shape, str(spec.dtype)
+        if _is_python_number(x):  # weakly typed: not the plan of a 0-d int64 array
+            dtype = f"weak {dtype}"
     if template is None:
         return shape, dtype
     return _template_shape(template, shape), dtype
@@ -408,8 +430,16 @@ def _specs_of(arg, key):
     dimensions' names in place of their sizes."""
     leaves, structure, _ = flatten(arg)
     _, leaf_signatures = key
-    return unflatten(structure, [Spec(tuple(as_dim(d) for d in shape), to_spec(x).dtype)
+    return unflatten(structure, [Spec(tuple(as_dim(d) for d in shape), to_spec(x).dtype,
+                                      weak=_is_python_number(x))
                                  for x, (shape, _) in zip(leaves, leaf_signatures)])
+
+
+def _is_python_number(x) -> bool:
+    """Weakly typed in a compiled function's trace (ir/weak.py), as jax.jit's Python
+    scalars: Python ints and floats, and numpy's number scalars, weak in graphc's eager code
+    too (registry.is_weak_scalar); bools and 0-d arrays keep their dtype."""
+    return type(x) in (int, float) or isinstance(x, (np.integer, np.floating))
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),

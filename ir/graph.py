@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import weak
 from .errors import GraphcError, user_location
 from .ops.operators import OperatorMixin
 from .ops.registry import (Interpreter, SymbolicValue, get_op, infer_type,
@@ -108,6 +109,7 @@ class Graph(Interpreter):
         self._set_while_tracing = set()  # (id(object), attribute): state the trace set itself
         self._next_id = 0
         self._next_salt = 0
+        self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
         self.loc_override = None
         self.scope_override = None
 
@@ -139,9 +141,18 @@ class Graph(Interpreter):
         return node
 
     def process(self, op, inputs, attrs) -> Node:
+        weak_result = False
+        if self.weak_ids and any(weak.is_weak(x) for x in inputs):
+            inputs, weak_result = weak.adopt(op.name, inputs, self._cast)
         like = like_dtype(inputs)
         args = [lift_symbolic(self, x, like, op.name) for x in inputs]
-        return self.add_node(op.name, args, attrs, infer_type(op, [a.type for a in args], attrs))
+        node = self.add_node(op.name, args, attrs, infer_type(op, [a.type for a in args], attrs))
+        if weak_result and node.dtype != np.dtype(bool):
+            self.weak_ids.add(node.id)
+        return node
+
+    def _cast(self, node, dtype):
+        return self.process(get_op("cast"), [node], {"dtype": dtype})
 
     def input(self, name: str, shape, dtype="float32", kind: str = "input") -> Node:
         if any(n.attrs["name"] == name for n in self.inputs):

@@ -14,6 +14,7 @@ Parameter read inside is a `param` input here and is passed in from the enclosin
 """
 from __future__ import annotations
 
+from . import weak
 from .errors import GraphcError, user_location
 from .graph import Graph
 from .ops.registry import SymbolicValue, like_dtype, lift_symbolic
@@ -59,6 +60,8 @@ class Region(Graph):
                               kind="input")
             node.locs = value.locs
             self.captured[value] = node
+            if weak.is_weak(value):  # a Python number of the enclosing trace stays weak
+                self.weak_ids.add(node.id)
         return node
 
     def process(self, op, inputs, attrs):

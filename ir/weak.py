@@ -1,0 +1,75 @@
+"""Weakly typed graph values: a compiled function's Python-number arguments.
+
+In eager code `x_f32 + k` with a Python int k is float32: the number takes the tensor's dtype
+(ir.ops.registry's weak scalars). A compiled function traces k as an int64 input instead, and
+`x_f32 + k` used to be refused there ("operands must have one dtype"). As jax.jit does, such an
+input is *weakly typed*: where it meets a tensor in an arithmetic or comparison op it takes
+that tensor's dtype (a cast in the graph), and values computed from weak values and Python
+numbers only stay weak (`x + (k + 1)`). A weak float still does not meet integer tensors (as
+in eager code), and everything else (an index, a loop bound, a shape) sees an int64.
+
+Graph.process calls `adopt`; a graph keeps its weak nodes' ids in `weak_ids`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .types import is_float
+
+# the ops whose operands (at these positions; None: all) must share one dtype, so that a
+# weak one takes the dtype of the others
+_ADOPTING = {name: None for name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum",
+                                     "lt", "le", "gt", "ge", "eq", "ne")}
+_ADOPTING["where"] = (1, 2)  # the values, not the condition
+
+
+def is_weak(x) -> bool:
+    graph = getattr(x, "graph", None)
+    return graph is not None and getattr(x, "id", None) in getattr(graph, "weak_ids", ())
+
+
+def adopt(opname: str, inputs: list, cast) -> tuple[list, bool]:
+    """(the operands with weak ones cast to the dtype of the strong tensors they meet, whether
+    the result is weak). `cast(node, dtype)` builds the cast."""
+    positions = _ADOPTING.get(opname, ())
+    if positions is None:
+        positions = range(len(inputs))
+    values = [i for i in positions if i < len(inputs)]
+    if not values:
+        return inputs, False
+    weak = [i for i in values if is_weak(inputs[i])]
+    strong = [inputs[i].dtype for i in values if i not in weak and hasattr(inputs[i], "dtype")
+              and not isinstance(inputs[i], (np.generic, bool, int, float))]
+    target = next((np.dtype(d) for d in strong if np.dtype(d) != np.dtype(bool)), None)
+    inputs = list(inputs)
+    if target is None:
+        if strong:  # only masks: the mixing rules of eager code apply (no cast)
+            return inputs, False
+        # weak values and Python numbers only: a float number makes weak integers floats
+        # (float64: exact for the int64 values, cast down where a strong float meets them)
+        if any(isinstance(inputs[i], (float, np.floating)) for i in values):
+            for i in weak:
+                if not is_float(inputs[i].dtype):
+                    inputs[i] = cast(inputs[i], np.dtype(np.float64))
+        return inputs, True
+    for i in weak:
+        dtype = np.dtype(inputs[i].dtype)
+        if dtype == target or (is_float(dtype) and not is_float(target)):
+            continue  # (a weak float meeting integers stays an error, as in eager code)
+        inputs[i] = cast(inputs[i], target)
+    return inputs, False
+
+
+def int_limits(graph) -> dict:
+    """{input node: the narrowest integer dtype a weak integer input was cast to}: a compiled
+    function checks the Python int it passes fits, as eager code checks its scalars."""
+    limits = {}
+    for node in graph.nodes:
+        if node.op == "cast" and node.inputs[0].op == "input" and is_weak(node.inputs[0]):
+            dtype = np.dtype(node.attrs["dtype"])
+            if dtype.kind in "iu":
+                old = limits.get(node.inputs[0])
+                if old is None or np.iinfo(dtype).max < np.iinfo(old).max or \
+                        np.iinfo(dtype).min > np.iinfo(old).min:
+                    limits[node.inputs[0]] = dtype
+    return limits

@@ -1,0 +1,96 @@
+"""A compiled function's Python-number arguments are weakly typed, as jax.jit's (ir/weak.py):
+`x_f32 + k` with a Python int k is float32 in compiled code as it is in eager code. Before,
+the trace took k as an int64 input and refused the add ("operands must have one dtype")."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.errors import GraphcError
+
+
+def _both(fn, *args):
+    """fn's result in graphc's eager mode and compiled, which must agree in values and
+    dtype."""
+    eager = fn(*[gc.tensor(a) if isinstance(a, np.ndarray) else a for a in args])
+    eager = np.asarray(eager.data)
+    compiled = gc.compile(fn)(*args)
+    assert compiled.dtype == eager.dtype
+    np.testing.assert_array_equal(compiled, eager)
+    return compiled
+
+
+def test_a_python_int_takes_the_dtype_of_the_tensor_it_meets():
+    x32 = np.arange(4, dtype=np.float32)
+    out = _both(lambda x, k: x + k, x32, 3)
+    assert out.dtype == np.float32 and out.tolist() == [3, 4, 5, 6]
+    i32 = np.arange(4, dtype=np.int32)
+    out = _both(lambda x, k: x * k - k, i32, 5)
+    assert out.dtype == np.int32 and out.tolist() == [-5, 0, 5, 10]
+    # numpy scalars are weak in graphc's eager code, so in compiled code too
+    assert _both(lambda x, k: x + k, x32, np.int64(2)).dtype == np.float32
+
+
+def test_values_computed_from_weak_ones_stay_weak():
+    x32 = np.ones(3, np.float32)
+    out = _both(lambda x, k: x * (k + 1) - k * 0.5, x32, 3)
+    np.testing.assert_array_equal(out, np.full(3, 4 - 1.5, np.float32))
+    # a comparison of weak values is a bool mask, as in eager code
+    out = _both(lambda x, k: gc.where(x > k, x, k), np.arange(5, dtype=np.float32), 2)
+    assert out.tolist() == [2, 2, 2, 3, 4] and out.dtype == np.float32
+
+
+def test_clip_bounds_passed_as_arguments():
+    ints = np.arange(6, dtype=np.int32)
+    assert gc.compile(gc.clip)(ints, 1, 3).tolist() == [1, 1, 2, 3, 3, 3]
+    assert gc.compile(gc.clip)(ints, 1, 3).dtype == np.int32
+
+
+def test_a_weak_float_still_does_not_meet_integers():
+    with pytest.raises(GraphcError, match="one dtype"):
+        gc.compile(lambda x, s: x * s)(np.arange(3, dtype=np.int32), 0.5)
+
+
+def test_a_weak_float_meets_arrays_of_two_float_dtypes():
+    f = gc.compile(lambda a, b, s: (a * s, b * s))
+    a, b = f(np.ones(2, np.float32), np.ones(2, np.float64), 0.25)
+    assert a.dtype == np.float32 and b.dtype == np.float64
+    assert a.tolist() == [0.25, 0.25] and b.tolist() == [0.25, 0.25]
+
+
+def test_weak_ints_are_still_ints_for_indices_and_loop_bounds():
+    x = np.arange(10, dtype=np.float32)
+    f = gc.compile(lambda x, i: x[i] + i)
+    assert f(x, 4) == np.float32(8.0)
+    loop = gc.compile(lambda x, n: gc.fori_loop(0, n, lambda i, c: c + x[i] * n, 0.0 * x[0]))
+    assert loop(x, 4) == np.float32(4 * sum(range(4)))
+
+
+def test_inside_a_scan_body_a_captured_weak_int_is_weak():
+    def run(x, k):
+        return gc.scan(lambda c, row: (c + row * k, c), np.zeros(2, np.float32) + 0 * x[0], x)
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    carry, ys = gc.compile(run)(x, 2)
+    np.testing.assert_array_equal(carry, 2 * x.sum(0))
+    assert carry.dtype == np.float32
+
+
+def test_one_plan_for_every_value_and_a_checked_range():
+    i32 = np.arange(3, dtype=np.int32)
+    f = gc.compile(lambda x, k: x + k)
+    for k in (1, 7, -3):
+        assert f(i32, k).tolist() == (i32 + k).tolist()
+    assert f.recompiles == []
+    with pytest.raises(GraphcError, match=r"k = 1099511627776 does not fit in int32"):
+        f(i32, 2 ** 40)
+    # a 0-d int64 array is strongly typed: another plan, and refused as before
+    with pytest.raises(GraphcError, match="one dtype"):
+        f(np.ones(3, np.float32), np.asarray(3))
+
+
+def test_grad_with_a_python_int_hyperparameter():
+    def loss(w, k):
+        return gc.sum((w * k) ** 2)
+    w = np.array([1.0, -2.0], np.float32)
+    g = gc.compile(gc.grad(loss))(w, 3)
+    np.testing.assert_allclose(g, 2 * 9 * w)
+    assert g.dtype == np.float32
