@@ -223,7 +223,8 @@ class Trainer:
         self.dist.handshake(
             params={n: None if a is None else [list(a.shape), str(a.dtype)]
                     for n, a in self.params.items()},
-            optimizer=type(self.optimizer).__name__, steps=self.steps, seed=self.seed,
+            optimizer=_optimizer_settings(self.optimizer, self.steps), steps=self.steps,
+            seed=self.seed,
             clip_norm=self.clip_norm, settings=_jsonable(self.checkpoint_meta),
             data=digest.hexdigest()[:16])
 
@@ -606,6 +607,41 @@ def _jsonable(state):
     if isinstance(state, np.integer):
         return int(state)
     return state
+
+
+def _optimizer_settings(optimizer, steps: int) -> dict:
+    """What the ranks must agree on of an optimiser: its class and its settings (lr, betas,
+    eps, weight decay, momentum, ...; a function, such as a decay mask, by its name). A
+    learning-rate schedule is a function, compared by its values over the run: at each of
+    the first 100 steps (warmups) and at about 1,000 steps spread over the rest."""
+    out = {"class": type(optimizer).__name__}
+    for name, value in sorted(getattr(optimizer, "__dict__", {}).items()):
+        if name == "lr" and callable(value):
+            at = sorted(set(range(min(steps, 100))) | set(range(0, steps + 1,
+                                                                max(1, steps // 1000))))
+            try:
+                out.update({f"lr at step {s}": float(value(s)) for s in at})
+                continue
+            except Exception:  # a schedule of traced counts only: compared by its name
+                pass
+        out[name] = _setting(value)
+    return out
+
+
+def _setting(value):
+    """A setting as a JSON value that is the same on every rank that has the same setting
+    (not an object's repr, which holds its address)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_setting(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _setting(v) for k, v in value.items()}
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', '?')}"
+    return type(value).__name__
 
 
 class StopAtStepBoundary:

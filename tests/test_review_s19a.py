@@ -7,8 +7,19 @@
   steps, eval_every, eval_iters and precision may change (extending a run). `graphc train
   --resume` with another --lr likewise exits 2 with one line unless
   --allow-changed-settings.
+- gc.Trainer(distributed=True)'s start-up handshake compared the optimiser's class across
+  ranks but not its settings: ranks built with another lr, schedule, betas or weight decay
+  trained diverging models silently (the gradients are averaged, the updates are not). The
+  handshake now compares every setting, a schedule by its values over the run, and refuses
+  with one line naming the first difference.
 """
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +28,8 @@ import graphc as gc
 from graphc import checkpoint, optim
 from graphc.cli import main
 from ir.errors import GraphcError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---- resuming with other settings -----------------------------------------------------------
@@ -106,3 +119,76 @@ def test_graphc_train_resume_with_another_lr_exits_2_unless_allowed(tmp_path, ca
     # the same command again: nothing changed but --steps, which may
     assert main([*args, "--steps", "5", "--resume", "--lr", "0.01", "--warmup", "3"]) == 0
     assert checkpoint.load(str(ckpt))[1]["step"] == 5
+
+
+# ---- data parallelism: every rank's optimiser settings ---------------------------------------
+OPTIMIZER_WORKER = textwrap.dedent('''
+    import numpy as np
+    import graphc as gc
+    import graphc.distributed as dist
+    from graphc import optim
+    from ir.errors import GraphcError
+
+    dist.init(timeout=60)
+    X = np.random.default_rng(0).normal(size=(16, 3))
+    Y = np.random.default_rng(1).normal(size=(16, 2))
+
+    def loss(p, batch):
+        return gc.mean((gc.matmul(batch[0], p["w"]) - batch[1]) ** 2)
+
+    def batches(rng):
+        rows = rng.integers(0, 16, 4)
+        return X[rows], Y[rows]
+
+    one = dist.rank() == 1
+    cases = {  # rank 0's optimiser, then rank 1's
+        "lr": lambda: optim.AdamW(lr=0.02 if one else 0.01),
+        "warmup": lambda: optim.AdamW(lr=optim.cosine(0.01, steps=8, warmup=2 if one else 0)),
+        "betas": lambda: optim.AdamW(lr=0.01, betas=(0.9, 0.99 if one else 0.999)),
+        "weight_decay": lambda: optim.AdamW(lr=0.01, weight_decay=0.1 if one else 0.01),
+        "momentum": lambda: optim.SGD(lr=0.1, momentum=0.8 if one else 0.9),
+        "same": lambda: optim.AdamW(lr=optim.cosine(0.01, steps=8, warmup=2), betas=(0.8, 0.9)),
+    }
+    for name, make in cases.items():
+        try:
+            trainer = gc.Trainer(loss, {"w": np.ones((3, 2))}, make(), batches, steps=8,
+                                 distributed=True)
+            trainer.fit(None, progress=False)
+            message = f"trained to step {trainer.step}"
+        except GraphcError as exc:
+            message = exc.message
+        if dist.is_main():
+            print(f"{name}: {message}", flush=True)
+''')
+
+
+def test_data_parallel_ranks_with_other_optimizer_settings_are_refused(tmp_path):
+    """Before: every case but the class trained (each rank its own updates); now each is
+    refused on both ranks, naming the setting and both values."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    import graphc.distributed as dist
+    (tmp_path / "worker.py").write_text(OPTIMIZER_WORKER)
+    env = dist.launch_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env.setdefault("GRAPHC_BACKGROUND_COMPILE", "0")
+    proc = subprocess.Popen(dist.launch_command(2, [str(tmp_path / "worker.py")]), cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"mpiexec ran past 240 s:\n{output}")
+    assert proc.returncode == 0, output
+    lines = [line for line in output.splitlines() if ": " in line]
+    assert lines == [
+        "lr: ranks disagree on optimizer.lr at step 0: rank 0 has 0.01, rank 1 has 0.02",
+        "warmup: ranks disagree on optimizer.lr at step 0: rank 0 has 0.01, rank 1 has "
+        "0.0033333333333333335",
+        "betas: ranks disagree on optimizer.beta2: rank 0 has 0.999, rank 1 has 0.99",
+        "weight_decay: ranks disagree on optimizer.weight_decay: rank 0 has 0.01, rank 1 has "
+        "0.1",
+        "momentum: ranks disagree on optimizer.momentum: rank 0 has 0.9, rank 1 has 0.8",
+        "same: trained to step 8",
+    ], output
