@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import zipfile
 
 import numpy as np
@@ -18,6 +17,8 @@ from ir.errors import GraphcError
 from ir.serialize import check_json_depth
 from ir.ops.precision import PRECISIONS
 from ir.types import BFLOAT16
+
+from .files import atomic_writer
 
 FORMAT = "graphc-checkpoint"
 VERSION = 1
@@ -48,17 +49,9 @@ def save(path: str, arrays: dict, meta: dict) -> None:
     os.makedirs(directory, exist_ok=True)
     header = json.dumps({"format": FORMAT, "version": VERSION, **meta}).encode("utf-8")
     payload[META_KEY] = np.frombuffer(header, dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # a temporary file renamed over `path`; one a killed save left is removed by the next
+    with atomic_writer(path) as fh:
+        np.savez(fh, **payload)
 
 
 # The header fields gc.Trainer.save writes about the run itself; the others are the user's

@@ -3,12 +3,22 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import tempfile
 from contextlib import contextmanager
 
 from ir.errors import GraphcError
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no advisory locks
+    fcntl = None
+
 LOCK_NAME = ".graphc.lock"
+# atomic_writer's temporary for PATH is .NAME.RANDOM.graphc-tmp beside it (NAME: PATH's file
+# name): a name no other program uses, so a killed writer's leftover is recognisably graphc's
+TEMP_SUFFIX = ".graphc-tmp"
 
 
 def write_atomically(path: str, data) -> None:
@@ -26,25 +36,80 @@ def atomic_writer(path: str):
     (mkstemp: O_EXCL, so a symlink planted under a predictable name like PATH.tmp is never
     followed or truncated). The data reaches the disk before the rename and the rename
     before the writer returns (fsync of the file, then of its directory), so a crash of the
-    machine leaves the old file or the new one, not an empty file under the new name."""
+    machine leaves the old file or the new one, not an empty file under the new name. A
+    process killed mid-write leaves its temporary behind: the next write of `path` removes
+    it (remove_stale_temporaries)."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
+    remove_stale_temporaries(path)
+    fd, tmp = _locked_temporary(directory, os.path.basename(path))
     try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp makes the file 0600; give the output the permissions open() would have
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            # mkstemp makes the file 0600; give the output the permissions open() would have
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            # renamed while still locked, so that no other writer takes it for a stale one
+            os.replace(tmp, path)
+        finally:
+            os.close(fd)
     except BaseException:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
     _sync_directory(directory)
+
+
+def _locked_temporary(directory: str, name: str):
+    """(fd, path) of a fresh temporary file for `name`, locked (flock) until it is closed:
+    the kernel drops the lock when the process ends however it ends, which is how
+    remove_stale_temporaries tells a killed writer's leftover from a live writer's file."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
+        if fcntl is None:
+            return fd, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # another writer may have removed it as stale before it was locked: make another
+        try:
+            if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
+                return fd, tmp
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """Remove the temporaries atomic_writer left beside `path` when their processes were
+    killed mid-write: regular files named as its temporaries for `path` whose lock no
+    process holds. Nothing else is touched: no other name, no link, no file a live writer
+    (another process writing `path` now) holds locked. Without flock (not POSIX), nothing."""
+    if fcntl is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(f".{os.path.basename(path)}.") + r"[a-z0-9_]+"
+                         + re.escape(TEMP_SUFFIX) + r"\Z")
+    try:
+        names = [n for n in os.listdir(directory) if pattern.match(n)]
+    except OSError:
+        return
+    for name in names:
+        full = os.path.join(directory, name)
+        try:  # O_NOFOLLOW: a link is not ours; O_NONBLOCK: a FIFO does not hang the open
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live writer's
+            mine = os.fstat(fd)
+            if stat.S_ISREG(mine.st_mode) and os.path.samestat(mine, os.lstat(full)):
+                os.unlink(full)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _sync_directory(directory: str) -> None:
@@ -76,9 +141,7 @@ def exclusive_directory(path: str, what: str = "graphc train"):
     and both pass when they start together). The kernel releases the lock when the process
     ends, however it ends, so a killed run leaves nothing to clean up; the empty file stays
     (removing it would let a third run lock a file the second one no longer sees)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no advisory locks, no protection
+    if fcntl is None:  # not POSIX: no advisory locks, no protection
         yield
         return
     os.makedirs(path, exist_ok=True)

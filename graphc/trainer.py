@@ -615,7 +615,7 @@ def _optimizer_settings(optimizer, steps: int) -> dict:
     learning-rate schedule is a function, compared by its values over the run: at each of
     the first 100 steps (warmups) and at about 1,000 steps spread over the rest."""
     out = {"class": type(optimizer).__name__}
-    for name, value in sorted(vars(optimizer).items()):
+    for name, value in sorted(getattr(optimizer, "__dict__", {}).items()):
         if name == "lr" and callable(value):
             at = sorted(set(range(min(steps, 100))) | set(range(0, steps + 1,
                                                                 max(1, steps // 1000))))

@@ -12,12 +12,18 @@
   trained diverging models silently (the gradients are averaged, the updates are not). The
   handshake now compares every setting, a schedule by its values over the run, and refuses
   with one line naming the first difference.
+- A process killed while saving left its temporary file beside the checkpoint for good
+  (checkpoint.save's .ckpt-XXXX.npz.tmp; graphc.files.atomic_writer's .NAME.XXXX.tmp). Saves
+  now go through atomic_writer, whose temporaries are named .NAME.XXXX.graphc-tmp and locked
+  (flock) while written; the next write of NAME removes those whose writer is gone, and
+  nothing else (not a live writer's, not a link, not another name).
 """
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -192,3 +198,58 @@ def test_data_parallel_ranks_with_other_optimizer_settings_are_refused(tmp_path)
         "momentum: ranks disagree on optimizer.momentum: rank 0 has 0.9, rank 1 has 0.8",
         "same: trained to step 8",
     ], output
+
+
+# ---- a save killed midway: its temporary file -----------------------------------------------
+KILLED_WRITER = textwrap.dedent('''
+    import sys, time
+    from graphc.files import atomic_writer
+    with atomic_writer(sys.argv[1]) as fh:
+        fh.write(b"half a checkpoint")
+        fh.flush()
+        print("writing", flush=True)
+        time.sleep(120)  # killed here
+''')
+
+
+def test_the_next_save_removes_a_killed_saves_temporary_and_nothing_else(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = run / "checkpoint.npz"
+    # files a user (or another program) may keep there: never touched
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    users = {".checkpoint.npz.abc123.tmp": "old style", "notes.graphc-tmp": "notes",
+             ".checkpoint.npz.a.b.graphc-tmp": "dots", ".other.npz.abc.graphc-tmp": "other",
+             "checkpoint.npz.abcdefgh.graphc-tmp": "no leading dot"}
+    for name, text in users.items():
+        (run / name).write_text(text)
+    os.symlink(victim, run / ".checkpoint.npz.linked99.graphc-tmp")
+
+    meta = {"step": 1, "rng": np.random.default_rng(0).bit_generator.state}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(ckpt)], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "writing\n"
+        live = [n for n in os.listdir(run) if n not in users and "linked" not in n]
+        assert len(live) == 1 and live[0].startswith(".checkpoint.npz.") \
+            and live[0].endswith(".graphc-tmp"), live
+        # a save while that writer is alive leaves its file alone
+        checkpoint.save(str(ckpt), {"w": np.arange(3.0)}, meta)
+        assert (run / live[0]).read_bytes() == b"half a checkpoint"
+    finally:
+        writer.kill()
+        writer.wait()
+    assert (run / live[0]).exists()  # the killed save's leftover (before: there for good)
+
+    checkpoint.save(str(ckpt), {"w": np.arange(4.0)}, {**meta, "step": 2})
+    assert not (run / live[0]).exists()
+    assert sorted(os.listdir(run)) == sorted([*users, ".checkpoint.npz.linked99.graphc-tmp",
+                                              "checkpoint.npz"])
+    for name, text in users.items():
+        assert (run / name).read_text() == text
+    assert victim.read_text() == "keep"
+    arrays, saved = checkpoint.load_arrays(str(ckpt), {"w": ((4,), np.float64)})
+    np.testing.assert_array_equal(arrays["w"], np.arange(4.0))
+    assert saved["step"] == 2
