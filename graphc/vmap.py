@@ -271,16 +271,25 @@ def _place(value, is_batched, axis, size, k):
 @defbatch("custom_vjp")
 def _custom_vjp_rule(operands, batched, size, **attrs):
     """A custom-gradient function on a batch: the same node on the batched operands, whose
-    rule is the user's rule vmapped (so grad of a vmapped custom_vjp function runs it)."""
+    rule is the user's rule vmapped (so grad of a vmapped custom_vjp function runs it). An
+    argument shared by every example stays one value (not broadcast): the forward nodes read
+    it as it is, which is what autodiff's closure check (passes/autodiff.py) follows, and
+    its cotangent is the sum of the examples'."""
     call = _custom_call(attrs)
     count = attrs["args"]
+    arg_flags = list(batched[1:1 + count])
 
     def pullback(arguments, residuals, cotangent, needs):
         def one_example(*values):
             return list(call.pullback(list(values[:count]), list(values[count:-1]),
                                       values[-1], needs))
-        return vmap(one_example)(*arguments, *residuals, cotangent)
+        axes = [0 if b else None for b in arg_flags] + [0] * (len(residuals) + 1)
+        cts = vmap(one_example, in_axes=tuple(axes))(*arguments, *residuals, cotangent)
+        return [F.sum(c, axis=0) if c is not None and not b else c
+                for c, b in zip(cts, arg_flags)]
 
     batched_call = CustomCall(f"vmap({call.name})", pullback)
-    return apply("custom_vjp", *batch_all(operands, batched, size),
+    value, rest = operands[0], list(operands[1 + count:])
+    return apply("custom_vjp", *batch_all([value], batched[:1], size), *operands[1:1 + count],
+                 *batch_all(rest, batched[1 + count:], size),
                  **dict(attrs, rule=rule_ref(batched_call)))

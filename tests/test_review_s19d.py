@@ -1,0 +1,55 @@
+"""Session 19d review: wrong results found by testing compositions of the transformations."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(3,))
+W = RNG.normal(size=(3,))
+
+
+def _closing_over(w, kind):
+    """sin(x) * w with its own gradient rule, closing over w (not an argument)."""
+    if kind == "custom_vjp":
+        f = gc.custom_vjp(lambda x: gc.sin(x) * w)
+        f.defvjp(lambda x: (f(x), x), lambda x, g: (gc.cos(x) * w * g,))
+        return f
+    f = gc.custom_jvp(lambda x: gc.sin(x) * w)
+    f.defjvp(lambda p, t: (f(p[0]), gc.cos(p[0]) * w * t[0]))
+    return f
+
+
+@pytest.mark.parametrize("kind", ["custom_vjp", "custom_jvp"])
+def test_custom_gradient_closing_over_a_differentiated_value_is_an_error_not_a_zero(kind):
+    # the rule sends gradients to the arguments only: the gradient with respect to w was
+    # zeros (traced) or None (eagerly), silently; d/dw sum(f(x)^2) is 2 sin(x)^2 w
+    loss = lambda w, x: gc.sum(_closing_over(w, kind)(x) ** 2)
+    with pytest.raises(gc.GraphcError, match="closes over a value that is being differentiated"):
+        gc.grad(loss)(W, X)
+    with pytest.raises(gc.GraphcError, match="closes over"):
+        gc.compile(gc.grad(loss, argnums=(0, 1)))(W, X)
+    if kind == "custom_vjp":  # (eagerly, backward through a custom_jvp rule is refused anyway)
+        w, x = gc.tensor(W, requires_grad=True), gc.tensor(X, requires_grad=True)
+        with pytest.raises(gc.GraphcError, match="closes over"):
+            loss(w, x).backward()
+    # what the rule covers still works: the gradient with respect to the argument alone
+    np.testing.assert_allclose(gc.grad(loss, argnums=1)(W, X),
+                               2 * np.sin(X) * W * np.cos(X) * W, rtol=1e-12)
+
+
+def test_vmapped_custom_vjp_with_a_shared_argument_is_not_a_closure():
+    # vmap used to broadcast the shared argument w for the batched node, so that the forward
+    # nodes read w and the node's argument was its broadcast: the closure check must still see
+    # an argument. Its cotangent is the sum of the examples' (the rule is scaled by 3 so that
+    # the rule, not autodiff of the formula, is what runs)
+    f = gc.custom_vjp(lambda x, w: x * w)
+    f.defvjp(lambda x, w: (f(x, w), (x, w)), lambda r, g: (g * r[1], 3.0 * g * r[0]))
+    xs = RNG.normal(size=(4, 3))
+    loss = lambda w: gc.sum(gc.vmap(lambda x: f(x, w) * x)(xs))
+    for fn in (gc.grad(loss), gc.compile(gc.grad(loss))):
+        np.testing.assert_allclose(fn(W), 3.0 * (xs * xs).sum(0), rtol=1e-12)
+    per_example = gc.vmap(gc.grad(lambda x, w: gc.sum(f(x, w)), argnums=(0, 1)),
+                          in_axes=(0, None))(xs, W)
+    np.testing.assert_allclose(per_example[0], np.broadcast_to(W, xs.shape), rtol=1e-12)
+    np.testing.assert_allclose(per_example[1], 3.0 * xs, rtol=1e-12)
