@@ -53,3 +53,24 @@ def test_vmapped_custom_vjp_with_a_shared_argument_is_not_a_closure():
                           in_axes=(0, None))(xs, W)
     np.testing.assert_allclose(per_example[0], np.broadcast_to(W, xs.shape), rtol=1e-12)
     np.testing.assert_allclose(per_example[1], 3.0 * xs, rtol=1e-12)
+
+
+def test_dynamic_slice_of_a_symbolic_axis_is_checked_per_binding():
+    # a window of 2 rows of a `b` axis fits only where b >= 2: tracing refused it ("whether
+    # b-2 >= 0 depends on the value of b") where a binding decides it, as for
+    # dynamic_update_slice
+    f = gc.compile(lambda x, i: gc.dynamic_slice(x, i, 2, axis=0) * 2.0,
+                   polymorphic_shapes=(("b", 3), None))
+    for n, i in [(3, 2), (6, -1), (6, 9), (2, 0), (5, -7)]:
+        x = RNG.normal(size=(n, 3))
+        s = min(max(i + n if i < 0 else i, 0), n - 2)  # JAX's clamped start
+        np.testing.assert_array_equal(f(x, np.int64(i)), x[s:s + 2] * 2.0)
+    assert f.recompiles == []
+    with pytest.raises(gc.GraphcError, match="size 2 does not fit axis 0 of length 1"):
+        f(RNG.normal(size=(1, 3)), np.int64(0))
+    g = gc.compile(gc.grad(lambda x, i: gc.sum(gc.dynamic_slice(x, i, 2, axis=0) ** 2)),
+                   polymorphic_shapes=(("b", 3), None))
+    x = RNG.normal(size=(5, 3))
+    want = np.zeros_like(x)
+    want[1:3] = 2 * x[1:3]
+    np.testing.assert_array_equal(g(x, np.int64(1)), want)
