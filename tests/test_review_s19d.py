@@ -74,3 +74,50 @@ def test_dynamic_slice_of_a_symbolic_axis_is_checked_per_binding():
     want = np.zeros_like(x)
     want[1:3] = 2 * x[1:3]
     np.testing.assert_array_equal(g(x, np.int64(1)), want)
+
+
+def _rule_reading(w):
+    """sin with a rule scaled by w, a traced value its bwd closes over (not differentiated)."""
+    f = gc.custom_vjp(lambda x: gc.sin(x))
+    f.defvjp(lambda x: (f(x), x), lambda x, g: (gc.cos(x) * w * g,))
+    return f
+
+
+def test_custom_vjp_rule_reading_an_outer_value_inside_scan_and_cond():
+    # the bwd runs when autodiff builds the backward region, outside the forward region that
+    # captured w for the fwd: the backward scan's body read w from the enclosing graph and
+    # set_signature's assertion failed (an AssertionError); the backward cond's branch took
+    # one input more than its operands (a GraphcError). Now such values are extra operands.
+    xs = RNG.normal(size=(4, 3))
+
+    def scan_loss(w, xs):
+        f = _rule_reading(w)
+        c, ys = gc.scan(lambda c, x: (c * 0.5 + f(x * c), gc.sum(f(x))),
+                        gc.ones((3,), "float64"), xs, reverse=True)
+        return gc.sum(c) + gc.sum(ys)
+
+    def scan_want(w, xs):  # the reverse scan by hand, with the rule's derivative cos(u) * w
+        carries, c = {}, np.ones(3)
+        for t in reversed(range(len(xs))):
+            carries[t], c = c, c * 0.5 + np.sin(xs[t] * c)
+        g_c, g_xs = np.ones(3), np.zeros_like(xs)
+        for t in range(len(xs)):
+            d = np.cos(xs[t] * carries[t]) * w * g_c
+            g_xs[t] = d * carries[t] + np.cos(xs[t]) * w
+            g_c = g_c * 0.5 + d * xs[t]
+        return g_xs
+
+    for fn in (gc.grad(scan_loss, argnums=1), gc.compile(gc.grad(scan_loss, argnums=1))):
+        np.testing.assert_allclose(fn(W, xs), scan_want(W, xs), rtol=1e-12)
+    batched = gc.compile(gc.vmap(gc.grad(scan_loss, argnums=1), in_axes=(0, None)))(
+        np.stack([W, 2 * W]), xs)
+    np.testing.assert_allclose(batched[1], scan_want(2 * W, xs), rtol=1e-12)
+
+    def cond_loss(w, x):
+        f = _rule_reading(w)
+        return gc.sum(gc.cond(gc.sum(x) > 0, lambda x: f(x) * 2.0, lambda x: x * x, x))
+
+    for x in (X + 5.0, X - 5.0):
+        want = 2 * np.cos(x) * W if x.sum() > 0 else 2 * x
+        for fn in (gc.grad(cond_loss, argnums=1), gc.compile(gc.grad(cond_loss, argnums=1))):
+            np.testing.assert_allclose(fn(W, x), want, rtol=1e-12)
