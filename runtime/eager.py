@@ -140,8 +140,11 @@ class Tensor(OperatorMixin):
     def __itruediv__(self, o): return self._inplace(o, _api().div)
 
     def graph_operand(self, graph):
-        """Used inside a graph being built, a tensor is a constant of it."""
-        return graph.constant(self.data)
+        """Used inside a graph being built, a tensor is an input of it bound to the tensor,
+        as a Parameter is: a plan reads the tensor's value at each call. A constant would be
+        the array the trace saw, and an update (`w -= lr * w.grad` under no_grad replaces
+        the array) left compiled functions and gc.grad computing with the old values."""
+        return graph_param(graph, self, kind="input")
 
 
 def _api():

@@ -121,3 +121,24 @@ def test_custom_vjp_rule_reading_an_outer_value_inside_scan_and_cond():
         want = 2 * np.cos(x) * W if x.sum() > 0 else 2 * x
         for fn in (gc.grad(cond_loss, argnums=1), gc.compile(gc.grad(cond_loss, argnums=1))):
             np.testing.assert_allclose(fn(W, x), want, rtol=1e-12)
+
+
+def test_compiled_functions_and_grad_read_an_eager_tensor_they_close_over_at_each_call():
+    # a closed-over gc.tensor was a constant of the trace: after an update in place
+    # (`w -= ...` under no_grad replaces its array, README's eager training idiom) the
+    # compiled function and gc.grad (compiled per signature) kept computing with the old w
+    w = gc.tensor(np.ones(3), requires_grad=True)
+    x = np.arange(3.0)
+    f = gc.compile(lambda x: gc.sum(x * w))
+    g = gc.grad(lambda x: gc.sum(x * x * w))
+    assert f(x) == 3.0
+    np.testing.assert_array_equal(g(x), 2 * x)
+    with gc.no_grad():
+        w -= 1.5
+    assert f(x) == float(np.sum(x * w.data)) == -1.5
+    np.testing.assert_array_equal(g(x), 2 * x * w.data)
+    v = gc.tensor(np.ones(3))  # not requiring grad: the same
+    h = gc.compile(lambda x: gc.sum(x * v))
+    h(x)
+    v -= 2.0
+    assert h(x) == -3.0
