@@ -142,3 +142,21 @@ def test_compiled_functions_and_grad_read_an_eager_tensor_they_close_over_at_eac
     h(x)
     v -= 2.0
     assert h(x) == -3.0
+
+
+def test_a_module_parameter_replaced_after_compiling_is_read_not_the_old_one():
+    # the plan was bound to the Parameter object the trace met: `layer.weight = Parameter(...)`
+    # (weight tying, loading by replacing) left compiled functions on the old weights
+    lin = gc.nn.Linear(3, 2)
+    x = np.ones((1, 3), np.float32)
+    f = gc.compile(lambda x: lin(x))
+    g = gc.grad(lambda w, x: gc.sum(lin(x) * w))
+    f(x), g(np.ones(2, np.float32), x)
+    lin.weight = gc.nn.Parameter(np.ones((3, 2), np.float32))
+    lin.bias = gc.nn.Parameter(np.full((2,), 5.0, np.float32))
+    np.testing.assert_array_equal(f(x), [[8.0, 8.0]])
+    np.testing.assert_array_equal(g(np.ones(2, np.float32), x), [8.0, 8.0])
+    assert f.recompiles == ["recompiling lambda (compilation 2): a module's Parameter, "
+                            "tensor or submodule was replaced"]
+    f(x)  # the new plan holds until the next replacement
+    assert len(f.recompiles) == 1
