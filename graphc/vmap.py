@@ -186,18 +186,22 @@ def _leaf_axes(in_axes, args, names) -> list:
     return axes
 
 
-def _match(spec, tree, name):
+def _match(spec, tree, name, what="in_axes"):
     """(axis, leaf, leaf name) for each leaf of `tree`, its axis from the prefix `spec`."""
+    if isinstance(spec, (bool, np.bool_)):  # an int to Python, but surely not an axis
+        raise GraphcError(f"vmap: the {what} entry for {name} is {spec!r}; an axis is an int "
+                          "or None", (user_location(),))
     if spec is None or isinstance(spec, int):
         leaves, _, _ = flatten(tree)
         return [(spec, leaf, leaf_name) for leaf, leaf_name in
                 zip(leaves, leaf_input_names(name, tree))]
     if isinstance(spec, dict) and isinstance(tree, dict) and set(spec) == set(tree):
-        return [m for key in tree for m in _match(spec[key], tree[key], f"{name}.{key}")]
+        return [m for key in tree for m in _match(spec[key], tree[key], f"{name}.{key}", what)]
     if (isinstance(spec, (tuple, list)) and isinstance(tree, (tuple, list))
             and len(spec) == len(tree)):
-        return [m for k, (s, t) in enumerate(zip(spec, tree)) for m in _match(s, t, f"{name}.{k}")]
-    raise GraphcError(f"vmap: the in_axes entry for {name} ({spec!r}) does not match its "
+        return [m for k, (s, t) in enumerate(zip(spec, tree))
+                for m in _match(s, t, f"{name}.{k}", what)]
+    raise GraphcError(f"vmap: the {what} entry for {name} ({spec!r}) does not match its "
                       f"structure (a {type(tree).__name__})", (user_location(),))
 
 
@@ -242,9 +246,9 @@ def _batch_size(leaves, axes, names, axis_size=None) -> int:
 # ---- results --------------------------------------------------------------------------------
 def _output_axes(out_axes, result) -> list:
     leaves, _, _ = flatten(result)
-    if out_axes is None or isinstance(out_axes, int):
+    if out_axes is None or isinstance(out_axes, int) and not isinstance(out_axes, bool):
         return [out_axes] * len(leaves)
-    return [axis for axis, _, _ in _match(out_axes, result, "out_axes")]
+    return [axis for axis, _, _ in _match(out_axes, result, "the result", "out_axes")]
 
 
 def _place(value, is_batched, axis, size, k):

@@ -160,3 +160,16 @@ def test_a_module_parameter_replaced_after_compiling_is_read_not_the_old_one():
                             "tensor or submodule was replaced"]
     f(x)  # the new plan holds until the next replacement
     assert len(f.recompiles) == 1
+
+
+def test_vmap_refuses_a_bool_axis_and_names_out_axes_in_its_errors():
+    # True is an int to Python: in_axes=(True, None) mapped axis 1 of a square matrix silently
+    m = RNG.normal(size=(3, 3))
+    with pytest.raises(gc.GraphcError, match="the in_axes entry for x is True; an axis is an int"):
+        gc.vmap(lambda x, y: x * y, in_axes=(True, None))(m, 2.0)
+    with pytest.raises(gc.GraphcError, match="the out_axes entry for the result is True"):
+        gc.vmap(lambda x: x * 2.0, out_axes=True)(m)
+    # a mismatched out_axes said "the in_axes entry for out_axes"
+    with pytest.raises(gc.GraphcError, match=r"the out_axes entry for the result \(\(0,\)\) "
+                                             "does not match its structure"):
+        gc.vmap(lambda x: (x, x), out_axes=(0,))(m)
