@@ -19,8 +19,10 @@ rule is used transposed: its tangent map is traced on placeholder tangents and
 differentiated with respect to them (exact, since it is linear). Second derivatives work on
 traced functions (the rule's own nodes are differentiated again); eagerly,
 `backward(create_graph=True)` through a custom_jvp function is refused. Arguments that are
-not tensors (Python numbers, strings) go to `fun` unchanged and get no cotangent; values the
-function closes over get no gradient through it.
+not tensors (Python numbers, strings) go to `fun` unchanged and get no cotangent. A value the
+function closes over gets no gradient through it, so differentiating with respect to one
+(or to anything it is computed from) is an error: pass it as an argument (JAX's custom_vjp
+refuses closed-over tracers too).
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import current_graph, scope
 from ir.ops import api as F
-from runtime.eager import Parameter, Tensor
+from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
 
 _GENERATOR = [np.random.default_rng(0)]
 
@@ -42,6 +42,9 @@ class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
     def __setattr__(self, name, value):
+        old = vars(self).get(name)
+        if old is not value and isinstance(old, (Tensor, Module)):  # Parameters too
+            MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, Parameter):
             value.name = name
         elif isinstance(value, Module):

@@ -186,18 +186,22 @@ def _leaf_axes(in_axes, args, names) -> list:
     return axes
 
 
-def _match(spec, tree, name):
+def _match(spec, tree, name, what="in_axes"):
     """(axis, leaf, leaf name) for each leaf of `tree`, its axis from the prefix `spec`."""
+    if isinstance(spec, (bool, np.bool_)):  # an int to Python, but surely not an axis
+        raise GraphcError(f"vmap: the {what} entry for {name} is {spec!r}; an axis is an int "
+                          "or None", (user_location(),))
     if spec is None or isinstance(spec, int):
         leaves, _, _ = flatten(tree)
         return [(spec, leaf, leaf_name) for leaf, leaf_name in
                 zip(leaves, leaf_input_names(name, tree))]
     if isinstance(spec, dict) and isinstance(tree, dict) and set(spec) == set(tree):
-        return [m for key in tree for m in _match(spec[key], tree[key], f"{name}.{key}")]
+        return [m for key in tree for m in _match(spec[key], tree[key], f"{name}.{key}", what)]
     if (isinstance(spec, (tuple, list)) and isinstance(tree, (tuple, list))
             and len(spec) == len(tree)):
-        return [m for k, (s, t) in enumerate(zip(spec, tree)) for m in _match(s, t, f"{name}.{k}")]
-    raise GraphcError(f"vmap: the in_axes entry for {name} ({spec!r}) does not match its "
+        return [m for k, (s, t) in enumerate(zip(spec, tree))
+                for m in _match(s, t, f"{name}.{k}", what)]
+    raise GraphcError(f"vmap: the {what} entry for {name} ({spec!r}) does not match its "
                       f"structure (a {type(tree).__name__})", (user_location(),))
 
 
@@ -242,9 +246,9 @@ def _batch_size(leaves, axes, names, axis_size=None) -> int:
 # ---- results --------------------------------------------------------------------------------
 def _output_axes(out_axes, result) -> list:
     leaves, _, _ = flatten(result)
-    if out_axes is None or isinstance(out_axes, int):
+    if out_axes is None or isinstance(out_axes, int) and not isinstance(out_axes, bool):
         return [out_axes] * len(leaves)
-    return [axis for axis, _, _ in _match(out_axes, result, "out_axes")]
+    return [axis for axis, _, _ in _match(out_axes, result, "the result", "out_axes")]
 
 
 def _place(value, is_batched, axis, size, k):
@@ -271,16 +275,25 @@ def _place(value, is_batched, axis, size, k):
 @defbatch("custom_vjp")
 def _custom_vjp_rule(operands, batched, size, **attrs):
     """A custom-gradient function on a batch: the same node on the batched operands, whose
-    rule is the user's rule vmapped (so grad of a vmapped custom_vjp function runs it)."""
+    rule is the user's rule vmapped (so grad of a vmapped custom_vjp function runs it). An
+    argument shared by every example stays one value (not broadcast): the forward nodes read
+    it as it is, which is what autodiff's closure check (passes/autodiff.py) follows, and
+    its cotangent is the sum of the examples'."""
     call = _custom_call(attrs)
     count = attrs["args"]
+    arg_flags = list(batched[1:1 + count])
 
     def pullback(arguments, residuals, cotangent, needs):
         def one_example(*values):
             return list(call.pullback(list(values[:count]), list(values[count:-1]),
                                       values[-1], needs))
-        return vmap(one_example)(*arguments, *residuals, cotangent)
+        axes = [0 if b else None for b in arg_flags] + [0] * (len(residuals) + 1)
+        cts = vmap(one_example, in_axes=tuple(axes))(*arguments, *residuals, cotangent)
+        return [F.sum(c, axis=0) if c is not None and not b else c
+                for c, b in zip(cts, arg_flags)]
 
     batched_call = CustomCall(f"vmap({call.name})", pullback)
-    return apply("custom_vjp", *batch_all(operands, batched, size),
+    value, rest = operands[0], list(operands[1 + count:])
+    return apply("custom_vjp", *batch_all([value], batched[:1], size), *operands[1:1 + count],
+                 *batch_all(rest, batched[1 + count:], size),
                  **dict(attrs, rule=rule_ref(batched_call)))

@@ -116,7 +116,8 @@ class Graph(Interpreter):
     def guard(self, obj, attr: str, value) -> None:
         """The trace read obj.attr == value: a plan of this graph is for that state only
         (unless the traced function set the attribute itself, see set_while_tracing)."""
-        if (id(obj), attr) not in self._set_while_tracing:
+        if (id(obj), attr) not in self._set_while_tracing and not any(
+                o is obj and a == attr for o, a, _ in self.guards):  # (the first read holds)
             self.guards.append((obj, attr, value))
 
     def set_while_tracing(self, obj, attr: str) -> None:

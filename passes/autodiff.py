@@ -12,6 +12,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node, current_graph
 from ir.ops import api as F
 from ir.ops import precision
+from ir.ops.custom import CLOSURE_ERROR
 from ir.ops.registry import DerivedVJP, VJPContext, get_op
 from ir.rewrite import clone
 from ir.types import TupleType, is_float
@@ -53,10 +54,10 @@ def _forward_dependence(nodes, seeds) -> set:
 
 
 def _relevant(graph: Graph, ys, xs):
-    """Nodes on some path from an x to a y along which a gradient flows (_carries_gradient):
-    the only ones whose gradient matters. What lies beyond such a path's end (a while_loop fed
-    a stop_gradient, a count, or a loop whose condition reads x) is not differentiated, as
-    JAX's symbolic zeros."""
+    """(nodes on some path from an x to a y along which a gradient flows (_carries_gradient):
+    the only ones whose gradient matters, the nodes that depend on an x). What lies beyond
+    such a path's end (a while_loop fed a stop_gradient, a count, or a loop whose condition
+    reads x) is not differentiated, as JAX's symbolic zeros."""
     depends = _forward_dependence(graph.nodes, xs)
     relevant, stack = set(), [y for y in ys if y in depends]
     while stack:
@@ -65,7 +66,25 @@ def _relevant(graph: Graph, ys, xs):
             continue
         relevant.add(n)
         stack.extend(i for i in n.inputs if i in depends and i not in relevant)
-    return relevant
+    return relevant, depends
+
+
+def _check_closure(node, depends, xs):
+    """A custom_vjp node sends gradients to its argument operands only, through the user's
+    rule: a value its function closes over (one its forward nodes read, not an argument)
+    gets none. Where such a value depends on an x, that gradient would be lost silently, so
+    it is an error (ir/ops/custom.py): the walk goes from the forward value down the nodes
+    that depend on an x, stopping at the arguments."""
+    args = set(node.inputs[1:1 + node.attrs["args"]])
+    stack, seen = [node.inputs[0]], set()
+    while stack:
+        n = stack.pop()
+        if n in seen or n in args or n not in depends:
+            continue
+        if n in xs:
+            raise GraphcError(CLOSURE_ERROR.format(fn=node.attrs["fn"]), node.locs)
+        seen.add(n)
+        stack.extend(n.inputs)
 
 
 def gradients(ys, xs, seeds=None, partial=False) -> list:
@@ -98,8 +117,9 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
         return _through_captures(graph, ys, xs, seeds, partial)
     if seeds is None:
         seeds = [None] * len(ys)
-    relevant = _relevant(graph, ys, xs)
-    stop = set(xs) if partial else ()
+    relevant, depends = _relevant(graph, ys, xs)
+    x_set = set(xs)
+    stop = x_set if partial else ()
     forward = list(graph.nodes)
     grads: dict = {}
     build = _graph_for_seeds(graph, seeds)
@@ -122,6 +142,8 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
                 g = [g.get(k) for k in range(len(node.type.elements))]
             elif not is_float(node.dtype):
                 continue
+            if node.op == "custom_vjp":
+                _check_closure(node, depends, x_set)
             op = get_op(node.op)
             if op.vjp is None:
                 if node.op == "stop_gradient":

@@ -50,6 +50,26 @@ def _vjp_region(name, source, seeded, wrt_positions):
     return region, ins, seeds, grads
 
 
+def _captured(regions, own_inputs, first=False):
+    """The values of an enclosing graph the backward regions read while they were built (a
+    custom_vjp rule's Python code closing over a traced value: its bwd runs here, outside the
+    forward region that captured the value for its fwd), as extra operands of the backward
+    node. Each region gets an input for each of them, after its own inputs (`first`: before
+    them; a branch that does not read one takes it unused, so that both branches take the
+    same operands).
+    -> the outer values."""
+    outer = list(dict.fromkeys(v for r in regions for v in r.captured))
+    for region, own in zip(regions, own_inputs):
+        with region.building():
+            for v in outer:
+                if v not in region.captured:
+                    region.captured[v] = region.input(f"outer{len(region.captured)}",
+                                                      v.shape, v.dtype)
+        extra = [region.captured[v] for v in outer]
+        region.set_signature(extra + list(own) if first else list(own) + extra)
+    return outer
+
+
 def _zeros_for(node_type):
     return F.zeros(node_type.shape, node_type.dtype)
 
@@ -89,16 +109,18 @@ def _scan_vjp(ctx, g):
     carry_seeds, y_seeds = seeds[:n_h], seeds[n_h:]
     # consts | carries: accumulated const cotangents, carry cotangent | per step: the saved
     # carry, the x slices, the y cotangents (and the saved carries' cotangents)
-    region.set_signature(ins[:nc] + accs + carry_seeds + ins[nc:nc + nk] + ins[nc + nk:]
-                         + y_seeds + saved_cts)
+    # values the backward body read from outside are consts, first (ir/region.py's order)
+    captured = _captured([region], [ins[:nc] + accs + carry_seeds + ins[nc:nc + nk]
+                                    + ins[nc + nk:] + y_seeds + saved_cts], first=True)
     y_cts = [g[nk + j] if g[nk + j] is not None else _zeros_for(elements[nk + j])
              for j in float_ys]
     saved_ct_values = [g[nk + n_y + k] if g[nk + n_y + k] is not None
                        else _zeros_for(elements[nk + n_y + k]) for k in float_carries] \
         if saves else []
     carry_cts = [g[k] if g[k] is not None else F.zeros_like(init[k]) for k in float_carries]
-    bwd = apply("scan", *consts, *[F.zeros_like(consts[k]) for k in needed_consts],
-                *carry_cts, *saved, *xs, *y_cts, *saved_ct_values, body=region, consts=nc,
+    bwd = apply("scan", *captured, *consts, *[F.zeros_like(consts[k]) for k in needed_consts],
+                *carry_cts, *saved, *xs, *y_cts, *saved_ct_values, body=region,
+                consts=len(captured) + nc,
                 carries=n_acc + n_h, length=length, reverse=not a.get("reverse", False))
     out = [None] * len(ops)
     for j, k in enumerate(wrt):
@@ -115,14 +137,16 @@ def _cond_vjp(ctx, g):
     wrt = [k for k in range(len(ops)) if ctx.needs[1 + k]]
     if not wrt:
         return [None] * len(ctx.inputs)
-    branches = []
+    branches, own = [], []
     for branch in (false_branch, true_branch):
-        region, _, _, grads = _vjp_region(f"{branch.name}_vjp", branch, seeded, wrt)
+        region, ins, seeds, grads = _vjp_region(f"{branch.name}_vjp", branch, seeded, wrt)
         with region.building():
             region.set_outputs([region.result(x) for x in grads])
         branches.append(region)
+        own.append(ins + seeds)
+    captured = _captured(branches, own)
     seeds = [g[k] if g[k] is not None else _zeros_for(outputs[k].type) for k in seeded]
-    node = apply("cond", ctx.inputs[0], *ops, *seeds, branches=tuple(branches))
+    node = apply("cond", ctx.inputs[0], *ops, *seeds, *captured, branches=tuple(branches))
     out = [None] * len(ctx.inputs)
     for j, k in enumerate(wrt):
         out[1 + k] = apply("tuple_get", node, index=j)

@@ -140,8 +140,14 @@ class Tensor(OperatorMixin):
     def __itruediv__(self, o): return self._inplace(o, _api().div)
 
     def graph_operand(self, graph):
-        """Used inside a graph being built, a tensor is a constant of it."""
-        return graph.constant(self.data)
+        """Used inside a graph being built, a tensor is an input of it bound to the tensor,
+        as a Parameter is: a plan reads the tensor's value at each call. A constant would be
+        the array the trace saw, and an update (`w -= lr * w.grad` under no_grad replaces
+        the array) left compiled functions and gc.grad computing with the old values. A
+        module holding it as an attribute may replace it: see Parameter.graph_operand."""
+        if id(self) not in graph.bound_params:
+            graph.guard(MODULE_PARAMETERS, "replaced", MODULE_PARAMETERS.replaced)
+        return graph_param(graph, self, kind="input")
 
 
 def _api():
@@ -158,8 +164,26 @@ class Parameter(Tensor):
         super().__init__(np.array(data), requires_grad=True, name=name)
 
     def graph_operand(self, graph):
-        """Used inside a graph being built, a parameter is a `param` input of it."""
+        """Used inside a graph being built, a parameter is a `param` input of it. A plan of
+        the graph holds only while no module's Parameter has been replaced since (the trace
+        read this one through some module's attribute, which may now hold another)."""
+        if id(self) not in graph.bound_params:
+            graph.guard(MODULE_PARAMETERS, "replaced", MODULE_PARAMETERS.replaced)
         return graph_param(graph, self)
+
+
+class _ModuleParameters:
+    """How many times a module's Parameter (tensor, submodule) attribute has been replaced by
+    another (graphc.nn.Module.__setattr__: `layer.weight = Parameter(...)`, weight tying):
+    compiled plans guard on it and are traced again, instead of reading the old one."""
+
+    replaced = 0
+
+    def describe_change(self) -> str:  # (graphc.transforms' recompile message)
+        return "a module's Parameter, tensor or submodule was replaced"
+
+
+MODULE_PARAMETERS = _ModuleParameters()
 
 
 def lift(x, weak_dtype, opname) -> Tensor:

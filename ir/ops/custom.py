@@ -70,8 +70,36 @@ def _infer(types, fn, args, rule):
     return types[0]
 
 
+# A value the function closes over (read by its forward nodes, not an argument) gets no
+# gradient through the node; where one is being differentiated that is an error, not a silently
+# lost gradient (JAX's custom_vjp refuses closed-over tracers too). Traced, autodiff checks it
+# (passes/autodiff.py, it knows what is being differentiated); eagerly, _vjp below.
+CLOSURE_ERROR = ("custom-gradient function {fn} closes over a value that is being "
+                 "differentiated: its rule gives gradients to the function's arguments only, so "
+                 "that value's gradient through {fn} would be lost; pass it as an argument")
+
+
+def _check_eager_closure(ctx):
+    """Eagerly: the tape from the forward value down to the arguments reaches no other tensor
+    that requires grad."""
+    value = ctx.inputs[0]
+    if getattr(value, "_ctx", False) is False:  # a graph node: autodiff checks it
+        return
+    args = {id(a) for a in ctx.inputs[1:1 + ctx.attrs["args"]]}
+    stack, seen = [value], set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen or id(t) in args or not t.requires_grad:
+            continue
+        if t._ctx is None:
+            raise GraphcError(CLOSURE_ERROR.format(fn=ctx.attrs["fn"]), (user_location(),))
+        seen.add(id(t))
+        stack.extend(t._ctx[1])
+
+
 def _vjp(ctx, g):
     args = ctx.attrs["args"]
+    _check_eager_closure(ctx)
     call = _custom_call(ctx.attrs)
     cotangents = call.pullback(list(ctx.inputs[1:1 + args]), list(ctx.inputs[1 + args:]), g,
                                tuple(ctx.needs[1:1 + args]))

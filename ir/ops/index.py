@@ -124,7 +124,8 @@ def _check_start(start, axis, ndim):
 def _dynamic_slice_infer(types, size, axis):
     operand, start = types
     _check_start(start, axis, operand.ndim)
-    check(0 <= size <= operand.shape[axis],
+    # on a symbolic axis (a window of 2 rows of `batch`) the fit is checked per binding
+    check(0 <= size and holds_when_bound(lambda: size <= operand.shape[axis]),
           f"size {size} does not fit axis {axis} of length {operand.shape[axis]}")
     shape = list(operand.shape)
     shape[axis] = size

@@ -277,16 +277,17 @@ def lift_symbolic(graph, x, like, opname):
                       (user_location(),))
 
 
-def graph_param(graph, param):
-    """The input node standing for an eager Parameter inside `graph` (created on first use)."""
+def graph_param(graph, param, kind="param"):
+    """The input node standing for an eager Parameter (or, kind "input", an eager Tensor)
+    inside `graph` (created on first use); a plan reads its `.data` at each call."""
     node = graph.bound_params.get(id(param))
     if node is None:
-        base = param.name or "param"
+        base = param.name or ("param" if kind == "param" else "tensor")
         taken = {n.attrs["name"] for n in graph.inputs}
         name, k = base, 1
         while name in taken:  # two standalone layers may both call theirs "weight"
             name, k = f"{base}_{k}", k + 1
-        node = graph.input(name, param.data.shape, param.data.dtype, kind="param")
+        node = graph.input(name, param.data.shape, param.data.dtype, kind=kind)
         graph.bound_params[id(param)] = node
         graph.param_values[name] = param
     return node
