@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 
@@ -26,7 +27,15 @@ def atomic_writer(path: str):
     (mkstemp: O_EXCL, so a symlink planted under a predictable name like PATH.tmp is never
     followed or truncated). The data reaches the disk before the rename and the rename
     before the writer returns (fsync of the file, then of its directory), so a crash of the
-    machine leaves the old file or the new one, not an empty file under the new name."""
+    machine leaves the old file or the new one, not an empty file under the new name.
+    A device, a FIFO or a terminal (-o /dev/stdout, /dev/null, a shell's >(...)) is
+    written in place, as open() would: a file renamed over it would replace the device."""
+    if os.path.isdir(path):  # the rename's own error says "Device or resource busy"
+        raise GraphcError(f"{path} is a directory; give the name of a file to write")
+    if _special(path):
+        with open(path, "wb") as fh:
+            yield fh
+        return
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)
@@ -45,6 +54,18 @@ def atomic_writer(path: str):
             os.unlink(tmp)
         raise
     _sync_directory(directory)
+
+
+def _special(path: str) -> bool:
+    """Not a regular file to replace: an existing non-regular file, or any name in /dev or
+    /proc (/dev/stdout is a link to the process's descriptor, whatever it points at)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return True
+    except OSError:  # not there yet (or unreadable: the writer's own error says so)
+        pass
+    directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    return directory.split(os.sep)[1] in ("dev", "proc")
 
 
 def _sync_directory(directory: str) -> None:
