@@ -15,7 +15,7 @@ from collections import Counter
 import networkx as nx
 import numpy as np
 
-from ir.errors import GraphcError
+from ir.errors import GraphcError, traceback_location
 from ir.graph import Graph
 from ir.ops.registry import graph_param
 from ir.printer import format_graph
@@ -61,6 +61,24 @@ def builtin_mlp(grad: bool, batch=None) -> Graph:
     return g
 
 
+def _user_code(target: str, fn, *args):
+    """fn(*args), running the user's code (importing their file, calling FUNCTION, tracing
+    what it returns): an exception in it is one line naming the exception and their line,
+    not a traceback through graphc."""
+    try:
+        return fn(*args)
+    except (GraphcError, ImportError):  # graphc's own one-line errors; import_module's below
+        raise
+    except SyntaxError as exc:
+        where = f" at {exc.filename}:{exc.lineno}" if exc.filename else ""
+        raise GraphcError(f"dump {target}: SyntaxError: {exc.msg}{where}") from None
+    except Exception as exc:
+        loc = traceback_location(exc.__traceback__)
+        where = f" at {loc[0]}:{loc[1]}" if loc else (
+            "; FUNCTION is called with no arguments and returns a Graph or (function, *specs)")
+        raise GraphcError(f"dump {target}: {type(exc).__name__}: {exc}{where}") from None
+
+
 def _import_function(target: str):
     where, _, name = target.rpartition(":")
     if where.endswith(".py") or os.sep in where:
@@ -70,12 +88,12 @@ def _import_function(target: str):
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, os.path.dirname(os.path.abspath(where)))
         try:
-            spec.loader.exec_module(module)
+            _user_code(target, spec.loader.exec_module, module)
         finally:
             sys.path.pop(0)
     else:
         try:
-            module = importlib.import_module(where)
+            module = _user_code(target, importlib.import_module, where)
         except ImportError as exc:
             raise GraphcError(f"dump: cannot import module {where!r} ({exc})") from None
     fn = getattr(module, name, None)
@@ -112,11 +130,11 @@ def load_target(target: str, config: str = "tiny", grad: bool = False, batch=Non
     if ":" not in target:
         raise GraphcError(f"dump: unknown target {target!r}: use gpt, mlp, FILE.py:FUNCTION, "
                           "MODULE:FUNCTION or a saved .ir/.json file")
-    result = _import_function(target)()
+    result = _user_code(target, _import_function(target))
     if isinstance(result, Graph):
         graph = result
     elif isinstance(result, tuple) and result and callable(result[0]):
-        graph = trace(result[0], *result[1:])
+        graph = _user_code(target, trace, result[0], *result[1:])
     else:
         raise GraphcError(f"dump: {target} must return a Graph or (function, *specs)")
     return grad_graph(graph, sum_output=True) if grad else graph

@@ -37,3 +37,31 @@ def test_dump_output_to_a_directory_is_one_line(tmp_path, capsys):
     assert main(["dump", "mlp", "-o", str(tmp_path)]) == 2
     assert f"{tmp_path} is a directory" in error_line(capsys)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("def build(:\n", "SyntaxError: invalid syntax at "),
+    ("import numpy\nraise RuntimeError('no data here')\n",
+     "RuntimeError: no data here at user_model.py:2"),
+    ("from graphc.tracing import spec\n"
+     "def loss(x):\n"
+     "    return x + undefined_name\n"
+     "def build():\n"
+     "    return loss, spec((2, 3))\n",
+     "NameError: name 'undefined_name' is not defined at user_model.py:3"),
+    ("def build(x):\n    return x\n",
+     "TypeError: build() missing 1 required positional argument: 'x'; FUNCTION is called "
+     "with no arguments"),
+])
+def test_dump_of_a_users_function_that_fails_is_one_line_naming_their_line(
+        tmp_path, capsys, monkeypatch, source, expected):
+    # an exception in the user's file (importing it, calling FUNCTION, tracing what it
+    # returns) came out as a Python traceback through graphc's loader, exit status 1
+    (tmp_path / "user_model.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    assert main(["dump", "user_model.py:build"]) == 2
+    line = error_line(capsys)
+    assert line.startswith("graphc: error: dump user_model.py:build: ")
+    assert expected in line
+    if "SyntaxError" in expected:
+        assert line.endswith("user_model.py:1")
