@@ -232,7 +232,9 @@ class Trainer:
 
     def _key(self):
         rank = 0 if self.dist is None else self.dist.rank()
-        return np.int64(self.seed * 1_000_003 + self.step + (rank << 40))
+        # modulo 2**63: the same key for every seed that fits, and any seed (default_rng
+        # takes any) gives an int64 instead of an OverflowError at the first step
+        return np.int64((self.seed * 1_000_003 + self.step + (rank << 40)) % (1 << 63))
 
     def _step_args(self, batch):
         args = (self.params, self.state, batch, self._key())

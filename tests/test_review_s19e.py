@@ -65,3 +65,35 @@ def test_dump_of_a_users_function_that_fails_is_one_line_naming_their_line(
     assert expected in line
     if "SyntaxError" in expected:
         assert line.endswith("user_model.py:1")
+
+
+FAST = ["--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+        "--block-size", "8", "--batch-size", "4", "--eval-iters", "2", "--no-progress",
+        "--sample-tokens", "0", "--steps", "2"]
+
+
+@pytest.fixture
+def text_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_JIT", "0")  # numpy kernels: each run takes about a second
+    path = tmp_path / "text.txt"
+    path.write_text("to be or not to be, that is the question\n" * 40, encoding="utf-8")
+    return str(path)
+
+
+def test_a_seed_past_int64_trains_instead_of_a_traceback(tmp_path, text_file, capsys):
+    # the step's dropout key seed * 1_000_003 + step did not fit an int64: OverflowError
+    from graphc import checkpoint
+    from graphc.trainer import Trainer
+    seed = 10**20
+    assert main(["train", *FAST, "--dropout", "0.1", "--seed", str(seed), "--data", text_file,
+                 "--out", str(tmp_path / "run")]) == 0
+    _, meta = checkpoint.load(str(tmp_path / "run" / "checkpoint.npz"))
+    assert meta["train"]["seed"] == seed and meta["step"] == 2
+    # a seed that fits keeps its key; a larger one wraps modulo 2**63
+    trainer = Trainer.__new__(Trainer)
+    trainer.dist, trainer.step = None, 5
+    for seed in (1337, 9 * 10**12, 10**20):
+        trainer.seed = seed
+        assert int(trainer._key()) == (seed * 1_000_003 + 5) % 2**63
+    trainer.seed = 1337
+    assert int(trainer._key()) == 1337 * 1_000_003 + 5
