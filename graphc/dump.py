@@ -414,8 +414,18 @@ def _batch_argument(args):
     batch = getattr(args, "batch", None)
     if batch is None:
         return None
-    if batch.isdigit():
-        if int(batch) < 1:
-            raise GraphcError(f"--batch {batch}: a batch size must be at least 1")
-        return int(batch)
-    return batch
+    try:
+        size = int(batch)
+    except ValueError:  # a name ("" was taken for no --batch, "1x" failed inside spec())
+        from ir.types import parse_dim
+        try:
+            parse_dim(batch)
+        except (TypeError, ValueError) as exc:
+            raise GraphcError(f"--batch {batch!r}: expected a batch size or a name for a "
+                              f"symbolic batch dimension, such as 8 or batch ({exc})") from None
+        return batch
+    if size < 1:  # "-3" was taken for a name
+        raise GraphcError(f"--batch {batch}: a batch size must be at least 1")
+    if size > sys.maxsize:  # an OverflowError deep inside shape inference
+        raise GraphcError(f"--batch {batch}: a batch size must be at most {sys.maxsize}")
+    return size

@@ -97,3 +97,23 @@ def test_a_seed_past_int64_trains_instead_of_a_traceback(tmp_path, text_file, ca
         assert int(trainer._key()) == (seed * 1_000_003 + 5) % 2**63
     trainer.seed = 1337
     assert int(trainer._key()) == 1337 * 1_000_003 + 5
+
+
+@pytest.mark.parametrize("batch, message", [
+    ("-3", "--batch -3: a batch size must be at least 1"),  # was a symbolic name "-3"
+    ("99999999999999999999", "--batch 99999999999999999999: a batch size must be at most"),
+    ("1x", "--batch '1x': expected a batch size or a name"),  # was spec()'s, at <string>:1
+    ("", "--batch '': expected a batch size or a name"),  # was no --batch: batch 32
+])
+def test_dump_bad_batch_is_one_line_naming_the_option(capsys, batch, message):
+    assert main(["dump", "gpt", "--config", "tiny", "--batch", batch]) == 2
+    assert message in error_line(capsys)
+
+
+def test_dump_batch_sizes_and_names_that_are_good():
+    from graphc.cli import build_parser
+    from graphc.dump import _batch_argument
+    parse = build_parser().parse_args
+    assert _batch_argument(parse(["dump", "gpt", "--batch", "8"])) == 8
+    assert _batch_argument(parse(["dump", "gpt", "--batch", "batch"])) == "batch"
+    assert _batch_argument(parse(["dump", "gpt", "--batch", str(2**63 - 1)])) == 2**63 - 1
