@@ -257,8 +257,11 @@ class Trainer:
         batch = self._shard(self.train_batches.draw(self.rng))
         if self.dist is not None:
             self.dist.beat(self.step)
-        loss, norm, self.params, self.state, *amp_state = self._train_step.call(
-            self._step_args(batch), checked)
+        # errstate: a NaN or an Inf is the trainer's to report (_bad_step, _diverged name
+        # the op in one line); numpy's overflow warnings only went before it on stderr
+        with np.errstate(all="ignore"):
+            loss, norm, self.params, self.state, *amp_state = self._train_step.call(
+                self._step_args(batch), checked)
         loss = float(loss)
         self.grad_norm = float(norm)
         self.step += 1
@@ -277,9 +280,10 @@ class Trainer:
         if source is None:
             raise GraphcError("Trainer.evaluate: no eval_batches were given")
         rng = np.random.default_rng([self.seed, 7, self.step])
-        losses = [float(self._eval_loss.call((self.params, self._shard(batch),
-                                              self._eval_key(k)), checked))
-                  for k, batch in enumerate(source.sample(rng, self.eval_iters))]
+        with np.errstate(all="ignore"):  # as in train_step
+            losses = [float(self._eval_loss.call((self.params, self._shard(batch),
+                                                  self._eval_key(k)), checked))
+                      for k, batch in enumerate(source.sample(rng, self.eval_iters))]
         loss = float(np.mean(losses))
         if record:
             self.val_history.append((self.step, loss))

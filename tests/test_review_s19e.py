@@ -117,3 +117,16 @@ def test_dump_batch_sizes_and_names_that_are_good():
     assert _batch_argument(parse(["dump", "gpt", "--batch", "8"])) == 8
     assert _batch_argument(parse(["dump", "gpt", "--batch", "batch"])) == "batch"
     assert _batch_argument(parse(["dump", "gpt", "--batch", str(2**63 - 1)])) == 2**63 - 1
+
+
+def test_a_diverging_run_reports_in_one_line_without_numpys_warnings(tmp_path, text_file,
+                                                                     capsys, recwarn):
+    # --lr 1e308 overflows at the first update: numpy's "overflow encountered" warnings from
+    # the step plan came before the trainer's own one-line report (21 lines of stderr)
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--lr", "1e308", "--data", text_file, "--out", str(out)]) == 2
+    line = error_line(capsys)
+    assert "training diverged at step" in line and "Try a lower --lr" in line
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)], \
+        [str(w.message) for w in recwarn]
+    assert not (out / "checkpoint.npz").exists()
