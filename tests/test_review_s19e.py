@@ -130,3 +130,52 @@ def test_a_diverging_run_reports_in_one_line_without_numpys_warnings(tmp_path, t
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)], \
         [str(w.message) for w in recwarn]
     assert not (out / "checkpoint.npz").exists()
+
+
+def _without_root_override():
+    """The command prefix that runs the CLI without root's permission override (root
+    writes into a read-only directory anyway), or None where that is not possible."""
+    import shutil
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        return None
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+
+def test_a_read_only_out_is_refused_before_training_and_its_checkpoint_kept(tmp_path,
+                                                                           text_file):
+    # resuming into a read-only directory trained every step, then failed at the save with
+    # "Permission denied: '.../.ckpt-....npz.tmp'" (the lock file was already there)
+    import subprocess
+    import sys
+    prefix = _without_root_override()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: a read-only directory is writable")
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--data", text_file, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    os.chmod(out, 0o555)
+    try:
+        for target, extra in ((out, ["--resume"]), (out / "sub", [])):
+            proc = subprocess.run(
+                prefix + [sys.executable, "-m", "graphc.cli", "train", *FAST, "--steps", "4",
+                          "--data", text_file, "--out", str(target), *extra],
+                capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stderr == (f"graphc: error: --out {str(target)!r}: no permission to "
+                                   f"write into {out}; pass a directory you can write into\n")
+            assert "compiled the training step" not in proc.stdout  # refused before building
+    finally:
+        os.chmod(out, 0o755)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_an_out_inside_a_file_names_the_option(tmp_path, text_file, capsys):
+    (tmp_path / "notes").write_text("mine")
+    assert main(["train", *FAST, "--data", text_file, "--out", str(tmp_path / "notes" / "run")]) == 2
+    assert error_line(capsys) == (f"graphc: error: --out {str(tmp_path / 'notes' / 'run')!r} is "
+                                  f"inside {tmp_path / 'notes'}, a file; pass a directory for "
+                                  "the checkpoint")
+    assert (tmp_path / "notes").read_text() == "mine"
