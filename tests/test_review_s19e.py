@@ -179,3 +179,32 @@ def test_an_out_inside_a_file_names_the_option(tmp_path, text_file, capsys):
                                   f"inside {tmp_path / 'notes'}, a file; pass a directory for "
                                   "the checkpoint")
     assert (tmp_path / "notes").read_text() == "mine"
+
+
+def test_a_data_file_that_is_a_pipe_or_a_device_is_named_as_such(tmp_path, text_file, capsys):
+    # `--data <(zcat corpus.gz)`, /dev/null: "does not exist", though it does
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for data in (str(fifo), os.devnull):
+        assert main(["train", *FAST, "--data", data, "--out", str(tmp_path / "run")]) == 2
+        assert error_line(capsys) == (f"graphc: error: data file {data!r} is not a regular "
+                                      "file (the text is read twice, for its vocabulary and "
+                                      "for its tokens); save it to a file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unreadable_data_file_is_named_as_the_data_file(tmp_path, text_file):
+    # "[Errno 13] Permission denied: 'text.txt'": which of the command's files, and what for
+    import subprocess
+    import sys
+    prefix = _without_root_override()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: every file is readable")
+    os.chmod(text_file, 0o000)
+    proc = subprocess.run(
+        prefix + [sys.executable, "-m", "graphc.cli", "train", *FAST, "--data", text_file,
+                  "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 2
+    assert proc.stderr == (f"graphc: error: cannot read data file {text_file!r}: "
+                           "Permission denied\n")
