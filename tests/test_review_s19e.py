@@ -208,3 +208,29 @@ def test_an_unreadable_data_file_is_named_as_the_data_file(tmp_path, text_file):
     assert proc.returncode == 2
     assert proc.stderr == (f"graphc: error: cannot read data file {text_file!r}: "
                            "Permission denied\n")
+
+
+def test_an_unreadable_checkpoint_is_not_called_corrupt(tmp_path, text_file):
+    # "checkpoint X is corrupt or not a graphc checkpoint ([Errno 13] Permission denied...)"
+    import subprocess
+    import sys
+    prefix = _without_root_override()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: every file is readable")
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--data", text_file, "--out", str(out)]) == 0
+    ckpt = out / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    os.chmod(ckpt, 0o000)
+    for command in (["sample", "--checkpoint", str(out), "--tokens", "3"],
+                    ["eval", "--checkpoint", str(out), "--data", text_file],
+                    ["train", *FAST, "--steps", "3", "--resume", "--data", text_file,
+                     "--out", str(out)]):
+        proc = subprocess.run(prefix + [sys.executable, "-m", "graphc.cli", *command],
+                              capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert proc.returncode == 2
+        assert proc.stderr == (f"graphc: error: cannot read checkpoint {str(ckpt)!r}: "
+                               "Permission denied\n")
+    os.chmod(ckpt, 0o600)
+    assert ckpt.read_bytes() == before
