@@ -286,6 +286,9 @@ def run_dump(args) -> int:
     from ir.dot import render, to_dot
     from ir.serialize import dumps
 
+    if args.O0 and args.passes is not None:  # -O0 won silently: the passes never ran
+        raise GraphcError(f"-O0 and --passes {args.passes!r} conflict: -O0 runs no passes; "
+                          "give one of them")
     graph = load_target(args.target, args.config, args.grad, _batch_argument(args))
     pipeline = "O0" if args.O0 else (args.passes or "default")
     if args.diff:

@@ -234,3 +234,14 @@ def test_an_unreadable_checkpoint_is_not_called_corrupt(tmp_path, text_file):
                                "Permission denied\n")
     os.chmod(ckpt, 0o600)
     assert ckpt.read_bytes() == before
+
+
+def test_dump_O0_with_passes_is_a_conflict_not_a_silent_choice(capsys):
+    # -O0 --passes cse printed the traced graph: the passes asked for never ran
+    assert main(["dump", "mlp", "--grad", "-O0"]) == 0
+    traced = capsys.readouterr().out
+    assert main(["dump", "mlp", "--grad", "--passes", "cse"]) == 0
+    assert capsys.readouterr().out != traced  # cse changes the graph: the conflict is real
+    assert main(["dump", "mlp", "--grad", "-O0", "--passes", "cse"]) == 2
+    assert error_line(capsys) == ("graphc: error: -O0 and --passes 'cse' conflict: -O0 runs no "
+                                  "passes; give one of them")
