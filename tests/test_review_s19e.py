@@ -245,3 +245,12 @@ def test_dump_O0_with_passes_is_a_conflict_not_a_silent_choice(capsys):
     assert main(["dump", "mlp", "--grad", "-O0", "--passes", "cse"]) == 2
     assert error_line(capsys) == ("graphc: error: -O0 and --passes 'cse' conflict: -O0 runs no "
                                   "passes; give one of them")
+
+
+@pytest.mark.parametrize("flag", ["--workloads", "--contenders"])
+@pytest.mark.parametrize("value", ["", ", ,"])
+def test_bench_with_nothing_to_measure_is_one_line(capsys, flag, value):
+    # an empty list measured nothing, printed an empty table and exited 0
+    assert main(["bench", "--steps", "1", "--warmup", "0", flag, value]) == 2
+    assert error_line(capsys).startswith(f"graphc: error: {flag} {value!r} names none; "
+                                         "choose from ")
