@@ -334,7 +334,11 @@ def cmd_sample(args) -> int:
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
     text = default_prompt(vocab) if args.prompt is None else args.prompt
-    ids = Sampler(model, params).stream(data.encode(text), args.tokens, args.temperature,
+    try:
+        prompt_ids = data.encode(text)
+    except DataError as exc:  # the default prompt is the vocabulary's own
+        raise UsageError(f"--prompt: {exc} (the checkpoint's)") from None
+    ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
                                         args.top_k, args.seed, args.top_p)
     return _print_stream(text, (vocab[i] for i in ids))
 

@@ -254,3 +254,13 @@ def test_bench_with_nothing_to_measure_is_one_line(capsys, flag, value):
     assert main(["bench", "--steps", "1", "--warmup", "0", flag, value]) == 2
     assert error_line(capsys).startswith(f"graphc: error: {flag} {value!r} names none; "
                                          "choose from ")
+
+
+def test_a_prompt_outside_the_vocabulary_names_the_option(tmp_path, text_file, capsys):
+    # "characters not in the vocabulary: 'QZ'": which input held them was left to guess
+    out = str(tmp_path / "run")
+    assert main(["train", *FAST, "--data", text_file, "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", out, "--prompt", "to beQZ", "--tokens", "2"]) == 2
+    assert error_line(capsys) == ("graphc: error: --prompt: characters not in the vocabulary: "
+                                  "'QZ' (the checkpoint's)")
