@@ -328,6 +328,13 @@ def cmd_sample(args) -> int:
     from .data import CharData
     from .sample import Sampler, default_prompt
 
+    if args.prompt is not None:
+        try:
+            args.prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:  # bytes the locale could not decode (surrogates)
+            byte = ord(args.prompt[exc.start]) & 0xFF
+            raise UsageError(f"--prompt is not UTF-8 text (byte 0x{byte:02x} at character "
+                             f"{exc.start})") from None
     if args.model is not None:
         return _sample_pretrained(args)
     model, params, meta = _load_model(args.checkpoint)

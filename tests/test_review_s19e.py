@@ -264,3 +264,22 @@ def test_a_prompt_outside_the_vocabulary_names_the_option(tmp_path, text_file, c
     assert main(["sample", "--checkpoint", out, "--prompt", "to beQZ", "--tokens", "2"]) == 2
     assert error_line(capsys) == ("graphc: error: --prompt: characters not in the vocabulary: "
                                   "'QZ' (the checkpoint's)")
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "model"])
+def test_a_prompt_of_bytes_that_are_not_utf8_is_one_line(tmp_path, text_file, capsys, source):
+    # `--prompt $'to \xff'`: Python hands over the byte as the surrogate '\udcff'; the GPT-2
+    # tokenizer raised "TypeError: TextInputSequence must be str" (a traceback), a
+    # checkpoint said "characters not in the vocabulary: '\udcff'"
+    if source == "model":
+        pytest.importorskip("tokenizers")
+        from test_gpt2 import write_directory
+        where = str(tmp_path / "gpt2")
+        write_directory(where)
+    else:
+        where = str(tmp_path / "run")
+        assert main(["train", *FAST, "--data", text_file, "--out", where]) == 0
+        capsys.readouterr()
+    assert main(["sample", f"--{source}", where, "--prompt", "to \udcff", "--tokens", "2"]) == 2
+    assert error_line(capsys) == ("graphc: error: --prompt is not UTF-8 text (byte 0xff at "
+                                  "character 3)")
