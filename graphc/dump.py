@@ -289,6 +289,15 @@ def run_dump(args) -> int:
     if args.O0 and args.passes is not None:  # -O0 won silently: the passes never ran
         raise GraphcError(f"-O0 and --passes {args.passes!r} conflict: -O0 runs no passes; "
                           "give one of them")
+    # each of these printed its text and left the other option unused, without a word
+    if args.diff and args.stats:
+        raise GraphcError("--diff and --stats conflict: each prints its own text; give one")
+    if args.diff and args.after is not None:
+        raise GraphcError(f"--diff and --after {args.after} conflict: --diff names both of "
+                          "its stages")
+    if (args.diff or args.stats) and args.format != "text":
+        raise GraphcError(f"--format {args.format}: {'--diff' if args.diff else '--stats'} "
+                          "prints text; --format applies to graphs")
     graph = load_target(args.target, args.config, args.grad, _batch_argument(args))
     pipeline = "O0" if args.O0 else (args.passes or "default")
     if args.diff:

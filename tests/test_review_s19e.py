@@ -283,3 +283,19 @@ def test_a_prompt_of_bytes_that_are_not_utf8_is_one_line(tmp_path, text_file, ca
     assert main(["sample", f"--{source}", where, "--prompt", "to \udcff", "--tokens", "2"]) == 2
     assert error_line(capsys) == ("graphc: error: --prompt is not UTF-8 text (byte 0xff at "
                                   "character 3)")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--diff", "input", "cse", "--format", "png"],
+     "--format png: --diff prints text; --format applies to graphs"),
+    (["--stats", "--format", "svg"], "--format svg: --stats prints text; --format applies"),
+    (["--diff", "input", "cse", "--stats"], "--diff and --stats conflict"),
+    (["--diff", "input", "dce", "--after", "cse"], "--diff and --after cse conflict"),
+])
+def test_dump_options_that_would_be_ignored_are_refused(tmp_path, capsys, options, message):
+    # the second option was dropped without a word: `--diff ... --format png -o g.png`
+    # wrote the diff's text into g.png
+    out = tmp_path / "g.png"
+    assert main(["dump", "mlp", "--grad", *options, "-o", str(out)]) == 2
+    assert message in error_line(capsys)
+    assert not out.exists()
