@@ -126,7 +126,8 @@ def build_parser():
                    "Shakespeare)")
     t.add_argument("--steps", type=_positive_int, help="train until this many steps in all")
     t.add_argument("--lr", type=_positive_float, help="peak learning rate")
-    t.add_argument("--min-lr", type=_positive_float)
+    t.add_argument("--min-lr", type=_non_negative_float,
+                   help="learning rate at the end of the cosine schedule (0: decay to zero)")
     t.add_argument("--warmup", type=_non_negative_int)
     t.add_argument("--decay-steps", type=_positive_int,
                    help="length of the cosine schedule (default: --steps)")

@@ -299,3 +299,17 @@ def test_dump_options_that_would_be_ignored_are_refused(tmp_path, capsys, option
     assert main(["dump", "mlp", "--grad", *options, "-o", str(out)]) == 2
     assert message in error_line(capsys)
     assert not out.exists()
+
+
+def test_min_lr_zero_is_a_schedule_not_an_error(tmp_path, text_file, capsys):
+    # --min-lr 0 (nanoGPT's and gc.optim.cosine's own default: decay to zero) was refused,
+    # "expected a positive number", though a checkpoint may hold it
+    from graphc import checkpoint
+    from graphc.train import TrainConfig, lr_at
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--lr", "0.01", "--min-lr", "0", "--warmup", "0",
+                 "--data", text_file, "--out", str(out)]) == 0
+    _, meta = checkpoint.load(str(out / "checkpoint.npz"))
+    tc = TrainConfig.from_dict(meta["train"])
+    assert tc.min_lr == 0.0
+    assert [lr_at(s, tc) for s in (0, 1, 2)] == pytest.approx([0.01, 0.005, 0.0], abs=1e-15)
