@@ -313,3 +313,13 @@ def test_min_lr_zero_is_a_schedule_not_an_error(tmp_path, text_file, capsys):
     tc = TrainConfig.from_dict(meta["train"])
     assert tc.min_lr == 0.0
     assert [lr_at(s, tc) for s in (0, 1, 2)] == pytest.approx([0.01, 0.005, 0.0], abs=1e-15)
+
+
+def test_an_output_that_cannot_be_created_names_it_not_its_temporary_file(tmp_path, capsys):
+    # "[Errno 2] No such file or directory: '.../missing/.g.txt.k2j4x9.tmp'"
+    (tmp_path / "notes").write_text("mine")
+    for target, why in ((tmp_path / "missing" / "g.txt", "No such file or directory"),
+                        (tmp_path / "notes" / "g.txt", "Not a directory")):
+        assert main(["dump", "mlp", "-o", str(target)]) == 2
+        assert error_line(capsys) == f"graphc: error: cannot write {target}: {why}"
+    assert sorted(os.listdir(tmp_path)) == ["notes"]
