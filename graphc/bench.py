@@ -690,6 +690,11 @@ def run_cli(args) -> int:
     for c in contenders:
         if c not in CONTENDERS:
             raise ValueError(f"unknown contender {c!r}; choose from {', '.join(CONTENDERS)}")
+    for flag, chosen, names in (("--workloads", workloads, WORKLOADS),
+                                ("--contenders", contenders, CONTENDERS)):
+        if not chosen:  # an empty table and exit status 0
+            raise ValueError(f"{flag} {getattr(args, flag[2:])!r} names none; choose from "
+                             f"{', '.join(names)}")
     if args.concurrent < 0 or args.concurrent == 1 or args.rounds < 1:
         raise ValueError("--concurrent takes 2 or more copies (0: off) and --rounds 1 or more")
     for flag, path in (("--json", args.json), ("--plot", args.plot)):

@@ -170,7 +170,12 @@ def _read(path: str, expected):
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path!r}")
     try:
-        with zipfile.ZipFile(path) as zf:
+        fh = open(path, "rb")
+    except OSError as exc:  # not "corrupt": the file may be fine, the user cannot read it
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {exc.strerror or exc}"
+                              ) from None
+    try:
+        with fh, zipfile.ZipFile(fh) as zf:
             members = {info.filename: info for info in zf.infolist()}
             meta = _header(zf, members.get(META_KEY + ".npy"), path)
             arrays = {}

@@ -126,7 +126,8 @@ def build_parser():
                    "Shakespeare)")
     t.add_argument("--steps", type=_positive_int, help="train until this many steps in all")
     t.add_argument("--lr", type=_positive_float, help="peak learning rate")
-    t.add_argument("--min-lr", type=_positive_float)
+    t.add_argument("--min-lr", type=_non_negative_float,
+                   help="learning rate at the end of the cosine schedule (0: decay to zero)")
     t.add_argument("--warmup", type=_non_negative_int)
     t.add_argument("--decay-steps", type=_positive_int,
                    help="length of the cosine schedule (default: --steps)")
@@ -333,13 +334,24 @@ def cmd_sample(args) -> int:
     from .data import CharData
     from .sample import Sampler, default_prompt
 
+    if args.prompt is not None:
+        try:
+            args.prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:  # bytes the locale could not decode (surrogates)
+            byte = ord(args.prompt[exc.start]) & 0xFF
+            raise UsageError(f"--prompt is not UTF-8 text (byte 0x{byte:02x} at character "
+                             f"{exc.start})") from None
     if args.model is not None:
         return _sample_pretrained(args)
     model, params, meta = _load_model(args.checkpoint)
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
     text = default_prompt(vocab) if args.prompt is None else args.prompt
-    ids = Sampler(model, params).stream(data.encode(text), args.tokens, args.temperature,
+    try:
+        prompt_ids = data.encode(text)
+    except DataError as exc:  # the default prompt is the vocabulary's own
+        raise UsageError(f"--prompt: {exc} (the checkpoint's)") from None
+    ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
                                         args.top_k, args.seed, args.top_p)
     return _print_stream(text, (vocab[i] for i in ids))
 

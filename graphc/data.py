@@ -35,7 +35,11 @@ def _pieces(path):
     utf8 = codecs.getincrementaldecoder("utf-8")()
     decoder = io.IncrementalNewlineDecoder(utf8, translate=True)
     consumed = 0
-    with open(path, "rb") as fh:
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:  # its own message does not say which file it was
+        raise DataError(f"cannot read data file {path!r}: {exc.strerror or exc}") from None
+    with fh:
         while True:
             raw = fh.read(CHUNK_BYTES)
             pending = len(utf8.getstate()[0])
@@ -80,8 +84,11 @@ class CharData:
     @classmethod
     def from_file(cls, path: str | None, block_size: int, vocab=None) -> "CharData":
         path = path or DEFAULT_TEXT
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise DataError(f"data file {path!r} does not exist")
+        if not os.path.isfile(path):  # /dev/null, a FIFO, a shell's <(...): "does not exist"
+            raise DataError(f"data file {path!r} is not a regular file (the text is read "
+                            "twice, for its vocabulary and for its tokens); save it to a file")
         seen, n = set(), 0
         for piece in _pieces(path):
             seen.update(piece)

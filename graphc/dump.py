@@ -15,7 +15,7 @@ from collections import Counter
 import networkx as nx
 import numpy as np
 
-from ir.errors import GraphcError
+from ir.errors import GraphcError, traceback_location
 from ir.graph import Graph
 from ir.ops.registry import graph_param
 from ir.printer import format_graph
@@ -61,6 +61,24 @@ def builtin_mlp(grad: bool, batch=None) -> Graph:
     return g
 
 
+def _user_code(target: str, fn, *args):
+    """fn(*args), running the user's code (importing their file, calling FUNCTION, tracing
+    what it returns): an exception in it is one line naming the exception and their line,
+    not a traceback through graphc."""
+    try:
+        return fn(*args)
+    except (GraphcError, ImportError):  # graphc's own one-line errors; import_module's below
+        raise
+    except SyntaxError as exc:
+        where = f" at {exc.filename}:{exc.lineno}" if exc.filename else ""
+        raise GraphcError(f"dump {target}: SyntaxError: {exc.msg}{where}") from None
+    except Exception as exc:
+        loc = traceback_location(exc.__traceback__)
+        where = f" at {loc[0]}:{loc[1]}" if loc else (
+            "; FUNCTION is called with no arguments and returns a Graph or (function, *specs)")
+        raise GraphcError(f"dump {target}: {type(exc).__name__}: {exc}{where}") from None
+
+
 def _import_function(target: str):
     where, _, name = target.rpartition(":")
     if where.endswith(".py") or os.sep in where:
@@ -70,12 +88,12 @@ def _import_function(target: str):
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, os.path.dirname(os.path.abspath(where)))
         try:
-            spec.loader.exec_module(module)
+            _user_code(target, spec.loader.exec_module, module)
         finally:
             sys.path.pop(0)
     else:
         try:
-            module = importlib.import_module(where)
+            module = _user_code(target, importlib.import_module, where)
         except ImportError as exc:
             raise GraphcError(f"dump: cannot import module {where!r} ({exc})") from None
     fn = getattr(module, name, None)
@@ -112,11 +130,11 @@ def load_target(target: str, config: str = "tiny", grad: bool = False, batch=Non
     if ":" not in target:
         raise GraphcError(f"dump: unknown target {target!r}: use gpt, mlp, FILE.py:FUNCTION, "
                           "MODULE:FUNCTION or a saved .ir/.json file")
-    result = _import_function(target)()
+    result = _user_code(target, _import_function(target))
     if isinstance(result, Graph):
         graph = result
     elif isinstance(result, tuple) and result and callable(result[0]):
-        graph = trace(result[0], *result[1:])
+        graph = _user_code(target, trace, result[0], *result[1:])
     else:
         raise GraphcError(f"dump: {target} must return a Graph or (function, *specs)")
     return grad_graph(graph, sum_output=True) if grad else graph
@@ -268,6 +286,18 @@ def run_dump(args) -> int:
     from ir.dot import render, to_dot
     from ir.serialize import dumps
 
+    if args.O0 and args.passes is not None:  # -O0 won silently: the passes never ran
+        raise GraphcError(f"-O0 and --passes {args.passes!r} conflict: -O0 runs no passes; "
+                          "give one of them")
+    # each of these printed its text and left the other option unused, without a word
+    if args.diff and args.stats:
+        raise GraphcError("--diff and --stats conflict: each prints its own text; give one")
+    if args.diff and args.after is not None:
+        raise GraphcError(f"--diff and --after {args.after} conflict: --diff names both of "
+                          "its stages")
+    if (args.diff or args.stats) and args.format != "text":
+        raise GraphcError(f"--format {args.format}: {'--diff' if args.diff else '--stats'} "
+                          "prints text; --format applies to graphs")
     graph = load_target(args.target, args.config, args.grad, _batch_argument(args))
     pipeline = "O0" if args.O0 else (args.passes or "default")
     if args.diff:
@@ -396,8 +426,18 @@ def _batch_argument(args):
     batch = getattr(args, "batch", None)
     if batch is None:
         return None
-    if batch.isdigit():
-        if int(batch) < 1:
-            raise GraphcError(f"--batch {batch}: a batch size must be at least 1")
-        return int(batch)
-    return batch
+    try:
+        size = int(batch)
+    except ValueError:  # a name ("" was taken for no --batch, "1x" failed inside spec())
+        from ir.types import parse_dim
+        try:
+            parse_dim(batch)
+        except (TypeError, ValueError) as exc:
+            raise GraphcError(f"--batch {batch!r}: expected a batch size or a name for a "
+                              f"symbolic batch dimension, such as 8 or batch ({exc})") from None
+        return batch
+    if size < 1:  # "-3" was taken for a name
+        raise GraphcError(f"--batch {batch}: a batch size must be at least 1")
+    if size > sys.maxsize:  # an OverflowError deep inside shape inference
+        raise GraphcError(f"--batch {batch}: a batch size must be at most {sys.maxsize}")
+    return size

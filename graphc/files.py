@@ -38,10 +38,21 @@ def atomic_writer(path: str):
     before the writer returns (fsync of the file, then of its directory), so a crash of the
     machine leaves the old file or the new one, not an empty file under the new name. A
     process killed mid-write leaves its temporary behind: the next write of `path` removes
-    it (remove_stale_temporaries)."""
+    it (remove_stale_temporaries). A device, a FIFO or a terminal (-o /dev/stdout,
+    /dev/null, a shell's >(...)) is written in place, as open() would: a file renamed over
+    it would replace the device."""
+    if os.path.isdir(path):  # the rename's own error says "Device or resource busy"
+        raise GraphcError(f"{path} is a directory; give the name of a file to write")
+    if _special(path):
+        with open(path, "wb") as fh:
+            yield fh
+        return
     directory = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(path)
-    fd, tmp = _locked_temporary(directory, os.path.basename(path))
+    try:
+        fd, tmp = _locked_temporary(directory, os.path.basename(path))
+    except OSError as exc:  # its message names the temporary file, not the one asked for
+        raise GraphcError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         try:
             with os.fdopen(fd, "wb", closefd=False) as fh:
@@ -110,6 +121,18 @@ def remove_stale_temporaries(path: str) -> None:
             pass
         finally:
             os.close(fd)
+
+
+def _special(path: str) -> bool:
+    """Not a regular file to replace: an existing non-regular file, or any name in /dev or
+    /proc (/dev/stdout is a link to the process's descriptor, whatever it points at)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return True
+    except OSError:  # not there yet (or unreadable: the writer's own error says so)
+        pass
+    directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    return directory.split(os.sep)[1] in ("dev", "proc")
 
 
 def _sync_directory(directory: str) -> None:

@@ -308,6 +308,21 @@ def _refuse_to_overwrite(ckpt_path: str) -> None:
                           "to train into another directory")
 
 
+def _check_out(out: str) -> None:
+    """--out must be a directory this process can write into, or one it can create: found
+    now, not at the first save, after the training it would lose (a resumed run's lock file
+    is already there, so nothing else is written before that save)."""
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "a file" if existing == os.path.abspath(out) else f"inside {existing}, a file"
+        raise GraphcError(f"--out {out!r} is {what}; pass a directory for the checkpoint")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise GraphcError(f"--out {out!r}: no permission to write into {existing}; pass a "
+                          "directory you can write into")
+
+
 def _print_line(text, file=None):
     print(text, file=file or sys.stdout, flush=True)
 
@@ -347,8 +362,7 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
 
     options = dict(options or {})
     out = out or os.path.join("runs", config)
-    if os.path.exists(out) and not os.path.isdir(out):  # found now, not at the first save
-        raise GraphcError(f"--out {out!r} is a file; pass a directory for the checkpoint")
+    _check_out(out)
     ckpt_path = os.path.join(out, CHECKPOINT)
     arrays = meta = None
     if resume:

@@ -233,7 +233,9 @@ class Trainer:
 
     def _key(self):
         rank = 0 if self.dist is None else self.dist.rank()
-        return np.int64(self.seed * 1_000_003 + self.step + (rank << 40))
+        # modulo 2**63: the same key for every seed that fits, and any seed (default_rng
+        # takes any) gives an int64 instead of an OverflowError at the first step
+        return np.int64((self.seed * 1_000_003 + self.step + (rank << 40)) % (1 << 63))
 
     def _step_args(self, batch):
         args = (self.params, self.state, batch, self._key())
@@ -256,8 +258,11 @@ class Trainer:
         batch = self._shard(self.train_batches.draw(self.rng))
         if self.dist is not None:
             self.dist.beat(self.step)
-        loss, norm, self.params, self.state, *amp_state = self._train_step.call(
-            self._step_args(batch), checked)
+        # errstate: a NaN or an Inf is the trainer's to report (_bad_step, _diverged name
+        # the op in one line); numpy's overflow warnings only went before it on stderr
+        with np.errstate(all="ignore"):
+            loss, norm, self.params, self.state, *amp_state = self._train_step.call(
+                self._step_args(batch), checked)
         loss = float(loss)
         self.grad_norm = float(norm)
         self.step += 1
@@ -276,9 +281,10 @@ class Trainer:
         if source is None:
             raise GraphcError("Trainer.evaluate: no eval_batches were given")
         rng = np.random.default_rng([self.seed, 7, self.step])
-        losses = [float(self._eval_loss.call((self.params, self._shard(batch),
-                                              self._eval_key(k)), checked))
-                  for k, batch in enumerate(source.sample(rng, self.eval_iters))]
+        with np.errstate(all="ignore"):  # as in train_step
+            losses = [float(self._eval_loss.call((self.params, self._shard(batch),
+                                                  self._eval_key(k)), checked))
+                      for k, batch in enumerate(source.sample(rng, self.eval_iters))]
         loss = float(np.mean(losses))
         if record:
             self.val_history.append((self.step, loss))

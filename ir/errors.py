@@ -61,6 +61,19 @@ def user_location():
     return None
 
 
+def traceback_location(tb):
+    """(file, line) of the innermost frame of traceback `tb` in the user's code: neither
+    graphc's own nor Python's or an installed package's; None if there is none."""
+    import traceback
+    installed = tuple(os.path.join(p, "") for p in {sys.prefix, sys.base_prefix})
+    found = None
+    for frame in traceback.extract_tb(tb):
+        if not (_is_internal(frame.filename)
+                or os.path.abspath(frame.filename).startswith(installed)):
+            found = (_short(frame.filename), frame.lineno)
+    return found
+
+
 def user_stacklevel() -> int:
     """The `stacklevel` for warnings.warn, called by this function's caller, that points at
     the user's line: one more for every graphc frame between them."""
