@@ -252,9 +252,14 @@ def main(argv=None) -> int:
             message = str(GraphcError(exc.message, useful))
         else:
             message = str(exc).splitlines()[0]
-        from .distributed import is_main
-        if is_main() or not getattr(exc, "on_every_rank", False):  # said once, by rank 0
+        from . import distributed
+        agreed = getattr(exc, "on_every_rank", False)
+        if distributed.is_main() or not agreed:  # said once, by rank 0
             print(f"graphc: error: {message}", file=sys.stderr)
+        if agreed:
+            return distributed.exit_status(2)
+        if distributed.size() > 1:  # this rank's alone: the others may wait for it
+            distributed.leave_now(2)
         return 2
     except KeyboardInterrupt:
         print("graphc: interrupted", file=sys.stderr)

@@ -50,8 +50,9 @@ from . import watchdog as _watchdog
 
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
-           "agree_max", "allreduce", "broadcast_", "exit_on_error", "mpiexec_path",
-           "launch_command", "launch", "launch_env", "under_mpiexec", "without_option"]
+           "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
+           "leave_now", "exit_on_error", "mpiexec_path", "launch_command", "launch", "launch_env",
+           "under_mpiexec", "without_option"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -281,6 +282,56 @@ def _short(value) -> str:
 
 
 @contextmanager
+def fail_together(errors=(GraphcError, ValueError, OSError)):
+    """Make a failure of the block the whole job's: if it raises one of `errors` on any rank,
+    it raises on every rank, marked `on_every_rank` (rank 0 alone reports it). A failing rank
+    raises its own error; the others the first failing rank's message, prefixed `rank R: `
+    unless R is 0. For checks of the input before training (a checkpoint of another config):
+    every rank runs them and each printed the same line, and a rank failing alone left the
+    others to be killed by mpiexec. Collective (one allgather at the end): the block must hold
+    none, or a failing rank would meet the others in the wrong one."""
+    comm = _STATE["comm"]
+    if comm is None or size() == 1:
+        yield
+        return
+    failure = None
+    try:
+        yield
+    except errors as exc:
+        failure = exc
+    line = None if failure is None else _first_line(failure)
+    lines = comm.allgather(line)
+    first = next((r for r, text in enumerate(lines) if text is not None), None)
+    if first is None:
+        return
+    if failure is None:
+        failure = GraphcError(lines[first] if first == 0 else f"rank {first}: {lines[first]}")
+    failure.on_every_rank = True
+    raise failure
+
+
+def _first_line(exc) -> str:
+    text = exc.message if isinstance(exc, GraphcError) else str(exc)
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def exit_status(status: int) -> int:
+    """What a rank returns from its program after a failure every rank agreed on (an error
+    marked on_every_rank), all with `status`. Under `launch` (`graphc train --ranks N`) rank 0
+    hands `status` to the launching process, which exits with it, and every rank returns 0:
+    Open MPI's mpiexec prints a banner of its own for any rank's non-zero exit (and has no
+    option to keep the status without it), after the one line rank 0 printed. Otherwise (the
+    user's own mpiexec) `status` itself."""
+    path = settings.LAUNCH_STATUS.get()
+    if not path or size() == 1:
+        return status
+    if is_main():
+        with open(path, "w") as fh:
+            fh.write(f"{int(status)}\n")
+    return 0
+
+
+@contextmanager
 def exit_on_error():
     """A GraphcError in the block ends every rank with status 2; rank 0 prints it (one line).
     For programs run under mpiexec, whose ranks all raise the same error (handshake)."""
@@ -289,12 +340,20 @@ def exit_on_error():
     except GraphcError as exc:
         if is_main():
             sys.stderr.write(f"graphc: error: {exc.message}\n")
-            sys.stderr.flush()
-        dog = _STATE["watchdog"]
-        if dog is not None:
-            dog.close()
-        sys.stdout.flush()
-        os._exit(2)
+        leave_now(2)
+
+
+def leave_now(status: int) -> None:
+    """End this rank with `status` at once, without MPI_Finalize, after a failure the other
+    ranks may not share: a normal exit waits in MPI_Finalize for ranks that may wait for this
+    one in a collective (the job hangs), while a rank gone with a non-zero status makes
+    mpiexec stop the whole job."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    dog = _STATE["watchdog"]
+    if dog is not None:
+        dog.close()
+    os._exit(status)
 
 
 # ---- launching ------------------------------------------------------------------------------
@@ -343,6 +402,16 @@ def without_option(argv, option: str) -> list:
 
 
 def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
-    """Run `python ARGV...` on `ranks` processes of this machine; a CompletedProcess."""
-    return subprocess.run(launch_command(ranks, argv), env=launch_env(kwargs.pop("env", None)),
-                          timeout=timeout, **kwargs)
+    """Run `python ARGV...` on `ranks` processes of this machine; a CompletedProcess whose
+    returncode is mpiexec's, or, when that is 0, the status rank 0 handed over with
+    `exit_status` (its ranks agreed on a failure and returned 0 to keep mpiexec quiet)."""
+    import tempfile
+    env = launch_env(kwargs.pop("env", None))
+    with tempfile.TemporaryDirectory(prefix="graphc-launch-") as folder:
+        status = os.path.join(folder, "status")
+        env[settings.LAUNCH_STATUS.name] = status
+        done = subprocess.run(launch_command(ranks, argv), env=env, timeout=timeout, **kwargs)
+        if done.returncode == 0 and os.path.exists(status):
+            with open(status) as fh:
+                done.returncode = int(fh.read())
+    return done

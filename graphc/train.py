@@ -362,31 +362,36 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
 
     options = dict(options or {})
     out = out or os.path.join("runs", config)
-    _check_out(out)
     ckpt_path = os.path.join(out, CHECKPOINT)
-    arrays = meta = None
-    if resume:
-        arrays, meta = checkpoint.load(ckpt_path)
-        vocab = list(meta["vocab"])
-    else:
-        _refuse_to_overwrite(ckpt_path)
-        vocab = None
-    if config not in CONFIGS:
-        raise GraphcError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
-    if data is not None and os.path.isdir(data):
-        raise GraphcError(f"--data {data!r} is a directory; pass a UTF-8 text file")
-    block = options.get("block_size") or (meta["model"]["block_size"] if meta else
-                                          CONFIGS[config]["block_size"])
-    text = CharData.from_file(data, block, vocab)
-    cfg = model_config(config, len(text.vocab), options)
-    if meta:
-        check_compatible(meta, cfg, text.vocab, ckpt_path)
-    tc = train_config(config, options, meta["train"] if meta else None)
-    if meta:  # before the step is compiled
-        checkpoint.check_settings(meta, gpt_settings(cfg, tc, text.vocab), ckpt_path,
-                                  allow_changed_settings, "--allow-changed-settings")
-    check_parameter_memory(cfg)
-    model = GPT(cfg, seed=tc.seed)
+    # every rank checks the input; a failure on any is every rank's, reported once
+    with dist.fail_together():
+        _check_out(out)
+        arrays = meta = None
+        if resume:
+            arrays, meta = checkpoint.load(ckpt_path)
+            vocab = list(meta["vocab"])
+        else:
+            _refuse_to_overwrite(ckpt_path)
+            vocab = None
+        if config not in CONFIGS:
+            raise GraphcError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
+        if data is not None and os.path.isdir(data):
+            raise GraphcError(f"--data {data!r} is a directory; pass a UTF-8 text file")
+        block = options.get("block_size") or (meta["model"]["block_size"] if meta else
+                                              CONFIGS[config]["block_size"])
+        text = CharData.from_file(data, block, vocab)
+        cfg = model_config(config, len(text.vocab), options)
+        if meta:
+            check_compatible(meta, cfg, text.vocab, ckpt_path)
+        tc = train_config(config, options, meta["train"] if meta else None)
+        if meta:  # before the step is compiled
+            checkpoint.check_settings(meta, gpt_settings(cfg, tc, text.vocab), ckpt_path,
+                                      allow_changed_settings, "--allow-changed-settings")
+        check_parameter_memory(cfg)
+        if cfg.batch_size % dist.size():  # found now, not after compiling
+            raise GraphcError(f"--batch-size {cfg.batch_size} does not split over "
+                              f"{dist.size()} ranks; use a multiple of {dist.size()}")
+        model = GPT(cfg, seed=tc.seed)
     _say(f"graphc train: {config} GPT, {model.num_parameters():,} parameters, vocab "
          f"{cfg.vocab_size}, batch {cfg.batch_size}x{cfg.block_size}, {tc.steps} steps")
     t0 = time.perf_counter()
@@ -405,11 +410,13 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
             "the background" if pending else "") + ")")
     if trainer.step_plan.remat_report is not None:
         _say(str(trainer.step_plan.remat_report))
+    with dist.fail_together():
+        if meta:
+            trainer.restore(arrays, meta, allow_changed_settings)
+        if not resume:  # again: another run may have written it while this one was built
+            _refuse_to_overwrite(ckpt_path)
     if meta:
-        trainer.restore(arrays, meta, allow_changed_settings)
         _say(f"resumed from {ckpt_path} at step {trainer.step}")
-    if not resume:  # again: another run may have written it while this one was built
-        _refuse_to_overwrite(ckpt_path)
     stopped = trainer.fit(out, progress, log=_say)  # holds `out` (files.exclusive_directory)
     if stopped:
         import signal

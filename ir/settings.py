@@ -51,7 +51,7 @@ def _directory(text: str) -> str:
 
 _PARSERS: dict[str, Callable[[str], object]] = {
     "flag": _flag, "count": _positive_int, "seconds": _positive_float, "directory": _directory,
-    "megabytes": _positive_float, "address": str,
+    "megabytes": _positive_float, "address": str, "file": str,
 }
 
 
@@ -133,12 +133,18 @@ WATCHDOG_ADDR = _declare(
     "GRAPHC_WATCHDOG_ADDR", "address", None,
     "data-parallel training: the address rank 0's watchdog listens on",
     "127.0.0.1 when all ranks share a machine, else rank 0's host address")
+LAUNCH_STATUS = _declare(
+    "GRAPHC_LAUNCH_STATUS", "file", None,
+    "set by `graphc train --ranks N` for its ranks (not by users): where rank 0 writes the "
+    "exit status of a failure every rank agreed on, which the command then exits with",
+    "unset")
 
 
 def markdown_table() -> str:
     """The README's table of the variables, generated from the declarations above."""
     kinds = {"flag": "0 or 1", "count": "whole number", "seconds": "seconds",
-             "directory": "directory", "megabytes": "megabytes", "address": "host address"}
+             "directory": "directory", "megabytes": "megabytes", "address": "host address",
+             "file": "file"}
     rows = ["| variable | value | default | what it does |", "| --- | --- | --- | --- |"]
     for s in SETTINGS:
         default = s.default_doc or {True: "1", False: "0"}.get(s.default, str(s.default))
