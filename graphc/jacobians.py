@@ -109,7 +109,7 @@ def _transform(fn, jacobian, argnums, has_aux, who):
     def wrapper(*args, **kwargs):
         if _is_symbolic((args, kwargs)):
             return symbolic(*args, **kwargs)
-        args = _as_float_inputs(args)
+        args = _as_float_inputs(args, nums)
         if current_graph() is not None:  # inside a trace: nodes of that graph
             return symbolic(*args, **kwargs)
         if kwargs:

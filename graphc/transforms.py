@@ -552,7 +552,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
                                   (user_location(),))
         if _is_symbolic((args, kwargs)):
             return symbolic(*args, **kwargs)
-        args = _as_float_inputs(args)
+        args = _as_float_inputs(args, nums)
         if current_graph() is not None:  # inside a trace: see _in_trace
             return symbolic(*args, **kwargs)
         if kwargs:
@@ -650,11 +650,17 @@ def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
     return tuple(np.asarray(a, dtype) if i in positions else a for i, a in enumerate(args))
 
 
-def _as_float_inputs(args) -> tuple:
+def _as_float_inputs(args, argnums=None) -> tuple:
     """grad's, jvp's and hessian's arguments: Python numbers and numpy float scalars as 0-d
     float arrays (something to differentiate), of the float dtype the arrays share (as in
-    JAX, grad(f)(w32, 3.0) is float32 throughout), float64 otherwise."""
-    return _weakly_typed(args, (int, float, np.floating), default=np.dtype(np.float64))
+    JAX, grad(f)(w32, 3.0) is float32 throughout), float64 otherwise. Only those at
+    `argnums` (None: all) are differentiated: the others stay as they are, so that an int
+    among them is still an int (grad(lambda x, n: x[n].sum())(x, 1), as in JAX)."""
+    converted = _weakly_typed(args, (int, float, np.floating), default=np.dtype(np.float64))
+    if argnums is None:
+        return converted
+    picked = {i % len(args) for i in argnums if -len(args) <= i < len(args)}
+    return tuple(c if i in picked else a for i, (a, c) in enumerate(zip(args, converted)))
 
 
 def _weak_floats(args, static) -> tuple:
