@@ -375,8 +375,10 @@ class Dropout(Module):
 
     def forward(self, x):
         graph = getattr(x, "graph", None) or current_graph()
-        if graph is not None and self.p > 0.0:  # model.train()/eval() selects another plan
-            graph.guard(self, "training", self.training)
+        if graph is not None:  # model.train()/eval(), or another p, selects another plan
+            graph.guard(self, "p", self.p)
+            if self.p > 0.0:
+                graph.guard(self, "training", self.training)
         if not self.training or self.p == 0.0:
             return x
         return F.dropout(x, self.p, current_key(x))

@@ -1,0 +1,38 @@
+"""Session 19's own review fixes (leads found by the session's helpers)."""
+import numpy as np
+
+import graphc as gc
+
+
+def test_grad_leaves_an_int_argument_it_does_not_differentiate_an_int():
+    # as JAX: grad(f)(x, 1) with argnums=0 keeps n an integer (an index here); it was made
+    # a float, and x[n] was refused ("take: indices must be integers, got float32")
+    x = np.arange(6.0, dtype=np.float32).reshape(3, 2)
+    g = gc.grad(lambda x, n: gc.sum(x[n] * n))(x, 2)
+    np.testing.assert_array_equal(g, [[0, 0], [0, 0], [2, 2]])
+    j = gc.jacrev(lambda x, n: x[n])(x, 1)
+    assert j.shape == (2, 3, 2)
+    np.testing.assert_array_equal(j[:, 1, :], np.eye(2))
+    assert np.count_nonzero(j) == 2
+    # a number that is differentiated is still a float of the arrays' dtype
+    g = gc.grad(lambda s, x: gc.sum(x * s))(3, x)
+    assert g.dtype == np.float32 and g == 15.0
+
+
+def test_changing_dropout_p_after_compiling_retraces():
+    # the plan kept the p it was traced with: p = 0.0 still dropped half of the values
+    drop = gc.nn.Dropout(0.5)
+    f = gc.compile(lambda x: drop(x))
+    ones = np.ones(4000, np.float32)
+    with gc.nn.rng_key(0):
+        half = f(ones)
+        drop.p = 0.0
+        none = f(ones)
+        drop.p = 0.25
+        quarter = f(ones)
+    assert 0.45 < np.mean(half == 0) < 0.55
+    np.testing.assert_array_equal(none, ones)
+    assert 0.2 < np.mean(quarter == 0) < 0.3
+    np.testing.assert_allclose(quarter[quarter != 0], 1 / 0.75, rtol=1e-6)
+    assert [m.split(": ", 1)[1] for m in f.recompiles] == [
+        "Dropout (root).p: 0.5 -> 0.0", "Dropout (root).p: 0.0 -> 0.25"]
