@@ -72,6 +72,17 @@ def _positive_int(text):
     return value
 
 
+def _pipeline(none_option):
+    """A pipeline's name or comma-separated passes: the library checks the names; an empty
+    one is refused here, where it would quietly run no pass (`none_option` says that)."""
+    def parse(text):
+        if not text.replace(",", "").strip():
+            raise argparse.ArgumentTypeError(f"{text!r} names no pass; for none, give "
+                                             f"{none_option}")
+        return text
+    return parse
+
+
 def _probability(text):
     value = _number(text)
     if not 0 < value <= 1:
@@ -147,7 +158,8 @@ def build_parser():
                    "and --precision may change without it)")
     t.add_argument("--sample-tokens", type=_non_negative_int, default=300)
     t.add_argument("--no-progress", action="store_true")
-    t.add_argument("-O", dest="pipeline", default="default", help="pass pipeline (O0, default)")
+    t.add_argument("-O", dest="pipeline", default="default", type=_pipeline("-O O0"),
+                   help="pass pipeline (O0, default)")
     t.add_argument("--fast-math", action="store_true", help="allow rewrites that assume "
                    "finite values and reassociating kernels (results may differ from numpy's)")
     t.add_argument("--memory-limit", type=_memory_size, help="memory budget of the training "
@@ -169,7 +181,8 @@ def build_parser():
     d.add_argument("--memory-limit", type=_memory_size, help="run the rematerialize pass "
                    "after the pipeline with this budget (--after rematerialize shows its "
                    "graph; its report goes to stderr)")
-    d.add_argument("--passes", help="comma-separated passes instead of the default pipeline")
+    d.add_argument("--passes", type=_pipeline("-O0"),
+                   help="comma-separated passes instead of the default pipeline")
     d.add_argument("-O0", dest="O0", action="store_true", help="no passes: the traced graph")
     d.add_argument("--stats", action="store_true", help="node counts, parameters, FLOPs, "
                    "peak memory, per-pass counts")

@@ -66,6 +66,9 @@ def pipeline_passes(pipeline) -> list:
         if pipeline in PIPELINES:
             return list(PIPELINES[pipeline])
         names = [p.strip() for p in pipeline.split(",") if p.strip()]
+        if not names:  # a list may be empty; a text naming nothing is a slip
+            raise GraphcError(f"pipeline {pipeline!r} names no pass; write 'O0' (or pass [])"
+                              " for none")
     else:
         names = list(pipeline)
     # a pipeline's name stands for its passes: "default,cse"

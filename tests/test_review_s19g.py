@@ -36,3 +36,24 @@ def test_changing_dropout_p_after_compiling_retraces():
     np.testing.assert_allclose(quarter[quarter != 0], 1 / 0.75, rtol=1e-6)
     assert [m.split(": ", 1)[1] for m in f.recompiles] == [
         "Dropout (root).p: 0.5 -> 0.0", "Dropout (root).p: 0.0 -> 0.25"]
+
+
+def test_an_empty_pipeline_is_refused_not_run_as_no_passes(capsys):
+    # `-O ""` and `--passes ""` quietly ran no pass (found by session 19e's CLI sweep)
+    import pytest
+    from graphc.cli import main
+    from ir.errors import GraphcError
+    from passes.manager import pipeline_passes
+
+    for argv, option, hint in ((["train", "-O", ""], "-O", "-O O0"),
+                               (["train", "-O", " , "], "-O", "-O O0"),
+                               (["dump", "--passes", "", "graphc/models/gpt.py"], "--passes",
+                                "-O0")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"argument {option}: " in err[0] and hint in err[0], err
+    with pytest.raises(GraphcError, match="names no pass"):
+        pipeline_passes(",")
+    assert pipeline_passes([]) == [] and pipeline_passes("O0") == []
