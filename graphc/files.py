@@ -43,6 +43,9 @@ def atomic_writer(path: str):
     it would replace the device."""
     if os.path.isdir(path):  # the rename's own error says "Device or resource busy"
         raise GraphcError(f"{path} is a directory; give the name of a file to write")
+    if os.path.isfile(path) and not os.access(path, os.W_OK):
+        # open() would refuse; the rename would not ask, and replace a file kept read-only
+        raise GraphcError(f"cannot write {path}: the file is read-only")
     if _special(path):
         with open(path, "wb") as fh:
             yield fh

@@ -57,3 +57,27 @@ def test_an_empty_pipeline_is_refused_not_run_as_no_passes(capsys):
     with pytest.raises(GraphcError, match="names no pass"):
         pipeline_passes(",")
     assert pipeline_passes([]) == [] and pipeline_passes("O0") == []
+
+
+def test_dump_does_not_replace_a_read_only_file(tmp_path):
+    # `graphc dump mlp -o FILE` renamed its output over a file the user had made read-only
+    # (the rename asks the directory, not the file); open() would refuse, and so does graphc
+    import os
+    import shutil
+    import subprocess
+    import sys
+    target = tmp_path / "kept.txt"
+    target.write_text("the user's own text\n")
+    os.chmod(target, 0o444)
+    prefix = []
+    if os.geteuid() == 0:  # root may write anything: run without that override
+        assert shutil.which("setpriv"), "setpriv (util-linux) runs the CLI as a plain user"
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                  "--inh-caps=-dac_override,-dac_read_search"]
+    run = subprocess.run(prefix + [sys.executable, "-c", "import sys; from graphc.cli import "
+                                   "main; sys.exit(main())", "dump", "mlp", "-o", str(target)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "read-only" in lines[0] and str(target) in lines[0], lines
+    assert target.read_text() == "the user's own text\n"
