@@ -324,7 +324,14 @@ _KEYS = _KeyStack()
 def rng_key(key):
     """Dropout layers called inside draw their masks from `key` (an int64 scalar: a traced
     input of the step, an array or a Python int); each dropout site mixes in its own salt.
-    Without this block a fresh key is used per eager call or per compiled call."""
+    Without this block a fresh key is used per eager call or per compiled call.
+
+    Eagerly the sites are numbered in call order from the opening of the outermost block, as
+    a trace numbers them from the start of its graph: the same key draws the same masks on
+    every run (a resumed training run replays them), and the masks of a compiled function
+    that makes the same calls."""
+    if not _KEYS.keys:  # (a trace numbers its own sites; this count is the eager one's)
+        F.EAGER_SALT[0] = 0
     _KEYS.keys.append(key)
     try:
         yield key

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import operator
-import itertools
 import math
 
 import numpy as np
@@ -839,7 +838,15 @@ def mse_loss(x, target, reduction="mean"):
     return sum(sq) if reduction == "sum" else mean(sq)
 
 
-_EAGER_SALTS = itertools.count()
+# Eager dropout sites are numbered in call order, as a trace numbers them in its graph
+# (Graph.next_salt); graphc.nn.rng_key restarts the count, so that the same key draws the
+# same masks on every run, and those of a compiled function making the same calls.
+EAGER_SALT = [0]
+
+
+def next_eager_salt() -> int:
+    EAGER_SALT[0] += 1
+    return EAGER_SALT[0]
 
 
 def dropout(x, rate, seed, training=True, salt=None):
@@ -851,7 +858,7 @@ def dropout(x, rate, seed, training=True, salt=None):
     if salt is None:
         from ..graph import current_graph
         graph = getattr(x, "graph", None) or current_graph()
-        salt = graph.next_salt() if graph is not None else next(_EAGER_SALTS)
+        salt = graph.next_salt() if graph is not None else next_eager_salt()
     if isinstance(seed, (int, np.integer)):
         seed = np.asarray(seed, dtype=np.int64)
     mask = apply("dropout_mask", seed, shape=_shape(x), rate=float(rate), salt=int(salt),
