@@ -182,3 +182,29 @@ def test_eager_rng_key_replays_its_masks():
         x, np.asarray(7, np.int64)))
     np.testing.assert_array_equal(c1, a1)
     np.testing.assert_array_equal(c2, a2)
+
+
+def test_a_compiled_function_called_in_rng_key_blocks_uses_each_blocks_key():
+    # the block's Python key was baked into the plan as a constant at the first call: later
+    # calls under another key, or under none, silently drew the first key's masks
+    drop = gc.nn.Dropout(P)
+    x = np.ones((200,), np.float32)
+    step = gc.compile(lambda x: drop(x))
+    with gc.nn.rng_key(5):
+        a = _np(step(x))
+    with gc.nn.rng_key(6):
+        b = _np(step(x))
+    with gc.nn.rng_key(np.asarray(5)):
+        c = _np(step(x))
+    with gc.nn.rng_key(5):
+        eager = _np(drop(x))
+    np.testing.assert_array_equal(c, a)
+    np.testing.assert_array_equal(eager, a)
+    assert (a != b).mean() > 0.3
+    d1, d2 = _np(step(x)), _np(step(x))  # no block: a fresh key per call
+    assert (d1 != a).mean() > 0.3 and (d1 != d2).mean() > 0.3
+    # a key written inside the compiled function is part of it
+    fixed = gc.compile(lambda x: _with_key(5, lambda: drop(x)))
+    with gc.nn.rng_key(6):
+        np.testing.assert_array_equal(_np(fixed(x)), a)
+    np.testing.assert_array_equal(_np(fixed(x)), a)
