@@ -243,18 +243,18 @@ class _EagerIterations:
     first iteration did (ir.ops.api.dropout), since a traced body holds one copy of each."""
 
     def __init__(self):
-        self.start = self.end = F.EAGER_SALT[0]
+        self.start = self.end = F.EAGER_DROPOUT.salt
 
     @contextlib.contextmanager
     def iteration(self, t):
-        F.EAGER_SALT[0] = self.start
-        F.EAGER_ITERATIONS.append(t)
+        F.EAGER_DROPOUT.salt = self.start
+        F.EAGER_DROPOUT.iterations.append(t)
         try:
             yield
         finally:
-            F.EAGER_ITERATIONS.pop()
-            self.end = max(self.end, F.EAGER_SALT[0])
-            F.EAGER_SALT[0] = self.end
+            F.EAGER_DROPOUT.iterations.pop()
+            self.end = max(self.end, F.EAGER_DROPOUT.salt)
+            F.EAGER_DROPOUT.salt = self.end
 
 
 def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):

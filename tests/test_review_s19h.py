@@ -2,6 +2,8 @@
 draws its own mask, deterministically from the key, compiled as eagerly (where all iterations
 had the same mask compiled), and the gradient uses each iteration's mask. Eagerly the same
 rng_key draws the same masks on every run (it drew new ones per call)."""
+import threading
+
 import numpy as np
 
 import graphc as gc
@@ -208,3 +210,22 @@ def test_a_compiled_function_called_in_rng_key_blocks_uses_each_blocks_key():
     with gc.nn.rng_key(6):
         np.testing.assert_array_equal(_np(fixed(x)), a)
     np.testing.assert_array_equal(_np(fixed(x)), a)
+
+
+def test_eager_dropout_in_another_thread_leaves_this_threads_numbering_alone():
+    drop = gc.nn.Dropout(P)
+    x = np.ones((200,), np.float32)
+    with gc.nn.rng_key(7):
+        expected = [_np(drop(x)) for _ in range(2)]
+    seen = []
+    with gc.nn.rng_key(7):
+        first = _np(drop(x))
+        worker = threading.Thread(target=lambda: seen.extend(
+            map(_np, _with_key(7, lambda: (drop(x), drop(x))))))
+        worker.start()
+        worker.join()
+        second = _np(drop(x))
+    np.testing.assert_array_equal(first, expected[0])
+    np.testing.assert_array_equal(second, expected[1])
+    np.testing.assert_array_equal(seen[0], expected[0])
+    np.testing.assert_array_equal(seen[1], expected[1])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import operator
 import math
+import threading
 
 import numpy as np
 
@@ -841,14 +842,19 @@ def mse_loss(x, target, reduction="mean"):
 # Eager dropout sites are numbered in call order, as a trace numbers them in its graph
 # (Graph.next_salt); graphc.nn.rng_key restarts the count and an eager loop gives every
 # iteration the numbers of the first, so that the same key draws the same masks as compiled.
-EAGER_SALT = [0]
-# The iteration numbers of the eager loops running now, outermost first (graphc.control_flow).
-EAGER_ITERATIONS = []
+# Per thread, as graphc.nn.rng_key's blocks are.
+class _EagerDropout(threading.local):
+    def __init__(self):
+        self.salt = 0  # the last eager site's number
+        self.iterations = []  # of the eager loops running now, outermost first
+
+
+EAGER_DROPOUT = _EagerDropout()
 
 
 def next_eager_salt() -> int:
-    EAGER_SALT[0] += 1
-    return EAGER_SALT[0]
+    EAGER_DROPOUT.salt += 1
+    return EAGER_DROPOUT.salt
 
 
 def _loop_iterations(graph):
@@ -863,7 +869,7 @@ def _loop_iterations(graph):
         if graph.parent is None:
             break
         graph = graph.parent
-    eager = [] if graph is not None and not isinstance(graph, Region) else EAGER_ITERATIONS
+    eager = EAGER_DROPOUT.iterations if graph is None or isinstance(graph, Region) else []
     return [np.asarray(t, np.int64) for t in eager] + found[::-1]
 
 
