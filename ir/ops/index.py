@@ -95,8 +95,8 @@ def _dropout_mask_infer(types, shape, rate, salt, dtype):
 @defop("dropout_mask", _dropout_mask_infer, stochastic=True)
 def _dropout_mask(seed, *loops, shape, rate, salt, dtype):
     """Keep-mask scaled by 1/(1-rate); a function of its operands and salt only, so it is
-    replayable. A site inside loop bodies also takes each enclosing loop's iteration number (outermost
-    first; ir.ops.api.dropout), so every iteration draws its own mask."""
+    replayable. A site inside loop bodies also takes each enclosing loop's iteration number
+    (outermost first; ir.ops.api.dropout), so every iteration draws its own mask."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, salt] + [int(t) for t in loops])
     keep = rng.random(shape, dtype=np.float32) >= rate
     return keep.astype(dtype) * np.asarray(1.0 / (1.0 - rate), dtype=dtype)
