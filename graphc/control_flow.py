@@ -19,6 +19,7 @@ runs.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -87,10 +88,12 @@ def _types(nodes) -> str:
     return "(" + ", ".join(str(n.type) for n in nodes) + ")"
 
 
-def _trace_region(fn, name, arg_trees, graph):
+def _trace_region(fn, name, arg_trees, graph, loop=False):
     """Trace fn on fresh inputs shaped like arg_trees' leaves, for a node of `graph`: ->
-    (region, own inputs, fn's result). The caller closes the region after setting outputs."""
+    (region, own inputs, fn's result). The caller closes the region after setting outputs;
+    for a loop (loop=True) it feeds region.iteration_input when dropout made one."""
     region = Region(name, parent=graph)
+    region.is_loop = loop
     own, args = [], []
     with region.building():
         for k, tree in enumerate(arg_trees):
@@ -200,7 +203,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     x_slices = unflatten(x_structure, [_Slice(x) for x in x_nodes]) if xs is not None else None
     region, own, result = _trace_region(
         lambda c, *x: f(c, x[0] if x else None), f"{_fn_name(f)}_body",
-        [carry_in] + ([x_slices] if xs is not None else []), graph)
+        [carry_in] + ([x_slices] if xs is not None else []), graph, loop=True)
     new_carry, y = _pair(f, result)
     new_leaves, new_structure = leaves_and_structure(new_carry)
     y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
@@ -208,6 +211,9 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     _set_outputs(region, new_leaves + y_leaves, call_site)
     _check_carry(f, "scan", region.outputs[:len(new_leaves)], new_structure,
                  own[:len(carry_nodes)], init_structure)
+    if region.iteration_input is not None:  # dropout inside: scan 0..n-1 along as one more xs
+        own.append(region.iteration_input)
+        x_nodes.append(_as_node(graph, np.arange(n, dtype=np.int64), "scan"))
     outer = region.close(own)
     node = apply("scan", *outer, *carry_nodes, *x_nodes, body=region, consts=len(outer),
                  carries=len(carry_nodes), length=n, reverse=bool(reverse))
@@ -231,12 +237,34 @@ class _Slice:
         self.shape, self.dtype = tuple(node.shape[1:]), node.dtype
 
 
+class _EagerIterations:
+    """An eager loop's dropout sites as the traced loop's: iteration t mixes in t (the slice
+    index for scan, the count of bodies run for while_loop) and numbers its sites as the
+    first iteration did (ir.ops.api.dropout), since a traced body holds one copy of each."""
+
+    def __init__(self):
+        self.start = self.end = F.EAGER_DROPOUT.salt
+
+    @contextlib.contextmanager
+    def iteration(self, t):
+        F.EAGER_DROPOUT.salt = self.start
+        F.EAGER_DROPOUT.iterations.append(t)
+        try:
+            yield
+        finally:
+            F.EAGER_DROPOUT.iterations.pop()
+            self.end = max(self.end, F.EAGER_DROPOUT.salt)
+            F.EAGER_DROPOUT.salt = self.end
+
+
 def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
     carry, ys = init, [None] * n
+    loop = _EagerIterations()
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
         x = unflatten(x_structure, [_strong(leaf[t]) for leaf in x_leaves]) \
             if xs is not None else None
-        carry, ys[t] = _pair(f, f(carry, x))
+        with loop.iteration(t):
+            carry, ys[t] = _pair(f, f(carry, x))
         carry = _check_eager_carry(f, "scan", _eager_autocast_carry(carry, init), init)
     if n == 0:
         return carry, _no_steps_ys(f, init, xs, x_leaves, x_structure)
@@ -306,16 +334,20 @@ def while_loop(cond_fun, body_fun, init_val):
     init_leaves, init_structure = leaves_and_structure(init_val)
     graph = _graph_of(init_leaves)
     if graph is None:
-        val = init_val
-        while bool(np.asarray(_data(cond_fun(val)))):
+        val, loop, t = init_val, _EagerIterations(), 0
+        while True:
+            with loop.iteration(t):
+                if not bool(np.asarray(_data(cond_fun(val)))):
+                    return val
+                val = body_fun(val)
             val = _check_eager_carry(body_fun, "while_loop body",
-                                     _eager_autocast_carry(body_fun(val), init_val), init_val)
-        return val
+                                     _eager_autocast_carry(val, init_val), init_val)
+            t += 1
     call_site = user_location()
     carry_nodes = _carry_nodes(graph, init_leaves, [], "while_loop init")
     carry_in = unflatten(init_structure, carry_nodes)
     cond_region, cond_own, keep = _trace_region(cond_fun, f"{_fn_name(cond_fun)}_cond",
-                                                [carry_in], graph)
+                                                [carry_in], graph, loop=True)
     keep_leaves, _ = leaves_and_structure(keep)
     _set_outputs(cond_region, keep_leaves, call_site)
     out = cond_region.outputs
@@ -323,18 +355,25 @@ def while_loop(cond_fun, body_fun, init_val):
         raise GraphcError(f"while_loop cond_fun {_fn_name(cond_fun)}{_where(cond_fun)} must "
                           f"return a bool scalar, got {_types(out)}", (user_location(),))
     body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
-                                               [carry_in], graph)
+                                               [carry_in], graph, loop=True)
     new_leaves, new_structure = leaves_and_structure(new)
     new_leaves = _autocast_carry(body_region, new_leaves, carry_nodes)
     _set_outputs(body_region, new_leaves, call_site)
     _check_carry(body_fun, "while_loop body", body_region.outputs, new_structure, body_own,
                  init_structure)
+    if cond_region.iteration_input is not None or body_region.iteration_input is not None:
+        # dropout inside: count the iterations in one more carry, 0, 1, ...
+        cond_own.append(cond_region.iteration())
+        body_own.append(body_region.iteration())
+        with body_region.building():
+            body_region.set_outputs(body_region.outputs + [body_region.iteration() + 1])
+        carry_nodes = carry_nodes + [_as_node(graph, np.asarray(0, np.int64), "while_loop")]
     cond_outer = cond_region.close(cond_own)
     body_outer = body_region.close(body_own)
     node = apply("while_loop", *cond_outer, *body_outer, *carry_nodes, cond_fn=cond_region,
                  body_fn=body_region, cond_consts=len(cond_outer),
                  body_consts=len(body_outer))
-    return unflatten(init_structure, _results(node, len(carry_nodes)))
+    return unflatten(init_structure, _results(node, len(carry_nodes))[:len(init_leaves)])
 
 
 def _data(x):

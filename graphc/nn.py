@@ -24,6 +24,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import current_graph, scope
 from ir.ops import api as F
+from ir.ops.registry import SymbolicValue
 from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
 
 _GENERATOR = [np.random.default_rng(0)]
@@ -315,6 +316,8 @@ class LeakyReLU(Module):
 class _KeyStack(threading.local):
     def __init__(self):
         self.keys = []
+        # per block: was it opened while a graph was being traced (inside the function)?
+        self.in_trace = []
 
 
 _KEYS = _KeyStack()
@@ -324,24 +327,43 @@ _KEYS = _KeyStack()
 def rng_key(key):
     """Dropout layers called inside draw their masks from `key` (an int64 scalar: a traced
     input of the step, an array or a Python int); each dropout site mixes in its own salt.
-    Without this block a fresh key is used per eager call or per compiled call."""
+    Without this block a fresh key is used per eager call or per compiled call.
+
+    Eagerly the sites are numbered in call order from the opening of the outermost block, as
+    a trace numbers them from the start of its graph: the same key draws the same masks on
+    every run (a resumed training run replays them), and the masks of a compiled function
+    that makes the same calls."""
+    if not _KEYS.keys:  # (a trace numbers its own sites; this count is the eager one's)
+        F.EAGER_DROPOUT.salt = 0
     _KEYS.keys.append(key)
+    _KEYS.in_trace.append(current_graph() is not None)
     try:
         yield key
     finally:
         _KEYS.keys.pop()
+        _KEYS.in_trace.pop()
+
+
+def _call_time_key():
+    """The key of a block opened outside any trace around a compiled call: read by the plan
+    at each call (_AutoKey), never baked into it."""
+    if _KEYS.keys and not _KEYS.in_trace[-1] and not isinstance(_KEYS.keys[-1], SymbolicValue):
+        return np.int64(np.asarray(getattr(_KEYS.keys[-1], "data", _KEYS.keys[-1])))
+    return None
 
 
 class _AutoKey:
     """Stands for the implicit `dropout_key` input of a traced graph, registered as the
     graph's bound value for that input: the compiled plan reads `.data` once per call (as it
-    reads a Parameter's), so every call gets a new key without the caller passing one."""
+    reads a Parameter's), so every call gets a new key without the caller passing one, or
+    the key of the rng_key block the call is made in."""
 
     name = "dropout_key"
 
     @property
     def data(self):
-        return np.int64(_GENERATOR[0].integers(0, 2**62))
+        key = _call_time_key()
+        return key if key is not None else np.int64(_GENERATOR[0].integers(0, 2**62))
 
 
 _AUTO_KEY = _AutoKey()
@@ -349,10 +371,12 @@ _AUTO_KEY = _AutoKey()
 
 def current_key(like=None):
     """The key for a dropout mask: the innermost rng_key(...) block's; else, while tracing,
-    the graph's implicit `dropout_key` input; else (eager) a fresh draw."""
-    if _KEYS.keys:
-        return _KEYS.keys[-1]
+    the graph's implicit `dropout_key` input; else (eager) a fresh draw. A trace inside a
+    block opened outside it with a concrete key takes that implicit input too, which the
+    plan reads at every call: a constant would replay the first call's key forever."""
     graph = getattr(like, "graph", None) or current_graph()
+    if _KEYS.keys and (graph is None or _call_time_key() is None):
+        return _KEYS.keys[-1]
     if graph is None:
         return _AUTO_KEY.data
     node = graph.bound_params.get(id(_AUTO_KEY))

@@ -29,6 +29,11 @@ class Region(Graph):
         # the graph the node goes into: what the trace reads and the dropout sites it
         # numbers belong to that graph's plan (Graph.guard, Graph.next_salt)
         self.parent = parent
+        # a loop body (or a while_loop's condition): dropout sites inside mix in its
+        # iteration number, an int64 input made on first use that graphc.control_flow
+        # feeds (scan: arange(length) as one more scanned value; while_loop: a carry)
+        self.is_loop = False
+        self.iteration_input = None
 
     def guard(self, obj, attr: str, value) -> None:
         if self.parent is None:
@@ -41,7 +46,18 @@ class Region(Graph):
         self.parent.set_while_tracing(obj, attr)
 
     def next_salt(self) -> int:
-        return super().next_salt() if self.parent is None else self.parent.next_salt()
+        if self.parent is not None:
+            return self.parent.next_salt()
+        # no parent: traced in eager code (graphc.vmap's graph, eagerly), so its dropout
+        # sites are numbered among the eager ones (ir.ops.api.dropout)
+        from .ops.api import next_eager_salt
+        return next_eager_salt()
+
+    def iteration(self):
+        """This loop body's iteration number (0, 1, ...), an input of the region."""
+        if self.iteration_input is None:
+            self.iteration_input = self.input("iteration", (), "int64")
+        return self.iteration_input
 
     def capture(self, value):
         """`value` as a node of this region: outer nodes become inputs (once each)."""

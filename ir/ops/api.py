@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import builtins
 import operator
-import itertools
 import math
+import threading
 
 import numpy as np
 
@@ -839,23 +839,59 @@ def mse_loss(x, target, reduction="mean"):
     return sum(sq) if reduction == "sum" else mean(sq)
 
 
-_EAGER_SALTS = itertools.count()
+# Eager dropout sites are numbered in call order, as a trace numbers them in its graph
+# (Graph.next_salt); graphc.nn.rng_key restarts the count and an eager loop gives every
+# iteration the numbers of the first, so that the same key draws the same masks as compiled.
+# Per thread, as graphc.nn.rng_key's blocks are.
+class _EagerDropout(threading.local):
+    def __init__(self):
+        self.salt = 0  # the last eager site's number
+        self.iterations = []  # of the eager loops running now, outermost first
+
+
+EAGER_DROPOUT = _EagerDropout()
+
+
+def next_eager_salt() -> int:
+    EAGER_DROPOUT.salt += 1
+    return EAGER_DROPOUT.salt
+
+
+def _loop_iterations(graph):
+    """The iteration numbers a dropout site in `graph` mixes in, outermost loop first: the
+    counters of the loop bodies it is traced in (ir.region.Region.iteration), and the eager
+    loops' numbers when nothing or a region traced in eager code (graphc.vmap's) is."""
+    from ..region import Region
+    found = []
+    while isinstance(graph, Region):
+        if graph.is_loop:
+            found.append(graph.iteration())
+        if graph.parent is None:
+            break
+        graph = graph.parent
+    eager = EAGER_DROPOUT.iterations if graph is None or isinstance(graph, Region) else []
+    return [np.asarray(t, np.int64) for t in eager] + found[::-1]
 
 
 def dropout(x, rate, seed, training=True, salt=None):
-    """Inverted dropout whose mask is a pure function of (seed, salt): the same seed replays
-    the same mask, so a compiled step and its checkpoints are reproducible. `seed` is an
-    integer scalar (usually a graph input that changes every step)."""
+    """Inverted dropout whose mask is a pure function of (seed, salt) and, inside loop
+    bodies, the iteration numbers: the same seed replays the same masks, so a compiled step
+    and its checkpoints are reproducible, while every iteration of a loop draws its own mask
+    (as JAX users fold the step into the key). `seed` is an integer scalar (usually a graph
+    input that changes every step)."""
     if not training or rate == 0.0:
         return x
+    from ..graph import current_graph
+    # the graph being built first: x may be a value a loop body reads from outside it
+    graph = current_graph()
+    if graph is None:
+        graph = getattr(x, "graph", None)
     if salt is None:
-        from ..graph import current_graph
-        graph = getattr(x, "graph", None) or current_graph()
-        salt = graph.next_salt() if graph is not None else next(_EAGER_SALTS)
+        salt = graph.next_salt() if graph is not None else next_eager_salt()
     if isinstance(seed, (int, np.integer)):
         seed = np.asarray(seed, dtype=np.int64)
-    mask = apply("dropout_mask", seed, shape=_shape(x), rate=float(rate), salt=int(salt),
-                 dtype=_dtype(x))
+    mask = apply("dropout_mask", seed, *_loop_iterations(graph), shape=_shape(x),
+                 rate=float(rate), salt=int(salt), dtype=_dtype(x))
     return x * mask
 
 

@@ -83,17 +83,21 @@ def _one_hot(idx, depth, dtype):
 
 
 def _dropout_mask_infer(types, shape, rate, salt, dtype):
-    (seed,) = types
+    seed, *loops = types
     check(seed.dtype in INT_DTYPES and seed.ndim == 0, "the seed must be an integer scalar")
+    check(all(t.dtype in INT_DTYPES and t.ndim == 0 for t in loops),
+          "the loop iteration numbers must be integer scalars")
     check(0.0 <= rate < 1.0, f"rate must be in [0, 1), got {rate}")
     check(is_float(np.dtype(dtype)), "mask dtype must be floating point")
     return TensorType(shape, dtype)
 
 
-@defop("dropout_mask", _dropout_mask_infer, arity=1, stochastic=True)
-def _dropout_mask(seed, shape, rate, salt, dtype):
-    """Keep-mask scaled by 1/(1-rate); a function of (seed, salt) only, so it is replayable."""
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, salt])
+@defop("dropout_mask", _dropout_mask_infer, stochastic=True)
+def _dropout_mask(seed, *loops, shape, rate, salt, dtype):
+    """Keep-mask scaled by 1/(1-rate); a function of its operands and salt only, so it is
+    replayable. A site inside loop bodies also takes each enclosing loop's iteration number
+    (outermost first; ir.ops.api.dropout), so every iteration draws its own mask."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, salt] + [int(t) for t in loops])
     keep = rng.random(shape, dtype=np.float32) >= rate
     return keep.astype(dtype) * np.asarray(1.0 / (1.0 - rate), dtype=dtype)
 
