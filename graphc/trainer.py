@@ -449,7 +449,9 @@ class Trainer:
         unit = "tok" if self.units == "tokens" else "samples"
         start, done, saved = time.perf_counter(), 0, -1
         try:
-            with StopAtStepBoundary() as stop:
+            forwarded = self.dist.stops_forwarded() if self.dist is not None \
+                else contextlib.nullcontext()
+            with StopAtStepBoundary() as stop, forwarded:
                 signum = 0
                 while self.step < self.steps:
                     signum = self._stop_signal(stop)

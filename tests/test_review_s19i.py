@@ -1,0 +1,74 @@
+"""Session 19i: `graphc train --ranks 2` stopped by a signal, or failing in training.
+
+A SIGINT or SIGTERM reaching the `graphc` process that launched mpiexec used to end the job
+at once (subprocess.run killed mpiexec; a Ctrl-C at the terminal also reached mpiexec, which
+ends its ranks): `graphc: interrupted`, status 130, and the checkpoint of the last periodic
+save, not of the step it stopped at. A signal reaching the ranks themselves stopped them
+together at a step boundary with a save, but each returned 128 + N and mpiexec added its
+banner. Now the launcher forwards the signal to rank 0 while it trains
+(distributed.stops_forwarded), the ranks agree on the stop, save, and hand the status over
+(distributed.exit_status): rank 0's one line, 130 or 143, nothing from mpiexec.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from graphc import checkpoint
+from test_review_s19f import FAST, _env, _text
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG = [*FAST[:-1], "100000", "--eval-every", "5"]  # FAST's --steps 2 made long
+
+
+def _graphc(args, env, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "graphc.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+
+
+def _finish(proc, timeout=120):
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"ran past {timeout} s:\n{out}\n{err}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_graphc_train_ranks_2_stops_saves_and_says_one_line(tmp_path, signum):
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    env = _env()
+    env["GRAPHC_JIT"] = "0"  # numpy kernels: training starts at once
+    out_dir = tmp_path / "run"
+    args = [*LONG, "--data", str(_text(tmp_path)), "--out", str(out_dir), "--ranks", "2"]
+    # SIGINT at its default in the child (the suite may run with it ignored)
+    proc = _graphc(args, env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stdout:  # rank 0 prints it just before the first step
+        if line.startswith("step 0:"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(signum)  # to the launching process alone, as `kill PID` does
+    out, err = _finish(proc)
+    ckpt = out_dir / "checkpoint.npz"
+    step = checkpoint.load(str(ckpt))[1]["step"]
+    assert proc.returncode == 128 + signum, err
+    assert err.splitlines() == [
+        f"interrupted by {signal.Signals(signum).name}: saved step {step} to {ckpt}; to "
+        "continue, run the same command with --resume"], err
+    assert "prterun" not in out + err and "mpiexec" not in out + err
+    assert step > 0
+    # and it resumes there, on two ranks again
+    resumed = _graphc([*FAST[:-1], str(step + 2), "--data", str(tmp_path / "text.txt"),
+                       "--out", str(out_dir), "--ranks", "2", "--resume"], env)
+    out, err = _finish(resumed)
+    assert resumed.returncode == 0, err
+    assert f"resumed from {ckpt} at step {step}" in out
+    assert checkpoint.load(str(ckpt))[1]["step"] == step + 2
