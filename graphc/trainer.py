@@ -520,8 +520,14 @@ class Trainer:
             kept = f"{ckpt} (step {self.good_step}) is kept"
         else:
             kept = "no checkpoint was written"
-        raise TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
+        exc = TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
                                f"{self.divergence_hint}; {kept}")
+        if self.dist is not None:
+            # every rank gets here at the same step: the loss, gradient norm, parameters and
+            # validation loss it checks are the same on every rank (all-reduced), so rank 0
+            # alone reports it, with the checkpoint that only it writes
+            exc.on_every_rank = True
+        raise exc
 
 
 class _Batches:

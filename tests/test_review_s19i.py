@@ -7,7 +7,8 @@ save, not of the step it stopped at. A signal reaching the ranks themselves stop
 together at a step boundary with a save, but each returned 128 + N and mpiexec added its
 banner. Now the launcher forwards the signal to rank 0 while it trains
 (distributed.stops_forwarded), the ranks agree on the stop, save, and hand the status over
-(distributed.exit_status): rank 0's one line, 130 or 143, nothing from mpiexec.
+(distributed.exit_status): rank 0's one line, 130 or 143, nothing from mpiexec. A diverged
+run (TrainingDiverged, found by every rank at the same step) is reported the same way.
 """
 from __future__ import annotations
 
@@ -72,3 +73,31 @@ def test_a_signal_to_graphc_train_ranks_2_stops_saves_and_says_one_line(tmp_path
     assert resumed.returncode == 0, err
     assert f"resumed from {ckpt} at step {step}" in out
     assert checkpoint.load(str(ckpt))[1]["step"] == step + 2
+
+
+def test_training_diverged_under_ranks_2_is_rank_0s_one_line_and_status_2(tmp_path):
+    """A run diverging on 2 ranks: every rank finds it at the same step (the loss, gradient
+    norm and parameters it checks are all-reduced), and every rank printed its own line,
+    rank 1's saying `no checkpoint was written` (only rank 0 writes one), then prterun's
+    banner. Now rank 0 alone says it, naming the checkpoint kept, and the status is 2."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    out_dir = tmp_path / "run"
+    args = [*FAST, "--data", str(_text(tmp_path)), "--out", str(out_dir), "--ranks", "2"]
+    first = _graphc(args, env)
+    _, err = _finish(first)
+    assert first.returncode == 0, err
+    ckpt = out_dir / "checkpoint.npz"
+    before = ckpt.read_bytes()
+
+    run = _graphc([*args, "--resume", "--steps", "6", "--lr", "1e308",
+                   "--allow-changed-settings"], env)
+    out, err = _finish(run)
+    assert run.returncode == 2, err
+    assert len(err.splitlines()) == 1, err
+    line = err.splitlines()[0]
+    assert line.startswith("graphc: error: training diverged at step ") and \
+        line.endswith(f"Try a lower --lr; {ckpt} (step 2) is kept"), err
+    assert "prterun" not in out + err and "mpiexec" not in out + err
+    assert ckpt.read_bytes() == before
