@@ -84,6 +84,7 @@ def init(timeout: float | None = None, watchdog: bool = True):
     node.Free()
     if _STATE["size"] > 1:
         set_communicator(MPICommunicator(comm))
+        _leave_on_uncaught_exceptions()
         threads.share_cpus_with(_STATE["local_size"])
         if watchdog:
             address = settings.WATCHDOG_ADDR.get() or (
@@ -94,6 +95,20 @@ def init(timeout: float | None = None, watchdog: bool = True):
             import atexit
             atexit.register(dog.close)
     return comm
+
+
+def _leave_on_uncaught_exceptions():
+    """An exception no one catches (a bug) in one rank: its traceback, then leave_now(1),
+    so that mpiexec stops the job at once (as `python -m mpi4py` aborts). Python's own exit
+    would wait in MPI_Finalize while the other ranks wait for this one in a collective, until
+    the watchdog's timeout, whose line would blame this rank for ending rather than failing."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        leave_now(1)
+
+    sys.excepthook = hook
 
 
 def under_mpiexec() -> bool:

@@ -101,3 +101,19 @@ def test_training_diverged_under_ranks_2_is_rank_0s_one_line_and_status_2(tmp_pa
         line.endswith(f"Try a lower --lr; {ckpt} (step 2) is kept"), err
     assert "prterun" not in out + err and "mpiexec" not in out + err
     assert ckpt.read_bytes() == before
+
+
+def test_an_uncaught_exception_in_one_rank_ends_the_job_at_once(tmp_path):
+    """A bug (an exception no one catches) in rank 1 alone during training. Before: rank 1
+    printed its traceback and waited in MPI_Finalize, rank 0 in the step's all-reduce, until
+    the watchdog's timeout (60 s by default, 30 here) ended the job with `graphc: rank 1
+    ended at step 2 while rank 0 waits at step 3`. Now distributed.init's excepthook leaves
+    at once (leave_now) after the traceback and mpiexec stops the job."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    from test_mpi import run_ranks
+
+    code, output, seconds = run_ranks("bug1", tmp_path, timeout=90, watchdog_timeout=30)
+    assert code != 0, output
+    assert output.count("RuntimeError: a bug in rank 1") == 1, output
+    assert "graphc: rank" not in output, output  # not the watchdog's line
+    assert seconds < 25, output
