@@ -468,8 +468,9 @@ class Trainer:
                     if self.step % self.eval_every == 0 or self.step == self.steps:
                         if self.eval_batches is not None:
                             val = self.evaluate()
-                            bar.write(f"step {self.step}: train loss {loss:.4f}, val loss "
-                                      f"{val:.4f}")
+                            if self.dist is None or self.dist.is_main():  # tqdm.write prints
+                                bar.write(f"step {self.step}: train loss {loss:.4f}, val "
+                                          f"loss {val:.4f}")  # even when the bar is off
                         self._save(ckpt, saved, log)
                         saved = self.step
                 signum = signum or stop.signum  # one that came after the last step: done

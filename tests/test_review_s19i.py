@@ -117,3 +117,17 @@ def test_an_uncaught_exception_in_one_rank_ends_the_job_at_once(tmp_path):
     assert output.count("RuntimeError: a bug in rank 1") == 1, output
     assert "graphc: rank" not in output, output  # not the watchdog's line
     assert seconds < 25, output
+
+
+def test_ranks_2_prints_each_evaluation_line_once(tmp_path):
+    """`step N: train loss ..., val loss ...` came from every rank (tqdm.write prints even
+    when the rank's progress bar is off), so `graphc train --ranks 2` printed it twice."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    run = _graphc([*FAST, "--steps", "4", "--eval-every", "2", "--data", str(_text(tmp_path)),
+                   "--out", str(tmp_path / "run"), "--ranks", "2"], env)
+    out, err = _finish(run)
+    assert run.returncode == 0, err
+    evaluations = [line.split(":")[0] for line in out.splitlines() if "train loss" in line]
+    assert evaluations == ["step 2", "step 4"], out
