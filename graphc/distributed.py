@@ -455,11 +455,12 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
 def _forwarding_stops(proc, pidfile):
     """While mpiexec runs: the first SIGINT/SIGTERM goes to rank 0 when it trains (its pid in
     `pidfile`, written by stops_forwarded); a later one, or one outside training, ends the
-    job at once (mpiexec ends its ranks on SIGTERM) and is recorded in the list yielded."""
+    job at once (mpiexec ends its ranks on SIGTERM) and is recorded in the list yielded, as
+    is a SIGHUP (the terminal closed: mpiexec, in a session of its own, would not hear it)."""
     ended_by, forwarded = [], []
 
     def handle(signum, frame):
-        if not ended_by and not forwarded:
+        if not ended_by and not forwarded and signum != signal.SIGHUP:
             try:
                 with open(pidfile) as fh:
                     os.kill(int(fh.read()), signum)
@@ -472,8 +473,8 @@ def _forwarding_stops(proc, pidfile):
 
     previous = {}
     try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job's SIGINT
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job's SIGINT, nohup
                 previous[sig] = signal.signal(sig, handle)
     except ValueError:  # not the main thread: signals stay as they are
         pass

@@ -38,9 +38,21 @@ def _finish(proc, timeout=120):
     try:
         return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_every_process_naming(proc.args[proc.args.index("--out") + 1])
         out, err = proc.communicate()
         pytest.fail(f"ran past {timeout} s:\n{out}\n{err}")
+
+
+def _kill_every_process_naming(marker):
+    """SIGKILL the launcher, mpiexec (in a session of its own, maybe orphaned) and the ranks:
+    every process whose command line holds `marker` (the run's --out)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker.encode() in fh.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -131,3 +143,20 @@ def test_ranks_2_prints_each_evaluation_line_once(tmp_path):
     assert run.returncode == 0, err
     evaluations = [line.split(":")[0] for line in out.splitlines() if "train loss" in line]
     assert evaluations == ["step 2", "step 4"], out
+
+
+def test_a_hangup_of_graphc_train_ranks_2_ends_its_job(tmp_path):
+    """mpiexec runs in a session of its own (so that a Ctrl-C reaches the launcher alone),
+    so the terminal's SIGHUP no longer reaches it: the launcher, on SIGHUP, ends the job
+    (status 129) instead of dying and leaving mpiexec and its ranks training."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    proc = _graphc([*LONG, "--data", str(_text(tmp_path)), "--out", str(tmp_path / "run"),
+                    "--ranks", "2"], env)
+    for line in proc.stdout:
+        if line.startswith("step 0:"):
+            break
+    proc.send_signal(signal.SIGHUP)
+    out, err = _finish(proc, timeout=30)  # the ranks held stdout open, training on
+    assert proc.returncode == 128 + signal.SIGHUP, err
