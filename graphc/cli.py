@@ -309,7 +309,9 @@ def cmd_train(args) -> int:
                         fast_math=args.fast_math, distributed=distributed.under_mpiexec(),
                         memory_limit=args.memory_limit,
                         allow_changed_settings=args.allow_changed_settings)
-    return 128 + stopped if stopped else 0  # what shells report for a process ended by it
+    # 128 + N: what shells report for a process ended by signal N. Under mpiexec the ranks
+    # agreed on the stop (at a step boundary), so it is handed over as agreed failures are
+    return distributed.exit_status(128 + stopped) if stopped else 0
 
 
 # ---- sample ---------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -52,7 +53,7 @@ __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
            "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
            "leave_now", "exit_on_error", "mpiexec_path", "launch_command", "launch", "launch_env",
-           "under_mpiexec", "without_option"]
+           "under_mpiexec", "without_option", "stops_forwarded"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -83,6 +84,7 @@ def init(timeout: float | None = None, watchdog: bool = True):
     node.Free()
     if _STATE["size"] > 1:
         set_communicator(MPICommunicator(comm))
+        _leave_on_uncaught_exceptions()
         threads.share_cpus_with(_STATE["local_size"])
         if watchdog:
             address = settings.WATCHDOG_ADDR.get() or (
@@ -93,6 +95,20 @@ def init(timeout: float | None = None, watchdog: bool = True):
             import atexit
             atexit.register(dog.close)
     return comm
+
+
+def _leave_on_uncaught_exceptions():
+    """An exception no one catches (a bug) in one rank: its traceback, then leave_now(1),
+    so that mpiexec stops the job at once (as `python -m mpi4py` aborts). Python's own exit
+    would wait in MPI_Finalize while the other ranks wait for this one in a collective, until
+    the watchdog's timeout, whose line would blame this rank for ending rather than failing."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        leave_now(1)
+
+    sys.excepthook = hook
 
 
 def under_mpiexec() -> bool:
@@ -317,11 +333,11 @@ def _first_line(exc) -> str:
 
 def exit_status(status: int) -> int:
     """What a rank returns from its program after a failure every rank agreed on (an error
-    marked on_every_rank), all with `status`. Under `launch` (`graphc train --ranks N`) rank 0
-    hands `status` to the launching process, which exits with it, and every rank returns 0:
-    Open MPI's mpiexec prints a banner of its own for any rank's non-zero exit (and has no
-    option to keep the status without it), after the one line rank 0 printed. Otherwise (the
-    user's own mpiexec) `status` itself."""
+    marked on_every_rank) or a stop they agreed on (128 + the signal), all with `status`.
+    Under `launch` (`graphc train --ranks N`) rank 0 hands `status` to the launching process,
+    which exits with it, and every rank returns 0: Open MPI's mpiexec prints a banner of its
+    own for any rank's non-zero exit (and has no option to keep the status without it), after
+    the one line rank 0 printed. Otherwise (the user's own mpiexec) `status` itself."""
     path = settings.LAUNCH_STATUS.get()
     if not path or size() == 1:
         return status
@@ -404,14 +420,89 @@ def without_option(argv, option: str) -> list:
 def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
     """Run `python ARGV...` on `ranks` processes of this machine; a CompletedProcess whose
     returncode is mpiexec's, or, when that is 0, the status rank 0 handed over with
-    `exit_status` (its ranks agreed on a failure and returned 0 to keep mpiexec quiet)."""
+    `exit_status` (its ranks agreed on a failure or a stop and returned 0 to keep mpiexec
+    quiet). A SIGINT or SIGTERM while rank 0 trains (`stops_forwarded`) goes to rank 0, whose
+    ranks stop together at a step boundary and save; any other one ends the job at once
+    (mpiexec's SIGTERM, then SIGKILL), and a SIGINT then raises KeyboardInterrupt."""
     import tempfile
     env = launch_env(kwargs.pop("env", None))
+    kwargs.setdefault("stdin", subprocess.DEVNULL)  # mpiexec would pass the terminal to rank 0
     with tempfile.TemporaryDirectory(prefix="graphc-launch-") as folder:
         status = os.path.join(folder, "status")
         env[settings.LAUNCH_STATUS.name] = status
-        done = subprocess.run(launch_command(ranks, argv), env=env, timeout=timeout, **kwargs)
-        if done.returncode == 0 and os.path.exists(status):
+        # mpiexec in a session of its own: a Ctrl-C at the terminal reaches this process
+        # alone; mpiexec itself ends its ranks on SIGINT/SIGTERM before they can save
+        with subprocess.Popen(launch_command(ranks, argv), env=env, start_new_session=True,
+                              **kwargs) as proc:
+            with _forwarding_stops(proc, status + ".pid") as ended_by:
+                try:
+                    out, err = proc.communicate(timeout=timeout)
+                except BaseException:
+                    proc.kill()
+                    raise
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        if ended_by:
+            if ended_by[0] == signal.SIGINT:
+                raise KeyboardInterrupt
+            done.returncode = 128 + ended_by[0]
+        elif done.returncode == 0 and os.path.exists(status):
             with open(status) as fh:
                 done.returncode = int(fh.read())
     return done
+
+
+@contextmanager
+def _forwarding_stops(proc, pidfile):
+    """While mpiexec runs: the first SIGINT/SIGTERM goes to rank 0 when it trains (its pid in
+    `pidfile`, written by stops_forwarded); a later one, or one outside training, ends the
+    job at once (mpiexec ends its ranks on SIGTERM) and is recorded in the list yielded, as
+    is a SIGHUP (the terminal closed: mpiexec, in a session of its own, would not hear it)."""
+    ended_by, forwarded = [], []
+
+    def handle(signum, frame):
+        if not ended_by and not forwarded and signum != signal.SIGHUP:
+            try:
+                with open(pidfile) as fh:
+                    os.kill(int(fh.read()), signum)
+                forwarded.append(signum)
+                return
+            except (OSError, ValueError):  # rank 0 does not train (yet, or any more)
+                pass
+        ended_by.append(signum)
+        proc.terminate()
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job's SIGINT, nohup
+                previous[sig] = signal.signal(sig, handle)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        yield ended_by
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def stops_forwarded():
+    """While training with SIGINT/SIGTERM stopping at a step boundary (gc.Trainer's loop):
+    rank 0 tells the `graphc train --ranks N` that launched it (`launch`) to send it the
+    SIGINT or SIGTERM that process gets, rather than end the job. One rank is enough: the
+    ranks agree on a stop at every step boundary (Trainer._stop_signal)."""
+    path = settings.LAUNCH_STATUS.get()
+    if not path or size() == 1 or not is_main():
+        yield
+        return
+    pidfile = path + ".pid"
+    with open(pidfile + ".tmp", "w") as fh:
+        fh.write(str(os.getpid()))
+    os.replace(pidfile + ".tmp", pidfile)  # whole or absent for the launcher reading it
+    try:
+        yield
+    finally:
+        try:
+            os.remove(pidfile)
+        except OSError:
+            pass

@@ -449,7 +449,9 @@ class Trainer:
         unit = "tok" if self.units == "tokens" else "samples"
         start, done, saved = time.perf_counter(), 0, -1
         try:
-            with StopAtStepBoundary() as stop:
+            forwarded = self.dist.stops_forwarded() if self.dist is not None \
+                else contextlib.nullcontext()
+            with StopAtStepBoundary() as stop, forwarded:
                 signum = 0
                 while self.step < self.steps:
                     signum = self._stop_signal(stop)
@@ -466,8 +468,9 @@ class Trainer:
                     if self.step % self.eval_every == 0 or self.step == self.steps:
                         if self.eval_batches is not None:
                             val = self.evaluate()
-                            bar.write(f"step {self.step}: train loss {loss:.4f}, val loss "
-                                      f"{val:.4f}")
+                            if self.dist is None or self.dist.is_main():  # tqdm.write prints
+                                bar.write(f"step {self.step}: train loss {loss:.4f}, val "
+                                          f"loss {val:.4f}")  # even when the bar is off
                         self._save(ckpt, saved, log)
                         saved = self.step
                 signum = signum or stop.signum  # one that came after the last step: done
@@ -518,8 +521,14 @@ class Trainer:
             kept = f"{ckpt} (step {self.good_step}) is kept"
         else:
             kept = "no checkpoint was written"
-        raise TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
+        exc = TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
                                f"{self.divergence_hint}; {kept}")
+        if self.dist is not None:
+            # every rank gets here at the same step: the loss, gradient norm, parameters and
+            # validation loss it checks are the same on every rank (all-reduced), so rank 0
+            # alone reports it, with the checkpoint that only it writes
+            exc.on_every_rank = True
+        raise exc
 
 
 class _Batches:

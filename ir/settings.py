@@ -136,7 +136,8 @@ WATCHDOG_ADDR = _declare(
 LAUNCH_STATUS = _declare(
     "GRAPHC_LAUNCH_STATUS", "file", None,
     "set by `graphc train --ranks N` for its ranks (not by users): where rank 0 writes the "
-    "exit status of a failure every rank agreed on, which the command then exits with",
+    "exit status of a failure or stop every rank agreed on, which the command then exits "
+    "with (and, while it trains, its process id in FILE.pid, to be sent a Ctrl-C)",
     "unset")
 
 

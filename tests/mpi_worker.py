@@ -11,6 +11,8 @@ trainer:  gc.Trainer(distributed=True) on a float64 MLP: 10 AdamW steps into OUT
           5 steps into OUT_DIR/half, and OUT_DIR/resumed (5 steps on 1 rank) resumed to 10
 sigterm1: a SIGTERM reaches rank 1 alone during step 3 of fit(); every rank must stop at the
           same step boundary (rank 0 saving OUT_DIR/sigterm) and print `stopped N at step S`
+bug1:     rank 1 alone raises an exception no one catches during step 3 of fit(); the job must
+          end at once (graphc.distributed's excepthook), not when the watchdog times out
 """
 from __future__ import annotations
 
@@ -157,6 +159,18 @@ def case_sigterm1(out):
     trainer.train_batches.function = batches
     stopped = trainer.fit(os.path.join(out, "sigterm"), progress=False)
     print(f"rank {dist.rank()} stopped {int(stopped)} at step {trainer.step}", flush=True)
+
+
+def case_bug1(out):
+    trainer = make_trainer(10, True)
+    draw = trainer.train_batches.function
+
+    def batches(rng):  # a bug in rank 1 alone, while it draws step 3's batch
+        if dist.rank() == 1 and trainer.step == 3:
+            raise RuntimeError("a bug in rank 1")
+        return draw(rng)
+    trainer.train_batches.function = batches
+    trainer.fit(os.path.join(out, "bug"), progress=False)
 
 
 if __name__ == "__main__":

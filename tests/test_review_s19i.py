@@ -1,0 +1,162 @@
+"""Session 19i: `graphc train --ranks 2` stopped by a signal, or failing in training.
+
+A SIGINT or SIGTERM reaching the `graphc` process that launched mpiexec used to end the job
+at once (subprocess.run killed mpiexec; a Ctrl-C at the terminal also reached mpiexec, which
+ends its ranks): `graphc: interrupted`, status 130, and the checkpoint of the last periodic
+save, not of the step it stopped at. A signal reaching the ranks themselves stopped them
+together at a step boundary with a save, but each returned 128 + N and mpiexec added its
+banner. Now the launcher forwards the signal to rank 0 while it trains
+(distributed.stops_forwarded), the ranks agree on the stop, save, and hand the status over
+(distributed.exit_status): rank 0's one line, 130 or 143, nothing from mpiexec. A diverged
+run (TrainingDiverged, found by every rank at the same step) is reported the same way.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from graphc import checkpoint
+from test_review_s19f import FAST, _env, _text
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG = [*FAST[:-1], "100000", "--eval-every", "5"]  # FAST's --steps 2 made long
+
+
+def _graphc(args, env, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "graphc.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+
+
+def _finish(proc, timeout=120):
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_every_process_naming(proc.args[proc.args.index("--out") + 1])
+        out, err = proc.communicate()
+        pytest.fail(f"ran past {timeout} s:\n{out}\n{err}")
+
+
+def _kill_every_process_naming(marker):
+    """SIGKILL the launcher, mpiexec (in a session of its own, maybe orphaned) and the ranks:
+    every process whose command line holds `marker` (the run's --out)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker.encode() in fh.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_graphc_train_ranks_2_stops_saves_and_says_one_line(tmp_path, signum):
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    env = _env()
+    env["GRAPHC_JIT"] = "0"  # numpy kernels: training starts at once
+    out_dir = tmp_path / "run"
+    args = [*LONG, "--data", str(_text(tmp_path)), "--out", str(out_dir), "--ranks", "2"]
+    # SIGINT at its default in the child (the suite may run with it ignored)
+    proc = _graphc(args, env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stdout:  # rank 0 prints it just before the first step
+        if line.startswith("step 0:"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(signum)  # to the launching process alone, as `kill PID` does
+    out, err = _finish(proc)
+    ckpt = out_dir / "checkpoint.npz"
+    step = checkpoint.load(str(ckpt))[1]["step"]
+    assert proc.returncode == 128 + signum, err
+    assert err.splitlines() == [
+        f"interrupted by {signal.Signals(signum).name}: saved step {step} to {ckpt}; to "
+        "continue, run the same command with --resume"], err
+    assert "prterun" not in out + err and "mpiexec" not in out + err
+    assert step > 0
+    # and it resumes there, on two ranks again
+    resumed = _graphc([*FAST[:-1], str(step + 2), "--data", str(tmp_path / "text.txt"),
+                       "--out", str(out_dir), "--ranks", "2", "--resume"], env)
+    out, err = _finish(resumed)
+    assert resumed.returncode == 0, err
+    assert f"resumed from {ckpt} at step {step}" in out
+    assert checkpoint.load(str(ckpt))[1]["step"] == step + 2
+
+
+def test_training_diverged_under_ranks_2_is_rank_0s_one_line_and_status_2(tmp_path):
+    """A run diverging on 2 ranks: every rank finds it at the same step (the loss, gradient
+    norm and parameters it checks are all-reduced), and every rank printed its own line,
+    rank 1's saying `no checkpoint was written` (only rank 0 writes one), then prterun's
+    banner. Now rank 0 alone says it, naming the checkpoint kept, and the status is 2."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    out_dir = tmp_path / "run"
+    args = [*FAST, "--data", str(_text(tmp_path)), "--out", str(out_dir), "--ranks", "2"]
+    first = _graphc(args, env)
+    _, err = _finish(first)
+    assert first.returncode == 0, err
+    ckpt = out_dir / "checkpoint.npz"
+    before = ckpt.read_bytes()
+
+    run = _graphc([*args, "--resume", "--steps", "6", "--lr", "1e308",
+                   "--allow-changed-settings"], env)
+    out, err = _finish(run)
+    assert run.returncode == 2, err
+    assert len(err.splitlines()) == 1, err
+    line = err.splitlines()[0]
+    assert line.startswith("graphc: error: training diverged at step ") and \
+        line.endswith(f"Try a lower --lr; {ckpt} (step 2) is kept"), err
+    assert "prterun" not in out + err and "mpiexec" not in out + err
+    assert ckpt.read_bytes() == before
+
+
+def test_an_uncaught_exception_in_one_rank_ends_the_job_at_once(tmp_path):
+    """A bug (an exception no one catches) in rank 1 alone during training. Before: rank 1
+    printed its traceback and waited in MPI_Finalize, rank 0 in the step's all-reduce, until
+    the watchdog's timeout (60 s by default, 30 here) ended the job with `graphc: rank 1
+    ended at step 2 while rank 0 waits at step 3`. Now distributed.init's excepthook leaves
+    at once (leave_now) after the traceback and mpiexec stops the job."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    from test_mpi import run_ranks
+
+    code, output, seconds = run_ranks("bug1", tmp_path, timeout=90, watchdog_timeout=30)
+    assert code != 0, output
+    assert output.count("RuntimeError: a bug in rank 1") == 1, output
+    assert "graphc: rank" not in output, output  # not the watchdog's line
+    assert seconds < 25, output
+
+
+def test_ranks_2_prints_each_evaluation_line_once(tmp_path):
+    """`step N: train loss ..., val loss ...` came from every rank (tqdm.write prints even
+    when the rank's progress bar is off), so `graphc train --ranks 2` printed it twice."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    run = _graphc([*FAST, "--steps", "4", "--eval-every", "2", "--data", str(_text(tmp_path)),
+                   "--out", str(tmp_path / "run"), "--ranks", "2"], env)
+    out, err = _finish(run)
+    assert run.returncode == 0, err
+    evaluations = [line.split(":")[0] for line in out.splitlines() if "train loss" in line]
+    assert evaluations == ["step 2", "step 4"], out
+
+
+def test_a_hangup_of_graphc_train_ranks_2_ends_its_job(tmp_path):
+    """mpiexec runs in a session of its own (so that a Ctrl-C reaches the launcher alone),
+    so the terminal's SIGHUP no longer reaches it: the launcher, on SIGHUP, ends the job
+    (status 129) instead of dying and leaving mpiexec and its ranks training."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    proc = _graphc([*LONG, "--data", str(_text(tmp_path)), "--out", str(tmp_path / "run"),
+                    "--ranks", "2"], env)
+    for line in proc.stdout:
+        if line.startswith("step 0:"):
+            break
+    proc.send_signal(signal.SIGHUP)
+    out, err = _finish(proc, timeout=30)  # the ranks held stdout open, training on
+    assert proc.returncode == 128 + signal.SIGHUP, err
