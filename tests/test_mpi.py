@@ -24,26 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "mpi_worker.py"
 sys.path.insert(0, str(WORKER.parent))
 import mpi_worker  # noqa: E402
+from launch import rank_env, run_in_group  # noqa: E402
 
 
 def run_ranks(case, out, ranks=2, timeout=60, watchdog_timeout=20, bucket_mb="0.2"):
     """mpiexec -n RANKS python mpi_worker.py CASE OUT; (exit status, output, seconds)."""
-    env = dist.launch_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env["TEST_WATCHDOG_TIMEOUT"] = str(watchdog_timeout)
-    env["GRAPHC_BUCKET_MB"] = bucket_mb
-    env.setdefault("GRAPHC_BACKGROUND_COMPILE", "0")
+    env = rank_env(TEST_WATCHDOG_TIMEOUT=str(watchdog_timeout), GRAPHC_BUCKET_MB=bucket_mb)
     start = time.monotonic()
-    proc = subprocess.Popen(dist.launch_command(ranks, [str(WORKER), case, str(out)]),
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"mpiexec {case} ran past {timeout} s:\n{output}")
-    return proc.returncode, output, time.monotonic() - start
+    code, output, _ = run_in_group(dist.launch_command(ranks, [str(WORKER), case, str(out)]),
+                                   env, timeout, merge_output=True)
+    return code, output, time.monotonic() - start
 
 
 def test_mpiexec_is_found_and_two_ranks_start():

@@ -22,8 +22,6 @@ numbers and lost work (resume, checkpoints, optimizers against torch, data paral
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -73,19 +71,10 @@ INIT_CASE = textwrap.dedent('''
 def _mpiexec(script, args, timeout=240):
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
     import graphc.distributed as dist
-    env = dist.launch_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env.setdefault("GRAPHC_BACKGROUND_COMPILE", "0")
-    proc = subprocess.Popen(dist.launch_command(2, [str(script), *map(str, args)]), cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"mpiexec ran past {timeout} s:\n{output}")
-    assert proc.returncode == 0, output
+    from launch import rank_env, run_in_group
+    code, output, _ = run_in_group(dist.launch_command(2, [str(script), *map(str, args)]),
+                                   rank_env(), timeout, merge_output=True)
+    assert code == 0, output
     return output
 
 

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -174,19 +173,10 @@ def test_data_parallel_ranks_with_other_optimizer_settings_are_refused(tmp_path)
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
     import graphc.distributed as dist
     (tmp_path / "worker.py").write_text(OPTIMIZER_WORKER)
-    env = dist.launch_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env.setdefault("GRAPHC_BACKGROUND_COMPILE", "0")
-    proc = subprocess.Popen(dist.launch_command(2, [str(tmp_path / "worker.py")]), cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"mpiexec ran past 240 s:\n{output}")
-    assert proc.returncode == 0, output
+    from launch import rank_env, run_in_group
+    code, output, _ = run_in_group(dist.launch_command(2, [str(tmp_path / "worker.py")]),
+                                   rank_env(), 240, merge_output=True)
+    assert code == 0, output
     lines = [line for line in output.splitlines() if ": " in line]
     assert lines == [
         "lr: ranks disagree on optimizer.lr at step 0: rank 0 has 0.01, rank 1 has 0.02",

@@ -10,9 +10,6 @@ GRAPHC_DATA_DIR is missing) is reported once, by rank 0, naming that rank.
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import numpy as np
 import pytest
 
 from graphc.cli import main
+from launch import rank_env, run_in_group
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
@@ -35,25 +33,11 @@ def _text(tmp_path):
 
 
 def _run(command, env, timeout=120):
-    """(exit status, stdout, stderr) of a command run in its own process group."""
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"ran past {timeout} s:\n{out}\n{err}")
-    return proc.returncode, out, err
+    return run_in_group(command, env, timeout)
 
 
 def _env():
-    import graphc.distributed as dist
-    env = dist.launch_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env.setdefault("GRAPHC_BACKGROUND_COMPILE", "0")
-    env.pop("GRAPHC_LAUNCH_STATUS", None)
-    return env
+    return rank_env()
 
 
 def test_ranks_2_resume_with_another_config_is_one_line_and_status_2(tmp_path):
