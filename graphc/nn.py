@@ -164,6 +164,16 @@ class Module:
         with scope(self._path):
             return self.forward(*args, **kwargs)
 
+    def _setting(self, name, operand=None):
+        """A Python-valued setting that forward reads (eps, p, reduction, ...): a trace
+        guards it, so that a plan built with one value is not reused after the user sets
+        another (PyTorch reads it at every call; the plan would keep the old one)."""
+        value = getattr(self, name)
+        graph = getattr(operand, "graph", None) or current_graph()
+        if graph is not None:
+            graph.guard(self, name, value)
+        return value
+
 
 class ModuleList(Module):
     """Modules held in order; children are named "0", "1", ... as in PyTorch."""
@@ -237,7 +247,7 @@ class LayerNorm(Module):
         object.__setattr__(self, "eps", eps)
 
     def forward(self, x):
-        return F.layer_norm(x, self.weight, self.bias, self.eps)
+        return F.layer_norm(x, self.weight, self.bias, self._setting("eps", x))
 
 
 class RMSNorm(Module):
@@ -252,7 +262,7 @@ class RMSNorm(Module):
         object.__setattr__(self, "eps", eps)
 
     def forward(self, x):
-        return F.rms_norm(x, self.weight, self.eps)
+        return F.rms_norm(x, self.weight, self._setting("eps", x))
 
 
 class Sequential(ModuleList):
@@ -286,7 +296,7 @@ class GELU(Module):
         object.__setattr__(self, "approximate", approximate)
 
     def forward(self, x):
-        return F.gelu(x, self.approximate)
+        return F.gelu(x, self._setting("approximate", x))
 
 
 class SiLU(Module):
@@ -309,7 +319,7 @@ class LeakyReLU(Module):
         object.__setattr__(self, "negative_slope", float(negative_slope))
 
     def forward(self, x):
-        return F.leaky_relu(x, self.negative_slope)
+        return F.leaky_relu(x, self._setting("negative_slope", x))
 
 
 # ---- dropout and its keys ---------------------------------------------------------------------
@@ -398,11 +408,9 @@ class Dropout(Module):
         object.__setattr__(self, "training", True)
 
     def forward(self, x):
-        graph = getattr(x, "graph", None) or current_graph()
-        if graph is not None:  # model.train()/eval(), or another p, selects another plan
-            graph.guard(self, "p", self.p)
-            if self.p > 0.0:
-                graph.guard(self, "training", self.training)
+        # model.train()/eval(), or another p, selects another plan
+        if self._setting("p", x) > 0.0:
+            self._setting("training", x)
         if not self.training or self.p == 0.0:
             return x
         return F.dropout(x, self.p, current_key(x))
@@ -446,6 +454,8 @@ class MultiheadAttention(Module):
                 need_weights=True, is_causal=None):
         key = query if key is None else key
         value = key if value is None else value
+        for name in ("num_heads", "batch_first", "causal"):
+            self._setting(name, query)
         if not self.batch_first:  # (T, B, E) -> (B, T, E)
             query, key, value = (F.swapaxes(t, 0, 1) for t in (query, key, value))
         B, T, E = query.shape
@@ -492,14 +502,16 @@ class CrossEntropyLoss(Module):
         object.__setattr__(self, "reduction", reduction)
 
     def forward(self, logits, targets):
-        return F.cross_entropy(logits, targets, self.ignore_index, self.reduction, self.weight)
+        return F.cross_entropy(logits, targets, self._setting("ignore_index", logits),
+                               self._setting("reduction", logits), self.weight)
 
 
 class NLLLoss(CrossEntropyLoss):
     """graphc.nll_loss as a module: log-probabilities and integer targets."""
 
     def forward(self, log_probs, targets):
-        return F.nll_loss(log_probs, targets, self.ignore_index, self.reduction, self.weight)
+        return F.nll_loss(log_probs, targets, self._setting("ignore_index", log_probs),
+                          self._setting("reduction", log_probs), self.weight)
 
 
 class MSELoss(Module):
@@ -507,4 +519,4 @@ class MSELoss(Module):
         object.__setattr__(self, "reduction", reduction)
 
     def forward(self, x, target):
-        return F.mse_loss(x, target, self.reduction)
+        return F.mse_loss(x, target, self._setting("reduction", x))

@@ -81,3 +81,24 @@ def test_dump_does_not_replace_a_read_only_file(tmp_path):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "read-only" in lines[0] and str(target) in lines[0], lines
     assert target.read_text() == "the user's own text\n"
+
+
+def test_changing_a_layers_setting_after_compiling_retraces():
+    # LayerNorm.eps, GELU.approximate, MSELoss.reduction set after a compile were ignored by
+    # the plan (it kept the traced value); PyTorch reads them at every call, and so does
+    # graphc's eager mode
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 8)).astype(np.float32) * 1e-2
+    target = np.zeros((4, 8), np.float32)
+    norm, act, loss_fn = gc.nn.LayerNorm(8), gc.nn.GELU(), gc.nn.MSELoss()
+    f = gc.compile(lambda x, t: loss_fn(act(norm(x)), t))
+    eager = lambda: float(loss_fn(act(norm(gc.tensor(x))), gc.tensor(target)).data)  # noqa: E731
+    first = f(x, target)
+    np.testing.assert_allclose(first, eager(), rtol=1e-5)
+    for layer, name, value in ((norm, "eps", 1.0), (act, "approximate", "tanh"),
+                               (loss_fn, "reduction", "sum")):
+        setattr(layer, name, value)
+        np.testing.assert_allclose(f(x, target), eager(), rtol=1e-5)
+    assert len(f.recompiles) == 3
+    assert "LayerNorm" in f.recompiles[0] and "eps: 1e-05 -> 1.0" in f.recompiles[0]
+    assert f(x, target) == f(x, target) and len(f.recompiles) == 3  # no retrace when unchanged
