@@ -22,6 +22,7 @@ import functools
 
 import numpy as np
 
+from ir import weak
 from ir.errors import GraphcError, user_location
 from ir.graph import Node, current_graph
 from ir.region import Region
@@ -127,6 +128,8 @@ class _Region(Region):
             name = getattr(x, "name", None) if isinstance(x, Tensor) else None
             node = self.input(self._fresh(name or "captured"), tuple(x.shape), x.dtype)
             entry = self.captured[id(x)] = (node, x)
+            if weak.is_weak(x):  # a compiled function's number argument stays weak
+                self.weak_ids.add(node.id)
         return entry[0]
 
     def _fresh(self, base):

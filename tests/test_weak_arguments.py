@@ -94,3 +94,17 @@ def test_grad_with_a_python_int_hyperparameter():
     g = gc.compile(gc.grad(loss))(w, 3)
     np.testing.assert_allclose(g, 2 * 9 * w)
     assert g.dtype == np.float32
+
+
+def test_a_weak_int_read_inside_vmap_cond_and_grad_bodies():
+    # vmap's graph captures values of the enclosing trace its own way: the number stayed
+    # an int64 there ('mul(f32[3], i64[]): operands must have one dtype')
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = gc.compile(lambda x, k: gc.vmap(lambda row: row * k + k)(x))(x, 2)
+    np.testing.assert_array_equal(out, x * 2 + 2)
+    assert out.dtype == np.float32
+    branch = gc.compile(lambda x, k: gc.cond(k > 1, lambda: x * k, lambda: x - k))
+    np.testing.assert_array_equal(branch(x, 2), x * 2)
+    np.testing.assert_array_equal(branch(x, 0), x)
+    g = gc.compile(lambda x, k: gc.grad(lambda w: gc.sum(w * k))(x))(x, 3)
+    np.testing.assert_array_equal(g, np.full_like(x, 3))
