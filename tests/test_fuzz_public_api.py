@@ -22,17 +22,24 @@ MAXSIZE = 8192
 
 
 class NP:
+    """The numpy reference; GC runs the same program through graphc. Ops both libraries
+    name alike are called through `lib`; the others (sigmoid, relu, ...) numpy computes
+    from their formula here and GC calls graphc's op for."""
     name = "np"
+    lib = np
+    def sigmoid(self, x): return 1 / (1 + np.exp(-x))
+    def relu(self, x): return np.maximum(x, 0)
     def unary(self, op, x):
-        if op == "tanh": return np.tanh(x)
-        if op == "sin": return np.sin(x)
-        if op == "sigmoid": return 1 / (1 + np.exp(-x))
-        if op == "relu": return np.maximum(x, 0)
-        if op == "abs": return np.abs(x)
+        lib = self.lib
+        if op == "tanh": return lib.tanh(x)
+        if op == "sin": return lib.sin(x)
+        if op == "sigmoid": return self.sigmoid(x)
+        if op == "relu": return self.relu(x)
+        if op == "abs": return lib.abs(x)
         if op == "neg": return -x
-        if op == "exptanh": return np.exp(np.tanh(x))
-        if op == "sqrtish": return np.sqrt(x * x + 1.0)
-        if op == "logish": return np.log(x * x + 1.0)
+        if op == "exptanh": return lib.exp(lib.tanh(x))
+        if op == "sqrtish": return lib.sqrt(x * x + 1.0)
+        if op == "logish": return lib.log(x * x + 1.0)
         if op == "square": return x * x
         if op == "scale": return x * 0.5 + 0.25
         raise KeyError(op)
@@ -41,10 +48,10 @@ class NP:
         if op == "sub": return a - b
         if op == "mul": return a * b
         if op == "div": return a / (b * b + 1.0)
-        if op == "maximum": return np.maximum(a, b)
-        if op == "minimum": return np.minimum(a, b)
+        if op == "maximum": return self.lib.maximum(a, b)
+        if op == "minimum": return self.lib.minimum(a, b)
         raise KeyError(op)
-    def where(self, a, b, c): return np.where(a > b, a, c)
+    def where(self, a, b, c): return self.lib.where(a > b, a, c)
     def reduce(self, op, x, axis, keepdims):
         return getattr(np, {"sum": "sum", "max": "max", "min": "min", "mean": "mean"}[op])(
             x, axis=axis, keepdims=keepdims)
@@ -80,24 +87,9 @@ class NP:
 
 class GC(NP):
     name = "gc"
-    def unary(self, op, x):
-        if op == "tanh": return gc.tanh(x)
-        if op == "sin": return gc.sin(x)
-        if op == "sigmoid": return gc.sigmoid(x)
-        if op == "relu": return gc.relu(x)
-        if op == "abs": return gc.abs(x)
-        if op == "neg": return -x
-        if op == "exptanh": return gc.exp(gc.tanh(x))
-        if op == "sqrtish": return gc.sqrt(x * x + 1.0)
-        if op == "logish": return gc.log(x * x + 1.0)
-        if op == "square": return x * x
-        if op == "scale": return x * 0.5 + 0.25
-        raise KeyError(op)
-    def binary(self, op, a, b):
-        if op == "maximum": return gc.maximum(a, b)
-        if op == "minimum": return gc.minimum(a, b)
-        return NP.binary(self, op, a, b)
-    def where(self, a, b, c): return gc.where(a > b, a, c)
+    lib = gc
+    def sigmoid(self, x): return gc.sigmoid(x)
+    def relu(self, x): return gc.relu(x)
     def reduce(self, op, x, axis, keepdims):
         return getattr(gc, op)(x, axis=axis, keepdims=keepdims)
     def einsum(self, spec, *xs): return gc.einsum(spec, *xs)
