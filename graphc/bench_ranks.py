@@ -116,8 +116,9 @@ def main(argv=None) -> int:
         # each rank pinned to its share of the CPUs: the comparison is not left to how busy
         # the machine looked (runtime.threads.CpuShare) at the moment
         env["GRAPHC_THREADS"] = str(max(1, cpus // n))
-        out = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True,
-                             timeout=600)
+        with dist.launch_session(env) as (job_env, _):
+            out = subprocess.run(command, env=job_env, cwd=root, capture_output=True,
+                                 text=True, timeout=600)
         if out.returncode:
             sys.stderr.write(out.stdout + out.stderr)
             return 1

@@ -53,7 +53,7 @@ __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
            "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
            "leave_now", "exit_on_error", "mpiexec_path", "launch_command", "launch", "launch_env",
-           "under_mpiexec", "without_option", "stops_forwarded"]
+           "launch_session", "under_mpiexec", "without_option", "stops_forwarded"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -397,6 +397,27 @@ def launch_env(env=None) -> dict:
     return env
 
 
+# Open MPI 5's mpiexec keeps its session folder in the temporary directory, named after its
+# own pid (ompi.PID), and removes it when it ends; one that is killed (SIGKILL, a machine
+# running out of memory) leaves it behind. A later mpiexec that gets the same pid (pid_max is
+# 32768 on many machines, so pids come round within hours) finds the old rendezvous files and
+# PMIx refuses to start: "The PMIx server's listener thread failed to start". Each job started
+# here gets a fresh folder of its own instead, removed when the job ends.
+SESSION_FOLDER = "PRTE_MCA_prte_tmpdir_base"
+
+
+@contextmanager
+def launch_session(env=None):
+    """(environment, folder) for one mpiexec job: launch_env(env) with mpiexec's session files
+    in `folder`, a new private directory removed on leaving (a folder the caller's env already
+    names is kept)."""
+    import tempfile
+    env = launch_env(env)
+    with tempfile.TemporaryDirectory(prefix="graphc-launch-") as folder:
+        env.setdefault(SESSION_FOLDER, folder)
+        yield env, folder
+
+
 def launch_command(ranks: int, argv) -> list:
     """mpiexec -n RANKS python ARGV... on this machine (ranks may exceed its cores)."""
     if not isinstance(ranks, int) or ranks < 1:
@@ -424,10 +445,8 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
     quiet). A SIGINT or SIGTERM while rank 0 trains (`stops_forwarded`) goes to rank 0, whose
     ranks stop together at a step boundary and save; any other one ends the job at once
     (mpiexec's SIGTERM, then SIGKILL), and a SIGINT then raises KeyboardInterrupt."""
-    import tempfile
-    env = launch_env(kwargs.pop("env", None))
     kwargs.setdefault("stdin", subprocess.DEVNULL)  # mpiexec would pass the terminal to rank 0
-    with tempfile.TemporaryDirectory(prefix="graphc-launch-") as folder:
+    with launch_session(kwargs.pop("env", None)) as (env, folder):
         status = os.path.join(folder, "status")
         env[settings.LAUNCH_STATUS.name] = status
         # mpiexec in a session of its own: a Ctrl-C at the terminal reaches this process

@@ -29,13 +29,15 @@ def rank_env(**extra) -> dict:
 def run_in_group(command, env, timeout, merge_output=False):
     """(exit status, stdout, stderr: None with merge_output) of `command` run from the
     checkout's root in its own session."""
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"{Path(command[0]).name} ran past {timeout} s:\n{out}\n{err or ''}")
+    import graphc.distributed as dist
+    with dist.launch_session(env) as (env, _):  # mpiexec's session files: a private folder
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
+                                text=True, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"{Path(command[0]).name} ran past {timeout} s:\n{out}\n{err or ''}")
     return proc.returncode, out, err

@@ -38,10 +38,10 @@ def run_ranks(case, out, ranks=2, timeout=60, watchdog_timeout=20, bucket_mb="0.
 
 def test_mpiexec_is_found_and_two_ranks_start():
     assert Path(dist.mpiexec_path()).name == "mpiexec"
-    env = dist.launch_env()
-    proc = subprocess.run(dist.launch_command(2, ["-c", "from mpi4py import MPI; c = "
-                                                  "MPI.COMM_WORLD; print(c.rank, c.size)"]),
-                          env=env, capture_output=True, text=True, timeout=60)
+    with dist.launch_session() as (env, _):
+        proc = subprocess.run(dist.launch_command(2, ["-c", "from mpi4py import MPI; c = "
+                                                      "MPI.COMM_WORLD; print(c.rank, c.size)"]),
+                              env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stdout.split("\n")[:2]) == ["0 2", "1 2"]
 

@@ -1,0 +1,59 @@
+"""mpiexec's session files: each job started by graphc gets a private folder for them.
+
+Open MPI 5's mpiexec keeps them in the temporary directory under a folder named after its
+own pid (ompi.PID), which a killed job leaves behind. A later mpiexec given the same pid
+failed to start: "The PMIx server's listener thread failed to start" (it ended a CI run of
+this suite, whose multi-process tests kill hung jobs, on a machine whose pids wrap at 32768).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import graphc.distributed as dist
+
+PRINT_SESSION = ["-c", "import os; print(os.environ['PMIX_SERVER_TMPDIR'])"]
+
+
+def leave_stale_sessions(tmp: Path, count: int) -> int:
+    """Leave what a killed mpiexec leaves (ompi.PID/pmix.HOST.tool) in `tmp` for the next
+    `count` pids this machine will hand out; how many were left (0 where the kernel does not
+    say which pid comes next)."""
+    last_pid, pid_max = Path("/proc/sys/kernel/ns_last_pid"), Path("/proc/sys/kernel/pid_max")
+    if not (last_pid.exists() and pid_max.exists()):
+        return 0
+    last, top = int(last_pid.read_text()), int(pid_max.read_text())
+    for k in range(1, count + 1):
+        pid = last + k if last + k < top else last + k - top + 300  # pids wrap round to 300
+        folder = tmp / f"ompi.{pid}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"pmix.{socket.gethostname()}.tool").write_text("left by a killed job\n")
+    return count
+
+
+def test_a_killed_jobs_session_files_do_not_stop_the_next_job(tmp_path):
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    from launch import rank_env
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    leave_stale_sessions(system_tmp, 400)
+    done = dist.launch(1, PRINT_SESSION, env=rank_env(TMPDIR=str(system_tmp)),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    session = Path(done.stdout.strip().splitlines()[-1])
+    # the job's session files were in a folder of its own, gone once the job ended
+    assert system_tmp not in session.parents, session
+    assert session.name.startswith("ompi.") and not session.parent.exists(), session
+
+
+def test_launch_session_gives_each_job_a_new_folder_and_removes_it():
+    with dist.launch_session({"PATH": os.environ.get("PATH", "")}) as (env, folder):
+        assert env[dist.SESSION_FOLDER] == folder and os.path.isdir(folder)
+        with dist.launch_session(env) as (inner, other):
+            # a folder the caller named is kept: the user's own choice of session folder
+            assert inner[dist.SESSION_FOLDER] == folder != other
+    assert not os.path.exists(folder) and not os.path.exists(other)
