@@ -88,12 +88,46 @@ def _types(nodes) -> str:
     return "(" + ", ".join(str(n.type) for n in nodes) + ")"
 
 
-def _trace_region(fn, name, arg_trees, graph, loop=False):
-    """Trace fn on fresh inputs shaped like arg_trees' leaves, for a node of `graph`: ->
-    (region, own inputs, fn's result). The caller closes the region after setting outputs;
-    for a loop (loop=True) it feeds region.iteration_input when dropout made one."""
+# Dropout sites inside a construct are numbered within it (ir.graph.site_salt): which of its
+# functions they are in, as the second half of the scope
+_BODY, _WHILE_COND = 0, 1  # a loop's body, a while_loop's cond_fun; a cond's: 0 false, 1 true
+
+
+def _construct_salt(graph):
+    """The one number a construct takes among the dropout sites where it stands (traced in
+    `graph`, or eagerly when None), whether or not, and however often, its functions run:
+    traced, every site of both branches and of a loop body is in the graph; eagerly only
+    those that ran. Numbering each function's sites within the construct keeps the sites
+    after it at the same numbers in both modes."""
+    return graph.next_salt() if graph is not None else F.next_eager_salt()
+
+
+@contextlib.contextmanager
+def _sites_within(graph, construct, function, iteration=None):
+    """Dropout sites run inside (traced in `graph`, or eagerly when None) are numbered 1, 2, ...
+    within `function` of the construct; an eager loop's iteration is mixed in too, as the
+    traced body's iteration input is (ir.ops.api._loop_iterations)."""
+    holder = F.EAGER_DROPOUT if graph is None else graph
+    saved = holder._next_salt, holder.salt_scope
+    holder._next_salt, holder.salt_scope = 0, (construct, function)
+    if iteration is not None:
+        F.EAGER_DROPOUT.iterations.append(iteration)
+    try:
+        yield
+    finally:
+        holder._next_salt, holder.salt_scope = saved
+        if iteration is not None:
+            F.EAGER_DROPOUT.iterations.pop()
+
+
+def _trace_region(fn, name, arg_trees, graph, scope, loop=False):
+    """Trace fn on fresh inputs shaped like arg_trees' leaves, for a node of `graph`, numbering
+    its dropout sites within `scope` (construct, function): -> (region, own inputs, fn's
+    result). The caller closes the region after setting outputs; for a loop (loop=True) it
+    feeds region.iteration_input when dropout made one."""
     region = Region(name, parent=graph)
     region.is_loop = loop
+    region.salt_scope = scope
     own, args = [], []
     with region.building():
         for k, tree in enumerate(arg_trees):
@@ -193,8 +227,9 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
                           "scan: no xs to scan over; pass length=", (user_location(),))
     n = lengths.pop()
     graph = _graph_of(init_leaves + x_leaves)
+    construct = _construct_salt(graph)
     if graph is None:
-        return _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse)
+        return _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct)
 
     call_site = user_location()
     carry_nodes = _carry_nodes(graph, init_leaves, x_leaves, "scan init")
@@ -203,7 +238,8 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     x_slices = unflatten(x_structure, [_Slice(x) for x in x_nodes]) if xs is not None else None
     region, own, result = _trace_region(
         lambda c, *x: f(c, x[0] if x else None), f"{_fn_name(f)}_body",
-        [carry_in] + ([x_slices] if xs is not None else []), graph, loop=True)
+        [carry_in] + ([x_slices] if xs is not None else []), graph, (construct, _BODY),
+        loop=True)
     new_carry, y = _pair(f, result)
     new_leaves, new_structure = leaves_and_structure(new_carry)
     y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
@@ -237,37 +273,17 @@ class _Slice:
         self.shape, self.dtype = tuple(node.shape[1:]), node.dtype
 
 
-class _EagerIterations:
-    """An eager loop's dropout sites as the traced loop's: iteration t mixes in t (the slice
-    index for scan, the count of bodies run for while_loop) and numbers its sites as the
-    first iteration did (ir.ops.api.dropout), since a traced body holds one copy of each."""
-
-    def __init__(self):
-        self.start = self.end = F.EAGER_DROPOUT.salt
-
-    @contextlib.contextmanager
-    def iteration(self, t):
-        F.EAGER_DROPOUT.salt = self.start
-        F.EAGER_DROPOUT.iterations.append(t)
-        try:
-            yield
-        finally:
-            F.EAGER_DROPOUT.iterations.pop()
-            self.end = max(self.end, F.EAGER_DROPOUT.salt)
-            F.EAGER_DROPOUT.salt = self.end
-
-
-def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse):
+def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
     carry, ys = init, [None] * n
-    loop = _EagerIterations()
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
         x = unflatten(x_structure, [_strong(leaf[t]) for leaf in x_leaves]) \
             if xs is not None else None
-        with loop.iteration(t):
+        with _sites_within(None, construct, _BODY, t):
             carry, ys[t] = _pair(f, f(carry, x))
         carry = _check_eager_carry(f, "scan", _eager_autocast_carry(carry, init), init)
     if n == 0:
-        return carry, _no_steps_ys(f, init, xs, x_leaves, x_structure)
+        with _sites_within(None, construct, _BODY, 0):
+            return carry, _no_steps_ys(f, init, xs, x_leaves, x_structure)
     if ys[0] is None:
         return carry, None
     per_step = [leaves_and_structure(y) for y in ys]
@@ -306,7 +322,8 @@ def fori_loop(lower, upper, body_fun, init_val):
     bounds it is a scan (differentiable); with traced bounds a while_loop (not)."""
     if not isinstance(lower, SymbolicValue) and not isinstance(upper, SymbolicValue):
         lo, hi = int(lower), int(upper)
-        if hi <= lo:
+        if hi <= lo:  # no loop, but the number a loop takes (traced bounds: a while_loop)
+            _construct_salt(_graph_of(leaves_and_structure(init_val)[0]))
             return init_val
         dtype = np.result_type(np.asarray(lower), np.asarray(upper))
 
@@ -333,12 +350,15 @@ def while_loop(cond_fun, body_fun, init_val):
     """jax.lax.while_loop: while cond_fun(val): val = body_fun(val). Not differentiable."""
     init_leaves, init_structure = leaves_and_structure(init_val)
     graph = _graph_of(init_leaves)
+    construct = _construct_salt(graph)
     if graph is None:
-        val, loop, t = init_val, _EagerIterations(), 0
+        val, t = init_val, 0
         while True:
-            with loop.iteration(t):
-                if not bool(np.asarray(_data(cond_fun(val)))):
-                    return val
+            with _sites_within(None, construct, _WHILE_COND, t):
+                keep_going = bool(np.asarray(_data(cond_fun(val))))
+            if not keep_going:
+                return val
+            with _sites_within(None, construct, _BODY, t):
                 val = body_fun(val)
             val = _check_eager_carry(body_fun, "while_loop body",
                                      _eager_autocast_carry(val, init_val), init_val)
@@ -347,7 +367,8 @@ def while_loop(cond_fun, body_fun, init_val):
     carry_nodes = _carry_nodes(graph, init_leaves, [], "while_loop init")
     carry_in = unflatten(init_structure, carry_nodes)
     cond_region, cond_own, keep = _trace_region(cond_fun, f"{_fn_name(cond_fun)}_cond",
-                                                [carry_in], graph, loop=True)
+                                                [carry_in], graph,
+                                                (construct, _WHILE_COND), loop=True)
     keep_leaves, _ = leaves_and_structure(keep)
     _set_outputs(cond_region, keep_leaves, call_site)
     out = cond_region.outputs
@@ -355,7 +376,8 @@ def while_loop(cond_fun, body_fun, init_val):
         raise GraphcError(f"while_loop cond_fun {_fn_name(cond_fun)}{_where(cond_fun)} must "
                           f"return a bool scalar, got {_types(out)}", (user_location(),))
     body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
-                                               [carry_in], graph, loop=True)
+                                               [carry_in], graph, (construct, _BODY),
+                                               loop=True)
     new_leaves, new_structure = leaves_and_structure(new)
     new_leaves = _autocast_carry(body_region, new_leaves, carry_nodes)
     _set_outputs(body_region, new_leaves, call_site)
@@ -387,9 +409,11 @@ def cond(pred, true_fun, false_fun, *operands):
     predicate picks one when the plan runs."""
     op_leaves, op_structure = leaves_and_structure(list(operands))
     graph = _graph_of([pred] + op_leaves)
+    construct = _construct_salt(graph)
     if graph is None or not isinstance(pred, SymbolicValue):  # known now: only one runs
         taken = bool(np.asarray(_data(pred)))
-        return (true_fun if taken else false_fun)(*operands)
+        with _sites_within(graph, construct, int(taken)):
+            return (true_fun if taken else false_fun)(*operands)
     call_site = user_location()
     pred_node = _as_node(graph, pred, "cond predicate")
     if pred_node.ndim != 0 or pred_node.dtype.kind not in "biu":
@@ -398,9 +422,10 @@ def cond(pred, true_fun, false_fun, *operands):
     op_nodes = [_as_node(graph, x, "cond operand") for x in op_leaves]
     args = unflatten(op_structure, op_nodes)
     traced = []
-    for fn, which in ((false_fun, "false"), (true_fun, "true")):
+    for branch, (fn, which) in enumerate(((false_fun, "false"), (true_fun, "true"))):
         region, own, result = _trace_region(lambda *a, fn=fn: fn(*a[0]),
-                                            f"{_fn_name(fn)}_{which}", [args], graph)
+                                            f"{_fn_name(fn)}_{which}", [args], graph,
+                                            (construct, branch))
         leaves, structure = leaves_and_structure(result)
         traced.append((fn, region, own, structure, leaves))
     (f_fn, f_region, f_own, f_structure, f_leaves), \

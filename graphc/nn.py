@@ -344,7 +344,7 @@ def rng_key(key):
     every run (a resumed training run replays them), and the masks of a compiled function
     that makes the same calls."""
     if not _KEYS.keys:  # (a trace numbers its own sites; this count is the eager one's)
-        F.EAGER_DROPOUT.salt = 0
+        F.EAGER_DROPOUT._next_salt = 0
     _KEYS.keys.append(key)
     _KEYS.in_trace.append(current_graph() is not None)
     try:

@@ -7,6 +7,7 @@ node can only be built from nodes that already exist.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,18 @@ from .types import TensorType
 
 if TYPE_CHECKING:
     import networkx as nx
+
+
+def site_salt(scope, number: int) -> int:
+    """The salt of the number-th dropout site (1, 2, ...) of a scope: the number itself at the
+    top of a graph or of an eager run; inside a control-flow construct, scope = (the salt the
+    construct itself took where it stands, which of its functions: a cond's branch, a loop's
+    body), and the salt a 56-bit hash of the three. A construct thus takes one number in its
+    scope however many of its sites run, traced as eagerly (graphc/control_flow.py)."""
+    if scope is None:
+        return number
+    text = "%d.%d.%d" % (scope[0], scope[1], number)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=7).digest(), "little")
 
 
 class Node(SymbolicValue, OperatorMixin):
@@ -109,6 +122,7 @@ class Graph(Interpreter):
         self._set_while_tracing = set()  # (id(object), attribute): state the trace set itself
         self._next_id = 0
         self._next_salt = 0
+        self.salt_scope = None  # (construct, function) while numbering a construct's sites
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
         self.loc_override = None
         self.scope_override = None
@@ -176,7 +190,7 @@ class Graph(Interpreter):
     def next_salt(self) -> int:
         """A fresh per-graph number that tells one dropout site's mask from another's."""
         self._next_salt += 1
-        return self._next_salt
+        return site_salt(self.salt_scope, self._next_salt)
 
     def building(self):
         """Op calls inside add nodes to this graph."""

@@ -46,7 +46,9 @@ class Region(Graph):
         self.parent.set_while_tracing(obj, attr)
 
     def next_salt(self) -> int:
-        if self.parent is not None:
+        if self.salt_scope is not None:  # a control-flow construct's function: its own count
+            return super().next_salt()
+        if self.parent is not None:  # vmap's graph: its sites are those of where vmap stands
             return self.parent.next_salt()
         # no parent: traced in eager code (graphc.vmap's graph, eagerly), so its dropout
         # sites are numbered among the eager ones (ir.ops.api.dropout)

@@ -840,12 +840,14 @@ def mse_loss(x, target, reduction="mean"):
 
 
 # Eager dropout sites are numbered in call order, as a trace numbers them in its graph
-# (Graph.next_salt); graphc.nn.rng_key restarts the count and an eager loop gives every
-# iteration the numbers of the first, so that the same key draws the same masks as compiled.
-# Per thread, as graphc.nn.rng_key's blocks are.
+# (Graph.next_salt): graphc.nn.rng_key restarts the count, and a control-flow construct takes
+# one number and numbers the sites its functions run within it (ir.graph.site_salt; an eager
+# loop restarts that count every iteration, since a traced body holds one copy of each site),
+# so that the same key draws the same masks as compiled. Per thread, as rng_key's blocks are.
 class _EagerDropout(threading.local):
     def __init__(self):
-        self.salt = 0  # the last eager site's number
+        self._next_salt = 0  # the last eager site's number in its scope
+        self.salt_scope = None  # as Graph.salt_scope
         self.iterations = []  # of the eager loops running now, outermost first
 
 
@@ -853,8 +855,9 @@ EAGER_DROPOUT = _EagerDropout()
 
 
 def next_eager_salt() -> int:
-    EAGER_DROPOUT.salt += 1
-    return EAGER_DROPOUT.salt
+    from ..graph import site_salt
+    EAGER_DROPOUT._next_salt += 1
+    return site_salt(EAGER_DROPOUT.salt_scope, EAGER_DROPOUT._next_salt)
 
 
 def _loop_iterations(graph):
