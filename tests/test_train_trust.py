@@ -109,6 +109,32 @@ def test_signals_stop_at_a_step_boundary_and_save_it(tmp_path, text_file):  # no
 
 
 # ---- 5: divergence ----------------------------------------------------------------------------
+@pytest.mark.parametrize("after", ["validation loss over the whole split", "---- sample"])
+def test_a_sigterm_after_training_says_what_was_saved(tmp_path, text_file, after):  # noqa: F811
+    """SIGTERM while the finished run scores the validation split or draws its sample: the
+    checkpoint is saved by then. It ended the process without a word (killed by the signal);
+    now one line on stderr says so, status 143 as during training, no sample.txt."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "graphc.cli", "train", "--config", "tiny", "--n-layer",
+         "1", "--n-embd", "16", "--n-head", "2", "--block-size", "8", "--batch-size", "4",
+         "--steps", "2", "--eval-iters", "1", "--sample-tokens", "2000", "--no-progress",
+         "--data", text_file, "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    for line in proc.stdout:
+        if line.startswith(after):
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    ckpt = out / "checkpoint.npz"
+    assert proc.returncode == 143, (proc.returncode, stderr)
+    assert stderr.splitlines() == [
+        f"interrupted by SIGTERM after training: step 2 is saved in {ckpt}; no sample was "
+        f"written (graphc sample --checkpoint {out} draws one)"], stderr
+    assert checkpoint.load(str(ckpt))[1]["step"] == 2
+    assert not (out / "sample.txt").exists() and "checkpoint: " not in stdout
+
+
 def test_a_diverging_run_saves_nothing_non_finite_and_names_the_op(tmp_path, text_file,  # noqa
                                                                     capsys):
     assert train(tmp_path, text_file, "--steps", "20", "--lr", "1e6", "--eval-every", "1") == 2
