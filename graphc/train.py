@@ -269,6 +269,13 @@ def train_config(config: str, options: dict | None = None, saved: dict | None = 
     tc = TrainConfig.from_dict(base)
     if tc.min_lr > tc.lr:
         tc.min_lr = tc.lr
+    if tc.decay_steps is not None and tc.decay_steps <= tc.warmup:
+        # the cosine would end before the warmup does: the rate dropped from the peak to
+        # min_lr in one step (nanoGPT divides by zero at equal counts; optax's
+        # warmup_cosine_decay_schedule refuses decay_steps <= warmup_steps). Without
+        # --decay-steps, a run shorter than its warmup (a quick test) only warms up.
+        raise GraphcError(f"--decay-steps {tc.decay_steps} must be greater than --warmup "
+                          f"{tc.warmup}: the decay counts the warmup's steps and ends after it")
     return tc
 
 

@@ -286,3 +286,21 @@ def test_an_unusable_data_directory_is_named(tmp_path, text_file, capsys,  # noq
     monkeypatch.setenv("GRAPHC_DATA_DIR", str(tmp_path / "missing"))
     assert train(tmp_path, text_file, "--steps", "1") == 2
     assert "GRAPHC_DATA_DIR=" in error_line(capsys)
+
+
+@pytest.mark.parametrize("decay", ["1", "10"])
+def test_a_decay_not_longer_than_the_warmup_is_refused(tmp_path, text_file, capsys,  # noqa: F811
+                                                        decay):
+    """--decay-steps is the step the cosine ends at, warmup included (nanoGPT's
+    lr_decay_iters, optax's decay_steps): one not past the warmup was accepted, and the rate
+    fell from the peak to min_lr in one step. optax's warmup_cosine_decay_schedule refuses it
+    too. A run shorter than its warmup without --decay-steps still only warms up."""
+    assert train(tmp_path, text_file, "--steps", "2", "--warmup", "10", "--decay-steps",
+                 decay) == 2
+    assert error_line(capsys) == (f"graphc: error: --decay-steps {decay} must be greater than "
+                                  "--warmup 10: the decay counts the warmup's steps and ends "
+                                  "after it")
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+    assert train(tmp_path, text_file, "--steps", "2", "--warmup", "10", "--decay-steps",
+                 "11") == 0
+    assert train(tmp_path, text_file, "--steps", "2", "--warmup", "10", out="short") == 0
