@@ -24,6 +24,8 @@ EAGER = [
     ("floor", gc.floor, INTS), ("ceil", gc.ceil, INTS), ("round", gc.round, INTS),
     ("round2", lambda x: gc.round(x, 2), INTS), ("cast", lambda x: gc.cast(x, "int32"), INTS),
     ("cast-float", lambda x: gc.cast(x, "float32"), FLOATS), ("clip", gc.clip, FLOATS),
+    ("concat-one", lambda x: gc.concat([x]), FLOATS),
+    ("stack-one", lambda x: gc.reshape(gc.stack([x]), (2, 3)), FLOATS),
     ("vmap-floor", gc.vmap(gc.floor), INTS), ("vmap-id", gc.vmap(lambda r: r), FLOATS),
     ("vmap-unbatched", gc.vmap(lambda w, r: w, in_axes=(None, 0), out_axes=None),
      FLOATS, np.zeros((4, 1), np.float32)),

@@ -490,7 +490,7 @@ def slice_length(start, stop, step):
 def concat(xs, axis=0):
     xs = list(xs)
     if len(xs) == 1:
-        return xs[0]
+        return _unchanged(xs[0])  # (np.concatenate and stack copy too)
     return apply("concat", *xs, axis=_axis(axis, _ndim(xs[0])))
 
 
