@@ -141,7 +141,8 @@ def build_parser():
                    help="learning rate at the end of the cosine schedule (0: decay to zero)")
     t.add_argument("--warmup", type=_non_negative_int)
     t.add_argument("--decay-steps", type=_positive_int,
-                   help="length of the cosine schedule (default: --steps)")
+                   help="the step the cosine schedule ends at, warmup included; more than "
+                   "--warmup (default: --steps)")
     t.add_argument("--weight-decay", type=_non_negative_float)
     t.add_argument("--eval-every", type=_positive_int)
     t.add_argument("--eval-iters", type=_positive_int)

@@ -10,6 +10,7 @@ count held in the optimiser state.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -268,6 +269,13 @@ def train_config(config: str, options: dict | None = None, saved: dict | None = 
     tc = TrainConfig.from_dict(base)
     if tc.min_lr > tc.lr:
         tc.min_lr = tc.lr
+    if tc.decay_steps is not None and tc.decay_steps <= tc.warmup:
+        # the cosine would end before the warmup does: the rate dropped from the peak to
+        # min_lr in one step (nanoGPT divides by zero at equal counts; optax's
+        # warmup_cosine_decay_schedule refuses decay_steps <= warmup_steps). Without
+        # --decay-steps, a run shorter than its warmup (a quick test) only warms up.
+        raise GraphcError(f"--decay-steps {tc.decay_steps} must be greater than --warmup "
+                          f"{tc.warmup}: the decay counts the warmup's steps and ends after it")
     return tc
 
 
@@ -427,14 +435,55 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     if not main_rank:
         return 0
     trainer.sync_model()
-    loss, tokens = trainer.evaluate_split("val")
-    _say(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; graphc eval "
-         f"--checkpoint {out} scores it again)")
-    if sample_tokens > 0:
-        _sample(Sampler(model, trainer.params), text, sample_tokens, tc.seed,
-                os.path.join(out, "sample.txt"))
+    try:
+        with _signals_stop():
+            loss, tokens = trainer.evaluate_split("val")
+            _say(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; graphc "
+                 f"eval --checkpoint {out} scores it again)")
+            if sample_tokens > 0:
+                _sample(Sampler(model, trainer.params), text, sample_tokens, tc.seed,
+                        os.path.join(out, "sample.txt"))
+    except _Stopped as stop:
+        import signal
+        if sample_tokens > 0:
+            print(flush=True)  # (a sample stopped mid-line)
+        _say(f"interrupted by {signal.Signals(stop.signum).name} after training: step "
+             f"{trainer.step} is saved in {ckpt_path}; no sample was written (graphc sample "
+             f"--checkpoint {out} draws one)", file=sys.stderr)
+        return stop.signum
     print(f"checkpoint: {ckpt_path}")
     return 0
+
+
+class _Stopped(Exception):
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_stop():
+    """SIGINT and SIGTERM raise _Stopped in the block, for the evaluation and the sample
+    after training: the checkpoint is saved by then, and a SIGTERM there ended the process
+    without a word (SIGINT said only `graphc: interrupted`). A signal the launcher ignores
+    stays ignored; outside the main thread, signals stay as they are."""
+    import signal
+
+    def stop(signum, frame):
+        raise _Stopped(signum)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, stop)
+    except ValueError:
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _sample(sampler, text, tokens: int, seed: int, path: str) -> None:

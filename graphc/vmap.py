@@ -84,9 +84,27 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         placed = [_place(value, is_batched, axis, size, k)
                   for k, ((value, is_batched), axis) in
                   enumerate(zip(outputs, _output_axes(out_axes, result)))]
+        if outer is None:  # eagerly
+            placed = _not_sharing(placed, leaves)
         return unflatten(out_structure, placed)
 
     return batched
+
+
+def _not_sharing(results, leaves) -> list:
+    """Eager results, each copied (on the tape) where it shares memory with an argument: an
+    output that is an argument, unbatched or moved (vmap of `lambda r: r`, of floor on
+    integers, an unbatched argument returned) was the caller's own array, as a compiled
+    function's output was (see graphc.transforms._unaliased)."""
+    arrays = [x.data if isinstance(x, Tensor) else x for x in leaves]
+    arrays = [a for a in arrays if isinstance(a, np.ndarray)]
+    out = []
+    for r in results:
+        data = r.data if isinstance(r, Tensor) else r
+        if isinstance(data, np.ndarray) and any(np.may_share_memory(data, a) for a in arrays):
+            r = apply("cast", r, dtype=data.dtype)
+        out.append(r)
+    return out
 
 
 def _outer_graph(leaves):

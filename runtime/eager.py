@@ -278,8 +278,10 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
                           f"{root.shape}", (user_location(),))
     if isinstance(grad, Tensor):
         grad = grad if create_graph else grad.data
+    # a copy of the caller's gradient: a leaf's .grad (or a view of it, through a reshape)
+    # was the caller's array, changed with it, as PyTorch's never is
     grads = {id(root): grad if isinstance(grad, Tensor)
-             else Tensor(np.asarray(grad, dtype=root.dtype))}
+             else Tensor(np.array(grad, dtype=root.dtype))}
     # record: a dict to fill with id(tensor) -> gradient, for every tensor of the tape
     with enable_grad() if create_graph else no_grad():
         for t in reversed(_topological(root, stop)):
@@ -350,5 +352,8 @@ def _accumulate(leaf, g, create_graph):
 
 
 def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
-    """An eager tensor; `name` labels it in reprs and in graphc.draw pictures."""
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+    """An eager tensor holding a copy of `data`, as torch.tensor and jnp.array: one that
+    wrapped the caller's array changed with it (`a[0] = 5`, or a batch buffer refilled), the
+    values a tape saved for backward() too. `name` labels it in reprs and graphc.draw."""
+    data = np.array(data, dtype=None if dtype is None else as_dtype(dtype))
+    return Tensor(data, requires_grad=requires_grad, name=name)

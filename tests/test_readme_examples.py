@@ -381,3 +381,24 @@ def test_the_scan_ir_the_readme_shows_is_what_the_printer_prints():
     printed = str(gc.trace(f, gc.spec((2, 3)), gc.spec((6, 2, 3)), gc.spec((3, 3))))
     assert "\n".join(shown) in printed
     assert str(parse(printed)) == printed  # "it parses back"
+
+
+def test_the_custom_vjp_node_the_readme_shows_is_what_graphc_dump_prints(tmp_path):
+    """The node of "Custom gradients": `graphc dump -O0` of the sum of the README's own
+    log1pexp, in a fresh process (`rule` numbers the rules traced in the process, so the
+    suite's earlier traces would change it). The README showed rule=3 where dump prints 1."""
+    import subprocess
+    import sys
+    shown = re.search(r"\(`(%\d+ = custom_vjp [^`]*)`", README).group(1)
+    (block,) = [body for lang, _, body, _ in fences(README)
+                if lang == "python" and any("def log1pexp" in line for line in body)]
+    definitions = block[:next(i for i, line in enumerate(block) if line.startswith("g = "))]
+    path = tmp_path / "log1pexp.py"
+    path.write_text("import graphc as gc\n" + "\n".join(definitions) + "\n\n\ndef build():\n"
+                    "    return (lambda x: gc.sum(log1pexp(x))), gc.spec((2,))\n",
+                    encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "graphc.cli", "dump", "-O0", f"{path}:build"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    printed = [line.strip() for line in run.stdout.splitlines()]
+    assert any(line.replace(":f32[2]", "") == shown for line in printed), (shown, run.stdout)

@@ -109,6 +109,32 @@ def test_signals_stop_at_a_step_boundary_and_save_it(tmp_path, text_file):  # no
 
 
 # ---- 5: divergence ----------------------------------------------------------------------------
+@pytest.mark.parametrize("after", ["validation loss over the whole split", "---- sample"])
+def test_a_sigterm_after_training_says_what_was_saved(tmp_path, text_file, after):  # noqa: F811
+    """SIGTERM while the finished run scores the validation split or draws its sample: the
+    checkpoint is saved by then. It ended the process without a word (killed by the signal);
+    now one line on stderr says so, status 143 as during training, no sample.txt."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "graphc.cli", "train", "--config", "tiny", "--n-layer",
+         "1", "--n-embd", "16", "--n-head", "2", "--block-size", "8", "--batch-size", "4",
+         "--steps", "2", "--eval-iters", "1", "--sample-tokens", "2000", "--no-progress",
+         "--data", text_file, "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    for line in proc.stdout:
+        if line.startswith(after):
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    ckpt = out / "checkpoint.npz"
+    assert proc.returncode == 143, (proc.returncode, stderr)
+    assert stderr.splitlines() == [
+        f"interrupted by SIGTERM after training: step 2 is saved in {ckpt}; no sample was "
+        f"written (graphc sample --checkpoint {out} draws one)"], stderr
+    assert checkpoint.load(str(ckpt))[1]["step"] == 2
+    assert not (out / "sample.txt").exists() and "checkpoint: " not in stdout
+
+
 def test_a_diverging_run_saves_nothing_non_finite_and_names_the_op(tmp_path, text_file,  # noqa
                                                                     capsys):
     assert train(tmp_path, text_file, "--steps", "20", "--lr", "1e6", "--eval-every", "1") == 2
@@ -260,3 +286,21 @@ def test_an_unusable_data_directory_is_named(tmp_path, text_file, capsys,  # noq
     monkeypatch.setenv("GRAPHC_DATA_DIR", str(tmp_path / "missing"))
     assert train(tmp_path, text_file, "--steps", "1") == 2
     assert "GRAPHC_DATA_DIR=" in error_line(capsys)
+
+
+@pytest.mark.parametrize("decay", ["1", "10"])
+def test_a_decay_not_longer_than_the_warmup_is_refused(tmp_path, text_file, capsys,  # noqa: F811
+                                                        decay):
+    """--decay-steps is the step the cosine ends at, warmup included (nanoGPT's
+    lr_decay_iters, optax's decay_steps): one not past the warmup was accepted, and the rate
+    fell from the peak to min_lr in one step. optax's warmup_cosine_decay_schedule refuses it
+    too. A run shorter than its warmup without --decay-steps still only warms up."""
+    assert train(tmp_path, text_file, "--steps", "2", "--warmup", "10", "--decay-steps",
+                 decay) == 2
+    assert error_line(capsys) == (f"graphc: error: --decay-steps {decay} must be greater than "
+                                  "--warmup 10: the decay counts the warmup's steps and ends "
+                                  "after it")
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+    assert train(tmp_path, text_file, "--steps", "2", "--warmup", "10", "--decay-steps",
+                 "11") == 0
+    assert train(tmp_path, text_file, "--steps", "2", "--warmup", "10", out="short") == 0

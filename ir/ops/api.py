@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, finfo, holds_when_bound,
                      is_float)
-from .registry import apply, is_weak_scalar
+from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -50,6 +50,22 @@ def _ndim(x):
 
 def _dtype(x):
     return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+def _runs_now(x) -> bool:
+    """Whether an op on x computes at once: x is an array or an eager tensor and no graph is
+    being built. The ops that leave such an x as it is (floor of integers, a cast to its own
+    dtype, a reshape to its own shape) then still give a result of their own, as PyTorch's
+    and JAX's do: handing back x itself, `y = gc.floor(a)` was the caller's array `a` (so
+    was y's value after `a[0] = 5`), and `y += 1` on a tensor changed x too. Traced, x itself
+    is right: no node is needed."""
+    return (hasattr(x, "shape") and not isinstance(x, (SymbolicValue, np.generic))
+            and innermost_interpreter() is None)
+
+
+def _unchanged(x):
+    """x as the result of an op that computes x itself: a copy where it runs now."""
+    return apply("cast", x, dtype=_dtype(x)) if _runs_now(x) else x
 
 
 def _fail(message):
@@ -97,15 +113,15 @@ def expm1(x): return apply("expm1", x)
 def softplus(x): return apply("softplus", x)
 # Integers and bools are whole already: floor, ceil and round give them back unchanged, in
 # their dtype (JAX's; numpy 2's floor and ceil), as cast to their own dtype does.
-def floor(x): return apply("floor", x) if is_float(_dtype(x)) else x
-def ceil(x): return apply("ceil", x) if is_float(_dtype(x)) else x
+def floor(x): return apply("floor", x) if is_float(_dtype(x)) else _unchanged(x)
+def ceil(x): return apply("ceil", x) if is_float(_dtype(x)) else _unchanged(x)
 def round(x, decimals=0):
     """To the nearest integer, halves to even (numpy's); decimals as numpy's: x * 10**d
     rounded, then divided back (d < 0: divided, rounded, multiplied)."""
     decimals = operator.index(decimals)
     if not is_float(_dtype(x)):
         if decimals >= 0:
-            return x
+            return _unchanged(x)
         # to tens, hundreds, ...: numpy's way, through float64 and back to x's dtype
         return cast(round(cast(x, "float64"), decimals), _dtype(x))
     if decimals > 0:
@@ -135,7 +151,7 @@ def gelu(x, approximate: str = "tanh"):
 
 def cast(x, dtype):
     dtype = as_dtype(dtype)
-    if _dtype(x) == dtype:
+    if _dtype(x) == dtype and not _runs_now(x):
         return x
     return apply("cast", x, dtype=dtype)
 
@@ -274,7 +290,7 @@ def reshape(x, *shape):
         if inferred is None:
             _fail(f"cannot reshape {size} elements into shape {shape}")
         shape = tuple(inferred if d == -1 else d for d in shape)
-    if shape == _shape(x):
+    if shape == _shape(x) and not _runs_now(x):  # (eagerly a view, as any reshape's)
         return x
     return apply("reshape", x, shape=shape)
 
@@ -291,7 +307,7 @@ def _exact_quotient(size, known):
 def transpose(x, perm=None):
     nd = _ndim(x)
     perm = tuple(range(nd))[::-1] if perm is None else tuple(_axis(p, nd) for p in perm)
-    if perm == tuple(range(nd)):
+    if perm == tuple(range(nd)) and not _runs_now(x):
         return x
     return apply("transpose", x, perm=perm)
 
@@ -306,7 +322,7 @@ def swapaxes(x, a, b):
 
 def broadcast_to(x, shape):
     shape = tuple(as_dim(d) for d in shape)
-    if _shape(x) == shape:
+    if _shape(x) == shape and not _runs_now(x):
         return x
     return apply("broadcast_to", x, shape=shape)
 
@@ -342,7 +358,8 @@ def unbroadcast(g, shape):
 
 def slice_(x, starts, stops, steps):
     shape = _shape(x)
-    if tuple(starts) == (0,) * len(shape) and tuple(stops) == shape and set(steps) <= {1}:
+    if tuple(starts) == (0,) * len(shape) and tuple(stops) == shape and set(steps) <= {1} \
+            and not _runs_now(x):
         return x
     return apply("slice", x, starts=tuple(starts), stops=tuple(stops), steps=tuple(steps))
 
@@ -473,7 +490,7 @@ def slice_length(start, stop, step):
 def concat(xs, axis=0):
     xs = list(xs)
     if len(xs) == 1:
-        return xs[0]
+        return _unchanged(xs[0])  # (np.concatenate and stack copy too)
     return apply("concat", *xs, axis=_axis(axis, _ndim(xs[0])))
 
 
@@ -734,7 +751,7 @@ def clip(x, min=None, max=None):
         x = maximum(x, min)
     if max is not None:
         x = minimum(x, max)
-    return x
+    return _unchanged(x) if min is None and max is None else x
 
 
 def silu(x):

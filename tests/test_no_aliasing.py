@@ -1,0 +1,129 @@
+"""Results never share memory with the caller's arrays, except where the op is a view.
+
+Ops that leave their operand as it is (floor, ceil and round of integers, a cast to the
+operand's own dtype, clip without bounds) handed back the operand itself eagerly, and a
+compiled function handed back its input (or a view of it, or one array for two outputs): a
+caller updating that array in place, as an optimiser does, changed an earlier result. JAX's
+and PyTorch's results are arrays of their own (JAX's arrays cannot be changed at all).
+Eager reshapes, transposes, slices and broadcasts stay views, as numpy's and PyTorch's are.
+"""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def _array(y):
+    return y.numpy() if isinstance(y, gc.Tensor) else np.asarray(y)
+
+
+INTS = np.arange(6, dtype=np.int32).reshape(2, 3)
+FLOATS = np.linspace(-1.0, 1.0, 6, dtype=np.float32).reshape(2, 3)
+
+EAGER = [
+    ("floor", gc.floor, INTS), ("ceil", gc.ceil, INTS), ("round", gc.round, INTS),
+    ("round2", lambda x: gc.round(x, 2), INTS), ("cast", lambda x: gc.cast(x, "int32"), INTS),
+    ("cast-float", lambda x: gc.cast(x, "float32"), FLOATS), ("clip", gc.clip, FLOATS),
+    ("concat-one", lambda x: gc.concat([x]), FLOATS),
+    ("stack-one", lambda x: gc.reshape(gc.stack([x]), (2, 3)), FLOATS),
+    ("vmap-floor", gc.vmap(gc.floor), INTS), ("vmap-id", gc.vmap(lambda r: r), FLOATS),
+    ("vmap-unbatched", gc.vmap(lambda w, r: w, in_axes=(None, 0), out_axes=None),
+     FLOATS, np.zeros((4, 1), np.float32)),
+]
+
+
+@pytest.mark.parametrize("case", EAGER, ids=[c[0] for c in EAGER])
+def test_eager_identity_ops_give_new_arrays(case):
+    _, f, x, *rest = case
+    a = x.copy()
+    y = f(a, *rest)
+    assert isinstance(y, gc.Tensor)
+    assert not np.shares_memory(_array(y), a)
+    a += 1  # the caller updates its array: the result stays
+    np.testing.assert_array_equal(_array(y), x)
+    # an eager tensor: `y += 1` on the result leaves the operand alone (it was the same tensor)
+    t = gc.tensor(x.copy())
+    y = f(t, *[gc.tensor(r) for r in rest])
+    y += 1
+    np.testing.assert_array_equal(t.numpy(), x)
+
+
+def test_eager_identity_ops_keep_the_gradient():
+    x = gc.tensor(FLOATS, requires_grad=True)
+    y = gc.cast(x, "float32") * 3.0 + gc.clip(x) + gc.reshape(x, (2, 3))
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.full((2, 3), 5.0, np.float32))
+
+
+def test_eager_views_are_new_tensors_viewing_the_operand():
+    """A reshape to the same shape (a transpose by the identity, a full slice) is a view,
+    as every reshape is, and not the operand itself: `y += 1` leaves x alone, as after any
+    other reshape."""
+    for f in (lambda x: gc.reshape(x, (2, 3)), lambda x: gc.transpose(x, (0, 1)),
+              lambda x: gc.squeeze(x), lambda x: gc.broadcast_to(x, (2, 3)),
+              lambda x: x[:, :]):
+        t = gc.tensor(FLOATS)
+        y = f(t)
+        assert y is not t
+        y += 1
+        np.testing.assert_array_equal(t.numpy(), FLOATS)
+    a = FLOATS.copy()
+    y = gc.reshape(a, (2, 3))
+    assert isinstance(y, gc.Tensor) and np.shares_memory(y.numpy(), a)
+
+
+def test_tensor_copies_its_data_and_backward_copies_the_gradient():
+    a = FLOATS.copy()
+    t = gc.tensor(a, requires_grad=True)
+    assert not np.shares_memory(t.numpy(), a)
+    g = np.ones((3, 2), np.float32)
+    t.reshape(3, 2).backward(g)  # x.grad was a view of the caller's g
+    assert not np.shares_memory(t.grad, g)
+    g[...] = 7
+    np.testing.assert_array_equal(t.grad, np.ones((2, 3), np.float32))
+
+
+COMPILED = [
+    ("identity", lambda x: x, FLOATS), ("floor", gc.floor, INTS),
+    ("times-one", lambda x: x * 1.0, FLOATS), ("plus-zero", lambda x: x + 0.0, FLOATS),
+    ("reshape", lambda x: gc.reshape(x, (3, 2)), FLOATS), ("transpose", lambda x: x.T, FLOATS),
+    ("slice", lambda x: x[1:], FLOATS), ("stop-gradient", gc.stop_gradient, FLOATS),
+    ("vmap", gc.vmap(lambda r: r), FLOATS),
+    ("fori-none", lambda x: gc.fori_loop(0, 0, lambda i, v: v * 2.0, x), FLOATS),
+]
+
+
+@pytest.mark.parametrize("pipeline", ["default", "O0"])
+@pytest.mark.parametrize("case", COMPILED, ids=[c[0] for c in COMPILED])
+def test_compiled_outputs_do_not_alias_inputs(case, pipeline):
+    _, f, x = case
+    a = x.copy()
+    y = gc.compile(f, pipeline=pipeline)(a)
+    assert not np.shares_memory(y, a)
+    expected = np.asarray(f(gc.tensor(x)).numpy())
+    a += 1  # an optimiser updating its parameters in place
+    np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("pipeline", ["default", "O0"])
+def test_compiled_outputs_do_not_alias_each_other(pipeline):
+    for f in (lambda x: (x * 2.0, x * 2.0), lambda x: (x, x), lambda x: (x * 2.0, (x * 2.0).T)):
+        a, b = gc.compile(f, pipeline=pipeline)(FLOATS.copy())
+        assert not np.shares_memory(a, b)
+    # disjoint parts of one result need no copy, and stay right
+    a, b = gc.compile(lambda x: gc.split(x * 2.0, 2, axis=1))(np.ones((2, 4), np.float32))
+    np.testing.assert_array_equal(np.concatenate([a, b], axis=1), np.full((2, 4), 2.0))
+
+
+def test_polymorphic_and_transformed_results_do_not_alias_inputs():
+    a = FLOATS.copy()
+    for y in (gc.compile(lambda x: x, polymorphic_shapes=(("b", "_"),))(a),
+              gc.vjp(lambda v: v, a)[0], *gc.jvp(lambda v: v, (a,), (a,))):
+        assert not np.shares_memory(y, a)
+
+
+def test_donated_outputs_may_reuse_the_donated_array():
+    """A donated argument is the plan's to write over (JAX's donation): not copied."""
+    a = FLOATS.copy()
+    y = gc.compile(lambda x: x, donate_argnums=0)(a)
+    assert np.shares_memory(y, a)
