@@ -232,7 +232,15 @@ class EagerInterpreter(Interpreter):
         args = [lift(x, scalar_dtype(x, like, op.name) if is_weak_scalar(x) else None, op.name)
                 for x in inputs]
         out_type = infer_type(op, [TensorType(a.data.shape, a.data.dtype) for a in args], attrs)
-        return run_op(op, args, attrs, out_type)
+        out = run_op(op, args, attrs, out_type)
+        if out._ctx is not None and any(type(x) is np.ndarray for x in inputs):
+            # the tape keeps a copy of a caller's numpy operand, as torch.tensor and jnp
+            # arrays are copies: a caller refilling that array before backward() changed
+            # the gradient (w.grad of sum(w * a) read a's new values)
+            saved = [Tensor(np.array(a.data)) if type(x) is np.ndarray else a
+                     for x, a in zip(inputs, args)]
+            out._ctx = (op, saved, attrs)
+        return out
 
 
 register_base_interpreter(EagerInterpreter())

@@ -127,3 +127,21 @@ def test_donated_outputs_may_reuse_the_donated_array():
     a = FLOATS.copy()
     y = gc.compile(lambda x: x, donate_argnums=0)(a)
     assert np.shares_memory(y, a)
+
+
+def test_the_tape_keeps_a_copy_of_a_callers_numpy_operand():
+    """Before: the tape held the caller's array itself, so refilling it before backward()
+    changed the gradient (w.grad was [100, 100, 100])."""
+    a = np.full(3, 2.0, np.float32)
+    w = gc.tensor(np.ones(3, np.float32), requires_grad=True)
+    y = gc.sum(w * a)
+    a[:] = 100.0
+    y.backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 2.0, 2.0])
+    # a second-order gradient through the same op reads the saved copy too
+    w2 = gc.tensor(np.ones(3, np.float64), requires_grad=True)
+    b = np.full(3, 3.0)
+    z = gc.sum(w2 * w2 * b)
+    b[:] = -1.0
+    z.backward()
+    np.testing.assert_array_equal(w2.grad, [6.0, 6.0, 6.0])
