@@ -1,0 +1,59 @@
+"""Session 20c review: aliasing between a compiled plan's results and the caller's arrays."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+@pytest.fixture(params=["1", "0"], ids=["jit", "numpy"])
+def jit_setting(request, monkeypatch):
+    monkeypatch.setenv("GRAPHC_JIT", request.param)
+
+
+def test_an_in_place_sgd_step_on_compiled_gradients_updates_each_weight_once(jit_setting):
+    """d/da sum(a * b) is b: the simplified gradient graph returns its input, and the plan
+    returned the caller's own array, so the first in-place update also changed the second
+    weight's gradient (w2 came out 2.93, 3.84)."""
+    grad = gc.compile(gc.grad(lambda a, b: gc.sum(a * b), argnums=(0, 1)))
+    w1, w2 = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    params = [w1.copy(), w2.copy()]
+    grads = grad(*params)
+    for p, g in zip(params, grads):
+        p -= 0.1 * g
+    np.testing.assert_allclose(params[0], w1 - 0.1 * w2)
+    np.testing.assert_allclose(params[1], w2 - 0.1 * w1)
+
+
+def test_results_do_not_change_when_the_caller_refills_its_input_buffer(jit_setting):
+    """A data loader refilling one buffer per batch: results of an earlier call (the input
+    itself, a view of it, a value the passes simplified to it) must keep their values."""
+    f = gc.compile(lambda x: (x, gc.transpose(x), gc.reshape(x, (6,)), x * 1.0, -(-x),
+                              gc.exp(x)))
+    buf = np.arange(6.0).reshape(2, 3)
+    want = [buf, buf.T, buf.reshape(6), buf, buf, np.exp(buf)]
+    want = [np.array(w) for w in want]
+    first = f(buf)
+    buf[...] = -1.0
+    second = f(buf)
+    for got, w in zip(first, want):
+        np.testing.assert_array_equal(got, w)
+    np.testing.assert_array_equal(second[0], np.full((2, 3), -1.0))
+
+
+def test_a_result_equal_to_a_parameter_is_not_the_parameters_array(jit_setting):
+    """A layer's weight returned through a simplified expression: writing into the result
+    must not change the layer."""
+    layer = gc.nn.Linear(2, 3)
+    weight = layer.weight.data.copy()
+    f = gc.compile(lambda x: (x @ layer.weight, layer.weight * 1.0))
+    _, w = f(np.ones((1, 2), np.float32))
+    w += 100.0
+    np.testing.assert_array_equal(layer.weight.data, weight)
+
+
+def test_a_donated_input_returned_unchanged_is_still_the_same_array(jit_setting):
+    """Donation gives the buffer to the plan: a cache returned as it was is not copied."""
+    f = gc.compile(lambda cache, x: (cache, x * 2.0), donate_argnums=(0,))
+    cache = np.arange(4.0)
+    out, _ = f(cache, np.ones(2))
+    assert out is cache or np.shares_memory(out, cache)
