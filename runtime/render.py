@@ -213,8 +213,15 @@ class _Renderer:
         # simplified to one: d/da sum(a * b) is b), as eager mode computes new arrays: the
         # caller refilling an input buffer, or updating weights in place with gradients,
         # changed results it held. A donated input returned as it is stays that array.
+        # A second output in the memory of an earlier one ((x * 2, x * 2) after CSE, a
+        # value and its transpose) is a copy: writing into one result changed the other.
         donated = set(self.options.donate) if self.options is not None else set()
-        out.copy_out = [self._copied_out(mp.root[o], donated) for o in graph.outputs]
+        seen = set()
+        out.copy_out = []
+        for o in graph.outputs:
+            root = mp.root[o]
+            out.copy_out.append(root in seen or self._copied_out(root, donated))
+            seen.add(root)
 
     def _copied_out(self, root, donated) -> bool:
         kind = self.mp.storage[root].kind

@@ -57,3 +57,24 @@ def test_a_donated_input_returned_unchanged_is_still_the_same_array(jit_setting)
     cache = np.arange(4.0)
     out, _ = f(cache, np.ones(2))
     assert out is cache or np.shares_memory(out, cache)
+
+
+def test_two_results_of_one_value_are_two_arrays(jit_setting):
+    """(x * 2, x * 2) is one value after CSE, and a value and its transpose one buffer: eager
+    mode gives separate arrays, and writing into one result must not change the other."""
+    f = gc.compile(lambda x: (x * 2.0, x * 2.0, gc.transpose(x * 2.0), gc.exp(x), gc.exp(x)))
+    x = np.arange(6.0).reshape(2, 3)
+    outs = f(x)
+    for o in outs:
+        o += 100.0
+    for o, w in zip(outs, [x * 2, x * 2, (x * 2).T, np.exp(x), np.exp(x)]):
+        np.testing.assert_allclose(o, w + 100.0)
+
+
+def test_a_donated_argument_returned_twice_is_one_array_and_one_copy(jit_setting):
+    f = gc.compile(lambda w: (w * 3.0, w * 3.0), donate_argnums=(0,))
+    w = np.arange(4.0)
+    a, b = f(w)
+    a += 1.0
+    np.testing.assert_array_equal(b, np.arange(4.0) * 3.0)
+    np.testing.assert_array_equal(a, np.arange(4.0) * 3.0 + 1.0)
