@@ -342,9 +342,12 @@ def _accumulate(leaf, g, create_graph):
         else:
             leaf.grad = (leaf.grad if isinstance(leaf.grad, Tensor) else Tensor(leaf.grad)) + g
         return
-    data = g.data if g.data.flags.writeable else np.array(g.data)
+    data = g.data
     if leaf.grad is None:
-        leaf.grad = data
+        # an array of its own: a cotangent may be another leaf's too (c = a + b gives both
+        # the same one), the caller's (backward(G)) or read-only; an in-place update of one
+        # gradient (p.grad *= scale) changed the others
+        leaf.grad = np.array(data)
     else:
         leaf.grad = leaf.grad + (data if not isinstance(leaf.grad, Tensor) else Tensor(data))
 

@@ -78,3 +78,24 @@ def test_a_donated_argument_returned_twice_is_one_array_and_one_copy(jit_setting
     a += 1.0
     np.testing.assert_array_equal(b, np.arange(4.0) * 3.0)
     np.testing.assert_array_equal(a, np.arange(4.0) * 3.0 + 1.0)
+
+
+def test_eager_gradients_of_two_leaves_are_two_arrays():
+    """c = a + b hands the same cotangent to a and b: a.grad was b.grad (one array), so
+    scaling the gradients in place (PyTorch's `p.grad.mul_(s)` as `p.grad *= s`, a manual
+    unscale or clip) scaled b's twice. backward(G) left a leaf's grad the caller's G."""
+    a = gc.tensor(np.ones(3), requires_grad=True)
+    b = gc.tensor(np.ones(3), requires_grad=True)
+    w = np.array([1.0, 2.0, 3.0])
+    gc.sum((a + b) * w).backward()
+    for p in (a, b):
+        p.grad *= 0.5
+    np.testing.assert_array_equal(a.grad, w * 0.5)
+    np.testing.assert_array_equal(b.grad, w * 0.5)
+
+    x = gc.tensor(np.ones(3), requires_grad=True)
+    g = np.array([1.0, 2.0, 3.0])
+    x.backward(g)
+    x.grad *= 2.0
+    np.testing.assert_array_equal(g, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0, 6.0])
