@@ -7,7 +7,7 @@ inputs; each call must equal numpy, leave its (non-donated) inputs as they were,
 arrays that share memory with no non-donated input and no other result, and leave the
 results of earlier calls unchanged. Gradients (through gc.remat for every other seed) are
 checked against the eager tape. Seeds are fixed: deterministic. The session's scratch run
-covered 2,400 programs this way, plus vmap (of the program and of its gradient, a start per
+covered about 2,000 programs this way, plus vmap (of the program and of its gradient, a start per
 example), memory_limit, run_checked, profile, float16/bfloat16 and 64-96-wide shapes with
 GRAPHC_THREADS=2, without a mismatch once results were made arrays of their own."""
 import numpy as np
