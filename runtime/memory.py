@@ -392,16 +392,16 @@ def _stats(graph, mp: MemoryPlan, donate=()) -> dict:
     inputs = sum(itemsize_bytes(n) for n in graph.inputs)
     constants = sum(itemsize_bytes(n) for n in graph.nodes
                     if mp.storage[n].kind == "constant")
-    # an output in a caller's array that is not donated is copied (runtime.render), and so
-    # is each output in the memory of an earlier one
     outputs = sum(itemsize_bytes(r) for r in mp.escaping if mp.storage[r].kind in
-                  ("fresh", "fallback") or (mp.storage[r].kind == "input"
-                                            and r.attrs["name"] not in donate))
+                  ("fresh", "fallback"))
+    # copies (runtime.render): an output in a caller's array that is not donated, and each
+    # output in the memory of an earlier one, counted at the output's own size (a view)
     seen = set()
     for o in graph.outputs:
-        if mp.root[o] in seen:
+        r = mp.root[o]
+        if r in seen or (mp.storage[r].kind == "input" and r.attrs["name"] not in donate):
             outputs += itemsize_bytes(o)
-        seen.add(mp.root[o])
+        seen.add(r)
     # fallback temporaries: live from definition to last use; find their peak
     order = {n: i for i, n in enumerate(graph.nodes)}
     events = []

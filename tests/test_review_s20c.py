@@ -99,3 +99,11 @@ def test_eager_gradients_of_two_leaves_are_two_arrays():
     x.grad *= 2.0
     np.testing.assert_array_equal(g, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(x.grad, [2.0, 4.0, 6.0])
+
+
+def test_plan_memory_counts_the_copied_results_at_their_own_size(jit_setting):
+    """x itself, x broadcast to (4, 3), x * 2 and x * 2 again: 3 + 12 + 3 + 3 float64."""
+    f = gc.compile(lambda x: (x, gc.broadcast_to(x, (4, 3)), x * 2.0, x * 2.0))
+    assert f.plan_for(np.ones(3)).memory["outputs"] == 21 * 8
+    f = gc.compile(lambda x: gc.broadcast_to(x, (4, 3)))
+    assert f.plan_for(np.ones(3)).memory["outputs"] == 12 * 8
