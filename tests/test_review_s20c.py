@@ -107,3 +107,22 @@ def test_plan_memory_counts_the_copied_results_at_their_own_size(jit_setting):
     assert f.plan_for(np.ones(3)).memory["outputs"] == 21 * 8
     f = gc.compile(lambda x: gc.broadcast_to(x, (4, 3)))
     assert f.plan_for(np.ones(3)).memory["outputs"] == 12 * 8
+
+
+def test_eager_gradients_with_create_graph_are_tensors_of_their_own():
+    """Under backward(create_graph=True) a.grad was b.grad (one Tensor): `a.grad *= 2`
+    doubled b's gradient too. They still differentiate again."""
+    a = gc.tensor(np.ones(3), requires_grad=True)
+    b = gc.tensor(np.ones(3), requires_grad=True)
+    w = np.array([1.0, 2.0, 3.0])
+    gc.sum((a + b) * w).backward(create_graph=True)
+    a.grad *= 2.0
+    np.testing.assert_array_equal(b.grad.data, w)
+    np.testing.assert_array_equal(a.grad.data, 2 * w)
+
+    x = gc.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    gc.sum(x * x * x).backward(create_graph=True)  # x.grad = 3 x^2
+    (dx,) = [x.grad]
+    x.grad = None
+    gc.sum(dx).backward()  # d/dx sum(3 x^2) = 6 x
+    np.testing.assert_allclose(x.grad, [6.0, 12.0])
