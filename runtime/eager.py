@@ -14,9 +14,9 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
-from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, graph_param, infer_type,
-                             is_weak_scalar, like_dtype, register_base_interpreter,
-                             scalar_dtype)
+from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, get_op, graph_param,
+                             infer_type, is_weak_scalar, like_dtype,
+                             register_base_interpreter, scalar_dtype)
 from ir.types import SHORT_NAMES, TensorType, as_dtype, is_float
 
 
@@ -348,13 +348,19 @@ def _derived_vjp(reference, ctx, g):
 def _accumulate(leaf, g, create_graph):
     if create_graph:
         if leaf.grad is None:
-            leaf.grad = g
+            # a tensor of its own on the tape (the cotangent may be another leaf's too):
+            # `a.grad *= 2` rebinds that tensor's data
+            leaf.grad = run_op(get_op("optimization_barrier"), [g], {}, None) \
+                if isinstance(g, Tensor) else g
         else:
             leaf.grad = (leaf.grad if isinstance(leaf.grad, Tensor) else Tensor(leaf.grad)) + g
         return
-    data = g.data if g.data.flags.writeable else np.array(g.data)
+    data = g.data
     if leaf.grad is None:
-        leaf.grad = data
+        # an array of its own: a cotangent may be another leaf's too (c = a + b gives both
+        # the same one), the caller's (backward(G)) or read-only; an in-place update of one
+        # gradient (p.grad *= scale) changed the others
+        leaf.grad = np.array(data)
     else:
         leaf.grad = leaf.grad + (data if not isinstance(leaf.grad, Tensor) else Tensor(data))
 

@@ -194,7 +194,7 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
 
     parts = {p: part for p, part in parts.items() if storage[p].kind == "part"}
     mp = MemoryPlan(storage, buffers, last_use, root, escaping, parts=parts, scaled=scaled)
-    mp.stats = _stats(graph, mp)
+    mp.stats = _stats(graph, mp, donate)
     return mp
 
 
@@ -386,7 +386,7 @@ def result_operands(fused, k) -> list:
     return [fused.inputs[i] for i in sorted(reads)]
 
 
-def _stats(graph, mp: MemoryPlan) -> dict:
+def _stats(graph, mp: MemoryPlan, donate=()) -> dict:
     itemsize_bytes = lambda n: n.size * n.dtype.itemsize  # noqa: E731
     pool = sum(dtype.itemsize * size for dtype, size in mp.buffers)
     inputs = sum(itemsize_bytes(n) for n in graph.inputs)
@@ -394,6 +394,14 @@ def _stats(graph, mp: MemoryPlan) -> dict:
                     if mp.storage[n].kind == "constant")
     outputs = sum(itemsize_bytes(r) for r in mp.escaping if mp.storage[r].kind in
                   ("fresh", "fallback"))
+    # copies (runtime.render): an output in a caller's array that is not donated, and each
+    # output in the memory of an earlier one, counted at the output's own size (a view)
+    seen = set()
+    for o in graph.outputs:
+        r = mp.root[o]
+        if r in seen or (mp.storage[r].kind == "input" and r.attrs["name"] not in donate):
+            outputs += itemsize_bytes(o)
+        seen.add(r)
     # fallback temporaries: live from definition to last use; find their peak
     order = {n: i for i, n in enumerate(graph.nodes)}
     events = []

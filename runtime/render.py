@@ -208,9 +208,25 @@ class _Renderer:
                 lines.append("_collectives.progress()")
             out.steps.append((n, lines, names[n]))  # a tuple of a fused node's results
         out.outputs = [names[o] for o in graph.outputs]
-        # outputs that live in plan-owned memory must be copied before they escape
-        out.copy_out = [mp.storage[mp.root[o]].kind in ("constant", "pool")
-                        for o in graph.outputs]
+        # outputs that live in plan-owned memory must be copied before they escape, and so
+        # must outputs in the caller's arrays (an input, a view of one, a value the passes
+        # simplified to one: d/da sum(a * b) is b), as eager mode computes new arrays: the
+        # caller refilling an input buffer, or updating weights in place with gradients,
+        # changed results it held. A donated input returned as it is stays that array.
+        # A second output in the memory of an earlier one ((x * 2, x * 2) after CSE, a
+        # value and its transpose) is a copy: writing into one result changed the other.
+        donated = set(self.options.donate) if self.options is not None else set()
+        seen = set()
+        out.copy_out = []
+        for o in graph.outputs:
+            root = mp.root[o]
+            out.copy_out.append(root in seen or self._copied_out(root, donated))
+            seen.add(root)
+
+    def _copied_out(self, root, donated) -> bool:
+        kind = self.mp.storage[root].kind
+        return kind in ("constant", "pool") or (
+            kind == "input" and root.attrs["name"] not in donated)
 
     def node_lines(self, n, choice, var, args) -> list:
         if choice.kind == "constant":
