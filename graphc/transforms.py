@@ -80,7 +80,6 @@ class Compiled:
         self.recompiles = []  # one message per compilation after the first
         self._plans = {}
         self._weak_int_limits = {}  # id(plan) -> [(leaf, integer dtype, name)] (ir/weak.py)
-        self._donated_leaves = {}  # id(plan) -> positions of the leaves it may write over
         self._last_key = None
         self._checked_counts = set()  # argument counts whose argnums have been checked
         functools.update_wrapper(self, fn)
@@ -210,8 +209,6 @@ class Compiled:
                               jit=self.jit, memory_limit=self.memory_limit)
             self._plans.setdefault(key, []).append((list(graph.guards), plan))
             position = {node: i for i, node in enumerate(graph.inputs)}
-            self._donated_leaves[id(plan)] = {position[n] for n in graph.inputs
-                                              if n.attrs["name"] in set(donate)}
             limits = [(position[node], dtype, node.attrs["name"])
                       for node, dtype in weak.int_limits(graph).items()]
             if limits:
@@ -262,7 +259,6 @@ class Compiled:
             _check_weak_ints(leaves, self._weak_int_limits.get(id(plan), ()))
         leaves = [x.data if isinstance(x, Tensor) else x for x in leaves]
         outs = plan.run_checked(*leaves) if checked else plan(*leaves)
-        outs = _unaliased(outs, leaves, self._donated_leaves.get(id(plan), ()))
         return unflatten(plan.graph.output_tree, outs)
 
     def plan_inputs(self, args) -> list:
@@ -270,40 +266,6 @@ class Compiled:
         static = self._static(len(args))
         leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
         return [x.data if isinstance(x, Tensor) else x for x in leaves]
-
-
-def _owner(a):
-    """The array owning the memory of ndarray `a` (a itself, or the base of its views)."""
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
-
-
-def _unaliased(outs, leaves, donated) -> list:
-    """A plan's outputs, each copied where it shares memory with a caller's array it was
-    not donated (an output that is an input or a view of one: `lambda x: x`, floor of
-    integers, x * 1 simplified, a reshape) or with an earlier output (one value returned
-    twice): the caller updating that array in place, as an optimiser does, changed an
-    earlier result. JAX's outputs are new arrays; its arrays being immutable, it never
-    shows. Found by the owner of the memory: an output owning its memory (most) costs a
-    lookup (~0.5 us)."""
-    kept = {id(x if x.base is None else _owner(x)) for k, x in enumerate(leaves)
-            if type(x) is np.ndarray and k not in donated}
-    returned = {}  # id(owner) -> the outputs so far in its memory
-    outs = list(outs)
-    for k, o in enumerate(outs):
-        if type(o) is not np.ndarray:
-            continue
-        owner = id(o if o.base is None else _owner(o))
-        earlier = returned.get(owner)
-        if owner in kept or (earlier and any(np.may_share_memory(o, e) for e in earlier)):
-            outs[k] = o = o.copy()
-            owner, earlier = id(o), None
-        if earlier is None:
-            returned[owner] = [o]
-        else:
-            earlier.append(o)
-    return outs
 
 
 def _check_weak_ints(leaves, limits):

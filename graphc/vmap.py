@@ -95,7 +95,7 @@ def _not_sharing(results, leaves) -> list:
     """Eager results, each copied (on the tape) where it shares memory with an argument: an
     output that is an argument, unbatched or moved (vmap of `lambda r: r`, of floor on
     integers, an unbatched argument returned) was the caller's own array, as a compiled
-    function's output was (see graphc.transforms._unaliased)."""
+    plan's output was (runtime/render.py copies those)."""
     arrays = [x.data if isinstance(x, Tensor) else x for x in leaves]
     arrays = [a for a in arrays if isinstance(a, np.ndarray)]
     out = []

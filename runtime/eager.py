@@ -286,10 +286,9 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
                           f"{root.shape}", (user_location(),))
     if isinstance(grad, Tensor):
         grad = grad if create_graph else grad.data
-    # a copy of the caller's gradient: a leaf's .grad (or a view of it, through a reshape)
-    # was the caller's array, changed with it, as PyTorch's never is
+    # (a leaf's .grad is a copy of what reaches it, _accumulate: never the caller's array)
     grads = {id(root): grad if isinstance(grad, Tensor)
-             else Tensor(np.array(grad, dtype=root.dtype))}
+             else Tensor(np.asarray(grad, dtype=root.dtype))}
     # record: a dict to fill with id(tensor) -> gradient, for every tensor of the tape
     with enable_grad() if create_graph else no_grad():
         for t in reversed(_topological(root, stop)):
