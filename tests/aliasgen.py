@@ -16,15 +16,22 @@ import numpy as np
 import graphc as gc
 
 
-class NPL:
-    exp = staticmethod(np.exp); tanh = staticmethod(np.tanh); sin = staticmethod(np.sin)
-    abs = staticmethod(np.abs); maximum = staticmethod(np.maximum)
-    minimum = staticmethod(np.minimum); where = staticmethod(np.where)
-    transpose = staticmethod(np.transpose); swapaxes = staticmethod(np.swapaxes)
-    reshape = staticmethod(np.reshape); expand_dims = staticmethod(np.expand_dims)
-    broadcast_to = staticmethod(np.broadcast_to); concatenate = staticmethod(np.concatenate)
-    stack = staticmethod(np.stack)
+# the ops numpy and graphc spell alike: each backend takes them from its own library
+SHARED_OPS = ("exp", "tanh", "sin", "abs", "maximum", "minimum", "where", "transpose",
+              "swapaxes", "reshape", "expand_dims", "broadcast_to", "concatenate", "stack")
 
+
+def _with_shared_ops(lib):
+    """Class decorator: the SHARED_OPS of `lib` as static methods."""
+    def add(cls):
+        for name in SHARED_OPS:
+            setattr(cls, name, staticmethod(getattr(lib, name)))
+        return cls
+    return add
+
+
+@_with_shared_ops(np)
+class NPL:
     @staticmethod
     def sum(x, axis=None, keepdims=False): return np.sum(x, axis=axis, keepdims=keepdims)
     @staticmethod
@@ -85,16 +92,10 @@ class NPL:
         return init
 
 
+@_with_shared_ops(gc)
 class GCL:
     scan = staticmethod(gc.scan); fori_loop = staticmethod(gc.fori_loop)
     cond = staticmethod(gc.cond); while_loop = staticmethod(gc.while_loop)
-    exp = staticmethod(gc.exp); tanh = staticmethod(gc.tanh); sin = staticmethod(gc.sin)
-    abs = staticmethod(gc.abs); maximum = staticmethod(gc.maximum)
-    minimum = staticmethod(gc.minimum); where = staticmethod(gc.where)
-    transpose = staticmethod(gc.transpose); swapaxes = staticmethod(gc.swapaxes)
-    reshape = staticmethod(gc.reshape); expand_dims = staticmethod(gc.expand_dims)
-    broadcast_to = staticmethod(gc.broadcast_to); concatenate = staticmethod(gc.concatenate)
-    stack = staticmethod(gc.stack)
     sum = staticmethod(gc.sum); max = staticmethod(gc.max); cumsum = staticmethod(gc.cumsum)
     softmax = staticmethod(gc.softmax)
     @staticmethod
