@@ -339,19 +339,30 @@ def rng_key(key):
     input of the step, an array or a Python int); each dropout site mixes in its own salt.
     Without this block a fresh key is used per eager call or per compiled call.
 
-    Eagerly the sites are numbered in call order from the opening of the outermost block, as
-    a trace numbers them from the start of its graph: the same key draws the same masks on
-    every run (a resumed training run replays them), and the masks of a compiled function
-    that makes the same calls."""
-    if not _KEYS.keys:  # (a trace numbers its own sites; this count is the eager one's)
-        F.EAGER_DROPOUT._next_salt = 0
+    The sites are numbered in call order from the opening of the outermost block, eagerly
+    as in a graph being traced (a block opened around a compiled call: from the start of its
+    graph): the same key draws the same masks on every run (a resumed training run replays
+    them), and the masks of a compiled function that makes the same calls."""
+    # The outermost block numbers its sites from 1 in a numbering of its own, wherever it is
+    # opened (in a graph being traced as eagerly, inside a loop body or a branch: the loops'
+    # iteration numbers are still mixed in), and the sites after it go on past the numbers
+    # it used. Numbering from the opening in one mode only gave the keyed sites after an
+    # unkeyed one other masks compiled than eagerly; numbering within an enclosing construct
+    # made an eager loop's masks depend on how many constructs had run before in the process.
+    graph = current_graph()
+    counter = (F.EAGER_DROPOUT if graph is None else graph) if not _KEYS.keys else None
+    if counter is not None:
+        before, scope = counter._next_salt, counter.salt_scope
+        counter._next_salt, counter.salt_scope = 0, ()  # (): plain numbers, its own count
     _KEYS.keys.append(key)
-    _KEYS.in_trace.append(current_graph() is not None)
+    _KEYS.in_trace.append(graph is not None)
     try:
         yield key
     finally:
         _KEYS.keys.pop()
         _KEYS.in_trace.pop()
+        if counter is not None:
+            counter._next_salt, counter.salt_scope = counter._next_salt + before, scope
 
 
 def _call_time_key():

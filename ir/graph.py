@@ -30,7 +30,7 @@ def site_salt(scope, number: int) -> int:
     construct itself took where it stands, which of its functions: a cond's branch, a loop's
     body), and the salt a 56-bit hash of the three. A construct thus takes one number in its
     scope however many of its sites run, traced as eagerly (graphc/control_flow.py)."""
-    if scope is None:
+    if not scope:  # None, or () for an rng_key block's own count (graphc.nn.rng_key)
         return number
     text = "%d.%d.%d" % (scope[0], scope[1], number)
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=7).digest(), "little")

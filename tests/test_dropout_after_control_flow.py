@@ -114,3 +114,58 @@ def test_vmap_of_a_cond_with_dropout_then_dropout():
 
     xs = np.ones((3, W), np.float32) * np.array([1, -1, 1], np.float32)[:, None]
     _assert_same(f(xs, KEY), gc.compile(f)(xs, KEY))
+
+
+def test_a_key_block_opened_after_an_unkeyed_site_draws_the_same_masks_compiled():
+    """Before: an eager outermost rng_key block numbered its sites from its opening, a trace
+    from the start of its graph, so a keyed site after an unkeyed one drew another mask
+    compiled than eagerly (plainly and inside a scan body). Now the outermost block numbers
+    its sites from 1 in both modes, wherever it is opened."""
+    drop = gc.nn.Dropout(P)
+    x = np.ones(W, np.float32)
+
+    def plain(x):
+        drop(x)  # unkeyed: a fresh mask every call, in both modes
+        with gc.nn.rng_key(KEY):
+            first, second = drop(x), drop(x)
+        return first, second
+
+    def body(c, x):
+        drop(x)
+        with gc.nn.rng_key(KEY):
+            keyed = drop(x)
+        return c, keyed
+
+    def looped(xs):
+        return gc.scan(body, gc.zeros(()), xs)[1]
+
+    eager = plain(gc.tensor(x))
+    compiled = _assert_same(eager, gc.compile(plain)(x))
+    assert all(_is_mask(m) for m in compiled) and not np.array_equal(*compiled)
+    xs = np.ones((3, W), np.float32)
+    masks = _assert_same([looped(gc.tensor(xs))], [gc.compile(looped)(xs)])[0]
+    assert all(_is_mask(m) for m in masks) and not np.array_equal(masks[0], masks[1])
+    # the same key replays its masks eagerly too, however many loops ran before in the
+    # process (a block numbered within its loop's construct number did not)
+    gc.scan(lambda c, x: (c, x), gc.zeros(()), gc.tensor(xs))
+    np.testing.assert_array_equal(_np(looped(gc.tensor(xs))), masks)
+
+
+def test_sites_after_a_key_block_do_not_repeat_the_numbers_before_it():
+    """The block numbers its own sites from 1; the unkeyed sites after it go on past every
+    number used, so none repeats an earlier unkeyed site's mask in one compiled call."""
+    drop = gc.nn.Dropout(P)
+    x = np.ones(4 * W, np.float32)
+
+    def f(x):
+        a, b = drop(x), drop(x)
+        with gc.nn.rng_key(KEY):
+            drop(x)
+        c, d = drop(x), drop(x)
+        return a, b, c, d
+
+    masks = [_np(m) for m in gc.compile(f)(x)]
+    assert all(_is_mask(m) for m in masks)
+    for i in range(4):
+        for j in range(i):
+            assert not np.array_equal(masks[i], masks[j]), (i, j)
