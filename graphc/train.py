@@ -269,7 +269,11 @@ def train_config(config: str, options: dict | None = None, saved: dict | None = 
     tc = TrainConfig.from_dict(base)
     if tc.min_lr > tc.lr:
         tc.min_lr = tc.lr
-    if tc.decay_steps is not None and tc.decay_steps <= tc.warmup:
+    # a checkpoint written before this check resumes with its own schedule, bit for bit;
+    # only settings given now are checked
+    given = not saved or any((options or {}).get(k) is not None
+                             for k in ("decay_steps", "warmup"))
+    if given and tc.decay_steps is not None and tc.decay_steps <= tc.warmup:
         # the cosine would end before the warmup does: the rate dropped from the peak to
         # min_lr in one step (nanoGPT divides by zero at equal counts; optax's
         # warmup_cosine_decay_schedule refuses decay_steps <= warmup_steps). Without
