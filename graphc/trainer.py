@@ -430,8 +430,12 @@ class Trainer:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
             stopped = self._loop(ckpt, progress, log)
             if out and not stopped:
-                plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
-                            self.plot_title, self.plot_ylabel)
+                # a signal while the plot is drawn (after the last save) is returned as one
+                # during training is, not the end of the process without a word
+                with StopAtStepBoundary() as late:
+                    plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
+                                self.plot_title, self.plot_ylabel)
+                stopped = late.signum
         return stopped
 
     def _per_batch(self, batch) -> int:

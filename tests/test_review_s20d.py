@@ -38,3 +38,41 @@ def test_the_tape_keeps_a_copy_of_an_eager_view_of_a_callers_array(view):
     a[:] = 100.0
     y.backward()
     np.testing.assert_array_equal(w.grad, [2.0, 2.0, 2.0])
+
+
+_SIGNAL_WHILE_PLOTTING = """
+import os, signal, sys
+import graphc.trainer as trainer
+plot = trainer.plot_losses
+def plot_and_signal(*args, **kwargs):  # the signal arrives while loss.png is drawn
+    os.kill(os.getpid(), signal.SIGTERM)
+    return plot(*args, **kwargs)
+trainer.plot_losses = plot_and_signal
+from graphc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sigterm_while_the_loss_plot_is_drawn_says_what_was_saved(tmp_path):
+    """After the last step's checkpoint, fit() drew loss.png with SIGTERM at its default:
+    a signal there (matplotlib's import takes a while) ended the process without a word,
+    between the training's handler and the one for scoring and sampling."""
+    import os
+    import subprocess
+    import sys
+
+    from graphc import checkpoint
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 40, encoding="utf-8")
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_WHILE_PLOTTING, "train", "--config", "tiny",
+         "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "8",
+         "--batch-size", "4", "--steps", "2", "--eval-iters", "1", "--sample-tokens", "0",
+         "--no-progress", "--data", str(text), "--out", str(out)],
+        cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 143, (proc.returncode, proc.stderr)
+    assert "interrupted by SIGTERM" in proc.stderr and "step 2" in proc.stderr, proc.stderr
+    assert checkpoint.load(str(out / "checkpoint.npz"))[1]["step"] == 2
+    assert (out / "loss.png").exists()
