@@ -76,3 +76,15 @@ def test_a_sigterm_while_the_loss_plot_is_drawn_says_what_was_saved(tmp_path):
     assert "interrupted by SIGTERM" in proc.stderr and "step 2" in proc.stderr, proc.stderr
     assert checkpoint.load(str(out / "checkpoint.npz"))[1]["step"] == 2
     assert (out / "loss.png").exists()
+
+
+def test_a_donated_argument_returned_after_a_view_of_it_stays_that_array():
+    """Of two outputs in one memory the first was left as it is: for (x.T, x) with x
+    donated, x came back as a copy and x.T as a view of the donated array, though a donated
+    argument returned as it is stays that array (as (x, x.T) did)."""
+    for f, which in ((lambda x: (x.T, x), 1), (lambda x: (x, x.T), 0)):
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        outs = gc.compile(f, donate_argnums=0)(a)
+        assert np.shares_memory(outs[which], a) and not np.shares_memory(outs[1 - which], a)
+        np.testing.assert_array_equal(outs[which], np.arange(6).reshape(2, 3))
+        np.testing.assert_array_equal(outs[1 - which], np.arange(6).reshape(2, 3).T)
