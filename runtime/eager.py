@@ -360,8 +360,12 @@ def _accumulate(leaf, g, create_graph):
         if leaf.grad is None:
             # a tensor of its own on the tape (the cotangent may be another leaf's too):
             # `a.grad *= 2` rebinds that tensor's data
-            leaf.grad = run_op(get_op("optimization_barrier"), [g], {}, None) \
-                if isinstance(g, Tensor) else g
+            if isinstance(g, Tensor):
+                g = run_op(get_op("optimization_barrier"), [g], {}, None)
+                # and memory of its own: the barrier hands back its operand's array, which
+                # was the other leaf's gradient too, or the caller's backward(g) array
+                g.data = np.array(g.data)
+            leaf.grad = g
         else:
             leaf.grad = (leaf.grad if isinstance(leaf.grad, Tensor) else Tensor(leaf.grad)) + g
         return

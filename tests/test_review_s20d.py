@@ -88,3 +88,28 @@ def test_a_donated_argument_returned_after_a_view_of_it_stays_that_array():
         assert np.shares_memory(outs[which], a) and not np.shares_memory(outs[1 - which], a)
         np.testing.assert_array_equal(outs[which], np.arange(6).reshape(2, 3))
         np.testing.assert_array_equal(outs[1 - which], np.arange(6).reshape(2, 3).T)
+
+
+def test_eager_gradients_with_create_graph_are_arrays_of_their_own():
+    """With create_graph=True each leaf got a gradient Tensor of its own, but its array was
+    the cotangent's: c = a + b gave a.grad and b.grad one array, and reshape(t).backward(g)
+    gave t.grad a view of the caller's g (README: backward(g) copies g), so writing into g
+    changed t.grad."""
+    a = gc.tensor(np.ones(3, np.float32), requires_grad=True)
+    b = gc.tensor(np.ones(3, np.float32), requires_grad=True)
+    (a + b).backward(np.ones(3, np.float32), create_graph=True)
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.numpy()[:] = 5.0
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0, 1.0])
+    g = np.ones((3, 2), np.float32)
+    t = gc.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    t.reshape(3, 2).backward(g, create_graph=True)
+    g[...] = 7.0
+    np.testing.assert_array_equal(t.grad.numpy(), np.ones((2, 3), np.float32))
+    # still differentiable again: d/dt sum(t.grad * t) = t.grad
+    w = gc.tensor(np.full(2, 3.0, np.float32), requires_grad=True)
+    gc.sum(w * w).backward(create_graph=True)
+    (dw,) = [w.grad]
+    w.grad = None
+    gc.sum(dw).backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 2.0])
