@@ -113,3 +113,27 @@ def test_eager_gradients_with_create_graph_are_arrays_of_their_own():
     w.grad = None
     gc.sum(dw).backward()
     np.testing.assert_array_equal(w.grad, [2.0, 2.0])
+
+
+def test_eager_control_flow_results_are_arrays_of_their_own():
+    """Eager cond with a branch `lambda v: v`, a while_loop or fori_loop that ran no
+    iteration and a scan passing its carry through returned the caller's array itself
+    (compiled, the same functions return copies), so an in-place update of the result
+    changed the caller's array."""
+    a = np.arange(3, dtype=np.float32)
+    same = lambda v: v  # noqa: E731
+    results = [gc.cond(True, same, same, a), gc.while_loop(lambda v: False, same, a),
+               gc.fori_loop(0, 0, lambda i, v: v * 2.0, a),
+               gc.scan(lambda c, x: (c, x), a, np.ones((2, 3), np.float32))[0],
+               gc.scan(lambda c, x: (x, None), a, np.ones((2, 3), np.float32))[0]]
+    for r in results:
+        r = np.asarray(getattr(r, "data", r))
+        assert not np.shares_memory(r, a)
+    np.testing.assert_array_equal(np.asarray(results[0].data), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(np.asarray(results[4].data), [1.0, 1.0, 1.0])
+    # a tensor passed through stays on the tape
+    t = gc.tensor(np.ones(3, np.float32), requires_grad=True)
+    y = gc.cond(False, lambda v: v * 3.0, same, t)
+    assert y is not t and not np.shares_memory(y.numpy(), t.numpy())
+    gc.sum(y * 2.0).backward()
+    np.testing.assert_array_equal(t.grad, [2.0, 2.0, 2.0])
