@@ -137,3 +137,18 @@ def test_eager_control_flow_results_are_arrays_of_their_own():
     assert y is not t and not np.shares_memory(y.numpy(), t.numpy())
     gc.sum(y * 2.0).backward()
     np.testing.assert_array_equal(t.grad, [2.0, 2.0, 2.0])
+
+
+def test_eager_vmap_does_not_hand_back_an_array_its_function_closed_over():
+    """Eager vmap copied results sharing memory with its arguments, not with an array fun
+    closed over and returned unbatched (out_axes None: the caller's array itself; a view of
+    a captured tensor), as a compiled vmap copies it."""
+    c = np.arange(3, dtype=np.float32)
+    t = gc.tensor(c)
+    xs = np.ones((2, 3), np.float32)
+    for fun, owner in ((lambda r: (r * 2.0, c), c), (lambda r: (r * 2.0, gc.reshape(t, (3,))),
+                                                      t.numpy())):
+        _, y = gc.vmap(fun, out_axes=(0, None))(xs)
+        y = np.asarray(getattr(y, "data", y))
+        assert not np.shares_memory(y, owner)
+        np.testing.assert_array_equal(y, [0.0, 1.0, 2.0])
