@@ -229,7 +229,8 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     graph = _graph_of(init_leaves + x_leaves)
     construct = _construct_salt(graph)
     if graph is None:
-        return _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct)
+        carry, ys = _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct)
+        return _apart(carry, init_leaves + x_leaves), ys
 
     call_site = user_location()
     carry_nodes = _carry_nodes(graph, init_leaves, x_leaves, "scan init")
@@ -316,6 +317,26 @@ def _no_steps_ys(f, init, xs, x_leaves, x_structure):
                                  for e, v in zip(empty, leaves)])
 
 
+def _apart(result, operands):
+    """An eager construct's result with each array that shares memory with one of its
+    operands (a branch `lambda v: v`, a carry passed through, a loop that ran no iteration)
+    copied, on the tape: the caller's array came back as the result, so an in-place update
+    of one changed the other, where eager ops' and compiled plans' results are arrays of
+    their own (README; graphc.vmap does the same)."""
+    arrays = [x.data if isinstance(x, Tensor) else x for x in operands]
+    arrays = [a for a in arrays if isinstance(a, np.ndarray)]
+    if not arrays:
+        return result
+    leaves, structure = leaves_and_structure(result)
+    apart = []
+    for r in leaves:
+        data = r.data if isinstance(r, Tensor) else r
+        if isinstance(data, np.ndarray) and any(np.may_share_memory(data, a) for a in arrays):
+            r = apply("cast", r, dtype=data.dtype)
+        apart.append(r)
+    return unflatten(structure, apart)
+
+
 # ---- fori_loop -----------------------------------------------------------------------------
 def fori_loop(lower, upper, body_fun, init_val):
     """jax.lax.fori_loop: body_fun(i, val) -> val for i in [lower, upper). With Python-int
@@ -323,8 +344,10 @@ def fori_loop(lower, upper, body_fun, init_val):
     if not isinstance(lower, SymbolicValue) and not isinstance(upper, SymbolicValue):
         lo, hi = int(lower), int(upper)
         if hi <= lo:  # no loop, but the number a loop takes (traced bounds: a while_loop)
-            _construct_salt(_graph_of(leaves_and_structure(init_val)[0]))
-            return init_val
+            init_leaves = leaves_and_structure(init_val)[0]
+            graph = _graph_of(init_leaves)
+            _construct_salt(graph)
+            return init_val if graph is not None else _apart(init_val, init_leaves)
         dtype = np.result_type(np.asarray(lower), np.asarray(upper))
 
         @functools.wraps(body_fun)  # a carry error names body_fun, not this wrapper
@@ -357,7 +380,7 @@ def while_loop(cond_fun, body_fun, init_val):
             with _sites_within(None, construct, _WHILE_COND, t):
                 keep_going = bool(np.asarray(_data(cond_fun(val))))
             if not keep_going:
-                return val
+                return _apart(val, init_leaves)
             with _sites_within(None, construct, _BODY, t):
                 val = body_fun(val)
             val = _check_eager_carry(body_fun, "while_loop body",
@@ -413,7 +436,8 @@ def cond(pred, true_fun, false_fun, *operands):
     if graph is None or not isinstance(pred, SymbolicValue):  # known now: only one runs
         taken = bool(np.asarray(_data(pred)))
         with _sites_within(graph, construct, int(taken)):
-            return (true_fun if taken else false_fun)(*operands)
+            result = (true_fun if taken else false_fun)(*operands)
+        return result if graph is not None else _apart(result, op_leaves)
     call_site = user_location()
     pred_node = _as_node(graph, pred, "cond predicate")
     if pred_node.ndim != 0 or pred_node.dtype.kind not in "biu":

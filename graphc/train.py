@@ -269,7 +269,11 @@ def train_config(config: str, options: dict | None = None, saved: dict | None = 
     tc = TrainConfig.from_dict(base)
     if tc.min_lr > tc.lr:
         tc.min_lr = tc.lr
-    if tc.decay_steps is not None and tc.decay_steps <= tc.warmup:
+    # a checkpoint written before this check resumes with its own schedule, bit for bit;
+    # only settings given now are checked
+    given = not saved or any((options or {}).get(k) is not None
+                             for k in ("decay_steps", "warmup"))
+    if given and tc.decay_steps is not None and tc.decay_steps <= tc.warmup:
         # the cosine would end before the warmup does: the rate dropped from the peak to
         # min_lr in one step (nanoGPT divides by zero at equal counts; optax's
         # warmup_cosine_decay_schedule refuses decay_steps <= warmup_steps). Without
@@ -426,6 +430,9 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     if meta:
         _say(f"resumed from {ckpt_path} at step {trainer.step}")
     stopped = trainer.fit(out, progress, log=_say)  # holds `out` (files.exclusive_directory)
+    if stopped and trainer.step >= tc.steps:  # in the last step, or while loss.png was drawn
+        _stopped_after_training(_say, stopped, trainer.step, ckpt_path, out)
+        return stopped
     if stopped:
         import signal
         how = "again" if resume else "with --resume"
@@ -444,15 +451,19 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
                 _sample(Sampler(model, trainer.params), text, sample_tokens, tc.seed,
                         os.path.join(out, "sample.txt"))
     except _Stopped as stop:
-        import signal
         if sample_tokens > 0:
             print(flush=True)  # (a sample stopped mid-line)
-        _say(f"interrupted by {signal.Signals(stop.signum).name} after training: step "
-             f"{trainer.step} is saved in {ckpt_path}; no sample was written (graphc sample "
-             f"--checkpoint {out} draws one)", file=sys.stderr)
+        _stopped_after_training(_say, stop.signum, trainer.step, ckpt_path, out)
         return stop.signum
     print(f"checkpoint: {ckpt_path}")
     return 0
+
+
+def _stopped_after_training(say, signum, step, ckpt_path, out) -> None:
+    import signal
+    say(f"interrupted by {signal.Signals(signum).name} after training: step {step} is saved "
+        f"in {ckpt_path}; no sample was written (graphc sample --checkpoint {out} draws one)",
+        file=sys.stderr)
 
 
 class _Stopped(Exception):

@@ -417,8 +417,8 @@ class Trainer:
         """Train to `steps`: evaluate (when eval_batches were given) and save to
         OUT/checkpoint.npz every eval_every steps and at the end, and draw OUT/loss.png.
         Returns 0, or the signal (SIGINT, SIGTERM) that stopped training at a step boundary
-        after saving. Raises TrainingDiverged on a NaN or an Inf, the last good checkpoint
-        kept."""
+        after saving (or came while loss.png was drawn, after the last save). Raises
+        TrainingDiverged on a NaN or an Inf, the last good checkpoint kept."""
         log = log or _print
         if self.dist is not None and not self.dist.is_main():  # rank 0 writes and reports
             out, progress, log = None, False, (lambda text: None)
@@ -430,8 +430,12 @@ class Trainer:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
             stopped = self._loop(ckpt, progress, log)
             if out and not stopped:
-                plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
-                            self.plot_title, self.plot_ylabel)
+                # a signal while the plot is drawn (after the last save) is returned as one
+                # during training is, not the end of the process without a word
+                with StopAtStepBoundary() as late:
+                    plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
+                                self.plot_title, self.plot_ylabel)
+                stopped = late.signum
         return stopped
 
     def _per_batch(self, batch) -> int:

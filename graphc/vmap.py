@@ -84,8 +84,9 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         placed = [_place(value, is_batched, axis, size, k)
                   for k, ((value, is_batched), axis) in
                   enumerate(zip(outputs, _output_axes(out_axes, result)))]
-        if outer is None:  # eagerly
-            placed = _not_sharing(placed, leaves)
+        if outer is None:  # eagerly; fun's own arrays too (a closure's, returned unbatched)
+            placed = _not_sharing(placed, leaves + [x for x in out_leaves if not isinstance(
+                x, Node)] + [value for _, value in region.captured.values()])
         return unflatten(out_structure, placed)
 
     return batched

@@ -233,14 +233,25 @@ class EagerInterpreter(Interpreter):
                 for x in inputs]
         out_type = infer_type(op, [TensorType(a.data.shape, a.data.dtype) for a in args], attrs)
         out = run_op(op, args, attrs, out_type)
-        if out._ctx is not None and any(type(x) is np.ndarray for x in inputs):
+        if out._ctx is not None and any(map(_borrowed, inputs)):
             # the tape keeps a copy of a caller's numpy operand, as torch.tensor and jnp
             # arrays are copies: a caller refilling that array before backward() changed
             # the gradient (w.grad of sum(w * a) read a's new values)
-            saved = [Tensor(np.array(a.data)) if type(x) is np.ndarray else a
+            saved = [Tensor(np.array(a.data)) if _borrowed(x) else a
                      for x, a in zip(inputs, args)]
             out._ctx = (op, saved, attrs)
         return out
+
+
+def _borrowed(x) -> bool:
+    """Whether x may be memory a caller can still write: a numpy array, or a constant tensor
+    that views one (gc.reshape(a), a transpose or slice of a numpy array: eager views share
+    memory with a). Tensors' own data is never written in place (`t += 1` rebinds it), so
+    a view of a tensor is only copied needlessly, and only when not differentiated."""
+    if type(x) is np.ndarray:
+        return True
+    return (isinstance(x, Tensor) and x._ctx is None and not x.requires_grad
+            and x.data.base is not None)
 
 
 register_base_interpreter(EagerInterpreter())
@@ -349,8 +360,12 @@ def _accumulate(leaf, g, create_graph):
         if leaf.grad is None:
             # a tensor of its own on the tape (the cotangent may be another leaf's too):
             # `a.grad *= 2` rebinds that tensor's data
-            leaf.grad = run_op(get_op("optimization_barrier"), [g], {}, None) \
-                if isinstance(g, Tensor) else g
+            if isinstance(g, Tensor):
+                g = run_op(get_op("optimization_barrier"), [g], {}, None)
+                # and memory of its own: the barrier hands back its operand's array, which
+                # was the other leaf's gradient too, or the caller's backward(g) array
+                g.data = np.array(g.data)
+            leaf.grad = g
         else:
             leaf.grad = (leaf.grad if isinstance(leaf.grad, Tensor) else Tensor(leaf.grad)) + g
         return

@@ -386,6 +386,22 @@ def result_operands(fused, k) -> list:
     return [fused.inputs[i] for i in sorted(reads)]
 
 
+def aliasing_outputs(graph, mp: MemoryPlan, donate=()) -> list:
+    """Per output of `graph`: whether it is in a caller's array that is not donated (an
+    input, a view of one) or in the memory of another output, so that the plan returns a
+    copy (runtime.render). Of several outputs in one memory, one is left as it is: the
+    value that owns it where one is returned (a donated input returned as it is stays that
+    array, with (x.T, x) too), else the first."""
+    outputs = graph.outputs
+    own_first = sorted(range(len(outputs)), key=lambda k: mp.root[outputs[k]] is not outputs[k])
+    copied, seen = [False] * len(outputs), set()
+    for k in own_first:
+        r = mp.root[outputs[k]]
+        copied[k] = r in seen or (mp.storage[r].kind == "input" and r.attrs["name"] not in donate)
+        seen.add(r)
+    return copied
+
+
 def _stats(graph, mp: MemoryPlan, donate=()) -> dict:
     itemsize_bytes = lambda n: n.size * n.dtype.itemsize  # noqa: E731
     pool = sum(dtype.itemsize * size for dtype, size in mp.buffers)
@@ -395,13 +411,9 @@ def _stats(graph, mp: MemoryPlan, donate=()) -> dict:
     outputs = sum(itemsize_bytes(r) for r in mp.escaping if mp.storage[r].kind in
                   ("fresh", "fallback"))
     # copies (runtime.render): an output in a caller's array that is not donated, and each
-    # output in the memory of an earlier one, counted at the output's own size (a view)
-    seen = set()
-    for o in graph.outputs:
-        r = mp.root[o]
-        if r in seen or (mp.storage[r].kind == "input" and r.attrs["name"] not in donate):
-            outputs += itemsize_bytes(o)
-        seen.add(r)
+    # output in the memory of another one, counted at the output's own size (a view)
+    outputs += sum(itemsize_bytes(o) for o, copied in
+                   zip(graph.outputs, aliasing_outputs(graph, mp, donate)) if copied)
     # fallback temporaries: live from definition to last use; find their peak
     order = {n: i for i, n in enumerate(graph.nodes)}
     events = []

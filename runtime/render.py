@@ -22,7 +22,7 @@ from ir.types import SHORT_NAMES
 from .fusion import fused_operand_kinds, loop_type
 from .jit import argument_spec
 from .kernelgen import kernel_source
-from .memory import written_over
+from .memory import aliasing_outputs, written_over
 from .lowering import concat_by_copies, kernel_with_written_call, softmax_grad_scaled_call
 from .op_lowering import emit_numpy, is_fused_result, lowering_of, view_expression
 
@@ -216,17 +216,9 @@ class _Renderer:
         # A second output in the memory of an earlier one ((x * 2, x * 2) after CSE, a
         # value and its transpose) is a copy: writing into one result changed the other.
         donated = set(self.options.donate) if self.options is not None else set()
-        seen = set()
-        out.copy_out = []
-        for o in graph.outputs:
-            root = mp.root[o]
-            out.copy_out.append(root in seen or self._copied_out(root, donated))
-            seen.add(root)
-
-    def _copied_out(self, root, donated) -> bool:
-        kind = self.mp.storage[root].kind
-        return kind in ("constant", "pool") or (
-            kind == "input" and root.attrs["name"] not in donated)
+        out.copy_out = [aliasing or mp.storage[mp.root[o]].kind in ("constant", "pool")
+                        for o, aliasing in zip(graph.outputs,
+                                               aliasing_outputs(graph, mp, donated))]
 
     def node_lines(self, n, choice, var, args) -> list:
         if choice.kind == "constant":
