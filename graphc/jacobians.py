@@ -172,7 +172,10 @@ def _basis(x):
 
 
 def _check_float(x, what, name):
-    if not isinstance(x, Node) or not is_float(x.dtype):
+    # an input may be a concrete array too: jacfwd called inside a trace (vmap, compile)
+    # on numpy arguments differentiates them as arrays of that trace (see jvp)
+    concrete = what == "input" and isinstance(x, np.ndarray)
+    if not (isinstance(x, Node) or concrete) or not is_float(x.dtype):
         kind = getattr(x, "dtype", type(x).__name__)
         raise GraphcError(f"{name}: a {kind} {what} has no Jacobian; only floating-point "
                           "values do (as JAX's)", (user_location(),))
