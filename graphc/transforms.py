@@ -822,31 +822,12 @@ def jvp(fn, primals, tangents):
     return out, tangent
 
 
-def hessian(fn, argnum=0):
-    """Dense Hessian of a scalar function of one (small) array argument: one
-    Hessian-vector product per input element, all built in one graph."""
-
-    def symbolic(*args):
-        x = args[argnum]
-        inner = grad(fn, argnum)
-        rows = []
-        for k in range(x.size):
-            basis = np.zeros(x.size, dtype=x.dtype)
-            basis[k] = 1.0
-            direction = basis.reshape(x.shape)
-            hvp = grad(lambda *a: F.sum(inner(*a) * direction), argnum)(*args)
-            rows.append(F.reshape(hvp, (1,) + tuple(x.shape)))
-        return F.reshape(F.concat(rows, 0), tuple(x.shape) + tuple(x.shape))
-
-    compiled = Compiled(symbolic)
-
-    @functools.wraps(fn)
-    def wrapper(*args):
-        if _is_symbolic(args):
-            return symbolic(*args)
-        if current_graph() is not None:  # inside a trace: see _in_trace
-            return symbolic(*_as_float_inputs(args))
-        return compiled(*_as_float_inputs(args))
-
-    return wrapper
+def hessian(fn, argnums=0, has_aux=False):
+    """Dense Hessian of a scalar function, as JAX's: jacfwd(jacrev(fn)) over the arguments
+    picked by argnums (pytrees and tuples give a tree of blocks, hess[i][j]; arguments not
+    picked keep their type, so an int stays an index). jacfwd pushes one tangent per input
+    element through the gradient, all in one batched graph."""
+    from .jacobians import jacfwd, jacrev  # (jacobians imports this module)
+    _differentiated(argnums, "hessian")
+    return jacfwd(jacrev(fn, argnums, has_aux), argnums, has_aux)
 

@@ -27,3 +27,37 @@ def test_jacfwd_of_a_concrete_array_inside_a_trace():
                                    atol=1e-15)
         np.testing.assert_allclose(np.asarray(gc.compile(per_example)(X[1])), want[1],
                                    rtol=1e-12, atol=1e-15)
+
+
+def test_hessian_keeps_an_integer_argument_it_does_not_differentiate_an_integer():
+    # hessian turned every Python int argument into a float, so an index argument failed
+    # ("take: indices must be integers"); JAX's (and gc.grad's) keep it an int
+    x = np.array([0.3, -1.2, 0.8, 2.0])
+    got = gc.hessian(lambda x, n: gc.sum(x[n] ** 3))(x, 1)
+    want = tf.hessian(lambda x, n: torch.sum(x[n] ** 3))(_t(x), 1).numpy()
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
+
+
+def test_hessian_of_a_pytree_argument_and_of_an_argnums_tuple():
+    # hessian read x.size of its argument: a dict gave AttributeError; JAX's hessian is
+    # jacfwd(jacrev(f)), so a pytree (and a tuple argnums) gives a tree of blocks
+    a, b = np.array([0.3, -1.2, 0.8]), np.array([1.5, 0.2, -0.7])
+
+    def ours(p):
+        return gc.sum(gc.sin(p["a"]) * p["b"] * p["b"])
+
+    def theirs(p):
+        return torch.sum(torch.sin(p["a"]) * p["b"] * p["b"])
+
+    got = gc.hessian(ours)({"a": a, "b": b})
+    want = tf.hessian(theirs)({"a": _t(a), "b": _t(b)})
+    for i in "ab":
+        for j in "ab":
+            np.testing.assert_allclose(np.asarray(got[i][j]), want[i][j].numpy(),
+                                       rtol=1e-12, atol=1e-12)
+    got = gc.hessian(lambda u, v: gc.sum(gc.tanh(u) * v ** 3), argnums=(0, 1))(a, b)
+    want = tf.hessian(lambda u, v: torch.sum(torch.tanh(u) * v ** 3), argnums=(0, 1))(_t(a), _t(b))
+    for i in range(2):
+        for j in range(2):
+            np.testing.assert_allclose(np.asarray(got[i][j]), want[i][j].numpy(),
+                                       rtol=1e-12, atol=1e-12)
