@@ -740,14 +740,25 @@ def _outputs_and_cotangents(y, ct):
     else:
         c_leaves = leaves_like(y_structure, ct, "the cotangent", "the function's result")
     ys, seeds = [], []
-    for out, c in zip(y_leaves, c_leaves):
+    for k, (out, c) in enumerate(zip(y_leaves, c_leaves)):
         if c is None or not isinstance(out, Node) or not is_float(out.dtype):
             continue
         if _is_weak_scalar(c, (int, float, np.floating)):
             c = np.asarray(c, out.dtype)
+        shape, want = getattr(c, "shape", None), tuple(out.shape)
+        if shape is not None and _concrete(shape) and _concrete(want) and tuple(shape) != want:
+            # else autodiff met it deep inside ("internal: gradient of shape ...")
+            which = "" if y_structure is None else f" for output leaf {k}"
+            raise GraphcError(f"vjp: the cotangent{which} has shape {list(shape)} but the "
+                              f"output has shape {list(want)}; pass a cotangent of the "
+                              "output's shape", (user_location(),))
         ys.append(out)
         seeds.append(c)
     return ys, seeds
+
+
+def _concrete(shape) -> bool:
+    return all(isinstance(d, (int, np.integer)) for d in shape)
 
 
 def _dtype_and_shape(x):

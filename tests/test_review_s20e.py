@@ -1,5 +1,6 @@
 """Review s20e: JAX-style transforms in composition, against torch.func (float64)."""
 import numpy as np
+import pytest
 import torch
 from torch import func as tf
 
@@ -61,3 +62,24 @@ def test_hessian_of_a_pytree_argument_and_of_an_argnums_tuple():
         for j in range(2):
             np.testing.assert_allclose(np.asarray(got[i][j]), want[i][j].numpy(),
                                        rtol=1e-12, atol=1e-12)
+
+
+def test_a_cotangent_of_the_wrong_shape_is_named_as_such():
+    # a cotangent not shaped like fn's output reached autodiff and failed there with
+    # "internal: gradient of shape (3,) for a value of shape (4,) from op 'sin'"
+    x = np.array([0.3, -1.2, 0.8, 2.0])
+    _, pull = gc.vjp(gc.sin, x)
+    with pytest.raises(gc.GraphcError, match=r"vjp: the cotangent has shape \[3\] but the "
+                                             r"output has shape \[4\]"):
+        pull(np.ones(3))
+    _, pull = gc.vjp(lambda w: (gc.sin(w), w * 2.0), x)
+    with pytest.raises(gc.GraphcError, match=r"cotangent for output leaf 1 has shape \[2, 4\]"):
+        pull((np.ones(4), np.ones((2, 4))))
+    with pytest.raises(gc.GraphcError, match=r"cotangent has shape \[3\]"):  # traced
+        gc.vmap(lambda c: gc.vjp(gc.sin, x)[1](c))(np.ones((2, 3)))
+    # right shapes still pull back, eagerly and under vmap
+    np.testing.assert_allclose(pull((np.ones(4), np.full(4, 0.5)))[0], np.cos(x) + 1.0,
+                               rtol=1e-14)
+    cts = np.array([[1.0, 2.0, 3.0, 4.0], [0.5, 0.0, -1.0, 2.0]])
+    got = gc.vmap(lambda c: gc.vjp(gc.sin, x)[1](c)[0])(cts)
+    np.testing.assert_allclose(np.asarray(got), cts * np.cos(x), rtol=1e-14)
