@@ -515,7 +515,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         out = fn(*args, **kwargs)
-        value, aux = (out[0], out[1]) if has_aux else (out, None)
+        value, aux = split_aux(out, "grad") if has_aux else (out, None)
         if not isinstance(value, Node):
             raise GraphcError("grad: the function must return a tensor computed from its "
                               "inputs", (user_location(),))
@@ -668,6 +668,16 @@ def _weak_floats(args, static) -> tuple:
     typed scalars: f(w32, 0.5) traces a float32 input where a float64 one would not mix with
     w32. Without a shared dtype they stay as they are; ints keep their integer meaning."""
     return _weakly_typed(args, (float, np.floating), static)
+
+
+def split_aux(out, who):
+    """(output, aux) of a function called with has_aux=True, which must return a pair."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        got = f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list))
+                                            else "")
+        raise GraphcError(f"{who}: with has_aux=True the function must return a pair "
+                          f"(output, aux), got {got}", (user_location(),))
+    return out[0], out[1]
 
 
 def grad(fn, argnums=0, has_aux=False):

@@ -83,3 +83,20 @@ def test_a_cotangent_of_the_wrong_shape_is_named_as_such():
     cts = np.array([[1.0, 2.0, 3.0, 4.0], [0.5, 0.0, -1.0, 2.0]])
     got = gc.vmap(lambda c: gc.vjp(gc.sin, x)[1](c)[0])(cts)
     np.testing.assert_allclose(np.asarray(got), cts * np.cos(x), rtol=1e-14)
+
+
+@pytest.mark.parametrize("transform", [gc.grad, gc.value_and_grad, gc.jacrev, gc.jacfwd,
+                                       gc.hessian])
+def test_has_aux_without_a_pair_is_named_as_such(transform):
+    # grad said "too many indices (1) for a 0-d value", jacrev/jacfwd raised ValueError
+    # "too many values to unpack (expected 2)"
+    x = np.array([0.3, -1.2, 0.8])
+    with pytest.raises(gc.GraphcError, match=r"has_aux=True the function must return a pair "
+                                             r"\(output, aux\), got a tuple of 3"):
+        transform(lambda w: (gc.sum(w * w), 1, 2), has_aux=True)(x)
+    with pytest.raises(gc.GraphcError, match="must return a pair"):
+        transform(lambda w: gc.sum(w * w), has_aux=True)(x)
+    # a pair works, with the gradients JAX gives
+    out, aux = gc.hessian(lambda w: (gc.sum(w ** 3), {"n": gc.sum(w)}), has_aux=True)(x)
+    np.testing.assert_allclose(np.asarray(out), np.diag(6 * x), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(aux["n"]), x.sum(), rtol=1e-13)
