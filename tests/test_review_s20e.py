@@ -100,3 +100,34 @@ def test_has_aux_without_a_pair_is_named_as_such(transform):
     out, aux = gc.hessian(lambda w: (gc.sum(w ** 3), {"n": gc.sum(w)}), has_aux=True)(x)
     np.testing.assert_allclose(np.asarray(out), np.diag(6 * x), rtol=1e-13)
     np.testing.assert_allclose(np.asarray(aux["n"]), x.sum(), rtol=1e-13)
+
+
+def test_remat_in_a_loop_body_or_branch_of_a_value_of_the_enclosing_function():
+    # remat built the region in the graph of its first tensor argument: w, a value of the
+    # function around the scan, so its ops met the body's x there: "mul: operands belong to
+    # different graphs" (compile, grad), "input 'outer1' is not bound" (vmap)
+    w = np.array([0.5, -0.3])
+    xs = np.array([[1.0, 2.0], [0.3, 0.1], [-0.7, 0.4]])
+    block = gc.remat(lambda w, x: gc.sin(x * w) * w)
+
+    def f(w):
+        return gc.sum(gc.scan(lambda c, x: (block(w, x) + c, None), np.zeros(2), xs)[0])
+
+    def theirs(w):
+        return torch.sum(torch.sin(_t(xs) * w) * w)
+
+    ws = np.stack([w, -2.0 * w])
+    np.testing.assert_allclose(float(gc.compile(f)(w)), float(theirs(_t(w))), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(gc.grad(f)(w)), tf.grad(theirs)(_t(w)).numpy(),
+                               rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(gc.vmap(gc.grad(f))(ws)),
+                               tf.vmap(tf.grad(theirs))(_t(ws)).numpy(), rtol=1e-13)
+
+    def g(w, p):
+        return gc.sum(gc.cond(p, lambda x: block(w, x), lambda x: x * w, xs[0]))
+
+    for p in (True, False):
+        want = tf.grad(lambda w: torch.sum(torch.sin(_t(xs[0]) * w) * w if p
+                                           else _t(xs[0]) * w))(_t(w)).numpy()
+        np.testing.assert_allclose(np.asarray(gc.compile(gc.grad(g))(w, np.array(p))), want,
+                                   rtol=1e-13)
