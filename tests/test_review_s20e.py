@@ -131,3 +131,46 @@ def test_remat_in_a_loop_body_or_branch_of_a_value_of_the_enclosing_function():
                                            else _t(xs[0]) * w))(_t(w)).numpy()
         np.testing.assert_allclose(np.asarray(gc.compile(gc.grad(g))(w, np.array(p))), want,
                                    rtol=1e-13)
+
+
+@gc.custom_vjp
+def _sin_xw(w, x):
+    return gc.sin(x * w)
+
+
+_sin_xw.defvjp(lambda w, x: (_sin_xw(w, x), (w, x)),
+               lambda r, g: (g * gc.cos(r[1] * r[0]) * r[1], g * gc.cos(r[1] * r[0]) * r[0]))
+
+
+@gc.custom_jvp
+def _sin_xw_jvp(w, x):
+    return gc.sin(x * w)
+
+
+@_sin_xw_jvp.defjvp
+def _(p, t):
+    (w, x), (tw, tx) = p, t
+    return _sin_xw_jvp(w, x), gc.cos(x * w) * (tw * x + tx * w)
+
+
+@pytest.mark.parametrize("block", [_sin_xw, _sin_xw_jvp])
+def test_custom_rules_in_a_loop_body_of_a_value_of_the_enclosing_function(block):
+    # as remat: custom_vjp/custom_jvp functions recorded their node in the graph of their
+    # first tensor argument, the enclosing function's w, not the scan body's graph
+    w = np.array([0.5, -0.3])
+    xs = np.array([[1.0, 2.0], [0.3, 0.1], [-0.7, 0.4]])
+
+    def f(w):
+        return gc.sum(gc.scan(lambda c, x: (block(w, x) + c, None), np.zeros(2), xs)[0])
+
+    def theirs(w):
+        return torch.sum(torch.sin(_t(xs) * w))
+
+    np.testing.assert_allclose(float(gc.compile(f)(w)), float(theirs(_t(w))), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(gc.grad(f)(w)), tf.grad(theirs)(_t(w)).numpy(),
+                               rtol=1e-13)
+    ws = np.stack([w, -2.0 * w])
+    np.testing.assert_allclose(np.asarray(gc.vmap(gc.grad(f))(ws)),
+                               tf.vmap(tf.grad(theirs))(_t(ws)).numpy(), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(gc.hessian(f)(w)), tf.hessian(theirs)(_t(w)).numpy(),
+                               rtol=1e-12, atol=1e-14)
