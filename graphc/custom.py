@@ -144,7 +144,9 @@ def _call(custom, args):
     if custom in _RULES.running:
         return custom.fun(*args)
     leaves, in_tree = leaves_and_structure(list(args))
-    graph = next((x.graph for x in leaves if isinstance(x, Node)), None) or current_graph()
+    # the graph being built first: inside a loop body or a branch an argument may be a value
+    # of the enclosing graph, which the body reads through a capture (as other ops do)
+    graph = current_graph() or next((x.graph for x in leaves if isinstance(x, Node)), None)
     if graph is not None:  # tracing: Tensors and Parameters enter the graph as operands do
         with graph.building():
             leaves = [x.graph_operand(graph) if isinstance(x, Tensor) else x for x in leaves]

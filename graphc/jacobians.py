@@ -23,7 +23,7 @@ from ir.types import is_float
 
 from .tracing import leaves_and_structure, unflatten
 from .transforms import (Compiled, _as_float_inputs, _differentiated, _is_symbolic,
-                         call_with_kwargs, jvp, vjp)
+                         call_with_kwargs, jvp, split_aux, vjp)
 from .vmap import vmap
 
 
@@ -121,19 +121,19 @@ def _transform(fn, jacobian, argnums, has_aux, who):
 
 def _linearised(transform, fn, args, nums, has_aux):
     """(fn's result, its pullback over the arguments at nums, aux)."""
-    picked_fn, aux = _picked(fn, args, nums, has_aux)
+    picked_fn, aux = _picked(fn, args, nums, has_aux, "jacrev")
     out, pull = transform(picked_fn, *(args[i] for i in nums))
     return out, pull, aux[0] if aux else None
 
 
 def _pushforward(fn, args, nums, tangents, has_aux):
     """(J @ tangents, aux or None) for the arguments at nums."""
-    picked_fn, aux = _picked(fn, args, nums, has_aux)
+    picked_fn, aux = _picked(fn, args, nums, has_aux, "jacfwd")
     tangent = jvp(picked_fn, tuple(args[i] for i in nums), tuple(tangents))[1]
     return tangent, aux[0] if aux else None
 
 
-def _picked(fn, args, nums, has_aux):
+def _picked(fn, args, nums, has_aux, who):
     """fn as a function of the arguments at nums only (the others fixed), returning its
     result without aux, and the list its aux is appended to when it is traced."""
     aux = []
@@ -141,7 +141,7 @@ def _picked(fn, args, nums, has_aux):
     def picked_fn(*picked):
         out = fn(*_with(args, nums, picked))
         if has_aux:
-            out, extra = out
+            out, extra = split_aux(out, who)
             aux.append(extra)
         return out
     return picked_fn, aux
@@ -172,7 +172,10 @@ def _basis(x):
 
 
 def _check_float(x, what, name):
-    if not isinstance(x, Node) or not is_float(x.dtype):
+    # an input may be a concrete array too: jacfwd called inside a trace (vmap, compile)
+    # on numpy arguments differentiates them as arrays of that trace (see jvp)
+    concrete = what == "input" and isinstance(x, np.ndarray)
+    if not (isinstance(x, Node) or concrete) or not is_float(x.dtype):
         kind = getattr(x, "dtype", type(x).__name__)
         raise GraphcError(f"{name}: a {kind} {what} has no Jacobian; only floating-point "
                           "values do (as JAX's)", (user_location(),))

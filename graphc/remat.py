@@ -36,7 +36,10 @@ def remat(fun):
     @functools.wraps(fun)
     def rematerialised(*args, **kwargs):
         leaves, _ = leaves_and_structure([list(args), kwargs])
-        graph = next((x.graph for x in leaves if isinstance(x, Node)), None) or current_graph()
+        # the graph being built first: inside a loop body or a branch an argument may be a
+        # value of the enclosing graph, which the body reads through a capture
+        graph = current_graph() or next((x.graph for x in leaves if isinstance(x, Node)),
+                                        None)
         if graph is None:
             return fun(*args, **kwargs)
         start = len(graph.nodes)

@@ -515,7 +515,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         out = fn(*args, **kwargs)
-        value, aux = (out[0], out[1]) if has_aux else (out, None)
+        value, aux = split_aux(out, "grad") if has_aux else (out, None)
         if not isinstance(value, Node):
             raise GraphcError("grad: the function must return a tensor computed from its "
                               "inputs", (user_location(),))
@@ -670,6 +670,16 @@ def _weak_floats(args, static) -> tuple:
     return _weakly_typed(args, (float, np.floating), static)
 
 
+def split_aux(out, who):
+    """(output, aux) of a function called with has_aux=True, which must return a pair."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        got = f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list))
+                                            else "")
+        raise GraphcError(f"{who}: with has_aux=True the function must return a pair "
+                          f"(output, aux), got {got}", (user_location(),))
+    return out[0], out[1]
+
+
 def grad(fn, argnums=0, has_aux=False):
     _differentiated(argnums, "grad")  # named as the user called it
     vg = value_and_grad(fn, argnums, has_aux)
@@ -740,14 +750,25 @@ def _outputs_and_cotangents(y, ct):
     else:
         c_leaves = leaves_like(y_structure, ct, "the cotangent", "the function's result")
     ys, seeds = [], []
-    for out, c in zip(y_leaves, c_leaves):
+    for k, (out, c) in enumerate(zip(y_leaves, c_leaves)):
         if c is None or not isinstance(out, Node) or not is_float(out.dtype):
             continue
         if _is_weak_scalar(c, (int, float, np.floating)):
             c = np.asarray(c, out.dtype)
+        shape, want = getattr(c, "shape", None), tuple(out.shape)
+        if shape is not None and _concrete(shape) and _concrete(want) and tuple(shape) != want:
+            # else autodiff met it deep inside ("internal: gradient of shape ...")
+            which = "" if y_structure is None else f" for output leaf {k}"
+            raise GraphcError(f"vjp: the cotangent{which} has shape {list(shape)} but the "
+                              f"output has shape {list(want)}; pass a cotangent of the "
+                              "output's shape", (user_location(),))
         ys.append(out)
         seeds.append(c)
     return ys, seeds
+
+
+def _concrete(shape) -> bool:
+    return all(isinstance(d, (int, np.integer)) for d in shape)
 
 
 def _dtype_and_shape(x):
@@ -822,31 +843,12 @@ def jvp(fn, primals, tangents):
     return out, tangent
 
 
-def hessian(fn, argnum=0):
-    """Dense Hessian of a scalar function of one (small) array argument: one
-    Hessian-vector product per input element, all built in one graph."""
-
-    def symbolic(*args):
-        x = args[argnum]
-        inner = grad(fn, argnum)
-        rows = []
-        for k in range(x.size):
-            basis = np.zeros(x.size, dtype=x.dtype)
-            basis[k] = 1.0
-            direction = basis.reshape(x.shape)
-            hvp = grad(lambda *a: F.sum(inner(*a) * direction), argnum)(*args)
-            rows.append(F.reshape(hvp, (1,) + tuple(x.shape)))
-        return F.reshape(F.concat(rows, 0), tuple(x.shape) + tuple(x.shape))
-
-    compiled = Compiled(symbolic)
-
-    @functools.wraps(fn)
-    def wrapper(*args):
-        if _is_symbolic(args):
-            return symbolic(*args)
-        if current_graph() is not None:  # inside a trace: see _in_trace
-            return symbolic(*_as_float_inputs(args))
-        return compiled(*_as_float_inputs(args))
-
-    return wrapper
+def hessian(fn, argnums=0, has_aux=False):
+    """Dense Hessian of a scalar function, as JAX's: jacfwd(jacrev(fn)) over the arguments
+    picked by argnums (pytrees and tuples give a tree of blocks, hess[i][j]; arguments not
+    picked keep their type, so an int stays an index). jacfwd pushes one tangent per input
+    element through the gradient, all in one batched graph."""
+    from .jacobians import jacfwd, jacrev  # (jacobians imports this module)
+    _differentiated(argnums, "hessian")
+    return jacfwd(jacrev(fn, argnums, has_aux), argnums, has_aux)
 
