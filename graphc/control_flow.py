@@ -31,7 +31,7 @@ from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
 from ir.types import TensorType, is_float
 from ir.region import Region
-from runtime.eager import Tensor, no_grad
+from runtime.eager import Tensor, apart_from, no_grad
 
 from .tracing import leaves_and_structure, unflatten
 
@@ -318,23 +318,10 @@ def _no_steps_ys(f, init, xs, x_leaves, x_structure):
 
 
 def _apart(result, operands):
-    """An eager construct's result with each array that shares memory with one of its
-    operands (a branch `lambda v: v`, a carry passed through, a loop that ran no iteration)
-    copied, on the tape: the caller's array came back as the result, so an in-place update
-    of one changed the other, where eager ops' and compiled plans' results are arrays of
-    their own (README; graphc.vmap does the same)."""
-    arrays = [x.data if isinstance(x, Tensor) else x for x in operands]
-    arrays = [a for a in arrays if isinstance(a, np.ndarray)]
-    if not arrays:
-        return result
+    """An eager construct's result, each array that shares memory with one of its operands
+    copied (runtime.eager.apart_from)."""
     leaves, structure = leaves_and_structure(result)
-    apart = []
-    for r in leaves:
-        data = r.data if isinstance(r, Tensor) else r
-        if isinstance(data, np.ndarray) and any(np.may_share_memory(data, a) for a in arrays):
-            r = apply("cast", r, dtype=data.dtype)
-        apart.append(r)
-    return unflatten(structure, apart)
+    return unflatten(structure, apart_from(leaves, operands))
 
 
 # ---- fori_loop -----------------------------------------------------------------------------

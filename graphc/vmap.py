@@ -31,7 +31,7 @@ from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
 from ir.ops.registry import apply
 from passes.batching import batch_graph
-from runtime.eager import Tensor
+from runtime.eager import Tensor, apart_from
 
 from . import nn
 from .tracing import arg_names, flatten, leaf_input_names, to_spec, unflatten
@@ -85,27 +85,11 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
                   for k, ((value, is_batched), axis) in
                   enumerate(zip(outputs, _output_axes(out_axes, result)))]
         if outer is None:  # eagerly; fun's own arrays too (a closure's, returned unbatched)
-            placed = _not_sharing(placed, leaves + [x for x in out_leaves if not isinstance(
+            placed = apart_from(placed, leaves + [x for x in out_leaves if not isinstance(
                 x, Node)] + [value for _, value in region.captured.values()])
         return unflatten(out_structure, placed)
 
     return batched
-
-
-def _not_sharing(results, leaves) -> list:
-    """Eager results, each copied (on the tape) where it shares memory with an argument: an
-    output that is an argument, unbatched or moved (vmap of `lambda r: r`, of floor on
-    integers, an unbatched argument returned) was the caller's own array, as a compiled
-    plan's output was (runtime/render.py copies those)."""
-    arrays = [x.data if isinstance(x, Tensor) else x for x in leaves]
-    arrays = [a for a in arrays if isinstance(a, np.ndarray)]
-    out = []
-    for r in results:
-        data = r.data if isinstance(r, Tensor) else r
-        if isinstance(data, np.ndarray) and any(np.may_share_memory(data, a) for a in arrays):
-            r = apply("cast", r, dtype=data.dtype)
-        out.append(r)
-    return out
 
 
 def _outer_graph(leaves):

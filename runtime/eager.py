@@ -14,7 +14,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
-from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, get_op, graph_param,
+from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, apply, get_op, graph_param,
                              infer_type, is_weak_scalar, like_dtype,
                              register_base_interpreter, scalar_dtype)
 from ir.types import SHORT_NAMES, TensorType, as_dtype, is_float
@@ -377,6 +377,26 @@ def _accumulate(leaf, g, create_graph):
         leaf.grad = np.array(data)
     else:
         leaf.grad = leaf.grad + (data if not isinstance(leaf.grad, Tensor) else Tensor(data))
+
+
+def apart_from(results, operands) -> list:
+    """Eager results (arrays or tensors), each copied on the tape (a cast to its own dtype)
+    where it shares memory with one of `operands`: an eager construct or vmap whose function
+    returns an operand as it is (`lambda v: v`, a carry passed through, a loop that ran no
+    iteration, an unbatched argument) handed back the caller's own array, so an in-place
+    update of one changed the other, where eager ops' and compiled plans' results are arrays
+    of their own."""
+    arrays = [x.data if isinstance(x, Tensor) else x for x in operands]
+    arrays = [a for a in arrays if isinstance(a, np.ndarray)]
+    if not arrays:
+        return list(results)
+    apart = []
+    for r in results:
+        data = r.data if isinstance(r, Tensor) else r
+        if isinstance(data, np.ndarray) and any(np.may_share_memory(data, a) for a in arrays):
+            r = apply("cast", r, dtype=data.dtype)
+        apart.append(r)
+    return apart
 
 
 def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
