@@ -272,7 +272,8 @@ def test_a_prompt_of_bytes_that_are_not_utf8_is_one_line(tmp_path, text_file, ca
     # tokenizer raised "TypeError: TextInputSequence must be str" (a traceback), a
     # checkpoint said "characters not in the vocabulary: '\udcff'"
     if source == "model":
-        pytest.importorskip("tokenizers", reason="the gpt2 extra (tokenizers) is not installed")
+        pytest.importorskip("tokenizers",
+                            reason="tokenizers (a graphc dependency) is not installed")
         from test_gpt2 import write_directory
         where = str(tmp_path / "gpt2")
         write_directory(where)
