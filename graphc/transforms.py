@@ -20,6 +20,7 @@ from ir.types import Dim, as_dim, is_float
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
+from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor
 
@@ -792,8 +793,9 @@ def jvp(fn, primals, tangents):
     its tangent is a pytree like it (zeros for integer and boolean leaves).
 
     Built from reverse mode by the "double vjp" trick: u -> vjp(u) is linear in the
-    cotangent u, so differentiating <vjp(u), tangents> with respect to u gives J @ tangents.
-    The result is an ordinary graph, so it composes with grad."""
+    cotangent u, so differentiating <vjp(u), tangents> with respect to u gives J @ tangents;
+    a while_loop, which has no reverse pass, carries its tangents forward
+    (passes/forward_mode.py). The result is an ordinary graph, so it composes with grad."""
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents",
@@ -824,13 +826,8 @@ def jvp(fn, primals, tangents):
         outs = [k for k, o in enumerate(y_leaves) if isinstance(o, Node) and is_float(o.dtype)]
         tangent = [F.zeros_like(o) for o in y_leaves]
         if x_leaves and outs:
-            # the value of each u is irrelevant: vjp is linear in it
-            us = [F.zeros_like(y_leaves[k]) for k in outs]
-            pulled = gradients([y_leaves[k] for k in outs], x_leaves, us)
-            # one scalar per primal leaf, differentiated together rather than added up:
-            # primals of different float dtypes give terms of different dtypes
-            terms = [F.sum(p * v) for p, v in zip(pulled, v_leaves)]
-            for k, t in zip(outs, gradients(terms, us)):
+            for k, t in zip(outs, forward_tangents([y_leaves[k] for k in outs], x_leaves,
+                                                   v_leaves)):
                 tangent[k] = t
         return y, unflatten(y_structure, tangent)
 

@@ -9,7 +9,8 @@ which graphc builds from two reverse passes).
               per-step outputs the xs' cotangents
     cond   => cond on the same predicate of the two branches' backward functions
     while_loop => none: an error saying so (NO_GRADIENT), as its trip count is only known
-                  when it runs
+                  when it runs (forward mode carries tangents through it instead:
+                  passes/forward_mode.py)
     tuple_get  => the cotangent of one result of the node it reads
 """
 from __future__ import annotations
@@ -155,8 +156,9 @@ def _cond_vjp(ctx, g):
 
 # ops without a gradient rule, and why (passes/autodiff.py reports it)
 NO_GRADIENT = {
-    "while_loop": "while_loop cannot be differentiated: its trip count is only known when it "
-                  "runs; use fori_loop with Python-int bounds, or scan",
+    "while_loop": "while_loop has no reverse-mode gradient: its trip count is only known when "
+                  "it runs; use fori_loop with Python-int bounds, or scan, or forward mode "
+                  "(jvp, jacfwd) outside a scan or cond",
 }
 
 

@@ -273,8 +273,9 @@ def test_differentiating_a_while_loop_is_one_clear_error():
         gc.grad(f)(np.ones(2))
     message = str(info.value)
     assert message.splitlines()[0] == (
-        "while_loop cannot be differentiated: its trip count is only known when it runs; "
-        "use fori_loop with Python-int bounds, or scan")
+        "while_loop has no reverse-mode gradient: its trip count is only known when it runs; "
+        "use fori_loop with Python-int bounds, or scan, or forward mode (jvp, jacfwd) outside "
+        "a scan or cond")
     assert "test_control_flow.py" in message.splitlines()[1]
 
 
