@@ -158,7 +158,7 @@ def _cond_vjp(ctx, g):
 NO_GRADIENT = {
     "while_loop": "while_loop has no reverse-mode gradient: its trip count is only known when "
                   "it runs; use fori_loop with Python-int bounds, or scan, or forward mode "
-                  "(jvp, jacfwd) outside a scan or cond",
+                  "(jvp, jacfwd)",
 }
 
 

@@ -9,15 +9,17 @@ forward instead, as JAX's jvp of lax.while_loop does:
     body'(c, dc) = (body(c), jvp of body at c along dc)    (built the same way: loops nest)
     cond'(c, dc) = cond(c)                                  (the trip count has no tangent)
 
-The reverse passes then stop at each loop's float results (`gradients(..., partial=True)`),
-and each result enters as one more source, whose tangent is the new loop's. The new loop
-also recomputes the primal carries: the original loop still gives the function's results.
-A while_loop inside a scan body or a cond branch is differentiated by those ops' reverse
-rules, so it is still refused there (passes/control_flow_ad.py, NO_GRADIENT).
+A scan or cond holding a while_loop (at any depth) is rebuilt the same way: a scan of the
+body's jvp over (xs, dxs) carrying (c, dc), a cond of the branches' jvps. The reverse passes
+then stop at each rebuilt node's float results (`gradients(..., partial=True)`), and each
+result enters as one more source whose tangent is the new node's. The new node recomputes
+the primal results too: the original node still gives the function's results, so such a
+jvp runs the loop twice. Everything else goes through the double vjp as before.
 """
 from __future__ import annotations
 
 from ir.ops import api as F
+from ir.ops.control_flow import regions_of
 from ir.ops.registry import apply
 from ir.region import Region
 from ir.types import is_float
@@ -33,19 +35,20 @@ def tangents(outs, sources, source_tangents) -> list:
     outs, sources, vs = list(outs), list(sources), list(source_tangents)
     graph = outs[0].graph
     relevant, _ = _relevant(graph, outs, sources)
-    for loop in [n for n in graph.nodes if n.op == "while_loop" and n in relevant]:
-        results = [n for n in graph.nodes if n.op == "tuple_get" and n.inputs[0] is loop
-                   and is_float(n.dtype)]
-        a = loop.attrs
-        operands = loop.inputs[a["cond_consts"]:]
-        floats = [k for k, x in enumerate(operands) if is_float(x.dtype)]
-        # the loop's operands' tangents come from what is upstream: the sources so far,
-        # which include the results of the loops before this one
-        operand_tangents = _double_vjp([operands[k] for k in floats], sources, vs)
-        new, carry_tangent_at = _loop_with_tangents(loop, floats, operand_tangents)
-        for r in results:
-            sources.append(r)
-            vs.append(apply("tuple_get", new, index=carry_tangent_at[r.attrs["index"]]))
+    for node in graph.nodes:
+        rebuild = _FORWARD_RULES.get(node.op)
+        if rebuild is None or node not in relevant or not _holds_while_loop(node):
+            continue
+        positions = [k for k in _differentiable_operands(node)
+                     if is_float(node.inputs[k].dtype)]
+        # the operands' tangents come from upstream: the sources so far, which include
+        # the results of the nodes rebuilt before this one
+        operand_tangents = _double_vjp([node.inputs[k] for k in positions], sources, vs)
+        new, tangent_at = rebuild(node, dict(zip(positions, operand_tangents)))
+        for r in graph.nodes:
+            if r.op == "tuple_get" and r.inputs[0] is node and is_float(r.dtype):
+                sources.append(r)
+                vs.append(apply("tuple_get", new, index=tangent_at[r.attrs["index"]]))
     return _double_vjp(outs, sources, vs)
 
 
@@ -60,47 +63,128 @@ def _double_vjp(outs, sources, vs) -> list:
     return gradients(terms, us)
 
 
-def _loop_with_tangents(loop, floats, operand_tangents):
-    """`loop` rebuilt to carry the tangents of its float carries along with them.
-    `floats`: the positions of its float operands after the condition's consts (body consts,
-    then carries), `operand_tangents` theirs. -> (the new node, {carry index: the index of
-    its tangent among the new node's results})."""
-    a = loop.attrs
+def _holds_while_loop(node) -> bool:
+    if node.op == "while_loop":
+        return True
+    return any(_holds_while_loop(n) for region in regions_of(node) for n in region.nodes)
+
+
+def _differentiable_operands(node):
+    if node.op == "while_loop":  # not the condition's consts: the trip count has no tangent
+        return range(node.attrs["cond_consts"], len(node.inputs))
+    if node.op == "cond":  # not the predicate
+        return range(1, len(node.inputs))
+    return range(len(node.inputs))
+
+
+def _jvp_region(name, source, in_groups, out_groups):
+    """A region replaying `source` that also takes and returns tangents. Its inputs: each
+    group of `in_groups` (positions of source inputs) followed by the tangents of its float
+    members; its outputs: each group of `out_groups` (positions of source outputs) followed
+    by theirs. -> (region, its own inputs in signature order): the caller orders the values
+    a custom rule captured while it was built (`_captured`)."""
+    region = Region(name)
+    with region.building():
+        ins = [region.input(f"in{k}", n.shape, n.dtype) for k, n in enumerate(source.inputs)]
+        own, wrt, d_ins = [], [], []
+        for group in in_groups:
+            floats = [k for k in group if is_float(source.inputs[k].dtype)]
+            ds = [region.input(f"d_in{k}", source.inputs[k].shape, source.inputs[k].dtype)
+                  for k in floats]
+            own += [ins[k] for k in group] + ds
+            wrt += [ins[k] for k in floats]
+            d_ins += ds
+        outs = _replay(region, source, ins)
+        float_outs = [k for group in out_groups for k in group if is_float(outs[k].dtype)]
+        d_outs = dict(zip(float_outs, tangents([outs[k] for k in float_outs], wrt, d_ins)
+                          if float_outs else []))
+        results = []
+        for group in out_groups:
+            results += [outs[k] for k in group]
+            results += [region.result(d_outs[k]) for k in group if k in d_outs]
+        region.set_outputs(results)
+    return region, own
+
+
+def _after_each_group(groups, sizes_of_floats):
+    """{position in the old results: position of its tangent in the new ones}, for results
+    laid out group by group, each group followed by its float members' tangents."""
+    at, start = {}, 0
+    for group, floats in zip(groups, sizes_of_floats):
+        for j, k in enumerate(floats):
+            at[k] = start + len(group) + j
+        start += len(group) + len(floats)
+    return at
+
+
+def _tangent_operands(node, group, operand_tangents):
+    return [node.inputs[k] for k in group] + \
+        [operand_tangents[k] for k in group if k in operand_tangents]
+
+
+def _while_loop_forward(node, operand_tangents):
+    a = node.attrs
     cond, body = a["cond_fn"], a["body_fn"]
     n_cond, n_body = a["cond_consts"], a["body_consts"]
-    cond_consts = loop.inputs[:n_cond]
-    body_consts = loop.inputs[n_cond:n_cond + n_body]
-    carries = loop.inputs[n_cond + n_body:]
-    float_consts = [k for k in floats if k < n_body]
-    float_carries = [k - n_body for k in floats if k >= n_body]
-    const_tangents = operand_tangents[:len(float_consts)]
-    carry_tangents = operand_tangents[len(float_consts):]
-
-    def tangent_inputs(region, prefix, positions):
-        return [region.input(f"{prefix}{k}", body.inputs[k].shape, body.inputs[k].dtype)
-                for k in positions]
-
-    new_body = Region(f"{body.name}_jvp")
-    with new_body.building():
-        ins = [new_body.input(f"in{k}", n.shape, n.dtype) for k, n in enumerate(body.inputs)]
-        d_consts = tangent_inputs(new_body, "d_const", float_consts)
-        d_carries = tangent_inputs(new_body, "d_carry", [n_body + k for k in float_carries])
-        outs = _replay(new_body, body, ins)
-        wrt = [ins[k] for k in float_consts] + [ins[n_body + k] for k in float_carries]
-        new_d_carries = tangents([outs[k] for k in float_carries], wrt, d_consts + d_carries)
-        new_body.set_outputs(outs + [new_body.result(t) for t in new_d_carries])
+    n_carries = len(node.inputs) - n_cond - n_body
+    consts = list(range(n_body))
+    carries = list(range(n_body, n_body + n_carries))
+    new_body, own = _jvp_region(f"{body.name}_jvp", body, [consts, carries], [range(n_carries)])
     # values of the enclosing graph a custom rule read while the tangents were built: consts
-    captured = _captured([new_body], [ins[:n_body] + d_consts + ins[n_body:] + d_carries],
-                         first=True)
+    captured = _captured([new_body], [own], first=True)
+    float_carries = [k for k in range(n_carries) if is_float(body.outputs[k].dtype)]
 
     new_cond = Region(f"{cond.name}_jvp")
     with new_cond.building():
-        cond_ins = [new_cond.input(f"in{k}", n.shape, n.dtype)
-                    for k, n in enumerate(cond.inputs)]
-        tangent_inputs(new_cond, "d_carry", [n_body + k for k in float_carries])  # unread
-        new_cond.set_outputs(_replay(new_cond, cond, cond_ins))
+        ins = [new_cond.input(f"in{k}", n.shape, n.dtype) for k, n in enumerate(cond.inputs)]
+        for k in float_carries:  # taken and not read: the trip count has no tangent
+            new_cond.input(f"d_in{k}", body.outputs[k].shape, body.outputs[k].dtype)
+        new_cond.set_outputs(_replay(new_cond, cond, ins))
 
-    node = apply("while_loop", *cond_consts, *captured, *body_consts, *const_tangents,
-                 *carries, *carry_tangents, cond_fn=new_cond, body_fn=new_body,
-                 cond_consts=n_cond, body_consts=len(captured) + n_body + len(float_consts))
-    return node, {k: len(carries) + j for j, k in enumerate(float_carries)}
+    def operands(positions):  # body-relative positions -> the node's operands and tangents
+        return _tangent_operands(node, [n_cond + k for k in positions], operand_tangents)
+    body_operands = operands(consts)
+    new = apply("while_loop", *node.inputs[:n_cond], *captured, *body_operands,
+                *operands(carries), cond_fn=new_cond, body_fn=new_body, cond_consts=n_cond,
+                body_consts=len(captured) + len(body_operands))
+    return new, _after_each_group([range(n_carries)], [float_carries])
+
+
+def _scan_forward(node, operand_tangents):
+    a = node.attrs
+    body, n_consts, n_carries = a["body"], a["consts"], a["carries"]
+    consts = list(range(n_consts))
+    carries = list(range(n_consts, n_consts + n_carries))
+    xs = list(range(n_consts + n_carries, len(node.inputs)))
+    n_results = len(body.outputs)  # the rebuilt scan saves no carries (save_carries)
+    ys = list(range(n_carries, n_results))
+    new_body, own = _jvp_region(f"{body.name}_jvp", body, [consts, carries, xs],
+                                [range(n_carries), ys])
+    captured = _captured([new_body], [own], first=True)
+    const_operands = _tangent_operands(node, consts, operand_tangents)
+    carry_operands = _tangent_operands(node, carries, operand_tangents)
+    new = apply("scan", *captured, *const_operands, *carry_operands,
+                *_tangent_operands(node, xs, operand_tangents),
+                **{**a, "body": new_body, "consts": len(captured) + len(const_operands),
+                   "carries": len(carry_operands), "save_carries": False})
+    floats = [[k for k in group if is_float(body.outputs[k].dtype)]
+              for group in (range(n_carries), ys)]
+    return new, _after_each_group([range(n_carries), ys], floats)
+
+
+def _cond_forward(node, operand_tangents):
+    operands = list(range(1, len(node.inputs)))
+    n_results = len(node.attrs["branches"][0].outputs)
+    built = [_jvp_region(f"{b.name}_jvp", b, [[k - 1 for k in operands]], [range(n_results)])
+             for b in node.attrs["branches"]]
+    branches = tuple(region for region, _ in built)
+    # both branches take the values either one's custom rules captured, after their own
+    captured = _captured(branches, [own for _, own in built])
+    new = apply("cond", node.inputs[0], *_tangent_operands(node, operands, operand_tangents),
+                *captured, branches=branches)
+    floats = [k for k in range(n_results) if is_float(branches[0].outputs[k].dtype)]
+    return new, _after_each_group([range(n_results)], [floats])
+
+
+_FORWARD_RULES = {"while_loop": _while_loop_forward, "scan": _scan_forward,
+                  "cond": _cond_forward}

@@ -1,5 +1,6 @@
 """Forward mode through while_loop (passes/forward_mode.py): jvp and jacfwd carry tangents
-through the loop as JAX's jvp of lax.while_loop does, where reverse mode is refused. Each
+through the loop as JAX's jvp of lax.while_loop does, where reverse mode is refused, also
+where the loop sits in a scan body, a cond branch or another loop. Each
 case is checked against PyTorch's forward-mode AD of the same Python loop (float64, dual
 numbers, so the loop runs as many times as it does here) and against finite differences."""
 import numpy as np
@@ -85,8 +86,60 @@ def _nested_loop(lib):
     return f
 
 
+def _in_scan(x, w):
+    # a scan over rows of xs whose body holds a while_loop; per-step outputs too
+    def step(c, row):
+        v = gc.while_loop(lambda v: gc.sum(v * v) < 20.0, lambda v: v * 1.3 + row * w, c + row)
+        return v * 0.25, gc.sum(v * row)
+    rows = gc.stack([x, w, x * w])
+    last, per_step = gc.scan(step, x, rows)
+    return last + gc.sum(per_step)
+
+
+def _in_scan_loop(lib):
+    def f(x, w):
+        c, per_step = x, 0.0
+        for row in (x, w, x * w):
+            v = c + row
+            while float((v * v).sum()) < 20.0:
+                v = v * 1.3 + row * w
+            c = v * 0.25
+            per_step = per_step + (v * row).sum()
+        return c + per_step
+    return f
+
+
+def _in_cond(x, w):
+    # a while_loop in the branch taken, another in the one not taken, and in a loop body
+    def grows(x, w):
+        return gc.while_loop(lambda v: gc.sum(v) < 6.0, lambda v: v + v * w, x)
+
+    def shrinks(x, w):
+        return gc.while_loop(lambda v: gc.sum(v) > 0.1, lambda v: v * w, x)
+
+    def body(c):
+        v, i = c
+        return gc.cond(gc.sum(v) < 3.0 + gc.cast(i, v.dtype), grows, shrinks, v, w), i + 1
+    return gc.while_loop(lambda c: c[1] < 3, body, (x, 0))[0] * gc.exp(w)
+
+
+def _in_cond_loop(lib):
+    def f(x, w):
+        v = x
+        for i in range(3):
+            if float(v.sum()) < 3.0 + i:
+                while float(v.sum()) < 6.0:
+                    v = v + v * w
+            else:
+                while float(v.sum()) > 0.1:
+                    v = v * w
+        return v * lib.exp(w)
+    return f
+
+
 CASES = {"grow": (_grow, _grow_loop), "two_loops": (_two_loops, _two_loops_loop),
-         "nested": (_nested, _nested_loop)}
+         "nested": (_nested, _nested_loop), "in_scan": (_in_scan, _in_scan_loop),
+         "in_cond": (_in_cond, _in_cond_loop)}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -106,14 +159,18 @@ def test_jvp_through_while_loop_matches_torch_forward_mode(name, seed):
     np.testing.assert_allclose(tangent, numeric, rtol=1e-5, atol=1e-7)
 
 
-def test_jacfwd_through_while_loop_matches_torch():
-    fn, loop = CASES["grow"]
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_jacfwd_through_while_loop_matches_torch(name):
+    fn, loop = CASES[name]
     rng = np.random.default_rng(7)
     x, w = rng.uniform(0.5, 1.0, 3), rng.uniform(0.1, 0.4, 3)
     jx, jw = gc.jacfwd(fn, argnums=(0, 1))(x, w)
-    want = torch.autograd.functional.jacobian(loop(torch), (torch.tensor(x), torch.tensor(w)))
-    np.testing.assert_allclose(jx, want[0].numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(jw, want[1].numpy(), rtol=1e-10, atol=1e-12)
+    # PyTorch's: one forward-mode pass per input element, a column each
+    eye, zero = np.eye(3), np.zeros(3)
+    want_x = np.stack([_torch_jvp(loop(torch), (x, w), (e, zero))[1] for e in eye], axis=1)
+    want_w = np.stack([_torch_jvp(loop(torch), (x, w), (zero, e))[1] for e in eye], axis=1)
+    np.testing.assert_allclose(jx, want_x, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(jw, want_w, rtol=1e-10, atol=1e-12)
 
 
 def test_jvp_of_while_loop_inside_compile_and_fori_loop_with_traced_bounds():
@@ -161,19 +218,6 @@ def test_pass_through_and_swapped_float_carries_get_their_tangents():
     # after 3 swaps: u = 2b, v = 2a... u0=a, v0=b -> (b, 2a) -> (2a, 2b) -> (2b, 4a)
     want = 2.0 * db + 40.0 * da + 100.0 * (da * b + a * db)
     np.testing.assert_allclose(tangent, want, rtol=1e-12)
-
-
-def test_while_loop_inside_a_scan_is_still_one_clear_error_under_jvp():
-    def f(x):
-        def step(c, _):
-            return gc.while_loop(lambda v: gc.sum(v) < 10.0, lambda v: v * 2.0, c), None
-        return gc.scan(step, x, length=2)[0]
-
-    with pytest.raises(GraphcError) as info:
-        gc.jvp(f, (np.ones(2),), (np.ones(2),))
-    first = str(info.value).splitlines()[0]
-    assert first.startswith("while_loop has no reverse-mode gradient")
-    assert "forward mode (jvp, jacfwd) outside a scan or cond" in first
 
 
 def test_grad_through_a_while_loop_is_still_refused():
