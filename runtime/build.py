@@ -33,19 +33,20 @@ log = logging.getLogger("graphc")
 def build_plan(graph, pipeline="default", *, fast_math: bool = False, name: str | None = None,
                donate=(), jit: bool | None = None, parallel: bool | None = None,
                check_finite: bool = False, background_compile: bool | None = None,
-               memory_limit=None) -> Plan:
+               memory_limit=None, alias_inputs: bool = False) -> Plan:
     """Optimise `graph` with `pipeline` (a pipeline name or pass names, as
     passes.manager.optimize takes) and compile it. `fast_math` applies to both: the rewrites
     that assume finite values and the generated kernels' LLVM flags. `memory_limit`: the
     plan's peak memory (plan.memory["total"]) must fit in it; activations are recomputed in
-    the backward pass until it does."""
+    the backward pass until it does. `alias_inputs`: outputs that are inputs, or views of
+    them, are not copied (a control-flow region's plan, runtime/control_flow.py)."""
     # the interpreter is the evaluator GRAPHC_BISECT=1 compares each pass's graph with
     optimised = optimize(graph, pipeline, fast_math=fast_math, evaluate=evaluate)
     report, fit_budget = None, None
     if memory_limit is not None:
         options = LoweringOptions(tuple(donate), jit_kernels.enabled() if jit is None else jit,
                                   parallel_default() if parallel is None else parallel,
-                                  fast_math)
+                                  fast_math, alias_inputs)
         limit, label = parse_memory_limit(memory_limit), name or graph.name
 
         def fit_budget(concrete):
@@ -57,7 +58,7 @@ def build_plan(graph, pipeline="default", *, fast_math: bool = False, name: str 
             optimised, report = fit_budget(optimised)
     plan = compile_graph(optimised, name=name, donate=donate, check_finite=check_finite,
                          parallel=parallel, jit=jit, background_compile=background_compile,
-                         fast_math=fast_math)
+                         fast_math=fast_math, alias_inputs=alias_inputs)
     if isinstance(plan, PolymorphicPlan):
         # the budget is met per binding: the memory a plan needs depends on the sizes
         plan.fit_budget = fit_budget

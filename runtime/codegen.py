@@ -53,8 +53,10 @@ class Plan:
 
     def __init__(self, graph, name: str | None = None, donate=(), check_finite=False,
                  parallel: bool | None = None, jit: bool | None = None,
-                 background_compile: bool | None = None, fast_math: bool = False):
+                 background_compile: bool | None = None, fast_math: bool = False,
+                 alias_inputs: bool = False):
         self.graph = graph
+        self.alias_inputs = alias_inputs  # runtime.stages.LoweringOptions.alias_inputs
         self.fast_math = fast_math  # generated kernels may reassociate (runtime.kernelgen)
         self.jit = jit_kernels.enabled() if jit is None else jit
         # jit turned off because this process was forked after GNU OpenMP started: a process
@@ -74,7 +76,7 @@ class Plan:
         if unknown:
             raise GraphcError(f"cannot donate {sorted(unknown)}: not inputs of {self.name!r}")
         self.lowered = lower(graph, LoweringOptions(self.donate, self.jit, self.parallel,
-                                                    fast_math))
+                                                    fast_math, alias_inputs))
         # the graph the kernels run: with numba, elementwise clusters become fused nodes
         self._kernel_graph = self.lowered.kernel_graph
         self.memory_plan = self.lowered.memory_plan
@@ -219,7 +221,8 @@ class Plan:
             if report is not None:  # a memory_limit: numpy's kernels may need more memory
                 graph, report = self._fitted_without_numba()
             self._forked_twin = Plan(graph, self.name, self.donate, self.check_finite,
-                                     self.parallel, jit=False, fast_math=self.fast_math)
+                                     self.parallel, jit=False, fast_math=self.fast_math,
+                                     alias_inputs=self.alias_inputs)
             self._forked_twin.remat_report = report
         return self._forked_twin
 
@@ -229,7 +232,8 @@ class Plan:
         numpy's kernels need it."""
         from passes.rematerialize import rematerialize
         from .build import memory_model  # runtime.build imports this module
-        options = LoweringOptions(self.donate, False, self.parallel, self.fast_math)
+        options = LoweringOptions(self.donate, False, self.parallel, self.fast_math,
+                                  self.alias_inputs)
         graph, report = rematerialize(self.graph, self._remat_report.limit,
                                       memory_model(options))
         return graph, (report if report.recomputed else self._remat_report)
@@ -469,13 +473,14 @@ def _bound_value(kind, args, env, buffers):
 
 
 def compile_graph(graph, name=None, donate=(), check_finite=False, parallel=None,
-                  jit=None, background_compile=None, fast_math=False) -> Plan:
+                  jit=None, background_compile=None, fast_math=False,
+                  alias_inputs=False) -> Plan:
     """A Plan; for a graph with symbolic dimensions a runtime.polymorphic.PolymorphicPlan,
     which lowers one Plan per binding of the symbols."""
     if graph_is_symbolic(graph):
         from .polymorphic import PolymorphicPlan
         return PolymorphicPlan(graph, name, donate, check_finite, parallel, jit,
-                               background_compile, fast_math)
+                               background_compile, fast_math, alias_inputs)
     return Plan(graph, name, donate, check_finite, parallel, jit, background_compile,
-                fast_math)
+                fast_math, alias_inputs)
 

@@ -17,7 +17,8 @@ def _not_aliasing(results, operands) -> tuple:
     passed through, a scan of zero steps or a while_loop that never runs. The enclosing
     plan takes a runner's results for fresh arrays, so such a result would still be the
     operand's pool buffer, which the plan hands to another value once the operand dies
-    (and an output of the plan would be overwritten by its next call)."""
+    (and an output of the plan would be overwritten by its next call). Copied here once per
+    call, not by the region's plan once per iteration (alias_inputs below)."""
     arrays = [o for o in operands if isinstance(o, np.ndarray)]
     return tuple(r.copy() if isinstance(r, np.ndarray)
                  and any(np.may_share_memory(r, o) for o in arrays) else r
@@ -29,9 +30,16 @@ class _RegionPlans:
         self.regions = {key: node.attrs[key] for key in keys}
         self.plans = {}
         # a body's plan is built as the enclosing plan was (numba kernels or not, threads,
-        # fast math); its own inputs are never donated
-        self.plan_options = {} if options is None else dict(
-            jit=options.jit, parallel=options.parallel, fast_math=options.fast_math)
+        # fast math); its own inputs are never donated. It returns an input (a carry passed
+        # through, a swapped one, a const or slice of xs as the new carry) uncopied: the
+        # runners below never write into the arrays they pass a plan (a carry is replaced,
+        # never updated; a scan's ys and saved carries are copies), and whatever is left
+        # sharing an operand at the end is copied once by _not_aliasing. Two outputs in one
+        # memory, and plan-owned buffers (pool, constants), are still copied by the plan, so
+        # results sharing memory with each other share an operand's and are copied too.
+        self.plan_options = dict(alias_inputs=True) if options is None else dict(
+            jit=options.jit, parallel=options.parallel, fast_math=options.fast_math,
+            alias_inputs=True)
 
     def plan(self, key, index=None):
         region = self.regions[key] if index is None else self.regions[key][index]

@@ -74,9 +74,10 @@ class MemoryPlan:
     scaled: dict = field(default_factory=dict)
 
 
-def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
+def plan_memory(graph, donate=(), jit: bool = False, alias_inputs: bool = False) -> MemoryPlan:
     """`jit`: the plan uses runtime.jit's kernels, which need no workspace, and
-    runtime.gemm's products, which write into their concat's buffer (`products_into_concats`)."""
+    runtime.gemm's products, which write into their concat's buffer (`products_into_concats`).
+    `alias_inputs`: outputs in the inputs' arrays are not copied (runtime.stages)."""
     donate = set(donate)
     order = {n: i for i, n in enumerate(graph.nodes)}
     root = {}
@@ -194,7 +195,7 @@ def plan_memory(graph, donate=(), jit: bool = False) -> MemoryPlan:
 
     parts = {p: part for p, part in parts.items() if storage[p].kind == "part"}
     mp = MemoryPlan(storage, buffers, last_use, root, escaping, parts=parts, scaled=scaled)
-    mp.stats = _stats(graph, mp, donate)
+    mp.stats = _stats(graph, mp, donate, alias_inputs)
     return mp
 
 
@@ -386,23 +387,24 @@ def result_operands(fused, k) -> list:
     return [fused.inputs[i] for i in sorted(reads)]
 
 
-def aliasing_outputs(graph, mp: MemoryPlan, donate=()) -> list:
+def aliasing_outputs(graph, mp: MemoryPlan, donate=(), alias_inputs: bool = False) -> list:
     """Per output of `graph`: whether it is in a caller's array that is not donated (an
-    input, a view of one) or in the memory of another output, so that the plan returns a
-    copy (runtime.render). Of several outputs in one memory, one is left as it is: the
-    value that owns it where one is returned (a donated input returned as it is stays that
-    array, with (x.T, x) too), else the first."""
+    input, a view of one; not with `alias_inputs`) or in the memory of another output, so
+    that the plan returns a copy (runtime.render). Of several outputs in one memory, one is
+    left as it is: the value that owns it where one is returned (a donated input returned as
+    it is stays that array, with (x.T, x) too), else the first."""
     outputs = graph.outputs
     own_first = sorted(range(len(outputs)), key=lambda k: mp.root[outputs[k]] is not outputs[k])
     copied, seen = [False] * len(outputs), set()
     for k in own_first:
         r = mp.root[outputs[k]]
-        copied[k] = r in seen or (mp.storage[r].kind == "input" and r.attrs["name"] not in donate)
+        copied[k] = r in seen or (mp.storage[r].kind == "input" and not alias_inputs
+                                  and r.attrs["name"] not in donate)
         seen.add(r)
     return copied
 
 
-def _stats(graph, mp: MemoryPlan, donate=()) -> dict:
+def _stats(graph, mp: MemoryPlan, donate=(), alias_inputs=False) -> dict:
     itemsize_bytes = lambda n: n.size * n.dtype.itemsize  # noqa: E731
     pool = sum(dtype.itemsize * size for dtype, size in mp.buffers)
     inputs = sum(itemsize_bytes(n) for n in graph.inputs)
@@ -413,7 +415,8 @@ def _stats(graph, mp: MemoryPlan, donate=()) -> dict:
     # copies (runtime.render): an output in a caller's array that is not donated, and each
     # output in the memory of another one, counted at the output's own size (a view)
     outputs += sum(itemsize_bytes(o) for o, copied in
-                   zip(graph.outputs, aliasing_outputs(graph, mp, donate)) if copied)
+                   zip(graph.outputs, aliasing_outputs(graph, mp, donate, alias_inputs))
+                   if copied)
     # fallback temporaries: live from definition to last use; find their peak
     order = {n: i for i, n in enumerate(graph.nodes)}
     events = []

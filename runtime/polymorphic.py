@@ -32,12 +32,12 @@ class PolymorphicPlan:
     """`plan(*inputs) -> list of output arrays` for any binding of the graph's symbols."""
 
     def __init__(self, graph, name=None, donate=(), check_finite=False, parallel=None,
-                 jit=None, background_compile=None, fast_math=False):
+                 jit=None, background_compile=None, fast_math=False, alias_inputs=False):
         self.graph = graph  # the symbolic, optimised graph
         self.name = name or graph.name
         self.options = dict(name=self.name, donate=tuple(donate), check_finite=check_finite,
                             parallel=parallel, jit=jit, background_compile=background_compile,
-                            fast_math=fast_math)
+                            fast_math=fast_math, alias_inputs=alias_inputs)
         self._plans = OrderedDict()  # binding (sorted items) -> Plan
         self.lowerings = 0  # bindings lowered so far (a cache miss each)
         self.last = None  # the concrete plan of the latest call

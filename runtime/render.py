@@ -215,10 +215,12 @@ class _Renderer:
         # changed results it held. A donated input returned as it is stays that array.
         # A second output in the memory of an earlier one ((x * 2, x * 2) after CSE, a
         # value and its transpose) is a copy: writing into one result changed the other.
+        # A region's plan returns its inputs as they are (LoweringOptions.alias_inputs).
         donated = set(self.options.donate) if self.options is not None else set()
+        alias_inputs = self.options is not None and self.options.alias_inputs
         out.copy_out = [aliasing or mp.storage[mp.root[o]].kind in ("constant", "pool")
-                        for o, aliasing in zip(graph.outputs,
-                                               aliasing_outputs(graph, mp, donated))]
+                        for o, aliasing in zip(graph.outputs, aliasing_outputs(
+                            graph, mp, donated, alias_inputs))]
 
     def node_lines(self, n, choice, var, args) -> list:
         if choice.kind == "constant":

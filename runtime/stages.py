@@ -30,6 +30,9 @@ class LoweringOptions:
     jit: bool = False  # numba kernels: fused clusters, fixed kernels, runtime.gemm
     parallel: bool = False  # numpy kernels split in two halves on two threads
     fast_math: bool = False  # generated kernels may reassociate (runtime/kernelgen.py)
+    # outputs that are inputs (or views of them) are returned uncopied: a region's plan, whose
+    # loop driver never writes into the arrays it passes (runtime/control_flow.py)
+    alias_inputs: bool = False
 
 
 @dataclass
@@ -53,7 +56,7 @@ def _fuse(state):
 
 def _plan_memory(state):
     state.memory_plan = plan_memory(state.kernel_graph, state.options.donate,
-                                    state.options.jit)
+                                    state.options.jit, state.options.alias_inputs)
 
 
 def _choose_kernels(state):
