@@ -18,7 +18,7 @@ from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
 from . import amp, nn, optim
-from .control_flow import cond, fori_loop, scan, while_loop
+from .control_flow import cond, fori_loop, scan, switch, while_loop
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .jacobians import jacfwd, jacrev
@@ -33,5 +33,5 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "jacfwd", "jacrev",
            "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
-           "remat", "vmap", "scan", "fori_loop", "while_loop", "cond", "amp",
+           "remat", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__

@@ -35,7 +35,7 @@ from runtime.eager import Tensor, apart_from, no_grad
 
 from .tracing import leaves_and_structure, unflatten
 
-__all__ = ["scan", "fori_loop", "while_loop", "cond"]
+__all__ = ["scan", "fori_loop", "while_loop", "cond", "switch"]
 
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -459,6 +459,51 @@ def cond(pred, true_fun, false_fun, *operands):
     node = apply("cond", pred_node, *f_outer, *t_outer, *op_nodes,
                  branches=(f_region, t_region))
     return unflatten(t_structure, _results(node, len(t_region.outputs)))
+
+
+# ---- switch ------------------------------------------------------------------------------
+def switch(index, branches, *operands):
+    """jax.lax.switch: branches[index](*operands), the index clamped to [0, len(branches) - 1]
+    as JAX clamps it. Built as a balanced tree of conds on `index < k`, so its gradients,
+    vmap (a batched index runs every branch and selects, as JAX's does), forward mode and
+    dropout numbering are cond's; the out-of-range indices fall to the first or last
+    branch by the same comparisons."""
+    branches = tuple(branches) if isinstance(branches, (list, tuple)) else None
+    if not branches or not all(callable(b) for b in branches):
+        raise GraphcError("switch: branches must be a non-empty list or tuple of functions",
+                          (user_location(),))
+    if isinstance(index, SymbolicValue):
+        kind, ndim, text = index.dtype.kind, index.ndim, str(index.type)
+    else:
+        value = np.asarray(_data(index))
+        kind, ndim, text = value.dtype.kind, value.ndim, f"{value.dtype}{list(value.shape)}"
+    if kind not in "iu" or ndim != 0:
+        raise GraphcError(f"switch: the index must be an integer scalar, got {text}",
+                          (user_location(),))
+
+    def pick(lo, hi):  # the function running branches[index] for index in [lo, hi)
+        if hi - lo == 1:
+            def one(*ops):
+                return branches[lo](*ops)
+            # named for cond's message about branches that disagree (rephrased below)
+            one.__name__ = f"branch {lo} {_fn_name(branches[lo])}"
+            one.__wrapped__ = branches[lo]
+            return one
+        mid = (lo + hi) // 2
+
+        def either(*ops):
+            return cond(index < mid, pick(lo, mid), pick(mid, hi), *ops)
+        either.__name__ = f"branches {lo}-{hi - 1}"
+        return either
+
+    try:
+        return pick(0, len(branches))(*operands)
+    except GraphcError as error:
+        if not error.message.startswith("cond: true_fun "):
+            raise
+        message = error.message.replace("cond: true_fun ", "switch: ", 1) \
+            .replace(" but false_fun ", " but ", 1).replace("both must", "all must", 1)
+        raise GraphcError(message, error.locs) from None
 
 
 def _autocast_branches(f_region, f_leaves, t_region, t_leaves):
