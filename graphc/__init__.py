@@ -22,6 +22,7 @@ from .control_flow import cond, fori_loop, scan, switch, while_loop
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .jacobians import jacfwd, jacrev
+from .linearize import linearize
 from .remat import remat
 from .tracing import Spec, spec, trace, tree_flatten, tree_leaves, tree_map, tree_unflatten
 from .trainer import Trainer
@@ -30,8 +31,8 @@ from .vmap import vmap
 
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
-           "compile", "grad", "value_and_grad", "vjp", "jvp", "hessian", "jacfwd", "jacrev",
-           "gradients", "no_grad",
+           "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "hessian", "jacfwd",
+           "jacrev", "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
            "remat", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__

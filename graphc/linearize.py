@@ -1,0 +1,131 @@
+"""jax.linearize: fn's value at the primals, and its Jacobian there as a function of tangents.
+
+    y, f_jvp = gc.linearize(f, x)
+    f_jvp(v)     # J(x) @ v, for as many v as you like
+
+As JAX's partial evaluation does, the graph of jvp(f, primals, tangents) is split in two:
+the nodes no tangent reaches ("known": the primal computation) and the rest. The known part
+is one plan, run once here; it returns y and the residuals, the known values the tangent
+part reads. The tangent part is a second plan taking the residuals and the tangents, so
+each f_jvp call runs only the linear map, not f again.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.graph import Graph, current_graph
+from passes.fold import computes_constant
+from passes.manager import optimize
+from ir.ops.registry import get_op
+from runtime.build import build_plan
+
+from .tracing import leaves_and_structure, trace, unflatten
+from .transforms import _as_float_inputs, _is_symbolic, jvp
+
+__all__ = ["linearize"]
+
+
+def linearize(fn, *primals):
+    """(fn(*primals), f_jvp) with f_jvp(*tangents) = J @ tangents at the primals; tangents
+    are pytrees like the primals, of their dtypes and shapes (as gc.jvp takes them)."""
+    if _is_symbolic(primals) or current_graph() is not None:
+        raise GraphcError("linearize runs on concrete arrays; inside a traced function use "
+                          "gc.jvp(fn, primals, tangents)", (user_location(),))
+    primals = _as_float_inputs(primals)
+    p_leaves, p_structure = leaves_and_structure(list(primals))
+    count = len(primals)
+    name = getattr(fn, "__name__", "fn").strip("<>")
+    graph = trace(lambda *a: jvp(fn, a[:count], a[count:]), *primals, *primals,
+                  names=[f"p{k}" for k in range(count)] + [f"t{k}" for k in range(count)],
+                  name=f"linearize_{name}")
+    # the tangents' inputs by name (the passes may reorder a signature); the other inputs
+    # (the primals, a model's parameters fn reads) are known
+    tangent_names = {n.attrs["name"] for n in graph.inputs[len(p_leaves):2 * len(p_leaves)]}
+    graph = optimize(graph, "default")
+    positions = unflatten(graph.output_tree, list(range(len(graph.outputs))))
+    y_positions, y_structure = leaves_and_structure(positions[0])
+    t_positions, t_structure = leaves_and_structure(positions[1])
+    known_part, tangent_part = _split(graph, tangent_names,
+                                      [graph.outputs[k] for k in y_positions],
+                                      [graph.outputs[k] for k in t_positions])
+    known_plan, tangent_plan = build_plan(known_part), build_plan(tangent_part)
+    known = known_plan(*[getattr(x, "data", x) for x in p_leaves])
+    y, residuals = known[:len(y_positions)], known[len(y_positions):]
+    p_types = [(np.asarray(getattr(x, "data", x)).dtype, np.shape(getattr(x, "data", x)))
+               for x in p_leaves]
+
+    def f_jvp(*tangents):
+        t_leaves, structure = leaves_and_structure(list(tangents))
+        if structure != p_structure:
+            raise GraphcError(f"linearize: f_jvp takes tangents like the {count} primals "
+                              f"({len(p_leaves)} arrays), got {len(t_leaves)} arrays in "
+                              f"another structure", (user_location(),))
+        arrays = []
+        for k, (t, (dtype, shape)) in enumerate(zip(t_leaves, p_types)):
+            t = np.asarray(getattr(t, "data", t))
+            if t.shape != shape or (t.dtype != dtype and t.ndim > 0):
+                raise GraphcError(f"linearize: tangent leaf {k} is {t.dtype}{list(t.shape)} "
+                                  f"but its primal is {dtype}{list(shape)}; pass a tangent of "
+                                  "the primal's dtype and shape", (user_location(),))
+            arrays.append(t.astype(dtype, copy=False))
+        return unflatten(t_structure, tangent_plan(*residuals, *arrays))
+
+    f_jvp.plan = tangent_plan  # what each call runs (`graphc dump`-able: plan.graph)
+    return unflatten(y_structure, y), f_jvp
+
+
+def _split(graph, tangent_names, y_outputs, t_outputs):
+    """(known part: primal inputs -> y and the residuals, tangent part: residuals and
+    tangent inputs -> the tangents)."""
+    tangent_inputs = [n for n in graph.inputs if n.attrs["name"] in tangent_names]
+    unknown = set(tangent_inputs)
+    for node in graph.nodes:
+        if any(i in unknown for i in node.inputs):
+            unknown.add(node)
+    # a known value with no operands (a constant, a zeros) is rebuilt in the tangent part,
+    # not passed to it
+    replicated = {n for n in graph.nodes if n not in unknown and not n.inputs
+                  and n.op != "input" and computes_constant(get_op(n.op))}
+    residuals = list(dict.fromkeys(
+        [i for n in graph.nodes if n in unknown for i in n.inputs if i not in unknown]
+        + [o for o in t_outputs if o not in unknown]))
+    residuals = [r for r in residuals if r not in replicated]
+
+    known_part = Graph(f"{graph.name}_known")
+    env = {}
+    with known_part.building():
+        for node in graph.inputs:
+            if node not in unknown:
+                env[node] = _input_like(known_part, graph, node)
+    _copy_nodes(known_part, [n for n in graph.nodes if n not in unknown and n.op != "input"],
+                env)
+    known_part.set_outputs([env[o] for o in y_outputs + residuals])
+
+    tangent_part = Graph(f"{graph.name}_tangents")
+    env = {}
+    with tangent_part.building():
+        for k, r in enumerate(residuals):
+            env[r] = tangent_part.input(f"residual{k}", r.shape, r.dtype)
+        for node in tangent_inputs:
+            env[node] = tangent_part.input(node.attrs["name"], node.shape, node.dtype)
+    _copy_nodes(tangent_part, [n for n in graph.nodes if n in replicated or
+                               (n in unknown and n.op != "input")], env)
+    tangent_part.set_outputs([env[o] for o in t_outputs])
+    return known_part, tangent_part
+
+
+def _input_like(new_graph, graph, node):
+    """An input of new_graph standing for `node`, an input of graph; a model's parameter
+    stays bound to its Parameter, which the plan reads when it runs."""
+    name, kind = node.attrs["name"], node.attrs.get("kind", "input")
+    copy = new_graph.input(name, node.shape, node.dtype, kind=kind)
+    if name in graph.param_values:
+        new_graph.param_values[name] = graph.param_values[name]
+    return copy
+
+
+def _copy_nodes(new_graph, nodes, env):
+    for n in nodes:
+        env[n] = new_graph.add_node(n.op, [env[i] for i in n.inputs], dict(n.attrs), n.type,
+                                    n.locs, n.scope)
