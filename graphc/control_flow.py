@@ -31,7 +31,7 @@ from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
 from ir.types import TensorType, is_float
 from ir.region import Region
-from runtime.eager import Tensor, apart_from, no_grad
+from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
 from .tracing import leaves_and_structure, unflatten
 
@@ -229,8 +229,9 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     graph = _graph_of(init_leaves + x_leaves)
     construct = _construct_salt(graph)
     if graph is None:
+        since = op_serial()
         carry, ys = _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct)
-        return _apart(carry, init_leaves + x_leaves), ys
+        return _apart(carry, init_leaves + x_leaves, since), ys
 
     call_site = user_location()
     carry_nodes = _carry_nodes(graph, init_leaves, x_leaves, "scan init")
@@ -317,11 +318,12 @@ def _no_steps_ys(f, init, xs, x_leaves, x_structure):
                                  for e, v in zip(empty, leaves)])
 
 
-def _apart(result, operands):
+def _apart(result, operands, since=None):
     """An eager construct's result, each array that shares memory with one of its operands
-    copied (runtime.eager.apart_from)."""
+    or is no op's result computed since `since` (one its functions closed over) copied
+    (runtime.eager.apart_from)."""
     leaves, structure = leaves_and_structure(result)
-    return unflatten(structure, apart_from(leaves, operands))
+    return unflatten(structure, apart_from(leaves, operands, since))
 
 
 # ---- fori_loop -----------------------------------------------------------------------------
@@ -362,12 +364,12 @@ def while_loop(cond_fun, body_fun, init_val):
     graph = _graph_of(init_leaves)
     construct = _construct_salt(graph)
     if graph is None:
-        val, t = init_val, 0
+        val, t, since = init_val, 0, op_serial()
         while True:
             with _sites_within(None, construct, _WHILE_COND, t):
                 keep_going = bool(np.asarray(_data(cond_fun(val))))
             if not keep_going:
-                return _apart(val, init_leaves)
+                return _apart(val, init_leaves, since)
             with _sites_within(None, construct, _BODY, t):
                 val = body_fun(val)
             val = _check_eager_carry(body_fun, "while_loop body",
@@ -421,10 +423,10 @@ def cond(pred, true_fun, false_fun, *operands):
     graph = _graph_of([pred] + op_leaves)
     construct = _construct_salt(graph)
     if graph is None or not isinstance(pred, SymbolicValue):  # known now: only one runs
-        taken = bool(np.asarray(_data(pred)))
+        taken, since = bool(np.asarray(_data(pred))), op_serial()
         with _sites_within(graph, construct, int(taken)):
             result = (true_fun if taken else false_fun)(*operands)
-        return result if graph is not None else _apart(result, op_leaves)
+        return result if graph is not None else _apart(result, op_leaves, since)
     call_site = user_location()
     pred_node = _as_node(graph, pred, "cond predicate")
     if pred_node.ndim != 0 or pred_node.dtype.kind not in "biu":

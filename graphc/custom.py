@@ -39,7 +39,8 @@ from ir.ops.custom import CustomCall, rule_ref
 from ir.ops.registry import apply
 from ir.types import is_float
 from passes.autodiff import gradients
-from runtime.eager import Tensor, backward, enable_grad, is_grad_enabled
+from runtime.eager import (Tensor, apart_from, backward, enable_grad, is_grad_enabled,
+                           op_serial)
 
 from .tracing import leaves_and_structure, leaves_like, unflatten
 
@@ -151,9 +152,15 @@ def _call(custom, args):
         with graph.building():
             leaves = [x.graph_operand(graph) if isinstance(x, Tensor) else x for x in leaves]
             return _record(custom, leaves, in_tree, lambda x: isinstance(x, Node))
+    since = op_serial()
     if is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in leaves):
-        return _record(custom, leaves, in_tree, lambda x: isinstance(x, Tensor))
-    return custom.fun(*args)  # nothing to differentiate: the function itself, as JAX
+        out = _record(custom, leaves, in_tree, lambda x: isinstance(x, Tensor))
+    else:
+        out = custom.fun(*args)  # nothing to differentiate: the function itself, as JAX
+    # results of their own, as compiled ones: fun returning its argument (an identity
+    # rule) or an array it closed over handed back the caller's array
+    out_leaves, out_tree = leaves_and_structure(out)
+    return unflatten(out_tree, apart_from(out_leaves, leaves, since))
 
 
 def _record(custom, leaves, in_tree, is_operand):

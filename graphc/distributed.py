@@ -300,12 +300,15 @@ def _short(value) -> str:
 @contextmanager
 def fail_together(errors=(GraphcError, ValueError, OSError)):
     """Make a failure of the block the whole job's: if it raises one of `errors` on any rank,
-    it raises on every rank, marked `on_every_rank` (rank 0 alone reports it). A failing rank
-    raises its own error; the others the first failing rank's message, prefixed `rank R: `
-    unless R is 0. For checks of the input before training (a checkpoint of another config):
-    every rank runs them and each printed the same line, and a rank failing alone left the
-    others to be killed by mpiexec. Collective (one allgather at the end): the block must hold
-    none, or a failing rank would meet the others in the wrong one."""
+    it raises on every rank, marked `on_every_rank` (rank 0 alone reports it): the first
+    failing rank's error, as it is on that rank, elsewhere its message prefixed `rank R: `
+    unless R is 0, with its location. An error marked `downstream` (a finite check's, at a
+    value computed from an all-reduce: it may follow from another rank's values) yields to
+    one that is not. For checks of the input before training (a checkpoint
+    of another config): every rank runs them and each printed the same line, and a rank
+    failing alone left the others to be killed by mpiexec. Collective (one allgather at the
+    end): the block must hold none, or a failing rank would meet the others in the wrong one
+    (a finite-checked plan, which holds some, raises only after its last: runtime.instrument)."""
     comm = _STATE["comm"]
     if comm is None or size() == 1:
         yield
@@ -315,13 +318,19 @@ def fail_together(errors=(GraphcError, ValueError, OSError)):
         yield
     except errors as exc:
         failure = exc
-    line = None if failure is None else _first_line(failure)
-    lines = comm.allgather(line)
-    first = next((r for r, text in enumerate(lines) if text is not None), None)
-    if first is None:
+    # JSON text travels, as in handshake
+    line = None if failure is None else json.dumps(
+        [_first_line(failure), list(getattr(failure, "locs", ())),
+         bool(getattr(failure, "downstream", False))])
+    lines = [None if text is None else json.loads(text) for text in comm.allgather(line)]
+    failed = [r for r, got in enumerate(lines) if got is not None]
+    if not failed:
         return
-    if failure is None:
-        failure = GraphcError(lines[first] if first == 0 else f"rank {first}: {lines[first]}")
+    first = min(failed, key=lambda r: (lines[r][2], r))
+    if failure is None or first != rank():
+        text, locs, _ = lines[first]
+        failure = GraphcError(text if first == 0 else f"rank {first}: {text}",
+                              [tuple(loc) for loc in locs])
     failure.on_every_rank = True
     raise failure
 

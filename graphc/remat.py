@@ -24,6 +24,7 @@ from ir.ops.custom import CustomCall, rule_ref
 from ir.ops.registry import apply
 from ir.types import is_float
 from passes.autodiff import gradients
+from runtime.eager import apart_from, op_serial
 
 from .custom import _pack
 from .tracing import leaves_and_structure, unflatten
@@ -40,8 +41,10 @@ def remat(fun):
         # value of the enclosing graph, which the body reads through a capture
         graph = current_graph() or next((x.graph for x in leaves if isinstance(x, Node)),
                                         None)
-        if graph is None:
-            return fun(*args, **kwargs)
+        if graph is None:  # eagerly; results of their own, as a compiled remat's
+            since = op_serial()
+            out_leaves, out_tree = leaves_and_structure(fun(*args, **kwargs))
+            return unflatten(out_tree, apart_from(out_leaves, leaves, since))
         start = len(graph.nodes)
         with graph.building():
             out = fun(*args, **kwargs)

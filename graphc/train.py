@@ -442,6 +442,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     if not main_rank:
         return 0
     trainer.sync_model()
+    sample_path = os.path.join(out, "sample.txt")
+    before = _file_identity(sample_path)  # (a --resume run's directory may hold an old one)
     try:
         with _signals_stop():
             loss, tokens = trainer.evaluate_split("val")
@@ -449,21 +451,36 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
                  f"eval --checkpoint {out} scores it again)")
             if sample_tokens > 0:
                 _sample(Sampler(model, trainer.params), text, sample_tokens, tc.seed,
-                        os.path.join(out, "sample.txt"))
+                        sample_path)
     except _Stopped as stop:
         if sample_tokens > 0:
             print(flush=True)  # (a sample stopped mid-line)
-        _stopped_after_training(_say, stop.signum, trainer.step, ckpt_path, out)
+        # what is on disk: a signal just after the rename (while the directory was synced,
+        # or the closing rule printed) comes with the whole sample in place
+        written = sample_tokens > 0 and _file_identity(sample_path) not in (None, before)
+        _stopped_after_training(_say, stop.signum, trainer.step, ckpt_path, out,
+                                sample_path if written else None)
         return stop.signum
     print(f"checkpoint: {ckpt_path}")
     return 0
 
 
-def _stopped_after_training(say, signum, step, ckpt_path, out) -> None:
+def _stopped_after_training(say, signum, step, ckpt_path, out, sample_path=None) -> None:
     import signal
+    sample = f"the sample was written to {sample_path}" if sample_path else \
+        f"no sample was written (graphc sample --checkpoint {out} draws one)"
     say(f"interrupted by {signal.Signals(signum).name} after training: step {step} is saved "
-        f"in {ckpt_path}; no sample was written (graphc sample --checkpoint {out} draws one)",
-        file=sys.stderr)
+        f"in {ckpt_path}; {sample}", file=sys.stderr)
+
+
+def _file_identity(path):
+    """(device, inode) of the file at `path`, None if there is none: a file renamed over it
+    is another inode."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class _Stopped(Exception):

@@ -53,6 +53,7 @@ import inspect
 import itertools
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -261,8 +262,8 @@ class Trainer:
         # errstate: a NaN or an Inf is the trainer's to report (_bad_step, _diverged name
         # the op in one line); numpy's overflow warnings only went before it on stderr
         with np.errstate(all="ignore"):
-            loss, norm, self.params, self.state, *amp_state = self._train_step.call(
-                self._step_args(batch), checked)
+            loss, norm, self.params, self.state, *amp_state = self._call(
+                self._train_step, self._step_args(batch), checked)
         loss = float(loss)
         self.grad_norm = float(norm)
         self.step += 1
@@ -274,6 +275,16 @@ class Trainer:
             self.history.append((self.step, loss))
         return loss
 
+    def _call(self, function, args, checked):
+        """function.call(args, checked). With several ranks a finite check's error is every
+        rank's, at the same call: the NaN may be one rank's alone (its batch), and a rank
+        stopping there left the others waiting in the next call's all-reduce until the
+        watchdog's timeout, which then blamed the rank that had found the op."""
+        if not checked or self.dist is None:
+            return function.call(args, checked)
+        with self.dist.fail_together((GraphcError,)):
+            return function.call(args, checked)
+
     def evaluate(self, batches=None, checked: bool = False, record: bool = True) -> float:
         """Mean loss of eval_iters batches drawn from an RNG seeded by the step (the training
         RNG is left alone), with training=False."""
@@ -282,8 +293,8 @@ class Trainer:
             raise GraphcError("Trainer.evaluate: no eval_batches were given")
         rng = np.random.default_rng([self.seed, 7, self.step])
         with np.errstate(all="ignore"):  # as in train_step
-            losses = [float(self._eval_loss.call((self.params, self._shard(batch),
-                                                  self._eval_key(k)), checked))
+            losses = [float(self._call(self._eval_loss, (self.params, self._shard(batch),
+                                                         self._eval_key(k)), checked))
                       for k, batch in enumerate(source.sample(rng, self.eval_iters))]
         loss = float(np.mean(losses))
         if record:
@@ -518,7 +529,9 @@ class Trainer:
         exc = self.find_non_finite_op(failed)
         if exc is not None:
             where = "".join(f" at {f}:{line}" for f, line in exc.locs[:1])
-            found = f"; first {exc.message}{where}"
+            # another rank's (distributed.fail_together: "rank 1: non-finite value: ...")
+            message = re.sub(r"\Arank (\d+): (.*)\Z", r"\2 on rank \1", exc.message, flags=re.S)
+            found = f"; first {message}{where}"
         else:
             found = "; the finite check did not reproduce it"
         if ckpt and (saved >= 0 or os.path.exists(ckpt)):

@@ -7,6 +7,7 @@ numpy call per op, plus the Python bookkeeping a tape needs.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 
 import numpy as np
@@ -54,7 +55,7 @@ def enable_grad():
 
 
 class Tensor(OperatorMixin):
-    __slots__ = ("data", "requires_grad", "grad", "_ctx", "name", "__weakref__")
+    __slots__ = ("data", "requires_grad", "grad", "_ctx", "name", "_serial", "__weakref__")
     __hash__ = object.__hash__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name=None):
@@ -68,6 +69,7 @@ class Tensor(OperatorMixin):
         self.grad = None
         self._ctx = None
         self.name = name
+        self._serial = 0  # not an op's result (see op_serial)
 
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
@@ -201,6 +203,15 @@ def lift(x, weak_dtype, opname) -> Tensor:
                       (user_location(),))
 
 
+_SERIAL = itertools.count(1)  # numbers eager ops' results in the order they are computed
+
+
+def op_serial() -> int:
+    """A number below that of every eager op result computed from now on: what an eager
+    construct calls before running its function, for apart_from's `since`."""
+    return next(_SERIAL)
+
+
 def run_op(op, args, attrs, out_type) -> Tensor:
     try:
         out = op.impl(*[a.data for a in args], **attrs)
@@ -214,6 +225,7 @@ def run_op(op, args, attrs, out_type) -> Tensor:
     result.grad = None
     result.name = None
     result._ctx = None
+    result._serial = next(_SERIAL)
     result.requires_grad = False
     if _MODE.enabled and op.vjp is not None:
         for a in args:
@@ -379,21 +391,23 @@ def _accumulate(leaf, g, create_graph):
         leaf.grad = leaf.grad + (data if not isinstance(leaf.grad, Tensor) else Tensor(data))
 
 
-def apart_from(results, operands) -> list:
-    """Eager results (arrays or tensors), each copied on the tape (a cast to its own dtype)
-    where it shares memory with one of `operands`: an eager construct or vmap whose function
+def apart_from(results, operands, since=None) -> list:
+    """Eager results (arrays or tensors), each copied where it shares memory with one of
+    `operands`, or (with `since`, an op_serial() taken before the function ran) where it is
+    not an op's result computed since: an eager construct, vmap or remat whose function
     returns an operand as it is (`lambda v: v`, a carry passed through, a loop that ran no
-    iteration, an unbatched argument) handed back the caller's own array, so an in-place
-    update of one changed the other, where eager ops' and compiled plans' results are arrays
-    of their own."""
+    iteration, an unbatched argument) or an array or tensor it closed over handed back the
+    caller's own array, so an in-place update of one changed the other, where eager ops' and
+    compiled plans' results are arrays of their own. The copy is a cast to its own dtype on
+    the tape, so gradients flow through it."""
     arrays = [x.data if isinstance(x, Tensor) else x for x in operands]
     arrays = [a for a in arrays if isinstance(a, np.ndarray)]
-    if not arrays:
-        return list(results)
     apart = []
     for r in results:
         data = r.data if isinstance(r, Tensor) else r
-        if isinstance(data, np.ndarray) and any(np.may_share_memory(data, a) for a in arrays):
+        if isinstance(data, np.ndarray) and (
+                (since is not None and not (isinstance(r, Tensor) and r._serial > since))
+                or any(np.may_share_memory(data, a) for a in arrays)):
             r = apply("cast", r, dtype=data.dtype)
         apart.append(r)
     return apart

@@ -19,6 +19,9 @@ from .op_lowering import inplace_safe, is_constant, is_fused_result
 from .render import render_source
 
 
+_COLLECTIVES = ("allreduce", "allreduce_wait")  # their results hold the other ranks' values
+
+
 def checked_runner(plan):
     """The plan with a check after every node that raises at the first node that made a
     NaN (where no operand had one) or an Inf (where the operands were finite), naming it,
@@ -26,8 +29,21 @@ def checked_runner(plan):
     element; others by whether any operand held a NaN/Inf at all. The masks of each
     node's non-finite values are kept when it is computed, because a later op may
     overwrite it in place. A constant (the attention mask's -inf) is never blamed; if
-    the outputs are non-finite and no node was blamed, the first non-finite value is."""
+    the outputs are non-finite and no node was blamed, the first non-finite value is.
+
+    A plan with all-reduces (data-parallel training) runs to its end before raising, so that
+    its rank takes part in every collective: a rank raising at its own op left the others
+    waiting in the next all-reduce until the watchdog stopped the job. An error at an
+    all-reduce or a node computed from one is marked `downstream`: it may follow from
+    another rank's values (a NaN its batch made), so that rank's error at its own op is the
+    one to report (graphc.distributed.fail_together)."""
     steps = plan._steps
+    collective = any(step[0].op in _COLLECTIVES for step in steps)
+    downstream = set()  # nodes computed from an all-reduce's result
+    for step in steps:
+        if step[0].op in _COLLECTIVES or any(i in downstream for i in step[0].inputs):
+            downstream.add(step[0])
+    first = []  # with collectives: the first error, raised when the plan has run
     position = {id(step[0]): k for k, step in enumerate(steps)}
     rendered = plan.lowered.rendered
     # a step whose value is its reader's (softmax_grad scaled by its reader: the product's
@@ -99,9 +115,14 @@ def checked_runner(plan):
             else:
                 ranges.append(str(i.type) + (" all NaN" if nans else ""))
         bad = int(arr.size - np.isfinite(arr).sum())
-        raise GraphcError(f"non-finite value: {bad} of {arr.size} elements of "
-                          f"{name_of(node)} -> {node.type}; operands: "
-                          f"{'; '.join(ranges)}", node.locs)
+        error = GraphcError(f"non-finite value: {bad} of {arr.size} elements of "
+                            f"{name_of(node)} -> {node.type}; operands: "
+                            f"{'; '.join(ranges)}", node.locs)
+        if not collective:
+            raise error
+        error.downstream = node in downstream
+        if not first:
+            first.append(error)
 
     def check(k, value, *operands):
         node = steps[k][0]
@@ -129,7 +150,10 @@ def checked_runner(plan):
 
     def run(*values):
         masks.clear()
+        first.clear()
         outs = checked(*values)
+        if first:
+            raise first[0]
         if any(is_float(np.asarray(o).dtype) and not np.isfinite(o).all() for o in outs):
             for k, step in enumerate(steps):  # none was blamed: name the first one
                 node = step[0]

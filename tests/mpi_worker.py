@@ -11,6 +11,9 @@ trainer:  gc.Trainer(distributed=True) on a float64 MLP: 10 AdamW steps into OUT
           5 steps into OUT_DIR/half, and OUT_DIR/resumed (5 steps on 1 rank) resumed to 10
 sigterm1: a SIGTERM reaches rank 1 alone during step 3 of fit(); every rank must stop at the
           same step boundary (rank 0 saving OUT_DIR/sigterm) and print `stopped N at step S`
+nan1:     rank 1's rows of step 3's batch hold NaN: its loss alone is not finite; every
+          rank must stop together with one divergence error, the checkpoint of step 2 kept
+inf1:     the same with finite rows whose loss overflows on rank 1 (an Inf made by an op)
 bug1:     rank 1 alone raises an exception no one catches during step 3 of fit(); the job must
           end at once (graphc.distributed's excepthook), not when the watchdog times out
 """
@@ -171,6 +174,41 @@ def case_bug1(out):
         return draw(rng)
     trainer.train_batches.function = batches
     trainer.fit(os.path.join(out, "bug"), progress=False)
+
+
+def _one_rank_diverges(out, name, spoil):
+    """fit() with `spoil(x, y)` applied to rank 1's rows of step 3's batch, each time it is
+    drawn (the re-run with finite checks draws it again); the error reported as graphc.cli
+    reports it: once, by rank 0, when every rank raised it."""
+    trainer = make_trainer(10, True)
+    trainer.eval_every = 2  # a checkpoint of step 2 to keep
+    draw = trainer.train_batches.function
+
+    def batches(rng):
+        x, y = (a.copy() for a in draw(rng))
+        if trainer.step == 2 and dist.rank() == 1:
+            rows = dist.shard(len(x))
+            x[rows], y[rows] = spoil(x[rows], y[rows])
+        return x, y
+    trainer.train_batches.function = batches
+    try:
+        trainer.fit(os.path.join(out, name), progress=False)
+    except gc.GraphcError as exc:
+        agreed = getattr(exc, "on_every_rank", False)
+        if dist.is_main() or not agreed:
+            print(f"graphc: error: {exc.message}", flush=True)
+        print(f"{name}: rank {dist.rank()} stopped at step {trainer.step}, on every rank: "
+              f"{agreed}", flush=True)
+        if not agreed:
+            dist.leave_now(2)
+
+
+def case_nan1(out):
+    _one_rank_diverges(out, "nan1", lambda x, y: (np.full_like(x, np.nan), y))
+
+
+def case_inf1(out):  # finite targets whose squared error overflows: Inf made by `pow`
+    _one_rank_diverges(out, "inf1", lambda x, y: (x, np.full_like(y, 1e200)))
 
 
 if __name__ == "__main__":

@@ -197,3 +197,38 @@ def test_graphc_train_ranks_2_matches_one_process_and_rank_0_alone_reports(tmp_p
     assert sorted(two) == sorted(one)
     for key in one:
         np.testing.assert_allclose(two[key], one[key], rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_one_line(tmp_path):
+    """Rank 1's batch alone makes the loss non-finite at step 3 (NaN rows; finite rows whose
+    squared error overflows). The all-reduced loss is non-finite on every rank, and each
+    re-ran the step with finite checks, on its own: rank 1's check raised at its `pow`
+    before the all-reduce, so rank 0 waited in it until the watchdog stopped the job
+    ('rank 1 ended at step 2 while rank 0 waits', status 1, no error line), and with NaN
+    rows rank 0 blamed the all-reduce. Now both stop at once, rank 0 says once what
+    rank 1 found, and the checkpoint of step 2 is kept as a one-process run saves it."""
+    from graphc import checkpoint
+
+    code, output, seconds = run_ranks("nan1,inf1", tmp_path, timeout=60, watchdog_timeout=10)
+    assert code == 0, output
+    assert "graphc: rank" not in output and seconds < 30, output  # not the watchdog's line
+    errors = [line for line in output.splitlines() if line.startswith("graphc: error: ")]
+    assert len(errors) == 2, output
+    for error, what, op in zip(errors, ("loss nan", "loss inf"), ("matmul_add", "pow")):
+        assert error.startswith(f"graphc: error: training diverged at step 3 ({what}, "), error
+        assert f"elements of {op} -> f64[4," in error and " on rank 1 at tests/mpi_worker.py:" \
+            in error, error
+    reference = mpi_worker.make_trainer(2, False)
+    reference.fit(str(tmp_path / "one"), progress=False)
+    expected = reference.state_arrays()
+    wanted = {k: (a.shape, a.dtype) for k, a in expected.items()}
+    for name in ("nan1", "inf1"):
+        lines = sorted(line for line in output.splitlines() if line.startswith(f"{name}: "))
+        assert lines == [f"{name}: rank {r} stopped at step 2, on every rank: True"
+                         for r in range(2)], output
+        ckpt = tmp_path / name / "checkpoint.npz"
+        assert f"{ckpt} (step 2) is kept" in output
+        got, meta = checkpoint.load_arrays(str(ckpt), wanted)
+        assert meta["step"] == 2
+        for key, value in expected.items():
+            np.testing.assert_allclose(got[key], value, rtol=1e-12, atol=1e-12, err_msg=key)

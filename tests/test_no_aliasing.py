@@ -145,3 +145,83 @@ def test_the_tape_keeps_a_copy_of_a_callers_numpy_operand():
     b[:] = -1.0
     z.backward()
     np.testing.assert_array_equal(w2.grad, [6.0, 6.0, 6.0])
+
+
+def _identity_custom_vjp():
+    f = gc.custom_vjp(lambda x: x)
+    f.defvjp(lambda x: (x, None), lambda _, g: (g,))
+    return f
+
+
+def _identity_custom_jvp():
+    f = gc.custom_jvp(lambda x: x)
+    f.defjvp(lambda primals, tangents: (primals[0], tangents[0]))
+    return f
+
+
+def _eager_wrappers(c, ct):
+    """(name, call on an argument) of eager transformation wrappers whose function returns
+    its argument, or an array or tensor it closed over (c, ct), unchanged."""
+    same = lambda v: v  # noqa: E731
+    return [
+        ("remat", gc.remat(same)),
+        ("remat-pytree", lambda v: gc.remat(lambda d: {"x": d["x"], "y": [d["y"]]})(
+            {"x": v, "y": v})),
+        ("remat-closure", lambda v: gc.remat(lambda u: (u * 2.0, c, ct))(v)),
+        ("cond-no-operands", lambda v: gc.cond(True, lambda: c, lambda: c)),
+        ("cond-no-operands-tensor", lambda v: gc.cond(False, lambda: ct, lambda: ct)),
+        ("cond-closure", lambda v: gc.cond(True, lambda u: (u * 2.0, c), lambda u: (u, c), v)),
+        ("scan-carry-closure", lambda v: gc.scan(lambda k, _: (c, None), v, None, length=2)[0]),
+        ("fori-closure", lambda v: gc.fori_loop(0, 2, lambda i, u: c, v)),
+        ("while-closure", lambda v: gc.while_loop(lambda u: gc.sum(u) < 50.0, lambda u: ct, v)),
+        ("custom_vjp", _identity_custom_vjp()),
+        ("custom_jvp", _identity_custom_jvp()),
+    ]
+
+
+@pytest.mark.parametrize("index", range(11))
+@pytest.mark.parametrize("kind", ["array", "tensor", "requires-grad"])
+def test_eager_wrappers_do_not_hand_back_a_callers_array(index, kind):
+    """Eagerly, remat ran its function as it is and cond with no operands (or with operands,
+    a branch returning what it closed over), a loop returning a closed-over value, and
+    custom_vjp/custom_jvp functions returning their argument handed back the caller's array
+    itself (or the closed-over tensor), where the compiled functions return copies: an
+    in-place update of the result changed the caller's array. Values stay equal, and a
+    tensor's gradient still flows through the copy."""
+    c = np.arange(3, dtype=np.float32) + 10.0
+    ct = gc.tensor(np.arange(3, dtype=np.float32) + 20.0)
+    a = np.arange(3, dtype=np.float32)
+    arg = a if kind == "array" else gc.tensor(a, requires_grad=kind == "requires-grad")
+    name, fun = _eager_wrappers(c, ct)[index]
+    result = fun(arg)
+    # the compiled function (arrays in and out) gives the same values
+    expected = gc.compile(lambda v: fun(v))(a)
+    got, want = gc.tree_leaves(result), gc.tree_leaves(expected)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(_array(g), w)
+        for owner in (a, _array(arg), c, ct.numpy()):
+            assert not np.shares_memory(_array(g), owner), name
+    if kind == "requires-grad" and name not in ("cond-no-operands", "cond-no-operands-tensor",
+                                                 "fori-closure", "while-closure",
+                                                 "scan-carry-closure"):
+        gc.sum(got[0] * 3.0).backward()
+        doubled = name in ("remat-closure", "cond-closure")  # got[0] is u * 2.0
+        np.testing.assert_array_equal(arg.grad, [6.0 if doubled else 3.0] * 3)
+
+
+def test_eager_transformations_returning_an_input_give_arrays_of_their_own():
+    """Checked with the wrappers above (these already copied): vmap of an identity with
+    in_axes None, jvp/vjp/grad/value_and_grad/jacobians whose outputs are an input."""
+    a = np.arange(3, dtype=np.float32)
+    same = lambda v: v  # noqa: E731
+    results = [gc.vmap(same, in_axes=None, axis_size=2)(a),
+               gc.vmap(same, in_axes=None, out_axes=None, axis_size=2)(a),
+               *gc.jvp(same, (a,), (a,)), gc.vjp(same, a)[0], gc.vjp(same, a)[1](a),
+               *gc.grad(lambda x: (gc.sum(x), x), has_aux=True)(a),
+               gc.jacrev(same)(a), gc.jacfwd(same)(a)]
+    for r in results:
+        assert not np.shares_memory(_array(r), a)
+    np.testing.assert_array_equal(_array(results[0]), [a, a])
+    np.testing.assert_array_equal(_array(results[3]), a)
+    np.testing.assert_array_equal(_array(results[-1]), np.eye(3))

@@ -135,6 +135,41 @@ def test_a_sigterm_after_training_says_what_was_saved(tmp_path, text_file, after
     assert not (out / "sample.txt").exists() and "checkpoint: " not in stdout
 
 
+_SIGNAL_AT_THE_SAMPLES_RENAME = """
+import os, signal, sys
+replace = os.replace
+def replace_then_signal(src, dst, *args, **kwargs):  # SIGTERM just after sample.txt is in place
+    replace(src, dst, *args, **kwargs)
+    if os.path.basename(dst) == "sample.txt":
+        os.kill(os.getpid(), signal.SIGTERM)
+os.replace = replace_then_signal
+from graphc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sigterm_just_after_the_sample_is_renamed_into_place_says_it_was_written(
+        tmp_path, text_file):  # noqa: F811
+    """A signal landing after atomic_writer renamed sample.txt into place (while it synced
+    the directory, or printed the closing rule) said "no sample was written", with the whole
+    sample on disk. The signal is sent from inside the rename's wrapper: no timing."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_AT_THE_SAMPLES_RENAME, "train", "--config", "tiny",
+         "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "8",
+         "--batch-size", "4", "--steps", "2", "--eval-iters", "1", "--sample-tokens", "20",
+         "--no-progress", "--data", text_file, "--out", str(out)], cwd=ROOT,
+        capture_output=True, text=True, timeout=300, preexec_fn=default_sigint)
+    ckpt, sample = out / "checkpoint.npz", out / "sample.txt"
+    assert proc.returncode == 143, (proc.returncode, proc.stderr)
+    assert proc.stderr.splitlines() == [
+        f"interrupted by SIGTERM after training: step 2 is saved in {ckpt}; the sample was "
+        f"written to {sample}"], proc.stderr
+    assert checkpoint.load(str(ckpt))[1]["step"] == 2
+    assert len(sample.read_text(encoding="utf-8")) >= 20
+    assert "checkpoint: " not in proc.stdout
+
+
 def test_a_diverging_run_saves_nothing_non_finite_and_names_the_op(tmp_path, text_file,  # noqa
                                                                     capsys):
     assert train(tmp_path, text_file, "--steps", "20", "--lr", "1e6", "--eval-every", "1") == 2
