@@ -399,16 +399,20 @@ def apart_from(results, operands, since=None) -> list:
     iteration, an unbatched argument) or an array or tensor it closed over handed back the
     caller's own array, so an in-place update of one changed the other, where eager ops' and
     compiled plans' results are arrays of their own. The copy is a cast to its own dtype on
-    the tape, so gradients flow through it."""
+    the tape, so gradients flow through it; a numpy array that shares no operand's memory
+    (one the function computed with numpy, or closed over) is copied as an array."""
     arrays = [x.data if isinstance(x, Tensor) else x for x in operands]
     arrays = [a for a in arrays if isinstance(a, np.ndarray)]
     apart = []
     for r in results:
         data = r.data if isinstance(r, Tensor) else r
-        if isinstance(data, np.ndarray) and (
-                (since is not None and not (isinstance(r, Tensor) and r._serial > since))
-                or any(np.may_share_memory(data, a) for a in arrays)):
+        if not isinstance(data, np.ndarray):
+            pass
+        elif any(np.may_share_memory(data, a) for a in arrays):
             r = apply("cast", r, dtype=data.dtype)
+        elif since is not None and not (isinstance(r, Tensor) and r._serial > since):
+            # an array the function computed with numpy, or closed over, stays an array
+            r = apply("cast", r, dtype=data.dtype) if isinstance(r, Tensor) else data.copy()
         apart.append(r)
     return apart
 

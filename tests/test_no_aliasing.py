@@ -225,3 +225,18 @@ def test_eager_transformations_returning_an_input_give_arrays_of_their_own():
     np.testing.assert_array_equal(_array(results[0]), [a, a])
     np.testing.assert_array_equal(_array(results[3]), a)
     np.testing.assert_array_equal(_array(results[-1]), np.eye(3))
+
+
+def test_eager_constructs_keep_a_numpy_result_a_numpy_array():
+    """A loop or branch computing with numpy returns numpy arrays eagerly, as before the
+    copies of closed-over values: the copy of an array that shares no operand's memory is an
+    array again, not a Tensor (review of the s21b merge)."""
+    a = np.ones(3)
+    cases = [gc.fori_loop(0, 3, lambda i, x: x * 2, a),
+             gc.while_loop(lambda x: x.sum() < 10, lambda x: x * 2, a),
+             gc.cond(True, lambda x: x + 1, lambda x: x, a),
+             gc.cond(True, lambda: a, lambda: a)]
+    for result, want in zip(cases, [a * 8, a * 4, a + 1, a]):
+        assert type(result) is np.ndarray
+        assert not np.shares_memory(result, a)
+        np.testing.assert_array_equal(result, want)
