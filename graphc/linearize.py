@@ -18,7 +18,6 @@ from ir.graph import Graph, current_graph
 from passes.fold import computes_constant
 from passes.manager import optimize
 from ir.ops.registry import get_op
-from runtime.build import build_plan
 
 from .tracing import leaves_and_structure, trace, unflatten
 from .transforms import _as_float_inputs, _is_symbolic, jvp
@@ -29,6 +28,9 @@ __all__ = ["linearize"]
 def linearize(fn, *primals):
     """(fn(*primals), f_jvp) with f_jvp(*tangents) = J @ tangents at the primals; tangents
     are pytrees like the primals, of their dtypes and shapes (as gc.jvp takes them)."""
+    # (imported here: building a plan loads the parallel kernels, which start OpenMP, and
+    # `import graphc` must not, for processes forked before any plan: tests/test_review_s12.py)
+    from runtime.build import build_plan
     if _is_symbolic(primals) or current_graph() is not None:
         raise GraphcError("linearize runs on concrete arrays; inside a traced function use "
                           "gc.jvp(fn, primals, tangents)", (user_location(),))
