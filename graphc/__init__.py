@@ -24,13 +24,15 @@ from .draw import draw
 from .jacobians import jacfwd, jacrev
 from .linearize import linearize
 from .remat import remat
-from .tracing import Spec, spec, trace, tree_flatten, tree_leaves, tree_map, tree_unflatten
+from .tracing import (Spec, eval_shape, spec, trace, tree_flatten, tree_leaves, tree_map,
+                      tree_unflatten)
 from .trainer import Trainer
 from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
 from .vmap import vmap
 
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
+           "eval_shape",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "hessian", "jacfwd",
            "jacrev", "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",

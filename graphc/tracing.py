@@ -263,3 +263,13 @@ def trace(fn, *specs, name: str | None = None, names=None) -> Graph:
         graph.set_outputs(outs)
         graph.output_tree = structure
     return graph
+
+
+def eval_shape(fn, *args):
+    """jax.eval_shape: the shapes and dtypes of fn(*args), as a pytree of Specs like fn's
+    result, found by tracing fn (args: arrays, Specs or pytrees of them); nothing runs, so
+    it costs no memory for the result however large it would be."""
+    # a Python float argument is weakly typed, as jax.jit's and gc.compile's
+    args = [Spec((), np.dtype(np.float64), weak=True) if type(a) is float else a for a in args]
+    graph = trace(fn, *args)
+    return unflatten(graph.output_tree, [Spec(tuple(o.shape), o.dtype) for o in graph.outputs])
