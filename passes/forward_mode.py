@@ -156,7 +156,7 @@ def _scan_forward(node, operand_tangents):
     consts = list(range(n_consts))
     carries = list(range(n_consts, n_consts + n_carries))
     xs = list(range(n_consts + n_carries, len(node.inputs)))
-    n_results = len(body.outputs)  # the rebuilt scan saves no carries (save_carries)
+    n_results = len(body.outputs)
     ys = list(range(n_carries, n_results))
     new_body, own = _jvp_region(f"{body.name}_jvp", body, [consts, carries, xs],
                                 [range(n_carries), ys])
@@ -166,10 +166,13 @@ def _scan_forward(node, operand_tangents):
     new = apply("scan", *captured, *const_operands, *carry_operands,
                 *_tangent_operands(node, xs, operand_tangents),
                 **{**a, "body": new_body, "consts": len(captured) + len(const_operands),
-                   "carries": len(carry_operands), "save_carries": False})
-    floats = [[k for k in group if is_float(body.outputs[k].dtype)]
-              for group in (range(n_carries), ys)]
-    return new, _after_each_group([range(n_carries), ys], floats)
+                   "carries": len(carry_operands)})
+    # a scan a reverse pass made (save_carries: a jvp of a gradient) also gives the carry
+    # each step started from, stacked, after its ys: the new one saves (c, dc) the same way
+    saved = [n_results + k for k in range(n_carries)] if a.get("save_carries") else []
+    groups = [range(n_carries), ys] + ([saved] if saved else [])
+    floats = [[k for k in group if is_float(node.type.elements[k].dtype)] for group in groups]
+    return new, _after_each_group(groups, floats)
 
 
 def _cond_forward(node, operand_tangents):

@@ -1,0 +1,29 @@
+"""Review of forward mode through while_loop (passes/forward_mode.py): cases a differential
+fuzz against PyTorch's forward-mode AD and finite differences found wrong."""
+import numpy as np
+
+import graphc as gc
+
+
+def _finite_difference(fn, x, v, eps=1e-5):
+    return (np.asarray(fn(x + eps * v)) - np.asarray(fn(x - eps * v))) / (2 * eps)
+
+
+def test_hessian_of_a_scan_whose_body_counts_with_a_while_loop():
+    # the loop only makes an integer, so the gradient goes through the scan (a scan with
+    # save_carries), and the Hessian's forward pass then rebuilds that scan: it crashed
+    # with KeyError, as the rebuilt scan's saved carries had no tangents
+    def f(x):
+        def step(c, r):
+            n = gc.while_loop(lambda k: gc.cast(k, c.dtype) < gc.sum(r) * 3.0, lambda k: k + 1, 0)
+            return gc.sin(c) * gc.cast(n, c.dtype) * r, None
+        c, _ = gc.scan(step, x, gc.stack([x, x * 0.5]))
+        return gc.sum(c)
+
+    x = np.array([0.6, 0.8])
+    hess = gc.hessian(f)(x)
+    grad = gc.grad(f)
+    want = np.stack([_finite_difference(grad, x, e) for e in np.eye(2)], axis=1)
+    np.testing.assert_allclose(hess, want, rtol=1e-6, atol=1e-9)
+    # the steps are elementwise (the trip counts are constant near x): a diagonal Hessian
+    assert hess[0, 1] == 0.0 and abs(hess[0, 0]) > 1.0
