@@ -34,7 +34,7 @@ def tangents(outs, sources, source_tangents) -> list:
     computed from is not differentiated)."""
     outs, sources, vs = list(outs), list(sources), list(source_tangents)
     graph = outs[0].graph
-    relevant, _ = _relevant(graph, outs, sources)
+    relevant = _on_derivative_paths(outs, _relevant(graph, outs, sources)[0])
     for node in graph.nodes:
         rebuild = _FORWARD_RULES.get(node.op)
         if rebuild is None or node not in relevant or not _holds_while_loop(node):
@@ -50,6 +50,21 @@ def tangents(outs, sources, source_tangents) -> list:
                 sources.append(r)
                 vs.append(apply("tuple_get", new, index=tangent_at[r.attrs["index"]]))
     return _double_vjp(outs, sources, vs)
+
+
+def _on_derivative_paths(outs, relevant) -> set:
+    """The nodes of `relevant` a derivative of `outs` goes through. Not what a custom_vjp
+    node computes its value from (its forward, residuals): its rule differentiates it, and a
+    loop rebuilt there would make its results sources the rule's closure check refuses."""
+    found, stack = set(), [o for o in outs if o in relevant]
+    while stack:
+        n = stack.pop()
+        if n in found:
+            continue
+        found.add(n)
+        ins = n.inputs[1:1 + n.attrs["args"]] if n.op == "custom_vjp" else n.inputs
+        stack.extend(i for i in ins if i in relevant)
+    return found
 
 
 def _double_vjp(outs, sources, vs) -> list:

@@ -27,3 +27,35 @@ def test_hessian_of_a_scan_whose_body_counts_with_a_while_loop():
     np.testing.assert_allclose(hess, want, rtol=1e-6, atol=1e-9)
     # the steps are elementwise (the trip counts are constant near x): a diagonal Hessian
     assert hess[0, 1] == 0.0 and abs(hess[0, 0]) > 1.0
+
+
+def test_custom_rules_of_functions_holding_a_while_loop_give_the_tangents():
+    # forward mode rebuilt the loop inside the custom function, whose results then looked
+    # like differentiated values it closed over: "closes over a value that is being
+    # differentiated". The rule gives the derivative; the loop needs none.
+    def loop(x):
+        return gc.while_loop(lambda v: gc.sum(v) < 5.0, lambda v: v * 1.5 + gc.sin(v), x)
+
+    @gc.custom_jvp
+    def doubled(x):
+        return loop(x)
+
+    @doubled.defjvp
+    def doubled_jvp(primals, tangents):
+        return loop(primals[0]), 2.0 * tangents[0]
+
+    @gc.custom_vjp
+    def tripled(x):
+        return loop(x)
+
+    tripled.defvjp(lambda x: (loop(x), None), lambda _, ct: (3.0 * ct,))
+
+    x, dx = np.array([0.6, 0.8]), np.array([1.0, -0.5])
+    want_out = x.copy()
+    while want_out.sum() < 5.0:
+        want_out = want_out * 1.5 + np.sin(want_out)
+    for fn, factor in ((doubled, 2.0), (tripled, 3.0)):
+        out, tangent = gc.jvp(lambda x: fn(x) * x, (x,), (dx,))
+        np.testing.assert_allclose(out, want_out * x, rtol=1e-12)
+        np.testing.assert_allclose(tangent, factor * dx * x + want_out * dx, rtol=1e-12)
+        np.testing.assert_allclose(gc.jacfwd(fn)(x), factor * np.eye(2), rtol=1e-12)
