@@ -36,6 +36,11 @@ def tangents(outs, sources, source_tangents) -> list:
     graph = outs[0].graph
     relevant = _on_derivative_paths(outs, _relevant(graph, outs, sources)[0])
     for node in graph.nodes:
+        if node in relevant and _remat_of_a_loop(node):
+            # its value is its forward's: the tangent of that, the loops in it rebuilt
+            vs += _double_vjp([node.inputs[0]], sources, vs)
+            sources.append(node)
+            continue
         rebuild = _FORWARD_RULES.get(node.op)
         if rebuild is None or node not in relevant or not _holds_while_loop(node):
             continue
@@ -62,9 +67,29 @@ def _on_derivative_paths(outs, relevant) -> set:
         if n in found:
             continue
         found.add(n)
-        ins = n.inputs[1:1 + n.attrs["args"]] if n.op == "custom_vjp" else n.inputs
+        ins = n.inputs[1:1 + n.attrs["args"]] \
+            if n.op == "custom_vjp" and not _remat_of_a_loop(n) else n.inputs
         stack.extend(i for i in ins if i in relevant)
     return found
+
+
+def _remat_of_a_loop(node) -> bool:
+    """A gc.remat node (a custom_vjp whose rule replays its forward nodes) over a while_loop:
+    its rule would differentiate the loop in reverse, so forward mode goes through its
+    forward nodes instead, as JAX's jvp of checkpoint is the jvp of the function."""
+    if node.op != "custom_vjp" or not str(node.attrs["fn"]).startswith("remat("):
+        return False
+    args = set(node.inputs[1:1 + node.attrs["args"]])
+    stack, seen = [node.inputs[0]], set()
+    while stack:
+        n = stack.pop()
+        if n in seen or n in args:
+            continue
+        if _holds_while_loop(n):
+            return True
+        seen.add(n)
+        stack.extend(n.inputs)
+    return False
 
 
 def _double_vjp(outs, sources, vs) -> list:
