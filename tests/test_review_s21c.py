@@ -85,3 +85,25 @@ def test_jvp_and_jacfwd_of_remat_around_a_while_loop():
     np.testing.assert_allclose(tangent, numeric, rtol=1e-6)
     np.testing.assert_allclose(gc.jacfwd(wrapped)(x, w),
                                gc.jacfwd(lambda x, w: block(x, w) * x)(x, w), rtol=1e-12)
+
+
+def test_custom_vjp_in_a_loop_body_taking_a_value_of_the_enclosing_function():
+    # f(x, c) with x read from outside the body: its forward's ops on x alone were built in
+    # the enclosing graph (hoisted out of the body) and then taken for a value f closes
+    # over: grad and jvp were refused ('closes over a value that is being differentiated')
+    @gc.custom_vjp
+    def f(u, v):
+        return gc.sin(u) * v
+
+    f.defvjp(lambda u, v: (gc.sin(u) * v, (u, v)),
+             lambda r, ct: (gc.cos(r[0]) * r[1] * ct, gc.sin(r[0]) * ct))
+
+    x, dx = np.array([0.6, 0.8]), np.array([1.0, -0.5])
+    s, c = np.sin(x), np.cos(x)
+    # two steps of c <- sin(x) c from c = x: sin(x)^2 x
+    want_grad = 2 * s * c * x + s * s
+    scanned = lambda x: gc.sum(gc.scan(lambda c, r: (f(x, c), None), x, gc.stack([x, x]))[0])
+    np.testing.assert_allclose(gc.grad(scanned)(x), want_grad, rtol=1e-12)
+    looped = lambda x: gc.while_loop(lambda c: c[1] < 2, lambda c: (f(x, c[0]), c[1] + 1),
+                                     (x, 0))[0]
+    np.testing.assert_allclose(gc.jvp(looped, (x,), (dx,))[1], want_grad * dx, rtol=1e-12)
