@@ -49,11 +49,14 @@ def tangents(outs, sources, source_tangents) -> list:
         # the operands' tangents come from upstream: the sources so far, which include
         # the results of the nodes rebuilt before this one
         operand_tangents = _double_vjp([node.inputs[k] for k in positions], sources, vs)
-        new, tangent_at = rebuild(node, dict(zip(positions, operand_tangents)))
-        for r in graph.nodes:
-            if r.op == "tuple_get" and r.inputs[0] is node and is_float(r.dtype):
-                sources.append(r)
-                vs.append(apply("tuple_get", new, index=tangent_at[r.attrs["index"]]))
+        # the new node has the user's line of the old one: a gradient of it, refused, and
+        # errors when it runs name the loop, not the jvp call
+        with graph.locations(node.locs, node.scope):
+            new, tangent_at = rebuild(node, dict(zip(positions, operand_tangents)))
+            for r in graph.nodes:
+                if r.op == "tuple_get" and r.inputs[0] is node and is_float(r.dtype):
+                    sources.append(r)
+                    vs.append(apply("tuple_get", new, index=tangent_at[r.attrs["index"]]))
     return _double_vjp(outs, sources, vs)
 
 

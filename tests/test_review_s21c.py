@@ -1,8 +1,12 @@
 """Review of forward mode through while_loop (passes/forward_mode.py): cases a differential
 fuzz against PyTorch's forward-mode AD and finite differences found wrong."""
+import inspect
+
 import numpy as np
+import pytest
 
 import graphc as gc
+from ir.errors import GraphcError
 
 
 def _finite_difference(fn, x, v, eps=1e-5):
@@ -107,3 +111,18 @@ def test_custom_vjp_in_a_loop_body_taking_a_value_of_the_enclosing_function():
     looped = lambda x: gc.while_loop(lambda c: c[1] < 2, lambda c: (f(x, c[0]), c[1] + 1),
                                      (x, 0))[0]
     np.testing.assert_allclose(gc.jvp(looped, (x,), (dx,))[1], want_grad * dx, rtol=1e-12)
+
+
+def test_grad_of_a_jvp_through_a_while_loop_names_the_loops_line():
+    # the loop forward mode rebuilt had the jvp call's line, so the refusal of its reverse
+    # pass pointed there, at no while_loop
+    def f(x):
+        return gc.sum(gc.while_loop(lambda v: gc.sum(v) < 5.0, lambda v: v * 1.5, x))
+    loop_line = inspect.getsourcelines(f)[1] + 1
+
+    def pushed(x):
+        return gc.jvp(f, (x,), (gc.ones_like(x),))[1]
+
+    with pytest.raises(GraphcError, match="while_loop has no reverse-mode gradient") as error:
+        gc.grad(pushed)(np.array([0.6, 0.8]))
+    assert str(error.value).endswith(f"test_review_s21c.py:{loop_line}"), str(error.value)
