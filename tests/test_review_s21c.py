@@ -126,3 +126,12 @@ def test_grad_of_a_jvp_through_a_while_loop_names_the_loops_line():
     with pytest.raises(GraphcError, match="while_loop has no reverse-mode gradient") as error:
         gc.grad(pushed)(np.array([0.6, 0.8]))
     assert str(error.value).endswith(f"test_review_s21c.py:{loop_line}"), str(error.value)
+
+
+def test_an_error_raised_entering_a_context_manager_names_the_users_line():
+    # it named contextlib.py, Python's frame between graphc and the user's `with`
+    with pytest.raises(GraphcError, match="not a half-precision dtype") as error:
+        with gc.autocast("float32"):
+            pass
+    line = inspect.currentframe().f_lineno - 2
+    assert str(error.value).endswith(f"test_review_s21c.py:{line}"), str(error.value)
