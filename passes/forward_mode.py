@@ -33,12 +33,12 @@ def tangents(outs, sources, source_tangents) -> list:
     `source_tangents`, one per node of `sources` (its independent variables: what they are
     computed from is not differentiated)."""
     outs, sources, vs = list(outs), list(sources), list(source_tangents)
-    graph = outs[0].graph
+    graph, independent = outs[0].graph, set(sources)
     relevant = _on_derivative_paths(outs, _relevant(graph, outs, sources)[0])
     for node in graph.nodes:
         if node in relevant and _remat_of_a_loop(node):
             # its value is its forward's: the tangent of that, the loops in it rebuilt
-            vs += _double_vjp([node.inputs[0]], sources, vs)
+            vs += _double_vjp([node.inputs[0]], sources, vs, independent)
             sources.append(node)
             continue
         rebuild = _FORWARD_RULES.get(node.op)
@@ -48,7 +48,8 @@ def tangents(outs, sources, source_tangents) -> list:
                      if is_float(node.inputs[k].dtype)]
         # the operands' tangents come from upstream: the sources so far, which include
         # the results of the nodes rebuilt before this one
-        operand_tangents = _double_vjp([node.inputs[k] for k in positions], sources, vs)
+        operand_tangents = _double_vjp([node.inputs[k] for k in positions], sources, vs,
+                                       independent)
         # the new node has the user's line of the old one: a gradient of it, refused, and
         # errors when it runs name the loop, not the jvp call
         with graph.locations(node.locs, node.scope):
@@ -57,7 +58,7 @@ def tangents(outs, sources, source_tangents) -> list:
                 if r.op == "tuple_get" and r.inputs[0] is node and is_float(r.dtype):
                     sources.append(r)
                     vs.append(apply("tuple_get", new, index=tangent_at[r.attrs["index"]]))
-    return _double_vjp(outs, sources, vs)
+    return _double_vjp(outs, sources, vs, independent)
 
 
 def _on_derivative_paths(outs, relevant) -> set:
@@ -95,11 +96,13 @@ def _remat_of_a_loop(node) -> bool:
     return False
 
 
-def _double_vjp(outs, sources, vs) -> list:
+def _double_vjp(outs, sources, vs, independent) -> list:
     if not outs:
         return []
     us = [F.zeros_like(o) for o in outs]  # their value is irrelevant: vjp is linear in u
-    pulled = gradients(outs, sources, us, partial=True)
+    # the sources added for rebuilt nodes' results are computed from the independent ones
+    pulled = gradients(outs, sources, us, partial=True,
+                       stand_ins=[s for s in sources if s not in independent])
     # one scalar per source, differentiated together rather than added up: sources of
     # different float dtypes give terms of different dtypes
     terms = [F.sum(p * v) for p, v in zip(pulled, vs)]

@@ -135,3 +135,32 @@ def test_an_error_raised_entering_a_context_manager_names_the_users_line():
             pass
     line = inspect.currentframe().f_lineno - 2
     assert str(error.value).endswith(f"test_review_s21c.py:{line}"), str(error.value)
+
+
+def test_second_order_through_a_custom_vjp_whose_residual_comes_from_a_while_loop():
+    # the outer jvp differentiates the inner one's bwd, which reads the residual: a loop
+    # result, so forward mode rebuilt the loop and made its result a source, which the
+    # custom_vjp's closure check then took for a closed-over value ('closes over a value
+    # that is being differentiated'); it is computed from g's argument
+    def loop(u):
+        return gc.while_loop(lambda c: c[1] < 2, lambda c: (c[0] * 1.5, c[1] + 1), (u, 0))[0]
+
+    @gc.custom_vjp
+    def g(u):  # sin(2.25 u)
+        return gc.sin(loop(u))
+
+    def fwd(u):
+        y = loop(u)
+        return gc.sin(y), (y,)
+
+    g.defvjp(fwd, lambda residuals, ct: (ct * gc.cos(residuals[0]) * 2.25,))
+    x, d1, d2 = np.array([0.6, 0.8]), np.array([1.0, -0.5]), np.array([0.3, 0.9])
+
+    def first(x):
+        return gc.jvp(lambda x: g(x) * x, (x,), (d1,))[1]
+
+    second = gc.jvp(first, (x,), (d2,))[1]
+    # d/dx along d2 of 2.25 cos(2.25 x) d1 x + sin(2.25 x) d1
+    y = 2.25 * x
+    want = (-2.25 ** 2 * np.sin(y) * x + 2 * 2.25 * np.cos(y)) * d1 * d2
+    np.testing.assert_allclose(second, want, rtol=1e-12)
