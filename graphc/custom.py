@@ -151,6 +151,11 @@ def _call(custom, args):
     if graph is not None:  # tracing: Tensors and Parameters enter the graph as operands do
         with graph.building():
             leaves = [x.graph_operand(graph) if isinstance(x, Tensor) else x for x in leaves]
+            if getattr(graph, "captures_outer", False):
+                # an argument of the enclosing graph enters the body as its input first: else
+                # the forward's ops on it alone would be built out there (ir/region.py), and
+                # the closure check (passes/autodiff.py) would take them for a closed-over value
+                leaves = [graph.capture(x) if isinstance(x, Node) else x for x in leaves]
             return _record(custom, leaves, in_tree, lambda x: isinstance(x, Node))
     since = op_serial()
     if is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in leaves):

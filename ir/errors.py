@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 
 # Library frames are skipped when looking for the user's line. Each of graphc's packages
 # registers its own directory when it is imported (ir knows none of the packages above it);
@@ -44,10 +45,15 @@ class GraphcError(Exception):
         return f"{self.message}\n  at {where}"
 
 
+# Python's own modules: a graphc context manager's error is raised through contextlib's frame
+_STDLIB = os.path.join(sysconfig.get_paths()["stdlib"], "")
+
+
 def _is_internal(filename: str) -> bool:
     if filename.startswith(_USER_DIRS):
         return False
-    return filename.startswith(_INTERNAL_DIRS) or filename.startswith("<frozen")
+    return filename.startswith(_INTERNAL_DIRS) or filename.startswith("<frozen") or \
+        (filename.startswith(_STDLIB) and "-packages" not in filename)
 
 
 def user_location():

@@ -69,7 +69,7 @@ def _relevant(graph: Graph, ys, xs):
     return relevant, depends
 
 
-def _check_closure(node, depends, xs):
+def _check_closure(node, depends, xs, stand_ins=()):
     """A custom_vjp node sends gradients to its argument operands only, through the user's
     rule: a value its function closes over (one its forward nodes read, not an argument)
     gets none. Where such a value depends on an x, that gradient would be lost silently, so
@@ -81,13 +81,13 @@ def _check_closure(node, depends, xs):
         n = stack.pop()
         if n in seen or n in args or n not in depends:
             continue
-        if n in xs:
+        if n in xs and n not in stand_ins:
             raise GraphcError(CLOSURE_ERROR.format(fn=node.attrs["fn"]), node.locs)
         seen.add(n)
         stack.extend(n.inputs)
 
 
-def gradients(ys, xs, seeds=None, partial=False) -> list:
+def gradients(ys, xs, seeds=None, partial=False, stand_ins=()) -> list:
     """d(sum_i seeds_i . ys_i)/d xs, as new nodes of the graph holding ys.
 
     A y without a seed must be a scalar (its seed is 1). An x that ys do not depend on gets a
@@ -96,7 +96,9 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
     By default these are total derivatives: where one x is computed from another, the path
     through it counts. With partial=True every x is an independent variable and gradients stop
     at the xs (partial derivatives): a derived gradient rule (`_derived_vjp`) needs that,
-    since the autodiff running it follows the paths between its operands itself."""
+    since the autodiff running it follows the paths between its operands itself.
+    `stand_ins`: xs computed from the other xs (forward mode's loop results): a custom_vjp
+    node's forward reading one reads what it is computed from, which may be its arguments."""
     ys, xs = list(ys), list(xs)
     for v in ys + xs:
         if not isinstance(v, Node):
@@ -143,7 +145,7 @@ def gradients(ys, xs, seeds=None, partial=False) -> list:
             elif not is_float(node.dtype):
                 continue
             if node.op == "custom_vjp":
-                _check_closure(node, depends, x_set)
+                _check_closure(node, depends, x_set, stand_ins)
             op = get_op(node.op)
             if op.vjp is None:
                 if node.op == "stop_gradient":

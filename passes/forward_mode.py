@@ -33,9 +33,14 @@ def tangents(outs, sources, source_tangents) -> list:
     `source_tangents`, one per node of `sources` (its independent variables: what they are
     computed from is not differentiated)."""
     outs, sources, vs = list(outs), list(sources), list(source_tangents)
-    graph = outs[0].graph
-    relevant, _ = _relevant(graph, outs, sources)
+    graph, independent = outs[0].graph, set(sources)
+    relevant = _on_derivative_paths(outs, _relevant(graph, outs, sources)[0])
     for node in graph.nodes:
+        if node in relevant and _remat_of_a_loop(node):
+            # its value is its forward's: the tangent of that, the loops in it rebuilt
+            vs += _double_vjp([node.inputs[0]], sources, vs, independent)
+            sources.append(node)
+            continue
         rebuild = _FORWARD_RULES.get(node.op)
         if rebuild is None or node not in relevant or not _holds_while_loop(node):
             continue
@@ -43,20 +48,61 @@ def tangents(outs, sources, source_tangents) -> list:
                      if is_float(node.inputs[k].dtype)]
         # the operands' tangents come from upstream: the sources so far, which include
         # the results of the nodes rebuilt before this one
-        operand_tangents = _double_vjp([node.inputs[k] for k in positions], sources, vs)
-        new, tangent_at = rebuild(node, dict(zip(positions, operand_tangents)))
-        for r in graph.nodes:
-            if r.op == "tuple_get" and r.inputs[0] is node and is_float(r.dtype):
-                sources.append(r)
-                vs.append(apply("tuple_get", new, index=tangent_at[r.attrs["index"]]))
-    return _double_vjp(outs, sources, vs)
+        operand_tangents = _double_vjp([node.inputs[k] for k in positions], sources, vs,
+                                       independent)
+        # the new node has the user's line of the old one: a gradient of it, refused, and
+        # errors when it runs name the loop, not the jvp call
+        with graph.locations(node.locs, node.scope):
+            new, tangent_at = rebuild(node, dict(zip(positions, operand_tangents)))
+            for r in graph.nodes:
+                if r.op == "tuple_get" and r.inputs[0] is node and is_float(r.dtype):
+                    sources.append(r)
+                    vs.append(apply("tuple_get", new, index=tangent_at[r.attrs["index"]]))
+    return _double_vjp(outs, sources, vs, independent)
 
 
-def _double_vjp(outs, sources, vs) -> list:
+def _on_derivative_paths(outs, relevant) -> set:
+    """The nodes of `relevant` a derivative of `outs` goes through. Not what a custom_vjp
+    node computes its value from (its forward, residuals): its rule differentiates it, and a
+    loop rebuilt there would make its results sources the rule's closure check refuses."""
+    found, stack = set(), [o for o in outs if o in relevant]
+    while stack:
+        n = stack.pop()
+        if n in found:
+            continue
+        found.add(n)
+        ins = n.inputs[1:1 + n.attrs["args"]] \
+            if n.op == "custom_vjp" and not _remat_of_a_loop(n) else n.inputs
+        stack.extend(i for i in ins if i in relevant)
+    return found
+
+
+def _remat_of_a_loop(node) -> bool:
+    """A gc.remat node (a custom_vjp whose rule replays its forward nodes) over a while_loop:
+    its rule would differentiate the loop in reverse, so forward mode goes through its
+    forward nodes instead, as JAX's jvp of checkpoint is the jvp of the function."""
+    if node.op != "custom_vjp" or not str(node.attrs["fn"]).startswith("remat("):
+        return False
+    args = set(node.inputs[1:1 + node.attrs["args"]])
+    stack, seen = [node.inputs[0]], set()
+    while stack:
+        n = stack.pop()
+        if n in seen or n in args:
+            continue
+        if _holds_while_loop(n):
+            return True
+        seen.add(n)
+        stack.extend(n.inputs)
+    return False
+
+
+def _double_vjp(outs, sources, vs, independent) -> list:
     if not outs:
         return []
     us = [F.zeros_like(o) for o in outs]  # their value is irrelevant: vjp is linear in u
-    pulled = gradients(outs, sources, us, partial=True)
+    # the sources added for rebuilt nodes' results are computed from the independent ones
+    pulled = gradients(outs, sources, us, partial=True,
+                       stand_ins=[s for s in sources if s not in independent])
     # one scalar per source, differentiated together rather than added up: sources of
     # different float dtypes give terms of different dtypes
     terms = [F.sum(p * v) for p, v in zip(pulled, vs)]
@@ -156,7 +202,7 @@ def _scan_forward(node, operand_tangents):
     consts = list(range(n_consts))
     carries = list(range(n_consts, n_consts + n_carries))
     xs = list(range(n_consts + n_carries, len(node.inputs)))
-    n_results = len(body.outputs)  # the rebuilt scan saves no carries (save_carries)
+    n_results = len(body.outputs)
     ys = list(range(n_carries, n_results))
     new_body, own = _jvp_region(f"{body.name}_jvp", body, [consts, carries, xs],
                                 [range(n_carries), ys])
@@ -166,10 +212,13 @@ def _scan_forward(node, operand_tangents):
     new = apply("scan", *captured, *const_operands, *carry_operands,
                 *_tangent_operands(node, xs, operand_tangents),
                 **{**a, "body": new_body, "consts": len(captured) + len(const_operands),
-                   "carries": len(carry_operands), "save_carries": False})
-    floats = [[k for k in group if is_float(body.outputs[k].dtype)]
-              for group in (range(n_carries), ys)]
-    return new, _after_each_group([range(n_carries), ys], floats)
+                   "carries": len(carry_operands)})
+    # a scan a reverse pass made (save_carries: a jvp of a gradient) also gives the carry
+    # each step started from, stacked, after its ys: the new one saves (c, dc) the same way
+    saved = [n_results + k for k in range(n_carries)] if a.get("save_carries") else []
+    groups = [range(n_carries), ys] + ([saved] if saved else [])
+    floats = [[k for k in group if is_float(node.type.elements[k].dtype)] for group in groups]
+    return new, _after_each_group(groups, floats)
 
 
 def _cond_forward(node, operand_tangents):
