@@ -819,7 +819,11 @@ def jvp(fn, primals, tangents):
         xs, vs = args[:len(primals)], args[len(primals):]
         xs = tuple(_variables(x) for x in xs)
         y = fn(*xs)
-        x_leaves, v_leaves = tree_leaves(list(xs)), tree_leaves(list(vs))
+        # an integer or boolean primal (an index, a count) has no tangent: as JAX's float0
+        # tangents, its (integer) tangent is not read
+        pairs = [(x, v) for x, v in zip(tree_leaves(list(xs)), tree_leaves(list(vs)))
+                 if not isinstance(x, Node) or is_float(x.dtype)]
+        x_leaves, v_leaves = [x for x, _ in pairs], [v for _, v in pairs]
         # fn's result may be a pytree, as in JAX: one tangent per leaf, zeros for integer
         # and boolean leaves and for those no primal reaches
         y_leaves, y_structure = leaves_and_structure(y)

@@ -1,0 +1,27 @@
+"""jvp and jacfwd with an integer primal (an index, a count) beside float ones, as JAX takes
+them (its tangent is float0; here an integer tangent, not read). They were refused: 'cannot
+differentiate with respect to a int64 value' (found by the s21c review)."""
+import numpy as np
+
+import graphc as gc
+
+
+def f(x, n):
+    return {"picked": x[n] * x, "count": n + 1}
+
+
+def test_jvp_with_an_integer_primal_pushes_the_float_tangents_only():
+    x, dx = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, 3.0])
+    for dn in (np.zeros((), np.int64), np.ones((), np.int64)):  # not read either way
+        out, tangent = gc.jvp(f, (x, np.asarray(2)), (dx, dn))
+        np.testing.assert_allclose(out["picked"], x[2] * x)
+        np.testing.assert_allclose(tangent["picked"], dx[2] * x + x[2] * dx)
+        assert int(out["count"]) == 3 and int(tangent["count"]) == 0
+
+
+def test_jacfwd_with_an_integer_argument_not_differentiated():
+    x = np.array([0.5, -1.0, 2.0])
+    jac = gc.jacfwd(lambda x, n: x[n] * x, argnums=0)(x, np.asarray(1))
+    want = np.diag(np.full(3, x[1]))
+    want[:, 1] += x
+    np.testing.assert_allclose(jac, want)
