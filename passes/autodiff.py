@@ -59,14 +59,22 @@ def _relevant(graph: Graph, ys, xs):
     such a path's end (a while_loop fed a stop_gradient, a count, or a loop whose condition
     reads x) is not differentiated, as JAX's symbolic zeros."""
     depends = _forward_dependence(graph.nodes, xs)
-    relevant, stack = set(), [y for y in ys if y in depends]
+    relevant = upstream([y for y in ys if y in depends],
+                        lambda n: [i for i in n.inputs if i in depends])
+    return relevant, depends
+
+
+def upstream(starts, inputs_of) -> set:
+    """The nodes reached from `starts` by following inputs_of(node) (a node's inputs that a
+    walk goes on to), the starts included."""
+    found, stack = set(), list(starts)
     while stack:
         n = stack.pop()
-        if n in relevant:
+        if n in found:
             continue
-        relevant.add(n)
-        stack.extend(i for i in n.inputs if i in depends and i not in relevant)
-    return relevant, depends
+        found.add(n)
+        stack.extend(inputs_of(n))
+    return found
 
 
 def _check_closure(node, depends, xs, stand_ins=()):

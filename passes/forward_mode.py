@@ -24,7 +24,7 @@ from ir.ops.registry import apply
 from ir.region import Region
 from ir.types import is_float
 
-from .autodiff import _relevant, gradients
+from .autodiff import _relevant, gradients, upstream
 from .control_flow_ad import _captured, _replay
 
 
@@ -65,16 +65,11 @@ def _on_derivative_paths(outs, relevant) -> set:
     """The nodes of `relevant` a derivative of `outs` goes through. Not what a custom_vjp
     node computes its value from (its forward, residuals): its rule differentiates it, and a
     loop rebuilt there would make its results sources the rule's closure check refuses."""
-    found, stack = set(), [o for o in outs if o in relevant]
-    while stack:
-        n = stack.pop()
-        if n in found:
-            continue
-        found.add(n)
+    def inputs_of(n):
         ins = n.inputs[1:1 + n.attrs["args"]] \
             if n.op == "custom_vjp" and not _remat_of_a_loop(n) else n.inputs
-        stack.extend(i for i in ins if i in relevant)
-    return found
+        return [i for i in ins if i in relevant]
+    return upstream([o for o in outs if o in relevant], inputs_of)
 
 
 def _remat_of_a_loop(node) -> bool:
