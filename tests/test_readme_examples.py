@@ -402,3 +402,15 @@ def test_the_custom_vjp_node_the_readme_shows_is_what_graphc_dump_prints(tmp_pat
     assert run.returncode == 0, run.stderr
     printed = [line.strip() for line in run.stdout.splitlines()]
     assert any(line.replace(":f32[2]", "") == shown for line in printed), (shown, run.stdout)
+
+
+def test_every_function_the_transformations_table_names_exists():
+    """The README's "transformations at a glance" table: each `gc.NAME` in its first column
+    is a public function of graphc."""
+    table = re.search(r"\| graphc \| JAX \| what differs \|\n\| --- \| --- \| --- \|\n(.*?)\n\n",
+                      README, re.S).group(1)
+    names = [name for row in table.splitlines()
+             for name in re.findall(r"gc\.(\w+)", row.split(" | ")[0])]
+    assert len(names) >= 20
+    for name in names:
+        assert callable(getattr(gc, name, None)) and name in gc.__all__, name
