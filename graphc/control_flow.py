@@ -496,6 +496,11 @@ def switch(index, branches, *operands):
         either.__name__ = f"branches {lo}-{hi - 1}"
         return either
 
+    if len(branches) == 1:  # no cond to run it: eagerly, its result is still apart, as cond's
+        op_leaves = leaves_and_structure(list(operands))[0]
+        result = branches[0](*operands)
+        return result if _graph_of([index] + op_leaves) is not None else \
+            _apart(result, op_leaves)
     try:
         return pick(0, len(branches))(*operands)
     except GraphcError as error:
