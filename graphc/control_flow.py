@@ -504,7 +504,9 @@ def switch(index, branches, *operands):
     try:
         return pick(0, len(branches))(*operands)
     except GraphcError as error:
-        if not error.message.startswith("cond: true_fun "):
+        # only the message of this tree's own conds (their functions are named "branch 2 f"
+        # or "branches 0-3"): a cond inside a branch speaks for itself
+        if not error.message.startswith(("cond: true_fun branch ", "cond: true_fun branches ")):
             raise
         message = error.message.replace("cond: true_fun ", "switch: ", 1) \
             .replace(" but false_fun ", " but ", 1).replace("both must", "all must", 1)
