@@ -38,3 +38,34 @@ def test_a_cond_inside_a_switch_branch_names_itself_not_the_switch():
     with pytest.raises(GraphcError, match=r"^switch: branch 0 <lambda> .* but branch 1 "
                                           r"<lambda> returns \(f64\[2\]\); all must"):
         gc.compile(lambda i, v: gc.switch(i, [lambda v: v, lambda v: v[:2]], v))(0, x)
+
+
+def test_linearize_f_jvp_under_vmap_compile_and_grad():
+    # jax's idiom vmap(f_jvp)(basis) for a Jacobian; before, a traced tangent failed with 'a
+    # symbolic value cannot be turned into a numpy array'. The tangent part is added to the
+    # traced graph, its residuals constants: J stays the one at the linearization point.
+    x = np.array([0.1, 0.2, 0.3])
+    _, f_jvp = gc.linearize(lambda x: gc.sin(x) * x[0], x)
+    jac = np.cos(x) * x[0] * np.eye(3)
+    jac[:, 0] += np.sin(x)
+    np.testing.assert_allclose(gc.vmap(f_jvp)(np.eye(3)), jac.T, rtol=1e-14)
+    np.testing.assert_allclose(gc.compile(gc.vmap(f_jvp, in_axes=1, out_axes=1))(np.eye(3)),
+                               jac, rtol=1e-14)
+    w = np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(gc.grad(lambda v: gc.sum(f_jvp(v) * w))(np.ones(3)), jac.T @ w,
+                               rtol=1e-14)
+    np.testing.assert_allclose(f_jvp(np.ones(3)), jac @ np.ones(3), rtol=1e-14)
+    # in a branch or a loop body on a value of the enclosing function (captured)
+    branchy = gc.compile(lambda v, p: gc.cond(p > 0, lambda: f_jvp(v), lambda: f_jvp(v * 2.0)))
+    np.testing.assert_allclose(branchy(np.ones(3), -1.0), jac @ np.full(3, 2.0), rtol=1e-14)
+    looped = gc.compile(lambda v: gc.scan(lambda c, _: (c + f_jvp(v), None), np.zeros(3), None,
+                                          length=2)[0])
+    np.testing.assert_allclose(looped(w), 2.0 * jac @ w, rtol=1e-14)
+    with pytest.raises(GraphcError, match=r"tangent leaf 0 is float64\[2\] but its primal"):
+        gc.vmap(f_jvp)(np.eye(2))
+    layer = gc.nn.Linear(3, 2)
+    x32 = np.ones((1, 3), np.float32)
+    _, g_jvp = gc.linearize(lambda x: gc.tanh(layer(x)), x32)
+    before = g_jvp(x32)
+    layer.weight.data[...] = 0.0  # traced too, f_jvp is J at the weights it was taken at
+    np.testing.assert_array_equal(gc.compile(g_jvp)(x32), before)
