@@ -69,3 +69,33 @@ def test_linearize_f_jvp_under_vmap_compile_and_grad():
     before = g_jvp(x32)
     layer.weight.data[...] = 0.0  # traced too, f_jvp is J at the weights it was taken at
     np.testing.assert_array_equal(gc.compile(g_jvp)(x32), before)
+
+
+@pytest.mark.parametrize("case", ["stack", "concat"])
+def test_a_concat_with_only_some_operands_written_in_place_copies_the_others(case):
+    # With generated kernels a product read by a concat is written straight into its slice
+    # when a pool buffer of the concat's size is free (runtime.memory.products_into_concats,
+    # here the buffer of x * 2). A concat with other operands too ran np.concatenate over
+    # all of them, the product unreshaped: 'concat(f64[1,1,3], f64[1,1,3]) failed while
+    # running: all the input arrays must have same number of dimensions' (found by the
+    # aliasing fuzzer under vmap; numpy plans were right).
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 3))
+
+    def f(x, w):
+        p = gc.sum(x * 2.0, axis=0, keepdims=True)
+        if case == "stack":
+            return gc.stack([p @ w, p], 1) * 3.0
+        return gc.concatenate([p, p @ w, gc.transpose(w @ gc.transpose(p, (1, 0)), (1, 0))],
+                              0) * 3.0
+
+    def want(x, w):
+        p = (x * 2.0).sum(0, keepdims=True)
+        if case == "stack":
+            return np.stack([p @ w, p], 1) * 3.0
+        return np.concatenate([p, p @ w, (w @ p.T).T], 0) * 3.0
+
+    compiled = gc.compile(f)
+    for _ in range(3):
+        x = rng.normal(size=(2, 3) if case == "stack" else (3, 3))
+        np.testing.assert_allclose(compiled(x, w), want(x, w), rtol=1e-13)
