@@ -498,10 +498,17 @@ def switch(index, branches, *operands):
         either.__name__ = f"branches {lo}-{hi - 1}"
         return either
 
+    if len(branches) == 1:  # no cond to run it: eagerly, its result is still apart, as cond's
+        op_leaves = leaves_and_structure(list(operands))[0]
+        result = branches[0](*operands)
+        return result if _graph_of([index] + op_leaves) is not None else \
+            _apart(result, op_leaves)
     try:
         return pick(0, len(branches))(*operands)
     except GraphcError as error:
-        if not error.message.startswith("cond: true_fun "):
+        # only the message of this tree's own conds (their functions are named "branch 2 f"
+        # or "branches 0-3"): a cond inside a branch speaks for itself
+        if not error.message.startswith(("cond: true_fun branch ", "cond: true_fun branches ")):
             raise
         message = error.message.replace("cond: true_fun ", "switch: ", 1) \
             .replace(" but false_fun ", " but ", 1).replace("both must", "all must", 1)

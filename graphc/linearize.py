@@ -7,7 +7,8 @@ As JAX's partial evaluation does, the graph of jvp(f, primals, tangents) is spli
 the nodes no tangent reaches ("known": the primal computation) and the rest. The known part
 is one plan, run once here; it returns y and the residuals, the known values the tangent
 part reads. The tangent part is a second plan taking the residuals and the tangents, so
-each f_jvp call runs only the linear map, not f again.
+each f_jvp call runs only the linear map, not f again. Called on traced tangents (vmap(f_jvp),
+compile, grad), f_jvp adds the tangent part to the graph being traced instead.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, current_graph
+from ir.region import Region
 from passes.fold import computes_constant
 from passes.manager import optimize
-from ir.ops.registry import get_op
+from ir.ops.registry import SymbolicValue, apply, get_op
 
 from .tracing import leaves_and_structure, trace, unflatten
 from .transforms import _as_float_inputs, _is_symbolic, jvp
@@ -63,14 +65,19 @@ def linearize(fn, *primals):
             raise GraphcError(f"linearize: f_jvp takes tangents like the {count} primals "
                               f"({len(p_leaves)} arrays), got {len(t_leaves)} arrays in "
                               f"another structure", (user_location(),))
+        graph = current_graph()  # vmap(f_jvp), compile, grad: traced tangents
         arrays = []
         for k, (t, (dtype, shape)) in enumerate(zip(t_leaves, p_types)):
-            t = np.asarray(getattr(t, "data", t))
-            if t.shape != shape or (t.dtype != dtype and t.ndim > 0):
+            if not isinstance(t, SymbolicValue):
+                t = np.asarray(getattr(t, "data", t))
+            if tuple(t.shape) != shape or (t.dtype != dtype and t.ndim > 0):
                 raise GraphcError(f"linearize: tangent leaf {k} is {t.dtype}{list(t.shape)} "
                                   f"but its primal is {dtype}{list(shape)}; pass a tangent of "
                                   "the primal's dtype and shape", (user_location(),))
-            arrays.append(t.astype(dtype, copy=False))
+            arrays.append(_traced(graph, t, dtype) if graph is not None else
+                          t.astype(dtype, copy=False))
+        if graph is not None:
+            return unflatten(t_structure, _inline(graph, tangent_part, residuals, arrays))
         return unflatten(t_structure, tangent_plan(*residuals, *arrays))
 
     f_jvp.plan = tangent_plan  # what each call runs (`graphc dump`-able: plan.graph)
@@ -115,6 +122,29 @@ def _split(graph, tangent_names, y_outputs, t_outputs):
                                (n in unknown and n.op != "input")], env)
     tangent_part.set_outputs([env[o] for o in t_outputs])
     return known_part, tangent_part
+
+
+def _inline(graph, tangent_part, residuals, tangents):
+    """The tangent part's nodes added to `graph`, being traced (vmap(f_jvp), as JAX's
+    linearize allows): the residuals enter as constants, the tangents as they are."""
+    env = {}
+    with graph.building():
+        for node, r in zip(tangent_part.inputs, residuals):
+            env[node] = graph.constant(r.copy())  # constant() makes its value read-only
+        for node, t in zip(tangent_part.inputs[len(residuals):], tangents):
+            env[node] = t
+        _copy_nodes(graph, [n for n in tangent_part.nodes if n.op != "input"], env)
+    return [env[o] for o in tangent_part.outputs]
+
+
+def _traced(graph, t, dtype):
+    """Tangent leaf `t` as a value of `graph` of the primal's dtype. In a loop body or a
+    branch, a value of the enclosing function enters through a capture, as ops' operands do."""
+    if not isinstance(t, SymbolicValue):
+        t = graph.constant(np.asarray(t, dtype))
+    elif t.graph is not graph and isinstance(graph, Region):
+        t = graph.capture(t)
+    return t if t.dtype == dtype else apply("cast", t, dtype=dtype)
 
 
 def _input_like(new_graph, graph, node):

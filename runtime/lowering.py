@@ -129,6 +129,10 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
                                              else "layer_norm_grads")
         elif n.op == "concat" and len(written.get(n, ())) == len(n.inputs):
             choices.choice[n] = KernelChoice("assembled")
+        elif n.op == "concat" and written.get(n):
+            # some operands are in their slices already (memory plan: part), the others are
+            # copied in: np.concatenate would read a product through its un-rendered views
+            choices.choice[n] = KernelChoice("concat-copies")
         else:
             choices.choice[n] = _choose(n, mp.storage[n].kind, into_concat, jit, parallel)
         if n in choices.causal and choices.choice[n] == KernelChoice("numba", "gemm"):

@@ -76,6 +76,8 @@ class NPL:
         for t in range(len(xs)):
             c, y = f(c, xs[t])
             ys.append(y)
+        if isinstance(ys[0], tuple):  # several ys: stacked one by one
+            return c, tuple(np.stack(y) for y in zip(*ys))
         return c, np.stack(ys)
     @staticmethod
     def fori_loop(lo, hi, body, init):
@@ -110,8 +112,12 @@ DIMS = (2, 3, 4)
 
 
 class Program:
-    def __init__(self, seed, nops=None, dims=DIMS, maxsize=4096):
+    def __init__(self, seed, nops=None, dims=DIMS, maxsize=4096, loops=False):
         self.rng = rng = np.random.default_rng(seed)
+        # loops=True: also loops of two carries that pass them through, swap them, carry
+        # an outer value or a step of xs, and return carries and xs as ys (region plans
+        # return their inputs uncopied, runtime/control_flow.py)
+        self.loops = loops
         self.dims, self.maxsize = dims, maxsize
         self.lines = []
         self.vals = []  # (name, shape)
@@ -164,6 +170,8 @@ class Program:
                  "swap", "reshape", "slice", "slice", "int", "expand", "bcast", "concat",
                  "stack", "dslice", "dus", "dus", "take", "scatter", "softmax", "cumsum",
                  "where", "inplace", "scan", "fori", "cond", "cond", "while"]
+        if self.loops:
+            kinds += ["scan2", "scan2", "fori2", "cond2", "while2"]
         kind = kinds[int(rng.integers(len(kinds)))]
         nd = len(sa)
         if kind == "unary":
@@ -311,12 +319,68 @@ class Program:
             self.lines.append(f"v{n}a, v{n}b = L.cond(L.sum({a}) > 0, {t}, {f}, {a}, {b[0]})")
             self.vals.append((f"v{n}a", sa)); self.vals.append((f"v{n}b", sa))
             return True
+        if kind in ("scan2", "fori2", "cond2", "while2"):
+            return self.two_carries(kind, a, sa)
         if kind == "while" and not self.nodiff and rng.random() < 0.2:
             self.nodiff = True
             sq = nd >= 2 and sa[-1] == sa[-2]
             body = "lambda c: L.T(c) * 2.0" if sq else "lambda c: c * 2.0"
             return self.emit(f"L.while_loop(lambda c: L.sum(L.abs(c)) < 20.0, {body}, {a} + 0.1)", sa)
         return False
+
+    def two_carries(self, kind, a, sa):
+        """A loop or cond over the carry (a, o): o another value of a's shape (or a again,
+        or a's transpose), which the bodies also read as a closure."""
+        rng, nd = self.rng, len(sa)
+        sq = nd >= 2 and sa[-1] == sa[-2]
+        o = self.pick(lambda s: s == sa)[0]
+        o = [o, a, f"L.T({a})"][int(rng.integers(3 if sq else 2))]
+        n = len(self.lines)
+        pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+        if kind == "scan2":
+            b = self.pick(lambda s: len(s) == nd + 1 and s[1:] == sa and s[0] <= 4)
+            if b is None:
+                return False
+            # (body, how many ys)
+            bodies = [("lambda c, x: ((c[1], c[0]), c[0])", 1),
+                      ("lambda c, x: ((c[0], c[1] + x), (c[0], x))", 2),
+                      ("lambda c, x: ((x, c[0]), c[1])", 1),
+                      (f"lambda c, x: (({o}, c[0] * 0.5 + x), (c[1], c[1]))", 2),
+                      ("lambda c, x: ((c[0], c[0]), x)", 1),
+                      ("lambda c, x: (L.fori_loop(0, 2, lambda i, d: (d[1], d[0] + x), c), c[0])", 1)]
+            if sq:
+                bodies += [("lambda c, x: ((L.T(c[1]), L.T(c[0])), L.T(c[0]))", 1),
+                           ("lambda c, x: ((c[0], L.T(x)), (L.T(c[1]), c[1]))", 2)]
+            body, n_ys = pick(bodies)
+            ys = f"(v{n}y, v{n}c)" if n_ys == 2 else f"v{n}y"
+            self.lines.append(f"(v{n}a, v{n}b), {ys} = L.scan({body}, ({a}, {o}), {b[0]})")
+            self.vals += [(f"v{n}a", sa), (f"v{n}b", sa), (f"v{n}y", (b[1][0],) + sa)]
+            if n_ys == 2:
+                self.vals.append((f"v{n}c", (b[1][0],) + sa))
+            return True
+        if kind == "fori2":
+            bodies = ["lambda i, c: (c[1], c[0])", "lambda i, c: (c[0], c[1] * 0.5)",
+                      f"lambda i, c: ({o}, c[0] + 1.0)",
+                      "lambda i, c: L.scan(lambda d, x: ((d[1], d[0]), x), c, L.stack([c[0], c[1]]))[0]"]
+            if sq:
+                bodies += ["lambda i, c: (L.T(c[1]), L.T(c[0]))"]
+            self.lines.append(f"v{n}a, v{n}b = L.fori_loop(0, {int(rng.integers(0, 4))}, "
+                              f"{pick(bodies)}, ({a}, {o}))")
+        elif kind == "cond2":
+            brs = ["lambda p, q: (q, p)", f"lambda p, q: ({o}, p)", "lambda p, q: (p, p)",
+                   f"lambda p, q: (L.fori_loop(0, 1, lambda i, d: d, {o}), q)"]
+            self.lines.append(f"v{n}a, v{n}b = L.cond(L.sum({a}) > 0, {pick(brs)}, {pick(brs)}, "
+                              f"{a}, {o})")
+        else:
+            if self.nodiff or rng.random() < 0.5:
+                return False
+            self.nodiff = True  # while_loop: no reverse mode
+            body = pick(["lambda c: (c[1], c[0], c[2] + 1.0)", f"lambda c: ({o}, c[0], c[2] + 1.0)",
+                         "lambda c: (c[0], c[1], c[2] + 1.0)"])
+            self.lines.append(f"v{n}a, v{n}b, _ = L.while_loop(lambda c: c[2] < "
+                              f"{int(rng.integers(0, 4))}.0, {body}, ({a}, {o}, 0.0))")
+        self.vals += [(f"v{n}a", sa), (f"v{n}b", sa)]
+        return True
 
     def pick_outputs(self):
         rng = self.rng
