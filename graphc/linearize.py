@@ -21,7 +21,7 @@ from passes.fold import computes_constant
 from passes.manager import optimize
 from ir.ops.registry import SymbolicValue, apply, get_op
 
-from .tracing import leaves_and_structure, trace, unflatten
+from .tracing import leaves_and_structure, leaves_like, trace, unflatten
 from .transforms import _as_float_inputs, _is_symbolic, jvp
 
 __all__ = ["linearize"]
@@ -61,6 +61,13 @@ def linearize(fn, *primals):
 
     def f_jvp(*tangents):
         t_leaves, structure = leaves_and_structure(list(tangents))
+        if structure != p_structure and len(tangents) == count:  # dict keys in another order?
+            try:
+                t_leaves = leaves_like(p_structure, list(tangents))
+                if all(leaf is not None for leaf in t_leaves):
+                    structure = p_structure
+            except GraphcError:
+                pass
         if structure != p_structure:
             raise GraphcError(f"linearize: f_jvp takes tangents like the {count} primals "
                               f"({len(p_leaves)} arrays), got {len(t_leaves)} arrays in "

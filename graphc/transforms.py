@@ -768,6 +768,23 @@ def _outputs_and_cotangents(y, ct):
     return ys, seeds
 
 
+def _like_primal(primal, tangent, what):
+    """`tangent` as a pytree of its primal's structure: a dict's keys may come in another
+    order (JAX sorts them; here the primal's order is the one), anything else must match."""
+    p_leaves, structure = leaves_and_structure(primal)
+    t_leaves, t_structure = leaves_and_structure(tangent)
+    if t_structure == structure:
+        return tangent
+    try:
+        t_leaves = leaves_like(structure, tangent)
+    except GraphcError:
+        t_leaves = [None]
+    if any(leaf is None for leaf in t_leaves):  # a None where the primal holds arrays
+        raise GraphcError(f"{what} is not a pytree like its primal ({len(tree_leaves(tangent))} "
+                          f"vs {len(p_leaves)} arrays)", (user_location(),))
+    return unflatten(structure, t_leaves)
+
+
 def _concrete(shape) -> bool:
     return all(isinstance(d, (int, np.integer)) for d in shape)
 
@@ -796,24 +813,21 @@ def jvp(fn, primals, tangents):
     cotangent u, so differentiating <vjp(u), tangents> with respect to u gives J @ tangents;
     a while_loop, which has no reverse pass, carries its tangents forward
     (passes/forward_mode.py). The result is an ordinary graph, so it composes with grad."""
-    primals, tangents = tuple(primals), tuple(tangents)
+    primals, tangents = tuple(primals), list(tangents)
     if len(primals) != len(tangents):
         raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents",
                           (user_location(),))
     for k, (p, t) in enumerate(zip(primals, tangents)):
         # as JAX: a tangent is a pytree like its primal (None, an empty subtree, where the
         # primal has None), each leaf in its primal's space (same dtype and shape)
-        p_leaves, p_structure = leaves_and_structure(p)
-        t_leaves, t_structure = leaves_and_structure(t)
-        if p_structure != t_structure:
-            raise GraphcError(f"jvp: tangent {k} is not a pytree like its primal "
-                              f"({len(t_leaves)} vs {len(p_leaves)} arrays)", (user_location(),))
-        for p_leaf, t_leaf in zip(p_leaves, t_leaves):
+        tangents[k] = _like_primal(p, t, f"jvp: tangent {k}")
+        for p_leaf, t_leaf in zip(tree_leaves(p), tree_leaves(tangents[k])):
             p_type, t_type = _dtype_and_shape(p_leaf), _dtype_and_shape(t_leaf)
             if p_type and t_type and p_type != t_type:
                 raise GraphcError(f"jvp: tangent {k} is {_describe(t_type)} but its primal is "
                                   f"{_describe(p_type)}; pass a tangent of the primal's dtype "
                                   "and shape", (user_location(),))
+    tangents = tuple(tangents)
 
     def symbolic(*args):
         xs, vs = args[:len(primals)], args[len(primals):]

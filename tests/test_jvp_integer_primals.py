@@ -2,6 +2,7 @@
 them (its tangent is float0; here an integer tangent, not read). They were refused: 'cannot
 differentiate with respect to a int64 value' (found by the s21c review)."""
 import numpy as np
+import pytest
 
 import graphc as gc
 
@@ -25,3 +26,18 @@ def test_jacfwd_with_an_integer_argument_not_differentiated():
     want = np.diag(np.full(3, x[1]))
     want[:, 1] += x
     np.testing.assert_allclose(jac, want)
+
+
+def test_a_tangent_dict_may_list_its_keys_in_another_order():
+    """JAX sorts a dict's keys when it flattens it, so {'a':..,'b':..} and {'b':..,'a':..} are
+    one structure there; graphc keeps the primal's order and pairs the tangent's leaves by
+    key (found by the s21e review: refused as 'not a pytree like its primal')."""
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    fn = lambda d: d["a"] * d["b"]  # noqa: E731
+    primal, tangent = {"b": b, "a": a}, {"a": np.ones(2), "b": np.full(2, 10.0)}
+    _, t = gc.jvp(fn, (primal,), (tangent,))
+    np.testing.assert_allclose(t, 1.0 * b + a * 10.0)
+    _, f_jvp = gc.linearize(fn, primal)
+    np.testing.assert_allclose(f_jvp(tangent), 1.0 * b + a * 10.0)
+    with pytest.raises(gc.GraphcError, match="tangent 0 is not a pytree like its primal"):
+        gc.jvp(fn, (primal,), ({"a": a},))
