@@ -12,7 +12,7 @@ KEY = gc.random.key(0)
 
 
 def arr(x):
-    return np.asarray(x.data if hasattr(x, "data") else x)
+    return np.asarray(x.data if isinstance(x, gc.Tensor) else x)
 
 
 def test_key_is_two_words_and_split_keys_differ_and_replay():
@@ -131,9 +131,30 @@ def test_vmap_over_keys_equals_a_loop_over_keys():
     np.testing.assert_array_equal(batched, looped)
     assert len({tuple(row) for row in batched}) == 5
     np.testing.assert_array_equal(gc.compile(gc.vmap(draw))(keys), looped)
-    # a batch of data folded into one key
+    # one op draws for the whole batch of keys, not one op per example
+    graph = gc.trace(gc.vmap(draw), gc.spec((5, 2), "int64"))
+    assert [n.op for n in graph.nodes].count("random_normal") == 1
+    # a batch of data folded into one key, and a key and a datum per example
     folded = arr(gc.vmap(lambda i: gc.random.fold_in(KEY, i))(np.arange(4)))
     np.testing.assert_array_equal(folded, [arr(gc.random.fold_in(KEY, i)) for i in range(4)])
+    pairs = arr(gc.vmap(gc.random.fold_in)(keys, np.arange(5)))
+    np.testing.assert_array_equal(pairs, [arr(gc.random.fold_in(k, i)) for i, k in enumerate(keys)])
+    np.testing.assert_array_equal(gc.vmap(gc.random.key)(np.array([3, -1, 2**40])),
+                                  [gc.random.key(3), gc.random.key(-1), gc.random.key(2**40)])
+
+
+def test_nested_vmap_over_a_grid_of_keys_equals_a_loop():
+    keys = arr(gc.random.split(KEY, 6)).reshape(2, 3, 2)
+
+    def draws(k):
+        return (gc.random.uniform(k, (2,), "bfloat16"), gc.random.permutation(k, 4),
+                gc.random.split(k)[1], gc.random.randint(k, (), 0, 3))
+    grid = gc.vmap(gc.vmap(draws))
+    for results in (grid(keys), gc.compile(grid)(keys)):
+        for i in range(2):
+            for j in range(3):
+                for got, want in zip(results, draws(keys[i, j])):
+                    np.testing.assert_array_equal(arr(got)[i, j], arr(want))
 
 
 def test_scan_splitting_the_key_every_step():
