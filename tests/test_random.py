@@ -230,3 +230,12 @@ def test_a_symbolic_shape_draws_what_the_bound_shape_draws():
     for rows in (2, 5):
         np.testing.assert_array_equal(f(np.zeros((rows, 3), np.float32), KEY),
                                       arr(gc.random.normal(KEY, (rows, 3))))
+
+
+def test_fori_loop_folding_in_the_traced_counter_equals_the_python_loop():
+    def total(key):
+        body = lambda i, acc: acc + gc.random.normal(gc.random.fold_in(key, i), (2,))
+        return gc.fori_loop(0, 4, body, gc.zeros((2,)))
+    want = sum(arr(gc.random.normal(gc.random.fold_in(KEY, i), (2,))) for i in range(4))
+    np.testing.assert_allclose(arr(total(KEY)), want, rtol=1e-6)
+    np.testing.assert_allclose(gc.compile(total)(KEY), want, rtol=1e-6)
