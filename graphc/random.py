@@ -37,6 +37,8 @@ def _concrete_int(x):
 def _key(key, fn):
     if isinstance(key, (list, tuple)):
         key = np.asarray(key)
+    if isinstance(key, np.ndarray) and key.dtype == np.uint32:
+        key = key.astype(np.int64)  # a raw key from JAX: the IR has no unsigned dtype
     if not hasattr(key, "shape") or F._dtype(key) not in INT_DTYPES \
             or tuple(F._shape(key)) != (2,):
         got = (f"{F._dtype(key)} array of shape {tuple(F._shape(key))}"

@@ -22,6 +22,9 @@ def test_key_is_two_words_and_split_keys_differ_and_replay():
     assert keys.shape == (4, 2) and keys.dtype == np.int64
     assert len({tuple(k) for k in keys}) == 4 and not any((k == KEY).all() for k in keys)
     np.testing.assert_array_equal(keys, arr(gc.random.split(KEY, 4)))
+    # a raw uint32 key as JAX's draws what the same words as int64 draw
+    np.testing.assert_array_equal(gc.random.normal(np.array([0, 7], np.uint32), (3,)),
+                                  gc.random.normal(gc.random.key(7), (3,)))
     k1, k2 = gc.random.split(KEY)
     a, b = arr(gc.random.uniform(k1, (100,))), arr(gc.random.uniform(k2, (100,)))
     assert not np.array_equal(a, b)
