@@ -17,7 +17,7 @@ from ir.ops.precision import autocast
 from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
-from . import amp, nn, optim
+from . import amp, nn, optim, random
 from .control_flow import cond, fori_loop, scan, switch, while_loop
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
@@ -36,5 +36,6 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "hessian", "jacfwd",
            "jacrev", "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
-           "remat", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "amp",
+           "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch",
+           "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__

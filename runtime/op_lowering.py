@@ -162,6 +162,10 @@ _RECORDS = [
                     "no out= form"),
     Lowering("dropout_mask", reason="draws from a generator seeded by its operand on every "
                                     "call, as its library implementation does"),
+    *(Lowering(op, reason="seeds numpy's generator with its key operand on every call, as "
+                          "its library implementation does (ir/ops/random.py)")
+      for op in ("random_key", "random_split", "random_fold_in", "random_uniform",
+                 "random_normal", "random_randint", "random_permutation")),
     Lowering("reshape", form="view", view=E.view_reshape),
     Lowering("transpose", form="view", view=E.view_transpose),
     Lowering("broadcast_to", form="view", view=E.view_broadcast_to),

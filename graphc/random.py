@@ -1,0 +1,187 @@
+"""Random numbers as pure functions of a key, in the style of jax.random:
+
+    key = gc.random.key(0)
+    k1, k2 = gc.random.split(key)
+    x = gc.random.normal(k1, (3, 4)) * sigma + mu
+
+A key is an int64 array of shape (2,) (two 32-bit words, as JAX's raw keys). The same key
+gives the same numbers eagerly, compiled, and inside scan, vmap and grad; draws are constants
+for autodiff, and keys take no gradient. The ops are defined in ir/ops/random.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.ops import api as F
+from ir.ops.random import key_words
+from ir.ops.registry import apply
+from ir.types import INT_DTYPES, Dim, as_dtype, finfo, is_float
+
+__all__ = ["key", "PRNGKey", "split", "fold_in", "uniform", "normal", "bernoulli", "randint",
+           "categorical", "gumbel", "permutation"]
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _concrete_int(x):
+    """x as a Python int when it is a concrete integer (a 0-d integer array too), else None."""
+    if _is_int(x):
+        return int(x)
+    if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype in INT_DTYPES:
+        return int(x)
+    return None
+
+
+def _key(key, fn):
+    if isinstance(key, (list, tuple)):
+        key = np.asarray(key)
+    if isinstance(key, np.ndarray) and key.dtype == np.uint32:
+        key = key.astype(np.int64)  # a raw key from JAX: the IR has no unsigned dtype
+    if not hasattr(key, "shape") or F._dtype(key) not in INT_DTYPES \
+            or tuple(F._shape(key)) != (2,):
+        got = (f"{F._dtype(key)} array of shape {tuple(F._shape(key))}"
+               if hasattr(key, "shape") else type(key).__name__)
+        F._fail(f"gc.random.{fn}: a key is an integer array of shape (2,) "
+                f"(gc.random.key(seed)), got a {got}")
+    return key
+
+
+def _shape(shape, fn):
+    if _is_int(shape) or isinstance(shape, Dim):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not all(
+            _is_int(d) and d >= 0 or isinstance(d, Dim) for d in shape):
+        F._fail(f"gc.random.{fn}: shape must be a tuple of non-negative integers, got "
+                f"{shape!r}")
+    return tuple(int(d) if _is_int(d) else d for d in shape)
+
+
+def _float_dtype(dtype, fn):
+    dtype = as_dtype(dtype)
+    if not is_float(dtype):
+        F._fail(f"gc.random.{fn}: dtype must be floating point, got {dtype}")
+    return dtype
+
+
+def key(seed):
+    """The key of an integer seed: [high 32 bits, low 32 bits] (jax.random.key/PRNGKey).
+    A concrete seed gives a numpy array; a traced integer scalar a node."""
+    value = _concrete_int(seed)
+    if value is not None:
+        return key_words(value)
+    if not hasattr(seed, "shape") or F._dtype(seed) not in INT_DTYPES or F._ndim(seed):
+        F._fail(f"gc.random.key: the seed must be an integer, got {seed!r}")
+    return apply("random_key", seed)
+
+
+PRNGKey = key
+
+
+def split(key, num=2):
+    """`num` new keys, shape (num, 2), each starting its own stream: `k1, k2 = split(key)`."""
+    key = _key(key, "split")
+    if not _is_int(num) or num < 1:
+        F._fail(f"gc.random.split: num must be a positive integer, got {num!r}")
+    return apply("random_split", key, num=int(num))
+
+
+def fold_in(key, data):
+    """A new key from `key` and an integer (a step, an example's index), as JAX's fold_in;
+    `data` may be traced (a scan's counter)."""
+    key = _key(key, "fold_in")
+    value = _concrete_int(data)
+    if value is not None:
+        data = np.asarray(value, np.int64)
+    elif not hasattr(data, "shape") or F._dtype(data) not in INT_DTYPES or F._ndim(data):
+        F._fail(f"gc.random.fold_in: data must be an integer scalar, got {data!r}")
+    return apply("random_fold_in", key, data)
+
+
+def uniform(key, shape=(), dtype="float32", minval=0.0, maxval=1.0):
+    """Uniform in [minval, maxval) (minval and maxval may be tensors, and get gradients)."""
+    key = _key(key, "uniform")
+    dtype = _float_dtype(dtype, "uniform")
+    u = apply("random_uniform", key, shape=_shape(shape, "uniform"), dtype=dtype)
+    if isinstance(minval, (int, float)) and isinstance(maxval, (int, float)):
+        if (minval, maxval) == (0, 1):
+            return u
+        return u * float(maxval - minval) + float(minval)
+    return u * (maxval - minval) + minval
+
+
+def normal(key, shape=(), dtype="float32"):
+    """Standard normal samples; scale them (`normal(k, s) * sigma + mu`) to differentiate
+    with respect to sigma and mu (the reparameterisation trick)."""
+    key = _key(key, "normal")
+    return apply("random_normal", key, shape=_shape(shape, "normal"),
+                 dtype=_float_dtype(dtype, "normal"))
+
+
+def bernoulli(key, p=0.5, shape=None):
+    """Booleans, True with probability p (a number or a float tensor; shape defaults to p's)."""
+    key = _key(key, "bernoulli")
+    if shape is None:
+        shape = F._shape(p) if hasattr(p, "shape") else ()
+    dtype = F._dtype(p) if hasattr(p, "shape") and is_float(F._dtype(p)) else "float32"
+    return F.less(uniform(key, _shape(shape, "bernoulli"), dtype), p)
+
+
+def randint(key, shape, minval, maxval, dtype="int64"):
+    """Integers in [minval, maxval) (Python integers), uniformly."""
+    key = _key(key, "randint")
+    shape = _shape(shape, "randint")
+    lo, hi = _concrete_int(minval), _concrete_int(maxval)
+    if lo is None or hi is None:
+        F._fail(f"gc.random.randint: minval and maxval must be integers, got {minval!r} and "
+                f"{maxval!r}")
+    if hi <= lo:
+        F._fail(f"gc.random.randint: maxval {hi} must be greater than minval {lo}")
+    dtype = as_dtype(dtype)
+    if dtype not in INT_DTYPES:
+        F._fail(f"gc.random.randint: dtype must be an integer type, got {dtype}")
+    return apply("random_randint", key, shape=shape, minval=lo, maxval=hi, dtype=dtype)
+
+
+def gumbel(key, shape=(), dtype="float32"):
+    """Standard Gumbel samples, -log(-log(u))."""
+    key = _key(key, "gumbel")
+    dtype = _float_dtype(dtype, "gumbel")
+    # u in [tiny, 1): the inner log stays finite, as in JAX
+    u = uniform(key, shape, dtype, minval=float(finfo(dtype).tiny), maxval=1.0)
+    return -F.log(-F.log(u))
+
+
+def categorical(key, logits, axis=-1):
+    """Indices drawn with probabilities softmax(logits) along `axis` (the Gumbel-max trick),
+    one per position of the other axes (int64)."""
+    key = _key(key, "categorical")
+    if not hasattr(logits, "shape"):
+        logits = np.asarray(logits, np.float32)
+    if not is_float(F._dtype(logits)):
+        F._fail(f"gc.random.categorical: logits must be floating point, got "
+                f"{F._dtype(logits)}")
+    noise = gumbel(key, F._shape(logits), F._dtype(logits))
+    return F.argmax(logits + noise, axis=axis)
+
+
+def permutation(key, x, axis=0):
+    """A random permutation of range(x) for an integer x, else x shuffled along `axis`."""
+    key = _key(key, "permutation")
+    n = _concrete_int(x)
+    if n is not None:
+        if n < 0:
+            F._fail(f"gc.random.permutation: n must be non-negative, got {n}")
+        return apply("random_permutation", key, n=n)
+    if not hasattr(x, "shape") or not F._ndim(x):
+        F._fail("gc.random.permutation: x must be an integer or an array with at least one "
+                "axis")
+    ax = F._axis(axis, F._ndim(x))
+    size = F._shape(x)[ax]
+    if not _is_int(size):
+        F._fail("gc.random.permutation: the axis to shuffle must have a known size")
+    order = apply("random_permutation", key, n=int(size))
+    moved = F.swapaxes(x, 0, ax) if ax else x
+    out = F.take(moved, order)
+    return F.swapaxes(out, 0, ax) if ax else out

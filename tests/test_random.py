@@ -1,0 +1,244 @@
+"""gc.random: random numbers as pure functions of a key, as jax.random (graphc/random.py,
+ir/ops/random.py). Statistical checks use fixed keys and bounds of several sigma."""
+import math
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.types import as_dtype
+
+KEY = gc.random.key(0)
+
+
+def arr(x):
+    return np.asarray(x.data if isinstance(x, gc.Tensor) else x)
+
+
+def test_key_is_two_words_and_split_keys_differ_and_replay():
+    np.testing.assert_array_equal(gc.random.key(7), [0, 7])
+    np.testing.assert_array_equal(gc.random.PRNGKey(2**32 + 5), [1, 5])
+    keys = arr(gc.random.split(KEY, 4))
+    assert keys.shape == (4, 2) and keys.dtype == np.int64
+    assert len({tuple(k) for k in keys}) == 4 and not any((k == KEY).all() for k in keys)
+    np.testing.assert_array_equal(keys, arr(gc.random.split(KEY, 4)))
+    # a raw uint32 key as JAX's draws what the same words as int64 draw
+    np.testing.assert_array_equal(gc.random.normal(np.array([0, 7], np.uint32), (3,)),
+                                  gc.random.normal(gc.random.key(7), (3,)))
+    k1, k2 = gc.random.split(KEY)
+    a, b = arr(gc.random.uniform(k1, (100,))), arr(gc.random.uniform(k2, (100,)))
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, arr(gc.random.uniform(k1, (100,))))
+    # a split key's stream is not its parent's
+    assert not np.array_equal(arr(gc.random.uniform(KEY, (100,))), a)
+
+
+def test_fold_in_gives_one_key_per_data_value():
+    keys = {tuple(arr(gc.random.fold_in(KEY, i))) for i in range(50)}
+    assert len(keys) == 50
+    np.testing.assert_array_equal(gc.random.fold_in(KEY, 3), gc.random.fold_in(KEY, 3))
+    # traced data (a step counter) folds in as the concrete value does
+    f = gc.compile(lambda k, i: gc.random.fold_in(k, i))
+    np.testing.assert_array_equal(f(KEY, np.int64(3)), arr(gc.random.fold_in(KEY, 3)))
+
+
+def _all_draws(k):
+    return (gc.random.uniform(k, (5, 3)), gc.random.normal(k, (4,), "float64"),
+            gc.random.uniform(k, (3,), minval=-2.0, maxval=5.0),
+            gc.random.bernoulli(k, 0.3, (7,)), gc.random.randint(k, (6,), -3, 9),
+            gc.random.categorical(k, np.log(np.array([[0.2, 0.3, 0.5]] * 4, np.float32))),
+            gc.random.permutation(k, 9), gc.random.permutation(k, np.arange(12.0).reshape(3, 4)),
+            gc.random.split(k, 3), gc.random.fold_in(k, 11), gc.random.gumbel(k, (2,)))
+
+
+def test_eager_and_compiled_draws_are_bitwise_equal():
+    eager = [arr(x) for x in _all_draws(KEY)]
+    compiled = gc.compile(_all_draws)(KEY)
+    for e, c in zip(eager, compiled):
+        assert e.dtype == c.dtype and e.shape == c.shape
+        np.testing.assert_array_equal(e, c)
+    # the key from a traced seed is the concrete seed's
+    np.testing.assert_array_equal(gc.compile(gc.random.key)(np.int64(2**33 + 9)),
+                                  gc.random.key(2**33 + 9))
+
+
+def test_uniform_and_normal_statistics():
+    n = 100_000
+    u = arr(gc.random.uniform(KEY, (n,)))
+    assert u.dtype == np.float32 and u.min() >= 0.0 and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 5 * math.sqrt(1 / 12 / n)
+    assert abs(u.var() - 1 / 12) < 0.003
+    w = arr(gc.random.uniform(KEY, (n,), "float64", minval=2.0, maxval=6.0))
+    assert w.dtype == np.float64 and 2.0 <= w.min() and w.max() < 6.0
+    assert abs(w.mean() - 4.0) < 5 * 4 * math.sqrt(1 / 12 / n)
+    z = arr(gc.random.normal(gc.random.split(KEY)[1], (n,), "float64"))
+    assert abs(z.mean()) < 5 / math.sqrt(n) and abs(z.std() - 1.0) < 0.01
+    # Kolmogorov-Smirnov distance to the normal CDF; its 0.1% critical value is 1.95/sqrt(n)
+    xs = np.sort(z)
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(xs / math.sqrt(2)))
+    ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+    assert ks < 1.95 / math.sqrt(n)
+
+
+def test_half_precision_uniform_stays_below_one():
+    for dtype in ("float16", "bfloat16"):
+        u = arr(gc.random.uniform(KEY, (20_000,), dtype))
+        assert u.dtype == as_dtype(dtype)
+        assert float(u.astype(np.float32).max()) < 1.0
+
+
+def test_bernoulli_rate_and_p_tensor():
+    n = 100_000
+    b = arr(gc.random.bernoulli(KEY, 0.3, (n,)))
+    assert b.dtype == np.bool_ and abs(b.mean() - 0.3) < 5 * math.sqrt(0.3 * 0.7 / n)
+    p = np.array([0.0, 1.0, 0.5], np.float32)
+    per = arr(gc.random.bernoulli(KEY, p))
+    assert per.shape == (3,) and not per[0] and per[1]
+
+
+def test_randint_range_and_coverage():
+    r = arr(gc.random.randint(KEY, (60_000,), -3, 9))
+    assert r.dtype == np.int64 and r.min() == -3 and r.max() == 8
+    counts = np.bincount(r + 3, minlength=12)
+    assert np.all(np.abs(counts - 5000) < 5 * math.sqrt(5000))
+    assert arr(gc.random.randint(KEY, (4,), 0, 2, "int32")).dtype == np.int32
+
+
+def test_categorical_frequencies_follow_softmax_of_logits():
+    logits = np.array([1.0, -0.5, 0.0, 2.0], np.float32)
+    n = 40_000
+    probs = np.exp(logits) / np.exp(logits).sum()
+    draws = arr(gc.random.categorical(KEY, np.broadcast_to(logits, (n, 4)).copy()))
+    assert draws.shape == (n,) and draws.dtype == np.int64
+    freq = np.bincount(draws, minlength=4) / n
+    assert np.all(np.abs(freq - probs) < 5 * np.sqrt(probs * (1 - probs) / n))
+    # axis=0 draws along the first axis, one index per column
+    cols = arr(gc.random.categorical(KEY, np.zeros((3, 5), np.float32), axis=0))
+    assert cols.shape == (5,) and cols.max() < 3
+
+
+def test_permutation_is_a_permutation():
+    p = arr(gc.random.permutation(KEY, 50))
+    assert sorted(p.tolist()) == list(range(50)) and p.tolist() != list(range(50))
+    x = np.arange(12.0).reshape(3, 4)
+    cols = arr(gc.random.permutation(KEY, x, axis=1))
+    np.testing.assert_array_equal(np.sort(cols, axis=1), x)
+    np.testing.assert_array_equal(cols[:, 0] - cols[:, 0].min(), [0, 4, 8])
+
+
+def test_vmap_over_keys_equals_a_loop_over_keys():
+    keys = arr(gc.random.split(KEY, 5))
+    draw = lambda k: gc.random.normal(k, (3,)) + gc.random.uniform(k, ())
+    batched = arr(gc.vmap(draw)(keys))
+    looped = np.stack([arr(draw(k)) for k in keys])
+    np.testing.assert_array_equal(batched, looped)
+    assert len({tuple(row) for row in batched}) == 5
+    np.testing.assert_array_equal(gc.compile(gc.vmap(draw))(keys), looped)
+    # one op draws for the whole batch of keys, not one op per example
+    graph = gc.trace(gc.vmap(draw), gc.spec((5, 2), "int64"))
+    assert [n.op for n in graph.nodes].count("random_normal") == 1
+    # a batch of data folded into one key, and a key and a datum per example
+    folded = arr(gc.vmap(lambda i: gc.random.fold_in(KEY, i))(np.arange(4)))
+    np.testing.assert_array_equal(folded, [arr(gc.random.fold_in(KEY, i)) for i in range(4)])
+    pairs = arr(gc.vmap(gc.random.fold_in)(keys, np.arange(5)))
+    np.testing.assert_array_equal(pairs, [arr(gc.random.fold_in(k, i)) for i, k in enumerate(keys)])
+    np.testing.assert_array_equal(gc.vmap(gc.random.key)(np.array([3, -1, 2**40])),
+                                  [gc.random.key(3), gc.random.key(-1), gc.random.key(2**40)])
+
+
+def test_nested_vmap_over_a_grid_of_keys_equals_a_loop():
+    keys = arr(gc.random.split(KEY, 6)).reshape(2, 3, 2)
+
+    def draws(k):
+        return (gc.random.uniform(k, (2,), "bfloat16"), gc.random.permutation(k, 4),
+                gc.random.split(k)[1], gc.random.randint(k, (), 0, 3))
+    grid = gc.vmap(gc.vmap(draws))
+    for results in (grid(keys), gc.compile(grid)(keys)):
+        for i in range(2):
+            for j in range(3):
+                for got, want in zip(results, draws(keys[i, j])):
+                    np.testing.assert_array_equal(arr(got)[i, j], arr(want))
+
+
+def test_scan_splitting_the_key_every_step():
+    def step(key, _):
+        key, sub = gc.random.split(key)
+        return key, gc.random.normal(sub, (2,))
+
+    def run(key):
+        return gc.scan(step, key, None, length=4)
+
+    final, ys = gc.compile(run)(KEY)
+    key, expected = KEY, []
+    for _ in range(4):
+        key, sub = (arr(k) for k in gc.random.split(key))
+        expected.append(arr(gc.random.normal(sub, (2,))))
+    np.testing.assert_array_equal(ys, np.stack(expected))
+    np.testing.assert_array_equal(final, key)
+    assert len({tuple(y) for y in ys}) == 4
+    eager_final, eager_ys = run(KEY)
+    np.testing.assert_array_equal(arr(eager_ys), ys)
+
+
+def test_grad_through_reparameterised_normal_matches_finite_differences():
+    def loss(mu, sigma, key):
+        x = gc.random.normal(key, (64,), "float64") * sigma + mu
+        return gc.sum(gc.tanh(x) ** 2.0)
+
+    mu, sigma = np.float64(0.3), np.float64(1.7)
+    g_mu, g_sigma = gc.grad(loss, argnums=(0, 1))(mu, sigma, KEY)
+    compiled = gc.compile(gc.grad(loss, argnums=(0, 1)))(mu, sigma, KEY)
+    f = lambda m, s: float(arr(loss(m, s, KEY)))
+    eps = 1e-6
+    fd_mu = (f(mu + eps, sigma) - f(mu - eps, sigma)) / (2 * eps)
+    fd_sigma = (f(mu, sigma + eps) - f(mu, sigma - eps)) / (2 * eps)
+    np.testing.assert_allclose([float(arr(g_mu)), float(arr(g_sigma))], [fd_mu, fd_sigma],
+                               rtol=1e-6)
+    np.testing.assert_allclose([float(c) for c in compiled], [fd_mu, fd_sigma], rtol=1e-6)
+    # uniform's bounds get gradients too: d/dmax sum(u * (max - min) + min) = sum(u)
+    u = arr(gc.random.uniform(KEY, (8,), "float64"))
+    g_max = gc.grad(lambda hi: gc.sum(gc.random.uniform(KEY, (8,), "float64", 0.0, hi)))(
+        np.float64(2.0))
+    np.testing.assert_allclose(float(arr(g_max)), u.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gc.random.uniform(np.zeros(3, np.int64)), "a key is an integer array of shape (2,)"),
+    (lambda: gc.random.normal(np.zeros(2, np.float32)), "got a float32 array"),
+    (lambda: gc.random.uniform(KEY, (2.0, 3)), "shape must be a tuple of non-negative"),
+    (lambda: gc.random.normal(KEY, 2.5), "shape must be a tuple"),
+    (lambda: gc.random.randint(KEY, (3,), 5, 5), "maxval 5 must be greater than minval 5"),
+    (lambda: gc.random.randint(KEY, (3,), 0, 2.5), "minval and maxval must be integers"),
+    (lambda: gc.random.split(KEY, 0), "num must be a positive integer"),
+    (lambda: gc.random.fold_in(KEY, 1.5), "data must be an integer scalar"),
+    (lambda: gc.random.key(1.5), "the seed must be an integer"),
+    (lambda: gc.random.uniform(KEY, (2,), "int32"), "dtype must be floating point"),
+])
+def test_bad_input_is_one_error_at_the_users_line(call, message):
+    with pytest.raises(gc.GraphcError) as info:
+        call()
+    # one line naming the problem, and the location: the user's line, not graphc's
+    problem, where = str(info.value).splitlines()
+    assert message in problem and where.strip().startswith("at tests/test_random.py:")
+
+
+def test_a_traced_key_of_the_wrong_shape_is_refused_while_tracing():
+    with pytest.raises(gc.GraphcError, match="a key is an integer array of shape"):
+        gc.compile(lambda k: gc.random.normal(k, (2,)))(np.zeros(3, np.int64))
+
+
+def test_a_symbolic_shape_draws_what_the_bound_shape_draws():
+    f = gc.compile(lambda x, k: x + gc.random.normal(k, x.shape),
+                   polymorphic_shapes=(("b", "_"), None))
+    for rows in (2, 5):
+        np.testing.assert_array_equal(f(np.zeros((rows, 3), np.float32), KEY),
+                                      arr(gc.random.normal(KEY, (rows, 3))))
+
+
+def test_fori_loop_folding_in_the_traced_counter_equals_the_python_loop():
+    def total(key):
+        body = lambda i, acc: acc + gc.random.normal(gc.random.fold_in(key, i), (2,))
+        return gc.fori_loop(0, 4, body, gc.zeros((2,)))
+    want = sum(arr(gc.random.normal(gc.random.fold_in(KEY, i), (2,))) for i in range(4))
+    np.testing.assert_allclose(arr(total(KEY)), want, rtol=1e-6)
+    np.testing.assert_allclose(gc.compile(total)(KEY), want, rtol=1e-6)
