@@ -225,6 +225,83 @@ class Linear(Module):
         return y + self.bias if self.bias is not None else y
 
 
+class Conv2d(Module):
+    """torch.nn.Conv2d over (N, C, H, W) input (graphc.conv2d). The weight is stored in
+    PyTorch's layout (out_channels, in_channels / groups, kH, kW), so a torch weight copies in
+    as it is; weight and bias are uniform(+-1/sqrt(fan_in)), fan_in = in_channels / groups *
+    kH * kW, which is PyTorch's kaiming_uniform(a=sqrt(5)) and its bias init."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, rng=None, dtype="float32"):
+        kh, kw = F._pair("Conv2d", "kernel_size", kernel_size)
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise GraphcError(f"Conv2d: in_channels {in_channels} and out_channels "
+                              f"{out_channels} must divide by groups {groups}",
+                              (user_location(),))
+        rng = _rng(rng)
+        fan_in = in_channels // groups * kh * kw
+        bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
+        shape = (out_channels, in_channels // groups, kh, kw)
+        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
+        if bias:
+            self.bias = Parameter(rng.uniform(-bound, bound, out_channels).astype(dtype))
+        else:
+            object.__setattr__(self, "bias", None)
+        for name, value in [("stride", stride), ("padding", padding), ("dilation", dilation),
+                            ("groups", groups)]:
+            object.__setattr__(self, name, value)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self._setting("stride", x),
+                        self._setting("padding", x), self._setting("dilation", x),
+                        self._setting("groups", x))
+
+
+class MaxPool2d(Module):
+    """torch.nn.MaxPool2d (graphc.max_pool2d); stride defaults to kernel_size."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        for name, value in [("kernel_size", kernel_size), ("stride", stride),
+                            ("padding", padding), ("dilation", dilation)]:
+            object.__setattr__(self, name, value)
+
+    def forward(self, x):
+        return F.max_pool2d(x, self._setting("kernel_size", x), self._setting("stride", x),
+                            self._setting("padding", x), self._setting("dilation", x))
+
+
+class AvgPool2d(Module):
+    """torch.nn.AvgPool2d (graphc.avg_pool2d, padding counted in the mean)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        for name, value in [("kernel_size", kernel_size), ("stride", stride),
+                            ("padding", padding)]:
+            object.__setattr__(self, name, value)
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self._setting("kernel_size", x), self._setting("stride", x),
+                            self._setting("padding", x))
+
+
+class Flatten(Module):
+    """torch.nn.Flatten: axes start_dim..end_dim merged into one (by default all but the
+    first, the batch)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        object.__setattr__(self, "start_dim", start_dim)
+        object.__setattr__(self, "end_dim", end_dim)
+
+    def forward(self, x):
+        shape = tuple(x.shape)
+        nd = len(shape)
+        start = F._axis(self._setting("start_dim", x), nd, "Flatten start_dim")
+        end = F._axis(self._setting("end_dim", x), nd, "Flatten end_dim")
+        if end < start:
+            raise GraphcError(f"Flatten: start_dim {self.start_dim} comes after end_dim "
+                              f"{self.end_dim} for a {nd}-d input", (user_location(),))
+        return F.reshape(x, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
+
+
 class Embedding(Module):
     """Rows of a (num, dim) table; normal(0, 1) as PyTorch without `std`."""
 

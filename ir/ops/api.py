@@ -37,7 +37,8 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "layer_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
            "cross_entropy", "dropout", "tril_mask", "masked_fill", "full", "zeros", "ones",
            "zeros_like", "ones_like", "arange",
-           "nll_loss", "mse_loss", "silu", "leaky_relu", "rms_norm"]
+           "nll_loss", "mse_loss", "silu", "leaky_relu", "rms_norm", "conv2d", "max_pool2d",
+           "avg_pool2d"]
 
 
 def _shape(x):
@@ -771,6 +772,129 @@ def rms_norm(x, weight=None, eps=None):
     eps = float(finfo(_dtype(x)).eps) if eps is None else float(eps)
     y = x * rsqrt(mean(x * x, -1, keepdims=True) + eps)
     return y if weight is None else y * weight
+
+
+# ---- convolution and pooling (PyTorch's NCHW layout) -----------------------------------------
+# Composites, no op of their own: a zero (or -inf) padding by concat, one strided slice per
+# kernel tap, stacked (im2col) and contracted by one matmul. Gradients, vmap and fusion are
+# those of the ops they are made of.
+def _pair(name, what, v):
+    v = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(v) != 2 or not builtins.all(isinstance(k, (int, np.integer)) for k in v):
+        _fail(f"{name}: {what} must be an int or a pair of ints, got {v!r}")
+    return int(v[0]), int(v[1])
+
+
+def _pad2d(x, ph, pw, value):
+    """x (N, C, H, W) with ph rows above and below and pw columns left and right of `value`."""
+    n, c, h, w = _shape(x)
+    if ph:
+        edge = full((n, c, ph, w), value, _dtype(x))
+        x = concat([edge, x, edge], 2)
+    if pw:
+        edge = full((n, c, h + 2 * ph, pw), value, _dtype(x))
+        x = concat([edge, x, edge], 3)
+    return x
+
+
+def _windows(name, x, kernel, stride, padding, dilation, pad_value):
+    """The kH*kW strided views of padded x, each (N, C, Ho, Wo), in kernel row-major order
+    (PyTorch's unfold order), and (Ho, Wo)."""
+    if _ndim(x) != 4:
+        _fail(f"{name}: x must be 4-d (N, C, H, W), got shape {_shape(x)}")
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    for what, (a, b), low in (("kernel size", kernel, 1), ("stride", stride, 1),
+                              ("dilation", dilation, 1), ("padding", padding, 0)):
+        if a < low or b < low:
+            _fail(f"{name}: {what} must be >= {low}, got {(a, b)}")
+    x = _pad2d(x, *padding, pad_value)
+    hp, wp = _shape(x)[2:]
+    reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if reach_h > hp or reach_w > wp:
+        _fail(f"{name}: the kernel ({reach_h}, {reach_w}) (dilated) is larger than the padded "
+              f"input ({hp}, {wp})")
+    ho, wo = (hp - reach_h) // sh + 1, (wp - reach_w) // sw + 1
+    n, c = _shape(x)[:2]
+    views = [slice_(x, (0, 0, i * dh, j * dw),
+                    (n, c, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1),
+                    (1, 1, sh, sw))
+             for i in range(kh) for j in range(kw)]
+    return views, (ho, wo)
+
+
+def _same_padding(name, kernel, stride, dilation):
+    if stride != (1, 1):
+        _fail(f"{name}: padding='same' needs stride 1, as in PyTorch")
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    if builtins.any(t % 2 for t in totals):
+        # PyTorch pads one more on the right/bottom here; this composite pads symmetrically
+        _fail(f"{name}: padding='same' with an even (dilated) kernel is not supported; pad "
+              "explicitly")
+    return tuple(t // 2 for t in totals)
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation as torch.nn.functional.conv2d: x (N, C, H, W), w (O, C/groups,
+    kH, kW), b (O,) or None; stride, padding and dilation an int or a pair, padding also
+    'valid' (0) or 'same' (stride 1, odd dilated kernel). Gives (N, O, Ho, Wo)."""
+    if _ndim(w) != 4:
+        _fail(f"conv2d: w must be 4-d (O, C/groups, kH, kW), got shape {_shape(w)}")
+    o, cg, kh, kw = _shape(w)
+    stride, dilation = _pair("conv2d", "stride", stride), _pair("conv2d", "dilation", dilation)
+    if padding == "valid":
+        padding = 0
+    padding = (_same_padding("conv2d", (kh, kw), stride, dilation) if padding == "same"
+               else _pair("conv2d", "padding", padding))
+    groups = operator.index(groups)
+    if groups < 1 or o % groups:
+        _fail(f"conv2d: groups={groups} must be >= 1 and divide w's {o} output channels")
+    if _ndim(x) == 4 and _shape(x)[1] != cg * groups:
+        _fail(f"conv2d: x has {_shape(x)[1]} channels, w {_shape(w)} takes {cg * groups}"
+              + (f" (groups={groups})" if groups > 1 else ""))
+    views, (ho, wo) = _windows("conv2d", x, (kh, kw), stride, padding, dilation, 0.0)
+    n = _shape(x)[0]
+    # (N, Ho, Wo, C, kH*kW): the patches' channels and taps last, in w's order, so that one
+    # GEMM of (N*Ho*Wo, C*kH*kW) rows by w's columns does the whole contraction
+    cols = transpose(stack(views, -1), (0, 2, 3, 1, 4))
+    if groups == 1:
+        out = matmul(reshape(cols, (n, ho, wo, cg * kh * kw)),
+                     transpose(reshape(w, (o, cg * kh * kw))))
+        out = transpose(out, (0, 3, 1, 2))
+    else:
+        cols = reshape(cols, (n, ho, wo, groups, cg * kh * kw))
+        wg = reshape(w, (groups, o // groups, cg * kh * kw))
+        out = reshape(einsum("nhwgk,gok->ngohw", cols, wg), (n, o, ho, wo))
+    if b is not None:
+        out = out + reshape(b, (o, 1, 1))
+    return out
+
+
+def _pool_args(name, kernel_size, stride, padding):
+    kernel = _pair(name, "kernel_size", kernel_size)
+    stride = kernel if stride is None else _pair(name, "stride", stride)
+    padding = _pair(name, "padding", padding)
+    if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
+        _fail(f"{name}: padding {padding} must be at most half the kernel size {kernel}, as "
+              "in PyTorch")
+    return kernel, stride, padding
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """torch.nn.functional.max_pool2d of x (N, C, H, W): stride defaults to kernel_size, the
+    padding is -inf. A window's gradient is shared equally by tied maxima (PyTorch gives it
+    all to one)."""
+    kernel, stride, padding = _pool_args("max_pool2d", kernel_size, stride, padding)
+    views, _ = _windows("max_pool2d", x, kernel, stride, padding,
+                        _pair("max_pool2d", "dilation", dilation), -math.inf)
+    return max(stack(views, -1), -1)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """torch.nn.functional.avg_pool2d of x (N, C, H, W) (count_include_pad=True, its
+    default: the zero padding counts in each window's mean)."""
+    kernel, stride, padding = _pool_args("avg_pool2d", kernel_size, stride, padding)
+    views, _ = _windows("avg_pool2d", x, kernel, stride, padding, (1, 1), 0.0)
+    return mean(stack(views, -1), -1)
 
 
 def _check_reduction(name, reduction):
