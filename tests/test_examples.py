@@ -48,6 +48,12 @@ def test_digits_mlp_reaches_95_percent_test_accuracy():
     assert result["test_accuracy"] >= 0.95
 
 
+def test_digits_cnn_reaches_95_percent_test_accuracy():
+    pytest.importorskip("sklearn", reason="the 'examples' extra (scikit-learn) is not installed")
+    result = _load("digits_cnn").main(epochs=8, log=lambda *_: None)
+    assert result["test_accuracy"] >= 0.95
+
+
 def test_digits_mlp_eager_and_compiled_training_agree():
     pytest.importorskip("sklearn", reason="the 'examples' extra (scikit-learn) is not installed")
     import graphc as gc
