@@ -240,3 +240,28 @@ def test_max_pool2d_shares_the_gradient_of_a_tie():
     # a window of equal values: graphc's max splits its gradient (PyTorch picks one element)
     grad = gc.grad(lambda x: gc.sum(gc.max_pool2d(x, 2)))(np.zeros((1, 1, 2, 4)))
     np.testing.assert_array_equal(grad, np.full((1, 1, 2, 4), 0.25))
+
+
+def test_symbolic_batch_and_height():
+    # one plan for every batch size (and, at stride 1, every height); a stride over a
+    # symbolic axis has no one output size and says so
+    w = RNG.normal(size=(4, 3, 3, 3))
+    f = gc.compile(lambda x, w: gc.max_pool2d(gc.conv2d(x, w, padding=1, stride=2), 2,
+                                              padding=1),
+                   polymorphic_shapes=(("batch", "_", "_", "_"), None))
+    g = gc.compile(lambda x, w: gc.conv2d(x, w, padding=1),
+                   polymorphic_shapes=(("_", "_", "h", "_"), None))
+    for n, h in [(2, 9), (5, 6)]:
+        x = RNG.normal(size=(n, 3, h, 9))
+        expected = TF.max_pool2d(TF.conv2d(torch.tensor(x), torch.tensor(w), padding=1,
+                                           stride=2), 2, padding=1).numpy()
+        np.testing.assert_allclose(f(x, w), expected, rtol=1e-12, atol=1e-12)
+        expected = TF.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
+        np.testing.assert_allclose(g(x, w), expected, rtol=1e-12, atol=1e-12)
+    for stride, padding, why in [(2, 1, "h-1 is not a multiple of 2"),
+                                 (1, 0, "whether h-3 >= 0 depends on the value of h")]:
+        refused = gc.compile(lambda x, w: gc.conv2d(x, w, stride=stride, padding=padding),
+                             polymorphic_shapes=(("_", "_", "h", "_"), None))
+        with pytest.raises(GraphcError, match="conv2d: no output size for every value of a "
+                                              "symbolic height or width .*: " + why):
+            refused(RNG.normal(size=(2, 3, 9, 9)), w)

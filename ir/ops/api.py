@@ -810,10 +810,14 @@ def _windows(name, x, kernel, stride, padding, dilation, pad_value):
     x = _pad2d(x, *padding, pad_value)
     hp, wp = _shape(x)[2:]
     reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    if reach_h > hp or reach_w > wp:
-        _fail(f"{name}: the kernel ({reach_h}, {reach_w}) (dilated) is larger than the padded "
-              f"input ({hp}, {wp})")
-    ho, wo = (hp - reach_h) // sh + 1, (wp - reach_w) // sw + 1
+    try:
+        if reach_h > hp or reach_w > wp:
+            _fail(f"{name}: the kernel ({reach_h}, {reach_w}) (dilated) is larger than the "
+                  f"padded input ({hp}, {wp})")
+        ho, wo = (hp - reach_h) // sh + 1, (wp - reach_w) // sw + 1
+    except InconclusiveDim as exc:  # a symbolic H or W: the plan has no one output size
+        _fail(f"{name}: no output size for every value of a symbolic height or width "
+              f"(kernel {kernel}, stride {stride}, padding {padding}): {exc.message}")
     n, c = _shape(x)[:2]
     views = [slice_(x, (0, 0, i * dh, j * dw),
                     (n, c, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1),
