@@ -785,29 +785,32 @@ def _pair(name, what, v):
     return int(v[0]), int(v[1])
 
 
-def _pad2d(x, ph, pw, value):
-    """x (N, C, H, W) with ph rows above and below and pw columns left and right of `value`."""
-    n, c, h, w = _shape(x)
-    if ph:
-        edge = full((n, c, ph, w), value, _dtype(x))
-        x = concat([edge, x, edge], 2)
-    if pw:
-        edge = full((n, c, h + 2 * ph, pw), value, _dtype(x))
-        x = concat([edge, x, edge], 3)
+def _pad2d(x, rows, cols, value):
+    """x (N, C, H, W) with rows = (above, below) rows and cols = (left, right) columns of
+    `value` added."""
+    for axis, sizes in ((2, rows), (3, cols)):
+        edges = [full(_shape(x)[:axis] + (k,) + _shape(x)[axis + 1:], value, _dtype(x))
+                 if k else None for k in sizes]
+        if builtins.any(sizes):
+            x = concat([e for e in (edges[0], x, edges[1]) if e is not None], axis)
     return x
 
 
 def _windows(name, x, kernel, stride, padding, dilation, pad_value):
     """The kH*kW strided views of padded x, each (N, C, Ho, Wo), in kernel row-major order
-    (PyTorch's unfold order), and (Ho, Wo)."""
+    (PyTorch's unfold order), and (Ho, Wo). padding: (ph, pw), each side alike, or
+    ((above, below), (left, right))."""
     if _ndim(x) != 4:
         _fail(f"{name}: x must be 4-d (N, C, H, W), got shape {_shape(x)}")
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    for what, (a, b), low in (("kernel size", kernel, 1), ("stride", stride, 1),
-                              ("dilation", dilation, 1), ("padding", padding, 0)):
-        if a < low or b < low:
-            _fail(f"{name}: {what} must be >= {low}, got {(a, b)}")
-    x = _pad2d(x, *padding, pad_value)
+    sides = tuple(p if isinstance(p, tuple) else (p, p) for p in padding)
+    for what, given, values, low in (("kernel size", kernel, kernel, 1),
+                                     ("stride", stride, stride, 1),
+                                     ("dilation", dilation, dilation, 1),
+                                     ("padding", padding, sides[0] + sides[1], 0)):
+        if builtins.min(values) < low:
+            _fail(f"{name}: {what} must be >= {low}, got {given}")
+    x = _pad2d(x, *sides, pad_value)
     hp, wp = _shape(x)[2:]
     reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     try:
@@ -830,17 +833,14 @@ def _same_padding(name, kernel, stride, dilation):
     if stride != (1, 1):
         _fail(f"{name}: padding='same' needs stride 1, as in PyTorch")
     totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
-    if builtins.any(t % 2 for t in totals):
-        # PyTorch pads one more on the right/bottom here; this composite pads symmetrically
-        _fail(f"{name}: padding='same' with an even (dilated) kernel is not supported; pad "
-              "explicitly")
-    return tuple(t // 2 for t in totals)
+    # an odd total puts the extra row (column) below (right), as PyTorch
+    return tuple((t // 2, t - t // 2) for t in totals)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation as torch.nn.functional.conv2d: x (N, C, H, W), w (O, C/groups,
     kH, kW), b (O,) or None; stride, padding and dilation an int or a pair, padding also
-    'valid' (0) or 'same' (stride 1, odd dilated kernel). Gives (N, O, Ho, Wo)."""
+    'valid' (0) or 'same' (stride 1). Gives (N, O, Ho, Wo)."""
     if _ndim(w) != 4:
         _fail(f"conv2d: w must be 4-d (O, C/groups, kH, kW), got shape {_shape(w)}")
     o, cg, kh, kw = _shape(w)
