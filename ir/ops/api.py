@@ -785,10 +785,10 @@ def _pair(name, what, v):
     return int(v[0]), int(v[1])
 
 
-def _pad2d(x, rows, cols, value):
+def _pad2d(x, rows, cols, value, spatial=(2, 3)):
     """x (N, C, H, W) with rows = (above, below) rows and cols = (left, right) columns of
-    `value` added."""
-    for axis, sizes in ((2, rows), (3, cols)):
+    `value` added (`spatial`: the axes of H and W; (1, 2) for (N, H, W, C))."""
+    for axis, sizes in ((spatial[0], rows), (spatial[1], cols)):
         edges = [full(_shape(x)[:axis] + (k,) + _shape(x)[axis + 1:], value, _dtype(x))
                  if k else None for k in sizes]
         if builtins.any(sizes):
@@ -796,12 +796,16 @@ def _pad2d(x, rows, cols, value):
     return x
 
 
-def _windows(name, x, kernel, stride, padding, dilation, pad_value):
+def _windows(name, x, kernel, stride, padding, dilation, pad_value, channels_last=False):
     """The kH*kW strided views of padded x, each (N, C, Ho, Wo), in kernel row-major order
     (PyTorch's unfold order), and (Ho, Wo). padding: (ph, pw), each side alike, or
-    ((above, below), (left, right))."""
+    ((above, below), (left, right)). `channels_last`: x is (N, C, H, W) as always, and the
+    views are (N, Ho, Wo, C), cut from one transposed copy of x."""
     if _ndim(x) != 4:
         _fail(f"{name}: x must be 4-d (N, C, H, W), got shape {_shape(x)}")
+    spatial = (1, 2) if channels_last else (2, 3)
+    if channels_last:
+        x = transpose(x, (0, 2, 3, 1))
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     sides = tuple(p if isinstance(p, tuple) else (p, p) for p in padding)
     for what, given, values, low in (("kernel size", kernel, kernel, 1),
@@ -810,8 +814,8 @@ def _windows(name, x, kernel, stride, padding, dilation, pad_value):
                                      ("padding", padding, sides[0] + sides[1], 0)):
         if builtins.min(values) < low:
             _fail(f"{name}: {what} must be >= {low}, got {given}")
-    x = _pad2d(x, *sides, pad_value)
-    hp, wp = _shape(x)[2:]
+    x = _pad2d(x, *sides, pad_value, spatial)
+    hp, wp = (_shape(x)[a] for a in spatial)
     reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     try:
         if reach_h > hp or reach_w > wp:
@@ -821,12 +825,16 @@ def _windows(name, x, kernel, stride, padding, dilation, pad_value):
     except InconclusiveDim as exc:  # a symbolic H or W: the plan has no one output size
         _fail(f"{name}: no output size for every value of a symbolic height or width "
               f"(kernel {kernel}, stride {stride}, padding {padding}): {exc.message}")
-    n, c = _shape(x)[:2]
-    views = [slice_(x, (0, 0, i * dh, j * dw),
-                    (n, c, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1),
-                    (1, 1, sh, sw))
-             for i in range(kh) for j in range(kw)]
-    return views, (ho, wo)
+    def window(i, j):  # the tap (i, j): starts, stops and steps of its strided view
+        rows = (i * dh, i * dh + sh * (ho - 1) + 1, sh)
+        cols = (j * dw, j * dw + sw * (wo - 1) + 1, sw)
+        whole = (0, None, 1)
+        parts = (whole, rows, cols, whole) if channels_last else (whole, whole, rows, cols)
+        stops = [shape if stop is None else stop
+                 for (_, stop, _), shape in zip(parts, _shape(x))]
+        return slice_(x, [p[0] for p in parts], stops, [p[2] for p in parts])
+
+    return [window(i, j) for i in range(kh) for j in range(kw)], (ho, wo)
 
 
 def _same_padding(name, kernel, stride, dilation):
@@ -855,11 +863,13 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if _ndim(x) == 4 and _shape(x)[1] != cg * groups:
         _fail(f"conv2d: x has {_shape(x)[1]} channels, w {_shape(w)} takes {cg * groups}"
               + (f" (groups={groups})" if groups > 1 else ""))
-    views, (ho, wo) = _windows("conv2d", x, (kh, kw), stride, padding, dilation, 0.0)
+    # the views cut from x in (N, H, W, C), so that stacking them last gives (N, Ho, Wo, C,
+    # kH*kW), the patches' channels and taps in w's order, with no transpose of the nine
+    # times larger stack: one GEMM of (N*Ho*Wo, C*kH*kW) rows by w's columns does the rest
+    views, (ho, wo) = _windows("conv2d", x, (kh, kw), stride, padding, dilation, 0.0,
+                               channels_last=True)
     n = _shape(x)[0]
-    # (N, Ho, Wo, C, kH*kW): the patches' channels and taps last, in w's order, so that one
-    # GEMM of (N*Ho*Wo, C*kH*kW) rows by w's columns does the whole contraction
-    cols = transpose(stack(views, -1), (0, 2, 3, 1, 4))
+    cols = stack(views, -1)
     if groups == 1:
         out = matmul(reshape(cols, (n, ho, wo, cg * kh * kw)),
                      transpose(reshape(w, (o, cg * kh * kw))))
