@@ -15,11 +15,13 @@ import numpy as np
 import graphc as gc
 
 
-def load_digits(seed: int = 0, test_fraction: float = 0.2):
-    """(x_train, y_train, x_test, y_test): pixels scaled to [0, 1], a seeded random split."""
+def load_digits(seed: int = 0, test_fraction: float = 0.2, images: bool = False):
+    """(x_train, y_train, x_test, y_test): pixels scaled to [0, 1], a seeded random split;
+    rows of 64 pixels, or with `images` (N, 1, 8, 8) images, one channel as NCHW."""
     from sklearn.datasets import load_digits as sklearn_digits
     digits = sklearn_digits()
-    x = (digits.data / 16.0).astype(np.float32)
+    x = (digits.images[:, None] if images else digits.data) / 16.0
+    x = x.astype(np.float32)
     y = digits.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = int(len(x) * test_fraction)
