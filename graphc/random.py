@@ -15,7 +15,7 @@ import numpy as np
 from ir.ops import api as F
 from ir.ops.random import key_words
 from ir.ops.registry import apply
-from ir.types import INT_DTYPES, Dim, as_dtype, finfo, is_float
+from ir.types import INT_DTYPES, Dim, as_dtype, broadcast_shapes, finfo, is_float
 
 __all__ = ["key", "PRNGKey", "split", "fold_in", "uniform", "normal", "bernoulli", "randint",
            "categorical", "gumbel", "permutation"]
@@ -56,6 +56,22 @@ def _shape(shape, fn):
         F._fail(f"gc.random.{fn}: shape must be a tuple of non-negative integers, got "
                 f"{shape!r}")
     return tuple(int(d) if _is_int(d) else d for d in shape)
+
+
+def _fits(value, shape, fn, name):
+    """As JAX, a draw has exactly `shape`: an array parameter must broadcast to it, else the
+    parameter would widen the draw and repeat its numbers (bernoulli(key, p of 6) with
+    shape () would give 6 copies of one draw)."""
+    if not hasattr(value, "shape"):
+        if isinstance(value, (int, float, np.integer, np.floating)) \
+                and not isinstance(value, (bool, np.bool_)):
+            return value
+        F._fail(f"gc.random.{fn}: {name} must be a number or a floating-point array, got "
+                f"{value!r}")
+    if broadcast_shapes(tuple(F._shape(value)), shape) != shape:
+        F._fail(f"gc.random.{fn}: {name} of shape {tuple(F._shape(value))} does not "
+                f"broadcast to the shape {shape} drawn")
+    return value
 
 
 def _float_dtype(dtype, fn):
@@ -103,7 +119,12 @@ def uniform(key, shape=(), dtype="float32", minval=0.0, maxval=1.0):
     """Uniform in [minval, maxval) (minval and maxval may be tensors, and get gradients)."""
     key = _key(key, "uniform")
     dtype = _float_dtype(dtype, "uniform")
-    u = apply("random_uniform", key, shape=_shape(shape, "uniform"), dtype=dtype)
+    shape = _shape(shape, "uniform")
+    # as JAX, the bounds are taken in the draw's dtype
+    minval, maxval = (F.cast(v, dtype) if hasattr(v, "shape") else v
+                      for v in (_fits(minval, shape, "uniform", "minval"),
+                                _fits(maxval, shape, "uniform", "maxval")))
+    u = apply("random_uniform", key, shape=shape, dtype=dtype)
     if isinstance(minval, (int, float)) and isinstance(maxval, (int, float)):
         if (minval, maxval) == (0, 1):
             return u
@@ -122,10 +143,14 @@ def normal(key, shape=(), dtype="float32"):
 def bernoulli(key, p=0.5, shape=None):
     """Booleans, True with probability p (a number or a float tensor; shape defaults to p's)."""
     key = _key(key, "bernoulli")
+    if hasattr(p, "shape") and not is_float(F._dtype(p)):
+        F._fail(f"gc.random.bernoulli: p must be floating point, got {F._dtype(p)}")
     if shape is None:
         shape = F._shape(p) if hasattr(p, "shape") else ()
+    shape = _shape(shape, "bernoulli")
+    _fits(p, shape, "bernoulli", "p")
     dtype = F._dtype(p) if hasattr(p, "shape") and is_float(F._dtype(p)) else "float32"
-    return F.less(uniform(key, _shape(shape, "bernoulli"), dtype), p)
+    return F.less(uniform(key, shape, dtype), p)
 
 
 def randint(key, shape, minval, maxval, dtype="int64"):
