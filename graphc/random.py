@@ -86,6 +86,10 @@ def key(seed):
     A concrete seed gives a numpy array; a traced integer scalar a node."""
     value = _concrete_int(seed)
     if value is not None:
+        # the words are the seed's 64 bits: a wider seed would wrap onto another's key
+        # (2**64 onto 0), so it is refused, as JAX refuses it
+        if not -2**63 <= value < 2**64:
+            F._fail(f"gc.random.key: the seed {value} does not fit in 64 bits")
         return key_words(value)
     if not hasattr(seed, "shape") or F._dtype(seed) not in INT_DTYPES or F._ndim(seed):
         F._fail(f"gc.random.key: the seed must be an integer, got {seed!r}")
@@ -109,6 +113,9 @@ def fold_in(key, data):
     key = _key(key, "fold_in")
     value = _concrete_int(data)
     if value is not None:
+        # the data is one 32-bit word, as JAX's uint32: 2**32 + i would fold in as i does
+        if not -2**31 <= value < 2**32:
+            F._fail(f"gc.random.fold_in: data {value} does not fit in 32 bits")
         data = np.asarray(value, np.int64)
     elif not hasattr(data, "shape") or F._dtype(data) not in INT_DTYPES or F._ndim(data):
         F._fail(f"gc.random.fold_in: data must be an integer scalar, got {data!r}")

@@ -41,3 +41,27 @@ def test_parameters_that_broadcast_to_the_shape_still_draw_independently():
     np.testing.assert_array_equal(u, arr(R.uniform(KEY, (3,))) * np.float32(2.0))
     g = gc.grad(lambda h: gc.sum(R.uniform(KEY, (3,), "float32", lo, h)))(hi)
     np.testing.assert_allclose(arr(g), arr(R.uniform(KEY, (3,))), rtol=1e-7)
+
+
+@pytest.mark.parametrize("call, message", [
+    # key(2**64) was key(0), and key(-2**63 - 1) was key(2**63 - 1)
+    (lambda: R.key(2**64), "the seed 18446744073709551616 does not fit in 64 bits"),
+    (lambda: R.key(-2**63 - 1), "does not fit in 64 bits"),
+    # fold_in(key, 2**32) was fold_in(key, 0); 2**64 was a bare OverflowError
+    (lambda: R.fold_in(KEY, 2**32), "data 4294967296 does not fit in 32 bits"),
+    (lambda: R.fold_in(KEY, 2**64), "does not fit in 32 bits"),
+    (lambda: R.fold_in(KEY, -2**31 - 1), "does not fit in 32 bits"),
+])
+def test_seeds_and_data_that_would_wrap_onto_another_key_are_refused(call, message):
+    with pytest.raises(gc.GraphcError) as info:
+        call()
+    problem, where = str(info.value).splitlines()
+    assert message in problem and where.strip().startswith("at tests/test_review_s21h.py:")
+
+
+def test_the_widest_seeds_and_data_still_make_keys():
+    np.testing.assert_array_equal(R.key(2**64 - 1), [2**32 - 1, 2**32 - 1])
+    np.testing.assert_array_equal(R.key(-2**63), [2**31, 0])
+    np.testing.assert_array_equal(R.key(-1), R.key(2**64 - 1))  # two's complement, as JAX
+    np.testing.assert_array_equal(R.fold_in(KEY, -1), R.fold_in(KEY, 2**32 - 1))
+    assert not np.array_equal(R.fold_in(KEY, 2**31), R.fold_in(KEY, 0))
