@@ -29,7 +29,8 @@ def _concrete_int(x):
     """x as a Python int when it is a concrete integer (a 0-d integer array too), else None."""
     if _is_int(x):
         return int(x)
-    if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype in INT_DTYPES:
+    # any numpy integer kind, as for numpy's integer scalars (np.uint64 seeds)
+    if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iu":
         return int(x)
     return None
 

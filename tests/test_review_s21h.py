@@ -65,3 +65,13 @@ def test_the_widest_seeds_and_data_still_make_keys():
     np.testing.assert_array_equal(R.key(-1), R.key(2**64 - 1))  # two's complement, as JAX
     np.testing.assert_array_equal(R.fold_in(KEY, -1), R.fold_in(KEY, 2**32 - 1))
     assert not np.array_equal(R.fold_in(KEY, 2**31), R.fold_in(KEY, 0))
+
+
+def test_a_zero_d_integer_array_of_any_kind_is_a_concrete_seed_as_its_scalar_is():
+    # np.array(5, np.uint64) was refused ("the seed must be an integer") while np.uint64(5)
+    # was accepted
+    for dtype in (np.uint64, np.uint32, np.int8, np.int16):
+        np.testing.assert_array_equal(R.key(np.array(5, dtype)), R.key(5))
+        np.testing.assert_array_equal(R.fold_in(KEY, np.array(5, dtype)), R.fold_in(KEY, 5))
+    np.testing.assert_array_equal(R.key(np.array(2**63 + 1, np.uint64)), [2**31, 1])
+    assert arr(R.permutation(KEY, np.array(4, np.uint8))).shape == (4,)
