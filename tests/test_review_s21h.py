@@ -75,3 +75,22 @@ def test_a_zero_d_integer_array_of_any_kind_is_a_concrete_seed_as_its_scalar_is(
         np.testing.assert_array_equal(R.fold_in(KEY, np.array(5, dtype)), R.fold_in(KEY, 5))
     np.testing.assert_array_equal(R.key(np.array(2**63 + 1, np.uint64)), [2**31, 1])
     assert arr(R.permutation(KEY, np.array(4, np.uint8))).shape == (4,)
+
+
+def test_draws_of_different_sizes_from_one_key_are_unrelated_as_in_jax():
+    # numpy's streams are prefixes of each other: split(key, 3) began with split(key, 2),
+    # normal(key, (2, 3)) was normal(key, (6,)) reshaped, uniform(key, (3,)) was
+    # uniform(key, (5,))[:3]
+    two, three = arr(R.split(KEY, 2)), arr(R.split(KEY, 3))
+    assert not {tuple(k) for k in two} & {tuple(k) for k in three}
+    assert not np.isin(arr(R.normal(KEY, (2, 3))), arr(R.normal(KEY, (6,)))).any()
+    assert not np.isin(arr(R.uniform(KEY, (3,))), arr(R.uniform(KEY, (5,)))).any()
+    assert not np.isin(arr(R.randint(KEY, (4,), 0, 2**40)), arr(R.randint(KEY, (5,), 0, 2**40))).any()
+    # the same size still replays, eagerly, compiled and per key under vmap
+    np.testing.assert_array_equal(arr(R.split(KEY, 3)), three)
+    f = gc.compile(lambda k: (R.split(k, 3), R.normal(k, (2, 3))))
+    np.testing.assert_array_equal(f(KEY)[0], three)
+    np.testing.assert_array_equal(f(KEY)[1], arr(R.normal(KEY, (2, 3))))
+    keys = arr(R.split(KEY, 4))
+    np.testing.assert_array_equal(arr(gc.vmap(lambda k: R.permutation(k, 7))(keys)),
+                                  [arr(R.permutation(k, 7)) for k in keys])

@@ -21,7 +21,11 @@ from .registry import apply, check, defop
 
 WORD = 0xFFFFFFFF
 # what each op mixes into the seed besides the key: a split key never seeds the stream that
-# its parent's uniform or normal draws read
+# its parent's uniform or normal draws read. The size drawn is mixed in too (split's num, a
+# draw's shape, permutation's n), as JAX's draws of two sizes are unrelated: numpy's streams
+# are prefixes of each other, so split(key, 3) began with split(key, 2)'s two keys and
+# normal(key, (2, 3)) was normal(key, (6,)) reshaped. (Trailing zeros of the entropy list
+# are padding to SeedSequence, but a shape with a 0 draws nothing.)
 _SPLIT, _FOLD_IN, _DRAW, _PERMUTE = 1, 2, 3, 4
 
 
@@ -32,7 +36,7 @@ def key_words(seed: int) -> np.ndarray:
 
 
 def _generator(key, *tag):
-    return np.random.default_rng([int(k) & WORD for k in key] + list(tag))
+    return np.random.default_rng([int(k) & WORD for k in key] + [int(t) for t in tag])
 
 
 def _per_key(keys, shape, dtype, draw):
@@ -73,7 +77,7 @@ def _split_infer(types, num):
 
 @defop("random_split", _split_infer, arity=1, stochastic=True)
 def _random_split(key, num):
-    return _per_key(key, (num, 2), np.int64, lambda k: _generator(k, _SPLIT).integers(
+    return _per_key(key, (num, 2), np.int64, lambda k: _generator(k, _SPLIT, num).integers(
         0, WORD + 1, size=(num, 2), dtype=np.int64))
 
 
@@ -104,7 +108,7 @@ def _float_infer(types, shape, dtype):
 def _draw(key, shape, dtype, method):
     """Drawn in float64 for float64, else in float32 and rounded once to the dtype."""
     wide = np.float64 if np.dtype(dtype) == np.float64 else np.float32
-    return _per_key(key, shape, dtype, lambda k: getattr(_generator(k, _DRAW), method)(
+    return _per_key(key, shape, dtype, lambda k: getattr(_generator(k, _DRAW, *shape), method)(
         tuple(shape), dtype=wide))
 
 
@@ -134,7 +138,7 @@ def _randint_infer(types, shape, minval, maxval, dtype):
 
 @defop("random_randint", _randint_infer, arity=1, stochastic=True)
 def _random_randint(key, shape, minval, maxval, dtype):
-    return _per_key(key, shape, dtype, lambda k: _generator(k, _DRAW).integers(
+    return _per_key(key, shape, dtype, lambda k: _generator(k, _DRAW, *shape).integers(
         minval, maxval, size=tuple(shape), dtype=np.int64))
 
 
@@ -144,7 +148,7 @@ def _permutation_infer(types, n):
 
 @defop("random_permutation", _permutation_infer, arity=1, stochastic=True)
 def _random_permutation(key, n):
-    return _per_key(key, (n,), np.int64, lambda k: _generator(k, _PERMUTE).permutation(n))
+    return _per_key(key, (n,), np.int64, lambda k: _generator(k, _PERMUTE, n).permutation(n))
 
 
 def _register_batching():
