@@ -207,13 +207,17 @@ def permutation(key, x, axis=0):
         if n < 0:
             F._fail(f"gc.random.permutation: n must be non-negative, got {n}")
         return apply("random_permutation", key, n=n)
+    if isinstance(x, Dim):  # x.shape[0] of a symbolic axis: no size to permute yet
+        F._fail(f"gc.random.permutation: n is the symbolic dimension {x}; a permutation "
+                "needs a concrete size (declare the dimension concrete)")
     if not hasattr(x, "shape") or not F._ndim(x):
-        F._fail("gc.random.permutation: x must be an integer or an array with at least one "
-                "axis")
+        F._fail(f"gc.random.permutation: x must be an integer or an array with at least one "
+                f"axis, got {x!r}")
     ax = F._axis(axis, F._ndim(x))
     size = F._shape(x)[ax]
     if not _is_int(size):
-        F._fail("gc.random.permutation: the axis to shuffle must have a known size")
+        F._fail(f"gc.random.permutation: axis {ax} has the symbolic size {size}; a "
+                "permutation needs a concrete size (declare the dimension concrete)")
     order = apply("random_permutation", key, n=int(size))
     moved = F.swapaxes(x, 0, ax) if ax else x
     out = F.take(moved, order)

@@ -94,3 +94,22 @@ def test_draws_of_different_sizes_from_one_key_are_unrelated_as_in_jax():
     keys = arr(R.split(KEY, 4))
     np.testing.assert_array_equal(arr(gc.vmap(lambda k: R.permutation(k, 7))(keys)),
                                   [arr(R.permutation(k, 7)) for k in keys])
+
+
+@pytest.mark.parametrize("fn, message", [
+    # was "x must be an integer or an array with at least one axis", for an integer size
+    (lambda k, x: R.permutation(k, x.shape[0]),
+     "n is the symbolic dimension n; a permutation needs a concrete size"),
+    (lambda k, x: R.permutation(k, x), "axis 0 has the symbolic size n"),
+])
+def test_a_permutation_of_a_symbolic_size_says_so(fn, message):
+    f = gc.compile(fn, polymorphic_shapes=(None, ("n", "_")))
+    with pytest.raises(gc.GraphcError) as info:
+        f(KEY, np.zeros((3, 2), np.float32))
+    problem, where = str(info.value).splitlines()
+    assert message in problem and where.strip().startswith("at tests/test_review_s21h.py:")
+    # a concrete axis of the same array still shuffles, for every n
+    g = gc.compile(lambda k, x: R.permutation(k, x, axis=1), polymorphic_shapes=(None, ("n", "_")))
+    for n in (2, 3):
+        x = np.arange(2.0 * n).reshape(n, 2)
+        np.testing.assert_array_equal(g(KEY, x), arr(R.permutation(KEY, x, axis=1)))
