@@ -37,7 +37,11 @@ def _concrete_int(x):
 
 def _key(key, fn):
     if isinstance(key, (list, tuple)):
-        key = np.asarray(key)
+        try:
+            key = np.asarray(key)
+        except ValueError:  # ragged: numpy's own message names no gc.random call
+            F._fail(f"gc.random.{fn}: a key is an integer array of shape (2,) "
+                    f"(gc.random.key(seed)), got the ragged {type(key).__name__} {key!r}")
     if isinstance(key, np.ndarray) and key.dtype == np.uint32:
         key = key.astype(np.int64)  # a raw key from JAX: the IR has no unsigned dtype
     if not hasattr(key, "shape") or F._dtype(key) not in INT_DTYPES \

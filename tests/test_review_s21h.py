@@ -113,3 +113,14 @@ def test_a_permutation_of_a_symbolic_size_says_so(fn, message):
     for n in (2, 3):
         x = np.arange(2.0 * n).reshape(n, 2)
         np.testing.assert_array_equal(g(KEY, x), arr(R.permutation(KEY, x, axis=1)))
+
+
+def test_a_ragged_list_as_a_key_is_one_error_line():
+    # was numpy's bare ValueError "setting an array element with a sequence"
+    with pytest.raises(gc.GraphcError) as info:
+        R.normal([1, [2, 3]], (2,))
+    problem, where = str(info.value).splitlines()
+    assert "gc.random.normal: a key is an integer array of shape (2,)" in problem
+    assert "ragged list [1, [2, 3]]" in problem
+    assert where.strip().startswith("at tests/test_review_s21h.py:")
+    np.testing.assert_array_equal(R.normal([0, 7], (2,)), R.normal(R.key(7), (2,)))
