@@ -898,8 +898,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     padding is -inf. A window's gradient is shared equally by tied maxima (PyTorch gives it
     all to one)."""
     kernel, stride, padding = _pool_args("max_pool2d", kernel_size, stride, padding)
+    # the padding must never win a window: -inf, or an integer (bool) dtype's least value
+    dtype = np.dtype(_dtype(x))
+    lowest = (-math.inf if is_float(dtype) else 0 if dtype == np.bool_
+              else int(np.iinfo(dtype).min))
     views, _ = _windows("max_pool2d", x, kernel, stride, padding,
-                        _pair("max_pool2d", "dilation", dilation), -math.inf)
+                        _pair("max_pool2d", "dilation", dilation), lowest)
     return max(stack(views, -1), -1)
 
 
