@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as TF
 
 import graphc as gc
+from ir.errors import GraphcError
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int32])
@@ -22,3 +23,32 @@ def test_max_pool2d_pads_integers_with_their_least_value(dtype, compiled):
     # bool: max is "any", the padding False
     got = np.asarray(gc.compile(f)(x > -3)) if compiled else np.asarray(f(gc.tensor(x > -3)).data)
     np.testing.assert_array_equal(got, expected > -3)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x, w: gc.conv2d(x, w, padding="SAME"),
+     r"padding must be an int, a pair of ints, 'same' or 'valid', got 'SAME'"),
+    (lambda x, w: gc.conv2d(x, w, padding=np.array([1, 1])), r"padding must be an int or a pair"),
+    (lambda x, w: gc.conv2d(x, w, groups=1.5), r"groups must be an int, got 1.5"),
+    (lambda x, w: gc.conv2d(x, w, np.zeros(3)), r"b must have shape \(4,\).*got \(3,\)"),
+    (lambda x, w: gc.conv2d(x, w, np.zeros((4, 1))), r"b must have shape \(4,\).*got \(4, 1\)"),
+    (lambda x, w: gc.max_pool2d(x, 2.0), r"kernel_size must be an int or a pair of ints, got 2.0"),
+    (lambda x, w: gc.avg_pool2d(x, 2, "same"), r"stride must be an int or a pair of ints, got 'same'"),
+])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_bad_conv_arguments_are_one_graphc_error(call, message, compiled):
+    # these were a TypeError / ValueError from Python, a message of characters ('S', 'A',
+    # 'M', 'E'), a reshape error, or (b of shape (4, 1)) silently accepted (PyTorch refuses)
+    x, w = np.zeros((2, 3, 5, 5)), np.zeros((4, 3, 3, 3))
+    with pytest.raises(GraphcError, match=message) as error:
+        if compiled:
+            gc.compile(call)(x, w)
+        else:
+            call(gc.tensor(x), gc.tensor(w))
+    assert "\n" not in error.value.message
+    assert "test_review_s21i.py" in str(error.value)
+
+
+def test_conv2d_layer_refuses_a_float_groups():
+    with pytest.raises(GraphcError, match="must divide by groups 1.5"):
+        gc.nn.Conv2d(3, 3, 3, groups=1.5)

@@ -779,10 +779,11 @@ def rms_norm(x, weight=None, eps=None):
 # kernel tap, stacked (im2col) and contracted by one matmul. Gradients, vmap and fusion are
 # those of the ops they are made of.
 def _pair(name, what, v):
-    v = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(v) != 2 or not builtins.all(isinstance(k, (int, np.integer)) for k in v):
+    ints = (int, np.integer)
+    pair = (v, v) if isinstance(v, ints) else tuple(v) if isinstance(v, (tuple, list)) else ()
+    if len(pair) != 2 or not builtins.all(isinstance(k, ints) for k in pair):
         _fail(f"{name}: {what} must be an int or a pair of ints, got {v!r}")
-    return int(v[0]), int(v[1])
+    return int(pair[0]), int(pair[1])
 
 
 def _pad2d(x, rows, cols, value, spatial=(2, 3)):
@@ -853,16 +854,25 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         _fail(f"conv2d: w must be 4-d (O, C/groups, kH, kW), got shape {_shape(w)}")
     o, cg, kh, kw = _shape(w)
     stride, dilation = _pair("conv2d", "stride", stride), _pair("conv2d", "dilation", dilation)
-    if padding == "valid":
-        padding = 0
-    padding = (_same_padding("conv2d", (kh, kw), stride, dilation) if padding == "same"
-               else _pair("conv2d", "padding", padding))
-    groups = operator.index(groups)
+    if not isinstance(padding, str):
+        padding = _pair("conv2d", "padding", padding)
+    elif padding in ("same", "valid"):
+        padding = (_same_padding("conv2d", (kh, kw), stride, dilation) if padding == "same"
+                   else (0, 0))
+    else:
+        _fail(f"conv2d: padding must be an int, a pair of ints, 'same' or 'valid', got "
+              f"{padding!r}")
+    if not isinstance(groups, (int, np.integer)):
+        _fail(f"conv2d: groups must be an int, got {groups!r}")
+    groups = int(groups)
     if groups < 1 or o % groups:
         _fail(f"conv2d: groups={groups} must be >= 1 and divide w's {o} output channels")
     if _ndim(x) == 4 and _shape(x)[1] != cg * groups:
         _fail(f"conv2d: x has {_shape(x)[1]} channels, w {_shape(w)} takes {cg * groups}"
               + (f" (groups={groups})" if groups > 1 else ""))
+    if b is not None and _shape(b) != (o,):
+        _fail(f"conv2d: b must have shape ({o},), one value per output channel, got "
+              f"{_shape(b)}")
     # the views cut from x in (N, H, W, C), so that stacking them last gives (N, Ho, Wo, C,
     # kH*kW), the patches' channels and taps in w's order, with no transpose of the nine
     # times larger stack: one GEMM of (N*Ho*Wo, C*kH*kW) rows by w's columns does the rest
