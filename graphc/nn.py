@@ -294,6 +294,8 @@ class Flatten(Module):
 
     def forward(self, x):
         shape = tuple(x.shape)
+        if not shape:  # PyTorch flattens a 0-d value as the 1-d (1,)
+            x, shape = F.reshape(x, (1,)), (1,)
         nd = len(shape)
         start = F._axis(self._setting("start_dim", x), nd, "Flatten start_dim")
         end = F._axis(self._setting("end_dim", x), nd, "Flatten end_dim")

@@ -52,3 +52,17 @@ def test_bad_conv_arguments_are_one_graphc_error(call, message, compiled):
 def test_conv2d_layer_refuses_a_float_groups():
     with pytest.raises(GraphcError, match="must divide by groups 1.5"):
         gc.nn.Conv2d(3, 3, 3, groups=1.5)
+
+
+@pytest.mark.parametrize("start, end", [(0, -1), (-1, -1), (0, 0), (-1, 0)])
+def test_flatten_of_a_0d_value_is_1d_as_torch(start, end):
+    # Flatten(0, -1) and Flatten(-1, -1) of a scalar were refused ("end_dim -1 is out of
+    # range for a 0-d value"); PyTorch gives shape (1,)
+    expected = torch.nn.Flatten(start, end)(torch.tensor(3.0)).numpy()
+    got = np.asarray(gc.nn.Flatten(start, end)(gc.tensor(np.float64(3.0))).data)
+    np.testing.assert_array_equal(got, expected)
+    assert got.shape == (1,)
+    compiled = gc.compile(lambda x: gc.nn.Flatten(start, end)(x))(np.float64(3.0))
+    np.testing.assert_array_equal(compiled, expected)
+    with pytest.raises(GraphcError, match="start_dim 1 is out of range"):
+        gc.nn.Flatten(1, -1)(gc.tensor(np.float64(3.0)))
