@@ -66,3 +66,26 @@ def test_flatten_of_a_0d_value_is_1d_as_torch(start, end):
     np.testing.assert_array_equal(compiled, expected)
     with pytest.raises(GraphcError, match="start_dim 1 is out of range"):
         gc.nn.Flatten(1, -1)(gc.tensor(np.float64(3.0)))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_avg_pool2d_under_autocast_keeps_the_half_dtype(compiled):
+    # autocast computes sum (so mean) in float32: avg_pool2d of a float16 activation came
+    # back float32, where torch.autocast keeps float16 (max_pool2d and conv2d did already)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    w = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+
+    def f(x, w):
+        with gc.autocast("float16"):
+            return gc.avg_pool2d(gc.conv2d(x, w, padding=1), 3, 2, 1)
+    got = gc.compile(f)(x, w) if compiled else f(gc.tensor(x), gc.tensor(w)).data
+    with torch.autocast("cpu", dtype=torch.float16):
+        expected = TF.avg_pool2d(TF.conv2d(torch.tensor(x), torch.tensor(w), padding=1), 3, 2, 1)
+    assert expected.dtype == torch.float16
+    assert np.asarray(got).dtype == np.float16
+    np.testing.assert_allclose(np.asarray(got, np.float32), expected.float().numpy(), rtol=2e-2,
+                               atol=2e-2)
+    # the float32 weight still gets a float32 gradient
+    grad = gc.grad(lambda w: gc.sum(gc.cast(f(x, w), "float32")))(w)
+    assert np.asarray(grad).dtype == np.float32

@@ -922,7 +922,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     default: the zero padding counts in each window's mean)."""
     kernel, stride, padding = _pool_args("avg_pool2d", kernel_size, stride, padding)
     views, _ = _windows("avg_pool2d", x, kernel, stride, padding, (1, 1), 0.0)
-    return mean(stack(views, -1), -1)
+    out = mean(stack(views, -1), -1)
+    # autocast sums half values in float32; the pooled activation keeps x's dtype, as PyTorch's
+    return cast(out, _dtype(x)) if _dtype(out) != _dtype(x) else out
 
 
 def _check_reduction(name, reduction):
