@@ -33,7 +33,8 @@ def test_max_pool2d_pads_integers_with_their_least_value(dtype, compiled):
     (lambda x, w: gc.conv2d(x, w, np.zeros(3)), r"b must have shape \(4,\).*got \(3,\)"),
     (lambda x, w: gc.conv2d(x, w, np.zeros((4, 1))), r"b must have shape \(4,\).*got \(4, 1\)"),
     (lambda x, w: gc.max_pool2d(x, 2.0), r"kernel_size must be an int or a pair of ints, got 2.0"),
-    (lambda x, w: gc.avg_pool2d(x, 2, "same"), r"stride must be an int or a pair of ints, got 'same'"),
+    (lambda x, w: gc.avg_pool2d(x, 2, "same"),
+     r"stride must be an int or a pair of ints, got 'same'"),
 ])
 @pytest.mark.parametrize("compiled", [False, True])
 def test_bad_conv_arguments_are_one_graphc_error(call, message, compiled):
