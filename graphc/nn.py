@@ -234,7 +234,8 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, rng=None, dtype="float32"):
         kh, kw = F._pair("Conv2d", "kernel_size", kernel_size)
-        if groups < 1 or in_channels % groups or out_channels % groups:
+        if (not isinstance(groups, int) or groups < 1 or in_channels % groups
+                or out_channels % groups):
             raise GraphcError(f"Conv2d: in_channels {in_channels} and out_channels "
                               f"{out_channels} must divide by groups {groups}",
                               (user_location(),))
@@ -293,6 +294,8 @@ class Flatten(Module):
 
     def forward(self, x):
         shape = tuple(x.shape)
+        if not shape:  # PyTorch flattens a 0-d value as the 1-d (1,)
+            x, shape = F.reshape(x, (1,)), (1,)
         nd = len(shape)
         start = F._axis(self._setting("start_dim", x), nd, "Flatten start_dim")
         end = F._axis(self._setting("end_dim", x), nd, "Flatten end_dim")

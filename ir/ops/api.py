@@ -779,10 +779,11 @@ def rms_norm(x, weight=None, eps=None):
 # kernel tap, stacked (im2col) and contracted by one matmul. Gradients, vmap and fusion are
 # those of the ops they are made of.
 def _pair(name, what, v):
-    v = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(v) != 2 or not builtins.all(isinstance(k, (int, np.integer)) for k in v):
+    ints = (int, np.integer)
+    pair = (v, v) if isinstance(v, ints) else tuple(v) if isinstance(v, (tuple, list)) else ()
+    if len(pair) != 2 or not builtins.all(isinstance(k, ints) for k in pair):
         _fail(f"{name}: {what} must be an int or a pair of ints, got {v!r}")
-    return int(v[0]), int(v[1])
+    return int(pair[0]), int(pair[1])
 
 
 def _pad2d(x, rows, cols, value, spatial=(2, 3)):
@@ -853,16 +854,25 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         _fail(f"conv2d: w must be 4-d (O, C/groups, kH, kW), got shape {_shape(w)}")
     o, cg, kh, kw = _shape(w)
     stride, dilation = _pair("conv2d", "stride", stride), _pair("conv2d", "dilation", dilation)
-    if padding == "valid":
-        padding = 0
-    padding = (_same_padding("conv2d", (kh, kw), stride, dilation) if padding == "same"
-               else _pair("conv2d", "padding", padding))
-    groups = operator.index(groups)
+    if not isinstance(padding, str):
+        padding = _pair("conv2d", "padding", padding)
+    elif padding in ("same", "valid"):
+        padding = (_same_padding("conv2d", (kh, kw), stride, dilation) if padding == "same"
+                   else (0, 0))
+    else:
+        _fail(f"conv2d: padding must be an int, a pair of ints, 'same' or 'valid', got "
+              f"{padding!r}")
+    if not isinstance(groups, (int, np.integer)):
+        _fail(f"conv2d: groups must be an int, got {groups!r}")
+    groups = int(groups)
     if groups < 1 or o % groups:
         _fail(f"conv2d: groups={groups} must be >= 1 and divide w's {o} output channels")
     if _ndim(x) == 4 and _shape(x)[1] != cg * groups:
         _fail(f"conv2d: x has {_shape(x)[1]} channels, w {_shape(w)} takes {cg * groups}"
               + (f" (groups={groups})" if groups > 1 else ""))
+    if b is not None and _shape(b) != (o,):
+        _fail(f"conv2d: b must have shape ({o},), one value per output channel, got "
+              f"{_shape(b)}")
     # the views cut from x in (N, H, W, C), so that stacking them last gives (N, Ho, Wo, C,
     # kH*kW), the patches' channels and taps in w's order, with no transpose of the nine
     # times larger stack: one GEMM of (N*Ho*Wo, C*kH*kW) rows by w's columns does the rest
@@ -898,8 +908,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     padding is -inf. A window's gradient is shared equally by tied maxima (PyTorch gives it
     all to one)."""
     kernel, stride, padding = _pool_args("max_pool2d", kernel_size, stride, padding)
+    # the padding must never win a window: -inf, or an integer (bool) dtype's least value
+    dtype = np.dtype(_dtype(x))
+    lowest = (-math.inf if is_float(dtype) else 0 if dtype == np.bool_
+              else int(np.iinfo(dtype).min))
     views, _ = _windows("max_pool2d", x, kernel, stride, padding,
-                        _pair("max_pool2d", "dilation", dilation), -math.inf)
+                        _pair("max_pool2d", "dilation", dilation), lowest)
     return max(stack(views, -1), -1)
 
 
@@ -908,7 +922,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     default: the zero padding counts in each window's mean)."""
     kernel, stride, padding = _pool_args("avg_pool2d", kernel_size, stride, padding)
     views, _ = _windows("avg_pool2d", x, kernel, stride, padding, (1, 1), 0.0)
-    return mean(stack(views, -1), -1)
+    out = mean(stack(views, -1), -1)
+    # autocast sums half values in float32; the pooled activation keeps x's dtype, as PyTorch's
+    return cast(out, _dtype(x)) if _dtype(out) != _dtype(x) else out
 
 
 def _check_reduction(name, reduction):
