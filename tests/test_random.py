@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from errorcheck import assert_one_line_error
 from ir.types import as_dtype
 
 KEY = gc.random.key(0)
@@ -215,11 +216,7 @@ def test_grad_through_reparameterised_normal_matches_finite_differences():
     (lambda: gc.random.uniform(KEY, (2,), "int32"), "dtype must be floating point"),
 ])
 def test_bad_input_is_one_error_at_the_users_line(call, message):
-    with pytest.raises(gc.GraphcError) as info:
-        call()
-    # one line naming the problem, and the location: the user's line, not graphc's
-    problem, where = str(info.value).splitlines()
-    assert message in problem and where.strip().startswith("at tests/test_random.py:")
+    assert_one_line_error(call, message, "test_random.py")
 
 
 def test_a_traced_key_of_the_wrong_shape_is_refused_while_tracing():
