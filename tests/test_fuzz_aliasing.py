@@ -93,22 +93,22 @@ def fuzz_one(seed, gradients=True, loops=False):
     return [f"seed {seed}: {e}\n{prog.source()}" for e in errors]
 
 
+def _assert_no_mismatch(seeds, **options):
+    """fuzz_one over a block of seeds; the first three mismatches, with their programs."""
+    errors = [e for seed in seeds for e in fuzz_one(seed, **options)]
+    assert not errors, "\n".join(errors[:3])
+
+
 @pytest.mark.parametrize("block", range(4))
 def test_random_aliasing_programs_on_numpy_plans(block, monkeypatch):
     monkeypatch.setenv("GRAPHC_JIT", "0")
-    errors = []
-    for seed in range(block * 40, block * 40 + 40):
-        errors += fuzz_one(seed)
-    assert not errors, "\n".join(errors[:3])
+    _assert_no_mismatch(range(block * 40, block * 40 + 40))
 
 
 @pytest.mark.skipif(not jit.enabled(), reason="GRAPHC_JIT=0 or numba missing")
 @pytest.mark.parametrize("block", range(3))
 def test_random_aliasing_programs_on_generated_kernels(block):
-    errors = []
-    for seed in range(1000 + block * 15, 1000 + block * 15 + 15):
-        errors += fuzz_one(seed)
-    assert not errors, "\n".join(errors[:3])
+    _assert_no_mismatch(range(1000 + block * 15, 1000 + block * 15 + 15))
 
 
 @pytest.mark.parametrize("block", range(2))
@@ -118,7 +118,4 @@ def test_random_programs_with_loops_of_two_carries(block, monkeypatch):
     # The session 21e scratch run: 970 seeds numpy, 400 generated kernels, no mismatch.
     if block == 0:  # numpy plans; block 1 as the environment has it (generated kernels)
         monkeypatch.setenv("GRAPHC_JIT", "0")
-    errors = []
-    for seed in range(3000 + block * 20, 3000 + block * 20 + 20):
-        errors += fuzz_one(seed, loops=True)
-    assert not errors, "\n".join(errors[:3])
+    _assert_no_mismatch(range(3000 + block * 20, 3000 + block * 20 + 20), loops=True)
