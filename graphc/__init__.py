@@ -13,6 +13,8 @@ from ir.graph import Graph, Node
 from ir.ops import api as _api
 from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, ...)
 from ir.ops.api import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadowing builtins on purpose)
+from ir.ops import arrays as _arrays
+from ir.ops.arrays import *  # noqa: F401,F403  (numpy's array functions: pad, flip, sort, ...)
 from ir.ops.precision import autocast
 from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
@@ -38,4 +40,5 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
            "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch",
            "amp",
-           "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__
+           "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \
+    + _arrays.__all__

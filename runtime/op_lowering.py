@@ -160,6 +160,8 @@ _RECORDS = [
     Lowering("scatter_add", jit_emit=E.jit_scatter_add, jit_kernel="scatter_add_rows",
              reason="without numba: np.add.at into a zeroed result (embedding gradients) has "
                     "no out= form"),
+    Lowering("argsort", reason="a stable sort (np.argsort, kind='stable') has no out= form; "
+                               "its library implementation allocates the index array"),
     Lowering("dropout_mask", reason="draws from a generator seeded by its operand on every "
                                     "call, as its library implementation does"),
     *(Lowering(op, reason="seeds numpy's generator with its key operand on every call, as "

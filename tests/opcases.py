@@ -109,6 +109,12 @@ def _pad_ref(a):
     return out
 
 
+def _quiet(compute):
+    """compute() with numpy's invalid-value warnings off (a log of a negative number)."""
+    with np.errstate(invalid="ignore"):
+        return compute()
+
+
 def _scatter(u, idx, rows):
     out = np.zeros((rows,) + u.shape[idx.ndim:])
     np.add.at(out, idx, u)
@@ -407,6 +413,46 @@ CASES = [
     Case("creators", lambda a: a * gc.ones((3, 4), "float64") + gc.zeros(4, "float64")
          + gc.full((3, 1), 2.5, "float64") + gc.cast(gc.arange(4), "float64"),
          [f64(3, 4)], lambda a: a + 2.5 + np.arange(4)),
+    # numpy's array functions (ir/ops/arrays.py), built from the primitives but argsort
+    Case("pad_constant", lambda a: gc.pad(a, ((1, 2), (0, 1)), constant_values=0.5),
+         [f64(3, 4)], lambda a: np.pad(a, ((1, 2), (0, 1)), constant_values=0.5)),
+    Case("pad_modes", lambda a: gc.pad(a, ((1, 1), (2, 0)), mode="reflect")
+         + gc.pad(a, ((1, 1), (2, 0)), mode="edge") * gc.pad(a, ((1, 1), (2, 0)), mode="wrap")
+         + gc.pad(a, ((1, 1), (2, 0)), mode="symmetric"), [f64(3, 4)],
+         lambda a: np.pad(a, ((1, 1), (2, 0)), mode="reflect")
+         + np.pad(a, ((1, 1), (2, 0)), mode="edge") * np.pad(a, ((1, 1), (2, 0)), mode="wrap")
+         + np.pad(a, ((1, 1), (2, 0)), mode="symmetric")),
+    Case("flip_roll", lambda a: gc.flip(a, 1) * gc.roll(a, 1, 0) + gc.roll(a, -3),
+         [f64(3, 4)], lambda a: np.flip(a, 1) * np.roll(a, 1, 0) + np.roll(a, -3)),
+    Case("tile_repeat_moveaxis", lambda a: gc.tile(a, (2, 1, 1)) * gc.repeat(a, 2, 0)
+         + gc.moveaxis(gc.repeat(a, 2, 1), 1, 0).reshape(6, 2, 4), [f64(3, 2, 4)],
+         lambda a: np.tile(a, (2, 1, 1)) * np.repeat(a, 2, 0)
+         + np.moveaxis(np.repeat(a, 2, 1), 1, 0).reshape(6, 2, 4)),
+    Case("prod_cumprod", lambda a: gc.prod(a, 1, keepdims=True) * gc.cumprod(a, 1) + gc.prod(a),
+         [f64(3, 5)], lambda a: np.prod(a, 1, keepdims=True) * np.cumprod(a, 1) + np.prod(a)),
+    Case("take_along_axis", lambda a, i: gc.take_along_axis(a, i, 1), [f64(3, 4),
+         ints(3, 6, high=4)], lambda a, i: np.take_along_axis(a, i, 1), ints=(1,)),
+    Case("outer", gc.outer, [f64(3), f64(2, 2)], np.outer),
+    Case("dot_tensordot", lambda a, b, c: gc.dot(a, b) + gc.tensordot(a, b, 1)
+         + gc.tensordot(c, c, ((0, 2), (0, 2))), [f64(3, 3), f64(3, 3), f64(2, 3, 4)],
+         lambda a, b, c: np.dot(a, b) + np.tensordot(a, b, 1)
+         + np.tensordot(c, c, ((0, 2), (0, 2)))),
+    Case("norm", lambda a: gc.norm(a, axis=1) + gc.norm(a, 1, axis=1) + gc.norm(a, 3, axis=1)
+         + gc.norm(a, np.inf, axis=1) + gc.norm(a), [f64(3, 4)],
+         lambda a: np.linalg.norm(a, axis=1) + np.linalg.norm(a, 1, axis=1)
+         + np.linalg.norm(a, 3, axis=1) + np.linalg.norm(a, np.inf, axis=1)
+         + np.linalg.norm(a)),
+    Case("diag", lambda a: gc.diag(gc.diag(a, 1), -1) + gc.diag(gc.diag(a)), [f64(4, 4)],
+         lambda a: np.diag(np.diag(a, 1), -1) + np.diag(np.diag(a))),
+    Case("sort_top_k", lambda a: gc.sort(a, 0) + gc.top_k(a, 4)[0], [f64(3, 4)],
+         lambda a: np.sort(a, 0) - np.sort(-a, 1)),
+    Case("nan_to_num", lambda a: gc.nan_to_num(gc.log(a)) * a, [f64(3, 4)],
+         lambda a: _quiet(lambda: np.nan_to_num(np.log(a)) * a)),
+    Case("meshgrid_linspace", lambda a, b: gc.meshgrid(a, b)[0] * gc.meshgrid(a, b)[1]
+         + gc.linspace(-1.0, 2.0, 3, dtype=a.dtype), [f64(3), f64(2)],
+         lambda a, b: np.meshgrid(a, b)[0] * np.meshgrid(a, b)[1] + np.linspace(-1, 2, 3)),
+    Case("segment_sum", lambda a, i: gc.segment_sum(a, i, 4), [f64(5, 3), ints(5, high=4)],
+         lambda a, i: _scatter(a, i, 4), ints=(1,)),
     # collectives in one process are the identity; under mpiexec: tests/test_mpi.py
     Case("allreduce", lambda a, b: allreduce(a * b, "mean") + allreduce(a, "sum"),
          [f64(3, 4), f64(3, 4)], lambda a, b: a * b + a),

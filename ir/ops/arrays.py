@@ -1,0 +1,490 @@
+"""numpy's array functions that models reach for beyond the core API: padding, flips and
+rolls, repeats, products, gathers along an axis, sorting, norms, small linear algebra
+helpers. Each one follows numpy's (or jax.numpy's) signature and result.
+
+All but `argsort` are built from the primitive ops (slices, concat, take, matmul, where...),
+so their gradients, batching rules and lowerings are those ops'; `argsort` is a primitive of
+its own (an index: no gradient), and `sort` and `top_k` gather with it, so their gradients
+flow to the elements they picked. Shapes must be concrete where an index array is built from
+them (flip, roll, take_along_axis, sort): a symbolic dimension there is refused with one line.
+"""
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+
+from ..types import Dim, TensorType, as_dtype, is_float
+from . import api as F
+from .api import _axis, _dtype, _fail, _ndim, _shape
+from .registry import apply, check, defop
+
+__all__ = ["pad", "flip", "roll", "tile", "repeat", "moveaxis", "prod", "cumprod",
+           "take_along_axis", "outer", "dot", "tensordot", "norm", "linspace", "nan_to_num",
+           "diag", "meshgrid", "argsort", "sort", "top_k", "segment_sum"]
+
+
+def _concrete(size, what):
+    if isinstance(size, Dim):
+        _fail(f"{what}: needs a concrete size along the axis, got the symbolic {size}")
+    return int(size)
+
+
+def _seq(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _along(x, axis, start, stop):
+    """x[..., start:stop, ...] on `axis`."""
+    shape = _shape(x)
+    starts, stops = [0] * len(shape), list(shape)
+    starts[axis], stops[axis] = start, stop
+    return F.slice_(x, starts, stops, [1] * len(shape))
+
+
+# ---- moving, flipping, rolling, repeating ----------------------------------------------------
+def moveaxis(x, source, destination):
+    """numpy's moveaxis: the axes `source` moved to positions `destination`, the others in
+    their order."""
+    nd = _ndim(x)
+    src = [_axis(a, nd, "source axis") for a in _seq(source)]
+    dst = [_axis(a, nd, "destination axis") for a in _seq(destination)]
+    if len(src) != len(dst):
+        _fail(f"moveaxis: {len(src)} source axes but {len(dst)} destination axes")
+    if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        _fail("moveaxis: an axis is repeated")
+    order = [a for a in range(nd) if a not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return F.transpose(x, order)
+
+
+def flip(x, axis=None):
+    """numpy's flip: the elements in reverse order along `axis` (an int, a tuple, or None:
+    every axis). A gather of the axis moved first, so its gradient is the scatter back."""
+    nd, flipped = _ndim(x), x
+    axes = range(nd) if axis is None else sorted({_axis(a, nd) for a in _seq(axis)})
+    for a in axes:
+        n = _concrete(_shape(x)[a], "flip")
+        if n > 1:
+            front = moveaxis(flipped, a, 0)
+            flipped = moveaxis(F.take(front, np.arange(n - 1, -1, -1)), 0, a)
+    return F._unchanged(x) if flipped is x else flipped
+
+
+def roll(x, shift, axis=None):
+    """numpy's roll: elements shifted by `shift` along `axis`, those past the end coming back
+    at the start; axis=None rolls the flattened array and restores the shape."""
+    if axis is None:
+        return F.reshape(roll(F.reshape(x, (-1,)), sum(_seq(shift)), 0), _shape(x))
+    shifts, axes = _seq(shift), _seq(axis)
+    if len(shifts) != len(axes):
+        if len(shifts) == 1:
+            shifts = shifts * len(axes)
+        else:
+            _fail(f"roll: {len(shifts)} shifts for {len(axes)} axes")
+    rolled = x
+    for s, a in zip(shifts, axes):
+        a = _axis(a, _ndim(x))
+        n = _concrete(_shape(x)[a], "roll")
+        s = int(s) % n if n else 0
+        if s:
+            rolled = F.concat([_along(rolled, a, n - s, n), _along(rolled, a, 0, n - s)], a)
+    return F._unchanged(x) if rolled is x else rolled
+
+
+def tile(x, reps):
+    """numpy's tile: x repeated reps[i] times along axis i (x is first given leading axes of
+    one to match, or reps leading ones)."""
+    reps = tuple(int(r) for r in _seq(reps))
+    if builtins.any(r < 0 for r in reps):
+        _fail(f"tile: repetitions must be non-negative, got {reps}")
+    shape = _shape(x)
+    nd = builtins.max(len(shape), len(reps))
+    shape = (1,) * (nd - len(shape)) + tuple(shape)
+    reps = (1,) * (nd - len(reps)) + reps
+    # each axis gets a repetition axis before it: (r0, d0, r1, d1, ...), then merged
+    spread = F.reshape(x, tuple(d for s in shape for d in (1, s)))
+    wide = F.broadcast_to(spread, tuple(d for r, s in zip(reps, shape) for d in (r, s)))
+    # eagerly the reshape of a broadcast may be a view of x: a copy of its own, as numpy's
+    return F._unchanged(F.reshape(wide, tuple(r * s for r, s in zip(reps, shape))))
+
+
+def repeat(x, repeats, axis=None):
+    """numpy's repeat with one count for every element: each element `repeats` times in a
+    row along `axis` (None: of the flattened array). torch's repeat_interleave."""
+    if not isinstance(repeats, (int, np.integer)) or isinstance(repeats, bool):
+        _fail("repeat: `repeats` must be an int (one count for every element; per-element "
+              "counts give a data-dependent shape)")
+    if repeats < 0:
+        _fail(f"repeat: `repeats` must be non-negative, got {repeats}")
+    if axis is None:
+        x, axis = F.reshape(x, (-1,)), 0
+    axis = _axis(axis, _ndim(x))
+    shape = _shape(x)
+    if repeats == 1:  # a copy of its own eagerly, as numpy's
+        return F._unchanged(x)
+    spread = F.expand_dims(x, axis + 1)
+    wide = F.broadcast_to(spread, shape[:axis + 1] + (int(repeats),) + shape[axis + 1:])
+    return F.reshape(wide, shape[:axis] + (shape[axis] * int(repeats),) + shape[axis + 1:])
+
+
+# ---- products -------------------------------------------------------------------------------
+def prod(x, axis=None, keepdims=False):
+    """numpy's prod. A tree of pairwise products (log2 of the axis' length multiplications),
+    so its gradient is exact where an element is zero, which x / prod's is not."""
+    nd = _ndim(x)
+    if _dtype(x) == np.bool_:
+        x = F.cast(x, "int64")
+    axes = range(nd) if axis is None else sorted({_axis(a, nd) for a in _seq(axis)})
+    out = x
+    for a in axes:
+        n = _concrete(_shape(out)[a], "prod")
+        if n == 0:
+            out = F.add(F.sum(F.zeros_like(out), a, keepdims=True), 1)  # the empty product
+            continue
+        while n > 1:
+            half = n // 2
+            pairs = F.mul(_along(out, a, 0, half), _along(out, a, half, 2 * half))
+            out = F.concat([pairs, _along(out, a, 2 * half, n)], a) if n % 2 else pairs
+            n = half + n % 2
+    if not keepdims:
+        out = F.reshape(out, tuple(d for i, d in enumerate(_shape(out)) if i not in axes))
+    return F._unchanged(out) if out is x else out
+
+
+def cumprod(x, axis=None):
+    """numpy's cumprod: running products along `axis` (None: of the flattened array). A
+    doubling scan (each step multiplies by the value 2**k places back), so its gradient is
+    exact where an element is zero."""
+    if axis is None:
+        x, axis = F.reshape(x, (-1,)), 0
+    axis = _axis(axis, _ndim(x))
+    n = _concrete(_shape(x)[axis], "cumprod")
+    if _dtype(x) == np.bool_:
+        x = F.cast(x, "int64")
+    step = 1
+    while step < n:
+        ones = F.ones_like(_along(x, axis, 0, step))
+        x = F.mul(x, F.concat([ones, _along(x, axis, 0, n - step)], axis))
+        step *= 2
+    return F._unchanged(x) if n <= 1 else x
+
+
+def outer(a, b):
+    """numpy's outer: a and b flattened, a[i] * b[j]."""
+    return F.mul(F.reshape(a, (-1, 1)), F.reshape(b, (1, -1)))
+
+
+def tensordot(a, b, axes=2):
+    """numpy's tensordot: the sum over a's last `axes` axes and b's first ones (an int), or
+    over the given pairs (two sequences of axes). One matrix product."""
+    na, nb = _ndim(a), _ndim(b)
+    if isinstance(axes, (int, np.integer)):
+        if not 0 <= axes <= builtins.min(na, nb):
+            _fail(f"tensordot: axes={axes} for operands of {na} and {nb} dimensions")
+        a_axes, b_axes = list(range(na - axes, na)), list(range(axes))
+    else:
+        if len(axes) != 2:
+            _fail("tensordot: axes must be an int or a pair of axis sequences")
+        a_axes = [_axis(i, na) for i in _seq(axes[0])]
+        b_axes = [_axis(i, nb) for i in _seq(axes[1])]
+        if len(a_axes) != len(b_axes):
+            _fail(f"tensordot: {len(a_axes)} axes of a against {len(b_axes)} of b")
+    sa, sb = _shape(a), _shape(b)
+    for i, j in zip(a_axes, b_axes):
+        if sa[i] != sb[j]:
+            _fail(f"tensordot: a's axis {i} has size {sa[i]}, b's axis {j} has {sb[j]}")
+    a_free = [i for i in range(na) if i not in a_axes]
+    b_free = [j for j in range(nb) if j not in b_axes]
+    k = math.prod(sa[i] for i in a_axes)
+    left = F.reshape(F.transpose(a, a_free + a_axes), (math.prod(sa[i] for i in a_free), k))
+    right = F.reshape(F.transpose(b, b_axes + b_free), (k, math.prod(sb[j] for j in b_free)))
+    return F.reshape(F.matmul(left, right),
+                     tuple(sa[i] for i in a_free) + tuple(sb[j] for j in b_free))
+
+
+def dot(a, b):
+    """numpy's dot: a scalar product scales, 1-d and 2-d operands multiply as matmul does,
+    and an N-d a contracts its last axis with b's second to last (tensordot)."""
+    na, nb = _ndim(a), _ndim(b)
+    if na == 0 or nb == 0:
+        return F.mul(a, b)
+    if na <= 2 and nb <= 2:
+        return F.matmul(a, b)
+    return tensordot(a, b, ((na - 1,), (builtins.max(nb - 2, 0),)))
+
+
+# ---- gathers along an axis ------------------------------------------------------------------
+def take_along_axis(x, indices, axis):
+    """numpy's take_along_axis: out[..., i, ...] = x[..., indices[..., i, ...], ...] along
+    `axis`; `indices` has x's number of dimensions and broadcasts with x on the other axes.
+    Negative indices count from the end. One gather from the flattened x, so the gradient
+    adds into the elements picked (repeated picks accumulate)."""
+    if _dtype(indices).kind not in "iu":
+        _fail(f"take_along_axis: indices must be integers, got {_dtype(indices)}")
+    nd = _ndim(x)
+    if _ndim(indices) != nd:
+        _fail(f"take_along_axis: indices have {_ndim(indices)} dimensions, x has {nd}")
+    axis = _axis(axis, nd)
+    xs, ids = _shape(x), _shape(indices)
+    shape = []
+    for i, (d, e) in enumerate(zip(xs, ids)):
+        if i == axis:
+            shape.append(e)
+        elif d == e or e == 1 or d == 1:
+            shape.append(d if e == 1 else e)
+        else:
+            _fail(f"take_along_axis: indices of shape {tuple(ids)} do not broadcast with x "
+                  f"of shape {tuple(xs)} off axis {axis}")
+    n = _concrete(xs[axis], "take_along_axis")
+    x = F.broadcast_to(x, tuple(n if i == axis else s for i, s in enumerate(shape)))
+    indices = F.broadcast_to(F.cast(indices, "int64"), tuple(shape))
+    indices = F.where(F.less(indices, 0), F.add(indices, n), indices)
+    # the axis last and the others as rows: row r's k-th pick is element r * n + index of
+    # the flattened x (the rows may be symbolic: a batch)
+    rows = moveaxis(x, axis, -1)
+    picks = moveaxis(indices, axis, -1)
+    count = _shape(picks)[-1]
+    flat_picks = F.reshape(picks, (-1, count))
+    starts = F.mul(F.arange(_shape(flat_picks)[0]), np.int64(n))
+    flat = F.add(flat_picks, F.reshape(starts, (-1, 1)))
+    out = F.reshape(F.take(F.reshape(rows, (-1,)), flat), _shape(picks))
+    return moveaxis(out, -1, axis)
+
+
+def segment_sum(data, segment_ids, num_segments):
+    """jax.ops.segment_sum: row i of the result sums the rows of `data` whose segment id is
+    i (ids out of range are an error, as scatter_add's)."""
+    return F.scatter_add(data, segment_ids, num_segments)
+
+
+# ---- sorting ----------------------------------------------------------------------------------
+def _argsort_infer(types, axis, descending):
+    (t,) = types
+    check(0 <= axis < t.ndim, f"axis {axis} out of range for a {t.ndim}-d operand")
+    return TensorType(t.shape, np.dtype("int64"))
+
+
+@defop("argsort", _argsort_infer, arity=1,
+       flops=lambda types, out, **_: types[0].size)
+def _argsort(x, axis, descending):
+    """Stable: equal elements keep their order (descending too: the first of equals first,
+    as jax.lax.top_k). NaN sorts last ascending and first descending, as numpy's order
+    reversed."""
+    if descending:
+        n = x.shape[axis]
+        # reversed, sorted stably, reversed again: the first of equal elements stays first
+        rev = np.flip(x, axis)
+        order = np.flip(np.argsort(rev, axis=axis, kind="stable"), axis)
+        return (n - 1 - order).astype(np.int64)
+    return np.argsort(x, axis=axis, kind="stable").astype(np.int64)
+
+
+def argsort(x, axis=-1, descending=False):
+    """numpy's argsort (stable, as kind="stable"), or from the largest with descending=True
+    (the first of equal elements first). An index: no gradient."""
+    axis = _axis(axis, builtins.max(_ndim(x), 1))
+    if _ndim(x) == 0:
+        return F.cast(F.zeros_like(x), "int64")
+    return apply("argsort", x, axis=axis, descending=bool(descending))
+
+
+def sort(x, axis=-1, descending=False):
+    """numpy's sort along `axis` (descending=True: from the largest). Its gradient goes to
+    the element that landed in each place."""
+    if axis is None:
+        x, axis = F.reshape(x, (-1,)), 0
+    if _ndim(x) == 0:
+        return F._unchanged(x)
+    return take_along_axis(x, argsort(x, axis, descending), axis)
+
+
+def top_k(x, k):
+    """jax.lax.top_k: (values, indices) of the k largest elements along the last axis, the
+    largest first (NaN as the largest), the first of equal elements first. torch.topk(x, k)
+    gives the same values; its order among equal ones is its own."""
+    n = _concrete(_shape(x)[-1], "top_k") if _ndim(x) else 0
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 <= k <= n:
+        _fail(f"top_k: k must be an int from 0 to the last axis' size {n}, got {k!r}")
+    order = argsort(x, -1, descending=True)
+    idx = _along(order, _ndim(x) - 1, 0, int(k))
+    return take_along_axis(x, idx, -1), idx
+
+
+# ---- norms and small helpers ------------------------------------------------------------------
+def norm(x, ord=None, axis=None, keepdims=False):
+    """numpy.linalg.norm / torch.linalg.norm for vectors: ord None or 2 (Euclidean), 1, inf,
+    -inf, 0 (non-zero count) or any p > 0, over `axis` (None: every element, as a vector);
+    and the matrix Frobenius norm, ord="fro" over two axes. The Euclidean norm's gradient at
+    zero is 0, as PyTorch's (sqrt's alone would be NaN there)."""
+    nd = _ndim(x)
+    axes = tuple(range(nd)) if axis is None else tuple(sorted({_axis(a, nd)
+                                                               for a in _seq(axis)}))
+    if ord == "fro":
+        if len(axes) != 2:
+            _fail(f"norm: ord='fro' needs two axes, got {len(axes)}")
+        ord = 2
+    elif len(axes) > 1 and axis is not None and ord is not None:
+        _fail(f"norm: ord={ord!r} over several axes; only the Euclidean (None) and 'fro' "
+              "norms are supported for matrices")
+    if isinstance(ord, str) or (ord is not None and not isinstance(ord, (int, float))):
+        _fail(f"norm: unsupported ord {ord!r}")
+    if not is_float(_dtype(x)):
+        x = F.cast(x, "float32")
+    a = F.abs(x)
+    if ord is None or ord == 2:
+        s = F.sum(F.square(x), axes, keepdims)
+        positive = F.greater(s, 0)
+        # the second where keeps sqrt's infinite slope at 0 out of the gradient
+        return F.where(positive, F.sqrt(F.where(positive, s, F.ones_like(s))),
+                       F.zeros_like(s))
+    if ord == np.inf:
+        return F.max(a, axes, keepdims)
+    if ord == -np.inf:
+        return F.min(a, axes, keepdims)
+    if ord == 0:
+        return F.sum(F.cast(F.not_equal(x, 0), _dtype(x)), axes, keepdims)
+    if ord == 1:
+        return F.sum(a, axes, keepdims)
+    if ord < 0:
+        _fail(f"norm: ord {ord} is negative; use ord > 0, inf or -inf")
+    return F.pow(F.sum(F.pow(a, float(ord)), axes, keepdims), 1.0 / ord)
+
+
+def linspace(start, stop, num=50, endpoint=True, dtype="float32"):
+    """numpy's linspace: `num` evenly spaced values from start to stop (stop included unless
+    endpoint=False), a constant of `dtype` (float32 by default, as graphc's other creators)."""
+    if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 0:
+        _fail(f"linspace: num must be a non-negative int, got {num!r}")
+    return _constant(np.linspace(start, stop, int(num), endpoint).astype(as_dtype(dtype)))
+
+
+def _constant(value):
+    """A constant array: a node of the graph being built, or the array itself."""
+    return F.add(F.zeros(value.shape, value.dtype), value)
+
+
+def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
+    """numpy's nan_to_num: NaN -> nan, +Inf -> posinf (default: the dtype's largest),
+    -Inf -> neginf (default: its most negative). Integers pass through."""
+    dtype = _dtype(x)
+    if not is_float(dtype):
+        return F._unchanged(x)
+    info = F.finfo(dtype)
+    posinf = float(info.max) if posinf is None else posinf
+    neginf = float(info.min) if neginf is None else neginf
+    x = F.where(F.isnan(x), float(nan), x)
+    x = F.where(F.equal(x, np.inf), float(posinf), x)
+    return F.where(F.equal(x, -np.inf), float(neginf), x)
+
+
+def diag(x, k=0):
+    """numpy's diag: a 1-d x becomes the matrix with x on its k-th diagonal; of a 2-d x, its
+    k-th diagonal."""
+    nd = _ndim(x)
+    if nd == 1:
+        n = _concrete(_shape(x)[0], "diag")
+        size = n + builtins.abs(k)
+        positions = (np.arange(n) + builtins.max(-k, 0)) * size + np.arange(n) \
+            + builtins.max(k, 0)
+        return F.reshape(F.scatter_add(x, positions, size * size), (size, size))
+    if nd != 2:
+        _fail(f"diag: needs a 1-d or 2-d value, got {nd}-d")
+    rows, cols = (_concrete(d, "diag") for d in _shape(x))
+    first_row, first_col = builtins.max(-k, 0), builtins.max(k, 0)
+    length = builtins.max(0, builtins.min(rows - first_row, cols - first_col))
+    if length == 0:
+        return F.reshape(_along(F.reshape(x, (-1,)), 0, 0, 0), (0,))
+    positions = (np.arange(length) + first_row) * cols + np.arange(length) + first_col
+    return F.take(F.reshape(x, (-1,)), positions)
+
+
+def meshgrid(*xs, indexing="xy"):
+    """numpy's meshgrid of 1-d values: one array per input, each broadcast over the others'
+    axes ("xy": the first two axes swapped, as numpy's default; "ij": in order)."""
+    if indexing not in ("xy", "ij"):
+        _fail(f"meshgrid: indexing must be 'xy' or 'ij', got {indexing!r}")
+    for x in xs:
+        if _ndim(x) != 1:
+            _fail(f"meshgrid: needs 1-d values, got a {_ndim(x)}-d one")
+    sizes = [_shape(x)[0] for x in xs]
+    if indexing == "xy" and len(xs) >= 2:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    out = []
+    for i, x in enumerate(xs):
+        at = i if indexing == "ij" or len(xs) < 2 or i > 1 else 1 - i
+        shape = tuple(-1 if j == at else 1 for j in range(len(xs)))
+        # eagerly a copy of its own, as numpy's (copy=True), not a read-only view of x
+        out.append(F._unchanged(F.broadcast_to(F.reshape(x, shape), tuple(sizes))))
+    return out
+
+
+def pad(x, pad_width, mode="constant", constant_values=0):
+    """numpy's pad: pad_width is an int, a (before, after) pair, or one pair per axis; mode
+    "constant" (constant_values), "edge", "reflect", "symmetric" or "wrap" (torch's
+    replicate, reflect and circular)."""
+    nd = _ndim(x)
+    widths = _pad_widths(pad_width, nd)
+    if np.ndim(constant_values) or isinstance(constant_values, bool) or \
+            not isinstance(constant_values, (int, float, np.integer, np.floating)):
+        _fail(f"pad: constant_values must be one number, got {constant_values!r}")
+    if mode not in ("constant", "edge", "reflect", "symmetric", "wrap"):
+        _fail(f"pad: unsupported mode {mode!r}; use constant, edge, reflect, symmetric or wrap")
+    for axis, (before, after) in enumerate(widths):
+        if not before and not after:
+            continue
+        n = _shape(x)[axis]
+        if mode == "constant":
+            x = _pad_constant(x, axis, before, after, constant_values)
+            continue
+        n = _concrete(n, "pad")
+        if n == 0 or (mode == "reflect" and n == 1):
+            _fail(f"pad: mode {mode!r} needs {'two elements' if n else 'an element'} along "
+                  f"axis {axis} to pad from, it has {n}")
+        # which element each output position reads: numpy's own pad of the positions, so
+        # widths beyond the axis repeat as numpy's do; one gather, whose gradient adds the
+        # copies back into the element they came from
+        source = np.pad(np.arange(n), (before, after), mode=mode)
+        x = moveaxis(F.take(moveaxis(x, axis, 0), source), 0, axis)
+    return F._unchanged(x) if not builtins.any(b or a for b, a in widths) else x
+
+
+def _pad_widths(pad_width, nd):
+    widths = np.asarray(pad_width)
+    if widths.dtype.kind not in "iu":
+        _fail(f"pad: pad_width must hold ints, got {pad_width!r}")
+    try:
+        widths = np.broadcast_to(widths, (nd, 2))
+    except ValueError:
+        _fail(f"pad: pad_width {pad_width!r} does not fit a {nd}-d value (an int, a pair, or "
+              "a pair per axis)")
+    if (widths < 0).any():
+        _fail(f"pad: pad_width must be non-negative, got {pad_width!r}")
+    return [(int(b), int(a)) for b, a in widths]
+
+
+def _pad_constant(x, axis, before, after, value):
+    shape = _shape(x)
+    starts, stops = [0] * len(shape), list(shape)
+    new = list(shape)
+    new[axis] = shape[axis] + before + after
+    starts[axis], stops[axis] = before, before + shape[axis]
+    padded = F.pad_slice(x, new, starts, stops, [1] * len(shape))
+    if value == 0:
+        return padded
+    inside = F.pad_slice(F.ones_like(x), new, starts, stops, [1] * len(shape))
+    return F.where(F.greater(inside, 0), padded, value)
+
+
+# ---- batching rule and lowering of argsort ---------------------------------------------------
+def _register_batching():
+    from .batching import defbatch
+
+    @defbatch("argsort")
+    def _argsort_rule(args, batched, size, axis, descending):
+        return apply("argsort", args[0], axis=axis + 1, descending=descending)
+
+
+_register_batching()

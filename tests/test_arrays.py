@@ -1,0 +1,192 @@
+"""numpy's array functions (ir/ops/arrays.py): values against numpy and gradients against
+PyTorch in float64, eagerly and compiled, beyond the op cases of tests/opcases.py (which give
+each one finite-difference gradient, Hessian-vector, vmap and half-precision checks)."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+torch = pytest.importorskip("torch")  # the gradient oracle (a test extra)
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(3, 4, 5))
+
+
+def both(fn, *args):
+    """fn's value eagerly and compiled; they must agree bit for bit."""
+    eager = np.asarray(fn(*args))
+    compiled = np.asarray(gc.compile(fn)(*args))
+    np.testing.assert_array_equal(eager, compiled)
+    return eager
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "symmetric", "wrap"])
+@pytest.mark.parametrize("width", [2, (1, 3), ((0, 0), (3, 1), (2, 4))])
+def test_pad_matches_numpy(mode, width):
+    got = both(lambda x: gc.pad(x, width, mode=mode), X)
+    np.testing.assert_array_equal(got, np.pad(X, width, mode=mode))
+
+
+def test_pad_constant_value_and_torch_gradient():
+    got = both(lambda x: gc.pad(x, ((0, 0), (1, 2), (0, 3)), constant_values=-1.5), X)
+    np.testing.assert_array_equal(got, np.pad(X, ((0, 0), (1, 2), (0, 3)),
+                                              constant_values=-1.5))
+    w = RNG.normal(size=(3, 4 + 4, 5 + 4))
+    g = gc.grad(lambda x: gc.sum(gc.pad(x, ((0, 0), (2, 2), (2, 2)), mode="reflect") * w))(X)
+    t = torch.tensor(X, requires_grad=True)
+    (torch.nn.functional.pad(t, (2, 2, 2, 2), mode="reflect") * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_flip_roll_tile_repeat_moveaxis_match_numpy():
+    np.testing.assert_array_equal(both(lambda x: gc.flip(x, (0, 2)), X), np.flip(X, (0, 2)))
+    np.testing.assert_array_equal(both(gc.flip, X), np.flip(X))
+    np.testing.assert_array_equal(both(lambda x: gc.roll(x, (1, -7), (1, 2)), X),
+                                  np.roll(X, (1, -7), (1, 2)))
+    np.testing.assert_array_equal(both(lambda x: gc.roll(x, 13), X), np.roll(X, 13))
+    np.testing.assert_array_equal(both(lambda x: gc.tile(x, (2, 1, 1, 3)), X),
+                                  np.tile(X, (2, 1, 1, 3)))
+    np.testing.assert_array_equal(both(lambda x: gc.repeat(x, 3, -1), X), np.repeat(X, 3, -1))
+    np.testing.assert_array_equal(both(lambda x: gc.moveaxis(x, (0, 1), (-1, 0)), X),
+                                  np.moveaxis(X, (0, 1), (-1, 0)))
+
+
+def test_prod_and_cumprod_gradients_at_zeros_match_torch():
+    x = np.array([[0.0, 2.0, 3.0, -1.0], [1.0, 0.0, 0.0, 4.0], [1.5, -2.0, 0.5, 3.0]])
+    np.testing.assert_allclose(both(lambda a: gc.prod(a, 1), x), np.prod(x, 1), rtol=1e-15)
+    np.testing.assert_allclose(both(lambda a: gc.cumprod(a, 1), x), np.cumprod(x, 1),
+                               rtol=1e-15)
+    w = RNG.normal(size=(3, 4))
+    for ours, theirs in [(lambda a: gc.prod(a, 1) * w[:, 0], lambda t: t.prod(1) * tw[:, 0]),
+                         (lambda a: gc.cumprod(a, 1) * w, lambda t: t.cumprod(1) * tw)]:
+        tw = torch.tensor(w)
+        t = torch.tensor(x, requires_grad=True)
+        theirs(t).sum().backward()
+        g = gc.grad(lambda a: gc.sum(ours(a)))(x)
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_sort_argsort_top_k_ties_and_nan_match_numpy_and_torch():
+    x = np.array([[3.0, 1.0, np.nan, 3.0, 2.0, 1.0, 3.0]])
+    np.testing.assert_array_equal(both(lambda a: gc.argsort(a), x),
+                                  np.argsort(x, kind="stable"))
+    np.testing.assert_array_equal(both(gc.sort, x), np.sort(x))
+    values, idx = both(lambda a: gc.top_k(a, 4)[0], x), both(lambda a: gc.top_k(a, 4)[1], x)
+    # NaN as the largest, as torch's; among equal values the first first, as jax.lax.top_k
+    # (torch's order among ties is its own)
+    np.testing.assert_array_equal(values, torch.topk(torch.tensor(x), 4).values.numpy())
+    np.testing.assert_array_equal(idx, [[2, 0, 3, 6]])
+    ints = RNG.integers(0, 3, (4, 9))
+    np.testing.assert_array_equal(both(lambda a: gc.argsort(a, 0), ints),
+                                  np.argsort(ints, 0, kind="stable"))
+    np.testing.assert_array_equal(both(lambda a: gc.sort(a, descending=True), ints),
+                                  -np.sort(-ints))
+
+
+def test_sort_and_top_k_gradients_match_torch():
+    w = RNG.normal(size=(3, 4, 2))
+    g = gc.grad(lambda a: gc.sum(gc.top_k(a, 2)[0] * w))(X)
+    t = torch.tensor(X, requires_grad=True)
+    (torch.topk(t, 2).values * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(g, t.grad.numpy())
+    w = RNG.normal(size=X.shape)
+    g = gc.grad(lambda a: gc.sum(gc.sort(a, 1) * w))(X)
+    t = torch.tensor(X, requires_grad=True)
+    (torch.sort(t, 1).values * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(g, t.grad.numpy())
+
+
+def test_top_k_under_vmap_is_per_example():
+    values, idx = gc.vmap(lambda r: gc.top_k(r, 3))(X[0])
+    order = np.argsort(-X[0], 1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(idx, order)
+    np.testing.assert_array_equal(values, np.take_along_axis(X[0], order, 1))
+
+
+def test_take_along_axis_negative_and_broadcast_indices_and_gradient():
+    idx = RNG.integers(-5, 5, (1, 4, 3))  # broadcasts over axis 0
+    got = both(lambda a, i: gc.take_along_axis(a, i, -1), X, idx)
+    np.testing.assert_array_equal(got, np.take_along_axis(X, idx, -1))
+    w = RNG.normal(size=(3, 4, 3))
+    g = gc.grad(lambda a: gc.sum(gc.take_along_axis(a, idx, -1) * w))(X)
+    t = torch.tensor(X, requires_grad=True)
+    (torch.gather(t, -1, torch.tensor(idx % 5).expand(3, 4, 3)) * torch.tensor(w)).sum() \
+        .backward()
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-15)
+
+
+def test_norms_match_numpy_and_the_euclidean_gradient_at_zero_is_torchs():
+    for ord in [None, 1, 2, 3, 0.5, np.inf, -np.inf, 0]:
+        np.testing.assert_allclose(both(lambda a: gc.norm(a, ord, axis=1), X),
+                                   np.linalg.norm(X, ord, axis=1), rtol=1e-14)
+    np.testing.assert_allclose(both(lambda a: gc.norm(a[0], "fro", (0, 1)), X),
+                               np.linalg.norm(X[0], "fro"), rtol=1e-14)
+    x = np.array([[0.0, 0.0], [3.0, 4.0]])
+    t = torch.tensor(x, requires_grad=True)
+    torch.linalg.vector_norm(t, dim=1).sum().backward()
+    g = gc.grad(lambda a: gc.sum(gc.norm(a, axis=1)))(x)
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-15)
+    np.testing.assert_allclose(g, [[0.0, 0.0], [0.6, 0.8]], rtol=1e-15)
+
+
+def test_dot_tensordot_outer_diag_meshgrid_linspace_nan_to_num_segment_sum():
+    y = RNG.normal(size=(2, 5, 6))
+    np.testing.assert_allclose(both(gc.dot, X, y), np.dot(X, y), rtol=1e-13)
+    np.testing.assert_allclose(both(lambda a, b: gc.tensordot(a, b, ((2,), (1,))), X, y),
+                               np.tensordot(X, y, ((2,), (1,))), rtol=1e-13)
+    np.testing.assert_array_equal(both(gc.outer, X[0], X[1, 0]), np.outer(X[0], X[1, 0]))
+    for k in (-3, 0, 2, 6):
+        np.testing.assert_array_equal(both(lambda a: gc.diag(a, k), X[0]), np.diag(X[0], k))
+        np.testing.assert_array_equal(both(lambda a: gc.diag(a, k), X[0, 0]),
+                                      np.diag(X[0, 0], k))
+    for got, want in zip(gc.meshgrid(X[0, 0], X[0, 1, :2], X[1, 0, :3]),
+                         np.meshgrid(X[0, 0], X[0, 1, :2], X[1, 0, :3])):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(gc.linspace(2, -3, 11, dtype="float64"),
+                                  np.linspace(2, -3, 11))
+    v = np.array([np.nan, -np.inf, np.inf, 2.0], np.float32)
+    np.testing.assert_array_equal(both(gc.nan_to_num, v), np.nan_to_num(v))
+    ids = np.array([2, 0, 2, 1])
+    expected = np.zeros((3, 5))
+    np.add.at(expected, ids, X[0])
+    np.testing.assert_array_equal(both(lambda a: gc.segment_sum(a, ids, 3), X[0]), expected)
+
+
+def test_bad_arguments_give_one_line_naming_the_users_line():
+    f = "test_arrays.py"
+    assert_one_line_error(lambda: gc.pad(X, 1, mode="mirror"), "pad: unsupported mode", f)
+    assert_one_line_error(lambda: gc.pad(X, -1), "pad_width must be non-negative", f)
+    assert_one_line_error(lambda: gc.pad(X, ((1, 1), (2, 2))), "does not fit a 3-d value", f)
+    assert_one_line_error(lambda: gc.pad(X[:, :1], 1, mode="reflect"), "needs two elements", f)
+    assert_one_line_error(lambda: gc.repeat(X, [1, 2]), "`repeats` must be an int", f)
+    assert_one_line_error(lambda: gc.moveaxis(X, (0, 1), 2), "2 source axes but 1", f)
+    assert_one_line_error(lambda: gc.top_k(X, 6), "k must be an int from 0 to", f)
+    assert_one_line_error(lambda: gc.take_along_axis(X, np.zeros((3, 4)), 1),
+                          "indices must be integers", f)
+    assert_one_line_error(lambda: gc.take_along_axis(X, np.zeros((3, 4), int), 1),
+                          "indices have 2 dimensions, x has 3", f)
+    assert_one_line_error(lambda: gc.tensordot(X, X, 4), "tensordot: axes=4", f)
+    assert_one_line_error(lambda: gc.norm(X, "nuc", (0, 1)), "only the Euclidean (None) and 'fro'", f)
+    assert_one_line_error(lambda: gc.norm(X, "max"), "unsupported ord 'max'", f)
+    assert_one_line_error(lambda: gc.diag(X), "needs a 1-d or 2-d value", f)
+
+
+def test_a_symbolic_axis_is_refused_where_an_index_is_built_from_it():
+    with pytest.raises(gc.GraphcError, match="flip: needs a concrete size along the axis"):
+        gc.trace(lambda x: gc.flip(x, 0), gc.spec(("batch", 4)))
+    # along a concrete axis the symbolic batch is fine
+    graph = gc.trace(lambda x: gc.sort(gc.flip(x, 1), 1), gc.spec(("batch", 4)))
+    assert graph.outputs[0].shape[1] == 4
+
+
+def test_eager_results_are_arrays_of_their_own_as_numpys():
+    """A result that is the input (a flip of a length-1 axis, repeats of 1) or a view of it
+    (a broadcast tile or meshgrid) would let a write through one change the other."""
+    a = np.ones((1, 3))
+    results = [gc.flip(a, 0), gc.prod(a, 0, keepdims=True), gc.roll(a, 0, 1), gc.pad(a, 0),
+               gc.cumprod(a[:, :1], 1), gc.tile(a, 1), gc.tile(a, (2, 1, 1)),
+               gc.repeat(a, 1, 0), gc.sort(a, 0), gc.nan_to_num(a), *gc.meshgrid(a[0], a[0])]
+    for r in results:
+        r = np.asarray(r)
+        assert not np.shares_memory(r, a) and r.flags.writeable
