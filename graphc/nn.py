@@ -611,3 +611,7 @@ class MSELoss(Module):
 
     def forward(self, x, target):
         return F.mse_loss(x, target, self._setting("reduction", x))
+
+
+# recurrent layers (graphc/recurrent.py builds them on this module's Module and Dropout)
+from .recurrent import GRU, LSTM, RNN  # noqa: E402,F401

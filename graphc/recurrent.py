@@ -1,0 +1,193 @@
+"""Recurrent layers in PyTorch's style: `nn.RNN`, `nn.GRU` and `nn.LSTM`, with torch's
+arguments, parameter names, shapes, gate order and initialisation, so that a torch model's
+state_dict loads as it is.
+
+Each layer and direction is one `gc.scan` over time. The input projections of every step are
+one matrix product before the scan (x @ W_ih^T + b_ih for all steps at once); the scan body
+only multiplies the hidden state, so gradients, vmap and compilation are scan's.
+
+    rnn = gc.nn.LSTM(8, 16, num_layers=2, batch_first=True)
+    out, (h, c) = rnn(x)            # x (N, L, 8) -> out (N, L, 16), h and c (2, N, 16)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.ops import api as F
+
+from .control_flow import scan
+from .nn import Dropout, Module, Parameter, _rng
+
+# gates per cell: rows of weight_ih/weight_hh, in torch's order
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
+
+
+def _fail(message):
+    raise GraphcError(message, (user_location(),))
+
+
+class _Recurrent(Module):
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, rng=None,
+                 dtype="float32"):
+        name = type(self).__name__
+        for what, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
+                    value < (0 if what == "input_size" else 1):
+                _fail(f"{name}: {what} must be a positive int, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            _fail(f"{name}: dropout must be in [0, 1), got {dropout}")
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "input_size", int(input_size))
+        object.__setattr__(self, "hidden_size", int(hidden_size))
+        object.__setattr__(self, "num_layers", int(num_layers))
+        object.__setattr__(self, "bias", bool(bias))
+        object.__setattr__(self, "batch_first", bool(batch_first))
+        object.__setattr__(self, "bidirectional", bool(bidirectional))
+        rng = _rng(rng)
+        # torch: every weight and bias uniform(+-1/sqrt(hidden_size))
+        bound = 1.0 / math.sqrt(hidden_size)
+        rows = _GATES[mode] * hidden_size
+        directions = 2 if bidirectional else 1
+        for layer in range(num_layers):
+            fan_in = input_size if layer == 0 else hidden_size * directions
+            for suffix in self._suffixes(layer):
+                shapes = [("weight_ih", (rows, fan_in)), ("weight_hh", (rows, hidden_size))]
+                if bias:
+                    shapes += [("bias_ih", (rows,)), ("bias_hh", (rows,))]
+                for kind, shape in shapes:
+                    setattr(self, f"{kind}{suffix}",
+                            Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
+        # between layers, in training, as torch's (not after the last one)
+        self.dropout = Dropout(dropout)
+
+    def _suffixes(self, layer):
+        return [f"_l{layer}"] + ([f"_l{layer}_reverse"] if self.bidirectional else [])
+
+    def _weights(self, suffix):
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
+        return [getattr(self, f"{kind}{suffix}") for kind in names] + \
+            ([None, None] if not self.bias else [])
+
+    def _cell(self, gates_x, h, c, w_hh, b_hh):
+        """One step: gates_x is x @ W_ih^T + b_ih for this step; -> (h, c)."""
+        gates_h = F.matmul(h, F.transpose(w_hh))
+        if b_hh is not None:
+            gates_h = gates_h + b_hh
+        H = self.hidden_size
+        if self.mode == "RNN_TANH":
+            return F.tanh(gates_x + gates_h), c
+        if self.mode == "RNN_RELU":
+            return F.relu(gates_x + gates_h), c
+        if self.mode == "GRU":  # r, z, n; the reset gate scales W_hn h + b_hn (torch's form)
+            r = F.sigmoid(gates_x[..., :H] + gates_h[..., :H])
+            z = F.sigmoid(gates_x[..., H:2 * H] + gates_h[..., H:2 * H])
+            n = F.tanh(gates_x[..., 2 * H:] + r * gates_h[..., 2 * H:])
+            return (1.0 - z) * n + z * h, c
+        gates = gates_x + gates_h  # LSTM: i, f, g, o
+        i, f = F.sigmoid(gates[..., :H]), F.sigmoid(gates[..., H:2 * H])
+        g, o = F.tanh(gates[..., 2 * H:3 * H]), F.sigmoid(gates[..., 3 * H:])
+        c = f * c + i * g
+        return o * F.tanh(c), c
+
+    def _direction(self, x, h0, c0, suffix, reverse):
+        """x (L, N, in) -> (outputs (L, N, H), h_n, c_n) of one layer and direction."""
+        w_ih, w_hh, b_ih, b_hh = self._weights(suffix)
+        gates_x = F.matmul(x, F.transpose(w_ih))  # every step's input projection at once
+        if b_ih is not None:
+            gates_x = gates_x + b_ih
+
+        def step(carry, gx):
+            h, c = carry
+            h, c = self._cell(gx, h, c, w_hh, b_hh)
+            return (h, c), h
+        (h, c), ys = scan(step, (h0, c0), gates_x, reverse=reverse)
+        return ys, h, c
+
+    def forward(self, input, hx=None):
+        name, lstm = type(self).__name__, self.mode == "LSTM"
+        nd = len(F._shape(input))
+        if nd not in (2, 3):
+            _fail(f"{name}: input must be 2-d (L, {self.input_size}) or 3-d, got shape "
+                  f"{tuple(F._shape(input))}")
+        batched = nd == 3
+        x = input if batched else F.expand_dims(input, 1)
+        if batched and self.batch_first:
+            x = F.swapaxes(x, 0, 1)  # time first inside
+        if F._shape(x)[-1] != self.input_size:
+            _fail(f"{name}: input has {F._shape(x)[-1]} features, the layer takes "
+                  f"{self.input_size}")
+        length, batch = F._shape(x)[0], F._shape(x)[1]
+        directions = 2 if self.bidirectional else 1
+        state = (self.num_layers * directions, batch, self.hidden_size)
+        h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
+        h0 = self._initial(h0, state, batched, x, "h_0" if lstm else "hx")
+        c0 = self._initial(c0, state, batched, x, "c_0")
+        if length == 0:
+            _fail(f"{name}: the input has no time steps")
+        hs, cs = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d, suffix in enumerate(self._suffixes(layer)):
+                k = layer * directions + d
+                ys, h, c = self._direction(x, h0[k], c0[k], suffix, reverse=d == 1)
+                outs.append(ys)
+                hs.append(h)
+                cs.append(c)
+            x = outs[0] if len(outs) == 1 else F.concat(outs, -1)
+            if layer < self.num_layers - 1:
+                x = self.dropout(x)
+        out = x
+        h_n, c_n = F.stack(hs, 0), F.stack(cs, 0)
+        if batched and self.batch_first:
+            out = F.swapaxes(out, 0, 1)
+        if not batched:
+            out, h_n, c_n = F.squeeze(out, 1), F.squeeze(h_n, 1), F.squeeze(c_n, 1)
+        return (out, (h_n, c_n)) if lstm else (out, h_n)
+
+    def _initial(self, value, state, batched, x, what):
+        """The initial state given (torch's shape, unbatched without N), or zeros."""
+        if value is None:
+            return F.zeros(state, F._dtype(x)) + F.zeros_like(x[:1, :, :1])
+        want = state if batched else (state[0], state[2])
+        if tuple(F._shape(value)) != tuple(want):
+            _fail(f"{type(self).__name__}: {what} has shape {tuple(F._shape(value))}, "
+                  f"expected {tuple(want)}")
+        return value if batched else F.expand_dims(value, 1)
+
+
+class RNN(_Recurrent):
+    """torch.nn.RNN: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (nonlinearity="relu":
+    relu). forward(input, hx=None) -> (output, h_n)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, rng=None,
+                 dtype="float32"):
+        if nonlinearity not in ("tanh", "relu"):
+            _fail(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(f"RNN_{nonlinearity.upper()}", input_size, hidden_size, num_layers,
+                         bias, batch_first, dropout, bidirectional, rng, dtype)
+
+
+class GRU(_Recurrent):
+    """torch.nn.GRU (gates r, z, n in that order). forward(input, hx=None) ->
+    (output, h_n)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, rng=None, dtype="float32"):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, rng, dtype)
+
+
+class LSTM(_Recurrent):
+    """torch.nn.LSTM (gates i, f, g, o in that order; no proj_size). forward(input,
+    hx=None) with hx = (h_0, c_0) -> (output, (h_n, c_n))."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, rng=None, dtype="float32"):
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, rng, dtype)

@@ -1,0 +1,127 @@
+"""gc.nn.RNN, GRU and LSTM (graphc/recurrent.py) against torch.nn's in float64: a torch
+layer's state_dict loads as it is, and outputs, final states and every gradient agree,
+eagerly and compiled, for stacked, bidirectional, batch-first, bias-free, unbatched inputs
+and given initial states."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+torch = pytest.importorskip("torch")  # the oracle (a test extra)
+
+KINDS = ["RNN", "GRU", "LSTM"]
+CONFIGS = [{}, {"num_layers": 2, "bidirectional": True, "batch_first": True},
+           {"bias": False, "num_layers": 3}, {"nonlinearity": "relu", "bidirectional": True}]
+
+
+def pair(kind, **kw):
+    torch.manual_seed(0)
+    theirs = getattr(torch.nn, kind)(5, 7, **kw).double()
+    ours = getattr(gc.nn, kind)(5, 7, dtype="float64", **kw)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
+def states(kind, h):
+    return h if kind == "LSTM" else (h,)
+
+
+# nonlinearity is RNN's argument only
+CASES = [(kind, k) for kind in KINDS for k, kw in enumerate(CONFIGS)
+         if kind == "RNN" or "nonlinearity" not in kw]
+
+
+@pytest.mark.parametrize("kind,config", CASES)
+def test_outputs_states_and_gradients_match_torch(kind, config):
+    kw = CONFIGS[config]
+    ours, theirs = pair(kind, **kw)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    rng = np.random.default_rng(config)
+    x = rng.normal(size=(3, 4, 5))
+    tx = torch.tensor(x, requires_grad=True)
+    t_out, t_h = theirs(tx)
+    w = rng.normal(size=t_out.shape)
+    t_states = states(kind, t_h)
+    v = [rng.normal(size=s.shape) for s in t_states]
+    (torch.sum(t_out * torch.tensor(w))
+     + sum(torch.sum(s * torch.tensor(u)) for s, u in zip(t_states, v))).backward()
+
+    def loss(params, x):
+        out, h = ours.apply(params, x)
+        return gc.sum(out * w) + sum(gc.sum(s * u) for s, u in zip(states(kind, h), v))
+
+    out, h = ours(x)
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-12, atol=1e-13)
+    for s, t in zip(states(kind, h), t_states):
+        np.testing.assert_allclose(s, t.detach().numpy(), rtol=1e-12, atol=1e-13)
+    params = ours.params()
+    g_params, g_x = gc.grad(loss, argnums=(0, 1))(params, x)
+    np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in theirs.named_parameters():
+        np.testing.assert_allclose(g_params[name], p.grad.numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+    compiled = gc.compile(gc.value_and_grad(loss))(params, x)[1]
+    for name in params:
+        np.testing.assert_allclose(compiled[name], g_params[name], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_given_initial_state_and_unbatched_input_match_torch(kind):
+    ours, theirs = pair(kind, num_layers=2)
+    rng = np.random.default_rng(1)
+    x, h0, c0 = rng.normal(size=(6, 5)), rng.normal(size=(2, 7)), rng.normal(size=(2, 7))
+    hx = (h0, c0) if kind == "LSTM" else h0
+    t_hx = tuple(map(torch.tensor, hx)) if kind == "LSTM" else torch.tensor(hx)
+    out, h = gc.compile(lambda x, hx: ours(x, hx))(x, hx)
+    t_out, t_h = theirs(torch.tensor(x), t_hx)
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-12, atol=1e-13)
+    for s, t in zip(states(kind, h), states(kind, t_h)):
+        assert s.shape == (2, 7)
+        np.testing.assert_allclose(s, t.detach().numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_vmap_over_sequences_is_the_batched_layer():
+    ours, _ = pair("GRU", batch_first=True)
+    x = np.random.default_rng(2).normal(size=(3, 4, 5))
+    per_sequence = gc.vmap(lambda s: ours(s)[0])(x)  # each (4, 5): unbatched
+    np.testing.assert_allclose(per_sequence, ours(x)[0], rtol=1e-13, atol=1e-14)
+
+
+def test_dropout_between_layers_only_in_training():
+    ours, theirs = pair("LSTM", num_layers=2, dropout=0.5)
+    theirs.eval()
+    x = np.random.default_rng(3).normal(size=(4, 2, 5))
+    ours.eval()
+    np.testing.assert_allclose(ours(x)[0], theirs(torch.tensor(x))[0].detach().numpy(),
+                               rtol=1e-12, atol=1e-13)
+    ours.train()
+    with gc.nn.rng_key(7):
+        first = np.asarray(ours(x)[0])
+    with gc.nn.rng_key(7):
+        again = np.asarray(ours(x)[0])
+    np.testing.assert_array_equal(first, again)  # a pure function of the key
+    assert not np.allclose(first, np.asarray(ours.eval()(x)[0]))
+
+
+def test_torch_initialisation_bounds():
+    layer = gc.nn.LSTM(3, 16, num_layers=2, bidirectional=True)
+    names = [n for n, _ in layer.named_parameters()]
+    assert names[:4] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    assert layer.weight_ih_l1.data.shape == (64, 32) and "weight_hh_l1_reverse" in names
+    for _, p in layer.named_parameters():
+        assert np.abs(p.data).max() <= 0.25 and p.data.std() > 0.1  # uniform(+-1/sqrt(16))
+
+
+def test_bad_input_gives_one_line():
+    f = "test_recurrent.py"
+    gru = gc.nn.GRU(5, 7)
+    x = np.zeros((3, 4, 5), np.float32)
+    assert_one_line_error(lambda: gru(np.zeros((3, 4, 6), np.float32)),
+                          "GRU: input has 6 features, the layer takes 5", f)
+    assert_one_line_error(lambda: gru(np.zeros(5, np.float32)), "input must be 2-d", f)
+    assert_one_line_error(lambda: gru(x, np.zeros((2, 4, 7), np.float32)),
+                          "hx has shape (2, 4, 7), expected (1, 4, 7)", f)
+    assert_one_line_error(lambda: gc.nn.RNN(5, 7, nonlinearity="gelu"),
+                          "nonlinearity must be 'tanh' or 'relu'", f)
+    assert_one_line_error(lambda: gc.nn.LSTM(5, 0), "hidden_size must be a positive int", f)
