@@ -345,6 +345,50 @@ class RMSNorm(Module):
         return F.rms_norm(x, self.weight, self._setting("eps", x))
 
 
+class GroupNorm(Module):
+    """torch.nn.GroupNorm: x (N, C, *) normalised over each group of C // num_groups channels
+    and the other axes (biased variance, eps), then scaled and shifted per channel."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype="float32"):
+        if num_groups < 1 or num_channels % num_groups:
+            raise GraphcError(f"GroupNorm: num_channels ({num_channels}) must be a multiple "
+                              f"of num_groups ({num_groups})", (user_location(),))
+        object.__setattr__(self, "num_groups", int(num_groups))
+        object.__setattr__(self, "num_channels", int(num_channels))
+        object.__setattr__(self, "eps", eps)
+        if affine:
+            self.weight = Parameter(np.ones(num_channels, dtype))
+            self.bias = Parameter(np.zeros(num_channels, dtype))
+        else:
+            object.__setattr__(self, "weight", None)
+            object.__setattr__(self, "bias", None)
+
+    def forward(self, x):
+        shape = F._shape(x)
+        if len(shape) < 2 or shape[1] != self.num_channels:
+            raise GraphcError(f"GroupNorm: expected input (N, {self.num_channels}, ...), got "
+                              f"shape {tuple(shape)}", (user_location(),))
+        groups = F.reshape(x, (shape[0], self.num_groups, -1))
+        mean = F.mean(groups, -1, keepdims=True)
+        centred = groups - mean
+        var = F.mean(centred * centred, -1, keepdims=True)
+        y = F.reshape(centred * F.rsqrt(var + self._setting("eps", x)), shape)
+        if self.weight is None:
+            return y
+        per_channel = (1, self.num_channels) + (1,) * (len(shape) - 2)
+        return y * F.reshape(self.weight, per_channel) + F.reshape(self.bias, per_channel)
+
+
+class Identity(Module):
+    """torch.nn.Identity: its input, unchanged (any arguments are accepted and ignored)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def forward(self, x):
+        return x
+
+
 class Sequential(ModuleList):
     """Modules applied in order; children are named "0", "1", ... as in PyTorch, so the
     parameters are "0.weight", "2.bias", ..."""

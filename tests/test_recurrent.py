@@ -125,3 +125,35 @@ def test_bad_input_gives_one_line():
     assert_one_line_error(lambda: gc.nn.RNN(5, 7, nonlinearity="gelu"),
                           "nonlinearity must be 'tanh' or 'relu'", f)
     assert_one_line_error(lambda: gc.nn.LSTM(5, 0), "hidden_size must be a positive int", f)
+
+
+# ---- the other layers added with them --------------------------------------------------------
+@pytest.mark.parametrize("groups,affine", [(1, True), (2, True), (6, False)])
+def test_group_norm_matches_torch(groups, affine):
+    theirs = torch.nn.GroupNorm(groups, 6, eps=1e-4, affine=affine).double()
+    if affine:
+        with torch.no_grad():
+            theirs.weight.uniform_(0.5, 1.5)
+            theirs.bias.uniform_(-1, 1)
+    ours = gc.nn.GroupNorm(groups, 6, eps=1e-4, affine=affine, dtype="float64")
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    rng = np.random.default_rng(groups)
+    x, w = rng.normal(size=(3, 6, 4, 5)), rng.normal(size=(3, 6, 4, 5))
+    tx = torch.tensor(x, requires_grad=True)
+    t_out = theirs(tx)
+    (t_out * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(ours(x), t_out.detach().numpy(), rtol=1e-12, atol=1e-13)
+    g_params, g_x = gc.grad(lambda p, x: gc.sum(ours.apply(p, x) * w), argnums=(0, 1))(
+        ours.params(), x)
+    np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in theirs.named_parameters():
+        np.testing.assert_allclose(g_params[name], p.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert_one_line_error(lambda: gc.nn.GroupNorm(4, 6), "must be a multiple of num_groups",
+                          "test_recurrent.py")
+
+
+def test_identity_returns_its_input():
+    x = np.arange(3.0, dtype=np.float32)
+    assert gc.nn.Identity(54, unused=1)(x) is x
+    model = gc.nn.Sequential(gc.nn.Linear(3, 2), gc.nn.Identity())
+    np.testing.assert_allclose(model(x), model[0](x))
