@@ -32,8 +32,9 @@ from runtime.eager import Tensor, no_grad
 
 from .tracing import flatten, leaves_like, unflatten
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "BoundOptimizer", "constant", "linear_warmup",
-           "cosine", "global_norm", "clip_by_global_norm", "decay_matrices_only"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "BoundOptimizer",
+           "constant", "linear_warmup", "cosine", "exponential_decay", "global_norm",
+           "clip_by_global_norm", "decay_matrices_only"]
 
 
 # ---- schedules: step count (0-based, the number of updates done) -> learning rate -----------
@@ -81,6 +82,37 @@ def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0)
         decayed = (F.cos(ratio * math.pi) + 1.0) * 0.5 * (peak - min_lr) + min_lr
         return F.where(step < warmup, warm,
                        F.where(step >= decay, F.full((), min_lr, "float64"), decayed))
+    return schedule
+
+
+def exponential_decay(init: float, transition_steps: int, decay_rate: float,
+                      staircase: bool = False, end_value: float | None = None):
+    """optax's exponential_decay: init * decay_rate ** (count / transition_steps), the
+    exponent floored with `staircase` (torch's StepLR(step_size, gamma)); `end_value` bounds
+    it (below for a rate < 1, above for a rate > 1)."""
+    init, rate, every = float(init), float(decay_rate), int(transition_steps)
+    if every <= 0:
+        raise GraphcError(f"exponential_decay: transition_steps must be positive, got "
+                          f"{transition_steps}", (user_location(),))
+    if rate <= 0:
+        raise GraphcError(f"exponential_decay: decay_rate must be positive, got {decay_rate}",
+                          (user_location(),))
+    bound = None if end_value is None else float(end_value)
+
+    def schedule(count):
+        if isinstance(count, (int, np.integer)):
+            exponent = int(count) // every if staircase else int(count) / every
+            value = init * rate ** exponent
+            if bound is not None:
+                value = max(value, bound) if rate < 1 else min(value, bound)
+            return value
+        exponent = F.cast(count, "float64") / float(every)
+        if staircase:
+            exponent = F.floor(exponent)
+        value = F.pow(rate, exponent) * init
+        if bound is not None:
+            value = F.maximum(value, bound) if rate < 1 else F.minimum(value, bound)
+        return value
     return schedule
 
 
@@ -323,6 +355,74 @@ class AdamW(Adam):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01, decay_mask=None, clip_norm=None):
         super().__init__(lr, betas, eps, weight_decay, decay_mask, clip_norm)
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop: v = alpha v + (1 - alpha) g^2, the step g / (sqrt(v) + eps);
+    `centered` subtracts the squared running mean of g from v, `momentum` accumulates the
+    steps; weight decay coupled (L2)."""
+
+    def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 decay_mask=None, clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.alpha = float(alpha)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise GraphcError(f"RMSprop: alpha must be in [0, 1], got {alpha}",
+                              (user_location(),))
+        self.eps = _non_negative("eps", eps)
+        self.momentum = _non_negative("momentum", momentum)
+        self.centered = bool(centered)
+        self.slots = ("v",) + (("mean_g",) if self.centered else ()) + \
+            (("momentum",) if self.momentum else ())
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        if decay:
+            g = g + p * self.weight_decay
+        new = {"v": slots["v"] * self.alpha + (g * g) * (1.0 - self.alpha)}
+        if self.centered:
+            new["mean_g"] = slots["mean_g"] * self.alpha + g * (1.0 - self.alpha)
+            avg = F.sqrt(new["v"] - new["mean_g"] * new["mean_g"]) + self.eps
+        else:
+            avg = F.sqrt(new["v"]) + self.eps
+        step = g / avg
+        if self.momentum:
+            new["momentum"] = slots["momentum"] * self.momentum + step
+            step = new["momentum"]
+        return p - scalars["lr"] * step, new
+
+
+class Adagrad(Optimizer):
+    """torch.optim.Adagrad: the sum of squared gradients (from initial_accumulator_value)
+    scales each step, g / (sqrt(sum) + eps), at the rate lr / (1 + (t - 1) lr_decay) of
+    update t; weight decay coupled (L2)."""
+
+    slots = ("sum",)
+
+    def __init__(self, lr=1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+                 decay_mask=None, clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.lr_decay = _non_negative("lr_decay", lr_decay)
+        self.initial = _non_negative("initial_accumulator_value", initial_accumulator_value)
+        self.eps = _non_negative("eps", eps)
+
+    def init(self, params) -> dict:
+        state = super().init(params)
+        if self.initial:
+            state["sum"] = unflatten(flatten(params)[1], [
+                s if s is None else s + self.initial for s in flatten(state["sum"])[0]])
+        return state
+
+    def _scalars(self, count, step):
+        lr = _float64(self.lr(step))
+        return {"lr": lr / (F.cast(count, "float64") * self.lr_decay + 1.0)}
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        if decay:
+            g = g + p * self.weight_decay
+        total = slots["sum"] + g * g
+        return p - scalars["lr"] * (g / (F.sqrt(total) + self.eps)), {"sum": total}
 
 
 # ---- eager, PyTorch-style -------------------------------------------------------------------

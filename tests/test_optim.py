@@ -28,6 +28,20 @@ CASES = {
                                                 weight_decay=0.01)),
     "SGD-dampening": (lambda: optim.SGD(lr=0.1, momentum=0.9, dampening=0.3),
                       lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.3)),
+    "RMSprop": (lambda: optim.RMSprop(lr=1e-2),
+                lambda ps: torch.optim.RMSprop(ps, lr=1e-2)),
+    "RMSprop-centered-momentum-decay": (
+        lambda: optim.RMSprop(lr=3e-3, alpha=0.9, eps=1e-6, weight_decay=0.1, momentum=0.8,
+                              centered=True),
+        lambda ps: torch.optim.RMSprop(ps, lr=3e-3, alpha=0.9, eps=1e-6, weight_decay=0.1,
+                                       momentum=0.8, centered=True)),
+    "Adagrad": (lambda: optim.Adagrad(lr=0.1),
+                lambda ps: torch.optim.Adagrad(ps, lr=0.1)),
+    "Adagrad-decay-initial": (
+        lambda: optim.Adagrad(lr=0.1, lr_decay=0.05, weight_decay=0.1,
+                              initial_accumulator_value=0.3, eps=1e-6),
+        lambda ps: torch.optim.Adagrad(ps, lr=0.1, lr_decay=0.05, weight_decay=0.1,
+                                       initial_accumulator_value=0.3, eps=1e-6)),
 }
 
 
@@ -259,3 +273,22 @@ def test_bad_arguments_are_one_line_errors():
         opt.update(params, {"count": np.zeros((), np.int64)}, params)
     with pytest.raises(gc.GraphcError, match="does not match the parameters"):
         opt.update({"x": np.ones(2)}, opt.init(params), params)
+
+
+@pytest.mark.parametrize("staircase", [False, True])
+def test_exponential_decay_matches_torch_schedulers_and_traces_to_the_same_numbers(staircase):
+    schedule = optim.exponential_decay(0.1, 3 if staircase else 1, 0.8, staircase=staircase)
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, 3, 0.8) if staircase else \
+        torch.optim.lr_scheduler.ExponentialLR(opt, 0.8)
+    traced = gc.compile(lambda c: schedule(c))
+    for count in range(12):
+        expected = opt.param_groups[0]["lr"]
+        assert math.isclose(schedule(count), expected, rel_tol=1e-12)
+        assert math.isclose(float(traced(np.int64(count))), expected, rel_tol=1e-12)
+        opt.step()
+        scheduler.step()
+    floor = optim.exponential_decay(1.0, 1, 0.5, end_value=0.2)
+    assert floor(1) == 0.5 and floor(10) == 0.2
+    assert float(gc.compile(lambda c: floor(c))(np.int64(10))) == 0.2
