@@ -264,3 +264,17 @@ def test_a_raw_uint32_key_draws_as_its_int64_words_compiled_and_under_vmap():
     # other unsigned dtypes stay refused, naming the cast to make
     with pytest.raises(gc.GraphcError, match="dtype uint16 is not supported"):
         gc.compile(lambda x: x * 2)(np.zeros(3, np.uint16))
+
+
+def test_traced_fold_in_data_agrees_with_eager_and_refuses_what_eager_refuses():
+    fold = gc.compile(lambda k, i: gc.random.fold_in(k, i))
+    for data in (0, 2**31, 2**32 - 1, -1, -2**31):
+        np.testing.assert_array_equal(fold(KEY, np.int64(data)), gc.random.fold_in(KEY, data))
+    # traced data of 2**32 folded in as 0 where the concrete 2**32 is refused
+    for bad in (2**32, -2**31 - 1, 2**40):
+        with pytest.raises(gc.GraphcError, match=f"data {bad} does not fit in 32 bits"):
+            fold(KEY, np.int64(bad))
+        with pytest.raises(gc.GraphcError, match=f"data {bad} does not fit in 32 bits"):
+            gc.vmap(lambda i: gc.random.fold_in(KEY, i))(np.array([1, bad]))
+        with pytest.raises(gc.GraphcError, match=f"data {bad} does not fit in 32 bits"):
+            gc.random.fold_in(KEY, gc.tensor(np.int64(bad)))

@@ -91,6 +91,12 @@ def _fold_in_infer(types):
 @defop("random_fold_in", _fold_in_infer, arity=2, stochastic=True)
 def _random_fold_in(key, data):
     data = np.asarray(data)
+    # as graphc.random.fold_in refuses a concrete value outside [-2**31, 2**32): traced
+    # data of 2**32 would otherwise fold in as 0 does (JAX's traced uint32 cast wraps it)
+    outside = (data < -2**31) | (data >= 2**32) if data.dtype == np.int64 else np.False_
+    if outside.any():
+        raise ValueError(f"gc.random.fold_in: data {int(data[outside].flat[0])} does not "
+                         "fit in 32 bits")
     out = np.empty(data.shape + (2,), np.int64)
     for index in np.ndindex(data.shape):
         # as JAX, the data counts as a 32-bit word: -1 and 2**32 - 1 fold in alike
