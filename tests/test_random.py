@@ -278,3 +278,56 @@ def test_traced_fold_in_data_agrees_with_eager_and_refuses_what_eager_refuses():
             gc.vmap(lambda i: gc.random.fold_in(KEY, i))(np.array([1, bad]))
         with pytest.raises(gc.GraphcError, match=f"data {bad} does not fit in 32 bits"):
             gc.random.fold_in(KEY, gc.tensor(np.int64(bad)))
+
+
+def test_randint_takes_array_and_traced_bounds_as_jax():
+    # bounds had to be Python ints ("minval and maxval must be integers")
+    lo, hi = np.array([0, -5, 10]), np.array([2, 5, 11])
+    r = arr(gc.random.randint(KEY, (30_000, 3), lo, hi))
+    assert r.shape == (30_000, 3) and r.dtype == np.int64
+    for col in range(3):
+        counts = np.bincount(r[:, col] - lo[col])
+        assert len(counts) == hi[col] - lo[col]  # maxval exclusive, every value drawn
+        expected = 30_000 / len(counts)
+        assert np.all(np.abs(counts - expected) < 5 * math.sqrt(expected))
+    # a bound broadcasting over rows, and bounds of one element draw as Python ints do
+    rows = arr(gc.random.randint(KEY, (4, 1000), np.array([[0], [10], [20], [30]]), 40))
+    assert all(rows[i].min() >= 10 * i and rows[i].max() == 39 for i in range(4))
+    np.testing.assert_array_equal(gc.random.randint(KEY, (6,), np.array([-3]), np.array([9])),
+                                  gc.random.randint(KEY, (6,), -3, 9))
+    # as JAX: where maxval <= minval the draw is minval; bounds clip to the dtype's range
+    np.testing.assert_array_equal(
+        gc.random.randint(KEY, (3,), np.array([3, 4, -1]), np.array([3, 1, 0])), [3, 4, -1])
+    top = 2**31 - 1
+    edge = arr(gc.random.randint(KEY, (200,), np.array([top - 1]), np.array([2**40]), "int32"))
+    assert edge.dtype == np.int32 and set(edge.tolist()) == {top - 1, top}
+    low = arr(gc.random.randint(KEY, (50,), np.array([-2**40]), np.array([-2**31 + 1]), "int32"))
+    assert set(low.tolist()) == {-2**31}
+    # traced bounds draw the eager numbers, compiled and under vmap (a bound per example)
+    draw = lambda k, lo, hi: gc.random.randint(k, (500, 3), lo, hi)
+    np.testing.assert_array_equal(gc.compile(draw)(KEY, lo, hi), arr(draw(KEY, lo, hi)))
+    his = np.array([[1, 2, 3], [7, 8, 9]])
+    want = np.stack([arr(draw(KEY, lo, h)) for h in his])
+    np.testing.assert_array_equal(arr(gc.vmap(draw, (None, None, 0))(KEY, lo, his)), want)
+    np.testing.assert_array_equal(gc.compile(gc.vmap(draw, (None, None, 0)))(KEY, lo, his), want)
+    keys = arr(gc.random.split(KEY, 3))
+    np.testing.assert_array_equal(arr(gc.vmap(draw, (0, None, None))(keys, lo, hi)),
+                                  [arr(draw(k, lo, hi)) for k in keys])
+    # an index below a traced count, in a loop
+    counts = gc.compile(lambda k: gc.fori_loop(
+        0, 5, lambda i, acc: acc + gc.random.randint(gc.random.fold_in(k, i), (), 0, i + 1),
+        np.int64(0)))(KEY)
+    assert int(counts) == sum(int(arr(gc.random.randint(gc.random.fold_in(KEY, i), (), 0,
+                                                         np.array(i + 1)))) for i in range(5))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gc.random.randint(KEY, (3,), np.zeros(3), 4),
+     "minval and maxval must be integers or integer arrays, got minval float64"),
+    (lambda: gc.random.randint(KEY, (3,), 0, np.full(4, 5)),
+     "maxval of shape (4,) does not broadcast to the shape (3,) drawn"),
+    (lambda: gc.random.randint(KEY, (3,), 2**70, np.full(3, 5)),
+     "minval 1180591620717411303424 does not fit in 64 bits"),
+])
+def test_bad_randint_bounds_are_one_error_line(call, message):
+    assert_one_line_error(call, message, "test_random.py")

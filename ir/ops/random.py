@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import INT_DTYPES, TensorType, finfo, is_float
+from ..types import INT_DTYPES, TensorType, broadcast_shapes, finfo, is_float
 from .registry import apply, check, defop
 
 WORD = 0xFFFFFFFF
@@ -131,21 +131,39 @@ def _random_normal(key, shape, dtype):
     return _draw(key, shape, dtype, "standard_normal")
 
 
-def _randint_infer(types, shape, minval, maxval, dtype):
+def _randint_infer(types, shape, dtype):
     keys = _check_key(types)
     dtype = np.dtype(dtype)
     check(dtype in INT_DTYPES, f"the dtype must be an integer type, got {dtype}")
-    check(minval < maxval, f"maxval {maxval} must be greater than minval {minval}")
+    out = keys + tuple(shape)
+    for bound, name in zip(types[1:], ("minval", "maxval")):
+        check(bound.dtype in INT_DTYPES and broadcast_shapes(tuple(bound.shape), out) == out,
+              f"{name} must be an integer array that broadcasts to {out}, got {bound}")
+    return TensorType(out, dtype)
+
+
+@defop("random_randint", _randint_infer, arity=3, stochastic=True)
+def _random_randint(key, minval, maxval, shape, dtype):
+    key = np.asarray(key)
+    lead, n = key.shape[:-1], len(shape)
     info = np.iinfo(dtype)
-    check(info.min <= minval and maxval - 1 <= info.max,
-          f"[{minval}, {maxval}) does not fit in {dtype}")
-    return TensorType(keys + tuple(shape), dtype)
+    # as JAX: the bounds clipped to the dtype's range, maxval exclusive (numpy takes the last
+    # value, which cannot wrap), and minval drawn where maxval <= minval
+    low = np.clip(np.asarray(minval, np.int64), info.min, info.max)
+    last = np.clip(np.asarray(maxval, np.int64), info.min + 1, None) - 1
+    last = np.where(last >= low, np.minimum(last, info.max), low)
+    # a bound per key along the keys' axes; its draw's axes stay as given (a number's are
+    # of size 1, drawn as numpy draws a scalar bound: no array of `shape` per key)
+    low, last = (np.broadcast_to(b, lead + b.shape[b.ndim - n:]) for b in (low, last))
 
-
-@defop("random_randint", _randint_infer, arity=1, stochastic=True)
-def _random_randint(key, shape, minval, maxval, dtype):
-    return _per_key(key, shape, dtype, lambda k: _generator(k, _DRAW, *shape).integers(
-        minval, maxval, size=tuple(shape), dtype=np.int64))
+    def draw(index):
+        lo, hi = (b[index] if b[index].size > 1 else b[index].reshape(()) for b in (low, last))
+        return _generator(key[index], _DRAW, *shape).integers(
+            lo, hi, size=tuple(shape), dtype=np.int64, endpoint=True)
+    out = np.empty(lead + tuple(shape), dtype)
+    for index in np.ndindex(lead):
+        out[index] = draw(index)
+    return out
 
 
 def _permutation_infer(types, n):
@@ -168,12 +186,17 @@ def _register_batching():
         return rule
 
     for name in ("random_key", "random_split", "random_uniform", "random_normal",
-                 "random_randint", "random_permutation"):
+                 "random_permutation"):
         defbatch(name)(one_draw_per_key(name))
 
+    # a key and data (bounds) per example: the unbatched ones repeated along the batch
     @defbatch("random_fold_in")
     def _fold_in_rule(args, batched, size):
         return apply("random_fold_in", *batch_all(args, batched, size))
+
+    @defbatch("random_randint")
+    def _randint_rule(args, batched, size, **attrs):
+        return apply("random_randint", *batch_all(args, batched, size), **attrs)
 
 
 _register_batching()
