@@ -215,17 +215,31 @@ def gumbel(key, shape=(), dtype="float32"):
     return -F.log(-F.log(u))
 
 
-def categorical(key, logits, axis=-1):
+def categorical(key, logits, axis=-1, shape=None):
     """Indices drawn with probabilities softmax(logits) along `axis` (the Gumbel-max trick),
-    one per position of the other axes (int64)."""
+    int64. As JAX: `shape` (default: logits' shape without `axis`, its batch shape) is the
+    result's, and the batch shape must broadcast to it; leading axes beyond it draw more
+    samples from the same distributions."""
     key = _key(key, "categorical")
     if not hasattr(logits, "shape"):
         logits = np.asarray(logits, np.float32)
     if not is_float(F._dtype(logits)):
         F._fail(f"gc.random.categorical: logits must be floating point, got "
                 f"{F._dtype(logits)}")
-    noise = gumbel(key, F._shape(logits), F._dtype(logits))
-    return F.argmax(logits + noise, axis=axis)
+    full = tuple(F._shape(logits))
+    ax = F._axis(axis, len(full))
+    batch = full[:ax] + full[ax + 1:]
+    if shape is None:
+        shape = batch
+    shape = _shape(shape, "categorical")
+    if broadcast_shapes(batch, shape) != shape:
+        F._fail(f"gc.random.categorical: the batch shape {batch} of logits (axis {ax} "
+                f"removed) does not broadcast to shape {shape}")
+    prefix = shape[:len(shape) - len(batch)]
+    tail = shape[len(prefix):]
+    # one Gumbel draw per sample and category: the logits broadcast along the prefix
+    noise = gumbel(key, prefix + tail[:ax] + (full[ax],) + tail[ax:], F._dtype(logits))
+    return F.argmax(logits + noise, axis=len(prefix) + ax)
 
 
 def permutation(key, x, axis=0):

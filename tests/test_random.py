@@ -331,3 +331,31 @@ def test_randint_takes_array_and_traced_bounds_as_jax():
 ])
 def test_bad_randint_bounds_are_one_error_line(call, message):
     assert_one_line_error(call, message, "test_random.py")
+
+
+def test_categorical_shape_draws_many_samples_per_distribution_as_jax():
+    # categorical had no shape= (TypeError: unexpected keyword argument 'shape')
+    logits = np.log(np.array([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]], np.float32))
+    n = 20_000
+    draws = arr(gc.random.categorical(KEY, logits, shape=(n, 2)))
+    assert draws.shape == (n, 2) and draws.dtype == np.int64
+    for row in range(2):
+        probs = np.exp(logits[row])
+        freq = np.bincount(draws[:, row], minlength=3) / n
+        assert np.all(np.abs(freq - probs) < 5 * np.sqrt(probs * (1 - probs) / n))
+    # the batch shape (2,) broadcasts; along axis 0 the batch is the columns
+    cols = arr(gc.random.categorical(KEY, logits.T.copy(), axis=0, shape=(n, 2)))
+    assert cols.shape == (n, 2)
+    assert abs((cols[:, 0] == 2).mean() - 0.7) < 5 * math.sqrt(0.7 * 0.3 / n)
+    one = arr(gc.random.categorical(KEY, logits[:1], shape=(4, 5)))  # batch (1,) -> (4, 5)
+    assert one.shape == (4, 5) and len(set(one.ravel().tolist())) > 1
+    # shape equal to the batch shape draws what shape=None draws
+    np.testing.assert_array_equal(gc.random.categorical(KEY, logits, shape=(2,)),
+                                  gc.random.categorical(KEY, logits))
+    draw = lambda k: gc.random.categorical(k, logits, shape=(7, 2))
+    np.testing.assert_array_equal(gc.compile(draw)(KEY), arr(draw(KEY)))
+    keys = arr(gc.random.split(KEY, 3))
+    np.testing.assert_array_equal(arr(gc.vmap(draw)(keys)), [arr(draw(k)) for k in keys])
+    assert_one_line_error(lambda: gc.random.categorical(KEY, logits, shape=(3,)),
+                          "the batch shape (2,) of logits (axis 1 removed) does not broadcast "
+                          "to shape (3,)", "test_random.py")
