@@ -359,3 +359,31 @@ def test_categorical_shape_draws_many_samples_per_distribution_as_jax():
     assert_one_line_error(lambda: gc.random.categorical(KEY, logits, shape=(3,)),
                           "the batch shape (2,) of logits (axis 1 removed) does not broadcast "
                           "to shape (3,)", "test_random.py")
+
+
+def test_a_batch_of_keys_seeded_together_draws_what_each_key_draws_alone():
+    # 16 keys or more are seeded together, in numpy (ir/ops/random._pcg64_seeds), where one
+    # key seeds np.random.default_rng itself: every draw must be the same either way
+    from ir.ops.random import _SEEDED_TOGETHER_FROM, _pcg64_seeds
+    rows = np.random.default_rng(3).integers(0, 2**32, size=(64, 8)).astype(np.uint32)
+    rows[0], rows[1] = 0, 2**32 - 1
+    for words in range(1, 9):  # pools of 4 words: entropy shorter, as long and longer
+        seeds = _pcg64_seeds(rows[:, :words])
+        for row, (state, inc) in zip(rows[:, :words], seeds):
+            want = np.random.default_rng(row.tolist()).bit_generator.state["state"]
+            assert want == {"state": state, "inc": inc}
+    keys = np.concatenate([arr(gc.random.split(KEY, 30)), [[2**32 - 1, 0], [-1, -2**31]]])
+    assert len(keys) >= _SEEDED_TOGETHER_FROM
+
+    def draws(k):
+        return (gc.random.normal(k, (2, 1, 3)), gc.random.uniform(k, (5,), "float64"),
+                gc.random.split(k, 3), gc.random.fold_in(k, 2**32 - 1),
+                gc.random.randint(k, (4,), np.array([0, -9, 5, 1]), 10),
+                gc.random.permutation(k, 6), gc.random.bernoulli(k, 0.5, (3,)))
+    alone = [np.stack([arr(x) for x in column]) for column in zip(*map(draws, keys))]
+    for batched in (gc.vmap(draws)(keys), gc.compile(gc.vmap(draws))(keys)):
+        for got, want in zip(batched, alone):
+            np.testing.assert_array_equal(arr(got), want)
+    data = np.arange(40) - 20  # fold_in's data is seeded per key too
+    np.testing.assert_array_equal(arr(gc.vmap(lambda i: gc.random.fold_in(KEY, i))(data)),
+                                  [arr(gc.random.fold_in(KEY, int(i))) for i in data])
