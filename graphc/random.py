@@ -166,19 +166,44 @@ def bernoulli(key, p=0.5, shape=None):
 
 
 def randint(key, shape, minval, maxval, dtype="int64"):
-    """Integers in [minval, maxval) (Python integers), uniformly."""
+    """Integers in [minval, maxval), uniformly. The bounds are integers or integer arrays
+    (traced too) that broadcast to `shape`; array bounds are taken as JAX takes them: clipped
+    to the dtype's range, and where maxval <= minval the draw is minval."""
     key = _key(key, "randint")
     shape = _shape(shape, "randint")
-    lo, hi = _concrete_int(minval), _concrete_int(maxval)
-    if lo is None or hi is None:
-        F._fail(f"gc.random.randint: minval and maxval must be integers, got {minval!r} and "
-                f"{maxval!r}")
-    if hi <= lo:
-        F._fail(f"gc.random.randint: maxval {hi} must be greater than minval {lo}")
     dtype = as_dtype(dtype)
     if dtype not in INT_DTYPES:
         F._fail(f"gc.random.randint: dtype must be an integer type, got {dtype}")
-    return apply("random_randint", key, shape=shape, minval=lo, maxval=hi, dtype=dtype)
+    lo, hi = _concrete_int(minval), _concrete_int(maxval)
+    if lo is not None and hi is not None:  # two numbers: an empty range is a mistake here
+        if hi <= lo:
+            F._fail(f"gc.random.randint: maxval {hi} must be greater than minval {lo}")
+        info = np.iinfo(dtype)
+        if lo < info.min or hi - 1 > info.max:
+            F._fail(f"gc.random.randint: [{lo}, {hi}) does not fit in {dtype}")
+    bounds = [_int_bound(v, shape, name) for v, name in ((minval, "minval"), (maxval, "maxval"))]
+    return apply("random_randint", key, *bounds, shape=shape, dtype=dtype)
+
+
+def _int_bound(value, shape, name):
+    """randint's bound as an integer array of the draw's rank (vmap then adds its batch axis
+    in front of the draw's axes)."""
+    number = _concrete_int(value)
+    if number is not None:
+        if not -2**63 <= number < 2**63:
+            F._fail(f"gc.random.randint: {name} {number} does not fit in 64 bits")
+        return np.full((1,) * len(shape), number, np.int64)
+    if not hasattr(value, "shape") or F._dtype(value) not in INT_DTYPES:
+        got = F._dtype(value) if hasattr(value, "shape") else repr(value)
+        F._fail(f"gc.random.randint: minval and maxval must be integers or integer arrays, "
+                f"got {name} {got}")
+    value_shape = tuple(F._shape(value))
+    if broadcast_shapes(value_shape, shape) != shape:
+        F._fail(f"gc.random.randint: {name} of shape {value_shape} does not broadcast to the "
+                f"shape {shape} drawn")
+    if len(value_shape) < len(shape):
+        value = F.reshape(value, (1,) * (len(shape) - len(value_shape)) + value_shape)
+    return value
 
 
 def gumbel(key, shape=(), dtype="float32"):
@@ -190,17 +215,31 @@ def gumbel(key, shape=(), dtype="float32"):
     return -F.log(-F.log(u))
 
 
-def categorical(key, logits, axis=-1):
+def categorical(key, logits, axis=-1, shape=None):
     """Indices drawn with probabilities softmax(logits) along `axis` (the Gumbel-max trick),
-    one per position of the other axes (int64)."""
+    int64. As JAX: `shape` (default: logits' shape without `axis`, its batch shape) is the
+    result's, and the batch shape must broadcast to it; leading axes beyond it draw more
+    samples from the same distributions."""
     key = _key(key, "categorical")
     if not hasattr(logits, "shape"):
         logits = np.asarray(logits, np.float32)
     if not is_float(F._dtype(logits)):
         F._fail(f"gc.random.categorical: logits must be floating point, got "
                 f"{F._dtype(logits)}")
-    noise = gumbel(key, F._shape(logits), F._dtype(logits))
-    return F.argmax(logits + noise, axis=axis)
+    full = tuple(F._shape(logits))
+    ax = F._axis(axis, len(full))
+    batch = full[:ax] + full[ax + 1:]
+    if shape is None:
+        shape = batch
+    shape = _shape(shape, "categorical")
+    if broadcast_shapes(batch, shape) != shape:
+        F._fail(f"gc.random.categorical: the batch shape {batch} of logits (axis {ax} "
+                f"removed) does not broadcast to shape {shape}")
+    prefix = shape[:len(shape) - len(batch)]
+    tail = shape[len(prefix):]
+    # one Gumbel draw per sample and category: the logits broadcast along the prefix
+    noise = gumbel(key, prefix + tail[:ax] + (full[ax],) + tail[ax:], F._dtype(logits))
+    return F.argmax(logits + noise, axis=len(prefix) + ax)
 
 
 def permutation(key, x, axis=0):

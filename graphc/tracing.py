@@ -12,7 +12,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
-from ir.types import Dim, TensorType, as_dim, as_dtype
+from ir.types import WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype
 from runtime.eager import Tensor
 
 
@@ -45,7 +45,7 @@ def to_spec(x) -> Spec:
     if isinstance(x, Spec):
         return x
     if isinstance(x, (Node, Tensor, np.ndarray, np.generic)):
-        return Spec(tuple(x.shape), as_dtype(x.dtype))
+        return Spec(tuple(x.shape), as_dtype(WIDENED_INPUTS.get(x.dtype, x.dtype)))
     if isinstance(x, (bool, int, float)):
         return Spec((), np.asarray(x).dtype)
     raise GraphcError(f"cannot make a tensor spec from a {type(x).__name__}; pass "

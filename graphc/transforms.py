@@ -16,7 +16,7 @@ from ir import weak
 from ir.errors import GraphcError, user_location
 from ir.graph import Node, current_graph
 from ir.ops.registry import apply, like_dtype, lift_symbolic
-from ir.types import Dim, as_dim, is_float
+from ir.types import WIDENED_INPUTS, Dim, as_dim, is_float
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
@@ -325,8 +325,8 @@ def _dtype_name(dtype) -> str:
     """dtype.name, remembered: numpy computes it in Python (~5 us), for every leaf of every
     call of a compiled function."""
     name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = dtype.name
+    if name is None:  # a uint32 argument is an int64 input (ir/types.WIDENED_INPUTS)
+        name = _DTYPE_NAMES[dtype] = WIDENED_INPUTS.get(dtype, dtype).name
     return name
 
 

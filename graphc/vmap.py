@@ -30,6 +30,7 @@ from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
 from ir.ops.registry import apply
+from ir.types import WIDENED_INPUTS
 from passes.batching import batch_graph
 from runtime.eager import Tensor, apart_from
 
@@ -159,7 +160,9 @@ def _arguments(args, names):
     leaves, structures, leaf_names = [], [], []
     for arg, name in zip(args, names):
         lv, st, _ = flatten(arg)
-        leaves += lv
+        # a uint32 array (a raw JAX key) as the int64 input compile makes of it
+        leaves += [x.astype(WIDENED_INPUTS[x.dtype]) if isinstance(x, (np.ndarray, np.generic))
+                   and x.dtype in WIDENED_INPUTS else x for x in lv]
         structures.append(st)
         leaf_names += leaf_input_names(name, arg)
     return leaves, (tuple, tuple(structures)), leaf_names

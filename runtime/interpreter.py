@@ -10,7 +10,7 @@ import numpy as np
 from ir.errors import GraphcError
 from ir.ops.registry import get_op
 from ir.specialize import bind_dims, graph_is_symbolic, specialize
-from ir.types import TupleType
+from ir.types import WIDENED_INPUTS, TupleType
 
 from .eager import Tensor
 
@@ -37,7 +37,8 @@ def bind_inputs(graph, args, kwargs=None) -> list:
         if value.shape != node.shape and not node.type.symbolic:  # symbolic: bind_dims checks
             raise GraphcError(f"input {name!r} expects shape {node.shape}, got {value.shape}")
         if value.dtype != node.dtype:
-            if np.can_cast(value.dtype, node.dtype, "same_kind") and value.ndim == 0:
+            if np.can_cast(value.dtype, node.dtype, "same_kind") and value.ndim == 0 \
+                    or WIDENED_INPUTS.get(value.dtype) == node.dtype:
                 value = value.astype(node.dtype)
             else:
                 raise GraphcError(f"input {name!r} expects dtype {node.dtype}, got "

@@ -239,3 +239,151 @@ def test_fori_loop_folding_in_the_traced_counter_equals_the_python_loop():
     want = sum(arr(gc.random.normal(gc.random.fold_in(KEY, i), (2,))) for i in range(4))
     np.testing.assert_allclose(arr(total(KEY)), want, rtol=1e-6)
     np.testing.assert_allclose(gc.compile(total)(KEY), want, rtol=1e-6)
+
+
+def test_a_raw_uint32_key_draws_as_its_int64_words_compiled_and_under_vmap():
+    # JAX's jax.random.PRNGKey is uint32[2]: it drew eagerly only; compile and vmap refused
+    # it ("dtype uint32 is not supported")
+    raw = np.array([2**32 - 1, 7], np.uint32)  # a word above int32's range
+    wide = raw.astype(np.int64)
+    eager = [arr(x) for x in _all_draws(wide)]
+    for got, want in zip(gc.compile(_all_draws)(raw), eager):
+        np.testing.assert_array_equal(got, want)
+    raws = np.stack([raw, np.array([3, 2**31], np.uint32)])
+    draw = lambda k: (gc.random.normal(k, (3,)), gc.random.split(k)[0])
+    for got, want in zip(gc.vmap(draw)(raws), gc.vmap(draw)(raws.astype(np.int64))):
+        np.testing.assert_array_equal(arr(got), arr(want))
+    np.testing.assert_array_equal(arr(gc.compile(gc.vmap(draw))(raws)[0]),
+                                  arr(gc.vmap(draw)(raws)[0]))
+    # a key carried through a compiled scan, and the key returned, as int64 words
+    run = gc.compile(lambda k: gc.scan(lambda c, _: (gc.random.split(c)[0], c), k, None,
+                                       length=2))
+    final, seen = run(raw)
+    np.testing.assert_array_equal(seen[0], wide)
+    np.testing.assert_array_equal(final, run(wide)[0])
+    # other unsigned dtypes stay refused, naming the cast to make
+    with pytest.raises(gc.GraphcError, match="dtype uint16 is not supported"):
+        gc.compile(lambda x: x * 2)(np.zeros(3, np.uint16))
+
+
+def test_traced_fold_in_data_agrees_with_eager_and_refuses_what_eager_refuses():
+    fold = gc.compile(lambda k, i: gc.random.fold_in(k, i))
+    for data in (0, 2**31, 2**32 - 1, -1, -2**31):
+        np.testing.assert_array_equal(fold(KEY, np.int64(data)), gc.random.fold_in(KEY, data))
+    # traced data of 2**32 folded in as 0 where the concrete 2**32 is refused
+    for bad in (2**32, -2**31 - 1, 2**40):
+        with pytest.raises(gc.GraphcError, match=f"data {bad} does not fit in 32 bits"):
+            fold(KEY, np.int64(bad))
+        with pytest.raises(gc.GraphcError, match=f"data {bad} does not fit in 32 bits"):
+            gc.vmap(lambda i: gc.random.fold_in(KEY, i))(np.array([1, bad]))
+        with pytest.raises(gc.GraphcError, match=f"data {bad} does not fit in 32 bits"):
+            gc.random.fold_in(KEY, gc.tensor(np.int64(bad)))
+
+
+def test_randint_takes_array_and_traced_bounds_as_jax():
+    # bounds had to be Python ints ("minval and maxval must be integers")
+    lo, hi = np.array([0, -5, 10]), np.array([2, 5, 11])
+    r = arr(gc.random.randint(KEY, (30_000, 3), lo, hi))
+    assert r.shape == (30_000, 3) and r.dtype == np.int64
+    for col in range(3):
+        counts = np.bincount(r[:, col] - lo[col])
+        assert len(counts) == hi[col] - lo[col]  # maxval exclusive, every value drawn
+        expected = 30_000 / len(counts)
+        assert np.all(np.abs(counts - expected) < 5 * math.sqrt(expected))
+    # a bound broadcasting over rows, and bounds of one element draw as Python ints do
+    rows = arr(gc.random.randint(KEY, (4, 1000), np.array([[0], [10], [20], [30]]), 40))
+    assert all(rows[i].min() >= 10 * i and rows[i].max() == 39 for i in range(4))
+    np.testing.assert_array_equal(gc.random.randint(KEY, (6,), np.array([-3]), np.array([9])),
+                                  gc.random.randint(KEY, (6,), -3, 9))
+    # as JAX: where maxval <= minval the draw is minval; bounds clip to the dtype's range
+    np.testing.assert_array_equal(
+        gc.random.randint(KEY, (3,), np.array([3, 4, -1]), np.array([3, 1, 0])), [3, 4, -1])
+    top = 2**31 - 1
+    edge = arr(gc.random.randint(KEY, (200,), np.array([top - 1]), np.array([2**40]), "int32"))
+    assert edge.dtype == np.int32 and set(edge.tolist()) == {top - 1, top}
+    low = arr(gc.random.randint(KEY, (50,), np.array([-2**40]), np.array([-2**31 + 1]), "int32"))
+    assert set(low.tolist()) == {-2**31}
+    # traced bounds draw the eager numbers, compiled and under vmap (a bound per example)
+    draw = lambda k, lo, hi: gc.random.randint(k, (500, 3), lo, hi)
+    np.testing.assert_array_equal(gc.compile(draw)(KEY, lo, hi), arr(draw(KEY, lo, hi)))
+    his = np.array([[1, 2, 3], [7, 8, 9]])
+    want = np.stack([arr(draw(KEY, lo, h)) for h in his])
+    np.testing.assert_array_equal(arr(gc.vmap(draw, (None, None, 0))(KEY, lo, his)), want)
+    np.testing.assert_array_equal(gc.compile(gc.vmap(draw, (None, None, 0)))(KEY, lo, his), want)
+    keys = arr(gc.random.split(KEY, 3))
+    np.testing.assert_array_equal(arr(gc.vmap(draw, (0, None, None))(keys, lo, hi)),
+                                  [arr(draw(k, lo, hi)) for k in keys])
+    # an index below a traced count, in a loop
+    counts = gc.compile(lambda k: gc.fori_loop(
+        0, 5, lambda i, acc: acc + gc.random.randint(gc.random.fold_in(k, i), (), 0, i + 1),
+        np.int64(0)))(KEY)
+    assert int(counts) == sum(int(arr(gc.random.randint(gc.random.fold_in(KEY, i), (), 0,
+                                                         np.array(i + 1)))) for i in range(5))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gc.random.randint(KEY, (3,), np.zeros(3), 4),
+     "minval and maxval must be integers or integer arrays, got minval float64"),
+    (lambda: gc.random.randint(KEY, (3,), 0, np.full(4, 5)),
+     "maxval of shape (4,) does not broadcast to the shape (3,) drawn"),
+    (lambda: gc.random.randint(KEY, (3,), 2**70, np.full(3, 5)),
+     "minval 1180591620717411303424 does not fit in 64 bits"),
+])
+def test_bad_randint_bounds_are_one_error_line(call, message):
+    assert_one_line_error(call, message, "test_random.py")
+
+
+def test_categorical_shape_draws_many_samples_per_distribution_as_jax():
+    # categorical had no shape= (TypeError: unexpected keyword argument 'shape')
+    logits = np.log(np.array([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]], np.float32))
+    n = 20_000
+    draws = arr(gc.random.categorical(KEY, logits, shape=(n, 2)))
+    assert draws.shape == (n, 2) and draws.dtype == np.int64
+    for row in range(2):
+        probs = np.exp(logits[row])
+        freq = np.bincount(draws[:, row], minlength=3) / n
+        assert np.all(np.abs(freq - probs) < 5 * np.sqrt(probs * (1 - probs) / n))
+    # the batch shape (2,) broadcasts; along axis 0 the batch is the columns
+    cols = arr(gc.random.categorical(KEY, logits.T.copy(), axis=0, shape=(n, 2)))
+    assert cols.shape == (n, 2)
+    assert abs((cols[:, 0] == 2).mean() - 0.7) < 5 * math.sqrt(0.7 * 0.3 / n)
+    one = arr(gc.random.categorical(KEY, logits[:1], shape=(4, 5)))  # batch (1,) -> (4, 5)
+    assert one.shape == (4, 5) and len(set(one.ravel().tolist())) > 1
+    # shape equal to the batch shape draws what shape=None draws
+    np.testing.assert_array_equal(gc.random.categorical(KEY, logits, shape=(2,)),
+                                  gc.random.categorical(KEY, logits))
+    draw = lambda k: gc.random.categorical(k, logits, shape=(7, 2))
+    np.testing.assert_array_equal(gc.compile(draw)(KEY), arr(draw(KEY)))
+    keys = arr(gc.random.split(KEY, 3))
+    np.testing.assert_array_equal(arr(gc.vmap(draw)(keys)), [arr(draw(k)) for k in keys])
+    assert_one_line_error(lambda: gc.random.categorical(KEY, logits, shape=(3,)),
+                          "the batch shape (2,) of logits (axis 1 removed) does not broadcast "
+                          "to shape (3,)", "test_random.py")
+
+
+def test_a_batch_of_keys_seeded_together_draws_what_each_key_draws_alone():
+    # 16 keys or more are seeded together, in numpy (ir/ops/random._pcg64_seeds), where one
+    # key seeds np.random.default_rng itself: every draw must be the same either way
+    from ir.ops.random import _SEEDED_TOGETHER_FROM, _pcg64_seeds
+    rows = np.random.default_rng(3).integers(0, 2**32, size=(64, 8)).astype(np.uint32)
+    rows[0], rows[1] = 0, 2**32 - 1
+    for words in range(1, 9):  # pools of 4 words: entropy shorter, as long and longer
+        seeds = _pcg64_seeds(rows[:, :words])
+        for row, (state, inc) in zip(rows[:, :words], seeds):
+            want = np.random.default_rng(row.tolist()).bit_generator.state["state"]
+            assert want == {"state": state, "inc": inc}
+    keys = np.concatenate([arr(gc.random.split(KEY, 30)), [[2**32 - 1, 0], [-1, -2**31]]])
+    assert len(keys) >= _SEEDED_TOGETHER_FROM
+
+    def draws(k):
+        return (gc.random.normal(k, (2, 1, 3)), gc.random.uniform(k, (5,), "float64"),
+                gc.random.split(k, 3), gc.random.fold_in(k, 2**32 - 1),
+                gc.random.randint(k, (4,), np.array([0, -9, 5, 1]), 10),
+                gc.random.permutation(k, 6), gc.random.bernoulli(k, 0.5, (3,)))
+    alone = [np.stack([arr(x) for x in column]) for column in zip(*map(draws, keys))]
+    for batched in (gc.vmap(draws)(keys), gc.compile(gc.vmap(draws))(keys)):
+        for got, want in zip(batched, alone):
+            np.testing.assert_array_equal(arr(got), want)
+    data = np.arange(40) - 20  # fold_in's data is seeded per key too
+    np.testing.assert_array_equal(arr(gc.vmap(lambda i: gc.random.fold_in(KEY, i))(data)),
+                                  [arr(gc.random.fold_in(KEY, int(i))) for i in data])

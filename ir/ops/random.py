@@ -10,13 +10,17 @@ gradients reach minval/maxval, mu and sigma, while no op here has a gradient rul
 integer and a draw is a constant for autodiff. The draws are `stochastic`, as dropout_mask:
 fold never computes them at compile time (a draw is as large as its shape). An op takes keys
 of shape (..., 2) and draws once per key along the leading axes: that is its batching rule,
-so vmap over B keys is one op (graphc.random itself takes one key).
+so vmap over B keys is one op (graphc.random itself takes one key), which seeds the keys'
+generators together (_pcg64_seeds).
 """
 from __future__ import annotations
 
+import math
+import threading
+
 import numpy as np
 
-from ..types import INT_DTYPES, TensorType, finfo, is_float
+from ..types import INT_DTYPES, TensorType, broadcast_shapes, finfo, is_float
 from .registry import apply, check, defop
 
 WORD = 0xFFFFFFFF
@@ -35,19 +39,94 @@ def key_words(seed: int) -> np.ndarray:
     return np.array([(seed >> 32) & WORD, seed & WORD], dtype=np.int64)
 
 
-def _generator(key, *tag):
-    return np.random.default_rng([int(k) & WORD for k in key] + [int(t) for t in tag])
-
-
-def _per_key(keys, shape, dtype, draw):
-    """draw(generator of one key) -> array of `shape`, for each key of `keys` (..., 2),
-    stacked along the keys' leading axes: vmap over keys batches the key operand (rule below)
-    rather than running one op per example."""
-    keys = np.asarray(keys)
-    out = np.empty(keys.shape[:-1] + tuple(shape), dtype)
-    for index in np.ndindex(keys.shape[:-1]):
-        out[index] = draw(keys[index])
+def _per_key(keys, shape, dtype, draw, *tag):
+    """draw(generator, index) -> array of `shape`, for each key of `keys` (..., 2) at `index`
+    along its leading axes, stacked: vmap over keys batches the key operand (rule below)
+    rather than running one op per example. The generator is seeded with the key's words and
+    `tag` (numbers, or integer arrays of the keys' leading shape: fold_in's data)."""
+    keys = np.asarray(keys, np.int64)
+    lead = keys.shape[:-1]
+    out = np.empty(lead + tuple(shape), dtype)
+    if math.prod(lead) >= _SEEDED_TOGETHER_FROM:
+        columns = [keys[..., 0] & WORD, keys[..., 1] & WORD]
+        entropy = np.stack(columns + [np.broadcast_to(t, lead) for t in tag], -1)
+        entropy = entropy.reshape(-1, entropy.shape[-1])
+        if entropy.max() <= WORD:  # one 32-bit word each, as SeedSequence takes them
+            generator = _thread_generator()
+            for index, (state, inc) in zip(np.ndindex(lead),
+                                           _pcg64_seeds(entropy.astype(np.uint32))):
+                # the state np.random.default_rng(words) starts in (tests/test_random.py
+                # checks it)
+                generator.bit_generator.state = {
+                    "bit_generator": "PCG64", "has_uint32": 0, "uinteger": 0,
+                    "state": {"state": state, "inc": inc}}
+                out[index] = draw(generator, index)
+            return out
+    for index in np.ndindex(lead):
+        words = [int(k) & WORD for k in keys[index]] + [
+            int(t[index]) if isinstance(t, np.ndarray) else int(t) for t in tag]
+        out[index] = draw(np.random.default_rng(words), index)
     return out
+
+
+# Seeding numpy's generator (SeedSequence's hashing, PCG64's start) is most of a small draw's
+# time (~18 us a key); for a batch of keys it is done for all at once below, in numpy, and
+# one generator per thread is set to each state. Below this many keys, default_rng per key
+# is faster. The constants are numpy's (numpy/random/bit_generator.pyx, pcg64.h).
+_SEEDED_TOGETHER_FROM = 16
+_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43b0d7e5, 0x931e8875, 0x8b51f9dd, 0x58f38ded
+_MIX_L, _MIX_R, _SHIFT = np.uint32(0xca01f9dd), np.uint32(0x4973f715), np.uint32(16)
+_PCG_MULT = (2549297995355413924 << 64) + 4865540595714422341
+_MASK128 = (1 << 128) - 1
+_local = threading.local()
+
+
+def _thread_generator():
+    if not hasattr(_local, "generator"):
+        _local.generator = np.random.Generator(np.random.PCG64())
+    return _local.generator
+
+
+def _pcg64_seeds(entropy):
+    """[(state, inc)] of np.random.default_rng(row).bit_generator for each row of `entropy`,
+    a uint32 array (n, words): SeedSequence's pool of 4 words, its generate_state(4, uint64)
+    and PCG64's seeding, each step vectorised over the rows."""
+    const = _INIT_A
+
+    def hashmix(value):
+        nonlocal const
+        value = value ^ np.uint32(const)
+        const = const * _MULT_A & WORD
+        value = value * np.uint32(const)
+        return value ^ (value >> _SHIFT)
+
+    def mix(x, y):
+        r = _MIX_L * x - _MIX_R * y
+        return r ^ (r >> _SHIFT)
+
+    n, length = entropy.shape
+    pool = [hashmix(entropy[:, i] if i < length else np.zeros(n, np.uint32)) for i in range(4)]
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                pool[dst] = mix(pool[dst], hashmix(pool[src]))
+    for src in range(4, length):
+        for dst in range(4):
+            pool[dst] = mix(pool[dst], hashmix(entropy[:, src]))
+    const, words = _INIT_B, []
+    for i in range(8):
+        value = pool[i % 4] ^ np.uint32(const)
+        const = const * _MULT_B & WORD
+        value = value * np.uint32(const)
+        words.append((value ^ (value >> _SHIFT)).astype(np.uint64))
+    # little-endian word pairs: the seed's 128 bits, then the stream's (pcg64_set_seed)
+    halves = [(words[2 * j] | words[2 * j + 1] << np.uint64(32)).tolist() for j in range(4)]
+    seeds = []
+    for high, low, inc_high, inc_low in zip(*halves):
+        inc = ((inc_high << 64 | inc_low) << 1 | 1) & _MASK128
+        state = ((inc + (high << 64 | low)) * _PCG_MULT + inc) & _MASK128
+        seeds.append((state, inc))
+    return seeds
 
 
 def _check_key(types):
@@ -77,8 +156,8 @@ def _split_infer(types, num):
 
 @defop("random_split", _split_infer, arity=1, stochastic=True)
 def _random_split(key, num):
-    return _per_key(key, (num, 2), np.int64, lambda k: _generator(k, _SPLIT, num).integers(
-        0, WORD + 1, size=(num, 2), dtype=np.int64))
+    return _per_key(key, (num, 2), np.int64, lambda g, _: g.integers(
+        0, WORD + 1, size=(num, 2), dtype=np.int64), _SPLIT, num)
 
 
 def _fold_in_infer(types):
@@ -91,12 +170,15 @@ def _fold_in_infer(types):
 @defop("random_fold_in", _fold_in_infer, arity=2, stochastic=True)
 def _random_fold_in(key, data):
     data = np.asarray(data)
-    out = np.empty(data.shape + (2,), np.int64)
-    for index in np.ndindex(data.shape):
-        # as JAX, the data counts as a 32-bit word: -1 and 2**32 - 1 fold in alike
-        rng = _generator(np.asarray(key)[index], _FOLD_IN, int(data[index]) & WORD)
-        out[index] = rng.integers(0, WORD + 1, size=2, dtype=np.int64)
-    return out
+    # as graphc.random.fold_in refuses a concrete value outside [-2**31, 2**32): traced
+    # data of 2**32 would otherwise fold in as 0 does (JAX's traced uint32 cast wraps it)
+    outside = (data < -2**31) | (data >= 2**32) if data.dtype == np.int64 else np.False_
+    if outside.any():
+        raise ValueError(f"gc.random.fold_in: data {int(data[outside].flat[0])} does not "
+                         "fit in 32 bits")
+    # as JAX, the data counts as a 32-bit word: -1 and 2**32 - 1 fold in alike
+    return _per_key(key, (2,), np.int64, lambda g, _: g.integers(
+        0, WORD + 1, size=2, dtype=np.int64), _FOLD_IN, data.astype(np.int64) & WORD)
 
 
 def _float_infer(types, shape, dtype):
@@ -108,8 +190,8 @@ def _float_infer(types, shape, dtype):
 def _draw(key, shape, dtype, method):
     """Drawn in float64 for float64, else in float32 and rounded once to the dtype."""
     wide = np.float64 if np.dtype(dtype) == np.float64 else np.float32
-    return _per_key(key, shape, dtype, lambda k: getattr(_generator(k, _DRAW, *shape), method)(
-        tuple(shape), dtype=wide))
+    return _per_key(key, shape, dtype, lambda g, _: getattr(g, method)(tuple(shape), dtype=wide),
+                    _DRAW, *shape)
 
 
 @defop("random_uniform", _float_infer, arity=1, stochastic=True)
@@ -125,21 +207,35 @@ def _random_normal(key, shape, dtype):
     return _draw(key, shape, dtype, "standard_normal")
 
 
-def _randint_infer(types, shape, minval, maxval, dtype):
+def _randint_infer(types, shape, dtype):
     keys = _check_key(types)
     dtype = np.dtype(dtype)
     check(dtype in INT_DTYPES, f"the dtype must be an integer type, got {dtype}")
-    check(minval < maxval, f"maxval {maxval} must be greater than minval {minval}")
+    out = keys + tuple(shape)
+    for bound, name in zip(types[1:], ("minval", "maxval")):
+        check(bound.dtype in INT_DTYPES and broadcast_shapes(tuple(bound.shape), out) == out,
+              f"{name} must be an integer array that broadcasts to {out}, got {bound}")
+    return TensorType(out, dtype)
+
+
+@defop("random_randint", _randint_infer, arity=3, stochastic=True)
+def _random_randint(key, minval, maxval, shape, dtype):
+    key = np.asarray(key)
+    lead, n = key.shape[:-1], len(shape)
     info = np.iinfo(dtype)
-    check(info.min <= minval and maxval - 1 <= info.max,
-          f"[{minval}, {maxval}) does not fit in {dtype}")
-    return TensorType(keys + tuple(shape), dtype)
+    # as JAX: the bounds clipped to the dtype's range, maxval exclusive (numpy takes the last
+    # value, which cannot wrap), and minval drawn where maxval <= minval
+    low = np.clip(np.asarray(minval, np.int64), info.min, info.max)
+    last = np.clip(np.asarray(maxval, np.int64), info.min + 1, None) - 1
+    last = np.where(last >= low, np.minimum(last, info.max), low)
+    # a bound per key along the keys' axes; its draw's axes stay as given (a number's are
+    # of size 1, drawn as numpy draws a scalar bound: no array of `shape` per key)
+    low, last = (np.broadcast_to(b, lead + b.shape[b.ndim - n:]) for b in (low, last))
 
-
-@defop("random_randint", _randint_infer, arity=1, stochastic=True)
-def _random_randint(key, shape, minval, maxval, dtype):
-    return _per_key(key, shape, dtype, lambda k: _generator(k, _DRAW, *shape).integers(
-        minval, maxval, size=tuple(shape), dtype=np.int64))
+    def draw(generator, index):
+        lo, hi = (b[index] if b[index].size > 1 else b[index].reshape(()) for b in (low, last))
+        return generator.integers(lo, hi, size=tuple(shape), dtype=np.int64, endpoint=True)
+    return _per_key(key, shape, dtype, draw, _DRAW, *shape)
 
 
 def _permutation_infer(types, n):
@@ -148,7 +244,7 @@ def _permutation_infer(types, n):
 
 @defop("random_permutation", _permutation_infer, arity=1, stochastic=True)
 def _random_permutation(key, n):
-    return _per_key(key, (n,), np.int64, lambda k: _generator(k, _PERMUTE, n).permutation(n))
+    return _per_key(key, (n,), np.int64, lambda g, _: g.permutation(n), _PERMUTE, n)
 
 
 def _register_batching():
@@ -162,12 +258,17 @@ def _register_batching():
         return rule
 
     for name in ("random_key", "random_split", "random_uniform", "random_normal",
-                 "random_randint", "random_permutation"):
+                 "random_permutation"):
         defbatch(name)(one_draw_per_key(name))
 
+    # a key and data (bounds) per example: the unbatched ones repeated along the batch
     @defbatch("random_fold_in")
     def _fold_in_rule(args, batched, size):
         return apply("random_fold_in", *batch_all(args, batched, size))
+
+    @defbatch("random_randint")
+    def _randint_rule(args, batched, size, **attrs):
+        return apply("random_randint", *batch_all(args, batched, size), **attrs)
 
 
 _register_batching()
