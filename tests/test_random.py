@@ -387,3 +387,17 @@ def test_a_batch_of_keys_seeded_together_draws_what_each_key_draws_alone():
     data = np.arange(40) - 20  # fold_in's data is seeded per key too
     np.testing.assert_array_equal(arr(gc.vmap(lambda i: gc.random.fold_in(KEY, i))(data)),
                                   [arr(gc.random.fold_in(KEY, int(i))) for i in data])
+
+
+def test_a_numpy_that_seeds_otherwise_falls_back_to_default_rng_per_key(monkeypatch):
+    """The batch seeding copies numpy's; were numpy to change its seeding, the copy must not
+    be used (checked once per process), so that a batch of keys still draws what each key
+    draws alone."""
+    from ir.ops import random as random_ops
+    assert random_ops._seeding_matches_numpy()
+    keys = gc.random.split(gc.random.key(3), 20)
+    expected = np.asarray(gc.vmap(lambda k: gc.random.normal(k, (2,)))(keys))
+    monkeypatch.setattr(random_ops, "_pcg64_seeds", lambda entropy: [(1, 1)] * len(entropy))
+    monkeypatch.setattr(random_ops, "_SEEDING_CHECKED", [])
+    assert not random_ops._seeding_matches_numpy()
+    np.testing.assert_array_equal(gc.vmap(lambda k: gc.random.normal(k, (2,)))(keys), expected)

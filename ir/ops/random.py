@@ -51,7 +51,9 @@ def _per_key(keys, shape, dtype, draw, *tag):
         columns = [keys[..., 0] & WORD, keys[..., 1] & WORD]
         entropy = np.stack(columns + [np.broadcast_to(t, lead) for t in tag], -1)
         entropy = entropy.reshape(-1, entropy.shape[-1])
-        if entropy.max() <= WORD:  # one 32-bit word each, as SeedSequence takes them
+        # one 32-bit word each, as SeedSequence takes them, and numpy seeding as this copy
+        # of it does (a numpy that changed its seeding falls back to default_rng per key)
+        if entropy.max() <= WORD and _seeding_matches_numpy():
             generator = _thread_generator()
             for index, (state, inc) in zip(np.ndindex(lead),
                                            _pcg64_seeds(entropy.astype(np.uint32))):
@@ -79,6 +81,21 @@ _MIX_L, _MIX_R, _SHIFT = np.uint32(0xca01f9dd), np.uint32(0x4973f715), np.uint32
 _PCG_MULT = (2549297995355413924 << 64) + 4865540595714422341
 _MASK128 = (1 << 128) - 1
 _local = threading.local()
+
+
+_SEEDING_CHECKED = []
+
+
+def _seeding_matches_numpy() -> bool:
+    """Whether _pcg64_seeds gives the states np.random.default_rng starts in, for entropy
+    of one to four words: checked once per process."""
+    if not _SEEDING_CHECKED:
+        rows = [np.array([[7, 0xFFFFFFFF, 3, 12345][:n]], np.uint32) for n in range(1, 5)]
+        _SEEDING_CHECKED.append(all(
+            _pcg64_seeds(row)[0] == tuple(np.random.default_rng(row[0].tolist())
+                                          .bit_generator.state["state"].values())
+            for row in rows))
+    return _SEEDING_CHECKED[0]
 
 
 def _thread_generator():
