@@ -838,6 +838,15 @@ def _windows(name, x, kernel, stride, padding, dilation, pad_value, channels_las
     return [window(i, j) for i in range(kh) for j in range(kw)], (ho, wo)
 
 
+def _real_taps(x, kernel, stride, padding, dilation):
+    """(1, 1, Ho, Wo): how many of each window's taps fall inside x (not its padding), in
+    x's float dtype."""
+    h, w = _shape(x)[-2:]
+    views, _ = _windows("pool", full((1, 1, h, w), 1, _dtype(x)), kernel, stride, padding,
+                        dilation, 0.0)
+    return sum(stack(views, -1), -1)
+
+
 def _same_padding(name, kernel, stride, dilation):
     if stride != (1, 1):
         _fail(f"{name}: padding='same' needs stride 1, as in PyTorch")
@@ -905,16 +914,25 @@ def _pool_args(name, kernel_size, stride, padding):
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     """torch.nn.functional.max_pool2d of x (N, C, H, W): stride defaults to kernel_size, the
-    padding is -inf. A window's gradient is shared equally by tied maxima (PyTorch gives it
-    all to one)."""
+    padding is -inf. A window's gradient is shared equally by its tied maxima inside x, never
+    the padding (PyTorch gives it all to the first)."""
     kernel, stride, padding = _pool_args("max_pool2d", kernel_size, stride, padding)
     # the padding must never win a window: -inf, or an integer (bool) dtype's least value
     dtype = np.dtype(_dtype(x))
     lowest = (-math.inf if is_float(dtype) else 0 if dtype == np.bool_
               else int(np.iinfo(dtype).min))
-    views, _ = _windows("max_pool2d", x, kernel, stride, padding,
-                        _pair("max_pool2d", "dilation", dilation), lowest)
-    return max(stack(views, -1), -1)
+    dilation = _pair("max_pool2d", "dilation", dilation)
+    views, _ = _windows("max_pool2d", x, kernel, stride, padding, dilation, lowest)
+    out = max(stack(views, -1), -1)
+    if is_float(dtype) and builtins.any(padding):
+        # a window that is -inf throughout ties its real elements with its -inf padding, and
+        # max's gradient, shared by all kH*kW taps, loses the padding's part: scaled by
+        # taps / real taps there, the window's real elements share all of it (the value is
+        # unchanged: -inf times a positive number, or anything times 1)
+        real = _real_taps(x, kernel, stride, padding, dilation)
+        scale = where(equal(out, -math.inf), (kernel[0] * kernel[1]) / maximum(real, 1), 1.0)
+        out = out * stop_gradient(scale)
+    return out
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
