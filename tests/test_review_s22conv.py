@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as TF
 
 import graphc as gc
+from errorcheck import assert_one_line_error
 
 
 def _value_and_grad(f, x, compiled):
@@ -48,3 +49,28 @@ def test_max_pool2d_of_minus_inf_gives_no_gradient_to_its_padding(compiled):
     assert expected_grad[0, 0, :2, :2].sum() == 1
     grad[0, 0, :2, :2] = expected_grad[0, 0, :2, :2]
     np.testing.assert_array_equal(grad, expected_grad)
+
+
+F32, F64 = np.zeros((2, 3, 5, 5), np.float32), np.zeros((4, 3, 3, 3))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gc.conv2d(gc.tensor(F32), gc.tensor(F64)), "conv2d: x is float32 and w float64"),
+    (lambda: gc.compile(lambda x, w: gc.conv2d(x, w))(F32, F64),
+     "conv2d: x is float32 and w float64"),
+    (lambda: gc.compile(lambda x, w, b: gc.conv2d(x, w, b))(F32, F64.astype(np.float32), F64[:, 0, 0, 0]),
+     "conv2d: x is float32 and b float64"),
+    (lambda: gc.nn.Conv2d(3, 4, 3)(gc.tensor(F64)), "conv2d: x is float64 and w float32"),
+])
+def test_conv2d_of_mixed_dtypes_is_one_error_naming_them(call, message):
+    # this failed inside im2col's matmul, naming its internal shapes (f32[18,27]); PyTorch
+    # refuses mixed dtypes too
+    assert_one_line_error(call, message, "test_review_s22conv.py")
+
+
+def test_conv2d_of_mixed_dtypes_under_autocast_runs_in_the_half_dtype():
+    # the float64 bias failed in its add to the float16 output; torch.autocast casts all three
+    with gc.autocast("float16"):
+        out = gc.conv2d(gc.tensor(F32 + 1), gc.tensor(F64 + 1), gc.tensor(F64[:, 0, 0, 0]))
+    assert out.data.dtype == np.float16
+    np.testing.assert_array_equal(np.asarray(out.data), np.full((2, 4, 3, 3), 27))

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, finfo, holds_when_bound,
                      is_float)
+from . import precision
 from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -882,6 +883,13 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if b is not None and _shape(b) != (o,):
         _fail(f"conv2d: b must have shape ({o},), one value per output channel, got "
               f"{_shape(b)}")
+    # under autocast matmul casts both to the half dtype; outside, numpy would promote them
+    # where PyTorch refuses, and matmul's own error names im2col's internal shapes
+    if precision.STATE.dtype is None or precision.STATE.suspended:
+        for name, v in (("w", w), ("b", b)):
+            if v is not None and _dtype(v) != _dtype(x):
+                _fail(f"conv2d: x is {_dtype(x)} and {name} {_dtype(v)}: they must have one "
+                      "dtype (outside autocast), as in PyTorch; cast one with .astype")
     # the views cut from x in (N, H, W, C), so that stacking them last gives (N, Ho, Wo, C,
     # kH*kW), the patches' channels and taps in w's order, with no transpose of the nine
     # times larger stack: one GEMM of (N*Ho*Wo, C*kH*kW) rows by w's columns does the rest
@@ -897,8 +905,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         cols = reshape(cols, (n, ho, wo, groups, cg * kh * kw))
         wg = reshape(w, (groups, o // groups, cg * kh * kw))
         out = reshape(einsum("nhwgk,gok->ngohw", cols, wg), (n, o, ho, wo))
-    if b is not None:
-        out = out + reshape(b, (o, 1, 1))
+    if b is not None:  # under autocast b may be any float dtype: PyTorch casts it too
+        out = out + reshape(b if _dtype(b) == _dtype(out) else cast(b, _dtype(out)), (o, 1, 1))
     return out
 
 
