@@ -259,29 +259,33 @@ class Conv2d(Module):
 
 
 class MaxPool2d(Module):
-    """torch.nn.MaxPool2d (graphc.max_pool2d); stride defaults to kernel_size."""
+    """torch.nn.MaxPool2d (graphc.max_pool2d); stride defaults to kernel_size. ceil_mode is
+    keyword-only: PyTorch's fifth parameter is return_indices, which graphc has not."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
         for name, value in [("kernel_size", kernel_size), ("stride", stride),
-                            ("padding", padding), ("dilation", dilation)]:
+                            ("padding", padding), ("dilation", dilation),
+                            ("ceil_mode", ceil_mode)]:
             object.__setattr__(self, name, value)
 
     def forward(self, x):
-        return F.max_pool2d(x, self._setting("kernel_size", x), self._setting("stride", x),
-                            self._setting("padding", x), self._setting("dilation", x))
+        return F.max_pool2d(x, *(self._setting(name, x) for name in (
+            "kernel_size", "stride", "padding", "dilation", "ceil_mode")))
 
 
 class AvgPool2d(Module):
-    """torch.nn.AvgPool2d (graphc.avg_pool2d, padding counted in the mean)."""
+    """torch.nn.AvgPool2d (graphc.avg_pool2d)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
         for name, value in [("kernel_size", kernel_size), ("stride", stride),
-                            ("padding", padding)]:
+                            ("padding", padding), ("ceil_mode", ceil_mode),
+                            ("count_include_pad", count_include_pad)]:
             object.__setattr__(self, name, value)
 
     def forward(self, x):
-        return F.avg_pool2d(x, self._setting("kernel_size", x), self._setting("stride", x),
-                            self._setting("padding", x))
+        return F.avg_pool2d(x, *(self._setting(name, x) for name in (
+            "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")))
 
 
 class Flatten(Module):

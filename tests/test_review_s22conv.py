@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as TF
 
 import graphc as gc
+from ir.errors import GraphcError
 from errorcheck import assert_one_line_error
+from test_conv import _compiled, _eager, _value_and_grads_torch
 
 
 def _value_and_grad(f, x, compiled):
@@ -74,3 +76,78 @@ def test_conv2d_of_mixed_dtypes_under_autocast_runs_in_the_half_dtype():
         out = gc.conv2d(gc.tensor(F32 + 1), gc.tensor(F64 + 1), gc.tensor(F64[:, 0, 0, 0]))
     assert out.data.dtype == np.float16
     np.testing.assert_array_equal(np.asarray(out.data), np.full((2, 4, 3, 3), 27))
+
+
+# (x shape, kernel, stride, padding, dilation of max_pool2d)
+CEIL_CASES = [
+    ((1, 2, 5, 6), 2, 2, 0, 1),             # one more window below, none right
+    ((2, 2, 8, 8), 3, 2, 1, 1),             # one more both ways, over the padding
+    ((1, 2, 9, 4), 2, 3, 0, 1),             # H: the extra window would start below x: none
+    ((1, 1, 4, 9), (3, 2), (2, 3), 1, 1),
+    ((1, 2, 4, 5), 3, 2, 0, 2),             # the dilated kernel (5) overhangs the input (4)
+    ((1, 2, 7, 7), 3, 2, 1, 2),
+]
+
+
+@pytest.mark.parametrize("mode", [_eager, _compiled], ids=["eager", "compiled"])
+@pytest.mark.parametrize("pool, options", [
+    ("max", {}), ("avg", {}), ("max", {"ceil_mode": True}), ("avg", {"ceil_mode": True}),
+    ("avg", {"count_include_pad": False}),
+    ("avg", {"ceil_mode": True, "count_include_pad": False})])
+@pytest.mark.parametrize("xs, kernel, stride, padding, dilation", CEIL_CASES)
+def test_pools_ceil_mode_and_count_include_pad_match_torch(mode, pool, options, xs, kernel,
+                                                           stride, padding, dilation):
+    # ceil_mode and count_include_pad=False were not supported (a TypeError)
+    if pool == "avg":
+        if dilation != 1:
+            return
+        tfn, gfn = TF.avg_pool2d, gc.avg_pool2d
+    else:
+        tfn, gfn = TF.max_pool2d, gc.max_pool2d
+        options = dict(options, dilation=dilation)
+    x = np.random.default_rng(0).normal(size=xs)
+    if dilation == 2 and xs[2] == 4 and not options.get("ceil_mode"):  # the kernel overhangs
+        with pytest.raises(RuntimeError, match="Output size is too small"):
+            tfn(torch.tensor(x), kernel, stride, padding, **options)
+        with pytest.raises(GraphcError, match=r"kernel \(5, 5\) \(dilated\) is larger"):
+            mode(lambda x: gfn(x, kernel, stride, padding, **options), [x], 1.0)
+        return
+    expected, (expected_grad,), weights = _value_and_grads_torch(
+        lambda x: tfn(x, kernel, stride, padding, **options), x)
+    got, (grad,) = mode(lambda x: gfn(x, kernel, stride, padding, **options), [x], weights)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_pool_layers_take_ceil_mode_and_count_include_pad():
+    x = np.random.default_rng(1).normal(size=(2, 3, 8, 7))
+    for ours, theirs in [
+            (gc.nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+             torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True)),
+            (gc.nn.AvgPool2d(3, 2, 1, True, False), torch.nn.AvgPool2d(3, 2, 1, True, False))]:
+        expected = theirs(torch.tensor(x)).numpy()
+        np.testing.assert_allclose(np.asarray(ours(gc.tensor(x)).data), expected, rtol=1e-12)
+        f = gc.compile(lambda x: ours(x))
+        np.testing.assert_allclose(f(x), expected, rtol=1e-12)
+        ours.ceil_mode = False  # a setting read at every call, as in PyTorch: a new plan
+        theirs.ceil_mode = False
+        np.testing.assert_allclose(f(x), theirs(torch.tensor(x)).numpy(), rtol=1e-12)
+
+
+def test_ceil_mode_over_a_symbolic_size_is_refused_unless_stride_1():
+    f = gc.compile(lambda x: gc.max_pool2d(x, 3, 1, 1, ceil_mode=True),
+                   polymorphic_shapes=(("_", "_", "h", "_"),))
+    x = np.random.default_rng(2).normal(size=(1, 2, 6, 5))
+    np.testing.assert_array_equal(f(x), TF.max_pool2d(torch.tensor(x), 3, 1, 1,
+                                                      ceil_mode=True).numpy())
+    f = gc.compile(lambda x: gc.avg_pool2d(x, 3, 2, 1, ceil_mode=True),
+                   polymorphic_shapes=(("_", "_", "h", "_"),))
+    assert_one_line_error(lambda: f(x), "avg_pool2d: ceil_mode needs a known height and "
+                          "width (or stride 1), got a symbolic size h", "test_review_s22conv.py")
+    assert_one_line_error(lambda: gc.avg_pool2d(gc.tensor(x), 2, ceil_mode=1),
+                          "avg_pool2d: ceil_mode must be True or False, got 1",
+                          "test_review_s22conv.py")
+    assert_one_line_error(lambda: gc.avg_pool2d(gc.tensor(x), 2, count_include_pad=None),
+                          "avg_pool2d: count_include_pad must be True or False, got None",
+                          "test_review_s22conv.py")

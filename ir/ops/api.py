@@ -839,11 +839,15 @@ def _windows(name, x, kernel, stride, padding, dilation, pad_value, channels_las
     return [window(i, j) for i in range(kh) for j in range(kw)], (ho, wo)
 
 
-def _real_taps(x, kernel, stride, padding, dilation):
-    """(1, 1, Ho, Wo): how many of each window's taps fall inside x (not its padding), in
-    x's float dtype."""
+def _taps(x, kernel, stride, padding, dilation, count_padding=False, dtype=None):
+    """(1, 1, Ho, Wo): how many of each window's taps fall inside x, in `dtype` (x's if
+    None), the padding counted too with `count_padding`, ceil_mode's overhang never.
+    padding: from _pool_args, ((p, p + overhang), (p, p + overhang)) for H and W."""
+    (ph, ph_end), (pw, pw_end) = padding
     h, w = _shape(x)[-2:]
-    views, _ = _windows("pool", full((1, 1, h, w), 1, _dtype(x)), kernel, stride, padding,
+    area = full((1, 1, h, w), 1, _dtype(x) if dtype is None else dtype)
+    area = _pad2d(area, (ph, ph), (pw, pw), float(count_padding))
+    views, _ = _windows("pool", area, kernel, stride, ((0, ph_end - ph), (0, pw_end - pw)),
                         dilation, 0.0)
     return sum(stack(views, -1), -1)
 
@@ -910,45 +914,82 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return out
 
 
-def _pool_args(name, kernel_size, stride, padding):
+def _pool_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
+    """kernel, stride, dilation and the padding ((above, below), (left, right)): below and
+    right with ceil_mode's overhang, enough rows (columns) for one more window where PyTorch
+    has one: one that starts inside x or its padding above (left)."""
     kernel = _pair(name, "kernel_size", kernel_size)
     stride = kernel if stride is None else _pair(name, "stride", stride)
-    padding = _pair(name, "padding", padding)
+    padding, dilation = _pair(name, "padding", padding), _pair(name, "dilation", dilation)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        _fail(f"{name}: ceil_mode must be True or False, got {ceil_mode!r}")
+    for what, values, low in (("kernel size", kernel, 1), ("stride", stride, 1),
+                              ("dilation", dilation, 1), ("padding", padding, 0)):
+        if builtins.min(values) < low:
+            _fail(f"{name}: {what} must be >= {low}, got {values}")
     if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
         _fail(f"{name}: padding {padding} must be at most half the kernel size {kernel}, as "
               "in PyTorch")
-    return kernel, stride, padding
+    if _ndim(x) != 4:
+        _fail(f"{name}: x must be 4-d (N, C, H, W), got shape {_shape(x)}")
+    sides = []
+    for size, k, s, p, d in zip(_shape(x)[2:], kernel, stride, padding, dilation):
+        span = size + 2 * p - d * (k - 1) - 1  # the room for windows after the first
+        overhang = 0
+        if ceil_mode and s > 1:  # (at stride 1 it changes nothing)
+            if isinstance(span, Dim):
+                _fail(f"{name}: ceil_mode needs a known height and width (or stride 1), got "
+                      f"a symbolic size {size}")
+            windows = -(-span // s) + 1  # -(-a // b): the ceiling of a / b
+            if (windows - 1) * s >= size + p:  # the last would start in the padding below
+                windows -= 1
+            # (none: _windows says the kernel is larger than the input)
+            overhang = builtins.max(0, (windows - 1) * s - span) if windows > 0 else 0
+        sides.append((p, p + overhang))
+    return kernel, stride, tuple(sides), dilation
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """torch.nn.functional.max_pool2d of x (N, C, H, W): stride defaults to kernel_size, the
-    padding is -inf. A window's gradient is shared equally by its tied maxima inside x, never
-    the padding (PyTorch gives it all to the first)."""
-    kernel, stride, padding = _pool_args("max_pool2d", kernel_size, stride, padding)
+    padding is -inf; ceil_mode as PyTorch's. A window's gradient is shared equally by its
+    tied maxima inside x, never the padding (PyTorch gives it all to the first)."""
+    kernel, stride, padding, dilation = _pool_args("max_pool2d", x, kernel_size, stride,
+                                                   padding, dilation, ceil_mode)
     # the padding must never win a window: -inf, or an integer (bool) dtype's least value
     dtype = np.dtype(_dtype(x))
     lowest = (-math.inf if is_float(dtype) else 0 if dtype == np.bool_
               else int(np.iinfo(dtype).min))
-    dilation = _pair("max_pool2d", "dilation", dilation)
     views, _ = _windows("max_pool2d", x, kernel, stride, padding, dilation, lowest)
     out = max(stack(views, -1), -1)
-    if is_float(dtype) and builtins.any(padding):
+    if is_float(dtype) and builtins.any(padding[0] + padding[1]):
         # a window that is -inf throughout ties its real elements with its -inf padding, and
         # max's gradient, shared by all kH*kW taps, loses the padding's part: scaled by
         # taps / real taps there, the window's real elements share all of it (the value is
         # unchanged: -inf times a positive number, or anything times 1)
-        real = _real_taps(x, kernel, stride, padding, dilation)
+        real = _taps(x, kernel, stride, padding, dilation)
         scale = where(equal(out, -math.inf), (kernel[0] * kernel[1]) / maximum(real, 1), 1.0)
         out = out * stop_gradient(scale)
     return out
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """torch.nn.functional.avg_pool2d of x (N, C, H, W) (count_include_pad=True, its
-    default: the zero padding counts in each window's mean)."""
-    kernel, stride, padding = _pool_args("avg_pool2d", kernel_size, stride, padding)
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """torch.nn.functional.avg_pool2d of x (N, C, H, W): each window's sum over the taps
+    inside x and, with count_include_pad (PyTorch's default), its zero padding; ceil_mode's
+    overhang is never counted, as in PyTorch."""
+    if not is_float(_dtype(x)):
+        _fail(f"avg_pool2d of a {_dtype(x)} value; cast it to a float type first")
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        _fail(f"avg_pool2d: count_include_pad must be True or False, got {count_include_pad!r}")
+    kernel, stride, padding, _ = _pool_args("avg_pool2d", x, kernel_size, stride, padding, 1,
+                                            ceil_mode)
     views, _ = _windows("avg_pool2d", x, kernel, stride, padding, (1, 1), 0.0)
-    out = mean(stack(views, -1), -1)
+    overhang = padding[0][1] > padding[0][0] or padding[1][1] > padding[1][0]
+    if not overhang and (count_include_pad or not builtins.any(padding[0] + padding[1])):
+        out = mean(stack(views, -1), -1)  # every window counts all its taps
+    else:
+        out = sum(stack(views, -1), -1)
+        out = out / _taps(x, kernel, stride, padding, (1, 1), count_include_pad, _dtype(out))
     # autocast sums half values in float32; the pooled activation keeps x's dtype, as PyTorch's
     return cast(out, _dtype(x)) if _dtype(out) != _dtype(x) else out
 
