@@ -226,7 +226,7 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """torch.nn.Conv2d over (N, C, H, W) input (graphc.conv2d). The weight is stored in
+    """torch.nn.Conv2d over (N, C, H, W) or (C, H, W) input (graphc.conv2d). The weight is stored in
     PyTorch's layout (out_channels, in_channels / groups, kH, kW), so a torch weight copies in
     as it is; weight and bias are uniform(+-1/sqrt(fan_in)), fan_in = in_channels / groups *
     kH * kW, which is PyTorch's kaiming_uniform(a=sqrt(5)) and its bias init."""

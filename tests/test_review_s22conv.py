@@ -60,7 +60,8 @@ F32, F64 = np.zeros((2, 3, 5, 5), np.float32), np.zeros((4, 3, 3, 3))
     (lambda: gc.conv2d(gc.tensor(F32), gc.tensor(F64)), "conv2d: x is float32 and w float64"),
     (lambda: gc.compile(lambda x, w: gc.conv2d(x, w))(F32, F64),
      "conv2d: x is float32 and w float64"),
-    (lambda: gc.compile(lambda x, w, b: gc.conv2d(x, w, b))(F32, F64.astype(np.float32), F64[:, 0, 0, 0]),
+    (lambda: gc.compile(lambda x, w, b: gc.conv2d(x, w, b))(F32, F64.astype(np.float32),
+                                                            F64[:, 0, 0, 0]),
      "conv2d: x is float32 and b float64"),
     (lambda: gc.nn.Conv2d(3, 4, 3)(gc.tensor(F64)), "conv2d: x is float64 and w float32"),
 ])
@@ -151,3 +152,48 @@ def test_ceil_mode_over_a_symbolic_size_is_refused_unless_stride_1():
     assert_one_line_error(lambda: gc.avg_pool2d(gc.tensor(x), 2, count_include_pad=None),
                           "avg_pool2d: count_include_pad must be True or False, got None",
                           "test_review_s22conv.py")
+
+
+@pytest.mark.parametrize("mode", [_eager, _compiled], ids=["eager", "compiled"])
+@pytest.mark.parametrize("name, call", [
+    ("conv2d", lambda F, x, w, b: F.conv2d(x, w, b, 2, 1, 1, 2)),
+    ("max_pool2d", lambda F, x, w, b: F.max_pool2d(x, 3, 2, 1, ceil_mode=True)),
+    ("avg_pool2d", lambda F, x, w, b: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)),
+])
+def test_unbatched_3d_input_as_torch(mode, name, call):
+    # x (C, H, W) was refused ("x must be 4-d"); PyTorch takes it as a batch of one
+    rng = np.random.default_rng(3)
+    x, w, b = rng.normal(size=(4, 7, 6)), rng.normal(size=(6, 2, 3, 3)), rng.normal(size=6)
+    if name == "conv2d":
+        arrays, f = [x, w, b], lambda F, *a: call(F, *a)
+    else:
+        arrays, f = [x], lambda F, x: call(F, x, w, b)
+    expected, expected_grads, weights = _value_and_grads_torch(lambda *a: f(TF, *a), *arrays)
+    assert expected.ndim == 3
+    got, grads = mode(lambda *a: f(gc, *a), arrays, weights)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    for g, e in zip(grads, expected_grads):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_unbatched_3d_input_to_the_layers_and_bad_ranks():
+    gc.nn.manual_seed(0)
+    x = np.random.default_rng(4).normal(size=(3, 6, 6)).astype(np.float32)
+    model = gc.nn.Sequential(gc.nn.Conv2d(3, 4, 3, padding=1), gc.nn.MaxPool2d(2),
+                             gc.nn.AvgPool2d(3, 1, 1, count_include_pad=False))
+    conv = model[0]
+    expected = TF.avg_pool2d(TF.max_pool2d(TF.conv2d(
+        torch.tensor(x), torch.tensor(conv.weight.data), torch.tensor(conv.bias.data),
+        padding=1), 2), 3, 1, 1, count_include_pad=False).numpy()
+    np.testing.assert_allclose(np.asarray(model(gc.tensor(x)).data), expected, rtol=1e-5,
+                               atol=1e-6)
+    for call in [lambda: gc.max_pool2d(gc.tensor(x[0]), 2),
+                 lambda: gc.avg_pool2d(gc.tensor(x[None, None]), 2)]:
+        assert_one_line_error(call, "x must be 4-d (N, C, H, W) or 3-d (C, H, W), got shape",
+                              "test_review_s22conv.py")
+    # vmap over images: each call sees one (C, H, W) image
+    xs = np.random.default_rng(5).normal(size=(5, 3, 6, 6))
+    f = lambda x: gc.avg_pool2d(gc.max_pool2d(gc.conv2d(x, xs[0, :, :3, :3][None]), 2,
+                                              ceil_mode=True), 2, 1, 1)
+    np.testing.assert_allclose(gc.compile(gc.vmap(f))(xs), gc.compile(f)(xs), rtol=1e-12)

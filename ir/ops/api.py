@@ -804,7 +804,7 @@ def _windows(name, x, kernel, stride, padding, dilation, pad_value, channels_las
     ((above, below), (left, right)). `channels_last`: x is (N, C, H, W) as always, and the
     views are (N, Ho, Wo, C), cut from one transposed copy of x."""
     if _ndim(x) != 4:
-        _fail(f"{name}: x must be 4-d (N, C, H, W), got shape {_shape(x)}")
+        _fail(f"{name}: x must be 4-d (N, C, H, W) or 3-d (C, H, W), got shape {_shape(x)}")
     spatial = (1, 2) if channels_last else (2, 3)
     if channels_last:
         x = transpose(x, (0, 2, 3, 1))
@@ -852,6 +852,11 @@ def _taps(x, kernel, stride, padding, dilation, count_padding=False, dtype=None)
     return sum(stack(views, -1), -1)
 
 
+def _unbatched(f, x, *args):
+    """f of a 3-d x (C, H, W), PyTorch's unbatched input: of a batch of one."""
+    return squeeze(f(expand_dims(x, 0), *args), 0)
+
+
 def _same_padding(name, kernel, stride, dilation):
     if stride != (1, 1):
         _fail(f"{name}: padding='same' needs stride 1, as in PyTorch")
@@ -863,7 +868,9 @@ def _same_padding(name, kernel, stride, dilation):
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation as torch.nn.functional.conv2d: x (N, C, H, W), w (O, C/groups,
     kH, kW), b (O,) or None; stride, padding and dilation an int or a pair, padding also
-    'valid' (0) or 'same' (stride 1). Gives (N, O, Ho, Wo)."""
+    'valid' (0) or 'same' (stride 1). Gives (N, O, Ho, Wo); x (C, H, W) gives (O, Ho, Wo)."""
+    if _ndim(x) == 3:
+        return _unbatched(conv2d, x, w, b, stride, padding, dilation, groups)
     if _ndim(w) != 4:
         _fail(f"conv2d: w must be 4-d (O, C/groups, kH, kW), got shape {_shape(w)}")
     o, cg, kh, kw = _shape(w)
@@ -931,7 +938,7 @@ def _pool_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
         _fail(f"{name}: padding {padding} must be at most half the kernel size {kernel}, as "
               "in PyTorch")
     if _ndim(x) != 4:
-        _fail(f"{name}: x must be 4-d (N, C, H, W), got shape {_shape(x)}")
+        _fail(f"{name}: x must be 4-d (N, C, H, W) or 3-d (C, H, W), got shape {_shape(x)}")
     sides = []
     for size, k, s, p, d in zip(_shape(x)[2:], kernel, stride, padding, dilation):
         span = size + 2 * p - d * (k - 1) - 1  # the room for windows after the first
@@ -952,7 +959,10 @@ def _pool_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """torch.nn.functional.max_pool2d of x (N, C, H, W): stride defaults to kernel_size, the
     padding is -inf; ceil_mode as PyTorch's. A window's gradient is shared equally by its
-    tied maxima inside x, never the padding (PyTorch gives it all to the first)."""
+    tied maxima inside x, never the padding (PyTorch gives it all to the first). x may be
+    (C, H, W), as in PyTorch."""
+    if _ndim(x) == 3:
+        return _unbatched(max_pool2d, x, kernel_size, stride, padding, dilation, ceil_mode)
     kernel, stride, padding, dilation = _pool_args("max_pool2d", x, kernel_size, stride,
                                                    padding, dilation, ceil_mode)
     # the padding must never win a window: -inf, or an integer (bool) dtype's least value
@@ -976,7 +986,10 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True):
     """torch.nn.functional.avg_pool2d of x (N, C, H, W): each window's sum over the taps
     inside x and, with count_include_pad (PyTorch's default), its zero padding; ceil_mode's
-    overhang is never counted, as in PyTorch."""
+    overhang is never counted, as in PyTorch. x may be (C, H, W)."""
+    if _ndim(x) == 3:
+        return _unbatched(avg_pool2d, x, kernel_size, stride, padding, ceil_mode,
+                          count_include_pad)
     if not is_float(_dtype(x)):
         _fail(f"avg_pool2d of a {_dtype(x)} value; cast it to a float type first")
     if not isinstance(count_include_pad, (bool, np.bool_)):
