@@ -197,3 +197,51 @@ def test_unbatched_3d_input_to_the_layers_and_bad_ranks():
     f = lambda x: gc.avg_pool2d(gc.max_pool2d(gc.conv2d(x, xs[0, :, :3, :3][None]), 2,
                                               ceil_mode=True), 2, 1, 1)
     np.testing.assert_allclose(gc.compile(gc.vmap(f))(xs), gc.compile(f)(xs), rtol=1e-12)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("padding, stride, dilation, xs", [
+    (1, 1, 1, (2, 2, 5, 6)), ((2, 1), 2, 1, (2, 2, 5, 6)), ("same", 1, 2, (2, 5, 6)),
+    (2, 1, (1, 2), (1, 2, 3, 4))])
+def test_conv2d_layer_padding_mode_as_torch(compiled, mode, padding, stride, dilation, xs):
+    # padding_mode was not a parameter (a TypeError)
+    gc.nn.manual_seed(0)
+    ours = gc.nn.Conv2d(2, 4, 3, stride, padding, dilation, padding_mode=mode, dtype="float64")
+    theirs = torch.nn.Conv2d(2, 4, 3, stride, padding, dilation, padding_mode=mode,
+                             dtype=torch.float64)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(ours.weight.data))
+        theirs.bias.copy_(torch.tensor(ours.bias.data))
+    x = np.random.default_rng(6).normal(size=xs)
+    t = torch.tensor(x, requires_grad=True)
+    expected = theirs(t)
+    weights = np.cos(np.arange(expected.numel())).reshape(expected.shape)
+    (expected * torch.tensor(weights)).sum().backward()
+    if compiled:
+        got = gc.compile(lambda x: ours(x))(x)
+        grads = gc.compile(gc.grad(lambda p, x: gc.sum(ours.apply(p, x) * weights),
+                                   argnums=(0, 1)))(ours.params(), x)
+        grad_w, grad_x = grads[0]["weight"], grads[1]
+    else:
+        tx = gc.tensor(x, requires_grad=True)
+        out = ours(tx)
+        gc.sum(out * weights).backward()
+        got, grad_w, grad_x = out.data, ours.weight.grad, tx.grad
+    np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(np.asarray(grad_x), t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(grad_w), theirs.weight.grad.numpy(), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_conv2d_layer_bad_padding_mode():
+    assert_one_line_error(lambda: gc.nn.Conv2d(2, 4, 3, padding_mode="mirror"),
+                          "Conv2d: padding_mode must be 'zeros', 'reflect', 'replicate' or "
+                          "'circular', got 'mirror'", "test_review_s22conv.py")
+    x = gc.tensor(np.zeros((1, 2, 2, 5)))  # reflect pads at most size - 1, as in PyTorch
+    with pytest.raises(RuntimeError, match="Padding size should be less than"):
+        torch.nn.Conv2d(2, 4, 3, padding=2, padding_mode="reflect")(torch.zeros(1, 2, 2, 5))
+    assert_one_line_error(lambda: gc.nn.Conv2d(2, 4, 3, padding=2, padding_mode="reflect")(x),
+                          "Conv2d: padding_mode 'reflect' pads at most 1 on an axis of size 2, "
+                          "got padding (2, 2)", "test_review_s22conv.py")

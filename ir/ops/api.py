@@ -798,6 +798,29 @@ def _pad2d(x, rows, cols, value, spatial=(2, 3)):
     return x
 
 
+def _pad2d_mode(name, x, padding, mode):
+    """x (..., H, W) padded by padding ((above, below), (left, right)) with torch.nn.Conv2d's
+    padding_mode 'reflect', 'replicate' or 'circular' (F.pad's): rows (columns) of x itself,
+    each a slice of one, so that their gradients flow back to x."""
+    for axis, (before, after) in ((-2, padding[0]), (-1, padding[1])):
+        size = _shape(x)[axis]
+        most = {"reflect": size - 1, "circular": size}.get(mode)
+        if isinstance(size, int) and most is not None and builtins.max(before, after) > most:
+            _fail(f"{name}: padding_mode {mode!r} pads at most {most} on an axis of size "
+                  f"{size}, got padding {(before, after)}")
+        # the rows above (before) and below (after), as sums that a symbolic size allows
+        rows = {"reflect": ([before - k for k in range(before)],
+                            [size - 2 - k for k in range(after)]),
+                "replicate": ([0] * before, [size - 1] * after),
+                "circular": ([size - before + k for k in range(before)], list(range(after)))}[mode]
+        def row(i):
+            starts, stops = [0] * _ndim(x), list(_shape(x))
+            starts[axis], stops[axis] = i, i + 1
+            return slice_(x, starts, stops, [1] * _ndim(x))
+        x = concat([row(i) for i in rows[0]] + [x] + [row(i) for i in rows[1]], axis)
+    return x
+
+
 def _windows(name, x, kernel, stride, padding, dilation, pad_value, channels_last=False):
     """The kH*kW strided views of padded x, each (N, C, Ho, Wo), in kernel row-major order
     (PyTorch's unfold order), and (Ho, Wo). padding: (ph, pw), each side alike, or
