@@ -245,3 +245,12 @@ def test_conv2d_layer_bad_padding_mode():
     assert_one_line_error(lambda: gc.nn.Conv2d(2, 4, 3, padding=2, padding_mode="reflect")(x),
                           "Conv2d: padding_mode 'reflect' pads at most 1 on an axis of size 2, "
                           "got padding (2, 2)", "test_review_s22conv.py")
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_max_pool2d_of_minus_inf_gives_no_gradient_to_ceil_modes_overhang(compiled):
+    # ceil_mode's overhang is -inf like the padding: it must not take a share either
+    x = np.full((1, 1, 3, 3), -np.inf)
+    value, grad = _value_and_grad(lambda x: gc.max_pool2d(x, 2, 2, ceil_mode=True), x, compiled)
+    np.testing.assert_array_equal(value, np.full((1, 1, 2, 2), -np.inf))
+    np.testing.assert_array_equal(grad[0, 0], [[.25, .25, .5], [.25, .25, .5], [.5, .5, 1]])
