@@ -226,14 +226,19 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """torch.nn.Conv2d over (N, C, H, W) input (graphc.conv2d). The weight is stored in
+    """torch.nn.Conv2d over (N, C, H, W) or (C, H, W) input (graphc.conv2d). The weight is stored in
     PyTorch's layout (out_channels, in_channels / groups, kH, kW), so a torch weight copies in
     as it is; weight and bias are uniform(+-1/sqrt(fan_in)), fan_in = in_channels / groups *
-    kH * kW, which is PyTorch's kaiming_uniform(a=sqrt(5)) and its bias init."""
+    kH * kW, which is PyTorch's kaiming_uniform(a=sqrt(5)) and its bias init. padding_mode:
+    'zeros', 'reflect', 'replicate' or 'circular', as PyTorch's."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True, rng=None, dtype="float32"):
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", rng=None,
+                 dtype="float32"):
         kh, kw = F._pair("Conv2d", "kernel_size", kernel_size)
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise GraphcError(f"Conv2d: padding_mode must be 'zeros', 'reflect', 'replicate' "
+                              f"or 'circular', got {padding_mode!r}", (user_location(),))
         if (not isinstance(groups, int) or groups < 1 or in_channels % groups
                 or out_channels % groups):
             raise GraphcError(f"Conv2d: in_channels {in_channels} and out_channels "
@@ -249,39 +254,52 @@ class Conv2d(Module):
         else:
             object.__setattr__(self, "bias", None)
         for name, value in [("stride", stride), ("padding", padding), ("dilation", dilation),
-                            ("groups", groups)]:
+                            ("groups", groups), ("padding_mode", padding_mode)]:
             object.__setattr__(self, name, value)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self._setting("stride", x),
-                        self._setting("padding", x), self._setting("dilation", x),
-                        self._setting("groups", x))
+        stride, padding, dilation, groups, mode = (self._setting(name, x) for name in (
+            "stride", "padding", "dilation", "groups", "padding_mode"))
+        if mode != "zeros" and not (isinstance(padding, str) and padding == "valid"):
+            # as PyTorch: x padded by the mode, then a convolution without padding
+            if isinstance(padding, str) and padding == "same":
+                padding = F._same_padding("Conv2d", F._shape(self.weight)[2:],
+                                          F._pair("Conv2d", "stride", stride),
+                                          F._pair("Conv2d", "dilation", dilation))
+            else:
+                padding = [(p, p) for p in F._pair("Conv2d", "padding", padding)]
+            x, padding = F._pad2d_mode("Conv2d", x, padding, mode), 0
+        return F.conv2d(x, self.weight, self.bias, stride, padding, dilation, groups)
 
 
 class MaxPool2d(Module):
-    """torch.nn.MaxPool2d (graphc.max_pool2d); stride defaults to kernel_size."""
+    """torch.nn.MaxPool2d (graphc.max_pool2d); stride defaults to kernel_size. ceil_mode is
+    keyword-only: PyTorch's fifth parameter is return_indices, which graphc has not."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
         for name, value in [("kernel_size", kernel_size), ("stride", stride),
-                            ("padding", padding), ("dilation", dilation)]:
+                            ("padding", padding), ("dilation", dilation),
+                            ("ceil_mode", ceil_mode)]:
             object.__setattr__(self, name, value)
 
     def forward(self, x):
-        return F.max_pool2d(x, self._setting("kernel_size", x), self._setting("stride", x),
-                            self._setting("padding", x), self._setting("dilation", x))
+        return F.max_pool2d(x, *(self._setting(name, x) for name in (
+            "kernel_size", "stride", "padding", "dilation", "ceil_mode")))
 
 
 class AvgPool2d(Module):
-    """torch.nn.AvgPool2d (graphc.avg_pool2d, padding counted in the mean)."""
+    """torch.nn.AvgPool2d (graphc.avg_pool2d)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
         for name, value in [("kernel_size", kernel_size), ("stride", stride),
-                            ("padding", padding)]:
+                            ("padding", padding), ("ceil_mode", ceil_mode),
+                            ("count_include_pad", count_include_pad)]:
             object.__setattr__(self, name, value)
 
     def forward(self, x):
-        return F.avg_pool2d(x, self._setting("kernel_size", x), self._setting("stride", x),
-                            self._setting("padding", x))
+        return F.avg_pool2d(x, *(self._setting(name, x) for name in (
+            "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")))
 
 
 class Flatten(Module):

@@ -215,7 +215,8 @@ def test_flatten_matches_torch():
 
 @pytest.mark.parametrize("call, message", [
     (lambda x, w: gc.conv2d(x, w[:, :2]), r"x has 3 channels, w \(4, 2, 3, 3\) takes 2"),
-    (lambda x, w: gc.conv2d(x[0], w), r"x must be 4-d \(N, C, H, W\), got shape \(3, 5, 5\)"),
+    (lambda x, w: gc.conv2d(x[0, 0], w), r"x must be 4-d \(N, C, H, W\) or 3-d \(C, H, W\), "
+                                          r"got shape \(5, 5\)"),
     (lambda x, w: gc.conv2d(x, w, dilation=3), r"kernel \(7, 7\) \(dilated\) is larger than "
                                                r"the padded input \(5, 5\)"),
     (lambda x, w: gc.conv2d(x, w, stride=0), r"stride must be >= 1"),

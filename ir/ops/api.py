@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, finfo, holds_when_bound,
                      is_float)
+from . import precision
 from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -797,13 +798,36 @@ def _pad2d(x, rows, cols, value, spatial=(2, 3)):
     return x
 
 
+def _pad2d_mode(name, x, padding, mode):
+    """x (..., H, W) padded by padding ((above, below), (left, right)) with torch.nn.Conv2d's
+    padding_mode 'reflect', 'replicate' or 'circular' (F.pad's): rows (columns) of x itself,
+    each a slice of one, so that their gradients flow back to x."""
+    for axis, (before, after) in ((-2, padding[0]), (-1, padding[1])):
+        size = _shape(x)[axis]
+        most = {"reflect": size - 1, "circular": size}.get(mode)
+        if isinstance(size, int) and most is not None and builtins.max(before, after) > most:
+            _fail(f"{name}: padding_mode {mode!r} pads at most {most} on an axis of size "
+                  f"{size}, got padding {(before, after)}")
+        # the rows above (before) and below (after), as sums that a symbolic size allows
+        rows = {"reflect": ([before - k for k in range(before)],
+                            [size - 2 - k for k in range(after)]),
+                "replicate": ([0] * before, [size - 1] * after),
+                "circular": ([size - before + k for k in range(before)], list(range(after)))}[mode]
+        def row(i):
+            starts, stops = [0] * _ndim(x), list(_shape(x))
+            starts[axis], stops[axis] = i, i + 1
+            return slice_(x, starts, stops, [1] * _ndim(x))
+        x = concat([row(i) for i in rows[0]] + [x] + [row(i) for i in rows[1]], axis)
+    return x
+
+
 def _windows(name, x, kernel, stride, padding, dilation, pad_value, channels_last=False):
     """The kH*kW strided views of padded x, each (N, C, Ho, Wo), in kernel row-major order
     (PyTorch's unfold order), and (Ho, Wo). padding: (ph, pw), each side alike, or
     ((above, below), (left, right)). `channels_last`: x is (N, C, H, W) as always, and the
     views are (N, Ho, Wo, C), cut from one transposed copy of x."""
     if _ndim(x) != 4:
-        _fail(f"{name}: x must be 4-d (N, C, H, W), got shape {_shape(x)}")
+        _fail(f"{name}: x must be 4-d (N, C, H, W) or 3-d (C, H, W), got shape {_shape(x)}")
     spatial = (1, 2) if channels_last else (2, 3)
     if channels_last:
         x = transpose(x, (0, 2, 3, 1))
@@ -838,6 +862,24 @@ def _windows(name, x, kernel, stride, padding, dilation, pad_value, channels_las
     return [window(i, j) for i in range(kh) for j in range(kw)], (ho, wo)
 
 
+def _taps(x, kernel, stride, padding, dilation, count_padding=False, dtype=None):
+    """(1, 1, Ho, Wo): how many of each window's taps fall inside x, in `dtype` (x's if
+    None), the padding counted too with `count_padding`, ceil_mode's overhang never.
+    padding: from _pool_args, ((p, p + overhang), (p, p + overhang)) for H and W."""
+    (ph, ph_end), (pw, pw_end) = padding
+    h, w = _shape(x)[-2:]
+    area = full((1, 1, h, w), 1, _dtype(x) if dtype is None else dtype)
+    area = _pad2d(area, (ph, ph), (pw, pw), float(count_padding))
+    views, _ = _windows("pool", area, kernel, stride, ((0, ph_end - ph), (0, pw_end - pw)),
+                        dilation, 0.0)
+    return sum(stack(views, -1), -1)
+
+
+def _unbatched(f, x, *args):
+    """f of a 3-d x (C, H, W), PyTorch's unbatched input: of a batch of one."""
+    return squeeze(f(expand_dims(x, 0), *args), 0)
+
+
 def _same_padding(name, kernel, stride, dilation):
     if stride != (1, 1):
         _fail(f"{name}: padding='same' needs stride 1, as in PyTorch")
@@ -849,7 +891,9 @@ def _same_padding(name, kernel, stride, dilation):
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation as torch.nn.functional.conv2d: x (N, C, H, W), w (O, C/groups,
     kH, kW), b (O,) or None; stride, padding and dilation an int or a pair, padding also
-    'valid' (0) or 'same' (stride 1). Gives (N, O, Ho, Wo)."""
+    'valid' (0) or 'same' (stride 1). Gives (N, O, Ho, Wo); x (C, H, W) gives (O, Ho, Wo)."""
+    if _ndim(x) == 3:
+        return _unbatched(conv2d, x, w, b, stride, padding, dilation, groups)
     if _ndim(w) != 4:
         _fail(f"conv2d: w must be 4-d (O, C/groups, kH, kW), got shape {_shape(w)}")
     o, cg, kh, kw = _shape(w)
@@ -873,6 +917,13 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if b is not None and _shape(b) != (o,):
         _fail(f"conv2d: b must have shape ({o},), one value per output channel, got "
               f"{_shape(b)}")
+    # under autocast matmul casts both to the half dtype; outside, numpy would promote them
+    # where PyTorch refuses, and matmul's own error names im2col's internal shapes
+    if precision.STATE.dtype is None or precision.STATE.suspended:
+        for name, v in (("w", w), ("b", b)):
+            if v is not None and _dtype(v) != _dtype(x):
+                _fail(f"conv2d: x is {_dtype(x)} and {name} {_dtype(v)}: they must have one "
+                      "dtype (outside autocast), as in PyTorch; cast one with .astype")
     # the views cut from x in (N, H, W, C), so that stacking them last gives (N, Ho, Wo, C,
     # kH*kW), the patches' channels and taps in w's order, with no transpose of the nine
     # times larger stack: one GEMM of (N*Ho*Wo, C*kH*kW) rows by w's columns does the rest
@@ -888,41 +939,93 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         cols = reshape(cols, (n, ho, wo, groups, cg * kh * kw))
         wg = reshape(w, (groups, o // groups, cg * kh * kw))
         out = reshape(einsum("nhwgk,gok->ngohw", cols, wg), (n, o, ho, wo))
-    if b is not None:
-        out = out + reshape(b, (o, 1, 1))
+    if b is not None:  # under autocast b may be any float dtype: PyTorch casts it too
+        out = out + reshape(b if _dtype(b) == _dtype(out) else cast(b, _dtype(out)), (o, 1, 1))
     return out
 
 
-def _pool_args(name, kernel_size, stride, padding):
+def _pool_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
+    """kernel, stride, dilation and the padding ((above, below), (left, right)): below and
+    right with ceil_mode's overhang, enough rows (columns) for one more window where PyTorch
+    has one: one that starts inside x or its padding above (left)."""
     kernel = _pair(name, "kernel_size", kernel_size)
     stride = kernel if stride is None else _pair(name, "stride", stride)
-    padding = _pair(name, "padding", padding)
+    padding, dilation = _pair(name, "padding", padding), _pair(name, "dilation", dilation)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        _fail(f"{name}: ceil_mode must be True or False, got {ceil_mode!r}")
+    for what, values, low in (("kernel size", kernel, 1), ("stride", stride, 1),
+                              ("dilation", dilation, 1), ("padding", padding, 0)):
+        if builtins.min(values) < low:
+            _fail(f"{name}: {what} must be >= {low}, got {values}")
     if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
         _fail(f"{name}: padding {padding} must be at most half the kernel size {kernel}, as "
               "in PyTorch")
-    return kernel, stride, padding
+    if _ndim(x) != 4:
+        _fail(f"{name}: x must be 4-d (N, C, H, W) or 3-d (C, H, W), got shape {_shape(x)}")
+    sides = []
+    for size, k, s, p, d in zip(_shape(x)[2:], kernel, stride, padding, dilation):
+        span = size + 2 * p - d * (k - 1) - 1  # the room for windows after the first
+        overhang = 0
+        if ceil_mode and s > 1:  # (at stride 1 it changes nothing)
+            if isinstance(span, Dim):
+                _fail(f"{name}: ceil_mode needs a known height and width (or stride 1), got "
+                      f"a symbolic size {size}")
+            windows = -(-span // s) + 1  # -(-a // b): the ceiling of a / b
+            if (windows - 1) * s >= size + p:  # the last would start in the padding below
+                windows -= 1
+            # (none: _windows says the kernel is larger than the input)
+            overhang = builtins.max(0, (windows - 1) * s - span) if windows > 0 else 0
+        sides.append((p, p + overhang))
+    return kernel, stride, tuple(sides), dilation
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """torch.nn.functional.max_pool2d of x (N, C, H, W): stride defaults to kernel_size, the
-    padding is -inf. A window's gradient is shared equally by tied maxima (PyTorch gives it
-    all to one)."""
-    kernel, stride, padding = _pool_args("max_pool2d", kernel_size, stride, padding)
+    padding is -inf; ceil_mode as PyTorch's. A window's gradient is shared equally by its
+    tied maxima inside x, never the padding (PyTorch gives it all to the first). x may be
+    (C, H, W), as in PyTorch."""
+    if _ndim(x) == 3:
+        return _unbatched(max_pool2d, x, kernel_size, stride, padding, dilation, ceil_mode)
+    kernel, stride, padding, dilation = _pool_args("max_pool2d", x, kernel_size, stride,
+                                                   padding, dilation, ceil_mode)
     # the padding must never win a window: -inf, or an integer (bool) dtype's least value
     dtype = np.dtype(_dtype(x))
     lowest = (-math.inf if is_float(dtype) else 0 if dtype == np.bool_
               else int(np.iinfo(dtype).min))
-    views, _ = _windows("max_pool2d", x, kernel, stride, padding,
-                        _pair("max_pool2d", "dilation", dilation), lowest)
-    return max(stack(views, -1), -1)
+    views, _ = _windows("max_pool2d", x, kernel, stride, padding, dilation, lowest)
+    out = max(stack(views, -1), -1)
+    if is_float(dtype) and builtins.any(padding[0] + padding[1]):
+        # a window that is -inf throughout ties its real elements with its -inf padding, and
+        # max's gradient, shared by all kH*kW taps, loses the padding's part: scaled by
+        # taps / real taps there, the window's real elements share all of it (the value is
+        # unchanged: -inf times a positive number, or anything times 1)
+        real = _taps(x, kernel, stride, padding, dilation)
+        scale = where(equal(out, -math.inf), (kernel[0] * kernel[1]) / maximum(real, 1), 1.0)
+        out = out * stop_gradient(scale)
+    return out
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """torch.nn.functional.avg_pool2d of x (N, C, H, W) (count_include_pad=True, its
-    default: the zero padding counts in each window's mean)."""
-    kernel, stride, padding = _pool_args("avg_pool2d", kernel_size, stride, padding)
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """torch.nn.functional.avg_pool2d of x (N, C, H, W): each window's sum over the taps
+    inside x and, with count_include_pad (PyTorch's default), its zero padding; ceil_mode's
+    overhang is never counted, as in PyTorch. x may be (C, H, W)."""
+    if _ndim(x) == 3:
+        return _unbatched(avg_pool2d, x, kernel_size, stride, padding, ceil_mode,
+                          count_include_pad)
+    if not is_float(_dtype(x)):
+        _fail(f"avg_pool2d of a {_dtype(x)} value; cast it to a float type first")
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        _fail(f"avg_pool2d: count_include_pad must be True or False, got {count_include_pad!r}")
+    kernel, stride, padding, _ = _pool_args("avg_pool2d", x, kernel_size, stride, padding, 1,
+                                            ceil_mode)
     views, _ = _windows("avg_pool2d", x, kernel, stride, padding, (1, 1), 0.0)
-    out = mean(stack(views, -1), -1)
+    overhang = padding[0][1] > padding[0][0] or padding[1][1] > padding[1][0]
+    if not overhang and (count_include_pad or not builtins.any(padding[0] + padding[1])):
+        out = mean(stack(views, -1), -1)  # every window counts all its taps
+    else:
+        out = sum(stack(views, -1), -1)
+        out = out / _taps(x, kernel, stride, padding, (1, 1), count_include_pad, _dtype(out))
     # autocast sums half values in float32; the pooled activation keeps x's dtype, as PyTorch's
     return cast(out, _dtype(x)) if _dtype(out) != _dtype(x) else out
 
