@@ -675,5 +675,18 @@ class MSELoss(Module):
         return F.mse_loss(x, target, self._setting("reduction", x))
 
 
-# recurrent layers (graphc/recurrent.py builds them on this module's Module and Dropout)
-from .recurrent import GRU, LSTM, RNN  # noqa: E402,F401
+# The recurrent layers live in graphc/recurrent.py, which builds them on this module's Module
+# and Dropout: they are this module's attributes on first use (PEP 562), without an import
+# cycle between the two modules.
+_RECURRENT = ("RNN", "GRU", "LSTM")
+
+
+def __getattr__(name):
+    if name in _RECURRENT:
+        from . import recurrent
+        return getattr(recurrent, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_RECURRENT))
