@@ -225,6 +225,32 @@ class Linear(Module):
         return y + self.bias if self.bias is not None else y
 
 
+def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, dilation,
+               groups, bias, padding_mode, rng, dtype):
+    """A convolution layer's parameters in PyTorch's layout (out_channels, in_channels /
+    groups, *kernel), uniform(+-1/sqrt(fan_in)) as PyTorch's kaiming_uniform(a=sqrt(5)) and
+    its bias init, and its settings."""
+    if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+        raise GraphcError(f"{name}: padding_mode must be 'zeros', 'reflect', 'replicate' or "
+                          f"'circular', got {padding_mode!r}", (user_location(),))
+    if (not isinstance(groups, int) or groups < 1 or in_channels % groups
+            or out_channels % groups):
+        raise GraphcError(f"{name}: in_channels {in_channels} and out_channels "
+                          f"{out_channels} must divide by groups {groups}", (user_location(),))
+    rng = _rng(rng)
+    fan_in = in_channels // groups * math.prod(kernel)
+    bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
+    shape = (out_channels, in_channels // groups) + tuple(kernel)
+    layer.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
+    if bias:
+        layer.bias = Parameter(rng.uniform(-bound, bound, out_channels).astype(dtype))
+    else:
+        object.__setattr__(layer, "bias", None)
+    for setting, value in [("stride", stride), ("padding", padding), ("dilation", dilation),
+                           ("groups", groups), ("padding_mode", padding_mode)]:
+        object.__setattr__(layer, setting, value)
+
+
 class Conv2d(Module):
     """torch.nn.Conv2d over (N, C, H, W) or (C, H, W) input (graphc.conv2d). The weight is stored in
     PyTorch's layout (out_channels, in_channels / groups, kH, kW), so a torch weight copies in
@@ -235,27 +261,9 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", rng=None,
                  dtype="float32"):
-        kh, kw = F._pair("Conv2d", "kernel_size", kernel_size)
-        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
-            raise GraphcError(f"Conv2d: padding_mode must be 'zeros', 'reflect', 'replicate' "
-                              f"or 'circular', got {padding_mode!r}", (user_location(),))
-        if (not isinstance(groups, int) or groups < 1 or in_channels % groups
-                or out_channels % groups):
-            raise GraphcError(f"Conv2d: in_channels {in_channels} and out_channels "
-                              f"{out_channels} must divide by groups {groups}",
-                              (user_location(),))
-        rng = _rng(rng)
-        fan_in = in_channels // groups * kh * kw
-        bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
-        shape = (out_channels, in_channels // groups, kh, kw)
-        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
-        if bias:
-            self.bias = Parameter(rng.uniform(-bound, bound, out_channels).astype(dtype))
-        else:
-            object.__setattr__(self, "bias", None)
-        for name, value in [("stride", stride), ("padding", padding), ("dilation", dilation),
-                            ("groups", groups), ("padding_mode", padding_mode)]:
-            object.__setattr__(self, name, value)
+        _conv_init(self, "Conv2d", in_channels, out_channels,
+                   F._pair("Conv2d", "kernel_size", kernel_size), stride, padding, dilation,
+                   groups, bias, padding_mode, rng, dtype)
 
     def forward(self, x):
         stride, padding, dilation, groups, mode = (self._setting(name, x) for name in (
@@ -270,6 +278,38 @@ class Conv2d(Module):
                 padding = [(p, p) for p in F._pair("Conv2d", "padding", padding)]
             x, padding = F._pad2d_mode("Conv2d", x, padding, mode), 0
         return F.conv2d(x, self.weight, self.bias, stride, padding, dilation, groups)
+
+
+class Conv1d(Module):
+    """torch.nn.Conv1d over (N, C, L) or (C, L) input (graphc.conv1d): the weight in
+    PyTorch's layout (out_channels, in_channels / groups, kernel_size) and initialisation
+    (uniform(+-1/sqrt(fan_in))); padding_mode 'zeros', 'reflect', 'replicate' or 'circular'."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", rng=None,
+                 dtype="float32"):
+        _conv_init(self, "Conv1d", in_channels, out_channels,
+                   (F._single("Conv1d", "kernel_size", kernel_size),), stride, padding,
+                   dilation, groups, bias, padding_mode, rng, dtype)
+
+    def forward(self, x):
+        stride, padding, dilation, groups, mode = (self._setting(name, x) for name in (
+            "stride", "padding", "dilation", "groups", "padding_mode"))
+        if mode != "zeros" and not (isinstance(padding, str) and padding == "valid"):
+            k = F._shape(self.weight)[2]
+            if isinstance(padding, str) and padding == "same":
+                padding = F._same_padding("Conv1d", (1, k),
+                                          (1, F._single("Conv1d", "stride", stride)),
+                                          (1, F._single("Conv1d", "dilation", dilation)))[1]
+            else:
+                padding = (F._single("Conv1d", "padding", padding),) * 2
+            if len(F._shape(x)) not in (2, 3):
+                raise GraphcError(f"Conv1d: x must be 3-d (N, C, L) or 2-d (C, L), got shape "
+                                  f"{tuple(F._shape(x))}", (user_location(),))
+            x = F.squeeze(F._pad2d_mode("Conv1d", F.expand_dims(x, -2), ((0, 0), padding),
+                                        mode), -2)
+            padding = 0
+        return F.conv1d(x, self.weight, self.bias, stride, padding, dilation, groups)
 
 
 class MaxPool2d(Module):

@@ -38,7 +38,7 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "layer_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
            "cross_entropy", "dropout", "tril_mask", "masked_fill", "full", "zeros", "ones",
            "zeros_like", "ones_like", "arange",
-           "nll_loss", "mse_loss", "silu", "leaky_relu", "rms_norm", "conv2d", "max_pool2d",
+           "nll_loss", "mse_loss", "silu", "leaky_relu", "rms_norm", "conv1d", "conv2d", "max_pool2d",
            "avg_pool2d"]
 
 
@@ -942,6 +942,32 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if b is not None:  # under autocast b may be any float dtype: PyTorch casts it too
         out = out + reshape(b if _dtype(b) == _dtype(out) else cast(b, _dtype(out)), (o, 1, 1))
     return out
+
+
+def _single(name, what, v):
+    """A 1-d convolution's setting: an int or a tuple of one."""
+    ints = (int, np.integer)
+    if isinstance(v, (tuple, list)) and len(v) == 1:
+        v = v[0]
+    if not isinstance(v, ints) or isinstance(v, (bool, np.bool_)):
+        _fail(f"{name}: {what} must be an int or a tuple of one int, got {v!r}")
+    return int(v)
+
+
+def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D cross-correlation as torch.nn.functional.conv1d: x (N, C, L) or (C, L), w (O,
+    C/groups, K), b (O,) or None; padding an int, 'valid' or 'same'. Gives (N, O, Lo): conv2d
+    over a height of one, so its gradients and kernels are conv2d's."""
+    if _ndim(x) not in (2, 3):
+        _fail(f"conv1d: x must be 3-d (N, C, L) or 2-d (C, L), got shape {_shape(x)}")
+    if _ndim(w) != 3:
+        _fail(f"conv1d: w must be 3-d (O, C/groups, K), got shape {_shape(w)}")
+    if not isinstance(padding, str):
+        padding = (0, _single("conv1d", "padding", padding))
+    out = conv2d(expand_dims(x, -2), expand_dims(w, -2), b,
+                 (1, _single("conv1d", "stride", stride)), padding,
+                 (1, _single("conv1d", "dilation", dilation)), groups)
+    return squeeze(out, -2)
 
 
 def _pool_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):

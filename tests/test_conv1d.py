@@ -1,0 +1,71 @@
+"""gc.conv1d and gc.nn.Conv1d against torch in float64: values and gradients, eagerly and
+compiled, batched and unbatched, with stride, dilation, groups, 'same' padding and every
+padding_mode."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+torch = pytest.importorskip("torch")  # the oracle (a test extra)
+
+SETTINGS = [dict(), dict(stride=2, padding=1), dict(dilation=2, padding=2, groups=2),
+            dict(padding="same", dilation=3), dict(padding="valid", stride=(3,))]
+
+
+@pytest.mark.parametrize("k", range(len(SETTINGS)))
+@pytest.mark.parametrize("batched", [True, False])
+def test_conv1d_matches_torch(k, batched):
+    kw = SETTINGS[k]
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(2, 4, 11) if batched else (4, 11))
+    w, b = rng.normal(size=(6, 4 // kw.get("groups", 1), 3)), rng.normal(size=6)
+    tx, tw, tb = (torch.tensor(v, requires_grad=True) for v in (x, w, b))
+    t_out = torch.nn.functional.conv1d(tx, tw, tb, **kw)
+    u = rng.normal(size=t_out.shape)
+    (t_out * torch.tensor(u)).sum().backward()
+    np.testing.assert_allclose(gc.conv1d(x, w, b, **kw), t_out.detach().numpy(), rtol=1e-12,
+                               atol=1e-12)
+    grads = gc.compile(gc.grad(lambda x, w, b: gc.sum(gc.conv1d(x, w, b, **kw) * u),
+                               argnums=(0, 1, 2)))(x, w, b)
+    for g, t in zip(grads, (tx, tw, tb)):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("padding", [2, "same"])
+def test_conv1d_layer_matches_torch(mode, padding):
+    theirs = torch.nn.Conv1d(4, 6, 5, padding=padding, padding_mode=mode, groups=2).double()
+    ours = gc.nn.Conv1d(4, 6, 5, padding=padding, padding_mode=mode, groups=2,
+                        dtype="float64")
+    assert ours.weight.data.shape == tuple(theirs.weight.shape)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    x = np.random.default_rng(0).normal(size=(3, 4, 9))
+    tx = torch.tensor(x, requires_grad=True)
+    t_out = theirs(tx)
+    t_out.square().sum().backward()
+    np.testing.assert_allclose(ours(x), t_out.detach().numpy(), rtol=1e-12, atol=1e-12)
+    g_params, g_x = gc.grad(lambda p, x: gc.sum(gc.square(ours.apply(p, x))),
+                            argnums=(0, 1))(ours.params(), x)
+    np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in theirs.named_parameters():
+        np.testing.assert_allclose(g_params[name], p.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_conv1d_layer_initialisation_is_torchs():
+    layer = gc.nn.Conv1d(8, 4, 3)
+    bound = 1 / np.sqrt(8 * 3)
+    assert layer.weight.data.shape == (4, 8, 3) and layer.bias.data.shape == (4,)
+    assert np.abs(layer.weight.data).max() <= bound and layer.weight.data.std() > bound / 3
+
+
+def test_bad_conv1d_arguments_give_one_line():
+    f = "test_conv1d.py"
+    x, w = np.zeros((2, 4, 9)), np.zeros((6, 4, 3))
+    assert_one_line_error(lambda: gc.conv1d(x[0, 0], w), "x must be 3-d (N, C, L)", f)
+    assert_one_line_error(lambda: gc.conv1d(x, w[..., None]), "w must be 3-d", f)
+    assert_one_line_error(lambda: gc.conv1d(x, w, stride=(1, 2)),
+                          "stride must be an int or a tuple of one int", f)
+    assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3, padding_mode="mirror"),
+                          "Conv1d: padding_mode must be", f)
+    assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3, groups=3), "Conv1d: in_channels 4", f)
