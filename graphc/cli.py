@@ -234,6 +234,9 @@ def build_parser():
     s.add_argument("--top-p", type=_probability, help="sample from the most likely tokens "
                    "whose probability reaches this (nucleus sampling; default: all)")
     s.add_argument("--seed", type=_non_negative_int, default=0)
+    s.add_argument("--dtype", choices=["float32", "float64", "bfloat16", "float16"],
+                   help="the weights' dtype (default: the checkpoint's; float32 for --model); "
+                   "half precision halves their memory")
     return parser
 
 
@@ -316,15 +319,28 @@ def cmd_train(args) -> int:
 
 
 # ---- sample ---------------------------------------------------------------------------------
-def _load_model(path):
-    """(model, parameters, checkpoint header) from a checkpoint directory or file."""
+def _load_model(path, dtype=None):
+    """(model, parameters, checkpoint header) from a checkpoint directory or file; `dtype`:
+    the weights converted to it (None: as saved)."""
+    from ir.types import as_dtype
+
     from . import checkpoint
     from .models.gpt import GPT, GPTConfig
 
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT)
     arrays, meta = checkpoint.load(path, optimizer=False)  # no AdamW state needed
-    model = GPT(GPTConfig.from_dict(meta["model"]))
+    config = GPTConfig.from_dict(meta["model"])
+    if dtype is not None:
+        config.dtype = dtype
+        with np.errstate(over="ignore"):  # a weight past float16's range: refused below
+            arrays = {k: v.astype(as_dtype(dtype)) if k.startswith("param/") else v
+                      for k, v in arrays.items()}
+        for key, value in arrays.items():
+            if key.startswith("param/") and not np.isfinite(value.astype(np.float32)).all():
+                raise UsageError(f"--dtype {dtype}: {key[len('param/'):]} of {path!r} holds "
+                                 f"values too large for {dtype}")
+    model = GPT(config)
     params = {}
     for name, p in model.named_parameters():
         key = f"param/{name}"
@@ -364,7 +380,7 @@ def cmd_sample(args) -> int:
                              f"{exc.start})") from None
     if args.model is not None:
         return _sample_pretrained(args)
-    model, params, meta = _load_model(args.checkpoint)
+    model, params, meta = _load_model(args.checkpoint, args.dtype)
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
     text = default_prompt(vocab) if args.prompt is None else args.prompt
@@ -381,7 +397,7 @@ def _sample_pretrained(args) -> int:
     from .models import gpt2
     from .sample import Sampler
 
-    model, params = gpt2.load_gpt2(args.model)
+    model, params = gpt2.load_gpt2(args.model, args.dtype or "float32")
     tokenizer = gpt2.load_tokenizer(args.model, model.cfg.vocab_size)
     text = args.prompt or ""
     prompt_ids = tokenizer.encode(text)

@@ -219,3 +219,23 @@ def test_nanogpt_cpu_config_is_nanogpts_recipe():
     # wte, wpe and ln_f (nanoGPT prints 0.80M: its count leaves wpe out, 804,096 - 8,192)
     block = 2 * 128 + 128 * 384 + 128 * 128 + 2 * 128 * 512
     assert model.num_parameters() == 4 * block + 65 * 128 + 64 * 128 + 128 == 804_096
+
+
+def test_sample_from_checkpoint_in_half_precision(tmp_path, text_file, capsys):
+    from graphc.cli import _load_model
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    run = str(tmp_path / "run")
+    model, params, _ = _load_model(run, "float16")
+    assert model.cfg.dtype == "float16" and all(p.dtype == np.float16 for p in params.values())
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", run, "--prompt", "to be", "--tokens", "20",
+                 "--temperature", "0", "--dtype", "bfloat16"]) == 0
+    text = capsys.readouterr().out.rstrip("\n")
+    assert text.startswith("to be") and len(text) == len("to be") + 20
+    # a weight past float16's range is refused, not sampled from as Inf
+    arrays, meta = checkpoint.load(os.path.join(run, "checkpoint.npz"))
+    arrays["param/wte.weight"] = arrays["param/wte.weight"] + np.float32(1e6)
+    big = str(tmp_path / "big.npz")
+    checkpoint.save(big, arrays, meta)
+    assert main(["sample", "--checkpoint", big, "--dtype", "float16"]) == 2
+    assert "--dtype float16: wte.weight of" in error_line(capsys)

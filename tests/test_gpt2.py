@@ -242,3 +242,33 @@ def test_older_configs_name_the_block_size_n_ctx(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(raw))
     with pytest.raises(GraphcError, match="config.json: missing key 'n_positions'"):
         gpt2.load_gpt2(str(tmp_path))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_weights_load_and_give_transformers_logits_to_their_precision(
+        tmp_path, dtype):
+    need_transformers()
+    import torch
+    reference = save_random_gpt2(tmp_path)
+    model, params = gpt2.load_gpt2(str(tmp_path), dtype)
+    full, full_params = gpt2.load_gpt2(str(tmp_path))
+    assert all(p.dtype == np.dtype(dtype) and p.nbytes * 2 == full_params[n].nbytes
+               for n, p in params.items())
+    idx = np.random.default_rng(1).integers(0, SMALL["vocab_size"], (2, SMALL["n_positions"]))
+    got = graphc_logits(model, params, idx).astype(np.float32)
+    with torch.no_grad():
+        ref = reference(torch.tensor(idx)).logits.numpy()
+    # each half op rounds its result once: bfloat16 keeps 8 bits of mantissa, float16 11
+    scale = np.abs(ref).max()
+    error = np.abs(got - ref).max() / scale
+    assert error < (0.05 if dtype == "bfloat16" else 0.01), error
+    assert error > 1e-5  # the weights really were rounded
+
+
+def test_sample_takes_a_dtype_for_models_and_checkpoints(hf_dir, tmp_path, capsys):
+    directory, _ = hf_dir
+    assert main(["sample", "--model", str(directory), "--prompt", "ROMEO:", "--tokens", "5",
+                 "--temperature", "0", "--dtype", "bfloat16"]) == 0
+    assert capsys.readouterr().out.startswith("ROMEO:")
+    with pytest.raises(GraphcError, match="load_gpt2: dtype 'int8' is not one of"):
+        gpt2.load_gpt2(str(directory), "int8")

@@ -11,8 +11,8 @@ biases, learned positions (`n_positions` is the block size), the tanh GELU (`gel
 the LM head tied to the token embedding. A separate `lm_head.weight` (an untied checkpoint)
 is stored (out, in) like torch's Linear and is transposed.
 
-    model, params = load_gpt2("gpt2/")          # float32, or dtype="float64"; F16 and BF16
-                                                # weights are upcast
+    model, params = load_gpt2("gpt2/")          # float32, or dtype= "float64", "bfloat16",
+                                                # "float16": each tensor converted once
     tokenizer = load_tokenizer("gpt2/")
     logits = build_plan(build_logits(model))(...)
 
@@ -38,6 +38,9 @@ TOKENIZER_FILE = "tokenizer.json"
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 # config.json's deepest nesting accepted (Hugging Face's are 2-3 levels deep)
 CONFIG_NESTING = 16
+# The dtypes a checkpoint's weights load as: half precision halves the weights' memory (each
+# half op computes in float32 between casts, README "Half precision").
+DTYPES = ("float32", "float64", "bfloat16", "float16")
 # Buffers older checkpoints carry beside the weights (the causal mask): not parameters.
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -132,8 +135,11 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     shape and dtype is checked against config.json before it is read; non-finite weights
     are refused."""
     from safetensors import SafetensorError, safe_open
+    from ir.types import as_dtype
     from ..checkpoint import parameter_shapes
 
+    if dtype not in DTYPES:
+        raise GraphcError(f"load_gpt2: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     cfg, _ = read_config(directory, dtype)
     path = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.isfile(path):
@@ -189,7 +195,8 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                 if not np.isfinite(value).all():
                     raise GraphcError(f"{path}: tensor {key!r} holds non-finite values")
                 with np.errstate(over="ignore"):  # 1e300 in F64 is inf in float32
-                    value = np.ascontiguousarray(value.T if transposed else value, dtype=dtype)
+                    value = np.ascontiguousarray(value.T if transposed else value,
+                                                 dtype=as_dtype(dtype))
                 if not np.isfinite(value).all():
                     raise GraphcError(f"{path}: tensor {key!r} holds values too large for "
                                       f"{dtype}")
