@@ -88,6 +88,24 @@ class Module:
                                  f"{p.data.shape}")
             p.data = value.astype(p.data.dtype)
 
+    def load_torch_state_dict(self, state: dict):
+        """load_state_dict of a torch module's state_dict (tensors or arrays) with the same
+        names: the weights graphc stores transposed against torch (Linear's weight,
+        MultiheadAttention's in_proj_weight: each layer class lists them in
+        _TORCH_TRANSPOSED) are transposed, the rest taken as they are."""
+        owners = dict(self._parameter_owners())
+        converted = {}
+        for name, value in state.items():
+            if hasattr(value, "detach"):  # a torch tensor
+                value = value.detach().cpu().numpy()
+            value = np.asarray(value)
+            owner = owners.get(name)
+            if owner is not None and owner[1] in getattr(type(owner[0]), "_TORCH_TRANSPOSED",
+                                                         ()):
+                value = value.T
+            converted[name] = value
+        self.load_state_dict(converted)
+
     def zero_grad(self):
         for p in self.parameters():
             p.grad = None
@@ -201,9 +219,12 @@ class ModuleList(Module):
 
 class Linear(Module):
     """y = x @ weight + bias. The weight is stored (fan_in, fan_out), the transpose of
-    PyTorch's (out_features, in_features): copy a torch weight in as `w.T`.
+    PyTorch's (out_features, in_features): copy a torch weight in as `w.T` (or load a torch
+    state_dict with Module.load_torch_state_dict).
     Without `std`, weight and bias are uniform(+-1/sqrt(fan_in)) as in PyTorch; with `std`,
     the weight is normal(0, std) and the bias zero (GPT-2's scheme)."""
+
+    _TORCH_TRANSPOSED = ("weight",)
 
     def __init__(self, fan_in, fan_out, bias=True, rng=None, std=None, dtype="float32"):
         rng = _rng(rng)
@@ -622,6 +643,8 @@ class MultiheadAttention(Module):
     (as PyTorch's) or float and added; `causal=True` (or is_causal=True) masks future
     positions. batch_first=False (PyTorch's default) takes (T, B, E)."""
 
+    _TORCH_TRANSPOSED = ("in_proj_weight",)
+
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False,
                  causal=False, rng=None, dtype="float32"):
         if embed_dim % num_heads:
@@ -715,18 +738,20 @@ class MSELoss(Module):
         return F.mse_loss(x, target, self._setting("reduction", x))
 
 
-# The recurrent layers live in graphc/recurrent.py, which builds them on this module's Module
-# and Dropout: they are this module's attributes on first use (PEP 562), without an import
-# cycle between the two modules.
-_RECURRENT = ("RNN", "GRU", "LSTM")
+# The recurrent and transformer layers live in graphc/recurrent.py and graphc/transformer.py,
+# which build them on this module's layers: they are this module's attributes on first use
+# (PEP 562), without an import cycle between the modules.
+_LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
+         "TransformerEncoderLayer": "transformer", "TransformerDecoderLayer": "transformer",
+         "TransformerEncoder": "transformer", "TransformerDecoder": "transformer"}
 
 
 def __getattr__(name):
-    if name in _RECURRENT:
-        from . import recurrent
-        return getattr(recurrent, name)
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f"graphc.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_RECURRENT))
+    return sorted(list(globals()) + list(_LAZY))

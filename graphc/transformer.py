@@ -1,0 +1,151 @@
+"""torch.nn's transformer layers: `nn.TransformerEncoderLayer`, `nn.TransformerDecoderLayer`
+and the stacks `nn.TransformerEncoder`, `nn.TransformerDecoder`, with torch's arguments,
+submodule names, computation (post-norm by default, `norm_first=True` pre-norm), dropout
+sites and initialisation, built from graphc's MultiheadAttention, Linear, LayerNorm and
+Dropout. Weights are in graphc's layout (Linear's and in_proj_weight transposed against
+torch's), as everywhere in gc.nn.
+
+    layer = gc.nn.TransformerEncoderLayer(64, 4, dim_feedforward=256, batch_first=True)
+    y = layer(x, is_causal=True)            # x (N, T, 64)
+"""
+from __future__ import annotations
+
+import copy
+
+from ir.errors import GraphcError, user_location
+from ir.ops import api as F
+
+from .nn import GELU, Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention, ReLU
+
+
+def _activation(name, activation):
+    if activation == "relu":
+        return ReLU()
+    if activation == "gelu":
+        return GELU()  # torch's "gelu" is the exact form
+    if isinstance(activation, Module):
+        return activation
+    raise GraphcError(f"{name}: activation must be 'relu', 'gelu' or a Module, got "
+                      f"{activation!r}", (user_location(),))
+
+
+class _Layer(Module):
+    def _common(self, name, d_model, nhead, dim_feedforward, dropout, activation,
+                layer_norm_eps, batch_first, norm_first, bias, rng, dtype, norms):
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout, bias, batch_first,
+                                            rng=rng, dtype=dtype)
+        self.linear1 = Linear(d_model, dim_feedforward, bias, rng, dtype=dtype)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias, rng, dtype=dtype)
+        for k in range(1, norms + 1):
+            setattr(self, f"norm{k}", LayerNorm(d_model, bias, layer_norm_eps, dtype))
+            setattr(self, f"dropout{k}", Dropout(dropout))
+        self.activation = _activation(name, activation)
+        object.__setattr__(self, "norm_first", bool(norm_first))
+
+    def _sa_block(self, x, mask, key_padding_mask, is_causal):
+        y = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask,
+                           need_weights=False, is_causal=is_causal)[0]
+        return self.dropout1(y)
+
+    def _ff_block(self, x, last_dropout):
+        y = self.linear2(self.dropout(self.activation(self.linear1(x))))
+        return last_dropout(y)
+
+
+class TransformerEncoderLayer(_Layer):
+    """torch.nn.TransformerEncoderLayer: self-attention and a feed-forward block, each with
+    a residual connection and LayerNorm (after it; before it with norm_first)."""
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
+                 layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True,
+                 rng=None, dtype="float32"):
+        self._common("TransformerEncoderLayer", d_model, nhead, dim_feedforward, dropout,
+                     activation, layer_norm_eps, batch_first, norm_first, bias, rng, dtype, 2)
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        x = src
+        if self._setting("norm_first", x):
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+            return x + self._ff_block(self.norm2(x), self.dropout2)
+        x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+        return self.norm2(x + self._ff_block(x, self.dropout2))
+
+
+class TransformerDecoderLayer(_Layer):
+    """torch.nn.TransformerDecoderLayer: self-attention, attention over the encoder's output
+    (`memory`) and a feed-forward block, each with a residual connection and LayerNorm."""
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
+                 layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True,
+                 rng=None, dtype="float32"):
+        self._common("TransformerDecoderLayer", d_model, nhead, dim_feedforward, dropout,
+                     activation, layer_norm_eps, batch_first, norm_first, bias, rng, dtype, 3)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout, bias, batch_first,
+                                                 rng=rng, dtype=dtype)
+
+    def _mha_block(self, x, memory, mask, key_padding_mask, is_causal):
+        y = self.multihead_attn(x, memory, memory, attn_mask=mask,
+                                key_padding_mask=key_padding_mask, need_weights=False,
+                                is_causal=is_causal)[0]
+        return self.dropout2(y)
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        x = tgt
+        if self._setting("norm_first", x):
+            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
+            x = x + self._mha_block(self.norm2(x), memory, memory_mask,
+                                    memory_key_padding_mask, memory_is_causal)
+            return x + self._ff_block(self.norm3(x), self.dropout3)
+        x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
+        x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask,
+                                           memory_is_causal))
+        return self.norm3(x + self._ff_block(x, self.dropout3))
+
+
+def _stack(name, layer, num_layers):
+    if not isinstance(layer, Module):
+        raise GraphcError(f"{name}: the layer must be a Module, got {type(layer).__name__}",
+                          (user_location(),))
+    if not isinstance(num_layers, int) or num_layers < 1:
+        raise GraphcError(f"{name}: num_layers must be a positive int, got {num_layers!r}",
+                          (user_location(),))
+    # independent copies of the layer (its initial weights repeated), as torch's
+    return ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
+
+
+class TransformerEncoder(Module):
+    """torch.nn.TransformerEncoder: `num_layers` copies of an encoder layer, then `norm`."""
+
+    def __init__(self, encoder_layer, num_layers, norm=None):
+        self.layers = _stack("TransformerEncoder", encoder_layer, num_layers)
+        if norm is not None:
+            self.norm = norm
+        else:
+            object.__setattr__(self, "norm", None)
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=False):
+        x = src
+        for layer in self.layers:
+            x = layer(x, mask, src_key_padding_mask, is_causal)
+        return x if self.norm is None else self.norm(x)
+
+
+class TransformerDecoder(Module):
+    """torch.nn.TransformerDecoder: `num_layers` copies of a decoder layer, then `norm`."""
+
+    def __init__(self, decoder_layer, num_layers, norm=None):
+        self.layers = _stack("TransformerDecoder", decoder_layer, num_layers)
+        if norm is not None:
+            self.norm = norm
+        else:
+            object.__setattr__(self, "norm", None)
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        x = tgt
+        for layer in self.layers:
+            x = layer(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                      memory_key_padding_mask, tgt_is_causal, memory_is_causal)
+        return x if self.norm is None else self.norm(x)

@@ -1,0 +1,120 @@
+"""gc.nn.TransformerEncoderLayer / DecoderLayer and their stacks (graphc/transformer.py)
+against torch.nn's in float64, and Module.load_torch_state_dict: a torch module's weights
+load by name, transposed where graphc's layout is, and outputs and gradients agree."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+torch = pytest.importorskip("torch")  # the oracle (a test extra)
+
+
+def pair(kind, *args, **kw):
+    torch.manual_seed(0)
+    theirs = getattr(torch.nn, kind)(*args, **kw).double().eval()
+    ours = getattr(gc.nn, kind)(*args, **kw, dtype="float64").eval()
+    assert {n for n, _ in ours.named_parameters()} == set(theirs.state_dict())
+    ours.load_torch_state_dict(theirs.state_dict())
+    return ours, theirs
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_encoder_layer_matches_torch_with_masks_and_gradients(norm_first, activation):
+    ours, theirs = pair("TransformerEncoderLayer", 16, 4, 32, activation=activation,
+                        batch_first=True, norm_first=norm_first)
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(2, 5, 16)), rng.normal(size=(2, 5, 16))
+    causal = np.triu(np.full((5, 5), -np.inf), 1)
+    padding = np.array([[False] * 5, [False] * 3 + [True] * 2])
+    tx = torch.tensor(x, requires_grad=True)
+    t_out = theirs(tx, src_mask=torch.tensor(causal), src_key_padding_mask=torch.tensor(padding))
+    (t_out * torch.tensor(w)).sum().backward()
+    out = ours(x, src_mask=causal, src_key_padding_mask=padding)
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+    def loss(p, x):
+        return gc.sum(ours.apply(p, x, src_mask=causal, src_key_padding_mask=padding) * w)
+    g_params, g_x = gc.compile(gc.grad(loss, argnums=(0, 1)))(ours.params(), x)
+    np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    # graphc's layout: Linear weights and in_proj_weight are torch's transposed
+    transposed = ("linear1.weight", "linear2.weight", "out_proj.weight", "in_proj_weight")
+    for name, p in theirs.named_parameters():
+        g = g_params[name].T if name.endswith(transposed) else g_params[name]
+        np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_layer_matches_torch(norm_first):
+    ours, theirs = pair("TransformerDecoderLayer", 16, 4, 24, norm_first=norm_first)
+    rng = np.random.default_rng(1)
+    tgt, memory = rng.normal(size=(5, 2, 16)), rng.normal(size=(7, 2, 16))  # (T, N, E)
+    memory_padding = np.zeros((2, 7), bool)
+    memory_padding[1, 5:] = True
+    out = ours(tgt, memory, tgt_is_causal=True, memory_key_padding_mask=memory_padding,
+               tgt_mask=np.triu(np.full((5, 5), -np.inf), 1))
+    t_out = theirs(torch.tensor(tgt), torch.tensor(memory),
+                   tgt_mask=torch.nn.Transformer.generate_square_subsequent_mask(5).double(),
+                   tgt_is_causal=True, memory_key_padding_mask=torch.tensor(memory_padding))
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_stacks_copy_the_layer_and_match_torch():
+    torch.manual_seed(0)
+    theirs = torch.nn.TransformerEncoder(
+        torch.nn.TransformerEncoderLayer(16, 4, 32, batch_first=True), 3,
+        norm=torch.nn.LayerNorm(16), enable_nested_tensor=False).double().eval()
+    ours = gc.nn.TransformerEncoder(
+        gc.nn.TransformerEncoderLayer(16, 4, 32, batch_first=True, dtype="float64"), 3,
+        norm=gc.nn.LayerNorm(16, dtype="float64")).eval()
+    assert ours.layers[0].linear1.weight is not ours.layers[1].linear1.weight
+    np.testing.assert_array_equal(ours.layers[0].linear1.weight.data,
+                                  ours.layers[2].linear1.weight.data)  # copies, as torch's
+    ours.load_torch_state_dict(theirs.state_dict())
+    x = np.random.default_rng(2).normal(size=(2, 5, 16))
+    np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12,
+                               atol=1e-12)
+    dec_t = torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(16, 4, 32), 2) \
+        .double().eval()
+    dec_o = gc.nn.TransformerDecoder(gc.nn.TransformerDecoderLayer(16, 4, 32, dtype="float64"),
+                                     2).eval()
+    dec_o.load_torch_state_dict(dec_t.state_dict())
+    tgt, memory = np.random.default_rng(3).normal(size=(2, 4, 3, 16))
+    np.testing.assert_allclose(dec_o(tgt, memory),
+                               dec_t(torch.tensor(tgt), torch.tensor(memory)).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_dropout_is_on_in_training_and_a_pure_function_of_the_key():
+    layer = gc.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.5, dtype="float64")
+    x = np.random.default_rng(4).normal(size=(3, 2, 8))
+    with gc.nn.rng_key(5):
+        first = np.asarray(layer(x))
+    with gc.nn.rng_key(5):
+        np.testing.assert_array_equal(layer(x), first)
+    assert not np.allclose(first, np.asarray(layer.eval()(x)))
+
+
+def test_load_torch_state_dict_transposes_linear_weights_only():
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3),
+                                 torch.nn.Linear(3, 2)).double()
+    ours = gc.nn.Sequential(gc.nn.Linear(3, 3, dtype="float64"),
+                            gc.nn.LayerNorm(3, dtype="float64"),
+                            gc.nn.Linear(3, 2, dtype="float64"))
+    ours.load_torch_state_dict(theirs.state_dict())
+    np.testing.assert_array_equal(ours[0].weight.data, theirs[0].weight.detach().numpy().T)
+    x = np.random.default_rng(5).normal(size=(4, 3))
+    np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-13)
+    with pytest.raises(ValueError, match="missing"):
+        ours.load_torch_state_dict({"0.weight": np.zeros((3, 3))})
+
+
+def test_bad_arguments_give_one_line():
+    f = "test_transformer_layers.py"
+    assert_one_line_error(lambda: gc.nn.TransformerEncoderLayer(8, 2, activation="swish"),
+                          "activation must be 'relu', 'gelu' or a Module", f)
+    layer = gc.nn.TransformerEncoderLayer(8, 2)
+    assert_one_line_error(lambda: gc.nn.TransformerEncoder(layer, 0),
+                          "num_layers must be a positive int", f)
