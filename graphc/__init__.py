@@ -20,7 +20,7 @@ from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
 from . import amp, nn, optim, random
-from .control_flow import cond, fori_loop, scan, switch, while_loop
+from .control_flow import cond, fori_loop, map, scan, switch, while_loop  # noqa: A004
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .jacobians import jacfwd, jacrev
@@ -38,7 +38,7 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "hessian", "jacfwd",
            "jacrev", "gradients", "no_grad",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
-           "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch",
+           "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "map",
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \
     + _arrays.__all__

@@ -35,7 +35,7 @@ from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
 from .tracing import leaves_and_structure, unflatten
 
-__all__ = ["scan", "fori_loop", "while_loop", "cond", "switch"]
+__all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
 
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -181,8 +181,8 @@ def _check_eager_carry(fn, what, carry, init):
               else type(leaves[k]).__name__ for k in strong] for leaves in (new, old)]
     if types[0] != types[1]:
         raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} returns the carry as "
-                          f"({', '.join(map(str, types[0]))}) but it came in as "
-                          f"({', '.join(map(str, types[1]))})", (user_location(),))
+                          f"({', '.join(str(t) for t in types[0])}) but it came in as "
+                          f"({', '.join(str(t) for t in types[1])})", (user_location(),))
     return carry
 
 
@@ -461,6 +461,16 @@ def cond(pred, true_fun, false_fun, *operands):
     node = apply("cond", pred_node, *f_outer, *t_outer, *op_nodes,
                  branches=(f_region, t_region))
     return unflatten(t_structure, _results(node, len(t_region.outputs)))
+
+
+# ---- map ---------------------------------------------------------------------------------
+# (it shadows Python's map in this module, which therefore builds lists with comprehensions)
+def map(f, xs):
+    """jax.lax.map: f over the leading axis of xs (a pytree), results stacked along a new
+    leading axis; one scan without a carry, so one compiled body runs every step (vmap runs
+    f once on the whole batch instead, with memory to match)."""
+    _, ys = scan(lambda carry, x: (carry, f(x)), (), xs)
+    return ys
 
 
 # ---- switch ------------------------------------------------------------------------------
