@@ -104,26 +104,26 @@ class TransformerDecoderLayer(_Layer):
         return self.norm3(x + self._ff_block(x, self.dropout3))
 
 
-def _stack(name, layer, num_layers):
-    if not isinstance(layer, Module):
-        raise GraphcError(f"{name}: the layer must be a Module, got {type(layer).__name__}",
-                          (user_location(),))
-    if not isinstance(num_layers, int) or num_layers < 1:
-        raise GraphcError(f"{name}: num_layers must be a positive int, got {num_layers!r}",
-                          (user_location(),))
-    # independent copies of the layer (its initial weights repeated), as torch's
-    return ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
-
-
-class TransformerEncoder(Module):
-    """torch.nn.TransformerEncoder: `num_layers` copies of an encoder layer, then `norm`."""
-
-    def __init__(self, encoder_layer, num_layers, norm=None):
-        self.layers = _stack("TransformerEncoder", encoder_layer, num_layers)
+class _Stack(Module):
+    def __init__(self, layer, num_layers, norm=None):
+        name = type(self).__name__
+        if not isinstance(layer, Module):
+            raise GraphcError(f"{name}: the layer must be a Module, got {type(layer).__name__}",
+                              (user_location(),))
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise GraphcError(f"{name}: num_layers must be a positive int, got {num_layers!r}",
+                              (user_location(),))
+        # independent copies of the layer (its initial weights repeated), as torch's
+        self.layers = ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
         if norm is not None:
             self.norm = norm
         else:
             object.__setattr__(self, "norm", None)
+
+
+class TransformerEncoder(_Stack):
+    """torch.nn.TransformerEncoder(encoder_layer, num_layers, norm=None): `num_layers` copies
+    of an encoder layer, then `norm`."""
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=False):
         x = src
@@ -132,15 +132,9 @@ class TransformerEncoder(Module):
         return x if self.norm is None else self.norm(x)
 
 
-class TransformerDecoder(Module):
-    """torch.nn.TransformerDecoder: `num_layers` copies of a decoder layer, then `norm`."""
-
-    def __init__(self, decoder_layer, num_layers, norm=None):
-        self.layers = _stack("TransformerDecoder", decoder_layer, num_layers)
-        if norm is not None:
-            self.norm = norm
-        else:
-            object.__setattr__(self, "norm", None)
+class TransformerDecoder(_Stack):
+    """torch.nn.TransformerDecoder(decoder_layer, num_layers, norm=None): `num_layers` copies
+    of a decoder layer, then `norm`."""
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
