@@ -322,15 +322,18 @@ def norm(x, ord=None, axis=None, keepdims=False):
     nd = _ndim(x)
     axes = tuple(range(nd)) if axis is None else tuple(sorted({_axis(a, nd)
                                                                for a in _seq(axis)}))
+    number = isinstance(ord, (int, float, np.integer)) and not isinstance(ord, bool)
+    if not (ord is None or number or (len(axes) > 1 and ord in ("fro", "nuc"))):
+        _fail(f"norm: unsupported ord {ord!r}")
     if ord == "fro":
         if len(axes) != 2:
             _fail(f"norm: ord='fro' needs two axes, got {len(axes)}")
         ord = 2
-    elif len(axes) > 1 and axis is not None and ord is not None:
+    elif len(axes) > 1 and ord is not None:
+        # numpy and torch take ord over two axes (or axis=None of a 2-d value) as a matrix
+        # norm (ord=1: the largest column sum), not the vector norm of every element
         _fail(f"norm: ord={ord!r} over several axes; only the Euclidean (None) and 'fro' "
-              "norms are supported for matrices")
-    if isinstance(ord, str) or (ord is not None and not isinstance(ord, (int, float))):
-        _fail(f"norm: unsupported ord {ord!r}")
+              "norms are supported for matrices (reshape to 1-d for a vector norm)")
     if not is_float(_dtype(x)):
         x = F.cast(x, "float32")
     a = F.abs(x)

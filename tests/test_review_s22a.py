@@ -1,0 +1,24 @@
+"""Review of numpy's array functions (ir/ops/arrays.py): wrong results and crashes found by a
+differential fuzzer against numpy, each with the value numpy gives."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+F = "test_review_s22a.py"
+M = np.array([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0]])
+
+
+@pytest.mark.parametrize("ord", [1, 2, np.inf, -np.inf, 3])
+def test_norm_of_a_matrix_with_a_vector_ord_is_refused_not_the_flattened_vector_norm(ord):
+    """numpy.linalg.norm(M, 1) is the largest column sum (9), torch's too; graphc gave the
+    sum of every |element| (21)."""
+    assert_one_line_error(lambda: gc.norm(M, ord), f"norm: ord={ord!r} over several axes", F)
+    assert_one_line_error(lambda: gc.norm(M[None], ord), "over several axes", F)
+    # Euclidean/Frobenius over every element is still numpy's
+    np.testing.assert_allclose(np.asarray(gc.norm(M)), np.linalg.norm(M), rtol=1e-15)
+    np.testing.assert_allclose(np.asarray(gc.norm(M, "fro")), np.linalg.norm(M, "fro"),
+                               rtol=1e-15)
+    np.testing.assert_allclose(np.asarray(gc.norm(M.reshape(-1), ord)),
+                               np.linalg.norm(M.reshape(-1), ord), rtol=1e-15)
