@@ -22,3 +22,12 @@ def test_norm_of_a_matrix_with_a_vector_ord_is_refused_not_the_flattened_vector_
                                rtol=1e-15)
     np.testing.assert_allclose(np.asarray(gc.norm(M.reshape(-1), ord)),
                                np.linalg.norm(M.reshape(-1), ord), rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_linspace_of_an_integer_dtype_rounds_down_as_numpys(dtype):
+    """numpy floors (-3.33 -> -4); graphc truncated towards zero (-3)."""
+    for start, stop, num in [(-5, 0, 4), (-7, 3, 6), (2, -9, 5)]:
+        got = np.asarray(gc.linspace(start, stop, num, dtype=dtype))
+        np.testing.assert_array_equal(got, np.linspace(start, stop, num, dtype=dtype))
+        assert got.dtype == dtype

@@ -361,7 +361,8 @@ def linspace(start, stop, num=50, endpoint=True, dtype="float32"):
     endpoint=False), a constant of `dtype` (float32 by default, as graphc's other creators)."""
     if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 0:
         _fail(f"linspace: num must be a non-negative int, got {num!r}")
-    return _constant(np.linspace(start, stop, int(num), endpoint).astype(as_dtype(dtype)))
+    # numpy's own dtype= rounds integers towards -inf; astype would truncate towards 0
+    return _constant(np.linspace(start, stop, int(num), endpoint, dtype=as_dtype(dtype)))
 
 
 def _constant(value):
