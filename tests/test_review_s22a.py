@@ -31,3 +31,24 @@ def test_linspace_of_an_integer_dtype_rounds_down_as_numpys(dtype):
         got = np.asarray(gc.linspace(start, stop, num, dtype=dtype))
         np.testing.assert_array_equal(got, np.linspace(start, stop, num, dtype=dtype))
         assert got.dtype == dtype
+
+
+@pytest.mark.parametrize("bad", [3, -4, 7])
+def test_take_along_axis_refuses_an_index_out_of_range_not_reads_the_next_row(bad):
+    """Index 3 of a row of 3 read the next row's first element (the gather is of the
+    flattened x); numpy raises IndexError."""
+    idx = np.array([[bad], [0]])
+    with pytest.raises(IndexError):
+        np.take_along_axis(M, idx, 1)
+    assert_one_line_error(lambda: gc.take_along_axis(M, idx, 1),
+                          f"take_along_axis: index {bad} is out of range for axis 1 of size 3",
+                          F)
+    # indices known only when the gather runs: the gather refuses them there
+    f = gc.compile(lambda x, i: gc.take_along_axis(x, i, 1))
+    with pytest.raises(gc.GraphcError, match="out of range"):
+        f(M, idx)
+    # in range, negative ones included, the values are numpy's
+    ok = np.array([[-3, 2, -1], [1, 0, -2]])
+    np.testing.assert_array_equal(np.asarray(f(M, ok)), np.take_along_axis(M, ok, 1))
+    np.testing.assert_array_equal(np.asarray(gc.take_along_axis(M, ok, 1)),
+                                  np.take_along_axis(M, ok, 1))

@@ -18,7 +18,7 @@ import numpy as np
 from ..types import Dim, TensorType, as_dtype, is_float
 from . import api as F
 from .api import _axis, _dtype, _fail, _ndim, _shape
-from .registry import apply, check, defop
+from .registry import SymbolicValue, apply, check, defop
 
 __all__ = ["pad", "flip", "roll", "tile", "repeat", "moveaxis", "prod", "cumprod",
            "take_along_axis", "outer", "dot", "tensordot", "norm", "linspace", "nan_to_num",
@@ -220,8 +220,14 @@ def dot(a, b):
 def take_along_axis(x, indices, axis):
     """numpy's take_along_axis: out[..., i, ...] = x[..., indices[..., i, ...], ...] along
     `axis`; `indices` has x's number of dimensions and broadcasts with x on the other axes.
-    Negative indices count from the end. One gather from the flattened x, so the gradient
-    adds into the elements picked (repeated picks accumulate)."""
+    Negative indices count from the end; one out of range is an error, as numpy's (known
+    indices while tracing, the others when the gather runs). One gather from the flattened
+    x, so the gradient adds into the elements picked (repeated picks accumulate)."""
+    return _take_along(x, indices, axis, in_range=False)
+
+
+def _take_along(x, indices, axis, in_range):
+    """take_along_axis; in_range: the indices are known to lie in [0, n) (argsort's)."""
     if _dtype(indices).kind not in "iu":
         _fail(f"take_along_axis: indices must be integers, got {_dtype(indices)}")
     nd = _ndim(x)
@@ -239,9 +245,20 @@ def take_along_axis(x, indices, axis):
             _fail(f"take_along_axis: indices of shape {tuple(ids)} do not broadcast with x "
                   f"of shape {tuple(xs)} off axis {axis}")
     n = _concrete(xs[axis], "take_along_axis")
+    if not isinstance(indices, SymbolicValue):
+        known = np.asarray(indices)
+        if known.size and (known.min() < -n or known.max() >= n):
+            bad = known.min() if known.min() < -n else known.max()
+            _fail(f"take_along_axis: index {bad} is out of range for axis {axis} of size {n}")
+        in_range = in_range or not (known < 0).any()
     x = F.broadcast_to(x, tuple(n if i == axis else s for i, s in enumerate(shape)))
     indices = F.broadcast_to(F.cast(indices, "int64"), tuple(shape))
-    indices = F.where(F.less(indices, 0), F.add(indices, n), indices)
+    if not in_range:
+        outside = F.logical_or(F.less(indices, -n), F.greater_equal(indices, n))
+        indices = F.where(F.less(indices, 0), F.add(indices, n), indices)
+        # the flat index of an index out of range would be an element of the next row:
+        # one far outside the table instead, which the gather refuses as numpy does
+        indices = F.where(outside, np.int64(-2 ** 62), indices)
     # the axis last and the others as rows: row r's k-th pick is element r * n + index of
     # the flattened x (the rows may be symbolic: a batch)
     rows = moveaxis(x, axis, -1)
@@ -298,7 +315,7 @@ def sort(x, axis=-1, descending=False):
         x, axis = F.reshape(x, (-1,)), 0
     if _ndim(x) == 0:
         return F._unchanged(x)
-    return take_along_axis(x, argsort(x, axis, descending), axis)
+    return _take_along(x, argsort(x, axis, descending), axis, in_range=True)
 
 
 def top_k(x, k):
@@ -310,7 +327,7 @@ def top_k(x, k):
         _fail(f"top_k: k must be an int from 0 to the last axis' size {n}, got {k!r}")
     order = argsort(x, -1, descending=True)
     idx = _along(order, _ndim(x) - 1, 0, int(k))
-    return take_along_axis(x, idx, -1), idx
+    return _take_along(x, idx, -1, in_range=True), idx
 
 
 # ---- norms and small helpers ------------------------------------------------------------------
