@@ -52,3 +52,19 @@ def test_take_along_axis_refuses_an_index_out_of_range_not_reads_the_next_row(ba
     np.testing.assert_array_equal(np.asarray(f(M, ok)), np.take_along_axis(M, ok, 1))
     np.testing.assert_array_equal(np.asarray(gc.take_along_axis(M, ok, 1)),
                                   np.take_along_axis(M, ok, 1))
+
+
+def test_empty_picks_sort_an_empty_axis_and_top_k_of_0_give_empty_results():
+    """All three failed with "cannot reshape 0 elements into shape (-1, 0)"."""
+    x = np.random.default_rng(0).normal(size=(3, 4))
+    empty = np.zeros((3, 0))
+    for fn, want in [
+            (lambda a: gc.take_along_axis(a, np.zeros((3, 0), np.int64), 1), empty),
+            (lambda a: gc.top_k(a, 0)[0], empty),
+            (lambda a: gc.sort(a[:, :0], 1), empty),
+            (lambda a: gc.sort(a[:, :0], 0, descending=True), empty)]:
+        for got in (fn(x), gc.compile(fn)(x), gc.vmap(fn)(np.stack([x, x]))[0]):
+            got = np.asarray(got)
+            assert got.shape == want.shape and got.dtype == x.dtype
+    np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(gc.top_k(a, 0)[0]) + gc.sum(a))(x),
+                                  np.ones_like(x))

@@ -264,6 +264,8 @@ def _take_along(x, indices, axis, in_range):
     rows = moveaxis(x, axis, -1)
     picks = moveaxis(indices, axis, -1)
     count = _shape(picks)[-1]
+    if count == 0:  # nothing picked (reshaping to (-1, 0) would be ambiguous)
+        return _along(x, axis, 0, 0)
     flat_picks = F.reshape(picks, (-1, count))
     starts = F.mul(F.arange(_shape(flat_picks)[0]), np.int64(n))
     flat = F.add(flat_picks, F.reshape(starts, (-1, 1)))
