@@ -68,3 +68,22 @@ def test_empty_picks_sort_an_empty_axis_and_top_k_of_0_give_empty_results():
             assert got.shape == want.shape and got.dtype == x.dtype
     np.testing.assert_array_equal(gc.grad(lambda a: gc.sum(gc.top_k(a, 0)[0]) + gc.sum(a))(x),
                                   np.ones_like(x))
+
+
+@pytest.mark.parametrize("x, value", [(np.arange(3, dtype=np.int32), 2.5),
+                                      (np.arange(3, dtype=np.int64), -1.7),
+                                      (np.array([True, False]), 1),
+                                      (np.array([True, False]), 0.0),
+                                      (np.arange(3.0, dtype=np.float16), 1e5),
+                                      (np.arange(3.0, dtype=np.float32), -0.0)])
+def test_pad_constant_values_take_xs_dtype_as_numpys(x, value):
+    """An int x with a float value failed in `where` ("float scalar 2.5 meets an integer
+    tensor"), a bool x with 1 in `gt`; -0.0 padded +0.0. numpy casts the value to x's dtype."""
+    want = np.pad(x, (1, 2), constant_values=value)
+    for got in (gc.pad(x, (1, 2), constant_values=value),
+                gc.compile(lambda a: gc.pad(a, (1, 2), constant_values=value))(x)):
+        got = np.asarray(got)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got.astype(np.float64)),
+                                      np.signbit(want.astype(np.float64)))
