@@ -87,3 +87,20 @@ def test_pad_constant_values_take_xs_dtype_as_numpys(x, value):
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(np.signbit(got.astype(np.float64)),
                                       np.signbit(want.astype(np.float64)))
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "wrap", "edge"])
+def test_pad_of_an_axis_of_one_element_is_numpys(mode):
+    """mode="reflect" along an axis of one element was refused ("needs two elements");
+    numpy repeats the element."""
+    x = np.random.default_rng(1).normal(size=(3, 1))
+    want = np.pad(x, ((1, 0), (2, 3)), mode=mode)
+    fn = lambda a: gc.pad(a, ((1, 0), (2, 3)), mode=mode)  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(fn(x)), want)
+    np.testing.assert_array_equal(np.asarray(gc.compile(fn)(x)), want)
+    # the gradient adds every copy back into the element it came from
+    w = np.random.default_rng(2).normal(size=want.shape)
+    g = gc.grad(lambda a: gc.sum(fn(a) * w))(x)
+    source = np.pad(np.arange(x.size).reshape(x.shape), ((1, 0), (2, 3)), mode=mode)
+    np.testing.assert_allclose(np.asarray(g).ravel(),
+                               np.bincount(source.ravel(), w.ravel(), x.size), rtol=1e-12)

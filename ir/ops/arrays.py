@@ -463,9 +463,9 @@ def pad(x, pad_width, mode="constant", constant_values=0):
             x = _pad_constant(x, axis, before, after, constant_values)
             continue
         n = _concrete(n, "pad")
-        if n == 0 or (mode == "reflect" and n == 1):
-            _fail(f"pad: mode {mode!r} needs {'two elements' if n else 'an element'} along "
-                  f"axis {axis} to pad from, it has {n}")
+        if n == 0:  # (numpy's reflect of one element repeats it, as edge)
+            _fail(f"pad: mode {mode!r} needs an element along axis {axis} to pad from, it "
+                  "has none")
         # which element each output position reads: numpy's own pad of the positions, so
         # widths beyond the axis repeat as numpy's do; one gather, whose gradient adds the
         # copies back into the element they came from
