@@ -104,3 +104,8 @@ def test_pad_of_an_axis_of_one_element_is_numpys(mode):
     source = np.pad(np.arange(x.size).reshape(x.shape), ((1, 0), (2, 3)), mode=mode)
     np.testing.assert_allclose(np.asarray(g).ravel(),
                                np.bincount(source.ravel(), w.ravel(), x.size), rtol=1e-12)
+
+
+def test_a_ragged_pad_width_is_one_line():
+    """np.asarray(((1, 2), (3,))) raised numpy's ValueError ('inhomogeneous shape')."""
+    assert_one_line_error(lambda: gc.pad(M, ((1, 2), (3,))), "pad: pad_width must hold ints", F)

@@ -475,7 +475,10 @@ def pad(x, pad_width, mode="constant", constant_values=0):
 
 
 def _pad_widths(pad_width, nd):
-    widths = np.asarray(pad_width)
+    try:
+        widths = np.asarray(pad_width)
+    except ValueError:  # ragged: ((1, 2), (3,))
+        widths = np.asarray(0.0)
     if widths.dtype.kind not in "iu":
         _fail(f"pad: pad_width must hold ints, got {pad_width!r}")
     try:
