@@ -109,3 +109,9 @@ def test_pad_of_an_axis_of_one_element_is_numpys(mode):
 def test_a_ragged_pad_width_is_one_line():
     """np.asarray(((1, 2), (3,))) raised numpy's ValueError ('inhomogeneous shape')."""
     assert_one_line_error(lambda: gc.pad(M, ((1, 2), (3,))), "pad: pad_width must hold ints", F)
+
+
+def test_top_k_of_a_0d_value_is_one_line():
+    """It raised IndexError ('list assignment index out of range') from inside graphc."""
+    assert_one_line_error(lambda: gc.top_k(np.float32(3.0), 0), "top_k: needs a value with at "
+                          "least one axis", F)

@@ -324,7 +324,9 @@ def top_k(x, k):
     """jax.lax.top_k: (values, indices) of the k largest elements along the last axis, the
     largest first (NaN as the largest), the first of equal elements first. torch.topk(x, k)
     gives the same values; its order among equal ones is its own."""
-    n = _concrete(_shape(x)[-1], "top_k") if _ndim(x) else 0
+    if _ndim(x) == 0:
+        _fail("top_k: needs a value with at least one axis, got a 0-d one")
+    n = _concrete(_shape(x)[-1], "top_k")
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 <= k <= n:
         _fail(f"top_k: k must be an int from 0 to the last axis' size {n}, got {k!r}")
     order = argsort(x, -1, descending=True)
