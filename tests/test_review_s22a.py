@@ -115,3 +115,19 @@ def test_top_k_of_a_0d_value_is_one_line():
     """It raised IndexError ('list assignment index out of range') from inside graphc."""
     assert_one_line_error(lambda: gc.top_k(np.float32(3.0), 0), "top_k: needs a value with at "
                           "least one axis", F)
+
+
+def test_the_euclidean_norm_of_values_with_a_nan_is_nan_not_0():
+    """The sum of squares was tested with > 0 to keep sqrt's slope at 0 out of the gradient,
+    so a NaN sum gave a norm of 0 (a NaN hidden from, say, clipping by norm)."""
+    torch = pytest.importorskip("torch")
+    x = np.array([[np.nan, 1.0, 2.0], [0.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
+    for fn, want in [(lambda a: gc.norm(a, axis=1), np.linalg.norm(x, axis=1)),
+                     (lambda a: gc.norm(a, 2, -1, True), np.linalg.norm(x, 2, -1, True)),
+                     (gc.norm, np.linalg.norm(x))]:
+        np.testing.assert_array_equal(np.asarray(fn(x)), want)
+        np.testing.assert_array_equal(np.asarray(gc.compile(fn)(x)), want)
+    g = np.asarray(gc.grad(lambda a: gc.sum(gc.norm(a, axis=1)))(x))
+    t = torch.tensor(x, requires_grad=True)
+    torch.linalg.vector_norm(t, dim=1).sum().backward()
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-15)  # NaN row, 0 row, (.6, .8, 0)

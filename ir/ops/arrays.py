@@ -360,7 +360,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     a = F.abs(x)
     if ord is None or ord == 2:
         s = F.sum(F.square(x), axes, keepdims)
-        positive = F.greater(s, 0)
+        positive = F.not_equal(s, 0)  # not greater: a NaN sum must give NaN, not 0
         # the second where keeps sqrt's infinite slope at 0 out of the gradient
         return F.where(positive, F.sqrt(F.where(positive, s, F.ones_like(s))),
                        F.zeros_like(s))
