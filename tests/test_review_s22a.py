@@ -131,3 +131,19 @@ def test_the_euclidean_norm_of_values_with_a_nan_is_nan_not_0():
     t = torch.tensor(x, requires_grad=True)
     torch.linalg.vector_norm(t, dim=1).sum().backward()
     np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-15)  # NaN row, 0 row, (.6, .8, 0)
+
+
+@pytest.mark.parametrize("ord", [0.5, 1.5, 3])
+def test_p_norm_gradients_at_zeros_are_torchs_not_nan(ord):
+    """sum(|x|**p)**(1/p) gave a NaN gradient at a zero vector (the outer root's infinite
+    slope times 0) and, for p < 1, at a zero element; PyTorch's is 0 there."""
+    torch = pytest.importorskip("torch")
+    x = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, -2.0], [np.nan, 1.0, 0.5]])
+    want = np.linalg.norm(x, ord, axis=1)
+    np.testing.assert_allclose(np.asarray(gc.norm(x, ord, 1)), want, rtol=1e-15)
+    g = np.asarray(gc.grad(lambda a: gc.sum(gc.norm(a, ord, 1)))(x))
+    t = torch.tensor(x, requires_grad=True)
+    torch.linalg.vector_norm(t, ord, dim=1).sum().backward()
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-13)
+    h = np.asarray(gc.hessian(lambda a: gc.norm(a, ord))(x[1]))
+    assert np.isfinite(h).all()

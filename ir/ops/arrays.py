@@ -338,8 +338,8 @@ def top_k(x, k):
 def norm(x, ord=None, axis=None, keepdims=False):
     """numpy.linalg.norm / torch.linalg.norm for vectors: ord None or 2 (Euclidean), 1, inf,
     -inf, 0 (non-zero count) or any p > 0, over `axis` (None: every element, as a vector);
-    and the matrix Frobenius norm, ord="fro" over two axes. The Euclidean norm's gradient at
-    zero is 0, as PyTorch's (sqrt's alone would be NaN there)."""
+    and the matrix Frobenius norm, ord="fro" over two axes. The gradient at a zero vector
+    (and a p-norm's at a zero element) is 0, as PyTorch's (pow's alone would be NaN there)."""
     nd = _ndim(x)
     axes = tuple(range(nd)) if axis is None else tuple(sorted({_axis(a, nd)
                                                                for a in _seq(axis)}))
@@ -374,7 +374,15 @@ def norm(x, ord=None, axis=None, keepdims=False):
         return F.sum(a, axes, keepdims)
     if ord < 0:
         _fail(f"norm: ord {ord} is negative; use ord > 0, inf or -inf")
-    return F.pow(F.sum(F.pow(a, float(ord)), axes, keepdims), 1.0 / ord)
+    return _pow_zero_flat(F.sum(_pow_zero_flat(a, float(ord)), axes, keepdims), 1.0 / ord)
+
+
+def _pow_zero_flat(v, exponent):
+    """v ** exponent (v >= 0, or NaN) with the gradient 0 at v = 0, as PyTorch's p-norms:
+    pow's own there is inf (an exponent below 1), then NaN once multiplied by 0."""
+    nonzero = F.not_equal(v, 0)
+    return F.where(nonzero, F.pow(F.where(nonzero, v, F.ones_like(v)), exponent),
+                   F.zeros_like(v))
 
 
 def linspace(start, stop, num=50, endpoint=True, dtype="float32"):
