@@ -147,3 +147,12 @@ def test_p_norm_gradients_at_zeros_are_torchs_not_nan(ord):
     np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-13)
     h = np.asarray(gc.hessian(lambda a: gc.norm(a, ord))(x[1]))
     assert np.isfinite(h).all()
+
+
+def test_take_along_axis_of_axis_none_gathers_from_the_flattened_x():
+    """numpy's axis=None; graphc raised TypeError ('<=' between int and NoneType)."""
+    idx = np.array([5, 0, -1, 3])
+    np.testing.assert_array_equal(np.asarray(gc.take_along_axis(M, idx, None)),
+                                  np.take_along_axis(M, idx, None))
+    assert_one_line_error(lambda: gc.take_along_axis(M, idx[None], None),
+                          "indices have 2 dimensions, x has 1", F)

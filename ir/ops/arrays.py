@@ -219,7 +219,8 @@ def dot(a, b):
 # ---- gathers along an axis ------------------------------------------------------------------
 def take_along_axis(x, indices, axis):
     """numpy's take_along_axis: out[..., i, ...] = x[..., indices[..., i, ...], ...] along
-    `axis`; `indices` has x's number of dimensions and broadcasts with x on the other axes.
+    `axis` (None: of the flattened x, with 1-d indices); `indices` has x's number of
+    dimensions and broadcasts with x on the other axes.
     Negative indices count from the end; one out of range is an error, as numpy's (known
     indices while tracing, the others when the gather runs). One gather from the flattened
     x, so the gradient adds into the elements picked (repeated picks accumulate)."""
@@ -228,6 +229,8 @@ def take_along_axis(x, indices, axis):
 
 def _take_along(x, indices, axis, in_range):
     """take_along_axis; in_range: the indices are known to lie in [0, n) (argsort's)."""
+    if axis is None:
+        x, axis = F.reshape(x, (-1,)), 0
     if _dtype(indices).kind not in "iu":
         _fail(f"take_along_axis: indices must be integers, got {_dtype(indices)}")
     nd = _ndim(x)
