@@ -156,3 +156,14 @@ def test_take_along_axis_of_axis_none_gathers_from_the_flattened_x():
                                   np.take_along_axis(M, idx, None))
     assert_one_line_error(lambda: gc.take_along_axis(M, idx[None], None),
                           "indices have 2 dimensions, x has 1", F)
+
+
+def test_a_repeated_axis_is_refused_as_numpys():
+    """flip(x, (0, 0)) flipped once (numpy: 'repeated axis'); prod and norm took the axis
+    once too."""
+    x = np.ones((2, 3))
+    assert_one_line_error(lambda: gc.flip(x, (0, 0)), "flip: axis (0, 0) repeats an axis", F)
+    assert_one_line_error(lambda: gc.prod(x, (1, -1)), "prod: axis (1, -1) repeats", F)
+    assert_one_line_error(lambda: gc.norm(x, axis=[0, 0]), "norm: axis [0, 0] repeats", F)
+    np.testing.assert_array_equal(np.asarray(gc.flip(M, (1, 0))), np.flip(M, (1, 0)))
+    np.testing.assert_array_equal(np.asarray(gc.prod(M, (-1, 0))), np.prod(M, (-1, 0)))

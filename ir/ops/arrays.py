@@ -35,6 +35,17 @@ def _seq(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
+def _axis_set(axis, nd, name):
+    """The sorted axes of an int or a tuple (None: every axis); a repeated one is an error,
+    as numpy's (flip((0, 0)) is not one flip)."""
+    if axis is None:
+        return tuple(range(nd))
+    axes = [_axis(a, nd) for a in _seq(axis)]
+    if len(set(axes)) != len(axes):
+        _fail(f"{name}: axis {axis} repeats an axis")
+    return tuple(sorted(axes))
+
+
 def _along(x, axis, start, stop):
     """x[..., start:stop, ...] on `axis`."""
     shape = _shape(x)
@@ -64,7 +75,7 @@ def flip(x, axis=None):
     """numpy's flip: the elements in reverse order along `axis` (an int, a tuple, or None:
     every axis). A gather of the axis moved first, so its gradient is the scatter back."""
     nd, flipped = _ndim(x), x
-    axes = range(nd) if axis is None else sorted({_axis(a, nd) for a in _seq(axis)})
+    axes = _axis_set(axis, nd, "flip")
     for a in axes:
         n = _concrete(_shape(x)[a], "flip")
         if n > 1:
@@ -137,7 +148,7 @@ def prod(x, axis=None, keepdims=False):
     nd = _ndim(x)
     if _dtype(x) == np.bool_:
         x = F.cast(x, "int64")
-    axes = range(nd) if axis is None else sorted({_axis(a, nd) for a in _seq(axis)})
+    axes = _axis_set(axis, nd, "prod")
     out = x
     for a in axes:
         n = _concrete(_shape(out)[a], "prod")
@@ -344,8 +355,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     and the matrix Frobenius norm, ord="fro" over two axes. The gradient at a zero vector
     (and a p-norm's at a zero element) is 0, as PyTorch's (pow's alone would be NaN there)."""
     nd = _ndim(x)
-    axes = tuple(range(nd)) if axis is None else tuple(sorted({_axis(a, nd)
-                                                               for a in _seq(axis)}))
+    axes = _axis_set(axis, nd, "norm")
     number = isinstance(ord, (int, float, np.integer)) and not isinstance(ord, bool)
     if not (ord is None or number or (len(axes) > 1 and ord in ("fro", "nuc"))):
         _fail(f"norm: unsupported ord {ord!r}")
