@@ -167,3 +167,12 @@ def test_a_repeated_axis_is_refused_as_numpys():
     assert_one_line_error(lambda: gc.norm(x, axis=[0, 0]), "norm: axis [0, 0] repeats", F)
     np.testing.assert_array_equal(np.asarray(gc.flip(M, (1, 0))), np.flip(M, (1, 0)))
     np.testing.assert_array_equal(np.asarray(gc.prod(M, (-1, 0))), np.prod(M, (-1, 0)))
+
+
+def test_tile_refuses_non_integer_reps():
+    """tile(x, 1.5) tiled once (int(1.5)); numpy raises TypeError."""
+    assert_one_line_error(lambda: gc.tile(M, 1.5), "tile: reps must be an int or a sequence "
+                          "of ints, got 1.5", F)
+    assert_one_line_error(lambda: gc.tile(M, (2, 0.5)), "tile: reps must be", F)
+    for reps in (2, (2, 1, 3), np.array([1, 2]), []):
+        np.testing.assert_array_equal(np.asarray(gc.tile(M, reps)), np.tile(M, reps))

@@ -108,7 +108,10 @@ def roll(x, shift, axis=None):
 def tile(x, reps):
     """numpy's tile: x repeated reps[i] times along axis i (x is first given leading axes of
     one to match, or reps leading ones)."""
-    reps = tuple(int(r) for r in _seq(reps))
+    given = np.asarray(reps)
+    if (given.size and given.dtype.kind not in "iu") or given.ndim > 1:  # int(1.5): once
+        _fail(f"tile: reps must be an int or a sequence of ints, got {reps!r}")
+    reps = tuple(int(r) for r in given.reshape(-1))
     if builtins.any(r < 0 for r in reps):
         _fail(f"tile: repetitions must be non-negative, got {reps}")
     shape = _shape(x)
