@@ -176,3 +176,20 @@ def test_tile_refuses_non_integer_reps():
     assert_one_line_error(lambda: gc.tile(M, (2, 0.5)), "tile: reps must be", F)
     for reps in (2, (2, 1, 3), np.array([1, 2]), []):
         np.testing.assert_array_equal(np.asarray(gc.tile(M, reps)), np.tile(M, reps))
+
+
+@pytest.mark.parametrize("bad", [-1, -3, 3])
+def test_segment_sum_refuses_a_negative_id_not_adds_it_to_the_last_segment(bad):
+    """Id -1 added its row to the last segment (scatter_add counts from the end); JAX drops
+    it and the docstring promised an error for ids out of range."""
+    data = np.arange(6.0).reshape(3, 2)
+    ids = np.array([0, bad, 2])
+    assert_one_line_error(lambda: gc.segment_sum(data, ids, 3),
+                          f"segment_sum: segment id {bad} is outside [0, 3)", F)
+    f = gc.compile(lambda d, i: gc.segment_sum(d, i, 3))
+    with pytest.raises(gc.GraphcError, match="out of range"):
+        f(data, ids)
+    ok = np.array([2, 0, 2])
+    np.testing.assert_array_equal(np.asarray(f(data, ok)), [[2, 3], [0, 0], [4 + 0, 1 + 5]])
+    g = gc.grad(lambda d: gc.sum(gc.segment_sum(d, ok, 3) * np.array([[1.0], [2], [3]])))(data)
+    np.testing.assert_array_equal(np.asarray(g), [[3, 3], [1, 1], [3, 3]])

@@ -292,7 +292,18 @@ def _take_along(x, indices, axis, in_range):
 
 def segment_sum(data, segment_ids, num_segments):
     """jax.ops.segment_sum: row i of the result sums the rows of `data` whose segment id is
-    i (ids out of range are an error, as scatter_add's)."""
+    i. An id outside [0, num_segments) is an error (JAX drops its row): -1 is no segment,
+    not scatter_add's last row."""
+    if not isinstance(segment_ids, SymbolicValue):
+        known = np.asarray(segment_ids)
+        if known.dtype.kind in "iu" and known.size and (known.min() < 0 or
+                                                        known.max() >= num_segments):
+            bad = known.min() if known.min() < 0 else known.max()
+            _fail(f"segment_sum: segment id {bad} is outside [0, {num_segments})")
+    elif _dtype(segment_ids).kind == "i":
+        # scatter_add counts a negative index from the end: one past it instead, refused
+        # where the scatter runs
+        segment_ids = F.where(F.less(segment_ids, 0), np.int64(2 ** 62), segment_ids)
     return F.scatter_add(data, segment_ids, num_segments)
 
 
