@@ -193,3 +193,11 @@ def test_segment_sum_refuses_a_negative_id_not_adds_it_to_the_last_segment(bad):
     np.testing.assert_array_equal(np.asarray(f(data, ok)), [[2, 3], [0, 0], [4 + 0, 1 + 5]])
     g = gc.grad(lambda d: gc.sum(gc.segment_sum(d, ok, 3) * np.array([[1.0], [2], [3]])))(data)
     np.testing.assert_array_equal(np.asarray(g), [[3, 3], [1, 1], [3, 3]])
+
+
+def test_fro_norm_of_one_axis_says_it_needs_two():
+    """Since matrix ords over several axes are refused, ord='fro' of a vector said only
+    "unsupported ord 'fro'"."""
+    assert_one_line_error(lambda: gc.norm(M[0], "fro"), "norm: ord='fro' needs two axes, got 1",
+                          F)
+    assert_one_line_error(lambda: gc.norm(M, "nuc"), "ord='nuc' over several axes", F)

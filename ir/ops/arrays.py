@@ -371,7 +371,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     nd = _ndim(x)
     axes = _axis_set(axis, nd, "norm")
     number = isinstance(ord, (int, float, np.integer)) and not isinstance(ord, bool)
-    if not (ord is None or number or (len(axes) > 1 and ord in ("fro", "nuc"))):
+    if not (ord is None or number or ord == "fro" or (len(axes) > 1 and ord == "nuc")):
         _fail(f"norm: unsupported ord {ord!r}")
     if ord == "fro":
         if len(axes) != 2:
