@@ -201,3 +201,10 @@ def test_fro_norm_of_one_axis_says_it_needs_two():
     assert_one_line_error(lambda: gc.norm(M[0], "fro"), "norm: ord='fro' needs two axes, got 1",
                           F)
     assert_one_line_error(lambda: gc.norm(M, "nuc"), "ord='nuc' over several axes", F)
+
+
+def test_sort_along_a_symbolic_axis_names_sort():
+    """The refusal named take_along_axis, which the user never called."""
+    with pytest.raises(gc.GraphcError, match="^sort: needs a concrete size along the axis, "
+                       "got the symbolic batch"):
+        gc.trace(lambda x: gc.sort(x, 0), gc.spec(("batch", 4)))

@@ -241,8 +241,9 @@ def take_along_axis(x, indices, axis):
     return _take_along(x, indices, axis, in_range=False)
 
 
-def _take_along(x, indices, axis, in_range):
-    """take_along_axis; in_range: the indices are known to lie in [0, n) (argsort's)."""
+def _take_along(x, indices, axis, in_range, name="take_along_axis"):
+    """take_along_axis; in_range: the indices are known to lie in [0, n) (argsort's); name:
+    the function the user called, for the messages."""
     if axis is None:
         x, axis = F.reshape(x, (-1,)), 0
     if _dtype(indices).kind not in "iu":
@@ -261,7 +262,7 @@ def _take_along(x, indices, axis, in_range):
         else:
             _fail(f"take_along_axis: indices of shape {tuple(ids)} do not broadcast with x "
                   f"of shape {tuple(xs)} off axis {axis}")
-    n = _concrete(xs[axis], "take_along_axis")
+    n = _concrete(xs[axis], name)
     if not isinstance(indices, SymbolicValue):
         known = np.asarray(indices)
         if known.size and (known.min() < -n or known.max() >= n):
@@ -345,7 +346,7 @@ def sort(x, axis=-1, descending=False):
         x, axis = F.reshape(x, (-1,)), 0
     if _ndim(x) == 0:
         return F._unchanged(x)
-    return _take_along(x, argsort(x, axis, descending), axis, in_range=True)
+    return _take_along(x, argsort(x, axis, descending), axis, in_range=True, name="sort")
 
 
 def top_k(x, k):
