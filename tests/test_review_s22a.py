@@ -208,3 +208,16 @@ def test_sort_along_a_symbolic_axis_names_sort():
     with pytest.raises(gc.GraphcError, match="^sort: needs a concrete size along the axis, "
                        "got the symbolic batch"):
         gc.trace(lambda x: gc.sort(x, 0), gc.spec(("batch", 4)))
+
+
+def test_nan_to_num_and_diag_refuse_non_numbers_in_one_line():
+    """nan="a" raised ValueError from float(); diag's k=1.5 failed inside take ('indices
+    must be integers'), naming an op the user never called."""
+    assert_one_line_error(lambda: gc.nan_to_num(M, nan="a"), "nan_to_num: nan must be one "
+                          "number, got 'a'", F)
+    assert_one_line_error(lambda: gc.nan_to_num(M, posinf=[1.0]), "posinf must be one", F)
+    assert_one_line_error(lambda: gc.diag(M, 1.5), "diag: k must be an int, got 1.5", F)
+    np.testing.assert_array_equal(np.asarray(gc.diag(M, np.int64(-1))), np.diag(M, -1))
+    x = np.array([np.nan, np.inf, -np.inf, 1.0])
+    np.testing.assert_array_equal(np.asarray(gc.nan_to_num(x, nan=np.float32(2), posinf=3)),
+                                  np.nan_to_num(x, nan=2, posinf=3))

@@ -436,6 +436,10 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
     info = F.finfo(dtype)
     posinf = float(info.max) if posinf is None else posinf
     neginf = float(info.min) if neginf is None else neginf
+    for name, value in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
+        if np.ndim(value) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or isinstance(value, bool):
+            _fail(f"nan_to_num: {name} must be one number, got {value!r}")
     x = F.where(F.isnan(x), float(nan), x)
     x = F.where(F.equal(x, np.inf), float(posinf), x)
     return F.where(F.equal(x, -np.inf), float(neginf), x)
@@ -444,6 +448,9 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
 def diag(x, k=0):
     """numpy's diag: a 1-d x becomes the matrix with x on its k-th diagonal; of a 2-d x, its
     k-th diagonal."""
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+        _fail(f"diag: k must be an int, got {k!r}")
+    k = int(k)
     nd = _ndim(x)
     if nd == 1:
         n = _concrete(_shape(x)[0], "diag")
