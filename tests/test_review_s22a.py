@@ -221,3 +221,9 @@ def test_nan_to_num_and_diag_refuse_non_numbers_in_one_line():
     x = np.array([np.nan, np.inf, -np.inf, 1.0])
     np.testing.assert_array_equal(np.asarray(gc.nan_to_num(x, nan=np.float32(2), posinf=3)),
                                   np.nan_to_num(x, nan=2, posinf=3))
+
+
+def test_tensordot_with_a_repeated_axis_names_tensordot():
+    """It failed inside transpose ('perm (1, 0, 0) is not a permutation of 2 axes')."""
+    assert_one_line_error(lambda: gc.tensordot(M, M, ((0, -2), (0, 1))),
+                          "tensordot: axes ((0, -2), (0, 1)) repeat an axis", F)

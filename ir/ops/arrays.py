@@ -206,6 +206,8 @@ def tensordot(a, b, axes=2):
         b_axes = [_axis(i, nb) for i in _seq(axes[1])]
         if len(a_axes) != len(b_axes):
             _fail(f"tensordot: {len(a_axes)} axes of a against {len(b_axes)} of b")
+        if len(set(a_axes)) != len(a_axes) or len(set(b_axes)) != len(b_axes):
+            _fail(f"tensordot: axes {axes!r} repeat an axis")
     sa, sb = _shape(a), _shape(b)
     for i, j in zip(a_axes, b_axes):
         if sa[i] != sb[j]:
