@@ -227,3 +227,14 @@ def test_tensordot_with_a_repeated_axis_names_tensordot():
     """It failed inside transpose ('perm (1, 0, 0) is not a permutation of 2 axes')."""
     assert_one_line_error(lambda: gc.tensordot(M, M, ((0, -2), (0, 1))),
                           "tensordot: axes ((0, -2), (0, 1)) repeat an axis", F)
+
+
+def test_pad_constant_of_a_bfloat16_value():
+    """The value cast to x's dtype was a bfloat16 numpy scalar, which `where` refused
+    ('cannot use a bfloat16 as a tensor operand')."""
+    x = gc.cast(np.arange(3.0, dtype=np.float32), "bfloat16")
+    got = gc.pad(x, 1, constant_values=0.3)
+    assert str(np.asarray(got).dtype) == "bfloat16"
+    np.testing.assert_array_equal(np.asarray(got).astype(np.float32),
+                                  np.asarray(gc.cast(np.array([0.3, 0, 1, 2, 0.3], np.float32),
+                                                     "bfloat16")).astype(np.float32))

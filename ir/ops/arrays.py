@@ -540,14 +540,17 @@ def _pad_widths(pad_width, nd):
 
 def _pad_constant(x, axis, before, after, value):
     # numpy's: the value in x's dtype (2.5 pads an int32 x with 2, 1 a bool one with True)
-    value = np.asarray(value).astype(_dtype(x))[()]
+    dtype = _dtype(x)
+    value = np.asarray(value).astype(dtype)[()]
+    # a Python number (a weak scalar: bfloat16's numpy scalar is not an operand), exact
+    value = float(value) if is_float(dtype) else bool(value) if dtype == np.bool_ else int(value)
     shape = _shape(x)
     starts, stops = [0] * len(shape), list(shape)
     new = list(shape)
     new[axis] = shape[axis] + before + after
     starts[axis], stops[axis] = before, before + shape[axis]
     padded = F.pad_slice(x, new, starts, stops, [1] * len(shape))
-    if value == 0 and not (is_float(value.dtype) and np.signbit(value)):  # -0.0 is not 0's bits
+    if value == 0 and not np.signbit(value):  # -0.0 is not 0's bits
         return padded
     inside = F.pad_slice(F.ones_like(x), new, starts, stops, [1] * len(shape))
     return F.where(F.cast(inside, "bool"), padded, value)
