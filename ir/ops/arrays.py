@@ -18,7 +18,7 @@ import numpy as np
 from ..types import Dim, TensorType, as_dtype, is_float
 from . import api as F
 from .api import _axis, _dtype, _fail, _ndim, _shape
-from .registry import apply, check, defop
+from .registry import SymbolicValue, apply, check, defop
 
 __all__ = ["pad", "flip", "roll", "tile", "repeat", "moveaxis", "prod", "cumprod",
            "take_along_axis", "outer", "dot", "tensordot", "norm", "linspace", "nan_to_num",
@@ -33,6 +33,17 @@ def _concrete(size, what):
 
 def _seq(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _axis_set(axis, nd, name):
+    """The sorted axes of an int or a tuple (None: every axis); a repeated one is an error,
+    as numpy's (flip((0, 0)) is not one flip)."""
+    if axis is None:
+        return tuple(range(nd))
+    axes = [_axis(a, nd) for a in _seq(axis)]
+    if len(set(axes)) != len(axes):
+        _fail(f"{name}: axis {axis} repeats an axis")
+    return tuple(sorted(axes))
 
 
 def _along(x, axis, start, stop):
@@ -64,7 +75,7 @@ def flip(x, axis=None):
     """numpy's flip: the elements in reverse order along `axis` (an int, a tuple, or None:
     every axis). A gather of the axis moved first, so its gradient is the scatter back."""
     nd, flipped = _ndim(x), x
-    axes = range(nd) if axis is None else sorted({_axis(a, nd) for a in _seq(axis)})
+    axes = _axis_set(axis, nd, "flip")
     for a in axes:
         n = _concrete(_shape(x)[a], "flip")
         if n > 1:
@@ -97,7 +108,10 @@ def roll(x, shift, axis=None):
 def tile(x, reps):
     """numpy's tile: x repeated reps[i] times along axis i (x is first given leading axes of
     one to match, or reps leading ones)."""
-    reps = tuple(int(r) for r in _seq(reps))
+    given = np.asarray(reps)
+    if (given.size and given.dtype.kind not in "iu") or given.ndim > 1:  # int(1.5): once
+        _fail(f"tile: reps must be an int or a sequence of ints, got {reps!r}")
+    reps = tuple(int(r) for r in given.reshape(-1))
     if builtins.any(r < 0 for r in reps):
         _fail(f"tile: repetitions must be non-negative, got {reps}")
     shape = _shape(x)
@@ -137,7 +151,7 @@ def prod(x, axis=None, keepdims=False):
     nd = _ndim(x)
     if _dtype(x) == np.bool_:
         x = F.cast(x, "int64")
-    axes = range(nd) if axis is None else sorted({_axis(a, nd) for a in _seq(axis)})
+    axes = _axis_set(axis, nd, "prod")
     out = x
     for a in axes:
         n = _concrete(_shape(out)[a], "prod")
@@ -192,6 +206,8 @@ def tensordot(a, b, axes=2):
         b_axes = [_axis(i, nb) for i in _seq(axes[1])]
         if len(a_axes) != len(b_axes):
             _fail(f"tensordot: {len(a_axes)} axes of a against {len(b_axes)} of b")
+        if len(set(a_axes)) != len(a_axes) or len(set(b_axes)) != len(b_axes):
+            _fail(f"tensordot: axes {axes!r} repeat an axis")
     sa, sb = _shape(a), _shape(b)
     for i, j in zip(a_axes, b_axes):
         if sa[i] != sb[j]:
@@ -219,9 +235,19 @@ def dot(a, b):
 # ---- gathers along an axis ------------------------------------------------------------------
 def take_along_axis(x, indices, axis):
     """numpy's take_along_axis: out[..., i, ...] = x[..., indices[..., i, ...], ...] along
-    `axis`; `indices` has x's number of dimensions and broadcasts with x on the other axes.
-    Negative indices count from the end. One gather from the flattened x, so the gradient
-    adds into the elements picked (repeated picks accumulate)."""
+    `axis` (None: of the flattened x, with 1-d indices); `indices` has x's number of
+    dimensions and broadcasts with x on the other axes.
+    Negative indices count from the end; one out of range is an error, as numpy's (known
+    indices while tracing, the others when the gather runs). One gather from the flattened
+    x, so the gradient adds into the elements picked (repeated picks accumulate)."""
+    return _take_along(x, indices, axis, in_range=False)
+
+
+def _take_along(x, indices, axis, in_range, name="take_along_axis"):
+    """take_along_axis; in_range: the indices are known to lie in [0, n) (argsort's); name:
+    the function the user called, for the messages."""
+    if axis is None:
+        x, axis = F.reshape(x, (-1,)), 0
     if _dtype(indices).kind not in "iu":
         _fail(f"take_along_axis: indices must be integers, got {_dtype(indices)}")
     nd = _ndim(x)
@@ -238,15 +264,28 @@ def take_along_axis(x, indices, axis):
         else:
             _fail(f"take_along_axis: indices of shape {tuple(ids)} do not broadcast with x "
                   f"of shape {tuple(xs)} off axis {axis}")
-    n = _concrete(xs[axis], "take_along_axis")
+    n = _concrete(xs[axis], name)
+    if not isinstance(indices, SymbolicValue):
+        known = np.asarray(indices)
+        if known.size and (known.min() < -n or known.max() >= n):
+            bad = known.min() if known.min() < -n else known.max()
+            _fail(f"take_along_axis: index {bad} is out of range for axis {axis} of size {n}")
+        in_range = in_range or not (known < 0).any()
     x = F.broadcast_to(x, tuple(n if i == axis else s for i, s in enumerate(shape)))
     indices = F.broadcast_to(F.cast(indices, "int64"), tuple(shape))
-    indices = F.where(F.less(indices, 0), F.add(indices, n), indices)
+    if not in_range:
+        outside = F.logical_or(F.less(indices, -n), F.greater_equal(indices, n))
+        indices = F.where(F.less(indices, 0), F.add(indices, n), indices)
+        # the flat index of an index out of range would be an element of the next row:
+        # one far outside the table instead, which the gather refuses as numpy does
+        indices = F.where(outside, np.int64(-2 ** 62), indices)
     # the axis last and the others as rows: row r's k-th pick is element r * n + index of
     # the flattened x (the rows may be symbolic: a batch)
     rows = moveaxis(x, axis, -1)
     picks = moveaxis(indices, axis, -1)
     count = _shape(picks)[-1]
+    if count == 0:  # nothing picked (reshaping to (-1, 0) would be ambiguous)
+        return _along(x, axis, 0, 0)
     flat_picks = F.reshape(picks, (-1, count))
     starts = F.mul(F.arange(_shape(flat_picks)[0]), np.int64(n))
     flat = F.add(flat_picks, F.reshape(starts, (-1, 1)))
@@ -256,7 +295,18 @@ def take_along_axis(x, indices, axis):
 
 def segment_sum(data, segment_ids, num_segments):
     """jax.ops.segment_sum: row i of the result sums the rows of `data` whose segment id is
-    i (ids out of range are an error, as scatter_add's)."""
+    i. An id outside [0, num_segments) is an error (JAX drops its row): -1 is no segment,
+    not scatter_add's last row."""
+    if not isinstance(segment_ids, SymbolicValue):
+        known = np.asarray(segment_ids)
+        if known.dtype.kind in "iu" and known.size and (known.min() < 0 or
+                                                        known.max() >= num_segments):
+            bad = known.min() if known.min() < 0 else known.max()
+            _fail(f"segment_sum: segment id {bad} is outside [0, {num_segments})")
+    elif _dtype(segment_ids).kind == "i":
+        # scatter_add counts a negative index from the end: one past it instead, refused
+        # where the scatter runs
+        segment_ids = F.where(F.less(segment_ids, 0), np.int64(2 ** 62), segment_ids)
     return F.scatter_add(data, segment_ids, num_segments)
 
 
@@ -298,45 +348,49 @@ def sort(x, axis=-1, descending=False):
         x, axis = F.reshape(x, (-1,)), 0
     if _ndim(x) == 0:
         return F._unchanged(x)
-    return take_along_axis(x, argsort(x, axis, descending), axis)
+    return _take_along(x, argsort(x, axis, descending), axis, in_range=True, name="sort")
 
 
 def top_k(x, k):
     """jax.lax.top_k: (values, indices) of the k largest elements along the last axis, the
     largest first (NaN as the largest), the first of equal elements first. torch.topk(x, k)
     gives the same values; its order among equal ones is its own."""
-    n = _concrete(_shape(x)[-1], "top_k") if _ndim(x) else 0
+    if _ndim(x) == 0:
+        _fail("top_k: needs a value with at least one axis, got a 0-d one")
+    n = _concrete(_shape(x)[-1], "top_k")
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 <= k <= n:
         _fail(f"top_k: k must be an int from 0 to the last axis' size {n}, got {k!r}")
     order = argsort(x, -1, descending=True)
     idx = _along(order, _ndim(x) - 1, 0, int(k))
-    return take_along_axis(x, idx, -1), idx
+    return _take_along(x, idx, -1, in_range=True), idx
 
 
 # ---- norms and small helpers ------------------------------------------------------------------
 def norm(x, ord=None, axis=None, keepdims=False):
     """numpy.linalg.norm / torch.linalg.norm for vectors: ord None or 2 (Euclidean), 1, inf,
     -inf, 0 (non-zero count) or any p > 0, over `axis` (None: every element, as a vector);
-    and the matrix Frobenius norm, ord="fro" over two axes. The Euclidean norm's gradient at
-    zero is 0, as PyTorch's (sqrt's alone would be NaN there)."""
+    and the matrix Frobenius norm, ord="fro" over two axes. The gradient at a zero vector
+    (and a p-norm's at a zero element) is 0, as PyTorch's (pow's alone would be NaN there)."""
     nd = _ndim(x)
-    axes = tuple(range(nd)) if axis is None else tuple(sorted({_axis(a, nd)
-                                                               for a in _seq(axis)}))
+    axes = _axis_set(axis, nd, "norm")
+    number = isinstance(ord, (int, float, np.integer)) and not isinstance(ord, bool)
+    if not (ord is None or number or ord == "fro" or (len(axes) > 1 and ord == "nuc")):
+        _fail(f"norm: unsupported ord {ord!r}")
     if ord == "fro":
         if len(axes) != 2:
             _fail(f"norm: ord='fro' needs two axes, got {len(axes)}")
         ord = 2
-    elif len(axes) > 1 and axis is not None and ord is not None:
+    elif len(axes) > 1 and ord is not None:
+        # numpy and torch take ord over two axes (or axis=None of a 2-d value) as a matrix
+        # norm (ord=1: the largest column sum), not the vector norm of every element
         _fail(f"norm: ord={ord!r} over several axes; only the Euclidean (None) and 'fro' "
-              "norms are supported for matrices")
-    if isinstance(ord, str) or (ord is not None and not isinstance(ord, (int, float))):
-        _fail(f"norm: unsupported ord {ord!r}")
+              "norms are supported for matrices (reshape to 1-d for a vector norm)")
     if not is_float(_dtype(x)):
         x = F.cast(x, "float32")
     a = F.abs(x)
     if ord is None or ord == 2:
         s = F.sum(F.square(x), axes, keepdims)
-        positive = F.greater(s, 0)
+        positive = F.not_equal(s, 0)  # not greater: a NaN sum must give NaN, not 0
         # the second where keeps sqrt's infinite slope at 0 out of the gradient
         return F.where(positive, F.sqrt(F.where(positive, s, F.ones_like(s))),
                        F.zeros_like(s))
@@ -350,7 +404,15 @@ def norm(x, ord=None, axis=None, keepdims=False):
         return F.sum(a, axes, keepdims)
     if ord < 0:
         _fail(f"norm: ord {ord} is negative; use ord > 0, inf or -inf")
-    return F.pow(F.sum(F.pow(a, float(ord)), axes, keepdims), 1.0 / ord)
+    return _pow_zero_flat(F.sum(_pow_zero_flat(a, float(ord)), axes, keepdims), 1.0 / ord)
+
+
+def _pow_zero_flat(v, exponent):
+    """v ** exponent (v >= 0, or NaN) with the gradient 0 at v = 0, as PyTorch's p-norms:
+    pow's own there is inf (an exponent below 1), then NaN once multiplied by 0."""
+    nonzero = F.not_equal(v, 0)
+    return F.where(nonzero, F.pow(F.where(nonzero, v, F.ones_like(v)), exponent),
+                   F.zeros_like(v))
 
 
 def linspace(start, stop, num=50, endpoint=True, dtype="float32"):
@@ -358,7 +420,8 @@ def linspace(start, stop, num=50, endpoint=True, dtype="float32"):
     endpoint=False), a constant of `dtype` (float32 by default, as graphc's other creators)."""
     if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 0:
         _fail(f"linspace: num must be a non-negative int, got {num!r}")
-    return _constant(np.linspace(start, stop, int(num), endpoint).astype(as_dtype(dtype)))
+    # numpy's own dtype= rounds integers towards -inf; astype would truncate towards 0
+    return _constant(np.linspace(start, stop, int(num), endpoint, dtype=as_dtype(dtype)))
 
 
 def _constant(value):
@@ -375,6 +438,10 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
     info = F.finfo(dtype)
     posinf = float(info.max) if posinf is None else posinf
     neginf = float(info.min) if neginf is None else neginf
+    for name, value in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
+        if np.ndim(value) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or isinstance(value, bool):
+            _fail(f"nan_to_num: {name} must be one number, got {value!r}")
     x = F.where(F.isnan(x), float(nan), x)
     x = F.where(F.equal(x, np.inf), float(posinf), x)
     return F.where(F.equal(x, -np.inf), float(neginf), x)
@@ -383,6 +450,9 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
 def diag(x, k=0):
     """numpy's diag: a 1-d x becomes the matrix with x on its k-th diagonal; of a 2-d x, its
     k-th diagonal."""
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+        _fail(f"diag: k must be an int, got {k!r}")
+    k = int(k)
     nd = _ndim(x)
     if nd == 1:
         n = _concrete(_shape(x)[0], "diag")
@@ -440,9 +510,9 @@ def pad(x, pad_width, mode="constant", constant_values=0):
             x = _pad_constant(x, axis, before, after, constant_values)
             continue
         n = _concrete(n, "pad")
-        if n == 0 or (mode == "reflect" and n == 1):
-            _fail(f"pad: mode {mode!r} needs {'two elements' if n else 'an element'} along "
-                  f"axis {axis} to pad from, it has {n}")
+        if n == 0:  # (numpy's reflect of one element repeats it, as edge)
+            _fail(f"pad: mode {mode!r} needs an element along axis {axis} to pad from, it "
+                  "has none")
         # which element each output position reads: numpy's own pad of the positions, so
         # widths beyond the axis repeat as numpy's do; one gather, whose gradient adds the
         # copies back into the element they came from
@@ -452,7 +522,10 @@ def pad(x, pad_width, mode="constant", constant_values=0):
 
 
 def _pad_widths(pad_width, nd):
-    widths = np.asarray(pad_width)
+    try:
+        widths = np.asarray(pad_width)
+    except ValueError:  # ragged: ((1, 2), (3,))
+        widths = np.asarray(0.0)
     if widths.dtype.kind not in "iu":
         _fail(f"pad: pad_width must hold ints, got {pad_width!r}")
     try:
@@ -466,16 +539,21 @@ def _pad_widths(pad_width, nd):
 
 
 def _pad_constant(x, axis, before, after, value):
+    # numpy's: the value in x's dtype (2.5 pads an int32 x with 2, 1 a bool one with True)
+    dtype = _dtype(x)
+    value = np.asarray(value).astype(dtype)[()]
+    # a Python number (a weak scalar: bfloat16's numpy scalar is not an operand), exact
+    value = float(value) if is_float(dtype) else bool(value) if dtype == np.bool_ else int(value)
     shape = _shape(x)
     starts, stops = [0] * len(shape), list(shape)
     new = list(shape)
     new[axis] = shape[axis] + before + after
     starts[axis], stops[axis] = before, before + shape[axis]
     padded = F.pad_slice(x, new, starts, stops, [1] * len(shape))
-    if value == 0:
+    if value == 0 and not np.signbit(value):  # -0.0 is not 0's bits
         return padded
     inside = F.pad_slice(F.ones_like(x), new, starts, stops, [1] * len(shape))
-    return F.where(F.greater(inside, 0), padded, value)
+    return F.where(F.cast(inside, "bool"), padded, value)
 
 
 # ---- batching rule and lowering of argsort ---------------------------------------------------
