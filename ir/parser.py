@@ -272,6 +272,8 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                             kind, iname = first, c.match(_NAME, "an input name").group()
                         if key in values:
                             c.fail(f"%{key} is defined twice")
+                        if any(n.attrs["name"] == iname for n in graph.inputs):
+                            c.fail(f"two inputs are named {iname!r}")
                         with graph.locations(()):
                             values[key] = graph.input(iname, t.shape, t.dtype, kind)
                         if c.accept(")"):

@@ -252,3 +252,11 @@ def test_image_formats_without_graphviz_say_how_to_install(monkeypatch, capsys, 
     assert main(["dump", "mlp", "--format", "png", "-o", str(tmp_path / "x.png")]) == 2
     assert "apt-get install graphviz" in capsys.readouterr().err
     assert main(["dump", "mlp", "--format", "dot"]) == 0
+
+
+def test_two_inputs_of_one_name_are_an_ir_error():
+    """Found by the fuzzer above (one character replaced): the graph's own error, which did
+    not name the IR line."""
+    text = _VALID.replace("%1:i64[4] y", "%1:i64[4] x", 1)
+    with pytest.raises(gc.GraphcError, match=r"^IR line 1, column \d+: two inputs are named 'x'"):
+        parse(text)
