@@ -60,13 +60,24 @@ class Module:
             if isinstance(child, Module):
                 child._set_path(f"{path}.{name}")
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix="", remove_duplicate=True):
+        """(name, Parameter) pairs. As PyTorch's, a Parameter held under several names
+        (weight tying, a shared submodule) comes once, under its first name, so that
+        params(), an optimiser and a parameter count see one tensor, not two that would be
+        trained apart (each getting only its own use's share of the gradient)."""
+        seen = set()
+        for name, p in self._all_parameters(prefix):
+            if not remove_duplicate or id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_parameters(self, prefix=""):
         for name, value in vars(self).items():
             full = f"{prefix}{name}"
             if isinstance(value, Parameter):
                 yield full, value
             elif isinstance(value, Module):
-                yield from value.named_parameters(full + ".")
+                yield from value._all_parameters(full + ".")
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -76,8 +87,14 @@ class Module:
 
     def load_state_dict(self, state: dict):
         params = dict(self.named_parameters())
+        # a tied Parameter's other names (PyTorch's state_dict lists them all) load it too
+        aliases = {name: p for name, p in self._all_parameters() if name not in params}
+        for name, p in aliases.items():
+            first = next(n for n, q in params.items() if q is p)
+            if name in state and first not in state:
+                state = {**state, first: state[name]}
         missing = sorted(set(params) - set(state))
-        unexpected = sorted(set(state) - set(params))
+        unexpected = sorted(set(state) - set(params) - set(aliases))
         if missing or unexpected:
             raise ValueError(f"state does not match the model: missing {missing}, "
                              f"unexpected {unexpected}")
@@ -128,7 +145,12 @@ class Module:
             raise GraphcError(f"apply: params must be a dict name -> array (as "
                               f"{type(self).__name__}.params() gives), got "
                               f"{type(params).__name__}", (user_location(),))
-        owners = dict(self._parameter_owners())
+        # every attribute holding a Parameter, under the Parameter's first name: a tied one
+        # takes the one value in each place it is used, so its gradient is the sum of both
+        owners, first = {}, {}
+        for name, (module, attr) in self._parameter_owners():
+            owners.setdefault(first.setdefault(id(getattr(module, attr)), name), []).append(
+                (module, attr))
         missing = sorted(set(owners) - set(params))
         unexpected = sorted(set(params) - set(owners))
         if missing or unexpected:
@@ -139,19 +161,21 @@ class Module:
                                           if names), (user_location(),))
         saved = []
         try:
-            for name, (module, attr) in owners.items():
+            for name, places in owners.items():
                 value = params[name]
                 if isinstance(value, np.ndarray):
                     value = Tensor(value)
-                saved.append((module, attr, getattr(module, attr)))
-                object.__setattr__(module, attr, value)
+                for module, attr in places:
+                    saved.append((module, attr, getattr(module, attr)))
+                    object.__setattr__(module, attr, value)
             return self(*args, **kwargs)
         finally:  # the Parameters are back even when forward raises
             for module, attr, original in reversed(saved):
                 object.__setattr__(module, attr, original)
 
     def _parameter_owners(self, prefix=""):
-        """(name, (module, attribute)) for each Parameter, in named_parameters() order."""
+        """(name, (module, attribute)) for each attribute holding a Parameter, tied ones
+        under each of their names."""
         for name, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield f"{prefix}{name}", (self, name)

@@ -1,0 +1,90 @@
+"""Hostile review as a PyTorch/JAX user of graphc's public API (s22u): each test failed
+before its fix."""
+import numpy as np
+import torch
+
+import graphc as gc
+
+
+class TiedLM(gc.nn.Module):
+    """Embedding and output head share one Parameter (GPT-2's, torch's weight tying)."""
+
+    def __init__(self, vocab, width):
+        self.emb = gc.nn.Embedding(vocab, width)
+        self.mid = gc.nn.Linear(width, width)
+        self.head = gc.nn.Linear(width, vocab, bias=False)
+        self.head.weight = self.emb.weight  # (vocab, width), used transposed below
+
+    def forward(self, idx):
+        return gc.tanh(self.mid(self.emb(idx))) @ gc.transpose(self.head.weight)
+
+
+def test_a_tied_parameter_is_one_parameter_trained_with_both_uses_gradient():
+    # named_parameters()/params() listed the tied weight twice ("emb.weight" and
+    # "head.weight"): apply() fed each use its own copy, so each got only its own use's share
+    # of the gradient and an optimiser trained the two copies apart (tying silently lost),
+    # and the parameter count was 352 instead of torch's 264
+    gc.nn.manual_seed(0)
+    model = TiedLM(11, 8)
+    assert [n for n, _ in model.named_parameters()] == ["emb.weight", "mid.weight", "mid.bias"]
+    assert sum(p.data.size for p in model.parameters()) == 11 * 8 + 8 * 8 + 8
+    params = {k: v.astype(np.float64) for k, v in model.params().items()}
+    opt = gc.optim.AdamW(lr=1e-2, weight_decay=0.1)
+    state = opt.init(params)
+
+    @gc.compile(donate_argnums=(0, 1))
+    def step(p, s, idx, y):
+        loss, g = gc.value_and_grad(
+            lambda p: gc.cross_entropy(model.apply(p, idx), y))(p)
+        p, s = opt.update(g, s, p)
+        return loss, p, s
+
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    topt = torch.optim.AdamW(tp.values(), lr=1e-2, weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        idx, y = rng.integers(0, 11, 16), rng.integers(0, 11, 16)
+        loss, params, state = step(params, state, idx, y)
+        h = torch.tanh(tp["emb.weight"][torch.tensor(idx)] @ tp["mid.weight"] + tp["mid.bias"])
+        tl = torch.nn.functional.cross_entropy(h @ tp["emb.weight"].T, torch.tensor(y))
+        topt.zero_grad()
+        tl.backward()
+        topt.step()
+        assert abs(float(loss) - tl.item()) < 1e-12
+    for k in tp:
+        np.testing.assert_allclose(params[k], tp[k].detach().numpy(), atol=1e-12)
+
+
+def test_a_tied_model_loads_a_state_dict_naming_either_or_both_of_its_names():
+    model = TiedLM(5, 3)
+    new = np.arange(15.0).reshape(5, 3).astype(np.float32)
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    model.load_state_dict({**state, "emb.weight": new})
+    np.testing.assert_array_equal(model.head.weight.data, new)
+    # torch's state_dict lists a tied weight under every name
+    model.load_state_dict({**state, "emb.weight": new + 1, "head.weight": new + 1})
+    np.testing.assert_array_equal(model.emb.weight.data, new + 1)
+    del state["emb.weight"]
+    model.load_state_dict({**state, "head.weight": new + 2})
+    np.testing.assert_array_equal(model.emb.weight.data, new + 2)
+
+
+def test_clipping_a_bound_optimizer_counts_a_tied_gradient_once():
+    # bind(model) took the tied weight twice: its gradient entered the global norm twice, so
+    # clip_norm clipped to the wrong norm
+    gc.nn.manual_seed(1)
+    model = TiedLM(6, 4)
+    tp = [torch.tensor(p.data.astype(np.float64), requires_grad=True)
+          for p in model.parameters()]
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    opt = gc.optim.SGD(lr=0.5, clip_norm=0.1).bind(model)
+    idx, y = np.array([0, 3, 5, 1]), np.array([2, 2, 4, 0])
+    gc.cross_entropy(model(gc.tensor(idx)), y).backward()
+    opt.step()
+    h = torch.tanh(tp[0][torch.tensor(idx)] @ tp[1] + tp[2])
+    torch.nn.functional.cross_entropy(h @ tp[0].T, torch.tensor(y)).backward()
+    torch.nn.utils.clip_grad_norm_(tp, 0.1)
+    torch.optim.SGD(tp, lr=0.5).step()
+    for p, t in zip(model.parameters(), tp):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), atol=1e-12)
