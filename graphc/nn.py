@@ -427,6 +427,25 @@ class LeakyReLU(Module):
 
 
 # ---- dropout and its keys ---------------------------------------------------------------------
+class _Evaluating(threading.local):
+    depth = 0
+
+
+_EVALUATING = _Evaluating()
+
+
+@contextlib.contextmanager
+def _evaluating():
+    """Every Dropout called inside is the identity, whatever its module's mode: how
+    gc.Trainer evaluates, as Lightning's validation loop puts the model in eval() (a loss
+    `loss(params, batch)` has no way to switch the model's mode itself)."""
+    _EVALUATING.depth += 1
+    try:
+        yield
+    finally:
+        _EVALUATING.depth -= 1
+
+
 class _KeyStack(threading.local):
     def __init__(self):
         self.keys = []
@@ -526,7 +545,7 @@ class Dropout(Module):
         # model.train()/eval(), or another p, selects another plan
         if self._setting("p", x) > 0.0:
             self._setting("training", x)
-        if not self.training or self.p == 0.0:
+        if not self.training or self.p == 0.0 or _EVALUATING.depth:
             return x
         return F.dropout(x, self.p, current_key(x))
 

@@ -88,3 +88,29 @@ def test_clipping_a_bound_optimizer_counts_a_tied_gradient_once():
     torch.optim.SGD(tp, lr=0.5).step()
     for p, t in zip(model.parameters(), tp):
         np.testing.assert_allclose(p.data, t.detach().numpy(), atol=1e-12)
+
+
+def test_trainer_evaluates_with_dropout_off():
+    # evaluate() ran a loss(params, batch) with the model's Dropout still drawing masks (the
+    # 2-argument loss cannot switch the model to eval() itself): the validation loss was that
+    # of a random thinned network, not of the model (Lightning validates under model.eval())
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.Linear(5, 64), gc.nn.ReLU(), gc.nn.Dropout(0.5),
+                             gc.nn.Linear(64, 3))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 5))
+    y = x[:, :3].argmax(1)
+    params = {k: v.astype(np.float64) for k, v in model.params().items()}
+
+    def loss(p, batch):
+        return gc.cross_entropy(model.apply(p, batch[0]), batch[1])
+
+    trainer = gc.Trainer(loss, params, gc.optim.SGD(lr=0.1), lambda r: (x, y),
+                         eval_batches=[(x, y)], eval_iters=1, steps=1)
+    t = {k: torch.tensor(v) for k, v in params.items()}
+    h = torch.relu(torch.tensor(x) @ t["0.weight"] + t["0.bias"]) @ t["3.weight"] + t["3.bias"]
+    expected = torch.nn.functional.cross_entropy(h, torch.tensor(y)).item()
+    assert abs(trainer.evaluate() - expected) < 1e-12
+    assert model[2].training  # the model's own mode is left as it was
+    trainer.train_step()  # training still drops: its loss is not the model's
+    assert abs(trainer.history[0][1] - expected) > 1e-3
