@@ -61,7 +61,7 @@ import time
 
 import numpy as np
 
-from ir.errors import GraphcError
+from ir.errors import GraphcError, user_location
 
 from ir.ops.api import cast
 from ir.ops.precision import autocast, precision_dtype
@@ -92,6 +92,12 @@ class Trainer:
         if not isinstance(params, dict) or all(a is None for a in params.values()):
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
+        for name, a in params.items():  # np.array of a subtree was an object array, refused
+            if isinstance(a, (dict, list, tuple)):  # as "dtype object is not supported"
+                raise GraphcError(f"Trainer: params[{name!r}] is a {type(a).__name__}; params "
+                                  "must be a flat dict name -> array, as model.params() gives "
+                                  "(name the leaves of a nested tree, e.g. 'layer/w')",
+                                  (user_location(),))
         if units not in ("samples", "tokens"):
             raise GraphcError(f"Trainer: units must be 'samples' or 'tokens', got {units!r}")
         self.loss, self.optimizer = _with_key_and_mode(loss), optimizer

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 import graphc as gc
+from errorcheck import assert_one_line_error
 
 
 class TiedLM(gc.nn.Module):
@@ -114,3 +115,15 @@ def test_trainer_evaluates_with_dropout_off():
     assert model[2].training  # the model's own mode is left as it was
     trainer.train_step()  # training still drops: its loss is not the model's
     assert abs(trainer.history[0][1] - expected) > 1e-3
+
+
+def test_trainer_refuses_nested_params_naming_the_entry():
+    # a nested (flax-style) params tree became an object array: "dtype object is not
+    # supported", naming neither the entry nor what Trainer takes
+    x = np.ones((4, 3), np.float32)
+    assert_one_line_error(
+        lambda: gc.Trainer(lambda p, b: gc.sum(b[0] @ p["layer"]["w"]),
+                           {"layer": {"w": np.ones((3, 1), np.float32)}}, gc.optim.SGD(lr=0.1),
+                           lambda r: (x,), steps=1),
+        "Trainer: params['layer'] is a dict; params must be a flat dict name -> array",
+        "test_review_s22u.py")
