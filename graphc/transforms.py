@@ -204,6 +204,7 @@ class Compiled:
 
             graph = trace(bound, *[_specs_of(args[i], key[i]) for i in dynamic],
                           names=[names[i] for i in dynamic], name=fname)
+            graph.finished = f"the compiled {fname}"  # ir.ops.registry.apply: a leaked value
             donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
                       for leaf in leaf_input_names(names[i], args[i])]
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,

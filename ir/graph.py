@@ -124,6 +124,7 @@ class Graph(Interpreter):
         self._next_salt = 0
         self.salt_scope = None  # (construct, function) while numbering a construct's sites
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
+        self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None
         self.scope_override = None
 

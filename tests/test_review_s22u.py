@@ -127,3 +127,27 @@ def test_trainer_refuses_nested_params_naming_the_entry():
                            lambda r: (x,), steps=1),
         "Trainer: params['layer'] is a dict; params must be a flat dict name -> array",
         "test_review_s22u.py")
+
+
+class _RunningMean(gc.nn.Module):
+    """A torch-style buffer updated in forward: under gc.compile it leaks a traced value."""
+
+    def __init__(self):
+        self.running = np.zeros(3)
+
+    def forward(self, x):
+        m = gc.mean(x, axis=0)
+        self.running = 0.9 * self.running + 0.1 * m
+        return x - m
+
+
+def test_a_value_leaked_out_of_a_compiled_trace_is_refused_where_it_is_used():
+    # a traced value stored on a module during gc.compile stayed there as a graph node: eager
+    # code (or the next trace) then built nodes into the dead graph silently, the attribute
+    # printing as "<%7:f64[3] = add>" (JAX raises UnexpectedTracerError)
+    layer = _RunningMean()
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(gc.compile(lambda x: layer(x))(x), x - x.mean(0))
+    assert_one_line_error(lambda: layer(gc.tensor(x)),
+                          "mul: a value traced in the compiled lambda is used after that trace "
+                          "ended: it leaked out", "test_review_s22u.py")
