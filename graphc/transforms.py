@@ -91,6 +91,13 @@ class Compiled:
         # reads fn's signature, and a training step calls this every step
         if count in self._checked_counts:
             return
+        try:  # too few or too many arguments: one line, not a TypeError from inside the trace
+            inspect.signature(self.fn).bind(*[None] * count)
+        except TypeError as exc:
+            raise GraphcError(f"compiled {getattr(self.fn, '__name__', 'fn')}: {exc}",
+                              (user_location(),)) from None
+        except ValueError:  # no signature to bind against: fn's call says what is wrong
+            pass
         limit = max(count, _positional_count(self.fn))
         for what, nums in (("static_argnums", self.static_argnums),
                            ("donate_argnums", self.donate_argnums)):

@@ -151,3 +151,18 @@ def test_a_value_leaked_out_of_a_compiled_trace_is_refused_where_it_is_used():
     assert_one_line_error(lambda: layer(gc.tensor(x)),
                           "mul: a value traced in the compiled lambda is used after that trace "
                           "ended: it leaked out", "test_review_s22u.py")
+
+
+def test_a_compiled_function_called_with_too_few_or_too_many_arguments_says_so_in_one_line():
+    # a TypeError from inside graphc's trace (transforms.py), where a missing keyword argument
+    # was already one GraphcError line
+    def step(params, x, y):
+        return gc.sum(params * x * y)
+
+    f = gc.compile(step)
+    one = np.ones(2)
+    assert_one_line_error(lambda: f(one, one),
+                          "compiled step: missing a required argument: 'y'", "test_review_s22u.py")
+    assert_one_line_error(lambda: f(one, one, one, one),
+                          "compiled step: too many positional arguments", "test_review_s22u.py")
+    assert f(one, one, one) == 2.0
