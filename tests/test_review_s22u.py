@@ -176,3 +176,19 @@ def test_an_error_raised_through_numpy_names_the_users_line_not_numpys():
     assert_one_line_error(lambda: f(model.params(), [[1.0, 2.0], [3.0]]),
                           "a symbolic value cannot be turned into a numpy array",
                           "test_review_s22u.py")
+
+
+def test_a_traced_python_argument_used_as_a_python_value_points_at_static_argnums():
+    # a Python int used as a shape said "float() of a symbolic value" (it was int()), and
+    # neither message said that the argument can be made static
+    x = np.ones(6)
+    assert_one_line_error(lambda: gc.compile(lambda x, n: gc.reshape(x, (n, -1)))(x, 2),
+                          "int() of a symbolic value: its value is only known when the compiled "
+                          "graph runs; the value passed as 'n' is traced: to use a Python number "
+                          "or bool as a Python value, list its position in static_argnums",
+                          "test_review_s22u.py")
+    assert_one_line_error(lambda: gc.compile(lambda x, flag: x * 2 if flag else x)(x, True),
+                          "the value passed as 'flag' is traced", "test_review_s22u.py")
+    np.testing.assert_array_equal(
+        gc.compile(lambda x, n: gc.reshape(x, (n, -1)), static_argnums=(1,))(x, 2),
+        np.ones((2, 3)))
