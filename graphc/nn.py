@@ -216,7 +216,19 @@ class ModuleList(Module):
     def __len__(self):
         return self._count
 
+    def append(self, module):
+        """Add `module` at the end, named by its position (PyTorch's append)."""
+        ModuleList.__init__(self, [*self, module])
+        return self
+
     def __getitem__(self, i):
+        if isinstance(i, slice):  # as PyTorch's: a container of the same (shared) modules
+            part = object.__new__(type(self))
+            for k, module in enumerate(getattr(self, str(j)) for j in range(self._count)[i]):
+                object.__setattr__(part, str(k), module)  # (setattr would rename their params)
+            object.__setattr__(part, "_count", len(range(self._count)[i]))
+            object.__setattr__(part, "training", self.training)
+            return part
         if not -self._count <= i < self._count:
             raise IndexError(f"{type(self).__name__} index {i} out of range for "
                              f"{self._count} modules")

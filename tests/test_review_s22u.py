@@ -192,3 +192,27 @@ def test_a_traced_python_argument_used_as_a_python_value_points_at_static_argnum
     np.testing.assert_array_equal(
         gc.compile(lambda x, n: gc.reshape(x, (n, -1)), static_argnums=(1,))(x, 2),
         np.ones((2, 3)))
+
+
+def test_sequential_slices_and_appends_as_pytorchs():
+    # model[:-1] (a feature extractor) raised TypeError: '<=' not supported between 'int' and
+    # 'slice'; ModuleList had no append
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.Linear(2, 3, dtype="float64"), gc.nn.ReLU(),
+                             gc.nn.Linear(3, 1, dtype="float64"))
+    x = np.arange(4.0).reshape(2, 2)
+    features = model[:-1]
+    assert isinstance(features, gc.nn.Sequential) and len(features) == 2
+    assert features[0] is model[0]  # the same modules, shared
+    w, b = model[0].weight.data, model[0].bias.data
+    np.testing.assert_allclose(features(gc.tensor(x)).data, np.maximum(x @ w + b, 0.0),
+                               atol=1e-15)
+    np.testing.assert_allclose(gc.compile(lambda x: features(x))(x),
+                               np.maximum(x @ w + b, 0.0), atol=1e-15)
+    assert [n for n, _ in model[2:].named_parameters()] == ["0.weight", "0.bias"]
+    assert model[0].weight.name == "0.weight"  # the model's own names are left alone
+    layers = gc.nn.ModuleList([])
+    for _ in range(2):
+        layers.append(gc.nn.Linear(2, 2))
+    assert len(layers) == 2 and [n for n, _ in layers.named_parameters()] == [
+        "0.weight", "0.bias", "1.weight", "1.bias"]
