@@ -219,6 +219,7 @@ class ModuleList(Module):
     def append(self, module):
         """Add `module` at the end, named by its position (PyTorch's append)."""
         ModuleList.__init__(self, [*self, module])
+        MODULE_PARAMETERS.replaced += 1  # plans traced through the shorter list are stale
         return self
 
     def __getitem__(self, i):

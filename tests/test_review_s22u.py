@@ -216,3 +216,13 @@ def test_sequential_slices_and_appends_as_pytorchs():
         layers.append(gc.nn.Linear(2, 2))
     assert len(layers) == 2 and [n for n, _ in layers.named_parameters()] == [
         "0.weight", "0.bias", "1.weight", "1.bias"]
+
+
+def test_a_plan_traced_before_an_append_is_not_reused_after_it():
+    model = gc.nn.Sequential(gc.nn.Linear(2, 2, dtype="float64"))
+    f = gc.compile(lambda x: model(x))
+    x = np.ones((1, 2))
+    f(x)
+    model.append(gc.nn.Linear(2, 1, dtype="float64"))
+    np.testing.assert_allclose(f(x), model(gc.tensor(x)).data, atol=1e-15)
+    assert f(x).shape == (1, 1)
