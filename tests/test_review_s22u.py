@@ -226,3 +226,34 @@ def test_a_plan_traced_before_an_append_is_not_reused_after_it():
     model.append(gc.nn.Linear(2, 1, dtype="float64"))
     np.testing.assert_allclose(f(x), model(gc.tensor(x)).data, atol=1e-15)
     assert f(x).shape == (1, 1)
+
+
+def test_bind_takes_frozen_parameters_and_trains_them_once_unfrozen_as_torch():
+    # bind(model) refused a model with a frozen layer ("0.weight is not a tensor that
+    # requires grad"), where torch.optim takes every parameter and skips those without grad
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.Linear(2, 3, dtype="float64"), gc.nn.ReLU(),
+                             gc.nn.Linear(3, 1, dtype="float64"))
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in model.params().items()}
+    for p in model[0].parameters():
+        p.requires_grad = False
+    for k in ("0.weight", "0.bias"):
+        t[k].requires_grad_(False)
+    opt = gc.optim.AdamW(lr=0.1).bind(model)
+    topt = torch.optim.AdamW(t.values(), lr=0.1)
+    x = np.random.default_rng(0).normal(size=(4, 2))
+    for i in range(4):
+        if i == 2:  # unfrozen: its Adam count starts at its first update, as torch's
+            for p in model[0].parameters():
+                p.requires_grad = True
+            for k in ("0.weight", "0.bias"):
+                t[k].requires_grad_(True)
+        gc.sum(model(gc.tensor(x)) ** 2).backward()
+        opt.step()
+        opt.zero_grad()
+        h = torch.relu(torch.tensor(x) @ t["0.weight"] + t["0.bias"]) @ t["2.weight"] + t["2.bias"]
+        topt.zero_grad()
+        (h ** 2).sum().backward()
+        topt.step()
+        for n, p in model.named_parameters():
+            np.testing.assert_allclose(p.data, t[n].detach().numpy(), atol=1e-14)
