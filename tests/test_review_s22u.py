@@ -257,3 +257,44 @@ def test_bind_takes_frozen_parameters_and_trains_them_once_unfrozen_as_torch():
         topt.step()
         for n, p in model.named_parameters():
             np.testing.assert_allclose(p.data, t[n].detach().numpy(), atol=1e-14)
+
+
+def test_scan_over_a_symbolic_axis_is_one_plan_for_every_length():
+    # gc.scan read its length with int(): a sequence axis declared polymorphic ("(t, b, 3)")
+    # was refused ("the symbolic dimension t has no value while tracing"), so an RNN needed a
+    # compilation per sequence length
+    rng = np.random.default_rng(0)
+    params = {"wx": rng.normal(size=(3, 4)) * 0.5, "wh": rng.normal(size=(4, 4)) * 0.5}
+    drop = gc.nn.Dropout(0.25)
+
+    def loss(p, xs, key):
+        def cell(h, x):
+            h = gc.tanh(x @ p["wx"] + h @ p["wh"])
+            return h, drop(h)
+        with gc.nn.rng_key(key):
+            h, hs = gc.scan(cell, gc.zeros((xs.shape[1], 4), "float64"), xs)
+        return gc.mean(gc.sum(h ** 2, axis=1)) + 0.1 * gc.sum(hs)
+
+    poly = gc.compile(gc.value_and_grad(loss), polymorphic_shapes=(None, "(t, b, 3)", None))
+    concrete = gc.compile(gc.value_and_grad(loss))
+    for t, b in [(5, 2), (1, 3), (7, 1)]:
+        xs, key = rng.normal(size=(t, b, 3)), np.int64(t)
+        (value, grads), (expected, expected_grads) = poly(params, xs, key), concrete(params, xs, key)
+        assert float(value) == float(expected)  # the same masks and the same arithmetic
+        for k in params:
+            np.testing.assert_array_equal(grads[k], expected_grads[k])
+    assert poly.recompiles == []
+    drop.eval()  # without dropout, against torch
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    xs = rng.normal(size=(6, 2, 3))
+    value, grads = poly(params, xs, np.int64(0))
+    h = torch.zeros(2, 4, dtype=torch.float64)
+    hs = []
+    for x in torch.tensor(xs):
+        h = torch.tanh(x @ tp["wx"] + h @ tp["wh"])
+        hs.append(h)
+    tl = (h ** 2).sum(1).mean() + 0.1 * torch.stack(hs).sum()
+    tl.backward()
+    assert abs(float(value) - tl.item()) < 1e-12
+    for k in params:
+        np.testing.assert_allclose(grads[k], tp[k].grad.numpy(), atol=1e-12)
