@@ -1,6 +1,7 @@
 """Hostile review as a PyTorch/JAX user of graphc's public API (s22u): each test failed
 before its fix."""
 import numpy as np
+import pytest
 import torch
 
 import graphc as gc
@@ -298,3 +299,29 @@ def test_scan_over_a_symbolic_axis_is_one_plan_for_every_length():
     assert abs(float(value) - tl.item()) < 1e-12
     for k in params:
         np.testing.assert_allclose(grads[k], tp[k].grad.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_a_class_target_out_of_range_gives_nan_not_a_silent_zero(reduction):
+    # labels 1..C instead of 0..C-1 (or -1 for padding): the all-False one-hot row of a target
+    # outside [0, C) added 0 to the loss, a plausible number PyTorch refuses ("Target 2 is
+    # out of bounds"); now NaN, as JAX's out-of-range gather fills. ignore_index still counts
+    # for nothing.
+    logits = np.array([[1.0, 2.0], [0.5, -1.0], [0.0, 3.0]])
+    ce = gc.compile(lambda l, t: gc.cross_entropy(l, t, reduction=reduction))
+    for bad in (2, -1):
+        targets = np.array([0, bad, 1])
+        for value in (ce(logits, targets),
+                      gc.cross_entropy(gc.tensor(logits), targets, reduction=reduction).data,
+                      gc.cross_entropy(gc.tensor(logits), targets, weight=np.ones(2),
+                                       reduction=reduction).data):
+            value = np.atleast_1d(value)
+            assert np.isnan(value[1] if reduction == "none" else value[0])
+    targets = np.array([0, -100, 1])
+    expected = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(targets),
+                                                 reduction=reduction).numpy()
+    np.testing.assert_allclose(ce(logits, targets), expected, atol=1e-15)
+    g = gc.grad(lambda l: gc.sum(gc.cross_entropy(l, targets, reduction=reduction)))(logits)
+    t = torch.tensor(logits, requires_grad=True)
+    torch.nn.functional.cross_entropy(t, torch.tensor(targets), reduction=reduction).sum().backward()
+    np.testing.assert_allclose(g, t.grad.numpy(), atol=1e-15)
