@@ -96,14 +96,15 @@ class Module:
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params) - set(aliases))
         if missing or unexpected:
-            raise ValueError(f"state does not match the model: missing {missing}, "
-                             f"unexpected {unexpected}")
+            raise GraphcError(f"load_state_dict: the state does not match the model: missing "
+                              f"{missing}, unexpected {unexpected}", (user_location(),))
+        values = {name: np.asarray(state[name]) for name in params}
+        for name, p in params.items():  # all checked before any is loaded
+            if values[name].shape != p.data.shape:
+                raise GraphcError(f"load_state_dict: {name} has shape {values[name].shape}, "
+                                  f"the model's is {p.data.shape}", (user_location(),))
         for name, p in params.items():
-            value = np.asarray(state[name])
-            if value.shape != p.data.shape:
-                raise ValueError(f"parameter {name}: shape {value.shape}, expected "
-                                 f"{p.data.shape}")
-            p.data = value.astype(p.data.dtype)
+            p.data = values[name].astype(p.data.dtype)
 
     def zero_grad(self):
         for p in self.parameters():

@@ -325,3 +325,19 @@ def test_a_class_target_out_of_range_gives_nan_not_a_silent_zero(reduction):
     t = torch.tensor(logits, requires_grad=True)
     torch.nn.functional.cross_entropy(t, torch.tensor(targets), reduction=reduction).sum().backward()
     np.testing.assert_allclose(g, t.grad.numpy(), atol=1e-15)
+
+
+def test_load_state_dict_refuses_a_wrong_shape_in_one_line_loading_nothing():
+    # a ValueError with no line of the user's, raised after the earlier parameters had been
+    # overwritten: the model was left half loaded
+    model = gc.nn.Sequential(gc.nn.Linear(2, 3), gc.nn.Linear(3, 1))
+    before = {k: v.copy() for k, v in model.params().items()}
+    state = {k: v + 1.0 for k, v in before.items()}
+    state["1.bias"] = np.zeros(4, np.float32)
+    assert_one_line_error(lambda: model.load_state_dict(state),
+                          "load_state_dict: 1.bias has shape (4,), the model's is (1,)",
+                          "test_review_s22u.py")
+    for k, v in model.params().items():
+        np.testing.assert_array_equal(v, before[k])
+    assert_one_line_error(lambda: model.load_state_dict({}), "load_state_dict: the state does "
+                          "not match the model: missing ['0.bias',", "test_review_s22u.py")
