@@ -280,7 +280,8 @@ def test_scan_over_a_symbolic_axis_is_one_plan_for_every_length():
     concrete = gc.compile(gc.value_and_grad(loss))
     for t, b in [(5, 2), (1, 3), (7, 1)]:
         xs, key = rng.normal(size=(t, b, 3)), np.int64(t)
-        (value, grads), (expected, expected_grads) = poly(params, xs, key), concrete(params, xs, key)
+        value, grads = poly(params, xs, key)
+        expected, expected_grads = concrete(params, xs, key)
         assert float(value) == float(expected)  # the same masks and the same arithmetic
         for k in params:
             np.testing.assert_array_equal(grads[k], expected_grads[k])
@@ -323,7 +324,8 @@ def test_a_class_target_out_of_range_gives_nan_not_a_silent_zero(reduction):
     np.testing.assert_allclose(ce(logits, targets), expected, atol=1e-15)
     g = gc.grad(lambda l: gc.sum(gc.cross_entropy(l, targets, reduction=reduction)))(logits)
     t = torch.tensor(logits, requires_grad=True)
-    torch.nn.functional.cross_entropy(t, torch.tensor(targets), reduction=reduction).sum().backward()
+    torch.nn.functional.cross_entropy(t, torch.tensor(targets),
+                                      reduction=reduction).sum().backward()
     np.testing.assert_allclose(g, t.grad.numpy(), atol=1e-15)
 
 
@@ -341,3 +343,13 @@ def test_load_state_dict_refuses_a_wrong_shape_in_one_line_loading_nothing():
         np.testing.assert_array_equal(v, before[k])
     assert_one_line_error(lambda: model.load_state_dict({}), "load_state_dict: the state does "
                           "not match the model: missing ['0.bias',", "test_review_s22u.py")
+
+
+def test_a_call_whose_shapes_bind_no_symbols_names_the_callers_line():
+    # the binding errors of a polymorphic plan named the inputs but no line of the user's
+    f = gc.compile(lambda x, y: x * y, polymorphic_shapes=("(b,)", "(b,)"))
+    assert_one_line_error(lambda: f(np.ones(6), np.ones(5)),
+                          "inputs 'x' and 'y' disagree on dimension b", "test_review_s22u.py")
+    assert_one_line_error(lambda: f(np.ones(0), np.ones(0)),
+                          "input 'x' axis 0 has size 0, which gives b no value >= 1",
+                          "test_review_s22u.py")
