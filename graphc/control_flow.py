@@ -29,7 +29,7 @@ from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
-from ir.types import TensorType, is_float
+from ir.types import Dim, TensorType, is_float
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
@@ -209,21 +209,26 @@ def _results(node, count):
 
 
 # ---- scan -------------------------------------------------------------------------------
+def _length(d):
+    return d if isinstance(d, Dim) else int(d)
+
+
 def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
     """jax.lax.scan: f(carry, x) -> (carry, y) over the leading axis of xs; returns
     (final carry, ys stacked along a new leading axis). xs may be None with `length` given;
     with reverse=True the steps run from the last slice to the first (ys stay in xs' order)."""
     init_leaves, init_structure = leaves_and_structure(init)
     x_leaves, x_structure = leaves_and_structure(xs) if xs is not None else ([], None)
-    lengths = {int(np.shape(x)[0]) for x in x_leaves if np.ndim(x) >= 1}
+    # a symbolic length (a Dim: jax.export scans over a symbolic axis too) stays one
+    lengths = {_length(np.shape(x)[0]) for x in x_leaves if np.ndim(x) >= 1}
     if any(np.ndim(x) == 0 for x in x_leaves):
         raise GraphcError("scan: every leaf of xs needs a leading axis to scan over",
                           (user_location(),))
     if length is not None:
-        lengths.add(int(length))
+        lengths.add(_length(length))
     if len(lengths) != 1:
         raise GraphcError(f"scan: the leaves of xs (and length=) disagree on the length: "
-                          f"{sorted(lengths)}" if lengths else
+                          f"{sorted(lengths, key=str)}" if lengths else
                           "scan: no xs to scan over; pass length=", (user_location(),))
     n = lengths.pop()
     graph = _graph_of(init_leaves + x_leaves)
@@ -251,7 +256,8 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
                  own[:len(carry_nodes)], init_structure)
     if region.iteration_input is not None:  # dropout inside: scan 0..n-1 along as one more xs
         own.append(region.iteration_input)
-        x_nodes.append(_as_node(graph, np.arange(n, dtype=np.int64), "scan"))
+        steps = F.arange(n) if isinstance(n, Dim) else np.arange(n, dtype=np.int64)
+        x_nodes.append(_as_node(graph, steps, "scan"))
     outer = region.close(own)
     node = apply("scan", *outer, *carry_nodes, *x_nodes, body=region, consts=len(outer),
                  carries=len(carry_nodes), length=n, reverse=bool(reverse))

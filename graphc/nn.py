@@ -60,13 +60,24 @@ class Module:
             if isinstance(child, Module):
                 child._set_path(f"{path}.{name}")
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix="", remove_duplicate=True):
+        """(name, Parameter) pairs. As PyTorch's, a Parameter held under several names
+        (weight tying, a shared submodule) comes once, under its first name, so that
+        params(), an optimiser and a parameter count see one tensor, not two that would be
+        trained apart (each getting only its own use's share of the gradient)."""
+        seen = set()
+        for name, p in self._all_parameters(prefix):
+            if not remove_duplicate or id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_parameters(self, prefix=""):
         for name, value in vars(self).items():
             full = f"{prefix}{name}"
             if isinstance(value, Parameter):
                 yield full, value
             elif isinstance(value, Module):
-                yield from value.named_parameters(full + ".")
+                yield from value._all_parameters(full + ".")
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -76,17 +87,24 @@ class Module:
 
     def load_state_dict(self, state: dict):
         params = dict(self.named_parameters())
+        # a tied Parameter's other names (PyTorch's state_dict lists them all) load it too
+        aliases = {name: p for name, p in self._all_parameters() if name not in params}
+        for name, p in aliases.items():
+            first = next(n for n, q in params.items() if q is p)
+            if name in state and first not in state:
+                state = {**state, first: state[name]}
         missing = sorted(set(params) - set(state))
-        unexpected = sorted(set(state) - set(params))
+        unexpected = sorted(set(state) - set(params) - set(aliases))
         if missing or unexpected:
-            raise ValueError(f"state does not match the model: missing {missing}, "
-                             f"unexpected {unexpected}")
+            raise GraphcError(f"load_state_dict: the state does not match the model: missing "
+                              f"{missing}, unexpected {unexpected}", (user_location(),))
+        values = {name: np.asarray(state[name]) for name in params}
+        for name, p in params.items():  # all checked before any is loaded
+            if values[name].shape != p.data.shape:
+                raise GraphcError(f"load_state_dict: {name} has shape {values[name].shape}, "
+                                  f"the model's is {p.data.shape}", (user_location(),))
         for name, p in params.items():
-            value = np.asarray(state[name])
-            if value.shape != p.data.shape:
-                raise ValueError(f"parameter {name}: shape {value.shape}, expected "
-                                 f"{p.data.shape}")
-            p.data = value.astype(p.data.dtype)
+            p.data = values[name].astype(p.data.dtype)
 
     def load_torch_state_dict(self, state: dict):
         """load_state_dict of a torch module's state_dict (tensors or arrays) with the same
@@ -146,7 +164,12 @@ class Module:
             raise GraphcError(f"apply: params must be a dict name -> array (as "
                               f"{type(self).__name__}.params() gives), got "
                               f"{type(params).__name__}", (user_location(),))
-        owners = dict(self._parameter_owners())
+        # every attribute holding a Parameter, under the Parameter's first name: a tied one
+        # takes the one value in each place it is used, so its gradient is the sum of both
+        owners, first = {}, {}
+        for name, (module, attr) in self._parameter_owners():
+            owners.setdefault(first.setdefault(id(getattr(module, attr)), name), []).append(
+                (module, attr))
         missing = sorted(set(owners) - set(params))
         unexpected = sorted(set(params) - set(owners))
         if missing or unexpected:
@@ -157,19 +180,21 @@ class Module:
                                           if names), (user_location(),))
         saved = []
         try:
-            for name, (module, attr) in owners.items():
+            for name, places in owners.items():
                 value = params[name]
                 if isinstance(value, np.ndarray):
                     value = Tensor(value)
-                saved.append((module, attr, getattr(module, attr)))
-                object.__setattr__(module, attr, value)
+                for module, attr in places:
+                    saved.append((module, attr, getattr(module, attr)))
+                    object.__setattr__(module, attr, value)
             return self(*args, **kwargs)
         finally:  # the Parameters are back even when forward raises
             for module, attr, original in reversed(saved):
                 object.__setattr__(module, attr, original)
 
     def _parameter_owners(self, prefix=""):
-        """(name, (module, attribute)) for each Parameter, in named_parameters() order."""
+        """(name, (module, attribute)) for each attribute holding a Parameter, tied ones
+        under each of their names."""
         for name, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield f"{prefix}{name}", (self, name)
@@ -210,7 +235,20 @@ class ModuleList(Module):
     def __len__(self):
         return self._count
 
+    def append(self, module):
+        """Add `module` at the end, named by its position (PyTorch's append)."""
+        ModuleList.__init__(self, [*self, module])
+        MODULE_PARAMETERS.replaced += 1  # plans traced through the shorter list are stale
+        return self
+
     def __getitem__(self, i):
+        if isinstance(i, slice):  # as PyTorch's: a container of the same (shared) modules
+            part = object.__new__(type(self))
+            for k, module in enumerate(getattr(self, str(j)) for j in range(self._count)[i]):
+                object.__setattr__(part, str(k), module)  # (setattr would rename their params)
+            object.__setattr__(part, "_count", len(range(self._count)[i]))
+            object.__setattr__(part, "training", self.training)
+            return part
         if not -self._count <= i < self._count:
             raise IndexError(f"{type(self).__name__} index {i} out of range for "
                              f"{self._count} modules")
@@ -526,6 +564,25 @@ class LeakyReLU(Module):
 
 
 # ---- dropout and its keys ---------------------------------------------------------------------
+class _Evaluating(threading.local):
+    depth = 0
+
+
+_EVALUATING = _Evaluating()
+
+
+@contextlib.contextmanager
+def _evaluating():
+    """Every Dropout called inside is the identity, whatever its module's mode: how
+    gc.Trainer evaluates, as Lightning's validation loop puts the model in eval() (a loss
+    `loss(params, batch)` has no way to switch the model's mode itself)."""
+    _EVALUATING.depth += 1
+    try:
+        yield
+    finally:
+        _EVALUATING.depth -= 1
+
+
 class _KeyStack(threading.local):
     def __init__(self):
         self.keys = []
@@ -625,7 +682,7 @@ class Dropout(Module):
         # model.train()/eval(), or another p, selects another plan
         if self._setting("p", x) > 0.0:
             self._setting("training", x)
-        if not self.training or self.p == 0.0:
+        if not self.training or self.p == 0.0 or _EVALUATING.depth:
             return x
         return F.dropout(x, self.p, current_key(x))
 

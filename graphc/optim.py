@@ -440,8 +440,11 @@ class BoundOptimizer:
         else:
             named = {str(i): p for i, p in enumerate(parameters) if p is not None}
         for name, p in named.items():
-            if not isinstance(p, Tensor) or not p.requires_grad:
-                raise GraphcError(f"bind: {name} is not a tensor that requires grad",
+            # a frozen one (requires_grad False) is taken, as torch.optim takes it: it has no
+            # gradient, so step() leaves it alone until it is unfrozen
+            if not isinstance(p, Tensor):
+                raise GraphcError(f"bind: {name} is a {type(p).__name__}, not a tensor "
+                                  "(gc.tensor(..., requires_grad=True) or a Parameter)",
                                   (user_location(),))
         self.optimizer, self.parameters = optimizer, named
         self.state = optimizer.init({n: p.data for n, p in named.items()})

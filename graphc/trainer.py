@@ -6,7 +6,8 @@
 
 - `loss(params, batch)` or `loss(params, batch, key, training)`: a scalar loss of a batch (a
   tuple of arrays); `key` is an int64 seed that changes every step (for dropout) and
-  `training` is True for the training step, False when evaluating. The training step runs
+  `training` is True for the training step, False when evaluating (every Dropout layer is
+  off while evaluating, as after model.eval(), whatever the model's mode). The training step runs
   the loss inside `nn.rng_key(key)`, so Dropout layers draw their masks from the step's key
   (checkpointed with the step) whether or not the loss uses `key` itself.
 - `train_batches`: a function `train_batches(rng)` returning a batch drawn with a numpy
@@ -60,7 +61,7 @@ import time
 
 import numpy as np
 
-from ir.errors import GraphcError
+from ir.errors import GraphcError, user_location
 
 from ir.ops.api import cast
 from ir.ops.precision import autocast, precision_dtype
@@ -91,6 +92,12 @@ class Trainer:
         if not isinstance(params, dict) or all(a is None for a in params.values()):
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
+        for name, a in params.items():  # np.array of a subtree was an object array, refused
+            if isinstance(a, (dict, list, tuple)):  # as "dtype object is not supported"
+                raise GraphcError(f"Trainer: params[{name!r}] is a {type(a).__name__}; params "
+                                  "must be a flat dict name -> array, as model.params() gives "
+                                  "(name the leaves of a nested tree, e.g. 'layer/w')",
+                                  (user_location(),))
         if units not in ("samples", "tokens"):
             raise GraphcError(f"Trainer: units must be 'samples' or 'tokens', got {units!r}")
         self.loss, self.optimizer = _with_key_and_mode(loss), optimizer
@@ -199,9 +206,11 @@ class Trainer:
         return cast(value, "float32")
 
     def _eval_function(self, params, batch, key):
-        # a Dropout the user left in training mode draws from a key fixed by (seed, step,
-        # batch), so an evaluation repeats exactly, after a resume too
-        with nn.rng_key(key):
+        # every Dropout is off while evaluating (a loss(params, batch) cannot switch the
+        # model to eval() itself, and evaluated with the training masks before); the key
+        # (fixed by seed, step and batch) serves other random draws the loss makes, so an
+        # evaluation repeats exactly, after a resume too
+        with nn.rng_key(key), nn._evaluating():
             loss = self._mixed_loss(params, batch, None, False)
         return loss if self.dist is None else self.dist.allreduce(loss, "mean")
 

@@ -91,6 +91,13 @@ class Compiled:
         # reads fn's signature, and a training step calls this every step
         if count in self._checked_counts:
             return
+        try:  # too few or too many arguments: one line, not a TypeError from inside the trace
+            inspect.signature(self.fn).bind(*[None] * count)
+        except TypeError as exc:
+            raise GraphcError(f"compiled {getattr(self.fn, '__name__', 'fn')}: {exc}",
+                              (user_location(),)) from None
+        except ValueError:  # no signature to bind against: fn's call says what is wrong
+            pass
         limit = max(count, _positional_count(self.fn))
         for what, nums in (("static_argnums", self.static_argnums),
                            ("donate_argnums", self.donate_argnums)):
@@ -204,6 +211,7 @@ class Compiled:
 
             graph = trace(bound, *[_specs_of(args[i], key[i]) for i in dynamic],
                           names=[names[i] for i in dynamic], name=fname)
+            graph.finished = f"the compiled {fname}"  # ir.ops.registry.apply: a leaked value
             donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
                       for leaf in leaf_input_names(names[i], args[i])]
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,

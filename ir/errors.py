@@ -9,6 +9,8 @@ import os
 import sys
 import sysconfig
 
+import numpy as np
+
 # Library frames are skipped when looking for the user's line. Each of graphc's packages
 # registers its own directory when it is imported (ir knows none of the packages above it);
 # bundled models count as user code, so that a dump or a profile of the GPT points at lines of
@@ -27,6 +29,9 @@ def register_library_package(init_file: str, user_code=()):
 
 
 register_library_package(os.path.join(os.path.dirname(os.path.abspath(__file__)), "__init__.py"))
+# numpy calling back into graphc (np.shape(x) of a traced value: Node.__array__ raises) is
+# never the user's line; the error named numpy's fromnumeric.py
+register_library_package(np.__file__)
 
 
 class GraphcError(Exception):

@@ -77,15 +77,29 @@ class Node(SymbolicValue, OperatorMixin):
     def __bool__(self):
         raise GraphcError(
             "a symbolic value has no truth value while the graph is being built; "
-            "use graphc.where(cond, a, b) instead of `if`, or compute the condition in Python",
-            (user_location(),))
+            "use graphc.where(cond, a, b) instead of `if`, or compute the condition in Python"
+            + self._static_hint(), (user_location(),))
 
     def __float__(self):
-        raise GraphcError("float() of a symbolic value: its value is only known when the "
-                          "compiled graph runs", (user_location(),))
+        self._no_value("float")
 
-    __int__ = __float__
-    __index__ = __float__
+    def __int__(self):  # (an int() or an index: a shape, a range, a slice bound)
+        self._no_value("int")
+
+    __index__ = __int__
+
+    def _no_value(self, what):
+        raise GraphcError(f"{what}() of a symbolic value: its value is only known when the "
+                          f"compiled graph runs{self._static_hint()}", (user_location(),))
+
+    def _static_hint(self) -> str:
+        """For a Python number or bool passed to a compiled function (a weakly typed input,
+        or a 0-d bool one, traced as JAX traces them), how to have it as a Python value."""
+        if self.op != "input" or not (self.id in self.graph.weak_ids or (
+                self.type.shape == () and self.type.dtype == np.bool_)):
+            return ""
+        return (f"; the value passed as {self.attrs['name']!r} is traced: to use a Python "
+                "number or bool as a Python value, list its position in static_argnums")
 
     def __array__(self, *args, **kwargs):
         raise GraphcError("a symbolic value cannot be turned into a numpy array while the graph "
@@ -124,6 +138,7 @@ class Graph(Interpreter):
         self._next_salt = 0
         self.salt_scope = None  # (construct, function) while numbering a construct's sites
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
+        self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None
         self.scope_override = None
 

@@ -9,7 +9,7 @@ runs again) that the runtime lowers and caches per binding (runtime/polymorphic.
 """
 from __future__ import annotations
 
-from .errors import GraphcError
+from .errors import GraphcError, user_location
 from .graph import Graph
 from .ops.registry import get_op
 from .types import Dim, TensorType, TupleType, holds_dim, substitute
@@ -42,7 +42,7 @@ def bind_dims(graph, shapes) -> dict:
         name = node.attrs["name"]
         if len(shape) != node.ndim:
             raise GraphcError(f"input {name!r} expects a {node.ndim}-d array of shape "
-                              f"{_text(node.shape)}, got shape {tuple(shape)}")
+                              f"{_text(node.shape)}, got shape {tuple(shape)}", (user_location(),))
         for axis, (d, size) in enumerate(zip(node.shape, shape)):
             solved = _solvable(d)
             if solved is None:
@@ -54,7 +54,7 @@ def bind_dims(graph, shapes) -> dict:
             if rest or value < 1:
                 raise GraphcError(f"input {name!r} axis {axis} has size {size}, which gives "
                                   f"{d} no value >= 1 for {symbol} (symbolic dimensions are "
-                                  "at least 1)")
+                                  "at least 1)", (user_location(),))
             binding[symbol], source[symbol] = value, (name, axis, size, d)
     for node, shape in zip(graph.inputs, shapes):
         name = node.attrs["name"]
@@ -62,13 +62,14 @@ def bind_dims(graph, shapes) -> dict:
             if not isinstance(d, Dim):
                 if d != size:
                     raise GraphcError(f"input {name!r} expects shape {_text(node.shape)}, got "
-                                      f"{tuple(shape)} (axis {axis} is concrete: {d})")
+                                      f"{tuple(shape)} (axis {axis} is concrete: {d})",
+                                      (user_location(),))
                 continue
             missing = d.symbols - set(binding)
             if missing:
                 raise GraphcError(f"input {name!r}: dimension {d} (axis {axis}) uses "
                                   f"{', '.join(sorted(missing))}, which no input binds on an "
-                                  "axis of its own")
+                                  "axis of its own", (user_location(),))
             expected = d.evaluate(binding)
             if expected != size:
                 symbol = sorted(d.symbols)[0]
@@ -80,7 +81,7 @@ def bind_dims(graph, shapes) -> dict:
                     theirs += f" ({symbol}={binding[symbol]})"
                     ours += f", but it is {d}"
                 raise GraphcError(f"inputs {other!r} and {name!r} disagree on dimension "
-                                  f"{symbol}: {theirs}, {ours}")
+                                  f"{symbol}: {theirs}, {ours}", (user_location(),))
     return binding
 
 

@@ -75,7 +75,7 @@ def test_golden_mlp_gradient_after_default_pipeline():
 
 
 GOLDEN = """\
-graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, %4:f32[5,2] w2, %5:f32[2] b2) -> (%22, %42, %40, %37, %33)
+graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, %4:f32[5,2] w2, %5:f32[2] b2) -> (%34, %54, %52, %49, %45)
   %6:f32[4,5] = matmul %0, %2
   %7:f32[4,5] = add %6, %3
   %8:f32[4,5] = relu %7
@@ -86,34 +86,46 @@ graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, 
   %13:f32[] = constant 0.0
   %14:f32[4,2] = where %12, %11, %13
   %15:f32[4] = sum %14 {axes=(1,), keepdims=false}
-  %16:i64[] = constant -100
-  %17:bool[4] = ne %1, %16
-  %18:f32[4] = cast %17 {dtype=f32}
-  %19:f32[] = sum %15 {axes=(0,), keepdims=false}
-  %20:f32[] = neg %19
-  %21:f32[] = sum %18 {axes=(0,), keepdims=false}
-  %22:f32[] = div %20, %21
-  %23:f32[] = constant 1.0
-  %24:f32[] = div %23, %21
-  %25:f32[] = neg %24
-  %26:f32[1,1] = reshape %25 {shape=(1, 1)}
-  %27:f32[4,2] = broadcast_to %26 {shape=(4, 2)}
-  %28:f32[4,2] = where %12, %27, %13
-  %29:f32[4,2] = exp %11
-  %30:f32[4,1] = sum %28 {axes=(1,), keepdims=true}
-  %31:f32[4,2] = mul %29, %30
-  %32:f32[4,2] = sub %28, %31
-  %33:f32[2] = sum %32 {axes=(0,), keepdims=false}
-  %34:f32[2,5] = transpose %4 {perm=(1, 0)}
-  %35:f32[4,5] = matmul %32, %34
-  %36:f32[5,4] = transpose %8 {perm=(1, 0)}
-  %37:f32[5,2] = matmul %36, %32
-  %38:bool[4,5] = gt %7, %13
-  %39:f32[4,5] = where %38, %35, %13
-  %40:f32[5] = sum %39 {axes=(0,), keepdims=false}
-  %41:f32[3,4] = transpose %0 {perm=(1, 0)}
-  %42:f32[3,5] = matmul %41, %39
-  return %22, %42, %40, %37, %33"""
+  %16:i64[] = constant 0
+  %17:bool[4] = lt %1, %16
+  %18:i64[] = constant 2
+  %19:bool[4] = ge %1, %18
+  %20:bool[4] = logical_or %17, %19
+  %21:i64[] = constant -100
+  %22:bool[4] = ne %1, %21
+  %23:bool[4] = logical_and %20, %22
+  %24:f32[4] = cast %22 {dtype=f32}
+  %25:f32[] = sum %15 {axes=(0,), keepdims=false}
+  %26:f32[] = neg %25
+  %27:f32[] = sum %24 {axes=(0,), keepdims=false}
+  %28:f32[] = div %26, %27
+  %29:i64[4] = cast %23 {dtype=i64}
+  %30:i64[] = sum %29 {axes=(0,), keepdims=false}
+  %31:bool[] = gt %30, %16
+  %32:f32[] = constant nan
+  %33:f32[] = where %31, %32, %13
+  %34:f32[] = add %28, %33
+  %35:f32[] = constant 1.0
+  %36:f32[] = div %35, %27
+  %37:f32[] = neg %36
+  %38:f32[1,1] = reshape %37 {shape=(1, 1)}
+  %39:f32[4,2] = broadcast_to %38 {shape=(4, 2)}
+  %40:f32[4,2] = where %12, %39, %13
+  %41:f32[4,2] = exp %11
+  %42:f32[4,1] = sum %40 {axes=(1,), keepdims=true}
+  %43:f32[4,2] = mul %41, %42
+  %44:f32[4,2] = sub %40, %43
+  %45:f32[2] = sum %44 {axes=(0,), keepdims=false}
+  %46:f32[2,5] = transpose %4 {perm=(1, 0)}
+  %47:f32[4,5] = matmul %44, %46
+  %48:f32[5,4] = transpose %8 {perm=(1, 0)}
+  %49:f32[5,2] = matmul %48, %44
+  %50:bool[4,5] = gt %7, %13
+  %51:f32[4,5] = where %50, %47, %13
+  %52:f32[5] = sum %51 {axes=(0,), keepdims=false}
+  %53:f32[3,4] = transpose %0 {perm=(1, 0)}
+  %54:f32[3,5] = matmul %53, %51
+  return %34, %54, %52, %49, %45"""
 
 
 # ---- malformed input: always a clean error --------------------------------------------------

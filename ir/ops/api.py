@@ -1117,16 +1117,24 @@ def _nll(logp, targets, ignore_index, reduction, weight):
     if weight is not None:
         row_weight = sum(where(chosen, weight, 0.0), -1)
         picked = picked * row_weight
+    # a target outside [0, classes) that is not ignore_index gives NaN, as JAX's out-of-range
+    # gather fills (PyTorch raises): its all-False one-hot row added a silent 0 to the loss
+    outside = logical_or(less(targets, 0), greater_equal(targets, classes))
+    if ignore_index is not None:
+        outside = logical_and(outside, not_equal(targets, ignore_index))
     if reduction == "none":
-        return -picked
+        return where(outside, float("nan"), -picked)
     if reduction == "sum":
-        return -sum(picked)
-    if weight is not None:
-        return -sum(picked) / sum(row_weight)  # NaN (0 / 0) when no target counts
-    if ignore_index is None:
-        return -mean(picked)
-    valid = cast(not_equal(targets, ignore_index), _dtype(logp))
-    return -sum(picked) / sum(valid)  # NaN (0 / 0) when no target counts, as in PyTorch
+        loss = -sum(picked)
+    elif weight is not None:
+        loss = -sum(picked) / sum(row_weight)  # NaN (0 / 0) when no target counts
+    elif ignore_index is None:
+        loss = -mean(picked)
+    else:
+        valid = cast(not_equal(targets, ignore_index), _dtype(logp))
+        loss = -sum(picked) / sum(valid)  # NaN (0 / 0) when no target counts, as in PyTorch
+    # (added to the reduced loss, not selected per row: the gradient passes as it did)
+    return loss + cast(where(any(outside), float("nan"), 0.0), _dtype(loss))
 
 
 def mse_loss(x, target, reduction="mean"):

@@ -214,6 +214,11 @@ def apply(name: str, *inputs, **attrs):
                 if interpreter is None:
                     raise GraphcError(f"{name}: operands belong to different graphs",
                                       (user_location(),))
+    if getattr(interpreter, "finished", None) and interpreter not in _STACK.stack:
+        raise GraphcError(f"{name}: a value traced in {interpreter.finished} is used after that "
+                          "trace ended: it leaked out (stored on a module, an object or a "
+                          "global while tracing); return it from the function instead",
+                          (user_location(),))
     if interpreter is None:
         stack = _STACK.stack
         if stack:
