@@ -107,7 +107,7 @@ def test_load_torch_state_dict_transposes_linear_weights_only():
     np.testing.assert_array_equal(ours[0].weight.data, theirs[0].weight.detach().numpy().T)
     x = np.random.default_rng(5).normal(size=(4, 3))
     np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-13)
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(gc.GraphcError, match="missing"):
         ours.load_torch_state_dict({"0.weight": np.zeros((3, 3))})
 
 
