@@ -1,0 +1,26 @@
+"""Review of the recurrent layers, GroupNorm, Conv1d, RMSprop, Adagrad and exponential_decay
+(s22b): each test failed before its fix."""
+import math
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+torch = pytest.importorskip("torch")  # the oracle (a test extra)
+
+
+def test_exponential_decay_keeps_a_fractional_transition_steps():
+    # optax divides the count by transition_steps as given; int() made 2.5 into 2
+    schedule = gc.optim.exponential_decay(0.1, 2.5, 0.5)
+    assert math.isclose(schedule(5), 0.1 * 0.5 ** 2, rel_tol=1e-12)
+    assert math.isclose(float(gc.compile(lambda c: schedule(c))(np.int64(5))), 0.025,
+                        rel_tol=1e-12)
+    stairs = gc.optim.exponential_decay(0.1, 2.5, 0.5, staircase=True)
+    assert math.isclose(stairs(7), 0.1 * 0.5 ** 2, rel_tol=1e-12)  # floor(7 / 2.5) = 2
+    assert math.isclose(float(gc.compile(lambda c: stairs(c))(np.int64(7))), 0.025,
+                        rel_tol=1e-12)
+    for bad in ("a", float("inf"), float("nan"), 0):
+        assert_one_line_error(lambda: gc.optim.exponential_decay(0.1, bad, 0.5),
+                              "transition_steps must be a positive number", "test_review_s22b.py")
