@@ -24,3 +24,16 @@ def test_exponential_decay_keeps_a_fractional_transition_steps():
     for bad in ("a", float("inf"), float("nan"), 0):
         assert_one_line_error(lambda: gc.optim.exponential_decay(0.1, bad, 0.5),
                               "transition_steps must be a positive number", "test_review_s22b.py")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_negative_padding_with_a_padding_mode_is_refused(mode):
+    # torch crops by it (F.pad), graphc used to pad nothing: another shape, other values;
+    # as torch's zeros mode, and graphc's, a negative padding is refused
+    f = "test_review_s22b.py"
+    x1, x2 = np.zeros((1, 2, 9), np.float32), np.zeros((1, 2, 9, 9), np.float32)
+    assert_one_line_error(lambda: gc.nn.Conv1d(2, 1, 3, padding=-1, padding_mode=mode)(x1),
+                          "Conv1d: padding must be >= 0, got (-1, -1)", f)
+    assert_one_line_error(lambda: gc.nn.Conv2d(2, 1, 3, padding=(1, -2),
+                                               padding_mode=mode)(x2),
+                          "Conv2d: padding must be >= 0, got (-2, -2)", f)

@@ -803,6 +803,8 @@ def _pad2d_mode(name, x, padding, mode):
     padding_mode 'reflect', 'replicate' or 'circular' (F.pad's): rows (columns) of x itself,
     each a slice of one, so that their gradients flow back to x."""
     for axis, (before, after) in ((-2, padding[0]), (-1, padding[1])):
+        if builtins.min(before, after) < 0:  # F.pad would crop; conv2d refuses it too
+            _fail(f"{name}: padding must be >= 0, got {(before, after)}")
         size = _shape(x)[axis]
         most = {"reflect": size - 1, "circular": size}.get(mode)
         if isinstance(size, int) and most is not None and builtins.max(before, after) > most:
