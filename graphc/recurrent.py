@@ -124,6 +124,9 @@ class _Recurrent(Module):
         length, batch = F._shape(x)[0], F._shape(x)[1]
         directions = 2 if self.bidirectional else 1
         state = (self.num_layers * directions, batch, self.hidden_size)
+        if lstm and hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            _fail(f"LSTM: hx must be a pair (h_0, c_0), got {type(hx).__name__}"
+                  + (f" of {len(hx)}" if isinstance(hx, (tuple, list)) else ""))
         h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
         h0 = self._initial(h0, state, batched, x, "h_0" if lstm else "hx")
         c0 = self._initial(c0, state, batched, x, "c_0")

@@ -37,3 +37,12 @@ def test_negative_padding_with_a_padding_mode_is_refused(mode):
     assert_one_line_error(lambda: gc.nn.Conv2d(2, 1, 3, padding=(1, -2),
                                                padding_mode=mode)(x2),
                           "Conv2d: padding must be >= 0, got (-2, -2)", f)
+
+
+def test_lstm_hx_that_is_not_a_pair_is_one_line():
+    lstm, x = gc.nn.LSTM(5, 7), np.zeros((3, 2, 5), np.float32)
+    h = np.zeros((1, 2, 7), np.float32)
+    for hx in (h, (h,), [h, h, h]):  # a ValueError from unpacking before
+        assert_one_line_error(lambda: lstm(x, hx), "LSTM: hx must be a pair (h_0, c_0)",
+                              "test_review_s22b.py")
+    np.testing.assert_array_equal(lstm(x, [h, h])[0], lstm(x)[0])  # a list of two, as torch
