@@ -233,10 +233,12 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
     if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
         raise GraphcError(f"{name}: padding_mode must be 'zeros', 'reflect', 'replicate' or "
                           f"'circular', got {padding_mode!r}", (user_location(),))
-    if (not isinstance(groups, int) or groups < 1 or in_channels % groups
-            or out_channels % groups):
+    # a numpy integer too (np.int64 from a config array); not a bool or a float
+    if (not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1
+            or in_channels % groups or out_channels % groups):
         raise GraphcError(f"{name}: in_channels {in_channels} and out_channels "
                           f"{out_channels} must divide by groups {groups}", (user_location(),))
+    groups = int(groups)
     rng = _rng(rng)
     fan_in = in_channels // groups * math.prod(kernel)
     bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0

@@ -46,3 +46,17 @@ def test_lstm_hx_that_is_not_a_pair_is_one_line():
         assert_one_line_error(lambda: lstm(x, hx), "LSTM: hx must be a pair (h_0, c_0)",
                               "test_review_s22b.py")
     np.testing.assert_array_equal(lstm(x, [h, h])[0], lstm(x)[0])  # a list of two, as torch
+
+
+def test_conv_layers_take_a_numpy_integer_groups():
+    # isinstance(groups, int) refused np.int64(2) with "must divide by groups 2"
+    theirs = torch.nn.Conv1d(4, 6, 3, groups=2).double()
+    ours = gc.nn.Conv1d(4, 6, 3, groups=np.int64(2), dtype="float64")
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    x = np.random.default_rng(0).normal(size=(2, 4, 7))
+    np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12,
+                               atol=1e-13)
+    assert gc.nn.Conv2d(4, 6, 3, groups=np.int64(2)).weight.data.shape == (6, 2, 3, 3)
+    for bad in (2.0, True):
+        assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3, groups=bad), f"by groups {bad}",
+                              "test_review_s22b.py")
