@@ -116,7 +116,9 @@ class _Recurrent(Module):
                   f"{tuple(F._shape(input))}")
         batched = nd == 3
         x = input if batched else F.expand_dims(input, 1)
-        if batched and self.batch_first:
+        # read as a guarded setting: a plan traced with the other layout is not reused
+        batch_first = batched and self._setting("batch_first", input)
+        if batch_first:
             x = F.swapaxes(x, 0, 1)  # time first inside
         if F._shape(x)[-1] != self.input_size:
             _fail(f"{name}: input has {F._shape(x)[-1]} features, the layer takes "
@@ -146,7 +148,7 @@ class _Recurrent(Module):
                 x = self.dropout(x)
         out = x
         h_n, c_n = F.stack(hs, 0), F.stack(cs, 0)
-        if batched and self.batch_first:
+        if batch_first:
             out = F.swapaxes(out, 0, 1)
         if not batched:
             out, h_n, c_n = F.squeeze(out, 1), F.squeeze(h_n, 1), F.squeeze(c_n, 1)
