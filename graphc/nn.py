@@ -428,7 +428,7 @@ class GroupNorm(Module):
         if len(shape) < 2 or shape[1] != self.num_channels:
             raise GraphcError(f"GroupNorm: expected input (N, {self.num_channels}, ...), got "
                               f"shape {tuple(shape)}", (user_location(),))
-        groups = F.reshape(x, (shape[0], self.num_groups, -1))
+        groups = F.reshape(x, (shape[0], self._setting("num_groups", x), -1))
         mean = F.mean(groups, -1, keepdims=True)
         centred = groups - mean
         var = F.mean(centred * centred, -1, keepdims=True)

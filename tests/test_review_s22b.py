@@ -60,3 +60,25 @@ def test_conv_layers_take_a_numpy_integer_groups():
     for bad in (2.0, True):
         assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3, groups=bad), f"by groups {bad}",
                               "test_review_s22b.py")
+
+
+def test_a_compiled_recurrent_layer_follows_batch_first_set_after_tracing():
+    # forward read them as plain attributes: a plan traced before the change kept the old
+    # layout (README: the settings forward reads are guarded, as PyTorch reads them per call)
+    rnn = gc.nn.GRU(3, 4, dtype="float64")
+    f = gc.compile(lambda p, x: rnn.apply(p, x)[0])
+    x = np.random.default_rng(0).normal(size=(5, 5, 3))  # (L, N) == (N, L): same shapes
+    f(rnn.params(), x)
+    rnn.batch_first = True
+    np.testing.assert_allclose(f(rnn.params(), x), rnn(x)[0], rtol=1e-12, atol=1e-13)
+
+
+def test_a_compiled_group_norm_follows_num_groups_set_after_tracing():
+    norm = gc.nn.GroupNorm(2, 4, dtype="float64")
+    g = gc.compile(lambda x: norm(x))
+    y = np.random.default_rng(1).normal(size=(2, 4, 3))
+    g(y)
+    norm.num_groups = 4
+    theirs = torch.nn.GroupNorm(4, 4).double()
+    np.testing.assert_allclose(g(y), theirs(torch.tensor(y)).detach().numpy(), rtol=1e-12,
+                               atol=1e-13)
