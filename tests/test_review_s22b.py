@@ -82,3 +82,17 @@ def test_a_compiled_group_norm_follows_num_groups_set_after_tracing():
     theirs = torch.nn.GroupNorm(4, 4).double()
     np.testing.assert_allclose(g(y), theirs(torch.tensor(y)).detach().numpy(), rtol=1e-12,
                                atol=1e-13)
+
+
+def test_group_norm_of_an_empty_batch_is_empty_as_torch():
+    # reshape(x, (0, G, -1)) could not infer the -1 of zero elements
+    theirs = torch.nn.GroupNorm(2, 6).double()
+    ours = gc.nn.GroupNorm(2, 6, dtype="float64")
+    for shape in ((0, 6, 3), (0, 6), (0, 6, 2, 2)):
+        x = np.zeros(shape)
+        out = ours(x)
+        assert out.shape == tuple(theirs(torch.tensor(x)).shape) == shape
+        assert gc.compile(lambda x: ours(x))(x).shape == shape
+    x = np.random.default_rng(0).normal(size=(2, 6, 2, 3))  # and the usual case, unchanged
+    np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12,
+                               atol=1e-13)
