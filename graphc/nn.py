@@ -410,7 +410,11 @@ class GroupNorm(Module):
     and the other axes (biased variance, eps), then scaled and shifted per channel."""
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype="float32"):
-        if num_groups < 1 or num_channels % num_groups:
+        for what, value in (("num_groups", num_groups), ("num_channels", num_channels)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise GraphcError(f"GroupNorm: {what} must be a positive int, got {value!r}",
+                                  (user_location(),))
+        if num_channels % num_groups:
             raise GraphcError(f"GroupNorm: num_channels ({num_channels}) must be a multiple "
                               f"of num_groups ({num_groups})", (user_location(),))
         object.__setattr__(self, "num_groups", int(num_groups))

@@ -38,9 +38,13 @@ class _Recurrent(Module):
                             ("num_layers", num_layers)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
                     value < (0 if what == "input_size" else 1):
-                _fail(f"{name}: {what} must be a positive int, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            _fail(f"{name}: dropout must be in [0, 1), got {dropout}")
+                _fail(f"{name}: {what} must be "
+                      f"{'an int >= 0' if what == 'input_size' else 'a positive int'}, "
+                      f"got {value!r}")
+        if isinstance(dropout, (bool, np.bool_)) or \
+                not isinstance(dropout, (int, float, np.integer, np.floating)) or \
+                not 0.0 <= dropout < 1.0:
+            _fail(f"{name}: dropout must be a number in [0, 1), got {dropout!r}")
         object.__setattr__(self, "mode", mode)
         object.__setattr__(self, "input_size", int(input_size))
         object.__setattr__(self, "hidden_size", int(hidden_size))

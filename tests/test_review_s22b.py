@@ -96,3 +96,18 @@ def test_group_norm_of_an_empty_batch_is_empty_as_torch():
     x = np.random.default_rng(0).normal(size=(2, 6, 2, 3))  # and the usual case, unchanged
     np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12,
                                atol=1e-13)
+
+
+def test_bad_layer_arguments_are_one_line():
+    f = "test_review_s22b.py"
+    # TypeErrors from comparing a str with a number before
+    assert_one_line_error(lambda: gc.nn.GRU(5, 7, dropout="0.1"),
+                          "GRU: dropout must be a number in [0, 1), got '0.1'", f)
+    assert_one_line_error(lambda: gc.nn.GroupNorm("2", 4),
+                          "GroupNorm: num_groups must be a positive int, got '2'", f)
+    assert_one_line_error(lambda: gc.nn.GroupNorm(2, 4.0),
+                          "GroupNorm: num_channels must be a positive int, got 4.0", f)
+    # the message said "positive" of an input_size that may be 0
+    assert_one_line_error(lambda: gc.nn.LSTM(-1, 7), "LSTM: input_size must be an int >= 0", f)
+    assert gc.nn.GroupNorm(np.int64(2), np.int64(4))(np.ones((1, 4, 2), np.float32)).shape == \
+        (1, 4, 2)
