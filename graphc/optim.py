@@ -85,11 +85,12 @@ def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0)
     return schedule
 
 
-def exponential_decay(init: float, transition_steps: int, decay_rate: float,
+def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
                       staircase: bool = False, end_value: float | None = None):
     """optax's exponential_decay: init * decay_rate ** (count / transition_steps), the
     exponent floored with `staircase` (torch's StepLR(step_size, gamma)); `end_value` bounds
-    it (below for a rate < 1, above for a rate > 1)."""
+    it (below for a rate < 1, above for a rate > 1). No transition_begin, optax's fourth
+    parameter: the rest are keyword-only, so that optax's positional call is refused."""
     # a number as optax's (count / transition_steps): int() made 2.5 into 2
     if isinstance(transition_steps, (bool, np.bool_)) or \
             not isinstance(transition_steps, (int, float, np.integer, np.floating)) or \

@@ -111,3 +111,11 @@ def test_bad_layer_arguments_are_one_line():
     assert_one_line_error(lambda: gc.nn.LSTM(-1, 7), "LSTM: input_size must be an int >= 0", f)
     assert gc.nn.GroupNorm(np.int64(2), np.int64(4))(np.ones((1, 4, 2), np.float32)).shape == \
         (1, 4, 2)
+
+
+def test_exponential_decay_takes_staircase_and_end_value_by_keyword_only():
+    # optax's fourth parameter is transition_begin: exponential_decay(1e-3, 10, 0.5, 100)
+    # written for optax was a staircase schedule here, silently
+    with pytest.raises(TypeError):
+        gc.optim.exponential_decay(1e-3, 10, 0.5, 100)
+    assert gc.optim.exponential_decay(1.0, 2, 0.5, staircase=True, end_value=0.3)(3) == 0.5
