@@ -19,7 +19,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 
 from .control_flow import scan
-from .nn import Dropout, Module, Parameter, _rng
+from .nn import Module, Parameter, _rng, current_key
 
 # gates per cell: rows of weight_ih/weight_hh, in torch's order
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
@@ -66,8 +66,9 @@ class _Recurrent(Module):
                 for kind, shape in shapes:
                     setattr(self, f"{kind}{suffix}",
                             Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
-        # between layers, in training, as torch's (not after the last one)
-        self.dropout = Dropout(dropout)
+        # between layers, in training, as torch's (not after the last one); a float, as
+        # torch's attribute, read at every call
+        object.__setattr__(self, "dropout", float(dropout))
 
     def _suffixes(self, layer):
         return [f"_l{layer}"] + ([f"_l{layer}_reverse"] if self.bidirectional else [])
@@ -138,6 +139,8 @@ class _Recurrent(Module):
         c0 = self._initial(c0, state, batched, x, "c_0")
         if length == 0:
             _fail(f"{name}: the input has no time steps")
+        p = self._setting("dropout", input)
+        drop = p > 0.0 and self._setting("training", input)  # train()/eval(): another plan
         hs, cs = [], []
         for layer in range(self.num_layers):
             outs = []
@@ -148,8 +151,8 @@ class _Recurrent(Module):
                 hs.append(h)
                 cs.append(c)
             x = outs[0] if len(outs) == 1 else F.concat(outs, -1)
-            if layer < self.num_layers - 1:
-                x = self.dropout(x)
+            if drop and layer < self.num_layers - 1:
+                x = F.dropout(x, p, current_key(x))
         out = x
         h_n, c_n = F.stack(hs, 0), F.stack(cs, 0)
         if batch_first:

@@ -119,3 +119,22 @@ def test_exponential_decay_takes_staircase_and_end_value_by_keyword_only():
     with pytest.raises(TypeError):
         gc.optim.exponential_decay(1e-3, 10, 0.5, 100)
     assert gc.optim.exponential_decay(1.0, 2, 0.5, staircase=True, end_value=0.3)(3) == 0.5
+
+
+def test_recurrent_dropout_is_torch_s_float_attribute():
+    # rnn.dropout was a Dropout module: reading it gave no number, and torch's
+    # `rnn.dropout = 0.3` made forward fail ('float' object is not callable)
+    rnn = gc.nn.LSTM(3, 3, num_layers=3, dropout=0.5, dtype="float64")
+    assert rnn.dropout == 0.5 and not any("dropout" in n for n, _ in rnn.named_parameters())
+    x = np.random.default_rng(0).normal(size=(4, 2, 3))
+    f = gc.compile(lambda x: rnn(x)[0])
+    with gc.nn.rng_key(1):
+        dropped = np.asarray(f(x))
+    rnn.dropout = 0.0  # a guarded setting: the compiled plan follows it
+    with gc.nn.rng_key(1):
+        np.testing.assert_allclose(f(x), rnn.eval()(x)[0], rtol=1e-12, atol=1e-13)
+    assert not np.allclose(dropped, rnn(x)[0])
+    rnn.train()
+    rnn.dropout = 0.5
+    with gc.nn.rng_key(1):
+        np.testing.assert_array_equal(f(x), dropped)
