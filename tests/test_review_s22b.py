@@ -138,3 +138,21 @@ def test_recurrent_dropout_is_torch_s_float_attribute():
     rnn.dropout = 0.5
     with gc.nn.rng_key(1):
         np.testing.assert_array_equal(f(x), dropped)
+
+
+def test_conv1d_errors_name_conv1d_and_the_user_s_shapes():
+    # they named conv2d and a 4-d weight (6, 3, 1, 3) the user never made
+    f = "test_review_s22b.py"
+    x, w = np.zeros((2, 4, 9)), np.zeros((6, 4, 3))
+    assert_one_line_error(lambda: gc.conv1d(x, np.zeros((6, 3, 3))),
+                          "conv1d: x has 4 channels, w (6, 3, 3) takes 3", f)
+    assert_one_line_error(lambda: gc.conv1d(x, np.zeros((6, 3, 3)), groups=2),
+                          "conv1d: x has 4 channels, w (6, 3, 3) takes 6 (groups=2)", f)
+    assert_one_line_error(lambda: gc.conv1d(x, w, groups=4),
+                          "conv1d: groups=4 must be a positive int dividing w's 6 output", f)
+    assert_one_line_error(lambda: gc.conv1d(x, w, np.zeros(5)),
+                          "conv1d: b must have shape (6,), one value per output channel", f)
+    assert_one_line_error(lambda: gc.conv1d(x, np.zeros((6, 4, 10))),
+                          "conv1d: the kernel 10 (dilated) is longer than the padded input 9", f)
+    assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3)(np.zeros((2, 5, 9), np.float32)),
+                          "conv1d: x has 5 channels, w (6, 4, 3) takes 4", f)
