@@ -740,3 +740,8 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + list(_RECURRENT))
+
+
+# `from graphc.nn import *`: what it gave before (every public name) and the recurrent layers,
+# which it fetches through __getattr__ only when __all__ names them
+__all__ = sorted(n for n in globals() if not n.startswith("_")) + list(_RECURRENT)

@@ -156,3 +156,10 @@ def test_conv1d_errors_name_conv1d_and_the_user_s_shapes():
                           "conv1d: the kernel 10 (dilated) is longer than the padded input 9", f)
     assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3)(np.zeros((2, 5, 9), np.float32)),
                           "conv1d: x has 5 channels, w (6, 4, 3) takes 4", f)
+
+
+def test_star_import_of_graphc_nn_has_the_recurrent_layers():
+    # they are module attributes on first use (PEP 562), which `import *` does not consult
+    names = {}
+    exec("from graphc.nn import *", names)
+    assert names["LSTM"] is gc.nn.LSTM and names["GRU"] is gc.nn.GRU and "Linear" in names
