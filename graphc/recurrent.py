@@ -37,10 +37,8 @@ class _Recurrent(Module):
         for what, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
-                    value < (0 if what == "input_size" else 1):
-                _fail(f"{name}: {what} must be "
-                      f"{'an int >= 0' if what == 'input_size' else 'a positive int'}, "
-                      f"got {value!r}")
+                    value < 1:  # input_size 0 too, as torch: its initial state failed
+                _fail(f"{name}: {what} must be a positive int, got {value!r}")
         if isinstance(dropout, (bool, np.bool_)) or \
                 not isinstance(dropout, (int, float, np.integer, np.floating)) or \
                 not 0.0 <= dropout < 1.0:
