@@ -164,3 +164,16 @@ def test_star_import_of_graphc_nn_has_the_recurrent_layers():
     names = {}
     exec("from graphc.nn import *", names)
     assert names["LSTM"] is gc.nn.LSTM and names["GRU"] is gc.nn.GRU and "Linear" in names
+
+
+def test_more_conv1d_errors_name_conv1d():
+    f = "test_review_s22b.py"
+    x, w = np.zeros((2, 4, 9)), np.zeros((6, 4, 3))
+    assert_one_line_error(lambda: gc.conv1d(x, w, stride=0), "conv1d: stride must be >= 1, got 0",
+                          f)
+    assert_one_line_error(lambda: gc.conv1d(x, w, dilation=0),
+                          "conv1d: dilation must be >= 1, got 0", f)
+    assert_one_line_error(lambda: gc.conv1d(x, w, padding="same", stride=2),
+                          "conv1d: padding='same' needs stride 1", f)
+    assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3)(x),
+                          "conv1d: x is float64 and w float32: they must have one dtype", f)

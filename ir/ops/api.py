@@ -976,16 +976,26 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if b is not None and _shape(b) != (o,):
         _fail(f"conv1d: b must have shape ({o},), one value per output channel, got "
               f"{_shape(b)}")
+    stride, dilation = _single("conv1d", "stride", stride), _single("conv1d", "dilation",
+                                                                    dilation)
+    for what, v in (("stride", stride), ("dilation", dilation)):
+        if v < 1:
+            _fail(f"conv1d: {what} must be >= 1, got {v}")
+    if isinstance(padding, str) and padding == "same" and stride != 1:
+        _fail("conv1d: padding='same' needs stride 1, as in PyTorch")
+    if precision.STATE.dtype is None or precision.STATE.suspended:  # as conv2d's check
+        if _dtype(w) != _dtype(x):
+            _fail(f"conv1d: x is {_dtype(x)} and w {_dtype(w)}: they must have one dtype "
+                  "(outside autocast), as in PyTorch; cast one with .astype")
     if not isinstance(padding, str):
         padding = (0, _single("conv1d", "padding", padding))
-        span = _single("conv1d", "dilation", dilation) * (k - 1) + 1
+        span = dilation * (k - 1) + 1
         length = _shape(x)[-1]
         if isinstance(length, int) and padding[1] >= 0 and length + 2 * padding[1] < span:
             _fail(f"conv1d: the kernel {span} (dilated) is longer than the padded input "
                   f"{length + 2 * padding[1]}")
     out = conv2d(expand_dims(x, -2), expand_dims(w, -2), b,
-                 (1, _single("conv1d", "stride", stride)), padding,
-                 (1, _single("conv1d", "dilation", dilation)), groups)
+                 (1, stride), padding, (1, dilation), groups)
     return squeeze(out, -2)
 
 
