@@ -292,10 +292,12 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
     if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
         raise GraphcError(f"{name}: padding_mode must be 'zeros', 'reflect', 'replicate' or "
                           f"'circular', got {padding_mode!r}", (user_location(),))
-    if (not isinstance(groups, int) or groups < 1 or in_channels % groups
-            or out_channels % groups):
+    # a numpy integer too (np.int64 from a config array); not a bool or a float
+    if (not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1
+            or in_channels % groups or out_channels % groups):
         raise GraphcError(f"{name}: in_channels {in_channels} and out_channels "
                           f"{out_channels} must divide by groups {groups}", (user_location(),))
+    groups = int(groups)
     rng = _rng(rng)
     fan_in = in_channels // groups * math.prod(kernel)
     bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
@@ -467,7 +469,11 @@ class GroupNorm(Module):
     and the other axes (biased variance, eps), then scaled and shifted per channel."""
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype="float32"):
-        if num_groups < 1 or num_channels % num_groups:
+        for what, value in (("num_groups", num_groups), ("num_channels", num_channels)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise GraphcError(f"GroupNorm: {what} must be a positive int, got {value!r}",
+                                  (user_location(),))
+        if num_channels % num_groups:
             raise GraphcError(f"GroupNorm: num_channels ({num_channels}) must be a multiple "
                               f"of num_groups ({num_groups})", (user_location(),))
         object.__setattr__(self, "num_groups", int(num_groups))
@@ -485,10 +491,14 @@ class GroupNorm(Module):
         if len(shape) < 2 or shape[1] != self.num_channels:
             raise GraphcError(f"GroupNorm: expected input (N, {self.num_channels}, ...), got "
                               f"shape {tuple(shape)}", (user_location(),))
-        groups = F.reshape(x, (shape[0], self.num_groups, -1))
-        mean = F.mean(groups, -1, keepdims=True)
+        num_groups = self._setting("num_groups", x)
+        # (N, G, C/G, *spatial), reduced over all but N and G: no -1 to infer, which an
+        # empty batch (zero elements) does not allow
+        groups = F.reshape(x, (shape[0], num_groups, shape[1] // num_groups) + tuple(shape[2:]))
+        axes = tuple(range(2, len(shape) + 1))
+        mean = F.mean(groups, axes, keepdims=True)
         centred = groups - mean
-        var = F.mean(centred * centred, -1, keepdims=True)
+        var = F.mean(centred * centred, axes, keepdims=True)
         y = F.reshape(centred * F.rsqrt(var + self._setting("eps", x)), shape)
         if self.weight is None:
             return y
@@ -812,3 +822,8 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + list(_LAZY))
+
+
+# `from graphc.nn import *`: what it gave before (every public name) and the lazy layers,
+# which it fetches through __getattr__ only when __all__ names them
+__all__ = sorted(n for n in globals() if not n.startswith("_")) + list(_LAZY)

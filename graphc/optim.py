@@ -85,15 +85,19 @@ def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0)
     return schedule
 
 
-def exponential_decay(init: float, transition_steps: int, decay_rate: float,
+def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
                       staircase: bool = False, end_value: float | None = None):
     """optax's exponential_decay: init * decay_rate ** (count / transition_steps), the
     exponent floored with `staircase` (torch's StepLR(step_size, gamma)); `end_value` bounds
-    it (below for a rate < 1, above for a rate > 1)."""
-    init, rate, every = float(init), float(decay_rate), int(transition_steps)
-    if every <= 0:
-        raise GraphcError(f"exponential_decay: transition_steps must be positive, got "
-                          f"{transition_steps}", (user_location(),))
+    it (below for a rate < 1, above for a rate > 1). No transition_begin, optax's fourth
+    parameter: the rest are keyword-only, so that optax's positional call is refused."""
+    # a number as optax's (count / transition_steps): int() made 2.5 into 2
+    if isinstance(transition_steps, (bool, np.bool_)) or \
+            not isinstance(transition_steps, (int, float, np.integer, np.floating)) or \
+            not 0 < transition_steps < math.inf:
+        raise GraphcError(f"exponential_decay: transition_steps must be a positive number, "
+                          f"got {transition_steps!r}", (user_location(),))
+    init, rate, every = float(init), float(decay_rate), float(transition_steps)
     if rate <= 0:
         raise GraphcError(f"exponential_decay: decay_rate must be positive, got {decay_rate}",
                           (user_location(),))
@@ -101,12 +105,12 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float,
 
     def schedule(count):
         if isinstance(count, (int, np.integer)):
-            exponent = int(count) // every if staircase else int(count) / every
+            exponent = math.floor(int(count) / every) if staircase else int(count) / every
             value = init * rate ** exponent
             if bound is not None:
                 value = max(value, bound) if rate < 1 else min(value, bound)
             return value
-        exponent = F.cast(count, "float64") / float(every)
+        exponent = F.cast(count, "float64") / every
         if staircase:
             exponent = F.floor(exponent)
         value = F.pow(rate, exponent) * init

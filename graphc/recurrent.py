@@ -19,7 +19,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 
 from .control_flow import scan
-from .nn import Dropout, Module, Parameter, _rng
+from .nn import Module, Parameter, _rng, current_key
 
 # gates per cell: rows of weight_ih/weight_hh, in torch's order
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
@@ -37,10 +37,12 @@ class _Recurrent(Module):
         for what, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
-                    value < (0 if what == "input_size" else 1):
+                    value < 1:  # input_size 0 too, as torch: its initial state failed
                 _fail(f"{name}: {what} must be a positive int, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            _fail(f"{name}: dropout must be in [0, 1), got {dropout}")
+        if isinstance(dropout, (bool, np.bool_)) or \
+                not isinstance(dropout, (int, float, np.integer, np.floating)) or \
+                not 0.0 <= dropout < 1.0:
+            _fail(f"{name}: dropout must be a number in [0, 1), got {dropout!r}")
         object.__setattr__(self, "mode", mode)
         object.__setattr__(self, "input_size", int(input_size))
         object.__setattr__(self, "hidden_size", int(hidden_size))
@@ -62,8 +64,9 @@ class _Recurrent(Module):
                 for kind, shape in shapes:
                     setattr(self, f"{kind}{suffix}",
                             Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
-        # between layers, in training, as torch's (not after the last one)
-        self.dropout = Dropout(dropout)
+        # between layers, in training, as torch's (not after the last one); a float, as
+        # torch's attribute, read at every call
+        object.__setattr__(self, "dropout", float(dropout))
 
     def _suffixes(self, layer):
         return [f"_l{layer}"] + ([f"_l{layer}_reverse"] if self.bidirectional else [])
@@ -116,7 +119,9 @@ class _Recurrent(Module):
                   f"{tuple(F._shape(input))}")
         batched = nd == 3
         x = input if batched else F.expand_dims(input, 1)
-        if batched and self.batch_first:
+        # read as a guarded setting: a plan traced with the other layout is not reused
+        batch_first = batched and self._setting("batch_first", input)
+        if batch_first:
             x = F.swapaxes(x, 0, 1)  # time first inside
         if F._shape(x)[-1] != self.input_size:
             _fail(f"{name}: input has {F._shape(x)[-1]} features, the layer takes "
@@ -124,11 +129,16 @@ class _Recurrent(Module):
         length, batch = F._shape(x)[0], F._shape(x)[1]
         directions = 2 if self.bidirectional else 1
         state = (self.num_layers * directions, batch, self.hidden_size)
+        if lstm and hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            _fail(f"LSTM: hx must be a pair (h_0, c_0), got {type(hx).__name__}"
+                  + (f" of {len(hx)}" if isinstance(hx, (tuple, list)) else ""))
         h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
         h0 = self._initial(h0, state, batched, x, "h_0" if lstm else "hx")
         c0 = self._initial(c0, state, batched, x, "c_0")
         if length == 0:
             _fail(f"{name}: the input has no time steps")
+        p = self._setting("dropout", input)
+        drop = p > 0.0 and self._setting("training", input)  # train()/eval(): another plan
         hs, cs = [], []
         for layer in range(self.num_layers):
             outs = []
@@ -139,11 +149,11 @@ class _Recurrent(Module):
                 hs.append(h)
                 cs.append(c)
             x = outs[0] if len(outs) == 1 else F.concat(outs, -1)
-            if layer < self.num_layers - 1:
-                x = self.dropout(x)
+            if drop and layer < self.num_layers - 1:
+                x = F.dropout(x, p, current_key(x))
         out = x
         h_n, c_n = F.stack(hs, 0), F.stack(cs, 0)
-        if batched and self.batch_first:
+        if batch_first:
             out = F.swapaxes(out, 0, 1)
         if not batched:
             out, h_n, c_n = F.squeeze(out, 1), F.squeeze(h_n, 1), F.squeeze(c_n, 1)

@@ -803,6 +803,8 @@ def _pad2d_mode(name, x, padding, mode):
     padding_mode 'reflect', 'replicate' or 'circular' (F.pad's): rows (columns) of x itself,
     each a slice of one, so that their gradients flow back to x."""
     for axis, (before, after) in ((-2, padding[0]), (-1, padding[1])):
+        if builtins.min(before, after) < 0:  # F.pad would crop; conv2d refuses it too
+            _fail(f"{name}: padding must be >= 0, got {(before, after)}")
         size = _shape(x)[axis]
         most = {"reflect": size - 1, "circular": size}.get(mode)
         if isinstance(size, int) and most is not None and builtins.max(before, after) > most:
@@ -962,11 +964,38 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         _fail(f"conv1d: x must be 3-d (N, C, L) or 2-d (C, L), got shape {_shape(x)}")
     if _ndim(w) != 3:
         _fail(f"conv1d: w must be 3-d (O, C/groups, K), got shape {_shape(w)}")
+    # what conv2d would refuse naming itself and the (O, C, 1, K) weight it is given
+    o, cg, k = _shape(w)
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1 \
+            or o % groups:
+        _fail(f"conv1d: groups={groups!r} must be a positive int dividing w's {o} output "
+              "channels")
+    if _shape(x)[-2] != cg * groups:
+        _fail(f"conv1d: x has {_shape(x)[-2]} channels, w {_shape(w)} takes {cg * groups}"
+              + (f" (groups={groups})" if groups > 1 else ""))
+    if b is not None and _shape(b) != (o,):
+        _fail(f"conv1d: b must have shape ({o},), one value per output channel, got "
+              f"{_shape(b)}")
+    stride, dilation = _single("conv1d", "stride", stride), _single("conv1d", "dilation",
+                                                                    dilation)
+    for what, v in (("stride", stride), ("dilation", dilation)):
+        if v < 1:
+            _fail(f"conv1d: {what} must be >= 1, got {v}")
+    if isinstance(padding, str) and padding == "same" and stride != 1:
+        _fail("conv1d: padding='same' needs stride 1, as in PyTorch")
+    if precision.STATE.dtype is None or precision.STATE.suspended:  # as conv2d's check
+        if _dtype(w) != _dtype(x):
+            _fail(f"conv1d: x is {_dtype(x)} and w {_dtype(w)}: they must have one dtype "
+                  "(outside autocast), as in PyTorch; cast one with .astype")
     if not isinstance(padding, str):
         padding = (0, _single("conv1d", "padding", padding))
+        span = dilation * (k - 1) + 1
+        length = _shape(x)[-1]
+        if isinstance(length, int) and padding[1] >= 0 and length + 2 * padding[1] < span:
+            _fail(f"conv1d: the kernel {span} (dilated) is longer than the padded input "
+                  f"{length + 2 * padding[1]}")
     out = conv2d(expand_dims(x, -2), expand_dims(w, -2), b,
-                 (1, _single("conv1d", "stride", stride)), padding,
-                 (1, _single("conv1d", "dilation", dilation)), groups)
+                 (1, stride), padding, (1, dilation), groups)
     return squeeze(out, -2)
 
 
