@@ -157,3 +157,15 @@ def test_identity_returns_its_input():
     assert gc.nn.Identity(54, unused=1)(x) is x
     model = gc.nn.Sequential(gc.nn.Linear(3, 2), gc.nn.Identity())
     np.testing.assert_allclose(model(x), model[0](x))
+
+
+def test_one_plan_serves_every_sequence_length():
+    """A symbolic time axis (gc.scan over a Dim): one plan for sequences of any length,
+    equal to the eager layer at each."""
+    gru = gc.nn.GRU(3, 4, num_layers=2, dtype="float64")
+    f = gc.compile(lambda x: gru(x)[0], polymorphic_shapes=(("length", "_", "_"),))
+    rng = np.random.default_rng(6)
+    for length in (5, 7, 1):
+        x = rng.normal(size=(length, 2, 3))
+        np.testing.assert_allclose(f(x), gru(x)[0], rtol=1e-13, atol=1e-14)
+    assert len(f._plans) == 1
