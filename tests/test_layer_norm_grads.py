@@ -154,7 +154,10 @@ def test_each_steps_value_is_written_when_its_step_returns(dtype):
     # two layers and the final one, each with its bias's gradient
     assert plan.source.count("_jit.layer_norm_grads_bias(") == 5
     seen = _values_after_each_step(plan, inputs)
-    assert len(seen) > 100 and not [node.op for node, nan in seen if nan]
+    # (a constant is not written by a step: cross_entropy's NaN for a target out of range
+    # is one)
+    assert len(seen) > 100 and not [node.op for node, nan in seen
+                                    if nan and node.op != "constant"]
     ops = [node.op for node, _ in seen]
     pairs = [k for k, op in enumerate(ops) if op == "layer_norm_grad"]
     assert len(pairs) == 5 and all(ops[k + 1] == "layer_norm_wgrad" for k in pairs)
