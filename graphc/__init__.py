@@ -13,7 +13,8 @@ from ir.graph import Graph, Node
 from ir.ops import api as _api
 from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, ...)
 from ir.ops.api import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadowing builtins on purpose)
-from ir.ops import arrays as _arrays
+from ir.ops import activations as _activations, arrays as _arrays
+from ir.ops.activations import *  # noqa: F401,F403  (torch.nn.functional's: elu, mish, ...)
 from ir.ops.arrays import *  # noqa: F401,F403  (numpy's array functions: pad, flip, sort, ...)
 from ir.ops.precision import autocast
 from passes.autodiff import gradients
@@ -41,4 +42,4 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "map",
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \
-    + _arrays.__all__
+    + _arrays.__all__ + _activations.__all__

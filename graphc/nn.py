@@ -805,12 +805,17 @@ class MSELoss(Module):
         return F.mse_loss(x, target, self._setting("reduction", x))
 
 
-# The recurrent and transformer layers live in graphc/recurrent.py and graphc/transformer.py,
-# which build them on this module's layers: they are this module's attributes on first use
-# (PEP 562), without an import cycle between the modules.
+# The recurrent, transformer and other activation layers live in graphc/recurrent.py,
+# graphc/transformer.py and graphc/activation_layers.py, which build them on this module's
+# layers: they are this module's attributes on first use (PEP 562), without an import cycle
+# between the modules.
 _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
          "TransformerEncoderLayer": "transformer", "TransformerDecoderLayer": "transformer",
-         "TransformerEncoder": "transformer", "TransformerDecoder": "transformer"}
+         "TransformerEncoder": "transformer", "TransformerDecoder": "transformer",
+         **{name: "activation_layers" for name in (
+             "ELU", "SELU", "CELU", "ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish", "Mish",
+             "Softsign", "GLU", "Softshrink", "Hardshrink", "PReLU", "Softmax", "LogSoftmax",
+             "ModuleDict")}}
 
 
 def __getattr__(name):

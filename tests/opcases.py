@@ -109,6 +109,13 @@ def _pad_ref(a):
     return out
 
 
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def _elu(a, alpha):
+    return np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0)))
+
+
 def _quiet(compute):
     """compute() with numpy's invalid-value warnings off (a log of a negative number)."""
     with np.errstate(invalid="ignore"):
@@ -453,6 +460,21 @@ CASES = [
          lambda a, b: np.meshgrid(a, b)[0] * np.meshgrid(a, b)[1] + np.linspace(-1, 2, 3)),
     Case("segment_sum", lambda a, i: gc.segment_sum(a, i, 4), [f64(5, 3), ints(5, high=4)],
          lambda a, i: _scatter(a, i, 4), ints=(1,)),
+    # torch.nn.functional's other activations (ir/ops/activations.py)
+    Case("elu_selu_celu", lambda a: gc.elu(a, 0.7) + gc.selu(a) * gc.celu(a, 1.3),
+         [f64(3, 4)], lambda a: _elu(a, 0.7) + _SELU_SCALE * _elu(a, _SELU_ALPHA)
+         * np.where(a > 0, a, 1.3 * np.expm1(np.minimum(a, 0) / 1.3))),
+    Case("hard_activations", lambda a: gc.relu6(a * 4.0) + gc.hardtanh(a, -1.5, 0.5)
+         + gc.hardsigmoid(a * 2.0) * gc.hardswish(a * 2.0), [f64(3, 4)],
+         lambda a: np.clip(a * 4, 0, 6) + np.clip(a, -1.5, 0.5)
+         + np.clip(a * 2 + 3, 0, 6) / 6 * (a * 2) * np.clip(a * 2 + 3, 0, 6) / 6),
+    Case("mish_softsign_glu_shrink", lambda a: gc.mish(a) * gc.softsign(a)
+         + gc.softshrink(a, 0.3) + gc.hardshrink(a, 0.3) + gc.tile(gc.glu(a, 1), (1, 2)),
+         [f64(3, 4)], lambda a: a * np.tanh(np.logaddexp(a, 0)) * a / (1 + np.abs(a))
+         + np.sign(a) * np.maximum(np.abs(a) - 0.3, 0) + np.where(np.abs(a) > 0.3, a, 0)
+         + np.tile(a[:, :2] / (1 + np.exp(-a[:, 2:])), (1, 2))),
+    Case("prelu", gc.prelu, [f64(2, 3, 4), f64(3)],
+         lambda a, w: np.where(a > 0, a, a * w[:, None])),
     # collectives in one process are the identity; under mpiexec: tests/test_mpi.py
     Case("allreduce", lambda a, b: allreduce(a * b, "mean") + allreduce(a, "sum"),
          [f64(3, 4), f64(3, 4)], lambda a, b: a * b + a),

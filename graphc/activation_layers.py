@@ -1,0 +1,127 @@
+"""torch.nn's other activation modules (ELU, SELU, CELU, ReLU6, Hardtanh, Hardsigmoid,
+Hardswish, Mish, Softsign, GLU, Softshrink, Hardshrink, PReLU, Softmax, LogSoftmax) and
+ModuleDict, on graphc.nn's Module. Each activation is its function in ir/ops/activations.py
+(or the core API) with its settings read as guarded settings at every call, so a compiled
+plan traced before `layer.alpha = 0.5` is not reused after it."""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.ops import activations as A
+from ir.ops import api as F
+
+from .nn import Module, Parameter
+
+
+class _Activation(Module):
+    """forward(x) = function(x, *settings), the settings named by `_settings`."""
+
+    _settings: tuple = ()
+
+    def __init__(self, **settings):
+        for name, value in settings.items():
+            object.__setattr__(self, name, value)
+
+    def forward(self, x):
+        return self._function(x, *(self._setting(name, x) for name in self._settings))
+
+
+def _activation(name, function, doc, **defaults):
+    """A Module class named `name` computing `function` with the settings `defaults`."""
+    def __init__(self, *args, **kwargs):
+        values = dict(defaults)
+        values.update(zip(defaults, args))
+        unknown = set(kwargs) - set(defaults)
+        if len(args) > len(defaults) or unknown:
+            raise GraphcError(f"{name}: takes {', '.join(defaults) or 'no settings'}, got "
+                              f"{len(args)} positional and {sorted(kwargs)}",
+                              (user_location(),))
+        values.update(kwargs)
+        _Activation.__init__(self, **values)
+    return type(name, (_Activation,), {"__init__": __init__, "__doc__": doc,
+                                        "_function": staticmethod(function),
+                                        "_settings": tuple(defaults)})
+
+
+ELU = _activation("ELU", A.elu, "torch.nn.ELU(alpha=1.0)", alpha=1.0)
+SELU = _activation("SELU", A.selu, "torch.nn.SELU()")
+CELU = _activation("CELU", A.celu, "torch.nn.CELU(alpha=1.0)", alpha=1.0)
+ReLU6 = _activation("ReLU6", A.relu6, "torch.nn.ReLU6()")
+Hardtanh = _activation("Hardtanh", A.hardtanh, "torch.nn.Hardtanh(min_val=-1.0, max_val=1.0)",
+                       min_val=-1.0, max_val=1.0)
+Hardsigmoid = _activation("Hardsigmoid", A.hardsigmoid, "torch.nn.Hardsigmoid()")
+Hardswish = _activation("Hardswish", A.hardswish, "torch.nn.Hardswish()")
+Mish = _activation("Mish", A.mish, "torch.nn.Mish()")
+Softsign = _activation("Softsign", A.softsign, "torch.nn.Softsign()")
+GLU = _activation("GLU", A.glu, "torch.nn.GLU(dim=-1)", dim=-1)
+Softshrink = _activation("Softshrink", A.softshrink, "torch.nn.Softshrink(lambd=0.5)",
+                         lambd=0.5)
+Hardshrink = _activation("Hardshrink", A.hardshrink, "torch.nn.Hardshrink(lambd=0.5)",
+                         lambd=0.5)
+Softmax = _activation("Softmax", F.softmax, "torch.nn.Softmax(dim): softmax along dim",
+                      dim=-1)
+LogSoftmax = _activation("LogSoftmax", F.log_softmax,
+                         "torch.nn.LogSoftmax(dim): log_softmax along dim", dim=-1)
+
+
+class PReLU(Module):
+    """torch.nn.PReLU(num_parameters=1, init=0.25): x for x > 0, weight * x otherwise, one
+    learned slope or one per channel (axis 1)."""
+
+    def __init__(self, num_parameters=1, init=0.25, dtype="float32"):
+        if not isinstance(num_parameters, (int, np.integer)) or num_parameters < 1:
+            raise GraphcError(f"PReLU: num_parameters must be a positive int, got "
+                              f"{num_parameters!r}", (user_location(),))
+        self.weight = Parameter(np.full(int(num_parameters), init, dtype))
+
+    def forward(self, x):
+        return A.prelu(x, self.weight)
+
+
+class ModuleDict(Module):
+    """torch.nn.ModuleDict: modules under string keys (their parameters are named
+    `key.name`), in insertion order; `d[key]`, `d[key] = module`, `keys()`, `items()`,
+    `values()`, `len`, `in`."""
+
+    def __init__(self, modules=None):
+        object.__setattr__(self, "_keys", [])
+        for key, module in dict(modules or {}).items():
+            self[key] = module
+
+    def __setitem__(self, key, module):
+        if not isinstance(key, str) or not key or "." in key:
+            raise GraphcError(f"ModuleDict: a key must be a non-empty string without '.', "
+                              f"got {key!r}", (user_location(),))
+        if not isinstance(module, Module):
+            raise GraphcError(f"ModuleDict: {key!r} is a {type(module).__name__}, not a "
+                              "Module", (user_location(),))
+        if key not in self._keys and (hasattr(type(self), key) or key in vars(self)):
+            raise GraphcError(f"ModuleDict: the key {key!r} is an attribute of the dict "
+                              "itself; choose another", (user_location(),))
+        if key not in self._keys:
+            self._keys.append(key)
+        setattr(self, key, module)
+
+    def __getitem__(self, key):
+        if key not in self._keys:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key):
+        return key in self._keys
+
+    def __len__(self):
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(list(self._keys))
+
+    def keys(self):
+        return list(self._keys)
+
+    def values(self):
+        return [getattr(self, k) for k in self._keys]
+
+    def items(self):
+        return [(k, getattr(self, k)) for k in self._keys]

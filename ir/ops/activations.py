@@ -1,0 +1,109 @@
+"""torch.nn.functional's other activations, built from the primitive ops: elu, selu, celu,
+relu6, hardtanh, hardsigmoid, hardswish, mish, softsign, glu, softshrink, hardshrink and
+prelu. Values and gradients are torch's, at the kinks too: each piece is chosen by `where`
+with torch's own comparisons, so a gradient at a boundary (x = 0, +-3, 6) is the piece torch's
+backward takes. A piece that overflows where it is not selected (expm1 of a large x) is fed a
+clamped operand, so its zero share of the gradient stays 0 (not inf * 0 = NaN).
+"""
+from __future__ import annotations
+
+import math
+
+from . import api as F
+from .api import _axis, _fail, _ndim, _shape
+
+__all__ = ["elu", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "hardswish", "mish",
+           "softsign", "glu", "softshrink", "hardshrink", "prelu"]
+
+# selu's constants (Klambauer et al.; torch's)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def elu(x, alpha=1.0):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+    return F.where(F.greater(x, 0), x, F.expm1(F.minimum(x, 0.0)) * float(alpha))
+
+
+def selu(x):
+    """scale * elu(x, alpha) with selu's fixed constants."""
+    return elu(x, SELU_ALPHA) * SELU_SCALE
+
+
+def celu(x, alpha=1.0):
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
+    if alpha == 0:
+        _fail("celu: alpha must not be 0")
+    return F.where(F.greater(x, 0), x,
+                   F.expm1(F.minimum(x, 0.0) * (1.0 / alpha)) * float(alpha))
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0):
+    """x clamped to [min_val, max_val]; the gradient is 1 strictly inside, 0 elsewhere."""
+    if min_val > max_val:
+        _fail(f"hardtanh: min_val {min_val} is above max_val {max_val}")
+    return F.where(F.less_equal(x, min_val), float(min_val),
+                   F.where(F.greater_equal(x, max_val), float(max_val), x))
+
+
+def relu6(x):
+    """min(max(x, 0), 6)."""
+    return hardtanh(x, 0.0, 6.0)
+
+
+def hardsigmoid(x):
+    """relu6(x + 3) / 6; the gradient 1/6 strictly between -3 and 3."""
+    return F.where(F.less_equal(x, -3.0), 0.0,
+                   F.where(F.greater_equal(x, 3.0), 1.0, x * (1.0 / 6.0) + 0.5))
+
+
+def hardswish(x):
+    """x * relu6(x + 3) / 6 (its gradient is 0 at -3 and 1 at 3, as torch's)."""
+    return F.where(F.less_equal(x, -3.0), 0.0,
+                   F.where(F.less(x, 3.0), x * (x + 3.0) * (1.0 / 6.0), x))
+
+
+def mish(x):
+    """x * tanh(softplus(x))."""
+    return x * F.tanh(F.softplus(x))
+
+
+def softsign(x):
+    """x / (1 + |x|)."""
+    return x / (F.abs(x) + 1.0)
+
+
+def glu(x, dim=-1):
+    """a * sigmoid(b), a and b the two halves of x along `dim`."""
+    dim = _axis(dim, _ndim(x), "glu: dim")
+    if _shape(x)[dim] % 2:
+        _fail(f"glu: dim {dim} has size {_shape(x)[dim]}, which does not halve")
+    a, b = F.split(x, 2, dim)
+    return a * F.sigmoid(b)
+
+
+def softshrink(x, lambd=0.5):
+    """x - lambd above lambd, x + lambd below -lambd, 0 between."""
+    if lambd < 0:
+        _fail(f"softshrink: lambd must be >= 0, got {lambd}")
+    return F.where(F.greater(x, lambd), x - float(lambd),
+                   F.where(F.less(x, -lambd), x + float(lambd), 0.0))
+
+
+def hardshrink(x, lambd=0.5):
+    """x where |x| > lambd, 0 elsewhere."""
+    return F.where(F.logical_or(F.greater(x, lambd), F.less(x, -lambd)), x, 0.0)
+
+
+def prelu(x, weight):
+    """x for x > 0, weight * x otherwise; weight has one value or one per channel (x's
+    axis 1, as torch's)."""
+    count = math.prod(_shape(weight))
+    if _ndim(weight) > 1:
+        _fail(f"prelu: weight must be 1-d, got shape {tuple(_shape(weight))}")
+    if count != 1:
+        if _ndim(x) < 2 or _shape(x)[1] != count:
+            _fail(f"prelu: {count} weights for input of shape {tuple(_shape(x))}: one per "
+                  "channel (axis 1) or one")
+        weight = F.reshape(weight, (count,) + (1,) * (_ndim(x) - 2))
+    return F.where(F.greater(x, 0), x, x * weight)

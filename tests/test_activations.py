@@ -1,0 +1,111 @@
+"""torch.nn.functional's other activations (ir/ops/activations.py) and their modules
+(graphc/activation_layers.py): values and gradients against torch in float64, at the kinks
+too (the gradient torch's backward gives at x = 0, +-3, 6 and the shrink thresholds)."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+torch = pytest.importorskip("torch")  # the oracle (a test extra)
+TF = torch.nn.functional
+
+# the kinks of every function below, and values either side and far out
+X = np.array([-50.0, -7.0, -3.0, -2.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.5, 3.0,
+              5.0, 6.0, 7.0, 50.0])
+
+CASES = {  # name: (graphc, torch)
+    "elu": (lambda x: gc.elu(x, 0.7), lambda x: TF.elu(x, 0.7)),
+    "selu": (gc.selu, TF.selu),
+    "celu": (lambda x: gc.celu(x, 1.3), lambda x: TF.celu(x, 1.3)),
+    "relu6": (gc.relu6, TF.relu6),
+    "hardtanh": (lambda x: gc.hardtanh(x, -2.5, 3.0), lambda x: TF.hardtanh(x, -2.5, 3.0)),
+    "hardsigmoid": (gc.hardsigmoid, TF.hardsigmoid),
+    "hardswish": (gc.hardswish, TF.hardswish),
+    "mish": (gc.mish, TF.mish),
+    "softsign": (gc.softsign, TF.softsign),
+    "softshrink": (lambda x: gc.softshrink(x, 0.5), lambda x: TF.softshrink(x, 0.5)),
+    "hardshrink": (lambda x: gc.hardshrink(x, 0.5), lambda x: TF.hardshrink(x, 0.5)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_values_and_gradients_match_torch_at_the_kinks(name):
+    ours, theirs = CASES[name]
+    t = torch.tensor(X, requires_grad=True)
+    out = theirs(t)
+    out.sum().backward()
+    np.testing.assert_allclose(ours(X), out.detach().numpy(), rtol=3e-7, atol=1e-15)
+    np.testing.assert_allclose(gc.compile(ours)(X), ours(X), rtol=1e-14, atol=1e-15)
+    g = gc.grad(lambda x: gc.sum(ours(x)))(X)
+    assert np.isfinite(g).all()  # no inf * 0 from a piece that is not selected
+    # (torch's float64 celu and hardsigmoid gradients use float32 constants: 1e-7 apart;
+    # tests/opcases.py checks these gradients against finite differences to 1e-6)
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=3e-7, atol=1e-15)
+
+
+def test_glu_and_prelu_match_torch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 6))
+    t = torch.tensor(x, requires_grad=True)
+    TF.glu(t, 1).square().sum().backward()
+    np.testing.assert_allclose(gc.glu(x, 1), TF.glu(torch.tensor(x), 1).numpy(), rtol=1e-14)
+    np.testing.assert_allclose(gc.grad(lambda x: gc.sum(gc.square(gc.glu(x, 1))))(x),
+                               t.grad.numpy(), rtol=1e-12)
+    theirs = torch.nn.PReLU(4, 0.1).double()
+    ours = gc.nn.PReLU(4, 0.1, dtype="float64")
+    with torch.no_grad():
+        theirs.weight.uniform_(-0.5, 0.5)
+    ours.load_torch_state_dict(theirs.state_dict())
+    t = torch.tensor(x, requires_grad=True)
+    theirs(t).square().sum().backward()
+    np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-14)
+    g_params, g_x = gc.grad(lambda p, x: gc.sum(gc.square(ours.apply(p, x))),
+                            argnums=(0, 1))(ours.params(), x)
+    np.testing.assert_allclose(g_x, t.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(g_params["weight"], theirs.weight.grad.numpy(), rtol=1e-12)
+
+
+def test_modules_compute_their_functions_and_guard_their_settings():
+    x = X.astype(np.float32)
+    for name, module, fn in [("ELU", gc.nn.ELU(0.5), lambda x: TF.elu(x, 0.5)),
+                             ("Hardtanh", gc.nn.Hardtanh(min_val=-2.0), lambda x:
+                              TF.hardtanh(x, -2.0, 1.0)),
+                             ("Softmax", gc.nn.Softmax(0), lambda x: TF.softmax(x, 0)),
+                             ("LogSoftmax", gc.nn.LogSoftmax(0), lambda x: TF.log_softmax(x, 0)),
+                             ("GLU", gc.nn.GLU(), lambda x: TF.glu(x[:16], -1)),
+                             ("Mish", gc.nn.Mish(), TF.mish)]:
+        operand = x[:16] if name == "GLU" else x  # (GLU halves its input)
+        np.testing.assert_allclose(module(operand), fn(torch.tensor(x)).numpy(), rtol=2e-6,
+                                   atol=1e-6, err_msg=name)
+    elu = gc.nn.ELU(1.0)
+    f = gc.compile(lambda x: elu(x))
+    first = np.asarray(f(x))
+    elu.alpha = 0.2  # a plan traced with the old alpha is not reused
+    np.testing.assert_allclose(f(x), TF.elu(torch.tensor(x), 0.2).numpy(), rtol=1e-6)
+    assert not np.allclose(first, np.asarray(f(x)))
+
+
+def test_module_dict_names_and_orders_its_modules():
+    d = gc.nn.ModuleDict({"enc": gc.nn.Linear(3, 4), "act": gc.nn.ReLU()})
+    d["dec"] = gc.nn.Linear(4, 2)
+    assert d.keys() == ["enc", "act", "dec"] and len(d) == 3 and "act" in d
+    assert [n for n, _ in d.named_parameters()] == ["enc.weight", "enc.bias", "dec.weight",
+                                                    "dec.bias"]
+    x = np.ones((1, 3), np.float32)
+    y = x
+    for _, layer in d.items():
+        y = layer(y)
+    assert np.asarray(y).shape == (1, 2)
+    f = "test_activations.py"
+    assert_one_line_error(lambda: d.__setitem__("train", gc.nn.ReLU()),
+                          "the key 'train' is an attribute of the dict itself", f)
+    assert_one_line_error(lambda: d.__setitem__("x", 3), "'x' is a int, not a Module", f)
+
+
+def test_bad_settings_give_one_line():
+    f = "test_activations.py"
+    assert_one_line_error(lambda: gc.glu(np.ones((2, 3)), 1), "glu: dim 1 has size 3", f)
+    assert_one_line_error(lambda: gc.hardtanh(np.ones(2), 2.0, 1.0), "min_val 2.0 is above", f)
+    assert_one_line_error(lambda: gc.prelu(np.ones((2, 3)), np.ones(4)), "prelu: 4 weights", f)
+    assert_one_line_error(lambda: gc.nn.ELU(1.0, 2.0), "ELU: takes alpha", f)
