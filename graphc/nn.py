@@ -425,15 +425,31 @@ class Flatten(Module):
 
 
 class Embedding(Module):
-    """Rows of a (num, dim) table; normal(0, 1) as PyTorch without `std`."""
+    """Rows of a (num, dim) table; normal(0, 1) as PyTorch without `std`. `padding_idx`
+    (keyword; negative counts from the end), as torch's: that row starts at zero and gets no
+    gradient, so it stays what it is."""
 
-    def __init__(self, num, dim, rng=None, std=None, dtype="float32"):
+    def __init__(self, num, dim, rng=None, std=None, dtype="float32", *, padding_idx=None):
         rng = _rng(rng)
-        self.weight = Parameter(rng.normal(0.0, 1.0 if std is None else std,
-                                           (num, dim)).astype(dtype))
+        weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
+        if padding_idx is not None:
+            if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool) \
+                    or not -num <= padding_idx < num:
+                raise GraphcError(f"Embedding: padding_idx must be an int in [-{num}, {num}), "
+                                  f"got {padding_idx!r}", (user_location(),))
+            padding_idx = int(padding_idx) % num
+            weight[padding_idx] = 0
+        self.weight = Parameter(weight)
+        object.__setattr__(self, "padding_idx", padding_idx)
 
     def forward(self, idx):
-        return F.take(self.weight, idx)
+        rows = F.take(self.weight, idx)
+        padding = self._setting("padding_idx", rows)
+        if padding is None:
+            return rows
+        # the padding positions' rows pass no gradient back: the table's row gets none
+        at_padding = F.expand_dims(F.equal(idx, padding), -1)
+        return F.where(at_padding, F.stop_gradient(rows), rows)
 
 
 class LayerNorm(Module):

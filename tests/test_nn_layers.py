@@ -299,3 +299,24 @@ def test_loss_modules_call_the_functions(module):
     for reduction in ["mean", "sum"]:
         got = module(reduction=reduction)(gc.tensor(z), target).data
         np.testing.assert_array_equal(got, fn(gc.tensor(z), target, reduction=reduction).data)
+
+
+def test_embedding_padding_idx_is_torchs():
+    """padding_idx: the row starts at zero and gets no gradient (torch's), also as a
+    negative index; out-of-range is one error line."""
+    import torch
+    from errorcheck import assert_one_line_error
+    theirs = torch.nn.Embedding(6, 3, padding_idx=-2).double()
+    ours = gc.nn.Embedding(6, 3, dtype="float64", padding_idx=-2)
+    assert ours.padding_idx == 4 and not ours.weight.data[4].any()
+    ours.load_torch_state_dict(theirs.state_dict())
+    idx = np.array([[0, 4, 4, 2], [4, 5, 1, 0]])
+    w = np.random.default_rng(0).normal(size=(2, 4, 3))
+    (theirs(torch.tensor(idx)) * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(ours(idx), theirs(torch.tensor(idx)).detach().numpy())
+    for grad in (gc.grad(lambda p: gc.sum(ours.apply(p, idx) * w))(ours.params()),
+                 gc.compile(gc.grad(lambda p: gc.sum(ours.apply(p, idx) * w)))(ours.params())):
+        np.testing.assert_allclose(grad["weight"], theirs.weight.grad.numpy(), rtol=1e-15)
+        assert not grad["weight"][4].any()
+    assert_one_line_error(lambda: gc.nn.Embedding(6, 3, padding_idx=6),
+                          "padding_idx must be an int in [-6, 6)", "test_nn_layers.py")
