@@ -373,6 +373,21 @@ class Conv1d(Module):
         return F.conv1d(x, self.weight, self.bias, stride, padding, dilation, groups)
 
 
+class Upsample(Module):
+    """torch.nn.Upsample(size=None, scale_factor=None, mode='nearest', align_corners=None):
+    graphc.interpolate with these settings."""
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
+        for name, value in (("size", size), ("scale_factor", scale_factor), ("mode", mode),
+                            ("align_corners", align_corners)):
+            object.__setattr__(self, name, value)
+
+    def forward(self, x):
+        from ir.ops.resize import interpolate
+        return interpolate(x, *(self._setting(name, x) for name in (
+            "size", "scale_factor", "mode", "align_corners")))
+
+
 class MaxPool2d(Module):
     """torch.nn.MaxPool2d (graphc.max_pool2d); stride defaults to kernel_size. ceil_mode is
     keyword-only: PyTorch's fifth parameter is return_indices, which graphc has not."""

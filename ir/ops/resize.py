@@ -1,0 +1,80 @@
+"""torch.nn.functional.interpolate for images and sequences: modes "nearest" and "linear" /
+"bilinear", by `size` or `scale_factor`, with torch's source-index rules (align_corners,
+a given scale_factor used as 1 / scale as torch does). Separable: each resized axis is one or
+two gathers of whole rows and a blend with constant weights, so the gradient is the gathers'
+scatter, and vmap and compile are those ops'."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import api as F
+from .api import _fail, _ndim, _shape
+
+__all__ = ["interpolate"]
+
+
+def _source_positions(size_in, size_out, scale_factor, align_corners, mode):
+    """(i0, i1, weight of i1) for each output position along one axis, as torch computes
+    them (aten's area_pixel_compute_source_index)."""
+    out = np.arange(size_out, dtype=np.float64)
+    if mode == "nearest":
+        scale = 1.0 / scale_factor if scale_factor else size_in / size_out
+        # torch multiplies in float32
+        src = np.floor((out.astype(np.float32) * np.float32(scale)).astype(np.float64))
+        i0 = np.minimum(src.astype(np.int64), size_in - 1)
+        return i0, i0, np.zeros(size_out)
+    if align_corners:
+        scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
+        src = out * scale
+    else:
+        scale = 1.0 / scale_factor if scale_factor else size_in / size_out
+        src = np.maximum((out + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), size_in - 1)
+    i1 = np.minimum(i0 + 1, size_in - 1)
+    return i0, i1, src - i0
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """torch.nn.functional.interpolate of x (N, C, L) or (N, C, H, W): mode "nearest",
+    "linear" (3-d) or "bilinear" (4-d), to `size` (an int or one per spatial axis) or by
+    `scale_factor` (a number or one per axis). align_corners only for the linear modes."""
+    nd = _ndim(x)
+    if nd not in (3, 4):
+        _fail(f"interpolate: x must be 3-d (N, C, L) or 4-d (N, C, H, W), got shape "
+              f"{tuple(_shape(x))}")
+    spatial = nd - 2
+    linear = {3: "linear", 4: "bilinear"}[nd]
+    if mode not in ("nearest", linear):
+        _fail(f"interpolate: mode {mode!r} for a {nd}-d input; use 'nearest' or {linear!r}")
+    if mode == "nearest" and align_corners is not None:
+        _fail("interpolate: align_corners is only for the linear modes, as in torch")
+    if (size is None) == (scale_factor is None):
+        _fail("interpolate: give exactly one of size and scale_factor")
+    sizes_in = [int(d) for d in _shape(x)[2:]]
+    if size is not None:
+        sizes = [size] * spatial if isinstance(size, (int, np.integer)) else list(size)
+        factors = [None] * spatial
+    else:
+        factors = ([scale_factor] * spatial if isinstance(scale_factor, (int, float))
+                   else list(scale_factor))
+        if len(factors) != spatial or any(f <= 0 for f in factors):
+            _fail(f"interpolate: scale_factor {scale_factor!r}: one positive number, or one "
+                  f"per spatial axis ({spatial})")
+        sizes = [math.floor(d * f) for d, f in zip(sizes_in, factors)]
+    if len(sizes) != spatial or any(not isinstance(s, (int, np.integer)) or s < 1
+                                    for s in sizes):
+        _fail(f"interpolate: size {size if size is not None else sizes!r}: one positive int, "
+              f"or one per spatial axis ({spatial})")
+    for k, (n_in, n_out, factor) in enumerate(zip(sizes_in, sizes, factors)):
+        axis = 2 + k
+        i0, i1, w1 = _source_positions(n_in, int(n_out), factor, bool(align_corners), mode)
+        moved = F.swapaxes(x, axis, 0)
+        first = F.take(moved, i0)
+        if mode != "nearest":
+            shape = (-1,) + (1,) * (nd - 1)
+            weight = F.cast(np.reshape(w1, shape), F._dtype(x))
+            first = first + (F.take(moved, i1) - first) * weight
+        x = F.swapaxes(first, 0, axis)
+    return x
