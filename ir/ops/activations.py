@@ -59,8 +59,11 @@ def hardsigmoid(x):
 
 def hardswish(x):
     """x * relu6(x + 3) / 6 (its gradient is 0 at -3 and 1 at 3, as torch's)."""
+    # the middle piece is fed x clamped to [-3, 3], so at x = +-inf its zero share of the
+    # gradient stays 0 (not inf * 0 = NaN)
+    mid = F.minimum(F.maximum(x, -3.0), 3.0)
     return F.where(F.less_equal(x, -3.0), 0.0,
-                   F.where(F.less(x, 3.0), x * (x + 3.0) * (1.0 / 6.0), x))
+                   F.where(F.less(x, 3.0), mid * (mid + 3.0) * (1.0 / 6.0), x))
 
 
 def mish(x):
@@ -86,13 +89,16 @@ def softshrink(x, lambd=0.5):
     """x - lambd above lambd, x + lambd below -lambd, 0 between."""
     if lambd < 0:
         _fail(f"softshrink: lambd must be >= 0, got {lambd}")
-    return F.where(F.greater(x, lambd), x - float(lambd),
-                   F.where(F.less(x, -lambd), x + float(lambd), 0.0))
+    # the zero band is tested, not the outside, so a NaN falls outside it and stays NaN
+    # (torch's value, with gradient 1)
+    return F.where(F.logical_and(F.greater_equal(x, -lambd), F.less_equal(x, lambd)), 0.0,
+                   F.where(F.greater(x, lambd), x - float(lambd), x + float(lambd)))
 
 
 def hardshrink(x, lambd=0.5):
     """x where |x| > lambd, 0 elsewhere."""
-    return F.where(F.logical_or(F.greater(x, lambd), F.less(x, -lambd)), x, 0.0)
+    # the zero band is tested, so a NaN stays NaN (torch's value, with gradient 1)
+    return F.where(F.logical_and(F.greater_equal(x, -lambd), F.less_equal(x, lambd)), 0.0, x)
 
 
 def prelu(x, weight):

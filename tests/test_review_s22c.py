@@ -1,0 +1,27 @@
+"""Review s22c: the activations, transformer layers, gc.map and sample --dtype against torch."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+torch = pytest.importorskip("torch")  # the oracle (a test extra)
+TF = torch.nn.functional
+
+
+@pytest.mark.parametrize("name", ["softshrink", "hardshrink", "hardswish"])
+def test_shrinks_and_hardswish_at_nan_and_inf_are_torchs(name):
+    # softshrink/hardshrink(NaN) gave 0 (torch: NaN); hardswish's gradient at +-inf was NaN
+    # (torch: 0 and 1) from its unselected middle piece, inf * 0
+    x = np.array([-np.inf, -50.0, -0.5, 0.5, 50.0, np.inf, np.nan])
+    ours, theirs = getattr(gc, name), getattr(TF, name)
+    t = torch.tensor(x, requires_grad=True)
+    out = theirs(t)
+    out.sum().backward()
+    want = out.detach().numpy()
+    if name == "hardswish":  # torch's -inf * 0 = NaN at -inf; graphc's is the limit, 0
+        want[0] = 0.0
+    for got in (ours(x), gc.compile(ours)(x)):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-15, atol=0)
+    with np.errstate(invalid="ignore"):
+        g = gc.grad(lambda x: gc.sum(ours(x)))(x)
+    np.testing.assert_allclose(np.asarray(g), t.grad.numpy(), rtol=1e-15, atol=0)
