@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from errorcheck import assert_one_line_error
 
 torch = pytest.importorskip("torch")  # the oracle (a test extra)
 TF = torch.nn.functional
@@ -25,3 +26,17 @@ def test_shrinks_and_hardswish_at_nan_and_inf_are_torchs(name):
     with np.errstate(invalid="ignore"):
         g = gc.grad(lambda x: gc.sum(ours(x)))(x)
     np.testing.assert_allclose(np.asarray(g), t.grad.numpy(), rtol=1e-15, atol=0)
+
+
+def test_load_torch_state_dict_takes_half_tensors_and_names_a_non_dict():
+    # a bfloat16/float16 torch state raised TypeError (numpy has no bfloat16); a list raised
+    # AttributeError
+    torch.manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float16):
+        theirs = torch.nn.Linear(4, 3).to(dtype)
+        ours = gc.nn.Linear(4, 3)
+        ours.load_torch_state_dict(theirs.state_dict())
+        np.testing.assert_array_equal(ours.weight.data, theirs.weight.detach().float().numpy().T)
+        np.testing.assert_array_equal(ours.bias.data, theirs.bias.detach().float().numpy())
+    assert_one_line_error(lambda: ours.load_torch_state_dict([1, 2]),
+                          "load_torch_state_dict: state must be a dict", "test_review_s22c.py")
