@@ -40,3 +40,17 @@ def test_load_torch_state_dict_takes_half_tensors_and_names_a_non_dict():
         np.testing.assert_array_equal(ours.bias.data, theirs.bias.detach().float().numpy())
     assert_one_line_error(lambda: ours.load_torch_state_dict([1, 2]),
                           "load_torch_state_dict: state must be a dict", "test_review_s22c.py")
+
+
+def test_map_errors_say_map():
+    # a non-function f raised TypeError; the xs errors said scan and suggested scan's length=
+    xs = np.zeros((3, 2))
+    assert_one_line_error(lambda: gc.map(3, xs), "map: f must be a function, got int",
+                          "test_review_s22c.py")
+    assert_one_line_error(lambda: gc.map(lambda x: x, None), "map: xs has no arrays",
+                          "test_review_s22c.py")
+    assert_one_line_error(lambda: gc.map(lambda x: x, np.float64(1.0)),
+                          "map: every leaf of xs needs a leading axis", "test_review_s22c.py")
+    assert_one_line_error(lambda: gc.map(lambda p: p[0], (xs, np.zeros((4,)))),
+                          "map: the leaves of xs disagree on the leading axis' length: [3, 4]",
+                          "test_review_s22c.py")
