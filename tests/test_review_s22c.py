@@ -54,3 +54,20 @@ def test_map_errors_say_map():
     assert_one_line_error(lambda: gc.map(lambda p: p[0], (xs, np.zeros((4,)))),
                           "map: the leaves of xs disagree on the leading axis' length: [3, 4]",
                           "test_review_s22c.py")
+
+
+def test_transformer_layer_takes_a_function_as_activation_as_torch_does():
+    # torch takes a unary callable (F.gelu, torch.tanh); graphc refused anything but a Module
+    torch.manual_seed(0)
+    theirs = torch.nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, activation=torch.tanh)
+    theirs = theirs.double()
+    ours = gc.nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, activation=gc.tanh,
+                                         dtype="float64")
+    ours.load_torch_state_dict(theirs.state_dict())
+    x = np.random.default_rng(0).normal(size=(5, 2, 8))
+    want = theirs(torch.tensor(x)).detach().numpy()
+    for got in (ours(x), gc.compile(lambda x: ours(x))(x)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert_one_line_error(lambda: gc.nn.TransformerDecoderLayer(8, 2, activation="tanh"),
+                          "activation must be 'relu', 'gelu', a Module or a function",
+                          "test_review_s22c.py")
