@@ -71,3 +71,16 @@ def test_transformer_layer_takes_a_function_as_activation_as_torch_does():
     assert_one_line_error(lambda: gc.nn.TransformerDecoderLayer(8, 2, activation="tanh"),
                           "activation must be 'relu', 'gelu', a Module or a function",
                           "test_review_s22c.py")
+
+
+def test_elu_family_and_prelu_take_scalars_as_torch_takes_0d_tensors():
+    # gc.elu(-2.0) failed with "gt(f32[], i64[])" (x > 0 compared a weak float with a weak
+    # int); gc.prelu of a 0-d x with a (1,) weight gave shape (1,) (torch: 0-d)
+    for name in ("elu", "selu", "celu"):  # a Python float computes in float32
+        want = getattr(TF, name)(torch.tensor(-2.0, dtype=torch.float64)).item()
+        np.testing.assert_allclose(float(getattr(gc, name)(-2.0)), want, rtol=1e-6)
+    x, w = np.array(-2.0), np.array([0.25])
+    want = TF.prelu(torch.tensor(x), torch.tensor(w)).numpy()
+    for got in (gc.prelu(x, w), gc.compile(gc.prelu)(x, w), gc.nn.PReLU(dtype="float64")(x)):
+        assert np.shape(got) == want.shape == ()
+        np.testing.assert_allclose(got, want, rtol=1e-15)

@@ -22,7 +22,7 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 def elu(x, alpha=1.0):
     """x for x > 0, alpha * (exp(x) - 1) otherwise."""
-    return F.where(F.greater(x, 0), x, F.expm1(F.minimum(x, 0.0)) * float(alpha))
+    return F.where(F.greater(x, 0.0), x, F.expm1(F.minimum(x, 0.0)) * float(alpha))
 
 
 def selu(x):
@@ -34,7 +34,7 @@ def celu(x, alpha=1.0):
     """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
     if alpha == 0:
         _fail("celu: alpha must not be 0")
-    return F.where(F.greater(x, 0), x,
+    return F.where(F.greater(x, 0.0), x,
                    F.expm1(F.minimum(x, 0.0) * (1.0 / alpha)) * float(alpha))
 
 
@@ -112,4 +112,6 @@ def prelu(x, weight):
             _fail(f"prelu: {count} weights for input of shape {tuple(_shape(x))}: one per "
                   "channel (axis 1) or one")
         weight = F.reshape(weight, (count,) + (1,) * (_ndim(x) - 2))
-    return F.where(F.greater(x, 0), x, x * weight)
+    else:  # one slope: a 0-d x stays 0-d (a (1,) weight would broadcast it to (1,))
+        weight = F.reshape(weight, ())
+    return F.where(F.greater(x, 0.0), x, x * weight)
