@@ -84,3 +84,18 @@ def test_elu_family_and_prelu_take_scalars_as_torch_takes_0d_tensors():
     for got in (gc.prelu(x, w), gc.compile(gc.prelu)(x, w), gc.nn.PReLU(dtype="float64")(x)):
         assert np.shape(got) == want.shape == ()
         np.testing.assert_allclose(got, want, rtol=1e-15)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: gc.nn.ELU("a"), "elu: alpha must be a number, got 'a'"),
+    (lambda: gc.nn.CELU(None), "celu: alpha must be a number, got None"),
+    (lambda: gc.nn.Hardtanh(None), "hardtanh: min_val must be a number, got None"),
+    (lambda: gc.nn.Softshrink("a"), "softshrink: lambd must be a number"),
+    (lambda: gc.nn.Hardshrink([1]), "hardshrink: lambd must be a number"),
+    (lambda: gc.nn.Softmax(None), "axis must be an int, got None"),
+    (lambda: gc.nn.GLU("a"), "glu: dim must be an int, got 'a'"),
+])
+def test_activation_settings_that_are_not_numbers_are_one_line(make, message):
+    # they raised float()'s ValueError or a comparison's TypeError
+    x = np.zeros((2, 4))
+    assert_one_line_error(lambda: make()(x), message, "test_review_s22c.py")

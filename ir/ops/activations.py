@@ -8,6 +8,7 @@ clamped operand, so its zero share of the gradient stays 0 (not inf * 0 = NaN).
 from __future__ import annotations
 
 import math
+import numbers
 
 from . import api as F
 from .api import _axis, _fail, _ndim, _shape
@@ -20,8 +21,16 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
+def _number(what, value):
+    """A setting as a float; anything else is one GraphcError line, not float()'s error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
 def elu(x, alpha=1.0):
     """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+    alpha = _number("elu: alpha", alpha)
     return F.where(F.greater(x, 0.0), x, F.expm1(F.minimum(x, 0.0)) * float(alpha))
 
 
@@ -32,6 +41,7 @@ def selu(x):
 
 def celu(x, alpha=1.0):
     """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
+    alpha = _number("celu: alpha", alpha)
     if alpha == 0:
         _fail("celu: alpha must not be 0")
     return F.where(F.greater(x, 0.0), x,
@@ -40,6 +50,8 @@ def celu(x, alpha=1.0):
 
 def hardtanh(x, min_val=-1.0, max_val=1.0):
     """x clamped to [min_val, max_val]; the gradient is 1 strictly inside, 0 elsewhere."""
+    min_val, max_val = _number("hardtanh: min_val", min_val), _number("hardtanh: max_val",
+                                                                      max_val)
     if min_val > max_val:
         _fail(f"hardtanh: min_val {min_val} is above max_val {max_val}")
     return F.where(F.less_equal(x, min_val), float(min_val),
@@ -87,6 +99,7 @@ def glu(x, dim=-1):
 
 def softshrink(x, lambd=0.5):
     """x - lambd above lambd, x + lambd below -lambd, 0 between."""
+    lambd = _number("softshrink: lambd", lambd)
     if lambd < 0:
         _fail(f"softshrink: lambd must be >= 0, got {lambd}")
     # the zero band is tested, not the outside, so a NaN falls outside it and stays NaN
@@ -97,6 +110,7 @@ def softshrink(x, lambd=0.5):
 
 def hardshrink(x, lambd=0.5):
     """x where |x| > lambd, 0 elsewhere."""
+    lambd = _number("hardshrink: lambd", lambd)
     # the zero band is tested, so a NaN stays NaN (torch's value, with gradient 1)
     return F.where(F.logical_and(F.greater_equal(x, -lambd), F.less_equal(x, lambd)), 0.0, x)
 
