@@ -128,6 +128,11 @@ class Module:
             owner = owners.get(name)
             if owner is not None and owner[1] in getattr(type(owner[0]), "_TORCH_TRANSPOSED",
                                                          ()):
+                want = getattr(owner[0], owner[1]).data.shape[::-1]
+                if value.shape != want:  # said in torch's layout, the one the user holds
+                    raise GraphcError(f"load_torch_state_dict: {name} has shape "
+                                      f"{tuple(value.shape)}, the model's is {want} in "
+                                      "torch's layout", (user_location(),))
                 value = value.T
             converted[name] = value
         self.load_state_dict(converted)

@@ -99,3 +99,12 @@ def test_activation_settings_that_are_not_numbers_are_one_line(make, message):
     # they raised float()'s ValueError or a comparison's TypeError
     x = np.zeros((2, 4))
     assert_one_line_error(lambda: make()(x), message, "test_review_s22c.py")
+
+
+def test_load_torch_state_dict_says_a_transposed_weights_shape_in_torchs_layout():
+    # Linear(3, 4) given torch's Linear(4, 3) weight (3, 4) said "weight has shape (4, 3),
+    # the model's is (3, 4)": the user's tensor is (3, 4), and torch's model wants (4, 3)
+    theirs = torch.nn.Linear(4, 3)
+    assert_one_line_error(lambda: gc.nn.Linear(3, 4).load_torch_state_dict(theirs.state_dict()),
+                          "load_torch_state_dict: weight has shape (3, 4), the model's is "
+                          "(4, 3) in torch's layout", "test_review_s22c.py")
