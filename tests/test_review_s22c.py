@@ -108,3 +108,24 @@ def test_load_torch_state_dict_says_a_transposed_weights_shape_in_torchs_layout(
     assert_one_line_error(lambda: gc.nn.Linear(3, 4).load_torch_state_dict(theirs.state_dict()),
                           "load_torch_state_dict: weight has shape (3, 4), the model's is "
                           "(4, 3) in torch's layout", "test_review_s22c.py")
+
+
+@pytest.mark.parametrize("name", ["hardsigmoid", "softshrink", "mish", "softsign"])
+def test_activations_of_a_bfloat16_numpy_array_stay_bfloat16_as_compiled(name):
+    # eagerly, hardsigmoid and softshrink of a bfloat16 numpy array gave float32 (numpy's
+    # own `x * 0.5` promotes), the compiled plan bfloat16
+    from ir.types import as_dtype
+    x = np.linspace(-4, 4, 9).astype(as_dtype("bfloat16"))
+    f = getattr(gc, name)
+    eager, compiled = np.asarray(f(x)), np.asarray(gc.compile(f)(x))
+    assert eager.dtype == compiled.dtype == x.dtype
+    want = getattr(TF, name)(torch.tensor(x.astype(np.float32)).bfloat16()).float().numpy()
+    np.testing.assert_allclose(eager.astype(np.float32), want, atol=8e-3)
+
+
+def test_prelu_of_numpy_arrays_of_two_dtypes_is_refused_eagerly_as_compiled():
+    # eagerly numpy's `x * weight` promoted float64 x and a float32 weight; compiled refused
+    x, w = np.array([[-1.0, 2.0]]), np.array([0.25], np.float32)
+    for f in (gc.prelu, gc.compile(gc.prelu)):
+        assert_one_line_error(lambda: f(x, w), "operands must have one dtype",
+                              "test_review_s22c.py")

@@ -3,7 +3,9 @@ relu6, hardtanh, hardsigmoid, hardswish, mish, softsign, glu, softshrink, hardsh
 prelu. Values and gradients are torch's, at the kinks too: each piece is chosen by `where`
 with torch's own comparisons, so a gradient at a boundary (x = 0, +-3, 6) is the piece torch's
 backward takes. A piece that overflows where it is not selected (expm1 of a large x) is fed a
-clamped operand, so its zero share of the gradient stays 0 (not inf * 0 = NaN).
+clamped operand, so its zero share of the gradient stays 0 (not inf * 0 = NaN). Arithmetic
+on x goes through the ops (F.mul, not `*`): x may be a numpy array, whose own operators
+would promote (bfloat16 * 0.5 is float32 in numpy) where graphc and a compiled plan do not.
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ def relu6(x):
 def hardsigmoid(x):
     """relu6(x + 3) / 6; the gradient 1/6 strictly between -3 and 3."""
     return F.where(F.less_equal(x, -3.0), 0.0,
-                   F.where(F.greater_equal(x, 3.0), 1.0, x * (1.0 / 6.0) + 0.5))
+                   F.where(F.greater_equal(x, 3.0), 1.0, F.add(F.mul(x, 1.0 / 6.0), 0.5)))
 
 
 def hardswish(x):
@@ -80,12 +82,12 @@ def hardswish(x):
 
 def mish(x):
     """x * tanh(softplus(x))."""
-    return x * F.tanh(F.softplus(x))
+    return F.mul(x, F.tanh(F.softplus(x)))
 
 
 def softsign(x):
     """x / (1 + |x|)."""
-    return x / (F.abs(x) + 1.0)
+    return F.div(x, F.abs(x) + 1.0)
 
 
 def glu(x, dim=-1):
@@ -105,7 +107,8 @@ def softshrink(x, lambd=0.5):
     # the zero band is tested, not the outside, so a NaN falls outside it and stays NaN
     # (torch's value, with gradient 1)
     return F.where(F.logical_and(F.greater_equal(x, -lambd), F.less_equal(x, lambd)), 0.0,
-                   F.where(F.greater(x, lambd), x - float(lambd), x + float(lambd)))
+                   F.where(F.greater(x, lambd), F.sub(x, float(lambd)),
+                           F.add(x, float(lambd))))
 
 
 def hardshrink(x, lambd=0.5):
@@ -128,4 +131,4 @@ def prelu(x, weight):
         weight = F.reshape(weight, (count,) + (1,) * (_ndim(x) - 2))
     else:  # one slope: a 0-d x stays 0-d (a (1,) weight would broadcast it to (1,))
         weight = F.reshape(weight, ())
-    return F.where(F.greater(x, 0.0), x, x * weight)
+    return F.where(F.greater(x, 0.0), x, F.mul(x, weight))
