@@ -475,6 +475,21 @@ def map(f, xs):
     """jax.lax.map: f over the leading axis of xs (a pytree), results stacked along a new
     leading axis; one scan without a carry, so one compiled body runs every step (vmap runs
     f once on the whole batch instead, with memory to match)."""
+    # checked here so the messages say map and name what map takes (scan's would say
+    # scan and suggest its length=)
+    if not callable(f):
+        raise GraphcError(f"map: f must be a function, got {type(f).__name__}",
+                          (user_location(),))
+    leaves = leaves_and_structure(xs)[0] if xs is not None else []
+    if not leaves:
+        raise GraphcError("map: xs has no arrays to map over", (user_location(),))
+    if any(np.ndim(x) == 0 for x in leaves):
+        raise GraphcError("map: every leaf of xs needs a leading axis to map over",
+                          (user_location(),))
+    lengths = {_length(np.shape(x)[0]) for x in leaves}
+    if len(lengths) != 1:
+        raise GraphcError(f"map: the leaves of xs disagree on the leading axis' length: "
+                          f"{sorted(lengths, key=str)}", (user_location(),))
     _, ys = scan(lambda carry, x: (carry, f(x)), (), xs)
     return ys
 

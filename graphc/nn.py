@@ -111,15 +111,28 @@ class Module:
         names: the weights graphc stores transposed against torch (Linear's weight,
         MultiheadAttention's in_proj_weight: each layer class lists them in
         _TORCH_TRANSPOSED) are transposed, the rest taken as they are."""
+        if not hasattr(state, "items"):
+            raise GraphcError(f"load_torch_state_dict: state must be a dict name -> tensor "
+                              f"(a torch module's state_dict()), got {type(state).__name__}",
+                              (user_location(),))
         owners = dict(self._parameter_owners())
         converted = {}
         for name, value in state.items():
             if hasattr(value, "detach"):  # a torch tensor
-                value = value.detach().cpu().numpy()
+                value = value.detach().cpu()
+                if not value.dtype.is_floating_point or value.dtype.itemsize >= 4:
+                    value = value.numpy()
+                else:  # numpy has no bfloat16: float32 holds half and bfloat16 exactly
+                    value = value.float().numpy()
             value = np.asarray(value)
             owner = owners.get(name)
             if owner is not None and owner[1] in getattr(type(owner[0]), "_TORCH_TRANSPOSED",
                                                          ()):
+                want = getattr(owner[0], owner[1]).data.shape[::-1]
+                if value.shape != want:  # said in torch's layout, the one the user holds
+                    raise GraphcError(f"load_torch_state_dict: {name} has shape "
+                                      f"{tuple(value.shape)}, the model's is {want} in "
+                                      "torch's layout", (user_location(),))
                 value = value.T
             converted[name] = value
         self.load_state_dict(converted)

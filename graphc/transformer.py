@@ -25,8 +25,20 @@ def _activation(name, activation):
         return GELU()  # torch's "gelu" is the exact form
     if isinstance(activation, Module):
         return activation
-    raise GraphcError(f"{name}: activation must be 'relu', 'gelu' or a Module, got "
+    if callable(activation) and not isinstance(activation, (str, type)):
+        return _Function(activation)  # torch takes a unary callable (F.gelu) too
+    raise GraphcError(f"{name}: activation must be 'relu', 'gelu', a Module or a function, got "
                       f"{activation!r}", (user_location(),))
+
+
+class _Function(Module):
+    """A plain function as the feed-forward block's activation (no parameters)."""
+
+    def __init__(self, function):
+        object.__setattr__(self, "function", function)
+
+    def forward(self, x):
+        return self.function(x)
 
 
 class _Layer(Module):

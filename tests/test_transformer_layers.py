@@ -114,7 +114,7 @@ def test_load_torch_state_dict_transposes_linear_weights_only():
 def test_bad_arguments_give_one_line():
     f = "test_transformer_layers.py"
     assert_one_line_error(lambda: gc.nn.TransformerEncoderLayer(8, 2, activation="swish"),
-                          "activation must be 'relu', 'gelu' or a Module", f)
+                          "activation must be 'relu', 'gelu', a Module or a function", f)
     layer = gc.nn.TransformerEncoderLayer(8, 2)
     assert_one_line_error(lambda: gc.nn.TransformerEncoder(layer, 0),
                           "num_layers must be a positive int", f)

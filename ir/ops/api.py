@@ -10,6 +10,7 @@ inside it, Python's own are `builtins.any(...)` and so on.
 from __future__ import annotations
 
 import builtins
+import numbers
 import operator
 import math
 import threading
@@ -75,6 +76,8 @@ def _fail(message):
 
 
 def _axis(axis, ndim, what="axis"):
+    if not isinstance(axis, numbers.Integral):  # None, "1", 1.5: one line, not a TypeError
+        _fail(f"{what} must be an int, got {axis!r}")
     if not -ndim <= axis < builtins.max(ndim, 1):
         _fail(f"{what} {axis} is out of range for a {ndim}-d value")
     return axis % ndim if ndim else 0
