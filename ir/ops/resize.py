@@ -25,6 +25,10 @@ def _source_positions(size_in, size_out, scale_factor, align_corners, mode):
         src = np.floor((out.astype(np.float32) * np.float32(scale)).astype(np.float64))
         i0 = np.minimum(src.astype(np.int64), size_in - 1)
         return i0, i0, np.zeros(size_out)
+    if size_out == size_in:
+        # torch's linear modes copy an axis whose size is kept, whatever scale_factor gave
+        # that size (aten's compute_source_index_and_lambda)
+        return out.astype(np.int64), out.astype(np.int64), np.zeros(size_out)
     if align_corners:
         scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
         src = out * scale
