@@ -30,3 +30,23 @@ def test_linear_axis_kept_by_scale_factor_is_copied(shape, factor):
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(got[0], x, rtol=0, atol=0)
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("shape,factor", [((2, 3, 5, 6), 1.05), ((1, 2, 4, 6), 2.0000001),
+                                          ((1, 1, 5, 7), (2.0000001, 1.05))])
+def test_nearest_2d_kept_or_doubled_axis_is_torchs(shape, factor):
+    # torch's 2-d nearest copies a kept axis and halves the index of a doubled one
+    # (aten's nearest_idx) instead of floor(i / factor), which is off by one for these factors
+    x = np.random.default_rng(0).normal(size=shape)
+    got, ref = _values_and_grads(x, scale_factor=factor, mode="nearest")
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-13, atol=1e-14)
+
+
+def test_nearest_1d_gradient_is_that_of_its_value():
+    # torch's 1-d nearest forward uses floor(i / factor) but its backward the copy rule above,
+    # so torch's gradient is not its value's; graphc matches the value and differentiates it
+    x = np.arange(5.0)[None, None]
+    np.testing.assert_array_equal(gc.interpolate(x, scale_factor=1.05), [[[0, 0, 1, 2, 3]]])
+    g = gc.grad(lambda x: gc.sum(gc.interpolate(x, scale_factor=1.05)))(x)
+    np.testing.assert_array_equal(g, [[[2, 1, 1, 1, 0]]])

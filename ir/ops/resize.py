@@ -15,10 +15,15 @@ from .api import _fail, _ndim, _shape
 __all__ = ["interpolate"]
 
 
-def _source_positions(size_in, size_out, scale_factor, align_corners, mode):
+def _source_positions(size_in, size_out, scale_factor, align_corners, mode, spatial):
     """(i0, i1, weight of i1) for each output position along one axis, as torch computes
     them (aten's area_pixel_compute_source_index)."""
     out = np.arange(size_out, dtype=np.float64)
+    if mode == "nearest" and spatial == 2 and size_out in (size_in, 2 * size_in):
+        # torch's 2-d nearest (aten's nearest_idx) copies a kept axis and halves the index of
+        # a doubled one, whatever scale_factor gave that size; its 1-d forward does not
+        i0 = np.arange(size_out) // (size_out // size_in)
+        return i0, i0, np.zeros(size_out)
     if mode == "nearest":
         scale = 1.0 / scale_factor if scale_factor else size_in / size_out
         # torch multiplies in float32
@@ -73,7 +78,8 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
               f"or one per spatial axis ({spatial})")
     for k, (n_in, n_out, factor) in enumerate(zip(sizes_in, sizes, factors)):
         axis = 2 + k
-        i0, i1, w1 = _source_positions(n_in, int(n_out), factor, bool(align_corners), mode)
+        i0, i1, w1 = _source_positions(n_in, int(n_out), factor, bool(align_corners), mode,
+                                        spatial)
         moved = F.swapaxes(x, axis, 0)
         first = F.take(moved, i0)
         if mode != "nearest":
