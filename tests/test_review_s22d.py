@@ -50,3 +50,19 @@ def test_nearest_1d_gradient_is_that_of_its_value():
     np.testing.assert_array_equal(gc.interpolate(x, scale_factor=1.05), [[[0, 0, 1, 2, 3]]])
     g = gc.grad(lambda x: gc.sum(gc.interpolate(x, scale_factor=1.05)))(x)
     np.testing.assert_array_equal(g, [[[2, 1, 1, 1, 0]]])
+
+
+def test_interpolate_numpy_scalar_settings_and_bad_ones():
+    # numpy scalars are numbers as in torch (they crashed on list()); non-numbers, nan, inf,
+    # float or bool sizes gave TypeError / ValueError / OverflowError or ran
+    from errorcheck import assert_one_line_error
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 7))
+    ref = TF.interpolate(torch.tensor(x), scale_factor=1.5).numpy()
+    np.testing.assert_array_equal(gc.interpolate(x, scale_factor=np.float32(1.5)), ref)
+    assert np.shape(gc.interpolate(x, scale_factor=np.int64(2))) == (2, 3, 10, 14)
+    for kw in [dict(size=2.5), dict(size=True), dict(scale_factor=(1, "a")),
+               dict(scale_factor=float("nan")), dict(scale_factor=float("inf"))]:
+        assert_one_line_error(lambda: gc.interpolate(x, **kw), "interpolate: ",
+                              "test_review_s22d.py")
+    assert_one_line_error(lambda: gc.interpolate(x, scale_factor=0.1),
+                          "gives the empty size (0, 0)", "test_review_s22d.py")

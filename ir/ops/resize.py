@@ -6,6 +6,7 @@ scatter, and vmap and compile are those ops'."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -45,6 +46,15 @@ def _source_positions(size_in, size_out, scale_factor, align_corners, mode, spat
     return i0, i1, src - i0
 
 
+def _per_axis(value, spatial, kind):
+    """value as one number of `kind` per spatial axis (bool is no number here), or None."""
+    values = list(value) if isinstance(value, (tuple, list)) else [value] * spatial
+    if values is None or len(values) != spatial or not all(
+            isinstance(v, kind) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return None
+    return [int(v) if kind is numbers.Integral else float(v) for v in values]
+
+
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
     """torch.nn.functional.interpolate of x (N, C, L) or (N, C, H, W): mode "nearest",
     "linear" (3-d) or "bilinear" (4-d), to `size` (an int or one per spatial axis) or by
@@ -63,19 +73,20 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         _fail("interpolate: give exactly one of size and scale_factor")
     sizes_in = [int(d) for d in _shape(x)[2:]]
     if size is not None:
-        sizes = [size] * spatial if isinstance(size, (int, np.integer)) else list(size)
+        sizes = _per_axis(size, spatial, numbers.Integral)
         factors = [None] * spatial
+        if sizes is None or any(s < 1 for s in sizes):
+            _fail(f"interpolate: size {size!r}: one positive int, or one per spatial axis "
+                  f"({spatial})")
     else:
-        factors = ([scale_factor] * spatial if isinstance(scale_factor, (int, float))
-                   else list(scale_factor))
-        if len(factors) != spatial or any(f <= 0 for f in factors):
-            _fail(f"interpolate: scale_factor {scale_factor!r}: one positive number, or one "
-                  f"per spatial axis ({spatial})")
+        factors = _per_axis(scale_factor, spatial, numbers.Real)
+        if factors is None or not all(0 < f < math.inf for f in factors):
+            _fail(f"interpolate: scale_factor {scale_factor!r}: one positive finite number, "
+                  f"or one per spatial axis ({spatial})")
         sizes = [math.floor(d * f) for d, f in zip(sizes_in, factors)]
-    if len(sizes) != spatial or any(not isinstance(s, (int, np.integer)) or s < 1
-                                    for s in sizes):
-        _fail(f"interpolate: size {size if size is not None else sizes!r}: one positive int, "
-              f"or one per spatial axis ({spatial})")
+        if any(s < 1 for s in sizes):
+            _fail(f"interpolate: scale_factor {scale_factor!r} gives the empty size "
+                  f"{tuple(sizes)} for spatial size {tuple(sizes_in)}")
     for k, (n_in, n_out, factor) in enumerate(zip(sizes_in, sizes, factors)):
         axis = 2 + k
         i0, i1, w1 = _source_positions(n_in, int(n_out), factor, bool(align_corners), mode,
