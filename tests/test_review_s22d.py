@@ -66,3 +66,16 @@ def test_interpolate_numpy_scalar_settings_and_bad_ones():
                               "test_review_s22d.py")
     assert_one_line_error(lambda: gc.interpolate(x, scale_factor=0.1),
                           "gives the empty size (0, 0)", "test_review_s22d.py")
+
+
+@pytest.mark.parametrize("shape,mode", [((1, 2, 4, 5), "bilinear"), ((1, 2, 5), "linear")])
+def test_interpolate_linear_modes_refuse_integers(shape, mode):
+    # the blend's weights were cast to the integer dtype (all 0): a silent floor-nearest;
+    # torch refuses integer input for these modes
+    from errorcheck import assert_one_line_error
+    x = np.arange(np.prod(shape)).reshape(shape)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        TF.interpolate(torch.tensor(x), scale_factor=1.5, mode=mode)
+    assert_one_line_error(lambda: gc.interpolate(x, scale_factor=1.5, mode=mode),
+                          "needs a floating-point x, got int64", "test_review_s22d.py")
+    np.testing.assert_array_equal(gc.interpolate(x, size=shape[2:]), x)  # nearest gathers ints

@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from . import api as F
+from ..types import is_float
 from .api import _fail, _ndim, _shape
 
 __all__ = ["interpolate"]
@@ -67,6 +68,9 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     linear = {3: "linear", 4: "bilinear"}[nd]
     if mode not in ("nearest", linear):
         _fail(f"interpolate: mode {mode!r} for a {nd}-d input; use 'nearest' or {linear!r}")
+    if mode != "nearest" and not is_float(F._dtype(x)):
+        # the blend's weights would be cast to the integer dtype (0): torch refuses too
+        _fail(f"interpolate: mode {mode!r} needs a floating-point x, got {F._dtype(x)}")
     if mode == "nearest" and align_corners is not None:
         _fail("interpolate: align_corners is only for the linear modes, as in torch")
     if (size is None) == (scale_factor is None):
