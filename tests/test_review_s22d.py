@@ -79,3 +79,17 @@ def test_interpolate_linear_modes_refuse_integers(shape, mode):
     assert_one_line_error(lambda: gc.interpolate(x, scale_factor=1.5, mode=mode),
                           "needs a floating-point x, got int64", "test_review_s22d.py")
     np.testing.assert_array_equal(gc.interpolate(x, size=shape[2:]), x)  # nearest gathers ints
+
+
+def test_upsample_size_list_changed_in_place_is_not_a_stale_plan():
+    # the guard kept the very list it read, so changing it in place still "held" and the
+    # compiled call reused the old size's plan (a broadcast ValueError, or the old size)
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 7))
+    up = gc.nn.Upsample(size=[4, 5], mode="bilinear", align_corners=True)
+    f = gc.compile(lambda x: up(x))
+    kw = dict(mode="bilinear", align_corners=True)
+    np.testing.assert_allclose(f(x), TF.interpolate(torch.tensor(x), size=[4, 5], **kw),
+                               rtol=1e-13, atol=1e-14)
+    up.size[0] = 6
+    np.testing.assert_allclose(f(x), TF.interpolate(torch.tensor(x), size=[6, 5], **kw),
+                               rtol=1e-13, atol=1e-14)
