@@ -93,3 +93,21 @@ def test_upsample_size_list_changed_in_place_is_not_a_stale_plan():
     up.size[0] = 6
     np.testing.assert_allclose(f(x), TF.interpolate(torch.tensor(x), size=[6, 5], **kw),
                                rtol=1e-13, atol=1e-14)
+
+
+def test_embedding_negative_padding_idx_set_after_construction():
+    # torch's forward counts a negative padding_idx from the end; graphc compared the indices
+    # with -1 itself, so the last row got gradient after emb.padding_idx = -1
+    from errorcheck import assert_one_line_error
+    emb = gc.nn.Embedding(5, 3, np.random.default_rng(0), dtype="float64")
+    te = torch.nn.Embedding(5, 3, dtype=torch.float64)
+    te.load_state_dict({"weight": torch.tensor(np.asarray(emb.params()["weight"]))})
+    emb.padding_idx = te.padding_idx = -1
+    idx = np.array([[4, 1, 4], [0, 4, 2]])
+    w = np.random.default_rng(1).normal(size=(2, 3, 3))
+    (te(torch.tensor(idx)) * torch.tensor(w)).sum().backward()
+    g = gc.compile(gc.grad(lambda p: gc.sum(emb.apply(p, idx) * w)))(emb.params())
+    np.testing.assert_allclose(g["weight"], te.weight.grad.numpy(), rtol=1e-13, atol=0)
+    emb.padding_idx = 5
+    assert_one_line_error(lambda: emb(idx), "padding_idx must be an int in [-5, 5), got 5",
+                          "test_review_s22d.py")
