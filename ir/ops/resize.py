@@ -50,7 +50,7 @@ def _source_positions(size_in, size_out, scale_factor, align_corners, mode, spat
 def _per_axis(value, spatial, kind):
     """value as one number of `kind` per spatial axis (bool is no number here), or None."""
     values = list(value) if isinstance(value, (tuple, list)) else [value] * spatial
-    if values is None or len(values) != spatial or not all(
+    if len(values) != spatial or not all(
             isinstance(v, kind) and not isinstance(v, (bool, np.bool_)) for v in values):
         return None
     return [int(v) if kind is numbers.Integral else float(v) for v in values]
