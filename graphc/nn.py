@@ -475,6 +475,11 @@ class Embedding(Module):
         padding = self._setting("padding_idx", rows)
         if padding is None:
             return rows
+        num = int(F._shape(self.weight)[0])
+        if not -num <= padding < num:
+            raise GraphcError(f"Embedding: padding_idx must be an int in [-{num}, {num}), "
+                              f"got {padding!r}", (user_location(),))
+        padding %= num  # set after construction, a negative one counts from the end, as torch
         # the padding positions' rows pass no gradient back: the table's row gets none
         at_padding = F.expand_dims(F.equal(idx, padding), -1)
         return F.where(at_padding, F.stop_gradient(rows), rows)

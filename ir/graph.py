@@ -7,6 +7,7 @@ node can only be built from nodes that already exist.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import threading
 from typing import TYPE_CHECKING
@@ -147,6 +148,9 @@ class Graph(Interpreter):
         (unless the traced function set the attribute itself, see set_while_tracing)."""
         if (id(obj), attr) not in self._set_while_tracing and not any(
                 o is obj and a == attr for o, a, _ in self.guards):  # (the first read holds)
+            if isinstance(value, (list, dict, set)):
+                # a copy: the same list changed in place (module.size[0] = 6) must not hold
+                value = copy.deepcopy(value)
             self.guards.append((obj, attr, value))
 
     def set_while_tracing(self, obj, attr: str) -> None:

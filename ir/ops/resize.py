@@ -6,25 +6,36 @@ scatter, and vmap and compile are those ops'."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from . import api as F
+from ..types import is_float
 from .api import _fail, _ndim, _shape
 
 __all__ = ["interpolate"]
 
 
-def _source_positions(size_in, size_out, scale_factor, align_corners, mode):
+def _source_positions(size_in, size_out, scale_factor, align_corners, mode, spatial):
     """(i0, i1, weight of i1) for each output position along one axis, as torch computes
     them (aten's area_pixel_compute_source_index)."""
     out = np.arange(size_out, dtype=np.float64)
+    if mode == "nearest" and spatial == 2 and size_out in (size_in, 2 * size_in):
+        # torch's 2-d nearest (aten's nearest_idx) copies a kept axis and halves the index of
+        # a doubled one, whatever scale_factor gave that size; its 1-d forward does not
+        i0 = np.arange(size_out) // (size_out // size_in)
+        return i0, i0, np.zeros(size_out)
     if mode == "nearest":
         scale = 1.0 / scale_factor if scale_factor else size_in / size_out
         # torch multiplies in float32
         src = np.floor((out.astype(np.float32) * np.float32(scale)).astype(np.float64))
         i0 = np.minimum(src.astype(np.int64), size_in - 1)
         return i0, i0, np.zeros(size_out)
+    if size_out == size_in:
+        # torch's linear modes copy an axis whose size is kept, whatever scale_factor gave
+        # that size (aten's compute_source_index_and_lambda)
+        return out.astype(np.int64), out.astype(np.int64), np.zeros(size_out)
     if align_corners:
         scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
         src = out * scale
@@ -34,6 +45,15 @@ def _source_positions(size_in, size_out, scale_factor, align_corners, mode):
     i0 = np.minimum(np.floor(src).astype(np.int64), size_in - 1)
     i1 = np.minimum(i0 + 1, size_in - 1)
     return i0, i1, src - i0
+
+
+def _per_axis(value, spatial, kind):
+    """value as one number of `kind` per spatial axis (bool is no number here), or None."""
+    values = list(value) if isinstance(value, (tuple, list)) else [value] * spatial
+    if len(values) != spatial or not all(
+            isinstance(v, kind) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return None
+    return [int(v) if kind is numbers.Integral else float(v) for v in values]
 
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
@@ -48,28 +68,33 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     linear = {3: "linear", 4: "bilinear"}[nd]
     if mode not in ("nearest", linear):
         _fail(f"interpolate: mode {mode!r} for a {nd}-d input; use 'nearest' or {linear!r}")
+    if mode != "nearest" and not is_float(F._dtype(x)):
+        # the blend's weights would be cast to the integer dtype (0): torch refuses too
+        _fail(f"interpolate: mode {mode!r} needs a floating-point x, got {F._dtype(x)}")
     if mode == "nearest" and align_corners is not None:
         _fail("interpolate: align_corners is only for the linear modes, as in torch")
     if (size is None) == (scale_factor is None):
         _fail("interpolate: give exactly one of size and scale_factor")
     sizes_in = [int(d) for d in _shape(x)[2:]]
     if size is not None:
-        sizes = [size] * spatial if isinstance(size, (int, np.integer)) else list(size)
+        sizes = _per_axis(size, spatial, numbers.Integral)
         factors = [None] * spatial
+        if sizes is None or any(s < 1 for s in sizes):
+            _fail(f"interpolate: size {size!r}: one positive int, or one per spatial axis "
+                  f"({spatial})")
     else:
-        factors = ([scale_factor] * spatial if isinstance(scale_factor, (int, float))
-                   else list(scale_factor))
-        if len(factors) != spatial or any(f <= 0 for f in factors):
-            _fail(f"interpolate: scale_factor {scale_factor!r}: one positive number, or one "
-                  f"per spatial axis ({spatial})")
+        factors = _per_axis(scale_factor, spatial, numbers.Real)
+        if factors is None or not all(0 < f < math.inf for f in factors):
+            _fail(f"interpolate: scale_factor {scale_factor!r}: one positive finite number, "
+                  f"or one per spatial axis ({spatial})")
         sizes = [math.floor(d * f) for d, f in zip(sizes_in, factors)]
-    if len(sizes) != spatial or any(not isinstance(s, (int, np.integer)) or s < 1
-                                    for s in sizes):
-        _fail(f"interpolate: size {size if size is not None else sizes!r}: one positive int, "
-              f"or one per spatial axis ({spatial})")
+        if any(s < 1 for s in sizes):
+            _fail(f"interpolate: scale_factor {scale_factor!r} gives the empty size "
+                  f"{tuple(sizes)} for spatial size {tuple(sizes_in)}")
     for k, (n_in, n_out, factor) in enumerate(zip(sizes_in, sizes, factors)):
         axis = 2 + k
-        i0, i1, w1 = _source_positions(n_in, int(n_out), factor, bool(align_corners), mode)
+        i0, i1, w1 = _source_positions(n_in, int(n_out), factor, bool(align_corners), mode,
+                                        spatial)
         moved = F.swapaxes(x, axis, 0)
         first = F.take(moved, i0)
         if mode != "nearest":
