@@ -11,20 +11,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
 from ir.ops import api as F
 
-from .nn import Module, Parameter
-
-
-class _Activation(Module):
-    """forward(x) = function(x, *settings), the settings named by `_settings`."""
-
-    _settings: tuple = ()
-
-    def __init__(self, **settings):
-        for name, value in settings.items():
-            object.__setattr__(self, name, value)
-
-    def forward(self, x):
-        return self._function(x, *(self._setting(name, x) for name in self._settings))
+from .nn import Module, Parameter, _Functional
 
 
 def _activation(name, function, doc, **defaults):
@@ -38,8 +25,8 @@ def _activation(name, function, doc, **defaults):
                               f"{len(args)} positional and {sorted(kwargs)}",
                               (user_location(),))
         values.update(kwargs)
-        _Activation.__init__(self, **values)
-    return type(name, (_Activation,), {"__init__": __init__, "__doc__": doc,
+        self._keep(**values)
+    return type(name, (_Functional,), {"__init__": __init__, "__doc__": doc,
                                         "_function": staticmethod(function),
                                         "_settings": tuple(defaults)})
 

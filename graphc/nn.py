@@ -25,6 +25,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops.registry import SymbolicValue
+from ir.ops.resize import interpolate
 from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
 
 _GENERATOR = [np.random.default_rng(0)]
@@ -386,49 +387,55 @@ class Conv1d(Module):
         return F.conv1d(x, self.weight, self.bias, stride, padding, dilation, groups)
 
 
-class Upsample(Module):
+class _Functional(Module):
+    """A layer that is `_function(x, *settings)`, its settings (named by `_settings`) kept as
+    attributes and read as guarded settings at every call: a compiled plan traced with one
+    value is not reused after the user sets another."""
+
+    _settings: tuple = ()
+
+    def _keep(self, **settings):
+        for name, value in settings.items():
+            object.__setattr__(self, name, value)
+
+    def forward(self, x):
+        return self._function(x, *(self._setting(name, x) for name in self._settings))
+
+
+class Upsample(_Functional):
     """torch.nn.Upsample(size=None, scale_factor=None, mode='nearest', align_corners=None):
     graphc.interpolate with these settings."""
 
+    _function = staticmethod(interpolate)
+    _settings = ("size", "scale_factor", "mode", "align_corners")
+
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
-        for name, value in (("size", size), ("scale_factor", scale_factor), ("mode", mode),
-                            ("align_corners", align_corners)):
-            object.__setattr__(self, name, value)
-
-    def forward(self, x):
-        from ir.ops.resize import interpolate
-        return interpolate(x, *(self._setting(name, x) for name in (
-            "size", "scale_factor", "mode", "align_corners")))
+        self._keep(size=size, scale_factor=scale_factor, mode=mode,
+                   align_corners=align_corners)
 
 
-class MaxPool2d(Module):
+class MaxPool2d(_Functional):
     """torch.nn.MaxPool2d (graphc.max_pool2d); stride defaults to kernel_size. ceil_mode is
     keyword-only: PyTorch's fifth parameter is return_indices, which graphc has not."""
 
+    _function = staticmethod(F.max_pool2d)
+    _settings = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
-        for name, value in [("kernel_size", kernel_size), ("stride", stride),
-                            ("padding", padding), ("dilation", dilation),
-                            ("ceil_mode", ceil_mode)]:
-            object.__setattr__(self, name, value)
-
-    def forward(self, x):
-        return F.max_pool2d(x, *(self._setting(name, x) for name in (
-            "kernel_size", "stride", "padding", "dilation", "ceil_mode")))
+        self._keep(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                   ceil_mode=ceil_mode)
 
 
-class AvgPool2d(Module):
+class AvgPool2d(_Functional):
     """torch.nn.AvgPool2d (graphc.avg_pool2d)."""
+
+    _function = staticmethod(F.avg_pool2d)
+    _settings = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
-        for name, value in [("kernel_size", kernel_size), ("stride", stride),
-                            ("padding", padding), ("ceil_mode", ceil_mode),
-                            ("count_include_pad", count_include_pad)]:
-            object.__setattr__(self, name, value)
-
-    def forward(self, x):
-        return F.avg_pool2d(x, *(self._setting(name, x) for name in (
-            "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")))
+        self._keep(kernel_size=kernel_size, stride=stride, padding=padding,
+                   ceil_mode=ceil_mode, count_include_pad=count_include_pad)
 
 
 class Flatten(Module):
