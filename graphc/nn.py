@@ -26,7 +26,8 @@ from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
-from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
+from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
+                           collect_buffer_updates)
 
 _GENERATOR = [np.random.default_rng(0)]
 
@@ -47,10 +48,10 @@ class Module:
         old = vars(self).get(name)
         if old is not value and isinstance(old, (Tensor, Module)):  # Parameters too
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
-        if isinstance(value, Parameter):
+        if isinstance(value, (Parameter, Buffer)):
             value.name = name
         elif isinstance(value, Module):
-            for pname, p in value.named_parameters():
+            for pname, p in value._all_parameters(kind=(Parameter, Buffer)):
                 p.name = f"{name}.{pname}"
             value._set_path(name)
         object.__setattr__(self, name, value)
@@ -72,21 +73,45 @@ class Module:
                 seen.add(id(p))
                 yield name, p
 
-    def _all_parameters(self, prefix=""):
+    def _all_parameters(self, prefix="", kind=Parameter):
         for name, value in vars(self).items():
             full = f"{prefix}{name}"
-            if isinstance(value, Parameter):
+            if isinstance(value, kind):
                 yield full, value
             elif isinstance(value, Module):
-                yield from value._all_parameters(full + ".")
+                yield from value._all_parameters(full + ".", kind)
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self, prefix="", remove_duplicate=True):
+        """(name, Buffer) pairs: the layers' state that is not trained (BatchNorm's running
+        statistics), as torch's named_buffers."""
+        seen = set()
+        for name, b in self._all_parameters(prefix, kind=Buffer):
+            if not remove_duplicate or id(b) not in seen:
+                seen.add(id(b))
+                yield name, b
+
+    def buffers(self):
+        return [b for _, b in self.named_buffers()]
+
+    def register_buffer(self, name: str, value):
+        """torch's register_buffer: `value` (an array) becomes the Buffer `name`."""
+        setattr(self, name, value if isinstance(value, Buffer) else Buffer(value))
+
     def state_dict(self) -> dict:
-        return {name: p.data for name, p in self.named_parameters()}
+        """Parameters and buffers by name, as torch's (the arrays themselves, not copies)."""
+        return {name: p.data for name, p in (*self.named_parameters(), *self.named_buffers())}
 
     def load_state_dict(self, state: dict):
+        """Load parameters (all must be given) and buffers (those given: a params() dict
+        after compiled training has none, and the model keeps its own), every shape checked
+        before anything is loaded."""
+        buffers = dict(self.named_buffers())
+        loaded = {name: b for name, b in buffers.items() if name in state}
+        values = {name: np.asarray(state[name]) for name in loaded}
+        state = {name: value for name, value in state.items() if name not in buffers}
         params = dict(self.named_parameters())
         # a tied Parameter's other names (PyTorch's state_dict lists them all) load it too
         aliases = {name: p for name, p in self._all_parameters() if name not in params}
@@ -99,13 +124,15 @@ class Module:
         if missing or unexpected:
             raise GraphcError(f"load_state_dict: the state does not match the model: missing "
                               f"{missing}, unexpected {unexpected}", (user_location(),))
-        values = {name: np.asarray(state[name]) for name in params}
-        for name, p in params.items():  # all checked before any is loaded
+        values.update({name: np.asarray(state[name]) for name in params})
+        for name, p in {**params, **loaded}.items():  # all checked before any is loaded
             if values[name].shape != p.data.shape:
                 raise GraphcError(f"load_state_dict: {name} has shape {values[name].shape}, "
                                   f"the model's is {p.data.shape}", (user_location(),))
         for name, p in params.items():
             p.data = values[name].astype(p.data.dtype)
+        for name, b in loaded.items():  # in place: a plan or a Trainer holds the array
+            b.data[...] = values[name]
 
     def load_torch_state_dict(self, state: dict):
         """load_state_dict of a torch module's state_dict (tensors or arrays) with the same
@@ -167,53 +194,101 @@ class Module:
         model's own weights; load_state_dict(params) writes trained values back."""
         return {name: p.data.copy() for name, p in self.named_parameters()}
 
-    def apply(self, params: dict, *args, **kwargs):
+    def state(self) -> dict:
+        """The buffers as a pytree: {name: array} (copies), named as named_buffers(): what
+        apply(params, x, state=...) takes and returns, as flax's mutable collections."""
+        return {name: b.data.copy() for name, b in self.named_buffers()}
+
+    def apply(self, params: dict, *args, state: dict | None = None, **kwargs):
         """forward(*args, **kwargs) computed with `params` (a dict as params() gives: arrays,
         eager tensors or symbolic values) in place of the model's Parameters. Traced, the
         params are ordinary inputs of the graph, so gc.grad / gc.value_and_grad differentiate
         with respect to them; the model itself is left unchanged (its attributes are swapped
         for the call and put back, so one model must not be applied from two threads at
-        once)."""
-        if not isinstance(params, dict):
-            raise GraphcError(f"apply: params must be a dict name -> array (as "
-                              f"{type(self).__name__}.params() gives), got "
-                              f"{type(params).__name__}", (user_location(),))
-        # every attribute holding a Parameter, under the Parameter's first name: a tied one
-        # takes the one value in each place it is used, so its gradient is the sum of both
-        owners, first = {}, {}
-        for name, (module, attr) in self._parameter_owners():
-            owners.setdefault(first.setdefault(id(getattr(module, attr)), name), []).append(
-                (module, attr))
-        missing = sorted(set(owners) - set(params))
-        unexpected = sorted(set(params) - set(owners))
-        if missing or unexpected:
-            raise GraphcError("apply: params do not match the model: "
-                              + "; ".join(f"{what} {names[:3]}{' ...' if len(names) > 3 else ''}"
-                                          for what, names in (("missing", missing),
-                                                              ("unexpected", unexpected))
-                                          if names), (user_location(),))
-        saved = []
+        once).
+
+        With `state` (a dict as state() gives), the buffers are taken from it too, and the
+        result is (output, new_state): what layers in training mode wrote (BatchNorm's
+        running statistics), the rest as given. This is how a traced function (gc.compile,
+        gc.value_and_grad with has_aux=True) carries them, as flax's `mutable=`."""
+        owners = self._owners(params, "params", Parameter)
+        buffers = {} if state is None else self._owners(state, "state", Buffer)
+        saved, values = [], {**params, **({} if state is None else state)}
         try:
-            for name, places in owners.items():
-                value = params[name]
+            for name, places in {**owners, **buffers}.items():
+                value = values[name]
                 if isinstance(value, np.ndarray):
                     value = Tensor(value)
                 for module, attr in places:
                     saved.append((module, attr, getattr(module, attr)))
                     object.__setattr__(module, attr, value)
-            return self(*args, **kwargs)
+            if state is None:
+                return self(*args, **kwargs)
+            with collect_buffer_updates() as updates:
+                out = self(*args, **kwargs)
+            return out, {name: updates.values.get((id(places[0][0]), places[0][1]),
+                                                  state[name])
+                         for name, places in buffers.items()}
         finally:  # the Parameters are back even when forward raises
             for module, attr, original in reversed(saved):
                 object.__setattr__(module, attr, original)
 
-    def _parameter_owners(self, prefix=""):
-        """(name, (module, attribute)) for each attribute holding a Parameter, tied ones
-        under each of their names."""
+    def _owners(self, given, what, kind) -> dict:
+        """{first name: [(module, attribute), ...]} of the attributes holding a `kind`, each
+        under its first name (a tied one takes the one value in each place it is used, so its
+        gradient is the sum of both), checked against the names `given` holds."""
+        if not isinstance(given, dict):
+            raise GraphcError(f"apply: {what} must be a dict name -> array (as "
+                              f"{type(self).__name__}.{what}() gives), got "
+                              f"{type(given).__name__}", (user_location(),))
+        owners, first = {}, {}
+        for name, (module, attr) in self._parameter_owners(kind=kind):
+            owners.setdefault(first.setdefault(id(getattr(module, attr)), name), []).append(
+                (module, attr))
+        missing = sorted(set(owners) - set(given))
+        unexpected = sorted(set(given) - set(owners))
+        if missing or unexpected:
+            raise GraphcError(f"apply: {what} do not match the model: "
+                              + "; ".join(f"{how} {names[:3]}{' ...' if len(names) > 3 else ''}"
+                                          for how, names in (("missing", missing),
+                                                             ("unexpected", unexpected))
+                                          if names), (user_location(),))
+        return owners
+
+    def _parameter_owners(self, prefix="", kind=Parameter):
+        """(name, (module, attribute)) for each attribute holding a Parameter (or `kind`),
+        tied ones under each of their names."""
         for name, value in vars(self).items():
-            if isinstance(value, Parameter):
+            if isinstance(value, kind):
                 yield f"{prefix}{name}", (self, name)
             elif isinstance(value, Module):
-                yield from value._parameter_owners(f"{prefix}{name}.")
+                yield from value._parameter_owners(f"{prefix}{name}.", kind)
+
+    def _update_buffer(self, attr: str, value):
+        """A forward in training mode gives buffer `attr` its new value (BatchNorm's running
+        statistics). Eagerly it is written into the Buffer, as torch does; in a function being
+        traced it goes to the innermost apply(..., state=) (or gc.Trainer's step), which
+        returns it. A trace with nowhere to put it is refused: the update would be lost."""
+        graph = getattr(value, "graph", None) or current_graph()
+        if BUFFER_UPDATES.stack:
+            collector = BUFFER_UPDATES.stack[-1]
+            if graph is collector.graph:
+                collector.record(self, attr, value)
+                return
+        elif graph is None:
+            buffer = getattr(self, attr)
+            buffer.data[...] = np.asarray(getattr(value, "data", value))
+            return
+        where = self._path or type(self).__name__
+        raise GraphcError(
+            f"{type(self).__name__} {where!r} in training mode updates its {attr}, which this "
+            "traced function cannot write back: call model.apply(params, x, "
+            "state=model.state()), which returns (output, new_state) (inside "
+            "gc.value_and_grad: has_aux=True), or train with gc.Trainer, which carries it; "
+            "or call model.eval() first" + (" (apply(..., state=) must be called inside the "
+                                            "transformation, not around it)"
+                                            if BUFFER_UPDATES.stack else ""),
+            (user_location(),))
 
     def __call__(self, *args, **kwargs):
         if not self._path:
@@ -871,7 +946,8 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
          **{name: "activation_layers" for name in (
              "ELU", "SELU", "CELU", "ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish", "Mish",
              "Softsign", "GLU", "Softshrink", "Hardshrink", "PReLU", "Softmax", "LogSoftmax",
-             "ModuleDict")}}
+             "ModuleDict")},
+         **{name: "batch_norm" for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")}}
 
 
 def __getattr__(name):

@@ -159,6 +159,10 @@ class Trainer:
             # training its own weights with the same averaged updates
             self.dist.broadcast_(self.params)
         self.step_plan = self._train_step.plan_for(*self._step_args(self._shard(first)))
+        # the layers' Buffers the step writes (BatchNorm's running statistics, updated by
+        # every call): checkpointed as buffer/NAME, and rank 0's on every rank after each
+        # step, as DDP's broadcast_buffers
+        self.buffers = _named_buffers(self._train_step.written_buffers(self.step_plan))
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
             self.eval_batches.peek(self.rng)), self._eval_key(0))
             if eval_batches is not None else None)
@@ -273,6 +277,8 @@ class Trainer:
         with np.errstate(all="ignore"):
             loss, norm, self.params, self.state, *amp_state = self._call(
                 self._train_step, self._step_args(batch), checked)
+        if self.dist is not None and self.buffers:
+            self.dist.broadcast_({n: b.data for n, b in self.buffers.items()})
         loss = float(loss)
         self.grad_norm = float(norm)
         self.step += 1
@@ -319,16 +325,20 @@ class Trainer:
             arrays.update({f"{prefix}/{n}": self.state[slot][n] for n in self.names})
         if self.amp_state is not None:  # float16's loss scale
             arrays.update({f"amp/{k}": v for k, v in self.amp_state.items()})
+        arrays.update({f"buffer/{n}": b.data for n, b in self.buffers.items()})
         return arrays
 
     def non_finite(self) -> str | None:
-        """The first parameter or optimiser array holding a NaN or an Inf, or None."""
+        """The first parameter, optimiser or buffer array holding a NaN or an Inf, or None."""
         arrays = self.state_arrays()
         prefixes = ["param"] + [_SLOT_PREFIX.get(s, f"opt_{s}") for s in self.optimizer.slots]
         for n in self.names:
             for prefix in prefixes:
                 if not np.isfinite(arrays[f"{prefix}/{n}"]).all():
                     return f"{prefix}/{n}"
+        for n, b in self.buffers.items():
+            if not np.isfinite(b.data).all():
+                return f"buffer/{n}"
         return None
 
     def mark_good(self) -> None:
@@ -431,6 +441,8 @@ class Trainer:
         self.state["count"] = np.asarray(step - skipped, np.int64)
         if self.amp_state is not None and f"amp/{next(iter(self.amp_state))}" in arrays:
             self.amp_state = {k: np.array(arrays[f"amp/{k}"]) for k in self.amp_state}
+        for n, b in self.buffers.items():  # in place: the plans read these arrays
+            b.data[...] = arrays[f"buffer/{n}"]
 
     # ---- the loop ----
     def fit(self, out: str | None = None, progress: bool = True, log=None) -> int:
@@ -621,6 +633,18 @@ class _Batches:
             return next(self.iterator)
         except StopIteration:
             raise GraphcError(f"Trainer: {self.what} yields no batches") from None
+
+
+def _named_buffers(buffers) -> dict:
+    """{name: Buffer}, each under its name in its model (`bn1.running_mean`); a name two
+    Buffers share (layers of two separate models) is numbered."""
+    named = {}
+    for b in buffers:
+        name, k = b.name or "buffer", 1
+        while name in named:
+            name, k = f"{b.name or 'buffer'}_{k}", k + 1
+        named[name] = b
+    return named
 
 
 def _as_tuple(batch):

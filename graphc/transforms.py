@@ -22,7 +22,7 @@ from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
 from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
-from runtime.eager import Tensor
+from runtime.eager import Tensor, collect_buffer_updates
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
                       leaves_like, to_spec, trace, tree_leaves, unflatten)
@@ -81,6 +81,7 @@ class Compiled:
         self.recompiles = []  # one message per compilation after the first
         self._plans = {}
         self._weak_int_limits = {}  # id(plan) -> [(leaf, integer dtype, name)] (ir/weak.py)
+        self._buffer_writes = {}  # id(plan) -> [(module, attribute)] its calls write
         self._last_key = None
         self._checked_counts = set()  # argument counts whose argnums have been checked
         functools.update_wrapper(self, fn)
@@ -203,11 +204,20 @@ class Compiled:
             names = self._names(len(args))
             dynamic = [i for i in range(len(args)) if i not in static]
 
+            written = []  # the (module, attribute) of each Buffer the trace updates
+
             def bound(*values):
                 full = list(args)
                 for i, v in zip(dynamic, values):
                     full[i] = v
-                return self.fn(*full)
+                with collect_buffer_updates() as updates:
+                    out = self.fn(*full)
+                if not updates.places:
+                    return out
+                # BatchNorm's running statistics in training mode: extra results, written
+                # into the Buffers after each call (as torch.compile writes a buffer)
+                written.extend(updates.places)
+                return out, [updates.values[id(m), a] for m, a in updates.places]
 
             graph = trace(bound, *[_specs_of(args[i], key[i]) for i in dynamic],
                           names=[names[i] for i in dynamic], name=fname)
@@ -217,6 +227,8 @@ class Compiled:
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
                               jit=self.jit, memory_limit=self.memory_limit)
             self._plans.setdefault(key, []).append((list(graph.guards), plan))
+            if written:
+                self._buffer_writes[id(plan)] = written
             position = {node: i for i, node in enumerate(graph.inputs)}
             limits = [(position[node], dtype, node.attrs["name"])
                       for node, dtype in weak.int_limits(graph).items()]
@@ -268,7 +280,18 @@ class Compiled:
             _check_weak_ints(leaves, self._weak_int_limits.get(id(plan), ()))
         leaves = [x.data if isinstance(x, Tensor) else x for x in leaves]
         outs = plan.run_checked(*leaves) if checked else plan(*leaves)
-        return unflatten(plan.graph.output_tree, outs)
+        result = unflatten(plan.graph.output_tree, outs)
+        written = self._buffer_writes.get(id(plan))
+        if written:
+            result, values = result
+            for (module, attr), value in zip(written, values):
+                getattr(module, attr).data[...] = value
+        return result
+
+    def written_buffers(self, plan) -> list:
+        """The Buffers a call of `plan` (one of plan_for's) writes, in order: those of the
+        layers that update running statistics in the traced function."""
+        return [getattr(module, attr) for module, attr in self._buffer_writes.get(id(plan), ())]
 
     def plan_inputs(self, args) -> list:
         """The arrays plan_for(*args) takes, in its input order (static arguments left out)."""

@@ -13,6 +13,7 @@ import threading
 import numpy as np
 
 from ir.errors import GraphcError, user_location
+from ir.graph import current_graph
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, apply, get_op, graph_param,
@@ -172,6 +173,65 @@ class Parameter(Tensor):
         if id(self) not in graph.bound_params:
             graph.guard(MODULE_PARAMETERS, "replaced", MODULE_PARAMETERS.replaced)
         return graph_param(graph, self)
+
+
+class Buffer(Tensor):
+    """A layer's state that is not trained (BatchNorm's running statistics): torch's
+    register_buffer. Read as an input of a graph traced through its module (a plan reads its
+    `.data` at each call, as a Parameter's); written back by the layer's forward in training
+    mode (graphc.nn.Module._update_buffer). In state_dict(), not in params()."""
+
+    __slots__ = ()
+
+    def __init__(self, data, name=None):
+        super().__init__(np.array(data), requires_grad=False, name=name)
+
+
+class _BufferCollector:
+    """The buffer updates made while one function is traced (graphc.nn.Module._update_buffer):
+    {(id(module), attribute): new value}, with the places in the order first written. A
+    written attribute holds its new value until the collector closes, so that a layer called
+    twice in one trace reads its first call's update, as torch's second forward does."""
+
+    def __init__(self, graph):
+        self.graph = graph  # being traced when the collector opened (None: eagerly)
+        self.values, self.places, self._saved = {}, [], []
+
+    def record(self, module, attr, value):
+        key = (id(module), attr)
+        if key not in self.values:
+            self.places.append((module, attr))
+            self._saved.append((module, attr, getattr(module, attr)))
+        self.values[key] = value
+        object.__setattr__(module, attr, value)
+
+    def restore(self):
+        for module, attr, original in reversed(self._saved):
+            object.__setattr__(module, attr, original)
+
+
+class _BufferUpdates(threading.local):
+    def __init__(self):
+        self.stack = []  # the open _BufferCollectors, innermost last
+
+
+BUFFER_UPDATES = _BufferUpdates()
+
+
+@contextlib.contextmanager
+def collect_buffer_updates():
+    """Buffer updates made by forwards called inside (in the graph being traced when it
+    opens) land in the yielded collector instead of the Buffers: gc.compile's trace returns
+    them as extra results and writes them after each call; Module.apply(state=) returns them.
+    Updates made inside a nested transformation (gc.vmap, a gc.scan body, gc.remat) are
+    values of another graph and are refused."""
+    collector = _BufferCollector(current_graph())
+    BUFFER_UPDATES.stack.append(collector)
+    try:
+        yield collector
+    finally:
+        BUFFER_UPDATES.stack.pop()
+        collector.restore()
 
 
 class _ModuleParameters:

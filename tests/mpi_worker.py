@@ -150,6 +150,30 @@ def case_trainer(out):
     resumed.fit(os.path.join(out, "resumed"), progress=False)
 
 
+def case_batchnorm(out):
+    """A BatchNorm1d model trained on two ranks: each rank normalises its own rows, and after
+    each step every rank holds rank 0's running statistics (as DDP's broadcast_buffers).
+    Saves each rank's buffers after one step and the step's global batch."""
+    data_x, data_y = trainer_data()
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.BatchNorm1d(5, dtype="float64"),
+                             gc.nn.Linear(5, 3, dtype="float64"))
+
+    def batches(rng):
+        rows = rng.integers(0, len(data_x), GLOBAL_BATCH)
+        return data_x[rows], data_y[rows]
+
+    def loss(p, batch):
+        return gc.mean((model.apply(p, batch[0]) - batch[1]) ** 2)
+
+    trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=0.1), batches, steps=2,
+                         distributed=True)
+    first = trainer.train_batches.peek(trainer.rng)
+    trainer.train_step()
+    np.savez(os.path.join(out, f"batchnorm_rank{dist.rank()}.npz"), x=first[0],
+             **{name: b.data for name, b in trainer.buffers.items()})
+
+
 def case_sigterm1(out):
     trainer = make_trainer(10, True)
     draw, fired = trainer.train_batches.function, []

@@ -52,7 +52,7 @@ def two_ranks(tmp_path_factory):
     start-up); OUT/resumed holds a 1-rank checkpoint at step 5 for the job to resume."""
     out = tmp_path_factory.mktemp("two_ranks")
     mpi_worker.make_trainer(5, False).fit(str(out / "resumed"), progress=False)
-    code, output, _ = run_ranks("grads,trainer", out)
+    code, output, _ = run_ranks("grads,trainer,batchnorm", out)
     assert code == 0, output
     return out
 
@@ -89,6 +89,21 @@ def test_two_ranks_average_to_the_single_process_gradient_of_the_whole_batch(two
         "_collectives.wait(")
     assert "_gemm." in source[first_start:first_wait]
     assert "_collectives.progress()" in source[first_start:first_wait]
+
+
+def test_batchnorm_statistics_are_rank_0s_on_every_rank_after_a_step(two_ranks):
+    ranks = [np.load(two_ranks / f"batchnorm_rank{r}.npz") for r in range(2)]
+    x = ranks[0]["x"]
+    np.testing.assert_array_equal(ranks[1]["x"], x)  # the same global batch
+    # rank 0 normalised its own half of the batch: 0.9 * 0 + 0.1 * its rows' mean
+    half = len(x) // 2
+    expected_mean = 0.1 * x[:half].mean(0)
+    expected_var = 0.9 + 0.1 * x[:half].var(0, ddof=1)
+    assert not np.allclose(x[half:].mean(0), x[:half].mean(0))  # rank 1's would differ
+    for saved in ranks:
+        np.testing.assert_allclose(saved["0.running_mean"], expected_mean, rtol=1e-12)
+        np.testing.assert_allclose(saved["0.running_var"], expected_var, rtol=1e-12)
+        assert int(saved["0.num_batches_tracked"]) == 1
 
 
 def test_a_killed_rank_stops_the_other_with_its_rank_and_step(tmp_path):

@@ -1,0 +1,118 @@
+"""torch.nn.BatchNorm1d/2d/3d: each channel normalised by its batch's mean and (biased)
+variance while training, by running estimates of them in eval(); the running estimates are
+Buffers the forward updates in training mode, as torch's:
+
+    running = (1 - momentum) * running + momentum * batch statistic
+
+with the variance unbiased (n / (n - 1)) in the running estimate, and momentum=None a
+cumulative average over num_batches_tracked batches. Eagerly the update is written into the
+Buffers; a traced function carries it through `model.apply(params, x, state=...)` or
+gc.Trainer (graphc.nn.Module._update_buffer)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.ops import api as F
+
+from .nn import _EVALUATING, Buffer, Module, Parameter
+
+
+class _BatchNorm(Module):
+    _ranks = ()  # the input ranks this class takes, (N, C, *spatial)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype="float32"):
+        name = type(self).__name__
+        if not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool) \
+                or num_features < 1:
+            raise GraphcError(f"{name}: num_features must be a positive int, got "
+                              f"{num_features!r}", (user_location(),))
+        if momentum is not None and (isinstance(momentum, bool) or
+                                     not isinstance(momentum, (int, float))):
+            raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",
+                              (user_location(),))
+        object.__setattr__(self, "num_features", int(num_features))
+        object.__setattr__(self, "eps", eps)
+        object.__setattr__(self, "momentum", momentum)
+        object.__setattr__(self, "track_running_stats", bool(track_running_stats))
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype))
+        else:
+            object.__setattr__(self, "weight", None)
+            object.__setattr__(self, "bias", None)
+        if track_running_stats:
+            self.running_mean = Buffer(np.zeros(num_features, dtype))
+            self.running_var = Buffer(np.ones(num_features, dtype))
+            self.num_batches_tracked = Buffer(np.array(0, np.int64))
+        else:
+            for attr in ("running_mean", "running_var", "num_batches_tracked"):
+                object.__setattr__(self, attr, None)
+
+    def forward(self, x):
+        shape = tuple(F._shape(x))
+        name, C = type(self).__name__, self.num_features
+        if len(shape) not in self._ranks or shape[1] != C:
+            wanted = " or ".join(f"({', '.join(['N', str(C)] + ['L'] * (r - 2))})"
+                                 if r <= 3 else f"(N, {C}, {', '.join('DHW'[-(r - 2):])})"
+                                 for r in self._ranks)
+            raise GraphcError(f"{name}: expected input {wanted}, got shape {shape}",
+                              (user_location(),))
+        # eval() (or gc.Trainer's evaluation) with running statistics uses them; otherwise
+        # the batch's, as torch's `training or running_mean is None`
+        training = self._setting("training", x) and not _EVALUATING.depth
+        eps = self._setting("eps", x)
+        per_channel = (1, C) + (1,) * (len(shape) - 2)
+        dtype = F._dtype(x)  # the statistics are held in the Buffers' dtype, used in x's
+        if not training and self.running_mean is not None:
+            mean = F.reshape(F.cast(self.running_mean, dtype), per_channel)
+            var = F.reshape(F.cast(self.running_var, dtype), per_channel)
+            y = (x - mean) * F.rsqrt(var + eps)
+        else:
+            axes = (0,) + tuple(range(2, len(shape)))
+            mean = F.mean(x, axes, keepdims=True)
+            centred = x - mean
+            var = F.mean(centred * centred, axes, keepdims=True)
+            y = centred * F.rsqrt(var + eps)
+            if training and self.running_mean is not None:
+                self._update_running(mean, var, shape)
+        if self.weight is None:
+            return y
+        return y * F.reshape(self.weight, per_channel) + F.reshape(self.bias, per_channel)
+
+    def _update_running(self, mean, var, shape):
+        count = int(np.prod([shape[0]] + list(shape[2:])))
+        if count <= 1:  # torch's check: the unbiased variance of one value is undefined
+            raise GraphcError(f"{type(self).__name__}: expected more than 1 value per channel "
+                              f"when training, got input of shape {shape}", (user_location(),))
+        momentum = self._setting("momentum", mean)
+        tracked = self.num_batches_tracked + 1
+        stats = F._dtype(self.running_mean)
+        if momentum is None:  # a cumulative average: the k-th batch weighs 1/k
+            factor = 1.0 / F.cast(tracked, stats)
+        else:
+            factor = float(momentum)
+        batch_mean = F.cast(F.stop_gradient(F.reshape(mean, (self.num_features,))), stats)
+        batch_var = F.cast(F.stop_gradient(F.reshape(var, (self.num_features,))), stats) \
+            * (count / (count - 1))
+        self._update_buffer("running_mean", (1 - factor) * self.running_mean
+                            + factor * batch_mean)
+        self._update_buffer("running_var", (1 - factor) * self.running_var
+                            + factor * batch_var)
+        self._update_buffer("num_batches_tracked", tracked)
+
+
+class BatchNorm1d(_BatchNorm):
+    """torch.nn.BatchNorm1d: input (N, C) or (N, C, L)."""
+    _ranks = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """torch.nn.BatchNorm2d: input (N, C, H, W)."""
+    _ranks = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    """torch.nn.BatchNorm3d: input (N, C, D, H, W)."""
+    _ranks = (5,)

@@ -1,0 +1,268 @@
+"""BatchNorm1d/2d/3d against torch.nn's (values, gradients, running statistics over several
+steps, eval mode), and the buffer machinery behind them: eager updates, gc.compile writing the
+Buffers after each call, Module.apply(state=), gc.Trainer's checkpoints, and the refusals."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.nn import Buffer
+
+torch = pytest.importorskip("torch")
+
+RNG = np.random.default_rng(0)
+SHAPES = {"BatchNorm1d": [(6, 3), (6, 3, 5)], "BatchNorm2d": [(5, 3, 4, 4)],
+          "BatchNorm3d": [(4, 3, 2, 3, 3)]}
+CASES = [(cls, shape) for cls, shapes in SHAPES.items() for shape in shapes]
+SETTINGS = [dict(), dict(momentum=None), dict(momentum=0.3, eps=1e-3), dict(affine=False),
+            dict(track_running_stats=False)]
+
+
+def pair(cls, settings, seed=0):
+    gc.nn.manual_seed(seed)
+    ours = getattr(gc.nn, cls)(3, dtype="float64", **settings)
+    theirs = getattr(torch.nn, cls)(3, dtype=torch.float64, **settings)
+    if ours.weight is not None:  # a non-trivial affine part
+        w, b = RNG.normal(size=3), RNG.normal(size=3)
+        ours.weight.data[...], ours.bias.data[...] = w, b
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(w))
+            theirs.bias.copy_(torch.tensor(b))
+    return ours, theirs
+
+
+def assert_same_state(ours, theirs):
+    if theirs.running_mean is None:
+        assert ours.running_mean is None and not dict(ours.named_buffers())
+        return
+    np.testing.assert_allclose(ours.running_mean.data, theirs.running_mean.numpy(),
+                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ours.running_var.data, theirs.running_var.numpy(),
+                               rtol=1e-12, atol=1e-14)
+    assert int(ours.num_batches_tracked.data) == int(theirs.num_batches_tracked)
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: ",".join(map(str, s)) or "default")
+@pytest.mark.parametrize("cls,shape", CASES)
+def test_eager_training_steps_then_eval_match_torch(cls, shape, settings):
+    ours, theirs = pair(cls, settings)
+    for step in range(3):
+        x = RNG.normal(loc=step, scale=1 + step, size=shape)
+        xt = torch.tensor(x, requires_grad=True)
+        xg = gc.tensor(x, requires_grad=True)
+        up = RNG.normal(size=shape)
+        y = ours(xg)
+        yt = theirs(xt)
+        np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+        (y * gc.tensor(up)).sum().backward()
+        (yt * torch.tensor(up)).sum().backward()
+        np.testing.assert_allclose(xg.grad, xt.grad.numpy(), rtol=1e-9, atol=1e-11)
+        if ours.weight is not None:
+            np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(),
+                                       rtol=1e-9, atol=1e-11)
+            ours.zero_grad()
+            theirs.zero_grad()
+        assert_same_state(ours, theirs)
+    ours.eval()
+    theirs.eval()
+    x = RNG.normal(size=shape)
+    np.testing.assert_allclose(ours(gc.tensor(x)).data, theirs(torch.tensor(x)).detach().numpy(),
+                               rtol=1e-10, atol=1e-12)
+    assert_same_state(ours, theirs)  # eval() leaves the statistics alone
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_gradient_matches_finite_differences(training):
+    bn = gc.nn.BatchNorm2d(3, dtype="float64")
+    bn.running_mean.data[...] = [0.3, -0.2, 0.1]
+    bn.running_var.data[...] = [0.5, 2.0, 1.5]
+    bn.train(training)
+    x = RNG.normal(size=(4, 3, 2, 2))
+    p = bn.params()
+    p["weight"] = RNG.normal(size=3)
+    up = RNG.normal(size=x.shape)
+
+    def f(p, x):
+        out, _ = bn.apply(p, x, state=bn.state())
+        return gc.sum(out * up)
+
+    g_p, g_x = gc.grad(f, argnums=(0, 1))(p, x)
+    eps = 1e-6
+
+    def numeric(fn, a):
+        out = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            hi, lo = a.copy(), a.copy()
+            hi[i] += eps
+            lo[i] -= eps
+            out[i] = (float(fn(hi)) - float(fn(lo))) / (2 * eps)
+        return out
+
+    np.testing.assert_allclose(g_x, numeric(lambda a: f(p, a), x), rtol=1e-6, atol=1e-8)
+    for name in ("weight", "bias"):
+        np.testing.assert_allclose(
+            g_p[name], numeric(lambda a: f({**p, name: a}, x), p[name]), rtol=1e-6, atol=1e-8)
+
+
+def test_compiled_function_writes_the_buffers_after_each_call_as_torch():
+    ours, theirs = pair("BatchNorm2d", dict(momentum=None))
+    f = gc.compile(lambda x: ours(ours(x) * 2.0 + 1.0))  # one layer twice in one call
+    for step in range(3):
+        x = RNG.normal(size=(5, 3, 4, 4)) + step
+        np.testing.assert_allclose(f(x), theirs(theirs(torch.tensor(x)) * 2.0 + 1.0)
+                                   .detach().numpy(), rtol=1e-10, atol=1e-12)
+        assert_same_state(ours, theirs)  # the second call read the first one's update
+    assert len(f.recompiles) == 0
+    ours.eval()
+    theirs.eval()
+    x = RNG.normal(size=(5, 3, 4, 4))
+    np.testing.assert_allclose(f(x), theirs(theirs(torch.tensor(x)) * 2.0 + 1.0)
+                               .detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert len(f.recompiles) == 1 and "training" in f.recompiles[0]
+
+
+def test_value_and_grad_outside_a_trace_updates_the_buffers_once():
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.Linear(4, 3, dtype="float64"),
+                             gc.nn.BatchNorm1d(3, dtype="float64"))
+    x = RNG.normal(size=(8, 4))
+    h = x @ model[0].weight.data + model[0].bias.data
+    gc.value_and_grad(lambda p: gc.sum(model.apply(p, x) ** 2))(model.params())
+    np.testing.assert_allclose(model[1].running_mean.data, 0.1 * h.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(model[1].running_var.data, 0.9 + 0.1 * h.var(0, ddof=1),
+                               rtol=1e-12)
+    assert int(model[1].num_batches_tracked.data) == 1
+
+
+def test_apply_with_state_returns_the_new_state_and_leaves_the_model_alone():
+    ours, theirs = pair("BatchNorm1d", {})
+    before = ours.state()
+    params, state = ours.params(), ours.state()
+
+    @gc.compile
+    def step(params, state, x):
+        (loss, state), grads = gc.value_and_grad(
+            lambda p: (lambda out: (gc.sum(out[0] ** 3), out[1]))(
+                ours.apply(p, x, state=state)), has_aux=True)(params)
+        return loss, grads, state
+
+    for _ in range(3):
+        x = RNG.normal(size=(6, 3))
+        loss, grads, state = step(params, state, x)
+        xt = torch.tensor(x)
+        (theirs(xt) ** 3).sum().backward()
+        np.testing.assert_allclose(grads["weight"], theirs.weight.grad.numpy(), rtol=1e-9)
+        theirs.zero_grad()
+    for name, value in before.items():  # the model's own Buffers are untouched
+        np.testing.assert_array_equal(getattr(ours, name).data, value)
+    np.testing.assert_allclose(state["running_mean"], theirs.running_mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(state["running_var"], theirs.running_var.numpy(), rtol=1e-12)
+    assert int(state["num_batches_tracked"]) == 3
+    # eval mode: the state comes back as it went in
+    ours.eval()
+    out, same = ours.apply(params, RNG.normal(size=(6, 3)), state=state)
+    assert all(same[k] is state[k] for k in state)
+
+
+def test_state_dict_and_torch_state_dict_carry_the_buffers():
+    ours, theirs = pair("BatchNorm2d", {})
+    for _ in range(2):
+        theirs(torch.tensor(RNG.normal(size=(5, 3, 2, 2))))
+    fresh = gc.nn.BatchNorm2d(3, dtype="float64")
+    fresh.load_torch_state_dict(theirs.state_dict())
+    assert sorted(fresh.state_dict()) == sorted(theirs.state_dict())
+    assert_same_state(fresh, theirs)
+    fresh.eval()
+    theirs.eval()
+    x = RNG.normal(size=(5, 3, 2, 2))
+    np.testing.assert_allclose(fresh(gc.tensor(x)).data, theirs(torch.tensor(x)).detach()
+                               .numpy(), rtol=1e-12)
+    # params() alone (what compiled training returns) loads and keeps the buffers
+    mean = fresh.running_mean.data.copy()
+    fresh.load_state_dict(ours.params())
+    np.testing.assert_array_equal(fresh.running_mean.data, mean)
+    np.testing.assert_array_equal(fresh.weight.data, ours.weight.data)
+    with pytest.raises(gc.GraphcError, match="running_var has shape"):
+        fresh.load_state_dict({**ours.params(), "running_var": np.ones(4)})
+    assert "running_var" not in ours.params()
+    mod = gc.nn.Linear(2, 2)
+    mod.register_buffer("scale", np.arange(2.0))
+    assert isinstance(mod.scale, Buffer) and [n for n, _ in mod.named_buffers()] == ["scale"]
+
+
+def make_trainer(model, steps, data_seed=1):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(64, 1, 6, 6))
+    Y = rng.integers(0, 4, 64)
+
+    def batches(r):
+        rows = r.integers(0, 64, 16)
+        return X[rows], Y[rows]
+
+    def loss(p, batch):
+        return gc.cross_entropy(model.apply(p, batch[0]), batch[1])
+
+    trainer = gc.Trainer(loss, model.params(), gc.optim.Adam(1e-2), batches, steps=steps,
+                         eval_batches=[(X[:16], Y[:16])], eval_iters=1, seed=data_seed)
+    trainer.test_eval_batch = (X[:16], Y[:16])
+    return trainer
+
+
+def cnn():
+    gc.nn.manual_seed(0)
+    return gc.nn.Sequential(gc.nn.Conv2d(1, 2, 3, dtype="float64"),
+                            gc.nn.BatchNorm2d(2, dtype="float64"), gc.nn.ReLU(),
+                            gc.nn.Flatten(), gc.nn.Linear(32, 4, dtype="float64"))
+
+
+def test_trainer_carries_checkpoints_and_evaluates_with_the_running_statistics(tmp_path):
+    straight = cnn()
+    trainer = make_trainer(straight, 4)
+    assert list(trainer.buffers) == ["1.running_mean", "1.running_var",
+                                     "1.num_batches_tracked"]
+    for _ in range(4):
+        trainer.train_step()
+    assert int(straight[1].num_batches_tracked.data) == 4
+    # evaluation: the model in eval() with the trained weights, eagerly
+    evaluated = trainer.evaluate()
+    straight.load_state_dict(trainer.params)
+    straight.eval()
+    x, y = trainer.test_eval_batch
+    eager = float(gc.cross_entropy(straight(gc.tensor(x)), y).data)
+    assert evaluated == pytest.approx(eager, rel=1e-12)
+
+    resumed = cnn()
+    first = make_trainer(resumed, 4)
+    first.train_step()
+    first.train_step()
+    first.save(str(tmp_path / "c.npz"))
+    first.train_step()  # moves the statistics on; the resume must put them back
+    second = make_trainer(resumed, 4)
+    second.resume(str(tmp_path / "c.npz"))
+    assert int(resumed[1].num_batches_tracked.data) == 2
+    second.train_step()
+    second.train_step()
+    straight.train()
+    for name, b in straight.named_buffers():
+        np.testing.assert_array_equal(dict(resumed.named_buffers())[name].data, b.data)
+    for name in trainer.params:
+        np.testing.assert_array_equal(second.params[name], trainer.params[name])
+
+
+def test_refusals_name_the_layer_and_the_way_out():
+    bn = gc.nn.BatchNorm2d(3)
+    x = RNG.normal(size=(4, 3, 2, 2)).astype(np.float32)
+    with pytest.raises(gc.GraphcError, match=r"expected input \(N, 3, H, W\), got shape "
+                                             r"\(4, 2, 2, 2\)"):
+        bn(gc.tensor(x[:, :2]))
+    with pytest.raises(gc.GraphcError, match="more than 1 value per channel"):
+        bn(gc.tensor(x[:1, :, :1, :1]))
+    with pytest.raises(gc.GraphcError, match="num_features must be a positive int"):
+        gc.nn.BatchNorm1d(0)
+    with pytest.raises(gc.GraphcError, match="momentum must be a number or None"):
+        gc.nn.BatchNorm1d(3, momentum="0.1")
+    # inside a nested transformation the update would leave its graph
+    with pytest.raises(gc.GraphcError, match="cannot write back.*state=model.state"):
+        gc.vmap(lambda xi: bn(xi[None]))(x)
+    with pytest.raises(gc.GraphcError, match="apply: state do not match the model: missing"):
+        bn.apply(bn.params(), x, state={})
+    assert int(bn.num_batches_tracked.data) == 0  # nothing half-written
