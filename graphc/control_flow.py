@@ -14,8 +14,8 @@ simply runs in a Python loop, and the tape differentiates it.
 Carries and results are pytrees (tuples, lists, dicts) of arrays; a carry must keep its
 structure, shapes and dtypes from one iteration to the next. Differentiable: scan and cond
 (reverse mode, and so jvp and higher derivatives, passes/control_flow_ad.py); fori_loop with
-Python-int bounds, which is a scan; not while_loop, whose trip count is only known when it
-runs.
+Python-int bounds (or symbolic sizes in order for every size), which is a scan; not
+while_loop, whose trip count is only known when it runs.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
-from ir.types import Dim, TensorType, is_float
+from ir.types import Dim, InconclusiveDim, TensorType, is_float
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
@@ -335,23 +335,46 @@ def _apart(result, operands, since=None):
 # ---- fori_loop -----------------------------------------------------------------------------
 def fori_loop(lower, upper, body_fun, init_val):
     """jax.lax.fori_loop: body_fun(i, val) -> val for i in [lower, upper). With Python-int
-    bounds it is a scan (differentiable); with traced bounds a while_loop (not)."""
-    if not isinstance(lower, SymbolicValue) and not isinstance(upper, SymbolicValue):
-        lo, hi = int(lower), int(upper)
-        if hi <= lo:  # no loop, but the number a loop takes (traced bounds: a while_loop)
-            init_leaves = leaves_and_structure(init_val)[0]
-            graph = _graph_of(init_leaves)
-            _construct_salt(graph)
-            return init_val if graph is not None else _apart(init_val, init_leaves)
-        dtype = np.result_type(np.asarray(lower), np.asarray(upper))
+    bounds it is a scan (differentiable); with traced bounds a while_loop (not). A symbolic
+    size as a bound (`x.shape[0]` under polymorphic_shapes) is a scan of that symbolic length
+    where upper - lower >= 0 for every size (n, n - 1; differentiable, one plan for every
+    size), else a while_loop of the sizes filled in per call (JAX's takes a while_loop for
+    every symbolic bound: int() of one is inconclusive there)."""
+    if isinstance(lower, SymbolicValue) or isinstance(upper, SymbolicValue):
+        return _fori_while(lower, upper, body_fun, init_val)
+    if isinstance(lower, Dim) or isinstance(upper, Dim):
+        length, dtype = upper - lower, np.dtype(np.int64)  # a size's value is an int64
+        try:
+            runs = length >= 0 if isinstance(length, Dim) else length > 0
+        except InconclusiveDim:  # as fori_loop(2, n): no steps at n = 1, n - 2 at n >= 2
+            return _fori_while(lower, upper, body_fun, init_val)
+    else:
+        length, dtype = int(upper) - int(lower), np.result_type(np.asarray(lower),
+                                                                 np.asarray(upper))
+        runs = length > 0
+    if not runs:  # no loop, but the number a loop takes (traced bounds: a while_loop)
+        init_leaves = leaves_and_structure(init_val)[0]
+        graph = _graph_of(init_leaves)
+        _construct_salt(graph)
+        return init_val if graph is not None else _apart(init_val, init_leaves)
+    start = F.full((), lower, dtype) if isinstance(lower, Dim) else np.asarray(int(lower), dtype)
 
-        @functools.wraps(body_fun)  # a carry error names body_fun, not this wrapper
-        def step(carry, _):
-            i, val = carry
-            return (i + 1, body_fun(i, val)), None
+    @functools.wraps(body_fun)  # a carry error names body_fun, not this wrapper
+    def step(carry, _):
+        i, val = carry
+        return (i + 1, body_fun(i, val)), None
 
-        (_, val), _ = scan(step, (np.asarray(lo, dtype), init_val), None, length=hi - lo)
-        return val
+    (_, val), _ = scan(step, (start, init_val), None, length=length)
+    return val
+
+
+def _fori_while(lower, upper, body_fun, init_val):
+    """fori_loop as a while_loop on (i, upper, val); a symbolic size as a bound enters as a
+    scalar the plan fills in per call, of the other bound's dtype where that one is traced
+    (as a weak Python int would take it), else int64."""
+    traced = [b.dtype for b in (lower, upper) if isinstance(b, SymbolicValue)]
+    dtype = traced[0] if traced else np.dtype(np.int64)
+    lower, upper = [F.full((), b, dtype) if isinstance(b, Dim) else b for b in (lower, upper)]
 
     def keep_going(carry):
         return carry[0] < carry[1]
