@@ -34,6 +34,7 @@ from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
 from .tracing import leaves_and_structure, unflatten
+from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
 
@@ -494,16 +495,18 @@ def cond(pred, true_fun, false_fun, *operands):
 
 # ---- map ---------------------------------------------------------------------------------
 # (it shadows Python's map in this module, which therefore builds lists with comprehensions)
-def map(f, xs):
+def map(f, xs, *, batch_size=None):
     """jax.lax.map: f over the leading axis of xs (a pytree), results stacked along a new
     leading axis; one scan without a carry, so one compiled body runs every step (vmap runs
-    f once on the whole batch instead, with memory to match)."""
+    f once on the whole batch instead, with memory to match). batch_size=k (as JAX's): a
+    scan over chunks of k rows, each mapped by vmap, and one more vmap over the n % k rows
+    left; batch_size=0 is one vmap over all of xs. The results equal the unbatched map's."""
     # checked here so the messages say map and name what map takes (scan's would say
     # scan and suggest its length=)
     if not callable(f):
         raise GraphcError(f"map: f must be a function, got {type(f).__name__}",
                           (user_location(),))
-    leaves = leaves_and_structure(xs)[0] if xs is not None else []
+    leaves, structure = leaves_and_structure(xs) if xs is not None else ([], None)
     if not leaves:
         raise GraphcError("map: xs has no arrays to map over", (user_location(),))
     if any(np.ndim(x) == 0 for x in leaves):
@@ -513,8 +516,43 @@ def map(f, xs):
     if len(lengths) != 1:
         raise GraphcError(f"map: the leaves of xs disagree on the leading axis' length: "
                           f"{sorted(lengths, key=str)}", (user_location(),))
+    if batch_size is not None:
+        return _map_in_batches(f, leaves, structure, lengths.pop(), batch_size)
     _, ys = scan(lambda carry, x: (carry, f(x)), (), xs)
     return ys
+
+
+def _map_in_batches(f, leaves, structure, n, batch_size):
+    if isinstance(batch_size, (bool, np.bool_)) or \
+            not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
+        raise GraphcError(f"map: batch_size must be an int >= 0 (0: one vmap over all of xs), "
+                          f"got {batch_size!r}", (user_location(),))
+    k = int(batch_size)
+    if n == 0:  # no rows: the unbatched map gives the empty results their types
+        return map(f, unflatten(structure, leaves))
+    try:  # batch_size=0: no chunks, every row left for the one vmap (JAX's)
+        chunks, rest = (n // k, n % k) if k else (0, n)
+    except InconclusiveDim:
+        raise GraphcError(f"map: batch_size={k} must divide the symbolic length {n} of xs' "
+                          f"leading axis for every size; declare the dimension concrete",
+                          (user_location(),)) from None
+    mapped = vmap(f)  # called on one pytree: f(chunk) on each row of it
+    parts = []
+    if chunks:
+        cut = [leaf if not rest else leaf[:chunks * k] for leaf in leaves]
+        split = [F.reshape(leaf, (chunks, k) + tuple(np.shape(leaf)[1:])) for leaf in cut]
+        _, ys = scan(lambda carry, x: (carry, mapped(x)), (), unflatten(structure, split))
+        parts.append(ys)
+    if rest:
+        parts.append(mapped(unflatten(structure, [leaf[n - rest:] for leaf in leaves])))
+    if not chunks:
+        return parts[0]
+    y_leaves, y_structure = leaves_and_structure(parts[0])
+    joined = [F.reshape(y, (chunks * k,) + tuple(F._shape(y)[2:])) for y in y_leaves]
+    if rest:
+        joined = [F.concatenate([a, b], 0)
+                  for a, b in zip(joined, leaves_and_structure(parts[1])[0])]
+    return unflatten(y_structure, joined)
 
 
 # ---- switch ------------------------------------------------------------------------------
