@@ -14,8 +14,8 @@ simply runs in a Python loop, and the tape differentiates it.
 Carries and results are pytrees (tuples, lists, dicts) of arrays; a carry must keep its
 structure, shapes and dtypes from one iteration to the next. Differentiable: scan and cond
 (reverse mode, and so jvp and higher derivatives, passes/control_flow_ad.py); fori_loop with
-Python-int bounds, which is a scan; not while_loop, whose trip count is only known when it
-runs.
+Python-int bounds (or symbolic sizes in order for every size), which is a scan; not
+while_loop, whose trip count is only known when it runs.
 """
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
-from ir.types import Dim, TensorType, is_float
+from ir.types import Dim, InconclusiveDim, TensorType, is_float
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
 from .tracing import leaves_and_structure, unflatten
+from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
 
@@ -335,23 +336,46 @@ def _apart(result, operands, since=None):
 # ---- fori_loop -----------------------------------------------------------------------------
 def fori_loop(lower, upper, body_fun, init_val):
     """jax.lax.fori_loop: body_fun(i, val) -> val for i in [lower, upper). With Python-int
-    bounds it is a scan (differentiable); with traced bounds a while_loop (not)."""
-    if not isinstance(lower, SymbolicValue) and not isinstance(upper, SymbolicValue):
-        lo, hi = int(lower), int(upper)
-        if hi <= lo:  # no loop, but the number a loop takes (traced bounds: a while_loop)
-            init_leaves = leaves_and_structure(init_val)[0]
-            graph = _graph_of(init_leaves)
-            _construct_salt(graph)
-            return init_val if graph is not None else _apart(init_val, init_leaves)
-        dtype = np.result_type(np.asarray(lower), np.asarray(upper))
+    bounds it is a scan (differentiable); with traced bounds a while_loop (not). A symbolic
+    size as a bound (`x.shape[0]` under polymorphic_shapes) is a scan of that symbolic length
+    where upper - lower >= 0 for every size (n, n - 1; differentiable, one plan for every
+    size), else a while_loop of the sizes filled in per call (JAX's takes a while_loop for
+    every symbolic bound: int() of one is inconclusive there)."""
+    if isinstance(lower, SymbolicValue) or isinstance(upper, SymbolicValue):
+        return _fori_while(lower, upper, body_fun, init_val)
+    if isinstance(lower, Dim) or isinstance(upper, Dim):
+        length, dtype = upper - lower, np.dtype(np.int64)  # a size's value is an int64
+        try:
+            runs = length >= 0 if isinstance(length, Dim) else length > 0
+        except InconclusiveDim:  # as fori_loop(2, n): no steps at n = 1, n - 2 at n >= 2
+            return _fori_while(lower, upper, body_fun, init_val)
+    else:
+        length, dtype = int(upper) - int(lower), np.result_type(np.asarray(lower),
+                                                                 np.asarray(upper))
+        runs = length > 0
+    if not runs:  # no loop, but the number a loop takes (traced bounds: a while_loop)
+        init_leaves = leaves_and_structure(init_val)[0]
+        graph = _graph_of(init_leaves)
+        _construct_salt(graph)
+        return init_val if graph is not None else _apart(init_val, init_leaves)
+    start = F.full((), lower, dtype) if isinstance(lower, Dim) else np.asarray(int(lower), dtype)
 
-        @functools.wraps(body_fun)  # a carry error names body_fun, not this wrapper
-        def step(carry, _):
-            i, val = carry
-            return (i + 1, body_fun(i, val)), None
+    @functools.wraps(body_fun)  # a carry error names body_fun, not this wrapper
+    def step(carry, _):
+        i, val = carry
+        return (i + 1, body_fun(i, val)), None
 
-        (_, val), _ = scan(step, (np.asarray(lo, dtype), init_val), None, length=hi - lo)
-        return val
+    (_, val), _ = scan(step, (start, init_val), None, length=length)
+    return val
+
+
+def _fori_while(lower, upper, body_fun, init_val):
+    """fori_loop as a while_loop on (i, upper, val); a symbolic size as a bound enters as a
+    scalar the plan fills in per call, of the other bound's dtype where that one is traced
+    (as a weak Python int would take it), else int64."""
+    traced = [b.dtype for b in (lower, upper) if isinstance(b, SymbolicValue)]
+    dtype = traced[0] if traced else np.dtype(np.int64)
+    lower, upper = [F.full((), b, dtype) if isinstance(b, Dim) else b for b in (lower, upper)]
 
     def keep_going(carry):
         return carry[0] < carry[1]
@@ -471,16 +495,18 @@ def cond(pred, true_fun, false_fun, *operands):
 
 # ---- map ---------------------------------------------------------------------------------
 # (it shadows Python's map in this module, which therefore builds lists with comprehensions)
-def map(f, xs):
+def map(f, xs, *, batch_size=None):
     """jax.lax.map: f over the leading axis of xs (a pytree), results stacked along a new
     leading axis; one scan without a carry, so one compiled body runs every step (vmap runs
-    f once on the whole batch instead, with memory to match)."""
+    f once on the whole batch instead, with memory to match). batch_size=k (as JAX's): a
+    scan over chunks of k rows, each mapped by vmap, and one more vmap over the n % k rows
+    left; batch_size=0 is one vmap over all of xs. The results equal the unbatched map's."""
     # checked here so the messages say map and name what map takes (scan's would say
     # scan and suggest its length=)
     if not callable(f):
         raise GraphcError(f"map: f must be a function, got {type(f).__name__}",
                           (user_location(),))
-    leaves = leaves_and_structure(xs)[0] if xs is not None else []
+    leaves, structure = leaves_and_structure(xs) if xs is not None else ([], None)
     if not leaves:
         raise GraphcError("map: xs has no arrays to map over", (user_location(),))
     if any(np.ndim(x) == 0 for x in leaves):
@@ -490,8 +516,43 @@ def map(f, xs):
     if len(lengths) != 1:
         raise GraphcError(f"map: the leaves of xs disagree on the leading axis' length: "
                           f"{sorted(lengths, key=str)}", (user_location(),))
+    if batch_size is not None:
+        return _map_in_batches(f, leaves, structure, lengths.pop(), batch_size)
     _, ys = scan(lambda carry, x: (carry, f(x)), (), xs)
     return ys
+
+
+def _map_in_batches(f, leaves, structure, n, batch_size):
+    if isinstance(batch_size, (bool, np.bool_)) or \
+            not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
+        raise GraphcError(f"map: batch_size must be an int >= 0 (0: one vmap over all of xs), "
+                          f"got {batch_size!r}", (user_location(),))
+    k = int(batch_size)
+    if n == 0:  # no rows: the unbatched map gives the empty results their types
+        return map(f, unflatten(structure, leaves))
+    try:  # batch_size=0: no chunks, every row left for the one vmap (JAX's)
+        chunks, rest = (n // k, n % k) if k else (0, n)
+    except InconclusiveDim:
+        raise GraphcError(f"map: batch_size={k} must divide the symbolic length {n} of xs' "
+                          f"leading axis for every size; declare the dimension concrete",
+                          (user_location(),)) from None
+    mapped = vmap(f)  # called on one pytree: f(chunk) on each row of it
+    parts = []
+    if chunks:
+        cut = [leaf if not rest else leaf[:chunks * k] for leaf in leaves]
+        split = [F.reshape(leaf, (chunks, k) + tuple(np.shape(leaf)[1:])) for leaf in cut]
+        _, ys = scan(lambda carry, x: (carry, mapped(x)), (), unflatten(structure, split))
+        parts.append(ys)
+    if rest:
+        parts.append(mapped(unflatten(structure, [leaf[n - rest:] for leaf in leaves])))
+    if not chunks:
+        return parts[0]
+    y_leaves, y_structure = leaves_and_structure(parts[0])
+    joined = [F.reshape(y, (chunks * k,) + tuple(F._shape(y)[2:])) for y in y_leaves]
+    if rest:
+        joined = [F.concatenate([a, b], 0)
+                  for a, b in zip(joined, leaves_and_structure(parts[1])[0])]
+    return unflatten(y_structure, joined)
 
 
 # ---- switch ------------------------------------------------------------------------------
