@@ -42,7 +42,13 @@ def batches(n: int, batch_size: int, rng):
 
 
 def accuracy(model, x, y) -> float:
-    return float(np.mean(np.argmax(model(gc.tensor(x)).data, -1) == y))
+    """Test accuracy with the model in eval() (BatchNorm uses its running statistics), then
+    back in training mode."""
+    model.eval()
+    try:
+        return float(np.mean(np.argmax(model(gc.tensor(x)).data, -1) == y))
+    finally:
+        model.train()
 
 
 def train_compiled(model, data, epochs, batch_size, lr, seed, log=print):

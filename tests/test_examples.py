@@ -54,6 +54,22 @@ def test_digits_cnn_reaches_95_percent_test_accuracy():
     assert result["test_accuracy"] >= 0.95
 
 
+def test_digits_cnn_with_batch_norm_trains_and_tests_with_running_statistics():
+    pytest.importorskip("sklearn", reason="the 'examples' extra (scikit-learn) is not installed")
+    import graphc as gc
+    digits = _load("digits_cnn")
+    made = []
+    original = digits.make_model
+    digits.make_model = lambda batch_norm: made.append(original(batch_norm)) or made[-1]
+    result = digits.main(epochs=4, batch_norm=True, log=lambda *_: None)
+    assert result["test_accuracy"] >= 0.95
+    norms = [m for m in made[0] if isinstance(m, gc.nn.BatchNorm2d)]
+    assert len(norms) == 2
+    # the compiled step wrote the running statistics: 4 epochs of 44 batches of 32
+    assert all(int(bn.num_batches_tracked.data) == 4 * (1437 // 32) for bn in norms)
+    assert all(np.abs(bn.running_mean.data).max() > 0.01 for bn in norms)
+
+
 def test_digits_mlp_eager_and_compiled_training_agree():
     pytest.importorskip("sklearn", reason="the 'examples' extra (scikit-learn) is not installed")
     import graphc as gc
