@@ -528,9 +528,7 @@ def shared_table(results) -> str:
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .files import new_figure
 
     by = {}
     for r in results:
@@ -538,7 +536,8 @@ def plot(results, path):
     workloads = list(by)
     contenders = [c for c in CONTENDERS
                   if any(c in rs for rs in by.values())]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(workloads)), 4))
+    fig = new_figure((max(6, 1.6 * len(workloads)), 4))
+    ax = fig.subplots()
     width = 0.8 / max(len(contenders), 1)
     for k, c in enumerate(contenders):
         ratios = []
@@ -555,7 +554,6 @@ def plot(results, path):
     ax.legend()
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)
 
 
 def table(results, gemm_gflops, measured=None) -> str:

@@ -152,6 +152,14 @@ def _sync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def new_figure(size):
+    """A matplotlib Figure of `size` inches drawn without pyplot: pyplot's figures live in
+    its global state, and choosing its Agg backend (matplotlib.use) switched the backend of
+    the caller's process, e.g. a notebook's, as a side effect of Trainer.fit."""
+    from matplotlib.figure import Figure
+    return Figure(figsize=size)
+
+
 def save_figure(fig, path: str, dpi: int = 100) -> None:
     """A matplotlib figure as a PNG at `path`, written atomically."""
     buffer = io.BytesIO()

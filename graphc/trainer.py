@@ -743,11 +743,10 @@ class StopAtStepBoundary:
 
 def plot_losses(history, val_history, path, title="training loss", ylabel="loss"):
     """The training and validation loss curves, as a PNG written atomically."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .files import new_figure, save_figure
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = new_figure((7, 4))
+    ax = fig.subplots()
     if history:
         steps, losses = zip(*history)
         ax.plot(steps, losses, lw=0.8, alpha=0.6, label="train")
@@ -760,6 +759,4 @@ def plot_losses(history, val_history, path, title="training loss", ylabel="loss"
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    from .files import save_figure
     save_figure(fig, path)
-    plt.close(fig)
