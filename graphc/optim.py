@@ -1,4 +1,5 @@
-"""Optimisers: SGD, Adam, AdamW, learning-rate schedules and global-norm clipping.
+"""Optimisers: SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, Lion, learning-rate
+schedules and global-norm clipping.
 
 Functional, as optax: `state = opt.init(params)`, `params, state = opt.update(grads, state,
 params)`, over pytrees (dicts, lists, tuples) of arrays; None is an empty subtree (as in
@@ -32,7 +33,8 @@ from runtime.eager import Tensor, no_grad
 
 from .tracing import flatten, leaves_like, unflatten
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "BoundOptimizer",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "Lion",
+           "BoundOptimizer",
            "constant", "linear_warmup", "cosine", "exponential_decay", "global_norm",
            "clip_by_global_norm", "decay_matrices_only"]
 
@@ -176,6 +178,9 @@ class Optimizer:
     weight-decay masks and eager vs traced values."""
 
     slots: tuple = ()
+    # scalars _update_leaf takes in float64, not rounded to the parameter's dtype (NAdam's
+    # momentum products, which it multiplies into its float64 state)
+    float64_scalars: tuple = ()
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
                  clip_norm: float | None = None):
@@ -235,7 +240,8 @@ class Optimizer:
                 continue
             key = np.dtype(p.dtype)
             if key not in cast_cache:  # one rounding of each float64 scalar per dtype
-                cast_cache[key] = {k: v if isinstance(v, (float, int)) else F.cast(v, key)
+                cast_cache[key] = {k: v if isinstance(v, (float, int))
+                                   or k in self.float64_scalars else F.cast(v, key)
                                    for k, v in scalars.items()}
             p2, slots2 = self._update_leaf(p, g, slots, cast_cache[key], mask[i], count)
             new_p.append(p2)
@@ -429,6 +435,111 @@ class Adagrad(Optimizer):
         return p - scalars["lr"] * (g / (F.sqrt(total) + self.eps)), {"sum": total}
 
 
+class Adamax(Optimizer):
+    """torch.optim.Adamax: Adam with the infinity norm, u = max(beta2 u, |g| + eps), the step
+    lr / (1 - beta1^t) * m / u; weight decay coupled (L2)."""
+
+    slots = ("m", "exp_inf")
+
+    def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
+        self.eps = _non_negative("eps", eps)
+
+    def _scalars(self, count, step):
+        t = F.cast(count, "float64") + 1.0
+        return {"step_size": _float64(self.lr(step)) / (1.0 - F.pow(self.beta1, t))}
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        if decay:
+            g = g + p * self.weight_decay
+        m = slots["m"] * self.beta1 + g * (1.0 - self.beta1)
+        u = F.maximum(slots["exp_inf"] * self.beta2, F.abs(g) + self.eps)
+        return p - scalars["step_size"] * (m / u), {"m": m, "exp_inf": u}
+
+
+class NAdam(Optimizer):
+    """torch.optim.NAdam: Adam with Nesterov momentum and torch's momentum schedule
+    mu_t = beta1 (1 - 0.5 * 0.96^(t momentum_decay)). The product of the mu_t so far is
+    state, as torch's: a float64 0-d array per parameter (slot "mu_product"; torch keeps it
+    in its default dtype, float32 unless torch.set_default_dtype(torch.float64)). Weight
+    decay coupled (L2), or decoupled (p *= 1 - lr * weight_decay) with
+    decoupled_weight_decay=True, as torch's."""
+
+    slots = ("m", "v", "mu_product")
+    float64_scalars = ("lr", "mu", "mu_next")
+
+    def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum_decay: float = 4e-3,
+                 decoupled_weight_decay: bool = False, decay_mask=None, clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
+        self.eps = _non_negative("eps", eps)
+        self.momentum_decay = _non_negative("momentum_decay", momentum_decay)
+        self.decoupled = bool(decoupled_weight_decay)
+
+    def init(self, params) -> dict:
+        state = super().init(params)
+        leaves, structure, _ = flatten(params)
+        one = F.full((), 1.0, "float64") if any(isinstance(p, Node) for p in leaves) else \
+            np.ones((), np.float64)
+        state["mu_product"] = unflatten(structure, [None if p is None else one
+                                                    for p in leaves])
+        return state
+
+    def _scalars(self, count, step):
+        lr = _float64(self.lr(step))
+        t = F.cast(count, "float64") + 1.0
+        scalars = {"lr": lr, "bc2": 1.0 - F.pow(self.beta2, t),
+                   "mu": (1.0 - F.pow(0.96, t * self.momentum_decay) * 0.5) * self.beta1,
+                   "mu_next": (1.0 - F.pow(0.96, (t + 1.0) * self.momentum_decay) * 0.5)
+                   * self.beta1}
+        if self.decoupled and self.weight_decay:
+            scalars["decay_factor"] = 1.0 - lr * self.weight_decay
+        return scalars
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        if decay:
+            if self.decoupled:
+                p = p * scalars["decay_factor"]
+            else:
+                g = g + p * self.weight_decay
+        mu, mu_next, lr = scalars["mu"], scalars["mu_next"], scalars["lr"]
+        mu_product = slots["mu_product"] * mu
+        # torch's two factors, in float64, each rounded once to the parameter's dtype
+        dtype = np.dtype(p.dtype)
+        grad_factor = F.cast(lr * (1.0 - mu) / (1.0 - mu_product), dtype)
+        momentum_factor = F.cast(lr * mu_next / (1.0 - mu_product * mu_next), dtype)
+        m = slots["m"] * self.beta1 + g * (1.0 - self.beta1)
+        v = slots["v"] * self.beta2 + (g * g) * (1.0 - self.beta2)
+        denom = F.sqrt(v / scalars["bc2"]) + self.eps
+        p = p - grad_factor * (g / denom) - momentum_factor * (m / denom)
+        return p, {"m": m, "v": v, "mu_product": mu_product}
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), as
+    optax.lion (torch.optim has none): p -= lr * (sign(beta1 m + (1 - beta1) g) +
+    weight_decay p), then m = beta2 m + (1 - beta2) g. Weight decay is decoupled (outside
+    the moment) and, as optax's, defaults to 1e-3 on every parameter (decay_mask= is optax's
+    mask). The sign makes every step lr in size: use a learning rate 3-10x below AdamW's."""
+
+    slots = ("m",)
+
+    def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 1e-3,
+                 decay_mask=None, clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        step = F.sign(g * (1.0 - self.beta1) + slots["m"] * self.beta1)
+        if decay:
+            step = step + p * self.weight_decay
+        m = slots["m"] * self.beta2 + g * (1.0 - self.beta2)
+        return p - scalars["lr"] * step, {"m": m}
+
+
 # ---- eager, PyTorch-style -------------------------------------------------------------------
 class BoundOptimizer:
     """An optimiser bound to eager Parameters: `step()` applies the update to each
@@ -536,10 +647,11 @@ class BoundOptimizer:
                               (user_location(),))
         for slot in self.optimizer.slots:
             for n, p in self.parameters.items():
-                saved = state.get(slot, {}).get(n)
-                if saved is not None and np.shape(saved) != np.shape(p.data):
+                # the parameter's shape, or a slot's own (NAdam's 0-d mu_product)
+                saved, own = state.get(slot, {}).get(n), np.shape(self.state[slot][n])
+                if saved is not None and np.shape(saved) != own:
                     raise GraphcError(f"load_state_dict: {slot} of {n} has shape "
-                                      f"{np.shape(saved)}, the parameter {np.shape(p.data)}",
+                                      f"{np.shape(saved)}, expected {own}",
                                       (user_location(),))
         self.state = copy.deepcopy(state)
         self.behind = {n: int(b) for n, b in behind.items()}
@@ -560,6 +672,14 @@ class BoundOptimizer:
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def _betas(name, betas):
+    b1, b2 = (float(b) for b in betas)
+    for which, b in (("beta1", b1), ("beta2", b2)):
+        if not 0.0 <= b < 1.0:
+            raise GraphcError(f"{name}: {which} must be in [0, 1), got {b}", (user_location(),))
+    return b1, b2
+
+
 def _non_negative(name, value):
     value = float(value)
     if not (math.isfinite(value) and value >= 0):
