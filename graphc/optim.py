@@ -35,7 +35,8 @@ from .tracing import flatten, leaves_like, unflatten
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "Lion",
            "BoundOptimizer",
-           "constant", "linear_warmup", "cosine", "exponential_decay", "global_norm",
+           "constant", "linear_warmup", "cosine", "exponential_decay", "warmup_cosine_decay",
+           "one_cycle", "piecewise_constant", "multistep", "polynomial_decay", "global_norm",
            "clip_by_global_norm", "decay_matrices_only"]
 
 
@@ -119,6 +120,156 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
         if bound is not None:
             value = F.maximum(value, bound) if rate < 1 else F.minimum(value, bound)
         return value
+    return schedule
+
+
+# The schedules below are written once over `_Scalar` arithmetic: a Python int count gives
+# Python floats, a count array (traced or concrete) float64 arrays, as the ones above.
+class _Scalar:
+    """Elementary functions on a step that is a Python float or a float64 array."""
+
+    def __init__(self, count):
+        self.python = isinstance(count, (int, np.integer))
+        self.step = float(count) if self.python else F.cast(count, "float64")
+
+    def where(self, cond, a, b):
+        if self.python:
+            return a if cond else b
+        # (a Python number would be a float32 constant)
+        a, b = (F.full((), x, "float64") if isinstance(x, float) else x for x in (a, b))
+        return F.where(cond, a, b)
+
+    def clip(self, x, low, high):
+        return min(max(x, low), high) if self.python else F.minimum(F.maximum(x, low), high)
+
+    def cos(self, x):
+        return math.cos(x) if self.python else F.cos(x)
+
+    def pow(self, x, y):
+        return x ** y if self.python else F.pow(x, y)
+
+
+def _count_setting(name, value, low=0):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < low:
+        raise GraphcError(f"{name} must be a whole number >= {low}, got {value!r}",
+                          (user_location(),))
+    return int(value)
+
+
+def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
+                        decay_steps: int, end_value: float = 0.0, exponent: float = 1.0):
+    """optax.warmup_cosine_decay_schedule: linear from init_value to peak_value over
+    warmup_steps, then peak * ((1 - a) c^exponent + a), c = (1 + cos(pi k / (decay_steps -
+    warmup_steps))) / 2 at k steps after the warmup, a = end_value / peak_value, reaching
+    end_value at decay_steps (which counts the warmup, as optax's) and staying there."""
+    init, peak, end, exponent = (float(v) for v in (init_value, peak_value, end_value,
+                                                     exponent))
+    warmup = _count_setting("warmup_cosine_decay: warmup_steps", warmup_steps)
+    decay = _count_setting("warmup_cosine_decay: decay_steps", decay_steps, warmup + 1)
+    span, alpha = decay - warmup, 0.0 if peak == 0 else end / peak
+
+    def schedule(count):
+        s = _Scalar(count)
+        warm = (init - peak) * (1.0 - s.step / max(warmup, 1)) + peak
+        cosine_decay = (s.cos(s.clip(s.step - warmup, 0.0, span) * math.pi / span) + 1.0) * 0.5
+        decayed = peak * ((1.0 - alpha) * s.pow(cosine_decay, exponent) + alpha)
+        return s.where(s.step < warmup, warm, decayed)
+    return schedule
+
+
+def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
+              anneal_strategy: str = "cos", div_factor: float = 25.0,
+              final_div_factor: float = 1e4, three_phase: bool = False):
+    """torch.optim.lr_scheduler.OneCycleLR's learning rate: from max_lr / div_factor up to
+    max_lr at step pct_start * total_steps - 1, then down to max_lr / div_factor /
+    final_div_factor at step total_steps - 1 (three_phase: back to the initial rate at
+    2 pct_start total_steps - 2 first), annealed by cosine or linearly; after that, the final
+    rate (torch raises past total_steps). The lr only: torch's cycle_momentum (beta1 or the
+    momentum cycled between 0.85 and 0.95 by default) is not done here."""
+    if anneal_strategy not in ("cos", "linear"):
+        raise GraphcError(f"one_cycle: anneal_strategy must be 'cos' or 'linear', got "
+                          f"{anneal_strategy!r}", (user_location(),))
+    total = _count_setting("one_cycle: total_steps", total_steps, 1)
+    top = float(max_lr)
+    initial = top / float(div_factor)
+    final = initial / float(final_div_factor)
+    pct = float(pct_start)
+    if three_phase:  # (end step, start lr, end lr), torch's _schedule_phases
+        phases = [(pct * total - 1, initial, top), (2 * pct * total - 2, top, initial),
+                  (total - 1, initial, final)]
+    else:
+        phases = [(pct * total - 1, initial, top), (total - 1, top, final)]
+    ends = [0.0] + [end for end, _, _ in phases]
+    if any(b <= a for a, b in zip(ends, ends[1:])):  # torch divides by zero or goes back
+        raise GraphcError(f"one_cycle: pct_start={pct_start} with total_steps={total} leaves "
+                          "a phase without steps (each phase must end after the one before)",
+                          (user_location(),))
+
+    def schedule(count):
+        s = _Scalar(count)
+        lr, start = None, 0.0
+        for i, (end, first, last) in enumerate(phases):
+            frac = s.clip((s.step - start) / (end - start), 0.0, 1.0)
+            if anneal_strategy == "cos":  # torch's _annealing_cos, term for term
+                value = last + (first - last) / 2.0 * (s.cos(frac * math.pi) + 1.0)
+            else:
+                value = (last - first) * frac + first
+            # phase i applies up to its end step (the last phase beyond it too)
+            lr = value if lr is None else s.where(s.step <= start, lr, value)
+            start = end
+        return lr
+    return schedule
+
+
+def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = None):
+    """optax.piecewise_constant_schedule: init_value, multiplied by each scale from its
+    boundary step on ({100: 0.1, 200: 0.5}: init, then init/10 from step 100, then init/20
+    from step 200)."""
+    init = float(init_value)
+    items = sorted((boundaries_and_scales or {}).items())
+    for boundary, scale in items:
+        _count_setting("piecewise_constant: a boundary", boundary)
+        if not float(scale) >= 0:
+            raise GraphcError(f"piecewise_constant: scales must be >= 0, got {scale!r} at "
+                              f"{boundary}", (user_location(),))
+    items = [(int(b), float(sc)) for b, sc in items]
+
+    def schedule(count):
+        s = _Scalar(count)
+        value = init
+        for boundary, scale in items:
+            value = s.where(s.step >= boundary, value * scale, value)
+        return value
+    return schedule
+
+
+def multistep(init_value: float, milestones, gamma: float = 0.1):
+    """torch.optim.lr_scheduler.MultiStepLR: init_value times gamma at each milestone step
+    reached (a milestone given twice, gamma twice, as torch's)."""
+    if isinstance(milestones, (int, np.integer)) or not hasattr(milestones, "__iter__"):
+        raise GraphcError(f"multistep: milestones must be a list of steps, got {milestones!r}",
+                          (user_location(),))
+    counts = {}
+    for m in milestones:
+        m = _count_setting("multistep: a milestone", m)
+        counts[m] = counts.get(m, 0) + 1
+    return piecewise_constant(init_value, {m: float(gamma) ** c for m, c in counts.items()})
+
+
+def polynomial_decay(init_value: float, end_value: float, power: float,
+                     transition_steps: int, transition_begin: int = 0):
+    """optax.polynomial_schedule: (init - end) (1 - k / transition_steps)^power + end at
+    k = step - transition_begin (clipped to [0, transition_steps]). end_value=0 is torch's
+    PolynomialLR(total_iters=transition_steps, power)."""
+    init, end, power = float(init_value), float(end_value), float(power)
+    steps = _count_setting("polynomial_decay: transition_steps", transition_steps, 1)
+    begin = _count_setting("polynomial_decay: transition_begin", transition_begin)
+
+    def schedule(count):
+        s = _Scalar(count)
+        frac = 1.0 - s.clip(s.step - begin, 0.0, steps) / steps
+        return (init - end) * s.pow(frac, power) + end
     return schedule
 
 

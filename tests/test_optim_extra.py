@@ -1,9 +1,13 @@
-"""gc.optim's Adamax, NAdam and Lion against torch.optim (the oracle; Lion, which torch
-lacks, against optax.lion's update written out in numpy), functional, compiled, bound
-(PyTorch style) and in gc.Trainer."""
+"""gc.optim's Adamax, NAdam and Lion and the schedules warmup_cosine_decay, one_cycle,
+piecewise_constant, multistep and polynomial_decay against torch.optim and
+torch.optim.lr_scheduler (the oracle; Lion, which torch lacks, against optax.lion's update
+written out in numpy), functional, compiled, bound (PyTorch style) and in gc.Trainer."""
+import math
+
 import numpy as np
 import pytest
 import torch
+from torch.optim import lr_scheduler
 
 import graphc as gc
 from graphc import optim
@@ -230,5 +234,114 @@ def test_bad_settings_are_one_line_errors():
                           (lambda: optim.NAdam(momentum_decay=-1), "momentum_decay must be"),
                           (lambda: optim.Adamax(eps=-1), "eps must be"),
                           (lambda: optim.Lion(weight_decay=-0.1), "weight_decay must be")):
+        with pytest.raises(gc.GraphcError, match=message):
+            make()
+
+
+# ---- schedules --------------------------------------------------------------------------
+def _torch_lrs(make_scheduler, steps, lr=0.1):
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=lr)
+    scheduler = make_scheduler(opt)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return np.array(out)
+
+
+def _check_schedule(schedule, expected, rtol=1e-12, atol=0.0):
+    counts = np.arange(len(expected), dtype=np.int64)
+    python = [schedule(int(c)) for c in counts]
+    assert all(type(v) is float for v in python)  # what a training loop logs
+    traced = gc.compile(lambda c: schedule(c))(counts)
+    eager = schedule(gc.tensor(counts)).data
+    assert traced.dtype == eager.dtype == np.float64
+    for got in (np.array(python), traced, eager):
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("strategy", ["cos", "linear"])
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_one_cycle_is_torchs_one_cycle_lr(three_phase, strategy):
+    expected = _torch_lrs(lambda o: lr_scheduler.OneCycleLR(
+        o, max_lr=0.5, total_steps=40, pct_start=0.25, div_factor=10, final_div_factor=100,
+        three_phase=three_phase, anneal_strategy=strategy), 40)
+    schedule = optim.one_cycle(0.5, 40, pct_start=0.25, div_factor=10, final_div_factor=100,
+                               three_phase=three_phase, anneal_strategy=strategy)
+    _check_schedule(schedule, expected)
+    assert schedule(39) == schedule(100) == pytest.approx(0.5 / 10 / 100)  # then stays
+    default = _torch_lrs(lambda o: lr_scheduler.OneCycleLR(o, max_lr=1.0, total_steps=25), 25)
+    _check_schedule(optim.one_cycle(1.0, 25), default)
+
+
+def test_multistep_is_torchs_multistep_lr_and_piecewise_constant_optaxs():
+    expected = _torch_lrs(lambda o: lr_scheduler.MultiStepLR(o, [3, 7, 7, 12], gamma=0.5), 20)
+    _check_schedule(optim.multistep(0.1, [3, 7, 7, 12], gamma=0.5), expected)
+    schedule = optim.piecewise_constant(2.0, {10: 0.1, 4: 0.5})
+    _check_schedule(schedule, [2.0] * 4 + [1.0] * 6 + [0.1] * 4)
+
+
+def test_polynomial_decay_is_torchs_polynomial_lr_and_optaxs_schedule():
+    expected = _torch_lrs(lambda o: lr_scheduler.PolynomialLR(o, total_iters=15, power=2.0), 25)
+    _check_schedule(optim.polynomial_decay(0.1, 0.0, 2.0, 15), expected, atol=1e-17)
+    # optax's end_value and transition_begin
+    schedule = optim.polynomial_decay(1.0, 0.2, 0.5, 8, transition_begin=2)
+    _check_schedule(schedule, [1.0, 1.0, 1.0] + [0.8 * math.sqrt(1 - k / 8) + 0.2
+                                                 for k in range(1, 9)] + [0.2] * 3)
+
+
+def test_warmup_cosine_decay_is_optaxs_and_torchs_linear_then_cosine():
+    # torch: LinearLR then CosineAnnealingLR (SequentialLR), to the end of the decay (torch's
+    # cosine then rises again; optax's, graphc's, stay at end_value)
+    expected = _torch_lrs(lambda o: lr_scheduler.SequentialLR(o, [
+        lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=5),
+        lr_scheduler.CosineAnnealingLR(o, T_max=20, eta_min=0.01)], milestones=[5]), 26)
+    schedule = optim.warmup_cosine_decay(0.01, 0.1, 5, 25, end_value=0.01)
+    _check_schedule(schedule, expected)
+    assert schedule(25) == schedule(1000) == pytest.approx(0.01)
+    # optax's formula with an exponent: peak * ((1 - a) c^e + a)
+    schedule = optim.warmup_cosine_decay(0.0, 1.0, 4, 14, end_value=0.1, exponent=2.0)
+    cos = [(1 + math.cos(math.pi * k / 10)) / 2 for k in range(11)]
+    _check_schedule(schedule, [0.0, 0.25, 0.5, 0.75] + [0.9 * c ** 2 + 0.1 for c in cos])
+
+
+def test_schedules_drive_an_optimizer_as_torchs_scheduler():
+    """lr=one_cycle(...) in a compiled Adam step equals torch's Adam stepped with OneCycleLR
+    (cycle_momentum=False: graphc cycles the learning rate only)."""
+    params, grads = _problem("float64", steps=30)
+    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    topt = torch.optim.Adam(list(tp.values()), lr=0.1)
+    scheduler = lr_scheduler.OneCycleLR(topt, max_lr=0.1, total_steps=30,
+                                        cycle_momentum=False)
+    for g in grads:
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        topt.step()
+        scheduler.step()
+    expected = {k: t.detach().numpy() for k, t in tp.items()}
+    got, _ = _run(optim.Adam(lr=optim.one_cycle(0.1, 30)), params, grads, compiled=True)
+    assert _max_error(got, expected) <= 1e-12
+    ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}  # and bound, eagerly
+    opt = optim.Adam(lr=optim.one_cycle(0.1, 30)).bind(ps)
+    for g in grads:
+        for k, p in ps.items():
+            p.grad = g[k]
+        opt.step()
+    assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-12
+
+
+def test_bad_schedule_settings_are_one_line_errors():
+    cases = [(lambda: optim.one_cycle(1.0, 10, pct_start=0.05), "leaves a phase without"),
+             (lambda: optim.one_cycle(1.0, 0), "total_steps must be a whole number >= 1"),
+             (lambda: optim.one_cycle(1.0, 10, anneal_strategy="x"), "anneal_strategy"),
+             (lambda: optim.warmup_cosine_decay(0.0, 1.0, 10, 10), "decay_steps must be a "
+              "whole number >= 11"),
+             (lambda: optim.multistep(0.1, 5), "milestones must be a list"),
+             (lambda: optim.multistep(0.1, [-1]), "a milestone must be"),
+             (lambda: optim.piecewise_constant(0.1, {5: -0.5}), "scales must be >= 0"),
+             (lambda: optim.polynomial_decay(0.1, 0.0, 1.0, 0), "transition_steps must be")]
+    for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
