@@ -957,7 +957,7 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
              "Softsign", "GLU", "Softshrink", "Hardshrink", "PReLU", "Softmax", "LogSoftmax",
              "ModuleDict")},
          **{name: "batch_norm" for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")}}
-_LAZY.update(init="init")
+_LAZY.update(init="init", utils="nn_utils", ParameterList="containers", ParameterDict="containers")
 
 
 def __getattr__(name):
