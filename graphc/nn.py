@@ -65,6 +65,14 @@ class Module:
             value._set_path(name)
         object.__setattr__(self, name, value)
 
+    def __setstate__(self, state):
+        # copy.deepcopy and pickle fill __dict__ without __setattr__: a copied layer's
+        # transposed weights are recorded again (TransformerEncoder copies its layer)
+        self.__dict__.update(state)
+        for name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
+            if isinstance(state.get(name), Parameter):
+                _TRANSPOSED[id(state[name])] = state[name]
+
     def _set_path(self, path):
         object.__setattr__(self, "_path", path)
         for name, child in vars(self).items():

@@ -1,7 +1,9 @@
 """gc.nn.init against torch.nn.init: gains, fans (graphc's Linear weight is stored (in, out),
 the transpose of torch's, and must get torch's fans for the same layer), exact bounds and the
 distributions' moments on large tensors, orthogonality, seeding, in-place filling."""
+import copy
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -38,6 +40,17 @@ def test_fans_are_torchs_for_the_same_layer():
               torch.nn.MultiheadAttention(8, 2).in_proj_weight)]
     for mine, theirs in pairs:
         assert init._calculate_fan_in_and_fan_out(mine) == _torch_fans(theirs)
+    # copies keep it (TransformerEncoder deep-copies its layer)
+    encoder = gc.nn.TransformerEncoder(gc.nn.TransformerEncoderLayer(8, 2, 16), 2)
+    theirs = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, 16), 2,
+                                         enable_nested_tensor=False)
+    for (name, p), (tname, t) in zip(encoder.named_parameters(), theirs.named_parameters()):
+        assert name == tname
+        if p.data.ndim == 2:
+            assert init._calculate_fan_in_and_fan_out(p) == _torch_fans(t), name
+    for copied in (copy.deepcopy(gc.nn.Linear(7, 3)), pickle.loads(pickle.dumps(
+            gc.nn.Linear(7, 3)))):
+        assert init._calculate_fan_in_and_fan_out(copied.weight) == (7, 3)
     # Linear's weight is stored transposed: its fans are not torch's rule applied to its shape
     assert gc.nn.Linear(7, 3).weight.data.shape == (7, 3)
     # a Parameter outside any layer (or an array) is taken as torch takes a tensor
