@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import weakref
 
 import numpy as np
 
@@ -30,6 +31,12 @@ from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter,
                            collect_buffer_updates)
 
 _GENERATOR = [np.random.default_rng(0)]
+
+
+# Parameters their layer stores as the transpose of torch's layout (the attributes its class
+# lists in _TORCH_TRANSPOSED: Linear's weight is (in, out)), by id: gc.nn.init computes their
+# fans as (size(0), size(1)), so that kaiming_uniform_(linear.weight) is torch's for the layer
+_TRANSPOSED = weakref.WeakValueDictionary()
 
 
 def manual_seed(seed: int) -> None:
@@ -50,11 +57,21 @@ class Module:
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, (Parameter, Buffer)):
             value.name = name
+            if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
+                _TRANSPOSED[id(value)] = value
         elif isinstance(value, Module):
             for pname, p in value._all_parameters(kind=(Parameter, Buffer)):
                 p.name = f"{name}.{pname}"
             value._set_path(name)
         object.__setattr__(self, name, value)
+
+    def __setstate__(self, state):
+        # copy.deepcopy and pickle fill __dict__ without __setattr__: a copied layer's
+        # transposed weights are recorded again (TransformerEncoder copies its layer)
+        self.__dict__.update(state)
+        for name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
+            if isinstance(state.get(name), Parameter):
+                _TRANSPOSED[id(state[name])] = state[name]
 
     def _set_path(self, path):
         object.__setattr__(self, "_path", path)
@@ -948,6 +965,7 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
              "Softsign", "GLU", "Softshrink", "Hardshrink", "PReLU", "Softmax", "LogSoftmax",
              "ModuleDict")},
          **{name: "batch_norm" for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")}}
+_LAZY.update(init="init", utils="nn_utils", ParameterList="containers", ParameterDict="containers")
 
 
 def __getattr__(name):

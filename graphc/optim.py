@@ -1,4 +1,5 @@
-"""Optimisers: SGD, Adam, AdamW, learning-rate schedules and global-norm clipping.
+"""Optimisers: SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, Lion, learning-rate
+schedules and global-norm clipping.
 
 Functional, as optax: `state = opt.init(params)`, `params, state = opt.update(grads, state,
 params)`, over pytrees (dicts, lists, tuples) of arrays; None is an empty subtree (as in
@@ -32,8 +33,10 @@ from runtime.eager import Tensor, no_grad
 
 from .tracing import flatten, leaves_like, unflatten
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "BoundOptimizer",
-           "constant", "linear_warmup", "cosine", "exponential_decay", "global_norm",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "Lion",
+           "BoundOptimizer",
+           "constant", "linear_warmup", "cosine", "exponential_decay", "warmup_cosine_decay",
+           "one_cycle", "piecewise_constant", "multistep", "polynomial_decay", "global_norm",
            "clip_by_global_norm", "decay_matrices_only"]
 
 
@@ -120,6 +123,156 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
     return schedule
 
 
+# The schedules below are written once over `_Scalar` arithmetic: a Python int count gives
+# Python floats, a count array (traced or concrete) float64 arrays, as the ones above.
+class _Scalar:
+    """Elementary functions on a step that is a Python float or a float64 array."""
+
+    def __init__(self, count):
+        self.python = isinstance(count, (int, np.integer))
+        self.step = float(count) if self.python else F.cast(count, "float64")
+
+    def where(self, cond, a, b):
+        if self.python:
+            return a if cond else b
+        # (a Python number would be a float32 constant)
+        a, b = (F.full((), x, "float64") if isinstance(x, float) else x for x in (a, b))
+        return F.where(cond, a, b)
+
+    def clip(self, x, low, high):
+        return min(max(x, low), high) if self.python else F.minimum(F.maximum(x, low), high)
+
+    def cos(self, x):
+        return math.cos(x) if self.python else F.cos(x)
+
+    def pow(self, x, y):
+        return x ** y if self.python else F.pow(x, y)
+
+
+def _count_setting(name, value, low=0):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < low:
+        raise GraphcError(f"{name} must be a whole number >= {low}, got {value!r}",
+                          (user_location(),))
+    return int(value)
+
+
+def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
+                        decay_steps: int, end_value: float = 0.0, exponent: float = 1.0):
+    """optax.warmup_cosine_decay_schedule: linear from init_value to peak_value over
+    warmup_steps, then peak * ((1 - a) c^exponent + a), c = (1 + cos(pi k / (decay_steps -
+    warmup_steps))) / 2 at k steps after the warmup, a = end_value / peak_value, reaching
+    end_value at decay_steps (which counts the warmup, as optax's) and staying there."""
+    init, peak, end, exponent = (float(v) for v in (init_value, peak_value, end_value,
+                                                     exponent))
+    warmup = _count_setting("warmup_cosine_decay: warmup_steps", warmup_steps)
+    decay = _count_setting("warmup_cosine_decay: decay_steps", decay_steps, warmup + 1)
+    span, alpha = decay - warmup, 0.0 if peak == 0 else end / peak
+
+    def schedule(count):
+        s = _Scalar(count)
+        warm = (init - peak) * (1.0 - s.step / max(warmup, 1)) + peak
+        cosine_decay = (s.cos(s.clip(s.step - warmup, 0.0, span) * math.pi / span) + 1.0) * 0.5
+        decayed = peak * ((1.0 - alpha) * s.pow(cosine_decay, exponent) + alpha)
+        return s.where(s.step < warmup, warm, decayed)
+    return schedule
+
+
+def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
+              anneal_strategy: str = "cos", div_factor: float = 25.0,
+              final_div_factor: float = 1e4, three_phase: bool = False):
+    """torch.optim.lr_scheduler.OneCycleLR's learning rate: from max_lr / div_factor up to
+    max_lr at step pct_start * total_steps - 1, then down to max_lr / div_factor /
+    final_div_factor at step total_steps - 1 (three_phase: back to the initial rate at
+    2 pct_start total_steps - 2 first), annealed by cosine or linearly; after that, the final
+    rate (torch raises past total_steps). The lr only: torch's cycle_momentum (beta1 or the
+    momentum cycled between 0.85 and 0.95 by default) is not done here."""
+    if anneal_strategy not in ("cos", "linear"):
+        raise GraphcError(f"one_cycle: anneal_strategy must be 'cos' or 'linear', got "
+                          f"{anneal_strategy!r}", (user_location(),))
+    total = _count_setting("one_cycle: total_steps", total_steps, 1)
+    top = float(max_lr)
+    initial = top / float(div_factor)
+    final = initial / float(final_div_factor)
+    pct = float(pct_start)
+    if three_phase:  # (end step, start lr, end lr), torch's _schedule_phases
+        phases = [(pct * total - 1, initial, top), (2 * pct * total - 2, top, initial),
+                  (total - 1, initial, final)]
+    else:
+        phases = [(pct * total - 1, initial, top), (total - 1, top, final)]
+    ends = [0.0] + [end for end, _, _ in phases]
+    if any(b <= a for a, b in zip(ends, ends[1:])):  # torch divides by zero or goes back
+        raise GraphcError(f"one_cycle: pct_start={pct_start} with total_steps={total} leaves "
+                          "a phase without steps (each phase must end after the one before)",
+                          (user_location(),))
+
+    def schedule(count):
+        s = _Scalar(count)
+        lr, start = None, 0.0
+        for i, (end, first, last) in enumerate(phases):
+            frac = s.clip((s.step - start) / (end - start), 0.0, 1.0)
+            if anneal_strategy == "cos":  # torch's _annealing_cos, term for term
+                value = last + (first - last) / 2.0 * (s.cos(frac * math.pi) + 1.0)
+            else:
+                value = (last - first) * frac + first
+            # phase i applies up to its end step (the last phase beyond it too)
+            lr = value if lr is None else s.where(s.step <= start, lr, value)
+            start = end
+        return lr
+    return schedule
+
+
+def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = None):
+    """optax.piecewise_constant_schedule: init_value, multiplied by each scale from its
+    boundary step on ({100: 0.1, 200: 0.5}: init, then init/10 from step 100, then init/20
+    from step 200)."""
+    init = float(init_value)
+    items = sorted((boundaries_and_scales or {}).items())
+    for boundary, scale in items:
+        _count_setting("piecewise_constant: a boundary", boundary)
+        if not float(scale) >= 0:
+            raise GraphcError(f"piecewise_constant: scales must be >= 0, got {scale!r} at "
+                              f"{boundary}", (user_location(),))
+    items = [(int(b), float(sc)) for b, sc in items]
+
+    def schedule(count):
+        s = _Scalar(count)
+        value = init
+        for boundary, scale in items:
+            value = s.where(s.step >= boundary, value * scale, value)
+        return value
+    return schedule
+
+
+def multistep(init_value: float, milestones, gamma: float = 0.1):
+    """torch.optim.lr_scheduler.MultiStepLR: init_value times gamma at each milestone step
+    reached (a milestone given twice, gamma twice, as torch's)."""
+    if isinstance(milestones, (int, np.integer)) or not hasattr(milestones, "__iter__"):
+        raise GraphcError(f"multistep: milestones must be a list of steps, got {milestones!r}",
+                          (user_location(),))
+    counts = {}
+    for m in milestones:
+        m = _count_setting("multistep: a milestone", m)
+        counts[m] = counts.get(m, 0) + 1
+    return piecewise_constant(init_value, {m: float(gamma) ** c for m, c in counts.items()})
+
+
+def polynomial_decay(init_value: float, end_value: float, power: float,
+                     transition_steps: int, transition_begin: int = 0):
+    """optax.polynomial_schedule: (init - end) (1 - k / transition_steps)^power + end at
+    k = step - transition_begin (clipped to [0, transition_steps]). end_value=0 is torch's
+    PolynomialLR(total_iters=transition_steps, power)."""
+    init, end, power = float(init_value), float(end_value), float(power)
+    steps = _count_setting("polynomial_decay: transition_steps", transition_steps, 1)
+    begin = _count_setting("polynomial_decay: transition_begin", transition_begin)
+
+    def schedule(count):
+        s = _Scalar(count)
+        frac = 1.0 - s.clip(s.step - begin, 0.0, steps) / steps
+        return (init - end) * s.pow(frac, power) + end
+    return schedule
+
+
 def _as_schedule(lr):
     if callable(lr):
         return lr
@@ -176,6 +329,9 @@ class Optimizer:
     weight-decay masks and eager vs traced values."""
 
     slots: tuple = ()
+    # scalars _update_leaf takes in float64, not rounded to the parameter's dtype (NAdam's
+    # momentum products, which it multiplies into its float64 state)
+    float64_scalars: tuple = ()
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
                  clip_norm: float | None = None):
@@ -235,7 +391,8 @@ class Optimizer:
                 continue
             key = np.dtype(p.dtype)
             if key not in cast_cache:  # one rounding of each float64 scalar per dtype
-                cast_cache[key] = {k: v if isinstance(v, (float, int)) else F.cast(v, key)
+                cast_cache[key] = {k: v if isinstance(v, (float, int))
+                                   or k in self.float64_scalars else F.cast(v, key)
                                    for k, v in scalars.items()}
             p2, slots2 = self._update_leaf(p, g, slots, cast_cache[key], mask[i], count)
             new_p.append(p2)
@@ -429,6 +586,111 @@ class Adagrad(Optimizer):
         return p - scalars["lr"] * (g / (F.sqrt(total) + self.eps)), {"sum": total}
 
 
+class Adamax(Optimizer):
+    """torch.optim.Adamax: Adam with the infinity norm, u = max(beta2 u, |g| + eps), the step
+    lr / (1 - beta1^t) * m / u; weight decay coupled (L2)."""
+
+    slots = ("m", "exp_inf")
+
+    def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
+        self.eps = _non_negative("eps", eps)
+
+    def _scalars(self, count, step):
+        t = F.cast(count, "float64") + 1.0
+        return {"step_size": _float64(self.lr(step)) / (1.0 - F.pow(self.beta1, t))}
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        if decay:
+            g = g + p * self.weight_decay
+        m = slots["m"] * self.beta1 + g * (1.0 - self.beta1)
+        u = F.maximum(slots["exp_inf"] * self.beta2, F.abs(g) + self.eps)
+        return p - scalars["step_size"] * (m / u), {"m": m, "exp_inf": u}
+
+
+class NAdam(Optimizer):
+    """torch.optim.NAdam: Adam with Nesterov momentum and torch's momentum schedule
+    mu_t = beta1 (1 - 0.5 * 0.96^(t momentum_decay)). The product of the mu_t so far is
+    state, as torch's: a float64 0-d array per parameter (slot "mu_product"; torch keeps it
+    in its default dtype, float32 unless torch.set_default_dtype(torch.float64)). Weight
+    decay coupled (L2), or decoupled (p *= 1 - lr * weight_decay) with
+    decoupled_weight_decay=True, as torch's."""
+
+    slots = ("m", "v", "mu_product")
+    float64_scalars = ("lr", "mu", "mu_next")
+
+    def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum_decay: float = 4e-3,
+                 decoupled_weight_decay: bool = False, decay_mask=None, clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
+        self.eps = _non_negative("eps", eps)
+        self.momentum_decay = _non_negative("momentum_decay", momentum_decay)
+        self.decoupled = bool(decoupled_weight_decay)
+
+    def init(self, params) -> dict:
+        state = super().init(params)
+        leaves, structure, _ = flatten(params)
+        one = F.full((), 1.0, "float64") if any(isinstance(p, Node) for p in leaves) else \
+            np.ones((), np.float64)
+        state["mu_product"] = unflatten(structure, [None if p is None else one
+                                                    for p in leaves])
+        return state
+
+    def _scalars(self, count, step):
+        lr = _float64(self.lr(step))
+        t = F.cast(count, "float64") + 1.0
+        scalars = {"lr": lr, "bc2": 1.0 - F.pow(self.beta2, t),
+                   "mu": (1.0 - F.pow(0.96, t * self.momentum_decay) * 0.5) * self.beta1,
+                   "mu_next": (1.0 - F.pow(0.96, (t + 1.0) * self.momentum_decay) * 0.5)
+                   * self.beta1}
+        if self.decoupled and self.weight_decay:
+            scalars["decay_factor"] = 1.0 - lr * self.weight_decay
+        return scalars
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        if decay:
+            if self.decoupled:
+                p = p * scalars["decay_factor"]
+            else:
+                g = g + p * self.weight_decay
+        mu, mu_next, lr = scalars["mu"], scalars["mu_next"], scalars["lr"]
+        mu_product = slots["mu_product"] * mu
+        # torch's two factors, in float64, each rounded once to the parameter's dtype
+        dtype = np.dtype(p.dtype)
+        grad_factor = F.cast(lr * (1.0 - mu) / (1.0 - mu_product), dtype)
+        momentum_factor = F.cast(lr * mu_next / (1.0 - mu_product * mu_next), dtype)
+        m = slots["m"] * self.beta1 + g * (1.0 - self.beta1)
+        v = slots["v"] * self.beta2 + (g * g) * (1.0 - self.beta2)
+        denom = F.sqrt(v / scalars["bc2"]) + self.eps
+        p = p - grad_factor * (g / denom) - momentum_factor * (m / denom)
+        return p, {"m": m, "v": v, "mu_product": mu_product}
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), as
+    optax.lion (torch.optim has none): p -= lr * (sign(beta1 m + (1 - beta1) g) +
+    weight_decay p), then m = beta2 m + (1 - beta2) g. Weight decay is decoupled (outside
+    the moment) and, as optax's, defaults to 1e-3 on every parameter (decay_mask= is optax's
+    mask). The sign makes every step lr in size: use a learning rate 3-10x below AdamW's."""
+
+    slots = ("m",)
+
+    def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 1e-3,
+                 decay_mask=None, clip_norm=None):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        step = F.sign(g * (1.0 - self.beta1) + slots["m"] * self.beta1)
+        if decay:
+            step = step + p * self.weight_decay
+        m = slots["m"] * self.beta2 + g * (1.0 - self.beta2)
+        return p - scalars["lr"] * step, {"m": m}
+
+
 # ---- eager, PyTorch-style -------------------------------------------------------------------
 class BoundOptimizer:
     """An optimiser bound to eager Parameters: `step()` applies the update to each
@@ -536,10 +798,11 @@ class BoundOptimizer:
                               (user_location(),))
         for slot in self.optimizer.slots:
             for n, p in self.parameters.items():
-                saved = state.get(slot, {}).get(n)
-                if saved is not None and np.shape(saved) != np.shape(p.data):
+                # the parameter's shape, or a slot's own (NAdam's 0-d mu_product)
+                saved, own = state.get(slot, {}).get(n), np.shape(self.state[slot][n])
+                if saved is not None and np.shape(saved) != own:
                     raise GraphcError(f"load_state_dict: {slot} of {n} has shape "
-                                      f"{np.shape(saved)}, the parameter {np.shape(p.data)}",
+                                      f"{np.shape(saved)}, expected {own}",
                                       (user_location(),))
         self.state = copy.deepcopy(state)
         self.behind = {n: int(b) for n, b in behind.items()}
@@ -560,6 +823,14 @@ class BoundOptimizer:
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def _betas(name, betas):
+    b1, b2 = (float(b) for b in betas)
+    for which, b in (("beta1", b1), ("beta2", b2)):
+        if not 0.0 <= b < 1.0:
+            raise GraphcError(f"{name}: {which} must be in [0, 1), got {b}", (user_location(),))
+    return b1, b2
+
+
 def _non_negative(name, value):
     value = float(value)
     if not (math.isfinite(value) and value >= 0):

@@ -1,0 +1,146 @@
+"""`gc.nn.ParameterList` and `gc.nn.ParameterDict`: Parameters held in a list or a dict, as
+torch's. Each is a Parameter attribute of the container, named by its position ("0", "1",
+...) or its key, so named_parameters(), params() and state_dict() name them as torch's
+state_dict does ("weights.0", "scales.alpha"), and model.apply(params, ...) swaps them as
+any layer's. A tensor or an array given is made a Parameter, as torch's makes a tensor one.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
+
+from .nn import Module
+
+
+def _parameter(value, container, where):
+    if isinstance(value, Parameter):
+        return value
+    if isinstance(value, Tensor):
+        return Parameter(value.data)
+    if isinstance(value, np.ndarray):
+        return Parameter(value)
+    raise GraphcError(f"{container}: {where} is a {type(value).__name__}, not a Parameter, a "
+                      "tensor or an array", (user_location(),))
+
+
+class ParameterList(Module):
+    """torch.nn.ParameterList: Parameters in order, named "0", "1", ..."""
+
+    def __init__(self, values=None):
+        object.__setattr__(self, "_count", 0)
+        self.extend(values or [])
+
+    def __len__(self):
+        return self._count
+
+    def __iter__(self):
+        return (getattr(self, str(i)) for i in range(self._count))
+
+    def _index(self, i):
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"ParameterList indices must be integers or slices, not "
+                            f"{type(i).__name__}")
+        if not -self._count <= i < self._count:
+            raise IndexError(f"ParameterList index {i} out of range for {self._count} "
+                             "parameters")
+        return str(int(i) % self._count)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):  # as torch's: a ParameterList of the same Parameters
+            part = object.__new__(type(self))
+            chosen = [getattr(self, str(j)) for j in range(self._count)[i]]
+            for k, p in enumerate(chosen):  # (setattr would rename them)
+                object.__setattr__(part, str(k), p)
+            object.__setattr__(part, "_count", len(chosen))
+            return part
+        return getattr(self, self._index(i))
+
+    def __setitem__(self, i, value):
+        setattr(self, self._index(i), _parameter(value, "ParameterList", f"item {i}"))
+
+    def append(self, value):
+        setattr(self, str(self._count), _parameter(value, "ParameterList",
+                                                   f"item {self._count}"))
+        object.__setattr__(self, "_count", self._count + 1)
+        MODULE_PARAMETERS.replaced += 1  # plans traced through the shorter list are stale
+        return self
+
+    def extend(self, values):
+        for value in values:
+            self.append(value)
+        return self
+
+    def __repr__(self):
+        return f"ParameterList({len(self)} parameters: " + ", ".join(
+            f"{p.data.dtype}{list(p.data.shape)}" for p in self) + ")"
+
+
+class ParameterDict(Module):
+    """torch.nn.ParameterDict: Parameters by string key (insertion order), each named by its
+    key."""
+
+    def __init__(self, parameters=None):
+        object.__setattr__(self, "_keys", [])
+        if parameters is not None:
+            self.update(parameters)
+
+    def _check_key(self, key):
+        if not isinstance(key, str):
+            raise GraphcError(f"ParameterDict: keys must be strings, got {key!r}",
+                              (user_location(),))
+        # a dot would make the name ambiguous (torch refuses it too); an attribute of the
+        # class (training, params, ...) or a private name would be overwritten
+        if not key or "." in key or key.startswith("_") or hasattr(ParameterDict, key):
+            raise GraphcError(f"ParameterDict: {key!r} cannot be a key (empty, holding a '.', "
+                              "starting with '_' or the name of a Module attribute)",
+                              (user_location(),))
+        return key
+
+    def __getitem__(self, key):
+        if key not in self._keys:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __setitem__(self, key, value):
+        value = _parameter(value, "ParameterDict", f"{key!r}")
+        if self._check_key(key) not in self._keys:
+            self._keys.append(key)
+            MODULE_PARAMETERS.replaced += 1  # plans traced without it are stale
+        setattr(self, key, value)
+
+    def __delitem__(self, key):
+        if key not in self._keys:
+            raise KeyError(key)
+        self._keys.remove(key)
+        object.__delattr__(self, key)
+        MODULE_PARAMETERS.replaced += 1  # plans traced with it are stale
+
+    def __contains__(self, key):
+        return key in self._keys
+
+    def __len__(self):
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(list(self._keys))
+
+    def keys(self):
+        return list(self._keys)
+
+    def values(self):
+        return [getattr(self, k) for k in self._keys]
+
+    def items(self):
+        return [(k, getattr(self, k)) for k in self._keys]
+
+    def update(self, parameters):
+        pairs = parameters.items() if hasattr(parameters, "items") else parameters
+        for key, value in pairs:
+            self[key] = value
+        return self
+
+    def __repr__(self):
+        return "ParameterDict(" + ", ".join(
+            f"{k}: {p.data.dtype}{list(p.data.shape)}" for k, p in self.items()) + ")"

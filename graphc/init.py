@@ -1,0 +1,218 @@
+"""`gc.nn.init`: torch.nn.init's initialisers, on graphc tensors and Parameters.
+
+Each fills `tensor` in place (its `.data` array; a numpy array is filled itself) and returns
+it, as torch's `*_` functions do; the values are drawn in float64 and rounded to the
+tensor's dtype. Random draws come from `generator` (a numpy Generator; `rng=` is the same
+argument under graphc's name) when given, else from graphc.nn's generator, which
+`gc.nn.manual_seed(seed)` resets (torch.manual_seed).
+
+Fans (xavier_*, kaiming_*): as torch's `_calculate_fan_in_and_fan_out` (fan_in = size(1) x
+the receptive field, fan_out = size(0) x it), except for a Parameter that its layer stores as
+the transpose of torch's layout (graphc.nn.Linear's weight is (in_features, out_features),
+MultiheadAttention's in_proj_weight (embed_dim, 3 embed_dim): the attributes a layer class
+lists in `_TORCH_TRANSPOSED`), whose fans are (size(0), size(1)). So
+`kaiming_uniform_(linear.weight)` draws from torch's distribution for the same layer, and a
+convolution's, an Embedding's or an RNN's weight (stored as torch's) the same as torch. A
+layer of your own that computes x @ W with W (in, out) gets this too by naming W in its
+class's `_TORCH_TRANSPOSED`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special
+
+from ir.errors import GraphcError, user_location
+from runtime.eager import Tensor
+
+from . import nn
+
+__all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_",
+           "ones_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+           "kaiming_normal_", "orthogonal_"]
+
+
+def _fail(message):
+    raise GraphcError(message, (user_location(),))
+
+
+def _array(tensor, name):
+    if isinstance(tensor, Tensor):
+        return tensor.data
+    if isinstance(tensor, np.ndarray):
+        return tensor
+    _fail(f"init.{name}: expected a graphc tensor or Parameter (or a numpy array), got "
+          f"{type(tensor).__name__}")
+
+
+def _fill(tensor, values, name):
+    """Write `values` into the tensor's own array (a plan, an optimiser or a Trainer may hold
+    it), rounded to its dtype."""
+    array = _array(tensor, name)
+    if not np.issubdtype(array.dtype, np.floating):
+        _fail(f"init.{name}: the tensor is {array.dtype}, not floating point")
+    array[...] = values
+    return tensor
+
+
+def _generator(generator, rng, name):
+    if generator is not None and rng is not None:
+        _fail(f"init.{name}: give generator= or rng=, not both (they are the same argument)")
+    chosen = generator if generator is not None else rng
+    if chosen is not None and not isinstance(chosen, np.random.Generator):
+        _fail(f"init.{name}: generator must be a numpy Generator (np.random.default_rng(seed)), "
+              f"got {type(chosen).__name__}")
+    return nn._rng(chosen)
+
+
+def _shape(tensor, name):
+    return _array(tensor, name).shape
+
+
+def _calculate_fan_in_and_fan_out(tensor, name="fans"):
+    shape = _shape(tensor, name)
+    if len(shape) < 2:
+        _fail(f"init.{name}: fan in and fan out can not be computed for a tensor of shape "
+              f"{shape}, with fewer than 2 dimensions")
+    if len(shape) == 2 and nn._TRANSPOSED.get(id(tensor)) is tensor:
+        return shape[0], shape[1]  # (in, out): graphc's x @ W layout
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _calculate_correct_fan(tensor, mode, name):
+    if mode not in ("fan_in", "fan_out"):
+        _fail(f"init.{name}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, name)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def calculate_gain(nonlinearity: str, param=None) -> float:
+    """torch.nn.init.calculate_gain: the recommended gain for a nonlinearity."""
+    linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+              "conv_transpose3d")
+    if nonlinearity in linear or nonlinearity == "sigmoid":
+        return 1
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            slope = 0.01
+        elif isinstance(param, (int, float)) and not isinstance(param, bool):
+            slope = param
+        else:
+            _fail(f"calculate_gain: negative_slope {param!r} is not a valid number")
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    _fail(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
+
+
+def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None, *, rng=None):
+    """Fill with uniform(a, b) values."""
+    gen = _generator(generator, rng, "uniform_")
+    return _fill(tensor, gen.uniform(a, b, _shape(tensor, "uniform_")), "uniform_")
+
+
+def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None, *, rng=None):
+    """Fill with normal(mean, std) values."""
+    gen = _generator(generator, rng, "normal_")
+    return _fill(tensor, gen.normal(mean, std, _shape(tensor, "normal_")), "normal_")
+
+
+def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
+                  b: float = 2.0, generator=None, *, rng=None):
+    """Fill with normal(mean, std) values truncated to [a, b] (absolute bounds, as torch's,
+    not in units of std), by torch's method: the inverse CDF of uniform draws between the
+    bounds' CDFs, clamped to [a, b]."""
+    if not a < b:
+        _fail(f"init.trunc_normal_: a must be below b, got a={a}, b={b}")
+    gen = _generator(generator, rng, "trunc_normal_")
+
+    def cdf(x):
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+    low, high = cdf((a - mean) / std), cdf((b - mean) / std)
+    values = gen.uniform(2 * low - 1, 2 * high - 1, _shape(tensor, "trunc_normal_"))
+    values = special.erfinv(values) * (std * math.sqrt(2.0)) + mean
+    return _fill(tensor, np.clip(values, a, b), "trunc_normal_")
+
+
+def constant_(tensor, val: float):
+    """Fill with `val`."""
+    return _fill(tensor, val, "constant_")
+
+
+def zeros_(tensor):
+    return _fill(tensor, 0.0, "zeros_")
+
+
+def ones_(tensor):
+    return _fill(tensor, 1.0, "ones_")
+
+
+def xavier_uniform_(tensor, gain: float = 1.0, generator=None, *, rng=None):
+    """Glorot: uniform(-bound, bound), bound = gain sqrt(6 / (fan_in + fan_out))."""
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_uniform_")
+    bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    return uniform_(tensor, -bound, bound, generator, rng=rng)
+
+
+def xavier_normal_(tensor, gain: float = 1.0, generator=None, *, rng=None):
+    """Glorot: normal(0, gain sqrt(2 / (fan_in + fan_out)))."""
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_normal_")
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    return normal_(tensor, 0.0, std, generator, rng=rng)
+
+
+def kaiming_uniform_(tensor, a: float = 0, mode: str = "fan_in",
+                     nonlinearity: str = "leaky_relu", generator=None, *, rng=None):
+    """He: uniform(-bound, bound), bound = sqrt(3) gain / sqrt(fan), the gain
+    calculate_gain(nonlinearity, a) and fan the fan_in or the fan_out (`mode`)."""
+    fan = _calculate_correct_fan(tensor, mode, "kaiming_uniform_")
+    if fan == 0:  # torch warns and leaves it
+        return tensor
+    bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    return uniform_(tensor, -bound, bound, generator, rng=rng)
+
+
+def kaiming_normal_(tensor, a: float = 0, mode: str = "fan_in",
+                    nonlinearity: str = "leaky_relu", generator=None, *, rng=None):
+    """He: normal(0, gain / sqrt(fan)), as kaiming_uniform_."""
+    fan = _calculate_correct_fan(tensor, mode, "kaiming_normal_")
+    if fan == 0:
+        return tensor
+    std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    return normal_(tensor, 0.0, std, generator, rng=rng)
+
+
+def orthogonal_(tensor, gain: float = 1, generator=None, *, rng=None):
+    """A (semi-)orthogonal matrix times `gain`, as torch's: the Q of the QR decomposition of
+    a normal matrix (size(0), numel / size(0)), its column signs those of R's diagonal (so
+    that it is uniform over orthogonal matrices), transposed where there are fewer rows."""
+    shape = _shape(tensor, "orthogonal_")
+    if len(shape) < 2:
+        _fail(f"init.orthogonal_: only tensors with 2 or more dimensions are supported, got "
+              f"shape {shape}")
+    if math.prod(shape) == 0:
+        return tensor
+    gen = _generator(generator, rng, "orthogonal_")
+    rows = shape[0]
+    cols = math.prod(shape) // rows
+    flat = gen.normal(0.0, 1.0, (rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return _fill(tensor, (q * gain).reshape(shape), "orthogonal_")
+
+
+def __getattr__(name):  # `from graphc.nn import init`: this module, as torch.nn.init
+    if name == "init":
+        import sys
+        return sys.modules[__name__]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,94 @@
+"""`gc.nn.utils`: torch.nn.utils' gradient clipping for the eager, PyTorch-style loop
+
+    loss.backward()
+    gc.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+    opt.step()
+
+(A functional or compiled step clips with gc.optim.clip_by_global_norm or an optimiser's
+clip_norm=, the same factor.)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from runtime.eager import Tensor
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+
+
+def _gradients(parameters, name):
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    elif isinstance(parameters, dict):
+        parameters = list(parameters.values())
+    out = []
+    for p in parameters:
+        if not isinstance(p, Tensor):
+            raise GraphcError(f"{name}: expected tensors or Parameters (model.parameters()), "
+                              f"got a {type(p).__name__}", (user_location(),))
+        if p.grad is not None:
+            out.append(p)
+    return out
+
+
+def _scale(p, factor):
+    g = p.grad
+    if isinstance(g, Tensor):  # a gradient kept differentiable (backward(create_graph=True))
+        p.grad = g * float(factor)
+    else:  # in place, as torch's mul_
+        g *= np.asarray(factor, g.dtype)
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False, foreach=None):
+    """torch.nn.utils.clip_grad_norm_: scale the parameters' gradients (those that have one)
+    by min(1, max_norm / (total + 1e-6)), `total` the norm of all of them together (the
+    norm_type-norm of their norms; inf: the largest magnitude), computed in float64.
+    Returns `total`, a 0-d tensor of the gradients' dtype (0 when no parameter has a
+    gradient). `foreach` is accepted and ignored."""
+    max_norm, norm_type = float(max_norm), float(norm_type)
+    if not norm_type > 0:
+        raise GraphcError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type}",
+                          (user_location(),))
+    with_grad = _gradients(parameters, "clip_grad_norm_")
+    if not with_grad:
+        return Tensor(np.zeros((), np.float32))
+    grads = [np.asarray(getattr(p.grad, "data", p.grad)) for p in with_grad]
+    dtype = np.result_type(*grads)
+    grads = [g.astype(np.float64) for g in grads]
+    if math.isinf(norm_type):
+        norms = [np.abs(g).max(initial=0.0) for g in grads]
+        total = max(norms)
+    else:
+        norms = [np.sum(np.abs(g) ** norm_type) ** (1.0 / norm_type) for g in grads]
+        total = float(np.sum(np.array(norms) ** norm_type) ** (1.0 / norm_type))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise GraphcError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
+                          f"gradients is {total}; error_if_nonfinite=False clips anyway",
+                          (user_location(),))
+    factor = min(max_norm / (total + 1e-6), 1.0)
+    for p in with_grad:
+        _scale(p, factor)
+    return Tensor(np.asarray(total, dtype))
+
+
+def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
+    """torch.nn.utils.clip_grad_value_: clamp each gradient to [-clip_value, clip_value]."""
+    clip_value = float(clip_value)
+    for p in _gradients(parameters, "clip_grad_value_"):
+        g = p.grad
+        if isinstance(g, Tensor):
+            from ir.ops import api as F
+            p.grad = F.clip(g, -clip_value, clip_value)
+        else:
+            np.clip(g, -clip_value, clip_value, out=g)
+
+
+def __getattr__(name):  # `gc.nn.utils`: this module, as torch.nn.utils
+    if name == "utils":
+        import sys
+        return sys.modules[__name__]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

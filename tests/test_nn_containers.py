@@ -1,0 +1,179 @@
+"""gc.nn.Parameter, gc.nn.ParameterList / ParameterDict (named as torch's state_dict) and
+gc.nn.utils.clip_grad_norm_ / clip_grad_value_ against torch."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from graphc import nn
+
+
+class Mixed(nn.Module):
+    def __init__(self, rng):
+        self.ws = nn.ParameterList([rng.normal(size=(3, 4)), nn.Parameter(rng.normal(size=4))])
+        self.scales = nn.ParameterDict({"alpha": rng.normal(size=4),
+                                        "beta": gc.tensor(rng.normal(size=4))})
+
+    def forward(self, x):
+        h = gc.tanh(x @ self.ws[0] + self.ws[1])
+        return gc.sum(h * self.scales["alpha"] + self.scales["beta"])
+
+
+class TorchMixed(torch.nn.Module):
+    def __init__(self, mine):
+        super().__init__()
+        self.ws = torch.nn.ParameterList([torch.nn.Parameter(torch.tensor(p.data))
+                                          for p in mine.ws])
+        self.scales = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.tensor(p.data))
+                                              for k, p in mine.scales.items()})
+
+    def forward(self, x):
+        h = torch.tanh(x @ self.ws[0] + self.ws[1])
+        return torch.sum(h * self.scales["alpha"] + self.scales["beta"])
+
+
+def test_parameter_is_gc_parameter():
+    assert nn.Parameter is gc.Parameter
+    assert isinstance(nn.Linear(2, 3).weight, nn.Parameter)
+
+
+def test_containers_are_named_as_torchs_state_dict_and_differentiate():
+    rng = np.random.default_rng(0)
+    model = Mixed(rng)
+    theirs = TorchMixed(model)
+    assert list(model.params()) == list(theirs.state_dict()) == \
+        ["ws.0", "ws.1", "scales.alpha", "scales.beta"]
+    assert all(isinstance(p, nn.Parameter) for p in model.parameters())
+    x = rng.normal(size=(5, 3))
+    value, grads = gc.value_and_grad(lambda p: model.apply(p, x))(model.params())
+    out = theirs(torch.tensor(x))
+    out.backward()
+    assert float(value) == pytest.approx(out.item(), rel=1e-12)
+    for name, t in theirs.named_parameters():
+        np.testing.assert_allclose(grads[name], t.grad.numpy(), rtol=1e-12, atol=1e-14)
+    # eagerly, with backward() into each Parameter's .grad, and compiled
+    loss = model(gc.tensor(x))
+    loss.backward()
+    np.testing.assert_allclose(model.ws[0].grad, theirs.ws[0].grad.numpy(), rtol=1e-12)
+    assert float(gc.compile(lambda x: model(x))(x)) == pytest.approx(out.item(), rel=1e-12)
+    # load_state_dict of torch's state_dict
+    theirs.ws[0].data.fill_(0.5)
+    model.load_torch_state_dict(theirs.state_dict())
+    assert (model.ws[0].data == 0.5).all()
+
+
+def test_parameter_list_operations():
+    plist = nn.ParameterList()
+    assert len(plist) == 0 and list(plist) == []
+    plist.append(np.ones(2)).extend([np.zeros(3), gc.tensor(np.full(1, 2.0))])
+    assert [p.data.shape for p in plist] == [(2,), (3,), (1,)]
+    assert plist[-1].data[0] == 2.0 and isinstance(plist[2], nn.Parameter)
+    plist[1] = np.arange(3.0)
+    assert list(dict(plist.named_parameters())) == ["0", "1", "2"]
+    np.testing.assert_array_equal(plist[1].data, [0, 1, 2])
+    part = plist[1:]
+    assert len(part) == 2 and part[0] is plist[1]
+    with pytest.raises(IndexError):
+        plist[3]
+    with pytest.raises(gc.GraphcError, match="item 3 is a str"):
+        plist.append("weights")
+
+
+def test_parameter_list_append_makes_a_compiled_plan_stale():
+    plist = nn.ParameterList([np.ones(2)])
+    total = gc.compile(lambda x: sum((p * x for p in plist), x * 0))
+    assert float(gc.sum(total(np.ones(2)))) == 2.0
+    plist.append(np.full(2, 3.0))
+    assert float(gc.sum(total(np.ones(2)))) == 8.0  # traced again through both
+
+
+def test_parameter_dict_operations():
+    pdict = nn.ParameterDict([("b", np.ones(2)), ("a", np.zeros(1))])
+    assert pdict.keys() == ["b", "a"] and list(pdict) == ["b", "a"] and len(pdict) == 2
+    assert "a" in pdict and "c" not in pdict
+    pdict.update({"c": np.ones(3), "b": np.zeros(2)})
+    assert list(dict(pdict.named_parameters())) == ["b", "a", "c"]
+    assert (pdict["b"].data == 0).all()
+    del pdict["a"]
+    assert pdict.keys() == ["b", "c"] and not hasattr(pdict, "a")
+    with pytest.raises(KeyError):
+        pdict["a"]
+    for key in ("x.y", "", "training", "_keys", "items", 3):
+        with pytest.raises(gc.GraphcError, match="ParameterDict: "):
+            pdict[key] = np.ones(1)
+
+
+def _parameters_with_grads(rng, dtype):
+    shapes = [(4, 3), (3,), (5, 2)]
+    values = [rng.normal(size=s).astype(dtype) for s in shapes]
+    grads = [rng.normal(size=s).astype(dtype) * 3 for s in shapes]
+    mine = [nn.Parameter(v.copy()) for v in values]
+    theirs = [torch.nn.Parameter(torch.tensor(v.copy())) for v in values]
+    for p, t, g in zip(mine, theirs, grads):
+        p.grad, t.grad = g.copy(), torch.tensor(g.copy())
+    mine[1].grad, theirs[1].grad = None, None  # skipped, as torch's
+    return mine, theirs
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])
+def test_clip_grad_norm_is_torchs(norm_type, max_norm, dtype):
+    mine, theirs = _parameters_with_grads(np.random.default_rng(1), dtype)
+    total = nn.utils.clip_grad_norm_(mine, max_norm, norm_type=norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type=norm_type)
+    tol = 1e-12 if dtype == "float64" else 1e-6
+    assert total.data.dtype == dtype and total.data.shape == ()
+    assert float(total.data) == pytest.approx(float(expected), rel=tol)
+    assert mine[1].grad is None
+    for p, t in zip(mine, theirs):
+        if t.grad is not None:
+            assert p.grad.dtype == dtype
+            np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=tol, atol=0)
+
+
+def test_clip_grad_norm_in_an_eager_training_loop_as_torch():
+    rng = np.random.default_rng(2)
+    model = nn.Linear(3, 2, dtype="float64")
+    theirs = torch.nn.Linear(3, 2).double()
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(model.weight.data.T))
+        theirs.bias.copy_(torch.tensor(model.bias.data))
+    opt = gc.optim.SGD(lr=0.1, momentum=0.9).bind(model)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(20):
+        x, y = rng.normal(size=(8, 3)) * 4, rng.normal(size=(8, 2))
+        loss = gc.mean((model(gc.tensor(x)) - y) ** 2)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), 0.3)
+        opt.step()
+        opt.zero_grad()
+        tloss = torch.mean((theirs(torch.tensor(x)) - torch.tensor(y)) ** 2)
+        tloss.backward()
+        tnorm = torch.nn.utils.clip_grad_norm_(theirs.parameters(), 0.3)
+        topt.step()
+        topt.zero_grad()
+        assert float(norm.data) == pytest.approx(float(tnorm), rel=1e-12)
+    assert float(norm.data) > 0.3  # it clipped
+    np.testing.assert_allclose(model.weight.data.T, theirs.weight.detach().numpy(), rtol=1e-12)
+
+
+def test_clip_grad_value_and_edge_cases():
+    mine, theirs = _parameters_with_grads(np.random.default_rng(3), "float64")
+    nn.utils.clip_grad_value_(mine, 1.5)
+    torch.nn.utils.clip_grad_value_(theirs, 1.5)
+    for p, t in zip(mine, theirs):
+        if t.grad is not None:
+            np.testing.assert_array_equal(p.grad, t.grad.numpy())
+    assert float(nn.utils.clip_grad_norm_([nn.Parameter(np.ones(2))], 1.0).data) == 0.0
+    single = nn.Parameter(np.ones(4))
+    single.grad = np.full(4, 2.0)
+    assert float(nn.utils.clip_grad_norm_(single, 1.0).data) == 4.0  # one tensor, as torch
+    np.testing.assert_allclose(single.grad, 0.5 / (1 + 0.25e-6))
+    single.grad = np.array([1.0, np.inf, 0, 0])
+    with pytest.raises(gc.GraphcError, match="total norm of order 2.0 of the gradients is inf"):
+        nn.utils.clip_grad_norm_(single, 1.0, error_if_nonfinite=True)
+    with pytest.raises(gc.GraphcError, match="expected tensors or Parameters"):
+        nn.utils.clip_grad_norm_([np.ones(2)], 1.0)

@@ -1,0 +1,201 @@
+"""gc.nn.init against torch.nn.init: gains, fans (graphc's Linear weight is stored (in, out),
+the transpose of torch's, and must get torch's fans for the same layer), exact bounds and the
+distributions' moments on large tensors, orthogonality, seeding, in-place filling."""
+import copy
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import graphc as gc
+from graphc.nn import init
+
+
+def test_calculate_gain_is_torchs():
+    for nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose2d", "sigmoid",
+                         "tanh", "relu", "leaky_relu", "selu"):
+        assert init.calculate_gain(nonlinearity) == torch.nn.init.calculate_gain(nonlinearity)
+    for slope in (0, 0.2, 1, math.sqrt(5)):
+        assert init.calculate_gain("leaky_relu", slope) == \
+            torch.nn.init.calculate_gain("leaky_relu", slope)
+    with pytest.raises(gc.GraphcError, match="unsupported nonlinearity 'swish'"):
+        init.calculate_gain("swish")
+
+
+def _torch_fans(t):
+    return torch.nn.init._calculate_fan_in_and_fan_out(t)
+
+
+def test_fans_are_torchs_for_the_same_layer():
+    pairs = [(gc.nn.Linear(7, 3).weight, torch.nn.Linear(7, 3).weight),
+             (gc.nn.Conv2d(4, 6, (3, 5), groups=2).weight,
+              torch.nn.Conv2d(4, 6, (3, 5), groups=2).weight),
+             (gc.nn.Conv1d(4, 6, 3).weight, torch.nn.Conv1d(4, 6, 3).weight),
+             (gc.nn.Embedding(11, 5).weight, torch.nn.Embedding(11, 5).weight),
+             (gc.nn.LSTM(5, 7).weight_ih_l0, torch.nn.LSTM(5, 7).weight_ih_l0),
+             (gc.nn.MultiheadAttention(8, 2).in_proj_weight,
+              torch.nn.MultiheadAttention(8, 2).in_proj_weight)]
+    for mine, theirs in pairs:
+        assert init._calculate_fan_in_and_fan_out(mine) == _torch_fans(theirs)
+    # copies keep it (TransformerEncoder deep-copies its layer)
+    encoder = gc.nn.TransformerEncoder(gc.nn.TransformerEncoderLayer(8, 2, 16), 2)
+    theirs = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, 16), 2,
+                                         enable_nested_tensor=False)
+    for (name, p), (tname, t) in zip(encoder.named_parameters(), theirs.named_parameters()):
+        assert name == tname
+        if p.data.ndim == 2:
+            assert init._calculate_fan_in_and_fan_out(p) == _torch_fans(t), name
+    for copied in (copy.deepcopy(gc.nn.Linear(7, 3)), pickle.loads(pickle.dumps(
+            gc.nn.Linear(7, 3)))):
+        assert init._calculate_fan_in_and_fan_out(copied.weight) == (7, 3)
+    # Linear's weight is stored transposed: its fans are not torch's rule applied to its shape
+    assert gc.nn.Linear(7, 3).weight.data.shape == (7, 3)
+    # a Parameter outside any layer (or an array) is taken as torch takes a tensor
+    loose = gc.nn.Parameter(np.zeros((7, 3)))
+    assert init._calculate_fan_in_and_fan_out(loose) == _torch_fans(torch.zeros(7, 3)) == (3, 7)
+    assert init._calculate_fan_in_and_fan_out(np.zeros((7, 3))) == (3, 7)
+
+    class Dense(gc.nn.Module):  # a layer of one's own: x @ w with w (in, out)
+        _TORCH_TRANSPOSED = ("w",)
+
+        def __init__(self):
+            self.w = gc.nn.Parameter(np.zeros((7, 3)))
+            self.b = gc.nn.Parameter(np.zeros((7, 3)))
+    layer = Dense()
+    assert init._calculate_fan_in_and_fan_out(layer.w) == (7, 3)
+    assert init._calculate_fan_in_and_fan_out(layer.b) == (3, 7)
+
+
+def _moments_match(mine, theirs, rel=0.01):
+    """Two large samples of one distribution: the same spread (1%) and centre."""
+    mine, theirs = np.asarray(mine, np.float64).ravel(), np.asarray(theirs, np.float64).ravel()
+    assert abs(mine.mean()) < 5 * theirs.std() / math.sqrt(mine.size)
+    assert mine.std() == pytest.approx(theirs.std(), rel=rel)
+
+
+@pytest.mark.parametrize("kind", ["kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                                  "xavier_normal_"])
+def test_linear_weight_draws_from_torchs_distribution_for_the_layer(kind):
+    """Linear(1000, 250): fan_in 1000, fan_out 250 in both, though graphc holds (1000, 250)
+    and torch (250, 1000); fan_in and fan_out modes differ by 2x in std."""
+    settings = {"kaiming_uniform_": [dict(), dict(mode="fan_out", nonlinearity="relu"),
+                                     dict(a=math.sqrt(5))],
+                "kaiming_normal_": [dict(), dict(mode="fan_out", nonlinearity="relu"),
+                                    dict(a=0.2, nonlinearity="leaky_relu")],
+                "xavier_uniform_": [dict(), dict(gain=init.calculate_gain("tanh"))],
+                "xavier_normal_": [dict(), dict(gain=2.0)]}[kind]
+    torch.manual_seed(0)
+    for kwargs in settings:
+        layer = gc.nn.Linear(1000, 250, dtype="float64")
+        out = getattr(init, kind)(layer.weight, generator=np.random.default_rng(1), **kwargs)
+        assert out is layer.weight
+        theirs = torch.empty(250, 1000, dtype=torch.float64)
+        getattr(torch.nn.init, kind)(theirs, **kwargs)
+        _moments_match(layer.weight.data, theirs.numpy())
+        if "uniform" in kind:  # the exact bound: torch's formula with torch's fans
+            if kind == "kaiming_uniform_":
+                fan = 1000 if kwargs.get("mode", "fan_in") == "fan_in" else 250
+                gain = torch.nn.init.calculate_gain(kwargs.get("nonlinearity", "leaky_relu"),
+                                                    kwargs.get("a", 0))
+                bound = math.sqrt(3.0) * gain / math.sqrt(fan)
+            else:
+                bound = kwargs.get("gain", 1.0) * math.sqrt(6.0 / 1250)
+            assert np.abs(layer.weight.data).max() <= bound
+            assert np.abs(layer.weight.data).max() > 0.999 * bound
+            assert np.abs(theirs.numpy()).max() <= bound
+
+
+def test_conv_weight_is_torchs_kaiming():
+    conv = gc.nn.Conv2d(64, 32, 5, dtype="float64")
+    init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    theirs = torch.nn.init.kaiming_normal_(torch.empty(32, 64, 5, 5, dtype=torch.float64),
+                                           mode="fan_out", nonlinearity="relu")
+    _moments_match(conv.weight.data, theirs.numpy())
+    assert conv.weight.data.std() == pytest.approx(math.sqrt(2 / (32 * 25)), rel=0.01)
+
+
+def test_uniform_normal_constant_zeros_ones():
+    t = gc.nn.Parameter(np.empty((500, 400)))
+    array = t.data
+    init.uniform_(t, -0.5, 2.0)
+    assert t.data is array  # filled in place: a plan or an optimiser holding it sees it
+    assert t.data.min() >= -0.5 and t.data.max() < 2.0
+    assert t.data.mean() == pytest.approx(0.75, abs=0.005)
+    assert t.data.std() == pytest.approx(2.5 / math.sqrt(12), rel=0.01)
+    init.normal_(t, 3.0, 0.5)
+    assert t.data.mean() == pytest.approx(3.0, abs=0.005)
+    assert t.data.std() == pytest.approx(0.5, rel=0.01)
+    init.constant_(t, 0.25)
+    assert (t.data == 0.25).all()
+    init.zeros_(t)
+    assert (t.data == 0).all()
+    init.ones_(t)
+    assert (t.data == 1).all()
+    assert t.requires_grad
+
+
+def test_trunc_normal_bounds_and_moments_are_the_truncated_normals():
+    t = gc.nn.Parameter(np.empty((1000, 500)))
+    init.trunc_normal_(t, mean=0.5, std=2.0, a=-1.0, b=3.0, generator=np.random.default_rng(2))
+    assert t.data.min() >= -1.0 and t.data.max() <= 3.0
+    assert t.data.min() < -0.99 and t.data.max() > 2.99
+    law = stats.truncnorm((-1.0 - 0.5) / 2.0, (3.0 - 0.5) / 2.0, loc=0.5, scale=2.0)
+    assert t.data.mean() == pytest.approx(law.mean(), abs=0.005)
+    assert t.data.std() == pytest.approx(law.std(), rel=0.005)
+    theirs = torch.nn.init.trunc_normal_(torch.empty(1000, 500, dtype=torch.float64), 0.5, 2.0,
+                                         -1.0, 3.0)
+    _moments_match(t.data - law.mean(), theirs.numpy() - law.mean())
+    # the usual use: std 0.02 within the default absolute bounds -2, 2 (no truncation)
+    init.trunc_normal_(t, std=0.02)
+    assert t.data.std() == pytest.approx(0.02, rel=0.01)
+
+
+@pytest.mark.parametrize("shape", [(30, 80), (80, 30), (16, 8, 3, 3)])
+def test_orthogonal(shape):
+    t = gc.nn.Parameter(np.empty(shape))
+    init.orthogonal_(t, gain=2.0)
+    flat = t.data.reshape(shape[0], -1) / 2.0
+    small = min(flat.shape)
+    gram = flat @ flat.T if flat.shape[0] == small else flat.T @ flat
+    np.testing.assert_allclose(gram, np.eye(small), atol=1e-12)
+    # the sign correction: uniform over orthogonal matrices, so the diagonal centres on 0
+    draws = [init.orthogonal_(np.empty((3, 3)))[0, 0] for _ in range(2000)]
+    assert abs(np.mean(draws)) < 0.05
+
+
+def test_seeding_generator_and_dtype():
+    gc.nn.manual_seed(7)
+    a = init.kaiming_uniform_(gc.nn.Linear(20, 10).weight).data.copy()
+    gc.nn.manual_seed(7)
+    b = init.kaiming_uniform_(gc.nn.Linear(20, 10).weight).data.copy()
+    assert (a != 0).all()
+    # manual_seed(7) then Linear() draws its default init; the next draw is the same again
+    np.testing.assert_array_equal(a, b)
+    c = init.normal_(gc.nn.Parameter(np.empty(50, np.float32)), generator=np.random.default_rng(3))
+    d = init.normal_(gc.nn.Parameter(np.empty(50, np.float32)), rng=np.random.default_rng(3))
+    assert c.data.dtype == np.float32
+    np.testing.assert_array_equal(c.data, d.data)
+    np.testing.assert_array_equal(c.data, np.random.default_rng(3).normal(0, 1, 50)
+                                  .astype(np.float32))
+
+
+def test_bad_arguments_are_one_line_errors():
+    cases = [(lambda: init.kaiming_uniform_(gc.nn.Parameter(np.zeros(5))),
+              "fewer than 2 dimensions"),
+             (lambda: init.kaiming_normal_(gc.nn.Parameter(np.zeros((2, 2))), mode="fan"),
+              "mode must be 'fan_in' or 'fan_out'"),
+             (lambda: init.orthogonal_(gc.nn.Parameter(np.zeros(3))), "2 or more dimensions"),
+             (lambda: init.normal_(gc.nn.Parameter(np.zeros(3)), generator=0),
+              "generator must be a numpy Generator"),
+             (lambda: init.normal_(gc.nn.Parameter(np.zeros(3)), generator=np.random.
+                                   default_rng(), rng=np.random.default_rng()), "not both"),
+             (lambda: init.zeros_([1.0, 2.0]), "expected a graphc tensor"),
+             (lambda: init.ones_(gc.tensor(np.zeros(3, np.int64))), "not floating point"),
+             (lambda: init.trunc_normal_(gc.nn.Parameter(np.zeros(3)), a=1, b=0),
+              "a must be below b")]
+    for make, message in cases:
+        with pytest.raises(gc.GraphcError, match=message):
+            make()

@@ -1,0 +1,347 @@
+"""gc.optim's Adamax, NAdam and Lion and the schedules warmup_cosine_decay, one_cycle,
+piecewise_constant, multistep and polynomial_decay against torch.optim and
+torch.optim.lr_scheduler (the oracle; Lion, which torch lacks, against optax.lion's update
+written out in numpy), functional, compiled, bound (PyTorch style) and in gc.Trainer."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.optim import lr_scheduler
+
+import graphc as gc
+from graphc import optim
+
+SHAPES = {"w": (4, 3), "b": (3,), "e": (5, 2)}
+STEPS = 25
+TOLERANCE = {"float32": 2e-6, "float64": 1e-12}
+
+CASES = {
+    "Adamax": (lambda: optim.Adamax(lr=1e-2),
+               lambda ps: torch.optim.Adamax(ps, lr=1e-2)),
+    "Adamax-decay-betas": (lambda: optim.Adamax(lr=3e-2, betas=(0.8, 0.99), eps=1e-6,
+                                                weight_decay=0.1),
+                           lambda ps: torch.optim.Adamax(ps, lr=3e-2, betas=(0.8, 0.99),
+                                                         eps=1e-6, weight_decay=0.1)),
+    "NAdam": (lambda: optim.NAdam(lr=1e-2),
+              lambda ps: torch.optim.NAdam(ps, lr=1e-2)),
+    "NAdam-coupled-decay": (lambda: optim.NAdam(lr=1e-2, weight_decay=0.1, momentum_decay=0.02),
+                            lambda ps: torch.optim.NAdam(ps, lr=1e-2, weight_decay=0.1,
+                                                         momentum_decay=0.02)),
+    "NAdam-decoupled-decay": (
+        lambda: optim.NAdam(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1,
+                            decoupled_weight_decay=True),
+        lambda ps: torch.optim.NAdam(ps, lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1,
+                                     decoupled_weight_decay=True)),
+}
+
+
+@pytest.fixture
+def torch_float64_default():
+    # torch keeps NAdam's mu_product (and every optimiser's step) in its default dtype:
+    # float64 parameters are compared with torch's float64 scalars, as graphc keeps them
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def _problem(dtype, seed=0, steps=STEPS):
+    rng = np.random.default_rng(seed)
+    params = {k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()}
+    grads = [{k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()}
+             for _ in range(steps)]
+    return params, grads
+
+
+def _torch_run(make, params, grads):
+    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    opt = make(list(tp.values()))
+    for g in grads:
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+    return {k: t.detach().numpy() for k, t in tp.items()}
+
+
+def _max_error(a, b):
+    return max(float(np.abs(np.asarray(a[k], np.float64) - b[k]).max()) for k in b)
+
+
+def _lion_reference(params, grads, lr, b1, b2, weight_decay):
+    """optax.lion, transform by transform: scale_by_lion (sign of the interpolation, then the
+    moment update), add_decayed_weights, scale_by_learning_rate, apply_updates."""
+    params = {k: v.copy() for k, v in params.items()}
+    mu = {k: np.zeros_like(v) for k, v in params.items()}
+    for g in grads:
+        for k in params:
+            update = np.sign((1.0 - b1) * g[k] + b1 * mu[k])
+            mu[k] = (1.0 - b2) * g[k] + b2 * mu[k]
+            update = update + weight_decay * params[k]
+            params[k] = params[k] + (-lr) * update
+    return params
+
+
+def _run(opt, params, grads, compiled):
+    state, got = opt.init(params), {k: v.copy() for k, v in params.items()}
+    step = gc.compile(lambda p, s, g: opt.update(g, s, p), donate_argnums=(0, 1)) \
+        if compiled else (lambda p, s, g: opt.update(g, s, p))
+    for g in grads:
+        got, state = step(got, state, g)
+    return got, state
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_torch_functional(case, dtype, compiled, torch_float64_default):
+    mine, theirs = CASES[case]
+    params, grads = _problem(dtype)
+    expected = _torch_run(theirs, params, grads)
+    assert _max_error(params, expected) > 1e-2  # the parameters moved
+    got, state = _run(mine(), params, grads, compiled)
+    assert int(state["count"]) == STEPS
+    assert all(np.asarray(v).dtype == dtype for v in got.values())
+    assert _max_error(got, expected) <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nadam_float32_parameters_match_torchs_default_float32_scalars(dtype):
+    """torch's usual set-up (default dtype float32: its mu_product is float32) agrees with
+    graphc's float64 mu_product to float32 precision."""
+    mine, theirs = CASES["NAdam-decoupled-decay"]
+    params, grads = _problem(dtype)
+    got, _ = _run(mine(), params, grads, compiled=False)
+    assert _max_error(got, _torch_run(theirs, params, grads)) <= 2e-6
+
+
+def test_nadam_keeps_torchs_mu_product(torch_float64_default):
+    params, grads = _problem("float64", steps=5)
+    tp = [torch.tensor(params["w"], requires_grad=True)]
+    topt = torch.optim.NAdam(tp, momentum_decay=0.01)
+    for g in grads:
+        tp[0].grad = torch.tensor(g["w"])
+        topt.step()
+    _, state = _run(optim.NAdam(momentum_decay=0.01), params, grads, compiled=True)
+    assert state["mu_product"]["w"].shape == () and state["mu_product"]["w"].dtype == np.float64
+    assert float(state["mu_product"]["w"]) == pytest.approx(
+        float(topt.state[tp[0]]["mu_product"]), rel=1e-15)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_lion_is_optax_lion(weight_decay, compiled):
+    params, grads = _problem("float64")
+    expected = _lion_reference(params, grads, 3e-3, 0.9, 0.99, weight_decay)
+    got, _ = _run(optim.Lion(lr=3e-3, weight_decay=weight_decay), params, grads, compiled)
+    assert _max_error(params, expected) > 1e-2
+    assert _max_error(got, expected) <= 1e-15
+    # the defaults are optax's: b1 0.9, b2 0.99, weight decay 1e-3 on every parameter
+    lion = optim.Lion(lr=1e-4)
+    assert (lion.beta1, lion.beta2, lion.weight_decay) == (0.9, 0.99, 1e-3)
+    masked, _ = _run(optim.Lion(lr=3e-3, betas=(0.5, 0.9), weight_decay=weight_decay,
+                                decay_mask=optim.decay_matrices_only), params, grads, False)
+    ref_b = _lion_reference({"b": params["b"]}, [{"b": g["b"]} for g in grads], 3e-3, 0.5,
+                            0.9, 0.0)["b"]
+    np.testing.assert_allclose(masked["b"], ref_b, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("case", ["Adamax-decay-betas", "NAdam-decoupled-decay", "Lion"])
+def test_bound_optimizer_matches_torch(case, torch_float64_default):
+    params, grads = _problem("float64")
+    if case == "Lion":
+        mine = lambda: optim.Lion(lr=3e-3, weight_decay=0.3)  # noqa: E731
+        expected = _lion_reference(params, grads, 3e-3, 0.9, 0.99, 0.3)
+    else:
+        mine, theirs = CASES[case]
+        expected = _torch_run(theirs, params, grads)
+    ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}
+    opt = mine().bind(ps)
+    for i, g in enumerate(grads):
+        for k, p in ps.items():
+            p.grad = g[k]
+        opt.step()
+        opt.zero_grad()
+        if i == 10:  # the state round-trips through state_dict (NAdam's 0-d mu_product)
+            saved = opt.state_dict()
+            opt = mine().bind(ps)
+            opt.load_state_dict(saved)
+    assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-12
+
+
+def test_bound_nadam_parameter_thawed_late_keeps_its_own_mu_product(torch_float64_default):
+    """A parameter without a gradient at first: torch's mu_product (and step) for it start at
+    its first update, graphc's per-parameter slot as well."""
+    params, grads = _problem("float64", steps=8)
+    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    topt = torch.optim.NAdam(list(tp.values()), lr=1e-2)
+    ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}
+    opt = optim.NAdam(lr=1e-2).bind(ps)
+    for i, g in enumerate(grads):
+        for k in ps:
+            late = k == "b" and i < 3
+            tp[k].grad = None if late else torch.tensor(g[k])
+            ps[k].grad = None if late else g[k]
+        topt.step()
+        opt.step()
+    assert _max_error({k: p.data for k, p in ps.items()},
+                      {k: t.detach().numpy() for k, t in tp.items()}) <= 1e-12
+
+
+@pytest.mark.parametrize("make", [lambda: optim.Adamax(lr=0.05, weight_decay=0.01),
+                                  lambda: optim.NAdam(lr=0.05, decoupled_weight_decay=True,
+                                                      weight_decay=0.1),
+                                  lambda: optim.Lion(lr=0.01)],
+                         ids=["Adamax", "NAdam", "Lion"])
+def test_trainer_checkpoints_and_resumes_bit_for_bit(make, tmp_path):
+    rng = np.random.default_rng(1)
+    X, W = rng.normal(size=(32, 3)), rng.normal(size=(3, 2))
+    Y = X @ W
+
+    def trainer(steps):
+        params = {"w": np.zeros((3, 2)), "b": np.zeros(2)}
+
+        def loss(p, batch):
+            return gc.mean((gc.matmul(batch[0], p["w"]) + p["b"] - batch[1]) ** 2)
+
+        def batches(r):
+            rows = r.integers(0, 32, 8)
+            return X[rows], Y[rows]
+        return gc.Trainer(loss, params, make(), batches, steps=steps, eval_every=3)
+
+    straight = trainer(6)
+    straight.fit(None, progress=False)
+    first = trainer(3)
+    first.fit(None, progress=False)
+    first.save(str(tmp_path / "c.npz"))
+    keys = set(first.state_arrays())
+    slots = {"Adamax": {"adam_m", "opt_exp_inf"}, "NAdam": {"adam_m", "adam_v",
+                                                            "opt_mu_product"},
+             "Lion": {"adam_m"}}[type(first.optimizer).__name__]
+    assert keys == {f"{s}/{n}" for s in slots | {"param"} for n in ("w", "b")}
+    resumed = trainer(6)
+    resumed.resume(str(tmp_path / "c.npz"))
+    resumed.fit(None, progress=False)
+    assert straight.history[-1][1] < straight.history[0][1]  # it trains
+    for name, value in straight.state_arrays().items():
+        np.testing.assert_array_equal(resumed.state_arrays()[name], value, err_msg=name)
+
+
+def test_bad_settings_are_one_line_errors():
+    for make, message in ((lambda: optim.Adamax(betas=(1.0, 0.9)), "Adamax: beta1 must be"),
+                          (lambda: optim.NAdam(betas=(0.9, -1)), "NAdam: beta2 must be"),
+                          (lambda: optim.Lion(betas=(0.9, 1.5)), "Lion: beta2 must be"),
+                          (lambda: optim.NAdam(momentum_decay=-1), "momentum_decay must be"),
+                          (lambda: optim.Adamax(eps=-1), "eps must be"),
+                          (lambda: optim.Lion(weight_decay=-0.1), "weight_decay must be")):
+        with pytest.raises(gc.GraphcError, match=message):
+            make()
+
+
+# ---- schedules --------------------------------------------------------------------------
+def _torch_lrs(make_scheduler, steps, lr=0.1):
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=lr)
+    scheduler = make_scheduler(opt)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return np.array(out)
+
+
+def _check_schedule(schedule, expected, rtol=1e-12, atol=0.0):
+    counts = np.arange(len(expected), dtype=np.int64)
+    python = [schedule(int(c)) for c in counts]
+    assert all(type(v) is float for v in python)  # what a training loop logs
+    traced = gc.compile(lambda c: schedule(c))(counts)
+    eager = schedule(gc.tensor(counts)).data
+    assert traced.dtype == eager.dtype == np.float64
+    for got in (np.array(python), traced, eager):
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("strategy", ["cos", "linear"])
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_one_cycle_is_torchs_one_cycle_lr(three_phase, strategy):
+    expected = _torch_lrs(lambda o: lr_scheduler.OneCycleLR(
+        o, max_lr=0.5, total_steps=40, pct_start=0.25, div_factor=10, final_div_factor=100,
+        three_phase=three_phase, anneal_strategy=strategy), 40)
+    schedule = optim.one_cycle(0.5, 40, pct_start=0.25, div_factor=10, final_div_factor=100,
+                               three_phase=three_phase, anneal_strategy=strategy)
+    _check_schedule(schedule, expected)
+    assert schedule(39) == schedule(100) == pytest.approx(0.5 / 10 / 100)  # then stays
+    default = _torch_lrs(lambda o: lr_scheduler.OneCycleLR(o, max_lr=1.0, total_steps=25), 25)
+    _check_schedule(optim.one_cycle(1.0, 25), default)
+
+
+def test_multistep_is_torchs_multistep_lr_and_piecewise_constant_optaxs():
+    expected = _torch_lrs(lambda o: lr_scheduler.MultiStepLR(o, [3, 7, 7, 12], gamma=0.5), 20)
+    _check_schedule(optim.multistep(0.1, [3, 7, 7, 12], gamma=0.5), expected)
+    schedule = optim.piecewise_constant(2.0, {10: 0.1, 4: 0.5})
+    _check_schedule(schedule, [2.0] * 4 + [1.0] * 6 + [0.1] * 4)
+
+
+def test_polynomial_decay_is_torchs_polynomial_lr_and_optaxs_schedule():
+    expected = _torch_lrs(lambda o: lr_scheduler.PolynomialLR(o, total_iters=15, power=2.0), 25)
+    _check_schedule(optim.polynomial_decay(0.1, 0.0, 2.0, 15), expected, atol=1e-17)
+    # optax's end_value and transition_begin
+    schedule = optim.polynomial_decay(1.0, 0.2, 0.5, 8, transition_begin=2)
+    _check_schedule(schedule, [1.0, 1.0, 1.0] + [0.8 * math.sqrt(1 - k / 8) + 0.2
+                                                 for k in range(1, 9)] + [0.2] * 3)
+
+
+def test_warmup_cosine_decay_is_optaxs_and_torchs_linear_then_cosine():
+    # torch: LinearLR then CosineAnnealingLR (SequentialLR), to the end of the decay (torch's
+    # cosine then rises again; optax's, graphc's, stay at end_value)
+    expected = _torch_lrs(lambda o: lr_scheduler.SequentialLR(o, [
+        lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=5),
+        lr_scheduler.CosineAnnealingLR(o, T_max=20, eta_min=0.01)], milestones=[5]), 26)
+    schedule = optim.warmup_cosine_decay(0.01, 0.1, 5, 25, end_value=0.01)
+    _check_schedule(schedule, expected)
+    assert schedule(25) == schedule(1000) == pytest.approx(0.01)
+    # optax's formula with an exponent: peak * ((1 - a) c^e + a)
+    schedule = optim.warmup_cosine_decay(0.0, 1.0, 4, 14, end_value=0.1, exponent=2.0)
+    cos = [(1 + math.cos(math.pi * k / 10)) / 2 for k in range(11)]
+    _check_schedule(schedule, [0.0, 0.25, 0.5, 0.75] + [0.9 * c ** 2 + 0.1 for c in cos])
+
+
+def test_schedules_drive_an_optimizer_as_torchs_scheduler():
+    """lr=one_cycle(...) in a compiled Adam step equals torch's Adam stepped with OneCycleLR
+    (cycle_momentum=False: graphc cycles the learning rate only)."""
+    params, grads = _problem("float64", steps=30)
+    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    topt = torch.optim.Adam(list(tp.values()), lr=0.1)
+    scheduler = lr_scheduler.OneCycleLR(topt, max_lr=0.1, total_steps=30,
+                                        cycle_momentum=False)
+    for g in grads:
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        topt.step()
+        scheduler.step()
+    expected = {k: t.detach().numpy() for k, t in tp.items()}
+    got, _ = _run(optim.Adam(lr=optim.one_cycle(0.1, 30)), params, grads, compiled=True)
+    assert _max_error(got, expected) <= 1e-12
+    ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}  # and bound, eagerly
+    opt = optim.Adam(lr=optim.one_cycle(0.1, 30)).bind(ps)
+    for g in grads:
+        for k, p in ps.items():
+            p.grad = g[k]
+        opt.step()
+    assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-12
+
+
+def test_bad_schedule_settings_are_one_line_errors():
+    cases = [(lambda: optim.one_cycle(1.0, 10, pct_start=0.05), "leaves a phase without"),
+             (lambda: optim.one_cycle(1.0, 0), "total_steps must be a whole number >= 1"),
+             (lambda: optim.one_cycle(1.0, 10, anneal_strategy="x"), "anneal_strategy"),
+             (lambda: optim.warmup_cosine_decay(0.0, 1.0, 10, 10), "decay_steps must be a "
+              "whole number >= 11"),
+             (lambda: optim.multistep(0.1, 5), "milestones must be a list"),
+             (lambda: optim.multistep(0.1, [-1]), "a milestone must be"),
+             (lambda: optim.piecewise_constant(0.1, {5: -0.5}), "scales must be >= 0"),
+             (lambda: optim.polynomial_decay(0.1, 0.0, 1.0, 0), "transition_steps must be")]
+    for make, message in cases:
+        with pytest.raises(gc.GraphcError, match=message):
+            make()
