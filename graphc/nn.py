@@ -101,6 +101,32 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
+    def named_children(self):
+        """(attribute, Module) for each direct submodule, each module once, as torch's."""
+        seen = set()
+        for name, value in vars(self).items():
+            if isinstance(value, Module) and id(value) not in seen:
+                seen.add(id(value))
+                yield name, value
+
+    def children(self):
+        return [m for _, m in self.named_children()]
+
+    def named_modules(self, prefix="", _seen=None):
+        """(dotted name, Module) for this module ("") and every submodule below it, depth
+        first, a shared one once, as torch's."""
+        seen = set() if _seen is None else _seen
+        if id(self) in seen:
+            return
+        seen.add(id(self))
+        yield prefix, self
+        for name, child in vars(self).items():
+            if isinstance(child, Module):
+                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
     def named_buffers(self, prefix="", remove_duplicate=True):
         """(name, Buffer) pairs: the layers' state that is not trained (BatchNorm's running
         statistics), as torch's named_buffers."""
@@ -227,7 +253,17 @@ class Module:
         With `state` (a dict as state() gives), the buffers are taken from it too, and the
         result is (output, new_state): what layers in training mode wrote (BatchNorm's
         running statistics), the rest as given. This is how a traced function (gc.compile,
-        gc.value_and_grad with has_aux=True) carries them, as flax's `mutable=`."""
+        gc.value_and_grad with has_aux=True) carries them, as flax's `mutable=`.
+
+        Called with a function alone, it is torch's Module.apply(fn): fn(module) for every
+        submodule, children first, then this one (`model.apply(init_weights)`); returns the
+        module."""
+        if callable(params) and not isinstance(params, dict) and not args and not kwargs \
+                and state is None:
+            for module in self.children():
+                module.apply(params)
+            params(self)
+            return self
         owners = self._owners(params, "params", Parameter)
         buffers = {} if state is None else self._owners(state, "state", Buffer)
         saved, values = [], {**params, **({} if state is None else state)}
