@@ -26,9 +26,9 @@ from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scala
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
            "sqrt", "rsqrt", "tanh", "sin", "cos", "sigmoid", "relu", "abs", "sign", "erf",
-           "log1p", "expm1", "softplus", "log_sigmoid", "floor", "ceil", "round", "isnan",
-           "isfinite", "square", "clip", "std", "logsumexp", "any", "all", "cumsum", "tril",
-           "triu", "eye",
+           "log1p", "expm1", "softplus", "log_sigmoid", "logsigmoid", "floor", "ceil", "round",
+           "isnan", "isfinite", "square", "clip", "std", "logsumexp", "any", "all", "cumsum",
+           "tril", "triu", "eye",
            "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
            "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
            "cast", "astype", "sum", "max", "min", "argmax", "argmin", "mean", "var", "reshape", "transpose",
@@ -115,7 +115,22 @@ def sign(x): return apply("sign", x)
 def erf(x): return apply("erf", x)
 def log1p(x): return apply("log1p", x)
 def expm1(x): return apply("expm1", x)
-def softplus(x): return apply("softplus", x)
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + e^(beta x)) / beta without overflow, as torch.nn.functional.softplus: x itself
+    where beta * x > threshold (torch's linear piece, gradient 1)."""
+    for what, value in (("beta", beta), ("threshold", threshold)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            _fail(f"softplus: {what} must be a number, got {value!r}")
+    if beta == 0:
+        _fail("softplus: beta must not be 0")
+    bx = x if beta == 1 else mul(x, float(beta))
+    smooth = apply("softplus", bx)
+    # the smooth piece is finite everywhere (logaddexp), so where's unselected branch adds
+    # no NaN to the gradient
+    return where(greater(bx, float(threshold)), x,
+                 smooth if beta == 1 else mul(smooth, 1.0 / float(beta)))
+
+
 # Integers and bools are whole already: floor, ceil and round give them back unchanged, in
 # their dtype (JAX's; numpy 2's floor and ceil), as cast to their own dtype does.
 def floor(x): return apply("floor", x) if is_float(_dtype(x)) else _unchanged(x)
@@ -737,8 +752,12 @@ def softmax_grad(y, g, axis=-1):
 
 
 def log_sigmoid(x):
-    """log(sigmoid(x)) = -softplus(-x), finite for large |x|."""
-    return neg(softplus(neg(x)))
+    """log(sigmoid(x)) = -softplus(-x), finite for large |x| (the smooth softplus: torch's
+    logsigmoid has no threshold)."""
+    return neg(apply("softplus", neg(x)))
+
+
+logsigmoid = log_sigmoid  # torch.nn.functional's name
 
 
 def square(x):
