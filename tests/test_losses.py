@@ -330,6 +330,28 @@ def test_python_and_numpy_scalar_targets_take_the_input_dtype():
     assert gc.kl_div(x, np.float32(0.25)).dtype == np.float32
 
 
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_losses_under_autocast_take_half_activations_and_float32_targets(half):
+    """A half activation (a matmul's result under autocast) meets a float32 target: the ops
+    cast them to one dtype, as for mse_loss; the mean is a float32 sum."""
+    x, t = RNG.normal(size=(3, 4)).astype(np.float32), probabilities(3, 4).astype(np.float32)
+    eye = np.eye(4, dtype=np.float32)
+    calls = {"bce": lambda h, t: gc.binary_cross_entropy(gc.sigmoid(h), t),
+             "bce_with_logits": gc.binary_cross_entropy_with_logits, "l1": gc.l1_loss,
+             "smooth_l1": gc.smooth_l1_loss, "huber": gc.huber_loss,
+             "kl_div": lambda h, t: gc.kl_div(h, t, "batchmean"),
+             "cosine": lambda h, t: gc.sum(gc.cosine_similarity(h, t)),
+             "pairwise": lambda h, t: gc.sum(gc.pairwise_distance(h, t))}
+    for name, loss in calls.items():
+        want = float(loss(x, t))
+
+        def f(x, t):
+            with gc.autocast(half):
+                return loss(gc.matmul(x, eye), t)
+        for got in (f(x, t), gc.compile(f)(x, t)):
+            np.testing.assert_allclose(float(got), want, rtol=3e-2, err_msg=name)
+
+
 def test_a_module_trains_through_its_loss():
     """nn.BCEWithLogitsLoss under gc.value_and_grad of a model's parameters: torch's
     gradients."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..types import Dim, broadcast_shapes, finfo, is_float
 from . import api as F
+from . import precision
 from .api import _axis, _check_reduction, _dtype, _fail, _ndim, _shape
 from .arrays import norm
 from .registry import is_weak_scalar
@@ -38,8 +39,10 @@ def _number(what, value):
 def _both(name, a, b, what=("input", "target")):
     """The shape a and b broadcast to, after the checks torch makes (one line each)."""
     sa, sb = _shape(a), _shape(b)
-    tensors = not (is_weak_scalar(a) or is_weak_scalar(b))  # a weak scalar takes the other's
-    if tensors and _dtype(a) != _dtype(b):
+    # a weak scalar takes the other's dtype; under autocast the ops cast a half activation
+    # and a float32 target to one dtype themselves
+    tensors = not (is_weak_scalar(a) or is_weak_scalar(b))
+    if tensors and precision.STATE.dtype is None and _dtype(a) != _dtype(b):
         _fail(f"{name}: {what[0]} is {_dtype(a)} but {what[1]} is {_dtype(b)}; cast one "
               "(.astype)")
     shape = broadcast_shapes(tuple(sa), tuple(sb))
