@@ -18,8 +18,8 @@ import threading
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, finfo, holds_when_bound,
-                     is_float)
+from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
+                     holds_when_bound, is_float)
 from . import precision
 from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
@@ -1112,6 +1112,22 @@ def _check_reduction(name, reduction):
         _fail(f"{name}: unknown reduction {reduction!r} (choose 'mean', 'sum' or 'none')")
 
 
+def _loss_operands(name, a, b, what=("input", "target")):
+    """The shape a loss's two operands broadcast to, after the checks torch makes: one
+    GraphcError line naming the loss, not sub's (or numpy's, for two arrays)."""
+    sa, sb = _shape(a), _shape(b)
+    # a weak scalar takes the other's dtype; under autocast the ops cast a half activation
+    # and a float32 target to one dtype themselves
+    tensors = not (is_weak_scalar(a) or is_weak_scalar(b))
+    if tensors and precision.STATE.dtype is None and _dtype(a) != _dtype(b):
+        _fail(f"{name}: {what[0]} is {_dtype(a)} but {what[1]} is {_dtype(b)}; cast one "
+              "(.astype)")
+    shape = broadcast_shapes(tuple(sa), tuple(sb))
+    if shape is None:
+        _fail(f"{name}: {what[0]} {tuple(sa)} and {what[1]} {tuple(sb)} do not broadcast")
+    return shape
+
+
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=None):
     """Cross-entropy of `logits` (classes on the LAST axis; PyTorch puts them on axis 1, the
     same thing for (N, C) logits) against
@@ -1189,10 +1205,12 @@ def _nll(logp, targets, ignore_index, reduction, weight):
 
 
 def mse_loss(x, target, reduction="mean"):
-    """(x - target) ** 2, reduced as torch.nn.functional.mse_loss."""
+    """(x - target) ** 2 (broadcast), reduced as torch.nn.functional.mse_loss."""
     _check_reduction("mse_loss", reduction)
-    diff = x - target
-    sq = diff * diff
+    _loss_operands("mse_loss", x, target)
+    # the ops, not `-`: two numpy arrays would subtract by numpy's rules
+    diff = sub(x, target)
+    sq = mul(diff, diff)
     if reduction == "none":
         return sq
     return sum(sq) if reduction == "sum" else mean(sq)

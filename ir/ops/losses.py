@@ -15,10 +15,9 @@ import numpy as np
 
 from ..types import Dim, broadcast_shapes, finfo, is_float
 from . import api as F
-from . import precision
 from .api import _axis, _check_reduction, _dtype, _fail, _ndim, _shape
+from .api import _loss_operands as _both
 from .arrays import norm
-from .registry import is_weak_scalar
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "l1_loss",
            "smooth_l1_loss", "huber_loss", "kl_div", "cosine_similarity", "normalize",
@@ -34,21 +33,6 @@ def _number(what, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         _fail(f"{what} must be a number, got {value!r}")
     return float(value)
-
-
-def _both(name, a, b, what=("input", "target")):
-    """The shape a and b broadcast to, after the checks torch makes (one line each)."""
-    sa, sb = _shape(a), _shape(b)
-    # a weak scalar takes the other's dtype; under autocast the ops cast a half activation
-    # and a float32 target to one dtype themselves
-    tensors = not (is_weak_scalar(a) or is_weak_scalar(b))
-    if tensors and precision.STATE.dtype is None and _dtype(a) != _dtype(b):
-        _fail(f"{name}: {what[0]} is {_dtype(a)} but {what[1]} is {_dtype(b)}; cast one "
-              "(.astype)")
-    shape = broadcast_shapes(tuple(sa), tuple(sb))
-    if shape is None:
-        _fail(f"{name}: {what[0]} {tuple(sa)} and {what[1]} {tuple(sb)} do not broadcast")
-    return shape
 
 
 def _same_shape(name, input, target):
