@@ -13,10 +13,11 @@ from ir.graph import Graph, Node
 from ir.ops import api as _api
 from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, ...)
 from ir.ops.api import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadowing builtins on purpose)
-from ir.ops import activations as _activations, arrays as _arrays
+from ir.ops import activations as _activations, arrays as _arrays, losses as _losses
 from ir.ops.resize import interpolate  # noqa: F401  (torch.nn.functional.interpolate)
 from ir.ops.activations import *  # noqa: F401,F403  (torch.nn.functional's: elu, mish, ...)
 from ir.ops.arrays import *  # noqa: F401,F403  (numpy's array functions: pad, flip, sort, ...)
+from ir.ops.losses import *  # noqa: F401,F403  (torch.nn.functional's: binary_cross_entropy, ...)
 from ir.ops.precision import autocast
 from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
@@ -43,4 +44,4 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "map",
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \
-    + _arrays.__all__ + _activations.__all__ + ["interpolate"]
+    + _arrays.__all__ + _activations.__all__ + _losses.__all__ + ["interpolate"]

@@ -1000,7 +1000,10 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
              "ELU", "SELU", "CELU", "ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish", "Mish",
              "Softsign", "GLU", "Softshrink", "Hardshrink", "PReLU", "Softmax", "LogSoftmax",
              "ModuleDict")},
-         **{name: "batch_norm" for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")}}
+         **{name: "batch_norm" for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")},
+         **{name: "loss_layers" for name in (
+             "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",
+             "CosineSimilarity", "PairwiseDistance", "Softplus", "LogSigmoid")}}
 _LAZY.update(init="init", utils="nn_utils", ParameterList="containers", ParameterDict="containers")
 
 

@@ -116,6 +116,26 @@ def _elu(a, alpha):
     return np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0)))
 
 
+def _prob(*shape):
+    return f64(*shape, low=0.05, high=0.95)
+
+
+def _bce(x, t, w=1.0):
+    return -w * (t * np.log(x) + (1 - t) * np.log1p(-x))
+
+
+def _bce_logits(x, t, w=1.0, p=1.0):
+    return w * ((1 - t) * x + (1 + (p - 1) * t) * np.logaddexp(0, -x))
+
+
+def _huber(d, delta):
+    return np.where(np.abs(d) < delta, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta))
+
+
+def _p_norm(x, p, axis):
+    return (np.abs(x) ** p).sum(axis, keepdims=True) ** (1 / p)
+
+
 def _quiet(compute):
     """compute() with numpy's invalid-value warnings off (a log of a negative number)."""
     with np.errstate(invalid="ignore"):
@@ -475,6 +495,33 @@ CASES = [
          + np.tile(a[:, :2] / (1 + np.exp(-a[:, 2:])), (1, 2))),
     Case("prelu", gc.prelu, [f64(2, 3, 4), f64(3)],
          lambda a, w: np.where(a > 0, a, a * w[:, None])),
+    # torch.nn.functional's other losses and distances (ir/ops/losses.py)
+    Case("binary_cross_entropy", lambda x, t, w: gc.binary_cross_entropy(x, t, w, "none")
+         + gc.binary_cross_entropy(x, t), [_prob(3, 4), _prob(3, 4), pos(4)],
+         lambda x, t, w: _bce(x, t, w) + _bce(x, t).mean()),
+    Case("bce_with_logits", lambda x, t, w, p: gc.binary_cross_entropy_with_logits(
+        x, t, w, "none", p) + gc.binary_cross_entropy_with_logits(x, t, reduction="sum"),
+         [f64(3, 4, low=-4.0, high=4.0), _prob(3, 4), pos(4), pos(4)],
+         lambda x, t, w, p: _bce_logits(x, t, w, p) + _bce_logits(x, t).sum()),
+    Case("l1_smooth_l1_huber", lambda a, b: gc.l1_loss(a, b, "none")
+         + gc.smooth_l1_loss(a, b, "none", 0.5) * gc.huber_loss(a, b, "none", 0.7)
+         + gc.huber_loss(a, b), [f64(3, 4), f64(4)],
+         lambda a, b: np.abs(a - b) + _huber(a - b, 0.5) / 0.5 * _huber(a - b, 0.7)
+         + _huber(a - b, 1.0).mean()),
+    Case("kl_div", lambda a, b: gc.kl_div(a, b, "none") + gc.kl_div(a, b, "batchmean")
+         + gc.kl_div(a, b, "none", True), [f64(3, 4), pos(3, 4)],
+         lambda a, b: b * (np.log(b) - a) + (b * (np.log(b) - a)).sum() / 3
+         + np.exp(b) * (b - a)),
+    Case("cosine_normalize_pairwise", lambda a, b: gc.expand_dims(gc.cosine_similarity(a, b), 1)
+         * gc.normalize(a) + gc.normalize(b, 1.0, 0) + gc.pairwise_distance(a, b, keepdim=True)
+         + gc.pairwise_distance(a, b, 3.0, keepdim=True), [f64(3, 4), f64(3, 4)],
+         lambda a, b: ((a * b).sum(1, keepdims=True) / _p_norm(a, 2, 1) / _p_norm(b, 2, 1))
+         * a / _p_norm(a, 2, 1) + b / _p_norm(b, 1, 0) + _p_norm(a - b + 1e-6, 2, -1)
+         + _p_norm(a - b + 1e-6, 3, -1)),
+    Case("softplus_beta_logsigmoid", lambda a: gc.softplus(a, 2.0, 3.0)
+         + gc.logsigmoid(a) * gc.softplus(a), [f64(3, 4, low=-3.0, high=3.0)],
+         lambda a: np.where(2 * a > 3, a, np.logaddexp(0, 2 * a) / 2)
+         - np.logaddexp(0, -a) * np.logaddexp(0, a)),
     # collectives in one process are the identity; under mpiexec: tests/test_mpi.py
     Case("allreduce", lambda a, b: allreduce(a * b, "mean") + allreduce(a, "sum"),
          [f64(3, 4), f64(3, 4)], lambda a, b: a * b + a),

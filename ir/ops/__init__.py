@@ -1,6 +1,6 @@
 """The primitive op library: every op defined once (type rule, numpy evaluation, gradient)."""
 # importing a module registers its ops
 from . import (activations, api, arrays, cluster, collective, composite,  # noqa: F401
-               control_flow, custom, elementwise, index, linalg, precision, random, resize,
-               shape, softmax)
+               control_flow, custom, elementwise, index, linalg, losses, precision, random,
+               resize, shape, softmax)
 from .registry import REGISTRY, OpDef, apply, defop, get_op  # noqa: F401

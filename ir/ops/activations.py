@@ -14,6 +14,7 @@ import numbers
 
 from . import api as F
 from .api import _axis, _fail, _ndim, _shape
+from .registry import apply
 
 __all__ = ["elu", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "hardswish", "mish",
            "softsign", "glu", "softshrink", "hardshrink", "prelu"]
@@ -81,8 +82,8 @@ def hardswish(x):
 
 
 def mish(x):
-    """x * tanh(softplus(x))."""
-    return F.mul(x, F.tanh(F.softplus(x)))
+    """x * tanh(softplus(x)) (the smooth softplus, as torch's mish: no threshold)."""
+    return F.mul(x, F.tanh(apply("softplus", x)))
 
 
 def softsign(x):

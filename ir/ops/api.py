@@ -18,17 +18,17 @@ import threading
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, finfo, holds_when_bound,
-                     is_float)
+from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
+                     holds_when_bound, is_float)
 from . import precision
 from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
            "sqrt", "rsqrt", "tanh", "sin", "cos", "sigmoid", "relu", "abs", "sign", "erf",
-           "log1p", "expm1", "softplus", "log_sigmoid", "floor", "ceil", "round", "isnan",
-           "isfinite", "square", "clip", "std", "logsumexp", "any", "all", "cumsum", "tril",
-           "triu", "eye",
+           "log1p", "expm1", "softplus", "log_sigmoid", "logsigmoid", "floor", "ceil", "round",
+           "isnan", "isfinite", "square", "clip", "std", "logsumexp", "any", "all", "cumsum",
+           "tril", "triu", "eye",
            "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
            "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
            "cast", "astype", "sum", "max", "min", "argmax", "argmin", "mean", "var", "reshape", "transpose",
@@ -115,7 +115,22 @@ def sign(x): return apply("sign", x)
 def erf(x): return apply("erf", x)
 def log1p(x): return apply("log1p", x)
 def expm1(x): return apply("expm1", x)
-def softplus(x): return apply("softplus", x)
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + e^(beta x)) / beta without overflow, as torch.nn.functional.softplus: x itself
+    where beta * x > threshold (torch's linear piece, gradient 1)."""
+    for what, value in (("beta", beta), ("threshold", threshold)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            _fail(f"softplus: {what} must be a number, got {value!r}")
+    if beta == 0:
+        _fail("softplus: beta must not be 0")
+    bx = x if beta == 1 else mul(x, float(beta))
+    smooth = apply("softplus", bx)
+    # the smooth piece is finite everywhere (logaddexp), so where's unselected branch adds
+    # no NaN to the gradient
+    return where(greater(bx, float(threshold)), x,
+                 smooth if beta == 1 else mul(smooth, 1.0 / float(beta)))
+
+
 # Integers and bools are whole already: floor, ceil and round give them back unchanged, in
 # their dtype (JAX's; numpy 2's floor and ceil), as cast to their own dtype does.
 def floor(x): return apply("floor", x) if is_float(_dtype(x)) else _unchanged(x)
@@ -737,8 +752,12 @@ def softmax_grad(y, g, axis=-1):
 
 
 def log_sigmoid(x):
-    """log(sigmoid(x)) = -softplus(-x), finite for large |x|."""
-    return neg(softplus(neg(x)))
+    """log(sigmoid(x)) = -softplus(-x), finite for large |x| (the smooth softplus: torch's
+    logsigmoid has no threshold)."""
+    return neg(apply("softplus", neg(x)))
+
+
+logsigmoid = log_sigmoid  # torch.nn.functional's name
 
 
 def square(x):
@@ -1093,6 +1112,22 @@ def _check_reduction(name, reduction):
         _fail(f"{name}: unknown reduction {reduction!r} (choose 'mean', 'sum' or 'none')")
 
 
+def _loss_operands(name, a, b, what=("input", "target")):
+    """The shape a loss's two operands broadcast to, after the checks torch makes: one
+    GraphcError line naming the loss, not sub's (or numpy's, for two arrays)."""
+    sa, sb = _shape(a), _shape(b)
+    # a weak scalar takes the other's dtype; under autocast the ops cast a half activation
+    # and a float32 target to one dtype themselves
+    tensors = not (is_weak_scalar(a) or is_weak_scalar(b))
+    if tensors and precision.STATE.dtype is None and _dtype(a) != _dtype(b):
+        _fail(f"{name}: {what[0]} is {_dtype(a)} but {what[1]} is {_dtype(b)}; cast one "
+              "(.astype)")
+    shape = broadcast_shapes(tuple(sa), tuple(sb))
+    if shape is None:
+        _fail(f"{name}: {what[0]} {tuple(sa)} and {what[1]} {tuple(sb)} do not broadcast")
+    return shape
+
+
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=None):
     """Cross-entropy of `logits` (classes on the LAST axis; PyTorch puts them on axis 1, the
     same thing for (N, C) logits) against
@@ -1170,10 +1205,12 @@ def _nll(logp, targets, ignore_index, reduction, weight):
 
 
 def mse_loss(x, target, reduction="mean"):
-    """(x - target) ** 2, reduced as torch.nn.functional.mse_loss."""
+    """(x - target) ** 2 (broadcast), reduced as torch.nn.functional.mse_loss."""
     _check_reduction("mse_loss", reduction)
-    diff = x - target
-    sq = diff * diff
+    _loss_operands("mse_loss", x, target)
+    # the ops, not `-`: two numpy arrays would subtract by numpy's rules
+    diff = sub(x, target)
+    sq = mul(diff, diff)
     if reduction == "none":
         return sq
     return sum(sq) if reduction == "sum" else mean(sq)

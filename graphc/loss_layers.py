@@ -1,0 +1,114 @@
+"""torch.nn's other loss and distance modules (BCELoss, BCEWithLogitsLoss, L1Loss,
+SmoothL1Loss, HuberLoss, KLDivLoss, CosineSimilarity, PairwiseDistance) and the Softplus and
+LogSigmoid activations, on graphc.nn's Module. Each is its function in ir/ops/losses.py (or
+the core API) with its settings read as guarded settings at every call, so a compiled plan
+traced before `loss.reduction = "sum"` is not reused after it. Weights are kept as given and
+passed as they are, as nn.CrossEntropyLoss's."""
+from __future__ import annotations
+
+from ir.ops import api as F
+from ir.ops import losses as L
+
+from .activation_layers import _activation
+from .nn import _Functional
+
+
+class _Pair(_Functional):
+    """A module `_function(a, b, **settings, **weights)`: the settings guarded, the weights
+    (`_weights`: tensors or None) as they are."""
+
+    _weights: tuple = ()
+
+    def forward(self, a, b):
+        settings = {name: self._setting(name, a) for name in self._settings}
+        settings.update((name, getattr(self, name)) for name in self._weights)
+        return self._function(a, b, **settings)
+
+
+# The legacy size_average and reduce arguments come before reduction in torch's signatures
+# of the first five: graphc has not them, so the settings are keyword-only, and a call
+# written for torch's positions cannot put a value in the wrong one.
+class BCELoss(_Pair):
+    """torch.nn.BCELoss(weight=None, reduction='mean'): graphc.binary_cross_entropy."""
+
+    _function = staticmethod(L.binary_cross_entropy)
+    _settings, _weights = ("reduction",), ("weight",)
+
+    def __init__(self, weight=None, *, reduction="mean"):
+        self._keep(weight=weight, reduction=reduction)
+
+
+class BCEWithLogitsLoss(_Pair):
+    """torch.nn.BCEWithLogitsLoss(weight=None, reduction='mean', pos_weight=None):
+    graphc.binary_cross_entropy_with_logits."""
+
+    _function = staticmethod(L.binary_cross_entropy_with_logits)
+    _settings, _weights = ("reduction",), ("weight", "pos_weight")
+
+    def __init__(self, weight=None, *, reduction="mean", pos_weight=None):
+        self._keep(weight=weight, reduction=reduction, pos_weight=pos_weight)
+
+
+class L1Loss(_Pair):
+    """torch.nn.L1Loss(reduction='mean'): graphc.l1_loss."""
+
+    _function = staticmethod(L.l1_loss)
+    _settings = ("reduction",)
+
+    def __init__(self, *, reduction="mean"):
+        self._keep(reduction=reduction)
+
+
+class SmoothL1Loss(_Pair):
+    """torch.nn.SmoothL1Loss(reduction='mean', beta=1.0): graphc.smooth_l1_loss."""
+
+    _function = staticmethod(L.smooth_l1_loss)
+    _settings = ("reduction", "beta")
+
+    def __init__(self, *, reduction="mean", beta=1.0):
+        self._keep(reduction=reduction, beta=beta)
+
+
+class KLDivLoss(_Pair):
+    """torch.nn.KLDivLoss(reduction='mean', log_target=False): graphc.kl_div."""
+
+    _function = staticmethod(L.kl_div)
+    _settings = ("reduction", "log_target")
+
+    def __init__(self, *, reduction="mean", log_target=False):
+        self._keep(reduction=reduction, log_target=log_target)
+
+
+class HuberLoss(_Pair):
+    """torch.nn.HuberLoss(reduction='mean', delta=1.0): graphc.huber_loss."""
+
+    _function = staticmethod(L.huber_loss)
+    _settings = ("reduction", "delta")
+
+    def __init__(self, reduction="mean", delta=1.0):
+        self._keep(reduction=reduction, delta=delta)
+
+
+class CosineSimilarity(_Pair):
+    """torch.nn.CosineSimilarity(dim=1, eps=1e-8): graphc.cosine_similarity."""
+
+    _function = staticmethod(L.cosine_similarity)
+    _settings = ("dim", "eps")
+
+    def __init__(self, dim=1, eps=1e-8):
+        self._keep(dim=dim, eps=eps)
+
+
+class PairwiseDistance(_Pair):
+    """torch.nn.PairwiseDistance(p=2.0, eps=1e-6, keepdim=False): graphc.pairwise_distance."""
+
+    _function = staticmethod(L.pairwise_distance)
+    _settings = ("p", "eps", "keepdim")
+
+    def __init__(self, p=2.0, eps=1e-6, keepdim=False):
+        self._keep(p=p, eps=eps, keepdim=keepdim)
+
+
+Softplus = _activation("Softplus", F.softplus, "torch.nn.Softplus(beta=1.0, threshold=20.0)",
+                       beta=1.0, threshold=20.0)
+LogSigmoid = _activation("LogSigmoid", F.log_sigmoid, "torch.nn.LogSigmoid()")

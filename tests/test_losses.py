@@ -1,0 +1,430 @@
+"""torch.nn.functional's other losses and distances (ir/ops/losses.py), softplus with beta and
+threshold, and their modules (graphc/loss_layers.py): values and gradients (w.r.t. input and
+target) against torch in float64 for every reduction, eagerly (the tape), traced (gc.grad)
+and compiled, at the edges too (probabilities 0 and 1, logits of +-1e3, zero vectors, zero
+targets). tests/opcases.py gives each function finite-difference gradient, Hessian-vector,
+vmap and half-precision checks."""
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+torch = pytest.importorskip("torch")  # the oracle (a test extra)
+TF = torch.nn.functional
+
+RNG = np.random.default_rng(0)
+REDUCTIONS = ["none", "sum", "mean"]
+
+
+def theirs(fn, args, wrt, cotangent):
+    """torch's value of fn(*args) and its gradients w.r.t. the positions `wrt`, the output
+    weighted by `cotangent`."""
+    ts = [torch.tensor(a, requires_grad=i in wrt) for i, a in enumerate(args)]
+    out = fn(*ts)
+    grads = torch.autograd.grad(out, [ts[i] for i in wrt], torch.tensor(cotangent))
+    return out.detach().numpy(), [g.numpy() for g in grads]
+
+
+def ours(fn, args, wrt, cotangent):
+    """fn's value and gradients eagerly (the tape), traced (gc.grad) and compiled: the three
+    agree, and the first is returned."""
+    def loss(*a):
+        return gc.sum(gc.mul(fn(*a), cotangent))
+    tensors = [gc.tensor(a, requires_grad=i in wrt) for i, a in enumerate(args)]
+    value = fn(*tensors)
+    loss(*tensors).backward()
+    tape = [tensors[i].grad for i in wrt]
+    traced = gc.grad(loss, argnums=tuple(wrt))(*args)
+    compiled_value = gc.compile(fn)(*args)
+    compiled = gc.compile(gc.grad(loss, argnums=tuple(wrt)))(*args)
+    close = dict(rtol=1e-13, atol=0, equal_nan=True)
+    np.testing.assert_allclose(compiled_value, np.asarray(value), **close)
+    for a, b, c in zip(tape, traced, compiled):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), **close)
+        np.testing.assert_allclose(np.asarray(c), np.asarray(a), **close)
+    return np.asarray(value), [np.asarray(g) for g in tape]
+
+
+def check(our_fn, their_fn, args, wrt=(0, 1), rtol=1e-12, atol=1e-14, grads=None):
+    """Our values and gradients are torch's (grads: the positions of `wrt` to compare, all
+    by default)."""
+    shape = np.shape(their_fn(*[torch.tensor(a) for a in args]).detach().numpy())
+    cotangent = RNG.uniform(0.5, 1.5, shape)
+    want, want_grads = theirs(their_fn, args, wrt, cotangent)
+    got, got_grads = ours(our_fn, args, wrt, cotangent)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+    for k, (g, w) in enumerate(zip(got_grads, want_grads)):
+        if grads is None or k in grads:
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True,
+                                       err_msg=f"gradient {k}")
+    return got, got_grads, want_grads, cotangent
+
+
+def probabilities(*shape):
+    return RNG.uniform(0.02, 0.98, shape)
+
+
+# ---- binary cross-entropy --------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weight_shape", [None, (5,), (4, 1), (4, 5)])
+def test_binary_cross_entropy_matches_torch(reduction, weight_shape):
+    x, t = probabilities(4, 5), probabilities(4, 5)
+    w = None if weight_shape is None else RNG.uniform(0.5, 2.0, weight_shape)
+    check(lambda x, t: gc.binary_cross_entropy(x, t, w, reduction),
+          lambda x, t: TF.binary_cross_entropy(x, t, None if w is None else torch.tensor(w),
+                                               reduction=reduction), [x, t])
+
+
+def test_binary_cross_entropy_at_probabilities_zero_and_one():
+    """torch's clamped logs (a certain wrong answer costs 100) and its gradient (x - t) /
+    max(x (1 - x), 1e-12): 0 where x equals a 0/1 target, about +-1e12 where it is wrong."""
+    x = np.array([0.0, 0.0, 1.0, 1.0, 1e-13, 1 - 1e-13, 1e-50, 0.0, 1.0, 0.3, 1e-12])
+    t = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.4, 0.6, 0.3, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a probability of 0 or 1 is input, not a warning
+        got, ours_g, theirs_g, c = check(
+            lambda x, t: gc.binary_cross_entropy(x, t, reduction="none"),
+            lambda x, t: TF.binary_cross_entropy(x, t, reduction="none"), [x, t], grads=(0,))
+    assert got[1] == got[2] == 100.0 and got[0] == got[3] == 0.0
+    eps = float(np.float32(1e-12))  # torch's EPSILON, a C++ float
+    np.testing.assert_allclose(ours_g[0][:4] / c[:4], [0.0, -1 / eps, 1 / eps, 0.0],
+                               rtol=1e-15)
+    # w.r.t. target: log(1 - x) - log(x), torch's where no log is clamped; where one is
+    # (x = 0, 1 or below e^-100) graphc gives the clamped logs' difference, +-100 (the slope
+    # of the value it returns), torch the unclamped one (+-inf, 115 at 1e-50)
+    clamped = (x == 0) | (x == 1) | (x < 1e-44)
+    np.testing.assert_allclose(ours_g[1][~clamped], theirs_g[1][~clamped], rtol=1e-12)
+    np.testing.assert_allclose(ours_g[1][clamped] / c[clamped],
+                               [100.0, 100.0, -100.0, -100.0, 100.0, 100.0, -100.0], rtol=1e-15)
+    assert np.all(np.sign(theirs_g[1][clamped]) == np.sign(ours_g[1][clamped]))
+
+
+def test_binary_cross_entropy_outside_zero_one_is_nan():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # log of a negative number
+        out = np.asarray(gc.binary_cross_entropy(np.array([1.5, -0.5, 0.5]),
+                                                 np.array([0.5, 0.5, 0.5]), reduction="none"))
+    assert np.isnan(out[:2]).all() and np.isfinite(out[2])  # torch raises
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weights", ["none", "weight", "pos_weight", "both", "row"])
+def test_binary_cross_entropy_with_logits_matches_torch(reduction, weights):
+    x = RNG.normal(0, 3, (4, 5))
+    x[0, :4] = [1e3, -1e3, 1e3, -1e3]  # stable: no exp overflow, no NaN gradient
+    t = probabilities(4, 5)
+    t[0, :4] = [0.0, 1.0, 1.0, 0.0]
+    w = RNG.uniform(0.5, 2.0, (4, 1) if weights == "row" else (5,))
+    pw = RNG.uniform(0.5, 3.0, (5,))
+    kw = {"weight": w if weights in ("weight", "both", "row") else None,
+          "pos_weight": pw if weights in ("pos_weight", "both") else None}
+    tkw = {k: None if v is None else torch.tensor(v) for k, v in kw.items()}
+    got = check(lambda x, t: gc.binary_cross_entropy_with_logits(x, t, reduction=reduction,
+                                                                        **kw),
+                      lambda x, t: TF.binary_cross_entropy_with_logits(x, t, reduction=reduction,
+                                                                       **tkw), [x, t])[0]
+    assert np.isfinite(got).all()
+
+
+# ---- regression losses -----------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("target_shape", [(4, 5), (5,), (4, 1)])
+def test_l1_smooth_l1_and_huber_match_torch_with_broadcasting(reduction, target_shape):
+    x, t = RNG.normal(size=(4, 5)), RNG.normal(size=target_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about the broadcast target
+        check(lambda x, t: gc.l1_loss(x, t, reduction),
+              lambda x, t: TF.l1_loss(x, t, reduction=reduction), [x, t])
+        for beta in (1.0, 0.3, 0.0):
+            check(lambda x, t: gc.smooth_l1_loss(x, t, reduction, beta),
+                  lambda x, t: TF.smooth_l1_loss(x, t, reduction=reduction, beta=beta), [x, t])
+        for delta in (1.0, 0.3, 2.5):
+            check(lambda x, t: gc.huber_loss(x, t, reduction, delta),
+                  lambda x, t: TF.huber_loss(x, t, reduction=reduction, delta=delta), [x, t])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_weighted_l1_and_huber_losses_match_torch(reduction):
+    """torch's weighted mean: over sum(weight) for l1_loss, over the count for huber_loss."""
+    x, t, w = RNG.normal(size=(4, 5)), RNG.normal(size=(4, 5)), RNG.uniform(0.1, 2, (4, 5))
+    check(lambda x, t: gc.l1_loss(x, t, reduction, w),
+          lambda x, t: TF.l1_loss(x, t, reduction=reduction, weight=torch.tensor(w)), [x, t])
+    check(lambda x, t: gc.huber_loss(x, t, reduction, 0.5, w),
+          lambda x, t: TF.huber_loss(x, t, reduction=reduction, delta=0.5,
+                                     weight=torch.tensor(w)), [x, t])
+
+
+def test_regression_losses_at_their_kinks_and_far_out():
+    """At d = 0 and |d| = beta (delta) the gradient is torch's; d = +-inf gives a finite one
+    (the quadratic piece is not fed the infinite difference)."""
+    d = np.array([-np.inf, -1e3, -0.5, -0.3, 0.0, 0.3, 0.5, 1e3, np.inf])
+    x, t = d + 0.25, np.full_like(d, 0.25)
+    x[[0, -1]] = d[[0, -1]]
+    for ours_fn, their_fn in [
+            (lambda x, t: gc.l1_loss(x, t, "none"),
+             lambda x, t: TF.l1_loss(x, t, reduction="none")),
+            (lambda x, t: gc.smooth_l1_loss(x, t, "none", 0.5),
+             lambda x, t: TF.smooth_l1_loss(x, t, reduction="none", beta=0.5)),
+            (lambda x, t: gc.huber_loss(x, t, "none", 0.3),
+             lambda x, t: TF.huber_loss(x, t, reduction="none", delta=0.3))]:
+        assert np.isfinite(check(ours_fn, their_fn, [x, t])[1][0]).all()
+
+
+# ---- KL divergence ---------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", REDUCTIONS + ["batchmean"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_matches_torch(reduction, log_target):
+    logits = RNG.normal(size=(4, 5))
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    q = RNG.dirichlet(np.ones(5), 4)
+    if not log_target:  # (a log_target of -inf is NaN, torch's 0 * -inf, in both)
+        q[0, 1] = q[2, 3] = 0.0  # torch's 0 * log 0 = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's warning about 'mean'
+        got, ours_g, theirs_g, _ = check(
+            lambda a, b: gc.kl_div(a, b, reduction, log_target),
+            lambda a, b: TF.kl_div(a, b, reduction=reduction, log_target=log_target),
+            [logp, np.log(q) if log_target else q], grads=(0,) if not log_target else None)
+    if not log_target:
+        # w.r.t. target: log(t) + 1 - input, torch's, where t > 0; at t == 0 torch's is NaN
+        # (xlogy's), graphc's -input (the 0 * log 0 term taken as constant 0)
+        zero = q == 0
+        np.testing.assert_allclose(ours_g[1][~zero], theirs_g[1][~zero], rtol=1e-12)
+        assert np.isnan(theirs_g[1][zero]).all() and np.isfinite(ours_g[1]).all()
+    assert np.isfinite(got).all()
+
+
+def test_kl_div_broadcasts_and_its_batchmean_divides_by_the_input_rows():
+    a, b = np.log(probabilities(1, 5)), probabilities(3, 1)
+    for reduction in ("none", "batchmean", "mean"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check(lambda a, b: gc.kl_div(a, b, reduction),
+                  lambda a, b: TF.kl_div(a, b, reduction=reduction), [a, b])
+    check(lambda a, b: gc.kl_div(a, b, "batchmean"),
+          lambda a, b: TF.kl_div(a, b, reduction="batchmean"), [np.float64(-1.0),
+                                                                  np.float64(0.5)])
+
+
+def test_kl_div_batchmean_with_a_symbolic_batch():
+    f = gc.compile(lambda a, b: gc.kl_div(a, b, "batchmean"),
+                   polymorphic_shapes=(("b", "_"), ("b", "_")))
+    for rows in (2, 7):
+        a, b = np.log(probabilities(rows, 5)), probabilities(rows, 5)
+        want = TF.kl_div(torch.tensor(a), torch.tensor(b), reduction="batchmean").numpy()
+        np.testing.assert_allclose(f(a, b), want, rtol=1e-13)
+
+
+# ---- vectors ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("shapes,dim", [(((4, 5), (4, 5)), 1), (((4, 5), (5,)), -1),
+                                        (((4, 5), (5,)), 0), (((2, 1, 5), (3, 5)), 2),
+                                        (((), ()), 0)])
+def test_cosine_similarity_matches_torch(shapes, dim):
+    a, b = RNG.normal(size=shapes[0]), RNG.normal(size=shapes[1])
+    check(lambda a, b: gc.cosine_similarity(a, b, dim),
+          lambda a, b: TF.cosine_similarity(a, b, dim=dim), [a, b])
+
+
+def test_cosine_similarity_of_zero_and_tiny_vectors():
+    """Each norm clamped to eps on its own (torch 2's formula): a zero vector gives 0 and the
+    gradient x2 / (|x2| eps); the clamp, torch's no_grad one, passes the norm's gradient."""
+    a = np.array([[0.0, 0.0, 0.0], [1e-9, 0.0, 2e-9], [0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
+    b = np.array([[1.0, 2.0, -1.0], [1.0, -1.0, 0.5], [0.0, 0.0, 0.0], [1e-12, 0.0, 0.0]])
+    got = check(lambda a, b: gc.cosine_similarity(a, b),
+                lambda a, b: TF.cosine_similarity(a, b), [a, b], rtol=1e-11)[0]
+    assert got[0] == got[2] == 0.0
+    check(lambda a, b: gc.cosine_similarity(a, b, eps=0.5),
+          lambda a, b: TF.cosine_similarity(a, b, eps=0.5), [a * 0.1, b], rtol=1e-11)
+
+
+@pytest.mark.parametrize("p", [2.0, 1.0, 3.0, np.inf])
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_normalize_matches_torch_with_zero_vectors(p, dim):
+    x = RNG.normal(size=(4, 5))
+    x[1] = 0.0
+    x[:, 2] = 0.0
+    x[3, 3] = 1e-13
+    check(lambda x: gc.normalize(x, p, dim), lambda x: TF.normalize(x, p, dim), [x], wrt=(0,))
+
+
+def test_normalize_of_a_scalar_and_ties_under_the_max_norm():
+    check(lambda x: gc.normalize(x, dim=0), lambda x: TF.normalize(x, dim=0),
+          [np.float64(-2.0)], wrt=(0,))
+    check(lambda x: gc.normalize(x, np.inf, 0), lambda x: TF.normalize(x, float("inf"), 0),
+          [np.array([3.0, -3.0, 1.0])], wrt=(0,))  # the tie shares the max's gradient
+
+
+@pytest.mark.parametrize("p,eps,keepdim", [(2.0, 1e-6, False), (1.0, 1e-6, True),
+                                           (np.inf, 0.0, False), (3.0, 0.0, True)])
+def test_pairwise_distance_matches_torch(p, eps, keepdim):
+    a, b = RNG.normal(size=(4, 5)), RNG.normal(size=(5,))
+    a[1] = b  # equal rows: the distance is |eps| and, with eps = 0, the gradient 0
+    check(lambda a, b: gc.pairwise_distance(a, b, p, eps, keepdim),
+          lambda a, b: TF.pairwise_distance(a, b, p, eps, keepdim), [a, b])
+    check(lambda a, b: gc.pairwise_distance(a, b, p, eps),
+          lambda a, b: TF.pairwise_distance(a, b, p, eps), [np.float64(1.0), np.float64(3.0)])
+
+
+# ---- softplus and logsigmoid -----------------------------------------------------------------
+@pytest.mark.parametrize("beta,threshold", [(1.0, 20.0), (2.0, 5.0), (0.5, 1.0), (-1.0, 20.0)])
+def test_softplus_beta_and_threshold_match_torch(beta, threshold):
+    x = np.array([-1e3, -30.0, -1.0, 0.0, 0.5, 2.0, 2.5, 3.0, 19.0, 20.0, 21.0, 40.0, 1e3])
+    x = np.concatenate([x, [threshold / beta]])  # at the switch: still the smooth piece
+    check(lambda x: gc.softplus(x, beta, threshold),
+          lambda x: TF.softplus(x, beta, threshold), [x], wrt=(0,), rtol=1e-14, atol=1e-15)
+
+
+def test_logsigmoid_is_log_sigmoid_and_torchs():
+    assert gc.logsigmoid is gc.log_sigmoid
+    x = np.array([-1e3, -40.0, -1.0, 0.0, 1.0, 40.0, 1e3])
+    check(gc.logsigmoid, TF.logsigmoid, [x], wrt=(0,), rtol=1e-14, atol=1e-15)
+
+
+# ---- modules ---------------------------------------------------------------------------------
+def test_modules_compute_their_functions_and_guard_their_settings():
+    x, t, w = probabilities(3, 4), probabilities(3, 4), RNG.uniform(0.5, 2, (4,))
+    logits = RNG.normal(size=(3, 4))
+    tw = torch.tensor(w)
+    pairs = [
+        (gc.nn.BCELoss(w, reduction="sum"), torch.nn.BCELoss(tw, reduction="sum"), x),
+        (gc.nn.BCEWithLogitsLoss(pos_weight=w), torch.nn.BCEWithLogitsLoss(pos_weight=tw),
+         logits),
+        (gc.nn.L1Loss(), torch.nn.L1Loss(), logits),
+        (gc.nn.SmoothL1Loss(beta=0.5), torch.nn.SmoothL1Loss(beta=0.5), logits),
+        (gc.nn.HuberLoss("none", 0.4), torch.nn.HuberLoss("none", 0.4), logits),
+        (gc.nn.KLDivLoss(reduction="batchmean"), torch.nn.KLDivLoss(reduction="batchmean"),
+         logits),
+        (gc.nn.CosineSimilarity(0), torch.nn.CosineSimilarity(0), logits),
+        (gc.nn.PairwiseDistance(1.0, keepdim=True), torch.nn.PairwiseDistance(1.0,
+                                                                              keepdim=True),
+         logits)]
+    for module, their_module, operand in pairs:
+        want = their_module(torch.tensor(operand), torch.tensor(t)).numpy()
+        np.testing.assert_allclose(module(operand, t), want, rtol=1e-13,
+                                   err_msg=type(module).__name__)
+        np.testing.assert_allclose(gc.compile(lambda a, b: module(a, b))(operand, t), want,
+                                   rtol=1e-13, err_msg=type(module).__name__)
+    for module, their_module in [(gc.nn.Softplus(2.0, 1.0), torch.nn.Softplus(2.0, 1.0)),
+                                 (gc.nn.LogSigmoid(), torch.nn.LogSigmoid())]:
+        np.testing.assert_allclose(module(logits), their_module(torch.tensor(logits)).numpy(),
+                                   rtol=1e-14)
+    loss = gc.nn.HuberLoss()
+    f = gc.compile(lambda a, b: loss(a, b))
+    first = np.asarray(f(logits, t))
+    loss.delta, loss.reduction = 0.1, "sum"  # a plan traced with the old settings is not reused
+    np.testing.assert_allclose(f(logits, t), TF.huber_loss(
+        torch.tensor(logits), torch.tensor(t), reduction="sum", delta=0.1).numpy(), rtol=1e-13)
+    assert not np.allclose(first, np.asarray(f(logits, t)))
+
+
+def test_mse_loss_of_numpy_arrays_runs_as_graphc_ops():
+    """Two numpy arrays went through numpy's `-`: a numpy array back for 'none', and numpy's
+    ValueError for shapes that do not broadcast."""
+    a, b = RNG.normal(size=(2, 3)), RNG.normal(size=(3,))
+    out = gc.mse_loss(a, b, "none")
+    assert isinstance(out, gc.Tensor)
+    np.testing.assert_allclose(out, (a - b) ** 2, rtol=1e-15)
+    assert_one_line_error(lambda: gc.mse_loss(a, np.ones((3, 3))),
+                          "mse_loss: input (2, 3) and target (3, 3) do not broadcast",
+                          "test_losses.py")
+    assert_one_line_error(lambda: gc.mse_loss(a, b.astype(np.float32)),
+                          "mse_loss: input is float64 but target is float32", "test_losses.py")
+
+
+def test_python_and_numpy_scalar_targets_take_the_input_dtype():
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    for target in (0.5, np.float64(0.5)):
+        out = gc.l1_loss(x, target, "none")
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, np.abs(x - 0.5))
+    assert gc.kl_div(x, np.float32(0.25)).dtype == np.float32
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_losses_under_autocast_take_half_activations_and_float32_targets(half):
+    """A half activation (a matmul's result under autocast) meets a float32 target: the ops
+    cast them to one dtype, as for mse_loss; a mean is a float32 sum."""
+    rng = np.random.default_rng(5)
+    x, t = (rng.normal(size=(3, 4)).astype(np.float32),
+            rng.uniform(0.02, 0.98, (3, 4)).astype(np.float32))
+    eye = np.eye(4, dtype=np.float32)
+    calls = {"bce": lambda h, t: gc.binary_cross_entropy(gc.sigmoid(h), t),
+             "bce_with_logits": gc.binary_cross_entropy_with_logits, "l1": gc.l1_loss,
+             "smooth_l1": gc.smooth_l1_loss, "huber": gc.huber_loss,
+             "kl_div": lambda h, t: gc.kl_div(h, t, "batchmean"),
+             "cosine": lambda h, t: gc.sum(gc.cosine_similarity(h, t)),
+             "pairwise": lambda h, t: gc.sum(gc.pairwise_distance(h, t))}
+    for name, loss in calls.items():
+        want = float(loss(x, t))
+
+        def f(x, t):
+            with gc.autocast(half):
+                return loss(gc.matmul(x, eye), t)
+        for got in (f(x, t), gc.compile(f)(x, t)):
+            # (a few bfloat16 roundings, 8e-3 each, of terms of size 1)
+            np.testing.assert_allclose(float(got), want, rtol=3e-2, atol=3e-2, err_msg=name)
+
+
+def test_a_module_trains_through_its_loss():
+    """nn.BCEWithLogitsLoss under gc.value_and_grad of a model's parameters: torch's
+    gradients."""
+    model = gc.nn.Linear(4, 3, dtype="float64")
+    theirs_model = torch.nn.Linear(4, 3).double()
+    model.load_torch_state_dict(theirs_model.state_dict())
+    x, t = RNG.normal(size=(5, 4)), (RNG.uniform(size=(5, 3)) > 0.5).astype(np.float64)
+    loss_fn = gc.nn.BCEWithLogitsLoss()
+    value, grads = gc.value_and_grad(lambda p: loss_fn(model.apply(p, x), t))(model.params())
+    their = torch.nn.BCEWithLogitsLoss()(theirs_model(torch.tensor(x)), torch.tensor(t))
+    their.backward()
+    np.testing.assert_allclose(value, their.item(), rtol=1e-13)
+    np.testing.assert_allclose(grads["weight"], theirs_model.weight.grad.numpy().T, rtol=1e-12)
+    np.testing.assert_allclose(grads["bias"], theirs_model.bias.grad.numpy(), rtol=1e-12)
+
+
+# ---- bad input -------------------------------------------------------------------------------
+def test_bad_input_gives_one_line_naming_the_function_and_argument():
+    f = "test_losses.py"
+    a, b = np.ones((2, 3)), np.full((2, 3), 0.5)
+    for call, message in [
+            (lambda: gc.binary_cross_entropy(b, b, reduction="avg"),
+             "binary_cross_entropy: unknown reduction 'avg'"),
+            (lambda: gc.binary_cross_entropy(b, b[:, :1]),
+             "binary_cross_entropy: target (2, 1) must have the input's shape (2, 3)"),
+            (lambda: gc.binary_cross_entropy(b, b, np.ones((2, 2, 3))),
+             "binary_cross_entropy: weight (2, 2, 3) does not broadcast"),
+            (lambda: gc.binary_cross_entropy_with_logits(a, b, pos_weight=np.ones(2)),
+             "binary_cross_entropy_with_logits: pos_weight (2,)"),
+            (lambda: gc.binary_cross_entropy_with_logits(a, b.astype(np.float32)),
+             "binary_cross_entropy_with_logits: input is float64 but target is float32"),
+            (lambda: gc.l1_loss(a, np.ones((3, 3))),
+             "l1_loss: input (2, 3) and target (3, 3) do not broadcast"),
+            (lambda: gc.l1_loss(a, b, weight=np.ones(3)),
+             "l1_loss: weight (3,) must have the input's shape (2, 3)"),
+            (lambda: gc.l1_loss(a, b, reduction="batchmean"), "l1_loss: unknown reduction"),
+            (lambda: gc.smooth_l1_loss(a, b, beta=-1.0), "smooth_l1_loss: beta must be >= 0"),
+            (lambda: gc.smooth_l1_loss(a, b, beta="1"), "smooth_l1_loss: beta must be a number"),
+            (lambda: gc.smooth_l1_loss(a, np.ones(4), beta=0.0),
+             "smooth_l1_loss: input (2, 3) and target (4,) do not broadcast"),
+            (lambda: gc.huber_loss(a, b, delta=0.0), "huber_loss: delta must be > 0"),
+            (lambda: gc.kl_div(a, b, reduction="batch"), "kl_div: unknown reduction 'batch'"),
+            (lambda: gc.kl_div(a, b, log_target="yes"), "kl_div: log_target must be True"),
+            (lambda: gc.kl_div(a, np.ones((3, 3))), "kl_div: input (2, 3) and target (3, 3)"),
+            (lambda: gc.cosine_similarity(a, b, dim=2),
+             "cosine_similarity: dim 2 is out of range"),
+            (lambda: gc.cosine_similarity(a, np.ones((4, 3))),
+             "cosine_similarity: x1 (2, 3) and x2 (4, 3) do not broadcast"),
+            (lambda: gc.normalize(np.ones(3)), "normalize: dim 1 is out of range"),
+            (lambda: gc.normalize(a, p=-1), "normalize: p must be >= 0"),
+            (lambda: gc.pairwise_distance(a, np.ones(2)),
+             "pairwise_distance: x1 (2, 3) and x2 (2,) do not broadcast"),
+            (lambda: gc.softplus(a, beta=0), "softplus: beta must not be 0"),
+            (lambda: gc.softplus(a, threshold=None), "softplus: threshold must be a number"),
+            (lambda: gc.nn.L1Loss(reduction="all")(a, b), "l1_loss: unknown reduction 'all'"),
+            (lambda: gc.nn.Softplus(1.0, 20.0, 3), "Softplus: takes beta, threshold")]:
+        assert_one_line_error(call, message, f)
+    with pytest.raises(TypeError):  # keyword-only: torch's second place is size_average
+        gc.nn.L1Loss("sum")
