@@ -1,0 +1,41 @@
+"""Review of BatchNorm and module buffers (commit 03f06ad) against torch: each test failed
+before its fix."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+torch = pytest.importorskip("torch")
+
+RNG = np.random.default_rng(23)
+
+
+def pair(cls=("BatchNorm1d"), **settings):
+    ours = getattr(gc.nn, cls)(3, dtype="float64", **settings)
+    theirs = getattr(torch.nn, cls)(3, dtype=torch.float64, **settings)
+    return ours, theirs
+
+
+def assert_same_state(ours, theirs):
+    np.testing.assert_allclose(ours.running_mean.data, theirs.running_mean.numpy(),
+                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ours.running_var.data, theirs.running_var.numpy(),
+                               rtol=1e-12, atol=1e-14)
+    assert int(ours.num_batches_tracked.data) == int(theirs.num_batches_tracked)
+
+
+def test_vjp_pullback_does_not_update_the_running_statistics_again():
+    # gc.vjp ran fn once for the output (writing the Buffers) and again, traced, for the
+    # pullback: the second run wrote the batch into the running statistics a second time
+    ours, theirs = pair()
+    x = RNG.normal(size=(6, 3))
+    ct = RNG.normal(size=(6, 3))
+    out, pullback = gc.vjp(lambda x: ours(x), x)
+    (g,) = pullback(ct)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    (gt,) = torch.autograd.grad(yt, xt, torch.tensor(ct))
+    np.testing.assert_allclose(out, yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(g, gt.numpy(), rtol=1e-10, atol=1e-12)
+    pullback(ct)  # a pullback called twice: still one batch
+    assert_same_state(ours, theirs)
