@@ -10,10 +10,13 @@ Buffers; a traced function carries it through `model.apply(params, x, state=...)
 gc.Trainer (graphc.nn.Module._update_buffer)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
+from ir.types import Dim, holds_when_bound
 
 from .nn import _EVALUATING, Buffer, Module, Parameter
 
@@ -82,8 +85,10 @@ class _BatchNorm(Module):
         return y * F.reshape(self.weight, per_channel) + F.reshape(self.bias, per_channel)
 
     def _update_running(self, mean, var, shape):
-        count = int(np.prod([shape[0]] + list(shape[2:])))
-        if count <= 1:  # torch's check: the unbiased variance of one value is undefined
+        # values per channel: a Dim with a symbolic batch, known per call
+        count = math.prod([shape[0], *shape[2:]])
+        if not holds_when_bound(lambda: count >= 2):  # torch's check: the unbiased
+            # variance of one value is undefined
             raise GraphcError(f"{type(self).__name__}: expected more than 1 value per channel "
                               f"when training, got input of shape {shape}", (user_location(),))
         momentum = self._setting("momentum", mean)
@@ -94,8 +99,13 @@ class _BatchNorm(Module):
         else:
             factor = float(momentum)
         batch_mean = F.cast(F.stop_gradient(F.reshape(mean, (self.num_features,))), stats)
+        if isinstance(count, Dim):
+            n = F.full((), count, stats)
+            unbiased = n / (n - 1)
+        else:
+            unbiased = count / (count - 1)
         batch_var = F.cast(F.stop_gradient(F.reshape(var, (self.num_features,))), stats) \
-            * (count / (count - 1))
+            * unbiased
         self._update_buffer("running_mean", (1 - factor) * self.running_mean
                             + factor * batch_mean)
         self._update_buffer("running_var", (1 - factor) * self.running_var

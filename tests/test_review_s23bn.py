@@ -39,3 +39,16 @@ def test_vjp_pullback_does_not_update_the_running_statistics_again():
     np.testing.assert_allclose(g, gt.numpy(), rtol=1e-10, atol=1e-12)
     pullback(ct)  # a pullback called twice: still one batch
     assert_same_state(ours, theirs)
+
+
+def test_training_with_a_symbolic_batch_matches_torch_at_every_size():
+    # the unbiased variance's n / (n - 1) took int() of the batch: a polymorphic batch
+    # could not be traced in training mode ("the symbolic dimension b has no value")
+    ours, theirs = pair("BatchNorm2d")
+    f = gc.compile(lambda x: ours(x), polymorphic_shapes=["(b, 3, 2, 2)"])
+    for n in (4, 7, 2):
+        x = RNG.normal(loc=n, size=(n, 3, 2, 2))
+        np.testing.assert_allclose(f(x), theirs(torch.tensor(x)).detach().numpy(),
+                                   rtol=1e-10, atol=1e-12)
+        assert_same_state(ours, theirs)
+    assert f.recompiles == []
