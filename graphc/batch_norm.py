@@ -73,24 +73,25 @@ class _BatchNorm(Module):
             var = F.reshape(F.cast(self.running_var, dtype), per_channel)
             y = (x - mean) * F.rsqrt(var + eps)
         else:
+            # values per channel: a Dim with a symbolic batch, known per call
+            count = math.prod([shape[0], *shape[2:]])
+            if not holds_when_bound(lambda: count >= 2):  # torch's check wherever it uses
+                # the batch's statistics (track_running_stats=False too): one value's
+                # variance is 0, and the output would be the bias whatever x holds
+                raise GraphcError(f"{name}: expected more than 1 value per channel when "
+                                  f"training, got input of shape {shape}", (user_location(),))
             axes = (0,) + tuple(range(2, len(shape)))
             mean = F.mean(x, axes, keepdims=True)
             centred = x - mean
             var = F.mean(centred * centred, axes, keepdims=True)
             y = centred * F.rsqrt(var + eps)
             if training and self.running_mean is not None:
-                self._update_running(mean, var, shape)
+                self._update_running(mean, var, count)
         if self.weight is None:
             return y
         return y * F.reshape(self.weight, per_channel) + F.reshape(self.bias, per_channel)
 
-    def _update_running(self, mean, var, shape):
-        # values per channel: a Dim with a symbolic batch, known per call
-        count = math.prod([shape[0], *shape[2:]])
-        if not holds_when_bound(lambda: count >= 2):  # torch's check: the unbiased
-            # variance of one value is undefined
-            raise GraphcError(f"{type(self).__name__}: expected more than 1 value per channel "
-                              f"when training, got input of shape {shape}", (user_location(),))
+    def _update_running(self, mean, var, count):
         momentum = self._setting("momentum", mean)
         tracked = self.num_batches_tracked + 1
         stats = F._dtype(self.running_mean)

@@ -52,3 +52,22 @@ def test_training_with_a_symbolic_batch_matches_torch_at_every_size():
                                    rtol=1e-10, atol=1e-12)
         assert_same_state(ours, theirs)
     assert f.recompiles == []
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_one_value_per_channel_is_refused_without_running_statistics_too(training):
+    # track_running_stats=False normalises with the batch's statistics in eval() too; with
+    # one value per channel the output was the bias (zeros), silently, where torch raises
+    ours, theirs = pair(track_running_stats=False)
+    ours.train(training)
+    theirs.train(training)
+    x = RNG.normal(size=(1, 3))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        theirs(torch.tensor(x))
+    with pytest.raises(gc.GraphcError, match=r"more than 1 value per channel.*\(1, 3\)"):
+        ours(gc.tensor(x))
+    with pytest.raises(gc.GraphcError, match="more than 1 value per channel"):
+        gc.compile(lambda x: ours(x))(x)
+    x = RNG.normal(size=(2, 3))  # two values: as torch's
+    np.testing.assert_allclose(ours(gc.tensor(x)).data, theirs(torch.tensor(x)).detach()
+                               .numpy(), rtol=1e-12, atol=1e-12)
