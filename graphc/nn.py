@@ -109,9 +109,11 @@ class Module:
         after compiled training has none, and the model keeps its own), every shape checked
         before anything is loaded."""
         buffers = dict(self.named_buffers())
-        loaded = {name: b for name, b in buffers.items() if name in state}
+        # a shared layer's buffers under its other names too, as its parameters below
+        everywhere = dict(self._all_parameters(kind=Buffer))
+        loaded = {name: b for name, b in everywhere.items() if name in state}
         values = {name: np.asarray(state[name]) for name in loaded}
-        state = {name: value for name, value in state.items() if name not in buffers}
+        state = {name: value for name, value in state.items() if name not in everywhere}
         params = dict(self.named_parameters())
         # a tied Parameter's other names (PyTorch's state_dict lists them all) load it too
         aliases = {name: p for name, p in self._all_parameters() if name not in params}

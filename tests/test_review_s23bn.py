@@ -71,3 +71,23 @@ def test_one_value_per_channel_is_refused_without_running_statistics_too(trainin
     x = RNG.normal(size=(2, 3))  # two values: as torch's
     np.testing.assert_allclose(ours(gc.tensor(x)).data, theirs(torch.tensor(x)).detach()
                                .numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_shared_layers_buffers_load_from_torch_under_each_name():
+    # torch's state_dict lists a layer used twice under both names, its buffers too: the
+    # second names were "unexpected", so such a model's state_dict did not load
+    gc.nn.manual_seed(0)
+    ours, theirs = pair()
+    lin = gc.nn.Linear(3, 3, dtype="float64")
+    model = gc.nn.Sequential(ours, lin, ours)
+    torch_model = torch.nn.Sequential(theirs, torch.nn.Linear(3, 3, dtype=torch.float64),
+                                      theirs)
+    for _ in range(2):
+        torch_model(torch.tensor(RNG.normal(size=(5, 3))))
+    model.load_torch_state_dict(torch_model.state_dict())
+    assert_same_state(ours, theirs)
+    model.eval()
+    torch_model.eval()
+    x = RNG.normal(size=(4, 3))
+    np.testing.assert_allclose(model(gc.tensor(x)).data,
+                               torch_model(torch.tensor(x)).detach().numpy(), rtol=1e-12)
