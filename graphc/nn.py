@@ -46,6 +46,11 @@ class Module:
 
     def __setattr__(self, name, value):
         old = vars(self).get(name)
+        if isinstance(old, Buffer) and isinstance(value, (np.ndarray, Tensor)) \
+                and not isinstance(value, (Parameter, Buffer)):
+            # as torch: an array given a buffer's name is that buffer's new value, still a
+            # Buffer (in state_dict(), written by the layer's forward), not a plain attribute
+            value = Buffer(value.data if isinstance(value, Tensor) else value)
         if old is not value and isinstance(old, (Tensor, Module)):  # Parameters too
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, (Parameter, Buffer)):

@@ -91,3 +91,26 @@ def test_a_shared_layers_buffers_load_from_torch_under_each_name():
     x = RNG.normal(size=(4, 3))
     np.testing.assert_allclose(model(gc.tensor(x)).data,
                                torch_model(torch.tensor(x)).detach().numpy(), rtol=1e-12)
+
+
+def test_an_array_assigned_to_a_buffer_stays_a_buffer():
+    # as torch: `bn.running_var = array` replaced the Buffer by a plain attribute, which
+    # state_dict() dropped and the next training forward failed on ("memoryview: invalid
+    # slice key"), eagerly and compiled
+    ours, theirs = pair()
+    f = gc.compile(lambda x: ours(x))
+    x = RNG.normal(size=(5, 3))
+    f(x)
+    theirs(torch.tensor(x))
+    ours.running_var = np.full(3, 2.0)
+    theirs.running_var = torch.full((3,), 2.0, dtype=torch.float64)
+    assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
+    for _ in range(2):
+        x = RNG.normal(size=(5, 3))
+        np.testing.assert_allclose(f(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12)
+        assert_same_state(ours, theirs)
+    ours.running_mean = gc.tensor(np.full(3, 0.5))
+    theirs.running_mean = torch.full((3,), 0.5, dtype=torch.float64)
+    ours(gc.tensor(x))
+    theirs(torch.tensor(x))
+    assert_same_state(ours, theirs)
