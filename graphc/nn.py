@@ -26,6 +26,7 @@ from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
+from ir.types import UnsupportedDtype
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            collect_buffer_updates)
 
@@ -102,8 +103,24 @@ class Module:
         return [b for _, b in self.named_buffers()]
 
     def register_buffer(self, name: str, value):
-        """torch's register_buffer: `value` (an array) becomes the Buffer `name`."""
-        setattr(self, name, value if isinstance(value, Buffer) else Buffer(value))
+        """torch's register_buffer: `value` (an array) becomes the Buffer `name`; None
+        leaves the attribute None (torch's empty buffer, in no state_dict)."""
+        where = f"register_buffer({name!r})"
+        if not isinstance(name, str) or not name.isidentifier():  # `a.b` would be a
+            # state_dict name that load_state_dict reads as a submodule's
+            raise GraphcError(f"register_buffer: the name must be an attribute name (no "
+                              f"dots), got {name!r}", (user_location(),))
+        if isinstance(vars(self).get(name), (Parameter, Module)):
+            raise GraphcError(f"{where}: the module's {name} is a "
+                              f"{type(vars(self)[name]).__name__} already", (user_location(),))
+        if value is not None and not isinstance(value, Buffer):
+            try:
+                value = Buffer(value.data if isinstance(value, Tensor) else value)
+            except UnsupportedDtype as exc:  # a string, an object: say which buffer
+                raise GraphcError(f"{where}: a buffer holds an array of numbers, got a "
+                                  f"{type(value).__name__} ({exc.message.splitlines()[0]})",
+                                  (user_location(),)) from None
+        setattr(self, name, value)
 
     def state_dict(self) -> dict:
         """Parameters and buffers by name, as torch's (the arrays themselves, not copies)."""

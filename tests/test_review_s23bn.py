@@ -114,3 +114,19 @@ def test_an_array_assigned_to_a_buffer_stays_a_buffer():
     ours(gc.tensor(x))
     theirs(torch.tensor(x))
     assert_same_state(ours, theirs)
+
+
+def test_register_buffer_names_what_is_wrong_and_takes_none_as_torch():
+    mod = gc.nn.Linear(2, 2)
+    with pytest.raises(gc.GraphcError, match=r"register_buffer\('tag'\): a buffer holds an "
+                                             r"array of numbers, got a str"):
+        mod.register_buffer("tag", "hello")  # was: "dtype <U5 is not supported"
+    with pytest.raises(gc.GraphcError, match="attribute name.*'a.b'"):
+        mod.register_buffer("a.b", np.ones(2))  # was: a state_dict key 'a.b'
+    with pytest.raises(gc.GraphcError, match=r"register_buffer\('weight'\): .* Parameter"):
+        mod.register_buffer("weight", np.ones((2, 2)))  # was: the Parameter replaced
+    assert [n for n, _ in mod.named_parameters()] == ["weight", "bias"]
+    mod.register_buffer("mask", None)  # torch's empty buffer: not in state_dict
+    assert mod.mask is None and sorted(mod.state_dict()) == ["bias", "weight"]
+    mod.register_buffer("scale", gc.tensor(np.arange(2.0)))
+    np.testing.assert_array_equal(mod.state_dict()["scale"], [0.0, 1.0])
