@@ -11,6 +11,7 @@ gc.Trainer (graphc.nn.Module._update_buffer)."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -31,8 +32,8 @@ class _BatchNorm(Module):
                 or num_features < 1:
             raise GraphcError(f"{name}: num_features must be a positive int, got "
                               f"{num_features!r}", (user_location(),))
-        if momentum is not None and (isinstance(momentum, bool) or
-                                     not isinstance(momentum, (int, float))):
+        if momentum is not None and (isinstance(momentum, (bool, np.bool_)) or
+                                     not isinstance(momentum, numbers.Real)):  # numpy's too
             raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",
                               (user_location(),))
         object.__setattr__(self, "num_features", int(num_features))

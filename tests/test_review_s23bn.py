@@ -130,3 +130,15 @@ def test_register_buffer_names_what_is_wrong_and_takes_none_as_torch():
     assert mod.mask is None and sorted(mod.state_dict()) == ["bias", "weight"]
     mod.register_buffer("scale", gc.tensor(np.arange(2.0)))
     np.testing.assert_array_equal(mod.state_dict()["scale"], [0.0, 1.0])
+
+
+def test_momentum_may_be_a_numpy_number_as_torchs_float():
+    # torch takes any float; np.float32(0.25) (a config read with numpy) was refused
+    ours = gc.nn.BatchNorm1d(3, momentum=np.float32(0.25), dtype="float64")
+    theirs = torch.nn.BatchNorm1d(3, momentum=0.25, dtype=torch.float64)
+    x = RNG.normal(size=(5, 3))
+    ours(gc.tensor(x))
+    theirs(torch.tensor(x))
+    assert_same_state(ours, theirs)
+    with pytest.raises(gc.GraphcError, match="momentum must be a number or None"):
+        gc.nn.BatchNorm1d(3, momentum=np.bool_(True))
