@@ -17,7 +17,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
-from ir.types import Dim, holds_when_bound
+from ir.types import Dim, holds_when_bound, is_half
 
 from .nn import _EVALUATING, Buffer, Module, Parameter
 
@@ -68,6 +68,11 @@ class _BatchNorm(Module):
         training = self._setting("training", x) and not _EVALUATING.depth
         eps = self._setting("eps", x)
         per_channel = (1, C) + (1,) * (len(shape) - 2)
+        half = F._dtype(x) if is_half(F._dtype(x)) else None
+        if half is not None:  # as torch's: a half-precision input is normalised in float32
+            # and the output rounded once; statistics rounded to it (a mean of 100.3 in
+            # bfloat16 is 100.5) shifted every output, by 0.4 of a standard deviation there
+            x = F.cast(x, "float32")
         dtype = F._dtype(x)  # the statistics are held in the Buffers' dtype, used in x's
         if not training and self.running_mean is not None:
             mean = F.reshape(F.cast(self.running_mean, dtype), per_channel)
@@ -88,9 +93,12 @@ class _BatchNorm(Module):
             y = centred * F.rsqrt(var + eps)
             if training and self.running_mean is not None:
                 self._update_running(mean, var, count)
-        if self.weight is None:
-            return y
-        return y * F.reshape(self.weight, per_channel) + F.reshape(self.bias, per_channel)
+        if self.weight is not None:
+            weight, bias = self.weight, self.bias
+            if half is not None:  # (float32 already under autocast; a half model's not)
+                weight, bias = F.cast(weight, dtype), F.cast(bias, dtype)
+            y = y * F.reshape(weight, per_channel) + F.reshape(bias, per_channel)
+        return y if half is None else F.cast(y, half)
 
     def _update_running(self, mean, var, count):
         momentum = self._setting("momentum", mean)
