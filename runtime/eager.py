@@ -223,8 +223,8 @@ def collect_buffer_updates():
     """Buffer updates made by forwards called inside (in the graph being traced when it
     opens) land in the yielded collector instead of the Buffers: gc.compile's trace returns
     them as extra results and writes them after each call; Module.apply(state=) returns them.
-    Updates made inside a nested transformation (gc.vmap, a gc.scan body, gc.remat) are
-    values of another graph and are refused."""
+    Updates made inside a nested transformation (gc.vmap, a gc.scan body, a gc.cond
+    branch) are values of another graph and are refused."""
     collector = _BufferCollector(current_graph())
     BUFFER_UPDATES.stack.append(collector)
     try:

@@ -172,3 +172,19 @@ def test_a_bfloat16_input_is_normalised_in_float32_as_torchs(training):
     assert np.abs(diff.mean(0)).max() < 0.02  # was 0.4: a shift, not rounding
     np.testing.assert_allclose(ours.running_mean.data, theirs.running_mean.numpy(), rtol=1e-5)
     np.testing.assert_allclose(ours.running_var.data, theirs.running_var.numpy(), rtol=1e-3)
+
+
+def test_remat_updates_the_running_statistics_once():
+    # the README said gc.remat refuses the update; it is traced in the same graph, and its
+    # replay in the backward pass does not update again
+    ours, theirs = pair()
+    f = gc.compile(gc.value_and_grad(lambda x: gc.sum(gc.remat(ours)(x) ** 3)))
+    for step in range(2):
+        x = RNG.normal(loc=step, size=(6, 3))
+        value, grad = f(x)
+        xt = torch.tensor(x, requires_grad=True)
+        value_t = (theirs(xt) ** 3).sum()
+        value_t.backward()
+        assert value == pytest.approx(value_t.item(), rel=1e-12)
+        np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+        assert_same_state(ours, theirs)
