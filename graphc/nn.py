@@ -42,6 +42,11 @@ def _rng(rng):
     return rng if rng is not None else _GENERATOR[0]
 
 
+def _dotted(prefix: str) -> str:
+    """named_parameters(prefix="model") names `model.weight`, as torch's."""
+    return f"{prefix}." if prefix else ""
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
@@ -74,7 +79,7 @@ class Module:
         params(), an optimiser and a parameter count see one tensor, not two that would be
         trained apart (each getting only its own use's share of the gradient)."""
         seen = set()
-        for name, p in self._all_parameters(prefix):
+        for name, p in self._all_parameters(_dotted(prefix)):
             if not remove_duplicate or id(p) not in seen:
                 seen.add(id(p))
                 yield name, p
@@ -94,7 +99,7 @@ class Module:
         """(name, Buffer) pairs: the layers' state that is not trained (BatchNorm's running
         statistics), as torch's named_buffers."""
         seen = set()
-        for name, b in self._all_parameters(prefix, kind=Buffer):
+        for name, b in self._all_parameters(_dotted(prefix), kind=Buffer):
             if not remove_duplicate or id(b) not in seen:
                 seen.add(id(b))
                 yield name, b

@@ -188,3 +188,12 @@ def test_remat_updates_the_running_statistics_once():
         assert value == pytest.approx(value_t.item(), rel=1e-12)
         np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
         assert_same_state(ours, theirs)
+
+
+def test_named_buffers_and_parameters_join_the_prefix_with_a_dot_as_torch():
+    # prefix="m" gave "m0.running_mean", where torch gives "m.0.running_mean"
+    ours = gc.nn.Sequential(gc.nn.BatchNorm1d(2))
+    theirs = torch.nn.Sequential(torch.nn.BatchNorm1d(2))
+    for method in ("named_buffers", "named_parameters"):
+        assert [n for n, _ in getattr(ours, method)(prefix="m")] == \
+            [n for n, _ in getattr(theirs, method)(prefix="m")]
