@@ -47,13 +47,30 @@ def _dotted(prefix: str) -> str:
     return f"{prefix}." if prefix else ""
 
 
+def _buffer_slot(module, name, old) -> bool:
+    """Whether module.name is a buffer: a Buffer, or a value standing in for one while a
+    function is traced or applied with state= (an update, a state's array)."""
+    if isinstance(old, Buffer):
+        return True
+    key = (id(module), name)
+    return any(key in c.values or key in c.slots for c in BUFFER_UPDATES.stack)
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
     def __setattr__(self, name, value):
         old = vars(self).get(name)
-        if isinstance(old, Buffer) and isinstance(value, (np.ndarray, Tensor)) \
-                and not isinstance(value, (Parameter, Buffer)):
+        if value is not None and not isinstance(value, (Parameter, Buffer, Module)) \
+                and _buffer_slot(self, name, old):
+            if BUFFER_UPDATES.stack or isinstance(value, SymbolicValue):
+                # torch's way to update a buffer in forward (`self.count = self.count + 1`,
+                # `self.count += 1`): traced, or applied with state=, the new value goes
+                # where BatchNorm's does (written back after a compiled call, or returned)
+                self._update_buffer(name, value)
+                return
+            if value is old:  # `+=` eagerly: the Buffer itself, changed in place
+                return
             # as torch: an array given a buffer's name is that buffer's new value, still a
             # Buffer (in state_dict(), written by the layer's forward), not a plain attribute
             value = Buffer(value.data if isinstance(value, Tensor) else value)
@@ -254,6 +271,8 @@ class Module:
             if state is None:
                 return self(*args, **kwargs)
             with collect_buffer_updates() as updates:
+                updates.slots.update((id(m), a) for places in buffers.values()
+                                     for m, a in places)
                 out = self(*args, **kwargs)
             return out, {name: updates.values.get((id(places[0][0]), places[0][1]),
                                                   state[name])
