@@ -261,3 +261,26 @@ def test_a_buffer_assigned_in_a_compiled_forward_is_written_back_as_torchs(incre
     np.testing.assert_allclose(y.data, expected, rtol=1e-12)
     assert sorted(ours.state_dict()) == ["average", "calls"]
     assert int(ours.calls.data) == int(theirs.calls)
+
+
+def test_custom_gradient_rules_do_not_update_the_running_statistics_again():
+    # a custom_jvp rule (traced again for the backward pass) and a custom_vjp bwd that call
+    # the layer: their forward had updated the statistics, and the rule counted the batch
+    # a second time
+    x = RNG.normal(size=(6, 3))
+    for kind in ("custom_jvp", "custom_vjp"):
+        ours, theirs = pair()
+
+        @getattr(gc, kind)
+        def f(x):
+            return ours(x)
+        if kind == "custom_jvp":
+            f.defjvp(lambda p, t: (ours(p[0]), t[0]))
+        else:
+            f.defvjp(lambda x: (ours(x), x), lambda x, g: (g + 0 * ours(x),))
+        grad = gc.compile(gc.grad(lambda x: gc.sum(f(x))))
+        grad(x)
+        grad(x)
+        theirs(torch.tensor(x))
+        theirs(torch.tensor(x))
+        assert_same_state(ours, theirs)
