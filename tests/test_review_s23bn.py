@@ -284,3 +284,12 @@ def test_custom_gradient_rules_do_not_update_the_running_statistics_again():
         theirs(torch.tensor(x))
         theirs(torch.tensor(x))
         assert_same_state(ours, theirs)
+
+
+def test_eval_shape_of_a_model_in_training_mode():
+    # a model is in training mode when built: gc.eval_shape(model, spec) refused its
+    # BatchNorm ("cannot write back"); it runs nothing, so nothing is updated
+    model = gc.nn.Sequential(gc.nn.Linear(4, 3), gc.nn.BatchNorm1d(3))
+    out = gc.eval_shape(model, gc.spec((8, 4)))
+    assert tuple(out.shape) == (8, 3) and out.dtype == np.float32
+    assert int(model[1].num_batches_tracked.data) == 0 and model[1].training
