@@ -288,10 +288,11 @@ class Compiled:
                 getattr(module, attr).data[...] = value
         return result
 
-    def written_buffers(self, plan) -> list:
-        """The Buffers a call of `plan` (one of plan_for's) writes, in order: those of the
-        layers that update running statistics in the traced function."""
-        return [getattr(module, attr) for module, attr in self._buffer_writes.get(id(plan), ())]
+    def written_places(self, plan) -> list:
+        """The (module, attribute) of each Buffer a call of `plan` (one of plan_for's)
+        writes, in order: those of the layers that update running statistics in the traced
+        function."""
+        return list(self._buffer_writes.get(id(plan), ()))
 
     def plan_inputs(self, args) -> list:
         """The arrays plan_for(*args) takes, in its input order (static arguments left out)."""

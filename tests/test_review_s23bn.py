@@ -293,3 +293,28 @@ def test_eval_shape_of_a_model_in_training_mode():
     out = gc.eval_shape(model, gc.spec((8, 4)))
     assert tuple(out.shape) == (8, 3) and out.dtype == np.float32
     assert int(model[1].num_batches_tracked.data) == 0 and model[1].training
+
+
+def test_trainer_checkpoints_a_buffer_replaced_after_it_was_built(tmp_path):
+    # the Trainer held the Buffer objects of its first trace: after `bn.running_mean =
+    # array` the step wrote the new Buffer and checkpoints saved (and resumes restored)
+    # the old one, silently
+    from graphc import checkpoint
+
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.Linear(4, 3, dtype="float64"),
+                             gc.nn.BatchNorm1d(3, dtype="float64"))
+    x = RNG.normal(size=(32, 4))
+
+    def loss(p, batch):
+        return gc.sum(model.apply(p, batch[0]) ** 2)
+
+    trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(0.1), lambda r: (x[:8],),
+                         steps=2)
+    model[1].running_mean = np.full(3, 0.5)
+    trainer.train_step()
+    trainer.save(str(tmp_path / "c.npz"))
+    saved, _ = checkpoint.load_arrays(str(tmp_path / "c.npz"),
+                                      {"buffer/1.running_mean": ((3,), np.float64)})
+    np.testing.assert_array_equal(saved["buffer/1.running_mean"], model[1].running_mean.data)
+    assert not np.allclose(model[1].running_mean.data, 0.5)  # the new one was updated
