@@ -74,6 +74,12 @@ class Module:
             # as torch: an array given a buffer's name is that buffer's new value, still a
             # Buffer (in state_dict(), written by the layer's forward), not a plain attribute
             value = Buffer(value.data if isinstance(value, Tensor) else value)
+            if isinstance(old, Buffer) and (old.data.shape, old.data.dtype) == \
+                    (value.data.shape, value.data.dtype):
+                # the same Buffer with the new array: compiled plans read it at each call,
+                # where a new one made every plan trace again (an eager forward per step)
+                old.data = value.data
+                return
         if old is not value and isinstance(old, (Tensor, Module)):  # Parameters too
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, (Parameter, Buffer)):

@@ -297,7 +297,7 @@ def test_eval_shape_of_a_model_in_training_mode():
 
 def test_trainer_checkpoints_a_buffer_replaced_after_it_was_built(tmp_path):
     # the Trainer held the Buffer objects of its first trace: after `bn.running_mean =
-    # array` the step wrote the new Buffer and checkpoints saved (and resumes restored)
+    # Buffer(array)` the step wrote the new Buffer and checkpoints saved (and resumes restored)
     # the old one, silently
     from graphc import checkpoint
 
@@ -311,10 +311,23 @@ def test_trainer_checkpoints_a_buffer_replaced_after_it_was_built(tmp_path):
 
     trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(0.1), lambda r: (x[:8],),
                          steps=2)
-    model[1].running_mean = np.full(3, 0.5)
+    model[1].running_mean = gc.nn.Buffer(np.full(3, 0.5))
     trainer.train_step()
     trainer.save(str(tmp_path / "c.npz"))
     saved, _ = checkpoint.load_arrays(str(tmp_path / "c.npz"),
                                       {"buffer/1.running_mean": ((3,), np.float64)})
     np.testing.assert_array_equal(saved["buffer/1.running_mean"], model[1].running_mean.data)
     assert not np.allclose(model[1].running_mean.data, 0.5)  # the new one was updated
+
+
+def test_an_eager_buffer_assignment_does_not_retrace_compiled_functions():
+    # each eager forward of a layer assigning its buffer made a new Buffer, and every
+    # compiled function (guarded on module attributes being replaced) traced again
+    ema, lin = EMA(False), gc.nn.Linear(3, 3, dtype="float64")
+    f = gc.compile(lambda x: lin(x) + ema.average)
+    for step in range(3):
+        ema(gc.tensor(RNG.normal(size=(4, 3))))
+        np.testing.assert_allclose(f(np.ones((2, 3))), np.ones((2, 3)) @ lin.weight.data
+                                   + lin.bias.data + ema.average.data, rtol=1e-12)
+    assert f.recompiles == []
+    assert sorted(ema.state_dict()) == ["average", "calls"]
