@@ -333,13 +333,13 @@ class Module:
             buffer = getattr(self, attr)
             buffer.data[...] = np.asarray(getattr(value, "data", value))
             return
-        where = self._path or type(self).__name__
+        where = repr(self._path) if self._path else "(the model itself)"
         raise GraphcError(
-            f"{type(self).__name__} {where!r} in training mode updates its {attr}, which this "
-            "traced function cannot write back: call model.apply(params, x, "
-            "state=model.state()), which returns (output, new_state) (inside "
-            "gc.value_and_grad: has_aux=True), or train with gc.Trainer, which carries it; "
-            "or call model.eval() first" + (" (apply(..., state=) must be called inside the "
+            f"{type(self).__name__} {where} updates its buffer {attr} (BatchNorm: in "
+            "training mode), which this traced function cannot write back: call "
+            "model.apply(params, x, state=model.state()), which returns (output, new_state) "
+            "(inside gc.value_and_grad: has_aux=True), or train with gc.Trainer, which "
+            "carries it; or call model.eval() first" + (" (apply(..., state=) must be called inside the "
                                             "transformation, not around it)"
                                             if BUFFER_UPDATES.stack else ""),
             (user_location(),))

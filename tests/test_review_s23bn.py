@@ -331,3 +331,14 @@ def test_an_eager_buffer_assignment_does_not_retrace_compiled_functions():
                                    + lin.bias.data + ema.average.data, rtol=1e-12)
     assert f.recompiles == []
     assert sorted(ema.state_dict()) == ["average", "calls"]
+
+
+def test_the_refusal_names_the_layer_once_and_the_buffer():
+    # was "BatchNorm1d 'BatchNorm1d' in training mode updates its running_mean" for a
+    # layer that is the model itself, and "in training mode" for any layer's buffer
+    with pytest.raises(gc.GraphcError, match=r"^BatchNorm1d \(the model itself\) updates its "
+                                             r"buffer running_mean \(BatchNorm: in training"):
+        gc.vmap(gc.nn.BatchNorm1d(3))(RNG.normal(size=(2, 4, 3)).astype(np.float32))
+    model = gc.nn.Sequential(gc.nn.Linear(3, 3, dtype="float64"), EMA(True))
+    with pytest.raises(gc.GraphcError, match=r"^EMA '1' updates its buffer average"):
+        gc.vmap(model)(RNG.normal(size=(2, 4, 3)))
