@@ -339,9 +339,9 @@ class Module:
             "training mode), which this traced function cannot write back: call "
             "model.apply(params, x, state=model.state()), which returns (output, new_state) "
             "(inside gc.value_and_grad: has_aux=True), or train with gc.Trainer, which "
-            "carries it; or call model.eval() first" + (" (apply(..., state=) must be called inside the "
-                                            "transformation, not around it)"
-                                            if BUFFER_UPDATES.stack else ""),
+            "carries it; or call model.eval() first"
+            + (" (apply(..., state=) must be called inside the transformation, not around it)"
+               if BUFFER_UPDATES.stack else ""),
             (user_location(),))
 
     def __call__(self, *args, **kwargs):
