@@ -163,6 +163,7 @@ class Trainer:
         # every call): checkpointed as buffer/NAME, and rank 0's on every rank after each
         # step, as DDP's broadcast_buffers
         self._buffer_places = _named_places(self._train_step.written_places(self.step_plan))
+        self._broadcast_buffers()  # as DDP when built: rank 0's with its parameters
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
             self.eval_batches.peek(self.rng)), self._eval_key(0))
             if eval_batches is not None else None)
@@ -283,8 +284,7 @@ class Trainer:
         with np.errstate(all="ignore"):
             loss, norm, self.params, self.state, *amp_state = self._call(
                 self._train_step, self._step_args(batch), checked)
-        if self.dist is not None and self.buffers:
-            self.dist.broadcast_({n: b.data for n, b in self.buffers.items()})
+        self._broadcast_buffers()
         loss = float(loss)
         self.grad_norm = float(norm)
         self.step += 1
@@ -295,6 +295,10 @@ class Trainer:
         if math.isfinite(loss) or not self.step_skipped:
             self.history.append((self.step, loss))
         return loss
+
+    def _broadcast_buffers(self):
+        if self.dist is not None and self._buffer_places:
+            self.dist.broadcast_({n: b.data for n, b in self.buffers.items()})
 
     def _call(self, function, args, checked):
         """function.call(args, checked). With several ranks a finite check's error is every

@@ -342,3 +342,17 @@ def test_the_refusal_names_the_layer_once_and_the_buffer():
     model = gc.nn.Sequential(gc.nn.Linear(3, 3, dtype="float64"), EMA(True))
     with pytest.raises(gc.GraphcError, match=r"^EMA '1' updates its buffer average"):
         gc.vmap(model)(RNG.normal(size=(2, 4, 3)))
+
+
+def test_data_parallel_trainer_starts_every_rank_with_rank_0s_buffers(tmp_path):
+    # DDP broadcasts rank 0's buffers with its parameters when it is built; the Trainer
+    # broadcast only the parameters, so until the first step each rank evaluated (and
+    # normalised in eval) with its own running statistics
+    test_mpi = pytest.importorskip("test_mpi")
+    code, output, _ = test_mpi.run_ranks("buffers_at_start", tmp_path)
+    assert code == 0, output
+    ranks = [np.load(tmp_path / f"buffers_at_start_rank{r}.npz") for r in range(2)]
+    for saved in ranks:
+        np.testing.assert_array_equal(saved["0.running_mean"], np.zeros(5))
+        np.testing.assert_array_equal(saved["0.running_var"], np.ones(5))
+    assert float(ranks[0]["val"]) == float(ranks[1]["val"])
