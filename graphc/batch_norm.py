@@ -10,10 +10,14 @@ Buffers; a traced function carries it through `model.apply(params, x, state=...)
 gc.Trainer (graphc.nn.Module._update_buffer)."""
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
+from ir.types import Dim, holds_when_bound, is_half
 
 from .nn import _EVALUATING, Buffer, Module, Parameter
 
@@ -28,8 +32,8 @@ class _BatchNorm(Module):
                 or num_features < 1:
             raise GraphcError(f"{name}: num_features must be a positive int, got "
                               f"{num_features!r}", (user_location(),))
-        if momentum is not None and (isinstance(momentum, bool) or
-                                     not isinstance(momentum, (int, float))):
+        if momentum is not None and (isinstance(momentum, (bool, np.bool_)) or
+                                     not isinstance(momentum, numbers.Real)):  # numpy's too
             raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",
                               (user_location(),))
         object.__setattr__(self, "num_features", int(num_features))
@@ -64,28 +68,39 @@ class _BatchNorm(Module):
         training = self._setting("training", x) and not _EVALUATING.depth
         eps = self._setting("eps", x)
         per_channel = (1, C) + (1,) * (len(shape) - 2)
+        half = F._dtype(x) if is_half(F._dtype(x)) else None
+        if half is not None:  # as torch's: a half-precision input is normalised in float32
+            # and the output rounded once; statistics rounded to it (a mean of 100.3 in
+            # bfloat16 is 100.5) shifted every output, by 0.4 of a standard deviation there
+            x = F.cast(x, "float32")
         dtype = F._dtype(x)  # the statistics are held in the Buffers' dtype, used in x's
         if not training and self.running_mean is not None:
             mean = F.reshape(F.cast(self.running_mean, dtype), per_channel)
             var = F.reshape(F.cast(self.running_var, dtype), per_channel)
             y = (x - mean) * F.rsqrt(var + eps)
         else:
+            # values per channel: a Dim with a symbolic batch, known per call
+            count = math.prod([shape[0], *shape[2:]])
+            if not holds_when_bound(lambda: count >= 2):  # torch's check wherever it uses
+                # the batch's statistics (track_running_stats=False too): one value's
+                # variance is 0, and the output would be the bias whatever x holds
+                raise GraphcError(f"{name}: expected more than 1 value per channel when "
+                                  f"training, got input of shape {shape}", (user_location(),))
             axes = (0,) + tuple(range(2, len(shape)))
             mean = F.mean(x, axes, keepdims=True)
             centred = x - mean
             var = F.mean(centred * centred, axes, keepdims=True)
             y = centred * F.rsqrt(var + eps)
             if training and self.running_mean is not None:
-                self._update_running(mean, var, shape)
-        if self.weight is None:
-            return y
-        return y * F.reshape(self.weight, per_channel) + F.reshape(self.bias, per_channel)
+                self._update_running(mean, var, count)
+        if self.weight is not None:
+            weight, bias = self.weight, self.bias
+            if half is not None:  # (float32 already under autocast; a half model's not)
+                weight, bias = F.cast(weight, dtype), F.cast(bias, dtype)
+            y = y * F.reshape(weight, per_channel) + F.reshape(bias, per_channel)
+        return y if half is None else F.cast(y, half)
 
-    def _update_running(self, mean, var, shape):
-        count = int(np.prod([shape[0]] + list(shape[2:])))
-        if count <= 1:  # torch's check: the unbiased variance of one value is undefined
-            raise GraphcError(f"{type(self).__name__}: expected more than 1 value per channel "
-                              f"when training, got input of shape {shape}", (user_location(),))
+    def _update_running(self, mean, var, count):
         momentum = self._setting("momentum", mean)
         tracked = self.num_batches_tracked + 1
         stats = F._dtype(self.running_mean)
@@ -94,8 +109,13 @@ class _BatchNorm(Module):
         else:
             factor = float(momentum)
         batch_mean = F.cast(F.stop_gradient(F.reshape(mean, (self.num_features,))), stats)
+        if isinstance(count, Dim):
+            n = F.full((), count, stats)
+            unbiased = n / (n - 1)
+        else:
+            unbiased = count / (count - 1)
         batch_var = F.cast(F.stop_gradient(F.reshape(var, (self.num_features,))), stats) \
-            * (count / (count - 1))
+            * unbiased
         self._update_buffer("running_mean", (1 - factor) * self.running_mean
                             + factor * batch_mean)
         self._update_buffer("running_var", (1 - factor) * self.running_var

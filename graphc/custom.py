@@ -39,8 +39,8 @@ from ir.ops.custom import CustomCall, rule_ref
 from ir.ops.registry import apply
 from ir.types import is_float
 from passes.autodiff import gradients
-from runtime.eager import (Tensor, apart_from, backward, enable_grad, is_grad_enabled,
-                           op_serial)
+from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
+                           is_grad_enabled, op_serial)
 
 from .tracing import leaves_and_structure, leaves_like, unflatten
 
@@ -194,7 +194,9 @@ def _record(custom, leaves, in_tree, is_operand):
             res = list(res_leaves)
             for i, r in zip(res_pos, res_ops):
                 res[i] = r
-            result = custom.bwd(unflatten(res_tree, res), unflatten(out_tree, cotangents))
+            with collect_buffer_updates():  # a layer bwd calls again: updated by fwd
+                result = custom.bwd(unflatten(res_tree, res), unflatten(out_tree,
+                                                                         cotangents))
             return _check_cotangents(custom, result, args, arg_pos, arg_ops, needs)
         return _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs,
                               out_types, diff_pos, [cotangents[i] for i in diff_pos])
@@ -302,7 +304,9 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, 
             tangents[i] = F.zeros_like(operand) if symbolic else \
                 Tensor(np.zeros_like(operand.data), requires_grad=True)
             wanted.append((j, tangents[i]))
-    with enable_grad(), _running_rule(custom):  # eagerly the tangent map is taped, then swept
+    # eagerly the tangent map is taped, then swept; the forward already made the layers'
+    # buffer updates (BatchNorm's running statistics), which the rule's would repeat
+    with enable_grad(), _running_rule(custom), collect_buffer_updates():
         result = custom.jvp(tuple(unflatten(in_tree, primals)),
                             tuple(unflatten(in_tree, tangents)))
     if not (isinstance(result, (tuple, list)) and len(result) == 2):

@@ -27,6 +27,7 @@ from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
+from ir.types import UnsupportedDtype
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            collect_buffer_updates)
 
@@ -48,11 +49,44 @@ def _rng(rng):
     return rng if rng is not None else _GENERATOR[0]
 
 
+def _dotted(prefix: str) -> str:
+    """named_parameters(prefix="model") names `model.weight`, as torch's."""
+    return f"{prefix}." if prefix else ""
+
+
+def _buffer_slot(module, name, old) -> bool:
+    """Whether module.name is a buffer: a Buffer, or a value standing in for one while a
+    function is traced or applied with state= (an update, a state's array)."""
+    if isinstance(old, Buffer):
+        return True
+    key = (id(module), name)
+    return any(key in c.values or key in c.slots for c in BUFFER_UPDATES.stack)
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
     def __setattr__(self, name, value):
         old = vars(self).get(name)
+        if value is not None and not isinstance(value, (Parameter, Buffer, Module)) \
+                and _buffer_slot(self, name, old):
+            if BUFFER_UPDATES.stack or isinstance(value, SymbolicValue):
+                # torch's way to update a buffer in forward (`self.count = self.count + 1`,
+                # `self.count += 1`): traced, or applied with state=, the new value goes
+                # where BatchNorm's does (written back after a compiled call, or returned)
+                self._update_buffer(name, value)
+                return
+            if value is old:  # `+=` eagerly: the Buffer itself, changed in place
+                return
+            # as torch: an array given a buffer's name is that buffer's new value, still a
+            # Buffer (in state_dict(), written by the layer's forward), not a plain attribute
+            value = Buffer(value.data if isinstance(value, Tensor) else value)
+            if isinstance(old, Buffer) and (old.data.shape, old.data.dtype) == \
+                    (value.data.shape, value.data.dtype):
+                # the same Buffer with the new array: compiled plans read it at each call,
+                # where a new one made every plan trace again (an eager forward per step)
+                old.data = value.data
+                return
         if old is not value and isinstance(old, (Tensor, Module)):  # Parameters too
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, (Parameter, Buffer)):
@@ -85,7 +119,7 @@ class Module:
         params(), an optimiser and a parameter count see one tensor, not two that would be
         trained apart (each getting only its own use's share of the gradient)."""
         seen = set()
-        for name, p in self._all_parameters(prefix):
+        for name, p in self._all_parameters(_dotted(prefix)):
             if not remove_duplicate or id(p) not in seen:
                 seen.add(id(p))
                 yield name, p
@@ -131,7 +165,7 @@ class Module:
         """(name, Buffer) pairs: the layers' state that is not trained (BatchNorm's running
         statistics), as torch's named_buffers."""
         seen = set()
-        for name, b in self._all_parameters(prefix, kind=Buffer):
+        for name, b in self._all_parameters(_dotted(prefix), kind=Buffer):
             if not remove_duplicate or id(b) not in seen:
                 seen.add(id(b))
                 yield name, b
@@ -140,8 +174,24 @@ class Module:
         return [b for _, b in self.named_buffers()]
 
     def register_buffer(self, name: str, value):
-        """torch's register_buffer: `value` (an array) becomes the Buffer `name`."""
-        setattr(self, name, value if isinstance(value, Buffer) else Buffer(value))
+        """torch's register_buffer: `value` (an array) becomes the Buffer `name`; None
+        leaves the attribute None (torch's empty buffer, in no state_dict)."""
+        where = f"register_buffer({name!r})"
+        if not isinstance(name, str) or not name.isidentifier():  # `a.b` would be a
+            # state_dict name that load_state_dict reads as a submodule's
+            raise GraphcError(f"register_buffer: the name must be an attribute name (no "
+                              f"dots), got {name!r}", (user_location(),))
+        if isinstance(vars(self).get(name), (Parameter, Module)):
+            raise GraphcError(f"{where}: the module's {name} is a "
+                              f"{type(vars(self)[name]).__name__} already", (user_location(),))
+        if value is not None and not isinstance(value, Buffer):
+            try:
+                value = Buffer(value.data if isinstance(value, Tensor) else value)
+            except UnsupportedDtype as exc:  # a string, an object: say which buffer
+                raise GraphcError(f"{where}: a buffer holds an array of numbers, got a "
+                                  f"{type(value).__name__} ({exc.message.splitlines()[0]})",
+                                  (user_location(),)) from None
+        setattr(self, name, value)
 
     def state_dict(self) -> dict:
         """Parameters and buffers by name, as torch's (the arrays themselves, not copies)."""
@@ -152,9 +202,11 @@ class Module:
         after compiled training has none, and the model keeps its own), every shape checked
         before anything is loaded."""
         buffers = dict(self.named_buffers())
-        loaded = {name: b for name, b in buffers.items() if name in state}
+        # a shared layer's buffers under its other names too, as its parameters below
+        everywhere = dict(self._all_parameters(kind=Buffer))
+        loaded = {name: b for name, b in everywhere.items() if name in state}
         values = {name: np.asarray(state[name]) for name in loaded}
-        state = {name: value for name, value in state.items() if name not in buffers}
+        state = {name: value for name, value in state.items() if name not in everywhere}
         params = dict(self.named_parameters())
         # a tied Parameter's other names (PyTorch's state_dict lists them all) load it too
         aliases = {name: p for name, p in self._all_parameters() if name not in params}
@@ -278,6 +330,8 @@ class Module:
             if state is None:
                 return self(*args, **kwargs)
             with collect_buffer_updates() as updates:
+                updates.slots.update((id(m), a) for places in buffers.values()
+                                     for m, a in places)
                 out = self(*args, **kwargs)
             return out, {name: updates.values.get((id(places[0][0]), places[0][1]),
                                                   state[name])
@@ -332,15 +386,15 @@ class Module:
             buffer = getattr(self, attr)
             buffer.data[...] = np.asarray(getattr(value, "data", value))
             return
-        where = self._path or type(self).__name__
+        where = repr(self._path) if self._path else "(the model itself)"
         raise GraphcError(
-            f"{type(self).__name__} {where!r} in training mode updates its {attr}, which this "
-            "traced function cannot write back: call model.apply(params, x, "
-            "state=model.state()), which returns (output, new_state) (inside "
-            "gc.value_and_grad: has_aux=True), or train with gc.Trainer, which carries it; "
-            "or call model.eval() first" + (" (apply(..., state=) must be called inside the "
-                                            "transformation, not around it)"
-                                            if BUFFER_UPDATES.stack else ""),
+            f"{type(self).__name__} {where} updates its buffer {attr} (BatchNorm: in "
+            "training mode), which this traced function cannot write back: call "
+            "model.apply(params, x, state=model.state()), which returns (output, new_state) "
+            "(inside gc.value_and_grad: has_aux=True), or train with gc.Trainer, which "
+            "carries it; or call model.eval() first"
+            + (" (apply(..., state=) must be called inside the transformation, not around it)"
+               if BUFFER_UPDATES.stack else ""),
             (user_location(),))
 
     def __call__(self, *args, **kwargs):

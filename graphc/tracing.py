@@ -5,6 +5,7 @@ subtree), as in JAX.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
 from ir.types import WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype
-from runtime.eager import Tensor
+from runtime.eager import Tensor, collect_buffer_updates
 
 
 @dataclass(frozen=True)
@@ -271,5 +272,10 @@ def eval_shape(fn, *args):
     it costs no memory for the result however large it would be."""
     # a Python float argument is weakly typed, as jax.jit's and gc.compile's
     args = [Spec((), np.dtype(np.float64), weak=True) if type(a) is float else a for a in args]
-    graph = trace(fn, *args)
+
+    def shapes_only(*values):  # nothing runs, so a layer's buffer update (BatchNorm in
+        # training mode) is dropped, not refused for want of a place to write it
+        with collect_buffer_updates():
+            return fn(*values)
+    graph = trace(functools.update_wrapper(shapes_only, fn, updated=()), *args)  # fn's names
     return unflatten(graph.output_tree, [Spec(tuple(o.shape), o.dtype) for o in graph.outputs])

@@ -162,10 +162,17 @@ class Trainer:
         # the layers' Buffers the step writes (BatchNorm's running statistics, updated by
         # every call): checkpointed as buffer/NAME, and rank 0's on every rank after each
         # step, as DDP's broadcast_buffers
-        self.buffers = _named_buffers(self._train_step.written_buffers(self.step_plan))
+        self._buffer_places = _named_places(self._train_step.written_places(self.step_plan))
+        self._broadcast_buffers()  # as DDP when built: rank 0's with its parameters
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
             self.eval_batches.peek(self.rng)), self._eval_key(0))
             if eval_batches is not None else None)
+
+    @property
+    def buffers(self) -> dict:
+        """{name: Buffer} of those the step writes, read from their layers now: a Buffer
+        replaced since (`bn.running_mean = array`) is the one the step writes next."""
+        return {n: getattr(m, a) for n, (m, a) in self._buffer_places.items()}
 
     # ---- the traced functions ----
     def _step_function(self, params, state, batch, key, amp_state=None, step=None):
@@ -277,8 +284,7 @@ class Trainer:
         with np.errstate(all="ignore"):
             loss, norm, self.params, self.state, *amp_state = self._call(
                 self._train_step, self._step_args(batch), checked)
-        if self.dist is not None and self.buffers:
-            self.dist.broadcast_({n: b.data for n, b in self.buffers.items()})
+        self._broadcast_buffers()
         loss = float(loss)
         self.grad_norm = float(norm)
         self.step += 1
@@ -289,6 +295,10 @@ class Trainer:
         if math.isfinite(loss) or not self.step_skipped:
             self.history.append((self.step, loss))
         return loss
+
+    def _broadcast_buffers(self):
+        if self.dist is not None and self._buffer_places:
+            self.dist.broadcast_({n: b.data for n, b in self.buffers.items()})
 
     def _call(self, function, args, checked):
         """function.call(args, checked). With several ranks a finite check's error is every
@@ -635,15 +645,17 @@ class _Batches:
             raise GraphcError(f"Trainer: {self.what} yields no batches") from None
 
 
-def _named_buffers(buffers) -> dict:
-    """{name: Buffer}, each under its name in its model (`bn1.running_mean`); a name two
-    Buffers share (layers of two separate models) is numbered."""
+def _named_places(places) -> dict:
+    """{name: (module, attribute)} of Buffers, each under its name in its model
+    (`bn1.running_mean`); a name two Buffers share (layers of two separate models) is
+    numbered."""
     named = {}
-    for b in buffers:
-        name, k = b.name or "buffer", 1
+    for module, attr in places:
+        base = getattr(module, attr).name or "buffer"
+        name, k = base, 1
         while name in named:
-            name, k = f"{b.name or 'buffer'}_{k}", k + 1
-        named[name] = b
+            name, k = f"{base}_{k}", k + 1
+        named[name] = (module, attr)
     return named
 
 

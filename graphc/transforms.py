@@ -288,10 +288,11 @@ class Compiled:
                 getattr(module, attr).data[...] = value
         return result
 
-    def written_buffers(self, plan) -> list:
-        """The Buffers a call of `plan` (one of plan_for's) writes, in order: those of the
-        layers that update running statistics in the traced function."""
-        return [getattr(module, attr) for module, attr in self._buffer_writes.get(id(plan), ())]
+    def written_places(self, plan) -> list:
+        """The (module, attribute) of each Buffer a call of `plan` (one of plan_for's)
+        writes, in order: those of the layers that update running statistics in the traced
+        function."""
+        return list(self._buffer_writes.get(id(plan), ()))
 
     def plan_inputs(self, args) -> list:
         """The arrays plan_for(*args) takes, in its input order (static arguments left out)."""
@@ -753,15 +754,21 @@ def vjp(fn, *primals):
 
     out = compile(fn)(*primals)
 
+    def replay(*xs):
+        # fn again, for its graph: the call above wrote its buffer updates (BatchNorm's
+        # running statistics), and a second write would count the batch twice
+        with collect_buffer_updates():
+            return fn(*xs)
+
     def vjp_concrete(cotangent):
         def pulled(ct, *xs):
-            return pull(fn(*xs), xs, ct)
+            return pull(replay(*xs), xs, ct)
         if current_graph() is not None:
             # called inside a trace (vmap(vjp_fn)(cotangents), jacrev's way): the pullback's
             # nodes go into the graph being built, which holds the cotangent (a plan of its
             # own could not take it: "cannot be turned into a numpy array")
             xs = tuple(_variables(p) for p in primals)
-            return pull(fn(*xs), xs, cotangent)
+            return pull(replay(*xs), xs, cotangent)
         leaves, structure = leaves_and_structure(cotangent)
         dtypes = [getattr(y, "dtype", None) for y in leaves_and_structure(out)[0]]
         if len(dtypes) == len(leaves):  # weak scalars as their outputs' dtypes

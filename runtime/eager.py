@@ -129,8 +129,8 @@ class Tensor(OperatorMixin):
             raise GraphcError("a leaf tensor that requires grad is changed in place; do it "
                               "inside `with graphc.no_grad():`", (user_location(),))
         result = fn(self, other)
-        if result.requires_grad:
-            return result
+        if not isinstance(result, Tensor) or result.requires_grad:
+            return result  # (traced: a value of the graph, the out-of-place op)
         if result.data.shape != self.data.shape:
             raise GraphcError(f"in-place result of shape {result.data.shape} does not fit a "
                               f"tensor of shape {self.data.shape}", (user_location(),))
@@ -196,6 +196,7 @@ class _BufferCollector:
     def __init__(self, graph):
         self.graph = graph  # being traced when the collector opened (None: eagerly)
         self.values, self.places, self._saved = {}, [], []
+        self.slots = set()  # (id(module), attribute) of the state apply(state=) put in
 
     def record(self, module, attr, value):
         key = (id(module), attr)
@@ -223,8 +224,8 @@ def collect_buffer_updates():
     """Buffer updates made by forwards called inside (in the graph being traced when it
     opens) land in the yielded collector instead of the Buffers: gc.compile's trace returns
     them as extra results and writes them after each call; Module.apply(state=) returns them.
-    Updates made inside a nested transformation (gc.vmap, a gc.scan body, gc.remat) are
-    values of another graph and are refused."""
+    Updates made inside a nested transformation (gc.vmap, a gc.scan body, a gc.cond
+    branch) are values of another graph and are refused."""
     collector = _BufferCollector(current_graph())
     BUFFER_UPDATES.stack.append(collector)
     try:

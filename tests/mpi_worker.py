@@ -174,6 +174,27 @@ def case_batchnorm(out):
              **{name: b.data for name, b in trainer.buffers.items()})
 
 
+def case_buffers_at_start(out):
+    """Rank 1's model holds other running statistics when the Trainer is built (loaded
+    on rank 0 alone, say): saves each rank's buffers and validation loss before any step."""
+    data_x, data_y = trainer_data()
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.BatchNorm1d(5, dtype="float64"),
+                             gc.nn.Linear(5, 3, dtype="float64"))
+    if dist.rank() == 1:
+        model[0].running_mean.data[...] = 3.0
+        model[0].running_var.data[...] = 7.0
+
+    def loss(p, batch):
+        return gc.mean((model.apply(p, batch[0]) - batch[1]) ** 2)
+
+    trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=0.1),
+                         [(data_x, data_y)], steps=2, eval_batches=[(data_x, data_y)],
+                         eval_iters=1, distributed=True)
+    np.savez(os.path.join(out, f"buffers_at_start_rank{dist.rank()}.npz"),
+             val=trainer.evaluate(), **{name: b.data for name, b in trainer.buffers.items()})
+
+
 def case_sigterm1(out):
     trainer = make_trainer(10, True)
     draw, fired = trainer.train_batches.function, []
