@@ -70,13 +70,11 @@ class _BatchNorm(Module):
             var = F.reshape(F.cast(self.running_var, dtype), per_channel)
             y = (x - mean) * F.rsqrt(var + eps)
         else:
-            axes = (0,) + tuple(range(2, len(shape)))
-            mean = F.mean(x, axes, keepdims=True)
-            centred = x - mean
-            var = F.mean(centred * centred, axes, keepdims=True)
-            y = centred * F.rsqrt(var + eps)
             if training and self.running_mean is not None:
-                self._update_running(mean, var, shape)
+                moments = F.batch_moments(x)  # (2, C): the batch's mean and biased variance
+                self._update_running(moments[0], moments[1], shape)
+            # one kernel each way, weight and bias included (ir/ops/composite.py)
+            return F.batch_norm(x, self.weight, self.bias, eps)
         if self.weight is None:
             return y
         return y * F.reshape(self.weight, per_channel) + F.reshape(self.bias, per_channel)
