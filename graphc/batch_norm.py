@@ -86,17 +86,16 @@ class _BatchNorm(Module):
                 # variance is 0, and the output would be the bias whatever x holds
                 raise GraphcError(f"{name}: expected more than 1 value per channel when "
                                   f"training, got input of shape {shape}", (user_location(),))
-            axes = (0,) + tuple(range(2, len(shape)))
-            mean = F.mean(x, axes, keepdims=True)
-            centred = x - mean
-            var = F.mean(centred * centred, axes, keepdims=True)
-            y = centred * F.rsqrt(var + eps)
             if training and self.running_mean is not None:
-                self._update_running(mean, var, count)
-        if self.weight is not None:
-            weight, bias = self.weight, self.bias
-            if half is not None:  # (float32 already under autocast; a half model's not)
-                weight, bias = F.cast(weight, dtype), F.cast(bias, dtype)
+                moments = F.batch_moments(x)  # (2, C): the batch's mean and biased variance
+                self._update_running(moments[0], moments[1], count)
+        weight, bias = self.weight, self.bias
+        if weight is not None and half is not None:  # (float32 already under autocast; a
+            weight, bias = F.cast(weight, dtype), F.cast(bias, dtype)  # half model's not)
+        if training or self.running_mean is None:
+            # one kernel each way, weight and bias included (ir/ops/composite.py)
+            y = F.batch_norm(x, weight, bias, eps)
+        elif weight is not None:
             y = y * F.reshape(weight, per_channel) + F.reshape(bias, per_channel)
         return y if half is None else F.cast(y, half)
 

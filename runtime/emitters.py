@@ -319,6 +319,33 @@ def jit_layer_norm_wgrad(node, args, dst):
             f"{dst})"]
 
 
+def _channels(x, node):
+    """x (N, C, ...) as the (N, C, M) view the BatchNorm kernels take."""
+    return f"{x}.reshape({node.inputs[0].shape[0]}, {node.inputs[0].shape[1]}, -1)"
+
+
+def jit_batch_norm(node, args, dst):
+    x, w, b = args
+    return [f"_jit.batch_norm({_channels(x, node)}, {w}, {b}, {node.attrs['eps']!r}, "
+            f"{_channels(dst, node)})"]
+
+
+def jit_batch_norm_grad(node, args, dst):
+    x, w, g = args
+    return [f"_jit.batch_norm_grad({_channels(x, node)}, {w}, {_channels(g, node)}, "
+            f"{node.attrs['eps']!r}, {_channels(dst, node)})"]
+
+
+def jit_batch_norm_wgrad(node, args, dst):
+    x, g = args
+    return [f"_jit.batch_norm_wgrad({_channels(x, node)}, {_channels(g, node)}, "
+            f"{node.attrs['eps']!r}, {dst})"]
+
+
+def jit_batch_moments(node, args, dst):
+    return [f"_jit.batch_moments({_channels(args[0], node)}, {dst})"]
+
+
 def jit_scatter_add(node, args, dst):
     updates, idx = node.inputs
     n, cols = idx.size, int(np.prod(updates.shape[idx.ndim:], dtype=np.int64))

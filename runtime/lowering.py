@@ -124,6 +124,8 @@ def choose_kernels(graph, mp, jit: bool, parallel: bool) -> KernelChoices:
             choices.choice[n] = KernelChoice("in-pair")
         elif n in gelu_with_bias:
             choices.choice[n] = KernelChoice("numba", "gelu_tanh_grad_colsum")
+        elif n in pair_kernels and n.op == "batch_norm_grad":
+            choices.choice[n] = KernelChoice("numba", "batch_norm_grads")
         elif n in pair_kernels:
             choices.choice[n] = KernelChoice("numba", "layer_norm_grads_bias" if n in with_bias
                                              else "layer_norm_grads")
@@ -355,6 +357,9 @@ def softmax_grad_scaled_call(sg, scale, names, dst) -> list:
             f"{dst}.reshape(-1, {n}))"]
 
 
+_GRAD_OF_WGRAD = {"layer_norm_wgrad": "layer_norm_grad", "batch_norm_wgrad": "batch_norm_grad"}
+
+
 def layer_norm_grad_pairs(graph, mp) -> dict:
     """{layer_norm_wgrad: layer_norm_grad} for the two gradients of one LayerNorm (the same
     x, dy and eps), the weight's right after the input's: runtime.jit.layer_norm_grads
@@ -366,14 +371,16 @@ def layer_norm_grad_pairs(graph, mp) -> dict:
     early with nothing else running in between; x and dy are live until the second one
     reads them, so neither result's buffer is one of theirs; the weight gradient's may be
     one that dies at the first (the LayerNorm weight's: the kernel writes it after reading
-    everything)."""
+    everything).
+    BatchNorm's two gradients (batch_norm_grad, batch_norm_wgrad: its weight's and bias's
+    together) pair the same way, in runtime.jit.batch_norm_grads."""
     order = {n: k for k, n in enumerate(graph.nodes)}
     found = {}
     for n in graph.nodes:
-        if n.op != "layer_norm_wgrad" or order[n] == 0:
+        if n.op not in _GRAD_OF_WGRAD or order[n] == 0:
             continue
         grad = graph.nodes[order[n] - 1]
-        if (grad.op == "layer_norm_grad" and jit_emitter(grad) is not None
+        if (grad.op == _GRAD_OF_WGRAD[n.op] and jit_emitter(grad) is not None
                 and jit_emitter(n) is not None
                 and grad.inputs[0] is n.inputs[0] and grad.inputs[2] is n.inputs[1]
                 and grad.attrs["eps"] == n.attrs["eps"] and grad.dtype == n.dtype
@@ -394,7 +401,7 @@ def layer_norm_bias_sums(graph, mp, pairs) -> dict:
     found = {}
     for wgrad, grad in pairs.items():
         k = order[wgrad] + 1
-        if k >= len(graph.nodes):
+        if k >= len(graph.nodes) or grad.op != "layer_norm_grad":  # (BatchNorm's has db)
             continue
         n = graph.nodes[k]
         if (_sums_leading_axes(n, grad.inputs[2])
@@ -432,12 +439,15 @@ def gelu_grad_bias_sums(graph, mp) -> dict:
 def kernel_with_written_call(kernel, n, written, names) -> list:
     """The call of `kernel` (n's KernelChoice detail) computing n and, in order, the nodes
     `written` after it into their buffers: LayerNorm's weight gradient and its bias's
-    (KernelChoices.paired, bias_paired), or a GELU gradient's bias sum."""
-    c = n.shape[-1]
+    (KernelChoices.paired, bias_paired), BatchNorm's (one (2, C) node), or a GELU gradient's
+    bias sum."""
+    # rows of the last axis; BatchNorm's (N, C, M) (runtime.emitters.jit_batch_norm_grad)
+    view = (f"reshape({n.shape[0]}, {n.shape[1]}, -1)" if n.op == "batch_norm_grad"
+            else f"reshape(-1, {n.shape[-1]})")
 
     def rows(x):
-        return f"{names[x]}.reshape(-1, {c})"
-    if n.op == "layer_norm_grad":
+        return f"{names[x]}.{view}"
+    if n.op in ("layer_norm_grad", "batch_norm_grad"):
         x, w, g = n.inputs
         operands = [rows(x), names[w], rows(g), repr(n.attrs["eps"])]
     else:  # gelu_grad

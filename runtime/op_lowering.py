@@ -147,6 +147,11 @@ _RECORDS = [
     Lowering("layer_norm_wgrad", jit_emit=E.jit_layer_norm_wgrad, jit_kernel="layer_norm_wgrad",
              reason="without numba a sum over rows into a weight-shaped result; its library "
                     "implementation is that numpy code already"),
+    *(Lowering(op, jit_emit=getattr(E, f"jit_{op}"), jit_kernel=op,
+               jit_supports=lambda node: node.inputs[0].size > 0,  # (no values: numpy's)
+               reason="without numba: its library implementation (numpy's reductions over "
+                      "the batch and spatial axes) allocates its result")
+      for op in ("batch_norm", "batch_norm_grad", "batch_norm_wgrad", "batch_moments")),
     Lowering("take", emit=E.take, jit_emit=E.jit_take, jit_kernel="take_rows"),
     Lowering("pad_slice", emit=E.pad_slice),
     Lowering("concat", emit=E.concat),

@@ -79,6 +79,21 @@ def _ln_grad(x, w, g):
     return rstd * (gw - gw.mean(-1, keepdims=True) - xhat * (gw * xhat).mean(-1, keepdims=True))
 
 
+def _bn_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _batch_norm(x):
+    mu = x.mean(_bn_axes(x), keepdims=True)
+    return (x - mu) / np.sqrt(((x - mu) ** 2).mean(_bn_axes(x), keepdims=True) + 1e-5)
+
+
+def _bn_grad(x, g):
+    xhat, ax = _batch_norm(x), _bn_axes(x)
+    rstd = 1 / np.sqrt(x.var(ax, keepdims=True) + 1e-5)
+    return rstd * (g - g.mean(ax, keepdims=True) - xhat * (g * xhat).mean(ax, keepdims=True))
+
+
 def _cross_entropy(logits, t):
     logp = np.log(_softmax(logits))
     picked = np.take_along_axis(logp, np.maximum(t, 0)[..., None], -1)[..., 0]
@@ -398,6 +413,18 @@ CASES = [
     Case("layer_norm_wgrad", lambda x, g: gc.layer_norm_wgrad(x, g, 1e-5),
          [f64(2, 3, 6), f64(2, 3, 6)],
          lambda x, g: (g * _layer_norm(x, 1.0, 0.0)).reshape(-1, 6).sum(0)),
+    Case("batch_norm", lambda x, w, b: apply("batch_norm", x, w, b, eps=1e-5),
+         [f64(3, 4, 2, 3), f64(4), f64(4)],
+         lambda x, w, b: _batch_norm(x) * w[:, None, None] + b[:, None, None]),
+    Case("batch_norm_2d", lambda x, w, b: apply("batch_norm", x, w, b, eps=1e-5),
+         [f64(5, 3), f64(3), f64(3)], lambda x, w, b: _batch_norm(x) * w + b),
+    Case("batch_norm_grad", lambda x, w, g: apply("batch_norm_grad", x, w, g, eps=1e-5),
+         [f64(3, 4, 5), f64(4), f64(3, 4, 5)], lambda x, w, g: _bn_grad(x, g * w[:, None])),
+    Case("batch_norm_wgrad", lambda x, g: apply("batch_norm_wgrad", x, g, eps=1e-5),
+         [f64(3, 4, 5), f64(3, 4, 5)],
+         lambda x, g: np.stack([(g * _batch_norm(x)).sum((0, 2)), g.sum((0, 2))])),
+    Case("batch_moments", lambda x: apply("batch_moments", x), [f64(3, 4, 5)],
+         lambda x: np.stack([x.mean((0, 2)), x.var((0, 2))])),
     Case("gelu_grad_tanh", lambda x, g: gc.gelu_grad(x, g), [f64(3, 4), f64(3, 4)],
          lambda x, g: g * _gelu_tanh_deriv(x)),
     Case("gelu_grad_erf", lambda x, g: gc.gelu_grad(x, g, "none"), [f64(3, 4), f64(3, 4)],

@@ -741,6 +741,31 @@ def layer_norm_wgrad(x, g, eps):
     return apply("layer_norm_wgrad", x, g, eps=float(eps))
 
 
+# BatchNorm's kernels (graphc/batch_norm.py builds the layer on them), not re-exported by
+# graphc: gc.batch_norm is that module, and torch's F.batch_norm has another signature
+def batch_norm(x, weight=None, bias=None, eps=1e-5):
+    """x (N, C, ...) normalised per channel (axis 1) by its mean and biased variance over
+    every other axis, times weight plus bias (C,), as BatchNorm in training; one kernel."""
+    c = _shape(x)[1]
+    weight = ones(c, _dtype(x)) if weight is None else weight
+    bias = zeros(c, _dtype(x)) if bias is None else bias
+    return apply("batch_norm", x, weight, bias, eps=float(eps))
+
+
+def batch_norm_grad(x, weight, g, eps):
+    return apply("batch_norm_grad", x, weight, g, eps=float(eps))
+
+
+def batch_norm_wgrad(x, g, eps):
+    """(2, C): BatchNorm's weight and bias gradients (g * xhat and g summed per channel)."""
+    return apply("batch_norm_wgrad", x, g, eps=float(eps))
+
+
+def batch_moments(x):
+    """(2, C): the mean and biased variance of each channel (axis 1) of x (N, C, ...)."""
+    return apply("batch_moments", x)
+
+
 def gelu_grad(x, g, approximate="tanh"):
     """g * GELU'(x): the gradient of gelu, as one kernel."""
     return apply("gelu_grad", x, g, approximate=approximate)
