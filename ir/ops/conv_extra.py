@@ -1,0 +1,209 @@
+"""torch.nn.functional's other CNN functions, as composites of existing ops (so grad, vmap
+and compile are those ops'): conv_transpose1d/2d, adaptive_avg_pool1d/2d,
+adaptive_max_pool1d/2d, max_pool1d, avg_pool1d, pixel_shuffle and pixel_unshuffle.
+
+conv_transpose2d is the gradient of conv2d with respect to its input, written out: one GEMM
+of every input pixel by the whole kernel (no multiplications by inserted zeros, which the
+dilate-then-convolve form spends s*s times over), then each kernel tap's block added into
+the output at its strided place (col2im), the padding cropped tap by tap."""
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+
+from . import api as F
+from . import precision
+from ..types import Dim, is_float
+from .api import _fail, _ndim, _shape
+
+__all__ = ["conv_transpose1d", "conv_transpose2d"]
+_LATER = ["adaptive_avg_pool1d",
+           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_pool1d",
+           "avg_pool1d", "pixel_shuffle", "pixel_unshuffle"]
+
+
+def _int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _settings(name, spatial, **values):
+    """Each setting as a tuple of `spatial` ints: an int, or a tuple/list of `spatial` ints
+    (torch also takes a tuple of one for 1-d)."""
+    out = []
+    for what, v in values.items():
+        vs = tuple(v) if isinstance(v, (tuple, list)) else (v,) * spatial
+        if len(vs) != spatial or not builtins.all(_int(k) for k in vs):
+            _fail(f"{name}: {what} must be an int or a tuple of {spatial} ints, got {v!r}")
+        out.append(tuple(int(k) for k in vs))
+    return out
+
+
+def conv_transpose_output_size(name, shape, kernel, stride, padding, dilation, output_size):
+    """torch's output_padding for the module's forward(x, output_size) of an x of `shape`:
+    the output sizes from min_size = (size - 1) * s - 2p + d * (k - 1) + 1 to min_size + s - 1
+    are reachable (torch's _output_padding)."""
+    spatial = len(kernel)
+    size = tuple(shape)[-spatial:]
+    if not isinstance(output_size, (tuple, list)) or len(output_size) not in (
+            spatial, len(shape)) or not builtins.all(_int(v) for v in output_size):
+        _fail(f"{name}: output_size must be {spatial} ints (or {len(shape)}, x's shape), got "
+              f"{output_size!r}")
+    output_padding = []
+    for n, want, k, s, p, d in zip(size, tuple(output_size)[-spatial:], kernel, stride,
+                                   padding, dilation):
+        least = (n - 1) * s - 2 * p + d * (k - 1) + 1
+        if not least <= want <= least + s - 1:
+            _fail(f"{name}: output_size {tuple(output_size)} is not reachable: each size "
+                  f"must be from {least} to {least + s - 1} for input size {n}")
+        output_padding.append(want - least)
+    return tuple(output_padding)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """torch.nn.functional.conv_transpose2d: x (N, C_in, H, W) or (C_in, H, W), weight
+    (C_in, C_out / groups, kH, kW) (torch's layout), bias (C_out,) or None. Gives (N, C_out,
+    Ho, Wo), Ho = (H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding + 1:
+    the gradient of conv2d(., weight) with respect to its input, plus bias."""
+    return _conv_transpose("conv_transpose2d", 2, x, weight, bias, stride, padding,
+                           output_padding, groups, dilation)
+
+
+def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """torch.nn.functional.conv_transpose1d: x (N, C_in, L) or (C_in, L), weight (C_in,
+    C_out / groups, K): conv_transpose2d over a height of one."""
+    return _conv_transpose("conv_transpose1d", 1, x, weight, bias, stride, padding,
+                           output_padding, groups, dilation)
+
+
+def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, groups,
+                    dilation):
+    nd = spatial + 2
+    if _ndim(x) not in (nd - 1, nd):
+        _fail(f"{name}: x must be {nd}-d (N, C, {'L' if spatial == 1 else 'H, W'}) or "
+              f"{nd - 1}-d, got shape {tuple(_shape(x))}")
+    if _ndim(w) != nd:
+        _fail(f"{name}: weight must be {nd}-d (C_in, C_out/groups, "
+              f"{'K' if spatial == 1 else 'kH, kW'}), got shape {tuple(_shape(w))}")
+    stride, padding, output_padding, dilation = _settings(
+        name, spatial, stride=stride, padding=padding, output_padding=output_padding,
+        dilation=dilation)
+    if not _int(groups) or groups < 1:
+        _fail(f"{name}: groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+    cin, cout_g, *kernel = _shape(w)
+    if cin % groups:
+        _fail(f"{name}: groups={groups} must divide weight's {cin} input channels")
+    cout = cout_g * groups
+    if _shape(x)[-nd + 1] != cin:
+        _fail(f"{name}: x has {_shape(x)[-nd + 1]} channels, weight {tuple(_shape(w))} takes "
+              f"{cin}")
+    if b is not None and tuple(_shape(b)) != (cout,):
+        _fail(f"{name}: bias must have shape ({cout},), one value per output channel, got "
+              f"{tuple(_shape(b))}")
+    for what, values, low in (("stride", stride, 1), ("dilation", dilation, 1),
+                              ("padding", padding, 0), ("output_padding", output_padding, 0)):
+        if builtins.min(values) < low:
+            _fail(f"{name}: {what} must be >= {low}, got {values if spatial > 1 else values[0]}")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:  # torch's rule
+            _fail(f"{name}: output_padding must be smaller than either stride or dilation, "
+                  f"got output_padding={output_padding}, stride={stride}, dilation={dilation}")
+    if precision.STATE.dtype is None or precision.STATE.suspended:  # as conv2d's check
+        for what, v in (("weight", w), ("bias", b)):
+            if v is not None and F._dtype(v) != F._dtype(x):
+                _fail(f"{name}: x is {F._dtype(x)} and {what} {F._dtype(v)}: they must have "
+                      "one dtype (outside autocast), as in PyTorch; cast one with .astype")
+    size = _shape(x)[-spatial:]
+    if not builtins.all(isinstance(n, int) for n in size):
+        _fail(f"{name}: needs a known {'length' if spatial == 1 else 'height and width'}, "
+              f"got a symbolic size {tuple(size)}")
+    out_size = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op in
+                     zip(size, kernel, stride, padding, dilation, output_padding))
+    if builtins.min(out_size) < 1:
+        _fail(f"{name}: the output size {out_size} is empty (input {tuple(size)}, kernel "
+              f"{tuple(kernel)}, padding {padding if spatial > 1 else padding[0]})")
+    unbatched = _ndim(x) == nd - 1
+    if unbatched:
+        x = F.expand_dims(x, 0)
+    if spatial == 1:  # a height of one
+        x, w = F.expand_dims(x, 2), F.expand_dims(w, 2)
+        kernel, stride, padding, dilation = ([1] + list(kernel), (1,) + stride,
+                                             (0,) + padding, (1,) + dilation)
+        size, out_size = (1,) + tuple(size), (1,) + out_size
+    out = _col2im(x, w, groups, kernel, stride, padding, dilation, size, out_size, cout)
+    if b is not None:  # under autocast b may be any float dtype: torch casts it too
+        out = out + F.reshape(b if F._dtype(b) == F._dtype(out) else F.cast(b, F._dtype(out)),
+                              (cout, 1, 1))
+    if spatial == 1:
+        out = F.squeeze(out, 2)
+    return F.squeeze(out, 0) if unbatched else out
+
+
+def _col2im(x, w, groups, kernel, stride, padding, dilation, size, out_size, cout):
+    """(N, C_out, Ho, Wo): every input pixel times the whole kernel (one GEMM, channels
+    last), then each tap's (N, H, W, C_out) block added at output rows i*d + s*a - p (and
+    columns alike), only the rows and columns that land inside the cropped output.
+
+    The blocks are added phase by phase: output rows r, r + s, r + 2s, ... (r < s) form a
+    grid of their own, into which a tap whose rows fall on them adds a contiguous block; the
+    s*s grids are then interleaved by one transpose (which also gives torch's NCHW). Adding
+    at the output's full resolution instead wrote s*s times more zeros and sums."""
+    n = _shape(x)[0]
+    cin = _shape(w)[0]
+    (kh, kw), taps = kernel, kernel[0] * kernel[1]
+    xt = F.transpose(x, (0, 2, 3, 1))  # (N, H, W, C_in): one GEMM over all pixels
+    # the weight's taps before its output channels, so that each tap's block of the GEMM's
+    # result is contiguous
+    if groups == 1:
+        wt = F.transpose(w, (0, 2, 3, 1))
+        cols = F.matmul(xt, F.reshape(wt, (cin, taps * cout)))
+    else:
+        wt = F.reshape(w, (groups, cin // groups, cout // groups, taps))
+        cols = F.einsum("nhwgc,gcot->nhwtgo",
+                        F.reshape(xt, (n,) + tuple(size) + (groups, cin // groups)), wt)
+    cols = F.reshape(cols, (n,) + tuple(size) + (kh, kw, cout))
+    (sh, sw), (ho, wo) = stride, out_size
+    grid = (n, -(-ho // sh), -(-wo // sw), cout)  # one phase's rows and columns
+    phases = {}
+    for i in range(kh):
+        for j in range(kw):
+            ranges = [_landing(t, n_in, n_out, s, p, d) for t, n_in, n_out, s, p, d in
+                      zip((i, j), size, out_size, stride, padding, dilation)]
+            if builtins.any(r is None for r in ranges):
+                continue  # the tap lands wholly in the cropped padding
+            (a0, a1, y0), (b0, b1, z0) = ranges
+            tap = F.slice_(cols, (0, a0, b0, i, j, 0), (n, a1, b1, i + 1, j + 1, cout),
+                           (1,) * 6)
+            tap = F.reshape(tap, (n, a1 - a0, b1 - b0, cout))
+            m0, q0 = y0 // sh, z0 // sw
+            placed = F.pad_slice(tap, grid, (0, m0, q0, 0),
+                                 (n, m0 + a1 - a0, q0 + b1 - b0, cout), (1,) * 4)
+            phase = (y0 % sh, z0 % sw)
+            phases[phase] = placed if phase not in phases else phases[phase] + placed
+    if sh == sw == 1 and phases:
+        return F.transpose(phases[(0, 0)], (0, 3, 1, 2))
+    zeros = None
+    grids = []
+    for phase in [(r, c) for r in range(sh) for c in range(sw)]:
+        if phase not in phases and zeros is None:  # no tap lands there: zeros (plus bias)
+            zeros = F.zeros(grid, F._dtype(cols))
+        grids.append(phases.get(phase, zeros))
+    # (sh, sw, N, Mh, Mw, C) -> (N, C, Mh, sh, Mw, sw): row m * sh + r of phase r
+    out = F.reshape(F.stack(grids, 0), (sh, sw) + grid)
+    out = F.reshape(F.transpose(out, (2, 5, 3, 0, 4, 1)),
+                    (n, cout, grid[1] * sh, grid[2] * sw))
+    return F.slice_(out, (0, 0, 0, 0), (n, cout, ho, wo), (1,) * 4)
+
+
+def _landing(t, n_in, n_out, s, p, d):
+    """Input positions a0..a1-1 of tap t that land inside the output (row t*d + s*a - p in
+    [0, n_out)) and where the first lands, or None."""
+    a0 = builtins.max(0, -(-(p - t * d) // s))
+    a1 = builtins.min(n_in, (n_out - 1 + p - t * d) // s + 1)
+    if a0 >= a1:
+        return None
+    return a0, a1, t * d + s * a0 - p

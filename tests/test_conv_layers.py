@@ -1,0 +1,194 @@
+"""graphc's other CNN functions and layers (ir/ops/conv_extra.py, graphc/conv_layers.py)
+against torch in float64: values and gradients eagerly and compiled, batched and unbatched,
+finite differences, torch state dicts and the one-line errors of bad settings."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+
+torch = pytest.importorskip("torch")  # the oracle (a test extra)
+TF = torch.nn.functional
+FILE = "test_conv_layers.py"
+
+
+def _check(ours, theirs, inputs, compiled=True, rtol=1e-10):
+    """ours(*inputs) against theirs(*torch tensors): the value, and the gradients of a
+    random weighting of it for every float input, eagerly and (compiled) through gc.compile."""
+    tensors = [torch.tensor(v, requires_grad=True) for v in inputs]
+    t_out = theirs(*tensors)
+    u = np.random.default_rng(99).normal(size=tuple(t_out.shape))
+    (t_out * torch.tensor(u)).sum().backward()
+    np.testing.assert_allclose(ours(*inputs), t_out.detach().numpy(), rtol=1e-12, atol=1e-12)
+    loss = gc.grad(lambda *a: gc.sum(ours(*a) * u), argnums=tuple(range(len(inputs))))
+    for run in ([loss, gc.compile(loss)] if compiled else [loss]):
+        for g, t in zip(run(*inputs), tensors):
+            np.testing.assert_allclose(g, t.grad.numpy(), rtol=rtol, atol=1e-11)
+    return t_out
+
+
+def _finite_differences(f, x, index, eps=1e-6):
+    """d sum(f(x) * u) / d x[index] by central differences (u a fixed random weighting)."""
+    u = np.random.default_rng(7).normal(size=np.shape(f(x)))
+    up, down = x.copy(), x.copy()
+    up[index] += eps
+    down[index] -= eps
+    return (np.sum(np.asarray(f(up)) * u) - np.sum(np.asarray(f(down)) * u)) / (2 * eps), u
+
+
+# ---- conv_transpose ---------------------------------------------------------------------------
+TRANSPOSE_2D = [dict(), dict(stride=2, padding=1), dict(stride=2, padding=1, output_padding=1),
+                dict(stride=(2, 3), padding=(1, 2), output_padding=(1, 2), dilation=(1, 2)),
+                dict(groups=2, stride=3, dilation=2, padding=4, output_padding=2),
+                dict(stride=1, output_padding=1, dilation=2, groups=4),
+                dict(padding=(2, 0), dilation=(3, 1)), dict(stride=4, padding=3)]
+
+
+@pytest.mark.parametrize("k", range(len(TRANSPOSE_2D)))
+@pytest.mark.parametrize("batched", [True, False])
+def test_conv_transpose2d_matches_torch(k, batched):
+    kw = TRANSPOSE_2D[k]
+    rng = np.random.default_rng(k)
+    groups = kw.get("groups", 1)
+    x = rng.normal(size=(2, 4, 5, 6) if batched else (4, 5, 6))
+    w, b = rng.normal(size=(4, 6 // groups if groups < 4 else 2, 3, 4)), None
+    b = rng.normal(size=w.shape[1] * groups)
+    _check(lambda x, w, b: gc.conv_transpose2d(x, w, b, **kw),
+           lambda x, w, b: TF.conv_transpose2d(x, w, b, **kw), [x, w, b])
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=3, padding=2, output_padding=2),
+                                dict(groups=2, dilation=3, padding=1),
+                                dict(stride=(2,), output_padding=(1,), padding=(1,))])
+@pytest.mark.parametrize("batched", [True, False])
+def test_conv_transpose1d_matches_torch(kw, batched):
+    rng = np.random.default_rng(len(kw))
+    x = rng.normal(size=(3, 4, 7) if batched else (4, 7))
+    w = rng.normal(size=(4, 3, 5))
+    b = rng.normal(size=3 * kw.get("groups", 1))
+    _check(lambda x, w, b: gc.conv_transpose1d(x, w, b, **kw),
+           lambda x, w, b: TF.conv_transpose1d(x, w, b, **kw), [x, w, b])
+
+
+def test_conv_transpose2d_without_bias_and_padding_past_the_kernel():
+    # padding so wide that whole taps land in the cropped border (they are skipped)
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(1, 2, 4, 4)), rng.normal(size=(2, 3, 5, 5))
+    _check(lambda x, w: gc.conv_transpose2d(x, w, stride=2, padding=4),
+           lambda x, w: TF.conv_transpose2d(x, w, stride=2, padding=4), [x, w])
+
+
+def test_conv_transpose2d_finite_differences():
+    rng = np.random.default_rng(3)
+    x, w, b = rng.normal(size=(2, 4, 3, 4)), rng.normal(size=(4, 1, 3, 2)), rng.normal(size=2)
+    settings = dict(stride=2, padding=1, output_padding=1, groups=2, dilation=(2, 1))
+    for arg, value in enumerate((x, w, b)):
+        def f(v, arg=arg):
+            args = [x, w, b]
+            args[arg] = v
+            return gc.conv_transpose2d(*args, **settings)
+        index = tuple(rng.integers(0, n) for n in value.shape)
+        numeric, u = _finite_differences(f, value, index)
+        grad = gc.grad(lambda v: gc.sum(f(v) * u))(value)
+        np.testing.assert_allclose(grad[index], numeric, rtol=1e-7, atol=1e-8)
+
+
+def test_conv_transpose2d_float32_symbolic_batch_and_vmap():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 8, 6, 6)).astype(np.float32)
+    w = rng.normal(size=(8, 4, 4, 4)).astype(np.float32)
+    want = TF.conv_transpose2d(torch.tensor(x), torch.tensor(w), stride=2, padding=1).numpy()
+    f = gc.compile(lambda x: gc.conv_transpose2d(x, w, stride=2, padding=1),
+                   polymorphic_shapes=["(b, 8, 6, 6)"])
+    for n in (3, 1):
+        np.testing.assert_allclose(f(x[:n]), want[:n], rtol=1e-5, atol=1e-5)
+    per_image = gc.vmap(lambda x: gc.conv_transpose2d(x, w, stride=2, padding=1))(x)
+    np.testing.assert_allclose(per_image, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1, output_padding=1),
+                                dict(stride=(1, 3), groups=2, dilation=2, bias=False)])
+def test_conv_transpose2d_layer_matches_torch(kw):
+    theirs = torch.nn.ConvTranspose2d(4, 6, (3, 2), **kw).double()
+    ours = gc.nn.ConvTranspose2d(4, 6, (3, 2), **kw, dtype="float64")
+    assert ours.weight.data.shape == tuple(theirs.weight.shape)
+    ours.load_torch_state_dict(theirs.state_dict())
+    x = np.random.default_rng(0).normal(size=(2, 4, 5, 7))
+    tx = torch.tensor(x, requires_grad=True)
+    t_out = theirs(tx)
+    t_out.square().sum().backward()
+    np.testing.assert_allclose(ours(x), t_out.detach().numpy(), rtol=1e-12, atol=1e-12)
+    g_params, g_x = gc.compile(gc.grad(lambda p, x: gc.sum(gc.square(ours.apply(p, x))),
+                                       argnums=(0, 1)))(ours.params(), x)
+    np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in theirs.named_parameters():
+        np.testing.assert_allclose(g_params[name], p.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_conv_transpose_layers_output_size_and_settings_are_torchs():
+    theirs = torch.nn.ConvTranspose2d(3, 2, 3, stride=3, padding=1).double()
+    ours = gc.nn.ConvTranspose2d(3, 2, 3, stride=3, padding=1, dtype="float64")
+    ours.load_torch_state_dict(theirs.state_dict())
+    x = np.random.default_rng(1).normal(size=(2, 3, 4, 5))
+    for size in [(10, 13), (12, 15), (2, 2, 11, 14)]:
+        np.testing.assert_allclose(ours(x, output_size=size),
+                                   theirs(torch.tensor(x), output_size=size).detach().numpy(),
+                                   rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours(x[0], output_size=(2, 11, 14)),
+                               theirs(torch.tensor(x[0]), output_size=(2, 11, 14))
+                               .detach().numpy(), rtol=1e-12, atol=1e-12)
+    f = gc.compile(lambda x: ours(x))
+    f(x)
+    ours.output_padding = theirs.output_padding = 2  # a setting changed after compiling
+    np.testing.assert_allclose(f(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12,
+                               atol=1e-12)
+    one, its = gc.nn.ConvTranspose1d(3, 4, 5, stride=2, groups=1, dtype="float64"), \
+        torch.nn.ConvTranspose1d(3, 4, 5, stride=2).double()
+    one.load_torch_state_dict(its.state_dict())
+    np.testing.assert_allclose(one(x[:, :, 0], output_size=[14]),
+                               its(torch.tensor(x[:, :, 0]), output_size=[14]).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_conv_transpose_layer_initialisation_is_torchs():
+    layer = gc.nn.ConvTranspose2d(8, 6, 3, groups=2)
+    bound = 1 / np.sqrt(6 // 2 * 9)  # torch's fan_in: weight.shape[1] * kernel area
+    assert layer.weight.data.shape == (8, 3, 3, 3) and layer.bias.data.shape == (6,)
+    assert layer.weight.data.dtype == np.float32
+    for p in (layer.weight.data, layer.bias.data):
+        assert np.abs(p).max() <= bound and np.abs(p).max() > bound * 0.7
+    assert "ConvTranspose2d" in dir(gc.nn) and gc.nn.ConvTranspose1d(2, 2, 3).weight.shape \
+        == (2, 2, 3)
+
+
+def test_bad_conv_transpose_settings_give_one_line():
+    x, w = np.zeros((2, 4, 5, 5)), np.zeros((4, 3, 3, 3))
+    ct = gc.conv_transpose2d
+    assert_one_line_error(lambda: ct(x, w, stride=2, output_padding=2),
+                          "output_padding must be smaller than either stride or dilation", FILE)
+    assert_one_line_error(lambda: ct(x, w, output_padding=1),
+                          "output_padding must be smaller than either stride or dilation", FILE)
+    assert_one_line_error(lambda: ct(x, w, padding=-1), "padding must be >= 0", FILE)
+    assert_one_line_error(lambda: ct(x, w, stride=0), "stride must be >= 1", FILE)
+    assert_one_line_error(lambda: ct(x, w, stride=(1, 2, 3)),
+                          "stride must be an int or a tuple of 2 ints", FILE)
+    assert_one_line_error(lambda: ct(x, w, groups=3), "groups=3 must divide weight's 4", FILE)
+    assert_one_line_error(lambda: ct(x[:, :3], w), "x has 3 channels, weight (4, 3, 3, 3)",
+                          FILE)
+    assert_one_line_error(lambda: ct(x, w, np.zeros(4)), "bias must have shape (3,)", FILE)
+    assert_one_line_error(lambda: ct(x, w[0]), "weight must be 4-d", FILE)
+    assert_one_line_error(lambda: ct(x, w, padding=(4, 0)), "the output size (-1, 7) is empty",
+                          FILE)
+    assert_one_line_error(lambda: ct(x, w.astype(np.float32)),
+                          "x is float64 and weight float32", FILE)
+    assert_one_line_error(lambda: gc.conv_transpose1d(x, w), "x must be 3-d (N, C, L)", FILE)
+    assert_one_line_error(lambda: gc.nn.ConvTranspose2d(4, 6, 3, padding_mode="reflect"),
+                          "only padding_mode 'zeros'", FILE)
+    assert_one_line_error(lambda: gc.nn.ConvTranspose2d(4, 6, 3, groups=4),
+                          "must divide by groups 4", FILE)
+    layer = gc.nn.ConvTranspose2d(4, 3, 3, stride=2)
+    assert_one_line_error(lambda: layer(x.astype(np.float32), output_size=(13, 11)),
+                          "output_size (13, 11) is not reachable: each size must be from 11 "
+                          "to 12", FILE)
+    assert_one_line_error(lambda: layer(x.astype(np.float32), output_size=(1, 11, 11)),
+                          "output_size must be 2 ints (or 4, x's shape)", FILE)
