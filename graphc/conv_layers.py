@@ -13,7 +13,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops import conv_extra as C
 
-from .nn import Module, Parameter, _rng
+from .nn import Module, Parameter, _Functional, _rng
 
 
 def _fail(message):
@@ -83,3 +83,44 @@ class ConvTranspose1d(_ConvTranspose):
 
     _spatial = 1
     _function = staticmethod(C.conv_transpose1d)
+
+
+# ---- pooling ----------------------------------------------------------------------------------
+class _AdaptivePool(_Functional):
+    _settings = ("output_size",)
+
+    def __init__(self, output_size):
+        self._keep(output_size=output_size)
+
+
+class _AdaptiveMaxPool(_Functional):
+    _settings = ("output_size",)
+
+    def __init__(self, output_size, return_indices=False):
+        if return_indices:
+            _fail(f"{type(self).__name__}: return_indices=True is not supported")
+        self._keep(output_size=output_size)
+
+
+class AdaptiveAvgPool2d(_AdaptivePool):
+    """torch.nn.AdaptiveAvgPool2d(output_size) (graphc.adaptive_avg_pool2d)."""
+
+    _function = staticmethod(C.adaptive_avg_pool2d)
+
+
+class AdaptiveAvgPool1d(_AdaptivePool):
+    """torch.nn.AdaptiveAvgPool1d(output_size) (graphc.adaptive_avg_pool1d)."""
+
+    _function = staticmethod(C.adaptive_avg_pool1d)
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPool):
+    """torch.nn.AdaptiveMaxPool2d(output_size) (graphc.adaptive_max_pool2d)."""
+
+    _function = staticmethod(C.adaptive_max_pool2d)
+
+
+class AdaptiveMaxPool1d(_AdaptiveMaxPool):
+    """torch.nn.AdaptiveMaxPool1d(output_size) (graphc.adaptive_max_pool1d)."""
+
+    _function = staticmethod(C.adaptive_max_pool1d)

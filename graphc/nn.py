@@ -947,7 +947,9 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
              "ELU", "SELU", "CELU", "ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish", "Mish",
              "Softsign", "GLU", "Softshrink", "Hardshrink", "PReLU", "Softmax", "LogSoftmax",
              "ModuleDict")},
-         **{name: "conv_layers" for name in ("ConvTranspose1d", "ConvTranspose2d")},
+         **{name: "conv_layers" for name in (
+             "ConvTranspose1d", "ConvTranspose2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+             "AdaptiveMaxPool1d", "AdaptiveMaxPool2d")},
          **{name: "batch_norm" for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")}}
 
 

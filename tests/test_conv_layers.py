@@ -192,3 +192,87 @@ def test_bad_conv_transpose_settings_give_one_line():
                           "to 12", FILE)
     assert_one_line_error(lambda: layer(x.astype(np.float32), output_size=(1, 11, 11)),
                           "output_size must be 2 ints (or 4, x's shape)", FILE)
+
+
+# ---- adaptive pooling -------------------------------------------------------------------------
+ADAPTIVE_2D = [1, (1, 1), (3, 4), (None, 3), (7, 5), (9, 13), (2, None), (4, 1), 5, (14, 20)]
+
+
+@pytest.mark.parametrize("size", ADAPTIVE_2D)
+@pytest.mark.parametrize("kind", ["avg", "max"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_adaptive_pool2d_matches_torch(size, kind, batched):
+    x = np.random.default_rng(5).normal(size=(2, 3, 7, 10) if batched else (3, 7, 10))
+    ours = getattr(gc, f"adaptive_{kind}_pool2d")
+    theirs = getattr(TF, f"adaptive_{kind}_pool2d")
+    _check(lambda x: ours(x, size), lambda x: theirs(x, size), [x])
+
+
+@pytest.mark.parametrize("size", [1, 2, (3,), 4, 9])
+@pytest.mark.parametrize("kind", ["avg", "max"])
+def test_adaptive_pool1d_matches_torch(size, kind):
+    x = np.random.default_rng(6).normal(size=(2, 3, 7))
+    for x in (x, x[0]):
+        _check(lambda x: getattr(gc, f"adaptive_{kind}_pool1d")(x, size),
+               lambda x: getattr(TF, f"adaptive_{kind}_pool1d")(x, size), [x])
+
+
+def test_adaptive_pool2d_to_an_empty_size_is_empty_as_torchs():
+    x = np.ones((2, 3, 4, 5))
+    for kind in ("avg", "max"):
+        assert getattr(gc, f"adaptive_{kind}_pool2d")(x, (0, 2)).shape == (2, 3, 0, 2)
+        assert not gc.grad(lambda x: gc.sum(gc.adaptive_avg_pool2d(x, (0, 2))))(x).any()
+
+
+def test_global_adaptive_pooling_is_a_plain_reduction():
+    for kind in ("avg", "max"):
+        graph = str(gc.trace(lambda x: getattr(gc, f"adaptive_{kind}_pool2d")(x, (1, 1)),
+                             gc.spec((4, 8, 7, 5))))
+        assert "matmul" not in graph and "take" not in graph and "reshape" not in graph, graph
+
+
+@pytest.mark.parametrize("kind", ["avg", "max"])
+def test_adaptive_pool2d_finite_differences(kind):
+    x = np.random.default_rng(8).normal(size=(1, 2, 5, 7))
+    f = lambda x: getattr(gc, f"adaptive_{kind}_pool2d")(x, (3, 4))  # noqa: E731
+    for index in [(0, 0, 2, 3), (0, 1, 4, 6), (0, 1, 1, 2)]:
+        numeric, u = _finite_differences(f, x, index)
+        np.testing.assert_allclose(gc.grad(lambda x: gc.sum(f(x) * u))(x)[index], numeric,
+                                   rtol=1e-7, atol=1e-8)
+
+
+def test_adaptive_pool_layers():
+    x = np.random.default_rng(9).normal(size=(2, 4, 9, 6))
+    for ours, theirs in [(gc.nn.AdaptiveAvgPool2d((2, 3)), torch.nn.AdaptiveAvgPool2d((2, 3))),
+                         (gc.nn.AdaptiveMaxPool2d(4), torch.nn.AdaptiveMaxPool2d(4)),
+                         (gc.nn.AdaptiveAvgPool1d(4), torch.nn.AdaptiveAvgPool1d(4)),
+                         (gc.nn.AdaptiveMaxPool1d(5), torch.nn.AdaptiveMaxPool1d(5))]:
+        x_in = x if "2d" in type(ours).__name__ else x[:, :, 0]
+        f = gc.compile(lambda x: ours(x))
+        np.testing.assert_allclose(f(x_in), theirs(torch.tensor(x_in)).numpy(), rtol=1e-12)
+        ours.output_size = theirs.output_size = 3  # read again after compiling
+        np.testing.assert_allclose(f(x_in), theirs(torch.tensor(x_in)).numpy(), rtol=1e-12)
+    # a classifier head as torchvision writes it
+    model = gc.nn.Sequential(gc.nn.Conv2d(4, 8, 3), gc.nn.AdaptiveAvgPool2d((1, 1)),
+                             gc.nn.Flatten())
+    assert model(x.astype(np.float32)).shape == (2, 8)
+
+
+def test_bad_adaptive_pool_settings_give_one_line():
+    x = np.zeros((2, 3, 5, 5))
+    assert_one_line_error(lambda: gc.adaptive_avg_pool2d(x, (-1, 2)),
+                          "adaptive_avg_pool2d: output_size must be an int >= 0", FILE)
+    assert_one_line_error(lambda: gc.adaptive_max_pool2d(x, (2.5, 2)),
+                          "adaptive_max_pool2d: output_size must be", FILE)
+    assert_one_line_error(lambda: gc.adaptive_avg_pool2d(x, (1, 2, 3)),
+                          "output_size must be an int >= 0 or a tuple of 2", FILE)
+    assert_one_line_error(lambda: gc.adaptive_avg_pool1d(x[0], None),
+                          "adaptive_avg_pool1d: output_size must be", FILE)
+    assert_one_line_error(lambda: gc.adaptive_avg_pool2d(x[0, 0], 2),
+                          "x must be 4-d (N, C, H, W) or 3-d", FILE)
+    assert_one_line_error(lambda: gc.adaptive_avg_pool2d(x.astype(np.int64), 2),
+                          "adaptive_avg_pool2d of a int64 value", FILE)
+    assert_one_line_error(lambda: gc.adaptive_max_pool2d(x, 2, return_indices=True),
+                          "return_indices=True is not supported", FILE)
+    assert_one_line_error(lambda: gc.nn.AdaptiveMaxPool2d(2, return_indices=True),
+                          "AdaptiveMaxPool2d: return_indices=True is not supported", FILE)

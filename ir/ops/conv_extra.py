@@ -18,10 +18,8 @@ from . import precision
 from ..types import Dim, is_float
 from .api import _fail, _ndim, _shape
 
-__all__ = ["conv_transpose1d", "conv_transpose2d"]
-_LATER = ["adaptive_avg_pool1d",
-           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_pool1d",
-           "avg_pool1d", "pixel_shuffle", "pixel_unshuffle"]
+__all__ = ["conv_transpose1d", "conv_transpose2d", "adaptive_avg_pool1d",
+           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"]
 
 
 def _int(v):
@@ -207,3 +205,97 @@ def _landing(t, n_in, n_out, s, p, d):
     if a0 >= a1:
         return None
     return a0, a1, t * d + s * a0 - p
+
+
+# ---- adaptive pooling -------------------------------------------------------------------------
+def adaptive_avg_pool2d(x, output_size):
+    """torch.nn.functional.adaptive_avg_pool2d of x (N, C, H, W) or (C, H, W): output cell i
+    of an axis of size n averages x's window floor(i * n / out) .. ceil((i + 1) * n / out)
+    (out larger than n too). output_size an int or a pair; an entry None keeps that size."""
+    return _adaptive("adaptive_avg_pool2d", 2, x, output_size, "avg")
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False):
+    """torch.nn.functional.adaptive_max_pool2d over torch's windows (see adaptive_avg_pool2d);
+    a window's gradient is shared by its tied maxima (torch gives it to one).
+    return_indices=True is not supported."""
+    if return_indices:
+        _fail("adaptive_max_pool2d: return_indices=True is not supported")
+    return _adaptive("adaptive_max_pool2d", 2, x, output_size, "max")
+
+
+def adaptive_avg_pool1d(x, output_size):
+    """torch.nn.functional.adaptive_avg_pool1d of x (N, C, L) or (C, L)."""
+    return _adaptive("adaptive_avg_pool1d", 1, x, output_size, "avg")
+
+
+def adaptive_max_pool1d(x, output_size, return_indices=False):
+    """torch.nn.functional.adaptive_max_pool1d of x (N, C, L) or (C, L)."""
+    if return_indices:
+        _fail("adaptive_max_pool1d: return_indices=True is not supported")
+    return _adaptive("adaptive_max_pool1d", 1, x, output_size, "max")
+
+
+def _adaptive(name, spatial, x, output_size, kind):
+    if _ndim(x) not in (spatial + 1, spatial + 2):
+        _fail(f"{name}: x must be {spatial + 2}-d (N, C, {'L' if spatial == 1 else 'H, W'}) "
+              f"or {spatial + 1}-d, got shape {tuple(_shape(x))}")
+    sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
+             else (output_size,) * spatial)
+    if len(sizes) != spatial or not builtins.all(
+            (_int(s) and s >= 0) or (s is None and spatial == 2) for s in sizes):
+        _fail(f"{name}: output_size must be an int >= 0 or a tuple of {spatial} "
+              f"{'such ints (or None: the input size)' if spatial == 2 else 'such int'}, "
+              f"got {output_size!r}")
+    if kind == "avg" and not is_float(F._dtype(x)):
+        _fail(f"{name} of a {F._dtype(x)} value; cast it to a float type first")
+    axes = tuple(range(_ndim(x) - spatial, _ndim(x)))
+    for axis, out in zip(axes, sizes):
+        n = _shape(x)[axis]
+        if not isinstance(n, int):
+            _fail(f"{name}: needs a known spatial size, got a symbolic size {n}")
+        if n == 0:
+            _fail(f"{name}: x has an empty spatial axis (shape {tuple(_shape(x))})")
+    if builtins.all(out == 1 for out in sizes):  # global pooling, the common case
+        reduce = F.mean if kind == "avg" else F.max
+        return reduce(x, axes, keepdims=True)
+    given = x
+    for axis, out in zip(axes, sizes):  # separable: a window is a product of intervals
+        if out is not None:
+            x = _adaptive_axis(x, axis, int(out), kind)
+    return F._unchanged(x) if x is given else x
+
+
+def _adaptive_axis(x, axis, out, kind):
+    """x pooled along `axis` into `out` cells over torch's windows."""
+    shape, n = _shape(x), _shape(x)[axis]
+    if out == n:
+        return x
+    if out == 0:  # torch gives an empty result
+        stops = list(shape)
+        stops[axis] = 0
+        return F.slice_(x, (0,) * len(shape), stops, (1,) * len(shape))
+    if n % out == 0:  # equal windows side by side: one reshape and a reduction
+        split = F.reshape(x, shape[:axis] + (out, n // out) + shape[axis + 1:])
+        return (F.mean if kind == "avg" else F.max)(split, axis + 1)
+    starts = np.arange(out) * n // out
+    ends = -(-(np.arange(out) + 1) * n // out)
+    if kind == "avg":  # a constant (n, out) averaging matrix, contracted along the axis
+        cells = np.arange(n)[:, None]
+        weights = ((cells >= starts) & (cells < ends)) / (ends - starts)
+        moved = F.swapaxes(x, axis, -1)
+        return F.swapaxes(F.matmul(moved, F.cast(weights, F._dtype(x))), -1, axis)
+    # max: the windows' elements gathered as (out, longest) rows; past a window's end the
+    # row repeats a position, masked by the dtype's least value so that it never wins
+    longest = int(builtins.max(ends - starts))
+    offsets = np.arange(longest)
+    index = np.minimum(starts[:, None] + offsets, ends[:, None] - 1)
+    inside = (starts[:, None] + offsets) < ends[:, None]
+    dtype = np.dtype(F._dtype(x))
+    lowest = (-math.inf if is_float(dtype) else 0 if dtype == np.bool_
+              else int(np.iinfo(dtype).min))
+    moved = F.swapaxes(x, axis, 0)
+    rows = F.reshape(F.take(moved, index.reshape(-1)), (out, longest) + _shape(moved)[1:])
+    mask = inside.reshape((out, longest) + (1,) * (len(shape) - 1))
+    pooled = F.max(F.where(mask, rows, lowest), 1)
+    return F.swapaxes(pooled, 0, axis)
