@@ -276,3 +276,115 @@ def test_bad_adaptive_pool_settings_give_one_line():
                           "return_indices=True is not supported", FILE)
     assert_one_line_error(lambda: gc.nn.AdaptiveMaxPool2d(2, return_indices=True),
                           "AdaptiveMaxPool2d: return_indices=True is not supported", FILE)
+
+
+# ---- 1-d pooling, pixel shuffle, padding layers, channel dropout -------------------------------
+POOL_1D = [dict(kernel_size=3), dict(kernel_size=4, stride=2, padding=2, ceil_mode=True),
+           dict(kernel_size=(3,), stride=(2,), padding=1)]
+
+
+@pytest.mark.parametrize("k", range(len(POOL_1D)))
+@pytest.mark.parametrize("batched", [True, False])
+def test_pool1d_matches_torch(k, batched):
+    x = np.random.default_rng(k).normal(size=(2, 3, 11) if batched else (3, 11))
+    kw = POOL_1D[k]
+    _check(lambda x: gc.max_pool1d(x, dilation=2, **kw),
+           lambda x: TF.max_pool1d(x, dilation=2, **kw), [x])
+    for count in (True, False):
+        _check(lambda x: gc.avg_pool1d(x, count_include_pad=count, **kw),
+               lambda x: TF.avg_pool1d(x, count_include_pad=count, **kw), [x])
+    for ours, theirs in [(gc.nn.MaxPool1d(3, 2, 1), torch.nn.MaxPool1d(3, 2, 1)),
+                         (gc.nn.AvgPool1d(3, 2, 1, count_include_pad=False),
+                          torch.nn.AvgPool1d(3, 2, 1, count_include_pad=False))]:
+        np.testing.assert_allclose(gc.compile(lambda x: ours(x))(x),
+                                   theirs(torch.tensor(x)).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape, r", [((2, 12, 3, 4), 2), ((18, 2, 3), 3), ((2, 1, 8, 2, 1), 2)])
+def test_pixel_shuffle_and_unshuffle_match_torch(shape, r):
+    x = np.random.default_rng(0).normal(size=shape)
+    _check(lambda x: gc.pixel_shuffle(x, r), lambda x: TF.pixel_shuffle(x, r), [x])
+    y = TF.pixel_shuffle(torch.tensor(x), r).numpy()
+    _check(lambda y: gc.pixel_unshuffle(y, r), lambda y: TF.pixel_unshuffle(y, r), [y])
+    np.testing.assert_array_equal(gc.nn.PixelUnshuffle(r)(gc.nn.PixelShuffle(r)(x)), x)
+
+
+PADS = [("ZeroPad2d", ((1, -1, 2, -2),), (2, 3, 4, 5)), ("ZeroPad2d", (1,), (3, 4, 5)),
+        ("ZeroPad2d", ((-3, -2, 0, 0),), (2, 3, 4, 5)),
+        ("ConstantPad2d", ((1, 2, 0, 3), 2.5), (2, 3, 4, 5)),
+        ("ReflectionPad2d", ((4, 0, 3, 1),), (2, 3, 4, 5)), ("ReflectionPad2d", (2,), (3, 4, 5)),
+        ("ReplicationPad2d", ((9, 0, 1, 2),), (2, 3, 4, 5)),
+        ("CircularPad2d", ((5, 0, 1, 2),), (2, 3, 4, 5)), ("ZeroPad1d", (2,), (2, 3, 4, 5)),
+        ("ConstantPad1d", ((3, -1), -1.0), (3, 5)), ("ReflectionPad1d", ((1, 3),), (2, 3, 5)),
+        ("ReplicationPad1d", ((4, 1),), (3, 5)), ("CircularPad1d", ((2, 5),), (2, 3, 5))]
+
+
+@pytest.mark.parametrize("name, args, shape", PADS)
+def test_padding_layers_match_torch(name, args, shape):
+    x = np.random.default_rng(1).normal(size=shape)
+    ours, theirs = getattr(gc.nn, name)(*args), getattr(torch.nn, name)(*args)
+    _check(ours, theirs, [x])
+
+
+def test_padding_layer_settings_are_read_at_every_call():
+    layer, x = gc.nn.ConstantPad2d(1, 3.0), np.zeros((1, 1, 2, 2))
+    f = gc.compile(lambda x: layer(x))
+    assert f(x).shape == (1, 1, 4, 4) and f(x)[0, 0, 0, 0] == 3.0
+    layer.padding, layer.value = (0, 0, 2, 0), -1.0
+    assert f(x).shape == (1, 1, 4, 2) and f(x)[0, 0, 0, 0] == -1.0
+
+
+@pytest.mark.parametrize("layer, shape", [("Dropout2d", (6, 40, 3, 2)), ("Dropout1d", (50, 4)),
+                                          ("Dropout1d", (6, 40, 3)), ("Dropout3d", (40, 2, 2, 3)),
+                                          ("Dropout2d", (6, 40, 5))])
+def test_channel_dropout_zeroes_whole_channels(layer, shape):
+    drop = getattr(gc.nn, layer)(0.25)
+    x = np.random.default_rng(2).normal(size=shape) + 5  # no zeros of its own
+    lead = 1 if len(shape) == {"Dropout1d": 2, "Dropout3d": 4}.get(layer) else 2
+    u = np.random.default_rng(3).normal(size=shape)
+    with gc.nn.rng_key(7):
+        eager = np.asarray(drop(x))
+    with gc.nn.rng_key(7):
+        compiled, grad = gc.compile(gc.value_and_grad(lambda x: gc.sum(drop(x) * u)))(x)
+    with gc.nn.rng_key(7):
+        np.testing.assert_array_equal(gc.compile(lambda x: drop(x))(x), eager)
+    kept = (eager != 0).reshape(shape[:lead] + (-1,))
+    assert (kept.all(-1) | ~kept.any(-1)).all()  # each map kept or zeroed whole
+    assert 0.1 < 1 - kept.all(-1).mean() < 0.45  # about p of them zeroed
+    np.testing.assert_allclose(eager[eager != 0], x[eager != 0] / 0.75, rtol=1e-12)
+    np.testing.assert_allclose(grad, u * (eager != 0) / 0.75, rtol=1e-12)
+    np.testing.assert_allclose(compiled, np.sum(eager * u), rtol=1e-12)
+    fresh = [np.asarray(gc.compile(lambda x: drop(x))(x)) != 0 for _ in range(2)]
+    assert not np.array_equal(*fresh)  # no key block: another mask each call
+    drop.eval()
+    np.testing.assert_array_equal(drop(x), x)
+
+
+def test_bad_pool1d_pixel_shuffle_padding_and_dropout_settings_give_one_line():
+    x = np.zeros((2, 3, 10))
+    assert_one_line_error(lambda: gc.max_pool1d(x, 3, padding=2),
+                          "max_pool1d: padding 2 must be at most half the kernel size 3", FILE)
+    assert_one_line_error(lambda: gc.avg_pool1d(x, 3, stride=0),
+                          "avg_pool1d: stride must be >= 1", FILE)
+    assert_one_line_error(lambda: gc.max_pool1d(x, 12),
+                          "max_pool1d: the kernel 12 (dilated) is longer", FILE)
+    assert_one_line_error(lambda: gc.max_pool1d(x[None], 2), "max_pool1d: x must be 3-d", FILE)
+    assert_one_line_error(lambda: gc.pixel_shuffle(np.zeros((2, 7, 3, 3)), 2),
+                          "pixel_shuffle: x's 7 channels must divide by upscale_factor", FILE)
+    assert_one_line_error(lambda: gc.pixel_shuffle(x, 0),
+                          "upscale_factor must be a positive int", FILE)
+    assert_one_line_error(lambda: gc.pixel_unshuffle(np.zeros((2, 7, 3, 4)), 2),
+                          "pixel_unshuffle: x's height 3 must divide by downscale_factor 2",
+                          FILE)
+    assert_one_line_error(lambda: gc.nn.ReflectionPad2d((5, 0, 0, 0))(np.zeros((1, 1, 4, 5))),
+                          "ReflectionPad2d: padding (5, 0, 0, 0) must be at most 4", FILE)
+    assert_one_line_error(lambda: gc.nn.CircularPad1d(11)(x),
+                          "CircularPad1d: padding (11, 11) must be at most 10", FILE)
+    assert_one_line_error(lambda: gc.nn.ReflectionPad2d(1)(x[0]),
+                          "ReflectionPad2d: x must be 4-d or 3-d", FILE)
+    assert_one_line_error(lambda: gc.nn.ReplicationPad2d((-1, 0, 0, 0))(x),
+                          "ReplicationPad2d: padding must be >= 0", FILE)
+    assert_one_line_error(lambda: gc.nn.ZeroPad2d((1, 2, 3))(x),
+                          "ZeroPad2d: padding must be an int or a tuple of 4 ints", FILE)
+    assert_one_line_error(lambda: gc.nn.Dropout2d(0.5)(x[0]), "Dropout2d: x must be 4-d", FILE)
+    assert_one_line_error(lambda: gc.nn.Dropout1d(1.5), "Dropout1d: p must be in [0, 1)", FILE)

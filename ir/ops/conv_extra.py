@@ -19,7 +19,8 @@ from ..types import Dim, is_float
 from .api import _fail, _ndim, _shape
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "adaptive_avg_pool1d",
-           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"]
+           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_pool1d",
+           "avg_pool1d", "pixel_shuffle", "pixel_unshuffle"]
 
 
 def _int(v):
@@ -299,3 +300,85 @@ def _adaptive_axis(x, axis, out, kind):
     mask = inside.reshape((out, longest) + (1,) * (len(shape) - 1))
     pooled = F.max(F.where(mask, rows, lowest), 1)
     return F.swapaxes(pooled, 0, axis)
+
+
+# ---- 1-d pooling ------------------------------------------------------------------------------
+def _pool1d_args(name, x, kernel_size, stride, padding, dilation):
+    """The 1-d settings checked under the 1-d names (what max_pool2d would say of its
+    (1, k) form is not what the user wrote), as (1, k) pairs for the 2-d pool."""
+    if _ndim(x) not in (2, 3):
+        _fail(f"{name}: x must be 3-d (N, C, L) or 2-d (C, L), got shape {tuple(_shape(x))}")
+    stride = kernel_size if stride is None or stride == () or stride == [] else stride
+    (k,), (s,), (p,), (d,) = _settings(name, 1, kernel_size=kernel_size, stride=stride,
+                                       padding=padding, dilation=dilation)
+    for what, v, low in (("kernel_size", k, 1), ("stride", s, 1), ("dilation", d, 1),
+                         ("padding", p, 0)):
+        if v < low:
+            _fail(f"{name}: {what} must be >= {low}, got {v}")
+    if 2 * p > k:
+        _fail(f"{name}: padding {p} must be at most half the kernel size {k}, as in PyTorch")
+    length = _shape(x)[-1]
+    if isinstance(length, int) and length + 2 * p < d * (k - 1) + 1:
+        _fail(f"{name}: the kernel {d * (k - 1) + 1} (dilated) is longer than the padded "
+              f"input {length + 2 * p}")
+    return (1, k), (1, s), (0, p), (1, d)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d over a height of
+    one (its -inf padding, ceil_mode and tie rule)."""
+    kernel, stride, padding, dilation = _pool1d_args("max_pool1d", x, kernel_size, stride,
+                                                     padding, dilation)
+    return F.squeeze(F.max_pool2d(F.expand_dims(x, -2), kernel, stride, padding, dilation,
+                                  ceil_mode), -2)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """torch.nn.functional.avg_pool1d of x (N, C, L) or (C, L): avg_pool2d over a height of
+    one."""
+    kernel, stride, padding, _ = _pool1d_args("avg_pool1d", x, kernel_size, stride, padding,
+                                              1)
+    return F.squeeze(F.avg_pool2d(F.expand_dims(x, -2), kernel, stride, padding, ceil_mode,
+                                  count_include_pad), -2)
+
+
+# ---- pixel shuffle ----------------------------------------------------------------------------
+def _factor(name, what, factor):
+    if not _int(factor) or factor < 1:
+        _fail(f"{name}: {what} must be a positive int, got {factor!r}")
+    return int(factor)
+
+
+def pixel_shuffle(x, upscale_factor):
+    """torch.nn.functional.pixel_shuffle: (*, C * r * r, H, W) -> (*, C, H * r, W * r),
+    output pixel (h * r + i, w * r + j) of channel c from input channel c * r * r + i * r + j."""
+    r = _factor("pixel_shuffle", "upscale_factor", upscale_factor)
+    if _ndim(x) < 3:
+        _fail(f"pixel_shuffle: x must have at least 3 axes (*, C, H, W), got shape "
+              f"{tuple(_shape(x))}")
+    *lead, c, h, w = _shape(x)
+    if c % (r * r):
+        _fail(f"pixel_shuffle: x's {c} channels must divide by upscale_factor squared "
+              f"({r * r})")
+    k = len(lead)
+    y = F.reshape(x, tuple(lead) + (c // (r * r), r, r, h, w))
+    y = F.transpose(y, tuple(range(k + 1)) + (k + 3, k + 1, k + 4, k + 2))
+    return F.reshape(y, tuple(lead) + (c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(x, downscale_factor):
+    """torch.nn.functional.pixel_unshuffle, pixel_shuffle's inverse: (*, C, H * r, W * r) ->
+    (*, C * r * r, H, W)."""
+    r = _factor("pixel_unshuffle", "downscale_factor", downscale_factor)
+    if _ndim(x) < 3:
+        _fail(f"pixel_unshuffle: x must have at least 3 axes (*, C, H, W), got shape "
+              f"{tuple(_shape(x))}")
+    *lead, c, h, w = _shape(x)
+    for what, n in (("height", h), ("width", w)):
+        if n % r:
+            _fail(f"pixel_unshuffle: x's {what} {n} must divide by downscale_factor {r}")
+    k = len(lead)
+    y = F.reshape(x, tuple(lead) + (c, h // r, r, w // r, r))
+    y = F.transpose(y, tuple(range(k + 1)) + (k + 2, k + 4, k + 1, k + 3))
+    return F.reshape(y, tuple(lead) + (c * r * r, h // r, w // r))
