@@ -2,10 +2,9 @@
 and compile are those ops'): conv_transpose1d/2d, adaptive_avg_pool1d/2d,
 adaptive_max_pool1d/2d, max_pool1d, avg_pool1d, pixel_shuffle and pixel_unshuffle.
 
-conv_transpose2d is the gradient of conv2d with respect to its input, written out: one GEMM
-of every input pixel by the whole kernel (no multiplications by inserted zeros, which the
-dilate-then-convolve form spends s*s times over), then each kernel tap's block added into
-the output at its strided place (col2im), the padding cropped tap by tap."""
+conv_transpose2d (the gradient of conv2d with respect to its input) is s*s stride-1
+conv2d's, one per output phase (see _phases): conv2d's im2col and GEMM, forward and
+backward, with no multiplications by inserted zeros."""
 from __future__ import annotations
 
 import builtins
@@ -133,85 +132,83 @@ def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, gro
         kernel, stride, padding, dilation = ([1] + list(kernel), (1,) + stride,
                                              (0,) + padding, (1,) + dilation)
         size, out_size = (1,) + tuple(size), (1,) + out_size
-    out = _col2im(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, cout)
+    out = _phases(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, cout)
     if spatial == 1:
         out = F.squeeze(out, 2)
     return F.squeeze(out, 0) if unbatched else out
 
 
-def _col2im(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, cout):
-    """(N, C_out, Ho, Wo): every input pixel times the whole kernel (one GEMM, channels
-    last), then each tap's (N, H, W, C_out) block added at output rows i*d + s*a - p (and
-    columns alike), only the rows and columns that land inside the cropped output.
-
-    The blocks are added phase by phase: output rows r, r + s, r + 2s, ... (r < s) form a
-    grid of their own, into which a tap whose rows fall on them adds a contiguous block; the
-    s*s grids are then interleaved by one transpose (which also gives torch's NCHW). Adding
-    at the output's full resolution instead wrote s*s times more zeros and sums. The bias is
-    added to each grid, in the same loop as its taps' sum, not in a pass of its own."""
-    n = _shape(x)[0]
-    cin = _shape(w)[0]
-    (kh, kw), taps = kernel, kernel[0] * kernel[1]
-    xt = F.transpose(x, (0, 2, 3, 1))  # (N, H, W, C_in): one GEMM over all pixels
-    # the weight's taps before its output channels, so that each tap's block of the GEMM's
-    # result is contiguous
-    if groups == 1:
-        wt = F.transpose(w, (0, 2, 3, 1))
-        cols = F.matmul(xt, F.reshape(wt, (cin, taps * cout)))
-    else:
-        wt = F.reshape(w, (groups, cin // groups, cout // groups, taps))
-        cols = F.einsum("nhwgc,gcot->nhwtgo",
-                        F.reshape(xt, (n,) + tuple(size) + (groups, cin // groups)), wt)
-    cols = F.reshape(cols, (n,) + tuple(size) + (kh, kw, cout))
-    (sh, sw), (ho, wo) = stride, out_size
-    grid = (n, -(-ho // sh), -(-wo // sw), cout)  # one phase's rows and columns
-    phases = {}
-    for i in range(kh):
-        for j in range(kw):
-            ranges = [_landing(t, n_in, n_out, s, p, d) for t, n_in, n_out, s, p, d in
-                      zip((i, j), size, out_size, stride, padding, dilation)]
-            if builtins.any(r is None for r in ranges):
-                continue  # the tap lands wholly in the cropped padding
-            (a0, a1, y0), (b0, b1, z0) = ranges
-            tap = F.slice_(cols, (0, a0, b0, i, j, 0), (n, a1, b1, i + 1, j + 1, cout),
-                           (1,) * 6)
-            tap = F.reshape(tap, (n, a1 - a0, b1 - b0, cout))
-            m0, q0 = y0 // sh, z0 // sw
-            placed = F.pad_slice(tap, grid, (0, m0, q0, 0),
-                                 (n, m0 + a1 - a0, q0 + b1 - b0, cout), (1,) * 4)
-            phase = (y0 % sh, z0 % sw)
-            phases[phase] = placed if phase not in phases else phases[phase] + placed
-    if b is not None and F._dtype(b) != F._dtype(cols):  # under autocast: torch casts it too
-        b = F.cast(b, F._dtype(cols))
-    empty = None
-    grids = []
-    for phase in [(r, c) for r in range(sh) for c in range(sw)]:
-        if phase not in phases:  # no tap lands there: zeros (plus bias)
+def _phases(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, cout):
+    """(N, C_out, Ho, Wo) as s*s stride-1 convolutions (conv2d, its im2col and GEMM), one
+    per output phase: the rows r, r + s, r + 2s, ... (r < s) of the output take only the
+    kernel taps t with t*d - p = r (mod s), each row m reading input row m - q_t, q_t =
+    (t*d - p - r) / s. Those taps are evenly spaced, so a phase is a correlation of x,
+    padded (or cut) to line up, with the flipped sub-kernel at dilation d / gcd(s, d). The
+    phases are interleaved by one transpose. No multiplications by inserted zeros (the
+    dilate-then-convolve form spends s*s times the work), and the gradients are conv2d's:
+    summing each tap's block into the output instead cost the backward a full-size copy of
+    the GEMM's result per tap."""
+    n, cin = _shape(x)[0], _shape(w)[0]
+    kh, kw = kernel
+    # conv2d's layout (C_out, C_in / groups, kH, kW), group by group
+    wc = F.reshape(F.transpose(F.reshape(w, (groups, cin // groups, cout // groups, kh, kw)),
+                               (0, 2, 1, 3, 4)), (cout, cin // groups, kh, kw))
+    grid = tuple(-(-o // s) for o, s in zip(out_size, stride))  # one phase's rows, columns
+    if b is not None and F._dtype(b) != F._dtype(x):  # under autocast: torch casts it too
+        b = F.cast(b, F._dtype(x))
+    phases, empty = [], None
+    for phase in [(r, c) for r in range(stride[0]) for c in range(stride[1])]:
+        axes = [_phase_axis(*args) for args in zip(kernel, stride, padding, dilation, phase,
+                                                   grid, size)]
+        if builtins.any(a is None for a in axes):  # no tap lands on this phase
             if empty is None:
-                empty = F.zeros(grid, F._dtype(cols))
-                empty = empty if b is None else empty + b
-            grids.append(empty)
-        else:
-            grids.append(phases[phase] if b is None else phases[phase] + b)
+                empty = F.zeros((n, cout) + grid, F._dtype(x))
+                empty = empty if b is None else empty + F.reshape(b, (cout, 1, 1))
+            phases.append(empty)
+            continue
+        xp, kernel_p = x, wc
+        for axis, (taps, step, cut, pad) in zip((2, 3), axes):
+            if builtins.any(cut):
+                starts, stops = [0] * 4, list(_shape(xp))
+                starts[axis], stops[axis] = cut[0], stops[axis] - cut[1]
+                xp = F.slice_(xp, starts, stops, [1] * 4)
+            if builtins.any(pad):
+                xp = F._pad2d(xp, *((pad, (0, 0)) if axis == 2 else ((0, 0), pad)), 0.0)
+            # the phase's taps, last first (conv2d correlates)
+            kernel_p = F.swapaxes(F.take(F.swapaxes(kernel_p, axis, 0), np.asarray(taps)),
+                                  0, axis)
+        phases.append(F.conv2d(xp, kernel_p, b, 1, 0, (axes[0][1], axes[1][1]), groups))
+    (sh, sw), (ho, wo) = stride, out_size
     if sh == sw == 1:
-        return F.transpose(grids[0], (0, 3, 1, 2))
-    # (sh, sw, N, Mh, Mw, C) -> (N, Mh, sh, Mw, sw, C): row m * sh + r of phase r; moving
-    # whole channel vectors, then to NCHW, is 4x faster than one 6-d transpose to NCHW
-    out = F.reshape(F.stack(grids, 0), (sh, sw) + grid)
-    out = F.reshape(F.transpose(out, (2, 3, 0, 4, 1, 5)),
-                    (n, grid[1] * sh, grid[2] * sw, cout))
-    out = F.slice_(out, (0, 0, 0, 0), (n, ho, wo, cout), (1,) * 4)
-    return F.transpose(out, (0, 3, 1, 2))
+        out = phases[0]
+    else:
+        # (sh, sw, N, Mh, Mw, C) -> (N, Mh, sh, Mw, sw, C): row m * sh + r of phase r. In
+        # conv2d's channels-last layout (its NCHW result is a transpose of it) whole channel
+        # vectors move; a 6-d transpose to NCHW directly was 3x slower
+        out = F.stack([F.transpose(p, (0, 2, 3, 1)) for p in phases], 0)
+        out = F.reshape(F.transpose(F.reshape(out, (sh, sw, n) + grid + (cout,)),
+                                    (2, 3, 0, 4, 1, 5)),
+                        (n, grid[0] * sh, grid[1] * sw, cout))
+        out = F.transpose(F.slice_(out, (0, 0, 0, 0), (n, ho, wo, cout), (1,) * 4),
+                          (0, 3, 1, 2))
+    return F.slice_(out, (0, 0, 0, 0), (n, cout, ho, wo), (1,) * 4)
 
 
-def _landing(t, n_in, n_out, s, p, d):
-    """Input positions a0..a1-1 of tap t that land inside the output (row t*d + s*a - p in
-    [0, n_out)) and where the first lands, or None."""
-    a0 = builtins.max(0, -(-(p - t * d) // s))
-    a1 = builtins.min(n_in, (n_out - 1 + p - t * d) // s + 1)
-    if a0 >= a1:
+def _phase_axis(k, s, p, d, r, rows, n_in):
+    """Along one axis, for output phase r of `rows` rows: the taps on it (last first), their
+    spacing in input rows, and the input rows (cut before, cut after) and zeros (before,
+    after) that line x up with them; None where no tap lands or all read outside x."""
+    taps = [t for t in range(k) if (t * d - p - r) % s == 0]
+    if not taps:
         return None
-    return a0, a1, t * d + s * a0 - p
+    q = [(t * d - p - r) // s for t in taps]  # output row m reads input row m - q
+    step = q[1] - q[0] if len(q) > 1 else 1
+    before = q[-1]  # padded row i is input row i - q[-1]
+    after = rows + (q[-1] - q[0]) - n_in - before  # padded rows: rows + the kernel's reach
+    cut = (builtins.max(0, -before), builtins.max(0, -after))
+    if cut[0] + cut[1] >= n_in:
+        return None
+    return taps[::-1], step, cut, (builtins.max(0, before), builtins.max(0, after))
 
 
 # ---- adaptive pooling -------------------------------------------------------------------------
