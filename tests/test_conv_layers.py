@@ -70,6 +70,29 @@ def test_conv_transpose1d_matches_torch(kw, batched):
            lambda x, w, b: TF.conv_transpose1d(x, w, b, **kw), [x, w, b])
 
 
+def test_conv_transpose2d_random_settings_match_torch():
+    """Phases without taps, taps reading outside x, cut and padded inputs: 80 random
+    settings (stride, padding, output_padding, dilation, groups, kernel and input sizes)."""
+    rng = np.random.default_rng(11)
+    for _ in range(80):
+        groups, out_g = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        k, s, d = (tuple(int(v) for v in rng.integers(1, hi, 2)) for hi in (6, 5, 4))
+        kw = dict(stride=s, dilation=d, groups=groups,
+                  padding=tuple(int(rng.integers(0, d[i] * (k[i] - 1) + 2)) for i in range(2)),
+                  output_padding=tuple(int(rng.integers(0, max(s[i], d[i])))
+                                       for i in range(2)))
+        x = rng.normal(size=(2, 2 * groups) + tuple(int(v) for v in rng.integers(1, 7, 2)))
+        w, b = rng.normal(size=(2 * groups, out_g) + k), rng.normal(size=out_g * groups)
+        try:
+            want = TF.conv_transpose2d(*map(torch.tensor, (x, w, b)), **kw).numpy()
+        except RuntimeError:  # an empty output: graphc refuses it too
+            with pytest.raises(gc.GraphcError, match="is empty"):
+                gc.conv_transpose2d(x, w, b, **kw)
+            continue
+        np.testing.assert_allclose(gc.conv_transpose2d(x, w, b, **kw), want, rtol=1e-11,
+                                   atol=1e-11, err_msg=str(kw))
+
+
 def test_conv_transpose2d_without_bias_and_padding_past_the_kernel():
     # padding so wide that whole taps land in the cropped border (they are skipped)
     rng = np.random.default_rng(1)
