@@ -174,14 +174,15 @@ class PixelUnshuffle(_Functional):
 # ---- padding layers ---------------------------------------------------------------------------
 def _torch_pad(name, spatial, mode, x, padding, value=0.0):
     """x padded as torch's F.pad(x, pads, mode, value) by a padding layer over the last
-    `spatial` axes: padding an int or (left, right[, top, bottom]). A negative side crops
+    `spatial` axes: padding an int or (left, right[, top, bottom[, front, back]]). A negative side crops
     (mode 'constant' only, as graphc refuses it where torch's result is not a plain crop)."""
     pads = (tuple(padding) if isinstance(padding, (tuple, list))
             else (padding,) * (2 * spatial))
     if len(pads) != 2 * spatial or not all(C._int(p) for p in pads):
-        _fail(f"{name}: padding must be an int or a tuple of {2 * spatial} ints ("
-              f"{'left, right' if spatial == 1 else 'left, right, top, bottom'}), got "
-              f"{padding!r}")
+        sides = ["left, right", "left, right, top, bottom",
+                 "left, right, top, bottom, front, back"][spatial - 1]
+        _fail(f"{name}: padding must be an int or a tuple of {2 * spatial} ints ({sides}), "
+              f"got {padding!r}")
     nd = len(F._shape(x))
     if mode != "constant" and nd not in (spatial + 1, spatial + 2):
         _fail(f"{name}: x must be {spatial + 2}-d or {spatial + 1}-d, got shape "
@@ -247,6 +248,16 @@ ReplicationPad2d = _pad_layer("ReplicationPad2d", 2, "edge", "torch.nn.Replicati
 CircularPad1d = _pad_layer("CircularPad1d", 1, "wrap", "torch.nn.CircularPad1d(padding): at "
                            "most size a side")
 CircularPad2d = _pad_layer("CircularPad2d", 2, "wrap", "torch.nn.CircularPad2d(padding): at "
+                           "most size a side")
+
+ZeroPad3d = _pad_layer("ZeroPad3d", 3, "constant", "torch.nn.ZeroPad3d(padding)")
+ConstantPad3d = _pad_layer("ConstantPad3d", 3, "constant", "torch.nn.ConstantPad3d(padding, "
+                           "value)", with_value=True)
+ReflectionPad3d = _pad_layer("ReflectionPad3d", 3, "reflect", "torch.nn.ReflectionPad3d"
+                             "(padding): at most size - 1 a side")
+ReplicationPad3d = _pad_layer("ReplicationPad3d", 3, "edge", "torch.nn.ReplicationPad3d"
+                              "(padding)")
+CircularPad3d = _pad_layer("CircularPad3d", 3, "wrap", "torch.nn.CircularPad3d(padding): at "
                            "most size a side")
 
 

@@ -952,7 +952,8 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
              "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "MaxPool1d", "AvgPool1d", "PixelShuffle",
              "PixelUnshuffle", "ZeroPad1d", "ZeroPad2d", "ConstantPad1d", "ConstantPad2d",
              "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d",
-             "CircularPad1d", "CircularPad2d", "Dropout1d", "Dropout2d", "Dropout3d")},
+             "CircularPad1d", "CircularPad2d", "ZeroPad3d", "ConstantPad3d", "ReflectionPad3d",
+             "ReplicationPad3d", "CircularPad3d", "Dropout1d", "Dropout2d", "Dropout3d")},
          **{name: "batch_norm" for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")}}
 
 

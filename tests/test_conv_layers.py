@@ -339,7 +339,11 @@ PADS = [("ZeroPad2d", ((1, -1, 2, -2),), (2, 3, 4, 5)), ("ZeroPad2d", (1,), (3, 
         ("ReplicationPad2d", ((9, 0, 1, 2),), (2, 3, 4, 5)),
         ("CircularPad2d", ((5, 0, 1, 2),), (2, 3, 4, 5)), ("ZeroPad1d", (2,), (2, 3, 4, 5)),
         ("ConstantPad1d", ((3, -1), -1.0), (3, 5)), ("ReflectionPad1d", ((1, 3),), (2, 3, 5)),
-        ("ReplicationPad1d", ((4, 1),), (3, 5)), ("CircularPad1d", ((2, 5),), (2, 3, 5))]
+        ("ReplicationPad1d", ((4, 1),), (3, 5)), ("CircularPad1d", ((2, 5),), (2, 3, 5)),
+        ("ZeroPad3d", ((1, 0, 2, -1, 0, 1),), (2, 3, 3, 4, 5)),
+        ("ConstantPad3d", (1, -2.0), (3, 2, 4, 5)), ("ReflectionPad3d", (1,), (2, 3, 3, 4, 5)),
+        ("ReplicationPad3d", ((2, 0, 1, 1, 0, 3),), (3, 3, 4, 5)),
+        ("CircularPad3d", ((1, 2, 0, 3, 2, 1),), (2, 2, 3, 4, 5))]
 
 
 @pytest.mark.parametrize("name, args, shape", PADS)
