@@ -1,13 +1,12 @@
 """torch.nn's other CNN layers on graphc.nn's Module: ConvTranspose1d/2d, the adaptive
-pools, Dropout1d/2d, PixelShuffle/PixelUnshuffle, the padding layers and MaxPool1d/AvgPool1d.
+pools, Dropout1d/2d/3d, PixelShuffle/PixelUnshuffle, the padding layers and MaxPool1d /
+AvgPool1d.
 Each computes its function in ir/ops/conv_extra.py (or the core API) with its settings read
 as guarded settings at every call, so a compiled plan traced with one value is not reused
 after the user sets another."""
 from __future__ import annotations
 
 import math
-
-import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
@@ -174,8 +173,9 @@ class PixelUnshuffle(_Functional):
 # ---- padding layers ---------------------------------------------------------------------------
 def _torch_pad(name, spatial, mode, x, padding, value=0.0):
     """x padded as torch's F.pad(x, pads, mode, value) by a padding layer over the last
-    `spatial` axes: padding an int or (left, right[, top, bottom[, front, back]]). A negative side crops
-    (mode 'constant' only, as graphc refuses it where torch's result is not a plain crop)."""
+    `spatial` axes: padding an int or (left, right[, top, bottom[, front, back]]). A negative
+    side crops (mode 'constant' only, as graphc refuses it where torch's result is not a
+    plain crop)."""
     pads = (tuple(padding) if isinstance(padding, (tuple, list))
             else (padding,) * (2 * spatial))
     if len(pads) != 2 * spatial or not all(C._int(p) for p in pads):

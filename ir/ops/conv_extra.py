@@ -14,7 +14,7 @@ import numpy as np
 
 from . import api as F
 from . import precision
-from ..types import Dim, is_float
+from ..types import is_float
 from .api import _fail, _ndim, _shape
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "adaptive_avg_pool1d",
