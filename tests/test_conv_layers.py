@@ -146,6 +146,13 @@ def test_conv_transpose2d_layer_matches_torch(kw):
     np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
     for name, p in theirs.named_parameters():
         np.testing.assert_allclose(g_params[name], p.grad.numpy(), rtol=1e-10, atol=1e-12)
+    # torch's way: the eager tape's backward() fills each Parameter's .grad
+    eager_x = gc.tensor(x, requires_grad=True)
+    gc.sum(gc.square(ours(eager_x))).backward()
+    np.testing.assert_allclose(eager_x.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad, dict(theirs.named_parameters())[name].grad.numpy(),
+                                   rtol=1e-10, atol=1e-12)
 
 
 def test_conv_transpose_layers_output_size_and_settings_are_torchs():
