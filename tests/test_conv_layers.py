@@ -167,6 +167,9 @@ def test_conv_transpose_layers_output_size_and_settings_are_torchs():
     np.testing.assert_allclose(ours(x[0], output_size=(2, 11, 14)),
                                theirs(torch.tensor(x[0]), output_size=(2, 11, 14))
                                .detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gc.compile(lambda x: ours(x, output_size=(12, 15)))(x),
+                               theirs(torch.tensor(x), output_size=(12, 15)).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
     f = gc.compile(lambda x: ours(x))
     f(x)
     ours.output_padding = theirs.output_padding = 2  # a setting changed after compiling
