@@ -56,8 +56,11 @@ class _ConvTranspose(Module):
 
     def forward(self, x, output_size=None):
         name = type(self).__name__
-        stride, padding, output_padding, groups, dilation = (self._setting(s, x) for s in (
-            "stride", "padding", "output_padding", "groups", "dilation"))
+        stride, padding, output_padding, groups, dilation, mode = (
+            self._setting(s, x) for s in ("stride", "padding", "output_padding", "groups",
+                                          "dilation", "padding_mode"))
+        if mode != "zeros":  # set after construction: torch refuses it at the call
+            _fail(f"{name}: only padding_mode 'zeros' is supported, got {mode!r}")
         if output_size is not None:  # torch: output_padding from the wanted size, not the set
             n = self._spatial
             s, p, d = C._settings(name, n, stride=stride, padding=padding, dilation=dilation)

@@ -220,6 +220,9 @@ def test_bad_conv_transpose_settings_give_one_line():
     assert_one_line_error(lambda: gc.nn.ConvTranspose2d(4, 6, 3, groups=4),
                           "must divide by groups 4", FILE)
     layer = gc.nn.ConvTranspose2d(4, 3, 3, stride=2)
+    layer.padding_mode = "reflect"
+    assert_one_line_error(lambda: layer(x.astype(np.float32)), "only padding_mode 'zeros'", FILE)
+    layer.padding_mode = "zeros"
     assert_one_line_error(lambda: layer(x.astype(np.float32), output_size=(13, 11)),
                           "output_size (13, 11) is not reachable: each size must be from 11 "
                           "to 12", FILE)
