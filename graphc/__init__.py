@@ -15,6 +15,8 @@ from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, 
 from ir.ops.api import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadowing builtins on purpose)
 from ir.ops import activations as _activations, arrays as _arrays, losses as _losses
 from ir.ops.resize import interpolate  # noqa: F401  (torch.nn.functional.interpolate)
+from ir.ops import conv_extra as _conv_extra
+from ir.ops.conv_extra import *  # noqa: F401,F403  (conv_transpose2d, adaptive pools, ...)
 from ir.ops.activations import *  # noqa: F401,F403  (torch.nn.functional's: elu, mish, ...)
 from ir.ops.arrays import *  # noqa: F401,F403  (numpy's array functions: pad, flip, sort, ...)
 from ir.ops.losses import *  # noqa: F401,F403  (torch.nn.functional's: binary_cross_entropy, ...)
@@ -44,4 +46,5 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "map",
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \
-    + _arrays.__all__ + _activations.__all__ + _losses.__all__ + ["interpolate"]
+    + _arrays.__all__ + _activations.__all__ + _losses.__all__ + ["interpolate"] \
+    + _conv_extra.__all__

@@ -1054,6 +1054,13 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
              "ELU", "SELU", "CELU", "ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish", "Mish",
              "Softsign", "GLU", "Softshrink", "Hardshrink", "PReLU", "Softmax", "LogSoftmax",
              "ModuleDict")},
+         **{name: "conv_layers" for name in (
+             "ConvTranspose1d", "ConvTranspose2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+             "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "MaxPool1d", "AvgPool1d", "PixelShuffle",
+             "PixelUnshuffle", "ZeroPad1d", "ZeroPad2d", "ConstantPad1d", "ConstantPad2d",
+             "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d",
+             "CircularPad1d", "CircularPad2d", "ZeroPad3d", "ConstantPad3d", "ReflectionPad3d",
+             "ReplicationPad3d", "CircularPad3d", "Dropout1d", "Dropout2d", "Dropout3d")},
          **{name: "batch_norm" for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")},
          **{name: "loss_layers" for name in (
              "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",

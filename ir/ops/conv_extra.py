@@ -1,0 +1,387 @@
+"""torch.nn.functional's other CNN functions, as composites of existing ops (so grad, vmap
+and compile are those ops'): conv_transpose1d/2d, adaptive_avg_pool1d/2d,
+adaptive_max_pool1d/2d, max_pool1d, avg_pool1d, pixel_shuffle and pixel_unshuffle.
+
+conv_transpose2d (the gradient of conv2d with respect to its input) is s*s stride-1
+conv2d's, one per output phase (see _phases): conv2d's im2col and GEMM, forward and
+backward, with no multiplications by inserted zeros."""
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+
+from . import api as F
+from . import precision
+from ..types import is_float
+from .api import _fail, _ndim, _shape
+
+__all__ = ["conv_transpose1d", "conv_transpose2d", "adaptive_avg_pool1d",
+           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_pool1d",
+           "avg_pool1d", "pixel_shuffle", "pixel_unshuffle"]
+
+
+def _int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _settings(name, spatial, **values):
+    """Each setting as a tuple of `spatial` ints: an int, or a tuple/list of `spatial` ints
+    (torch also takes a tuple of one for 1-d)."""
+    out = []
+    for what, v in values.items():
+        vs = tuple(v) if isinstance(v, (tuple, list)) else (v,) * spatial
+        if len(vs) != spatial or not builtins.all(_int(k) for k in vs):
+            _fail(f"{name}: {what} must be an int or a tuple of {spatial} ints, got {v!r}")
+        out.append(tuple(int(k) for k in vs))
+    return out
+
+
+def conv_transpose_output_size(name, shape, kernel, stride, padding, dilation, output_size):
+    """torch's output_padding for the module's forward(x, output_size) of an x of `shape`:
+    the output sizes from min_size = (size - 1) * s - 2p + d * (k - 1) + 1 to min_size + s - 1
+    are reachable (torch's _output_padding)."""
+    spatial = len(kernel)
+    size = tuple(shape)[-spatial:]
+    if not isinstance(output_size, (tuple, list)) or len(output_size) not in (
+            spatial, len(shape)) or not builtins.all(_int(v) for v in output_size):
+        _fail(f"{name}: output_size must be {spatial} ints (or {len(shape)}, x's shape), got "
+              f"{output_size!r}")
+    output_padding = []
+    for n, want, k, s, p, d in zip(size, tuple(output_size)[-spatial:], kernel, stride,
+                                   padding, dilation):
+        least = (n - 1) * s - 2 * p + d * (k - 1) + 1
+        if not least <= want <= least + s - 1:
+            _fail(f"{name}: output_size {tuple(output_size)} is not reachable: each size "
+                  f"must be from {least} to {least + s - 1} for input size {n}")
+        output_padding.append(want - least)
+    return tuple(output_padding)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """torch.nn.functional.conv_transpose2d: x (N, C_in, H, W) or (C_in, H, W), weight
+    (C_in, C_out / groups, kH, kW) (torch's layout), bias (C_out,) or None. Gives (N, C_out,
+    Ho, Wo), Ho = (H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding + 1:
+    the gradient of conv2d(., weight) with respect to its input, plus bias."""
+    return _conv_transpose("conv_transpose2d", 2, x, weight, bias, stride, padding,
+                           output_padding, groups, dilation)
+
+
+def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """torch.nn.functional.conv_transpose1d: x (N, C_in, L) or (C_in, L), weight (C_in,
+    C_out / groups, K): conv_transpose2d over a height of one."""
+    return _conv_transpose("conv_transpose1d", 1, x, weight, bias, stride, padding,
+                           output_padding, groups, dilation)
+
+
+def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, groups,
+                    dilation):
+    nd = spatial + 2
+    if _ndim(x) not in (nd - 1, nd):
+        _fail(f"{name}: x must be {nd}-d (N, C, {'L' if spatial == 1 else 'H, W'}) or "
+              f"{nd - 1}-d, got shape {tuple(_shape(x))}")
+    if _ndim(w) != nd:
+        _fail(f"{name}: weight must be {nd}-d (C_in, C_out/groups, "
+              f"{'K' if spatial == 1 else 'kH, kW'}), got shape {tuple(_shape(w))}")
+    stride, padding, output_padding, dilation = _settings(
+        name, spatial, stride=stride, padding=padding, output_padding=output_padding,
+        dilation=dilation)
+    if not _int(groups) or groups < 1:
+        _fail(f"{name}: groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+    cin, cout_g, *kernel = _shape(w)
+    if cin % groups:
+        _fail(f"{name}: groups={groups} must divide weight's {cin} input channels")
+    cout = cout_g * groups
+    if _shape(x)[-nd + 1] != cin:
+        _fail(f"{name}: x has {_shape(x)[-nd + 1]} channels, weight {tuple(_shape(w))} takes "
+              f"{cin}")
+    if b is not None and tuple(_shape(b)) != (cout,):
+        _fail(f"{name}: bias must have shape ({cout},), one value per output channel, got "
+              f"{tuple(_shape(b))}")
+    for what, values, low in (("stride", stride, 1), ("dilation", dilation, 1),
+                              ("padding", padding, 0), ("output_padding", output_padding, 0)):
+        if builtins.min(values) < low:
+            _fail(f"{name}: {what} must be >= {low}, got {values if spatial > 1 else values[0]}")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:  # torch's rule
+            _fail(f"{name}: output_padding must be smaller than either stride or dilation, "
+                  f"got output_padding={output_padding}, stride={stride}, dilation={dilation}")
+    if precision.STATE.dtype is None or precision.STATE.suspended:  # as conv2d's check
+        for what, v in (("weight", w), ("bias", b)):
+            if v is not None and F._dtype(v) != F._dtype(x):
+                _fail(f"{name}: x is {F._dtype(x)} and {what} {F._dtype(v)}: they must have "
+                      "one dtype (outside autocast), as in PyTorch; cast one with .astype")
+    size = _shape(x)[-spatial:]
+    if not builtins.all(isinstance(n, int) for n in size):
+        _fail(f"{name}: needs a known {'length' if spatial == 1 else 'height and width'}, "
+              f"got a symbolic size {tuple(size)}")
+    out_size = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op in
+                     zip(size, kernel, stride, padding, dilation, output_padding))
+    if builtins.min(out_size) < 1:
+        _fail(f"{name}: the output size {out_size} is empty (input {tuple(size)}, kernel "
+              f"{tuple(kernel)}, padding {padding if spatial > 1 else padding[0]})")
+    unbatched = _ndim(x) == nd - 1
+    if unbatched:
+        x = F.expand_dims(x, 0)
+    if spatial == 1:  # a height of one
+        x, w = F.expand_dims(x, 2), F.expand_dims(w, 2)
+        kernel, stride, padding, dilation = ([1] + list(kernel), (1,) + stride,
+                                             (0,) + padding, (1,) + dilation)
+        size, out_size = (1,) + tuple(size), (1,) + out_size
+    out = _phases(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, cout)
+    if spatial == 1:
+        out = F.squeeze(out, 2)
+    return F.squeeze(out, 0) if unbatched else out
+
+
+def _phases(x, w, b, groups, kernel, stride, padding, dilation, size, out_size, cout):
+    """(N, C_out, Ho, Wo) as s*s stride-1 convolutions (conv2d, its im2col and GEMM), one
+    per output phase: the rows r, r + s, r + 2s, ... (r < s) of the output take only the
+    kernel taps t with t*d - p = r (mod s), each row m reading input row m - q_t, q_t =
+    (t*d - p - r) / s. Those taps are evenly spaced, so a phase is a correlation of x,
+    padded (or cut) to line up, with the flipped sub-kernel at dilation d / gcd(s, d). The
+    phases are interleaved by one transpose. No multiplications by inserted zeros (the
+    dilate-then-convolve form spends s*s times the work), and the gradients are conv2d's:
+    summing each tap's block into the output instead cost the backward a full-size copy of
+    the GEMM's result per tap."""
+    n, cin = _shape(x)[0], _shape(w)[0]
+    kh, kw = kernel
+    # conv2d's layout (C_out, C_in / groups, kH, kW), group by group
+    wc = F.reshape(F.transpose(F.reshape(w, (groups, cin // groups, cout // groups, kh, kw)),
+                               (0, 2, 1, 3, 4)), (cout, cin // groups, kh, kw))
+    grid = tuple(-(-o // s) for o, s in zip(out_size, stride))  # one phase's rows, columns
+    if b is not None and F._dtype(b) != F._dtype(x):  # under autocast: torch casts it too
+        b = F.cast(b, F._dtype(x))
+    phases, empty = [], None
+    for phase in [(r, c) for r in range(stride[0]) for c in range(stride[1])]:
+        axes = [_phase_axis(*args) for args in zip(kernel, stride, padding, dilation, phase,
+                                                   grid, size)]
+        if builtins.any(a is None for a in axes):  # no tap lands on this phase
+            if empty is None:
+                empty = F.zeros((n, cout) + grid, F._dtype(x))
+                empty = empty if b is None else empty + F.reshape(b, (cout, 1, 1))
+            phases.append(empty)
+            continue
+        xp, kernel_p = x, wc
+        for axis, (taps, step, cut, pad) in zip((2, 3), axes):
+            if builtins.any(cut):
+                starts, stops = [0] * 4, list(_shape(xp))
+                starts[axis], stops[axis] = cut[0], stops[axis] - cut[1]
+                xp = F.slice_(xp, starts, stops, [1] * 4)
+            if builtins.any(pad):
+                xp = F._pad2d(xp, *((pad, (0, 0)) if axis == 2 else ((0, 0), pad)), 0.0)
+            # the phase's taps, last first (conv2d correlates)
+            kernel_p = F.swapaxes(F.take(F.swapaxes(kernel_p, axis, 0), np.asarray(taps)),
+                                  0, axis)
+        phases.append(F.conv2d(xp, kernel_p, b, 1, 0, (axes[0][1], axes[1][1]), groups))
+    (sh, sw), (ho, wo) = stride, out_size
+    if sh == sw == 1:
+        out = phases[0]
+    else:
+        # (sh, sw, N, Mh, Mw, C) -> (N, Mh, sh, Mw, sw, C): row m * sh + r of phase r. In
+        # conv2d's channels-last layout (its NCHW result is a transpose of it) whole channel
+        # vectors move; a 6-d transpose to NCHW directly was 3x slower
+        out = F.stack([F.transpose(p, (0, 2, 3, 1)) for p in phases], 0)
+        out = F.reshape(F.transpose(F.reshape(out, (sh, sw, n) + grid + (cout,)),
+                                    (2, 3, 0, 4, 1, 5)),
+                        (n, grid[0] * sh, grid[1] * sw, cout))
+        out = F.transpose(F.slice_(out, (0, 0, 0, 0), (n, ho, wo, cout), (1,) * 4),
+                          (0, 3, 1, 2))
+    return F.slice_(out, (0, 0, 0, 0), (n, cout, ho, wo), (1,) * 4)
+
+
+def _phase_axis(k, s, p, d, r, rows, n_in):
+    """Along one axis, for output phase r of `rows` rows: the taps on it (last first), their
+    spacing in input rows, and the input rows (cut before, cut after) and zeros (before,
+    after) that line x up with them; None where no tap lands or all read outside x."""
+    taps = [t for t in range(k) if (t * d - p - r) % s == 0]
+    if not taps:
+        return None
+    q = [(t * d - p - r) // s for t in taps]  # output row m reads input row m - q
+    step = q[1] - q[0] if len(q) > 1 else 1
+    before = q[-1]  # padded row i is input row i - q[-1]
+    after = rows + (q[-1] - q[0]) - n_in - before  # padded rows: rows + the kernel's reach
+    cut = (builtins.max(0, -before), builtins.max(0, -after))
+    if cut[0] + cut[1] >= n_in:
+        return None
+    return taps[::-1], step, cut, (builtins.max(0, before), builtins.max(0, after))
+
+
+# ---- adaptive pooling -------------------------------------------------------------------------
+def adaptive_avg_pool2d(x, output_size):
+    """torch.nn.functional.adaptive_avg_pool2d of x (N, C, H, W) or (C, H, W): output cell i
+    of an axis of size n averages x's window floor(i * n / out) .. ceil((i + 1) * n / out)
+    (out larger than n too). output_size an int or a pair; an entry None keeps that size."""
+    return _adaptive("adaptive_avg_pool2d", 2, x, output_size, "avg")
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False):
+    """torch.nn.functional.adaptive_max_pool2d over torch's windows (see adaptive_avg_pool2d);
+    a window's gradient is shared by its tied maxima (torch gives it to one).
+    return_indices=True is not supported."""
+    if return_indices:
+        _fail("adaptive_max_pool2d: return_indices=True is not supported")
+    return _adaptive("adaptive_max_pool2d", 2, x, output_size, "max")
+
+
+def adaptive_avg_pool1d(x, output_size):
+    """torch.nn.functional.adaptive_avg_pool1d of x (N, C, L) or (C, L)."""
+    return _adaptive("adaptive_avg_pool1d", 1, x, output_size, "avg")
+
+
+def adaptive_max_pool1d(x, output_size, return_indices=False):
+    """torch.nn.functional.adaptive_max_pool1d of x (N, C, L) or (C, L)."""
+    if return_indices:
+        _fail("adaptive_max_pool1d: return_indices=True is not supported")
+    return _adaptive("adaptive_max_pool1d", 1, x, output_size, "max")
+
+
+def _adaptive(name, spatial, x, output_size, kind):
+    if _ndim(x) not in (spatial + 1, spatial + 2):
+        _fail(f"{name}: x must be {spatial + 2}-d (N, C, {'L' if spatial == 1 else 'H, W'}) "
+              f"or {spatial + 1}-d, got shape {tuple(_shape(x))}")
+    sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
+             else (output_size,) * spatial)
+    if len(sizes) != spatial or not builtins.all(
+            (_int(s) and s >= 0) or (s is None and spatial == 2) for s in sizes):
+        _fail(f"{name}: output_size must be an int >= 0 or a tuple of {spatial} "
+              f"{'such ints (or None: the input size)' if spatial == 2 else 'such int'}, "
+              f"got {output_size!r}")
+    if kind == "avg" and not is_float(F._dtype(x)):
+        _fail(f"{name} of a {F._dtype(x)} value; cast it to a float type first")
+    axes = tuple(range(_ndim(x) - spatial, _ndim(x)))
+    for axis, out in zip(axes, sizes):
+        n = _shape(x)[axis]
+        if not isinstance(n, int):
+            _fail(f"{name}: needs a known spatial size, got a symbolic size {n}")
+        if n == 0:
+            _fail(f"{name}: x has an empty spatial axis (shape {tuple(_shape(x))})")
+    if builtins.all(out == 1 for out in sizes):  # global pooling, the common case
+        reduce = F.mean if kind == "avg" else F.max
+        return reduce(x, axes, keepdims=True)
+    given = x
+    for axis, out in zip(axes, sizes):  # separable: a window is a product of intervals
+        if out is not None:
+            x = _adaptive_axis(x, axis, int(out), kind)
+    return F._unchanged(x) if x is given else x
+
+
+def _adaptive_axis(x, axis, out, kind):
+    """x pooled along `axis` into `out` cells over torch's windows."""
+    shape, n = _shape(x), _shape(x)[axis]
+    if out == n:
+        return x
+    if out == 0:  # torch gives an empty result
+        stops = list(shape)
+        stops[axis] = 0
+        return F.slice_(x, (0,) * len(shape), stops, (1,) * len(shape))
+    if n % out == 0:  # equal windows side by side: one reshape and a reduction
+        split = F.reshape(x, shape[:axis] + (out, n // out) + shape[axis + 1:])
+        return (F.mean if kind == "avg" else F.max)(split, axis + 1)
+    starts = np.arange(out) * n // out
+    ends = -(-(np.arange(out) + 1) * n // out)
+    if kind == "avg":  # a constant (n, out) averaging matrix, contracted along the axis
+        cells = np.arange(n)[:, None]
+        weights = ((cells >= starts) & (cells < ends)) / (ends - starts)
+        moved = F.swapaxes(x, axis, -1)
+        return F.swapaxes(F.matmul(moved, F.cast(weights, F._dtype(x))), -1, axis)
+    # max: the windows' elements gathered as (out, longest) rows; past a window's end the
+    # row repeats a position, masked by the dtype's least value so that it never wins
+    longest = int(builtins.max(ends - starts))
+    offsets = np.arange(longest)
+    index = np.minimum(starts[:, None] + offsets, ends[:, None] - 1)
+    inside = (starts[:, None] + offsets) < ends[:, None]
+    dtype = np.dtype(F._dtype(x))
+    lowest = (-math.inf if is_float(dtype) else 0 if dtype == np.bool_
+              else int(np.iinfo(dtype).min))
+    moved = F.swapaxes(x, axis, 0)
+    rows = F.reshape(F.take(moved, index.reshape(-1)), (out, longest) + _shape(moved)[1:])
+    mask = inside.reshape((out, longest) + (1,) * (len(shape) - 1))
+    pooled = F.max(F.where(mask, rows, lowest), 1)
+    return F.swapaxes(pooled, 0, axis)
+
+
+# ---- 1-d pooling ------------------------------------------------------------------------------
+def _pool1d_args(name, x, kernel_size, stride, padding, dilation):
+    """The 1-d settings checked under the 1-d names (what max_pool2d would say of its
+    (1, k) form is not what the user wrote), as (1, k) pairs for the 2-d pool."""
+    if _ndim(x) not in (2, 3):
+        _fail(f"{name}: x must be 3-d (N, C, L) or 2-d (C, L), got shape {tuple(_shape(x))}")
+    stride = kernel_size if stride is None or stride == () or stride == [] else stride
+    (k,), (s,), (p,), (d,) = _settings(name, 1, kernel_size=kernel_size, stride=stride,
+                                       padding=padding, dilation=dilation)
+    for what, v, low in (("kernel_size", k, 1), ("stride", s, 1), ("dilation", d, 1),
+                         ("padding", p, 0)):
+        if v < low:
+            _fail(f"{name}: {what} must be >= {low}, got {v}")
+    if 2 * p > k:
+        _fail(f"{name}: padding {p} must be at most half the kernel size {k}, as in PyTorch")
+    length = _shape(x)[-1]
+    if isinstance(length, int) and length + 2 * p < d * (k - 1) + 1:
+        _fail(f"{name}: the kernel {d * (k - 1) + 1} (dilated) is longer than the padded "
+              f"input {length + 2 * p}")
+    return (1, k), (1, s), (0, p), (1, d)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d over a height of
+    one (its -inf padding, ceil_mode and tie rule)."""
+    kernel, stride, padding, dilation = _pool1d_args("max_pool1d", x, kernel_size, stride,
+                                                     padding, dilation)
+    return F.squeeze(F.max_pool2d(F.expand_dims(x, -2), kernel, stride, padding, dilation,
+                                  ceil_mode), -2)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """torch.nn.functional.avg_pool1d of x (N, C, L) or (C, L): avg_pool2d over a height of
+    one."""
+    kernel, stride, padding, _ = _pool1d_args("avg_pool1d", x, kernel_size, stride, padding,
+                                              1)
+    return F.squeeze(F.avg_pool2d(F.expand_dims(x, -2), kernel, stride, padding, ceil_mode,
+                                  count_include_pad), -2)
+
+
+# ---- pixel shuffle ----------------------------------------------------------------------------
+def _factor(name, what, factor):
+    if not _int(factor) or factor < 1:
+        _fail(f"{name}: {what} must be a positive int, got {factor!r}")
+    return int(factor)
+
+
+def pixel_shuffle(x, upscale_factor):
+    """torch.nn.functional.pixel_shuffle: (*, C * r * r, H, W) -> (*, C, H * r, W * r),
+    output pixel (h * r + i, w * r + j) of channel c from input channel c * r * r + i * r + j."""
+    r = _factor("pixel_shuffle", "upscale_factor", upscale_factor)
+    if _ndim(x) < 3:
+        _fail(f"pixel_shuffle: x must have at least 3 axes (*, C, H, W), got shape "
+              f"{tuple(_shape(x))}")
+    *lead, c, h, w = _shape(x)
+    if c % (r * r):
+        _fail(f"pixel_shuffle: x's {c} channels must divide by upscale_factor squared "
+              f"({r * r})")
+    k = len(lead)
+    y = F.reshape(x, tuple(lead) + (c // (r * r), r, r, h, w))
+    y = F.transpose(y, tuple(range(k + 1)) + (k + 3, k + 1, k + 4, k + 2))
+    return F.reshape(y, tuple(lead) + (c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(x, downscale_factor):
+    """torch.nn.functional.pixel_unshuffle, pixel_shuffle's inverse: (*, C, H * r, W * r) ->
+    (*, C * r * r, H, W)."""
+    r = _factor("pixel_unshuffle", "downscale_factor", downscale_factor)
+    if _ndim(x) < 3:
+        _fail(f"pixel_unshuffle: x must have at least 3 axes (*, C, H, W), got shape "
+              f"{tuple(_shape(x))}")
+    *lead, c, h, w = _shape(x)
+    for what, n in (("height", h), ("width", w)):
+        if n % r:
+            _fail(f"pixel_unshuffle: x's {what} {n} must divide by downscale_factor {r}")
+    k = len(lead)
+    y = F.reshape(x, tuple(lead) + (c, h // r, r, w // r, r))
+    y = F.transpose(y, tuple(range(k + 1)) + (k + 2, k + 4, k + 1, k + 3))
+    return F.reshape(y, tuple(lead) + (c * r * r, h // r, w // r))
