@@ -11,7 +11,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
 from ir.ops import api as F
 
-from .nn import Module, Parameter, _Functional
+from .nn import Module, Parameter, _Functional, _Keyed
 
 
 def _activation(name, function, doc, **defaults):
@@ -66,7 +66,7 @@ class PReLU(Module):
         return A.prelu(x, self.weight)
 
 
-class ModuleDict(Module):
+class ModuleDict(_Keyed, Module):
     """torch.nn.ModuleDict: modules under string keys (their parameters are named
     `key.name`), in insertion order; `d[key]`, `d[key] = module`, `keys()`, `items()`,
     `values()`, `len`, `in`."""
@@ -95,20 +95,3 @@ class ModuleDict(Module):
             raise KeyError(key)
         return getattr(self, key)
 
-    def __contains__(self, key):
-        return key in self._keys
-
-    def __len__(self):
-        return len(self._keys)
-
-    def __iter__(self):
-        return iter(list(self._keys))
-
-    def keys(self):
-        return list(self._keys)
-
-    def values(self):
-        return [getattr(self, k) for k in self._keys]
-
-    def items(self):
-        return [(k, getattr(self, k)) for k in self._keys]

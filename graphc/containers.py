@@ -11,7 +11,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
 
-from .nn import Module
+from .nn import Module, _Keyed
 
 
 def _parameter(value, container, where):
@@ -77,7 +77,7 @@ class ParameterList(Module):
             f"{p.data.dtype}{list(p.data.shape)}" for p in self) + ")"
 
 
-class ParameterDict(Module):
+class ParameterDict(_Keyed, Module):
     """torch.nn.ParameterDict: Parameters by string key (insertion order), each named by its
     key."""
 
@@ -117,23 +117,6 @@ class ParameterDict(Module):
         object.__delattr__(self, key)
         MODULE_PARAMETERS.replaced += 1  # plans traced with it are stale
 
-    def __contains__(self, key):
-        return key in self._keys
-
-    def __len__(self):
-        return len(self._keys)
-
-    def __iter__(self):
-        return iter(list(self._keys))
-
-    def keys(self):
-        return list(self._keys)
-
-    def values(self):
-        return [getattr(self, k) for k in self._keys]
-
-    def items(self):
-        return [(k, getattr(self, k)) for k in self._keys]
 
     def update(self, parameters):
         pairs = parameters.items() if hasattr(parameters, "items") else parameters

@@ -414,6 +414,29 @@ class Module:
         return value
 
 
+class _Keyed:
+    """The read side of a dict of a container's attributes, in insertion order (self._keys):
+    ModuleDict's and ParameterDict's."""
+
+    def __contains__(self, key):
+        return key in self._keys
+
+    def __len__(self):
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(list(self._keys))
+
+    def keys(self):
+        return list(self._keys)
+
+    def values(self):
+        return [getattr(self, k) for k in self._keys]
+
+    def items(self):
+        return [(k, getattr(self, k)) for k in self._keys]
+
+
 class ModuleList(Module):
     """Modules held in order; children are named "0", "1", ... as in PyTorch."""
 

@@ -11,6 +11,7 @@ from torch.optim import lr_scheduler
 
 import graphc as gc
 from graphc import optim
+from test_optim import _problem as _problem_of, _torch_run  # the same problem and torch loop
 
 SHAPES = {"w": (4, 3), "b": (3,), "e": (5, 2)}
 STEPS = 25
@@ -47,21 +48,7 @@ def torch_float64_default():
 
 
 def _problem(dtype, seed=0, steps=STEPS):
-    rng = np.random.default_rng(seed)
-    params = {k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()}
-    grads = [{k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()}
-             for _ in range(steps)]
-    return params, grads
-
-
-def _torch_run(make, params, grads):
-    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
-    opt = make(list(tp.values()))
-    for g in grads:
-        for k, t in tp.items():
-            t.grad = torch.tensor(g[k])
-        opt.step()
-    return {k: t.detach().numpy() for k, t in tp.items()}
+    return _problem_of(dtype, seed, steps)
 
 
 def _max_error(a, b):
