@@ -12,7 +12,8 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops import conv_extra as C
 
-from .nn import _EVALUATING, Dropout, Module, Parameter, _Functional, _rng, current_key
+from .nn import (_EVALUATING, Dropout, Module, Parameter, _AvgPool, _Functional, _MaxPool,
+                 _rng, current_key)
 
 
 def _fail(message):
@@ -128,28 +129,16 @@ class AdaptiveMaxPool1d(_AdaptiveMaxPool):
     _function = staticmethod(C.adaptive_max_pool1d)
 
 
-class MaxPool1d(_Functional):
-    """torch.nn.MaxPool1d (graphc.max_pool1d); ceil_mode keyword-only, as MaxPool2d's
-    (torch's fifth parameter is return_indices, which graphc has not)."""
+class MaxPool1d(_MaxPool):
+    """torch.nn.MaxPool1d (graphc.max_pool1d); ceil_mode keyword-only, as MaxPool2d's."""
 
     _function = staticmethod(C.max_pool1d)
-    _settings = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
-
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
-        self._keep(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
-                   ceil_mode=ceil_mode)
 
 
-class AvgPool1d(_Functional):
+class AvgPool1d(_AvgPool):
     """torch.nn.AvgPool1d (graphc.avg_pool1d)."""
 
     _function = staticmethod(C.avg_pool1d)
-    _settings = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
-
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True):
-        self._keep(kernel_size=kernel_size, stride=stride, padding=padding,
-                   ceil_mode=ceil_mode, count_include_pad=count_include_pad)
 
 
 # ---- pixel shuffle ----------------------------------------------------------------------------

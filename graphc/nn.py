@@ -619,11 +619,11 @@ class Upsample(_Functional):
                    align_corners=align_corners)
 
 
-class MaxPool2d(_Functional):
-    """torch.nn.MaxPool2d (graphc.max_pool2d); stride defaults to kernel_size. ceil_mode is
-    keyword-only: PyTorch's fifth parameter is return_indices, which graphc has not."""
+class _MaxPool(_Functional):
+    """torch's max pools' settings; each class names its function (as torch's _MaxPoolNd).
+    ceil_mode is keyword-only: PyTorch's fifth parameter is return_indices, which graphc
+    has not."""
 
-    _function = staticmethod(F.max_pool2d)
     _settings = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
@@ -631,16 +631,27 @@ class MaxPool2d(_Functional):
                    ceil_mode=ceil_mode)
 
 
-class AvgPool2d(_Functional):
-    """torch.nn.AvgPool2d (graphc.avg_pool2d)."""
+class _AvgPool(_Functional):
+    """torch's average pools' settings (as torch's _AvgPoolNd)."""
 
-    _function = staticmethod(F.avg_pool2d)
     _settings = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
         self._keep(kernel_size=kernel_size, stride=stride, padding=padding,
                    ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+
+
+class MaxPool2d(_MaxPool):
+    """torch.nn.MaxPool2d (graphc.max_pool2d); stride defaults to kernel_size."""
+
+    _function = staticmethod(F.max_pool2d)
+
+
+class AvgPool2d(_AvgPool):
+    """torch.nn.AvgPool2d (graphc.avg_pool2d)."""
+
+    _function = staticmethod(F.avg_pool2d)
 
 
 class Flatten(Module):
