@@ -1100,6 +1100,7 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
              "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",
              "CosineSimilarity", "PairwiseDistance", "Softplus", "LogSigmoid")}}
 _LAZY.update(init="init", utils="nn_utils", ParameterList="containers", ParameterDict="containers")
+_LAZY.update(RNNCell="recurrent", GRUCell="recurrent", LSTMCell="recurrent")
 
 
 def __getattr__(name):

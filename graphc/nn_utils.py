@@ -5,7 +5,8 @@
     opt.step()
 
 (A functional or compiled step clips with gc.optim.clip_by_global_norm or an optimiser's
-clip_norm=, the same factor.)
+clip_norm=, the same factor.) Also parameters_to_vector / vector_to_parameters, and
+`gc.nn.utils.rnn.pad_sequence` (graphc/rnn_utils.py).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from runtime.eager import Tensor
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector",
+           "vector_to_parameters"]
 
 
 def _gradients(parameters, name):
@@ -87,8 +89,68 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
             np.clip(g, -clip_value, clip_value, out=g)
 
 
+def _tensors(parameters, name):
+    """The parameters as a list (a dict's values: model.params(); a Module's parameters())."""
+    if isinstance(parameters, dict):
+        parameters = parameters.values()
+    elif hasattr(parameters, "named_parameters"):
+        parameters = parameters.parameters()
+    parameters = list(parameters)
+    for p in parameters:
+        if not hasattr(p, "shape") or not hasattr(p, "dtype") or isinstance(p, str):
+            raise GraphcError(f"{name}: expected tensors or Parameters (model.parameters()), "
+                              f"got a {type(p).__name__}", (user_location(),))
+    return parameters
+
+
+def parameters_to_vector(parameters):
+    """torch.nn.utils.parameters_to_vector: the parameters flattened and concatenated, in
+    their order, into one 1-d tensor. Differentiable, and traced like any op (inside
+    `apply`, a compiled function, a loss given to gc.grad). Each is flattened as graphc
+    stores it: a weight graphc keeps transposed against torch (Linear's (in, out)) comes in
+    that order, the same eagerly and traced; vector_to_parameters reads it back so."""
+    from ir.ops import api as F
+    parameters = _tensors(parameters, "parameters_to_vector")
+    if not parameters:
+        raise GraphcError("parameters_to_vector: no parameters (an empty iterable)",
+                          (user_location(),))
+    return F.concat([F.reshape(p, -1) for p in parameters], 0)
+
+
+def vector_to_parameters(vec, parameters) -> None:
+    """torch.nn.utils.vector_to_parameters: each Parameter's data becomes the next numel()
+    entries of the 1-d `vec`, reshaped (cast to the parameter's dtype, a copy: the
+    Parameters do not share vec's memory, as torch's do). As torch's, entries past the
+    parameters' total are left unused."""
+    if isinstance(vec, Tensor):
+        vec = vec.data
+    if not isinstance(vec, np.ndarray):
+        raise GraphcError(f"vector_to_parameters: vec must be a tensor or an array, got a "
+                          f"{type(vec).__name__}", (user_location(),))
+    if vec.ndim != 1:
+        raise GraphcError(f"vector_to_parameters: vec must be 1-d, got shape {vec.shape}",
+                          (user_location(),))
+    parameters = _tensors(parameters, "vector_to_parameters")
+    for p in parameters:
+        if not isinstance(p, Tensor):
+            raise GraphcError(f"vector_to_parameters: expected Parameters or tensors to fill, "
+                              f"got a {type(p).__name__}", (user_location(),))
+    total = sum(p.data.size for p in parameters)
+    if vec.size < total:
+        raise GraphcError(f"vector_to_parameters: vec has {vec.size} entries, the "
+                          f"parameters hold {total}", (user_location(),))
+    pointer = 0
+    for p in parameters:
+        n = p.data.size
+        p.data = vec[pointer:pointer + n].reshape(p.data.shape).astype(p.data.dtype)
+        pointer += n
+
+
 def __getattr__(name):  # `gc.nn.utils`: this module, as torch.nn.utils
     if name == "utils":
         import sys
         return sys.modules[__name__]
+    if name == "rnn":  # gc.nn.utils.rnn.pad_sequence, as torch.nn.utils.rnn's
+        import importlib
+        return importlib.import_module("graphc.rnn_utils")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """Optimisers: SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, Lion, learning-rate
-schedules and global-norm clipping.
+schedules (ReduceLROnPlateau too, which follows a validation metric) and global-norm
+clipping.
 
 Functional, as optax: `state = opt.init(params)`, `params, state = opt.update(grads, state,
 params)`, over pytrees (dicts, lists, tuples) of arrays; None is an empty subtree (as in
@@ -36,7 +37,8 @@ from .tracing import flatten, leaves_like, unflatten
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "Lion",
            "BoundOptimizer",
            "constant", "linear_warmup", "cosine", "exponential_decay", "warmup_cosine_decay",
-           "one_cycle", "piecewise_constant", "multistep", "polynomial_decay", "global_norm",
+           "one_cycle", "piecewise_constant", "multistep", "polynomial_decay",
+           "ReduceLROnPlateau", "global_norm",
            "clip_by_global_norm", "decay_matrices_only"]
 
 
@@ -48,6 +50,7 @@ def constant(lr: float):
 
     def schedule(count):
         return lr
+    schedule.constant_value = lr  # (what ReduceLROnPlateau starts from)
     return schedule
 
 
@@ -273,6 +276,147 @@ def polynomial_decay(init_value: float, end_value: float, power: float,
     return schedule
 
 
+class ReduceLROnPlateau:
+    """torch.optim.lr_scheduler.ReduceLROnPlateau: a learning rate that follows a metric
+    rather than the step. `step(metric)` after each evaluation: when the metric has not
+    improved (mode "min": fallen below best * (1 - threshold), threshold_mode "abs": best -
+    threshold; "max" mirrored) for more than `patience` evaluations in a row, the lr becomes
+    max(lr * factor, min_lr) (unless that changes it by eps or less), and `cooldown`
+    evaluations follow in which bad ones are not counted. Term for term torch's.
+
+        opt = gc.optim.SGD(lr=0.1)
+        plateau = gc.optim.ReduceLROnPlateau(opt, patience=2)   # as torch's, on the optimiser
+        trainer = gc.Trainer(loss, params, opt, batches, eval_batches=val, steps=1000)
+
+    The first argument is the optimiser (or a BoundOptimizer), whose lr, a number, is the
+    starting one: the scheduler becomes its lr (a second one is refused); or the starting lr
+    itself, to give as an optimiser's lr=. gc.Trainer steps it with each periodic validation
+    loss (not the one before training) and checkpoints it; its lr is an input of the
+    compiled step, so a change does not compile the step again. Eagerly (`.bind()`, or
+    update() on arrays) the optimiser reads `lr` at each update; a compiled update of one's
+    own takes it as an input: `opt.update(grads, state, params, lr=np.float64(plateau.lr))`.
+    """
+
+    def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
+                 min_lr: float = 0.0, eps: float = 1e-8):
+        owner = getattr(optimizer, "optimizer", optimizer)  # a BoundOptimizer's
+        if isinstance(owner, Optimizer):
+            if isinstance(owner.lr, ReduceLROnPlateau):
+                _fail("ReduceLROnPlateau: the optimizer's lr already is a ReduceLROnPlateau")
+            start = getattr(owner.lr, "constant_value", None)
+            if start is None:
+                _fail("ReduceLROnPlateau: the optimizer's lr is a schedule of the step; "
+                      "ReduceLROnPlateau sets the lr itself and starts from a number (give "
+                      "the optimizer lr=<number>)")
+        else:
+            if isinstance(optimizer, (bool, np.bool_)) or not isinstance(
+                    optimizer, (int, float, np.integer, np.floating)):
+                _fail(f"ReduceLROnPlateau: expected an optimizer or a starting lr (a "
+                      f"number), got a {type(optimizer).__name__}")
+            start, owner = float(optimizer), None
+        if mode not in ("min", "max"):
+            _fail(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            _fail(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got "
+                  f"{threshold_mode!r}")
+        if not _is_number(factor) or not factor < 1.0:
+            _fail(f"ReduceLROnPlateau: factor must be a number < 1.0, got {factor!r}")
+        self.initial_lr = _non_negative("ReduceLROnPlateau: lr", start)
+        self.mode, self.threshold_mode = mode, threshold_mode
+        self.factor = float(factor)
+        self.patience = _count_setting("ReduceLROnPlateau: patience", patience)
+        self.cooldown = _count_setting("ReduceLROnPlateau: cooldown", cooldown)
+        if not _is_number(threshold):
+            _fail(f"ReduceLROnPlateau: threshold must be a number, got {threshold!r}")
+        self.threshold = float(threshold)
+        if not _is_number(min_lr):  # (one number: a graphc optimiser has one param group)
+            _fail(f"ReduceLROnPlateau: min_lr must be a number, got {min_lr!r}")
+        self.min_lr = _non_negative("ReduceLROnPlateau: min_lr", min_lr)
+        if not _is_number(eps):
+            _fail(f"ReduceLROnPlateau: eps must be a number, got {eps!r}")
+        self.eps = float(eps)
+        self.lr = self.initial_lr
+        self.last_epoch = 0  # step() calls, torch's name
+        self._reset()
+        if owner is not None:
+            owner.lr = self
+
+    _SETTINGS = ("initial_lr", "mode", "factor", "patience", "threshold", "threshold_mode",
+                 "cooldown", "min_lr", "eps")
+    _STATE = ("lr", "best", "num_bad_epochs", "cooldown_counter", "last_epoch")
+
+    def _reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    def __call__(self, count):
+        """The learning rate now (a schedule's interface; the count is not used)."""
+        if any(isinstance(x, Node) for x in _leaves(count)):
+            _fail("ReduceLROnPlateau: its lr changes between calls of a compiled step, so it "
+                  "cannot be a constant of one; give it as an input, update(..., "
+                  "lr=np.float64(plateau.lr)) (gc.Trainer does)")
+        return self.lr
+
+    def step(self, metrics) -> None:
+        """One evaluation's metric (a number or a 0-d tensor), as torch's step(metrics)."""
+        current = float(metrics.data if isinstance(metrics, Tensor) else metrics)
+        self.last_epoch += 1
+        if self._is_better(current, self.best):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad evaluations in cooldown are not counted
+        if self.num_bad_epochs > self.patience:
+            new_lr = max(self.lr * self.factor, self.min_lr)
+            if self.lr - new_lr > self.eps:
+                self.lr = new_lr
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+
+    def _is_better(self, a, best):
+        if self.mode == "min" and self.threshold_mode == "rel":
+            return a < best * (1.0 - self.threshold)
+        if self.mode == "min":
+            return a < best - self.threshold
+        if self.threshold_mode == "rel":
+            return a > best * (self.threshold + 1.0)
+        return a > best + self.threshold
+
+    def get_last_lr(self) -> list:
+        return [self.lr]
+
+    def settings(self) -> dict:
+        return {k: getattr(self, k) for k in self._SETTINGS}
+
+    def state_dict(self) -> dict:
+        """Settings and state, JSON values (best may be +-inf): load_state_dict takes it."""
+        return {**self.settings(), **{k: getattr(self, k) for k in self._STATE}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The state of state_dict() (lr, best, counters); its settings, as torch's, too."""
+        missing = [k for k in self._SETTINGS + self._STATE
+                   if not isinstance(state, dict) or k not in state]
+        if missing:
+            _fail(f"ReduceLROnPlateau.load_state_dict: the state lacks {', '.join(missing)}")
+        restored = copy.copy(self)
+        try:
+            ReduceLROnPlateau.__init__(restored, state["initial_lr"], **{
+                k: state[k] for k in self._SETTINGS if k != "initial_lr"})
+            for k in ("num_bad_epochs", "cooldown_counter", "last_epoch"):
+                setattr(restored, k, _count_setting(f"ReduceLROnPlateau: {k}", state[k]))
+            restored.lr = _non_negative("ReduceLROnPlateau: lr", state["lr"])
+            if not isinstance(state["best"], (int, float)) or isinstance(state["best"], bool):
+                _fail(f"ReduceLROnPlateau: best must be a number, got {state['best']!r}")
+            restored.best = float(state["best"])
+        except GraphcError as exc:
+            raise GraphcError(f"ReduceLROnPlateau.load_state_dict: {exc.message}",
+                              (user_location(),)) from None
+        self.__dict__.update(restored.__dict__)
+
+
 def _as_schedule(lr):
     if callable(lr):
         return lr
@@ -350,13 +494,19 @@ class Optimizer:
             state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
         return state
 
-    def update(self, grads, state, params, step=None):
+    def update(self, grads, state, params, step=None, lr=None):
         """-> (new params, new state). A leaf whose gradient is None (a None in `grads` may
         stand for a whole subtree of `params`) is left as it is, its state too. `step`: the
         step count the learning-rate schedule is evaluated at where it is not the state's
         count of updates made (mixed-precision training that skipped overflowed steps: as
         PyTorch, the scheduler steps every iteration and Adam's bias corrections count the
-        updates); None: the count."""
+        updates); None: the count. `lr`: this update's learning rate, given instead of the
+        schedule's (a ReduceLROnPlateau's, an input of a compiled step: a float64 0-d)."""
+        if lr is not None:
+            given = float(lr) if isinstance(lr, (int, float, np.number, np.ndarray)) else lr
+            fixed = copy.copy(self)
+            fixed.lr = lambda count: given
+            return fixed.update(grads, state, params, step)
         symbolic = any(isinstance(x, Node) for x in _leaves((grads, state, params, step)))
         if symbolic:
             return self._update(grads, state, params, step)
@@ -829,6 +979,15 @@ def _betas(name, betas):
         if not 0.0 <= b < 1.0:
             raise GraphcError(f"{name}: {which} must be in [0, 1), got {b}", (user_location(),))
     return b1, b2
+
+
+def _fail(message):
+    raise GraphcError(message, (user_location(),))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
 
 
 def _non_negative(name, value):

@@ -1,6 +1,7 @@
-"""Recurrent layers in PyTorch's style: `nn.RNN`, `nn.GRU` and `nn.LSTM`, with torch's
-arguments, parameter names, shapes, gate order and initialisation, so that a torch model's
-state_dict loads as it is.
+"""Recurrent layers in PyTorch's style: `nn.RNN`, `nn.GRU` and `nn.LSTM`, and their one-step
+cells `nn.RNNCell`, `nn.GRUCell` and `nn.LSTMCell`, with torch's arguments, parameter names,
+shapes, gate order and initialisation, so that a torch model's state_dict loads as it is. A
+layer and its cell share the gate math (`_step`) and the initialisation (`_init_weights`).
 
 Each layer and direction is one `gc.scan` over time. The input projections of every step are
 one matrix product before the scan (x @ W_ih^T + b_ih for all steps at once); the scan body
@@ -8,6 +9,8 @@ only multiplies the hidden state, so gradients, vmap and compilation are scan's.
 
     rnn = gc.nn.LSTM(8, 16, num_layers=2, batch_first=True)
     out, (h, c) = rnn(x)            # x (N, L, 8) -> out (N, L, 16), h and c (2, N, 16)
+    cell = gc.nn.LSTMCell(8, 16)
+    h, c = cell(x[:, 0])            # (N, 8) -> h and c (N, 16)
 """
 from __future__ import annotations
 
@@ -29,16 +32,75 @@ def _fail(message):
     raise GraphcError(message, (user_location(),))
 
 
+def _check_sizes(name, **sizes):
+    for what, value in sizes.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
+                value < 1:  # input_size 0 too, as torch: its initial state failed
+            _fail(f"{name}: {what} must be a positive int, got {value!r}")
+
+
+def _init_weights(module, suffix, mode, fan_in, hidden_size, bias, rng, dtype):
+    """weight_ih, weight_hh (and bias_ih, bias_hh) + suffix, torch's shapes and
+    initialisation: every one uniform(+-1/sqrt(hidden_size))."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    rows = _GATES[mode] * hidden_size
+    shapes = [("weight_ih", (rows, fan_in)), ("weight_hh", (rows, hidden_size))]
+    if bias:
+        shapes += [("bias_ih", (rows,)), ("bias_hh", (rows,))]
+    for kind, shape in shapes:
+        setattr(module, f"{kind}{suffix}",
+                Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
+
+
+def _weights(module, suffix):
+    """(weight_ih, weight_hh, bias_ih, bias_hh) + suffix; the biases None without bias."""
+    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if module.bias else [])
+    return [getattr(module, f"{kind}{suffix}") for kind in names] + \
+        ([None, None] if not module.bias else [])
+
+
+def _step(mode, gates_x, h, c, w_hh, b_hh):
+    """One step of a cell: gates_x is x @ W_ih^T + b_ih for this step, h and c (N, H) (c
+    is LSTM's only) -> (h, c)."""
+    gates_h = F.matmul(h, F.transpose(w_hh))
+    if b_hh is not None:
+        gates_h = gates_h + b_hh
+    H = F._shape(w_hh)[1]
+    if mode == "RNN_TANH":
+        return F.tanh(gates_x + gates_h), c
+    if mode == "RNN_RELU":
+        return F.relu(gates_x + gates_h), c
+    if mode == "GRU":  # r, z, n; the reset gate scales W_hn h + b_hn (torch's form)
+        r = F.sigmoid(gates_x[..., :H] + gates_h[..., :H])
+        z = F.sigmoid(gates_x[..., H:2 * H] + gates_h[..., H:2 * H])
+        n = F.tanh(gates_x[..., 2 * H:] + r * gates_h[..., 2 * H:])
+        return (1.0 - z) * n + z * h, c
+    gates = gates_x + gates_h  # LSTM: i, f, g, o
+    i, f = F.sigmoid(gates[..., :H]), F.sigmoid(gates[..., H:2 * H])
+    g, o = F.tanh(gates[..., 2 * H:3 * H]), F.sigmoid(gates[..., 3 * H:])
+    c = f * c + i * g
+    return o * F.tanh(c), c
+
+
+def _input_gates(x, w_ih, b_ih):
+    """x @ W_ih^T + b_ih over x's leading axes (every time step of a layer at once)."""
+    gates = F.matmul(x, F.transpose(w_ih))
+    return gates if b_ih is None else gates + b_ih
+
+
+def _mode(name, nonlinearity):
+    if nonlinearity not in ("tanh", "relu"):
+        _fail(f"{name}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return f"RNN_{nonlinearity.upper()}"
+
+
 class _Recurrent(Module):
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, rng=None,
                  dtype="float32"):
         name = type(self).__name__
-        for what, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("num_layers", num_layers)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
-                    value < 1:  # input_size 0 too, as torch: its initial state failed
-                _fail(f"{name}: {what} must be a positive int, got {value!r}")
+        _check_sizes(name, input_size=input_size, hidden_size=hidden_size,
+                     num_layers=num_layers)
         if isinstance(dropout, (bool, np.bool_)) or \
                 not isinstance(dropout, (int, float, np.integer, np.floating)) or \
                 not 0.0 <= dropout < 1.0:
@@ -51,19 +113,11 @@ class _Recurrent(Module):
         object.__setattr__(self, "batch_first", bool(batch_first))
         object.__setattr__(self, "bidirectional", bool(bidirectional))
         rng = _rng(rng)
-        # torch: every weight and bias uniform(+-1/sqrt(hidden_size))
-        bound = 1.0 / math.sqrt(hidden_size)
-        rows = _GATES[mode] * hidden_size
         directions = 2 if bidirectional else 1
         for layer in range(num_layers):
             fan_in = input_size if layer == 0 else hidden_size * directions
             for suffix in self._suffixes(layer):
-                shapes = [("weight_ih", (rows, fan_in)), ("weight_hh", (rows, hidden_size))]
-                if bias:
-                    shapes += [("bias_ih", (rows,)), ("bias_hh", (rows,))]
-                for kind, shape in shapes:
-                    setattr(self, f"{kind}{suffix}",
-                            Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
+                _init_weights(self, suffix, mode, fan_in, hidden_size, bias, rng, dtype)
         # between layers, in training, as torch's (not after the last one); a float, as
         # torch's attribute, read at every call
         object.__setattr__(self, "dropout", float(dropout))
@@ -71,42 +125,13 @@ class _Recurrent(Module):
     def _suffixes(self, layer):
         return [f"_l{layer}"] + ([f"_l{layer}_reverse"] if self.bidirectional else [])
 
-    def _weights(self, suffix):
-        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
-        return [getattr(self, f"{kind}{suffix}") for kind in names] + \
-            ([None, None] if not self.bias else [])
-
-    def _cell(self, gates_x, h, c, w_hh, b_hh):
-        """One step: gates_x is x @ W_ih^T + b_ih for this step; -> (h, c)."""
-        gates_h = F.matmul(h, F.transpose(w_hh))
-        if b_hh is not None:
-            gates_h = gates_h + b_hh
-        H = self.hidden_size
-        if self.mode == "RNN_TANH":
-            return F.tanh(gates_x + gates_h), c
-        if self.mode == "RNN_RELU":
-            return F.relu(gates_x + gates_h), c
-        if self.mode == "GRU":  # r, z, n; the reset gate scales W_hn h + b_hn (torch's form)
-            r = F.sigmoid(gates_x[..., :H] + gates_h[..., :H])
-            z = F.sigmoid(gates_x[..., H:2 * H] + gates_h[..., H:2 * H])
-            n = F.tanh(gates_x[..., 2 * H:] + r * gates_h[..., 2 * H:])
-            return (1.0 - z) * n + z * h, c
-        gates = gates_x + gates_h  # LSTM: i, f, g, o
-        i, f = F.sigmoid(gates[..., :H]), F.sigmoid(gates[..., H:2 * H])
-        g, o = F.tanh(gates[..., 2 * H:3 * H]), F.sigmoid(gates[..., 3 * H:])
-        c = f * c + i * g
-        return o * F.tanh(c), c
-
     def _direction(self, x, h0, c0, suffix, reverse):
         """x (L, N, in) -> (outputs (L, N, H), h_n, c_n) of one layer and direction."""
-        w_ih, w_hh, b_ih, b_hh = self._weights(suffix)
-        gates_x = F.matmul(x, F.transpose(w_ih))  # every step's input projection at once
-        if b_ih is not None:
-            gates_x = gates_x + b_ih
+        w_ih, w_hh, b_ih, b_hh = _weights(self, suffix)
+        gates_x = _input_gates(x, w_ih, b_ih)  # every step's input projection at once
 
         def step(carry, gx):
-            h, c = carry
-            h, c = self._cell(gx, h, c, w_hh, b_hh)
+            h, c = _step(self.mode, gx, *carry, w_hh, b_hh)
             return (h, c), h
         (h, c), ys = scan(step, (h0, c0), gates_x, reverse=reverse)
         return ys, h, c
@@ -177,9 +202,7 @@ class RNN(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, rng=None,
                  dtype="float32"):
-        if nonlinearity not in ("tanh", "relu"):
-            _fail(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        super().__init__(f"RNN_{nonlinearity.upper()}", input_size, hidden_size, num_layers,
+        super().__init__(_mode("RNN", nonlinearity), input_size, hidden_size, num_layers,
                          bias, batch_first, dropout, bidirectional, rng, dtype)
 
 
@@ -201,3 +224,75 @@ class LSTM(_Recurrent):
                  dropout=0.0, bidirectional=False, rng=None, dtype="float32"):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, rng, dtype)
+
+
+class _Cell(Module):
+    """One step of a recurrent layer, as torch's RNNCellBase: the weights of the layer's
+    first layer (without the _l0 suffix), and forward(input, hx=None) on an input (N, in) or
+    an unbatched (in,)."""
+
+    def __init__(self, mode, input_size, hidden_size, bias=True, rng=None, dtype="float32"):
+        _check_sizes(type(self).__name__, input_size=input_size, hidden_size=hidden_size)
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "input_size", int(input_size))
+        object.__setattr__(self, "hidden_size", int(hidden_size))
+        object.__setattr__(self, "bias", bool(bias))
+        _init_weights(self, "", mode, input_size, hidden_size, bias, _rng(rng), dtype)
+
+    def forward(self, input, hx=None):
+        name, lstm = type(self).__name__, self.mode == "LSTM"
+        nd = len(F._shape(input))
+        if nd not in (1, 2):
+            _fail(f"{name}: input must be 1-d ({self.input_size},) or 2-d (N, "
+                  f"{self.input_size}), got shape {tuple(F._shape(input))}")
+        if F._shape(input)[-1] != self.input_size:
+            _fail(f"{name}: input has {F._shape(input)[-1]} features, the cell takes "
+                  f"{self.input_size}")
+        batched = nd == 2
+        x = input if batched else F.expand_dims(input, 0)  # (N, in)
+        if lstm and hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            _fail(f"LSTMCell: hx must be a pair (h_0, c_0), got {type(hx).__name__}"
+                  + (f" of {len(hx)}" if isinstance(hx, (tuple, list)) else ""))
+        h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
+        h = self._initial(h0, x, batched, "h_0" if lstm else "hx")
+        c = self._initial(c0, x, batched, "c_0") if lstm else None
+        w_ih, w_hh, b_ih, b_hh = _weights(self, "")
+        h, c = _step(self.mode, _input_gates(x, w_ih, b_ih), h, c, w_hh, b_hh)
+        if not batched:
+            h, c = F.squeeze(h, 0), (None if c is None else F.squeeze(c, 0))
+        return (h, c) if lstm else h
+
+    def _initial(self, value, x, batched, what):
+        """The state given ((N, H), unbatched (H,)), or zeros (N, H)."""
+        if value is None:  # tied to x: its batch axis, symbolic or vmapped, is the state's
+            return F.zeros((self.hidden_size,), F._dtype(x)) + F.zeros_like(x[:, :1])
+        want = (F._shape(x)[0], self.hidden_size) if batched else (self.hidden_size,)
+        if tuple(F._shape(value)) != tuple(want):
+            _fail(f"{type(self).__name__}: {what} has shape {tuple(F._shape(value))}, "
+                  f"expected {tuple(want)}")
+        return value if batched else F.expand_dims(value, 0)
+
+
+class RNNCell(_Cell):
+    """torch.nn.RNNCell: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (nonlinearity="relu":
+    relu). forward(input, hx=None) -> h'."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", rng=None,
+                 dtype="float32"):
+        super().__init__(_mode("RNNCell", nonlinearity), input_size, hidden_size, bias, rng,
+                         dtype)
+
+
+class GRUCell(_Cell):
+    """torch.nn.GRUCell (gates r, z, n in that order). forward(input, hx=None) -> h'."""
+
+    def __init__(self, input_size, hidden_size, bias=True, rng=None, dtype="float32"):
+        super().__init__("GRU", input_size, hidden_size, bias, rng, dtype)
+
+
+class LSTMCell(_Cell):
+    """torch.nn.LSTMCell (gates i, f, g, o in that order). forward(input, hx=None) with
+    hx = (h_0, c_0) -> (h', c')."""
+
+    def __init__(self, input_size, hidden_size, bias=True, rng=None, dtype="float32"):
+        super().__init__("LSTM", input_size, hidden_size, bias, rng, dtype)

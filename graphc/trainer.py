@@ -44,6 +44,11 @@ its state checkpointed as amp/scale and amp/good_steps and the skips in the head
 recomputes activations in its backward pass until its plan fits; `step_plan.remat_report`
 says what that costs.
 
+An optimiser whose lr is a gc.optim.ReduceLROnPlateau (torch's) is stepped with each periodic
+validation loss (the one fit() takes before training excepted), and its learning rate is an
+input of the compiled step, a float64 scalar, so a reduction does not compile it again; its
+state is checkpointed in the header (`lr_on_plateau`) and a resumed run continues it.
+
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
 from __future__ import annotations
@@ -101,6 +106,7 @@ class Trainer:
         if units not in ("samples", "tokens"):
             raise GraphcError(f"Trainer: units must be 'samples' or 'tokens', got {units!r}")
         self.loss, self.optimizer = _with_key_and_mode(loss), optimizer
+        self.plateau = _plateau(optimizer, eval_batches)
         self.train_batches = _Batches(train_batches, "train_batches")
         self.eval_batches = None if eval_batches is None else _Batches(eval_batches,
                                                                       "eval_batches")
@@ -175,7 +181,7 @@ class Trainer:
         return {n: getattr(m, a) for n, (m, a) in self._buffer_places.items()}
 
     # ---- the traced functions ----
-    def _step_function(self, params, state, batch, key, amp_state=None, step=None):
+    def _step_function(self, params, state, batch, key, amp_state=None, step=None, lr=None):
         # Dropout layers the loss calls draw their masks from the step's key, which is
         # checkpointed with the step, not from graphc.nn's generator (the graph's implicit
         # dropout_key input), which a resumed run would not continue bit for bit
@@ -194,7 +200,9 @@ class Trainer:
             grads, norm = clip_by_global_norm(grads, self.clip_norm)
         else:
             norm = global_norm(grads)
-        if step is not None:  # the schedule at the trainer's step, skipped ones included
+        if lr is not None:  # a ReduceLROnPlateau's lr: an input, changed between calls
+            updated = self.optimizer.update(grads, state, params, step=step, lr=lr)
+        elif step is not None:  # the schedule at the trainer's step, skipped ones included
             updated = self.optimizer.update(grads, state, params, step=step)
         else:
             updated = self.optimizer.update(grads, state, params)
@@ -247,6 +255,7 @@ class Trainer:
             optimizer=_optimizer_settings(self.optimizer, self.steps), steps=self.steps,
             seed=self.seed,
             clip_norm=self.clip_norm, settings=_jsonable(self.checkpoint_meta),
+            lr_on_plateau=self.plateau and self.plateau.settings(),
             data=digest.hexdigest()[:16])
 
     def _eval_key(self, k):
@@ -266,7 +275,9 @@ class Trainer:
         # written before it could) evaluates its schedule at the count
         if isinstance(self.optimizer, optim.Optimizer) and "step" in inspect.signature(
                 self.optimizer.update).parameters:
-            return args + (self.amp_state, np.int64(self.step))
+            args += (self.amp_state, np.int64(self.step))
+            # a 0-d array, an input of the plan (a Python float would be a constant of it)
+            return args + ((np.asarray(self.plateau.lr, np.float64),) if self.plateau else ())
         return args if self.amp_state is None else args + (self.amp_state,)
 
     def step_inputs(self, batch) -> list:
@@ -356,7 +367,8 @@ class Trainer:
         step plan updates the arrays in place, so the state before a bad step is gone."""
         self._good = (self.step, self.rng.bit_generator.state, self.train_batches.position,
                       {k: a.copy() for k, a in self.state_arrays().items()},
-                      list(self.history), list(self.val_history), self.skipped_steps)
+                      list(self.history), list(self.val_history), self.skipped_steps,
+                      self.plateau and self.plateau.state_dict())
 
     @property
     def good_step(self) -> int:
@@ -366,8 +378,10 @@ class Trainer:
         """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
         then an evaluation) with the plans' finite check; return its error, which names the
         first op that produced a NaN or an Inf, its operand ranges and the model's line."""
-        step, rng_state, position, arrays, history, val_history, skipped = self._good
+        step, rng_state, position, arrays, history, val_history, skipped, plateau = self._good
         self._set_state_arrays({k: a.copy() for k, a in arrays.items()}, step, skipped)
+        if plateau:  # the lr those steps ran with
+            self.plateau.load_state_dict(plateau)
         self.train_batches.seek(position)
         self.history, self.val_history = list(history), list(val_history)
         self.rng.bit_generator.state = rng_state
@@ -393,6 +407,8 @@ class Trainer:
                 "rng": _jsonable(self.rng.bit_generator.state),
                 "data_position": self.train_batches.position,
                 "history": self.history, "val_history": self.val_history}
+        if self.plateau is not None:
+            meta["lr_on_plateau"] = self.plateau.state_dict()
         checkpoint.save(path, self.state_arrays(), meta)
 
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False):
@@ -422,11 +438,43 @@ class Trainer:
                 or not 0 <= skipped <= meta["step"]:
             raise checkpoint.CheckpointError(f"checkpoint header: skipped_steps must be a whole "
                                              f"number from 0 to the step, got {skipped!r}")
+        plateau = self._checked_plateau(meta.get("lr_on_plateau"), allow_changed_settings)
         self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped)
+        if plateau is not None:
+            self.plateau.load_state_dict(plateau)
         self.rng.bit_generator.state = meta["rng"]
         self.train_batches.seek(position)
         self.history = [tuple(h) for h in meta.get("history", [])]
         self.val_history = [tuple(h) for h in meta.get("val_history", [])]
+
+    def _checked_plateau(self, saved, allow_changed_settings):
+        """The checkpoint's ReduceLROnPlateau state to load: refused where it was saved with
+        other settings, or with none where this trainer has one (or the other way round),
+        unless allow_changed_settings (the state goes on with this trainer's settings; a
+        scheduler new to the run starts afresh). None: nothing to load."""
+        mine = self.plateau.settings() if self.plateau is not None else None
+        if saved is not None and not isinstance(saved, dict):
+            raise checkpoint.CheckpointError(f"checkpoint header: lr_on_plateau must be an "
+                                             f"object, got {saved!r}"[:200])
+        theirs = None if saved is None else {k: saved.get(k) for k in mine or saved
+                                             if k in optim.ReduceLROnPlateau._SETTINGS}
+        if mine != theirs and not allow_changed_settings:
+            def shown(settings):
+                return "none" if settings is None else ", ".join(
+                    f"{k}={v}" for k, v in settings.items())
+            raise GraphcError(f"the checkpoint was saved with ReduceLROnPlateau "
+                              f"{shown(theirs)}, this trainer has {shown(mine)}; resume with "
+                              "the checkpoint's, or pass allow_changed_settings=True to "
+                              "continue with this trainer's", (user_location(),))
+        if saved is None or mine is None:
+            return None
+        state = {**saved, **mine}  # this trainer's settings (the same unless allowed)
+        try:
+            copy.copy(self.plateau).load_state_dict(state)  # checked before anything changes
+        except GraphcError as exc:
+            raise checkpoint.CheckpointError(f"checkpoint header lr_on_plateau: "
+                                             f"{exc.message}") from None
+        return state
 
     def resume(self, path: str, allow_changed_settings: bool = False):
         """restore() from a checkpoint file written by save(), each array checked against
@@ -514,9 +562,10 @@ class Trainer:
                     if self.step % self.eval_every == 0 or self.step == self.steps:
                         if self.eval_batches is not None:
                             val = self.evaluate()
+                            lr = self._plateau_step(val)
                             if self.dist is None or self.dist.is_main():  # tqdm.write prints
                                 bar.write(f"step {self.step}: train loss {loss:.4f}, val "
-                                          f"loss {val:.4f}")  # even when the bar is off
+                                          f"loss {val:.4f}{lr}")  # even when the bar is off
                         self._save(ckpt, saved, log)
                         saved = self.step
                 signum = signum or stop.signum  # one that came after the last step: done
@@ -525,6 +574,16 @@ class Trainer:
                 return signum
         finally:
             bar.close()
+
+    def _plateau_step(self, val) -> str:
+        """Step the ReduceLROnPlateau with a validation loss; its lr for the progress line
+        ("" without one). The same on every rank: the loss is all-reduced."""
+        if self.plateau is None:
+            return ""
+        before = self.plateau.lr
+        self.plateau.step(val)
+        return f", lr {self.plateau.lr:.4g}" + (" (reduced)" if self.plateau.lr != before
+                                                else "")
 
     def _stop_signal(self, stop) -> int:
         """The signal that stops training at this step boundary, or 0. With several ranks
@@ -657,6 +716,24 @@ def _named_places(places) -> dict:
             name, k = f"{base}_{k}", k + 1
         named[name] = (module, attr)
     return named
+
+
+def _plateau(optimizer, eval_batches):
+    """The optimiser's ReduceLROnPlateau, or None; refused without validation batches."""
+    plateau = getattr(optimizer, "lr", None)
+    if not isinstance(plateau, optim.ReduceLROnPlateau):
+        return None
+    if eval_batches is None:
+        raise GraphcError("Trainer: the optimizer's lr is a ReduceLROnPlateau, which steps on "
+                          "the validation loss; give eval_batches= (evaluated every "
+                          "eval_every steps)", (user_location(),))
+    parameters = inspect.signature(optimizer.update).parameters
+    if not isinstance(optimizer, optim.Optimizer) or "lr" not in parameters \
+            or "step" not in parameters:
+        raise GraphcError(f"Trainer: {type(optimizer).__name__}.update takes no step= and lr= "
+                          "(gc.optim.Optimizer.update's), which a ReduceLROnPlateau's "
+                          "learning rate is given by", (user_location(),))
+    return plateau
 
 
 def _as_tuple(batch):
