@@ -97,12 +97,10 @@ class _AdaptivePool(_Functional):
 
 
 class _AdaptiveMaxPool(_Functional):
-    _settings = ("output_size",)
+    _settings = ("output_size", "return_indices")  # return_indices: forward gives (out, indices)
 
     def __init__(self, output_size, return_indices=False):
-        if return_indices:
-            _fail(f"{type(self).__name__}: return_indices=True is not supported")
-        self._keep(output_size=output_size)
+        self._keep(output_size=output_size, return_indices=return_indices)
 
 
 class AdaptiveAvgPool2d(_AdaptivePool):
@@ -130,7 +128,7 @@ class AdaptiveMaxPool1d(_AdaptiveMaxPool):
 
 
 class MaxPool1d(_MaxPool):
-    """torch.nn.MaxPool1d (graphc.max_pool1d); ceil_mode keyword-only, as MaxPool2d's."""
+    """torch.nn.MaxPool1d (graphc.max_pool1d)."""
 
     _function = staticmethod(C.max_pool1d)
 

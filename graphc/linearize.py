@@ -18,6 +18,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Graph, current_graph
 from ir.region import Region
 from passes.fold import computes_constant
+from passes.forward_mode import keeping_primal_loops
 from passes.manager import optimize
 from ir.ops.registry import SymbolicValue, apply, get_op
 
@@ -40,9 +41,10 @@ def linearize(fn, *primals):
     p_leaves, p_structure = leaves_and_structure(list(primals))
     count = len(primals)
     name = getattr(fn, "__name__", "fn").strip("<>")
-    graph = trace(lambda *a: jvp(fn, a[:count], a[count:]), *primals, *primals,
-                  names=[f"p{k}" for k in range(count)] + [f"t{k}" for k in range(count)],
-                  name=f"linearize_{name}")
+    with keeping_primal_loops():  # the known part computes y without the tangents
+        graph = trace(lambda *a: jvp(fn, a[:count], a[count:]), *primals, *primals,
+                      names=[f"p{k}" for k in range(count)] + [f"t{k}" for k in range(count)],
+                      name=f"linearize_{name}")
     # the tangents' inputs by name (the passes may reorder a signature); the other inputs
     # (the primals, a model's parameters fn reads) are known
     tangent_names = {n.attrs["name"] for n in graph.inputs[len(p_leaves):2 * len(p_leaves)]}

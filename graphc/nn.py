@@ -620,15 +620,15 @@ class Upsample(_Functional):
 
 
 class _MaxPool(_Functional):
-    """torch's max pools' settings; each class names its function (as torch's _MaxPoolNd).
-    ceil_mode is keyword-only: PyTorch's fifth parameter is return_indices, which graphc
-    has not."""
+    """torch's max pools' settings, in torch's order; each class names its function (as
+    torch's _MaxPoolNd). return_indices=True: forward returns (out, indices), as torch's."""
 
-    _settings = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+    _settings = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False):
         self._keep(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
-                   ceil_mode=ceil_mode)
+                   ceil_mode=ceil_mode, return_indices=return_indices)
 
 
 class _AvgPool(_Functional):

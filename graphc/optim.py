@@ -763,8 +763,10 @@ class Adamax(Optimizer):
 class NAdam(Optimizer):
     """torch.optim.NAdam: Adam with Nesterov momentum and torch's momentum schedule
     mu_t = beta1 (1 - 0.5 * 0.96^(t momentum_decay)). The product of the mu_t so far is
-    state, as torch's: a float64 0-d array per parameter (slot "mu_product"; torch keeps it
-    in its default dtype, float32 unless torch.set_default_dtype(torch.float64)). Weight
+    state, as torch's: a 0-d array per parameter (slot "mu_product") in torch's default
+    dtype taken as the parameter's: float64 for float64 parameters, float32 otherwise (torch's
+    float32 default), each product rounded as torch's `mu_product *= mu` (mu rounded to
+    float32 first); the two step factors from it in float64, as torch's Python floats. Weight
     decay coupled (L2), or decoupled (p *= 1 - lr * weight_decay) with
     decoupled_weight_decay=True, as torch's."""
 
@@ -783,9 +785,12 @@ class NAdam(Optimizer):
     def init(self, params) -> dict:
         state = super().init(params)
         leaves, structure, _ = flatten(params)
-        one = F.full((), 1.0, "float64") if any(isinstance(p, Node) for p in leaves) else \
-            np.ones((), np.float64)
-        state["mu_product"] = unflatten(structure, [None if p is None else one
+        traced = any(isinstance(p, Node) for p in leaves)
+
+        def one(p):
+            dtype = "float64" if np.dtype(p.dtype) == np.float64 else "float32"
+            return F.full((), 1.0, dtype) if traced else np.ones((), dtype)
+        state["mu_product"] = unflatten(structure, [None if p is None else one(p)
                                                     for p in leaves])
         return state
 
@@ -807,11 +812,15 @@ class NAdam(Optimizer):
             else:
                 g = g + p * self.weight_decay
         mu, mu_next, lr = scalars["mu"], scalars["mu_next"], scalars["lr"]
-        mu_product = slots["mu_product"] * mu
+        # in the state's own dtype (a float64 state saved before it followed torch's goes on
+        # in float64)
+        state_dtype = np.dtype(slots["mu_product"].dtype)
+        mu_product = slots["mu_product"] * F.cast(mu, state_dtype)
+        exact = F.cast(mu_product, "float64")
         # torch's two factors, in float64, each rounded once to the parameter's dtype
         dtype = np.dtype(p.dtype)
-        grad_factor = F.cast(lr * (1.0 - mu) / (1.0 - mu_product), dtype)
-        momentum_factor = F.cast(lr * mu_next / (1.0 - mu_product * mu_next), dtype)
+        grad_factor = F.cast(lr * (1.0 - mu) / (1.0 - exact), dtype)
+        momentum_factor = F.cast(lr * mu_next / (1.0 - exact * mu_next), dtype)
         m = slots["m"] * self.beta1 + g * (1.0 - self.beta1)
         v = slots["v"] * self.beta2 + (g * g) * (1.0 - self.beta2)
         denom = F.sqrt(v / scalars["bc2"]) + self.eps

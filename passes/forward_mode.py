@@ -12,11 +12,15 @@ forward instead, as JAX's jvp of lax.while_loop does:
 A scan or cond holding a while_loop (at any depth) is rebuilt the same way: a scan of the
 body's jvp over (xs, dxs) carrying (c, dc), a cond of the branches' jvps. The reverse passes
 then stop at each rebuilt node's float results (`gradients(..., partial=True)`), and each
-result enters as one more source whose tangent is the new node's. The new node recomputes
-the primal results too: the original node still gives the function's results, so such a
-jvp runs the loop twice. Everything else goes through the double vjp as before.
+result enters as one more source whose tangent is the new node's. The new node computes the
+primal results too, so the original's results then read the new node's (`_read_from`) and
+the original, unread, is dead code: the loop runs once, as JAX's (gc.linearize keeps the
+original, `keeping_primal_loops`: its known part computes the value without the tangents).
+Everything else goes through the double vjp as before.
 """
 from __future__ import annotations
+
+import contextlib
 
 from ir.ops import api as F
 from ir.ops.control_flow import regions_of
@@ -28,6 +32,21 @@ from .autodiff import _relevant, gradients, upstream
 from .control_flow_ad import _captured, _replay
 
 
+_KEEP_PRIMAL_LOOPS = [False]
+
+
+@contextlib.contextmanager
+def keeping_primal_loops():
+    """Within: the function's values keep reading the original loops (gc.linearize splits
+    the jvp graph into what the tangents reach and what they do not: the value must be in
+    the second part)."""
+    _KEEP_PRIMAL_LOOPS.append(True)
+    try:
+        yield
+    finally:
+        _KEEP_PRIMAL_LOOPS.pop()
+
+
 def tangents(outs, sources, source_tangents) -> list:
     """J @ v: one tangent per node of `outs` (float values of one graph) along
     `source_tangents`, one per node of `sources` (its independent variables: what they are
@@ -35,7 +54,8 @@ def tangents(outs, sources, source_tangents) -> list:
     outs, sources, vs = list(outs), list(sources), list(source_tangents)
     graph, independent = outs[0].graph, set(sources)
     relevant = _on_derivative_paths(outs, _relevant(graph, outs, sources)[0])
-    for node in graph.nodes:
+    rebuilt = []  # (old node, new node, {old result position: new one})
+    for node in list(graph.nodes):
         if node in relevant and _remat_of_a_loop(node):
             # its value is its forward's: the tangent of that, the loops in it rebuilt
             vs += _double_vjp([node.inputs[0]], sources, vs, independent)
@@ -53,12 +73,43 @@ def tangents(outs, sources, source_tangents) -> list:
         # the new node has the user's line of the old one: a gradient of it, refused, and
         # errors when it runs name the loop, not the jvp call
         with graph.locations(node.locs, node.scope):
-            new, tangent_at = rebuild(node, dict(zip(positions, operand_tangents)))
-            for r in graph.nodes:
+            new, (primal_at, tangent_at) = rebuild(node, dict(zip(positions, operand_tangents)))
+            rebuilt.append((node, new, primal_at))
+            for r in list(graph.nodes):
                 if r.op == "tuple_get" and r.inputs[0] is node and is_float(r.dtype):
                     sources.append(r)
                     vs.append(apply("tuple_get", new, index=tangent_at[r.attrs["index"]]))
-    return _double_vjp(outs, sources, vs, independent)
+    result = _double_vjp(outs, sources, vs, independent)
+    if rebuilt and not _KEEP_PRIMAL_LOOPS[-1]:
+        _read_from(graph, rebuilt)
+    return result
+
+
+def _read_from(graph, rebuilt):
+    """Each old node's results (its tuple_get nodes: the function's values, the reverse
+    passes' sources) read the new node's primal results instead, equal to them; the nodes
+    are put back in an order where each follows its inputs (a result now follows the new
+    node, built after the result's users)."""
+    for old, new, primal_at in rebuilt:
+        for r in graph.nodes:
+            if r.op == "tuple_get" and r.inputs[0] is old:
+                r.inputs[0] = new
+                r.attrs = {**r.attrs, "index": primal_at[r.attrs["index"]]}
+    placed, order = set(), []
+    for start in graph.nodes:  # depth first, inputs first, otherwise in the old order
+        stack = [(start, False)]
+        while stack:
+            n, ready = stack.pop()
+            if n in placed:
+                continue
+            if ready:
+                placed.add(n)
+                order.append(n)
+                continue
+            stack.append((n, True))
+            stack.extend((i, False) for i in reversed(n.inputs)
+                         if i not in placed and i.graph is graph)
+    graph.nodes[:] = order
 
 
 def _on_derivative_paths(outs, relevant) -> set:
@@ -148,14 +199,17 @@ def _jvp_region(name, source, in_groups, out_groups):
 
 
 def _after_each_group(groups, sizes_of_floats):
-    """{position in the old results: position of its tangent in the new ones}, for results
-    laid out group by group, each group followed by its float members' tangents."""
-    at, start = {}, 0
+    """({position in the old results: its position in the new ones}, {...: position of its
+    tangent}), for results laid out group by group, each group followed by its float
+    members' tangents."""
+    primal_at, at, start = {}, {}, 0
     for group, floats in zip(groups, sizes_of_floats):
+        for j, k in enumerate(group):
+            primal_at[k] = start + j
         for j, k in enumerate(floats):
             at[k] = start + len(group) + j
         start += len(group) + len(floats)
-    return at
+    return primal_at, at
 
 
 def _tangent_operands(node, group, operand_tangents):

@@ -66,9 +66,14 @@ def rsqrt(node, args, dst):
     return [f"np.sqrt({args[0]}, out={dst})", f"np.reciprocal({dst}, out={dst})"]
 
 
-def sigmoid(node, args, dst):
-    return [f"np.multiply({args[0]}, 0.5, out={dst})", f"np.tanh({dst}, out={dst})",
-            f"np.multiply({dst}, 0.5, out={dst})", f"np.add({dst}, 0.5, out={dst})"]
+def sigmoid(node, args, dst, scratch):
+    # f / (1 + e) with e = exp(-|x|) and f = 1 for x >= 0, e below (ir/ops/elementwise.py):
+    # f = max(x >= 0, e) since e <= 1; x is read before dst is first written (dst may be x)
+    x, (e,) = args[0], scratch
+    return [f"np.abs({x}, out={e})", f"np.greater_equal({x}, 0, out={dst})",
+            f"np.negative({e}, out={e})", f"np.exp({e}, out={e})",
+            f"np.maximum({dst}, {e}, out={dst})", f"np.add({e}, 1.0, out={e})",
+            f"np.divide({dst}, {e}, out={dst})"]
 
 
 def cast(node, args, dst):

@@ -182,6 +182,22 @@ if numba is not None:
             return impl
         return lambda x: np.exp(x)
 
+    def fast_sigmoid(x):  # pragma: no cover - replaced by the overload inside kernels
+        """sigmoid of one value, as ir/ops/elementwise.py's: f / (1 + exp(-|x|)) with f = 1
+        for x >= 0 and exp(-|x|) below, so a tiny sigmoid keeps its digits (fast_exp is
+        within 4 ulp; the division rounds once more)."""
+
+    @overload(fast_sigmoid)
+    def _fast_sigmoid(x):
+        ty = np.float32 if x == numba.float32 else np.float64
+        zero, one = ty(0.0), ty(1.0)
+
+        def impl(x):
+            e = fast_exp(-abs(x))  # in [0, 1]: no overflow; NaN for NaN
+            f = one if x >= zero else e
+            return f / (one + e)
+        return impl
+
     @njit(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
     def maximum(a, b):
         """np.maximum's rule for scalars: a NaN on either side wins, and a tie gives b, as

@@ -246,3 +246,32 @@ def test_vmapped_and_second_order_jvp_through_while_loop():
     eps = 1e-5
     numeric = (pushed(xs[0] + eps * dxs[1]) - pushed(xs[0] - eps * dxs[1])) / (2 * eps)
     np.testing.assert_allclose(second, numeric, rtol=1e-6, atol=1e-8)
+
+
+def _loops(graph) -> int:
+    """The while_loop nodes that run, at every depth: those some output of their graph (or
+    region, whose plan drops its dead code too) depends on."""
+    from ir.ops.control_flow import regions_of
+
+    def count(g):
+        live = set(g.outputs)
+        for n in reversed(g.nodes):
+            if n in live:
+                live.update(n.inputs)
+        return sum((n.op == "while_loop") + sum(count(r) for r in regions_of(n))
+                   for n in g.nodes if n in live)
+    return count(graph)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_jvp_runs_each_loop_once(name):
+    """The rebuilt loop (or scan, cond) gives the primal results too: the original is dead
+    code, so a jvp holds as many loops as the function (it held twice as many: each ran
+    twice). jacfwd batches the same graph (one batch per input leaf: argnums=0)."""
+    fn = CASES[name][0]
+    spec = gc.spec((3,), "float64")
+    alone = _loops(gc.trace(fn, spec, spec))
+    assert alone >= 1
+    assert _loops(gc.trace(lambda x, w, dx, dw: gc.jvp(fn, (x, w), (dx, dw)), *[spec] * 4)) \
+        == alone
+    assert _loops(gc.trace(lambda x, w: gc.jacfwd(fn)(x, w), spec, spec)) == alone

@@ -925,8 +925,12 @@ def _taps(x, kernel, stride, padding, dilation, count_padding=False, dtype=None)
 
 
 def _unbatched(f, x, *args):
-    """f of a 3-d x (C, H, W), PyTorch's unbatched input: of a batch of one."""
-    return squeeze(f(expand_dims(x, 0), *args), 0)
+    """f of a 3-d x (C, H, W), PyTorch's unbatched input: of a batch of one (each of f's
+    results, where it returns a tuple)."""
+    out = f(expand_dims(x, 0), *args)
+    if isinstance(out, tuple):
+        return tuple(squeeze(o, 0) for o in out)
+    return squeeze(out, 0)
 
 
 def _same_padding(name, kernel, stride, dilation):
@@ -1081,21 +1085,38 @@ def _pool_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
     return kernel, stride, tuple(sides), dilation
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
     """torch.nn.functional.max_pool2d of x (N, C, H, W): stride defaults to kernel_size, the
     padding is -inf; ceil_mode as PyTorch's. A window's gradient is shared equally by its
     tied maxima inside x, never the padding (PyTorch gives it all to the first). x may be
-    (C, H, W), as in PyTorch."""
+    (C, H, W), as in PyTorch. return_indices=True: (out, indices), indices (int64, no
+    gradient) as torch's: where in its (H, W) plane, h * W + w, each window's largest value
+    is, the first in row-major order on ties (a NaN: the first, where torch's takes the last)."""
     if _ndim(x) == 3:
-        return _unbatched(max_pool2d, x, kernel_size, stride, padding, dilation, ceil_mode)
+        return _unbatched(max_pool2d, x, kernel_size, stride, padding, dilation, ceil_mode,
+                          return_indices)
+    _flag("max_pool2d", "return_indices", return_indices)
     kernel, stride, padding, dilation = _pool_args("max_pool2d", x, kernel_size, stride,
                                                    padding, dilation, ceil_mode)
     # the padding must never win a window: -inf, or an integer (bool) dtype's least value
     dtype = np.dtype(_dtype(x))
     lowest = (-math.inf if is_float(dtype) else 0 if dtype == np.bool_
               else int(np.iinfo(dtype).min))
-    views, _ = _windows("max_pool2d", x, kernel, stride, padding, dilation, lowest)
-    out = max(stack(views, -1), -1)
+    views, (ho, wo) = _windows("max_pool2d", x, kernel, stride, padding, dilation, lowest)
+    taps = stack(views, -1)
+    out = max(taps, -1)
+    indices = None
+    if return_indices:
+        h, w = _shape(x)[2:]
+        if not (isinstance(h, int) and isinstance(w, int)):
+            _fail(f"max_pool2d: return_indices=True needs a known height and width, got {h} "
+                  f"and {w}")
+        # each tap's place h * W + w in the plane, per output row (and column) and tap
+        rows = _tap_places(ho, kernel[0], stride[0], padding[0][0], dilation[0], h, w)
+        cols = _tap_places(wo, kernel[1], stride[1], padding[1][0], dilation[1], w, 1)
+        places = (rows[:, None, :, None] + cols[None, :, None, :]).reshape(ho, wo, -1)
+        indices = _first_largest(taps, out, places)
     if is_float(dtype) and builtins.any(padding[0] + padding[1]):
         # a window that is -inf throughout ties its real elements with its -inf padding, and
         # max's gradient, shared by all kH*kW taps, loses the padding's part: scaled by
@@ -1104,7 +1125,35 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         real = _taps(x, kernel, stride, padding, dilation)
         scale = where(equal(out, -math.inf), (kernel[0] * kernel[1]) / maximum(real, 1), 1.0)
         out = out * stop_gradient(scale)
-    return out
+    return out if indices is None else (out, indices)
+
+
+# a tap outside x (padding, ceil_mode's overhang) has this place: above any inside
+_OUTSIDE = np.int64(1) << 40
+
+
+def _tap_places(n_out, k, s, p, d, size, unit):
+    """(n_out, k) int64: the place (position * unit) of tap j of window i along one axis,
+    position i * s - p + j * d, or _OUTSIDE where that is not in 0 .. size - 1."""
+    position = np.arange(n_out)[:, None] * s - p + np.arange(k)[None, :] * d
+    return np.where((position >= 0) & (position < size), position * unit, _OUTSIDE)
+
+
+def _first_largest(taps, out, places):
+    """Where each window's largest value is: taps (..., T) a window's values along the last
+    axis, out (...) their max, places (T,) or out's trailing shape + (T,) each tap's index in
+    the plane (_OUTSIDE outside x). The least place of a tap equal to the max (or NaN): places
+    grow in the window's row-major order, so it is the first, as torch's; a tap outside x is
+    never picked, not even in a window of -inf throughout (torch's: the first inside)."""
+    hits = equal(taps, expand_dims(out, -1))
+    if is_float(_dtype(taps)):
+        hits = logical_or(hits, not_equal(taps, taps))
+    return stop_gradient(min(where(hits, places, _OUTSIDE), -1))
+
+
+def _flag(name, what, value):
+    if not isinstance(value, (bool, np.bool_)):
+        _fail(f"{name}: {what} must be True or False, got {value!r}")
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,

@@ -82,8 +82,9 @@ def _run_program(operands, program, step, results=None):
 _ANY = None
 PROGRAM_OPS = {
     **{op: {} for op in ("add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt",
-                         "tanh", "abs", "maximum", "minimum", "relu", "where", "lt", "le",
-                         "gt", "ge", "eq", "ne", "logical_not", "logical_and", "logical_or")},
+                         "tanh", "sigmoid", "abs", "maximum", "minimum", "relu", "where", "lt",
+                         "le", "gt", "ge", "eq", "ne", "logical_not", "logical_and",
+                         "logical_or")},
     "gelu": {"approximate": (GELU_TANH,)}, "gelu_grad": {"approximate": (GELU_TANH,)},
     "cast": {"dtype": _ANY}, "softmax": {"axis": _ANY},
 }

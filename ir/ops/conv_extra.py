@@ -222,10 +222,10 @@ def adaptive_avg_pool2d(x, output_size):
 def adaptive_max_pool2d(x, output_size, return_indices=False):
     """torch.nn.functional.adaptive_max_pool2d over torch's windows (see adaptive_avg_pool2d);
     a window's gradient is shared by its tied maxima (torch gives it to one).
-    return_indices=True is not supported."""
-    if return_indices:
-        _fail("adaptive_max_pool2d: return_indices=True is not supported")
-    return _adaptive("adaptive_max_pool2d", 2, x, output_size, "max")
+    return_indices=True: (out, indices), int64 without gradient, as torch's: h * W + w, where
+    in its (H, W) plane each window's largest value is (the first in row-major order on ties;
+    a NaN: the first, where torch's takes the last)."""
+    return _adaptive("adaptive_max_pool2d", 2, x, output_size, "max", return_indices)
 
 
 def adaptive_avg_pool1d(x, output_size):
@@ -234,13 +234,12 @@ def adaptive_avg_pool1d(x, output_size):
 
 
 def adaptive_max_pool1d(x, output_size, return_indices=False):
-    """torch.nn.functional.adaptive_max_pool1d of x (N, C, L) or (C, L)."""
-    if return_indices:
-        _fail("adaptive_max_pool1d: return_indices=True is not supported")
-    return _adaptive("adaptive_max_pool1d", 1, x, output_size, "max")
+    """torch.nn.functional.adaptive_max_pool1d of x (N, C, L) or (C, L); return_indices=True:
+    (out, indices), the position along L of each window's largest value."""
+    return _adaptive("adaptive_max_pool1d", 1, x, output_size, "max", return_indices)
 
 
-def _adaptive(name, spatial, x, output_size, kind):
+def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
     if _ndim(x) not in (spatial + 1, spatial + 2):
         _fail(f"{name}: x must be {spatial + 2}-d (N, C, {'L' if spatial == 1 else 'H, W'}) "
               f"or {spatial + 1}-d, got shape {tuple(_shape(x))}")
@@ -260,6 +259,10 @@ def _adaptive(name, spatial, x, output_size, kind):
             _fail(f"{name}: needs a known spatial size, got a symbolic size {n}")
         if n == 0:
             _fail(f"{name}: x has an empty spatial axis (shape {tuple(_shape(x))})")
+    if kind == "max":
+        F._flag(name, "return_indices", return_indices)
+        if return_indices:
+            return _adaptive_max_with_indices(x, axes, sizes)
     if builtins.all(out == 1 for out in sizes):  # global pooling, the common case
         reduce = F.mean if kind == "avg" else F.max
         return reduce(x, axes, keepdims=True)
@@ -305,6 +308,52 @@ def _adaptive_axis(x, axis, out, kind):
     return F.swapaxes(pooled, 0, axis)
 
 
+def _adaptive_max_with_indices(x, axes, sizes):
+    """(pooled, indices) over torch's windows, an axis at a time from the last: along each
+    axis the window's values and the places (index in the plane) they carry, the least place
+    among the window's maxima kept. The last axis first, then the one before: the first row
+    holding the window's max, at its first column there, is torch's row-major first."""
+    plane = tuple(_shape(x)[a] for a in axes)
+    places = F.broadcast_to(np.arange(math.prod(plane), dtype=np.int64).reshape(plane),
+                            _shape(x))
+    for axis, out in reversed(list(zip(axes, sizes))):
+        if out is not None:
+            x, places = _adaptive_axis_places(x, places, axis, int(out))
+    return x, places
+
+
+def _adaptive_axis_places(x, places, axis, out):
+    """x pooled by max along `axis` into `out` cells over torch's windows, with the place of
+    each window's (first) largest value."""
+    shape, n = _shape(x), _shape(x)[axis]
+    if out == 0:  # torch gives empty results
+        stops = list(shape)
+        stops[axis] = 0
+        cut = (0,) * len(shape), stops, (1,) * len(shape)
+        return F.slice_(x, *cut), F.slice_(places, *cut)
+    starts = np.arange(out) * n // out
+    ends = -(-(np.arange(out) + 1) * n // out)
+    longest = int(builtins.max(ends - starts))
+    offsets = np.arange(longest)
+    index = np.minimum(starts[:, None] + offsets, ends[:, None] - 1).reshape(-1)
+    inside = ((starts[:, None] + offsets) < ends[:, None]).reshape(
+        (out, longest) + (1,) * (len(shape) - 1))
+    dtype = np.dtype(F._dtype(x))
+    lowest = (-math.inf if is_float(dtype) else 0 if dtype == np.bool_
+              else int(np.iinfo(dtype).min))
+
+    def windows(v):  # (out, longest, ...rest) along the moved axis
+        moved = F.swapaxes(v, axis, 0)
+        return F.reshape(F.take(moved, index), (out, longest) + _shape(moved)[1:])
+    values = F.where(inside, windows(x), lowest)  # past a window's end: never the max
+    # a repeated position past the end carries a place no greater than the real one's
+    last = (0,) + tuple(range(2, len(shape) + 1)) + (1,)  # the window's taps last
+    taps, tap_places = F.transpose(values, last), F.transpose(windows(places), last)
+    pooled = F.max(taps, -1)
+    first = F._first_largest(taps, pooled, tap_places)
+    return F.swapaxes(pooled, 0, axis), F.swapaxes(first, 0, axis)
+
+
 # ---- 1-d pooling ------------------------------------------------------------------------------
 def _pool1d_args(name, x, kernel_size, stride, padding, dilation):
     """The 1-d settings checked under the 1-d names (what max_pool2d would say of its
@@ -327,13 +376,18 @@ def _pool1d_args(name, x, kernel_size, stride, padding, dilation):
     return (1, k), (1, s), (0, p), (1, d)
 
 
-def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
     """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d over a height of
-    one (its -inf padding, ceil_mode and tie rule)."""
+    one (its -inf padding, ceil_mode and tie rule; return_indices=True: (out, indices), the
+    position along L of each window's largest value, as torch's)."""
     kernel, stride, padding, dilation = _pool1d_args("max_pool1d", x, kernel_size, stride,
                                                      padding, dilation)
-    return F.squeeze(F.max_pool2d(F.expand_dims(x, -2), kernel, stride, padding, dilation,
-                                  ceil_mode), -2)
+    out = F.max_pool2d(F.expand_dims(x, -2), kernel, stride, padding, dilation, ceil_mode,
+                       return_indices)
+    if return_indices:  # the plane is one row: h * L + w is w
+        return tuple(F.squeeze(o, -2) for o in out)
+    return F.squeeze(out, -2)
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,

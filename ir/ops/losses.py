@@ -106,19 +106,22 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
                                      pos_weight=None):
     """binary_cross_entropy(sigmoid(input), target) computed from the logits without
-    overflow, as torch's: (1 - target) * input - (1 + (pos_weight - 1) * target) *
-    log_sigmoid(input), times weight. pos_weight weighs the positive term (one per class, the
-    last axis); weight and pos_weight broadcast to input's shape."""
+    overflow, as torch's: torch's (1 - target) * input - (1 + (pos_weight - 1) * target) *
+    log_sigmoid(input), written as -pos_weight * target * log_sigmoid(input) + (1 - target) *
+    softplus(input), whose gradient (1 - target) * sigmoid(x) - pos_weight * target *
+    sigmoid(-x) keeps its digits where torch's form has 1 - sigmoid(-x) (0 below x = -37),
+    times weight. pos_weight weighs the positive term (one per class, the last axis); weight
+    and pos_weight broadcast to input's shape."""
     name = "binary_cross_entropy_with_logits"
     _check_reduction(name, reduction)
     _same_shape(name, input, target)
     shape = tuple(_shape(input))
     _weight_into(name, "weight", weight, shape)
     _weight_into(name, "pos_weight", pos_weight, shape)
-    log_sig = F.log_sigmoid(input)
+    positive = F.mul(target, F.log_sigmoid(input))
     if pos_weight is not None:
-        log_sig = F.mul(log_sig, F.add(F.mul(F.sub(pos_weight, 1.0), target), 1.0))
-    loss = F.sub(F.mul(F.sub(1.0, target), input), log_sig)
+        positive = F.mul(positive, pos_weight)
+    loss = F.sub(F.mul(F.sub(1.0, target), F.softplus(input)), positive)
     if weight is not None:
         loss = F.mul(loss, weight)
     return _reduce(loss, reduction)
