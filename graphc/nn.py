@@ -1100,6 +1100,12 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
              "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",
              "CosineSimilarity", "PairwiseDistance", "Softplus", "LogSigmoid")}}
 _LAZY.update(init="init", utils="nn_utils", ParameterList="containers", ParameterDict="containers")
+_LAZY.update({name: "loss_layers" for name in (
+    "MarginRankingLoss", "TripletMarginLoss", "HingeEmbeddingLoss", "CosineEmbeddingLoss",
+    "SoftMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss", "PoissonNLLLoss",
+    "GaussianNLLLoss")}, Threshold="activation_layers", Tanhshrink="activation_layers",
+    Softmin="activation_layers", Softmax2d="activation_layers", Bilinear="basic_layers",
+    Unflatten="basic_layers")
 
 
 def __getattr__(name):
