@@ -3,7 +3,8 @@ threshold, tanhshrink, softmin, bilinear and unflatten (ir/ops/activations.py), 
 modules (graphc/loss_layers.py, activation_layers.py, basic_layers.py): values and gradients
 against torch in float64 for every reduction, eagerly (the tape), traced (gc.grad) and
 compiled (test_losses.check), at the kinks too (a hinge at exactly 0, a swap tie, a variance
-below eps)."""
+below eps). tests/opcases.py gives them finite-difference gradient, Hessian-vector, vmap and
+half-precision checks."""
 import warnings
 
 import numpy as np
