@@ -228,6 +228,33 @@ def test_gaussian_nll_loss_of_a_vector_and_a_negative_variance():
     assert np.isnan(out[1]) and np.isfinite(out[[0, 2, 3]]).all()  # torch raises
 
 
+def test_losses_and_bilinear_with_a_symbolic_batch():
+    """One plan for every batch size: the means divide by the size of the call's batch."""
+    f = gc.compile(lambda x, y: gc.multi_margin_loss(x, y),
+                   polymorphic_shapes=(("b", "_"), ("b",)))
+    g = gc.compile(lambda x, t, v: gc.gaussian_nll_loss(x, t, v),
+                   polymorphic_shapes=(("b", "_"), ("b", "_"), ("b",)))
+    h = gc.compile(lambda a, b, t: gc.cosine_embedding_loss(a, b, t)
+                   + gc.multilabel_soft_margin_loss(a, b),
+                   polymorphic_shapes=(("b", "_"), ("b", "_"), ("b",)))
+    w = RNG.normal(size=(3, 5, 4))
+    k = gc.compile(lambda a, b: gc.bilinear(a, b, w), polymorphic_shapes=(("b", "_"),
+                                                                         ("b", "_")))
+    for n in (2, 7):
+        x, y, t = RNG.normal(size=(n, 5)), RNG.integers(0, 5, n), RNG.normal(size=(n, 5))
+        v, s, x2 = RNG.uniform(0.5, 2, n), signs(n), RNG.normal(size=(n, 4))
+        tx, tt = torch.tensor(x), torch.tensor(t)
+        np.testing.assert_allclose(f(x, y), TF.multi_margin_loss(tx, torch.tensor(y)).numpy(),
+                                   rtol=1e-13)
+        np.testing.assert_allclose(g(x, t, v), TF.gaussian_nll_loss(
+            tx, tt, torch.tensor(v)).numpy(), rtol=1e-13)
+        np.testing.assert_allclose(h(x, t, s), (TF.cosine_embedding_loss(
+            tx, tt, torch.tensor(s)) + TF.multilabel_soft_margin_loss(tx, tt)).numpy(),
+                                   rtol=1e-13)
+        np.testing.assert_allclose(k(x, x2), TF.bilinear(tx, torch.tensor(x2),
+                                                         torch.tensor(w)).numpy(), rtol=1e-13)
+
+
 # ---- activations and layers' functions -------------------------------------------------------
 def test_threshold_tanhshrink_softmin_match_torch():
     x = np.array([[-2.0, -0.5, 0.1, 0.1 + 1e-17, 0.3, 3.0], [np.nan, 0.0, 1.0, -1.0, 5.0, 0.2]])
