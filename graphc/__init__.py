@@ -20,6 +20,8 @@ from ir.ops.conv_extra import *  # noqa: F401,F403  (conv_transpose2d, adaptive 
 from ir.ops.activations import *  # noqa: F401,F403  (torch.nn.functional's: elu, mish, ...)
 from ir.ops.arrays import *  # noqa: F401,F403  (numpy's array functions: pad, flip, sort, ...)
 from ir.ops.losses import *  # noqa: F401,F403  (torch.nn.functional's: binary_cross_entropy, ...)
+from ir.ops import losses_extra as _losses_extra
+from ir.ops.losses_extra import *  # noqa: F401,F403  (margin_ranking_loss, gaussian_nll_loss, ...)
 from ir.ops.precision import autocast
 from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
@@ -47,4 +49,4 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \
     + _arrays.__all__ + _activations.__all__ + _losses.__all__ + ["interpolate"] \
-    + _conv_extra.__all__
+    + _conv_extra.__all__ + _losses_extra.__all__

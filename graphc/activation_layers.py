@@ -1,8 +1,8 @@
 """torch.nn's other activation modules (ELU, SELU, CELU, ReLU6, Hardtanh, Hardsigmoid,
-Hardswish, Mish, Softsign, GLU, Softshrink, Hardshrink, PReLU, Softmax, LogSoftmax) and
-ModuleDict, on graphc.nn's Module. Each activation is its function in ir/ops/activations.py
-(or the core API) with its settings read as guarded settings at every call, so a compiled
-plan traced before `layer.alpha = 0.5` is not reused after it."""
+Hardswish, Mish, Softsign, GLU, Softshrink, Hardshrink, PReLU, Softmax, LogSoftmax, Threshold,
+Tanhshrink, Softmin, Softmax2d) and ModuleDict, on graphc.nn's Module. Each activation is its
+function in ir/ops/activations.py (or the core API) with its settings read as guarded settings
+at every call, so a compiled plan traced before `layer.alpha = 0.5` is not reused after it."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,6 +50,31 @@ Softmax = _activation("Softmax", F.softmax, "torch.nn.Softmax(dim): softmax alon
                       dim=-1)
 LogSoftmax = _activation("LogSoftmax", F.log_softmax,
                          "torch.nn.LogSoftmax(dim): log_softmax along dim", dim=-1)
+Tanhshrink = _activation("Tanhshrink", A.tanhshrink, "torch.nn.Tanhshrink(): x - tanh(x)")
+Softmin = _activation("Softmin", A.softmin, "torch.nn.Softmin(dim=None): softmax(-x) along "
+                      "dim (None: torch's implicit axis, with a warning)", dim=None)
+
+
+class Threshold(_Functional):
+    """torch.nn.Threshold(threshold, value, inplace=False): graphc.threshold. inplace is
+    accepted and has no effect: the result is a new value either way."""
+
+    _function = staticmethod(A.threshold)
+    _settings = ("threshold", "value")
+
+    def __init__(self, threshold, value, inplace=False):
+        self._keep(threshold=threshold, value=value, inplace=inplace)
+
+
+class Softmax2d(Module):
+    """torch.nn.Softmax2d(): softmax over the channels (axis -3) of a (C, H, W) or (N, C, H,
+    W) input."""
+
+    def forward(self, x):
+        if F._ndim(x) not in (3, 4):
+            raise GraphcError(f"Softmax2d: expected a 3-d or 4-d input, got shape "
+                              f"{tuple(F._shape(x))}", (user_location(),))
+        return F.softmax(x, -3)
 
 
 class PReLU(Module):

@@ -1,13 +1,17 @@
 """torch.nn's other loss and distance modules (BCELoss, BCEWithLogitsLoss, L1Loss,
-SmoothL1Loss, HuberLoss, KLDivLoss, CosineSimilarity, PairwiseDistance) and the Softplus and
-LogSigmoid activations, on graphc.nn's Module. Each is its function in ir/ops/losses.py (or
-the core API) with its settings read as guarded settings at every call, so a compiled plan
-traced before `loss.reduction = "sum"` is not reused after it. Weights are kept as given and
-passed as they are, as nn.CrossEntropyLoss's."""
+SmoothL1Loss, HuberLoss, KLDivLoss, CosineSimilarity, PairwiseDistance; MarginRankingLoss,
+TripletMarginLoss, HingeEmbeddingLoss, CosineEmbeddingLoss, SoftMarginLoss,
+MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, GaussianNLLLoss) and the Softplus
+and LogSigmoid activations, on graphc.nn's Module. Each is its function in ir/ops/losses.py
+or ir/ops/losses_extra.py (or the core API) with its settings read as guarded settings at
+every call, so a compiled plan traced before `loss.reduction = "sum"` is not reused after
+it. Weights are kept as given and passed as they are, as nn.CrossEntropyLoss's."""
 from __future__ import annotations
 
+from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops import losses as L
+from ir.ops import losses_extra as LX
 
 from .activation_layers import _activation
 from .nn import _Functional
@@ -23,6 +27,15 @@ class _Pair(_Functional):
         settings = {name: self._setting(name, a) for name in self._settings}
         settings.update((name, getattr(self, name)) for name in self._weights)
         return self._function(a, b, **settings)
+
+
+class _Triple(_Pair):
+    """A module `_function(a, b, c, **settings, **weights)`, as _Pair."""
+
+    def forward(self, a, b, c):
+        settings = {name: self._setting(name, a) for name in self._settings}
+        settings.update((name, getattr(self, name)) for name in self._weights)
+        return self._function(a, b, c, **settings)
 
 
 # The legacy size_average and reduce arguments come before reduction in torch's signatures
@@ -112,3 +125,112 @@ class PairwiseDistance(_Pair):
 Softplus = _activation("Softplus", F.softplus, "torch.nn.Softplus(beta=1.0, threshold=20.0)",
                        beta=1.0, threshold=20.0)
 LogSigmoid = _activation("LogSigmoid", F.log_sigmoid, "torch.nn.LogSigmoid()")
+
+
+# torch's legacy size_average and reduce come after these modules' own settings (and before
+# PoissonNLLLoss's eps): reduction, and what follows them, is keyword-only, as above.
+class MarginRankingLoss(_Triple):
+    """torch.nn.MarginRankingLoss(margin=0.0, reduction='mean'): graphc.margin_ranking_loss
+    of (input1, input2, target)."""
+
+    _function = staticmethod(LX.margin_ranking_loss)
+    _settings = ("margin", "reduction")
+
+    def __init__(self, margin=0.0, *, reduction="mean"):
+        self._keep(margin=margin, reduction=reduction)
+
+
+class TripletMarginLoss(_Triple):
+    """torch.nn.TripletMarginLoss(margin=1.0, p=2.0, eps=1e-6, swap=False, reduction='mean'):
+    graphc.triplet_margin_loss of (anchor, positive, negative); margin must be > 0."""
+
+    _function = staticmethod(LX.triplet_margin_loss)
+    _settings = ("margin", "p", "eps", "swap", "reduction")
+
+    def __init__(self, margin=1.0, p=2.0, eps=1e-6, swap=False, *, reduction="mean"):
+        if not isinstance(margin, bool) and isinstance(margin, (int, float)) and margin <= 0:
+            raise GraphcError(f"TripletMarginLoss: margin must be > 0, got {margin}",
+                              (user_location(),))
+        self._keep(margin=margin, p=p, eps=eps, swap=swap, reduction=reduction)
+
+
+class HingeEmbeddingLoss(_Pair):
+    """torch.nn.HingeEmbeddingLoss(margin=1.0, reduction='mean'):
+    graphc.hinge_embedding_loss."""
+
+    _function = staticmethod(LX.hinge_embedding_loss)
+    _settings = ("margin", "reduction")
+
+    def __init__(self, margin=1.0, *, reduction="mean"):
+        self._keep(margin=margin, reduction=reduction)
+
+
+class CosineEmbeddingLoss(_Triple):
+    """torch.nn.CosineEmbeddingLoss(margin=0.0, reduction='mean'):
+    graphc.cosine_embedding_loss of (input1, input2, target)."""
+
+    _function = staticmethod(LX.cosine_embedding_loss)
+    _settings = ("margin", "reduction")
+
+    def __init__(self, margin=0.0, *, reduction="mean"):
+        self._keep(margin=margin, reduction=reduction)
+
+
+class SoftMarginLoss(_Pair):
+    """torch.nn.SoftMarginLoss(reduction='mean'): graphc.soft_margin_loss."""
+
+    _function = staticmethod(LX.soft_margin_loss)
+    _settings = ("reduction",)
+
+    def __init__(self, *, reduction="mean"):
+        self._keep(reduction=reduction)
+
+
+class MultiLabelSoftMarginLoss(_Pair):
+    """torch.nn.MultiLabelSoftMarginLoss(weight=None, reduction='mean'):
+    graphc.multilabel_soft_margin_loss."""
+
+    _function = staticmethod(LX.multilabel_soft_margin_loss)
+    _settings, _weights = ("reduction",), ("weight",)
+
+    def __init__(self, weight=None, *, reduction="mean"):
+        self._keep(weight=weight, reduction=reduction)
+
+
+class MultiMarginLoss(_Pair):
+    """torch.nn.MultiMarginLoss(p=1, margin=1.0, weight=None, reduction='mean'):
+    graphc.multi_margin_loss; p must be 1 or 2 and weight 1-d."""
+
+    _function = staticmethod(LX.multi_margin_loss)
+    _settings, _weights = ("p", "margin", "reduction"), ("weight",)
+
+    def __init__(self, p=1, margin=1.0, weight=None, *, reduction="mean"):
+        if isinstance(p, bool) or p not in (1, 2):
+            raise GraphcError(f"MultiMarginLoss: p must be 1 or 2, got {p!r}",
+                              (user_location(),))
+        if weight is not None and F._ndim(weight) != 1:
+            raise GraphcError(f"MultiMarginLoss: weight must be None or 1-d, got shape "
+                              f"{tuple(F._shape(weight))}", (user_location(),))
+        self._keep(p=p, margin=margin, weight=weight, reduction=reduction)
+
+
+class PoissonNLLLoss(_Pair):
+    """torch.nn.PoissonNLLLoss(log_input=True, full=False, eps=1e-8, reduction='mean'):
+    graphc.poisson_nll_loss."""
+
+    _function = staticmethod(LX.poisson_nll_loss)
+    _settings = ("log_input", "full", "eps", "reduction")
+
+    def __init__(self, log_input=True, full=False, *, eps=1e-8, reduction="mean"):
+        self._keep(log_input=log_input, full=full, eps=eps, reduction=reduction)
+
+
+class GaussianNLLLoss(_Triple):
+    """torch.nn.GaussianNLLLoss(*, full=False, eps=1e-6, reduction='mean'):
+    graphc.gaussian_nll_loss of (input, target, var); var may be a number."""
+
+    _function = staticmethod(LX.gaussian_nll_loss)
+    _settings = ("full", "eps", "reduction")
+
+    def __init__(self, *, full=False, eps=1e-6, reduction="mean"):
+        self._keep(full=full, eps=eps, reduction=reduction)

@@ -1101,6 +1101,12 @@ _LAZY = {"RNN": "recurrent", "GRU": "recurrent", "LSTM": "recurrent",
              "CosineSimilarity", "PairwiseDistance", "Softplus", "LogSigmoid")}}
 _LAZY.update(init="init", utils="nn_utils", ParameterList="containers", ParameterDict="containers")
 _LAZY.update(RNNCell="recurrent", GRUCell="recurrent", LSTMCell="recurrent")
+_LAZY.update({name: "loss_layers" for name in (
+    "MarginRankingLoss", "TripletMarginLoss", "HingeEmbeddingLoss", "CosineEmbeddingLoss",
+    "SoftMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss", "PoissonNLLLoss",
+    "GaussianNLLLoss")}, Threshold="activation_layers", Tanhshrink="activation_layers",
+    Softmin="activation_layers", Softmax2d="activation_layers", Bilinear="basic_layers",
+    Unflatten="basic_layers")
 
 
 def __getattr__(name):

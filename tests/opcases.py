@@ -151,6 +151,39 @@ def _p_norm(x, p, axis):
     return (np.abs(x) ** p).sum(axis, keepdims=True) ** (1 / p)
 
 
+def _pdist(a, b, p=2.0, eps=1e-6):
+    return (np.abs(a - b + eps) ** p).sum(-1) ** (1 / p)
+
+
+def _margin_losses(a, b, c, t):
+    """margin_ranking, hinge_embedding and soft_margin per element, and triplet (swap) mean."""
+    d_neg = np.minimum(_pdist(a, c), _pdist(b, c))
+    return (np.maximum(-t * (a - b) + 0.3, 0) + np.maximum(0.5 - a, 0) + a
+            + np.logaddexp(0, -t * a) + np.maximum(1.5 + _pdist(a, b) - d_neg, 0).mean())
+
+
+_COS_TARGET = np.array([1, -1, 1])  # integers: taken as the inputs' dtype, half too
+
+
+def _embedding_nll_losses(a, b, v, y):
+    eps = float(np.float32(1e-12))
+    cos = (a * b).sum(1) / np.sqrt(((a * a).sum(1) + eps) * ((b * b).sum(1) + eps))
+    cosine = np.where(_COS_TARGET == 1, 1 - cos, np.maximum(cos - 0.2, 0))
+    t = 1 / (1 + np.exp(-b))
+    multilabel = (t * np.logaddexp(0, -a) + (1 - t) * np.logaddexp(0, a)).mean(1)
+    z = np.maximum(0.7 - np.take_along_axis(a, y[:, None], 1) + a, 0) ** 2
+    z[np.arange(len(y)), y] = 0
+    poisson = (np.exp(a) - v * a).mean()
+    gaussian = (0.5 * (np.log(v) + (a - b) ** 2 / v) + 0.5 * np.log(2 * np.pi)).mean()
+    return cosine + multilabel + z.mean(1) + poisson + gaussian
+
+
+def _small_layers(a, x2, w):
+    e = np.exp(-a - (-a).max(1, keepdims=True))
+    return (np.where(a <= 0.1, 2.0, a) + a - np.tanh(a) + e / e.sum(1, keepdims=True)
+            + np.einsum("ni,oij,nj->no", a, w, x2))
+
+
 def _quiet(compute):
     """compute() with numpy's invalid-value warnings off (a log of a negative number)."""
     with np.errstate(invalid="ignore"):
@@ -549,6 +582,20 @@ CASES = [
          + gc.logsigmoid(a) * gc.softplus(a), [f64(3, 4, low=-3.0, high=3.0)],
          lambda a: np.where(2 * a > 3, a, np.logaddexp(0, 2 * a) / 2)
          - np.logaddexp(0, -a) * np.logaddexp(0, a)),
+    # torch.nn.functional's margin, embedding and likelihood losses (ir/ops/losses_extra.py)
+    Case("margin_hinge_triplet", lambda a, b, c, t: gc.margin_ranking_loss(a, b, t, 0.3, "none")
+         + gc.hinge_embedding_loss(a, t, 0.5, "none") + gc.soft_margin_loss(a, t, "none")
+         + gc.triplet_margin_loss(a, b, c, 1.5, swap=True), [f64(3, 4), f64(3, 4), f64(3, 4),
+                                                             f64(3, 4)], _margin_losses),
+    Case("embedding_nll_losses", lambda a, b, v, y: gc.cosine_embedding_loss(
+        a, b, _COS_TARGET, 0.2, "none") + gc.multilabel_soft_margin_loss(
+        a, gc.sigmoid(b), reduction="none") + gc.multi_margin_loss(a, y, 2, 0.7,
+                                                                   reduction="none")
+         + gc.poisson_nll_loss(a, v) + gc.gaussian_nll_loss(a, b, v, True),
+         [f64(3, 4), f64(3, 4), pos(3, 4), ints(3, high=4)], _embedding_nll_losses, ints=(3,)),
+    Case("threshold_softmin_bilinear", lambda a, x2, w: gc.threshold(a, 0.1, 2.0)
+         + gc.tanhshrink(a) + gc.softmin(a, 1) + gc.bilinear(a, x2, w),
+         [f64(3, 4), f64(3, 5), f64(4, 4, 5)], _small_layers),
     # collectives in one process are the identity; under mpiexec: tests/test_mpi.py
     Case("allreduce", lambda a, b: allreduce(a * b, "mean") + allreduce(a, "sum"),
          [f64(3, 4), f64(3, 4)], lambda a, b: a * b + a),

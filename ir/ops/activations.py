@@ -1,6 +1,7 @@
 """torch.nn.functional's other activations, built from the primitive ops: elu, selu, celu,
-relu6, hardtanh, hardsigmoid, hardswish, mish, softsign, glu, softshrink, hardshrink and
-prelu. Values and gradients are torch's, at the kinks too: each piece is chosen by `where`
+relu6, hardtanh, hardsigmoid, hardswish, mish, softsign, glu, softshrink, hardshrink,
+prelu, threshold, tanhshrink and softmin, and two small layers' functions, bilinear and
+unflatten. Values and gradients are torch's, at the kinks too: each piece is chosen by `where`
 with torch's own comparisons, so a gradient at a boundary (x = 0, +-3, 6) is the piece torch's
 backward takes. A piece that overflows where it is not selected (expm1 of a large x) is fed a
 clamped operand, so its zero share of the gradient stays 0 (not inf * 0 = NaN). Arithmetic
@@ -11,13 +12,17 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
+from ..errors import user_stacklevel
+from ..types import Dim, is_float
 from . import api as F
 from .api import _axis, _fail, _ndim, _shape
 from .registry import apply
 
 __all__ = ["elu", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "hardswish", "mish",
-           "softsign", "glu", "softshrink", "hardshrink", "prelu"]
+           "softsign", "glu", "softshrink", "hardshrink", "prelu", "threshold", "tanhshrink",
+           "softmin", "bilinear", "unflatten"]
 
 # selu's constants (Klambauer et al.; torch's)
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -133,3 +138,96 @@ def prelu(x, weight):
     else:  # one slope: a 0-d x stays 0-d (a (1,) weight would broadcast it to (1,))
         weight = F.reshape(weight, ())
     return F.where(F.greater(x, 0.0), x, F.mul(x, weight))
+
+
+def threshold(x, threshold, value):
+    """x where x > threshold, `value` elsewhere, as torch.nn.functional.threshold (a NaN x
+    stays NaN, with gradient 1, as torch's; integer x keeps its dtype, threshold and value
+    truncated to integers, as torch's)."""
+    threshold = _number("threshold: threshold", threshold)
+    value = _number("threshold: value", value)
+    if not is_float(F._dtype(x)):
+        threshold, value = int(threshold), int(value)
+    return F.where(F.less_equal(x, threshold), value, x)
+
+
+def tanhshrink(x):
+    """x - tanh(x)."""
+    return F.sub(x, F.tanh(x))
+
+
+def _implicit_dim(name, nd):
+    """torch's deprecated choice of axis for softmax-like functions called without one."""
+    warnings.warn(f"{name}: called without dim; taking torch's implicit (deprecated) choice, "
+                  f"axis {0 if nd in (0, 1, 3) else 1} of a {nd}-d input; pass dim",
+                  UserWarning, stacklevel=user_stacklevel())
+    return 0 if nd in (0, 1, 3) else 1
+
+
+def softmin(x, dim=None):
+    """softmax(-x) along `dim`, as torch.nn.functional.softmin; without dim, torch's
+    implicit axis (0 for 0-, 1- and 3-d inputs, else 1) with a warning."""
+    if dim is None:
+        dim = _implicit_dim("softmin", _ndim(x))
+    if _ndim(x) == 0:  # torch's softmax of a 0-d value: 1
+        _axis(dim, 1, "softmin: dim")
+        return F.reshape(F.softmax(F.reshape(F.neg(x), (1,)), 0), ())
+    return F.softmax(F.neg(x), _axis(dim, _ndim(x), "softmin: dim"))
+
+
+# ---- small layers' functions -------------------------------------------------------------------
+def bilinear(input1, input2, weight, bias=None):
+    """y[..., o] = sum_ij input1[..., i] weight[o, i, j] input2[..., j] + bias[o], as
+    torch.nn.functional.bilinear: weight is (out, in1, in2), the inputs (..., in1) and
+    (..., in2) with the same leading axes. One matrix product, (..., in1) @ (in1, out *
+    in2), then input2's contraction."""
+    ws, s1, s2 = tuple(_shape(weight)), tuple(_shape(input1)), tuple(_shape(input2))
+    if len(ws) != 3:
+        _fail(f"bilinear: weight must be (out, in1, in2), got {ws}")
+    if not s1 or not s2:
+        _fail(f"bilinear: the inputs need a feature axis, got {s1} and {s2}")
+    if len(s1) != len(s2) or s1[:-1] != s2[:-1]:
+        _fail(f"bilinear: input1 {s1} and input2 {s2} must have the same leading axes")
+    out, in1, in2 = ws
+    if s1[-1] != in1 or s2[-1] != in2:
+        _fail(f"bilinear: inputs of {s1[-1]} and {s2[-1]} features for a weight {ws}, which "
+              f"takes {in1} and {in2}")
+    if bias is not None and tuple(_shape(bias)) != (out,):
+        _fail(f"bilinear: bias {tuple(_shape(bias))} must be ({out},) for a weight {ws}")
+    lead = s1[:-1]
+    rows = math.prod(lead)
+    w = F.reshape(F.transpose(weight, (1, 0, 2)), (in1, out * in2))  # (in1, out * in2)
+    t = F.reshape(F.matmul(F.reshape(input1, (rows, in1)), w), (rows, out, in2))
+    y = F.sum(F.mul(t, F.reshape(input2, (rows, 1, in2))), -1)        # (rows, out)
+    if bias is not None:
+        y = F.add(y, bias)
+    return F.reshape(y, lead + (out,))
+
+
+def unflatten(x, dim, sizes):
+    """x with axis `dim` split into `sizes` (one of them may be -1), as torch.unflatten."""
+    nd = _ndim(x)
+    if nd == 0:
+        _fail("unflatten: a 0-d value has no axis to split")
+    dim = _axis(dim, nd, "unflatten: dim")
+    if not isinstance(sizes, (tuple, list)) or not all(
+            isinstance(s, (int, Dim)) and not isinstance(s, bool) for s in sizes):
+        _fail(f"unflatten: sizes must be a tuple of ints, got {sizes!r}")
+    sizes = tuple(sizes)
+    if not sizes:
+        _fail("unflatten: sizes must be non-empty")
+    if any(not isinstance(s, Dim) and s < -1 for s in sizes) or sizes.count(-1) > 1:
+        _fail(f"unflatten: sizes {sizes} may hold one -1 and no other negative size")
+    shape = tuple(_shape(x))
+    known = math.prod(s for s in sizes if isinstance(s, Dim) or s != -1)
+    size = shape[dim]
+    if -1 in sizes:
+        if isinstance(size, Dim) or isinstance(known, Dim):
+            _fail(f"unflatten: -1 in sizes {sizes} needs concrete sizes, axis {dim} is {size}")
+        if known == 0 or size % known:
+            _fail(f"unflatten: sizes {sizes} cannot split axis {dim} of size {size}")
+        sizes = tuple(size // known if not isinstance(s, Dim) and s == -1 else s
+                      for s in sizes)
+    elif known != size:
+        _fail(f"unflatten: sizes {sizes} do not multiply to the size {size} of axis {dim}")
+    return F.reshape(x, shape[:dim] + sizes + shape[dim + 1:])

@@ -1,0 +1,289 @@
+"""torch.nn.functional's margin, embedding and likelihood losses, built from the primitive
+ops: margin_ranking_loss, triplet_margin_loss, hinge_embedding_loss, cosine_embedding_loss,
+soft_margin_loss, multilabel_soft_margin_loss, multi_margin_loss, poisson_nll_loss and
+gaussian_nll_loss. Arguments, defaults, broadcasting, reductions and the gradients at the
+kinks are torch's (each hinge is torch's clamp_min, whose gradient passes at 0, or its
+`z > 0` test where torch's kernel has one); tests/test_losses_extra.py compares them with
+torch's in float64. Where torch raises on data (a negative variance, a class index out of
+range) the loss is NaN, as nll_loss's, so that eager and compiled runs agree. As in
+ir/ops/losses.py, arithmetic goes through the ops (F.sub, not `-`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..types import broadcast_shapes, is_float
+from . import api as F
+from .api import _check_reduction, _dtype, _fail, _ndim, _shape
+from .api import _loss_operands as _both
+from .losses import _float, _number, _p_norm, _reduce, pairwise_distance
+from .registry import is_weak_scalar
+
+__all__ = ["margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
+           "cosine_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
+           "multi_margin_loss", "poisson_nll_loss", "gaussian_nll_loss"]
+
+# cosine_embedding_loss adds this to each squared norm: torch's EPSILON in Loss.cpp, a C++
+# float 1e-12 (in float64 too; a zero vector's gradient shows the difference)
+_COSINE_EPS = float(np.float32(1e-12))
+
+
+def _like(target, x):
+    """An integer or bool target (torch's +-1 labels, Poisson counts) as x's float dtype, as
+    torch's type promotion takes it; a float target is left to the dtype check."""
+    if isinstance(target, (bool, int, float)) or is_float(_dtype(target)) \
+            or not is_float(_dtype(x)):
+        return target
+    return F.cast(target, _dtype(x))
+
+
+def _flag(what, value):
+    if not isinstance(value, bool):
+        _fail(f"{what} must be True or False, got {value!r}")
+    return value
+
+
+def _clamp_min0(z):
+    """torch's clamp_min(z, 0): max(z, 0) whose gradient passes where z == 0 (graphc's
+    maximum gives a tie to its first operand)."""
+    return F.maximum(z, 0.0)
+
+
+# ---- ranking and margins ---------------------------------------------------------------------
+def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
+    """max(0, -target * (input1 - input2) + margin), as torch.nn.functional.
+    margin_ranking_loss: the three operands have one number of dimensions (torch's check) and
+    broadcast; target is +-1 (an integer target is taken as input1's dtype)."""
+    name = "margin_ranking_loss"
+    _check_reduction(name, reduction)
+    margin = _number(f"{name}: margin", margin)
+    dims = (_ndim(input1), _ndim(input2), _ndim(target))
+    if len(set(dims)) != 1:
+        _fail(f"{name}: input1 {tuple(_shape(input1))}, input2 {tuple(_shape(input2))} and "
+              f"target {tuple(_shape(target))} must have one number of dimensions")
+    target = _like(target, input1)
+    _both(name, input1, input2, ("input1", "input2"))
+    _both(name, input1, target, ("input1", "target"))
+    _both(name, input2, target, ("input2", "target"))
+    loss = _clamp_min0(F.add(F.mul(F.neg(target), F.sub(input1, input2)), margin))
+    return _reduce(loss, reduction)
+
+
+def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
+    """input where target != -1, plus max(0, margin - input) where target != 1 (a target of
+    +-1 takes one of them, any other value both, as torch's); input and target broadcast."""
+    name = "hinge_embedding_loss"
+    _check_reduction(name, reduction)
+    margin = _number(f"{name}: margin", margin)
+    target = _like(target, input)
+    _both(name, input, target)
+    hinge = _clamp_min0(F.sub(margin, input))
+    loss = F.add(F.where(F.not_equal(target, 1.0), hinge, 0.0),
+                 F.where(F.not_equal(target, -1.0), input, 0.0))
+    return _reduce(loss, reduction)
+
+
+def soft_margin_loss(input, target, reduction="mean"):
+    """log(1 + exp(-target * input)), as torch.nn.functional.soft_margin_loss; target
+    broadcasts to input's shape (torch's writes into it). Computed as -log_sigmoid(target *
+    input): torch's value wherever its exp does not overflow, and finite where it does
+    (torch's is inf beyond target * input < -709 in float64)."""
+    name = "soft_margin_loss"
+    _check_reduction(name, reduction)
+    target = _like(target, input)
+    _both(name, input, target)
+    if broadcast_shapes(tuple(_shape(target)), tuple(_shape(input))) != tuple(_shape(input)):
+        _fail(f"{name}: target {tuple(_shape(target))} does not broadcast to the input's "
+              f"shape {tuple(_shape(input))}")
+    return _reduce(F.neg(F.log_sigmoid(F.mul(target, input))), reduction)
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
+    """The binary cross-entropy of sigmoid(input) against 0/1 `target` per class (the last
+    axis), times weight, averaged over the classes, as torch.nn.functional.
+    multilabel_soft_margin_loss: one loss per sample, then reduced. target and weight
+    broadcast; like torch's, the class sum is over axis input.ndim - 1 of the broadcast
+    loss."""
+    name = "multilabel_soft_margin_loss"
+    _check_reduction(name, reduction)
+    if _ndim(input) == 0:
+        _fail(f"{name}: input must have a class axis (its last), got a 0-d value")
+    target = _like(target, input)
+    _both(name, input, target)
+    loss = F.neg(F.add(F.mul(target, F.log_sigmoid(input)),
+                       F.mul(F.sub(1.0, target), F.log_sigmoid(F.neg(input)))))
+    if weight is not None:
+        _both(name, loss, weight, ("loss", "weight"))
+        loss = F.mul(loss, weight)
+    classes = _shape(input)[-1]
+    loss = F.div(F.sum(loss, _ndim(input) - 1), F.full((), classes, _dtype(loss)))
+    return _reduce(loss, reduction)
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
+    """The multi-class hinge loss, as torch.nn.functional.multi_margin_loss: per sample,
+    sum over the classes i != y of max(0, margin - input[y] + input[i]) ** p (p = 1 or 2),
+    times weight[y], divided by the number of classes. input is (C,) or (N, C) (a 0-d input
+    one class); target holds N integer classes (0-d for a single sample: then 'none' gives
+    a 0-d loss). A class outside [0, C) gives NaN (torch raises)."""
+    name = "multi_margin_loss"
+    _check_reduction(name, reduction)
+    if isinstance(p, bool) or p not in (1, 2):
+        _fail(f"{name}: p must be 1 or 2, got {p!r}")
+    margin = _number(f"{name}: margin", margin)
+    shape, nd = tuple(_shape(input)), _ndim(input)
+    if nd > 2 or (nd >= 1 and shape[-1] == 0):
+        _fail(f"{name}: input must be a non-empty (C,) vector or (N, C) matrix, got {shape}")
+    if is_float(_dtype(target)):
+        _fail(f"{name}: target must hold integer class indices, got {_dtype(target)}")
+    rows, classes = (shape[0], shape[1]) if nd == 2 else (1, shape[0] if nd else 1)
+    tshape = tuple(_shape(target))
+    if len(tshape) > 1 or math.prod(tshape) != rows:
+        _fail(f"{name}: target {tshape} must hold one class per sample: {rows} for the input "
+              f"{shape}")
+    if weight is not None:
+        if _ndim(weight) != 1 or _shape(weight)[0] != classes:
+            _fail(f"{name}: weight {tuple(_shape(weight))} must be one per class, ({classes},)")
+        _both(name, input, weight, ("input", "weight"))
+    x = F.reshape(input, (rows, classes))                     # (N, C)
+    y = F.reshape(target, (rows,))                            # (N,)
+    chosen = F.one_hot(y, classes, "bool")                    # (N, C); all False out of range
+    picked = F.sum(F.where(chosen, x, 0.0), -1, keepdims=True)  # input[y], (N, 1)
+    z = F.add(F.sub(margin, picked), x)
+    hinge = F.relu(z)  # torch's kernel adds where z > 0: no gradient at z == 0
+    if p == 2:
+        hinge = F.mul(hinge, hinge)
+    if weight is not None:
+        hinge = F.mul(hinge, F.sum(F.where(chosen, weight, 0.0), -1, keepdims=True))
+    loss = F.div(F.sum(F.where(chosen, 0.0, hinge), -1), F.full((), classes, _dtype(hinge)))
+    outside = F.logical_or(F.less(y, 0), F.greater_equal(y, classes))
+    loss = F.where(outside, math.nan, loss)
+    if reduction == "none":
+        return loss if len(tshape) else F.reshape(loss, ())
+    return _reduce(loss, reduction)
+
+
+# ---- embeddings ------------------------------------------------------------------------------
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False,
+                        reduction="mean"):
+    """max(0, margin + d(anchor, positive) - d(anchor, negative)) with d pairwise_distance
+    (p, eps) along the last axis, as torch.nn.functional.triplet_margin_loss; swap=True
+    takes min(d(anchor, negative), d(positive, negative)) (a tie shares the gradient, as
+    torch's min). The three have one number of dimensions and broadcast; margin > 0."""
+    name = "triplet_margin_loss"
+    _check_reduction(name, reduction)
+    margin = _number(f"{name}: margin", margin)
+    if margin <= 0:
+        _fail(f"{name}: margin must be > 0, got {margin}")
+    p, eps = _p_norm(name, p), _number(f"{name}: eps", eps)
+    swap = _flag(f"{name}: swap", swap)
+    dims = (_ndim(anchor), _ndim(positive), _ndim(negative))
+    if len(set(dims)) != 1:
+        _fail(f"{name}: anchor {tuple(_shape(anchor))}, positive {tuple(_shape(positive))} "
+              f"and negative {tuple(_shape(negative))} must have one number of dimensions")
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_swap = pairwise_distance(positive, negative, p, eps)
+        tie = F.equal(d_neg, d_swap)
+        d_neg = F.where(tie, F.mul(F.add(d_neg, d_swap), 0.5), F.minimum(d_neg, d_swap))
+    return _reduce(_clamp_min0(F.sub(F.add(d_pos, margin), d_neg)), reduction)
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
+    """1 - cos(input1, input2) where target == 1, max(0, cos - margin) where target == -1
+    (0 elsewhere), as torch.nn.functional.cosine_embedding_loss: (N, D) inputs with an (N,)
+    target, or (D,) inputs with a 0-d one; cos = x1.x2 / sqrt((|x1|^2 + eps)(|x2|^2 + eps)),
+    torch's, with its eps, float32's 1e-12."""
+    name = "cosine_embedding_loss"
+    _check_reduction(name, reduction)
+    margin = _number(f"{name}: margin", margin)
+    axis = _ndim(target)
+    if axis > 1:
+        _fail(f"{name}: target must be 0-d or 1-d, got {tuple(_shape(target))}")
+    if _ndim(input1) != axis + 1 or _ndim(input2) != axis + 1:
+        _fail(f"{name}: a {axis}-d target needs {axis + 1}-d inputs, got "
+              f"{tuple(_shape(input1))} and {tuple(_shape(input2))}")
+    x1, x2 = _float(input1), _float(input2)
+    target = _like(target, x1)
+    _both(name, x1, x2, ("input1", "input2"))
+    dot = F.sum(F.mul(x1, x2), axis)
+    sq1 = F.add(F.sum(F.mul(x1, x1), axis), _COSINE_EPS)
+    sq2 = F.add(F.sum(F.mul(x2, x2), axis), _COSINE_EPS)
+    cos = F.div(dot, F.sqrt(F.mul(sq1, sq2)))
+    _both(name, cos, target, ("cosine", "target"))
+    loss = F.add(F.where(F.equal(target, 1.0), F.sub(1.0, cos), 0.0),
+                 F.where(F.equal(target, -1.0), _clamp_min0(F.sub(cos, margin)), 0.0))
+    return _reduce(loss, reduction)
+
+
+# ---- likelihoods -----------------------------------------------------------------------------
+def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
+    """The Poisson negative log-likelihood of `target` counts, as torch.nn.functional.
+    poisson_nll_loss: exp(input) - target * input with log_input (input is the log-rate),
+    else input - target * log(input + eps); full adds Stirling's term target * log(target) -
+    target + log(2 pi target) / 2 where target > 1. input and target broadcast. Where target
+    <= 1 the Stirling term is a constant 0 (torch's target gradient there is NaN at 0)."""
+    name = "poisson_nll_loss"
+    _check_reduction(name, reduction)
+    log_input, full = _flag(f"{name}: log_input", log_input), _flag(f"{name}: full", full)
+    eps = _number(f"{name}: eps", eps)
+    target = _like(target, input)
+    _both(name, input, target)
+    if log_input:
+        loss = F.sub(F.exp(input), F.mul(target, input))
+    else:
+        loss = F.sub(input, F.mul(target, F.log(F.add(input, eps))))
+    if full:
+        small = F.less_equal(target, 1.0)
+        t = F.where(small, 2.0, target)  # the logs fed 2 where masked: no log(0), no NaN
+        stirling = F.add(F.sub(F.mul(t, F.log(t)), t), F.mul(F.log(F.mul(t, 2 * math.pi)),
+                                                              0.5))
+        loss = F.add(loss, F.where(small, 0.0, stirling))
+    return _reduce(loss, reduction)
+
+
+def _variance(name, var, input):
+    """torch's shapes for var: input's, input's without its last axis (one variance per
+    row, given a trailing axis), or input's with one axis of size 1."""
+    xs, vs = tuple(_shape(input)), tuple(_shape(var))
+    if vs == xs:
+        return var
+    if vs == xs[:-1]:
+        return F.expand_dims(var, -1)
+    differing = [v for x, v in zip(xs, vs) if x != v]
+    if len(vs) == len(xs) and all(isinstance(v, int) for v in differing) \
+            and sum(differing) == 1:
+        return var
+    _fail(f"{name}: var {vs} is of incorrect size for the input {xs} (its shape, its shape "
+          "without the last axis, or its shape with one axis of size 1)")
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """The Gaussian negative log-likelihood 0.5 * (log(var) + (input - target)^2 / var), plus
+    0.5 * log(2 pi) with full, as torch.nn.functional.gaussian_nll_loss. var is a number or
+    has input's shape, input's without its last axis, or input's with one axis of size 1;
+    target broadcasts. var is clamped to >= eps for the value, and the clamp (torch's, under
+    no_grad) is invisible to the gradient. A negative variance gives NaN there (torch
+    raises; a negative number is an error)."""
+    name = "gaussian_nll_loss"
+    _check_reduction(name, reduction)
+    full, eps = _flag(f"{name}: full", full), _number(f"{name}: eps", eps)
+    if is_weak_scalar(var) and not isinstance(var, (bool, np.bool_)):  # a Python number
+        if var < 0:
+            _fail(f"{name}: var must be >= 0, got {var}")
+        var = F.full(tuple(_shape(input)), float(var), _dtype(input))  # no gradient
+    else:
+        var = _variance(name, var, input)
+    target = _like(target, input)
+    _both(name, input, target)
+    _both(name, input, var, ("input", "var"))
+    clamped = F.add(F.stop_gradient(F.maximum(var, eps)), F.sub(var, F.stop_gradient(var)))
+    diff = F.sub(input, target)
+    loss = F.mul(F.add(F.log(clamped), F.div(F.mul(diff, diff), clamped)), 0.5)
+    if full:
+        loss = F.add(loss, 0.5 * math.log(2 * math.pi))
+    loss = F.where(F.less(var, 0.0), math.nan, loss)
+    return _reduce(loss, reduction)
