@@ -212,11 +212,11 @@ class Module:
         return {name: p.data for name, p in (*self.named_parameters(),
                                              *self._persistent_buffers())}
 
-    def _persistent_buffers(self, kind=None):
+    def _persistent_buffers(self, every_name=False):
         """named_buffers() less those registered with persistent=False (each Buffer under its
-        first name; with `kind`, every name, as _all_parameters(kind=Buffer))."""
+        first name; with every_name, under each, as _all_parameters(kind=Buffer))."""
         places = self._parameter_owners(kind=Buffer)
-        named = (self._all_parameters(kind=Buffer) if kind else self.named_buffers())
+        named = self._all_parameters(kind=Buffer) if every_name else self.named_buffers()
         transient = {name for name, (module, attr) in places if not _persistent(module, attr)}
         return [(name, b) for name, b in named if name not in transient]
 
@@ -226,7 +226,7 @@ class Module:
         before anything is loaded."""
         # a shared layer's buffers under its other names too, as its parameters below; a
         # non-persistent one's name is unexpected, as torch's
-        everywhere = dict(self._persistent_buffers(kind=Buffer))
+        everywhere = dict(self._persistent_buffers(every_name=True))
         loaded = {name: b for name, b in everywhere.items() if name in state}
         values = {name: np.asarray(state[name]) for name in loaded}
         state = {name: value for name, value in state.items() if name not in everywhere}
