@@ -7,11 +7,18 @@ Buffers the forward updates in training mode, as torch's:
 with the variance unbiased (n / (n - 1)) in the running estimate, and momentum=None a
 cumulative average over num_batches_tracked batches. Eagerly the update is written into the
 Buffers; a traced function carries it through `model.apply(params, x, state=...)` or
-gc.Trainer (graphc.nn.Module._update_buffer)."""
+gc.Trainer (graphc.nn.Module._update_buffer).
+
+torch.nn.InstanceNorm1d/2d/3d: each sample's channel normalised by its own statistics (BatchNorm's
+kernel on the input as (1, N*C, ...): ir.ops.api.instance_norm); affine=False and
+track_running_stats=False by default. Tracking, the running estimates take the batch's mean of
+the samples' statistics (as torch's, momentum=None leaving them as they are), and eval() uses
+them."""
 from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -22,7 +29,9 @@ from ir.types import Dim, holds_when_bound, is_half
 from .nn import _EVALUATING, Buffer, Module, Parameter
 
 
-class _BatchNorm(Module):
+class _NormBase(Module):
+    """torch's _NormBase: the settings, the affine Parameters and the running statistics'
+    Buffers BatchNorm and InstanceNorm share."""
     _ranks = ()  # the input ranks this class takes, (N, C, *spatial)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
@@ -54,6 +63,57 @@ class _BatchNorm(Module):
             for attr in ("running_mean", "running_var", "num_batches_tracked"):
                 object.__setattr__(self, attr, None)
 
+    def reset_running_stats(self):
+        """torch's: running mean 0, variance 1, no batches tracked (in place: compiled plans
+        read these arrays)."""
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self):
+        """torch's: reset_running_stats(), and the affine weight 1 and bias 0."""
+        self.reset_running_stats()
+        if self.weight is not None:
+            self.weight.data[...] = 1
+            self.bias.data[...] = 0
+
+    def _update_running(self, mean, var, count):
+        """The running statistics moved towards the batch's `mean` and biased `var` (C,) of
+        `count` values per channel (a Dim with a symbolic batch)."""
+        momentum = self._setting("momentum", mean)
+        tracked = self.num_batches_tracked + 1
+        stats = F._dtype(self.running_mean)
+        if momentum is None:  # a cumulative average: the k-th batch weighs 1/k
+            factor = 1.0 / F.cast(tracked, stats)
+        else:
+            factor = float(momentum)
+        batch_mean = F.cast(F.stop_gradient(F.reshape(mean, (self.num_features,))), stats)
+        if isinstance(count, Dim):
+            n = F.full((), count, stats)
+            unbiased = n / (n - 1)
+        else:
+            unbiased = count / (count - 1)
+        batch_var = F.cast(F.stop_gradient(F.reshape(var, (self.num_features,))), stats) \
+            * unbiased
+        self._update_buffer("running_mean", (1 - factor) * self.running_mean
+                            + factor * batch_mean)
+        self._update_buffer("running_var", (1 - factor) * self.running_var
+                            + factor * batch_var)
+        if self._counts_batches:
+            self._update_buffer("num_batches_tracked", tracked)
+
+    _counts_batches = True  # InstanceNorm's forward leaves num_batches_tracked at 0, as torch's
+
+    def _running_norm(self, x, per_channel):
+        """x normalised by the running statistics (held in their Buffers' dtype, used in x's)."""
+        dtype = F._dtype(x)
+        mean = F.reshape(F.cast(self.running_mean, dtype), per_channel)
+        var = F.reshape(F.cast(self.running_var, dtype), per_channel)
+        return (x - mean) * F.rsqrt(var + self._setting("eps", x))
+
+
+class _BatchNorm(_NormBase):
     def forward(self, x):
         shape = tuple(F._shape(x))
         name, C = type(self).__name__, self.num_features
@@ -75,9 +135,7 @@ class _BatchNorm(Module):
             x = F.cast(x, "float32")
         dtype = F._dtype(x)  # the statistics are held in the Buffers' dtype, used in x's
         if not training and self.running_mean is not None:
-            mean = F.reshape(F.cast(self.running_mean, dtype), per_channel)
-            var = F.reshape(F.cast(self.running_var, dtype), per_channel)
-            y = (x - mean) * F.rsqrt(var + eps)
+            y = self._running_norm(x, per_channel)
         else:
             # values per channel: a Dim with a symbolic batch, known per call
             count = math.prod([shape[0], *shape[2:]])
@@ -99,28 +157,6 @@ class _BatchNorm(Module):
             y = y * F.reshape(weight, per_channel) + F.reshape(bias, per_channel)
         return y if half is None else F.cast(y, half)
 
-    def _update_running(self, mean, var, count):
-        momentum = self._setting("momentum", mean)
-        tracked = self.num_batches_tracked + 1
-        stats = F._dtype(self.running_mean)
-        if momentum is None:  # a cumulative average: the k-th batch weighs 1/k
-            factor = 1.0 / F.cast(tracked, stats)
-        else:
-            factor = float(momentum)
-        batch_mean = F.cast(F.stop_gradient(F.reshape(mean, (self.num_features,))), stats)
-        if isinstance(count, Dim):
-            n = F.full((), count, stats)
-            unbiased = n / (n - 1)
-        else:
-            unbiased = count / (count - 1)
-        batch_var = F.cast(F.stop_gradient(F.reshape(var, (self.num_features,))), stats) \
-            * unbiased
-        self._update_buffer("running_mean", (1 - factor) * self.running_mean
-                            + factor * batch_mean)
-        self._update_buffer("running_var", (1 - factor) * self.running_var
-                            + factor * batch_var)
-        self._update_buffer("num_batches_tracked", tracked)
-
 
 class BatchNorm1d(_BatchNorm):
     """torch.nn.BatchNorm1d: input (N, C) or (N, C, L)."""
@@ -135,3 +171,78 @@ class BatchNorm2d(_BatchNorm):
 class BatchNorm3d(_BatchNorm):
     """torch.nn.BatchNorm3d: input (N, C, D, H, W)."""
     _ranks = (5,)
+
+
+class _InstanceNorm(_NormBase):
+    """torch's _InstanceNorm: each sample's channel normalised by its own statistics; with
+    track_running_stats, eval() normalises by the running ones instead."""
+    _counts_batches = False
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
+                 track_running_stats=False, dtype="float32"):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+
+    def forward(self, x):
+        shape = tuple(F._shape(x))
+        name, C = type(self).__name__, self.num_features
+        batched = max(self._ranks)
+        if len(shape) not in (batched - 1, batched):
+            raise GraphcError(f"{name}: expected {batched - 1}D or {batched}D input, got "
+                              f"shape {shape}", (user_location(),))
+        unbatched = len(shape) == batched - 1
+        if unbatched:  # (C, *spatial), as torch's: one sample
+            x = F.reshape(x, (1, *shape))
+        full = tuple(F._shape(x))
+        if full[1] != C:
+            if self.weight is not None or self.running_mean is not None:
+                raise GraphcError(f"{name}: expected input's size at dim={1 - unbatched} to "
+                                  f"match num_features ({C}), got shape {shape}",
+                                  (user_location(),))
+            warnings.warn(f"{name}: input's size at dim={1 - unbatched} ({full[1]}) does not "
+                          f"match num_features ({C}); with affine=False it is not used",
+                          stacklevel=2)  # as torch's
+        use_input_stats = (self._setting("training", x) and not _EVALUATING.depth) \
+            or self.running_mean is None
+        half = F._dtype(x) if is_half(F._dtype(x)) else None
+        if half is not None:  # normalised in float32, as BatchNorm's
+            x = F.cast(x, "float32")
+        dtype = F._dtype(x)
+        weight, bias = self.weight, self.bias
+        if weight is not None and half is not None:
+            weight, bias = F.cast(weight, dtype), F.cast(bias, dtype)
+        per_channel = (1, full[1]) + (1,) * (len(full) - 2)
+        if use_input_stats:
+            count = math.prod(full[2:])  # values per sample's channel
+            if not holds_when_bound(lambda: count >= 2):  # torch's _verify_spatial_size
+                raise GraphcError(f"{name}: expected more than 1 spatial element when "
+                                  f"training, got input of shape {shape}", (user_location(),))
+            if self.running_mean is not None and self.momentum is not None:
+                # the batch's mean of each sample's statistics, as torch's instance_norm
+                # (momentum=None is 0 there: the running statistics stay as they are)
+                N = full[0]
+                folded = F.reshape(x, (1, N * C) + full[2:])
+                moments = F.reshape(F.batch_moments(folded), (2, N, C))
+                self._update_running(F.mean(moments[0], 0), F.mean(moments[1], 0), count)
+            y = F.instance_norm(x, weight, bias, self._setting("eps", x))
+        else:
+            y = self._running_norm(x, per_channel)
+            if weight is not None:
+                y = y * F.reshape(weight, per_channel) + F.reshape(bias, per_channel)
+        if unbatched:
+            y = F.reshape(y, shape)
+        return y if half is None else F.cast(y, half)
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """torch.nn.InstanceNorm1d: input (N, C, L) or (C, L)."""
+    _ranks = (2, 3)
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """torch.nn.InstanceNorm2d: input (N, C, H, W) or (C, H, W)."""
+    _ranks = (3, 4)
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """torch.nn.InstanceNorm3d: input (N, C, D, H, W) or (C, D, H, W)."""
+    _ranks = (4, 5)

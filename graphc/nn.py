@@ -29,7 +29,7 @@ from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
 from ir.types import UnsupportedDtype
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
-                           collect_buffer_updates)
+                           collect_buffer_updates, note_buffer_place)
 
 _GENERATOR = [np.random.default_rng(0)]
 
@@ -60,7 +60,7 @@ def _buffer_slot(module, name, old) -> bool:
     if isinstance(old, Buffer):
         return True
     key = (id(module), name)
-    return any(key in c.values or key in c.slots for c in BUFFER_UPDATES.stack)
+    return any(c.written(module, name) or key in c.slots for c in BUFFER_UPDATES.stack)
 
 
 class Module:
@@ -91,6 +91,8 @@ class Module:
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, (Parameter, Buffer)):
             value.name = name
+            if isinstance(value, Buffer):
+                note_buffer_place(value, self, name)
             if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
                 _TRANSPOSED[id(value)] = value
         elif isinstance(value, Module):
@@ -103,6 +105,9 @@ class Module:
         # copy.deepcopy and pickle fill __dict__ without __setattr__: a copied layer's
         # transposed weights are recorded again (TransformerEncoder copies its layer)
         self.__dict__.update(state)
+        for name, value in state.items():
+            if isinstance(value, Buffer):
+                note_buffer_place(value, self, name)
         for name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
             if isinstance(state.get(name), Parameter):
                 _TRANSPOSED[id(state[name])] = state[name]
@@ -173,9 +178,12 @@ class Module:
     def buffers(self):
         return [b for _, b in self.named_buffers()]
 
-    def register_buffer(self, name: str, value):
+    def register_buffer(self, name: str, value, persistent: bool = True):
         """torch's register_buffer: `value` (an array) becomes the Buffer `name`; None
-        leaves the attribute None (torch's empty buffer, in no state_dict)."""
+        leaves the attribute None (torch's empty buffer, in no state_dict). A buffer with
+        persistent=False is state all the same (named_buffers, state(), updated by forward
+        and written back by a compiled call) but not in state_dict(), load_state_dict() nor
+        gc.Trainer's checkpoints, as torch's."""
         where = f"register_buffer({name!r})"
         if not isinstance(name, str) or not name.isidentifier():  # `a.b` would be a
             # state_dict name that load_state_dict reads as a submodule's
@@ -191,19 +199,34 @@ class Module:
                 raise GraphcError(f"{where}: a buffer holds an array of numbers, got a "
                                   f"{type(value).__name__} ({exc.message.splitlines()[0]})",
                                   (user_location(),)) from None
+        kept = set(vars(self).get("_non_persistent", ()))  # torch's _non_persistent_buffers_set
+        kept.discard(name)
+        if not persistent:
+            kept.add(name)
+        object.__setattr__(self, "_non_persistent", frozenset(kept))
         setattr(self, name, value)
 
     def state_dict(self) -> dict:
-        """Parameters and buffers by name, as torch's (the arrays themselves, not copies)."""
-        return {name: p.data for name, p in (*self.named_parameters(), *self.named_buffers())}
+        """Parameters and persistent buffers by name, as torch's (the arrays themselves, not
+        copies)."""
+        return {name: p.data for name, p in (*self.named_parameters(),
+                                             *self._persistent_buffers())}
+
+    def _persistent_buffers(self, every_name=False):
+        """named_buffers() less those registered with persistent=False (each Buffer under its
+        first name; with every_name, under each, as _all_parameters(kind=Buffer))."""
+        places = self._parameter_owners(kind=Buffer)
+        named = self._all_parameters(kind=Buffer) if every_name else self.named_buffers()
+        transient = {name for name, (module, attr) in places if not _persistent(module, attr)}
+        return [(name, b) for name, b in named if name not in transient]
 
     def load_state_dict(self, state: dict):
         """Load parameters (all must be given) and buffers (those given: a params() dict
         after compiled training has none, and the model keeps its own), every shape checked
         before anything is loaded."""
-        buffers = dict(self.named_buffers())
-        # a shared layer's buffers under its other names too, as its parameters below
-        everywhere = dict(self._all_parameters(kind=Buffer))
+        # a shared layer's buffers under its other names too, as its parameters below; a
+        # non-persistent one's name is unexpected, as torch's
+        everywhere = dict(self._persistent_buffers(every_name=True))
         loaded = {name: b for name, b in everywhere.items() if name in state}
         values = {name: np.asarray(state[name]) for name in loaded}
         state = {name: value for name, value in state.items() if name not in everywhere}
@@ -330,11 +353,11 @@ class Module:
             if state is None:
                 return self(*args, **kwargs)
             with collect_buffer_updates() as updates:
-                updates.slots.update((id(m), a) for places in buffers.values()
-                                     for m, a in places)
+                for places in buffers.values():  # a shared Buffer's places: one state
+                    updates.slots.update((id(m), a) for m, a in places)
+                    updates.holders[id(getattr(*places[0]))] = places
                 out = self(*args, **kwargs)
-            return out, {name: updates.values.get((id(places[0][0]), places[0][1]),
-                                                  state[name])
+            return out, {name: updates.value_of(*places[0], state[name])
                          for name, places in buffers.items()}
         finally:  # the Parameters are back even when forward raises
             for module, attr, original in reversed(saved):
@@ -412,6 +435,11 @@ class Module:
         if graph is not None:
             graph.guard(self, name, value)
         return value
+
+
+def _persistent(module, attr) -> bool:
+    """Whether module.attr, a buffer, is saved: not registered with persistent=False."""
+    return attr not in vars(module).get("_non_persistent", ())
 
 
 class _Keyed:
@@ -1107,6 +1135,7 @@ _LAZY.update({name: "loss_layers" for name in (
     "GaussianNLLLoss")}, Threshold="activation_layers", Tanhshrink="activation_layers",
     Softmin="activation_layers", Softmax2d="activation_layers", Bilinear="basic_layers",
     Unflatten="basic_layers")
+_LAZY.update(InstanceNorm1d="batch_norm", InstanceNorm2d="batch_norm", InstanceNorm3d="batch_norm")
 
 
 def __getattr__(name):

@@ -9,7 +9,10 @@
   `training` is True for the training step, False when evaluating (every Dropout layer is
   off while evaluating, as after model.eval(), whatever the model's mode). The training step runs
   the loss inside `nn.rng_key(key)`, so Dropout layers draw their masks from the step's key
-  (checkpointed with the step) whether or not the loss uses `key` itself.
+  (checkpointed with the step) whether or not the loss uses `key` itself. The step runs the
+  model in the modes the user set, as a torch loop: a BatchNorm in eval() (frozen) uses its
+  running statistics and updates none; after model.train() the next step is traced again,
+  and the Buffers it writes are checkpointed (buffer/NAME) from then on (Trainer.buffers).
 - `train_batches`: a function `train_batches(rng)` returning a batch drawn with a numpy
   Generator, whose state is then the data position: it is checkpointed, so a resumed run
   draws the very batches an uninterrupted one would (bit-exact resume). Or an iterable of
@@ -168,7 +171,8 @@ class Trainer:
         # the layers' Buffers the step writes (BatchNorm's running statistics, updated by
         # every call): checkpointed as buffer/NAME, and rank 0's on every rank after each
         # step, as DDP's broadcast_buffers
-        self._buffer_places = _named_places(self._train_step.written_places(self.step_plan))
+        self._buffer_places = {}  # {name: (module, attribute)}, see _track_buffers
+        self._track_buffers()
         self._broadcast_buffers()  # as DDP when built: rank 0's with its parameters
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
             self.eval_batches.peek(self.rng)), self._eval_key(0))
@@ -176,9 +180,32 @@ class Trainer:
 
     @property
     def buffers(self) -> dict:
-        """{name: Buffer} of those the step writes, read from their layers now: a Buffer
-        replaced since (`bn.running_mean = array`) is the one the step writes next."""
-        return {n: getattr(m, a) for n, (m, a) in self._buffer_places.items()}
+        """{name: Buffer} of those the step writes and checkpoints (as buffer/NAME), read from
+        their layers now: a Buffer replaced since (`bn.running_mean = array`) is the one the
+        step writes next. One registered with persistent=False is written by the step (and
+        broadcast) but not checkpointed, as torch leaves it out of state_dict()."""
+        self._track_buffers()
+        return {n: getattr(m, a) for n, (m, a) in self._buffer_places.items()
+                if nn._persistent(m, a)}
+
+    def _track_buffers(self):
+        """Add the Buffers the step writes with the layers' modes as they are now. The step
+        runs the model in the modes the user set (as a torch loop that never calls
+        model.train(): a BatchNorm left in eval(), frozen for fine-tuning, uses its running
+        statistics and updates none); after model.train() the next step is traced again and
+        updates them, so a Trainer built while the model was in eval() tracks (checkpoints,
+        restores, broadcasts) them from then on. A change of mode is found here, by the step
+        plan's guards, and that step traced now, so a save or a resume before the next step
+        holds them too; once tracked, a Buffer stays tracked (a checkpoint's arrays do not
+        change with the mode)."""
+        if not self._train_step.guards_hold(self.step_plan):
+            self.step_plan = self._train_step.plan_for(*self._step_args(self._shard(
+                self.train_batches.peek(self.rng))))
+        known = {(id(m), a) for m, a in self._buffer_places.values()}
+        new = [(m, a) for m, a in self._train_step.written_places(self.step_plan)
+               if (id(m), a) not in known]
+        if new:
+            self._buffer_places = _named_places([*self._buffer_places.values(), *new])
 
     # ---- the traced functions ----
     def _step_function(self, params, state, batch, key, amp_state=None, step=None, lr=None):
@@ -287,6 +314,7 @@ class Trainer:
     def train_step(self, checked: bool = False) -> float:
         """One step; `checked` runs it with the plan's finite check, which raises GraphcError
         naming the first op that produced a NaN or an Inf."""
+        self._track_buffers()  # before the draw: a change of mode traces on the next batch
         batch = self._shard(self.train_batches.draw(self.rng))
         if self.dist is not None:
             self.dist.beat(self.step)
@@ -308,8 +336,9 @@ class Trainer:
         return loss
 
     def _broadcast_buffers(self):
-        if self.dist is not None and self._buffer_places:
-            self.dist.broadcast_({n: b.data for n, b in self.buffers.items()})
+        if self.dist is not None and self._buffer_places:  # non-persistent ones too, as DDP
+            self.dist.broadcast_({n: getattr(m, a).data
+                                  for n, (m, a) in self._buffer_places.items()})
 
     def _call(self, function, args, checked):
         """function.call(args, checked). With several ranks a finite check's error is every

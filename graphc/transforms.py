@@ -288,6 +288,12 @@ class Compiled:
                 getattr(module, attr).data[...] = value
         return result
 
+    def guards_hold(self, plan) -> bool:
+        """Whether the Python state `plan` (one of plan_for's) was traced under still holds
+        (the layers' training modes, their settings): the same arguments would run it."""
+        return any(p is plan and _hold(guards) for entries in self._plans.values()
+                   for guards, p in entries)
+
     def written_places(self, plan) -> list:
         """The (module, attribute) of each Buffer a call of `plan` (one of plan_for's)
         writes, in order: those of the layers that update running statistics in the traced

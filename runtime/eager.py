@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
+import weakref
 
 import numpy as np
 
@@ -187,24 +188,79 @@ class Buffer(Tensor):
         super().__init__(np.array(data), requires_grad=False, name=name)
 
 
+# The (module, attribute) places each Buffer was put in (graphc.nn.Module.__setattr__), by
+# id: {id: (weakref to the Buffer, [(weakref to the module, attribute), ...])}. A Buffer two
+# layers share (torch's `b.running_mean = a.running_mean`) is one state: eagerly the second
+# layer reads the first's update, and a trace must hand it the same (_BufferCollector.record)
+_PLACES = {}
+
+
+def note_buffer_place(buffer, module, attr) -> None:
+    """Record that module.attr holds `buffer` (checked again when it is looked up)."""
+    key = id(buffer)
+    entry = _PLACES.get(key)
+    if entry is None or entry[0]() is not buffer:
+        entry = _PLACES[key] = (weakref.ref(buffer, lambda _, key=key: _PLACES.pop(key, None)),
+                                [])
+    entry[1][:] = [(ref, a) for ref, a in entry[1] if ref() is not None]  # the gone ones out
+    entry[1].append((weakref.ref(module), attr))
+
+
+def buffer_places(buffer) -> list:
+    """The (module, attribute) places holding `buffer` now, each once, in the order put."""
+    entry = _PLACES.get(id(buffer))
+    if entry is None or entry[0]() is not buffer:
+        return []
+    places, seen = [], set()
+    for ref, attr in entry[1]:
+        module = ref()
+        if module is not None and vars(module).get(attr) is buffer and \
+                (id(module), attr) not in seen:
+            seen.add((id(module), attr))
+            places.append((module, attr))
+    return places
+
+
 class _BufferCollector:
     """The buffer updates made while one function is traced (graphc.nn.Module._update_buffer):
     {(id(module), attribute): new value}, with the places in the order first written. A
     written attribute holds its new value until the collector closes, so that a layer called
-    twice in one trace reads its first call's update, as torch's second forward does."""
+    twice in one trace reads its first call's update, as torch's second forward does. A state
+    held in several places (a Buffer two layers share; what apply(state=) put in each place of
+    one name) is one entry, under its first writer's place: every place holding it takes each
+    new value, so the next layer reads the last update, as eagerly, and one value is written
+    back (each layer's update in turn, not the last layer's alone)."""
 
     def __init__(self, graph):
         self.graph = graph  # being traced when the collector opened (None: eagerly)
         self.values, self.places, self._saved = {}, [], []
         self.slots = set()  # (id(module), attribute) of the state apply(state=) put in
+        self.holders = {}  # id(a state value apply(state=) put in) -> its places
+        self._entry = {}  # (id(module), attribute) -> the key of its entry in values
+        self._group = {}  # that key -> the places holding it
 
     def record(self, module, attr, value):
-        key = (id(module), attr)
+        key = self._entry.get((id(module), attr), (id(module), attr))
         if key not in self.values:
+            original = getattr(module, attr)
+            group = self.holders.get(id(original)) or buffer_places(original)
+            if not any(m is module and a == attr for m, a in group):
+                group = [(module, attr), *group]
             self.places.append((module, attr))
-            self._saved.append((module, attr, getattr(module, attr)))
+            self._group[key] = group
+            for m, a in group:
+                self._entry[id(m), a] = key
+                self._saved.append((m, a, getattr(m, a)))
         self.values[key] = value
-        object.__setattr__(module, attr, value)
+        for m, a in self._group[key]:
+            object.__setattr__(m, a, value)
+
+    def value_of(self, module, attr, default):
+        """The last value written to module.attr (or to a place sharing its state)."""
+        return self.values.get(self._entry.get((id(module), attr)), default)
+
+    def written(self, module, attr) -> bool:
+        return (id(module), attr) in self._entry
 
     def restore(self):
         for module, attr, original in reversed(self._saved):

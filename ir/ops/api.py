@@ -756,6 +756,21 @@ def batch_norm_grad(x, weight, g, eps):
     return apply("batch_norm_grad", x, weight, g, eps=float(eps))
 
 
+def instance_norm(x, weight=None, bias=None, eps=1e-5):
+    """x (N, C, ...) normalised per sample and channel by its mean and biased variance over
+    the further axes, times weight plus bias (C,): torch's instance_norm with the input's
+    statistics (graphc/batch_norm.py's InstanceNorm adds the running ones). BatchNorm's
+    kernel on x as (1, N*C, ...), each sample's channel a channel of its own."""
+    shape = _shape(x)
+    n, c = shape[0], shape[1]
+    folded = reshape(x, (1, n * c) + tuple(shape[2:]))
+    if weight is not None or bias is not None:
+        weight, bias = (None if t is None else reshape(broadcast_to(reshape(t, (1, c)), (n, c)),
+                                                       (n * c,))
+                        for t in (weight, bias))
+    return reshape(batch_norm(folded, weight, bias, eps), shape)
+
+
 def batch_norm_wgrad(x, g, eps):
     """(2, C): BatchNorm's weight and bias gradients (g * xhat and g summed per channel)."""
     return apply("batch_norm_wgrad", x, g, eps=float(eps))

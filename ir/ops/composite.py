@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..types import TensorType, is_float
+from ..types import TensorType, holds_when_bound, is_float
 from . import api as F
 from .elementwise import GELU_TANH_C as _C
 from .elementwise import GELU_TANH_K as _K
@@ -263,6 +263,14 @@ def _check_channel_operands(x, operands, names):
 def _batch_norm_infer(types, eps):
     x = _same_float(types, 3)
     _check_channel_operands(x, types[1:], ("weight", "bias"))
+    # torch's check wherever the batch's statistics are used: one value's variance is 0 and
+    # the output the bias whatever x holds (its running variance n / (n - 1) a NaN). With a
+    # symbolic batch it holds when traced and is checked again on each call's sizes
+    # (ir.specialize re-runs this rule), which raises there instead of computing a NaN
+    count = math.prod([x.shape[0], *x.shape[2:]])
+    check(holds_when_bound(lambda: count == 0 or count >= 2),
+          f"expected more than 1 value per channel when training, got input of shape "
+          f"{x.shape}")
     return x
 
 
