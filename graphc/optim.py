@@ -7,7 +7,9 @@ params)`, over pytrees (dicts, lists, tuples) of arrays; None is an empty subtre
 JAX), kept in place in the state and the new parameters. The update is written with the
 functional API, so the same code adds nodes to a graph being traced (a whole training step
 compiles into one plan) and computes at once on arrays or eager tensors. The step count lives
-in the state, so schedules and bias corrections trace too.
+in the state, so schedules and bias corrections trace too. Settings may change between
+updates (`opt.lr = 0.01`, `opt.weight_decay = 0.1`, as torch's param_groups): a traced update
+guards each one it reads, so a compiled step sees the new value (see Optimizer.update).
 
 PyTorch's style is a thin layer over the same definitions:
 

@@ -49,6 +49,12 @@ validation loss (the one fit() takes before training excepted), and its learning
 input of the compiled step, a float64 scalar, so a reduction does not compile it again; its
 state is checkpointed in the header (`lr_on_plateau`) and a resumed run continues it.
 
+Settings changed during training take effect at the next step, as torch's param_groups: a
+number lr (`trainer.optimizer.lr = 0.01`) is likewise an input of the step, read at each
+step and checkpointed (`optimizer_lr`, see restore); the optimiser's other settings (weight
+decay, momentum, betas, eps, a replaced schedule) and the trainer's clip_norm are guards of
+the step's plan (gc.optim.Optimizer.update), so a change compiles the step again.
+
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
 from __future__ import annotations
@@ -305,6 +311,13 @@ class Trainer:
             raise GraphcError("Trainer: the optimizer's lr became a ReduceLROnPlateau after "
                               "the Trainer was built, so nothing would step it; create it "
                               "before the Trainer", (user_location(),))
+        if isinstance(self.optimizer, optim.Optimizer) and \
+                set(self.state) != {"count", *self.optimizer.slots}:
+            raise GraphcError(f"Trainer: {type(self.optimizer).__name__}'s settings now need "
+                              f"the state slots {sorted(self.optimizer.slots)}, the trainer's "
+                              f"state has {sorted(set(self.state) - {'count'})} (a momentum "
+                              "set from or to 0 adds or drops one); set it back, or build the "
+                              "Trainer with it", (user_location(),))
         if not self._takes_lr:
             return None
         value = self.plateau.lr if self.plateau is not None else self._number_lr()
@@ -322,6 +335,7 @@ class Trainer:
     def train_step(self, checked: bool = False) -> float:
         """One step; `checked` runs it with the plan's finite check, which raises GraphcError
         naming the first op that produced a NaN or an Inf."""
+        self._lr_input()  # (refuses a change the step cannot take before a batch is drawn)
         batch = self._shard(self.train_batches.draw(self.rng))
         if self.dist is not None:
             self.dist.beat(self.step)

@@ -253,9 +253,21 @@ def test_changes_the_step_cannot_take_are_one_line_errors():
     t = trainer(optim.SGD(lr=0.05))
     t.train_step()
     t.optimizer.momentum = 0.9  # a momentum buffer the state does not have
-    assert_one_line_error(lambda: t.train_step(), "a momentum set from or to 0, needs a new state", F)
+    assert_one_line_error(lambda: t.train_step(), "SGD's settings now need the state slots "
+                          "['momentum'], the trainer's state has []", F)
+    # (refused before the batch was drawn: the run goes on as if it had not been tried)
+    assert t.step == 1 and t.train_batches.position == 1
     t.optimizer.momentum = 0.0
     t.train_step()  # the plan of before again
+    assert plans(t) == 1
+    # the functional update says it too, in a step of one's own
+    sgd = optim.SGD(lr=0.1)
+    params = {"w": W0.copy()}
+    state = sgd.init(params)
+    sgd.momentum = 0.9
+    step = gc.compile(lambda g, s, p: sgd.update(g, s, p))
+    assert_one_line_error(lambda: step(params, state, params),
+                          "a momentum set from or to 0, needs a new state", F)
 
     def set_lr(value):
         t.optimizer.lr = value
