@@ -7,7 +7,9 @@ params)`, over pytrees (dicts, lists, tuples) of arrays; None is an empty subtre
 JAX), kept in place in the state and the new parameters. The update is written with the
 functional API, so the same code adds nodes to a graph being traced (a whole training step
 compiles into one plan) and computes at once on arrays or eager tensors. The step count lives
-in the state, so schedules and bias corrections trace too.
+in the state, so schedules and bias corrections trace too. Settings may change between
+updates (`opt.lr = 0.01`, `opt.weight_decay = 0.1`, as torch's param_groups): a traced update
+guards each one it reads, so a compiled step sees the new value (see Optimizer.update).
 
 PyTorch's style is a thin layer over the same definitions:
 
@@ -45,13 +47,21 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", 
 # ---- schedules: step count (0-based, the number of updates done) -> learning rate -----------
 # Each takes a Python int (and returns a Python float: the numbers a training loop logs) or a
 # count array, traced or concrete (and returns a float64 scalar of the same kind).
-def constant(lr: float):
-    lr = float(lr)
+class _ConstantLR(float):
+    """A number learning rate: the float itself (`opt.lr * 0.5`, `f"{opt.lr:.3g}"` read as
+    torch's param_groups' lr), callable as a schedule of any count. Equal numbers are equal
+    (a compiled step's guard on the lr holds while the value is the same)."""
 
-    def schedule(count):
-        return lr
-    schedule.constant_value = lr  # (what ReduceLROnPlateau starts from)
-    return schedule
+    def __call__(self, count):
+        return float(self)
+
+    @property
+    def constant_value(self) -> float:  # (what ReduceLROnPlateau and gc.Trainer read)
+        return float(self)
+
+
+def constant(lr: float):
+    return _ConstantLR(lr)
 
 
 def linear_warmup(peak: float, warmup: int):
@@ -420,8 +430,8 @@ class ReduceLROnPlateau:
 def _as_schedule(lr):
     if callable(lr):
         return lr
-    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) \
-            and lr >= 0:
+    if isinstance(lr, (int, float, np.integer, np.floating)) \
+            and not isinstance(lr, (bool, np.bool_)) and math.isfinite(lr) and lr >= 0:
         return constant(lr)
     raise GraphcError(f"lr must be a number >= 0 or a schedule (a function of the step "
                       f"count), got {lr!r}", (user_location(),))
@@ -479,10 +489,29 @@ class Optimizer:
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
                  clip_norm: float | None = None):
-        self.lr = _as_schedule(lr)
+        self.lr = lr
         self.weight_decay = _non_negative("weight_decay", weight_decay)
         self.decay_mask = decay_mask
         self.clip_norm = _clip_norm("clip_norm", clip_norm)
+
+    def __setattr__(self, name, value):
+        # `opt.lr = 0.01` mid-training, as torch's `group["lr"] = 0.01`: a number (checked)
+        # becomes the constant schedule the updates call
+        super().__setattr__(name, _as_schedule(value) if name == "lr" else value)
+
+    @property
+    def betas(self) -> tuple:
+        """(beta1, beta2) of an optimiser with betas (Adam's family, Lion), set together as
+        torch's `group["betas"] = (0.8, 0.99)`."""
+        if "beta1" not in vars(self):
+            raise AttributeError(f"{type(self).__name__} has no betas")
+        return self.beta1, self.beta2
+
+    @betas.setter
+    def betas(self, value):
+        if "beta1" not in vars(self):  # (setting them would change nothing)
+            raise GraphcError(f"{type(self).__name__} has no betas", (user_location(),))
+        self.beta1, self.beta2 = _betas(type(self).__name__, value)
 
     # ---- functional API ----
     def init(self, params) -> dict:
@@ -501,20 +530,29 @@ class Optimizer:
         count of updates made (mixed-precision training that skipped overflowed steps: as
         PyTorch, the scheduler steps every iteration and Adam's bias corrections count the
         updates); None: the count. `lr`: this update's learning rate, given instead of the
-        schedule's (a ReduceLROnPlateau's, an input of a compiled step: a float64 0-d)."""
+        schedule's (a number lr's or a ReduceLROnPlateau's, an input of a compiled step: a
+        float64 0-d, so that a new value compiles nothing again; gc.Trainer passes it).
+
+        Traced, the update reads the optimiser's settings (lr unless given, weight_decay,
+        betas, momentum, eps, decay_mask, clip_norm, ...) as constants of the plan, each
+        guarded: setting one (`opt.weight_decay = 0.1`) compiles the step again at its next
+        call, as torch's optimisers read their param_groups at every step."""
+        optimizer = self
         if lr is not None:
             given = float(lr) if isinstance(lr, (int, float, np.number, np.ndarray)) else lr
-            fixed = copy.copy(self)
-            fixed.lr = lambda count: given
-            return fixed.update(grads, state, params, step)
-        symbolic = any(isinstance(x, Node) for x in _leaves((grads, state, params, step)))
+            optimizer = copy.copy(self)
+            optimizer.lr = lambda count: given
+        symbolic = [x for x in _leaves((grads, state, params, step, lr)) if isinstance(x, Node)]
         if symbolic:
-            return self._update(grads, state, params, step)
+            for name, value in vars(self).items():
+                if name != "lr" or lr is None:
+                    symbolic[0].graph.guard(self, name, value)
+            return optimizer._update(grads, state, params, step)
         # no tape unless the caller differentiates through the update (eager tensors that
         # require grad)
         with contextlib.nullcontext() if _tracks_grad((grads, params)) else no_grad():
             (grads, state, params), lifted = _lift_tree((grads, state, params))
-            new_params, new_state = self._update(grads, state, params, step)
+            new_params, new_state = optimizer._update(grads, state, params, step)
         if lifted:
             return _unlift_tree(new_params), _unlift_tree(new_state)
         return new_params, new_state
@@ -577,9 +615,12 @@ class Optimizer:
         expected = ("count",) + tuple(self.slots)
         if not isinstance(state, dict) or set(state) != set(expected):
             keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+            # (a setting changed since init, SGD's momentum from 0, makes other slots)
             raise GraphcError(f"{type(self).__name__}.update: the state has {keys}, expected "
-                              f"{sorted(expected)} (from {type(self).__name__}.init)",
-                              (user_location(),))
+                              f"{sorted(expected)} (from {type(self).__name__}.init; a "
+                              "setting that adds or drops a slot, such as a momentum set "
+                              "from or to 0, needs a new state: give it when the optimizer, "
+                              "or the Trainer, is built)", (user_location(),))
         for s in self.slots:
             if flatten(state[s])[1] != structure:
                 raise GraphcError(f"{type(self).__name__}.update: state[{s!r}] does not match "
@@ -605,7 +646,10 @@ class SGD(Optimizer):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise GraphcError("SGD: Nesterov momentum needs momentum > 0 and dampening 0",
                               (user_location(),))
-        self.slots = ("momentum",) if self.momentum else ()
+
+    @property
+    def slots(self):  # read at each update: momentum set to 0, or from 0, since init
+        return ("momentum",) if self.momentum else ()
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         if decay:
@@ -684,7 +728,10 @@ class RMSprop(Optimizer):
         self.eps = _non_negative("eps", eps)
         self.momentum = _non_negative("momentum", momentum)
         self.centered = bool(centered)
-        self.slots = ("v",) + (("mean_g",) if self.centered else ()) + \
+
+    @property
+    def slots(self):  # read at each update, as SGD's
+        return ("v",) + (("mean_g",) if self.centered else ()) + \
             (("momentum",) if self.momentum else ())
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):

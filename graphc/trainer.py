@@ -52,6 +52,12 @@ validation loss (the one fit() takes before training excepted), and its learning
 input of the compiled step, a float64 scalar, so a reduction does not compile it again; its
 state is checkpointed in the header (`lr_on_plateau`) and a resumed run continues it.
 
+Settings changed during training take effect at the next step, as torch's param_groups: a
+number lr (`trainer.optimizer.lr = 0.01`) is likewise an input of the step, read at each
+step and checkpointed (`optimizer_lr`, see restore); the optimiser's other settings (weight
+decay, momentum, betas, eps, a replaced schedule) and the trainer's clip_norm are guards of
+the step's plan (gc.optim.Optimizer.update), so a change compiles the step again.
+
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
 from __future__ import annotations
@@ -110,6 +116,14 @@ class Trainer:
             raise GraphcError(f"Trainer: units must be 'samples' or 'tokens', got {units!r}")
         self.loss, self.optimizer = _with_key_and_mode(loss), optimizer
         self.plateau = _plateau(optimizer, eval_batches)
+        # graphc's optimisers take the step their schedule is at and the lr (see _step_args)
+        takes = inspect.signature(optimizer.update).parameters \
+            if isinstance(optimizer, optim.Optimizer) else {}
+        self._takes_step, self._takes_lr = "step" in takes, "step" in takes and "lr" in takes
+        # a number lr: the one the run started with, and the one it has now (_lr_input),
+        # both in the checkpoint header (optimizer_lr) so that a resumed run goes on with
+        # the lr it had reached (see restore)
+        self._initial_lr = self._number_lr()
         self.train_batches = _Batches(train_batches, "train_batches")
         self.eval_batches = None if eval_batches is None else _Batches(eval_batches,
                                                                       "eval_batches")
@@ -223,11 +237,13 @@ class Trainer:
             value, grads = self.dist.allreduce((value, grads), "mean")
         if amp_state is not None:  # unscaled; a step with an Inf or NaN gradient is skipped
             grads, finite, amp_state = self.scaler.unscale(grads, amp_state)
+        # read as a constant of the plan: `trainer.clip_norm = 0.5` compiles the step again
+        value.graph.guard(self, "clip_norm", self.clip_norm)
         if self.clip_norm is not None:
             grads, norm = clip_by_global_norm(grads, self.clip_norm)
         else:
             norm = global_norm(grads)
-        if lr is not None:  # a ReduceLROnPlateau's lr: an input, changed between calls
+        if lr is not None:  # a number lr or a ReduceLROnPlateau's: an input, set between calls
             updated = self.optimizer.update(grads, state, params, step=step, lr=lr)
         elif step is not None:  # the schedule at the trainer's step, skipped ones included
             updated = self.optimizer.update(grads, state, params, step=step)
@@ -300,12 +316,44 @@ class Trainer:
         # made, less than the step after skipped fp16 steps, a float32 run resumed from such
         # a checkpoint too); another optimiser (or a subclass whose update() takes no step,
         # written before it could) evaluates its schedule at the count
-        if isinstance(self.optimizer, optim.Optimizer) and "step" in inspect.signature(
-                self.optimizer.update).parameters:
+        if self._takes_step:
             args += (self.amp_state, np.int64(self.step))
-            # a 0-d array, an input of the plan (a Python float would be a constant of it)
-            return args + ((np.asarray(self.plateau.lr, np.float64),) if self.plateau else ())
+            lr = self._lr_input()
+            return args if lr is None else args + (lr,)
         return args if self.amp_state is None else args + (self.amp_state,)
+
+    def _lr_input(self):
+        """The optimiser's lr now, a float64 0-d array that is an input of the step plan (a
+        Python float would be a constant of it, and `trainer.optimizer.lr = 0.01` between
+        steps would go unseen), where it is a number or a ReduceLROnPlateau; None where it is
+        a schedule of the step, which the step computes (replacing it compiles the step
+        again: the update guards it)."""
+        lr = self.optimizer.lr
+        if self.plateau is not None and lr is not self.plateau:
+            raise GraphcError(f"Trainer: the optimizer's lr was a ReduceLROnPlateau, which the "
+                              f"trainer steps and checkpoints, and is now {lr!r}; set the "
+                              "plateau's lr (plateau.lr = x) or build a new Trainer",
+                              (user_location(),))
+        if self.plateau is None and isinstance(lr, optim.ReduceLROnPlateau):
+            raise GraphcError("Trainer: the optimizer's lr became a ReduceLROnPlateau after "
+                              "the Trainer was built, so nothing would step it; create it "
+                              "before the Trainer", (user_location(),))
+        if isinstance(self.optimizer, optim.Optimizer) and \
+                set(self.state) != {"count", *self.optimizer.slots}:
+            raise GraphcError(f"Trainer: {type(self.optimizer).__name__}'s settings now need "
+                              f"the state slots {sorted(self.optimizer.slots)}, the trainer's "
+                              f"state has {sorted(set(self.state) - {'count'})} (a momentum "
+                              "set from or to 0 adds or drops one); set it back, or build the "
+                              "Trainer with it", (user_location(),))
+        if not self._takes_lr:
+            return None
+        value = self.plateau.lr if self.plateau is not None else self._number_lr()
+        return None if value is None else np.asarray(value, np.float64)
+
+    def _number_lr(self):
+        """The optimiser's lr where it is a number (or gc.optim.constant), else None."""
+        return getattr(getattr(self.optimizer, "lr", None), "constant_value", None) \
+            if self.plateau is None else None
 
     def step_inputs(self, batch) -> list:
         """The step plan's input arrays for a batch at the current step (for profiling)."""
@@ -314,15 +362,19 @@ class Trainer:
     def train_step(self, checked: bool = False) -> float:
         """One step; `checked` runs it with the plan's finite check, which raises GraphcError
         naming the first op that produced a NaN or an Inf."""
+        self._lr_input()  # (refuses a change the step cannot take before a batch is drawn)
         self._track_buffers()  # before the draw: a change of mode traces on the next batch
         batch = self._shard(self.train_batches.draw(self.rng))
         if self.dist is not None:
             self.dist.beat(self.step)
         # errstate: a NaN or an Inf is the trainer's to report (_bad_step, _diverged name
         # the op in one line); numpy's overflow warnings only went before it on stderr
+        compiled = len(self._train_step.recompiles)
         with np.errstate(all="ignore"):
             loss, norm, self.params, self.state, *amp_state = self._call(
                 self._train_step, self._step_args(batch), checked)
+        if len(self._train_step.recompiles) != compiled:  # a setting changed: the new plan
+            self.step_plan = self._train_step.plan_for(*self._step_args(batch))
         self._broadcast_buffers()
         loss = float(loss)
         self.grad_norm = float(norm)
@@ -397,7 +449,7 @@ class Trainer:
         self._good = (self.step, self.rng.bit_generator.state, self.train_batches.position,
                       {k: a.copy() for k, a in self.state_arrays().items()},
                       list(self.history), list(self.val_history), self.skipped_steps,
-                      self.plateau and self.plateau.state_dict())
+                      self.plateau and self.plateau.state_dict(), self.optimizer.lr)
 
     @property
     def good_step(self) -> int:
@@ -407,10 +459,13 @@ class Trainer:
         """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
         then an evaluation) with the plans' finite check; return its error, which names the
         first op that produced a NaN or an Inf, its operand ranges and the model's line."""
-        step, rng_state, position, arrays, history, val_history, skipped, plateau = self._good
+        step, rng_state, position, arrays, history, val_history, skipped, plateau, lr = \
+            self._good
         self._set_state_arrays({k: a.copy() for k, a in arrays.items()}, step, skipped)
         if plateau:  # the lr those steps ran with
             self.plateau.load_state_dict(plateau)
+        elif self._number_lr() is not None:
+            self.optimizer.lr = lr
         self.train_batches.seek(position)
         self.history, self.val_history = list(history), list(val_history)
         self.rng.bit_generator.state = rng_state
@@ -438,6 +493,8 @@ class Trainer:
                 "history": self.history, "val_history": self.val_history}
         if self.plateau is not None:
             meta["lr_on_plateau"] = self.plateau.state_dict()
+        if self._number_lr() is not None and self._initial_lr is not None:
+            meta["optimizer_lr"] = {"initial": self._initial_lr, "current": self._number_lr()}
         checkpoint.save(path, self.state_arrays(), meta)
 
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False):
@@ -468,9 +525,12 @@ class Trainer:
             raise checkpoint.CheckpointError(f"checkpoint header: skipped_steps must be a whole "
                                              f"number from 0 to the step, got {skipped!r}")
         plateau = self._checked_plateau(meta.get("lr_on_plateau"), allow_changed_settings)
+        lr = self._checked_lr(meta.get("optimizer_lr"))
         self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped)
         if plateau is not None:
             self.plateau.load_state_dict(plateau)
+        if lr is not None:
+            self.optimizer.lr = lr
         self.rng.bit_generator.state = meta["rng"]
         self.train_batches.seek(position)
         self.history = [tuple(h) for h in meta.get("history", [])]
@@ -504,6 +564,24 @@ class Trainer:
             raise checkpoint.CheckpointError(f"checkpoint header lr_on_plateau: "
                                              f"{exc.message}") from None
         return state
+
+    def _checked_lr(self, saved):
+        """The number lr a resumed run goes on with, or None (this trainer's own): the
+        checkpoint's current one (set during the run: `trainer.optimizer.lr = x`, kept as
+        torch's optimizer.load_state_dict keeps param_groups' lr) where this trainer's lr is
+        the one the checkpointed run started with; a trainer given another lr (built with
+        it, or set before resuming) keeps its own, as the user asked for it."""
+        mine = self._number_lr()
+        if saved is None or mine is None:
+            return None
+        if not isinstance(saved, dict) or not all(
+                _is_lr(saved.get(k)) for k in ("initial", "current")):
+            raise checkpoint.CheckpointError(f"checkpoint header: optimizer_lr must be "
+                                             f"{{'initial': lr, 'current': lr}} with numbers "
+                                             f">= 0, got {saved!r}"[:200])
+        if mine != saved["initial"]:
+            return None
+        return float(saved["current"])
 
     def resume(self, path: str, allow_changed_settings: bool = False):
         """restore() from a checkpoint file written by save(), each array checked against
@@ -763,6 +841,11 @@ def _plateau(optimizer, eval_batches):
                           "(gc.optim.Optimizer.update's), which a ReduceLROnPlateau's "
                           "learning rate is given by", (user_location(),))
     return plateau
+
+
+def _is_lr(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value) and value >= 0
 
 
 def _as_tuple(batch):

@@ -325,9 +325,12 @@ def _hold(guards) -> bool:
 def _describe_guards(guards) -> str:
     """What changed in the Python state a plan was traced under: `Dropout 1.training: True ->
     False` (the layer's type and its path in the model)."""
+    def where(obj):  # a module's path in its model; an optimiser (a Trainer) by its type
+        if not hasattr(obj, "_path"):
+            return type(obj).__name__
+        return f"{type(obj).__name__} {obj._path or '(root)'}"
     return "; ".join(obj.describe_change() if hasattr(obj, "describe_change") else
-                     f"{type(obj).__name__} {getattr(obj, '_path', '') or '(root)'}.{attr}: "
-                     f"{value!r} -> {getattr(obj, attr)!r}"
+                     f"{where(obj)}.{attr}: {value!r} -> {getattr(obj, attr)!r}"
                      for obj, attr, value in guards if getattr(obj, attr) != value)
 
 

@@ -1,0 +1,298 @@
+"""Optimiser settings changed during training take effect at the next step, as torch's
+(`for g in opt.param_groups: g["lr"] = x`), in gc.Trainer's compiled step and in a compiled
+step of one's own (graphc/optim.py, graphc/trainer.py). Before, a compiled step kept the lr,
+weight decay, momentum, betas and clip norm it was traced with, silently: a number lr is now a
+float64 input of the Trainer's step (one plan for every value, checkpointed as the current
+one), and every other setting is a guard of the plan (a change compiles the step again)."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from errorcheck import assert_one_line_error
+from graphc import checkpoint, optim
+
+torch = pytest.importorskip("torch")  # the oracle (a test extra)
+
+F = "test_hyperparameter_changes.py"
+
+RNG = np.random.default_rng(0)
+W0 = RNG.normal(size=(3, 2))
+B0 = RNG.normal(size=(2,))
+# four batches in turn (an iterable: the trainer and torch's loop see the same ones)
+BATCHES = [(x, x @ np.array([[1.0, 0.5], [-2.0, 0.0], [0.5, 1.0]]) + 0.3 + 0.1 * x[:, :2])
+           for x in RNG.normal(size=(4, 16, 3))]
+
+
+def loss(params, batch):
+    x, y = batch
+    return gc.mean((x @ params["w"] + params["b"] - y) ** 2)
+
+
+def trainer(opt, steps=10, **kw):
+    return gc.Trainer(loss, {"w": W0.copy(), "b": B0.copy()}, opt, BATCHES, steps=steps,
+                      seed=1, **kw)
+
+
+def torch_run(make, steps, changes, clip=None):
+    """torch's loop over the same batches; changes: {step: {group key: value}} set before
+    that step (0-based), as a torch user sets param_groups; "clip" sets the clip norm."""
+    w = torch.tensor(W0.copy(), requires_grad=True)
+    b = torch.tensor(B0.copy(), requires_grad=True)
+    opt = make([w, b])
+    for step in range(steps):
+        for key, value in changes.get(step, {}).items():
+            if key == "clip":
+                clip = value
+            else:
+                for group in opt.param_groups:
+                    group[key] = value
+        x, y = (torch.tensor(a) for a in BATCHES[step % len(BATCHES)])
+        opt.zero_grad()
+        ((x @ w + b - y) ** 2).mean().backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_([w, b], clip)
+        opt.step()
+    return {"w": w.detach().numpy(), "b": b.detach().numpy()}
+
+
+def assert_params(ours, want, rtol=1e-12):
+    for k in want:
+        np.testing.assert_allclose(ours[k], want[k], rtol=rtol, atol=1e-14)
+
+
+def header(t, path) -> dict:
+    return checkpoint.load_arrays(path, {k: (a.shape, a.dtype)
+                                         for k, a in t.state_arrays().items()})[1]
+
+
+def plans(t) -> int:
+    return sum(len(entries) for entries in t._train_step._plans.values())
+
+
+def test_lr_set_between_steps_is_torchs_with_one_plan():
+    t = trainer(optim.AdamW(lr=1e-2, weight_decay=0.1))
+    changes = {4: 3e-3, 7: 5e-2}
+    while t.step < t.steps:
+        if t.step in changes:
+            t.optimizer.lr = changes[t.step]  # torch's `group["lr"] = x`
+        t.train_step()
+    want = torch_run(lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1), 10,
+                     {s: {"lr": v} for s, v in changes.items()})
+    assert_params(t.params, want)
+    # the lr is an input of the one plan (no constant holds it), read at every step
+    assert plans(t) == 1 and t._train_step.recompiles == []
+    assert [i.name for i in t.step_plan.graph.inputs][-1] == "lr"
+    assert t.optimizer.lr == 5e-2 and f"{t.optimizer.lr:.0e}" == "5e-02"  # reads as a number
+    # before: the step kept lr 1e-2 all along, the result of a run without the changes
+    unchanged = torch_run(lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1), 10, {})
+    assert np.abs(t.params["w"] - unchanged["w"]).max() > 1e-2
+
+
+def test_lr_set_between_fit_calls_is_torchs():
+    t = trainer(optim.SGD(lr=0.05, momentum=0.9), steps=5)
+    assert t.fit(None, progress=False) == 0
+    t.optimizer.lr = 0.01  # a callback's between two fit() calls
+    t.steps = 10
+    assert t.fit(None, progress=False) == 0
+    want = torch_run(lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 10,
+                     {5: {"lr": 0.01}})
+    assert_params(t.params, want)
+    assert plans(t) == 1
+
+
+def test_resume_goes_on_with_the_lr_set_during_the_run(tmp_path):
+    path = str(tmp_path / "checkpoint.npz")
+    make = lambda: optim.AdamW(lr=1e-2)  # noqa: E731
+    run = trainer(make())
+    for _ in range(4):
+        run.train_step()
+    run.optimizer.lr = 2e-3
+    run.train_step()
+    run.save(path)
+    assert header(run, path)["optimizer_lr"] == {"initial": 1e-2, "current": 2e-3}
+    while run.step < run.steps:
+        run.train_step()
+    # the same script started again (lr=1e-2, the change at step 4 behind it) resumes at 2e-3
+    resumed = trainer(make())
+    resumed.resume(path)
+    assert resumed.optimizer.lr == 2e-3 and resumed.step == 5
+    while resumed.step < resumed.steps:
+        resumed.train_step()
+    for k in run.params:
+        np.testing.assert_array_equal(resumed.params[k], run.params[k])  # bit for bit
+    want = torch_run(lambda p: torch.optim.AdamW(p, lr=1e-2), 10, {4: {"lr": 2e-3}})
+    assert_params(resumed.params, want)
+    # its next checkpoint still names the lr the run started with
+    resumed.save(path)
+    assert header(resumed, path)["optimizer_lr"] == {"initial": 1e-2, "current": 2e-3}
+    # a trainer given another lr (built with it, or set before resume) keeps its own
+    other = trainer(optim.AdamW(lr=5e-3))
+    other.resume(path)
+    assert other.optimizer.lr == 5e-3
+    again = trainer(make())
+    again.optimizer.lr = 7e-3
+    again.resume(path)
+    assert again.optimizer.lr == 7e-3
+
+
+def test_a_bad_optimizer_lr_header_is_one_line(tmp_path):
+    path = str(tmp_path / "checkpoint.npz")
+    t = trainer(optim.SGD(lr=0.1))
+    t.train_step()
+    arrays = t.state_arrays()
+    meta = {"step": 1, "rng": t.rng.bit_generator.state, "data_position": 1,
+            "optimizer_lr": {"initial": 0.1, "current": -1.0}}
+    checkpoint.save(path, arrays, meta)
+    with pytest.raises(checkpoint.CheckpointError, match="optimizer_lr must be"):
+        trainer(optim.SGD(lr=0.1)).resume(path)
+
+
+def test_other_settings_set_between_steps_compile_the_step_again_as_torchs():
+    """weight_decay, momentum, dampening, betas, eps and the Trainer's clip_norm: each read
+    by torch at every step; here a guard of the plan, so one change is one recompilation."""
+    sgd = trainer(optim.SGD(lr=0.05, momentum=0.9, weight_decay=0.01), clip_norm=1.0)
+    while sgd.step < sgd.steps:
+        if sgd.step == 3:
+            sgd.optimizer.momentum, sgd.optimizer.weight_decay = 0.5, 0.1
+        if sgd.step == 6:
+            sgd.clip_norm = 0.1
+        sgd.train_step()
+    want = torch_run(lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=0.01),
+                     10, {3: {"momentum": 0.5, "weight_decay": 0.1}, 6: {"clip": 0.1}},
+                     clip=1.0)
+    assert_params(sgd.params, want)
+    assert sgd._train_step.recompiles == [
+        "recompiling _step_function (compilation 2): SGD.weight_decay: 0.01 -> 0.1; "
+        "SGD.momentum: 0.9 -> 0.5",
+        "recompiling _step_function (compilation 3): Trainer.clip_norm: 1.0 -> 0.1"]
+    assert sgd.step_plan is sgd._train_step.plan_for(*sgd._step_args(BATCHES[0]))
+
+    adam = trainer(optim.AdamW(lr=1e-2, weight_decay=0.1))
+    while adam.step < adam.steps:
+        if adam.step == 5:
+            adam.optimizer.betas = (0.8, 0.99)  # torch's group["betas"]
+            adam.optimizer.weight_decay, adam.optimizer.eps = 0.3, 1e-6
+        adam.train_step()
+    want = torch_run(lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1), 10,
+                     {5: {"betas": (0.8, 0.99), "weight_decay": 0.3, "eps": 1e-6}})
+    assert_params(adam.params, want)
+    assert plans(adam) == 2
+    # setting a value back selects the first plan again: nothing more is compiled
+    adam.optimizer.betas, adam.optimizer.weight_decay = (0.9, 0.999), 0.1
+    adam.optimizer.eps = 1e-8
+    adam.train_step()
+    assert plans(adam) == 2
+
+
+def test_a_schedule_replaced_or_a_number_for_one_takes_effect():
+    t = trainer(optim.SGD(lr=optim.cosine(0.1, steps=10, warmup=2)))
+    for _ in range(3):
+        t.train_step()
+    t.optimizer.lr = optim.multistep(0.05, [5])  # another schedule of the step: traced again
+    for _ in range(3):
+        t.train_step()
+    t.optimizer.lr = 0.02  # a number: an input
+    for _ in range(2):
+        t.train_step()
+    t.optimizer.lr = 0.03
+    for _ in range(2):
+        t.train_step()
+    lrs = [optim.cosine(0.1, steps=10, warmup=2)(s) for s in range(3)] + \
+        [optim.multistep(0.05, [5])(s) for s in range(3, 6)] + [0.02] * 2 + [0.03] * 2
+    w = torch.tensor(W0.copy(), requires_grad=True)
+    b = torch.tensor(B0.copy(), requires_grad=True)
+    opt = torch.optim.SGD([w, b], lr=lrs[0])
+    for step, lr in enumerate(lrs):
+        opt.param_groups[0]["lr"] = lr
+        x, y = (torch.tensor(a) for a in BATCHES[step % len(BATCHES)])
+        opt.zero_grad()
+        ((x @ w + b - y) ** 2).mean().backward()
+        opt.step()
+    assert_params(t.params, {"w": w.detach().numpy(), "b": b.detach().numpy()})
+    assert plans(t) == 3  # the first schedule, the second, the number (0.02 and 0.03)
+
+
+def test_a_compiled_step_of_ones_own_sees_the_new_settings():
+    params = {"w": W0.copy(), "b": B0.copy()}
+    opt = optim.SGD(lr=0.1, weight_decay=0.0)
+    grads = {"w": np.ones((3, 2)), "b": np.ones(2)}
+    step = gc.compile(lambda g, s, p: opt.update(g, s, p))
+    state = opt.init(params)
+    new, _ = step(grads, state, params)
+    np.testing.assert_allclose(new["b"], B0 - 0.1)
+    opt.lr = 0.25  # a constant of this plan, guarded: compiled again
+    new, _ = step(grads, state, params)
+    np.testing.assert_allclose(new["b"], B0 - 0.25)
+    opt.weight_decay = 0.5
+    new, _ = step(grads, state, params)
+    np.testing.assert_allclose(new["b"], B0 - 0.25 * (1 + 0.5 * B0))
+    assert len(step.recompiles) == 2 and "SGD.lr: 0.1 -> 0.25" in step.recompiles[0]
+    opt.lr = 0.25  # the same number again (a new object): the plan holds
+    step(grads, state, params)
+    assert len(step.recompiles) == 2
+    # given as an input (as gc.Trainer gives it): one plan for every lr
+    given = gc.compile(lambda g, s, p, lr: opt.update(g, s, p, lr=lr))
+    for lr in (0.1, 0.3):
+        opt.lr = lr
+        new, _ = given(grads, state, params, np.float64(opt.lr))
+        np.testing.assert_allclose(new["b"], B0 - lr * (1 + 0.5 * B0))
+    assert given.recompiles == []
+
+
+def test_eager_bound_optimizer_takes_a_number_lr():
+    w = gc.nn.Parameter(np.ones(2))
+    opt = optim.SGD(lr=0.1).bind([w])
+    w.grad = np.ones(2)
+    opt.step()
+    opt.optimizer.lr = 0.5  # was: 'float' object is not callable at step()
+    opt.step()
+    np.testing.assert_allclose(w.data, 1 - 0.1 - 0.5)
+
+
+def test_changes_the_step_cannot_take_are_one_line_errors():
+    t = trainer(optim.SGD(lr=0.05))
+    t.train_step()
+    t.optimizer.momentum = 0.9  # a momentum buffer the state does not have
+    assert_one_line_error(lambda: t.train_step(), "SGD's settings now need the state slots "
+                          "['momentum'], the trainer's state has []", F)
+    # (refused before the batch was drawn: the run goes on as if it had not been tried)
+    assert t.step == 1 and t.train_batches.position == 1
+    t.optimizer.momentum = 0.0
+    t.train_step()  # the plan of before again
+    assert plans(t) == 1
+    # the functional update says it too, in a step of one's own
+    sgd = optim.SGD(lr=0.1)
+    params = {"w": W0.copy()}
+    state = sgd.init(params)
+    sgd.momentum = 0.9
+    step = gc.compile(lambda g, s, p: sgd.update(g, s, p))
+    assert_one_line_error(lambda: step(params, state, params),
+                          "a momentum set from or to 0, needs a new state", F)
+
+    def set_lr(value):
+        t.optimizer.lr = value
+    assert_one_line_error(lambda: set_lr(-0.1), "lr must be a number >= 0 or a schedule", F)
+    assert_one_line_error(lambda: set_lr(True), "lr must be a number >= 0 or a schedule", F)
+    set_lr(np.float32(0.02))  # a numpy number is a number
+    assert t.optimizer.lr == np.float32(0.02)
+
+    def set_betas(opt, value):
+        opt.betas = value
+    assert_one_line_error(lambda: set_betas(t.optimizer, (0.9, 0.99)), "SGD has no betas", F)
+    assert_one_line_error(lambda: set_betas(optim.Adam(), (0.9, 1.0)),
+                          "beta2 must be in [0, 1)", F)
+    # a ReduceLROnPlateau made after the Trainer: nothing would step it
+    optim.ReduceLROnPlateau(t.optimizer)
+    assert_one_line_error(lambda: t.train_step(), "became a ReduceLROnPlateau after the Trainer", F)
+
+
+def test_a_plateaus_lr_replaced_by_a_number_is_one_line():
+    opt = optim.SGD(lr=0.05)
+    plateau = optim.ReduceLROnPlateau(opt)
+    t = trainer(opt, eval_batches=BATCHES, eval_iters=1)
+    t.train_step()
+    plateau.lr = 0.01  # the way to set it: an input of the same plan
+    t.train_step()
+    assert plans(t) == 1
+    opt.lr = 0.02
+    assert_one_line_error(lambda: t.train_step(), "set the plateau's lr (plateau.lr = x)", F)
