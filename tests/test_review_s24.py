@@ -59,3 +59,29 @@ def test_python_number_weights_of_the_binary_cross_entropies():
         pos_weight=torch.tensor(3.0, dtype=torch.float64)).numpy()
     np.testing.assert_allclose(
         gc.binary_cross_entropy_with_logits(x, t, 0.5, pos_weight=3.0), want, rtol=1e-12)
+
+
+# ---- 1-d pools --------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,kw", [
+    ("avg", dict(kernel_size=5, stride=3, ceil_mode=True)),
+    ("avg", dict(kernel_size=7, stride=4, padding=1, ceil_mode=True,
+                 count_include_pad=False)),
+    ("max", dict(kernel_size=7, ceil_mode=True)),
+    ("max", dict(kernel_size=4, stride=2, padding=1, dilation=2, ceil_mode=True))])
+def test_1d_pools_in_ceil_mode_with_a_kernel_longer_than_the_input(kind, kw):
+    # torch has a window there (ceil_mode's last one starts inside x), as graphc's 2-d pools:
+    # the 1-d pools refused "the kernel ... is longer than the padded input"
+    x = np.random.default_rng(1).normal(size=(2, 3, 4))
+    ours, theirs = getattr(gc, f"{kind}_pool1d"), getattr(TF, f"{kind}_pool1d")
+    want, (want_grad,) = _torch_value_and_grad(lambda t: theirs(t, **kw), x)
+    np.testing.assert_allclose(ours(x, **kw), want, rtol=1e-13)
+    for run in (gc.grad(lambda x: gc.sum(ours(x, **kw))),
+                gc.compile(gc.grad(lambda x: gc.sum(ours(x, **kw))))):
+        np.testing.assert_allclose(run(x), want_grad, rtol=1e-13)
+
+
+def test_1d_pools_without_a_window_give_one_line():
+    x = np.ones((2, 3, 4))
+    assert_one_line_error(lambda: gc.max_pool1d(x, 7), "longer than the padded input", FILE)
+    assert_one_line_error(lambda: gc.avg_pool1d(x, 8, stride=3, ceil_mode=True),
+                          "longer than the padded input", FILE)

@@ -306,9 +306,10 @@ def _adaptive_axis(x, axis, out, kind):
 
 
 # ---- 1-d pooling ------------------------------------------------------------------------------
-def _pool1d_args(name, x, kernel_size, stride, padding, dilation):
+def _pool1d_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
     """The 1-d settings checked under the 1-d names (what max_pool2d would say of its
-    (1, k) form is not what the user wrote), as (1, k) pairs for the 2-d pool."""
+    (1, k) form is not what the user wrote), as (1, k) pairs for the 2-d pool. A kernel
+    longer than the padded input still has ceil_mode's one window, as in torch."""
     if _ndim(x) not in (2, 3):
         _fail(f"{name}: x must be 3-d (N, C, L) or 2-d (C, L), got shape {tuple(_shape(x))}")
     stride = kernel_size if stride is None or stride == () or stride == [] else stride
@@ -321,7 +322,15 @@ def _pool1d_args(name, x, kernel_size, stride, padding, dilation):
     if 2 * p > k:
         _fail(f"{name}: padding {p} must be at most half the kernel size {k}, as in PyTorch")
     length = _shape(x)[-1]
-    if isinstance(length, int) and length + 2 * p < d * (k - 1) + 1:
+    span = length + 2 * p - d * (k - 1) - 1  # the room for windows after the first
+    # torch's window count: (span / s rounded down, or up in ceil_mode) + 1, less ceil_mode's
+    # last window where it would start in the padding after x
+    windows = 1  # (a symbolic length: the 2-d pool checks it)
+    if isinstance(length, int):
+        windows = (-(-span // s) if ceil_mode is True else span // s) + 1
+        if ceil_mode is True and windows > 0 and (windows - 1) * s >= length + p:
+            windows -= 1
+    if windows < 1:
         _fail(f"{name}: the kernel {d * (k - 1) + 1} (dilated) is longer than the padded "
               f"input {length + 2 * p}")
     return (1, k), (1, s), (0, p), (1, d)
@@ -331,7 +340,7 @@ def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d over a height of
     one (its -inf padding, ceil_mode and tie rule)."""
     kernel, stride, padding, dilation = _pool1d_args("max_pool1d", x, kernel_size, stride,
-                                                     padding, dilation)
+                                                     padding, dilation, ceil_mode)
     return F.squeeze(F.max_pool2d(F.expand_dims(x, -2), kernel, stride, padding, dilation,
                                   ceil_mode), -2)
 
@@ -341,7 +350,7 @@ def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     """torch.nn.functional.avg_pool1d of x (N, C, L) or (C, L): avg_pool2d over a height of
     one."""
     kernel, stride, padding, _ = _pool1d_args("avg_pool1d", x, kernel_size, stride, padding,
-                                              1)
+                                              1, ceil_mode)
     return F.squeeze(F.avg_pool2d(F.expand_dims(x, -2), kernel, stride, padding, ceil_mode,
                                   count_include_pad), -2)
 
