@@ -185,8 +185,10 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     max_lr at step pct_start * total_steps - 1, then down to max_lr / div_factor /
     final_div_factor at step total_steps - 1 (three_phase: back to the initial rate at
     2 pct_start total_steps - 2 first), annealed by cosine or linearly; after that, the final
-    rate (torch raises past total_steps). The lr only: torch's cycle_momentum (beta1 or the
-    momentum cycled between 0.85 and 0.95 by default) is not done here."""
+    rate (torch raises past total_steps). A phase that ends before step 0 (pct_start *
+    total_steps < 1) or after the next one (three_phase, pct_start > 0.5) is never reached,
+    as in torch. The lr only: torch's cycle_momentum (beta1 or the momentum cycled between
+    0.85 and 0.95 by default) is not done here."""
     if anneal_strategy not in ("cos", "linear"):
         raise GraphcError(f"one_cycle: anneal_strategy must be 'cos' or 'linear', got "
                           f"{anneal_strategy!r}", (user_location(),))
@@ -195,29 +197,36 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     initial = top / float(div_factor)
     final = initial / float(final_div_factor)
     pct = float(pct_start)
+    if not 0.0 <= pct <= 1.0:  # torch's rule
+        raise GraphcError(f"one_cycle: pct_start must be in [0, 1], got {pct_start!r}",
+                          (user_location(),))
+    if pct * total - 1 == 0:  # the warm-up's end at step 0: torch divides by zero there
+        raise GraphcError(f"one_cycle: pct_start={pct_start} with total_steps={total} ends the "
+                          "warm-up at step 0 (torch divides by zero there)", (user_location(),))
     if three_phase:  # (end step, start lr, end lr), torch's _schedule_phases
         phases = [(pct * total - 1, initial, top), (2 * pct * total - 2, top, initial),
                   (total - 1, initial, final)]
     else:
         phases = [(pct * total - 1, initial, top), (total - 1, top, final)]
-    ends = [0.0] + [end for end, _, _ in phases]
-    if any(b <= a for a, b in zip(ends, ends[1:])):  # torch divides by zero or goes back
-        raise GraphcError(f"one_cycle: pct_start={pct_start} with total_steps={total} leaves "
-                          "a phase without steps (each phase must end after the one before)",
-                          (user_location(),))
 
     def schedule(count):
         s = _Scalar(count)
-        lr, start = None, 0.0
-        for i, (end, first, last) in enumerate(phases):
-            frac = s.clip((s.step - start) / (end - start), 0.0, 1.0)
-            if anneal_strategy == "cos":  # torch's _annealing_cos, term for term
-                value = last + (first - last) / 2.0 * (s.cos(frac * math.pi) + 1.0)
-            else:
-                value = (last - first) * frac + first
-            # phase i applies up to its end step (the last phase beyond it too)
-            lr = value if lr is None else s.where(s.step <= start, lr, value)
+        values, start = [], 0.0
+        for end, first, last in phases:  # each phase starts where the one before ends
+            if end > start:
+                frac = s.clip((s.step - start) / (end - start), 0.0, 1.0)
+                if anneal_strategy == "cos":  # torch's _annealing_cos, term for term
+                    value = last + (first - last) / 2.0 * (s.cos(frac * math.pi) + 1.0)
+                else:
+                    value = (last - first) * frac + first
+            else:  # never reached before total_steps (past it: the final rate)
+                value = last
+            values.append(value)
             start = end
+        # torch's choice: the first phase whose end is at or after the step, else the last
+        lr = values[-1]
+        for (end, _, _), value in reversed(list(zip(phases[:-1], values[:-1]))):
+            lr = s.where(s.step <= end, value, lr)
         return lr
     return schedule
 

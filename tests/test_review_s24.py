@@ -85,3 +85,42 @@ def test_1d_pools_without_a_window_give_one_line():
     assert_one_line_error(lambda: gc.max_pool1d(x, 7), "longer than the padded input", FILE)
     assert_one_line_error(lambda: gc.avg_pool1d(x, 8, stride=3, ceil_mode=True),
                           "longer than the padded input", FILE)
+
+
+# ---- one_cycle --------------------------------------------------------------------------------
+def _one_cycle_lrs(total, **kw):
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.3, total_steps=total,
+                                                cycle_momentum=False, **kw)
+    lrs = []
+    for k in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if k < total - 1:
+            sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize("total,kw", [
+    (1, {}), (2, {}), (3, {}), (10, dict(pct_start=0.05)), (10, dict(pct_start=0.0)),
+    (10, dict(pct_start=1.0)), (10, dict(pct_start=0.6, three_phase=True)),
+    (10, dict(pct_start=0.55, three_phase=True, anneal_strategy="linear"))])
+def test_one_cycle_where_a_phase_ends_before_step_0_or_after_the_next(total, kw):
+    # torch skips a phase that ends before step 0 (pct_start * total_steps < 1) and one
+    # that ends after the next phase (three_phase with pct_start > 0.5): graphc refused them
+    # ("leaves a phase without steps")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = _one_cycle_lrs(total, **kw)
+    schedule = optim.one_cycle(0.3, total, **kw)
+    compiled = gc.compile(schedule)
+    for k, lr in enumerate(want):
+        assert schedule(k) == pytest.approx(lr, rel=1e-12, abs=1e-15)
+        assert float(compiled(np.int64(k))) == pytest.approx(lr, rel=1e-12, abs=1e-15)
+
+
+def test_one_cycle_settings_torch_refuses_give_one_line():
+    # pct_start * total_steps == 1: torch divides by zero at step 0
+    assert_one_line_error(lambda: optim.one_cycle(0.3, 10, pct_start=0.1), "step 0", FILE)
+    assert_one_line_error(lambda: optim.one_cycle(0.3, 10, pct_start=1.5), "pct_start", FILE)
