@@ -124,3 +124,20 @@ def test_one_cycle_settings_torch_refuses_give_one_line():
     # pct_start * total_steps == 1: torch divides by zero at step 0
     assert_one_line_error(lambda: optim.one_cycle(0.3, 10, pct_start=0.1), "step 0", FILE)
     assert_one_line_error(lambda: optim.one_cycle(0.3, 10, pct_start=1.5), "pct_start", FILE)
+
+
+# ---- optimiser and schedule settings ----------------------------------------------------------
+@pytest.mark.parametrize("call,message", [
+    (lambda: optim.Adamax(betas=0.9), "betas must be a pair of numbers"),
+    (lambda: optim.NAdam(betas=(0.9, 0.99, 0.5)), "betas must be a pair of numbers"),
+    (lambda: optim.Lion(betas=("a", 0.9)), "betas must be a pair of numbers"),
+    (lambda: optim.Adamax(eps="a"), "eps must be a number"),
+    (lambda: optim.NAdam(momentum_decay=None), "momentum_decay must be a number"),
+    (lambda: optim.warmup_cosine_decay("a", 1.0, 1, 5), "init_value must be a number"),
+    (lambda: optim.one_cycle(0.1, 10, pct_start="0.3"), "pct_start must be a number"),
+    (lambda: optim.multistep(0.1, [2], gamma=None), "gamma must be a number"),
+    (lambda: optim.piecewise_constant(0.1, {2: "x"}), "the scale at 2 must be a number"),
+    (lambda: optim.polynomial_decay(1.0, 0.0, "2", 10), "power must be a number")])
+def test_bad_optimiser_settings_give_one_line(call, message):
+    # each raised Python's TypeError or ValueError from float() or tuple unpacking
+    assert_one_line_error(call, message, FILE)
