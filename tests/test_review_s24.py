@@ -141,3 +141,21 @@ def test_one_cycle_settings_torch_refuses_give_one_line():
 def test_bad_optimiser_settings_give_one_line(call, message):
     # each raised Python's TypeError or ValueError from float() or tuple unpacking
     assert_one_line_error(call, message, FILE)
+
+
+# ---- max pools' ties --------------------------------------------------------------------------
+@pytest.mark.parametrize("name,size,shape", [
+    ("adaptive_max_pool2d", (2, 3), (2, 3, 5, 7)), ("adaptive_max_pool2d", 1, (2, 3, 4, 4)),
+    ("adaptive_max_pool2d", (4, None), (3, 6, 5)), ("adaptive_max_pool2d", (3, 5), (1, 2, 6, 5)),
+    ("adaptive_max_pool2d", (7, 9), (2, 3, 4, 6)), ("adaptive_max_pool1d", 3, (2, 3, 8)),
+    ("adaptive_max_pool1d", 2, (3, 6)), ("adaptive_max_pool1d", 1, (2, 2, 5))])
+def test_adaptive_max_pool_ties_send_the_gradient_where_torch_does(name, size, shape):
+    # torch gives a window's gradient to its first maximum (row-major); graphc shared it
+    # equally between the tied maxima
+    x = np.random.default_rng(2).integers(0, 3, shape).astype(np.float64)
+    want, (want_grad,) = _torch_value_and_grad(lambda t: getattr(TF, name)(t, size), x)
+    ours = getattr(gc, name)
+    np.testing.assert_array_equal(ours(x, size), want)
+    for run in (gc.grad(lambda x: gc.sum(ours(x, size))),
+                gc.compile(gc.grad(lambda x: gc.sum(ours(x, size))))):
+        np.testing.assert_array_equal(run(x), want_grad)

@@ -16,6 +16,7 @@ from . import api as F
 from . import precision
 from ..types import is_float
 from .api import _fail, _ndim, _shape
+from .arrays import _take_along
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_pool1d",
@@ -221,7 +222,7 @@ def adaptive_avg_pool2d(x, output_size):
 
 def adaptive_max_pool2d(x, output_size, return_indices=False):
     """torch.nn.functional.adaptive_max_pool2d over torch's windows (see adaptive_avg_pool2d);
-    a window's gradient is shared by its tied maxima (torch gives it to one).
+    a window's gradient goes to its first maximum in row-major order, as torch's.
     return_indices=True is not supported."""
     if return_indices:
         _fail("adaptive_max_pool2d: return_indices=True is not supported")
@@ -261,10 +262,15 @@ def _adaptive(name, spatial, x, output_size, kind):
         if n == 0:
             _fail(f"{name}: x has an empty spatial axis (shape {tuple(_shape(x))})")
     if builtins.all(out == 1 for out in sizes):  # global pooling, the common case
-        reduce = F.mean if kind == "avg" else F.max
-        return reduce(x, axes, keepdims=True)
+        if kind == "avg":
+            return F.mean(x, axes, keepdims=True)
+        lead = tuple(_shape(x)[:axes[0]])
+        flat = F.reshape(x, lead + (-1,))  # the window in row-major order
+        return F.reshape(_first_max(flat, -1), lead + (1,) * spatial)
     given = x
-    for axis, out in zip(axes, sizes):  # separable: a window is a product of intervals
+    # separable: a window is a product of intervals. The last axis first: the first maximum
+    # of each row's maxima, then the first of those, is the row-major first
+    for axis, out in reversed(list(zip(axes, sizes))):
         if out is not None:
             x = _adaptive_axis(x, axis, int(out), kind)
     return F._unchanged(x) if x is given else x
@@ -281,7 +287,7 @@ def _adaptive_axis(x, axis, out, kind):
         return F.slice_(x, (0,) * len(shape), stops, (1,) * len(shape))
     if n % out == 0:  # equal windows side by side: one reshape and a reduction
         split = F.reshape(x, shape[:axis] + (out, n // out) + shape[axis + 1:])
-        return (F.mean if kind == "avg" else F.max)(split, axis + 1)
+        return F.mean(split, axis + 1) if kind == "avg" else _first_max(split, axis + 1)
     starts = np.arange(out) * n // out
     ends = -(-(np.arange(out) + 1) * n // out)
     if kind == "avg":  # a constant (n, out) averaging matrix, contracted along the axis
@@ -301,8 +307,17 @@ def _adaptive_axis(x, axis, out, kind):
     moved = F.swapaxes(x, axis, 0)
     rows = F.reshape(F.take(moved, index.reshape(-1)), (out, longest) + _shape(moved)[1:])
     mask = inside.reshape((out, longest) + (1,) * (len(shape) - 1))
-    pooled = F.max(F.where(mask, rows, lowest), 1)
+    pooled = _first_max(F.where(mask, rows, lowest), 1)
     return F.swapaxes(pooled, 0, axis)
+
+
+def _first_max(x, axis):
+    """The largest element along `axis`, its gradient all to the first of tied maxima (the
+    element at argmax), as torch's max pools give it, not shared between them."""
+    if not is_float(F._dtype(x)):  # (no gradient to place)
+        return F.max(x, axis)
+    index = F.argmax(F.stop_gradient(x), axis, keepdims=True)
+    return F.squeeze(_take_along(x, index, axis, in_range=True), axis)
 
 
 # ---- 1-d pooling ------------------------------------------------------------------------------
