@@ -159,3 +159,20 @@ def test_adaptive_max_pool_ties_send_the_gradient_where_torch_does(name, size, s
     for run in (gc.grad(lambda x: gc.sum(ours(x, size))),
                 gc.compile(gc.grad(lambda x: gc.sum(ours(x, size))))):
         np.testing.assert_array_equal(run(x), want_grad)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(kernel_size=3), dict(kernel_size=2, stride=1), dict(kernel_size=4, stride=2, padding=2),
+    dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True),
+    dict(kernel_size=5, stride=3, padding=2, ceil_mode=True)])
+def test_max_pool1d_ties_send_the_gradient_where_torch_does(kw):
+    # shared equally between tied maxima before (max_pool2d's rule); torch gives it to the
+    # first, and to the first tap inside x where a window's real elements are all -inf
+    x = np.random.default_rng(3).integers(0, 3, (2, 3, 9)).astype(np.float64)
+    x[0, 0, :4] = -np.inf
+    want, (want_grad,) = _torch_value_and_grad(lambda t: TF.max_pool1d(t, **kw), x)
+    np.testing.assert_array_equal(gc.max_pool1d(x, **kw), want)
+    loss = gc.grad(lambda x: gc.sum(gc.max_pool1d(x, **kw)))
+    for run in (loss, gc.compile(loss)):
+        np.testing.assert_array_equal(run(x), want_grad)
+    np.testing.assert_array_equal(gc.nn.MaxPool1d(**kw)(x[0]), want[0])

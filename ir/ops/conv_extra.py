@@ -352,12 +352,34 @@ def _pool1d_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d over a height of
-    one (its -inf padding, ceil_mode and tie rule)."""
+    """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d's windows over a
+    height of one (its -inf padding and ceil_mode), a window's gradient going where torch's
+    goes: to its first maximum, and to its first tap inside x where those are all -inf."""
     kernel, stride, padding, dilation = _pool1d_args("max_pool1d", x, kernel_size, stride,
                                                      padding, dilation, ceil_mode)
-    return F.squeeze(F.max_pool2d(F.expand_dims(x, -2), kernel, stride, padding, dilation,
-                                  ceil_mode), -2)
+    if _ndim(x) == 2:
+        return F.squeeze(max_pool1d(F.expand_dims(x, 0), kernel[1], stride[1], padding[1],
+                                    dilation[1], ceil_mode), 0)
+    x4 = F.expand_dims(x, -2)
+    length = _shape(x)[-1]
+    if not is_float(F._dtype(x)) or not isinstance(length, int):  # (no gradient to place;
+        # a symbolic length: max_pool2d's rule, shared between tied maxima)
+        return F.squeeze(F.max_pool2d(x4, kernel, stride, padding, dilation, ceil_mode), -2)
+    kernel, stride, sides, dilation = F._pool_args("max_pool1d", x4, kernel, stride, padding,
+                                                   dilation, ceil_mode)
+    views, _ = F._windows("max_pool1d", x4, kernel, stride, sides, dilation, -math.inf)
+    taps = F.stack(views, -1)  # (N, C, 1, Wo, K), the taps in order
+    # which taps lie inside x (a constant), cut as _taps cuts them
+    (_, _), (pw, pw_end) = sides
+    inside = F._pad2d(F.full((1, 1, 1, length), 1.0, F._dtype(x)), (0, 0), (pw, pw), 0.0)
+    inside, _ = F._windows("max_pool1d", inside, kernel, stride, ((0, 0), (0, pw_end - pw)),
+                           dilation, 0.0)
+    best = F.max(taps, -1, keepdims=True)
+    # the first tap inside x equal to the maximum (or NaN); none: a window of padding alone
+    hit = F.logical_and(F.logical_or(F.equal(taps, best), F.not_equal(taps, taps)),
+                        F.greater(F.stack(inside, -1), 0.5))
+    index = F.argmax(F.stop_gradient(hit), -1, keepdims=True)
+    return F.squeeze(F.squeeze(_take_along(taps, index, -1, in_range=True), -1), -2)
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
