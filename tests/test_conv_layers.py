@@ -424,8 +424,8 @@ def test_bad_pool1d_pixel_shuffle_padding_and_dropout_settings_give_one_line():
                           "CircularPad1d: padding (11, 11) must be at most 10", FILE)
     assert_one_line_error(lambda: gc.nn.ReflectionPad2d(1)(x[0]),
                           "ReflectionPad2d: x must be 4-d or 3-d", FILE)
-    assert_one_line_error(lambda: gc.nn.ReplicationPad2d((-1, 0, 0, 0))(x),
-                          "ReplicationPad2d: padding must be >= 0", FILE)
+    assert_one_line_error(lambda: gc.nn.ReplicationPad2d((-6, -5, 0, 0))(x),
+                          "ReplicationPad2d: padding (-6, -5, 0, 0) crops more than", FILE)
     assert_one_line_error(lambda: gc.nn.ZeroPad2d((1, 2, 3))(x),
                           "ZeroPad2d: padding must be an int or a tuple of 4 ints", FILE)
     assert_one_line_error(lambda: gc.nn.Dropout2d(0.5)(x[0]), "Dropout2d: x must be 4-d", FILE)

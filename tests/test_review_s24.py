@@ -176,3 +176,35 @@ def test_max_pool1d_ties_send_the_gradient_where_torch_does(kw):
     for run in (loss, gc.compile(loss)):
         np.testing.assert_array_equal(run(x), want_grad)
     np.testing.assert_array_equal(gc.nn.MaxPool1d(**kw)(x[0]), want[0])
+
+
+# ---- padding layers ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name,padding,shape", [
+    ("ReflectionPad1d", (-1, 2), (2, 3, 5)), ("ReflectionPad1d", (3, -2), (3, 5)),
+    ("ReplicationPad1d", (-3, 3), (2, 4, 4)), ("ReplicationPad1d", (2, -3), (3, 2)),
+    ("ReflectionPad2d", (0, 3, -2, 1), (2, 4, 3, 4)), ("ReplicationPad2d", -1, (1, 2, 4, 3)),
+    ("ReplicationPad3d", (1, -2, 2, -1, -1, 2), (2, 3, 3, 4)),
+    ("ReflectionPad3d", (-1, 1, 1, -2, 2, 0), (1, 2, 4, 3, 4)),
+    ("CircularPad1d", (-1, 2), (2, 3, 4)), ("CircularPad2d", (2, -1, -2, 1), (2, 3, 4, 4)),
+    ("CircularPad3d", -1, (1, 2, 4, 3, 4))])
+def test_negative_padding_of_the_reflection_replication_and_circular_layers(name, padding,
+                                                                            shape):
+    # torch crops a side with negative padding in every mode; graphc refused it ("padding
+    # must be >= 0") outside ZeroPad/ConstantPad
+    x = np.random.default_rng(4).normal(size=shape)
+    layer = getattr(gc.nn, name)(padding)
+    want, (want_grad,) = _torch_value_and_grad(getattr(torch.nn, name)(padding), x)
+    np.testing.assert_array_equal(layer(x), want)
+    u = np.arange(want.size, dtype=np.float64).reshape(want.shape)  # every position its own
+    loss = gc.grad(lambda x: gc.sum(layer(x) * u))
+    ts = torch.tensor(x, requires_grad=True)
+    (getattr(torch.nn, name)(padding)(ts) * torch.tensor(u)).sum().backward()
+    for run in (loss, gc.compile(loss)):
+        np.testing.assert_array_equal(run(x), ts.grad.numpy())
+
+
+def test_negative_padding_torch_cannot_do_gives_one_line():
+    x = np.ones((2, 3, 4))
+    assert_one_line_error(lambda: gc.nn.ReplicationPad1d((-2, -2))(x), "crops more than", FILE)
+    # circular padding wider than what the crop leaves would wrap around it more than once
+    assert_one_line_error(lambda: gc.nn.CircularPad1d((3, -2))(x), "at most 2", FILE)
