@@ -159,6 +159,9 @@ def test_adaptive_max_pool_ties_send_the_gradient_where_torch_does(name, size, s
     for run in (gc.grad(lambda x: gc.sum(ours(x, size))),
                 gc.compile(gc.grad(lambda x: gc.sum(ours(x, size))))):
         np.testing.assert_array_equal(run(x), want_grad)
+    if len(shape) == int(name[-2]) + 2:  # batched: a batch of none too, as torch's
+        empty = np.zeros((0,) + shape[1:])
+        assert ours(empty, size).shape == getattr(TF, name)(torch.tensor(empty), size).shape
 
 
 @pytest.mark.parametrize("kw", [

@@ -265,7 +265,8 @@ def _adaptive(name, spatial, x, output_size, kind):
         if kind == "avg":
             return F.mean(x, axes, keepdims=True)
         lead = tuple(_shape(x)[:axes[0]])
-        flat = F.reshape(x, lead + (-1,))  # the window in row-major order
+        window = math.prod(_shape(x)[a] for a in axes)
+        flat = F.reshape(x, lead + (window,))  # the window in row-major order (N may be 0)
         return F.reshape(_first_max(flat, -1), lead + (1,) * spatial)
     given = x
     # separable: a window is a product of intervals. The last axis first: the first maximum
