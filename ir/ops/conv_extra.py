@@ -312,11 +312,29 @@ def _adaptive_axis(x, axis, out, kind):
     return F.swapaxes(pooled, 0, axis)
 
 
+_WHERE_CHAIN = 16  # windows up to this long pick their first maximum by a chain of wheres
+
+
 def _first_max(x, axis):
     """The largest element along `axis`, its gradient all to the first of tied maxima (the
     element at argmax), as torch's max pools give it, not shared between them."""
     if not is_float(F._dtype(x)):  # (no gradient to place)
         return F.max(x, axis)
+    shape = _shape(x)
+    axis = axis % len(shape)
+    if shape[axis] <= _WHERE_CHAIN:  # a short window: elementwise ops, which fuse
+        def element(j):
+            starts, stops = [0] * len(shape), list(shape)
+            starts[axis], stops[axis] = j, j + 1
+            return F.squeeze(F.slice_(x, starts, stops, [1] * len(shape)), axis)
+        elements = [element(j) for j in range(shape[axis])]
+        best = elements[0]
+        for e in elements[1:]:
+            best = F.maximum(best, e)
+        out = elements[-1]
+        for e in elements[-2::-1]:  # the first equal to the maximum (or NaN) wins
+            out = F.where(F.logical_or(F.equal(e, best), F.not_equal(e, e)), e, out)
+        return out
     index = F.argmax(F.stop_gradient(x), axis, keepdims=True)
     return F.squeeze(_take_along(x, index, axis, in_range=True), axis)
 
