@@ -211,3 +211,14 @@ def test_negative_padding_torch_cannot_do_gives_one_line():
     assert_one_line_error(lambda: gc.nn.ReplicationPad1d((-2, -2))(x), "crops more than", FILE)
     # circular padding wider than what the crop leaves would wrap around it more than once
     assert_one_line_error(lambda: gc.nn.CircularPad1d((3, -2))(x), "at most 2", FILE)
+
+
+def test_pixel_shuffle_of_a_symbolic_channel_count_gives_one_line():
+    # raised the dimension algebra's "b % 4 depends on the value of b", naming neither the
+    # function nor the axis
+    spec = gc.spec(("b", 2, 3))
+    assert_one_line_error(lambda: gc.trace(lambda x: gc.pixel_shuffle(x, 2), spec),
+                          "pixel_shuffle: needs a known channel count", FILE)
+    spec = gc.spec((3, "h", 4))
+    assert_one_line_error(lambda: gc.trace(lambda x: gc.pixel_unshuffle(x, 2), spec),
+                          "pixel_unshuffle: needs a known height", FILE)

@@ -422,6 +422,13 @@ def _factor(name, what, factor):
     return int(factor)
 
 
+def _known(name, sizes):
+    """Sizes a shuffle divides must be known: a symbolic one has no answer to n % r."""
+    for what, n in sizes:
+        if not isinstance(n, int):
+            _fail(f"{name}: needs a known {what}, got the symbolic size {n}")
+
+
 def pixel_shuffle(x, upscale_factor):
     """torch.nn.functional.pixel_shuffle: (*, C * r * r, H, W) -> (*, C, H * r, W * r),
     output pixel (h * r + i, w * r + j) of channel c from input channel c * r * r + i * r + j."""
@@ -430,6 +437,7 @@ def pixel_shuffle(x, upscale_factor):
         _fail(f"pixel_shuffle: x must have at least 3 axes (*, C, H, W), got shape "
               f"{tuple(_shape(x))}")
     *lead, c, h, w = _shape(x)
+    _known("pixel_shuffle", (("channel count", c),))
     if c % (r * r):
         _fail(f"pixel_shuffle: x's {c} channels must divide by upscale_factor squared "
               f"({r * r})")
@@ -447,6 +455,7 @@ def pixel_unshuffle(x, downscale_factor):
         _fail(f"pixel_unshuffle: x must have at least 3 axes (*, C, H, W), got shape "
               f"{tuple(_shape(x))}")
     *lead, c, h, w = _shape(x)
+    _known("pixel_unshuffle", (("height", h), ("width", w)))
     for what, n in (("height", h), ("width", w)):
         if n % r:
             _fail(f"pixel_unshuffle: x's {what} {n} must divide by downscale_factor {r}")
