@@ -164,8 +164,8 @@ class PixelUnshuffle(_Functional):
 def _torch_pad(name, spatial, mode, x, padding, value=0.0):
     """x padded as torch's F.pad(x, pads, mode, value) by a padding layer over the last
     `spatial` axes: padding an int or (left, right[, top, bottom[, front, back]]). A negative
-    side crops (mode 'constant' only, as graphc refuses it where torch's result is not a
-    plain crop)."""
+    side crops, as torch's: reflect and edge read x itself there (pad the other side, then
+    cut: x[map(i - left)] at output i), constant and wrap pad what the cut leaves."""
     pads = (tuple(padding) if isinstance(padding, (tuple, list))
             else (padding,) * (2 * spatial))
     if len(pads) != 2 * spatial or not all(C._int(p) for p in pads):
@@ -179,29 +179,39 @@ def _torch_pad(name, spatial, mode, x, padding, value=0.0):
               f"{tuple(F._shape(x))}")
     if nd < spatial:
         _fail(f"{name}: x must have at least {spatial} axes, got shape {tuple(F._shape(x))}")
-    widths = [(0, 0)] * nd
+    widths, cuts = [(0, 0)] * nd, [(0, 0)] * nd
     for k in range(spatial):  # pads name the last axis first, as torch's
         axis = nd - 1 - k
         before, after = pads[2 * k], pads[2 * k + 1]
         size = F._shape(x)[axis]
         if min(before, after) < 0:
-            if mode != "constant":
-                _fail(f"{name}: padding must be >= 0, got {tuple(pads)}")
-            starts, stops = [0] * nd, list(F._shape(x))
-            starts[axis], stops[axis] = max(0, -before), size - max(0, -after)
-            if stops[axis] < starts[axis]:
+            cut = (max(0, -before), max(0, -after))
+            if (size + before + after < 1 if mode in ("reflect", "edge")  # torch's limits
+                    else size - cut[0] - cut[1] < 0):
                 _fail(f"{name}: padding {tuple(pads)} crops more than axis {axis}'s {size}")
-            x = F.slice_(x, starts, stops, [1] * nd)
             before, after = max(0, before), max(0, after)
+            if mode in ("reflect", "edge"):  # cut from the padded result
+                cuts[axis] = cut
+            else:
+                starts, stops = [0] * nd, list(F._shape(x))
+                starts[axis], stops[axis] = cut[0], size - cut[1]
+                x = F.slice_(x, starts, stops, [1] * nd)
+                size -= cut[0] + cut[1]
         most = {"reflect": size - 1, "wrap": size}.get(mode)
         if most is not None and max(before, after) > most:
+            cropped = mode == "wrap" and min(pads) < 0  # (torch's copies overlap there)
             _fail(f"{name}: padding {tuple(pads)} must be at most {most} on an axis of size "
-                  f"{size}, as in PyTorch")
+                  f"{size}{' after the crop' if cropped else ', as in PyTorch'}")
         widths[axis] = (before, after)
     from ir.ops.arrays import pad
     if mode == "constant":
         return pad(x, widths, "constant", constant_values=value)
-    return pad(x, widths, mode)
+    x = pad(x, widths, mode)
+    if any(a or b for a, b in cuts):
+        shape = F._shape(x)
+        x = F.slice_(x, [a for a, _ in cuts], [n - b for n, (_, b) in zip(shape, cuts)],
+                     [1] * nd)
+    return x
 
 
 def _pad_layer(name, spatial, mode, doc, with_value=False):

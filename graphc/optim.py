@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import numbers
 
 import numpy as np
 
@@ -176,8 +177,9 @@ def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
     warmup_steps, then peak * ((1 - a) c^exponent + a), c = (1 + cos(pi k / (decay_steps -
     warmup_steps))) / 2 at k steps after the warmup, a = end_value / peak_value, reaching
     end_value at decay_steps (which counts the warmup, as optax's) and staying there."""
-    init, peak, end, exponent = (float(v) for v in (init_value, peak_value, end_value,
-                                                     exponent))
+    init, peak, end, exponent = (_real(f"warmup_cosine_decay: {what}", v) for what, v in (
+        ("init_value", init_value), ("peak_value", peak_value), ("end_value", end_value),
+        ("exponent", exponent)))
     warmup = _count_setting("warmup_cosine_decay: warmup_steps", warmup_steps)
     decay = _count_setting("warmup_cosine_decay: decay_steps", decay_steps, warmup + 1)
     span, alpha = decay - warmup, 0.0 if peak == 0 else end / peak
@@ -198,39 +200,48 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     max_lr at step pct_start * total_steps - 1, then down to max_lr / div_factor /
     final_div_factor at step total_steps - 1 (three_phase: back to the initial rate at
     2 pct_start total_steps - 2 first), annealed by cosine or linearly; after that, the final
-    rate (torch raises past total_steps). The lr only: torch's cycle_momentum (beta1 or the
-    momentum cycled between 0.85 and 0.95 by default) is not done here."""
+    rate (torch raises past total_steps). A phase that ends before step 0 (pct_start *
+    total_steps < 1) or after the next one (three_phase, pct_start > 0.5) is never reached,
+    as in torch. The lr only: torch's cycle_momentum (beta1 or the momentum cycled between
+    0.85 and 0.95 by default) is not done here."""
     if anneal_strategy not in ("cos", "linear"):
         raise GraphcError(f"one_cycle: anneal_strategy must be 'cos' or 'linear', got "
                           f"{anneal_strategy!r}", (user_location(),))
     total = _count_setting("one_cycle: total_steps", total_steps, 1)
-    top = float(max_lr)
-    initial = top / float(div_factor)
-    final = initial / float(final_div_factor)
-    pct = float(pct_start)
+    top = _real("one_cycle: max_lr", max_lr)
+    initial = top / _real("one_cycle: div_factor", div_factor)
+    final = initial / _real("one_cycle: final_div_factor", final_div_factor)
+    pct = _real("one_cycle: pct_start", pct_start)
+    if not 0.0 <= pct <= 1.0:  # torch's rule
+        raise GraphcError(f"one_cycle: pct_start must be in [0, 1], got {pct_start!r}",
+                          (user_location(),))
+    if pct * total - 1 == 0:  # the warm-up's end at step 0: torch divides by zero there
+        raise GraphcError(f"one_cycle: pct_start={pct_start} with total_steps={total} ends the "
+                          "warm-up at step 0 (torch divides by zero there)", (user_location(),))
     if three_phase:  # (end step, start lr, end lr), torch's _schedule_phases
         phases = [(pct * total - 1, initial, top), (2 * pct * total - 2, top, initial),
                   (total - 1, initial, final)]
     else:
         phases = [(pct * total - 1, initial, top), (total - 1, top, final)]
-    ends = [0.0] + [end for end, _, _ in phases]
-    if any(b <= a for a, b in zip(ends, ends[1:])):  # torch divides by zero or goes back
-        raise GraphcError(f"one_cycle: pct_start={pct_start} with total_steps={total} leaves "
-                          "a phase without steps (each phase must end after the one before)",
-                          (user_location(),))
 
     def schedule(count):
         s = _Scalar(count)
-        lr, start = None, 0.0
-        for i, (end, first, last) in enumerate(phases):
-            frac = s.clip((s.step - start) / (end - start), 0.0, 1.0)
-            if anneal_strategy == "cos":  # torch's _annealing_cos, term for term
-                value = last + (first - last) / 2.0 * (s.cos(frac * math.pi) + 1.0)
-            else:
-                value = (last - first) * frac + first
-            # phase i applies up to its end step (the last phase beyond it too)
-            lr = value if lr is None else s.where(s.step <= start, lr, value)
+        values, start = [], 0.0
+        for end, first, last in phases:  # each phase starts where the one before ends
+            if end > start:
+                frac = s.clip((s.step - start) / (end - start), 0.0, 1.0)
+                if anneal_strategy == "cos":  # torch's _annealing_cos, term for term
+                    value = last + (first - last) / 2.0 * (s.cos(frac * math.pi) + 1.0)
+                else:
+                    value = (last - first) * frac + first
+            else:  # never reached before total_steps (past it: the final rate)
+                value = last
+            values.append(value)
             start = end
+        # torch's choice: the first phase whose end is at or after the step, else the last
+        lr = values[-1]
+        for (end, _, _), value in reversed(list(zip(phases[:-1], values[:-1]))):
+            lr = s.where(s.step <= end, value, lr)
         return lr
     return schedule
 
@@ -239,14 +250,14 @@ def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = N
     """optax.piecewise_constant_schedule: init_value, multiplied by each scale from its
     boundary step on ({100: 0.1, 200: 0.5}: init, then init/10 from step 100, then init/20
     from step 200)."""
-    init = float(init_value)
-    items = sorted((boundaries_and_scales or {}).items())
+    init = _real("piecewise_constant: init_value", init_value)
+    items = list((boundaries_and_scales or {}).items())
     for boundary, scale in items:
         _count_setting("piecewise_constant: a boundary", boundary)
-        if not float(scale) >= 0:
+        if not _real(f"piecewise_constant: the scale at {boundary!r}", scale) >= 0:
             raise GraphcError(f"piecewise_constant: scales must be >= 0, got {scale!r} at "
                               f"{boundary}", (user_location(),))
-    items = [(int(b), float(sc)) for b, sc in items]
+    items = sorted((int(b), float(sc)) for b, sc in items)
 
     def schedule(count):
         s = _Scalar(count)
@@ -267,7 +278,8 @@ def multistep(init_value: float, milestones, gamma: float = 0.1):
     for m in milestones:
         m = _count_setting("multistep: a milestone", m)
         counts[m] = counts.get(m, 0) + 1
-    return piecewise_constant(init_value, {m: float(gamma) ** c for m, c in counts.items()})
+    gamma = _real("multistep: gamma", gamma)
+    return piecewise_constant(init_value, {m: gamma ** c for m, c in counts.items()})
 
 
 def polynomial_decay(init_value: float, end_value: float, power: float,
@@ -275,7 +287,8 @@ def polynomial_decay(init_value: float, end_value: float, power: float,
     """optax.polynomial_schedule: (init - end) (1 - k / transition_steps)^power + end at
     k = step - transition_begin (clipped to [0, transition_steps]). end_value=0 is torch's
     PolynomialLR(total_iters=transition_steps, power)."""
-    init, end, power = float(init_value), float(end_value), float(power)
+    init, end, power = (_real(f"polynomial_decay: {what}", v) for what, v in (
+        ("init_value", init_value), ("end_value", end_value), ("power", power)))
     steps = _count_setting("polynomial_decay: transition_steps", transition_steps, 1)
     begin = _count_setting("polynomial_decay: transition_begin", transition_begin)
 
@@ -1029,7 +1042,20 @@ class BoundOptimizer:
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def _real(what, value):
+    """A number setting as a float: one GraphcError line naming it, not float()'s TypeError
+    or ValueError (nor a string float() would take)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise GraphcError(f"{what} must be a number, got {value!r}", (user_location(),))
+    return float(value)
+
+
 def _betas(name, betas):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
+            isinstance(b, numbers.Real) and not isinstance(b, (bool, np.bool_))
+            for b in betas):
+        raise GraphcError(f"{name}: betas must be a pair of numbers (beta1, beta2), got "
+                          f"{betas!r}", (user_location(),))
     b1, b2 = (float(b) for b in betas)
     for which, b in (("beta1", b1), ("beta2", b2)):
         if not 0.0 <= b < 1.0:
@@ -1047,7 +1073,7 @@ def _is_number(value) -> bool:
 
 
 def _non_negative(name, value):
-    value = float(value)
+    value = _real(name, value)
     if not (math.isfinite(value) and value >= 0):
         raise GraphcError(f"{name} must be a finite number >= 0, got {value}",
                           (user_location(),))

@@ -353,7 +353,7 @@ def test_schedules_drive_an_optimizer_as_torchs_scheduler():
 
 
 def test_bad_schedule_settings_are_one_line_errors():
-    cases = [(lambda: optim.one_cycle(1.0, 10, pct_start=0.05), "leaves a phase without"),
+    cases = [(lambda: optim.one_cycle(1.0, 10, pct_start=0.1), "ends the warm-up at step 0"),
              (lambda: optim.one_cycle(1.0, 0), "total_steps must be a whole number >= 1"),
              (lambda: optim.one_cycle(1.0, 10, anneal_strategy="x"), "anneal_strategy"),
              (lambda: optim.warmup_cosine_decay(0.0, 1.0, 10, 10), "decay_steps must be a "

@@ -130,6 +130,25 @@ def test_bad_return_indices_give_one_line():
     assert_one_line_error(lambda: gc.max_pool2d(x, 2, return_indices=1),
                           "max_pool2d: return_indices must be True or False", FILE)
     assert_one_line_error(lambda: gc.max_pool1d(x[0], 2, return_indices="no"),
-                          "max_pool2d: return_indices must be True or False", FILE)
+                          "max_pool1d: return_indices must be True or False", FILE)
     assert_one_line_error(lambda: gc.nn.AdaptiveMaxPool1d(2, return_indices=None)(x[0]),
                           "adaptive_max_pool1d: return_indices must be True or False", FILE)
+
+
+@pytest.mark.parametrize("name, args", [("max_pool1d", (3, 2)), ("adaptive_max_pool1d", (3,)),
+                                        ("adaptive_max_pool2d", (1,))])
+def test_return_indices_keeps_torchs_tie_rule_for_the_gradient(name, args):
+    """With return_indices the values' gradient still goes to the first of tied maxima, as
+    torch's (and as without return_indices), at the place the indices name."""
+    x = np.array([[[1.0, 3, 3, 2, 5, 5, 5, 0]]])
+    if name.endswith("2d"):
+        x = x.reshape(1, 1, 2, 4)
+    ours, theirs = getattr(gc, name), getattr(torch.nn.functional, name)
+    t = torch.tensor(x, requires_grad=True)
+    out, index = theirs(t, *args, return_indices=True)
+    weights = np.arange(1.0, out.numel() + 1).reshape(tuple(out.shape))
+    (out * torch.tensor(weights)).sum().backward()
+    grad = gc.grad(lambda x: gc.sum(ours(x, *args, return_indices=True)[0] * weights))(x)
+    np.testing.assert_array_equal(np.asarray(grad), t.grad.numpy())
+    np.testing.assert_array_equal(np.asarray(ours(x, *args, return_indices=True)[1]),
+                                  index.numpy())

@@ -16,6 +16,7 @@ from . import api as F
 from . import precision
 from ..types import is_float
 from .api import _fail, _ndim, _shape
+from .arrays import _take_along
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_pool1d",
@@ -221,7 +222,7 @@ def adaptive_avg_pool2d(x, output_size):
 
 def adaptive_max_pool2d(x, output_size, return_indices=False):
     """torch.nn.functional.adaptive_max_pool2d over torch's windows (see adaptive_avg_pool2d);
-    a window's gradient is shared by its tied maxima (torch gives it to one).
+    a window's gradient goes to its first maximum in row-major order, as torch's.
     return_indices=True: (out, indices), int64 without gradient, as torch's: h * W + w, where
     in its (H, W) plane each window's largest value is (the first in row-major order on ties;
     a NaN: the first, where torch's takes the last)."""
@@ -261,13 +262,20 @@ def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
             _fail(f"{name}: x has an empty spatial axis (shape {tuple(_shape(x))})")
     if kind == "max":
         F._flag(name, "return_indices", return_indices)
-        if return_indices:
-            return _adaptive_max_with_indices(x, axes, sizes)
+        if return_indices:  # the values (and their gradient) as without; the places beside
+            return (_adaptive(name, spatial, x, output_size, kind),
+                    _adaptive_max_with_indices(x, axes, sizes)[1])
     if builtins.all(out == 1 for out in sizes):  # global pooling, the common case
-        reduce = F.mean if kind == "avg" else F.max
-        return reduce(x, axes, keepdims=True)
+        if kind == "avg":
+            return F.mean(x, axes, keepdims=True)
+        lead = tuple(_shape(x)[:axes[0]])
+        window = math.prod(_shape(x)[a] for a in axes)
+        flat = F.reshape(x, lead + (window,))  # the window in row-major order (N may be 0)
+        return F.reshape(_first_max(flat, -1), lead + (1,) * spatial)
     given = x
-    for axis, out in zip(axes, sizes):  # separable: a window is a product of intervals
+    # separable: a window is a product of intervals. The last axis first: the first maximum
+    # of each row's maxima, then the first of those, is the row-major first
+    for axis, out in reversed(list(zip(axes, sizes))):
         if out is not None:
             x = _adaptive_axis(x, axis, int(out), kind)
     return F._unchanged(x) if x is given else x
@@ -284,7 +292,7 @@ def _adaptive_axis(x, axis, out, kind):
         return F.slice_(x, (0,) * len(shape), stops, (1,) * len(shape))
     if n % out == 0:  # equal windows side by side: one reshape and a reduction
         split = F.reshape(x, shape[:axis] + (out, n // out) + shape[axis + 1:])
-        return (F.mean if kind == "avg" else F.max)(split, axis + 1)
+        return F.mean(split, axis + 1) if kind == "avg" else _first_max(split, axis + 1)
     starts = np.arange(out) * n // out
     ends = -(-(np.arange(out) + 1) * n // out)
     if kind == "avg":  # a constant (n, out) averaging matrix, contracted along the axis
@@ -304,7 +312,7 @@ def _adaptive_axis(x, axis, out, kind):
     moved = F.swapaxes(x, axis, 0)
     rows = F.reshape(F.take(moved, index.reshape(-1)), (out, longest) + _shape(moved)[1:])
     mask = inside.reshape((out, longest) + (1,) * (len(shape) - 1))
-    pooled = F.max(F.where(mask, rows, lowest), 1)
+    pooled = _first_max(F.where(mask, rows, lowest), 1)
     return F.swapaxes(pooled, 0, axis)
 
 
@@ -354,10 +362,38 @@ def _adaptive_axis_places(x, places, axis, out):
     return F.swapaxes(pooled, 0, axis), F.swapaxes(first, 0, axis)
 
 
+_WHERE_CHAIN = 16  # windows up to this long pick their first maximum by a chain of wheres
+
+
+def _first_max(x, axis):
+    """The largest element along `axis`, its gradient all to the first of tied maxima (the
+    element at argmax), as torch's max pools give it, not shared between them."""
+    if not is_float(F._dtype(x)):  # (no gradient to place)
+        return F.max(x, axis)
+    shape = _shape(x)
+    axis = axis % len(shape)
+    if shape[axis] <= _WHERE_CHAIN:  # a short window: elementwise ops, which fuse
+        def element(j):
+            starts, stops = [0] * len(shape), list(shape)
+            starts[axis], stops[axis] = j, j + 1
+            return F.squeeze(F.slice_(x, starts, stops, [1] * len(shape)), axis)
+        elements = [element(j) for j in range(shape[axis])]
+        best = elements[0]
+        for e in elements[1:]:
+            best = F.maximum(best, e)
+        out = elements[-1]
+        for e in elements[-2::-1]:  # the first equal to the maximum (or NaN) wins
+            out = F.where(F.logical_or(F.equal(e, best), F.not_equal(e, e)), e, out)
+        return out
+    index = F.argmax(F.stop_gradient(x), axis, keepdims=True)
+    return F.squeeze(_take_along(x, index, axis, in_range=True), axis)
+
+
 # ---- 1-d pooling ------------------------------------------------------------------------------
-def _pool1d_args(name, x, kernel_size, stride, padding, dilation):
+def _pool1d_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
     """The 1-d settings checked under the 1-d names (what max_pool2d would say of its
-    (1, k) form is not what the user wrote), as (1, k) pairs for the 2-d pool."""
+    (1, k) form is not what the user wrote), as (1, k) pairs for the 2-d pool. A kernel
+    longer than the padded input still has ceil_mode's one window, as in torch."""
     if _ndim(x) not in (2, 3):
         _fail(f"{name}: x must be 3-d (N, C, L) or 2-d (C, L), got shape {tuple(_shape(x))}")
     stride = kernel_size if stride is None or stride == () or stride == [] else stride
@@ -370,7 +406,15 @@ def _pool1d_args(name, x, kernel_size, stride, padding, dilation):
     if 2 * p > k:
         _fail(f"{name}: padding {p} must be at most half the kernel size {k}, as in PyTorch")
     length = _shape(x)[-1]
-    if isinstance(length, int) and length + 2 * p < d * (k - 1) + 1:
+    span = length + 2 * p - d * (k - 1) - 1  # the room for windows after the first
+    # torch's window count: (span / s rounded down, or up in ceil_mode) + 1, less ceil_mode's
+    # last window where it would start in the padding after x
+    windows = 1  # (a symbolic length: the 2-d pool checks it)
+    if isinstance(length, int):
+        windows = (-(-span // s) if ceil_mode is True else span // s) + 1
+        if ceil_mode is True and windows > 0 and (windows - 1) * s >= length + p:
+            windows -= 1
+    if windows < 1:
         _fail(f"{name}: the kernel {d * (k - 1) + 1} (dilated) is longer than the padded "
               f"input {length + 2 * p}")
     return (1, k), (1, s), (0, p), (1, d)
@@ -378,15 +422,48 @@ def _pool1d_args(name, x, kernel_size, stride, padding, dilation):
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d over a height of
-    one (its -inf padding, ceil_mode and tie rule; return_indices=True: (out, indices), the
-    position along L of each window's largest value, as torch's)."""
+    """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d's windows over a
+    height of one (its -inf padding and ceil_mode), a window's gradient going where torch's
+    goes: to its first maximum, and to its first tap inside x where those are all -inf.
+    return_indices=True: (out, indices), the position along L of each window's largest
+    value, as torch's."""
+    F._flag("max_pool1d", "return_indices", return_indices)
+    if return_indices:  # the values (and their gradient) as without; the positions from
+        # max_pool2d's indices over the one-row plane, where h * L + w is w
+        kernel, stride2, padding2, dilation2 = _pool1d_args(
+            "max_pool1d", x, kernel_size, stride, padding, dilation, ceil_mode)
+        places = F.max_pool2d(F.expand_dims(x, -2), kernel, stride2, padding2, dilation2,
+                              ceil_mode, True)[1]
+        return (max_pool1d(x, kernel_size, stride, padding, dilation, ceil_mode),
+                F.squeeze(places, -2))
     kernel, stride, padding, dilation = _pool1d_args("max_pool1d", x, kernel_size, stride,
-                                                     padding, dilation)
-    out = F.max_pool2d(F.expand_dims(x, -2), kernel, stride, padding, dilation, ceil_mode,
-                       return_indices)
-    if return_indices:  # the plane is one row: h * L + w is w
-        return tuple(F.squeeze(o, -2) for o in out)
+                                                     padding, dilation, ceil_mode)
+    if _ndim(x) == 2:
+        return F.squeeze(max_pool1d(F.expand_dims(x, 0), kernel[1], stride[1], padding[1],
+                                    dilation[1], ceil_mode), 0)
+    x4 = F.expand_dims(x, -2)
+    length = _shape(x)[-1]
+    if not is_float(F._dtype(x)) or not isinstance(length, int):  # (no gradient to place;
+        # a symbolic length: max_pool2d's rule, shared between tied maxima)
+        return F.squeeze(F.max_pool2d(x4, kernel, stride, padding, dilation, ceil_mode), -2)
+    kernel, stride, sides, dilation = F._pool_args("max_pool1d", x4, kernel, stride, padding,
+                                                   dilation, ceil_mode)
+    views, (_, wo) = F._windows("max_pool1d", x4, kernel, stride, sides, dilation, -math.inf)
+    best = views[0]
+    for view in views[1:]:  # (elementwise, fused: a stack and a max cost 20x as much here)
+        best = F.maximum(best, view)
+    # the first tap inside x equal to the maximum (or NaN), by a chain of wheres, first tap
+    # outermost (elementwise: they fuse); a window of padding alone ends at its last tap
+    (_, _), (pw, _) = sides
+    columns = np.arange(wo) * stride[1] - pw  # each window's first tap, as a column of x
+    out = views[-1]
+    for j in range(kernel[1] - 2, -1, -1):
+        view = views[j]
+        hit = F.logical_or(F.equal(view, best), F.not_equal(view, view))
+        inside = (columns + j * dilation[1] >= 0) & (columns + j * dilation[1] < length)
+        if not inside.all():
+            hit = F.logical_and(hit, inside)
+        out = F.where(hit, view, out)
     return F.squeeze(out, -2)
 
 
@@ -395,7 +472,7 @@ def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     """torch.nn.functional.avg_pool1d of x (N, C, L) or (C, L): avg_pool2d over a height of
     one."""
     kernel, stride, padding, _ = _pool1d_args("avg_pool1d", x, kernel_size, stride, padding,
-                                              1)
+                                              1, ceil_mode)
     return F.squeeze(F.avg_pool2d(F.expand_dims(x, -2), kernel, stride, padding, ceil_mode,
                                   count_include_pad), -2)
 
@@ -407,6 +484,13 @@ def _factor(name, what, factor):
     return int(factor)
 
 
+def _known(name, sizes):
+    """Sizes a shuffle divides must be known: a symbolic one has no answer to n % r."""
+    for what, n in sizes:
+        if not isinstance(n, int):
+            _fail(f"{name}: needs a known {what}, got the symbolic size {n}")
+
+
 def pixel_shuffle(x, upscale_factor):
     """torch.nn.functional.pixel_shuffle: (*, C * r * r, H, W) -> (*, C, H * r, W * r),
     output pixel (h * r + i, w * r + j) of channel c from input channel c * r * r + i * r + j."""
@@ -415,6 +499,7 @@ def pixel_shuffle(x, upscale_factor):
         _fail(f"pixel_shuffle: x must have at least 3 axes (*, C, H, W), got shape "
               f"{tuple(_shape(x))}")
     *lead, c, h, w = _shape(x)
+    _known("pixel_shuffle", (("channel count", c),))
     if c % (r * r):
         _fail(f"pixel_shuffle: x's {c} channels must divide by upscale_factor squared "
               f"({r * r})")
@@ -432,6 +517,7 @@ def pixel_unshuffle(x, downscale_factor):
         _fail(f"pixel_unshuffle: x must have at least 3 axes (*, C, H, W), got shape "
               f"{tuple(_shape(x))}")
     *lead, c, h, w = _shape(x)
+    _known("pixel_unshuffle", (("height", h), ("width", w)))
     for what, n in (("height", h), ("width", w)):
         if n % r:
             _fail(f"pixel_unshuffle: x's {what} {n} must divide by downscale_factor {r}")

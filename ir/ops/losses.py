@@ -18,6 +18,7 @@ from . import api as F
 from .api import _axis, _check_reduction, _dtype, _fail, _ndim, _shape
 from .api import _loss_operands as _both
 from .arrays import norm
+from .registry import is_weak_scalar
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "l1_loss",
            "smooth_l1_loss", "huber_loss", "kl_div", "cosine_similarity", "normalize",
@@ -33,6 +34,22 @@ def _number(what, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         _fail(f"{what} must be a number, got {value!r}")
     return float(value)
+
+
+def _strong(value, like):
+    """A Python (or numpy) number meeting a float tensor as a 0-d array of that tensor's
+    dtype, as every op gives a weak scalar the dtype of the tensor it meets: inside a loss it
+    may meet only numbers and ops that would make it float32 (stop_gradient, exp,
+    broadcast_to), then the tensor."""
+    if value is None or not is_weak_scalar(value) or is_weak_scalar(like) \
+            or not is_float(_dtype(like)):
+        return value
+    return F.full((), value, _dtype(like))
+
+
+def _strong_pair(a, b):
+    a = _strong(a, b)
+    return a, _strong(b, a)
 
 
 def _same_shape(name, input, target):
@@ -81,6 +98,8 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     name = "binary_cross_entropy"
     _check_reduction(name, reduction)
     _same_shape(name, input, target)
+    input, target = _strong_pair(input, target)
+    weight = _strong(weight, input)
     _weight_into(name, "weight", weight, tuple(_shape(target)))
     x, t = input, target
     # float16's smallest normal number is far above 1e-12: its slope 1 / eps stays finite
@@ -115,6 +134,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     name = "binary_cross_entropy_with_logits"
     _check_reduction(name, reduction)
     _same_shape(name, input, target)
+    input, target = _strong_pair(input, target)
+    weight, pos_weight = _strong(weight, input), _strong(pos_weight, input)
     shape = tuple(_shape(input))
     _weight_into(name, "weight", weight, shape)
     _weight_into(name, "pos_weight", pos_weight, shape)
@@ -206,6 +227,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
     if not isinstance(log_target, bool):
         _fail(f"{name}: log_target must be True or False, got {log_target!r}")
     _both(name, input, target)
+    input, target = _strong_pair(input, target)
     if log_target:
         loss = F.mul(F.exp(target), F.sub(target, input))
     else:
@@ -228,6 +250,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
 # ---- vectors ---------------------------------------------------------------------------------
 def _broadcast_pair(name, x1, x2):
     shape = _both(name, x1, x2, ("x1", "x2"))
+    x1, x2 = _strong_pair(x1, x2)
     x1, x2 = _float(x1), _float(x2)
     if tuple(_shape(x1)) != shape:
         x1 = F.broadcast_to(x1, shape)
