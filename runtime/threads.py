@@ -123,33 +123,13 @@ def _busy_seconds(cpus) -> float | None:
     return _proc_stat(cpus)[0]
 
 
-def _own_runnable_threads() -> int:
-    """This process's threads runnable now, the caller included: numba's threads spin for a
-    while after each parallel loop (GOMP_SPINCOUNT), and procs_running counts them too."""
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 1
-    runnable = 0
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:  # the thread ended meanwhile
-            continue
-        # "pid (comm) S ...": the state follows the last ')' (comm may hold one itself)
-        runnable += stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"R"
-    return max(1, runnable)
-
-
 def _running_elsewhere(cpus) -> float | None:
-    """Other processes' threads runnable now, scaled to the share of the machine's CPUs this
-    process may use (procs_running counts the whole machine, this process's threads too)."""
+    """Threads other than the caller runnable now, scaled to the share of the machine's CPUs
+    this process may use (procs_running counts the whole machine)."""
     running = _proc_stat(cpus)[1]
     if running is None:
         return None
-    others = max(0, running - _own_runnable_threads())
-    return others * len(cpus) / max(len(cpus), os.cpu_count() or 1)
+    return max(0, running - 1) * len(cpus) / max(len(cpus), os.cpu_count() or 1)
 
 
 class CpuShare:
@@ -202,18 +182,6 @@ class CpuShare:
         # the others' load is measured over all of this process's CPUs, which may be more
         # than the threads numba has
         self.threads = max(1, min(self.cpus, self._cpu_count - round(self.others)))
-        if self.threads < self.cpus:
-            # The window says the others were busy; give them CPUs only if they still are.
-            # A process whose burst has just ended (the bench's other contender, a sweep's
-            # run taking turns) would otherwise cost this one its threads for a whole
-            # window: 25% of the bench's tiny steps ran on one thread after PyTorch's turn.
-            # A process that keeps running is runnable at this look (a busy loop always; a
-            # training loop's main thread almost always), and a wrong guess is checked
-            # again after a short window.
-            now_running = self._running()
-            if now_running is not None and round(now_running) < 1:
-                self._window = _AFTER_GAP_S
-                self.threads = self.cpus
         return self.threads
 
 

@@ -201,7 +201,6 @@ def test_running_elsewhere_reads_procs_running_at_its_edges(line, expected, monk
     none, a missing line (or no /proc/stat) is no answer (None); counts on a machine with
     more CPUs than the process may use are scaled to its share."""
     threads = _fake_proc_stat(monkeypatch, _STAT.format(running=line))
-    monkeypatch.setattr(threads, "_own_runnable_threads", lambda: 1)  # the caller alone
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     assert threads._running_elsewhere({0, 1}) == expected
     if expected is not None:

@@ -1,5 +1,4 @@
 """Plans size their thread team from the CPUs other processes leave free (runtime.threads)."""
-import math
 import os
 import subprocess
 import sys
@@ -25,7 +24,6 @@ class FakeMachine:
         self.now += seconds
         self.own += seconds * own_cpus
         self.busy += seconds * (own_cpus + other_cpus)
-        self.running = math.ceil(other_cpus)  # the others still run as the interval ends
 
     def share(self, cpus, machine_cpus=None):
         return threads.CpuShare(clock=lambda: self.now, busy=lambda: self.busy,
@@ -98,54 +96,6 @@ def test_after_an_idle_gap_the_threads_runnable_now_count_not_the_gap():
     machine.run(2.0, own_cpus=1.0, other_cpus=1.0)
     assert share.update() == 1
     assert share.others == pytest.approx(1.0)
-
-
-def test_a_burst_that_has_ended_does_not_take_the_threads():
-    """Processes taking turns with short gaps (the bench's contenders, 0.25 s apart): the
-    other one's turn falls in this one's window, but it has stopped when this one starts.
-    Before, 25% of the bench's tiny steps ran on one thread after PyTorch's turn."""
-    machine = FakeMachine()
-    share = machine.share(2)
-    machine.run(0.1, own_cpus=2, other_cpus=0.0)  # our turn
-    machine.run(0.1, own_cpus=0.0, other_cpus=2.0)  # the other's turn
-    machine.run(0.15, own_cpus=0.0, other_cpus=0.0)  # the pause: it has stopped
-    assert share.update() == 2
-    assert share.others == pytest.approx(0.2 / 0.35)  # the window's measurement is kept
-    # that answer is checked after a short window, not a full one
-    machine.run(threads._AFTER_GAP_S + 0.01, own_cpus=1.0, other_cpus=1.0)
-    assert share.update() == 1  # it did start again, and is running now
-    # a process still running when the window ends keeps its CPU, as before
-    machine.run(0.3, own_cpus=1.0, other_cpus=1.0)
-    assert share.update() == 1
-    # no count of runnable threads (no /proc): the window's measurement decides
-    share = threads.CpuShare(clock=lambda: machine.now, busy=lambda: machine.busy,
-                             own=lambda: machine.own, cpus=2, running=lambda: None)
-    machine.run(0.2, own_cpus=0.0, other_cpus=2.0)
-    machine.run(0.1, own_cpus=1.0, other_cpus=0.0)
-    assert share.update() == 1
-
-
-def test_own_runnable_threads_are_not_counted_as_others():
-    """numba's threads spin after a parallel loop; /proc/stat's procs_running counts them,
-    and they must not read as another process."""
-    import hashlib
-    import threading
-    stop = threading.Event()
-    data = b"x" * (1 << 20)
-
-    def spin():  # hashing releases the GIL: this thread stays runnable
-        while not stop.is_set():
-            hashlib.sha256(data).digest()
-
-    thread = threading.Thread(target=spin)
-    thread.start()
-    try:
-        time.sleep(0.05)
-        assert max(threads._own_runnable_threads() for _ in range(20)) >= 2
-    finally:
-        stop.set()
-        thread.join()
-    assert threads._own_runnable_threads() >= 1
 
 
 def test_the_running_threads_are_read_from_the_machine():
