@@ -15,12 +15,7 @@ CASES = [("RNNCell", {}), ("RNNCell", {"nonlinearity": "relu", "bias": False}),
          ("LSTMCell", {"bias": False})]
 
 
-def pair(kind, **kw):
-    torch.manual_seed(0)
-    theirs = getattr(torch.nn, kind)(5, 7, **kw).double()
-    ours = getattr(gc.nn, kind)(5, 7, dtype="float64", **kw)
-    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
-    return ours, theirs
+from test_recurrent import pair  # noqa: E402  (torch's layer, its weights loaded into ours)
 
 
 def as_tuple(kind, h):

@@ -8,22 +8,9 @@ import graphc as gc
 
 torch = pytest.importorskip("torch")
 
+from test_review_s23bn import assert_same_state, pair  # noqa: E402  (the same layer pairs)
+
 RNG = np.random.default_rng(24)
-
-
-def pair(cls="BatchNorm1d", **settings):
-    ours = getattr(gc.nn, cls)(3, dtype="float64", **settings)
-    theirs = getattr(torch.nn, cls)(3, dtype=torch.float64, **settings)
-    return ours, theirs
-
-
-def assert_same_state(ours, theirs):
-    np.testing.assert_allclose(ours.running_mean.data, theirs.running_mean.numpy(),
-                               rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(ours.running_var.data, theirs.running_var.numpy(),
-                               rtol=1e-12, atol=1e-14)
-    assert int(ours.num_batches_tracked.data) == int(theirs.num_batches_tracked)
-
 
 @pytest.mark.parametrize("tracked", [True, False])
 def test_a_symbolic_batch_of_one_is_refused_at_the_call_as_torchs(tracked):
