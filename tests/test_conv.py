@@ -239,10 +239,19 @@ def test_bad_input_is_one_line_naming_the_users_line(call, message, compiled):
     assert str(error.value).endswith(f"test_conv.py:{line}"), str(error.value)
 
 
-def test_max_pool2d_shares_the_gradient_of_a_tie():
-    # a window of equal values: graphc's max splits its gradient (PyTorch picks one element)
+def test_max_pool2d_gives_a_ties_gradient_to_its_first_maximum():
+    # a window of equal values: its gradient goes to the first element in row-major order,
+    # as PyTorch's and JAX's (it used to be split between them)
     grad = gc.grad(lambda x: gc.sum(gc.max_pool2d(x, 2)))(np.zeros((1, 1, 2, 4)))
-    np.testing.assert_array_equal(grad, np.full((1, 1, 2, 4), 0.25))
+    np.testing.assert_array_equal(grad, [[[[1, 0, 1, 0], [0, 0, 0, 0]]]])
+    # with a symbolic height and width (no known places for the taps) the tie is shared
+    # (stride 1 and a height of 2h: one output size for every h)
+    f = gc.compile(gc.grad(lambda x: gc.sum(gc.max_pool2d(x, 2, stride=1))),
+                   polymorphic_shapes=(("_", "_", "2*h", "_"),))
+    np.testing.assert_array_equal(f(np.zeros((1, 1, 2, 4))),
+                                  [[[[0.25, 0.5, 0.5, 0.25], [0.25, 0.5, 0.5, 0.25]]]])
+    known = gc.grad(lambda x: gc.sum(gc.max_pool2d(x, 2, stride=1)))(np.zeros((1, 1, 2, 4)))
+    np.testing.assert_array_equal(known, [[[[1, 1, 1, 0], [0, 0, 0, 0]]]])
 
 
 def test_symbolic_batch_and_height():

@@ -422,48 +422,17 @@ def _pool1d_args(name, x, kernel_size, stride, padding, dilation, ceil_mode):
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d's windows over a
-    height of one (its -inf padding and ceil_mode), a window's gradient going where torch's
-    goes: to its first maximum, and to its first tap inside x where those are all -inf.
-    return_indices=True: (out, indices), the position along L of each window's largest
-    value, as torch's."""
+    """torch.nn.functional.max_pool1d of x (N, C, L) or (C, L): max_pool2d over a height of
+    one (its -inf padding, ceil_mode and gradient rule: a window's gradient to its first
+    maximum inside x, as torch's). return_indices=True: (out, indices), the position along L
+    of each window's largest value, as torch's."""
     F._flag("max_pool1d", "return_indices", return_indices)
-    if return_indices:  # the values (and their gradient) as without; the positions from
-        # max_pool2d's indices over the one-row plane, where h * L + w is w
-        kernel, stride2, padding2, dilation2 = _pool1d_args(
-            "max_pool1d", x, kernel_size, stride, padding, dilation, ceil_mode)
-        places = F.max_pool2d(F.expand_dims(x, -2), kernel, stride2, padding2, dilation2,
-                              ceil_mode, True)[1]
-        return (max_pool1d(x, kernel_size, stride, padding, dilation, ceil_mode),
-                F.squeeze(places, -2))
     kernel, stride, padding, dilation = _pool1d_args("max_pool1d", x, kernel_size, stride,
                                                      padding, dilation, ceil_mode)
-    if _ndim(x) == 2:
-        return F.squeeze(max_pool1d(F.expand_dims(x, 0), kernel[1], stride[1], padding[1],
-                                    dilation[1], ceil_mode), 0)
-    x4 = F.expand_dims(x, -2)
-    length = _shape(x)[-1]
-    if not is_float(F._dtype(x)) or not isinstance(length, int):  # (no gradient to place;
-        # a symbolic length: max_pool2d's rule, shared between tied maxima)
-        return F.squeeze(F.max_pool2d(x4, kernel, stride, padding, dilation, ceil_mode), -2)
-    kernel, stride, sides, dilation = F._pool_args("max_pool1d", x4, kernel, stride, padding,
-                                                   dilation, ceil_mode)
-    views, (_, wo) = F._windows("max_pool1d", x4, kernel, stride, sides, dilation, -math.inf)
-    best = views[0]
-    for view in views[1:]:  # (elementwise, fused: a stack and a max cost 20x as much here)
-        best = F.maximum(best, view)
-    # the first tap inside x equal to the maximum (or NaN), by a chain of wheres, first tap
-    # outermost (elementwise: they fuse); a window of padding alone ends at its last tap
-    (_, _), (pw, _) = sides
-    columns = np.arange(wo) * stride[1] - pw  # each window's first tap, as a column of x
-    out = views[-1]
-    for j in range(kernel[1] - 2, -1, -1):
-        view = views[j]
-        hit = F.logical_or(F.equal(view, best), F.not_equal(view, view))
-        inside = (columns + j * dilation[1] >= 0) & (columns + j * dilation[1] < length)
-        if not inside.all():
-            hit = F.logical_and(hit, inside)
-        out = F.where(hit, view, out)
+    out = F.max_pool2d(F.expand_dims(x, -2), kernel, stride, padding, dilation, ceil_mode,
+                       return_indices)
+    if return_indices:  # the plane is one row: h * L + w is w
+        return tuple(F.squeeze(o, -2) for o in out)
     return F.squeeze(out, -2)
 
 
