@@ -36,7 +36,7 @@ from .remat import remat
 from .tracing import (Spec, eval_shape, spec, trace, tree_flatten, tree_leaves, tree_map,
                       tree_unflatten)
 from .trainer import Trainer
-from .transforms import compile, grad, hessian, jvp, value_and_grad, vjp
+from .transforms import RecompileWarning, compile, grad, hessian, jvp, value_and_grad, vjp
 from .vmap import vmap
 
 __version__ = "0.1.0"

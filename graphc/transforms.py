@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import warnings
+from collections import OrderedDict
 
 import numpy as np
 
-from ir import weak
-from ir.errors import GraphcError, user_location
+from ir import settings, weak
+from ir.errors import GraphcError, user_location, user_stacklevel
 from ir.graph import Node, current_graph
 from ir.ops.registry import apply, like_dtype, lift_symbolic
 from ir.types import WIDENED_INPUTS, Dim, as_dim, is_float
@@ -28,6 +30,10 @@ from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_str
                       leaves_like, to_spec, trace, tree_leaves, unflatten)
 
 log = logging.getLogger("graphc")
+
+
+class RecompileWarning(UserWarning):
+    """A compiled function compiled again and again (graphc.transforms.Compiled)."""
 
 
 def _is_symbolic(args) -> bool:
@@ -80,6 +86,8 @@ class Compiled:
         self._templates = {}  # (argument position, pytree structure) -> templates per leaf
         self.recompiles = []  # one message per compilation after the first
         self._plans = {}
+        self._used = OrderedDict()  # id(plan) -> (key, plan), the one used last at the end
+        self._warned_recompiles = False
         self._weak_int_limits = {}  # id(plan) -> [(leaf, integer dtype, name)] (ir/weak.py)
         self._buffer_writes = {}  # id(plan) -> [(module, attribute)] its calls write
         self._last_key = None
@@ -191,7 +199,9 @@ class Compiled:
 
         entries = self._plans.get(key, [])  # (guards, plan): one per state of the guards
         plan = next((p for guards, p in entries if _hold(guards)), None)
-        if plan is None:
+        if plan is not None:
+            self._used.move_to_end(id(plan))
+        else:
             fname = getattr(self.fn, "__name__", "fn").strip("<>")
             if self._plans:
                 change = (_describe_guards(entries[-1][0]) if entries
@@ -200,6 +210,7 @@ class Compiled:
                 message = f"recompiling {fname} (compilation {count + 1}): {change}"
                 log.info("graphc: %s", message)
                 self.recompiles.append(message)
+                self._warn_recompiles(fname, message)
             static = self._static(len(args))
             names = self._names(len(args))
             dynamic = [i for i in range(len(args)) if i not in static]
@@ -227,6 +238,8 @@ class Compiled:
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
                               jit=self.jit, memory_limit=self.memory_limit)
             self._plans.setdefault(key, []).append((list(graph.guards), plan))
+            self._used[id(plan)] = (key, plan)
+            self._drop_old_plans()
             if written:
                 self._buffer_writes[id(plan)] = written
             position = {node: i for i, node in enumerate(graph.inputs)}
@@ -236,6 +249,34 @@ class Compiled:
                 self._weak_int_limits[id(plan)] = limits
         self._last_key = key
         return plan
+
+    # torch.compile's cache_size_limit: this many compilations of one function say that
+    # something traced as a constant keeps changing
+    RECOMPILES_WARNED = 8
+
+    def _warn_recompiles(self, fname, message):
+        if self._warned_recompiles or len(self.recompiles) < self.RECOMPILES_WARNED:
+            return
+        self._warned_recompiles = True
+        warnings.warn(RecompileWarning(
+            f"compiled {fname} has been compiled {len(self.recompiles) + 1} times (the latest: "
+            f"{message.split(': ', 1)[-1]}); a value the trace reads as a constant (a "
+            f"setting, a Python number, a shape) compiles a new plan each time it changes: "
+            f"pass it as an argument, or mark the dimension polymorphic"),
+            stacklevel=user_stacklevel())
+
+    def _drop_old_plans(self):
+        """At most GRAPHC_MAX_PLANS plans (each holds its buffers): the one used longest ago
+        goes first, as a Generator's (graphc/generate.py)."""
+        while len(self._used) > settings.MAX_PLANS.get():
+            key, plan = self._used.popitem(last=False)[1]
+            entries = [(g, p) for g, p in self._plans[key] if p is not plan]
+            if entries:
+                self._plans[key] = entries
+            else:
+                del self._plans[key]
+            self._buffer_writes.pop(id(plan), None)
+            self._weak_int_limits.pop(id(plan), None)
 
     def __call__(self, *args, **kwargs):
         if kwargs:

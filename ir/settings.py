@@ -119,6 +119,10 @@ DATA_DIR = _declare(
 BLAS_TUNE = _declare(
     "GRAPHC_BLAS_TUNE", "flag", True,
     "building a plan shortens OpenBLAS's and OpenMP's idle spinning; off: leaves them alone")
+MAX_PLANS = _declare(
+    "GRAPHC_MAX_PLANS", "count", 16,
+    "plans one gc.compile'd function keeps (each with its buffers); past it, the one used "
+    "longest ago is dropped and compiled again if it is needed again", "16")
 
 
 BUCKET_MB = _declare(

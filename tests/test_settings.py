@@ -43,7 +43,7 @@ def test_readme_table_matches_the_declarations():
     section = readme.split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
     table = "".join(line + "\n" for line in section.splitlines() if line.startswith("|"))
     assert table == settings.markdown_table()
-    assert table.count("| `GRAPHC_") == len(settings.SETTINGS) == 13
+    assert table.count("| `GRAPHC_") == len(settings.SETTINGS) == 14
 
 
 def test_flags_follow_one_rule_and_defaults_apply_when_unset_or_empty(monkeypatch):

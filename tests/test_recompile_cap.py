@@ -1,0 +1,80 @@
+"""A gc.compile'd function keeps at most GRAPHC_MAX_PLANS plans, the one used longest ago
+dropped first, and warns once when it has compiled 9 times (torch.compile's
+cache_size_limit of 8 recompiles): each plan holds its buffers, and a value traced as a
+constant that changes every step (a setting changed by a callback) would otherwise keep a
+plan per step."""
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir import settings
+
+
+def scaled():
+    return gc.compile(lambda x, k: x * k, static_argnums=(1,))
+
+
+def test_plans_beyond_the_cap_are_dropped_oldest_first(monkeypatch):
+    monkeypatch.setenv("GRAPHC_MAX_PLANS", "2")
+    f, x = scaled(), np.ones(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gc.RecompileWarning)
+        np.testing.assert_array_equal(f(x, 1.0), x)  # plan A
+        np.testing.assert_array_equal(f(x, 2.0), 2 * x)  # plan B
+        np.testing.assert_array_equal(f(x, 1.0), x)  # A again: now the one used last
+        assert len(f.recompiles) == 1
+        np.testing.assert_array_equal(f(x, 3.0), 3 * x)  # C: B, used longest ago, goes
+        assert len(f.recompiles) == 2 and len(f._used) == 2
+        np.testing.assert_array_equal(f(x, 1.0), x)  # A kept: no compilation
+        assert len(f.recompiles) == 2
+        np.testing.assert_array_equal(f(x, 2.0), 2 * x)  # B compiled again, A dropped
+        assert len(f.recompiles) == 3
+        assert sum(len(entries) for entries in f._plans.values()) == 2
+
+
+def test_the_default_cap_keeps_sixteen_plans():
+    assert settings.MAX_PLANS.get() == 16
+    f, x = scaled(), np.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gc.RecompileWarning)
+        for k in range(20):
+            np.testing.assert_array_equal(f(x, float(k)), k * x)
+    assert len(f.recompiles) == 19
+    assert sum(len(entries) for entries in f._plans.values()) == len(f._used) == 16
+
+
+def test_a_function_compiled_nine_times_warns_once_at_the_users_line():
+    f, x = scaled(), np.ones(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for k in range(12):
+            f(x, float(k))  # the line the warning names
+    line = test_a_function_compiled_nine_times_warns_once_at_the_users_line.__code__\
+        .co_firstlineno + 5
+    recompile = [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+    assert len(recompile) == 1
+    assert recompile[0].filename == __file__ and recompile[0].lineno == line
+    assert "compiled 9 times (the latest: k (static): 7.0 -> 8.0)" in str(recompile[0].message)
+
+
+def test_the_trainer_warns_when_a_setting_keeps_changing():
+    """A weight decay changed before every step: each change compiles the step once, as
+    before, and the ninth says why; the plans kept stay bounded."""
+    rng = np.random.default_rng(0)
+    batches = [(x, x @ np.ones((3, 1))) for x in rng.normal(size=(4, 8, 3))]
+
+    def loss(params, batch):
+        x, y = batch
+        return gc.mean((x @ params["w"] - y) ** 2)
+
+    opt = gc.optim.AdamW(lr=0.01, weight_decay=0.1)
+    trainer = gc.Trainer(loss, {"w": np.zeros((3, 1))}, opt, batches, steps=12, seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(12):
+            opt.weight_decay = 0.1 + 0.01 * step
+            trainer.train_step()
+    assert len([w for w in caught if issubclass(w.category, gc.RecompileWarning)]) == 1
+    assert len(trainer._train_step._used) <= settings.MAX_PLANS.get()
