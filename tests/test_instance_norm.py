@@ -9,6 +9,8 @@ from ir.ops import api as F
 
 torch = pytest.importorskip("torch")
 
+from test_batch_norm import pair  # noqa: E402  (ours and torch's layer, one affine part)
+
 RNG = np.random.default_rng(6)
 SHAPES = {"InstanceNorm1d": [(4, 3, 5), (3, 5)], "InstanceNorm2d": [(2, 3, 3, 4), (3, 2, 3)],
           "InstanceNorm3d": [(2, 3, 2, 2, 3)]}
@@ -16,18 +18,6 @@ CASES = [(cls, shape) for cls, shapes in SHAPES.items() for shape in shapes]
 SETTINGS = [dict(), dict(affine=True), dict(track_running_stats=True),
             dict(affine=True, track_running_stats=True, momentum=0.3, eps=1e-3),
             dict(track_running_stats=True, momentum=None)]
-
-
-def pair(cls, settings):
-    ours = getattr(gc.nn, cls)(3, dtype="float64", **settings)
-    theirs = getattr(torch.nn, cls)(3, dtype=torch.float64, **settings)
-    if ours.weight is not None:  # a non-trivial affine part
-        w, b = RNG.normal(size=3), RNG.normal(size=3)
-        ours.weight.data[...], ours.bias.data[...] = w, b
-        with torch.no_grad():
-            theirs.weight.copy_(torch.tensor(w))
-            theirs.bias.copy_(torch.tensor(b))
-    return ours, theirs
 
 
 def assert_same_state(ours, theirs):
