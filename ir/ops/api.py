@@ -1128,7 +1128,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         rows = _tap_places(ho, kernel[0], stride[0], padding[0][0], dilation[0], h, w)
         cols = _tap_places(wo, kernel[1], stride[1], padding[1][0], dilation[1], w, 1)
     if known and is_float(dtype):
-        out = _first_max_of_taps(views, rows != _OUTSIDE, cols != _OUTSIDE, kernel[1])
+        # tap (a, b) of each window inside x; a window of padding alone (possible with
+        # dilation) ends at its last tap: -inf, no gradient into x
+        rows_in, cols_in = rows != _OUTSIDE, cols != _OUTSIDE
+        inside = [rows_in[:, t // kernel[1]][:, None] & cols_in[:, t % kernel[1]][None, :]
+                  for t in range(len(views))]
+        out = _first_of_maxima(views, inside)
     else:
         out = max(stack(views, -1), -1)
         if is_float(dtype) and builtins.any(padding[0] + padding[1]):
@@ -1149,13 +1154,13 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return out, _first_largest(stack(views, -1), stop_gradient(out), places)
 
 
-def _first_max_of_taps(views, rows_inside, cols_inside, kw):
-    """The largest of the taps' views (N, C, Ho, Wo), with its gradient going to the first
-    tap inside x that equals it (or is NaN), in the window's row-major order: a chain of
-    elementwise maxima and wheres, which fuse into one kernel (a stack of the taps and a
-    reduction cost about 20x as much for max_pool1d's windows). rows_inside (Ho, kH) and
-    cols_inside (Wo, kW): whether tap (a, b) of a window lies inside x. A window of padding
-    alone (possible with dilation) ends at its last tap: -inf, no gradient into x."""
+def _first_of_maxima(views, inside=None):
+    """The largest of `views` (arrays of one shape), with its gradient going to the first
+    view that equals it (or is NaN), not shared between tied ones, as torch's and JAX's max
+    pools place it: a chain of elementwise maxima and wheres, which fuse into one kernel (a
+    stack of the views and a reduction cost about 20x as much for max_pool1d's windows).
+    inside: per view, a mask (broadcast against it) of where it may be picked (a pool's tap
+    inside x); where none of them may, the last view."""
     best = views[0]
     for view in views[1:]:
         best = maximum(best, view)
@@ -1163,9 +1168,8 @@ def _first_max_of_taps(views, rows_inside, cols_inside, kw):
     for t in range(len(views) - 2, -1, -1):  # the first hit outermost
         view = views[t]
         hit = logical_or(equal(view, best), not_equal(view, view))
-        inside = rows_inside[:, t // kw][:, None] & cols_inside[:, t % kw][None, :]
-        if not inside.all():
-            hit = logical_and(hit, inside)
+        if inside is not None and not inside[t].all():
+            hit = logical_and(hit, inside[t])
         out = where(hit, view, out)
     return out
 

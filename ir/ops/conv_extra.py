@@ -377,14 +377,7 @@ def _first_max(x, axis):
             starts, stops = [0] * len(shape), list(shape)
             starts[axis], stops[axis] = j, j + 1
             return F.squeeze(F.slice_(x, starts, stops, [1] * len(shape)), axis)
-        elements = [element(j) for j in range(shape[axis])]
-        best = elements[0]
-        for e in elements[1:]:
-            best = F.maximum(best, e)
-        out = elements[-1]
-        for e in elements[-2::-1]:  # the first equal to the maximum (or NaN) wins
-            out = F.where(F.logical_or(F.equal(e, best), F.not_equal(e, e)), e, out)
-        return out
+        return F._first_of_maxima([element(j) for j in range(shape[axis])])
     index = F.argmax(F.stop_gradient(x), axis, keepdims=True)
     return F.squeeze(_take_along(x, index, axis, in_range=True), axis)
 
