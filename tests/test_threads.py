@@ -113,6 +113,30 @@ def test_the_running_threads_are_read_from_the_machine():
         busy.wait()
 
 
+@pytest.mark.parametrize("looks, expected, taken_looks", [
+    # a quiet machine: half the looks, all empty, settle it
+    ([1] * 12, 0, 6),
+    # the process that woke us, runnable for a moment and then blocked: nobody
+    ([2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 0, 8),
+    ([3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1], 0, 11),
+    # a busy process, missed by one look between two time slices: one
+    ([2, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2], 1, 12),
+    ([3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2], 1, 12),
+    ([3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2], 2, 12),
+])
+def test_what_most_looks_see_is_the_load_now(monkeypatch, looks, expected, taken_looks):
+    readings = iter(looks)
+    taken = []
+
+    def proc_stat(cpus):
+        taken.append(1)
+        return 0.0, next(readings)
+    monkeypatch.setattr(threads, "_proc_stat", proc_stat)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert threads._running_elsewhere({0, 1, 2, 3}, spacing_s=0) == expected
+    assert len(taken) == taken_looks
+
+
 def test_a_busy_process_beside_takes_a_cpu_from_the_plan():
     share = threads.CpuShare()
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
