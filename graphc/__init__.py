@@ -15,6 +15,7 @@ from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, 
 from ir.ops.api import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadowing builtins on purpose)
 from ir.ops import activations as _activations, arrays as _arrays, losses as _losses
 from ir.ops.resize import interpolate  # noqa: F401  (torch.nn.functional.interpolate)
+from ir.ops.attention import linear, scaled_dot_product_attention  # noqa: F401
 from ir.ops import conv_extra as _conv_extra
 from ir.ops.conv_extra import *  # noqa: F401,F403  (conv_transpose2d, adaptive pools, ...)
 from ir.ops.activations import *  # noqa: F401,F403  (torch.nn.functional's: elu, mish, ...)

@@ -1,0 +1,130 @@
+"""torch.nn.functional's scaled_dot_product_attention and linear, built from the primitive ops.
+
+Attention is written as the GPT model writes it (graphc/models/gpt.py): the scores product,
+its scale, the causal mask as a masked_fill of -inf, softmax, then the product with the
+values, so that the passes fuse and lower it as they do the model's (the fused causal softmax,
+the attention heads on the register tile). torch's semantics: a boolean attn_mask is True
+where a query may attend (the opposite of MultiheadAttention's masks), a float one is added;
+is_causal is the top-left aligned lower triangle and excludes attn_mask; a row no key may be
+attended from gives zeros and a zero gradient (torch's safe softmax), not NaN;
+enable_gqa repeats each key and value head over its group of query heads.
+tests/test_attention.py compares values and gradients with torch's in float64.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ..types import is_float
+from . import api as F
+from .api import _dtype, _fail, _ndim, _shape
+from .arrays import repeat
+
+__all__ = ["scaled_dot_product_attention", "linear"]
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False, *, seed=None,
+                                 salt=None):
+    """softmax(query @ key^T * scale + mask) @ value over the last two axes of (..., L, E)
+    queries, (..., S, E) keys and (..., S, Ev) values, the leading axes broadcast, as
+    torch.nn.functional.scaled_dot_product_attention. scale: 1 / sqrt(E) unless given.
+    dropout_p > 0 drops attention weights as gc.dropout does, whose mask is a function of
+    `seed` (an integer scalar, usually an input that changes every step) and `salt`; torch
+    applies it whenever dropout_p > 0 (pass 0.0 for evaluation), and so does this."""
+    name = "scaled_dot_product_attention"
+    for what, x in (("query", query), ("key", key), ("value", value)):
+        if _ndim(x) < 2:
+            _fail(f"{name}: {what} must have at least 2 axes (..., length, features), got "
+                  f"shape {tuple(_shape(x))}")
+        if not is_float(_dtype(x)):
+            _fail(f"{name}: {what} must be a float array, got {_dtype(x)}")
+    if not (_dtype(query) == _dtype(key) == _dtype(value)):
+        _fail(f"{name}: query, key and value must have one dtype, got {_dtype(query)}, "
+              f"{_dtype(key)} and {_dtype(value)}")
+    (L, E), (S, E_key), S_value = _shape(query)[-2:], _shape(key)[-2:], _shape(value)[-2]
+    if not _same(E, E_key):
+        _fail(f"{name}: query's features ({E}) and key's ({E_key}) differ")
+    if not _same(S, S_value):
+        _fail(f"{name}: key has {S} positions and value {S_value}")
+    if not isinstance(is_causal, bool) or not isinstance(enable_gqa, bool):
+        _fail(f"{name}: is_causal and enable_gqa must be True or False, got {is_causal!r} and "
+              f"{enable_gqa!r}")
+    if is_causal and attn_mask is not None:  # torch's rule
+        _fail(f"{name}: attn_mask must not be given with is_causal=True")
+    if (not isinstance(dropout_p, numbers.Real) or isinstance(dropout_p, bool)
+            or not 0.0 <= dropout_p <= 1.0):
+        _fail(f"{name}: dropout_p must be a number in [0, 1], got {dropout_p!r}")
+    if dropout_p > 0 and seed is None:
+        _fail(f"{name}: dropout_p={dropout_p} needs seed= (an integer scalar that changes every "
+              "step, as gc.dropout's), or dropout_p=0.0 for evaluation")
+    if scale is None:
+        if not isinstance(E, int):
+            _fail(f"{name}: the default scale 1/sqrt(E) needs a known feature size, got {E}; "
+                  "give scale=")
+        scale = 1.0 / math.sqrt(E) if E else math.inf
+    elif not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+        _fail(f"{name}: scale must be a number, got {scale!r}")
+    if enable_gqa:
+        key, value = _repeat_heads(name, query, key, value)
+
+    scores = F.mul(F.matmul(query, F.swapaxes(key, -1, -2)), float(scale))  # (..., L, S)
+    if is_causal:
+        scores = F.masked_fill(scores, F.logical_not(F.tril_mask(L, S)), -math.inf)
+    weights = None
+    if attn_mask is not None:
+        mask_dtype = np.dtype(_dtype(attn_mask))
+        if mask_dtype == np.bool_:
+            scores = F.masked_fill(scores, F.logical_not(attn_mask), -math.inf)
+        elif is_float(mask_dtype):
+            scores = F.add(scores, F.cast(attn_mask, _dtype(scores)))
+        else:
+            _fail(f"{name}: attn_mask must be boolean (True: may attend) or float (added), "
+                  f"got {mask_dtype}")
+        # torch's safe softmax: a row whose scores are all -inf gives zeros, not NaN
+        blocked = F.equal(F.max(scores, -1, keepdims=True), -math.inf)
+        weights = F.where(blocked, 0.0, F.softmax(F.where(blocked, 0.0, scores), -1))
+    if weights is None:
+        weights = F.softmax(scores, -1)
+    if dropout_p == 1.0:  # torch drops everything (gc.dropout takes rates below 1)
+        weights = F.mul(weights, 0.0)
+    elif dropout_p > 0:
+        weights = F.dropout(weights, float(dropout_p), seed, salt=salt)
+    return F.matmul(weights, value)
+
+
+def _same(a, b) -> bool:
+    return a == b if isinstance(a, int) and isinstance(b, int) else str(a) == str(b)
+
+
+def _repeat_heads(name, query, key, value):
+    """enable_gqa: key's and value's heads (axis -3) each repeated over their group of
+    query heads, as torch's repeat_interleave."""
+    if min(_ndim(query), _ndim(key), _ndim(value)) < 3:
+        _fail(f"{name}: enable_gqa needs heads, (..., heads, length, features)")
+    heads, kv_heads = _shape(query)[-3], _shape(key)[-3]
+    if _shape(value)[-3] != kv_heads:
+        _fail(f"{name}: key has {kv_heads} heads and value {_shape(value)[-3]}")
+    if not (isinstance(heads, int) and isinstance(kv_heads, int)) or not kv_heads \
+            or heads % kv_heads:
+        _fail(f"{name}: enable_gqa needs query's heads ({heads}) to be a multiple of key's "
+              f"({kv_heads})")
+    group = heads // kv_heads
+    if group == 1:
+        return key, value
+    return repeat(key, group, -3), repeat(value, group, -3)
+
+
+def linear(input, weight, bias=None):
+    """input @ weight^T + bias, as torch.nn.functional.linear: weight in torch's (out, in)
+    layout (graphc's nn.Linear keeps (in, out)), bias (out,)."""
+    if _ndim(weight) not in (1, 2):
+        _fail(f"linear: weight must be 1-d or 2-d (out, in), got shape {tuple(_shape(weight))}")
+    if not _shape(input) or not _same(_shape(input)[-1], _shape(weight)[-1]):
+        _fail(f"linear: input's last axis ({_shape(input)[-1] if _shape(input) else 'none'}) "
+              f"must be weight's in features ({_shape(weight)[-1]})")
+    out = F.matmul(input, F.swapaxes(weight, 0, 1) if _ndim(weight) == 2 else weight)
+    return out if bias is None else F.add(out, bias)
+
