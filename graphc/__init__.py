@@ -15,7 +15,7 @@ from ir.ops.api import *  # noqa: F401,F403  (the functional API: exp, softmax, 
 from ir.ops.api import abs, all, any, max, min, pow, round, sum  # noqa: F401  (shadowing builtins on purpose)
 from ir.ops import activations as _activations, arrays as _arrays, losses as _losses
 from ir.ops.resize import interpolate  # noqa: F401  (torch.nn.functional.interpolate)
-from ir.ops.attention import linear, scaled_dot_product_attention  # noqa: F401
+from ir.ops.attention import linear  # noqa: F401  (torch.nn.functional.linear)
 from ir.ops import conv_extra as _conv_extra
 from ir.ops.conv_extra import *  # noqa: F401,F403  (conv_transpose2d, adaptive pools, ...)
 from ir.ops.activations import *  # noqa: F401,F403  (torch.nn.functional's: elu, mish, ...)
@@ -28,6 +28,7 @@ from passes.autodiff import gradients
 from runtime.eager import Parameter, Tensor, no_grad, tensor
 
 from . import amp, nn, optim, random
+from .nn import scaled_dot_product_attention  # noqa: F401  (dropout keyed as nn's layers)
 from .control_flow import cond, fori_loop, map, scan, switch, while_loop  # noqa: A004
 from .custom import custom_jvp, custom_vjp
 from .draw import draw

@@ -25,6 +25,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import current_graph, scope
 from ir.ops import api as F
+from ir.ops import attention as _attention
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
 from ir.types import UnsupportedDtype
@@ -998,6 +999,20 @@ class Dropout(Module):
 
 
 # ---- attention --------------------------------------------------------------------------------
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False, *, seed=None,
+                                 salt=None):
+    """torch.nn.functional.scaled_dot_product_attention (ir/ops/attention.py has the
+    semantics). Its dropout, as the Dropout layers', draws from current_key() unless a seed is
+    given: the innermost rng_key block's key, or the traced step's implicit dropout key that
+    gc.Trainer feeds every step."""
+    if seed is None and isinstance(dropout_p, (int, float)) and 0.0 < dropout_p < 1.0:
+        seed = current_key(query)
+    return _attention.scaled_dot_product_attention(
+        query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed=seed,
+        salt=salt)
+
+
 class MultiheadAttention(Module):
     """torch.nn.MultiheadAttention's computation and parameters, in graphc's weight layout:
     in_proj_weight is (E, 3E) (torch's transposed; q, k, v columns in that order),

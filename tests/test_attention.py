@@ -5,6 +5,7 @@ import pytest
 
 import graphc as gc
 from ir.errors import GraphcError
+from ir.ops import attention
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -146,6 +147,17 @@ def test_dropout_drops_weights_reproducibly_from_the_seed():
     assert not np.allclose(a, c) and not np.allclose(a, plain)
     # the dropped weights, rescaled by 2, average to the weights: the outputs agree in mean
     assert abs(a.mean() - plain.mean()) < 0.5 * np.abs(plain).mean()
+    # without a seed, the key of the innermost rng_key block (or the step's dropout key)
+    with gc.nn.rng_key(11):
+        d = np.asarray(gc.scaled_dot_product_attention(q, k, v, dropout_p=0.5))
+    with gc.nn.rng_key(11):
+        e = np.asarray(gc.scaled_dot_product_attention(q, k, v, dropout_p=0.5))
+    with gc.nn.rng_key(12):
+        f = np.asarray(gc.scaled_dot_product_attention(q, k, v, dropout_p=0.5))
+    np.testing.assert_array_equal(d, e)
+    assert not np.allclose(d, f)
+    keyed = gc.compile(lambda q, k, v: gc.scaled_dot_product_attention(q, k, v, dropout_p=0.5))
+    assert not np.allclose(np.asarray(keyed(q, k, v)), np.asarray(keyed(q, k, v)))
     everything = np.asarray(gc.scaled_dot_product_attention(q, k, v, dropout_p=1.0,
                                                             seed=np.int64(3)))
     np.testing.assert_array_equal(everything, 0.0)
@@ -155,7 +167,7 @@ def test_dropout_drops_weights_reproducibly_from_the_seed():
     (lambda q, k, v: gc.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((4, 5), bool),
                                                      is_causal=True),
      "attn_mask must not be given with is_causal=True"),
-    (lambda q, k, v: gc.scaled_dot_product_attention(q, k, v, dropout_p=0.1),
+    (lambda q, k, v: attention.scaled_dot_product_attention(q, k, v, dropout_p=0.1),
      "needs seed="),
     (lambda q, k, v: gc.scaled_dot_product_attention(q, k, v, dropout_p=1.5, seed=1),
      "dropout_p must be a number in [0, 1]"),
