@@ -792,19 +792,8 @@ class GroupNorm(Module):
         if len(shape) < 2 or shape[1] != self.num_channels:
             raise GraphcError(f"GroupNorm: expected input (N, {self.num_channels}, ...), got "
                               f"shape {tuple(shape)}", (user_location(),))
-        num_groups = self._setting("num_groups", x)
-        # (N, G, C/G, *spatial), reduced over all but N and G: no -1 to infer, which an
-        # empty batch (zero elements) does not allow
-        groups = F.reshape(x, (shape[0], num_groups, shape[1] // num_groups) + tuple(shape[2:]))
-        axes = tuple(range(2, len(shape) + 1))
-        mean = F.mean(groups, axes, keepdims=True)
-        centred = groups - mean
-        var = F.mean(centred * centred, axes, keepdims=True)
-        y = F.reshape(centred * F.rsqrt(var + self._setting("eps", x)), shape)
-        if self.weight is None:
-            return y
-        per_channel = (1, self.num_channels) + (1,) * (len(shape) - 2)
-        return y * F.reshape(self.weight, per_channel) + F.reshape(self.bias, per_channel)
+        return F.group_norm(x, self._setting("num_groups", x), self.weight, self.bias,
+                            self._setting("eps", x))
 
 
 class Identity(Module):

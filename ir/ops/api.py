@@ -36,7 +36,7 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "pad_slice", "getitem", "concat", "concatenate", "stack", "split", "take",
            "embedding", "scatter_add", "one_hot", "dynamic_slice", "dynamic_update_slice",
            "matmul", "einsum", "softmax", "log_softmax",
-           "layer_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
+           "layer_norm", "group_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
            "cross_entropy", "dropout", "tril_mask", "masked_fill", "full", "zeros", "ones",
            "zeros_like", "ones_like", "arange",
            "nll_loss", "mse_loss", "silu", "leaky_relu", "rms_norm", "conv1d", "conv2d", "max_pool2d",
@@ -730,6 +730,39 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
     weight = ones(n, _dtype(x)) if weight is None else weight
     bias = zeros(n, _dtype(x)) if bias is None else bias
     return apply("layer_norm", x, weight, bias, eps=float(eps))
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """torch.nn.functional.group_norm: x (N, C, *) normalised over each group of
+    C // num_groups channels and the other axes (biased variance, eps), then scaled by weight
+    and shifted by bias (each (C,), optional) per channel."""
+    shape = _shape(x)
+    if len(shape) < 2:
+        _fail(f"group_norm: x must be (N, C, ...), got shape {tuple(shape)}")
+    channels = shape[1]
+    if (not isinstance(num_groups, numbers.Integral) or isinstance(num_groups, bool)
+            or num_groups < 1 or not isinstance(channels, int) or channels % num_groups):
+        _fail(f"group_norm: num_groups must be a positive int dividing the {channels} "
+              f"channels, got {num_groups!r}")
+    if not is_float(_dtype(x)):
+        _fail(f"group_norm of a {_dtype(x)} value; cast it to a float type first")
+    per_channel = (1, channels) + (1,) * (len(shape) - 2)
+    for what, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(_shape(p)) != (channels,):
+            _fail(f"group_norm: {what} must have shape ({channels},), got {tuple(_shape(p))}")
+    # (N, G, C/G, *spatial), reduced over all but N and G: no -1 to infer, which an empty
+    # batch (zero elements) does not allow
+    groups = reshape(x, (shape[0], int(num_groups), channels // int(num_groups))
+                     + tuple(shape[2:]))
+    axes = tuple(range(2, len(shape) + 1))
+    centred = sub(groups, mean(groups, axes, keepdims=True))
+    var = mean(mul(centred, centred), axes, keepdims=True)
+    y = reshape(mul(centred, rsqrt(add(var, float(eps)))), shape)
+    if weight is not None:
+        y = mul(y, reshape(weight, per_channel))
+    if bias is not None:
+        y = add(y, reshape(bias, per_channel))
+    return y
 
 
 def layer_norm_grad(x, weight, g, eps):
