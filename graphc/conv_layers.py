@@ -12,8 +12,8 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops import conv_extra as C
 
-from .nn import (_EVALUATING, Dropout, Module, Parameter, _AvgPool, _Functional, _MaxPool,
-                 _rng, current_key)
+from .dropouts import _channel_dropout
+from .nn import Dropout, Module, Parameter, _AvgPool, _Functional, _MaxPool, _rng
 
 
 def _fail(message):
@@ -274,20 +274,10 @@ class _ChannelDropout(Dropout):
         super().__init__(p)
 
     def forward(self, x):
-        name, nd = type(self).__name__, len(F._shape(x))
-        if nd not in (self._spatial + 1, self._spatial + 2):
-            _fail(f"{name}: x must be {self._spatial + 2}-d (N, C, ...) or "
-                  f"{self._spatial + 1}-d (C, ...), got shape {tuple(F._shape(x))}")
-        if self._setting("p", x) > 0.0:
+        if self._setting("p", x) > 0.0:  # model.train()/eval(), or another p: another plan
             self._setting("training", x)
-        if not self.training or self.p == 0.0 or _EVALUATING.depth:
-            return x
-        # torch's Dropout2d reads a 3-d x as (N, C, L), not (C, H, W): its masks are per
-        # (axis 0, axis 1) pair, and so are these
-        lead = 2 if nd == self._spatial + 2 or self._spatial == 2 else 1
-        shape = tuple(F._shape(x)[:lead]) + (1,) * (nd - lead)
-        keep = F.dropout(F.ones(shape, F._dtype(x)), self.p, current_key(x))
-        return x * keep
+        return _channel_dropout(type(self).__name__, self._spatial, x, self.p,
+                                bool(self.training), None, None)
 
 
 class Dropout1d(_ChannelDropout):

@@ -1140,6 +1140,7 @@ _LAZY.update({name: "loss_layers" for name in (
     Softmin="activation_layers", Softmax2d="activation_layers", Bilinear="basic_layers",
     Unflatten="basic_layers")
 _LAZY.update(InstanceNorm1d="batch_norm", InstanceNorm2d="batch_norm", InstanceNorm3d="batch_norm")
+_LAZY.update(AlphaDropout="dropouts", FeatureAlphaDropout="dropouts")
 
 
 def __getattr__(name):

@@ -1,0 +1,136 @@
+"""torch.nn.functional's other dropouts and their layers: dropout1d/2d/3d (whole channels),
+alpha_dropout and feature_alpha_dropout (SELU's: dropped values set to SELU's negative
+saturation, then an affine map that keeps the mean and variance), AlphaDropout and
+FeatureAlphaDropout.
+
+As gc.dropout's, a mask is a pure function of a key: `seed=` if given, else current_key()
+(the innermost gc.nn.rng_key block's, or the traced step's implicit dropout key that
+gc.Trainer feeds every step). Arguments and defaults are torch's, alpha_dropout's
+training=False too.
+"""
+from __future__ import annotations
+
+import numbers
+
+from ir.errors import GraphcError, user_location
+from ir.ops import api as F
+from ir.types import is_float
+
+from .nn import _EVALUATING, Dropout, current_key
+
+__all__ = ["dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"]
+
+# SELU's negative saturation, -scale * alpha, as torch's _dropout_impl spells it
+_SELU_SATURATION = 1.7580993408473766
+
+
+def _fail(message):
+    raise GraphcError(message, (user_location(),))
+
+
+def _checked(name, x, p, training):
+    if (not isinstance(p, numbers.Real) or isinstance(p, bool) or not 0.0 <= p <= 1.0):
+        _fail(f"{name}: p must be a number in [0, 1], got {p!r}")
+    if not isinstance(training, bool):
+        _fail(f"{name}: training must be True or False, got {training!r}")
+    if not is_float(F._dtype(x)):
+        _fail(f"{name} of a {F._dtype(x)} value; cast it to a float type first")
+    return float(p)
+
+
+def _keep(x, shape, p, seed, salt):
+    """1.0 where a draw keeps, 0.0 where it drops, of `shape` (broadcast against x)."""
+    seed = current_key(x) if seed is None else seed
+    scaled = F.dropout(F.ones(shape, F._dtype(x)), p, seed, salt=salt)
+    return F.cast(F.not_equal(scaled, 0.0), F._dtype(x))
+
+
+def _channel_dropout(name, spatial, x, p, training, seed, salt):
+    nd = len(F._shape(x))
+    if nd not in (spatial + 1, spatial + 2):
+        _fail(f"{name}: x must be {spatial + 2}-d (N, C, ...) or {spatial + 1}-d (C, ...), "
+              f"got shape {tuple(F._shape(x))}")
+    p = _checked(name, x, p, training)
+    if not training or p == 0.0 or _EVALUATING.depth:
+        return x
+    if p == 1.0:  # torch zeroes everything (gc.dropout takes rates below 1)
+        return F.mul(x, 0.0)
+    # torch's dropout2d reads a 3-d x as (N, C, L), not (C, H, W): its masks are per
+    # (axis 0, axis 1) pair, and so are these
+    lead = 2 if nd == spatial + 2 or spatial == 2 else 1
+    shape = tuple(F._shape(x)[:lead]) + (1,) * (nd - lead)
+    seed = current_key(x) if seed is None else seed
+    return F.mul(x, F.dropout(F.ones(shape, F._dtype(x)), p, seed, salt=salt))
+
+
+def dropout1d(x, p=0.5, training=True, *, seed=None, salt=None):
+    """torch.nn.functional.dropout1d: each (sample, channel) row of x (N, C, L) or (C, L)
+    zeroed whole with probability p, the rest scaled by 1 / (1 - p)."""
+    return _channel_dropout("dropout1d", 1, x, p, training, seed, salt)
+
+
+def dropout2d(x, p=0.5, training=True, *, seed=None, salt=None):
+    """torch.nn.functional.dropout2d over (N, C, H, W); a 3-d x is read as (N, C, L), as
+    torch 2.x does."""
+    return _channel_dropout("dropout2d", 2, x, p, training, seed, salt)
+
+
+def dropout3d(x, p=0.5, training=True, *, seed=None, salt=None):
+    """torch.nn.functional.dropout3d over (N, C, D, H, W) or (C, D, H, W)."""
+    return _channel_dropout("dropout3d", 3, x, p, training, seed, salt)
+
+
+def _alpha_dropout(name, x, p, training, seed, salt, feature):
+    p = _checked(name, x, p, training)
+    if not training or p == 0.0 or _EVALUATING.depth:
+        return x
+    if p == 1.0:  # torch's
+        return F.mul(x, 0.0)
+    shape = tuple(F._shape(x))
+    if feature:
+        if len(shape) < 2:
+            _fail(f"{name}: x must have at least 2 axes (N, C, ...), got shape {shape}")
+        shape = shape[:2] + (1,) * (len(shape) - 2)
+    keep = _keep(x, shape, p, seed, salt)
+    # torch's _dropout_impl: a = 1 / sqrt((alpha^2 p + 1)(1 - p)); kept x -> a x + alpha a p,
+    # dropped -> -alpha a + alpha a p
+    a = 1.0 / ((_SELU_SATURATION ** 2 * p + 1.0) * (1.0 - p)) ** 0.5
+    shift = F.add(F.mul(F.sub(keep, 1.0), _SELU_SATURATION * a), _SELU_SATURATION * a * p)
+    return F.add(F.mul(x, F.mul(keep, a)), shift)
+
+
+def alpha_dropout(x, p=0.5, training=False, *, seed=None, salt=None):
+    """torch.nn.functional.alpha_dropout (training=False by default, as torch's): each value
+    dropped with probability p to SELU's saturation, then all mapped so that a SELU network's
+    zero mean and unit variance are kept."""
+    return _alpha_dropout("alpha_dropout", x, p, training, seed, salt, feature=False)
+
+
+def feature_alpha_dropout(x, p=0.5, training=False, *, seed=None, salt=None):
+    """torch.nn.functional.feature_alpha_dropout: alpha_dropout of whole channels of
+    x (N, C, ...)."""
+    return _alpha_dropout("feature_alpha_dropout", x, p, training, seed, salt, feature=True)
+
+
+class AlphaDropout(Dropout):
+    """torch.nn.AlphaDropout(p=0.5): alpha_dropout while training, the identity in eval()."""
+
+    _function = staticmethod(alpha_dropout)
+
+    def __init__(self, p=0.5):
+        if not 0.0 <= p <= 1.0:
+            _fail(f"{type(self).__name__}: p must be in [0, 1], got {p}")
+        object.__setattr__(self, "p", float(p))
+        object.__setattr__(self, "training", True)
+
+    def forward(self, x):
+        if self._setting("p", x) > 0.0:  # model.train()/eval(), or another p: another plan
+            self._setting("training", x)
+        return self._function(x, self.p, self.training, seed=current_key(x)
+                              if self.training and self.p > 0.0 else None)
+
+
+class FeatureAlphaDropout(AlphaDropout):
+    """torch.nn.FeatureAlphaDropout(p=0.5): feature_alpha_dropout while training."""
+
+    _function = staticmethod(feature_alpha_dropout)

@@ -1,0 +1,122 @@
+"""gc.dropout1d/2d/3d, gc.alpha_dropout, gc.feature_alpha_dropout and gc.nn.AlphaDropout /
+FeatureAlphaDropout (graphc/dropouts.py) against torch's: which values survive, their scale,
+alpha dropout's constants (read off torch's own outputs), gradients, keys and errors."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.errors import GraphcError
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+
+@pytest.mark.parametrize("fn, shape, lead", [
+    (gc.dropout1d, (8, 64, 5), 2), (gc.dropout1d, (64, 5), 1),
+    (gc.dropout2d, (8, 64, 3, 2), 2), (gc.dropout2d, (8, 64, 5), 2),  # 3-d: (N, C, L)
+    (gc.dropout3d, (4, 64, 2, 2, 2), 2), (gc.dropout3d, (64, 2, 2, 2), 1),
+])
+def test_channel_dropout_zeroes_whole_channels_and_scales_the_rest(fn, shape, lead):
+    x = np.random.default_rng(0).standard_normal(shape) + 3.0  # no zeros of its own
+    y = np.asarray(fn(x, 0.25, seed=5, salt=1))
+    per_channel = y.reshape(shape[:lead] + (-1,))
+    ratio = per_channel / x.reshape(per_channel.shape)
+    dropped = np.all(ratio == 0.0, axis=-1)
+    kept = np.all(np.isclose(ratio, 1 / 0.75), axis=-1)
+    assert np.all(dropped | kept)
+    assert 0.1 < dropped.mean() < 0.4
+    np.testing.assert_array_equal(y, fn(x, 0.25, seed=5, salt=1))  # the same key, the same
+    assert fn(x, 0.25, training=False, seed=5) is x
+    np.testing.assert_array_equal(np.asarray(fn(x, 1.0, seed=5)), 0.0)
+
+
+def test_channel_dropout_gradient_is_its_mask_and_keys_come_from_rng_key():
+    x = np.random.default_rng(1).standard_normal((4, 16, 3, 3)) + 3.0
+    with gc.nn.rng_key(7):
+        y = np.asarray(gc.dropout2d(x, 0.5))
+    with gc.nn.rng_key(7):
+        g = np.asarray(gc.grad(lambda x: gc.sum(gc.dropout2d(x, 0.5)))(x))
+    np.testing.assert_allclose(g, y / x)
+    step = gc.compile(lambda x, key: gc.dropout2d(x, 0.5, seed=key))
+    np.testing.assert_array_equal(np.asarray(step(x, np.int64(3))),
+                                  np.asarray(step(x, np.int64(3))))
+    assert not np.array_equal(np.asarray(step(x, np.int64(3))), np.asarray(step(x, np.int64(4))))
+
+
+def _torch_alpha(fn, x, p, feature):
+    """torch's output and, read off it, which values it kept."""
+    out = fn(torch.tensor(x), p, training=True).numpy()
+    a = 1.0 / np.sqrt((1.7580993408473766 ** 2 * p + 1.0) * (1.0 - p))
+    dropped_value = -1.7580993408473766 * a * (1.0 - p)
+    dropped = np.isclose(out, dropped_value, rtol=1e-12, atol=1e-12)
+    return out, dropped
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+@pytest.mark.parametrize("feature", [False, True])
+def test_alpha_dropout_values_are_torchs_given_the_same_mask(p, feature):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((16, 32, 4, 4))
+    ours_fn = gc.feature_alpha_dropout if feature else gc.alpha_dropout
+    theirs_fn = TF.feature_alpha_dropout if feature else TF.alpha_dropout
+    torch.manual_seed(0)
+    theirs, their_dropped = _torch_alpha(theirs_fn, x, p, feature)
+    ours = np.asarray(ours_fn(x, p, training=True, seed=9, salt=0))
+    a = 1.0 / np.sqrt((1.7580993408473766 ** 2 * p + 1.0) * (1.0 - p))
+    our_dropped = np.isclose(ours, -1.7580993408473766 * a * (1.0 - p), rtol=1e-12, atol=1e-12)
+    # where both kept a value, and where both dropped one, the results are torch's
+    both_kept, both_dropped = ~our_dropped & ~their_dropped, our_dropped & their_dropped
+    assert both_kept.any() and both_dropped.any()
+    np.testing.assert_allclose(ours[both_kept], theirs[both_kept], rtol=1e-12)
+    np.testing.assert_allclose(ours[both_dropped], theirs[both_dropped], rtol=1e-12)
+    assert abs(our_dropped.mean() - p) < 0.1 and abs(their_dropped.mean() - p) < 0.1
+    if feature:  # whole channels
+        per_channel = our_dropped.reshape(16, 32, -1)
+        assert np.all(per_channel.all(-1) | ~per_channel.any(-1))
+    # SELU's fixed point kept: zero mean, unit variance
+    big = rng.standard_normal(400_000)
+    kept_stats = np.asarray(gc.alpha_dropout(big, p, training=True, seed=1))
+    assert abs(kept_stats.mean()) < 0.01 and abs(kept_stats.var() - 1.0) < 0.02
+
+
+def test_alpha_dropout_gradient_and_defaults():
+    x = np.random.default_rng(3).standard_normal((8, 8))
+    assert gc.alpha_dropout(x, 0.5) is x  # training=False by default, as torch's
+    y = np.asarray(gc.alpha_dropout(x, 0.3, training=True, seed=2, salt=4))
+    g = np.asarray(gc.grad(lambda x: gc.sum(gc.alpha_dropout(x, 0.3, training=True, seed=2,
+                                                             salt=4)))(x))
+    a = 1.0 / np.sqrt((1.7580993408473766 ** 2 * 0.3 + 1.0) * 0.7)
+    dropped = np.isclose(y, -1.7580993408473766 * a * 0.7)
+    np.testing.assert_allclose(g, np.where(dropped, 0.0, a))
+    np.testing.assert_array_equal(np.asarray(gc.alpha_dropout(x, 1.0, training=True)), 0.0)
+
+
+def test_alpha_dropout_layers_follow_train_and_eval():
+    x = np.random.default_rng(4).standard_normal((4, 6, 5))
+    for layer, fn in ((gc.nn.AlphaDropout(0.4), gc.alpha_dropout),
+                      (gc.nn.FeatureAlphaDropout(0.4), gc.feature_alpha_dropout)):
+        with gc.nn.rng_key(5):
+            got = np.asarray(layer(x))
+        with gc.nn.rng_key(5):
+            want = np.asarray(fn(x, 0.4, training=True))
+        np.testing.assert_array_equal(got, want)
+        assert not np.allclose(got, x)
+        layer.eval()
+        assert np.array_equal(np.asarray(layer(x)), x)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: gc.dropout2d(x, 1.5), "dropout2d: p must be a number in [0, 1], got 1.5"),
+    (lambda x: gc.dropout2d(x[0, 0], 0.5), "dropout2d: x must be 4-d (N, C, ...) or 3-d"),
+    (lambda x: gc.alpha_dropout(x.astype(np.int64), 0.5, training=True),
+     "alpha_dropout of a int64 value"),
+    (lambda x: gc.feature_alpha_dropout(x[0, 0, 0], 0.5, training=True),
+     "feature_alpha_dropout: x must have at least 2 axes"),
+    (lambda x: gc.dropout1d(x[0], 0.5, training="yes"), "training must be True or False"),
+    (lambda x: gc.nn.AlphaDropout(2), "AlphaDropout: p must be in [0, 1], got 2"),
+])
+def test_errors_are_one_line_naming_the_argument(call, message):
+    with pytest.raises(GraphcError) as info:
+        call(np.ones((2, 3, 4, 5)))
+    first, *where = str(info.value).splitlines()
+    assert message in first and "test_dropouts.py" in where[0]
