@@ -499,6 +499,11 @@ class Optimizer:
     # scalars _update_leaf takes in float64, not rounded to the parameter's dtype (NAdam's
     # momentum products, which it multiplies into its float64 state)
     float64_scalars: tuple = ()
+    # the number settings the update reads, which update(settings=...) takes as values of
+    # the step (gc.Trainer feeds them as inputs, as the lr): `opt.beta1 = 0.8` between steps
+    # then compiles nothing again. Whether one is 0 stays a guard: a momentum or a weight
+    # decay of 0 leaves its computation out of the plan.
+    hyperparameters: tuple = ("weight_decay",)
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
                  clip_norm: float | None = None):
@@ -536,7 +541,7 @@ class Optimizer:
             state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
         return state
 
-    def update(self, grads, state, params, step=None, lr=None):
+    def update(self, grads, state, params, step=None, lr=None, settings=None):
         """-> (new params, new state). A leaf whose gradient is None (a None in `grads` may
         stand for a whole subtree of `params`) is left as it is, its state too. `step`: the
         step count the learning-rate schedule is evaluated at where it is not the state's
@@ -545,21 +550,34 @@ class Optimizer:
         updates); None: the count. `lr`: this update's learning rate, given instead of the
         schedule's (a number lr's or a ReduceLROnPlateau's, an input of a compiled step: a
         float64 0-d, so that a new value compiles nothing again; gc.Trainer passes it).
+        `settings`: values of the optimiser's `hyperparameters` (betas, eps, momentum,
+        weight_decay, ...) to use instead of its attributes, likewise float64 0-d inputs of a
+        compiled step (gc.Trainer passes them all); only whether each is 0 is then a guard.
 
         Traced, the update reads the optimiser's settings (lr unless given, weight_decay,
         betas, momentum, eps, decay_mask, clip_norm, ...) as constants of the plan, each
         guarded: setting one (`opt.weight_decay = 0.1`) compiles the step again at its next
         call, as torch's optimisers read their param_groups at every step."""
         optimizer = self
+        settings = self._checked_settings(settings)
+        if lr is not None or settings:
+            optimizer = copy.copy(self)
         if lr is not None:
             given = float(lr) if isinstance(lr, (int, float, np.number, np.ndarray)) else lr
-            optimizer = copy.copy(self)
             optimizer.lr = lambda count: given
-        symbolic = [x for x in _leaves((grads, state, params, step, lr)) if isinstance(x, Node)]
+        if settings:
+            object.__setattr__(optimizer, "_fed", {
+                name: float(v) if isinstance(v, (int, float, np.number, np.ndarray)) else v
+                for name, v in settings.items()})
+        symbolic = [x for x in _leaves((grads, state, params, step, lr, settings))
+                    if isinstance(x, Node)]
         if symbolic:
+            graph = symbolic[0].graph
             for name, value in vars(self).items():
-                if name != "lr" or lr is None:
-                    symbolic[0].graph.guard(self, name, value)
+                if name in settings:  # a value of the step: only its being 0 is read
+                    graph.guard(_IsZero(self), name, _is_zero(value))
+                elif name != "lr" or lr is None:
+                    graph.guard(self, name, value)
             return optimizer._update(grads, state, params, step)
         # no tape unless the caller differentiates through the update (eager tensors that
         # require grad)
@@ -570,6 +588,30 @@ class Optimizer:
             return _unlift_tree(new_params), _unlift_tree(new_state)
         return new_params, new_state
 
+    def _checked_settings(self, settings) -> dict:
+        if settings is None:
+            return {}
+        if not isinstance(settings, dict) or set(settings) - set(self.hyperparameters):
+            names = sorted(settings) if isinstance(settings, dict) else type(settings).__name__
+            raise GraphcError(f"{type(self).__name__}.update: settings must be a dict of "
+                              f"{', '.join(self.hyperparameters)}, got {names}",
+                              (user_location(),))
+        for name, value in settings.items():
+            if not isinstance(value, Node) and \
+                    _is_zero(value) is not _is_zero(getattr(self, name)):
+                raise GraphcError(f"{type(self).__name__}.update: settings[{name!r}] is "
+                                  f"{float(value)}, the optimizer's {name} "
+                                  f"{getattr(self, name)}: a value of 0 and another leave "
+                                  "different computations; set the attribute instead",
+                                  (user_location(),))
+        return settings
+
+    def hyper(self, name):
+        """A number setting as this update reads it: the value given to update(settings=)
+        (a float64 0-d value of the step) or the attribute."""
+        fed = self.__dict__.get("_fed")
+        return fed[name] if fed and name in fed else getattr(self, name)
+
     def _update(self, grads, state, params, step=None):
         p_leaves, structure, names = flatten(params)
         g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
@@ -579,6 +621,10 @@ class Optimizer:
             g_leaves = leaves_like(structure, clip_by_global_norm(grads, self.clip_norm)[0])
         count = state["count"]
         scalars = self._scalars(count, count if step is None else step)
+        for name in self.hyperparameters:  # and 1 - each, made in float64 and rounded once
+            value = self.hyper(name)
+            scalars.setdefault(name, value)
+            scalars.setdefault("1-" + name, 1.0 - value)
         slot_leaves = {s: flatten(state[s])[0] for s in self.slots}
         mask = self._decay_flags(names, p_leaves, structure)
         new_p, new_slots = [], {s: [] for s in self.slots}
@@ -649,6 +695,8 @@ class Optimizer:
 class SGD(Optimizer):
     """torch.optim.SGD: coupled L2 weight decay, momentum (with dampening), Nesterov."""
 
+    hyperparameters = ("weight_decay", "momentum", "dampening")
+
     def __init__(self, lr, momentum: float = 0.0, nesterov: bool = False,
                  dampening: float = 0.0, weight_decay: float = 0.0, decay_mask=None,
                  clip_norm=None):
@@ -666,14 +714,14 @@ class SGD(Optimizer):
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         if decay:
-            g = g + p * self.weight_decay
+            g = g + p * scalars["weight_decay"]
         new_slots = {}
         if self.momentum:
-            buf = slots["momentum"] * self.momentum + g * (1.0 - self.dampening)
+            buf = slots["momentum"] * scalars["momentum"] + g * scalars["1-dampening"]
             if self.dampening:  # PyTorch starts the buffer at the first gradient, undamped
                 buf = F.where(F.equal(count, 0), g, buf)
             new_slots["momentum"] = buf
-            g = g + buf * self.momentum if self.nesterov else buf
+            g = g + buf * scalars["momentum"] if self.nesterov else buf
         return p - scalars["lr"] * g, new_slots
 
 
@@ -682,6 +730,7 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
     decoupled = False
+    hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
@@ -696,19 +745,19 @@ class Adam(Optimizer):
     def _scalars(self, count, step):
         lr = _float64(self.lr(step))
         t = F.cast(count, "float64") + 1.0  # the update being made, 1-based
-        bc1 = 1.0 - F.pow(self.beta1, t)
-        bc2 = 1.0 - F.pow(self.beta2, t)
+        bc1 = 1.0 - F.pow(self.hyper("beta1"), t)
+        bc2 = 1.0 - F.pow(self.hyper("beta2"), t)
         scalars = {"step_size": lr / bc1, "bc2_sqrt": F.sqrt(bc2)}
         if self.decoupled and self.weight_decay:
-            scalars["decay_factor"] = 1.0 - lr * self.weight_decay
+            scalars["decay_factor"] = 1.0 - lr * self.hyper("weight_decay")
         return scalars
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         if decay and not self.decoupled:
-            g = g + p * self.weight_decay
-        m = slots["m"] * self.beta1 + g * (1.0 - self.beta1)
-        v = slots["v"] * self.beta2 + (g * g) * (1.0 - self.beta2)
-        denom = F.sqrt(v) / scalars["bc2_sqrt"] + self.eps
+            g = g + p * scalars["weight_decay"]
+        m = slots["m"] * scalars["beta1"] + g * scalars["1-beta1"]
+        v = slots["v"] * scalars["beta2"] + (g * g) * scalars["1-beta2"]
+        denom = F.sqrt(v) / scalars["bc2_sqrt"] + scalars["eps"]
         if decay and self.decoupled:
             p = p * scalars["decay_factor"]
         return p - scalars["step_size"] * (m / denom), {"m": m, "v": v}
@@ -730,6 +779,8 @@ class RMSprop(Optimizer):
     `centered` subtracts the squared running mean of g from v, `momentum` accumulates the
     steps; weight decay coupled (L2)."""
 
+    hyperparameters = ("weight_decay", "alpha", "eps", "momentum")
+
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  decay_mask=None, clip_norm=None):
@@ -749,16 +800,17 @@ class RMSprop(Optimizer):
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         if decay:
-            g = g + p * self.weight_decay
-        new = {"v": slots["v"] * self.alpha + (g * g) * (1.0 - self.alpha)}
+            g = g + p * scalars["weight_decay"]
+        alpha, one_minus_alpha = scalars["alpha"], scalars["1-alpha"]
+        new = {"v": slots["v"] * alpha + (g * g) * one_minus_alpha}
         if self.centered:
-            new["mean_g"] = slots["mean_g"] * self.alpha + g * (1.0 - self.alpha)
-            avg = F.sqrt(new["v"] - new["mean_g"] * new["mean_g"]) + self.eps
+            new["mean_g"] = slots["mean_g"] * alpha + g * one_minus_alpha
+            avg = F.sqrt(new["v"] - new["mean_g"] * new["mean_g"]) + scalars["eps"]
         else:
-            avg = F.sqrt(new["v"]) + self.eps
+            avg = F.sqrt(new["v"]) + scalars["eps"]
         step = g / avg
         if self.momentum:
-            new["momentum"] = slots["momentum"] * self.momentum + step
+            new["momentum"] = slots["momentum"] * scalars["momentum"] + step
             step = new["momentum"]
         return p - scalars["lr"] * step, new
 
@@ -769,6 +821,7 @@ class Adagrad(Optimizer):
     update t; weight decay coupled (L2)."""
 
     slots = ("sum",)
+    hyperparameters = ("weight_decay", "lr_decay", "eps")
 
     def __init__(self, lr=1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10,
@@ -787,13 +840,13 @@ class Adagrad(Optimizer):
 
     def _scalars(self, count, step):
         lr = _float64(self.lr(step))
-        return {"lr": lr / (F.cast(count, "float64") * self.lr_decay + 1.0)}
+        return {"lr": lr / (F.cast(count, "float64") * self.hyper("lr_decay") + 1.0)}
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         if decay:
-            g = g + p * self.weight_decay
+            g = g + p * scalars["weight_decay"]
         total = slots["sum"] + g * g
-        return p - scalars["lr"] * (g / (F.sqrt(total) + self.eps)), {"sum": total}
+        return p - scalars["lr"] * (g / (F.sqrt(total) + scalars["eps"])), {"sum": total}
 
 
 class Adamax(Optimizer):
@@ -801,6 +854,7 @@ class Adamax(Optimizer):
     lr / (1 - beta1^t) * m / u; weight decay coupled (L2)."""
 
     slots = ("m", "exp_inf")
+    hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
@@ -810,13 +864,13 @@ class Adamax(Optimizer):
 
     def _scalars(self, count, step):
         t = F.cast(count, "float64") + 1.0
-        return {"step_size": _float64(self.lr(step)) / (1.0 - F.pow(self.beta1, t))}
+        return {"step_size": _float64(self.lr(step)) / (1.0 - F.pow(self.hyper("beta1"), t))}
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         if decay:
-            g = g + p * self.weight_decay
-        m = slots["m"] * self.beta1 + g * (1.0 - self.beta1)
-        u = F.maximum(slots["exp_inf"] * self.beta2, F.abs(g) + self.eps)
+            g = g + p * scalars["weight_decay"]
+        m = slots["m"] * scalars["beta1"] + g * scalars["1-beta1"]
+        u = F.maximum(slots["exp_inf"] * scalars["beta2"], F.abs(g) + scalars["eps"])
         return p - scalars["step_size"] * (m / u), {"m": m, "exp_inf": u}
 
 
@@ -832,6 +886,7 @@ class NAdam(Optimizer):
 
     slots = ("m", "v", "mu_product")
     float64_scalars = ("lr", "mu", "mu_next")
+    hyperparameters = ("weight_decay", "beta1", "beta2", "eps", "momentum_decay")
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3,
@@ -857,12 +912,12 @@ class NAdam(Optimizer):
     def _scalars(self, count, step):
         lr = _float64(self.lr(step))
         t = F.cast(count, "float64") + 1.0
-        scalars = {"lr": lr, "bc2": 1.0 - F.pow(self.beta2, t),
-                   "mu": (1.0 - F.pow(0.96, t * self.momentum_decay) * 0.5) * self.beta1,
-                   "mu_next": (1.0 - F.pow(0.96, (t + 1.0) * self.momentum_decay) * 0.5)
-                   * self.beta1}
+        beta1, decay = self.hyper("beta1"), self.hyper("momentum_decay")
+        scalars = {"lr": lr, "bc2": 1.0 - F.pow(self.hyper("beta2"), t),
+                   "mu": (1.0 - F.pow(0.96, t * decay) * 0.5) * beta1,
+                   "mu_next": (1.0 - F.pow(0.96, (t + 1.0) * decay) * 0.5) * beta1}
         if self.decoupled and self.weight_decay:
-            scalars["decay_factor"] = 1.0 - lr * self.weight_decay
+            scalars["decay_factor"] = 1.0 - lr * self.hyper("weight_decay")
         return scalars
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
@@ -870,7 +925,7 @@ class NAdam(Optimizer):
             if self.decoupled:
                 p = p * scalars["decay_factor"]
             else:
-                g = g + p * self.weight_decay
+                g = g + p * scalars["weight_decay"]
         mu, mu_next, lr = scalars["mu"], scalars["mu_next"], scalars["lr"]
         # in the state's own dtype (a float64 state saved before it followed torch's goes on
         # in float64)
@@ -881,9 +936,9 @@ class NAdam(Optimizer):
         dtype = np.dtype(p.dtype)
         grad_factor = F.cast(lr * (1.0 - mu) / (1.0 - exact), dtype)
         momentum_factor = F.cast(lr * mu_next / (1.0 - exact * mu_next), dtype)
-        m = slots["m"] * self.beta1 + g * (1.0 - self.beta1)
-        v = slots["v"] * self.beta2 + (g * g) * (1.0 - self.beta2)
-        denom = F.sqrt(v / scalars["bc2"]) + self.eps
+        m = slots["m"] * scalars["beta1"] + g * scalars["1-beta1"]
+        v = slots["v"] * scalars["beta2"] + (g * g) * scalars["1-beta2"]
+        denom = F.sqrt(v / scalars["bc2"]) + scalars["eps"]
         p = p - grad_factor * (g / denom) - momentum_factor * (m / denom)
         return p, {"m": m, "v": v, "mu_product": mu_product}
 
@@ -896,6 +951,7 @@ class Lion(Optimizer):
     mask). The sign makes every step lr in size: use a learning rate 3-10x below AdamW's."""
 
     slots = ("m",)
+    hyperparameters = ("weight_decay", "beta1", "beta2")
 
     def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 1e-3,
                  decay_mask=None, clip_norm=None):
@@ -903,10 +959,10 @@ class Lion(Optimizer):
         self.beta1, self.beta2 = _betas(type(self).__name__, betas)
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
-        step = F.sign(g * (1.0 - self.beta1) + slots["m"] * self.beta1)
+        step = F.sign(g * scalars["1-beta1"] + slots["m"] * scalars["beta1"])
         if decay:
-            step = step + p * self.weight_decay
-        m = slots["m"] * self.beta2 + g * (1.0 - self.beta2)
+            step = step + p * scalars["weight_decay"]
+        m = slots["m"] * scalars["beta2"] + g * scalars["1-beta2"]
         return p - scalars["lr"] * step, {"m": m}
 
 
@@ -1042,6 +1098,25 @@ class BoundOptimizer:
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def _is_zero(value) -> bool:
+    return bool(np.all(np.asarray(value) == 0))
+
+
+class _IsZero:
+    """A guard's view of an optimiser whose number settings are values of the step: its
+    attribute `name` reads as whether that setting is 0 (the plan leaves out a momentum or a
+    weight decay of 0; any other value it takes as an input)."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def __getattr__(self, name):
+        return _is_zero(getattr(self.optimizer, name))
+
+    def describe_change(self):
+        return f"{type(self.optimizer).__name__}: a number setting became 0, or stopped being 0"
+
+
 def _real(what, value):
     """A number setting as a float: one GraphcError line naming it, not float()'s TypeError
     or ValueError (nor a string float() would take)."""

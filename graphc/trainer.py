@@ -54,8 +54,9 @@ state is checkpointed in the header (`lr_on_plateau`) and a resumed run continue
 
 Settings changed during training take effect at the next step, as torch's param_groups: a
 number lr (`trainer.optimizer.lr = 0.01`) is likewise an input of the step, read at each
-step and checkpointed (`optimizer_lr`, see restore); the optimiser's other settings (weight
-decay, momentum, betas, eps, a replaced schedule) and the trainer's clip_norm are guards of
+step and checkpointed (`optimizer_lr`, see restore); so are the optimiser's other number
+settings (its `hyperparameters`: weight decay, momentum, betas, eps, ...), whose being 0 or
+not is a guard; a replaced schedule, a decay mask and the trainer's clip_norm are guards of
 the step's plan (gc.optim.Optimizer.update), so a change compiles the step again.
 
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
@@ -120,6 +121,7 @@ class Trainer:
         takes = inspect.signature(optimizer.update).parameters \
             if isinstance(optimizer, optim.Optimizer) else {}
         self._takes_step, self._takes_lr = "step" in takes, "step" in takes and "lr" in takes
+        self._takes_settings = "step" in takes and "settings" in takes
         # a number lr: the one the run started with, and the one it has now (_lr_input),
         # both in the checkpoint header (optimizer_lr) so that a resumed run goes on with
         # the lr it had reached (see restore)
@@ -222,7 +224,8 @@ class Trainer:
             self._buffer_places = _named_places([*self._buffer_places.values(), *new])
 
     # ---- the traced functions ----
-    def _step_function(self, params, state, batch, key, amp_state=None, step=None, lr=None):
+    def _step_function(self, params, state, batch, key, amp_state=None, step=None, lr=None,
+                       settings=None):
         # Dropout layers the loss calls draw their masks from the step's key, which is
         # checkpointed with the step, not from graphc.nn's generator (the graph's implicit
         # dropout_key input), which a resumed run would not continue bit for bit
@@ -243,7 +246,10 @@ class Trainer:
             grads, norm = clip_by_global_norm(grads, self.clip_norm)
         else:
             norm = global_norm(grads)
-        if lr is not None:  # a number lr or a ReduceLROnPlateau's: an input, set between calls
+        if settings is not None:  # the number settings too (see _settings_input)
+            updated = self.optimizer.update(grads, state, params, step=step, lr=lr,
+                                            settings=settings)
+        elif lr is not None:  # a number lr or a ReduceLROnPlateau's: an input, set between calls
             updated = self.optimizer.update(grads, state, params, step=step, lr=lr)
         elif step is not None:  # the schedule at the trainer's step, skipped ones included
             updated = self.optimizer.update(grads, state, params, step=step)
@@ -318,7 +324,9 @@ class Trainer:
         # written before it could) evaluates its schedule at the count
         if self._takes_step:
             args += (self.amp_state, np.int64(self.step))
-            lr = self._lr_input()
+            lr, settings = self._lr_input(), self._settings_input()
+            if settings is not None:  # (lr None: a schedule, which the step computes)
+                return args + (lr, settings)
             return args if lr is None else args + (lr,)
         return args if self.amp_state is None else args + (self.amp_state,)
 
@@ -349,6 +357,18 @@ class Trainer:
             return None
         value = self.plateau.lr if self.plateau is not None else self._number_lr()
         return None if value is None else np.asarray(value, np.float64)
+
+    def _settings_input(self):
+        """The optimiser's number settings (betas, eps, momentum, weight decay, ...), float64
+        0-d inputs of the step plan as the lr is, so that `trainer.optimizer.beta1 = 0.8`
+        between steps (torch's param_groups edits, OneCycleLR's cycled momentum) compiles
+        nothing again; one set to or from 0 does (the update's guard), as it changes what the
+        update computes. None for an optimiser that takes none."""
+        if not self._takes_settings:
+            return None
+        optimizer = self.optimizer
+        return {name: np.asarray(getattr(optimizer, name), np.float64)
+                for name in optimizer.hyperparameters}
 
     def _number_lr(self):
         """The optimiser's lr where it is a number (or gc.optim.constant), else None."""

@@ -60,8 +60,9 @@ def test_a_function_compiled_nine_times_warns_once_at_the_users_line():
 
 
 def test_the_trainer_warns_when_a_setting_keeps_changing():
-    """A weight decay changed before every step: each change compiles the step once, as
-    before, and the ninth says why; the plans kept stay bounded."""
+    """A clip norm changed before every step (a guard of the plan; the optimiser's number
+    settings are inputs of the step instead): each change compiles the step once, the ninth
+    says why, and the plans kept stay bounded."""
     rng = np.random.default_rng(0)
     batches = [(x, x @ np.ones((3, 1))) for x in rng.normal(size=(4, 8, 3))]
 
@@ -74,7 +75,7 @@ def test_the_trainer_warns_when_a_setting_keeps_changing():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for step in range(12):
-            opt.weight_decay = 0.1 + 0.01 * step
+            trainer.clip_norm = 1.0 + 0.1 * step
             trainer.train_step()
     assert len([w for w in caught if issubclass(w.category, gc.RecompileWarning)]) == 1
     assert len(trainer._train_step._used) <= settings.MAX_PLANS.get()
