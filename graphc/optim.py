@@ -40,7 +40,7 @@ from .tracing import flatten, leaves_like, unflatten
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "Lion",
            "BoundOptimizer",
            "constant", "linear_warmup", "cosine", "exponential_decay", "warmup_cosine_decay",
-           "one_cycle", "piecewise_constant", "multistep", "polynomial_decay",
+           "one_cycle", "one_cycle_momentum", "piecewise_constant", "multistep", "polynomial_decay",
            "ReduceLROnPlateau", "global_norm",
            "clip_by_global_norm", "decay_matrices_only"]
 
@@ -202,27 +202,58 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     2 pct_start total_steps - 2 first), annealed by cosine or linearly; after that, the final
     rate (torch raises past total_steps). A phase that ends before step 0 (pct_start *
     total_steps < 1) or after the next one (three_phase, pct_start > 0.5) is never reached,
-    as in torch. The lr only: torch's cycle_momentum (beta1 or the momentum cycled between
-    0.85 and 0.95 by default) is not done here."""
+    as in torch. torch's cycle_momentum (on by default there) is one_cycle_momentum, given
+    as the optimiser's momentum or beta1."""
+    name = "one_cycle"
+    top = _real(f"{name}: max_lr", max_lr)
+    initial = top / _real(f"{name}: div_factor", div_factor)
+    final = initial / _real(f"{name}: final_div_factor", final_div_factor)
+    ends = _one_cycle_ends(name, total_steps, pct_start, anneal_strategy, three_phase)
+    values = [(initial, top), (top, initial), (initial, final)] if three_phase else \
+        [(initial, top), (top, final)]
+    return _phased(ends, values, anneal_strategy)
+
+
+def one_cycle_momentum(total_steps: int, pct_start: float = 0.3, anneal_strategy: str = "cos",
+                       base_momentum: float = 0.85, max_momentum: float = 0.95,
+                       three_phase: bool = False):
+    """The momentum torch's OneCycleLR cycles (cycle_momentum=True, its default): from
+    max_momentum down to base_momentum while the learning rate rises, back up while it falls
+    (three_phase: then it stays at max_momentum), over the phases of one_cycle with the same
+    total_steps, pct_start, anneal_strategy and three_phase. Give it as SGD's or RMSprop's
+    momentum, or as beta1 of the Adam family (`betas=(one_cycle_momentum(n), 0.999)`), as
+    torch sets momentum or betas[0]."""
+    name = "one_cycle_momentum"
+    low = _real(f"{name}: base_momentum", base_momentum)
+    high = _real(f"{name}: max_momentum", max_momentum)
+    ends = _one_cycle_ends(name, total_steps, pct_start, anneal_strategy, three_phase)
+    values = [(high, low), (low, high), (high, high)] if three_phase else \
+        [(high, low), (low, high)]
+    return _phased(ends, values, anneal_strategy)
+
+
+def _one_cycle_ends(name, total_steps, pct_start, anneal_strategy, three_phase):
+    """The steps one_cycle's phases end at, as torch's _schedule_phases."""
     if anneal_strategy not in ("cos", "linear"):
-        raise GraphcError(f"one_cycle: anneal_strategy must be 'cos' or 'linear', got "
+        raise GraphcError(f"{name}: anneal_strategy must be 'cos' or 'linear', got "
                           f"{anneal_strategy!r}", (user_location(),))
-    total = _count_setting("one_cycle: total_steps", total_steps, 1)
-    top = _real("one_cycle: max_lr", max_lr)
-    initial = top / _real("one_cycle: div_factor", div_factor)
-    final = initial / _real("one_cycle: final_div_factor", final_div_factor)
-    pct = _real("one_cycle: pct_start", pct_start)
+    total = _count_setting(f"{name}: total_steps", total_steps, 1)
+    pct = _real(f"{name}: pct_start", pct_start)
     if not 0.0 <= pct <= 1.0:  # torch's rule
-        raise GraphcError(f"one_cycle: pct_start must be in [0, 1], got {pct_start!r}",
+        raise GraphcError(f"{name}: pct_start must be in [0, 1], got {pct_start!r}",
                           (user_location(),))
     if pct * total - 1 == 0:  # the warm-up's end at step 0: torch divides by zero there
-        raise GraphcError(f"one_cycle: pct_start={pct_start} with total_steps={total} ends the "
+        raise GraphcError(f"{name}: pct_start={pct_start} with total_steps={total} ends the "
                           "warm-up at step 0 (torch divides by zero there)", (user_location(),))
-    if three_phase:  # (end step, start lr, end lr), torch's _schedule_phases
-        phases = [(pct * total - 1, initial, top), (2 * pct * total - 2, top, initial),
-                  (total - 1, initial, final)]
-    else:
-        phases = [(pct * total - 1, initial, top), (total - 1, top, final)]
+    if three_phase:
+        return [pct * total - 1, 2 * pct * total - 2, total - 1]
+    return [pct * total - 1, total - 1]
+
+
+def _phased(ends, values, anneal_strategy):
+    """A schedule of phases (end step, (start value, end value)), each starting where the one
+    before ends, annealed by cosine or linearly, as torch's OneCycleLR.get_lr."""
+    phases = [(end, first, last) for end, (first, last) in zip(ends, values)]
 
     def schedule(count):
         s = _Scalar(count)
@@ -234,15 +265,15 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
                     value = last + (first - last) / 2.0 * (s.cos(frac * math.pi) + 1.0)
                 else:
                     value = (last - first) * frac + first
-            else:  # never reached before total_steps (past it: the final rate)
+            else:  # never reached before total_steps (past it: the final value)
                 value = last
             values.append(value)
             start = end
         # torch's choice: the first phase whose end is at or after the step, else the last
-        lr = values[-1]
+        result = values[-1]
         for (end, _, _), value in reversed(list(zip(phases[:-1], values[:-1]))):
-            lr = s.where(s.step <= end, value, lr)
-        return lr
+            result = s.where(s.step <= end, value, result)
+        return result
     return schedule
 
 
@@ -502,7 +533,9 @@ class Optimizer:
     # the number settings the update reads, which update(settings=...) takes as values of
     # the step (gc.Trainer feeds them as inputs, as the lr): `opt.beta1 = 0.8` between steps
     # then compiles nothing again. Whether one is 0 stays a guard: a momentum or a weight
-    # decay of 0 leaves its computation out of the plan.
+    # decay of 0 leaves its computation out of the plan. Each may also be a schedule of the
+    # step, as the lr (one_cycle_momentum as SGD's momentum or Adam's beta1, a weight-decay
+    # schedule), evaluated at the step the lr schedule is.
     hyperparameters: tuple = ("weight_decay",)
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
@@ -613,6 +646,15 @@ class Optimizer:
         return fed[name] if fed and name in fed else getattr(self, name)
 
     def _update(self, grads, state, params, step=None):
+        scheduled = {name: self.hyper(name) for name in self.hyperparameters
+                     if callable(self.hyper(name))}
+        if scheduled:  # each at the step the lr schedule is evaluated at
+            at = state["count"] if step is None else step
+            resolved = copy.copy(self)
+            object.__setattr__(resolved, "_fed", {
+                **(self.__dict__.get("_fed") or {}),
+                **{name: _float64(schedule(at)) for name, schedule in scheduled.items()}})
+            return resolved._update(grads, state, params, step)
         p_leaves, structure, names = flatten(params)
         g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
                                "the parameters'")
@@ -702,9 +744,10 @@ class SGD(Optimizer):
                  clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
         self.momentum = _non_negative("momentum", momentum)
-        self.dampening = float(dampening)
+        self.dampening = dampening if callable(dampening) else float(dampening)
         self.nesterov = bool(nesterov)
-        if nesterov and (momentum <= 0 or dampening != 0):
+        if nesterov and ((not callable(momentum) and momentum <= 0) or callable(dampening)
+                         or dampening != 0):
             raise GraphcError("SGD: Nesterov momentum needs momentum > 0 and dampening 0",
                               (user_location(),))
 
@@ -735,11 +778,7 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
-        self.beta1, self.beta2 = (float(b) for b in betas)
-        for name, b in (("beta1", self.beta1), ("beta2", self.beta2)):
-            if not 0.0 <= b < 1.0:
-                raise GraphcError(f"{type(self).__name__}: {name} must be in [0, 1), got {b}",
-                                  (user_location(),))
+        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
         self.eps = _non_negative("eps", eps)
 
     def _scalars(self, count, step):
@@ -785,8 +824,8 @@ class RMSprop(Optimizer):
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
-        self.alpha = float(alpha)
-        if not 0.0 <= self.alpha <= 1.0:
+        self.alpha = alpha if callable(alpha) else float(alpha)
+        if not callable(alpha) and not 0.0 <= self.alpha <= 1.0:
             raise GraphcError(f"RMSprop: alpha must be in [0, 1], got {alpha}",
                               (user_location(),))
         self.eps = _non_negative("eps", eps)
@@ -1126,14 +1165,16 @@ def _real(what, value):
 
 
 def _betas(name, betas):
+    """(beta1, beta2), each a number in [0, 1) or a schedule of the step (a callable, such as
+    one_cycle_momentum)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
-            isinstance(b, numbers.Real) and not isinstance(b, (bool, np.bool_))
+            callable(b) or (isinstance(b, numbers.Real) and not isinstance(b, (bool, np.bool_)))
             for b in betas):
         raise GraphcError(f"{name}: betas must be a pair of numbers (beta1, beta2), got "
                           f"{betas!r}", (user_location(),))
-    b1, b2 = (float(b) for b in betas)
+    b1, b2 = (b if callable(b) else float(b) for b in betas)
     for which, b in (("beta1", b1), ("beta2", b2)):
-        if not 0.0 <= b < 1.0:
+        if not callable(b) and not 0.0 <= b < 1.0:
             raise GraphcError(f"{name}: {which} must be in [0, 1), got {b}", (user_location(),))
     return b1, b2
 
@@ -1148,6 +1189,8 @@ def _is_number(value) -> bool:
 
 
 def _non_negative(name, value):
+    if callable(value):  # a schedule of the step (see Optimizer.hyperparameters)
+        return value
     value = _real(name, value)
     if not (math.isfinite(value) and value >= 0):
         raise GraphcError(f"{name} must be a finite number >= 0, got {value}",

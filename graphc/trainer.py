@@ -367,8 +367,9 @@ class Trainer:
         if not self._takes_settings:
             return None
         optimizer = self.optimizer
+        # (a schedule of the step is computed in the step, as an lr schedule is)
         return {name: np.asarray(getattr(optimizer, name), np.float64)
-                for name in optimizer.hyperparameters}
+                for name in optimizer.hyperparameters if not callable(getattr(optimizer, name))}
 
     def _number_lr(self):
         """The optimiser's lr where it is a number (or gc.optim.constant), else None."""

@@ -329,7 +329,7 @@ def test_warmup_cosine_decay_is_optaxs_and_torchs_linear_then_cosine():
 
 def test_schedules_drive_an_optimizer_as_torchs_scheduler():
     """lr=one_cycle(...) in a compiled Adam step equals torch's Adam stepped with OneCycleLR
-    (cycle_momentum=False: graphc cycles the learning rate only)."""
+    (cycle_momentum=False; with it, test_one_cycle_momentum_is_torchs_cycle_momentum)."""
     params, grads = _problem("float64", steps=30)
     tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
     topt = torch.optim.Adam(list(tp.values()), lr=0.1)
@@ -350,6 +350,77 @@ def test_schedules_drive_an_optimizer_as_torchs_scheduler():
             p.grad = g[k]
         opt.step()
     assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-12
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+@pytest.mark.parametrize("which", ["SGD", "AdamW", "RMSprop"])
+def test_one_cycle_momentum_is_torchs_cycle_momentum(which, three_phase):
+    """torch's OneCycleLR with cycle_momentum=True (its default) sets SGD's and RMSprop's
+    momentum, or AdamW's betas[0], every step: one_cycle_momentum given as that setting does
+    the same, functionally compiled, eagerly bound, and in gc.Trainer's step (one plan)."""
+    params, grads = _problem("float64", steps=30)
+    kw = dict(total_steps=30, pct_start=0.3, three_phase=three_phase)
+    theirs = {"SGD": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+              "AdamW": lambda p: torch.optim.AdamW(p, lr=0.1),
+              "RMSprop": lambda p: torch.optim.RMSprop(p, lr=0.1, momentum=0.9)}[which]
+
+    def ours():
+        lr, momentum = optim.one_cycle(0.05, 30, three_phase=three_phase), \
+            optim.one_cycle_momentum(**kw, base_momentum=0.8, max_momentum=0.97)
+        return {"SGD": lambda: optim.SGD(lr=lr, momentum=momentum, weight_decay=0.01),
+                "AdamW": lambda: optim.AdamW(lr=lr, betas=(momentum, 0.999)),
+                "RMSprop": lambda: optim.RMSprop(lr=lr, momentum=momentum)}[which]()
+    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    topt = theirs(list(tp.values()))
+    scheduler = lr_scheduler.OneCycleLR(topt, max_lr=0.05, base_momentum=0.8,
+                                        max_momentum=0.97, **kw)
+    momenta = []
+    for g in grads:
+        group = topt.param_groups[0]
+        momenta.append(group["betas"][0] if which == "AdamW" else group["momentum"])
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        topt.step()
+        scheduler.step()
+    assert len(set(momenta)) > 5  # torch did cycle it
+    schedule = optim.one_cycle_momentum(**kw, base_momentum=0.8, max_momentum=0.97)
+    _check_schedule(schedule, momenta)
+    expected = {k: t.detach().numpy() for k, t in tp.items()}
+    got, _ = _run(ours(), params, grads, compiled=True)
+    assert _max_error(got, expected) <= 1e-12
+    ps = {k: gc.nn.Parameter(v.copy()) for k, v in params.items()}
+    bound = ours().bind(ps)
+    for g in grads:
+        for k, p in ps.items():
+            p.grad = g[k]
+        bound.step()
+    assert _max_error({k: p.data for k, p in ps.items()}, expected) <= 1e-12
+    names = sorted(params)  # the loss sum(p * g): its gradient is the batch, g
+    trainer = gc.Trainer(lambda p, batch: sum(gc.sum(p[k] * b) for k, b in zip(names, batch)),
+                         {k: v.copy() for k, v in params.items()}, ours(),
+                         [tuple(g[k] for k in names) for g in grads], steps=30, seed=0)
+    for _ in range(30):
+        trainer.train_step()
+    assert _max_error(trainer.params, expected) <= 1e-12
+    assert sum(len(e) for e in trainer._train_step._plans.values()) == 1
+
+
+def test_schedules_of_other_settings_are_evaluated_at_the_step():
+    """Any number setting may be a schedule, as the lr: a weight decay decayed by cosine is
+    the one torch's loop sets in param_groups each step."""
+    params, grads = _problem("float64", steps=12)
+    decay = optim.cosine(0.1, steps=12, min_lr=0.01)
+    tp = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    topt = torch.optim.AdamW(list(tp.values()), lr=0.05, weight_decay=0.1)
+    for step, g in enumerate(grads):
+        topt.param_groups[0]["weight_decay"] = decay(step)
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        topt.step()
+    expected = {k: t.detach().numpy() for k, t in tp.items()}
+    for compiled in (False, True):
+        got, _ = _run(optim.AdamW(lr=0.05, weight_decay=decay), params, grads, compiled)
+        assert _max_error(got, expected) <= 1e-12
 
 
 def test_bad_schedule_settings_are_one_line_errors():
