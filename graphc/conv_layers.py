@@ -1,5 +1,5 @@
 """torch.nn's other CNN layers on graphc.nn's Module: ConvTranspose1d/2d, the adaptive
-pools, Dropout1d/2d/3d, PixelShuffle/PixelUnshuffle, the padding layers and MaxPool1d /
+pools, MaxUnpool1d/2d, Dropout1d/2d/3d, PixelShuffle/PixelUnshuffle, the padding layers and MaxPool1d /
 AvgPool1d.
 Each computes its function in ir/ops/conv_extra.py (or the core API) with its settings read
 as guarded settings at every call, so a compiled plan traced with one value is not reused
@@ -131,6 +131,32 @@ class MaxPool1d(_MaxPool):
     """torch.nn.MaxPool1d (graphc.max_pool1d)."""
 
     _function = staticmethod(C.max_pool1d)
+
+
+class _MaxUnpool(_Functional):
+    """torch's MaxUnpool1d/2d(kernel_size, stride=None, padding=0): forward(x, indices,
+    output_size=None), the indices a max pool's return_indices gave."""
+
+    _settings = ("kernel_size", "stride", "padding")
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        self._keep(kernel_size=kernel_size, stride=stride, padding=padding)
+
+    def forward(self, x, indices, output_size=None):
+        return self._function(x, indices, *(self._setting(name, x) for name in self._settings),
+                              output_size=output_size)
+
+
+class MaxUnpool1d(_MaxUnpool):
+    """torch.nn.MaxUnpool1d (graphc.max_unpool1d)."""
+
+    _function = staticmethod(C.max_unpool1d)
+
+
+class MaxUnpool2d(_MaxUnpool):
+    """torch.nn.MaxUnpool2d (graphc.max_unpool2d)."""
+
+    _function = staticmethod(C.max_unpool2d)
 
 
 class AvgPool1d(_AvgPool):

@@ -16,11 +16,11 @@ from . import api as F
 from . import precision
 from ..types import is_float
 from .api import _fail, _ndim, _shape
-from .arrays import _take_along
+from .arrays import _take_along, argsort
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "max_pool1d",
-           "avg_pool1d", "pixel_shuffle", "pixel_unshuffle"]
+           "avg_pool1d", "pixel_shuffle", "pixel_unshuffle", "max_unpool1d", "max_unpool2d"]
 
 
 def _int(v):
@@ -487,3 +487,88 @@ def pixel_unshuffle(x, downscale_factor):
     y = F.reshape(x, tuple(lead) + (c, h // r, r, w // r, r))
     y = F.transpose(y, tuple(range(k + 1)) + (k + 2, k + 4, k + 1, k + 3))
     return F.reshape(y, tuple(lead) + (c * r * r, h // r, w // r))
+
+
+# ---- max unpooling ---------------------------------------------------------------------------
+def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """torch.nn.functional.max_unpool2d: x (N, C, H, W) or (C, H, W) placed at `indices`
+    (max_pool2d(..., return_indices=True)'s: h * W_out + w in each output plane), zeros
+    elsewhere; the output (H - 1) * stride - 2 * padding + kernel_size high (and wide)
+    unless output_size (2 ints, or x's rank of them) picks another within one stride of it.
+    The gradient of each value is the output gradient at its index, as torch's (a value
+    that is not finite: 0). Where overlapping windows gave one index twice (stride <
+    kernel_size), torch writes one of the equal values, and so does this."""
+    return _max_unpool("max_unpool2d", 2, x, indices, kernel_size, stride, padding,
+                       output_size)
+
+
+def max_unpool1d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """torch.nn.functional.max_unpool1d of x (N, C, L) or (C, L): see max_unpool2d."""
+    return _max_unpool("max_unpool1d", 1, x, indices, kernel_size, stride, padding,
+                       output_size)
+
+
+def _max_unpool(name, spatial, x, indices, kernel_size, stride, padding, output_size):
+    shape = tuple(_shape(x))
+    if len(shape) not in (spatial + 1, spatial + 2):
+        _fail(f"{name}: x must be {spatial + 2}-d or {spatial + 1}-d, got shape {shape}")
+    if tuple(_shape(indices)) != shape:
+        _fail(f"{name}: indices must have x's shape {shape}, got {tuple(_shape(indices))}")
+    if is_float(F._dtype(indices)) or F._dtype(indices) == np.bool_:
+        _fail(f"{name}: indices must be integers (max_pool's return_indices), got "
+              f"{F._dtype(indices)}")
+    if not is_float(F._dtype(x)):
+        _fail(f"{name} of a {F._dtype(x)} value; cast it to a float type first")
+    kernel, = _settings(name, spatial, kernel_size=kernel_size)
+    stride, padding = _settings(name, spatial, stride=kernel if stride is None else stride,
+                                padding=padding)
+    size = shape[-spatial:]
+    if not builtins.all(isinstance(n, int) for n in size):
+        _fail(f"{name}: needs known spatial sizes, got {size}")
+    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(size, stride, padding, kernel))
+    if output_size is None:
+        out = default
+    else:
+        if not isinstance(output_size, (tuple, list)) or len(output_size) not in (
+                spatial, len(shape)) or not builtins.all(_int(v) for v in output_size):
+            _fail(f"{name}: output_size must be {spatial} ints (or {len(shape)}, x's shape), "
+                  f"got {output_size!r}")
+        out = tuple(int(v) for v in tuple(output_size)[-spatial:])
+        for want, least, s in zip(out, default, stride):  # torch's range
+            if not least - s < want < least + s:
+                _fail(f"{name}: output_size {tuple(output_size)} is not reachable: each size "
+                      f"must be within one stride of {default}")
+    if builtins.min(out) <= 0:
+        _fail(f"{name}: the output would be empty ({out}); check kernel_size, stride and "
+              "padding")
+    lead, cells, each = shape[:-spatial], math.prod(size), math.prod(out)
+    if builtins.any(not isinstance(n, int) for n in lead):
+        _fail(f"{name}: needs a known batch and channel count, got {lead}")
+    planes = math.prod(lead)
+    if F._runs_now(indices):  # (torch checks them; a traced plan cannot raise on data)
+        found = np.asarray(getattr(indices, "data", indices))
+        if found.size and (found.min() < 0 or found.max() >= each):
+            _fail(f"{name}: an index is outside the output plane of {each} cells "
+                  f"(from {int(found.min())} to {int(found.max())})")
+    # each plane's indices moved to its stretch of one flat output
+    offsets = (np.arange(planes, dtype=np.int64) * each).reshape(planes, 1)
+    places = F.reshape(F.add(F.reshape(F.cast(indices, "int64"), (planes, cells)), offsets),
+                       (planes * cells,))
+    values = F.reshape(x, (planes * cells,))
+    rows = planes * each
+    # overlapping windows repeat an index (with the same value): only the first of each is
+    # placed, found among the places sorted stably (a sum and a division by the count were
+    # an ulp off with three or more)
+    order = argsort(places)
+    ordered = F.take(places, order)
+    differs = F.not_equal(F.slice_(ordered, (1,), (planes * cells,), (1,)),
+                          F.slice_(ordered, (0,), (planes * cells - 1,), (1,)))
+    first_sorted = F.concatenate([F.full((1,), True, "bool"), differs], 0)
+    first = F.take(first_sorted, argsort(order))  # back in the values' order
+    placed = F.scatter_add(F.where(first, values, 0.0), places, rows)
+    # the value above; the gradient of each value the output's at its index (scatter_add's
+    # own, which the mask of repeats would cut)
+    finite = F.where(F.isfinite(values), values, 0.0)
+    through = F.scatter_add(F.sub(finite, F.stop_gradient(finite)), places, rows)
+    flat = F.add(F.stop_gradient(placed), through)
+    return F.reshape(flat, lead + out)

@@ -1,0 +1,75 @@
+"""gc.max_unpool1d/2d and gc.nn.MaxUnpool1d/2d against torch's in float64: values and
+gradients, overlapping windows (an index twice), output_size, eager and compiled, errors
+(ir/ops/conv_extra.py)."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.errors import GraphcError
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+
+@pytest.mark.parametrize("spatial, shape, kernel, stride, padding, output_size", [
+    (2, (2, 3, 6, 8), 2, 2, 0, None),
+    (2, (2, 2, 5, 5), 3, 1, 0, None),            # overlapping: indices repeat
+    (2, (1, 2, 7, 6), 3, 2, 0, (7, 6)),          # output_size picks the input's size back
+    (2, (3, 6, 6), 2, 2, 1, None),               # no batch axis, padding
+    (2, (2, 2, 6, 4), (2, 1), (2, 1), 0, None),  # per-axis settings
+    (1, (2, 3, 9), 3, 2, 0, (9,)),
+    (1, (3, 8), 2, None, 0, None),
+])
+def test_max_unpool_undoes_max_pool_as_torchs(spatial, shape, kernel, stride, padding,
+                                              output_size):
+    rng = np.random.default_rng(sum(shape))
+    x = torch.tensor(rng.standard_normal(shape))
+    pool = TF.max_pool2d if spatial == 2 else TF.max_pool1d
+    unpool_theirs = TF.max_unpool2d if spatial == 2 else TF.max_unpool1d
+    ours_fn = gc.max_unpool2d if spatial == 2 else gc.max_unpool1d
+    pooled, idx = pool(x, kernel, stride, padding, return_indices=True)
+    pooled = pooled.detach().requires_grad_(True)
+    want = unpool_theirs(pooled, idx, kernel, stride, padding, output_size=output_size)
+    upstream = rng.standard_normal(tuple(want.shape))
+    (want * torch.tensor(upstream)).sum().backward()
+    p, i = pooled.detach().numpy(), idx.numpy()
+
+    def loss(p, i):
+        return gc.sum(gc.mul(ours_fn(p, i, kernel, stride, padding, output_size), upstream))
+    np.testing.assert_array_equal(np.asarray(ours_fn(p, i, kernel, stride, padding,
+                                                     output_size)), want.detach().numpy())
+    np.testing.assert_array_equal(np.asarray(gc.grad(loss)(p, i)), pooled.grad.numpy())
+    step = gc.compile(lambda p, i: (ours_fn(p, i, kernel, stride, padding, output_size),
+                                    gc.grad(loss)(p, i)))
+    value, grad = step(p, i)
+    np.testing.assert_allclose(np.asarray(value), want.detach().numpy(), rtol=1e-15)
+    np.testing.assert_allclose(np.asarray(grad), pooled.grad.numpy(), rtol=1e-15)
+    # the layer, as torch's module
+    layer = (gc.nn.MaxUnpool2d if spatial == 2 else gc.nn.MaxUnpool1d)(kernel, stride, padding)
+    np.testing.assert_array_equal(np.asarray(layer(p, i, output_size)), want.detach().numpy())
+
+
+def test_graphc_pool_indices_feed_the_unpool():
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8))
+    pooled, idx = gc.max_pool2d(x, 2, return_indices=True)
+    restored = np.asarray(gc.max_unpool2d(pooled, idx, 2))
+    kept = restored != 0
+    assert kept.sum() == pooled.size
+    np.testing.assert_array_equal(restored[kept], x[kept])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p, i: gc.max_unpool2d(p, i[..., :1], 2), "indices must have x's shape"),
+    (lambda p, i: gc.max_unpool2d(p, i.astype(np.float64), 2), "indices must be integers"),
+    (lambda p, i: gc.max_unpool2d(p[0, 0], i[0, 0], 2), "x must be 4-d or 3-d"),
+    (lambda p, i: gc.max_unpool2d(p, i, 2, output_size=(9, 9)),
+     "output_size (9, 9) is not reachable"),
+    (lambda p, i: gc.max_unpool2d(p, i + 100, 2), "an index is outside the output plane"),
+    (lambda p, i: gc.max_unpool2d(p, i, 0), "the output would be empty"),
+])
+def test_bad_unpool_arguments_are_one_line(call, message):
+    pooled, idx = gc.max_pool2d(np.ones((2, 3, 4, 4)), 2, return_indices=True)
+    with pytest.raises(GraphcError) as info:
+        call(np.asarray(pooled), np.asarray(idx))
+    first, *where = str(info.value).splitlines()
+    assert message in first and "test_max_unpool.py" in where[0]
