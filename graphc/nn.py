@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import threading
 import weakref
 
@@ -995,7 +996,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     semantics). Its dropout, as the Dropout layers', draws from current_key() unless a seed is
     given: the innermost rng_key block's key, or the traced step's implicit dropout key that
     gc.Trainer feeds every step."""
-    if seed is None and isinstance(dropout_p, (int, float)) and 0.0 < dropout_p < 1.0:
+    if seed is None and isinstance(dropout_p, numbers.Real) and 0.0 < dropout_p < 1.0:
         seed = current_key(query)
     return _attention.scaled_dot_product_attention(
         query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed=seed,

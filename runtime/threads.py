@@ -137,6 +137,7 @@ def _running_elsewhere(cpus, looks=_LOOKS, spacing_s=_LOOK_SPACING_S) -> float |
     """Threads other than the caller runnable now (the lower median of a few looks over a
     few milliseconds), scaled to the share of the machine's CPUs this process may use
     (procs_running counts the whole machine)."""
+    looks = max(1, int(looks))
     seen = []
     for _ in range(looks):
         running = _proc_stat(cpus)[1]

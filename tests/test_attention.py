@@ -206,3 +206,83 @@ def test_linear_refuses_mismatched_features():
     with pytest.raises(GraphcError, match="input's last axis \\(4\\) must be weight's in "
                                           "features \\(5\\)"):
         gc.linear(np.ones((3, 4)), np.ones((7, 5)))
+
+
+# ---- found by review (session 25) -------------------------------------------------------------
+def test_no_features_gives_torchs_uniform_weights_and_no_keys_gives_zeros():
+    rng = np.random.default_rng(11)
+    q, k, v = _arrays(rng, (2, 4, 0), (2, 5, 0), (2, 5, 3))
+    want = TF.scaled_dot_product_attention(*(torch.tensor(a) for a in (q, k, v))).numpy()
+    np.testing.assert_allclose(np.asarray(gc.scaled_dot_product_attention(q, k, v)), want)
+    np.testing.assert_allclose(want, np.broadcast_to(v.mean(1, keepdims=True), want.shape))
+    q, k, v = _arrays(rng, (2, 4, 8), (2, 0, 8), (2, 0, 3))
+    for mask in (np.ones((4, 0), bool), np.zeros((4, 0))):
+        got = np.asarray(gc.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        np.testing.assert_array_equal(got, np.zeros((2, 4, 3)))
+
+
+def test_key_and_value_heads_repeat_by_their_own_groups():
+    arrays = _arrays(np.random.default_rng(12), (1, 4, 3, 8), (1, 2, 5, 8), (1, 1, 5, 3))
+    _check(lambda q, k, v: gc.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+           lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, enable_gqa=True), arrays)
+
+
+def test_dropout_of_one_and_numpy_rates_need_no_seed():
+    q, k, v = _arrays(np.random.default_rng(13), (2, 4, 8), (2, 5, 8), (2, 5, 3))
+    zeros = attention.scaled_dot_product_attention(q, k, v, dropout_p=1.0)
+    np.testing.assert_array_equal(np.asarray(zeros), 0.0)
+    with gc.nn.rng_key(3):
+        a = np.asarray(gc.scaled_dot_product_attention(q, k, v, dropout_p=np.float32(0.25)))
+    with gc.nn.rng_key(3):
+        b = np.asarray(gc.scaled_dot_product_attention(q, k, v, dropout_p=0.25))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_masked_nan_key_never_reaches_the_output():
+    """torch's math kernel adds -inf to a masked score, so a NaN key spreads to every query;
+    here, as in its fused kernels, a masked key is left out whatever it holds."""
+    q, k, v = _arrays(np.random.default_rng(14), (1, 4, 8), (1, 4, 8), (1, 4, 3))
+    k[0, 3] = np.nan  # the last key: masked for every query but the last, causally
+    got = np.asarray(gc.scaled_dot_product_attention(q, k, v, is_causal=True))
+    assert np.isfinite(got[0, :3]).all() and np.isnan(got[0, 3]).all()
+    mask = np.ones((4, 4), bool)
+    mask[:, 3] = False
+    got = np.asarray(gc.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    assert np.isfinite(got).all()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda q, k, v: gc.scaled_dot_product_attention(q, k, v, np.ones((3, 1, 4, 5))),
+     "attn_mask of shape (3, 1, 4, 5) does not broadcast to the scores' (2, 4, 5)"),
+    (lambda q, k, v: gc.scaled_dot_product_attention(q, k, v, np.ones((4, 6))),
+     "attn_mask of shape (4, 6) does not broadcast"),
+    (lambda q, k, v: gc.scaled_dot_product_attention(q, k, v, np.ones((4, 6), bool)),
+     "attn_mask of shape (4, 6) does not broadcast"),
+    (lambda q, k, v: gc.scaled_dot_product_attention(np.ones((3, 4, 8)), k, v),
+     "the leading axes of query (3,), key (2,) and value (2,) do not broadcast"),
+    (lambda q, k, v: gc.linear(np.ones((4, 3)), np.ones((5, 3)), np.ones((3, 1, 5))),
+     "bias of shape (3, 1, 5) does not broadcast to the output's (4, 5)"),
+    (lambda q, k, v: gc.linear(np.ones((4, 3)), np.ones((5, 3)), np.ones(4)),
+     "bias of shape (4,) does not broadcast"),
+])
+def test_shapes_that_do_not_fit_are_named(call, message):
+    q, k, v = _arrays(np.random.default_rng(15), (2, 4, 8), (2, 5, 8), (2, 5, 3))
+    with pytest.raises(GraphcError) as info:
+        call(q, k, v)
+    first, *where = str(info.value).splitlines()
+    assert message in first and "test_attention.py" in where[0]
+
+
+def test_symbolic_lengths_compile_once_for_every_length():
+    step = gc.compile(lambda q, k, v, m: gc.scaled_dot_product_attention(q, k, v, attn_mask=m),
+                      polymorphic_shapes=((2, "L", 8), (2, "S", 8), (2, "S", 3), ("L", "S")))
+    rng = np.random.default_rng(16)
+    for L, S in ((3, 5), (6, 2), (1, 7)):
+        q, k, v = _arrays(rng, (2, L, 8), (2, S, 8), (2, S, 3))
+        mask = rng.random((L, S)) < 0.7
+        mask[0] = False  # a row that attends to nothing
+        want = TF.scaled_dot_product_attention(*(torch.tensor(a) for a in (q, k, v)),
+                                               attn_mask=torch.tensor(mask)).numpy()
+        np.testing.assert_allclose(np.asarray(step(q, k, v, mask)), want, rtol=1e-10,
+                                   atol=1e-12)
+    assert step.recompiles == []

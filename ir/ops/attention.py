@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from ..types import is_float
+from ..types import broadcast_shapes, is_float
 from . import api as F
 from .api import _dtype, _fail, _ndim, _shape
 from .arrays import repeat
@@ -33,7 +33,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     torch.nn.functional.scaled_dot_product_attention. scale: 1 / sqrt(E) unless given.
     dropout_p > 0 drops attention weights as gc.dropout does, whose mask is a function of
     `seed` (an integer scalar, usually an input that changes every step) and `salt`; torch
-    applies it whenever dropout_p > 0 (pass 0.0 for evaluation), and so does this."""
+    applies it whenever dropout_p > 0 (pass 0.0 for evaluation), and so does this. A masked
+    key never reaches the output, a NaN one neither (torch's math kernel adds -inf to it,
+    which lets a NaN through; its fused kernels skip it, as this does)."""
     name = "scaled_dot_product_attention"
     for what, x in (("query", query), ("key", key), ("value", value)):
         if _ndim(x) < 2:
@@ -57,18 +59,28 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if (not isinstance(dropout_p, numbers.Real) or isinstance(dropout_p, bool)
             or not 0.0 <= dropout_p <= 1.0):
         _fail(f"{name}: dropout_p must be a number in [0, 1], got {dropout_p!r}")
-    if dropout_p > 0 and seed is None:
+    if 0 < dropout_p < 1 and seed is None:
         _fail(f"{name}: dropout_p={dropout_p} needs seed= (an integer scalar that changes every "
               "step, as gc.dropout's), or dropout_p=0.0 for evaluation")
     if scale is None:
         if not isinstance(E, int):
             _fail(f"{name}: the default scale 1/sqrt(E) needs a known feature size, got {E}; "
                   "give scale=")
-        scale = 1.0 / math.sqrt(E) if E else math.inf
+        # (no features: every score is 0, which torch's inf scale leaves as uniform weights)
+        scale = 1.0 / math.sqrt(E) if E else 1.0
     elif not isinstance(scale, numbers.Real) or isinstance(scale, bool):
         _fail(f"{name}: scale must be a number, got {scale!r}")
     if enable_gqa:
         key, value = _repeat_heads(name, query, key, value)
+    lead = [tuple(_shape(x)[:-2]) for x in (query, key, value)]
+    if broadcast_shapes(*lead) is None:
+        _fail(f"{name}: the leading axes of query {lead[0]}, key {lead[1]} and value "
+              f"{lead[2]} do not broadcast")
+    score_shape = broadcast_shapes(lead[0], lead[1]) + (L, S)
+    if attn_mask is not None and broadcast_shapes(tuple(_shape(attn_mask)),
+                                                  score_shape) != score_shape:
+        _fail(f"{name}: attn_mask of shape {tuple(_shape(attn_mask))} does not broadcast to "
+              f"the scores' {score_shape} (..., L, S)")
 
     scores = F.mul(F.matmul(query, F.swapaxes(key, -1, -2)), float(scale))  # (..., L, S)
     if is_causal:
@@ -84,7 +96,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             _fail(f"{name}: attn_mask must be boolean (True: may attend) or float (added), "
                   f"got {mask_dtype}")
         # torch's safe softmax: a row whose scores are all -inf gives zeros, not NaN
-        blocked = F.equal(F.max(scores, -1, keepdims=True), -math.inf)
+        blocked = F.logical_not(F.any(F.not_equal(scores, -math.inf), -1, keepdims=True))
         weights = F.where(blocked, 0.0, F.softmax(F.where(blocked, 0.0, scores), -1))
     if weights is None:
         weights = F.softmax(scores, -1)
@@ -104,17 +116,18 @@ def _repeat_heads(name, query, key, value):
     query heads, as torch's repeat_interleave."""
     if min(_ndim(query), _ndim(key), _ndim(value)) < 3:
         _fail(f"{name}: enable_gqa needs heads, (..., heads, length, features)")
-    heads, kv_heads = _shape(query)[-3], _shape(key)[-3]
-    if _shape(value)[-3] != kv_heads:
-        _fail(f"{name}: key has {kv_heads} heads and value {_shape(value)[-3]}")
-    if not (isinstance(heads, int) and isinstance(kv_heads, int)) or not kv_heads \
-            or heads % kv_heads:
-        _fail(f"{name}: enable_gqa needs query's heads ({heads}) to be a multiple of key's "
-              f"({kv_heads})")
-    group = heads // kv_heads
-    if group == 1:
-        return key, value
-    return repeat(key, group, -3), repeat(value, group, -3)
+    heads = _shape(query)[-3]
+    repeated = []
+    for what, x in (("key", key), ("value", value)):  # each by its own group, as torch's
+        own = _shape(x)[-3]
+        if not (isinstance(heads, int) and isinstance(own, int)):
+            _fail(f"{name}: enable_gqa needs known head counts, got query's {heads} and "
+                  f"{what}'s {own}")
+        if not own or heads % own:
+            _fail(f"{name}: enable_gqa needs query's heads ({heads}) to be a multiple of "
+                  f"{what}'s ({own})")
+        repeated.append(x if heads == own else repeat(x, heads // own, -3))
+    return tuple(repeated)
 
 
 def linear(input, weight, bias=None):
@@ -126,5 +139,10 @@ def linear(input, weight, bias=None):
         _fail(f"linear: input's last axis ({_shape(input)[-1] if _shape(input) else 'none'}) "
               f"must be weight's in features ({_shape(weight)[-1]})")
     out = F.matmul(input, F.swapaxes(weight, 0, 1) if _ndim(weight) == 2 else weight)
-    return out if bias is None else F.add(out, bias)
+    if bias is None:
+        return out
+    if broadcast_shapes(tuple(_shape(bias)), tuple(_shape(out))) != tuple(_shape(out)):
+        _fail(f"linear: bias of shape {tuple(_shape(bias))} does not broadcast to the "
+              f"output's {tuple(_shape(out))}")
+    return F.add(out, bias)
 
