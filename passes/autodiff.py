@@ -77,7 +77,7 @@ def upstream(starts, inputs_of) -> set:
     return found
 
 
-def _check_closure(node, depends, xs, stand_ins=()):
+def _check_closure(node, depends, xs, stand_ins=(), sources=None):
     """A custom_vjp node sends gradients to its argument operands only, through the user's
     rule: a value its function closes over (one its forward nodes read, not an argument)
     gets none. Where such a value depends on an x, that gradient would be lost silently, so
@@ -89,13 +89,34 @@ def _check_closure(node, depends, xs, stand_ins=()):
         n = stack.pop()
         if n in seen or n in args or n not in depends:
             continue
-        if n in xs and n not in stand_ins:
+        if n in xs and n not in stand_ins and not _computed_from_args(n, args, sources):
             raise GraphcError(CLOSURE_ERROR.format(fn=node.attrs["fn"]), node.locs)
         seen.add(n)
         stack.extend(n.inputs)
 
 
-def gradients(ys, xs, seeds=None, partial=False, stand_ins=()) -> list:
+def _computed_from_args(x, args, sources) -> bool:
+    """Whether the region input x stands for a value of the enclosing graph computed from
+    constants and the values the arguments stand for only: a loop builds such a value once,
+    outside its body (`c0 * q` of remat(lambda p, q: p + c0 * q) under vmap, q unbatched,
+    in a scan), and the function's forward then reads it instead of its argument q. Its
+    gradient reaches q through the rule. sources: {region input: the value it stands for}."""
+    if not sources or x not in sources:
+        return False
+    stops = {sources[a] for a in args if a in sources}
+    stack, seen = [sources[x]], set()
+    while stack:
+        n = stack.pop()
+        if n in seen or n in stops:
+            continue
+        if n.op == "input":  # a source that may be differentiated, not an argument's
+            return False
+        seen.add(n)
+        stack.extend(n.inputs)
+    return bool(stops)
+
+
+def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None) -> list:
     """d(sum_i seeds_i . ys_i)/d xs, as new nodes of the graph holding ys.
 
     A y without a seed must be a scalar (its seed is 1). An x that ys do not depend on gets a
@@ -106,7 +127,9 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=()) -> list:
     at the xs (partial derivatives): a derived gradient rule (`_derived_vjp`) needs that,
     since the autodiff running it follows the paths between its operands itself.
     `stand_ins`: xs computed from the other xs (forward mode's loop results): a custom_vjp
-    node's forward reading one reads what it is computed from, which may be its arguments."""
+    node's forward reading one reads what it is computed from, which may be its arguments.
+    `sources`: {x that is a region's input: the enclosing graph's value it stands for} (a
+    loop's invariants), read by the same check."""
     ys, xs = list(ys), list(xs)
     for v in ys + xs:
         if not isinstance(v, Node):
@@ -123,6 +146,15 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=()) -> list:
             raise GraphcError("gradients() needs every output in one graph; these come from "
                               "different graphs (a loop body's or vmapped function's values "
                               "and the enclosing function's)", (user_location(),))
+    inner = _inside_ys_graph(graph, xs)
+    if inner:
+        # ys do not read these xs: a region being built inside ys's graph holds them, and
+        # ys were built outside it, reading none of its values (jacfwd of jacrev of a
+        # function whose result ignores the argument): their gradients are zeros
+        rest = [x for i, x in enumerate(xs) if i not in inner]
+        found = iter(gradients(ys, rest, seeds, partial, stand_ins, sources) if rest else ())
+        return [F.zeros(x.shape, x.dtype) if i in inner else next(found)
+                for i, x in enumerate(xs)]
     if any(x.graph is not graph for x in xs):
         return _through_captures(graph, ys, xs, seeds, partial)
     if seeds is None:
@@ -153,7 +185,7 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=()) -> list:
             elif not is_float(node.dtype):
                 continue
             if node.op == "custom_vjp":
-                _check_closure(node, depends, x_set, stand_ins)
+                _check_closure(node, depends, x_set, stand_ins, sources)
             op = get_op(node.op)
             if op.vjp is None:
                 if node.op == "stop_gradient":
@@ -179,6 +211,15 @@ def _enclosing(graph) -> list:
         chain.append(g)
         g = getattr(g, "parent", None)
     return chain
+
+
+def _inside_ys_graph(graph, xs) -> set:
+    """The positions of the xs that are values of a region being built inside `graph` (the
+    region being built now, or one enclosing it, nested in graph)."""
+    region = current_graph()
+    building = [region] + _enclosing(region) if region is not None else []
+    return {i for i, x in enumerate(xs) if x.graph is not graph and x.graph in building
+            and graph in _enclosing(x.graph)}
 
 
 def _into_region_being_built(ys, xs) -> list:

@@ -33,11 +33,13 @@ def _replay(region, source, values) -> list:
     return [env[o] for o in source.outputs]
 
 
-def _vjp_region(name, source, seeded, wrt_positions):
+def _vjp_region(name, source, seeded, wrt_positions, outer=None):
     """A region that replays `source` on inputs of its input types and differentiates it,
     with one seed input per `seeded` output position, with respect to the inputs at
     wrt_positions. -> (region, its inputs standing for the source's, the seed inputs, the
-    cotangents); the caller adds inputs of its own and sets the signature and outputs."""
+    cotangents); the caller adds inputs of its own and sets the signature and outputs.
+    `outer`: {input position: the enclosing graph's value that input is on every pass}
+    (a loop's invariants, a branch's operands), for gradients()'s closure check."""
     from .autodiff import gradients
     region = Region(name)
     with region.building():
@@ -46,8 +48,9 @@ def _vjp_region(name, source, seeded, wrt_positions):
                  for k in seeded]
         outs = _replay(region, source, ins)
         wrt = [ins[k] for k in wrt_positions]
-        grads = gradients([outs[k] for k in seeded], wrt, seeds) if seeded and wrt else \
-            [F.zeros_like(x) for x in wrt]
+        sources = {ins[k]: value for k, value in (outer or {}).items()}
+        grads = gradients([outs[k] for k in seeded], wrt, seeds, sources=sources) \
+            if seeded and wrt else [F.zeros_like(x) for x in wrt]
     return region, ins, seeds, grads
 
 
@@ -94,7 +97,8 @@ def _scan_vjp(ctx, g):
     needed_xs = [k for k in range(len(xs)) if ctx.needs[nc + nk + k]]
     wrt = needed_consts + [nc + k for k in float_carries] + [nc + nk + k for k in needed_xs]
     seeded = float_carries + [nk + j for j in float_ys]
-    region, ins, seeds, grads = _vjp_region(f"{body.name}_vjp", body, seeded, wrt)
+    region, ins, seeds, grads = _vjp_region(f"{body.name}_vjp", body, seeded, wrt,
+                                            outer=dict(enumerate(consts)))
     n_acc, n_h = len(needed_consts), len(float_carries)
     with region.building():
         accs = [region.input(f"acc{k}", consts[k].shape, consts[k].dtype)
@@ -140,7 +144,8 @@ def _cond_vjp(ctx, g):
         return [None] * len(ctx.inputs)
     branches, own = [], []
     for branch in (false_branch, true_branch):
-        region, ins, seeds, grads = _vjp_region(f"{branch.name}_vjp", branch, seeded, wrt)
+        region, ins, seeds, grads = _vjp_region(f"{branch.name}_vjp", branch, seeded, wrt,
+                                                outer=dict(enumerate(ops)))
         with region.building():
             region.set_outputs([region.result(x) for x in grads])
         branches.append(region)
