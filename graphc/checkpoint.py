@@ -57,7 +57,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
 # The header fields gc.Trainer.save writes about the run itself; the others are the user's
 # settings (Trainer's checkpoint_meta; the GPT's model, train and vocab).
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
-              "val_history", "lr_on_plateau", "optimizer_lr")
+              "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
 # how long it trains (extending a run), how often and on how many batches it evaluates, and
 # the precision (switching to fp16-mixed starts a fresh loss scale, as GradScaler's). Every

@@ -585,7 +585,9 @@ class Optimizer:
         float64 0-d, so that a new value compiles nothing again; gc.Trainer passes it).
         `settings`: values of the optimiser's `hyperparameters` (betas, eps, momentum,
         weight_decay, ...) to use instead of its attributes, likewise float64 0-d inputs of a
-        compiled step (gc.Trainer passes them all); only whether each is 0 is then a guard.
+        compiled step (gc.Trainer passes those that are not 0); only whether each is 0 is
+        then a guard, and a traced value for a setting whose attribute is 0 is refused (the
+        plan leaves that computation out).
 
         Traced, the update reads the optimiser's settings (lr unless given, weight_decay,
         betas, momentum, eps, decay_mask, clip_norm, ...) as constants of the plan, each
@@ -630,6 +632,12 @@ class Optimizer:
                               f"{', '.join(self.hyperparameters)}, got {names}",
                               (user_location(),))
         for name, value in settings.items():
+            if isinstance(value, Node) and _is_zero(getattr(self, name)):
+                raise GraphcError(f"{type(self).__name__}.update: settings[{name!r}] is a value "
+                                  f"of the step, and the optimizer's {name} is 0, which leaves "
+                                  f"its computation out of the update; set {name} to the "
+                                  "value first (or leave it out of settings)",
+                                  (user_location(),))
             if not isinstance(value, Node) and \
                     _is_zero(value) is not _is_zero(getattr(self, name)):
                 raise GraphcError(f"{type(self).__name__}.update: settings[{name!r}] is "

@@ -55,8 +55,9 @@ state is checkpointed in the header (`lr_on_plateau`) and a resumed run continue
 Settings changed during training take effect at the next step, as torch's param_groups: a
 number lr (`trainer.optimizer.lr = 0.01`) is likewise an input of the step, read at each
 step and checkpointed (`optimizer_lr`, see restore); so are the optimiser's other number
-settings (its `hyperparameters`: weight decay, momentum, betas, eps, ...), whose being 0 or
-not is a guard; a replaced schedule, a decay mask and the trainer's clip_norm are guards of
+settings (its `hyperparameters`: weight decay, momentum, betas, eps, ...; those of 0 stay
+constants, so one set to or from 0 compiles the step again), checkpointed too
+(`optimizer_settings`); a replaced schedule, a decay mask and the trainer's clip_norm are guards of
 the step's plan (gc.optim.Optimizer.update), so a change compiles the step again.
 
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
@@ -126,6 +127,7 @@ class Trainer:
         # both in the checkpoint header (optimizer_lr) so that a resumed run goes on with
         # the lr it had reached (see restore)
         self._initial_lr = self._number_lr()
+        self._initial_settings = self._number_settings()  # likewise (optimizer_settings)
         self.train_batches = _Batches(train_batches, "train_batches")
         self.eval_batches = None if eval_batches is None else _Batches(eval_batches,
                                                                       "eval_batches")
@@ -367,9 +369,11 @@ class Trainer:
         if not self._takes_settings:
             return None
         optimizer = self.optimizer
-        # (a schedule of the step is computed in the step, as an lr schedule is)
+        # (a schedule of the step is computed in the step, as an lr schedule is; a setting of
+        # 0 stays a constant: its computation is left out of the plan)
         return {name: np.asarray(getattr(optimizer, name), np.float64)
-                for name in optimizer.hyperparameters if not callable(getattr(optimizer, name))}
+                for name in optimizer.hyperparameters
+                if not callable(getattr(optimizer, name)) and getattr(optimizer, name) != 0}
 
     def _number_lr(self):
         """The optimiser's lr where it is a number (or gc.optim.constant), else None."""
@@ -516,6 +520,9 @@ class Trainer:
             meta["lr_on_plateau"] = self.plateau.state_dict()
         if self._number_lr() is not None and self._initial_lr is not None:
             meta["optimizer_lr"] = {"initial": self._initial_lr, "current": self._number_lr()}
+        if self._number_settings():
+            meta["optimizer_settings"] = {"initial": self._initial_settings,
+                                          "current": self._number_settings()}
         checkpoint.save(path, self.state_arrays(), meta)
 
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False):
@@ -547,11 +554,14 @@ class Trainer:
                                              f"number from 0 to the step, got {skipped!r}")
         plateau = self._checked_plateau(meta.get("lr_on_plateau"), allow_changed_settings)
         lr = self._checked_lr(meta.get("optimizer_lr"))
+        settings = self._checked_settings(meta.get("optimizer_settings"))
         self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped)
         if plateau is not None:
             self.plateau.load_state_dict(plateau)
         if lr is not None:
             self.optimizer.lr = lr
+        for name, value in settings.items():
+            setattr(self.optimizer, name, value)
         self.rng.bit_generator.state = meta["rng"]
         self.train_batches.seek(position)
         self.history = [tuple(h) for h in meta.get("history", [])]
@@ -603,6 +613,37 @@ class Trainer:
         if mine != saved["initial"]:
             return None
         return float(saved["current"])
+
+    def _number_settings(self) -> dict:
+        """The optimiser's number settings now (its hyperparameters that are not schedules)."""
+        optimizer = self.optimizer
+        if not isinstance(optimizer, optim.Optimizer):
+            return {}
+        return {name: float(getattr(optimizer, name)) for name in optimizer.hyperparameters
+                if not callable(getattr(optimizer, name))}
+
+    def _checked_settings(self, saved) -> dict:
+        """The number settings a resumed run goes on with, as _checked_lr's lr: each the
+        checkpoint's current one where this trainer's is the one the run started with (set
+        during the run: `trainer.optimizer.betas = (0.8, 0.99)`, kept as torch's
+        load_state_dict keeps param_groups), this trainer's own where it differs."""
+        if saved is None:
+            return {}
+        mine = self._number_settings()
+
+        def valid(values):
+            return isinstance(values, dict) and all(
+                isinstance(k, str) and _is_lr(v) and (k not in ("beta1", "beta2") or v < 1)
+                and (k != "alpha" or v <= 1) for k, v in values.items())
+        if not isinstance(saved, dict) or not all(valid(saved.get(k)) for k in
+                                                  ("initial", "current")):
+            raise checkpoint.CheckpointError(f"checkpoint header: optimizer_settings must be "
+                                             f"{{'initial': {{name: number}}, 'current': "
+                                             f"{{name: number}}}}, got {saved!r}"[:200])
+        initial, current = saved["initial"], saved["current"]
+        return {name: float(current[name]) for name, value in mine.items()
+                if name in initial and name in current and value == initial[name]
+                and value != current[name]}
 
     def resume(self, path: str, allow_changed_settings: bool = False):
         """restore() from a checkpoint file written by save(), each array checked against

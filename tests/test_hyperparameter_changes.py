@@ -147,6 +147,13 @@ def test_a_bad_optimizer_lr_header_is_one_line(tmp_path):
     checkpoint.save(path, arrays, meta)
     with pytest.raises(checkpoint.CheckpointError, match="optimizer_lr must be"):
         trainer(optim.SGD(lr=0.1)).resume(path)
+    for bad in ({"initial": {"beta1": 0.9}, "current": {"beta1": 1.5}},
+                {"initial": {"eps": 1e-8}, "current": {"eps": "x"}}, {"current": {}}):
+        checkpoint.save(path, trainer(optim.Adam(lr=0.1)).state_arrays(),
+                        {**meta, "optimizer_lr": {"initial": 0.1, "current": 0.1},
+                         "optimizer_settings": bad})
+        with pytest.raises(checkpoint.CheckpointError, match="optimizer_settings must be"):
+            trainer(optim.Adam(lr=0.1)).resume(path)
 
 
 def test_other_settings_set_between_steps_take_effect_as_torchs():
@@ -184,7 +191,9 @@ def test_other_settings_set_between_steps_take_effect_as_torchs():
     adam.optimizer.weight_decay = 0.2
     adam.train_step()
     assert plans(adam) == 2 and len(adam._train_step.recompiles) == 1
-    assert "a number setting became 0, or stopped being 0" in adam._train_step.recompiles[0]
+    # (a setting of 0 is a constant of the plan, not one of the step's settings inputs)
+    assert "settings: pytree structure changed (4 -> 3 arrays)" in \
+        adam._train_step.recompiles[0]
 
 
 def test_a_schedule_replaced_or_a_number_for_one_takes_effect():
@@ -397,3 +406,41 @@ def test_settings_given_to_update_in_a_step_of_ones_own():
                           "dampening, got ['beta1']", F)
     assert_one_line_error(lambda: opt.update(grads, state, params, settings={"momentum": 0.0}),
                           "settings['momentum'] is 0.0, the optimizer's momentum 0.3", F)
+    # a value of the step where the attribute is 0: its computation is not in the plan
+    sgd = optim.SGD(lr=0.1)
+    given = gc.compile(lambda g, s, p, wd: sgd.update(g, s, p, settings={"weight_decay": wd}))
+    assert_one_line_error(lambda: given(grads, sgd.init(params), params, np.float64(0.5)),
+                          "settings['weight_decay'] is a value of the step, and the "
+                          "optimizer's weight_decay is 0", F)
+
+
+def test_resume_goes_on_with_the_settings_set_during_the_run(tmp_path):
+    """As torch's load_state_dict gives back param_groups' betas and weight decay: a run
+    resumed from a checkpoint written after `betas` and `weight_decay` changed goes on with
+    them and ends where the uninterrupted run does; a trainer built with other settings keeps
+    its own."""
+    def run():
+        return trainer(optim.AdamW(lr=0.05), steps=8)
+    whole = run()
+    for step in range(8):
+        if step == 4:
+            whole.optimizer.betas, whole.optimizer.weight_decay = (0.5, 0.9), 0.3
+        whole.train_step()
+    first = run()
+    for step in range(6):
+        if step == 4:
+            first.optimizer.betas, first.optimizer.weight_decay = (0.5, 0.9), 0.3
+        first.train_step()
+    path = str(tmp_path / "c.npz")
+    first.save(path)
+    assert header(first, path)["optimizer_settings"]["current"]["beta1"] == 0.5
+    resumed = run()
+    resumed.resume(path)
+    assert resumed.optimizer.betas == (0.5, 0.9) and resumed.optimizer.weight_decay == 0.3
+    while resumed.step < 8:
+        resumed.train_step()
+    assert_params(resumed.params, whole.params, rtol=0)
+    other = trainer(optim.AdamW(lr=0.05, betas=(0.8, 0.99)), steps=8)
+    other.resume(path)
+    assert other.optimizer.betas == (0.8, 0.99)  # its own, asked for
+    assert other.optimizer.weight_decay == 0.3  # the run's: this trainer started as it did

@@ -58,6 +58,23 @@ def test_graphc_pool_indices_feed_the_unpool():
     np.testing.assert_array_equal(restored[kept], x[kept])
 
 
+def test_empty_batch_and_torchs_output_size_lengths():
+    x, i = np.zeros((0, 3, 4, 4), np.float32), np.zeros((0, 3, 4, 4), np.int64)
+    want = TF.max_unpool2d(torch.tensor(x), torch.tensor(i), 2)
+    got = gc.max_unpool2d(x, i, 2)
+    assert got.shape == tuple(want.shape) == (0, 3, 8, 8) and got.dtype == np.float32
+    assert gc.compile(lambda x, i: gc.max_unpool2d(x, i, 2))(x, i).shape == (0, 3, 8, 8)
+    # (N, C, H, W) or (H, W), for a batched or an unbatched x, as torch's
+    pooled, idx = gc.max_pool2d(np.random.default_rng(4).standard_normal((3, 4, 4)), 2,
+                                return_indices=True)
+    for size in ((4, 4), (1, 3, 4, 4)):
+        want = TF.max_unpool2d(torch.tensor(np.asarray(pooled)), torch.tensor(np.asarray(idx)),
+                               2, output_size=size).numpy()
+        np.testing.assert_array_equal(gc.max_unpool2d(pooled, idx, 2, output_size=size), want)
+    with pytest.raises(GraphcError, match="output_size must be 2 ints \\(or 4: N, C and"):
+        gc.max_unpool2d(pooled, idx, 2, output_size=(3, 4, 4))
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda p, i: gc.max_unpool2d(p, i[..., :1], 2), "indices must have x's shape"),
     (lambda p, i: gc.max_unpool2d(p, i.astype(np.float64), 2), "indices must be integers"),

@@ -529,10 +529,11 @@ def _max_unpool(name, spatial, x, indices, kernel_size, stride, padding, output_
     if output_size is None:
         out = default
     else:
+        # torch's rule: the spatial sizes, or (N, C) and them, whatever x's rank
         if not isinstance(output_size, (tuple, list)) or len(output_size) not in (
-                spatial, len(shape)) or not builtins.all(_int(v) for v in output_size):
-            _fail(f"{name}: output_size must be {spatial} ints (or {len(shape)}, x's shape), "
-                  f"got {output_size!r}")
+                spatial, spatial + 2) or not builtins.all(_int(v) for v in output_size):
+            _fail(f"{name}: output_size must be {spatial} ints (or {spatial + 2}: N, C and "
+                  f"those), got {output_size!r}")
         out = tuple(int(v) for v in tuple(output_size)[-spatial:])
         for want, least, s in zip(out, default, stride):  # torch's range
             if not least - s < want < least + s:
@@ -545,6 +546,8 @@ def _max_unpool(name, spatial, x, indices, kernel_size, stride, padding, output_
     if builtins.any(not isinstance(n, int) for n in lead):
         _fail(f"{name}: needs a known batch and channel count, got {lead}")
     planes = math.prod(lead)
+    if planes * cells == 0:  # nothing to place (an empty batch): zeros of the output's shape
+        return F.zeros(lead + out, F._dtype(x))
     if F._runs_now(indices):  # (torch checks them; a traced plan cannot raise on data)
         found = np.asarray(getattr(indices, "data", indices))
         if found.size and (found.min() < 0 or found.max() >= each):
