@@ -54,3 +54,38 @@ def test_remat_under_vmap_in_a_loop_takes_its_argument_hoisted_by_the_loop(compi
                               lambda a: a * 2.0, x))
     np.testing.assert_allclose(run(gc.grad(branch, argnums=1))(np.bool_(True), y), C0)
     np.testing.assert_allclose(run(gc.grad(branch, argnums=1))(np.bool_(False), y), 0.0)
+
+
+# ---- found by fuzzing compiled against eager programs -------------------------------------------
+@pytest.mark.parametrize("name, fn", [
+    ("square", lambda x: gc.square(x)), ("round", lambda x: gc.round(x, 2)),
+    ("round to tens", lambda x: gc.round(x, -1)), ("silu", gc.silu),
+    ("leaky_relu", lambda x: gc.leaky_relu(x, 0.1)),
+])
+def test_eager_ops_on_a_0d_array_keep_its_dtype(name, fn):
+    """On a 0-d numpy array Python's operators give a numpy scalar, which the next op took
+    as weakly typed (float32): eager square of float64 1 + 1e-9 summed to float32 1.0."""
+    x = np.asarray(1.0 + 1e-9)
+    eager = gc.mul(fn(x), 1.0)
+    compiled = gc.compile(lambda x: gc.mul(fn(x), 1.0))(x)
+    assert np.asarray(eager).dtype == np.asarray(compiled).dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(eager), np.asarray(compiled))
+
+
+def test_sums_of_booleans_count_as_numpys_and_min_takes_booleans():
+    b = np.array([[True, True, False], [True, False, False]])
+    for run in (lambda f: f, gc.compile):
+        for axis in (0, 1, None):
+            got = np.asarray(run(lambda b: gc.sum(b, axis))(b))
+            assert got.dtype == np.int64
+            np.testing.assert_array_equal(got, b.sum(axis))
+        np.testing.assert_array_equal(np.asarray(run(lambda b: gc.cumsum(b, 1))(b)),
+                                      np.cumsum(b, 1))
+        for axis in (0, 1):
+            np.testing.assert_array_equal(np.asarray(run(lambda b: gc.min(b, axis))(b)),
+                                          b.min(axis))
+            np.testing.assert_array_equal(np.asarray(run(lambda b: gc.max(b, axis))(b)),
+                                          b.max(axis))
+    # a mask counted the torch way
+    t = torch.tensor(b)
+    assert int(np.asarray(gc.sum(b))) == int(t.sum()) == 3

@@ -144,10 +144,12 @@ def round(x, decimals=0):
             return _unchanged(x)
         # to tens, hundreds, ...: numpy's way, through float64 and back to x's dtype
         return cast(round(cast(x, "float64"), decimals), _dtype(x))
+    # (the ops, not Python's operators: on a 0-d numpy array those give a numpy scalar, which
+    # the next op would take as weakly typed, float32)
     if decimals > 0:
-        return div(apply("round", x * 10.0 ** decimals), 10.0 ** decimals)
+        return div(apply("round", mul(x, 10.0 ** decimals)), 10.0 ** decimals)
     if decimals < 0:
-        return apply("round", x / 10.0 ** -decimals) * 10.0 ** -decimals
+        return mul(apply("round", div(x, 10.0 ** -decimals)), 10.0 ** -decimals)
     return apply("round", x)
 def isnan(x): return apply("isnan", x)
 def isfinite(x): return apply("isfinite", x)
@@ -181,6 +183,10 @@ astype = cast
 
 # ---- reductions -----------------------------------------------------------------------------
 def sum(x, axis=None, keepdims=False):
+    """The sum along `axis`; of booleans, how many are true (int64), as numpy's and torch's
+    (the op itself keeps its operand's dtype: a bool sum would be a logical or)."""
+    if _dtype(x) == np.bool_:
+        x = cast(x, "int64")
     return apply("sum", x, axes=_axes(axis, _ndim(x)), keepdims=bool(keepdims))
 
 
@@ -191,6 +197,8 @@ def max(x, axis=None, keepdims=False):
 def min(x, axis=None, keepdims=False):
     if is_float(_dtype(x)):
         return neg(max(neg(x), axis, keepdims))
+    if _dtype(x) == np.bool_:  # every element true: none false
+        return logical_not(max(logical_not(x), axis, keepdims))
     # -x overflows for the most negative integer; -1 - x (bitwise not) reverses the order
     # of every integer and never overflows
     return sub(-1, max(sub(-1, x), axis, keepdims))
@@ -290,7 +298,10 @@ def all(x, axis=None, keepdims=False):
 
 def cumsum(x, axis=None, reverse=False):
     """Running sums along `axis` (numpy's cumsum; axis=None: of the flattened array), in x's
-    dtype as JAX's; reverse=True sums from the end (JAX's lax.cumsum)."""
+    dtype as JAX's (of booleans: counts, int64, as numpy's); reverse=True sums from the end
+    (JAX's lax.cumsum)."""
+    if _dtype(x) == np.bool_:
+        x = cast(x, "int64")
     if axis is None:
         x, axis = reshape(x, (-1,)), 0
     return apply("cumsum", x, axis=_axis(axis, _ndim(x)), reverse=bool(reverse))
@@ -834,7 +845,7 @@ logsigmoid = log_sigmoid  # torch.nn.functional's name
 
 
 def square(x):
-    return x * x
+    return mul(x, x)  # (mul, not *: see round)
 
 
 def clip(x, min=None, max=None):
@@ -853,13 +864,13 @@ def clip(x, min=None, max=None):
 
 def silu(x):
     """x * sigmoid(x) (a.k.a. swish), as torch.nn.functional.silu."""
-    return x * sigmoid(x)
+    return mul(x, sigmoid(x))
 
 
 def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, negative_slope * x elsewhere (the gradient at 0 is negative_slope, as
     in PyTorch)."""
-    return where(x > 0, x, x * negative_slope)
+    return where(greater(x, 0), x, mul(x, negative_slope))
 
 
 def rms_norm(x, weight=None, eps=None):
