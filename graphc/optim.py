@@ -623,9 +623,28 @@ class Optimizer:
             return _unlift_tree(new_params), _unlift_tree(new_state)
         return new_params, new_state
 
+    @classmethod
+    def reads_settings(cls) -> bool:
+        """Whether the update reads its number settings through hyper() and its scalars, so
+        that update(settings=) can give them: graphc's optimisers, and a subclass whose own
+        _update_leaf or _scalars comes with its own `hyperparameters`. A subclass that
+        overrides them and reads the attributes does not: its settings stay guarded constants
+        (gc.Trainer then feeds none)."""
+        for method in ("_update_leaf", "_scalars"):
+            owner = next(k for k in cls.__mro__ if method in vars(k))
+            if owner.__module__ != __name__ and "hyperparameters" not in vars(owner):
+                return False
+        return True
+
     def _checked_settings(self, settings) -> dict:
         if settings is None:
             return {}
+        if not self.reads_settings():
+            raise GraphcError(f"{type(self).__name__}.update: settings= needs an update that "
+                              f"reads them (its _update_leaf and _scalars through "
+                              f"scalars[name] and hyper(name), and a `hyperparameters` tuple "
+                              f"naming them); this one reads its attributes",
+                              (user_location(),))
         if not isinstance(settings, dict) or set(settings) - set(self.hyperparameters):
             names = sorted(settings) if isinstance(settings, dict) else type(settings).__name__
             raise GraphcError(f"{type(self).__name__}.update: settings must be a dict of "

@@ -57,8 +57,8 @@ number lr (`trainer.optimizer.lr = 0.01`) is likewise an input of the step, read
 step and checkpointed (`optimizer_lr`, see restore); so are the optimiser's other number
 settings (its `hyperparameters`: weight decay, momentum, betas, eps, ...; those of 0 stay
 constants, so one set to or from 0 compiles the step again), checkpointed too
-(`optimizer_settings`); a replaced schedule, a decay mask and the trainer's clip_norm are guards of
-the step's plan (gc.optim.Optimizer.update), so a change compiles the step again.
+(`optimizer_settings`); a replaced schedule, a decay mask and the trainer's clip_norm are
+guards of the step's plan (gc.optim.Optimizer.update), so a change compiles the step again.
 
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
@@ -122,7 +122,8 @@ class Trainer:
         takes = inspect.signature(optimizer.update).parameters \
             if isinstance(optimizer, optim.Optimizer) else {}
         self._takes_step, self._takes_lr = "step" in takes, "step" in takes and "lr" in takes
-        self._takes_settings = "step" in takes and "settings" in takes
+        self._takes_settings = "step" in takes and "settings" in takes \
+            and optimizer.reads_settings()
         # a number lr: the one the run started with, and the one it has now (_lr_input),
         # both in the checkpoint header (optimizer_lr) so that a resumed run goes on with
         # the lr it had reached (see restore)
@@ -364,8 +365,9 @@ class Trainer:
         """The optimiser's number settings (betas, eps, momentum, weight decay, ...), float64
         0-d inputs of the step plan as the lr is, so that `trainer.optimizer.beta1 = 0.8`
         between steps (torch's param_groups edits, OneCycleLR's cycled momentum) compiles
-        nothing again; one set to or from 0 does (the update's guard), as it changes what the
-        update computes. None for an optimiser that takes none."""
+        nothing again; one set to or from 0 does (0 stays a constant of the plan), as it
+        changes what the update computes. None for an optimiser that takes none (a subclass
+        whose update reads its attributes: Optimizer.reads_settings)."""
         if not self._takes_settings:
             return None
         optimizer = self.optimizer

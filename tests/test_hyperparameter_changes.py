@@ -444,3 +444,28 @@ def test_resume_goes_on_with_the_settings_set_during_the_run(tmp_path):
     other.resume(path)
     assert other.optimizer.betas == (0.8, 0.99)  # its own, asked for
     assert other.optimizer.weight_decay == 0.3  # the run's: this trainer started as it did
+
+
+def test_a_subclass_reading_its_attributes_keeps_them_guarded():
+    """A user's optimiser whose _update_leaf reads self.momentum (written before settings
+    were inputs) gets no settings from gc.Trainer: a change recompiles, as before, instead
+    of being read as a stale constant; update(settings=) says why it cannot."""
+    class MySGD(optim.SGD):
+        def _update_leaf(self, p, g, slots, scalars, decay, count):
+            buf = slots["momentum"] * self.momentum + g
+            return p - scalars["lr"] * buf, {"momentum": buf}
+    assert optim.SGD.reads_settings() and optim.AdamW.reads_settings()
+    assert not MySGD.reads_settings()
+    t = trainer(MySGD(lr=0.05, momentum=0.9), steps=6)
+    for step in range(6):
+        t.optimizer.momentum = [0.9, 0.5, 0.5, 0.8, 0.8, 0.9][step]
+        t.train_step()
+    want = torch_run(lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 6,
+                     {1: {"momentum": 0.5}, 3: {"momentum": 0.8}, 5: {"momentum": 0.9}})
+    assert_params(t.params, want)
+    assert plans(t) == 3  # 0.9, 0.5, 0.8 (0.9 again reuses the first)
+    opt = MySGD(lr=0.1, momentum=0.9)
+    params = {"w": W0.copy()}
+    assert_one_line_error(lambda: opt.update(params, opt.init(params), params,
+                                             settings={"momentum": 0.5}),
+                          "MySGD.update: settings= needs an update that reads them", F)
