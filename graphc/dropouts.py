@@ -38,11 +38,11 @@ def _checked(name, x, p, training):
     return float(p)
 
 
-def _keep(x, shape, p, seed, salt):
-    """1.0 where a draw keeps, 0.0 where it drops, of `shape` (broadcast against x)."""
+def _scaled_mask(x, shape, p, seed, salt):
+    """gc.dropout's mask of `shape` (broadcast against x): 1 / (1 - p) where a draw keeps,
+    0 where it drops; the key seed= or, without one, current_key()."""
     seed = current_key(x) if seed is None else seed
-    scaled = F.dropout(F.ones(shape, F._dtype(x)), p, seed, salt=salt)
-    return F.cast(F.not_equal(scaled, 0.0), F._dtype(x))
+    return F.dropout(F.ones(shape, F._dtype(x)), p, seed, salt=salt)
 
 
 def _channel_dropout(name, spatial, x, p, training, seed, salt):
@@ -59,8 +59,7 @@ def _channel_dropout(name, spatial, x, p, training, seed, salt):
     # (axis 0, axis 1) pair, and so are these
     lead = 2 if nd == spatial + 2 or spatial == 2 else 1
     shape = tuple(F._shape(x)[:lead]) + (1,) * (nd - lead)
-    seed = current_key(x) if seed is None else seed
-    return F.mul(x, F.dropout(F.ones(shape, F._dtype(x)), p, seed, salt=salt))
+    return F.mul(x, _scaled_mask(x, shape, p, seed, salt))
 
 
 def dropout1d(x, p=0.5, training=True, *, seed=None, salt=None):
@@ -91,7 +90,7 @@ def _alpha_dropout(name, x, p, training, seed, salt, feature):
         if len(shape) < 2:
             _fail(f"{name}: x must have at least 2 axes (N, C, ...), got shape {shape}")
         shape = shape[:2] + (1,) * (len(shape) - 2)
-    keep = _keep(x, shape, p, seed, salt)
+    keep = F.cast(F.not_equal(_scaled_mask(x, shape, p, seed, salt), 0.0), F._dtype(x))
     # torch's _dropout_impl: a = 1 / sqrt((alpha^2 p + 1)(1 - p)); kept x -> a x + alpha a p,
     # dropped -> -alpha a + alpha a p
     a = 1.0 / ((_SELU_SATURATION ** 2 * p + 1.0) * (1.0 - p)) ** 0.5

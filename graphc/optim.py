@@ -673,8 +673,8 @@ class Optimizer:
         return fed[name] if fed and name in fed else getattr(self, name)
 
     def _update(self, grads, state, params, step=None):
-        scheduled = {name: self.hyper(name) for name in self.hyperparameters
-                     if callable(self.hyper(name))}
+        settings = {name: self.hyper(name) for name in self.hyperparameters}
+        scheduled = {name: value for name, value in settings.items() if callable(value)}
         if scheduled:  # each at the step the lr schedule is evaluated at
             at = state["count"] if step is None else step
             resolved = copy.copy(self)

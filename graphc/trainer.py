@@ -370,12 +370,10 @@ class Trainer:
         whose update reads its attributes: Optimizer.reads_settings)."""
         if not self._takes_settings:
             return None
-        optimizer = self.optimizer
         # (a schedule of the step is computed in the step, as an lr schedule is; a setting of
         # 0 stays a constant: its computation is left out of the plan)
-        return {name: np.asarray(getattr(optimizer, name), np.float64)
-                for name in optimizer.hyperparameters
-                if not callable(getattr(optimizer, name)) and getattr(optimizer, name) != 0}
+        return {name: np.asarray(value, np.float64)
+                for name, value in self._number_settings().items() if value != 0}
 
     def _number_lr(self):
         """The optimiser's lr where it is a number (or gc.optim.constant), else None."""
@@ -522,9 +520,9 @@ class Trainer:
             meta["lr_on_plateau"] = self.plateau.state_dict()
         if self._number_lr() is not None and self._initial_lr is not None:
             meta["optimizer_lr"] = {"initial": self._initial_lr, "current": self._number_lr()}
-        if self._number_settings():
-            meta["optimizer_settings"] = {"initial": self._initial_settings,
-                                          "current": self._number_settings()}
+        current = self._number_settings()
+        if current:
+            meta["optimizer_settings"] = {"initial": self._initial_settings, "current": current}
         checkpoint.save(path, self.state_arrays(), meta)
 
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False):

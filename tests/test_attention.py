@@ -7,7 +7,8 @@ import graphc as gc
 from ir.errors import GraphcError
 from ir.ops import attention
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch, the oracle (the test extra), "
+                            "is not installed")
 TF = torch.nn.functional
 
 

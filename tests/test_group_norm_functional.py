@@ -6,7 +6,8 @@ import pytest
 import graphc as gc
 from ir.errors import GraphcError
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch, the oracle (the test extra), "
+                            "is not installed")
 
 
 @pytest.mark.parametrize("shape, groups", [((2, 6, 5), 3), ((3, 4, 2, 3), 2), ((2, 4), 4),

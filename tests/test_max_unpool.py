@@ -7,7 +7,8 @@ import pytest
 import graphc as gc
 from ir.errors import GraphcError
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch, the oracle (the test extra), "
+                            "is not installed")
 TF = torch.nn.functional
 
 

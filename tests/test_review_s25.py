@@ -6,7 +6,8 @@ import pytest
 
 import graphc as gc
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch, the oracle (the test extra), "
+                            "is not installed")
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
