@@ -167,6 +167,31 @@ def matmul_gflops(n=1024, dtype=np.float32, repeat=10) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+def numpy_blas() -> dict:
+    """Which BLAS numpy's GEMM runs, as threadpoolctl reports it: its library, version and
+    the kernels picked for this CPU, and OPENBLAS_CORETYPE where set. The GEMM floor and
+    every product graphc runs go through it; an OpenBLAS pinned to older kernels (Haswell's
+    AVX2 on an AVX-512 CPU) halves both, while PyTorch's own BLAS is not pinned."""
+    from threadpoolctl import threadpool_info
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy loads its BLAS lazily on some builds
+    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    infos.sort(key=lambda i: "numpy" not in i.get("filepath", ""))  # numpy's own copy first
+    info = infos[0] if infos else {}
+    return {"library": info.get("internal_api", "unknown"), "version": info.get("version"),
+            "kernels": info.get("architecture"),
+            "coretype": os.environ.get("OPENBLAS_CORETYPE") or None}
+
+
+def describe_blas(blas: dict) -> str:
+    """One line: 'openblas 0.3.31, SkylakeX kernels', noting a pinned OPENBLAS_CORETYPE."""
+    text = blas["library"] + (f" {blas['version']}" if blas["version"] else "")
+    if blas["kernels"]:
+        text += f", {blas['kernels']} kernels"
+    if blas["coretype"]:
+        text += f" (pinned by OPENBLAS_CORETYPE={blas['coretype']})"
+    return text
+
+
 BURST = 3  # steps timed back to back per turn
 PAUSE_S = 0.25  # between turns, not counted: idle threads of the last contender stop spinning
 
@@ -556,12 +581,16 @@ def plot(results, path):
     save_figure(fig, path)
 
 
-def table(results, gemm_gflops, measured=None) -> str:
+def table(results, gemm_gflops, measured=None, blas=None) -> str:
     """The results side by side; %GEMM is each step's FLOPs at gemm_gflops over its time
-    (`measured`: the GEMM rates taken before and after the steps, shown beside it)."""
+    (`measured`: the GEMM rates taken before and after the steps, shown beside it; `blas`:
+    numpy_blas(), named under it)."""
     rates = f" (the faster of {measured[0]:.0f} before and {measured[1]:.0f} after the steps)" \
         if measured else ""
-    lines = [f"numpy float32 GEMM on this machine: {gemm_gflops:.0f} GFLOP/s{rates}", "",
+    lines = [f"numpy float32 GEMM on this machine: {gemm_gflops:.0f} GFLOP/s{rates}"]
+    if blas:
+        lines.append(f"numpy's BLAS: {describe_blas(blas)}")
+    lines += ["",
              f"{'workload':<22} {'contender':<10} {'ms/step':>9} {'±iqr':>6} {'tok/s':>8} "
              f"{'vs eager':>8} {'vs torch':>8} {'%GEMM':>6} {'peak MB':>8} {'compile s':>9} "
              f"{'+bg s':>6}"]
@@ -711,7 +740,8 @@ def run_cli(args) -> int:
         results = run(workloads, args.steps, args.warmup, contenders)
         after = matmul_gflops()
         gemm = max(before, after)
-        print(table(results, gemm, (before, after)))
+        blas = numpy_blas()
+        print(table(results, gemm, (before, after), blas))
         if any("-decode-" in w for w in workloads):
             from .bench_generate import bandwidth_table, memory_bandwidth
             bandwidth = memory_bandwidth()
@@ -731,6 +761,7 @@ def run_cli(args) -> int:
     if args.json:
         report = to_json(results, gemm)
         report["matmul_gflops_before"], report["matmul_gflops_after"] = before, after
+        report["blas"] = blas
         report["beside_busy"] = bool(args.beside_busy)
         report["concurrent"] = [dict(workload=r.workload, contender=r.contender,
                                      copies=r.copies, solo_ms=r.solo_ms, factors=r.factors)

@@ -16,6 +16,14 @@ def test_bench_writes_complete_json_and_plot(tmp_path, capsys):
     before, after = data["matmul_gflops_before"], data["matmul_gflops_after"]
     assert min(before, after) > 1.0 and data["matmul_gflops"] == max(before, after)
     assert f"the faster of {before:.0f} before and {after:.0f} after" in printed
+    # the BLAS behind the floor, as threadpoolctl sees numpy's copy
+    from threadpoolctl import threadpool_info
+    numpy_copy = [i for i in threadpool_info() if i["user_api"] == "blas"
+                  and "numpy" in i.get("filepath", "")]
+    if numpy_copy:
+        assert data["blas"]["library"] == numpy_copy[0]["internal_api"]
+        assert data["blas"]["kernels"] == numpy_copy[0].get("architecture")
+    assert f"numpy's BLAS: {data['blas']['library']}" in printed
     rows = data["results"]
     contenders = {(r["workload"], r["contender"]) for r in rows}
     for workload in ("mlp-train", "gpt-tiny-infer"):
@@ -79,3 +87,18 @@ def test_medium_workloads_build_the_medium_config():
     cfg = runner.cfg
     assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size) == (6, 6, 384, 256)
     assert tokens == cfg.batch_size * 256 == 8192
+
+
+def test_bench_names_a_pinned_openblas_kernel(monkeypatch):
+    import graphc.bench as bench
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    blas = bench.numpy_blas()
+    assert blas["coretype"] == "Haswell"
+    assert bench.describe_blas(blas).endswith("(pinned by OPENBLAS_CORETYPE=Haswell)")
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert bench.numpy_blas()["coretype"] is None
+    assert bench.describe_blas({"library": "openblas", "version": "0.3.31",
+                                "kernels": "SkylakeX", "coretype": None}) \
+        == "openblas 0.3.31, SkylakeX kernels"
+    assert bench.describe_blas({"library": "mkl", "version": None, "kernels": None,
+                                "coretype": None}) == "mkl"
