@@ -649,7 +649,8 @@ def profile_step(config="small", repeat=5, top=20, jit=None, file=None, warm=Fal
             again, hot = again + r["ms"], hot + r["warm_ms"]
         by_op[r["op"]] = (ms + r["ms"], count + 1, again, hot)
     lines = [f"GPT {config} training step, {len(rows)} kernels, {total:.2f} ms "
-             f"(mean of {repeat} profiled calls)", "",
+             f"(mean of {repeat} profiled calls)",
+             f"numpy's BLAS: {describe_blas(numpy_blas())}", "",
              f"{'op':<48} {'ms':>8} {'share':>6} {'kernels':>8}"
              + (f" {'warm/step':>10}" if warm else ""), "-" * (73 + 11 * warm)]
     for op, (ms, count, again, hot) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
