@@ -91,3 +91,24 @@ def test_bad_unpool_arguments_are_one_line(call, message):
         call(np.asarray(pooled), np.asarray(idx))
     first, *where = str(info.value).splitlines()
     assert message in first and "test_max_unpool.py" in where[0]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_max_unpool_passes_the_gradient_to_inf_and_nan_values_as_torch(compiled):
+    # non-overlapping windows: every value has its own cell, so each gets the output's
+    # gradient there whatever its value (it was 0 for inf and NaN)
+    x = np.arange(2 * 2 * 3 * 3, dtype=np.float64).reshape(2, 2, 3, 3)
+    x[0, 0, 1, 2], x[1, 1, 0, 0], x[0, 1, 2, 1] = np.inf, -np.inf, np.nan
+    pooled, idx = TF.max_pool2d(torch.tensor(np.pad(x, ((0, 0),) * 2 + ((0, 3),) * 2)),
+                                2, return_indices=True)
+    pooled = torch.tensor(x).requires_grad_(True)  # any values at the pooled indices
+    upstream = np.random.default_rng(0).standard_normal((2, 2, 6, 6))
+    (TF.max_unpool2d(pooled, idx, 2) * torch.tensor(upstream)).sum().backward()
+    want = pooled.grad.numpy()
+    assert np.isfinite(want).all() and np.abs(want).min() > 0
+
+    def loss(p):
+        return gc.sum(gc.mul(gc.max_unpool2d(p, idx.numpy(), 2), upstream))
+    grad = gc.grad(loss)
+    got = np.asarray((gc.compile(grad) if compiled else grad)(x))
+    np.testing.assert_array_equal(got, want)

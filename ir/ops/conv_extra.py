@@ -569,9 +569,9 @@ def _max_unpool(name, spatial, x, indices, kernel_size, stride, padding, output_
     first_sorted = F.concatenate([F.full((1,), True, "bool"), differs], 0)
     first = F.take(first_sorted, argsort(order))  # back in the values' order
     placed = F.scatter_add(F.where(first, values, 0.0), places, rows)
-    # the value above; the gradient of each value the output's at its index (scatter_add's
-    # own, which the mask of repeats would cut)
-    finite = F.where(F.isfinite(values), values, 0.0)
-    through = F.scatter_add(F.sub(finite, F.stop_gradient(finite)), places, rows)
-    flat = F.add(F.stop_gradient(placed), through)
-    return F.reshape(flat, lead + out)
+    # placed's own gradient gives each first value the output's gradient at its index, inf
+    # and NaN too (as torch); the repeats, cut by the mask, get theirs through a zero term
+    # (x - x, so finite repeats only: inf - inf would be NaN)
+    repeats = F.where(F.logical_and(F.logical_not(first), F.isfinite(values)), values, 0.0)
+    through = F.scatter_add(F.sub(repeats, F.stop_gradient(repeats)), places, rows)
+    return F.reshape(F.add(placed, through), lead + out)
