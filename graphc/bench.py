@@ -172,10 +172,8 @@ def numpy_blas() -> dict:
     the kernels picked for this CPU, and OPENBLAS_CORETYPE where set. The GEMM floor and
     every product graphc runs go through it; an OpenBLAS pinned to older kernels (Haswell's
     AVX2 on an AVX-512 CPU) halves both, while PyTorch's own BLAS is not pinned."""
-    from threadpoolctl import threadpool_info
-    np.ones((2, 2)) @ np.ones((2, 2))  # numpy loads its BLAS lazily on some builds
-    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    infos.sort(key=lambda i: "numpy" not in i.get("filepath", ""))  # numpy's own copy first
+    from runtime.gemm import blas_libraries
+    infos = blas_libraries()
     info = infos[0] if infos else {}
     return {"library": info.get("internal_api", "unknown"), "version": info.get("version"),
             "kernels": info.get("architecture"),

@@ -77,17 +77,23 @@ def blas():
     return _BLAS[0]
 
 
-def _find_blas():
-    if njit is None:
-        return None
+def blas_libraries() -> list:
+    """threadpoolctl's records of the BLAS libraries loaded, numpy's own copy first (scipy
+    may bring a second OpenBLAS with 32-bit integers); [] without threadpoolctl."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return None
+        return []
     np.ones((2, 2)) @ np.ones((2, 2))  # numpy loads its BLAS lazily on some builds
-    infos = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
-    # numpy's own copy first (scipy may bring a second OpenBLAS with 32-bit integers)
+    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
     infos.sort(key=lambda i: "numpy" not in i.get("filepath", ""))
+    return infos
+
+
+def _find_blas():
+    if njit is None:
+        return None
+    infos = [i for i in blas_libraries() if i.get("internal_api") == "openblas"]
     for info in infos:
         try:
             lib = ctypes.CDLL(info["filepath"])
