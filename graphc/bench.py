@@ -175,9 +175,11 @@ def numpy_blas() -> dict:
     from runtime.gemm import blas_libraries
     infos = blas_libraries()
     info = infos[0] if infos else {}
-    return {"library": info.get("internal_api", "unknown"), "version": info.get("version"),
+    library = info.get("internal_api", "unknown")
+    return {"library": library, "version": info.get("version"),
             "kernels": info.get("architecture"),
-            "coretype": os.environ.get("OPENBLAS_CORETYPE") or None}
+            "coretype": (os.environ.get("OPENBLAS_CORETYPE") or None
+                         if library == "openblas" else None)}
 
 
 def describe_blas(blas: dict) -> str:
