@@ -258,9 +258,13 @@ class Plan:
         if not self.jit:
             yield
             return
-        count = 1 if self._pending else threads.plan_threads()
-        self._thread_count = count
-        with threads.numba_threads(count):
+        if self._pending:
+            self._thread_count = 1
+            with threads.numba_threads(1):
+                yield
+            return
+        count = self._thread_count = threads.plan_threads()
+        with threads.numba_threads(count), threads.watched_call(count):
             yield
 
     def bind_call(self, args, kwargs) -> list:

@@ -208,3 +208,152 @@ def test_a_plan_gives_the_same_bits_on_any_thread_count(monkeypatch):
     expected = np.sum(np.asarray(gc.gelu(gc.tensor(a.astype(np.float64) @ b)).numpy()) * 2.0,
                       axis=0) + np.tanh(a.astype(np.float64) @ b)[0]
     np.testing.assert_allclose(results["2"][0], expected, rtol=2e-4, atol=2e-3)
+
+
+# ---- what each call met (CallSignals) --------------------------------------------------------
+
+class FakeCalls:
+    """A clock and the threads runnable on the machine, set by hand, for CallSignals."""
+
+    def __init__(self, cpus=2, machine_cpus=None):
+        self.now, self.running = 0.0, 1
+        self.signals = threads.CallSignals(clock=lambda: self.now,
+                                           runnable=lambda: self.running,
+                                           machine_cpus=machine_cpus or cpus, cpus=cpus)
+
+    def call(self, used, most=2, wall=0.01, waited=0.0, running=1):
+        """A call on `used` threads of at most `most`; returns the count it asks for."""
+        self.now += wall
+        self.running = running
+        return self.signals.after_call(used, most, wall, waited)
+
+
+@pytest.mark.parametrize("used, cpus, waited, expected", [
+    (2, 2, 0.000, None), (2, 2, 0.004, None), (2, 2, 0.005, None),  # at most a quarter each
+    (2, 2, 0.006, 1), (2, 2, 0.010, 1), (2, 2, 0.020, 1),
+    (4, 4, 0.011, 3), (4, 4, 0.020, 2), (4, 4, 0.035, 1),
+    (1, 2, 0.009, None),  # one thread: nothing to give up
+])
+def test_a_call_whose_threads_waited_for_a_cpu_drops_threads(used, cpus, waited, expected):
+    calls = FakeCalls(cpus=cpus)
+    assert calls.call(used, most=cpus, wall=0.01, waited=waited, running=cpus + 2) == expected
+
+
+def test_short_calls_and_unknown_waits_say_nothing():
+    calls = FakeCalls()
+    assert calls.call(2, wall=threads._MIN_CALL_S / 2, waited=threads._MIN_CALL_S) is None
+    assert calls.call(2, wall=0.01, waited=None, running=3) is None
+
+
+def test_a_few_calls_in_a_row_that_see_a_free_cpu_take_it():
+    calls = FakeCalls()
+    looks = [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)]
+    assert looks == [None] * (threads._ROOM_LOOKS - 1) + [2]
+    # one look that sees the CPU taken starts the count again
+    calls.call(1, running=1)
+    assert calls.call(1, running=2) is None
+    assert [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)][-1] == 2
+    # at the most already: no looks taken
+    calls.running = None  # would fail the int() in a real look
+    assert calls.call(2, running=1) is None
+
+
+def test_the_room_is_counted_within_the_processs_share_of_the_machine():
+    # 4 of a 16-CPU machine's CPUs, on 2 threads: 4 others runnable machine-wide are one of
+    # ours (scaled), so one more thread fits; 12 others are three of ours, and none does
+    calls = FakeCalls(cpus=4, machine_cpus=16)
+    asked = [calls.call(2, most=4, running=5) for _ in range(threads._ROOM_LOOKS)]
+    assert asked[-1] == 3
+    asked = [calls.call(2, most=4, running=13) for _ in range(threads._ROOM_LOOKS)]
+    assert asked == [None] * threads._ROOM_LOOKS
+
+
+def test_a_drop_holds_and_a_co_runner_that_comes_and_goes_holds_it_longer():
+    calls = FakeCalls()
+    assert calls.call(2, waited=0.01, running=3) == 1
+    # free CPUs right after the drop do not raise it until the hold is over
+    for _ in range(10):
+        assert calls.call(1, wall=0.01, running=1) is None
+    calls.now += threads._HOLD_S
+    assert [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)][-1] == 2
+    # contended again at once: the hold doubles, and again, up to its cap
+    assert calls.call(2, waited=0.01, running=3) == 1
+    assert calls.signals._hold == 2 * threads._HOLD_S
+    holds = []
+    for _ in range(8):
+        calls.now += calls.signals._hold
+        assert [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)][-1] == 2
+        assert calls.call(2, waited=0.01, running=3) == 1
+        holds.append(calls.signals._hold)
+    assert holds[0] == 4 * threads._HOLD_S and holds[-1] == threads._MAX_HOLD_S
+    # a long calm spell: the next drop holds for the shortest time again
+    calls.now += threads._CALM_S + threads._MAX_HOLD_S
+    assert [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)][-1] == 2
+    calls.now += threads._CALM_S
+    assert calls.call(2, waited=0.01, running=3) == 1
+    assert calls.signals._hold == threads._HOLD_S
+
+
+def test_a_calls_signal_sets_the_share_until_its_next_window():
+    machine = FakeMachine()
+    share = machine.share(2)
+    machine.run(0.3, own_cpus=2, other_cpus=0.0)
+    assert share.update() == 2
+    machine.run(0.01, own_cpus=1, other_cpus=1.0)
+    share.after_call(2, 2, wall_s=0.01, waited_s=0.012)
+    assert share.threads == 1
+    machine.run(0.1, own_cpus=1, other_cpus=1.0)
+    assert share.update() == 1  # the window starts at the drop: no new measurement yet
+    machine.run(0.2, own_cpus=1, other_cpus=0.0)  # the other process left
+    assert share.update() == 2
+
+
+def test_a_plan_call_reports_what_it_met(monkeypatch):
+    """Plan.thread_scope hands each call's wall time and its threads' runqueue wait to the
+    share: a call that waited most of its time makes the next one run on one thread."""
+    if threads.available_cpus() < 2:
+        pytest.skip("one CPU: a plan never runs on two threads here")
+    machine = FakeMachine()
+    share = machine.share(2)
+    monkeypatch.setattr(threads, "_SHARE", [share])
+    monkeypatch.setattr(threads, "_MIN_CALL_S", 0.0)
+    monkeypatch.delenv("GRAPHC_THREADS", raising=False)
+    waits = []
+
+    class Waiting:
+        def seconds(self, now):
+            waits.append(now)
+            return 10.0 * len(waits)  # 10 s of waiting during any call: contended
+    monkeypatch.setattr(threads, "_WAITING", Waiting())
+    a = np.random.default_rng(2).standard_normal((64, 64)).astype(np.float32)
+    f = gc.compile(lambda a: gc.sum(gc.tanh(a @ a), axis=0))
+    first = f(a)
+    assert f.plan_for(a)._thread_count == 2 and len(waits) == 2
+    second = f(a)
+    assert f.plan_for(a)._thread_count == 1
+    np.testing.assert_array_equal(first, second)
+
+
+def test_the_threads_waiting_are_read_from_the_kernel():
+    """Our threads' runqueue wait grows while more threads than CPUs want to run."""
+    waiting = threads._ThreadsWaiting()
+    start = waiting.seconds(time.monotonic())
+    if start is None:
+        pytest.skip("this kernel does not report schedstat")
+    cpus = os.sched_getaffinity(0)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(len(cpus))]
+    try:
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        before = waiting.seconds(time.monotonic())
+        while time.perf_counter() - t0 < 0.5:
+            pass
+        waited = waiting.seconds(time.monotonic()) - before
+        # n + 1 threads want n CPUs: each waits about 1 / (n + 1) of the time
+        assert waited > 0.05 * 0.5, waited
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert waiting.seconds(time.monotonic()) >= start
