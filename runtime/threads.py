@@ -26,6 +26,8 @@ from contextlib import contextmanager
 
 from ir import settings
 
+from . import contention
+
 _DONE = []
 
 
@@ -156,7 +158,7 @@ class CpuShare:
     """Threads to use now: this process's CPUs less those the other processes keep busy."""
 
     def __init__(self, clock=time.monotonic, busy=None, own=None, cpus=None,
-                 machine_cpus=None, running=None):
+                 machine_cpus=None, running=None, runnable=None):
         try:
             cpu_set = os.sched_getaffinity(0)
         except (AttributeError, OSError):
@@ -170,7 +172,10 @@ class CpuShare:
         self.threads = self.cpus
         self.others = 0.0  # CPUs the other processes used over the last window
         self._window = _WINDOW_S
-        self._signals = None  # CallSignals, made at the first call that reports
+        # what each call meets; /proc/loadavg counts the whole machine's runnable threads
+        self.signals = contention.CallSignals(
+            cpus_allowed=self._cpu_count, machine_cpus=machine_cpus or os.cpu_count() or 1,
+            clock=clock, runnable=runnable)
         self._mark = self._sample()
 
     def _sample(self):
@@ -197,176 +202,32 @@ class CpuShare:
             if now_running is not None:
                 self._window = _AFTER_GAP_S
                 self.others = float(now_running)
-                self.threads = max(1, min(self.cpus, self._cpu_count - round(self.others)))
-                return self.threads
+                return self._settle(max(1, min(self.cpus,
+                                               self._cpu_count - round(self.others))))
         self.others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
         # the others' load is measured over all of this process's CPUs, which may be more
         # than the threads numba has
-        self.threads = max(1, min(self.cpus, self._cpu_count - round(self.others)))
-        return self.threads
+        return self._settle(max(1, min(self.cpus, self._cpu_count - round(self.others))))
+
+    def _settle(self, threads) -> int:
+        """The window's count, except that it may not rise while a call's drop holds."""
+        if threads > self.threads:
+            if self.signals.holding():
+                return self.threads
+            self.signals.rose()
+        self.threads = threads
+        return threads
 
     def after_call(self, threads, most, wall_s, waited_s) -> None:
-        """What a plan call on `threads` threads met (CallSignals) sets the count of the
-        next ones; the window starts again from now, so that it measures the new state."""
-        if self._signals is None:
-            self._signals = CallSignals(clock=self._clock, machine_cpus=self._cpu_count,
-                                        cpus=self.cpus)
-        count = self._signals.after_call(threads, most, wall_s, waited_s)
+        """What a plan call on `threads` threads met (runtime.contention.CallSignals) sets
+        the count of the next ones; the window starts again from now, so that it measures
+        the new state."""
+        count = self.signals.after_call(threads, most, wall_s, waited_s)
         if count is None or count == self.threads:
             return
         self.threads = max(1, min(self.cpus, count))
         self._mark = self._sample()
         self._window = _WINDOW_S
-
-
-# ---- what one plan call saw -------------------------------------------------------------------
-# The window above reacts a quarter second late, and after an idle gap it trusts one moment's
-# look. Logged in `graphc bench --concurrent 2` (tiny step, 30-step turns): a turn that began
-# on two threads while the other process did too ran steps of 100-276 ms instead of 8 (each
-# parallel loop waiting for a partner thread the scheduler had given to the other process),
-# and a process alone for the next turn ran all of it on one thread, its window still holding
-# the other's busy time. Each call now says at once what it met:
-# - waiting: the time this process's threads were runnable but had no CPU, summed (the
-#   kernel's schedstat, in ns); solo a two-thread tiny step's was 0-1% of its wall time (at
-#   most 21%), beside another two-thread process 30-60%. Above a quarter a thread, the next
-#   calls run on fewer threads.
-# - room: the threads runnable on the machine as the call ends (/proc/loadavg), one cheap
-#   look a call; after a few calls in a row that each saw a free CPU, the next runs on more.
-# A drop for waiting holds for a while before looks may raise the count again, doubling
-# each time a raise is followed by another drop, so that a co-runner that comes and goes
-# costs a contended call now and then, not every few calls.
-_WAITING_SHARE = 0.25   # runqueue wait per thread, as a share of a call's wall time: contention
-_MIN_CALL_S = 0.001     # shorter calls say too little (a few scheduler ticks at most)
-_ROOM_LOOKS = 3         # calls in a row that must each see a free CPU before we take it
-_HOLD_S = 0.25          # the least time a drop for waiting holds ...
-_MAX_HOLD_S = 4.0       # ... doubled per drop that follows a raise within it, up to this
-_CALM_S = 5.0           # a raise that runs this long without a drop: the hold is _HOLD_S again
-
-
-class _ProcFile:
-    """One small /proc file kept open and read again with pread (~1 us, against ~9 us for
-    open-read-close); opened again in a forked child, where the parent's is not ours."""
-
-    def __init__(self, path):
-        self.path, self.fd, self.pid = path, None, None
-
-    def read(self):
-        pid = os.getpid()
-        if self.fd is None or self.pid != pid:
-            self.fd, self.pid = os.open(self.path, os.O_RDONLY), pid
-        return os.pread(self.fd, 256, 0)
-
-    def close(self):
-        if self.fd is not None and self.pid == os.getpid():
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-        self.fd = None
-
-
-class _ThreadsWaiting:
-    """Seconds this process's threads have spent runnable but not running, summed (Linux
-    schedstat, one file per thread). A spinning partner thread that the scheduler has put
-    aside waits there, whichever thread it is: beside a one-thread busy process, a two-thread
-    plan's calling thread waited 0% of a step while its steps took twice as long."""
-
-    _RELIST_S = _WINDOW_S  # numba starts its threads at the first parallel loop
-
-    def __init__(self):
-        self.files, self.pid, self.listed = {}, None, -1.0
-
-    def _relist(self, now):
-        pid = os.getpid()
-        if pid != self.pid:
-            self.files = {}  # the parent's threads
-            self.pid = pid
-        alive = set(os.listdir("/proc/self/task"))
-        for tid in set(self.files) - alive:
-            self.files.pop(tid).close()
-        for tid in alive - set(self.files):
-            self.files[tid] = _ProcFile(f"/proc/self/task/{tid}/schedstat")
-        self.listed = now
-
-    def seconds(self, now) -> float | None:
-        try:
-            if now - self.listed > self._RELIST_S or os.getpid() != self.pid:
-                self._relist(now)
-            total = 0
-            for tid, probe in list(self.files.items()):
-                try:
-                    total += int(probe.read().split()[1])
-                except OSError:  # the thread ended
-                    self.files.pop(tid).close()
-            return total * 1e-9
-        except (OSError, IndexError, ValueError):
-            return None
-
-
-_WAITING = _ThreadsWaiting()
-_LOADAVG = _ProcFile("/proc/loadavg")
-
-
-def runnable_now() -> int | None:
-    """Threads runnable on the whole machine at this moment (the caller among them)."""
-    try:
-        return int(_LOADAVG.read().split()[3].split(b"/")[0])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-class CallSignals:
-    """Turns what each plan call met (its wall time, its runqueue wait, the threads runnable
-    as it ended) into a thread count for the next call, between the CpuShare's windows."""
-
-    def __init__(self, clock=time.monotonic, runnable=None, machine_cpus=None, cpus=None):
-        self._clock = clock
-        self._runnable = runnable or runnable_now
-        try:
-            cpus_allowed = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cpus_allowed = os.cpu_count() or 1
-        self._machine_cpus = machine_cpus or os.cpu_count() or 1
-        self._cpus_allowed = cpus or cpus_allowed
-        self._free_looks = 0
-        self._held_until = -1.0
-        self._hold = _HOLD_S
-        self._last_raise = None
-
-    def after_call(self, threads, most, wall_s, waited_s):
-        """The thread count for the next call, given that this one ran on `threads` of at
-        most `most`; None to keep the CpuShare's own. `waited_s` may be None (unknown)."""
-        now = self._clock()
-        if threads > 1 and waited_s is not None and wall_s >= _MIN_CALL_S \
-                and waited_s > _WAITING_SHARE * threads * wall_s:
-            self._free_looks = 0
-            if self._last_raise is not None:
-                since_raise = now - self._last_raise
-                if since_raise > _CALM_S:  # the raise ran clean for a good while
-                    self._hold = _HOLD_S
-                elif since_raise < 2 * self._hold:
-                    self._hold = min(_MAX_HOLD_S, 2 * self._hold)
-            self._held_until = now + self._hold
-            # our threads together had about this many CPUs
-            return max(1, min(threads - 1, round(threads - waited_s / wall_s)))
-        if threads >= most or now < self._held_until:
-            self._free_looks = 0
-            return None
-        running = self._runnable()
-        if running is None:
-            return None
-        # the others' runnable threads, scaled to our share of the machine's CPUs
-        others = max(0, running - 1) * self._cpus_allowed / max(self._machine_cpus,
-                                                                  self._cpus_allowed)
-        if threads + round(others) < self._cpus_allowed:
-            self._free_looks += 1
-        else:
-            self._free_looks = 0
-        if self._free_looks < _ROOM_LOOKS:
-            return None
-        self._free_looks = 0
-        self._last_raise = now
-        return min(most, self._cpus_allowed - round(others))
 
 
 _SHARE = []
@@ -410,6 +271,7 @@ def _after_fork_in_child() -> None:
     if _uses_gnu_openmp():
         _FORKED_FROM_OPENMP[:] = [True]
     _SHARE.clear()  # its load window counted the parent's CPU time
+    contention.after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):
@@ -440,22 +302,25 @@ def plan_threads() -> int:
 
 @contextmanager
 def watched_call(count: int):
-    """One plan call on `count` threads; what it met (its runqueue wait, the room left as
-    it ends) sets the thread count of the next calls (CallSignals). Pinned counts
-    (GRAPHC_THREADS) are left alone."""
+    """One plan call on `count` threads; what it met (its threads' runqueue wait, the room
+    left as it ends) sets the thread count of the next calls (runtime.contention). Pinned
+    counts (GRAPHC_THREADS) are left alone. About 15 us a call on a 2-CPU machine."""
     if not _SHARE or pinned_threads() is not None:
         yield
         return
+    share = _SHARE[0]
     start = time.perf_counter()
-    waited = _WAITING.seconds(start)
+    with contention.LOCK:
+        waited = contention.WAITING.seconds(start)
     yield
     wall = time.perf_counter() - start
-    if wall < _MIN_CALL_S:
+    if wall < contention.MIN_CALL_S:
         return
-    if waited is not None:
-        after = _WAITING.seconds(start)
-        waited = None if after is None else after - waited
-    _SHARE[0].after_call(count, min(_SHARE[0].cpus, rank_cpus()), wall, waited)
+    with contention.LOCK:
+        if waited is not None:
+            after = contention.WAITING.seconds(start)
+            waited = None if after is None else max(0.0, after - waited)
+        share.after_call(count, min(share.cpus, rank_cpus()), wall, waited)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import pytest
 
 import graphc as gc
 from ir.errors import GraphcError
-from runtime import threads
+from runtime import contention, threads
 
 
 class FakeMachine:
@@ -210,22 +210,31 @@ def test_a_plan_gives_the_same_bits_on_any_thread_count(monkeypatch):
     np.testing.assert_allclose(results["2"][0], expected, rtol=2e-4, atol=2e-3)
 
 
-# ---- what each call met (CallSignals) --------------------------------------------------------
+# ---- what each call met (runtime.contention) ------------------------------------------------
 
 class FakeCalls:
     """A clock and the threads runnable on the machine, set by hand, for CallSignals."""
 
     def __init__(self, cpus=2, machine_cpus=None):
         self.now, self.running = 0.0, 1
-        self.signals = threads.CallSignals(clock=lambda: self.now,
-                                           runnable=lambda: self.running,
-                                           machine_cpus=machine_cpus or cpus, cpus=cpus)
+        self.signals = contention.CallSignals(cpus, machine_cpus or cpus,
+                                              clock=lambda: self.now,
+                                              runnable=lambda: self.running)
 
-    def call(self, used, most=2, wall=0.01, waited=0.0, running=1):
-        """A call on `used` threads of at most `most`; returns the count it asks for."""
+    def call(self, used, most=2, wall=0.01, waited=0.0, running=None):
+        """A call on `used` threads of at most `most`, with `running` threads runnable as it
+        ends (default: ours alone); returns the count it asks for."""
         self.now += wall
-        self.running = running
+        self.running = used if running is None else running
         return self.signals.after_call(used, most, wall, waited)
+
+    def rise(self):
+        """Calls on one thread that each see a free CPU, until one asks for more."""
+        asked = [self.call(1) for _ in range(contention.ROOM_LOOKS)]
+        assert asked == [None] * (contention.ROOM_LOOKS - 1) + [2]
+
+    def contended(self):
+        return self.call(2, waited=0.01, running=4)
 
 
 @pytest.mark.parametrize("used, cpus, waited, expected", [
@@ -241,57 +250,79 @@ def test_a_call_whose_threads_waited_for_a_cpu_drops_threads(used, cpus, waited,
 
 def test_short_calls_and_unknown_waits_say_nothing():
     calls = FakeCalls()
-    assert calls.call(2, wall=threads._MIN_CALL_S / 2, waited=threads._MIN_CALL_S) is None
+    assert calls.call(2, wall=contention.MIN_CALL_S / 2, waited=contention.MIN_CALL_S) is None
     assert calls.call(2, wall=0.01, waited=None, running=3) is None
 
 
 def test_a_few_calls_in_a_row_that_see_a_free_cpu_take_it():
     calls = FakeCalls()
-    looks = [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)]
-    assert looks == [None] * (threads._ROOM_LOOKS - 1) + [2]
+    calls.rise()
     # one look that sees the CPU taken starts the count again
-    calls.call(1, running=1)
+    calls.call(1)
     assert calls.call(1, running=2) is None
-    assert [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)][-1] == 2
+    calls.rise()
     # at the most already: no looks taken
-    calls.running = None  # would fail the int() in a real look
-    assert calls.call(2, running=1) is None
+    calls.running = None  # a look would find no reading and ask nothing
+    assert calls.signals.after_call(2, 2, 0.01, 0.0) is None
 
 
 def test_the_room_is_counted_within_the_processs_share_of_the_machine():
-    # 4 of a 16-CPU machine's CPUs, on 2 threads: 4 others runnable machine-wide are one of
-    # ours (scaled), so one more thread fits; 12 others are three of ours, and none does
+    # 4 of a 16-CPU machine's CPUs, on 2 threads (both still spinning as the call ends): 4
+    # others runnable machine-wide are one of ours (scaled), so one more thread fits; 12
+    # others are three of ours, and none does
     calls = FakeCalls(cpus=4, machine_cpus=16)
-    asked = [calls.call(2, most=4, running=5) for _ in range(threads._ROOM_LOOKS)]
+    asked = [calls.call(2, most=4, running=2 + 4) for _ in range(contention.ROOM_LOOKS)]
     assert asked[-1] == 3
-    asked = [calls.call(2, most=4, running=13) for _ in range(threads._ROOM_LOOKS)]
-    assert asked == [None] * threads._ROOM_LOOKS
+    asked = [calls.call(2, most=4, running=2 + 12) for _ in range(contention.ROOM_LOOKS)]
+    assert asked == [None] * contention.ROOM_LOOKS
 
 
-def test_a_drop_holds_and_a_co_runner_that_comes_and_goes_holds_it_longer():
+def test_a_drop_holds_and_a_rise_that_meets_contention_at_once_holds_it_longer():
     calls = FakeCalls()
-    assert calls.call(2, waited=0.01, running=3) == 1
+    assert calls.contended() == 1
     # free CPUs right after the drop do not raise it until the hold is over
     for _ in range(10):
-        assert calls.call(1, wall=0.01, running=1) is None
-    calls.now += threads._HOLD_S
-    assert [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)][-1] == 2
+        assert calls.call(1) is None
+    calls.now += contention.HOLD_S
+    calls.rise()
     # contended again at once: the hold doubles, and again, up to its cap
-    assert calls.call(2, waited=0.01, running=3) == 1
-    assert calls.signals._hold == 2 * threads._HOLD_S
+    assert calls.contended() == 1
+    assert calls.signals._hold == 2 * contention.HOLD_S
     holds = []
     for _ in range(8):
         calls.now += calls.signals._hold
-        assert [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)][-1] == 2
-        assert calls.call(2, waited=0.01, running=3) == 1
+        calls.rise()
+        assert calls.contended() == 1
         holds.append(calls.signals._hold)
-    assert holds[0] == 4 * threads._HOLD_S and holds[-1] == threads._MAX_HOLD_S
-    # a long calm spell: the next drop holds for the shortest time again
-    calls.now += threads._CALM_S + threads._MAX_HOLD_S
-    assert [calls.call(1, running=1) for _ in range(threads._ROOM_LOOKS)][-1] == 2
-    calls.now += threads._CALM_S
-    assert calls.call(2, waited=0.01, running=3) == 1
-    assert calls.signals._hold == threads._HOLD_S
+    assert holds[0] == 4 * contention.HOLD_S and holds[-1] == contention.MAX_HOLD_S
+    # a rise that ran clean for a good while: the next drop holds for the shortest time
+    calls.now += contention.MAX_HOLD_S
+    calls.rise()
+    calls.now += contention.CALM_S
+    assert calls.contended() == 1
+    assert calls.signals._hold == contention.HOLD_S
+
+
+def test_a_rise_that_ran_a_while_before_contention_does_not_lengthen_the_hold():
+    """The bench's turns: alone for a turn (risen at its start), then two at once."""
+    calls = FakeCalls()
+    assert calls.contended() == 1
+    calls.now += contention.HOLD_S
+    calls.rise()
+    calls.now += 2 * contention.HOLD_S
+    assert calls.contended() == 1
+    assert calls.signals._hold == contention.HOLD_S
+
+
+def test_one_rise_lengthens_the_hold_once():
+    # 4 threads dropping to 3, 2, 1 within a moment of one rise: one doubling, not three
+    calls = FakeCalls(cpus=4)
+    assert calls.call(4, most=4, waited=0.011, running=8) == 3
+    calls.now += contention.HOLD_S
+    assert [calls.call(3, most=4) for _ in range(contention.ROOM_LOOKS)][-1] == 4
+    for used in (4, 3, 2):
+        assert calls.call(used, most=4, waited=0.011 * used / 4, running=8) == used - 1
+    assert calls.signals._hold == 2 * contention.HOLD_S
 
 
 def test_a_calls_signal_sets_the_share_until_its_next_window():
@@ -308,6 +339,39 @@ def test_a_calls_signal_sets_the_share_until_its_next_window():
     assert share.update() == 2
 
 
+def test_the_window_does_not_raise_the_count_while_a_drop_holds():
+    machine = FakeMachine()
+    share = machine.share(2)
+    share.signals._hold = 1.0  # as after a few rises that met contention at once
+    share.after_call(2, 2, wall_s=0.01, waited_s=0.012)
+    machine.run(0.3, own_cpus=1, other_cpus=0.0)
+    assert share.update() == 1  # the window saw a free CPU; the hold keeps the drop
+    machine.run(0.8, own_cpus=1, other_cpus=0.0)
+    assert share.update() == 2
+    # a drop soon after the window's rise lengthens the hold as a call's rise does
+    share.after_call(2, 2, wall_s=0.01, waited_s=0.012)
+    assert share.signals._hold == 2.0
+
+
+def test_the_share_scales_the_room_to_the_whole_machine(monkeypatch):
+    """/proc/loadavg counts every CPU's runnable threads: on a 16-CPU machine, 4 others
+    runnable are half a CPU of a 2-CPU process's share, so one thread finds room."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    machine = FakeMachine()
+    runnable = []
+    share = threads.CpuShare(clock=lambda: machine.now, busy=lambda: machine.busy,
+                             own=lambda: machine.own, cpus=2, running=lambda: 0,
+                             runnable=lambda: runnable[-1])
+    share.threads = 1
+    asked = []
+    for _ in range(contention.ROOM_LOOKS):
+        runnable.append(1 + 3)
+        machine.run(0.01, own_cpus=1, other_cpus=0.4)
+        share.after_call(1, 2, wall_s=0.01, waited_s=0.0)
+        asked.append(share.threads)
+    assert asked == [1] * (contention.ROOM_LOOKS - 1) + [2]
+
+
 def test_a_plan_call_reports_what_it_met(monkeypatch):
     """Plan.thread_scope hands each call's wall time and its threads' runqueue wait to the
     share: a call that waited most of its time makes the next one run on one thread."""
@@ -316,7 +380,7 @@ def test_a_plan_call_reports_what_it_met(monkeypatch):
     machine = FakeMachine()
     share = machine.share(2)
     monkeypatch.setattr(threads, "_SHARE", [share])
-    monkeypatch.setattr(threads, "_MIN_CALL_S", 0.0)
+    monkeypatch.setattr(contention, "MIN_CALL_S", 0.0)
     monkeypatch.delenv("GRAPHC_THREADS", raising=False)
     waits = []
 
@@ -324,7 +388,7 @@ def test_a_plan_call_reports_what_it_met(monkeypatch):
         def seconds(self, now):
             waits.append(now)
             return 10.0 * len(waits)  # 10 s of waiting during any call: contended
-    monkeypatch.setattr(threads, "_WAITING", Waiting())
+    monkeypatch.setattr(contention, "WAITING", Waiting())
     a = np.random.default_rng(2).standard_normal((64, 64)).astype(np.float32)
     f = gc.compile(lambda a: gc.sum(gc.tanh(a @ a), axis=0))
     first = f(a)
@@ -334,26 +398,125 @@ def test_a_plan_call_reports_what_it_met(monkeypatch):
     np.testing.assert_array_equal(first, second)
 
 
+def test_a_plan_called_from_several_threads_at_once(monkeypatch):
+    import threading as py_threading
+    monkeypatch.setattr(contention, "MIN_CALL_S", 0.0)
+    monkeypatch.delenv("GRAPHC_THREADS", raising=False)
+    a = np.random.default_rng(3).standard_normal((32, 32)).astype(np.float32)
+    f = gc.compile(lambda a: gc.tanh(a @ a))
+    expected = f(a)
+    errors, results = [], []
+
+    def calls():
+        try:
+            for _ in range(100):
+                results.append(f(a))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+    workers = [py_threading.Thread(target=calls) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    assert len(results) == 300
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+_WAIT_PROBE = """
+import os, subprocess, sys, time
+from runtime import contention
+os.sched_setaffinity(0, {cpu})
+busy = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+time.sleep(0.2)
+before = contention.WAITING.seconds(time.monotonic())
+t0 = time.perf_counter()
+while time.perf_counter() - t0 < 0.5:
+    pass
+after = contention.WAITING.seconds(time.monotonic())
+busy.kill()
+print(before is None or after is None, (after or 0) - (before or 0))
+"""
+
+
 def test_the_threads_waiting_are_read_from_the_kernel():
-    """Our threads' runqueue wait grows while more threads than CPUs want to run."""
-    waiting = threads._ThreadsWaiting()
-    start = waiting.seconds(time.monotonic())
-    if start is None:
+    """Two busy threads pinned to one CPU: ours waits about half of the half second."""
+    cpu = min(os.sched_getaffinity(0))
+    out = subprocess.run([sys.executable, "-c", _WAIT_PROBE.format(cpu={cpu})],
+                         capture_output=True, text=True, timeout=60, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    missing, waited = out.stdout.split()
+    if missing == "True":
         pytest.skip("this kernel does not report schedstat")
-    cpus = os.sched_getaffinity(0)
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(len(cpus))]
+    assert 0.1 < float(waited) < 0.5, out.stdout
+
+
+def test_the_threads_read_are_those_that_ran_lately():
+    import threading as py_threading
+    waiting = contention.ThreadsWaiting()
+    idle, stop = py_threading.Event(), py_threading.Event()
+    parked = py_threading.Thread(target=lambda: (idle.set(), stop.wait()))
+    parked.start()
     try:
-        time.sleep(0.2)
-        t0 = time.perf_counter()
-        before = waiting.seconds(time.monotonic())
-        while time.perf_counter() - t0 < 0.5:
-            pass
-        waited = waiting.seconds(time.monotonic()) - before
-        # n + 1 threads want n CPUs: each waits about 1 / (n + 1) of the time
-        assert waited > 0.05 * 0.5, waited
+        idle.wait()
+        if waiting.seconds(0.0) is None:
+            pytest.skip("this kernel does not report schedstat")
+        parked_tid = str(parked.native_id)
+        assert parked_tid in waiting.files  # new: counted as working
+        waiting.seconds(contention.ACTIVE_S / 2)  # listed again: it has not run since
+        assert waiting.seconds(contention.ACTIVE_S + contention.RELIST_S + 1) is not None
+        assert parked_tid not in waiting.files
+        assert str(py_threading.get_native_id()) in waiting.files  # the caller always
     finally:
-        for p in busy:
-            p.kill()
-            p.wait()
-    assert waiting.seconds(time.monotonic()) >= start
+        stop.set()
+        parked.join()
+    waiting.forget()
+    assert waiting.files == {}
+
+
+def test_no_schedstat_reads_as_unknown(monkeypatch):
+    waiting = contention.ThreadsWaiting()
+
+    tried = []
+
+    def missing(self):
+        tried.append(self.path)
+        raise FileNotFoundError(self.path)
+    monkeypatch.setattr(contention.ProcFile, "read", missing)
+    assert waiting.seconds(0.0) is None  # not 0.0: a wait nobody measured is not "none"
+    assert tried
+    tried.clear()
+    assert waiting.seconds(contention.RELIST_S + 1) is None
+    assert not tried  # the calling thread's own file was missing: not asked again
+    assert contention.runnable_now() is None
+
+
+def test_a_forked_child_does_not_keep_the_parents_files():
+    contention.WAITING.seconds(time.monotonic())
+    contention.runnable_now()
+    inherited = [p.fd for p in contention.WAITING.files.values()] + [contention.LOADAVG.fd]
+    inherited = [fd for fd in inherited if fd is not None]
+    if not inherited:
+        pytest.skip("no /proc here")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report which inherited descriptors are still open
+        try:
+            still = []
+            for fd in inherited:
+                try:
+                    os.fstat(fd)
+                    still.append(fd)
+                except OSError:
+                    pass
+            os.write(write, repr((still, contention.WAITING.files == {})).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    still, emptied = eval(os.read(read, 4096).decode())
+    os.close(read)
+    assert still == [] and emptied
+    assert all(os.fstat(fd) for fd in inherited)  # the parent's are its own still
