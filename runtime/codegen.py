@@ -24,7 +24,7 @@ from ir.errors import GraphcError, user_stacklevel
 from ir.ops.registry import get_op
 from ir.specialize import graph_is_symbolic
 
-from . import collectives, instrument, threads, tiering
+from . import collectives, contention, instrument, threads, tiering
 from . import jit as jit_kernels
 from .emitters import ones
 from .fusion import describe
@@ -95,6 +95,7 @@ class Plan:
         self._pending = []  # (global name, kernel, spec, source) compiling in the background
         self._envs = []  # the namespaces of the compiled plan functions
         self._thread_count = None  # numba threads of the last call
+        self._short_calls = False  # the last call too short to judge the machine's load by
         self._globals = self._bind(rendered)
         if self._pending:
             tiering.submit([(source, spec) for _, _, spec, source in self._pending])
@@ -264,8 +265,11 @@ class Plan:
                 yield
             return
         count = self._thread_count = threads.plan_threads()
-        with threads.numba_threads(count), threads.watched_call(count):
+        with threads.numba_threads(count), \
+                threads.watched_call(count, self._short_calls) as timing:
             yield
+        if timing.wall_s is not None:
+            self._short_calls = timing.wall_s < contention.MIN_CALL_S
 
     def bind_call(self, args, kwargs) -> list:
         """The input arrays of a call, donated ones made safe for the plan to write over."""

@@ -300,20 +300,30 @@ def plan_threads() -> int:
     return min(_SHARE[0].update(), rank_cpus())
 
 
+class CallTiming:
+    """The wall time of one watched call (None when nothing was watched)."""
+    wall_s = None
+
+
 @contextmanager
-def watched_call(count: int):
+def watched_call(count: int, short: bool = False):
     """One plan call on `count` threads; what it met (its threads' runqueue wait, the room
     left as it ends) sets the thread count of the next calls (runtime.contention). Pinned
-    counts (GRAPHC_THREADS) are left alone. About 15 us a call on a 2-CPU machine."""
+    counts (GRAPHC_THREADS) are left alone. About 15 us a call on a 2-CPU machine; `short`
+    (the plan's last call took under contention.MIN_CALL_S, too short to judge) skips the
+    wait's reading, leaving two clock reads. Yields a CallTiming, filled as the call ends."""
+    timing = CallTiming()
     if not _SHARE or pinned_threads() is not None:
-        yield
+        yield timing
         return
     share = _SHARE[0]
     start = time.perf_counter()
-    with contention.LOCK:
-        waited = contention.WAITING.seconds(start)
-    yield
-    wall = time.perf_counter() - start
+    waited = None
+    if not short:
+        with contention.LOCK:
+            waited = contention.WAITING.seconds(start)
+    yield timing
+    wall = timing.wall_s = time.perf_counter() - start
     if wall < contention.MIN_CALL_S:
         return
     with contention.LOCK:

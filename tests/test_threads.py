@@ -520,3 +520,35 @@ def test_a_forked_child_does_not_keep_the_parents_files():
     os.close(read)
     assert still == [] and emptied
     assert all(os.fstat(fd) for fd in inherited)  # the parent's are its own still
+
+
+def test_a_plan_whose_calls_are_short_skips_reading_the_wait(monkeypatch):
+    """A call under contention.MIN_CALL_S says nothing about the load; the plan's next call
+    then saves the ~6 us of reading its threads' wait (a decoding loop's calls are short)."""
+    machine = FakeMachine()
+    monkeypatch.setattr(threads, "_SHARE", [machine.share(2)])
+    monkeypatch.delenv("GRAPHC_THREADS", raising=False)
+    reads = []
+
+    class Waiting:
+        def seconds(self, now):
+            reads.append(now)
+            return 0.0
+    monkeypatch.setattr(contention, "WAITING", Waiting())
+    a = np.ones((8, 8), np.float32)
+    f = gc.compile(lambda a: a @ a + 1.0)
+    f(a)  # compiled (and called once) before counting
+    f.plan_for(a).wait_for_kernels()  # (a plan whose kernels are still compiling is not watched)
+    monkeypatch.setattr(contention, "MIN_CALL_S", 0.0)
+    f(a)  # long enough by this measure: the next call is watched
+    monkeypatch.setattr(contention, "MIN_CALL_S", 60.0)
+    reads.clear()
+    f(a)
+    assert len(reads) == 1  # the wait before it; too short: not after
+    f(a)
+    assert len(reads) == 1  # the last call was short: none at all
+    monkeypatch.setattr(contention, "MIN_CALL_S", 0.0)
+    f(a)
+    assert len(reads) == 1  # still short by the last call, but long enough now ...
+    f(a)
+    assert len(reads) == 3  # ... so this one is measured again
