@@ -172,6 +172,13 @@ class CallSignals:
         self._hold = HOLD_S
         self._last_rise = None
 
+    def start_afresh(self) -> None:
+        """After an idle gap: no hold, the shortest hold next, no rise to lengthen it."""
+        self._free_looks = 0
+        self._held_until = -1.0
+        self._hold = HOLD_S
+        self._last_rise = None
+
     def holding(self) -> bool:
         """Whether a drop still holds (no rise, from the calls or the window)."""
         return self._clock() < self._held_until

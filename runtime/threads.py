@@ -202,8 +202,11 @@ class CpuShare:
             if now_running is not None:
                 self._window = _AFTER_GAP_S
                 self.others = float(now_running)
-                return self._settle(max(1, min(self.cpus,
-                                               self._cpu_count - round(self.others))))
+                # a new situation: what the calls met before the gap no longer holds (a
+                # process taking turns had kept its drop through the next turn alone)
+                self.signals.start_afresh()
+                self.threads = max(1, min(self.cpus, self._cpu_count - round(self.others)))
+                return self.threads
         self.others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
         # the others' load is measured over all of this process's CPUs, which may be more
         # than the threads numba has

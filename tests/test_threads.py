@@ -552,3 +552,22 @@ def test_a_plan_whose_calls_are_short_skips_reading_the_wait(monkeypatch):
     assert len(reads) == 1  # still short by the last call, but long enough now ...
     f(a)
     assert len(reads) == 3  # ... so this one is measured again
+
+
+def test_after_an_idle_gap_a_drop_before_it_no_longer_holds():
+    """Processes taking turns (the bench's rounds): a drop at the start of a shared turn,
+    even one held long, does not keep the next turn, alone, on fewer threads; nor does the
+    gap's rise count as one that met contention."""
+    machine = FakeMachine()
+    share = machine.share(2)
+    share.signals._hold = contention.MAX_HOLD_S
+    machine.run(0.3, own_cpus=2, other_cpus=0.0)
+    share.update()
+    share.after_call(2, 2, wall_s=0.01, waited_s=0.012)
+    assert share.threads == 1 and share.signals.holding()
+    machine.run(1.0, own_cpus=0.0, other_cpus=0.0)  # idle, then a turn alone
+    machine.running = 0
+    assert share.update() == 2
+    assert not share.signals.holding()
+    share.after_call(2, 2, wall_s=0.01, waited_s=0.012)  # contended at once after the gap
+    assert share.signals._hold == contention.HOLD_S
