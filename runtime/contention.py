@@ -16,9 +16,11 @@ met (CallSignals):
 - room: the threads runnable on the machine as a call on fewer threads ends (/proc/loadavg),
   one cheap look a call; three calls in a row that each see a free CPU take it.
 
-A drop holds for a while before the count may rise again (from the calls or the windows),
-twice as long each time a rise meets contention again within HOLD_S, so that a co-runner
-that comes and goes costs a contended call now and then, not one every few calls. Where
+A drop holds for a while before the calls' looks may raise the count again, twice as long
+each time a rise meets contention again within HOLD_S, so that a co-runner that comes and
+goes costs a contended call now and then, not one every few calls. The shortest hold is a
+window's length (the window restarts at the drop and measures the others anew); a longer
+one binds the windows' rises too. Where
 /proc says nothing (not Linux, no schedstat) every reading is None and the windows alone
 decide.
 """
@@ -68,34 +70,43 @@ def _schedstat(probe) -> tuple[int, int]:
 
 
 class ThreadsWaiting:
-    """Seconds the process's working threads have spent runnable but not running, summed
+    """How long each of the process's working threads has spent runnable but not running
     (Linux schedstat, one file per thread). A spinning partner thread that the scheduler put
     aside waits there, whichever thread it is: beside a one-thread busy process, a two-thread
     plan's calling thread waited 0% of a step while its steps took twice as long.
 
     Only the threads seen running within the last ACTIVE_S are read (numba's workers in use
-    and the caller, not idle pools: a 64-CPU machine has over a hundred threads); the list is
-    made again every RELIST_S, and the calling thread is always read."""
+    and the caller, not idle pools: a 64-CPU machine has over a hundred threads): a thread
+    counts once its run time has grown between two listings, made every RELIST_S (so a new
+    worker counts from the second listing after it started). The calling thread is always
+    read. A call's wait is taken over the threads both of its readings have (waited_s): a
+    listing made between them, by another Python thread's call, changes the set."""
 
     def __init__(self):
         self.files = {}        # tid -> ProcFile, the threads that ran lately
         self.ran = {}          # tid -> ns run at the last listing
-        self.active = {}       # tid -> when it was last seen to have run
+        self.active = {}       # tid -> when its run time was last seen to grow
         self.listed = None     # when the list was made
-        self.broken = False    # /proc has no schedstat here: stop asking
+        self.broken = False    # /proc has no schedstat for us here: stop asking
 
     def _relist(self, now, caller):
         old, files, ran = self.files, {}, {}
-        for tid in os.listdir("/proc/self/task"):
+        tids = os.listdir("/proc/self/task")
+        if caller not in tids:  # /proc is not this process's (another pid namespace)
+            raise FileNotFoundError("the calling thread is not in /proc/self/task")
+        for tid in tids:
             probe = old.pop(tid, None) or ProcFile(f"/proc/self/task/{tid}/schedstat")
             try:
                 ran[tid] = _schedstat(probe)[0]
-            except OSError:
+            except FileNotFoundError:
                 probe.close()
                 if tid == caller:  # alive for sure: the kernel keeps no schedstat
                     raise
                 continue  # ended meanwhile
-            if ran[tid] != self.ran.get(tid):
+            except OSError:  # out of descriptors, say: try again at the next listing
+                probe.close()
+                continue
+            if tid in self.ran and ran[tid] != self.ran[tid]:
                 self.active[tid] = now
             seen = self.active.get(tid)
             if tid == caller or (seen is not None and now - seen < ACTIVE_S):
@@ -107,34 +118,46 @@ class ThreadsWaiting:
         self.active = {tid: t for tid, t in self.active.items() if tid in ran}
         self.files, self.ran, self.listed = files, ran, now
 
-    def seconds(self, now) -> float | None:
+    def read(self, now) -> dict | None:
+        """{thread: ns waited} of the working threads now; None where /proc cannot say."""
         if self.broken:
             return None
         caller = str(threading.get_native_id())
         try:
             if self.listed is None or now - self.listed > RELIST_S or caller not in self.files:
                 self._relist(now, caller)
-        except (OSError, IndexError, ValueError):
+        except FileNotFoundError:
             self.broken = True
             return None
-        total, read = 0, 0
+        except (OSError, IndexError, ValueError):
+            return None
+        waits = {}
         for tid, probe in list(self.files.items()):
             try:
-                total += _schedstat(probe)[1]
-                read += 1
+                waits[tid] = _schedstat(probe)[1]
             except OSError:  # the thread ended
                 self.files.pop(tid, None)
                 probe.close()
             except (IndexError, ValueError):
                 self.broken = True
                 return None
-        return total * 1e-9 if read else None
+        return waits or None
 
     def forget(self) -> None:
         """In a forked child: the inherited descriptors name the parent's threads."""
         for probe in self.files.values():
             probe.close()
         self.files, self.ran, self.active, self.listed = {}, {}, {}, None
+
+
+def waited_s(before, after) -> float | None:
+    """Seconds waited between two readings, over the threads both have."""
+    if before is None or after is None:
+        return None
+    common = before.keys() & after.keys()
+    if not common:
+        return None
+    return max(0, sum(after[t] - before[t] for t in common)) * 1e-9
 
 
 WAITING = ThreadsWaiting()
@@ -150,6 +173,10 @@ def runnable_now() -> int | None:
 
 
 def after_fork_in_child() -> None:
+    """The parent's descriptors closed, and a lock another of its threads may have held as
+    it forked made anew (only the forking thread lives on in the child)."""
+    global LOCK
+    LOCK = threading.Lock()
     WAITING.forget()
     LOADAVG.close()
 
@@ -210,9 +237,12 @@ class CallSignals:
         running = self._runnable()
         if running is None:
             return None
-        # the others' runnable threads (ours may still spin after the call's last parallel
-        # loop), scaled to our share of the machine's CPUs
-        others = max(0, running - threads) * self._cpus_allowed / self._machine_cpus
+        # the others' runnable threads, scaled to our share of the machine's CPUs. Only the
+        # caller is taken off: our workers may still spin after the call's last parallel
+        # loop, or may sleep (OMP_WAIT_POLICY=passive, numpy work at the call's end), and
+        # counting them as others errs on the side of no rise (the windows still raise the
+        # count when the others' measured load leaves room)
+        others = max(0, running - 1) * self._cpus_allowed / self._machine_cpus
         if threads + round(others) < self._cpus_allowed:
             self._free_looks += 1
         else:

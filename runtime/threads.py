@@ -314,26 +314,44 @@ def watched_call(count: int, short: bool = False):
     left as it ends) sets the thread count of the next calls (runtime.contention). Pinned
     counts (GRAPHC_THREADS) are left alone. About 15 us a call on a 2-CPU machine; `short`
     (the plan's last call took under contention.MIN_CALL_S, too short to judge) skips the
-    wait's reading, leaving two clock reads. Yields a CallTiming, filled as the call ends."""
+    first reading of the wait, so that a call that is short again costs two clock reads.
+    Yields a CallTiming, filled as the call ends. The bookkeeping never fails the call: an
+    unexpected error in it turns the call signals off for the process, with a warning."""
     timing = CallTiming()
-    if not _SHARE or pinned_threads() is not None:
+    if not _SHARE or pinned_threads() is not None or _SIGNALS_OFF:
         yield timing
         return
     share = _SHARE[0]
     start = time.perf_counter()
-    waited = None
+    before = None
     if not short:
         with contention.LOCK:
-            waited = contention.WAITING.seconds(start)
+            before = _guarded(contention.WAITING.read, start)
     yield timing
     wall = timing.wall_s = time.perf_counter() - start
-    if wall < contention.MIN_CALL_S:
+    if wall < contention.MIN_CALL_S or _SIGNALS_OFF:
         return
     with contention.LOCK:
-        if waited is not None:
-            after = contention.WAITING.seconds(start)
-            waited = None if after is None else max(0.0, after - waited)
-        share.after_call(count, min(share.cpus, rank_cpus()), wall, waited)
+        after = None if before is None else _guarded(contention.WAITING.read, start)
+        _guarded(share.after_call, count, min(share.cpus, rank_cpus()), wall,
+                 contention.waited_s(before, after))
+
+
+_SIGNALS_OFF = []
+
+
+def _guarded(step, *args):
+    """A step of watched_call's bookkeeping; an unexpected error turns the signals off."""
+    try:
+        return step(*args)
+    except Exception as error:  # noqa: BLE001 - a user's call must not fail for this
+        if not _SIGNALS_OFF:
+            _SIGNALS_OFF.append(error)
+            import warnings
+            warnings.warn(f"graphc: sharing the CPUs by each call's signals is off for this "
+                          f"process ({type(error).__name__}: {error}); the load windows "
+                          f"still decide", RuntimeWarning, stacklevel=2)
+        return None
 
 
 @contextmanager
