@@ -76,10 +76,12 @@ class ThreadsWaiting:
     plan's calling thread waited 0% of a step while its steps took twice as long.
 
     Only the threads seen running within the last ACTIVE_S are read (numba's workers in use
-    and the caller, not idle pools: a 64-CPU machine has over a hundred threads): a thread
-    counts once its run time has grown between two listings, made every RELIST_S (so a new
-    worker counts from the second listing after it started). The calling thread is always
-    read. A call's wait is taken over the threads both of its readings have (waited_s): a
+    and the caller, not idle pools: a 64-CPU machine has over a hundred threads): a listing,
+    made every RELIST_S, keeps a thread whose run time grew since the last one, and a new
+    thread for two listings (numba starts its workers at the first parallel loop, and a
+    plan's first calls may already meet contention: counting them only from their second
+    listing, a bench turn's first calls read no wait and ran 246 ms instead of 8). The
+    calling thread is always read. A call's wait is taken over the threads both of its readings have (waited_s): a
     listing made between them, by another Python thread's call, changes the set."""
 
     def __init__(self):
@@ -106,7 +108,9 @@ class ThreadsWaiting:
             except OSError:  # out of descriptors, say: try again at the next listing
                 probe.close()
                 continue
-            if tid in self.ran and ran[tid] != self.ran[tid]:
+            if tid not in self.ran:  # new: working until two listings show it idle
+                self.active[tid] = now - ACTIVE_S + 2 * RELIST_S
+            elif ran[tid] != self.ran[tid]:
                 self.active[tid] = now
             seen = self.active.get(tid)
             if tid == caller or (seen is not None and now - seen < ACTIVE_S):

@@ -462,36 +462,46 @@ def test_the_threads_waiting_are_read_from_the_kernel():
 
 
 def test_the_threads_read_are_those_that_ran_lately():
+    """A new thread is read until two listings find it idle (numba's workers must count
+    from the start); one whose run time grew is read for ACTIVE_S; the caller always."""
     import threading as py_threading
     waiting = contention.ThreadsWaiting()
     go, done, stop = py_threading.Event(), py_threading.Event(), py_threading.Event()
 
-    def worker():
-        while not stop.is_set():
-            if go.wait(0.01):
-                go.clear()
-                t0 = time.perf_counter()
-                while time.perf_counter() - t0 < 0.05:
-                    pass
-                done.set()
-    thread = py_threading.Thread(target=worker)
-    thread.start()
+    def worker():  # runs once, when told, and then blocks without waking
+        go.wait()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.05:
+            pass
+        done.set()
+        stop.wait()
+    busy, idle = py_threading.Thread(target=worker), py_threading.Thread(target=stop.wait)
+    busy.start()
+    idle.start()
+    time.sleep(0.05)  # (until both block)
     try:
         if waiting.read(0.0) is None:
             pytest.skip("this kernel does not report schedstat")
-        tid, caller = str(thread.native_id), str(py_threading.get_native_id())
-        assert caller in waiting.files and tid not in waiting.files  # not seen running yet
+        busy_tid, idle_tid = str(busy.native_id), str(idle.native_id)
+        caller = str(py_threading.get_native_id())
+        assert {caller, busy_tid, idle_tid} <= set(waiting.files)  # new ones count
         go.set()
         done.wait(5)
-        reading = waiting.read(contention.RELIST_S + 1)  # listed again: it ran
-        assert tid in waiting.files and tid in reading
-        waiting.read(2 * contention.RELIST_S + 2)  # idle since, but within ACTIVE_S
-        assert tid in waiting.files
-        waiting.read(contention.ACTIVE_S + 5)  # idle for longer: no longer read
-        assert tid not in waiting.files and caller in waiting.files
+        time.sleep(0.05)  # (until it blocks again)
+        step = contention.RELIST_S + 0.01
+        waiting.read(step)  # listed again: one ran, the other is new still
+        assert busy_tid in waiting.files and idle_tid in waiting.files
+        reading = waiting.read(2 * step)  # two listings since it appeared, idle: dropped
+        assert idle_tid not in waiting.files and busy_tid in reading
+        waiting.read(step + contention.ACTIVE_S - 0.1)  # idle since it ran, within ACTIVE_S
+        assert busy_tid in waiting.files
+        waiting.read(2 * step + contention.ACTIVE_S + 0.1)  # idle for longer: not read
+        assert busy_tid not in waiting.files and caller in waiting.files
     finally:
+        go.set()
         stop.set()
-        thread.join()
+        busy.join()
+        idle.join()
     waiting.forget()
     assert waiting.files == {}
 
