@@ -20,9 +20,10 @@ A drop holds for a while before the calls' looks may raise the count again, twic
 each time a rise meets contention again within HOLD_S, so that a co-runner that comes and
 goes costs a contended call now and then, not one every few calls. The shortest hold is a
 window's length (the window restarts at the drop and measures the others anew); a longer
-one binds the windows' rises too. Where
-/proc says nothing (not Linux, no schedstat) every reading is None and the windows alone
-decide.
+one binds the windows' rises too. After an idle gap the signals start afresh (no hold): a
+process taking turns had otherwise kept a drop from its shared turn through its next turn
+alone. Where /proc says nothing (not Linux, no schedstat) every reading is None and the
+windows alone decide.
 """
 from __future__ import annotations
 
@@ -81,8 +82,9 @@ class ThreadsWaiting:
     thread for two listings (numba starts its workers at the first parallel loop, and a
     plan's first calls may already meet contention: counting them only from their second
     listing, a bench turn's first calls read no wait and ran 246 ms instead of 8). The
-    calling thread is always read. A call's wait is taken over the threads both of its readings have (waited_s): a
-    listing made between them, by another Python thread's call, changes the set."""
+    calling thread is always read. A call's wait is taken over the threads both of its
+    readings have (waited_s): a listing made between them, by another Python thread's call,
+    changes the set."""
 
     def __init__(self):
         self.files = {}        # tid -> ProcFile, the threads that ran lately

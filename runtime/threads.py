@@ -65,7 +65,9 @@ def _restart_openblas() -> None:
 # such processes on 2 cores measured 3.6-14x their solo time each, PyTorch up to 25x. So each
 # plan call asks how many CPUs the other processes leave free, from the machine's busy time
 # (/proc/stat) minus this process's own CPU time over the last quarter second, and runs its
-# kernels on that many threads; on one thread no loop waits for a partner.
+# kernels on that many threads; on one thread no loop waits for a partner. Between those
+# windows, each call's own evidence (its threads' wait for a CPU, the room as it ends) moves
+# the count at once: runtime.contention, through watched_call and CpuShare.after_call.
 
 _WINDOW_S = 0.25
 # a gap longer than this since the last look, spent mostly idle, is not measured as load
@@ -368,4 +370,3 @@ def numba_threads(count: int):
         yield
     finally:
         numba.set_num_threads(before)
-
