@@ -253,7 +253,7 @@ class Plan:
         """The numba threads one call of the plan (or of its checked or profiled form) runs
         on: the background compiler has one core, the plan keeps to the other; otherwise
         the plan takes the CPUs that other processes leave free
-        (runtime.threads.plan_threads). runtime.gemm's block count stays as built: one
+        (runtime.threads.plan_call). runtime.gemm's block count stays as built: one
         block or two gives different float bits (OpenBLAS sums in another order), so only
         the threads running them change."""
         if not self.jit:
@@ -264,12 +264,11 @@ class Plan:
             with threads.numba_threads(1):
                 yield
             return
-        count = self._thread_count = threads.plan_threads()
-        with threads.numba_threads(count), \
-                threads.watched_call(count, self._short_calls) as timing:
+        with threads.plan_call(self._short_calls) as call:
+            self._thread_count = call.threads
             yield
-        if timing.wall_s is not None:
-            self._short_calls = timing.wall_s < contention.MIN_CALL_S
+        if call.wall_s is not None:
+            self._short_calls = call.wall_s < contention.MIN_CALL_S
 
     def bind_call(self, args, kwargs) -> list:
         """The input arrays of a call, donated ones made safe for the plan to write over."""

@@ -67,7 +67,7 @@ def _restart_openblas() -> None:
 # (/proc/stat) minus this process's own CPU time over the last quarter second, and runs its
 # kernels on that many threads; on one thread no loop waits for a partner. Between those
 # windows, each call's own evidence (its threads' wait for a CPU, the room as it ends) moves
-# the count at once: runtime.contention, through watched_call and CpuShare.after_call.
+# the count at once: runtime.contention, through plan_call and CpuShare.after_call.
 
 _WINDOW_S = 0.25
 # a gap longer than this since the last look, spent mostly idle, is not measured as load
@@ -298,44 +298,52 @@ def rank_cpus() -> int:
 def plan_threads() -> int:
     """How many threads a plan call should use (GRAPHC_THREADS pins it)."""
     pinned = pinned_threads()
-    if pinned is not None:
-        return pinned
+    return pinned if pinned is not None else _shared_threads()
+
+
+def _shared_threads() -> int:
     if not _SHARE:
         _SHARE.append(CpuShare())
     return min(_SHARE[0].update(), rank_cpus())
 
 
-class CallTiming:
-    """The wall time of one watched call (None when nothing was watched)."""
+class PlanCall:
+    """One plan call: the threads it runs on, and its wall time once it has ended (None
+    when it was not watched)."""
+    threads = 1
     wall_s = None
 
 
 @contextmanager
-def watched_call(count: int, short: bool = False):
-    """One plan call on `count` threads; what it met (its threads' runqueue wait, the room
-    left as it ends) sets the thread count of the next calls (runtime.contention). Pinned
-    counts (GRAPHC_THREADS) are left alone. About 15 us a call on a 2-CPU machine; `short`
-    (the plan's last call took under contention.MIN_CALL_S, too short to judge) skips the
-    first reading of the wait, so that a call that is short again costs two clock reads.
-    Yields a CallTiming, filled as the call ends. The bookkeeping never fails the call: an
-    unexpected error in it turns the call signals off for the process, with a warning."""
-    timing = CallTiming()
-    if not _SHARE or pinned_threads() is not None or _SIGNALS_OFF:
-        yield timing
-        return
-    share = _SHARE[0]
-    start = time.perf_counter()
-    before = None
-    if not short:
-        with contention.LOCK:
-            before = _guarded(contention.WAITING.read, start)
-    yield timing
-    wall = timing.wall_s = time.perf_counter() - start
+def plan_call(short: bool = False):
+    """One plan call on the threads plan_threads gives it; unless GRAPHC_THREADS pins the
+    count, what the call met (its threads' runqueue wait, the room left as it ends) sets
+    the count of the next calls (runtime.contention). About 15 us a call on a 2-CPU
+    machine; `short` (the plan's last call took under contention.MIN_CALL_S, too short to
+    judge) skips the first reading of the wait, so that a call that is short again costs
+    two clock reads. Yields a PlanCall, its wall time filled as the call ends. The
+    bookkeeping never fails the call: an unexpected error in it turns the call signals off
+    for the process, with a warning."""
+    call = PlanCall()
+    pinned = pinned_threads()
+    call.threads = pinned if pinned is not None else _shared_threads()
+    with numba_threads(call.threads):
+        if pinned is not None or _SIGNALS_OFF:
+            yield call
+            return
+        share = _SHARE[0]
+        start = time.perf_counter()
+        before = None
+        if not short:
+            with contention.LOCK:
+                before = _guarded(contention.WAITING.read, start)
+        yield call
+        wall = call.wall_s = time.perf_counter() - start
     if wall < contention.MIN_CALL_S or _SIGNALS_OFF:
         return
     with contention.LOCK:
         after = None if before is None else _guarded(contention.WAITING.read, start)
-        _guarded(share.after_call, count, min(share.cpus, rank_cpus()), wall,
+        _guarded(share.after_call, call.threads, min(share.cpus, rank_cpus()), wall,
                  contention.waited_s(before, after))
 
 
@@ -343,7 +351,7 @@ _SIGNALS_OFF = []
 
 
 def _guarded(step, *args):
-    """A step of watched_call's bookkeeping; an unexpected error turns the signals off."""
+    """A step of plan_call's bookkeeping; an unexpected error turns the signals off."""
     try:
         return step(*args)
     except Exception as error:  # noqa: BLE001 - a user's call must not fail for this

@@ -6,7 +6,7 @@ import pytest
 
 import graphc as gc
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch, the oracle (the test extra), is not installed")
 
 from test_review_s23bn import assert_same_state, pair  # noqa: E402  (the same layer pairs)
 
