@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import itertools
 import linecache
 import os
+import threading
 import weakref
 
 import numpy as np
@@ -95,6 +96,9 @@ class Plan:
         self._pending = []  # (global name, kernel, spec, source) compiling in the background
         self._envs = []  # the namespaces of the compiled plan functions
         self._thread_count = None  # numba threads of the last call
+        # one call at a time: every call of a plan runs in its one memory pool (four Python
+        # threads calling one compiled function at once got 395-659 wrong results of 800)
+        self._call_lock = threading.RLock()
         self._short_calls = False  # the last call too short to judge the machine's load by
         self._globals = self._bind(rendered)
         if self._pending:
@@ -243,10 +247,11 @@ class Plan:
         twin = self._in_forked_child()
         if twin is not None:
             return twin(*args, **kwargs)
-        if self._pending:
-            self._swap_in_kernels()
-        with self.thread_scope():
-            return self._run(args, kwargs)
+        with self._call_lock:
+            if self._pending:
+                self._swap_in_kernels()
+            with self.thread_scope():
+                return self._run(args, kwargs)
 
     @contextmanager
     def thread_scope(self):
@@ -255,20 +260,22 @@ class Plan:
         the plan takes the CPUs that other processes leave free
         (runtime.threads.plan_call). runtime.gemm's block count stays as built: one
         block or two gives different float bits (OpenBLAS sums in another order), so only
-        the threads running them change."""
-        if not self.jit:
-            yield
-            return
-        if self._pending:
-            self._thread_count = 1
-            with threads.numba_threads(1):
+        the threads running them change. One call of the plan at a time (its memory pool
+        is shared by all of them): a call from another Python thread waits for it."""
+        with self._call_lock:
+            if not self.jit:
                 yield
-            return
-        with threads.plan_call(self._short_calls) as call:
-            self._thread_count = call.threads
-            yield
-        if call.wall_s is not None:
-            self._short_calls = call.wall_s < contention.MIN_CALL_S
+                return
+            if self._pending:
+                self._thread_count = 1
+                with threads.numba_threads(1):
+                    yield
+                return
+            with threads.plan_call(self._short_calls) as call:
+                self._thread_count = call.threads
+                yield
+            if call.wall_s is not None:
+                self._short_calls = call.wall_s < contention.MIN_CALL_S
 
     def bind_call(self, args, kwargs) -> list:
         """The input arrays of a call, donated ones made safe for the plan to write over."""
