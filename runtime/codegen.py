@@ -100,6 +100,7 @@ class Plan:
         # threads calling one compiled function at once got 395-659 wrong results of 800)
         self._call_lock = threading.RLock()
         self._short_calls = False  # the last call too short to judge the machine's load by
+        self._fastest_calls = {}  # thread count -> the fastest call on that many threads
         self._globals = self._bind(rendered)
         if self._pending:
             tiering.submit([(source, spec) for _, _, spec, source in self._pending])
@@ -271,7 +272,7 @@ class Plan:
                 with threads.numba_threads(1):
                     yield
                 return
-            with threads.plan_call(self._short_calls) as call:
+            with threads.plan_call(self._short_calls, self._fastest_calls) as call:
                 self._thread_count = call.threads
                 yield
             if call.wall_s is not None:

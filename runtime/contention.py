@@ -12,7 +12,10 @@ met (CallSignals):
 - waiting: how long the process's working threads were runnable but had no CPU during the
   call, summed (the kernel's schedstat, in ns). Solo, a two-thread tiny step's was 0-1% of
   its wall time (at most about 20%); beside another two-thread process, 30-60%. Above a
-  quarter of the call per thread, the next calls run on fewer threads.
+  quarter of the call per thread, the next calls run on fewer threads; above a tenth, when
+  the call also took SLOW_FACTOR times the plan's fastest call on as many threads. The
+  first shared calls of a bench turn waited 36-48% of their wall time (under the quarter a
+  thread) but ran 13-35 times as long as the fastest; a solo call seldom meets both.
 - room: the threads runnable on the machine as a call on fewer threads ends (/proc/loadavg),
   one cheap look a call; three calls in a row that each see a free CPU take it.
 
@@ -32,6 +35,8 @@ import threading
 import time
 
 WAITING_SHARE = 0.25   # runqueue wait per thread, as a share of a call's wall time: contention
+SLOW_FACTOR = 2.0      # a call this many times the plan's fastest on as many threads ...
+SLOW_WAITING_SHARE = 0.1  # ... is contended above this much wait per thread
 MIN_CALL_S = 0.001     # shorter calls say too little (a few scheduler ticks at most)
 ROOM_LOOKS = 3         # calls in a row that must each see a free CPU before we take it
 HOLD_S = 0.25          # the least time a drop holds ...
@@ -220,12 +225,16 @@ class CallSignals:
         """The count went up (here or by the window): a drop soon after holds longer."""
         self._last_rise = self._clock()
 
-    def after_call(self, threads, most, wall_s, waited_s):
+    def after_call(self, threads, most, wall_s, waited_s, fastest_s=None):
         """The thread count for the next call, given that this one ran on `threads` of at
-        most `most`; None to keep the current one. `waited_s` may be None (unknown)."""
+        most `most`; None to keep the current one. `waited_s` may be None (unknown);
+        `fastest_s` is the plan's fastest call on `threads` threads so far, if known."""
         now = self._clock()
+        share = WAITING_SHARE
+        if fastest_s is not None and wall_s > SLOW_FACTOR * fastest_s:
+            share = SLOW_WAITING_SHARE
         if threads > 1 and waited_s is not None and wall_s >= MIN_CALL_S \
-                and waited_s > WAITING_SHARE * threads * wall_s:
+                and waited_s > share * threads * wall_s:
             self._free_looks = 0
             if self._last_rise is not None:
                 since_rise = now - self._last_rise

@@ -223,11 +223,11 @@ class CpuShare:
         self.threads = threads
         return threads
 
-    def after_call(self, threads, most, wall_s, waited_s) -> None:
+    def after_call(self, threads, most, wall_s, waited_s, fastest_s=None) -> None:
         """What a plan call on `threads` threads met (runtime.contention.CallSignals) sets
         the count of the next ones; the window starts again from now, so that it measures
         the new state."""
-        count = self.signals.after_call(threads, most, wall_s, waited_s)
+        count = self.signals.after_call(threads, most, wall_s, waited_s, fastest_s)
         if count is None or count == self.threads:
             return
         self.threads = max(1, min(self.cpus, count))
@@ -315,13 +315,15 @@ class PlanCall:
 
 
 @contextmanager
-def plan_call(short: bool = False):
+def plan_call(short: bool = False, fastest: dict | None = None):
     """One plan call on the threads plan_threads gives it; unless GRAPHC_THREADS pins the
     count, what the call met (its threads' runqueue wait, the room left as it ends) sets
     the count of the next calls (runtime.contention). About 15 us a call on a 2-CPU
     machine; `short` (the plan's last call took under contention.MIN_CALL_S, too short to
     judge) skips the first reading of the wait, so that a call that is short again costs
-    two clock reads. Yields a PlanCall, its wall time filled as the call ends. The
+    two clock reads. `fastest` (the caller's, kept across its calls) maps a thread count to
+    the fastest such call so far: a call far slower than that needs less runqueue wait to
+    count as contended. Yields a PlanCall, its wall time filled as the call ends. The
     bookkeeping never fails the call: an unexpected error in it turns the call signals off
     for the process, with a warning."""
     call = PlanCall()
@@ -341,10 +343,15 @@ def plan_call(short: bool = False):
         wall = call.wall_s = time.perf_counter() - start
     if wall < contention.MIN_CALL_S or _SIGNALS_OFF:
         return
+    fastest_s = None
+    if fastest is not None:
+        fastest_s = fastest.get(call.threads)
+        if fastest_s is None or wall < fastest_s:
+            fastest[call.threads] = wall
     with contention.LOCK:
         after = None if before is None else _guarded(contention.WAITING.read, start)
         _guarded(share.after_call, call.threads, min(share.cpus, rank_cpus()), wall,
-                 contention.waited_s(before, after))
+                 contention.waited_s(before, after), fastest_s)
 
 
 _SIGNALS_OFF = []

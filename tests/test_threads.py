@@ -224,12 +224,12 @@ class FakeCalls:
         self.looks += 1
         return self.running
 
-    def call(self, used, most=2, wall=0.01, waited=0.0, running=1):
+    def call(self, used, most=2, wall=0.01, waited=0.0, running=1, fastest=None):
         """A call on `used` threads of at most `most`, with `running` threads runnable on
         the machine as it ends (default: the caller alone); returns the count it asks for."""
         self.now += wall
         self.running = running
-        return self.signals.after_call(used, most, wall, waited)
+        return self.signals.after_call(used, most, wall, waited, fastest)
 
     def rise(self):
         """Calls on one thread that each see a free CPU, until one asks for more."""
@@ -249,6 +249,38 @@ class FakeCalls:
 def test_a_call_whose_threads_waited_for_a_cpu_drops_threads(used, cpus, waited, expected):
     calls = FakeCalls(cpus=cpus)
     assert calls.call(used, most=cpus, wall=0.01, waited=waited, running=cpus + 2) == expected
+
+
+@pytest.mark.parametrize("wall, fastest, waited, expected", [
+    # two threads waiting 15% of the call each: contended only when the call was also
+    # SLOW_FACTOR times the plan's fastest on two threads
+    (0.010, None, 0.003, None), (0.010, 0.006, 0.003, None), (0.010, 0.0049, 0.003, 1),
+    (0.030, 0.005, 0.009, 1),
+    (0.030, 0.005, 0.005, None),  # slow, but waiting under a tenth a thread: the host, not us
+    (0.010, 0.006, 0.006, 1),  # over a quarter a thread is contended whatever the speed
+])
+def test_a_slow_call_needs_less_waiting_to_count_as_contended(wall, fastest, waited,
+                                                               expected):
+    calls = FakeCalls()
+    assert calls.call(2, wall=wall, waited=waited, running=4, fastest=fastest) == expected
+
+
+def test_plan_call_passes_the_fastest_call_on_as_many_threads(monkeypatch):
+    monkeypatch.delenv("GRAPHC_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_shared_threads", lambda: 2)
+    monkeypatch.setattr(threads, "rank_cpus", lambda: 2)
+    share = threads.CpuShare(cpus=2, machine_cpus=2)
+    monkeypatch.setattr(threads, "_SHARE", [share])
+    seen = []
+    monkeypatch.setattr(share, "after_call", lambda *args: seen.append(args[-1]))
+    fastest = {}
+    for pause in (0.004, 0.002, 0.003):
+        with threads.plan_call(fastest=fastest):
+            time.sleep(pause)
+    # each call is judged against the fastest before it; the record keeps the fastest
+    assert seen[0] is None
+    assert 0.004 <= seen[1] < 0.1
+    assert 0.002 <= seen[2] == fastest[2] < seen[1]
 
 
 def test_short_calls_say_nothing_and_unknown_waits_leave_the_room_looks():
@@ -402,6 +434,8 @@ def test_a_plan_call_reports_what_it_met(monkeypatch):
     second = f(a)
     assert f.plan_for(a)._thread_count == 1
     np.testing.assert_array_equal(first, second)
+    # the plan keeps its fastest call on each thread count, for the next calls' judging
+    assert set(f.plan_for(a)._fastest_calls) == {1, 2}
 
 
 def test_a_plan_called_from_several_threads_at_once(monkeypatch):
