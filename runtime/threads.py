@@ -97,19 +97,17 @@ def pinned_threads():
     return None if value is None else min(value, available_cpus())
 
 
-def _proc_stat(cpus):
-    """(seconds the given CPUs spent running anything since boot, threads runnable on the
-    machine now), from /proc/stat; (None, None) where there is none."""
+def _busy_seconds(cpus) -> float | None:
+    """Seconds the given CPUs spent running anything (all processes) since boot, from
+    /proc/stat; None where there is none."""
     try:
         with open("/proc/stat") as fh:
             lines = fh.read().splitlines()
     except OSError:
-        return None, None
+        return None
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    busy, running = 0, None
+    busy = 0
     for line in lines:
-        if line.startswith("procs_running"):
-            running = int(line.split()[1])
         if not line.startswith("cpu") or line.startswith("cpu "):
             continue
         name, *fields = line.split()
@@ -119,17 +117,12 @@ def _proc_stat(cpus):
         # time the CPU was not free for us (steal: the hypervisor ran another machine)
         values = [int(v) for v in fields[:8]] + [0] * (8 - len(fields[:8]))
         busy += sum(values) - values[3] - values[4]
-    return busy / ticks, running
+    return busy / ticks
 
 
-def _busy_seconds(cpus) -> float | None:
-    """Seconds the given CPUs spent running anything (all processes) since boot."""
-    return _proc_stat(cpus)[0]
-
-
-# One look at procs_running is not enough: the process that woke us (the bench's parent after
-# sending a turn, a loader handing over a batch) is still runnable for a moment before it
-# blocks. Logged at the start of the bench's graphc turns: in 6 of 15 an extra thread was
+# One look at the machine's runnable count (contention.runnable_now) is not enough: the
+# process that woke us (the bench's parent after sending a turn, a loader handing over a
+# batch) is still runnable for a moment before it blocks. Logged at the start of the bench's graphc turns: in 6 of 15 an extra thread was
 # runnable at the first look and gone 0.3 ms later (once 1.3 ms), and on that one look a
 # quarter of the tiny step's turns ran on one thread. So we look up to _LOOKS times,
 # _LOOK_SPACING_S apart, and take what most looks saw.
@@ -140,11 +133,11 @@ _LOOK_SPACING_S = 0.00025
 def _running_elsewhere(cpus, looks=_LOOKS, spacing_s=_LOOK_SPACING_S) -> float | None:
     """Threads other than the caller runnable now (the lower median of a few looks over a
     few milliseconds), scaled to the share of the machine's CPUs this process may use
-    (procs_running counts the whole machine)."""
+    (the count is the whole machine's)."""
     looks = max(1, int(looks))
     seen = []
     for _ in range(looks):
-        running = _proc_stat(cpus)[1]
+        running = contention.runnable_now()
         if running is None:
             return None
         seen.append(max(0, running - 1))

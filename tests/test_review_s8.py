@@ -174,40 +174,50 @@ def test_attention_variants_match_the_interpreter_with_bands_of_every_size(varia
 
 
 # ---- runtime/threads.py: the count of runnable threads after an idle gap, at its edges --------
-def _fake_proc_stat(monkeypatch, text):
+def _fake_proc(monkeypatch, stat, loadavg):
+    """/proc/stat's text and /proc/loadavg's bytes as given; None: the file is missing."""
     import io
 
-    from runtime import threads
+    from runtime import contention, threads
 
     def fake_open(path, *args, **kwargs):
         if path == "/proc/stat":
-            if text is None:
+            if stat is None:
                 raise FileNotFoundError(path)
-            return io.StringIO(text)
+            return io.StringIO(stat)
         return open(path, *args, **kwargs)
+
+    def fake_loadavg():
+        if loadavg is None:
+            raise FileNotFoundError("/proc/loadavg")
+        return loadavg
     monkeypatch.setattr(threads, "open", fake_open, raising=False)
+    monkeypatch.setattr(contention.LOADAVG, "read", fake_loadavg)
     return threads
 
 
 _STAT = ("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\n"
-         "cpu1 50 0 50 400 0 0 0 0 0 0\nintr 1\n{running}procs_blocked 0\n")
+         "cpu1 50 0 50 400 0 0 0 0 0 0\nintr 1\nprocs_running 1\nprocs_blocked 0\n")
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("procs_running 1\n", 0.0), ("procs_running 3\n", 2.0), ("procs_running 0\n", 0.0),
-    ("procs_running -5\n", 0.0), ("procs_running 100000\n", 99999.0), ("", None)])
-def test_running_elsewhere_reads_procs_running_at_its_edges(line, expected, monkeypatch):
+@pytest.mark.parametrize("loadavg, expected", [
+    (b"0.5 0.4 0.3 1/200 99\n", 0.0), (b"0.5 0.4 0.3 3/200 99\n", 2.0),
+    (b"0.5 0.4 0.3 0/200 99\n", 0.0), (b"0.5 0.4 0.3 -5/200 99\n", 0.0),
+    (b"0.5 0.4 0.3 100000/200000 99\n", 99999.0), (b"", None), (b"0.5 0.4 0.3\n", None),
+    (b"0.5 0.4 0.3 x/200 99\n", None)])
+def test_running_elsewhere_reads_the_runnable_count_at_its_edges(loadavg, expected,
+                                                                  monkeypatch):
     """Holds on the reviewed snapshot: the caller is not counted, a 0 or negative count is
-    none, a missing line (or no /proc/stat) is no answer (None); counts on a machine with
-    more CPUs than the process may use are scaled to its share."""
-    threads = _fake_proc_stat(monkeypatch, _STAT.format(running=line))
+    none, a missing or garbled count (or no /proc/loadavg) is no answer (None); counts on a
+    machine with more CPUs than the process may use are scaled to its share."""
+    threads = _fake_proc(monkeypatch, _STAT, loadavg)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     assert threads._running_elsewhere({0, 1}) == expected
     if expected is not None:
         monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)  # two of eight CPUs ours
         assert threads._running_elsewhere({0, 1}) == pytest.approx(expected / 4)
     assert threads._busy_seconds({0, 1}) == pytest.approx(2.0)  # 200 ticks at 100 a second
-    _fake_proc_stat(monkeypatch, None)
+    _fake_proc(monkeypatch, None, None)
     assert threads._running_elsewhere({0, 1}) is None and threads._busy_seconds({0}) is None
 
 

@@ -128,10 +128,10 @@ def test_what_most_looks_see_is_the_load_now(monkeypatch, looks, expected, taken
     readings = iter(looks)
     taken = []
 
-    def proc_stat(cpus):
+    def runnable_now():
         taken.append(1)
-        return 0.0, next(readings)
-    monkeypatch.setattr(threads, "_proc_stat", proc_stat)
+        return next(readings)
+    monkeypatch.setattr(contention, "runnable_now", runnable_now)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert threads._running_elsewhere({0, 1, 2, 3}, spacing_s=0) == expected
     assert len(taken) == taken_looks
