@@ -310,3 +310,19 @@ def test_jvp_tangent_of_another_dtype_or_shape_is_named():
     with pytest.raises(GraphcError, match=r"tangent 1 is float64\[3\] but its primal is "
                                           r"float64\[2\]"):
         gc.jvp(lambda a, b: a * b, (np.ones(2), np.ones(2)), (np.ones(2), np.ones(3)))
+
+
+@pytest.mark.parametrize("index", [1, np.int64(1), np.int32(1), [1, 2], (0, 2)])
+def test_a_python_or_numpy_integer_index_gathers_rows(index):
+    """An index is not a weak scalar: it must not take the table's float dtype (take refused
+    `gc.take(table, 1)` as "indices must be integers, got float64")."""
+    table = np.array([1.0, 2.0, 3.0])
+    expected = table[np.asarray(index)]
+    np.testing.assert_array_equal(np.asarray(gc.take(table, index)), expected)
+    np.testing.assert_array_equal(np.asarray(gc.compile(lambda t: gc.take(t, index))(table)),
+                                  expected)
+    updates = np.ones(np.shape(index))
+    np.testing.assert_array_equal(np.asarray(gc.scatter_add(updates, index, 4)),
+                                  np.bincount(np.ravel(index), minlength=4) * 1.0)
+    with pytest.raises(GraphcError, match="integers"):
+        gc.take(table, True)

@@ -558,8 +558,16 @@ def split(x, sections, axis=0):
 
 
 # ---- gathers --------------------------------------------------------------------------------
+def _index_operand(idx):
+    """A Python or numpy integer (or a list of them) as an index array: indices are not weak
+    scalars, which would take the table's float dtype."""
+    if isinstance(idx, (int, np.integer, list, tuple)) and not isinstance(idx, (bool, np.bool_)):
+        return np.asarray(idx)
+    return idx
+
+
 def take(table, idx):
-    return apply("take", table, idx)
+    return apply("take", table, _index_operand(idx))
 
 
 embedding = take
@@ -567,7 +575,8 @@ embedding = take
 
 def scatter_add(updates, idx, rows):
     # a symbolic row count (the gradient of take from a table of symbolic rows) stays a Dim
-    return apply("scatter_add", updates, idx, rows=rows if isinstance(rows, Dim) else int(rows))
+    return apply("scatter_add", updates, _index_operand(idx),
+                 rows=rows if isinstance(rows, Dim) else int(rows))
 
 
 def _start_axis(x, start, axis):
