@@ -23,12 +23,15 @@ picks one element and its flag (ir/ops/batching.py, PER_ELEMENT).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph
 from ir.ops import api as F
-from ir.ops.batching import batch_all, defbatch, example, move_axis, with_rank
+from ir.ops.batching import (batch_all, defbatch, example, move_axis, results_selected_later,
+                             with_rank)
 from ir.ops.registry import apply, innermost_interpreter
 from ir.region import Region
 
@@ -54,6 +57,10 @@ def run_batched(graph, values, flags, size, want) -> list:
     outs = batch_graph(graph, dict(zip(graph.inputs, zip(values, flags))), size)
     return [_broadcast(v, size) if w and not is_batched(b) else v
             for (v, b), w in zip(outs, want)]
+
+
+def _selected_later(selecting: bool):
+    return results_selected_later() if selecting else nullcontext()
 
 
 def _tracing() -> bool:
@@ -187,8 +194,9 @@ def _cond_rule(args, batched, size, branches):
     out_flags = [a or b for a, b in zip(*(reached(b, op_flags) for b in branches))]
     if pred_flag:  # each example takes its own branch: run both, select per example
         everything = [True] * len(out_flags)
-        false_outs, true_outs = (run_batched(b, operands, op_flags, size, everything)
-                                 for b in branches)
+        with results_selected_later():  # an example's index may be out of range where unused
+            false_outs, true_outs = [run_batched(b, operands, op_flags, size, everything)
+                                     for b in branches]
         take = _truth(pred)
         return (tuple(_select(take, t, f) for t, f in zip(true_outs, false_outs)),
                 tuple(everything))
@@ -222,9 +230,11 @@ def _while_rule(args, batched, size, cond_fn, body_fn, cond_consts, body_consts)
     if not _tracing():
         while True:
             keep = run_batched(cond_fn, cond_values + carry, cond_in, size, [pred_flag])[0]
-            if not _concrete(F.max(F.cast(keep, np.int32))):
+            # a sum, not a max: a batch of no examples has no maximum, and runs no step
+            if not _concrete(F.sum(F.cast(keep, np.int32))):
                 return tuple(carry), flags
-            new = run_batched(body_fn, body_values + carry, body_in, size, carry_flags)
+            with _selected_later(pred_flag):  # a finished example's step is thrown away
+                new = run_batched(body_fn, body_values + carry, body_in, size, carry_flags)
             carry = [_select(keep, n, c) for n, c in zip(new, carry)] if pred_flag else new
     if not pred_flag:
         node = apply("while_loop", *cond_values, *body_values, *carry,
@@ -237,12 +247,13 @@ def _while_rule(args, batched, size, cond_fn, body_fn, cond_consts, body_consts)
 
     def any_holds(ins):
         keep = run_batched(cond_fn, ins, cond_in, size, [True])[0]
-        return [F.greater(F.max(F.cast(keep, np.int32)), 0)]
+        return [F.greater(F.sum(F.cast(keep, np.int32)), 0)]
 
     def step_unfinished(ins):
         conds, bodies, old = ins[:n_cond], ins[n_cond:n_cond + n_body], ins[n_cond + n_body:]
         keep = run_batched(cond_fn, conds + old, cond_in, size, [True])[0]
-        new = run_batched(body_fn, bodies + old, body_in, size, carry_flags)
+        with results_selected_later():  # a finished example's step is thrown away
+            new = run_batched(body_fn, bodies + old, body_in, size, carry_flags)
         return [_select(keep, n, c) for n, c in zip(new, old)]
 
     carry_types = [(tuple(F._shape(c)), F._dtype(c)) for c in carry]

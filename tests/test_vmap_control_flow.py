@@ -347,3 +347,68 @@ def test_vmap_of_an_empty_scan(mode):
     carry, ys = (gc.compile(g) if mode == "compiled" else g)(h, xs)
     np.testing.assert_array_equal(np.asarray(carry), h)
     assert np.shape(ys) == (B, 0, D)
+
+
+# ---- indices kept in range by the predicate (both branches, or a finished example's step) -----
+def _run(fn, mode):
+    return gc.compile(fn) if mode == "compiled" else fn
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_batched_predicate_that_guards_a_gather_keeps_per_example_results(mode):
+    """Under vmap a batched cond runs both branches on every example, so an index that the
+    predicate keeps in range for the examples taking a branch reaches it out of range for
+    the others: it is clamped there (their results are thrown away), as JAX's gathers do,
+    not refused. Per example the same function never sees the index out of range."""
+    table = np.array([1.0, 2.0, 3.0, 4.0])
+    f = lambda i: gc.cond(i < 4, lambda j: gc.take(table, j),  # noqa: E731
+                          lambda j: gc.cast(j, "float64") * 0.0 - 1.0, i)
+    idx = np.array([0, 3, 4, 7, -2])
+    per_example = [float(gc.compile(f)(np.array(i))) for i in idx]
+    assert per_example == [1.0, 4.0, -1.0, -1.0, 3.0]
+    np.testing.assert_array_equal(np.asarray(_run(gc.vmap(f), mode)(idx)), per_example)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_guarded_gather_from_batched_tables_and_its_gradient(mode):
+    def g(t, i):
+        return gc.cond(i < 4, lambda a, j: gc.take(a, j), lambda a, j: a[0] * 0.0 - 1.0, t, i)
+    tables = _rng(4).standard_normal((4, 4))
+    idx = np.array([0, 3, 4, 7])
+    got = np.asarray(_run(gc.vmap(g), mode)(tables, idx))
+    np.testing.assert_array_equal(got, [tables[0, 0], tables[1, 3], -1.0, -1.0])
+    grad = np.asarray(_run(gc.grad(lambda t: gc.sum(gc.vmap(g)(t, idx))), mode)(tables))
+    expected = np.zeros((4, 4))
+    expected[0, 0] = expected[1, 3] = 1.0
+    np.testing.assert_array_equal(grad, expected)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_finished_examples_step_may_index_out_of_range(mode):
+    """A batched while_loop runs its body on every example until the last one finishes; a
+    finished example's step (thrown away) reads one past the table here."""
+    table = np.arange(5.0) * 10
+
+    def f(i0):
+        def body(c):
+            i, acc = c
+            return i + 1, acc + gc.take(table, i + 1)  # in range while the predicate holds
+        return gc.while_loop(lambda c: c[0] + 1 < 5, body, (i0, np.array(0.0)))[1]
+    starts = np.array([2, 0, 3])
+    np.testing.assert_array_equal(np.asarray(_run(gc.vmap(f), mode)(starts)), [70.0, 100.0, 40.0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_index_out_of_range_outside_such_branches_is_still_refused(mode):
+    table = np.arange(5.0)
+    with pytest.raises(Exception, match="out of (range|bounds)"):
+        np.asarray(_run(gc.vmap(lambda i: gc.take(table, i)), mode)(np.array([1, 5])))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_batched_while_loop_over_no_examples(mode):
+    f = lambda a: gc.while_loop(lambda c: gc.sum(c) < 10.0, lambda c: c + 1.0, a)  # noqa: E731
+    out = _run(gc.vmap(f), mode)(np.zeros((0, 4)))
+    assert np.asarray(out).shape == (0, 4)
+    np.testing.assert_array_equal(np.asarray(_run(gc.vmap(f), mode)(np.ones((2, 4)))),
+                                  np.full((2, 4), 3.0))

@@ -29,6 +29,7 @@ Every op is in one of three tables (tests/test_vmap.py checks it):
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
@@ -149,6 +150,34 @@ def flat_batch(x, size):
     """Batched x (B, *s) as (B * prod(s[:1]), ...): the batch axis merged into the next."""
     shape = F._shape(x)
     return F.reshape(x, (size * shape[1],) + shape[2:])
+
+
+# vmap of a cond whose predicate is batched runs both branches on every example and selects
+# per example, as JAX does. An index that the predicate keeps in range for the examples taking
+# a branch may be out of range for the others, whose results there are thrown away: inside
+# such branches the batched gathers and scatters clamp their indices, as JAX's always do,
+# instead of refusing them (tests/test_vmap_control_flow.py).
+_SELECTING = [0]
+
+
+@contextmanager
+def results_selected_later():
+    """Batched gathers and scatters built inside clamp their indices (see above)."""
+    _SELECTING[0] += 1
+    try:
+        yield
+    finally:
+        _SELECTING[0] -= 1
+
+
+def clamp_unless_checked(idx, rows):
+    """idx clamped into [-rows, rows) inside results_selected_later (a negative index still
+    counts from the end); idx as it is elsewhere, or when `rows` is symbolic."""
+    if not _SELECTING[0] or not isinstance(rows, int) or rows == 0:
+        return idx
+    dtype = F._dtype(idx)
+    lowest = -rows if dtype.kind == "i" else 0
+    return F.minimum(F.maximum(idx, np.asarray(lowest, dtype)), np.asarray(rows - 1, dtype))
 
 
 def batch_offsets(idx, rows, size, check=True):

@@ -188,23 +188,27 @@ def _dynamic_update_slice(operand, update, start, axis):
 
 # ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
 def _register_batching():
-    from .batching import (batch_all, batch_offsets, broadcasting, defbatch, flat_batch,
-                           loop_over_batch, move_axis)
+    from .batching import (batch_all, batch_offsets, broadcasting, clamp_unless_checked,
+                           defbatch, flat_batch, loop_over_batch, move_axis)
     from .registry import apply
 
     @defbatch("take")
     def _take_rule(args, batched, size):
         table, idx = args
+        rows = F._shape(table)[1 if batched[0] else 0]
+        idx = clamp_unless_checked(idx, rows) if batched[1] else idx
         if not batched[0]:  # one table, a batch of indices: an ordinary gather
             return F.take(table, idx)
         # the B tables stacked into one, each example's indices offset to its own block
-        table, idx = batch_all(args, batched, size)
-        return F.take(flat_batch(table, size), batch_offsets(idx, F._shape(table)[1], size))
+        table, idx = batch_all([table, idx], batched, size)
+        return F.take(flat_batch(table, size), batch_offsets(idx, rows, size))
 
     @defbatch("scatter_add")
     def _scatter_add_rule(args, batched, size, rows):
         # each example scatters into its own block of `rows` rows of one B * rows table
-        updates, idx = batch_all(args, batched, size)
+        updates, idx = args
+        idx = clamp_unless_checked(idx, rows) if batched[1] else idx
+        updates, idx = batch_all([updates, idx], batched, size)
         out = F.scatter_add(updates, batch_offsets(idx, rows, size), size * rows)
         return F.reshape(out, (size, rows) + F._shape(out)[1:])
 
