@@ -417,7 +417,11 @@ def as_dim(d):
         return d
     if isinstance(d, str):
         return parse_dim(d)
-    return int(d)
+    if isinstance(d, (bool, np.bool_, float, np.floating)) \
+            or isinstance(d, np.ndarray) and d.dtype.kind not in "iu":
+        # int() would truncate 2.5 to 2; numpy and torch refuse it
+        raise GraphcError(f"a size must be an int, got {d!r}", (user_location(),))
+    return int(d)  # (a traced value raises its own message: only known when the graph runs)
 
 
 def is_symbolic_shape(shape) -> bool:

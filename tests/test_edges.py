@@ -326,3 +326,58 @@ def test_a_python_or_numpy_integer_index_gathers_rows(index):
                                   np.bincount(np.ravel(index), minlength=4) * 1.0)
     with pytest.raises(GraphcError, match="integers"):
         gc.take(table, True)
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ((0.5, 3), {}), ((0, 2.5), {}), ((0, 3, 1.5), {}), ((0.0, 1.0, 0.25), {}),
+    ((2.9,), {}), ((3, 0, -0.5), {}), ((1.0, 1.0), {}), ((0.5, 3), {"dtype": "float64"}),
+    ((5,), {}), ((1, 10, 3), {}), ((4,), {"dtype": "float32"})])
+def test_arange_follows_numpy_with_float_bounds_and_steps(args, kwargs):
+    """A float bound or step used to be truncated to an int: arange(0.5, 3) gave [0, 1, 2]."""
+    expected = np.arange(*args, dtype=kwargs.get("dtype"))
+    if expected.dtype == np.float64 and "dtype" not in kwargs:
+        expected = expected.astype(np.float32)  # graphc's default float, as JAX's
+    for got in (gc.arange(*args, **kwargs), gc.compile(lambda: gc.arange(*args, **kwargs))()):
+        got = np.asarray(got)
+        assert got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: gc.zeros((2.5,)), "a size must be an int, got 2.5"),
+    (lambda x: gc.full((2, 2.5), 1.0), "a size must be an int, got 2.5"),
+    (lambda x: gc.eye(2.5), "a size must be an int"),
+    (lambda x: gc.one_hot(np.array([0, 1]), 3.5), "one_hot: depth must be an int"),
+    (lambda x: gc.roll(x, 1.5, 1), "roll: a shift must be an int"),
+    (lambda x: gc.tril(x, 0.5), "diagonal offset k must be an int"),
+    (lambda x: gc.dynamic_slice(x, np.int64(1), 2.5, axis=1), "dynamic_slice: size must"),
+    (lambda x: gc.segment_sum(x, np.array([0, 1, 1]), 2.5), "segment_sum: num_segments must"),
+    (lambda x: gc.scatter_add(x, np.array([0, 1, 1]), 4.5), "scatter_add: rows must"),
+    (lambda x: gc.arange(0, 1, 0.0), "step must be nonzero"),
+    (lambda x: gc.sum(x, (0, -2)), r"axis \(0, -2\) names an axis twice"),
+    (lambda x: gc.max(x, (1, 1)), "names an axis twice"),
+    (lambda x: gc.sum(x, 1.0), "axis must be an int, got 1.0"),
+    (lambda x: gc.split(x, 2.0, 1), "split: sections must be an int or a list"),
+    (lambda x: gc.split(x, [2.0, 2], 1), "split: a size must be an int"),
+    (lambda x: gc.round(x, 1.5), "round: decimals must be an int"),
+])
+def test_a_size_count_or_axis_that_is_not_an_int_is_refused_in_one_line(call, message):
+    """numpy and torch refuse these; graphc truncated them (int(2.5) == 2) or raised a raw
+    TypeError from inside."""
+    x = np.arange(12.0).reshape(3, 4)
+    with pytest.raises(GraphcError, match=message):
+        call(x)
+    with pytest.raises(GraphcError, match=message):
+        gc.compile(call)(x)
+
+
+@pytest.mark.parametrize("reduce", [lambda v: gc.prod(v, axis=0),
+                                    lambda v: gc.logsumexp(v, axis=0),
+                                    lambda v: gc.sum(v, axis=0)])
+def test_a_reduction_over_no_elements_stays_on_the_eager_tape(reduce):
+    """prod and logsumexp over an empty axis built their result from a new constant, so
+    backward() found no tensor needing a gradient; torch and gc.grad give zeros."""
+    x = gc.tensor(np.zeros((0, 3)), requires_grad=True)
+    gc.sum(reduce(x)).backward()
+    assert np.asarray(x.grad).shape == (0, 3)
+    assert np.asarray(gc.grad(lambda v: gc.sum(reduce(v)))(np.zeros((0, 3)))).shape == (0, 3)

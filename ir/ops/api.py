@@ -86,10 +86,20 @@ def _axis(axis, ndim, what="axis"):
 def _axes(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, int):
+    if not isinstance(axis, (tuple, list)):
         axis = (axis,)
-    axes = tuple(sorted({_axis(a, ndim) for a in axis}))
-    return axes
+    axes = [_axis(a, ndim) for a in axis]
+    if len(set(axes)) != len(axes):  # numpy and torch refuse (0, -2) on a 2-d value too
+        _fail(f"axis {tuple(axis)} names an axis twice")
+    return tuple(sorted(axes))
+
+
+def _whole(value, what):
+    """An integer argument (a size, a count, an offset), numpy integers included: a float
+    or anything else is refused in one line, not truncated as int() would."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    _fail(f"{what} must be an int, got {value!r}")
 
 
 # ---- elementwise ----------------------------------------------------------------------------
@@ -138,7 +148,7 @@ def ceil(x): return apply("ceil", x) if is_float(_dtype(x)) else _unchanged(x)
 def round(x, decimals=0):
     """To the nearest integer, halves to even (numpy's); decimals as numpy's: x * 10**d
     rounded, then divided back (d < 0: divided, rounded, multiplied)."""
-    decimals = operator.index(decimals)
+    decimals = _whole(decimals, "round: decimals")
     if not is_float(_dtype(x)):
         if decimals >= 0:
             return _unchanged(x)
@@ -275,8 +285,8 @@ def logsumexp(x, axis=None, keepdims=False):
     axes = _axes(axis, _ndim(x))
     count = math.prod(_shape(x)[a] for a in axes)
     if isinstance(count, int) and count == 0:  # the log of an empty sum, as JAX's and torch's
-        return full(tuple(1 if i in axes else d for i, d in enumerate(_shape(x)) if keepdims
-                          or i not in axes), -math.inf, _dtype(x))
+        # -inf built from x, so that the eager tape reaches x (its gradient: no elements)
+        return add(sum(mul(x, 0), axes, keepdims=keepdims), -math.inf)
     peak = stop_gradient(max(x, axes, keepdims=True))
     peak = where(isfinite(peak), peak, zeros_like(peak))
     out = log(sum(exp(x - peak), axes, keepdims=True)) + peak
@@ -539,14 +549,18 @@ def split(x, sections, axis=0):
     with sizes; returns a list of views of x built from slice ops."""
     shape = _shape(x)
     axis = _axis(axis, len(shape))
-    if isinstance(sections, int):
+    if isinstance(sections, numbers.Integral) and not isinstance(sections, bool):
+        if sections <= 0:
+            _fail(f"split: sections must be positive, got {sections}")
         if shape[axis] % sections:
             _fail(f"axis of size {shape[axis]} does not split into {sections} equal parts")
         sizes = [shape[axis] // sections] * sections
-    else:
-        sizes = list(sections)
+    elif isinstance(sections, (list, tuple)):
+        sizes = [_whole(n, "split: a size") for n in sections]
         if builtins.sum(sizes) != shape[axis]:
             _fail(f"split sizes {sizes} do not add up to {shape[axis]}")
+    else:
+        _fail(f"split: sections must be an int or a list of sizes, got {sections!r}")
     outs, offset = [], 0
     for n in sizes:
         starts = [0] * len(shape)
@@ -576,7 +590,7 @@ embedding = take
 def scatter_add(updates, idx, rows):
     # a symbolic row count (the gradient of take from a table of symbolic rows) stays a Dim
     return apply("scatter_add", updates, _index_operand(idx),
-                 rows=rows if isinstance(rows, Dim) else int(rows))
+                 rows=rows if isinstance(rows, Dim) else _whole(rows, "scatter_add: rows"))
 
 
 def _start_axis(x, start, axis):
@@ -593,7 +607,7 @@ def dynamic_slice(x, start, size, axis=0):
     start is clamped to [0, length - size] so that the window fits (length 6, size 2: start
     -1 opens at 4, -7 at 0, 5 at 4)."""
     start, axis = _start_axis(x, start, axis)
-    return apply("dynamic_slice", x, start, size=int(size), axis=axis)
+    return apply("dynamic_slice", x, start, size=_whole(size, "dynamic_slice: size"), axis=axis)
 
 
 def dynamic_update_slice(x, update, start, axis=0):
@@ -606,7 +620,7 @@ def dynamic_update_slice(x, update, start, axis=0):
 
 
 def one_hot(idx, depth, dtype="float32"):
-    return apply("one_hot", idx, depth=int(depth), dtype=as_dtype(dtype))
+    return apply("one_hot", idx, depth=_whole(depth, "one_hot: depth"), dtype=as_dtype(dtype))
 
 
 # ---- linear algebra -------------------------------------------------------------------------
@@ -1451,7 +1465,7 @@ def dropout(x, rate, seed, training=True, salt=None):
 def tril_mask(rows, cols=None, k=0):
     """Boolean lower-triangular mask: True where column <= row + k (the causal mask)."""
     return apply("tri", rows=as_dim(rows), cols=as_dim(rows if cols is None else cols),
-                 k=int(k))
+                 k=_whole(k, "the diagonal offset k"))
 
 
 def _last_two(x, name):
@@ -1508,8 +1522,27 @@ def ones_like(x):
     return full(_shape(x), 1, _dtype(x))
 
 
-def arange(start, stop=None, step=1, dtype="int64"):
+def arange(start, stop=None, step=1, dtype=None):
+    """numpy's arange. With integer bounds and step the default dtype is int64; a float
+    among them gives float32 values start + i * step, ceil((stop - start) / step) of them
+    (numpy's length; JAX's default float dtype)."""
     if stop is None:
         start, stop = 0, start
-    return apply("arange", start=as_dim(start), stop=as_dim(stop), step=int(step),
-                 dtype=as_dtype(dtype))
+    if builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step)):
+        return _float_arange(start, stop, step, "float32" if dtype is None else dtype)
+    return apply("arange", start=as_dim(start), stop=as_dim(stop),
+                 step=_whole(step, "arange: step"),
+                 dtype=as_dtype("int64" if dtype is None else dtype))
+
+
+def _float_arange(start, stop, step, dtype):
+    for v in (start, stop, step):
+        if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)):
+            _fail(f"arange: a bound or step must be a number, got {v!r}")
+    if step == 0 or not math.isfinite(step) or not math.isfinite(start) \
+            or not math.isfinite(stop):
+        _fail(f"arange({start}, {stop}, {step}): the step must be nonzero, all three finite")
+    count = builtins.max(0, math.ceil((stop - start) / step))
+    # in float64, then cast: each value start + i * step, as numpy computes it
+    steps = apply("arange", start=0, stop=count, step=1, dtype=np.dtype("float64"))
+    return cast(add(mul(steps, float(step)), float(start)), as_dtype(dtype))

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..types import Dim, TensorType, as_dtype, is_float
 from . import api as F
-from .api import _axis, _dtype, _fail, _ndim, _shape
+from .api import _axis, _dtype, _fail, _ndim, _shape, _whole
 from .registry import SymbolicValue, apply, check, defop
 
 __all__ = ["pad", "flip", "roll", "tile", "repeat", "moveaxis", "prod", "cumprod",
@@ -99,7 +99,7 @@ def roll(x, shift, axis=None):
     for s, a in zip(shifts, axes):
         a = _axis(a, _ndim(x))
         n = _concrete(_shape(x)[a], "roll")
-        s = int(s) % n if n else 0
+        s = _whole(s, "roll: a shift") % n if n else 0
         if s:
             rolled = F.concat([_along(rolled, a, n - s, n), _along(rolled, a, 0, n - s)], a)
     return F._unchanged(x) if rolled is x else rolled
@@ -156,7 +156,9 @@ def prod(x, axis=None, keepdims=False):
     for a in axes:
         n = _concrete(_shape(out)[a], "prod")
         if n == 0:
-            out = F.add(F.sum(F.zeros_like(out), a, keepdims=True), 1)  # the empty product
+            # the empty product, built from `out` so that the eager tape reaches x (a
+            # zeros_like of it would not: backward() found no tensor needing a gradient)
+            out = F.add(F.sum(F.mul(out, 0), a, keepdims=True), 1)
             continue
         while n > 1:
             half = n // 2
@@ -297,6 +299,7 @@ def segment_sum(data, segment_ids, num_segments):
     """jax.ops.segment_sum: row i of the result sums the rows of `data` whose segment id is
     i. An id outside [0, num_segments) is an error (JAX drops its row): -1 is no segment,
     not scatter_add's last row."""
+    num_segments = _whole(num_segments, "segment_sum: num_segments")
     if not isinstance(segment_ids, SymbolicValue):
         known = np.asarray(segment_ids)
         if known.dtype.kind in "iu" and known.size and (known.min() < 0 or
