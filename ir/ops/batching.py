@@ -29,6 +29,7 @@ Every op is in one of three tables (tests/test_vmap.py checks it):
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Callable
 
@@ -157,23 +158,27 @@ def flat_batch(x, size):
 # a branch may be out of range for the others, whose results there are thrown away: inside
 # such branches the batched gathers and scatters clamp their indices, as JAX's always do,
 # instead of refusing them (tests/test_vmap_control_flow.py).
-_SELECTING = [0]
+class _Selecting(threading.local):  # per thread, as the interpreter stack (ir.ops.registry)
+    depth = 0
+
+
+_SELECTING = _Selecting()
 
 
 @contextmanager
 def results_selected_later():
     """Batched gathers and scatters built inside clamp their indices (see above)."""
-    _SELECTING[0] += 1
+    _SELECTING.depth += 1
     try:
         yield
     finally:
-        _SELECTING[0] -= 1
+        _SELECTING.depth -= 1
 
 
 def clamp_unless_checked(idx, rows):
     """idx clamped into [-rows, rows) inside results_selected_later (a negative index still
     counts from the end); idx as it is elsewhere, or when `rows` is symbolic."""
-    if not _SELECTING[0] or not isinstance(rows, int) or rows == 0:
+    if not _SELECTING.depth or not isinstance(rows, int) or rows == 0:
         return idx
     dtype = F._dtype(idx)
     lowest = -rows if dtype.kind == "i" else 0
