@@ -20,7 +20,8 @@ the backward pass and the float32 gradients divided by it after. As torch.amp.Gr
 the scale starts at 2**16; a step whose gradients hold an Inf or a NaN is skipped (parameters
 and optimiser state unchanged) and halves the scale; `growth_interval` good steps in a row
 double it. The test for "finite" is the gradients' global norm (an Inf or NaN anywhere makes
-it one), which training computes anyway.
+it one), which training computes anyway; a norm past float32's range (about 1.8e19) counts
+as an overflow too, where GradScaler, which tests each element, would take the step.
 """
 from __future__ import annotations
 

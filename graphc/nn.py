@@ -738,32 +738,68 @@ class Embedding(Module):
         return F.where(at_padding, F.stop_gradient(rows), rows)
 
 
+def _normalized_shape(shape, layer):
+    """torch's normalized_shape: an int or a tuple of ints, the trailing axes normalised."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if not shape or not all(isinstance(d, numbers.Integral) and d > 0 for d in shape):
+        raise GraphcError(f"{layer}: normalized_shape must be a positive int or a tuple of "
+                          f"them, got {shape!r}", (user_location(),))
+    return tuple(int(d) for d in shape)
+
+
+def _over_trailing(norm, x, shape, *params):
+    """norm (over the last axis) applied over the trailing axes `shape` of x, as torch's
+    normalized_shape: those axes are flattened into one, and back."""
+    if len(shape) == 1:
+        return norm(x, *params)
+    lead = F._shape(x)[:F._ndim(x) - len(shape)]
+    if tuple(F._shape(x)[len(lead):]) != shape:
+        raise GraphcError(f"the input's trailing axes {tuple(F._shape(x)[len(lead):])} are "
+                          f"not the normalized_shape {shape}", (user_location(),))
+    flat = [None if p is None else F.reshape(p, (-1,)) for p in params[:-1]] + [params[-1]]
+    return F.reshape(norm(F.reshape(x, lead + (-1,)), *flat), F._shape(x))
+
+
 class LayerNorm(Module):
-    def __init__(self, dim, bias=True, eps=1e-5, dtype="float32"):
-        self.weight = Parameter(np.ones(dim, dtype))
-        if bias:
-            self.bias = Parameter(np.zeros(dim, dtype))
+    """torch.nn.LayerNorm(normalized_shape, eps, elementwise_affine, bias), its arguments in
+    its order: x normalised over its trailing `normalized_shape` axes (biased variance),
+    times weight plus bias."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 dtype="float32"):
+        shape = _normalized_shape(normalized_shape, "LayerNorm")
+        object.__setattr__(self, "normalized_shape", shape)
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(shape, dtype))
+        else:
+            object.__setattr__(self, "weight", None)
+        if elementwise_affine and bias:
+            self.bias = Parameter(np.zeros(shape, dtype))
         else:
             object.__setattr__(self, "bias", None)
         object.__setattr__(self, "eps", eps)
 
     def forward(self, x):
-        return F.layer_norm(x, self.weight, self.bias, self._setting("eps", x))
+        return _over_trailing(F.layer_norm, x, self.normalized_shape, self.weight, self.bias,
+                              self._setting("eps", x))
 
 
 class RMSNorm(Module):
-    """x / sqrt(mean(x**2, last axis) + eps) * weight, as torch.nn.RMSNorm (eps=None: the
-    dtype's machine epsilon)."""
+    """x / sqrt(mean(x**2) + eps) * weight over the trailing `normalized_shape` axes, as
+    torch.nn.RMSNorm (eps=None: the dtype's machine epsilon)."""
 
-    def __init__(self, dim, eps=None, elementwise_affine=True, dtype="float32"):
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype="float32"):
+        shape = _normalized_shape(normalized_shape, "RMSNorm")
+        object.__setattr__(self, "normalized_shape", shape)
         if elementwise_affine:
-            self.weight = Parameter(np.ones(dim, dtype))
+            self.weight = Parameter(np.ones(shape, dtype))
         else:
             object.__setattr__(self, "weight", None)
         object.__setattr__(self, "eps", eps)
 
     def forward(self, x):
-        return F.rms_norm(x, self.weight, self._setting("eps", x))
+        return _over_trailing(F.rms_norm, x, self.normalized_shape, self.weight,
+                              self._setting("eps", x))
 
 
 class GroupNorm(Module):
@@ -1017,8 +1053,9 @@ class MultiheadAttention(Module):
 
     _TORCH_TRANSPOSED = ("in_proj_weight",)
 
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False,
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, *, batch_first=False,
                  causal=False, rng=None, dtype="float32"):
+        # batch_first and on are keywords: torch's fifth positional argument is add_bias_kv
         if embed_dim % num_heads:
             raise GraphcError(f"MultiheadAttention: embed_dim {embed_dim} is not a multiple "
                               f"of num_heads {num_heads}", (user_location(),))
@@ -1038,10 +1075,27 @@ class MultiheadAttention(Module):
                             ("batch_first", batch_first), ("causal", causal)]:
             object.__setattr__(self, name, value)
 
+    def _unbatched(self, query, key, value, attn_mask, key_padding_mask, need_weights,
+                   is_causal):
+        axis = 0 if self.batch_first else 1
+        batch = [F.expand_dims(t, axis) for t in (query, key, value)]
+        if key_padding_mask is not None:
+            key_padding_mask = F.expand_dims(key_padding_mask, 0)
+        out, weights = self.forward(*batch, attn_mask, key_padding_mask, need_weights,
+                                    is_causal)
+        return (F.squeeze(out, axis),
+                None if weights is None else F.squeeze(weights, 0))
+
     def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
                 need_weights=True, is_causal=None):
         key = query if key is None else key
         value = key if value is None else value
+        if F._ndim(query) == 2:  # unbatched (L, E), as torch's: a batch of one
+            return self._unbatched(query, key, value, attn_mask, key_padding_mask,
+                                   need_weights, is_causal)
+        if F._ndim(query) != 3:
+            raise GraphcError(f"MultiheadAttention: query must be (L, E) or batched (3-d), "
+                              f"got shape {tuple(F._shape(query))}", (user_location(),))
         for name in ("num_heads", "batch_first", "causal"):
             self._setting(name, query)
         if not self.batch_first:  # (T, B, E) -> (B, T, E)

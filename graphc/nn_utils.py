@@ -63,7 +63,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     grads = [g.astype(np.float64) for g in grads]
     if math.isinf(norm_type):
         norms = [np.abs(g).max(initial=0.0) for g in grads]
-        total = max(norms)
+        total = float(np.max(norms))  # a NaN anywhere (Python's max keeps one only if first)
     else:
         norms = [np.sum(np.abs(g) ** norm_type) ** (1.0 / norm_type) for g in grads]
         total = float(np.sum(np.array(norms) ** norm_type) ** (1.0 / norm_type))

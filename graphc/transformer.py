@@ -44,13 +44,14 @@ class _Function(Module):
 class _Layer(Module):
     def _common(self, name, d_model, nhead, dim_feedforward, dropout, activation,
                 layer_norm_eps, batch_first, norm_first, bias, rng, dtype, norms):
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout, bias, batch_first,
-                                            rng=rng, dtype=dtype)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout, bias,
+                                            batch_first=batch_first, rng=rng, dtype=dtype)
         self.linear1 = Linear(d_model, dim_feedforward, bias, rng, dtype=dtype)
         self.dropout = Dropout(dropout)
         self.linear2 = Linear(dim_feedforward, d_model, bias, rng, dtype=dtype)
         for k in range(1, norms + 1):
-            setattr(self, f"norm{k}", LayerNorm(d_model, bias, layer_norm_eps, dtype))
+            setattr(self, f"norm{k}",
+                    LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype))
             setattr(self, f"dropout{k}", Dropout(dropout))
         self.activation = _activation(name, activation)
         object.__setattr__(self, "norm_first", bool(norm_first))
@@ -93,8 +94,8 @@ class TransformerDecoderLayer(_Layer):
                  rng=None, dtype="float32"):
         self._common("TransformerDecoderLayer", d_model, nhead, dim_feedforward, dropout,
                      activation, layer_norm_eps, batch_first, norm_first, bias, rng, dtype, 3)
-        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout, bias, batch_first,
-                                                 rng=rng, dtype=dtype)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout, bias,
+                                                 batch_first=batch_first, rng=rng, dtype=dtype)
 
     def _mha_block(self, x, memory, mask, key_padding_mask, is_causal):
         y = self.multihead_attn(x, memory, memory, attn_mask=mask,

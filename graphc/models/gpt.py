@@ -111,11 +111,15 @@ class MLP(nn.Module):
         return dropout(self.c_proj(F.gelu(self.c_fc(x))))
 
 
+def _layer_norm(cfg):
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias, dtype=cfg.dtype)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig, rng):
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, cfg.bias, cfg.layer_norm_eps, cfg.dtype)
+        self.ln_1 = _layer_norm(cfg)
         self.attn = CausalSelfAttention(cfg, rng)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, cfg.bias, cfg.layer_norm_eps, cfg.dtype)
+        self.ln_2 = _layer_norm(cfg)
         self.mlp = MLP(cfg, rng)
 
     def forward(self, x, dropout):
@@ -131,7 +135,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd, rng, 0.02, cfg.dtype)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd, rng, 0.02, cfg.dtype)
         self.blocks = nn.ModuleList([Block(cfg, rng) for _ in range(cfg.n_layer)])
-        self.ln_f = nn.LayerNorm(cfg.n_embd, cfg.bias, cfg.layer_norm_eps, cfg.dtype)
+        self.ln_f = _layer_norm(cfg)
         if not cfg.tie_weights:
             self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, False, rng, 0.02, cfg.dtype)
 

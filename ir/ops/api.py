@@ -172,7 +172,12 @@ def not_equal(a, b): return apply("ne", a, b)
 def logical_and(a, b): return apply("logical_and", a, b)
 def logical_or(a, b): return apply("logical_or", a, b)
 def logical_not(x): return apply("logical_not", x)
-def where(cond, a, b): return apply("where", cond, a, b)
+def where(cond, a, b):
+    # a Python or numpy bool condition is a mask, not a weak scalar taking a's float dtype
+    # (numpy's 0-d comparisons give np.bool_ scalars: LossScaler.update on numpy state)
+    if isinstance(cond, (bool, np.bool_)):
+        cond = np.asarray(cond)
+    return apply("where", cond, a, b)
 def stop_gradient(x): return apply("stop_gradient", x)
 
 
