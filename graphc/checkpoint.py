@@ -56,6 +56,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
 
 # The header fields gc.Trainer.save writes about the run itself; the others are the user's
 # settings (Trainer's checkpoint_meta; the GPT's model, train and vocab).
+MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data position hold
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
@@ -202,9 +203,9 @@ def _check_common_meta(meta: dict, path: str):
         raise CheckpointError(f"checkpoint {path!r} has format version {meta.get('version')!r}, "
                               f"this graphc reads version {VERSION}")
     step = meta.get("step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise CheckpointError(f"checkpoint {path!r}: header field step must be a non-negative "
-                              f"integer, got {step!r}")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
+        raise CheckpointError(f"checkpoint {path!r}: header field step must be an integer "
+                              f"from 0 to 2**62 (the optimiser counts in int64), got {step!r}")
     try:
         np.random.PCG64().state = meta.get("rng")
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
@@ -316,8 +317,8 @@ def _check_meta(meta: dict, path: str):
                 f"{ {dict: 'object', str: 'string', list: 'array'}[kind]}")
     if meta["train"].get("precision", "fp32") not in PRECISIONS:
         bad("train.precision", f"has a bad value {meta['train']['precision']!r}")
-    if not is_int(meta.get("step")) or meta["step"] < 0:
-        bad("step", f"must be a non-negative integer, got {meta.get('step')!r}")
+    if not is_int(meta.get("step")) or not 0 <= meta["step"] <= MAX_STEP:
+        bad("step", f"must be an integer from 0 to 2**62, got {meta.get('step')!r}")
 
     model = meta["model"]
     kinds = {"vocab_size": is_int, "n_layer": is_int, "n_head": is_int, "n_embd": is_int,

@@ -76,9 +76,14 @@ def _pipeline(none_option):
     """A pipeline's name or comma-separated passes: the library checks the names; an empty
     one is refused here, where it would quietly run no pass (`none_option` says that)."""
     def parse(text):
+        from passes.manager import pipeline_passes
         if not text.replace(",", "").strip():
             raise argparse.ArgumentTypeError(f"{text!r} names no pass; for none, give "
                                              f"{none_option}")
+        try:
+            pipeline_passes(text)  # an unknown name, with the option it came from
+        except GraphcError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
         return text
     return parse
 
@@ -93,7 +98,9 @@ def _probability(text):
 def _positive_float(text):
     value = _number(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+        underflow = value == 0 and any(c in "123456789" for c in text.split("e")[0])
+        shown = f"{text} (0.0 as a float: too small)" if underflow else value  # 1e-400
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {shown}")
     return value
 
 
@@ -300,10 +307,29 @@ def _train_config(args, saved=None):
     return train_config(args.config, _options(args), saved)
 
 
+def _check_ranks(args) -> None:
+    """--ranks, checked before mpiexec starts them: each rank would find a batch that does
+    not split, or a machine overrun (1000 ranks on 2 cores ran for minutes, then failed)."""
+    from .models.gpt import CONFIGS
+    cpus = os.cpu_count() or 1
+    if args.ranks > RANKS_PER_CPU * cpus:
+        raise GraphcError(f"--ranks {args.ranks} is more than {RANKS_PER_CPU} processes for "
+                          f"each of this machine's {cpus} CPUs; use fewer")
+    batch = args.batch_size or (None if args.resume else
+                                CONFIGS.get(args.config, {}).get("batch_size"))
+    if batch is not None and batch % args.ranks:  # (a resumed run's is in its checkpoint)
+        raise GraphcError(f"--batch-size {batch} does not split over {args.ranks} ranks "
+                          f"(--ranks); use a multiple of {args.ranks}")
+
+
+RANKS_PER_CPU = 8
+
+
 def cmd_train(args) -> int:
     from . import distributed
     from .train import train_gpt
     if args.ranks and args.ranks > 1 and not distributed.under_mpiexec():
+        _check_ranks(args)
         return distributed.launch(args.ranks, ["-m", "graphc.cli",
                                                *distributed.without_option(args.argv,
                                                                            "--ranks")]).returncode

@@ -120,12 +120,15 @@ def load_target(target: str, config: str = "tiny", grad: bool = False, batch=Non
         except UnicodeDecodeError as exc:  # its own message names no file
             raise GraphcError(f"dump: {target} is not UTF-8 text ({exc.reason} at byte "
                               f"{exc.start})") from None
-        if target.endswith(".json"):
-            from ir.serialize import loads
-            graph = loads(text)
-        else:
-            from ir.parser import parse
-            graph = parse(text)
+        try:
+            if target.endswith(".json"):
+                from ir.serialize import loads
+                graph = loads(text)
+            else:
+                from ir.parser import parse
+                graph = parse(text)
+        except GraphcError as exc:  # "IR line 2, column 20: ...": in which file
+            raise GraphcError(f"dump: {target}: {exc.message}") from None
         return grad_graph(graph, sum_output=True) if grad else graph
     if ":" not in target:
         raise GraphcError(f"dump: unknown target {target!r}: use gpt, mlp, FILE.py:FUNCTION, "
@@ -356,9 +359,9 @@ def parse_bindings(texts) -> dict:
     binding = {}
     for text in texts or ():
         name, _, value = text.partition("=")
-        if not name.strip() or not value.strip().isdigit() or int(value) < 1:
-            raise GraphcError(f"--bind {text!r}: expected NAME=SIZE with a size >= 1, such as "
-                              "batch=8")
+        if not name.strip() or not value.strip().isdigit() or not 1 <= int(value) < 2 ** 31:
+            raise GraphcError(f"--bind {text!r}: expected NAME=SIZE with a size from 1 to "
+                              "2**31 - 1, such as batch=8")
         binding[name.strip()] = int(value)
     return binding
 

@@ -28,6 +28,17 @@ def write_atomically(path: str, data) -> None:
         fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
 
 
+def check_writable(path: str, what: str = "") -> None:
+    """Refuse now, in one line, a `path` that atomic_writer would refuse only after the work
+    that fills it (a training, a benchmark): a directory, or a read-only file. `what` names
+    the option it came from."""
+    name = f"{what} {path!r}" if what else path
+    if os.path.isdir(path):
+        raise GraphcError(f"{name} is a directory; give the name of a file to write")
+    if os.path.isfile(path) and not os.access(path, os.W_OK):
+        raise GraphcError(f"cannot write {name}: the file is read-only")
+
+
 @contextmanager
 def atomic_writer(path: str):
     """A binary file to write `path` through, piece by piece: it is a fresh temporary file
@@ -41,14 +52,15 @@ def atomic_writer(path: str):
     it (remove_stale_temporaries). A device, a FIFO or a terminal (-o /dev/stdout,
     /dev/null, a shell's >(...)) is written in place, as open() would: a file renamed over
     it would replace the device."""
-    if os.path.isdir(path):  # the rename's own error says "Device or resource busy"
-        raise GraphcError(f"{path} is a directory; give the name of a file to write")
-    if os.path.isfile(path) and not os.access(path, os.W_OK):
-        # open() would refuse; the rename would not ask, and replace a file kept read-only
-        raise GraphcError(f"cannot write {path}: the file is read-only")
+    # a directory: the rename's own error says "Device or resource busy"; a read-only file:
+    # open() would refuse, the rename would not ask and replace a file kept read-only
+    check_writable(path)
     if _special(path):
-        with open(path, "wb") as fh:
-            yield fh
+        try:
+            with open(path, "wb") as fh:
+                yield fh
+        except OSError as exc:  # -o /dev/full: name the file, not only the errno
+            raise GraphcError(f"cannot write {path}: {exc.strerror or exc}") from None
         return
     directory = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(path)
@@ -70,9 +82,12 @@ def atomic_writer(path: str):
             os.replace(tmp, path)
         finally:
             os.close(fd)
-    except BaseException:
+    except BaseException as exc:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a full disk while writing: the file, not only the errno
+            raise GraphcError(f"cannot write {path}: {exc.strerror or exc}; it is as it "
+                              "was before") from None
         raise
     _sync_directory(directory)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -250,10 +251,12 @@ TRAIN_OPTIONS = ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay
                  "eval_iters", "seed", "precision")
 
 
-def model_config(config: str, vocab_size: int, options: dict | None = None) -> GPTConfig:
-    """A named configuration with the given fields overridden (None: keep)."""
-    cfg = GPTConfig.named(config, **{k: v for k, v in (options or {}).items()
-                                     if k in MODEL_OPTIONS})
+def model_config(config: str, vocab_size: int, options: dict | None = None,
+                 saved: dict | None = None) -> GPTConfig:
+    """A named configuration, or resuming the checkpoint's model (`saved`, as nanoGPT's
+    init_from="resume"), with the given fields overridden (None: keep)."""
+    given = {k: v for k, v in (options or {}).items() if k in MODEL_OPTIONS and v is not None}
+    cfg = GPTConfig.from_dict({**saved, **given}) if saved else GPTConfig.named(config, **given)
     cfg.vocab_size = vocab_size
     cfg.validate()
     return cfg
@@ -268,7 +271,10 @@ def train_config(config: str, options: dict | None = None, saved: dict | None = 
                  and v is not None})
     tc = TrainConfig.from_dict(base)
     if tc.min_lr > tc.lr:
-        tc.min_lr = tc.lr
+        if (options or {}).get("min_lr") is not None:  # asked for: say so, not clamp it
+            raise GraphcError(f"--min-lr {tc.min_lr:g} is above the learning rate "
+                              f"{tc.lr:g} (--lr); the decay ends at --min-lr")
+        tc.min_lr = tc.lr  # the config's default floor under a lower --lr
     # a checkpoint written before this check resumes with its own schedule, bit for bit;
     # only settings given now are checked
     given = not saved or any((options or {}).get(k) is not None
@@ -320,10 +326,17 @@ def _refuse_to_overwrite(ckpt_path: str) -> None:
                           "to train into another directory")
 
 
-def _check_out(out: str) -> None:
-    """--out must be a directory this process can write into, or one it can create: found
-    now, not at the first save, after the training it would lose (a resumed run's lock file
-    is already there, so nothing else is written before that save)."""
+def _check_out(out: str, writes=(CHECKPOINT, "loss.png", "sample.txt")) -> None:
+    """--out must be a directory this process can write into, or one it can create, and
+    the files the run writes there (`writes`) must be writable where they exist: found now,
+    not at the first save, after the training it would lose (a resumed run's lock file is
+    already there, so nothing else is written before that save)."""
+    from .files import check_writable
+    if os.path.islink(out) and not os.path.exists(out):
+        raise GraphcError(f"--out {out!r} is a symbolic link to nothing "
+                          f"({os.readlink(out)!r}); pass a directory for the checkpoint")
+    for name in writes:
+        check_writable(os.path.join(out, name), "--out's")
     existing = os.path.abspath(out)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -392,7 +405,13 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         block = options.get("block_size") or (meta["model"]["block_size"] if meta else
                                               CONFIGS[config]["block_size"])
         text = CharData.from_file(data, block, vocab)
-        cfg = model_config(config, len(text.vocab), options)
+        try:
+            cfg = model_config(config, len(text.vocab), options,
+                               meta["model"] if meta else None)
+        except ValueError as exc:  # GPTConfig's field names, as the options that set them
+            raise GraphcError(re.sub(r"\b(" + "|".join(MODEL_OPTIONS) + r")\b",
+                                     lambda m: "--" + m.group(1).replace("_", "-"),
+                                     str(exc))) from None
         if meta:
             check_compatible(meta, cfg, text.vocab, ckpt_path)
         tc = train_config(config, options, meta["train"] if meta else None)
@@ -404,7 +423,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
             raise GraphcError(f"--batch-size {cfg.batch_size} does not split over "
                               f"{dist.size()} ranks; use a multiple of {dist.size()}")
         model = GPT(cfg, seed=tc.seed)
-    _say(f"graphc train: {config} GPT, {model.num_parameters():,} parameters, vocab "
+    what = f"{config} GPT" if meta is None else f"the GPT of {ckpt_path}"
+    _say(f"graphc train: {what}, {model.num_parameters():,} parameters, vocab "
          f"{cfg.vocab_size}, batch {cfg.batch_size}x{cfg.block_size}, {tc.steps} steps")
     t0 = time.perf_counter()
     try:
@@ -429,6 +449,9 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
             _refuse_to_overwrite(ckpt_path)
     if meta:
         _say(f"resumed from {ckpt_path} at step {trainer.step}")
+        if trainer.step >= tc.steps:
+            _say(f"no steps to train: the checkpoint is at step {trainer.step} and --steps is "
+                 f"{tc.steps} (the total, not the steps to add)")
     stopped = trainer.fit(out, progress, log=_say)  # holds `out` (files.exclusive_directory)
     if stopped and trainer.step >= tc.steps:  # in the last step, or while loss.png was drawn
         _stopped_after_training(_say, stopped, trainer.step, ckpt_path, out)

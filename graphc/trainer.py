@@ -544,9 +544,10 @@ class Trainer:
                     f"checkpoint {key} is {arrays[key].dtype}{list(arrays[key].shape)}, "
                     f"the model needs {mine.dtype}{list(mine.shape)}")
         position = meta.get("data_position", meta["step"])
-        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+        if isinstance(position, bool) or not isinstance(position, int) \
+                or not 0 <= position <= checkpoint.MAX_STEP:
             raise checkpoint.CheckpointError(f"checkpoint header: data_position must be a "
-                                             f"whole number >= 0, got {position!r}")
+                                             f"whole number from 0 to 2**62, got {position!r}")
         skipped = meta.get("skipped_steps", 0)
         if isinstance(skipped, bool) or not isinstance(skipped, int) \
                 or not 0 <= skipped <= meta["step"]:

@@ -122,7 +122,7 @@ def test_unknown_config_and_bad_options(tmp_path, text_file, capsys):
     assert "expected a positive number" in capsys.readouterr().err
     assert main(["train", *FAST, "--n-head", "3", "--data", text_file,
                  "--out", str(tmp_path / "y")]) == 2
-    assert "multiple of n_head" in error_line(capsys)
+    assert "--n-embd (16) must be a multiple of --n-head (3)" in error_line(capsys)
 
 
 def test_sample_from_checkpoint(tmp_path, text_file, capsys):

@@ -256,7 +256,8 @@ def test_dump_user_function_and_saved_ir(tmp_path, capsys):
     bad.write_text("graph g(%0:f32[2] x) -> (%1)\n  %1:f32[2] = frobnicate %0\n  return %1\n")
     assert main(["dump", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("graphc: error: IR line 2, column 15: unknown op 'frobnicate'")
+    assert err.startswith(f"graphc: error: dump: {bad}: IR line 2, column 15: unknown op "
+                          "'frobnicate'")
 
 
 def test_image_formats_without_graphviz_say_how_to_install(monkeypatch, capsys, tmp_path):

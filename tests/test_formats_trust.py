@@ -185,7 +185,7 @@ def test_parameter_shapes_match_the_model():
     (dict(vocab=DROP), "header field vocab is missing"),
     (dict(model={"n_embd": "16"}), "header field model.n_embd has a bad value '16'"),
     (dict(model={"n_embd": 15}), "n_embd (15) must be a multiple of n_head (2)"),
-    (dict(step=-3), "header field step must be a non-negative integer, got -3"),
+    (dict(step=-3), "header field step must be an integer from 0 to 2**62"),
     (dict(vocab="ab"), "header field vocab must hold 14 distinct characters"),
     (dict(history=[[1, "x"]]), "header field history[0] must be [step, finite loss]"),
     # a resumed run took a NaN validation loss for divergence and could never save again
@@ -221,7 +221,7 @@ def test_bad_rng_and_negative_step_are_refused_on_resume(tmp_path, capsys):
     assert "rng is not a PCG64 generator state" in error_line(capsys)
     good_checkpoint(out / "checkpoint.npz", step=-1)
     assert main(args) == 2
-    assert "step must be a non-negative integer" in error_line(capsys)
+    assert "step must be an integer from 0 to 2**62" in error_line(capsys)
     good_checkpoint(out / "checkpoint.npz")
     assert main(args) == 0  # the valid one resumes (steps=3 from step 1)
     assert before != open(path, "rb").read()

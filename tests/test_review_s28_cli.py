@@ -1,0 +1,118 @@
+"""Bad input to the command line that a helper's hostile review found (session 28): each was
+a lost training, a traceback, a silent acceptance or a line naming no option or file. Each
+test failed before its fix."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from graphc import checkpoint
+from graphc.cli import main
+from test_cli import FAST, error_line, text_file, train  # noqa: F401  (text_file: a fixture)
+
+
+def test_an_output_the_run_cannot_write_is_refused_before_training(tmp_path, text_file, capsys):
+    # a read-only checkpoint (as a user without root meets it) or a directory where
+    # loss.png goes: trained, then "cannot write" at the save, the steps lost
+    out = tmp_path / "run"
+    (out / "loss.png").mkdir(parents=True)
+    assert train(tmp_path, text_file, "--steps", "2") == 2
+    assert "--out's" in error_line(capsys) and not (out / "checkpoint.npz").exists()
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere")
+    assert train(tmp_path, text_file, "--steps", "2", out="dangling") == 2
+    assert "is a symbolic link to nothing" in error_line(capsys)
+
+
+def test_a_checkpoint_step_past_int64_is_refused_in_one_line(tmp_path, text_file, capsys):
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    path = str(tmp_path / "run" / "checkpoint.npz")
+    arrays, meta = checkpoint.load(path)
+    meta["step"] = 10 ** 30
+    checkpoint.save(path, arrays, meta)
+    capsys.readouterr()
+    assert train(tmp_path, text_file, "--steps", "3", "--resume") == 2
+    assert "header field step must be an integer from 0 to 2**62" in error_line(capsys)
+    assert main(["eval", "--checkpoint", str(tmp_path / "run")]) == 2
+    assert "2**62" in error_line(capsys)
+
+
+def test_resume_takes_the_checkpoints_model(tmp_path, text_file, capsys):
+    # --resume without --config applied the default `small` model and refused the tiny one
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    capsys.readouterr()
+    assert main(["train", "--data", text_file, "--out", str(tmp_path / "run"), "--resume",
+                 "--steps", "3", "--no-progress", "--sample-tokens", "0", "--eval-iters",
+                 "2"]) == 0
+    out = capsys.readouterr().out
+    assert "the GPT of" in out and "resumed from" in out
+    assert checkpoint.load(str(tmp_path / "run" / "checkpoint.npz"))[1]["step"] == 3
+    # a total already reached is said, not silently done
+    assert train(tmp_path, text_file, "--steps", "2", "--resume") == 0
+    assert "no steps to train: the checkpoint is at step 3 and --steps is 2" in \
+        capsys.readouterr().out
+
+
+def test_ranks_are_checked_before_mpiexec_starts_them(capsys):
+    assert main(["train", "--config", "tiny", "--ranks", "3", "--steps", "1"]) == 2
+    assert "--batch-size 64 does not split over 3 ranks (--ranks)" in error_line(capsys)
+    many = 8 * (os.cpu_count() or 1) + 1
+    assert main(["train", "--config", "tiny", "--ranks", str(many), "--steps", "1"]) == 2
+    assert f"--ranks {many} is more than 8 processes" in error_line(capsys)
+
+
+def test_options_are_named_in_their_errors(tmp_path, text_file, capsys):
+    assert main(["train", *FAST, "--dropout", "2", "--data", text_file,
+                 "--out", str(tmp_path / "d")]) == 2
+    assert "--dropout must be in [0, 1), got 2.0" in error_line(capsys)
+    assert main(["train", *FAST, "--lr", "1e-3", "--min-lr", "1", "--data", text_file,
+                 "--out", str(tmp_path / "m")]) == 2
+    assert "--min-lr 1 is above the learning rate 0.001 (--lr)" in error_line(capsys)
+    for argv, message in ((["train", "-O", "O9"], "argument -O: unknown pass 'O9'"),
+                          (["train", "--lr", "1e-400"], "got 1e-400 (0.0 as a float: too small)"),
+                          (["dump", "mlp", "--passes", "cse,nosuch"],
+                           "argument --passes: unknown pass 'nosuch'")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_dump_names_the_file_and_bounds_the_sizes(tmp_path, capsys):
+    bad = tmp_path / "bad.ir"
+    bad.write_text("graph f(%0: f32[2]) {\n  %1 = evilop %0\n  return %1\n}\n")
+    assert main(["dump", str(bad)]) == 2
+    assert f"dump: {bad}: IR line" in error_line(capsys)
+    assert main(["dump", "gpt", "--batch", "b", "--bind", "b=99999999999999999999",
+                 "--stats"]) == 2
+    assert "a size from 1 to 2**31 - 1" in error_line(capsys)
+
+
+def test_bench_outputs_are_checked_before_measuring(tmp_path, capsys):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    base = ["bench", "--workloads", "mlp-train", "--contenders", "compiled", "--steps", "1",
+            "--warmup", "0"]
+    assert main([*base, "--json", str(folder)]) == 2
+    assert "--json" in error_line(capsys)
+    same = str(tmp_path / "x.json")
+    assert main([*base, "--json", same, "--plot", same]) == 2
+    assert "--json and --plot name one file" in error_line(capsys)
+    assert capsys.readouterr().out == ""  # nothing measured
+
+
+def test_a_write_that_fails_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    from graphc import files
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    real = os.fsync
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(files.GraphcError, match=f"cannot write {path}: No space left on "
+                                                 "device; it is as it was before"):
+        files.write_atomically(str(path), json.dumps({"new": 1}))
+    monkeypatch.setattr(files.os, "fsync", real)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left
