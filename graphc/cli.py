@@ -72,16 +72,20 @@ def _positive_int(text):
     return value
 
 
-def _pipeline(none_option):
-    """A pipeline's name or comma-separated passes: the library checks the names; an empty
-    one is refused here, where it would quietly run no pass (`none_option` says that)."""
+def _pipeline(none_option, stages=()):
+    """A pipeline's name or comma-separated passes. An empty one is refused here, where it
+    would quietly run no pass (`none_option` says that), and so is an unknown name, with the
+    option it came from (`stages`: lowering stages the option also takes, dump's `fuse`)."""
     def parse(text):
         from passes.manager import pipeline_passes
         if not text.replace(",", "").strip():
             raise argparse.ArgumentTypeError(f"{text!r} names no pass; for none, give "
                                              f"{none_option}")
+        passes = [n for n in text.split(",") if n.strip() not in stages]
+        if not "".join(passes).strip():
+            return text  # only stages: dump checks where they stand
         try:
-            pipeline_passes(text)  # an unknown name, with the option it came from
+            pipeline_passes(",".join(passes))
         except GraphcError as exc:
             raise argparse.ArgumentTypeError(exc.message) from None
         return text
@@ -189,7 +193,7 @@ def build_parser():
     d.add_argument("--memory-limit", type=_memory_size, help="run the rematerialize pass "
                    "after the pipeline with this budget (--after rematerialize shows its "
                    "graph; its report goes to stderr)")
-    d.add_argument("--passes", type=_pipeline("-O0"),
+    d.add_argument("--passes", type=_pipeline("-O0", stages=("fuse",)),
                    help="comma-separated passes instead of the default pipeline")
     d.add_argument("-O0", dest="O0", action="store_true", help="no passes: the traced graph")
     d.add_argument("--stats", action="store_true", help="node counts, parameters, FLOPs, "

@@ -1,6 +1,7 @@
 """Writing a user's files: whole or not at all, never through a planted link."""
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -26,6 +27,13 @@ def write_atomically(path: str, data) -> None:
     over `path`."""
     with atomic_writer(path) as fh:
         fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+
+
+# what writing, syncing or renaming a file fails with (a full disk, a quota, an I/O error, a
+# read-only file system): said as "cannot write FILE"; another OSError raised by the
+# writer's caller keeps its own message and traceback
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS, errno.EPERM,
+                errno.EACCES}
 
 
 def check_writable(path: str, what: str = "") -> None:
@@ -60,6 +68,8 @@ def atomic_writer(path: str):
             with open(path, "wb") as fh:
                 yield fh
         except OSError as exc:  # -o /dev/full: name the file, not only the errno
+            if exc.errno not in WRITE_ERRORS:
+                raise
             raise GraphcError(f"cannot write {path}: {exc.strerror or exc}") from None
         return
     directory = os.path.dirname(os.path.abspath(path))
@@ -85,7 +95,7 @@ def atomic_writer(path: str):
     except BaseException as exc:
         if os.path.lexists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError):  # a full disk while writing: the file, not only the errno
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:  # name the file
             raise GraphcError(f"cannot write {path}: {exc.strerror or exc}; it is as it "
                               "was before") from None
         raise

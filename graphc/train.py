@@ -22,6 +22,7 @@ import numpy as np
 from ir.errors import GraphcError
 
 from . import checkpoint, optim
+from .files import check_writable
 from .models.gpt import GPT, GPTConfig
 from .tracing import spec, trace
 from .trainer import CHECKPOINT, Trainer as _Trainer
@@ -326,12 +327,12 @@ def _refuse_to_overwrite(ckpt_path: str) -> None:
                           "to train into another directory")
 
 
-def _check_out(out: str, writes=(CHECKPOINT, "loss.png", "sample.txt")) -> None:
+def _check_out(out: str, writes=("loss.png", "sample.txt")) -> None:
     """--out must be a directory this process can write into, or one it can create, and
-    the files the run writes there (`writes`) must be writable where they exist: found now,
+    the files the run writes there (`writes`; a resumed checkpoint's is checked once it is
+    read) must be writable where they exist: found now,
     not at the first save, after the training it would lose (a resumed run's lock file is
     already there, so nothing else is written before that save)."""
-    from .files import check_writable
     if os.path.islink(out) and not os.path.exists(out):
         raise GraphcError(f"--out {out!r} is a symbolic link to nothing "
                           f"({os.readlink(out)!r}); pass a directory for the checkpoint")
@@ -394,6 +395,7 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         arrays = meta = None
         if resume:
             arrays, meta = checkpoint.load(ckpt_path)
+            check_writable(ckpt_path, "--out's")  # (read first: an unreadable one says so)
             vocab = list(meta["vocab"])
         else:
             _refuse_to_overwrite(ckpt_path)

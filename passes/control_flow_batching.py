@@ -59,10 +59,6 @@ def run_batched(graph, values, flags, size, want) -> list:
             for (v, b), w in zip(outs, want)]
 
 
-def _selected_later(selecting: bool):
-    return results_selected_later() if selecting else nullcontext()
-
-
 def _tracing() -> bool:
     return isinstance(innermost_interpreter(), Graph)
 
@@ -194,10 +190,12 @@ def _cond_rule(args, batched, size, branches):
     out_flags = [a or b for a, b in zip(*(reached(b, op_flags) for b in branches))]
     if pred_flag:  # each example takes its own branch: run both, select per example
         everything = [True] * len(out_flags)
-        with results_selected_later():  # an example's index may be out of range where unused
-            false_outs, true_outs = [run_batched(b, operands, op_flags, size, everything)
-                                     for b in branches]
         take = _truth(pred)
+        # an example's index may be out of range in the branch it does not take
+        with results_selected_later(F.logical_not(take), size):
+            false_outs = run_batched(branches[0], operands, op_flags, size, everything)
+        with results_selected_later(take, size):
+            true_outs = run_batched(branches[1], operands, op_flags, size, everything)
         return (tuple(_select(take, t, f) for t, f in zip(true_outs, false_outs)),
                 tuple(everything))
     if not _tracing():  # the predicate is known: run the branch it picks
@@ -233,7 +231,8 @@ def _while_rule(args, batched, size, cond_fn, body_fn, cond_consts, body_consts)
             # a sum, not a max: a batch of no examples has no maximum, and runs no step
             if not _concrete(F.sum(F.cast(keep, np.int32))):
                 return tuple(carry), flags
-            with _selected_later(pred_flag):  # a finished example's step is thrown away
+            # a finished example's step is thrown away
+            with results_selected_later(keep, size) if pred_flag else nullcontext():
                 new = run_batched(body_fn, body_values + carry, body_in, size, carry_flags)
             carry = [_select(keep, n, c) for n, c in zip(new, carry)] if pred_flag else new
     if not pred_flag:
@@ -252,7 +251,7 @@ def _while_rule(args, batched, size, cond_fn, body_fn, cond_consts, body_consts)
     def step_unfinished(ins):
         conds, bodies, old = ins[:n_cond], ins[n_cond:n_cond + n_body], ins[n_cond + n_body:]
         keep = run_batched(cond_fn, conds + old, cond_in, size, [True])[0]
-        with results_selected_later():  # a finished example's step is thrown away
+        with results_selected_later(keep, size):  # a finished example's step is thrown away
             new = run_batched(body_fn, bodies + old, body_in, size, carry_flags)
         return [_select(keep, n, c) for n, c in zip(new, old)]
 

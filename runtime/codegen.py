@@ -255,14 +255,16 @@ class Plan:
                 return self._run(args, kwargs)
 
     @contextmanager
-    def thread_scope(self):
+    def thread_scope(self, ordinary: bool = True):
         """The numba threads one call of the plan (or of its checked or profiled form) runs
         on: the background compiler has one core, the plan keeps to the other; otherwise
         the plan takes the CPUs that other processes leave free
         (runtime.threads.plan_call). runtime.gemm's block count stays as built: one
         block or two gives different float bits (OpenBLAS sums in another order), so only
         the threads running them change. One call of the plan at a time (its memory pool
-        is shared by all of them): a call from another Python thread waits for it."""
+        is shared by all of them): a call from another Python thread waits for it.
+        `ordinary`: False for a checked or profiled call, which runs slower than the plan's
+        fastest on purpose and is neither judged against it nor recorded."""
         with self._call_lock:
             if not self.jit:
                 yield
@@ -272,7 +274,8 @@ class Plan:
                 with threads.numba_threads(1):
                     yield
                 return
-            with threads.plan_call(self._short_calls, self._fastest_calls) as call:
+            fastest = self._fastest_calls if ordinary else None
+            with threads.plan_call(self._short_calls, fastest) as call:
                 self._thread_count = call.threads
                 yield
             if call.wall_s is not None:
@@ -381,7 +384,7 @@ class Plan:
             self._checked_fn = instrument.checked_runner(self)
         values = self.bind_call(args, kwargs)
         # errstate: the guard reports non-finite values itself
-        with np.errstate(all="ignore"), self.thread_scope():
+        with np.errstate(all="ignore"), self.thread_scope(ordinary=False):
             outs = self._checked_fn(*values)
         return [np.asarray(o) for o in outs]
 

@@ -194,12 +194,12 @@ def profile(plan, *args, repeat: int = 3, file=None, top: int = 25, warm: bool =
     # on the threads a call of the plan gets: a profile pinned to every CPU while another
     # process is busy times each parallel kernel's wait for a descheduled thread (tiny's
     # step profiled at 560 ms, while its calls took 49)
-    with plan.thread_scope():
+    with plan.thread_scope(ordinary=False):
         fn(*values)  # warm-up
     for k in range(len(times)):
         times[k] = again[k] = 0.0
     for _ in range(repeat):
-        with plan.thread_scope():
+        with plan.thread_scope(ordinary=False):
             fn(*values)
     total = sum(times) or 1e-12
     kernels = plan.lowered.kernels
@@ -258,7 +258,7 @@ def rerun_steps(plan, values) -> set:
 
     source, _ = render_source(rendered, "check")
     probed = plan._compile(source, "probed", {"_check": probe})
-    with plan.thread_scope():
+    with plan.thread_scope(ordinary=False):
         probed(*[v.copy() if isinstance(v, np.ndarray) else v for v in values])
     return safe
 

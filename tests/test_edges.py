@@ -381,3 +381,15 @@ def test_a_reduction_over_no_elements_stays_on_the_eager_tape(reduce):
     gc.sum(reduce(x)).backward()
     assert np.asarray(x.grad).shape == (0, 3)
     assert np.asarray(gc.grad(lambda v: gc.sum(reduce(v)))(np.zeros((0, 3)))).shape == (0, 3)
+
+
+def test_axes_and_sizes_may_be_ranges_or_arrays_and_indices_empty():
+    # the int checks of this session first refused np.array([0, 1]) as axes, a range of
+    # split sizes, and gc.take(x, []) (np.asarray([]) is float64)
+    x = np.arange(12.0).reshape(3, 4)
+    assert float(np.asarray(gc.sum(x, np.array([0, 1])))) == 66.0
+    assert float(np.asarray(gc.sum(x, range(2)))) == 66.0
+    assert [np.asarray(p).shape for p in gc.split(x, np.array([1, 3]), 1)] == [(3, 1), (3, 3)]
+    assert np.asarray(gc.take(x, [])).shape == (0, 4)
+    with pytest.raises(GraphcError, match="does not fit in int64"):
+        gc.take(x, 2 ** 70)

@@ -133,7 +133,7 @@ def test_ir_json_numbers_out_of_range(value, tmp_path, capsys):
     path = tmp_path / "g.json"
     path.write_text(text)
     assert main(["dump", str(path)]) == 2
-    assert error_line(capsys).startswith("graphc: error: IR JSON: ")
+    assert error_line(capsys).startswith(f"graphc: error: dump: {path}: IR JSON: ")
 
 
 def test_non_utf8_ir_file_names_the_file(tmp_path, capsys):
@@ -199,4 +199,5 @@ def test_ir_json_integer_constant_with_a_fraction(tmp_path, capsys):
     path.write_text(_constant_json("1.5"))
     assert main(["dump", str(path)]) == 2
     line = error_line(capsys)
-    assert line.startswith("graphc: error: IR JSON: ") and "not an integer: 1.5" in line
+    assert line.startswith(f"graphc: error: dump: {path}: IR JSON: ")
+    assert "not an integer: 1.5" in line

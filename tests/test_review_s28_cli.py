@@ -116,3 +116,13 @@ def test_a_write_that_fails_names_the_file_and_keeps_the_old_one(tmp_path, monke
     monkeypatch.setattr(files.os, "fsync", real)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left
+
+
+def test_an_error_of_the_writers_caller_keeps_its_own_message(tmp_path):
+    from graphc import files
+    path = tmp_path / "out.bin"
+    with pytest.raises(FileNotFoundError):
+        with files.atomic_writer(str(path)) as fh:
+            fh.write(b"x")
+            open(tmp_path / "missing")  # the caller's own OSError, not the writer's
+    assert not path.exists() and list(tmp_path.iterdir()) == []

@@ -399,10 +399,33 @@ def test_a_finished_examples_step_may_index_out_of_range(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_an_index_out_of_range_outside_such_branches_is_still_refused(mode):
-    table = np.arange(5.0)
+def test_an_index_out_of_range_for_a_kept_example_is_still_refused(mode):
+    # outside such branches; and inside one, for an example that takes the branch (one
+    # flag for the whole branch had clamped it: vmap gave [1, 4] where the loop raises)
+    table = np.array([1.0, 2.0, 3.0, 4.0])
     with pytest.raises(Exception, match="out of (range|bounds)"):
         np.asarray(_run(gc.vmap(lambda i: gc.take(table, i)), mode)(np.array([1, 5])))
+    f = lambda i: gc.cond(i < 100, lambda j: gc.take(table, j),  # noqa: E731
+                          lambda j: gc.cast(j, "float64") * 0.0 - 1.0, i)
+    with pytest.raises(Exception, match="out of (range|bounds)"):
+        np.asarray(_run(gc.vmap(f), mode)(np.array([0, 7])))
+    np.testing.assert_array_equal(np.asarray(_run(gc.vmap(f), mode)(np.array([0, 300]))),
+                                  [1.0, -1.0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nested_guards_keep_an_example_only_where_both_take_their_branch(mode):
+    table = np.array([1.0, 2.0, 3.0, 4.0])
+
+    def f(i, on):
+        inner = lambda j: gc.cond(j >= 0, lambda k: gc.take(table, k),  # noqa: E731
+                                  lambda k: gc.cast(k, "float64") * 0.0 - 2.0, j)
+        return gc.cond(on, inner, lambda j: gc.cast(j, "float64") * 0.0 - 1.0, i)
+    idx, on = np.array([1, 9, -9, 3]), np.array([True, False, True, True])
+    got = np.asarray(_run(gc.vmap(f), mode)(idx, on))
+    np.testing.assert_array_equal(got, [2.0, -1.0, -2.0, 4.0])
+    with pytest.raises(Exception, match="out of (range|bounds)"):  # kept by both: refused
+        np.asarray(_run(gc.vmap(f), mode)(np.array([1, 9]), np.array([True, True])))
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -86,12 +86,17 @@ def _axis(axis, ndim, what="axis"):
 def _axes(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
-    if not isinstance(axis, (tuple, list)):
-        axis = (axis,)
+    if isinstance(axis, numbers.Integral) or not _iterable(axis):
+        axis = (axis,)  # (1.0 is then refused by _axis in one line)
     axes = [_axis(a, ndim) for a in axis]
     if len(set(axes)) != len(axes):  # numpy and torch refuse (0, -2) on a 2-d value too
         _fail(f"axis {tuple(axis)} names an axis twice")
     return tuple(sorted(axes))
+
+
+def _iterable(value) -> bool:
+    """A tuple, list, range or numpy array of axes or sizes (not a string)."""
+    return isinstance(value, (tuple, list, range, np.ndarray)) and np.ndim(value) == 1
 
 
 def _whole(value, what):
@@ -560,7 +565,7 @@ def split(x, sections, axis=0):
         if shape[axis] % sections:
             _fail(f"axis of size {shape[axis]} does not split into {sections} equal parts")
         sizes = [shape[axis] // sections] * sections
-    elif isinstance(sections, (list, tuple)):
+    elif _iterable(sections):
         sizes = [_whole(n, "split: a size") for n in sections]
         if builtins.sum(sizes) != shape[axis]:
             _fail(f"split sizes {sizes} do not add up to {shape[axis]}")
@@ -581,7 +586,10 @@ def _index_operand(idx):
     """A Python or numpy integer (or a list of them) as an index array: indices are not weak
     scalars, which would take the table's float dtype."""
     if isinstance(idx, (int, np.integer, list, tuple)) and not isinstance(idx, (bool, np.bool_)):
-        return np.asarray(idx)
+        array = np.asarray(idx)
+        if array.dtype == object:  # 2**70 fits no index type
+            _fail(f"an index in {idx!r} does not fit in int64")
+        return array.astype(np.int64) if array.size == 0 else array  # [] is no float64 index
     return idx
 
 

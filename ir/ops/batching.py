@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from . import api as F
-from .registry import apply
+from .registry import apply, innermost_interpreter
 
 BATCH_RULES: dict[str, Callable] = {}
 LOOPED: dict[str, str] = {}  # op -> why it runs once per example
@@ -154,35 +154,51 @@ def flat_batch(x, size):
 
 
 # vmap of a cond whose predicate is batched runs both branches on every example and selects
-# per example, as JAX does. An index that the predicate keeps in range for the examples taking
-# a branch may be out of range for the others, whose results there are thrown away: inside
-# such branches the batched gathers and scatters clamp their indices, as JAX's always do,
-# instead of refusing them (tests/test_vmap_control_flow.py).
-class _Selecting(threading.local):  # per thread, as the interpreter stack (ir.ops.registry)
-    depth = 0
+# per example, as JAX does; a batched while_loop runs its body on finished examples too. An
+# index that the predicate keeps in range for the examples taking a branch may be out of
+# range for the others, whose results there are thrown away: for those examples the batched
+# gathers and scatters clamp their indices, as JAX's always do, while an index out of range
+# for an example whose result is kept is still refused (tests/test_vmap_control_flow.py).
+class _Kept(threading.local):  # per thread, as the interpreter stack (ir.ops.registry)
+    def __init__(self):
+        self.stack = []  # (kept: bool (size,), size, the interpreter it is a value of)
 
 
-_SELECTING = _Selecting()
+_KEPT = _Kept()
 
 
 @contextmanager
-def results_selected_later():
-    """Batched gathers and scatters built inside clamp their indices (see above)."""
-    _SELECTING.depth += 1
+def results_selected_later(kept, size):
+    """Inside, the batched gathers and scatters built clamp the indices of the examples
+    whose `kept` (bool, one per example of the batch of `size`) is False. Nested in another
+    such block of the same graph, an example is kept only if kept by both."""
+    here = innermost_interpreter()
+    if _KEPT.stack:
+        outer, outer_size, there = _KEPT.stack[-1]
+        if outer_size == size and there is here:
+            kept = F.logical_and(outer, kept)
+    _KEPT.stack.append((kept, size, here))
     try:
         yield
     finally:
-        _SELECTING.depth -= 1
+        _KEPT.stack.pop()
 
 
-def clamp_unless_checked(idx, rows):
-    """idx clamped into [-rows, rows) inside results_selected_later (a negative index still
-    counts from the end); idx as it is elsewhere, or when `rows` is symbolic."""
-    if not _SELECTING.depth or not isinstance(rows, int) or rows == 0:
+def clamp_unless_kept(idx, rows, size):
+    """Batched idx, each example's clamped into [-rows, rows) (a negative index still
+    counting from the end) where results_selected_later does not keep its result; idx as it
+    is outside such a block, or when `rows` is symbolic."""
+    if not _KEPT.stack or not isinstance(rows, int) or rows == 0:
         return idx
     dtype = F._dtype(idx)
     lowest = -rows if dtype.kind == "i" else 0
-    return F.minimum(F.maximum(idx, np.asarray(lowest, dtype)), np.asarray(rows - 1, dtype))
+    clamped = F.minimum(F.maximum(idx, np.asarray(lowest, dtype)), np.asarray(rows - 1, dtype))
+    kept, kept_size, there = _KEPT.stack[-1]
+    if kept_size != size or there is not innermost_interpreter():
+        # in a region of the branch (a scan's body): the mask is no value there, so every
+        # example clamps (an index out of range for a kept one is then not refused)
+        return clamped
+    return F.where(F.reshape(kept, (size,) + (1,) * (F._ndim(idx) - 1)), idx, clamped)
 
 
 def batch_offsets(idx, rows, size, check=True):
