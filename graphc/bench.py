@@ -18,7 +18,7 @@ import numpy as np
 
 from .bench_generate import WORKLOADS as GEN_WORKLOADS
 from .bench_ranks import rank_counts
-from .files import check_writable, save_figure, write_atomically
+from .files import check_writable, refuse_checkpoint, save_figure, write_atomically
 from .models.gpt import GPT, GPTConfig
 from .train import TrainConfig, Trainer, lr_at
 
@@ -734,6 +734,7 @@ def run_cli(args) -> int:
             raise ValueError(f"{flag} {path}: the directory {folder} is not writable")
         if path:
             check_writable(path, flag)
+            refuse_checkpoint(path, flag)
     if args.json and args.plot and os.path.abspath(args.json) == os.path.abspath(args.plot):
         raise ValueError(f"--json and --plot name one file, {args.json}: the plot would "
                          "replace the JSON")

@@ -47,6 +47,21 @@ def check_writable(path: str, what: str = "") -> None:
         raise GraphcError(f"cannot write {name}: the file is read-only")
 
 
+def refuse_checkpoint(path: str, what: str) -> None:
+    """An output (a dump, a benchmark's JSON or plot) never replaces a graphc checkpoint
+    that is there: `-o run/checkpoint.npz` would have put IR text over a training run."""
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return  # (unreadable: the write itself says what is wrong)
+    if head == b"PK\x03\x04" and path.endswith(".npz"):  # numpy's zip archive
+        raise GraphcError(f"{what} {path!r} is a checkpoint (a .npz archive); give another "
+                          "file name")
+
+
 @contextmanager
 def atomic_writer(path: str):
     """A binary file to write `path` through, piece by piece: it is a fresh temporary file

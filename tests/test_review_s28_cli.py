@@ -126,3 +126,21 @@ def test_an_error_of_the_writers_caller_keeps_its_own_message(tmp_path):
             fh.write(b"x")
             open(tmp_path / "missing")  # the caller's own OSError, not the writer's
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_an_output_never_replaces_a_checkpoint(tmp_path, text_file, capsys):
+    # `graphc dump mlp -o run/checkpoint.npz` put IR text over a training run
+    assert train(tmp_path, text_file, "--steps", "1") == 0
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    assert main(["dump", "mlp", "-o", str(ckpt)]) == 2
+    assert "is a checkpoint (a .npz archive)" in error_line(capsys)
+    assert main(["bench", "--workloads", "mlp-train", "--contenders", "compiled", "--steps",
+                 "1", "--json", str(ckpt)]) == 2
+    assert "--json" in error_line(capsys)
+    assert ckpt.read_bytes() == before
+    text = tmp_path / "graph.ir"
+    text.write_text("old")
+    assert main(["dump", "mlp", "-o", str(text)]) == 0  # any other file is replaced, as -o is
+    assert "graph" in text.read_text()
