@@ -271,9 +271,9 @@ class Trainer:
     def _mixed_loss(self, params, batch, key, training):
         """The loss, under autocast for a mixed precision; a float32 value either way."""
         if self.half is None:
-            return self.loss(params, batch, key, training)
+            return _scalar_loss(self.loss(params, batch, key, training))
         with autocast(self.half):
-            value = self.loss(params, batch, key, training)
+            value = _scalar_loss(self.loss(params, batch, key, training))
         return cast(value, "float32")
 
     def _eval_function(self, params, batch, key):
@@ -911,8 +911,26 @@ def _is_lr(value) -> bool:
         math.isfinite(value) and value >= 0
 
 
+def _scalar_loss(value):
+    """The loss function's value, which must be one number: a loss of shape (1,) was
+    trained on, then failed converting it to a float, after the step had updated the
+    parameters."""
+    shape = tuple(getattr(value, "shape", ()))
+    if shape:
+        raise GraphcError(f"Trainer: the loss function returned a value of shape {shape}; "
+                          "it must return one number (reduce it, e.g. with gc.mean)",
+                          (user_location(),))
+    return value
+
+
 def _as_tuple(batch):
-    return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+    """A batch as the tuple the loss gets: a tuple or list of arrays, or one array."""
+    if isinstance(batch, (tuple, list)):
+        return tuple(batch)
+    if batch is None or isinstance(batch, dict):  # (dict,) failed deep in the user's loss
+        raise GraphcError(f"Trainer: a batch must be a tuple of arrays or one array, got "
+                          f"{type(batch).__name__}", (user_location(),))
+    return (batch,)
 
 
 def _print(text):

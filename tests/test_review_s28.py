@@ -110,3 +110,48 @@ def test_multihead_attention_takes_an_unbatched_query_as_torchs(batch_first):
         ours(np.zeros(E))
     with pytest.raises(TypeError):  # torch's fifth positional argument is add_bias_kv
         gc.nn.MultiheadAttention(E, H, 0.0, True, True)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_means_variances_and_rms_norms_are_computed_in_float32(dtype):
+    # float16: the mean of 256 x 1000.0 was inf (the sum rounded to half first), rms_norm
+    # of +-300 was 0 (x * x overflowed) and of 1e-4 about 20% low (subnormal squares)
+    x = np.full((2, 256), 1000.0, np.float32)
+    x[1] = RNG.normal(1000.0, 30.0, 256)
+    ours = gc.tensor(x).astype(dtype)
+    theirs = torch.tensor(x).to(getattr(torch, dtype))
+    for f, g in ((lambda a: gc.mean(a, -1), lambda a: a.mean(-1)),
+                 (lambda a: gc.var(a, -1), lambda a: a.var(-1, unbiased=False)),
+                 (lambda a: gc.std(a, -1), lambda a: a.std(-1, unbiased=False))):
+        want = g(theirs).float().numpy()
+        for got in (f(ours), gc.compile(f)(np.asarray(ours))):
+            got = np.asarray(got).astype(np.float32)
+            assert np.isfinite(got).all()
+            np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2)
+    for scale in (300.0, 1e-4):
+        y = np.array([[1.0, -1.0, 1.0, -1.0], [1.0, -2.0, 3.0, -1.0]], np.float32) * scale
+        # (eps given: torch's default for a half x on the CPU is float32's epsilon, its
+        # documented one the half dtype's, which graphc takes)
+        want = torch.nn.functional.rms_norm(torch.tensor(y).to(getattr(torch, dtype)), (4,),
+                                            eps=1e-7)
+        got = np.asarray(gc.rms_norm(gc.tensor(y).astype(dtype), eps=1e-7)).astype(np.float32)
+        np.testing.assert_allclose(got, want.float().numpy(), rtol=1e-2, atol=1e-3)
+
+
+def test_the_trainer_refuses_a_loss_that_is_not_one_number_before_any_step():
+    # a loss of shape (1,) was trained on (parameters moved), then float(loss) failed
+    layer = gc.nn.Linear(3, 1, rng=np.random.default_rng(0), dtype="float64")
+    x = RNG.normal(size=(4, 3))
+    before = {k: np.array(v) for k, v in layer.params().items()}
+    with pytest.raises(gc.GraphcError, match=r"returned a value of shape \(1,\); it must "
+                                             r"return one number"):
+        trainer = gc.Trainer(lambda p, b: gc.mean(layer.apply(p, b[0]), axis=0),
+                             layer.params(), gc.optim.SGD(0.1), lambda rng: (x,), steps=2)
+        trainer.train_step()
+    for k, v in layer.params().items():
+        np.testing.assert_array_equal(np.asarray(v), before[k])
+    with pytest.raises(gc.GraphcError, match="a batch must be a tuple of arrays or one "
+                                             "array, got dict"):
+        trainer = gc.Trainer(lambda p, b: gc.mean(layer.apply(p, b[0])), layer.params(),
+                             gc.optim.SGD(0.1), lambda rng: {"x": x}, steps=2)
+        trainer.train_step()

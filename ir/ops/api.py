@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
-                     holds_when_bound, is_float)
+                     holds_when_bound, is_float, is_half)
 from . import precision
 from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
@@ -264,6 +264,8 @@ def mean(x, axis=None, keepdims=False):
     count = math.prod(_shape(x)[a] for a in axes)
     if not is_float(_dtype(x)):
         _fail(f"mean of a {_dtype(x)} value; cast it to a float type first")
+    if is_half(_dtype(x)):  # in float32, as torch's: a half sum of 256 x 1000.0 is inf
+        return cast(mean(cast(x, "float32"), axes, keepdims), _dtype(x))
     if isinstance(count, Dim):  # known per call: a scalar the plan computes from the binding
         return sum(x, axes, keepdims) * (1.0 / full((), count, _dtype(x)))
     # over no elements the mean is NaN, as numpy's (and PyTorch's): 0 * NaN
@@ -272,7 +274,10 @@ def mean(x, axis=None, keepdims=False):
 
 def var(x, axis=None, keepdims=False, ddof=0):
     """The variance, divided by N - ddof (ddof=0, numpy's and JAX's default; PyTorch's
-    unbiased var is ddof=1)."""
+    unbiased var is ddof=1). A half x is computed in float32 (its squares overflow or
+    underflow in half), as torch's."""
+    if is_float(_dtype(x)) and is_half(_dtype(x)):
+        return cast(var(cast(x, "float32"), axis, keepdims, ddof), _dtype(x))
     centred = x - mean(x, axis, keepdims=True)
     out = mean(centred * centred, axis, keepdims)
     if ddof:
@@ -913,7 +918,10 @@ def rms_norm(x, weight=None, eps=None):
     """RMSNorm over the last axis: x / sqrt(mean(x**2) + eps) * weight, as torch's
     F.rms_norm; eps=None is the machine epsilon of x's dtype, as in PyTorch."""
     eps = float(finfo(_dtype(x)).eps) if eps is None else float(eps)
-    y = x * rsqrt(mean(x * x, -1, keepdims=True) + eps)
+    if is_half(_dtype(x)):  # in float32, as torch's: x * x overflows half past |x| = 256
+        y = cast(rms_norm(cast(x, "float32"), None, eps), _dtype(x))
+    else:
+        y = x * rsqrt(mean(x * x, -1, keepdims=True) + eps)
     return y if weight is None else y * weight
 
 
