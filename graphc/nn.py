@@ -747,6 +747,22 @@ def _normalized_shape(shape, layer):
     return tuple(int(d) for d in shape)
 
 
+def _norm_settings(module, layer, normalized_shape, eps, weight, bias, dtype):
+    """A norm layer's normalized_shape and eps, its weight (ones) if `weight` and its bias
+    (zeros) if `bias`, each of that shape; a missing one is None (bias=None: the layer has
+    no bias attribute, as torch's RMSNorm)."""
+    shape = _normalized_shape(normalized_shape, layer)
+    object.__setattr__(module, "normalized_shape", shape)
+    for name, wanted, fill in (("weight", weight, np.ones), ("bias", bias, np.zeros)):
+        if wanted is None:
+            continue
+        if wanted:
+            setattr(module, name, Parameter(fill(shape, dtype)))
+        else:
+            object.__setattr__(module, name, None)
+    object.__setattr__(module, "eps", eps)
+
+
 def _over_trailing(norm, x, shape, *params):
     """norm (over the last axis) applied over the trailing axes `shape` of x, as torch's
     normalized_shape: those axes are flattened into one, and back."""
@@ -767,17 +783,8 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  dtype="float32"):
-        shape = _normalized_shape(normalized_shape, "LayerNorm")
-        object.__setattr__(self, "normalized_shape", shape)
-        if elementwise_affine:
-            self.weight = Parameter(np.ones(shape, dtype))
-        else:
-            object.__setattr__(self, "weight", None)
-        if elementwise_affine and bias:
-            self.bias = Parameter(np.zeros(shape, dtype))
-        else:
-            object.__setattr__(self, "bias", None)
-        object.__setattr__(self, "eps", eps)
+        _norm_settings(self, "LayerNorm", normalized_shape, eps, elementwise_affine,
+                       elementwise_affine and bias, dtype)
 
     def forward(self, x):
         return _over_trailing(F.layer_norm, x, self.normalized_shape, self.weight, self.bias,
@@ -789,13 +796,8 @@ class RMSNorm(Module):
     torch.nn.RMSNorm (eps=None: the dtype's machine epsilon)."""
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype="float32"):
-        shape = _normalized_shape(normalized_shape, "RMSNorm")
-        object.__setattr__(self, "normalized_shape", shape)
-        if elementwise_affine:
-            self.weight = Parameter(np.ones(shape, dtype))
-        else:
-            object.__setattr__(self, "weight", None)
-        object.__setattr__(self, "eps", eps)
+        _norm_settings(self, "RMSNorm", normalized_shape, eps, elementwise_affine, None,
+                       dtype)
 
     def forward(self, x):
         return _over_trailing(F.rms_norm, x, self.normalized_shape, self.weight,
