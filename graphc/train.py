@@ -330,9 +330,9 @@ def _refuse_to_overwrite(ckpt_path: str) -> None:
 def _check_out(out: str, writes=("loss.png", "sample.txt")) -> None:
     """--out must be a directory this process can write into, or one it can create, and
     the files the run writes there (`writes`; a resumed checkpoint's is checked once it is
-    read) must be writable where they exist: found now,
-    not at the first save, after the training it would lose (a resumed run's lock file is
-    already there, so nothing else is written before that save)."""
+    read) must be writable where they exist: found now, not at the first save, after the
+    training it would lose (a resumed run's lock file is already there, so nothing else is
+    written before that save)."""
     if os.path.islink(out) and not os.path.exists(out):
         raise GraphcError(f"--out {out!r} is a symbolic link to nothing "
                           f"({os.readlink(out)!r}); pass a directory for the checkpoint")
