@@ -85,7 +85,7 @@ from ir.ops.precision import autocast, precision_dtype
 from . import amp, checkpoint, nn, optim
 from .files import exclusive_directory
 from .optim import _clip_norm, clip_by_global_norm, global_norm
-from .transforms import Compiled, value_and_grad
+from .transforms import Compiled, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -235,8 +235,11 @@ class Trainer:
         def loss(p):
             value = self._mixed_loss(p, batch, key, True)
             return value if amp_state is None else self.scaler.scale(value, amp_state)
+        # a parameter the loss does not use gets no gradient, and its optimiser skips it
+        # (no weight decay, no moments), as torch's optimisers skip a .grad of None
         with nn.rng_key(key):
-            value, grads = value_and_grad(loss)(params)
+            value, grads = traced_value_and_grad(loss, 0, (0,), False,
+                                                 none_if_unreached=True)(params)
         if amp_state is not None:
             value = value / amp_state["scale"]
         if self.dist is not None:

@@ -593,31 +593,7 @@ def _differentiated(argnums, who):
 def value_and_grad(fn, argnums=0, has_aux=False):
     """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
     nums = _differentiated(argnums, "value_and_grad")
-
-    def symbolic(*args, **kwargs):
-        wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
-        args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
-        out = fn(*args, **kwargs)
-        value, aux = split_aux(out, "grad") if has_aux else (out, None)
-        if not isinstance(value, Node):
-            raise GraphcError("grad: the function must return a tensor computed from its "
-                              "inputs", (user_location(),))
-        if not is_float(value.dtype):  # as JAX; its gradient was zeros, silently
-            raise GraphcError(f"grad: the function returned a {value.dtype} value; only a "
-                              "floating-point result has a gradient (cast it, or return "
-                              "the integer as aux with has_aux=True)", (user_location(),))
-        wrt_leaves, structures = [], []
-        for i in nums:
-            leaves, structure, _ = flatten(args[i])
-            wrt_leaves += leaves
-            structures.append((structure, len(leaves)))
-        grads = gradients([value], wrt_leaves)
-        trees, pos = [], 0
-        for structure, count in structures:
-            trees.append(unflatten(structure, grads[pos:pos + count]))
-            pos += count
-        g = trees[0] if isinstance(argnums, int) else tuple(trees)
-        return ((value, aux), g) if has_aux else (value, g)
+    symbolic = traced_value_and_grad(fn, argnums, nums, has_aux)
 
     compiled = Compiled(symbolic)
     # keyword arguments pass through undifferentiated, as JAX's grad. Compiled, those holding
@@ -643,6 +619,38 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         return compiled(*args)
 
     return wrapper
+
+
+def traced_value_and_grad(fn, argnums, nums, has_aux, none_if_unreached=False):
+    """value_and_grad's work on symbolic arguments (inside a trace). none_if_unreached: a
+    leaf the value does not depend on gets None, not zeros, as torch leaves its .grad
+    (gc.Trainer: its optimiser then skips that parameter, its weight decay too)."""
+    def symbolic(*args, **kwargs):
+        wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
+        args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
+        out = fn(*args, **kwargs)
+        value, aux = split_aux(out, "grad") if has_aux else (out, None)
+        if not isinstance(value, Node):
+            raise GraphcError("grad: the function must return a tensor computed from its "
+                              "inputs", (user_location(),))
+        if not is_float(value.dtype):  # as JAX; its gradient was zeros, silently
+            raise GraphcError(f"grad: the function returned a {value.dtype} value; only a "
+                              "floating-point result has a gradient (cast it, or return "
+                              "the integer as aux with has_aux=True)", (user_location(),))
+        wrt_leaves, structures = [], []
+        for i in nums:
+            leaves, structure, _ = flatten(args[i])
+            wrt_leaves += leaves
+            structures.append((structure, len(leaves)))
+        grads = gradients([value], wrt_leaves, none_if_unreached=none_if_unreached)
+        trees, pos = [], 0
+        for structure, count in structures:
+            trees.append(unflatten(structure, grads[pos:pos + count]))
+            pos += count
+        g = trees[0] if isinstance(argnums, int) else tuple(trees)
+        return ((value, aux), g) if has_aux else (value, g)
+
+    return symbolic
 
 
 def call_with_kwargs(with_kwargs, args, kwargs, prefix=""):

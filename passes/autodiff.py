@@ -116,11 +116,13 @@ def _computed_from_args(x, args, sources) -> bool:
     return bool(stops)
 
 
-def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None) -> list:
+def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
+              none_if_unreached=False) -> list:
     """d(sum_i seeds_i . ys_i)/d xs, as new nodes of the graph holding ys.
 
     A y without a seed must be a scalar (its seed is 1). An x that ys do not depend on gets a
-    zero gradient; integer and boolean values carry no gradient.
+    zero gradient (JAX's symbolic zeros), or None with none_if_unreached (torch's .grad of a
+    parameter the loss does not use); integer and boolean values carry no gradient.
 
     By default these are total derivatives: where one x is computed from another, the path
     through it counts. With partial=True every x is an independent variable and gradients stop
@@ -152,9 +154,10 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None) -> 
         # ys were built outside it, reading none of its values (jacfwd of jacrev of a
         # function whose result ignores the argument): their gradients are zeros
         rest = [x for i, x in enumerate(xs) if i not in inner]
-        found = iter(gradients(ys, rest, seeds, partial, stand_ins, sources) if rest else ())
-        return [F.zeros(x.shape, x.dtype) if i in inner else next(found)
-                for i, x in enumerate(xs)]
+        found = iter(gradients(ys, rest, seeds, partial, stand_ins, sources,
+                               none_if_unreached) if rest else ())
+        return [next(found) if i not in inner else None if none_if_unreached
+                else F.zeros(x.shape, x.dtype) for i, x in enumerate(xs)]
     if any(x.graph is not graph for x in xs):
         return _through_captures(graph, ys, xs, seeds, partial)
     if seeds is None:
@@ -201,7 +204,8 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None) -> 
                 for inp, need, r in zip(node.inputs, needs, results):
                     if need and r is not None:
                         _accumulate(grads, inp, r)
-        return [grads[x] if x in grads else F.zeros_like(x) for x in xs]
+        return [grads[x] if x in grads else None if none_if_unreached else F.zeros_like(x)
+                for x in xs]
 
 
 def _enclosing(graph) -> list:
