@@ -5,7 +5,9 @@
       %2:f32[] = sum %1 {axes=(0,)}         sum .. {axes=(1,)}      : f32[8]
 
 `batch_graph` runs the graph's nodes in order on values that carry a batch axis or not. A node
-whose operands are all unbatched runs as it is, once for every example; any other runs its
+whose operands are all unbatched runs as it is, once for every example (a gather's or
+scatter's within a branch of a batched predicate through its rule, to clamp its index
+where no example keeps the result: ir/ops/batching.py); any other runs its
 op's batching rule (ir/ops/batching.py), which computes the node for the whole batch with the
 batch axis first. The rules are written with the functional API, so the values may be nodes
 of a graph being traced (the batched computation is then ordinary IR that autodiff, the
@@ -20,7 +22,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph
 from ir.ops import api as F
-from ir.ops.batching import PER_ELEMENT, rule_for
+from ir.ops.batching import PER_ELEMENT, clamps_shared_index, rule_for
 from ir.ops.registry import apply, innermost_interpreter
 
 
@@ -49,6 +51,8 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
         with _located(around, node):
             if node.op in PER_ELEMENT:  # a tuple-valued op or tuple_get: (value, flags)
                 env[node] = rule_for(node.op)(operands, batched, size, **node.attrs)
+            elif clamps_shared_index(node.op) and not any(map(is_batched, batched)):
+                env[node] = (rule_for(node.op)(operands, batched, size, **node.attrs), False)
             elif not any(map(is_batched, batched)):
                 env[node] = (apply(node.op, *operands, **node.attrs), False)
             else:

@@ -184,10 +184,21 @@ def results_selected_later(kept, size):
         _KEPT.stack.pop()
 
 
-def clamp_unless_kept(idx, rows, size):
+# ops whose batching rule also runs on operands none of which is batched, inside a block of
+# results_selected_later: their index, shared by every example, clamps there unless some
+# example keeps the result (each example alone never reads it otherwise)
+SHARED_INDEX_OPS: set = set()
+
+
+def clamps_shared_index(name) -> bool:
+    return name in SHARED_INDEX_OPS and bool(_KEPT.stack)
+
+
+def clamp_unless_kept(idx, rows, size, batched=True):
     """Batched idx, each example's clamped into [-rows, rows) (a negative index still
     counting from the end) where results_selected_later does not keep its result; idx as it
-    is outside such a block, or when `rows` is symbolic."""
+    is outside such a block, or when `rows` is symbolic. An unbatched idx (batched=False),
+    shared by every example, is clamped only where no example's result is kept."""
     if not _KEPT.stack or not isinstance(rows, int) or rows == 0:
         return idx
     dtype = F._dtype(idx)
@@ -198,6 +209,8 @@ def clamp_unless_kept(idx, rows, size):
         # in a region of the branch (a scan's body): the mask is no value there, so every
         # example clamps (an index out of range for a kept one is then not refused)
         return clamped
+    if not batched:
+        return F.where(F.any(kept), idx, clamped)
     return F.where(F.reshape(kept, (size,) + (1,) * (F._ndim(idx) - 1)), idx, clamped)
 
 

@@ -188,15 +188,16 @@ def _dynamic_update_slice(operand, update, start, axis):
 
 # ---- batching rules (graphc.vmap; ir/ops/batching.py) ----------------------------------------
 def _register_batching():
-    from .batching import (batch_all, batch_offsets, broadcasting, clamp_unless_kept,
-                           defbatch, flat_batch, loop_over_batch, move_axis)
+    from .batching import (SHARED_INDEX_OPS, batch_all, batch_offsets, broadcasting,
+                           clamp_unless_kept, defbatch, flat_batch, loop_over_batch,
+                           move_axis)
     from .registry import apply
 
     @defbatch("take")
     def _take_rule(args, batched, size):
         table, idx = args
         rows = F._shape(table)[1 if batched[0] else 0]
-        idx = clamp_unless_kept(idx, rows, size) if batched[1] else idx
+        idx = clamp_unless_kept(idx, rows, size, batched[1])
         if not batched[0]:  # one table, a batch of indices: an ordinary gather
             return F.take(table, idx)
         # the B tables stacked into one, each example's indices offset to its own block
@@ -207,11 +208,14 @@ def _register_batching():
     def _scatter_add_rule(args, batched, size, rows):
         # each example scatters into its own block of `rows` rows of one B * rows table
         updates, idx = args
-        idx = clamp_unless_kept(idx, rows, size) if batched[1] else idx
+        idx = clamp_unless_kept(idx, rows, size, batched[1])
+        if not any(batched):  # a shared index (SHARED_INDEX_OPS)
+            return F.scatter_add(updates, idx, rows)
         updates, idx = batch_all([updates, idx], batched, size)
         out = F.scatter_add(updates, batch_offsets(idx, rows, size), size * rows)
         return F.reshape(out, (size, rows) + F._shape(out)[1:])
 
+    SHARED_INDEX_OPS.update(("take", "scatter_add"))
     defbatch("one_hot")(broadcasting("one_hot"))
 
     loop_over_batch("dropout_mask", "a mask is drawn from one seed: a batch of seeds draws one "
