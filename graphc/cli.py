@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from ir import settings
 from ir.errors import GraphcError
 
 from .checkpoint import CheckpointError
@@ -256,6 +257,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        for warning in settings.check_environment():
+            print(f"graphc: warning: {warning}", file=sys.stderr)
         if args.command == "train":
             return cmd_train(args)
         if args.command == "sample":

