@@ -8,6 +8,7 @@ import argparse
 import itertools
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -256,6 +257,30 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    python_form, warnings.formatwarning = warnings.formatwarning, _format_warning
+    try:
+        return _run(args)
+    finally:
+        warnings.formatwarning = python_form
+
+
+_OURS = ("graphc", "runtime", "passes", "ir")
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    """graphc's warnings as one line, `graphc: warning: ...`: Python's form names a file and
+    line and prints that line's source, here the launcher's `sys.exit(main())`, which tells
+    a command-line user nothing. Other libraries' warnings keep Python's form. (Replacing
+    formatwarning, not showwarning, leaves warnings that a caller records as they were.)"""
+    if category.__module__.split(".")[0] not in _OURS:
+        return _PYTHON_FORM(message, category, filename, lineno, line)
+    return f"graphc: warning: {str(message).removeprefix('graphc: ')}\n"
+
+
+_PYTHON_FORM = warnings.formatwarning
+
+
+def _run(args) -> int:
     try:
         for warning in settings.check_environment():
             print(f"graphc: warning: {warning}", file=sys.stderr)

@@ -56,3 +56,28 @@ def test_trainer_leaves_a_parameter_the_loss_never_uses_as_torch_does(make):
     for name in ("used.weight", "used.bias"):
         np.testing.assert_allclose(trainer.params[name], reference[name].detach().numpy(),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_the_cli_shows_graphcs_warnings_as_one_line(tmp_path):
+    # Python's form named the launcher's file and line and printed its source line,
+    # `sys.exit(main())`, after the kernel cache's warning
+    import os
+    import subprocess
+    import sys
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.chmod(cache, 0o777)  # writable by others: refused, with a warning
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 40, encoding="utf-8")
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache))
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys; from graphc.cli import main; sys.exit(main())",
+         "train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+         "--block-size", "8", "--batch-size", "4", "--eval-iters", "1", "--no-progress",
+         "--sample-tokens", "0", "--steps", "1", "--data", str(text), "--out",
+         str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"graphc: warning: the kernel cache directory {cache} is "
+                               "writable by group and others (mode 777"), lines
