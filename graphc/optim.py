@@ -483,7 +483,7 @@ def _as_schedule(lr):
 
 # ---- clipping -------------------------------------------------------------------------------
 def global_norm(grads):
-    """The L2 norm of all the leaves of a pytree together."""
+    """The L2 norm of all the leaves of a pytree together (float32 for half leaves)."""
     leaves = [g for g in _leaves(grads) if g is not None]
     if not leaves:
         raise GraphcError("global_norm of a pytree without arrays", (user_location(),))
@@ -493,7 +493,11 @@ def global_norm(grads):
     by_dtype = {}
     for g in leaves:
         by_dtype.setdefault(np.dtype(g.dtype), []).append(g)
-    parts = [apply("sum_squares", *group) for group in by_dtype.values()]
+    # half leaves are summed as float32: a half sum of squares overflows at a norm of 256
+    # (float16's max is 65504), and the Inf would clip every gradient to 0
+    parts = [apply("sum_squares", *[F.cast(g, "float32") for g in group])
+             if dtype.itemsize == 2 else apply("sum_squares", *group)
+             for dtype, group in by_dtype.items()]
     if len(parts) > 1:  # mixed dtypes meet in float64
         parts = [F.cast(part, "float64") for part in parts]
     total = parts[0]
@@ -541,14 +545,30 @@ class Optimizer:
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
                  clip_norm: float | None = None):
         self.lr = lr
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.weight_decay = weight_decay
         self.decay_mask = decay_mask
         self.clip_norm = _clip_norm("clip_norm", clip_norm)
 
     def __setattr__(self, name, value):
         # `opt.lr = 0.01` mid-training, as torch's `group["lr"] = 0.01`: a number (checked)
-        # becomes the constant schedule the updates call
-        super().__setattr__(name, _as_schedule(value) if name == "lr" else value)
+        # becomes the constant schedule the updates call. Every number setting is checked
+        # here, in the constructor and when set later (`opt.beta1 = 1.0` gave NaN updates)
+        if name == "lr":
+            value = _as_schedule(value)
+        elif name == "clip_norm":
+            value = _clip_norm(name, value)
+        else:
+            value = self.checked_setting(name, value)
+        super().__setattr__(name, value)
+
+    def checked_setting(self, name, value):
+        """A number setting's value (a float, or a schedule of the step), checked by its
+        rule (_SETTING_RULES); one GraphcError line naming it if it breaks the rule. A
+        name without a rule (a subclass's own setting) is returned as it is."""
+        rule = _SETTING_RULES.get(name)
+        if rule is None or name not in self.hyperparameters:
+            return value
+        return rule(f"{type(self).__name__}: {name}", value)
 
     @property
     def betas(self) -> tuple:
@@ -560,7 +580,7 @@ class Optimizer:
 
     @betas.setter
     def betas(self, value):
-        if "beta1" not in vars(self):  # (setting them would change nothing)
+        if "beta1" not in self.hyperparameters:  # (setting them would change nothing)
             raise GraphcError(f"{type(self).__name__} has no betas", (user_location(),))
         self.beta1, self.beta2 = _betas(type(self).__name__, value)
 
@@ -686,6 +706,12 @@ class Optimizer:
         g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
                                "the parameters'")
         self._check_state(state, structure)
+        for name, p, g in zip(names, p_leaves, g_leaves):  # torch refuses such a .grad too;
+            # numpy would broadcast the update into the parameter, changing its shape
+            if g is not None and tuple(F._shape(g)) != tuple(F._shape(p)):
+                raise GraphcError(f"{type(self).__name__}.update: the gradient of parameter "
+                                  f"{name!r} has shape {tuple(F._shape(g))}, its parameter "
+                                  f"{tuple(F._shape(p))}", (user_location(),))
         if self.clip_norm is not None and any(g is not None for g in g_leaves):
             g_leaves = leaves_like(structure, clip_by_global_norm(grads, self.clip_norm)[0])
         count = state["count"]
@@ -770,8 +796,8 @@ class SGD(Optimizer):
                  dampening: float = 0.0, weight_decay: float = 0.0, decay_mask=None,
                  clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
-        self.momentum = _non_negative("momentum", momentum)
-        self.dampening = dampening if callable(dampening) else float(dampening)
+        self.momentum = momentum
+        self.dampening = dampening
         self.nesterov = bool(nesterov)
         if nesterov and ((not callable(momentum) and momentum <= 0) or callable(dampening)
                          or dampening != 0):
@@ -805,8 +831,8 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
-        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
-        self.eps = _non_negative("eps", eps)
+        self.betas = betas
+        self.eps = eps
 
     def _scalars(self, count, step):
         lr = _float64(self.lr(step))
@@ -851,12 +877,9 @@ class RMSprop(Optimizer):
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
-        self.alpha = alpha if callable(alpha) else float(alpha)
-        if not callable(alpha) and not 0.0 <= self.alpha <= 1.0:
-            raise GraphcError(f"RMSprop: alpha must be in [0, 1], got {alpha}",
-                              (user_location(),))
-        self.eps = _non_negative("eps", eps)
-        self.momentum = _non_negative("momentum", momentum)
+        self.alpha = alpha
+        self.eps = eps
+        self.momentum = momentum
         self.centered = bool(centered)
 
     @property
@@ -893,9 +916,9 @@ class Adagrad(Optimizer):
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10,
                  decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
-        self.lr_decay = _non_negative("lr_decay", lr_decay)
+        self.lr_decay = lr_decay
         self.initial = _non_negative("initial_accumulator_value", initial_accumulator_value)
-        self.eps = _non_negative("eps", eps)
+        self.eps = eps
 
     def init(self, params) -> dict:
         state = super().init(params)
@@ -925,8 +948,8 @@ class Adamax(Optimizer):
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
-        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
-        self.eps = _non_negative("eps", eps)
+        self.betas = betas
+        self.eps = eps
 
     def _scalars(self, count, step):
         t = F.cast(count, "float64") + 1.0
@@ -958,9 +981,9 @@ class NAdam(Optimizer):
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3,
                  decoupled_weight_decay: bool = False, decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
-        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
-        self.eps = _non_negative("eps", eps)
-        self.momentum_decay = _non_negative("momentum_decay", momentum_decay)
+        self.betas = betas
+        self.eps = eps
+        self.momentum_decay = momentum_decay
         self.decoupled = bool(decoupled_weight_decay)
 
     def init(self, params) -> dict:
@@ -1022,7 +1045,7 @@ class Lion(Optimizer):
     def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 1e-3,
                  decay_mask=None, clip_norm=None):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
-        self.beta1, self.beta2 = _betas(type(self).__name__, betas)
+        self.betas = betas
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
         step = F.sign(g * scalars["1-beta1"] + slots["m"] * scalars["beta1"])
@@ -1199,11 +1222,28 @@ def _betas(name, betas):
             for b in betas):
         raise GraphcError(f"{name}: betas must be a pair of numbers (beta1, beta2), got "
                           f"{betas!r}", (user_location(),))
-    b1, b2 = (b if callable(b) else float(b) for b in betas)
-    for which, b in (("beta1", b1), ("beta2", b2)):
-        if not callable(b) and not 0.0 <= b < 1.0:
-            raise GraphcError(f"{name}: {which} must be in [0, 1), got {b}", (user_location(),))
-    return b1, b2
+    return tuple(_in_range(f"{name}: {which}", b, 0.0, 1.0, "[0, 1)")
+                 for which, b in zip(("beta1", "beta2"), betas))
+
+
+def _in_range(name, value, low, high, text):
+    """A number setting in [low, high), or [low, high] where `text` ends with "]" (or a
+    schedule of the step)."""
+    if callable(value):
+        return value
+    value = _real(name, value)
+    if not (low <= value < high or (text.endswith("]") and value == high)):
+        raise GraphcError(f"{name} must be in {text}, got {value}", (user_location(),))
+    return value
+
+
+def _finite(name, value):
+    if callable(value):
+        return value
+    value = _real(name, value)
+    if not math.isfinite(value):
+        raise GraphcError(f"{name} must be a finite number, got {value}", (user_location(),))
+    return value
 
 
 def _fail(message):
@@ -1223,6 +1263,16 @@ def _non_negative(name, value):
         raise GraphcError(f"{name} must be a finite number >= 0, got {value}",
                           (user_location(),))
     return value
+
+
+# each number setting's rule (Optimizer.checked_setting); dampening any number, as torch's
+_SETTING_RULES = {
+    "weight_decay": _non_negative, "momentum": _non_negative, "eps": _non_negative,
+    "lr_decay": _non_negative, "momentum_decay": _non_negative, "dampening": _finite,
+    "beta1": lambda name, v: _in_range(name, v, 0.0, 1.0, "[0, 1)"),
+    "beta2": lambda name, v: _in_range(name, v, 0.0, 1.0, "[0, 1)"),
+    "alpha": lambda name, v: _in_range(name, v, 0.0, 1.0, "[0, 1]"),
+}
 
 
 def _clip_norm(name, value):

@@ -84,7 +84,7 @@ from ir.ops.precision import autocast, precision_dtype
 
 from . import amp, checkpoint, nn, optim
 from .files import exclusive_directory
-from .optim import _clip_norm, clip_by_global_norm, global_norm
+from .optim import _clip_norm, _is_number, clip_by_global_norm, global_norm
 from .transforms import Compiled, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -635,10 +635,15 @@ class Trainer:
             return {}
         mine = self._number_settings()
 
-        def valid(values):
-            return isinstance(values, dict) and all(
-                isinstance(k, str) and _is_lr(v) and (k not in ("beta1", "beta2") or v < 1)
-                and (k != "alpha" or v <= 1) for k, v in values.items())
+        def valid(values):  # each by the optimiser's own rule for the setting
+            if not isinstance(values, dict):
+                return False
+            try:
+                return all(isinstance(k, str) and _is_number(v)
+                           and self.optimizer.checked_setting(k, v) is not None
+                           for k, v in values.items())
+            except GraphcError:
+                return False
         if not isinstance(saved, dict) or not all(valid(saved.get(k)) for k in
                                                   ("initial", "current")):
             raise checkpoint.CheckpointError(f"checkpoint header: optimizer_settings must be "

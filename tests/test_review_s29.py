@@ -81,3 +81,91 @@ def test_the_cli_shows_graphcs_warnings_as_one_line(tmp_path):
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"graphc: warning: the kernel cache directory {cache} is "
                                "writable by group and others (mode 777"), lines
+
+
+def test_a_half_global_norm_above_256_is_finite_as_torchs():
+    # the sum of squares was rounded to float16 (max 65504): the norm was Inf and clipping
+    # scaled every gradient by max_norm / Inf = 0
+    g = np.array([300.0, 300.0], np.float16)
+    p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float16))
+    p.grad = torch.tensor(g)
+    expected = float(torch.nn.utils.clip_grad_norm_([p], 1.0))
+    assert float(np.asarray(optim.global_norm({"a": g}))) == pytest.approx(expected, rel=1e-3)
+    clipped, norm = optim.clip_by_global_norm({"a": g}, 1.0)
+    np.testing.assert_allclose(np.asarray(clipped["a"], np.float32), p.grad.numpy(), rtol=1e-3)
+    sgd = optim.SGD(lr=0.1, clip_norm=1.0)
+    params = {"a": np.zeros(2, np.float16)}
+    new, _ = sgd.update({"a": g}, sgd.init(params), params)
+    np.testing.assert_allclose(np.asarray(new["a"], np.float32), [-0.0707, -0.0707], rtol=1e-2)
+
+
+def test_a_trainer_on_half_parameters_with_a_norm_above_256_trains():
+    params = {"w": np.full((4,), 1.0, np.float16)}
+    batch = (np.full((4,), 100.0, np.float16),)
+    loss = lambda p, b: gc.sum(p["w"] * b[0]) * 1.5  # noqa: E731  (gradient 150 each, norm 300)
+    trainer = gc.Trainer(loss, params, optim.SGD(lr=0.5), [batch], steps=1, clip_norm=1.0)
+    trainer.train_step()
+    assert float(trainer.grad_norm) == pytest.approx(300.0, rel=1e-3)
+    np.testing.assert_allclose(np.asarray(trainer.params["w"], np.float32), 0.75, rtol=1e-3)
+
+
+@pytest.mark.parametrize("grad", [np.ones((2, 3)), np.float64(5.0)])
+def test_a_gradient_of_another_shape_than_its_parameter_is_refused(grad):
+    # numpy broadcast it: the parameter and Adam's moments became (2, 3); torch refuses it
+    w = gc.tensor(np.ones(3), requires_grad=True)
+    bound = optim.Adam(lr=0.1).bind([w])
+    w.grad = grad
+    with pytest.raises(gc.GraphcError, match=r"Adam.update: the gradient of parameter '0' "
+                       r"has shape \((2, 3)?\), its parameter \(3,\)"):
+        bound.step()
+    np.testing.assert_array_equal(w.data, np.ones(3))
+    sgd = optim.SGD(lr=0.1)
+    params = {"w": np.ones(3)}
+    with pytest.raises(gc.GraphcError, match="the gradient of parameter 'w'"):
+        sgd.update({"w": np.ones((4, 1, 3))}, sgd.init(params), params)
+
+
+@pytest.mark.parametrize("make, name, bad", [
+    (lambda: optim.Adam(), "beta1", 1.0),  # gave NaN updates
+    (lambda: optim.Adam(), "eps", -1.0),
+    (lambda: optim.SGD(0.1, momentum=0.9), "momentum", -0.5),
+    (lambda: optim.AdamW(), "weight_decay", -1.0),
+    (lambda: optim.RMSprop(), "alpha", 1.5),
+    (lambda: optim.SGD(0.1, momentum=0.9), "dampening", float("nan")),
+])
+def test_a_setting_assigned_later_is_checked_as_the_constructor_checks_it(make, name, bad):
+    opt = make()
+    before = getattr(opt, name)
+    with pytest.raises(gc.GraphcError, match=f"{type(opt).__name__}: {name} must be"):
+        setattr(opt, name, bad)
+    assert getattr(opt, name) == before
+
+
+@pytest.mark.parametrize("set_later", [False, True])
+def test_a_trainer_resumes_its_own_checkpoint_with_a_negative_dampening(tmp_path, set_later):
+    # torch's SGD takes any dampening; the resume check wanted every setting >= 0 and
+    # refused the run's own checkpoint
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 2))
+    batches = [(rng.normal(size=(8, 3)), rng.normal(size=(8, 2))) for _ in range(6)]
+
+    def loss(p, b):
+        d = b[0] @ p["w"] - b[1]
+        return gc.mean(d * d)
+
+    def make():
+        opt = optim.SGD(lr=0.1, momentum=0.9, dampening=0.0 if set_later else -0.5)
+        return gc.Trainer(loss, {"w": w.copy()}, opt, batches, steps=6)
+    first = make()
+    if set_later:
+        first.optimizer.dampening = -0.5
+    for _ in range(3):
+        first.train_step()
+    first.save(str(tmp_path / "ck.npz"))
+    second = make()
+    second.resume(str(tmp_path / "ck.npz"))
+    assert second.optimizer.dampening == -0.5
+    for trainer in (first, second):
+        for _ in range(3):
+            trainer.train_step()
+    np.testing.assert_array_equal(first.params["w"], second.params["w"])
