@@ -84,7 +84,7 @@ from ir.ops.precision import autocast, precision_dtype
 
 from . import amp, checkpoint, nn, optim
 from .files import exclusive_directory
-from .optim import _clip_norm, _is_number, clip_by_global_norm, global_norm
+from .optim import _clip_norm, _count_setting, _is_number, clip_by_global_norm, global_norm
 from .transforms import Compiled, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -116,6 +116,13 @@ class Trainer:
                                   (user_location(),))
         if units not in ("samples", "tokens"):
             raise GraphcError(f"Trainer: units must be 'samples' or 'tokens', got {units!r}")
+        if not all(callable(getattr(optimizer, m, None)) for m in ("init", "update")):
+            bound = isinstance(optimizer, optim.BoundOptimizer)
+            raise GraphcError(f"Trainer: optimizer must be an optimiser with init() and "
+                              f"update(), such as gc.optim.AdamW(...), got a "
+                              f"{type(optimizer).__name__}" + (
+                                  " (pass the optimiser itself, not its .bind(...))"
+                                  if bound else ""), (user_location(),))
         self.loss, self.optimizer = _with_key_and_mode(loss), optimizer
         self.plateau = _plateau(optimizer, eval_batches)
         # graphc's optimisers take the step their schedule is at and the lr (see _step_args)
@@ -132,8 +139,13 @@ class Trainer:
         self.train_batches = _Batches(train_batches, "train_batches")
         self.eval_batches = None if eval_batches is None else _Batches(eval_batches,
                                                                       "eval_batches")
-        self.steps, self.eval_iters, self.seed = int(steps), int(eval_iters), int(seed)
-        self.eval_every = int(eval_every or max(1, self.steps // 10))
+        # whole numbers, each checked: eval_iters=0 averaged no losses into a NaN that
+        # stopped the run as diverged, and steps=2.5 or "10" were quietly coerced
+        self.steps = _count_setting("Trainer: steps", steps)
+        self.eval_iters = _count_setting("Trainer: eval_iters", eval_iters, 1)
+        self.seed = _count_setting("Trainer: seed", seed)
+        self.eval_every = max(1, self.steps // 10) if eval_every is None \
+            else _count_setting("Trainer: eval_every", eval_every, 1)
         if clip_norm is not None:
             clip_norm = _clip_norm("Trainer: clip_norm", clip_norm)
             # torch.nn.utils.clip_grad_norm_ runs once before step(); two clips compose into

@@ -169,3 +169,29 @@ def test_a_trainer_resumes_its_own_checkpoint_with_a_negative_dampening(tmp_path
         for _ in range(3):
             trainer.train_step()
     np.testing.assert_array_equal(first.params["w"], second.params["w"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eval_iters": 0}, "eval_iters must be a whole number >= 1, got 0"),
+    ({"eval_iters": -1}, "eval_iters must be a whole number >= 1, got -1"),
+    ({"steps": -3}, "steps must be a whole number >= 0, got -3"),
+    ({"steps": 2.5}, "steps must be a whole number >= 0, got 2.5"),
+    ({"steps": "10"}, "steps must be a whole number >= 0, got '10'"),
+    ({"seed": -1}, "seed must be a whole number >= 0, got -1"),
+    ({"eval_every": 0}, "eval_every must be a whole number >= 1, got 0"),
+])
+def test_the_trainers_whole_number_arguments_are_checked(kwargs, message):
+    # eval_iters=0 averaged no losses into NaN and stopped the run as diverged; the others
+    # were coerced (2.5 -> 2) or failed later inside numpy
+    settings = {"steps": 3, **kwargs}
+    with pytest.raises(gc.GraphcError, match=f"Trainer: {message}"):
+        gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), {"w": np.ones(2)}, optim.SGD(0.1),
+                   [(np.ones(2),)], **settings)
+
+
+def test_a_bound_optimiser_given_to_the_trainer_is_one_line():
+    w = gc.tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(gc.GraphcError, match=r"got a BoundOptimizer \(pass the optimiser "
+                       r"itself, not its .bind\(...\)\)"):
+        gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), {"w": np.ones(2)},
+                   optim.SGD(0.1).bind([w]), [(np.ones(2),)], steps=3)
