@@ -211,7 +211,18 @@ def _results(node, count):
 
 # ---- scan -------------------------------------------------------------------------------
 def _length(d):
-    return d if isinstance(d, Dim) else int(d)
+    return d if isinstance(d, Dim) else _whole(d, "scan: length")
+
+
+def _whole(value, what) -> int:
+    """A loop's count or concrete bound as an int: int() would truncate 2.5 to 2 (JAX
+    refuses float bounds too)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    held = np.asarray(value)
+    if held.ndim != 0 or held.dtype.kind not in "iu":
+        raise GraphcError(f"{what} must be an int, got {value!r}", (user_location(),))
+    return int(held)
 
 
 def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
@@ -350,8 +361,8 @@ def fori_loop(lower, upper, body_fun, init_val):
         except InconclusiveDim:  # as fori_loop(2, n): no steps at n = 1, n - 2 at n >= 2
             return _fori_while(lower, upper, body_fun, init_val)
     else:
-        length, dtype = int(upper) - int(lower), np.result_type(np.asarray(lower),
-                                                                 np.asarray(upper))
+        length = _whole(upper, "fori_loop: upper") - _whole(lower, "fori_loop: lower")
+        dtype = np.result_type(np.asarray(lower), np.asarray(upper))
         runs = length > 0
     if not runs:  # no loop, but the number a loop takes (traced bounds: a while_loop)
         init_leaves = leaves_and_structure(init_val)[0]

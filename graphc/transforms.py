@@ -141,7 +141,7 @@ class Compiled:
                     raise GraphcError(f"compile: static argument {self._names(len(args))[i]} "
                                       f"is a {type(a).__name__}, which is not hashable",
                                       (user_location(),)) from None
-                key.append(("static", type(a).__name__, a))
+                key.append(("static", _typed(a), a))
             else:
                 leaves, structure = leaves_and_structure(a)
                 templates = self._templates.get((i, structure))
@@ -357,6 +357,15 @@ def _check_weak_ints(leaves, limits):
             raise GraphcError(f"compiled function: argument {name} = {leaves[i]} does not fit "
                               f"in {dtype} (the dtype of the tensor it meets); pass an array "
                               "of a wider dtype or cast the tensor first", (user_location(),))
+
+
+def _typed(value):
+    """A static argument as a plan's key: its value with its type, that of each element of
+    a tuple too, since 1 == 1.0 == True while the function may tell them apart (the keyword
+    arguments of grad and jacrev arrive as one tuple of (name, value) pairs)."""
+    if isinstance(value, (tuple, frozenset)):
+        return type(value).__name__, tuple(_typed(v) for v in value)
+    return type(value).__name__, value
 
 
 def _hold(guards) -> bool:

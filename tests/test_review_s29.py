@@ -195,3 +195,37 @@ def test_a_bound_optimiser_given_to_the_trainer_is_one_line():
                        r"itself, not its .bind\(...\)\)"):
         gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), {"w": np.ones(2)},
                    optim.SGD(0.1).bind([w]), [(np.ones(2),)], steps=3)
+
+
+def test_keyword_arguments_of_grad_that_differ_only_in_type_get_their_own_plans():
+    # the static key held (("p", 1),), equal to (("p", 1.0),): the second call reused the
+    # first one's plan although f tells them apart
+    x = np.array([1.0, 2.0, 3.0])
+
+    def f(a, p=1.0):
+        return gc.sum(a * a) * (5.0 if isinstance(p, float) else 1.0)
+    g = gc.grad(f)
+    np.testing.assert_array_equal(g(x, p=1), 2 * x)
+    np.testing.assert_array_equal(g(x, p=1.0), 10 * x)
+    np.testing.assert_array_equal(g(x, p=True), 2 * x)
+    c = gc.compile(lambda a, p: a * (5.0 if isinstance(p[0], float) else 1.0),
+                   static_argnums=1)
+    np.testing.assert_array_equal(c(x, (1,)), x)
+    np.testing.assert_array_equal(c(x, (1.0,)), 5 * x)
+
+
+@pytest.mark.parametrize("loop, message", [
+    (lambda x: gc.fori_loop(0, 2.5, lambda i, c: c + 1, x), "fori_loop: upper must be an "
+     "int, got 2.5"),  # ran 2 steps
+    (lambda x: gc.fori_loop(0.5, 3, lambda i, c: c + i, x), "fori_loop: lower must be an "
+     "int, got 0.5"),  # counted i from 0.0
+    (lambda x: gc.scan(lambda c, _: (c + 1, None), x, None, length=2.5)[0],
+     "scan: length must be an int, got 2.5"),
+])
+@pytest.mark.parametrize("mode", ["eager", "compiled"])
+def test_float_loop_bounds_are_refused_not_truncated(loop, message, mode):
+    run = loop if mode == "eager" else gc.compile(loop)
+    with pytest.raises(gc.GraphcError, match=message):
+        run(np.zeros(3))
+    count = gc.fori_loop(np.int32(1), np.array(4), lambda i, c: c + i, np.zeros(2))
+    np.testing.assert_array_equal(count, [6.0, 6.0])
