@@ -22,8 +22,8 @@ from passes.forward_mode import keeping_primal_loops
 from passes.manager import optimize
 from ir.ops.registry import SymbolicValue, apply, get_op
 
-from .tracing import leaves_and_structure, leaves_like, trace, unflatten
-from .transforms import _as_float_inputs, _is_symbolic, jvp
+from .tracing import Spec, leaves_and_structure, leaves_like, trace, unflatten
+from .transforms import _as_primals, _is_symbolic, jvp
 
 __all__ = ["linearize"]
 
@@ -37,12 +37,14 @@ def linearize(fn, *primals):
     if _is_symbolic(primals) or current_graph() is not None:
         raise GraphcError("linearize runs on concrete arrays; inside a traced function use "
                           "gc.jvp(fn, primals, tangents)", (user_location(),))
-    primals = _as_float_inputs(primals)
+    primals = _as_primals(primals)
     p_leaves, p_structure = leaves_and_structure(list(primals))
     count = len(primals)
     name = getattr(fn, "__name__", "fn").strip("<>")
+    # a Python-int primal (an index, a factor) is traced weakly typed, as jvp's
+    specs = [Spec((), np.dtype(np.int64), weak=True) if type(p) is int else p for p in primals]
     with keeping_primal_loops():  # the known part computes y without the tangents
-        graph = trace(lambda *a: jvp(fn, a[:count], a[count:]), *primals, *primals,
+        graph = trace(lambda *a: jvp(fn, a[:count], a[count:]), *specs, *specs,
                       names=[f"p{k}" for k in range(count)] + [f"t{k}" for k in range(count)],
                       name=f"linearize_{name}")
     # the tangents' inputs by name (the passes may reorder a signature); the other inputs

@@ -707,6 +707,8 @@ def _variables(tree):
             x = lift_symbolic(graph, x, like_dtype([x]), "transform argument")
         if capture is not None and x.graph is not graph:
             x = capture(x)
+        if not is_float(x.dtype):  # nothing to differentiate; a weak int stays weak (jvp's
+            return x  # Python-int primal is an index or a factor of a float, as in JAX)
         return apply("reshape", x, shape=tuple(x.shape))  # an identity, simplified away
 
     leaves, structure = leaves_and_structure(tree)
@@ -761,6 +763,14 @@ def _as_float_inputs(args, argnums=None) -> tuple:
         return converted
     picked = {i % len(args) for i in argnums if -len(args) <= i < len(args)}
     return tuple(c if i in picked else a for i, (a, c) in enumerate(zip(args, converted)))
+
+
+def _as_primals(args) -> tuple:
+    """jvp's and linearize's primals and tangents: Python floats and numpy float scalars as
+    _as_float_inputs makes them; a Python int stays a weakly typed int, as JAX's (an index:
+    no tangent; a factor: it takes the other operand's float dtype), where _as_float_inputs
+    made it a float64 that no index takes."""
+    return _weakly_typed(args, (float, np.floating), default=np.dtype(np.float64))
 
 
 def _weak_floats(args, static) -> tuple:
@@ -928,6 +938,13 @@ def jvp(fn, primals, tangents):
         tangents[k] = _like_primal(p, t, f"jvp: tangent {k}")
         for p_leaf, t_leaf in zip(tree_leaves(p), tree_leaves(tangents[k])):
             p_type, t_type = _dtype_and_shape(p_leaf), _dtype_and_shape(t_leaf)
+            if type(p_leaf) is int and (isinstance(t_leaf, float) or t_type and
+                                        np.issubdtype(np.dtype(t_type[0]), np.floating)):
+                # a Python int is an integer primal, as JAX's: its tangent would be ignored
+                raise GraphcError(f"jvp: primal {k} is the int {p_leaf}, an integer with no "
+                                  f"tangent, but its tangent is a float; pass "
+                                  f"{float(p_leaf)!r} to differentiate at it",
+                                  (user_location(),))
             if p_type and t_type and p_type != t_type:
                 raise GraphcError(f"jvp: tangent {k} is {_describe(t_type)} but its primal is "
                                   f"{_describe(p_type)}; pass a tangent of the primal's dtype "
@@ -956,7 +973,7 @@ def jvp(fn, primals, tangents):
 
     if _is_symbolic(primals + tangents):
         return symbolic(*primals, *tangents)
-    args = _as_float_inputs(primals + tangents)
+    args = _as_primals(primals + tangents)
     if current_graph() is not None:  # inside a trace: see _in_trace
         return symbolic(*args)
     out, tangent = Compiled(symbolic)(*args)

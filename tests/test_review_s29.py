@@ -229,3 +229,27 @@ def test_float_loop_bounds_are_refused_not_truncated(loop, message, mode):
         run(np.zeros(3))
     count = gc.fori_loop(np.int32(1), np.array(4), lambda i, c: c + i, np.zeros(2))
     np.testing.assert_array_equal(count, [6.0, 6.0])
+
+
+def test_a_python_int_primal_of_jvp_and_linearize_is_an_index_or_a_factor():
+    # it was made a float64, which no index takes: "take(f64[3], f64[]): indices must be
+    # integers"; np.int64(1) worked
+    v = np.array([0.3, -1.2, 2.0])
+    f = lambda a, i: a[i] * a  # noqa: E731
+    expected = gc.jvp(f, (v, np.int64(1)), (v, np.int64(0)))
+    got = gc.jvp(f, (v, 1), (v, 0))
+    np.testing.assert_allclose(got[0], v[1] * v)
+    # d(a[1] * a) = t[1] * a + a[1] * t with t = v
+    np.testing.assert_allclose(got[1], v[1] * v + v[1] * v)
+    np.testing.assert_allclose(got[1], expected[1])
+    np.testing.assert_allclose(gc.linearize(f, v, 1)[1](v, 0), expected[1])
+    # a factor takes the float dtype it meets, as JAX's weak int
+    y, t = gc.jvp(lambda x, n: x * n, (np.ones(2), 3), (np.ones(2), 0))
+    np.testing.assert_array_equal(y, [3.0, 3.0])
+    np.testing.assert_array_equal(t, [3.0, 3.0])
+    y, f_jvp = gc.linearize(lambda x, n: x * n, np.ones(2, np.float32), 3)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(f_jvp(np.ones(2, np.float32), 0), [3.0, 3.0])
+    with pytest.raises(gc.GraphcError, match="primal 0 is the int 3, an integer with no "
+                       "tangent, but its tangent is a float; pass 3.0"):
+        gc.jvp(lambda x: x * 2, (3,), (1.0,))
