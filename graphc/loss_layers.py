@@ -5,7 +5,7 @@ MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, GaussianNLLLoss) and 
 and LogSigmoid activations, on graphc.nn's Module. Each is its function in ir/ops/losses.py
 or ir/ops/losses_extra.py (or the core API) with its settings read as guarded settings at
 every call, so a compiled plan traced before `loss.reduction = "sum"` is not reused after
-it. Weights are kept as given and passed as they are, as nn.CrossEntropyLoss's."""
+it. Weights are buffers, as torch's and nn.CrossEntropyLoss's (nn._weights_as_buffers)."""
 from __future__ import annotations
 
 from ir.errors import GraphcError, user_location
@@ -14,7 +14,7 @@ from ir.ops import losses as L
 from ir.ops import losses_extra as LX
 
 from .activation_layers import _activation
-from .nn import _Functional
+from .nn import _Functional, _weights_as_buffers
 
 
 class _Pair(_Functional):
@@ -22,6 +22,10 @@ class _Pair(_Functional):
     (`_weights`: tensors or None) as they are."""
 
     _weights: tuple = ()
+
+    def _keep(self, **settings):
+        _weights_as_buffers(self, settings, self._weights)
+        super()._keep(**settings)
 
     def forward(self, a, b):
         settings = {name: self._setting(name, a) for name in self._settings}

@@ -1137,11 +1137,24 @@ class MultiheadAttention(Module):
 
 
 # ---- losses as modules ------------------------------------------------------------------------
+def _weights_as_buffers(module, settings, names):
+    """A loss's weights (popped from `settings`) registered as buffers, as torch's: in
+    state_dict(), and read by a compiled plan at each call, so that `loss.weight = w` set
+    later is seen (as a plain attribute the array was a constant of the plan). A Parameter
+    (a learned weight) or None stays as it is."""
+    for name in names:
+        value = settings.pop(name)
+        if value is None or isinstance(value, Parameter):
+            object.__setattr__(module, name, value)
+        else:
+            module.register_buffer(name, np.asarray(getattr(value, "data", value)))
+
+
 class CrossEntropyLoss(Module):
     """graphc.cross_entropy as a module (integer or probability targets; classes last)."""
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
-        object.__setattr__(self, "weight", weight)
+        _weights_as_buffers(self, {"weight": weight}, ("weight",))
         object.__setattr__(self, "ignore_index", ignore_index)
         object.__setattr__(self, "reduction", reduction)
 

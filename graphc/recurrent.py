@@ -20,6 +20,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
+from ir.ops import precision
 
 from .control_flow import scan
 from .nn import Module, Parameter, _rng, current_key
@@ -37,6 +38,33 @@ def _check_sizes(name, **sizes):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
                 value < 1:  # input_size 0 too, as torch: its initial state failed
             _fail(f"{name}: {what} must be a positive int, got {value!r}")
+
+
+def _given_states(name, lstm, hx):
+    """(h_0, c_0) from forward's hx (None: zeros, made later): an LSTM's a pair of both,
+    as torch's, where a None half was taken as zeros."""
+    if not lstm:
+        return hx, None
+    if hx is None:
+        return None, None
+    if not (isinstance(hx, (tuple, list)) and len(hx) == 2) or any(v is None for v in hx):
+        got = type(hx).__name__ + (f" of {len(hx)}" if isinstance(hx, (tuple, list)) else "")
+        if isinstance(hx, (tuple, list)) and len(hx) == 2:
+            got += " holding None"
+        _fail(f"{name}: hx must be a pair (h_0, c_0) of tensors, got {got}")
+    return tuple(hx)
+
+
+def _check_dtypes(name, weight, **values):
+    """Outside autocast the input and the states must have the weights' dtype, as torch's
+    (the matmul's own error named its internal shapes, not the layer)."""
+    if precision.STATE.dtype is not None and not precision.STATE.suspended:
+        return
+    for what, value in values.items():
+        if value is not None and F._dtype(value) != F._dtype(weight):
+            _fail(f"{name}: {what} is {F._dtype(value)} but the layer's weights are "
+                  f"{F._dtype(weight)}; cast it with .astype, or build the layer with "
+                  f"dtype={str(F._dtype(value))!r}")
 
 
 def _init_weights(module, suffix, mode, fan_in, hidden_size, bias, rng, dtype):
@@ -154,10 +182,9 @@ class _Recurrent(Module):
         length, batch = F._shape(x)[0], F._shape(x)[1]
         directions = 2 if self.bidirectional else 1
         state = (self.num_layers * directions, batch, self.hidden_size)
-        if lstm and hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
-            _fail(f"LSTM: hx must be a pair (h_0, c_0), got {type(hx).__name__}"
-                  + (f" of {len(hx)}" if isinstance(hx, (tuple, list)) else ""))
-        h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
+        h0, c0 = _given_states(name, lstm, hx)
+        _check_dtypes(name, self.weight_ih_l0, input=input, **{"h_0" if lstm else "hx": h0},
+                      c_0=c0)
         h0 = self._initial(h0, state, batched, x, "h_0" if lstm else "hx")
         c0 = self._initial(c0, state, batched, x, "c_0")
         if length == 0:
@@ -250,10 +277,9 @@ class _Cell(Module):
                   f"{self.input_size}")
         batched = nd == 2
         x = input if batched else F.expand_dims(input, 0)  # (N, in)
-        if lstm and hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
-            _fail(f"LSTMCell: hx must be a pair (h_0, c_0), got {type(hx).__name__}"
-                  + (f" of {len(hx)}" if isinstance(hx, (tuple, list)) else ""))
-        h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
+        h0, c0 = _given_states(name, lstm, hx)
+        _check_dtypes(name, self.weight_ih, input=input, **{"h_0" if lstm else "hx": h0},
+                      c_0=c0)
         h = self._initial(h0, x, batched, "h_0" if lstm else "hx")
         c = self._initial(c0, x, batched, "c_0") if lstm else None
         w_ih, w_hh, b_ih, b_hh = _weights(self, "")

@@ -1336,6 +1336,29 @@ def _loss_operands(name, a, b, what=("input", "target")):
     return shape
 
 
+def _class_weight(who, weight, logits, ignore_index):
+    """cross_entropy's and nll_loss's `weight` (None, or one value per class: a list, an
+    array or a tensor), in the logits' dtype, after checking ignore_index, an int: torch's
+    third positional argument is the weight, which graphc's takes there."""
+    if ignore_index is not None and (isinstance(ignore_index, (bool, np.bool_)) or
+                                     not isinstance(ignore_index, (int, np.integer))):
+        _fail(f"{who}: ignore_index must be an int, got a {type(ignore_index).__name__} "
+              "(torch's third positional argument is the weight: pass weight=...)")
+    if weight is None:
+        return None
+    classes, dtype = _shape(logits)[-1], np.dtype(_dtype(logits))
+    if isinstance(weight, (list, tuple, np.ndarray, np.generic)):
+        weight = np.asarray(weight)
+        if weight.dtype.kind not in "iuf":
+            _fail(f"{who}: weight must hold numbers, got {weight.dtype}")
+        weight = weight.astype(dtype)
+    if tuple(_shape(weight)) != (classes,):
+        _fail(f"{who}: weight must have one value per class, shape ({classes},), got shape "
+              f"{tuple(_shape(weight))}")
+    # (a module's float64 weight buffer for float32 logits: cast, as np.array weights are)
+    return weight if np.dtype(_dtype(weight)) == dtype else cast(weight, dtype)
+
+
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=None):
     """Cross-entropy of `logits` (classes on the LAST axis; PyTorch puts them on axis 1, the
     same thing for (N, C) logits) against
@@ -1346,6 +1369,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
       over the leading positions.
     reduction: 'mean', 'sum' or 'none' (per position), as torch.nn.functional.cross_entropy."""
     _check_reduction("cross_entropy", reduction)
+    weight = _class_weight("cross_entropy", weight, logits, ignore_index)
     lshape, tshape = _shape(logits), _shape(targets)
     if is_float(_dtype(targets)):
         if lshape != tshape:
@@ -1370,6 +1394,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
     last axis), as torch.nn.functional.nll_loss; `weight`, `ignore_index` and `reduction` as
     in cross_entropy."""
     _check_reduction("nll_loss", reduction)
+    weight = _class_weight("nll_loss", weight, log_probs, ignore_index)
     if is_float(_dtype(targets)):
         _fail("nll_loss: targets must be integer class indices; for probabilities use "
               "cross_entropy")

@@ -295,13 +295,10 @@ def _adaptive_axis(x, axis, out, kind):
         return F.mean(split, axis + 1) if kind == "avg" else _first_max(split, axis + 1)
     starts = np.arange(out) * n // out
     ends = -(-(np.arange(out) + 1) * n // out)
-    if kind == "avg":  # a constant (n, out) averaging matrix, contracted along the axis
-        cells = np.arange(n)[:, None]
-        weights = ((cells >= starts) & (cells < ends)) / (ends - starts)
-        moved = F.swapaxes(x, axis, -1)
-        return F.swapaxes(F.matmul(moved, F.cast(weights, F._dtype(x))), -1, axis)
-    # max: the windows' elements gathered as (out, longest) rows; past a window's end the
-    # row repeats a position, masked by the dtype's least value so that it never wins
+    # the windows' elements gathered as (out, longest) rows; past a window's end the row
+    # repeats a position, masked: by 0 for a sum, by the dtype's least value for a max, so
+    # that it never wins. (An averaging matrix contracted along the axis multiplied every
+    # element by the other windows' zeros: one inf made theirs 0 * inf = NaN.)
     longest = int(builtins.max(ends - starts))
     offsets = np.arange(longest)
     index = np.minimum(starts[:, None] + offsets, ends[:, None] - 1)
@@ -312,7 +309,11 @@ def _adaptive_axis(x, axis, out, kind):
     moved = F.swapaxes(x, axis, 0)
     rows = F.reshape(F.take(moved, index.reshape(-1)), (out, longest) + _shape(moved)[1:])
     mask = inside.reshape((out, longest) + (1,) * (len(shape) - 1))
-    pooled = _first_max(F.where(mask, rows, lowest), 1)
+    if kind == "avg":
+        counts = (ends - starts).reshape((out,) + (1,) * (len(shape) - 1)).astype(dtype)
+        pooled = F.sum(F.where(mask, rows, 0.0), 1) / counts
+    else:
+        pooled = _first_max(F.where(mask, rows, lowest), 1)
     return F.swapaxes(pooled, 0, axis)
 
 

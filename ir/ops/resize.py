@@ -97,9 +97,11 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
                                         spatial)
         moved = F.swapaxes(x, axis, 0)
         first = F.take(moved, i0)
-        if mode != "nearest":
+        if mode != "nearest":  # torch's blend w0 x0 + w1 x1: an inf neighbour with a
+            # weight gives inf (first + (second - first) w gave inf - inf = NaN)
             shape = (-1,) + (1,) * (nd - 1)
+            w0 = F.cast(np.reshape(1.0 - w1, shape), F._dtype(x))
             weight = F.cast(np.reshape(w1, shape), F._dtype(x))
-            first = first + (F.take(moved, i1) - first) * weight
+            first = first * w0 + F.take(moved, i1) * weight
         x = F.swapaxes(first, 0, axis)
     return x
