@@ -313,6 +313,14 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, 
         raise GraphcError(f"custom_jvp function {name}: the rule must return a pair "
                           f"(primal_out, tangent_out), got {_describe(result)}",
                           _where(custom.jvp))
+    # primal_out is not used (the function's own forward gives the value) but, as JAX
+    # does, checked against the function's output: a rule returning another shape is wrong
+    primal_leaves, _ = leaves_and_structure(result[0])
+    if len(primal_leaves) != len(out_types) or any(
+            tuple(np.shape(p)) != tuple(t[0]) for p, t in zip(primal_leaves, out_types)):
+        raise GraphcError(f"custom_jvp function {name}: the rule's primal_out has shapes "
+                          f"{[tuple(np.shape(p)) for p in primal_leaves]} but the function "
+                          f"returns {[tuple(t[0]) for t in out_types]}", _where(custom.jvp))
     tangent_leaves, _ = leaves_and_structure(result[1])
     if len(tangent_leaves) != len(out_types):
         raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out has "

@@ -28,10 +28,12 @@ from runtime.eager import apart_from, op_serial
 
 from .custom import _pack
 from .tracing import leaves_and_structure, unflatten
+from .transforms import _callable
 
 
 def remat(fun):
     """fun, with its forward values recomputed in the backward pass instead of kept."""
+    _callable(fun, "remat")
     name = getattr(fun, "__name__", "fn")
 
     @functools.wraps(fun)

@@ -75,8 +75,8 @@ class Compiled:
         self.jit = jit  # runtime.codegen's option: None (numba kernels when available), False
         self.pipeline = pipeline
         self.fast_math = fast_math
-        self.donate_argnums = _argnums(donate_argnums)
-        self.static_argnums = _argnums(static_argnums)
+        self.donate_argnums = _argnums(donate_argnums, "compile: donate_argnums")
+        self.static_argnums = _argnums(static_argnums, "compile: static_argnums")
         both = set(self.donate_argnums) & set(self.static_argnums)
         if both:
             raise GraphcError(f"compile: argument {min(both)} is both static and donated",
@@ -115,6 +115,10 @@ class Compiled:
                     raise GraphcError(f"compile: {what} has {i} but "
                                       f"{getattr(self.fn, '__name__', 'fn')} was called with "
                                       f"{count} arguments", (user_location(),))
+        both = _passed(self.static_argnums, count) & _passed(self.donate_argnums, count)
+        if both:  # (counted from the end: static_argnums=1, donate_argnums=-1 of two)
+            raise GraphcError(f"compile: argument {min(both)} is both static and donated",
+                              (user_location(),))
         self._checked_counts.add(count)
 
     def _static(self, count):
@@ -585,14 +589,28 @@ def _positional_count(fn) -> int:
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
-def _argnums(argnums):
-    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
+def _argnums(argnums, what="argnums"):
+    """An int or a sequence of ints as a tuple; anything else one line naming `what`."""
+    def whole(n):
+        return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
+    if whole(argnums):
+        return (int(argnums),)
+    if isinstance(argnums, (tuple, list, range)) and all(whole(n) for n in argnums):
+        return tuple(int(n) for n in argnums)
+    raise GraphcError(f"{what} must be an int or a tuple of ints, got {argnums!r}",
+                      (user_location(),))
+
+
+def _callable(fn, who):
+    if not callable(fn):
+        raise GraphcError(f"{who}: the function to transform must be callable, got "
+                          f"{fn!r}"[:200], (user_location(),))
 
 
 def _differentiated(argnums, who):
     """A derivative's argnums as a tuple: an int or a non-empty sequence. argnums=() picks
     nothing to differentiate; JAX's grad and jacobians refuse it too (less clearly)."""
-    nums = _argnums(argnums)
+    nums = _argnums(argnums, f"{who}: argnums")
     if not nums:
         raise GraphcError(f"{who}: argnums={argnums!r} picks no argument to differentiate with "
                           "respect to; pass an int or a non-empty tuple", (user_location(),))
@@ -601,6 +619,7 @@ def _differentiated(argnums, who):
 
 def value_and_grad(fn, argnums=0, has_aux=False):
     """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
+    _callable(fn, "value_and_grad")
     nums = _differentiated(argnums, "value_and_grad")
     symbolic = traced_value_and_grad(fn, argnums, nums, has_aux)
 
@@ -659,6 +678,8 @@ def traced_value_and_grad(fn, argnums, nums, has_aux, none_if_unreached=False):
         g = trees[0] if isinstance(argnums, int) else tuple(trees)
         return ((value, aux), g) if has_aux else (value, g)
 
+    # the plan's graph takes fn's name, which errors then name ("f returned a str")
+    symbolic.__name__ = symbolic.__qualname__ = getattr(fn, "__name__", "fn")
     return symbolic
 
 
@@ -791,7 +812,8 @@ def split_aux(out, who):
 
 
 def grad(fn, argnums=0, has_aux=False):
-    _differentiated(argnums, "grad")  # named as the user called it
+    _callable(fn, "grad")  # named as the user called it
+    _differentiated(argnums, "grad")
     vg = value_and_grad(fn, argnums, has_aux)
 
     @functools.wraps(fn)
@@ -928,6 +950,12 @@ def jvp(fn, primals, tangents):
     cotangent u, so differentiating <vjp(u), tangents> with respect to u gives J @ tangents;
     a while_loop, which has no reverse pass, carries its tangents forward
     (passes/forward_mode.py). The result is an ordinary graph, so it composes with grad."""
+    _callable(fn, "jvp")
+    for what, given in (("primals", primals), ("tangents", tangents)):
+        if not isinstance(given, (tuple, list)):  # an array would be split into its rows
+            raise GraphcError(f"jvp: {what} must be a tuple (or list) of the arguments, got "
+                              f"a {type(given).__name__}; for one argument pass (x,)",
+                              (user_location(),))
     primals, tangents = tuple(primals), list(tangents)
     if len(primals) != len(tangents):
         raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents",
