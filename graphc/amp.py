@@ -31,7 +31,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops.precision import PRECISIONS, autocast, precision_dtype  # noqa: F401
 from ir.types import is_half
-from .optim import global_norm
+from .optim import _count_setting, _finite, _positive, global_norm
 from .tracing import flatten, unflatten
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -43,10 +43,11 @@ class LossScaler:
 
     def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
                  backoff_factor: float = 0.5, growth_interval: int = 2000):
-        if not (init_scale > 0 and growth_factor > 1 and 0 < backoff_factor < 1
-                and int(growth_interval) >= 1):
-            raise GraphcError("LossScaler: needs init_scale > 0, growth_factor > 1, "
-                              "0 < backoff_factor < 1 and growth_interval >= 1",
+        init_scale = _positive("LossScaler: init_scale", init_scale)
+        growth_interval = _count_setting("LossScaler: growth_interval", growth_interval, 1)
+        if not (_finite("LossScaler: growth_factor", growth_factor) > 1
+                and 0 < _finite("LossScaler: backoff_factor", backoff_factor) < 1):
+            raise GraphcError("LossScaler: needs growth_factor > 1 and 0 < backoff_factor < 1",
                               (user_location(),))
         if not init_scale <= FLOAT32_MAX:  # GradScaler: "cannot be converted ... overflow"
             raise GraphcError(f"LossScaler: init_scale {init_scale} is past float32's largest "

@@ -74,8 +74,9 @@ def linear_warmup(peak: float, warmup: int):
 def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0):
     """nanoGPT's get_lr: linear warmup over `warmup` updates, cosine decay from `peak` to
     `min_lr` at update `steps`, then `min_lr` (steps=None: no decay)."""
-    peak, min_lr, warmup = float(peak), float(min_lr), int(warmup)
-    decay = None if steps is None else int(steps)
+    peak, min_lr = _non_negative("cosine: peak", peak), _non_negative("cosine: min_lr", min_lr)
+    warmup = _count_setting("cosine: warmup", warmup)
+    decay = None if steps is None else _count_setting("cosine: steps", steps)
     span = 1 if decay is None else max(1, decay - warmup)
 
     def python(step):
@@ -114,11 +115,13 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
             not 0 < transition_steps < math.inf:
         raise GraphcError(f"exponential_decay: transition_steps must be a positive number, "
                           f"got {transition_steps!r}", (user_location(),))
-    init, rate, every = float(init), float(decay_rate), float(transition_steps)
+    init = _finite("exponential_decay: init", init)
+    rate = _finite("exponential_decay: decay_rate", decay_rate)
+    every = float(transition_steps)
     if rate <= 0:
         raise GraphcError(f"exponential_decay: decay_rate must be positive, got {decay_rate}",
                           (user_location(),))
-    bound = None if end_value is None else float(end_value)
+    bound = None if end_value is None else _finite("exponential_decay: end_value", end_value)
 
     def schedule(count):
         if isinstance(count, (int, np.integer)):
@@ -177,7 +180,7 @@ def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
     warmup_steps, then peak * ((1 - a) c^exponent + a), c = (1 + cos(pi k / (decay_steps -
     warmup_steps))) / 2 at k steps after the warmup, a = end_value / peak_value, reaching
     end_value at decay_steps (which counts the warmup, as optax's) and staying there."""
-    init, peak, end, exponent = (_real(f"warmup_cosine_decay: {what}", v) for what, v in (
+    init, peak, end, exponent = (_finite(f"warmup_cosine_decay: {what}", v) for what, v in (
         ("init_value", init_value), ("peak_value", peak_value), ("end_value", end_value),
         ("exponent", exponent)))
     warmup = _count_setting("warmup_cosine_decay: warmup_steps", warmup_steps)
@@ -205,9 +208,9 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     as in torch. torch's cycle_momentum (on by default there) is one_cycle_momentum, given
     as the optimiser's momentum or beta1."""
     name = "one_cycle"
-    top = _real(f"{name}: max_lr", max_lr)
-    initial = top / _real(f"{name}: div_factor", div_factor)
-    final = initial / _real(f"{name}: final_div_factor", final_div_factor)
+    top = _non_negative(f"{name}: max_lr", max_lr)
+    initial = top / _positive(f"{name}: div_factor", div_factor)
+    final = initial / _positive(f"{name}: final_div_factor", final_div_factor)
     ends = _one_cycle_ends(name, total_steps, pct_start, anneal_strategy, three_phase)
     values = [(initial, top), (top, initial), (initial, final)] if three_phase else \
         [(initial, top), (top, final)]
@@ -224,8 +227,8 @@ def one_cycle_momentum(total_steps: int, pct_start: float = 0.3, anneal_strategy
     momentum, or as beta1 of the Adam family (`betas=(one_cycle_momentum(n), 0.999)`), as
     torch sets momentum or betas[0]."""
     name = "one_cycle_momentum"
-    low = _real(f"{name}: base_momentum", base_momentum)
-    high = _real(f"{name}: max_momentum", max_momentum)
+    low = _finite(f"{name}: base_momentum", base_momentum)
+    high = _finite(f"{name}: max_momentum", max_momentum)
     ends = _one_cycle_ends(name, total_steps, pct_start, anneal_strategy, three_phase)
     values = [(high, low), (low, high), (high, high)] if three_phase else \
         [(high, low), (low, high)]
@@ -281,11 +284,15 @@ def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = N
     """optax.piecewise_constant_schedule: init_value, multiplied by each scale from its
     boundary step on ({100: 0.1, 200: 0.5}: init, then init/10 from step 100, then init/20
     from step 200)."""
-    init = _real("piecewise_constant: init_value", init_value)
+    init = _finite("piecewise_constant: init_value", init_value)
+    if not isinstance(boundaries_and_scales, (dict, type(None))):  # as optax's
+        raise GraphcError(f"piecewise_constant: boundaries_and_scales must be a dict "
+                          f"{{boundary step: scale}}, got {boundaries_and_scales!r}"[:200],
+                          (user_location(),))
     items = list((boundaries_and_scales or {}).items())
     for boundary, scale in items:
         _count_setting("piecewise_constant: a boundary", boundary)
-        if not _real(f"piecewise_constant: the scale at {boundary!r}", scale) >= 0:
+        if not _finite(f"piecewise_constant: the scale at {boundary!r}", scale) >= 0:
             raise GraphcError(f"piecewise_constant: scales must be >= 0, got {scale!r} at "
                               f"{boundary}", (user_location(),))
     items = sorted((int(b), float(sc)) for b, sc in items)
@@ -309,7 +316,7 @@ def multistep(init_value: float, milestones, gamma: float = 0.1):
     for m in milestones:
         m = _count_setting("multistep: a milestone", m)
         counts[m] = counts.get(m, 0) + 1
-    gamma = _real("multistep: gamma", gamma)
+    gamma = _finite("multistep: gamma", gamma)
     return piecewise_constant(init_value, {m: gamma ** c for m, c in counts.items()})
 
 
@@ -318,8 +325,9 @@ def polynomial_decay(init_value: float, end_value: float, power: float,
     """optax.polynomial_schedule: (init - end) (1 - k / transition_steps)^power + end at
     k = step - transition_begin (clipped to [0, transition_steps]). end_value=0 is torch's
     PolynomialLR(total_iters=transition_steps, power)."""
-    init, end, power = (_real(f"polynomial_decay: {what}", v) for what, v in (
-        ("init_value", init_value), ("end_value", end_value), ("power", power)))
+    init, end = (_finite(f"polynomial_decay: {what}", v) for what, v in (
+        ("init_value", init_value), ("end_value", end_value)))
+    power = _non_negative("polynomial_decay: power", power)  # a negative one: 0 ** -1 at the end
     steps = _count_setting("polynomial_decay: transition_steps", transition_steps, 1)
     begin = _count_setting("polynomial_decay: transition_begin", transition_begin)
 
@@ -1069,6 +1077,9 @@ class BoundOptimizer:
             named = {n: p for n, p in parameters.items() if p is not None}
         else:
             named = {str(i): p for i, p in enumerate(parameters) if p is not None}
+        if not named:  # as torch's "optimizer got an empty parameter list"
+            raise GraphcError("bind: no parameters to optimise (an empty list, dict or "
+                              "Module)", (user_location(),))
         for name, p in named.items():
             # a frozen one (requires_grad False) is taken, as torch.optim takes it: it has no
             # gradient, so step() leaves it alone until it is unfrozen
@@ -1160,16 +1171,28 @@ class BoundOptimizer:
             raise GraphcError(f"load_state_dict: the state is for parameters "
                               f"{sorted(behind)}, this optimizer has {sorted(self.parameters)}",
                               (user_location(),))
+        expected = {"count", *self.optimizer.slots}
+        if not isinstance(state, dict) or set(state) != expected:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise GraphcError(f"load_state_dict: the state has {got}, "
+                              f"{type(self.optimizer).__name__} keeps {sorted(expected)}",
+                              (user_location(),))
+        # counts are whole numbers >= 0: Adam's bias corrections are computed from them
+        _count_setting("load_state_dict: the state's count", _whole_value(state["count"]))
+        for n, b in behind.items():
+            _count_setting(f"load_state_dict: behind[{n!r}]", _whole_value(b))
         for slot in self.optimizer.slots:
             for n, p in self.parameters.items():
-                # the parameter's shape, or a slot's own (NAdam's 0-d mu_product)
-                saved, own = state.get(slot, {}).get(n), np.shape(self.state[slot][n])
-                if saved is not None and np.shape(saved) != own:
-                    raise GraphcError(f"load_state_dict: {slot} of {n} has shape "
-                                      f"{np.shape(saved)}, expected {own}",
-                                      (user_location(),))
+                # the parameter's shape and dtype, or a slot's own (NAdam's 0-d mu_product)
+                saved, own = state[slot].get(n), self.state[slot][n]
+                if saved is not None and (np.shape(saved) != np.shape(own) or
+                                          np.asarray(saved).dtype != np.asarray(own).dtype):
+                    raise GraphcError(f"load_state_dict: {slot} of {n} is "
+                                      f"{np.asarray(saved).dtype}{list(np.shape(saved))}, "
+                                      f"expected {np.asarray(own).dtype}"
+                                      f"{list(np.shape(own))}", (user_location(),))
         self.state = copy.deepcopy(state)
-        self.behind = {n: int(b) for n, b in behind.items()}
+        self.behind = {n: int(_whole_value(b)) for n, b in behind.items()}
 
     def _assign(self, new):
         for n, value in new.items():
@@ -1237,12 +1260,26 @@ def _in_range(name, value, low, high, text):
     return value
 
 
+def _positive(name, value):
+    value = _finite(name, value)
+    if value <= 0:
+        raise GraphcError(f"{name} must be > 0, got {value}", (user_location(),))
+    return value
+
+
 def _finite(name, value):
     if callable(value):
         return value
     value = _real(name, value)
     if not math.isfinite(value):
         raise GraphcError(f"{name} must be a finite number, got {value}", (user_location(),))
+    return value
+
+
+def _whole_value(value):
+    """A 0-d integer array (a saved count) as an int, for _count_setting."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        return int(value)
     return value
 
 

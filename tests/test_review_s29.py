@@ -253,3 +253,198 @@ def test_a_python_int_primal_of_jvp_and_linearize_is_an_index_or_a_factor():
     with pytest.raises(gc.GraphcError, match="primal 0 is the int 3, an integer with no "
                        "tangent, but its tangent is a float; pass 3.0"):
         gc.jvp(lambda x: x * 2, (3,), (1.0,))
+
+
+def test_one_inf_spoils_no_other_adaptive_average_window():
+    # the averaging matrix multiplied every element by the other windows' zeros: inf * 0
+    import torch.nn.functional as TF
+    x = np.array([[[1.0, np.inf, 2.0, 3.0, 4.0]]])
+    np.testing.assert_array_equal(np.asarray(gc.adaptive_avg_pool1d(x, 3)),
+                                  TF.adaptive_avg_pool1d(torch.tensor(x), 3).numpy())
+    x2 = np.arange(12.0).reshape(1, 1, 3, 4)
+    x2[0, 0, 0, 0] = np.nan
+    expected = TF.adaptive_avg_pool2d(torch.tensor(x2), (2, 3)).numpy()
+    assert np.isnan(expected).sum() == 1
+    for run in (lambda a: gc.adaptive_avg_pool2d(a, (2, 3)),
+                gc.compile(lambda a: gc.adaptive_avg_pool2d(a, (2, 3)))):
+        np.testing.assert_array_equal(np.asarray(run(x2)), expected)
+
+
+@pytest.mark.parametrize("shape, size", [((2, 3, 7), 3), ((1, 2, 5, 7), (3, 4)),
+                                         ((2, 1, 6, 5), (4, 3))])
+def test_adaptive_average_pools_and_gradients_equal_torchs(shape, size):
+    import torch.nn.functional as TF
+    x = np.random.default_rng(1).normal(size=shape)
+    pool = gc.adaptive_avg_pool1d if len(shape) == 3 else gc.adaptive_avg_pool2d
+    reference = TF.adaptive_avg_pool1d if len(shape) == 3 else TF.adaptive_avg_pool2d
+    weights = np.random.default_rng(2).normal(size=np.asarray(pool(x, size)).shape)
+    xt = torch.tensor(x, requires_grad=True)
+    (reference(xt, size) * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(np.asarray(pool(x, size)), reference(torch.tensor(x), size)
+                               .numpy(), rtol=1e-13, atol=1e-15)
+    grad = gc.grad(lambda a: gc.sum(pool(a, size) * weights))(x)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-13, atol=1e-15)
+
+
+def test_linear_interpolation_keeps_an_inf_neighbour_inf_as_torch():
+    import torch.nn.functional as TF
+    x = np.array([[[1.0, np.inf, 2.0, 3.0, 4.0, 5.0]]])
+    expected = TF.interpolate(torch.tensor(x), size=9, mode="linear").numpy()
+    got = np.asarray(gc.nn.Upsample(size=9, mode="linear")(x))
+    np.testing.assert_array_equal(got, expected)  # [nan inf inf inf 2.5 ...]: nan at 0 too
+    y = np.random.default_rng(3).normal(size=(1, 2, 4, 5))
+    np.testing.assert_allclose(
+        np.asarray(gc.interpolate(y, size=(7, 3), mode="bilinear")),
+        TF.interpolate(torch.tensor(y), size=(7, 3), mode="bilinear").numpy(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("make, args, attr", [
+    (lambda w: nn.CrossEntropyLoss(weight=w), "ce", "weight"),
+    (lambda w: nn.BCELoss(weight=w), "bce", "weight"),
+    (lambda w: nn.BCEWithLogitsLoss(pos_weight=w), "logits", "pos_weight"),
+    (lambda w: nn.MultiMarginLoss(weight=w), "ce", "weight"),
+    (lambda w: nn.MultiLabelSoftMarginLoss(weight=w), "multilabel", "weight"),
+])
+def test_a_loss_weight_set_after_compiling_is_read_by_the_plan(make, args, attr):
+    # the weight was a constant of the plan: the compiled loss kept the old one
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(4, 3)), np.array([0, 1, 2, 1])
+    p, q = np.full((4, 3), 0.3), np.full((4, 3), 0.6)
+    operands = {"ce": (x, t), "bce": (p, q), "logits": (x, q),
+                "multilabel": (x, np.ones((4, 3)))}[args]
+    loss = make(np.array([1.0, 2.0, 3.0]))
+    compiled = gc.compile(lambda a, b: loss(a, b))
+    compiled(*operands)
+    setattr(loss, attr, np.array([5.0, 1.0, 1.0]))
+    assert float(np.asarray(compiled(*operands))) == pytest.approx(
+        float(np.asarray(loss(*operands))), rel=1e-12)
+    assert sorted(loss.state_dict()) == [attr]  # a buffer, as torch's
+
+
+def test_cross_entropy_checks_its_weight_and_ignore_index():
+    x, t = np.random.default_rng(0).normal(size=(4, 3)), np.array([0, 1, 2, 1])
+    with pytest.raises(gc.GraphcError, match=r"cross_entropy: weight must have one value per "
+                       r"class, shape \(3,\), got shape \(2,\)"):
+        gc.cross_entropy(x, t, weight=np.array([1.0, 2.0]))
+    with pytest.raises(gc.GraphcError, match=r"nll_loss: weight must have one value per "
+                       r"class, shape \(3,\), got shape \(4, 3\)"):
+        gc.nll_loss(x, t, weight=np.ones((4, 3)))
+    with pytest.raises(gc.GraphcError, match="ignore_index must be an int, got a ndarray "
+                       r"\(torch's third positional argument is the weight"):
+        gc.cross_entropy(x, t, np.array([1.0, 2.0, 3.0]))  # torch's order
+    expected = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t),
+                                                 weight=torch.tensor([1.0, 2.0, 3.0],
+                                                                     dtype=torch.float64))
+    for weight in ([1, 2, 3], np.array([1.0, 2.0, 3.0], np.float32)):  # cast to float64
+        got = gc.cross_entropy(x, t, weight=weight)
+        assert float(np.asarray(got)) == pytest.approx(float(expected), rel=1e-7)
+
+
+@pytest.mark.parametrize("make, hx", [
+    (lambda: nn.LSTM(3, 4, dtype="float64"), lambda: (np.full((1, 1, 4), 0.5), None)),
+    (lambda: nn.LSTM(3, 4, dtype="float64"), lambda: (None, np.ones((1, 1, 4)))),
+])
+def test_an_lstm_state_missing_half_is_refused_as_torch_does(make, hx):
+    # a None half was taken as zeros
+    with pytest.raises(gc.GraphcError, match=r"LSTM: hx must be a pair \(h_0, c_0\) of "
+                       "tensors, got tuple of 2 holding None"):
+        make()(np.ones((2, 1, 3)), hx())
+    with pytest.raises(gc.GraphcError, match="LSTMCell: hx must be a pair"):
+        nn.LSTMCell(3, 4, dtype="float64")(np.ones((1, 3)), (np.ones((1, 4)), None))
+
+
+def test_a_recurrent_layer_names_itself_for_an_input_of_another_dtype():
+    # the error named an internal matmul and its reshaped shapes
+    x = np.random.default_rng(0).normal(size=(5, 2, 3))
+    for layer in (nn.LSTM(3, 4), nn.GRU(3, 4, num_layers=2)):
+        with pytest.raises(gc.GraphcError, match=f"{type(layer).__name__}: input is float64 "
+                           "but the layer's weights are float32; cast it with .astype"):
+            layer(x)
+    with pytest.raises(gc.GraphcError, match="GRU: hx is float64 but the layer's weights"):
+        nn.GRU(3, 4)(x.astype(np.float32), np.zeros((1, 2, 4)))
+    with pytest.raises(gc.GraphcError, match="RNNCell: input is float64"):
+        nn.RNNCell(3, 4)(x[0])
+    out, h = nn.GRU(3, 4)(x.astype(np.float32))  # the layer's own dtype still runs
+    assert np.asarray(out).shape == (5, 2, 4) and np.asarray(h).dtype == np.float32
+
+
+def test_a_custom_jvp_rules_primal_out_must_match_the_output():
+    @gc.custom_jvp
+    def f(a):
+        return a * 2
+
+    f.defjvp(lambda p, t: (p[0][:2] * 100.0, t[0]))  # a (2,) primal for a (3,) output
+    with pytest.raises(gc.GraphcError, match=r"custom_jvp function f: the rule's primal_out "
+                       r"has shapes \[\(2,\)\] but the function returns \[\(3,\)\]"):
+        gc.jvp(f, (np.ones(3),), (np.ones(3),))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gc.grad(lambda a, b: gc.sum(a * b), 1.0), "grad: argnums must be an int or a "
+     "tuple of ints, got 1.0"),
+    (lambda: gc.grad(lambda a, b: gc.sum(a * b), "b"), "grad: argnums must be an int or a "
+     "tuple of ints, got 'b'"),
+    (lambda: gc.jvp(lambda a: a * 2, np.ones(3), np.ones(3)), r"jvp: primals must be a tuple "
+     r"\(or list\) of the arguments, got a ndarray; for one argument pass \(x,\)"),
+    (lambda: gc.remat(3), "remat: the function to transform must be callable, got 3"),
+    (lambda: gc.grad(3), "grad: the function to transform must be callable, got 3"),
+    (lambda: gc.grad(lambda a: (gc.sum(a), {"tag": "s"}), has_aux=True)(np.ones(3)),
+     "lambda returned a str"),  # named the internal `symbolic`
+    (lambda: gc.compile(lambda a, n: a * n, static_argnums=1, donate_argnums=-1)(
+        np.ones(3), 3), "compile: argument 1 is both static and donated"),
+])
+def test_bad_transform_arguments_are_one_line(call, message):
+    with pytest.raises(gc.GraphcError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda sd: sd["state"].pop("count"), r"the state has \['m', 'v'\], Adam keeps "
+     r"\['count', 'm', 'v'\]"),  # a raw KeyError at the next step()
+    (lambda sd: sd["state"].__setitem__("count", np.asarray(-3)), "the state's count must be "
+     "a whole number >= 0, got -3"),  # taken: Adam's bias correction changed
+    (lambda sd: sd["state"].__setitem__("count", 3.7), "the state's count must be a whole "
+     "number >= 0, got 3.7"),
+    (lambda sd: sd["behind"].__setitem__("a", -5), r"behind\['a'\] must be a whole number"),
+    (lambda sd: sd["state"]["m"].__setitem__("a", sd["state"]["m"]["a"].astype(np.float32)),
+     r"m of a is float32\[3\], expected float64\[3\]"),
+    (lambda sd: sd.__setitem__("state", {"count": sd["state"]["count"]}),
+     r"the state has \['count'\], Adam keeps"),
+])
+def test_a_bound_optimisers_state_is_checked_when_loaded(edit, message):
+    def fresh():
+        params = {"a": gc.tensor(np.ones(3), requires_grad=True)}
+        return params, optim.Adam(lr=0.1).bind(params)
+    params, bound = fresh()
+    params["a"].grad = np.ones(3)
+    bound.step()
+    saved = bound.state_dict()
+    edit(saved)
+    _, other = fresh()
+    with pytest.raises(gc.GraphcError, match=f"load_state_dict: {message}"):
+        other.load_state_dict(saved)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: optim.polynomial_decay(0.1, 0.0, -1.0, 10), "polynomial_decay: power must be a "
+     "finite number >= 0, got -1.0"),  # lr inf (or ZeroDivisionError) at the end step
+    (lambda: optim.one_cycle(0.1, 10, div_factor=0), "one_cycle: div_factor must be > 0"),
+    (lambda: optim.one_cycle(0.1, 10, final_div_factor=0), "final_div_factor must be > 0"),
+    (lambda: optim.cosine("x", 10), "cosine: peak must be a number, got 'x'"),
+    (lambda: optim.cosine(float("nan"), 10), "cosine: peak must be a finite number"),
+    (lambda: optim.cosine(0.1, -5), "cosine: steps must be a whole number >= 0, got -5"),
+    (lambda: optim.linear_warmup(0.1, -3), "warmup must be a whole number >= 0, got -3"),
+    (lambda: optim.exponential_decay(0.1, 2, float("nan")), "exponential_decay: decay_rate "
+     "must be a finite number, got nan"),
+    (lambda: optim.exponential_decay(float("nan"), 2, 0.5), "exponential_decay: init must be "
+     "a finite number"),
+    (lambda: optim.piecewise_constant(0.1, [(3, 0.5)]), "piecewise_constant: "
+     "boundaries_and_scales must be a dict"),
+    (lambda: gc.amp.LossScaler(growth_interval=1.5), "LossScaler: growth_interval must be a "
+     "whole number >= 1, got 1.5"),
+    (lambda: gc.amp.LossScaler(init_scale="x"), "LossScaler: init_scale must be a number"),
+    (lambda: optim.SGD(lr=0.1).bind([]), r"bind: no parameters to optimise"),
+])
+def test_schedule_and_scaler_arguments_are_checked_in_one_line(make, message):
+    with pytest.raises(gc.GraphcError, match=message):
+        make()
