@@ -830,17 +830,23 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam: weight decay is coupled (added to the gradient, L2)."""
+    """torch.optim.Adam: weight decay is coupled (added to the gradient, L2). amsgrad, as
+    torch's: the step divides by the largest v so far (slot "v_max"), not by v."""
 
-    slots = ("m", "v")
     decoupled = False
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
+                 weight_decay: float = 0.0, decay_mask=None, clip_norm=None, *,
+                 amsgrad: bool = False):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
         self.betas = betas
         self.eps = eps
+        self.amsgrad = _flag(f"{type(self).__name__}: amsgrad", amsgrad)
+
+    @property
+    def slots(self):  # read at each update, as SGD's: amsgrad set since init adds a slot
+        return ("m", "v", "v_max") if self.amsgrad else ("m", "v")
 
     def _scalars(self, count, step):
         lr = _float64(self.lr(step))
@@ -857,10 +863,13 @@ class Adam(Optimizer):
             g = g + p * scalars["weight_decay"]
         m = slots["m"] * scalars["beta1"] + g * scalars["1-beta1"]
         v = slots["v"] * scalars["beta2"] + (g * g) * scalars["1-beta2"]
+        new_slots = {"m": m, "v": v}
+        if self.amsgrad:
+            v = new_slots["v_max"] = F.maximum(slots["v_max"], v)
         denom = F.sqrt(v) / scalars["bc2_sqrt"] + scalars["eps"]
         if decay and self.decoupled:
             p = p * scalars["decay_factor"]
-        return p - scalars["step_size"] * (m / denom), {"m": m, "v": v}
+        return p - scalars["step_size"] * (m / denom), new_slots
 
 
 class AdamW(Adam):
@@ -870,8 +879,9 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01, decay_mask=None, clip_norm=None):
-        super().__init__(lr, betas, eps, weight_decay, decay_mask, clip_norm)
+                 weight_decay: float = 0.01, decay_mask=None, clip_norm=None, *,
+                 amsgrad: bool = False):
+        super().__init__(lr, betas, eps, weight_decay, decay_mask, clip_norm, amsgrad=amsgrad)
 
 
 class RMSprop(Optimizer):
@@ -1274,6 +1284,12 @@ def _finite(name, value):
     if not math.isfinite(value):
         raise GraphcError(f"{name} must be a finite number, got {value}", (user_location(),))
     return value
+
+
+def _flag(name, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise GraphcError(f"{name} must be True or False, got {value!r}", (user_location(),))
+    return bool(value)
 
 
 def _whole_value(value):
