@@ -1048,23 +1048,36 @@ class MultiheadAttention(Module):
     in_proj_weight, zero biases, out_proj weight uniform(+-1/sqrt(E)).
 
     forward(query, key=None, value=None, attn_mask=None, key_padding_mask=None,
-    need_weights=True, is_causal=None) -> (output, weights averaged over heads or None).
+    need_weights=True, is_causal=None, average_attn_weights=True) -> (output, weights
+    averaged over heads, or per head (B, H, T, S) with average_attn_weights=False, or None).
     key/value default to query (self-attention); masks are boolean with True = not allowed
     (as PyTorch's) or float and added; `causal=True` (or is_causal=True) masks future
-    positions. batch_first=False (PyTorch's default) takes (T, B, E)."""
+    positions. batch_first=False (PyTorch's default) takes (T, B, E). kdim and vdim (the
+    key's and value's widths, E by default), as torch's: where they differ from E, the
+    projections are three, q_proj_weight (E, E), k_proj_weight (kdim, E) and v_proj_weight
+    (vdim, E) (torch's transposed, each xavier-uniform), and in_proj_weight is None."""
 
-    _TORCH_TRANSPOSED = ("in_proj_weight",)
+    _TORCH_TRANSPOSED = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, *, batch_first=False,
-                 causal=False, rng=None, dtype="float32"):
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, *, kdim=None, vdim=None,
+                 batch_first=False, causal=False, rng=None, dtype="float32"):
         # batch_first and on are keywords: torch's fifth positional argument is add_bias_kv
         if embed_dim % num_heads:
             raise GraphcError(f"MultiheadAttention: embed_dim {embed_dim} is not a multiple "
                               f"of num_heads {num_heads}", (user_location(),))
         rng = _rng(rng)
-        bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))  # xavier over torch's (3E, E)
-        self.in_proj_weight = Parameter(
-            rng.uniform(-bound, bound, (3 * embed_dim, embed_dim)).T.astype(dtype))
+        kdim = embed_dim if kdim is None else kdim
+        vdim = embed_dim if vdim is None else vdim
+        if kdim == embed_dim and vdim == embed_dim:
+            bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))  # xavier over torch's (3E, E)
+            self.in_proj_weight = Parameter(
+                rng.uniform(-bound, bound, (3 * embed_dim, embed_dim)).T.astype(dtype))
+        else:
+            object.__setattr__(self, "in_proj_weight", None)
+            for name, width in (("q", embed_dim), ("k", kdim), ("v", vdim)):
+                bound = math.sqrt(6.0 / (embed_dim + width))
+                setattr(self, f"{name}_proj_weight", Parameter(
+                    rng.uniform(-bound, bound, (embed_dim, width)).T.astype(dtype)))
         if bias:
             self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, dtype))
         else:
@@ -1074,27 +1087,28 @@ class MultiheadAttention(Module):
             self.out_proj.bias.data[...] = 0.0
         self.attn_drop = Dropout(dropout)
         for name, value in [("embed_dim", embed_dim), ("num_heads", num_heads),
+                            ("kdim", kdim), ("vdim", vdim),
                             ("batch_first", batch_first), ("causal", causal)]:
             object.__setattr__(self, name, value)
 
     def _unbatched(self, query, key, value, attn_mask, key_padding_mask, need_weights,
-                   is_causal):
+                   is_causal, average_attn_weights):
         axis = 0 if self.batch_first else 1
         batch = [F.expand_dims(t, axis) for t in (query, key, value)]
         if key_padding_mask is not None:
             key_padding_mask = F.expand_dims(key_padding_mask, 0)
         out, weights = self.forward(*batch, attn_mask, key_padding_mask, need_weights,
-                                    is_causal)
+                                    is_causal, average_attn_weights)
         return (F.squeeze(out, axis),
                 None if weights is None else F.squeeze(weights, 0))
 
     def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
-                need_weights=True, is_causal=None):
+                need_weights=True, is_causal=None, average_attn_weights=True):
         key = query if key is None else key
         value = key if value is None else value
         if F._ndim(query) == 2:  # unbatched (L, E), as torch's: a batch of one
             return self._unbatched(query, key, value, attn_mask, key_padding_mask,
-                                   need_weights, is_causal)
+                                   need_weights, is_causal, average_attn_weights)
         if F._ndim(query) != 3:
             raise GraphcError(f"MultiheadAttention: query must be (L, E) or batched (3-d), "
                               f"got shape {tuple(F._shape(query))}", (user_location(),))
@@ -1105,7 +1119,15 @@ class MultiheadAttention(Module):
         B, T, E = query.shape
         S = key.shape[1]
         H = self.num_heads
-        w_q, w_k, w_v = F.split(self.in_proj_weight, 3, axis=1)
+        for name, t, width in (("key", key, self.kdim), ("value", value, self.vdim)):
+            if F._shape(t)[-1] != width:
+                raise GraphcError(f"MultiheadAttention: {name} has {F._shape(t)[-1]} "
+                                  f"features, the layer takes {width}"
+                                  f"{'' if width != E else ' (kdim/vdim: other widths)'}",
+                                  (user_location(),))
+        w_q, w_k, w_v = (F.split(self.in_proj_weight, 3, axis=1)
+                         if self.in_proj_weight is not None else
+                         (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight))
         b_q, b_k, b_v = (F.split(self.in_proj_bias, 3) if self.in_proj_bias is not None
                          else (None,) * 3)
 
@@ -1126,7 +1148,9 @@ class MultiheadAttention(Module):
         y = self.out_proj(y.transpose(0, 2, 1, 3).reshape(B, T, E))
         if not self.batch_first:
             y = F.swapaxes(y, 0, 1)
-        return y, (F.mean(weights, axis=1) if need_weights else None)
+        if not need_weights:
+            return y, None
+        return y, (F.mean(weights, axis=1) if average_attn_weights else weights)
 
     def _masked(self, att, mask, B, T, S):
         if mask.ndim == 3:  # torch's (B * H, T, S)

@@ -320,3 +320,46 @@ def test_embedding_padding_idx_is_torchs():
         assert not grad["weight"][4].any()
     assert_one_line_error(lambda: gc.nn.Embedding(6, 3, padding_idx=6),
                           "padding_idx must be an int in [-6, 6)", "test_nn_layers.py")
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_multihead_attention_with_kdim_vdim_and_per_head_weights_matches_torch(batch_first):
+    # torch's separate q/k/v projections where the key's and value's widths differ from E
+    rng = np.random.default_rng(4)
+    E, H, B, T, S, kdim, vdim = 8, 2, 3, 4, 5, 6, 3
+    ours = nn.MultiheadAttention(E, H, kdim=kdim, vdim=vdim, batch_first=batch_first,
+                                 dtype="float64")
+    assert ours.in_proj_weight is None and ours.k_proj_weight.shape == (kdim, E)
+    for p in ours.parameters():
+        p.data = rng.normal(size=p.shape) * 0.5
+    theirs = torch.nn.MultiheadAttention(E, H, kdim=kdim, vdim=vdim, batch_first=batch_first,
+                                         dtype=torch.float64)
+    ours_state = ours.state_dict()
+    assert sorted(ours_state) == sorted(theirs.state_dict())
+    theirs.load_state_dict({k: torch.tensor(v.T if k.endswith("proj_weight") or
+                                            k == "out_proj.weight" else v)
+                            for k, v in ours_state.items()})
+    fresh = nn.MultiheadAttention(E, H, kdim=kdim, vdim=vdim, batch_first=batch_first,
+                                  dtype="float64")
+    fresh.load_torch_state_dict(theirs.state_dict())  # the torch layout goes back in
+    for name, value in fresh.state_dict().items():
+        np.testing.assert_array_equal(value, ours_state[name])
+
+    def layout(*shape):
+        return shape if batch_first else (shape[1], shape[0], shape[2])
+    q, k, v = (rng.normal(size=layout(B, n, w)) for n, w in ((T, E), (S, kdim), (S, vdim)))
+    expected, expected_w = theirs(*(torch.tensor(a) for a in (q, k, v)),
+                                  average_attn_weights=False)
+    got, got_w = ours(q, k, v, average_attn_weights=False)
+    assert np.asarray(got_w).shape == (B, H, T, S)
+    np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(np.asarray(got_w), expected_w.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+    tk = torch.tensor(k, requires_grad=True)
+    theirs(torch.tensor(q), tk, torch.tensor(v))[0].sum().backward()
+    grad_k = gc.grad(lambda key: gc.sum(ours(q, key, v)[0]))(k)
+    np.testing.assert_allclose(grad_k, tk.grad.numpy(), rtol=1e-9, atol=1e-12)
+    with pytest.raises(gc.GraphcError, match="MultiheadAttention: key has 8 features, the "
+                       "layer takes 6"):
+        ours(q, q, v)
