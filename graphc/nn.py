@@ -48,7 +48,15 @@ def manual_seed(seed: int) -> None:
 
 
 def _rng(rng):
-    return rng if rng is not None else _GENERATOR[0]
+    """A layer's initialisation generator: the one given, else graphc.nn's (manual_seed)."""
+    if rng is None:
+        return _GENERATOR[0]
+    if not isinstance(rng, np.random.Generator):  # an int there is most likely a torch
+        # argument in graphc's rng place (Embedding(10, 4, 0): torch's padding_idx)
+        raise GraphcError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got "
+                          f"{rng!r}; pass the layer's other torch arguments by keyword",
+                          (user_location(),))
+    return rng
 
 
 def _dotted(prefix: str) -> str:
@@ -505,15 +513,17 @@ class ModuleList(Module):
 
 
 class Linear(Module):
-    """y = x @ weight + bias. The weight is stored (fan_in, fan_out), the transpose of
-    PyTorch's (out_features, in_features): copy a torch weight in as `w.T` (or load a torch
-    state_dict with Module.load_torch_state_dict).
-    Without `std`, weight and bias are uniform(+-1/sqrt(fan_in)) as in PyTorch; with `std`,
-    the weight is normal(0, std) and the bias zero (GPT-2's scheme)."""
+    """y = x @ weight + bias. The weight is stored (in_features, out_features), the
+    transpose of PyTorch's (out_features, in_features): copy a torch weight in as `w.T` (or
+    load a torch state_dict with Module.load_torch_state_dict).
+    Without `std`, weight and bias are uniform(+-1/sqrt(in_features)) as in PyTorch; with
+    `std`, the weight is normal(0, std) and the bias zero (GPT-2's scheme)."""
 
     _TORCH_TRANSPOSED = ("weight",)
 
-    def __init__(self, fan_in, fan_out, bias=True, rng=None, std=None, dtype="float32"):
+    def __init__(self, in_features, out_features, bias=True, rng=None, std=None,
+                 dtype="float32"):
+        fan_in, fan_out = in_features, out_features
         rng = _rng(rng)
         if std is None:
             bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
@@ -706,11 +716,14 @@ class Flatten(Module):
 
 
 class Embedding(Module):
-    """Rows of a (num, dim) table; normal(0, 1) as PyTorch without `std`. `padding_idx`
-    (keyword; negative counts from the end), as torch's: that row starts at zero and gets no
-    gradient, so it stays what it is."""
+    """Rows of a (num_embeddings, embedding_dim) table; normal(0, 1) as PyTorch without
+    `std`. `padding_idx` (keyword: torch's third positional argument is graphc's rng;
+    negative counts from the end), as torch's: that row starts at zero and gets no gradient,
+    so it stays what it is."""
 
-    def __init__(self, num, dim, rng=None, std=None, dtype="float32", *, padding_idx=None):
+    def __init__(self, num_embeddings, embedding_dim, rng=None, std=None, dtype="float32", *,
+                 padding_idx=None):
+        num, dim = num_embeddings, embedding_dim
         rng = _rng(rng)
         weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
         if padding_idx is not None:

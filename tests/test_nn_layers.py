@@ -363,3 +363,14 @@ def test_multihead_attention_with_kdim_vdim_and_per_head_weights_matches_torch(b
     with pytest.raises(gc.GraphcError, match="MultiheadAttention: key has 8 features, the "
                        "layer takes 6"):
         ours(q, q, v)
+
+
+def test_linear_and_embedding_take_torchs_keyword_names_and_refuse_a_torch_positional():
+    assert nn.Linear(in_features=3, out_features=2).weight.shape == (3, 2)
+    assert nn.Embedding(num_embeddings=5, embedding_dim=2).weight.shape == (5, 2)
+    # torch's third positional argument of Embedding is padding_idx, graphc's the rng: an
+    # int there failed inside the initialisation ('int' object has no attribute 'normal')
+    with pytest.raises(gc.GraphcError, match=r"rng must be a numpy Generator \(np.random"
+                       r".default_rng\(seed\)\), got 0; pass the layer's other torch "
+                       "arguments by keyword"):
+        nn.Embedding(10, 4, 0)
