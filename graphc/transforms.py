@@ -973,6 +973,11 @@ def jvp(fn, primals, tangents):
                                   f"tangent, but its tangent is a float; pass "
                                   f"{float(p_leaf)!r} to differentiate at it",
                                   (user_location(),))
+            if p_type and p_type[1] and isinstance(t_leaf, (int, float)):
+                raise GraphcError(f"jvp: tangent {k} is the number {t_leaf!r} but its primal "
+                                  f"is {_describe(p_type)}; pass a tangent of the primal's "
+                                  "shape, as JAX does",
+                                  (user_location(),))
             if p_type and t_type and p_type != t_type:
                 raise GraphcError(f"jvp: tangent {k} is {_describe(t_type)} but its primal is "
                                   f"{_describe(p_type)}; pass a tangent of the primal's dtype "

@@ -448,3 +448,12 @@ def test_a_bound_optimisers_state_is_checked_when_loaded(edit, message):
 def test_schedule_and_scaler_arguments_are_checked_in_one_line(make, message):
     with pytest.raises(gc.GraphcError, match=message):
         make()
+
+
+def test_a_number_tangent_for_an_array_primal_is_refused_as_jax_does():
+    # it was broadcast to the primal's shape
+    with pytest.raises(gc.GraphcError, match=r"jvp: tangent 0 is the number 1.0 but its "
+                       r"primal is float64\[3\]"):
+        gc.jvp(lambda x: x * 2, (np.ones(3),), (1.0,))
+    y, t = gc.jvp(lambda x: x * 2, (np.array(2.0),), (1.0,))  # a 0-d primal takes one
+    assert (float(y), float(t)) == (4.0, 2.0)
