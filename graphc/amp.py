@@ -31,7 +31,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops.precision import PRECISIONS, autocast, precision_dtype  # noqa: F401
 from ir.types import is_half
-from .optim import _count_setting, _finite, _positive, global_norm
+from .optim import _count_setting, _finite, _real, global_norm
 from .tracing import flatten, unflatten
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -43,7 +43,10 @@ class LossScaler:
 
     def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
                  backoff_factor: float = 0.5, growth_interval: int = 2000):
-        init_scale = _positive("LossScaler: init_scale", init_scale)
+        init_scale = _real("LossScaler: init_scale", init_scale)  # (inf: refused below)
+        if not init_scale > 0:
+            raise GraphcError(f"LossScaler: init_scale must be > 0, got {init_scale}",
+                              (user_location(),))
         growth_interval = _count_setting("LossScaler: growth_interval", growth_interval, 1)
         if not (_finite("LossScaler: growth_factor", growth_factor) > 1
                 and 0 < _finite("LossScaler: backoff_factor", backoff_factor) < 1):

@@ -264,26 +264,29 @@ def main(argv=None) -> int:
         warnings.formatwarning = python_form
 
 
-_OURS = ("graphc", "runtime", "passes", "ir")
-
-
 def _format_warning(message, category, filename, lineno, line=None):
-    """graphc's warnings as one line, `graphc: warning: ...`: Python's form names a file and
-    line and prints that line's source, here the launcher's `sys.exit(main())`, which tells
-    a command-line user nothing. Other libraries' warnings keep Python's form. (Replacing
-    formatwarning, not showwarning, leaves warnings that a caller records as they were.)"""
-    if category.__module__.split(".")[0] not in _OURS:
-        return _PYTHON_FORM(message, category, filename, lineno, line)
-    return f"graphc: warning: {str(message).removeprefix('graphc: ')}\n"
+    """Every warning as one line, `graphc: warning: ...`: Python's form names a file and
+    line and prints that line's source, under the command the launcher's
+    `sys.exit(main())`, which tells its user nothing. A warning whose text does not say
+    graphc's (numpy's, a library's) keeps its category's name. (Replacing formatwarning,
+    not showwarning, leaves warnings that a caller records as they were.)"""
+    text = str(message)
+    if text.startswith("graphc: ") or category.__module__.split(".")[0] in _LAYERS:
+        return _warning_line(text.removeprefix("graphc: "))
+    return _warning_line(f"{category.__name__}: {text}")
 
 
-_PYTHON_FORM = warnings.formatwarning
+_LAYERS = ("graphc", "runtime", "passes", "ir")  # the modules graphc's own categories live in
+
+
+def _warning_line(text: str) -> str:
+    return f"graphc: warning: {text}\n"
 
 
 def _run(args) -> int:
     try:
         for warning in settings.check_environment():
-            print(f"graphc: warning: {warning}", file=sys.stderr)
+            print(_warning_line(warning), file=sys.stderr, end="")
         if args.command == "train":
             return cmd_train(args)
         if args.command == "sample":

@@ -361,15 +361,16 @@ def fori_loop(lower, upper, body_fun, init_val):
         except InconclusiveDim:  # as fori_loop(2, n): no steps at n = 1, n - 2 at n >= 2
             return _fori_while(lower, upper, body_fun, init_val)
     else:
-        length = _whole(upper, "fori_loop: upper") - _whole(lower, "fori_loop: lower")
         dtype = np.result_type(np.asarray(lower), np.asarray(upper))
+        lower = _whole(lower, "fori_loop: lower")  # (an eager Tensor's value too)
+        length = _whole(upper, "fori_loop: upper") - lower
         runs = length > 0
     if not runs:  # no loop, but the number a loop takes (traced bounds: a while_loop)
         init_leaves = leaves_and_structure(init_val)[0]
         graph = _graph_of(init_leaves)
         _construct_salt(graph)
         return init_val if graph is not None else _apart(init_val, init_leaves)
-    start = F.full((), lower, dtype) if isinstance(lower, Dim) else np.asarray(int(lower), dtype)
+    start = F.full((), lower, dtype) if isinstance(lower, Dim) else np.asarray(lower, dtype)
 
     @functools.wraps(body_fun)  # a carry error names body_fun, not this wrapper
     def step(carry, _):

@@ -23,7 +23,7 @@ from passes.manager import optimize
 from ir.ops.registry import SymbolicValue, apply, get_op
 
 from .tracing import Spec, leaves_and_structure, leaves_like, trace, unflatten
-from .transforms import _as_primals, _is_symbolic, jvp
+from .transforms import _as_primals, _check_integer_tangent, _is_symbolic, jvp
 
 __all__ = ["linearize"]
 
@@ -79,6 +79,7 @@ def linearize(fn, *primals):
         graph = current_graph()  # vmap(f_jvp), compile, grad: traced tangents
         arrays = []
         for k, (t, (dtype, shape)) in enumerate(zip(t_leaves, p_types)):
+            _check_integer_tangent("linearize: f_jvp", k, p_leaves[k], t)
             if not isinstance(t, SymbolicValue):
                 t = np.asarray(getattr(t, "data", t))
             if tuple(t.shape) != shape or (t.dtype != dtype and t.ndim > 0):

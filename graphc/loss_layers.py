@@ -19,7 +19,7 @@ from .nn import _Functional, _weights_as_buffers
 
 class _Pair(_Functional):
     """A module `_function(a, b, **settings, **weights)`: the settings guarded, the weights
-    (`_weights`: tensors or None) as they are."""
+    (`_weights`: buffers, or None) read as inputs, whether each is None guarded."""
 
     _weights: tuple = ()
 
@@ -29,7 +29,7 @@ class _Pair(_Functional):
 
     def forward(self, a, b):
         settings = {name: self._setting(name, a) for name in self._settings}
-        settings.update((name, getattr(self, name)) for name in self._weights)
+        settings.update((name, self._weight(name, a)) for name in self._weights)
         return self._function(a, b, **settings)
 
 
@@ -38,7 +38,7 @@ class _Triple(_Pair):
 
     def forward(self, a, b, c):
         settings = {name: self._setting(name, a) for name in self._settings}
-        settings.update((name, getattr(self, name)) for name in self._weights)
+        settings.update((name, self._weight(name, a)) for name in self._weights)
         return self._function(a, b, c, **settings)
 
 

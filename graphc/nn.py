@@ -67,8 +67,9 @@ def _dotted(prefix: str) -> str:
 def _buffer_slot(module, name, old) -> bool:
     """Whether module.name is a buffer: a Buffer, or a value standing in for one while a
     function is traced or applied with state= (an update, a state's array)."""
-    if isinstance(old, Buffer):
-        return True
+    if isinstance(old, Buffer) or (old is None and name in vars(module).get("_empty_buffers",
+                                                                             ())):
+        return True  # (a buffer registered as None, as torch's: a value set later fills it)
     key = (id(module), name)
     return any(c.written(module, name) or key in c.slots for c in BUFFER_UPDATES.stack)
 
@@ -97,7 +98,8 @@ class Module:
                 # where a new one made every plan trace again (an eager forward per step)
                 old.data = value.data
                 return
-        if old is not value and isinstance(old, (Tensor, Module)):  # Parameters too
+        if old is not value and (isinstance(old, (Tensor, Module)) or  # Parameters too
+                                 isinstance(value, Buffer) and old is None):
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, (Parameter, Buffer)):
             value.name = name
@@ -214,6 +216,11 @@ class Module:
         if not persistent:
             kept.add(name)
         object.__setattr__(self, "_non_persistent", frozenset(kept))
+        empty = set(vars(self).get("_empty_buffers", ()))
+        empty.discard(name)
+        if value is None:
+            empty.add(name)
+        object.__setattr__(self, "_empty_buffers", frozenset(empty))
         setattr(self, name, value)
 
     def state_dict(self) -> dict:
@@ -417,7 +424,7 @@ class Module:
                 return
         elif graph is None:
             buffer = getattr(self, attr)
-            buffer.data[...] = np.asarray(getattr(value, "data", value))
+            buffer.data[...] = np.asarray(value.data if isinstance(value, Tensor) else value)
             return
         where = repr(self._path) if self._path else "(the model itself)"
         raise GraphcError(
@@ -445,6 +452,30 @@ class Module:
         if graph is not None:
             graph.guard(self, name, value)
         return value
+
+    def _weight(self, name, operand=None):
+        """An optional weight that forward reads (a loss's): a trace guards whether it is
+        None, and reads the buffer itself as an input."""
+        value = getattr(self, name)
+        graph = getattr(operand, "graph", None) or current_graph()
+        if graph is not None:
+            graph.guard(_IsNone(self), name, value is None)
+        return value
+
+
+class _IsNone:
+    """A guard's view of a module: its attribute `name` reads as whether that is None, so
+    that a plan traced without a loss's weight is not reused once one is set (the weight
+    itself, a buffer, is an input of the plan)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __getattr__(self, name):
+        return getattr(self.module, name) is None
+
+    def describe_change(self):
+        return f"{type(self.module).__name__}: a weight was set, or set to None"
 
 
 def _persistent(module, attr) -> bool:
@@ -1181,10 +1212,11 @@ def _weights_as_buffers(module, settings, names):
     (a learned weight) or None stays as it is."""
     for name in names:
         value = settings.pop(name)
-        if value is None or isinstance(value, Parameter):
+        if isinstance(value, Parameter):
             object.__setattr__(module, name, value)
-        else:
-            module.register_buffer(name, np.asarray(getattr(value, "data", value)))
+        else:  # (None: torch's empty buffer, which a weight set later fills)
+            module.register_buffer(name, value if value is None or isinstance(value, Tensor)
+                                   else np.asarray(value))
 
 
 class CrossEntropyLoss(Module):
@@ -1197,7 +1229,8 @@ class CrossEntropyLoss(Module):
 
     def forward(self, logits, targets):
         return F.cross_entropy(logits, targets, self._setting("ignore_index", logits),
-                               self._setting("reduction", logits), self.weight)
+                               self._setting("reduction", logits),
+                               self._weight("weight", logits))
 
 
 class NLLLoss(CrossEntropyLoss):
@@ -1205,7 +1238,8 @@ class NLLLoss(CrossEntropyLoss):
 
     def forward(self, log_probs, targets):
         return F.nll_loss(log_probs, targets, self._setting("ignore_index", log_probs),
-                          self._setting("reduction", log_probs), self.weight)
+                          self._setting("reduction", log_probs),
+                          self._weight("weight", log_probs))
 
 
 class MSELoss(Module):

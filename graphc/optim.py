@@ -33,6 +33,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.ops import api as F
 from ir.ops.registry import apply
+from ir.types import is_half
 from runtime.eager import Tensor, no_grad
 
 from .tracing import flatten, leaves_like, unflatten
@@ -493,8 +494,8 @@ def _as_schedule(lr):
 def global_norm(grads):
     """The L2 norm of all the leaves of a pytree together (float32 for half leaves)."""
     leaves = [g for g in _leaves(grads) if g is not None]
-    if not leaves:
-        raise GraphcError("global_norm of a pytree without arrays", (user_location(),))
+    if not leaves:  # no gradient at all (a loss that reads no parameter): 0, as torch's
+        return F.full((), 0.0, "float32")  # clip_grad_norm_ over parameters without .grad
     # one sum_squares per dtype over all its leaves (accumulated in float64): in a compiled
     # step a kernel per 8 leaves, where a g*g, a sum and an add per leaf were ~150 kernels
     # for the small GPT (runtime/reductions.py)
@@ -504,7 +505,7 @@ def global_norm(grads):
     # half leaves are summed as float32: a half sum of squares overflows at a norm of 256
     # (float16's max is 65504), and the Inf would clip every gradient to 0
     parts = [apply("sum_squares", *[F.cast(g, "float32") for g in group])
-             if dtype.itemsize == 2 else apply("sum_squares", *group)
+             if is_half(dtype) else apply("sum_squares", *group)
              for dtype, group in by_dtype.items()]
     if len(parts) > 1:  # mixed dtypes meet in float64
         parts = [F.cast(part, "float64") for part in parts]
@@ -571,10 +572,13 @@ class Optimizer:
 
     def checked_setting(self, name, value):
         """A number setting's value (a float, or a schedule of the step), checked by its
-        rule (_SETTING_RULES); one GraphcError line naming it if it breaks the rule. A
-        name without a rule (a subclass's own setting) is returned as it is."""
+        rule (_SETTING_RULES) where graphc's optimiser class that this one is or derives
+        from has it; one GraphcError line naming it if it breaks the rule. A subclass's own
+        setting (one its graphc base has not, `momentum` of an Optimizer subclass too) is
+        returned as it is."""
+        ours = next(k for k in type(self).__mro__ if k.__module__ == __name__)
         rule = _SETTING_RULES.get(name)
-        if rule is None or name not in self.hyperparameters:
+        if rule is None or name not in ours.hyperparameters:
             return value
         return rule(f"{type(self).__name__}: {name}", value)
 
@@ -582,7 +586,7 @@ class Optimizer:
     def betas(self) -> tuple:
         """(beta1, beta2) of an optimiser with betas (Adam's family, Lion), set together as
         torch's `group["betas"] = (0.8, 0.99)`."""
-        if "beta1" not in vars(self):
+        if "beta1" not in self.hyperparameters:
             raise AttributeError(f"{type(self).__name__} has no betas")
         return self.beta1, self.beta2
 
@@ -1242,6 +1246,10 @@ class _IsZero:
 def _real(what, value):
     """A number setting as a float: one GraphcError line naming it, not float()'s TypeError
     or ValueError (nor a string float() would take)."""
+    if isinstance(value, Tensor):  # a 0-d tensor or array holds a number too
+        value = value.data
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise GraphcError(f"{what} must be a number, got {value!r}", (user_location(),))
     return float(value)

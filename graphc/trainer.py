@@ -247,11 +247,13 @@ class Trainer:
         def loss(p):
             value = self._mixed_loss(p, batch, key, True)
             return value if amp_state is None else self.scaler.scale(value, amp_state)
-        # a parameter the loss does not use gets no gradient, and its optimiser skips it
-        # (no weight decay, no moments), as torch's optimisers skip a .grad of None
+        # a parameter the loss does not use gets no gradient, and graphc's optimisers skip
+        # it (no weight decay, no moments), as torch's skip a .grad of None; an optimiser of
+        # the user's own gets zeros there, as before
+        skips = isinstance(self.optimizer, optim.Optimizer)
         with nn.rng_key(key):
             value, grads = traced_value_and_grad(loss, 0, (0,), False,
-                                                 none_if_unreached=True)(params)
+                                                 none_if_unreached=skips)(params)
         if amp_state is not None:
             value = value / amp_state["scale"]
         if self.dist is not None:

@@ -595,8 +595,10 @@ def _argnums(argnums, what="argnums"):
         return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
     if whole(argnums):
         return (int(argnums),)
-    if isinstance(argnums, (tuple, list, range)) and all(whole(n) for n in argnums):
-        return tuple(int(n) for n in argnums)
+    if not isinstance(argnums, (str, bytes)) and hasattr(argnums, "__iter__"):
+        nums = list(argnums)  # a tuple, a list, a set, a numpy array: any ints, as JAX's
+        if all(whole(n) for n in nums):
+            return tuple(int(n) for n in nums)
     raise GraphcError(f"{what} must be an int or a tuple of ints, got {argnums!r}",
                       (user_location(),))
 
@@ -936,6 +938,19 @@ def _dtype_and_shape(x):
     return np.dtype(dtype).name, tuple(shape)
 
 
+def _check_integer_tangent(who, k, primal, tangent):
+    """A Python-int primal is an integer, as JAX's, with no tangent. Before graphc took
+    it as a float, so jvp(lambda x: x * x, (3,), (1,)) was 6; a tangent that is not zero
+    would now be dropped without a word (a tangent of 0), so it is refused, as JAX refuses
+    all but float0 ones. (An integer array's integer tangent is not read, as before.)"""
+    if type(primal) is not int or isinstance(tangent, Node):
+        return
+    if np.any(np.asarray(tangent.data if isinstance(tangent, Tensor) else tangent) != 0):
+        raise GraphcError(f"{who}: primal {k} is {primal}, an integer with no tangent, but "
+                          f"its tangent is not zero; pass a float primal ({float(primal)!r}) "
+                          "to differentiate at it", (user_location(),))
+
+
 def _describe(dtype_and_shape):
     dtype, shape = dtype_and_shape
     return f"{dtype}{list(shape)}"
@@ -966,13 +981,7 @@ def jvp(fn, primals, tangents):
         tangents[k] = _like_primal(p, t, f"jvp: tangent {k}")
         for p_leaf, t_leaf in zip(tree_leaves(p), tree_leaves(tangents[k])):
             p_type, t_type = _dtype_and_shape(p_leaf), _dtype_and_shape(t_leaf)
-            if type(p_leaf) is int and (isinstance(t_leaf, float) or t_type and
-                                        np.issubdtype(np.dtype(t_type[0]), np.floating)):
-                # a Python int is an integer primal, as JAX's: its tangent would be ignored
-                raise GraphcError(f"jvp: primal {k} is the int {p_leaf}, an integer with no "
-                                  f"tangent, but its tangent is a float; pass "
-                                  f"{float(p_leaf)!r} to differentiate at it",
-                                  (user_location(),))
+            _check_integer_tangent("jvp", k, p_leaf, t_leaf)
             if p_type and p_type[1] and isinstance(t_leaf, (int, float)):
                 raise GraphcError(f"jvp: tangent {k} is the number {t_leaf!r} but its primal "
                                   f"is {_describe(p_type)}; pass a tangent of the primal's "

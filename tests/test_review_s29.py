@@ -250,9 +250,14 @@ def test_a_python_int_primal_of_jvp_and_linearize_is_an_index_or_a_factor():
     y, f_jvp = gc.linearize(lambda x, n: x * n, np.ones(2, np.float32), 3)
     assert y.dtype == np.float32
     np.testing.assert_array_equal(f_jvp(np.ones(2, np.float32), 0), [3.0, 3.0])
-    with pytest.raises(gc.GraphcError, match="primal 0 is the int 3, an integer with no "
-                       "tangent, but its tangent is a float; pass 3.0"):
-        gc.jvp(lambda x: x * 2, (3,), (1.0,))
+    # a tangent that is not zero would be dropped (jvp(x * x, (3,), (1,)) gave 0): refused
+    for tangent in (1.0, 1):
+        with pytest.raises(gc.GraphcError, match=r"jvp: primal 0 is 3, an integer with no "
+                           r"tangent, but its tangent is not zero; pass a float primal \(3.0\)"):
+            gc.jvp(lambda x: x * x, (3,), (tangent,))
+    with pytest.raises(gc.GraphcError, match="linearize: f_jvp: primal 0 is 3"):
+        gc.linearize(lambda x: x * x, 3)[1](1.0)
+    assert float(gc.jvp(lambda x: x * x, (3.0,), (1.0,))[1]) == 6.0
 
 
 def test_one_inf_spoils_no_other_adaptive_average_window():

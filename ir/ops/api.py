@@ -1336,27 +1336,34 @@ def _loss_operands(name, a, b, what=("input", "target")):
     return shape
 
 
-def _class_weight(who, weight, logits, ignore_index):
-    """cross_entropy's and nll_loss's `weight` (None, or one value per class: a list, an
-    array or a tensor), in the logits' dtype, after checking ignore_index, an int: torch's
-    third positional argument is the weight, which graphc's takes there."""
+def _class_weight(who, weight, classes, ignore_index):
+    """cross_entropy's and nll_loss's `weight`: None, or one value per class (a list, an
+    array or a tensor; _weight_like casts it to the log-probabilities' dtype), after checking
+    ignore_index, an int: torch's third positional argument is the weight, which graphc's
+    takes there."""
     if ignore_index is not None and (isinstance(ignore_index, (bool, np.bool_)) or
                                      not isinstance(ignore_index, (int, np.integer))):
         _fail(f"{who}: ignore_index must be an int, got a {type(ignore_index).__name__} "
               "(torch's third positional argument is the weight: pass weight=...)")
     if weight is None:
         return None
-    classes, dtype = _shape(logits)[-1], np.dtype(_dtype(logits))
     if isinstance(weight, (list, tuple, np.ndarray, np.generic)):
         weight = np.asarray(weight)
-        if weight.dtype.kind not in "iuf":
+        if not (is_float(weight.dtype) or weight.dtype.kind in "iu"):  # bfloat16's is "V"
             _fail(f"{who}: weight must hold numbers, got {weight.dtype}")
-        weight = weight.astype(dtype)
     if tuple(_shape(weight)) != (classes,):
         _fail(f"{who}: weight must have one value per class, shape ({classes},), got shape "
               f"{tuple(_shape(weight))}")
-    # (a module's float64 weight buffer for float32 logits: cast, as np.array weights are)
-    return weight if np.dtype(_dtype(weight)) == dtype else cast(weight, dtype)
+    return weight
+
+
+def _weight_like(weight, logp):
+    """A class weight in the log-probabilities' dtype: float32 under autocast, where the
+    losses run in float32 as torch's (so a float32 weight is not rounded to bf16), and a
+    module's float64 weight buffer meets float32 logits."""
+    if weight is None or _dtype(weight) == _dtype(logp):
+        return weight
+    return cast(weight, _dtype(logp))
 
 
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=None):
@@ -1369,7 +1376,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
       over the leading positions.
     reduction: 'mean', 'sum' or 'none' (per position), as torch.nn.functional.cross_entropy."""
     _check_reduction("cross_entropy", reduction)
-    weight = _class_weight("cross_entropy", weight, logits, ignore_index)
+    weight = _class_weight("cross_entropy", weight, _shape(logits)[-1], ignore_index)
     lshape, tshape = _shape(logits), _shape(targets)
     if is_float(_dtype(targets)):
         if lshape != tshape:
@@ -1377,7 +1384,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
                   f"got {tshape}")
         logp = log_softmax(logits, -1)
         if weight is not None:
-            logp = logp * weight
+            logp = logp * _weight_like(weight, logp)
         # where, not a product alone: a zero probability on a -inf logit adds nothing
         losses = -sum(where(targets == 0.0, 0.0, targets * logp), -1)
         if reduction == "none":
@@ -1394,7 +1401,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
     last axis), as torch.nn.functional.nll_loss; `weight`, `ignore_index` and `reduction` as
     in cross_entropy."""
     _check_reduction("nll_loss", reduction)
-    weight = _class_weight("nll_loss", weight, log_probs, ignore_index)
+    weight = _class_weight("nll_loss", weight, _shape(log_probs)[-1], ignore_index)
     if is_float(_dtype(targets)):
         _fail("nll_loss: targets must be integer class indices; for probabilities use "
               "cross_entropy")
@@ -1407,6 +1414,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
 
 def _nll(logp, targets, ignore_index, reduction, weight):
     classes = _shape(logp)[-1]
+    weight = _weight_like(weight, logp)
     # select, not multiply by a one-hot: 0 * -inf (a masked-out class) and 0 * nan (an
     # ignored row's non-finite logits) would be nan. one_hot of an ignored (out-of-range)
     # target is all False.

@@ -207,8 +207,9 @@ def clamp_unless_kept(idx, rows, size, batched=True):
     kept, kept_size, there = _KEPT.stack[-1]
     if kept_size != size or there is not innermost_interpreter():
         # in a region of the branch (a scan's body): the mask is no value there, so every
-        # example clamps (an index out of range for a kept one is then not refused)
-        return clamped
+        # example's own index clamps (one out of range for a kept example is then not
+        # refused), and an index the batch shares is checked as outside such a block
+        return clamped if batched else idx
     if not batched:
         return F.where(F.any(kept), idx, clamped)
     return F.where(F.reshape(kept, (size,) + (1,) * (F._ndim(idx) - 1)), idx, clamped)
