@@ -462,3 +462,128 @@ def test_a_number_tangent_for_an_array_primal_is_refused_as_jax_does():
         gc.jvp(lambda x: x * 2, (np.ones(3),), (1.0,))
     y, t = gc.jvp(lambda x: x * 2, (np.array(2.0),), (1.0,))  # a 0-d primal takes one
     assert (float(y), float(t)) == (4.0, 2.0)
+
+
+# ---- the review of this session's own changes ----------------------------------------------
+def test_bfloat16_class_weights_work_in_functions_and_modules():
+    import ml_dtypes
+    bf16 = ml_dtypes.bfloat16
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(bf16)
+    t, w = np.array([0, 1, 2, 1]), np.array([1.0, 2.0, 3.0]).astype(bf16)
+    expected = float(np.asarray(gc.cross_entropy(x.astype(np.float32), t,
+                                                 weight=w.astype(np.float32))))
+    for got in (gc.cross_entropy(x, t, weight=w), nn.CrossEntropyLoss(weight=w)(x, t)):
+        assert np.asarray(got).dtype == bf16
+        assert float(np.asarray(got)) == pytest.approx(expected, rel=1e-2)
+    assert np.isfinite(float(np.asarray(nn.BCEWithLogitsLoss(pos_weight=w)(
+        x, np.ones((4, 3), bf16)))))
+
+
+def test_a_float32_class_weight_stays_float32_under_autocast_as_torchs():
+    rng = np.random.default_rng(0)
+    x, W = rng.normal(size=(64, 8)).astype(np.float32), rng.normal(size=(8, 5)).astype(
+        np.float32)
+    y, w = rng.integers(0, 5, size=64), np.array([1.0, 1.01, 3.3, 0.123, 7.77], np.float32)
+    with gc.autocast("bfloat16"):
+        logits = gc.matmul(gc.tensor(x), gc.tensor(W))
+        ours = float(np.asarray(gc.cross_entropy(logits, y, weight=w)))
+    expected = torch.nn.functional.cross_entropy(
+        torch.from_numpy(np.asarray(logits).astype(np.float32)), torch.from_numpy(y),
+        weight=torch.from_numpy(w))
+    assert ours == pytest.approx(float(expected), rel=1e-6)  # bf16 weights: 1.3e-4 away
+
+
+def test_a_loss_weight_first_none_then_set_is_read_by_the_compiled_plan():
+    x, t = np.random.default_rng(0).normal(size=(4, 3)), np.array([0, 1, 2, 1])
+    loss = nn.CrossEntropyLoss()
+    compiled = gc.compile(lambda a, b: loss(a, b))
+    compiled(x, t)
+    loss.weight = np.array([1.0, 2.0, 3.0])
+    assert "weight" in loss.state_dict()
+    assert float(np.asarray(compiled(x, t))) == pytest.approx(
+        float(np.asarray(loss(x, t))), rel=1e-12)
+    assert float(np.asarray(loss(x, t))) != pytest.approx(float(np.asarray(
+        nn.CrossEntropyLoss()(x, t))))
+
+
+@pytest.mark.parametrize("mode", ["eager", "compiled"])
+def test_a_shared_index_in_a_loop_body_of_a_taken_branch_is_still_refused(mode):
+    # compiled clamped it for every example ([-1, 4]) where each example alone is refused
+    table = np.array([1.0, 2.0, 3.0, 4.0])
+
+    def f(on, k):
+        def branch(ops):
+            j, start = ops
+            return gc.scan(lambda c, x: (c + gc.take(table, j + x), None), start,
+                           np.zeros(1, np.int64))[0]
+        return gc.cond(on, branch, lambda ops: ops[1] - 1.0,
+                       (k, gc.cast(on, "float64") * 0.0))
+    g = gc.vmap(f, in_axes=(0, None))
+    g = g if mode == "eager" else gc.compile(g)
+    with pytest.raises(gc.GraphcError, match="out of (range|bounds)"):
+        np.asarray(g(np.array([False, True]), np.array(7)))
+    np.testing.assert_array_equal(np.asarray(g(np.array([False, True]), np.array(2))),
+                                  [-1.0, 3.0])
+
+
+def test_the_trainer_gives_a_users_own_optimiser_zeros_and_a_parameterless_loss_runs():
+    batches = [(np.ones((4, 3), np.float32),)]
+
+    class MySGD:  # the Trainer takes any object with init() and update()
+        lr = 0.1
+
+        def init(self, params):
+            return {}
+
+        def update(self, grads, state, params):
+            return {k: params[k] - 0.1 * grads[k] for k in params}, state
+    params = {"w": np.ones(3, np.float32), "u": np.ones(3, np.float32)}
+    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] * p["w"]) ** 2), params, MySGD(),
+                         batches, steps=1)
+    trainer.train_step()
+    np.testing.assert_allclose(trainer.params["w"], 1 - 0.1 * 2 / 3, rtol=1e-6)
+    np.testing.assert_array_equal(trainer.params["u"], 1.0)
+    trainer = gc.Trainer(lambda p, b: gc.mean(b[0] ** 2), params, optim.SGD(lr=0.1),
+                         batches, steps=1, clip_norm=1.0)
+    trainer.train_step()
+    assert float(trainer.grad_norm) == 0.0
+
+
+def test_optimiser_settings_take_0d_arrays_and_a_subclass_keeps_its_own_settings():
+    opt = optim.AdamW()
+    opt.weight_decay = np.array(0.1)
+    assert opt.weight_decay == 0.1
+    opt.weight_decay = gc.tensor(np.array(0.2))
+    assert opt.weight_decay == 0.2
+
+    class Mine(optim.Optimizer):
+        hyperparameters = ("weight_decay", "momentum", "eps")
+
+        def __init__(self):
+            super().__init__(0.1)
+            self.momentum, self.eps = -0.5, None  # its own meanings: not graphc's rules
+    mine = Mine()
+    assert (mine.momentum, mine.eps) == (-0.5, None)
+
+
+def test_argnums_take_any_iterable_of_ints_and_fori_loop_an_eager_tensor_bound():
+    f = lambda a, b: gc.sum(a * b)  # noqa: E731
+    for argnums in (np.array([0, 1]), {0, 1}, [0, 1]):
+        ga, gb = gc.grad(f, argnums)(np.ones(2), np.full(2, 3.0))
+        np.testing.assert_array_equal(ga, [3.0, 3.0])
+        np.testing.assert_array_equal(gb, [1.0, 1.0])
+    total = gc.fori_loop(gc.tensor(np.array(1)), gc.tensor(np.array(4)),
+                         lambda i, c: c + i, np.zeros(2))
+    np.testing.assert_array_equal(np.asarray(total), [6.0, 6.0])
+
+
+def test_the_cli_writes_every_warning_in_one_line():
+    from graphc import cli
+    from runtime.jit import KernelCacheWarning
+    form = cli._format_warning
+    assert form("graphc: the cache ...", KernelCacheWarning, "bin/graphc", 8,
+                "sys.exit(main())") == "graphc: warning: the cache ...\n"
+    assert form("graphc: sharing is off", RuntimeWarning, "bin/graphc", 8, "x") == \
+        "graphc: warning: sharing is off\n"
+    assert form("overflow in exp", RuntimeWarning, "plan.py", 3, "x") == \
+        "graphc: warning: RuntimeWarning: overflow in exp\n"
