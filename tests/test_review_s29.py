@@ -587,3 +587,29 @@ def test_the_cli_writes_every_warning_in_one_line():
         "graphc: warning: sharing is off\n"
     assert form("overflow in exp", RuntimeWarning, "plan.py", 3, "x") == \
         "graphc: warning: RuntimeWarning: overflow in exp\n"
+
+
+@pytest.mark.parametrize("mode", ["eager", "compiled"])
+def test_segment_sum_takes_int32_ids_compiled_and_refuses_a_negative_one(mode):
+    # compiled, the marker for a bad id was np.int64(2**62), which no int32 holds
+    data = np.array([[1.0, 2.0], [1.0, 1.0], [4.0, 6.0]])
+    run = (lambda f: f) if mode == "eager" else gc.compile
+    f = run(lambda d, i: gc.segment_sum(d, i, 2))
+    np.testing.assert_array_equal(np.asarray(f(data, np.array([0, 0, 1], np.int32))),
+                                  [[2.0, 3.0], [4.0, 6.0]])
+    with pytest.raises(gc.GraphcError, match="out of range|outside"):
+        np.asarray(f(data, np.array([0, -1, 1], np.int32)))
+
+
+@pytest.mark.parametrize("name", ["elu", "celu", "selu", "expm1"])
+def test_the_gradients_built_on_expm1_are_exact_far_below_zero(name):
+    # exp(x) was taken as expm1(x) + 1, which keeps a few digits, then none, below -30
+    x = np.array([-30.0, -37.0, -40.0, -100.0, -700.0])
+    fn = getattr(gc, name)
+    got = gc.grad(lambda a: gc.sum(fn(a)))(x)
+    reference = {"elu": torch.nn.functional.elu, "celu": torch.nn.functional.celu,
+                 "selu": torch.nn.functional.selu, "expm1": torch.exp}[name]
+    xt = torch.tensor(x, requires_grad=True)
+    (reference(xt).sum()).backward()  # torch's expm1 backward rounds too: exp's is exact
+    np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-13)
+    assert np.all(got > 0)

@@ -308,8 +308,12 @@ def segment_sum(data, segment_ids, num_segments):
             _fail(f"segment_sum: segment id {bad} is outside [0, {num_segments})")
     elif _dtype(segment_ids).kind == "i":
         # scatter_add counts a negative index from the end: one past it instead, refused
-        # where the scatter runs
-        segment_ids = F.where(F.less(segment_ids, 0), np.int64(2 ** 62), segment_ids)
+        # where the scatter runs, in the ids' dtype (2**62 did not fit an int32 one)
+        dtype = np.dtype(_dtype(segment_ids))
+        if num_segments > np.iinfo(dtype).max:
+            segment_ids, dtype = F.cast(segment_ids, "int64"), np.dtype(np.int64)
+        segment_ids = F.where(F.less(segment_ids, 0), np.array(num_segments, dtype),
+                              segment_ids)
     return F.scatter_add(data, segment_ids, num_segments)
 
 

@@ -193,7 +193,9 @@ _unary("erf", unary_float, lambda x: erf(x).astype(x.dtype, copy=False),
        lambda ctx, g: [g * (2.0 / math.sqrt(math.pi)) * F.exp(-ctx.inputs[0] * ctx.inputs[0])], 10)
 # accurate near 0 where log(1 + x) and exp(x) - 1 lose every digit of a small x
 _unary("log1p", unary_float, np.log1p, lambda ctx, g: [g / (1.0 + ctx.inputs[0])], 4)
-_unary("expm1", unary_float, np.expm1, lambda ctx, g: [g * (ctx.out + 1.0)], 4)
+# (expm1's derivative exp(x), not out + 1: for x below about -30 that rounds to 0 or keeps
+# only a few digits, which elu, celu and selu, built on expm1, inherited; torch's are exact)
+_unary("expm1", unary_float, np.expm1, lambda ctx, g: [g * F.exp(ctx.inputs[0])], 4)
 
 
 def _softplus(x):
