@@ -29,7 +29,7 @@ from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
-from ir.types import Dim, InconclusiveDim, TensorType, is_float
+from ir.types import Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
@@ -217,7 +217,7 @@ def _length(d):
 def _whole(value, what) -> int:
     """A loop's count or concrete bound as an int: int() would truncate 2.5 to 2 (JAX
     refuses float bounds too)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if is_int(value):
         return int(value)
     held = np.asarray(value)
     if held.ndim != 0 or held.dtype.kind not in "iu":

@@ -11,6 +11,7 @@ import math
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops import conv_extra as C
+from ir.types import is_int
 
 from .dropouts import _channel_dropout
 from .nn import Dropout, Module, Parameter, _AvgPool, _Functional, _MaxPool, _rng
@@ -31,9 +32,9 @@ class _ConvTranspose(Module):
         if padding_mode != "zeros":  # torch's rule
             _fail(f"{name}: only padding_mode 'zeros' is supported, got {padding_mode!r}")
         for what, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not C._int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 _fail(f"{name}: {what} must be a positive int, got {v!r}")
-        if not C._int(groups) or groups < 1 or in_channels % groups or out_channels % groups:
+        if not is_int(groups) or groups < 1 or in_channels % groups or out_channels % groups:
             _fail(f"{name}: in_channels {in_channels} and out_channels {out_channels} must "
                   f"divide by groups {groups}")
         kernel, = C._settings(name, self._spatial, kernel_size=kernel_size)
@@ -194,7 +195,7 @@ def _torch_pad(name, spatial, mode, x, padding, value=0.0):
     cut: x[map(i - left)] at output i), constant and wrap pad what the cut leaves."""
     pads = (tuple(padding) if isinstance(padding, (tuple, list))
             else (padding,) * (2 * spatial))
-    if len(pads) != 2 * spatial or not all(C._int(p) for p in pads):
+    if len(pads) != 2 * spatial or not all(is_int(p) for p in pads):
         sides = ["left, right", "left, right, top, bottom",
                  "left, right, top, bottom, front, back"][spatial - 1]
         _fail(f"{name}: padding must be an int or a tuple of {2 * spatial} ints ({sides}), "

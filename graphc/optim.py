@@ -33,7 +33,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.ops import api as F
 from ir.ops.registry import apply
-from ir.types import is_half
+from ir.types import is_half, is_int
 from runtime.eager import Tensor, no_grad
 
 from .tracing import flatten, leaves_like, unflatten
@@ -168,8 +168,7 @@ class _Scalar:
 
 
 def _count_setting(name, value, low=0):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < low:
+    if not is_int(value) or value < low:
         raise GraphcError(f"{name} must be a whole number >= {low}, got {value!r}",
                           (user_location(),))
     return int(value)
@@ -1263,18 +1262,19 @@ def _betas(name, betas):
             for b in betas):
         raise GraphcError(f"{name}: betas must be a pair of numbers (beta1, beta2), got "
                           f"{betas!r}", (user_location(),))
-    return tuple(_in_range(f"{name}: {which}", b, 0.0, 1.0, "[0, 1)")
+    return tuple(_fraction(f"{name}: {which}", b)
                  for which, b in zip(("beta1", "beta2"), betas))
 
 
-def _in_range(name, value, low, high, text):
-    """A number setting in [low, high), or [low, high] where `text` ends with "]" (or a
-    schedule of the step)."""
+def _fraction(name, value, one_included=False):
+    """A number setting in [0, 1) (a beta), or [0, 1] with one_included (RMSprop's alpha),
+    or a schedule of the step."""
     if callable(value):
         return value
     value = _real(name, value)
-    if not (low <= value < high or (text.endswith("]") and value == high)):
-        raise GraphcError(f"{name} must be in {text}, got {value}", (user_location(),))
+    if not (0.0 <= value < 1.0 or (one_included and value == 1.0)):
+        raise GraphcError(f"{name} must be in [0, 1{']' if one_included else ')'}, got "
+                          f"{value}", (user_location(),))
     return value
 
 
@@ -1330,9 +1330,8 @@ def _non_negative(name, value):
 _SETTING_RULES = {
     "weight_decay": _non_negative, "momentum": _non_negative, "eps": _non_negative,
     "lr_decay": _non_negative, "momentum_decay": _non_negative, "dampening": _finite,
-    "beta1": lambda name, v: _in_range(name, v, 0.0, 1.0, "[0, 1)"),
-    "beta2": lambda name, v: _in_range(name, v, 0.0, 1.0, "[0, 1)"),
-    "alpha": lambda name, v: _in_range(name, v, 0.0, 1.0, "[0, 1]"),
+    "beta1": _fraction, "beta2": _fraction,
+    "alpha": lambda name, v: _fraction(name, v, one_included=True),
 }
 
 

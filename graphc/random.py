@@ -15,19 +15,15 @@ import numpy as np
 from ir.ops import api as F
 from ir.ops.random import key_words
 from ir.ops.registry import apply
-from ir.types import INT_DTYPES, Dim, as_dtype, broadcast_shapes, finfo, is_float
+from ir.types import INT_DTYPES, Dim, as_dtype, broadcast_shapes, finfo, is_float, is_int
 
 __all__ = ["key", "PRNGKey", "split", "fold_in", "uniform", "normal", "bernoulli", "randint",
            "categorical", "gumbel", "permutation"]
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
 def _concrete_int(x):
     """x as a Python int when it is a concrete integer (a 0-d integer array too), else None."""
-    if _is_int(x):
+    if is_int(x):
         return int(x)
     # any numpy integer kind, as for numpy's integer scalars (np.uint64 seeds)
     if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iu":
@@ -54,13 +50,13 @@ def _key(key, fn):
 
 
 def _shape(shape, fn):
-    if _is_int(shape) or isinstance(shape, Dim):
+    if is_int(shape) or isinstance(shape, Dim):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or not all(
-            _is_int(d) and d >= 0 or isinstance(d, Dim) for d in shape):
+            is_int(d) and d >= 0 or isinstance(d, Dim) for d in shape):
         F._fail(f"gc.random.{fn}: shape must be a tuple of non-negative integers, got "
                 f"{shape!r}")
-    return tuple(int(d) if _is_int(d) else d for d in shape)
+    return tuple(int(d) if is_int(d) else d for d in shape)
 
 
 def _fits(value, shape, fn, name):
@@ -107,7 +103,7 @@ PRNGKey = key
 def split(key, num=2):
     """`num` new keys, shape (num, 2), each starting its own stream: `k1, k2 = split(key)`."""
     key = _key(key, "split")
-    if not _is_int(num) or num < 1:
+    if not is_int(num) or num < 1:
         F._fail(f"gc.random.split: num must be a positive integer, got {num!r}")
     return apply("random_split", key, num=int(num))
 
@@ -258,7 +254,7 @@ def permutation(key, x, axis=0):
                 f"axis, got {x!r}")
     ax = F._axis(axis, F._ndim(x))
     size = F._shape(x)[ax]
-    if not _is_int(size):
+    if not is_int(size):
         F._fail(f"gc.random.permutation: axis {ax} has the symbolic size {size}; a "
                 "permutation needs a concrete size (declare the dimension concrete)")
     order = apply("random_permutation", key, n=int(size))

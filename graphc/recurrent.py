@@ -42,7 +42,7 @@ def _check_sizes(name, **sizes):
 
 def _given_states(name, lstm, hx):
     """(h_0, c_0) from forward's hx (None: zeros, made later): an LSTM's a pair of both,
-    as torch's, where a None half was taken as zeros."""
+    as torch requires (graphc took a None half as zeros)."""
     if not lstm:
         return hx, None
     if hx is None:

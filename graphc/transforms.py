@@ -18,7 +18,7 @@ from ir import settings, weak
 from ir.errors import GraphcError, user_location, user_stacklevel
 from ir.graph import Node, current_graph
 from ir.ops.registry import apply, like_dtype, lift_symbolic
-from ir.types import WIDENED_INPUTS, Dim, as_dim, is_float
+from ir.types import WIDENED_INPUTS, Dim, as_dim, is_float, is_int
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
@@ -367,8 +367,10 @@ def _typed(value):
     """A static argument as a plan's key: its value with its type, that of each element of
     a tuple too, since 1 == 1.0 == True while the function may tell them apart (the keyword
     arguments of grad and jacrev arrive as one tuple of (name, value) pairs)."""
-    if isinstance(value, (tuple, frozenset)):
+    if isinstance(value, tuple):
         return type(value).__name__, tuple(_typed(v) for v in value)
+    if isinstance(value, frozenset):  # (a set of keys: equal sets, equal keys in any order)
+        return "frozenset", frozenset(_typed(v) for v in value)
     return type(value).__name__, value
 
 
@@ -591,13 +593,11 @@ def _positional_count(fn) -> int:
 
 def _argnums(argnums, what="argnums"):
     """An int or a sequence of ints as a tuple; anything else one line naming `what`."""
-    def whole(n):
-        return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
-    if whole(argnums):
+    if is_int(argnums):
         return (int(argnums),)
     if not isinstance(argnums, (str, bytes)) and hasattr(argnums, "__iter__"):
         nums = list(argnums)  # a tuple, a list, a set, a numpy array: any ints, as JAX's
-        if all(whole(n) for n in nums):
+        if all(is_int(n) for n in nums):
             return tuple(int(n) for n in nums)
     raise GraphcError(f"{what} must be an int or a tuple of ints, got {argnums!r}",
                       (user_location(),))

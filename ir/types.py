@@ -173,11 +173,16 @@ class InconclusiveDim(GraphcError):
         super().__init__(message, (user_location(),))
 
 
+def is_int(x) -> bool:
+    """A Python or numpy integer scalar, not a bool (which int() would take as 0 or 1)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
 def _operand(x):
     """An operand of Dim arithmetic: a Dim or an int (numpy integers included)."""
     if isinstance(x, Dim):
         return x
-    if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
+    if is_int(x):
         return int(x)
     return NotImplemented
 

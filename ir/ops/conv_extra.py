@@ -14,7 +14,7 @@ import numpy as np
 
 from . import api as F
 from . import precision
-from ..types import is_float
+from ..types import is_float, is_int
 from .api import _fail, _ndim, _shape
 from .arrays import _take_along, argsort
 
@@ -23,17 +23,13 @@ __all__ = ["conv_transpose1d", "conv_transpose2d", "adaptive_avg_pool1d",
            "avg_pool1d", "pixel_shuffle", "pixel_unshuffle", "max_unpool1d", "max_unpool2d"]
 
 
-def _int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
 def _settings(name, spatial, **values):
     """Each setting as a tuple of `spatial` ints: an int, or a tuple/list of `spatial` ints
     (torch also takes a tuple of one for 1-d)."""
     out = []
     for what, v in values.items():
         vs = tuple(v) if isinstance(v, (tuple, list)) else (v,) * spatial
-        if len(vs) != spatial or not builtins.all(_int(k) for k in vs):
+        if len(vs) != spatial or not builtins.all(is_int(k) for k in vs):
             _fail(f"{name}: {what} must be an int or a tuple of {spatial} ints, got {v!r}")
         out.append(tuple(int(k) for k in vs))
     return out
@@ -46,7 +42,7 @@ def conv_transpose_output_size(name, shape, kernel, stride, padding, dilation, o
     spatial = len(kernel)
     size = tuple(shape)[-spatial:]
     if not isinstance(output_size, (tuple, list)) or len(output_size) not in (
-            spatial, len(shape)) or not builtins.all(_int(v) for v in output_size):
+            spatial, len(shape)) or not builtins.all(is_int(v) for v in output_size):
         _fail(f"{name}: output_size must be {spatial} ints (or {len(shape)}, x's shape), got "
               f"{output_size!r}")
     output_padding = []
@@ -90,7 +86,7 @@ def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, gro
     stride, padding, output_padding, dilation = _settings(
         name, spatial, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation)
-    if not _int(groups) or groups < 1:
+    if not is_int(groups) or groups < 1:
         _fail(f"{name}: groups must be a positive int, got {groups!r}")
     groups = int(groups)
     cin, cout_g, *kernel = _shape(w)
@@ -247,7 +243,7 @@ def _adaptive(name, spatial, x, output_size, kind, return_indices=False):
     sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
              else (output_size,) * spatial)
     if len(sizes) != spatial or not builtins.all(
-            (_int(s) and s >= 0) or (s is None and spatial == 2) for s in sizes):
+            (is_int(s) and s >= 0) or (s is None and spatial == 2) for s in sizes):
         _fail(f"{name}: output_size must be an int >= 0 or a tuple of {spatial} "
               f"{'such ints (or None: the input size)' if spatial == 2 else 'such int'}, "
               f"got {output_size!r}")
@@ -442,7 +438,7 @@ def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 # ---- pixel shuffle ----------------------------------------------------------------------------
 def _factor(name, what, factor):
-    if not _int(factor) or factor < 1:
+    if not is_int(factor) or factor < 1:
         _fail(f"{name}: {what} must be a positive int, got {factor!r}")
     return int(factor)
 
@@ -532,7 +528,7 @@ def _max_unpool(name, spatial, x, indices, kernel_size, stride, padding, output_
     else:
         # torch's rule: the spatial sizes, or (N, C) and them, whatever x's rank
         if not isinstance(output_size, (tuple, list)) or len(output_size) not in (
-                spatial, spatial + 2) or not builtins.all(_int(v) for v in output_size):
+                spatial, spatial + 2) or not builtins.all(is_int(v) for v in output_size):
             _fail(f"{name}: output_size must be {spatial} ints (or {spatial + 2}: N, C and "
                   f"those), got {output_size!r}")
         out = tuple(int(v) for v in tuple(output_size)[-spatial:])
