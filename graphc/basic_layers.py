@@ -9,6 +9,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
+from ir.types import is_int
 
 from .nn import Module, Parameter, _Functional, _rng
 
@@ -53,8 +54,7 @@ class Unflatten(_Functional):
 
     def __init__(self, dim, unflattened_size):
         if not isinstance(unflattened_size, (tuple, list)) or not all(
-                isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-                for s in unflattened_size):
+                is_int(s) for s in unflattened_size):
             raise GraphcError(f"Unflatten: unflattened_size must be a tuple of ints, got "
                               f"{unflattened_size!r}", (user_location(),))
         self._keep(dim=dim, unflattened_size=tuple(int(s) for s in unflattened_size))

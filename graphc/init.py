@@ -59,11 +59,7 @@ def _fill(tensor, values, name):
 def _generator(generator, rng, name):
     if generator is not None and rng is not None:
         _fail(f"init.{name}: give generator= or rng=, not both (they are the same argument)")
-    chosen = generator if generator is not None else rng
-    if chosen is not None and not isinstance(chosen, np.random.Generator):
-        _fail(f"init.{name}: generator must be a numpy Generator (np.random.default_rng(seed)), "
-              f"got {type(chosen).__name__}")
-    return nn._rng(chosen)
+    return nn._rng(generator if generator is not None else rng, f"init.{name}: generator")
 
 
 def _shape(tensor, name):

@@ -23,7 +23,7 @@ from ir.types import is_float
 
 from .tracing import leaves_and_structure, unflatten
 from .transforms import (Compiled, _as_float_inputs, _differentiated, _is_symbolic,
-                         call_with_kwargs, jvp, split_aux, vjp)
+                         call_with_kwargs, jvp, single_argnum, split_aux, vjp)
 from .vmap import vmap
 
 
@@ -80,7 +80,7 @@ def jacfwd(fn, argnums=0, has_aux=False):
         per_output = []
         for k in range(len(columns[0])):
             tree = unflatten(in_structure, [col[k] for col in columns])
-            per_output.append(tree[0] if isinstance(argnums, int) else tuple(tree))
+            per_output.append(tree[0] if single_argnum(argnums) else tuple(tree))
         return unflatten(out_structure, per_output), aux
 
     return _transform(fn, jacobian, argnums, has_aux, "jacfwd")
@@ -158,7 +158,7 @@ def _in_trees(pulled, reshape, argnums):
     """vjp's tuple of per-argument trees, each leaf reshaped; one tree for an int argnums."""
     leaves, structure = leaves_and_structure(list(pulled))
     trees = unflatten(structure, [reshape(g) for g in leaves])
-    return trees[0] if isinstance(argnums, int) else tuple(trees)
+    return trees[0] if single_argnum(argnums) else tuple(trees)
 
 
 def _basis(x):

@@ -47,15 +47,17 @@ def manual_seed(seed: int) -> None:
     _GENERATOR[0] = np.random.default_rng(seed)
 
 
-def _rng(rng):
-    """A layer's initialisation generator: the one given, else graphc.nn's (manual_seed)."""
+def _rng(rng, what="rng"):
+    """A layer's initialisation generator: the one given (a numpy Generator, or anything
+    with its uniform and normal: a RandomState), else graphc.nn's (manual_seed)."""
     if rng is None:
         return _GENERATOR[0]
-    if not isinstance(rng, np.random.Generator):  # an int there is most likely a torch
-        # argument in graphc's rng place (Embedding(10, 4, 0): torch's padding_idx)
-        raise GraphcError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got "
-                          f"{rng!r}; pass the layer's other torch arguments by keyword",
-                          (user_location(),))
+    if not (callable(getattr(rng, "uniform", None)) and callable(getattr(rng, "normal", None))):
+        # an int there is most likely a torch argument in graphc's rng place
+        # (Embedding(10, 4, 0): torch's padding_idx)
+        raise GraphcError(f"{what} must be a numpy Generator (np.random.default_rng(seed)), "
+                          f"got {rng!r}; a torch argument given by position may have landed "
+                          "there: pass those by keyword", (user_location(),))
     return rng
 
 
@@ -65,13 +67,25 @@ def _dotted(prefix: str) -> str:
 
 
 def _buffer_slot(module, name, old) -> bool:
-    """Whether module.name is a buffer: a Buffer, or a value standing in for one while a
-    function is traced or applied with state= (an update, a state's array)."""
-    if isinstance(old, Buffer) or (old is None and name in vars(module).get("_empty_buffers",
-                                                                             ())):
-        return True  # (a buffer registered as None, as torch's: a value set later fills it)
+    """Whether module.name is a buffer: a Buffer, an empty one (_is_empty_buffer), or a
+    value standing in for one while a function is traced or applied with state= (an
+    update, a state's array)."""
+    if isinstance(old, Buffer) or _is_empty_buffer(module, name, old):
+        return True
     key = (id(module), name)
     return any(c.written(module, name) or key in c.slots for c in BUFFER_UPDATES.stack)
+
+
+def _is_empty_buffer(module, name, old) -> bool:
+    """A buffer that is None (registered so, or a buffer set to None), as torch's: an array
+    set later fills it (a loss's weight)."""
+    return old is None and name in vars(module).get("_empty_buffers", ())
+
+
+def _mark_empty_buffer(module, name, empty: bool):
+    names = set(vars(module).get("_empty_buffers", ()))
+    (names.add if empty else names.discard)(name)
+    object.__setattr__(module, "_empty_buffers", frozenset(names))
 
 
 class Module:
@@ -79,9 +93,14 @@ class Module:
 
     def __setattr__(self, name, value):
         old = vars(self).get(name)
-        if value is not None and not isinstance(value, (Parameter, Buffer, Module)) \
+        filling = _is_empty_buffer(self, name, old)
+        if value is None and isinstance(old, Buffer):  # torch keeps it, empty
+            _mark_empty_buffer(self, name, True)
+        if filling and isinstance(value, SymbolicValue):
+            pass  # a traced value for an empty buffer: an attribute for that trace, as before
+        elif value is not None and not isinstance(value, (Parameter, Buffer, Module)) \
                 and _buffer_slot(self, name, old):
-            if BUFFER_UPDATES.stack or isinstance(value, SymbolicValue):
+            if not filling and (BUFFER_UPDATES.stack or isinstance(value, SymbolicValue)):
                 # torch's way to update a buffer in forward (`self.count = self.count + 1`,
                 # `self.count += 1`): traced, or applied with state=, the new value goes
                 # where BatchNorm's does (written back after a compiled call, or returned)
@@ -98,8 +117,8 @@ class Module:
                 # where a new one made every plan trace again (an eager forward per step)
                 old.data = value.data
                 return
-        if old is not value and (isinstance(old, (Tensor, Module)) or  # Parameters too
-                                 isinstance(value, Buffer) and old is None):
+        if old is not value and (isinstance(old, (Tensor, Module))  # Parameters too
+                                 or filling and isinstance(value, Buffer)):
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, (Parameter, Buffer)):
             value.name = name
@@ -216,11 +235,7 @@ class Module:
         if not persistent:
             kept.add(name)
         object.__setattr__(self, "_non_persistent", frozenset(kept))
-        empty = set(vars(self).get("_empty_buffers", ()))
-        empty.discard(name)
-        if value is None:
-            empty.add(name)
-        object.__setattr__(self, "_empty_buffers", frozenset(empty))
+        _mark_empty_buffer(self, name, value is None)
         setattr(self, name, value)
 
     def state_dict(self) -> dict:
@@ -459,7 +474,9 @@ class Module:
         value = getattr(self, name)
         graph = getattr(operand, "graph", None) or current_graph()
         if graph is not None:
-            graph.guard(_IsNone(self), name, value is None)
+            if "_none_view" not in vars(self):  # one view per module: Graph.guard keeps
+                object.__setattr__(self, "_none_view", _IsNone(self))  # one guard per object
+            graph.guard(vars(self)["_none_view"], name, value is None)
         return value
 
 
@@ -472,6 +489,8 @@ class _IsNone:
         self.module = module
 
     def __getattr__(self, name):
+        if name.startswith("__") or name == "module":  # (copy and pickle probe dunders
+            raise AttributeError(name)  # before `module` is set: no recursion there)
         return getattr(self.module, name) is None
 
     def describe_change(self):
@@ -1215,8 +1234,10 @@ def _weights_as_buffers(module, settings, names):
         if isinstance(value, Parameter):
             object.__setattr__(module, name, value)
         else:  # (None: torch's empty buffer, which a weight set later fills)
-            module.register_buffer(name, value if value is None or isinstance(value, Tensor)
-                                   else np.asarray(value))
+            # (a Buffer of its own: another loss's weight given here is not shared, so that
+            # setting one later does not change the other, as torch replaces the tensor)
+            module.register_buffer(name, None if value is None else np.asarray(
+                value.data if isinstance(value, Tensor) else value))
 
 
 class CrossEntropyLoss(Module):

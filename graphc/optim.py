@@ -565,6 +565,8 @@ class Optimizer:
             value = _as_schedule(value)
         elif name == "clip_norm":
             value = _clip_norm(name, value)
+        elif name == "amsgrad":  # (adds or drops a slot: a new state, as SGD's momentum)
+            value = _flag(f"{type(self).__name__}: amsgrad", value)
         else:
             value = self.checked_setting(name, value)
         super().__setattr__(name, value)
@@ -845,7 +847,7 @@ class Adam(Optimizer):
         super().__init__(lr, weight_decay, decay_mask, clip_norm)
         self.betas = betas
         self.eps = eps
-        self.amsgrad = _flag(f"{type(self).__name__}: amsgrad", amsgrad)
+        self.amsgrad = amsgrad
 
     @property
     def slots(self):  # read at each update, as SGD's: amsgrad set since init adds a slot
@@ -1236,6 +1238,8 @@ class _IsZero:
         self.optimizer = optimizer
 
     def __getattr__(self, name):
+        if name.startswith("__") or name == "optimizer":  # (copy and pickle probe dunders
+            raise AttributeError(name)  # before `optimizer` is set: no recursion there)
         return _is_zero(getattr(self.optimizer, name))
 
     def describe_change(self):

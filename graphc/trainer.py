@@ -90,7 +90,7 @@ from .transforms import Compiled, traced_value_and_grad
 CHECKPOINT = "checkpoint.npz"
 
 # checkpoint array names of optimiser slots; Adam's keep the GPT checkpoints' names
-_SLOT_PREFIX = {"m": "adam_m", "v": "adam_v"}
+_SLOT_PREFIX = {"m": "adam_m", "v": "adam_v", "v_max": "adam_v_max"}
 
 
 class TrainingDiverged(GraphcError):

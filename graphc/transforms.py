@@ -593,10 +593,12 @@ def _positional_count(fn) -> int:
 
 def _argnums(argnums, what="argnums"):
     """An int or a sequence of ints as a tuple; anything else one line naming `what`."""
+    if isinstance(argnums, np.ndarray) and argnums.ndim == 0:
+        argnums = argnums[()]
     if is_int(argnums):
         return (int(argnums),)
-    if not isinstance(argnums, (str, bytes)) and hasattr(argnums, "__iter__"):
-        nums = list(argnums)  # a tuple, a list, a set, a numpy array: any ints, as JAX's
+    if isinstance(argnums, (tuple, list, set, frozenset, range, np.ndarray)):
+        nums = list(argnums)  # any collection of ints, as JAX's (not a generator: read once)
         if all(is_int(n) for n in nums):
             return tuple(int(n) for n in nums)
     raise GraphcError(f"{what} must be an int or a tuple of ints, got {argnums!r}",
@@ -607,6 +609,12 @@ def _callable(fn, who):
     if not callable(fn):
         raise GraphcError(f"{who}: the function to transform must be callable, got "
                           f"{fn!r}"[:200], (user_location(),))
+
+
+def single_argnum(argnums) -> bool:
+    """Whether argnums names one argument (an int, a numpy integer or a 0-d integer array):
+    its derivative comes alone, not in a tuple, as JAX's."""
+    return is_int(argnums) or (isinstance(argnums, np.ndarray) and argnums.ndim == 0)
 
 
 def _differentiated(argnums, who):
@@ -677,7 +685,7 @@ def traced_value_and_grad(fn, argnums, nums, has_aux, none_if_unreached=False):
         for structure, count in structures:
             trees.append(unflatten(structure, grads[pos:pos + count]))
             pos += count
-        g = trees[0] if isinstance(argnums, int) else tuple(trees)
+        g = trees[0] if single_argnum(argnums) else tuple(trees)
         return ((value, aux), g) if has_aux else (value, g)
 
     # the plan's graph takes fn's name, which errors then name ("f returned a str")
@@ -943,9 +951,14 @@ def _check_integer_tangent(who, k, primal, tangent):
     it as a float, so jvp(lambda x: x * x, (3,), (1,)) was 6; a tangent that is not zero
     would now be dropped without a word (a tangent of 0), so it is refused, as JAX refuses
     all but float0 ones. (An integer array's integer tangent is not read, as before.)"""
-    if type(primal) is not int or isinstance(tangent, Node):
+    if type(primal) is not int:
         return
-    if np.any(np.asarray(tangent.data if isinstance(tangent, Tensor) else tangent) != 0):
+    if isinstance(tangent, Node):  # traced (under compile or vmap): its value is unknown
+        dropped = is_float(tangent.dtype)  # here, so a float one is refused whatever it is
+    else:
+        dropped = np.any(np.asarray(tangent.data if isinstance(tangent, Tensor) else tangent)
+                         != 0)
+    if dropped:
         raise GraphcError(f"{who}: primal {k} is {primal}, an integer with no tangent, but "
                           f"its tangent is not zero; pass a float primal ({float(primal)!r}) "
                           "to differentiate at it", (user_location(),))

@@ -371,6 +371,6 @@ def test_linear_and_embedding_take_torchs_keyword_names_and_refuse_a_torch_posit
     # torch's third positional argument of Embedding is padding_idx, graphc's the rng: an
     # int there failed inside the initialisation ('int' object has no attribute 'normal')
     with pytest.raises(gc.GraphcError, match=r"rng must be a numpy Generator \(np.random"
-                       r".default_rng\(seed\)\), got 0; pass the layer's other torch "
-                       "arguments by keyword"):
+                       r".default_rng\(seed\)\), got 0; a torch argument given by position "
+                       "may have landed there: pass those by keyword"):
         nn.Embedding(10, 4, 0)

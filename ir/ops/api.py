@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
-                     holds_when_bound, is_float, is_half)
+                     holds_when_bound, is_float, is_half, is_int)
 from . import precision
 from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
@@ -614,7 +614,7 @@ def scatter_add(updates, idx, rows):
 def _start_axis(x, start, axis):
     """A Python int start becomes an int64 scalar (a constant); a negative axis counts from
     the end."""
-    if isinstance(start, (int, np.integer)) and not isinstance(start, bool):
+    if is_int(start):
         start = np.asarray(start, np.int64)
     return start, axis % _ndim(x) if _ndim(x) else axis
 
@@ -1341,8 +1341,7 @@ def _class_weight(who, weight, classes, ignore_index):
     array or a tensor; _weight_like casts it to the log-probabilities' dtype), after checking
     ignore_index, an int: torch's third positional argument is the weight, which graphc's
     takes there."""
-    if ignore_index is not None and (isinstance(ignore_index, (bool, np.bool_)) or
-                                     not isinstance(ignore_index, (int, np.integer))):
+    if ignore_index is not None and not is_int(ignore_index):
         _fail(f"{who}: ignore_index must be an int, got a {type(ignore_index).__name__} "
               "(torch's third positional argument is the weight: pass weight=...)")
     if weight is None:
