@@ -551,11 +551,12 @@ class Optimizer:
     hyperparameters: tuple = ("weight_decay",)
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
-                 clip_norm: float | None = None):
+                 clip_norm: float | None = None, *, maximize: bool = False):
         self.lr = lr
         self.weight_decay = weight_decay
         self.decay_mask = decay_mask
         self.clip_norm = _clip_norm("clip_norm", clip_norm)
+        self.maximize = maximize  # as torch's: the update ascends, -g for g
 
     def __setattr__(self, name, value):
         # `opt.lr = 0.01` mid-training, as torch's `group["lr"] = 0.01`: a number (checked)
@@ -567,6 +568,8 @@ class Optimizer:
             value = _clip_norm(name, value)
         elif name == "amsgrad":  # (adds or drops a slot: a new state, as SGD's momentum)
             value = _flag(f"{type(self).__name__}: amsgrad", value)
+        elif name == "maximize":
+            value = _flag(f"{type(self).__name__}: maximize", value)
         else:
             value = self.checked_setting(name, value)
         super().__setattr__(name, value)
@@ -749,6 +752,8 @@ class Optimizer:
                 cast_cache[key] = {k: v if isinstance(v, (float, int))
                                    or k in self.float64_scalars else F.cast(v, key)
                                    for k, v in scalars.items()}
+            if self.maximize:  # before weight decay and the moments, as torch's
+                g = -g
             p2, slots2 = self._update_leaf(p, g, slots, cast_cache[key], mask[i], count)
             new_p.append(p2)
             for s in self.slots:
@@ -807,8 +812,8 @@ class SGD(Optimizer):
 
     def __init__(self, lr, momentum: float = 0.0, nesterov: bool = False,
                  dampening: float = 0.0, weight_decay: float = 0.0, decay_mask=None,
-                 clip_norm=None):
-        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+                 clip_norm=None, *, maximize: bool = False):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.momentum = momentum
         self.dampening = dampening
         self.nesterov = bool(nesterov)
@@ -843,8 +848,8 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decay_mask=None, clip_norm=None, *,
-                 amsgrad: bool = False):
-        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+                 amsgrad: bool = False, maximize: bool = False):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.betas = betas
         self.eps = eps
         self.amsgrad = amsgrad
@@ -885,8 +890,9 @@ class AdamW(Adam):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01, decay_mask=None, clip_norm=None, *,
-                 amsgrad: bool = False):
-        super().__init__(lr, betas, eps, weight_decay, decay_mask, clip_norm, amsgrad=amsgrad)
+                 amsgrad: bool = False, maximize: bool = False):
+        super().__init__(lr, betas, eps, weight_decay, decay_mask, clip_norm, amsgrad=amsgrad,
+                         maximize=maximize)
 
 
 class RMSprop(Optimizer):
@@ -898,8 +904,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 decay_mask=None, clip_norm=None):
-        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+                 decay_mask=None, clip_norm=None, *, maximize: bool = False):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.alpha = alpha
         self.eps = eps
         self.momentum = momentum
@@ -937,8 +943,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, lr=1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10,
-                 decay_mask=None, clip_norm=None):
-        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+                 decay_mask=None, clip_norm=None, *, maximize: bool = False):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.lr_decay = lr_decay
         self.initial = _non_negative("initial_accumulator_value", initial_accumulator_value)
         self.eps = eps
@@ -969,8 +975,9 @@ class Adamax(Optimizer):
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, decay_mask=None, clip_norm=None):
-        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+                 weight_decay: float = 0.0, decay_mask=None, clip_norm=None, *,
+                 maximize: bool = False):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.betas = betas
         self.eps = eps
 
@@ -1002,8 +1009,9 @@ class NAdam(Optimizer):
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3,
-                 decoupled_weight_decay: bool = False, decay_mask=None, clip_norm=None):
-        super().__init__(lr, weight_decay, decay_mask, clip_norm)
+                 decoupled_weight_decay: bool = False, decay_mask=None, clip_norm=None, *,
+                 maximize: bool = False):
+        super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.betas = betas
         self.eps = eps
         self.momentum_decay = momentum_decay
