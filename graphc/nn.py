@@ -1115,16 +1115,21 @@ class MultiheadAttention(Module):
     averaged over heads, or per head (B, H, T, S) with average_attn_weights=False, or None).
     key/value default to query (self-attention); masks are boolean with True = not allowed
     (as PyTorch's) or float and added; `causal=True` (or is_causal=True) masks future
-    positions. batch_first=False (PyTorch's default) takes (T, B, E). kdim and vdim (the
+    positions. batch_first=False (PyTorch's default) takes (T, B, E). add_bias_kv (learned
+    bias_k and bias_v, (1, 1, E), xavier-normal) and add_zero_attn append one key and value
+    each that every query may attend to, as torch's (the weights then have S + 1 or S + 2
+    columns). kdim and vdim (the
     key's and value's widths, E by default), as torch's: where they differ from E, the
     projections are three, q_proj_weight (E, E), k_proj_weight (kdim, E) and v_proj_weight
     (vdim, E) (torch's transposed, each xavier-uniform), and in_proj_weight is None."""
 
     _TORCH_TRANSPOSED = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, *, kdim=None, vdim=None,
-                 batch_first=False, causal=False, rng=None, dtype="float32"):
-        # batch_first and on are keywords: torch's fifth positional argument is add_bias_kv
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False,
+                 add_zero_attn=False, *, kdim=None, vdim=None, batch_first=False,
+                 causal=False, rng=None, dtype="float32"):
+        # torch's positional order up to add_zero_attn; kdim and on by keyword (torch's
+        # positions there hold kdim, vdim and batch_first, but graphc's rng and dtype too)
         if embed_dim % num_heads:
             raise GraphcError(f"MultiheadAttention: embed_dim {embed_dim} is not a multiple "
                               f"of num_heads {num_heads}", (user_location(),))
@@ -1148,9 +1153,16 @@ class MultiheadAttention(Module):
         self.out_proj = Linear(embed_dim, embed_dim, bias, rng, dtype=dtype)
         if bias:
             self.out_proj.bias.data[...] = 0.0
+        if add_bias_kv:  # one learned key and value more, after the projections: torch's
+            std = math.sqrt(2.0 / (2 * embed_dim))  # xavier_normal_ of (1, 1, E)
+            self.bias_k = Parameter(rng.normal(0.0, std, (1, 1, embed_dim)).astype(dtype))
+            self.bias_v = Parameter(rng.normal(0.0, std, (1, 1, embed_dim)).astype(dtype))
+        else:
+            object.__setattr__(self, "bias_k", None)
+            object.__setattr__(self, "bias_v", None)
         self.attn_drop = Dropout(dropout)
         for name, value in [("embed_dim", embed_dim), ("num_heads", num_heads),
-                            ("kdim", kdim), ("vdim", vdim),
+                            ("kdim", kdim), ("vdim", vdim), ("add_zero_attn", add_zero_attn),
                             ("batch_first", batch_first), ("causal", causal)]:
             object.__setattr__(self, name, value)
 
@@ -1175,7 +1187,7 @@ class MultiheadAttention(Module):
         if F._ndim(query) != 3:
             raise GraphcError(f"MultiheadAttention: query must be (L, E) or batched (3-d), "
                               f"got shape {tuple(F._shape(query))}", (user_location(),))
-        for name in ("num_heads", "batch_first", "causal"):
+        for name in ("num_heads", "batch_first", "causal", "add_zero_attn"):
             self._setting(name, query)
         if not self.batch_first:  # (T, B, E) -> (B, T, E)
             query, key, value = (F.swapaxes(t, 0, 1) for t in (query, key, value))
@@ -1206,6 +1218,11 @@ class MultiheadAttention(Module):
             att = self._masked(att, attn_mask, B, T, S)
         if key_padding_mask is not None:
             att = self._masked(att, F.reshape(key_padding_mask, (B, 1, 1, S)), B, T, S)
+        extra_k, extra_v = self._extra_keys(H, E // H, F._dtype(q))
+        if extra_k is not None:  # after the masks, which torch pads with "allowed"
+            att = F.concat([att, (q @ F.swapaxes(extra_k, -1, -2)) * (1.0 / math.sqrt(E // H))],
+                           -1)
+            v = F.concat([v, F.broadcast_to(extra_v, (B,) + tuple(F._shape(extra_v))[1:])], 2)
         weights = F.softmax(att, axis=-1)
         y = self.attn_drop(weights) @ v  # (B, H, T, E/H)
         y = self.out_proj(y.transpose(0, 2, 1, 3).reshape(B, T, E))
@@ -1214,6 +1231,21 @@ class MultiheadAttention(Module):
         if not need_weights:
             return y, None
         return y, (F.mean(weights, axis=1) if average_attn_weights else weights)
+
+    def _extra_keys(self, H, d, dtype):
+        """(keys, values) (1, H, X, d) that every query may attend to beyond the S given:
+        torch's bias_k/bias_v (add_bias_kv), then a zero key and value (add_zero_attn);
+        (None, None) without either."""
+        keys, values = [], []
+        if self.bias_k is not None:
+            keys.append(F.reshape(self.bias_k, (1, 1, H, d)))
+            values.append(F.reshape(self.bias_v, (1, 1, H, d)))
+        if self.add_zero_attn:
+            keys.append(F.zeros((1, 1, H, d), dtype))
+            values.append(F.zeros((1, 1, H, d), dtype))
+        if not keys:
+            return None, None
+        return (F.swapaxes(F.concat(keys, 1), 1, 2), F.swapaxes(F.concat(values, 1), 1, 2))
 
     def _masked(self, att, mask, B, T, S):
         if mask.ndim == 3:  # torch's (B * H, T, S)

@@ -374,3 +374,44 @@ def test_linear_and_embedding_take_torchs_keyword_names_and_refuse_a_torch_posit
                        r".default_rng\(seed\)\), got 0; a torch argument given by position "
                        "may have landed there: pass those by keyword"):
         nn.Embedding(10, 4, 0)
+
+
+@pytest.mark.parametrize("add_bias_kv, add_zero_attn", [(True, False), (False, True),
+                                                         (True, True)])
+def test_multihead_attention_with_add_bias_kv_and_add_zero_attn_matches_torch(add_bias_kv,
+                                                                              add_zero_attn):
+    # torch's positional order up to add_zero_attn; the extra keys come after the masks
+    rng = np.random.default_rng(5)
+    E, H, B, T, S = 8, 2, 3, 4, 5
+    ours = nn.MultiheadAttention(E, H, 0.0, True, add_bias_kv, add_zero_attn,
+                                 batch_first=True, dtype="float64")
+    theirs = torch.nn.MultiheadAttention(E, H, 0.0, True, add_bias_kv, add_zero_attn,
+                                         batch_first=True, dtype=torch.float64)
+    for p in ours.parameters():
+        p.data = rng.normal(size=p.shape) * 0.5
+    assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
+    theirs.load_state_dict({k: torch.tensor(v.T if k in ("in_proj_weight", "out_proj.weight")
+                                            else v) for k, v in ours.state_dict().items()})
+    q, k = rng.normal(size=(B, T, E)), rng.normal(size=(B, S, E))
+    mask, padding = rng.random((T, S)) < 0.3, rng.random((B, S)) < 0.3
+    tq = torch.tensor(q, requires_grad=True)
+    expected, expected_w = theirs(tq, torch.tensor(k), torch.tensor(k),
+                                  attn_mask=torch.tensor(mask),
+                                  key_padding_mask=torch.tensor(padding))
+    (expected * torch.tensor(np.cos(np.arange(E)))).sum().backward()
+    got, got_w = ours(q, k, k, attn_mask=mask, key_padding_mask=padding)
+    extra = int(add_bias_kv) + int(add_zero_attn)
+    assert np.asarray(got_w).shape == (B, T, S + extra)
+    np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(got_w), expected_w.detach().numpy(), atol=1e-12)
+    compiled = gc.compile(lambda a: ours(a, k, k, attn_mask=mask, key_padding_mask=padding)[0])
+    np.testing.assert_allclose(compiled(q), expected.detach().numpy(), atol=1e-12)
+    grad_q = gc.grad(lambda a: gc.sum(ours(a, k, k, attn_mask=mask, key_padding_mask=padding)[0]
+                                      * np.cos(np.arange(E))))(q)
+    np.testing.assert_allclose(grad_q, tq.grad.numpy(), atol=1e-11)
+    if add_bias_kv:
+        theirs.zero_grad()
+        theirs(torch.tensor(q), torch.tensor(k), torch.tensor(k))[0].sum().backward()
+        ours.bias_k.grad = None
+        gc.sum(ours(gc.tensor(q), k, k)[0]).backward()
+        np.testing.assert_allclose(ours.bias_k.grad, theirs.bias_k.grad.numpy(), atol=1e-11)
