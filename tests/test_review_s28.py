@@ -108,8 +108,10 @@ def test_multihead_attention_takes_an_unbatched_query_as_torchs(batch_first):
                                atol=1e-12)
     with pytest.raises(gc.GraphcError, match=r"query must be \(L, E\) or batched"):
         ours(np.zeros(E))
-    with pytest.raises(TypeError):  # torch's fifth positional argument is add_bias_kv
-        gc.nn.MultiheadAttention(E, H, 0.0, True, True)
+    # torch's fifth positional argument is add_bias_kv (refused before it was offered)
+    assert gc.nn.MultiheadAttention(E, H, 0.0, True, True).bias_k.shape == (1, 1, E)
+    with pytest.raises(TypeError):  # torch's seventh is kdim: graphc's is by keyword
+        gc.nn.MultiheadAttention(E, H, 0.0, True, False, False, 4)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
