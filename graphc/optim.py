@@ -566,10 +566,8 @@ class Optimizer:
             value = _as_schedule(value)
         elif name == "clip_norm":
             value = _clip_norm(name, value)
-        elif name == "amsgrad":  # (adds or drops a slot: a new state, as SGD's momentum)
-            value = _flag(f"{type(self).__name__}: amsgrad", value)
-        elif name == "maximize":
-            value = _flag(f"{type(self).__name__}: maximize", value)
+        elif name in ("amsgrad", "maximize"):  # (amsgrad adds or drops a slot: a new
+            value = _flag(f"{type(self).__name__}: {name}", value)  # state, as momentum's)
         else:
             value = self.checked_setting(name, value)
         super().__setattr__(name, value)

@@ -252,8 +252,7 @@ class Trainer:
         # the user's own gets zeros there, as before
         skips = isinstance(self.optimizer, optim.Optimizer)
         with nn.rng_key(key):
-            value, grads = traced_value_and_grad(loss, 0, (0,), False,
-                                                 none_if_unreached=skips)(params)
+            value, grads = traced_value_and_grad(loss, none_if_unreached=skips)(params)
         if amp_state is not None:
             value = value / amp_state["scale"]
         if self.dist is not None:

@@ -631,7 +631,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
     _callable(fn, "value_and_grad")
     nums = _differentiated(argnums, "value_and_grad")
-    symbolic = traced_value_and_grad(fn, argnums, nums, has_aux)
+    symbolic = traced_value_and_grad(fn, argnums, has_aux)
 
     compiled = Compiled(symbolic)
     # keyword arguments pass through undifferentiated, as JAX's grad. Compiled, those holding
@@ -659,10 +659,12 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     return wrapper
 
 
-def traced_value_and_grad(fn, argnums, nums, has_aux, none_if_unreached=False):
+def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False):
     """value_and_grad's work on symbolic arguments (inside a trace). none_if_unreached: a
     leaf the value does not depend on gets None, not zeros, as torch leaves its .grad
     (gc.Trainer: its optimiser then skips that parameter, its weight decay too)."""
+    nums = _differentiated(argnums, "value_and_grad")
+
     def symbolic(*args, **kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))

@@ -6,7 +6,8 @@ import pytest
 import graphc as gc
 from graphc import nn, optim
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch, the oracle (the test extra), is not "
+                            "installed")
 
 
 class _WithUnusedHead(nn.Module):

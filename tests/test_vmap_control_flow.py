@@ -442,23 +442,17 @@ def test_an_index_shared_by_the_batch_is_refused_only_if_some_example_takes_its_
     # an unbatched index inside a branch of a batched predicate: clamped when no example
     # takes the branch (each example alone never reads it), refused when one does
     table = np.array([1.0, 2.0, 3.0, 4.0])
-    f = lambda on, k: gc.cond(on, lambda j: gc.take(table, j),  # noqa: E731
-                              lambda j: gc.cast(j, "float64") * 0.0 - 1.0, k)
-    batched_f = _run(gc.vmap(f, in_axes=(0, None)), mode)
-    np.testing.assert_array_equal(np.asarray(batched_f(np.array([False, False]), np.array(7))),
-                                  [-1.0, -1.0])
-    np.testing.assert_array_equal(np.asarray(batched_f(np.array([True, False]), np.array(2))),
-                                  [3.0, -1.0])
-    with pytest.raises(Exception, match="out of (range|bounds)"):
-        np.asarray(batched_f(np.array([False, True]), np.array(7)))
-    # a scatter with a shared index likewise
-    g = lambda on, k: gc.cond(  # noqa: E731
-        on, lambda j: gc.sum(gc.scatter_add(np.ones(2), gc.stack([j, j * 0]), 4) ** 2),
-        lambda j: gc.cast(j, "float64") * 0.0 - 1.0, k)
-    batched_g = _run(gc.vmap(g, in_axes=(0, None)), mode)
-    np.testing.assert_array_equal(np.asarray(batched_g(np.array([False, False]), np.array(9))),
-                                  [-1.0, -1.0])
-    np.testing.assert_array_equal(np.asarray(batched_g(np.array([True, False]), np.array(3))),
-                                  [2.0, -1.0])
-    with pytest.raises(Exception, match="out of (range|bounds)"):
-        np.asarray(batched_g(np.array([True, True]), np.array(9)))
+    gather = lambda j: gc.take(table, j)  # noqa: E731
+    scatter = lambda j: gc.sum(  # noqa: E731  (a scatter with a shared index likewise)
+        gc.scatter_add(np.ones(2), gc.stack([j, j * 0]), 4) ** 2)
+    for taken, fine, bad, kept, refused in ((gather, 2, 7, 3.0, [False, True]),
+                                            (scatter, 3, 9, 2.0, [True, True])):
+        f = lambda on, k, taken=taken: gc.cond(  # noqa: E731
+            on, taken, lambda j: gc.cast(j, "float64") * 0.0 - 1.0, k)
+        batched = _run(gc.vmap(f, in_axes=(0, None)), mode)
+        np.testing.assert_array_equal(
+            np.asarray(batched(np.array([False, False]), np.array(bad))), [-1.0, -1.0])
+        np.testing.assert_array_equal(
+            np.asarray(batched(np.array([True, False]), np.array(fine))), [kept, -1.0])
+        with pytest.raises(Exception, match="out of (range|bounds)"):
+            np.asarray(batched(np.array(refused), np.array(bad)))
