@@ -317,7 +317,7 @@ def _run(args) -> int:
             print(f"graphc: error: {message}", file=sys.stderr)
         if agreed:
             return distributed.exit_status(2)
-        if distributed.size() > 1:  # this rank's alone: the others may wait for it
+        if distributed.under_mpiexec():  # this rank's alone: the others may wait for it
             distributed.leave_now(2)
         return 2
     except KeyboardInterrupt:

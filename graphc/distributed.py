@@ -372,9 +372,16 @@ def leave_now(status: int) -> None:
     """End this rank with `status` at once, without MPI_Finalize, after a failure the other
     ranks may not share: a normal exit waits in MPI_Finalize for ranks that may wait for this
     one in a collective (the job hangs), while a rank gone with a non-zero status makes
-    mpiexec stop the whole job."""
+    mpiexec stop the whole job. A rank that never joined the job (its error came before
+    init) joins first: Open MPI's launcher crashes (SIGABRT or SIGSEGV, PMIX_ERR_UNREACH)
+    when a rank leaves unjoined while another is joining, instead of stopping the job."""
     sys.stdout.flush()
     sys.stderr.flush()
+    if _STATE["comm"] is None and under_mpiexec():
+        try:
+            from mpi4py import MPI  # noqa: F401  (importing it joins the job: MPI_Init)
+        except ImportError:
+            pass
     dog = _STATE["watchdog"]
     if dog is not None:
         dog.close()

@@ -83,11 +83,11 @@ def test_a_failure_one_rank_finds_is_reported_once_by_rank_0(tmp_path):
 
 
 def test_a_rank_failing_alone_after_the_checks_ends_the_job_instead_of_hanging(tmp_path):
-    """Rank 1 alone refuses its GRAPHC_THREADS when it builds the step plan, after the
-    start-up checks the ranks agree on. Before: it printed its line and waited in
-    MPI_Finalize for rank 0, which waited for it in a collective: the job hung. Now it
-    leaves at once (distributed.leave_now) and mpiexec stops the job (with its banner: the
-    other rank never learns why)."""
+    """Rank 1 alone refuses its GRAPHC_THREADS (since session 29 when its command starts,
+    before it joins the job; before that when it built the step plan). Before: it printed
+    its line and waited in MPI_Finalize for rank 0, which waited for it in a collective:
+    the job hung. Now it leaves at once (distributed.leave_now) and mpiexec stops the job
+    (with its banner: the other rank never learns why)."""
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
     import graphc.distributed as dist
     argv = ["-m", "graphc.cli", *FAST, "--data", str(_text(tmp_path)),
@@ -98,3 +98,20 @@ def test_a_rank_failing_alone_after_the_checks_ends_the_job_instead_of_hanging(t
     line = "graphc: error: GRAPHC_THREADS='abc': expected a positive whole number"
     assert code == 2 and err.splitlines().count(line) == 1, err
     assert "Traceback" not in err and not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+
+def test_a_rank_leaving_before_it_joined_ends_the_job_with_its_status(tmp_path):
+    """A rank whose error comes before it joins the MPI job (a GRAPHC_* variable is checked
+    when the command starts) leaves alone (leave_now) while another rank joins. Before:
+    Open MPI's launcher hung there (or crashed, PMIX_ERR_UNREACH, with status 134 or -11:
+    the CI run of session 29's last commit). Now the leaving rank joins first."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    import graphc.distributed as dist
+    joins = "import graphc.distributed; from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"
+    leaves = "import graphc.distributed as d; d.leave_now(2)"
+    command = [*dist.launch_command(1, ["-c", joins]), ":", "-n", "1",
+               sys.executable, "-c", leaves]
+    for _ in range(3):
+        code, out, err = _run(command, _env(), timeout=30)
+        assert code == 2 and "PMIX ERROR" not in err, err
