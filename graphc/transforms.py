@@ -843,19 +843,22 @@ def vjp(fn, *primals):
     """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives the cotangents of the primals
     (pytrees like them; None, an empty subtree, stays None). fn may return a pytree of
     arrays, and the cotangent is then a pytree like it, as in JAX; a Python number in it
-    takes its output's dtype (weakly typed). On symbolic primals it builds nodes; on
+    takes its output's dtype (weakly typed). An integer or boolean primal (a Python int
+    too, weakly typed as in jvp) has no cotangent: None where JAX gives float0 zeros, so
+    vjp(lambda x, i: x[i], x, 2) pulls back. On symbolic primals it builds nodes; on
     concrete ones it runs compiled graphs."""
     def pull(y, xs, ct):
         leaves, structure = leaves_and_structure(list(xs))
-        if not leaves:
-            return tuple(unflatten(structure, []))
-        ys, seeds = _outputs_and_cotangents(y, ct)
-        grads = gradients(ys, leaves, seeds) if ys else [F.zeros_like(x) for x in leaves]
-        return tuple(unflatten(structure, grads))
+        wrt = [x for x in leaves if isinstance(x, Node) and is_float(x.dtype)]
+        ys, seeds = _outputs_and_cotangents(y, ct) if wrt else ((), ())
+        grads = iter(gradients(ys, wrt, seeds) if ys else [F.zeros_like(x) for x in wrt])
+        differentiated = {id(x) for x in wrt}
+        return tuple(unflatten(structure, [next(grads) if id(x) in differentiated else None
+                                           for x in leaves]))
 
     if _is_symbolic(primals) or current_graph() is not None:  # (_in_trace)
         if not _is_symbolic(primals):
-            primals = _as_float_inputs(primals)
+            primals = _as_primals(primals)
         primals = tuple(_variables(p) for p in primals)
         out = fn(*primals)
 
