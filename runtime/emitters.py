@@ -329,26 +329,33 @@ def _channels(x, node):
     return f"{x}.reshape({node.inputs[0].shape[0]}, {node.inputs[0].shape[1]}, -1)"
 
 
+def _channels_operand(x, node):
+    """An operand as _channels' view, contiguous: the kernels flatten it to rows, which numba
+    does only for a contiguous array, and an operand may be a strided view (BatchNorm1d of
+    x.swapaxes(1, 2), a sliced input) that reshape leaves strided. A copy only then."""
+    return f"np.ascontiguousarray({_channels(x, node)})"
+
+
 def jit_batch_norm(node, args, dst):
     x, w, b = args
-    return [f"_jit.batch_norm({_channels(x, node)}, {w}, {b}, {node.attrs['eps']!r}, "
+    return [f"_jit.batch_norm({_channels_operand(x, node)}, {w}, {b}, {node.attrs['eps']!r}, "
             f"{_channels(dst, node)})"]
 
 
 def jit_batch_norm_grad(node, args, dst):
     x, w, g = args
-    return [f"_jit.batch_norm_grad({_channels(x, node)}, {w}, {_channels(g, node)}, "
-            f"{node.attrs['eps']!r}, {_channels(dst, node)})"]
+    return [f"_jit.batch_norm_grad({_channels_operand(x, node)}, {w}, "
+            f"{_channels_operand(g, node)}, {node.attrs['eps']!r}, {_channels(dst, node)})"]
 
 
 def jit_batch_norm_wgrad(node, args, dst):
     x, g = args
-    return [f"_jit.batch_norm_wgrad({_channels(x, node)}, {_channels(g, node)}, "
-            f"{node.attrs['eps']!r}, {dst})"]
+    return [f"_jit.batch_norm_wgrad({_channels_operand(x, node)}, "
+            f"{_channels_operand(g, node)}, {node.attrs['eps']!r}, {dst})"]
 
 
 def jit_batch_moments(node, args, dst):
-    return [f"_jit.batch_moments({_channels(args[0], node)}, {dst})"]
+    return [f"_jit.batch_moments({_channels_operand(args[0], node)}, {dst})"]
 
 
 def jit_scatter_add(node, args, dst):

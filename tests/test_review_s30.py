@@ -45,3 +45,47 @@ def test_vjp_of_an_integer_primal_traced_under_compile_and_vmap():
 def test_vjp_with_only_integer_primals_pulls_back_to_nones():
     out, pullback = gc.vjp(lambda i: i * 2, 3)
     assert out == 6 and pullback(1) == (None,)
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+
+
+@pytest.mark.parametrize("layout", ["swapaxes", "slice", "fortran"])
+@pytest.mark.parametrize("layer", ["BatchNorm1d", "InstanceNorm1d"])
+def test_compiled_batch_norm_of_a_strided_view_equals_torch(layer, layout):
+    """Before: numba's TypingError ("reshape() supports contiguous array only", a 29-line
+    message) or NotImplementedError for a Fortran-ordered input, compiled, in training
+    mode; eager was right."""
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 6, 4))  # (N, L, C)
+    ours = getattr(gc.nn, layer)(4, dtype="float64", affine=True)
+    theirs = getattr(torch.nn, layer)(4, affine=True).double()
+    view = {"swapaxes": lambda x: gc.swapaxes(x, 1, 2),
+            "slice": lambda x: gc.swapaxes(x, 1, 2)[:, :, ::2],
+            "fortran": lambda x: x}[layout]
+    arg = np.asfortranarray(x.transpose(0, 2, 1)) if layout == "fortran" else x
+    tx = torch.tensor(x, requires_grad=True)
+    tview = {"swapaxes": lambda t: t.transpose(1, 2),
+             "slice": lambda t: t.transpose(1, 2)[:, :, ::2],
+             "fortran": lambda t: t.transpose(1, 2)}[layout]
+    out = theirs(tview(tx))
+    (out ** 3).sum().backward()
+
+    def loss(x):
+        return gc.sum(ours(view(x)) ** 3)
+    np.testing.assert_allclose(gc.compile(lambda x: ours(view(x)))(arg),
+                               out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    dx = gc.compile(gc.grad(loss))(arg)
+    want = tx.grad.numpy().transpose(0, 2, 1) if layout == "fortran" else tx.grad.numpy()
+    np.testing.assert_allclose(dx, want, rtol=1e-9, atol=1e-10)
+
+
+def test_compiled_batch_norm_2d_of_a_channels_last_input():
+    torch = _torch()
+    x = np.random.default_rng(1).normal(size=(2, 3, 3, 4))  # NHWC
+    ours, theirs = gc.nn.BatchNorm2d(4, dtype="float64"), torch.nn.BatchNorm2d(4).double()
+    np.testing.assert_allclose(gc.compile(lambda x: ours(x))(x.transpose(0, 3, 1, 2)),
+                               theirs(torch.tensor(x).permute(0, 3, 1, 2)).detach().numpy(),
+                               rtol=1e-10, atol=1e-12)
