@@ -85,8 +85,9 @@ def add_zero(m):
 
 @rule("sub")
 def sub_zero(m):
+    """x - 0 -> x, exact for +0.0 only: x - (-0.0) is x + 0.0, which makes a -0.0 +0.0."""
     a, b = m.inputs
-    if is_scalar_const(b, 0):
+    if is_scalar_const(b, 0) and not np.signbit(scalar_value(b)):
         return fit(a, m)
 
 

@@ -89,3 +89,14 @@ def test_compiled_batch_norm_2d_of_a_channels_last_input():
     np.testing.assert_allclose(gc.compile(lambda x: ours(x))(x.transpose(0, 3, 1, 2)),
                                theirs(torch.tensor(x).permute(0, 3, 1, 2)).detach().numpy(),
                                rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("zero", [0.0, -0.0])
+def test_x_minus_a_zero_keeps_numpys_sign_of_zero(zero):
+    """x - (-0.0) is x + 0.0: -0.0 becomes +0.0. Before, simplify's sub_zero made it x for
+    either zero, and 1 / (x - (-0.0)) was -inf where numpy gives inf."""
+    x = np.array([-0.0, 1.0, 0.0], np.float32)
+    want = x - np.float32(zero)
+    got = gc.compile(lambda a: a - zero)(x)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    assert np.signbit(want[0]) == (zero == 0.0 and not np.signbit(zero))
