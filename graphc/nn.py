@@ -29,7 +29,7 @@ from ir.ops import api as F
 from ir.ops import attention as _attention
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
-from ir.types import UnsupportedDtype
+from ir.types import Dim, UnsupportedDtype
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            collect_buffer_updates, note_buffer_place)
 
@@ -765,6 +765,19 @@ class Flatten(Module):
         return F.reshape(x, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
 
 
+def _no_negative_indices(idx, rows):
+    """torch's Embedding refuses a negative index, where take (numpy's) counts it from the end
+    (and -1 would reach a padding row, giving it a gradient). A concrete one is refused here;
+    a traced one is sent past the table's end, which take refuses when the plan runs."""
+    if isinstance(idx, SymbolicValue):
+        return idx if isinstance(rows, Dim) else F.where(F.less(idx, 0), rows, idx)
+    values = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
+    if values.size and np.issubdtype(values.dtype, np.integer) and values.min() < 0:
+        raise GraphcError(f"Embedding: index {values.min()} is negative; indices must be in "
+                          f"[0, {rows}), as torch's", (user_location(),))
+    return idx
+
+
 class Embedding(Module):
     """Rows of a (num_embeddings, embedding_dim) table; normal(0, 1) as PyTorch without
     `std`. `padding_idx` (keyword: torch's third positional argument is graphc's rng;
@@ -787,7 +800,7 @@ class Embedding(Module):
         object.__setattr__(self, "padding_idx", padding_idx)
 
     def forward(self, idx):
-        rows = F.take(self.weight, idx)
+        rows = F.take(self.weight, _no_negative_indices(idx, F._shape(self.weight)[0]))
         padding = self._setting("padding_idx", rows)
         if padding is None:
             return rows

@@ -100,3 +100,21 @@ def test_x_minus_a_zero_keeps_numpys_sign_of_zero(zero):
     got = gc.compile(lambda a: a - zero)(x)
     np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
     assert np.signbit(want[0]) == (zero == 0.0 and not np.signbit(zero))
+
+
+def test_embedding_refuses_a_negative_index_as_torch():
+    """Before: -1 was the last row (numpy's take), and with padding_idx=4 of 5 rows it reached
+    the padding row and gave it a gradient; torch refuses it (IndexError)."""
+    emb = gc.nn.Embedding(5, 3, padding_idx=4)
+    with pytest.raises(gc.GraphcError, match=r"index -1 is negative; indices must be in \[0, 5\)"):
+        emb(gc.tensor(np.array([-1, 0])))
+    run = gc.compile(lambda p, i: emb.apply(p, i))
+    with pytest.raises(gc.GraphcError, match="out of range"):
+        run(emb.params(), np.array([-1, 0]))
+    grads = gc.compile(gc.grad(lambda p, i: gc.sum(emb.apply(p, i))))
+    with pytest.raises(gc.GraphcError, match="out of range"):
+        grads(emb.params(), np.array([-1, 4]))
+    rows = run(emb.params(), np.array([3, 0]))  # in range: the rows themselves
+    np.testing.assert_array_equal(rows, emb.weight.data[[3, 0]])
+    np.testing.assert_array_equal(grads(emb.params(), np.array([3, 4, 3]))["weight"],
+                                  [[0] * 3, [0] * 3, [0] * 3, [2] * 3, [0] * 3])
