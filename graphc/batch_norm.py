@@ -144,7 +144,9 @@ class _BatchNorm(_NormBase):
                 # variance is 0, and the output would be the bias whatever x holds
                 raise GraphcError(f"{name}: expected more than 1 value per channel when "
                                   f"training, got input of shape {shape}", (user_location(),))
-            if training and self.running_mean is not None:
+            if training and self.running_mean is not None and \
+                    self._setting("track_running_stats", x):  # torch's: set False later,
+                # the running statistics stay as they are (and eval() still uses them)
                 moments = F.batch_moments(x)  # (2, C): the batch's mean and biased variance
                 self._update_running(moments[0], moments[1], count)
         weight, bias = self.weight, self.bias
@@ -201,8 +203,10 @@ class _InstanceNorm(_NormBase):
             warnings.warn(f"{name}: input's size at dim={1 - unbatched} ({full[1]}) does not "
                           f"match num_features ({C}); with affine=False it is not used",
                           stacklevel=2)  # as torch's
+        # torch's `training or not track_running_stats` (set False after construction, eval()
+        # uses the input's statistics too; training still updates the running ones, as there)
         use_input_stats = (self._setting("training", x) and not _EVALUATING.depth) \
-            or self.running_mean is None
+            or self.running_mean is None or not self._setting("track_running_stats", x)
         half = F._dtype(x) if is_half(F._dtype(x)) else None
         if half is not None:  # normalised in float32, as BatchNorm's
             x = F.cast(x, "float32")

@@ -118,3 +118,30 @@ def test_embedding_refuses_a_negative_index_as_torch():
     np.testing.assert_array_equal(rows, emb.weight.data[[3, 0]])
     np.testing.assert_array_equal(grads(emb.params(), np.array([3, 4, 3]))["weight"],
                                   [[0] * 3, [0] * 3, [0] * 3, [2] * 3, [0] * 3])
+
+
+@pytest.mark.parametrize("layer", ["BatchNorm1d", "InstanceNorm1d"])
+@pytest.mark.parametrize("mode", ["eager", "compiled"])
+def test_track_running_stats_set_false_later_is_torchs(layer, mode):
+    """torch: BatchNorm training with track_running_stats=False leaves the running
+    statistics (eval() still uses them); InstanceNorm's eval() then uses the input's
+    statistics. Before: graphc read only whether the buffers exist (BatchNorm's running mean
+    moved to 0.49 where torch's stayed 0; eval outputs 0.404 against 0.903)."""
+    torch = _torch()
+    x = np.random.default_rng(0).normal(size=(8, 3, 4)) + 5
+    ours = getattr(gc.nn, layer)(3, dtype="float64", track_running_stats=True)
+    theirs = getattr(torch.nn, layer)(3, track_running_stats=True).double()
+    run = gc.compile(lambda x: ours(x)) if mode == "compiled" else \
+        (lambda x: ours(gc.tensor(x)).data)
+    run(x)  # tracking: both move their statistics
+    theirs(torch.tensor(x))
+    for module in (ours, theirs):
+        module.track_running_stats = False
+    for training in (True, False):
+        ours.train(training)
+        theirs.train(training)
+        np.testing.assert_allclose(run(x + 1), theirs(torch.tensor(x + 1)).detach().numpy(),
+                                   rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(ours.running_mean.data, theirs.running_mean.numpy(),
+                                   rtol=1e-12)
+        assert int(ours.num_batches_tracked.data) == int(theirs.num_batches_tracked)
