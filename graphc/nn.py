@@ -1286,21 +1286,30 @@ def _weights_as_buffers(module, settings, names):
 
 
 class CrossEntropyLoss(Module):
-    """graphc.cross_entropy as a module (integer or probability targets; classes last)."""
+    """graphc.cross_entropy as a module (integer or probability targets; classes last). The
+    settings after weight are keywords: torch's second and fourth positional arguments are
+    its deprecated size_average and reduce, which graphc does not take."""
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+    def __init__(self, weight=None, *, ignore_index=-100, reduction="mean",
+                 label_smoothing=0.0):
         _weights_as_buffers(self, {"weight": weight}, ("weight",))
         object.__setattr__(self, "ignore_index", ignore_index)
         object.__setattr__(self, "reduction", reduction)
+        object.__setattr__(self, "label_smoothing", label_smoothing)
 
     def forward(self, logits, targets):
         return F.cross_entropy(logits, targets, self._setting("ignore_index", logits),
                                self._setting("reduction", logits),
-                               self._weight("weight", logits))
+                               self._weight("weight", logits),
+                               self._setting("label_smoothing", logits))
 
 
 class NLLLoss(CrossEntropyLoss):
-    """graphc.nll_loss as a module: log-probabilities and integer targets."""
+    """graphc.nll_loss as a module: log-probabilities and integer targets (no
+    label_smoothing: torch's NLLLoss has none)."""
+
+    def __init__(self, weight=None, *, ignore_index=-100, reduction="mean"):
+        super().__init__(weight, ignore_index=ignore_index, reduction=reduction)
 
     def forward(self, log_probs, targets):
         return F.nll_loss(log_probs, targets, self._setting("ignore_index", log_probs),

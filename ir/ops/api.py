@@ -1365,7 +1365,8 @@ def _weight_like(weight, logp):
     return cast(weight, _dtype(logp))
 
 
-def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=None):
+def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=None,
+                  label_smoothing=0.0):
     """Cross-entropy of `logits` (classes on the LAST axis; PyTorch puts them on axis 1, the
     same thing for (N, C) logits) against
     - integer `targets` of shape logits.shape[:-1]: positions whose target equals
@@ -1373,14 +1374,20 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
       by the summed weight of the counted targets, as in PyTorch;
     - float `targets` of logits' shape (class probabilities, "soft" targets): the mean is
       over the leading positions.
-    reduction: 'mean', 'sum' or 'none' (per position), as torch.nn.functional.cross_entropy."""
+    reduction: 'mean', 'sum' or 'none' (per position), as torch.nn.functional.cross_entropy.
+    label_smoothing in [0, 1], as torch's: the target is a mix of (1 - label_smoothing) of
+    itself and label_smoothing of the uniform distribution over the classes."""
     _check_reduction("cross_entropy", reduction)
     weight = _class_weight("cross_entropy", weight, _shape(logits)[-1], ignore_index)
+    smoothing = _label_smoothing(label_smoothing)
     lshape, tshape = _shape(logits), _shape(targets)
+    classes = lshape[-1]
     if is_float(_dtype(targets)):
         if lshape != tshape:
             _fail(f"cross_entropy: probability targets must have the logits' shape {lshape}, "
                   f"got {tshape}")
+        if smoothing:
+            targets = targets * (1.0 - smoothing) + smoothing / classes
         logp = log_softmax(logits, -1)
         if weight is not None:
             logp = logp * _weight_like(weight, logp)
@@ -1392,7 +1399,43 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
     if lshape[:-1] != tshape:
         _fail(f"cross_entropy: logits {lshape} need targets of shape {lshape[:-1]}, "
               f"got {tshape}")
-    return _nll(log_softmax(logits, -1), targets, ignore_index, reduction, weight)
+    logp = log_softmax(logits, -1)
+    loss = _nll(logp, targets, ignore_index, reduction, weight)
+    if not smoothing:
+        return loss
+    return (1.0 - smoothing) * loss + (smoothing / classes) * _smoothing_term(
+        logp, targets, ignore_index, reduction, weight)
+
+
+def _label_smoothing(value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
+            or not 0.0 <= value <= 1.0:
+        _fail(f"cross_entropy: label_smoothing must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _smoothing_term(logp, targets, ignore_index, reduction, weight):
+    """torch's label-smoothing part of cross_entropy: each position's -sum_c w_c logp_c (0 at
+    ignored positions), reduced as the nll part is (a mean divides by the same count or
+    summed weight of the counted targets)."""
+    weight = _weight_like(weight, logp)
+    per_class = logp if weight is None else logp * weight
+    smooth = -sum(per_class, -1)
+    counted = None if ignore_index is None else not_equal(targets, ignore_index)
+    if counted is not None:
+        smooth = where(counted, smooth, 0.0)
+    if reduction == "none":
+        return smooth
+    if reduction == "sum":
+        return sum(smooth)
+    if weight is not None:
+        chosen = one_hot(targets, _shape(logp)[-1], "bool")
+        if counted is not None:
+            chosen = logical_and(chosen, expand_dims(counted, -1))
+        return sum(smooth) / sum(where(chosen, weight, 0.0))
+    if counted is None:
+        return mean(smooth)
+    return sum(smooth) / sum(cast(counted, _dtype(logp)))
 
 
 def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=None):
