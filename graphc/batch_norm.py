@@ -35,7 +35,7 @@ class _NormBase(Module):
     _ranks = ()  # the input ranks this class takes, (N, C, *spatial)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype="float32"):
+                 track_running_stats=True, dtype="float32", *, bias=True):
         name = type(self).__name__
         if not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool) \
                 or num_features < 1:
@@ -49,12 +49,7 @@ class _NormBase(Module):
         object.__setattr__(self, "eps", eps)
         object.__setattr__(self, "momentum", momentum)
         object.__setattr__(self, "track_running_stats", bool(track_running_stats))
-        if affine:
-            self.weight = Parameter(np.ones(num_features, dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype))
-        else:
-            object.__setattr__(self, "weight", None)
-            object.__setattr__(self, "bias", None)
+        _affine_parameters(self, num_features, affine, bias, dtype)
         if track_running_stats:
             self.running_mean = Buffer(np.zeros(num_features, dtype))
             self.running_var = Buffer(np.ones(num_features, dtype))
@@ -76,6 +71,7 @@ class _NormBase(Module):
         self.reset_running_stats()
         if self.weight is not None:
             self.weight.data[...] = 1
+        if self.bias is not None:
             self.bias.data[...] = 0
 
     def _update_running(self, mean, var, count):
@@ -111,6 +107,22 @@ class _NormBase(Module):
         mean = F.reshape(F.cast(self.running_mean, dtype), per_channel)
         var = F.reshape(F.cast(self.running_var, dtype), per_channel)
         return (x - mean) * F.rsqrt(var + self._setting("eps", x))
+
+
+def _affine_parameters(layer, channels, affine, bias, dtype):
+    """The affine weight (ones) and, unless bias=False (torch's keyword), bias (zeros); None
+    where absent, as torch's attributes."""
+    layer.weight = Parameter(np.ones(channels, dtype)) if affine else None
+    layer.bias = Parameter(np.zeros(channels, dtype)) if affine and bias else None
+
+
+def _cast_affine(weight, bias, dtype):
+    return tuple(None if t is None else F.cast(t, dtype) for t in (weight, bias))
+
+
+def _scale_shift(y, weight, bias, per_channel):
+    y = y * F.reshape(weight, per_channel)
+    return y if bias is None else y + F.reshape(bias, per_channel)
 
 
 class _BatchNorm(_NormBase):
@@ -151,12 +163,12 @@ class _BatchNorm(_NormBase):
                 self._update_running(moments[0], moments[1], count)
         weight, bias = self.weight, self.bias
         if weight is not None and half is not None:  # (float32 already under autocast; a
-            weight, bias = F.cast(weight, dtype), F.cast(bias, dtype)  # half model's not)
+            weight, bias = _cast_affine(weight, bias, dtype)  # half model's not)
         if training or self.running_mean is None:
             # one kernel each way, weight and bias included (ir/ops/composite.py)
             y = F.batch_norm(x, weight, bias, eps)
         elif weight is not None:
-            y = y * F.reshape(weight, per_channel) + F.reshape(bias, per_channel)
+            y = _scale_shift(y, weight, bias, per_channel)
         return y if half is None else F.cast(y, half)
 
 
@@ -181,8 +193,9 @@ class _InstanceNorm(_NormBase):
     _counts_batches = False
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
-                 track_running_stats=False, dtype="float32"):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+                 track_running_stats=False, dtype="float32", *, bias=True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype,
+                         bias=bias)
 
     def forward(self, x):
         shape = tuple(F._shape(x))
@@ -213,7 +226,7 @@ class _InstanceNorm(_NormBase):
         dtype = F._dtype(x)
         weight, bias = self.weight, self.bias
         if weight is not None and half is not None:
-            weight, bias = F.cast(weight, dtype), F.cast(bias, dtype)
+            weight, bias = _cast_affine(weight, bias, dtype)
         per_channel = (1, full[1]) + (1,) * (len(full) - 2)
         if use_input_stats:
             count = math.prod(full[2:])  # values per sample's channel
@@ -231,7 +244,7 @@ class _InstanceNorm(_NormBase):
         else:
             y = self._running_norm(x, per_channel)
             if weight is not None:
-                y = y * F.reshape(weight, per_channel) + F.reshape(bias, per_channel)
+                y = _scale_shift(y, weight, bias, per_channel)
         if unbatched:
             y = F.reshape(y, shape)
         return y if half is None else F.cast(y, half)

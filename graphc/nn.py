@@ -884,7 +884,8 @@ class GroupNorm(Module):
     """torch.nn.GroupNorm: x (N, C, *) normalised over each group of C // num_groups channels
     and the other axes (biased variance, eps), then scaled and shifted per channel."""
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype="float32"):
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype="float32", *,
+                 bias=True):
         for what, value in (("num_groups", num_groups), ("num_channels", num_channels)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise GraphcError(f"GroupNorm: {what} must be a positive int, got {value!r}",
@@ -895,12 +896,8 @@ class GroupNorm(Module):
         object.__setattr__(self, "num_groups", int(num_groups))
         object.__setattr__(self, "num_channels", int(num_channels))
         object.__setattr__(self, "eps", eps)
-        if affine:
-            self.weight = Parameter(np.ones(num_channels, dtype))
-            self.bias = Parameter(np.zeros(num_channels, dtype))
-        else:
-            object.__setattr__(self, "weight", None)
-            object.__setattr__(self, "bias", None)
+        self.weight = Parameter(np.ones(num_channels, dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_channels, dtype)) if affine and bias else None
 
     def forward(self, x):
         shape = F._shape(x)

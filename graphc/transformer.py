@@ -136,7 +136,12 @@ class _Stack(Module):
 
 class TransformerEncoder(_Stack):
     """torch.nn.TransformerEncoder(encoder_layer, num_layers, norm=None): `num_layers` copies
-    of an encoder layer, then `norm`."""
+    of an encoder layer, then `norm`. torch's enable_nested_tensor and mask_check (a speed
+    path and a check of it) change no result and are accepted."""
+
+    def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True,
+                 mask_check=True):
+        super().__init__(encoder_layer, num_layers, norm)
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=False):
         x = src
@@ -148,6 +153,9 @@ class TransformerEncoder(_Stack):
 class TransformerDecoder(_Stack):
     """torch.nn.TransformerDecoder(decoder_layer, num_layers, norm=None): `num_layers` copies
     of a decoder layer, then `norm`."""
+
+    def __init__(self, decoder_layer, num_layers, norm=None):
+        super().__init__(decoder_layer, num_layers, norm)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):

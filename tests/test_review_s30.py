@@ -193,3 +193,46 @@ def test_cross_entropy_loss_settings_after_weight_are_keywords():
         gc.nn.CrossEntropyLoss(None, 0)
     with pytest.raises(TypeError):
         gc.nn.NLLLoss(None, 0)
+
+
+@pytest.mark.parametrize("layer, args, shape", [
+    ("BatchNorm1d", (3,), (4, 3, 5)), ("BatchNorm2d", (3,), (4, 3, 2, 2)),
+    ("InstanceNorm1d", (3,), (4, 3, 5)), ("GroupNorm", (3, 6), (4, 6, 5))])
+def test_norm_layers_take_torchs_bias_false(layer, args, shape):
+    """torch's keyword bias=False (an affine weight, no bias), which graphc refused with a
+    bare TypeError: no bias parameter, and torch's outputs and weight gradients, training
+    and in eval()."""
+    torch = _torch()
+    ours = getattr(gc.nn, layer)(*args, affine=True, bias=False, dtype="float64")
+    theirs = getattr(torch.nn, layer)(*args, affine=True, bias=False).double()
+    assert ours.bias is None and list(ours.state_dict()) == list(theirs.state_dict())
+    x = np.random.default_rng(0).normal(size=shape) + 2
+    w = np.random.default_rng(1).uniform(0.5, 2.0, ours.weight.data.shape)
+    ours.weight.data[...] = w
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(w))
+    for training in (False, True):  # (eval first: a training call moves the statistics)
+        ours.train(training)
+        theirs.train(training)
+        tx = torch.tensor(x, requires_grad=True)
+        want = theirs(tx)
+        (want ** 2).sum().backward()
+        got = gc.compile(lambda p, x: ours.apply(p, x))(ours.params(), x)
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+        grads = gc.compile(gc.grad(lambda p: gc.sum(ours.apply(p, x) ** 2)))(ours.params())
+        np.testing.assert_allclose(grads["weight"], theirs.weight.grad.numpy(), rtol=1e-9)
+        theirs.weight.grad = None
+
+
+def test_transformer_stacks_take_torchs_keyword_names():
+    """TransformerEncoder(encoder_layer=..., num_layers=...) was a bare TypeError (graphc
+    named the argument `layer`)."""
+    enc = gc.nn.TransformerEncoder(encoder_layer=gc.nn.TransformerEncoderLayer(8, 2),
+                                   num_layers=2, enable_nested_tensor=False)
+    dec = gc.nn.TransformerDecoder(decoder_layer=gc.nn.TransformerDecoderLayer(8, 2),
+                                   num_layers=3)
+    assert len(enc.layers) == 2 and len(dec.layers) == 3
+    x = np.random.default_rng(0).normal(size=(5, 2, 8)).astype(np.float32)
+    enc.eval()
+    dec.eval()
+    assert dec(enc(gc.tensor(x)), gc.tensor(x)).data.shape == (5, 2, 8)
