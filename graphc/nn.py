@@ -161,12 +161,14 @@ class Module:
                 yield name, p
 
     def _all_parameters(self, prefix="", kind=Parameter):
+        """This module's own values of `kind`, then each submodule's, as torch's (a bias_k
+        set after out_proj still comes before out_proj.weight)."""
         for name, value in vars(self).items():
-            full = f"{prefix}{name}"
             if isinstance(value, kind):
-                yield full, value
-            elif isinstance(value, Module):
-                yield from value._all_parameters(full + ".", kind)
+                yield f"{prefix}{name}", value
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield from value._all_parameters(f"{prefix}{name}.", kind)
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -1091,12 +1093,18 @@ class Dropout(Module):
         object.__setattr__(self, "training", True)
 
     def forward(self, x):
-        # model.train()/eval(), or another p, selects another plan
-        if self._setting("p", x) > 0.0:
-            self._setting("training", x)
-        if not self.training or self.p == 0.0 or _EVALUATING.depth:
-            return x
-        return F.dropout(x, self.p, current_key(x))
+        return _dropout_while_training(self, "p", x)
+
+
+def _dropout_while_training(module, setting, x):
+    """x with dropout of probability module.<setting> while module.training (Dropout's p,
+    MultiheadAttention's dropout, which torch holds as a number, not a submodule)."""
+    p = module._setting(setting, x)  # model.train()/eval(), or another p, selects another
+    if p > 0.0:  # plan
+        module._setting("training", x)
+    if not module.training or p == 0.0 or _EVALUATING.depth:
+        return x
+    return F.dropout(x, p, current_key(x))
 
 
 # ---- attention --------------------------------------------------------------------------------
@@ -1170,8 +1178,11 @@ class MultiheadAttention(Module):
         else:
             object.__setattr__(self, "bias_k", None)
             object.__setattr__(self, "bias_v", None)
-        self.attn_drop = Dropout(dropout)
-        for name, value in [("embed_dim", embed_dim), ("num_heads", num_heads),
+        if not 0.0 <= dropout < 1.0:
+            raise GraphcError(f"MultiheadAttention: dropout must be in [0, 1), got {dropout}",
+                              (user_location(),))
+        for name, value in [("dropout", float(dropout)),
+                            ("embed_dim", embed_dim), ("num_heads", num_heads),
                             ("kdim", kdim), ("vdim", vdim), ("add_zero_attn", add_zero_attn),
                             ("batch_first", batch_first), ("causal", causal)]:
             object.__setattr__(self, name, value)
@@ -1234,7 +1245,7 @@ class MultiheadAttention(Module):
                            -1)
             v = F.concat([v, F.broadcast_to(extra_v, (B,) + tuple(F._shape(extra_v))[1:])], 2)
         weights = F.softmax(att, axis=-1)
-        y = self.attn_drop(weights) @ v  # (B, H, T, E/H)
+        y = _dropout_while_training(self, "dropout", weights) @ v  # (B, H, T, E/H)
         y = self.out_proj(y.transpose(0, 2, 1, 3).reshape(B, T, E))
         if not self.batch_first:
             y = F.swapaxes(y, 0, 1)

@@ -15,45 +15,50 @@ import copy
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 
-from .nn import GELU, Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention, ReLU
+from .nn import Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention
 
 
 def _activation(name, activation):
+    """The feed-forward block's activation: a Module as it is, else a function, as torch's
+    F.relu or F.gelu (the exact form) for the names."""
     if activation == "relu":
-        return ReLU()
+        return F.relu
     if activation == "gelu":
-        return GELU()  # torch's "gelu" is the exact form
-    if isinstance(activation, Module):
-        return activation
-    if callable(activation) and not isinstance(activation, (str, type)):
-        return _Function(activation)  # torch takes a unary callable (F.gelu) too
+        return _exact_gelu
+    if isinstance(activation, Module) or (callable(activation)
+                                          and not isinstance(activation, (str, type))):
+        return activation  # torch takes a unary callable (F.gelu) too
     raise GraphcError(f"{name}: activation must be 'relu', 'gelu', a Module or a function, got "
                       f"{activation!r}", (user_location(),))
 
 
-class _Function(Module):
-    """A plain function as the feed-forward block's activation (no parameters)."""
-
-    def __init__(self, function):
-        object.__setattr__(self, "function", function)
-
-    def forward(self, x):
-        return self.function(x)
+def _exact_gelu(x):
+    return F.gelu(x, approximate="none")
 
 
 class _Layer(Module):
     def _common(self, name, d_model, nhead, dim_feedforward, dropout, activation,
                 layer_norm_eps, batch_first, norm_first, bias, rng, dtype, norms):
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout, bias,
-                                            batch_first=batch_first, rng=rng, dtype=dtype)
+        """The submodules in torch's order (named_children, named_parameters and state_dict
+        list them so): the attentions (a decoder's two), the feed-forward block, the norms,
+        their dropouts, then the activation, a submodule only when it is a Module (torch
+        holds "relu", "gelu" and a function as a plain attribute)."""
+        for attention in ("self_attn", "multihead_attn")[:norms - 1]:
+            setattr(self, attention, MultiheadAttention(
+                d_model, nhead, dropout, bias, batch_first=batch_first, rng=rng, dtype=dtype))
         self.linear1 = Linear(d_model, dim_feedforward, bias, rng, dtype=dtype)
         self.dropout = Dropout(dropout)
         self.linear2 = Linear(dim_feedforward, d_model, bias, rng, dtype=dtype)
         for k in range(1, norms + 1):
             setattr(self, f"norm{k}",
                     LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype))
+        for k in range(1, norms + 1):
             setattr(self, f"dropout{k}", Dropout(dropout))
-        self.activation = _activation(name, activation)
+        activation = _activation(name, activation)
+        if isinstance(activation, Module):
+            self.activation = activation
+        else:
+            object.__setattr__(self, "activation", activation)
         object.__setattr__(self, "norm_first", bool(norm_first))
 
     def _sa_block(self, x, mask, key_padding_mask, is_causal):
@@ -94,8 +99,6 @@ class TransformerDecoderLayer(_Layer):
                  rng=None, dtype="float32"):
         self._common("TransformerDecoderLayer", d_model, nhead, dim_feedforward, dropout,
                      activation, layer_norm_eps, batch_first, norm_first, bias, rng, dtype, 3)
-        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout, bias,
-                                                 batch_first=batch_first, rng=rng, dtype=dtype)
 
     def _mha_block(self, x, memory, mask, key_padding_mask, is_causal):
         y = self.multihead_attn(x, memory, memory, attn_mask=mask,

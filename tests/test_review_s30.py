@@ -236,3 +236,26 @@ def test_transformer_stacks_take_torchs_keyword_names():
     enc.eval()
     dec.eval()
     assert dec(enc(gc.tensor(x)), gc.tensor(x)).data.shape == (5, 2, 8)
+
+
+@pytest.mark.parametrize("build", [
+    lambda nn, **k: nn.MultiheadAttention(8, 2, add_bias_kv=True, **k),
+    lambda nn, **k: nn.MultiheadAttention(8, 2, kdim=4, vdim=6, dropout=0.1, **k),
+    lambda nn, **k: nn.TransformerEncoderLayer(8, 2, 16, **k),
+    lambda nn, **k: nn.TransformerDecoderLayer(8, 2, 16, **k),
+    lambda nn, **k: nn.TransformerDecoderLayer(8, 2, 16, activation=nn.GELU(), **k),
+    lambda nn, **k: nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, **k), 2)],
+    ids=["mha-bias-kv", "mha-kdim", "encoder-layer", "decoder-layer", "gelu-module",
+         "encoder"])
+def test_module_and_parameter_order_is_torchs(build):
+    """README: children, modules, parameters and state_dict walk as torch's. Before: an
+    attn_drop child in every MultiheadAttention, an activation child for "relu", the
+    decoder's multihead_attn last, bias_k after out_proj.*: code pairing two models'
+    parameters by position (zip, optimiser state by index) paired the wrong tensors."""
+    torch = _torch()
+    ours, theirs = build(gc.nn), build(torch.nn)
+    assert [n for n, _ in ours.named_children()] == [n for n, _ in theirs.named_children()]
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert [n for n, _ in ours.named_parameters()] == \
+        [n for n, _ in theirs.named_parameters()]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
