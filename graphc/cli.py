@@ -284,6 +284,9 @@ def _warning_line(text: str) -> str:
 
 
 def _run(args) -> int:
+    from . import distributed
+    if args.command == "train" and distributed.under_mpiexec():
+        distributed.join_job()  # before anything this rank alone may refuse (its variables)
     try:
         for warning in settings.check_environment():
             print(_warning_line(warning), file=sys.stderr, end="")
@@ -311,13 +314,13 @@ def _run(args) -> int:
             message = str(GraphcError(exc.message, useful))
         else:
             message = str(exc).splitlines()[0]
-        from . import distributed
         agreed = getattr(exc, "on_every_rank", False)
         if distributed.is_main() or not agreed:  # said once, by rank 0
             print(f"graphc: error: {message}", file=sys.stderr)
         if agreed:
             return distributed.exit_status(2)
-        if distributed.under_mpiexec():  # this rank's alone: the others may wait for it
+        if distributed.under_mpiexec() and distributed.joined():  # this rank's alone: the
+            # others may wait for it
             distributed.leave_now(2)
         return 2
     except KeyboardInterrupt:

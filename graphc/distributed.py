@@ -52,8 +52,8 @@ from . import watchdog as _watchdog
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
            "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
-           "leave_now", "exit_on_error", "mpiexec_path", "launch_command", "launch", "launch_env",
-           "launch_session", "under_mpiexec", "without_option", "stops_forwarded"]
+           "join_job", "joined", "leave_now", "exit_on_error", "mpiexec_path", "launch_command",
+           "launch", "launch_env", "launch_session", "under_mpiexec", "without_option", "stops_forwarded"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -368,20 +368,30 @@ def exit_on_error():
         leave_now(2)
 
 
+def join_job() -> None:
+    """Join the MPI job this process was started in (MPI_Init) before init()'s set-up, as
+    `graphc train` does first under mpiexec: a rank refusing its input before init() then
+    leaves a job it joined. Open MPI's launcher hangs or crashes (PMIX_ERR_UNREACH, then
+    SIGABRT or SIGSEGV) when a rank leaves unjoined while another is joining."""
+    try:
+        from mpi4py import MPI  # noqa: F401  (importing it runs MPI_Init)
+    except ImportError:
+        pass  # init() says what is missing
+
+
+def joined() -> bool:
+    """Whether this process has joined an MPI job (and not left it)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    return mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized()
+
+
 def leave_now(status: int) -> None:
     """End this rank with `status` at once, without MPI_Finalize, after a failure the other
     ranks may not share: a normal exit waits in MPI_Finalize for ranks that may wait for this
     one in a collective (the job hangs), while a rank gone with a non-zero status makes
-    mpiexec stop the whole job. A rank that never joined the job (its error came before
-    init) joins first: Open MPI's launcher crashes (SIGABRT or SIGSEGV, PMIX_ERR_UNREACH)
-    when a rank leaves unjoined while another is joining, instead of stopping the job."""
+    mpiexec stop the whole job."""
     sys.stdout.flush()
     sys.stderr.flush()
-    if _STATE["comm"] is None and under_mpiexec():
-        try:
-            from mpi4py import MPI  # noqa: F401  (importing it joins the job: MPI_Init)
-        except ImportError:
-            pass
     dog = _STATE["watchdog"]
     if dog is not None:
         dog.close()

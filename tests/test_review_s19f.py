@@ -101,17 +101,36 @@ def test_a_rank_failing_alone_after_the_checks_ends_the_job_instead_of_hanging(t
 
 
 
-def test_a_rank_leaving_before_it_joined_ends_the_job_with_its_status(tmp_path):
-    """A rank whose error comes before it joins the MPI job (a GRAPHC_* variable is checked
-    when the command starts) leaves alone (leave_now) while another rank joins. Before:
-    Open MPI's launcher hung there (or crashed, PMIX_ERR_UNREACH, with status 134 or -11:
-    the CI run of session 29's last commit). Now the leaving rank joins first."""
+
+def test_a_train_rank_refusing_its_environment_while_another_joins_ends_the_job(tmp_path):
+    """Rank 1's `graphc train` refuses its GRAPHC_THREADS when the command starts, while
+    rank 0 joins the job (both import the CLI first, so the two come together). Before: rank
+    1 left unjoined and Open MPI's launcher hung or crashed (PMIX_ERR_UNREACH, then status
+    134 or -11: the CI run of session 29's last commit). Now `graphc train` under mpiexec
+    joins first."""
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
     import graphc.distributed as dist
-    joins = "import graphc.distributed; from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"
-    leaves = "import graphc.distributed as d; d.leave_now(2)"
-    command = [*dist.launch_command(1, ["-c", joins]), ":", "-n", "1",
-               sys.executable, "-c", leaves]
+    joins = "import graphc.cli; from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"
+    argv = [*FAST, "--data", str(_text(tmp_path)), "--out", str(tmp_path / "run")]
+    trains = f"import sys, graphc.cli; sys.exit(graphc.cli.main({argv!r}))"
+    command = [*dist.launch_command(1, ["-c", joins]), ":", "-n", "1", "env",
+               "GRAPHC_THREADS=abc", sys.executable, "-c", trains]
+    line = "graphc: error: GRAPHC_THREADS='abc': expected a positive whole number"
     for _ in range(3):
         code, out, err = _run(command, _env(), timeout=30)
-        assert code == 2 and "PMIX ERROR" not in err, err
+        assert code == 2 and err.splitlines().count(line) == 1, err
+        assert "PMIX ERROR" not in err, err
+
+
+def test_a_rank_leaving_unjoined_beside_ranks_that_never_join_exits(tmp_path):
+    """A command that never joins the job (eval, sample) failing on one rank while the other
+    succeeds: the failing rank leaves without joining (a join would wait for a rank that
+    never comes: the job hung, the first form of the fix above)."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    import graphc.distributed as dist
+    fails = ("import sys, graphc.cli; "
+             "sys.exit(graphc.cli.main(['eval', '--checkpoint', 'no-such-dir']))")
+    command = [*dist.launch_command(1, ["-c", fails]), ":", "-n", "1",
+               sys.executable, "-c", "pass"]
+    code, out, err = _run(command, _env(), timeout=30)
+    assert code == 2 and err.count("graphc: error:") == 1, err
