@@ -161,14 +161,8 @@ class Module:
                 yield name, p
 
     def _all_parameters(self, prefix="", kind=Parameter):
-        """This module's own values of `kind`, then each submodule's, as torch's (a bias_k
-        set after out_proj still comes before out_proj.weight)."""
-        for name, value in vars(self).items():
-            if isinstance(value, kind):
-                yield f"{prefix}{name}", value
-        for name, value in vars(self).items():
-            if isinstance(value, Module):
-                yield from value._all_parameters(f"{prefix}{name}.", kind)
+        for name, (module, attr) in self._parameter_owners(prefix, kind):
+            yield name, vars(module)[attr]
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -421,11 +415,15 @@ class Module:
 
     def _parameter_owners(self, prefix="", kind=Parameter):
         """(name, (module, attribute)) for each attribute holding a Parameter (or `kind`),
-        tied ones under each of their names."""
+        tied ones under each of their names: this module's own, then each submodule's, as
+        torch's (a bias_k set after out_proj still comes before out_proj.weight). Every
+        walk of the parameters goes through here, so that all agree on which name of a tied
+        parameter comes first."""
         for name, value in vars(self).items():
             if isinstance(value, kind):
                 yield f"{prefix}{name}", (self, name)
-            elif isinstance(value, Module):
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
                 yield from value._parameter_owners(f"{prefix}{name}.", kind)
 
     def _update_buffer(self, attr: str, value):

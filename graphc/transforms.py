@@ -850,15 +850,18 @@ def vjp(fn, *primals):
     def pull(y, xs, ct):
         leaves, structure = leaves_and_structure(list(xs))
         wrt = [x for x in leaves if isinstance(x, Node) and is_float(x.dtype)]
-        ys, seeds = _outputs_and_cotangents(y, ct) if wrt else ((), ())
-        grads = iter(gradients(ys, wrt, seeds) if ys else [F.zeros_like(x) for x in wrt])
+        ys, seeds = _outputs_and_cotangents(y, ct)  # (checks the cotangent in any case)
+        grads = iter(gradients(ys, wrt, seeds) if ys and wrt else
+                     [F.zeros_like(x) for x in wrt])
         differentiated = {id(x) for x in wrt}
         return tuple(unflatten(structure, [next(grads) if id(x) in differentiated else None
                                            for x in leaves]))
 
     if _is_symbolic(primals) or current_graph() is not None:  # (_in_trace)
-        if not _is_symbolic(primals):
-            primals = _as_primals(primals)
+        # every float leaf (a Python float in a dict too, beside symbolic ones) an array to
+        # differentiate: left a number, it would be a constant with no cotangent
+        leaves, structure = leaves_and_structure(list(primals))
+        primals = tuple(unflatten(structure, list(_as_primals(tuple(leaves)))))
         primals = tuple(_variables(p) for p in primals)
         out = fn(*primals)
 

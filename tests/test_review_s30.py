@@ -259,3 +259,39 @@ def test_module_and_parameter_order_is_torchs(build):
     assert [n for n, _ in ours.named_parameters()] == \
         [n for n, _ in theirs.named_parameters()]
     assert list(ours.state_dict()) == list(theirs.state_dict())
+
+
+def test_vjp_inside_a_trace_differentiates_a_python_float_leaf():
+    """Found in review of 91e6c58: beside a symbolic primal, a Python float (top level or in
+    a dict) stayed a number, a constant, and got None where 6.0 is right (before that
+    commit: an error)."""
+    x = np.arange(4.0)
+    top = gc.compile(lambda x: gc.vjp(lambda a, s: a * s, x, 1.5)[1](np.ones(4))[1])
+    assert float(top(x)) == 6.0
+    nested = gc.compile(lambda x: gc.vjp(lambda d: d["a"] * d["s"], {"a": x, "s": 1.5})[1](
+        np.ones(4))[0]["s"])
+    assert float(nested(x)) == 6.0
+
+
+def test_vjp_of_integer_primals_still_checks_the_cotangent():
+    with pytest.raises(gc.GraphcError, match="the cotangent has shape"):
+        gc.vjp(lambda i: np.arange(4.0) * i, 3)[1](np.ones(7))
+
+
+def test_apply_of_a_model_tying_a_childs_parameter_to_its_own_attribute():
+    """Found in review of 61863fb: named_parameters listed own parameters first, apply's
+    walk did not, and apply(params()) was "missing ['lin.weight']; unexpected ['w']"."""
+    class Tied(gc.nn.Module):
+        def __init__(self):
+            self.lin = gc.nn.Linear(3, 3)
+            self.w = self.lin.weight
+
+        def forward(self, x):
+            return self.lin(x) + x @ self.w
+
+    model = Tied()
+    assert [n for n, _ in model.named_parameters()] == ["w", "lin.bias"]
+    x = np.ones((2, 3), np.float32)
+    want = model(gc.tensor(x)).data
+    np.testing.assert_allclose(gc.compile(lambda p, x: model.apply(p, x))(model.params(), x),
+                               want, rtol=1e-6)
