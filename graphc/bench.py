@@ -18,6 +18,7 @@ import numpy as np
 
 from .bench_generate import WORKLOADS as GEN_WORKLOADS
 from .bench_ranks import rank_counts
+from .distributed import check_process_count
 from .files import check_writable, refuse_checkpoint, save_figure, write_atomically
 from .models.gpt import GPT, GPTConfig
 from .train import TrainConfig, Trainer, lr_at
@@ -725,6 +726,7 @@ def run_cli(args) -> int:
                              f"{', '.join(names)}")
     if args.concurrent < 0 or args.concurrent == 1 or args.rounds < 1:
         raise ValueError("--concurrent takes 2 or more copies (0: off) and --rounds 1 or more")
+    check_process_count("--concurrent", args.concurrent)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         # found now, not after minutes of measurements that would then be lost
         folder = os.path.dirname(os.path.abspath(path)) if path else None

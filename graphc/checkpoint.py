@@ -47,7 +47,10 @@ def save(path: str, arrays: dict, meta: dict) -> None:
         payload[name] = _as_stored(a)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    header = json.dumps({"format": FORMAT, "version": VERSION, **meta}).encode("utf-8")
+    try:
+        header = json_header({"format": FORMAT, "version": VERSION, **meta})
+    except TypeError as exc:
+        raise CheckpointError(f"checkpoint {path!r}: {exc}") from None
     payload[META_KEY] = np.frombuffer(header, dtype=np.uint8)
     # a temporary file renamed over `path`; one a killed save left is removed by the next
     with atomic_writer(path) as fh:
@@ -112,6 +115,18 @@ def _shown(flat: dict, key: str) -> str:
 
 def _json_default(value):
     return value.item() if isinstance(value, np.generic) else repr(value)
+
+
+def json_header(meta: dict) -> bytes:
+    """A checkpoint's header: `meta` as JSON, a numpy scalar (n_head=np.int64(2), an
+    lr=np.float32(0.1)) as its Python number; a TypeError naming any other value JSON
+    cannot hold."""
+    def plain(value):
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(f"a checkpoint header holds JSON values, and {value!r} (a "
+                        f"{type(value).__name__}) is none"[:300])
+    return json.dumps(meta, default=plain).encode("utf-8")
 
 
 # .npy has no bfloat16 (numpy would write it as raw 2-byte voids): a bfloat16 array is stored
@@ -315,7 +330,8 @@ def _check_meta(meta: dict, path: str):
         if not isinstance(meta.get(key), kind):
             bad(key, "is missing" if key not in meta else f"must be a JSON "
                 f"{ {dict: 'object', str: 'string', list: 'array'}[kind]}")
-    if meta["train"].get("precision", "fp32") not in PRECISIONS:
+    precision = meta["train"].get("precision", "fp32")
+    if not isinstance(precision, str) or precision not in PRECISIONS:  # (a list: unhashable)
         bad("train.precision", f"has a bad value {meta['train']['precision']!r}")
     if not is_int(meta.get("step")) or not 0 <= meta["step"] <= MAX_STEP:
         bad("step", f"must be an integer from 0 to 2**62, got {meta.get('step')!r}")
@@ -375,8 +391,9 @@ def _check_meta(meta: dict, path: str):
             # a finite loss: training never saves a non-finite one, and a resumed run would
             # take the last validation loss for divergence and never save again
             if not (isinstance(item, list) and len(item) == 2 and is_int(item[0])
-                    and is_number(item[1])):
-                bad(f"{key}[{i}]", f"must be [step, finite loss], got {item!r}"[:200])
+                    and 0 <= item[0] <= MAX_STEP and is_number(item[1])):
+                bad(f"{key}[{i}]", f"must be [step from 0 to 2**62, finite loss], got "
+                    f"{item!r}"[:200])
     return cfg
 
 

@@ -349,18 +349,13 @@ def _check_ranks(args) -> None:
     """--ranks, checked before mpiexec starts them: each rank would find a batch that does
     not split, or a machine overrun (1000 ranks on 2 cores ran for minutes, then failed)."""
     from .models.gpt import CONFIGS
-    cpus = os.cpu_count() or 1
-    if args.ranks > RANKS_PER_CPU * cpus:
-        raise GraphcError(f"--ranks {args.ranks} is more than {RANKS_PER_CPU} processes for "
-                          f"each of this machine's {cpus} CPUs; use fewer")
+    from .distributed import check_process_count
+    check_process_count("--ranks", args.ranks)
     batch = args.batch_size or (None if args.resume else
                                 CONFIGS.get(args.config, {}).get("batch_size"))
     if batch is not None and batch % args.ranks:  # (a resumed run's is in its checkpoint)
         raise GraphcError(f"--batch-size {batch} does not split over {args.ranks} ranks "
                           f"(--ranks); use a multiple of {args.ranks}")
-
-
-RANKS_PER_CPU = 8
 
 
 def cmd_train(args) -> int:

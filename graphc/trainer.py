@@ -157,6 +157,11 @@ class Trainer:
                                   "them")
         self.clip_norm, self.units = clip_norm, units
         self.checkpoint_meta = dict(checkpoint_meta or {})
+        self._saved_to = set()  # checkpoints this run wrote (or RESTORED): fit() continues them
+        try:  # checked now: its first save came after the steps before it (the work lost)
+            checkpoint.json_header(self.checkpoint_meta)
+        except TypeError as exc:
+            raise GraphcError(f"Trainer: checkpoint_meta: {exc}") from None
         self.divergence_hint = divergence_hint
         self.plot_title, self.plot_ylabel = "training loss", "loss"  # of fit()'s loss.png
         # an entry of None is an empty subtree (as in JAX): passed to the loss as None, with
@@ -540,6 +545,7 @@ class Trainer:
         if current:
             meta["optimizer_settings"] = {"initial": self._initial_settings, "current": current}
         checkpoint.save(path, self.state_arrays(), meta)
+        self._saved_to.add(os.path.realpath(path))
 
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False):
         """Continue from a checkpoint's arrays and header (checkpoint.load's result). Settings
@@ -548,6 +554,7 @@ class Trainer:
         change: checkpoint.RESUMABLE_CHANGES)."""
         checkpoint.check_settings(meta, self.checkpoint_meta, "the checkpoint",
                                   allow_changed_settings)
+        self._saved_to.add(RESTORED)
         own = self.state_arrays()
         if self.amp_state is not None and not any(k.startswith("amp/") for k in arrays):
             # a run switched to fp16-mixed: its loss scale starts afresh, as GradScaler's
@@ -706,6 +713,11 @@ class Trainer:
         ckpt = os.path.join(out, CHECKPOINT) if out else None
         # one run at a time writes into `out`: a second one stops here with one line
         with exclusive_directory(out, "training run") if out else contextlib.nullcontext():
+            if ckpt and os.path.exists(ckpt) and not (
+                    RESTORED in self._saved_to or os.path.realpath(ckpt) in self._saved_to):
+                raise GraphcError(f"{ckpt} already exists, from another run; fit() does not "
+                                  f"replace it: resume it first (trainer.resume({ckpt!r})) or "
+                                  "fit into another directory")
             self.mark_good()
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
@@ -855,13 +867,15 @@ class _Batches:
         return _as_tuple(batch)
 
     def sample(self, rng, count):
-        """`count` batches for an evaluation: drawn with `rng`, or an iterable's first ones."""
+        """`count` batches for an evaluation, one at a time (a large eval_iters held them
+        all at once: 24 GB, and the kernel's out-of-memory kill): drawn with `rng`, or an
+        iterable's first ones."""
         if self.function:
-            return [_as_tuple(self.function(rng)) for _ in range(count)]
+            return (_as_tuple(self.function(rng)) for _ in range(count))
         if iter(self.iterable) is self.iterable:
             raise GraphcError(f"Trainer: {self.what} is a one-pass iterator; evaluations need "
                               "batches they can go through again (a list)")
-        return [_as_tuple(b) for b in itertools.islice(self.iterable, count)]
+        return (_as_tuple(b) for b in itertools.islice(self.iterable, count))
 
     def seek(self, position):
         """Continue as if `position` batches had been drawn from the start."""
@@ -967,6 +981,9 @@ def _with_key_and_mode(loss):
     if count >= 4:
         return loss
     return lambda params, batch, key, training: loss(params, batch)
+
+
+RESTORED = "(restored)"  # in Trainer._saved_to: this run continues a checkpoint
 
 
 def _jsonable(state):

@@ -187,10 +187,16 @@ def test_parameter_shapes_match_the_model():
     (dict(model={"n_embd": 15}), "n_embd (15) must be a multiple of n_head (2)"),
     (dict(step=-3), "header field step must be an integer from 0 to 2**62"),
     (dict(vocab="ab"), "header field vocab must hold 14 distinct characters"),
-    (dict(history=[[1, "x"]]), "header field history[0] must be [step, finite loss]"),
+    (dict(history=[[1, "x"]]), "header field history[0] must be [step from 0 to 2**62, "
+     "finite loss]"),
+    # passed, then every resume crashed (OverflowError) plotting the history
+    (dict(history=[[10 ** 400, 1.0]]), "header field history[0] must be [step from 0"),
+    # a traceback: an unhashable list looked up in the precisions
+    (dict(train={"precision": ["fp16"]}), "header field train.precision has a bad value "
+     "['fp16']"),
     # a resumed run took a NaN validation loss for divergence and could never save again
     (dict(val_history=[[2, float("nan")]]),
-     "header field val_history[0] must be [step, finite loss], got [2, nan]"),
+     "header field val_history[0] must be [step from 0 to 2**62, finite loss], got [2, nan]"),
     # taken as given on resume: a negative learning rate ascends the loss
     (dict(train={"lr": -0.001}), "header field train.lr must be positive, got -0.001"),
     (dict(train={"beta2": 1.0}), "header field train.beta2 must be in [0, 1), got 1.0"),
