@@ -252,6 +252,51 @@ TRAIN_OPTIONS = ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay
                  "eval_iters", "seed", "precision")
 
 
+def _whole_number(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _real_number(value) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value)))
+
+
+# What each of train_gpt's options takes: the values the CLI's parsers let through
+_OPTION_RULES = {
+    **{k: ("a positive whole number", lambda v: _whole_number(v) and v > 0)
+       for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "steps",
+                 "decay_steps", "eval_every", "eval_iters")},
+    **{k: ("a whole number >= 0", lambda v: _whole_number(v) and v >= 0)
+       for k in ("warmup", "seed")},
+    **{k: ("a finite number >= 0", lambda v: _real_number(v) and v >= 0)
+       for k in ("dropout", "min_lr", "weight_decay")},
+    "lr": ("a finite number > 0", lambda v: _real_number(v) and v > 0),
+    **{k: ("True or False", lambda v: isinstance(v, (bool, np.bool_)))
+       for k in ("bias", "tie_weights")},
+    "dtype": ("'float32' or 'float64'", lambda v: v in ("float32", "float64")),
+    "precision": ("'fp32', 'bf16-mixed' or 'fp16-mixed'",
+                  lambda v: v in ("fp32", "bf16-mixed", "fp16-mixed")),
+}
+assert set(_OPTION_RULES) == set(MODEL_OPTIONS + TRAIN_OPTIONS)
+
+
+def check_options(options: dict) -> dict:
+    """train_gpt's `options` checked as `graphc train` checks its flags, numpy scalars as
+    Python values (None: the default). Before, a key with a typo was ignored, and
+    tie_weights='no' trained and saved a checkpoint graphc then refused to read."""
+    unknown = sorted(set(options) - set(_OPTION_RULES))
+    if unknown:
+        raise GraphcError(f"options: unknown {', '.join(map(repr, unknown))}; the options are "
+                          f"{', '.join(MODEL_OPTIONS + TRAIN_OPTIONS)}")
+    checked = {}
+    for key, value in options.items():
+        words, ok = _OPTION_RULES[key]
+        if value is not None and not ok(value):
+            raise GraphcError(f"options[{key!r}] must be {words}, got {value!r}")
+        checked[key] = value.item() if isinstance(value, np.generic) else value
+    return checked
+
+
 def model_config(config: str, vocab_size: int, options: dict | None = None,
                  saved: dict | None = None) -> GPTConfig:
     """A named configuration, or resuming the checkpoint's model (`saved`, as nanoGPT's
@@ -322,6 +367,9 @@ def check_parameter_memory(cfg: GPTConfig):
 
 def _refuse_to_overwrite(ckpt_path: str) -> None:
     """A fresh run never replaces a checkpoint that is there."""
+    if os.path.isdir(ckpt_path):  # (--resume would then say there is no checkpoint)
+        raise GraphcError(f"{ckpt_path} is a directory, not a checkpoint; move it away or "
+                          "train into another directory (--out)")
     if os.path.exists(ckpt_path):
         raise GraphcError(f"{ckpt_path} already exists; pass --resume to continue it or --out "
                           "to train into another directory")
@@ -386,7 +434,11 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     from .models.gpt import CONFIGS
     from .sample import Sampler, default_prompt
 
-    options = dict(options or {})
+    options = check_options(dict(options or {}))
+    if not _whole_number(sample_tokens) or sample_tokens < 0:
+        raise GraphcError(f"sample_tokens must be a whole number >= 0, got {sample_tokens!r}")
+    if data is not None and not isinstance(data, (str, os.PathLike)):  # (5: a descriptor)
+        raise GraphcError(f"data must be a file name, got {data!r}")
     out = out or os.path.join("runs", config)
     ckpt_path = os.path.join(out, CHECKPOINT)
     # every rank checks the input; a failure on any is every rank's, reported once
@@ -417,6 +469,10 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         if meta:
             check_compatible(meta, cfg, text.vocab, ckpt_path)
         tc = train_config(config, options, meta["train"] if meta else None)
+        if tc.precision != "fp32" and cfg.dtype != "float32":  # (autocast casts float32
+            # values; a float64 model's met half ones: "operands must have one dtype")
+            raise GraphcError(f"--precision {tc.precision} mixes half precision into a float32 "
+                              f"model; --dtype {cfg.dtype} takes --precision fp32")
         if meta:  # before the step is compiled
             checkpoint.check_settings(meta, gpt_settings(cfg, tc, text.vocab), ckpt_path,
                                       allow_changed_settings, "--allow-changed-settings")

@@ -566,6 +566,7 @@ class Trainer:
                 raise checkpoint.CheckpointError(
                     f"checkpoint {key} is {arrays[key].dtype}{list(arrays[key].shape)}, "
                     f"the model needs {mine.dtype}{list(mine.shape)}")
+        _check_loss_scale({k: arrays[k] for k in own if k.startswith("amp/")})
         position = meta.get("data_position", meta["step"])
         if isinstance(position, bool) or not isinstance(position, int) \
                 or not 0 <= position <= checkpoint.MAX_STEP:
@@ -981,6 +982,19 @@ def _with_key_and_mode(loss):
     if count >= 4:
         return loss
     return lambda params, batch, key, training: loss(params, batch)
+
+
+def _check_loss_scale(amp: dict) -> None:
+    """A checkpoint's float16 loss scale: a finite positive scale and a count of good steps
+    >= 0 (a scale of 0 made every step overflow, reported as divergence with a hint to lower
+    the learning rate; a negative one flipped every gradient's sign)."""
+    scale, good = amp.get("amp/scale"), amp.get("amp/good_steps")
+    if scale is not None and not (np.isfinite(scale).all() and (scale > 0).all()):
+        raise checkpoint.CheckpointError(f"checkpoint amp/scale must be a finite positive "
+                                         f"loss scale, got {np.asarray(scale).tolist()}")
+    if good is not None and not (good >= 0).all():
+        raise checkpoint.CheckpointError(f"checkpoint amp/good_steps must be 0 or more, got "
+                                         f"{np.asarray(good).tolist()}")
 
 
 RESTORED = "(restored)"  # in Trainer._saved_to: this run continues a checkpoint

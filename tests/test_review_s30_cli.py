@@ -1,11 +1,12 @@
 """Session 30's findings on the training library, checkpoints and the CLI (a helper's
 hostile review); each test failed before its fix."""
 import os
+import re
 
 import numpy as np
 import pytest
 
-from graphc import checkpoint
+from graphc import GraphcError, checkpoint
 from graphc.cli import main
 from test_trainer import make_trainer
 
@@ -74,3 +75,82 @@ def test_bench_concurrent_is_limited_as_ranks_is(capsys):
     assert capsys.readouterr().err == (
         f"graphc: error: --concurrent 100000 is more than 8 processes for each of this "
         f"machine's {cpus} CPUs; use fewer\n")
+
+
+TINY = ["--config", "tiny", "--steps", "3", "--n-layer", "1", "--n-embd", "16", "--n-head",
+        "2", "--block-size", "8", "--batch-size", "4", "--eval-iters", "2", "--no-progress",
+        "--sample-tokens", "0"]
+
+
+def _text(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("to be or not to be, that is the question\n" * 20)
+    return str(path)
+
+
+def test_float64_with_mixed_precision_is_one_line(tmp_path, capsys):
+    """Before: two lines from deep inside (`add(f16[4,8,48], f64[48]): operands must have
+    one dtype`, then a model line)."""
+    assert main(["train", *TINY, "--data", _text(tmp_path), "--dtype", "float64",
+                 "--precision", "fp16-mixed", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        "graphc: error: --precision fp16-mixed mixes half precision into a float32 model; "
+        "--dtype float64 takes --precision fp32\n")
+
+
+def test_a_checkpoint_path_that_is_a_directory_is_named_so(tmp_path, capsys):
+    """Before: "already exists; pass --resume", then with --resume "no checkpoint at"."""
+    out = tmp_path / "o"
+    (out / "checkpoint.npz").mkdir(parents=True)
+    assert main(["train", *TINY, "--data", _text(tmp_path), "--out", str(out)]) == 2
+    assert "checkpoint.npz is a directory, not a checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"frob": 1}, "options: unknown 'frob'"),
+    ({"tie_weights": "no"}, "options['tie_weights'] must be True or False, got 'no'"),
+    ({"steps": 0}, "options['steps'] must be a positive whole number, got 0"),
+    ({"n_layer": "2"}, "options['n_layer'] must be a positive whole number"),
+    ({"seed": -1}, "options['seed'] must be a whole number >= 0, got -1"),
+    ({"lr": float("nan")}, "options['lr'] must be a finite number > 0"),
+])
+def test_train_gpt_checks_its_options_as_the_cli_does(tmp_path, options, message):
+    """Before: a typo was ignored, tie_weights='no' trained and saved a checkpoint graphc then
+    refused to read, steps=0 printed a checkpoint path that did not exist, and others failed
+    as raw ValueErrors and TypeErrors."""
+    from graphc.train import train_gpt
+    with pytest.raises(GraphcError, match=re.escape(message)):
+        train_gpt("tiny", data=_text(tmp_path), out=str(tmp_path / "o"), options=options)
+    assert not (tmp_path / "o" / "checkpoint.npz").exists()
+
+
+def test_train_gpt_takes_numpy_scalar_options(tmp_path):
+    """n_head=np.int64(2) trained to the first save and crashed there."""
+    from graphc.train import train_gpt
+    options = dict(steps=np.int64(2), n_layer=1, n_embd=16, n_head=np.int64(2), block_size=8,
+                   batch_size=4, eval_iters=1, lr=np.float32(1e-3))
+    assert train_gpt("tiny", data=_text(tmp_path), out=str(tmp_path / "o"), options=options,
+                     sample_tokens=0, progress=False) == 0
+    assert (tmp_path / "o" / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("amp/scale", 0.0, "amp/scale must be a finite positive loss scale, got 0.0"),
+    ("amp/scale", -1.0, "amp/scale must be a finite positive loss scale, got -1.0"),
+    ("amp/good_steps", -5, "amp/good_steps must be 0 or more, got -5"),
+])
+def test_a_bad_loss_scale_in_a_checkpoint_is_refused(tmp_path, capsys, key, value, message):
+    """A scale of 0 made every step overflow ("training diverged ... Try a lower --lr"); -1
+    and good_steps -5 were taken silently."""
+    out, data = tmp_path / "o", _text(tmp_path)
+    assert main(["train", *TINY, "--data", data, "--precision", "fp16-mixed",
+                 "--out", str(out)]) == 0
+    ckpt = str(out / "checkpoint.npz")
+    arrays, meta = checkpoint.load(ckpt)
+    arrays[key] = np.asarray(value, arrays[key].dtype)
+    checkpoint.save(ckpt, arrays, {k: v for k, v in meta.items()
+                                   if k not in ("format", "version")})
+    capsys.readouterr()
+    assert main(["train", *TINY, "--data", data, "--steps", "5", "--out", str(out),
+                 "--resume"]) == 2
+    assert message in capsys.readouterr().err
