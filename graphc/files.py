@@ -219,7 +219,18 @@ def exclusive_directory(path: str, what: str = "graphc train"):
         yield
         return
     os.makedirs(path, exist_ok=True)
-    fd = os.open(os.path.join(path, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    lock = os.path.join(path, LOCK_NAME)
+    try:  # not following a link, and not blocking on a FIFO
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:  # a directory or a link there: Python's "[Errno 21]" alone said
+        fd, problem = None, exc.strerror  # nothing of the file
+    else:
+        problem = None if stat.S_ISREG(os.fstat(fd).st_mode) else "not a plain file"
+    if problem is not None:
+        if fd is not None:
+            os.close(fd)
+        raise GraphcError(f"{lock} cannot be this run's lock file ({problem}); remove it, or "
+                          "write into another directory (graphc train: --out)")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

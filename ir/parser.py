@@ -98,6 +98,11 @@ def _type(c: _Cursor):
     return TensorType(tuple(dims), DTYPES[dtype.group()])
 
 
+def _shown_attrs(attrs: dict) -> str:
+    text = "{" + ", ".join(f"{k}={v!r}" for k, v in attrs.items()) + "}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _dim(c: _Cursor, text: str):
     try:
         return parse_dim(text)
@@ -327,8 +332,13 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                     locs = _locs(_Cursor(comment)) if comment else ()  # after any region
                     try:
                         expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
-                    except Exception as exc:
-                        raise _Fail(f"ill-typed {op}: {exc}", op_start + 1) from None
+                    except GraphcError as exc:
+                        raise _Fail(f"ill-typed {op}: {exc.message}", op_start + 1) from None
+                    except Exception as exc:  # Python's own words (an attribute of another
+                        # type: "'<=' not supported between 'int' and 'str'") after ours
+                        raise _Fail(f"ill-typed {op}: its attributes "
+                                    f"{_shown_attrs(attrs)} do not fit it ({exc})",
+                                    op_start + 1) from None
                     if expected != t:
                         raise _Fail(f"{op} gives {expected}, but the line says {t}", 1)
                     node = graph.add_node(op, operands, attrs, t, locs)

@@ -490,7 +490,10 @@ def parse_dim(text: str):
             raise ValueError(f"bad dimension {text!r}")
     if expect_factor:
         raise ValueError(f"bad dimension {text!r}")
-    return total + sign * term
+    dim = total + sign * term
+    if isinstance(dim, int) and dim < 0:  # (a plan of it counted -48 bytes, rendered
+        raise ValueError(f"a dimension is 0 or more, got {dim}")  # np.empty((-3, 4)))
+    return dim
 
 
 def format_bytes(n: float) -> str:

@@ -154,3 +154,34 @@ def test_a_bad_loss_scale_in_a_checkpoint_is_refused(tmp_path, capsys, key, valu
     assert main(["train", *TINY, "--data", data, "--steps", "5", "--out", str(out),
                  "--resume"]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
+def test_a_lock_file_that_is_no_plain_file_is_named(tmp_path, kind):
+    """Before: "[Errno 22] Invalid argument", "[Errno 21]" or "[Errno 40]" alone."""
+    from graphc.files import LOCK_NAME, exclusive_directory
+    lock = tmp_path / LOCK_NAME
+    {"fifo": lambda: os.mkfifo(lock), "directory": lock.mkdir,
+     "symlink": lambda: lock.symlink_to(tmp_path / "elsewhere")}[kind]()
+    with pytest.raises(GraphcError, match=re.escape(f"{lock} cannot be this run's lock "
+                                                    "file (")):
+        with exclusive_directory(str(tmp_path)):
+            pass
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_an_ir_file_with_a_negative_dimension_is_refused(tmp_path, capsys):
+    """Before: it was read; the plan counted "-48 bytes" and rendered np.empty((-3, 4))."""
+    path = tmp_path / "neg.ir"
+    path.write_text("graph g(%0:f32[-3,4] x) -> (%1)\n  %1:f32[-3,4] = exp %0\n  return %1\n")
+    assert main(["dump", str(path), "--stats"]) == 2
+    assert "a dimension is 0 or more, got -3" in capsys.readouterr().err
+
+
+def test_an_ir_attribute_of_another_type_is_named(tmp_path, capsys):
+    path = tmp_path / "attr.ir"
+    path.write_text('graph g(%0:f32[2,3] x) -> (%1)\n  %1:f32[2,3] = log_softmax %0 {axis="x"}'
+                    "\n  return %1\n")
+    assert main(["dump", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "ill-typed log_softmax: its attributes {axis='x'} do not fit it" in err, err
