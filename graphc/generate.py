@@ -271,6 +271,11 @@ def check_sampling(temperature, top_k, top_p):
 
 def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) -> int:
     """One token id from a row of logits (float64)."""
+    if np.isnan(logits).any() or np.isposinf(logits).any():  # (-inf: a token never chosen)
+        # argmax picked the NaN's position and numpy's choice said "Probabilities contain
+        # NaN": a weight near float32's largest (3e38) overflows in the first product
+        raise ValueError("the model's logits hold NaN or +Inf, so no token can be chosen: "
+                         "are its weights finite and within float32's range?")
     if temperature == 0:
         return int(np.argmax(logits))
     # the largest logit subtracted before the division: the same softmax, but a tiny

@@ -185,3 +185,17 @@ def test_an_ir_attribute_of_another_type_is_named(tmp_path, capsys):
     assert main(["dump", str(path)]) == 2
     err = capsys.readouterr().err
     assert "ill-typed log_softmax: its attributes {axis='x'} do not fit it" in err, err
+
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(temperature=1.0, top_k=1),
+                                      dict(temperature=0)])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_choosing_from_nan_or_inf_logits_is_refused(settings, bad):
+    """Before: argmax took the NaN's place (a token with no meaning) and numpy's choice
+    said "Probabilities contain NaN"; -inf (a token never chosen) is still fine."""
+    from graphc.generate import choose
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="the model's logits hold NaN or \\+Inf"):
+        choose(np.array([0.0, bad, 1.0]), rng=rng, **settings)
+    assert choose(np.array([-np.inf, 0.0, -np.inf]), rng=rng, **settings) == 1
