@@ -3,9 +3,11 @@ layers, gc.optim.AdamW with nanoGPT's warmup + cosine schedule, and gc.Trainer (
 step, checkpoints, loss curve). The model, settings and seed are those of
 `graphc train --config tiny --steps 300`, so it reaches the same validation loss (~2.15).
 
-    python examples/char_gpt.py [--steps 300] [--out runs/char_gpt]
+    python examples/char_gpt.py [--steps 300] [--out runs/char_gpt] [--resume]
 """
 import argparse
+import os
+import sys
 import math
 
 import numpy as np
@@ -60,7 +62,7 @@ class GPT(gc.nn.Module):
         return gc.cross_entropy(logits, targets)
 
 
-def train(steps=300, eval_iters=20, out=None, seed=1337, progress=True):
+def train(steps=300, eval_iters=20, out=None, seed=1337, progress=True, resume=False):
     data = CharData.from_file(None, 32)  # the bundled Tiny Shakespeare, 90/10 split
     model = GPT(len(data.vocab), block=32, seed=seed)
     schedule = gc.optim.cosine(5e-3, steps=steps, warmup=30, min_lr=5e-4)
@@ -71,6 +73,8 @@ def train(steps=300, eval_iters=20, out=None, seed=1337, progress=True):
                          eval_batches=lambda rng: data.batch(rng, "val", 64, 32),
                          steps=steps, eval_every=100, eval_iters=eval_iters, clip_norm=1.0,
                          seed=seed, units="tokens")
+    if resume:  # continue OUT/checkpoint.npz (fit refuses to replace it otherwise)
+        trainer.resume(os.path.join(out, "checkpoint.npz"))
     trainer.fit(out, progress=progress)
     return trainer.val_history[-1][1]
 
@@ -79,5 +83,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--out", default="runs/char_gpt")
+    parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.npz")
     args = parser.parse_args()
-    print(f"validation loss after {args.steps} steps: {train(args.steps, out=args.out):.4f}")
+    try:
+        loss = train(args.steps, out=args.out, resume=args.resume)
+    except gc.GraphcError as exc:  # one line, as graphc's own commands (an OUT in use, ...)
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+    print(f"validation loss after {args.steps} steps: {loss:.4f}")

@@ -4,9 +4,11 @@ is a sub-graph, run by its own plan once per time step), and its backward pass i
 scan. `unroll=True` runs the same cell in a Python loop instead (one copy of the cell per
 time step in the graph), the reference the tests compare gradients with.
 
-    python examples/char_lstm.py [--steps 300] [--out runs/char_lstm]
+    python examples/char_lstm.py [--steps 300] [--out runs/char_lstm] [--resume]
 """
 import argparse
+import os
+import sys
 
 import numpy as np
 
@@ -60,7 +62,8 @@ class CharLSTM(gc.nn.Module):
         return gc.cross_entropy(self.head(self.lstm(self.embed(idx), unroll)), targets)
 
 
-def train(steps=300, batch=32, block=64, out=None, seed=1337, progress=True, eval_iters=10):
+def train(steps=300, batch=32, block=64, out=None, seed=1337, progress=True,
+          eval_iters=10, resume=False):
     """Train compiled; -> (first training loss, the last validation estimate)."""
     data = CharData.from_file(None, block)  # the bundled Tiny Shakespeare, 90/10 split
     model = CharLSTM(len(data.vocab), seed=seed)
@@ -71,6 +74,8 @@ def train(steps=300, batch=32, block=64, out=None, seed=1337, progress=True, eva
                          eval_batches=lambda rng: data.batch(rng, "val", batch, block),
                          steps=steps, eval_every=max(steps // 3, 1), eval_iters=eval_iters,
                          clip_norm=1.0, seed=seed, units="tokens")
+    if resume:  # continue OUT/checkpoint.npz (fit refuses to replace it otherwise)
+        trainer.resume(os.path.join(out, "checkpoint.npz"))
     trainer.fit(out, progress=progress)
     return trainer.history[0][1], trainer.val_history[-1][1]
 
@@ -79,7 +84,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--out", default="runs/char_lstm")
+    parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.npz")
     args = parser.parse_args()
-    first, val = train(args.steps, out=args.out)
+    try:
+        first, val = train(args.steps, out=args.out, resume=args.resume)
+    except gc.GraphcError as exc:  # one line, as graphc's own commands (an OUT in use, ...)
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(2)
     print(f"training loss at the first step {first:.4f}; validation loss after {args.steps} "
           f"steps: {val:.4f}")

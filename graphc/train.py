@@ -11,6 +11,7 @@ count held in the optimiser state.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
@@ -204,7 +205,8 @@ class Trainer(_Trainer):
         for n, p in self.model.named_parameters():
             p.data = self.params[n]
 
-    def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False):
+    def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False,
+                path: str | None = None):
         # the parameters' shapes do not tell every configuration apart (n_head, dropout, a
         # vocabulary of the same size): the header must be this model's, as `graphc train
         # --resume` checks, or another model's weights would be trained on silently
@@ -212,7 +214,7 @@ class Trainer(_Trainer):
             raise checkpoint.CheckpointError("the checkpoint is not a GPT's (its header has no "
                                              "model configuration and vocabulary)")
         check_compatible(meta, self.model.cfg, self.data.vocab)
-        super().restore(arrays, meta, allow_changed_settings)
+        super().restore(arrays, meta, allow_changed_settings, path)
         self.sync_model()
 
     def resume(self, path: str, allow_changed_settings: bool = False):
@@ -223,7 +225,7 @@ class Trainer(_Trainer):
         arrays, meta = checkpoint.load(path)
         check_compatible(meta, self.model.cfg, self.data.vocab, path)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
-        self.restore(arrays, meta, allow_changed_settings)
+        self.restore(arrays, meta, allow_changed_settings, path)
 
 
 def gpt_settings(cfg: GPTConfig, tc: TrainConfig, vocab) -> dict:
@@ -257,8 +259,13 @@ def _whole_number(value) -> bool:
 
 
 def _real_number(value) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value)))
+    if not isinstance(value, (int, float, np.integer, np.floating)) \
+            or isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond any float (10**400)
+        return False
 
 
 # What each of train_gpt's options takes: the values the CLI's parsers let through
@@ -273,9 +280,10 @@ _OPTION_RULES = {
     "lr": ("a finite number > 0", lambda v: _real_number(v) and v > 0),
     **{k: ("True or False", lambda v: isinstance(v, (bool, np.bool_)))
        for k in ("bias", "tie_weights")},
-    "dtype": ("'float32' or 'float64'", lambda v: v in ("float32", "float64")),
+    "dtype": ("'float32' or 'float64'",
+              lambda v: isinstance(v, str) and v in ("float32", "float64")),
     "precision": ("'fp32', 'bf16-mixed' or 'fp16-mixed'",
-                  lambda v: v in ("fp32", "bf16-mixed", "fp16-mixed")),
+                  lambda v: isinstance(v, str) and v in ("fp32", "bf16-mixed", "fp16-mixed")),
 }
 assert set(_OPTION_RULES) == set(MODEL_OPTIONS + TRAIN_OPTIONS)
 
@@ -471,8 +479,9 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         tc = train_config(config, options, meta["train"] if meta else None)
         if tc.precision != "fp32" and cfg.dtype != "float32":  # (autocast casts float32
             # values; a float64 model's met half ones: "operands must have one dtype")
-            raise GraphcError(f"--precision {tc.precision} mixes half precision into a float32 "
-                              f"model; --dtype {cfg.dtype} takes --precision fp32")
+            raise GraphcError(f"--precision {tc.precision} is for float32 models, and this "
+                              f"one is {cfg.dtype} (--dtype, or the checkpoint's); train it "
+                              "with --precision fp32")
         if meta:  # before the step is compiled
             checkpoint.check_settings(meta, gpt_settings(cfg, tc, text.vocab), ckpt_path,
                                       allow_changed_settings, "--allow-changed-settings")
@@ -502,7 +511,7 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         _say(str(trainer.step_plan.remat_report))
     with dist.fail_together():
         if meta:
-            trainer.restore(arrays, meta, allow_changed_settings)
+            trainer.restore(arrays, meta, allow_changed_settings, ckpt_path)
         if not resume:  # again: another run may have written it while this one was built
             _refuse_to_overwrite(ckpt_path)
     if meta:

@@ -547,14 +547,15 @@ class Trainer:
         checkpoint.save(path, self.state_arrays(), meta)
         self._saved_to.add(os.path.realpath(path))
 
-    def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False):
+    def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False,
+                path: str | None = None):
         """Continue from a checkpoint's arrays and header (checkpoint.load's result). Settings
         (checkpoint_meta) other than the checkpoint's are refused, naming each difference,
         unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
-        change: checkpoint.RESUMABLE_CHANGES)."""
+        change: checkpoint.RESUMABLE_CHANGES). `path`: the file they were read from, which
+        fit() may then write again (without it, any: the source is unknown)."""
         checkpoint.check_settings(meta, self.checkpoint_meta, "the checkpoint",
                                   allow_changed_settings)
-        self._saved_to.add(RESTORED)
         own = self.state_arrays()
         if self.amp_state is not None and not any(k.startswith("amp/") for k in arrays):
             # a run switched to fp16-mixed: its loss scale starts afresh, as GradScaler's
@@ -591,6 +592,8 @@ class Trainer:
         self.train_batches.seek(position)
         self.history = [tuple(h) for h in meta.get("history", [])]
         self.val_history = [tuple(h) for h in meta.get("val_history", [])]
+        # (only now: a restore refused on the way must not let fit() replace the file)
+        self._saved_to.add(RESTORED if path is None else os.path.realpath(path))
 
     def _checked_plateau(self, saved, allow_changed_settings):
         """The checkpoint's ReduceLROnPlateau state to load: refused where it was saved with
@@ -684,7 +687,7 @@ class Trainer:
         optional = [k for k in wanted if k.startswith("amp/")]
         arrays, meta = checkpoint.load_arrays(path, wanted, optional)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
-        self.restore(arrays, meta, allow_changed_settings)
+        self.restore(arrays, meta, allow_changed_settings, path)
 
     def _set_state_arrays(self, arrays, step, skipped=0):
         self.step, self.skipped_steps = step, skipped
@@ -997,7 +1000,7 @@ def _check_loss_scale(amp: dict) -> None:
                                          f"{np.asarray(good).tolist()}")
 
 
-RESTORED = "(restored)"  # in Trainer._saved_to: this run continues a checkpoint
+RESTORED = "(restored)"  # in Trainer._saved_to: a checkpoint of unknown path restored
 
 
 def _jsonable(state):

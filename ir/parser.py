@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import GraphcError
 from .graph import Graph
-from .ops.registry import REGISTRY
+from .ops.registry import REGISTRY, TypeRuleError
 from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, TensorType, TupleType,
                     exact_array, parse_dim)
 
@@ -332,8 +332,9 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                     locs = _locs(_Cursor(comment)) if comment else ()  # after any region
                     try:
                         expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
-                    except GraphcError as exc:
-                        raise _Fail(f"ill-typed {op}: {exc.message}", op_start + 1) from None
+                    except (GraphcError, TypeRuleError) as exc:  # the type rule's own words
+                        raise _Fail(f"ill-typed {op}: {getattr(exc, 'message', exc)}",
+                                    op_start + 1) from None
                     except Exception as exc:  # Python's own words (an attribute of another
                         # type: "'<=' not supported between 'int' and 'str'") after ours
                         raise _Fail(f"ill-typed {op}: its attributes "

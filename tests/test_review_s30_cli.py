@@ -94,8 +94,8 @@ def test_float64_with_mixed_precision_is_one_line(tmp_path, capsys):
     assert main(["train", *TINY, "--data", _text(tmp_path), "--dtype", "float64",
                  "--precision", "fp16-mixed", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == (
-        "graphc: error: --precision fp16-mixed mixes half precision into a float32 model; "
-        "--dtype float64 takes --precision fp32\n")
+        "graphc: error: --precision fp16-mixed is for float32 models, and this one is "
+        "float64 (--dtype, or the checkpoint's); train it with --precision fp32\n")
 
 
 def test_a_checkpoint_path_that_is_a_directory_is_named_so(tmp_path, capsys):
@@ -113,6 +113,8 @@ def test_a_checkpoint_path_that_is_a_directory_is_named_so(tmp_path, capsys):
     ({"n_layer": "2"}, "options['n_layer'] must be a positive whole number"),
     ({"seed": -1}, "options['seed'] must be a whole number >= 0, got -1"),
     ({"lr": float("nan")}, "options['lr'] must be a finite number > 0"),
+    ({"lr": 10 ** 400}, "options['lr'] must be a finite number > 0"),
+    ({"dtype": np.array(["float32", "float64"])}, "options['dtype'] must be 'float32' or"),
 ])
 def test_train_gpt_checks_its_options_as_the_cli_does(tmp_path, options, message):
     """Before: a typo was ignored, tie_weights='no' trained and saved a checkpoint graphc then
@@ -199,3 +201,45 @@ def test_choosing_from_nan_or_inf_logits_is_refused(settings, bad):
     with pytest.raises(ValueError, match="the model's logits hold NaN or \\+Inf"):
         choose(np.array([0.0, bad, 1.0]), rng=rng, **settings)
     assert choose(np.array([-np.inf, 0.0, -np.inf]), rng=rng, **settings) == 1
+
+
+def test_fit_after_a_refused_resume_still_refuses(tmp_path):
+    """Found in review: restore() marked the run as resumed before its last checks, so a
+    refused resume (here: a data position the checkpoint cannot have) let fit() replace the
+    checkpoint it had refused."""
+    make_trainer(steps=10).fit(str(tmp_path), progress=False)
+    ckpt = tmp_path / "checkpoint.npz"
+    trainer = make_trainer(steps=5)
+    wanted = {k: (a.shape, a.dtype) for k, a in trainer.state_arrays().items()}
+    arrays, meta = checkpoint.load_arrays(str(ckpt), wanted)
+    with pytest.raises(checkpoint.CheckpointError, match="data_position"):
+        trainer.restore(arrays, {**meta, "data_position": -1})
+    before = ckpt.read_bytes()
+    with pytest.raises(GraphcError, match="already exists, from another run"):
+        trainer.fit(str(tmp_path), progress=False)
+    assert ckpt.read_bytes() == before
+
+
+def test_a_trainer_resumed_from_one_run_does_not_replace_another(tmp_path):
+    """Found in review: any resume let fit() write over any directory's checkpoint."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    make_trainer(steps=10).fit(str(a), progress=False)
+    make_trainer(steps=10).fit(str(b), progress=False)
+    before = (b / "checkpoint.npz").read_bytes()
+    resumed = make_trainer(steps=20)
+    resumed.resume(str(a / "checkpoint.npz"))
+    with pytest.raises(GraphcError, match="already exists, from another run"):
+        resumed.fit(str(b), progress=False)
+    assert (b / "checkpoint.npz").read_bytes() == before
+    resumed.fit(str(a), progress=False)  # its own
+
+
+def test_an_ir_type_rule_failure_keeps_its_own_words(tmp_path, capsys):
+    """Found in review: 292946d put every type-rule failure under "its attributes {} do not
+    fit it"; a shape error is the operands', in the rule's words."""
+    path = tmp_path / "add.ir"
+    path.write_text("graph g(%0:f32[2,3] x, %1:f32[4] y) -> (%2)\n"
+                    "  %2:f32[2,3] = add %0, %1\n  return %2\n")
+    assert main(["dump", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "ill-typed add: " in err and "attributes" not in err, err
