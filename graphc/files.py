@@ -229,6 +229,9 @@ def exclusive_directory(path: str, what: str = "graphc train"):
     if problem is not None:
         if fd is not None:
             os.close(fd)
+        if not os.path.lexists(lock):  # nothing there to remove: the directory refused it
+            raise GraphcError(f"cannot create {lock}, this run's lock file ({problem}); write "
+                              "into another directory (graphc train: --out)")
         raise GraphcError(f"{lock} cannot be this run's lock file ({problem}); remove it, or "
                           "write into another directory (graphc train: --out)")
     try:

@@ -243,3 +243,21 @@ def test_an_ir_type_rule_failure_keeps_its_own_words(tmp_path, capsys):
     assert main(["dump", str(path)]) == 2
     err = capsys.readouterr().err
     assert "ill-typed add: " in err and "attributes" not in err, err
+
+
+def test_a_lock_file_the_directory_refuses_is_not_called_removable(tmp_path, monkeypatch):
+    """Found in review: an unwritable directory's refusal said "remove it" of a file that
+    is not there. (As root no directory refuses: the refusal is simulated.)"""
+    from graphc import files
+    real_open = os.open
+
+    def refusing(path, *args, **kwargs):
+        if str(path).endswith(files.LOCK_NAME):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(files.os, "open", refusing)
+    with pytest.raises(GraphcError, match=re.escape(
+            f"cannot create {tmp_path / files.LOCK_NAME}, this run's lock file (Permission "
+            "denied)")):
+        with files.exclusive_directory(str(tmp_path)):
+            pass
