@@ -319,9 +319,8 @@ def _run(args) -> int:
             print(f"graphc: error: {message}", file=sys.stderr)
         if agreed:
             return distributed.exit_status(2)
-        if distributed.under_mpiexec() and distributed.joined():  # this rank's alone: the
-            # others may wait for it
-            distributed.leave_now(2)
+        if distributed.under_mpiexec() and distributed.joined():
+            distributed.leave_now(2)  # this rank's alone: the others may wait for it
         return 2
     except KeyboardInterrupt:
         print("graphc: interrupted", file=sys.stderr)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ir.errors import GraphcError
+from ir.ops.precision import PRECISIONS
 
 from . import checkpoint, optim
 from .files import check_writable
@@ -282,8 +283,8 @@ _OPTION_RULES = {
        for k in ("bias", "tie_weights")},
     "dtype": ("'float32' or 'float64'",
               lambda v: isinstance(v, str) and v in ("float32", "float64")),
-    "precision": ("'fp32', 'bf16-mixed' or 'fp16-mixed'",
-                  lambda v: isinstance(v, str) and v in ("fp32", "bf16-mixed", "fp16-mixed")),
+    "precision": (", ".join(map(repr, list(PRECISIONS)[:-1])) + f" or {list(PRECISIONS)[-1]!r}",
+                  lambda v: isinstance(v, str) and v in PRECISIONS),
 }
 assert set(_OPTION_RULES) == set(MODEL_OPTIONS + TRAIN_OPTIONS)
 
