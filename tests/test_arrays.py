@@ -7,7 +7,7 @@ import pytest
 import graphc as gc
 from errorcheck import assert_one_line_error
 
-torch = pytest.importorskip("torch")  # the gradient oracle (a test extra)
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(3, 4, 5))

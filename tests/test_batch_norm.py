@@ -7,7 +7,7 @@ import pytest
 import graphc as gc
 from graphc.nn import Buffer
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 RNG = np.random.default_rng(0)
 SHAPES = {"BatchNorm1d": [(6, 3), (6, 3, 5)], "BatchNorm2d": [(5, 3, 4, 4)],

@@ -7,7 +7,7 @@ import pytest
 import graphc as gc
 from errorcheck import assert_one_line_error
 
-torch = pytest.importorskip("torch")  # the oracle (a test extra)
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 SETTINGS = [dict(), dict(stride=2, padding=1), dict(dilation=2, padding=2, groups=2),
             dict(padding="same", dilation=3), dict(padding="valid", stride=(3,))]

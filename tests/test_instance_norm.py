@@ -7,7 +7,7 @@ import pytest
 import graphc as gc
 from ir.ops import api as F
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 from test_batch_norm import pair  # noqa: E402  (ours and torch's layer, one affine part)
 

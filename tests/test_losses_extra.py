@@ -14,7 +14,7 @@ import graphc as gc
 from errorcheck import assert_one_line_error
 from test_losses import REDUCTIONS, check
 
-torch = pytest.importorskip("torch")  # the oracle (a test extra)
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 TF = torch.nn.functional
 
 RNG = np.random.default_rng(24)

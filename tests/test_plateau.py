@@ -9,7 +9,7 @@ import graphc as gc
 from errorcheck import assert_one_line_error
 from graphc import optim
 
-torch = pytest.importorskip("torch")  # the oracle (a test extra)
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 F = "test_plateau.py"
 

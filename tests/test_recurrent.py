@@ -8,7 +8,7 @@ import pytest
 import graphc as gc
 from errorcheck import assert_one_line_error
 
-torch = pytest.importorskip("torch")  # the oracle (a test extra)
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 KINDS = ["RNN", "GRU", "LSTM"]
 CONFIGS = [{}, {"num_layers": 2, "bidirectional": True, "batch_first": True},

@@ -8,7 +8,7 @@ import pytest
 import graphc as gc
 from errorcheck import assert_one_line_error
 
-torch = pytest.importorskip("torch")  # the oracle (a test extra)
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 CASES = [("RNNCell", {}), ("RNNCell", {"nonlinearity": "relu", "bias": False}),
          ("GRUCell", {}), ("GRUCell", {"bias": False}), ("LSTMCell", {}),

@@ -120,7 +120,7 @@ def test_top_k_of_a_0d_value_is_one_line():
 def test_the_euclidean_norm_of_values_with_a_nan_is_nan_not_0():
     """The sum of squares was tested with > 0 to keep sqrt's slope at 0 out of the gradient,
     so a NaN sum gave a norm of 0 (a NaN hidden from, say, clipping by norm)."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
     x = np.array([[np.nan, 1.0, 2.0], [0.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
     for fn, want in [(lambda a: gc.norm(a, axis=1), np.linalg.norm(x, axis=1)),
                      (lambda a: gc.norm(a, 2, -1, True), np.linalg.norm(x, 2, -1, True)),
@@ -137,7 +137,7 @@ def test_the_euclidean_norm_of_values_with_a_nan_is_nan_not_0():
 def test_p_norm_gradients_at_zeros_are_torchs_not_nan(ord):
     """sum(|x|**p)**(1/p) gave a NaN gradient at a zero vector (the outer root's infinite
     slope times 0) and, for p < 1, at a zero element; PyTorch's is 0 there."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
     x = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, -2.0], [np.nan, 1.0, 0.5]])
     want = np.linalg.norm(x, ord, axis=1)
     np.testing.assert_allclose(np.asarray(gc.norm(x, ord, 1)), want, rtol=1e-15)

@@ -5,7 +5,7 @@ import pytest
 
 import graphc as gc
 
-torch = pytest.importorskip("torch")  # the oracle (a test extra)
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 TF = torch.nn.functional
 
 

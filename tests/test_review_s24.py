@@ -10,7 +10,7 @@ import graphc as gc
 from errorcheck import assert_one_line_error
 from graphc import optim
 
-torch = pytest.importorskip("torch")  # the oracle
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 TF = torch.nn.functional
 FILE = "test_review_s24.py"
 

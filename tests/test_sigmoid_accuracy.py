@@ -10,7 +10,7 @@ import graphc as gc
 from runtime import jit
 from runtime.codegen import compile_graph
 
-torch = pytest.importorskip("torch")  # the oracle (a test extra)
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 X = np.linspace(-100.0, 30.0, 4001)
 SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, -1e-30, 1e-30, -87.0, -88.7, -103.0, -104.5,
