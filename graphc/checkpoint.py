@@ -352,6 +352,11 @@ def _check_meta(meta: dict, path: str):
     except ValueError as exc:
         bad("model", f"is invalid: {exc}")
     vocab = meta["vocab"]
+    try:  # JSON's \ud800 escapes make strings no text file's UTF-8 decodes to
+        vocab.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad("vocab", f"holds a lone surrogate (character {exc.start}, "
+            f"U+{ord(vocab[exc.start]):04X}), which no UTF-8 text has")
     if len(vocab) != cfg.vocab_size or len(set(vocab)) != len(vocab):
         bad("vocab", f"must hold {cfg.vocab_size} distinct characters (model.vocab_size), "
             f"got {len(vocab)} characters, {len(set(vocab))} distinct")

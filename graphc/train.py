@@ -207,7 +207,7 @@ class Trainer(_Trainer):
             p.data = self.params[n]
 
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False,
-                path: str | None = None):
+                path: str | None = None, *, how: str = "allow_changed_settings=True"):
         # the parameters' shapes do not tell every configuration apart (n_head, dropout, a
         # vocabulary of the same size): the header must be this model's, as `graphc train
         # --resume` checks, or another model's weights would be trained on silently
@@ -215,7 +215,7 @@ class Trainer(_Trainer):
             raise checkpoint.CheckpointError("the checkpoint is not a GPT's (its header has no "
                                              "model configuration and vocabulary)")
         check_compatible(meta, self.model.cfg, self.data.vocab)
-        super().restore(arrays, meta, allow_changed_settings, path)
+        super().restore(arrays, meta, allow_changed_settings, path, how=how)
         self.sync_model()
 
     def resume(self, path: str, allow_changed_settings: bool = False):
@@ -512,7 +512,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         _say(str(trainer.step_plan.remat_report))
     with dist.fail_together():
         if meta:
-            trainer.restore(arrays, meta, allow_changed_settings, ckpt_path)
+            trainer.restore(arrays, meta, allow_changed_settings, ckpt_path,
+                            how="--allow-changed-settings")
         if not resume:  # again: another run may have written it while this one was built
             _refuse_to_overwrite(ckpt_path)
     if meta:
@@ -611,10 +612,14 @@ def _sample(sampler, text, tokens: int, seed: int, path: str) -> None:
     from .files import atomic_writer
     from .sample import default_prompt
     print("---- sample ----")
-    with atomic_writer(path) as fh:
-        for token in sampler.stream(text.encode(default_prompt(text.vocab)), tokens,
-                                    temperature=0.8, seed=seed):
-            piece = text.decode([token])
-            fh.write(piece.encode("utf-8"))
-            print(piece, end="", flush=True)
+    try:
+        with atomic_writer(path) as fh:
+            for token in sampler.stream(text.encode(default_prompt(text.vocab)), tokens,
+                                        temperature=0.8, seed=seed):
+                piece = text.decode([token])
+                fh.write(piece.encode("utf-8"))
+                print(piece, end="", flush=True)
+    except BaseException:
+        print(flush=True)  # an error's line (a full disk, ^C) starts a line of its own
+        raise
     print("\n----------------")

@@ -548,14 +548,15 @@ class Trainer:
         self._saved_to.add(os.path.realpath(path))
 
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False,
-                path: str | None = None):
+                path: str | None = None, *, how: str = "allow_changed_settings=True"):
         """Continue from a checkpoint's arrays and header (checkpoint.load's result). Settings
         (checkpoint_meta) other than the checkpoint's are refused, naming each difference,
         unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
         change: checkpoint.RESUMABLE_CHANGES). `path`: the file they were read from, which
-        fit() may then write again (without it, any: the source is unknown)."""
+        fit() may then write again (without it, any: the source is unknown). `how`: the
+        opt-in a refusal names (a command line's flag)."""
         checkpoint.check_settings(meta, self.checkpoint_meta, "the checkpoint",
-                                  allow_changed_settings)
+                                  allow_changed_settings, how)
         own = self.state_arrays()
         if self.amp_state is not None and not any(k.startswith("amp/") for k in arrays):
             # a run switched to fp16-mixed: its loss scale starts afresh, as GradScaler's
@@ -578,7 +579,7 @@ class Trainer:
                 or not 0 <= skipped <= meta["step"]:
             raise checkpoint.CheckpointError(f"checkpoint header: skipped_steps must be a whole "
                                              f"number from 0 to the step, got {skipped!r}")
-        plateau = self._checked_plateau(meta.get("lr_on_plateau"), allow_changed_settings)
+        plateau = self._checked_plateau(meta.get("lr_on_plateau"), allow_changed_settings, how)
         lr = self._checked_lr(meta.get("optimizer_lr"))
         settings = self._checked_settings(meta.get("optimizer_settings"))
         self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped)
@@ -595,7 +596,7 @@ class Trainer:
         # (only now: a restore refused on the way must not let fit() replace the file)
         self._saved_to.add(RESTORED if path is None else os.path.realpath(path))
 
-    def _checked_plateau(self, saved, allow_changed_settings):
+    def _checked_plateau(self, saved, allow_changed_settings, how):
         """The checkpoint's ReduceLROnPlateau state to load: refused where it was saved with
         other settings, or with none where this trainer has one (or the other way round),
         unless allow_changed_settings (the state goes on with this trainer's settings; a
@@ -612,8 +613,8 @@ class Trainer:
                     f"{k}={v}" for k, v in settings.items())
             raise GraphcError(f"the checkpoint was saved with ReduceLROnPlateau "
                               f"{shown(theirs)}, this trainer has {shown(mine)}; resume with "
-                              "the checkpoint's, or pass allow_changed_settings=True to "
-                              "continue with this trainer's", (user_location(),))
+                              f"the checkpoint's, or pass {how} to continue with this "
+                              "trainer's", (user_location(),))
         if saved is None or mine is None:
             return None
         state = {**saved, **mine}  # this trainer's settings (the same unless allowed)
