@@ -20,6 +20,7 @@ import math
 import numbers
 import threading
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,6 +60,13 @@ def _rng(rng, what="rng"):
                           f"got {rng!r}; a torch argument given by position may have landed "
                           "there: pass those by keyword", (user_location(),))
     return rng
+
+
+class IncompatibleKeys(NamedTuple):
+    """What Module.load_state_dict returns, as torch's: the model's names the state did not
+    give, and the state's names the model does not have."""
+    missing_keys: list
+    unexpected_keys: list
 
 
 def _dotted(prefix: str) -> str:
@@ -235,10 +243,19 @@ class Module:
         setattr(self, name, value)
 
     def state_dict(self) -> dict:
-        """Parameters and persistent buffers by name, as torch's (the arrays themselves, not
-        copies)."""
-        return {name: p.data for name, p in (*self.named_parameters(),
-                                             *self._persistent_buffers())}
+        """Parameters and persistent buffers by name (the arrays themselves, not copies), in
+        torch's order: each module's parameters, then its buffers, then its submodules'."""
+        kept = {**dict(self.named_parameters()), **dict(self._persistent_buffers())}
+        return {name: kept[name].data for name in self._state_names() if name in kept}
+
+    def _state_names(self, prefix=""):
+        """Every name of every parameter and buffer, in state_dict's order."""
+        own = vars(self).items()
+        yield from (prefix + name for name, v in own if isinstance(v, Parameter))
+        yield from (prefix + name for name, v in own if isinstance(v, Buffer))
+        for name, value in own:
+            if isinstance(value, Module):
+                yield from value._state_names(f"{prefix}{name}.")
 
     def _persistent_buffers(self, every_name=False):
         """named_buffers() less those registered with persistent=False (each Buffer under its
@@ -248,10 +265,13 @@ class Module:
         transient = {name for name, (module, attr) in places if not _persistent(module, attr)}
         return [(name, b) for name, b in named if name not in transient]
 
-    def load_state_dict(self, state: dict):
+    def load_state_dict(self, state: dict, strict: bool = True):
         """Load parameters (all must be given) and buffers (those given: a params() dict
         after compiled training has none, and the model keeps its own), every shape checked
-        before anything is loaded."""
+        before anything is loaded. strict=False (torch's): a missing parameter keeps its
+        value and an unexpected name is ignored. Returns torch's (missing_keys,
+        unexpected_keys) pair; missing_keys names the parameters and persistent buffers not
+        given."""
         # a shared layer's buffers under its other names too, as its parameters below; a
         # non-persistent one's name is unexpected, as torch's
         everywhere = dict(self._persistent_buffers(every_name=True))
@@ -267,9 +287,10 @@ class Module:
                 state = {**state, first: state[name]}
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params) - set(aliases))
-        if missing or unexpected:
+        if strict and (missing or unexpected):
             raise GraphcError(f"load_state_dict: the state does not match the model: missing "
                               f"{missing}, unexpected {unexpected}", (user_location(),))
+        params = {name: p for name, p in params.items() if name in state}
         values.update({name: np.asarray(state[name]) for name in params})
         for name, p in {**params, **loaded}.items():  # all checked before any is loaded
             if values[name].shape != p.data.shape:
@@ -279,6 +300,9 @@ class Module:
             p.data = values[name].astype(p.data.dtype)
         for name, b in loaded.items():  # in place: a plan or a Trainer holds the array
             b.data[...] = values[name]
+        given = {id(b) for b in loaded.values()}
+        return IncompatibleKeys(sorted(missing + [name for name, b in self._persistent_buffers()
+                                                  if id(b) not in given]), unexpected)
 
     def load_torch_state_dict(self, state: dict):
         """load_state_dict of a torch module's state_dict (tensors or arrays) with the same

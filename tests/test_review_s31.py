@@ -80,3 +80,49 @@ def test_a_sample_that_cannot_be_saved_ends_its_line_before_the_error(tmp_path, 
     sample = captured.out.split("---- sample ----\n", 1)[1]
     assert sample.endswith("\n") and len(sample) == 21, repr(sample)
     assert "No space left on device" in captured.err
+
+
+# ---- helper 1 (fuzzing layers against torch) -------------------------------------------------
+def test_state_dict_lists_each_modules_parameters_then_buffers_then_submodules():
+    """Before: every parameter first, then every buffer; code pairing two state dicts by
+    position (zip) paired a running_mean with a weight."""
+    torch = pytest.importorskip("torch", reason="torch, the test oracle, is not installed")
+    import graphc as gc
+    ours = gc.nn.Sequential(gc.nn.BatchNorm1d(3), gc.nn.Linear(3, 2), gc.nn.BatchNorm1d(2))
+    theirs = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2),
+                                 torch.nn.BatchNorm1d(2))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for name, value in ours.state_dict().items():  # (Linear's weight is stored transposed)
+        assert value.size == theirs.state_dict()[name].numel(), name
+
+
+def test_load_state_dict_takes_strict_false_and_returns_torchs_key_lists():
+    import graphc as gc
+    model = gc.nn.Sequential(gc.nn.Linear(3, 2), gc.nn.BatchNorm1d(2))
+    before = model.state_dict()["0.bias"].copy()
+    weight = np.arange(6.0, dtype=np.float32).reshape(model.state_dict()["0.weight"].shape)
+    result = model.load_state_dict({"0.weight": weight, "extra": np.zeros(1)}, strict=False)
+    assert result.missing_keys == ["0.bias", "1.bias", "1.num_batches_tracked",
+                                   "1.running_mean", "1.running_var", "1.weight"]
+    assert result.unexpected_keys == ["extra"]
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], weight)
+    np.testing.assert_array_equal(model.state_dict()["0.bias"], before)
+    full = {k: v.copy() for k, v in model.state_dict().items()}
+    assert model.load_state_dict(full) == ([], [])
+    with pytest.raises(Exception, match=r"missing \['0.bias'\], unexpected \[\]"):
+        model.load_state_dict({k: v for k, v in full.items() if k != "0.bias"})
+    with pytest.raises(Exception, match="0.weight has shape"):  # shapes checked all the same
+        model.load_state_dict({"0.weight": np.zeros((5, 5))}, strict=False)
+
+
+def test_rms_norm_refuses_a_weight_of_another_shape_as_layer_norm_does():
+    """A (3, 4) weight for an x of shape (2, 3, 4) normalised over the last axis alone and
+    broadcast the weight, where torch's F.rms_norm(x, (3, 4), w) normalises over both axes:
+    other values, no error."""
+    import graphc as gc
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    with pytest.raises(Exception, match=r"rms_norm: weight must have shape \(4,\), got "
+                                        r"\(3, 4\)"):
+        gc.rms_norm(x, np.ones((3, 4)))
+    np.testing.assert_allclose(np.asarray(gc.rms_norm(x, np.full(4, 2.0), 1e-6)),
+                               2 * x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6))

@@ -918,6 +918,11 @@ def rms_norm(x, weight=None, eps=None):
     """RMSNorm over the last axis: x / sqrt(mean(x**2) + eps) * weight, as torch's
     F.rms_norm; eps=None is the machine epsilon of x's dtype, as in PyTorch."""
     eps = float(finfo(_dtype(x)).eps) if eps is None else float(eps)
+    n = _shape(x)[-1] if _shape(x) else 1
+    if weight is not None and tuple(_shape(weight)) != (n,):  # as layer_norm's (torch's
+        # F.rms_norm would normalise over weight's axes; a broadcast weight would not)
+        _fail(f"rms_norm: weight must have shape ({n},), got {tuple(_shape(weight))}; "
+              "graphc.nn.RMSNorm normalises over several trailing axes")
     if is_half(_dtype(x)):  # in float32, as torch's: x * x overflows half past |x| = 256
         y = cast(rms_norm(cast(x, "float32"), None, eps), _dtype(x))
     else:
