@@ -372,7 +372,7 @@ def fori_loop(lower, upper, body_fun, init_val):
         return init_val if graph is not None else _apart(init_val, init_leaves)
     start = F.full((), lower, dtype) if isinstance(lower, Dim) else np.asarray(lower, dtype)
 
-    @functools.wraps(body_fun)  # a carry error names body_fun, not this wrapper
+    @functools.wraps(body_fun, updated=())  # a carry error names body_fun, not this wrapper
     def step(carry, _):
         i, val = carry
         return (i + 1, body_fun(i, val)), None

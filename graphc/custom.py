@@ -55,7 +55,7 @@ class custom_vjp:
         self.fun = fun
         self.fwd = self.bwd = None
         self.name = getattr(fun, "__name__", "fn")
-        functools.update_wrapper(self, fun)
+        functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
 
     def defvjp(self, fwd, bwd):
         self.fwd, self.bwd = fwd, bwd
@@ -89,7 +89,7 @@ class custom_jvp:
         self.fun = fun
         self.jvp = None
         self.name = getattr(fun, "__name__", "fn")
-        functools.update_wrapper(self, fun)
+        functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
 
     def defjvp(self, jvp):
         self.jvp = jvp

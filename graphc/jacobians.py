@@ -22,8 +22,8 @@ from ir.ops import api as F
 from ir.types import is_float
 
 from .tracing import leaves_and_structure, unflatten
-from .transforms import (Compiled, _as_float_inputs, _differentiated, _is_symbolic,
-                         call_with_kwargs, jvp, single_argnum, split_aux, vjp)
+from .transforms import (_as_float_inputs, _differentiated, _is_symbolic,
+                         eager_runner, jvp, single_argnum, split_aux, vjp)
 from .vmap import vmap
 
 
@@ -99,22 +99,16 @@ def _transform(fn, jacobian, argnums, has_aux, who):
         jac, aux = jacobian(f, args, tuple(i % len(args) for i in nums))
         return (jac, aux) if has_aux else jac
 
-    compiled = Compiled(symbolic)
-    # as gc.grad's: keyword arguments holding arrays are traced, the others are static
-    with_kwargs = Compiled(lambda static, traced, *args: symbolic(*args, **dict(static),
-                                                                  **traced),
-                           static_argnums=(0,))
+    run = eager_runner(symbolic, nums)
 
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):
         if _is_symbolic((args, kwargs)):
             return symbolic(*args, **kwargs)
         args = _as_float_inputs(args, nums)
         if current_graph() is not None:  # inside a trace: nodes of that graph
             return symbolic(*args, **kwargs)
-        if kwargs:
-            return call_with_kwargs(with_kwargs, args, kwargs)
-        return compiled(*args)
+        return run(args, kwargs)
 
     return wrapper
 

@@ -142,7 +142,7 @@ def _inline(graph, tangent_part, residuals, tangents):
     env = {}
     with graph.building():
         for node, r in zip(tangent_part.inputs, residuals):
-            env[node] = graph.constant(r.copy())  # constant() makes its value read-only
+            env[node] = graph.constant(r)  # (a copy: constant() keeps r's owner's array)
         for node, t in zip(tangent_part.inputs[len(residuals):], tangents):
             env[node] = t
         _copy_nodes(graph, [n for n in tangent_part.nodes if n.op != "input"], env)

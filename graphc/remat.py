@@ -36,7 +36,7 @@ def remat(fun):
     _callable(fun, "remat")
     name = getattr(fun, "__name__", "fn")
 
-    @functools.wraps(fun)
+    @functools.wraps(fun, updated=())
     def rematerialised(*args, **kwargs):
         leaves, _ = leaves_and_structure([list(args), kwargs])
         # the graph being built first: inside a loop body or a branch an argument may be a

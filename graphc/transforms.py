@@ -92,7 +92,13 @@ class Compiled:
         self._buffer_writes = {}  # id(plan) -> [(module, attribute)] its calls write
         self._last_key = None
         self._checked_counts = set()  # argument counts whose argnums have been checked
-        functools.update_wrapper(self, fn)
+        # trace at every call, and run a plan only of the same trace (graphc's eager
+        # transformations: a value fn closes over may change between calls, as JAX's
+        # un-jitted grad sees); a compiled function's plans are fixed at its first trace
+        self.retrace = False
+        # fn's name and doc, not its __dict__: a callable's attributes (an inner Compiled's
+        # fn and plans, an object's own fn) would replace this one's
+        functools.update_wrapper(self, fn, updated=())
 
     def _check_argnums(self, count):
         # as JAX: an index names a parameter of fn; one left to its default (not passed) is
@@ -201,6 +207,10 @@ class Compiled:
     def _plan_for_key(self, args, key):
         from runtime.build import build_plan
 
+        signature, traced = key, None
+        if self.retrace:  # the trace itself tells whether a plan computes this call
+            traced = self._trace(args, signature)
+            key = (signature, traced[0].fingerprint())
         entries = self._plans.get(key, [])  # (guards, plan): one per state of the guards
         plan = next((p for guards, p in entries if _hold(guards)), None)
         if plan is not None:
@@ -209,36 +219,17 @@ class Compiled:
             fname = getattr(self.fn, "__name__", "fn").strip("<>")
             if self._plans:
                 change = (_describe_guards(entries[-1][0]) if entries
-                          else self._describe_change(self._last_key, key, args))
+                          else "a value the function reads (a closed-over or global one) "
+                          "changed" if self.retrace and self._last_key == signature
+                          else self._describe_change(self._last_key, signature, args))
                 count = sum(len(e) for e in self._plans.values())
                 message = f"recompiling {fname} (compilation {count + 1}): {change}"
                 log.info("graphc: %s", message)
                 self.recompiles.append(message)
                 self._warn_recompiles(fname, message)
-            static = self._static(len(args))
-            names = self._names(len(args))
-            dynamic = [i for i in range(len(args)) if i not in static]
-
-            written = []  # the (module, attribute) of each Buffer the trace updates
-
-            def bound(*values):
-                full = list(args)
-                for i, v in zip(dynamic, values):
-                    full[i] = v
-                with collect_buffer_updates() as updates:
-                    out = self.fn(*full)
-                if not updates.places:
-                    return out
-                # BatchNorm's running statistics in training mode: extra results, written
-                # into the Buffers after each call (as torch.compile writes a buffer)
-                written.extend(updates.places)
-                return out, [updates.values[id(m), a] for m, a in updates.places]
-
-            graph = trace(bound, *[_specs_of(args[i], key[i]) for i in dynamic],
-                          names=[names[i] for i in dynamic], name=fname)
-            graph.finished = f"the compiled {fname}"  # ir.ops.registry.apply: a leaked value
+            graph, written = traced or self._trace(args, signature)
             donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
-                      for leaf in leaf_input_names(names[i], args[i])]
+                      for leaf in leaf_input_names(self._names(len(args))[i], args[i])]
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
                               jit=self.jit, memory_limit=self.memory_limit)
             self._plans.setdefault(key, []).append((list(graph.guards), plan))
@@ -251,8 +242,35 @@ class Compiled:
                       for node, dtype in weak.int_limits(graph).items()]
             if limits:
                 self._weak_int_limits[id(plan)] = limits
-        self._last_key = key
+        self._last_key = signature
         return plan
+
+    def _trace(self, args, key):
+        """(fn's graph at these arguments' specs, the (module, attribute) of each Buffer the
+        trace updates)."""
+        fname = getattr(self.fn, "__name__", "fn").strip("<>")
+        static = self._static(len(args))
+        names = self._names(len(args))
+        dynamic = [i for i in range(len(args)) if i not in static]
+        written = []
+
+        def bound(*values):
+            full = list(args)
+            for i, v in zip(dynamic, values):
+                full[i] = v
+            with collect_buffer_updates() as updates:
+                out = self.fn(*full)
+            if not updates.places:
+                return out
+            # BatchNorm's running statistics in training mode: extra results, written
+            # into the Buffers after each call (as torch.compile writes a buffer)
+            written.extend(updates.places)
+            return out, [updates.values[id(m), a] for m, a in updates.places]
+
+        graph = trace(bound, *[_specs_of(args[i], key[i]) for i in dynamic],
+                      names=[names[i] for i in dynamic], name=fname)
+        graph.finished = f"the compiled {fname}"  # ir.ops.registry.apply: a leaked value
+        return graph, written
 
     # torch.compile's cache_size_limit: this many compilations of one function say that
     # something traced as a constant keeps changing
@@ -561,7 +579,7 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
 
 def _under_autocast(fn, half):
     """fn run under autocast(half) (while it is traced: the plan embodies the policy)."""
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())
     def mixed(*args):
         with autocast(half):
             return fn(*args)
@@ -633,15 +651,9 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     nums = _differentiated(argnums, "value_and_grad")
     symbolic = traced_value_and_grad(fn, argnums, has_aux)
 
-    compiled = Compiled(symbolic)
-    # keyword arguments pass through undifferentiated, as JAX's grad. Compiled, those holding
-    # arrays are traced (one dict argument); the others (flags, Python numbers, strings)
-    # are static, fn sees them as they are, and their values select the plan
-    with_kwargs = Compiled(lambda static, traced, *args: symbolic(*args, **dict(static),
-                                                                  **traced),
-                           static_argnums=(0,))
+    run = eager_runner(symbolic, nums, "grad: ")
 
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):
         for i in nums:
             if not -len(args) <= i < len(args):
@@ -652,9 +664,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         args = _as_float_inputs(args, nums)
         if current_graph() is not None:  # inside a trace: see _in_trace
             return symbolic(*args, **kwargs)
-        if kwargs:
-            return call_with_kwargs(with_kwargs, args, kwargs, "grad: ")
-        return compiled(*args)
+        return run(args, kwargs)
 
     return wrapper
 
@@ -695,20 +705,48 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False)
     return symbolic
 
 
-def call_with_kwargs(with_kwargs, args, kwargs, prefix=""):
-    """Run `with_kwargs` (a Compiled of (static, traced, *args), static_argnums=(0,)) on
-    keyword arguments split as JAX's transforms take them: those holding arrays are traced
-    (one dict), the others (flags, Python numbers, strings) are static and key the plan."""
-    traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
-    static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
-    for k, v in static:  # they key the plan: name the one that cannot
-        try:
-            hash(v)
-        except TypeError:
-            raise GraphcError(f"{prefix}keyword argument {k}= is a {type(v).__name__}, "
-                              "which is not hashable; pass a tuple, or arrays to trace",
-                              (user_location(),)) from None
-    return with_kwargs(static, traced, *args)
+def eager_runner(symbolic, nums, prefix=""):
+    """How grad, value_and_grad and the Jacobians run `symbolic` on concrete arguments,
+    run(args, kwargs), as JAX's un-jitted transformations: traced again at each call, so a
+    closed-over value that changed is seen (Compiled.retrace: a plan is reused while the
+    trace is the same). Arguments that are not differentiated pass through as JAX's do:
+    those holding arrays, and Python numbers, are traced; the others (flags, strings,
+    keyword arguments that are Python numbers) reach fn as they are, and key the plan."""
+    plain = Compiled(symbolic)
+    split = Compiled(lambda static, traced, *args: symbolic(*_placed(args, static[0]),
+                                                            **dict(static[1]), **traced),
+                     static_argnums=(0,))
+    plain.retrace = split.retrace = True
+
+    def run(args, kwargs):
+        wrt = {i % len(args) for i in nums}
+        fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and (
+            type(a) is bool or not (_holds_arrays(a) or _is_python_number(a))))
+        if not kwargs and not fixed:
+            return plain(*args)
+        traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
+        for what, v in [(f"argument {i}", a) for i, a in fixed] + \
+                [(f"keyword argument {k}=", v) for k, v in static]:
+            try:  # they key the plan: name the one that cannot
+                hash(v)
+            except TypeError:
+                raise GraphcError(f"{prefix}{what} is a {type(v).__name__}, which is not "
+                                  "hashable; pass a tuple, or arrays to trace",
+                                  (user_location(),)) from None
+        skipped = {i for i, _ in fixed}
+        return split((fixed, static), traced,
+                     *[a for i, a in enumerate(args) if i not in skipped])
+
+    return run
+
+
+def _placed(args, fixed) -> list:
+    """args with each (position, value) of `fixed` put back in its place."""
+    full = list(args)
+    for i, value in fixed:
+        full.insert(i, value)
+    return full
 
 
 # _in_trace: grad, value_and_grad, jvp, vjp and hessian called on concrete arrays while a graph
@@ -828,7 +866,7 @@ def grad(fn, argnums=0, has_aux=False):
     _differentiated(argnums, "grad")
     vg = value_and_grad(fn, argnums, has_aux)
 
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):
         out = vg(*args, **kwargs)
         if has_aux:

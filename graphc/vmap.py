@@ -54,7 +54,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
     Eagerly, the results are eager tensors (gc.Tensor), as eager ops give."""
     name = getattr(fun, "__name__", "fn").strip("<>")
 
-    @functools.wraps(fun)
+    @functools.wraps(fun, updated=())
     def batched(*args, **kwargs):
         names = arg_names(fun, len(args))
         leaves, structure, leaf_names = _arguments(args, names)

@@ -19,7 +19,7 @@ from .errors import GraphcError, user_location
 from .ops.operators import OperatorMixin
 from .ops.registry import (Interpreter, SymbolicValue, get_op, infer_type,
                            innermost_interpreter, interpreting, lift_symbolic, like_dtype)
-from .types import TensorType
+from .types import Dim, TensorType
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -117,6 +117,33 @@ class Node(SymbolicValue, OperatorMixin):
         return self.shape[0]
 
 
+def _digest_value(digest, value) -> None:
+    """Feed an attribute value into a fingerprint's digest (Graph.fingerprint)."""
+    if hasattr(value, "fingerprint") and isinstance(getattr(value, "fingerprint"), str):
+        digest.update(value.fingerprint.encode())  # a value that says what it stands for
+    elif isinstance(value, np.ndarray):
+        digest.update(repr(("array", value.shape, str(value.dtype))).encode())
+        digest.update(np.ascontiguousarray(value).tobytes() if value.dtype != object
+                      else repr([id(v) for v in value.flat]).encode())
+    elif isinstance(value, Graph):
+        digest.update(("graph " + value.fingerprint()).encode())
+    elif isinstance(value, float):
+        digest.update(("float " + value.hex()).encode())  # -0.0 and 0.0 differ
+    elif isinstance(value, (tuple, list)):
+        digest.update(f"{type(value).__name__} {len(value)}".encode())
+        for v in value:
+            _digest_value(digest, v)
+    elif isinstance(value, dict):
+        digest.update(f"dict {len(value)}".encode())
+        for k in sorted(value, key=repr):
+            digest.update(repr(k).encode())
+            _digest_value(digest, value[k])
+    elif value is None or isinstance(value, (bool, int, str, np.dtype, np.generic, Dim)):
+        digest.update(f"{type(value).__name__} {value!r}".encode())
+    else:  # a function (a custom rule), an object the op keeps: by its identity
+        digest.update(f"{type(value).__qualname__} {id(value)}".encode())
+
+
 class Graph(Interpreter):
     """An ordered list of nodes, the graph's inputs (in signature order) and its outputs.
 
@@ -142,6 +169,22 @@ class Graph(Interpreter):
         self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None
         self.scope_override = None
+
+    def fingerprint(self) -> str:
+        """A digest of what the graph computes: each node's op, operands, type and attributes
+        (constants by their bytes, sub-graphs by their own fingerprints), the inputs, the
+        outputs and their structure, and which Parameter each input stands for. Two traces
+        of a function with the same fingerprint compute the same thing (graphc's eager
+        transformations trace again at each call, as JAX's, and reuse a plan only then)."""
+        digest = hashlib.blake2b(digest_size=16)
+        for node in self.nodes:
+            digest.update(repr((node.id, node.op, [i.id for i in node.inputs],
+                                str(node.type))).encode())
+            _digest_value(digest, node.attrs)
+        digest.update(repr(([n.id for n in self.inputs], [n.id for n in self.outputs],
+                            self.output_tree, sorted(self.weak_ids),
+                            sorted((k, id(p)) for k, p in self.param_values.items()))).encode())
+        return digest.hexdigest()
 
     def guard(self, obj, attr: str, value) -> None:
         """The trace read obj.attr == value: a plan of this graph is for that state only
@@ -196,7 +239,10 @@ class Graph(Interpreter):
         return node
 
     def constant(self, value) -> Node:
-        value = np.asarray(value)
+        """A constant node holding `value`, read-only. A writable array is copied: the
+        caller's stays theirs to write, and writing it cannot change a plan's constant."""
+        value = np.array(value) if isinstance(value, np.ndarray) and value.flags.writeable \
+            else np.asarray(value)
         value.setflags(write=False)
         return self.add_node("constant", [], {"value": value}, TensorType(value.shape, value.dtype))
 

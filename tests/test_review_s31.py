@@ -126,3 +126,111 @@ def test_rms_norm_refuses_a_weight_of_another_shape_as_layer_norm_does():
         gc.rms_norm(x, np.ones((3, 4)))
     np.testing.assert_allclose(np.asarray(gc.rms_norm(x, np.full(4, 2.0), 1e-6)),
                                2 * x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6))
+
+
+# ---- helper 2 (fuzzing the transformations against JAX) -------------------------------------
+def test_transforming_a_compiled_function_then_compiling_keeps_the_transformation():
+    """gc.compile(gc.grad(gc.compile(f))) compiled f itself (a scalar, f's value): the
+    wrappers copied the inner Compiled's __dict__ (its fn), and Compiled took it over its own;
+    any callable object with an attribute `fn` was compiled as obj.fn."""
+    import graphc as gc
+    x = np.array([0.1, -0.5, 0.9])
+    inner = gc.compile(lambda x: gc.sum(gc.sin(x) ** 3))
+    want = 3 * np.sin(x) ** 2 * np.cos(x)
+    np.testing.assert_allclose(gc.compile(gc.grad(inner))(x), want)
+    np.testing.assert_allclose(gc.compile(gc.value_and_grad(inner))(x)[1], want)
+    np.testing.assert_allclose(gc.compile(gc.jacrev(inner))(x), want)
+    X = np.array([[0.3, -1.2, 2.0], [0.5, 0.1, -0.4]])
+    rows = gc.compile(gc.vmap(gc.compile(lambda v: v * gc.sum(v))))(X)
+    np.testing.assert_allclose(rows, X * X.sum(1, keepdims=True))
+
+    class Scaled:
+        def __init__(self, fn, scale):
+            self.fn, self.scale = fn, scale
+
+        def __call__(self, v):
+            return self.fn(v) * self.scale
+    np.testing.assert_allclose(gc.compile(Scaled(gc.sin, 3.0))(x), 3 * np.sin(x))
+    outer = gc.compile(gc.compile(lambda a, n: a * n), static_argnums=1)
+    assert outer.static_argnums == (1,)
+    np.testing.assert_allclose(outer(x, 2), 2 * x)
+
+
+def test_eager_derivatives_see_a_changed_closed_over_value():
+    """Eager gc.grad, jacfwd and hessian kept the plan of their first call: a closed-over
+    number or a rebound global array changed, and they returned the old derivative (JAX's
+    un-jitted transformations trace at each call). A call that reads the same values runs
+    the same plan."""
+    import graphc as gc
+    import runtime.build
+    x = np.array([1.0, 2.0])
+    scale = 1.0
+    g = gc.grad(lambda x: scale * gc.sum(x ** 2))
+    np.testing.assert_allclose(g(x), 2 * x)
+    scale = 3.0
+    np.testing.assert_allclose(g(x), 6 * x)
+    n = 2
+    j = gc.jacfwd(lambda x: x ** n)
+    j(x)
+    n = 3
+    np.testing.assert_allclose(j(x), np.diag(3 * x ** 2))
+    w = np.ones(2)
+    h = gc.hessian(lambda x: gc.sum(w * x ** 3))
+    h(x)
+    w = np.full(2, 10.0)
+    np.testing.assert_allclose(h(x), np.diag(60 * x))
+
+    builds = []
+    real = runtime.build.build_plan
+
+    def counted(*args, **kwargs):
+        builds.append(1)
+        return real(*args, **kwargs)
+
+    @gc.custom_vjp
+    def f(v):
+        return gc.sin(v)
+    f.defvjp(lambda v: (gc.sin(v), v), lambda v, ct: (ct * gc.cos(v),))
+    try:
+        runtime.build.build_plan = counted
+        for fn in (lambda v: gc.sum(f(v) * v), lambda v: gc.sum(gc.remat(gc.tanh)(v) * w)):
+            d = gc.grad(fn)
+            first = d(x)
+            count = len(builds)
+            assert count >= 1
+            np.testing.assert_array_equal(d(x), first)
+            assert len(builds) == count  # the same trace: the plan it built, not another
+    finally:
+        runtime.build.build_plan = real
+
+
+def test_tracing_leaves_the_callers_arrays_writable():
+    """A closed-over array became read-only for good (Graph.constant set the caller's own
+    array's flag): `w[0] = 5.0` after gc.grad, gc.compile or gc.vmap raised "assignment
+    destination is read-only". The plan keeps a copy, so writing w does not change it."""
+    import graphc as gc
+    x = np.array([1.0, 2.0])
+    w = np.array([1.0, 1.0])
+    compiled = gc.compile(lambda x: w * x)
+    np.testing.assert_allclose(compiled(x), x)
+    gc.grad(lambda x: gc.sum(w * x ** 2))(x)
+    gc.vmap(lambda x: w * x)(np.ones((3, 2)))
+    w[0] = 5.0
+    np.testing.assert_allclose(compiled(x), x)  # jax.jit's constant too: the traced value
+
+
+def test_a_flag_or_string_argument_not_differentiated_reaches_fn_as_it_is():
+    """gc.grad(f)(x, True) refused the flag ("list its position in static_argnums", an option
+    grad does not have) and a str "cannot make a tensor spec"; JAX passes both through."""
+    import graphc as gc
+    x = np.array([1.0, 2.0])
+
+    def f(x, flag, mode="sq"):
+        return gc.sum(x ** 2 if mode == "sq" else x) * (2.0 if flag else 1.0)
+    np.testing.assert_allclose(gc.grad(f)(x, True), 4 * x)
+    np.testing.assert_allclose(gc.grad(f)(x, False, "lin"), np.ones(2))
+    np.testing.assert_allclose(gc.value_and_grad(f)(x, False)[1], 2 * x)
+    np.testing.assert_allclose(gc.jacrev(f)(x, True, mode="lin"), np.full(2, 2.0))
+    np.testing.assert_allclose(gc.hessian(f)(x, True), 4 * np.eye(2))
+    with pytest.raises(Exception, match="grad: argument 1 is a list, which is not hashable"):
+        gc.grad(lambda x, names: gc.sum(x))(x, ["a"])

@@ -40,6 +40,10 @@ class RuleRef(int):
     CustomCall while the node exists."""
 
     call: CustomCall
+    # A plan never runs the rule: graphc.grad has applied it while tracing, and
+    # simplification inlines the node. Two traces differing only in their rules' numbers
+    # compute the same (ir/graph.Graph.fingerprint).
+    fingerprint = "custom rule"
 
 
 _LIVE: "weakref.WeakValueDictionary[int, CustomCall]" = weakref.WeakValueDictionary()
