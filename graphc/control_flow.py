@@ -409,7 +409,11 @@ def while_loop(cond_fun, body_fun, init_val):
         val, t, since = init_val, 0, op_serial()
         while True:
             with _sites_within(None, construct, _WHILE_COND, t):
-                keep_going = bool(np.asarray(_data(cond_fun(val))))
+                keep_going = np.asarray(_data(cond_fun(val)))
+            if keep_going.ndim != 0 or keep_going.dtype != np.bool_:  # as traced
+                raise GraphcError(f"while_loop cond_fun {_fn_name(cond_fun)}{_where(cond_fun)} "
+                                  f"must return a bool scalar, got {_concrete_type(keep_going)}",
+                                  (user_location(),))
             if not keep_going:
                 return _apart(val, init_leaves, since)
             with _sites_within(None, construct, _BODY, t):
@@ -456,6 +460,11 @@ def _data(x):
     return getattr(x, "data", x)
 
 
+def _concrete_type(value) -> str:
+    """An array's type as traced messages show one (f64[3])."""
+    return str(TensorType(value.shape, value.dtype))
+
+
 # ---- cond --------------------------------------------------------------------------------
 def cond(pred, true_fun, false_fun, *operands):
     """jax.lax.cond: true_fun(*operands) if pred else false_fun(*operands). Both branches
@@ -465,7 +474,11 @@ def cond(pred, true_fun, false_fun, *operands):
     graph = _graph_of([pred] + op_leaves)
     construct = _construct_salt(graph)
     if graph is None or not isinstance(pred, SymbolicValue):  # known now: only one runs
-        taken, since = bool(np.asarray(_data(pred))), op_serial()
+        value, since = np.asarray(_data(pred)), op_serial()
+        if value.ndim != 0 or value.dtype.kind not in "biu":  # as traced
+            raise GraphcError(f"cond: the predicate must be a bool or integer scalar, got "
+                              f"{_concrete_type(value)}", (user_location(),))
+        taken = bool(value)
         with _sites_within(graph, construct, int(taken)):
             result = (true_fun if taken else false_fun)(*operands)
         return result if graph is not None else _apart(result, op_leaves, since)

@@ -305,8 +305,11 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, 
                 Tensor(np.zeros_like(operand.data), requires_grad=True)
             wanted.append((j, tangents[i]))
     # eagerly the tangent map is taped, then swept; the forward already made the layers'
-    # buffer updates (BatchNorm's running statistics), which the rule's would repeat
-    with enable_grad(), _running_rule(custom), collect_buffer_updates():
+    # buffer updates (BatchNorm's running statistics), which the rule's would repeat. The
+    # function called inside its own rule (JAX's `out = f(x)`) is itself, with its rule, as
+    # JAX's: a second derivative goes through the rule again (it does not recurse: the node
+    # it records runs fun, and the rule only when that node is differentiated)
+    with enable_grad(), collect_buffer_updates():
         result = custom.jvp(tuple(unflatten(in_tree, primals)),
                             tuple(unflatten(in_tree, tangents)))
     if not (isinstance(result, (tuple, list)) and len(result) == 2):

@@ -234,3 +234,55 @@ def test_a_flag_or_string_argument_not_differentiated_reaches_fn_as_it_is():
     np.testing.assert_allclose(gc.hessian(f)(x, True), 4 * np.eye(2))
     with pytest.raises(Exception, match="grad: argument 1 is a list, which is not hashable"):
         gc.grad(lambda x, names: gc.sum(x))(x, ["a"])
+
+
+def test_a_custom_jvp_function_called_in_its_own_rule_uses_the_rule_at_second_order():
+    """JAX's idiom `out = f(x)` inside f's rule ran f's plain body, so a second derivative
+    went through exp, not the rule: grad(grad(h))(0.3) was 2e^0.3 where JAX gives 4e^0.3, and
+    a safe softplus rule's second derivative at 1000 was NaN (JAX: 0)."""
+    import graphc as gc
+
+    @gc.custom_jvp
+    def h(x):
+        return gc.exp(x)
+
+    @h.defjvp
+    def _(primals, tangents):
+        out = h(primals[0])
+        return out, 2.0 * out * tangents[0]
+
+    @gc.custom_jvp
+    def softplus(x):
+        return gc.log(1.0 + gc.exp(x))
+
+    @softplus.defjvp
+    def _(primals, tangents):
+        out = softplus(primals[0])
+        return out, tangents[0] * (1.0 - gc.exp(-out))
+
+    x = np.array([0.3, -0.2])
+    np.testing.assert_allclose(gc.grad(gc.grad(h))(0.3), 4 * np.exp(0.3))
+    np.testing.assert_allclose(gc.hessian(lambda v: gc.sum(h(v)))(x), np.diag(4 * np.exp(x)))
+    np.testing.assert_allclose(gc.jacfwd(gc.jacfwd(lambda v: gc.sum(h(v))))(x),
+                               np.diag(4 * np.exp(x)))
+    np.testing.assert_allclose(gc.jvp(h, (x,), (np.ones(2),))[1], 2 * np.exp(x))
+    assert gc.grad(gc.grad(softplus))(1000.0) == 0.0
+
+
+def test_eager_cond_and_while_loop_check_their_predicates_as_traced_ones_do():
+    """Eagerly a bool[3] predicate gave numpy's "truth value of an array ... is ambiguous";
+    traced, one line naming cond (or cond_fun)."""
+    import graphc as gc
+    x = np.array([0.5, -1.0, 2.0])
+    for run in (lambda: gc.cond(x > 0, lambda v: v, lambda v: v * 2.0, x),
+                lambda: gc.compile(lambda x: gc.cond(x > 0, lambda v: v, lambda v: 2.0 * v,
+                                                     x))(x)):
+        with pytest.raises(gc.GraphcError, match=r"cond: the predicate must be a bool or "
+                                                 r"integer scalar, got bool\[3\]"):
+            run()
+    with pytest.raises(gc.GraphcError, match=r"while_loop cond_fun .* must return a bool "
+                                             r"scalar, got bool\[3\]"):
+        gc.while_loop(lambda c: c < 5.0, lambda c: c * 2.0, x)
+    np.testing.assert_allclose(gc.while_loop(lambda c: gc.all(c < 5.0), lambda c: c * 2.0,
+                                             np.array([0.5, 1.0])), [4.0, 8.0])
+    assert gc.cond(1, lambda v: v + 1, lambda v: v - 1, 2.0) == 3.0
