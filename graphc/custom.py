@@ -124,7 +124,8 @@ def _describe(value) -> str:
 
 class _Rules(threading.local):
     def __init__(self):
-        self.running = []  # the custom functions whose fwd or jvp rule is running
+        self.running = []  # the custom functions whose fwd rule is running
+        self.tangents = []  # the placeholder tangents of each custom_jvp rule being traced
 
 
 _RULES = _Rules()
@@ -142,9 +143,9 @@ def _running_rule(custom):
 
 
 def _call(custom, args):
-    if custom in _RULES.running:
-        return custom.fun(*args)
     leaves, in_tree = leaves_and_structure(list(args))
+    if custom in _RULES.running or _on_tangents(leaves):
+        return custom.fun(*args)
     # the graph being built first: inside a loop body or a branch an argument may be a value
     # of the enclosing graph, which the body reads through a capture (as other ops do)
     graph = current_graph() or next((x.graph for x in leaves if isinstance(x, Node)), None)
@@ -166,6 +167,43 @@ def _call(custom, args):
     # rule) or an array it closed over handed back the caller's array
     out_leaves, out_tree = leaves_and_structure(out)
     return unflatten(out_tree, apart_from(out_leaves, leaves, since))
+
+
+@contextlib.contextmanager
+def _tracing_tangent_map(placeholders):
+    """A custom_jvp rule is being traced on these placeholder tangents (see _on_tangents)."""
+    _RULES.tangents.append(placeholders)
+    try:
+        yield
+    finally:
+        _RULES.tangents.pop()
+
+
+def _on_tangents(leaves) -> bool:
+    """Whether a custom function is called, inside the custom_jvp rule being traced, on values
+    computed from that rule's tangents. There it is its plain `fun`: the tangent map is
+    differentiated with respect to the tangents, and a node of its own would run the rule
+    again on new tangents, without end (JAX's `return f(x), f(t)` for a linear f). Called on
+    the primals (JAX's `out = f(x)`) it keeps its rule, so a second derivative goes through
+    the rule again, as JAX's."""
+    if not _RULES.tangents:
+        return False
+    placeholders = _RULES.tangents[-1]
+    nodes = [p for p in placeholders if isinstance(p, Node)]
+    if not nodes:  # eagerly only the tangents' values require grad (the primals are copies)
+        return any(isinstance(x, Tensor) and x.requires_grad for x in leaves)
+    graph, first = nodes[0].graph, min(p.id for p in nodes)
+    targets = {id(p) for p in nodes}
+    seen, stack = set(), [x for x in leaves if isinstance(x, Node) and x.graph is graph]
+    while stack:  # up the operands; a node made before the placeholders cannot reach them
+        node = stack.pop()
+        if id(node) in targets:
+            return True
+        if id(node) in seen or node.id < first:
+            continue
+        seen.add(id(node))
+        stack.extend(i for i in node.inputs if i.graph is graph)
+    return False
 
 
 def _record(custom, leaves, in_tree, is_operand):
@@ -305,11 +343,9 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, 
                 Tensor(np.zeros_like(operand.data), requires_grad=True)
             wanted.append((j, tangents[i]))
     # eagerly the tangent map is taped, then swept; the forward already made the layers'
-    # buffer updates (BatchNorm's running statistics), which the rule's would repeat. The
-    # function called inside its own rule (JAX's `out = f(x)`) is itself, with its rule, as
-    # JAX's: a second derivative goes through the rule again (it does not recurse: the node
-    # it records runs fun, and the rule only when that node is differentiated)
-    with enable_grad(), collect_buffer_updates():
+    # buffer updates (BatchNorm's running statistics), which the rule's would repeat
+    with enable_grad(), _tracing_tangent_map([t for _, t in wanted]), \
+            collect_buffer_updates():
         result = custom.jvp(tuple(unflatten(in_tree, primals)),
                             tuple(unflatten(in_tree, tangents)))
     if not (isinstance(result, (tuple, list)) and len(result) == 2):

@@ -188,7 +188,8 @@ class Compiled:
             if a == b:
                 continue
             if a[0] == "static" or b[0] == "static":
-                changes.append(f"{names[i]} (static): {a[2]!r} -> {b[2]!r}")
+                changes.append("a setting passed as it is (a flag, a string) changed"
+                               if self.retrace else f"{names[i]} (static): {a[2]!r} -> {b[2]!r}")
                 continue
             leaf_names = leaf_input_names(names[i], args[i])
             if a[0] != b[0] or len(a[1]) != len(b[1]):
@@ -280,6 +281,14 @@ class Compiled:
         if self._warned_recompiles or len(self.recompiles) < self.RECOMPILES_WARNED:
             return
         self._warned_recompiles = True
+        if self.retrace:  # an eager derivative (eager_runner): nothing the user compiled
+            warnings.warn(RecompileWarning(
+                f"the derivative of {fname} has been compiled {len(self.recompiles) + 1} "
+                f"times (the latest: {message.split(': ', 1)[-1]}); each new value of "
+                "something it reads as a constant (a closed-over number or array, a flag) "
+                "compiles a new plan: pass it as an array argument, which is traced"),
+                stacklevel=user_stacklevel())
+            return
         warnings.warn(RecompileWarning(
             f"compiled {fname} has been compiled {len(self.recompiles) + 1} times (the latest: "
             f"{message.split(': ', 1)[-1]}); a value the trace reads as a constant (a "
@@ -719,9 +728,8 @@ def eager_runner(symbolic, nums, prefix=""):
     plain.retrace = split.retrace = True
 
     def run(args, kwargs):
-        wrt = {i % len(args) for i in nums}
-        fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and (
-            type(a) is bool or not (_holds_arrays(a) or _is_python_number(a))))
+        wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}
+        fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and _is_setting(a))
         if not kwargs and not fixed:
             return plain(*args)
         traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
@@ -739,6 +747,16 @@ def eager_runner(symbolic, nums, prefix=""):
                      *[a for i, a in enumerate(args) if i not in skipped])
 
     return run
+
+
+def _is_setting(value) -> bool:
+    """Whether an argument that is not differentiated is a setting passed as it is (a flag,
+    a string, a tuple of them): it has leaves and none is an array or a number. One holding
+    any (a batch dict with a float in it, a list of floats) is traced, as before."""
+    leaves, _ = leaves_and_structure(value)
+    return bool(leaves) and not any(
+        isinstance(x, (Node, Tensor, np.ndarray, np.generic))
+        or (isinstance(x, (int, float, complex)) and type(x) is not bool) for x in leaves)
 
 
 def _placed(args, fixed) -> list:

@@ -286,3 +286,51 @@ def test_eager_cond_and_while_loop_check_their_predicates_as_traced_ones_do():
     np.testing.assert_allclose(gc.while_loop(lambda c: gc.all(c < 5.0), lambda c: c * 2.0,
                                              np.array([0.5, 1.0])), [4.0, 8.0])
     assert gc.cond(1, lambda v: v + 1, lambda v: v - 1, 2.0) == 3.0
+
+
+# ---- helper 4 (hostile review of this session's changes) --------------------------------------
+def test_arguments_holding_numbers_or_arrays_are_traced_not_made_settings():
+    """The first cut of eager_runner made every argument not wholly of arrays static, so a
+    batch dict with a float in it or a list of floats was refused as unhashable."""
+    import graphc as gc
+    x = np.array([1.0, 2.0])
+    f = lambda w, batch: gc.sum(w * batch["x"]) * batch["scale"]  # noqa: E731
+    np.testing.assert_allclose(gc.grad(f)(x, {"x": np.ones(2), "scale": 0.5}), [0.5, 0.5])
+    g = lambda w, coefs: gc.sum(w * coefs[0] + coefs[1])  # noqa: E731
+    np.testing.assert_allclose(gc.grad(g)(x, [2.0, 3.0]), [2.0, 2.0])
+    np.testing.assert_allclose(gc.jacrev(lambda w, t: w * t[1])(x, (np.ones(2), 2)),
+                               2 * np.eye(2))
+    np.testing.assert_allclose(gc.grad(lambda w, empty: gc.sum(w))(x, []), [1.0, 1.0])
+
+
+def test_a_linear_custom_jvp_rule_applying_f_to_the_tangent_does_not_recurse():
+    """`return f(x), f(t)` (the rule of a linear f, which JAX takes) recursed without end once
+    f kept its rule inside the rule: the node f(t) recorded ran the rule again on new
+    tangents. On the tangents f is its plain body; on the primals it keeps its rule."""
+    import graphc as gc
+
+    @gc.custom_jvp
+    def double(x):
+        return 2.0 * x
+
+    @double.defjvp
+    def _(primals, tangents):
+        return double(primals[0]), double(tangents[0])
+
+    x = np.array([1.0, 2.0])
+    np.testing.assert_allclose(gc.grad(lambda a: gc.sum(double(a)))(x), [2.0, 2.0])
+    np.testing.assert_allclose(gc.jacfwd(double)(x), 2 * np.eye(2))
+    np.testing.assert_allclose(gc.jacrev(double)(x), 2 * np.eye(2))
+    np.testing.assert_allclose(gc.hessian(lambda a: gc.sum(double(a) ** 2))(x), 8 * np.eye(2))
+    np.testing.assert_allclose(gc.compile(gc.grad(lambda a: gc.sum(double(a))))(x), [2.0, 2.0])
+    t = gc.tensor(x, requires_grad=True)
+    gc.sum(double(t)).backward()
+    np.testing.assert_allclose(t.grad, [2.0, 2.0])
+
+
+def test_jacobians_of_a_call_without_arguments_say_so():
+    """A bare ZeroDivisionError (i % len(args)) where the message was graphc's."""
+    import graphc as gc
+    for transform in (gc.jacrev, gc.jacfwd, gc.hessian):
+        with pytest.raises(gc.GraphcError, match="argnums 0 but only 0 arguments"):
+            transform(lambda: gc.ones(2))()
