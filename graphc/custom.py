@@ -193,6 +193,11 @@ def _on_tangents(leaves) -> bool:
     if not nodes:  # eagerly only the tangents' values require grad (the primals are copies)
         return any(isinstance(x, Tensor) and x.requires_grad for x in leaves)
     graph, first = nodes[0].graph, min(p.id for p in nodes)
+    if any(isinstance(x, Node) and _inside(x.graph, graph) for x in leaves):
+        # a loop body's, a branch's or a vmapped function's value, opened in the rule: its
+        # inputs (a carry, an operand) cannot be followed back yet. The plain body there: a
+        # call on the primals inside loses only the rule at second order, never recursion
+        return True
     targets = {id(p) for p in nodes}
     seen, stack = set(), [x for x in leaves if isinstance(x, Node) and x.graph is graph]
     while stack:  # up the operands; a node made before the placeholders cannot reach them
@@ -203,6 +208,16 @@ def _on_tangents(leaves) -> bool:
             continue
         seen.add(id(node))
         stack.extend(i for i in node.inputs if i.graph is graph)
+    return False
+
+
+def _inside(graph, outer) -> bool:
+    """Whether `graph` is a region opened inside `outer` (its parents lead there)."""
+    graph = getattr(graph, "parent", None)
+    while graph is not None:
+        if graph is outer:
+            return True
+        graph = getattr(graph, "parent", None)
     return False
 
 

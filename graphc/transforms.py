@@ -751,12 +751,14 @@ def eager_runner(symbolic, nums, prefix=""):
 
 def _is_setting(value) -> bool:
     """Whether an argument that is not differentiated is a setting passed as it is (a flag,
-    a string, a tuple of them): it has leaves and none is an array or a number. One holding
-    any (a batch dict with a float in it, a list of floats) is traced, as before."""
+    a string, an enum member, a tuple such as ("lin", 0.5)): it holds no array, and not
+    only numbers, so that tracing it would fail. A batch dict with a float in it and a list
+    of floats are traced."""
     leaves, _ = leaves_and_structure(value)
-    return bool(leaves) and not any(
-        isinstance(x, (Node, Tensor, np.ndarray, np.generic))
-        or (isinstance(x, (int, float, complex)) and type(x) is not bool) for x in leaves)
+    arrays = (Node, Tensor, np.ndarray)
+    return bool(leaves) and not any(isinstance(x, arrays) for x in leaves) and not all(
+        type(x) in (int, float) or (isinstance(x, np.generic) and x.dtype.kind in "iuf")
+        for x in leaves)
 
 
 def _placed(args, fixed) -> list:

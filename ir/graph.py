@@ -123,7 +123,8 @@ def _digest_value(digest, value) -> None:
         digest.update(value.fingerprint.encode())  # a value that says what it stands for
     elif isinstance(value, np.ndarray):
         digest.update(repr(("array", value.shape, str(value.dtype))).encode())
-        digest.update(memoryview(np.ascontiguousarray(value)).cast("B")
+        # bytes as uint8 (memoryview refuses bfloat16's dtype and casts of empty arrays)
+        digest.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data
                       if value.dtype != object else repr([id(v) for v in value.flat]).encode())
     elif isinstance(value, Graph):
         digest.update(("graph " + value.fingerprint()).encode())

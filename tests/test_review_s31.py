@@ -334,3 +334,68 @@ def test_jacobians_of_a_call_without_arguments_say_so():
     for transform in (gc.jacrev, gc.jacfwd, gc.hessian):
         with pytest.raises(gc.GraphcError, match="argnums 0 but only 0 arguments"):
             transform(lambda: gc.ones(2))()
+
+
+# ---- helper 5 (a second review of the mends) ----------------------------------------------------
+@pytest.mark.parametrize("on_tangent", ["scan", "cond", "fori", "vmap", "map"])
+def test_a_custom_jvp_rule_applying_f_to_the_tangent_in_a_region_does_not_recurse(on_tangent):
+    """The tangent entering a scan or cond body (a new input there) could not be followed back
+    to the rule's placeholders, so f kept its rule and recursed; vmap and map in the rule
+    failed with "in_axes 0 is out of range"."""
+    import graphc as gc
+    apply = {
+        "scan": lambda f, t: gc.scan(lambda c, _: (f(c), None), t, None, length=1)[0],
+        "cond": lambda f, t: gc.cond(gc.sum(t) > -1e30, lambda v: f(v), lambda v: f(v), t),
+        "fori": lambda f, t: gc.fori_loop(0, 1, lambda i, c: f(c), t),
+        "vmap": lambda f, t: gc.vmap(f)(t),
+        "map": lambda f, t: gc.map(f, t),
+    }[on_tangent]
+
+    @gc.custom_jvp
+    def double(v):
+        return 2.0 * v
+
+    @double.defjvp
+    def _(primals, tangents):
+        return double(primals[0]), apply(double, tangents[0])
+
+    x = np.array([1.0, 2.0])
+    np.testing.assert_allclose(gc.grad(lambda a: gc.sum(double(a)))(x), [2.0, 2.0])
+    np.testing.assert_allclose(gc.jvp(double, (x,), (np.ones(2),))[1], [2.0, 2.0])
+    np.testing.assert_allclose(gc.compile(gc.grad(lambda a: gc.sum(double(a))))(x), [2.0, 2.0])
+
+
+def test_settings_are_arguments_tracing_would_fail_on():
+    """An IntEnum member was traced (so `m is Mode.B` was silently False); ("lin", 0.5), a
+    (flag, number) tuple and a complex failed as untraceable."""
+    import enum
+    from collections import namedtuple
+
+    import graphc as gc
+
+    class Mode(enum.IntEnum):
+        A = 1
+        B = 2
+    x = np.array([1.0, 2.0])
+    np.testing.assert_allclose(
+        gc.grad(lambda v, m: gc.sum(v) * (2.0 if m is Mode.B else 1.0))(x, Mode.B), [2.0, 2.0])
+    Cfg = namedtuple("Cfg", "kind scale")
+    f = lambda v, c: gc.sum(v if c[0] == "lin" else v * v) * c[1]  # noqa: E731
+    np.testing.assert_allclose(gc.grad(f)(x, ("lin", 0.5)), [0.5, 0.5])
+    np.testing.assert_allclose(gc.grad(f)(x, Cfg("lin", 0.5)), [0.5, 0.5])
+    np.testing.assert_allclose(
+        gc.grad(lambda v, c: gc.sum(v) * (c[1] if c[0] else 1.0))(x, (True, 0.5)), [0.5, 0.5])
+    np.testing.assert_allclose(gc.grad(lambda v, z: gc.sum(v) * abs(z))(x, 3 + 4j), [5.0, 5.0])
+
+
+def test_fingerprints_take_bfloat16_and_empty_constants():
+    """memoryview refused bfloat16's dtype ("cannot include dtype 'E' in a buffer") and
+    empty arrays, so an eager derivative closing over either raised."""
+    import graphc as gc
+    from ml_dtypes import bfloat16
+    w = np.array([0.5, 2.0], bfloat16)
+    np.testing.assert_allclose(
+        gc.grad(lambda v: gc.sum(v * gc.cast(w, "float64")))(np.ones(2)), [0.5, 2.0])
+    empty = np.zeros((0, 2))
+    np.testing.assert_allclose(
+        gc.grad(lambda v: gc.sum(v) + gc.sum(empty))(np.ones(2)), [1.0, 1.0])
