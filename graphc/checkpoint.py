@@ -228,11 +228,15 @@ def _check_common_meta(meta: dict, path: str):
                               f"generator state ({type(exc).__name__}: {exc})") from None
     for key in ("history", "val_history"):
         items = meta.get(key, [])
+        # a finite loss: training never saves a non-finite one, and a resumed run would take
+        # the last validation loss for divergence and never save again
         if not isinstance(items, list) or not all(
                 isinstance(i, list) and len(i) == 2 and isinstance(i[0], int)
-                and isinstance(i[1], (int, float)) for i in items):
+                and not isinstance(i[0], bool) and 0 <= i[0] <= MAX_STEP
+                and isinstance(i[1], (int, float)) and not isinstance(i[1], bool)
+                and math.isfinite(i[1]) for i in items):
             raise CheckpointError(f"checkpoint {path!r}: header field {key} must be a list of "
-                                  "[step, loss]")
+                                  "[step from 0 to 2**62, finite loss]")
 
 
 def _npy_header(fh, what, path):

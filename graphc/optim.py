@@ -116,13 +116,14 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
             not 0 < transition_steps < math.inf:
         raise GraphcError(f"exponential_decay: transition_steps must be a positive number, "
                           f"got {transition_steps!r}", (user_location(),))
-    init = _finite("exponential_decay: init", init)
+    init = _non_negative("exponential_decay: init", init)
     rate = _finite("exponential_decay: decay_rate", decay_rate)
     every = float(transition_steps)
     if rate <= 0:
         raise GraphcError(f"exponential_decay: decay_rate must be positive, got {decay_rate}",
                           (user_location(),))
-    bound = None if end_value is None else _finite("exponential_decay: end_value", end_value)
+    bound = None if end_value is None else _non_negative("exponential_decay: end_value",
+                                                          end_value)
 
     def schedule(count):
         if isinstance(count, (int, np.integer)):
@@ -180,9 +181,9 @@ def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
     warmup_steps, then peak * ((1 - a) c^exponent + a), c = (1 + cos(pi k / (decay_steps -
     warmup_steps))) / 2 at k steps after the warmup, a = end_value / peak_value, reaching
     end_value at decay_steps (which counts the warmup, as optax's) and staying there."""
-    init, peak, end, exponent = (_finite(f"warmup_cosine_decay: {what}", v) for what, v in (
-        ("init_value", init_value), ("peak_value", peak_value), ("end_value", end_value),
-        ("exponent", exponent)))
+    init, peak, end = (_non_negative(f"warmup_cosine_decay: {what}", v) for what, v in (
+        ("init_value", init_value), ("peak_value", peak_value), ("end_value", end_value)))
+    exponent = _finite("warmup_cosine_decay: exponent", exponent)
     warmup = _count_setting("warmup_cosine_decay: warmup_steps", warmup_steps)
     decay = _count_setting("warmup_cosine_decay: decay_steps", decay_steps, warmup + 1)
     span, alpha = decay - warmup, 0.0 if peak == 0 else end / peak
@@ -284,7 +285,7 @@ def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = N
     """optax.piecewise_constant_schedule: init_value, multiplied by each scale from its
     boundary step on ({100: 0.1, 200: 0.5}: init, then init/10 from step 100, then init/20
     from step 200)."""
-    init = _finite("piecewise_constant: init_value", init_value)
+    init = _non_negative("piecewise_constant: init_value", init_value)
     if not isinstance(boundaries_and_scales, (dict, type(None))):  # as optax's
         raise GraphcError(f"piecewise_constant: boundaries_and_scales must be a dict "
                           f"{{boundary step: scale}}, got {boundaries_and_scales!r}"[:200],
@@ -325,7 +326,7 @@ def polynomial_decay(init_value: float, end_value: float, power: float,
     """optax.polynomial_schedule: (init - end) (1 - k / transition_steps)^power + end at
     k = step - transition_begin (clipped to [0, transition_steps]). end_value=0 is torch's
     PolynomialLR(total_iters=transition_steps, power)."""
-    init, end = (_finite(f"polynomial_decay: {what}", v) for what, v in (
+    init, end = (_non_negative(f"polynomial_decay: {what}", v) for what, v in (
         ("init_value", init_value), ("end_value", end_value)))
     power = _non_negative("polynomial_decay: power", power)  # a negative one: 0 ** -1 at the end
     steps = _count_setting("polynomial_decay: transition_steps", transition_steps, 1)
@@ -408,6 +409,14 @@ class ReduceLROnPlateau:
                  "cooldown", "min_lr", "eps")
     _STATE = ("lr", "best", "num_bad_epochs", "cooldown_counter", "last_epoch")
 
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):  # (the Trainer's advice to a user is `plateau.lr = x`)
+        self._lr = _non_negative("ReduceLROnPlateau: lr", value)
+
     def _reset(self):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.cooldown_counter = 0
@@ -423,7 +432,11 @@ class ReduceLROnPlateau:
 
     def step(self, metrics) -> None:
         """One evaluation's metric (a number or a 0-d tensor), as torch's step(metrics)."""
-        current = float(metrics.data if isinstance(metrics, Tensor) else metrics)
+        value = np.asarray(metrics.data if isinstance(metrics, Tensor) else metrics)
+        if value.size != 1 or value.dtype.kind not in "biuf":
+            _fail(f"ReduceLROnPlateau.step: the metric must be one number, got "
+                  f"{metrics!r}"[:200])
+        current = float(value.reshape(()))
         self.last_epoch += 1
         if self._is_better(current, self.best):
             self.best, self.num_bad_epochs = current, 0
@@ -562,12 +575,21 @@ class Optimizer:
         # `opt.lr = 0.01` mid-training, as torch's `group["lr"] = 0.01`: a number (checked)
         # becomes the constant schedule the updates call. Every number setting is checked
         # here, in the constructor and when set later (`opt.beta1 = 1.0` gave NaN updates)
+        current = self.__dict__.get(name)
+        if name == "lr" and isinstance(current, ReduceLROnPlateau) and isinstance(
+                value, (int, float, np.integer, np.floating)) and not isinstance(
+                value, (bool, np.bool_)):
+            # under a ReduceLROnPlateau, as torch's: the plateau goes on from the number
+            # (replacing it would leave it reducing an lr that nothing reads)
+            current.lr = value
+            return
         if name == "lr":
             value = _as_schedule(value)
         elif name == "clip_norm":
             value = _clip_norm(name, value)
-        elif name in ("amsgrad", "maximize"):  # (amsgrad adds or drops a slot: a new
-            value = _flag(f"{type(self).__name__}: {name}", value)  # state, as momentum's)
+        elif name in ("amsgrad", "maximize", "nesterov", "centered", "decoupled"):
+            # (amsgrad adds or drops a slot: a new state, as momentum's)
+            value = _flag(f"{type(self).__name__}: {name}", value)
         else:
             value = self.checked_setting(name, value)
         super().__setattr__(name, value)
@@ -629,6 +651,9 @@ class Optimizer:
         call, as torch's optimisers read their param_groups at every step."""
         optimizer = self
         settings = self._checked_settings(settings)
+        if lr is not None and not isinstance(lr, Node):
+            _non_negative(f"{type(self).__name__}.update: lr", np.asarray(lr).item()
+                          if isinstance(lr, np.ndarray) and lr.ndim == 0 else lr)
         if lr is not None or settings:
             optimizer = copy.copy(self)
         if lr is not None:
@@ -691,6 +716,9 @@ class Optimizer:
                                   f"its computation out of the update; set {name} to the "
                                   "value first (or leave it out of settings)",
                                   (user_location(),))
+            if not isinstance(value, Node):  # a concrete value, by the setting's own rule
+                self.checked_setting(name, np.asarray(value).item()
+                                     if isinstance(value, np.ndarray) else value)
             if not isinstance(value, Node) and \
                     _is_zero(value) is not _is_zero(getattr(self, name)):
                 raise GraphcError(f"{type(self).__name__}.update: settings[{name!r}] is "
@@ -814,7 +842,7 @@ class SGD(Optimizer):
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.momentum = momentum
         self.dampening = dampening
-        self.nesterov = bool(nesterov)
+        self.nesterov = _flag("SGD: nesterov", nesterov)
         if nesterov and ((not callable(momentum) and momentum <= 0) or callable(dampening)
                          or dampening != 0):
             raise GraphcError("SGD: Nesterov momentum needs momentum > 0 and dampening 0",
@@ -907,7 +935,7 @@ class RMSprop(Optimizer):
         self.alpha = alpha
         self.eps = eps
         self.momentum = momentum
-        self.centered = bool(centered)
+        self.centered = _flag("RMSprop: centered", centered)
 
     @property
     def slots(self):  # read at each update, as SGD's
@@ -1013,7 +1041,8 @@ class NAdam(Optimizer):
         self.betas = betas
         self.eps = eps
         self.momentum_decay = momentum_decay
-        self.decoupled = bool(decoupled_weight_decay)
+        self.decoupled = _flag("NAdam: decoupled_weight_decay",
+                               decoupled_weight_decay)
 
     def init(self, params) -> dict:
         state = super().init(params)
@@ -1101,6 +1130,12 @@ class BoundOptimizer:
         if not named:  # as torch's "optimizer got an empty parameter list"
             raise GraphcError("bind: no parameters to optimise (an empty list, dict or "
                               "Module)", (user_location(),))
+        seen = {}
+        for name, p in named.items():
+            if id(p) in seen:  # torch warns and updates it twice; one state per tensor here
+                raise GraphcError(f"bind: {seen[id(p)]} and {name} are the same tensor; list "
+                                  "each parameter once", (user_location(),))
+            seen[id(p)] = name
         for name, p in named.items():
             # a frozen one (requires_grad False) is taken, as torch.optim takes it: it has no
             # gradient, so step() leaves it alone until it is unfrozen
@@ -1177,17 +1212,38 @@ class BoundOptimizer:
 
     def state_dict(self) -> dict:
         """Everything step() reads besides the parameters, as torch's optimizer.state_dict():
-        the functional state (copied) and each parameter's lag behind the step count (the
+        the functional state (copied), each parameter's lag behind the step count (the
         steps it had no gradient at), so a frozen-then-thawed parameter resumes at its own
-        count. load_state_dict() takes it back."""
-        return {"state": copy.deepcopy(self.state), "behind": dict(self.behind)}
+        count, and the settings that are numbers (lr, betas, eps, ...: torch's
+        param_groups), so that one set during the run goes on. load_state_dict() takes it
+        back."""
+        return {"state": copy.deepcopy(self.state), "behind": dict(self.behind),
+                "settings": self._number_settings()}
+
+    def _number_settings(self) -> dict:
+        optimizer = self.optimizer
+        names = [n for n in ("lr", *optimizer.hyperparameters)
+                 if _is_number(getattr(optimizer, n, None))]
+        return {n: float(getattr(optimizer, n)) for n in names}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore what state_dict() returned, checked against these parameters."""
-        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "behind"}:
+        """Restore what state_dict() returned, checked against these parameters (a dict
+        without "settings", from before they were kept, leaves the settings as they are)."""
+        if not isinstance(state_dict, dict) or not {"state", "behind"} <= set(state_dict) \
+                or not set(state_dict) <= {"state", "behind", "settings"}:
             raise GraphcError("load_state_dict: expected the dict state_dict() returns "
-                              "(keys 'state' and 'behind')", (user_location(),))
+                              "(keys 'state', 'behind' and 'settings')", (user_location(),))
         state, behind = state_dict["state"], state_dict["behind"]
+        settings = state_dict.get("settings", {})
+        mine = self._number_settings()
+        if not isinstance(settings, dict) or set(settings) - set(mine):
+            got = sorted(settings) if isinstance(settings, dict) else type(settings).__name__
+            raise GraphcError(f"load_state_dict: the settings are {got}; "
+                              f"{type(self.optimizer).__name__}'s number settings are "
+                              f"{sorted(mine)}", (user_location(),))
+        for name, value in settings.items():  # each by its own rule, before anything changes
+            checked = (_non_negative if name == "lr" else self.optimizer.checked_setting)
+            checked(f"load_state_dict: {name}" if name == "lr" else name, value)
         if set(behind) != set(self.parameters):
             raise GraphcError(f"load_state_dict: the state is for parameters "
                               f"{sorted(behind)}, this optimizer has {sorted(self.parameters)}",
@@ -1214,6 +1270,8 @@ class BoundOptimizer:
                                       f"{list(np.shape(own))}", (user_location(),))
         self.state = copy.deepcopy(state)
         self.behind = {n: int(_whole_value(b)) for n, b in behind.items()}
+        for name, value in settings.items():
+            setattr(self.optimizer, name, float(value))
 
     def _assign(self, new):
         for n, value in new.items():

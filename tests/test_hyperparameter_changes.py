@@ -298,15 +298,18 @@ def test_changes_the_step_cannot_take_are_one_line_errors():
     assert_one_line_error(lambda: t.train_step(), "became a ReduceLROnPlateau after the Trainer", F)
 
 
-def test_a_plateaus_lr_replaced_by_a_number_is_one_line():
+def test_a_number_set_as_a_plateaus_lr_is_its_lr_and_a_schedule_is_one_line():
     opt = optim.SGD(lr=0.05)
     plateau = optim.ReduceLROnPlateau(opt)
     t = trainer(opt, eval_batches=BATCHES, eval_iters=1)
     t.train_step()
     plateau.lr = 0.01  # the way to set it: an input of the same plan
     t.train_step()
+    opt.lr = 0.02  # torch's param_groups edit under a plateau: the plateau goes on from it
+    assert opt.lr is plateau and plateau.lr == 0.02
+    t.train_step()
     assert plans(t) == 1
-    opt.lr = 0.02
+    opt.lr = optim.cosine(0.1, 10)  # a schedule replaces it: nothing would step the plateau
     assert_one_line_error(lambda: t.train_step(), "set the plateau's lr (plateau.lr = x)", F)
 
 

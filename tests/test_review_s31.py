@@ -399,3 +399,130 @@ def test_fingerprints_take_bfloat16_and_empty_constants():
     empty = np.zeros((0, 2))
     np.testing.assert_allclose(
         gc.grad(lambda v: gc.sum(v) + gc.sum(empty))(np.ones(2)), [1.0, 1.0])
+
+
+# ---- helper 6 (optimisers and the Trainer against torch) --------------------------------------
+def test_a_number_lr_set_under_a_plateau_is_the_plateaus_and_checked():
+    """opt.optimizer.lr = 0.05 replaced the ReduceLROnPlateau, which went on reducing an lr
+    nothing read (torch's goes on from 0.05: 0.0005 after two reductions, graphc's updates
+    kept 0.05); plateau.lr = -0.05 (the Trainer's own advice is `plateau.lr = x`) was taken
+    and trained uphill."""
+    import graphc as gc
+    from graphc import optim
+    q = gc.tensor(np.zeros(1), requires_grad=True)
+    bound = optim.SGD(lr=0.1).bind([q])
+    plateau = optim.ReduceLROnPlateau(bound, patience=0)
+    plateau.step(1.0)
+    bound.optimizer.lr = 0.05
+    assert bound.optimizer.lr is plateau and plateau.lr == 0.05
+    plateau.step(2.0)
+    plateau.step(3.0)
+    q.grad = np.ones(1)
+    bound.step()
+    np.testing.assert_allclose(-q.data, [0.0005])
+    for bad in (-0.05, float("nan")):
+        with pytest.raises(gc.GraphcError, match="ReduceLROnPlateau: lr must be a finite "
+                                                 "number >= 0"):
+            plateau.lr = bad
+        with pytest.raises(gc.GraphcError, match="ReduceLROnPlateau: lr must be a finite"):
+            bound.optimizer.lr = bad
+    with pytest.raises(gc.GraphcError, match="the metric must be one number, got 'a'"):
+        plateau.step("a")
+
+
+def test_a_bound_optimizers_state_dict_keeps_settings_changed_during_the_run():
+    """lr and betas set at step 3 were lost by state_dict()/load_state_dict(): the resumed
+    run went back to lr 0.1 and betas (0.9, 0.999) (torch's keeps param_groups)."""
+    import graphc as gc
+    from graphc import optim
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(3) for _ in range(10)]
+
+    def run(split):
+        q = gc.tensor(np.ones(3), requires_grad=True)
+        bound = optim.Adam(lr=0.1).bind([q])
+        for i, g in enumerate(grads):
+            if i == 3:
+                bound.optimizer.lr, bound.optimizer.betas = 0.01, (0.5, 0.9)
+            if i == split:
+                saved = bound.state_dict()
+                q = gc.tensor(q.data.copy(), requires_grad=True)
+                bound = optim.Adam(lr=0.1).bind([q])
+                bound.load_state_dict(saved)
+            q.grad = g
+            bound.step()
+        return q.data
+    np.testing.assert_array_equal(run(split=6), run(split=None))
+    bound = optim.Adam(lr=0.1).bind([gc.tensor(np.ones(3), requires_grad=True)])
+    bad = {**bound.state_dict(), "settings": {"lr": 0.1, "beta1": 1.5}}
+    with pytest.raises(gc.GraphcError, match="beta1"):
+        bound.load_state_dict(bad)
+    assert bound.optimizer.lr(0) == 0.1
+
+
+@pytest.mark.parametrize("make", [
+    lambda optim: optim.multistep(-0.1, [5]),
+    lambda optim: optim.exponential_decay(-0.1, 1, 0.9),
+    lambda optim: optim.polynomial_decay(-0.1, 0.0, 1.0, 10),
+    lambda optim: optim.piecewise_constant(-0.1, {5: 0.5}),
+    lambda optim: optim.warmup_cosine_decay(-0.1, -0.1, 0, 10),
+])
+def test_schedules_refuse_a_negative_learning_rate(make):
+    """SGD(lr=-0.1) and cosine(-0.1) were refused, these schedules were not: the
+    parameters climbed the gradient."""
+    import graphc as gc
+    from graphc import optim
+    with pytest.raises(gc.GraphcError, match="must be a finite number >= 0, got -0.1"):
+        make(optim)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lr=-0.1), "SGD.update: lr must be a finite number >= 0"),
+    (dict(settings={"beta1": 2.0}), "beta1"),
+    (dict(settings={"eps": -1.0}), "eps"),
+    (dict(settings={"weight_decay": -5.0}), "weight_decay"),
+])
+def test_update_checks_a_given_lr_and_settings(kwargs, message):
+    import graphc as gc
+    from graphc import optim
+    opt = optim.SGD(lr=0.1) if "lr" in kwargs else optim.AdamW(lr=0.1)
+    params, grads = {"w": np.ones(3)}, {"w": np.full(3, 0.5)}
+    with pytest.raises(gc.GraphcError, match=message):
+        opt.update(grads, opt.init(params), params, **kwargs)
+
+
+@pytest.mark.parametrize("make", [lambda o: o.SGD(lr=0.1, momentum=0.9, nesterov="no"),
+                                  lambda o: o.RMSprop(lr=0.1, centered="no"),
+                                  lambda o: o.NAdam(lr=0.1, decoupled_weight_decay="no")])
+def test_string_flags_are_refused_not_taken_as_true(make):
+    """bool("no") is True: nesterov="no" turned Nesterov momentum on."""
+    import graphc as gc
+    from graphc import optim
+    with pytest.raises(gc.GraphcError, match="must be True or False, got 'no'"):
+        make(optim)
+
+
+def test_bind_refuses_a_parameter_listed_twice():
+    import graphc as gc
+    from graphc import optim
+    q = gc.tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(gc.GraphcError, match="bind: 0 and 1 are the same tensor"):
+        optim.SGD(lr=0.1).bind([q, q])
+
+
+def test_resume_refuses_a_non_finite_loss_in_the_history(tmp_path):
+    """A NaN in val_history was accepted by Trainer.resume; every save of the resumed run
+    then failed (the loss of step 0 is not finite), and its work was lost."""
+    from graphc import checkpoint
+    from test_trainer import make_trainer
+    trainer = make_trainer(steps=6)
+    trainer.fit(str(tmp_path), progress=False)
+    ckpt = str(tmp_path / "checkpoint.npz")
+    wanted = {k: (a.shape, a.dtype) for k, a in trainer.state_arrays().items()}
+    arrays, meta = checkpoint.load_arrays(ckpt, wanted)
+    meta["val_history"][0][1] = float("nan")
+    checkpoint.save(ckpt, arrays, {k: v for k, v in meta.items()
+                                   if k not in ("format", "version")})
+    with pytest.raises(checkpoint.CheckpointError, match="val_history must be a list of "
+                                                         r"\[step from 0 to 2\*\*62, finite"):
+        make_trainer(steps=12).resume(ckpt)
