@@ -413,6 +413,11 @@ class ReduceLROnPlateau:
     def lr(self) -> float:
         return self._lr
 
+    def __setstate__(self, state):  # a plateau pickled when its lr was a plain attribute
+        if "lr" in state:
+            state = {**state, "_lr": state.pop("lr")}
+        self.__dict__.update(state)
+
     @lr.setter
     def lr(self, value):  # (the Trainer's advice to a user is `plateau.lr = x`)
         self._lr = _non_negative("ReduceLROnPlateau: lr", value)
@@ -432,11 +437,11 @@ class ReduceLROnPlateau:
 
     def step(self, metrics) -> None:
         """One evaluation's metric (a number or a 0-d tensor), as torch's step(metrics)."""
-        value = np.asarray(metrics.data if isinstance(metrics, Tensor) else metrics)
-        if value.size != 1 or value.dtype.kind not in "biuf":
+        try:  # (float() takes what torch's takes: bfloat16, a 0-d or one-element tensor)
+            current = float(metrics.data if isinstance(metrics, Tensor) else metrics)
+        except (TypeError, ValueError):
             _fail(f"ReduceLROnPlateau.step: the metric must be one number, got "
                   f"{metrics!r}"[:200])
-        current = float(value.reshape(()))
         self.last_epoch += 1
         if self._is_better(current, self.best):
             self.best, self.num_bad_epochs = current, 0
@@ -587,9 +592,8 @@ class Optimizer:
             value = _as_schedule(value)
         elif name == "clip_norm":
             value = _clip_norm(name, value)
-        elif name in ("amsgrad", "maximize", "nesterov", "centered", "decoupled"):
-            # (amsgrad adds or drops a slot: a new state, as momentum's)
-            value = _flag(f"{type(self).__name__}: {name}", value)
+        elif name in ("amsgrad", "maximize"):  # (amsgrad adds or drops a slot: a new
+            value = _flag(f"{type(self).__name__}: {name}", value)  # state, as momentum's)
         else:
             value = self.checked_setting(name, value)
         super().__setattr__(name, value)
@@ -1221,10 +1225,15 @@ class BoundOptimizer:
                 "settings": self._number_settings()}
 
     def _number_settings(self) -> dict:
-        optimizer = self.optimizer
-        names = [n for n in ("lr", *optimizer.hyperparameters)
-                 if _is_number(getattr(optimizer, n, None))]
-        return {n: float(getattr(optimizer, n)) for n in names}
+        """The settings that are numbers now (an lr given as a number is a constant
+        schedule: its number; a schedule or a plateau is none)."""
+        out = {}
+        for name in ("lr", *self.optimizer.hyperparameters):
+            value = getattr(self.optimizer, name, None)
+            value = getattr(value, "constant_value", value)
+            if _is_number(value):
+                out[name] = value
+        return out
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore what state_dict() returned, checked against these parameters (a dict
@@ -1235,15 +1244,27 @@ class BoundOptimizer:
                               "(keys 'state', 'behind' and 'settings')", (user_location(),))
         state, behind = state_dict["state"], state_dict["behind"]
         settings = state_dict.get("settings", {})
-        mine = self._number_settings()
-        if not isinstance(settings, dict) or set(settings) - set(mine):
+        names = ("lr", *self.optimizer.hyperparameters)
+        if not isinstance(settings, dict) or set(settings) - set(names):
             got = sorted(settings) if isinstance(settings, dict) else type(settings).__name__
             raise GraphcError(f"load_state_dict: the settings are {got}; "
-                              f"{type(self.optimizer).__name__}'s number settings are "
-                              f"{sorted(mine)}", (user_location(),))
-        for name, value in settings.items():  # each by its own rule, before anything changes
-            checked = (_non_negative if name == "lr" else self.optimizer.checked_setting)
-            checked(f"load_state_dict: {name}" if name == "lr" else name, value)
+                              f"{type(self.optimizer).__name__}'s are {sorted(names)}",
+                              (user_location(),))
+        # a setting that is a schedule here keeps it (the schedule sets it at each step); a
+        # number lr under a ReduceLROnPlateau becomes the plateau's (Optimizer.__setattr__)
+        def scheduled(name):
+            now = getattr(self.optimizer, name, None)
+            return callable(now) and getattr(now, "constant_value", None) is None \
+                and not isinstance(now, ReduceLROnPlateau)
+        settings = {n: v for n, v in settings.items() if not scheduled(n)}
+        for name, value in settings.items():  # each by its rule, before anything changes
+            if not _is_number(value):
+                raise GraphcError(f"load_state_dict: the setting {name} must be a finite "
+                                  f"number, got {value!r}"[:200], (user_location(),))
+            if name == "lr":
+                _non_negative("load_state_dict: lr", value)
+            else:
+                self.optimizer.checked_setting(name, value)
         if set(behind) != set(self.parameters):
             raise GraphcError(f"load_state_dict: the state is for parameters "
                               f"{sorted(behind)}, this optimizer has {sorted(self.parameters)}",
@@ -1271,7 +1292,7 @@ class BoundOptimizer:
         self.state = copy.deepcopy(state)
         self.behind = {n: int(_whole_value(b)) for n, b in behind.items()}
         for name, value in settings.items():
-            setattr(self.optimizer, name, float(value))
+            setattr(self.optimizer, name, value)
 
     def _assign(self, new):
         for n, value in new.items():

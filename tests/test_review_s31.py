@@ -526,3 +526,69 @@ def test_resume_refuses_a_non_finite_loss_in_the_history(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="val_history must be a list of "
                                                          r"\[step from 0 to 2\*\*62, finite"):
         make_trainer(steps=12).resume(ckpt)
+
+
+# ---- helper 7 (a review of the optimiser commit) ------------------------------------------------
+def test_a_plateau_takes_what_float_takes_as_its_metric():
+    """The first check refused a bfloat16 metric (dtype kind 'V'), which torch's takes."""
+    from ml_dtypes import bfloat16
+
+    import graphc as gc
+    from graphc import optim
+    plateau = optim.ReduceLROnPlateau(0.1)
+    plateau.step(np.asarray(1.5, bfloat16))
+    plateau.step(gc.tensor(np.asarray(1.25, bfloat16)))
+    assert plateau.best == 1.25
+    with pytest.raises(gc.GraphcError, match="the metric must be one number"):
+        plateau.step(np.array([1.0, 2.0]))
+
+
+def test_a_saved_bound_state_loads_under_a_plateau_or_a_schedule():
+    """A state saved with lr 0.1 was refused by an optimiser whose lr is a plateau or a
+    schedule (torch's loads under a plateau: the lr goes to the saved one)."""
+    import graphc as gc
+    from graphc import optim
+
+    def bound(opt):
+        return opt.bind([gc.tensor(np.ones(2), requires_grad=True)])
+    saved = bound(optim.SGD(lr=0.1, momentum=0.9)).state_dict()
+    under_plateau = bound(optim.SGD(lr=0.5, momentum=0.9))
+    plateau = optim.ReduceLROnPlateau(under_plateau)
+    under_plateau.load_state_dict(saved)
+    assert under_plateau.optimizer.lr is plateau and plateau.lr == 0.1
+    scheduled = bound(optim.SGD(lr=optim.cosine(0.3, 10), momentum=0.9))
+    scheduled.load_state_dict(saved)
+    assert scheduled.optimizer.lr(0) == 0.3
+
+
+def test_a_subclass_setting_is_checked_before_the_state_changes_and_keeps_its_type():
+    import graphc as gc
+    from graphc import optim
+
+    class Scaled(optim.SGD):
+        hyperparameters = optim.SGD.hyperparameters + ("k",)
+
+        def __init__(self, lr, k=3):
+            super().__init__(lr)
+            self.k = k
+    b = Scaled(lr=0.1).bind([gc.tensor(np.ones(2), requires_grad=True)])
+    saved = b.state_dict()
+    assert saved["settings"]["k"] == 3 and type(saved["settings"]["k"]) is int
+    bad = {**saved, "state": {**saved["state"], "count": np.asarray(7)},
+           "settings": {**saved["settings"], "k": "three"}}
+    with pytest.raises(gc.GraphcError, match="the setting k must be a finite number"):
+        b.load_state_dict(bad)
+    assert int(b.state["count"]) == 0
+
+
+def test_a_plateau_pickled_with_its_lr_as_a_plain_attribute_still_loads():
+    import pickle
+
+    from graphc import optim
+    plateau = optim.ReduceLROnPlateau(0.1)
+    old = dict(plateau.__dict__)
+    old["lr"] = old.pop("_lr")
+    restored = optim.ReduceLROnPlateau.__new__(optim.ReduceLROnPlateau)
+    restored.__setstate__(old)
+    assert restored.lr == 0.1 and restored.state_dict()["lr"] == 0.1
+    assert pickle.loads(pickle.dumps(plateau)).lr == 0.1
