@@ -1225,15 +1225,7 @@ class BoundOptimizer:
                 "settings": self._number_settings()}
 
     def _number_settings(self) -> dict:
-        """The settings that are numbers now (an lr given as a number is a constant
-        schedule: its number; a schedule or a plateau is none)."""
-        out = {}
-        for name in ("lr", *self.optimizer.hyperparameters):
-            value = getattr(self.optimizer, name, None)
-            value = getattr(value, "constant_value", value)
-            if _is_number(value):
-                out[name] = value
-        return out
+        return number_settings(self.optimizer, ("lr", *self.optimizer.hyperparameters))
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore what state_dict() returned, checked against these parameters (a dict
@@ -1310,6 +1302,18 @@ class BoundOptimizer:
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def number_settings(optimizer, names) -> dict:
+    """The settings among `names` that are numbers now: an lr given as a number is a constant
+    schedule, its number; a schedule or a ReduceLROnPlateau is none."""
+    out = {}
+    for name in names:
+        value = getattr(optimizer, name, None)
+        value = getattr(value, "constant_value", value)
+        if _is_number(value):
+            out[name] = value
+    return out
+
+
 def _is_zero(value) -> bool:
     return bool(np.all(np.asarray(value) == 0))
 

@@ -648,8 +648,8 @@ class Trainer:
         optimizer = self.optimizer
         if not isinstance(optimizer, optim.Optimizer):
             return {}
-        return {name: float(getattr(optimizer, name)) for name in optimizer.hyperparameters
-                if not callable(getattr(optimizer, name))}
+        return {name: float(value) for name, value in
+                optim.number_settings(optimizer, optimizer.hyperparameters).items()}
 
     def _checked_settings(self, saved) -> dict:
         """The number settings a resumed run goes on with, as _checked_lr's lr: each the
