@@ -420,6 +420,9 @@ class ReduceLROnPlateau:
 
     @lr.setter
     def lr(self, value):  # (the Trainer's advice to a user is `plateau.lr = x`)
+        if callable(value):
+            _fail("ReduceLROnPlateau: lr must be a number (the plateau is the schedule), got "
+                  f"{value!r}"[:200])
         self._lr = _non_negative("ReduceLROnPlateau: lr", value)
 
     def _reset(self):

@@ -211,7 +211,9 @@ class Compiled:
         signature, traced = key, None
         if self.retrace:  # the trace itself tells whether a plan computes this call
             traced = self._trace(args, signature)
-            key = (signature, traced[0].fingerprint())
+            # (and which Buffers its calls write: the graph holds their values, not owners)
+            key = (signature, traced[0].fingerprint(),
+                   tuple((id(module), attr) for module, attr in traced[1]))
         entries = self._plans.get(key, [])  # (guards, plan): one per state of the guards
         plan = next((p for guards, p in entries if _hold(guards)), None)
         if plan is not None:

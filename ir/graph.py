@@ -117,11 +117,16 @@ class Node(SymbolicValue, OperatorMixin):
         return self.shape[0]
 
 
-def _digest_value(digest, value) -> None:
-    """Feed an attribute value into a fingerprint's digest (Graph.fingerprint)."""
+def _digest_value(digest, value, arrays) -> None:
+    """Feed an attribute value into a fingerprint's digest (Graph.fingerprint); `arrays`:
+    id -> number of the arrays already fed, which are fed again by their number only (one
+    closed-over array used four times is hashed once)."""
     if hasattr(value, "fingerprint") and isinstance(getattr(value, "fingerprint"), str):
         digest.update(value.fingerprint.encode())  # a value that says what it stands for
+    elif isinstance(value, np.ndarray) and id(value) in arrays:
+        digest.update(f"array #{arrays[id(value)]}".encode())
     elif isinstance(value, np.ndarray):
+        arrays[id(value)] = len(arrays)  # (the graph holds the array while this runs)
         digest.update(repr(("array", value.shape, str(value.dtype))).encode())
         # bytes as uint8 (memoryview refuses bfloat16's dtype and casts of empty arrays)
         digest.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data
@@ -133,12 +138,12 @@ def _digest_value(digest, value) -> None:
     elif isinstance(value, (tuple, list)):
         digest.update(f"{type(value).__name__} {len(value)}".encode())
         for v in value:
-            _digest_value(digest, v)
+            _digest_value(digest, v, arrays)
     elif isinstance(value, dict):
         digest.update(f"dict {len(value)}".encode())
         for k in sorted(value, key=repr):
             digest.update(repr(k).encode())
-            _digest_value(digest, value[k])
+            _digest_value(digest, value[k], arrays)
     elif value is None or isinstance(value, (bool, int, str, np.dtype, np.generic, Dim)):
         digest.update(f"{type(value).__name__} {value!r}".encode())
     else:  # a function (a custom rule), an object the op keeps: by its identity
@@ -170,6 +175,7 @@ class Graph(Interpreter):
         self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None
         self.scope_override = None
+        self._copies = {}  # id(writable array) -> (it, its read-only copy): constant()
 
     def fingerprint(self) -> str:
         """A digest of what the graph computes: each node's op, operands, type and attributes
@@ -177,11 +183,11 @@ class Graph(Interpreter):
         outputs and their structure, and which Parameter each input stands for. Two traces
         of a function with the same fingerprint compute the same thing (graphc's eager
         transformations trace again at each call, as JAX's, and reuse a plan only then)."""
-        digest = hashlib.sha256()  # (with the CPU's SHA instructions, 2x blake2b's speed)
+        digest, arrays = hashlib.sha256(), {}  # (sha256: the CPU's SHA instructions)
         for node in self.nodes:
             digest.update(repr((node.id, node.op, [i.id for i in node.inputs],
                                 str(node.type))).encode())
-            _digest_value(digest, node.attrs)
+            _digest_value(digest, node.attrs, arrays)
         digest.update(repr(([n.id for n in self.inputs], [n.id for n in self.outputs],
                             self.output_tree, sorted(self.weak_ids),
                             sorted((k, id(p)) for k, p in self.param_values.items()))).encode())
@@ -240,10 +246,14 @@ class Graph(Interpreter):
         return node
 
     def constant(self, value) -> Node:
-        """A constant node holding `value`, read-only. A writable array is copied: the
-        caller's stays theirs to write, and writing it cannot change a plan's constant."""
-        value = np.array(value) if isinstance(value, np.ndarray) and value.flags.writeable \
-            else np.asarray(value)
+        """A constant node holding `value`, read-only. A writable array is copied, once per
+        graph however often it is used: the caller's stays theirs to write, and writing it
+        cannot change a plan's constant."""
+        if isinstance(value, np.ndarray) and value.flags.writeable:
+            # (the source is kept with its copy, so that its id is not reused while traced)
+            value = self._copies.setdefault(id(value), (value, np.array(value)))[1]
+        else:
+            value = np.asarray(value)
         value.setflags(write=False)
         return self.add_node("constant", [], {"value": value}, TensorType(value.shape, value.dtype))
 

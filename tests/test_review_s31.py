@@ -592,3 +592,44 @@ def test_a_plateau_pickled_with_its_lr_as_a_plain_attribute_still_loads():
     restored.__setstate__(old)
     assert restored.lr == 0.1 and restored.state_dict()["lr"] == 0.1
     assert pickle.loads(pickle.dumps(plateau)).lr == 0.1
+
+
+# ---- helper 9 (a final review of the session's changes) -----------------------------------------
+def test_an_eager_derivative_writes_the_buffers_of_the_module_it_traced():
+    """The plan of an identical trace was reused with the first trace's Buffer owners: after
+    rebinding a global module, its write went to the first module."""
+    import graphc as gc
+
+    class Recorder(gc.nn.Module):
+        def __init__(self):
+            self.register_buffer("last", np.zeros(()))
+
+        def forward(self, x):
+            self.last = gc.mean(x)
+            return x * 2.0
+    first, second = Recorder(), Recorder()
+    current = first
+    g = gc.grad(lambda x: gc.sum(current(x)))
+    np.testing.assert_allclose(g(np.arange(4.0)), np.full(4, 2.0))
+    current = second
+    g(np.arange(4.0) + 1)
+    assert float(first.last.data) == 1.5 and float(second.last.data) == 2.5
+
+
+def test_a_plateaus_lr_must_be_a_number():
+    import graphc as gc
+    from graphc import optim
+    with pytest.raises(gc.GraphcError, match="lr must be a number"):
+        optim.ReduceLROnPlateau(0.1).lr = lambda count: 0.05
+
+
+def test_a_closed_over_array_used_several_times_is_copied_once():
+    """Each use copied it (four uses of a 40 MB array: 160 MB in the plan) and the
+    fingerprint hashed each copy."""
+    import graphc as gc
+    from graphc.tracing import trace
+    w = np.ones(1000)
+    graph = trace(lambda x: x * w + w - x / w, gc.spec((1000,), "float64"))
+    values = [n.attrs["value"] for n in graph.nodes if n.op == "constant"]
+    assert len(values) >= 3 and all(v is values[0] for v in values)
+    assert values[0] is not w and w.flags.writeable and not values[0].flags.writeable
