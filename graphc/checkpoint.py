@@ -230,13 +230,18 @@ def _check_common_meta(meta: dict, path: str):
         items = meta.get(key, [])
         # a finite loss: training never saves a non-finite one, and a resumed run would take
         # the last validation loss for divergence and never save again
-        if not isinstance(items, list) or not all(
-                isinstance(i, list) and len(i) == 2 and isinstance(i[0], int)
-                and not isinstance(i[0], bool) and 0 <= i[0] <= MAX_STEP
-                and isinstance(i[1], (int, float)) and not isinstance(i[1], bool)
-                and math.isfinite(i[1]) for i in items):
+        if not isinstance(items, list) or not all(_history_entry(i) for i in items):
             raise CheckpointError(f"checkpoint {path!r}: header field {key} must be a list of "
                                   "[step from 0 to 2**62, finite loss]")
+
+
+def _history_entry(item) -> bool:
+    """Whether a history entry is [step from 0 to 2**62, finite loss]."""
+    return (isinstance(item, list) and len(item) == 2
+            and isinstance(item[0], int) and not isinstance(item[0], bool)
+            and 0 <= item[0] <= MAX_STEP
+            and isinstance(item[1], (int, float)) and not isinstance(item[1], bool)
+            and math.isfinite(item[1]))
 
 
 def _npy_header(fh, what, path):
@@ -399,8 +404,7 @@ def _check_meta(meta: dict, path: str):
         for i, item in enumerate(meta[key]):
             # a finite loss: training never saves a non-finite one, and a resumed run would
             # take the last validation loss for divergence and never save again
-            if not (isinstance(item, list) and len(item) == 2 and is_int(item[0])
-                    and 0 <= item[0] <= MAX_STEP and is_number(item[1])):
+            if not _history_entry(item):
                 bad(f"{key}[{i}]", f"must be [step from 0 to 2**62, finite loss], got "
                     f"{item!r}"[:200])
     return cfg

@@ -583,8 +583,8 @@ class Optimizer:
         # `opt.lr = 0.01` mid-training, as torch's `group["lr"] = 0.01`: a number (checked)
         # becomes the constant schedule the updates call. Every number setting is checked
         # here, in the constructor and when set later (`opt.beta1 = 1.0` gave NaN updates)
-        current = self.__dict__.get(name)
-        if name == "lr" and isinstance(current, ReduceLROnPlateau) and isinstance(
+        current = self.__dict__.get("lr") if name == "lr" else None
+        if isinstance(current, ReduceLROnPlateau) and isinstance(
                 value, (int, float, np.integer, np.floating)) and not isinstance(
                 value, (bool, np.bool_)):
             # under a ReduceLROnPlateau, as torch's: the plateau goes on from the number
@@ -658,9 +658,8 @@ class Optimizer:
         call, as torch's optimisers read their param_groups at every step."""
         optimizer = self
         settings = self._checked_settings(settings)
-        if lr is not None and not isinstance(lr, Node):
-            _non_negative(f"{type(self).__name__}.update: lr", np.asarray(lr).item()
-                          if isinstance(lr, np.ndarray) and lr.ndim == 0 else lr)
+        if lr is not None and not isinstance(lr, Node):  # (_real takes a 0-d array)
+            _non_negative(f"{type(self).__name__}.update: lr", lr)
         if lr is not None or settings:
             optimizer = copy.copy(self)
         if lr is not None:

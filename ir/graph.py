@@ -121,7 +121,7 @@ def _digest_value(digest, value, arrays) -> None:
     """Feed an attribute value into a fingerprint's digest (Graph.fingerprint); `arrays`:
     id -> number of the arrays already fed, which are fed again by their number only (one
     closed-over array used four times is hashed once)."""
-    if hasattr(value, "fingerprint") and isinstance(getattr(value, "fingerprint"), str):
+    if isinstance(getattr(value, "fingerprint", None), str):
         digest.update(value.fingerprint.encode())  # a value that says what it stands for
     elif isinstance(value, np.ndarray) and id(value) in arrays:
         digest.update(f"array #{arrays[id(value)]}".encode())
