@@ -235,13 +235,23 @@ def _check_common_meta(meta: dict, path: str):
                                   "[step from 0 to 2**62, finite loss]")
 
 
+def finite_number(value) -> bool:
+    """Whether `value` is a finite real number (a bool is none; an int beyond any float,
+    such as 10**400 read from JSON, is not finite: math.isfinite raised OverflowError)."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) \
+            or isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _history_entry(item) -> bool:
     """Whether a history entry is [step from 0 to 2**62, finite loss]."""
     return (isinstance(item, list) and len(item) == 2
             and isinstance(item[0], int) and not isinstance(item[0], bool)
-            and 0 <= item[0] <= MAX_STEP
-            and isinstance(item[1], (int, float)) and not isinstance(item[1], bool)
-            and math.isfinite(item[1]))
+            and 0 <= item[0] <= MAX_STEP and finite_number(item[1]))
 
 
 def _npy_header(fh, what, path):
@@ -326,8 +336,7 @@ def _check_meta(meta: dict, path: str):
     def is_int(v):
         return isinstance(v, int) and not isinstance(v, bool)
 
-    def is_number(v):
-        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
+    is_number = finite_number
 
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a graphc checkpoint")

@@ -11,7 +11,6 @@ count held in the optimiser state.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import sys
@@ -259,14 +258,7 @@ def _whole_number(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _real_number(value) -> bool:
-    if not isinstance(value, (int, float, np.integer, np.floating)) \
-            or isinstance(value, (bool, np.bool_)):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:  # an int beyond any float (10**400)
-        return False
+_real_number = checkpoint.finite_number
 
 
 # What each of train_gpt's options takes: the values the CLI's parsers let through

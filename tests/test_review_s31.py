@@ -633,3 +633,20 @@ def test_a_closed_over_array_used_several_times_is_copied_once():
     values = [n.attrs["value"] for n in graph.nodes if n.op == "constant"]
     assert len(values) >= 3 and all(v is values[0] for v in values)
     assert values[0] is not w and w.flags.writeable and not values[0].flags.writeable
+
+
+# ---- the re-read of the session's change ------------------------------------------------------
+@pytest.mark.parametrize("field", ["dropout", "history"])
+def test_a_header_number_beyond_any_float_is_one_line(tmp_path, capsys, field):
+    """math.isfinite(10**400) raises OverflowError: a GPT checkpoint whose header held
+    dropout or a history loss of 10**400 (a JSON integer) failed with a traceback."""
+    out, data = _trained(tmp_path, capsys)
+    ckpt = out / "checkpoint.npz"
+    _, meta = checkpoint.load(str(ckpt))
+    if field == "dropout":
+        _edit_header(ckpt, model={**meta["model"], "dropout": 10 ** 400})
+    else:
+        _edit_header(ckpt, history=[[0, 10 ** 400]])
+    assert main(["sample", "--checkpoint", str(out), "--tokens", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("graphc: error: checkpoint ") and len(err.splitlines()) == 1, err
