@@ -67,8 +67,10 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         region = _Region(f"vmap({name})", outer)
         bound, stand_ins = {}, []
         for leaf, first, axis, leaf_name in zip(leaves, firsts, axes, leaf_names):
-            if axis is None and not _is_array(leaf):
-                stand_ins.append(leaf)  # a Python value, passed through as it is
+            if axis is None and (not _is_array(leaf) or isinstance(leaf, np.generic)):
+                # a Python value, passed through as it is; so is a numpy scalar, which
+                # stays weakly typed as in eager code (an input node would fix its dtype)
+                stand_ins.append(leaf)
                 continue
             spec = to_spec(first)
             node = region.input(leaf_name, spec.shape[axis is not None:], spec.dtype)
