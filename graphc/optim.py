@@ -560,6 +560,9 @@ class Optimizer:
     weight-decay masks and eager vs traced values."""
 
     slots: tuple = ()
+    # slots no update makes negative (running averages of squared gradients): a checkpoint
+    # holding a negative one was changed (gc.Trainer.restore refuses it)
+    non_negative_slots: tuple = ()
     # scalars _update_leaf takes in float64, not rounded to the parameter's dtype (NAdam's
     # momentum products, which it multiplies into its float64 state)
     float64_scalars: tuple = ()
@@ -886,6 +889,8 @@ class Adam(Optimizer):
         self.eps = eps
         self.amsgrad = amsgrad
 
+    non_negative_slots = ("v", "v_max")
+
     @property
     def slots(self):  # read at each update, as SGD's: amsgrad set since init adds a slot
         return ("m", "v", "v_max") if self.amsgrad else ("m", "v")
@@ -943,6 +948,8 @@ class RMSprop(Optimizer):
         self.momentum = momentum
         self.centered = _flag("RMSprop: centered", centered)
 
+    non_negative_slots = ("v",)
+
     @property
     def slots(self):  # read at each update, as SGD's
         return ("v",) + (("mean_g",) if self.centered else ()) + \
@@ -971,6 +978,7 @@ class Adagrad(Optimizer):
     update t; weight decay coupled (L2)."""
 
     slots = ("sum",)
+    non_negative_slots = ("sum",)
     hyperparameters = ("weight_decay", "lr_decay", "eps")
 
     def __init__(self, lr=1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
@@ -1004,6 +1012,7 @@ class Adamax(Optimizer):
     lr / (1 - beta1^t) * m / u; weight decay coupled (L2)."""
 
     slots = ("m", "exp_inf")
+    non_negative_slots = ("exp_inf",)
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
@@ -1036,6 +1045,7 @@ class NAdam(Optimizer):
     decoupled_weight_decay=True, as torch's."""
 
     slots = ("m", "v", "mu_product")
+    non_negative_slots = ("v", "mu_product")
     float64_scalars = ("lr", "mu", "mu_next")
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps", "momentum_decay")
 

@@ -569,6 +569,7 @@ class Trainer:
                     f"checkpoint {key} is {arrays[key].dtype}{list(arrays[key].shape)}, "
                     f"the model needs {mine.dtype}{list(mine.shape)}")
         _check_loss_scale({k: arrays[k] for k in own if k.startswith("amp/")})
+        self._check_saved_values({k: arrays[k] for k in own if not k.startswith("amp/")})
         position = meta.get("data_position", meta["step"])
         if isinstance(position, bool) or not isinstance(position, int) \
                 or not 0 <= position <= checkpoint.MAX_STEP:
@@ -595,6 +596,20 @@ class Trainer:
         self.val_history = [tuple(h) for h in meta.get("val_history", [])]
         # (only now: a restore refused on the way must not let fit() replace the file)
         self._saved_to.add(RESTORED if path is None else os.path.realpath(path))
+
+    def _check_saved_values(self, arrays: dict) -> None:
+        """Refuse an optimiser slot that no update makes negative (a running average of
+        squared gradients) holding a negative value: a changed or damaged file, which
+        would turn the weights into NaNs at the first step. (checkpoint.load refuses NaNs
+        and Infs.)"""
+        never_negative = {f"{_SLOT_PREFIX.get(s, f'opt_{s}')}/"
+                          for s in self.optimizer.non_negative_slots}
+        for key, values in arrays.items():
+            if key[:key.rindex("/") + 1] in never_negative and (values < 0).any():
+                raise checkpoint.CheckpointError(
+                    f"checkpoint {key} holds a negative value, which "
+                    f"{type(self.optimizer).__name__}'s running average of squared gradients "
+                    "never does (the file was changed or damaged)")
 
     def _checked_plateau(self, saved, allow_changed_settings, how):
         """The checkpoint's ReduceLROnPlateau state to load: refused where it was saved with
