@@ -395,7 +395,8 @@ def _load_model(path, dtype=None):
             arrays = {k: v.astype(as_dtype(dtype)) if k.startswith("param/") else v
                       for k, v in arrays.items()}
         for key, value in arrays.items():
-            if key.startswith("param/") and not np.isfinite(value.astype(np.float32)).all():
+            # (in the dtype itself: a float64 weight past float32's range is no overflow)
+            if key.startswith("param/") and not np.isfinite(value).all():
                 raise UsageError(f"--dtype {dtype}: {key[len('param/'):]} of {path!r} holds "
                                  f"values too large for {dtype}")
     model = GPT(config)

@@ -271,11 +271,13 @@ def check_sampling(temperature, top_k, top_p):
 
 def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) -> int:
     """One token id from a row of logits (float64)."""
-    if np.isnan(logits).any() or np.isposinf(logits).any():  # (-inf: a token never chosen)
+    # (-inf: a token never chosen, but not every one: argmax then picked token 0 and
+    # sampling failed with numpy's "Probabilities contain NaN")
+    if np.isnan(logits).any() or np.isposinf(logits).any() or np.isneginf(logits).all():
         # argmax picked the NaN's position and numpy's choice said "Probabilities contain
         # NaN": a weight near float32's largest (3e38) overflows in the first product
-        raise ValueError("the model's logits hold NaN or +Inf, so no token can be chosen: "
-                         "are its weights finite and within float32's range?")
+        raise ValueError("the model's logits hold NaN or +Inf, or are all -Inf, so no token "
+                         "can be chosen: are its weights finite and within float32's range?")
     if temperature == 0:
         return int(np.argmax(logits))
     # the largest logit subtracted before the division: the same softmax, but a tiny

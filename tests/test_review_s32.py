@@ -42,3 +42,101 @@ def test_resume_refuses_a_negative_second_moment(tmp_path, capsys):
                    "running average of squared gradients never does (the file was changed "
                    "or damaged)"], err
     assert ckpt.read_bytes() == before
+
+
+# ---- generation and GPT-2 directories (helper's findings) ----------------------------------
+def _bpe(path, setup=None):
+    """A small byte-level BPE tokenizer.json, changed by `setup(tokenizer)` before saving."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["But soft, what light through yonder window breaks"] * 5,
+                            trainers.BpeTrainer(vocab_size=280, special_tokens=["<|endoftext|>"],
+                                                initial_alphabet=pre_tokenizers.ByteLevel
+                                                .alphabet(), show_progress=False))
+    if setup is not None:
+        setup(tok)
+    tok.save(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("setup", [
+    lambda t: t.enable_truncation(max_length=3),
+    lambda t: t.enable_padding(length=40, pad_id=0, pad_token="<|endoftext|>"),
+])
+def test_a_tokenizer_file_saved_with_truncation_or_padding_does_not_cut_or_pad(tmp_path, setup):
+    """Encoding used the file's truncation/padding: a prompt was cut to 3 tokens or padded
+    with <|endoftext|> (transformers' tokenizers turn both off unless a call asks)."""
+    from graphc.models import gpt2
+    text = "But soft, what light through yonder window"
+    plain = gpt2.Tokenizer(_bpe(tmp_path / "plain.json")).encode(text)
+    assert len(plain) > 3
+    assert gpt2.Tokenizer(_bpe(tmp_path / "set.json", setup)).encode(text) == plain
+
+
+def test_tokenizer_failures_are_one_line_naming_the_file(tmp_path):
+    """The Rust library's errors (a word-level vocabulary without its unknown token) came out
+    of encode as a bare Exception: a traceback from `graphc sample`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from graphc.models import gpt2
+    from ir.errors import GraphcError
+    t = Tokenizer(models.WordLevel({f"w{i}": i for i in range(50)}, unk_token=None))
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    path = str(tmp_path / "tokenizer.json")
+    t.save(path)
+    tok = gpt2.Tokenizer(path)
+    assert tok.encode("w1 w2") == [1, 2]
+    with pytest.raises(GraphcError, match=f"^{path} cannot encode the text \\(WordLevel error: "
+                                          "Missing \\[UNK\\] token from the vocabulary\\)$"):
+        tok.encode("hello")
+
+
+def test_a_stream_ending_inside_a_character_yields_decodes_replacement(tmp_path):
+    """decode_stream dropped the U+FFFD of a character cut short by the end of generation,
+    which decode (and so the saved sample) keeps."""
+    from graphc.models import gpt2
+    tok = gpt2.Tokenizer(_bpe(tmp_path / "tokenizer.json"))
+    ids = tok.encode("ab\u6771")[:-1]
+    assert tok.decode(ids).endswith("\ufffd")
+    assert "".join(tok.decode_stream(ids)) == tok.decode(ids)
+    whole = tok.encode("ab\u6771 soft")
+    assert "".join(tok.decode_stream(whole)) == tok.decode(whole) == "ab\u6771 soft"
+
+
+def test_logits_all_minus_inf_are_refused_not_token_0():
+    """A row of logits all -inf: greedy returned token 0 silently, sampling failed with
+    numpy's "Probabilities contain NaN"."""
+    from graphc.generate import choose
+    row = np.full(5, -np.inf)
+    for temperature in (0.0, 1.0):
+        with pytest.raises(ValueError, match="or are all -Inf, so no token can be chosen"):
+            choose(row, temperature, rng=np.random.default_rng(0))
+    row[3] = -1e300
+    assert choose(row, 0.0) == 3
+    assert choose(row, 1.0, rng=np.random.default_rng(0)) == 3
+
+
+def test_sample_dtype_float64_keeps_a_weight_beyond_float32s_range(tmp_path, capsys):
+    """--dtype float64 checked the weights by casting them to float32 first, so a finite
+    float64 weight past 3.4e38 was 'too large for float64' (and a warning line)."""
+    data = tmp_path / "t.txt"
+    data.write_text("abcdefgh ijklmnop\n" * 200)
+    out = tmp_path / "o"
+    assert main(["train", *TINY, "--data", str(data), "--out", str(out), "--dtype",
+                 "float64"]) == 0
+    ckpt = out / "checkpoint.npz"
+    arrays, meta = checkpoint.load(str(ckpt))
+    arrays["param/ln_f.bias"] = arrays["param/ln_f.bias"].copy()
+    arrays["param/ln_f.bias"][0] = 1e39
+    checkpoint.save(str(ckpt), arrays, {k: v for k, v in meta.items()
+                                        if k not in ("format", "version")})
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(out), "--tokens", "3", "--temperature", "0",
+                 "--dtype", "float64"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["sample", "--checkpoint", str(out), "--tokens", "3", "--dtype",
+                 "float32"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"graphc: error: --dtype float32: ln_f.bias of {str(ckpt)!r} holds values too large "
+        "for float32"]

@@ -20,6 +20,7 @@ Every problem with the directory is one GraphcError line naming the file and the
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -223,6 +224,23 @@ class Tokenizer:
         except Exception as exc:  # the Rust library raises plain Exceptions
             raise GraphcError(f"{path} is not a readable tokenizer "
                               f"({str(exc).splitlines()[0]})") from None
+        self.path = path
+        # a file saved with truncation or padding on (a training pipeline's) would cut or
+        # pad every prompt; transformers' tokenizers turn both off unless a call asks
+        self._tok.no_truncation()
+        self._tok.no_padding()
+
+    @contextlib.contextmanager
+    def _errors(self, what: str):
+        """The Rust library's failures (plain Exceptions, or a PanicException, which
+        derives from BaseException) as one GraphcError naming the file."""
+        try:
+            yield
+        except (KeyboardInterrupt, SystemExit, GeneratorExit, GraphcError):
+            raise
+        except BaseException as exc:  # noqa: B036 - pyo3's PanicException is no Exception
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise GraphcError(f"{self.path} cannot {what} ({first})"[:300]) from None
 
     @property
     def vocab_size(self) -> int:
@@ -235,10 +253,13 @@ class Tokenizer:
         return token, (-1 if token is None else vocab[token])
 
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
+        with self._errors("encode the text"):
+            return self._tok.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids) -> str:
-        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+        ids = [int(i) for i in ids]
+        with self._errors("decode the ids"):
+            return self._tok.decode(ids, skip_special_tokens=False)
 
     def decode_stream(self, ids):
         """decode(ids)'s text in pieces as the ids come, none of them kept: a character whose
@@ -247,14 +268,21 @@ class Tokenizer:
             from tokenizers.decoders import DecodeStream  # tokenizers 0.21 and later
         except ImportError:
             DecodeStream = None
+        pending = []  # the ids since the last whole character
         if DecodeStream is not None:
             stream = DecodeStream(skip_special_tokens=False)
             for i in ids:
-                piece = stream.step(self._tok, int(i))
+                pending.append(int(i))
+                with self._errors("decode the ids"):
+                    piece = stream.step(self._tok, pending[-1])
                 if piece:
                     yield piece
+                    pending = []
+            # a character cut short by the end: decode's U+FFFD, which the stream holds back
+            text = self.decode(pending) if pending else ""
+            if text:
+                yield text
             return
-        pending = []  # the ids since the last whole character
         for i in ids:
             pending.append(int(i))
             text = self.decode(pending)
