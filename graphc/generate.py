@@ -103,6 +103,13 @@ class Generator:
     """KV-cache generation from a GPT and its parameters (name -> array)."""
 
     def __init__(self, model: GPT, params: dict):
+        for name, p in model.named_parameters():  # (a missing one was a KeyError mid-run)
+            if name not in params:
+                raise ValueError(f"Generator: params has no {name!r} (the model's parameter "
+                                 "names, model.named_parameters())")
+            if np.shape(params[name]) != p.data.shape:
+                raise ValueError(f"Generator: params[{name!r}] has shape "
+                                 f"{np.shape(params[name])}, the model's is {p.data.shape}")
         self.model = model
         self.params = params
         self._plans = OrderedDict()  # (batch, length, span) -> (concrete plan, input names)

@@ -140,3 +140,16 @@ def test_sample_dtype_float64_keeps_a_weight_beyond_float32s_range(tmp_path, cap
     assert capsys.readouterr().err.splitlines() == [
         f"graphc: error: --dtype float32: ln_f.bias of {str(ckpt)!r} holds values too large "
         "for float32"]
+
+
+def test_generator_names_a_missing_or_misshapen_parameter():
+    from graphc.generate import Generator
+    from graphc.models.gpt import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4))
+    params = model.params()
+    assert Generator(model, params).generate([[1]], 2, temperature=0)
+    with pytest.raises(ValueError, match="^Generator: params has no 'ln_f.weight'"):
+        Generator(model, {k: v for k, v in params.items() if k != "ln_f.weight"})
+    with pytest.raises(ValueError, match=r"^Generator: params\['ln_f.bias'\] has shape \(3,\), "
+                                         r"the model's is \(4,\)$"):
+        Generator(model, {**params, "ln_f.bias": np.zeros(3, np.float32)})
