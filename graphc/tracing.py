@@ -47,6 +47,10 @@ def to_spec(x) -> Spec:
         return x
     if isinstance(x, (Node, Tensor, np.ndarray, np.generic)):
         return Spec(tuple(x.shape), as_dtype(WIDENED_INPUTS.get(x.dtype, x.dtype)))
+    if isinstance(x, int) and not isinstance(x, bool) and not -2**63 <= x < 2**63:
+        # (np.asarray made it uint64 or object: an unsupported dtype from deep inside)
+        raise GraphcError(f"the int {x} does not fit in int64, the dtype an int argument is "
+                          f"traced as; pass float({x}) or an array", (user_location(),))
     if isinstance(x, (bool, int, float)):
         return Spec((), np.asarray(x).dtype)
     raise GraphcError(f"cannot make a tensor spec from a {type(x).__name__}; pass "

@@ -88,7 +88,9 @@ class Compiled:
         self._plans = {}
         self._used = OrderedDict()  # id(plan) -> (key, plan), the one used last at the end
         self._warned_recompiles = False
-        self._weak_int_limits = {}  # id(plan) -> [(leaf, integer dtype, name)] (ir/weak.py)
+        # id(plan) -> ([(leaf position, weak input node)], [(weak integer node, the integer
+        # dtype it meets)]) (ir/weak.py)
+        self._weak_int_limits = {}
         self._buffer_writes = {}  # id(plan) -> [(module, attribute)] its calls write
         self._last_key = None
         self._checked_counts = set()  # argument counts whose argnums have been checked
@@ -240,11 +242,11 @@ class Compiled:
             self._drop_old_plans()
             if written:
                 self._buffer_writes[id(plan)] = written
-            position = {node: i for i, node in enumerate(graph.inputs)}
-            limits = [(position[node], dtype, node.attrs["name"])
-                      for node, dtype in weak.int_limits(graph).items()]
+            limits = weak.int_limits(graph)
             if limits:
-                self._weak_int_limits[id(plan)] = limits
+                weak_inputs = [(i, node) for i, node in enumerate(graph.inputs)
+                               if weak.is_weak(node)]
+                self._weak_int_limits[id(plan)] = (weak_inputs, list(limits.items()))
         self._last_key = signature
         return plan
 
@@ -351,7 +353,7 @@ class Compiled:
         key, leaves = self._key_and_leaves(args)
         plan = self._plan_for_key(args, key)
         if self._weak_int_limits:
-            _check_weak_ints(leaves, self._weak_int_limits.get(id(plan), ()))
+            _check_weak_ints(leaves, self._weak_int_limits.get(id(plan)))
         leaves = [x.data if isinstance(x, Tensor) else x for x in leaves]
         outs = plan.run_checked(*leaves) if checked else plan(*leaves)
         result = unflatten(plan.graph.output_tree, outs)
@@ -382,14 +384,28 @@ class Compiled:
 
 
 def _check_weak_ints(leaves, limits):
-    """A Python int argument that the trace cast to a narrower integer dtype (where it met
-    an int32 tensor, say) must fit it: eager code refuses `int32_tensor + 2**40` too."""
-    for i, dtype, name in limits:
+    """A Python int argument, or a number computed from such arguments (`k + 1`), that the
+    trace cast to a narrower integer dtype (where it met an int32 tensor, say) must fit it:
+    eager code refuses `int32_tensor + 2**40` too."""
+    if not limits:
+        return
+    weak_inputs, casts = limits
+    values = {node: leaves[i] for i, node in weak_inputs}
+    for node, dtype in casts:
+        value = weak.exact_value(node, values)
         info = np.iinfo(dtype)
-        if not info.min <= leaves[i] <= info.max:
-            raise GraphcError(f"compiled function: argument {name} = {leaves[i]} does not fit "
-                              f"in {dtype} (the dtype of the tensor it meets); pass an array "
-                              "of a wider dtype or cast the tensor first", (user_location(),))
+        if value is None or info.min <= value <= info.max:
+            continue
+        what = f"argument {node.attrs['name']} = {value}" if node.op == "input" else \
+            f"{value}, computed from " + ", ".join(
+                n.attrs["name"] for _, n in weak_inputs if _reads(node, n)) + ","
+        raise GraphcError(f"compiled function: {what} does not fit in {dtype} (the dtype of "
+                          "the tensor it meets); pass an array of a wider dtype or cast the "
+                          "tensor first", (user_location(),))
+
+
+def _reads(node, source) -> bool:
+    return node is source or any(_reads(x, source) for x in node.inputs)
 
 
 def _typed(value):

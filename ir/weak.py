@@ -61,15 +61,40 @@ def adopt(opname: str, inputs: list, cast) -> tuple[list, bool]:
 
 
 def int_limits(graph) -> dict:
-    """{input node: the narrowest integer dtype a weak integer input was cast to}: a compiled
-    function checks the Python int it passes fits, as eager code checks its scalars."""
+    """{weak integer node: the narrowest integer dtype it was cast to}: a compiled function
+    checks that the value (a Python int argument, or one computed from such arguments and
+    numbers, `k + 1`) fits, as eager code checks its scalars. The node's value comes from
+    `exact_value` at each call."""
     limits = {}
     for node in graph.nodes:
-        if node.op == "cast" and node.inputs[0].op == "input" and is_weak(node.inputs[0]):
+        source = node.inputs[0] if node.op == "cast" else None
+        if source is not None and is_weak(source) and not is_float(source.dtype):
             dtype = np.dtype(node.attrs["dtype"])
             if dtype.kind in "iu":
-                old = limits.get(node.inputs[0])
+                old = limits.get(source)
                 if old is None or np.iinfo(dtype).max < np.iinfo(old).max or \
                         np.iinfo(dtype).min > np.iinfo(old).min:
-                    limits[node.inputs[0]] = dtype
+                    limits[source] = dtype
     return limits
+
+
+# the arithmetic weak integers are computed with, as Python computes numbers (exactly), so
+# that a check sees `k + 1`'s value before the graph's int64 wraps it
+_EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b}
+
+
+def exact_value(node, inputs: dict):
+    """The Python int that weak integer `node` stands for, given {input node: int}; None where
+    it is not computed from those inputs and integer constants by add, sub and mul alone
+    (then only the graph's own int64 arithmetic decides)."""
+    if node.op == "input":
+        value = inputs.get(node)
+        return None if value is None or isinstance(value, bool) else int(value)
+    if node.op == "constant":
+        value = node.attrs["value"]
+        return int(value) if value.ndim == 0 and value.dtype.kind in "iu" else None
+    rule = _EXACT.get(node.op)
+    if rule is None or len(node.inputs) != 2:
+        return None
+    a, b = (exact_value(x, inputs) for x in node.inputs)
+    return None if a is None or b is None else rule(a, b)

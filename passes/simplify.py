@@ -22,7 +22,7 @@ import numpy as np
 
 from ir.ops import api as F
 from ir.rewrite import rebuild
-from ir.types import Dim, InconclusiveDim
+from ir.types import Dim, InconclusiveDim, is_half
 
 RULES: dict[str, list] = {}
 FAST_MATH_RULES: set = set()  # rules that run only with fast_math=True
@@ -242,11 +242,20 @@ def sum_of_broadcast(m):
     inner = tuple(i - lead for i in sorted(axes) if i >= lead and i not in expanded)
     dropped = tuple(d for i, d in enumerate(x.shape) if i not in inner)
     y = F.sum(x, inner, keepdims=dropped != m.shape) if inner else x
-    if isinstance(copies, Dim):  # a count bound per call (shape polymorphism)
-        y = y if m.dtype == np.bool_ else y * F.full((), copies, m.dtype)
-    elif copies != 1 and m.dtype != np.bool_:  # a bool sum is `any`: copies change nothing
-        y = y * float(copies) if np.issubdtype(m.dtype, np.floating) else y * int(copies)
+    if m.dtype != np.bool_ and (isinstance(copies, Dim) or copies != 1):
+        y = _times_count(y, copies, m.dtype)  # (a bool sum is `any`: copies change nothing)
     return fit(F.reshape(y, m.shape), m)
+
+
+def _times_count(y, copies, dtype):
+    """y * copies, rounded once to dtype. A half-precision count would round first (bfloat16
+    keeps 8 bits: 257 copies became 256) or overflow (70000 is inf in float16), where the
+    sum it replaces adds in float32: so the product is taken in float32 there."""
+    if is_half(dtype):
+        return F.cast(_times_count(F.cast(y, "float32"), copies, np.float32), dtype)
+    if isinstance(copies, Dim):  # a count bound per call (shape polymorphism)
+        return y * F.full((), copies, dtype)
+    return y * float(copies) if np.issubdtype(dtype, np.floating) else y * int(copies)
 
 
 @rule("sum")

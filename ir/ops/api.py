@@ -182,6 +182,9 @@ def where(cond, a, b):
     # (numpy's 0-d comparisons give np.bool_ scalars: LossScaler.update on numpy state)
     if isinstance(cond, (bool, np.bool_)):
         cond = np.asarray(cond)
+    plain = [v for v in (a, b) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(plain) == 2 and builtins.any(isinstance(v, float) for v in plain):
+        a, b = float(a), float(b)  # where(c, 1.0, 0): a float, as numpy and JAX give
     return apply("where", cond, a, b)
 def stop_gradient(x): return apply("stop_gradient", x)
 
@@ -214,7 +217,16 @@ def max(x, axis=None, keepdims=False):
     return apply("max", x, axes=_axes(axis, _ndim(x)), keepdims=bool(keepdims))
 
 
+def _refuse_empty(x, axis, what):
+    """min and argmin are built on max and argmax: their error for an empty axis, under
+    their own name."""
+    for a in _axes(axis, _ndim(x)) if _ndim(x) else ():
+        if isinstance(_shape(x)[a], int) and _shape(x)[a] == 0:
+            _fail(f"{what} over axis {a} of size 0: an empty axis has no smallest element")
+
+
 def min(x, axis=None, keepdims=False):
+    _refuse_empty(x, axis, "min")
     if is_float(_dtype(x)):
         return neg(max(neg(x), axis, keepdims))
     if _dtype(x) == np.bool_:  # every element true: none false
@@ -236,6 +248,8 @@ def argmax(x, axis=None, keepdims=False):
     if isinstance(axis, (tuple, list)):
         _fail("argmax takes one axis (or None), not a tuple")
     ax = _axis(axis, _ndim(x))
+    if _ndim(x) == 0:  # (numpy: axis 0 or -1 of a scalar; its only index)
+        return full((), 0, "int64")
     size = _shape(x)[ax]
     if isinstance(size, int) and size == 0:
         _fail(f"argmax over axis {axis} of size 0: an empty axis has no largest element")
@@ -251,6 +265,8 @@ def argmax(x, axis=None, keepdims=False):
 
 def argmin(x, axis=None, keepdims=False):
     """The index of the smallest element along `axis`, as numpy's (see argmax)."""
+    if not isinstance(axis, (tuple, list)):
+        _refuse_empty(x, axis, "argmin")
     dtype = _dtype(x)
     if is_float(dtype):
         return argmax(neg(x), axis, keepdims)
@@ -263,7 +279,7 @@ def mean(x, axis=None, keepdims=False):
     axes = _axes(axis, _ndim(x))
     count = math.prod(_shape(x)[a] for a in axes)
     if not is_float(_dtype(x)):
-        _fail(f"mean of a {_dtype(x)} value; cast it to a float type first")
+        _fail(f"mean of {_dtype(x)} values; cast them to a float type first")
     if is_half(_dtype(x)):  # in float32, as torch's: a half sum of 256 x 1000.0 is inf
         return cast(mean(cast(x, "float32"), axes, keepdims), _dtype(x))
     if isinstance(count, Dim):  # known per call: a scalar the plan computes from the binding
@@ -276,7 +292,9 @@ def var(x, axis=None, keepdims=False, ddof=0):
     """The variance, divided by N - ddof (ddof=0, numpy's and JAX's default; PyTorch's
     unbiased var is ddof=1). A half x is computed in float32 (its squares overflow or
     underflow in half), as torch's."""
-    if is_float(_dtype(x)) and is_half(_dtype(x)):
+    if not is_float(_dtype(x)):
+        _fail(f"var of {_dtype(x)} values; cast them to a float type first")
+    if is_half(_dtype(x)):
         return cast(var(cast(x, "float32"), axis, keepdims, ddof), _dtype(x))
     centred = x - mean(x, axis, keepdims=True)
     out = mean(centred * centred, axis, keepdims)
@@ -432,6 +450,10 @@ def getitem(x, key):
     negative index counts from the end, one out of range is clamped)."""
     if not isinstance(key, tuple):
         key = (key,)
+    if builtins.any(isinstance(k, (bool, np.bool_)) for k in key):
+        # (True is an int: it indexed row 1 where numpy adds an axis)
+        _fail("a bool index (True/False) is a 0-d mask to numpy, a new axis of size 1 or 0, "
+              "which graphc does not take: write None for the new axis, or use graphc.where")
     # a 0-d integer tensor is a run-time scalar index, not a gather: it takes the
     # dynamic_slice path below on every axis, the first included, so that it clamps there
     # as it does on the others (JAX: x[i] and x[:, i] both clamp a traced i)
@@ -555,6 +577,8 @@ concatenate = concat
 
 def stack(xs, axis=0):
     xs = list(xs)
+    if not xs:
+        _fail("stack needs at least one array")
     axis = _axis(axis, _ndim(xs[0]) + 1)
     return concat([expand_dims(x, axis) for x in xs], axis)
 
