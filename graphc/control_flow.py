@@ -33,7 +33,7 @@ from ir.types import Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
-from .tracing import leaves_and_structure, unflatten
+from .tracing import Spec, eval_shape, leaves_and_structure, unflatten
 from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
@@ -46,6 +46,20 @@ def _graph_of(leaves):
     if graph is not None:
         return graph
     return next((x.graph for x in leaves if isinstance(x, SymbolicValue)), None)
+
+
+def _check_callable(fn, construct, name):
+    if not callable(fn):
+        raise GraphcError(f"{construct}: {name} must be a function, got {type(fn).__name__}",
+                          (user_location(),))
+
+
+def _read_per_call(x) -> bool:
+    """Whether x is a value the plan being traced must read when it runs: a traced value, or
+    an eager tensor the function closes over (a plan reads its data at each call, so that
+    `p -= 1` between calls is seen; its value now would be baked into the plan)."""
+    return isinstance(x, SymbolicValue) or (isinstance(x, Tensor)
+                                            and current_graph() is not None)
 
 
 def _as_node(graph, x, what):
@@ -66,14 +80,16 @@ def _carry_nodes(graph, init_leaves, other_leaves, what):
     xs), as a weak scalar takes the dtype of the tensor it meets: scan(lambda c, x: (c + x,
     None), 0.0, float64 xs) carries float64, where the carry was float32 and `c + x` was
     refused (JAX promotes weakly typed carries likewise)."""
+    return [_as_node(graph, x, what) for x in _typed_carries(init_leaves, other_leaves)]
+
+
+def _typed_carries(init_leaves, other_leaves) -> list:
+    """The initial carries with each weakly typed float as an array of the dtype of the
+    loop's first floating-point array (the other carries, then xs), as _carry_nodes says."""
     floats = [np.dtype(x.dtype) for x in list(init_leaves) + list(other_leaves)
               if not is_weak_scalar(x) and hasattr(x, "dtype") and is_float(x.dtype)]
-    nodes = []
-    for x in init_leaves:
-        if floats and isinstance(x, (float, np.floating)):
-            x = np.asarray(x, floats[0])
-        nodes.append(_as_node(graph, x, what))
-    return nodes
+    return [np.asarray(x, floats[0]) if floats and isinstance(x, (float, np.floating)) else x
+            for x in init_leaves]
 
 
 def _fn_name(fn) -> str:
@@ -211,7 +227,16 @@ def _results(node, count):
 
 # ---- scan -------------------------------------------------------------------------------
 def _length(d):
-    return d if isinstance(d, Dim) else _whole(d, "scan: length")
+    if isinstance(d, Dim):
+        return d
+    if isinstance(d, Tensor) and current_graph() is not None:
+        raise GraphcError("scan: length is an eager tensor, which the compiled plan would fix at "
+                          "its value now; give an int (a loop of a length read per call: "
+                          "fori_loop or while_loop)", (user_location(),))
+    length = _whole(d, "scan: length")
+    if length < 0:
+        raise GraphcError(f"scan: length must be >= 0, got {length}", (user_location(),))
+    return length
 
 
 def _whole(value, what) -> int:
@@ -225,10 +250,17 @@ def _whole(value, what) -> int:
     return int(held)
 
 
-def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
+def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
+         unroll: int | bool = 1):
     """jax.lax.scan: f(carry, x) -> (carry, y) over the leading axis of xs; returns
     (final carry, ys stacked along a new leading axis). xs may be None with `length` given;
-    with reverse=True the steps run from the last slice to the first (ys stay in xs' order)."""
+    with reverse=True the steps run from the last slice to the first (ys stay in xs' order).
+    `unroll` (JAX's) is taken and checked, so code written for JAX runs; it changes nothing
+    here: a scan is one loop node, whose body the runtime runs as one plan."""
+    _check_callable(f, "scan", "f")
+    if not isinstance(unroll, bool) and not (is_int(unroll) and unroll >= 1):
+        raise GraphcError(f"scan: unroll must be an int >= 1 or a bool, got {unroll!r}",
+                          (user_location(),))
     init_leaves, init_structure = leaves_and_structure(init)
     x_leaves, x_structure = leaves_and_structure(xs) if xs is not None else ([], None)
     # a symbolic length (a Dim: jax.export scans over a symbolic axis too) stays one
@@ -294,6 +326,10 @@ class _Slice:
 
 
 def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
+    # typed as traced: a 0.0 carry over float64 xs is float64 (it was float32 as a y, and
+    # stacking it with the float64 ones failed)
+    init_leaves, init_structure = leaves_and_structure(init)
+    init = unflatten(init_structure, _typed_carries(init_leaves, x_leaves))
     carry, ys = init, [None] * n
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
         x = unflatten(x_structure, [_strong(leaf[t]) for leaf in x_leaves]) \
@@ -322,18 +358,23 @@ def _strong(v):
 
 def _no_steps_ys(f, init, xs, x_leaves, x_structure):
     """The ys of a scan of no steps: empty arrays, (0, ...) of the types one step gives (as
-    JAX's and the traced scan's; JAX traces f for them), from one run of f on zero slices
-    whose values are dropped (without the tape, and without numpy's warnings)."""
-    x = unflatten(x_structure, [np.zeros(F._shape(leaf)[1:], F._dtype(leaf))
-                                for leaf in x_leaves]) if xs is not None else None
-    with no_grad(), np.errstate(all="ignore"):
-        _, y = _pair(f, f(init, x))
-    if y is None:
+    JAX's and the traced scan's), found by tracing f (eval_shape), not running it: a body
+    that is fine on real rows may loop forever or fail on made-up ones."""
+    init_leaves, init_structure = leaves_and_structure(init)
+
+    def one_step(*leaves):
+        carry = unflatten(init_structure, list(leaves[:len(init_leaves)]))
+        x = unflatten(x_structure, list(leaves[len(init_leaves):])) \
+            if xs is not None else None
+        return _pair(f, f(carry, x))[1]
+
+    x_specs = [Spec(tuple(F._shape(leaf)[1:]), F._dtype(leaf)) for leaf in x_leaves]
+    ys = eval_shape(functools.update_wrapper(one_step, f, updated=()), *init_leaves, *x_specs)
+    if ys is None:
         return None
-    leaves, structure = leaves_and_structure(y)
-    empty = [np.zeros((0,) + tuple(F._shape(v)), F._dtype(v)) for v in leaves]
-    return unflatten(structure, [Tensor(e) if isinstance(v, Tensor) else e
-                                 for e, v in zip(empty, leaves)])
+    leaves, structure = leaves_and_structure(ys)
+    return unflatten(structure, [Tensor(np.zeros((0,) + tuple(v.shape), v.dtype))
+                                 for v in leaves])
 
 
 def _apart(result, operands, since=None):
@@ -352,7 +393,8 @@ def fori_loop(lower, upper, body_fun, init_val):
     where upper - lower >= 0 for every size (n, n - 1; differentiable, one plan for every
     size), else a while_loop of the sizes filled in per call (JAX's takes a while_loop for
     every symbolic bound: int() of one is inconclusive there)."""
-    if isinstance(lower, SymbolicValue) or isinstance(upper, SymbolicValue):
+    _check_callable(body_fun, "fori_loop", "body_fun")
+    if _read_per_call(lower) or _read_per_call(upper):
         return _fori_while(lower, upper, body_fun, init_val)
     if isinstance(lower, Dim) or isinstance(upper, Dim):
         length, dtype = upper - lower, np.dtype(np.int64)  # a size's value is an int64
@@ -402,6 +444,8 @@ def _fori_while(lower, upper, body_fun, init_val):
 # ---- while_loop ---------------------------------------------------------------------------
 def while_loop(cond_fun, body_fun, init_val):
     """jax.lax.while_loop: while cond_fun(val): val = body_fun(val). Not differentiable."""
+    _check_callable(cond_fun, "while_loop", "cond_fun")
+    _check_callable(body_fun, "while_loop", "body_fun")
     init_leaves, init_structure = leaves_and_structure(init_val)
     graph = _graph_of(init_leaves)
     construct = _construct_salt(graph)
@@ -470,10 +514,12 @@ def cond(pred, true_fun, false_fun, *operands):
     """jax.lax.cond: true_fun(*operands) if pred else false_fun(*operands). Both branches
     must return the same structure, shapes and dtypes; traced, both are compiled and the
     predicate picks one when the plan runs."""
+    _check_callable(true_fun, "cond", "true_fun")
+    _check_callable(false_fun, "cond", "false_fun")
     op_leaves, op_structure = leaves_and_structure(list(operands))
     graph = _graph_of([pred] + op_leaves)
     construct = _construct_salt(graph)
-    if graph is None or not isinstance(pred, SymbolicValue):  # known now: only one runs
+    if graph is None or not _read_per_call(pred):  # known now: only one runs
         value, since = np.asarray(_data(pred)), op_serial()
         if value.ndim != 0 or value.dtype.kind not in "biu":  # as traced
             raise GraphcError(f"cond: the predicate must be a bool or integer scalar, got "
