@@ -96,6 +96,24 @@ def _mark_empty_buffer(module, name, empty: bool):
     object.__setattr__(module, "_empty_buffers", frozenset(names))
 
 
+class _TrainingFlag:
+    """Module.training, True until train(False) / eval(). A read inside a trace is a guard,
+    as Module._setting's, for a user's own layer too (`y * 2 if self.training else y`): a
+    plan traced in training mode is not reused after eval() (torch.compile guards it too)."""
+
+    def __get__(self, module, owner=None):
+        if module is None:
+            return True
+        value = vars(module).get("training", True)
+        graph = current_graph()
+        if graph is not None:
+            graph.guard(module, "training", value)
+        return value
+
+    def __set__(self, module, value):
+        vars(module)["training"] = value
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
@@ -339,7 +357,7 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    training = True  # Dropout's switch (train() / eval() set it on every submodule)
+    training = _TrainingFlag()  # Dropout's switch (train() / eval() set it on every submodule)
 
     def train(self, mode: bool = True):
         """PyTorch's Module.train: Dropout layers in this module and its submodules are
@@ -399,6 +417,10 @@ class Module:
                 value = values[name]
                 if isinstance(value, np.ndarray):
                     value = Tensor(value)
+                if name in owners and not getattr(getattr(*places[0]), "requires_grad", True):
+                    # frozen torch's way: no gradient reaches it, so gc.grad gives zeros
+                    # and gc.Trainer (a None gradient) leaves it and its state alone
+                    value = F.stop_gradient(value)
                 for module, attr in places:
                     saved.append((module, attr, getattr(module, attr)))
                     object.__setattr__(module, attr, value)

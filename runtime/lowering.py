@@ -447,7 +447,14 @@ def kernel_with_written_call(kernel, n, written, names) -> list:
 
     def rows(x):
         return f"{names[x]}.{view}"
-    if n.op in ("layer_norm_grad", "batch_norm_grad"):
+    if n.op == "batch_norm_grad":
+        # contiguous, as runtime.emitters._channels_operand makes them for the kernel alone:
+        # it flattens them to rows, which numba does only for a contiguous array, and g may
+        # be a broadcast (the gradient of a mean over the spatial axes after the layer)
+        x, w, g = n.inputs
+        operands = [f"np.ascontiguousarray({rows(x)})", names[w],
+                    f"np.ascontiguousarray({rows(g)})", repr(n.attrs["eps"])]
+    elif n.op == "layer_norm_grad":
         x, w, g = n.inputs
         operands = [rows(x), names[w], rows(g), repr(n.attrs["eps"])]
     else:  # gelu_grad
