@@ -36,6 +36,7 @@ from runtime.eager import Tensor, apart_from
 
 from . import nn
 from .tracing import arg_names, flatten, leaf_input_names, to_spec, unflatten
+from .transforms import _shared_float_dtype
 
 
 def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
@@ -66,12 +67,17 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         outer = _outer_graph(leaves)
         region = _Region(f"vmap({name})", outer)
         bound, stand_ins = {}, []
+        shared = _shared_float_dtype(leaves)
         for leaf, first, axis, leaf_name in zip(leaves, firsts, axes, leaf_names):
-            if axis is None and (not _is_array(leaf) or isinstance(leaf, np.generic)):
-                # a Python value, passed through as it is; so is a numpy scalar, which
-                # stays weakly typed as in eager code (an input node would fix its dtype)
+            if axis is None and (not _is_array(leaf) or isinstance(leaf, np.integer)):
+                # a Python value, passed through as it is; so is a numpy integer scalar,
+                # weakly typed as in eager code (an int64 input did not meet int32 tensors)
                 stand_ins.append(leaf)
                 continue
+            if axis is None and isinstance(leaf, np.floating) and shared is not None:
+                # as gc.compile's numpy float scalars: the float dtype the arrays share
+                # (np.float64(2) times float32 examples was refused as float64)
+                leaf = first = np.asarray(leaf, shared)
             spec = to_spec(first)
             node = region.input(leaf_name, spec.shape[axis is not None:], spec.dtype)
             bound[node] = (first, axis is not None)

@@ -10,9 +10,10 @@ from test_review_s30_cli import TINY
 from test_review_s31 import _trained
 
 
-def test_vmap_keeps_an_unmapped_numpy_scalar_weakly_typed():
-    """A numpy scalar given in_axes None is weakly typed, as in eager code: float32 examples
-    times np.float64(2) stay float32 (before: refused as float32 meeting float64)."""
+def test_vmap_types_an_unmapped_numpy_scalar_as_compile_does():
+    """A numpy float scalar given in_axes None takes the float dtype the arrays share, as
+    gc.compile's: float32 examples times np.float64(2) are float32 (before: refused as
+    float32 meeting float64); a numpy int scalar is weakly typed, as in eager code."""
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     out = gc.vmap(lambda a, s: a * s, in_axes=(0, None))(x, np.float64(2.0))
     assert np.asarray(out).dtype == np.float32
@@ -153,3 +154,221 @@ def test_generator_names_a_missing_or_misshapen_parameter():
     with pytest.raises(ValueError, match=r"^Generator: params\['ln_f.bias'\] has shape \(3,\), "
                                          r"the model's is \(4,\)$"):
         Generator(model, {**params, "ln_f.bias": np.zeros(3, np.float32)})
+
+
+def test_sum_of_a_broadcast_half_value_is_not_rounded_through_its_count():
+    """simplify's sum(broadcast_to(x)) -> x * copies took the count in the half dtype:
+    70000 copies overflowed float16 to inf and bfloat16 rounded 257 to 256."""
+    import ml_dtypes
+    x = np.array([0.001], np.float16)
+    f = gc.compile(lambda x: gc.sum(gc.broadcast_to(x, (70000,))))
+    assert float(f(x)) == pytest.approx(70.0, rel=1e-3)
+    g = gc.compile(gc.grad(lambda b, x: gc.sum(x + b) * 1e-3))
+    assert float(g(np.array(0.0, np.float16), np.zeros(70000, np.float16))) == \
+        pytest.approx(70.0, rel=1e-3)
+    y = np.array([3.0], ml_dtypes.bfloat16)
+    h = gc.compile(lambda y: gc.sum(gc.broadcast_to(y, (257,))))
+    assert float(h(y)) == 772.0  # bfloat16's nearest to 771 (the O0 pipeline's sum)
+
+
+@pytest.mark.parametrize("f, k, says", [
+    (lambda x, k: x < k + 0, 2**32 + 2, "4294967298, computed from k,"),
+    (lambda x, k: x + (k + 1), 2**40, "1099511627777, computed from k,"),
+    (lambda x, k: x * (2 * k), 2**31, "4294967296, computed from k,"),
+    (lambda x, k: x + k, 2**31, "argument k = 2147483648"),
+])
+def test_a_number_computed_from_int_arguments_must_fit_the_tensor_it_meets(f, k, says):
+    """Only a weak int argument cast as it was (x < k) was range-checked: x < k + 0 compared
+    with k wrapped to int32 (2**32 + 2 as 2), silently. Eager code refuses these values."""
+    x = np.array([1, 2, 3], np.int32)
+    compiled = gc.compile(f)
+    np.testing.assert_array_equal(compiled(x, 5), f(gc.tensor(x), 5).data)
+    with pytest.raises(gc.GraphcError, match=f"^compiled function: {says} does not fit in "
+                                             "int32"):
+        compiled(x, k)
+    with pytest.raises(gc.GraphcError):
+        f(gc.tensor(x), k)
+
+
+def test_an_int_argument_beyond_int64_is_one_line():
+    x = np.ones(3, np.float32)
+    with pytest.raises(gc.GraphcError, match="^the int 18446744073709551616 does not fit in "
+                                             "int64, the dtype an int argument is traced as"):
+        gc.compile(lambda x, k: x * k)(x, 2**64)
+
+
+@pytest.mark.parametrize("key", [True, False, (slice(None), True), np.True_])
+def test_a_bool_index_is_refused_not_taken_as_0_or_1(key):
+    """x[True] gave row 1 (True is an int) where numpy adds an axis of size 1."""
+    x = np.arange(6.0, dtype=np.float32).reshape(2, 3)
+    for run in (lambda: gc.tensor(x)[key], lambda: gc.compile(lambda a: a[key])(x)):
+        with pytest.raises(gc.GraphcError, match="^a bool index|^boolean-mask"):
+            run()
+
+
+def test_small_op_edges_found_by_fuzzing():
+    """argmax/argmin of a 0-d value raised IndexError (numpy: 0); stack([]) IndexError; min and
+    argmin over an empty axis named max and argmax; var of integers named mean;
+    where(c, 1.0, 0) was refused as float32 meeting int64 (numpy and JAX: a float)."""
+    assert int(gc.argmax(np.float32(2.0), 0).data) == 0
+    assert int(gc.compile(lambda x: gc.argmin(x, 0))(np.float32(2.0))) == 0
+    empty = np.zeros((3, 0), np.float32)
+    for call, message in [
+            (lambda: gc.stack([]), "stack needs at least one array"),
+            (lambda: gc.min(empty, 1), "min over axis 1 of size 0: an empty axis has no "
+                                       "smallest element"),
+            (lambda: gc.argmin(empty, 1), "argmin over axis 1 of size 0"),
+            (lambda: gc.var(np.arange(3, dtype=np.int32)), "var of int32 values; cast them "
+                                                           "to a float type first")]:
+        with pytest.raises(gc.GraphcError, match=f"^{message}"):
+            call()
+    cond = np.array([True, False])
+    for out in (gc.where(cond, 1.0, 0).data, gc.compile(lambda c: gc.where(c, 1.0, 0))(cond)):
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, [1.0, 0.0])
+
+
+# ---- control flow (helper's findings) -------------------------------------------------------
+def test_a_closed_over_tensor_as_predicate_or_bound_is_read_per_call():
+    """A compiled cond's predicate or fori_loop's bound that was a closed-over eager tensor
+    was baked in at its traced value, where the README says a plan reads such a tensor at
+    each call (and `where(p > 0, ...)` did)."""
+    x = np.array([1.0, 2.0])
+    p, n = gc.tensor(np.array(1)), gc.tensor(np.array(2))
+    c = gc.compile(lambda x: gc.cond(p, lambda a: a * 2.0, lambda a: a * 3.0, x))
+    f = gc.compile(lambda x: gc.fori_loop(0, n, lambda i, v: v * 2.0, x))
+    np.testing.assert_array_equal(c(x), [2.0, 4.0])
+    np.testing.assert_array_equal(f(x), [4.0, 8.0])
+    with gc.no_grad():
+        p -= 1
+        n += 1
+    np.testing.assert_array_equal(c(x), [3.0, 6.0])
+    np.testing.assert_array_equal(f(x), [8.0, 16.0])
+    with pytest.raises(gc.GraphcError, match="^scan: length is an eager tensor"):
+        gc.compile(lambda x: gc.scan(lambda v, _: (v * 2.0, None), x, None, length=n))(x)
+
+
+def test_an_eager_scan_of_no_steps_does_not_run_its_body():
+    """The ys of an eager scan over 0 rows came from running f on zero rows: a body that
+    stops on real rows looped forever on those."""
+    def step(c, x):
+        v = gc.while_loop(lambda v: gc.sum(v) < 10.0, lambda v: v * 2.0, x)
+        return c + v, {"v": v, "n": gc.sum(v > 0)}
+    carry, ys = gc.scan(step, np.zeros(3), np.ones((0, 3)))
+    np.testing.assert_array_equal(np.asarray(carry), np.zeros(3))
+    assert ys["v"].shape == (0, 3) and ys["v"].dtype == np.float64
+    assert ys["n"].shape == (0,) and ys["n"].dtype == np.int64
+
+
+def test_an_eager_scan_types_a_float_carry_as_traced():
+    """scan(step, 0.0, float64 xs) emitting the carry as y failed eagerly (concat of f32 and
+    f64), where compiled the 0.0 carry is float64."""
+    xs = np.array([1.0, 2.0, 3.0])
+    step = lambda c, x: (c + x, c)  # noqa: E731
+    for run in (lambda: gc.scan(step, 0.0, xs), lambda: gc.compile(
+            lambda xs: gc.scan(step, 0.0, xs))(xs)):
+        carry, ys = run()
+        assert float(np.asarray(carry)) == 6.0
+        assert np.asarray(ys).dtype == np.float64
+        np.testing.assert_array_equal(np.asarray(ys), [0.0, 1.0, 3.0])
+
+
+def test_control_flow_arguments_are_checked_in_one_line():
+    for call, message in [
+            (lambda: gc.scan(3, 0.0, None, length=2), "scan: f must be a function, got int"),
+            (lambda: gc.while_loop(None, lambda v: v, 1.0),
+             "while_loop: cond_fun must be a function"),
+            (lambda: gc.cond(True, None, lambda: 1), "cond: true_fun must be a function"),
+            (lambda: gc.fori_loop(0, 2, "body", 1.0), "fori_loop: body_fun must be a function"),
+            (lambda: gc.scan(lambda c, x: (c, c), 0.0, None, length=-1),
+             "scan: length must be >= 0, got -1"),
+            (lambda: gc.scan(lambda c, x: (c, c), 0.0, np.ones(2), unroll=0),
+             "scan: unroll must be an int >= 1 or a bool")]:
+        with pytest.raises(gc.GraphcError, match=f"^{message}"):
+            call()
+    # JAX's unroll is taken (code written for JAX runs) and changes nothing
+    carry, ys = gc.scan(lambda c, x: (c + x, c), 0.0, np.ones(3), unroll=2)
+    np.testing.assert_array_equal(np.asarray(ys), [0.0, 1.0, 2.0])
+
+
+# ---- the training library (helper's findings) -----------------------------------------------
+@pytest.mark.parametrize("reduce", ["mean", "pool"])
+def test_batch_norm_followed_by_a_spatial_reduction_trains(reduce):
+    """conv -> BatchNorm2d -> global average pool -> linear: the paired BatchNorm gradient
+    kernel got the mean's gradient, a broadcast view, and numba could not flatten it (a
+    TypingError traceback from the first training step)."""
+    from graphc import nn
+    rng = np.random.default_rng(0)
+    conv = nn.Conv2d(3, 8, 3, padding=1, dtype="float64")
+    bn, fc = nn.BatchNorm2d(8, dtype="float64"), nn.Linear(8, 2, dtype="float64")
+    pool = nn.AdaptiveAvgPool2d(1)
+    x = rng.normal(size=(16, 3, 6, 6))
+    y = rng.integers(0, 2, 16)
+
+    def loss(params, x):
+        h = bn.apply(params["bn"], conv.apply(params["conv"], x))
+        h = gc.mean(h, axis=(2, 3)) if reduce == "mean" else gc.reshape(pool(h), (16, 8))
+        return gc.cross_entropy(fc.apply(params["fc"], h), y)
+    params = {"conv": conv.params(), "bn": bn.params(), "fc": fc.params()}
+    grads = gc.compile(gc.grad(loss))(params, x)
+    eps = 1e-6
+    w = params["bn"]["weight"]
+    for c in (0, 5):
+        up, down = w.copy(), w.copy()
+        up[c] += eps
+        down[c] -= eps
+        numeric = (float(loss({**params, "bn": {**params["bn"], "weight": up}}, x).data)
+                   - float(loss({**params, "bn": {**params["bn"], "weight": down}}, x).data)
+                   ) / (2 * eps)
+        assert grads["bn"]["weight"][c] == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+    eager_dx = gc.grad(lambda x: loss(params, x))(x)
+    np.testing.assert_allclose(gc.compile(gc.grad(lambda x: loss(params, x)))(x), eager_dx,
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_the_trainer_leaves_a_parameter_frozen_torchs_way_alone():
+    """gc.Trainer updated a Parameter with requires_grad = False (moments and weight decay
+    too), where bind() and torch leave it."""
+    from graphc import nn, optim
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    for p in net[0].parameters():
+        p.requires_grad = False
+    x, t = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)
+    frozen = net[0].weight.data.copy()
+    trained = net[2].weight.data.copy()
+    loss = lambda p, b: gc.mean((net.apply(p, b[0]) - b[1]) ** 2)  # noqa: E731
+    trainer = gc.Trainer(loss, net.params(), optim.AdamW(lr=0.1), [(x, t)], steps=3)
+    for _ in range(3):
+        trainer.train_step()
+    np.testing.assert_array_equal(trainer.params["0.weight"], frozen)
+    assert not np.array_equal(trainer.params["2.weight"], trained)
+    grads = gc.grad(loss)(net.params(), (x, t))
+    np.testing.assert_array_equal(grads["0.weight"], np.zeros_like(frozen))
+    assert np.abs(grads["2.weight"]).sum() > 0
+
+
+def test_a_layers_own_training_branch_is_guarded():
+    """A user's layer reading self.training kept its training-mode plan after eval(), in
+    gc.compile and in the Trainer's step (only the built-in layers' reads were guarded)."""
+    from graphc import nn, optim
+
+    class Net(nn.Module):
+        def __init__(self):
+            self.fc = nn.Linear(3, 1, dtype="float64")
+
+        def forward(self, x):
+            y = self.fc(x)
+            return y * 2.0 if self.training else y
+    net, x = Net(), np.ones((4, 3))
+    f = gc.compile(lambda p, x: net.apply(p, x))
+    train_out = f(net.params(), x)
+    net.eval()
+    np.testing.assert_allclose(f(net.params(), x), train_out / 2, rtol=1e-15)
+    np.testing.assert_allclose(f(net.params(), x), net(gc.tensor(x)).data, rtol=1e-15)
+    net.train()
+    t = np.zeros((4, 1))
+    loss = lambda p, b: gc.mean((net.apply(p, b[0]) - b[1]) ** 2)  # noqa: E731
+    trainer = gc.Trainer(loss, net.params(), optim.SGD(lr=0.0), [(x, t)], steps=2)
+    in_training = trainer.train_step()
+    net.eval()
+    assert trainer.train_step() == pytest.approx(in_training / 4, rel=1e-12)
