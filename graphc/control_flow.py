@@ -359,22 +359,44 @@ def _strong(v):
 def _no_steps_ys(f, init, xs, x_leaves, x_structure):
     """The ys of a scan of no steps: empty arrays, (0, ...) of the types one step gives (as
     JAX's and the traced scan's), found by tracing f (eval_shape), not running it: a body
-    that is fine on real rows may loop forever or fail on made-up ones."""
-    init_leaves, init_structure = leaves_and_structure(init)
-
-    def one_step(*leaves):
-        carry = unflatten(init_structure, list(leaves[:len(init_leaves)]))
-        x = unflatten(x_structure, list(leaves[len(init_leaves):])) \
-            if xs is not None else None
-        return _pair(f, f(carry, x))[1]
-
-    x_specs = [Spec(tuple(F._shape(leaf)[1:]), F._dtype(leaf)) for leaf in x_leaves]
-    ys = eval_shape(functools.update_wrapper(one_step, f, updated=()), *init_leaves, *x_specs)
+    that is fine on real rows may loop forever or fail on made-up ones. A body that cannot
+    be traced (eager-only Python: `.data`, float() of a value) runs once on zero slices, its
+    values dropped (without the tape, and without numpy's warnings), as before."""
+    try:
+        ys = _traced_ys(f, init, xs, x_leaves, x_structure)
+    except Exception:  # noqa: BLE001 - such a body's own error recurs in the run below
+        x = unflatten(x_structure, [np.zeros(F._shape(leaf)[1:], F._dtype(leaf))
+                                    for leaf in x_leaves]) if xs is not None else None
+        with no_grad(), np.errstate(all="ignore"):
+            ys = _pair(f, f(init, x))[1]
     if ys is None:
         return None
     leaves, structure = leaves_and_structure(ys)
-    return unflatten(structure, [Tensor(np.zeros((0,) + tuple(v.shape), v.dtype))
+    return unflatten(structure, [Tensor(np.zeros((0,) + tuple(F._shape(v)), F._dtype(v)))
                                  for v in leaves])
+
+
+def _traced_ys(f, init, xs, x_leaves, x_structure):
+    """eval_shape of one step's ys: the carry's numbers weakly typed, as traced, and its
+    leaves that are no arrays (a tag, a setting) passed as they are."""
+    init_leaves, init_structure = leaves_and_structure(init)
+    traced = [k for k, v in enumerate(init_leaves) if isinstance(
+        v, (SymbolicValue, Tensor, np.ndarray, np.generic, bool, int, float))]
+
+    def one_step(*values):
+        leaves = list(init_leaves)
+        for k, v in zip(traced, values):
+            leaves[k] = v
+        x = unflatten(x_structure, list(values[len(traced):])) if xs is not None else None
+        return _pair(f, f(unflatten(init_structure, leaves), x))[1]
+
+    def spec(v):
+        if type(v) in (int, float):  # weakly typed, as a compiled function's numbers
+            return Spec((), np.dtype(np.int64 if type(v) is int else np.float64), weak=True)
+        return v
+    x_specs = [Spec(tuple(F._shape(leaf)[1:]), F._dtype(leaf)) for leaf in x_leaves]
+    return eval_shape(functools.update_wrapper(one_step, f, updated=()),
+                      *[spec(init_leaves[k]) for k in traced], *x_specs)
 
 
 def _apart(result, operands, since=None):
@@ -427,9 +449,15 @@ def _fori_while(lower, upper, body_fun, init_val):
     """fori_loop as a while_loop on (i, upper, val); a symbolic size as a bound enters as a
     scalar the plan fills in per call, of the other bound's dtype where that one is traced
     (as a weak Python int would take it), else int64."""
-    traced = [b.dtype for b in (lower, upper) if isinstance(b, SymbolicValue)]
+    for name, b in (("lower", lower), ("upper", upper)):
+        if _read_per_call(b) and (F._ndim(b) != 0 or np.dtype(F._dtype(b)).kind not in "iu"):
+            raise GraphcError(f"fori_loop: {name} must be an int, got "
+                              f"{TensorType(F._shape(b), F._dtype(b))}", (user_location(),))
+    traced = [np.dtype(F._dtype(b)) for b in (lower, upper) if _read_per_call(b)]
     dtype = traced[0] if traced else np.dtype(np.int64)
-    lower, upper = [F.full((), b, dtype) if isinstance(b, Dim) else b for b in (lower, upper)]
+    # a Python int bound takes the traced one's dtype (an int32 tensor's), as a weak int does
+    lower, upper = [F.full((), b, dtype) if isinstance(b, Dim) else
+                    np.asarray(b, dtype) if is_int(b) else b for b in (lower, upper)]
 
     def keep_going(carry):
         return carry[0] < carry[1]

@@ -125,8 +125,8 @@ class AlphaDropout(Dropout):
     def forward(self, x):
         if self._setting("p", x) > 0.0:  # model.train()/eval(), or another p: another plan
             self._setting("training", x)
-        return self._function(x, self.p, self.training, seed=current_key(x)
-                              if self.training and self.p > 0.0 else None)
+        training = self.p > 0.0 and self.training  # (p = 0: no guard on training)
+        return self._function(x, self.p, training, seed=current_key(x) if training else None)
 
 
 class FeatureAlphaDropout(AlphaDropout):

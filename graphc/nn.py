@@ -96,6 +96,16 @@ def _mark_empty_buffer(module, name, empty: bool):
     object.__setattr__(module, "_empty_buffers", frozenset(names))
 
 
+def _frozen(param) -> bool:
+    """Whether a Parameter is frozen (requires_grad False); a trace guards the flag, so that
+    freezing or unfreezing it between calls (gradual unfreezing) traces again."""
+    flag = getattr(param, "requires_grad", True)
+    graph = current_graph()
+    if graph is not None and isinstance(param, Parameter):
+        graph.guard(param, "requires_grad", flag)
+    return not flag
+
+
 class _TrainingFlag:
     """Module.training, True until train(False) / eval(). A read inside a trace is a guard,
     as Module._setting's, for a user's own layer too (`y * 2 if self.training else y`): a
@@ -417,7 +427,7 @@ class Module:
                 value = values[name]
                 if isinstance(value, np.ndarray):
                     value = Tensor(value)
-                if name in owners and not getattr(getattr(*places[0]), "requires_grad", True):
+                if name in owners and _frozen(getattr(*places[0])):
                     # frozen torch's way: no gradient reaches it, so gc.grad gives zeros
                     # and gc.Trainer (a None gradient) leaves it and its state alone
                     value = F.stop_gradient(value)
@@ -1146,7 +1156,7 @@ def _dropout_while_training(module, setting, x):
     p = module._setting(setting, x)  # model.train()/eval(), or another p, selects another
     if p > 0.0:  # plan
         module._setting("training", x)
-    if not module.training or p == 0.0 or _EVALUATING.depth:
+    if p == 0.0 or _EVALUATING.depth or not module.training:  # (p = 0: no guard on training)
         return x
     return F.dropout(x, p, current_key(x))
 

@@ -74,10 +74,11 @@ import re
 import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
+from ir.errors import GraphcError, user_location, user_stacklevel
 
 from ir.ops.api import cast
 from ir.ops.precision import autocast, precision_dtype
@@ -171,6 +172,10 @@ class Trainer:
         # parameters and optimiser state stay as given (float32 master weights)
         self.precision, self.half = precision, precision_dtype(precision, "Trainer")
         self.scaler = None  # float16 only: dynamic loss scaling
+        if loss_scaler is not None and self.half != np.float16:
+            raise GraphcError(f"Trainer: a loss_scaler is for precision='fp16-mixed' (float16's "
+                              f"narrow range); with precision={precision!r} no loss is scaled",
+                              (user_location(),))
         if self.half == np.float16:
             self.scaler = loss_scaler or amp.LossScaler()
         self.amp_state = self.scaler.init() if self.scaler else None
@@ -258,6 +263,13 @@ class Trainer:
         skips = isinstance(self.optimizer, optim.Optimizer)
         with nn.rng_key(key):
             value, grads = traced_value_and_grad(loss, none_if_unreached=skips)(params)
+        if skips and self.names and all(grads.get(n) is None for n in self.names):
+            # (training runs, the loss never moves: said once, as a traced step is traced
+            # once; not refused, a loss without parameters being allowed)
+            warnings.warn("Trainer: no parameter gets a gradient: the loss reads none of the "
+                          "params it is given (does it call model(x) where model.apply(params, "
+                          "x) is meant?), or every one is frozen (requires_grad = False)",
+                          stacklevel=user_stacklevel())
         if amp_state is not None:
             value = value / amp_state["scale"]
         if self.dist is not None:
@@ -605,7 +617,8 @@ class Trainer:
         never_negative = {f"{_SLOT_PREFIX.get(s, f'opt_{s}')}/"
                           for s in self.optimizer.non_negative_slots}
         for key, values in arrays.items():
-            if key[:key.rindex("/") + 1] in never_negative and (values < 0).any():
+            # (the prefix up to the first "/": a parameter's own name may hold more)
+            if key.split("/", 1)[0] + "/" in never_negative and (values < 0).any():
                 raise checkpoint.CheckpointError(
                     f"checkpoint {key} holds a negative value, which "
                     f"{type(self.optimizer).__name__}'s running average of squared gradients "

@@ -391,21 +391,29 @@ def _check_weak_ints(leaves, limits):
         return
     weak_inputs, casts = limits
     values = {node: leaves[i] for i, node in weak_inputs}
+    known = {}
     for node, dtype in casts:
-        value = weak.exact_value(node, values)
+        value = weak.exact_value(node, values, known)
         info = np.iinfo(dtype)
         if value is None or info.min <= value <= info.max:
             continue
         what = f"argument {node.attrs['name']} = {value}" if node.op == "input" else \
             f"{value}, computed from " + ", ".join(
-                n.attrs["name"] for _, n in weak_inputs if _reads(node, n)) + ","
+                n.attrs["name"] for n in _inputs_read(node, values)) + ","
         raise GraphcError(f"compiled function: {what} does not fit in {dtype} (the dtype of "
                           "the tensor it meets); pass an array of a wider dtype or cast the "
                           "tensor first", (user_location(),))
 
 
-def _reads(node, source) -> bool:
-    return node is source or any(_reads(x, source) for x in node.inputs)
+def _inputs_read(node, inputs) -> list:
+    """The nodes among `inputs` that node is computed from, in the graph's input order."""
+    seen, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.inputs)
+    return [n for n in inputs if n in seen]
 
 
 def _typed(value):

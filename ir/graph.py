@@ -171,6 +171,7 @@ class Graph(Interpreter):
         self._next_id = 0
         self._next_salt = 0
         self.salt_scope = None  # (construct, function) while numbering a construct's sites
+        self.adopting_casts = set()  # ids of the casts a weak value took to meet a tensor
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
         self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None
@@ -236,7 +237,9 @@ class Graph(Interpreter):
         return node
 
     def _cast(self, node, dtype):
-        return self.process(get_op("cast"), [node], {"dtype": dtype})
+        cast = self.process(get_op("cast"), [node], {"dtype": dtype})
+        self.adopting_casts.add(cast.id)  # (not a cast the user wrote: see weak.int_limits)
+        return cast
 
     def input(self, name: str, shape, dtype="float32", kind: str = "input") -> Node:
         if any(n.attrs["name"] == name for n in self.inputs):

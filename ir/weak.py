@@ -61,13 +61,15 @@ def adopt(opname: str, inputs: list, cast) -> tuple[list, bool]:
 
 
 def int_limits(graph) -> dict:
-    """{weak integer node: the narrowest integer dtype it was cast to}: a compiled function
-    checks that the value (a Python int argument, or one computed from such arguments and
-    numbers, `k + 1`) fits, as eager code checks its scalars. The node's value comes from
-    `exact_value` at each call."""
+    """{weak integer node: the narrowest integer dtype it was cast to where it met a tensor}:
+    a compiled function checks that the value (a Python int argument, or one computed from
+    such arguments and numbers, `k + 1`) fits, as eager code checks its scalars. The node's
+    value comes from `exact_value` at each call."""
     limits = {}
     for node in graph.nodes:
-        source = node.inputs[0] if node.op == "cast" else None
+        # the casts `adopt` made only: a cast the user wrote (gc.cast(k + 1, "int32")) wraps,
+        # as it does eagerly
+        source = node.inputs[0] if node.id in graph.adopting_casts else None
         if source is not None and is_weak(source) and not is_float(source.dtype):
             dtype = np.dtype(node.attrs["dtype"])
             if dtype.kind in "iu":
@@ -83,18 +85,33 @@ def int_limits(graph) -> dict:
 _EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b}
 
 
-def exact_value(node, inputs: dict):
+def exact_value(node, inputs: dict, known: dict | None = None):
     """The Python int that weak integer `node` stands for, given {input node: int}; None where
     it is not computed from those inputs and integer constants by add, sub and mul alone
-    (then only the graph's own int64 arithmetic decides)."""
-    if node.op == "input":
-        value = inputs.get(node)
-        return None if value is None or isinstance(value, bool) else int(value)
-    if node.op == "constant":
-        value = node.attrs["value"]
-        return int(value) if value.ndim == 0 and value.dtype.kind in "iu" else None
-    rule = _EXACT.get(node.op)
-    if rule is None or len(node.inputs) != 2:
-        return None
-    a, b = (exact_value(x, inputs) for x in node.inputs)
-    return None if a is None or b is None else rule(a, b)
+    (then only the graph's own int64 arithmetic decides). `known`: values found so far
+    (shared between calls, so that a value used twice is computed once). Iterative: a chain
+    of thousands of `k = k + 1` neither recurses nor repeats work."""
+    known = {} if known is None else known
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if n in known:
+            stack.pop()
+            continue
+        if n.op == "input":
+            value = inputs.get(n)
+            known[n] = None if value is None or isinstance(value, bool) else int(value)
+        elif n.op == "constant":
+            value = n.attrs["value"]
+            known[n] = int(value) if value.ndim == 0 and value.dtype.kind in "iu" else None
+        elif n.op not in _EXACT or len(n.inputs) != 2:
+            known[n] = None
+        else:
+            missing = [x for x in n.inputs if x not in known]
+            if missing:
+                stack.extend(missing)
+                continue
+            a, b = (known[x] for x in n.inputs)
+            known[n] = None if a is None or b is None else _EXACT[n.op](a, b)
+        stack.pop()
+    return known[node]

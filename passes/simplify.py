@@ -241,18 +241,21 @@ def sum_of_broadcast(m):
         return F.zeros(m.shape, m.dtype)
     inner = tuple(i - lead for i in sorted(axes) if i >= lead and i not in expanded)
     dropped = tuple(d for i, d in enumerate(x.shape) if i not in inner)
+    # a half sum adds in float32 and rounds once: so do its sum of x and product by the
+    # count here (a half count rounds, 257 copies to 256 in bfloat16, or overflows, 70000
+    # is inf in float16; a half inner sum rounds before the product)
+    half = is_half(m.dtype)
+    if half:
+        x = F.cast(x, "float32")
     y = F.sum(x, inner, keepdims=dropped != m.shape) if inner else x
     if m.dtype != np.bool_ and (isinstance(copies, Dim) or copies != 1):
-        y = _times_count(y, copies, m.dtype)  # (a bool sum is `any`: copies change nothing)
+        y = _times_count(y, copies, y.dtype)  # (a bool sum is `any`: copies change nothing)
+    if half:
+        y = F.cast(y, m.dtype)
     return fit(F.reshape(y, m.shape), m)
 
 
 def _times_count(y, copies, dtype):
-    """y * copies, rounded once to dtype. A half-precision count would round first (bfloat16
-    keeps 8 bits: 257 copies became 256) or overflow (70000 is inf in float16), where the
-    sum it replaces adds in float32: so the product is taken in float32 there."""
-    if is_half(dtype):
-        return F.cast(_times_count(F.cast(y, "float32"), copies, np.float32), dtype)
     if isinstance(copies, Dim):  # a count bound per call (shape polymorphism)
         return y * F.full((), copies, dtype)
     return y * float(copies) if np.issubdtype(dtype, np.floating) else y * int(copies)

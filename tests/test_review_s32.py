@@ -372,3 +372,127 @@ def test_a_layers_own_training_branch_is_guarded():
     in_training = trainer.train_step()
     net.eval()
     assert trainer.train_step() == pytest.approx(in_training / 4, rel=1e-12)
+
+
+def test_the_trainer_warns_of_a_loss_that_reads_no_parameter():
+    """A loss calling model(x) instead of model.apply(params, x) reached no parameter: the
+    Trainer ran, the loss never moved and the gradient norm stayed 0, silently. It still
+    runs (tests/test_review_s29.py: a parameterless loss is allowed), with a warning."""
+    from graphc import nn, optim
+    m = nn.Linear(3, 1)
+    x, t = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    with pytest.warns(UserWarning, match="^Trainer: no parameter gets a gradient: the loss "
+                                         "reads none of the params"):
+        gc.Trainer(lambda p, b: gc.mean((m(b[0]) - b[1]) ** 2), m.params(),
+                   optim.AdamW(lr=0.1), [(x, t)], steps=5).train_step()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
+def test_a_loss_scaler_without_float16_is_refused(precision):
+    """It was dropped silently (trainer.scaler None), where the user asked for scaling."""
+    from graphc import nn, optim
+    m = nn.Linear(3, 1)
+    x, t = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    with pytest.raises(gc.GraphcError, match="^Trainer: a loss_scaler is for "
+                                             "precision='fp16-mixed'"):
+        gc.Trainer(lambda p, b: gc.mean((m.apply(p, b[0]) - b[1]) ** 2), m.params(),
+                   optim.SGD(lr=0.1), [(x, t)], steps=2, precision=precision,
+                   loss_scaler=gc.amp.LossScaler(init_scale=1024.0))
+
+
+# ---- the review of this session's changes ---------------------------------------------------
+def test_freezing_a_parameter_after_the_first_call_traces_again():
+    """Module.apply read requires_grad without a guard: a compiled gradient (and the
+    Trainer's step) kept the plan traced before a parameter was frozen or unfrozen."""
+    from graphc import nn
+    net = nn.Linear(3, 1, dtype="float64")
+    x, t = np.ones((8, 3)), np.zeros((8, 1))
+    loss = lambda p: gc.mean((net.apply(p, x) - t) ** 2)  # noqa: E731
+    g, p = gc.compile(gc.grad(loss)), net.params()
+    assert np.abs(g(p)["weight"]).sum() > 0
+    net.weight.requires_grad = False
+    np.testing.assert_array_equal(g(p)["weight"], np.zeros((3, 1)))
+    net.weight.requires_grad = True
+    assert np.abs(g(p)["weight"]).sum() > 0
+
+
+def test_weak_int_checks_take_long_chains_and_leave_a_users_own_cast():
+    """The first cut's check recursed (a RecursionError for 500 `k = k + 1`, seconds per
+    call for a reused value) and refused gc.cast(k + 1, "int32"), which wraps eagerly."""
+    x = np.array([1, 2, 3], np.int32)
+
+    def chain(x, k):
+        for _ in range(2000):
+            k = k + 1
+        return x + k
+    np.testing.assert_array_equal(gc.compile(chain)(x, 0), x + 2000)
+
+    def doubling(x, k):
+        a, b = k, k
+        for _ in range(60):
+            a, b = b, a + b
+        return x + b
+    with pytest.raises(gc.GraphcError, match="computed from k, does not fit in int32"):
+        gc.compile(doubling)(x, 1)
+    f = lambda x, k: x + gc.cast(k + 1, "int32")  # noqa: E731
+    np.testing.assert_array_equal(gc.compile(f)(x, 2**40), f(gc.tensor(x), 2**40).data)
+
+
+def test_an_eager_scan_of_no_steps_takes_ints_tags_and_eager_only_bodies():
+    xs = np.ones((0, 3), np.int32)
+    _, ys = gc.scan(lambda c, x: (c + x, c + x), 0, xs)
+    assert ys.shape == (0, 3) and ys.dtype == np.int32
+    body = lambda c, x: (c, x if float(gc.sum(x).data) > 0 else -x)  # noqa: E731
+    assert gc.scan(body, 0, xs)[1].shape == (0, 3)
+    carry, ys = gc.scan(lambda c, x: (c, x), (0, "tag"), xs)
+    assert carry == (0, "tag") and ys.shape == (0, 3)
+
+
+def test_fori_loop_bounds_closed_over_as_tensors():
+    x = np.array([1.0, 2.0])
+    n32 = gc.tensor(np.array(3, np.int32))
+    np.testing.assert_array_equal(
+        gc.compile(lambda x: gc.fori_loop(0, n32, lambda i, v: v * 2.0, x))(x), [8.0, 16.0])
+    n = gc.tensor(np.array(3.0))
+    with pytest.raises(gc.GraphcError, match=r"^fori_loop: upper must be an int, got f64\[\]"):
+        gc.compile(lambda x: gc.fori_loop(0, n, lambda i, v: v * 2.0, x))(x)
+
+
+def test_a_negative_second_moment_is_refused_under_a_name_with_a_slash():
+    from graphc import optim
+    params = {"enc/w": np.ones(3, np.float32)}
+    batches = [(np.ones((2, 3), np.float32),)]
+    loss = lambda p, b: gc.mean((b[0] * p["enc/w"]) ** 2)  # noqa: E731
+    trainer = gc.Trainer(loss, params, optim.AdamW(lr=0.1), batches, steps=1)
+    trainer.train_step()
+    arrays = trainer.state_arrays()
+    arrays["adam_v/enc/w"] = -np.ones(3, np.float32)
+    fresh = gc.Trainer(loss, params, optim.AdamW(lr=0.1), batches, steps=2)
+    meta = {**fresh.checkpoint_meta, "step": 1, "rng": fresh.rng.bit_generator.state}
+    with pytest.raises(checkpoint.CheckpointError, match="adam_v/enc/w holds a negative value"):
+        fresh.restore(arrays, meta)
+
+
+def test_a_dropout_of_p_0_makes_one_plan_for_train_and_eval():
+    from graphc import nn
+    drop = nn.Dropout(0.0)
+    f = gc.compile(lambda x: drop(x) * 2.0)
+    x = np.ones(3, np.float32)
+    f(x)
+    drop.eval()
+    f(x)
+    assert sum(len(entries) for entries in f._plans.values()) == 1
+
+
+def test_reductions_of_a_scalar_over_axis_0_or_minus_1_and_a_half_inner_sum():
+    """numpy reduces a 0-d value over axis 0 or -1 (over nothing); mean raised IndexError,
+    sum/max/min named max's axis error. A half sum of a broadcast rounded its inner sum to
+    half before the product by the count."""
+    s = np.float32(2.0)
+    for f in (gc.sum, gc.max, gc.min, gc.mean):
+        for axis in (0, -1):
+            assert float(f(s, axis).data) == 2.0
+    assert int(gc.argmax(s, -1).data) == 0
+    x = np.array([1, 2 ** -11], np.float16)
+    f = lambda x: gc.sum(gc.broadcast_to(x, (3, 2)))  # noqa: E731
+    assert float(gc.compile(f)(x)) == float(f(gc.tensor(x)).data) == float(np.float16(3.0015))

@@ -78,7 +78,7 @@ def _fail(message):
 def _axis(axis, ndim, what="axis"):
     if not isinstance(axis, numbers.Integral):  # None, "1", 1.5: one line, not a TypeError
         _fail(f"{what} must be an int, got {axis!r}")
-    if not -ndim <= axis < builtins.max(ndim, 1):
+    if not -builtins.max(ndim, 1) <= axis < builtins.max(ndim, 1):  # (0-d: 0 or -1, numpy's)
         _fail(f"{what} {axis} is out of range for a {ndim}-d value")
     return axis % ndim if ndim else 0
 
@@ -89,6 +89,8 @@ def _axes(axis, ndim):
     if isinstance(axis, numbers.Integral) or not _iterable(axis):
         axis = (axis,)  # (1.0 is then refused by _axis in one line)
     axes = [_axis(a, ndim) for a in axis]
+    if ndim == 0:  # numpy reduces a scalar over axis 0 or -1: over nothing
+        return ()
     if len(set(axes)) != len(axes):  # numpy and torch refuse (0, -2) on a 2-d value too
         _fail(f"axis {tuple(axis)} names an axis twice")
     return tuple(sorted(axes))
