@@ -561,7 +561,8 @@ def cond(pred, true_fun, false_fun, *operands):
     if pred_node.ndim != 0 or pred_node.dtype.kind not in "biu":
         raise GraphcError(f"cond: the predicate must be a bool or integer scalar, got "
                           f"{pred_node.type}", (user_location(),))
-    op_nodes = [_as_node(graph, x, "cond operand") for x in op_leaves]
+    # a Python float operand takes the operands' float dtype, as a scan's carry does
+    op_nodes = _carry_nodes(graph, op_leaves, (), "cond operand")
     args = unflatten(op_structure, op_nodes)
     traced = []
     for branch, (fn, which) in enumerate(((false_fun, "false"), (true_fun, "true"))):

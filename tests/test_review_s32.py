@@ -496,3 +496,12 @@ def test_reductions_of_a_scalar_over_axis_0_or_minus_1_and_a_half_inner_sum():
     x = np.array([1, 2 ** -11], np.float16)
     f = lambda x: gc.sum(gc.broadcast_to(x, (3, 2)))  # noqa: E731
     assert float(gc.compile(f)(x)) == float(f(gc.tensor(x)).data) == float(np.float16(3.0015))
+
+
+def test_a_float_operand_of_cond_takes_the_operands_float_dtype():
+    """cond(p, f, g, x64, 0.5) was refused compiled (sub(f64[3], f32[])) where eager code and
+    JAX run it; a scan's carries already followed this rule."""
+    x = np.array([0.3, -0.7, 1.1])
+    f = lambda x: gc.cond(gc.sum(x) > 0, lambda a, k: a * k, lambda a, k: a - k, x, 0.5)  # noqa
+    np.testing.assert_array_equal(gc.compile(f)(x), x * 0.5)
+    np.testing.assert_array_equal(gc.grad(lambda x: gc.sum(f(x)))(x), np.full(3, 0.5))
