@@ -163,7 +163,9 @@ def _cond_vjp(ctx, g):
 NO_GRADIENT = {
     "while_loop": "while_loop has no reverse-mode gradient: its trip count is only known when "
                   "it runs; use fori_loop with Python-int bounds, or scan, or forward mode "
-                  "(jvp, jacfwd)",
+                  "(jvp, jacfwd) (a bound passed as an argument of the differentiated "
+                  "function is traced, not a Python int: close over it, e.g. with "
+                  "functools.partial)",
 }
 
 

@@ -274,7 +274,9 @@ def test_differentiating_a_while_loop_is_one_clear_error():
     message = str(info.value)
     assert message.splitlines()[0] == (
         "while_loop has no reverse-mode gradient: its trip count is only known when it runs; "
-        "use fori_loop with Python-int bounds, or scan, or forward mode (jvp, jacfwd)")
+        "use fori_loop with Python-int bounds, or scan, or forward mode (jvp, jacfwd) (a "
+        "bound passed as an argument of the differentiated function is traced, not a Python "
+        "int: close over it, e.g. with functools.partial)")
     assert "test_control_flow.py" in message.splitlines()[1]
 
 
