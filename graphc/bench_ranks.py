@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from ir.errors import GraphcError
+
 
 def one_rank_run(config: str, steps: int) -> dict:
     import graphc.distributed as dist
@@ -86,6 +88,20 @@ def rank_counts(text: str) -> str:
     return text
 
 
+def _check_counts(counts, config) -> None:
+    """Each rank count, before anything starts (as `graphc train --ranks` checks its own): a
+    batch that does not split failed in every rank, with a traceback each, and 1000 ranks
+    on 2 cores were started."""
+    from .distributed import check_process_count
+    from .models.gpt import CONFIGS
+    batch = CONFIGS.get(config, {}).get("batch_size")
+    for n in counts:
+        check_process_count("--ranks", n)
+        if batch is not None and batch % n:
+            raise GraphcError(f"--ranks {n}: the {config} config's batch of {batch} does not "
+                              f"split over {n} ranks; use a divisor of {batch}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=rank_counts, default="1,2")
@@ -107,9 +123,11 @@ def main(argv=None) -> int:
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
     from runtime.threads import available_cpus
     cpus = available_cpus()
+    counts = [int(r) for r in args.ranks.split(",")]
+    _check_counts(counts, args.config)
     print(f"{'ranks':>5} {'threads/rank':>12} {'step ms':>8} {'waiting ms':>10} "
           f"{'all-reduce alone ms':>19} {'hidden':>6}")
-    for n in [int(r) for r in args.ranks.split(",")]:
+    for n in counts:
         worker = ["-m", "graphc.bench_ranks", "--worker", "--steps", str(args.steps),
                   "--config", args.config]
         command = [sys.executable, *worker] if n == 1 else dist.launch_command(n, worker)
@@ -119,9 +137,12 @@ def main(argv=None) -> int:
         with dist.launch_session(env) as (job_env, _):
             out = subprocess.run(command, env=job_env, cwd=root, capture_output=True,
                                  text=True, timeout=600)
-        if out.returncode:
-            sys.stderr.write(out.stdout + out.stderr)
-            return 1
+        if out.returncode:  # one line: the ranks' last words (each rank's traceback, and
+            # the launcher's block, repeated the same error)
+            last = next((line for line in reversed((out.stderr + out.stdout).splitlines())
+                         if line.strip()), "no output")
+            raise GraphcError(f"--ranks: the {n}-rank job failed (exit status "
+                              f"{out.returncode}): {last.strip()}"[:400])
         r = json.loads(out.stdout.strip().splitlines()[-1])
         hidden = "" if r["hidden"] is None else f"{r['hidden']:.0%}"
         print(f"{r['ranks']:>5} {r['threads']:>12} {r['step_ms']:>8.1f} {r['wait_ms']:>10.2f} "

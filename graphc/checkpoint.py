@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tokenize
 import zipfile
 
 import numpy as np
@@ -145,7 +146,7 @@ def _as_stored(a: np.ndarray) -> np.ndarray:
 # members the model needs are read, so an oversized or hostile extra member costs nothing.
 MAX_HEADER_BYTES = 64 << 20
 MAX_HEADER_NESTING = 16
-_INT = "an integer"
+_INT = "an integer (at most 2**62)"
 
 
 def load(path: str, optimizer: bool = True):
@@ -200,8 +201,10 @@ def _read(path: str, expected):
                 if info is None:
                     raise CheckpointError(f"checkpoint {path!r} lacks {key}")
                 arrays[key] = _read_array(zf, info, key, shape, np.dtype(dtype), path)
+    # (numpy reads an .npy header as a Python literal: an unclosed bracket is a TokenError,
+    # other damage a SyntaxError)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
-            NotImplementedError, RuntimeError) as exc:
+            NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError) as exc:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"checkpoint {path!r} is corrupt or not a graphc checkpoint "
@@ -333,8 +336,11 @@ def _check_meta(meta: dict, path: str):
     def bad(where, message):
         raise CheckpointError(f"checkpoint {path!r}: header field {where} {message}")
 
-    def is_int(v):
+    def any_int(v):
         return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_int(v):  # (a count or a size past 2**62 overflowed float conversions deep inside)
+        return any_int(v) and -MAX_STEP <= v <= MAX_STEP
 
     is_number = finite_number
 
@@ -381,8 +387,8 @@ def _check_meta(meta: dict, path: str):
 
     train = meta["train"]
     for key in ("steps", "warmup", "eval_every", "eval_iters", "seed", "decay_steps"):
-        if key in train and not (is_int(train[key]) or (key == "decay_steps"
-                                                        and train[key] is None)):
+        if key in train and not ((any_int if key == "seed" else is_int)(train[key]) or (
+                key == "decay_steps" and train[key] is None)):
             bad(f"train.{key}", f"must be {_INT}, got {train[key]!r}")
     for key in ("steps", "eval_every", "eval_iters"):
         if key in train and train[key] < 1:

@@ -35,9 +35,19 @@ class _Parser(argparse.ArgumentParser):
 
 def _whole(text):
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {_shown(text)}") from None
+    if abs(value) > 2 ** 62:  # (a count, a size or a seed: past it, float conversions and
+        # int64 counters overflow deep inside, and no run would end)
+        raise argparse.ArgumentTypeError(f"expected a whole number up to 2**62, got "
+                                         f"{_shown(text)}")
+    return value
+
+
+def _shown(text) -> str:
+    """An option's text for a message, cut short (5000 digits echoed whole)."""
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + f"... ({len(text)} characters)"
 
 
 def _number(text):
@@ -65,10 +75,7 @@ def _non_negative_float(text):
 
 
 def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = _whole(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value

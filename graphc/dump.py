@@ -61,18 +61,21 @@ def builtin_mlp(grad: bool, batch=None) -> Graph:
     return g
 
 
-def _user_code(target: str, fn, *args):
+def _user_code(target: str, fn, *args, reword_imports=False):
     """fn(*args), running the user's code (importing their file, calling FUNCTION, tracing
     what it returns): an exception in it is one line naming the exception and their line,
-    not a traceback through graphc."""
+    not a traceback through graphc. `reword_imports`: an ImportError is the caller's to
+    reword (MODULE:FUNCTION's import of MODULE itself)."""
     try:
         return fn(*args)
-    except (GraphcError, ImportError):  # graphc's own one-line errors; import_module's below
+    except GraphcError:  # graphc's own one-line errors
         raise
     except SyntaxError as exc:
         where = f" at {exc.filename}:{exc.lineno}" if exc.filename else ""
         raise GraphcError(f"dump {target}: SyntaxError: {exc.msg}{where}") from None
     except Exception as exc:
+        if reword_imports and isinstance(exc, ImportError):
+            raise
         loc = traceback_location(exc.__traceback__)
         where = f" at {loc[0]}:{loc[1]}" if loc else (
             "; FUNCTION is called with no arguments and returns a Graph or (function, *specs)")
@@ -93,7 +96,7 @@ def _import_function(target: str):
             sys.path.pop(0)
     else:
         try:
-            module = _user_code(target, importlib.import_module, where)
+            module = _user_code(target, importlib.import_module, where, reword_imports=True)
         except ImportError as exc:
             raise GraphcError(f"dump: cannot import module {where!r} ({exc})") from None
     fn = getattr(module, name, None)

@@ -529,13 +529,15 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     sample_path = os.path.join(out, "sample.txt")
     before = _file_identity(sample_path)  # (a --resume run's directory may hold an old one)
     try:
-        with _signals_stop():
+        with _signals_stop() as signals:
             loss, tokens = trainer.evaluate_split("val")
             _say(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; graphc "
                  f"eval --checkpoint {out} scores it again)")
             if sample_tokens > 0:
                 _sample(Sampler(model, trainer.params), text, sample_tokens, tc.seed,
                         sample_path)
+        if signals:  # raised where Python drops exceptions (a weakref callback, a __del__)
+            raise _Stopped(signals[0])
     except _Stopped as stop:
         if sample_tokens > 0:
             print(flush=True)  # (a sample stopped mid-line)
@@ -567,7 +569,11 @@ def _file_identity(path):
     return st.st_dev, st.st_ino
 
 
-class _Stopped(Exception):
+class _Stopped(BaseException):
+    """A signal after training. Not an Exception, as KeyboardInterrupt is not: an `except
+    Exception` on the way (numba's cache guard, which took it for a damaged cache file and
+    deleted the file) must not take it."""
+
     def __init__(self, signum):
         super().__init__(signum)
         self.signum = signum
@@ -578,10 +584,15 @@ def _signals_stop():
     """SIGINT and SIGTERM raise _Stopped in the block, for the evaluation and the sample
     after training: the checkpoint is saved by then, and a SIGTERM there ended the process
     without a word (SIGINT said only `graphc: interrupted`). A signal the launcher ignores
-    stays ignored; outside the main thread, signals stay as they are."""
+    stays ignored; outside the main thread, signals stay as they are. Yields the signals
+    received, which the caller checks after the block: a _Stopped raised inside a weakref
+    callback or a __del__ is printed and dropped by Python."""
     import signal
 
+    signals = []  # (each signal is also noted: see the caller)
+
     def stop(signum, frame):
+        signals.append(signum)
         raise _Stopped(signum)
 
     previous = {}
@@ -592,7 +603,7 @@ def _signals_stop():
     except ValueError:
         pass
     try:
-        yield
+        yield signals
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

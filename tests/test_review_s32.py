@@ -505,3 +505,93 @@ def test_a_float_operand_of_cond_takes_the_operands_float_dtype():
     f = lambda x: gc.cond(gc.sum(x) > 0, lambda a, k: a * k, lambda a, k: a - k, x, 0.5)  # noqa
     np.testing.assert_array_equal(gc.compile(f)(x), x * 0.5)
     np.testing.assert_array_equal(gc.grad(lambda x: gc.sum(f(x)))(x), np.full(3, 0.5))
+
+
+def test_a_signal_after_training_is_kept_where_python_drops_its_exception():
+    """_Stopped was an Exception: numba's cache guard (`except Exception`) took it for a
+    damaged cache file, and a weakref callback printed and dropped it; the run exited 0."""
+    import os
+    import signal
+    import time
+    from graphc import train
+    assert not issubclass(train._Stopped, Exception)
+    with train._signals_stop() as signals:
+        try:  # as in a weakref callback, which drops what is raised in it
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        except BaseException:  # noqa: B036
+            pass
+    assert signals == [signal.SIGTERM]
+
+
+# ---- the command line and its files (helper's findings) ------------------------------------
+def test_a_checkpoint_with_an_unclosed_npy_header_is_one_line(tmp_path, capsys):
+    """numpy reads an .npy header as a Python literal: an unclosed bracket raised
+    tokenize.TokenError, a 56-line traceback from eval, sample and train --resume."""
+    out, _ = _trained(tmp_path, capsys)
+    ckpt = out / "checkpoint.npz"
+    import zipfile
+    with zipfile.ZipFile(ckpt) as zf:  # rewritten whole, so that every CRC is right
+        members = [(info.filename, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(ckpt, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members:
+            if name == "param/wte.weight.npy":  # its .npy header's dict literal, unclosed
+                data = data.replace(b"), }", b" , }", 1)
+            zf.writestr(name, data)
+    assert main(["eval", "--checkpoint", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "is corrupt or not a graphc checkpoint" in err[0], err
+
+
+@pytest.mark.parametrize("option", ["--steps", "--n-layer", "--warmup", "--seed"])
+def test_a_whole_number_option_past_2_62_is_one_line(tmp_path, capsys, option):
+    """--steps 10**309 was an OverflowError traceback (a schedule constant), --n-layer one
+    from the memory check's byte count; a 5000-digit value was echoed whole."""
+    with pytest.raises(SystemExit) as info:  # argparse's exit
+        main(["train", *TINY, "--out", str(tmp_path / "o"), option, str(10 ** 309)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "expected a whole number up to 2**62" in err[0], err
+    assert "(310 characters)" in err[0] and len(err[0]) < 200
+
+
+def test_a_header_count_past_2_62_is_refused(tmp_path, capsys):
+    out, data = _trained(tmp_path, capsys)
+    ckpt = out / "checkpoint.npz"
+    arrays, meta = checkpoint.load(str(ckpt))
+    meta["train"] = {**meta["train"], "warmup": 10 ** 309}
+    checkpoint.save(str(ckpt), arrays, {k: v for k, v in meta.items()
+                                        if k not in ("format", "version")})
+    assert main(["train", *TINY, "--data", data, "--steps", "5", "--out", str(out),
+                 "--resume"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "header field train.warmup must be an integer (at most 2**62)" \
+        in err[0], err
+
+
+@pytest.mark.parametrize("source, says", [
+    ("import not_installed_pkg\ndef build(): pass\n",
+     "ModuleNotFoundError: No module named 'not_installed_pkg' at "),
+    ("def build():\n    from . import x\n",
+     "ImportError: attempted relative import with no known parent package at "),
+])
+def test_dump_of_user_code_that_fails_to_import_is_one_line(tmp_path, capsys, source, says):
+    """An ImportError raised by the user's file or FUNCTION was re-raised for the
+    MODULE:FUNCTION branch to reword, which they never reach: a traceback."""
+    path = tmp_path / "m.py"
+    path.write_text(source)
+    assert main(["dump", f"{path}:build"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"dump {path}:build: {says}" in err[0], err
+
+
+def test_bench_ranks_checks_its_counts_before_starting(capsys):
+    """--ranks 3 started 3 ranks that each failed with a traceback (the batch of 64 does not
+    split); --ranks 1000 started 1000 processes on 2 cores."""
+    assert main(["bench", "--ranks", "3", "--steps", "1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "graphc: error: --ranks 3: the tiny config's batch of 64 does not split over 3 ranks; "
+        "use a divisor of 64"]
+    assert main(["bench", "--ranks", "100000", "--steps", "1"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "--ranks 100000 is more than" in err[0], err

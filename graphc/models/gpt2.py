@@ -236,9 +236,11 @@ class Tokenizer:
         derives from BaseException) as one GraphcError naming the file."""
         try:
             yield
-        except (KeyboardInterrupt, SystemExit, GeneratorExit, GraphcError):
+        except GraphcError:
             raise
         except BaseException as exc:  # noqa: B036 - pyo3's PanicException is no Exception
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise  # (Ctrl-C, a signal's own exception, SystemExit)
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise GraphcError(f"{self.path} cannot {what} ({first})"[:300]) from None
 
