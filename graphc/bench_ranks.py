@@ -94,7 +94,9 @@ def _check_counts(counts, config) -> None:
     on 2 cores were started."""
     from .distributed import check_process_count
     from .models.gpt import CONFIGS
-    batch = CONFIGS.get(config, {}).get("batch_size")
+    if config not in CONFIGS:
+        raise GraphcError(f"--config: unknown config {config!r}; one of {', '.join(CONFIGS)}")
+    batch = CONFIGS[config]["batch_size"]
     for n in counts:
         check_process_count("--ranks", n)
         if batch is not None and batch % n:
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
         if out.returncode:  # one line: the ranks' last words (each rank's traceback, and
             # the launcher's block, repeated the same error)
             last = next((line for line in reversed((out.stderr + out.stdout).splitlines())
-                         if line.strip()), "no output")
+                         if line.strip("- \t")), "no output")  # (not mpiexec's rules)
             raise GraphcError(f"--ranks: the {n}-rank job failed (exit status "
                               f"{out.returncode}): {last.strip()}"[:400])
         r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -151,4 +153,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except GraphcError as exc:  # one line, as `graphc bench --ranks` gives it
+        print(f"graphc: error: {exc.message}", file=sys.stderr)
+        sys.exit(2)

@@ -24,6 +24,7 @@ import functools
 
 import numpy as np
 
+from ir import weak
 from ir.errors import GraphcError, definition_location, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
@@ -453,11 +454,27 @@ def _fori_while(lower, upper, body_fun, init_val):
         if _read_per_call(b) and (F._ndim(b) != 0 or np.dtype(F._dtype(b)).kind not in "iu"):
             raise GraphcError(f"fori_loop: {name} must be an int, got "
                               f"{TensorType(F._shape(b), F._dtype(b))}", (user_location(),))
-    traced = [np.dtype(F._dtype(b)) for b in (lower, upper) if _read_per_call(b)]
-    dtype = traced[0] if traced else np.dtype(np.int64)
-    # a Python int bound takes the traced one's dtype (an int32 tensor's), as a weak int does
+        if not (_read_per_call(b) or isinstance(b, Dim) or is_int(b)):
+            raise GraphcError(f"fori_loop: {name} must be an int, got {b!r}",
+                              (user_location(),))
+    # the bounds' dtype: a traced bound's (an int32 tensor's); a Python int, or a compiled
+    # function's int argument (weak), takes it, as a weak int does
+    strong = {np.dtype(F._dtype(b)) for b in (lower, upper)
+              if _read_per_call(b) and not weak.is_weak(b)}
+    if len(strong) > 1:
+        raise GraphcError(f"fori_loop: lower and upper have different dtypes "
+                          f"({', '.join(sorted(str(d) for d in strong))}); cast one of them",
+                          (user_location(),))
+    dtype = strong.pop() if strong else np.dtype(np.int64)
+    info = np.iinfo(dtype)
+    for name, b in (("lower", lower), ("upper", upper)):
+        if is_int(b) and not info.min <= int(b) <= info.max:
+            raise GraphcError(f"fori_loop: {name} = {int(b)} does not fit in {dtype}, the "
+                              "dtype of the other bound", (user_location(),))
     lower, upper = [F.full((), b, dtype) if isinstance(b, Dim) else
-                    np.asarray(b, dtype) if is_int(b) else b for b in (lower, upper)]
+                    np.asarray(b, dtype) if is_int(b) else
+                    F.cast(b, dtype) if _read_per_call(b) and weak.is_weak(b) else b
+                    for b in (lower, upper)]
 
     def keep_going(carry):
         return carry[0] < carry[1]

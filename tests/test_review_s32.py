@@ -595,3 +595,44 @@ def test_bench_ranks_checks_its_counts_before_starting(capsys):
     assert main(["bench", "--ranks", "100000", "--steps", "1"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "--ranks 100000 is more than" in err[0], err
+
+
+def test_fori_loop_bounds_of_mixed_kinds_after_the_second_review():
+    """A Python-int bound past an int32 tensor bound's range was numpy's OverflowError from
+    inside; a compiled function's int argument as one bound took int64 against an int32
+    tensor; two tensor bounds of different dtypes or a float bound failed in the internal
+    comparison, naming lt."""
+    body = lambda i, v: v + 1  # noqa: E731
+    n32, n64 = gc.tensor(np.array(5, np.int32)), gc.tensor(np.array(5, np.int64))
+    for call, message in [
+            (lambda: gc.compile(lambda x: gc.fori_loop(2**31, n32, body, x))(np.int64(0)),
+             "fori_loop: lower = 2147483648 does not fit in int32, the dtype of the other bound"),
+            (lambda: gc.compile(lambda x: gc.fori_loop(n32, n64, body, x))(np.int64(0)),
+             r"fori_loop: lower and upper have different dtypes \(int32, int64\)"),
+            (lambda: gc.compile(lambda x: gc.fori_loop(0.0, n32, body, x))(np.int64(0)),
+             "fori_loop: lower must be an int, got 0.0")]:
+        with pytest.raises(gc.GraphcError, match=f"^{message}"):
+            call()
+    f = gc.compile(lambda x, a: gc.fori_loop(a, n32, body, x))
+    assert int(f(np.int64(0), 1)) == 4
+
+
+def test_a_scalar_softmax_names_the_axis_the_user_gave():
+    """The first 0-d fix let _axis take -1 as 0 for every op: softmax of a scalar then said
+    "axis 0 out of range", an axis the user never gave."""
+    with pytest.raises(gc.GraphcError, match="^axis -1 is out of range for a 0-d value"):
+        gc.softmax(np.array(2.5, np.float32))
+    assert float(gc.sum(np.float32(2.0), -1).data) == 2.0
+
+
+def test_bench_ranks_run_as_a_module_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    for args, says in [(["--ranks", "3"], "does not split over 3 ranks"),
+                       (["--ranks", "1", "--config", "nosuch"], "--config: unknown config")]:
+        out = subprocess.run([sys.executable, "-m", "graphc.bench_ranks", *args],
+                             capture_output=True, text=True, cwd=tmp_path,
+                             env={**__import__("os").environ, "PYTHONPATH": root})
+        assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+        assert says in out.stderr

@@ -78,7 +78,7 @@ def _fail(message):
 def _axis(axis, ndim, what="axis"):
     if not isinstance(axis, numbers.Integral):  # None, "1", 1.5: one line, not a TypeError
         _fail(f"{what} must be an int, got {axis!r}")
-    if not -builtins.max(ndim, 1) <= axis < builtins.max(ndim, 1):  # (0-d: 0 or -1, numpy's)
+    if not -ndim <= axis < builtins.max(ndim, 1):
         _fail(f"{what} {axis} is out of range for a {ndim}-d value")
     return axis % ndim if ndim else 0
 
@@ -88,9 +88,10 @@ def _axes(axis, ndim):
         return tuple(range(ndim))
     if isinstance(axis, numbers.Integral) or not _iterable(axis):
         axis = (axis,)  # (1.0 is then refused by _axis in one line)
+    if ndim == 0 and builtins.all(isinstance(a, numbers.Integral) and a in (0, -1)
+                                  for a in axis):
+        return ()  # numpy reduces a scalar over axis 0 or -1: over nothing
     axes = [_axis(a, ndim) for a in axis]
-    if ndim == 0:  # numpy reduces a scalar over axis 0 or -1: over nothing
-        return ()
     if len(set(axes)) != len(axes):  # numpy and torch refuse (0, -2) on a 2-d value too
         _fail(f"axis {tuple(axis)} names an axis twice")
     return tuple(sorted(axes))
@@ -249,9 +250,9 @@ def argmax(x, axis=None, keepdims=False):
         return reshape(out, (1,) * _ndim(x)) if keepdims else out
     if isinstance(axis, (tuple, list)):
         _fail("argmax takes one axis (or None), not a tuple")
+    if _ndim(x) == 0 and isinstance(axis, numbers.Integral) and axis in (0, -1):
+        return full((), 0, "int64")  # (numpy: axis 0 or -1 of a scalar; its only index)
     ax = _axis(axis, _ndim(x))
-    if _ndim(x) == 0:  # (numpy: axis 0 or -1 of a scalar; its only index)
-        return full((), 0, "int64")
     size = _shape(x)[ax]
     if isinstance(size, int) and size == 0:
         _fail(f"argmax over axis {axis} of size 0: an empty axis has no largest element")
