@@ -33,15 +33,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"graphc: error: {message} (see {self.prog} --help)\n")
 
 
-def _whole(text):
+def _whole(text, bounded=True):
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {_shown(text)}") from None
-    if abs(value) > 2 ** 62:  # (a count, a size or a seed: past it, float conversions and
-        # int64 counters overflow deep inside, and no run would end)
+    if bounded and abs(value) > 2 ** 62:  # (a count or a size: past it, float conversions
+        # and int64 counters overflow deep inside, and no run would end)
         raise argparse.ArgumentTypeError(f"expected a whole number up to 2**62, got "
                                          f"{_shown(text)}")
+    return value
+
+
+def _seed(text):
+    """A seed: any whole number >= 0 (numpy's generators take them all; a seed past int64
+    trains, tests/test_review_s19e.py)."""
+    value = _whole(text, bounded=False)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
     return value
 
 
@@ -166,7 +175,7 @@ def build_parser():
     t.add_argument("--weight-decay", type=_non_negative_float)
     t.add_argument("--eval-every", type=_positive_int)
     t.add_argument("--eval-iters", type=_positive_int)
-    t.add_argument("--seed", type=_non_negative_int)
+    t.add_argument("--seed", type=_seed)
     t.add_argument("--precision", choices=["fp32", "bf16-mixed", "fp16-mixed"],
                    help="mixed precision: float32 weights and optimiser state, bfloat16 or "
                    "float16 activations and matmuls (fp16 with dynamic loss scaling); "
@@ -253,7 +262,7 @@ def build_parser():
     s.add_argument("--top-k", type=_positive_int)
     s.add_argument("--top-p", type=_probability, help="sample from the most likely tokens "
                    "whose probability reaches this (nucleus sampling; default: all)")
-    s.add_argument("--seed", type=_non_negative_int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--dtype", choices=["float32", "float64", "bfloat16", "float16"],
                    help="the weights' dtype (default: the checkpoint's; float32 for --model); "
                    "half precision halves their memory")

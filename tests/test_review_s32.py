@@ -543,7 +543,7 @@ def test_a_checkpoint_with_an_unclosed_npy_header_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "is corrupt or not a graphc checkpoint" in err[0], err
 
 
-@pytest.mark.parametrize("option", ["--steps", "--n-layer", "--warmup", "--seed"])
+@pytest.mark.parametrize("option", ["--steps", "--n-layer", "--warmup", "--batch-size"])
 def test_a_whole_number_option_past_2_62_is_one_line(tmp_path, capsys, option):
     """--steps 10**309 was an OverflowError traceback (a schedule constant), --n-layer one
     from the memory check's byte count; a 5000-digit value was echoed whole."""
