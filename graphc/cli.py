@@ -48,10 +48,7 @@ def _whole(text, bounded=True):
 def _seed(text):
     """A seed: any whole number >= 0 (numpy's generators take them all; a seed past int64
     trains, tests/test_review_s19e.py)."""
-    value = _whole(text, bounded=False)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+    return _non_negative_int(text, bounded=False)
 
 
 def _shown(text) -> str:
@@ -69,8 +66,8 @@ def _number(text):
     return value
 
 
-def _non_negative_int(text):
-    value = _whole(text)
+def _non_negative_int(text, bounded=True):
+    value = _whole(text, bounded)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
     return value

@@ -270,29 +270,23 @@ class Tokenizer:
             from tokenizers.decoders import DecodeStream  # tokenizers 0.21 and later
         except ImportError:
             DecodeStream = None
+        stream = DecodeStream(skip_special_tokens=False) if DecodeStream is not None else None
         pending = []  # the ids since the last whole character
-        if DecodeStream is not None:
-            stream = DecodeStream(skip_special_tokens=False)
-            for i in ids:
-                pending.append(int(i))
-                with self._errors("decode the ids"):
-                    piece = stream.step(self._tok, pending[-1])
-                if piece:
-                    yield piece
-                    pending = []
-            # a character cut short by the end: decode's U+FFFD, which the stream holds back
-            text = self.decode(pending) if pending else ""
-            if text:
-                yield text
-            return
         for i in ids:
             pending.append(int(i))
-            text = self.decode(pending)
-            if not text.endswith("\ufffd"):  # not (yet) a character cut short
-                yield text
+            if stream is not None:
+                with self._errors("decode the ids"):
+                    piece = stream.step(self._tok, pending[-1])
+            else:  # decode the ids since the last piece, until no character is cut short
+                piece = self.decode(pending)
+                piece = None if piece.endswith("\ufffd") else piece
+            if piece:
+                yield piece
                 pending = []
-        if pending:
-            yield self.decode(pending)
+        # a character cut short by the end: decode's U+FFFD, which the stream holds back
+        text = self.decode(pending) if pending else ""
+        if text:
+            yield text
 
     def token_id(self, token: str):
         return self._tok.token_to_id(token)
