@@ -121,7 +121,7 @@ class CharData:
     def _split(cls, vocab, ids, block_size, source):
         split = int(0.9 * len(ids))
         train, val = ids[:split], ids[split:]
-        need = block_size + 2
+        need = block_size + 1  # one window and its shifted target
         if len(train) < need or len(val) < need:
             raise DataError(f"{source!r} is too short: {len(ids)} characters, but a block of "
                             f"{block_size} needs at least {need} in each of the 90/10 "
@@ -140,7 +140,8 @@ class CharData:
 
     def batch(self, rng: np.random.Generator, split: str, batch_size: int, block_size: int):
         data = self.train if split == "train" else self.val
-        starts = rng.integers(0, len(data) - block_size - 1, batch_size)
+        # the last window starts at len - block_size - 1: its target is the last character
+        starts = rng.integers(0, len(data) - block_size, batch_size)
         offsets = starts[:, None] + np.arange(block_size)
         return data[offsets].astype(np.int64), data[offsets + 1].astype(np.int64)
 
