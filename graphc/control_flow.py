@@ -142,7 +142,8 @@ def _trace_region(fn, name, arg_trees, graph, scope, loop=False):
     """Trace fn on fresh inputs shaped like arg_trees' leaves, for a node of `graph`, numbering
     its dropout sites within `scope` (construct, function): -> (region, own inputs, fn's
     result). The caller closes the region after setting outputs; for a loop (loop=True) it
-    feeds region.iteration_input when dropout made one."""
+    feeds region.iteration_input when dropout made one. A branch's weakly typed operand (a
+    Python int) stays weak in there, as in eager code; a loop's carry has one dtype."""
     region = Region(name, parent=graph)
     region.is_loop = loop
     region.salt_scope = scope
@@ -151,6 +152,8 @@ def _trace_region(fn, name, arg_trees, graph, scope, loop=False):
         for k, tree in enumerate(arg_trees):
             leaves, structure = leaves_and_structure(tree)
             inputs = [region.input(f"a{k}_{i}", x.shape, x.dtype) for i, x in enumerate(leaves)]
+            if not loop:
+                region.weak_ids.update(n.id for n, x in zip(inputs, leaves) if weak.is_weak(x))
             own += inputs
             args.append(unflatten(structure, inputs))
         result = fn(*args)
@@ -578,8 +581,12 @@ def cond(pred, true_fun, false_fun, *operands):
     if pred_node.ndim != 0 or pred_node.dtype.kind not in "biu":
         raise GraphcError(f"cond: the predicate must be a bool or integer scalar, got "
                           f"{pred_node.type}", (user_location(),))
-    # a Python float operand takes the operands' float dtype, as a scan's carry does
-    op_nodes = _carry_nodes(graph, op_leaves, (), "cond operand")
+    # a Python float operand takes the operands' float dtype, as a scan's carry does; other
+    # numbers (cond(p, f, g, x, 3)) are weakly typed in the branches, as they are eagerly
+    typed = _typed_carries(op_leaves, ())
+    op_nodes = [_as_node(graph, x, "cond operand") for x in typed]
+    graph.weak_ids.update(n.id for n, x in zip(op_nodes, typed)
+                          if is_weak_scalar(x) and not isinstance(x, (bool, np.bool_)))
     args = unflatten(op_structure, op_nodes)
     traced = []
     for branch, (fn, which) in enumerate(((false_fun, "false"), (true_fun, "true"))):

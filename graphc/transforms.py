@@ -15,9 +15,9 @@ from collections import OrderedDict
 import numpy as np
 
 from ir import settings, weak
-from ir.errors import GraphcError, user_location, user_stacklevel
+from ir.errors import GraphcError, TracedNumberError, user_location, user_stacklevel
 from ir.graph import Node, current_graph
-from ir.ops.registry import apply, like_dtype, lift_symbolic
+from ir.ops.registry import apply, is_weak_scalar, like_dtype, lift_symbolic
 from ir.types import WIDENED_INPUTS, Dim, as_dim, is_float, is_int
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
@@ -746,16 +746,29 @@ def eager_runner(symbolic, nums, prefix=""):
     closed-over value that changed is seen (Compiled.retrace: a plan is reused while the
     trace is the same). Arguments that are not differentiated pass through as JAX's do:
     those holding arrays, and Python numbers, are traced; the others (flags, strings,
-    keyword arguments that are Python numbers) reach fn as they are, and key the plan."""
+    keyword arguments that are Python numbers) reach fn as they are, and key the plan. A
+    Python number that fn uses as a Python value (range(k), a shape) cannot be traced: then
+    fn's numbers reach it as they are from that call on (as un-jitted JAX passes them)."""
     plain = Compiled(symbolic)
     split = Compiled(lambda static, traced, *args: symbolic(*_placed(args, static[0]),
                                                             **dict(static[1]), **traced),
                      static_argnums=(0,))
     plain.retrace = split.retrace = True
+    numbers_as_they_are = []  # [True] once a traced number failed
 
     def run(args, kwargs):
+        try:
+            return run_with(args, kwargs)
+        except TracedNumberError:
+            if numbers_as_they_are or not any(map(is_weak_scalar, args)):
+                raise
+            numbers_as_they_are.append(True)
+            return run_with(args, kwargs)
+
+    def run_with(args, kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}
-        fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and _is_setting(a))
+        fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and (
+            _is_setting(a) or (numbers_as_they_are and is_weak_scalar(a))))
         if not kwargs and not fixed:
             return plain(*args)
         traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}

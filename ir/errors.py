@@ -50,6 +50,11 @@ class GraphcError(Exception):
         return f"{self.message}\n  at {where}"
 
 
+class TracedNumberError(GraphcError):
+    """A Python number or bool argument, traced (weakly typed), used as a Python value (a
+    shape, a range, an `if`): transformations that can pass it as it is instead retry."""
+
+
 # Python's own modules: a graphc context manager's error is raised through contextlib's frame
 _STDLIB = os.path.join(sysconfig.get_paths()["stdlib"], "")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import weak
-from .errors import GraphcError, user_location
+from .errors import GraphcError, TracedNumberError, user_location
 from .ops.operators import OperatorMixin
 from .ops.registry import (Interpreter, SymbolicValue, get_op, infer_type,
                            innermost_interpreter, interpreting, lift_symbolic, like_dtype)
@@ -76,10 +76,11 @@ class Node(SymbolicValue, OperatorMixin):
 
     # Python control flow on a symbolic value cannot work: the value does not exist yet.
     def __bool__(self):
-        raise GraphcError(
+        hint = self._static_hint()
+        raise (TracedNumberError if hint else GraphcError)(
             "a symbolic value has no truth value while the graph is being built; "
             "use graphc.where(cond, a, b) instead of `if`, or compute the condition in Python"
-            + self._static_hint(), (user_location(),))
+            + hint, (user_location(),))
 
     def __float__(self):
         self._no_value("float")
@@ -90,8 +91,10 @@ class Node(SymbolicValue, OperatorMixin):
     __index__ = __int__
 
     def _no_value(self, what):
-        raise GraphcError(f"{what}() of a symbolic value: its value is only known when the "
-                          f"compiled graph runs{self._static_hint()}", (user_location(),))
+        hint = self._static_hint()
+        raise (TracedNumberError if hint else GraphcError)(
+            f"{what}() of a symbolic value: its value is only known when the compiled graph "
+            f"runs{hint}", (user_location(),))
 
     def _static_hint(self) -> str:
         """For a Python number or bool passed to a compiled function (a weakly typed input,

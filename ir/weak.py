@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ops.control_flow import region_feeds, regions_of
 from .types import is_float
 
 # the ops whose operands (at these positions; None: all) must share one dtype, so that a
@@ -66,6 +67,13 @@ def int_limits(graph) -> dict:
     such arguments and numbers, `k + 1`) fits, as eager code checks its scalars. The node's
     value comes from `exact_value` at each call."""
     limits = {}
+
+    def narrow(source, dtype):
+        old = limits.get(source)
+        if old is None or np.iinfo(dtype).max < np.iinfo(old).max or \
+                np.iinfo(dtype).min > np.iinfo(old).min:
+            limits[source] = dtype
+
     for node in graph.nodes:
         # the casts `adopt` made only: a cast the user wrote (gc.cast(k + 1, "int32")) wraps,
         # as it does eagerly
@@ -73,10 +81,14 @@ def int_limits(graph) -> dict:
         if source is not None and is_weak(source) and not is_float(source.dtype):
             dtype = np.dtype(node.attrs["dtype"])
             if dtype.kind in "iu":
-                old = limits.get(source)
-                if old is None or np.iinfo(dtype).max < np.iinfo(old).max or \
-                        np.iinfo(dtype).min > np.iinfo(old).min:
-                    limits[source] = dtype
+                narrow(source, dtype)
+        for region in regions_of(node):
+            # a weak operand of a branch or loop (a Python int argument read inside, or
+            # passed as an operand) is cast where it meets a tensor in there
+            feeds = region_feeds(node, region)
+            for inner, dtype in int_limits(region).items():
+                if inner in feeds and is_weak(feeds[inner]):
+                    narrow(feeds[inner], dtype)
     return limits
 
 

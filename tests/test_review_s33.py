@@ -1,7 +1,10 @@
 """Session 33's findings; each test failed before its fix."""
 import numpy as np
+import pytest
 
+import graphc as gc
 from graphc.data import CharData
+from ir.errors import GraphcError
 
 
 def test_batches_reach_the_last_window():
@@ -17,3 +20,75 @@ def test_batches_reach_the_last_window():
     starts = {int(longer.batch(np.random.default_rng(s), "train", 1, 8)[0][0, 0])
               for s in range(40)}
     assert starts == {0, 1}
+
+
+def test_compiled_loops_and_branches_range_check_the_weak_ints_they_read():
+    """A Python int argument read inside a scan body, a cond branch or a while_loop body
+    (or passed as a cond operand) met an int32 tensor there unchecked: 2**32 + 1 wrapped to
+    1 and the plan returned x + 2 for two steps, where eager code refuses the value. The
+    casts inside regions now count, traced back to the argument through every enclosing
+    region (a branch inside a loop body reading k + 1 of the function)."""
+    x = np.arange(3, dtype=np.int32)
+    scan = gc.compile(lambda x, k: gc.scan(lambda c, _: (c + k, None), x, length=2)[0])
+    branch = gc.compile(lambda x, k: gc.cond(x.sum() > 0, lambda a: a + k, lambda a: a - k, x))
+    operand = gc.compile(lambda x, k: gc.cond(x.sum() > 0, lambda a, b: a * b,
+                                              lambda a, b: a - b, x, k))
+    loop = gc.compile(lambda x, k: gc.while_loop(lambda c: c.sum() < 100,
+                                                 lambda c: c + k, x))
+    nested = gc.compile(lambda x, k: gc.fori_loop(
+        0, 3, lambda i, c: gc.cond(i > 0, lambda a: a * (k + 1), lambda a: a, c), x))
+    np.testing.assert_array_equal(scan(x, 5), x + 10)
+    np.testing.assert_array_equal(branch(x, 7), x + 7)
+    np.testing.assert_array_equal(operand(x, 3), x * 3)
+    np.testing.assert_array_equal(loop(x, 3), x + 33)
+    np.testing.assert_array_equal(nested(x, 2), x * 9)
+    for f, k, shown in [(scan, 2**32 + 1, "argument k = 4294967297"),
+                        (branch, 2**32 + 1, "argument k = 4294967297"),
+                        (operand, 2**31, "argument k = 2147483648"),
+                        (loop, -2**40, "argument k = -1099511627776"),
+                        (nested, 2**31, "2147483649, computed from k,")]:
+        with pytest.raises(GraphcError, match=f"{shown} does not fit in int32"):
+            f(x, k)
+
+
+def test_a_number_operand_of_cond_is_weakly_typed_as_in_eager_code():
+    """cond(p, f, g, x, k) with a Python int k (an argument or a literal) and an int32 or
+    float32 x: compiled, k was a strong int64 in the branches and `x - k` was refused
+    ("operands must have one dtype"); eagerly it takes x's dtype."""
+    def f(x, k):
+        return gc.cond(x.sum() > 0, lambda x, k: x * k, lambda x, k: x - k, x, k)
+    for dtype in (np.int32, np.float32):
+        x = np.arange(3, dtype=dtype)
+        for k in (3, np.int64(3)):
+            out = gc.compile(f)(x, k)
+            eager = f(gc.tensor(x), k)
+            assert out.dtype == eager.data.dtype == dtype
+            np.testing.assert_array_equal(out, x * 3)
+            np.testing.assert_array_equal(eager.data, x * 3)
+        literal = gc.compile(lambda x: f(x, 4))(x)
+        assert literal.dtype == dtype
+        np.testing.assert_array_equal(literal, x * 4)
+
+
+def test_grad_passes_a_number_it_cannot_trace_as_it_is():
+    """gc.grad(f)(x, 3) traced the 3, and f's `range(k)` failed with a hint to list it in
+    static_argnums, which grad does not have. Un-jitted JAX passes it as it is; graphc
+    traces numbers (a new learning rate reuses the plan) until one is used as a Python
+    value, and from then on passes them as they are (each value keys its plan)."""
+    x = np.arange(3, dtype=np.float32)
+
+    def f(x, k):
+        for _ in range(k):
+            x = x * 2
+        return gc.sum(x)
+    g = gc.grad(f)
+    np.testing.assert_array_equal(g(x, 3), np.full(3, 8.0))
+    np.testing.assert_array_equal(g(x, 2), np.full(3, 4.0))
+    value, grad = gc.value_and_grad(f)(x, 1)
+    assert float(value) == 6.0
+    np.testing.assert_array_equal(grad, np.full(3, 2.0))
+    np.testing.assert_array_equal(gc.hessian(f)(x, 2), np.zeros((3, 3)))
+    scale = gc.grad(lambda x, s: gc.sum(x * s))  # a number used as a number stays traced
+    np.testing.assert_array_equal(scale(x, 2.5), np.full(3, 2.5))
+    with pytest.raises(GraphcError, match=r"int\(\) of a symbolic value"):
+        gc.grad(lambda x: gc.sum(gc.reshape(x, (int(gc.sum(x)), -1))))(x)

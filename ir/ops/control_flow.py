@@ -187,3 +187,19 @@ def regions_of(node) -> list:
         value = node.attrs[key]
         found.extend(value if isinstance(value, tuple) else (value,))
     return found
+
+
+def region_feeds(node, region) -> dict:
+    """{input of `region`: the operand of `node` it takes}, for the inputs that take an
+    operand whole (not a scan's slices of xs)."""
+    operands = node.inputs
+    if node.op == "scan":
+        operands = operands[:node.attrs["consts"] + node.attrs["carries"]]
+    elif node.op == "cond":
+        operands = operands[1:]
+    elif node.op == "while_loop":
+        own, body = node.attrs["cond_consts"], node.attrs["body_consts"]
+        carries = operands[own + body:]
+        operands = operands[:own] + carries if region is node.attrs["cond_fn"] else \
+            operands[own:own + body] + carries
+    return dict(zip(region.inputs, operands))
