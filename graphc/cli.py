@@ -373,6 +373,10 @@ def _check_ranks(args) -> None:
 def cmd_train(args) -> int:
     from . import distributed
     from .train import train_gpt
+    if args.allow_changed_settings and not args.resume:  # (it was ignored: a user who
+        # forgot --resume trained from scratch, or was told the checkpoint already exists)
+        raise UsageError("--allow-changed-settings is for --resume: it lets a resumed run "
+                         "change the checkpoint's settings; a fresh run has none to change")
     if args.ranks and args.ranks > 1 and not distributed.under_mpiexec():
         _check_ranks(args)
         return distributed.launch(args.ranks, ["-m", "graphc.cli",
