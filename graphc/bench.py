@@ -19,7 +19,8 @@ import numpy as np
 from .bench_generate import WORKLOADS as GEN_WORKLOADS
 from .bench_ranks import rank_counts
 from .distributed import check_process_count
-from .files import check_writable, refuse_checkpoint, save_figure, write_atomically
+from .files import (cannot_create_in, check_writable, refuse_checkpoint, save_figure,
+                    write_atomically)
 from .models.gpt import GPT, GPTConfig
 from .train import TrainConfig, Trainer, lr_at
 
@@ -734,6 +735,10 @@ def run_cli(args) -> int:
             raise ValueError(f"{flag} {path}: there is no directory {folder}")
         if folder and not os.access(folder, os.W_OK):
             raise ValueError(f"{flag} {path}: the directory {folder} is not writable")
+        reason = folder and cannot_create_in(folder)
+        if reason:
+            raise ValueError(f"{flag} {path}: cannot write into the directory {folder} "
+                             f"({reason})")
         if path:
             check_writable(path, flag)
             refuse_checkpoint(path, flag)

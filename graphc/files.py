@@ -47,6 +47,18 @@ def check_writable(path: str, what: str = "") -> None:
         raise GraphcError(f"cannot write {name}: the file is read-only")
 
 
+def cannot_create_in(directory: str) -> str | None:
+    """Why no file can be created in the existing `directory` (the system's reason), or
+    None. Found by creating a temporary directory there and removing it: os.access says yes
+    where the file system refuses (/proc, for root), and the refusal came only when the
+    output was written, after the work that filled it."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".graphc-probe.", dir=directory))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def refuse_checkpoint(path: str, what: str) -> None:
     """An output (a dump, a benchmark's JSON or plot) never replaces a graphc checkpoint
     that is there: `-o run/checkpoint.npz` would have put IR text over a training run."""
@@ -80,7 +92,11 @@ def atomic_writer(path: str):
     check_writable(path)
     if _special(path):
         try:
-            with open(path, "wb") as fh:
+            fh = open(path, "wb")
+        except OSError as exc:  # -o /proc/x: "[Errno 2] ..." alone, as root
+            raise GraphcError(f"cannot write {path}: {exc.strerror or exc}") from None
+        try:
+            with fh:
                 yield fh
         except OSError as exc:  # -o /dev/full: name the file, not only the errno
             if exc.errno not in WRITE_ERRORS:
@@ -218,7 +234,12 @@ def exclusive_directory(path: str, what: str = "graphc train"):
     if fcntl is None:  # not POSIX: no advisory locks, no protection
         yield
         return
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:  # (a name too long, a file system that refuses): "[Errno 36]"
+        # alone named neither the directory nor the option
+        raise GraphcError(f"cannot create the directory {path} ({exc.strerror or exc}); "
+                          "write into another directory (graphc train: --out)") from None
     lock = os.path.join(path, LOCK_NAME)
     try:  # not following a link, and not blocking on a FIFO
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)

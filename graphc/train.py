@@ -23,7 +23,7 @@ from ir.errors import GraphcError
 from ir.ops.precision import PRECISIONS
 
 from . import checkpoint, optim
-from .files import check_writable
+from .files import cannot_create_in, check_writable
 from .models.gpt import GPT, GPTConfig
 from .tracing import spec, trace
 from .trainer import CHECKPOINT, Trainer as _Trainer
@@ -395,6 +395,10 @@ def _check_out(out: str, writes=("loss.png", "sample.txt")) -> None:
         raise GraphcError(f"--out {out!r} is {what}; pass a directory for the checkpoint")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise GraphcError(f"--out {out!r}: no permission to write into {existing}; pass a "
+                          "directory you can write into")
+    reason = cannot_create_in(existing)
+    if reason:
+        raise GraphcError(f"--out {out!r}: cannot write into {existing} ({reason}); pass a "
                           "directory you can write into")
 
 

@@ -17,3 +17,54 @@ def test_allow_changed_settings_without_resume_is_refused(tmp_path, capsys):
         "graphc: error: --allow-changed-settings is for --resume: it lets a resumed run "
         "change the checkpoint's settings; a fresh run has none to change\n")
     assert not out.exists()
+
+
+# ---- output paths the file system refuses: named with their option, found before the work --
+needs_proc = pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"),
+                                reason="needs Linux's /proc")
+
+
+@needs_proc
+def test_an_out_directory_that_cannot_be_created_is_named_before_training(tmp_path, capsys):
+    """--out /proc/x passed the permission check (os.access says yes to root there) and
+    failed after the step was compiled with "[Errno 2] No such file or directory: '/proc/x'",
+    which named no option. It is one line naming --out, the path and the reason, before
+    anything is built."""
+    assert main(["train", *TINY, "--data", _text(tmp_path), "--out", "/proc/x"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("graphc: error: --out '/proc/x': ") and err.count("\n") == 1, err
+    assert "directory you can write into" in err
+
+
+def test_an_out_directory_whose_name_is_too_long_is_one_line(tmp_path, capsys):
+    """A name past the file system's limit: "[Errno 36] File name too long: ..." alone."""
+    out = tmp_path / ("a" * 300)
+    assert main(["train", *TINY, "--data", _text(tmp_path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"graphc: error: cannot create the directory {out} "
+                                       "(File name too long); write into another directory "
+                                       "(graphc train: --out)\n")
+
+
+@needs_proc
+def test_dump_output_that_cannot_be_opened_is_one_line_naming_it(capsys):
+    """dump -o /proc/x (as root: the directory looks writable, the file cannot be made) was
+    "[Errno 2] No such file or directory: '/proc/x'"; it is said as dump's other refused
+    outputs are."""
+    assert main(["dump", "mlp", "-o", "/proc/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("graphc: error: cannot write /proc/x: ") and \
+        err.count("\n") == 1, err
+
+
+@needs_proc
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_bench_outputs_that_cannot_be_written_are_refused_before_measuring(capsys, flag):
+    """bench --json /proc/b.json measured every contender, printed its table and then failed
+    with "[Errno 2] No such file or directory", the measurements lost."""
+    path = "/proc/b." + ("json" if flag == "--json" else "png")
+    assert main(["bench", "--workloads", "mlp-train", "--contenders", "compiled", "--steps",
+                 "1", "--warmup", "0", flag, path]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"graphc: error: {flag} {path}: ") and err.count("\n") == 1, err
