@@ -220,21 +220,32 @@ def _check_common_meta(meta: dict, path: str):
     if meta.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {path!r} has format version {meta.get('version')!r}, "
                               f"this graphc reads version {VERSION}")
-    step = meta.get("step")
+    check_run_fields(meta, path)
+
+
+def check_run_fields(meta: dict, path: str | None = None) -> None:
+    """The header fields a resumed run reads (step, RNG, histories), each present and valid:
+    a header given to Trainer.restore by hand lacking "step" was a bare KeyError. `path`:
+    the file they came from, for messages (None: a header given as a dict)."""
+    name = f"checkpoint {path!r}" if path else "the checkpoint"
+    for key in ("step", "rng"):
+        if key not in meta:
+            raise CheckpointError(f"{name}: header field {key} is missing")
+    step = meta["step"]
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
-        raise CheckpointError(f"checkpoint {path!r}: header field step must be an integer "
-                              f"from 0 to 2**62 (the optimiser counts in int64), got {step!r}")
+        raise CheckpointError(f"{name}: header field step must be an integer from 0 to 2**62 "
+                              f"(the optimiser counts in int64), got {step!r}")
     try:
-        np.random.PCG64().state = meta.get("rng")
+        np.random.PCG64().state = meta["rng"]
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
-        raise CheckpointError(f"checkpoint {path!r}: header field rng is not a PCG64 "
-                              f"generator state ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{name}: header field rng is not a PCG64 generator state "
+                              f"({type(exc).__name__}: {exc})") from None
     for key in ("history", "val_history"):
         items = meta.get(key, [])
         # a finite loss: training never saves a non-finite one, and a resumed run would take
         # the last validation loss for divergence and never save again
         if not isinstance(items, list) or not all(_history_entry(i) for i in items):
-            raise CheckpointError(f"checkpoint {path!r}: header field {key} must be a list of "
+            raise CheckpointError(f"{name}: header field {key} must be a list of "
                                   "[step from 0 to 2**62, finite loss]")
 
 

@@ -567,6 +567,7 @@ class Trainer:
         change: checkpoint.RESUMABLE_CHANGES). `path`: the file they were read from, which
         fit() may then write again (without it, any: the source is unknown). `how`: the
         opt-in a refusal names (a command line's flag)."""
+        checkpoint.check_run_fields(meta, path)
         checkpoint.check_settings(meta, self.checkpoint_meta, "the checkpoint",
                                   allow_changed_settings, how)
         own = self.state_arrays()

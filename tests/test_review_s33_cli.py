@@ -68,3 +68,30 @@ def test_bench_outputs_that_cannot_be_written_are_refused_before_measuring(capsy
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith(f"graphc: error: {flag} {path}: ") and err.count("\n") == 1, err
+
+
+# ---- headers given to Trainer.restore ---------------------------------------------------------
+@pytest.mark.parametrize("missing", ["step", "rng"])
+def test_restore_of_a_header_without_step_or_rng_names_the_checkpoint_and_field(tmp_path,
+                                                                                 missing):
+    """A header made by hand without "step" (or "rng") was a bare KeyError: 'step'. It is one
+    CheckpointError line naming the checkpoint and the field, and the refused restore does
+    not let fit() replace the file that is there."""
+    from graphc import GraphcError, checkpoint
+    from test_trainer import make_trainer
+    make_trainer(steps=10).fit(str(tmp_path), progress=False)
+    ckpt = tmp_path / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    trainer = make_trainer(steps=20)
+    wanted = {k: (a.shape, a.dtype) for k, a in trainer.state_arrays().items()}
+    arrays, meta = checkpoint.load_arrays(str(ckpt), wanted)
+    del meta[missing]
+    with pytest.raises(checkpoint.CheckpointError) as info:
+        trainer.restore(arrays, meta)
+    assert str(info.value) == f"the checkpoint: header field {missing} is missing"
+    with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint '{ckpt}': header field "
+                       f"{missing} is missing"):
+        trainer.restore(arrays, meta, path=str(ckpt))
+    with pytest.raises(GraphcError, match="already exists, from another run"):
+        trainer.fit(str(tmp_path), progress=False)
+    assert ckpt.read_bytes() == before
