@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from ir import settings
-from ir.errors import GraphcError
+from ir.errors import GraphcError, no_user_code_above
 
 from .checkpoint import CheckpointError
 from .data import DataError
@@ -266,6 +266,7 @@ def build_parser():
     return parser
 
 
+@no_user_code_above  # (its caller is the launcher script, not the user's code)
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -320,13 +321,9 @@ def _run(args) -> int:
             profile_step(args.config, args.repeat, args.top, warm=args.warm)
             return 0
     except (GraphcError, DataError, CheckpointError, UsageError, ValueError, OSError) as exc:
-        if isinstance(exc, GraphcError):
-            # a location inside the `graphc` launcher itself tells the user nothing
-            script = os.path.basename(sys.argv[0] or "")
-            useful = [loc for loc in exc.locs if os.path.basename(loc[0]) != script]
-            message = str(GraphcError(exc.message, useful))
-        else:
-            message = str(exc).splitlines()[0]
+        # (a GraphcError's location is the user's line: main() is no_user_code_above, so
+        # none is the launcher's)
+        message = str(exc) if isinstance(exc, GraphcError) else str(exc).splitlines()[0]
         agreed = getattr(exc, "on_every_rank", False)
         if distributed.is_main() or not agreed:  # said once, by rank 0
             print(f"graphc: error: {message}", file=sys.stderr)

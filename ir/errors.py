@@ -17,6 +17,8 @@ import numpy as np
 # its model file.
 _INTERNAL_DIRS: tuple = ()
 _USER_DIRS: tuple = ()
+# The code of entry points (no_user_code_above): the search for the user's line ends there
+_ENTRY_CODES: set = set()
 
 
 def register_library_package(init_file: str, user_code=()):
@@ -32,6 +34,15 @@ register_library_package(os.path.join(os.path.dirname(os.path.abspath(__file__))
 # numpy calling back into graphc (np.shape(x) of a traced value: Node.__array__ raises) is
 # never the user's line; the error named numpy's fromnumeric.py
 register_library_package(np.__file__)
+
+
+def no_user_code_above(fn):
+    """Mark `fn` (a command line's main) as an entry point: the frames that call it are no
+    user's line of code, so user_location() stops at it. Past it the search found the
+    `graphc` launcher script (`sys.exit(main())`, in a message as "at .../bin/graphc:6"), or
+    the test calling main(). Returns `fn` (a decorator)."""
+    _ENTRY_CODES.add(fn.__code__)
+    return fn
 
 
 class GraphcError(Exception):
@@ -69,7 +80,7 @@ def _is_internal(filename: str) -> bool:
 def user_location():
     """(file, line) of the innermost stack frame that is not graphc's own code."""
     frame = sys._getframe(1)
-    while frame is not None:
+    while frame is not None and frame.f_code not in _ENTRY_CODES:
         filename = frame.f_code.co_filename
         if not _is_internal(filename):
             return (_short(filename), frame.f_lineno)

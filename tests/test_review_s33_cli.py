@@ -1,5 +1,8 @@
 """Session 33's fixes of the command line, its output paths, checkpoints that Trainer.restore
 is given and dump's --after; each test failed before its fix."""
+import os
+import re
+
 import numpy as np
 import pytest
 
@@ -95,3 +98,25 @@ def test_restore_of_a_header_without_step_or_rng_names_the_checkpoint_and_field(
     with pytest.raises(GraphcError, match="already exists, from another run"):
         trainer.fit(str(tmp_path), progress=False)
     assert ckpt.read_bytes() == before
+
+
+# ---- divergence: the user's line from Python, no launcher's line from the command ------------
+def test_divergence_names_no_line_outside_graphc_from_the_cli_and_the_users_from_python(
+        tmp_path, capsys):
+    """The op that first made a NaN or an Inf was the optimiser's (an lr past float32's
+    range, cast to float32): the search for the user's line went past main() and named its
+    caller, the `graphc` launcher ("at .../bin/graphc:6"; here, this test). From the command
+    line, the message names the step and the option, and no line; from Python it still
+    names the user's line (make_trainer's, which built the trainer)."""
+    import test_trainer
+    from graphc.trainer import TrainingDiverged
+    assert main(["train", *TINY, "--data", _text(tmp_path), "--out", str(tmp_path / "o"),
+                 "--lr", "3e38", "--warmup", "0"]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"graphc: error: training diverged at step \d+ \([^)]*\); first "
+                        r"non-finite value: [^\n]*\]\. Try a lower --lr; no checkpoint was "
+                        r"written\n", err), err
+    with pytest.raises(TrainingDiverged) as info:
+        test_trainer.make_trainer(steps=5, lr=3e38).fit(str(tmp_path / "p"), progress=False)
+    assert re.search(rf" at {re.escape(os.path.relpath(test_trainer.__file__))}:\d+\. Try a "
+                     "lower learning rate", str(info.value)), info.value
