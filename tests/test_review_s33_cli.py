@@ -120,3 +120,31 @@ def test_divergence_names_no_line_outside_graphc_from_the_cli_and_the_users_from
         test_trainer.make_trainer(steps=5, lr=3e38).fit(str(tmp_path / "p"), progress=False)
     assert re.search(rf" at {re.escape(os.path.relpath(test_trainer.__file__))}:\d+\. Try a "
                      "lower learning rate", str(info.value)), info.value
+
+
+# ---- a float16 run's saved loss scale ---------------------------------------------------------
+@pytest.mark.parametrize("value", [1e-40, 1e-45, np.finfo(np.float32).tiny / 2])
+def test_a_subnormal_loss_scale_in_a_checkpoint_is_refused_naming_the_file(tmp_path, capsys,
+                                                                           value):
+    """A loss scale under float32's smallest normal number (a subnormal: 1/scale is Inf)
+    was resumed: every step overflowed, and training stopped as diverged with "Try a lower
+    --lr". It is refused in one line naming the file and the entry, the file as it was.
+    (0, negative ones: tests/test_review_s30_cli.py; NaN and Inf: checkpoint.load.)"""
+    from graphc import checkpoint
+    out, data = tmp_path / "o", _text(tmp_path)
+    assert main(["train", *TINY, "--data", data, "--precision", "fp16-mixed",
+                 "--out", str(out)]) == 0
+    ckpt = out / "checkpoint.npz"
+    arrays, meta = checkpoint.load(str(ckpt))
+    arrays["amp/scale"] = np.asarray(value, np.float32)
+    checkpoint.save(str(ckpt), arrays, {k: v for k, v in meta.items()
+                                        if k not in ("format", "version")})
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    assert main(["train", *TINY, "--data", data, "--steps", "5", "--out", str(out),
+                 "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"graphc: error: checkpoint '{ckpt}': amp/scale must be a loss scale of at least "
+        f"float32's smallest normal number, 1.175e-38, got {str(np.float32(value))}, which no "
+        "run saves (the file was changed or damaged)\n")
+    assert ckpt.read_bytes() == before
