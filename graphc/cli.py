@@ -425,13 +425,13 @@ def _load_model(path, dtype=None):
 
 
 def cmd_eval(args) -> int:
-    from .data import CharData
-    from .train import split_loss
+    from .train import checkpoint_text, split_loss
 
     model, params, meta = _load_model(args.checkpoint)
     if args.data is not None and os.path.isdir(args.data):
         raise UsageError(f"--data {args.data!r} is a directory; pass a UTF-8 text file")
-    data = CharData.from_file(args.data, model.cfg.block_size, list(meta["vocab"]))
+    data = checkpoint_text(args.data, model.cfg.block_size, list(meta["vocab"]),
+                           f"--checkpoint {args.checkpoint}")
     loss, tokens = split_loss(model, params, data, args.split)
     name = "validation" if args.split == "val" else "training"
     print(f"{name} loss {loss:.4f} nats per token over the whole {args.split} split "

@@ -402,6 +402,23 @@ def _check_out(out: str, writes=("loss.png", "sample.txt")) -> None:
                           "directory you can write into")
 
 
+def checkpoint_text(data, block_size: int, vocab, checkpoint_path: str):
+    """The CharData a checkpoint of vocabulary `vocab` (None: a fresh run's) trains or is
+    scored on: the text file `data`, or without it the bundled Tiny Shakespeare, which must
+    then be the text it was trained on. A checkpoint records its vocabulary, not its text:
+    one trained on another text was refused for the bundled text's characters outside its
+    vocabulary, with no word of --data."""
+    from .data import CharData
+    if data is not None or vocab is None:
+        return CharData.from_file(data, block_size, vocab)
+    text = CharData.from_file(None, block_size)
+    if text.vocab != list(vocab):
+        raise GraphcError(f"{checkpoint_path} was not trained on the bundled Tiny Shakespeare "
+                          f"(its vocabulary has {len(vocab)} characters, the bundled text's "
+                          f"{len(text.vocab)}); pass --data, the text it was trained on")
+    return text
+
+
 def _print_line(text, file=None):
     print(text, file=file or sys.stdout, flush=True)
 
@@ -463,7 +480,7 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
             raise GraphcError(f"--data {data!r} is a directory; pass a UTF-8 text file")
         block = options.get("block_size") or (meta["model"]["block_size"] if meta else
                                               CONFIGS[config]["block_size"])
-        text = CharData.from_file(data, block, vocab)
+        text = checkpoint_text(data, block, vocab, ckpt_path)
         try:
             cfg = model_config(config, len(text.vocab), options,
                                meta["model"] if meta else None)

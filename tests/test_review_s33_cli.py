@@ -148,3 +148,27 @@ def test_a_subnormal_loss_scale_in_a_checkpoint_is_refused_naming_the_file(tmp_p
         f"float32's smallest normal number, 1.175e-38, got {str(np.float32(value))}, which no "
         "run saves (the file was changed or damaged)\n")
     assert ckpt.read_bytes() == before
+
+
+# ---- a checkpoint's text, when --data is not given --------------------------------------------
+def test_eval_and_resume_without_data_of_a_checkpoint_of_another_text_say_pass_data(
+        tmp_path, capsys):
+    """A checkpoint records its vocabulary, not its text. Without --data, eval and train
+    --resume read the bundled Tiny Shakespeare and said only "'.../tinyshakespeare.txt' has
+    characters outside the checkpoint's vocabulary", no word of --data; with --data they
+    run."""
+    out, data = tmp_path / "o", _text(tmp_path)
+    assert main(["train", *TINY, "--data", data, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"graphc: error: --checkpoint {out} was not trained on the bundled Tiny Shakespeare "
+        "(its vocabulary has 15 characters, the bundled text's 65); pass --data, the text it "
+        "was trained on\n")
+    assert main(["train", *TINY, "--steps", "5", "--out", str(out), "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"graphc: error: {out / 'checkpoint.npz'} was not trained on the bundled Tiny "
+        "Shakespeare (its vocabulary has 15 characters, the bundled text's 65); pass --data, "
+        "the text it was trained on\n")
+    assert main(["eval", "--checkpoint", str(out), "--data", data]) == 0
+    assert "validation loss" in capsys.readouterr().out
