@@ -202,7 +202,8 @@ def build_parser():
     d.add_argument("--config", default="tiny", help="GPT config for the gpt target")
     d.add_argument("--grad", action="store_true", help="the training graph: loss and "
                    "gradients")
-    d.add_argument("--after", metavar="STAGE", help="stop after this pass, or after this "
+    d.add_argument("--after", metavar="STAGE", help="stop after this pass (NAME#2: after "
+                   "its second run; the default pipeline runs simplify twice), or after this "
                    "lowering stage: fuse (the fused graph), plan-memory (each value's buffer), "
                    "choose-kernels (each node's kernel), render (the plan's source)")
     d.add_argument("--memory-limit", type=_memory_size, help="run the rematerialize pass "

@@ -241,16 +241,30 @@ def _stage_index(name, names):
         if k > len(names):
             raise GraphcError(f"--diff: stage {k} past the end ({len(names)} passes)")
         return k
-    base, _, nth = name.partition("#")
-    nth = int(nth) if nth else 1
-    seen = 0
-    for k, n in enumerate(names, 1):
-        if n == base:
-            seen += 1
-            if seen == nth:
-                return k
-    raise GraphcError(f"--diff: no stage {name!r} in the pipeline ({', '.join(names)}); "
-                      "use 'input', a pass name (name#2 for its second run) or a number")
+    k = _pass_run(name, names, "--diff")
+    if k is None:
+        raise GraphcError(f"--diff: no stage {name!r} in the pipeline ({', '.join(names)}); "
+                          "use 'input', a pass name (name#2 for its second run) or a number")
+    return k
+
+
+def _pass_run(name, names, option):
+    """How many passes of `names` run up to pass NAME's first run, or NAME#K's K-th (from
+    1; the default pipeline runs simplify twice); None if NAME is no pass of them."""
+    base, hashed, nth = name.partition("#")
+    runs = [k for k, n in enumerate(names, 1) if n == base]
+    if not runs:
+        return None
+    if not hashed:
+        return runs[0]
+    if not (nth.isascii() and nth.isdigit() and int(nth) >= 1):
+        raise GraphcError(f"{option} {name}: expected {base}#K, K from 1 (the K-th run of "
+                          f"{base})")
+    if int(nth) > len(runs):
+        times = "once" if len(runs) == 1 else f"{len(runs)} times"
+        raise GraphcError(f"{option} {name}: the pipeline runs {base} {times} "
+                          f"({', '.join(names)})")
+    return runs[int(nth) - 1]
 
 
 def diff_text(graph, pipeline, a, b, locations=False) -> str:
@@ -266,8 +280,9 @@ def diff_text(graph, pipeline, a, b, locations=False) -> str:
 
 
 def split_lowering(pipeline, after) -> tuple:
-    """(pass pipeline, pass to stop after, lowering stage to stop after or None). `--after`
-    names a pass or a lowering stage; `--passes default,fuse` is read as `--after fuse` (fuse
+    """(passes to run, whether --after named a pass (they stop there: no rematerialize
+    after them), lowering stage to stop after or None). `--after` names a pass (NAME#K: its
+    K-th run) or a lowering stage; `--passes default,fuse` is read as `--after fuse` (fuse
     was a pass before it became the first lowering stage)."""
     from runtime.stages import STAGE_NAMES
     names = [p.strip() for p in pipeline.split(",")] if isinstance(pipeline, str) else []
@@ -278,14 +293,17 @@ def split_lowering(pipeline, after) -> tuple:
         if after is not None and after not in STAGE_NAMES:
             raise GraphcError(f"--after {after}: with --passes ...,fuse the passes all run; "
                               "name a lowering stage instead")
-        return pipeline_passes([p for p in names[:-1] if p]), None, after or "fuse"
+        return pipeline_passes([p for p in names[:-1] if p]), False, after or "fuse"
     if after in STAGE_NAMES:
-        return pipeline, None, after
+        return pipeline, False, after
     passes = pipeline_passes(pipeline)
-    if after is not None and after not in passes:
+    if after is None:
+        return passes, False, None
+    run = _pass_run(after, passes, "--after")
+    if run is None:
         raise GraphcError(f"--after {after}: not a pass of the pipeline ({', '.join(passes)}) "
                           f"nor a lowering stage ({', '.join(STAGE_NAMES)})")
-    return pipeline, after, None
+    return passes[:run], True, None
 
 
 def run_dump(args) -> int:
@@ -315,14 +333,13 @@ def run_dump(args) -> int:
             raise GraphcError(f"--after {REMAT_PASS}: the pass runs only with a budget; give "
                               "--memory-limit")
         after = None
-    pipeline, after_pass, after_stage = split_lowering(pipeline, after)
-    result = run_pipeline(graph, pipeline, stop_after=after_pass, verify_each=True,
-                          evaluate=evaluate)
+    passes, after_a_pass, after_stage = split_lowering(pipeline, after)
+    result = run_pipeline(graph, passes, verify_each=True, evaluate=evaluate)
     result.graph = bound_for_sizes(result.graph, getattr(args, "bind", None),
                                    needs_sizes=bool(args.stats or after_stage
                                                     or args.format == "graphml"),
                                    needs_sizes_for="--memory-limit" if memory_limit else None)
-    if memory_limit is not None and after_pass is None:
+    if memory_limit is not None and not after_a_pass:
         # a row of --stats' per-pass table, as the pipeline's passes have: the node count
         # the header reports is the rematerialised graph's
         from passes.manager import PassStat

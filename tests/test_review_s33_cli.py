@@ -172,3 +172,35 @@ def test_eval_and_resume_without_data_of_a_checkpoint_of_another_text_say_pass_d
         "the text it was trained on\n")
     assert main(["eval", "--checkpoint", str(out), "--data", data]) == 0
     assert "validation loss" in capsys.readouterr().out
+
+
+# ---- dump --after a pass that runs twice ------------------------------------------------------
+def test_dump_after_the_second_run_of_a_pass(capsys):
+    """The default pipeline runs simplify twice; --after simplify stopped after the first
+    and the second could not be named (--after simplify#2: "not a pass of the pipeline"),
+    though --diff took simplify#2. --after NAME#K stops after the K-th run; a K past the
+    runs is one line."""
+    from graphc.dump import builtin_mlp
+    from ir.printer import format_graph
+    from passes.manager import run_pipeline
+    graph = builtin_mlp(grad=True)
+    expected = {k: format_graph(run_pipeline(graph, passes, verify_each=True).graph) + "\n"
+                for k, passes in ((1, ["simplify"]),
+                                  (2, ["simplify", "fold", "cse", "simplify"]))}
+    assert expected[1] != expected[2]
+    for after, k in (("simplify", 1), ("simplify#1", 1), ("simplify#2", 2)):
+        assert main(["dump", "mlp", "--grad", "--after", after]) == 0
+        assert capsys.readouterr().out == expected[k], after
+    for after, message in (
+            ("simplify#3", "--after simplify#3: the pipeline runs simplify 2 times (simplify, "
+                           "fold, cse, simplify, dce)"),
+            ("cse#2", "--after cse#2: the pipeline runs cse once (simplify, fold, cse, "
+                      "simplify, dce)"),
+            ("simplify#0", "--after simplify#0: expected simplify#K, K from 1 (the K-th run "
+                           "of simplify)")):
+        assert main(["dump", "mlp", "--grad", "--after", after]) == 2
+        assert capsys.readouterr().err == f"graphc: error: {message}\n"
+    # --diff, which took NAME#2 already, says the same of a bad K (before: int()'s ValueError)
+    assert main(["dump", "mlp", "--grad", "--diff", "input", "simplify#x"]) == 2
+    assert capsys.readouterr().err == ("graphc: error: --diff simplify#x: expected "
+                                       "simplify#K, K from 1 (the K-th run of simplify)\n")
