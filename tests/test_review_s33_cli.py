@@ -204,3 +204,34 @@ def test_dump_after_the_second_run_of_a_pass(capsys):
     assert main(["dump", "mlp", "--grad", "--diff", "input", "simplify#x"]) == 2
     assert capsys.readouterr().err == ("graphc: error: --diff simplify#x: expected "
                                        "simplify#K, K from 1 (the K-th run of simplify)\n")
+
+
+# ---- Ctrl-C while the command is still importing graphc ---------------------------------------
+def test_ctrl_c_while_graphc_is_imported_exits_quietly_with_130(monkeypatch, capsys):
+    """The console script imported graphc.cli (numpy, scipy, numba: a second or more)
+    before main()'s handler, so a Ctrl-C then printed a KeyboardInterrupt traceback through
+    the imports and ended by the signal. The entry point, a module outside the package,
+    imports the CLI inside its own handler: one line, status 130, as during a command."""
+    import builtins
+    import tomllib
+    from pathlib import Path
+
+    import graphc_entry
+    root = Path(__file__).resolve().parent.parent
+    with open(root / "pyproject.toml", "rb") as fh:
+        project = tomllib.load(fh)
+    assert project["project"]["scripts"]["graphc"] == "graphc_entry:main"
+    assert "graphc_entry" in project["tool"]["setuptools"]["py-modules"]
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "graphc.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert graphc_entry.main() == 130
+    assert capsys.readouterr().err == "graphc: interrupted\n"
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    monkeypatch.setattr("sys.argv", ["graphc", "dump", "mlp", "--stats"])
+    assert graphc_entry.main() == 0  # and it runs the command
+    assert capsys.readouterr().out.startswith("graph mlp_loss: ")
