@@ -83,6 +83,10 @@ def start(buffer: np.ndarray, operands) -> None:
 def wait(buffer: np.ndarray, reduce: str) -> np.ndarray:
     """allreduce_wait: the bucket reduced over every rank (the same buffer)."""
     request = _IN_FLIGHT.pop(id(buffer), None)
+    if request is None and communicator() is not None and communicator().size > 1:
+        # (its start ran as the library op, which packs without reducing: each rank would
+        # go on with its own values)
+        raise RuntimeError("allreduce_wait: the bucket was never started on MPI")
     if request is not None:
         with _waiting:
             request.Wait()

@@ -14,6 +14,10 @@ sigterm1: a SIGTERM reaches rank 1 alone during step 3 of fit(); every rank must
 nan1:     rank 1's rows of step 3's batch hold NaN: its loss alone is not finite; every
           rank must stop together with one divergence error, the checkpoint of step 2 kept
 inf1:     the same with finite rows whose loss overflows on rank 1 (an Inf made by an op)
+dropout:  one SGD step of a loss through Dropout(0.5) on rows of ones, a row per rank;
+          saves the weights, whose entries say how many ranks kept each unit
+half:     one SGD step of a float16 and a bfloat16 parameter on rows that differ per rank;
+          saves the parameters (the averaged gradient's step, as float32's)
 bug1:     rank 1 alone raises an exception no one catches during step 3 of fit(); the job must
           end at once (graphc.distributed's excepthook), not when the watchdog times out
 """
@@ -172,6 +176,32 @@ def case_batchnorm(out):
     trainer.train_step()
     np.savez(os.path.join(out, f"batchnorm_rank{dist.rank()}.npz"), x=first[0],
              **{name: b.data for name, b in trainer.buffers.items()})
+
+
+def case_dropout(out):
+    drop = gc.nn.Dropout(0.5)
+    size, width = dist.size(), 1000
+
+    def loss(p, batch):
+        return gc.sum(drop(batch[0]) * p["w"])
+    trainer = gc.Trainer(loss, {"w": np.zeros((1, width))}, gc.optim.SGD(lr=1.0),
+                         lambda rng: (np.ones((size, width)),), steps=1, distributed=True)
+    trainer.train_step()
+    np.save(os.path.join(out, f"dropout_rank{dist.rank()}.npy"), trainer.params["w"])
+
+
+def case_half(out):
+    saved = {}
+    for dtype in ("float16", "bfloat16"):
+        rows = np.array([[1.0], [1.0], [3.0], [3.0]], dtype)  # rank 0: the 1s; rank 1: the 3s
+
+        def loss(p, batch):
+            return gc.mean(batch[0] * p["w"])  # the whole batch's: 2 w, gradient 2
+        trainer = gc.Trainer(loss, {"w": np.ones((1, 1), dtype)}, gc.optim.SGD(lr=1.0),
+                             lambda rng: (rows,), steps=1, distributed=True)
+        saved[f"loss_{dtype}"] = trainer.train_step()
+        saved[dtype] = trainer.params["w"].astype(np.float32)
+    np.savez(os.path.join(out, f"half_rank{dist.rank()}.npz"), **saved)
 
 
 def case_buffers_at_start(out):

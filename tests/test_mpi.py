@@ -52,7 +52,7 @@ def two_ranks(tmp_path_factory):
     start-up); OUT/resumed holds a 1-rank checkpoint at step 5 for the job to resume."""
     out = tmp_path_factory.mktemp("two_ranks")
     mpi_worker.make_trainer(5, False).fit(str(out / "resumed"), progress=False)
-    code, output, _ = run_ranks("grads,trainer,batchnorm", out)
+    code, output, _ = run_ranks("grads,trainer,batchnorm,dropout,half", out)
     assert code == 0, output
     return out
 
@@ -89,6 +89,29 @@ def test_two_ranks_average_to_the_single_process_gradient_of_the_whole_batch(two
         "_collectives.wait(")
     assert "_gemm." in source[first_start:first_wait]
     assert "_collectives.progress()" in source[first_start:first_wait]
+
+
+def test_each_rank_draws_its_own_dropout_mask(two_ranks):
+    """The Trainer's dropout key puts the rank in its high bits, and the mask was drawn from
+    the key's low 32 bits alone: every rank drew the same mask (each unit kept by both ranks
+    or by none). Now -w * 2 / 2 counts the ranks that kept each unit: 0, 1 or 2, about a
+    quarter, a half and a quarter of the 1000 units."""
+    weights = [np.load(two_ranks / f"dropout_rank{r}.npy") for r in range(2)]
+    np.testing.assert_array_equal(weights[0], weights[1])  # the averaged step
+    kept = np.bincount(np.round(-weights[0][0]).astype(int), minlength=3)
+    assert kept.sum() == 1000 and all(150 < k < 350 for k in kept[[0, 2]]), kept
+    assert 400 < kept[1] < 600, kept
+
+
+def test_half_precision_gradients_are_averaged_over_the_ranks(two_ranks):
+    """float16 and bfloat16 gradients were never all-reduced (their bucket ran as the
+    library op, which only packs): rank 0 stepped w to 0.0 on its rows of 1s, rank 1 to
+    -2.0 on its 3s. Reduced in float32, both take the whole batch's step to -1.0."""
+    for r in range(2):
+        saved = np.load(two_ranks / f"half_rank{r}.npz")
+        for dtype in ("float16", "bfloat16"):
+            assert float(saved[dtype][0, 0]) == -1.0, (r, dtype)
+            assert float(saved[f"loss_{dtype}"]) == 2.0, (r, dtype)
 
 
 def test_batchnorm_statistics_are_rank_0s_on_every_rank_after_a_step(two_ranks):

@@ -37,11 +37,12 @@ import math
 
 import numpy as np
 
-from ..types import TensorType, is_float
+from ..types import TensorType, as_dtype, is_float
 from . import api as F
 from .registry import apply, check, defop
 
 REDUCTIONS = ("sum", "mean")
+_HALF = {np.dtype("float16"), as_dtype("bfloat16")}
 _COMMUNICATOR = []
 
 
@@ -129,7 +130,13 @@ def _allreduce_wait(bucket, reduce):
 
 # ---- functional API ---------------------------------------------------------------------------
 def allreduce(x, reduce: str = "mean"):
-    """The sum or mean of x over all ranks (identity for one process)."""
+    """The sum or mean of x over all ranks (identity for one process). A float16 or bfloat16
+    x is reduced in float32 and rounded once: MPI has no half-precision types, and the
+    runtime's buckets are plain float32 buffers (a bucket of halves went to the library
+    implementation, which packs without reducing: each rank kept its own gradients)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and np.dtype(dtype) in _HALF:
+        return F.cast(apply("allreduce", F.cast(x, "float32"), reduce=reduce), dtype)
     return apply("allreduce", x, reduce=reduce)
 
 

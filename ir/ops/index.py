@@ -97,7 +97,10 @@ def _dropout_mask(seed, *loops, shape, rate, salt, dtype):
     """Keep-mask scaled by 1/(1-rate); a function of its operands and salt only, so it is
     replayable. A site inside loop bodies also takes each enclosing loop's iteration number
     (outermost first; ir.ops.api.dropout), so every iteration draws its own mask."""
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, salt] + [int(t) for t in loops])
+    # both 32-bit words of the seed: a key's high bits tell keys apart (gc.Trainer puts the
+    # rank there; a mask of the low word alone was the same on every rank)
+    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
+    rng = np.random.default_rng(words + [salt] + [int(t) for t in loops])
     keep = rng.random(shape, dtype=np.float32) >= rate
     return keep.astype(dtype) * np.asarray(1.0 / (1.0 - rate), dtype=dtype)
 
