@@ -324,6 +324,19 @@ def pad_slice_everything(m):
 
 
 @rule("where")
+def where_of_one_value(m):
+    """where(mask, stop_gradient(y), y) -> y: both branches are y's value (NaN too). The
+    stop_gradient only shaped the gradient, which has been taken (graphs are differentiated
+    before they are simplified, as custom_vjp's inlining needs)."""
+    _, a, b = m.inputs
+    if a.op == "stop_gradient":
+        a = a.inputs[0]
+    if a is b:
+        return fit(b, m)
+    return None
+
+
+@rule("where")
 def masked_softmax_gradient(m):
     """where(mask, 0, softmax_grad(y, g)) -> softmax_grad(y, g) when y = softmax(where(mask,
     -inf, x)) and the mask is causal (_keeps_one_per_row): y is exactly 0 where the mask

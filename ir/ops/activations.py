@@ -39,7 +39,14 @@ def _number(what, value):
 def elu(x, alpha=1.0):
     """x for x > 0, alpha * (exp(x) - 1) otherwise."""
     alpha = _number("elu: alpha", alpha)
-    return F.where(F.greater(x, 0.0), x, F.expm1(F.minimum(x, 0.0)) * float(alpha))
+    return F.where(F.less_equal(x, 0.0), F.expm1(_negative_part(x)) * float(alpha), x)
+
+
+def _negative_part(x):
+    """min(x, 0), the input of elu's (celu's) exp branch. A NaN x takes the other branch,
+    gradient 1, as torch's; the exp branch's zero share of the gradient, 0 * exp(NaN) = NaN,
+    stops here, where minimum would pass it to x."""
+    return F._no_gradient_where_nan(F.minimum(x, 0.0))
 
 
 def selu(x):
@@ -52,8 +59,8 @@ def celu(x, alpha=1.0):
     alpha = _number("celu: alpha", alpha)
     if alpha == 0:
         _fail("celu: alpha must not be 0")
-    return F.where(F.greater(x, 0.0), x,
-                   F.expm1(F.minimum(x, 0.0) * (1.0 / alpha)) * float(alpha))
+    negative = F.expm1(_negative_part(x) * (1.0 / alpha)) * float(alpha)
+    return F.where(F.less_equal(x, 0.0), negative, x)
 
 
 def hardtanh(x, min_val=-1.0, max_val=1.0):
@@ -79,11 +86,13 @@ def hardsigmoid(x):
 
 def hardswish(x):
     """x * relu6(x + 3) / 6 (its gradient is 0 at -3 and 1 at 3, as torch's)."""
-    # the middle piece is fed x clamped to [-3, 3], so at x = +-inf its zero share of the
-    # gradient stays 0 (not inf * 0 = NaN)
-    mid = F.minimum(F.maximum(x, -3.0), 3.0)
+    # the middle piece is fed x where it is picked and finite numbers elsewhere, so at x =
+    # +-inf or NaN (which takes the last piece, gradient 1, as torch's) its zero share of the
+    # gradient stays 0 (not 0 * inf or 0 * NaN)
+    below_3 = F.less(x, 3.0)
+    mid = F.where(below_3, F.maximum(x, -3.0), 0.0)
     return F.where(F.less_equal(x, -3.0), 0.0,
-                   F.where(F.less(x, 3.0), mid * (mid + 3.0) * (1.0 / 6.0), x))
+                   F.where(below_3, mid * (mid + 3.0) * (1.0 / 6.0), x))
 
 
 def mish(x):

@@ -918,16 +918,32 @@ def square(x):
 
 def clip(x, min=None, max=None):
     """x limited to [min, max] (either may be None), as jnp.clip and torch.clamp; at a bound
-    the gradient passes to x, as PyTorch's. A float scalar bound makes integers (bools) floats,
-    as numpy's and JAX's: of the dtype a weak float takes alone, float32 (JAX's default)."""
+    the gradient passes to x, and where the result is NaN to nothing, as PyTorch's. A float
+    scalar bound makes integers (bools) floats, as numpy's and JAX's: of the dtype a weak
+    float takes alone, float32 (JAX's default)."""
     if not is_float(_dtype(x)) and builtins.any(
             is_weak_scalar(b) and is_float(_dtype(b)) for b in (min, max)):
         x = cast(x, "float32")
+    if min is None and max is None:
+        return _unchanged(x)
     if min is not None:
         x = maximum(x, min)
     if max is not None:
         x = minimum(x, max)
-    return _unchanged(x) if min is None and max is None else x
+    return _no_gradient_where_nan(x)
+
+
+def _no_gradient_where_nan(y):
+    """y passing no gradient where it is NaN, as torch.clamp's (x >= min and x <= max both
+    fail there), where maximum's and minimum's send a NaN's gradient to both operands, as
+    torch.maximum's. Eagerly only a value that needs a gradient and holds a NaN gets the mask
+    (np.min, which a NaN makes NaN, is a fifth of the cost of a maximum); compiled, the
+    forward pass drops it (passes/simplify.py: the where's branches are one value)."""
+    if not is_float(_dtype(y)) or not getattr(y, "requires_grad", True):
+        return y
+    if _runs_now(y) and (y.size == 0 or not np.isnan(np.min(np.asarray(y)))):
+        return y
+    return where(not_equal(y, y), stop_gradient(y), y)  # (ne fuses into a kernel; isnan not)
 
 
 def silu(x):

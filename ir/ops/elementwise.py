@@ -112,16 +112,18 @@ def _vjp_pow(ctx, g):
 
 def _vjp_maximum(ctx, g):
     a, b = ctx.inputs
-    a_wins = a >= b  # ties go to the first operand, so the two parts still sum to g
-    return [F.unbroadcast(F.where(a_wins, g, 0.0), a.shape) if ctx.needs[0] else None,
-            F.unbroadcast(F.where(a_wins, 0.0, g), b.shape) if ctx.needs[1] else None]
+    # a tie goes to the first operand, so the two parts still sum to g; a NaN on either
+    # side (the result is NaN) sends g to both, as PyTorch's: neither comparison holds there
+    return [F.unbroadcast(F.where(F.less(a, b), 0.0, g), a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(F.where(F.greater_equal(a, b), 0.0, g), b.shape)
+            if ctx.needs[1] else None]
 
 
 def _vjp_minimum(ctx, g):
     a, b = ctx.inputs
-    a_wins = a <= b
-    return [F.unbroadcast(F.where(a_wins, g, 0.0), a.shape) if ctx.needs[0] else None,
-            F.unbroadcast(F.where(a_wins, 0.0, g), b.shape) if ctx.needs[1] else None]
+    return [F.unbroadcast(F.where(F.greater(a, b), 0.0, g), a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(F.where(F.less_equal(a, b), 0.0, g), b.shape)
+            if ctx.needs[1] else None]
 
 
 defop("add", arith, vjp=_vjp_add, arity=2, flops=_flops_per_elem(1))(np.add)

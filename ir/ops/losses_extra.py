@@ -47,8 +47,8 @@ def _flag(what, value):
 
 def _clamp_min0(z):
     """torch's clamp_min(z, 0): max(z, 0) whose gradient passes where z == 0 (graphc's
-    maximum gives a tie to its first operand)."""
-    return F.maximum(z, 0.0)
+    maximum gives a tie to its first operand) and not where z is NaN."""
+    return F.clip(z, 0.0)
 
 
 # ---- ranking and margins ---------------------------------------------------------------------
