@@ -89,3 +89,30 @@ def test_clip_and_the_layers_built_on_maximum_keep_torchs_nan_gradients():
     plan = gc.compile(lambda t: gc.clip(t, -0.5, 0.5)).plan_for(np.ones((4, 8), np.float32))
     assert sorted(n.op for n in plan.graph.nodes) == ["constant", "constant", "input",
                                                       "maximum", "minimum"]
+
+
+def test_pairwise_distance_with_p_0_backpropagates_eagerly_as_torchs():
+    """p=0 counts the non-zero differences: a sum of a mask cast to floats, which did not
+    depend on x, so eagerly loss.backward() raised "does not depend on any tensor that
+    requires grad" where torch's backward runs and gives no gradient. It is a float op of x
+    with a zero gradient now: backward() gives zeros, as gc.grad and compiled did."""
+    torch = _torch()
+    a = np.array([[1.0, 2.0, NAN], [0.5, -1.0, 3.0]])
+    b = np.array([[1.0, 0.0, 0.0], [0.5, -1.0, 3.0]])
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    want = torch.nn.functional.pairwise_distance(ta, tb, p=0, eps=0.0)
+    want.sum().backward()  # torch: runs; its p=0 gradient is none (zero)
+    assert ta.grad is None or not ta.grad.any()
+    x1, x2 = gc.tensor(a, requires_grad=True), gc.tensor(b, requires_grad=True)
+    got = gc.pairwise_distance(x1, x2, p=0, eps=0.0)
+    np.testing.assert_array_equal(np.asarray(got), want.detach().numpy())
+    np.testing.assert_array_equal(np.asarray(got), [2.0, 0.0])
+    got.sum().backward()
+    np.testing.assert_array_equal(np.asarray(x1.grad), np.zeros((2, 3)))
+    np.testing.assert_array_equal(np.asarray(x2.grad), np.zeros((2, 3)))
+    grads = _gradients(lambda p, q: gc.pairwise_distance(p, q, p=0), (a, b), np.ones(2))
+    assert np.asarray(gc.pairwise_distance(a, b, p=0)).tolist() == [3.0, 3.0]  # eps counts
+    for g in grads:
+        np.testing.assert_array_equal(g, np.zeros((2, 3)))
+    np.testing.assert_array_equal(np.asarray(gc.norm(np.array([-0.0, 0.0]), 0)), 0.0)
+    assert not np.signbit(np.asarray(gc.norm(np.array([-0.0, -0.0]), 0)))

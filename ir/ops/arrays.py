@@ -406,7 +406,10 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if ord == -np.inf:
         return F.min(a, axes, keepdims)
     if ord == 0:
-        return F.sum(F.cast(F.not_equal(x, 0), _dtype(x)), axes, keepdims)
+        # 1 per non-zero element (NaN too), as a float op of x with a zero gradient (sign's;
+        # abs of it keeps a -0.0 out of the sum): eagerly, backward() through it works, as
+        # through torch's, where a count cast from a mask would not depend on x
+        return F.sum(F.where(F.not_equal(x, 0), 1.0, F.abs(F.sign(x))), axes, keepdims)
     if ord == 1:
         return F.sum(a, axes, keepdims)
     if ord < 0:
