@@ -838,10 +838,17 @@ class Embedding(Module):
     """Rows of a (num_embeddings, embedding_dim) table; normal(0, 1) as PyTorch without
     `std`. `padding_idx` (keyword: torch's third positional argument is graphc's rng;
     negative counts from the end), as torch's: that row starts at zero and gets no gradient,
-    so it stays what it is."""
+    so it stays what it is. torch's `max_norm` (`norm_type` qualifies it) is refused: torch
+    renormalises the looked-up rows of the weight in place at each forward."""
 
     def __init__(self, num_embeddings, embedding_dim, rng=None, std=None, dtype="float32", *,
-                 padding_idx=None):
+                 padding_idx=None, max_norm=None, norm_type=2.0):
+        if max_norm is not None:
+            raise GraphcError(
+                f"Embedding: max_norm={max_norm!r} is not supported (torch renormalises the "
+                "looked-up rows of the weight in place at each forward); leave it None and "
+                "rescale the weight's rows between steps if they must stay bounded",
+                (user_location(),))
         num, dim = num_embeddings, embedding_dim
         rng = _rng(rng)
         weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from errorcheck import assert_one_line_error
 
 NAN = np.nan
 
@@ -116,3 +117,16 @@ def test_pairwise_distance_with_p_0_backpropagates_eagerly_as_torchs():
         np.testing.assert_array_equal(g, np.zeros((2, 3)))
     np.testing.assert_array_equal(np.asarray(gc.norm(np.array([-0.0, 0.0]), 0)), 0.0)
     assert not np.signbit(np.asarray(gc.norm(np.array([-0.0, -0.0]), 0)))
+
+
+def test_embedding_refuses_max_norm_in_one_line():
+    """torch's Embedding(max_norm=...) renormalises the looked-up rows in place at each
+    forward, which graphc does not do; the keyword was a TypeError from Python ("unexpected
+    keyword argument"), not graphc's one-line error naming the user's line. It is refused
+    as a GraphcError saying why; norm_type, which only qualifies max_norm, is accepted, and
+    max_norm=None is the plain lookup."""
+    assert_one_line_error(lambda: gc.nn.Embedding(10, 3, max_norm=1.0),
+                          "Embedding: max_norm=1.0 is not supported", "test_review_s33_ops.py")
+    table = gc.nn.Embedding(10, 3, np.random.default_rng(0), max_norm=None, norm_type=2.0)
+    np.testing.assert_array_equal(np.asarray(table(np.array([4, 1]))),
+                                  np.asarray(table.weight)[[4, 1]])
