@@ -37,6 +37,12 @@ from .tracing import flatten, unflatten
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+# The smallest loss scale: float32's smallest normal number. Below it (a subnormal) 1/scale,
+# by which the gradients are unscaled, is Inf, so every step overflows and training stops as
+# diverged with a hint to lower the learning rate
+SMALLEST_LOSS_SCALE = float(np.finfo(np.float32).tiny)
+
+
 class LossScaler:
     """Dynamic loss scaling, functional (optax-style): the state is two scalars that a
     compiled step takes and returns, and a checkpoint saves."""
@@ -47,6 +53,10 @@ class LossScaler:
         if not init_scale > 0:
             raise GraphcError(f"LossScaler: init_scale must be > 0, got {init_scale}",
                               (user_location(),))
+        if not init_scale >= SMALLEST_LOSS_SCALE:
+            raise GraphcError(f"LossScaler: init_scale {init_scale} is below float32's "
+                              f"smallest normal number {SMALLEST_LOSS_SCALE:.4g}; 1/scale "
+                              "would be Inf and every step would overflow", (user_location(),))
         growth_interval = _count_setting("LossScaler: growth_interval", growth_interval, 1)
         if not (_finite("LossScaler: growth_factor", growth_factor) > 1
                 and 0 < _finite("LossScaler: backoff_factor", backoff_factor) < 1):

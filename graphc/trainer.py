@@ -1017,29 +1017,22 @@ def _with_key_and_mode(loss):
     return lambda params, batch, key, training: loss(params, batch)
 
 
-# The smallest loss scale a checkpoint may hold: float32's smallest normal number. Below it
-# (a subnormal) 1/scale, by which the gradients are unscaled, is Inf, so every step
-# overflowed and training stopped as diverged with a hint to lower the learning rate; no
-# run saves one (a skipped step halves the scale, and one under float16's smallest value
-# stops training unsaved)
-SMALLEST_LOSS_SCALE = float(np.finfo(np.float32).tiny)
-
-
-def _check_loss_scale(amp: dict, path: str | None = None) -> None:
+def _check_loss_scale(state: dict, path: str | None = None) -> None:
     """A checkpoint's float16 loss scale (`path`: its file, for messages): a finite scale of
-    at least SMALLEST_LOSS_SCALE and a count of good steps >= 0 (a scale of 0 made every
-    step overflow, reported as divergence with a hint to lower the learning rate; a negative
-    one flipped every gradient's sign)."""
+    at least amp.SMALLEST_LOSS_SCALE (below it 1/scale is Inf: no run saves one) and a count
+    of good steps >= 0 (a scale of 0 made every step overflow, reported as divergence with a
+    hint to lower the learning rate; a negative one flipped every gradient's sign)."""
     name = f"checkpoint {path!r}:" if path else "checkpoint"
-    scale, good = amp.get("amp/scale"), amp.get("amp/good_steps")
+    scale, good = state.get("amp/scale"), state.get("amp/good_steps")
     if scale is not None and not (np.isfinite(scale).all() and (scale > 0).all()):
         raise checkpoint.CheckpointError(f"{name} amp/scale must be a finite positive loss "
                                          f"scale, got {np.asarray(scale).tolist()}")
-    if scale is not None and not (scale >= SMALLEST_LOSS_SCALE).all():
+    smallest = amp.SMALLEST_LOSS_SCALE
+    if scale is not None and not (scale >= smallest).all():
         raise checkpoint.CheckpointError(
             f"{name} amp/scale must be a loss scale of at least float32's smallest normal "
-            f"number, {SMALLEST_LOSS_SCALE:.4g}, got {str(np.asarray(scale))}, which no run "
-            "saves (the file was changed or damaged)")
+            f"number, {smallest:.4g}, got {str(np.asarray(scale))}, which no run saves (the "
+            "file was changed or damaged)")
     if good is not None and not (good >= 0).all():
         raise checkpoint.CheckpointError(f"{name} amp/good_steps must be 0 or more, got "
                                          f"{np.asarray(good).tolist()}")

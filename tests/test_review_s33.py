@@ -92,3 +92,14 @@ def test_grad_passes_a_number_it_cannot_trace_as_it_is():
     np.testing.assert_array_equal(scale(x, 2.5), np.full(3, 2.5))
     with pytest.raises(GraphcError, match=r"int\(\) of a symbolic value"):
         gc.grad(lambda x: gc.sum(gc.reshape(x, (int(gc.sum(x)), -1))))(x)
+
+
+def test_a_subnormal_initial_loss_scale_is_refused():
+    """LossScaler(init_scale=1e-40) was accepted: 1/scale is Inf in float32, so every step
+    overflowed and training stopped as diverged, blaming the learning rate (a checkpoint
+    holding such a scale is refused on resume too: test_review_s33_cli)."""
+    from graphc.amp import LossScaler
+    for scale in (1e-40, 1e-45):
+        with pytest.raises(GraphcError, match="below float32's smallest normal number"):
+            LossScaler(init_scale=scale)
+    assert LossScaler(init_scale=float(np.finfo(np.float32).tiny)).init_scale > 0
