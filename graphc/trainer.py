@@ -321,10 +321,30 @@ class Trainer:
     # ---- one step, one evaluation ----
     def _shard(self, batch):
         """This rank's rows of a global batch (every rank draws the same global batch)."""
-        if self.dist is None:
+        if self.dist is None or not batch:
             return batch
-        rows = self.dist.shard(len(batch[0]))
-        return tuple(np.asarray(b)[rows] for b in batch)
+        arrays = [np.asarray(b) for b in batch]
+        global_rows = arrays[0].shape[0] if arrays[0].ndim else None
+        for position, a in enumerate(arrays):
+            if a.ndim == 0 or a.shape[0] != global_rows:
+                self._refuse_unsplittable(position, a, global_rows)
+        rows = self.dist.shard(global_rows)
+        return tuple(a[rows] for a in arrays)
+
+    def _refuse_unsplittable(self, position, array, global_rows):
+        """A batch element that is not a per-row array (a scalar weight, a per-class table):
+        every rank draws the same global batch, so every rank raises this at the same step
+        (rather than an IndexError on each, or an empty slice that failed on the last ranks
+        alone, leaving the others waiting in the all-reduce)."""
+        split = (f"but every batch element is split by rows across the {self.dist.size()} "
+                 "ranks: its leading axis must be the global batch")
+        if global_rows is not None:
+            split += f" of {global_rows} rows (element 0's)"
+        exc = GraphcError(f"Trainer(distributed=True): batch element {position} has shape "
+                          f"{array.shape}, {split}; a value the whole batch shares belongs in "
+                          "the loss function, not the batch", (user_location(),))
+        exc.on_every_rank = True  # the same batch, so the same error on every rank
+        raise exc
 
     def _handshake(self, first):
         """Every rank must train the same parameters with the same settings on the same
