@@ -120,6 +120,10 @@ def main(argv=None) -> int:
     import subprocess
 
     import graphc.distributed as dist
+    if dist.under_mpiexec():  # each rank would start jobs of its own, joined to this one
+        raise GraphcError(f"--ranks {args.ranks}: the benchmark starts an MPI job of its own "
+                          f"for each rank count, but this process looks started by mpiexec "
+                          f"({dist.launcher_variable()} is set); run it without mpiexec")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
     env = dist.launch_env()
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])

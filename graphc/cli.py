@@ -375,6 +375,8 @@ def cmd_train(args) -> int:
         # forgot --resume trained from scratch, or was told the checkpoint already exists)
         raise UsageError("--allow-changed-settings is for --resume: it lets a resumed run "
                          "change the checkpoint's settings; a fresh run has none to change")
+    if args.ranks and distributed.under_mpiexec():
+        distributed.check_ranks_option(args.ranks)  # its job is running: --ranks must match
     if args.ranks and args.ranks > 1 and not distributed.under_mpiexec():
         _check_ranks(args)
         return distributed.launch(args.ranks, ["-m", "graphc.cli",

@@ -54,7 +54,8 @@ __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "
            "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
            "join_job", "joined", "leave_now", "exit_on_error", "check_process_count",
            "mpiexec_path", "launch_command", "launch", "launch_env", "launch_session",
-           "under_mpiexec", "without_option", "stops_forwarded"]
+           "under_mpiexec", "launcher_variable", "check_ranks_option", "without_option",
+           "stops_forwarded"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -114,7 +115,37 @@ def _leave_on_uncaught_exceptions():
 
 def under_mpiexec() -> bool:
     """Whether mpiexec started this process (Open MPI's, MPICH's or a PMIx launcher's)."""
-    return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"))
+    return launcher_variable() is not None
+
+
+def launcher_variable() -> str | None:
+    """The variable that makes this process look started by mpiexec (under_mpiexec), for
+    messages: None when none is set."""
+    return next((k for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
+                 if k in os.environ), None)
+
+
+def check_ranks_option(ranks: int) -> None:
+    """`graphc train --ranks N` in a process that looks started by mpiexec: its job is
+    already running (init() joins it here), so N must be that job's size. Refused on every
+    rank alike, rank 0 reporting it, rather than ignored: a job of 2 trained with --ranks 3,
+    and a stray OMPI_COMM_WORLD_SIZE trained --ranks 2 in one process."""
+    variable = launcher_variable()
+    if variable is None:
+        return
+    init()
+    if ranks == size():
+        return
+    if size() == 1:
+        message = (f"--ranks {ranks}, but this process looks started by mpiexec ({variable} "
+                   f"is set) and its MPI job has 1 process; unset {variable} for --ranks to "
+                   f"start {ranks} ranks, or run mpiexec -n {ranks} without --ranks")
+    else:
+        message = (f"--ranks {ranks}, but this process is rank {rank()} of an MPI job of "
+                   f"{size()} ({variable} is set); give --ranks {size()} or leave it out")
+    exc = GraphcError(message)
+    exc.on_every_rank = True  # every rank runs the same command line
+    raise exc
 
 
 def _host_address() -> str:

@@ -135,3 +135,94 @@ def test_two_ranks_build_with_a_nan_setting_and_refuse_a_per_class_table_togethe
         "batch element is split by rows across the 2 ranks",
         "1 nan meta: built", "1 per-class table: batch element 2 has shape (3,), but every "
         "batch element is split by rows across the 2 ranks"], output
+
+
+# ---- --ranks in a process that mpiexec started --------------------------------------------
+FAST = ["train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+        "--block-size", "8", "--batch-size", "4", "--eval-iters", "2", "--no-progress",
+        "--sample-tokens", "0", "--steps", "2"]
+
+
+def _text(tmp_path):
+    text = tmp_path / "text.txt"
+    words = ["to be ", "or not ", "that is\n", "the question\n"]
+    text.write_text("".join(np.random.default_rng(0).choice(words, 300)), encoding="utf-8")
+    return text
+
+
+@pytest.mark.parametrize("job, rank", [(1, 0), (2, 1)])
+def test_ranks_other_than_the_running_jobs_size_is_refused(monkeypatch, job, rank):
+    """--ranks N was ignored in a process that looks started by mpiexec: a job of 2 trained
+    with --ranks 3, a stray variable trained --ranks 2 in one process. Now N must be the
+    job's size, else one line naming the variable (checked after init() joins the job)."""
+    for variable in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"):
+        monkeypatch.delenv(variable, raising=False)
+    dist.check_ranks_option(3)  # not started by mpiexec: nothing to compare (launch starts 3)
+    monkeypatch.setenv("PMI_SIZE", str(job))
+    monkeypatch.setattr(dist, "init", lambda: None)
+    monkeypatch.setitem(dist._STATE, "size", job)
+    monkeypatch.setitem(dist._STATE, "rank", rank)
+    dist.check_ranks_option(job)
+    with pytest.raises(gc.GraphcError) as caught:
+        dist.check_ranks_option(3)
+    assert caught.value.on_every_rank
+    assert caught.value.message == (
+        "--ranks 3, but this process looks started by mpiexec (PMI_SIZE is set) and its MPI "
+        "job has 1 process; unset PMI_SIZE for --ranks to start 3 ranks, or run mpiexec -n 3 "
+        "without --ranks" if job == 1 else
+        "--ranks 3, but this process is rank 1 of an MPI job of 2 (PMI_SIZE is set); give "
+        "--ranks 2 or leave it out")
+
+
+def _graphc(tmp_path, *args, env=None, timeout=100):
+    from launch import rank_env, run_in_group
+    return run_in_group([sys.executable, "-m", "graphc.cli", *args], env or rank_env(), timeout)
+
+
+def test_graphc_train_ranks_2_with_a_stray_mpi_variable_is_refused(tmp_path):
+    """`OMPI_COMM_WORLD_SIZE=2 graphc train --ranks 2` trained in one process with no word
+    (exit 0); now it exits 2 with one line saying which variable made it look MPI-started."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    from launch import rank_env
+    out = tmp_path / "run"
+    code, stdout, stderr = _graphc(tmp_path, *FAST, "--data", str(_text(tmp_path)), "--out",
+                                   str(out), "--ranks", "2",
+                                   env=rank_env(OMPI_COMM_WORLD_SIZE="2"))
+    assert (code, stdout) == (2, ""), stderr
+    assert stderr.splitlines() == [
+        "graphc: error: --ranks 2, but this process looks started by mpiexec "
+        "(OMPI_COMM_WORLD_SIZE is set) and its MPI job has 1 process; unset "
+        "OMPI_COMM_WORLD_SIZE for --ranks to start 2 ranks, or run mpiexec -n 2 without "
+        "--ranks"]
+    assert not out.exists()
+
+
+def test_mpiexec_2_graphc_train_ranks_3_is_refused_by_rank_0(tmp_path):
+    """`mpiexec -n 2 graphc train --ranks 3` trained on 2 ranks (exit 0); now rank 0 says
+    once that the job has 2, and the ranks exit 2 (mpiexec adds its banner under a user's
+    own mpiexec, as for any agreed failure there)."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    from launch import rank_env, run_in_group
+    out = tmp_path / "run"
+    argv = ["-m", "graphc.cli", *FAST, "--data", str(_text(tmp_path)), "--out", str(out),
+            "--ranks", "3"]
+    code, output, _ = run_in_group(dist.launch_command(2, argv), rank_env(), 100,
+                                   merge_output=True)
+    assert code == 2, output
+    assert [line for line in output.splitlines() if line.startswith("graphc")] == [
+        "graphc: error: --ranks 3, but this process is rank 0 of an MPI job of 2 "
+        "(OMPI_COMM_WORLD_SIZE is set); give --ranks 2 or leave it out"], output
+    assert not out.exists()
+
+
+def test_graphc_bench_ranks_in_a_process_mpiexec_started_is_refused(monkeypatch, capsys):
+    """graphc bench --ranks starts an MPI job of its own for each rank count; under mpiexec
+    each rank did so (nested jobs), and under a stray variable the same was not said. Now
+    it is refused before anything starts, naming the variable."""
+    from graphc.cli import main
+    monkeypatch.setenv("PMIX_RANK", "0")
+    assert main(["bench", "--ranks", "1,2", "--steps", "2"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "graphc: error: --ranks 1,2: the benchmark starts an MPI job of its own for each rank "
+        "count, but this process looks started by mpiexec (PMIX_RANK is set); run it "
+        "without mpiexec"]
