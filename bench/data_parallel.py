@@ -4,7 +4,7 @@
 """
 import sys
 
-from graphc.bench_ranks import main
+from graphc.bench_ranks import run_as_module
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_as_module("python -m bench.data_parallel"))

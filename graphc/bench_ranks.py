@@ -104,10 +104,11 @@ def _check_counts(counts, config) -> None:
                               f"split over {n} ranks; use a divisor of {batch}")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None, prog=None) -> int:
+    from .cli import _Parser, _positive_int  # a bad option in one line, as graphc bench's
+    parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=rank_counts, default="1,2")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=_positive_int, default=30)  # 0: a row of NaN
     parser.add_argument("--config", default="tiny")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -156,9 +157,15 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run_as_module(prog: str) -> int:
+    """main() for `python -m MODULE` (this one, bench.data_parallel): an error in one line
+    and status 2, as `graphc bench --ranks` gives it, not a traceback."""
     try:
-        sys.exit(main())
-    except GraphcError as exc:  # one line, as `graphc bench --ranks` gives it
+        return main(prog=prog)
+    except GraphcError as exc:
         print(f"graphc: error: {exc.message}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(run_as_module("python -m graphc.bench_ranks"))

@@ -226,3 +226,38 @@ def test_graphc_bench_ranks_in_a_process_mpiexec_started_is_refused(monkeypatch,
         "graphc: error: --ranks 1,2: the benchmark starts an MPI job of its own for each rank "
         "count, but this process looks started by mpiexec (PMIX_RANK is set); run it "
         "without mpiexec"]
+
+
+# ---- python -m bench.data_parallel and python -m graphc.bench_ranks ---------------------
+@pytest.mark.parametrize("args, says", [
+    (["--ranks", "3"], "--ranks 3: the tiny config's batch of 64 does not split over 3 ranks; "
+                       "use a divisor of 64"),
+    (["--config", "bogus", "--ranks", "1"], "--config: unknown config 'bogus'; one of tiny, "
+                                            "small, medium, nanogpt-cpu"),
+    (["--steps", "0", "--ranks", "1"], "argument --steps: expected a positive number, got 0 "
+                                       "(see python -m bench.data_parallel --help)")])
+def test_bench_data_parallel_as_readme_runs_it_is_one_line(tmp_path, args, says):
+    """`python -m bench.data_parallel` (README's entry point) called main() without the
+    GraphcError handler `python -m graphc.bench_ranks` has: an 11-line traceback, exit 1.
+    Now both run through bench_ranks.run_as_module: one line, exit 2. --steps 0 printed a
+    row of nan, exit 0; now it is refused as `graphc bench --steps 0` refuses it."""
+    import subprocess
+    from launch import rank_env
+    out = subprocess.run([sys.executable, "-m", "bench.data_parallel", *args], cwd=tmp_path,
+                         env=rank_env(), capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (2, ""), out.stderr
+    assert out.stderr.splitlines() == [f"graphc: error: {says}"]
+
+
+def test_bench_ranks_refuses_steps_below_1(capsys):
+    """--steps -3 (or 0) measured nothing and printed a row of nan, exit 0; now refused as
+    `graphc bench --steps -3` refuses it."""
+    from graphc.bench_ranks import main
+    with pytest.raises(SystemExit) as stop:
+        main(["--ranks", "1", "--steps", "-3"])
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.splitlines()) == 1, captured.err
+    assert captured.err.startswith("graphc: error: argument --steps: expected a positive "
+                                   "number, got -3 (see ")
