@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -104,6 +105,26 @@ def _check_counts(counts, config) -> None:
                               f"split over {n} ranks; use a divisor of {batch}")
 
 
+def failure_line(output: str) -> str:
+    """The line of a failed job's output that says why: the last of graphc's own (`graphc:
+    ...`, its prefix dropped), else the last exception line of a traceback, else the last
+    line, but not one of mpiexec's banner between its dashed rules ('Exit code: 1' said
+    nothing of a rank that could not reach rank 0's watchdog)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("graphc: "):
+            return line.removeprefix("graphc: ").removeprefix("error: ")
+    outside, banner = [], False
+    for line in lines:
+        if not line.strip("-"):  # a rule opens or closes the banner
+            banner = not banner
+        elif not banner:
+            outside.append(line)
+    exception = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(:|$)")
+    return next((line for line in reversed(outside) if exception.match(line)),
+                outside[-1] if outside else "no output")
+
+
 def main(argv=None, prog=None) -> int:
     from .cli import _Parser, _positive_int  # a bad option in one line, as graphc bench's
     parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
@@ -144,12 +165,10 @@ def main(argv=None, prog=None) -> int:
         with dist.launch_session(env) as (job_env, _):
             out = subprocess.run(command, env=job_env, cwd=root, capture_output=True,
                                  text=True, timeout=600)
-        if out.returncode:  # one line: the ranks' last words (each rank's traceback, and
-            # the launcher's block, repeated the same error)
-            last = next((line for line in reversed((out.stderr + out.stdout).splitlines())
-                         if line.strip("- \t")), "no output")  # (not mpiexec's rules)
+        if out.returncode:  # one line: the ranks' own
             raise GraphcError(f"--ranks: the {n}-rank job failed (exit status "
-                              f"{out.returncode}): {last.strip()}"[:400])
+                              f"{out.returncode}): {failure_line(out.stderr + out.stdout)}"
+                              [:400])
         r = json.loads(out.stdout.strip().splitlines()[-1])
         hidden = "" if r["hidden"] is None else f"{r['hidden']:.0%}"
         print(f"{r['ranks']:>5} {r['threads']:>12} {r['step_ms']:>8.1f} {r['wait_ms']:>10.2f} "

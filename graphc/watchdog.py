@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 
+from ir.errors import GraphcError
 from runtime.collectives import waiting
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -97,7 +98,10 @@ class Watchdog:
                     pass
 
     # ---- start-up ---------------------------------------------------------------------------
-    def connect(self, comm, address: str) -> None:
+    def connect(self, comm, address: str) -> str | None:
+        """Rank 0 accepts every other rank's connection, the others connect to it: None, or
+        why this rank could not (its sockets closed). The thread starts after `start` has
+        made the ranks agree on the outcome."""
         deadline = time.monotonic() + self.timeout
         if self.rank == 0:
             # one machine: listen on loopback only; many: on every interface
@@ -113,25 +117,32 @@ class Watchdog:
                     sock.settimeout(None)
                     self._peers.append(_Peer(sock, rank))
             except (OSError, ValueError):
-                _stop(f"watchdog: only {len(self._peers) + 1} of {self.size} ranks connected "
-                      f"to rank 0 at {address} within {self.timeout:g} s")
+                self._close_sockets()
+                return (f"watchdog: only {len(self._peers) + 1} of {self.size} ranks connected "
+                        f"to rank 0 at {address} within {self.timeout:g} s")
             finally:
                 server.close()
-        else:
-            port = comm.bcast(None, root=0)
-            while True:
-                try:
-                    sock = socket.create_connection((address, port), timeout=1.0)
-                    break
-                except OSError as exc:
-                    if time.monotonic() > deadline:
-                        _stop(f"watchdog: rank {self.rank} cannot reach rank 0 at "
-                              f"{address}:{port} ({exc})")
-                    time.sleep(0.05)
-            sock.settimeout(None)
-            sock.sendall(f"{self.rank:<15d}\n"[:16].encode())
-            self._peers.append(_Peer(sock, 0))
-        threading.Thread(target=self._run, name="graphc-watchdog", daemon=True).start()
+            return None
+        port = comm.bcast(None, root=0)
+        while True:
+            try:
+                sock = socket.create_connection((address, port), timeout=1.0)
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    return (f"watchdog: rank {self.rank} cannot reach rank 0 at "
+                            f"{address}:{port} ({exc}); set GRAPHC_WATCHDOG_ADDR to an "
+                            "address of rank 0's machine that every rank reaches")
+                time.sleep(0.05)
+        sock.settimeout(None)
+        sock.sendall(f"{self.rank:<15d}\n"[:16].encode())
+        self._peers.append(_Peer(sock, 0))
+        return None
+
+    def _close_sockets(self) -> None:
+        for peer in self._peers:
+            peer.sock.close()
+        self._peers.clear()
 
     # ---- the thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -245,7 +256,36 @@ class Watchdog:
 
 
 def start(comm, address: str, timeout: float = DEFAULT_TIMEOUT_S) -> Watchdog:
-    """A running watchdog for this rank of `comm` (collective: every rank must call it)."""
+    """A running watchdog for this rank of `comm` (collective: every rank must call it).
+    When a rank cannot connect (an address the others cannot reach), every rank raises the
+    same GraphcError, marked on_every_rank, naming the rank that could not (rather than rank
+    0's 'only 1 of 2 ranks connected', which follows from it): a start-up failure the ranks
+    agree on, so that `graphc train --ranks N` reports it in one line with status 2."""
     dog = Watchdog(comm.Get_rank(), comm.Get_size(), timeout)
-    dog.connect(comm, address)
+    failure = dog.connect(comm, address)
+    failures = _agree(comm, failure, dog.timeout)  # (a collective, like bcast in connect)
+    if any(failures):
+        dog._close_sockets()
+        exc = GraphcError(next((f for f in failures[1:] if f), failures[0]))
+        exc.on_every_rank = True
+        raise exc
+    threading.Thread(target=dog._run, name="graphc-watchdog", daemon=True).start()
     return dog
+
+
+def _agree(comm, failure: str | None, timeout: float) -> list:
+    """Every rank's connect() outcome, once every rank has one. Not a plain allgather: the
+    watchdog is not running yet, so a rank that never gets here (stopped, or starting long
+    after the others gave up on it) would leave the others waiting forever. A rank that is
+    alive gets here within `timeout` of its own start (rank 0 gives up accepting after it, a
+    rank that cannot connect gives up trying), so the others wait twice that, then leave as
+    before the agreement, with this rank's line."""
+    arrived = comm.Ibarrier()
+    wait = 2 * timeout
+    deadline = time.monotonic() + wait
+    while not arrived.Test():
+        if time.monotonic() > deadline:
+            _stop(failure or f"watchdog: rank {comm.Get_rank()} waited {wait:g} s for every "
+                  "rank to start its watchdog")
+        time.sleep(0.002)
+    return comm.allgather(failure)

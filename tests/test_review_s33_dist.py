@@ -261,3 +261,56 @@ def test_bench_ranks_refuses_steps_below_1(capsys):
     assert len(captured.err.splitlines()) == 1, captured.err
     assert captured.err.startswith("graphc: error: argument --steps: expected a positive "
                                    "number, got -3 (see ")
+
+
+# ---- a rank that cannot reach rank 0's watchdog -------------------------------------------
+BANNER = """\
+--------------------------------------------------------------------------
+prterun detected that one or more processes exited with non-zero status,
+thus causing the job to be terminated. The first process to do so was:
+
+   Process name: [prterun-vm-5322@1,0]
+   Exit code:    1
+--------------------------------------------------------------------------
+"""
+
+
+def test_a_failed_bench_job_is_reported_by_the_ranks_own_line():
+    """`GRAPHC_WATCHDOG_ADDR=bogus.invalid graphc bench --ranks 2` reported `the 2-rank job
+    failed (exit status 1): Exit code:    1`, a line of mpiexec's banner (the last line that
+    was not a rule). Now the last `graphc:` line is taken, else a traceback's exception
+    line, never the banner's."""
+    from graphc.bench_ranks import failure_line
+    said = ("graphc: watchdog: rank 1 cannot reach rank 0 at bogus.invalid:4000 ([Errno -2] "
+            "Name or service not known)")
+    assert failure_line(f"{said}\n{BANNER}") == said.removeprefix("graphc: ")
+    assert failure_line(f"graphc: error: no data\n[vm:1] PMIX ERROR: UNREACH\n{BANNER}") \
+        == "no data"
+    traceback = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+                 "    f()\nnumpy.core._exceptions._ArrayMemoryError: Unable to allocate\n")
+    assert failure_line(traceback + BANNER) == \
+        "numpy.core._exceptions._ArrayMemoryError: Unable to allocate"
+    assert failure_line("Killed\n" + BANNER) == "Killed"
+    assert failure_line(BANNER) == "no output"
+
+
+def test_graphc_train_ranks_2_whose_rank_cannot_reach_the_watchdog_exits_2_in_one_line(
+        tmp_path):
+    """With GRAPHC_WATCHDOG_ADDR unreachable, rank 0 printed `only 1 of 2 ranks connected`
+    and the job ended with status 1 and mpiexec's banner. Now the ranks agree on the
+    failure: rank 0 prints the line of the rank that could not connect, and the command
+    exits 2 without the banner, as for other start-up errors."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    from launch import rank_env
+    out = tmp_path / "run"
+    code, stdout, stderr = _graphc(
+        tmp_path, *FAST, "--data", str(_text(tmp_path)), "--out", str(out), "--ranks", "2",
+        env=rank_env(GRAPHC_WATCHDOG_ADDR="bogus.invalid", GRAPHC_WATCHDOG_TIMEOUT="2"))
+    assert (code, stdout) == (2, ""), stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("graphc: error: watchdog: rank 1 cannot reach rank 0 at "
+                               "bogus.invalid:"), stderr
+    assert lines[0].endswith("; set GRAPHC_WATCHDOG_ADDR to an address of rank 0's machine "
+                             "that every rank reaches"), stderr
+    assert not out.exists()
