@@ -693,12 +693,44 @@ def add_arguments(p):
     p.add_argument("--beside-busy", action="store_true",
                    help="run everything beside a busy process (one core kept busy by a "
                    "Python loop), as on a shared machine")
-    p.add_argument("--json", type=_path, help="write the measurements to this JSON file")
+    p.add_argument("--json", type=_path, help="write the measurements to this JSON file (with "
+                   "--ranks too)")
     p.add_argument("--plot", type=_path, help="write a bar chart of the speed-ups to this PNG")
     p.add_argument("--ranks", type=rank_counts,
                    help="instead: the data-parallel tiny GPT step on these rank counts (e.g. "
                    "1,2; MPI, graphc.bench_ranks): step time, all-reduce time, share of the "
-                   "communication hidden")
+                   "communication hidden; with --steps and --json, none of the contenders' "
+                   "options")
+
+
+def _refuse_options_not_for_ranks(args) -> None:
+    """An option of the contenders' measurement given with --ranks, in one line: it was
+    dropped without a word (a --json never written, a --workloads never run)."""
+    import argparse
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_arguments(defaults)
+    for flag in NOT_FOR_RANKS:
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name) != defaults.get_default(name):
+            raise ValueError(f"{flag} is not for --ranks, which measures the data-parallel "
+                             "tiny GPT step (it takes --steps and --json); leave it out or "
+                             "run the two measurements apart")
+
+
+def check_output(flag: str, path: str) -> None:
+    """--json or --plot's file, found writable now, not after minutes of measurements that
+    would then be lost."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path}: there is no directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{flag} {path}: the directory {folder} is not writable")
+    reason = cannot_create_in(folder)
+    if reason:
+        raise ValueError(f"{flag} {path}: cannot write into the directory {folder} "
+                         f"({reason})")
+    check_writable(path, flag)
+    refuse_checkpoint(path, flag)
 
 
 def _busy_process():
@@ -708,10 +740,17 @@ def _busy_process():
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+# options of the contenders' measurement, which `--ranks` (another measurement) does not take
+NOT_FOR_RANKS = ("--workloads", "--contenders", "--warmup", "--concurrent", "--rounds",
+                 "--beside-busy", "--plot")
+
+
 def run_cli(args) -> int:
     if args.ranks:
         from .bench_ranks import main as bench_ranks
-        return bench_ranks(["--ranks", args.ranks, "--steps", str(args.steps)])
+        _refuse_options_not_for_ranks(args)
+        return bench_ranks(["--ranks", args.ranks, "--steps", str(args.steps),
+                            *(["--json", args.json] if args.json else [])])
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     for w in workloads:
         if w not in WORKLOADS:
@@ -729,19 +768,8 @@ def run_cli(args) -> int:
         raise ValueError("--concurrent takes 2 or more copies (0: off) and --rounds 1 or more")
     check_process_count("--concurrent", args.concurrent)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
-        # found now, not after minutes of measurements that would then be lost
-        folder = os.path.dirname(os.path.abspath(path)) if path else None
-        if folder and not os.path.isdir(folder):
-            raise ValueError(f"{flag} {path}: there is no directory {folder}")
-        if folder and not os.access(folder, os.W_OK):
-            raise ValueError(f"{flag} {path}: the directory {folder} is not writable")
-        reason = folder and cannot_create_in(folder)
-        if reason:
-            raise ValueError(f"{flag} {path}: cannot write into the directory {folder} "
-                             f"({reason})")
         if path:
-            check_writable(path, flag)
-            refuse_checkpoint(path, flag)
+            check_output(flag, path)
     if args.json and args.plot and os.path.abspath(args.json) == os.path.abspath(args.plot):
         raise ValueError(f"--json and --plot name one file, {args.json}: the plot would "
                          "replace the JSON")

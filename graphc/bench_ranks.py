@@ -1,6 +1,6 @@
 """Data-parallel step time: one process with all the CPUs vs N ranks sharing them.
 
-    graphc bench --ranks 1,2 --steps 30        (python -m bench.data_parallel ...)
+    graphc bench --ranks 1,2 --steps 30 [--json F]     (python -m bench.data_parallel ...)
 
 For each rank count it runs the tiny GPT's gradient step (loss and every parameter's
 gradient, averaged over the ranks by the data_parallel pass) on one global batch split over
@@ -126,11 +126,13 @@ def failure_line(output: str) -> str:
 
 
 def main(argv=None, prog=None) -> int:
-    from .cli import _Parser, _positive_int  # a bad option in one line, as graphc bench's
+    # graphc's parser: a bad option in one line, as `graphc bench` says it
+    from .cli import _Parser, _path, _positive_int
     parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=rank_counts, default="1,2")
     parser.add_argument("--steps", type=_positive_int, default=30)  # 0: a row of NaN
     parser.add_argument("--config", default="tiny")
+    parser.add_argument("--json", type=_path, help="write the measurements to this JSON file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -153,6 +155,13 @@ def main(argv=None, prog=None) -> int:
     cpus = available_cpus()
     counts = [int(r) for r in args.ranks.split(",")]
     _check_counts(counts, args.config)
+    if args.json:
+        from .bench import check_output
+        try:
+            check_output("--json", args.json)
+        except ValueError as exc:  # (one line under python -m too)
+            raise GraphcError(str(exc)) from None
+    rows = []
     print(f"{'ranks':>5} {'threads/rank':>12} {'step ms':>8} {'waiting ms':>10} "
           f"{'all-reduce alone ms':>19} {'hidden':>6}")
     for n in counts:
@@ -170,9 +179,14 @@ def main(argv=None, prog=None) -> int:
                               f"{out.returncode}): {failure_line(out.stderr + out.stdout)}"
                               [:400])
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(r)
         hidden = "" if r["hidden"] is None else f"{r['hidden']:.0%}"
         print(f"{r['ranks']:>5} {r['threads']:>12} {r['step_ms']:>8.1f} {r['wait_ms']:>10.2f} "
               f"{r['allreduce_ms']:>19.2f} {hidden:>6}")
+    if args.json:  # a row per rank count, the table's columns (times in ms, hidden a share)
+        from .files import write_atomically
+        write_atomically(args.json, json.dumps({"config": args.config, "steps": args.steps,
+                                                "cpus": cpus, "ranks": rows}, indent=1))
     return 0
 
 

@@ -314,3 +314,44 @@ def test_graphc_train_ranks_2_whose_rank_cannot_reach_the_watchdog_exits_2_in_on
     assert lines[0].endswith("; set GRAPHC_WATCHDOG_ADDR to an address of rank 0's machine "
                              "that every rank reaches"), stderr
     assert not out.exists()
+
+
+# ---- graphc bench --ranks and the other options ------------------------------------------
+@pytest.mark.parametrize("option", [["--workloads", "mlp-train"], ["--contenders", "torch"],
+                                    ["--plot", "ranks.png"], ["--concurrent", "2"]])
+def test_graphc_bench_ranks_refuses_the_contenders_options(tmp_path, monkeypatch, capsys,
+                                                            option):
+    """`graphc bench --ranks ...` dropped --workloads, --contenders, --plot (and --warmup,
+    --concurrent, --rounds, --beside-busy) without a word: they belong to the other
+    measurement. Now each is refused in one line before anything runs."""
+    from graphc.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--ranks", "1", "--steps", "1", *option]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"graphc: error: {option[0]} is not for --ranks, which measures the data-parallel tiny "
+        "GPT step (it takes --steps and --json); leave it out or run the two measurements "
+        "apart"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_graphc_bench_ranks_writes_json(tmp_path, capsys):
+    """`graphc bench --ranks 1 --json F` printed its table and never wrote F; now F holds a
+    row per rank count (the table's columns), and an F it could not write is refused before
+    the measurement starts."""
+    from graphc.cli import main
+    missing = tmp_path / "no" / "ranks.json"
+    assert main(["bench", "--ranks", "1", "--steps", "2", "--json", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == [
+        f"graphc: error: --json {missing}: there is no directory {missing.parent}"]
+    path = tmp_path / "ranks.json"
+    assert main(["bench", "--ranks", "1", "--steps", "2", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert (report["config"], report["steps"]) == ("tiny", 2)
+    [row] = report["ranks"]
+    assert row["ranks"] == 1 and row["step_ms"] > 0 and row["allreduce_ms"] == 0
+    assert sorted(row) == ["allreduce_ms", "gradient_mb", "hidden", "ranks", "step_ms",
+                           "threads", "wait_ms"]
+    assert f"{row['step_ms']:.1f}" in capsys.readouterr().out  # the table's row
