@@ -14,6 +14,7 @@ import pytest
 
 import graphc as gc
 import graphc.distributed as dist
+from test_review_s19f import FAST, _text
 
 
 # ---- the handshake: equal NaN settings agree ------------------------------------------------
@@ -138,17 +139,6 @@ def test_two_ranks_build_with_a_nan_setting_and_refuse_a_per_class_table_togethe
 
 
 # ---- --ranks in a process that mpiexec started --------------------------------------------
-FAST = ["train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
-        "--block-size", "8", "--batch-size", "4", "--eval-iters", "2", "--no-progress",
-        "--sample-tokens", "0", "--steps", "2"]
-
-
-def _text(tmp_path):
-    text = tmp_path / "text.txt"
-    words = ["to be ", "or not ", "that is\n", "the question\n"]
-    text.write_text("".join(np.random.default_rng(0).choice(words, 300)), encoding="utf-8")
-    return text
-
 
 @pytest.mark.parametrize("job, rank", [(1, 0), (2, 1)])
 def test_ranks_other_than_the_running_jobs_size_is_refused(monkeypatch, job, rank):
