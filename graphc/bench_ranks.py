@@ -114,15 +114,16 @@ def failure_line(output: str) -> str:
     for line in reversed(lines):
         if line.startswith("graphc: "):
             return line.removeprefix("graphc: ").removeprefix("error: ")
-    outside, banner = [], False
+    outside, inside, banner = [], [], False
     for line in lines:
         if not line.strip("-"):  # a rule opens or closes the banner
             banner = not banner
-        elif not banner:
-            outside.append(line)
+        else:
+            (inside if banner else outside).append(line)
     exception = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(:|$)")
+    # with nothing outside it (a rank killed by a signal), the banner is all there is
     return next((line for line in reversed(outside) if exception.match(line)),
-                outside[-1] if outside else "no output")
+                outside[-1] if outside else " ".join(inside) or "no output")
 
 
 def main(argv=None, prog=None) -> int:

@@ -397,9 +397,13 @@ def _check_weak_ints(leaves, limits):
         info = np.iinfo(dtype)
         if value is None or info.min <= value <= info.max:
             continue
-        what = f"argument {node.attrs['name']} = {value}" if node.op == "input" else \
-            f"{value}, computed from " + ", ".join(
-                n.attrs["name"] for n in _inputs_read(node, values)) + ","
+        read = _inputs_read(node, values)
+        if node.op == "input":
+            what = f"argument {node.attrs['name']} = {value}"
+        elif read:
+            what = f"{value}, computed from {', '.join(n.attrs['name'] for n in read)},"
+        else:  # a number the function wrote: cond(p, f, g, x, 2**40)
+            what = f"the number {value}"
         raise GraphcError(f"compiled function: {what} does not fit in {dtype} (the dtype of "
                           "the tensor it meets); pass an array of a wider dtype or cast the "
                           "tensor first", (user_location(),))
@@ -747,30 +751,33 @@ def eager_runner(symbolic, nums, prefix=""):
     trace is the same). Arguments that are not differentiated pass through as JAX's do:
     those holding arrays, and Python numbers, are traced; the others (flags, strings,
     keyword arguments that are Python numbers) reach fn as they are, and key the plan. A
-    Python number that fn uses as a Python value (range(k), a shape) cannot be traced: then
-    fn's numbers reach it as they are from that call on (as un-jitted JAX passes them)."""
+    Python number that fn uses as a Python value (range(k), a shape) cannot be traced: from
+    then on the number in that position reaches fn as it is (as un-jitted JAX passes it),
+    keying the plan, and the others stay traced (a new learning rate reuses the plan)."""
     plain = Compiled(symbolic)
     split = Compiled(lambda static, traced, *args: symbolic(*_placed(args, static[0]),
                                                             **dict(static[1]), **traced),
                      static_argnums=(0,))
     plain.retrace = split.retrace = True
-    numbers_as_they_are = []  # [True] once a traced number failed
+    as_they_are = set()  # positions of numbers fn used as Python values
 
     def run(args, kwargs):
-        try:
-            return run_with(args, kwargs)
-        except TracedNumberError:
-            if numbers_as_they_are or not any(map(is_weak_scalar, args)):
-                raise
-            numbers_as_they_are.append(True)
-            return run_with(args, kwargs)
+        while True:  # (each turn makes one more position static, or raises)
+            try:
+                return run_with(args, kwargs)
+            except TracedNumberError as exc:
+                position = getattr(exc, "position", None)
+                if position is None or position in as_they_are or \
+                        not is_weak_scalar(args[position]):
+                    raise
+                as_they_are.add(position)
 
     def run_with(args, kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}
         fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and (
-            _is_setting(a) or (numbers_as_they_are and is_weak_scalar(a))))
+            _is_setting(a) or (i in as_they_are and is_weak_scalar(a))))
         if not kwargs and not fixed:
-            return plain(*args)
+            return _naming_position(lambda: plain(*args), range(len(args)))
         traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
         for what, v in [(f"argument {i}", a) for i, a in fixed] + \
@@ -782,10 +789,24 @@ def eager_runner(symbolic, nums, prefix=""):
                                   "hashable; pass a tuple, or arrays to trace",
                                   (user_location(),)) from None
         skipped = {i for i, _ in fixed}
-        return split((fixed, static), traced,
-                     *[a for i, a in enumerate(args) if i not in skipped])
+        rest = [i for i in range(len(args)) if i not in skipped]
+        return _naming_position(lambda: split((fixed, static), traced,
+                                              *[args[i] for i in rest]), [None, None] + rest)
 
     return run
+
+
+def _naming_position(call, positions):
+    """call(), where a TracedNumberError gets `position`: the caller's position of the
+    argument it names (the graph input "argK" of the K-th positional argument traced;
+    positions[K] maps it back, None for the split call's own leading arguments)."""
+    try:
+        return call()
+    except TracedNumberError as exc:
+        k = exc.argument[3:]
+        if exc.argument.startswith("arg") and k.isdigit() and int(k) < len(positions):
+            exc.position = positions[int(k)]
+        raise
 
 
 def _is_setting(value) -> bool:

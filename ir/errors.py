@@ -63,7 +63,12 @@ class GraphcError(Exception):
 
 class TracedNumberError(GraphcError):
     """A Python number or bool argument, traced (weakly typed), used as a Python value (a
-    shape, a range, an `if`): transformations that can pass it as it is instead retry."""
+    shape, a range, an `if`): transformations that can pass it as it is instead retry.
+    `argument`: the name of the graph input it is ("arg1")."""
+
+    def __init__(self, message: str, locs=(), argument: str = ""):
+        self.argument = argument
+        super().__init__(message, locs)
 
 
 # Python's own modules: a graphc context manager's error is raised through contextlib's frame

@@ -76,34 +76,52 @@ class Node(SymbolicValue, OperatorMixin):
 
     # Python control flow on a symbolic value cannot work: the value does not exist yet.
     def __bool__(self):
-        hint = self._static_hint()
-        raise (TracedNumberError if hint else GraphcError)(
-            "a symbolic value has no truth value while the graph is being built; "
-            "use graphc.where(cond, a, b) instead of `if`, or compute the condition in Python"
-            + hint, (user_location(),))
+        self._no_value("a symbolic value has no truth value while the graph is being built; "
+                       "use graphc.where(cond, a, b) instead of `if`, or compute the "
+                       "condition in Python")
 
     def __float__(self):
-        self._no_value("float")
+        self._no_value("float() of a symbolic value: its value is only known when the "
+                       "compiled graph runs")
 
     def __int__(self):  # (an int() or an index: a shape, a range, a slice bound)
-        self._no_value("int")
+        self._no_value("int() of a symbolic value: its value is only known when the compiled "
+                       "graph runs")
 
     __index__ = __int__
 
-    def _no_value(self, what):
-        hint = self._static_hint()
-        raise (TracedNumberError if hint else GraphcError)(
-            f"{what}() of a symbolic value: its value is only known when the compiled graph "
-            f"runs{hint}", (user_location(),))
+    def _no_value(self, message):
+        argument = self._traced_argument()
+        if argument is not None:  # a transformation may pass it as it is instead
+            raise TracedNumberError(
+                f"{message}; the value passed as {argument.attrs['name']!r} is traced: to use "
+                "a Python number or bool as a Python value, list its position in "
+                "static_argnums", (user_location(),), argument=argument.attrs["name"])
+        if self._traced_argument(operand=True) is not None:
+            message += ("; a number passed to cond as an operand is traced in its branches: "
+                        "close over it to use it as a Python value")
+        raise GraphcError(message, (user_location(),))
 
-    def _static_hint(self) -> str:
-        """For a Python number or bool passed to a compiled function (a weakly typed input,
-        or a 0-d bool one, traced as JAX traces them), how to have it as a Python value."""
-        if self.op != "input" or not (self.id in self.graph.weak_ids or (
-                self.type.shape == () and self.type.dtype == np.bool_)):
-            return ""
-        return (f"; the value passed as {self.attrs['name']!r} is traced: to use a Python "
-                "number or bool as a Python value, list its position in static_argnums")
+    def _traced_argument(self, operand=False):
+        """The input of the function's graph this value is, where it is a Python number or
+        bool passed to a compiled function (a weakly typed input, or a 0-d bool one, traced as
+        JAX traces them), also as read inside a loop body or branch (a region's input
+        capturing it); else None. operand=True: instead the region's own weak input it is (a
+        number passed to cond as an operand), or None."""
+        from .region import Region  # (it builds on Graph)
+        node = self
+        while node.op == "input" and isinstance(node.graph, Region):
+            outer = next((o for o, inner in node.graph.captured.items() if inner is node),
+                         None)
+            if outer is None:  # the region's own operand (a cond operand, a carry)
+                return node if operand and node.id in node.graph.weak_ids else None
+            node = outer
+        if operand:
+            return None
+        if node.op != "input" or not (node.id in node.graph.weak_ids or (
+                node.type.shape == () and node.type.dtype == np.bool_)):
+            return None
+        return node
 
     def __array__(self, *args, **kwargs):
         raise GraphcError("a symbolic value cannot be turned into a numpy array while the graph "

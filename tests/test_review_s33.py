@@ -103,3 +103,52 @@ def test_a_subnormal_initial_loss_scale_is_refused():
         with pytest.raises(GraphcError, match="below float32's smallest normal number"):
             LossScaler(init_scale=scale)
     assert LossScaler(init_scale=float(np.finfo(np.float32).tiny)).init_scale > 0
+
+
+def test_grad_makes_only_the_number_used_as_a_python_value_static():
+    """Once f used one number argument as a Python value, every number argument keyed the
+    plan: a temperature changing each step built a plan per call. Only that position is
+    passed as it is now; the others stay traced."""
+    import runtime.build as build
+    built, real = [0], build.build_plan
+
+    def counting(*args, **kwargs):
+        built[0] += 1
+        return real(*args, **kwargs)
+    x = np.arange(3, dtype=np.float32)
+
+    def loss(x, n, t):
+        for _ in range(n):
+            x = x * 2
+        return gc.sum(x * t)
+    g = gc.grad(loss)
+    build.build_plan = counting
+    try:
+        for step in range(6):
+            np.testing.assert_allclose(g(x, 3, 1.0 + step), np.full(3, 8.0 * (1 + step)))
+        assert built[0] == 1
+        np.testing.assert_allclose(g(x, 2, 1.0), np.full(3, 4.0))
+        assert built[0] == 2
+    finally:
+        build.build_plan = real
+
+
+def test_messages_for_numbers_passed_to_cond_as_operands():
+    """A number operand of cond is weakly typed in the branches: used as a Python value
+    there, the message named an internal input ('a0_1') and static_argnums, which cannot
+    help a number the function wrote; one that does not fit read "computed from ,"."""
+    x = np.arange(3, dtype=np.int32)
+    with pytest.raises(GraphcError, match="a number passed to cond as an operand is traced "
+                                          "in its branches: close over it") as info:
+        gc.compile(lambda x: gc.cond(x.sum() > 0, lambda a, k: a * len(range(k)),
+                                     lambda a, k: a, x, 3))(x)
+    assert "static_argnums" not in str(info.value)
+    with pytest.raises(GraphcError, match=r"compiled function: the number 1099511627776 does "
+                                          "not fit in int32"):
+        gc.compile(lambda x: gc.cond(x.sum() > 0, lambda a, k: a + k, lambda a, k: a - k,
+                                     x, 2**40))(x)
+    # a function's number read inside a scan body names the function's argument
+    f = gc.compile(lambda x, k: gc.scan(lambda c, _: (c * len(range(k)), None), x,
+                                        length=2)[0])
+    with pytest.raises(GraphcError, match="the value passed as 'k' is traced"):
+        f(x, 3)

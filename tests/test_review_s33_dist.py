@@ -281,7 +281,11 @@ def test_a_failed_bench_job_is_reported_by_the_ranks_own_line():
     assert failure_line(traceback + BANNER) == \
         "numpy.core._exceptions._ArrayMemoryError: Unable to allocate"
     assert failure_line("Killed\n" + BANNER) == "Killed"
-    assert failure_line(BANNER) == "no output"
+    assert failure_line("") == "no output"
+    # a rank killed by a signal says nothing itself: the banner is all there is
+    killed = BANNER.replace("Exit code:    1", "exited on signal 9 (Killed).")
+    assert failure_line(killed).endswith("Process name: [prterun-vm-5322@1,0] exited on "
+                                         "signal 9 (Killed).")
 
 
 def test_graphc_train_ranks_2_whose_rank_cannot_reach_the_watchdog_exits_2_in_one_line(

@@ -1241,8 +1241,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     """torch.nn.functional.max_pool2d of x (N, C, H, W): stride defaults to kernel_size, the
     padding is -inf; ceil_mode as PyTorch's. A window's gradient goes where PyTorch's (and
     JAX's) goes: to its first maximum in row-major order inside x, never the padding; where
-    the window holds NaNs (its value is NaN) to the first, where torch's goes to the last. x may be (C, H, W), as in PyTorch. return_indices=True: (out,
-    indices), indices (int64, no gradient) as torch's: where in its (H, W) plane, h * W + w,
+    the window holds NaNs (its value is NaN) to the first, where torch's goes to the last.
+    x may be (C, H, W), as in PyTorch. return_indices=True: (out, indices), indices (int64,
+    no gradient) as torch's: where in its (H, W) plane, h * W + w,
     each window's largest value is, the first in row-major order on ties (a NaN: the first,
     where torch's takes the last). With a symbolic height or width, tied maxima share a
     window's gradient instead."""

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..types import INT_DTYPES, TensorType, holds_when_bound, is_float
 from . import api as F
+from .random import key_words
 from .registry import check, defop
 
 
@@ -99,8 +100,8 @@ def _dropout_mask(seed, *loops, shape, rate, salt, dtype):
     (outermost first; ir.ops.api.dropout), so every iteration draws its own mask."""
     # both 32-bit words of the seed: a key's high bits tell keys apart (gc.Trainer puts the
     # rank there; a mask of the low word alone was the same on every rank)
-    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
-    rng = np.random.default_rng(words + [salt] + [int(t) for t in loops])
+    high, low = key_words(seed)
+    rng = np.random.default_rng([int(low), int(high), salt] + [int(t) for t in loops])
     keep = rng.random(shape, dtype=np.float32) >= rate
     return keep.astype(dtype) * np.asarray(1.0 / (1.0 - rate), dtype=dtype)
 
