@@ -257,8 +257,9 @@ def trace(fn, *specs, name: str | None = None, names=None) -> Graph:
         for leaf in leaves:
             if isinstance(leaf, Node):
                 outs.append(leaf)
-            elif isinstance(leaf, Tensor):
-                outs.append(graph.constant(leaf.data))
+            elif isinstance(leaf, Tensor):  # returned as it is: read at each call, as the
+                # tensors an op reads are (a constant froze `w` after `w -= 1`)
+                outs.append(leaf.graph_operand(graph))
             else:
                 try:
                     outs.append(graph.constant(np.asarray(leaf)))

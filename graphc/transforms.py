@@ -609,11 +609,31 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
     "fp16-mixed": fn is traced under gc.autocast with that half dtype (ir/ops/precision.py;
     loss scaling for float16 is gc.amp.LossScaler's). memory_limit: the plan's memory
     budget, met by recomputing activations (see Compiled)."""
+    _check_compile_options(pipeline, fast_math)
+
     def make(f):
         return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
                         polymorphic_shapes=polymorphic_shapes, precision=precision,
                         memory_limit=memory_limit)
     return make if fn is None else make(fn)
+
+
+def _check_compile_options(pipeline, fast_math) -> None:
+    """Found where compile is called, in one line: pipeline=None was a TypeError from inside
+    the pass manager at the first call, and fast_math="no" turned fast math on."""
+    from passes.manager import pipeline_passes
+    if type(fast_math) not in (bool, np.bool_):
+        raise GraphcError(f"compile: fast_math must be True or False, got {fast_math!r}",
+                          (user_location(),))
+    if not isinstance(pipeline, (str, list, tuple)) or \
+            not all(isinstance(p, str) for p in pipeline):
+        raise GraphcError(f"compile: pipeline must be a pipeline's name ('default', 'O0'), "
+                          f"passes separated by commas, or a list of pass names; got "
+                          f"{pipeline!r}", (user_location(),))
+    try:
+        pipeline_passes(pipeline)
+    except GraphcError as exc:
+        raise GraphcError(f"compile: {exc.message}", (user_location(),)) from None
 
 
 def _under_autocast(fn, half):

@@ -152,3 +152,33 @@ def test_messages_for_numbers_passed_to_cond_as_operands():
                                         length=2)[0])
     with pytest.raises(GraphcError, match="the value passed as 'k' is traced"):
         f(x, 3)
+
+
+def test_a_returned_closed_over_tensor_is_read_at_each_call():
+    """A compiled function returning a closed-over tensor (a Parameter) as it is kept
+    returning its value from when it was traced after `w -= 10`; the same tensor inside an
+    op was read at each call, as README says. The result is a copy, as before."""
+    w = gc.tensor(np.arange(3.0))
+    f = gc.compile(lambda x: (w + x, w))
+    f(np.zeros(3))
+    with gc.no_grad():
+        w -= 10.0
+    summed, returned = f(np.zeros(3))
+    np.testing.assert_array_equal(returned, [-10.0, -9.0, -8.0])
+    np.testing.assert_array_equal(summed, returned)
+    returned[0] = 99.0
+    assert w.data[0] == -10.0
+
+
+def test_compile_options_are_checked_where_compile_is_called():
+    """pipeline=None was a TypeError from inside the pass manager at the first call, and
+    fast_math="no" turned fast math on (x * 0.0 gave 0 for inf and NaN)."""
+    for options, said in [({"pipeline": None}, "compile: pipeline must be"),
+                          ({"pipeline": 123}, "compile: pipeline must be"),
+                          ({"pipeline": "nonsense"}, "compile: unknown pass 'nonsense'"),
+                          ({"fast_math": "no"}, "compile: fast_math must be True or False")]:
+        with pytest.raises(GraphcError, match=said):
+            gc.compile(lambda x: x * 0.0, **options)
+    x = np.array([np.inf, np.nan, 1.0], np.float32)
+    np.testing.assert_array_equal(gc.compile(lambda x: x * 0.0, fast_math=False)(x),
+                                  [np.nan, np.nan, 0.0])
