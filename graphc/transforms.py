@@ -73,6 +73,7 @@ class Compiled:
         self.memory_limit = None if memory_limit is None else \
             _memory_limit_bytes(memory_limit)
         self.jit = jit  # runtime.codegen's option: None (numba kernels when available), False
+        _check_compile_options(pipeline, fast_math)
         self.pipeline = pipeline
         self.fast_math = fast_math
         self.donate_argnums = _argnums(donate_argnums, "compile: donate_argnums")
@@ -609,8 +610,6 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
     "fp16-mixed": fn is traced under gc.autocast with that half dtype (ir/ops/precision.py;
     loss scaling for float16 is gc.amp.LossScaler's). memory_limit: the plan's memory
     budget, met by recomputing activations (see Compiled)."""
-    _check_compile_options(pipeline, fast_math)
-
     def make(f):
         return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
                         polymorphic_shapes=polymorphic_shapes, precision=precision,
@@ -619,8 +618,9 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
 
 
 def _check_compile_options(pipeline, fast_math) -> None:
-    """Found where compile is called, in one line: pipeline=None was a TypeError from inside
-    the pass manager at the first call, and fast_math="no" turned fast math on."""
+    """Checked where a Compiled is made (gc.compile, the Trainer's step), in one line:
+    pipeline=None was a TypeError from inside the pass manager at the first call, and
+    fast_math="no" turned fast math on."""
     from passes.manager import pipeline_passes
     if type(fast_math) not in (bool, np.bool_):
         raise GraphcError(f"compile: fast_math must be True or False, got {fast_math!r}",
