@@ -9,7 +9,9 @@ GPT-2 is graphc's GPT (graphc/models/gpt.py) under other names: `transformer.h.N
 x @ W + b, as graphc's Linear does, so no weight is transposed. The rest is what the GPT has:
 biases, learned positions (`n_positions` is the block size), the tanh GELU (`gelu_new`),
 the LM head tied to the token embedding. A separate `lm_head.weight` (an untied checkpoint)
-is stored (out, in) like torch's Linear and is transposed.
+is stored (out, in) like torch's Linear and is transposed; a tied config's file may hold a
+copy of wte there (dropped), or a head that differs from it, which transformers keeps
+untied, and so does graphc (with a warning).
 
     model, params = load_gpt2("gpt2/")          # float32, or dtype= "float64", "bfloat16",
                                                 # "float16": each tensor converted once
@@ -24,6 +26,7 @@ import contextlib
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -166,8 +169,9 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                                   f"({CONFIG_FILE} declares {cfg.n_layer} layers)")
             wanted = parameter_shapes(cfg)
             expected = {hf_name(n) for n in wanted}
-            if cfg.tie_weights:
-                stored.pop("lm_head.weight", None)  # a tied copy of wte, when written out
+            # a tied config's lm_head.weight is read after wte: a copy of it is dropped, a
+            # different head is kept untied (as transformers does)
+            head_key = stored.pop("lm_head.weight", None) if cfg.tie_weights else None
             # in the model's order: h.2's first tensor, not h.10's (as strings sort)
             missing = [hf_name(n) for n in wanted if hf_name(n) not in stored]
             unexpected = sorted(set(stored) - expected)
@@ -177,8 +181,8 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
             if unexpected:
                 raise GraphcError(f"{path}: unexpected tensor {stored[unexpected[0]]!r} (not "
                                   f"part of a GPT-2 with {CONFIG_FILE}'s settings)")
-            for name, shape in wanted.items():
-                key = stored[hf_name(name)]
+
+            def read(name, shape, key):
                 # torch's Linear stores (out, in); graphc's Linear and GPT-2's Conv1D (in, out)
                 transposed = name == "lm_head.weight"
                 want = shape[::-1] if transposed else shape
@@ -201,7 +205,19 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                 if not np.isfinite(value).all():
                     raise GraphcError(f"{path}: tensor {key!r} holds values too large for "
                                       f"{dtype}")
-                params[name] = value
+                return value
+
+            for name, shape in wanted.items():
+                params[name] = read(name, shape, stored[hf_name(name)])
+            if head_key is not None:
+                head = read("lm_head.weight", wanted["wte.weight"][::-1], head_key)
+                if not np.array_equal(head.T, params["wte.weight"]):
+                    # the config is wrong about this file: transformers keeps both and warns
+                    warnings.warn(f"{path}: {CONFIG_FILE} ties the LM head to wte.weight, but "
+                                  f"{head_key!r} differs from it: loaded untied, as "
+                                  "transformers does (set tie_word_embeddings false)")
+                    cfg.tie_weights = False
+                    params["lm_head.weight"] = head
     except SafetensorError as exc:
         raise GraphcError(f"{path} is not a readable safetensors file "
                           f"({str(exc).splitlines()[0]})") from None
