@@ -71,3 +71,30 @@ def test_a_tied_config_with_a_wrongly_shaped_head_is_refused(tmp_path):
     assert "\n" not in message
     assert message.endswith(f"{gpt2.WEIGHTS_FILE}: tensor 'lm_head.weight' has shape "
                             f"[{V - 1}, {C}], config.json implies [{V}, {C}]"), message
+
+
+# ---- 2. a tied checkpoint that stores the shared matrix as lm_head.weight only ---------------
+def test_a_tied_checkpoint_holding_only_lm_head_loads_it_as_wte(tmp_path):
+    """safetensors.torch.save_model writes GPT-2's shared matrix once, as lm_head.weight:
+    graphc refused it ("missing tensor 'wte.weight' (config.json declares 2 layers)"); now it
+    loads it as wte, tied, and its logits are transformers'. A missing tensor outside the
+    layers no longer speaks of the layers config.json declares."""
+    need_transformers()
+    from safetensors import safe_open
+    from safetensors.torch import save_model
+    reference = save_random_gpt2(tmp_path)
+    save_model(reference, str(tmp_path / gpt2.WEIGHTS_FILE))
+    with safe_open(str(tmp_path / gpt2.WEIGHTS_FILE), "np") as f:
+        assert "lm_head.weight" in f.keys() and "transformer.wte.weight" not in f.keys()
+    model, params = gpt2.load_gpt2(str(tmp_path))
+    assert model.cfg.tie_weights is True and "lm_head.weight" not in params
+    np.testing.assert_array_equal(params["wte.weight"],
+                                  reference.transformer.wte.weight.detach().numpy())
+    _, want = transformers_logits(tmp_path, IDX)
+    np.testing.assert_allclose(graphc_logits(model, params, IDX), want, rtol=0, atol=1e-4)
+
+    rewrite_weights(tmp_path, lambda t: t.pop("transformer.ln_f.weight"))
+    with pytest.raises(GraphcError) as caught:
+        gpt2.load_gpt2(str(tmp_path))
+    assert str(caught.value).endswith(
+        f"{gpt2.WEIGHTS_FILE}: missing tensor 'ln_f.weight'"), str(caught.value)

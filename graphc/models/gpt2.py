@@ -172,12 +172,17 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
             # a tied config's lm_head.weight is read after wte: a copy of it is dropped, a
             # different head is kept untied (as transformers does)
             head_key = stored.pop("lm_head.weight", None) if cfg.tie_weights else None
+            if head_key is not None and "wte.weight" not in stored:
+                # the shared matrix under the head's name only (safetensors' save_model
+                # keeps one name per shared tensor): transformers ties wte to it
+                stored["wte.weight"], head_key = head_key, None
             # in the model's order: h.2's first tensor, not h.10's (as strings sort)
             missing = [hf_name(n) for n in wanted if hf_name(n) not in stored]
             unexpected = sorted(set(stored) - expected)
             if missing:
-                raise GraphcError(f"{path}: missing tensor {missing[0]!r} (config.json "
-                                  f"declares {cfg.n_layer} layers)")
+                declared = (f" ({CONFIG_FILE} declares {cfg.n_layer} layers)"
+                          if missing[0].startswith("h.") else "")
+                raise GraphcError(f"{path}: missing tensor {missing[0]!r}{declared}")
             if unexpected:
                 raise GraphcError(f"{path}: unexpected tensor {stored[unexpected[0]]!r} (not "
                                   f"part of a GPT-2 with {CONFIG_FILE}'s settings)")
