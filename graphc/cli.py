@@ -261,6 +261,9 @@ def build_parser():
     s.add_argument("--top-p", type=_probability, help="sample from the most likely tokens "
                    "whose probability reaches this (nucleus sampling; default: all)")
     s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--ignore-eos", action="store_true", help="keep sampling past the model's "
+                   "end-of-text token (--model: its eos_token_id, where it stops by default, "
+                   "as transformers' generate does; a checkpoint has none)")
     s.add_argument("--dtype", choices=["float32", "float64", "bfloat16", "float16"],
                    help="the weights' dtype (default: the checkpoint's; float32 for --model); "
                    "half precision halves their memory")
@@ -484,7 +487,8 @@ def _sample_pretrained(args) -> int:
                              "to start from; pass a non-empty --prompt")
         prompt_ids = [start]
     ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
-                                        args.top_k, args.seed, args.top_p)
+                                        args.top_k, args.seed, args.top_p,
+                                        () if args.ignore_eos else None)
     return _print_stream(text, tokenizer.decode_stream(ids))
 
 

@@ -232,36 +232,69 @@ class Generator:
         return self._run(idx, positions, mask, 0)
 
     def generate(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None,
-                 seed=0) -> list[list[int]]:
-        """`tokens` new token ids per prompt: greedy at temperature 0, otherwise sampled from
-        the softmax of logits / temperature restricted to the top_k most likely tokens and to
-        the smallest set whose probability reaches top_p; seeded, so reproducible."""
+                 seed=0, stop_tokens=None) -> list[list[int]]:
+        """Up to `tokens` new token ids per prompt: greedy at temperature 0, otherwise
+        sampled from the softmax of logits / temperature restricted to the top_k most likely
+        tokens and to the smallest set whose probability reaches top_p; seeded, so
+        reproducible. A row ends with the first of `stop_tokens` it generates (kept as its
+        last id), as transformers' generate ends at eos_token_id: by default the model's
+        eos_token_ids (a GPT-2 checkpoint's eos_token_id; none for graphc's own GPT), or an
+        id or a list of ids; () never stops."""
         out = [[] for _ in prompts]
-        for chosen in self.stream(prompts, tokens, temperature, top_k, top_p, seed):
+        for chosen in self.stream(prompts, tokens, temperature, top_k, top_p, seed,
+                                  stop_tokens):
             for row, t in zip(out, chosen):
-                row.append(t)
+                if t is not None:
+                    row.append(t)
         return out
 
-    def stream(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None, seed=0):
-        """generate()'s tokens as they come: an iterator of one list (a token id per prompt)
-        per step, none of them kept, so `tokens` may be as large as the caller cares to
-        read. The settings are checked and the prompts run now, before the first token."""
+    def stream(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None, seed=0,
+               stop_tokens=None):
+        """generate()'s tokens as they come: an iterator of one list (a token id per prompt,
+        None for a row that has ended at a stop token) per step, none of them kept, so
+        `tokens` may be as large as the caller cares to read; it ends early once every row
+        has ended. The settings are checked and the prompts run now, before the first
+        token."""
         check_sampling(temperature, top_k, top_p)
+        stop = self._stop_tokens(stop_tokens)
         rng = np.random.default_rng(seed)
         if tokens <= 0:
             return iter(())
         logits = self.start(prompts)
-        return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._starts)
+        return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._starts,
+                            stop)
 
-    def _stream(self, logits, tokens, temperature, top_k, top_p, rng, started):
+    def _stop_tokens(self, stop_tokens) -> frozenset:
+        if stop_tokens is None:
+            stop_tokens = self.model.eos_token_ids
+        elif isinstance(stop_tokens, numbers.Integral):  # one id, as eos_token_id may be
+            stop_tokens = (stop_tokens,)
+        try:
+            ids = list(stop_tokens)
+        except TypeError:
+            raise ValueError(f"stop_tokens must be a token id or a list of them, got "
+                             f"{stop_tokens!r}") from None
+        try:
+            return frozenset(self._token(t) for t in ids)
+        except ValueError as exc:
+            raise ValueError(f"stop_tokens: {exc}") from None
+
+    def _stream(self, logits, tokens, temperature, top_k, top_p, rng, started, stop):
+        latest = [None] * len(logits)  # each row's last token
         for step in range(tokens):
-            chosen = [choose(row, temperature, top_k, top_p, rng) for row in logits]
+            chosen = [None if t in stop else choose(row, temperature, top_k, top_p, rng)
+                      for row, t in zip(logits, latest)]
             yield chosen
+            # a row that has ended is fed its stop token again (its logits are never read),
+            # as transformers feeds its finished rows padding
+            latest = [old if t is None else t for t, old in zip(chosen, latest)]
+            if stop and all(t in stop for t in latest):
+                return
             if step + 1 < tokens:
                 if self._starts != started:  # the caches now hold another stream's prompts
                     raise ValueError("this stream's Generator has started other prompts since "
                                      "(one stream at a time per Generator)")
-                logits = self.advance(chosen)
+                logits = self.advance(latest)
 
 
 def check_sampling(temperature, top_k, top_p):

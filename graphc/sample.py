@@ -17,14 +17,17 @@ class Sampler:
         self.generator = Generator(model, params)
 
     def generate(self, prompt_ids, tokens: int, temperature=1.0, top_k=None, seed=0,
-                 top_p=None) -> list:
-        return list(self.stream(prompt_ids, tokens, temperature, top_k, seed, top_p))
+                 top_p=None, stop_tokens=None) -> list:
+        return list(self.stream(prompt_ids, tokens, temperature, top_k, seed, top_p,
+                                stop_tokens))
 
     def stream(self, prompt_ids, tokens: int, temperature=1.0, top_k=None, seed=0,
-               top_p=None):
-        """generate()'s token ids one at a time, as they are sampled (nothing is kept); the
-        settings are checked and the prompt run now."""
+               top_p=None, stop_tokens=None):
+        """generate()'s token ids one at a time, as they are sampled (nothing is kept), up to
+        and including a stop token (Generator.generate's stop_tokens: by default the model's
+        end-of-text token); the settings are checked and the prompt run now."""
         check_sampling(temperature, top_k, top_p)
         prompt = list(prompt_ids) or [0]
-        steps = self.generator.stream([prompt], tokens, temperature, top_k, top_p, seed)
+        steps = self.generator.stream([prompt], tokens, temperature, top_k, top_p, seed,
+                                      stop_tokens)
         return (chosen[0] for chosen in steps)

@@ -1,5 +1,6 @@
 """Session 34's fixes of GPT-2 loading and generation (graphc/models/gpt2.py,
 graphc/generate.py, `graphc sample`); each test failed before its fix."""
+import json
 import warnings
 
 import numpy as np
@@ -98,3 +99,99 @@ def test_a_tied_checkpoint_holding_only_lm_head_loads_it_as_wte(tmp_path):
         gpt2.load_gpt2(str(tmp_path))
     assert str(caught.value).endswith(
         f"{gpt2.WEIGHTS_FILE}: missing tensor 'ln_f.weight'"), str(caught.value)
+
+
+# ---- 3. generation ends each row at the checkpoint's eos_token_id ----------------------------
+def first_new(row, others):
+    """Tokens of `row` first seen after its start and before its end, in none of `others`:
+    each would end this row mid-way and no other."""
+    return [t for k, t in enumerate(row) if 0 < k < len(row) - 1 and t not in row[:k]
+            and all(t not in other for other in others)]
+
+
+def set_eos(directory, file, value):
+    path = directory / file
+    raw = json.loads(path.read_text())
+    raw["eos_token_id"] = value
+    path.write_text(json.dumps(raw))
+
+
+def test_generation_ends_each_row_at_eos_as_transformers_generate(tmp_path):
+    """Generation ignored eos_token_id, where transformers' generate ends a row at it (the
+    eos kept, the other rows going on): now a GPT-2 checkpoint's Generator ends each row at
+    generation_config.json's eos_token_id (else config.json's; an id or a list), token for
+    token transformers' greedy search on a left-padded batch; stream() gives None for an
+    ended row and stops when all have ended; stop_tokens=() turns it off."""
+    need_transformers()
+    import torch
+    from transformers import GPT2LMHeadModel
+    from graphc.generate import Generator
+    from graphc.models.gpt import GPT, GPTConfig
+    save_random_gpt2(tmp_path)
+    rng = np.random.default_rng(5)
+    prompts = [rng.integers(1, SMALL["vocab_size"], n).tolist() for n in (2, 5, 3)]
+    model, params = gpt2.load_gpt2(str(tmp_path))
+    free = Generator(model, params).generate(prompts, 10, temperature=0, stop_tokens=())
+    eos = [first_new(free[0], free[1:])[0], first_new(free[2], free[:2])[-1]]
+    set_eos(tmp_path, gpt2.GENERATION_CONFIG_FILE, eos)
+    set_eos(tmp_path, gpt2.CONFIG_FILE, free[1][0])  # (generation_config.json's comes first)
+    model, params = gpt2.load_gpt2(str(tmp_path))
+    assert model.eos_token_ids == tuple(eos)
+    got = Generator(model, params).generate(prompts, 10, temperature=0)
+
+    L = max(map(len, prompts))
+    ids = torch.tensor([[0] * (L - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in prompts])
+    reference = GPT2LMHeadModel.from_pretrained(str(tmp_path)).eval()
+    with torch.no_grad():
+        out = reference.generate(ids, attention_mask=mask, max_new_tokens=10,
+                                 do_sample=False, pad_token_id=0)[:, L:].tolist()
+    want = [row[:next((k + 1 for k, t in enumerate(row) if t in eos), len(row))]
+            for row in out]
+    assert got == want
+    assert [len(row) for row in got] == [free[0].index(eos[0]) + 1, 10,
+                                         free[2].index(eos[1]) + 1]
+    assert len({len(row) for row in got}) == 3 and got[0][-1] == eos[0]
+
+    steps = list(Generator(model, params).stream([prompts[0], prompts[2]], 10,
+                                                 temperature=0))
+    assert len(steps) == max(len(got[0]), len(got[2])) < 10
+    assert [[t for t in row if t is not None] for row in zip(*steps)] == [got[0], got[2]]
+    assert steps[-1][0 if len(got[0]) < len(got[2]) else 1] is None
+    assert Generator(model, params).generate(prompts, 10, temperature=0,
+                                             stop_tokens=()) == free
+    assert Generator(model, params).generate(prompts, 10, temperature=0,
+                                             stop_tokens=eos[1]) == [free[0], free[1], got[2]]
+    with pytest.raises(ValueError, match=r"^stop_tokens: token id 300 is outside"):
+        Generator(model, params).generate(prompts, 10, stop_tokens=[300])
+    # graphc's own GPT has no end-of-text token
+    assert GPT(GPTConfig.named("tiny", vocab_size=50)).eos_token_ids == ()
+
+    set_eos(tmp_path, gpt2.GENERATION_CONFIG_FILE, "2")
+    with pytest.raises(GraphcError, match=r"generation_config.json: key 'eos_token_id' has a "
+                                          r"bad value '2'"):
+        gpt2.load_gpt2(str(tmp_path))
+
+
+def test_sample_stops_at_eos_unless_told_to_ignore_it(tmp_path, capsys):
+    """`graphc sample --model` printed past the end-of-text token; now it stops after it,
+    as transformers' generate does, and --ignore-eos goes on."""
+    need_transformers()
+    from graphc.cli import main
+    from graphc.generate import Generator
+    from test_gpt2 import train_tokenizer
+    save_random_gpt2(tmp_path)
+    train_tokenizer(tmp_path / gpt2.TOKENIZER_FILE)
+    tok = gpt2.load_tokenizer(str(tmp_path))
+    model, params = gpt2.load_gpt2(str(tmp_path))
+    prompt = "ROMEO:"
+    free = Generator(model, params).generate([tok.encode(prompt)], 10, temperature=0,
+                                             stop_tokens=())[0]
+    eos = first_new(free, [])[0]
+    set_eos(tmp_path, gpt2.GENERATION_CONFIG_FILE, eos)
+    args = ["sample", "--model", str(tmp_path), "--prompt", prompt, "--tokens", "10",
+            "--temperature", "0"]
+    assert main(args) == 0
+    assert capsys.readouterr().out == prompt + tok.decode(free[:free.index(eos) + 1]) + "\n"
+    assert main(args + ["--ignore-eos"]) == 0
+    assert capsys.readouterr().out == prompt + tok.decode(free) + "\n"

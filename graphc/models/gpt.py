@@ -128,6 +128,10 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    # token ids after which graphc.generate's Generator ends a row: a GPT-2 checkpoint's
+    # eos_token_id (load_gpt2 sets them); a character model has no end-of-text token
+    eos_token_ids: tuple[int, ...] = ()
+
     def __init__(self, cfg: GPTConfig, seed: int = 0):
         cfg.validate()
         rng = np.random.default_rng(seed)

@@ -37,6 +37,7 @@ from .gpt import GPT, GPTConfig
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
+GENERATION_CONFIG_FILE = "generation_config.json"  # save_pretrained writes it beside config
 
 # GPT-2's tanh-approximated GELU under the names transformers gives it
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
@@ -53,6 +54,24 @@ def _config_error(path, message):
     return GraphcError(f"{path}: {message}")
 
 
+def _read_json(path: str) -> dict:
+    """A config file's JSON object, or one GraphcError naming the file."""
+    from ir.serialize import check_json_depth
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        # json recurses once per level (a RecursionError past ~1,000); GPT-2's is flat
+        check_json_depth(text, CONFIG_NESTING, f"is not a GPT-2 {os.path.basename(path)}")
+        raw = json.loads(text)
+    except GraphcError as exc:
+        raise _config_error(path, exc.message) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 4,300-digit integer
+        raise _config_error(path, f"is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise _config_error(path, "must hold a JSON object")
+    return raw
+
+
 def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict]:
     """-> (the GPTConfig, the raw config.json) of a GPT-2 directory, refusing any setting
     graphc's GPT would compute differently."""
@@ -63,19 +82,7 @@ def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict
                           f"directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
     if not os.path.isfile(path):
         raise GraphcError(f"model directory {directory!r} has no {CONFIG_FILE}")
-    from ir.serialize import check_json_depth
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        # json recurses once per level (a RecursionError past ~1,000); GPT-2's is flat
-        check_json_depth(text, CONFIG_NESTING, "is not a GPT-2 config.json")
-        raw = json.loads(text)
-    except GraphcError as exc:
-        raise _config_error(path, exc.message) from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 4,300-digit integer
-        raise _config_error(path, f"is not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise _config_error(path, "must hold a JSON object")
+    raw = _read_json(path)
 
     def get(key, default=None, required=True, kind=int):
         if key not in raw:
@@ -128,6 +135,25 @@ def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict
     return cfg, raw
 
 
+def eos_token_ids(directory: str, config: dict, vocab_size: int) -> tuple[int, ...]:
+    """The ids that end a generated row, as transformers' generate reads them:
+    generation_config.json's eos_token_id when that file exists, else config.json's (an id,
+    a list of ids, or null). Ids outside the vocabulary are left out: transformers only
+    warns of them (GPT2Config's default 50256 in a small model), and none is ever generated."""
+    path = os.path.join(directory, GENERATION_CONFIG_FILE)
+    if os.path.isfile(path):
+        config = _read_json(path)
+    else:
+        path = os.path.join(directory, CONFIG_FILE)
+    value = config.get("eos_token_id")
+    ids = [] if value is None else [value] if isinstance(value, int) else value
+    if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise _config_error(path, f"key 'eos_token_id' has a bad value {value!r} (expected "
+                            "a token id or a list of them)")
+    return tuple(i for i in ids if 0 <= i < vocab_size)
+
+
 def hf_name(name: str) -> str:
     """graphc's parameter name -> GPT-2's (`blocks.0.attn.c_attn.weight` ->
     `h.0.attn.c_attn.weight`), without the `transformer.` prefix that some files add."""
@@ -137,14 +163,15 @@ def hf_name(name: str) -> str:
 def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     """-> (model, parameters by name) from a Hugging Face GPT-2 directory. Every tensor's
     shape and dtype is checked against config.json before it is read; non-finite weights
-    are refused."""
+    are refused. model.eos_token_ids: the directory's eos_token_id (eos_token_ids())."""
     from safetensors import SafetensorError, safe_open
     from ir.types import as_dtype
     from ..checkpoint import parameter_shapes
 
     if dtype not in DTYPES:
         raise GraphcError(f"load_gpt2: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    cfg, _ = read_config(directory, dtype)
+    cfg, raw = read_config(directory, dtype)
+    eos = eos_token_ids(directory, raw, cfg.vocab_size)
     path = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.isfile(path):
         raise GraphcError(f"model directory {directory!r} has no {WEIGHTS_FILE}")
@@ -228,6 +255,7 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                           f"({str(exc).splitlines()[0]})") from None
     model = GPT(cfg)
     model.load_state_dict(params)
+    model.eos_token_ids = eos  # where a Generator stops each row, unless told otherwise
     return model, params
 
 
