@@ -171,12 +171,16 @@ class Generator:
     def start(self, prompts) -> np.ndarray:
         """Run the prompts (lists of token ids, one per row, each non-empty) -> the logits
         (B, vocab) of each row's next token."""
+        self._contexts = self._windows(prompts)
+        self._starts += 1
+        return self._prefill()
+
+    def _windows(self, prompts) -> list[list[int]]:
+        """Each prompt's token ids, checked, and the last block_size of them."""
         if len(prompts) == 0 or any(len(p) == 0 for p in prompts):  # (B, L) arrays too
             raise ValueError("every prompt needs at least one token")
         T = self.model.cfg.block_size  # a longer prompt's head is never read: not kept
-        self._contexts = [[self._token(t) for t in p][-T:] for p in prompts]
-        self._starts += 1
-        return self._prefill()
+        return [[self._token(t) for t in p][-T:] for p in prompts]
 
     def advance(self, tokens) -> np.ndarray:
         """Append one token per row -> the logits of the next token."""
@@ -256,9 +260,13 @@ class Generator:
         has ended. The settings are checked and the prompts run now, before the first
         token."""
         check_sampling(temperature, top_k, top_p)
+        if not isinstance(tokens, numbers.Integral) or isinstance(tokens, bool):
+            # (2.5 failed in range() after the prompts had run, "3" in a comparison)
+            raise ValueError(f"tokens must be a whole number, got {tokens!r}")
         stop = self._stop_tokens(stop_tokens)
         rng = np.random.default_rng(seed)
         if tokens <= 0:
+            self._windows(prompts)  # checked as start() checks them (none run)
             return iter(())
         logits = self.start(prompts)
         return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._starts,
@@ -297,16 +305,21 @@ class Generator:
                 logits = self.advance(latest)
 
 
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_sampling(temperature, top_k, top_p):
-    if not (np.isfinite(temperature) and temperature >= 0):  # nan fails both ways
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    # the types first: None or "0.9" were raw TypeErrors from numpy or a comparison
+    if not (_real(temperature) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if top_k is not None and not isinstance(top_k, numbers.Integral):
         # as transformers; 2.5 failed at the first token, indexing np.sort's result
         raise ValueError(f"top_k must be a whole number, got {top_k!r}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_p is not None and not (_real(top_p) and 0 < top_p <= 1):  # nan fails
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
 def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) -> int:

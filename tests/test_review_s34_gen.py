@@ -195,3 +195,46 @@ def test_sample_stops_at_eos_unless_told_to_ignore_it(tmp_path, capsys):
     assert capsys.readouterr().out == prompt + tok.decode(free[:free.index(eos) + 1]) + "\n"
     assert main(args + ["--ignore-eos"]) == 0
     assert capsys.readouterr().out == prompt + tok.decode(free) + "\n"
+
+
+# ---- 4. generate/stream check their settings' types and the prompts up front -----------------
+def tiny_generator():
+    from graphc.generate import Generator
+    from graphc.models.gpt import GPT, GPTConfig
+    model = GPT(GPTConfig.named("tiny", vocab_size=50))
+    return Generator(model, model.params())
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(tokens=2.5), "tokens must be a whole number, got 2.5"),
+    (dict(tokens="3"), "tokens must be a whole number, got '3'"),
+    (dict(tokens=True), "tokens must be a whole number, got True"),
+    (dict(tokens=3, temperature=None), "temperature must be a finite number >= 0, got None"),
+    (dict(tokens=3, temperature="0.8"), "temperature must be a finite number >= 0, got '0.8'"),
+    (dict(tokens=3, temperature=True), "temperature must be a finite number >= 0, got True"),
+    (dict(tokens=3, top_p="0.9"), r"top_p must be in \(0, 1\], got '0.9'"),
+    (dict(tokens=3, top_p=True), r"top_p must be in \(0, 1\], got True"),
+])
+@pytest.mark.parametrize("call", ["generate", "stream"])
+def test_settings_of_the_wrong_type_are_one_line_before_the_prompt_runs(call, settings,
+                                                                         message):
+    """tokens 2.5 was a TypeError from range() after the prompt had run, "3", temperature
+    None and top_p "0.9" raw TypeErrors from numpy or a comparison, and True passed as 1:
+    now each is a one-line ValueError like top_k's, raised before any prompt runs."""
+    gen = tiny_generator()
+    gen.start = lambda prompts: pytest.fail("the prompt ran")
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        getattr(gen, call)([[1, 2]], **settings)
+
+
+def test_prompts_are_checked_when_no_token_is_asked_for():
+    """tokens=0 returned [[]] for a prompt outside the vocabulary (tokens=1 refused it): now
+    the prompts are checked whatever the count, and a valid one still gives no tokens."""
+    gen = tiny_generator()
+    for tokens in (0, -2):
+        with pytest.raises(ValueError, match=r"^token id 5000 is outside the vocabulary "
+                                             r"\(0 to 49\)$"):
+            gen.generate([[1], [5000]], tokens)
+        with pytest.raises(ValueError, match="^every prompt needs at least one token$"):
+            gen.stream([[1], []], tokens)
+        assert gen.generate([[1], [2, 3]], tokens) == [[], []]
