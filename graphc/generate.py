@@ -343,10 +343,14 @@ def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) ->
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     if top_p is not None and top_p < 1:
-        # the most likely tokens until their probability reaches top_p (at least one)
-        order = np.argsort(-probs, kind="stable")
-        keep = np.searchsorted(np.cumsum(probs[order]), top_p) + 1
-        trimmed = np.zeros_like(probs)
-        trimmed[order[:keep]] = probs[order[:keep]]
-        probs = trimmed / trimmed.sum()
+        # the most likely tokens until their probability reaches top_p, cut as transformers'
+        # TopPLogitsWarper cuts (so that rounding and ties keep the same set): least likely
+        # first, each token dropped while it and the tokens below it hold at most 1 - top_p,
+        # the most likely always kept; of tied tokens, the lower ids go first (a stable
+        # sort, as torch's is up to 16 tokens). (Summing from the top, 6 of 12 equal tokens
+        # held 0.49999999999999994 < 0.5 and a 7th was kept.)
+        order = np.argsort(logits, kind="stable")
+        dropped = order[:-1][np.cumsum(probs[order])[:-1] <= 1 - top_p]
+        probs[dropped] = 0
+        probs /= probs.sum()
     return int(rng.choice(logits.size, p=probs))

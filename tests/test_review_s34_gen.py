@@ -238,3 +238,62 @@ def test_prompts_are_checked_when_no_token_is_asked_for():
         with pytest.raises(ValueError, match="^every prompt needs at least one token$"):
             gen.stream([[1], []], tokens)
         assert gen.generate([[1], [2, 3]], tokens) == [[], []]
+
+
+# ---- 5. top_p keeps the set transformers' TopPLogitsWarper keeps -----------------------------
+class CapturingRng:
+    """An rng whose choice records the probabilities choose() samples from."""
+
+    def choice(self, n, p):
+        self.p = p
+        return 0
+
+
+def kept_by_graphc(logits, top_p, temperature=1.0, top_k=None):
+    rng = CapturingRng()
+    from graphc.generate import choose
+    choose(logits, temperature, top_k, top_p, rng)
+    return rng.p > 0
+
+
+def kept_by_transformers(logits, top_p, temperature=1.0, top_k=None):
+    import torch
+    from transformers.generation.logits_process import (TemperatureLogitsWarper,
+                                                        TopKLogitsWarper, TopPLogitsWarper)
+    scores = TemperatureLogitsWarper(temperature)(None, torch.tensor(logits)[None])
+    if top_k is not None:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    return torch.isfinite(TopPLogitsWarper(top_p)(None, scores))[0].numpy()
+
+
+def test_top_p_keeps_the_tokens_transformers_keeps_on_ties_and_at_boundaries():
+    """Summing from the most likely down, np.searchsorted over a cumulative sum rounded
+    below top_p kept one token too many: 12 equal tokens at top_p 0.5 kept 7 (6 hold
+    0.49999999999999994). Now the cut is transformers' (least likely first, drop while the
+    sum is <= 1 - top_p), so the kept sets equal TopPLogitsWarper's on that case, on random
+    logits, on exact ties (float16-rounded logits) and after temperature and top_k. (Past 16
+    tokens torch's sort orders ties arbitrarily, so which of the tied tokens at the cut
+    transformers keeps is arbitrary too: there the kept logits agree, not their places.)"""
+    need_transformers()
+    assert kept_by_graphc(np.zeros(12), 0.5).sum() == 6
+    rng = np.random.default_rng(0)
+    cases = [(np.zeros(12), k / 12) for k in range(1, 12)]
+    cases += [(np.zeros(10), k / 10) for k in range(1, 10)]
+    cases += [(rng.normal(0, 2, 64), p) for p in rng.uniform(0.05, 0.99, 40)]
+    # ties: a few distinct float16 values, many tokens holding each
+    tied = np.float16(0.1) * rng.integers(-4, 4, (80, 16)).astype(np.float16)
+    cases += [(row.astype(np.float64), p) for row, p in zip(tied, rng.uniform(0.05, 0.99, 80))]
+    cases += [(np.log(np.array([1, 1, 2, 2, 2, 4], np.float16)).astype(np.float64), p)
+              for p in (0.25, 0.5, 0.75, 0.875, 0.9)]
+    differing = [(logits, p) for logits, p in cases
+                 if not np.array_equal(kept_by_graphc(logits, p), kept_by_transformers(logits, p))]
+    assert not differing, differing[:3]
+    for temperature, top_k in ((0.7, None), (1.3, 10), (1.0, 5)):
+        for logits, p in cases[::5]:
+            if top_k is None or top_k < logits.size:
+                np.testing.assert_array_equal(
+                    kept_by_graphc(logits, p, temperature, top_k),
+                    kept_by_transformers(logits, p, temperature, top_k))
+    wide = np.float16(0.1) * rng.integers(-4, 4, (40, 30)).astype(np.float16)
+    for row, p in zip(wide.astype(np.float64), rng.uniform(0.05, 0.99, 40)):
+        assert sorted(row[kept_by_graphc(row, p)]) == sorted(row[kept_by_transformers(row, p)])
