@@ -27,7 +27,7 @@ from ir.specialize import graph_is_symbolic
 
 from . import collectives, contention, instrument, threads, tiering
 from . import jit as jit_kernels
-from .emitters import ones
+from .emitters import checked_row_sum, ones
 from .fusion import describe
 from .interpreter import bind_inputs
 from .lowering import parallel_default, reshaped, submit
@@ -113,6 +113,7 @@ class Plan:
     # ---- binding the source's globals -------------------------------------------------------
     def _bind(self, rendered) -> dict:
         env = {"np": np, "special": _SCIPY_SPECIAL, "_submit": submit, "_ones": ones,
+               "_checked_row_sum": checked_row_sum,
                "_jit": jit_kernels, "_reshaped": reshaped, "_collectives": collectives}
         buffers = allocate_pool(self.memory_plan.buffers)
         for k, buf in enumerate(buffers):

@@ -24,6 +24,17 @@ def ones(n: int, dtype) -> np.ndarray:
     return v
 
 
+def checked_row_sum(total, x):
+    """total, x summed over its last axis as a product with ones (row_sum), where it is
+    finite; else numpy's np.add.reduce(x, axis=-1). BLAS adds in another order than numpy,
+    and where partial sums overflow the order decides between inf and NaN (a float32 row of
+    3e38, 3e38, -3e38, -3e38: numpy's inf, BLAS's NaN). Only the small result is checked,
+    not the input: one value per row."""
+    if np.isfinite(total).all():
+        return total
+    return np.add.reduce(x, axis=-1)
+
+
 def row_sum(x: str, node_in, keep: bool) -> str:
     """Source for the sum of `x` over its last axis (shape of node_in), keepdims or not."""
     n = node_in.shape[-1]
@@ -32,7 +43,7 @@ def row_sum(x: str, node_in, keep: bool) -> str:
     shape = f"{x}.shape[:-1] + (1,)" if keep else f"{x}.shape[:-1]"
     if n == 0:  # reshape(-1, 0) cannot infer the rows; rows of nothing sum to 0
         return f"np.zeros({shape}, {dt})"
-    return f"({x}.reshape(-1, {n}) @ _ones({n}, {dt})).reshape({shape})"
+    return f"_checked_row_sum({x}.reshape(-1, {n}) @ _ones({n}, {dt}), {x}).reshape({shape})"
 
 
 UFUNCS = {  # op -> the numpy ufunc its emitter calls
@@ -188,6 +199,8 @@ def reduce(ufunc):
         a = node.attrs
         x = node.inputs[0]
         axes, nd = a["axes"], x.ndim
+        numpys = (f"{ufunc}.reduce({args[0]}, axis={a['axes']!r}, keepdims={a['keepdims']}, "
+                  f"out={dst})")
         if ufunc == "np.add" and nd >= 2 and 0 < len(axes) < nd and x.size:
             if axes == (nd - 1,):
                 return [f"np.copyto({dst}, {row_sum(args[0], x, a['keepdims'])})"]
@@ -195,10 +208,11 @@ def reduce(ufunc):
                 m = 1
                 for d in x.shape[:len(axes)]:
                     m *= d
+                # a NaN or Inf from BLAS's order of adds is numpy's instead (checked_row_sum)
                 return [f"np.matmul(_ones({m}, np.{x.dtype}), {args[0]}.reshape({m}, -1), "
-                        f"out={dst}.reshape(-1))"]
-        return [f"{ufunc}.reduce({args[0]}, axis={a['axes']!r}, keepdims={a['keepdims']}, "
-                f"out={dst})"]
+                        f"out={dst}.reshape(-1))",
+                        f"if not np.isfinite({dst}).all(): {numpys}"]
+        return [numpys]
     return emit
 
 

@@ -38,7 +38,7 @@ def plan(in0, in1, in2, in3, in4):
     np.multiply(t1, t0, out=t1)
     np.multiply(t1, t2, out=t3)
     np.add(t3, t4, out=t5)
-    _mu = (t5.reshape(-1, 64) @ _ones(64, np.float32)).reshape(t5.shape[:-1] + (1,))
+    _mu = _checked_row_sum(t5.reshape(-1, 64) @ _ones(64, np.float32), t5).reshape(t5.shape[:-1] + (1,))
     np.multiply(_mu, 0.015625, out=_mu)
     np.subtract(t5, _mu, out=t6)
     _rstd = np.einsum('...i,...i->...', t6, t6)[..., None]
@@ -54,9 +54,10 @@ def plan(in0, in1, in2, in3, in4):
     t10 = np.empty((8, 4, 64), f32)
     np.subtract(t9, np.max(t9, axis=2, keepdims=True, initial=-np.inf), out=t10)
     np.exp(t10, out=t10)
-    np.divide(t10, (t10.reshape(-1, 64) @ _ones(64, np.float32)).reshape(t10.shape[:-1] + (1,)), out=t10)
+    np.divide(t10, _checked_row_sum(t10.reshape(-1, 64) @ _ones(64, np.float32), t10).reshape(t10.shape[:-1] + (1,)), out=t10)
     t11 = np.empty((64,), f32)
     np.matmul(_ones(32, np.float32), t5.reshape(32, -1), out=t11.reshape(-1))
+    if not np.isfinite(t11).all(): np.add.reduce(t5, axis=(0,), keepdims=False, out=t11)
     t12 = op_one_hot(in4, depth=5, dtype=t12_dtype)
     return (t10, t11, t12)
 """
@@ -70,6 +71,7 @@ def plan(in0, in1, in2, in3, in4):
     _fused_t7(t7.reshape((32, 64)), t5.reshape((32, 64)), t6_as_1)
     t8 = np.empty((64,), f32)
     np.matmul(_ones(32, np.float32), t3.reshape(32, -1), out=t8.reshape(-1))
+    if not np.isfinite(t8).all(): np.add.reduce(t3, axis=(0,), keepdims=False, out=t8)
     t9 = np.empty((3, 5), f32)
     _jit.one_hot_rows(in4.reshape(-1), t9.reshape(-1, 5))
     return (t7, t8, t9)

@@ -1,0 +1,48 @@
+"""Session 34's fixes of ops (compiled sums, squeeze of symbolic axes, activation gradients
+at NaN); each test failed before its fix."""
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def _overflowing_rows(dtype):
+    """Rows whose sum overflows or is not finite, by name."""
+    big = np.finfo(dtype).max * np.asarray(0.9, dtype)
+    inf, nan = np.inf, np.nan
+    return {"+big +big -big -big": [big, big, -big, -big],
+            "-big -big +big +big": [-big, -big, big, big],
+            "+big -big +big +big": [big, -big, big, big],
+            "8 x +big, 8 x -big": [big] * 8 + [-big] * 8,
+            "inf and -inf": [inf, 1, -inf, 1], "a NaN": [1, nan, big, big],
+            "an inf": [big, inf, 1, big], "a -inf": [-big, -inf, big, big]}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_sums_that_overflow_are_numpys_nan_or_inf(dtype):
+    """A compiled sum over the last or the leading axes is a BLAS product with a ones vector,
+    which adds in another order than numpy: where partial sums overflow, a float32 column
+    of 3e38, 3e38, -3e38, -3e38 summed NaN compiled and inf in numpy (and eagerly). A
+    non-finite BLAS sum is now numpy's np.add.reduce, so compiled, eager and numpy agree;
+    the one documented exception is a sum that BLAS's order keeps finite (README)."""
+    for name, row in _overflowing_rows(dtype).items():
+        row = np.array(row, dtype)
+        n = row.size
+        cases = {"axis 0": (np.tile(row[:, None], (1, 5)), 0),
+                 "last axis": (np.tile(row, (5, 1)), -1),
+                 "leading axes": (np.tile(row.reshape(2, n // 2, 1), (1, 1, 3)), (0, 1))}
+        for case, (x, axis) in cases.items():
+            for keepdims in (False, True):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    got = gc.compile(lambda a: gc.sum(a, axis, keepdims))(x)
+                    eager = np.asarray(gc.sum(x, axis, keepdims))
+                    mean = gc.compile(lambda a: gc.mean(a, axis, keepdims))(x)
+                    want = np.add.reduce(x, axis=axis, keepdims=keepdims)
+                where = f"{np.dtype(dtype)} {name}, {case}, keepdims={keepdims}"
+                np.testing.assert_array_equal(eager, want, err_msg=where)
+                same = (got == want) | (np.isnan(got) & np.isnan(want))
+                assert np.isfinite(got[~same]).all(), f"{where}: {got} vs numpy's {want}"
+                assert np.array_equal(np.isfinite(mean), np.isfinite(got)), where
