@@ -46,3 +46,23 @@ def test_compiled_sums_that_overflow_are_numpys_nan_or_inf(dtype):
                 same = (got == want) | (np.isnan(got) & np.isnan(want))
                 assert np.isfinite(got[~same]).all(), f"{where}: {got} vs numpy's {want}"
                 assert np.array_equal(np.isfinite(mean), np.isfinite(got)), where
+
+
+def test_squeeze_without_axis_refuses_a_symbolic_axis_that_may_be_1():
+    """squeeze(x) without axis= kept a symbolic axis (its Dim is never equal to 1), so a
+    compiled function called with batch = 1 returned shape (1,) where eager code gives ().
+    Now it is refused, as JAX's squeeze refuses it, in one line naming the axis and axis=;
+    a symbolic size that is never 1 (2*b) and a named axis still work."""
+    def squeezed(x):
+        return gc.squeeze(x)
+    with pytest.raises(gc.GraphcError, match=r"squeeze cannot tell whether axis 0 \(size "
+                                             r"b\) is 1: .*value of b; .*axis=") as info:
+        gc.compile(squeezed, polymorphic_shapes=(("b", "_"),))(np.ones((1, 1), np.float32))
+    assert "\n" not in info.value.message
+    assert info.value.locs  # the line of the squeeze in the user's function
+    doubled = gc.compile(lambda x: gc.squeeze(gc.reshape(x, (-1, 1))),
+                         polymorphic_shapes=(("b", "_"),))
+    assert doubled(np.ones((3, 2), np.float32)).shape == (6,)
+    named = gc.compile(lambda x: gc.squeeze(x, 1), polymorphic_shapes=(("b", "_"),))
+    np.testing.assert_array_equal(named(np.arange(1, dtype=np.float32).reshape(1, 1)), [0.0])
+    assert np.asarray(gc.squeeze(np.ones((1, 1), np.float32))).shape == ()

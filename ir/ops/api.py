@@ -410,8 +410,22 @@ def expand_dims(x, axis):
     return reshape(x, tuple(shape))
 
 
+def _may_be_one(d) -> bool:
+    """Whether a symbolic size is 1 for some value of its symbols (`batch`; not `2*batch`)."""
+    try:
+        return not d >= 2
+    except InconclusiveDim:
+        return True
+
+
 def squeeze(x, axis=None):
     shape = _shape(x)
+    for i, d in enumerate(shape if axis is None else ()):
+        # as JAX's: an axis squeezed at some sizes only would give the plan no one shape
+        if isinstance(d, Dim) and _may_be_one(d):
+            _fail(f"squeeze cannot tell whether axis {i} (size {d}) is 1: that depends on the "
+                  f"value of {', '.join(sorted(d.symbols))}; name the axes to squeeze with "
+                  "axis=")
     axes = [i for i, d in enumerate(shape) if d == 1] if axis is None else _axes(axis, len(shape))
     for a in axes:
         if shape[a] != 1:
