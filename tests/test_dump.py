@@ -120,8 +120,8 @@ graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, 
   %47:f32[4,5] = matmul %44, %46
   %48:f32[5,4] = transpose %8 {perm=(1, 0)}
   %49:f32[5,2] = matmul %48, %44
-  %50:bool[4,5] = gt %7, %13
-  %51:f32[4,5] = where %50, %47, %13
+  %50:bool[4,5] = le %7, %13
+  %51:f32[4,5] = where %50, %13, %47
   %52:f32[5] = sum %51 {axes=(0,), keepdims=false}
   %53:f32[3,4] = transpose %0 {perm=(1, 0)}
   %54:f32[3,5] = matmul %53, %51

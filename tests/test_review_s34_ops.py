@@ -66,3 +66,39 @@ def test_squeeze_without_axis_refuses_a_symbolic_axis_that_may_be_1():
     named = gc.compile(lambda x: gc.squeeze(x, 1), polymorphic_shapes=(("b", "_"),))
     np.testing.assert_array_equal(named(np.arange(1, dtype=np.float32).reshape(1, 1)), [0.0])
     assert np.asarray(gc.squeeze(np.ones((1, 1), np.float32))).shape == ()
+
+
+def _torch_grad(fn, x):
+    """d sum(fn(x)) / dx by torch's backward (the oracle)."""
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    t = torch.tensor(x, requires_grad=True)
+    fn(torch, t).sum().backward()
+    return t.grad.numpy()
+
+
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.5]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_passes_the_gradient_at_nan_as_torch(dtype):
+    """relu's gradient was where(x > 0, g, 0): 0 at a NaN input. torch's relu backward is
+    threshold_backward(g, relu(x), 0), 0 where the result is <= 0, so at NaN the incoming
+    gradient passes (d relu/dx = 1). Now where(x <= 0, 0, g): eagerly, compiled (numpy's
+    emitters and a fused kernel), under vmap and jvp, torch's values."""
+    x = np.array(SPECIALS, dtype)
+    want = _torch_grad(lambda torch, t: torch.relu(t * 2.0 + 1.0) * 3.0, x)
+    np.testing.assert_array_equal(want, [6, 6, 0, 6, 6, 6, 0, 6])
+
+    def loss(x):
+        return gc.sum(gc.relu(x * 2.0 + 1.0) * 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.testing.assert_array_equal(np.asarray(gc.grad(loss)(x)), want)
+        np.testing.assert_array_equal(gc.compile(gc.grad(loss))(x), want)
+        rows = np.tile(x, (64, 8))  # large enough for a fused kernel
+        step = gc.compile(gc.grad(loss))
+        assert "_fused" in step.plan_for(rows).source
+        np.testing.assert_array_equal(step(rows), np.tile(want, (64, 8)))
+        np.testing.assert_array_equal(np.asarray(gc.vmap(gc.grad(loss))(x[None])), want[None])
+        tangent = gc.jvp(gc.relu, (x,), (np.ones_like(x),))[1]
+    np.testing.assert_array_equal(np.asarray(tangent), [1, 1, 0, 0, 0, 1, 0, 1])

@@ -188,7 +188,8 @@ _unary("tanh", unary_float, np.tanh, lambda ctx, g: [g * (1.0 - ctx.out * ctx.ou
 _unary("sin", unary_float, np.sin, lambda ctx, g: [g * F.cos(ctx.inputs[0])], 6)
 _unary("cos", unary_float, np.cos, lambda ctx, g: [-g * F.sin(ctx.inputs[0])], 6)
 _unary("sigmoid", unary_float, _sigmoid, lambda ctx, g: [g * ctx.out * (1.0 - ctx.out)], 6)
-_unary("relu", unary_number, _relu, lambda ctx, g: [F.where(ctx.inputs[0] > 0, g, 0)])
+# torch's threshold_backward: 0 where x <= 0, so the gradient passes at NaN (as relu's NaN)
+_unary("relu", unary_number, _relu, lambda ctx, g: [F.where(ctx.inputs[0] <= 0, 0, g)])
 _unary("abs", unary_number, np.abs, lambda ctx, g: [g * F.sign(ctx.inputs[0])])
 _unary("sign", unary_number, np.sign, lambda ctx, g: [F.zeros_like(g)])
 _unary("erf", unary_float, lambda x: erf(x).astype(x.dtype, copy=False),
