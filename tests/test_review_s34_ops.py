@@ -102,3 +102,25 @@ def test_relu_passes_the_gradient_at_nan_as_torch(dtype):
         np.testing.assert_array_equal(np.asarray(gc.vmap(gc.grad(loss))(x[None])), want[None])
         tangent = gc.jvp(gc.relu, (x,), (np.ones_like(x),))[1]
     np.testing.assert_array_equal(np.asarray(tangent), [1, 1, 0, 0, 0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hardsigmoid_passes_no_gradient_at_nan_as_torch(dtype):
+    """hardsigmoid's NaN fell through to its middle piece, x / 6 + 1/2, whose gradient 1/6
+    it got; torch's backward gives g / 6 only where -3 < x < 3, which NaN fails: 0. The
+    middle piece now passes no gradient where it is NaN (the value stays NaN), eagerly and
+    compiled, and the compiled forward pass is unchanged."""
+    x = np.array(SPECIALS + [-3.0, 3.0], dtype)
+    want = _torch_grad(lambda torch, t: torch.nn.functional.hardsigmoid(t), x)
+    np.testing.assert_array_equal(want[:3], [0, 0, 0])
+
+    def loss(x):
+        return gc.sum(gc.hardsigmoid(x))
+    np.testing.assert_allclose(np.asarray(gc.grad(loss)(x)), want, rtol=1e-7)
+    np.testing.assert_allclose(gc.compile(gc.grad(loss))(x), want, rtol=1e-7)
+    rows = np.tile(x, (64, 8))
+    np.testing.assert_allclose(gc.compile(gc.grad(loss))(rows), np.tile(want, (64, 8)),
+                               rtol=1e-7)
+    values = gc.compile(gc.hardsigmoid)(x)
+    assert np.isnan(values[0]) and np.isnan(np.asarray(gc.hardsigmoid(x))[0])
+    assert "np.not_equal" not in gc.compile(gc.hardsigmoid).plan_for(x).source  # no mask

@@ -80,8 +80,9 @@ def relu6(x):
 
 def hardsigmoid(x):
     """relu6(x + 3) / 6; the gradient 1/6 strictly between -3 and 3."""
-    return F.where(F.less_equal(x, -3.0), 0.0,
-                   F.where(F.greater_equal(x, 3.0), 1.0, F.add(F.mul(x, 1.0 / 6.0), 0.5)))
+    # NaN takes the middle piece: its gradient there is 0, as torch's (whose -3 < x < 3 fails)
+    middle = F._no_gradient_where_nan(F.add(F.mul(x, 1.0 / 6.0), 0.5))
+    return F.where(F.less_equal(x, -3.0), 0.0, F.where(F.greater_equal(x, 3.0), 1.0, middle))
 
 
 def hardswish(x):
