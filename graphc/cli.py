@@ -328,11 +328,9 @@ def _run(args) -> int:
         # (a GraphcError's location is the user's line: main() is no_user_code_above, so
         # none is the launcher's)
         message = str(exc) if isinstance(exc, GraphcError) else str(exc).splitlines()[0]
-        agreed = getattr(exc, "on_every_rank", False)
-        if distributed.is_main() or not agreed:  # said once, by rank 0
-            print(f"graphc: error: {message}", file=sys.stderr)
-        if agreed:
-            return distributed.exit_status(2)
+        if getattr(exc, "on_every_rank", False):
+            return _agreed_exit(2, f"graphc: error: {message}")
+        print(f"graphc: error: {message}", file=sys.stderr)
         if distributed.under_mpiexec() and distributed.joined():
             distributed.leave_now(2)  # this rank's alone: the others may wait for it
         return 2
@@ -340,6 +338,21 @@ def _run(args) -> int:
         print("graphc: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _agreed_exit(status: int, line: str | None = None) -> int:
+    """The end of a command after a failure (or a stop) that every rank reached the same
+    way, `line` said once, by rank 0: under `graphc train --ranks N` each rank returns 0 and
+    the launcher exits with `status` (distributed.exit_status); under the user's own
+    mpiexec the ranks leave with it together (distributed.leave_together); in one process it
+    is returned."""
+    from . import distributed
+    returned = distributed.exit_status(status)
+    if returned and distributed.under_mpiexec() and distributed.joined():
+        distributed.leave_together(returned, line)
+    if line is not None and distributed.is_main():
+        print(line, file=sys.stderr)
+    return returned
 
 
 # ---- train ----------------------------------------------------------------------------------

@@ -52,10 +52,10 @@ from . import watchdog as _watchdog
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
            "agree_max", "allreduce", "broadcast_", "fail_together", "exit_status",
-           "join_job", "joined", "leave_now", "exit_on_error", "check_process_count",
-           "mpiexec_path", "launch_command", "launch", "launch_env", "launch_session",
-           "under_mpiexec", "launcher_variable", "check_ranks_option", "without_option",
-           "stops_forwarded"]
+           "join_job", "joined", "leave_now", "leave_together", "exit_on_error",
+           "check_process_count", "mpiexec_path", "launch_command", "launch", "launch_env",
+           "launch_session", "under_mpiexec", "launcher_variable", "check_ranks_option",
+           "without_option", "stops_forwarded"]
 
 _STATE = {"comm": None, "rank": 0, "size": 1, "local_size": 1, "watchdog": None}
 
@@ -441,6 +441,26 @@ def leave_now(status: int) -> None:
     if dog is not None:
         dog.close()
     os._exit(status)
+
+
+def leave_together(status: int, line: str | None = None) -> None:
+    """End this rank with `status` after a failure (or a stop) that every rank of its job
+    reached the same way, under the user's own mpiexec (under `launch`, exit_status hands
+    the status over and the ranks end normally): rank 0 writes `line` to stderr, every rank
+    waits here for the others, then leaves at once without MPI_Finalize (leave_now). Ending
+    one by one, the first rank to exit non-zero made Open MPI's mpiexec end the others, and
+    one still in MPI_Finalize then added PMIx's `PMIX_ERR_UNREACH` line to the banner
+    mpiexec prints after any non-zero exit (the banner stays: mpiexec has no option that
+    keeps the status without it). Collective over the job this process joined (join_job),
+    whether init() ran or not (a refusal of the command line comes before it)."""
+    world = sys.modules["mpi4py.MPI"].COMM_WORLD if joined() else None
+    if line is not None and (world is None or world.Get_rank() == 0):
+        sys.stderr.write(line + "\n")
+    if world is not None and world.Get_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        world.Barrier()  # (rank 0's line is written before any rank ends the job)
+    leave_now(status)
 
 
 # ---- launching ------------------------------------------------------------------------------

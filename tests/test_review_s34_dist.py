@@ -1,0 +1,59 @@
+"""Session 34's fixes of the command line under mpiexec and of graphc bench --ranks and the
+subcommands' options; each test failed before its fix."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import graphc.distributed as dist
+from launch import rank_env, run_in_group
+from test_review_s19f import FAST, _text
+
+
+def _outside_the_banner(output: str) -> list:
+    """The lines of a job's output outside the banner Open MPI's mpiexec prints, between
+    dashed rules, after any rank's non-zero exit (it has no option that keeps the status
+    without it: README, Training on many processes)."""
+    lines, banner = [], False
+    for line in output.splitlines():
+        if line and not line.strip("-"):
+            banner = not banner
+        elif not banner:
+            lines.append(line)
+    return lines
+
+
+def _rank_1_slow_to_exit(argv) -> list:
+    """`graphc ARGV` on two ranks of the user's own mpiexec, rank 1 a second slower to end
+    its process once the command returns (as a rank whose exit handlers wait for threads)."""
+    slow = ("import atexit, sys, time; from mpi4py import MPI; atexit.register(time.sleep, 1); "
+            f"from graphc.cli import main; sys.exit(main({argv!r}))")
+    return [*dist.launch_command(1, ["-m", "graphc.cli", *argv]), ":", "-n", "1",
+            sys.executable, "-c", slow]
+
+
+def test_a_refusal_every_rank_agrees_on_ends_both_ranks_with_one_line(tmp_path):
+    """`mpiexec -n 2 graphc train --out DIR` where DIR holds a checkpoint: each rank
+    returned status 2 and ended on its own; the first to exit made mpiexec end the other
+    while it was still in MPI_Finalize, and PMIx added `PMIX ERROR: PMIX_ERR_UNREACH ...`
+    to mpiexec's banner (every time here with one rank slower to exit). Now the ranks wait
+    for each other and leave together: rank 0's line, status 2, nothing but mpiexec's own
+    banner (the same for another refusal they agree on: a --data file that is missing)."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(b"")
+    data = _text(tmp_path)
+    missing = tmp_path / "missing.txt"
+    for argv, line in (
+            ([*FAST, "--data", str(data), "--out", str(out)],
+             f"graphc: error: {out / 'checkpoint.npz'} already exists; pass --resume to "
+             "continue it or --out to train into another directory"),
+            ([*FAST, "--data", str(missing), "--out", str(tmp_path / "other")],
+             f"graphc: error: data file '{missing}' does not exist")):
+        code, output, _ = run_in_group(_rank_1_slow_to_exit(argv), rank_env(), 100,
+                                       merge_output=True)
+        assert code == 2, output
+        assert _outside_the_banner(output) == [line], output
+    assert not (tmp_path / "other").exists()
