@@ -29,8 +29,16 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad option is one line (`graphc: error: argument --lr: ...`, exit 2)
     like every other user error, not the usage block followed by the message."""
 
+    # the ranks of an MPI job this process joined all parse the same command line
+    # (`mpiexec -n N graphc train`): its refusal is said once, by rank 0
+    every_rank = False
+
     def error(self, message):
-        self.exit(2, f"graphc: error: {message} (see {self.prog} --help)\n")
+        line = f"graphc: error: {message} (see {self.prog} --help)"
+        if self.every_rank:
+            from .distributed import leave_together
+            leave_together(2, line)
+        self.exit(2, line + "\n")
 
 
 def _whole(text, bounded=True):
@@ -155,6 +163,7 @@ def build_parser():
     parser = _Parser(prog="graphc", description="graphc: a graph compiler for "
                                      "neural networks, on numpy")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.commands = sub.choices  # each subcommand's parser, by name
 
     t = sub.add_parser("train", help="train a character-level GPT (default: small on Tiny "
                        "Shakespeare)")
@@ -272,9 +281,15 @@ def build_parser():
 
 @no_user_code_above  # (its caller is the launcher script, not the user's code)
 def main(argv=None) -> int:
+    from . import distributed
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if argv[:1] == ["train"] and distributed.under_mpiexec():
+        # before anything this rank alone may refuse (its variables), its command line too
+        distributed.join_job()
+        parser.every_rank = parser.commands["train"].every_rank = distributed.joined()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = argv
     python_form, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return _run(args)
@@ -303,8 +318,6 @@ def _warning_line(text: str) -> str:
 
 def _run(args) -> int:
     from . import distributed
-    if args.command == "train" and distributed.under_mpiexec():
-        distributed.join_job()  # before anything this rank alone may refuse (its variables)
     try:
         for warning in settings.check_environment():
             print(_warning_line(warning), file=sys.stderr, end="")
@@ -389,8 +402,10 @@ def cmd_train(args) -> int:
     from .train import train_gpt
     if args.allow_changed_settings and not args.resume:  # (it was ignored: a user who
         # forgot --resume trained from scratch, or was told the checkpoint already exists)
-        raise UsageError("--allow-changed-settings is for --resume: it lets a resumed run "
+        exc = UsageError("--allow-changed-settings is for --resume: it lets a resumed run "
                          "change the checkpoint's settings; a fresh run has none to change")
+        exc.on_every_rank = True  # (from the command line, which every rank parses alike)
+        raise exc
     if args.ranks and distributed.under_mpiexec():
         distributed.check_ranks_option(args.ranks)  # its job is running: --ranks must match
     if args.ranks and args.ranks > 1 and not distributed.under_mpiexec():

@@ -57,3 +57,29 @@ def test_a_refusal_every_rank_agrees_on_ends_both_ranks_with_one_line(tmp_path):
         assert code == 2, output
         assert _outside_the_banner(output) == [line], output
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("option, line", [
+    (["--steps", "-1"], "graphc: error: argument --steps: expected a positive number, got -1 "
+                        "(see graphc train --help)"),
+    (["--stpes", "2"], "graphc: error: unrecognized arguments: --stpes 2 (see graphc --help)"),
+    (["--allow-changed-settings"], "graphc: error: --allow-changed-settings is for --resume: "
+                                   "it lets a resumed run change the checkpoint's settings; a "
+                                   "fresh run has none to change")])
+def test_a_refusal_of_the_command_line_under_mpiexec_is_said_once(tmp_path, option, line):
+    """`mpiexec -n 2 graphc train` with a bad option: every rank parses the same command
+    line, and each printed the refusal (twice in all), a bad value before the ranks had
+    joined the job, --allow-changed-settings without --resume after. Now rank 0 alone
+    says it and the ranks leave together with status 2."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    out = tmp_path / "run"
+    argv = [*FAST, "--data", str(_text(tmp_path)), "--out", str(out), *option]
+    # each rank a second slow to end its process (else the first to exit could end the
+    # other before it printed)
+    slow = ("import atexit, sys, time; atexit.register(time.sleep, 1); "
+            f"from graphc.cli import main; sys.exit(main({argv!r}))")
+    code, output, _ = run_in_group(dist.launch_command(2, ["-c", slow]), rank_env(), 100,
+                                   merge_output=True)
+    assert code == 2, output
+    assert _outside_the_banner(output) == [line], output
+    assert not out.exists()
