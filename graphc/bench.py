@@ -676,21 +676,25 @@ def main(argv=None):
 def add_arguments(p):
     # checked here: a bad count would otherwise be found after minutes of measuring
     from .cli import _non_negative_int, _path, _positive_int
-    p.add_argument("--workloads", default="gpt-tiny-train,gpt-small-train,gpt-tiny-infer,"
-                   "mlp-train", help=f"comma-separated, from: {', '.join(WORKLOADS)}")
+    # the contenders' options default to None, their defaults applied in run_cli, so that
+    # --ranks can tell one passed at its default value from one not passed
+    p.add_argument("--workloads", help=f"comma-separated, from: {', '.join(WORKLOADS)} "
+                   f"(default: {CONTENDERS_DEFAULTS['workloads']})")
     p.add_argument("--steps", type=_positive_int, default=10,
                    help="measured steps per contender")
-    p.add_argument("--warmup", type=_non_negative_int, default=2)
-    p.add_argument("--contenders", default="compiled,numpy,O0,eager,torch",
+    p.add_argument("--warmup", type=_non_negative_int, help="unmeasured steps each contender "
+                   f"runs first (default: {CONTENDERS_DEFAULTS['warmup']})")
+    p.add_argument("--contenders",
                    help="from: compiled, numpy (compiled without numba kernels), O0 (no "
                    "passes), eager, torch, bf16-mixed, fp16-mixed (the compiled training "
-                   "step in mixed precision)")
-    p.add_argument("--concurrent", type=int, default=0, metavar="N",
+                   f"step in mixed precision) (default: {CONTENDERS_DEFAULTS['contenders']})")
+    p.add_argument("--concurrent", type=int, metavar="N",
                    help="also run N copies of each contender at once and report each one's "
-                   "slow-down against running alone (fair sharing of the machine)")
-    p.add_argument("--rounds", type=int, default=5,
-                   help="rounds of the --concurrent measurement")
-    p.add_argument("--beside-busy", action="store_true",
+                   "slow-down against running alone (fair sharing of the machine; default: "
+                   f"{CONTENDERS_DEFAULTS['concurrent']}, off)")
+    p.add_argument("--rounds", type=int, help="rounds of the --concurrent measurement "
+                   f"(default: {CONTENDERS_DEFAULTS['rounds']})")
+    p.add_argument("--beside-busy", action="store_true", default=None,
                    help="run everything beside a busy process (one core kept busy by a "
                    "Python loop), as on a shared machine")
     p.add_argument("--json", type=_path, help="write the measurements to this JSON file (with "
@@ -705,13 +709,10 @@ def add_arguments(p):
 
 def _refuse_options_not_for_ranks(args) -> None:
     """An option of the contenders' measurement given with --ranks, in one line: it was
-    dropped without a word (a --json never written, a --workloads never run)."""
-    import argparse
-    defaults = argparse.ArgumentParser(add_help=False)
-    add_arguments(defaults)
+    dropped without a word (a --json never written, a --workloads never run), and so was
+    one given at its default value."""
     for flag in NOT_FOR_RANKS:
-        name = flag[2:].replace("-", "_")
-        if getattr(args, name) != defaults.get_default(name):
+        if getattr(args, flag[2:].replace("-", "_")) is not None:
             raise ValueError(f"{flag} is not for --ranks, which measures the data-parallel "
                              "tiny GPT step (it takes --steps and --json); leave it out or "
                              "run the two measurements apart")
@@ -743,6 +744,10 @@ def _busy_process():
 # options of the contenders' measurement, which `--ranks` (another measurement) does not take
 NOT_FOR_RANKS = ("--workloads", "--contenders", "--warmup", "--concurrent", "--rounds",
                  "--beside-busy", "--plot")
+# their values when not given (None as parsed: see add_arguments)
+CONTENDERS_DEFAULTS = {"workloads": "gpt-tiny-train,gpt-small-train,gpt-tiny-infer,mlp-train",
+                       "contenders": "compiled,numpy,O0,eager,torch", "warmup": 2,
+                       "concurrent": 0, "rounds": 5, "beside_busy": False}
 
 
 def run_cli(args) -> int:
@@ -751,6 +756,9 @@ def run_cli(args) -> int:
         _refuse_options_not_for_ranks(args)
         return bench_ranks(["--ranks", args.ranks, "--steps", str(args.steps),
                             *(["--json", args.json] if args.json else [])])
+    for name, default in CONTENDERS_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     for w in workloads:
         if w not in WORKLOADS:

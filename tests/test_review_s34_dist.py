@@ -83,3 +83,40 @@ def test_a_refusal_of_the_command_line_under_mpiexec_is_said_once(tmp_path, opti
     assert code == 2, output
     assert _outside_the_banner(output) == [line], output
     assert not out.exists()
+
+
+# ---- graphc bench --ranks and the contenders' options at their defaults --------------------
+@pytest.mark.parametrize("option", [
+    ["--workloads", "gpt-tiny-train,gpt-small-train,gpt-tiny-infer,mlp-train"],
+    ["--contenders", "compiled,numpy,O0,eager,torch"], ["--warmup", "2"],
+    ["--concurrent", "0"], ["--rounds", "5"]])
+def test_graphc_bench_ranks_refuses_a_contenders_option_given_at_its_default(
+        tmp_path, monkeypatch, capsys, option):
+    """`graphc bench --ranks 1 --contenders compiled,numpy,O0,eager,torch` (or --warmup 2,
+    --rounds 5, ...: an option of the contenders' measurement spelled out at its default
+    value) was taken for an option not given and silently ignored, while any other value
+    was refused. Now the option is refused whenever it is passed; without --ranks the
+    measurement takes it, and the options not given their defaults, as before."""
+    from graphc import bench
+    from graphc.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--ranks", "1", "--steps", "1", *option]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == [
+        f"graphc: error: {option[0]} is not for --ranks, which measures the data-parallel tiny "
+        "GPT step (it takes --steps and --json); leave it out or run the two measurements "
+        "apart"]
+    assert list(tmp_path.iterdir()) == []
+
+    seen = {}
+
+    def measured(workloads, steps, warmup, contenders):
+        seen.update(workloads=workloads, steps=steps, warmup=warmup, contenders=contenders)
+        raise KeyboardInterrupt  # (stops before measuring anything)
+
+    monkeypatch.setattr(bench, "matmul_gflops", lambda: 1.0)
+    monkeypatch.setattr(bench, "run", measured)
+    assert main(["bench", "--steps", "3", *option]) == 130
+    assert seen == {"workloads": ["gpt-tiny-train", "gpt-small-train", "gpt-tiny-infer",
+                                  "mlp-train"], "steps": 3, "warmup": 2,
+                    "contenders": ("compiled", "numpy", "O0", "eager", "torch")}
