@@ -688,11 +688,11 @@ def add_arguments(p):
                    help="from: compiled, numpy (compiled without numba kernels), O0 (no "
                    "passes), eager, torch, bf16-mixed, fp16-mixed (the compiled training "
                    f"step in mixed precision) (default: {CONTENDERS_DEFAULTS['contenders']})")
-    p.add_argument("--concurrent", type=int, metavar="N",
+    p.add_argument("--concurrent", type=_copies, metavar="N",
                    help="also run N copies of each contender at once and report each one's "
                    "slow-down against running alone (fair sharing of the machine; default: "
                    f"{CONTENDERS_DEFAULTS['concurrent']}, off)")
-    p.add_argument("--rounds", type=int, help="rounds of the --concurrent measurement "
+    p.add_argument("--rounds", type=_positive_int, help="rounds of the --concurrent measurement "
                    f"(default: {CONTENDERS_DEFAULTS['rounds']})")
     p.add_argument("--beside-busy", action="store_true", default=None,
                    help="run everything beside a busy process (one core kept busy by a "
@@ -705,6 +705,18 @@ def add_arguments(p):
                    "1,2; MPI, graphc.bench_ranks): step time, all-reduce time, share of the "
                    "communication hidden; with --steps and --json, none of the contenders' "
                    "options")
+
+
+def _copies(text):
+    """--concurrent: 0 (off) or 2 or more copies (one copy is the solo run each is compared
+    with)."""
+    import argparse
+
+    from .cli import _whole
+    value = _whole(text)
+    if value < 0 or value == 1:
+        raise argparse.ArgumentTypeError(f"expected 0 (off) or 2 or more copies, got {value}")
+    return value
 
 
 def _refuse_options_not_for_ranks(args) -> None:
@@ -772,8 +784,6 @@ def run_cli(args) -> int:
         if not chosen:  # an empty table and exit status 0
             raise ValueError(f"{flag} {getattr(args, flag[2:])!r} names none; choose from "
                              f"{', '.join(names)}")
-    if args.concurrent < 0 or args.concurrent == 1 or args.rounds < 1:
-        raise ValueError("--concurrent takes 2 or more copies (0: off) and --rounds 1 or more")
     check_process_count("--concurrent", args.concurrent)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path:

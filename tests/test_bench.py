@@ -1,6 +1,8 @@
 """`graphc bench` on small workloads: the JSON has every field, with real, sane values."""
 import json
 
+import pytest
+
 from graphc.cli import main
 
 
@@ -76,8 +78,11 @@ def test_bench_concurrent_reports_each_processs_slowdown(tmp_path, capsys):
 
 
 def test_bench_concurrent_needs_two_copies(capsys):
-    assert main(["bench", "--workloads", "mlp-train", "--concurrent", "1"]) == 2
-    assert "--concurrent takes 2 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # (refused as it is parsed)
+        main(["bench", "--workloads", "mlp-train", "--concurrent", "1"])
+    assert stop.value.code == 2
+    assert "--concurrent: expected 0 (off) or 2 or more copies, got 1" in \
+        capsys.readouterr().err
 
 
 def test_medium_workloads_build_the_medium_config():

@@ -120,3 +120,28 @@ def test_graphc_bench_ranks_refuses_a_contenders_option_given_at_its_default(
     assert seen == {"workloads": ["gpt-tiny-train", "gpt-small-train", "gpt-tiny-infer",
                                   "mlp-train"], "steps": 3, "warmup": 2,
                     "contenders": ("compiled", "numpy", "O0", "eager", "torch")}
+
+
+# ---- the subcommands' options ---------------------------------------------------------------
+@pytest.mark.parametrize("option, says", [
+    (["--concurrent", "1"], "argument --concurrent: expected 0 (off) or 2 or more copies, "
+                            "got 1"),
+    (["--concurrent", "-2"], "argument --concurrent: expected 0 (off) or 2 or more copies, "
+                             "got -2"),
+    (["--concurrent", "x"], "argument --concurrent: expected a whole number, got 'x'"),
+    (["--concurrent", "2", "--rounds", "0"], "argument --rounds: expected a positive number, "
+                                             "got 0"),
+    (["--rounds", "2.5"], "argument --rounds: expected a whole number, got '2.5'")])
+def test_graphc_bench_refuses_a_bad_concurrent_or_rounds_naming_that_option(capsys, option,
+                                                                            says):
+    """`graphc bench --rounds 0` was refused as `--concurrent takes 2 or more copies (0: off)
+    and --rounds 1 or more` (both options, no value), and `--concurrent x` as argparse's
+    `invalid int value: 'x'`. Now each is refused as it is parsed, naming its option and
+    value, as `--steps` and `--warmup` are."""
+    from graphc.cli import main
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", *option])
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [f"graphc: error: {says} (see graphc bench --help)"]
