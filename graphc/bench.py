@@ -681,7 +681,7 @@ def add_arguments(p):
     p.add_argument("--workloads", help=f"comma-separated, from: {', '.join(WORKLOADS)} "
                    f"(default: {CONTENDERS_DEFAULTS['workloads']})")
     p.add_argument("--steps", type=_positive_int, default=10,
-                   help="measured steps per contender")
+                   help="measured steps per contender (default: 10)")
     p.add_argument("--warmup", type=_non_negative_int, help="unmeasured steps each contender "
                    f"runs first (default: {CONTENDERS_DEFAULTS['warmup']})")
     p.add_argument("--contenders",

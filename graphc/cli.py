@@ -147,16 +147,41 @@ def _memory_size(text):
         raise argparse.ArgumentTypeError(exc.message.removeprefix("size: ")) from None
 
 
+def _default(defaults: dict, field: str, fallback) -> str:
+    """The help's `(default: ...)` of a setting that --config sets: `the config's: tiny 2,
+    small 4, ...` (`defaults`: config name -> its settings), or the one value every config
+    shares (`fallback` where it sets none)."""
+    values = {name: settings.get(field, fallback) for name, settings in defaults.items()}
+    if len(set(values.values())) == 1:
+        return f"(default: {fallback})"
+    return "(default: the config's: " + ", ".join(
+        f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in values.items()) + ")"
+
+
 def _add_model_options(p):
-    from .models.gpt import CONFIGS
-    p.add_argument("--config", default="small", help=f"model size: {', '.join(CONFIGS)}")
-    for field in ("n_layer", "n_head", "n_embd", "block_size", "batch_size"):
-        p.add_argument("--" + field.replace("_", "-"), dest=field, type=_positive_int)
-    p.add_argument("--dropout", type=_non_negative_float)
-    p.add_argument("--no-bias", dest="bias", action="store_const", const=False)
+    from .models.gpt import CONFIGS, GPTConfig
+    p.add_argument("--config", default="small", help=f"model size: {', '.join(CONFIGS)}; it "
+                   "sets the defaults below marked `the config's` (default: small; a resumed "
+                   "run takes its checkpoint's)")
+    what = {"n_layer": "transformer blocks", "n_head": "attention heads per block",
+            "n_embd": "embedding width, a multiple of --n-head",
+            "block_size": "context length, in characters",
+            "batch_size": "sequences per step, over all --ranks"}
+    for field, says in what.items():
+        p.add_argument("--" + field.replace("_", "-"), dest=field, type=_positive_int,
+                       help=f"{says} {_default(CONFIGS, field, getattr(GPTConfig, field))}")
+    p.add_argument("--dropout", type=_non_negative_float, help="dropout probability, below 1 "
+                   f"(default: {GPTConfig.dropout})")
+    p.add_argument("--no-bias", dest="bias", action="store_const", const=False,
+                   help="no biases in the linear layers and layer norms (default: biases, "
+                   "but for nanogpt-cpu)")
     p.add_argument("--untied", dest="tie_weights", action="store_const", const=False,
-                   help="separate lm_head weights instead of tying them to the embedding")
-    p.add_argument("--dtype", choices=["float32", "float64"])
+                   help="separate lm_head weights instead of tying them to the embedding "
+                   "(default: tied)")
+    p.add_argument("--dtype", choices=["float32", "float64"],
+                   help=f"the model's dtype, of its parameters and computation (default: "
+                   f"{GPTConfig.dtype})")
 
 
 def build_parser():
@@ -167,21 +192,34 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a character-level GPT (default: small on Tiny "
                        "Shakespeare)")
+    from .train import TRAIN_DEFAULTS, TrainConfig
+
+    def default(field):
+        return _default(TRAIN_DEFAULTS, field, getattr(TrainConfig, field))
+
     _add_model_options(t)
     t.add_argument("--data", type=_path, help="UTF-8 text file (default: the bundled Tiny "
                    "Shakespeare)")
-    t.add_argument("--steps", type=_positive_int, help="train until this many steps in all")
-    t.add_argument("--lr", type=_positive_float, help="peak learning rate")
+    t.add_argument("--steps", type=_positive_int, help="train until this many steps in all "
+                   + default("steps"))
+    t.add_argument("--lr", type=_positive_float, help="peak learning rate " + default("lr"))
     t.add_argument("--min-lr", type=_non_negative_float,
-                   help="learning rate at the end of the cosine schedule (0: decay to zero)")
-    t.add_argument("--warmup", type=_non_negative_int)
+                   help="learning rate at the end of the cosine schedule (0: decay to zero) "
+                   + default("min_lr"))
+    t.add_argument("--warmup", type=_non_negative_int, help="steps of linear learning-rate "
+                   "warmup " + default("warmup"))
     t.add_argument("--decay-steps", type=_positive_int,
                    help="the step the cosine schedule ends at, warmup included; more than "
                    "--warmup (default: --steps)")
-    t.add_argument("--weight-decay", type=_non_negative_float)
-    t.add_argument("--eval-every", type=_positive_int)
-    t.add_argument("--eval-iters", type=_positive_int)
-    t.add_argument("--seed", type=_seed)
+    t.add_argument("--weight-decay", type=_non_negative_float,
+                   help="AdamW's weight decay, of the weight matrices and embeddings "
+                   + default("weight_decay"))
+    t.add_argument("--eval-every", type=_positive_int, help="every this many steps, estimate "
+                   "the validation loss and save the checkpoint " + default("eval_every"))
+    t.add_argument("--eval-iters", type=_positive_int, help="batches per loss estimate "
+                   + default("eval_iters"))
+    t.add_argument("--seed", type=_seed, help="seed of the initial weights, the batches and "
+                   "dropout " + default("seed"))
     t.add_argument("--precision", choices=["fp32", "bf16-mixed", "fp16-mixed"],
                    help="mixed precision: float32 weights and optimiser state, bfloat16 or "
                    "float16 activations and matmuls (fp16 with dynamic loss scaling); "
@@ -192,23 +230,29 @@ def build_parser():
                    help="with --resume: continue with training settings other than the "
                    "checkpoint's (--lr, --warmup, ...; --steps, --eval-every, --eval-iters "
                    "and --precision may change without it)")
-    t.add_argument("--sample-tokens", type=_non_negative_int, default=300)
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--sample-tokens", type=_non_negative_int, default=300,
+                   help="characters to sample after training, into OUT/sample.txt (0: none; "
+                   "default: 300)")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress bar while training (default: one, on stderr)")
     t.add_argument("-O", dest="pipeline", default="default", type=_pipeline("-O O0"),
-                   help="pass pipeline (O0, default)")
+                   help="pass pipeline: default, O0 (no passes), or comma-separated passes "
+                   "(default: default)")
     t.add_argument("--fast-math", action="store_true", help="allow rewrites that assume "
                    "finite values and reassociating kernels (results may differ from numpy's)")
     t.add_argument("--memory-limit", type=_memory_size, help="memory budget of the training "
                    "step, in bytes or as 200MB, 1.5GiB: activations are recomputed in the "
-                   "backward pass until its plan fits")
+                   "backward pass until its plan fits (default: no limit)")
     t.add_argument("--ranks", type=_positive_int, help="train on N processes of this machine "
-                   "(starts mpiexec -n N; on many machines run mpiexec -n N graphc train)")
+                   "(starts mpiexec -n N; on many machines run mpiexec -n N graphc train; "
+                   "default: one process)")
 
     d = sub.add_parser("dump", help="print a graph's IR (text, JSON, dot, svg, png, pdf, GraphML), "
                        "before/after passes, with statistics")
     d.add_argument("target", help="gpt, mlp, FILE.py:FUNCTION, MODULE:FUNCTION, or a saved "
                    ".ir/.json file")
-    d.add_argument("--config", default="tiny", help="GPT config for the gpt target")
+    d.add_argument("--config", default="tiny", help="GPT config for the gpt target "
+                   "(default: tiny)")
     d.add_argument("--grad", action="store_true", help="the training graph: loss and "
                    "gradients")
     d.add_argument("--after", metavar="STAGE", help="stop after this pass (NAME#2: after "
@@ -226,14 +270,17 @@ def build_parser():
     d.add_argument("--diff", nargs=2, metavar=("A", "B"), help="unified diff of the IR "
                    "between two stages (input, a pass name, name#2, or a number)")
     d.add_argument("--format", default="text",
-                   choices=["text", "json", "dot", "svg", "png", "pdf", "graphml"])
+                   choices=["text", "json", "dot", "svg", "png", "pdf", "graphml"],
+                   help="output format; svg, png and pdf are drawn by Graphviz's dot "
+                   "(default: text)")
     d.add_argument("-o", "--output", type=_path, help="write to this file instead of stdout")
     d.add_argument("--collapse", action="store_true", help="fold each layer into one box; "
                    "in text, print a control-flow body shared by several nodes once")
     d.add_argument("--locations", action="store_true", help="annotate source lines")
     d.add_argument("--full", action="store_true", help="print large constants in full")
     d.add_argument("--batch", help="gpt and mlp: the batch size, or a name for a symbolic "
-                   "batch dimension (one plan for every batch size): --batch batch")
+                   "batch dimension (one plan for every batch size): --batch batch (default: "
+                   "the config's batch size for gpt, 32 for mlp)")
     d.add_argument("--bind", action="append", metavar="NAME=SIZE", help="sizes for a graph's "
                    "symbolic dimensions, for lowering stages and --stats (repeatable)")
 
@@ -242,9 +289,12 @@ def build_parser():
     add_arguments(b)
 
     pr = sub.add_parser("profile", help="time every kernel of a compiled GPT training step")
-    pr.add_argument("--config", default="small", choices=("tiny", "small", "medium", "nanogpt-cpu"))
-    pr.add_argument("--repeat", type=_positive_int, default=5)
-    pr.add_argument("--top", type=_positive_int, default=20, help="slowest kernels to list")
+    pr.add_argument("--config", default="small", choices=("tiny", "small", "medium", "nanogpt-cpu"),
+                    help="the GPT whose step is profiled (default: small)")
+    pr.add_argument("--repeat", type=_positive_int, default=5,
+                    help="profiled steps, each kernel's time their mean (default: 5)")
+    pr.add_argument("--top", type=_positive_int, default=20,
+                    help="slowest kernels to list (default: 20)")
     pr.add_argument("--warm", action="store_true",
                     help="also time each kernel again right after itself (its operands in the "
                          "caches): what it waited for memory the step had left cold")
@@ -254,7 +304,9 @@ def build_parser():
                    help="a checkpoint directory or file")
     e.add_argument("--data", type=_path, help="the text it was trained on (default: the "
                    "bundled Tiny Shakespeare); its vocabulary must be the checkpoint's")
-    e.add_argument("--split", choices=("val", "train"), default="val")
+    e.add_argument("--split", choices=("val", "train"), default="val",
+                   help="the split to score: the text's last 10%% or its first 90%% "
+                   "(default: val)")
 
     s = sub.add_parser("sample", help="generate text from a checkpoint or a GPT-2 directory")
     source = s.add_mutually_exclusive_group(required=True)
@@ -264,12 +316,16 @@ def build_parser():
     s.add_argument("--prompt", help="text to continue (default: a newline, or the first "
                    "character of the vocabulary if the text had no newline; for --model, "
                    "GPT-2's <|endoftext|>)")
-    s.add_argument("--tokens", type=_positive_int, default=300)
-    s.add_argument("--temperature", type=_non_negative_float, default=0.8)
-    s.add_argument("--top-k", type=_positive_int)
+    s.add_argument("--tokens", type=_positive_int, default=300,
+                   help="tokens to generate (default: 300)")
+    s.add_argument("--temperature", type=_non_negative_float, default=0.8,
+                   help="divides the logits: lower is more predictable, 0 takes the likeliest "
+                   "token (default: 0.8)")
+    s.add_argument("--top-k", type=_positive_int, help="sample from the k likeliest tokens "
+                   "(default: all)")
     s.add_argument("--top-p", type=_probability, help="sample from the most likely tokens "
                    "whose probability reaches this (nucleus sampling; default: all)")
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the sampling (default: 0)")
     s.add_argument("--ignore-eos", action="store_true", help="keep sampling past the model's "
                    "end-of-text token (--model: its eos_token_id, where it stops by default, "
                    "as transformers' generate does; a checkpoint has none)")
@@ -283,11 +339,13 @@ def build_parser():
 def main(argv=None) -> int:
     from . import distributed
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    every_rank = False
     if argv[:1] == ["train"] and distributed.under_mpiexec():
         # before anything this rank alone may refuse (its variables), its command line too
         distributed.join_job()
-        parser.every_rank = parser.commands["train"].every_rank = distributed.joined()
+        every_rank = distributed.joined()
+    parser = build_parser()
+    parser.every_rank = parser.commands["train"].every_rank = every_rank
     args = parser.parse_args(argv)
     args.argv = argv
     python_form, warnings.formatwarning = warnings.formatwarning, _format_warning

@@ -145,3 +145,47 @@ def test_graphc_bench_refuses_a_bad_concurrent_or_rounds_naming_that_option(caps
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines() == [f"graphc: error: {says} (see graphc bench --help)"]
+
+
+def test_every_option_of_the_subcommands_says_what_it_does_and_its_default():
+    """`graphc train --help` listed --n-layer, --batch-size, --warmup, --eval-iters, --seed,
+    --sample-tokens (and more) with no word of what they do or their default, as did
+    `graphc bench --warmup`, `eval --split`, `dump --format` and `profile --repeat`. Now
+    every option says what it does, and the defaults are given, per config where --config
+    sets them."""
+    import argparse
+
+    from graphc.cli import build_parser
+    commands = build_parser().commands
+    for name in ("train", "bench", "eval", "dump", "profile", "sample"):
+        for action in commands[name]._actions:
+            assert action.help and action.help != argparse.SUPPRESS, \
+                (name, action.option_strings)
+
+    def says(command, option):
+        action = next(a for a in commands[command]._actions if option in a.option_strings)
+        return " ".join(action.help.split())
+
+    for command, option, default in [
+            ("train", "--config", "(default: small;"),
+            ("train", "--n-layer", "(default: the config's: tiny 2, small 4, medium 6, "
+                                   "nanogpt-cpu 4)"),
+            ("train", "--batch-size", "(default: the config's: tiny 64, small 32, medium 32, "
+                                      "nanogpt-cpu 12)"),
+            ("train", "--steps", "(default: the config's: tiny 300, small 2500, medium 5000, "
+                                 "nanogpt-cpu 2000)"),
+            ("train", "--lr", "(default: the config's: tiny 0.005, small 0.002, medium 0.001, "
+                              "nanogpt-cpu 0.001)"),
+            ("train", "--warmup", "tiny 30, small 100, medium 200, nanogpt-cpu 100)"),
+            ("train", "--dropout", "(default: 0.0)"), ("train", "--dtype", "(default: float32)"),
+            ("train", "--weight-decay", "(default: 0.1)"),
+            ("train", "--eval-iters", "(default: 20)"), ("train", "--seed", "(default: 1337)"),
+            ("train", "--sample-tokens", "default: 300)"), ("train", "-O", "(default: default)"),
+            ("bench", "--steps", "(default: 10)"), ("bench", "--warmup", "(default: 2)"),
+            ("bench", "--rounds", "(default: 5)"), ("eval", "--split", "(default: val)"),
+            ("dump", "--config", "(default: tiny)"), ("dump", "--format", "(default: text)"),
+            ("profile", "--config", "(default: small)"),
+            ("profile", "--repeat", "(default: 5)"), ("profile", "--top", "(default: 20)"),
+            ("sample", "--tokens", "(default: 300)"),
+            ("sample", "--temperature", "(default: 0.8)"), ("sample", "--seed", "(default: 0)")]:
+        assert default in says(command, option), (command, option, says(command, option))
