@@ -80,8 +80,23 @@ def _carry_nodes(graph, init_leaves, other_leaves, what):
     scalar) takes the dtype of the loop's first floating-point array (the other carries, then
     xs), as a weak scalar takes the dtype of the tensor it meets: scan(lambda c, x: (c + x,
     None), 0.0, float64 xs) carries float64, where the carry was float32 and `c + x` was
-    refused (JAX promotes weakly typed carries likewise)."""
-    return [_as_node(graph, x, what) for x in _typed_carries(init_leaves, other_leaves)]
+    refused (JAX promotes weakly typed carries likewise). Other numbers (an int) are weakly
+    typed, as cond's operands: the body may keep them so (see _weak_lost)."""
+    typed = _typed_carries(init_leaves, other_leaves)
+    nodes = [_as_node(graph, x, what) for x in typed]
+    graph.weak_ids.update(n.id for n, x in zip(nodes, typed)
+                          if is_weak_scalar(x) and not isinstance(x, (bool, np.bool_)))
+    return nodes
+
+
+def _weak_lost(region, own, count) -> set:
+    """The positions of the carries weak as they come into loop body `region` (inputs
+    `own`) that it does not return weak (c + int32_x, cast(c, ...)): a carry is weak in the
+    body only where every step keeps it weak, so the loop traces its functions again with
+    those carried strong, as JAX retraces a weakly typed carry the body promotes. Weak
+    throughout, the loop's result is weak too (ir.weak.result_is_weak)."""
+    return {k for k in range(count)
+            if weak.is_weak(own[k]) and not weak.is_weak(region.outputs[k])}
 
 
 def _typed_carries(init_leaves, other_leaves) -> list:
@@ -138,12 +153,13 @@ def _sites_within(graph, construct, function, iteration=None):
             F.EAGER_DROPOUT.iterations.pop()
 
 
-def _trace_region(fn, name, arg_trees, graph, scope, loop=False):
+def _trace_region(fn, name, arg_trees, graph, scope, loop=False, strong=()):
     """Trace fn on fresh inputs shaped like arg_trees' leaves, for a node of `graph`, numbering
     its dropout sites within `scope` (construct, function): -> (region, own inputs, fn's
     result). The caller closes the region after setting outputs; for a loop (loop=True) it
     feeds region.iteration_input when dropout made one. A branch's weakly typed operand (a
-    Python int) stays weak in there, as in eager code; a loop's carry has one dtype."""
+    Python int) stays weak in there, as in eager code, and so does a loop's carry (the first
+    tree's leaves) but at the positions `strong` (see _weak_lost)."""
     region = Region(name, parent=graph)
     region.is_loop = loop
     region.salt_scope = scope
@@ -152,8 +168,8 @@ def _trace_region(fn, name, arg_trees, graph, scope, loop=False):
         for k, tree in enumerate(arg_trees):
             leaves, structure = leaves_and_structure(tree)
             inputs = [region.input(f"a{k}_{i}", x.shape, x.dtype) for i, x in enumerate(leaves)]
-            if not loop:
-                region.weak_ids.update(n.id for n, x in zip(inputs, leaves) if weak.is_weak(x))
+            region.weak_ids.update(n.id for i, (n, x) in enumerate(zip(inputs, leaves))
+                                   if weak.is_weak(x) and not (k == 0 and i in strong))
             own += inputs
             args.append(unflatten(structure, inputs))
         result = fn(*args)
@@ -291,15 +307,21 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
     x_nodes = [_as_node(graph, x, "scan xs") for x in x_leaves]
     carry_in = unflatten(init_structure, carry_nodes)
     x_slices = unflatten(x_structure, [_Slice(x) for x in x_nodes]) if xs is not None else None
-    region, own, result = _trace_region(
-        lambda c, *x: f(c, x[0] if x else None), f"{_fn_name(f)}_body",
-        [carry_in] + ([x_slices] if xs is not None else []), graph, (construct, _BODY),
-        loop=True)
-    new_carry, y = _pair(f, result)
-    new_leaves, new_structure = leaves_and_structure(new_carry)
-    y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
-    new_leaves = _autocast_carry(region, new_leaves, carry_nodes)
-    _set_outputs(region, new_leaves + y_leaves, call_site)
+    strong = set()
+    while True:  # (again only where a weak carry lost its weakness: see _weak_lost)
+        region, own, result = _trace_region(
+            lambda c, *x: f(c, x[0] if x else None), f"{_fn_name(f)}_body",
+            [carry_in] + ([x_slices] if xs is not None else []), graph, (construct, _BODY),
+            loop=True, strong=strong)
+        new_carry, y = _pair(f, result)
+        new_leaves, new_structure = leaves_and_structure(new_carry)
+        y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
+        new_leaves = _autocast_carry(region, new_leaves, carry_nodes)
+        _set_outputs(region, new_leaves + y_leaves, call_site)
+        lost = _weak_lost(region, own, min(len(carry_nodes), len(new_leaves)))
+        if not lost:
+            break
+        strong |= lost
     _check_carry(f, "scan", region.outputs[:len(new_leaves)], new_structure,
                  own[:len(carry_nodes)], init_structure)
     if region.iteration_input is not None:  # dropout inside: scan 0..n-1 along as one more xs
@@ -516,21 +538,29 @@ def while_loop(cond_fun, body_fun, init_val):
     call_site = user_location()
     carry_nodes = _carry_nodes(graph, init_leaves, [], "while_loop init")
     carry_in = unflatten(init_structure, carry_nodes)
-    cond_region, cond_own, keep = _trace_region(cond_fun, f"{_fn_name(cond_fun)}_cond",
-                                                [carry_in], graph,
-                                                (construct, _WHILE_COND), loop=True)
-    keep_leaves, _ = leaves_and_structure(keep)
-    _set_outputs(cond_region, keep_leaves, call_site)
-    out = cond_region.outputs
-    if len(out) != 1 or out[0].ndim != 0 or out[0].dtype != np.bool_:
-        raise GraphcError(f"while_loop cond_fun {_fn_name(cond_fun)}{_where(cond_fun)} must "
-                          f"return a bool scalar, got {_types(out)}", (user_location(),))
-    body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
-                                               [carry_in], graph, (construct, _BODY),
-                                               loop=True)
-    new_leaves, new_structure = leaves_and_structure(new)
-    new_leaves = _autocast_carry(body_region, new_leaves, carry_nodes)
-    _set_outputs(body_region, new_leaves, call_site)
+    strong = set()
+    while True:  # (again only where a weak carry lost its weakness: see _weak_lost)
+        cond_region, cond_own, keep = _trace_region(cond_fun, f"{_fn_name(cond_fun)}_cond",
+                                                    [carry_in], graph,
+                                                    (construct, _WHILE_COND), loop=True,
+                                                    strong=strong)
+        keep_leaves, _ = leaves_and_structure(keep)
+        _set_outputs(cond_region, keep_leaves, call_site)
+        out = cond_region.outputs
+        if len(out) != 1 or out[0].ndim != 0 or out[0].dtype != np.bool_:
+            raise GraphcError(f"while_loop cond_fun {_fn_name(cond_fun)}{_where(cond_fun)} "
+                              f"must return a bool scalar, got {_types(out)}",
+                              (user_location(),))
+        body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
+                                                   [carry_in], graph, (construct, _BODY),
+                                                   loop=True, strong=strong)
+        new_leaves, new_structure = leaves_and_structure(new)
+        new_leaves = _autocast_carry(body_region, new_leaves, carry_nodes)
+        _set_outputs(body_region, new_leaves, call_site)
+        lost = _weak_lost(body_region, body_own, min(len(carry_nodes), len(new_leaves)))
+        if not lost:
+            break
+        strong |= lost
     _check_carry(body_fun, "while_loop body", body_region.outputs, new_structure, body_own,
                  init_structure)
     if cond_region.iteration_input is not None or body_region.iteration_input is not None:

@@ -234,6 +234,7 @@ class Compiled:
                 self.recompiles.append(message)
                 self._warn_recompiles(fname, message)
             graph, written = traced or self._trace(args, signature)
+            limits = weak.int_limits(graph)  # (it may refuse the graph: before a plan is kept)
             donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
                       for leaf in leaf_input_names(self._names(len(args))[i], args[i])]
             plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
@@ -243,7 +244,6 @@ class Compiled:
             self._drop_old_plans()
             if written:
                 self._buffer_writes[id(plan)] = written
-            limits = weak.int_limits(graph)
             if limits:
                 weak_inputs = [(i, node) for i, node in enumerate(graph.inputs)
                                if weak.is_weak(node)]

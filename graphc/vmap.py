@@ -80,6 +80,8 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
                 leaf = first = np.asarray(leaf, shared)
             spec = to_spec(first)
             node = region.input(leaf_name, spec.shape[axis is not None:], spec.dtype)
+            if axis is None and weak.is_weak(leaf):  # as capture() keeps it weak
+                region.weak_ids.add(node.id)
             bound[node] = (first, axis is not None)
             stand_ins.append(node)
         with region.building():

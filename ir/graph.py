@@ -248,8 +248,10 @@ class Graph(Interpreter):
 
     def process(self, op, inputs, attrs) -> Node:
         weak_result = False
-        if self.weak_ids and any(weak.is_weak(x) for x in inputs):
-            inputs, weak_result = weak.adopt(op.name, inputs, self._cast)
+        if op.name == "tuple_get":
+            weak_result = weak.result_is_weak(inputs[0], attrs["index"])
+        elif self.weak_ids and any(weak.is_weak(x) for x in inputs):
+            inputs, weak_result = weak.adopt(op.name, inputs, self._cast, attrs)
         like = like_dtype(inputs)
         args = [lift_symbolic(self, x, like, op.name) for x in inputs]
         node = self.add_node(op.name, args, attrs, infer_type(op, [a.type for a in args], attrs))

@@ -14,10 +14,12 @@ Parameter read inside is a `param` input here and is passed in from the enclosin
 """
 from __future__ import annotations
 
+import numpy as np
+
 from . import weak
 from .errors import GraphcError, user_location
 from .graph import Graph
-from .ops.registry import SymbolicValue, like_dtype, lift_symbolic
+from .ops.registry import SymbolicValue, is_weak_scalar, like_dtype, lift_symbolic
 
 
 class Region(Graph):
@@ -91,7 +93,10 @@ class Region(Graph):
             return self.capture(value)
         if hasattr(value, "graph_operand") or hasattr(value, "shape") or \
                 isinstance(value, (bool, int, float)):
-            return lift_symbolic(self, value, like_dtype([value]), "region result")
+            node = lift_symbolic(self, value, like_dtype([value]), "region result")
+            if is_weak_scalar(value) and not isinstance(value, (bool, np.bool_)):
+                self.weak_ids.add(node.id)  # a number returned stays one, as eagerly
+            return node
         raise GraphcError(f"a loop or branch function returned a {type(value).__name__}, not "
                           "an array", (user_location(),))
 

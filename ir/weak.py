@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import GraphcError
 from .ops.control_flow import region_feeds, regions_of
 from .types import is_float
 
@@ -23,15 +24,24 @@ _ADOPTING = {name: None for name in ("add", "sub", "mul", "div", "pow", "maximum
                                      "lt", "le", "gt", "ge", "eq", "ne")}
 _ADOPTING["where"] = (1, 2)  # the values, not the condition
 
+# the unary ops a Python number goes through as a number (-k, abs(k)), and the identity
+# reshape a transformation's fresh variable is (graphc.transforms._variables): their result
+# is as weak as their operand
+_KEEPING = ("neg", "abs", "reshape")
+
 
 def is_weak(x) -> bool:
     graph = getattr(x, "graph", None)
     return graph is not None and getattr(x, "id", None) in getattr(graph, "weak_ids", ())
 
 
-def adopt(opname: str, inputs: list, cast) -> tuple[list, bool]:
+def adopt(opname: str, inputs: list, cast, attrs=None) -> tuple[list, bool]:
     """(the operands with weak ones cast to the dtype of the strong tensors they meet, whether
-    the result is weak). `cast(node, dtype)` builds the cast."""
+    the result is weak). `cast(node, dtype)` builds the cast; `attrs` are the op's."""
+    if opname in _KEEPING:
+        identity = opname != "reshape" or tuple((attrs or {}).get("shape", ())) == \
+            tuple(inputs[0].shape)
+        return inputs, identity and is_weak(inputs[0])
     positions = _ADOPTING.get(opname, ())
     if positions is None:
         positions = range(len(inputs))
@@ -46,12 +56,17 @@ def adopt(opname: str, inputs: list, cast) -> tuple[list, bool]:
     if target is None:
         if strong:  # only masks: the mixing rules of eager code apply (no cast)
             return inputs, False
-        # weak values and Python numbers only: a float number makes weak integers floats
-        # (float64: exact for the int64 values, cast down where a strong float meets them)
-        if any(isinstance(inputs[i], (float, np.floating)) for i in values):
+        # weak values and Python numbers only: a float among them (a number, or a weak
+        # value such as a Python-float argument: lr * step) makes weak integers floats of
+        # its dtype, and so does true division, as Python's 1 / n does (float64: exact for
+        # the int64 values, cast down where a strong float meets them)
+        floats = [np.dtype(inputs[i].dtype) for i in weak if is_float(inputs[i].dtype)]
+        if floats or opname == "div" or \
+                any(isinstance(inputs[i], (float, np.floating)) for i in values):
+            dtype = floats[0] if floats else np.dtype(np.float64)
             for i in weak:
                 if not is_float(inputs[i].dtype):
-                    inputs[i] = cast(inputs[i], np.dtype(np.float64))
+                    inputs[i] = cast(inputs[i], dtype)
         return inputs, True
     for i in weak:
         dtype = np.dtype(inputs[i].dtype)
@@ -61,11 +76,32 @@ def adopt(opname: str, inputs: list, cast) -> tuple[list, bool]:
     return inputs, False
 
 
+def result_is_weak(node, index: int) -> bool:
+    """Whether result `index` of control-flow `node` (what its tuple_get reads) is weak, as
+    eager code leaves a Python number one: a branch result every branch returns weak (cond(p,
+    f, g, k) with f and g giving k + 1 and k - 1), and a loop carry weak in the body both as
+    it comes in and as the body returns it (scan(lambda c, x: (c + 1, x * c), k, xs)). A
+    scan's stacked results (ys) are arrays, as eagerly."""
+    if node.op == "cond":
+        return all(is_weak(branch.outputs[index]) for branch in node.attrs["branches"])
+    if node.op == "scan":
+        body, first = node.attrs["body"], node.attrs["consts"]
+        if index >= node.attrs["carries"]:
+            return False
+    elif node.op == "while_loop":
+        body, first = node.attrs["body_fn"], node.attrs["body_consts"]
+    else:
+        return False
+    return is_weak(body.inputs[first + index]) and is_weak(body.outputs[index])
+
+
 def int_limits(graph) -> dict:
     """{weak integer node: the narrowest integer dtype it was cast to where it met a tensor}:
     a compiled function checks that the value (a Python int argument, or one computed from
     such arguments and numbers, `k + 1`) fits, as eager code checks its scalars. The node's
-    value comes from `exact_value` at each call."""
+    value comes from `exact_value` at each call. One computed by a loop or a branch (a
+    weak carry, a cond's result) is known only as the plan runs: its meeting a narrower
+    integer tensor is refused here (GraphcError), as a strong int64 would be."""
     limits = {}
 
     def narrow(source, dtype):
@@ -81,26 +117,59 @@ def int_limits(graph) -> dict:
         if source is not None and is_weak(source) and not is_float(source.dtype):
             dtype = np.dtype(node.attrs["dtype"])
             if dtype.kind in "iu":
+                _check_known(source, (), dtype, node.locs)
                 narrow(source, dtype)
         for region in regions_of(node):
             # a weak operand of a branch or loop (a Python int argument read inside, or
             # passed as an operand) is cast where it meets a tensor in there
             feeds = region_feeds(node, region)
+            carried = _carried(node, region)
             for inner, dtype in int_limits(region).items():
+                _check_known(inner, carried, dtype, node.locs)
                 if inner in feeds and is_weak(feeds[inner]):
                     narrow(feeds[inner], dtype)
     return limits
 
 
+def _carried(node, region) -> set:
+    """The inputs of loop `node`'s `region` that take its carries."""
+    if node.op == "scan":
+        first = node.attrs["consts"]
+        return set(region.inputs[first:first + node.attrs["carries"]])
+    if node.op == "while_loop":
+        key = "cond_consts" if region is node.attrs["cond_fn"] else "body_consts"
+        return set(region.inputs[node.attrs[key]:])
+    return set()
+
+
+def _check_known(source, carried, dtype, locs):
+    """Refuse weak integer `source` meeting a `dtype` tensor where it is computed from a
+    loop's carry (`carried`, which changes at each step) or a loop's or branch's result:
+    a call cannot compute its value to check that it fits, and the graph would wrap it."""
+    seen, stack = set(), [source]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n in carried or (n.op == "tuple_get" and regions_of(n.inputs[0])):
+            raise GraphcError(f"compiled function: a number that a loop or cond computes from "
+                              f"a Python number meets a tensor of {dtype}, and its value is "
+                              f"known only as the plan runs, so it cannot be checked to fit "
+                              f"{dtype}: cast it with gc.cast, or pass an array", locs)
+        stack.extend(x for x in n.inputs if is_weak(x))
+
+
 # the arithmetic weak integers are computed with, as Python computes numbers (exactly), so
 # that a check sees `k + 1`'s value before the graph's int64 wraps it
-_EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b}
+_EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+          "neg": lambda a: -a, "abs": abs, "reshape": lambda a: a}
 
 
 def exact_value(node, inputs: dict, known: dict | None = None):
     """The Python int that weak integer `node` stands for, given {input node: int}; None where
-    it is not computed from those inputs and integer constants by add, sub and mul alone
-    (then only the graph's own int64 arithmetic decides). `known`: values found so far
+    it is not computed from those inputs and integer constants by add, sub, mul, neg and abs
+    alone (then only the graph's own int64 arithmetic decides). `known`: values found so far
     (shared between calls, so that a value used twice is computed once). Iterative: a chain
     of thousands of `k = k + 1` neither recurses nor repeats work."""
     known = {} if known is None else known
@@ -116,14 +185,14 @@ def exact_value(node, inputs: dict, known: dict | None = None):
         elif n.op == "constant":
             value = n.attrs["value"]
             known[n] = int(value) if value.ndim == 0 and value.dtype.kind in "iu" else None
-        elif n.op not in _EXACT or len(n.inputs) != 2:
+        elif n.op not in _EXACT or n.dtype.kind not in "iu":
             known[n] = None
         else:
             missing = [x for x in n.inputs if x not in known]
             if missing:
                 stack.extend(missing)
                 continue
-            a, b = (known[x] for x in n.inputs)
-            known[n] = None if a is None or b is None else _EXACT[n.op](a, b)
+            values = [known[x] for x in n.inputs]
+            known[n] = None if None in values else _EXACT[n.op](*values)
         stack.pop()
     return known[node]

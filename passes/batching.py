@@ -20,7 +20,7 @@ import contextlib
 import numpy as np
 
 from ir.errors import GraphcError, user_location
-from ir.graph import Graph
+from ir.graph import Graph, Node
 from ir.ops import api as F
 from ir.ops.batching import PER_ELEMENT, clamps_shared_index, rule_for
 from ir.ops.registry import apply, innermost_interpreter
@@ -55,9 +55,19 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
                 env[node] = (rule_for(node.op)(operands, batched, size, **node.attrs), False)
             elif not any(map(is_batched, batched)):
                 env[node] = (apply(node.op, *operands, **node.attrs), False)
+                if node.id in graph.adopting_casts:  # a weak number's cast keeps its check
+                    _adopting(env[node][0])
             else:
                 env[node] = (_run_rule(node, operands, batched, size), True)
     return [env[node] for node in (graph.outputs if outputs is None else outputs)]
+
+
+def _adopting(cast):
+    """Mark `cast`, rebuilt from a cast that a weak integer took to meet a tensor in the
+    batched graph, as such a cast of the graph it is built in: weak.int_limits then checks
+    that the number fits (a compiled function's k = 2**40 meeting int32 rows in vmap)."""
+    if isinstance(cast, Node) and cast.op == "cast":
+        cast.graph.adopting_casts.add(cast.id)
 
 
 def is_batched(flag) -> bool:
