@@ -23,7 +23,8 @@ from ir.types import is_float
 
 from .tracing import leaves_and_structure, unflatten
 from .transforms import (_as_float_inputs, _differentiated, _is_symbolic,
-                         eager_runner, jvp, single_argnum, split_aux, vjp)
+                         check_differentiable, eager_runner, jvp, single_argnum, split_aux,
+                         vjp)
 from .vmap import vmap
 
 
@@ -96,7 +97,9 @@ def _transform(fn, jacobian, argnums, has_aux, who):
                                   (user_location(),))
         # keyword arguments pass through undifferentiated, as JAX's (and gc.grad's)
         f = functools.partial(fn, **kwargs) if kwargs else fn
-        jac, aux = jacobian(f, args, tuple(i % len(args) for i in nums))
+        picked = tuple(i % len(args) for i in nums)
+        check_differentiable(args, picked, who)
+        jac, aux = jacobian(f, args, picked)
         return (jac, aux) if has_aux else jac
 
     run = eager_runner(symbolic, nums)

@@ -704,6 +704,31 @@ def _differentiated(argnums, who):
     return nums
 
 
+def check_differentiable(args, nums, who):
+    """As JAX's grad and Jacobians: every leaf of the arguments at `nums` must be a
+    floating-point value; an integer or bool one (a Python int too, as JAX takes it) is
+    refused in one line naming its position. grad gave a Python int a float's gradient
+    eagerly but refused it compiled, and jacrev gave an integer array None."""
+    for i in nums:
+        for leaf in tree_leaves(args[i]):
+            dtype = _leaf_dtype(leaf)
+            if dtype is not None and not is_float(dtype):
+                number = type(leaf) in (bool, int) or isinstance(leaf, np.generic) or \
+                    weak.is_weak(leaf)  # (a number traced: eagerly and compiled alike)
+                raise GraphcError(f"{who}: argument {i % len(args)} has dtype {dtype}"
+                                  f"{' (a number)' if number else ''}; only floating-point "
+                                  "arguments can be differentiated (as in JAX): pass floats, "
+                                  "or leave it out of argnums", (user_location(),))
+
+
+def _leaf_dtype(leaf):
+    """The dtype of a pytree leaf (int64 for a Python int); None for what holds no number."""
+    if type(leaf) in (bool, int, float):
+        return np.dtype(type(leaf) if type(leaf) is not int else np.int64)
+    dtype = getattr(leaf, "dtype", None)
+    return None if dtype is None else np.dtype(dtype)
+
+
 def value_and_grad(fn, argnums=0, has_aux=False):
     """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
     _callable(fn, "value_and_grad")
@@ -736,6 +761,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False)
 
     def symbolic(*args, **kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
+        check_differentiable(args, wrt, "grad")
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         out = fn(*args, **kwargs)
         value, aux = split_aux(out, "grad") if has_aux else (out, None)
@@ -924,12 +950,13 @@ def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
 
 
 def _as_float_inputs(args, argnums=None) -> tuple:
-    """grad's, jvp's and hessian's arguments: Python numbers and numpy float scalars as 0-d
+    """grad's and the Jacobians' arguments: Python floats and numpy float scalars as 0-d
     float arrays (something to differentiate), of the float dtype the arrays share (as in
     JAX, grad(f)(w32, 3.0) is float32 throughout), float64 otherwise. Only those at
     `argnums` (None: all) are differentiated: the others stay as they are, so that an int
-    among them is still an int (grad(lambda x, n: x[n].sum())(x, 1), as in JAX)."""
-    converted = _weakly_typed(args, (int, float, np.floating), default=np.dtype(np.float64))
+    among them is still an int (grad(lambda x, n: x[n].sum())(x, 1), as in JAX). A Python
+    int at `argnums` stays an int too, which check_differentiable refuses, as JAX does."""
+    converted = _weakly_typed(args, (float, np.floating), default=np.dtype(np.float64))
     if argnums is None:
         return converted
     picked = {i % len(args) for i in argnums if -len(args) <= i < len(args)}
@@ -1187,6 +1214,14 @@ def hessian(fn, argnums=0, has_aux=False):
     picked keep their type, so an int stays an index). jacfwd pushes one tangent per input
     element through the gradient, all in one batched graph."""
     from .jacobians import jacfwd, jacrev  # (jacobians imports this module)
-    _differentiated(argnums, "hessian")
-    return jacfwd(jacrev(fn, argnums, has_aux), argnums, has_aux)
+    nums = _differentiated(argnums, "hessian")
+    jacobian = jacfwd(jacrev(fn, argnums, has_aux), argnums, has_aux)
+
+    @functools.wraps(fn, updated=())
+    def wrapper(*args, **kwargs):
+        # named as the user called it (jacfwd would name itself)
+        check_differentiable(args, {i % len(args) for i in nums if -len(args) <= i < len(args)},
+                             "hessian")
+        return jacobian(*args, **kwargs)
+    return wrapper
 

@@ -112,7 +112,7 @@ def test_bad_arguments_are_refused_with_one_line():
     x = np.ones(3)
     with pytest.raises(GraphcError, match="jacrev: a int32 output has no Jacobian"):
         gc.jacrev(lambda x: gc.cast(x, "int32"))(x)
-    with pytest.raises(GraphcError, match="jacfwd: a int.. input has no Jacobian"):
+    with pytest.raises(GraphcError, match="jacfwd: argument 1 has dtype int..; only floating"):
         gc.jacfwd(lambda x, i: x * i, argnums=1)(x, np.arange(3))
     with pytest.raises(GraphcError, match="argnums 2 but only 1 arguments"):
         gc.jacrev(lambda x: x, argnums=2)(x)

@@ -134,3 +134,40 @@ def test_loop_carries_and_branch_results_stay_weak_where_the_body_keeps_them():
     with pytest.raises(GraphcError, match="known only as the plan runs"):
         gc.compile(lambda k, x: x * gc.while_loop(lambda c: c < 10, lambda c: c + 1, k))(
             3, i32[0])
+
+
+def test_integer_arguments_at_differentiated_positions_are_refused_eagerly_and_compiled():
+    """grad(lambda k: k * 2.0)(3) gave 2.0 eagerly (the int became a float64) but was refused
+    compiled; jacrev(f, argnums=(0, 1))(y, 3)[1] was [2, 2] eagerly and None compiled; jacrev
+    of an integer array returned None. As JAX (and jacfwd here) they are now refused, eagerly
+    and compiled alike, in one line naming the transform and the argument; a float number
+    is still differentiated, an int vjp primal still gets None and an int not picked by
+    argnums is still an index."""
+    y = np.ones(2)
+    calls = [
+        ("grad", 0, lambda: gc.grad(lambda k: k * 2.0)(3)),
+        ("grad", 0, lambda: gc.compile(gc.grad(lambda k: k * 2.0))(3)),
+        ("grad", 1, lambda: gc.value_and_grad(lambda x, k: gc.sum(x) * k, argnums=1)(y, 3)),
+        ("grad", 0, lambda: gc.grad(lambda k: 2.0 * gc.sum(k))(np.arange(3))),
+        ("grad", 0, lambda: gc.grad(lambda d: d["k"] * 2.0)({"k": 3})),
+        ("jacrev", 1, lambda: gc.jacrev(lambda y, k: y * k * 2.0, argnums=(0, 1))(y, 3)),
+        ("jacrev", 1, lambda: gc.compile(gc.jacrev(lambda y, k: y * k * 2.0,
+                                                   argnums=(0, 1)))(y, 3)),
+        ("jacrev", 0, lambda: gc.jacrev(lambda x: gc.cast(x, "float64") * 2.0)(np.arange(3))),
+        ("jacfwd", 0, lambda: gc.jacfwd(lambda k: k * 2.0)(3)),
+        ("hessian", 0, lambda: gc.hessian(lambda k: k * k * 2.0)(3)),
+        ("grad", 0, lambda: gc.vmap(lambda x: gc.grad(lambda k: k * x)(3))(y)),
+    ]
+    for who, position, call in calls:
+        with pytest.raises(GraphcError, match=f"^{who}: argument {position} has dtype int64"
+                           r"( \(a number\))?; only floating-point arguments can be "
+                           "differentiated") as info:
+            call()
+        assert len(info.value.message.splitlines()) == 1
+    assert float(gc.grad(lambda k: k * 2.0)(3.0)) == 2.0
+    assert float(gc.compile(gc.grad(lambda k: k * 2.0))(3.0)) == 2.0
+    _, pull = gc.vjp(lambda x, i: x[i] * 2.0, y, 1)
+    dx, di = pull(1.0)
+    np.testing.assert_array_equal(dx, [0, 2])
+    assert di is None
+    np.testing.assert_array_equal(gc.grad(lambda x, n: gc.sum(x[n] * n))(y, 1), [0, 1])
