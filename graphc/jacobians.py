@@ -31,15 +31,16 @@ from .vmap import vmap
 def jacrev(fn, argnums=0, has_aux=False):
     """Reverse mode: a vjp of fn, then the pullback vmapped over each output leaf's identity."""
     def jacobian(fn, args, nums):
-        out, pull, aux = _linearised(vjp, fn, args, nums, has_aux)
+        unique = _unique(nums)
+        out, pull, aux = _linearised(vjp, fn, args, unique, has_aux)
         out_leaves, out_structure = leaves_and_structure(out)
         rows = []
         for j, y in enumerate(out_leaves):
             if not isinstance(y, Node) and np.issubdtype(np.asarray(y).dtype, np.floating):
                 # a constant (what fn computed from no argument): zeros, as JAX's and jacfwd's
                 zeros = pull(unflatten(out_structure, [None] * len(out_leaves)))
-                rows.append(_in_trees(zeros, lambda g, y=y: F.zeros(
-                    tuple(np.shape(y)) + tuple(g.shape), g.dtype), argnums))
+                rows.append(_as_argnums(_in_trees(zeros, lambda g, y=y: F.zeros(
+                    tuple(np.shape(y)) + tuple(g.shape), g.dtype)), unique, nums, argnums))
                 continue
             _check_float(y, "output", "jacrev")
 
@@ -48,8 +49,8 @@ def jacrev(fn, argnums=0, has_aux=False):
                 cotangents[j] = cotangent
                 return pull(unflatten(out_structure, cotangents))
             pulled = vmap(row)(_basis(y))  # one tuple like the picked arguments per row
-            rows.append(_in_trees(pulled, lambda g, y=y: F.reshape(
-                g, tuple(y.shape) + tuple(g.shape[1:])), argnums))
+            rows.append(_as_argnums(_in_trees(pulled, lambda g, y=y: F.reshape(
+                g, tuple(y.shape) + tuple(g.shape[1:]))), unique, nums, argnums))
         return unflatten(out_structure, rows), aux
 
     return _transform(fn, jacobian, argnums, has_aux, "jacrev")
@@ -58,7 +59,8 @@ def jacrev(fn, argnums=0, has_aux=False):
 def jacfwd(fn, argnums=0, has_aux=False):
     """Forward mode: jvp of fn vmapped over each input leaf's identity, other tangents zero."""
     def jacobian(fn, args, nums):
-        picked = tuple(args[i] for i in nums)
+        unique = _unique(nums)
+        picked = tuple(args[i] for i in unique)
         in_leaves, in_structure = leaves_and_structure(list(picked))
         if not in_leaves:
             raise GraphcError("jacfwd: the arguments picked by argnums hold no arrays",
@@ -70,7 +72,8 @@ def jacfwd(fn, argnums=0, has_aux=False):
             def column(tangent, i=i):
                 tangents = [F.zeros_like(v) for v in in_leaves]
                 tangents[i] = tangent
-                return _pushforward(fn, args, nums, unflatten(in_structure, tangents), has_aux)
+                return _pushforward(fn, args, unique, unflatten(in_structure, tangents),
+                                    has_aux)
             # aux comes from the primals, the same in every column: returned once (JAX's
             # out_axes=None for it), not traced again
             pushed, aux = vmap(column, out_axes=(0, None))(_basis(x))
@@ -81,7 +84,7 @@ def jacfwd(fn, argnums=0, has_aux=False):
         per_output = []
         for k in range(len(columns[0])):
             tree = unflatten(in_structure, [col[k] for col in columns])
-            per_output.append(tree[0] if single_argnum(argnums) else tuple(tree))
+            per_output.append(_as_argnums(tree, unique, nums, argnums))
         return unflatten(out_structure, per_output), aux
 
     return _transform(fn, jacobian, argnums, has_aux, "jacfwd")
@@ -151,11 +154,26 @@ def _with(args, nums, picked):
     return tuple(full)
 
 
-def _in_trees(pulled, reshape, argnums):
-    """vjp's tuple of per-argument trees, each leaf reshaped; one tree for an int argnums."""
+def _in_trees(pulled, reshape):
+    """vjp's tuple of per-argument trees, each leaf reshaped."""
     leaves, structure = leaves_and_structure(list(pulled))
-    trees = unflatten(structure, [reshape(g) for g in leaves])
-    return trees[0] if single_argnum(argnums) else tuple(trees)
+    return unflatten(structure, [reshape(g) for g in leaves])
+
+
+def _unique(nums) -> tuple:
+    """The positions argnums picks, each once, in order: fn is differentiated with respect
+    to each argument once (picked twice, the later copy replaced the earlier one, whose
+    Jacobian came out zeros)."""
+    return tuple(dict.fromkeys(nums))
+
+
+def _as_argnums(trees, unique, nums, argnums):
+    """The Jacobians of the arguments at `unique` (one tree each) as argnums lists them: one
+    tree for an int argnums, else a tuple in its order, a position listed twice getting its
+    Jacobian twice, as gc.grad gives a repeated position's gradient twice."""
+    if single_argnum(argnums):
+        return trees[0]
+    return tuple(trees[unique.index(i)] for i in nums)
 
 
 def _basis(x):

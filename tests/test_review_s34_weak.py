@@ -171,3 +171,28 @@ def test_integer_arguments_at_differentiated_positions_are_refused_eagerly_and_c
     np.testing.assert_array_equal(dx, [0, 2])
     assert di is None
     np.testing.assert_array_equal(gc.grad(lambda x, n: gc.sum(x[n] * n))(y, 1), [0, 1])
+
+
+def test_jacobians_with_a_repeated_argnum_give_its_jacobian_each_time_as_grad_does():
+    """jacrev/jacfwd/hessian(f, argnums=(1, 1)) gave zeros for the first copy: each copy
+    became its own variable and the later one replaced the earlier one in f's call. As
+    gc.grad gives a repeated position's gradient at each place, each copy now gets the
+    Jacobian (argnums (1, -1) names one position twice too), eagerly and compiled."""
+    x, y = np.array([1.0, 2.0]), np.array([3.0, 5.0])
+
+    def f(a, b):
+        return a * b * b
+    dy, dx = np.diag(2 * x * y), np.diag(y * y)
+    for jac in (gc.jacrev, gc.jacfwd):
+        for run in (jac(f, argnums=(1, 0, 1)), gc.compile(jac(f, argnums=(1, 0, 1)))):
+            got = run(x, y)
+            assert len(got) == 3
+            for g, want in zip(got, (dy, dx, dy)):
+                np.testing.assert_allclose(g, want, rtol=1e-15)
+    grads = gc.grad(lambda a, b: gc.sum(f(a, b)), argnums=(1, 0, 1))(x, y)
+    for g, want in zip(grads, (dy, dx, dy)):
+        np.testing.assert_allclose(g, np.diag(want), rtol=1e-15)
+    hess = gc.hessian(lambda a, b: gc.sum(f(a, b)), argnums=(1, -1))(x, y)
+    for row in hess:
+        for block in row:
+            np.testing.assert_allclose(block, np.diag(2 * x), rtol=1e-15)
