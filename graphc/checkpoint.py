@@ -62,7 +62,8 @@ def save(path: str, arrays: dict, meta: dict) -> None:
 # settings (Trainer's checkpoint_meta; the GPT's model, train and vocab).
 MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data position hold
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
-              "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings")
+              "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
+              "updates_behind")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
 # how long it trains (extending a run), how often and on how many batches it evaluates, and
 # the precision (switching to fp16-mixed starts a fresh loss scale, as GradScaler's). Every

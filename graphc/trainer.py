@@ -43,6 +43,8 @@ float16 adds dynamic loss scaling (graphc/amp.py: a step whose gradients overflo
 and halves the scale; the optimiser's count, which Adam's bias corrections use, counts the
 updates made, while the learning-rate schedule follows the step, as with PyTorch's GradScaler),
 its state checkpointed as amp/scale and amp/good_steps and the skips in the header.
+As torch's, each parameter has its own count of updates (Trainer.behind: the updates it
+missed, having no gradient, frozen), checkpointed in the header (updates_behind).
 `memory_limit` (bytes or a size such as "200MB", as gc.compile takes it): the training step
 recomputes activations in its backward pass until its plan fits; `step_plan.remat_report`
 says what that costs.
@@ -190,6 +192,13 @@ class Trainer:
         self.params = {n: None if a is None else np.array(a, copy=True)
                        for n, a in params.items()}
         self.state = optimizer.init(self.params)
+        # each parameter's updates behind the optimiser's count (the steps it got no gradient
+        # at: frozen, or unused by the loss), as BoundOptimizer.behind: torch counts each
+        # parameter's own updates (state[p]["step"]), which Adam's bias corrections, SGD's
+        # first momentum buffer and Adagrad's lr_decay follow. `_lagged`: the parameters
+        # whose lag has been other than 0, the only ones a plan's guard reads (_UpdateLags)
+        self.behind = {n: 0 for n in self.names}
+        self._lagged = ()
         self.step = 0
         self.rng = np.random.default_rng(self.seed)
         self.history, self.val_history = [], []  # (step, loss)
@@ -283,23 +292,66 @@ class Trainer:
         else:
             norm = global_norm(grads)
         if settings is not None:  # the number settings too (see _settings_input)
-            updated = self.optimizer.update(grads, state, params, step=step, lr=lr,
-                                            settings=settings)
+            given = {"step": step, "lr": lr, "settings": settings}
         elif lr is not None:  # a number lr or a ReduceLROnPlateau's: an input, set between calls
-            updated = self.optimizer.update(grads, state, params, step=step, lr=lr)
+            given = {"step": step, "lr": lr}
         elif step is not None:  # the schedule at the trainer's step, skipped ones included
-            updated = self.optimizer.update(grads, state, params, step=step)
+            given = {"step": step}
         else:
-            updated = self.optimizer.update(grads, state, params)
+            given = {}
+        updated = self._update_at_own_counts(value.graph, grads, state, params, given)
+        # the parameters this plan leaves alone (no gradient), as the output's structure
+        # alone (no arrays): train_step counts the steps each one misses (behind)
+        left_alone = {n: None for n in self.names if grads.get(n) is None}
         if amp_state is None:
-            return (value, norm, *updated)
+            return (value, norm, *updated, left_alone)
         # a skipped step leaves the whole optimiser state as it was, its count too: the count
         # is the number of updates made, which Adam's bias corrections are computed from (as
         # torch's Adam, whose step() GradScaler does not call on an overflow, and as optax's
         # apply_if_finite); counting skipped steps made the first updates after a skip too
         # small (0.64 lr instead of lr after two skips). A checkpoint records the skips.
         params, state = self.scaler.select(finite, updated, (params, state))
-        return value, norm, params, state, amp_state
+        return value, norm, params, state, left_alone, amp_state
+
+    def _update_at_own_counts(self, graph, grads, state, params, given):
+        """The optimiser's update with each parameter at its own count of updates, the
+        optimiser's count less its lag (behind), as torch's state[p]["step"] and
+        BoundOptimizer.step: parameters with the same lag are updated together, the lags
+        constants of the plan (a guard: one changes only when a parameter that had no
+        gradient for some steps gets one again, which traces the step anyway). Clipping by
+        the optimiser's clip_norm is over all of them at once. Without lags: one update, the
+        plan as it always was."""
+        updated = [n for n in self.names if grads.get(n) is not None]
+        lags = _UpdateLags(self, updated)
+        graph.guard(lags, "lags", lags.lags)
+        groups = {}
+        for n in updated:
+            groups.setdefault(self.behind[n], []).append(n)
+        if set(groups) <= {0}:
+            return self.optimizer.update(grads, state, params, **given)
+        optimizer = self.optimizer
+        if optimizer.clip_norm is not None:
+            grads = {**grads, **clip_by_global_norm({n: grads[n] for n in updated},
+                                                    optimizer.clip_norm)[0]}
+            optimizer = copy.copy(optimizer)
+            optimizer.clip_norm = None
+        new_params = dict(params)
+        new_state = {"count": state["count"] + 1,
+                     **{slot: dict(state[slot]) for slot in optimizer.slots}}
+        for lag, group in groups.items():
+            if isinstance(optimizer.decay_mask, dict):  # a pytree of flags: this group's
+                optimizer = copy.copy(optimizer)
+                optimizer.decay_mask = {n: self.optimizer.decay_mask[n] for n in group}
+            count = state["count"] - lag if lag else state["count"]
+            group_state = {"count": count, **{slot: {n: state[slot][n] for n in group}
+                                              for slot in optimizer.slots}}
+            group_params, group_state = optimizer.update(
+                {n: grads[n] for n in group}, group_state, {n: params[n] for n in group},
+                **given)
+            new_params.update(group_params)
+            for slot in optimizer.slots:
+                new_state[slot].update(group_state[slot])
+        return new_params, new_state
 
     def _mixed_loss(self, params, batch, key, training):
         """The loss, under autocast for a mixed precision; a float32 value either way."""
@@ -449,7 +501,7 @@ class Trainer:
         # the op in one line); numpy's overflow warnings only went before it on stderr
         compiled = len(self._train_step.recompiles)
         with np.errstate(all="ignore"):
-            loss, norm, self.params, self.state, *amp_state = self._call(
+            loss, norm, self.params, self.state, left_alone, *amp_state = self._call(
                 self._train_step, self._step_args(batch), checked)
         if len(self._train_step.recompiles) != compiled:  # a setting changed: the new plan
             self.step_plan = self._train_step.plan_for(*self._step_args(batch))
@@ -461,9 +513,17 @@ class Trainer:
             self.step_skipped = float(amp_state[0]["scale"]) < float(self.amp_state["scale"])
             self.skipped_steps += self.step_skipped
             self.amp_state = amp_state[0]
+        if left_alone and not self.step_skipped:  # (a skipped step updated none)
+            self._fall_behind(left_alone)
         if math.isfinite(loss) or not self.step_skipped:
             self.history.append((self.step, loss))
         return loss
+
+    def _fall_behind(self, names):
+        """Count a step that made no update to the parameters `names` (no gradient)."""
+        for n in names:
+            self.behind[n] += 1
+        self._lagged += tuple(n for n in names if n not in self._lagged)
 
     def _broadcast_buffers(self):
         if self.dist is not None and self._buffer_places:  # non-persistent ones too, as DDP
@@ -527,7 +587,8 @@ class Trainer:
         self._good = (self.step, self.rng.bit_generator.state, self.train_batches.position,
                       {k: a.copy() for k, a in self.state_arrays().items()},
                       list(self.history), list(self.val_history), self.skipped_steps,
-                      self.plateau and self.plateau.state_dict(), self.optimizer.lr)
+                      self.plateau and self.plateau.state_dict(), self.optimizer.lr,
+                      dict(self.behind))
 
     @property
     def good_step(self) -> int:
@@ -537,9 +598,10 @@ class Trainer:
         """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
         then an evaluation) with the plans' finite check; return its error, which names the
         first op that produced a NaN or an Inf, its operand ranges and the model's line."""
-        step, rng_state, position, arrays, history, val_history, skipped, plateau, lr = \
-            self._good
-        self._set_state_arrays({k: a.copy() for k, a in arrays.items()}, step, skipped)
+        step, rng_state, position, arrays, history, val_history, skipped, plateau, lr, \
+            behind = self._good
+        self._set_state_arrays({k: a.copy() for k, a in arrays.items()}, step, skipped,
+                               behind)
         if plateau:  # the lr those steps ran with
             self.plateau.load_state_dict(plateau)
         elif self._number_lr() is not None:
@@ -571,6 +633,8 @@ class Trainer:
                 "history": self.history, "val_history": self.val_history}
         if self.plateau is not None:
             meta["lr_on_plateau"] = self.plateau.state_dict()
+        if any(self.behind.values()):  # (absent: every parameter at the optimiser's count)
+            meta["updates_behind"] = {n: k for n, k in self.behind.items() if k}
         if self._number_lr() is not None and self._initial_lr is not None:
             meta["optimizer_lr"] = {"initial": self._initial_lr, "current": self._number_lr()}
         current = self._number_settings()
@@ -616,7 +680,10 @@ class Trainer:
         plateau = self._checked_plateau(meta.get("lr_on_plateau"), allow_changed_settings, how)
         lr = self._checked_lr(meta.get("optimizer_lr"))
         settings = self._checked_settings(meta.get("optimizer_settings"))
-        self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped)
+        behind = self._checked_behind(meta.get("updates_behind", {}),
+                                      meta["step"] - skipped)
+        self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped,
+                               behind)
         if plateau is not None:
             self.plateau.load_state_dict(plateau)
         if lr is not None:
@@ -644,6 +711,18 @@ class Trainer:
                     f"checkpoint {key} holds a negative value, which "
                     f"{type(self.optimizer).__name__}'s running average of squared gradients "
                     "never does (the file was changed or damaged)")
+
+    def _checked_behind(self, saved, count) -> dict:
+        """The checkpoint's per-parameter lags (updates_behind: {name: the updates it has
+        had fewer than the optimiser's `count`}); one written before they were kept has none,
+        every parameter then at the optimiser's count."""
+        if not isinstance(saved, dict) or not all(
+                n in self.behind and isinstance(k, int) and not isinstance(k, bool)
+                and 0 <= k <= count for n, k in saved.items()):
+            raise checkpoint.CheckpointError(f"checkpoint header: updates_behind must be "
+                                             f"{{parameter name: a whole number from 0 to the "
+                                             f"optimiser's count, {count}}}, got {saved!r}"[:200])
+        return saved
 
     def _checked_plateau(self, saved, allow_changed_settings, how):
         """The checkpoint's ReduceLROnPlateau state to load: refused where it was saved with
@@ -739,8 +818,10 @@ class Trainer:
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
         self.restore(arrays, meta, allow_changed_settings, path)
 
-    def _set_state_arrays(self, arrays, step, skipped=0):
+    def _set_state_arrays(self, arrays, step, skipped=0, behind=None):
         self.step, self.skipped_steps = step, skipped
+        self.behind = {n: (behind or {}).get(n, 0) for n in self.names}
+        self._lagged += tuple(n for n in self.names if self.behind[n] and n not in self._lagged)
         for n in self.names:
             self.params[n] = arrays[f"param/{n}"]
         for slot in self.optimizer.slots:
@@ -893,6 +974,26 @@ class Trainer:
             # alone reports it, with the checkpoint that only it writes
             exc.on_every_rank = True
         raise exc
+
+
+class _UpdateLags:
+    """A guard's view of the lags (Trainer.behind) of the parameters a step's plan updates,
+    which the plan holds as constants: it is for those lags only. Only parameters that
+    have ever lagged are read (the others' lag is 0, as it was when any plan was traced),
+    so a run that freezes nothing reads none at each call."""
+
+    def __init__(self, trainer, updated):
+        self.trainer, self.updated = trainer, frozenset(updated)
+
+    @property
+    def lags(self) -> tuple:
+        behind = self.trainer.behind
+        return tuple((n, behind[n]) for n in self.trainer._lagged
+                     if behind[n] and n in self.updated)
+
+    def describe_change(self):
+        return ("a parameter that had no gradient for some steps (frozen) gets one again, "
+                "at its own count of updates")
 
 
 class _Batches:

