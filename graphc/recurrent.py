@@ -23,7 +23,7 @@ from ir.ops import api as F
 from ir.ops import precision
 
 from .control_flow import scan
-from .nn import Module, Parameter, _rng, current_key
+from .nn import _EVALUATING, Module, Parameter, _rng, current_key
 
 # gates per cell: rows of weight_ih/weight_hh, in torch's order
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
@@ -190,7 +190,8 @@ class _Recurrent(Module):
         if length == 0:
             _fail(f"{name}: the input has no time steps")
         p = self._setting("dropout", input)
-        drop = p > 0.0 and self._setting("training", input)  # train()/eval(): another plan
+        # train()/eval(): another plan; off while gc.Trainer evaluates, as every Dropout
+        drop = p > 0.0 and self._setting("training", input) and not _EVALUATING.depth
         hs, cs = [], []
         for layer in range(self.num_layers):
             outs = []
