@@ -48,8 +48,11 @@ def save(path: str, arrays: dict, meta: dict) -> None:
         payload[name] = _as_stored(a)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    # the format's own fields are this writer's whatever `meta` holds (a loaded header's,
+    # saved again; another value would make the file unreadable)
+    own = {"format": FORMAT, "version": VERSION}
     try:
-        header = json_header({"format": FORMAT, "version": VERSION, **meta})
+        header = json_header({**own, **{k: v for k, v in meta.items() if k not in own}})
     except TypeError as exc:
         raise CheckpointError(f"checkpoint {path!r}: {exc}") from None
     payload[META_KEY] = np.frombuffer(header, dtype=np.uint8)
@@ -117,6 +120,39 @@ def _shown(flat: dict, key: str) -> str:
 
 def _json_default(value):
     return value.item() if isinstance(value, np.generic) else repr(value)
+
+
+def check_header_settings(settings: dict) -> None:
+    """The settings a run records in its checkpoint header (gc.Trainer's checkpoint_meta),
+    checked before any training: none of the header's own fields (RUN_FIELDS: the format
+    and what the trainer saves of the run, which would be overwritten or make the file
+    unreadable), JSON values (numpy scalars as numbers), no NaN or infinity (JSON has none,
+    and a resumed run's NaN never equals the saved one) and no deeper nesting than a header
+    is read with. ValueError or TypeError, naming the key."""
+    for key in settings:
+        if key in RUN_FIELDS:
+            whose = "the format's" if key in ("format", "version") else "the trainer's, of the run"
+            raise ValueError(f"{key!r} is a checkpoint header field of its own ({whose}); "
+                             "name the setting otherwise")
+    json_header(settings)
+    _check_header_values(settings, "", 1)
+
+
+def _check_header_values(value, where, depth):
+    if isinstance(value, dict):
+        items = [(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+            raise ValueError(f"{where} is {value}; a checkpoint header is JSON, which has "
+                             "no NaN or infinity")
+        return
+    if depth > MAX_HEADER_NESTING:
+        raise ValueError(f"{where} nests more than {MAX_HEADER_NESTING} levels deep, deeper "
+                         "than a checkpoint header is read")
+    for name, item in items:
+        _check_header_values(item, name, depth + 1)
 
 
 def json_header(meta: dict) -> bytes:

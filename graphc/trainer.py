@@ -162,9 +162,9 @@ class Trainer:
         self.checkpoint_meta = dict(checkpoint_meta or {})
         self._saved_to = set()  # checkpoints this run wrote (or RESTORED): fit() continues them
         try:  # checked now: its first save came after the steps before it (the work lost)
-            checkpoint.json_header(self.checkpoint_meta)
-        except TypeError as exc:
-            raise GraphcError(f"Trainer: checkpoint_meta: {exc}") from None
+            checkpoint.check_header_settings(self.checkpoint_meta)
+        except (TypeError, ValueError) as exc:
+            raise GraphcError(f"Trainer: checkpoint_meta: {exc}", (user_location(),)) from None
         self.divergence_hint = divergence_hint
         self.plot_title, self.plot_ylabel = "training loss", "loss"  # of fit()'s loss.png
         # an entry of None is an empty subtree (as in JAX): passed to the loss as None, with

@@ -111,9 +111,14 @@ TRAINER_WORKER = textwrap.dedent('''
     dist.init()
     X = np.ones((4, 2)); Y = np.zeros((4, 1))
     def loss(p, b): return gc.mean(b[0] @ p["w"] - b[1])
-    t = gc.Trainer(loss, {"w": np.zeros((2, 1))}, gc.optim.SGD(lr=0.1), lambda r: (X, Y),
+    try:  # (session 34: refused when built, on every rank, as JSON has no NaN)
+        gc.Trainer(loss, {"w": np.zeros((2, 1))}, gc.optim.SGD(lr=0.1), lambda r: (X, Y),
                    steps=1, distributed=True, checkpoint_meta={"best_val": float("nan")})
-    print(dist.rank(), "nan meta: built", flush=True)
+    except gc.GraphcError as exc:
+        print(dist.rank(), "nan meta:", exc.message.split(": ", 2)[2], flush=True)
+    t = gc.Trainer(loss, {"w": np.zeros((2, 1))}, gc.optim.SGD(lr=0.1), lambda r: (X, Y),
+                   steps=1, distributed=True, checkpoint_meta={"best_val": None})
+    print(dist.rank(), "None meta: built", flush=True)
     try:
         gc.Trainer(loss, {"w": np.zeros((2, 1))}, gc.optim.SGD(lr=0.1),
                    lambda r: (X, Y, np.ones(3)), steps=1, distributed=True)
@@ -123,8 +128,10 @@ TRAINER_WORKER = textwrap.dedent('''
 
 
 def test_two_ranks_build_with_a_nan_setting_and_refuse_a_per_class_table_together(tmp_path):
-    """Under mpiexec -n 2: the NaN setting no longer stops the handshake, and a batch element
-    of 3 rows (global batch 4) is refused on both ranks at once instead of rank 1 alone."""
+    """Under mpiexec -n 2: a NaN setting is refused on both ranks when the trainer is built
+    (session 34: JSON has no NaN; None, a best value not yet measured, builds), and a batch
+    element of 3 rows (global batch 4) is refused on both ranks at once instead of rank 1
+    alone."""
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
     from launch import rank_env, run_in_group
     (tmp_path / "worker.py").write_text(TRAINER_WORKER)
@@ -132,9 +139,13 @@ def test_two_ranks_build_with_a_nan_setting_and_refuse_a_per_class_table_togethe
                                    rank_env(), 100, merge_output=True)
     assert code == 0, output
     assert sorted(line for line in output.splitlines() if line[:2] in ("0 ", "1 ")) == [
-        "0 nan meta: built", "0 per-class table: batch element 2 has shape (3,), but every "
+        "0 None meta: built", "0 nan meta: best_val is nan; a checkpoint header is JSON, "
+        "which has no NaN or infinity",
+        "0 per-class table: batch element 2 has shape (3,), but every "
         "batch element is split by rows across the 2 ranks",
-        "1 nan meta: built", "1 per-class table: batch element 2 has shape (3,), but every "
+        "1 None meta: built", "1 nan meta: best_val is nan; a checkpoint header is JSON, "
+        "which has no NaN or infinity",
+        "1 per-class table: batch element 2 has shape (3,), but every "
         "batch element is split by rows across the 2 ranks"], output
 
 

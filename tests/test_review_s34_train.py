@@ -142,3 +142,47 @@ def test_trainer_evaluation_turns_off_recurrent_inter_layer_dropout(layer):
     evaluated = trainer.evaluate(record=False)  # the model left in train()
     rnn.eval()
     assert evaluated == pytest.approx(float(loss(rnn.params(), (x,)).numpy()), rel=1e-6)
+
+
+def meta_rng():
+    return np.random.default_rng(0).bit_generator.state
+
+
+def _nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("meta, message", [
+    ({"version": "v2"}, "'version' is a checkpoint header field of its own"),
+    ({"format": "npz"}, "'format' is a checkpoint header field of its own"),
+    ({"step": 3}, "'step' is a checkpoint header field of its own"),
+    ({"history": []}, "'history' is a checkpoint header field of its own"),
+    ({"target_loss": float("nan")}, "target_loss is nan; a checkpoint header is JSON"),
+    ({"a": [1, {"b": np.float32("inf")}]}, r"a\[1\].b is inf; a checkpoint header is JSON"),
+    ({"deep": _nested(16)}, "deep.a.a.*nests more than 16 levels deep"),
+])
+def test_checkpoint_meta_cannot_break_or_override_the_header(tmp_path, meta, message):
+    """checkpoint_meta was only checked for JSON values: {"version": "v2"} trained and saved
+    a checkpoint that then could not be resumed ("format version 'v2'"), {"format": ...}
+    made it "not a graphc checkpoint", {"step": 3} was silently overwritten, a NaN could
+    never match a resumed run's setting, and 16 levels of nesting wrote a "corrupt header".
+    Each is refused when the Trainer is built, in one line naming the key; the deepest
+    nesting a header is read with is accepted and resumes."""
+    x = np.ones((4, 3), np.float32)
+
+    def make(meta):
+        return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                          {"w": np.ones((3, 1), np.float32)}, optim.SGD(0.01), [(x,)],
+                          steps=2, checkpoint_meta=meta, jit=False)
+    with pytest.raises(gc.GraphcError, match="^Trainer: checkpoint_meta: " + message) as info:
+        make(meta)
+    assert "\n" not in info.value.message
+    deepest = {"deep": _nested(15), "loss": 1.5}
+    make(deepest).fit(str(tmp_path), progress=False)
+    make(deepest).resume(str(tmp_path / "checkpoint.npz"))
+    checkpoint.save(str(tmp_path / "c.npz"), {}, {"version": 2, "format": "npz", "step": 0,
+                                                  "rng": meta_rng()})
+    assert checkpoint.load_arrays(str(tmp_path / "c.npz"), {})[1]["version"] == 1
