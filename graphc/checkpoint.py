@@ -66,7 +66,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
 MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data position hold
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
-              "updates_behind")
+              "updates_behind", "optimizer")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
 # how long it trains (extending a run), how often and on how many batches it evaluates, and
 # the precision (switching to fp16-mixed starts a fresh loss scale, as GradScaler's). Every
@@ -95,6 +95,47 @@ def check_settings(meta: dict, settings: dict, path: str, allow_changed: bool = 
         raise GraphcError(f"{path} was saved with other settings ({'; '.join(diffs)}); resume "
                           f"with the checkpoint's settings, or pass {how} to continue with "
                           "the new ones")
+
+
+def optimizer_record(optimizer) -> dict:
+    """What a checkpoint header records of the optimiser (field `optimizer`): its class and
+    the slots of state it keeps for each parameter."""
+    return {"class": type(optimizer).__name__, "slots": list(optimizer.slots)}
+
+
+def check_optimizer(meta: dict, mine: dict, path: str | None = None,
+                    allow_changed: bool = False,
+                    how: str = "allow_changed_settings=True") -> dict | None:
+    """The optimiser record of the checkpoint header `meta` where the resuming run's
+    optimiser (`mine`, optimizer_record's) cannot take its state: another class, or the same
+    one keeping a slot the checkpoint lacks (SGD's momentum set from 0, amsgrad); else None
+    (the same optimiser, one that keeps fewer slots, or a checkpoint written before the
+    optimiser was recorded). Such a change is refused, one GraphcError line naming both,
+    unless `allow_changed`: the state the checkpoint cannot give then starts afresh (see
+    gc.Trainer.restore). `path`: the file, for messages."""
+    saved = meta.get("optimizer")
+    if saved is None or saved == mine:
+        return None
+    name = path or "the checkpoint"
+    if not (isinstance(saved, dict) and set(saved) == {"class", "slots"}
+            and isinstance(saved["class"], str) and isinstance(saved["slots"], list)
+            and all(isinstance(slot, str) for slot in saved["slots"])):
+        raise CheckpointError(f"{name}: header field optimizer must be {{'class': name, "
+                              f"'slots': [names]}}, got {saved!r}"[:200])
+    added = [slot for slot in mine["slots"] if slot not in saved["slots"]]
+    if saved["class"] != mine["class"]:
+        theirs, ours = saved["class"], mine["class"]
+        fresh = f"{ours}'s state afresh (each parameter's count of updates at 0)"
+    elif added:
+        def shown(record):
+            return f"{record['class']} keeping {', '.join(record['slots']) or 'no state'}"
+        theirs, ours, fresh = shown(saved), shown(mine), f"{', '.join(added)} afresh"
+    else:
+        return None
+    if not allow_changed:
+        raise GraphcError(f"{name} was saved with {theirs}, this run uses {ours}; resume "
+                          f"with the checkpoint's optimizer, or pass {how} to start {fresh}")
+    return saved
 
 
 _ABSENT = object()
@@ -181,6 +222,7 @@ def _as_stored(a: np.ndarray) -> np.ndarray:
 # each array's declared dtype and shape (from the .npy header inside the zip member) against
 # the model its header describes and against the bytes the member really holds. Only the
 # members the model needs are read, so an oversized or hostile extra member costs nothing.
+_ADAMW = {"class": "AdamW", "slots": ["m", "v"]}  # the GPT's optimiser (graphc/train.py)
 MAX_HEADER_BYTES = 64 << 20
 MAX_HEADER_NESTING = 16
 _INT = "an integer (at most 2**62)"
@@ -198,6 +240,10 @@ def load(path: str, optimizer: bool = True):
         prefixes = ("param", "adam_m", "adam_v") if optimizer else ("param",)
         arrays = {f"{prefix}/{name}": (shape, cfg.dtype)
                   for name, shape in parameter_shapes(cfg).items() for prefix in prefixes}
+        if meta.get("optimizer", _ADAMW) != _ADAMW:  # another optimiser's: its slots are
+            # read where the file has them, the resuming run decides (check_optimizer)
+            arrays = {k: v for k, v in arrays.items()
+                      if k.startswith("param/") or k + ".npy" in members}
         if optimizer and meta["train"].get("precision") == "fp16-mixed":  # the loss scale
             arrays.update({"amp/scale": ((), np.float32), "amp/good_steps": ((), np.int64)})
         return arrays

@@ -499,6 +499,9 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         if meta:  # before the step is compiled
             checkpoint.check_settings(meta, gpt_settings(cfg, tc, text.vocab), ckpt_path,
                                       allow_changed_settings, "--allow-changed-settings")
+            checkpoint.check_optimizer(meta, checkpoint.optimizer_record(optimizer(None, tc)),
+                                       ckpt_path, allow_changed_settings,
+                                       "--allow-changed-settings")
         check_parameter_memory(cfg)
         if cfg.batch_size % dist.size():  # found now, not after compiling
             raise GraphcError(f"--batch-size {cfg.batch_size} does not split over "

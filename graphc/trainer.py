@@ -633,6 +633,7 @@ class Trainer:
                 "history": self.history, "val_history": self.val_history}
         if self.plateau is not None:
             meta["lr_on_plateau"] = self.plateau.state_dict()
+        meta["optimizer"] = checkpoint.optimizer_record(self.optimizer)
         if any(self.behind.values()):  # (absent: every parameter at the optimiser's count)
             meta["updates_behind"] = {n: k for n, k in self.behind.items() if k}
         if self._number_lr() is not None and self._initial_lr is not None:
@@ -650,17 +651,33 @@ class Trainer:
         unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
         change: checkpoint.RESUMABLE_CHANGES). `path`: the file they were read from, which
         fit() may then write again (without it, any: the source is unknown). `how`: the
-        opt-in a refusal names (a command line's flag)."""
+        opt-in a refusal names (a command line's flag).
+
+        A checkpoint saved with another optimiser (its header's `optimizer`: class and slots)
+        is refused too, unless `allow_changed_settings`; then, as after deleting a Hugging
+        Face run's optimizer.pt, another class starts its state afresh (a new optimiser's
+        slots, each parameter's count of updates 0, this trainer's settings), while the
+        parameters, step, schedule, RNG and data position go on; the same class keeping
+        other slots (SGD's momentum set from 0, amsgrad) takes the slots the checkpoint has
+        and starts the others afresh."""
         checkpoint.check_run_fields(meta, path)
         checkpoint.check_settings(meta, self.checkpoint_meta, "the checkpoint",
                                   allow_changed_settings, how)
-        own = self.state_arrays()
+        changed = checkpoint.check_optimizer(meta, checkpoint.optimizer_record(self.optimizer),
+                                             path, allow_changed_settings, how)
+        other_class = changed is not None and changed["class"] != type(self.optimizer).__name__
+        fresh = [slot for slot in self.optimizer.slots
+                 if changed is not None and (other_class or slot not in changed["slots"])]
+        fresh_prefixes = {_SLOT_PREFIX.get(slot, f"opt_{slot}") for slot in fresh}
+        own = {k: a for k, a in self.state_arrays().items()
+               if k.split("/", 1)[0] not in fresh_prefixes}
         if self.amp_state is not None and not any(k.startswith("amp/") for k in arrays):
             # a run switched to fp16-mixed: its loss scale starts afresh, as GradScaler's
             own = {k: a for k, a in own.items() if not k.startswith("amp/")}
         for key, mine in own.items():
             if key not in arrays:
-                raise checkpoint.CheckpointError(f"checkpoint lacks {key}")
+                raise checkpoint.CheckpointError(f"checkpoint {path!r} lacks {key}" if path
+                                                 else f"checkpoint lacks {key}")
             if arrays[key].shape != mine.shape or arrays[key].dtype != mine.dtype:
                 raise checkpoint.CheckpointError(
                     f"checkpoint {key} is {arrays[key].dtype}{list(arrays[key].shape)}, "
@@ -680,10 +697,12 @@ class Trainer:
         plateau = self._checked_plateau(meta.get("lr_on_plateau"), allow_changed_settings, how)
         lr = self._checked_lr(meta.get("optimizer_lr"))
         settings = self._checked_settings(meta.get("optimizer_settings"))
-        behind = self._checked_behind(meta.get("updates_behind", {}),
-                                      meta["step"] - skipped)
+        count = meta["step"] - skipped
+        behind = self._checked_behind(meta.get("updates_behind", {}), count)
+        if other_class:  # the other optimiser's lr and settings are not this one's
+            lr, settings, behind = None, {}, {n: count for n in self.names}
         self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped,
-                               behind)
+                               behind, fresh)
         if plateau is not None:
             self.plateau.load_state_dict(plateau)
         if lr is not None:
@@ -812,22 +831,27 @@ class Trainer:
         this trainer's before it is read; refused if this trainer's checkpoint_meta differs
         from the checkpoint's, unless `allow_changed_settings` (see restore)."""
         wanted = {k: (a.shape, a.dtype) for k, a in self.state_arrays().items()}
-        # a float32 run's checkpoint has no loss scale: restore() starts it afresh
-        optional = [k for k in wanted if k.startswith("amp/")]
+        # a float32 run's checkpoint has no loss scale: restore() starts it afresh; another
+        # optimiser's lacks slots of this one's, which restore() refuses or starts afresh
+        slots = {_SLOT_PREFIX.get(slot, f"opt_{slot}") for slot in self.optimizer.slots}
+        optional = [k for k in wanted if k.startswith("amp/") or k.split("/", 1)[0] in slots]
         arrays, meta = checkpoint.load_arrays(path, wanted, optional)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
         self.restore(arrays, meta, allow_changed_settings, path)
 
-    def _set_state_arrays(self, arrays, step, skipped=0, behind=None):
+    def _set_state_arrays(self, arrays, step, skipped=0, behind=None, fresh=()):
+        """The state of `arrays`, the optimiser's slots `fresh` as a new optimiser's."""
         self.step, self.skipped_steps = step, skipped
         self.behind = {n: (behind or {}).get(n, 0) for n in self.names}
         self._lagged += tuple(n for n in self.names if self.behind[n] and n not in self._lagged)
         for n in self.names:
             self.params[n] = arrays[f"param/{n}"]
+        initial = self.optimizer.init(self.params) if fresh else None
         for slot in self.optimizer.slots:
             prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
             for n in self.names:
-                self.state[slot][n] = arrays[f"{prefix}/{n}"]
+                self.state[slot][n] = initial[slot][n] if slot in fresh else \
+                    arrays[f"{prefix}/{n}"]
         # one update per step that an overflow did not skip
         self.state["count"] = np.asarray(step - skipped, np.int64)
         if self.amp_state is not None and f"amp/{next(iter(self.amp_state))}" in arrays:

@@ -186,3 +186,101 @@ def test_checkpoint_meta_cannot_break_or_override_the_header(tmp_path, meta, mes
     checkpoint.save(str(tmp_path / "c.npz"), {}, {"version": 2, "format": "npz", "step": 0,
                                                   "rng": meta_rng()})
     assert checkpoint.load_arrays(str(tmp_path / "c.npz"), {})[1]["version"] == 1
+
+
+def _small_trainer(opt, steps=4):
+    net, loss = _linear()
+    return gc.Trainer(loss, net.params(), opt, BATCHES[:1], steps=steps, jit=False)
+
+
+def test_resuming_with_another_optimizer_is_refused_or_starts_it_afresh(tmp_path):
+    """The header did not record the optimiser: Adam's checkpoint resumed into RMSprop (its
+    v as RMSprop's running average), Lion, plain SGD, NAdam<->Adam silently; other pairs
+    failed with "lacks opt_momentum/0.weight", naming no optimiser. The header records the
+    class and its slots now: another class is refused in one line naming both, and with
+    allow_changed_settings its state starts afresh (a new optimiser's slots, each count of
+    updates 0), as a fresh optimiser would go on from the checkpoint's parameters."""
+    first = _small_trainer(optim.Adam(lr=0.01))
+    first.fit(str(tmp_path), progress=False)
+    path = str(tmp_path / "checkpoint.npz")
+    _, meta = checkpoint.load_arrays(path, {})
+    assert meta["optimizer"] == {"class": "Adam", "slots": ["m", "v"]}
+    with pytest.raises(gc.GraphcError) as info:
+        _small_trainer(optim.NAdam(lr=0.01)).resume(path)
+    assert info.value.message == (
+        f"{path} was saved with Adam, this run uses NAdam; resume with the checkpoint's "
+        "optimizer, or pass allow_changed_settings=True to start NAdam's state afresh (each "
+        "parameter's count of updates at 0)")
+    resumed = _small_trainer(optim.NAdam(lr=0.01), steps=7)
+    resumed.resume(path, allow_changed_settings=True)
+    assert resumed.step == 4 and resumed.behind == {"weight": 4, "bias": 4}
+    fresh = gc.Trainer(_linear()[1], {n: first.params[n].copy() for n in first.names},
+                       optim.NAdam(lr=0.01), BATCHES[:1], steps=3, jit=False)
+    for _ in range(3):
+        resumed.train_step()
+        fresh.train_step()
+    for n in first.names:
+        np.testing.assert_array_equal(resumed.params[n], fresh.params[n])
+    for slot in ("m", "v", "mu_product"):
+        for n in first.names:
+            np.testing.assert_array_equal(resumed.state[slot][n], fresh.state[slot][n])
+
+
+def test_a_slot_the_checkpoint_lacks_is_refused_or_starts_afresh(tmp_path):
+    """SGD saved without momentum and resumed with momentum 0.9 said only "checkpoint lacks
+    opt_momentum/weight"; it names the slot now and with allow_changed_settings starts the
+    momentum at zero. Fewer slots (momentum set to 0) resume as before, and a checkpoint
+    without the optimizer field (written before it) resumes as before."""
+    _small_trainer(optim.SGD(0.1)).fit(str(tmp_path / "a"), progress=False)
+    path = str(tmp_path / "a" / "checkpoint.npz")
+    with pytest.raises(gc.GraphcError, match="^" + path + " was saved with SGD keeping no "
+                       "state, this run uses SGD keeping momentum; resume with the "
+                       "checkpoint's optimizer, or pass allow_changed_settings=True to start "
+                       "momentum afresh$"):
+        _small_trainer(optim.SGD(0.1, momentum=0.9)).resume(path)
+    resumed = _small_trainer(optim.SGD(0.1, momentum=0.9), steps=5)
+    resumed.resume(path, allow_changed_settings=True)
+    assert not resumed.state["momentum"]["weight"].any()
+    resumed.fit(str(tmp_path / "a"), progress=False)
+
+    _small_trainer(optim.SGD(0.1, momentum=0.9)).fit(str(tmp_path / "b"), progress=False)
+    _small_trainer(optim.SGD(0.1)).resume(str(tmp_path / "b" / "checkpoint.npz"))
+
+    trainer = _small_trainer(optim.Adam(lr=0.01))
+    trainer.fit(str(tmp_path / "c"), progress=False)
+    arrays, meta = checkpoint.load_arrays(str(tmp_path / "c" / "checkpoint.npz"), {
+        k: (a.shape, a.dtype) for k, a in trainer.state_arrays().items()})
+    checkpoint.save(str(tmp_path / "old.npz"), arrays, {
+        k: v for k, v in meta.items() if k not in ("format", "version", "optimizer")})
+    _small_trainer(optim.AdamW(lr=0.01)).resume(str(tmp_path / "old.npz"))  # (as before)
+
+
+def test_graphc_train_resume_checks_the_optimizer(tmp_path, capsys):
+    """graphc train --resume goes the same way: its checkpoints record AdamW and resume; one
+    recording another optimiser is refused in one line (status 2) before anything is
+    compiled, and resumes with --allow-changed-settings, AdamW's state afresh."""
+    from graphc.cli import main
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question\n" * 20)
+    tiny = ["train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+            "--block-size", "8", "--batch-size", "4", "--eval-iters", "2", "--no-progress",
+            "--sample-tokens", "0", "--data", str(text), "--out", str(tmp_path / "o")]
+    assert main([*tiny, "--steps", "2"]) == 0
+    ckpt = tmp_path / "o" / "checkpoint.npz"
+    arrays, meta = checkpoint.load(str(ckpt))
+    assert meta["optimizer"] == {"class": "AdamW", "slots": ["m", "v"]}
+    assert main([*tiny, "--steps", "3", "--resume"]) == 0
+    arrays, meta = checkpoint.load(str(ckpt))
+    checkpoint.save(str(ckpt), arrays, {
+        **{k: v for k, v in meta.items() if k not in ("format", "version")},
+        "optimizer": {"class": "Adam", "slots": ["m", "v"]}})
+    capsys.readouterr()
+    assert main([*tiny, "--steps", "4", "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"graphc: error: {ckpt} was saved with Adam, this run uses AdamW; resume with the "
+        "checkpoint's optimizer, or pass --allow-changed-settings to start AdamW's state "
+        "afresh (each parameter's count of updates at 0)\n")
+    assert main([*tiny, "--steps", "4", "--resume", "--allow-changed-settings"]) == 0
+    arrays, meta = checkpoint.load(str(ckpt))
+    assert meta["step"] == 4 and meta["optimizer"]["class"] == "AdamW"
+    assert set(meta["updates_behind"].values()) == {3}  # one update each since step 3
