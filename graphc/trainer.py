@@ -865,7 +865,9 @@ class Trainer:
         OUT/checkpoint.npz every eval_every steps and at the end, and draw OUT/loss.png.
         Returns 0, or the signal (SIGINT, SIGTERM) that stopped training at a step boundary
         after saving (or came while loss.png was drawn, after the last save). Raises
-        TrainingDiverged on a NaN or an Inf, the last good checkpoint kept."""
+        TrainingDiverged on a NaN or an Inf, the last good checkpoint kept. `log(line)`
+        takes every line fit() reports (evaluations, the plateau's reductions, divergence;
+        default: printed); `progress`: the bar, on stdout."""
         log = log or _print
         if self.dist is not None and not self.dist.is_main():  # rank 0 writes and reports
             out, progress, log = None, False, (lambda text: None)
@@ -904,6 +906,10 @@ class Trainer:
                    dynamic_ncols=True, file=sys.stdout)
         unit = "tok" if self.units == "tokens" else "samples"
         start, done, saved = time.perf_counter(), 0, -1
+
+        def say(text):  # every line to `log`, the bar cleared around it (as tqdm.write)
+            with tqdm.external_write_mode(file=sys.stdout):
+                log(text)
         try:
             forwarded = self.dist.stops_forwarded() if self.dist is not None \
                 else contextlib.nullcontext()
@@ -920,19 +926,18 @@ class Trainer:
                     bar.update(1)
                     if self._bad_step(loss):
                         self._diverged(f"loss {loss}, gradient norm {self.grad_norm}", ckpt,
-                                       saved, log)
+                                       saved, say)
                     if self.step % self.eval_every == 0 or self.step == self.steps:
                         if self.eval_batches is not None:
                             val = self.evaluate()
                             lr = self._plateau_step(val)
-                            if self.dist is None or self.dist.is_main():  # tqdm.write prints
-                                bar.write(f"step {self.step}: train loss {loss:.4f}, val "
-                                          f"loss {val:.4f}{lr}")  # even when the bar is off
-                        self._save(ckpt, saved, log)
+                            say(f"step {self.step}: train loss {loss:.4f}, val loss "
+                                f"{val:.4f}{lr}")
+                        self._save(ckpt, saved, say)
                         saved = self.step
                 signum = signum or stop.signum  # one that came after the last step: done
                 if signum and saved != self.step:
-                    self._save(ckpt, saved, log)
+                    self._save(ckpt, saved, say)
                 return signum
         finally:
             bar.close()

@@ -284,3 +284,20 @@ def test_graphc_train_resume_checks_the_optimizer(tmp_path, capsys):
     arrays, meta = checkpoint.load(str(ckpt))
     assert meta["step"] == 4 and meta["optimizer"]["class"] == "AdamW"
     assert set(meta["updates_behind"].values()) == {3}  # one update each since step 3
+
+
+def test_fit_log_takes_every_line_and_prints_nothing_itself(capsys):
+    """fit(log=f) got the first evaluation's line only: the periodic "step N: train loss
+    ..., val loss ..." lines and the plateau's "(reduced)" note went to stdout through
+    tqdm.write, even with progress=False. Every line goes to `log` now, nothing to stdout."""
+    x = np.ones((4, 3), np.float32)
+    opt = optim.SGD(0.01)
+    optim.ReduceLROnPlateau(opt, patience=0, factor=0.5, threshold=0.9)  # reduces at once
+    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                         {"w": np.ones((3, 1), np.float32)}, opt, [(x,)], eval_batches=[(x,)],
+                         steps=4, eval_every=2, eval_iters=1, jit=False)
+    lines = []
+    trainer.fit(None, progress=False, log=lines.append)
+    assert capsys.readouterr().out == ""
+    assert [line.split(":")[0] for line in lines] == ["step 0", "step 2", "step 4"]
+    assert lines[1].endswith(", lr 0.01") and lines[2].endswith(", lr 0.005 (reduced)")
