@@ -981,16 +981,24 @@ class Trainer:
         """Nothing is saved; the bad steps are re-run with the finite check so that the error
         names the op that produced the NaN or Inf and the model's line."""
         failed = self.step
-        log(f"training diverged at step {failed} ({what}); re-running from step "
-            f"{self.good_step} with finite checks to find the op")
-        exc = self.find_non_finite_op(failed)
+        # a re-run on a generator's next batches instead found nothing: "the finite check
+        # did not reproduce it", a false lead
+        if not self.train_batches.can_seek(self._good[2]):
+            log(f"training diverged at step {failed} ({what})")
+            exc, found = None, (f"; the steps from {self.good_step} were not re-run to find "
+                                "the op: train_batches is a one-pass iterator (a generator), "
+                                "which cannot give their batches again (a list or a function "
+                                "of a numpy Generator can)")
+        else:
+            log(f"training diverged at step {failed} ({what}); re-running from step "
+                f"{self.good_step} with finite checks to find the op")
+            exc = self.find_non_finite_op(failed)
+            found = "; the finite check did not reproduce it"
         if exc is not None:
             where = "".join(f" at {f}:{line}" for f, line in exc.locs[:1])
             # another rank's (distributed.fail_together: "rank 1: non-finite value: ...")
             message = re.sub(r"\Arank (\d+): (.*)\Z", r"\2 on rank \1", exc.message, flags=re.S)
             found = f"; first {message}{where}"
-        else:
-            found = "; the finite check did not reproduce it"
         if ckpt and (saved >= 0 or os.path.exists(ckpt)):
             kept = f"{ckpt} (step {self.good_step}) is kept"
         else:
@@ -1060,6 +1068,12 @@ class _Batches:
             raise GraphcError(f"Trainer: {self.what} is a one-pass iterator; evaluations need "
                               "batches they can go through again (a list)")
         return (_as_tuple(b) for b in itertools.islice(self.iterable, count))
+
+    def can_seek(self, position) -> bool:
+        """Whether seek(position) gives the batches from `position` on again: a one-pass
+        iterator (a generator) cannot go back."""
+        return self.function is not None or iter(self.iterable) is not self.iterable \
+            or position >= self.position
 
     def seek(self, position):
         """Continue as if `position` batches had been drawn from the start."""

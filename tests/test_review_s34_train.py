@@ -8,6 +8,7 @@ import pytest
 
 import graphc as gc
 from graphc import checkpoint, optim
+from graphc.trainer import TrainingDiverged
 
 torch = pytest.importorskip("torch")
 
@@ -301,3 +302,28 @@ def test_fit_log_takes_every_line_and_prints_nothing_itself(capsys):
     assert capsys.readouterr().out == ""
     assert [line.split(":")[0] for line in lines] == ["step 0", "step 2", "step 4"]
     assert lines[1].endswith(", lr 0.01") and lines[2].endswith(", lr 0.005 (reduced)")
+
+
+def test_divergence_with_a_one_pass_generator_says_the_steps_cannot_be_re_run(tmp_path):
+    """A one-pass generator as train_batches cannot go back to the last good step's
+    batches: the re-run went on with the generator's next ones and said "the finite check
+    did not reproduce it", a false lead. The message says why the op is not named now;
+    a list of the same batches still names it."""
+    x = np.random.default_rng(0).normal(size=(12, 8, 4))
+    x[5, 0, 0] = np.nan  # step 6's batch
+    net = gc.nn.Linear(4, 2, dtype="float64", rng=np.random.default_rng(1))
+    loss = lambda p, b: gc.mean(net.apply(p, b[0]) ** 2)  # noqa: E731
+    batches = [(x[i],) for i in range(12)]
+    for source, found in [((b for b in batches), "; the steps from 4 were not re-run to find "
+                           "the op: train_batches is a one-pass iterator (a generator), "
+                           "which cannot give their batches again (a list or a function of "
+                           "a numpy Generator can). "),
+                          (batches, "; first non-finite value: ")]:
+        trainer = gc.Trainer(loss, net.params(), optim.SGD(0.1), source, steps=12,
+                             eval_every=4, jit=False)
+        lines = []
+        with pytest.raises(TrainingDiverged) as info:
+            trainer.fit(None, progress=False, log=lines.append)
+        assert info.value.message.startswith("training diverged at step 6 (loss nan, gradient "
+                                             "norm nan)" + found), info.value.message
+        assert "did not reproduce it" not in info.value.message
