@@ -1283,16 +1283,27 @@ class BoundOptimizer:
         _count_setting("load_state_dict: the state's count", _whole_value(state["count"]))
         for n, b in behind.items():
             _count_setting(f"load_state_dict: behind[{n!r}]", _whole_value(b))
-        for slot in self.optimizer.slots:
-            for n, p in self.parameters.items():
+        for slot in self.optimizer.slots:  # checked now: step() failed on them, or deep
+            # inside ("'list' object has no attribute 'get'")
+            if not isinstance(state[slot], dict):
+                raise GraphcError(f"load_state_dict: the state's {slot} must be a dict "
+                                  f"parameter name -> array, got a "
+                                  f"{type(state[slot]).__name__}", (user_location(),))
+            if set(state[slot]) != set(self.parameters):
+                raise GraphcError(f"load_state_dict: the state's {slot} is for parameters "
+                                  f"{sorted(state[slot], key=str)}, this optimizer has "
+                                  f"{sorted(self.parameters)}", (user_location(),))
+            for n in self.parameters:
                 # the parameter's shape and dtype, or a slot's own (NAdam's 0-d mu_product)
-                saved, own = state[slot].get(n), self.state[slot][n]
-                if saved is not None and (np.shape(saved) != np.shape(own) or
-                                          np.asarray(saved).dtype != np.asarray(own).dtype):
-                    raise GraphcError(f"load_state_dict: {slot} of {n} is "
-                                      f"{np.asarray(saved).dtype}{list(np.shape(saved))}, "
-                                      f"expected {np.asarray(own).dtype}"
-                                      f"{list(np.shape(own))}", (user_location(),))
+                saved, own = state[slot][n], self.state[slot][n]
+                if not isinstance(saved, (np.ndarray, np.generic)) or \
+                        np.shape(saved) != np.shape(own) or saved.dtype != own.dtype:
+                    got = (f"{saved.dtype}{list(np.shape(saved))}"
+                           if isinstance(saved, (np.ndarray, np.generic))
+                           else f"a {type(saved).__name__}")
+                    raise GraphcError(f"load_state_dict: {slot} of {n} is {got}, expected "
+                                      f"{np.asarray(own).dtype}{list(np.shape(own))}",
+                                      (user_location(),))
         self.state = copy.deepcopy(state)
         self.behind = {n: int(_whole_value(b)) for n, b in behind.items()}
         for name, value in settings.items():

@@ -3,6 +3,8 @@ log, divergence), the recurrent layers' evaluation dropout and
 BoundOptimizer.load_state_dict; each test failed before its fix. torch (float64) is the
 oracle."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -327,3 +329,45 @@ def test_divergence_with_a_one_pass_generator_says_the_steps_cannot_be_re_run(tm
         assert info.value.message.startswith("training diverged at step 6 (loss nan, gradient "
                                              "norm nan)" + found), info.value.message
         assert "did not reproduce it" not in info.value.message
+
+
+def _bound_adam():
+    net = gc.nn.Linear(3, 2, rng=np.random.default_rng(0))
+    opt = optim.Adam(0.01).bind(net)
+    gc.sum(net(gc.tensor(np.ones((2, 3), np.float32)))).backward()
+    opt.step()
+    return net, opt
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.pop("bias"), r"the state's m is for parameters \['weight'\], this optimizer "
+                              r"has \['bias', 'weight'\]"),
+    (lambda m: m.update(extra=np.zeros(2, np.float32)),
+     r"the state's m is for parameters \['bias', 'extra', 'weight'\], this optimizer has "
+     r"\['bias', 'weight'\]"),
+    (lambda m: m.update(bias=None), r"m of bias is a NoneType, expected float32\[2\]"),
+    (lambda m: m.update(bias=[0.0, 0.0]), r"m of bias is a list, expected float32\[2\]"),
+])
+def test_bound_load_state_dict_checks_the_slots_when_loading(change, message):
+    """BoundOptimizer.load_state_dict took a slot lacking a parameter, holding an extra
+    one, or a None for one, and failed at the next step() ("state['m'] does not match the
+    parameters' pytree"); a slot given as a list raised AttributeError inside. Each is one
+    line at load_state_dict now, the optimizer left as it was; a state_dict() loads as
+    before."""
+    _, opt = _bound_adam()
+    saved = opt.state_dict()
+    before = {n: a.copy() for n, a in opt.state["m"].items()}
+    change(saved["state"]["m"])
+    with pytest.raises(gc.GraphcError) as info:
+        opt.load_state_dict(saved)
+    assert re.fullmatch("load_state_dict: " + message, info.value.message)
+    for n, a in before.items():
+        np.testing.assert_array_equal(opt.state["m"][n], a)
+    with pytest.raises(gc.GraphcError) as info:
+        opt.load_state_dict({**saved, "state": {**saved["state"], "m": [1, 2]}})
+    assert info.value.message == ("load_state_dict: the state's m must be a dict parameter "
+                                  "name -> array, got a list")
+    net, other = _bound_adam()
+    other.load_state_dict(opt.state_dict())
+    gc.sum(net(gc.tensor(np.ones((2, 3), np.float32)))).backward()
+    other.step()
