@@ -1253,6 +1253,10 @@ class MultiheadAttention(Module):
         axis = 0 if self.batch_first else 1
         batch = [F.expand_dims(t, axis) for t in (query, key, value)]
         if key_padding_mask is not None:
+            if F._ndim(key_padding_mask) != 1:  # as torch's
+                raise GraphcError(f"{self._where()}: for an unbatched (L, E) query, "
+                                  f"key_padding_mask must be 1-d (S,), got shape "
+                                  f"{tuple(F._shape(key_padding_mask))}", (user_location(),))
             key_padding_mask = F.expand_dims(key_padding_mask, 0)
         out, weights = self.forward(*batch, attn_mask, key_padding_mask, need_weights,
                                     is_causal, average_attn_weights)
@@ -1299,6 +1303,12 @@ class MultiheadAttention(Module):
         if attn_mask is not None:
             att = self._masked(att, attn_mask, B, T, S)
         if key_padding_mask is not None:
+            # exactly (B, S): any other shape of B * S elements, a sequence-first (S, B) one
+            # above all, would reshape into a mask of the wrong keys
+            if tuple(F._shape(key_padding_mask)) != (B, S):
+                raise GraphcError(f"{self._where()}: key_padding_mask has shape "
+                                  f"{tuple(F._shape(key_padding_mask))}; it must be (batch, "
+                                  f"source length) = ({B}, {S})", (user_location(),))
             att = self._masked(att, F.reshape(key_padding_mask, (B, 1, 1, S)), B, T, S)
         extra_k, extra_v = self._extra_keys(H, E // H, F._dtype(q))
         if extra_k is not None:  # after the masks, which torch pads with "allowed"
@@ -1313,6 +1323,10 @@ class MultiheadAttention(Module):
         if not need_weights:
             return y, None
         return y, (F.mean(weights, axis=1) if average_attn_weights else weights)
+
+    def _where(self):
+        """The layer in an error: its class and, inside a model, its dotted name."""
+        return f"MultiheadAttention {self._path!r}" if self._path else "MultiheadAttention"
 
     def _extra_keys(self, H, d, dtype):
         """(keys, values) (1, H, X, d) that every query may attend to beyond the S given:
