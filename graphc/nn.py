@@ -129,6 +129,15 @@ class Module:
 
     def __setattr__(self, name, value):
         old = vars(self).get(name)
+        if isinstance(old, (Parameter, Module)) and value is not None \
+                and not isinstance(value, (Parameter, Module)):
+            # as torch's: a plain attribute there would drop the parameter (or the child's)
+            # from named_parameters and state_dict, and training would leave it alone
+            what, expected = (("parameter", "Parameter") if isinstance(old, Parameter) else
+                              ("child module", "Module"))
+            raise GraphcError(f"{type(self).__name__}: cannot assign a {type(value).__name__} "
+                              f"as {what} {name!r} (gc.nn.{expected} or None expected, as "
+                              "torch's)", (user_location(),))
         filling = _is_empty_buffer(self, name, old)
         if value is None and isinstance(old, Buffer):  # torch keeps it, empty
             _mark_empty_buffer(self, name, True)

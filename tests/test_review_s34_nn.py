@@ -49,3 +49,33 @@ def test_a_wrongly_shaped_key_padding_mask_is_refused():
     with pytest.raises(GraphcError, match=r"^MultiheadAttention 'self_attn': key_padding_mask "
                        r"has shape \(3, 2\)"):
         layer(x, src_key_padding_mask=padding.T)
+
+
+def test_assigning_a_non_parameter_to_a_parameter_or_a_child_is_refused():
+    """`layer.weight = array` (or a tensor) replaced the Parameter with a plain attribute:
+    the weight left named_parameters and state_dict and an optimiser never trained it; a
+    non-Module set in a child's place (`setattr(seq, "0", array)`) dropped the child's
+    parameters the same way. torch raises a TypeError for both; graphc now refuses them in
+    one line, and a Parameter, a Module or None is still taken, as torch's."""
+    layer = gc.nn.Linear(2, 3)
+    for value in (np.zeros((2, 3), np.float32), gc.tensor(np.zeros((2, 3), np.float32))):
+        with pytest.raises(GraphcError, match=r"^Linear: cannot assign a (ndarray|Tensor) as "
+                           r"parameter 'weight' \(gc.nn.Parameter or None expected"):
+            layer.weight = value
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    seq = gc.nn.Sequential(gc.nn.Linear(2, 2))
+    with pytest.raises(GraphcError, match=r"^Sequential: cannot assign a ndarray as child "
+                       r"module '0' \(gc.nn.Module or None expected"):
+        setattr(seq, "0", np.zeros(2))
+    assert list(seq.state_dict()) == ["0.weight", "0.bias"]
+    with pytest.raises(TypeError, match="cannot assign"):  # torch's rule, both cases
+        torch.nn.Linear(2, 3).weight = torch.zeros(3, 2)
+    with pytest.raises(TypeError, match="cannot assign"):
+        setattr(torch.nn.Sequential(torch.nn.Linear(2, 2)), "0", torch.zeros(2))
+    new = gc.nn.Parameter(np.ones((2, 3), np.float32))
+    layer.weight = new  # what torch takes
+    assert layer.weight is new and [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    layer.bias = None
+    assert [n for n, _ in layer.named_parameters()] == ["weight"]
+    setattr(seq, "0", gc.nn.Linear(2, 4))
+    assert seq[0].weight.data.shape == (2, 4)
