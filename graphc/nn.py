@@ -69,6 +69,22 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list
 
 
+def _state_array(name, value, dtype=None):
+    """load_state_dict's array for `name` (cast to `dtype`: a copy), or one line saying why
+    there is none (a ragged list, strings)."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise GraphcError(f"load_state_dict: {name} is not an array: "
+                          f"{str(exc).splitlines()[0]}", (user_location(),)) from None
+    try:
+        return array if dtype is None else array.astype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise GraphcError(f"load_state_dict: {name} ({array.dtype}) does not cast to the "
+                          f"model's {dtype}: {str(exc).splitlines()[0]}",
+                          (user_location(),)) from None
+
+
 def _dotted(prefix: str) -> str:
     """named_parameters(prefix="model") names `model.weight`, as torch's."""
     return f"{prefix}." if prefix else ""
@@ -313,7 +329,7 @@ class Module:
         # non-persistent one's name is unexpected, as torch's
         everywhere = dict(self._persistent_buffers(every_name=True))
         loaded = {name: b for name, b in everywhere.items() if name in state}
-        values = {name: np.asarray(state[name]) for name in loaded}
+        values = {name: _state_array(name, state[name]) for name in loaded}
         state = {name: value for name, value in state.items() if name not in everywhere}
         params = dict(self.named_parameters())
         # a tied Parameter's other names (PyTorch's state_dict lists them all) load it too
@@ -328,13 +344,16 @@ class Module:
             raise GraphcError(f"load_state_dict: the state does not match the model: missing "
                               f"{missing}, unexpected {unexpected}", (user_location(),))
         params = {name: p for name, p in params.items() if name in state}
-        values.update({name: np.asarray(state[name]) for name in params})
-        for name, p in {**params, **loaded}.items():  # all checked before any is loaded
+        values.update({name: _state_array(name, state[name]) for name in params})
+        # every value checked and cast before any is loaded: a failure leaves the model as
+        # it was, where a failed cast midway left it half loaded
+        for name, p in {**params, **loaded}.items():
             if values[name].shape != p.data.shape:
                 raise GraphcError(f"load_state_dict: {name} has shape {values[name].shape}, "
                                   f"the model's is {p.data.shape}", (user_location(),))
+            values[name] = _state_array(name, values[name], p.data.dtype)
         for name, p in params.items():
-            p.data = values[name].astype(p.data.dtype)
+            p.data = values[name]
         for name, b in loaded.items():  # in place: a plan or a Trainer holds the array
             b.data[...] = values[name]
         given = {id(b) for b in loaded.values()}

@@ -79,3 +79,28 @@ def test_assigning_a_non_parameter_to_a_parameter_or_a_child_is_refused():
     assert [n for n, _ in layer.named_parameters()] == ["weight"]
     setattr(seq, "0", gc.nn.Linear(2, 4))
     assert seq[0].weight.data.shape == (2, 4)
+
+
+def test_a_load_state_dict_that_fails_loads_nothing():
+    """load_state_dict checks every shape before it loads anything (graphc's rule; torch's
+    loads the entries that fit), but a value that does not cast to the model's dtype
+    (strings) failed midway, with numpy's ValueError, after the entries before it were
+    written. Now every value is converted first, and a failure, one line naming the entry,
+    leaves the model as it was, buffers included."""
+    model = gc.nn.Sequential(gc.nn.Linear(2, 2), gc.nn.BatchNorm1d(2), gc.nn.Linear(2, 2))
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    bad = {**{k: np.full_like(v, 7) for k, v in before.items()},
+           "2.weight": np.array([["a", "b"], ["c", "d"]])}
+    with pytest.raises(GraphcError, match=r"^load_state_dict: 2.weight \(<U1\) does not cast "
+                       r"to the model's float32: could not convert string to float"):
+        model.load_state_dict(bad)
+    ragged = {**bad, "2.weight": [[1.0, 2.0], [3.0]]}
+    with pytest.raises(GraphcError, match=r"^load_state_dict: 2.weight is not an array"):
+        model.load_state_dict(ragged)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    good = {**bad, "2.weight": np.ones((2, 2))}
+    model.load_state_dict(good)
+    assert model[0].weight.data.dtype == np.float32
+    np.testing.assert_array_equal(model[0].weight.data, np.full((2, 2), 7, np.float32))
+    np.testing.assert_array_equal(model[1].running_mean.data, np.full(2, 7, np.float32))
