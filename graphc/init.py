@@ -24,6 +24,7 @@ import numpy as np
 from scipy import special
 
 from ir.errors import GraphcError, user_location
+from ir.types import is_float
 from runtime.eager import Tensor
 
 from . import nn
@@ -50,7 +51,7 @@ def _fill(tensor, values, name):
     """Write `values` into the tensor's own array (a plan, an optimiser or a Trainer may hold
     it), rounded to its dtype."""
     array = _array(tensor, name)
-    if not np.issubdtype(array.dtype, np.floating):
+    if not is_float(array.dtype):  # bfloat16 too, which numpy's issubdtype does not count
         _fail(f"init.{name}: the tensor is {array.dtype}, not floating point")
     array[...] = values
     return tensor

@@ -104,3 +104,24 @@ def test_a_load_state_dict_that_fails_loads_nothing():
     assert model[0].weight.data.dtype == np.float32
     np.testing.assert_array_equal(model[0].weight.data, np.full((2, 2), 7, np.float32))
     np.testing.assert_array_equal(model[1].running_mean.data, np.full(2, 7, np.float32))
+
+
+def test_init_fills_bfloat16_tensors():
+    """gc.nn.init refused bfloat16 tensors ("the tensor is bfloat16, not floating point":
+    numpy's issubdtype does not count ml_dtypes' bfloat16 as floating), every initialiser
+    from zeros_ to orthogonal_, where torch's fill them and float16 worked. Now each fills
+    one with its float64 draws rounded to bfloat16 as torch rounds them."""
+    from graphc.nn import init
+    for fill in (init.zeros_, init.ones_, lambda t: init.constant_(t, 0.3),
+                 init.uniform_, init.normal_, init.trunc_normal_, init.xavier_uniform_,
+                 init.xavier_normal_, init.kaiming_uniform_, init.kaiming_normal_,
+                 init.orthogonal_):
+        half = gc.nn.Linear(4, 3, dtype="bfloat16").weight
+        wide = gc.nn.Linear(4, 3, dtype="float64").weight
+        for tensor in (half, wide):
+            gc.nn.manual_seed(5)  # the same draws for both
+            fill(tensor)
+        assert str(half.data.dtype) == "bfloat16"
+        rounded = torch.tensor(wide.data).to(torch.bfloat16).float().numpy()
+        np.testing.assert_array_equal(half.data.astype(np.float32), rounded)
+        assert np.abs(rounded).max() > 0 or fill is init.zeros_
