@@ -1343,8 +1343,9 @@ class MultiheadAttention(Module):
             att = F.concat([att, (q @ F.swapaxes(extra_k, -1, -2)) * (1.0 / math.sqrt(E // H))],
                            -1)
             v = F.concat([v, F.broadcast_to(extra_v, (B,) + tuple(F._shape(extra_v))[1:])], 2)
-        weights = F.softmax(att, axis=-1)
-        y = _dropout_while_training(self, "dropout", weights) @ v  # (B, H, T, E/H)
+        # the weights returned are those applied to v, dropped in training, as torch's
+        weights = _dropout_while_training(self, "dropout", F.softmax(att, axis=-1))
+        y = weights @ v  # (B, H, T, E/H)
         y = self.out_proj(y.transpose(0, 2, 1, 3).reshape(B, T, E))
         if not self.batch_first:
             y = F.swapaxes(y, 0, 1)

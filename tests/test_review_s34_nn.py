@@ -125,3 +125,33 @@ def test_init_fills_bfloat16_tensors():
         rounded = torch.tensor(wide.data).to(torch.bfloat16).float().numpy()
         np.testing.assert_array_equal(half.data.astype(np.float32), rounded)
         assert np.abs(rounded).max() > 0 or fill is init.zeros_
+
+
+def test_attention_weights_returned_in_training_are_the_dropped_ones():
+    """MultiheadAttention with dropout, in training, returned the weights before dropout,
+    not those it multiplied with the values; torch returns the dropped ones (zeros, the rest
+    scaled by 1 / (1 - p), rows no longer summing to 1). Now graphc does: each weight is 0 or
+    the eval-mode weight times 2 (p = 0.5), and the output is out_proj of weights @ values,
+    for torch's and graphc's alike."""
+    ours, theirs = _attention_pair(dropout=0.5)
+    x = np.random.default_rng(0).normal(size=(4, 2, 8))  # (L, N, E)
+    state = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
+    values = x @ state["in_proj_weight"][16:].T + state["in_proj_bias"][16:]  # (L, N, E)
+    values = values.reshape(4, 2, 2, 4).transpose(1, 2, 0, 3)  # (N, H, S, E / H)
+
+    def check(out, weights, plain):
+        assert ((weights == 0) | np.isclose(weights, 2 * plain, rtol=1e-12)).all()
+        assert (weights == 0).sum() > 4 and not np.allclose(weights.sum(-1), 1)
+        mixed = (weights @ values).transpose(2, 0, 1, 3).reshape(4, 2, 8)
+        expected = mixed @ state["out_proj.weight"].T + state["out_proj.bias"]
+        np.testing.assert_allclose(out, expected, atol=1e-12)
+    torch.manual_seed(1)
+    t_out, t_weights = theirs(*(torch.tensor(x),) * 3, average_attn_weights=False)
+    t_plain = theirs.eval()(*(torch.tensor(x),) * 3, average_attn_weights=False)[1]
+    check(t_out.detach().numpy(), t_weights.detach().numpy(), t_plain.detach().numpy())
+    gc.nn.manual_seed(1)
+    out, weights = ours(x, average_attn_weights=False)
+    plain = ours.eval()(x, average_attn_weights=False)[1]
+    check(out.data, weights.data, plain.data)
+    averaged = ours.train()(x)[1].data  # averaged over the heads, as torch's
+    assert not np.allclose(averaged.sum(-1), 1)
