@@ -297,8 +297,11 @@ class Module:
 
     def state_dict(self) -> dict:
         """Parameters and persistent buffers by name (the arrays themselves, not copies), in
-        torch's order: each module's parameters, then its buffers, then its submodules'."""
-        kept = {**dict(self.named_parameters()), **dict(self._persistent_buffers())}
+        torch's order: each module's parameters, then its buffers, then its submodules'. A
+        tied or shared one is under each of its names, as torch's (whose strict load of this
+        dict then finds them all); load_state_dict takes any of them."""
+        kept = {**dict(self._all_parameters()),
+                **dict(self._persistent_buffers(every_name=True))}
         return {name: kept[name].data for name in self._state_names() if name in kept}
 
     def _state_names(self, prefix=""):

@@ -155,3 +155,38 @@ def test_attention_weights_returned_in_training_are_the_dropped_ones():
     check(out.data, weights.data, plain.data)
     averaged = ours.train()(x)[1].data  # averaged over the heads, as torch's
     assert not np.allclose(averaged.sum(-1), 1)
+
+
+def test_state_dict_names_a_tied_parameter_under_every_name():
+    """state_dict() listed a tied or shared Parameter (and a shared layer's buffers) once,
+    under its first name; torch's lists every name, so torch's strict load_state_dict of
+    graphc's state failed ("Missing key(s): b.weight"). Now graphc's names them all, in
+    torch's order, and loads back into graphc and into torch alike."""
+    class Tied(gc.nn.Module):
+        def __init__(self):
+            self.a = gc.nn.Linear(3, 3, dtype="float64")
+            self.b = gc.nn.Linear(3, 3, dtype="float64")
+            self.b.weight = self.a.weight
+
+    class TorchTied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(3, 3).double(), torch.nn.Linear(3, 3).double()
+            self.b.weight = self.a.weight
+    ours, theirs = Tied(), TorchTied()
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == [
+        "a.weight", "a.bias", "b.weight", "b.bias"]
+    theirs.load_state_dict({k: torch.tensor(v.T if k.endswith("weight") else v)
+                            for k, v in ours.state_dict().items()})
+    np.testing.assert_array_equal(theirs.b.weight.detach().numpy(), ours.a.weight.data.T)
+    norm = gc.nn.BatchNorm1d(2)
+    shared = gc.nn.Sequential(norm, norm)
+    t_norm = torch.nn.BatchNorm1d(2)
+    t_shared = torch.nn.Sequential(t_norm, t_norm)
+    assert list(shared.state_dict()) == list(t_shared.state_dict())
+    assert len(shared.state_dict()) == 10
+    before = ours.a.weight.data.copy()
+    ours.load_state_dict({k: v + 1 for k, v in ours.state_dict().items()})
+    assert ours.b.weight is ours.a.weight  # still tied, loaded once
+    np.testing.assert_array_equal(ours.b.weight.data, before + 1)
+    assert [n for n, _ in ours.named_parameters()] == ["a.weight", "a.bias", "b.bias"]
