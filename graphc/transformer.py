@@ -139,8 +139,12 @@ class _Stack(Module):
 
 class TransformerEncoder(_Stack):
     """torch.nn.TransformerEncoder(encoder_layer, num_layers, norm=None): `num_layers` copies
-    of an encoder layer, then `norm`. torch's enable_nested_tensor and mask_check (a speed
-    path and a check of it) change no result and are accepted."""
+    of an encoder layer, then `norm`. torch's enable_nested_tensor and mask_check are
+    accepted and ignored: graphc computes every position, as torch's ordinary path does.
+    torch's nested-tensor fast path (taken in eval mode, autograd off, batch_first layers and
+    a src_key_padding_mask, among other conditions) differs there: its output is zero at the
+    padded positions (before `norm`); the other positions agree. Multiply graphc's output by
+    `~src_key_padding_mask[..., None]` to compare with it."""
 
     def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True,
                  mask_check=True):

@@ -190,3 +190,29 @@ def test_state_dict_names_a_tied_parameter_under_every_name():
     assert ours.b.weight is ours.a.weight  # still tied, loaded once
     np.testing.assert_array_equal(ours.b.weight.data, before + 1)
     assert [n for n, _ in ours.named_parameters()] == ["a.weight", "a.bias", "b.bias"]
+
+
+def test_transformer_encoder_padded_positions_are_as_documented():
+    """TransformerEncoder's docstring said torch's enable_nested_tensor changes no result;
+    torch's nested fast path (eval, autograd off, a src_key_padding_mask) returns zeros at
+    the padded positions, where graphc, as torch's ordinary path, computes values. The
+    docstring now says so (a documentation fix: the behaviour is unchanged); this checks
+    what it says against torch's two paths, and that it says it."""
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True).double()
+    fast = torch.nn.TransformerEncoder(layer, 2).eval()
+    plain = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    ours = gc.nn.TransformerEncoder(gc.nn.TransformerEncoderLayer(
+        8, 2, 16, batch_first=True, dtype="float64"), 2).eval()
+    ours.load_torch_state_dict(fast.state_dict())
+    x = np.random.default_rng(1).normal(size=(2, 5, 8))
+    padding = np.zeros((2, 5), bool)
+    padding[1, 3:] = True
+    with torch.no_grad():
+        t_fast = fast(torch.tensor(x), src_key_padding_mask=torch.tensor(padding)).numpy()
+        t_plain = plain(torch.tensor(x), src_key_padding_mask=torch.tensor(padding)).numpy()
+    out = ours(x, src_key_padding_mask=padding).data
+    np.testing.assert_allclose(out, t_plain, atol=1e-12)
+    assert np.abs(out[padding]).min() > 0 and not t_fast[padding].any()
+    np.testing.assert_allclose(out * ~padding[..., None], t_fast, atol=1e-12)
+    assert "zero at the" in gc.nn.TransformerEncoder.__doc__
