@@ -30,7 +30,7 @@ from ir.ops import api as F
 from ir.ops import attention as _attention
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
-from ir.types import Dim, UnsupportedDtype
+from ir.types import Dim, UnsupportedDtype, is_int
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            collect_buffer_updates, note_buffer_place)
 
@@ -60,6 +60,16 @@ def _rng(rng, what="rng"):
                           f"got {rng!r}; a torch argument given by position may have landed "
                           "there: pass those by keyword", (user_location(),))
     return rng
+
+
+def _size(layer, what, value, least=0):
+    """A layer's size argument (in_features, num_embeddings, ...) as an int: torch refuses a
+    negative one (a tensor of negative dimension) and a float; zero is an empty layer."""
+    if not is_int(value) or value < least:
+        kind = "a non-negative" if least == 0 else "a positive"
+        raise GraphcError(f"{layer}: {what} must be {kind} int, got {value!r}",
+                          (user_location(),))
+    return int(value)
 
 
 class IncompatibleKeys(NamedTuple):
@@ -660,7 +670,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, rng=None, std=None,
                  dtype="float32"):
-        fan_in, fan_out = in_features, out_features
+        fan_in, fan_out = (_size("Linear", what, value) for what, value in (
+            ("in_features", in_features), ("out_features", out_features)))
         rng = _rng(rng)
         if std is None:
             bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
@@ -688,6 +699,11 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
     if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
         raise GraphcError(f"{name}: padding_mode must be 'zeros', 'reflect', 'replicate' or "
                           f"'circular', got {padding_mode!r}", (user_location(),))
+    in_channels = _size(name, "in_channels", in_channels)
+    out_channels = _size(name, "out_channels", out_channels)
+    if min(kernel) < 0:
+        raise GraphcError(f"{name}: kernel_size must not be negative, got {tuple(kernel)}",
+                          (user_location(),))
     # a numpy integer too (np.int64 from a config array); not a bool or a float
     if (not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1
             or in_channels % groups or out_channels % groups):
@@ -880,7 +896,8 @@ class Embedding(Module):
                 "looked-up rows of the weight in place at each forward); leave it None and "
                 "rescale the weight's rows between steps if they must stay bounded",
                 (user_location(),))
-        num, dim = num_embeddings, embedding_dim
+        num = _size("Embedding", "num_embeddings", num_embeddings)
+        dim = _size("Embedding", "embedding_dim", embedding_dim)
         rng = _rng(rng)
         weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
         if padding_idx is not None:
@@ -1240,12 +1257,14 @@ class MultiheadAttention(Module):
                  causal=False, rng=None, dtype="float32"):
         # torch's positional order up to add_zero_attn; kdim and on by keyword (torch's
         # positions there hold kdim, vdim and batch_first, but graphc's rng and dtype too)
+        embed_dim = _size("MultiheadAttention", "embed_dim", embed_dim, least=1)
+        num_heads = _size("MultiheadAttention", "num_heads", num_heads, least=1)
         if embed_dim % num_heads:
             raise GraphcError(f"MultiheadAttention: embed_dim {embed_dim} is not a multiple "
                               f"of num_heads {num_heads}", (user_location(),))
         rng = _rng(rng)
-        kdim = embed_dim if kdim is None else kdim
-        vdim = embed_dim if vdim is None else vdim
+        kdim = embed_dim if kdim is None else _size("MultiheadAttention", "kdim", kdim)
+        vdim = embed_dim if vdim is None else _size("MultiheadAttention", "vdim", vdim)
         if kdim == embed_dim and vdim == embed_dim:
             bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))  # xavier over torch's (3E, E)
             self.in_proj_weight = Parameter(

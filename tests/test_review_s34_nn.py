@@ -216,3 +216,38 @@ def test_transformer_encoder_padded_positions_are_as_documented():
     assert np.abs(out[padding]).min() > 0 and not t_fast[padding].any()
     np.testing.assert_allclose(out * ~padding[..., None], t_fast, atol=1e-12)
     assert "zero at the" in gc.nn.TransformerEncoder.__doc__
+
+
+def test_negative_sizes_of_the_common_layers_are_refused_in_one_line():
+    """nn.Linear(-1, 2) raised Python's "math domain error", Linear(2, -1), Conv2d(-1, 2, 3),
+    Embedding(3, -2) numpy's "negative dimensions are not allowed", MultiheadAttention(4, 0)
+    a ZeroDivisionError, MultiheadAttention(4, -2) built a layer, Linear(2.5, 3) failed
+    inside numpy. torch refuses each (zero sizes build empty layers, and
+    MultiheadAttention's embed_dim and num_heads must be positive); graphc now does the
+    same, in one line naming the argument."""
+    nn = torch.nn
+    refused = [("Linear(-1, 2)", "Linear: in_features must be a non-negative int, got -1"),
+               ("Linear(2, -1)", "Linear: out_features must be a non-negative int, got -1"),
+               ("Linear(2.5, 3)", "Linear: in_features must be a non-negative int, got 2.5"),
+               ("Conv2d(-1, 2, 3)", "Conv2d: in_channels must be a non-negative int"),
+               ("Conv2d(2, -2, 3)", "Conv2d: out_channels must be a non-negative int"),
+               ("Conv2d(2, 2, -1)", r"Conv2d: kernel_size must not be negative, got \(-1, -1\)"),
+               ("Conv1d(-2, 2, 1)", "Conv1d: in_channels must be a non-negative int"),
+               ("Embedding(-1, 2)", "Embedding: num_embeddings must be a non-negative int"),
+               ("Embedding(3, -2)", "Embedding: embedding_dim must be a non-negative int"),
+               ("LayerNorm(-3)", "LayerNorm: normalized_shape must be a positive int"),
+               ("MultiheadAttention(-4, 2)", "MultiheadAttention: embed_dim must be a positive"),
+               ("MultiheadAttention(4, -2)", "MultiheadAttention: num_heads must be a positive"),
+               ("MultiheadAttention(4, 0)", "MultiheadAttention: num_heads must be a positive"),
+               ("MultiheadAttention(4, 2, kdim=-1)", "MultiheadAttention: kdim must be a non-")]
+    for call, message in refused:
+        with pytest.raises((RuntimeError, ValueError, TypeError)):
+            eval(f"nn.{call}")
+        with pytest.raises(GraphcError, match=f"^{message}"):
+            eval(f"gc.nn.{call}")
+    for call in ("Linear(0, 2)", "Linear(2, 0)", "Conv2d(0, 2, 3)", "Conv2d(2, 2, 0)",
+                 "Embedding(0, 2)", "MultiheadAttention(4, 2, kdim=0)"):
+        theirs, ours = eval(f"nn.{call}"), eval(f"gc.nn.{call}")
+        assert [tuple(p.shape) for p in theirs.parameters()] == [
+            tuple(p.data.T.shape if isinstance(ours, gc.nn.Linear) or n.endswith("proj_weight")
+                  else p.data.shape) for n, p in ours.named_parameters()]
