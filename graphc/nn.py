@@ -1317,7 +1317,16 @@ class MultiheadAttention(Module):
                 need_weights=True, is_causal=None, average_attn_weights=True):
         key = query if key is None else key
         value = key if value is None else value
+        shapes = tuple(tuple(F._shape(t)) for t in (query, key, value))
+        if not len(shapes[0]) == len(shapes[1]) == len(shapes[2]):
+            raise GraphcError(f"{self._where()}: query, key and value must all be batched "
+                              f"(3-d) or all unbatched (2-d), got shapes {shapes[0]}, "
+                              f"{shapes[1]} and {shapes[2]}", (user_location(),))
         if F._ndim(query) == 2:  # unbatched (L, E), as torch's: a batch of one
+            if shapes[1][0] != shapes[2][0]:
+                raise GraphcError(f"{self._where()}: key {shapes[1]} and value {shapes[2]} "
+                                  "(unbatched, (S, E)) must have one length",
+                                  (user_location(),))
             return self._unbatched(query, key, value, attn_mask, key_padding_mask,
                                    need_weights, is_causal, average_attn_weights)
         if F._ndim(query) != 3:
@@ -1336,6 +1345,13 @@ class MultiheadAttention(Module):
                                   f"features, the layer takes {width}"
                                   f"{'' if width != E else ' (kdim/vdim: other widths)'}",
                                   (user_location(),))
+        batch = 0 if self.batch_first else 1  # the batch axis, in the layout given
+        if shapes[1][:2] != shapes[2][:2] or shapes[1][batch] != shapes[0][batch]:
+            layout = "(N, L, E)" if self.batch_first else "(L, N, E)"
+            raise GraphcError(f"{self._where()}: query {shapes[0]}, key {shapes[1]} and value "
+                              f"{shapes[2]} ({layout}, batch_first={self.batch_first}) must "
+                              "have one batch size, and key and value one length",
+                              (user_location(),))
         w_q, w_k, w_v = (F.split(self.in_proj_weight, 3, axis=1)
                          if self.in_proj_weight is not None else
                          (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight))

@@ -251,3 +251,36 @@ def test_negative_sizes_of_the_common_layers_are_refused_in_one_line():
         assert [tuple(p.shape) for p in theirs.parameters()] == [
             tuple(p.data.T.shape if isinstance(ours, gc.nn.Linear) or n.endswith("proj_weight")
                   else p.data.shape) for n, p in ours.named_parameters()]
+
+
+def test_mismatched_query_key_and_value_shapes_are_named():
+    """A key whose batch differs from the query's, a value of another length than the key,
+    or a 2-d key beside a 3-d query failed inside a reshape ("cannot reshape 96 elements into
+    shape (2, 4, 2, 4)"), naming neither the layer nor the inputs. torch refuses them too;
+    now graphc says which layer and the three shapes, in the layout given."""
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(3, 2, 8))
+    for batch_first in (False, True):
+        ours, theirs = _attention_pair(batch_first=batch_first)
+        swap = (lambda a: a.swapaxes(0, 1)) if batch_first else (lambda a: a)
+        layout = r"\(N, L, E\)" if batch_first else r"\(L, N, E\)"
+        for key, value in [(rng.normal(size=(4, 3, 8)),) * 2,
+                           (rng.normal(size=(4, 2, 8)), rng.normal(size=(5, 2, 8))),
+                           (rng.normal(size=(4, 2, 8)), rng.normal(size=(4, 3, 8)))]:
+            given = [swap(a) for a in (q, key, value)]
+            with pytest.raises((RuntimeError, AssertionError)):
+                theirs(*(torch.tensor(a) for a in given))
+            shown = r"\(.*\), key \(.*\) and value \(.*\)"
+            with pytest.raises(GraphcError, match=rf"^MultiheadAttention: query {shown} "
+                               rf"\({layout}, batch_first={batch_first}\) must have one batch "
+                               "size, and key and value one length"):
+                ours(*given)
+        with pytest.raises(GraphcError, match=r"must all be batched \(3-d\) or all unbatched "
+                           r"\(2-d\), got shapes \(3, 2, 8\), \(4, 8\) and \(4, 8\)"):
+            ours(q, rng.normal(size=(4, 8)), rng.normal(size=(4, 8)))
+    with pytest.raises(GraphcError, match=r"key \(4, 8\) and value \(5, 8\) \(unbatched"):
+        ours(q[:, 0], rng.normal(size=(4, 8)), rng.normal(size=(5, 8)))
+    key = rng.normal(size=(3, 5, 8))  # batch_first=True here: N = 3, L = 2, S = 5
+    out = ours(q, key, key)[0].data
+    expected = theirs(*(torch.tensor(a) for a in (q, key, key)))[0].detach().numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-12)
