@@ -623,9 +623,11 @@ class _Keyed:
 
 
 class ModuleList(Module):
-    """Modules held in order; children are named "0", "1", ... as in PyTorch."""
+    """Modules held in order; children are named "0", "1", ... as in PyTorch. As torch's,
+    `modules` is any iterable (a generator too), or None: an empty list."""
 
-    def __init__(self, modules):
+    def __init__(self, modules=None):
+        modules = [] if modules is None else list(modules)
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise GraphcError(f"{type(self).__name__}: item {i} is a {type(m).__name__}, "

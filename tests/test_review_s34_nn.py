@@ -284,3 +284,22 @@ def test_mismatched_query_key_and_value_shapes_are_named():
     out = ours(q, key, key)[0].data
     expected = theirs(*(torch.tensor(a) for a in (q, key, key)))[0].detach().numpy()
     np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
+def test_module_list_takes_no_argument_or_any_iterable():
+    """nn.ModuleList() was a TypeError (a required argument) and ModuleList(a generator)
+    failed on len(); torch's takes None (an empty list, appended to later) and any iterable,
+    as Sequential() and ModuleDict() already did. Now ModuleList does too."""
+    for ours, theirs in ((gc.nn.ModuleList(), torch.nn.ModuleList()),
+                         (gc.nn.Sequential(), torch.nn.Sequential()),
+                         (gc.nn.ModuleDict(), torch.nn.ModuleDict())):
+        assert len(ours) == len(theirs) == 0 and ours.state_dict() == {}
+    x = np.ones((2, 3))
+    np.testing.assert_array_equal(gc.nn.Sequential()(gc.tensor(x)).data,
+                                  torch.nn.Sequential()(torch.tensor(x)).numpy())
+    blocks = gc.nn.ModuleList()
+    blocks.append(gc.nn.Linear(3, 3))
+    made = gc.nn.ModuleList(gc.nn.Linear(3, 3) for _ in range(2))
+    t_made = torch.nn.ModuleList(torch.nn.Linear(3, 3) for _ in range(2))
+    assert list(made.state_dict()) == list(t_made.state_dict())
+    assert [n for n, _ in blocks.named_parameters()] == ["0.weight", "0.bias"]
