@@ -220,23 +220,24 @@ class Module:
             if isinstance(child, Module):
                 child._set_path(f"{path}.{name}")
 
-    def named_parameters(self, prefix="", remove_duplicate=True):
-        """(name, Parameter) pairs. As PyTorch's, a Parameter held under several names
-        (weight tying, a shared submodule) comes once, under its first name, so that
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        """(name, Parameter) pairs, torch's arguments in its order (recurse=False: this
+        module's own only). As PyTorch's, a Parameter held under several names (weight
+        tying, a shared submodule) comes once, under its first name, so that
         params(), an optimiser and a parameter count see one tensor, not two that would be
         trained apart (each getting only its own use's share of the gradient)."""
         seen = set()
-        for name, p in self._all_parameters(_dotted(prefix)):
+        for name, p in self._all_parameters(_dotted(prefix), recurse=recurse):
             if not remove_duplicate or id(p) not in seen:
                 seen.add(id(p))
                 yield name, p
 
-    def _all_parameters(self, prefix="", kind=Parameter):
-        for name, (module, attr) in self._parameter_owners(prefix, kind):
+    def _all_parameters(self, prefix="", kind=Parameter, recurse=True):
+        for name, (module, attr) in self._parameter_owners(prefix, kind, recurse):
             yield name, vars(module)[attr]
 
-    def parameters(self):
-        return [p for _, p in self.named_parameters()]
+    def parameters(self, recurse=True):
+        return [p for _, p in self.named_parameters(recurse=recurse)]
 
     def named_children(self):
         """(attribute, Module) for each direct submodule, each module once, as torch's."""
@@ -264,17 +265,17 @@ class Module:
     def modules(self):
         return [m for _, m in self.named_modules()]
 
-    def named_buffers(self, prefix="", remove_duplicate=True):
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
         """(name, Buffer) pairs: the layers' state that is not trained (BatchNorm's running
-        statistics), as torch's named_buffers."""
+        statistics), as torch's named_buffers (recurse=False: this module's own only)."""
         seen = set()
-        for name, b in self._all_parameters(_dotted(prefix), kind=Buffer):
+        for name, b in self._all_parameters(_dotted(prefix), Buffer, recurse):
             if not remove_duplicate or id(b) not in seen:
                 seen.add(id(b))
                 yield name, b
 
-    def buffers(self):
-        return [b for _, b in self.named_buffers()]
+    def buffers(self, recurse=True):
+        return [b for _, b in self.named_buffers(recurse=recurse)]
 
     def register_buffer(self, name: str, value, persistent: bool = True):
         """torch's register_buffer: `value` (an array) becomes the Buffer `name`; None
@@ -305,14 +306,15 @@ class Module:
         _mark_empty_buffer(self, name, value is None)
         setattr(self, name, value)
 
-    def state_dict(self) -> dict:
+    def state_dict(self, *, prefix: str = "") -> dict:
         """Parameters and persistent buffers by name (the arrays themselves, not copies), in
         torch's order: each module's parameters, then its buffers, then its submodules'. A
         tied or shared one is under each of its names, as torch's (whose strict load of this
-        dict then finds them all); load_state_dict takes any of them."""
+        dict then finds them all); load_state_dict takes any of them. `prefix` goes before
+        each name as it is, as torch's: state_dict(prefix="enc.") names `enc.weight`."""
         kept = {**dict(self._all_parameters()),
                 **dict(self._persistent_buffers(every_name=True))}
-        return {name: kept[name].data for name in self._state_names() if name in kept}
+        return {prefix + name: kept[name].data for name in self._state_names() if name in kept}
 
     def _state_names(self, prefix=""):
         """Every name of every parameter and buffer, in state_dict's order."""
@@ -404,9 +406,15 @@ class Module:
             converted[name] = value
         self.load_state_dict(converted)
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none: bool = True):
+        """Forget the parameters' eager gradients (.grad), as torch's: None by default;
+        set_to_none=False zeroes them instead (a new zero array each, as an optimiser's
+        zero_grad)."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = np.zeros_like(np.asarray(p.grad, p.data.dtype))
 
     training = _TrainingFlag()  # Dropout's switch (train() / eval() set it on every submodule)
 
@@ -510,7 +518,7 @@ class Module:
                                           if names), (user_location(),))
         return owners
 
-    def _parameter_owners(self, prefix="", kind=Parameter):
+    def _parameter_owners(self, prefix="", kind=Parameter, recurse=True):
         """(name, (module, attribute)) for each attribute holding a Parameter (or `kind`),
         tied ones under each of their names: this module's own, then each submodule's, as
         torch's (a bias_k set after out_proj still comes before out_proj.weight). Every
@@ -519,7 +527,7 @@ class Module:
         for name, value in vars(self).items():
             if isinstance(value, kind):
                 yield f"{prefix}{name}", (self, name)
-        for name, value in vars(self).items():
+        for name, value in vars(self).items() if recurse else ():
             if isinstance(value, Module):
                 yield from value._parameter_owners(f"{prefix}{name}.", kind)
 

@@ -303,3 +303,41 @@ def test_module_list_takes_no_argument_or_any_iterable():
     t_made = torch.nn.ModuleList(torch.nn.Linear(3, 3) for _ in range(2))
     assert list(made.state_dict()) == list(t_made.state_dict())
     assert [n for n, _ in blocks.named_parameters()] == ["0.weight", "0.bias"]
+
+
+def test_module_walks_take_torchs_keyword_arguments():
+    """named_parameters(recurse=False), parameters(recurse=False), named_buffers(recurse=
+    False), buffers(recurse=False), state_dict(prefix=...) and zero_grad(set_to_none=False)
+    were TypeErrors (unexpected keyword); named_parameters' second positional argument was
+    remove_duplicate, torch's recurse. Now each takes torch's arguments, in torch's order,
+    with torch's meaning: recurse=False walks the module's own only, state_dict's prefix
+    goes before each name as it is, set_to_none=False leaves zeros, not None."""
+    def build(nn):
+        model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+        model.scale = nn.Parameter(np.ones(2, np.float32) if nn is gc.nn else torch.ones(2))
+        return model
+    ours, theirs = build(gc.nn), build(torch.nn)
+
+    def names(pairs):
+        return [name for name, _ in pairs]
+    for args, kwargs in [((), {}), ((), {"recurse": False}), (("m", False), {}),
+                         (("m",), {"recurse": True, "remove_duplicate": False})]:
+        assert names(ours.named_parameters(*args, **kwargs)) == names(
+            theirs.named_parameters(*args, **kwargs))
+        assert names(ours[1].named_buffers(*args, **kwargs)) == names(
+            theirs[1].named_buffers(*args, **kwargs))
+    assert names(ours.named_parameters(recurse=False)) == ["scale"]
+    assert len(ours.parameters(recurse=False)) == len(list(theirs.parameters(recurse=False)))
+    assert len(ours.buffers(recurse=False)) == len(list(theirs.buffers(recurse=False))) == 0
+    assert len(ours[1].buffers(recurse=False)) == len(list(theirs[1].buffers(recurse=False)))
+    for prefix in ("enc.", "enc", ""):
+        assert list(ours.state_dict(prefix=prefix)) == list(theirs.state_dict(prefix=prefix))
+    loss = gc.sum(ours(gc.tensor(np.ones((3, 2), np.float32))) * ours.scale)
+    loss.backward()
+    assert ours[0].weight.grad is not None
+    ours.zero_grad(set_to_none=False)
+    for p in ours.parameters():
+        np.testing.assert_array_equal(p.grad, np.zeros_like(p.data))
+        assert np.asarray(p.grad).dtype == p.data.dtype
+    ours.zero_grad()
+    assert all(p.grad is None for p in ours.parameters())
