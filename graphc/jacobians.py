@@ -22,7 +22,7 @@ from ir.ops import api as F
 from ir.types import is_float
 
 from .tracing import leaves_and_structure, unflatten
-from .transforms import (_as_float_inputs, _differentiated, _is_symbolic,
+from .transforms import (_as_float_inputs, _callable, _differentiated, _is_symbolic,
                          check_differentiable, eager_runner, jvp, single_argnum, split_aux,
                          vjp)
 from .vmap import vmap
@@ -91,6 +91,7 @@ def jacfwd(fn, argnums=0, has_aux=False):
 
 
 def _transform(fn, jacobian, argnums, has_aux, who):
+    _callable(fn, who)
     nums = _differentiated(argnums, who)
 
     def symbolic(*args, **kwargs):

@@ -1214,6 +1214,7 @@ def hessian(fn, argnums=0, has_aux=False):
     picked keep their type, so an int stays an index). jacfwd pushes one tangent per input
     element through the gradient, all in one batched graph."""
     from .jacobians import jacfwd, jacrev  # (jacobians imports this module)
+    _callable(fn, "hessian")  # (named as the user called it, not jacrev)
     nums = _differentiated(argnums, "hessian")
     jacobian = jacfwd(jacrev(fn, argnums, has_aux), argnums, has_aux)
 

@@ -36,7 +36,7 @@ from runtime.eager import Tensor, apart_from
 
 from . import nn
 from .tracing import arg_names, flatten, leaf_input_names, to_spec, unflatten
-from .transforms import _shared_float_dtype
+from .transforms import _callable, _shared_float_dtype
 
 
 def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
@@ -53,6 +53,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
     the batch size, needed where in_axes maps no argument (every result is then fun's
     result stacked axis_size times), else checked against the mapped arguments.
     Eagerly, the results are eager tensors (gc.Tensor), as eager ops give."""
+    _callable(fun, "vmap")
     name = getattr(fun, "__name__", "fn").strip("<>")
 
     @functools.wraps(fun, updated=())
@@ -87,6 +88,11 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         with region.building():
             result = fun(*unflatten(structure, stand_ins), **kwargs)
         out_leaves, out_structure, _ = flatten(result)
+        for k, x in enumerate(out_leaves):
+            if not (_is_array(x) or isinstance(x, (bool, int, float))):
+                # (else numpy's "dtype <U1 is not supported" from the batching below)
+                raise GraphcError(f"vmap({name}): output {k} is a {type(x).__name__}, which "
+                                  "is not a tensor", (user_location(),))
         bound.update(region.bindings())
         traced = [x for x in out_leaves if isinstance(x, Node) and x.graph is region]
         values = iter(batch_graph(region, bound, size, traced))
