@@ -1077,12 +1077,20 @@ def _outputs_and_cotangents(y, ct):
         if _is_weak_scalar(c, (int, float, np.floating)):
             c = np.asarray(c, out.dtype)
         shape, want = getattr(c, "shape", None), tuple(out.shape)
+        which = "" if y_structure is None else f" for output leaf {k}"
         if shape is not None and _concrete(shape) and _concrete(want) and tuple(shape) != want:
             # else autodiff met it deep inside ("internal: gradient of shape ...")
-            which = "" if y_structure is None else f" for output leaf {k}"
             raise GraphcError(f"vjp: the cotangent{which} has shape {list(shape)} but the "
                               f"output has shape {list(want)}; pass a cotangent of the "
                               "output's shape", (user_location(),))
+        dtype = getattr(c, "dtype", None)
+        if dtype is not None and dtype != out.dtype:
+            # as JAX ("got float32[2], but expected float64[2]"): else the gradients took the
+            # cotangent's dtype, or a rule failed ("mul(f32[2], f64[2]): operands must ...")
+            got = _describe((np.dtype(dtype).name, shape))
+            raise GraphcError(f"vjp: the cotangent{which} is {got}, but the output is "
+                              f"{_describe((out.dtype.name, want))}; pass a cotangent of the "
+                              "output's dtype", (user_location(),))
         ys.append(out)
         seeds.append(c)
     return ys, seeds

@@ -28,3 +28,28 @@ def test_vmap_names_an_output_that_is_not_a_tensor():
                                           "not a tensor"):
         gc.vmap(labelled)(x)
     np.testing.assert_array_equal(gc.vmap(lambda v: 2.0)(x), [2.0, 2.0, 2.0])
+
+
+def test_vjp_checks_the_cotangents_dtype():
+    """The pullback took a cotangent of another dtype than its output's: a float32 0-d
+    cotangent of a float64 sum gave a float32 gradient, and float32 ones for gc.sin's float64
+    output failed in a gradient rule ("mul(f32[2], f64[2]): operands must have one dtype").
+    As JAX ("got float32[2], but expected float64[2]"), one line naming both; a Python
+    number still takes the output's dtype."""
+    x = np.array([1.0, 2.0])
+    _, pull = gc.vjp(gc.sin, x)
+    with pytest.raises(GraphcError, match=r"^vjp: the cotangent is float32\[2\], but the "
+                                          r"output is float64\[2\]; pass a cotangent of the "
+                                          "output's dtype"):
+        pull(np.ones(2, np.float32))
+    _, pull = gc.vjp(lambda v: gc.sum(v), x)
+    with pytest.raises(GraphcError, match=r"cotangent is float32\[\], but the output is "
+                                          r"float64\[\]"):
+        pull(np.array(1.0, np.float32))
+    (g,) = pull(2)
+    assert g.dtype == np.float64
+    np.testing.assert_array_equal(g, [2.0, 2.0])
+    _, pull = gc.vjp(lambda v: {"a": v, "b": v * 2}, x)
+    with pytest.raises(GraphcError, match=r"cotangent for output leaf 1 is float32\[2\], "
+                                          r"but the output is float64\[2\]"):
+        pull({"a": np.ones(2), "b": np.ones(2, np.float32)})
