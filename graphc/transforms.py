@@ -209,8 +209,6 @@ class Compiled:
         return self._plan_for_key(args, self.signature(args))
 
     def _plan_for_key(self, args, key):
-        from runtime.build import build_plan
-
         signature, traced = key, None
         if self.retrace:  # the trace itself tells whether a plan computes this call
             traced = self._trace(args, signature)
@@ -237,8 +235,7 @@ class Compiled:
             limits = weak.int_limits(graph)  # (it may refuse the graph: before a plan is kept)
             donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
                       for leaf in leaf_input_names(self._names(len(args))[i], args[i])]
-            plan = build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
-                              jit=self.jit, memory_limit=self.memory_limit)
+            plan = self._build(graph, args, written, donate)
             self._plans.setdefault(key, []).append((list(graph.guards), plan))
             self._used[id(plan)] = (key, plan)
             self._drop_old_plans()
@@ -250,6 +247,12 @@ class Compiled:
                 self._weak_int_limits[id(plan)] = (weak_inputs, list(limits.items()))
         self._last_key = signature
         return plan
+
+    def _build(self, graph, args, written, donate):
+        """The plan of `graph`, fn's trace at `args` (`written`: the Buffers it updates)."""
+        from runtime.build import build_plan
+        return build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
+                          jit=self.jit, memory_limit=self.memory_limit)
 
     def _trace(self, args, key):
         """(fn's graph at these arguments' specs, the (module, attribute) of each Buffer the
@@ -357,7 +360,11 @@ class Compiled:
             _check_weak_ints(leaves, self._weak_int_limits.get(id(plan)))
         leaves = [x.data if isinstance(x, Tensor) else x for x in leaves]
         outs = plan.run_checked(*leaves) if checked else plan(*leaves)
-        result = unflatten(plan.graph.output_tree, outs)
+        return self._written_back(plan, unflatten(plan.graph.output_tree, outs))
+
+    def _written_back(self, plan, result):
+        """fn's result from `plan`'s, which ends with the Buffers' new values where fn's
+        trace updated some (BatchNorm's running statistics): written into them here."""
         written = self._buffer_writes.get(id(plan))
         if written:
             result, values = result
@@ -1034,45 +1041,32 @@ def vjp(fn, *primals):
             return pull(out, primals, cotangent)
         return out, vjp_sym
 
-    out = compile(fn)(*primals)
-
-    def replay(*xs):
-        # fn again, for its graph: the call above wrote its buffer updates (BatchNorm's
-        # running statistics), and a second write would count the batch twice
-        with collect_buffer_updates():
-            return fn(*xs)
+    # as JAX's: fn's forward runs once, here, and the pullback computes with the values it
+    # kept (the primals as they are now, the dropout masks drawn now), not fn again
+    from .split_vjp import Differentiated
+    primals = _weak_floats(primals, ())
+    (out, _), pullback = Differentiated(fn).call(((None, False),) + primals)
+    structure = leaves_and_structure(list(primals))[1]
 
     def vjp_concrete(cotangent):
-        def pulled(ct, *xs):
-            return pull(replay(*xs), xs, ct)
-        if current_graph() is not None:
-            # called inside a trace (vmap(vjp_fn)(cotangents), jacrev's way): the pullback's
-            # nodes go into the graph being built, which holds the cotangent (a plan of its
-            # own could not take it: "cannot be turned into a numpy array")
-            xs = tuple(_variables(p) for p in primals)
-            return pull(replay(*xs), xs, cotangent)
-        leaves, structure = leaves_and_structure(cotangent)
-        dtypes = [getattr(y, "dtype", None) for y in leaves_and_structure(out)[0]]
-        if len(dtypes) == len(leaves):  # weak scalars as their outputs' dtypes
-            leaves = [np.asarray(c, d) if d is not None and _is_weak_scalar(c, (int, float,
-                                                                                np.floating))
-                      else np.asarray(c) for c, d in zip(leaves, dtypes)]
-        return tuple(compile(pulled)(unflatten(structure, leaves), *primals))
+        return tuple(unflatten(structure, pullback(_cotangent_leaves(out, cotangent))))
     return out, vjp_concrete
 
 
-def _outputs_and_cotangents(y, ct):
-    """The floating-point leaves of fn's result `y` and the leaves of the cotangent `ct` (a
-    pytree like y) for them, weak scalars as their output's dtype. Integer and boolean
-    outputs carry no cotangent (JAX's float0); None in ct stands for zeros."""
+def _cotangent_leaves(y, ct) -> list:
+    """One cotangent per leaf of fn's result `y` from `ct` (a pytree like y), checked
+    against its output: None where ct has None (zeros) and for integer and boolean outputs
+    (JAX's float0) and values that are not arrays (Python numbers fn returned); weak scalars
+    take their output's dtype."""
     y_leaves, y_structure = leaves_and_structure(y)
     if y_structure is None:  # one array
         c_leaves = [ct]
     else:
         c_leaves = leaves_like(y_structure, ct, "the cotangent", "the function's result")
-    ys, seeds = [], []
+    cotangents = []
     for k, (out, c) in enumerate(zip(y_leaves, c_leaves)):
-        if c is None or not isinstance(out, Node) or not is_float(out.dtype):
+        if c is None or not hasattr(out, "dtype") or not is_float(out.dtype):
+            cotangents.append(None)
             continue
         if _is_weak_scalar(c, (int, float, np.floating)):
             c = np.asarray(c, out.dtype)
@@ -1089,11 +1083,18 @@ def _outputs_and_cotangents(y, ct):
             # cotangent's dtype, or a rule failed ("mul(f32[2], f64[2]): operands must ...")
             got = _describe((np.dtype(dtype).name, shape))
             raise GraphcError(f"vjp: the cotangent{which} is {got}, but the output is "
-                              f"{_describe((out.dtype.name, want))}; pass a cotangent of the "
-                              "output's dtype", (user_location(),))
-        ys.append(out)
-        seeds.append(c)
-    return ys, seeds
+                              f"{_describe((np.dtype(out.dtype).name, want))}; pass a "
+                              "cotangent of the output's dtype", (user_location(),))
+        cotangents.append(c)
+    return cotangents
+
+
+def _outputs_and_cotangents(y, ct):
+    """The floating-point leaves of fn's traced result `y` and their cotangents from `ct` (a
+    pytree like y; see _cotangent_leaves)."""
+    pairs = [(out, c) for out, c in zip(leaves_and_structure(y)[0], _cotangent_leaves(y, ct))
+             if c is not None and isinstance(out, Node)]
+    return [out for out, _ in pairs], [c for _, c in pairs]
 
 
 def _like_primal(primal, tangent, what):

@@ -53,3 +53,55 @@ def test_vjp_checks_the_cotangents_dtype():
     with pytest.raises(GraphcError, match=r"cotangent for output leaf 1 is float32\[2\], "
                                           r"but the output is float64\[2\]"):
         pull({"a": np.ones(2), "b": np.ones(2, np.float32)})
+
+
+def test_vjp_pulls_back_at_the_values_of_its_call():
+    """gc.vjp on concrete arrays ran fn again when the pullback was called, on the caller's
+    arrays as they were then: `w -= 1` between vjp and pull gave [0, 4] for sum(w * w) at
+    [1, 3], and a refilled closed-over array or a layer's updated weight changed the
+    gradient too. As JAX's, the forward runs once, at vjp, and the pullback uses the values
+    it kept: [2, 6]."""
+    w = np.array([1.0, 3.0])
+    y, pull = gc.vjp(lambda v: gc.sum(v * v), w)
+    w -= 1.0  # (an optimiser step in place)
+    assert float(y) == 10.0
+    np.testing.assert_array_equal(pull(1.0)[0], [2.0, 6.0])
+    c = np.array([1.0, 2.0])
+    _, pull = gc.vjp(lambda v: gc.sum(v * c * v), np.array([3.0, 4.0]))
+    c[:] = 100.0
+    np.testing.assert_array_equal(pull(1.0)[0], [6.0, 16.0])
+    layer = gc.nn.Linear(2, 1, bias=False)
+    weight = layer.weight.data.copy()
+    _, pull = gc.vjp(lambda x: gc.sum(layer(x)), np.ones((1, 2), np.float32))
+    layer.weight.data[...] = 0.0
+    np.testing.assert_array_equal(pull(np.float32(1.0))[0], weight.T)
+
+
+def test_vjp_pullback_uses_the_dropout_mask_of_its_forward():
+    """A Dropout without a key drew a new mask when the pullback ran fn again, so the
+    gradient of dropout(x) was not y's mask (scaled); vmap of the pullback the same. Now the
+    forward's mask: the gradient of ones is y, and every row of the vmapped pullback of the
+    identity's basis is y's mask on the diagonal."""
+    drop = gc.nn.Dropout(0.5)
+    y, pull = gc.vjp(lambda x: drop(x), np.ones(64))
+    y = np.asarray(y)
+    assert 0 < np.count_nonzero(y) < 64
+    np.testing.assert_array_equal(pull(np.ones(64))[0], y)
+    (rows,) = gc.vmap(pull)(np.eye(64))
+    np.testing.assert_array_equal(np.asarray(rows), np.diag(y))
+
+
+def test_vmapped_vjp_pullback_and_a_training_batchnorm():
+    """vmap(pull) of a pullback on concrete primals ran fn again inside the vmapped trace
+    (at the primals' values then); it now adds the kept backward to that graph. A
+    BatchNorm in training mode still updates its running statistics once, at vjp."""
+    x = np.array([1.0, 2.0])
+    _, pull = gc.vjp(lambda v: v * v, x)
+    x[:] = 0.0
+    np.testing.assert_array_equal(np.asarray(gc.vmap(pull)(np.eye(2))[0]), np.diag([2.0, 4.0]))
+    norm = gc.nn.BatchNorm1d(2)
+    batch = np.array([[1.0, 2.0], [3.0, 6.0]], np.float32)
+    _, pull = gc.vjp(norm, batch)
+    pull(np.ones((2, 2), np.float32))
+    np.testing.assert_allclose(norm.running_mean.data, [0.2, 0.4], rtol=1e-6)
+    assert int(norm.num_batches_tracked.data) == 1
