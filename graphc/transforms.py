@@ -1011,14 +1011,16 @@ def grad(fn, argnums=0, has_aux=False):
     return wrapper
 
 
-def vjp(fn, *primals):
+def vjp(fn, *primals, has_aux=False):
     """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives the cotangents of the primals
-    (pytrees like them; None, an empty subtree, stays None). fn may return a pytree of
-    arrays, and the cotangent is then a pytree like it, as in JAX; a Python number in it
-    takes its output's dtype (weakly typed). An integer or boolean primal (a Python int
-    too, weakly typed as in jvp) has no cotangent: None where JAX gives float0 zeros, so
-    vjp(lambda x, i: x[i], x, 2) pulls back. On symbolic primals it builds nodes; on
-    concrete ones it runs compiled graphs."""
+    (pytrees like them; None, an empty subtree, stays None); with has_aux, as JAX's, fn
+    returns (output, aux) and vjp (output, vjp_fn, aux), aux not differentiated. fn may
+    return a pytree of arrays, and the cotangent is then a pytree like it, as in JAX; a
+    Python number in it takes its output's dtype (weakly typed). An integer or boolean
+    primal (a Python int too, weakly typed as in jvp) has no cotangent: None where JAX
+    gives float0 zeros, so vjp(lambda x, i: x[i], x, 2) pulls back. On symbolic primals it
+    builds nodes; on concrete ones it runs fn's forward once and keeps what the pullback
+    reads (graphc/split_vjp.py)."""
     def pull(y, xs, ct):
         leaves, structure = leaves_and_structure(list(xs))
         wrt = [x for x in leaves if isinstance(x, Node) and is_float(x.dtype)]
@@ -1035,22 +1037,22 @@ def vjp(fn, *primals):
         leaves, structure = leaves_and_structure(list(primals))
         primals = tuple(unflatten(structure, list(_as_primals(tuple(leaves)))))
         primals = tuple(_variables(p) for p in primals)
-        out = fn(*primals)
+        out, aux = split_aux(fn(*primals), "vjp") if has_aux else (fn(*primals), None)
 
         def vjp_sym(cotangent):
             return pull(out, primals, cotangent)
-        return out, vjp_sym
+        return (out, vjp_sym, aux) if has_aux else (out, vjp_sym)
 
     # as JAX's: fn's forward runs once, here, and the pullback computes with the values it
     # kept (the primals as they are now, the dropout masks drawn now), not fn again
     from .split_vjp import Differentiated
     primals = _weak_floats(primals, ())
-    (out, _), pullback = Differentiated(fn).call(((None, False),) + primals)
+    (out, aux), pullback = Differentiated(fn).call(((None, bool(has_aux)),) + primals)
     structure = leaves_and_structure(list(primals))[1]
 
     def vjp_concrete(cotangent):
         return tuple(unflatten(structure, pullback(_cotangent_leaves(out, cotangent))))
-    return out, vjp_concrete
+    return (out, vjp_concrete, aux) if has_aux else (out, vjp_concrete)
 
 
 def _cotangent_leaves(y, ct) -> list:
@@ -1151,10 +1153,11 @@ def _describe(dtype_and_shape):
     return f"{dtype}{list(shape)}"
 
 
-def jvp(fn, primals, tangents):
+def jvp(fn, primals, tangents, has_aux=False):
     """Forward mode: (fn(*primals), J @ tangents). The primals may be pytrees, each tangent a
     pytree like its primal (None where it has None); fn's result may be a pytree too, and
-    its tangent is a pytree like it (zeros for integer and boolean leaves).
+    its tangent is a pytree like it (zeros for integer and boolean leaves). With has_aux, as
+    JAX's, fn returns (output, aux) and jvp (output, tangent, aux).
 
     Built from reverse mode by the "double vjp" trick: u -> vjp(u) is linear in the
     cotangent u, so differentiating <vjp(u), tangents> with respect to u gives J @ tangents;
@@ -1191,7 +1194,7 @@ def jvp(fn, primals, tangents):
     def symbolic(*args):
         xs, vs = args[:len(primals)], args[len(primals):]
         xs = tuple(_variables(x) for x in xs)
-        y = fn(*xs)
+        y, aux = split_aux(fn(*xs), "jvp") if has_aux else (fn(*xs), None)
         # an integer or boolean primal (an index, a count) has no tangent: as JAX's float0
         # tangents, its (integer) tangent is not read
         pairs = [(x, v) for x, v in zip(tree_leaves(list(xs)), tree_leaves(list(vs)))
@@ -1206,6 +1209,8 @@ def jvp(fn, primals, tangents):
             for k, t in zip(outs, forward_tangents([y_leaves[k] for k in outs], x_leaves,
                                                    v_leaves)):
                 tangent[k] = t
+        if has_aux:
+            return y, unflatten(y_structure, tangent), aux
         return y, unflatten(y_structure, tangent)
 
     if _is_symbolic(primals + tangents):
@@ -1213,8 +1218,7 @@ def jvp(fn, primals, tangents):
     args = _as_primals(primals + tangents)
     if current_graph() is not None:  # inside a trace: see _in_trace
         return symbolic(*args)
-    out, tangent = Compiled(symbolic)(*args)
-    return out, tangent
+    return Compiled(symbolic)(*args)
 
 
 def hessian(fn, argnums=0, has_aux=False):

@@ -105,3 +105,36 @@ def test_vmapped_vjp_pullback_and_a_training_batchnorm():
     pull(np.ones((2, 2), np.float32))
     np.testing.assert_allclose(norm.running_mean.data, [0.2, 0.4], rtol=1e-6)
     assert int(norm.num_batches_tracked.data) == 1
+
+
+def _loss_and_norm(w):
+    return gc.sum(gc.sin(w)), {"norm": gc.sum(w * w), "count": 2}
+
+
+def test_vjp_and_jvp_take_has_aux_as_jax():
+    """gc.vjp and gc.jvp took no has_aux (JAX's do; README listed vjp as "same"): now fn
+    may return (output, aux); vjp returns (output, vjp_fn, aux) and jvp (output, tangent,
+    aux), aux not differentiated, eagerly, compiled and under grad."""
+    w = np.array([0.5, 1.0])
+    y, pull, aux = gc.vjp(_loss_and_norm, w, has_aux=True)
+    np.testing.assert_allclose(float(y), np.sin(w).sum())
+    np.testing.assert_allclose(pull(1.0)[0], np.cos(w))
+    assert float(aux["norm"]) == 1.25 and int(aux["count"]) == 2
+    y, t, aux = gc.jvp(_loss_and_norm, (w,), (np.array([1.0, 0.0]),), has_aux=True)
+    np.testing.assert_allclose(float(t), np.cos(0.5))
+    assert float(aux["norm"]) == 1.25
+
+    @gc.compile
+    def both(w):
+        _, pull, aux = gc.vjp(_loss_and_norm, w, has_aux=True)
+        _, t, aux2 = gc.jvp(_loss_and_norm, (w,), (w,), has_aux=True)
+        return pull(1.0)[0] * aux["norm"], t + aux2["norm"]
+    g, t = both(w)
+    np.testing.assert_allclose(g, np.cos(w) * 1.25)
+    np.testing.assert_allclose(float(t), (np.cos(w) * w).sum() + 1.25)
+    # differentiating through vjp's aux: d/dw of the norm the aux carries
+    np.testing.assert_allclose(
+        gc.grad(lambda v: gc.vjp(_loss_and_norm, v, has_aux=True)[2]["norm"])(w), 2 * w)
+    with pytest.raises(GraphcError, match="vjp: with has_aux=True the function must return "
+                                          "a pair"):
+        gc.vjp(gc.sin, w, has_aux=True)
