@@ -138,3 +138,74 @@ def test_vjp_and_jvp_take_has_aux_as_jax():
     with pytest.raises(GraphcError, match="vjp: with has_aux=True the function must return "
                                           "a pair"):
         gc.vjp(gc.sin, w, has_aux=True)
+
+
+def test_a_compiled_call_on_tensors_that_require_grad_is_on_the_tape():
+    """A compiled function called on an eager tensor that requires grad returned arrays,
+    so the tape silently lost its part: t.grad of sum(t * t) + compiled(sum(v ** 3))(t) was
+    2t, not 2t + 3t^2. As torch.compile's call, its float results are now tensors on the
+    tape whose backward is the plan of its vjp (a closed-over Parameter gets its gradient
+    too); an integer result stays an array, and under no_grad nothing is recorded."""
+    x = np.array([1.0, 2.0])
+    t = gc.tensor(x, requires_grad=True)
+    loss = gc.sum(t * t) + gc.compile(lambda v: gc.sum(v ** 3))(t)
+    loss.backward()
+    np.testing.assert_array_equal(t.grad, [5.0, 16.0])
+    layer = gc.nn.Linear(2, 1)
+    layer.weight.data = np.array([[3.0], [4.0]])
+    layer.bias.data = np.array([0.5])
+    t = gc.tensor(x, requires_grad=True)
+    doubled, index, total = gc.compile(lambda v: (v * 2, gc.argmax(v), gc.sum(layer(v) ** 2)))(t)
+    assert isinstance(doubled, gc.Tensor) and isinstance(index, np.ndarray)
+    (gc.sum(doubled) + total).backward()
+    # total = (3 + 8 + 0.5)^2: d/dv = 2 * 11.5 * [3, 4], d/dW = 2 * 11.5 * v, d/db = 23
+    np.testing.assert_allclose(t.grad, 2.0 + 23.0 * np.array([3.0, 4.0]))
+    np.testing.assert_allclose(layer.weight.grad, [[23.0], [46.0]])
+    np.testing.assert_allclose(layer.bias.grad, [23.0])
+    with gc.no_grad():
+        assert isinstance(gc.compile(lambda v: v * 2)(t), np.ndarray)
+    y = gc.compile(lambda v: gc.sum(v ** 3))(gc.tensor(x, requires_grad=True))
+    with pytest.raises(GraphcError, match=r"^backward\(create_graph=True\) through compiled "
+                                          r"lambda is not supported"):
+        y.backward(create_graph=True)
+
+
+def test_an_eager_gradient_penalty_reaches_the_input_and_the_critics_weights():
+    """gc.grad's result on a tensor that requires grad was an array: a gradient penalty
+    computed eagerly (WGAN-GP: sum(grad(critic)(x) ** 2), then backward()) gave x and the
+    critic's weights no gradient from it. gc.grad's eager run is a compiled call, now on
+    the tape, its backward the second-order plan: torch.autograd's values."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 1)), rng.normal(size=(1,))
+    critic = gc.nn.Linear(3, 1)
+    critic.weight.data, critic.bias.data = w.copy(), b.copy()
+    t = gc.tensor(x, requires_grad=True)
+    penalty = gc.sum(gc.grad(lambda v: gc.sum(gc.tanh(critic(v))))(t) ** 2)
+    penalty.backward()
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    (tg,) = torch.autograd.grad(torch.tanh(tx @ tw + tb).sum(), tx, create_graph=True)
+    (tg ** 2).sum().backward()
+    np.testing.assert_allclose(float(penalty), float((tg ** 2).sum()), rtol=1e-12)
+    np.testing.assert_allclose(t.grad, tx.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(critic.weight.grad, tw.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(critic.bias.grad, tb.grad.numpy(), rtol=1e-10)
+
+
+def test_jvp_jacrev_and_vjp_results_on_tensors_that_require_grad_are_on_the_tape():
+    """gc.jvp's, gc.jacrev's and gc.vjp's results on a tensor that requires grad were
+    arrays (backward() did not reach it); now tensors on the tape: d/dx of sum(3x^2 v) is
+    6x v, of sum(jacrev(x^3)) 6x, and vjp's y and its pullback's result both reach x."""
+    x = np.array([1.0, 2.0])
+    t = gc.tensor(x, requires_grad=True)
+    _, tangent = gc.jvp(lambda v: v ** 3, (t,), (np.array([1.0, 3.0]),))
+    gc.sum(tangent).backward()
+    np.testing.assert_array_equal(t.grad, 6 * x * [1.0, 3.0])
+    t = gc.tensor(x, requires_grad=True)
+    gc.sum(gc.jacrev(lambda v: v ** 3)(t)).backward()
+    np.testing.assert_array_equal(t.grad, 6 * x)
+    t = gc.tensor(x, requires_grad=True)
+    y, pull = gc.vjp(lambda v: gc.sum(v ** 3), t)
+    (g,) = pull(1.0)
+    (y + gc.sum(g ** 2)).backward()  # x^3 + 9x^4 summed
+    np.testing.assert_array_equal(t.grad, 3 * x ** 2 + 36 * x ** 3)
