@@ -10,10 +10,7 @@ with the dropout masks the forward drew; called on traced cotangents (vmap of th
 jacrev's way) it adds the cotangent part to the graph being traced.
 
 `Differentiated` keeps the split plans per signature, as gc.compile keeps plans (static
-arguments, guards, Buffer updates, retracing all as Compiled's): gc.vjp makes one per call;
-a compiled function called with tensors that require grad keeps one, and `on_tape` records
-its results on the eager tape with the cotangent plan as their backward, as torch.compile's
-backward graph (the eager runs of grad, jvp and the Jacobians are such compiled functions).
+arguments, guards, Buffer updates, retracing all as Compiled's); gc.vjp makes one per call.
 """
 from __future__ import annotations
 
@@ -21,31 +18,25 @@ import functools
 
 import numpy as np
 
-from ir.errors import GraphcError, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
-from ir.ops.custom import CustomCall, rule_ref
-from ir.ops.registry import apply
 from ir.rewrite import clone
 from ir.types import is_float
 from passes.autodiff import gradients
 from passes.manager import optimize
-from runtime.eager import Tensor, is_grad_enabled
+from runtime.eager import Tensor
 
-from .custom import _pack
 from .linearize import _inline, _split, _traced
 from .tracing import arg_names, leaves_and_structure, unflatten
 from .transforms import Compiled, _check_weak_ints, split_aux
 
 
 class Differentiated(Compiled):
-    """fn's vjp, compiled: `call(((wrt, has_aux, closures), *args))` runs fn's forward once
-    and returns ((out, aux), pullback, closed), aux None without has_aux; pullback(
-    cotangents), one per leaf of out (None: zeros), gives one cotangent per array leaf of
-    the arguments (None where not differentiated), then one per tensor of `closed`. `wrt`:
-    the positions of the leaves to differentiate among the non-static arguments' leaves, or
-    None for every floating-point one; `closures`: differentiate the tensors fn closes over
-    that require grad too (`closed`: those of this call's plan), as the eager tape does."""
+    """fn's vjp, compiled: `call(((wrt, has_aux), *args))` runs fn's forward once and
+    returns ((out, aux), pullback), aux None without has_aux; pullback(cotangents), one per
+    leaf of out (None: zeros), gives one cotangent per array leaf of the arguments (None
+    where not differentiated). `wrt`: the positions of the leaves to differentiate among
+    the non-static arguments' leaves, or None for every floating-point one."""
 
     def __init__(self, fn, pipeline="default", fast_math=False, static_argnums=(), jit=None):
         def differentiated(what, *args):
@@ -57,18 +48,11 @@ class Differentiated(Compiled):
         super().__init__(differentiated, pipeline, fast_math, static_argnums=static, jit=jit)
         self.differentiated_fn = fn
 
-    @classmethod
-    def of(cls, compiled: Compiled) -> "Differentiated":
-        """The vjp of a compiled function (its fn under its precision, its options)."""
-        return cls(compiled.fn, compiled.pipeline, compiled.fast_math,
-                   compiled.static_argnums, compiled.jit)
-
     def _names(self, count):  # fn's own: messages and TracedNumberError name its arguments
         return ["vjp"] + arg_names(self.differentiated_fn, count - 1)
 
     def _build(self, graph, args, written, donate):
-        wrt, _, closures = args[0]
-        return SplitVJP(graph, len(self.plan_inputs(args)), len(written), wrt, closures,
+        return SplitVJP(graph, len(self.plan_inputs(args)), len(written), args[0][0],
                         self.pipeline, self.fast_math, self.jit)
 
     def call(self, args, checked: bool = False):
@@ -79,31 +63,23 @@ class Differentiated(Compiled):
             _check_weak_ints(leaves, self._weak_int_limits.get(id(split)))
         outs, residuals = split.forward([x.data if isinstance(x, Tensor) else x for x in leaves])
         result = self._written_back(split, unflatten(split.output_tree, outs))
-        return result, functools.partial(split.pullback, residuals), split.closed
+        return result, functools.partial(split.pullback, residuals)
 
 
 class SplitVJP:
     """The two plans of fn's vjp at one signature, from `graph` (fn's trace, whose result is
     (out, aux), followed by the values of the `written` Buffers it updates): `count` inputs
-    are the arguments' leaves; `wrt` picks those to differentiate (None: the float ones),
-    and with `closures` the tensors bound to other inputs (fn's closures) that require grad."""
+    are the arguments' leaves; `wrt` picks those to differentiate (None: the float ones)."""
 
-    def __init__(self, graph, count, written, wrt, closures, pipeline, fast_math, jit):
+    def __init__(self, graph, count, written, wrt, pipeline, fast_math, jit):
         from runtime.build import build_plan  # (see graphc/linearize.py)
         self.output_tree = graph.output_tree
         self.count = count
         positions = unflatten(graph.output_tree, list(range(len(graph.outputs))))
         out_positions, _ = leaves_and_structure((positions[0] if written else positions)[0])
         joint = clone(graph, f"{graph.name}_vjp")
-        wrt = [i for i in (range(count) if wrt is None else wrt)
-               if is_float(joint.inputs[i].dtype)]
-        closed = [(i, joint.param_values.get(n.attrs["name"]))
-                  for i, n in enumerate(joint.inputs) if i >= count and closures]
-        closed = [(i, t) for i, t in closed if isinstance(t, Tensor) and t.requires_grad]
-        self.closed = [t for _, t in closed]
-        # where each gradient goes in pullback's result: an argument leaf's position, or
-        # after them, a closed tensor's
-        self.slots = wrt + [count + k for k in range(len(closed))]
+        self.wrt = [i for i in (range(count) if wrt is None else wrt)
+                    if is_float(joint.inputs[i].dtype)]
         ys = [(k, joint.outputs[p]) for k, p in enumerate(out_positions)
               if is_float(joint.outputs[p].dtype)]
         taken, names = {n.attrs["name"] for n in joint.inputs}, []
@@ -112,7 +88,7 @@ class SplitVJP:
             while names[-1] in taken:
                 names[-1] += "_"
         self.cotangent_of = {name: k for name, (k, _) in zip(names, ys)}
-        xs = [joint.inputs[i] for i in wrt + [i for i, _ in closed]]
+        xs = [joint.inputs[i] for i in self.wrt]
         with joint.building():
             seeds = [joint.input(name, y.shape, y.dtype) for name, (_, y) in zip(names, ys)]
             grads = gradients([y for _, y in ys], xs, seeds) if ys and xs else \
@@ -135,9 +111,8 @@ class SplitVJP:
         return outs[:self.forward_count], outs[self.forward_count:]
 
     def pullback(self, residuals, cotangents) -> list:
-        """One cotangent per argument leaf (None where not differentiated), then one per
-        tensor of `closed`, from `cotangents`, one per leaf of fn's result (checked against
-        it by the caller; None: zeros)."""
+        """One cotangent per argument leaf (None where not differentiated) from `cotangents`,
+        one per leaf of fn's result (checked against it by the caller; None: zeros)."""
         graph = current_graph()
         given = []
         for node in self.cotangent_part.inputs[len(residuals):]:
@@ -151,38 +126,7 @@ class SplitVJP:
             if self._cotangent_plan is None:
                 self._cotangent_plan = self._build_cotangent_plan()
             grads = self._cotangent_plan(*residuals, *given)
-        out = [None] * (self.count + len(self.closed))
-        for slot, g in zip(self.slots, grads):
-            out[slot] = g
+        out = [None] * self.count
+        for i, g in zip(self.wrt, grads):
+            out[i] = g
         return out
-
-
-def on_tape(name, result, arguments, wrt, closed, pullback):
-    """`result` (a pytree of arrays) with its floating-point leaves as eager tensors
-    recorded on the tape as one custom_vjp node (ir/ops/custom.py) over the tensors that
-    require grad: the arguments' leaves at `wrt` and the `closed` ones, as Differentiated's
-    call gives them. backward() runs the pullback (a plan), as torch.compile's backward."""
-    operands = [arguments[i] for i in wrt] + list(closed)
-    positions = list(wrt) + [len(arguments) + k for k in range(len(closed))]
-    leaves, structure = leaves_and_structure(result)
-    diff = [k for k, y in enumerate(leaves) if isinstance(y, np.ndarray) and is_float(y.dtype)]
-    if not diff:
-        return result
-    packed, unpack = _pack([Tensor(leaves[k]) for k in diff])
-
-    def rule(arguments, residuals, g, needs):
-        if is_grad_enabled():  # backward(create_graph=True): the plan's results have no tape
-            raise GraphcError(f"backward(create_graph=True) through compiled {name} is not "
-                              "supported: its backward is a plan; take higher derivatives "
-                              "of a traced function (gc.grad(gc.grad(f)))", (user_location(),))
-        cotangents = [None] * len(leaves)
-        for k, c in zip(diff, unpack(g)):
-            cotangents[k] = c.data
-        grads = pullback(cotangents)
-        return [Tensor(grads[p]) if need else None for p, need in zip(positions, needs)]
-
-    node = apply("custom_vjp", packed, *operands, fn=name, args=len(operands),
-                 rule=rule_ref(CustomCall(name, rule)))
-    for k, value in zip(diff, unpack(node)):
-        leaves[k] = value
-    return unflatten(structure, leaves)

@@ -24,7 +24,7 @@ from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
 from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
-from runtime.eager import Tensor, collect_buffer_updates, is_grad_enabled
+from runtime.eager import Tensor, collect_buffer_updates
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
                       leaves_like, to_spec, trace, tree_leaves, unflatten)
@@ -99,7 +99,6 @@ class Compiled:
         # transformations: a value fn closes over may change between calls, as JAX's
         # un-jitted grad sees); a compiled function's plans are fixed at its first trace
         self.retrace = False
-        self._on_tape = None  # fn's Differentiated, for calls on tensors that require grad
         # fn's name and doc, not its __dict__: a callable's attributes (an inner Compiled's
         # fn and plans, an object's own fn) would replace this one's
         functools.update_wrapper(self, fn, updated=())
@@ -321,36 +320,12 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if kwargs:
             args = self._positional(args, kwargs)
-        # the leaves that are graph values or eager tensors (one pass: every call runs it)
-        values = [x for x in leaves_and_structure(list(args))[0]
-                  if isinstance(x, (Node, Tensor))]
-        if any(isinstance(x, Node) for x in values) or current_graph() is not None:
+        if _is_symbolic(args) or current_graph() is not None:
             # inside a trace (concrete arguments too): fn's nodes go into the graph being
             # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
             # could not: "operands belong to different graphs")
             return self.fn(*args)
-        args = _weak_floats(args, self._static(len(args)))
-        if values and is_grad_enabled() and any(x.requires_grad for x in values):
-            return self._call_on_tape(args)
-        return self.call(args)
-
-    def _call_on_tape(self, args):
-        """fn(*args) where an argument holds tensors that require grad, as torch.compile's
-        call: the float results are tensors on the eager tape, whose backward() runs the
-        plan of fn's vjp on the values this call's forward kept (graphc/split_vjp.py)."""
-        from .split_vjp import Differentiated, on_tape
-        self._check_argnums(len(args))
-        static = self._static(len(args))
-        leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
-        wrt = tuple(i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.requires_grad)
-        if not wrt:  # (a static argument held it)
-            return self.call(args)
-        if self._on_tape is None:
-            self._on_tape = Differentiated.of(self)
-        self._on_tape.retrace = self.retrace  # (eager_runner sets it after making self)
-        (out, _), pullback, closed = self._on_tape.call(((wrt, False, True),) + tuple(args))
-        return on_tape(getattr(self.fn, "__name__", "fn").strip("<>"), out, leaves, wrt,
-                       closed, pullback)
+        return self.call(_weak_floats(args, self._static(len(args))))
 
     def _positional(self, args, kwargs) -> tuple:
         """Keyword arguments as the positions they name (as JAX's jit takes them; a static
@@ -1070,25 +1045,13 @@ def vjp(fn, *primals, has_aux=False):
 
     # as JAX's: fn's forward runs once, here, and the pullback computes with the values it
     # kept (the primals as they are now, the dropout masks drawn now), not fn again
-    from .split_vjp import Differentiated, on_tape
+    from .split_vjp import Differentiated
     primals = _weak_floats(primals, ())
-    p_leaves, structure = leaves_and_structure(list(primals))
-    taped = [i for i, x in enumerate(p_leaves) if isinstance(x, Tensor) and x.requires_grad] \
-        if is_grad_enabled() else []
-    (out, aux), pullback, closed = Differentiated(fn).call(
-        ((None, bool(has_aux), bool(taped)),) + primals)
-    if taped:  # as a compiled function's result: y.backward() reaches those tensors
-        out = on_tape(getattr(fn, "__name__", "fn").strip("<>"), out, p_leaves, taped, closed,
-                      pullback)
+    (out, aux), pullback = Differentiated(fn).call(((None, bool(has_aux)),) + primals)
+    structure = leaves_and_structure(list(primals))[1]
 
     def vjp_concrete(cotangent):
-        cotangents = _cotangent_leaves(out, cotangent)
-        if taped and is_grad_enabled():
-            # cotangents that depend on primals that require grad: from a compiled function
-            # of them, recorded on the tape (it runs fn's forward again)
-            return tuple(compile(lambda c, *xs: vjp(fn, *xs, has_aux=has_aux)[1](c))(
-                cotangent, *primals))
-        return tuple(unflatten(structure, pullback(cotangents)[:len(p_leaves)]))
+        return tuple(unflatten(structure, pullback(_cotangent_leaves(out, cotangent))))
     return (out, vjp_concrete, aux) if has_aux else (out, vjp_concrete)
 
 
