@@ -24,7 +24,7 @@ from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
 from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
-from runtime.eager import Tensor, collect_buffer_updates
+from runtime.eager import Tensor, collect_buffer_updates, is_grad_enabled
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
                       leaves_like, to_spec, trace, tree_leaves, unflatten)
@@ -39,6 +39,12 @@ class RecompileWarning(UserWarning):
 def _is_symbolic(args) -> bool:
     leaves, _ = leaves_and_structure(list(args))
     return any(isinstance(x, Node) for x in leaves)
+
+
+def _requires_grad(args) -> bool:
+    """Whether an argument holds an eager tensor that requires grad (a Parameter)."""
+    leaves, _ = leaves_and_structure(list(args))
+    return any(isinstance(x, Tensor) and x.requires_grad for x in leaves)
 
 
 class Compiled:
@@ -99,6 +105,9 @@ class Compiled:
         # transformations: a value fn closes over may change between calls, as JAX's
         # un-jitted grad sees); a compiled function's plans are fixed at its first trace
         self.retrace = False
+        # warn once where a call's tensors require grad (gc.compile's functions; the eager
+        # transformations' results are arrays by design, gradients themselves)
+        self.says_off_tape = False
         # fn's name and doc, not its __dict__: a callable's attributes (an inner Compiled's
         # fn and plans, an object's own fn) would replace this one's
         functools.update_wrapper(self, fn, updated=())
@@ -325,6 +334,16 @@ class Compiled:
             # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
             # could not: "operands belong to different graphs")
             return self.fn(*args)
+        if self.says_off_tape and is_grad_enabled() and _requires_grad(args):
+            # its results are arrays: a backward() through them would silently leave out
+            # this call's part (torch.compile records it; graphc's tape does not, yet)
+            self.says_off_tape = False
+            name = getattr(self.fn, "__name__", "fn").strip("<>")
+            warnings.warn(f"compile({name}): called on tensors that require grad; a "
+                          "compiled function returns arrays and is not recorded on the eager "
+                          "tape, so backward() does not reach through this call (differentiate "
+                          "the whole loss with gc.grad, or call it under gc.no_grad() or on "
+                          "arrays to silence this)", stacklevel=user_stacklevel())
         return self.call(_weak_floats(args, self._static(len(args))))
 
     def _positional(self, args, kwargs) -> tuple:
@@ -618,9 +637,11 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
     loss scaling for float16 is gc.amp.LossScaler's). memory_limit: the plan's memory
     budget, met by recomputing activations (see Compiled)."""
     def make(f):
-        return Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
-                        polymorphic_shapes=polymorphic_shapes, precision=precision,
-                        memory_limit=memory_limit)
+        compiled = Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
+                            polymorphic_shapes=polymorphic_shapes, precision=precision,
+                            memory_limit=memory_limit)
+        compiled.says_off_tape = True  # the user's own: see Compiled.__call__
+        return compiled
     return make if fn is None else make(fn)
 
 
