@@ -759,17 +759,22 @@ def _leaf_dtype(leaf):
 
 def value_and_grad(fn, argnums=0, has_aux=False):
     """f -> (f(x), df/dx) for a scalar-valued f; argnums picks which arguments (pytrees ok)."""
-    _callable(fn, "value_and_grad")
-    nums = _differentiated(argnums, "value_and_grad")
-    symbolic = traced_value_and_grad(fn, argnums, has_aux)
+    return _value_and_grad(fn, argnums, has_aux, "value_and_grad")
 
-    run = eager_runner(symbolic, nums, "grad: ")
+
+def _value_and_grad(fn, argnums, has_aux, who):
+    """value_and_grad, its messages naming `who` (the transformation the user called)."""
+    _callable(fn, who)
+    nums = _differentiated(argnums, who)
+    symbolic = traced_value_and_grad(fn, argnums, has_aux, who=who)
+
+    run = eager_runner(symbolic, nums, f"{who}: ")
 
     @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):
         for i in nums:
             if not -len(args) <= i < len(args):
-                raise GraphcError(f"grad: argnums {i} but only {len(args)} arguments",
+                raise GraphcError(f"{who}: argnums {i} but only {len(args)} arguments",
                                   (user_location(),))
         if _is_symbolic((args, kwargs)):
             return symbolic(*args, **kwargs)
@@ -781,23 +786,25 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     return wrapper
 
 
-def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False):
+def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
+                          who="grad"):
     """value_and_grad's work on symbolic arguments (inside a trace). none_if_unreached: a
     leaf the value does not depend on gets None, not zeros, as torch leaves its .grad
-    (gc.Trainer: its optimiser then skips that parameter, its weight decay too)."""
-    nums = _differentiated(argnums, "value_and_grad")
+    (gc.Trainer: its optimiser then skips that parameter, its weight decay too). `who`:
+    the transformation its messages name."""
+    nums = _differentiated(argnums, who)
 
     def symbolic(*args, **kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
-        check_differentiable(args, wrt, "grad")
+        check_differentiable(args, wrt, who)
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         out = fn(*args, **kwargs)
-        value, aux = split_aux(out, "grad") if has_aux else (out, None)
+        value, aux = split_aux(out, who) if has_aux else (out, None)
         if not isinstance(value, Node):
-            raise GraphcError("grad: the function must return a tensor computed from its "
+            raise GraphcError(f"{who}: the function must return a tensor computed from its "
                               "inputs", (user_location(),))
         if not is_float(value.dtype):  # as JAX; its gradient was zeros, silently
-            raise GraphcError(f"grad: the function returned a {value.dtype} value; only a "
+            raise GraphcError(f"{who}: the function returned a {value.dtype} value; only a "
                               "floating-point result has a gradient (cast it, or return "
                               "the integer as aux with has_aux=True)", (user_location(),))
         wrt_leaves, structures = [], []
@@ -1017,9 +1024,7 @@ def split_aux(out, who):
 
 
 def grad(fn, argnums=0, has_aux=False):
-    _callable(fn, "grad")  # named as the user called it
-    _differentiated(argnums, "grad")
-    vg = value_and_grad(fn, argnums, has_aux)
+    vg = _value_and_grad(fn, argnums, has_aux, "grad")
 
     @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):

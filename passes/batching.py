@@ -57,6 +57,8 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
                 env[node] = (apply(node.op, *operands, **node.attrs), False)
                 if node.id in graph.adopting_casts:  # a weak number's cast keeps its check
                     _adopting(env[node][0])
+                elif node.id in graph.weak_ids:  # k + 1 of a weak k: weak, and so checked
+                    _weak(env[node][0])
             else:
                 env[node] = (_run_rule(node, operands, batched, size), True)
     return [env[node] for node in (graph.outputs if outputs is None else outputs)]
@@ -68,6 +70,14 @@ def _adopting(cast):
     that the number fits (a compiled function's k = 2**40 meeting int32 rows in vmap)."""
     if isinstance(cast, Node) and cast.op == "cast":
         cast.graph.adopting_casts.add(cast.id)
+
+
+def _weak(value):
+    """Mark `value`, rebuilt from a weakly typed node (a Python number's k + 1), weak in the
+    graph it is built in, as its original was: meeting int32 rows it then takes their dtype
+    through a cast that weak.int_limits checks, instead of wrapping unseen."""
+    if isinstance(value, Node):
+        value.graph.weak_ids.add(value.id)
 
 
 def is_batched(flag) -> bool:

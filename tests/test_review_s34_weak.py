@@ -147,7 +147,8 @@ def test_integer_arguments_at_differentiated_positions_are_refused_eagerly_and_c
     calls = [
         ("grad", 0, lambda: gc.grad(lambda k: k * 2.0)(3)),
         ("grad", 0, lambda: gc.compile(gc.grad(lambda k: k * 2.0))(3)),
-        ("grad", 1, lambda: gc.value_and_grad(lambda x, k: gc.sum(x) * k, argnums=1)(y, 3)),
+        ("value_and_grad", 1, lambda: gc.value_and_grad(lambda x, k: gc.sum(x) * k,
+                                                        argnums=1)(y, 3)),
         ("grad", 0, lambda: gc.grad(lambda k: 2.0 * gc.sum(k))(np.arange(3))),
         ("grad", 0, lambda: gc.grad(lambda d: d["k"] * 2.0)({"k": 3})),
         ("jacrev", 1, lambda: gc.jacrev(lambda y, k: y * k * 2.0, argnums=(0, 1))(y, 3)),
@@ -196,3 +197,26 @@ def test_jacobians_with_a_repeated_argnum_give_its_jacobian_each_time_as_grad_do
     for row in hess:
         for block in row:
             np.testing.assert_allclose(block, np.diag(2 * x), rtol=1e-15)
+
+
+def test_a_number_computed_from_an_unmapped_vmap_argument_is_range_checked():
+    """(Review of this session's weak typing.) vmap's unmapped Python int k became weak, but
+    the batching rebuilt k + 1 as a strong node outside its check: compiled, int32 rows times
+    k + 1 with k = 2**40 wrapped to rows * 1. Now the rebuilt node is weak as its original, so
+    the number meets the rows through a checked cast."""
+    rows = np.arange(3, dtype=np.int32).reshape(3, 1)
+    f = gc.compile(gc.vmap(lambda r, k: r * (k + 1), in_axes=(0, None)))
+    got = f(rows, 2)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got.ravel(), [0, 3, 6])
+    with pytest.raises(GraphcError, match=r"1099511627777, computed from k, does not fit in "
+                                          "int32"):
+        f(rows, 2**40)
+
+
+def test_value_and_grad_names_itself_when_it_refuses_an_integer_argument():
+    """(Review.) value_and_grad's refusal of an integer argument said "grad: ..."."""
+    with pytest.raises(GraphcError, match=r"^value_and_grad: argument 0 has dtype int64"):
+        gc.value_and_grad(lambda a: a * 2.0)(3)
+    with pytest.raises(GraphcError, match=r"^grad: argument 0 has dtype int64"):
+        gc.grad(lambda a: a * 2.0)(3)
