@@ -93,8 +93,9 @@ def _weak_lost(region, own, count) -> set:
     """The positions of the carries weak as they come into loop body `region` (inputs
     `own`) that it does not return weak (c + int32_x, cast(c, ...)): a carry is weak in the
     body only where every step keeps it weak, so the loop traces its functions again with
-    those carried strong, as JAX retraces a weakly typed carry the body promotes. Weak
-    throughout, the loop's result is weak too (ir.weak.result_is_weak)."""
+    those carried strong (int64 or float64; JAX instead promotes such a carry to the dtype
+    the body returns, so c + int32_x, which JAX and eager graphc take, is refused here as
+    a dtype mix). Weak throughout, the loop's result is weak too (ir.weak.result_is_weak)."""
     return {k for k in range(count)
             if weak.is_weak(own[k]) and not weak.is_weak(region.outputs[k])}
 
