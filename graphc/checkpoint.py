@@ -66,7 +66,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
 MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data position hold
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
-              "updates_behind", "optimizer")
+              "updates_behind", "optimizer_record")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
 # how long it trains (extending a run), how often and on how many batches it evaluates, and
 # the precision (switching to fp16-mixed starts a fresh loss scale, as GradScaler's). Every
@@ -98,7 +98,8 @@ def check_settings(meta: dict, settings: dict, path: str, allow_changed: bool = 
 
 
 def optimizer_record(optimizer) -> dict:
-    """What a checkpoint header records of the optimiser (field `optimizer`): its class and
+    """What a checkpoint header records of the optimiser (field `optimizer_record`: a name no
+    user setting is likely to have, checkpoint_meta's keys sharing the header): its class and
     the slots of state it keeps for each parameter."""
     return {"class": type(optimizer).__name__, "slots": list(optimizer.slots)}
 
@@ -113,14 +114,14 @@ def check_optimizer(meta: dict, mine: dict, path: str | None = None,
     optimiser was recorded). Such a change is refused, one GraphcError line naming both,
     unless `allow_changed`: the state the checkpoint cannot give then starts afresh (see
     gc.Trainer.restore). `path`: the file, for messages."""
-    saved = meta.get("optimizer")
+    saved = meta.get("optimizer_record")
     if saved is None or saved == mine:
         return None
     name = path or "the checkpoint"
     if not (isinstance(saved, dict) and set(saved) == {"class", "slots"}
             and isinstance(saved["class"], str) and isinstance(saved["slots"], list)
             and all(isinstance(slot, str) for slot in saved["slots"])):
-        raise CheckpointError(f"{name}: header field optimizer must be {{'class': name, "
+        raise CheckpointError(f"{name}: header field optimizer_record must be {{'class': name, "
                               f"'slots': [names]}}, got {saved!r}"[:200])
     added = [slot for slot in mine["slots"] if slot not in saved["slots"]]
     if saved["class"] != mine["class"]:
@@ -167,9 +168,10 @@ def check_header_settings(settings: dict) -> None:
     """The settings a run records in its checkpoint header (gc.Trainer's checkpoint_meta),
     checked before any training: none of the header's own fields (RUN_FIELDS: the format
     and what the trainer saves of the run, which would be overwritten or make the file
-    unreadable), JSON values (numpy scalars as numbers), no NaN or infinity (JSON has none,
-    and a resumed run's NaN never equals the saved one) and no deeper nesting than a header
-    is read with. ValueError or TypeError, naming the key."""
+    unreadable), JSON values (numpy scalars as numbers), no NaN (a resumed run's NaN never
+    equals the saved one, so it could not resume without allow_changed_settings; an infinity
+    is saved as Infinity and compares equal) and no deeper nesting than a header is read
+    with. ValueError or TypeError, naming the key."""
     for key in settings:
         if key in RUN_FIELDS:
             whose = "the format's" if key in ("format", "version") else "the trainer's, of the run"
@@ -185,9 +187,9 @@ def _check_header_values(value, where, depth):
     elif isinstance(value, (list, tuple)):
         items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
     else:
-        if isinstance(value, (float, np.floating)) and not math.isfinite(value):
-            raise ValueError(f"{where} is {value}; a checkpoint header is JSON, which has "
-                             "no NaN or infinity")
+        if isinstance(value, (float, np.floating)) and math.isnan(value):
+            raise ValueError(f"{where} is NaN, which never equals itself: a run saving it "
+                             "could not be resumed with the same settings (use None)")
         return
     if depth > MAX_HEADER_NESTING:
         raise ValueError(f"{where} nests more than {MAX_HEADER_NESTING} levels deep, deeper "
@@ -240,7 +242,7 @@ def load(path: str, optimizer: bool = True):
         prefixes = ("param", "adam_m", "adam_v") if optimizer else ("param",)
         arrays = {f"{prefix}/{name}": (shape, cfg.dtype)
                   for name, shape in parameter_shapes(cfg).items() for prefix in prefixes}
-        if meta.get("optimizer", _ADAMW) != _ADAMW:  # another optimiser's: its slots are
+        if meta.get("optimizer_record", _ADAMW) != _ADAMW:  # another optimiser's: its slots are
             # read where the file has them, the resuming run decides (check_optimizer)
             arrays = {k: v for k, v in arrays.items()
                       if k.startswith("param/") or k + ".npy" in members}

@@ -633,7 +633,7 @@ class Trainer:
                 "history": self.history, "val_history": self.val_history}
         if self.plateau is not None:
             meta["lr_on_plateau"] = self.plateau.state_dict()
-        meta["optimizer"] = checkpoint.optimizer_record(self.optimizer)
+        meta["optimizer_record"] = checkpoint.optimizer_record(self.optimizer)
         if any(self.behind.values()):  # (absent: every parameter at the optimiser's count)
             meta["updates_behind"] = {n: k for n, k in self.behind.items() if k}
         if self._number_lr() is not None and self._initial_lr is not None:

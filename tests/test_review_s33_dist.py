@@ -139,12 +139,12 @@ def test_two_ranks_build_with_a_nan_setting_and_refuse_a_per_class_table_togethe
                                    rank_env(), 100, merge_output=True)
     assert code == 0, output
     assert sorted(line for line in output.splitlines() if line[:2] in ("0 ", "1 ")) == [
-        "0 None meta: built", "0 nan meta: best_val is nan; a checkpoint header is JSON, "
-        "which has no NaN or infinity",
+        "0 None meta: built", "0 nan meta: best_val is NaN, which never equals itself: a "
+        "run saving it could not be resumed with the same settings (use None)",
         "0 per-class table: batch element 2 has shape (3,), but every "
         "batch element is split by rows across the 2 ranks",
-        "1 None meta: built", "1 nan meta: best_val is nan; a checkpoint header is JSON, "
-        "which has no NaN or infinity",
+        "1 None meta: built", "1 nan meta: best_val is NaN, which never equals itself: a "
+        "run saving it could not be resumed with the same settings (use None)",
         "1 per-class table: batch element 2 has shape (3,), but every "
         "batch element is split by rows across the 2 ranks"], output
 

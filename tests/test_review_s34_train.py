@@ -163,8 +163,8 @@ def _nested(depth):
     ({"format": "npz"}, "'format' is a checkpoint header field of its own"),
     ({"step": 3}, "'step' is a checkpoint header field of its own"),
     ({"history": []}, "'history' is a checkpoint header field of its own"),
-    ({"target_loss": float("nan")}, "target_loss is nan; a checkpoint header is JSON"),
-    ({"a": [1, {"b": np.float32("inf")}]}, r"a\[1\].b is inf; a checkpoint header is JSON"),
+    ({"target_loss": float("nan")}, "target_loss is NaN, which never equals itself"),
+    ({"a": [1, {"b": np.float32("nan")}]}, r"a\[1\].b is NaN, which never equals itself"),
     ({"deep": _nested(16)}, "deep.a.a.*nests more than 16 levels deep"),
 ])
 def test_checkpoint_meta_cannot_break_or_override_the_header(tmp_path, meta, message):
@@ -183,7 +183,9 @@ def test_checkpoint_meta_cannot_break_or_override_the_header(tmp_path, meta, mes
     with pytest.raises(gc.GraphcError, match="^Trainer: checkpoint_meta: " + message) as info:
         make(meta)
     assert "\n" not in info.value.message
-    deepest = {"deep": _nested(15), "loss": 1.5}
+    # (an infinity is saved as Infinity and compares equal when resumed: allowed, as before;
+    # so is a user's own key named optimizer, the optimiser's record being optimizer_record)
+    deepest = {"deep": _nested(15), "loss": 1.5, "best": float("inf"), "optimizer": "sgd"}
     make(deepest).fit(str(tmp_path), progress=False)
     make(deepest).resume(str(tmp_path / "checkpoint.npz"))
     checkpoint.save(str(tmp_path / "c.npz"), {}, {"version": 2, "format": "npz", "step": 0,
@@ -207,7 +209,7 @@ def test_resuming_with_another_optimizer_is_refused_or_starts_it_afresh(tmp_path
     first.fit(str(tmp_path), progress=False)
     path = str(tmp_path / "checkpoint.npz")
     _, meta = checkpoint.load_arrays(path, {})
-    assert meta["optimizer"] == {"class": "Adam", "slots": ["m", "v"]}
+    assert meta["optimizer_record"] == {"class": "Adam", "slots": ["m", "v"]}
     with pytest.raises(gc.GraphcError) as info:
         _small_trainer(optim.NAdam(lr=0.01)).resume(path)
     assert info.value.message == (
@@ -254,7 +256,7 @@ def test_a_slot_the_checkpoint_lacks_is_refused_or_starts_afresh(tmp_path):
     arrays, meta = checkpoint.load_arrays(str(tmp_path / "c" / "checkpoint.npz"), {
         k: (a.shape, a.dtype) for k, a in trainer.state_arrays().items()})
     checkpoint.save(str(tmp_path / "old.npz"), arrays, {
-        k: v for k, v in meta.items() if k not in ("format", "version", "optimizer")})
+        k: v for k, v in meta.items() if k not in ("format", "version", "optimizer_record")})
     _small_trainer(optim.AdamW(lr=0.01)).resume(str(tmp_path / "old.npz"))  # (as before)
 
 
@@ -271,12 +273,12 @@ def test_graphc_train_resume_checks_the_optimizer(tmp_path, capsys):
     assert main([*tiny, "--steps", "2"]) == 0
     ckpt = tmp_path / "o" / "checkpoint.npz"
     arrays, meta = checkpoint.load(str(ckpt))
-    assert meta["optimizer"] == {"class": "AdamW", "slots": ["m", "v"]}
+    assert meta["optimizer_record"] == {"class": "AdamW", "slots": ["m", "v"]}
     assert main([*tiny, "--steps", "3", "--resume"]) == 0
     arrays, meta = checkpoint.load(str(ckpt))
     checkpoint.save(str(ckpt), arrays, {
         **{k: v for k, v in meta.items() if k not in ("format", "version")},
-        "optimizer": {"class": "Adam", "slots": ["m", "v"]}})
+        "optimizer_record": {"class": "Adam", "slots": ["m", "v"]}})
     capsys.readouterr()
     assert main([*tiny, "--steps", "4", "--resume"]) == 2
     assert capsys.readouterr().err == (
@@ -285,7 +287,7 @@ def test_graphc_train_resume_checks_the_optimizer(tmp_path, capsys):
         "afresh (each parameter's count of updates at 0)\n")
     assert main([*tiny, "--steps", "4", "--resume", "--allow-changed-settings"]) == 0
     arrays, meta = checkpoint.load(str(ckpt))
-    assert meta["step"] == 4 and meta["optimizer"]["class"] == "AdamW"
+    assert meta["step"] == 4 and meta["optimizer_record"]["class"] == "AdamW"
     assert set(meta["updates_behind"].values()) == {3}  # one update each since step 3
 
 
