@@ -143,7 +143,8 @@ class TransformerEncoder(_Stack):
     accepted and ignored: graphc computes every position, as torch's ordinary path does.
     torch's nested-tensor fast path (taken in eval mode, autograd off, batch_first layers and
     a src_key_padding_mask, among other conditions) differs there: its output is zero at the
-    padded positions (before `norm`); the other positions agree. Multiply graphc's output by
+    padded positions before `norm` (so norm(0), the norm's bias for a LayerNorm, after it);
+    the other positions agree. Without a norm, multiply graphc's output by
     `~src_key_padding_mask[..., None]` to compare with it."""
 
     def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True,
