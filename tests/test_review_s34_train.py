@@ -12,7 +12,7 @@ import graphc as gc
 from graphc import checkpoint, optim
 from graphc.trainer import TrainingDiverged
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 RNG = np.random.default_rng(0)
 X, Y = RNG.normal(size=(10, 6, 3)), RNG.normal(size=(10, 6, 2))
