@@ -1304,6 +1304,14 @@ class BoundOptimizer:
                     raise GraphcError(f"load_state_dict: {slot} of {n} is {got}, expected "
                                       f"{np.asarray(own).dtype}{list(np.shape(own))}",
                                       (user_location(),))
+                # as gc.Trainer refuses such a checkpoint: NaN weights at the next step
+                if not np.isfinite(saved).all() or \
+                        (slot in self.optimizer.non_negative_slots and (saved < 0).any()):
+                    what = "a NaN or an infinity" if not np.isfinite(saved).all() else (
+                        f"a negative value, which {type(self.optimizer).__name__}'s running "
+                        "average of squared gradients never holds")
+                    raise GraphcError(f"load_state_dict: {slot} of {n} holds {what} (the "
+                                      "state was changed or damaged)", (user_location(),))
         self.state = copy.deepcopy(state)
         self.behind = {n: int(_whole_value(b)) for n, b in behind.items()}
         for name, value in settings.items():

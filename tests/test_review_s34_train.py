@@ -3,6 +3,7 @@ log, divergence), the recurrent layers' evaluation dropout and
 BoundOptimizer.load_state_dict; each test failed before its fix. torch (float64) is the
 oracle."""
 
+import copy
 import re
 
 import numpy as np
@@ -373,3 +374,25 @@ def test_bound_load_state_dict_checks_the_slots_when_loading(change, message):
     other.load_state_dict(opt.state_dict())
     gc.sum(net(gc.tensor(np.ones((2, 3), np.float32)))).backward()
     other.step()
+
+
+def test_bound_load_state_dict_refuses_a_negative_second_moment_or_a_nan():
+    """BoundOptimizer.load_state_dict took an Adam second moment made negative (or a NaN
+    moment), which gc.Trainer refuses in a checkpoint, and the next step() turned the weights
+    into NaNs. Now one line naming the slot and parameter, and the state is unchanged."""
+    lin = gc.nn.Linear(2, 2, rng=np.random.default_rng(0))
+    opt = optim.Adam(lr=0.1).bind(lin)
+    gc.sum(lin(gc.tensor(np.ones((1, 2), np.float32)))).backward()
+    opt.step()
+    good = opt.state_dict()
+    for slot, value, message in (("v", -1.0, "v of weight holds a negative value, which "
+                                  "Adam's running average of squared gradients never holds"),
+                                 ("m", np.nan, "m of weight holds a NaN or an infinity")):
+        bad = copy.deepcopy(good)
+        bad["state"][slot]["weight"] = np.full_like(good["state"][slot]["weight"], value)
+        with pytest.raises(gc.GraphcError, match=f"^load_state_dict: {message}"):
+            opt.load_state_dict(bad)
+        for name in ("m", "v"):
+            np.testing.assert_array_equal(opt.state[name]["weight"],
+                                          good["state"][name]["weight"])
+    opt.load_state_dict(good)
