@@ -26,7 +26,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.types import Dim, holds_when_bound, is_half
 
-from .nn import _EVALUATING, Buffer, Module, Parameter
+from .nn import _EVALUATING, Buffer, Module, Parameter, _size
 
 
 class _NormBase(Module):
@@ -37,10 +37,7 @@ class _NormBase(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, dtype="float32", *, bias=True):
         name = type(self).__name__
-        if not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool) \
-                or num_features < 1:
-            raise GraphcError(f"{name}: num_features must be a positive int, got "
-                              f"{num_features!r}", (user_location(),))
+        num_features = _size(name, "num_features", num_features, least=1)
         if momentum is not None and (isinstance(momentum, (bool, np.bool_)) or
                                      not isinstance(momentum, numbers.Real)):  # numpy's too
             raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",

@@ -14,7 +14,7 @@ from ir.ops import conv_extra as C
 from ir.types import is_int
 
 from .dropouts import _channel_dropout
-from .nn import Dropout, Module, Parameter, _AvgPool, _Functional, _MaxPool, _rng
+from .nn import Dropout, Module, Parameter, _AvgPool, _Functional, _MaxPool, _rng, _size
 
 
 def _fail(message):
@@ -31,9 +31,8 @@ class _ConvTranspose(Module):
         name = type(self).__name__
         if padding_mode != "zeros":  # torch's rule
             _fail(f"{name}: only padding_mode 'zeros' is supported, got {padding_mode!r}")
-        for what, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not is_int(v) or v < 1:
-                _fail(f"{name}: {what} must be a positive int, got {v!r}")
+        in_channels = _size(name, "in_channels", in_channels, least=1)
+        out_channels = _size(name, "out_channels", out_channels, least=1)
         if not is_int(groups) or groups < 1 or in_channels % groups or out_channels % groups:
             _fail(f"{name}: in_channels {in_channels} and out_channels {out_channels} must "
                   f"divide by groups {groups}")

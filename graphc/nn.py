@@ -1007,10 +1007,8 @@ class GroupNorm(Module):
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype="float32", *,
                  bias=True):
-        for what, value in (("num_groups", num_groups), ("num_channels", num_channels)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise GraphcError(f"GroupNorm: {what} must be a positive int, got {value!r}",
-                                  (user_location(),))
+        num_groups = _size("GroupNorm", "num_groups", num_groups, least=1)
+        num_channels = _size("GroupNorm", "num_channels", num_channels, least=1)
         if num_channels % num_groups:
             raise GraphcError(f"GroupNorm: num_channels ({num_channels}) must be a multiple "
                               f"of num_groups ({num_groups})", (user_location(),))

@@ -41,12 +41,6 @@ def _is_symbolic(args) -> bool:
     return any(isinstance(x, Node) for x in leaves)
 
 
-def _requires_grad(args) -> bool:
-    """Whether an argument holds an eager tensor that requires grad (a Parameter)."""
-    leaves, _ = leaves_and_structure(list(args))
-    return any(isinstance(x, Tensor) and x.requires_grad for x in leaves)
-
-
 class Compiled:
     """`graphc.compile(fn)`: traced, optimised and compiled once per input signature.
 
@@ -329,12 +323,14 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if kwargs:
             args = self._positional(args, kwargs)
-        if _is_symbolic(args) or current_graph() is not None:
+        leaves, _ = leaves_and_structure(list(args))  # (one pass: every call makes it)
+        if any(isinstance(x, Node) for x in leaves) or current_graph() is not None:
             # inside a trace (concrete arguments too): fn's nodes go into the graph being
             # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
             # could not: "operands belong to different graphs")
             return self.fn(*args)
-        if self.says_off_tape and is_grad_enabled() and _requires_grad(args):
+        if self.says_off_tape and is_grad_enabled() and \
+                any(isinstance(x, Tensor) and x.requires_grad for x in leaves):
             # its results are arrays: a backward() through them would silently leave out
             # this call's part (torch.compile records it; graphc's tape does not, yet)
             self.says_off_tape = False
