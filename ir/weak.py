@@ -21,7 +21,8 @@ from .types import is_float
 # the ops whose operands (at these positions; None: all) must share one dtype, so that a
 # weak one takes the dtype of the others
 _ADOPTING = {name: None for name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum",
-                                     "lt", "le", "gt", "ge", "eq", "ne")}
+                                     "lt", "le", "gt", "ge", "eq", "ne", "floor_divide",
+                                     "remainder", "fmod", "arctan2", "logaddexp", "hypot")}
 _ADOPTING["where"] = (1, 2)  # the values, not the condition
 
 # the unary ops a Python number goes through as a number (-k, abs(k)), and the identity
@@ -163,15 +164,19 @@ def _check_known(source, carried, dtype, locs):
 # the arithmetic weak integers are computed with, as Python computes numbers (exactly), so
 # that a check sees `k + 1`'s value before the graph's int64 wraps it
 _EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-          "neg": lambda a: -a, "abs": abs, "reshape": lambda a: a}
+          "neg": lambda a: -a, "abs": abs, "reshape": lambda a: a,
+          # Python's // and % are numpy's on integers; by zero numpy gives 0
+          "floor_divide": lambda a, b: a // b if b else 0,
+          "remainder": lambda a, b: a % b if b else 0}
 
 
 def exact_value(node, inputs: dict, known: dict | None = None):
     """The Python int that weak integer `node` stands for, given {input node: int}; None where
-    it is not computed from those inputs and integer constants by add, sub, mul, neg and abs
-    alone (then only the graph's own int64 arithmetic decides). `known`: values found so far
-    (shared between calls, so that a value used twice is computed once). Iterative: a chain
-    of thousands of `k = k + 1` neither recurses nor repeats work."""
+    it is not computed from those inputs and integer constants by add, sub, mul, neg, abs,
+    floor_divide and remainder alone (then only the graph's own int64 arithmetic decides).
+    `known`: values found so far (shared between calls, so that a value used twice is
+    computed once). Iterative: a chain of thousands of `k = k + 1` neither recurses nor
+    repeats work."""
     known = {} if known is None else known
     stack = [node]
     while stack:

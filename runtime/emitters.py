@@ -55,7 +55,13 @@ UFUNCS = {  # op -> the numpy ufunc its emitter calls
     "eq": "np.equal", "ne": "np.not_equal", "logical_and": "np.logical_and",
     "logical_or": "np.logical_or", "logical_not": "np.logical_not", "erf": "special.erf",
     "log1p": "np.log1p", "expm1": "np.expm1", "floor": "np.floor", "ceil": "np.ceil",
-    "round": "np.round", "isnan": "np.isnan", "isfinite": "np.isfinite",
+    "round": "np.round", "isnan": "np.isnan", "isfinite": "np.isfinite", "isinf": "np.isinf",
+    "tan": "np.tan", "arcsin": "np.arcsin", "arccos": "np.arccos", "arctan": "np.arctan",
+    "sinh": "np.sinh", "cosh": "np.cosh", "arcsinh": "np.arcsinh", "arccosh": "np.arccosh",
+    "arctanh": "np.arctanh", "log2": "np.log2", "log10": "np.log10", "exp2": "np.exp2",
+    "trunc": "np.trunc", "floor_divide": "np.floor_divide", "remainder": "np.remainder",
+    "fmod": "np.fmod", "arctan2": "np.arctan2", "logaddexp": "np.logaddexp",
+    "hypot": "np.hypot",
 }
 # GELU's tanh-form constants as source literals (their one home is ir/ops/elementwise.py)
 GELU_C = repr(GELU_TANH_C)  # c = sqrt(2/pi)

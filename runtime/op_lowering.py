@@ -96,6 +96,9 @@ _SCALAR = {
     "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
     "eq": "({0} == {1})", "ne": "({0} != {1})",
     "logical_not": "(not {0})", "logical_and": "({0} and {1})", "logical_or": "({0} or {1})",
+    # exact in numba as in numpy (its tan, arcsin, ..., libm's, may differ from numpy's in
+    # the last bit, and its float // and % from numpy's at a zero divisor: those stay numpy's)
+    "trunc": "np.trunc({0})", "isinf": "np.isinf({0})",
 }
 
 _RECORDS = [

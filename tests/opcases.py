@@ -38,6 +38,19 @@ def ints(*shape, high=5):
     return lambda rng: rng.integers(0, high, shape)
 
 
+def away_from_zero(*shape, high=2.0):
+    """Floats of either sign in [0.5, high] in magnitude: divisors with room around zero."""
+    return lambda rng: rng.uniform(0.5, high, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+def _signed_ints(*shape, low=-7, high=8):
+    return lambda rng: rng.integers(low, high, shape)
+
+
+def _nonzero_ints(*shape):
+    return lambda rng: rng.integers(1, 5, shape) * rng.choice([-1, 1], shape)
+
+
 def _start(value):
     """A run-time start position: an int64 scalar."""
     return lambda rng: np.asarray(value, np.int64)
@@ -325,6 +338,33 @@ CASES = [
          + gc.where(gc.isfinite(1.0 / gc.round(a)), a, 2.0),
          [f64(3, 4)], lambda a: np.where(np.isnan(np.log(a)), 1.0, a)
          + np.where(np.isfinite(1.0 / np.round(a)), a, 2.0)),
+    # numpy's further math functions (ir/ops/elementwise.py); // and % are numpy's (floor
+    # division, the remainder with the divisor's sign), fmod C's (the dividend's)
+    Case("floor_divide_remainder_fmod", lambda a, b: (a // b) * a + (a % b) * b
+         + gc.fmod(a, b) * a + 2.0 // b + 3.0 % b + gc.mod(a, 0.75), [f64(3, 4), away_from_zero(4)],
+         lambda a, b: np.floor_divide(a, b) * a + np.remainder(a, b) * b + np.fmod(a, b) * a
+         + 2.0 // b + 3.0 % b + np.remainder(a, 0.75)),
+    Case("floor_divide_remainder_fmod_int", lambda a, i, j: gc.cast(
+        i // j + (i % j) * 3 + gc.fmod(i, j) * 5 + 9 // j + i % 4, a.dtype) * a,
+         [f64(3, 4), _signed_ints(3, 4), _nonzero_ints(4)],
+         lambda a, i, j: (i // j + (i % j) * 3 + np.fmod(i, j) * 5 + 9 // j + i % 4) * a,
+         ints=(1, 2)),
+    Case("tan_arcsin_arccos_arctan", lambda a: gc.tan(a) + gc.arcsin(a) * gc.arccos(a)
+         + gc.arctan(a * 3.0), [f64(3, 4, low=-0.9, high=0.9)],
+         lambda a: np.tan(a) + np.arcsin(a) * np.arccos(a) + np.arctan(a * 3.0)),
+    Case("hyperbolic", lambda a, b: gc.sinh(a) + gc.cosh(a) * gc.arcsinh(a * 2.0)
+         + gc.arctanh(a * 0.45) + gc.arccosh(b), [f64(3, 4), f64(4, low=1.2, high=3.0)],
+         lambda a, b: np.sinh(a) + np.cosh(a) * np.arcsinh(a * 2.0) + np.arctanh(a * 0.45)
+         + np.arccosh(b)),
+    Case("log2_log10_exp2", lambda a, b: gc.log2(a) * gc.log10(a) + gc.exp2(b),
+         [pos(3, 4), f64(4)], lambda a, b: np.log2(a) * np.log10(a) + np.exp2(b)),
+    Case("arctan2_logaddexp_hypot", lambda a, b: gc.arctan2(a, b)
+         + gc.logaddexp(a * 3.0, b) * gc.hypot(a, b), [f64(3, 4), f64(3, 1)],
+         lambda a, b: np.arctan2(a, b) + np.logaddexp(a * 3.0, b) * np.hypot(a, b)),
+    Case("reciprocal_trunc_isinf", lambda a, b: gc.reciprocal(b) * gc.trunc(a * 3.0)
+         + gc.where(gc.isinf(1.0 / gc.round(a)), 1.0, a), [f64(3, 4), away_from_zero(4)],
+         lambda a, b: _quiet(lambda: 1.0 / b * np.trunc(a * 3.0)
+                             + np.where(np.isinf(1.0 / np.round(a)), 1.0, a))),
     Case("square_clip", lambda a: gc.square(gc.clip(a, -1.0, 0.5)) + gc.clip(a, max=0.0),
          [f64(3, 4)], lambda a: np.clip(a, -1.0, 0.5) ** 2 + np.minimum(a, 0.0)),
     # float bounds promote integers to float32, as a weak float would (JAX's; numpy: float64)

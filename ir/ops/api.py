@@ -27,7 +27,11 @@ from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scala
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
            "sqrt", "rsqrt", "tanh", "sin", "cos", "sigmoid", "relu", "abs", "sign", "erf",
            "log1p", "expm1", "softplus", "log_sigmoid", "logsigmoid", "floor", "ceil", "round",
-           "isnan", "isfinite", "square", "clip", "std", "logsumexp", "any", "all", "cumsum",
+           "isnan", "isfinite", "isinf", "tan", "arcsin", "arccos", "arctan", "arctan2",
+           "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "asin", "acos", "atan", "atan2",
+           "asinh", "acosh", "atanh", "log2", "log10", "exp2", "reciprocal", "trunc",
+           "floor_divide", "remainder", "mod", "fmod", "logaddexp", "hypot", "square", "clip",
+           "std", "logsumexp", "any", "all", "cumsum",
            "tril", "triu", "eye",
            "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
            "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
@@ -171,6 +175,45 @@ def round(x, decimals=0):
     return apply("round", x)
 def isnan(x): return apply("isnan", x)
 def isfinite(x): return apply("isfinite", x)
+def isinf(x): return apply("isinf", x)
+def tan(x): return apply("tan", x)
+def arcsin(x): return apply("arcsin", x)
+def arccos(x): return apply("arccos", x)
+def arctan(x): return apply("arctan", x)
+def arctan2(y, x):
+    """The angle of the point (x, y), in [-pi, pi], numpy's quadrants and signed zeros."""
+    return apply("arctan2", y, x)
+def sinh(x): return apply("sinh", x)
+def cosh(x): return apply("cosh", x)
+def arcsinh(x): return apply("arcsinh", x)
+def arccosh(x): return apply("arccosh", x)
+def arctanh(x): return apply("arctanh", x)
+# numpy 2's array-API names (PyTorch's too)
+asin, acos, atan, atan2, asinh, acosh, atanh = arcsin, arccos, arctan, arctan2, arcsinh, \
+    arccosh, arctanh
+def log2(x): return apply("log2", x)
+def log10(x): return apply("log10", x)
+def exp2(x): return apply("exp2", x)
+def reciprocal(x):
+    """1 / x, of floats (integers are refused, as div refuses them)."""
+    if not is_float(_dtype(x)):
+        _fail(f"reciprocal of {_dtype(x)} values; cast them to a float type first")
+    return div(1.0, x)
+def trunc(x): return apply("trunc", x) if is_float(_dtype(x)) else _unchanged(x)
+def floor_divide(a, b):
+    """a // b rounded down (numpy's and Python's), of integers or floats."""
+    return apply("floor_divide", a, b)
+def remainder(a, b):
+    """a % b with the sign of b (numpy's and Python's); fmod's has the sign of a."""
+    return apply("remainder", a, b)
+mod = remainder
+def fmod(a, b): return apply("fmod", a, b)
+def logaddexp(a, b):
+    """log(exp(a) + exp(b)) without overflow (-inf for two -inf)."""
+    return apply("logaddexp", a, b)
+def hypot(a, b):
+    """sqrt(a^2 + b^2) without overflow or underflow."""
+    return apply("hypot", a, b)
 def less(a, b): return apply("lt", a, b)
 def less_equal(a, b): return apply("le", a, b)
 def greater(a, b): return apply("gt", a, b)

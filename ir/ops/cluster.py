@@ -84,7 +84,7 @@ PROGRAM_OPS = {
     **{op: {} for op in ("add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt",
                          "tanh", "sigmoid", "abs", "maximum", "minimum", "relu", "where", "lt",
                          "le", "gt", "ge", "eq", "ne", "logical_not", "logical_and",
-                         "logical_or")},
+                         "logical_or", "trunc", "isinf")},
     "gelu": {"approximate": (GELU_TANH,)}, "gelu_grad": {"approximate": (GELU_TANH,)},
     "cast": {"dtype": _ANY}, "softmax": {"axis": _ANY},
 }

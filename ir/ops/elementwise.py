@@ -224,6 +224,97 @@ def _number_test(types):
 
 defop("isnan", _number_test, arity=1)(np.isnan)
 defop("isfinite", _number_test, arity=1)(np.isfinite)
+defop("isinf", _number_test, arity=1)(np.isinf)
+
+
+# ---- numpy's further math functions -------------------------------------------------------
+# Primitives, not composites: np.log2 and np.exp2 are exact at powers of two (log(x) / ln 2
+# misses 4 of 2**-20 .. 2**19 in float32), np.tan, np.sinh, np.hypot and np.logaddexp keep
+# every digit where sin / cos, exp differences and sqrt(x^2 + y^2) lose some or overflow;
+# each gives numpy's own values. Gradients as PyTorch's and JAX's formulas.
+def _unary_x(rule):
+    """A unary gradient rule written in terms of (g, x)."""
+    return lambda ctx, g: [rule(g, ctx.inputs[0])]
+
+
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+_unary("tan", unary_float, np.tan, lambda ctx, g: [g * (1.0 + ctx.out * ctx.out)], 8)
+_unary("arcsin", unary_float, np.arcsin, _unary_x(lambda g, x: g * F.rsqrt(1.0 - x * x)), 8)
+_unary("arccos", unary_float, np.arccos, _unary_x(lambda g, x: -g * F.rsqrt(1.0 - x * x)), 8)
+_unary("arctan", unary_float, np.arctan, _unary_x(lambda g, x: g / (1.0 + x * x)), 8)
+_unary("sinh", unary_float, np.sinh, _unary_x(lambda g, x: g * F.cosh(x)), 8)
+_unary("cosh", unary_float, np.cosh, _unary_x(lambda g, x: g * F.sinh(x)), 8)
+_unary("arcsinh", unary_float, np.arcsinh, _unary_x(lambda g, x: g * F.rsqrt(x * x + 1.0)), 8)
+# (x - 1)(x + 1), not x^2 - 1: exact near x = 1, where x^2 - 1 cancels
+_unary("arccosh", unary_float, np.arccosh,
+       _unary_x(lambda g, x: g * F.rsqrt((x - 1.0) * (x + 1.0))), 8)
+_unary("arctanh", unary_float, np.arctanh,
+       _unary_x(lambda g, x: g / ((1.0 - x) * (1.0 + x))), 8)
+_unary("log2", unary_float, np.log2, _unary_x(lambda g, x: g / (x * _LN2)), 4)
+_unary("log10", unary_float, np.log10, _unary_x(lambda g, x: g / (x * _LN10)), 4)
+_unary("exp2", unary_float, np.exp2, lambda ctx, g: [g * ctx.out * _LN2], 4)
+_unary("trunc", unary_float, np.trunc, _zero_gradient)  # toward zero: C's and numpy's
+
+
+def _vjp_floor_divide(ctx, g):  # a step function in both operands, as JAX's
+    a, b = ctx.inputs
+    return [F.zeros_like(a) if ctx.needs[0] else None, F.zeros_like(b) if ctx.needs[1] else None]
+
+
+def _vjp_remainder(ctx, g):
+    # x - y * floor(x / y): d/dy = -floor(x / y), PyTorch's (its floor division is numpy's)
+    a, b = ctx.inputs
+    return [F.unbroadcast(g, a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(-g * F.floor_divide(a, b), b.shape) if ctx.needs[1] else None]
+
+
+def _vjp_fmod(ctx, g):
+    # x - y * trunc(x / y): d/dy = -trunc(x / y), as PyTorch's and JAX's
+    a, b = ctx.inputs
+    return [F.unbroadcast(g, a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(-g * F.trunc(a / b), b.shape) if ctx.needs[1] else None]
+
+
+def _vjp_arctan2(ctx, g):
+    y, x = ctx.inputs
+    scale = g / (x * x + y * y)  # (NaN at the origin, as JAX's and PyTorch's)
+    return [F.unbroadcast(scale * x, y.shape) if ctx.needs[0] else None,
+            F.unbroadcast(-scale * y, x.shape) if ctx.needs[1] else None]
+
+
+def _vjp_logaddexp(ctx, g):
+    # JAX's rule: g * exp(x - out) with +inf read as 0 in both, so logaddexp(inf, inf) sends
+    # g to each operand; at (-inf, -inf) it is NaN (-inf - -inf), as JAX's and PyTorch's
+    a, b = ctx.inputs
+
+    def finite_top(v):
+        return F.where(F.equal(v, math.inf), 0.0, v)
+    out = finite_top(ctx.out)
+    return [F.unbroadcast(g * F.exp(finite_top(a) - out), a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(g * F.exp(finite_top(b) - out), b.shape) if ctx.needs[1] else None]
+
+
+def _vjp_hypot(ctx, g):
+    # x / hypot(x, y); at the origin 0 (JAX's), not 0 / 0: there x and y are 0 themselves
+    a, b = ctx.inputs
+    scale = g / F.where(F.equal(ctx.out, 0.0), 1.0, ctx.out)
+    return [F.unbroadcast(scale * a, a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(scale * b, b.shape) if ctx.needs[1] else None]
+
+
+# floor_divide and remainder are numpy's (Python's): the quotient rounded down, the remainder
+# with the divisor's sign; fmod is C's (the dividend's sign). Integer division by zero gives
+# 0, with numpy's RuntimeWarning, as numpy (JAX gives XLA's values, PyTorch raises)
+defop("floor_divide", arith, vjp=_vjp_floor_divide, arity=2,
+      flops=_flops_per_elem(4))(np.floor_divide)
+defop("remainder", arith, vjp=_vjp_remainder, arity=2,
+      flops=_flops_per_elem(4))(np.remainder)
+defop("fmod", arith, vjp=_vjp_fmod, arity=2, flops=_flops_per_elem(4))(np.fmod)
+defop("arctan2", float_arith, vjp=_vjp_arctan2, arity=2,
+      flops=_flops_per_elem(10))(np.arctan2)
+defop("logaddexp", float_arith, vjp=_vjp_logaddexp, arity=2,
+      flops=_flops_per_elem(10))(np.logaddexp)
+defop("hypot", float_arith, vjp=_vjp_hypot, arity=2, flops=_flops_per_elem(4))(np.hypot)
 
 # GELU's forms, named by its `approximate` attribute as in PyTorch: "tanh" (GPT-2's)
 # 0.5 x (1 + tanh(C (x + K x^3))), or "none", the exact 0.5 x (1 + erf(x / sqrt 2)).
@@ -319,7 +410,10 @@ def _register_batching():
                  "ge", "eq", "ne", "logical_and", "logical_or", "logical_not", "neg", "exp",
                  "log", "sqrt", "rsqrt", "tanh", "sin", "cos", "sigmoid", "relu", "abs", "sign",
                  "erf", "gelu", "where", "cast", "stop_gradient", "log1p", "expm1", "softplus",
-                 "floor", "ceil", "round", "isnan", "isfinite"):
+                 "floor", "ceil", "round", "isnan", "isfinite", "isinf", "tan", "arcsin",
+                 "arccos", "arctan", "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "log2",
+                 "log10", "exp2", "trunc", "floor_divide", "remainder", "fmod", "arctan2",
+                 "logaddexp", "hypot"):
         defbatch(name)(broadcasting(name))
 
 
