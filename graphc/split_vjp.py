@@ -10,7 +10,11 @@ with the dropout masks the forward drew; called on traced cotangents (vmap of th
 jacrev's way) it adds the cotangent part to the graph being traced.
 
 `Differentiated` keeps the split plans per signature, as gc.compile keeps plans (static
-arguments, guards, Buffer updates, retracing all as Compiled's); gc.vjp makes one per call.
+arguments, guards, Buffer updates, retracing all as Compiled's): gc.vjp makes one per call; a
+gc.compile'd function called on tensors that require grad keeps one, and `call_on_tape`
+records each such call on the eager tape as one entry whose backward runs the cotangent
+plan, as torch.compile's backward graph. The cotangent plan is built at the first backward,
+once per set of outputs that receive a cotangent.
 """
 from __future__ import annotations
 
@@ -18,25 +22,31 @@ import functools
 
 import numpy as np
 
-from ir.graph import current_graph
+from ir.errors import GraphcError, user_location
+from ir.graph import Graph, current_graph
 from ir.ops import api as F
 from ir.rewrite import clone
 from ir.types import is_float
-from passes.autodiff import gradients
+from passes.autodiff import gradients, reaches
 from passes.manager import optimize
-from runtime.eager import Tensor
+from runtime.eager import Tensor, TapeCall, is_grad_enabled, record_call
 
-from .linearize import _inline, _split, _traced
+from .linearize import _copy_nodes, _inline, _input_like, _split, _traced
 from .tracing import arg_names, leaves_and_structure, unflatten
 from .transforms import Compiled, _check_weak_ints, split_aux
 
 
 class Differentiated(Compiled):
-    """fn's vjp, compiled: `call(((wrt, has_aux), *args))` runs fn's forward once and
-    returns ((out, aux), pullback), aux None without has_aux; pullback(cotangents), one per
-    leaf of out (None: zeros), gives one cotangent per array leaf of the arguments (None
-    where not differentiated). `wrt`: the positions of the leaves to differentiate among
-    the non-static arguments' leaves, or None for every floating-point one."""
+    """fn's vjp, compiled: `call(((wrt, has_aux, closed), *args))` runs fn's forward once
+    and returns ((out, aux), pullback), aux None without has_aux; pullback(cotangents), one
+    per leaf of out (None: zeros), gives one cotangent per array leaf of the arguments (None
+    where not differentiated), then one per tensor of the split's `closed`. `wrt`: the
+    positions of the leaves to differentiate among the non-static arguments' leaves, or None
+    for every floating-point one. `closed`: None (gc.vjp: the values fn closes over are
+    constants, and an output without a gradient is an error at the call), or True: the
+    tensors fn closes over that require grad are differentiated too, as the eager tape does,
+    and an output without a gradient (an op with no reverse rule) is an error only when a
+    cotangent reaches it (SplitVJP.no_gradient)."""
 
     def __init__(self, fn, pipeline="default", fast_math=False, static_argnums=(), jit=None):
         def differentiated(what, *args):
@@ -48,51 +58,90 @@ class Differentiated(Compiled):
         super().__init__(differentiated, pipeline, fast_math, static_argnums=static, jit=jit)
         self.differentiated_fn = fn
 
+    @classmethod
+    def of(cls, compiled: Compiled) -> "Differentiated":
+        """The vjp of a compiled function (its fn under its precision, its options)."""
+        return cls(compiled.fn, compiled.pipeline, compiled.fast_math,
+                   compiled.static_argnums, compiled.jit)
+
     def _names(self, count):  # fn's own: messages and TracedNumberError name its arguments
         return ["vjp"] + arg_names(self.differentiated_fn, count - 1)
 
     def _build(self, graph, args, written, donate):
-        return SplitVJP(graph, len(self.plan_inputs(args)), len(written), args[0][0],
+        wrt, _, closed = args[0]
+        return SplitVJP(graph, len(self.plan_inputs(args)), len(written), wrt, closed,
                         self.pipeline, self.fast_math, self.jit)
 
-    def call(self, args, checked: bool = False):
+    def forward(self, args):
+        """(fn's result, its SplitVJP, the residuals): the forward run once."""
         self._check_argnums(len(args))
         key, leaves = self._key_and_leaves(args)
         split = self._plan_for_key(args, key)
+        flags = split.requires_grad_now()
+        if flags != split.flags:
+            # a tensor fn closes over was set to require grad, or not to, since that split
+            # was built: the split of these flags (a key of its own)
+            args = ((*args[0][:2], flags),) + tuple(args[1:])
+            key, leaves = self._key_and_leaves(args)
+            split = self._plan_for_key(args, key)
         if self._weak_int_limits:
             _check_weak_ints(leaves, self._weak_int_limits.get(id(split)))
         outs, residuals = split.forward([x.data if isinstance(x, Tensor) else x for x in leaves])
-        result = self._written_back(split, unflatten(split.output_tree, outs))
+        return self._written_back(split, unflatten(split.output_tree, outs)), split, residuals
+
+    def call(self, args, checked: bool = False):
+        result, split, residuals = self.forward(args)
         return result, functools.partial(split.pullback, residuals)
 
 
 class SplitVJP:
     """The two plans of fn's vjp at one signature, from `graph` (fn's trace, whose result is
     (out, aux), followed by the values of the `written` Buffers it updates): `count` inputs
-    are the arguments' leaves; `wrt` picks those to differentiate (None: the float ones)."""
+    are the arguments' leaves; `wrt` picks those to differentiate (None: the float ones);
+    `closed` (Differentiated's) picks the tensors bound to other inputs (fn's closures): None
+    none, True those that require grad now, or one flag per tensor of `bound`."""
 
-    def __init__(self, graph, count, written, wrt, pipeline, fast_math, jit):
+    def __init__(self, graph, count, written, wrt, closed, pipeline, fast_math, jit):
         from runtime.build import build_plan  # (see graphc/linearize.py)
         self.output_tree = graph.output_tree
         self.count = count
         positions = unflatten(graph.output_tree, list(range(len(graph.outputs))))
         out_positions, _ = leaves_and_structure((positions[0] if written else positions)[0])
-        joint = clone(graph, f"{graph.name}_vjp")
+        inputs = graph.inputs
         self.wrt = [i for i in (range(count) if wrt is None else wrt)
-                    if is_float(joint.inputs[i].dtype)]
-        ys = [(k, joint.outputs[p]) for k, p in enumerate(out_positions)
-              if is_float(joint.outputs[p].dtype)]
-        taken, names = {n.attrs["name"] for n in joint.inputs}, []
-        for k, _ in ys:  # (an argument may be named "cotangent0")
-            names.append(f"cotangent{k}")
-            while names[-1] in taken:
-                names[-1] += "_"
+                    if is_float(inputs[i].dtype)]
+        bound = [(i, graph.param_values.get(inputs[i].attrs["name"]))
+                 for i in range(count, len(inputs))] if closed is not None else []
+        bound = [(i, t) for i, t in bound if isinstance(t, Tensor) and is_float(t.dtype)]
+        self.bound = [t for _, t in bound]
+        self.flags = closed if isinstance(closed, tuple) else self.requires_grad_now()
+        self.closed = [t for t, flag in zip(self.bound, self.flags) if flag]
+        # where each gradient goes in pullback's result: an argument leaf's position, or
+        # after them, a closed tensor's
+        self.slots = self.wrt + [count + k for k in range(len(self.closed))]
+        xs = self.wrt + [i for (i, _), flag in zip(bound, self.flags) if flag]
+        # the float outputs a gradient reaches (the others: no cotangent input, and no tape)
+        ys = [(k, p) for k, p in enumerate(out_positions) if is_float(graph.outputs[p].dtype)]
+        ys = [y for y, reached in zip(ys, reaches([graph.outputs[p] for _, p in ys],
+                                                  [inputs[i] for i in xs])) if reached]
+        # output leaf -> the GraphcError its gradient raises (an op with no reverse rule)
+        self.no_gradient = {}
+        try:
+            joint, names, grads = _with_gradients(graph, ys, xs)
+        except GraphcError:
+            if closed is None:  # gc.vjp: at the call, as JAX's
+                raise
+            # only the outputs whose gradient fails are not differentiable (torch marks them
+            # so; their backward says why), found one by one: once per signature
+            for y in ys:
+                try:
+                    _with_gradients(graph, [y], xs)
+                except GraphcError as exc:
+                    self.no_gradient[y[0]] = exc
+            ys = [y for y in ys if y[0] not in self.no_gradient]
+            joint, names, grads = _with_gradients(graph, ys, xs)
+        self.taped = {k for k, _ in ys} | set(self.no_gradient)  # the output leaves on tape
         self.cotangent_of = {name: k for name, (k, _) in zip(names, ys)}
-        xs = [joint.inputs[i] for i in self.wrt]
-        with joint.building():
-            seeds = [joint.input(name, y.shape, y.dtype) for name, (_, y) in zip(names, ys)]
-            grads = gradients([y for _, y in ys], xs, seeds) if ys and xs else \
-                [F.zeros_like(x) for x in xs]
         forward = len(joint.outputs)
         joint.set_outputs(joint.outputs + grads)
         joint.output_tree = None
@@ -101,9 +150,15 @@ class SplitVJP:
                                             joint.outputs[forward:])
         self.forward_count = forward
         self.known_plan = build_plan(known, pipeline, fast_math=fast_math, jit=jit)
-        self._build_cotangent_plan = functools.partial(
-            build_plan, self.cotangent_part, pipeline, fast_math=fast_math, jit=jit)
-        self._cotangent_plan = None  # built at the first pullback on concrete cotangents
+        self._build_plan = functools.partial(build_plan, pipeline=pipeline,
+                                             fast_math=fast_math, jit=jit)
+        # built at the first pullback on concrete cotangents, one per set of outputs given
+        # a cotangent: {their cotangent inputs' names: plan}
+        self._cotangent_plans = {}
+
+    def requires_grad_now(self) -> tuple:
+        """Whether each tensor of `bound` requires grad."""
+        return tuple(t.requires_grad for t in self.bound)
 
     def forward(self, arrays):
         """(fn's outputs, the residuals) at the arguments' leaves `arrays`."""
@@ -111,22 +166,108 @@ class SplitVJP:
         return outs[:self.forward_count], outs[self.forward_count:]
 
     def pullback(self, residuals, cotangents) -> list:
-        """One cotangent per argument leaf (None where not differentiated) from `cotangents`,
-        one per leaf of fn's result (checked against it by the caller; None: zeros)."""
+        """One cotangent per argument leaf (None where not differentiated), then one per
+        tensor of `closed`, from `cotangents`, one per leaf of fn's result (checked against
+        it by the caller; None: zeros)."""
         graph = current_graph()
-        given = []
-        for node in self.cotangent_part.inputs[len(residuals):]:
-            c = cotangents[self.cotangent_of[node.attrs["name"]]]
-            if c is None:
-                c = np.zeros(node.shape, node.dtype)
-            given.append(np.asarray(c) if graph is None else _traced(graph, c, node.dtype))
+        inputs = self.cotangent_part.inputs[len(residuals):]
         if graph is not None:  # vmap(pullback), compile: the graph being traced computes it
+            given = []
+            for node in inputs:
+                c = cotangents[self.cotangent_of[node.attrs["name"]]]
+                given.append(_traced(graph, np.zeros(node.shape, node.dtype) if c is None
+                                     else c, node.dtype))
             grads = _inline(graph, self.cotangent_part, residuals, given)
         else:
-            if self._cotangent_plan is None:
-                self._cotangent_plan = self._build_cotangent_plan()
-            grads = self._cotangent_plan(*residuals, *given)
-        out = [None] * self.count
-        for i, g in zip(self.wrt, grads):
-            out[i] = g
+            given = [(node.attrs["name"], cotangents[self.cotangent_of[node.attrs["name"]]])
+                     for node in inputs]
+            given = [(name, c) for name, c in given if c is not None]
+            received = tuple(name for name, _ in given)
+            plan = self._cotangent_plans.get(received)
+            if plan is None:
+                part = self.cotangent_part if len(received) == len(inputs) else \
+                    _zeros_for_the_others(self.cotangent_part, len(residuals), received)
+                plan = self._cotangent_plans[received] = self._build_plan(part)
+            grads = plan(*residuals, *[np.asarray(c) for _, c in given])
+        out = [None] * (self.count + len(self.closed))
+        for slot, g in zip(self.slots, grads):
+            out[slot] = g
         return out
+
+
+def _with_gradients(graph, ys, xs):
+    """(a copy of `graph` with a cotangent input per output leaf of `ys` ((leaf, output
+    position) pairs), their names, the gradients with respect to the inputs at `xs`)."""
+    joint = clone(graph, f"{graph.name}_vjp")
+    taken, names = {n.attrs["name"] for n in joint.inputs}, []
+    for k, _ in ys:  # (an argument may be named "cotangent0")
+        names.append(f"cotangent{k}")
+        while names[-1] in taken:
+            names[-1] += "_"
+    outs = [joint.outputs[p] for _, p in ys]
+    wrt = [joint.inputs[i] for i in xs]
+    with joint.building():
+        seeds = [joint.input(name, y.shape, y.dtype) for name, y in zip(names, outs)]
+        grads = gradients(outs, wrt, seeds) if outs and wrt else [F.zeros_like(x) for x in wrt]
+    return joint, names, grads
+
+
+def _zeros_for_the_others(part, residuals, received) -> Graph:
+    """The cotangent part taking the cotangents named `received` only, the others zeros
+    (folded where the passes can): the pullback of the outputs that received gradients."""
+    graph = Graph(part.name)
+    env = {}
+    with graph.building():
+        for k, node in enumerate(part.inputs):
+            env[node] = _input_like(graph, part, node) \
+                if k < residuals or node.attrs["name"] in received \
+                else F.zeros(node.shape, node.dtype)
+    _copy_nodes(graph, [n for n in part.nodes if n.op != "input"], env)
+    graph.set_outputs([env[o] for o in part.outputs])
+    return graph
+
+
+def call_on_tape(compiled, args):
+    """compiled(*args) where a non-static argument holds a tensor that requires grad, with
+    grad mode on, as torch.compile's call: fn's forward runs once (its split plan, keeping
+    the residuals), and its results are tensors recorded on the tape as one entry over
+    those tensors and the tensors fn closes over that require grad. backward() runs the
+    cotangent plan on the residuals: the gradient is that of the values of this call (an
+    argument changed in place since does not change it) and of the dropout masks it drew."""
+    compiled._check_argnums(len(args))
+    static = compiled._static(len(args))
+    leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
+    wrt = tuple(i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.requires_grad)
+    if not wrt:  # (a static argument held it)
+        return compiled.call(args)
+    if compiled.on_tape is None:
+        compiled.on_tape = Differentiated.of(compiled)
+    (result, _), split, residuals = compiled.on_tape.forward(
+        ((wrt, False, True),) + tuple(args))
+    name = getattr(compiled.fn, "__name__", "fn").strip("<>")
+    out_leaves, structure = leaves_and_structure(result)
+    entry = TapeCall(f"compiled {name}", functools.partial(
+        _pull_back, name, split, residuals, len(out_leaves)))
+    operands = [leaves[i] for i in split.wrt] + split.closed
+    tensors = record_call(entry, operands, out_leaves,
+                          [k in split.taped for k in range(len(out_leaves))])
+    return unflatten(structure, tensors)
+
+
+def _pull_back(name, split, residuals, count, ctx, cotangents):
+    """The tape entry's rule (runtime.eager.TapeCall): one gradient per operand."""
+    if is_grad_enabled():  # backward(create_graph=True): the plan's results have no tape
+        raise GraphcError(f"backward(create_graph=True) through compiled {name} is not "
+                          "supported: its backward is a plan; take higher derivatives of a "
+                          "traced function (gc.grad(gc.grad(f)))", (user_location(),))
+    for k in sorted(cotangents):
+        exc = split.no_gradient.get(k)
+        if exc is not None:
+            which = "its result" if count == 1 else f"result leaf {k}"
+            raise GraphcError(f"backward() through {which} of compiled {name}: "
+                              f"{exc.message}", (*exc.locs, user_location()))
+    given = [None] * count
+    for k, c in cotangents.items():
+        given[k] = c.data
+    grads = split.pullback(residuals, given)
+    return [Tensor(grads[slot]) if need else None for slot, need in zip(split.slots, ctx.needs)]

@@ -99,9 +99,11 @@ class Compiled:
         # transformations: a value fn closes over may change between calls, as JAX's
         # un-jitted grad sees); a compiled function's plans are fixed at its first trace
         self.retrace = False
-        # warn once where a call's tensors require grad (gc.compile's functions; the eager
-        # transformations' results are arrays by design, gradients themselves)
-        self.says_off_tape = False
+        # a call whose arguments hold tensors that require grad is recorded on the eager
+        # tape (gc.compile's functions; the eager transformations' results are arrays by
+        # design, gradients themselves): `on_tape` keeps fn's split vjp plans for such calls
+        self.records_on_tape = False
+        self.on_tape = None
         # fn's name and doc, not its __dict__: a callable's attributes (an inner Compiled's
         # fn and plans, an object's own fn) would replace this one's
         functools.update_wrapper(self, fn, updated=())
@@ -329,17 +331,11 @@ class Compiled:
             # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
             # could not: "operands belong to different graphs")
             return self.fn(*args)
-        if self.says_off_tape and is_grad_enabled() and \
+        if self.records_on_tape and is_grad_enabled() and \
                 any(isinstance(x, Tensor) and x.requires_grad for x in leaves):
-            # its results are arrays: a backward() through them would silently leave out
-            # this call's part (torch.compile records it; graphc's tape does not, yet)
-            self.says_off_tape = False
-            name = getattr(self.fn, "__name__", "fn").strip("<>")
-            warnings.warn(f"compile({name}): called on tensors that require grad; a "
-                          "compiled function returns arrays and is not recorded on the eager "
-                          "tape, so backward() does not reach through this call (differentiate "
-                          "the whole loss with gc.grad, or call it under gc.no_grad() or on "
-                          "arrays to silence this)", stacklevel=user_stacklevel())
+            # as torch.compile's call: its results are on the tape (graphc/split_vjp.py)
+            from .split_vjp import call_on_tape
+            return call_on_tape(self, _weak_floats(args, self._static(len(args))))
         return self.call(_weak_floats(args, self._static(len(args))))
 
     def _positional(self, args, kwargs) -> tuple:
@@ -636,7 +632,7 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
         compiled = Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
                             polymorphic_shapes=polymorphic_shapes, precision=precision,
                             memory_limit=memory_limit)
-        compiled.says_off_tape = True  # the user's own: see Compiled.__call__
+        compiled.records_on_tape = True  # the user's own: see Compiled.__call__
         return compiled
     return make if fn is None else make(fn)
 
@@ -1069,7 +1065,7 @@ def vjp(fn, *primals, has_aux=False):
     # kept (the primals as they are now, the dropout masks drawn now), not fn again
     from .split_vjp import Differentiated
     primals = _weak_floats(primals, ())
-    (out, aux), pullback = Differentiated(fn).call(((None, bool(has_aux)),) + primals)
+    (out, aux), pullback = Differentiated(fn).call(((None, bool(has_aux), None),) + primals)
     structure = leaves_and_structure(list(primals))[1]
 
     def vjp_concrete(cotangent):

@@ -64,6 +64,15 @@ def _relevant(graph: Graph, ys, xs):
     return relevant, depends
 
 
+def reaches(ys, xs) -> list:
+    """Whether a gradient flows from the xs (nodes of one graph) into each y, as
+    gradients() differentiates: a y it does not reach has a zero gradient."""
+    if not ys or not xs:
+        return [False] * len(ys)
+    depends = _forward_dependence(ys[0].graph.nodes, set(xs))
+    return [y in depends for y in ys]
+
+
 def upstream(starts, inputs_of) -> set:
     """The nodes reached from `starts` by following inputs_of(node) (a node's inputs that a
     walk goes on to), the starts included."""

@@ -411,6 +411,9 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
     `stop`: ids of tensors the sweep does not go past (with `record`: their gradients are
     recorded, as a leaf's would be)."""
     if not root.requires_grad:
+        if not is_float(root.dtype):  # (an integer result of a compiled function, argmax's)
+            raise GraphcError(f"backward() on a tensor of dtype {root.dtype}: only "
+                              "floating-point tensors have gradients", (user_location(),))
         raise GraphcError("backward() on a tensor that does not depend on any tensor that "
                           "requires grad", (user_location(),))
     if grad is None:
@@ -435,13 +438,18 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
             g = grads.pop(id(t), None)
             if g is None:
                 continue
-            if record is not None:  # graphc.draw: every tensor's gradient, leaves untouched
-                record[id(t)] = g
+            if record is not None and not isinstance(g, dict):
+                record[id(t)] = g  # graphc.draw: every tensor's gradient, leaves untouched
             if t._ctx is None or id(t) in stop:
                 if record is None:
                     _accumulate(t, g, create_graph)
                 continue
             op, args, attrs = t._ctx
+            if op is _RESULT:
+                # one result of a TapeCall: its cotangent waits for the other results', so
+                # that the call's rule runs once (its tape entry comes after all of them)
+                grads.setdefault(id(args[0]), {})[attrs["index"]] = g
+                continue
             needs = tuple(a.requires_grad for a in args)
             ctx = VJPContext(args, t, attrs, needs)
             with precision.suspended():  # cotangents keep their primals' dtypes
@@ -455,6 +463,40 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
                     grads[id(a)] = r
                 else:
                     grads[id(a)] = prev + r if create_graph else Tensor(prev.data + r.data)
+
+
+class TapeCall:
+    """The tape entry of a call that computes several results at once (a compiled function's
+    plan: graphc/split_vjp.py), recorded by record_call. Its rule `vjp(ctx, cotangents)`
+    takes ctx as an op's rule does (ctx.inputs: the operands, ctx.needs) and the cotangents
+    of the results that received one, {result index: tensor}, and returns one gradient (a
+    tensor, or None) per operand; backward() runs it once, after every result's cotangent
+    is summed."""
+
+    def __init__(self, name: str, vjp):
+        self.name = name  # (graphc.draw labels the entry with it)
+        self.vjp = vjp
+
+
+_RESULT = TapeCall("result", None)  # the entry of each result of a TapeCall
+
+
+def record_call(call: TapeCall, operands, results, differentiable) -> list:
+    """`results` (arrays) as tensors, those where `differentiable` is true on the tape as
+    results of one `call` entry over `operands` (tensors, those that require grad among
+    them); the others are tensors that require no grad, as torch marks integer results."""
+    entry = Tensor(np.empty(0))
+    entry.requires_grad = True
+    entry._ctx = (call, list(operands), {})
+    tensors = []
+    for k, (data, taped) in enumerate(zip(results, differentiable)):
+        t = Tensor(data)
+        t._serial = next(_SERIAL)  # an op's result (apart_from)
+        if taped:
+            t.requires_grad = True
+            t._ctx = (_RESULT, [entry], {"index": k})
+        tensors.append(t)
+    return tensors
 
 
 def _derived_vjp(reference, ctx, g):

@@ -1,0 +1,246 @@
+"""A gc.compile'd function called on requires_grad tensors records on the eager tape (session 35).
+
+Session 35's fixes of compiled calls off the eager tape; each test failed before its fix (a
+compiled call returned arrays, warning once, so backward() never reached through it)."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def _t(a, grad=True):
+    return gc.tensor(np.asarray(a, np.float64), requires_grad=grad)
+
+
+def _mlp(x, w1, b1, w2):
+    return gc.tanh(gc.relu(x @ w1 + b1) @ w2)
+
+
+def _mlp_arrays(seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=s) for s in ((4, 3), (3, 5), (5,), (5, 2))]
+
+
+def _grads(tensors):
+    grads = [t.grad for t in tensors]
+    for t in tensors:
+        t.grad = None
+    return grads
+
+
+def test_gradients_through_a_compiled_mlp_are_the_eager_tapes():
+    """x.grad and the weights' .grad of sum(compiled_mlp(x, w1, b1, w2) ** 2) were not there
+    (the call returned an array; loss.backward() then had nothing that required grad). Now
+    the call is one entry of the tape and its backward runs the compiled pullback: the
+    gradients equal the eager tape's (float64) and torch.autograd's."""
+    arrays = _mlp_arrays()
+    tensors = [_t(a) for a in arrays]
+    compiled = gc.compile(_mlp)
+    y = compiled(*tensors)
+    assert isinstance(y, gc.Tensor) and y.requires_grad
+    gc.sum(y * y).backward()
+    got = _grads(tensors)
+    gc.sum(_mlp(*tensors) ** 2).backward()
+    for g, e in zip(got, _grads(tensors)):
+        np.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-13)
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    tt = [torch.tensor(a, requires_grad=True) for a in arrays]
+    (torch.tanh(torch.relu(tt[0] @ tt[1] + tt[2]) @ tt[3]) ** 2).sum().backward()
+    for g, t in zip(got, tt):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_parameters_a_compiled_function_closes_over_get_gradients_too():
+    """A compiled model (closing over its Linear layers' Parameters) called on an x that
+    requires grad: x.grad and each Parameter's .grad are the eager tape's, as torch.compile's
+    call fills a module's parameters' .grad."""
+    model = gc.nn.Sequential(gc.nn.Linear(3, 4, dtype="float64"), gc.nn.Tanh(),
+                             gc.nn.Linear(4, 2, dtype="float64"))
+    x = _t(np.linspace(-1, 1, 6).reshape(2, 3))
+    params = [x] + list(model.parameters())
+    gc.sum(gc.compile(model)(x) ** 2).backward()
+    got = _grads(params)
+    assert all(g is not None for g in got)
+    gc.sum(model(x) ** 2).backward()
+    for g, e in zip(got, _grads(params)):
+        np.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-14)
+
+
+def test_a_compiled_function_used_twice_in_one_loss():
+    """Two calls of one compiled function in one loss: each is its own tape entry holding
+    its own residuals; t.grad of sum(t * t) + cube_sum(t) + cube_sum(2 t) is
+    2t + 3t^2 + 2 * 3 (2t)^2 (it was 2t: both calls were off the tape)."""
+    t = _t([1.0, 2.0, -0.5])
+    cube_sum = gc.compile(lambda v: gc.sum(v ** 3))
+    loss = gc.sum(t * t) + cube_sum(t) + cube_sum(t * 2.0)
+    assert float(loss) == pytest.approx(5.25 + 8.875 + 71.0)
+    loss.backward()
+    v = np.array([1.0, 2.0, -0.5])
+    np.testing.assert_allclose(t.grad, 2 * v + 3 * v ** 2 + 6 * (2 * v) ** 2, rtol=1e-14)
+
+
+def test_outputs_partially_used_and_pytree_outputs():
+    """A compiled function returning a tuple and a dict: the results are tensors on the tape
+    in the same structure; only the outputs the loss reads send gradients (the pullback is
+    built for those outputs' cotangents, zeros for the others), and an output the loss
+    reads twice sends both."""
+    a, b = _t([0.5, -1.0, 2.0]), _t([1.5, 0.25, -2.0])
+
+    def parts(a, b):
+        return (gc.sin(a) * b, {"sq": a * a, "log": gc.log(gc.abs(b))})
+
+    compiled = gc.compile(parts)
+    first, rest = compiled(a, b)
+    assert set(rest) == {"sq", "log"} and all(v.requires_grad for v in rest.values())
+    (gc.sum(rest["sq"]) + gc.sum(rest["sq"] * 2.0)).backward()  # "log" and first unused
+    np.testing.assert_allclose(a.grad, 6 * a.data, rtol=1e-14)
+    np.testing.assert_array_equal(b.grad, 0.0)  # an operand of the call: a zero gradient
+    a.grad = b.grad = None
+    first, rest = compiled(a, b)
+    gc.sum(first * rest["log"]).backward()
+    eager_first, eager_rest = parts(*(w := [_t(a.data), _t(b.data)]))
+    gc.sum(eager_first * eager_rest["log"]).backward()
+    np.testing.assert_allclose(a.grad, w[0].grad, rtol=1e-14)
+    np.testing.assert_allclose(b.grad, w[1].grad, rtol=1e-14)
+
+
+def test_the_gradient_is_that_of_the_values_at_the_call():
+    """Inputs changed after the call do not change the gradient: the backward reads the
+    residuals the forward kept (torch raises on a saved tensor changed in place; graphc
+    differentiates the values the call computed with, as its tape does for a numpy operand).
+    Here w is updated under no_grad and the numpy operand a refilled before backward()."""
+    w, a = _t([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0])
+    compiled = gc.compile(lambda w, a: gc.sum(gc.exp(w * 0.1) * a))
+    loss = compiled(w, a)
+    with gc.no_grad():
+        w -= 100.0
+    a[:] = -1.0
+    loss.backward()
+    v = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(w.grad, 0.1 * np.exp(0.1 * v) * [4.0, 5.0, 6.0], rtol=1e-14)
+
+
+def test_no_grad_and_tensors_that_do_not_require_grad_record_nothing():
+    """Under no_grad, or with no argument that requires grad, the call runs the plain plan
+    and returns arrays, as before (no split plans built)."""
+    compiled = gc.compile(lambda v: gc.sum(v * v))
+    t = _t([1.0, 2.0])
+    with gc.no_grad():
+        out = compiled(t)
+    assert type(out) is np.ndarray and float(out) == 5.0
+    out = compiled(gc.tensor(np.array([1.0, 3.0])))
+    assert type(out) is np.ndarray and float(out) == 10.0
+    assert compiled.on_tape is None
+
+
+def test_a_new_shape_compiles_a_new_pullback():
+    """A second call with another shape splits fn again and builds its own cotangent plan
+    (at its first backward); the first shape's plans serve the third call."""
+    compiled = gc.compile(lambda v: gc.sum(gc.sin(v) * v))
+    for values in ([0.5, 1.0], [0.1, 0.2, 0.3, 0.4, 0.5], [2.0, -1.0]):
+        t = _t(values)
+        compiled(t).backward()
+        v = np.array(values)
+        np.testing.assert_allclose(t.grad, np.cos(v) * v + np.sin(v), rtol=1e-14)
+    splits = [p for entries in compiled.on_tape._plans.values() for _, p in entries]
+    assert sorted(s.known_plan.graph.inputs[0].shape for s in splits) == [(2,), (5,)]
+    assert all(len(s._cotangent_plans) == 1 for s in splits)
+    assert len(compiled.on_tape.recompiles) == 1
+
+
+def test_dropout_gives_the_gradient_of_the_mask_actually_used():
+    """The backward reads the mask the forward drew (a residual), not a new draw: for
+    y = dropout(x * w) (the key drawn per call) d sum(y) / dw = y / w elementwise, for
+    each of two calls, whose masks differ."""
+    drop = gc.nn.Dropout(0.5)
+    compiled = gc.compile(lambda x, w: drop(x * w))
+    x = np.linspace(1.0, 2.0, 64)
+    w = _t(np.linspace(0.5, 1.5, 64))
+    y1, y2 = compiled(x, w), compiled(x, w)
+    assert not np.array_equal(y1.data == 0, y2.data == 0)  # two masks
+    gc.sum(y1 + y2 * 3.0).backward()
+    np.testing.assert_allclose(w.grad, (y1.data + 3.0 * y2.data) / w.data, rtol=1e-14)
+
+
+def test_outputs_without_a_gradient_say_so_at_backward():
+    """An integer output is a tensor that requires no grad (as torch marks it), and its
+    backward() says why in one line; an output computed through while_loop (no reverse
+    rule) is on the tape, the call and the other outputs' gradients work, and a backward
+    reaching it names the compiled function and the rule that is missing."""
+    def summary(v):
+        loop = gc.while_loop(lambda c: gc.sum(c) < 100.0, lambda c: c * 2.0, v)
+        return gc.sum(v * v), gc.argmax(v), loop
+
+    compiled = gc.compile(summary)
+    t = _t([1.0, 2.0, 3.0])
+    total, index, loop = compiled(t)
+    assert index.item() == 2 and not index.requires_grad and loop.requires_grad
+    np.testing.assert_allclose(loop.data, [32.0, 64.0, 96.0])
+    with pytest.raises(gc.GraphcError, match=r"^backward\(\) on a tensor of dtype int64: "
+                                             r"only floating-point tensors have gradients\n"):
+        index.backward()
+    total.backward()
+    np.testing.assert_allclose(t.grad, [2.0, 4.0, 6.0])
+    with pytest.raises(gc.GraphcError, match=r"^backward\(\) through result leaf 2 of compiled "
+                                             r"summary: while_loop has no reverse-mode "
+                                             r"gradient") as info:
+        gc.sum(loop + total).backward()
+    assert "\n" not in info.value.message
+
+
+def test_create_graph_through_a_compiled_call_is_refused_in_one_line():
+    """backward(create_graph=True) through the compiled call: its backward is a plan, whose
+    results have no tape, so it is refused rather than giving a .grad that does not
+    differentiate again."""
+    t = _t([1.0, 2.0])
+    y = gc.compile(lambda v: gc.sum(v ** 3))(t)
+    with pytest.raises(gc.GraphcError, match=r"^backward\(create_graph=True\) through "
+                                             r"compiled lambda is not supported"):
+        y.backward(create_graph=True)
+
+
+def test_a_closed_over_tensor_set_to_require_grad_later_gets_its_gradient():
+    """The tensors fn closes over that require grad are differentiated as they are at each
+    call: one set to require grad after the first call gets its gradient at the next (a
+    split of its own), and one no longer requiring grad gets none."""
+    w = gc.tensor(np.array([2.0, 3.0]))
+    compiled = gc.compile(lambda v: gc.sum(v * w))
+    x = _t([1.0, 1.0])
+    compiled(x).backward()
+    assert w.grad is None
+    w.requires_grad = True
+    compiled(x).backward()
+    np.testing.assert_allclose(w.grad, [1.0, 1.0])
+    np.testing.assert_allclose(x.grad, [4.0, 6.0])
+
+
+def test_finite_differences_of_a_composite_in_float64():
+    """The gradient through a compiled composite (softmax, layer_norm-like normalisation,
+    matmul, exp, a reduction), mixed with eager ops before and after the call, matches
+    central finite differences of the whole loss."""
+    rng = np.random.default_rng(3)
+    x0, w0 = rng.normal(size=(3, 4)), rng.normal(size=(4, 4))
+
+    def inner(h, w):
+        z = gc.softmax(h @ w, axis=-1)
+        z = (z - gc.mean(z, axis=-1, keepdims=True)) / gc.sqrt(
+            gc.mean(z * z, axis=-1, keepdims=True) + 1e-3)
+        return gc.exp(z * 0.5), gc.sum(z ** 2, axis=0)
+
+    compiled = gc.compile(inner)
+
+    def loss(x, w, run):
+        a, b = run(gc.tanh(x), w)
+        return gc.sum(a * x) + gc.sum(b * b)
+
+    x, w = _t(x0), _t(w0)
+    loss(x, w, compiled).backward()
+    for value, grad, which in ((x0, x.grad, 0), (w0, w.grad, 1)):
+        fd = np.zeros_like(value)
+        for i in np.ndindex(value.shape):
+            args = [x0.copy(), w0.copy()]
+            args[which][i] += 1e-6
+            up = float(loss(*args, inner))
+            args[which][i] -= 2e-6
+            fd[i] = (up - float(loss(*args, inner))) / 2e-6
+        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
