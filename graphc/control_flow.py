@@ -91,13 +91,25 @@ def _carry_nodes(graph, init_leaves, other_leaves, what):
 
 def _weak_lost(region, own, count) -> set:
     """The positions of the carries weak as they come into loop body `region` (inputs
-    `own`) that it does not return weak (c + int32_x, cast(c, ...)): a carry is weak in the
-    body only where every step keeps it weak, so the loop traces its functions again with
-    those carried strong (int64 or float64; JAX instead promotes such a carry to the dtype
-    the body returns, so c + int32_x, which JAX and eager graphc take, is refused here as
-    a dtype mix). Weak throughout, the loop's result is weak too (ir.weak.result_is_weak)."""
+    `own`) that it does not return weak, or returns in another dtype (c + int32_x,
+    cast(c, ...)): a carry is weak in the body only where every step keeps it weak, so the
+    loop traces its functions again with those carried strong, of the dtype the body
+    returns (_promote_carries). Weak throughout, the loop's result is weak too
+    (ir.weak.result_is_weak)."""
     return {k for k in range(count)
-            if weak.is_weak(own[k]) and not weak.is_weak(region.outputs[k])}
+            if weak.is_weak(own[k]) and (not weak.is_weak(region.outputs[k])
+                                         or own[k].dtype != region.outputs[k].dtype)}
+
+
+def _promote_carries(graph, carry_nodes, outputs, lost) -> list:
+    """The initial carries with each one at a position in `lost` (weak as it came in, see
+    _weak_lost) cast to the dtype the body returns it in, as JAX promotes a weakly typed
+    initial carry (fori_loop(0, n, lambda i, c: c + x_int32[i], 0) carries int32). The cast
+    is one a weak number takes where it meets a tensor, so a Python int that does not fit
+    the new dtype is refused, as `x_int32 + 2**40` is (ir.weak.int_limits)."""
+    return [graph._cast(node, outputs[k].dtype)
+            if k in lost and node.dtype != outputs[k].dtype else node
+            for k, node in enumerate(carry_nodes)]
 
 
 def _typed_carries(init_leaves, other_leaves) -> list:
@@ -323,6 +335,8 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
         if not lost:
             break
         strong |= lost
+        carry_nodes = _promote_carries(graph, carry_nodes, region.outputs, lost)
+        carry_in = unflatten(init_structure, carry_nodes)
     _check_carry(f, "scan", region.outputs[:len(new_leaves)], new_structure,
                  own[:len(carry_nodes)], init_structure)
     if region.iteration_input is not None:  # dropout inside: scan 0..n-1 along as one more xs
@@ -562,6 +576,8 @@ def while_loop(cond_fun, body_fun, init_val):
         if not lost:
             break
         strong |= lost
+        carry_nodes = _promote_carries(graph, carry_nodes, body_region.outputs, lost)
+        carry_in = unflatten(init_structure, carry_nodes)
     _check_carry(body_fun, "while_loop body", body_region.outputs, new_structure, body_own,
                  init_structure)
     if cond_region.iteration_input is not None or body_region.iteration_input is not None:
