@@ -59,10 +59,11 @@ def adopt(opname: str, inputs: list, cast, attrs=None) -> tuple[list, bool]:
             return inputs, False
         # weak values and Python numbers only: a float among them (a number, or a weak
         # value such as a Python-float argument: lr * step) makes weak integers floats of
-        # its dtype, and so does true division, as Python's 1 / n does (float64: exact for
-        # the int64 values, cast down where a strong float meets them)
+        # its dtype, and so do true division and a power (k ** -1, 2 ** k: a power by an int
+        # >= 0 is products, ir.ops.api.pow), as Python's 1 / n and 2 ** -1 are floats
+        # (float64: exact for the int64 values, cast down where a strong float meets them)
         floats = [np.dtype(inputs[i].dtype) for i in weak if is_float(inputs[i].dtype)]
-        if floats or opname == "div" or \
+        if floats or opname in ("div", "pow") or \
                 any(isinstance(inputs[i], (float, np.floating)) for i in values):
             dtype = floats[0] if floats else np.dtype(np.float64)
             for i in weak:

@@ -41,3 +41,23 @@ def test_a_weak_initial_carry_is_promoted_to_the_dtype_the_body_returns():
 
     with pytest.raises(GraphcError, match="1099511627776 does not fit in int32"):
         gc.compile(lambda x: gc.fori_loop(0, 5, lambda i, c: c + x[i], 2**40))(ints)
+
+
+def test_a_power_of_a_python_int_argument_is_taken_when_traced():
+    """`k ** 2` with k a compiled (or differentiated) function's Python-int argument was
+    refused ("pow needs floating-point operands": k is traced as a weak int64), where eager
+    code (Python's int) and jax.jit take it. Now a power by an int >= 0 is the weak int
+    Python computes (products, range-checked where it meets a tensor), and one by a negative
+    or traced int a weak float, as Python's k ** -1 is."""
+    x = np.array([1.0, 2.0], np.float32)
+    _same(gc.compile(lambda x, k: x * k ** 2)(x, 3), [9, 18], np.float32)
+    _same(gc.grad(lambda x, k: gc.sum(x * k ** 2))(x, 3), [9, 9], np.float32)
+    _same(gc.compile(lambda k: k ** 5)(3), 243, np.int64)
+    _same(gc.compile(lambda x, k: x * k ** 0)(x, 7), [1, 2], np.float32)
+    _same(gc.compile(lambda x, k: x[k ** 2 - 8])(x, 3), 2, np.float32)  # an int: an index
+    _same(gc.compile(lambda x, k: x * k ** -1)(x, 4), [0.25, 0.5], np.float32)
+    _same(gc.compile(lambda x, k: x * 2 ** k)(x, 3), [8, 16], np.float32)
+    ints = np.array([1, 2], np.int32)
+    _same(gc.compile(lambda x, k: x * k ** 2)(ints, 3), [9, 18], np.int32)
+    with pytest.raises(GraphcError, match="1099511627776, computed from k, does not fit"):
+        gc.compile(lambda x, k: x * k ** 2)(ints, 2**20)

@@ -21,6 +21,7 @@ from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      holds_when_bound, is_float, is_half, is_int)
 from . import precision
+from .. import weak
 from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -119,7 +120,24 @@ def add(a, b): return apply("add", a, b)
 def sub(a, b): return apply("sub", a, b)
 def mul(a, b): return apply("mul", a, b)
 def div(a, b): return apply("div", a, b)
-def pow(a, b): return apply("pow", a, b)
+def pow(a, b):
+    if is_int(b) and b >= 0 and weak.is_weak(a) and np.dtype(a.dtype).kind in "iu":
+        return _weak_int_power(a, int(b))
+    return apply("pow", a, b)
+
+
+def _weak_int_power(k, n):
+    """k ** n for a weak integer k (a compiled function's Python-int argument) and an int
+    n >= 0: the int Python computes, weak, as products by squaring, since pow is a
+    floating-point op and weak integer products keep their range check (ir.weak)."""
+    result, square = None, k
+    while n:
+        if n & 1:
+            result = square if result is None else result * square
+        n >>= 1
+        if n:
+            square = square * square
+    return k * 0 + 1 if result is None else result
 def maximum(a, b): return apply("maximum", a, b)
 def minimum(a, b): return apply("minimum", a, b)
 def neg(x): return apply("neg", x)
