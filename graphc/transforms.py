@@ -1213,10 +1213,11 @@ def jvp(fn, primals, tangents, has_aux=False):
         xs, vs = args[:len(primals)], args[len(primals):]
         xs = tuple(_variables(x) for x in xs)
         y, aux = split_aux(fn(*xs), "jvp") if has_aux else (fn(*xs), None)
-        # an integer or boolean primal (an index, a count) has no tangent: as JAX's float0
-        # tangents, its (integer) tangent is not read
+        # an integer or boolean primal (an index, a count; a Python int stays one, weakly
+        # typed) has no tangent: as JAX's float0 tangents, its (integer) tangent is not read
         pairs = [(x, v) for x, v in zip(tree_leaves(list(xs)), tree_leaves(list(vs)))
-                 if not isinstance(x, Node) or is_float(x.dtype)]
+                 if (is_float(x.dtype) if isinstance(x, Node)
+                     else not isinstance(x, (int, np.integer, np.bool_)))]
         x_leaves, v_leaves = [x for x, _ in pairs], [v for _, v in pairs]
         # fn's result may be a pytree, as in JAX: one tangent per leaf, zeros for integer
         # and boolean leaves and for those no primal reaches
@@ -1231,10 +1232,9 @@ def jvp(fn, primals, tangents, has_aux=False):
             return y, unflatten(y_structure, tangent), aux
         return y, unflatten(y_structure, tangent)
 
-    if _is_symbolic(primals + tangents):
-        return symbolic(*primals, *tangents)
+    # (Python floats as 0-d arrays, whether or not the other primals are traced)
     args = _as_primals(primals + tangents)
-    if current_graph() is not None:  # inside a trace: see _in_trace
+    if _is_symbolic(args) or current_graph() is not None:  # inside a trace: see _in_trace
         return symbolic(*args)
     return Compiled(symbolic)(*args)
 

@@ -61,3 +61,30 @@ def test_a_power_of_a_python_int_argument_is_taken_when_traced():
     _same(gc.compile(lambda x, k: x * k ** 2)(ints, 3), [9, 18], np.int32)
     with pytest.raises(GraphcError, match="1099511627776, computed from k, does not fit"):
         gc.compile(lambda x, k: x * k ** 2)(ints, 2**20)
+
+
+def test_jvp_takes_a_python_number_primal_beside_traced_ones():
+    """gc.compile(lambda x, v: gc.jvp(f, (x, 3), (v, 0))) was refused ("gradients() needs
+    symbolic values, got int"), and so was a Python float primal (3.0) there and a Python
+    int under vmap: with some primals traced, the Python numbers skipped the conversion
+    eager jvp gives them and were differentiated as they were. Now they are taken as
+    eagerly and as jax.jit of jax.jvp with a float0 tangent: the int has no tangent (a
+    non-zero one is still refused), the float is differentiated."""
+    x, v = np.array([1.0, 2.0], np.float32), np.ones(2, np.float32)
+
+    def scaled(x, n):
+        return x * n
+    for run in (gc.compile(lambda x, v: gc.jvp(scaled, (x, 3), (v, 0))),
+                lambda x, v: gc.jvp(scaled, (x, 3), (v, 0))):
+        y, tangent = run(x, v)
+        _same(y, [3, 6], np.float32)
+        _same(tangent, [3, 3], np.float32)
+    y, tangent = gc.compile(lambda x, v: gc.jvp(lambda x, i: x[i], (x, 1), (v, 0)))(x, v)
+    _same(y, 2, np.float32)
+    _same(tangent, 1, np.float32)
+    y, tangent = gc.compile(lambda x, v: gc.jvp(scaled, (x, 3.0), (v, 1.0)))(x, v)
+    _same(tangent, [4, 5], np.float32)  # 3 * v + x * 1
+    _same(gc.vmap(lambda v: gc.jvp(scaled, (x, 3), (v, 0))[1])(np.ones((2, 2), np.float32)),
+          np.full((2, 2), 3.0), np.float32)
+    with pytest.raises(GraphcError, match="integer with no tangent"):
+        gc.compile(lambda x, v: gc.jvp(scaled, (x, 3), (v, 1)))(x, v)
