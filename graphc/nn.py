@@ -95,6 +95,12 @@ def _state_array(name, value, dtype=None):
                           (user_location(),)) from None
 
 
+def _same_array(a, b) -> bool:
+    """Equal shapes and values, a NaN equal to a NaN (a tied weight's two copies)."""
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"
+                                                 and b.dtype.kind in "fc")
+
+
 def _dotted(prefix: str) -> str:
     """named_parameters(prefix="model") names `model.weight`, as torch's."""
     return f"{prefix}." if prefix else ""
@@ -347,12 +353,22 @@ class Module:
         values = {name: _state_array(name, state[name]) for name in loaded}
         state = {name: value for name, value in state.items() if name not in everywhere}
         params = dict(self.named_parameters())
-        # a tied Parameter's other names (PyTorch's state_dict lists them all) load it too
+        # a tied Parameter's other names (PyTorch's state_dict lists them all) load it too;
+        # two of them with different values are refused, since one Parameter cannot hold
+        # both (torch keeps the value of the name it visits last, transformers unties them)
         aliases = {name: p for name, p in self._all_parameters() if name not in params}
         for name, p in aliases.items():
             first = next(n for n, q in params.items() if q is p)
-            if name in state and first not in state:
+            if name not in state:
+                continue
+            if first not in state:
                 state = {**state, first: state[name]}
+            elif not _same_array(_state_array(first, state[first]),
+                                 _state_array(name, state[name])):
+                raise GraphcError(f"load_state_dict: {first} and {name} name one tied "
+                                  f"parameter but the state gives them different values; "
+                                  f"load it into an untied model, or give one value",
+                                  (user_location(),))
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params) - set(aliases))
         if strict and (missing or unexpected):
