@@ -341,6 +341,7 @@ if numba is not None:
                     row[j] = v
                     acc[j] += v
         _sum_chunks(partial, bout)
+        _column_sums_as_numpy(out, bout)  # (bout may share a dead input's buffer, not out's)
 
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _row_moments(row, eps):
@@ -457,6 +458,21 @@ if numba is not None:
                 total += partial[k, j]
             out[j] = total
 
+    @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+    def _column_sums_as_numpy(x, totals):
+        """Each total of x's columns (a bias gradient the chunks summed) that is not finite
+        summed again row by row, numpy's order (np.add.reduce(x, axis=0), the fallback of the
+        unfused sum: runtime.emitters.reduce): where partial sums overflow, the order decides
+        between inf and NaN (a float32 column 2e38, 2e38, -3e38, -3e38: numpy's inf, two
+        chunks' inf + -inf = NaN). Only the small result is checked; strict IEEE, not
+        inlined, so that no reassociation reaches the adds."""
+        for j in range(totals.shape[0]):
+            if not np.isfinite(totals[j]):
+                total = totals.dtype.type(0.0)
+                for r in range(x.shape[0]):
+                    total += x[r, j]
+                totals[j] = total
+
     @njit(**_ROW_OPTS)
     def layer_norm_wgrad(x, g, eps, out):
         rows, n = x.shape
@@ -508,8 +524,14 @@ if numba is not None:
                 _add_xhat_times_g(x[r], gr, mu, rstd, acc)
                 for j in range(n):
                     bias_acc[j] += gr[j]
+        # g read again where a bias total overflowed: before wout and bout are written, as
+        # they may share g's buffer
+        bias = np.empty(n, g.dtype)
+        _sum_chunks(bias_partial, bias)
+        _column_sums_as_numpy(g, bias)
         _sum_chunks(partial, wout)
-        _sum_chunks(bias_partial, bout)
+        for j in range(n):
+            bout[j] = bias[j]
 
     # BatchNorm (ir/ops/composite.py batch_norm...): x viewed as (N, C, M), each channel's
     # N rows of M apart by C * M. Where M fills a cache line, one thread per channel: its

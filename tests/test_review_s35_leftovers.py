@@ -118,3 +118,32 @@ def test_load_state_dict_refuses_two_different_values_for_one_tied_parameter():
     _same(model.first.weight.data, zeros, np.float32)
     model.load_state_dict(model.state_dict())
     _same(model.first.weight.data, zeros, np.float32)
+
+
+def test_fused_bias_column_sums_overflow_as_numpy_sums():
+    """The numba kernels that sum a bias gradient's columns in the same pass as the GELU or
+    LayerNorm gradient (gelu_tanh_grad_colsum, layer_norm_grads_bias) add chunks of rows, so
+    a float32 column 2e38, 2e38, -3e38, -3e38 gave inf + -inf = NaN where numpy's sum (and
+    the unfused compiled sum, which falls back to it) gives inf. Now a total that is not
+    finite is summed again in numpy's order: inf there, NaN still for a column holding inf
+    and -inf, and finite columns unchanged."""
+    from runtime import jit
+    if not jit.enabled():
+        pytest.skip("numba kernels are off")
+    rows, n = 64, 3  # 32 chunks of 2 rows
+    g = np.zeros((rows, n), np.float32)
+    g[:2, 0], g[2:4, 0] = 2e38, -3e38
+    g[0, 1], g[5, 1] = np.inf, -np.inf
+    g[::2, 2], g[1::2, 2] = 3e38, -3e38
+    with np.errstate(all="ignore"):
+        want = np.add.reduce(g, axis=0)
+    np.testing.assert_array_equal(want, [np.inf, np.nan, 0])
+    x = np.random.default_rng(0).standard_normal((rows, n)).astype(np.float32)
+    out, wout, bout = np.empty_like(x), np.empty(n, np.float32), np.empty(n, np.float32)
+    jit.layer_norm_grads_bias(x, np.ones(n, np.float32), g, 1e-5, out, wout, bout)
+    np.testing.assert_array_equal(bout, want)
+    steep = np.full((rows, n), 10.0, np.float32)  # GELU's slope 1 there: the result is g
+    out, bout = np.empty_like(steep), np.empty(n, np.float32)
+    jit.gelu_tanh_grad_colsum(steep, g, out, bout)
+    np.testing.assert_array_equal(out, g)
+    np.testing.assert_array_equal(bout, want)
