@@ -33,7 +33,7 @@ from runtime.eager import Tensor, TapeCall, is_grad_enabled, record_call
 
 from .linearize import _copy_nodes, _inline, _input_like, _split, _traced
 from .tracing import arg_names, leaves_and_structure, unflatten
-from .transforms import Compiled, _check_weak_ints, split_aux
+from .transforms import Compiled, _check_weak_ints, closed_floats, split_aux
 
 
 class Differentiated(Compiled):
@@ -110,9 +110,8 @@ class SplitVJP:
         inputs = graph.inputs
         self.wrt = [i for i in (range(count) if wrt is None else wrt)
                     if is_float(inputs[i].dtype)]
-        bound = [(i, graph.param_values.get(inputs[i].attrs["name"]))
-                 for i in range(count, len(inputs))] if closed is not None else []
-        bound = [(i, t) for i, t in bound if isinstance(t, Tensor) and is_float(t.dtype)]
+        bound = [(i, t) for i, t in closed_floats(graph) if i >= count] \
+            if closed is not None else []
         self.bound = [t for _, t in bound]
         self.flags = closed if isinstance(closed, tuple) else self.requires_grad_now()
         self.closed = [t for t, flag in zip(self.bound, self.flags) if flag]
@@ -228,27 +227,28 @@ def _zeros_for_the_others(part, residuals, received) -> Graph:
 
 
 def call_on_tape(compiled, args):
-    """compiled(*args) where a non-static argument holds a tensor that requires grad, with
-    grad mode on, as torch.compile's call: fn's forward runs once (its split plan, keeping
-    the residuals), and its results are tensors recorded on the tape as one entry over
-    those tensors and the tensors fn closes over that require grad. backward() runs the
-    cotangent plan on the residuals: the gradient is that of the values of this call (an
-    argument changed in place since does not change it) and of the dropout masks it drew."""
+    """compiled(*args) where a non-static argument holds a tensor that requires grad, or fn
+    closes over one (Compiled.call), with grad mode on, as torch.compile's call: fn's
+    forward runs once (its split plan, keeping the residuals), and its results are tensors
+    recorded on the tape as one entry over those tensors and the tensors fn closes over
+    that require grad. backward() runs the cotangent plan on the residuals: the gradient
+    is that of the values of this call (an argument changed in place since does not change
+    it) and of the dropout masks it drew."""
     compiled._check_argnums(len(args))
     static = compiled._static(len(args))
     leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
     wrt = tuple(i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.requires_grad)
-    if not wrt:  # (a static argument held it)
-        return compiled.call(args)
     if compiled.on_tape is None:
         compiled.on_tape = Differentiated.of(compiled)
     (result, _), split, residuals = compiled.on_tape.forward(
         ((wrt, False, True),) + tuple(args))
+    operands = [leaves[i] for i in split.wrt] + split.closed
+    if not operands:  # (a static argument held the tensor that requires grad)
+        return result  # arrays, as the plain call's
     name = getattr(compiled.fn, "__name__", "fn").strip("<>")
     out_leaves, structure = leaves_and_structure(result)
     entry = TapeCall(f"compiled {name}", functools.partial(
         _pull_back, name, split, residuals, len(out_leaves)))
-    operands = [leaves[i] for i in split.wrt] + split.closed
     tensors = record_call(entry, operands, out_leaves,
                           [k in split.taped for k in range(len(out_leaves))])
     return unflatten(structure, tensors)

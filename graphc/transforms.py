@@ -99,11 +99,16 @@ class Compiled:
         # transformations: a value fn closes over may change between calls, as JAX's
         # un-jitted grad sees); a compiled function's plans are fixed at its first trace
         self.retrace = False
-        # a call whose arguments hold tensors that require grad is recorded on the eager
-        # tape (gc.compile's functions; the eager transformations' results are arrays by
-        # design, gradients themselves): `on_tape` keeps fn's split vjp plans for such calls
+        # a call whose arguments hold tensors that require grad, or whose fn closes over
+        # one, is recorded on the eager tape (gc.compile's functions; the eager
+        # transformations' results are arrays by design, gradients themselves): `on_tape`
+        # keeps fn's split vjp plans for such calls
         self.records_on_tape = False
         self.on_tape = None
+        # id(plan) -> the float tensors its trace closes over (a model's Parameters), kept
+        # at build time for gc.compile's plans that have any: a call is on the tape while
+        # one of them requires grad (torch.compile(model)(x) fills model.weight.grad)
+        self._closed_floats = {}
         # fn's name and doc, not its __dict__: a callable's attributes (an inner Compiled's
         # fn and plans, an object's own fn) would replace this one's
         functools.update_wrapper(self, fn, updated=())
@@ -246,6 +251,10 @@ class Compiled:
             self._drop_old_plans()
             if written:
                 self._buffer_writes[id(plan)] = written
+            if self.records_on_tape:
+                closed = [t for _, t in closed_floats(graph)]
+                if closed:
+                    self._closed_floats[id(plan)] = closed
             if limits:
                 weak_inputs = [(i, node) for i, node in enumerate(graph.inputs)
                                if weak.is_weak(node)]
@@ -320,6 +329,7 @@ class Compiled:
             else:
                 del self._plans[key]
             self._buffer_writes.pop(id(plan), None)
+            self._closed_floats.pop(id(plan), None)
             self._weak_int_limits.pop(id(plan), None)
 
     def __call__(self, *args, **kwargs):
@@ -367,6 +377,11 @@ class Compiled:
         self._check_argnums(len(args))
         key, leaves = self._key_and_leaves(args)
         plan = self._plan_for_key(args, key)
+        if self._closed_floats and is_grad_enabled() and \
+                any(t.requires_grad for t in self._closed_floats.get(id(plan), ())):
+            # fn closes over a tensor that requires grad: on the tape, as an argument's
+            from .split_vjp import call_on_tape
+            return call_on_tape(self, args)
         if self._weak_int_limits:
             _check_weak_ints(leaves, self._weak_int_limits.get(id(plan)))
         leaves = [x.data if isinstance(x, Tensor) else x for x in leaves]
@@ -400,6 +415,14 @@ class Compiled:
         static = self._static(len(args))
         leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
         return [x.data if isinstance(x, Tensor) else x for x in leaves]
+
+
+def closed_floats(graph) -> list:
+    """(input position, tensor) of each float Tensor fn's trace `graph` closes over (a
+    Parameter, an eager tensor it read), in input order."""
+    bound = [(i, graph.param_values.get(node.attrs["name"]))
+             for i, node in enumerate(graph.inputs)]
+    return [(i, t) for i, t in bound if isinstance(t, Tensor) and is_float(t.dtype)]
 
 
 def _check_weak_ints(leaves, limits):

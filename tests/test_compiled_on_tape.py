@@ -244,3 +244,59 @@ def test_finite_differences_of_a_composite_in_float64():
             args[which][i] -= 2e-6
             fd[i] = (up - float(loss(*args, inner))) / 2e-6
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_a_compiled_model_called_on_an_array_fills_its_parameters_grads():
+    """gc.compile(model)(x) on a plain array, with grad mode on, returned arrays: a loss built
+    from its result left every Parameter's .grad None. Now the call is on the tape when fn
+    closes over a float tensor that requires grad (as torch.compile(model)(x) fills
+    model.weight.grad): the Parameters' gradients equal the eager tape's and torch's, and
+    BatchNorm's running statistics are updated once per call, as eagerly."""
+    model = gc.nn.Sequential(gc.nn.Linear(3, 4, dtype="float64"),
+                             gc.nn.BatchNorm1d(4, dtype="float64"), gc.nn.Tanh(),
+                             gc.nn.Linear(4, 2, dtype="float64"))
+    x = np.linspace(-1.0, 1.5, 15).reshape(5, 3)
+    compiled = gc.compile(model)
+    y = compiled(x)
+    assert isinstance(y, gc.Tensor) and y.requires_grad
+    gc.sum(y ** 2).backward()
+    got, mean = _grads(list(model.parameters())), model[1].running_mean.data.copy()
+    model[1].running_mean.data[...] = 0.0
+    model[1].running_var.data[...] = 1.0
+    eager = model(gc.tensor(x))
+    gc.sum(eager ** 2).backward()
+    np.testing.assert_allclose(y.data, eager.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(mean, model[1].running_mean.data, rtol=1e-14)
+    for g, e in zip(got, _grads(list(model.parameters()))):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-13)
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    w1, b1, w2, b2 = (torch.tensor(p.data, requires_grad=True)
+                      for p in (model[0].weight, model[0].bias, model[3].weight,
+                                model[3].bias))
+    gamma, beta = (torch.tensor(p.data, requires_grad=True)
+                   for p in (model[1].weight, model[1].bias))
+    h = torch.nn.functional.batch_norm(torch.tensor(x) @ w1 + b1, None, None, gamma, beta,
+                                       training=True)
+    ((torch.tanh(h) @ w2 + b2) ** 2).sum().backward()
+    for g, t in zip(got, (w1, b1, gamma, beta, w2, b2)):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_a_closed_over_tensor_that_requires_grad_mixed_with_eager_terms():
+    """A compiled function reading a closed-over w (requires_grad=True) called on an array:
+    the loss sum(w * w) + f(x) had w.grad 2w (the call was left out); now it is
+    2w + x exp(x w). Under no_grad, and for a function closing over no tensor, the call
+    returns arrays and builds no split (the per-call check is one attribute read there)."""
+    w = _t([0.5, -1.0, 2.0])
+    x = np.array([1.0, 2.0, -0.5])
+    f = gc.compile(lambda x: gc.sum(gc.exp(x * w)))
+    loss = gc.sum(w * w) + f(x)
+    assert float(loss) == pytest.approx(5.25 + np.exp(0.5) + np.exp(-2.0) + np.exp(-1.0))
+    loss.backward()
+    np.testing.assert_allclose(w.grad, 2 * w.data + x * np.exp(x * w.data), rtol=1e-14)
+    with gc.no_grad():
+        assert type(f(x)) is np.ndarray
+    plain = gc.compile(lambda x: gc.sum(x * x))
+    assert type(plain(x)) is np.ndarray and float(plain(x)) == 5.25
+    assert plain.on_tape is None and not plain._closed_floats
+
