@@ -140,6 +140,12 @@ class SplitVJP:
             ys = [y for y in ys if y[0] not in self.no_gradient]
             joint, names, grads = _with_gradients(graph, ys, xs)
         self.taped = {k for k, _ in ys} | set(self.no_gradient)  # the output leaves on tape
+        # the output leaves each differentiated input (pullback's slots' order) reaches: one
+        # reaching none of those given a cotangent gets no gradient, as the eager tape's
+        # ops leave a tensor that no used result depends on (call_on_tape's rule)
+        outs = [graph.outputs[p] for _, p in ys]
+        self.reached = [frozenset(k for (k, _), r in zip(ys, reaches(outs, [inputs[x]])) if r)
+                        for x in xs]
         self.cotangent_of = {name: k for name, (k, _) in zip(names, ys)}
         forward = len(joint.outputs)
         joint.set_outputs(joint.outputs + grads)
@@ -255,7 +261,8 @@ def call_on_tape(compiled, args):
 
 
 def _pull_back(name, split, residuals, count, ctx, cotangents):
-    """The tape entry's rule (runtime.eager.TapeCall): one gradient per operand."""
+    """The tape entry's rule (runtime.eager.TapeCall): one gradient per operand, None for
+    those that no result given a cotangent depends on."""
     if is_grad_enabled():  # backward(create_graph=True): the plan's results have no tape
         raise GraphcError(f"backward(create_graph=True) through compiled {name} is not "
                           "supported: its backward is a plan; take higher derivatives of a "
@@ -270,4 +277,5 @@ def _pull_back(name, split, residuals, count, ctx, cotangents):
     for k, c in cotangents.items():
         given[k] = c.data
     grads = split.pullback(residuals, given)
-    return [Tensor(grads[slot]) if need else None for slot, need in zip(split.slots, ctx.needs)]
+    return [Tensor(grads[slot]) if need and not reached.isdisjoint(cotangents) else None
+            for slot, need, reached in zip(split.slots, ctx.needs, split.reached)]

@@ -94,7 +94,7 @@ def test_outputs_partially_used_and_pytree_outputs():
     assert set(rest) == {"sq", "log"} and all(v.requires_grad for v in rest.values())
     (gc.sum(rest["sq"]) + gc.sum(rest["sq"] * 2.0)).backward()  # "log" and first unused
     np.testing.assert_allclose(a.grad, 6 * a.data, rtol=1e-14)
-    np.testing.assert_array_equal(b.grad, 0.0)  # an operand of the call: a zero gradient
+    assert b.grad is None  # no result the loss reads depends on b: none, as eagerly
     a.grad = b.grad = None
     first, rest = compiled(a, b)
     gc.sum(first * rest["log"]).backward()
@@ -299,4 +299,28 @@ def test_a_closed_over_tensor_that_requires_grad_mixed_with_eager_terms():
     plain = gc.compile(lambda x: gc.sum(x * x))
     assert type(plain(x)) is np.ndarray and float(plain(x)) == 5.25
     assert plain.on_tape is None and not plain._closed_floats
+
+
+def test_an_operand_no_used_result_depends_on_gets_no_gradient():
+    """An operand of the call (an argument, a closed-over tensor) that no result the loss
+    reads depends on had a zero .grad (the call's one tape entry gave every operand one);
+    the eager tape and torch leave its .grad None. Now it is None, and a later loss reading
+    the other result gives it its gradient."""
+    a, b = _t([0.5, -1.0]), _t([2.0, 3.0])
+    scale = _t([1.5, 2.5])
+    f = gc.compile(lambda a, b: (a * a, gc.sin(b) * scale))
+    first, second = f(a, b)
+    gc.sum(first).backward()
+    np.testing.assert_allclose(a.grad, [1.0, -2.0], rtol=1e-15)
+    assert b.grad is None and scale.grad is None
+    gc.sum(second).backward()
+    np.testing.assert_allclose(a.grad, [1.0, -2.0], rtol=1e-15)
+    np.testing.assert_allclose(b.grad, np.cos([2.0, 3.0]) * [1.5, 2.5], rtol=1e-14)
+    np.testing.assert_allclose(scale.grad, np.sin([2.0, 3.0]), rtol=1e-14)
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    ta, tb, ts = (torch.tensor(v, requires_grad=True)
+                  for v in ([0.5, -1.0], [2.0, 3.0], [1.5, 2.5]))
+    t_first, _ = torch.compile(lambda a, b: (a * a, torch.sin(b) * ts), backend="eager")(ta, tb)
+    t_first.sum().backward()
+    assert tb.grad is None and ts.grad is None
 
