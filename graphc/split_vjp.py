@@ -48,21 +48,24 @@ class Differentiated(Compiled):
     and an output without a gradient (an op with no reverse rule) is an error only when a
     cotangent reaches it (SplitVJP.no_gradient)."""
 
-    def __init__(self, fn, pipeline="default", fast_math=False, static_argnums=(), jit=None):
+    def __init__(self, fn, pipeline="default", fast_math=False, static_argnums=(), jit=None,
+                 polymorphic_shapes=None):
         def differentiated(what, *args):
             out = fn(*args)
             return split_aux(out, "vjp") if what[1] else (out, None)
         differentiated.__name__ = getattr(fn, "__name__", "fn")
         # (the leading argument is static: a negative position still counts from the end)
         static = (0,) + tuple(i + 1 if i >= 0 else i for i in static_argnums)
-        super().__init__(differentiated, pipeline, fast_math, static_argnums=static, jit=jit)
+        super().__init__(differentiated, pipeline, fast_math, static_argnums=static, jit=jit,
+                         polymorphic_shapes=None if polymorphic_shapes is None
+                         else (None,) + tuple(polymorphic_shapes))
         self.differentiated_fn = fn
 
     @classmethod
     def of(cls, compiled: Compiled) -> "Differentiated":
         """The vjp of a compiled function (its fn under its precision, its options)."""
         return cls(compiled.fn, compiled.pipeline, compiled.fast_math,
-                   compiled.static_argnums, compiled.jit)
+                   compiled.static_argnums, compiled.jit, compiled.polymorphic_shapes)
 
     def _names(self, count):  # fn's own: messages and TracedNumberError name its arguments
         return ["vjp"] + arg_names(self.differentiated_fn, count - 1)

@@ -324,3 +324,23 @@ def test_an_operand_no_used_result_depends_on_gets_no_gradient():
     t_first.sum().backward()
     assert tb.grad is None and ts.grad is None
 
+
+def test_polymorphic_shapes_hold_for_calls_on_the_tape():
+    """gc.compile(model, polymorphic_shapes=[("batch", 3)]) called on tensors that require
+    grad split fn once per batch size (Differentiated.of dropped polymorphic_shapes): three
+    sizes made three splits and two recompiles. Now one split serves them all, with the
+    eager tape's gradients at each size."""
+    model = gc.nn.Sequential(gc.nn.Linear(3, 4, dtype="float64"), gc.nn.Tanh(),
+                             gc.nn.Linear(4, 2, dtype="float64"))
+    compiled = gc.compile(model, polymorphic_shapes=[("batch", 3)])
+    params = list(model.parameters())
+    for n in (2, 5, 7):
+        x = _t(np.linspace(-1.0, 1.0, 3 * n).reshape(n, 3))
+        gc.sum(compiled(x) ** 3).backward()
+        got = _grads([x] + params)
+        gc.sum(model(x) ** 3).backward()
+        for g, e in zip(got, _grads([x] + params)):
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+    assert sum(len(entries) for entries in compiled.on_tape._plans.values()) == 1
+    assert compiled.on_tape.recompiles == []
+
