@@ -32,7 +32,7 @@ from passes.manager import optimize
 from runtime.eager import Tensor, TapeCall, is_grad_enabled, record_call
 
 from .linearize import _copy_nodes, _inline, _input_like, _split, _traced
-from .tracing import arg_names, leaves_and_structure, unflatten
+from .tracing import arg_names, leaf_input_names, leaves_and_structure, unflatten
 from .transforms import Compiled, _check_weak_ints, closed_floats, split_aux
 
 
@@ -257,13 +257,13 @@ def call_on_tape(compiled, args):
     name = getattr(compiled.fn, "__name__", "fn").strip("<>")
     out_leaves, structure = leaves_and_structure(result)
     entry = TapeCall(f"compiled {name}", functools.partial(
-        _pull_back, name, split, residuals, len(out_leaves)))
+        _pull_back, name, split, residuals, structure, len(out_leaves)))
     tensors = record_call(entry, operands, out_leaves,
                           [k in split.taped for k in range(len(out_leaves))])
     return unflatten(structure, tensors)
 
 
-def _pull_back(name, split, residuals, count, ctx, cotangents):
+def _pull_back(name, split, residuals, structure, count, ctx, cotangents):
     """The tape entry's rule (runtime.eager.TapeCall): one gradient per operand, None for
     those that no result given a cotangent depends on."""
     if is_grad_enabled():  # backward(create_graph=True): the plan's results have no tape
@@ -273,7 +273,8 @@ def _pull_back(name, split, residuals, count, ctx, cotangents):
     for k in sorted(cotangents):
         exc = split.no_gradient.get(k)
         if exc is not None:
-            which = "its result" if count == 1 else f"result leaf {k}"
+            which = "its result" if structure is None else \
+                leaf_input_names("result", unflatten(structure, range(count)))[k]
             raise GraphcError(f"backward() through {which} of compiled {name}: "
                               f"{exc.message}", (*exc.locs, user_location()))
     given = [None] * count

@@ -181,7 +181,7 @@ def test_outputs_without_a_gradient_say_so_at_backward():
         index.backward()
     total.backward()
     np.testing.assert_allclose(t.grad, [2.0, 4.0, 6.0])
-    with pytest.raises(gc.GraphcError, match=r"^backward\(\) through result leaf 2 of compiled "
+    with pytest.raises(gc.GraphcError, match=r"^backward\(\) through result\.2 of compiled "
                                              r"summary: while_loop has no reverse-mode "
                                              r"gradient") as info:
         gc.sum(loop + total).backward()
@@ -344,3 +344,17 @@ def test_polymorphic_shapes_hold_for_calls_on_the_tape():
     assert sum(len(entries) for entries in compiled.on_tape._plans.values()) == 1
     assert compiled.on_tape.recompiles == []
 
+
+def test_an_output_without_a_gradient_is_named_by_its_pytree_path():
+    """backward() reaching a result computed through while_loop named it by its flattened
+    position ("result leaf 2"); it is named by its path in the result, as graphc names an
+    argument's leaves (leaf_input_names: params.l1.weight): here result.aux.1."""
+    def summary(v):
+        loop = gc.while_loop(lambda c: gc.sum(c) < 100.0, lambda c: c * 2.0, v)
+        return {"total": gc.sum(v * v), "aux": (v * 2.0, loop)}
+
+    out = gc.compile(summary)(_t([1.0, 2.0, 3.0]))
+    with pytest.raises(gc.GraphcError, match=r"^backward\(\) through result\.aux\.1 of "
+                                             r"compiled summary: while_loop has no "
+                                             r"reverse-mode gradient"):
+        gc.sum(out["aux"][1]).backward()
