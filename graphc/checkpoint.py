@@ -66,7 +66,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
 MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data position hold
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
-              "updates_behind", "optimizer_record")
+              "updates_behind", "optimizer_record", "gradient_accumulation_steps")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
 # how long it trains (extending a run), how often and on how many batches it evaluates, and
 # the precision (switching to fp16-mixed starts a fresh loss scale, as GradScaler's). Every
@@ -308,6 +308,32 @@ def _check_common_meta(meta: dict, path: str):
     check_run_fields(meta, path)
 
 
+def saved_accumulation(meta: dict, path: str | None = None) -> int:
+    """The gradient_accumulation_steps a checkpoint was trained with: micro-batches per
+    optimiser step (1 in a header written before it was recorded)."""
+    saved = meta.get("gradient_accumulation_steps", 1)
+    if not isinstance(saved, int) or isinstance(saved, bool) or not 1 <= saved <= MAX_STEP:
+        name = f"checkpoint {path!r}" if path else "the checkpoint"
+        raise CheckpointError(f"{name}: header field gradient_accumulation_steps must be an "
+                              f"integer from 1 to 2**62, got {saved!r}"[:300])
+    return saved
+
+
+def check_accumulation(meta: dict, steps: int, path: str | None = None,
+                       allow_changed: bool = False, how: str = "allow_changed_settings=True",
+                       name: str = "gradient_accumulation_steps") -> None:
+    """Refuse (one line) to resume a checkpoint trained with another number of micro-batches
+    per optimiser step than `steps` unless `allow_changed`: each update would average
+    another number of batches (an lr tuned for one effective batch, the data position
+    counting micro-batches). `name`: the setting as the resuming run's user gives it."""
+    saved = saved_accumulation(meta, path)
+    if saved != steps and not allow_changed:
+        raise GraphcError(f"{path or 'the checkpoint'} was saved with {name} {saved}, this "
+                          f"run has {steps} (an optimiser step of {steps} micro-batches, not "
+                          f"{saved}); resume with {saved}, or pass {how} to continue with "
+                          f"{steps}")
+
+
 def check_run_fields(meta: dict, path: str | None = None) -> None:
     """The header fields a resumed run reads (step, RNG, histories), each present and valid:
     a header given to Trainer.restore by hand lacking "step" was a bare KeyError. `path`:
@@ -332,6 +358,7 @@ def check_run_fields(meta: dict, path: str | None = None) -> None:
         if not isinstance(items, list) or not all(_history_entry(i) for i in items):
             raise CheckpointError(f"{name}: header field {key} must be a list of "
                                   "[step from 0 to 2**62, finite loss]")
+    saved_accumulation(meta, path)
 
 
 def finite_number(value) -> bool:

@@ -49,6 +49,19 @@ missed, having no gradient, frozen), checkpointed in the header (updates_behind)
 recomputes activations in its backward pass until its plan fits; `step_plan.remat_report`
 says what that costs.
 
+`gradient_accumulation_steps=N` (nanoGPT's and Hugging Face's; Lightning's
+accumulate_grad_batches): one optimiser step per N micro-batches, each drawn from
+train_batches (the data position counts micro-batches), on their mean gradient, so that with
+a mean loss N micro-batches of B rows update the parameters as one batch of N*B rows does,
+holding one micro-batch's activations at a time. The step, the schedule, clipping, loss
+scaling, evaluations and checkpoints count optimiser steps; the loss a step reports is the
+mean of its micro-batches' losses, and each micro-batch has its own dropout key. Two plans
+do it: `step_plan` adds a micro-batch's loss and gradients into gradient sums (no
+all-reduce), called N times, then `update_plan` averages them (all-reducing them once under
+data parallelism, as DDP's no_sync) and updates the parameters; with N=1 there is one
+plan, the step as it always was. The header records N; resuming with another is refused
+unless allow_changed_settings.
+
 An optimiser whose lr is a gc.optim.ReduceLROnPlateau (torch's) is stepped with each periodic
 validation loss (the one fit() takes before training excepted), and its learning rate is an
 input of the compiled step, a float64 scalar, so a reduction does not compile it again; its
@@ -88,6 +101,7 @@ from ir.ops.precision import autocast, precision_dtype
 from . import amp, checkpoint, nn, optim
 from .files import exclusive_directory
 from .optim import _clip_norm, _count_setting, _is_number, clip_by_global_norm, global_norm
+from .tracing import unflatten
 from .transforms import Compiled, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -107,7 +121,7 @@ class Trainer:
                  checkpoint_meta: dict | None = None, divergence_hint: str = "Try a lower "
                  "learning rate", pipeline: str = "default", fast_math: bool = False,
                  jit=None, distributed: bool = False, precision: str = "fp32",
-                 loss_scaler=None, memory_limit=None):
+                 loss_scaler=None, memory_limit=None, gradient_accumulation_steps: int = 1):
         if not isinstance(params, dict) or all(a is None for a in params.values()):
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
@@ -149,6 +163,8 @@ class Trainer:
         self.seed = _count_setting("Trainer: seed", seed)
         self.eval_every = max(1, self.steps // 10) if eval_every is None \
             else _count_setting("Trainer: eval_every", eval_every, 1)
+        self.gradient_accumulation_steps = _count_setting(
+            "Trainer: gradient_accumulation_steps", gradient_accumulation_steps, 1)
         if clip_norm is not None:
             clip_norm = _clip_norm("Trainer: clip_norm", clip_norm)
             # torch.nn.utils.clip_grad_norm_ runs once before step(); two clips compose into
@@ -205,8 +221,18 @@ class Trainer:
         self.grad_norm = None  # of the last step
         self._good = None  # see mark_good
         # the budget is the training step's (its backward pass is what recomputation helps)
-        self._train_step = Compiled(self._step_function, pipeline, fast_math,
-                                    donate_argnums=(0, 1), jit=jit, memory_limit=memory_limit)
+        if self.gradient_accumulation_steps == 1:
+            self._train_step = Compiled(self._step_function, pipeline, fast_math,
+                                        donate_argnums=(0, 1), jit=jit,
+                                        memory_limit=memory_limit)
+            self._update_step = self._grad_sums = None
+        else:  # the micro-batches' gradients add up in place, then one update
+            self._train_step = Compiled(self._accumulate_function, pipeline, fast_math,
+                                        donate_argnums=(1,), jit=jit, memory_limit=memory_limit)
+            self._update_step = Compiled(self._accumulated_update_function, pipeline,
+                                         fast_math, donate_argnums=(0, 1), jit=jit)
+            self._grad_sums = {n: None if a is None else np.zeros_like(a)
+                               for n, a in self.params.items()}
         self._eval_loss = Compiled(self._eval_function, pipeline, fast_math, jit=jit)
         # compile now, on a batch from a copy of the RNG (the training RNG stays untouched):
         # the plan's memory is checked and its compile time known before the first step
@@ -217,7 +243,10 @@ class Trainer:
             # different shapes): as DDP, so that a rank-dependent init cannot leave each rank
             # training its own weights with the same averaged updates
             self.dist.broadcast_(self.params)
-        self.step_plan = self._train_step.plan_for(*self._step_args(self._shard(first)))
+        self.step_plan = self._train_step.plan_for(*self._gradient_args(self._shard(first)))
+        self.update_plan = None  # gradient accumulation's second plan (see _plan_update)
+        if self._update_step is not None:
+            self._plan_update()
         # the layers' Buffers the step writes (BatchNorm's running statistics, updated by
         # every call): checkpointed as buffer/NAME, and rank 0's on every rank after each
         # step, as DDP's broadcast_buffers
@@ -249,7 +278,7 @@ class Trainer:
         holds them too; once tracked, a Buffer stays tracked (a checkpoint's arrays do not
         change with the mode)."""
         if not self._train_step.guards_hold(self.step_plan):
-            self.step_plan = self._train_step.plan_for(*self._step_args(self._shard(
+            self.step_plan = self._train_step.plan_for(*self._gradient_args(self._shard(
                 self.train_batches.peek(self.rng))))
         known = {(id(m), a) for m, a in self._buffer_places.values()}
         new = [(m, a) for m, a in self._train_step.written_places(self.step_plan)
@@ -260,6 +289,27 @@ class Trainer:
     # ---- the traced functions ----
     def _step_function(self, params, state, batch, key, amp_state=None, step=None, lr=None,
                        settings=None):
+        value, grads = self._loss_and_grads(params, batch, key, amp_state)
+        return self._update(params, state, value, grads, amp_state, step, lr, settings)
+
+    def _accumulate_function(self, params, grad_sums, batch, key, amp_state=None):
+        """A micro-batch's loss, and its gradients added to `grad_sums` (donated: updated in
+        place), with the names of the parameters that get none (a structure, as the step's)."""
+        value, grads = self._loss_and_grads(params, batch, key, amp_state)
+        sums = {n: s if s is None or grads.get(n) is None else s + grads[n]
+                for n, s in grad_sums.items()}
+        return value, sums, {n: None for n in self.names if grads.get(n) is None}
+
+    def _accumulated_update_function(self, params, state, loss, grad_sums, amp_state=None,
+                                     step=None, lr=None, settings=None):
+        """The step's update of the micro-batches' mean loss and gradient sums (None: a
+        parameter that got no gradient)."""
+        count = self.gradient_accumulation_steps
+        grads = {n: None if g is None else g / count for n, g in grad_sums.items()}
+        return self._update(params, state, loss, grads, amp_state, step, lr, settings)
+
+    def _loss_and_grads(self, params, batch, key, amp_state):
+        """The loss of a batch (unscaled) and its gradients (scaled by the loss scale)."""
         # Dropout layers the loss calls draw their masks from the step's key, which is
         # checkpointed with the step, not from graphc.nn's generator (the graph's implicit
         # dropout_key input), which a resumed run would not continue bit for bit
@@ -281,6 +331,12 @@ class Trainer:
                           stacklevel=user_stacklevel())
         if amp_state is not None:
             value = value / amp_state["scale"]
+        return value, grads
+
+    def _update(self, params, state, value, grads, amp_state, step, lr, settings):
+        """The gradients averaged over the ranks, unscaled, clipped, and the optimiser's
+        update: -> (loss, gradient norm, params, state, the parameters left alone[,
+        amp_state])."""
         if self.dist is not None:
             value, grads = self.dist.allreduce((value, grads), "mean")
         if amp_state is not None:  # unscaled; a step with an Inf or NaN gradient is skipped
@@ -410,7 +466,7 @@ class Trainer:
             params={n: None if a is None else [list(a.shape), str(a.dtype)]
                     for n, a in self.params.items()},
             optimizer=_optimizer_settings(self.optimizer, self.steps), steps=self.steps,
-            seed=self.seed,
+            seed=self.seed, gradient_accumulation_steps=self.gradient_accumulation_steps,
             clip_norm=self.clip_norm, settings=_jsonable(self.checkpoint_meta),
             lr_on_plateau=self.plateau and self.plateau.settings(),
             data=digest.hexdigest()[:16])
@@ -418,14 +474,27 @@ class Trainer:
     def _eval_key(self, k):
         return np.int64(((self.seed * 1_000_003 + self.step) * 7919 + k + (1 << 50)) % (1 << 62))
 
-    def _key(self):
+    def _key(self, micro_batch=0):
         rank = 0 if self.dist is None else self.dist.rank()
-        # modulo 2**63: the same key for every seed that fits, and any seed (default_rng
-        # takes any) gives an int64 instead of an OverflowError at the first step
-        return np.int64((self.seed * 1_000_003 + self.step + (rank << 40)) % (1 << 63))
+        # one per micro-batch (the step's own without accumulation). Modulo 2**63: the same
+        # key for every seed that fits, and any seed (default_rng takes any) gives an int64
+        # instead of an OverflowError at the first step
+        drawn = self.step * self.gradient_accumulation_steps + micro_batch
+        return np.int64((self.seed * 1_000_003 + drawn + (rank << 40)) % (1 << 63))
+
+    def _gradient_args(self, batch, micro_batch=0):
+        """The arguments of the plan that runs the loss and its gradients (step_plan's)."""
+        if self._update_step is None:
+            return self._step_args(batch)
+        args = (self.params, self._grad_sums, batch, self._key(micro_batch))
+        return args if self.amp_state is None else args + (self.amp_state,)
 
     def _step_args(self, batch):
-        args = (self.params, self.state, batch, self._key())
+        return self._with_update_args((self.params, self.state, batch, self._key()))
+
+    def _with_update_args(self, args):
+        """`args` followed by the optimiser's inputs of the step: the loss scale, step, lr
+        and number settings, as the update takes them."""
         # graphc's optimisers take the step their schedule is at (the count is the updates
         # made, less than the step after skipped fp16 steps, a float32 run resumed from such
         # a checkpoint too); another optimiser (or a subclass whose update() takes no step,
@@ -487,13 +556,29 @@ class Trainer:
 
     def step_inputs(self, batch) -> list:
         """The step plan's input arrays for a batch at the current step (for profiling)."""
-        return self._train_step.plan_inputs(self._step_args(tuple(batch)))
+        return self._train_step.plan_inputs(self._gradient_args(tuple(batch)))
+
+    def _plan_update(self):
+        """update_plan, for the accumulate plan's result (which parameters get gradients and
+        the loss's dtype), known from step_plan's outputs before any step runs."""
+        result = unflatten(self.step_plan.graph.output_tree, self.step_plan.graph.outputs)
+        if self._train_step.written_places(self.step_plan):  # (then the Buffers' values too)
+            result = result[0]
+        loss, _, left_alone = result
+        self.update_plan = self._update_step.plan_for(*self._update_args(
+            np.zeros((), loss.dtype), left_alone))
+
+    def _update_args(self, loss, left_alone):
+        sums = {n: None if n in left_alone else s for n, s in self._grad_sums.items()}
+        return self._with_update_args((self.params, self.state, loss, sums))
 
     def train_step(self, checked: bool = False) -> float:
         """One step; `checked` runs it with the plan's finite check, which raises GraphcError
         naming the first op that produced a NaN or an Inf."""
         self._lr_input()  # (refuses a change the step cannot take before a batch is drawn)
         self._track_buffers()  # before the draw: a change of mode traces on the next batch
+        if self._update_step is not None:
+            return self._finish_step(*self._accumulated_step(checked))
         batch = self._shard(self.train_batches.draw(self.rng))
         if self.dist is not None:
             self.dist.beat(self.step)
@@ -505,6 +590,37 @@ class Trainer:
                 self._train_step, self._step_args(batch), checked)
         if len(self._train_step.recompiles) != compiled:  # a setting changed: the new plan
             self.step_plan = self._train_step.plan_for(*self._step_args(batch))
+        return self._finish_step(loss, norm, left_alone, amp_state)
+
+    def _accumulated_step(self, checked):
+        """The gradient sums of gradient_accumulation_steps micro-batches, then one update
+        of their mean: -> (loss, gradient norm, the parameters left alone, [amp_state])."""
+        for sums in self._grad_sums.values():  # here, not after the update: a step stopped
+            if sums is not None:  # half-way (a finite check's error) leaves sums behind
+                sums.fill(0)
+        count, total = self.gradient_accumulation_steps, 0.0
+        compiled = [len(self._train_step.recompiles), len(self._update_step.recompiles)]
+        for micro_batch in range(count):
+            batch = self._shard(self.train_batches.draw(self.rng))
+            if self.dist is not None:
+                self.dist.beat(self.step)
+            with np.errstate(all="ignore"):  # (as train_step's)
+                loss, self._grad_sums, left_alone = self._call(
+                    self._train_step, self._gradient_args(batch, micro_batch), checked)
+            total += float(loss)
+        args = self._update_args(np.asarray(total / count, loss.dtype), left_alone)
+        with np.errstate(all="ignore"):
+            loss, norm, self.params, self.state, left_alone, *amp_state = self._call(
+                self._update_step, args, checked)
+        if len(self._train_step.recompiles) != compiled[0]:  # a setting changed: the new plans
+            self.step_plan = self._train_step.plan_for(*self._gradient_args(batch))
+        if len(self._update_step.recompiles) != compiled[1]:
+            self.update_plan = self._update_step.plan_for(*args)
+        return loss, norm, left_alone, amp_state
+
+    def _finish_step(self, loss, norm, left_alone, amp_state) -> float:
+        """The step's bookkeeping after its plans ran: buffers, step, loss scale, lags and
+        the loss history. -> the step's loss."""
         self._broadcast_buffers()
         loss = float(loss)
         self.grad_norm = float(norm)
@@ -630,6 +746,7 @@ class Trainer:
                 "skipped_steps": self.skipped_steps,  # the optimiser's count is step - this
                 "rng": _jsonable(self.rng.bit_generator.state),
                 "data_position": self.train_batches.position,
+                "gradient_accumulation_steps": self.gradient_accumulation_steps,
                 "history": self.history, "val_history": self.val_history}
         if self.plateau is not None:
             meta["lr_on_plateau"] = self.plateau.state_dict()
@@ -663,6 +780,8 @@ class Trainer:
         checkpoint.check_run_fields(meta, path)
         checkpoint.check_settings(meta, self.checkpoint_meta, "the checkpoint",
                                   allow_changed_settings, how)
+        checkpoint.check_accumulation(meta, self.gradient_accumulation_steps, path,
+                                      allow_changed_settings, how)
         changed = checkpoint.check_optimizer(meta, checkpoint.optimizer_record(self.optimizer),
                                              path, allow_changed_settings, how)
         other_class = changed is not None and changed["class"] != type(self.optimizer).__name__
@@ -894,9 +1013,11 @@ class Trainer:
 
     def _per_batch(self, batch) -> int:
         """Samples (or tokens) per step, of `batch`: the global batch as drawn (every rank
-        draws all of it), so it is not multiplied by the rank count."""
+        draws all of it), so it is not multiplied by the rank count; a step's micro-batches
+        are."""
         first = np.asarray(batch[0])
-        return first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
+        rows = first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
+        return rows * self.gradient_accumulation_steps
 
     def _loop(self, ckpt, progress, log) -> int:
         from tqdm import tqdm

@@ -9,6 +9,8 @@ hang:     rank 1 sleeps at step 3 outside any collective; the watchdog must name
 mismatch: the ranks disagree on their model config; handshake must refuse
 trainer:  gc.Trainer(distributed=True) on a float64 MLP: 10 AdamW steps into OUT_DIR/fresh,
           5 steps into OUT_DIR/half, and OUT_DIR/resumed (5 steps on 1 rank) resumed to 10
+accumulate: the same MLP with gradient_accumulation_steps=4: 3 steps; saves the parameters
+          and the MPI all-reduces each step made
 sigterm1: a SIGTERM reaches rank 1 alone during step 3 of fit(); every rank must stop at the
           same step boundary (rank 0 saving OUT_DIR/sigterm) and print `stopped N at step S`
 nan1:     rank 1's rows of step 3's batch hold NaN: its loss alone is not finite; every
@@ -125,7 +127,7 @@ def trainer_data():
     return rng.normal(size=(64, 5)), rng.normal(size=(64, 3))
 
 
-def make_trainer(steps, distributed, dtype="float64"):
+def make_trainer(steps, distributed, dtype="float64", gradient_accumulation_steps=1):
     """An MLP (float64 unless dtype says) trained by gc.Trainer with AdamW and clipping,
     batches of GLOBAL_BATCH rows drawn by the trainer's generator."""
     x, y, params = mlp_inputs()
@@ -142,7 +144,8 @@ def make_trainer(steps, distributed, dtype="float64"):
     named = dict(zip(["w1", "b1", "w2", "b2"], params))
     return gc.Trainer(loss, named, gc.optim.AdamW(lr=1e-2, weight_decay=0.1), batches,
                       steps=steps, eval_batches=batches, eval_every=5, eval_iters=2,
-                      clip_norm=1.0, distributed=distributed)
+                      clip_norm=1.0, distributed=distributed,
+                      gradient_accumulation_steps=gradient_accumulation_steps)
 
 
 def case_trainer(out):
@@ -152,6 +155,31 @@ def case_trainer(out):
     resumed = make_trainer(10, True)
     resumed.resume(os.path.join(out, "resumed", "checkpoint.npz"))
     resumed.fit(os.path.join(out, "resumed"), progress=False)
+
+
+def case_accumulate(out):
+    """make_trainer's MLP with gradient_accumulation_steps=4 (micro-batches of GLOBAL_BATCH
+    rows, each rank's half of each): 3 steps. Saves the parameters, the MPI all-reduces
+    (blocking or bucketed) each step made, and those of each plan's graph."""
+    from runtime.collectives import MPICommunicator
+    calls = []
+    for method in ("allreduce_sum", "start_sum"):
+        def counted(self, array, _original=getattr(MPICommunicator, method)):
+            calls.append(method)
+            return _original(self, array)
+        setattr(MPICommunicator, method, counted)
+    trainer = make_trainer(3, True, gradient_accumulation_steps=4)
+    per_step = []
+    for _ in range(3):
+        before = len(calls)
+        trainer.train_step()
+        per_step.append(len(calls) - before)
+    def collectives(plan):  # its MPI calls: blocking all-reduces and buckets started
+        return sum(n.op in ("allreduce", "allreduce_start") for n in plan.graph.nodes)
+    np.savez(os.path.join(out, f"accumulate_rank{dist.rank()}.npz"), per_step=per_step,
+             micro_batch_collectives=collectives(trainer.step_plan),
+             update_collectives=collectives(trainer.update_plan),
+             **{f"param/{n}": a for n, a in trainer.params.items()})
 
 
 def case_batchnorm(out):

@@ -1,0 +1,234 @@
+"""Gradient accumulation in gc.Trainer and graphc train (session 35).
+
+Before it, neither had any (`gradient_accumulation_steps` was a TypeError, the option
+unknown): a batch that did not fit memory could not train as a larger effective batch. Each
+test failed before the feature."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _data(rows, dtype="float64"):
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(rows, 5)).astype(dtype), rng.normal(size=(rows, 3)).astype(dtype))
+
+
+def _params(dtype="float64"):
+    rng = np.random.default_rng(1)
+    return {"w1": rng.normal(size=(5, 16)).astype(dtype), "b1": np.zeros(16, dtype),
+            "w2": rng.normal(size=(16, 3)).astype(dtype) * 0.5, "b2": np.zeros(3, dtype)}
+
+
+def _mlp_loss(p, batch):
+    h = gc.tanh(batch[0] @ p["w1"] + p["b1"])
+    return gc.mean((h @ p["w2"] + p["b2"] - batch[1]) ** 2)
+
+
+OPTIMIZERS = {"SGD": lambda: gc.optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01),
+              "AdamW": lambda: gc.optim.AdamW(lr=0.01, weight_decay=0.1)}
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 2e-6)])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_four_micro_batches_update_as_one_batch_of_four_times_the_rows(name, dtype,
+                                                                      tolerance):
+    """gc.Trainer had no gradient_accumulation_steps (a TypeError). Now N=4 micro-batches of
+    B rows make one optimiser step on their mean gradient: after 3 steps (clipped to norm
+    0.5) the parameters, optimiser state, reported losses and gradient norms are those of
+    N=1 on the concatenated batches of 4B rows, to rounding (float64) or float32's."""
+    x, y = _data(48, dtype)
+    micro = [(x[k:k + 4], y[k:k + 4]) for k in range(0, 48, 4)]  # 12 micro-batches of 4
+    whole = [(x[k:k + 16], y[k:k + 16]) for k in range(0, 48, 16)]  # 3 batches of 16
+    accumulated = gc.Trainer(_mlp_loss, _params(dtype), OPTIMIZERS[name](), micro, steps=3,
+                             clip_norm=0.5, gradient_accumulation_steps=4)
+    one = gc.Trainer(_mlp_loss, _params(dtype), OPTIMIZERS[name](), whole, steps=3,
+                     clip_norm=0.5)
+    for _ in range(3):
+        assert accumulated.train_step() == pytest.approx(one.train_step(), rel=tolerance)
+        assert accumulated.grad_norm == pytest.approx(one.grad_norm, rel=tolerance)
+        assert one.grad_norm > 0.5  # clipped: on the accumulated gradient's norm
+    assert accumulated.step == 3 and int(accumulated.state["count"]) == 3
+    assert accumulated.train_batches.position == 12  # the data position counts micro-batches
+    for key, expected in one.state_arrays().items():
+        got = accumulated.state_arrays()[key]
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance, err_msg=key)
+    assert not np.allclose(accumulated.params["w1"], _params(dtype)["w1"])  # it trained
+
+
+def test_accumulation_matches_a_torch_loop_that_divides_each_micro_loss():
+    """The update is a torch loop's with accumulation (nanoGPT's: each micro-batch's loss
+    divided by N, backward() adding into .grad, clip_grad_norm_, AdamW.step(),
+    zero_grad()), on a float64 MLP with batches drawn from the trainer's generator: the
+    parameters after 3 steps agree to 1e-10."""
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    x, y = _data(64)
+    start = _params()
+
+    def batches(rng):
+        rows = rng.integers(0, len(x), 6)
+        return x[rows], y[rows]
+    trainer = gc.Trainer(_mlp_loss, start, gc.optim.AdamW(lr=0.02, weight_decay=0.1),
+                         batches, steps=3, clip_norm=0.3, gradient_accumulation_steps=3,
+                         seed=5)
+    drawn = np.random.default_rng(5)  # the trainer's generator: the same micro-batches
+    for _ in range(3):
+        trainer.train_step()
+
+    weights = {n: torch.tensor(a, requires_grad=True) for n, a in start.items()}
+    opt = torch.optim.AdamW(weights.values(), lr=0.02, weight_decay=0.1)
+    for _ in range(3):
+        for _ in range(3):
+            bx, by = (torch.tensor(a) for a in batches(drawn))
+            h = torch.tanh(bx @ weights["w1"] + weights["b1"])
+            loss = ((h @ weights["w2"] + weights["b2"] - by) ** 2).mean()
+            (loss / 3).backward()
+        torch.nn.utils.clip_grad_norm_(weights.values(), 0.3)
+        opt.step()
+        opt.zero_grad()
+    for n, w in weights.items():
+        np.testing.assert_allclose(trainer.params[n], w.detach().numpy(), rtol=1e-10,
+                                   atol=1e-12, err_msg=n)
+
+
+def test_each_micro_batch_draws_its_own_dropout_mask():
+    """Each micro-batch of a step has its own dropout key: with Dropout(0.5) on ones and two
+    micro-batches, a unit's mean gradient is 0, 1 or 2 (dropped by both, one, none); one
+    shared mask would give only 0 and 2."""
+    drop = gc.nn.Dropout(0.5)
+
+    def loss(p, batch):
+        return gc.sum(drop(batch[0]) * p["w"])
+    trainer = gc.Trainer(loss, {"w": np.zeros((1, 1000))}, gc.optim.SGD(lr=1.0),
+                         [(np.ones((1, 1000)),)], steps=1, gradient_accumulation_steps=2)
+    trainer.train_step()
+    counts = np.bincount((-trainer.params["w"]).astype(int).ravel(), minlength=3)
+    assert counts.sum() == 1000 and set(np.unique(-trainer.params["w"])) <= {0.0, 1.0, 2.0}
+    assert 400 < counts[1] < 600  # kept by one of the two masks: about half the units
+
+
+def _trainer(steps, accumulation=2, dropout=True):
+    x, y = _data(64)
+    drop = gc.nn.Dropout(0.2)
+
+    def loss(p, batch):
+        h = gc.tanh(batch[0] @ p["w1"] + p["b1"])
+        h = drop(h) if dropout else h
+        return gc.mean((h @ p["w2"] + p["b2"] - batch[1]) ** 2)
+
+    def batches(rng):
+        rows = rng.integers(0, len(x), 8)
+        return x[rows], y[rows]
+    return gc.Trainer(loss, _params(), gc.optim.AdamW(lr=0.01), batches, steps=steps,
+                      eval_batches=batches, eval_every=2, eval_iters=2, clip_norm=1.0,
+                      gradient_accumulation_steps=accumulation)
+
+
+def test_a_run_resumed_mid_way_ends_where_an_uninterrupted_one_does(tmp_path):
+    """A checkpoint of an accumulating run (dropout on, batches drawn from the trainer's
+    generator) records gradient_accumulation_steps and the micro-batches drawn; resumed at
+    step 2, it trains to the very parameters, optimiser state and losses of an
+    uninterrupted 4-step run."""
+    whole = _trainer(4)
+    whole.fit(str(tmp_path / "whole"), progress=False)
+    _trainer(2).fit(str(tmp_path / "half"), progress=False)
+    _, meta = checkpoint.load_arrays(str(tmp_path / "half" / "checkpoint.npz"), {})
+    assert meta["gradient_accumulation_steps"] == 2 and meta["data_position"] == 4
+    resumed = _trainer(4)
+    resumed.resume(str(tmp_path / "half" / "checkpoint.npz"))
+    resumed.fit(str(tmp_path / "half"), progress=False)
+    assert resumed.history == whole.history and resumed.val_history == whole.val_history
+    for key, expected in whole.state_arrays().items():
+        np.testing.assert_array_equal(resumed.state_arrays()[key], expected, err_msg=key)
+
+
+def test_resuming_with_another_accumulation_is_refused_unless_allowed(tmp_path):
+    """Resuming a checkpoint of gradient_accumulation_steps=2 with 3 is refused in one line
+    naming both (each update would average another number of batches), as other changed
+    settings are, unless allow_changed_settings=True; a checkpoint written before the field
+    (none in its header) resumes as one of 1."""
+    _trainer(2, dropout=False).fit(str(tmp_path / "run"), progress=False)
+    path = str(tmp_path / "run" / "checkpoint.npz")
+    with pytest.raises(gc.GraphcError) as refused:
+        _trainer(4, accumulation=3, dropout=False).resume(path)
+    assert str(refused.value) == (
+        f"{path} was saved with gradient_accumulation_steps 2, this run has 3 (an optimiser "
+        "step of 3 micro-batches, not 2); resume with 2, or pass allow_changed_settings=True "
+        "to continue with 3")
+    allowed = _trainer(4, accumulation=3, dropout=False)
+    allowed.resume(path, allow_changed_settings=True)
+    allowed.train_step()
+    assert allowed.train_batches.position == 4 + 3
+
+    arrays, meta = checkpoint.load_arrays(path, {k: (a.shape, a.dtype) for k, a in
+                                                 _trainer(2, dropout=False).state_arrays().items()})
+    del meta["gradient_accumulation_steps"]  # as written before the field
+    checkpoint.save(path, arrays, {k: v for k, v in meta.items()
+                                   if k not in ("format", "version")})
+    with pytest.raises(gc.GraphcError, match="saved with gradient_accumulation_steps 1, this "
+                                             "run has 2"):
+        _trainer(4, dropout=False).resume(path)
+    _trainer(4, accumulation=1, dropout=False).resume(path)
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "2", True])
+def test_a_bad_gradient_accumulation_steps_is_one_line(value):
+    """gradient_accumulation_steps is a whole number >= 1, checked as steps= is."""
+    with pytest.raises(gc.GraphcError) as refused:
+        _trainer(2, accumulation=value)
+    assert str(refused.value).splitlines()[0] == (
+        f"Trainer: gradient_accumulation_steps must be a whole number >= 1, got {value!r}")
+
+
+def test_only_one_micro_batch_of_activations_is_planned():
+    """The memory benefit: with N=4 micro-batches of 8 rows, the plan that runs the loss and
+    its gradients is sized for 8 rows (as N=1's of 8 rows, plus nothing per micro-batch),
+    and the update's plan holds no activations; N=1 on 32 rows plans several times more."""
+    x, y = _data(32, "float32")
+    micro = [(x[k:k + 8], y[k:k + 8]) for k in range(0, 32, 8)]
+    wide = _params("float32")
+    wide.update(w1=np.ones((5, 256), np.float32), b1=np.zeros(256, np.float32),
+                w2=np.ones((256, 3), np.float32))
+    accumulated = gc.Trainer(_mlp_loss, wide, gc.optim.AdamW(lr=0.01), micro, steps=1,
+                             gradient_accumulation_steps=4)
+    one = gc.Trainer(_mlp_loss, wide, gc.optim.AdamW(lr=0.01), [(x, y)], steps=1)
+    small = gc.Trainer(_mlp_loss, wide, gc.optim.AdamW(lr=0.01), micro[:1], steps=1)
+    activations = accumulated.step_plan.peak_intermediate_bytes
+    assert activations <= small.step_plan.peak_intermediate_bytes
+    assert accumulated.update_plan.peak_intermediate_bytes < activations
+    assert 2 * (activations + accumulated.update_plan.peak_intermediate_bytes) < \
+        one.step_plan.peak_intermediate_bytes
+
+
+def test_two_ranks_accumulate_as_one_and_all_reduce_once_per_step(tmp_path):
+    """Under `mpiexec -n 2`, gradient_accumulation_steps=4 trains what one rank trains on
+    the same global micro-batches (float64 AdamW with clipping, 3 steps, to 1e-12), and the
+    gradients are all-reduced once per optimiser step, not once per micro-batch (as DDP's
+    no_sync): each step makes the MPI all-reduces of the update's plan alone, the same
+    number every step, and the micro-batches' plan has no collective."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed: pip install "
+                        "'graphc[mpi]'")
+    import mpi_worker
+    from test_mpi import run_ranks
+    code, output, _ = run_ranks("accumulate", tmp_path)
+    assert code == 0, output
+    reference = mpi_worker.make_trainer(3, False, gradient_accumulation_steps=4)
+    for _ in range(3):
+        reference.train_step()
+    for rank in (0, 1):
+        saved = np.load(tmp_path / f"accumulate_rank{rank}.npz")
+        assert saved["micro_batch_collectives"] == 0
+        assert saved["update_collectives"] >= 1
+        assert list(saved["per_step"]) == [saved["update_collectives"]] * 3
+        for n, expected in reference.params.items():
+            np.testing.assert_allclose(saved[f"param/{n}"], expected, rtol=1e-12,
+                                       atol=1e-12, err_msg=f"rank {rank}: {n}")
