@@ -224,6 +224,11 @@ def build_parser():
                    help="mixed precision: float32 weights and optimiser state, bfloat16 or "
                    "float16 activations and matmuls (fp16 with dynamic loss scaling); "
                    "default fp32, or the checkpoint's when resuming")
+    t.add_argument("--gradient-accumulation-steps", type=_positive_int, metavar="N",
+                   help="micro-batches of --batch-size per optimiser step, which takes their "
+                   "mean gradient: an effective batch N times larger in the memory of one "
+                   "(nanoGPT's gradient_accumulation_steps); default 1, or the checkpoint's "
+                   "when resuming")
     t.add_argument("--out", type=_path, help="checkpoint directory (default: runs/CONFIG)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     t.add_argument("--allow-changed-settings", action="store_true",

@@ -164,7 +164,8 @@ class Trainer(_Trainer):
     configuration, the training configuration and the vocabulary."""
 
     def __init__(self, model: GPT, data, tc: TrainConfig, pipeline="default", jit=None,
-                 fast_math=False, distributed=False, memory_limit=None):
+                 fast_math=False, distributed=False, memory_limit=None,
+                 gradient_accumulation_steps: int = 1):
         cfg = model.cfg
         self.model, self.data, self.tc = model, data, tc
         self.pipeline, self.jit, self.fast_math = pipeline, jit, fast_math
@@ -177,7 +178,8 @@ class Trainer(_Trainer):
             seed=tc.seed, units="tokens", divergence_hint="Try a lower --lr",
             checkpoint_meta=gpt_settings(cfg, tc, data.vocab),
             pipeline=pipeline, fast_math=fast_math, jit=jit, distributed=distributed,
-            precision=tc.precision, memory_limit=memory_limit)
+            precision=tc.precision, memory_limit=memory_limit,
+            gradient_accumulation_steps=gradient_accumulation_steps)
         self.plot_title = "graphc GPT on character-level text"
         self.plot_ylabel = "cross-entropy (nats)"
 
@@ -250,8 +252,9 @@ def check_compatible(meta: dict, cfg: GPTConfig, vocab, path: str = "checkpoint"
 # ---- what `graphc train` runs -----------------------------------------------------------------
 MODEL_OPTIONS = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout", "bias",
                  "tie_weights", "dtype")
+# (gradient_accumulation_steps is the trainer's, recorded in the header as a run field)
 TRAIN_OPTIONS = ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay", "eval_every",
-                 "eval_iters", "seed", "precision")
+                 "eval_iters", "seed", "precision", "gradient_accumulation_steps")
 
 
 def _whole_number(value) -> bool:
@@ -265,7 +268,7 @@ _real_number = checkpoint.finite_number
 _OPTION_RULES = {
     **{k: ("a positive whole number", lambda v: _whole_number(v) and v > 0)
        for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "steps",
-                 "decay_steps", "eval_every", "eval_iters")},
+                 "decay_steps", "eval_every", "eval_iters", "gradient_accumulation_steps")},
     **{k: ("a whole number >= 0", lambda v: _whole_number(v) and v >= 0)
        for k in ("warmup", "seed")},
     **{k: ("a finite number >= 0", lambda v: _real_number(v) and v >= 0)
@@ -337,7 +340,8 @@ def train_config(config: str, options: dict | None = None, saved: dict | None = 
 
 
 # Training keeps: the model's initial weights, the trainer's parameters, AdamW's m and v, and
-# the last good state (parameters, m, v) to re-run a diverged step from.
+# the last good state (parameters, m, v) to re-run a diverged step from; with gradient
+# accumulation, one more: the gradient sums.
 PARAMETER_COPIES = 7
 # Drawing a batch (CharData.batch) holds about this many bytes per token at once: int64
 # offsets, ids and targets and the temporaries between them. The trainer draws its first
@@ -345,12 +349,13 @@ PARAMETER_COPIES = 7
 BATCH_BYTES_PER_TOKEN = 40
 
 
-def check_parameter_memory(cfg: GPTConfig):
+def check_parameter_memory(cfg: GPTConfig, gradient_accumulation_steps: int = 1):
     """Refuse a model whose weights and optimiser state, or whose first batch, cannot fit,
     before allocating them."""
     from ir.types import format_bytes
     from runtime.memory import available_bytes
-    needed = PARAMETER_COPIES * cfg.parameter_bytes()
+    copies = PARAMETER_COPIES + (gradient_accumulation_steps > 1)
+    needed = copies * cfg.parameter_bytes()
     available = available_bytes()
     if available is not None and needed > available:
         raise GraphcError(f"the model's {cfg.num_parameters():,} parameters need "
@@ -437,8 +442,9 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     """Train a character-level GPT (`graphc train`): build it, train it with gc.Trainer into
     OUT/checkpoint.npz (resuming it with `resume`), then score the whole validation split and
     write a sample. `options`: model fields (MODEL_OPTIONS) and training settings
-    (TRAIN_OPTIONS), None meaning the default. Returns 0, or the signal that stopped
-    training after a save. `distributed`: one rank of an MPI job (mpiexec -n N graphc
+    (TRAIN_OPTIONS; gradient_accumulation_steps: micro-batches of batch_size per optimiser
+    step, default 1 or the checkpoint's), None meaning the default. Returns 0, or the signal
+    that stopped training after a save. `distributed`: one rank of an MPI job (mpiexec -n N graphc
     train): rank 0 alone prints, writes the checkpoint and the sample. `memory_limit`: the
     training step's memory budget (`--memory-limit`), met by recomputing activations.
     Resuming with other training settings than the checkpoint's (but steps, eval_every,
@@ -502,18 +508,33 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
             checkpoint.check_optimizer(meta, checkpoint.optimizer_record(optimizer(None, tc)),
                                        ckpt_path, allow_changed_settings,
                                        "--allow-changed-settings")
-        check_parameter_memory(cfg)
+        # not a TrainConfig field: a run setting of the trainer's header (absent from a
+        # checkpoint written before it, which accumulated nothing)
+        accumulation = options.get("gradient_accumulation_steps")
+        if meta:
+            if accumulation is None:
+                accumulation = checkpoint.saved_accumulation(meta, ckpt_path)
+            checkpoint.check_accumulation(meta, accumulation, ckpt_path,
+                                          allow_changed_settings, "--allow-changed-settings",
+                                          "--gradient-accumulation-steps")
+        accumulation = accumulation or 1
+        check_parameter_memory(cfg, accumulation)
         if cfg.batch_size % dist.size():  # found now, not after compiling
             raise GraphcError(f"--batch-size {cfg.batch_size} does not split over "
                               f"{dist.size()} ranks; use a multiple of {dist.size()}")
         model = GPT(cfg, seed=tc.seed)
     what = f"{config} GPT" if meta is None else f"the GPT of {ckpt_path}"
+    batch = f"batch {cfg.batch_size}x{cfg.block_size}"
+    if accumulation > 1:  # the effective batch, which the learning rate is tuned for
+        tokens = accumulation * cfg.batch_size * cfg.block_size
+        batch += f" x {accumulation} micro-batches ({tokens:,} tokens per step)"
     _say(f"graphc train: {what}, {model.num_parameters():,} parameters, vocab "
-         f"{cfg.vocab_size}, batch {cfg.batch_size}x{cfg.block_size}, {tc.steps} steps")
+         f"{cfg.vocab_size}, {batch}, {tc.steps} steps")
     t0 = time.perf_counter()
     try:
         trainer = Trainer(model, text, tc, pipeline, fast_math=fast_math,
-                          distributed=distributed, memory_limit=memory_limit)
+                          distributed=distributed, memory_limit=memory_limit,
+                          gradient_accumulation_steps=accumulation)
     except MemoryLimitError as exc:
         raise MemoryLimitError(exc.limit, exc.peak, exc.best, "--memory-limit") from None
     except PlanMemoryError as exc:

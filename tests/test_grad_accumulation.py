@@ -189,6 +189,52 @@ def test_a_bad_gradient_accumulation_steps_is_one_line(value):
         f"Trainer: gradient_accumulation_steps must be a whole number >= 1, got {value!r}")
 
 
+@pytest.mark.parametrize("value, says", [
+    ("0", "expected a positive number, got 0"), ("x", "expected a whole number, got 'x'"),
+    ("2.5", "expected a whole number, got '2.5'")])
+def test_graphc_train_refuses_a_bad_gradient_accumulation_steps(capsys, value, says):
+    """`graphc train --gradient-accumulation-steps` takes a positive whole number; another
+    value exits with status 2 and one line naming the option."""
+    from graphc.cli import main
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--gradient-accumulation-steps", value])
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"graphc: error: argument --gradient-accumulation-steps: {says} (see graphc train "
+        "--help)"]
+
+
+def test_graphc_train_accumulates_reports_the_effective_batch_and_checks_resume(
+        tmp_path, capsys):
+    """`graphc train --gradient-accumulation-steps 2` says the effective batch (micro-batches
+    and tokens per optimiser step), draws two micro-batches a step and records 2 in its
+    checkpoint; --resume without the option continues with 2, and with another value is
+    refused (status 2, one line naming the option) unless --allow-changed-settings."""
+    from graphc.cli import main
+    from test_review_s19f import FAST, _text
+    assert FAST[-2] == "--steps"
+    tiny = [*FAST[:-2], "--data", str(_text(tmp_path)), "--out", str(tmp_path / "o")]
+    assert main([*tiny, "--steps", "2", "--gradient-accumulation-steps", "2"]) == 0
+    assert "batch 4x8 x 2 micro-batches (64 tokens per step), 2 steps" in capsys.readouterr().out
+    ckpt = tmp_path / "o" / "checkpoint.npz"
+    _, meta = checkpoint.load(str(ckpt))
+    assert meta["gradient_accumulation_steps"] == 2 and meta["data_position"] == 4
+    assert main([*tiny, "--steps", "3", "--resume"]) == 0
+    _, meta = checkpoint.load(str(ckpt))
+    assert meta["gradient_accumulation_steps"] == 2 and meta["data_position"] == 6
+    capsys.readouterr()
+    assert main([*tiny, "--steps", "4", "--resume", "--gradient-accumulation-steps", "3"]) == 2
+    assert capsys.readouterr().err == (
+        f"graphc: error: {ckpt} was saved with --gradient-accumulation-steps 2, this run has "
+        "3 (an optimiser step of 3 micro-batches, not 2); resume with 2, or pass "
+        "--allow-changed-settings to continue with 3\n")
+    assert main([*tiny, "--steps", "4", "--resume", "--gradient-accumulation-steps", "3",
+                 "--allow-changed-settings"]) == 0
+    _, meta = checkpoint.load(str(ckpt))
+    assert meta["gradient_accumulation_steps"] == 3 and meta["data_position"] == 9
+
+
 def test_only_one_micro_batch_of_activations_is_planned():
     """The memory benefit: with N=4 micro-batches of 8 rows, the plan that runs the loss and
     its gradients is sized for 8 rows (as N=1's of 8 rows, plus nothing per micro-batch),
