@@ -130,10 +130,10 @@ def _moments(node, x, dst, eps, n):
     mean = row_sum(x, node, True) if node.ndim >= 2 else \
         f"np.add.reduce({x}, axis=-1, keepdims=True)"
     return [f"_mu = {mean}",
-            f"np.multiply(_mu, {1.0 / n!r}, out=_mu)",
+            f"np.divide(_mu, {float(n)!r}, out=_mu)",
             f"np.subtract({x}, _mu, out={dst})",
             f"_rstd = np.einsum('...i,...i->...', {dst}, {dst})[..., None]",
-            f"np.multiply(_rstd, {1.0 / n!r}, out=_rstd)", f"np.add(_rstd, {eps!r}, out=_rstd)",
+            f"np.divide(_rstd, {float(n)!r}, out=_rstd)", f"np.add(_rstd, {eps!r}, out=_rstd)",
             "np.sqrt(_rstd, out=_rstd)", "np.reciprocal(_rstd, out=_rstd)"]
 
 
@@ -156,10 +156,10 @@ def layer_norm_grad(node, args, dst, scratch):
         f"np.multiply({g}, {w}, out={gw})",
         f"_a = {rows_a}",
         f"_b = np.einsum('...i,...i->...', {gw}, {dst})[..., None]",
-        f"np.multiply(_b, {1.0 / n!r}, out=_b)",
+        f"np.divide(_b, {float(n)!r}, out=_b)",
         f"np.multiply({dst}, _b, out={dst})",
         f"np.subtract({gw}, {dst}, out={dst})",
-        f"np.multiply(_a, {1.0 / n!r}, out=_a)",
+        f"np.divide(_a, {float(n)!r}, out=_a)",
         f"np.subtract({dst}, _a, out={dst})",
         f"np.multiply({dst}, _rstd, out={dst})"]
 

@@ -346,20 +346,20 @@ if numba is not None:
     @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
     def _row_moments(row, eps):
         # in the row's own dtype and in the order of the numpy definition (ir/ops/composite.py
-        # _moments: sum * (1/n), then sum of squares * (1/n) + eps): a float32 row whose
-        # squares overflow gives numpy's result, not a float64 one
+        # _moments: sum / n, then sum of squares / n + eps): a float32 row whose squares
+        # overflow gives numpy's result, not a float64 one
         n = row.shape[0]
         ty = row.dtype.type
-        inv_n = ty(1.0 / n)
+        count = ty(n)  # not n: an integer would make the quotients float64
         s = ty(0.0)
         for j in range(n):
             s += row[j]
-        mu = s * inv_n
+        mu = s / count
         ss = ty(0.0)
         for j in range(n):
             d = row[j] - mu
             ss += d * d
-        return mu, ty(1.0) / np.sqrt(ss * inv_n + ty(eps))
+        return mu, ty(1.0) / np.sqrt(ss / count + ty(eps))
 
     @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
     def _normalise_row(xr, mu, rstd, w, b, out):
@@ -401,9 +401,9 @@ if numba is not None:
             gw = gr[j] * w[j]
             a += gw
             bsum += gw * (xr[j] - mu)
-        inv_n = ty(1.0 / n)  # not a / n: an integer n would make it float64
-        a = a * inv_n
-        bsum = bsum * rstd * inv_n
+        count = ty(n)  # not n: an integer would make the quotients float64
+        a = a / count
+        bsum = bsum * rstd / count
         if not np.isfinite(bsum):
             # gw * (x - mu) overflowed (a float32 row whose squares did: rstd 0), and inf * 0
             # gave nan where numpy's order, sum(gw * xhat), gives 0: that order, for this row
@@ -411,7 +411,7 @@ if numba is not None:
             bsum = ty(0.0)
             for j in range(n):
                 bsum += gr[j] * w[j] * out[j]
-            bsum = bsum * inv_n
+            bsum = bsum / count
         for j in range(n):
             xhat = (xr[j] - mu) * rstd
             out[j] = rstd * (gr[j] * w[j] - xhat * bsum - a)

@@ -346,10 +346,12 @@ def mean(x, axis=None, keepdims=False):
         _fail(f"mean of {_dtype(x)} values; cast them to a float type first")
     if is_half(_dtype(x)):  # in float32, as torch's: a half sum of 256 x 1000.0 is inf
         return cast(mean(cast(x, "float32"), axes, keepdims), _dtype(x))
+    # divided by the count, as numpy's: times its reciprocal is an ulp off for some counts
+    # (the mean of 49 ones was 0.9999999999999999)
     if isinstance(count, Dim):  # known per call: a scalar the plan computes from the binding
-        return sum(x, axes, keepdims) * (1.0 / full((), count, _dtype(x)))
-    # over no elements the mean is NaN, as numpy's (and PyTorch's): 0 * NaN
-    return sum(x, axes, keepdims) * (1.0 / count if count else math.nan)
+        return div(sum(x, axes, keepdims), full((), count, _dtype(x)))
+    # over no elements the mean is NaN, as numpy's (and PyTorch's): 0 / NaN
+    return div(sum(x, axes, keepdims), float(count) if count else math.nan)
 
 
 def var(x, axis=None, keepdims=False, ddof=0):
@@ -361,15 +363,19 @@ def var(x, axis=None, keepdims=False, ddof=0):
     if is_half(_dtype(x)):
         return cast(var(cast(x, "float32"), axis, keepdims, ddof), _dtype(x))
     centred = x - mean(x, axis, keepdims=True)
-    out = mean(centred * centred, axis, keepdims)
-    if ddof:
-        count = math.prod(_shape(x)[a] for a in _axes(axis, _ndim(x)))
-        if isinstance(count, Dim):  # known per call, as mean's count
-            n = full((), count, _dtype(x))
-            return out * where(greater(n, ddof), n / (n - ddof), full((), math.inf, _dtype(x)))
-        # numpy divides the sum of squares by max(N - ddof, 0): inf, or NaN where it is 0
-        out = out * (count / (count - ddof) if count > ddof else math.inf)
-    return out
+    squares = centred * centred
+    if not ddof:
+        return mean(squares, axis, keepdims)
+    axes = _axes(axis, _ndim(x))
+    count = math.prod(_shape(x)[a] for a in axes)
+    if isinstance(count, Dim):  # known per call, as mean's count
+        n = full((), count, _dtype(x))
+        out = mean(squares, axes, keepdims)
+        return out * where(greater(n, ddof), n / (n - ddof), full((), math.inf, _dtype(x)))
+    if count > ddof:  # the sum of squares divided by N - ddof, as numpy's (not rescaled)
+        return div(sum(squares, axes, keepdims), float(count - ddof))
+    # numpy divides by max(N - ddof, 0): inf, or NaN where the sum is 0
+    return mean(squares, axes, keepdims) * math.inf
 
 
 def std(x, axis=None, keepdims=False, ddof=0):

@@ -105,10 +105,10 @@ def softmax_grad(y, g, axis):
 def _moments(x, eps):
     n = max(x.shape[-1], 1)  # rows of no elements (PyTorch gives an empty result)
     mu = np.add.reduce(x, axis=-1, keepdims=True)
-    mu *= 1.0 / n
+    mu /= n
     centred = x - mu
     var = np.einsum("...i,...i->...", centred, centred)[..., None]
-    var *= 1.0 / n
+    var /= n
     var += eps
     rstd = np.sqrt(var, out=var)
     np.reciprocal(rstd, out=rstd)
@@ -179,9 +179,9 @@ def layer_norm_grad(x, w, g, eps):
     xhat *= rstd
     gw = g * w
     a = np.add.reduce(gw, axis=-1, keepdims=True)
-    a *= 1.0 / n
+    a /= n
     b = np.einsum("...i,...i->...", gw, xhat)[..., None]
-    b *= 1.0 / n
+    b /= n
     xhat *= b
     np.subtract(gw, xhat, out=gw)
     gw -= a
@@ -229,13 +229,13 @@ def _channel_centred(x):
     x3 = x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))  # (no -1: N may be 0)
     n = max(x3.shape[0] * x3.shape[2], 1)  # a channel of no elements: nothing to divide
     mu = np.add.reduce(x3, axis=(0, 2), keepdims=True)
-    mu *= 1.0 / n
+    mu /= n
     return x3 - mu, mu, n
 
 
 def _channel_var(centred, n):
     var = np.einsum("ncm,ncm->c", centred, centred)[None, :, None]
-    var *= 1.0 / n
+    var /= n
     return var
 
 
@@ -337,9 +337,9 @@ def batch_norm_grad(x, w, g, eps):
     g3 = g.reshape(xhat.shape)
     n = max(xhat.shape[0] * xhat.shape[2], 1)
     a = np.add.reduce(g3, axis=(0, 2), keepdims=True)
-    a *= 1.0 / n
+    a /= n
     b = np.einsum("ncm,ncm->c", g3, xhat)[None, :, None]
-    b *= 1.0 / n
+    b /= n
     xhat *= b
     out = g3 - xhat
     out -= a

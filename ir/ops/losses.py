@@ -244,7 +244,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
     rows = _shape(input)[0]
     if isinstance(rows, Dim):  # known per call: a scalar the plan computes from the binding
         return F.div(total, F.full((), rows, _dtype(total)))
-    return F.mul(total, 1.0 / rows if rows else math.nan)  # no rows: 0 / 0, as torch's
+    return F.div(total, float(rows) if rows else math.nan)  # no rows: NaN, as torch's 0 / 0
 
 
 # ---- vectors ---------------------------------------------------------------------------------

@@ -1,0 +1,52 @@
+"""Session 35's fixes of numerics found by review; each test failed before its fix."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from runtime import jit
+from runtime.codegen import compile_graph
+
+
+def _plans(fn, *specs):
+    """fn's plan with the numba kernels (where numba is there) and with numpy's emitters."""
+    graph = gc.trace(fn, *specs)
+    return [compile_graph(graph, jit=use) for use in ((True, False) if jit.enabled()
+                                                      else (False,))]
+
+
+def test_mean_var_and_std_of_a_constant_array_are_exact_as_numpys():
+    """mean was sum(x) * (1 / n): an ulp off for some counts, so the mean of 49 float64 ones
+    was 0.9999999999999999 (of 41 float32 ones 0.99999994), its std 1.1e-16, and var with
+    ddof=1 rescaled the biased variance by n / (n - 1) (var([1, 2, 3, 4], ddof=1) was
+    1.6666666666666665). numpy, torch and JAX divide by the count: now graphc does too,
+    eagerly and compiled (a plan's sums may add in another order than numpy's), and the
+    eager results are numpy's to the bit."""
+    for x in (np.ones(49), np.ones(98), np.ones(41, np.float32), np.full(103, 0.1)):
+        assert np.asarray(gc.mean(x)) == np.mean(x)
+        assert np.asarray(gc.compile(gc.mean)(x)) == np.mean(x)
+        assert np.asarray(gc.std(x)) == np.std(x)
+        assert np.asarray(gc.compile(gc.var)(x)) == np.var(x)
+    assert np.asarray(gc.std(np.ones(49))) == 0
+    rows = np.random.default_rng(0).standard_normal((200, 7))
+    np.testing.assert_array_equal(np.asarray(gc.var(rows, axis=1, ddof=1)),
+                                  np.var(rows, axis=1, ddof=1))
+    four = np.array([1.0, 2.0, 3.0, 4.0])
+    assert np.asarray(gc.var(four, ddof=1)) == 5 / 3
+    assert gc.compile(lambda v: gc.var(v, ddof=1))(four) == 5 / 3
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_normalising_a_constant_row_gives_zeros(dtype):
+    """LayerNorm's kernels (the numpy op, the plan's numpy emitters and the numba row kernel)
+    multiplied the row's sum by 1 / n, so a constant row of 49 threes had a mean an ulp off
+    and normalised to 1.4e-13 where torch gives 0; group_norm of a constant float32 group
+    gave -7.5e-5. Each divides by n now (once per row; per element nothing changed), so
+    the rows, their input gradients for a constant g and group_norm's are exactly 0."""
+    x = np.full((3, 49), 3.0, dtype)
+    assert not np.asarray(gc.layer_norm(x)).any()
+    assert not np.asarray(gc.group_norm(x.reshape(3, 49, 1), 7)).any()
+    for plan in _plans(lambda x, g: (gc.layer_norm(x), gc.layer_norm_grad(
+            x, gc.ones(49, dtype), g, 1e-5)), gc.spec(x.shape, dtype), gc.spec(x.shape, dtype)):
+        y, dx = plan(x, np.full(x.shape, 2.0, dtype))  # (a constant g: dx is rstd * 0)
+        assert not y.any() and not dx.any()
+
