@@ -635,9 +635,11 @@ def _specs_of(arg, key):
 
 def _is_python_number(x) -> bool:
     """Weakly typed in a compiled function's trace (ir/weak.py), as jax.jit's Python
-    scalars: Python ints and floats, and numpy's number scalars, weak in graphc's eager code
-    too (registry.is_weak_scalar); bools and 0-d arrays keep their dtype."""
-    return type(x) in (int, float) or isinstance(x, (np.integer, np.floating))
+    scalars: Python bools, ints and floats, and numpy's bool and number scalars, weak in
+    graphc's eager code too (registry.is_weak_scalar: `x_f32 * True` is float32); 0-d
+    arrays keep their dtype. A weak bool is still a bool where no tensor casts it (a
+    predicate, a mask)."""
+    return type(x) in (bool, int, float) or isinstance(x, (np.integer, np.floating, np.bool_))
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),

@@ -50,3 +50,21 @@ def test_normalising_a_constant_row_gives_zeros(dtype):
         y, dx = plan(x, np.full(x.shape, 2.0, dtype))  # (a constant g: dx is rstd * 0)
         assert not y.any() and not dx.any()
 
+
+def test_a_python_bool_argument_is_weakly_typed_compiled_as_eagerly():
+    """`gc.tensor(x_f32) * True` is float32 eagerly, but a compiled function traced a bool
+    argument as a strong bool input, so gc.compile(lambda x, k: x * k)(x, True) was refused
+    ("operands must have one dtype"). A bool argument is weak now, as jax.jit's: it takes
+    the dtype of the tensor it meets, and stays a bool as a predicate or a mask."""
+    x = np.array([1.0, 2.0], np.float32)
+    times = gc.compile(lambda x, k: x * k)
+    for k in (True, np.bool_(True)):
+        got = times(x, k)
+        assert got.dtype == np.float32 and got.tolist() == [1.0, 2.0]
+    assert times(np.array([3, 4], np.int32), False).tolist() == [0, 0]
+    assert times(np.array([3, 4], np.int32), False).dtype == np.int32
+    assert gc.compile(lambda x, k: gc.where(k, x, -x))(x, False).tolist() == [-1.0, -2.0]
+    assert gc.compile(lambda x, k: gc.logical_and(x > 1, k))(x, True).tolist() == [False, True]
+    assert gc.compile(lambda x, k: (x > 1) == k)(x, False).tolist() == [True, False]
+    assert gc.compile(lambda x, k: gc.cond(k, lambda: x, lambda: -x))(x, False).tolist() == \
+        [-1.0, -2.0]
