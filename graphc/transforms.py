@@ -24,7 +24,7 @@ from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients
 from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
-from runtime.eager import Tensor, collect_buffer_updates, is_grad_enabled
+from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
                       leaves_like, to_spec, trace, tree_leaves, unflatten)
@@ -638,8 +638,9 @@ def _is_python_number(x) -> bool:
     scalars: Python bools, ints and floats, and numpy's bool and number scalars, weak in
     graphc's eager code too (registry.is_weak_scalar: `x_f32 * True` is float32); 0-d
     arrays keep their dtype. A weak bool is still a bool where no tensor casts it (a
-    predicate, a mask)."""
-    return type(x) in (bool, int, float) or isinstance(x, (np.integer, np.floating, np.bool_))
+    predicate, a mask). So is an eager op's result from numbers alone (gc.sqrt(2.0))."""
+    return type(x) in (bool, int, float, WeakTensor) or \
+        isinstance(x, (np.integer, np.floating, np.bool_))
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),

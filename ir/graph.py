@@ -18,7 +18,8 @@ from . import weak
 from .errors import GraphcError, TracedNumberError, user_location
 from .ops.operators import OperatorMixin
 from .ops.registry import (Interpreter, SymbolicValue, get_op, infer_type,
-                           innermost_interpreter, interpreting, lift_symbolic, like_dtype)
+                           innermost_interpreter, interpreting, is_weak_scalar, lift_symbolic,
+                           like_dtype)
 from .types import Dim, TensorType
 
 if TYPE_CHECKING:
@@ -248,15 +249,27 @@ class Graph(Interpreter):
 
     def process(self, op, inputs, attrs) -> Node:
         weak_result = False
+        if any(getattr(x, "weak", False) is True for x in inputs):
+            # an eager weak value (runtime.eager.WeakTensor: gc.sqrt(2.0)) read by the trace
+            # is a weak constant, so it meets tensors and numbers as it does eagerly
+            inputs = [self._weak_constant(x) if getattr(x, "weak", False) is True else x
+                      for x in inputs]
         if op.name == "tuple_get":
             weak_result = weak.result_is_weak(inputs[0], attrs["index"])
         elif self.weak_ids and any(weak.is_weak(x) for x in inputs):
             inputs, weak_result = weak.adopt(op.name, inputs, self._cast, attrs)
+        elif op.name in weak.KEEPS_WEAK and inputs and all(map(is_weak_scalar, inputs)):
+            weak_result = True  # numbers alone (gc.sqrt(2.0)), as eagerly (runtime.eager)
         like = like_dtype(inputs)
         args = [lift_symbolic(self, x, like, op.name) for x in inputs]
         node = self.add_node(op.name, args, attrs, infer_type(op, [a.type for a in args], attrs))
         if weak_result and node.dtype != np.dtype(bool):
             self.weak_ids.add(node.id)
+        return node
+
+    def _weak_constant(self, tensor) -> Node:
+        node = self.constant(tensor.data)
+        self.weak_ids.add(node.id)
         return node
 
     def _cast(self, node, dtype):

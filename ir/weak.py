@@ -25,10 +25,14 @@ _ADOPTING = {name: None for name in ("add", "sub", "mul", "div", "pow", "maximum
                                      "remainder", "fmod", "arctan2", "logaddexp", "hypot")}
 _ADOPTING["where"] = (1, 2)  # the values, not the condition
 
-# the unary ops a Python number goes through as a number (-k, abs(k)), and the identity
-# reshape a transformation's fresh variable is (graphc.transforms._variables): their result
-# is as weak as their operand
-_KEEPING = ("neg", "abs", "reshape")
+# the unary ops a Python number goes through as a number (-k, abs(k), sqrt(k), as JAX's
+# elementwise ops), and the identity reshape a transformation's fresh variable is
+# (graphc.transforms._variables): their result is as weak as their operand
+_KEEPING = ("neg", "abs", "reshape", "exp", "log", "sqrt", "rsqrt", "tanh", "sin", "cos",
+            "sigmoid", "erf", "log1p", "expm1", "softplus", "floor", "ceil", "round")
+
+# the ops whose result is weak where every operand is (eager code: runtime.eager)
+KEEPS_WEAK = frozenset(_ADOPTING) | frozenset(_KEEPING)
 
 
 def is_weak(x) -> bool:

@@ -21,6 +21,7 @@ from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, apply, get_op,
                              infer_type, is_weak_scalar, like_dtype,
                              register_base_interpreter, scalar_dtype)
 from ir.types import SHORT_NAMES, TensorType, as_dtype, is_float
+from ir.weak import KEEPS_WEAK
 
 
 class _GradMode(threading.local):
@@ -59,6 +60,7 @@ def enable_grad():
 class Tensor(OperatorMixin):
     __slots__ = ("data", "requires_grad", "grad", "_ctx", "name", "_serial", "__weakref__")
     __hash__ = object.__hash__
+    weak = False  # (WeakTensor's is True)
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name=None):
         data = np.asarray(data, dtype=None if dtype is None else as_dtype(dtype))
@@ -110,6 +112,8 @@ class Tensor(OperatorMixin):
                                  edgeitems=3)
         extras = "" if self.data.dtype == np.float32 else \
             f", dtype={SHORT_NAMES[self.data.dtype]}"
+        if self.weak:
+            extras += ", weak_type=True"
         if self.requires_grad:
             extras += ", requires_grad=True"
         if self.name:
@@ -157,6 +161,16 @@ class Tensor(OperatorMixin):
 def _api():
     from ir.ops import api
     return api
+
+
+class WeakTensor(Tensor):
+    """The 0-d result of an op on Python numbers alone (`gc.sqrt(2.0)`, `-gc.exp(1.0)`):
+    weakly typed as JAX's, so that it meets a tensor as the number would (`x_f64 *
+    gc.sqrt(2.0)` is float64, its float32 value widened), as the same code traced does with
+    a Python-number argument (ir/weak.py). Never differentiated (no number is)."""
+
+    __slots__ = ()
+    weak = True
 
 
 class Parameter(Tensor):
@@ -357,7 +371,19 @@ class EagerInterpreter(Interpreter):
     """The base interpreter: an op call on concrete operands computes at once."""
 
     def process(self, op, inputs, attrs) -> Tensor:
-        like = like_dtype(inputs)
+        like = weak_result = None
+        if any(type(x) is WeakTensor for x in inputs):
+            all_weak = all(is_weak_scalar(x) or type(x) is WeakTensor for x in inputs)
+            weak_result = all_weak and op.name in KEEPS_WEAK
+            if all_weak:  # the numbers take a weak value's dtype (a float's first):
+                # gc.sqrt(2.0) + 1 is float32, as in JAX
+                like = max((x.dtype for x in inputs if type(x) is WeakTensor),
+                           key=lambda d: is_float(d))
+            # a weak value meets the others as the number it holds
+            inputs = [x.data[()] if type(x) is WeakTensor else x for x in inputs]
+        elif op.name in KEEPS_WEAK and inputs and all(map(is_weak_scalar, inputs)):
+            weak_result = True  # (gc.sqrt(2.0): numbers alone)
+        like = like or like_dtype(inputs)
         args = [lift(x, scalar_dtype(x, like, op.name) if is_weak_scalar(x) else None, op.name)
                 for x in inputs]
         out_type = infer_type(op, [TensorType(a.data.shape, a.data.dtype) for a in args], attrs)
@@ -369,6 +395,8 @@ class EagerInterpreter(Interpreter):
             saved = [Tensor(np.array(a.data)) if _borrowed(x) else a
                      for x, a in zip(inputs, args)]
             out._ctx = (op, saved, attrs)
+        if weak_result and out.data.ndim == 0 and out.data.dtype != np.bool_:
+            out.__class__ = WeakTensor
         return out
 
 

@@ -51,6 +51,36 @@ def test_normalising_a_constant_row_gives_zeros(dtype):
         assert not y.any() and not dx.any()
 
 
+def test_an_op_on_python_numbers_alone_is_weakly_typed_eagerly_as_traced():
+    """gc.sqrt(2.0) was a strong float32 tensor, so `x * gc.sqrt(k)` on a float64 (or
+    float16) x was refused eagerly ("operands must have one dtype") while gc.compile and
+    gc.grad of the same function took it, and x * gc.sqrt(2.0) was refused compiled too.
+    As in JAX, an op's result from Python numbers alone is now weakly typed, eagerly and
+    traced: it meets a tensor as the number would, and eager, compiled and gradient code
+    agree to the bit (gc.compile(f)(x, 2.0) takes 2.0 as a float64 argument, so its sqrt is
+    float64's)."""
+    f = lambda x, k: x * gc.sqrt(k)
+    x = np.array([1.0, 2.0])
+    root = float(np.sqrt(np.float32(2.0)))  # the weak value's float32 value, widened
+    for got in (f(gc.tensor(x), 2.0), gc.compile(lambda x: x * gc.sqrt(2.0))(x),
+                gc.grad(lambda x: gc.sum(x * gc.sqrt(2.0)))(x) * x):
+        got = np.asarray(got)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, [root, 2 * root])
+    half = np.asarray(f(gc.tensor(x.astype(np.float16)), 2.0))
+    assert half.dtype == np.float16 and half[0] == np.float16(root)
+    weak = -gc.sqrt(2.0) + 1  # numbers meeting a weak value take its dtype
+    assert weak.dtype == np.float32 and weak.weak and np.asarray(weak) == np.float32(1 - root)
+    ints = gc.tensor(np.array([1, 2], np.int32)) * gc.add(1, 2)
+    assert ints.dtype == np.int32 and ints.data.tolist() == [3, 6]
+    # a weak result passed to a compiled function, or read by one, is weak there too
+    assert gc.compile(lambda x, k: x * k)(x, gc.sqrt(4.0)).tolist() == [2.0, 4.0]
+    three = gc.sqrt(9.0)
+    assert gc.compile(lambda x: x * three)(x).tolist() == [3.0, 6.0]
+    assert gc.compile(lambda: three + 1)() == 4.0
+    assert not gc.sqrt(gc.tensor(2.0)).weak and not gc.sqrt(2.0).astype("float32").weak
+
+
 def test_a_python_bool_argument_is_weakly_typed_compiled_as_eagerly():
     """`gc.tensor(x_f32) * True` is float32 eagerly, but a compiled function traced a bool
     argument as a strong bool input, so gc.compile(lambda x, k: x * k)(x, True) was refused
