@@ -29,7 +29,9 @@ _ADOPTING["where"] = (1, 2)  # the values, not the condition
 # elementwise ops), and the identity reshape a transformation's fresh variable is
 # (graphc.transforms._variables): their result is as weak as their operand
 _KEEPING = ("neg", "abs", "reshape", "exp", "log", "sqrt", "rsqrt", "tanh", "sin", "cos",
-            "sigmoid", "erf", "log1p", "expm1", "softplus", "floor", "ceil", "round")
+            "sigmoid", "erf", "log1p", "expm1", "softplus", "floor", "ceil", "round", "tan",
+            "arcsin", "arccos", "arctan", "sinh", "cosh", "arcsinh", "arccosh", "arctanh",
+            "log2", "log10", "exp2", "trunc")
 
 # the ops whose result is weak where every operand is (eager code: runtime.eager)
 KEEPS_WEAK = frozenset(_ADOPTING) | frozenset(_KEEPING)

@@ -98,6 +98,9 @@ class Tensor(OperatorMixin):
     def __float__(self):
         return float(self.data)
 
+    def __int__(self):  # (truncating a float, as numpy's and torch's)
+        return int(self.data)
+
     def __len__(self):
         if not self.data.ndim:
             raise GraphcError("len() of a 0-d tensor", (user_location(),))
@@ -371,19 +374,14 @@ class EagerInterpreter(Interpreter):
     """The base interpreter: an op call on concrete operands computes at once."""
 
     def process(self, op, inputs, attrs) -> Tensor:
-        like = weak_result = None
+        weak_result = False
         if any(type(x) is WeakTensor for x in inputs):
-            all_weak = all(is_weak_scalar(x) or type(x) is WeakTensor for x in inputs)
-            weak_result = all_weak and op.name in KEEPS_WEAK
-            if all_weak:  # the numbers take a weak value's dtype (a float's first):
-                # gc.sqrt(2.0) + 1 is float32, as in JAX
-                like = max((x.dtype for x in inputs if type(x) is WeakTensor),
-                           key=lambda d: is_float(d))
-            # a weak value meets the others as the number it holds
-            inputs = [x.data[()] if type(x) is WeakTensor else x for x in inputs]
-        elif op.name in KEEPS_WEAK and inputs and all(map(is_weak_scalar, inputs)):
+            # a weak value meets the others as the number it holds (its float32, int64 or
+            # bool value is exact as a Python number): gc.sqrt(2.0) + 1 is a weak float32
+            inputs = [x.data.item() if type(x) is WeakTensor else x for x in inputs]
+        if op.name in KEEPS_WEAK and inputs and all(map(is_weak_scalar, inputs)):
             weak_result = True  # (gc.sqrt(2.0): numbers alone)
-        like = like or like_dtype(inputs)
+        like = like_dtype(inputs)
         args = [lift(x, scalar_dtype(x, like, op.name) if is_weak_scalar(x) else None, op.name)
                 for x in inputs]
         out_type = infer_type(op, [TensorType(a.data.shape, a.data.dtype) for a in args], attrs)

@@ -98,3 +98,26 @@ def test_a_python_bool_argument_is_weakly_typed_compiled_as_eagerly():
     assert gc.compile(lambda x, k: (x > 1) == k)(x, False).tolist() == [True, False]
     assert gc.compile(lambda x, k: gc.cond(k, lambda: x, lambda: -x))(x, False).tolist() == \
         [-1.0, -2.0]
+
+
+def test_numbers_of_mixed_kinds_meet_as_python_adds_them():
+    """gc.add(1, 1.5) was refused eagerly ("operands must have one dtype, got int64 and
+    float32") and so was gc.add(1, 2) + 1.5, where gc.compile of the same code gave 2.5, as
+    Python and JAX do. Numbers alone of mixed kinds now meet in the wider kind: an int or
+    bool meeting a float is a (weak) float32, a bool meeting an int an int64."""
+    assert gc.add(1, 1.5).dtype == np.float32 and float(gc.add(1, 1.5)) == 2.5
+    later = gc.add(1, 2) + 1.5
+    assert later.weak and later.dtype == np.float32 and float(later) == 4.5
+    assert gc.floor_divide(7.0, 2).dtype == np.float32 and float(gc.floor_divide(7.0, 2)) == 3
+    both = gc.add(True, 2)
+    assert both.dtype == np.int64 and int(both) == 3
+    x = np.array([1.0, 2.0])  # float64: the weak float32 widens exactly
+    assert (gc.tensor(x) * gc.add(1, 0.5)).dtype == np.float64
+    assert gc.compile(lambda x: x * gc.add(1, 0.5))(x).tolist() == [1.5, 3.0]
+
+
+def test_int_of_a_0d_tensor():
+    """int(t) of a 0-d tensor was a TypeError (float(t) worked); it is numpy's int() of a
+    0-d array now, truncating a float, as torch's."""
+    assert int(gc.tensor(np.array(2.7))) == 2 and int(gc.tensor(np.array(-3))) == -3
+    assert int(gc.add(1, 2)) == 3

@@ -150,6 +150,14 @@ def like_dtype(inputs):
             if dt != np.dtype("bool"):
                 return dt
             found = found or dt
+    if found is None:  # numbers alone: an int or bool meeting a float is a float (1 + 1.5),
+        # a bool meeting an int an int, as in Python and JAX; each kind's default dtype
+        kinds = {type(x.item() if isinstance(x, np.generic) else x) for x in inputs
+                 if is_weak_scalar(x)}
+        if float in kinds and len(kinds) > 1:
+            return np.dtype("float32")
+        if kinds == {int, bool}:
+            return np.dtype("int64")
     return found
 
 
