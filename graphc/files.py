@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import tempfile
+import zipfile
 from contextlib import contextmanager
 
 from ir.errors import GraphcError
@@ -61,17 +62,27 @@ def cannot_create_in(directory: str) -> str | None:
 
 def refuse_checkpoint(path: str, what: str) -> None:
     """An output (a dump, a benchmark's JSON or plot) never replaces a graphc checkpoint
-    that is there: `-o run/checkpoint.npz` would have put IR text over a training run."""
-    if not os.path.isfile(path):
-        return
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except OSError:
-        return  # (unreadable: the write itself says what is wrong)
-    if head == b"PK\x03\x04" and path.endswith(".npz"):  # numpy's zip archive
+    that is there: `-o run/checkpoint.npz` would have put IR text over a training run. A
+    checkpoint is known by what it holds, whatever its name: `graphc sample --checkpoint
+    best.ckpt` reads one named so, and another zip file is an output like any other."""
+    if os.path.isfile(path) and is_checkpoint(path):
         raise GraphcError(f"{what} {path!r} is a checkpoint (a .npz archive); give another "
                           "file name")
+
+
+def is_checkpoint(path: str) -> bool:
+    """Whether `path` is a zip archive holding a graphc checkpoint's header member (read
+    from its directory of members only; an unreadable file is none: the write itself says
+    what is wrong)."""
+    from .checkpoint import META_KEY  # (checkpoint writes through this module)
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":  # numpy's zip archive
+                return False
+            with zipfile.ZipFile(fh) as zf:
+                return META_KEY + ".npy" in zf.namelist()
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        return False
 
 
 @contextmanager

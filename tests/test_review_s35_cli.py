@@ -1,0 +1,77 @@
+"""Session 35's fixes of command-line and file trust problems found by review; each test
+failed before its fix."""
+import contextlib
+import io
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+from graphc.cli import main
+from test_review_s30_cli import TINY
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One small run on a text of its own, in directories whose names need quoting in a
+    shell: (its --out, its --data, what it printed)."""
+    root = tmp_path_factory.mktemp("s35 cli")
+    data = root / "my text.txt"
+    data.write_text("to be or not to be, that is the question\n" * 20)
+    out = root / "run 1"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["train", *TINY, "--data", str(data), "--out", str(out)]) == 0
+    return out, data, printed.getvalue()
+
+
+def _rewrite_header(path, edit):
+    """The checkpoint at `path` with its JSON header changed by `edit(header)`."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(bytes(arrays.pop("__meta__")))
+    edit(header)
+    arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _error(capsys):
+    err = capsys.readouterr().err
+    assert err.startswith("graphc: error: ") and err.count("\n") == 1, err
+    return err[len("graphc: error: "):-1]
+
+
+# ---- 1. an output never replaces a checkpoint, whatever its name ------------------------------
+@pytest.mark.parametrize("name", ["best.ckpt", "checkpoint.npz.bak"])
+def test_an_output_never_replaces_a_checkpoint_of_any_name(run, tmp_path, capsys, name):
+    """`graphc dump -o best.ckpt` (and bench --json/--plot) silently replaced a checkpoint
+    whose name did not end in .npz, which `graphc sample --checkpoint` reads: a checkpoint
+    was known by its name. It is known by its contents now (a zip holding the graphc
+    header), and is refused under any name."""
+    ckpt = tmp_path / name
+    shutil.copy(run[0] / "checkpoint.npz", ckpt)
+    before = ckpt.read_bytes()
+    assert main(["dump", "mlp", "-o", str(ckpt)]) == 2
+    assert _error(capsys) == (f"-o {str(ckpt)!r} is a checkpoint (a .npz archive); give "
+                              "another file name")
+    for flag in ("--json", "--plot"):
+        assert main(["bench", "--workloads", "mlp-train", "--contenders", "compiled",
+                     "--steps", "1", flag, str(ckpt)]) == 2
+        assert _error(capsys).startswith(f"{flag} {str(ckpt)!r} is a checkpoint")
+    assert ckpt.read_bytes() == before
+    assert main(["sample", "--checkpoint", str(ckpt), "--tokens", "2"]) == 0
+
+
+def test_an_output_replaces_a_zip_that_is_no_checkpoint(tmp_path, capsys):
+    """Any other file is an output to replace, as -o's always was: a zip archive without
+    graphc's header (numpy's savez of one's own arrays, named .npz) was refused for its
+    name."""
+    archive = tmp_path / "mine.npz"
+    np.savez(archive, x=np.arange(3))
+    assert main(["dump", "mlp", "-o", str(archive)]) == 0
+    assert not zipfile.is_zipfile(archive) and "graph" in archive.read_text()
+
+
