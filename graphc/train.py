@@ -215,6 +215,7 @@ class Trainer(_Trainer):
         if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("vocab"), str):
             raise checkpoint.CheckpointError("the checkpoint is not a GPT's (its header has no "
                                              "model configuration and vocabulary)")
+        meta = with_defaults(meta)
         check_compatible(meta, self.model.cfg, self.data.vocab)
         super().restore(arrays, meta, allow_changed_settings, path, how=how)
         self.sync_model()
@@ -225,6 +226,7 @@ class Trainer(_Trainer):
         unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
         change)."""
         arrays, meta = checkpoint.load(path)
+        meta = with_defaults(meta)
         check_compatible(meta, self.model.cfg, self.data.vocab, path)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
         self.restore(arrays, meta, allow_changed_settings, path)
@@ -233,6 +235,19 @@ class Trainer(_Trainer):
 def gpt_settings(cfg: GPTConfig, tc: TrainConfig, vocab) -> dict:
     """What a GPT checkpoint's header records of the run (the trainer's checkpoint_meta)."""
     return {"model": cfg.to_dict(), "train": asdict(tc), "vocab": "".join(vocab)}
+
+
+def with_defaults(meta: dict) -> dict:
+    """A GPT checkpoint's header with each model and training field it lacks at that field's
+    default, which is what a run resumed from it uses (GPTConfig.from_dict,
+    TrainConfig.from_dict): a header written before the field existed (model.layer_norm_eps,
+    before GPT-2 support) was refused as "saved with other settings" by the very run that
+    reads it so. A non-dict model or train is left for the header's own checks."""
+    completed = dict(meta)
+    for key, config in (("model", GPTConfig), ("train", TrainConfig)):
+        if isinstance(meta.get(key), dict):
+            completed[key] = {**asdict(config()), **meta[key]}
+    return completed
 
 
 def check_compatible(meta: dict, cfg: GPTConfig, vocab, path: str = "checkpoint") -> None:
@@ -475,6 +490,7 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         arrays = meta = None
         if resume:
             arrays, meta = checkpoint.load(ckpt_path)
+            meta = with_defaults(meta)
             check_writable(ckpt_path, "--out's")  # (read first: an unreadable one says so)
             vocab = list(meta["vocab"])
         else:

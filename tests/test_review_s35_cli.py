@@ -75,3 +75,32 @@ def test_an_output_replaces_a_zip_that_is_no_checkpoint(tmp_path, capsys):
     assert not zipfile.is_zipfile(archive) and "graph" in archive.read_text()
 
 
+# ---- 2. a header written before a setting existed resumes -------------------------------------
+def test_resume_of_a_header_without_settings_added_since(run, tmp_path, capsys):
+    """A checkpoint written before GPT-2 support (no model.layer_norm_eps), or before
+    --decay-steps (no train.decay_steps), loaded in eval and sample, but `graphc train
+    --resume` refused it: "saved with other settings (model.layer_norm_eps: (absent) ->
+    1e-05)". An absent setting is its default, which the resumed run uses; a real change
+    is still refused."""
+    out = tmp_path / "old"
+    shutil.copytree(run[0], out)
+    ckpt = out / "checkpoint.npz"
+
+    def written_before(header):
+        del header["model"]["layer_norm_eps"], header["train"]["decay_steps"]
+    _rewrite_header(ckpt, written_before)
+    capsys.readouterr()
+    assert main(["train", *TINY, "--steps", "4", "--data", str(run[1]), "--out", str(out),
+                 "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    with np.load(ckpt) as z:
+        header = json.loads(bytes(z["__meta__"]))
+    assert header["step"] == 4 and header["model"]["layer_norm_eps"] == 1e-5
+
+    _rewrite_header(ckpt, written_before)
+    assert main(["train", *TINY, "--steps", "5", "--data", str(run[1]), "--out", str(out),
+                 "--resume", "--weight-decay", "0.2"]) == 2
+    assert _error(capsys).startswith(f"{ckpt} was saved with other settings "
+                                     "(train.weight_decay: 0.1 -> 0.2); resume with")
+
+
