@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -434,9 +435,21 @@ def checkpoint_text(data, block_size: int, vocab, checkpoint_path: str):
     text = CharData.from_file(None, block_size)
     if text.vocab != list(vocab):
         raise GraphcError(f"{checkpoint_path} was not trained on the bundled Tiny Shakespeare "
-                          f"(its vocabulary has {len(vocab)} characters, the bundled text's "
-                          f"{len(text.vocab)}); pass --data, the text it was trained on")
+                          f"({_vocabulary_difference(vocab, text.vocab)}); pass --data, the "
+                          "text it was trained on")
     return text
+
+
+def _vocabulary_difference(vocab, bundled) -> str:
+    """How a checkpoint's vocabulary differs from the bundled text's, for a message: sizes
+    alone said "65 characters, the bundled text's 65" of two that differ."""
+    if len(vocab) != len(bundled):
+        return f"its vocabulary has {len(vocab)} characters, the bundled text's {len(bundled)}"
+    other = next((c for c in vocab if c not in set(bundled)), None)
+    if other is None:
+        return "its vocabulary has the bundled text's characters in another order"
+    return (f"its vocabulary of {len(vocab)} characters holds {other!r}, which the bundled "
+            "text has not")
 
 
 def _print_line(text, file=None):
@@ -592,8 +605,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     try:
         with _signals_stop() as signals:
             loss, tokens = trainer.evaluate_split("val")
-            _say(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; graphc "
-                 f"eval --checkpoint {out} scores it again)")
+            _say(f"validation loss over the whole split: {loss:.4f} ({tokens:,} tokens; "
+                 f"{_command('eval', out, data)} scores it again)")
             if sample_tokens > 0:
                 _sample(Sampler(model, trainer.params), text, sample_tokens, tc.seed,
                         sample_path)
@@ -615,9 +628,18 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
 def _stopped_after_training(say, signum, step, ckpt_path, out, sample_path=None) -> None:
     import signal
     sample = f"the sample was written to {sample_path}" if sample_path else \
-        f"no sample was written (graphc sample --checkpoint {out} draws one)"
+        f"no sample was written ({_command('sample', out)} draws one)"
     say(f"interrupted by {signal.Signals(signum).name} after training: step {step} is saved "
         f"in {ckpt_path}; {sample}", file=sys.stderr)
+
+
+def _command(name: str, out, data=None) -> str:
+    """The `graphc NAME` command line, quoted for a shell, that reads the run in `out`: with
+    the text it was trained on, `data`, where NAME scores one (eval)."""
+    words = ["graphc", name, "--checkpoint", os.fspath(out)]
+    if data is not None:
+        words += ["--data", os.fspath(data)]
+    return shlex.join(words)
 
 
 def _file_identity(path):

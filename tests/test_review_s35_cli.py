@@ -3,6 +3,7 @@ failed before its fix."""
 import contextlib
 import io
 import json
+import shlex
 import shutil
 import zipfile
 
@@ -102,5 +103,36 @@ def test_resume_of_a_header_without_settings_added_since(run, tmp_path, capsys):
                  "--resume", "--weight-decay", "0.2"]) == 2
     assert _error(capsys).startswith(f"{ckpt} was saved with other settings "
                                      "(train.weight_decay: 0.1 -> 0.2); resume with")
+
+
+# ---- 3. the commands and messages a run ends with ---------------------------------------------
+def test_the_final_hint_names_the_data_and_quotes_the_paths(run, capsys):
+    """After `graphc train --data FILE`, the last line suggested `graphc eval --checkpoint
+    DIR`, which fails without --data (the checkpoint is not the bundled text's), with the
+    paths unquoted (a space split them). It is a command that runs as printed."""
+    out, data, printed = run
+    command = shlex.join(["graphc", "eval", "--checkpoint", str(out), "--data", str(data)])
+    assert f"{command} scores it again)" in printed
+    assert main(shlex.split(command)[1:]) == 0
+    assert capsys.readouterr().out.startswith("validation loss")
+
+
+def test_a_vocabulary_of_the_bundled_texts_size_says_which_character_differs():
+    """A checkpoint whose 65 characters are not the bundled text's was refused with "(its
+    vocabulary has 65 characters, the bundled text's 65)", as if they were the same. The
+    message says a character that differs."""
+    from graphc.data import CharData
+    from graphc.train import checkpoint_text
+    bundled = CharData.from_file(None, 8).vocab
+    vocab = [c if c != "z" else "\u00e9" for c in bundled]
+    with pytest.raises(Exception) as error:
+        checkpoint_text(None, 8, vocab, "--checkpoint run")
+    assert str(error.value) == (
+        "--checkpoint run was not trained on the bundled Tiny Shakespeare (its vocabulary of "
+        "65 characters holds 'é', which the bundled text has not); pass --data, the text it "
+        "was trained on")
+    with pytest.raises(Exception, match=r"\(its vocabulary has the bundled text's "
+                                        r"characters in another order\)"):
+        checkpoint_text(None, 8, bundled[::-1], "--checkpoint run")
 
 
