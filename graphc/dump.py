@@ -382,7 +382,11 @@ def parse_bindings(texts) -> dict:
         if not name.strip() or not value.strip().isdigit() or not 1 <= int(value) < 2 ** 31:
             raise GraphcError(f"--bind {text!r}: expected NAME=SIZE with a size from 1 to "
                               "2**31 - 1, such as batch=8")
-        binding[name.strip()] = int(value)
+        name = name.strip()
+        if name in binding:  # (the last one silently won)
+            raise GraphcError(f"--bind {text!r}: {name} is already bound to {binding[name]}; "
+                              "bind each name once")
+        binding[name] = int(value)
     return binding
 
 

@@ -136,3 +136,11 @@ def test_a_vocabulary_of_the_bundled_texts_size_says_which_character_differs():
         checkpoint_text(None, 8, bundled[::-1], "--checkpoint run")
 
 
+# ---- 4. options that were taken silently --------------------------------------------------------
+def test_dump_refuses_a_name_bound_twice(capsys):
+    """`graphc dump --bind b=3 --bind b=4` took the last size silently."""
+    assert main(["dump", "mlp", "--batch", "b", "--stats", "--bind", "b=3",
+                 "--bind", "b=4"]) == 2
+    assert _error(capsys) == "--bind 'b=4': b is already bound to 3; bind each name once"
+    assert main(["dump", "mlp", "--batch", "b", "--stats", "--bind", "b=3"]) == 0
+
