@@ -318,9 +318,9 @@ def build_parser():
     source.add_argument("--checkpoint", type=_path, help="a graphc checkpoint directory or file")
     source.add_argument("--model", type=_path, help="a Hugging Face GPT-2 directory (config.json, "
                         "model.safetensors, tokenizer.json)")
-    s.add_argument("--prompt", help="text to continue (default: a newline, or the first "
-                   "character of the vocabulary if the text had no newline; for --model, "
-                   "GPT-2's <|endoftext|>)")
+    s.add_argument("--prompt", help="text to continue, at least one character for "
+                   "--checkpoint (default: a newline, or the first character of the vocabulary "
+                   "if the text had no newline; for --model, GPT-2's <|endoftext|>)")
     s.add_argument("--tokens", type=_positive_int, default=300,
                    help="tokens to generate (default: 300)")
     s.add_argument("--temperature", type=_non_negative_float, default=0.8,
@@ -554,6 +554,10 @@ def cmd_sample(args) -> int:
     vocab = list(meta["vocab"])
     data = CharData(vocab, np.zeros(0, np.int64), np.zeros(0, np.int64))
     text = default_prompt(vocab) if args.prompt is None else args.prompt
+    if not text:  # (it started from the vocabulary's first character, whatever that was)
+        raise UsageError("--prompt is empty, and a checkpoint has no start-of-text token to "
+                         "begin from; give at least one character, or leave --prompt out to "
+                         f"start from {default_prompt(vocab)!r}")
     try:
         prompt_ids = data.encode(text)
     except DataError as exc:  # the default prompt is the vocabulary's own

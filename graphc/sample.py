@@ -27,7 +27,8 @@ class Sampler:
         and including a stop token (Generator.generate's stop_tokens: by default the model's
         end-of-text token); the settings are checked and the prompt run now."""
         check_sampling(temperature, top_k, top_p)
-        prompt = list(prompt_ids) or [0]
-        steps = self.generator.stream([prompt], tokens, temperature, top_k, top_p, seed,
-                                      stop_tokens)
+        # an empty prompt is the generator's to refuse (it started from token 0, whatever
+        # that is), as transformers' generate refuses one without a bos_token_id
+        steps = self.generator.stream([list(prompt_ids)], tokens, temperature, top_k, top_p,
+                                      seed, stop_tokens)
         return (chosen[0] for chosen in steps)

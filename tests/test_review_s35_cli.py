@@ -144,3 +144,19 @@ def test_dump_refuses_a_name_bound_twice(capsys):
     assert _error(capsys) == "--bind 'b=4': b is already bound to 3; bind each name once"
     assert main(["dump", "mlp", "--batch", "b", "--stats", "--bind", "b=3"]) == 0
 
+
+def test_sample_refuses_an_empty_prompt(run, capsys):
+    """`graphc sample --checkpoint DIR --prompt ""` started from token 0, the vocabulary's
+    first character (here a newline by chance, a space or a letter in other texts), as if
+    it had been typed. A character checkpoint has no start-of-text token, so the empty
+    prompt is refused, as transformers' generate refuses one without a bos_token_id; the
+    library's Sampler refuses it too."""
+    from graphc.cli import _load_model
+    from graphc.sample import Sampler
+    assert main(["sample", "--checkpoint", str(run[0]), "--prompt", "", "--tokens", "3"]) == 2
+    assert _error(capsys) == ("--prompt is empty, and a checkpoint has no start-of-text "
+                              "token to begin from; give at least one character, or leave "
+                              "--prompt out to start from '\\n'")
+    model, params, _ = _load_model(str(run[0]))
+    with pytest.raises(ValueError, match="every prompt needs at least one token"):
+        Sampler(model, params).generate([], 3)
