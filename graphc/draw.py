@@ -95,7 +95,7 @@ def _draw_tape(root: Tensor, max_values: int, rankdir: str):
         dot.add_node(pydot.Node(f"t{id(t)}", label='"{' + label + '}"', shape="record",
                                 style="filled", fillcolor=f'"{color}"'))
         if t._ctx is not None:
-            op, args, _ = t._ctx
+            op, args = t._ctx[:2]
             dot.add_node(pydot.Node(f"op{id(t)}", label=f"\"{op.name}\"", shape="ellipse"))
             dot.add_edge(pydot.Edge(f"op{id(t)}", f"t{id(t)}"))
             for a in args:

@@ -347,8 +347,9 @@ def op_serial() -> int:
 
 
 def run_op(op, args, attrs, out_type) -> Tensor:
+    arrays = [a.data for a in args]
     try:
-        out = op.impl(*[a.data for a in args], **attrs)
+        out = op.impl(*arrays, **attrs)
     except (IndexError, ValueError, FloatingPointError) as exc:
         operands = ", ".join(f"{SHORT_NAMES[a.data.dtype]}{list(a.data.shape)}" for a in args)
         raise GraphcError(f"{op.name}({operands}) failed: {exc}", (user_location(),)) from None
@@ -365,7 +366,10 @@ def run_op(op, args, attrs, out_type) -> Tensor:
         for a in args:
             if a.requires_grad:
                 result.requires_grad = True
-                result._ctx = (op, args, attrs)
+                # the entry keeps the arrays the op read and gave: backward() computes with
+                # them (_rewound), as a compiled call on the tape uses its call's values
+                arrays.append(out)
+                result._ctx = (op, args, attrs, arrays)
                 break
     return result
 
@@ -392,18 +396,21 @@ class EagerInterpreter(Interpreter):
             # the gradient (w.grad of sum(w * a) read a's new values)
             saved = [Tensor(np.array(a.data)) if _borrowed(x) else a
                      for x, a in zip(inputs, args)]
-            out._ctx = (op, saved, attrs)
+            out._ctx = (op, saved, attrs, [*(a.data for a in saved), out.data])
         if weak_result and out.data.ndim == 0 and out.data.dtype != np.bool_:
             out.__class__ = WeakTensor
         return out
 
 
 def _borrowed(x) -> bool:
-    """Whether x may be memory a caller can still write: a numpy array, or a constant tensor
+    """Whether x may be memory a caller can still write: a numpy array, a constant tensor
     that views one (gc.reshape(a), a transpose or slice of a numpy array: eager views share
-    memory with a). Tensors' own data is never written in place (`t += 1` rebinds it), so
-    a view of a tensor is only copied needlessly, and only when not differentiated."""
-    if type(x) is np.ndarray:
+    memory with a), or a Buffer (its array is written in place: BatchNorm's running
+    statistics by a forward in training mode or a compiled call, load_state_dict, since a
+    plan or a Trainer holds it; they are small). Other tensors' data is never written in
+    place (`t += 1` rebinds it, and the tape keeps the array the op read), so a view of a
+    tensor is only copied needlessly, and only when not differentiated."""
+    if type(x) is np.ndarray or type(x) is Buffer:
         return True
     return (isinstance(x, Tensor) and x._ctx is None and not x.requires_grad
             and x.data.base is not None)
@@ -470,7 +477,7 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
                 if record is None:
                     _accumulate(t, g, create_graph)
                 continue
-            op, args, attrs = t._ctx
+            op, args, attrs, recorded = t._ctx
             if op is _RESULT:
                 # one result of a TapeCall: its cotangent waits for the other results', so
                 # that the call's rule runs once (its tape entry comes after all of them)
@@ -478,9 +485,14 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
                 continue
             needs = tuple(a.requires_grad for a in args)
             ctx = VJPContext(args, t, attrs, needs)
-            with precision.suspended():  # cotangents keep their primals' dtypes
-                results = _derived_vjp(op.vjp.reference, ctx, g) \
-                    if isinstance(op.vjp, DerivedVJP) else op.vjp(ctx, g)
+            changed = _rewound([*args, t], recorded) if recorded is not None else ()
+            try:
+                with precision.suspended():  # cotangents keep their primals' dtypes
+                    results = _derived_vjp(op.vjp.reference, ctx, g) \
+                        if isinstance(op.vjp, DerivedVJP) else op.vjp(ctx, g)
+            finally:
+                for tensor, data in reversed(changed):
+                    tensor.data = data
             for a, r in zip(args, results):
                 if r is None or not a.requires_grad:
                     continue
@@ -489,6 +501,21 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
                     grads[id(a)] = r
                 else:
                     grads[id(a)] = prev + r if create_graph else Tensor(prev.data + r.data)
+
+
+def _rewound(tensors, arrays) -> list:
+    """Give each of `tensors` (an entry's operands and result) the array it held when the op
+    ran, where one has been changed since (`x -= lr * x.grad` under no_grad, `c *= 2`: an
+    in-place update rebinds `.data`); returns [(tensor, its array now)] to put back. The rule
+    then reads the values of the forward, as torch's saved tensors (torch raises instead)
+    and a compiled call on the tape do, through the tensors themselves: under
+    create_graph its ops stay on their tapes, and the gradients reach them."""
+    changed = []
+    for tensor, array in zip(tensors, arrays):
+        if tensor.data is not array:
+            changed.append((tensor, tensor.data))
+            tensor.data = array
+    return changed
 
 
 class TapeCall:
@@ -513,14 +540,14 @@ def record_call(call: TapeCall, operands, results, differentiable) -> list:
     them); the others are tensors that require no grad, as torch marks integer results."""
     entry = Tensor(np.empty(0))
     entry.requires_grad = True
-    entry._ctx = (call, list(operands), {})
+    entry._ctx = (call, list(operands), {}, None)  # (its values: the call's residuals)
     tensors = []
     for k, (data, taped) in enumerate(zip(results, differentiable)):
         t = Tensor(data)
         t._serial = next(_SERIAL)  # an op's result (apart_from)
         if taped:
             t.requires_grad = True
-            t._ctx = (_RESULT, [entry], {"index": k})
+            t._ctx = (_RESULT, [entry], {"index": k}, None)
         tensors.append(t)
     return tensors
 

@@ -1,0 +1,90 @@
+"""Session 35's fixes of the eager tape found by review; each test failed before its fix."""
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from ir.errors import GraphcError
+
+A = np.array([1.0, 2.0, 3.0])
+C = np.array([4.0, 5.0, 6.0])
+
+
+def _torch_grad(fn, *arrays):
+    """d sum(fn(...)) / d first argument, in float64, on the values given."""
+    ts = [torch.tensor(a, requires_grad=(k == 0)) for k, a in enumerate(arrays)]
+    fn(*ts).backward()
+    return ts[0].grad.numpy()
+
+
+# ---- 1. values changed in place after the forward ----------------------------------------
+def test_backward_uses_the_values_of_the_forward_after_in_place_updates():
+    """backward() read an operand's array as it was at backward time: after `x -= 1` under
+    no_grad and `c *= 2`, x.grad of sum(x * x * c) was [0, 20, 48]; now it is that of the
+    forward's values, [8, 20, 36], as a compiled call on the tape gives (torch raises)."""
+    expected = _torch_grad(lambda x, c: (x * x * c).sum(), A, C)
+    for compiled in (False, True):
+        f = gc.compile(lambda x, c: gc.sum(x * x * c)) if compiled \
+            else (lambda x, c: gc.sum(x * x * c))
+        x, c = gc.tensor(A, requires_grad=True), gc.tensor(C)
+        y = f(x, c)
+        with gc.no_grad():
+            x -= 1.0
+        c *= 2.0
+        y.backward()
+        np.testing.assert_allclose(x.grad, expected)
+        np.testing.assert_allclose(x.data, A - 1.0)  # the update itself stays
+        np.testing.assert_allclose(c.data, 2 * C)
+
+
+def test_a_result_changed_in_place_keeps_its_forward_value_for_backward():
+    """An op's result updated under no_grad (`y -= 1`) gave exp's rule, which reads its
+    output, the new value: d sum(exp(x)^2)/dx was 2 (e^x - 1) e^x; now 2 e^(2x)."""
+    x = gc.tensor(A, requires_grad=True)
+    y = gc.exp(x)
+    s = gc.sum(y * y)
+    with gc.no_grad():
+        y -= 1.0
+    s.backward()
+    np.testing.assert_allclose(x.grad, _torch_grad(lambda t: (t.exp() ** 2).sum(), A))
+    np.testing.assert_allclose(y.data, np.exp(A) - 1.0)
+
+
+def test_create_graph_after_an_in_place_update_differentiates_the_forward_values():
+    """Grad of grad through the eager tape after `x -= 1` under no_grad: both sweeps read
+    the new x (3 (x-1)^2, then 6 (x-1)); now 3 x^2 and 6 x, the forward's, and the first
+    gradient is still on the tape of x."""
+    x = gc.tensor(A, requires_grad=True)
+    y = gc.sum(x * x * x)
+    with gc.no_grad():
+        x -= 1.0
+    y.backward(create_graph=True)
+    g = x.grad
+    np.testing.assert_allclose(g.data, 3 * A ** 2)
+    x.grad = None
+    gc.sum(g).backward()
+    tx = torch.tensor(A, requires_grad=True)
+    (tg,) = torch.autograd.grad((tx ** 3).sum(), tx, create_graph=True)
+    tg.sum().backward()
+    np.testing.assert_allclose(x.grad, tx.grad.numpy())
+
+
+def test_a_buffer_written_in_place_after_the_forward_keeps_its_forward_value():
+    """A Buffer's array is written in place (a plan or Trainer holds it): load_state_dict
+    between the forward and backward() changed the gradient of sum(x * scale) to the loaded
+    scale; the tape now keeps the Buffer's values of the forward."""
+    class Scaled(gc.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("scale", C.copy())
+
+        def forward(self, x):
+            return x * self.scale
+
+    m = Scaled()
+    x = gc.tensor(A, requires_grad=True)
+    y = gc.sum(m(x))
+    m.load_state_dict({"scale": np.zeros(3)})
+    y.backward()
+    np.testing.assert_allclose(x.grad, C)
+    np.testing.assert_allclose(m.scale.data, 0.0)
