@@ -33,6 +33,7 @@ from ir.ops.resize import interpolate
 from ir.types import Dim, UnsupportedDtype, is_int
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            collect_buffer_updates, note_buffer_place)
+from .transforms import Compiled
 
 _GENERATOR = [np.random.default_rng(0)]
 
@@ -156,13 +157,25 @@ class _TrainingFlag:
         vars(module)["training"] = value
 
 
+def _submodule(value):
+    """value as a child module: a Module, or the Module a gc.compile'd function is
+    (`self.body = gc.compile(layer)`, as torch users write `torch.compile(layer)`), whose
+    parameters and buffers are the parent's under the attribute's name (`body.weight`, as
+    uncompiled; torch's state_dict says `body._orig_mod.weight`); otherwise None."""
+    if isinstance(value, Module):
+        return value
+    if isinstance(value, Compiled) and isinstance(value.__wrapped__, Module):
+        return value.__wrapped__
+    return None
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
     def __setattr__(self, name, value):
         old = vars(self).get(name)
         if isinstance(old, (Parameter, Module)) and value is not None \
-                and not isinstance(value, (Parameter, Module)):
+                and not isinstance(value, Parameter) and _submodule(value) is None:
             # as torch's: a plain attribute there would drop the parameter (or the child's)
             # from named_parameters and state_dict, and training would leave it alone
             what, expected = (("parameter", "Parameter") if isinstance(old, Parameter) else
@@ -195,6 +208,7 @@ class Module:
                 old.data = value.data
                 return
         if old is not value and (isinstance(old, (Tensor, Module))  # Parameters too
+                                 or _submodule(old) is not None
                                  or filling and isinstance(value, Buffer)):
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, (Parameter, Buffer)):
@@ -203,10 +217,11 @@ class Module:
                 note_buffer_place(value, self, name)
             if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
                 _TRANSPOSED[id(value)] = value
-        elif isinstance(value, Module):
-            for pname, p in value._all_parameters(kind=(Parameter, Buffer)):
+        elif _submodule(value) is not None:
+            child = _submodule(value)
+            for pname, p in child._all_parameters(kind=(Parameter, Buffer)):
                 p.name = f"{name}.{pname}"
-            value._set_path(name)
+            child._set_path(name)
         object.__setattr__(self, name, value)
 
     def __setstate__(self, state):
@@ -222,8 +237,9 @@ class Module:
 
     def _set_path(self, path):
         object.__setattr__(self, "_path", path)
-        for name, child in vars(self).items():
-            if isinstance(child, Module):
+        for name, value in vars(self).items():
+            child = _submodule(value)
+            if child is not None:
                 child._set_path(f"{path}.{name}")
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
@@ -249,9 +265,10 @@ class Module:
         """(attribute, Module) for each direct submodule, each module once, as torch's."""
         seen = set()
         for name, value in vars(self).items():
-            if isinstance(value, Module) and id(value) not in seen:
-                seen.add(id(value))
-                yield name, value
+            child = _submodule(value)
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
 
     def children(self):
         return [m for _, m in self.named_children()]
@@ -264,8 +281,9 @@ class Module:
             return
         seen.add(id(self))
         yield prefix, self
-        for name, child in vars(self).items():
-            if isinstance(child, Module):
+        for name, value in vars(self).items():
+            child = _submodule(value)
+            if child is not None:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
     def modules(self):
@@ -328,8 +346,9 @@ class Module:
         yield from (prefix + name for name, v in own if isinstance(v, Parameter))
         yield from (prefix + name for name, v in own if isinstance(v, Buffer))
         for name, value in own:
-            if isinstance(value, Module):
-                yield from value._state_names(f"{prefix}{name}.")
+            child = _submodule(value)
+            if child is not None:
+                yield from child._state_names(f"{prefix}{name}.")
 
     def _persistent_buffers(self, every_name=False):
         """named_buffers() less those registered with persistent=False (each Buffer under its
@@ -403,6 +422,9 @@ class Module:
         owners = dict(self._parameter_owners())
         converted = {}
         for name, value in state.items():
+            # a torch.compile'd submodule's names say `body._orig_mod.weight`; graphc's
+            # compiled child is registered as the module itself (`body.weight`)
+            name = ".".join(part for part in name.split(".") if part != "_orig_mod")
             if hasattr(value, "detach"):  # a torch tensor
                 value = value.detach().cpu()
                 if not value.dtype.is_floating_point or value.dtype.itemsize >= 4:
@@ -441,8 +463,9 @@ class Module:
         graph = current_graph()
         if graph is not None:  # called inside a traced function: it sets the flag each call
             graph.set_while_tracing(self, "training")
-        for child in vars(self).values():
-            if isinstance(child, Module):
+        for value in vars(self).values():
+            child = _submodule(value)
+            if child is not None:
                 child.train(mode)
         return self
 
@@ -544,8 +567,9 @@ class Module:
             if isinstance(value, kind):
                 yield f"{prefix}{name}", (self, name)
         for name, value in vars(self).items() if recurse else ():
-            if isinstance(value, Module):
-                yield from value._parameter_owners(f"{prefix}{name}.", kind)
+            child = _submodule(value)
+            if child is not None:
+                yield from child._parameter_owners(f"{prefix}{name}.", kind)
 
     def _update_buffer(self, attr: str, value):
         """A forward in training mode gives buffer `attr` its new value (BatchNorm's running

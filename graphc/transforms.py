@@ -6,6 +6,7 @@ function once per input signature and runs the plan).
 """
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import logging
@@ -112,6 +113,16 @@ class Compiled:
         # fn's name and doc, not its __dict__: a callable's attributes (an inner Compiled's
         # fn and plans, an object's own fn) would replace this one's
         functools.update_wrapper(self, fn, updated=())
+
+    def __deepcopy__(self, memo):
+        """A copy of fn compiled with the same options and no plan yet (copy.deepcopy of a
+        model holding `gc.compile(layer)`): the plans read the original's tensors, and
+        their kernels do not copy."""
+        copied = Compiled(copy.deepcopy(self.__wrapped__, memo), self.pipeline,
+                          self.fast_math, self.donate_argnums, self.static_argnums, self.jit,
+                          self.polymorphic_shapes, self.precision, self.memory_limit)
+        copied.records_on_tape, copied.retrace = self.records_on_tape, self.retrace
+        return copied
 
     def _check_argnums(self, count):
         # as JAX: an index names a parameter of fn; one left to its default (not passed) is

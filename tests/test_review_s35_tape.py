@@ -88,3 +88,57 @@ def test_a_buffer_written_in_place_after_the_forward_keeps_its_forward_value():
     y.backward()
     np.testing.assert_allclose(x.grad, C)
     np.testing.assert_allclose(m.scale.data, 0.0)
+
+
+# ---- 2. a gc.compile'd module assigned as a submodule ------------------------------------
+class _Net(gc.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = gc.compile(gc.nn.Sequential(gc.nn.Linear(4, 4, dtype="float64"),
+                                                gc.nn.Dropout(0.5)))
+        self.head = gc.nn.Linear(4, 1, dtype="float64")
+
+    def forward(self, x):
+        return self.head(gc.relu(self.body(x)))
+
+
+def test_a_compiled_submodule_is_registered_as_its_module():
+    """`self.body = gc.compile(layer)` (torch's `torch.compile(layer)`) was a plain
+    attribute: its parameters were missing from named_parameters() and state_dict(), so an
+    optimiser bound to the parent never updated them. Now the compiled module is the child
+    `body`, its names those of the module uncompiled; train()/eval() reach it."""
+    net = _Net()
+    names = ["body.0.weight", "body.0.bias", "head.weight", "head.bias"]
+    assert [n for n, _ in net.named_parameters()] == names
+    assert list(net.state_dict()) == names
+    assert [n for n, _ in net.named_modules()] == ["", "body", "body.0", "body.1", "head"]
+    assert net.eval().body.fn[1].training is False
+    w0 = np.array(net.body.fn[0].weight.data)
+    net.train()
+    opt = gc.optim.SGD(lr=0.1).bind(net)
+    gc.sum(net(np.ones((2, 4)))).backward()
+    grad = np.array(net.body.fn[0].weight.grad)
+    assert np.abs(grad).sum() > 0
+    opt.step()
+    np.testing.assert_allclose(net.body.fn[0].weight.data, w0 - 0.1 * grad)
+
+
+def test_a_compiled_submodule_loads_copies_and_takes_torch_names():
+    """load_state_dict, copy.deepcopy (it failed: the plans cannot be pickled) and
+    load_torch_state_dict of torch's `body._orig_mod.` names reach the compiled child."""
+    import copy
+    net, other = _Net().eval(), _Net().eval()
+    x = np.arange(8.0).reshape(2, 4) / 8
+    other.load_state_dict(net.state_dict())
+    with gc.no_grad():
+        np.testing.assert_allclose(np.asarray(other(x)), np.asarray(net(x)))
+    twin = copy.deepcopy(net)
+    assert twin.body.fn[0].weight is not net.body.fn[0].weight
+    twin.body.fn[0].weight.data = twin.body.fn[0].weight.data * 2
+    with gc.no_grad():
+        assert not np.allclose(np.asarray(twin(x)), np.asarray(net(x)))
+    torch_names = {k.replace("body.", "body._orig_mod."): (v.T if k.endswith("weight") else v)
+                   for k, v in net.state_dict().items()}
+    twin.load_torch_state_dict(torch_names)
+    with gc.no_grad():
+        np.testing.assert_allclose(np.asarray(twin(x)), np.asarray(net(x)))
