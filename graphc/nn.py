@@ -157,6 +157,21 @@ class _TrainingFlag:
         vars(module)["training"] = value
 
 
+def zero_grads(params, set_to_none: bool) -> None:
+    """Module's and a bound optimiser's zero_grad: each .grad None, or (set_to_none=False)
+    zeroed in place, as torch's `grad.zero_()`: an array held elsewhere (a reference kept
+    for gradient accumulation) sees the zeros. A .grad that is not such an array of the
+    parameter's dtype (a Tensor from create_graph, a user's list) becomes a new zero one."""
+    for p in params:
+        if set_to_none or p.grad is None:
+            p.grad = None
+        elif isinstance(p.grad, np.ndarray) and p.grad.dtype == p.data.dtype and \
+                p.grad.flags.writeable:
+            p.grad[...] = 0
+        else:
+            p.grad = np.zeros_like(np.asarray(p.grad, p.data.dtype))
+
+
 def _submodule(value):
     """value as a child module: a Module, or the Module a gc.compile'd function is
     (`self.body = gc.compile(layer)`, as torch users write `torch.compile(layer)`), whose
@@ -446,13 +461,8 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True):
         """Forget the parameters' eager gradients (.grad), as torch's: None by default;
-        set_to_none=False zeroes them instead (a new zero array each, as an optimiser's
-        zero_grad)."""
-        for p in self.parameters():
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad = np.zeros_like(np.asarray(p.grad, p.data.dtype))
+        set_to_none=False zeroes them in place instead, as an optimiser's zero_grad."""
+        zero_grads(self.parameters(), set_to_none)
 
     training = _TrainingFlag()  # Dropout's switch (train() / eval() set it on every submodule)
 

@@ -1324,12 +1324,9 @@ class BoundOptimizer:
     def zero_grad(self, set_to_none: bool = True):
         """Forget the gradients, as torch's: None by default (step() then leaves the
         parameter alone); set_to_none=False zeroes them instead (step() then updates with a
-        zero gradient: Adam's moments decay, weight decay applies)."""
-        for p in self.parameters.values():
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad = np.zeros_like(np.asarray(p.grad, p.data.dtype))
+        zero gradient: Adam's moments decay, weight decay applies), in place as torch's."""
+        from .nn import zero_grads
+        zero_grads(self.parameters.values(), set_to_none)
 
 
 # ---- helpers --------------------------------------------------------------------------------

@@ -123,11 +123,15 @@ class Tensor(OperatorMixin):
             extras += f", name={self.name!r}"
         return f"Tensor({values}{extras})"
 
-    def backward(self, grad=None, create_graph=False):
-        """Accumulate d(self)/d(leaf) into each leaf's `.grad` (a numpy array). With
-        create_graph=True the sweep is itself recorded: `.grad` is a Tensor that can be
-        differentiated again (Newton's method, gradient penalties)."""
-        backward(self, grad, create_graph)
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into each leaf's `.grad` (a numpy array), torch's
+        arguments in its order: `gradient`, the cotangent (needed for a non-scalar);
+        `retain_graph` is accepted and changes nothing (graphc's tape is kept: backward()
+        can run again, accumulating again); with create_graph=True the sweep is itself
+        recorded: `.grad` is a Tensor that can be differentiated again (Newton's method,
+        gradient penalties); `inputs` (a tensor or a sequence of them): only those get a
+        `.grad`, the other leaves are left as they are."""
+        backward(self, gradient, create_graph, inputs=_backward_inputs(inputs))
 
     # In-place arithmetic, as PyTorch: under no_grad (an optimiser step, `x -= lr * x.grad`)
     # the tensor keeps being the same leaf that requires grad, with new values; on a tensor
@@ -438,11 +442,24 @@ def _topological(root, stop=()):
     return order
 
 
-def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
+def _backward_inputs(inputs):
+    """backward(inputs=)'s tensors as a set of ids (None: every leaf), checked."""
+    if inputs is None:
+        return None
+    tensors = [inputs] if isinstance(inputs, Tensor) else inputs
+    if not isinstance(tensors, (list, tuple)) or not tensors or \
+            not all(isinstance(t, Tensor) and t.requires_grad for t in tensors):
+        raise GraphcError("backward(inputs=...): expected a tensor or a non-empty list of "
+                          "tensors that require grad", (user_location(),))
+    return {id(t) for t in tensors}
+
+
+def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), inputs=None):
     """Reverse-mode sweep over the tape, using each op's gradient rule on eager tensors;
     with create_graph the rules run with the tape on, so the gradients have tapes too.
     `stop`: ids of tensors the sweep does not go past (with `record`: their gradients are
-    recorded, as a leaf's would be)."""
+    recorded, as a leaf's would be). `inputs`: ids of the tensors whose .grad is filled
+    (None: every leaf's), a non-leaf among them too, as torch's."""
     if not root.requires_grad:
         if not is_float(root.dtype):  # (an integer result of a compiled function, argmax's)
             raise GraphcError(f"backward() on a tensor of dtype {root.dtype}: only "
@@ -454,6 +471,15 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
             raise GraphcError(f"backward() needs a gradient argument for a non-scalar of shape "
                               f"{root.shape}", (user_location(),))
         grad = np.ones_like(root.data)
+    elif not isinstance(grad, Tensor):
+        try:
+            kind = np.asarray(grad).dtype.kind
+        except ValueError:  # (a ragged list)
+            kind = "O"
+        if kind not in "biuf":
+            what = "complex numbers" if kind == "c" else f"a {type(grad).__name__}"
+            raise GraphcError(f"backward(): the gradient must be real numbers (a tensor or "
+                              f"an array), got {what}", (user_location(),))
     shape = np.shape(grad.data if isinstance(grad, Tensor) else grad)
     if shape != root.shape:
         # as PyTorch: the rules would otherwise fail deep inside (a reshape's message) or
@@ -474,9 +500,11 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=()):
             if record is not None and not isinstance(g, dict):
                 record[id(t)] = g  # graphc.draw: every tensor's gradient, leaves untouched
             if t._ctx is None or id(t) in stop:
-                if record is None:
+                if record is None and (inputs is None or id(t) in inputs):
                     _accumulate(t, g, create_graph)
                 continue
+            if inputs is not None and id(t) in inputs and not isinstance(g, dict):
+                _accumulate(t, g, create_graph)  # a non-leaf named in inputs=
             op, args, attrs, recorded = t._ctx
             if op is _RESULT:
                 # one result of a TapeCall: its cotangent waits for the other results', so
@@ -580,6 +608,14 @@ def _derived_vjp(reference, ctx, g):
 
 
 def _accumulate(leaf, g, create_graph):
+    # checked here, not where they are set: requires_grad is read by every op, and a
+    # property there slowed them all (torch refuses both on assignment)
+    if not is_float(leaf.data.dtype):
+        raise GraphcError(f"a tensor of dtype {leaf.data.dtype} requires grad: only "
+                          "floating-point tensors can require gradients", (user_location(),))
+    if leaf.grad is not None and np.shape(leaf.grad) != leaf.data.shape:
+        raise GraphcError(f"the .grad assigned to a tensor of shape {leaf.data.shape} has "
+                          f"shape {np.shape(leaf.grad)}", (user_location(),))
     if create_graph:
         if leaf.grad is None:
             # a tensor of its own on the tape (the cotangent may be another leaf's too):

@@ -142,3 +142,77 @@ def test_a_compiled_submodule_loads_copies_and_takes_torch_names():
     twin.load_torch_state_dict(torch_names)
     with gc.no_grad():
         np.testing.assert_allclose(np.asarray(twin(x)), np.asarray(net(x)))
+
+
+# ---- 3, 4. what a user sets on a tensor ---------------------------------------------------
+def test_an_integer_tensor_set_to_require_grad_is_refused_at_backward():
+    """`t.requires_grad = True` on an int64 tensor was taken, and backward() gave it an
+    int64 .grad [2 2 2]; now backward() refuses in one line naming the dtype (checked
+    there, not on assignment: requires_grad is read by every op)."""
+    t = gc.tensor(np.array([1, 2, 3]))
+    t.requires_grad = True
+    with pytest.raises(GraphcError, match="int64 requires grad: only floating-point"):
+        gc.sum(t * 2).backward()
+    assert t.grad is None
+
+
+def test_an_assigned_grad_of_another_shape_is_refused():
+    """x.grad = zeros((2, 1)) for x of shape (3,) broadcast silently into a (2, 3) .grad;
+    now accumulation refuses in one line, as torch refuses the assignment."""
+    x = gc.tensor(A, requires_grad=True)
+    x.grad = np.zeros((2, 1))
+    with pytest.raises(GraphcError, match=r"shape \(3,\) has shape \(2, 1\)"):
+        gc.sum(x * x).backward()
+    x.grad = np.ones(3)  # the right shape accumulates as before
+    gc.sum(x * x).backward()
+    np.testing.assert_allclose(x.grad, 1 + 2 * A)
+
+
+# ---- 5. backward()'s arguments and zero_grad ----------------------------------------------
+def test_backward_takes_torchs_arguments():
+    """backward(gradient=g), backward(retain_graph=True) and backward(inputs=[x]) raised a
+    bare TypeError; now they are torch's: the cotangent, accepted (the tape is kept), and
+    only the listed tensors (a non-leaf too) get a .grad."""
+    g = np.array([1.0, -2.0, 0.5])
+    x, w = gc.tensor(A, requires_grad=True), gc.tensor(C, requires_grad=True)
+    h = x * w
+    y = gc.sin(h)
+    y.backward(gradient=g, retain_graph=True)
+    tx, tw = torch.tensor(A, requires_grad=True), torch.tensor(C, requires_grad=True)
+    th = tx * tw
+    th.retain_grad()
+    torch.sin(th).backward(gradient=torch.tensor(g))
+    np.testing.assert_allclose(x.grad, tx.grad.numpy())
+    np.testing.assert_allclose(w.grad, tw.grad.numpy())
+    x.grad = w.grad = None
+    y.backward(g, inputs=[x, h])
+    np.testing.assert_allclose(x.grad, tx.grad.numpy())
+    np.testing.assert_allclose(h.grad, th.grad.numpy())
+    assert w.grad is None
+    with pytest.raises(GraphcError, match="inputs"):
+        y.backward(g, inputs=[])
+
+
+def test_backward_refuses_a_gradient_that_is_not_real_numbers():
+    """backward("a") failed with numpy's ValueError and a complex cotangent was taken (its
+    imaginary part dropped with a warning); both are one GraphcError line now."""
+    x = gc.tensor(A, requires_grad=True)
+    with pytest.raises(GraphcError, match="real numbers .* got a str"):
+        gc.sum(x * x).backward("a")
+    with pytest.raises(GraphcError, match="got complex numbers"):
+        (x * x).backward(np.ones(3) * 1j)
+    assert x.grad is None
+
+
+def test_zero_grad_without_none_zeroes_in_place():
+    """zero_grad(set_to_none=False) gave each parameter a new zero array; a reference to
+    the old .grad kept the old values. Now it zeroes in place, as torch's grad.zero_(),
+    the module's and the bound optimiser's alike."""
+    for use_optimizer in (False, True):
+        lin = gc.nn.Linear(3, 2, dtype="float64")
+        opt = gc.optim.SGD(lr=0.1).bind(lin)
+        gc.sum(lin(np.ones((1, 3)))).backward()
+        held = lin.weight.grad
+        (opt if use_optimizer else lin).zero_grad(set_to_none=False)
+        assert lin.weight.grad is held
+        np.testing.assert_array_equal(held, np.zeros((3, 2)))
