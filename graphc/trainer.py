@@ -73,7 +73,9 @@ step and checkpointed (`optimizer_lr`, see restore); so are the optimiser's othe
 settings (its `hyperparameters`: weight decay, momentum, betas, eps, ...; those of 0 stay
 constants, so one set to or from 0 compiles the step again), checkpointed too
 (`optimizer_settings`); a replaced schedule, a decay mask and the trainer's clip_norm are
-guards of the step's plan (gc.optim.Optimizer.update), so a change compiles the step again.
+guards of the step's plan (gc.optim.Optimizer.update), so a change compiles the step again;
+so is gradient_accumulation_steps of the update's (set from or to 1, it switches between the
+one plan and the two).
 
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
@@ -163,7 +165,7 @@ class Trainer:
         self.seed = _count_setting("Trainer: seed", seed)
         self.eval_every = max(1, self.steps // 10) if eval_every is None \
             else _count_setting("Trainer: eval_every", eval_every, 1)
-        self.gradient_accumulation_steps = _count_setting(
+        self._accumulation = _count_setting(
             "Trainer: gradient_accumulation_steps", gradient_accumulation_steps, 1)
         if clip_norm is not None:
             clip_norm = _clip_norm("Trainer: clip_norm", clip_norm)
@@ -220,19 +222,10 @@ class Trainer:
         self.history, self.val_history = [], []  # (step, loss)
         self.grad_norm = None  # of the last step
         self._good = None  # see mark_good
-        # the budget is the training step's (its backward pass is what recomputation helps)
-        if self.gradient_accumulation_steps == 1:
-            self._train_step = Compiled(self._step_function, pipeline, fast_math,
-                                        donate_argnums=(0, 1), jit=jit,
-                                        memory_limit=memory_limit)
-            self._update_step = self._grad_sums = None
-        else:  # the micro-batches' gradients add up in place, then one update
-            self._train_step = Compiled(self._accumulate_function, pipeline, fast_math,
-                                        donate_argnums=(1,), jit=jit, memory_limit=memory_limit)
-            self._update_step = Compiled(self._accumulated_update_function, pipeline,
-                                         fast_math, donate_argnums=(0, 1), jit=jit)
-            self._grad_sums = {n: None if a is None else np.zeros_like(a)
-                               for n, a in self.params.items()}
+        # the training step's compiled functions, made by _plan_steps for the current
+        # gradient_accumulation_steps: {accumulating: (its loss and gradients', update's)}
+        self._compile_options = (pipeline, fast_math, jit, memory_limit)
+        self._compiled_steps, self._grad_sums = {}, None
         self._eval_loss = Compiled(self._eval_function, pipeline, fast_math, jit=jit)
         # compile now, on a batch from a copy of the RNG (the training RNG stays untouched):
         # the plan's memory is checked and its compile time known before the first step
@@ -243,10 +236,7 @@ class Trainer:
             # different shapes): as DDP, so that a rank-dependent init cannot leave each rank
             # training its own weights with the same averaged updates
             self.dist.broadcast_(self.params)
-        self.step_plan = self._train_step.plan_for(*self._gradient_args(self._shard(first)))
-        self.update_plan = None  # gradient accumulation's second plan (see _plan_update)
-        if self._update_step is not None:
-            self._plan_update()
+        self._plan_steps(self._shard(first))
         # the layers' Buffers the step writes (BatchNorm's running statistics, updated by
         # every call): checkpointed as buffer/NAME, and rank 0's on every rank after each
         # step, as DDP's broadcast_buffers
@@ -256,6 +246,53 @@ class Trainer:
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
             self.eval_batches.peek(self.rng)), self._eval_key(0))
             if eval_batches is not None else None)
+
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        """Micro-batches per optimiser step. Set between steps (`trainer.
+        gradient_accumulation_steps = 4`, as Lightning's GradientAccumulationScheduler
+        changes accumulate_grad_batches), it takes effect at the next step, as clip_norm
+        does: the update's plan divides by it (a guard of that plan), and a change from or
+        to 1 switches between the one-plan step and the two plans, compiling now."""
+        return self._accumulation
+
+    @gradient_accumulation_steps.setter
+    def gradient_accumulation_steps(self, value):
+        value = _count_setting("Trainer: gradient_accumulation_steps", value, 1)
+        if value == self._accumulation:
+            return
+        switched = (value > 1) != (self._accumulation > 1)
+        self._accumulation = value
+        if switched:
+            self._plan_steps(self._shard(self.train_batches.peek(self.rng)))
+        else:
+            self._plan_update()
+
+    def _plan_steps(self, batch):
+        """Point _train_step and _update_step at the compiled step of the current
+        gradient_accumulation_steps and plan it for `batch`: with 1 the one plan (and no
+        update_plan); with more, step_plan adds each micro-batch's gradients into sums (one
+        more copy of the parameters, held only while accumulating) and update_plan updates.
+        Each is compiled once and kept: switching back reuses its plans."""
+        accumulating = self._accumulation > 1
+        if accumulating not in self._compiled_steps:
+            # the budget is the training step's (its backward pass is what recomputation
+            # helps), the micro-batches' when accumulating
+            pipeline, fast_math, jit, memory_limit = self._compile_options
+            self._compiled_steps[accumulating] = (
+                Compiled(self._accumulate_function, pipeline, fast_math, donate_argnums=(1,),
+                         jit=jit, memory_limit=memory_limit),
+                Compiled(self._accumulated_update_function, pipeline, fast_math,
+                         donate_argnums=(0, 1), jit=jit)) if accumulating else (
+                Compiled(self._step_function, pipeline, fast_math, donate_argnums=(0, 1),
+                         jit=jit, memory_limit=memory_limit), None)
+        self._train_step, self._update_step = self._compiled_steps[accumulating]
+        self._grad_sums = {n: None if a is None else np.zeros_like(a)
+                           for n, a in self.params.items()} if accumulating else None
+        self.step_plan = self._train_step.plan_for(*self._gradient_args(batch))
+        self.update_plan = None  # gradient accumulation's second plan (see _plan_update)
+        if accumulating:
+            self._plan_update()
 
     @property
     def buffers(self) -> dict:
@@ -305,6 +342,8 @@ class Trainer:
         """The step's update of the micro-batches' mean loss and gradient sums (None: a
         parameter that got no gradient)."""
         count = self.gradient_accumulation_steps
+        # a constant of the plan: `trainer.gradient_accumulation_steps = 4` compiles it again
+        loss.graph.guard(self, "gradient_accumulation_steps", count)
         grads = {n: None if g is None else g / count for n, g in grad_sums.items()}
         return self._update(params, state, loss, grads, amp_state, step, lr, settings)
 

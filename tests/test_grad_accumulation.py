@@ -2,7 +2,11 @@
 
 Before it, neither had any (`gradient_accumulation_steps` was a TypeError, the option
 unknown): a batch that did not fit memory could not train as a larger effective batch. Each
-test failed before the feature."""
+test failed before the feature.
+
+Session 35's fixes of its review of the feature follow (the tests after
+test_two_ranks_accumulate_as_one_and_all_reduce_once_per_step); each test of a fix failed
+before its fix, the others cover what the reviewer checked by hand."""
 from __future__ import annotations
 
 import sys
@@ -278,3 +282,36 @@ def test_two_ranks_accumulate_as_one_and_all_reduce_once_per_step(tmp_path):
         for n, expected in reference.params.items():
             np.testing.assert_allclose(saved[f"param/{n}"], expected, rtol=1e-12,
                                        atol=1e-12, err_msg=f"rank {rank}: {n}")
+
+
+def test_changing_gradient_accumulation_steps_between_steps_takes_effect():
+    """`trainer.gradient_accumulation_steps = n` between steps was a plain attribute: set
+    from 2 to 4 the step drew 4 micro-batches but its plan still divided their sum by 2 (a
+    doubled gradient); from 1 to 2 it changed the key and the per-batch count alone. It now
+    takes effect at the next step, as clip_norm does: steps of 1, 2, 4, then 1 micro-batch
+    of 4 rows update SGD's parameters as one batch of 4, 8, 16, then 4 rows does, to
+    rounding; setting 1 back reuses its plan, and a bad value is one line."""
+    x, y = _data(32)
+    micro = [(x[k:k + 4], y[k:k + 4]) for k in range(0, 32, 4)]
+    rows = [(0, 4), (4, 12), (12, 28), (28, 32)]  # a step of 1, 2, 4, then 1 micro-batches
+    whole = [(x[a:b], y[a:b]) for a, b in rows]
+    changed = gc.Trainer(_mlp_loss, _params(), OPTIMIZERS["SGD"](), micro, steps=4,
+                         clip_norm=100.0)
+    one = gc.Trainer(_mlp_loss, _params(), OPTIMIZERS["SGD"](), whole, steps=4,
+                     clip_norm=100.0)
+    for count in (1, 2, 4, 1):
+        changed.gradient_accumulation_steps = count
+        assert (changed.update_plan is None) == (count == 1)
+        assert changed.train_step() == pytest.approx(one.train_step(), rel=1e-12)
+        assert changed.grad_norm == pytest.approx(one.grad_norm, rel=1e-12)
+    assert changed.train_batches.position == 8 and changed.step == 4
+    assert changed._train_step.recompiles == []  # the first plan of 1, reused
+    for key, expected in one.state_arrays().items():
+        np.testing.assert_allclose(changed.state_arrays()[key], expected, rtol=1e-12,
+                                   atol=1e-12, err_msg=key)
+    with pytest.raises(gc.GraphcError) as refused:
+        changed.gradient_accumulation_steps = 0
+    assert str(refused.value).splitlines()[0] == (
+        "Trainer: gradient_accumulation_steps must be a whole number >= 1, got 0")
+    assert changed.gradient_accumulation_steps == 1
+

@@ -91,7 +91,7 @@ def test_a_seed_past_int64_trains_instead_of_a_traceback(tmp_path, text_file, ca
     assert meta["train"]["seed"] == seed and meta["step"] == 2
     # a seed that fits keeps its key; a larger one wraps modulo 2**63
     trainer = Trainer.__new__(Trainer)
-    trainer.dist, trainer.step, trainer.gradient_accumulation_steps = None, 5, 1
+    trainer.dist, trainer.step, trainer._accumulation = None, 5, 1
     for seed in (1337, 9 * 10**12, 10**20):
         trainer.seed = seed
         assert int(trainer._key()) == (seed * 1_000_003 + 5) % 2**63
