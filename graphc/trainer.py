@@ -513,23 +513,28 @@ class Trainer:
     def _eval_key(self, k):
         return np.int64(((self.seed * 1_000_003 + self.step) * 7919 + k + (1 << 50)) % (1 << 62))
 
-    def _key(self, micro_batch=0):
+    def _key(self):
+        """The dropout key of the next batch drawn for training. It counts the batches drawn
+        (the data position, checkpointed), not steps: one key per micro-batch, none used
+        twice after a resume with another gradient_accumulation_steps; without accumulation
+        the position is the step, whose key it was before."""
         rank = 0 if self.dist is None else self.dist.rank()
-        # one per micro-batch (the step's own without accumulation). Modulo 2**63: the same
-        # key for every seed that fits, and any seed (default_rng takes any) gives an int64
-        # instead of an OverflowError at the first step
-        drawn = self.step * self.gradient_accumulation_steps + micro_batch
+        # modulo 2**63: the same key for every seed that fits, and any seed (default_rng
+        # takes any) gives an int64 instead of an OverflowError at the first step
+        drawn = self.train_batches.position
         return np.int64((self.seed * 1_000_003 + drawn + (rank << 40)) % (1 << 63))
 
-    def _gradient_args(self, batch, micro_batch=0):
-        """The arguments of the plan that runs the loss and its gradients (step_plan's)."""
+    def _gradient_args(self, batch, key=None):
+        """The arguments of the plan that runs the loss and its gradients (step_plan's);
+        `key`: the batch's dropout key, taken before it was drawn (None: the next one's)."""
         if self._update_step is None:
-            return self._step_args(batch)
-        args = (self.params, self._grad_sums, batch, self._key(micro_batch))
+            return self._step_args(batch, key)
+        args = (self.params, self._grad_sums, batch, self._key() if key is None else key)
         return args if self.amp_state is None else args + (self.amp_state,)
 
-    def _step_args(self, batch):
-        return self._with_update_args((self.params, self.state, batch, self._key()))
+    def _step_args(self, batch, key=None):
+        return self._with_update_args((self.params, self.state, batch,
+                                       self._key() if key is None else key))
 
     def _with_update_args(self, args):
         """`args` followed by the optimiser's inputs of the step: the loss scale, step, lr
@@ -618,6 +623,7 @@ class Trainer:
         self._track_buffers()  # before the draw: a change of mode traces on the next batch
         if self._update_step is not None:
             return self._finish_step(*self._accumulated_step(checked))
+        key = self._key()  # (before the draw counts its batch)
         batch = self._shard(self.train_batches.draw(self.rng))
         if self.dist is not None:
             self.dist.beat(self.step)
@@ -626,9 +632,9 @@ class Trainer:
         compiled = len(self._train_step.recompiles)
         with np.errstate(all="ignore"):
             loss, norm, self.params, self.state, left_alone, *amp_state = self._call(
-                self._train_step, self._step_args(batch), checked)
+                self._train_step, self._step_args(batch, key), checked)
         if len(self._train_step.recompiles) != compiled:  # a setting changed: the new plan
-            self.step_plan = self._train_step.plan_for(*self._step_args(batch))
+            self.step_plan = self._train_step.plan_for(*self._step_args(batch, key))
         return self._finish_step(loss, norm, left_alone, amp_state)
 
     def _accumulated_step(self, checked):
@@ -639,20 +645,21 @@ class Trainer:
                 sums.fill(0)
         count, total = self.gradient_accumulation_steps, 0.0
         compiled = [len(self._train_step.recompiles), len(self._update_step.recompiles)]
-        for micro_batch in range(count):
+        for _ in range(count):
+            key = self._key()
             batch = self._shard(self.train_batches.draw(self.rng))
             if self.dist is not None:
                 self.dist.beat(self.step)
             with np.errstate(all="ignore"):  # (as train_step's)
                 loss, self._grad_sums, left_alone = self._call(
-                    self._train_step, self._gradient_args(batch, micro_batch), checked)
+                    self._train_step, self._gradient_args(batch, key), checked)
             total += float(loss)
         args = self._update_args(np.asarray(total / count, loss.dtype), left_alone)
         with np.errstate(all="ignore"):
             loss, norm, self.params, self.state, left_alone, *amp_state = self._call(
                 self._update_step, args, checked)
         if len(self._train_step.recompiles) != compiled[0]:  # a setting changed: the new plans
-            self.step_plan = self._train_step.plan_for(*self._gradient_args(batch))
+            self.step_plan = self._train_step.plan_for(*self._gradient_args(batch, key))
         if len(self._update_step.recompiles) != compiled[1]:
             self.update_plan = self._update_step.plan_for(*args)
         return loss, norm, left_alone, amp_state

@@ -315,3 +315,37 @@ def test_changing_gradient_accumulation_steps_between_steps_takes_effect():
         "Trainer: gradient_accumulation_steps must be a whole number >= 1, got 0")
     assert changed.gradient_accumulation_steps == 1
 
+
+def _spy_keys(trainer):
+    """The dropout keys the trainer's steps use, appended to the list returned."""
+    keys, original = [], trainer._key
+
+    def spy(*args):
+        key = original(*args)
+        keys.append(int(key))
+        return key
+    trainer._key = spy
+    return keys
+
+
+def test_dropout_keys_are_not_reused_after_resuming_with_another_accumulation(tmp_path):
+    """A micro-batch's dropout key was step * N + micro-batch: a run of N=3 to step 2 used
+    keys 0 to 5, and resumed with N=2 (allow_changed_settings) its first step used 4 and 5
+    again, the masks of two micro-batches it had already trained on. The key now counts the
+    micro-batches drawn (the checkpointed data position): the resumed step uses 6 and 7,
+    and N=1's key is the step, as it was."""
+    first = _trainer(2, accumulation=3)
+    first_keys = _spy_keys(first)
+    first.fit(str(tmp_path / "run"), progress=False)
+    assert first_keys == [0, 1, 2, 3, 4, 5]  # seed 0: the key is the count itself
+    resumed = _trainer(3, accumulation=2)
+    resumed.resume(str(tmp_path / "run" / "checkpoint.npz"), allow_changed_settings=True)
+    resumed_keys = _spy_keys(resumed)
+    resumed.train_step()
+    assert resumed_keys == [6, 7] and resumed.train_batches.position == 8
+    plain = _trainer(3, accumulation=1)
+    plain_keys = _spy_keys(plain)
+    for _ in range(3):
+        plain.train_step()
+    assert plain_keys == [0, 1, 2]
+

@@ -98,7 +98,8 @@ def test_trainer_dropout_masks_change_with_the_step():
     batch = _blobs(np.random.default_rng(0))
     losses = []
     for step in (0, 1):
-        trainer.step = step  # the same parameters and batch, another step's key
+        # the same parameters and batch, another step's key (it counts the batches drawn)
+        trainer.step = trainer.train_batches.position = step
         params = {k: v.copy() for k, v in trainer.params.items()}
         state = {k: ({n: a.copy() for n, a in v.items()} if isinstance(v, dict) else v.copy())
                  for k, v in trainer.state.items()}

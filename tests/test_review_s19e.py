@@ -90,8 +90,10 @@ def test_a_seed_past_int64_trains_instead_of_a_traceback(tmp_path, text_file, ca
     _, meta = checkpoint.load(str(tmp_path / "run" / "checkpoint.npz"))
     assert meta["train"]["seed"] == seed and meta["step"] == 2
     # a seed that fits keeps its key; a larger one wraps modulo 2**63
+    from graphc.trainer import _Batches
     trainer = Trainer.__new__(Trainer)
-    trainer.dist, trainer.step, trainer._accumulation = None, 5, 1
+    trainer.dist, trainer.train_batches = None, _Batches([], "train_batches")
+    trainer.train_batches.position = 5  # the key counts the batches drawn (at step 5)
     for seed in (1337, 9 * 10**12, 10**20):
         trainer.seed = seed
         assert int(trainer._key()) == (seed * 1_000_003 + 5) % 2**63
