@@ -349,3 +349,106 @@ def test_dropout_keys_are_not_reused_after_resuming_with_another_accumulation(tm
         plain.train_step()
     assert plain_keys == [0, 1, 2]
 
+
+def test_an_overflowing_micro_batch_skips_the_step_as_one_big_batch_does():
+    """fp16-mixed with N=2: a step whose second micro-batch's scaled gradient overflows
+    float16 (targets of 100 against a scale of 2**12; the loss stays finite) is skipped,
+    parameters and AdamW's state left as they were and the scale halved, exactly as N=1 on
+    the two micro-batches in one batch; the steps around it train as that batch does, to
+    float16's rounding."""
+    x, y = _data(24, "float32")
+    y[12:16] = 100.0  # the 4th micro-batch: step 2's second
+    micro = [(x[k:k + 4], y[k:k + 4]) for k in range(0, 24, 4)]
+    whole = [(x[k:k + 8], y[k:k + 8]) for k in range(0, 24, 8)]
+
+    def trainer(batches, count):
+        return gc.Trainer(_mlp_loss, _params("float32"), OPTIMIZERS["AdamW"](), batches,
+                          steps=3, clip_norm=1.0, precision="fp16-mixed",
+                          loss_scaler=gc.amp.LossScaler(init_scale=2.0 ** 12),
+                          gradient_accumulation_steps=count)
+    accumulated, one = trainer(micro, 2), trainer(whole, 1)
+    for step in range(3):
+        before = {k: a.copy() for k, a in accumulated.state_arrays().items()}
+        accumulated.train_step()
+        one.train_step()
+        assert accumulated.step_skipped == one.step_skipped == (step == 1)
+        assert float(accumulated.amp_state["scale"]) == float(one.amp_state["scale"])
+        if step == 1:
+            assert float(accumulated.amp_state["scale"]) == 2.0 ** 11
+            for key, value in accumulated.state_arrays().items():
+                if not key.startswith("amp/"):
+                    np.testing.assert_array_equal(value, before[key], err_msg=key)
+    assert accumulated.skipped_steps == one.skipped_steps == 1
+    assert int(accumulated.state["count"]) == int(one.state["count"]) == 2
+    for key, expected in one.state_arrays().items():
+        np.testing.assert_allclose(accumulated.state_arrays()[key], expected, rtol=2e-3,
+                                   atol=2e-4, err_msg=key)
+
+
+def test_batch_norm_updates_its_statistics_at_every_micro_batch_as_torch():
+    """A BatchNorm1d trained with N=2 updates its running statistics at each micro-batch's
+    forward pass, as torch's does in an accumulation loop (two updates per optimiser step),
+    and its weight and bias follow torch's SGD on the accumulated gradient: after 2 steps
+    all four agree with torch's to 1e-12 (float64)."""
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    x, y = _data(16)
+    target = np.concatenate([y, y[:, :2]], axis=1)  # 5 columns, as the layer's
+    micro = [(x[k:k + 4] * 3 + 1, target[k:k + 4]) for k in range(0, 16, 4)]
+    bn = gc.nn.BatchNorm1d(5, momentum=0.3, dtype="float64")
+    start = {"weight": np.linspace(0.5, 1.5, 5), "bias": np.linspace(-0.2, 0.2, 5)}
+
+    def loss(p, batch):
+        return gc.mean((bn.apply(p, batch[0]) - batch[1]) ** 2)
+    trainer = gc.Trainer(loss, start, gc.optim.SGD(lr=0.5), micro, steps=2,
+                         gradient_accumulation_steps=2)
+    for _ in range(2):
+        trainer.train_step()
+
+    theirs = torch.nn.BatchNorm1d(5, momentum=0.3, dtype=torch.float64)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(start["weight"]))
+        theirs.bias.copy_(torch.tensor(start["bias"]))
+    opt = torch.optim.SGD(theirs.parameters(), lr=0.5)
+    for k, (bx, by) in enumerate(micro):
+        ((theirs(torch.tensor(bx)) - torch.tensor(by)) ** 2).mean().div(2).backward()
+        if k % 2 == 1:
+            opt.step()
+            opt.zero_grad()
+    assert int(bn.num_batches_tracked.data) == int(theirs.num_batches_tracked) == 4
+    for mine, expected in [(trainer.params["weight"], theirs.weight),
+                           (trainer.params["bias"], theirs.bias),
+                           (bn.running_mean.data, theirs.running_mean),
+                           (bn.running_var.data, theirs.running_var)]:
+        np.testing.assert_allclose(mine, expected.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_a_frozen_parameter_with_adamw_and_clipping_accumulates_as_one_batch():
+    """A Linear layer frozen torch's way (requires_grad=False) in a model trained with
+    AdamW, weight decay and clip_norm: with N=4 micro-batches of 4 rows it stays exactly
+    as it was, falls one update behind per step, and the other parameters (and their AdamW
+    state) are those of N=1 on batches of 16 rows, to rounding (float64)."""
+    rng = np.random.default_rng(3)
+    first = gc.nn.Linear(5, 8, dtype="float64", rng=rng)
+    second = gc.nn.Linear(8, 3, dtype="float64", rng=rng)
+    model = gc.nn.Sequential(first, gc.nn.Tanh(), second)
+    first.weight.requires_grad = False
+    x, y = _data(48)
+
+    def loss(p, batch):
+        return gc.mean((model.apply(p, batch[0]) - batch[1]) ** 2)
+
+    def trainer(rows, count):
+        return gc.Trainer(loss, model.params(), gc.optim.AdamW(lr=0.01, weight_decay=0.1),
+                          [(x[k:k + rows], y[k:k + rows]) for k in range(0, 48, rows)],
+                          steps=3, clip_norm=0.2, gradient_accumulation_steps=count)
+    accumulated, one = trainer(4, 4), trainer(16, 1)
+    frozen = [n for n in accumulated.names if n.endswith("weight")][0]
+    for _ in range(3):
+        assert accumulated.train_step() == pytest.approx(one.train_step(), rel=1e-12)
+        assert accumulated.grad_norm == pytest.approx(one.grad_norm, rel=1e-12)
+        assert one.grad_norm > 0.2  # clipped
+    assert accumulated.behind == one.behind and accumulated.behind[frozen] == 3
+    np.testing.assert_array_equal(accumulated.params[frozen], first.weight.data)
+    for key, expected in one.state_arrays().items():
+        np.testing.assert_allclose(accumulated.state_arrays()[key], expected, rtol=1e-12,
+                                   atol=1e-14, err_msg=key)
