@@ -10,6 +10,7 @@ import copy
 import functools
 import inspect
 import logging
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -35,6 +36,20 @@ log = logging.getLogger("graphc")
 
 class RecompileWarning(UserWarning):
     """A compiled function compiled again and again (graphc.transforms.Compiled)."""
+
+
+class _TracedDerivatives(threading.local):
+    """How many gradient transforms (grad, value_and_grad, vjp, jvp and the Jacobians and
+    hessian built on them) have run inside a trace, in this thread: Compiled._trace counts
+    those of fn's trace."""
+    count = 0
+
+
+_traced_derivatives = _TracedDerivatives()
+
+
+def _note_traced_derivative():
+    _traced_derivatives.count += 1
 
 
 def _is_symbolic(args) -> bool:
@@ -263,7 +278,7 @@ class Compiled:
             if written:
                 self._buffer_writes[id(plan)] = written
             if self.records_on_tape:
-                closed = [t for _, t in closed_floats(graph)]
+                closed = _taped_closures(graph, written)
                 if closed:
                     self._closed_floats[id(plan)] = closed
             if limits:
@@ -287,6 +302,7 @@ class Compiled:
         names = self._names(len(args))
         dynamic = [i for i in range(len(args)) if i not in static]
         written = []
+        derivatives = _traced_derivatives.count
 
         def bound(*values):
             full = list(args)
@@ -304,6 +320,9 @@ class Compiled:
         graph = trace(bound, *[_specs_of(args[i], key[i]) for i in dynamic],
                       names=[names[i] for i in dynamic], name=fname)
         graph.finished = f"the compiled {fname}"  # ir.ops.registry.apply: a leaked value
+        # fn takes gradients itself (a training step: value_and_grad, then the optimiser's
+        # update): its closures are constants, as jax.jit's (_taped_closures)
+        graph.differentiates_itself = _traced_derivatives.count != derivatives
         return graph, written
 
     # torch.compile's cache_size_limit: this many compilations of one function say that
@@ -434,6 +453,17 @@ def closed_floats(graph) -> list:
     bound = [(i, graph.param_values.get(node.attrs["name"]))
              for i, node in enumerate(graph.inputs)]
     return [(i, t) for i, t in bound if isinstance(t, Tensor) and is_float(t.dtype)]
+
+
+def _taped_closures(graph, written) -> list:
+    """The float tensors fn's trace `graph` closes over that put a gc.compile'd call on the
+    tape while one of them requires grad (Compiled.call): none where fn differentiates
+    itself (a functional training step closing over a pretrained backbone returns its new
+    parameters as arrays, as jax.jit's: on the tape they would chain every step to the
+    last)."""
+    if graph.differentiates_itself:
+        return []
+    return [t for _, t in closed_floats(graph)]
 
 
 def _check_weak_ints(leaves, limits):
@@ -826,6 +856,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
     def symbolic(*args, **kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}  # argnums=-1 ok
         check_differentiable(args, wrt, who)
+        _note_traced_derivative()
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         out = fn(*args, **kwargs)
         value, aux = split_aux(out, who) if has_aux else (out, None)
@@ -1087,6 +1118,7 @@ def vjp(fn, *primals, has_aux=False):
                                            for x in leaves]))
 
     if _is_symbolic(primals) or current_graph() is not None:  # (_in_trace)
+        _note_traced_derivative()
         # every float leaf (a Python float in a dict too, beside symbolic ones) an array to
         # differentiate: left a number, it would be a constant with no cotangent
         leaves, structure = leaves_and_structure(list(primals))
@@ -1247,6 +1279,7 @@ def jvp(fn, primals, tangents, has_aux=False):
     tangents = tuple(tangents)
 
     def symbolic(*args):
+        _note_traced_derivative()
         xs, vs = args[:len(primals)], args[len(primals):]
         xs = tuple(_variables(x) for x in xs)
         y, aux = split_aux(fn(*xs), "jvp") if has_aux else (fn(*xs), None)

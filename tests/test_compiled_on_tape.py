@@ -358,3 +358,62 @@ def test_an_output_without_a_gradient_is_named_by_its_pytree_path():
                                              r"compiled summary: while_loop has no "
                                              r"reverse-mode gradient"):
         gc.sum(out["aux"][1]).backward()
+
+
+def _backbone_and_head():
+    gc.nn.manual_seed(0)
+    backbone = gc.nn.Sequential(gc.nn.Linear(4, 6, dtype="float64"), gc.nn.Tanh())
+    return backbone, gc.nn.Linear(6, 3, dtype="float64")
+
+
+def test_a_training_step_closing_over_a_model_it_does_not_train_stays_off_the_tape():
+    """A JAX-style compiled step (value_and_grad and opt.update inside, params and state
+    passed and donated) closing over a pretrained backbone that is not frozen went on the
+    tape (the closure trigger): its new params were Tensors that required grad, fed back
+    next step, so the tape chained every step to the last and memory grew without bound.
+    Now a function whose trace takes gradients itself treats its closures as constants, as
+    jax.jit does: params and state come back as arrays, step after step, with the values
+    of the same step computed eagerly; a Tensor argument that requires grad still puts a
+    call on the tape."""
+    backbone, head = _backbone_and_head()
+    opt = gc.optim.SGD(lr=0.1)
+    x = np.linspace(-1.0, 1.0, 20).reshape(5, 4)
+    y = np.array([0, 2, 1, 0, 2])
+
+    def loss_of(p, feats):
+        return gc.cross_entropy(head.apply(p, feats), y)
+
+    @gc.compile(donate_argnums=(0, 1))
+    def step(params, state, x):
+        loss, grads = gc.value_and_grad(loss_of)(params, backbone(x))
+        params, state = opt.update(grads, state, params)
+        return loss, params, state
+
+    params = {k: v.copy() for k, v in head.params().items()}
+    state = opt.init(params)
+    expected = {k: v.copy() for k, v in params.items()}
+    for _ in range(3):
+        loss, params, state = step(params, state, x)
+        assert type(loss) is np.ndarray
+        assert all(type(v) is np.ndarray for v in params.values())
+        with gc.no_grad():
+            feats = backbone(gc.tensor(x)).data
+        want, grads = gc.value_and_grad(loss_of)(expected, feats)
+        expected = {k: v - 0.1 * grads[k] for k, v in expected.items()}
+        assert float(loss) == pytest.approx(float(want), rel=1e-12)
+        for k in expected:
+            np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, atol=1e-14)
+    assert step.on_tape is None and all(p.grad is None for p in backbone.parameters())
+    # the other gradient transforms, traced, make a function differentiate itself too
+    w = backbone[0].weight
+    for name, f in [
+            ("grad", lambda v: gc.grad(lambda u: gc.sum(backbone(u) ** 2))(v)),
+            ("vjp", lambda v: gc.vjp(backbone, v)[1](gc.ones((5, 6), "float64"))[0]),
+            ("jvp", lambda v: gc.jvp(backbone, (v,), (gc.ones((5, 4), "float64"),))[1]),
+            ("jacrev", lambda v: gc.jacrev(lambda u: backbone(u[None])[0])(v[0])),
+            ("hessian", lambda v: gc.hessian(lambda u: gc.sum(backbone(u[None])))(v[0]))]:
+        assert type(gc.compile(f)(x)) is np.ndarray, name
+    on_tape = step(params, state, gc.tensor(x, requires_grad=True))
+    assert isinstance(on_tape[0], gc.Tensor) and on_tape[0].requires_grad
+    assert w.grad is None
+
