@@ -23,7 +23,7 @@ from ir.ops.registry import apply, is_weak_scalar, like_dtype, lift_symbolic
 from ir.types import WIDENED_INPUTS, Dim, as_dim, is_float, is_int
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
-from passes.autodiff import gradients
+from passes.autodiff import gradients, reaching
 from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
@@ -457,13 +457,20 @@ def closed_floats(graph) -> list:
 
 def _taped_closures(graph, written) -> list:
     """The float tensors fn's trace `graph` closes over that put a gc.compile'd call on the
-    tape while one of them requires grad (Compiled.call): none where fn differentiates
-    itself (a functional training step closing over a pretrained backbone returns its new
-    parameters as arrays, as jax.jit's: on the tape they would chain every step to the
-    last)."""
+    tape while one of them requires grad (Compiled.call): those some float result of fn
+    depends on, none where fn differentiates itself (a functional training step closing
+    over a pretrained backbone returns its new parameters as arrays, as jax.jit's: on the
+    tape they would chain every step to the last)."""
     if graph.differentiates_itself:
         return []
-    return [t for _, t in closed_floats(graph)]
+    closed = closed_floats(graph)
+    if not closed:
+        return []
+    positions = unflatten(graph.output_tree, list(range(len(graph.outputs))))
+    results = [graph.outputs[p] for p in tree_leaves(positions[0] if written else positions)]
+    results = [y for y in results if is_float(y.dtype)]
+    reached = reaching(results, [graph.inputs[i] for i, _ in closed])
+    return [t for (_, t), r in zip(closed, reached) if r]
 
 
 def _check_weak_ints(leaves, limits):

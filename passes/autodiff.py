@@ -73,6 +73,15 @@ def reaches(ys, xs) -> list:
     return [y in depends for y in ys]
 
 
+def reaching(ys, xs) -> list:
+    """Whether a gradient flows from each x into some y (one walk of the graph, where
+    reaches() makes one per x)."""
+    if not ys or not xs:
+        return [False] * len(xs)
+    relevant, _ = _relevant(ys[0].graph, ys, xs)
+    return [x in relevant for x in xs]
+
+
 def upstream(starts, inputs_of) -> set:
     """The nodes reached from `starts` by following inputs_of(node) (a node's inputs that a
     walk goes on to), the starts included."""

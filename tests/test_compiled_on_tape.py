@@ -417,3 +417,24 @@ def test_a_training_step_closing_over_a_model_it_does_not_train_stays_off_the_ta
     assert isinstance(on_tape[0], gc.Tensor) and on_tape[0].requires_grad
     assert w.grad is None
 
+
+def test_a_call_whose_float_results_do_not_depend_on_closed_tensors_returns_arrays():
+    """gc.compile(lambda v: gc.argmax(m(v), axis=1)) on an array, with grad mode on, built
+    fn's split and returned a Tensor (m's Parameters require grad), where it returned an
+    array before the closure trigger; np.mean(r == labels) then failed. Now a closed-over
+    tensor puts a call on the tape only where some float result depends on it: these
+    return arrays and build no split, and a float result that does still goes on it."""
+    backbone, _ = _backbone_and_head()
+    x = np.linspace(-1.0, 1.0, 20).reshape(5, 4)
+    predict = gc.compile(lambda v: gc.argmax(backbone(v), axis=1))
+    labels = predict(x)
+    assert type(labels) is np.ndarray and labels.dtype == np.int64
+    assert np.mean(labels == np.argmax(np.tanh(x @ backbone[0].weight.data
+                                               + backbone[0].bias.data), axis=1)) == 1.0
+    both = gc.compile(lambda v: (gc.argmax(backbone(v), axis=1), v * 2.0))
+    first, second = both(x)
+    assert type(first) is np.ndarray and type(second) is np.ndarray
+    assert predict.on_tape is None and both.on_tape is None
+    scores = gc.compile(lambda v: (gc.argmax(backbone(v), axis=1), gc.sum(backbone(v))))
+    _, total = scores(x)
+    assert isinstance(total, gc.Tensor) and total.requires_grad
