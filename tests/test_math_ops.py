@@ -6,7 +6,10 @@ exp2, reciprocal, floor_divide, remainder (mod), fmod, trunc, isinf, logaddexp o
 each test failed then. tests/opcases.py gives every one the generic checks (finite
 differences, Hessian-vector products, vmap, half precision, eager/compiled/interpreter);
 here: numpy's values at the edges, PyTorch's gradients in float64, and compiled == eager
-with and without the numba kernels."""
+with and without the numba kernels.
+
+Session 35's fixes of their gradients at the edges (logaddexp beside an infinity, arctan2 at
+the origin) follow; each test failed before its fix."""
 import math
 
 import numpy as np
@@ -110,9 +113,8 @@ def test_arctan2_quadrants_and_signed_zeros_are_numpys(monkeypatch):
 
 def test_logaddexp_is_stable_and_its_gradient_is_jaxs(monkeypatch):
     """gc.logaddexp did not exist; now numpy's: no overflow at 1000, -inf for two -inf, inf
-    for an inf. Its gradient is JAX's rule g * exp(x - out) with +inf read as 0: 1/2 each at
-    two equal large values, (1, 1) at (inf, inf), NaN at (-inf, -inf) (as JAX's and
-    PyTorch's: exp(-inf - -inf))."""
+    for an inf. Its gradient g * exp(x - out): 1/2 each at two equal large values, (1, 1) at
+    (inf, inf), NaN at (-inf, -inf) (as JAX's and PyTorch's: exp(-inf - -inf))."""
     a = np.array([1000.0, -INF, INF, -INF, 1.0, -1000.0])
     b = np.array([1000.0, -INF, INF, 2.0, -INF, -1000.0])
     expected = np.logaddexp(a, b)
@@ -276,3 +278,31 @@ def test_weak_integer_floor_division_is_checked_to_fit_as_addition_is():
     _assert_same_bits(f(x, -7), np.array([-3, -2], np.int32))
     with pytest.raises(gc.GraphcError, match="does not fit"):
         f(x, 2 ** 40)
+
+
+def _torch_gradients(torch_fn, a, b):
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    torch_fn(ta, tb).sum().backward()
+    return ta.grad.numpy(), tb.grad.numpy()
+
+
+def test_logaddexp_gradient_beside_an_infinity_is_pytorchs():
+    """logaddexp's gradient read +inf as 0 in both x and out (JAX's rule), so at (inf, 2)
+    the finite operand got exp(2 - 0) = 7.389 where PyTorch gives 0 (it adds nothing to
+    the result). Now g * exp(x - out) is exact there: (1, 0) at (inf, 2), (0, 1) at (2, inf)
+    and (-inf, 2), (1, 0) at (2, -inf), as PyTorch's, by gc.grad and the eager tape. Where
+    they differ: two +inf give g to each operand (PyTorch: NaN), as before; two -inf give
+    NaN, as PyTorch's and JAX's."""
+    a = np.array([INF, 2.0, -INF, 2.0, -1000.0, INF, -INF])
+    b = np.array([2.0, INF, 2.0, -INF, 1000.0, INF, -INF])
+    with np.errstate(invalid="ignore"):  # (-inf - -inf at the last)
+        grads = gc.grad(lambda a, b: gc.sum(gc.logaddexp(a, b)), argnums=(0, 1))(a, b)
+        ta, tb = gc.tensor(a, requires_grad=True), gc.tensor(b, requires_grad=True)
+        gc.sum(gc.logaddexp(ta, tb)).backward()
+    want = [[1.0, 0.0, 0.0, 1.0, 0.0, 1.0, NAN], [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, NAN]]
+    for got in (grads, (ta.grad, tb.grad)):
+        np.testing.assert_array_equal(got, want)
+    expected = _torch_gradients(torch.logaddexp, a, b)
+    np.testing.assert_array_equal(np.array(grads)[:, :5], np.array(expected)[:, :5])
+    assert np.isnan(expected).all(axis=0).tolist()[5:] == [True, True]  # PyTorch: NaN twice
+

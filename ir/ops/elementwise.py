@@ -283,15 +283,17 @@ def _vjp_arctan2(ctx, g):
 
 
 def _vjp_logaddexp(ctx, g):
-    # JAX's rule: g * exp(x - out) with +inf read as 0 in both, so logaddexp(inf, inf) sends
-    # g to each operand; at (-inf, -inf) it is NaN (-inf - -inf), as JAX's and PyTorch's
+    # g * exp(x - out), exact at infinities as PyTorch's g / (1 + exp(other - x)): an operand
+    # at +inf takes all of g and a finite one none (JAX's rule, reading +inf as 0 in x and
+    # out, gave the finite one exp(x)); two +inf take g each (PyTorch: NaN); at (-inf, -inf)
+    # it is NaN (-inf - -inf), as JAX's and PyTorch's
     a, b = ctx.inputs
 
-    def finite_top(v):
-        return F.where(F.equal(v, math.inf), 0.0, v)
-    out = finite_top(ctx.out)
-    return [F.unbroadcast(g * F.exp(finite_top(a) - out), a.shape) if ctx.needs[0] else None,
-            F.unbroadcast(g * F.exp(finite_top(b) - out), b.shape) if ctx.needs[1] else None]
+    def share(x):
+        top = F.equal(x, math.inf)  # (then out is inf too: 0 - inf, not inf - inf's NaN)
+        return g * F.where(top, 1.0, F.exp(F.where(top, 0.0, x) - ctx.out))
+    return [F.unbroadcast(share(a), a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(share(b), b.shape) if ctx.needs[1] else None]
 
 
 def _vjp_hypot(ctx, g):
