@@ -306,3 +306,21 @@ def test_logaddexp_gradient_beside_an_infinity_is_pytorchs():
     np.testing.assert_array_equal(np.array(grads)[:, :5], np.array(expected)[:, :5])
     assert np.isnan(expected).all(axis=0).tolist()[5:] == [True, True]  # PyTorch: NaN twice
 
+
+def test_arctan2_gradient_at_the_origin_is_pytorchs_zero():
+    """arctan2's gradient was g x / (x^2 + y^2), NaN at the origin (0 / 0), its comment
+    saying "as JAX's and PyTorch's"; PyTorch 2.13 gives 0 there (JAX NaN). Now it is 0
+    where x^2 + y^2 is 0 (the origin with every sign of zero, and squares that underflow),
+    with PyTorch's signs of zero, and unchanged elsewhere."""
+    y = np.array([0.0, -0.0, 0.0, -0.0, 1e-200, 1.0, -3.0])
+    x = np.array([0.0, 0.0, -0.0, -0.0, 1e-200, 0.0, 4.0])
+    grads = gc.grad(lambda y, x: gc.sum(gc.arctan2(y, x)), argnums=(0, 1))(y, x)
+    ty, tx = gc.tensor(y, requires_grad=True), gc.tensor(x, requires_grad=True)
+    gc.sum(gc.arctan2(ty, tx)).backward()
+    expected = _torch_gradients(torch.atan2, y, x)
+    np.testing.assert_array_equal(expected[0][:5], 0.0)
+    for got in (grads, (ty.grad, tx.grad)):
+        for g, want in zip(got, expected):
+            _assert_same_bits(g, want)
+    np.testing.assert_allclose(grads[0][5:], [0.0, 4.0 / 25.0], rtol=1e-15)
+

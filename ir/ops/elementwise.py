@@ -277,7 +277,11 @@ def _vjp_fmod(ctx, g):
 
 def _vjp_arctan2(ctx, g):
     y, x = ctx.inputs
-    scale = g / (x * x + y * y)  # (NaN at the origin, as JAX's and PyTorch's)
+    # 0 where x^2 + y^2 is 0 (the origin, or squares that underflow), as PyTorch's, not
+    # 0 / 0's NaN (JAX's); the zeros keep the signs of x and -y, as PyTorch's
+    squares = x * x + y * y
+    zero = F.equal(squares, 0.0)
+    scale = F.where(zero, 0.0, g) / F.where(zero, 1.0, squares)
     return [F.unbroadcast(scale * x, y.shape) if ctx.needs[0] else None,
             F.unbroadcast(-scale * y, x.shape) if ctx.needs[1] else None]
 
