@@ -21,7 +21,6 @@ from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      holds_when_bound, is_float, is_half, is_int)
 from . import precision
-from .. import weak
 from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
@@ -121,6 +120,7 @@ def sub(a, b): return apply("sub", a, b)
 def mul(a, b): return apply("mul", a, b)
 def div(a, b): return apply("div", a, b)
 def pow(a, b):
+    from .. import weak  # (here: ir.weak imports ir.ops, whose modules import this one)
     if is_int(b) and b >= 0 and weak.is_weak(a) and np.dtype(a.dtype).kind in "iu":
         return _weak_int_power(a, int(b))
     return apply("pow", a, b)
