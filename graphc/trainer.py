@@ -56,8 +56,9 @@ a mean loss N micro-batches of B rows update the parameters as one batch of N*B 
 holding one micro-batch's activations at a time. The step, the schedule, clipping, loss
 scaling, evaluations and checkpoints count optimiser steps; the loss a step reports is the
 mean of its micro-batches' losses, and each micro-batch has its own dropout key. Two plans
-do it: `step_plan` adds a micro-batch's loss and gradients into gradient sums (no
-all-reduce), called N times, then `update_plan` averages them (all-reducing them once under
+do it: `step_plan` adds the gradients of a micro-batch's loss divided by N into gradient
+sums (no all-reduce), called N times, then `update_plan` takes their sum, the mean
+gradient (all-reducing it once under
 data parallelism, as DDP's no_sync) and updates the parameters; with N=1 there is one
 plan, the step as it always was. The header records N; resuming with another is refused
 unless allow_changed_settings.
@@ -332,28 +333,36 @@ class Trainer:
     def _accumulate_function(self, params, grad_sums, batch, key, amp_state=None):
         """A micro-batch's loss, and its gradients added to `grad_sums` (donated: updated in
         place), with the names of the parameters that get none (a structure, as the step's)."""
-        value, grads = self._loss_and_grads(params, batch, key, amp_state)
+        count = self.gradient_accumulation_steps
+        key.graph.guard(self, "gradient_accumulation_steps", count)  # (as the update's)
+        # each micro loss divided by N before its backward pass, as nanoGPT's: the sums are
+        # the mean gradient, and under fp16 loss scaling each micro-batch's float16
+        # gradients are N times smaller than the loss scale alone would make them (the one
+        # big batch's size), so they overflow no sooner than that batch's
+        value, grads = self._loss_and_grads(params, batch, key, amp_state, divide_by=count)
         sums = {n: s if s is None or grads.get(n) is None else s + grads[n]
                 for n, s in grad_sums.items()}
         return value, sums, {n: None for n in self.names if grads.get(n) is None}
 
     def _accumulated_update_function(self, params, state, loss, grad_sums, amp_state=None,
                                      step=None, lr=None, settings=None):
-        """The step's update of the micro-batches' mean loss and gradient sums (None: a
-        parameter that got no gradient)."""
-        count = self.gradient_accumulation_steps
-        # a constant of the plan: `trainer.gradient_accumulation_steps = 4` compiles it again
-        loss.graph.guard(self, "gradient_accumulation_steps", count)
-        grads = {n: None if g is None else g / count for n, g in grad_sums.items()}
-        return self._update(params, state, loss, grads, amp_state, step, lr, settings)
+        """The step's update of the micro-batches' mean loss and summed gradients (their
+        mean: each micro loss was divided by N; None: a parameter that got no gradient)."""
+        # a constant of the plans: `trainer.gradient_accumulation_steps = 4` compiles both
+        # again (the micro-batch plan divides by it)
+        loss.graph.guard(self, "gradient_accumulation_steps", self.gradient_accumulation_steps)
+        return self._update(params, state, loss, grad_sums, amp_state, step, lr, settings)
 
-    def _loss_and_grads(self, params, batch, key, amp_state):
-        """The loss of a batch (unscaled) and its gradients (scaled by the loss scale)."""
+    def _loss_and_grads(self, params, batch, key, amp_state, divide_by=1):
+        """The loss of a batch (unscaled) and its gradients (scaled by the loss scale), both
+        of the loss divided by `divide_by` (a micro-batch's share of the step)."""
         # Dropout layers the loss calls draw their masks from the step's key, which is
         # checkpointed with the step, not from graphc.nn's generator (the graph's implicit
         # dropout_key input), which a resumed run would not continue bit for bit
         def loss(p):
             value = self._mixed_loss(p, batch, key, True)
+            if divide_by != 1:
+                value = value / divide_by
             return value if amp_state is None else self.scaler.scale(value, amp_state)
         # a parameter the loss does not use gets no gradient, and graphc's optimisers skip
         # it (no weight decay, no moments), as torch's skip a .grad of None; an optimiser of
@@ -654,7 +663,7 @@ class Trainer:
                 loss, self._grad_sums, left_alone = self._call(
                     self._train_step, self._gradient_args(batch, key), checked)
             total += float(loss)
-        args = self._update_args(np.asarray(total / count, loss.dtype), left_alone)
+        args = self._update_args(np.asarray(total, loss.dtype), left_alone)  # (each / N)
         with np.errstate(all="ignore"):
             loss, norm, self.params, self.state, left_alone, *amp_state = self._call(
                 self._update_step, args, checked)

@@ -452,3 +452,29 @@ def test_a_frozen_parameter_with_adamw_and_clipping_accumulates_as_one_batch():
     for key, expected in one.state_arrays().items():
         np.testing.assert_allclose(accumulated.state_arrays()[key], expected, rtol=1e-12,
                                    atol=1e-14, err_msg=key)
+
+
+def test_micro_batch_gradients_under_loss_scaling_are_no_larger_than_the_big_batchs():
+    """Session 35's fix: each micro-batch's scaled float16 gradients were those of its whole
+    loss (the sum divided by N only in the update), N times the one big batch's, so with a
+    scale of 2**10 and targets of 100 a micro-batch overflowed float16 and skipped a step
+    that the batch of 8 rows took. Each micro loss is divided by N before its backward pass
+    now (nanoGPT's way): the same steps are skipped as with one big batch, none here."""
+    x, y = _data(24, "float32")
+    y[12:16] = 100.0
+    micro = [(x[k:k + 4], y[k:k + 4]) for k in range(0, 24, 4)]
+    whole = [(x[k:k + 8], y[k:k + 8]) for k in range(0, 24, 8)]
+
+    def trainer(batches, count):
+        return gc.Trainer(_mlp_loss, _params("float32"), OPTIMIZERS["AdamW"](), batches,
+                          steps=3, clip_norm=1.0, precision="fp16-mixed",
+                          loss_scaler=gc.amp.LossScaler(init_scale=2.0 ** 10),
+                          gradient_accumulation_steps=count)
+    accumulated, one = trainer(micro, 2), trainer(whole, 1)
+    for _ in range(3):
+        accumulated.train_step()
+        one.train_step()
+        assert not one.step_skipped and not accumulated.step_skipped
+    for key, expected in one.state_arrays().items():
+        np.testing.assert_allclose(accumulated.state_arrays()[key], expected, rtol=2e-3,
+                                   atol=2e-4, err_msg=key)
