@@ -86,6 +86,9 @@ class Tensor(OperatorMixin):
     def item(self):
         return self.data.item()
 
+    def tolist(self):
+        return self.data.tolist()
+
     def detach(self) -> "Tensor":
         return Tensor(self.data)
 

@@ -216,3 +216,25 @@ def test_zero_grad_without_none_zeroes_in_place():
         (opt if use_optimizer else lin).zero_grad(set_to_none=False)
         assert lin.weight.grad is held
         np.testing.assert_array_equal(held, np.zeros((3, 2)))
+
+
+def test_numpys_reductions_and_tolist_take_a_tensor():
+    """A compiled model under grad mode now returns a Tensor, as eager code does, and numpy's
+    reductions on one failed: np.mean(t) calls t.mean(axis=None, dtype=None, out=None), and
+    the methods took no dtype or out (TypeError); t.tolist() did not exist. They take
+    numpy's keywords now (dtype casts first, out= is refused in one line) and tolist() is
+    numpy's."""
+    t = gc.tensor(np.arange(6.0).reshape(2, 3))
+    assert float(np.mean(t)) == 2.5 and np.asarray(np.sum(t, axis=0)).tolist() == [3, 5, 7]
+    assert float(np.max(t)) == 5.0 and int(np.argmax(t)) == 5
+    assert float(np.var(t)) == pytest.approx(np.var(np.arange(6.0)))
+    ints = np.mean(gc.tensor(np.arange(4)), dtype=np.float64)
+    assert ints.dtype == np.float64 and float(ints) == 1.5
+    assert t.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert np.asarray(t.sum(0, True)).shape == (1, 3)  # the positional form as before
+    with pytest.raises(gc.GraphcError, match=r"sum\(out=\.\.\.\)"):
+        np.sum(t, out=np.zeros(()))
+    model = gc.nn.Linear(3, 2)
+    out = gc.compile(model)(np.ones((4, 3), np.float32))
+    assert isinstance(out, gc.Tensor) and out.requires_grad
+    assert float(np.mean(out)) == pytest.approx(float(np.mean(np.asarray(out))))

@@ -1,6 +1,7 @@
 """Python operator overloading shared by symbolic nodes and eager tensors."""
 from __future__ import annotations
 
+from ..errors import GraphcError, user_location
 from . import api
 
 
@@ -46,13 +47,22 @@ class OperatorMixin:
 
     def reshape(self, *shape): return api.reshape(self, *shape)
     def transpose(self, *perm): return api.transpose(self, perm[0] if len(perm) == 1 and isinstance(perm[0], (tuple, list)) else (perm or None))
-    def sum(self, axis=None, keepdims=False): return api.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return api.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return api.max(self, axis, keepdims)
-    def min(self, axis=None, keepdims=False): return api.min(self, axis, keepdims)
-    def argmax(self, axis=None, keepdims=False): return api.argmax(self, axis, keepdims)
-    def argmin(self, axis=None, keepdims=False): return api.argmin(self, axis, keepdims)
-    def var(self, axis=None, keepdims=False, ddof=0): return api.var(self, axis, keepdims, ddof)
+    # numpy's functions call these methods on non-arrays with its own keywords
+    # (np.mean(t) is t.mean(axis=None, dtype=None, out=None)): dtype casts first, as numpy's
+    def sum(self, axis=None, keepdims=False, *, dtype=None, out=None):
+        return api.sum(_numpy_call(self, dtype, out, "sum"), axis, keepdims)
+    def mean(self, axis=None, keepdims=False, *, dtype=None, out=None):
+        return api.mean(_numpy_call(self, dtype, out, "mean"), axis, keepdims)
+    def max(self, axis=None, keepdims=False, *, out=None):
+        return api.max(_numpy_call(self, None, out, "max"), axis, keepdims)
+    def min(self, axis=None, keepdims=False, *, out=None):
+        return api.min(_numpy_call(self, None, out, "min"), axis, keepdims)
+    def argmax(self, axis=None, keepdims=False, *, out=None):
+        return api.argmax(_numpy_call(self, None, out, "argmax"), axis, keepdims)
+    def argmin(self, axis=None, keepdims=False, *, out=None):
+        return api.argmin(_numpy_call(self, None, out, "argmin"), axis, keepdims)
+    def var(self, axis=None, keepdims=False, ddof=0, *, dtype=None, out=None):
+        return api.var(_numpy_call(self, dtype, out, "var"), axis, keepdims, ddof)
     def astype(self, dtype): return api.cast(self, dtype)
     def exp(self): return api.exp(self)
     def log(self): return api.log(self)
@@ -60,3 +70,9 @@ class OperatorMixin:
     def tanh(self): return api.tanh(self)
     def softmax(self, axis=-1): return api.softmax(self, axis)
 
+
+def _numpy_call(x, dtype, out, name):
+    if out is not None:
+        raise GraphcError(f"{name}(out=...): graphc's results are new arrays, never written "
+                          "into one given; assign the result instead", (user_location(),))
+    return x if dtype is None else api.cast(x, dtype)
