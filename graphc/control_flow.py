@@ -94,8 +94,8 @@ def _weak_lost(region, own, count) -> set:
     `own`) that it does not return weak, or returns in another dtype (c + int32_x,
     cast(c, ...)): a carry is weak in the body only where every step keeps it weak, so the
     loop traces its functions again with those carried strong, of the dtype the body
-    returns (_promote_carries). Weak throughout, the loop's result is weak too
-    (ir.weak.result_is_weak)."""
+    returns where JAX promotes to it (_promote_carries). Weak throughout, the loop's result
+    is weak too (ir.weak.result_is_weak)."""
     return {k for k in range(count)
             if weak.is_weak(own[k]) and (not weak.is_weak(region.outputs[k])
                                          or own[k].dtype != region.outputs[k].dtype)}
@@ -103,13 +103,19 @@ def _weak_lost(region, own, count) -> set:
 
 def _promote_carries(graph, carry_nodes, outputs, lost) -> list:
     """The initial carries with each one at a position in `lost` (weak as it came in, see
-    _weak_lost) cast to the dtype the body returns it in, as JAX promotes a weakly typed
-    initial carry (fori_loop(0, n, lambda i, c: c + x_int32[i], 0) carries int32). The cast
-    is one a weak number takes where it meets a tensor, so a Python int that does not fit
-    the new dtype is refused, as `x_int32 + 2**40` is (ir.weak.int_limits)."""
-    return [graph._cast(node, outputs[k].dtype)
-            if k in lost and node.dtype != outputs[k].dtype else node
-            for k, node in enumerate(carry_nodes)]
+    _weak_lost) cast to the dtype the body returns it in where JAX promotes a weakly typed
+    initial carry: where the carry's result_type with that dtype is that dtype, an int to
+    any int or float, a float to any float (fori_loop(0, n, lambda i, c: c + x_int32[i], 0)
+    carries int32). A float the body returns as an int keeps its dtype, so that the loop
+    refuses the mismatch (JAX does; a cast would truncate 0.7 to 0). The cast is one a weak
+    number takes where it meets a tensor, so a Python int that does not fit the new dtype is
+    refused, as `x_int32 + 2**40` is (ir.weak.int_limits)."""
+    nodes = list(carry_nodes)
+    for k in lost:
+        node, dtype = nodes[k], np.dtype(outputs[k].dtype)
+        if node.dtype != dtype and dtype.kind in ("iuf" if node.dtype.kind in "iu" else "f"):
+            nodes[k] = graph._cast(node, dtype)
+    return nodes
 
 
 def _typed_carries(init_leaves, other_leaves) -> list:
