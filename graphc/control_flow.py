@@ -92,30 +92,38 @@ def _carry_nodes(graph, init_leaves, other_leaves, what):
 def _weak_lost(region, own, count) -> set:
     """The positions of the carries weak as they come into loop body `region` (inputs
     `own`) that it does not return weak, or returns in another dtype (c + int32_x,
-    cast(c, ...)): a carry is weak in the body only where every step keeps it weak, so the
-    loop traces its functions again with those carried strong, of the dtype the body
-    returns where JAX promotes to it (_promote_carries). Weak throughout, the loop's result
-    is weak too (ir.weak.result_is_weak)."""
+    cast(c, ...), c / 2 from 0): a carry is weak in the body only where every step keeps it
+    weak in its dtype, so the loop traces its functions again with those retyped, weak or
+    strong (_promote_carries). Weak throughout, the loop's result is weak too
+    (ir.weak.result_is_weak)."""
     return {k for k in range(count)
             if weak.is_weak(own[k]) and (not weak.is_weak(region.outputs[k])
                                          or own[k].dtype != region.outputs[k].dtype)}
 
 
-def _promote_carries(graph, carry_nodes, outputs, lost) -> list:
-    """The initial carries with each one at a position in `lost` (weak as it came in, see
+def _promote_carries(graph, carry_nodes, outputs, lost) -> tuple[list, set]:
+    """(the initial carries with each one at a position in `lost` (weak as it came in, see
     _weak_lost) cast to the dtype the body returns it in where JAX promotes a weakly typed
-    initial carry: where the carry's result_type with that dtype is that dtype, an int to
-    any int or float, a float to any float (fori_loop(0, n, lambda i, c: c + x_int32[i], 0)
-    carries int32). A float the body returns as an int keeps its dtype, so that the loop
-    refuses the mismatch (JAX does; a cast would truncate 0.7 to 0). The cast is one a weak
-    number takes where it meets a tensor, so a Python int that does not fit the new dtype is
-    refused, as `x_int32 + 2**40` is (ir.weak.int_limits)."""
-    nodes = list(carry_nodes)
+    initial carry, the positions to carry strong). JAX promotes where the carry's
+    result_type with that dtype is that dtype, an int to any int or float, a float to any
+    float (fori_loop(0, n, lambda i, c: c + x_int32[i], 0) carries int32). A float the body
+    returns as an int keeps its dtype, so that the loop refuses the mismatch (JAX does; a
+    cast would truncate 0.7 to 0). A carry the body returns weak in a dtype holding its own
+    stays weak (c / 2 + 1 from 0: a weak float64, which takes the dtype of a float32 tensor
+    the loop's result meets, as eagerly); a retrace thus only widens a weak carry, and the
+    retracing ends. The cast is one a weak number takes where it meets a tensor, so a Python
+    int that does not fit the new dtype is refused, as `x_int32 + 2**40` is
+    (ir.weak.int_limits)."""
+    nodes, strong = list(carry_nodes), set()
     for k in lost:
         node, dtype = nodes[k], np.dtype(outputs[k].dtype)
         if node.dtype != dtype and dtype.kind in ("iuf" if node.dtype.kind in "iu" else "f"):
             nodes[k] = graph._cast(node, dtype)
-    return nodes
+            if weak.is_weak(outputs[k]) and np.promote_types(node.dtype, dtype) == dtype:
+                graph.weak_ids.add(nodes[k].id)
+                continue
+        strong.add(k)
+    return nodes, strong
 
 
 def _typed_carries(init_leaves, other_leaves) -> list:
@@ -340,8 +348,8 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
         lost = _weak_lost(region, own, min(len(carry_nodes), len(new_leaves)))
         if not lost:
             break
-        strong |= lost
-        carry_nodes = _promote_carries(graph, carry_nodes, region.outputs, lost)
+        carry_nodes, carried_strong = _promote_carries(graph, carry_nodes, region.outputs, lost)
+        strong |= carried_strong
         carry_in = unflatten(init_structure, carry_nodes)
     _check_carry(f, "scan", region.outputs[:len(new_leaves)], new_structure,
                  own[:len(carry_nodes)], init_structure)
@@ -581,8 +589,9 @@ def while_loop(cond_fun, body_fun, init_val):
         lost = _weak_lost(body_region, body_own, min(len(carry_nodes), len(new_leaves)))
         if not lost:
             break
-        strong |= lost
-        carry_nodes = _promote_carries(graph, carry_nodes, body_region.outputs, lost)
+        carry_nodes, carried_strong = _promote_carries(graph, carry_nodes,
+                                                       body_region.outputs, lost)
+        strong |= carried_strong
         carry_in = unflatten(init_structure, carry_nodes)
     _check_carry(body_fun, "while_loop body", body_region.outputs, new_structure, body_own,
                  init_structure)

@@ -34,3 +34,23 @@ def test_a_weak_float_carry_the_body_returns_as_an_int_is_refused():
     _same(gc.compile(lambda x: gc.fori_loop(0, 3, lambda i, c: c + x[0], 0))(x16), 3,
           np.float16)
 
+
+def test_a_weak_int_carry_the_body_returns_as_a_weak_float_stays_weak():
+    """A loop carry starting as a Python int that the body returns as a weak float (c / 2 + 1)
+    was carried as a strong float64, so `x_float32 + fori_loop(...)` was refused ("operands
+    must have one dtype") where eager code and JAX give float32. Now such a carry stays
+    weak, a float64 that takes the dtype of the tensor the loop's result meets."""
+    x = np.ones(2, np.float32)
+
+    def halved(i, c):
+        return c / 2 + 1
+    _same(gc.compile(lambda x: x + gc.fori_loop(0, 3, halved, 0))(x), [2.75, 2.75], np.float32)
+    _same(x + gc.fori_loop(0, 3, halved, 0), [2.75, 2.75], np.float32)  # (eagerly)
+    _same(gc.compile(lambda x, k: x + gc.fori_loop(0, 3, halved, k))(x, 0), [2.75, 2.75],
+          np.float32)
+    _same(gc.compile(lambda: gc.fori_loop(0, 3, halved, 0))(), 1.75, np.float64)
+    _same(gc.compile(lambda x: x + gc.while_loop(
+        lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] / 2 + 1), (0, 0))[1])(x),
+        [2.75, 2.75], np.float32)
+    _same(gc.compile(lambda x: x + gc.scan(lambda c, r: (c / 2 + 1, r), 0, np.arange(3))[0])(x),
+          [2.75, 2.75], np.float32)
