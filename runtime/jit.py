@@ -473,6 +473,29 @@ if numba is not None:
                     total += x[r, j]
                 totals[j] = total
 
+    @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+    def _wgrad_sums_as_numpy(x, g, eps, totals):
+        """Each total of LayerNorm's weight gradient (xhat * dy summed over rows in chunks)
+        that is not finite summed again row by row in numpy's order, as
+        _column_sums_as_numpy does for a bias: np.add.reduce(xhat * g, axis=0), the op's
+        definition (ir/ops/composite.py layer_norm_wgrad), gives inf where two chunks' inf
+        and -inf gave NaN. The rows' moments are computed again only then."""
+        n = totals.shape[0]
+        finite = True
+        for j in range(n):
+            finite = finite and np.isfinite(totals[j])
+        if finite:
+            return
+        sums = np.zeros(n, totals.dtype)
+        for r in range(x.shape[0]):
+            mu, rstd = _row_moments(x[r], eps)
+            for j in range(n):
+                if not np.isfinite(totals[j]):
+                    sums[j] += (x[r, j] - mu) * rstd * g[r, j]
+        for j in range(n):
+            if not np.isfinite(totals[j]):
+                totals[j] = sums[j]
+
     @njit(**_ROW_OPTS)
     def layer_norm_wgrad(x, g, eps, out):
         rows, n = x.shape
@@ -482,7 +505,13 @@ if numba is not None:
             for r in range(k * per, min(rows, (k + 1) * per)):
                 mu, rstd = _row_moments(x[r], eps)
                 _add_xhat_times_g(x[r], g[r], mu, rstd, acc)
-        _sum_chunks(partial, out)
+        # x and g read again where a total overflowed: before out is written, as it may
+        # share the buffer of one of them
+        totals = np.empty(n, x.dtype)
+        _sum_chunks(partial, totals)
+        _wgrad_sums_as_numpy(x, g, eps, totals)
+        for j in range(n):  # (a loop: parallel=True would make a slice copy a parallel one)
+            out[j] = totals[j]
 
     @njit(**_ROW_OPTS)
     def layer_norm_grads(x, w, g, eps, out, wout):
@@ -502,7 +531,11 @@ if numba is not None:
                 mu, rstd = _row_moments(x[r], eps)
                 _layer_norm_grad_row(x[r], w, g[r], mu, rstd, out[r])
                 _add_xhat_times_g(x[r], g[r], mu, rstd, acc)
-        _sum_chunks(partial, wout)
+        weight = np.empty(n, x.dtype)  # (x and g read again where a total overflowed)
+        _sum_chunks(partial, weight)
+        _wgrad_sums_as_numpy(x, g, eps, weight)
+        for j in range(n):
+            wout[j] = weight[j]
 
     @njit(**_ROW_OPTS)
     def layer_norm_grads_bias(x, w, g, eps, out, wout, bout):
@@ -524,13 +557,15 @@ if numba is not None:
                 _add_xhat_times_g(x[r], gr, mu, rstd, acc)
                 for j in range(n):
                     bias_acc[j] += gr[j]
-        # g read again where a bias total overflowed: before wout and bout are written, as
+        # x and g read again where a total overflowed: before wout and bout are written, as
         # they may share g's buffer
-        bias = np.empty(n, g.dtype)
+        weight, bias = np.empty(n, x.dtype), np.empty(n, g.dtype)
+        _sum_chunks(partial, weight)
+        _wgrad_sums_as_numpy(x, g, eps, weight)
         _sum_chunks(bias_partial, bias)
         _column_sums_as_numpy(g, bias)
-        _sum_chunks(partial, wout)
         for j in range(n):
+            wout[j] = weight[j]
             bout[j] = bias[j]
 
     # BatchNorm (ir/ops/composite.py batch_norm...): x viewed as (N, C, M), each channel's

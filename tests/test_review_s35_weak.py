@@ -54,3 +54,35 @@ def test_a_weak_int_carry_the_body_returns_as_a_weak_float_stays_weak():
         [2.75, 2.75], np.float32)
     _same(gc.compile(lambda x: x + gc.scan(lambda c, r: (c / 2 + 1, r), 0, np.arange(3))[0])(x),
           [2.75, 2.75], np.float32)
+
+
+def test_fused_layer_norm_weight_gradients_overflow_as_numpy_sums():
+    """The numba kernels that sum LayerNorm's weight gradient (xhat * dy over rows:
+    layer_norm_wgrad, layer_norm_grads, layer_norm_grads_bias) add chunks of rows, so a
+    float32 column whose chunks overflow to inf and -inf gave NaN where numpy's sum in row
+    order (the op's definition) gives inf; 37d21d1 fixed only the bias's column sums. Now a
+    weight total that is not finite is summed again in numpy's order, and finite ones keep
+    their bits."""
+    from ir.ops.composite import layer_norm_wgrad
+    from runtime import jit
+    if not jit.enabled():
+        pytest.skip("numba kernels are off")
+    rows, n, eps = 64, 3, 1e-5  # 32 chunks of 2 rows
+    x = np.tile(np.array([1, 0, -1], np.float32), (rows, 1))
+    g = np.zeros((rows, n), np.float32)
+    g[:2, 0], g[2:4, 0] = 1.5e38, -2.5e38
+    g[:, 2] = np.linspace(0, 1, rows, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        want = layer_norm_wgrad(x, g, eps)
+    assert want[0] == np.inf and np.isfinite(want[1:]).all()
+    w = np.ones(n, np.float32)
+    wgrad = np.empty(n, np.float32)
+    jit.layer_norm_wgrad(x, g, eps, wgrad)
+    out, wout = np.empty_like(x), np.empty(n, np.float32)
+    jit.layer_norm_grads(x, w, g, eps, out, wout)
+    out, wout_b, bout = np.empty_like(x), np.empty(n, np.float32), np.empty(n, np.float32)
+    jit.layer_norm_grads_bias(x, w, g, eps, out, wout_b, bout)
+    for got in (wgrad, wout, wout_b):
+        assert got[0] == np.inf and got[1] == 0
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-6)
+    np.testing.assert_allclose(bout, g.sum(axis=0, dtype=np.float64), rtol=1e-6)  # (the bias)
