@@ -1002,6 +1002,11 @@ def _variables(tree):
         if not isinstance(x, Node):
             if graph is None or not isinstance(x, (np.ndarray, np.generic, Tensor)):
                 return x
+            if isinstance(x, np.generic) and not is_float(x.dtype):
+                # a numpy int or bool has nothing to differentiate: a number, weakly typed
+                # where it meets a tensor, as where fn closes over it (x * np.int32(3)) and
+                # eagerly; lifted, it was a strong int64 or bool that no float tensor takes
+                return x
             # a concrete argument inside a trace (_in_trace): a value of the graph
             x = lift_symbolic(graph, x, like_dtype([x]), "transform argument")
         if capture is not None and x.graph is not graph:

@@ -86,3 +86,26 @@ def test_fused_layer_norm_weight_gradients_overflow_as_numpy_sums():
         assert got[0] == np.inf and got[1] == 0
         np.testing.assert_allclose(got[2], want[2], rtol=1e-6)
     np.testing.assert_allclose(bout, g.sum(axis=0, dtype=np.float64), rtol=1e-6)  # (the bias)
+
+
+def test_jvp_takes_a_numpy_int_or_bool_primal_inside_a_trace():
+    """Inside a trace jvp lifted a numpy int or bool scalar primal (np.int32(3)) into a strong
+    int64 or bool value, so `x * n` was refused ("mul(f32[2], i64[])") where eager jvp and a
+    compiled function closing over np.int32(3) take it. Now such a primal stays a number,
+    weakly typed, with no tangent, as a Python int primal does; a True primal gives x * 1
+    compiled and eagerly alike."""
+    x, v = np.array([1.0, 2.0], np.float32), np.ones(2, np.float32)
+
+    def scaled(x, n):
+        return x * n
+    for n, want in ((np.int32(3), 3), (np.int64(3), 3), (np.bool_(True), 1), (True, 1)):
+        for run in (gc.compile(lambda x, v: gc.jvp(scaled, (x, n), (v, 0))),
+                    lambda x, v: gc.jvp(scaled, (x, n), (v, 0))):
+            y, tangent = run(x, v)
+            _same(y, x * want, np.float32)
+            _same(tangent, v * want, np.float32)
+    y, tangent = gc.compile(lambda x, v: gc.jvp(lambda x, i: x[i], (x, np.int64(1)), (v, 0)))(x, v)
+    _same(y, 2, np.float32)
+    _same(tangent, 1, np.float32)
+    batched = gc.vmap(lambda v: gc.jvp(scaled, (x, np.int32(3)), (v, 0))[1])
+    _same(batched(np.ones((2, 2), np.float32)), np.full((2, 2), 3.0), np.float32)
