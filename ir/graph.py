@@ -195,6 +195,7 @@ class Graph(Interpreter):
         self.salt_scope = None  # (construct, function) while numbering a construct's sites
         self.adopting_casts = set()  # ids of the casts a weak value took to meet a tensor
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
+        self.int_powers = {}  # {weak int node: (base, exponent)}: ir.ops.api.pow's, exactly
         self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None
         self.scope_override = None

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import GraphcError
 from .ops.control_flow import region_feeds, regions_of
-from .types import is_float
+from .types import is_float, is_int
 
 # the ops whose operands (at these positions; None: all) must share one dtype, so that a
 # weak one takes the dtype of the others
@@ -65,9 +65,10 @@ def adopt(opname: str, inputs: list, cast, attrs=None) -> tuple[list, bool]:
             return inputs, False
         # weak values and Python numbers only: a float among them (a number, or a weak
         # value such as a Python-float argument: lr * step) makes weak integers floats of
-        # its dtype, and so do true division and a power (k ** -1, 2 ** k: a power by an int
-        # >= 0 is products, ir.ops.api.pow), as Python's 1 / n and 2 ** -1 are floats
-        # (float64: exact for the int64 values, cast down where a strong float meets them)
+        # its dtype, and so do true division and a power (k ** -1: a weak int's power by an
+        # int >= 0 or a traced int is an int, ir.ops.api.pow), as Python's 1 / n and k ** -1
+        # are floats (float64: exact for the int64 values, cast down where a strong float
+        # meets them)
         floats = [np.dtype(inputs[i].dtype) for i in weak if is_float(inputs[i].dtype)]
         if floats or opname in ("div", "pow") or \
                 any(isinstance(inputs[i], (float, np.floating)) for i in values):
@@ -197,6 +198,14 @@ def exact_value(node, inputs: dict, known: dict | None = None):
         elif n.op == "constant":
             value = n.attrs["value"]
             known[n] = int(value) if value.ndim == 0 and value.dtype.kind in "iu" else None
+        elif n in getattr(n.graph, "int_powers", ()):  # (a chain of wheres: ir.ops.api.pow)
+            base, exponent = n.graph.int_powers[n]
+            missing = [x for x in (base, exponent) if not is_int(x) and x not in known]
+            if missing:
+                stack.extend(missing)
+                continue
+            values = [int(x) if is_int(x) else known[x] for x in (base, exponent)]
+            known[n] = None if None in values else _exact_power(*values)
         elif n.op not in _EXACT or n.dtype.kind not in "iu":
             known[n] = None
         else:
@@ -208,3 +217,14 @@ def exact_value(node, inputs: dict, known: dict | None = None):
             known[n] = None if None in values else _EXACT[n.op](*values)
         stack.pop()
     return known[node]
+
+
+def _exact_power(base: int, exponent: int):
+    """base ** exponent as ir.ops.api.pow defines it for a traced exponent: Python's for one
+    >= 0 (None where it may have more than 256 bits: surely no fit, left to the graph's int64
+    arithmetic), truncated for a negative one (0, or +-1 for a base of +-1)."""
+    if exponent < 0:
+        return base if base in (1, -1) and exponent % 2 else int(base in (1, -1))
+    if abs(base) > 1 and exponent * abs(base).bit_length() > 256:
+        return None
+    return base ** exponent

@@ -109,3 +109,25 @@ def test_jvp_takes_a_numpy_int_or_bool_primal_inside_a_trace():
     _same(tangent, 1, np.float32)
     batched = gc.vmap(lambda v: gc.jvp(scaled, (x, np.int32(3)), (v, 0))[1])
     _same(batched(np.ones((2, 2), np.float32)), np.full((2, 2), 3.0), np.float32)
+
+
+def test_a_power_of_ints_by_a_traced_int_argument_is_a_weak_int():
+    """`2 ** k` with k a compiled function's Python-int argument was a weak float64, so
+    `x_int32 * 2 ** k` was refused and `x[2 ** k]` said indices must be integers, where eager
+    code and jax.jit give an int. Now a Python or weak int raised to a traced weak int is a
+    weak int, as jnp.power's integer power (squaring over k's bits): range-checked where it
+    meets a narrower tensor, and for a negative k 0 as JAX gives for 2 ** -1 ((+-1) ** k:
+    +-1)."""
+    ints = np.arange(10, dtype=np.int32)
+    _same(gc.compile(lambda x, k: x * 2 ** k)(ints, 3), ints * 8, np.int32)
+    _same(gc.compile(lambda x, k: x[2 ** k])(ints, 3), 8, np.int32)
+    _same(gc.compile(lambda x, k: x * 2 ** k)(ints.astype(np.float32), 3), ints * 8,
+          np.float32)
+    power = gc.compile(lambda b, k: b ** k)
+    for base, k, want in ((3, 5, 243), (-3, 5, -243), (2, 0, 1), (0, 0, 1), (0, 5, 0),
+                          (2, 62, 2**62), (2, -1, 0), (3, -2, 0), (1, -3, 1), (-1, -3, -1),
+                          (-1, 4, 1), (0, -1, 0)):
+        _same(power(base, k), want, np.int64)
+        _same(gc.compile(lambda k: base ** k)(k), want, np.int64)
+    with pytest.raises(GraphcError, match="1099511627776, computed from k, does not fit in int32"):
+        gc.compile(lambda x, k: x * 2 ** k)(ints, 40)

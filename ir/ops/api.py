@@ -120,10 +120,47 @@ def sub(a, b): return apply("sub", a, b)
 def mul(a, b): return apply("mul", a, b)
 def div(a, b): return apply("div", a, b)
 def pow(a, b):
-    from .. import weak  # (here: ir.weak imports ir.ops, whose modules import this one)
-    if is_int(b) and b >= 0 and weak.is_weak(a) and np.dtype(a.dtype).kind in "iu":
+    if is_int(b) and b >= 0 and _is_weak_int(a):
         return _weak_int_power(a, int(b))
+    if _is_weak_int(b) and (is_int(a) or _is_weak_int(a)):
+        return _weak_int_traced_power(a, b)
     return apply("pow", a, b)
+
+
+def _is_weak_int(x) -> bool:
+    from .. import weak  # (here: ir.weak imports ir.ops, whose modules import this one)
+    return weak.is_weak(x) and np.dtype(x.dtype).kind in "iu"
+
+
+def _weak_int_traced_power(base, k):
+    """base ** k for a weak integer k (a compiled function's Python-int argument, traced)
+    and a weak integer or Python int base: a weak int, as jnp.power gives for an integer
+    exponent (pow is a floating-point op), by squaring over k's bits. A k over 64 counts as
+    64 or 65 (its parity), so that 7 bits do (each a few scalar ops per call): exact for a
+    base of 0 or +-1, and any other power then does not fit int64 (an even base's wraps to
+    0, as the full product would; an odd one's to some other value). A negative k gives
+    Python's float result truncated, as JAX does for 2 ** -1: (+-1) ** k is +-1, any other
+    base 0. Where it meets a narrower tensor its value is checked to fit, as other weak
+    ints are (ir.weak.exact_value reads graph.int_powers)."""
+    one = k * 0 + 1
+    result, square = one, base
+    rest = where(k < 0, 0, where(k > 64, 64 + k % 2, k))
+    for bit in range(7):
+        result = where(rest % 2 == 1, result * square, result)
+        rest = rest // 2
+        if bit < 6:  # (a Python int base: its squares wrapped as the graph's would be)
+            square = _wrapped_int64(square * square) if is_int(square) else square * square
+    if is_int(base):
+        unit = 1 if base == 1 else 1 - 2 * (k % 2) if base == -1 else 0
+    else:
+        unit = where(base == 1, one, where(base == -1, 1 - 2 * (k % 2), 0))
+    power = where(k < 0, unit, result)  # (0 ** -n: 0, as JAX gives)
+    power.graph.int_powers[power] = (base, k)
+    return power
+
+
+def _wrapped_int64(value: int) -> int:
+    return (value + 2**63) % 2**64 - 2**63
 
 
 def _weak_int_power(k, n):
