@@ -49,7 +49,8 @@ def test_a_power_of_a_python_int_argument_is_taken_when_traced():
     refused ("pow needs floating-point operands": k is traced as a weak int64), where eager
     code (Python's int) and jax.jit take it. Now a power by an int >= 0 is the weak int
     Python computes (products, range-checked where it meets a tensor), and one by a negative
-    or traced int a weak float, as Python's k ** -1 is."""
+    int literal a weak float, as Python's k ** -1 is (a traced int exponent, 2 ** k, gives
+    a weak int: tests/test_review_s35_weak.py)."""
     x = np.array([1.0, 2.0], np.float32)
     _same(gc.compile(lambda x, k: x * k ** 2)(x, 3), [9, 18], np.float32)
     _same(gc.grad(lambda x, k: gc.sum(x * k ** 2))(x, 3), [9, 9], np.float32)
