@@ -39,10 +39,10 @@ def plan(in0, in1, in2, in3, in4):
     np.multiply(t1, t2, out=t3)
     np.add(t3, t4, out=t5)
     _mu = _checked_row_sum(t5.reshape(-1, 64) @ _ones(64, np.float32), t5).reshape(t5.shape[:-1] + (1,))
-    np.multiply(_mu, 0.015625, out=_mu)
+    np.divide(_mu, 64.0, out=_mu)
     np.subtract(t5, _mu, out=t6)
     _rstd = np.einsum('...i,...i->...', t6, t6)[..., None]
-    np.multiply(_rstd, 0.015625, out=_rstd)
+    np.divide(_rstd, 64.0, out=_rstd)
     np.add(_rstd, 1e-05, out=_rstd)
     np.sqrt(_rstd, out=_rstd)
     np.reciprocal(_rstd, out=_rstd)
