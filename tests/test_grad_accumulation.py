@@ -350,23 +350,29 @@ def test_dropout_keys_are_not_reused_after_resuming_with_another_accumulation(tm
     assert plain_keys == [0, 1, 2]
 
 
-def test_an_overflowing_micro_batch_skips_the_step_as_one_big_batch_does():
-    """fp16-mixed with N=2: a step whose second micro-batch's scaled gradient overflows
-    float16 (targets of 100 against a scale of 2**12; the loss stays finite) is skipped,
-    parameters and AdamW's state left as they were and the scale halved, exactly as N=1 on
-    the two micro-batches in one batch; the steps around it train as that batch does, to
-    float16's rounding."""
+def _fp16_trainers(scale):
+    """fp16-mixed AdamW trainers over 24 rows whose 4th group of 4 has targets of 100: N=2
+    on micro-batches of 4 rows, and N=1 on the same rows in batches of 8."""
     x, y = _data(24, "float32")
-    y[12:16] = 100.0  # the 4th micro-batch: step 2's second
+    y[12:16] = 100.0
     micro = [(x[k:k + 4], y[k:k + 4]) for k in range(0, 24, 4)]
     whole = [(x[k:k + 8], y[k:k + 8]) for k in range(0, 24, 8)]
 
     def trainer(batches, count):
         return gc.Trainer(_mlp_loss, _params("float32"), OPTIMIZERS["AdamW"](), batches,
                           steps=3, clip_norm=1.0, precision="fp16-mixed",
-                          loss_scaler=gc.amp.LossScaler(init_scale=2.0 ** 12),
+                          loss_scaler=gc.amp.LossScaler(init_scale=scale),
                           gradient_accumulation_steps=count)
-    accumulated, one = trainer(micro, 2), trainer(whole, 1)
+    return trainer(micro, 2), trainer(whole, 1)
+
+
+def test_an_overflowing_micro_batch_skips_the_step_as_one_big_batch_does():
+    """fp16-mixed with N=2: a step whose second micro-batch's scaled gradient overflows
+    float16 (targets of 100 against a scale of 2**12; the loss stays finite) is skipped,
+    parameters and AdamW's state left as they were and the scale halved, exactly as N=1 on
+    the two micro-batches in one batch; the steps around it train as that batch does, to
+    float16's rounding."""
+    accumulated, one = _fp16_trainers(2.0 ** 12)  # the 4th micro-batch: step 2's second
     for step in range(3):
         before = {k: a.copy() for k, a in accumulated.state_arrays().items()}
         accumulated.train_step()
@@ -460,17 +466,7 @@ def test_micro_batch_gradients_under_loss_scaling_are_no_larger_than_the_big_bat
     scale of 2**10 and targets of 100 a micro-batch overflowed float16 and skipped a step
     that the batch of 8 rows took. Each micro loss is divided by N before its backward pass
     now (nanoGPT's way): the same steps are skipped as with one big batch, none here."""
-    x, y = _data(24, "float32")
-    y[12:16] = 100.0
-    micro = [(x[k:k + 4], y[k:k + 4]) for k in range(0, 24, 4)]
-    whole = [(x[k:k + 8], y[k:k + 8]) for k in range(0, 24, 8)]
-
-    def trainer(batches, count):
-        return gc.Trainer(_mlp_loss, _params("float32"), OPTIMIZERS["AdamW"](), batches,
-                          steps=3, clip_norm=1.0, precision="fp16-mixed",
-                          loss_scaler=gc.amp.LossScaler(init_scale=2.0 ** 10),
-                          gradient_accumulation_steps=count)
-    accumulated, one = trainer(micro, 2), trainer(whole, 1)
+    accumulated, one = _fp16_trainers(2.0 ** 10)
     for _ in range(3):
         accumulated.train_step()
         one.train_step()
