@@ -121,3 +121,20 @@ def test_int_of_a_0d_tensor():
     0-d array now, truncating a float, as torch's."""
     assert int(gc.tensor(np.array(2.7))) == 2 and int(gc.tensor(np.array(-3))) == -3
     assert int(gc.add(1, 2)) == 3
+
+
+def test_var_with_ddof_of_a_symbolic_count_divides_as_numpy():
+    """Under polymorphic_shapes var(ddof=1) still rescaled the mean of squares by
+    n / (n - ddof) (1.6666666666666665 for [1, 2, 3, 4], numpy 1.6666666666666667). It
+    divides the sum of squares by n - ddof now, as the static count does; n <= ddof gives
+    numpy's inf (NaN for a zero sum)."""
+    f = gc.compile(lambda v: gc.var(v, ddof=1), polymorphic_shapes=(("n",),))
+    four = np.array([1.0, 2.0, 3.0, 4.0])
+    assert float(f(four)) == np.var(four, ddof=1)
+    with np.errstate(all="ignore"):
+        assert float(f(np.array([2.0]))) != float(f(np.array([2.0])))  # NaN, as numpy's
+        many = gc.compile(lambda v: gc.var(v, ddof=3), polymorphic_shapes=(("n",),))
+        assert float(many(np.array([1.0, 2.0]))) == np.inf == np.var([1.0, 2.0], ddof=3)
+    rows = np.random.default_rng(0).standard_normal((20, 7))
+    g = gc.compile(lambda v: gc.var(v, axis=1, ddof=1), polymorphic_shapes=(("b", "n"),))
+    np.testing.assert_allclose(g(rows), np.var(rows, axis=1, ddof=1), rtol=4e-16)

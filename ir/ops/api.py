@@ -405,10 +405,10 @@ def var(x, axis=None, keepdims=False, ddof=0):
         return mean(squares, axis, keepdims)
     axes = _axes(axis, _ndim(x))
     count = math.prod(_shape(x)[a] for a in axes)
-    if isinstance(count, Dim):  # known per call, as mean's count
+    if isinstance(count, Dim):  # known per call: divided as below, the divisor chosen per call
         n = full((), count, _dtype(x))
-        out = mean(squares, axes, keepdims)
-        return out * where(greater(n, ddof), n / (n - ddof), full((), math.inf, _dtype(x)))
+        total, enough = sum(squares, axes, keepdims), greater(n, ddof)
+        return where(enough, div(total, where(enough, n - ddof, 1.0)), total * math.inf)
     if count > ddof:  # the sum of squares divided by N - ddof, as numpy's (not rescaled)
         return div(sum(squares, axes, keepdims), float(count - ddof))
     # numpy divides by max(N - ddof, 0): inf, or NaN where the sum is 0
