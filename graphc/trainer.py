@@ -75,8 +75,8 @@ settings (its `hyperparameters`: weight decay, momentum, betas, eps, ...; those 
 constants, so one set to or from 0 compiles the step again), checkpointed too
 (`optimizer_settings`); a replaced schedule, a decay mask and the trainer's clip_norm are
 guards of the step's plan (gc.optim.Optimizer.update), so a change compiles the step again;
-so is gradient_accumulation_steps of the update's (set from or to 1, it switches between the
-one plan and the two).
+so is gradient_accumulation_steps of both accumulation plans (the micro-batch plan divides
+each micro loss by it; set from or to 1, it switches between the one plan and the two).
 
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
 """
@@ -253,8 +253,9 @@ class Trainer:
         """Micro-batches per optimiser step. Set between steps (`trainer.
         gradient_accumulation_steps = 4`, as Lightning's GradientAccumulationScheduler
         changes accumulate_grad_batches), it takes effect at the next step, as clip_norm
-        does: the update's plan divides by it (a guard of that plan), and a change from or
-        to 1 switches between the one-plan step and the two plans, compiling now."""
+        does: both accumulation plans take it as a guard (the micro-batch plan divides each
+        micro loss by it), and the step's plans are made again now (a change from or to 1
+        switches between the one-plan step and the two)."""
         return self._accumulation
 
     @gradient_accumulation_steps.setter
@@ -262,12 +263,9 @@ class Trainer:
         value = _count_setting("Trainer: gradient_accumulation_steps", value, 1)
         if value == self._accumulation:
             return
-        switched = (value > 1) != (self._accumulation > 1)
         self._accumulation = value
-        if switched:
-            self._plan_steps(self._shard(self.train_batches.peek(self.rng)))
-        else:
-            self._plan_update()
+        # (step_plan too: the micro-batch plan divides by N, so the old one is stale)
+        self._plan_steps(self._shard(self.train_batches.peek(self.rng)))
 
     def _plan_steps(self, batch):
         """Point _train_step and _update_step at the compiled step of the current

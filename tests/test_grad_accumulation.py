@@ -465,7 +465,8 @@ def test_micro_batch_gradients_under_loss_scaling_are_no_larger_than_the_big_bat
     loss (the sum divided by N only in the update), N times the one big batch's, so with a
     scale of 2**10 and targets of 100 a micro-batch overflowed float16 and skipped a step
     that the batch of 8 rows took. Each micro loss is divided by N before its backward pass
-    now (nanoGPT's way): the same steps are skipped as with one big batch, none here."""
+    now (nanoGPT's way): steps are skipped no more often than with one big batch (here
+    neither run skips one)."""
     accumulated, one = _fp16_trainers(2.0 ** 10)
     for _ in range(3):
         accumulated.train_step()
@@ -474,3 +475,16 @@ def test_micro_batch_gradients_under_loss_scaling_are_no_larger_than_the_big_bat
     for key, expected in one.state_arrays().items():
         np.testing.assert_allclose(accumulated.state_arrays()[key], expected, rtol=2e-3,
                                    atol=2e-4, err_msg=key)
+
+
+def test_setting_gradient_accumulation_steps_plans_the_micro_batch_step_again():
+    """The micro-batch plan divides each loss by N, but setting N from 2 to 4 planned only
+    the update again: trainer.step_plan stayed the N=2 plan until the next step. Both are
+    planned at once now."""
+    x, y = _data(16)
+    batches = [(x[k:k + 4], y[k:k + 4]) for k in range(0, 16, 4)]
+    t = gc.Trainer(_mlp_loss, _params(), gc.optim.SGD(lr=0.1), batches, steps=5,
+                   gradient_accumulation_steps=2)
+    before = t.step_plan
+    t.gradient_accumulation_steps = 4
+    assert t.step_plan is not before and t._train_step.guards_hold(t.step_plan)
