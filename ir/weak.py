@@ -33,8 +33,13 @@ _KEEPING = ("neg", "abs", "reshape", "exp", "log", "sqrt", "rsqrt", "tanh", "sin
             "arcsin", "arccos", "arctan", "sinh", "cosh", "arcsinh", "arccosh", "arctanh",
             "log2", "log10", "exp2", "trunc")
 
+# {op: the operand positions (None: all) where eager code (runtime.eager) takes a weak value
+# as the number it holds}: where it adopts a dtype; elsewhere (an index, take's indices) a
+# weak value is the strong tensor it holds, as a traced one stays int64 there
+NUMBER_POSITIONS = {**_ADOPTING, **dict.fromkeys(_KEEPING)}
+
 # the ops whose result is weak where every operand is (eager code: runtime.eager)
-KEEPS_WEAK = frozenset(_ADOPTING) | frozenset(_KEEPING)
+KEEPS_WEAK = frozenset(NUMBER_POSITIONS)
 
 
 def is_weak(x) -> bool:

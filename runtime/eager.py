@@ -21,7 +21,7 @@ from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, apply, get_op,
                              infer_type, is_weak_scalar, like_dtype,
                              register_base_interpreter, scalar_dtype)
 from ir.types import SHORT_NAMES, TensorType, as_dtype, is_float
-from ir.weak import KEEPS_WEAK
+from ir.weak import NUMBER_POSITIONS
 
 
 class _GradMode(threading.local):
@@ -386,12 +386,12 @@ class EagerInterpreter(Interpreter):
 
     def process(self, op, inputs, attrs) -> Tensor:
         weak_result = False
-        if any(type(x) is WeakTensor for x in inputs):
-            # a weak value meets the others as the number it holds (its float32, int64 or
-            # bool value is exact as a Python number): gc.sqrt(2.0) + 1 is a weak float32
-            inputs = [x.data.item() if type(x) is WeakTensor else x for x in inputs]
-        if op.name in KEEPS_WEAK and inputs and all(map(is_weak_scalar, inputs)):
-            weak_result = True  # (gc.sqrt(2.0): numbers alone)
+        positions = NUMBER_POSITIONS.get(op.name, _TAKES_NO_NUMBERS)
+        if positions is not _TAKES_NO_NUMBERS:
+            if WeakTensor in map(type, inputs):
+                inputs = _as_numbers(inputs, positions)
+            if inputs and all(map(is_weak_scalar, inputs)):
+                weak_result = True  # (gc.sqrt(2.0): numbers alone)
         like = like_dtype(inputs)
         args = [lift(x, scalar_dtype(x, like, op.name) if is_weak_scalar(x) else None, op.name)
                 for x in inputs]
@@ -407,6 +407,19 @@ class EagerInterpreter(Interpreter):
         if weak_result and out.data.ndim == 0 and out.data.dtype != np.bool_:
             out.__class__ = WeakTensor
         return out
+
+
+_TAKES_NO_NUMBERS = ()  # (NUMBER_POSITIONS' default: an op a weak value meets as a tensor)
+
+
+def _as_numbers(inputs, positions) -> list:
+    """`inputs` with each WeakTensor at `positions` (None: all) as the number it holds, so
+    that it meets the others as that number would (its float32, int64 or bool value is exact
+    as a Python number): gc.sqrt(2.0) + 1 is a weak float32. Elsewhere (an index: x[gc.sub(5,
+    1)]) it stays the int64 or float32 tensor it is, as a traced weak value does (ir/weak.py).
+    """
+    return [x.data.item() if type(x) is WeakTensor and (positions is None or i in positions)
+            else x for i, x in enumerate(inputs)]
 
 
 def _borrowed(x) -> bool:

@@ -138,3 +138,21 @@ def test_var_with_ddof_of_a_symbolic_count_divides_as_numpy():
     rows = np.random.default_rng(0).standard_normal((20, 7))
     g = gc.compile(lambda v: gc.var(v, axis=1, ddof=1), polymorphic_shapes=(("b", "n"),))
     np.testing.assert_allclose(g(rows), np.var(rows, axis=1, ddof=1), rtol=4e-16)
+
+
+def test_a_weak_integer_from_numbers_alone_indexes_as_an_integer():
+    """An op on Python numbers alone gives a weak 0-d tensor (gc.sub(5, 1)), and every op
+    turned such an operand into a Python number, so an index or take's indices met the
+    float32 tensor as a float: x[gc.sub(5, 1)] was refused ("the start must be an integer
+    scalar, got f32[]"). Now only the ops that give a number the dtype it meets (add, mul,
+    where's values, the unary ops) read it as a number; elsewhere it is the int64 tensor it
+    holds, as a traced weak value is."""
+    x = gc.tensor(np.arange(5.0, dtype=np.float32))
+    index = gc.sub(5, 1)
+    assert index.dtype == np.int64
+    assert float(x[index]) == 4.0
+    assert float(gc.take(x, index)) == 4.0
+    assert float(gc.compile(lambda v: v[gc.sub(5, 1)])(x)) == 4.0
+    # where it meets a tensor in arithmetic it still takes the tensor's dtype
+    assert (x * gc.sub(5, 1)).dtype == np.float32
+    np.testing.assert_array_equal((x * index).numpy(), np.arange(5.0) * 4)
