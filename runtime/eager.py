@@ -177,10 +177,23 @@ class WeakTensor(Tensor):
     """The 0-d result of an op on Python numbers alone (`gc.sqrt(2.0)`, `-gc.exp(1.0)`):
     weakly typed as JAX's, so that it meets a tensor as the number would (`x_f64 *
     gc.sqrt(2.0)` is float64, its float32 value widened), as the same code traced does with
-    a Python-number argument (ir/weak.py). Never differentiated (no number is)."""
+    a Python-number argument (ir/weak.py). Setting requires_grad = True on one makes it a
+    plain (strong) Tensor, a leaf that gets a gradient: a weak operand is read as a number,
+    and no number is differentiated."""
 
     __slots__ = ()
     weak = True
+
+    # (a property here only, so that the plain Tensor's requires_grad stays a slot for speed)
+    @property
+    def requires_grad(self):
+        return Tensor.requires_grad.__get__(self)
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        Tensor.requires_grad.__set__(self, value)
+        if value:
+            self.__class__ = Tensor
 
 
 class Parameter(Tensor):

@@ -156,3 +156,20 @@ def test_a_weak_integer_from_numbers_alone_indexes_as_an_integer():
     # where it meets a tensor in arithmetic it still takes the tensor's dtype
     assert (x * gc.sub(5, 1)).dtype == np.float32
     np.testing.assert_array_equal((x * index).numpy(), np.arange(5.0) * 4)
+
+
+def test_a_weak_result_that_requires_grad_gets_its_gradient():
+    """gc.sqrt(2.0) is weak, and an op read a weak operand as a Python number, so one the user
+    set requires_grad on was cut off the tape: (x * k).sum().backward() raised "does not
+    depend on any tensor that requires grad". Setting requires_grad makes it a plain
+    (strong) leaf, as torch's and as before weak results: k.grad is sum(x)."""
+    k = gc.sqrt(2.0)
+    k.requires_grad = True
+    assert not k.weak
+    x = gc.tensor(np.ones(3, np.float32))
+    (x * k).sum().backward()
+    assert k.grad == pytest.approx(3.0)
+    # requires_grad = False keeps it weak
+    j = gc.sqrt(2.0)
+    j.requires_grad = False
+    assert j.weak and (gc.tensor(np.ones(2)) * j).dtype == np.float64
