@@ -238,3 +238,25 @@ def test_numpys_reductions_and_tolist_take_a_tensor():
     out = gc.compile(model)(np.ones((4, 3), np.float32))
     assert isinstance(out, gc.Tensor) and out.requires_grad
     assert float(np.mean(out)) == pytest.approx(float(np.mean(np.asarray(out))))
+
+
+def test_a_compiled_view_of_the_module_itself_or_an_ancestor_is_a_plain_attribute():
+    """A gc.compile'd Module held as an attribute is a child module, and one of the module
+    itself (m.fast = gc.compile(m)) or of a module above it made the tree a cycle:
+    parameters(), state_dict() and eval() recursed until RecursionError. Such an attribute
+    is a plain one now (as before compiled children were registered): m has its own two
+    parameters, and the compiled view still runs."""
+    m = gc.nn.Linear(2, 2)
+    m.fast = gc.compile(m)
+    assert [name for name, _ in m.named_parameters()] == ["weight", "bias"]
+    assert list(m.state_dict()) == ["weight", "bias"]
+    assert m.eval() is m and not m.training
+    x = gc.tensor(np.ones((1, 2), np.float32))
+    np.testing.assert_allclose(np.asarray(m.fast(x)), m(x).numpy(), rtol=1e-6)
+    model = gc.nn.Sequential(gc.nn.Linear(2, 3), gc.nn.ReLU())
+    model[0].whole = gc.compile(model)
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]
+    assert [name for name, _ in model.named_modules()] == ["", "0", "1"]
+    # a compiled module elsewhere is still a child, its parameters the parent's
+    model.head = gc.compile(gc.nn.Linear(3, 1))
+    assert list(model.state_dict())[-2:] == ["head.weight", "head.bias"]
