@@ -403,8 +403,10 @@ class EagerInterpreter(Interpreter):
         if positions is not _TAKES_NO_NUMBERS:
             if WeakTensor in map(type, inputs):
                 inputs = _as_numbers(inputs, positions)
-            if inputs and all(map(is_weak_scalar, inputs)):
-                weak_result = True  # (gc.sqrt(2.0): numbers alone)
+            # (numbers alone: gc.sqrt(2.0); a tensor first, the common case, is checked cheaply)
+            if inputs and not isinstance(inputs[0], Tensor) and \
+                    all(map(is_weak_scalar, inputs)):
+                weak_result = True
         like = like_dtype(inputs)
         args = [lift(x, scalar_dtype(x, like, op.name) if is_weak_scalar(x) else None, op.name)
                 for x in inputs]
@@ -542,7 +544,16 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
                 continue
             needs = tuple(a.requires_grad for a in args)
             ctx = VJPContext(args, t, attrs, needs)
-            changed = _rewound([*args, t], recorded) if recorded is not None else ()
+            changed = ()
+            if recorded is not None:
+                # (inline: a rebound .data is rare, and this runs for every entry)
+                for tensor, array in zip(args, recorded):
+                    if tensor.data is not array:
+                        changed = _rewound([*args, t], recorded)
+                        break
+                else:
+                    if t.data is not recorded[-1]:
+                        changed = _rewound([*args, t], recorded)
             try:
                 with precision.suspended():  # cotangents keep their primals' dtypes
                     results = _derived_vjp(op.vjp.reference, ctx, g) \
