@@ -173,3 +173,15 @@ def test_a_weak_result_that_requires_grad_gets_its_gradient():
     j = gc.sqrt(2.0)
     j.requires_grad = False
     assert j.weak and (gc.tensor(np.ones(2)) * j).dtype == np.float64
+
+
+def test_var_with_ddof_of_a_symbolic_count_has_finite_gradients():
+    """The division of var(ddof) by a symbolic n - ddof (above) chose between the quotient
+    and total * inf with where, whose zero cotangent to the inf branch made 0 * inf: every
+    gradient of var and std with ddof under polymorphic_shapes was NaN. The inf branch
+    takes no gradient now: the gradient is torch's var(correction=1)'s."""
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    f = gc.compile(gc.grad(lambda v: gc.var(v, ddof=1)), polymorphic_shapes=(("n",),))
+    np.testing.assert_allclose(f(x), 2 * (x - x.mean()) / 3, rtol=1e-15)
+    s = gc.compile(gc.grad(lambda v: gc.std(v, ddof=1)), polymorphic_shapes=(("n",),))
+    np.testing.assert_allclose(s(x), (x - x.mean()) / 3 / np.std(x, ddof=1), rtol=1e-14)

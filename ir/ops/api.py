@@ -408,7 +408,10 @@ def var(x, axis=None, keepdims=False, ddof=0):
     if isinstance(count, Dim):  # known per call: divided as below, the divisor chosen per call
         n = full((), count, _dtype(x))
         total, enough = sum(squares, axes, keepdims), greater(n, ddof)
-        return where(enough, div(total, where(enough, n - ddof, 1.0)), total * math.inf)
+        # (the inf branch's total without a gradient: where sends it a zero cotangent, and
+        # 0 * inf would make every gradient NaN)
+        return where(enough, div(total, where(enough, n - ddof, 1.0)),
+                     stop_gradient(total) * math.inf)
     if count > ddof:  # the sum of squares divided by N - ddof, as numpy's (not rescaled)
         return div(sum(squares, axes, keepdims), float(count - ddof))
     # numpy divides by max(N - ddof, 0): inf, or NaN where the sum is 0
