@@ -172,18 +172,31 @@ def zero_grads(params, set_to_none: bool) -> None:
             p.grad = np.zeros_like(np.asarray(p.grad, p.data.dtype))
 
 
-def _submodule(value, owner):
-    """value, an attribute of module `owner`, as a child module: a Module, or the Module a
-    gc.compile'd function is (`self.body = gc.compile(layer)`, as torch users write
-    `torch.compile(layer)`), whose parameters and buffers are the parent's under the
+def _as_child(value, owner):
+    """value, assigned as an attribute of module `owner`, as a child module: a Module, or
+    the Module a gc.compile'd function is (`self.body = gc.compile(layer)`, as torch users
+    write `torch.compile(layer)`), whose parameters and buffers are the parent's under the
     attribute's name (`body.weight`, as uncompiled; torch's state_dict says
     `body._orig_mod.weight`); otherwise None. A compiled `owner` itself, or a compiled
     module above it (`m.fast = gc.compile(m)`), is a plain attribute: as a child it would
-    make the tree a cycle, and every walk over it (parameters(), eval()) endless."""
+    make the tree a cycle, and every walk over it (parameters(), eval()) endless. Decided
+    once, at the assignment (Module.__setattr__ notes such views in `_compiled_views`), so
+    that the walks neither search the tree again nor drop the edge that came first."""
     if isinstance(value, Module):
         return value
     if isinstance(value, Compiled) and isinstance(value.__wrapped__, Module) \
             and not _reaches(value.__wrapped__, owner):
+        return value.__wrapped__
+    return None
+
+
+def _submodule(owner, name, value):
+    """The child module attribute `name` (holding `value`) of `owner` is, or None: as
+    _as_child decided when it was assigned."""
+    if isinstance(value, Module):
+        return value
+    if isinstance(value, Compiled) and isinstance(value.__wrapped__, Module) and \
+            name not in vars(owner).get("_compiled_views", ()):
         return value.__wrapped__
     return None
 
@@ -210,8 +223,9 @@ class Module:
 
     def __setattr__(self, name, value):
         old = vars(self).get(name)
+        child = _as_child(value, self)
         if isinstance(old, (Parameter, Module)) and value is not None \
-                and not isinstance(value, Parameter) and _submodule(value, self) is None:
+                and not isinstance(value, Parameter) and child is None:
             # as torch's: a plain attribute there would drop the parameter (or the child's)
             # from named_parameters and state_dict, and training would leave it alone
             what, expected = (("parameter", "Parameter") if isinstance(old, Parameter) else
@@ -244,7 +258,7 @@ class Module:
                 old.data = value.data
                 return
         if old is not value and (isinstance(old, (Tensor, Module))  # Parameters too
-                                 or _submodule(old, self) is not None
+                                 or _submodule(self, name, old) is not None
                                  or filling and isinstance(value, Buffer)):
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if isinstance(value, (Parameter, Buffer)):
@@ -253,11 +267,16 @@ class Module:
                 note_buffer_place(value, self, name)
             if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
                 _TRANSPOSED[id(value)] = value
-        elif _submodule(value, self) is not None:
-            child = _submodule(value, self)
+        elif child is not None:
             for pname, p in child._all_parameters(kind=(Parameter, Buffer)):
                 p.name = f"{name}.{pname}"
             child._set_path(name)
+        views = vars(self).get("_compiled_views")
+        if child is None and isinstance(value, Compiled) and \
+                isinstance(value.__wrapped__, Module):
+            vars(self)["_compiled_views"] = (views or frozenset()) | {name}
+        elif views and name in views:
+            vars(self)["_compiled_views"] = views - {name}
         object.__setattr__(self, name, value)
 
     def __setstate__(self, state):
@@ -274,7 +293,7 @@ class Module:
     def _set_path(self, path):
         object.__setattr__(self, "_path", path)
         for name, value in vars(self).items():
-            child = _submodule(value, self)
+            child = _submodule(self, name, value)
             if child is not None:
                 child._set_path(f"{path}.{name}")
 
@@ -301,7 +320,7 @@ class Module:
         """(attribute, Module) for each direct submodule, each module once, as torch's."""
         seen = set()
         for name, value in vars(self).items():
-            child = _submodule(value, self)
+            child = _submodule(self, name, value)
             if child is not None and id(child) not in seen:
                 seen.add(id(child))
                 yield name, child
@@ -318,7 +337,7 @@ class Module:
         seen.add(id(self))
         yield prefix, self
         for name, value in vars(self).items():
-            child = _submodule(value, self)
+            child = _submodule(self, name, value)
             if child is not None:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
@@ -382,7 +401,7 @@ class Module:
         yield from (prefix + name for name, v in own if isinstance(v, Parameter))
         yield from (prefix + name for name, v in own if isinstance(v, Buffer))
         for name, value in own:
-            child = _submodule(value, self)
+            child = _submodule(self, name, value)
             if child is not None:
                 yield from child._state_names(f"{prefix}{name}.")
 
@@ -494,8 +513,8 @@ class Module:
         graph = current_graph()
         if graph is not None:  # called inside a traced function: it sets the flag each call
             graph.set_while_tracing(self, "training")
-        for value in vars(self).values():
-            child = _submodule(value, self)
+        for name, value in vars(self).items():
+            child = _submodule(self, name, value)
             if child is not None:
                 child.train(mode)
         return self
@@ -598,7 +617,7 @@ class Module:
             if isinstance(value, kind):
                 yield f"{prefix}{name}", (self, name)
         for name, value in vars(self).items() if recurse else ():
-            child = _submodule(value, self)
+            child = _submodule(self, name, value)
             if child is not None:
                 yield from child._parameter_owners(f"{prefix}{name}.", kind)
 

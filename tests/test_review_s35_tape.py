@@ -260,3 +260,25 @@ def test_a_compiled_view_of_the_module_itself_or_an_ancestor_is_a_plain_attribut
     # a compiled module elsewhere is still a child, its parameters the parent's
     model.head = gc.compile(gc.nn.Linear(3, 1))
     assert list(model.state_dict())[-2:] == ["head.weight", "head.bias"]
+
+
+def test_a_compiled_child_holding_a_compiled_view_of_its_parent_stays_a_child():
+    """Whether a compiled module is a child was decided on every walk (does it reach the
+    owner?): a compiled child holding gc.compile(parent) then reached its parent and was
+    dropped from parameters() and state_dict() (never trained, never saved), and every walk
+    searched each compiled child's subtree again. It is decided once, at the assignment:
+    the view that closes the cycle is the plain attribute, the child stays a child."""
+    class Root(gc.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = gc.nn.Linear(4, 4)
+            self.body = gc.compile(gc.nn.Linear(4, 4))
+    root = Root()
+    names = ["body.bias", "body.weight", "head.bias", "head.weight"]
+    assert sorted(root.state_dict()) == names
+    root.body.__wrapped__.whole = gc.compile(root)
+    assert sorted(root.state_dict()) == names and len(list(root.parameters())) == 4
+    root.eval()
+    assert not root.body.__wrapped__.training
+    root.body.__wrapped__.whole = None  # the view replaced: nothing noted stays behind
+    assert "whole" not in vars(root.body.__wrapped__).get("_compiled_views", ())
