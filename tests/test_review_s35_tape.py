@@ -282,3 +282,13 @@ def test_a_compiled_child_holding_a_compiled_view_of_its_parent_stays_a_child():
     assert not root.body.__wrapped__.training
     root.body.__wrapped__.whole = None  # the view replaced: nothing noted stays behind
     assert "whole" not in vars(root.body.__wrapped__).get("_compiled_views", ())
+
+
+def test_numpys_other_reduction_keywords_are_refused_in_one_line():
+    """np.min(t, initial=0.0) and np.sum(t, where=mask) gave a bare TypeError; they are one
+    GraphcError line naming the keyword."""
+    t = gc.tensor(np.array([1.0, 2.0, 3.0, 4.0], np.float32))
+    with pytest.raises(GraphcError, match=r"min\(initial=\.\.\.\): not taken"):
+        np.min(t, initial=0.0)
+    with pytest.raises(GraphcError, match=r"sum\(where=\.\.\.\): not taken"):
+        np.sum(t, where=np.array([True, False, True, True]))

@@ -49,20 +49,20 @@ class OperatorMixin:
     def transpose(self, *perm): return api.transpose(self, perm[0] if len(perm) == 1 and isinstance(perm[0], (tuple, list)) else (perm or None))
     # numpy's functions call these methods on non-arrays with its own keywords
     # (np.mean(t) is t.mean(axis=None, dtype=None, out=None)): dtype casts first, as numpy's
-    def sum(self, axis=None, keepdims=False, *, dtype=None, out=None):
-        return api.sum(_numpy_call(self, dtype, out, "sum"), axis, keepdims)
-    def mean(self, axis=None, keepdims=False, *, dtype=None, out=None):
-        return api.mean(_numpy_call(self, dtype, out, "mean"), axis, keepdims)
-    def max(self, axis=None, keepdims=False, *, out=None):
-        return api.max(_numpy_call(self, None, out, "max"), axis, keepdims)
-    def min(self, axis=None, keepdims=False, *, out=None):
-        return api.min(_numpy_call(self, None, out, "min"), axis, keepdims)
-    def argmax(self, axis=None, keepdims=False, *, out=None):
-        return api.argmax(_numpy_call(self, None, out, "argmax"), axis, keepdims)
-    def argmin(self, axis=None, keepdims=False, *, out=None):
-        return api.argmin(_numpy_call(self, None, out, "argmin"), axis, keepdims)
-    def var(self, axis=None, keepdims=False, ddof=0, *, dtype=None, out=None):
-        return api.var(_numpy_call(self, dtype, out, "var"), axis, keepdims, ddof)
+    def sum(self, axis=None, keepdims=False, *, dtype=None, out=None, **numpys):
+        return api.sum(_numpy_call(self, dtype, out, numpys, "sum"), axis, keepdims)
+    def mean(self, axis=None, keepdims=False, *, dtype=None, out=None, **numpys):
+        return api.mean(_numpy_call(self, dtype, out, numpys, "mean"), axis, keepdims)
+    def max(self, axis=None, keepdims=False, *, out=None, **numpys):
+        return api.max(_numpy_call(self, None, out, numpys, "max"), axis, keepdims)
+    def min(self, axis=None, keepdims=False, *, out=None, **numpys):
+        return api.min(_numpy_call(self, None, out, numpys, "min"), axis, keepdims)
+    def argmax(self, axis=None, keepdims=False, *, out=None, **numpys):
+        return api.argmax(_numpy_call(self, None, out, numpys, "argmax"), axis, keepdims)
+    def argmin(self, axis=None, keepdims=False, *, out=None, **numpys):
+        return api.argmin(_numpy_call(self, None, out, numpys, "argmin"), axis, keepdims)
+    def var(self, axis=None, keepdims=False, ddof=0, *, dtype=None, out=None, **numpys):
+        return api.var(_numpy_call(self, dtype, out, numpys, "var"), axis, keepdims, ddof)
     def astype(self, dtype): return api.cast(self, dtype)
     def exp(self): return api.exp(self)
     def log(self): return api.log(self)
@@ -71,8 +71,12 @@ class OperatorMixin:
     def softmax(self, axis=-1): return api.softmax(self, axis)
 
 
-def _numpy_call(x, dtype, out, name):
+def _numpy_call(x, dtype, out, numpys, name):
     if out is not None:
         raise GraphcError(f"{name}(out=...): graphc's results are new arrays, never written "
                           "into one given; assign the result instead", (user_location(),))
+    if numpys:  # numpy's initial=, where=, ... (np.min(t, initial=0.0))
+        raise GraphcError(f"{name}({', '.join(f'{k}=...' for k in numpys)}): not taken by "
+                          f"graphc's {name} (axis, keepdims and dtype are)",
+                          (user_location(),))
     return x if dtype is None else api.cast(x, dtype)
