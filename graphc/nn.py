@@ -184,10 +184,8 @@ def _as_child(value, owner):
     that the walks neither search the tree again nor drop the edge that came first."""
     if isinstance(value, Module):
         return value
-    if isinstance(value, Compiled) and isinstance(value.__wrapped__, Module) \
-            and not _reaches(value.__wrapped__, owner):
-        return value.__wrapped__
-    return None
+    module = _compiled_module(value)
+    return module if module is not None and not _reaches(module, owner) else None
 
 
 def _submodule(owner, name, value):
@@ -195,8 +193,13 @@ def _submodule(owner, name, value):
     _as_child decided when it was assigned."""
     if isinstance(value, Module):
         return value
-    if isinstance(value, Compiled) and isinstance(value.__wrapped__, Module) and \
-            name not in vars(owner).get("_compiled_views", ()):
+    return None if name in vars(owner).get("_compiled_views", ()) else \
+        _compiled_module(value)
+
+
+def _compiled_module(value):
+    """The Module a gc.compile'd function `value` is, or None."""
+    if isinstance(value, Compiled) and isinstance(value.__wrapped__, Module):
         return value.__wrapped__
     return None
 
@@ -272,8 +275,7 @@ class Module:
                 p.name = f"{name}.{pname}"
             child._set_path(name)
         views = vars(self).get("_compiled_views")
-        if child is None and isinstance(value, Compiled) and \
-                isinstance(value.__wrapped__, Module):
+        if child is None and _compiled_module(value) is not None:
             vars(self)["_compiled_views"] = (views or frozenset()) | {name}
         elif views and name in views:
             vars(self)["_compiled_views"] = views - {name}
