@@ -630,10 +630,7 @@ class Trainer:
         self._track_buffers()  # before the draw: a change of mode traces on the next batch
         if self._update_step is not None:
             return self._finish_step(*self._accumulated_step(checked))
-        key = self._key()  # (before the draw counts its batch)
-        batch = self._shard(self.train_batches.draw(self.rng))
-        if self.dist is not None:
-            self.dist.beat(self.step)
+        key, batch = self._next_batch()
         # errstate: a NaN or an Inf is the trainer's to report (_bad_step, _diverged name
         # the op in one line); numpy's overflow warnings only went before it on stderr
         compiled = len(self._train_step.recompiles)
@@ -644,6 +641,14 @@ class Trainer:
             self.step_plan = self._train_step.plan_for(*self._step_args(batch, key))
         return self._finish_step(loss, norm, left_alone, amp_state)
 
+    def _next_batch(self):
+        """(the dropout key, this rank's part of the next batch drawn), the watchdog told."""
+        key = self._key()  # (before the draw counts its batch)
+        batch = self._shard(self.train_batches.draw(self.rng))
+        if self.dist is not None:
+            self.dist.beat(self.step)
+        return key, batch
+
     def _accumulated_step(self, checked):
         """The gradient sums of gradient_accumulation_steps micro-batches, then one update
         of their mean: -> (loss, gradient norm, the parameters left alone, [amp_state])."""
@@ -653,10 +658,7 @@ class Trainer:
         count, total = self.gradient_accumulation_steps, 0.0
         compiled = [len(self._train_step.recompiles), len(self._update_step.recompiles)]
         for _ in range(count):
-            key = self._key()
-            batch = self._shard(self.train_batches.draw(self.rng))
-            if self.dist is not None:
-                self.dist.beat(self.step)
+            key, batch = self._next_batch()
             with np.errstate(all="ignore"):  # (as train_step's)
                 loss, self._grad_sums, left_alone = self._call(
                     self._train_step, self._gradient_args(batch, key), checked)
