@@ -473,6 +473,17 @@ if numba is not None:
                     total += x[r, j]
                 totals[j] = total
 
+    @njit(fastmath=_ROW_FLAGS, cache=True, inline="always", error_model="numpy")
+    def _weight_totals(partial, x, g, eps):
+        """LayerNorm's weight gradient from its chunks' partial sums, each total that is not
+        finite summed again in numpy's order (_wgrad_sums_as_numpy), in an array of its own:
+        x and g may be read again, so the kernel's output (which may share their buffers)
+        is written only after."""
+        totals = np.empty(partial.shape[1], x.dtype)
+        _sum_chunks(partial, totals)
+        _wgrad_sums_as_numpy(x, g, eps, totals)
+        return totals
+
     @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
     def _wgrad_sums_as_numpy(x, g, eps, totals):
         """Each total of LayerNorm's weight gradient (xhat * dy summed over rows in chunks)
@@ -505,11 +516,7 @@ if numba is not None:
             for r in range(k * per, min(rows, (k + 1) * per)):
                 mu, rstd = _row_moments(x[r], eps)
                 _add_xhat_times_g(x[r], g[r], mu, rstd, acc)
-        # x and g read again where a total overflowed: before out is written, as it may
-        # share the buffer of one of them
-        totals = np.empty(n, x.dtype)
-        _sum_chunks(partial, totals)
-        _wgrad_sums_as_numpy(x, g, eps, totals)
+        totals = _weight_totals(partial, x, g, eps)
         for j in range(n):  # (a loop: parallel=True would make a slice copy a parallel one)
             out[j] = totals[j]
 
@@ -531,9 +538,7 @@ if numba is not None:
                 mu, rstd = _row_moments(x[r], eps)
                 _layer_norm_grad_row(x[r], w, g[r], mu, rstd, out[r])
                 _add_xhat_times_g(x[r], g[r], mu, rstd, acc)
-        weight = np.empty(n, x.dtype)  # (x and g read again where a total overflowed)
-        _sum_chunks(partial, weight)
-        _wgrad_sums_as_numpy(x, g, eps, weight)
+        weight = _weight_totals(partial, x, g, eps)
         for j in range(n):
             wout[j] = weight[j]
 
@@ -559,9 +564,7 @@ if numba is not None:
                     bias_acc[j] += gr[j]
         # x and g read again where a total overflowed: before wout and bout are written, as
         # they may share g's buffer
-        weight, bias = np.empty(n, x.dtype), np.empty(n, g.dtype)
-        _sum_chunks(partial, weight)
-        _wgrad_sums_as_numpy(x, g, eps, weight)
+        weight, bias = _weight_totals(partial, x, g, eps), np.empty(n, g.dtype)
         _sum_chunks(bias_partial, bias)
         _column_sums_as_numpy(g, bias)
         for j in range(n):
