@@ -107,6 +107,7 @@ def test_a_compiled_submodule_is_registered_as_its_module():
     attribute: its parameters were missing from named_parameters() and state_dict(), so an
     optimiser bound to the parent never updated them. Now the compiled module is the child
     `body`, its names those of the module uncompiled; train()/eval() reach it."""
+    gc.nn.manual_seed(0)  # weights and dropout keys under which body's gradient is not 0
     net = _Net()
     names = ["body.0.weight", "body.0.bias", "head.weight", "head.bias"]
     assert [n for n, _ in net.named_parameters()] == names
