@@ -11,7 +11,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
 from ir.ops import api as F
 
-from .nn import Module, Parameter, _Functional, _Keyed
+from .nn import Module, Parameter, _Functional, _Keyed, _as_child
 
 
 def _activation(name, function, doc, **defaults):
@@ -105,7 +105,7 @@ class ModuleDict(_Keyed, Module):
         if not isinstance(key, str) or not key or "." in key:
             raise GraphcError(f"ModuleDict: a key must be a non-empty string without '.', "
                               f"got {key!r}", (user_location(),))
-        if not isinstance(module, Module):
+        if _as_child(module, self) is None:  # a gc.compile'd Module is one, as torch's
             raise GraphcError(f"ModuleDict: {key!r} is a {type(module).__name__}, not a "
                               "Module", (user_location(),))
         if key not in self._keys and (hasattr(type(self), key) or key in vars(self)):

@@ -729,7 +729,7 @@ class ModuleList(Module):
     def __init__(self, modules=None):
         modules = [] if modules is None else list(modules)
         for i, m in enumerate(modules):
-            if not isinstance(m, Module):
+            if _as_child(m, self) is None:  # a gc.compile'd Module is one, as torch's
                 raise GraphcError(f"{type(self).__name__}: item {i} is a {type(m).__name__}, "
                                   "not a Module", (user_location(),))
             setattr(self, str(i), m)
