@@ -563,6 +563,16 @@ class Module:
         buffers = {} if state is None else self._owners(state, "state", Buffer)
         saved, values = [], {**params, **({} if state is None else state)}
         try:
+            # a gc.compile'd child's plan is bound to its layer's own Parameters, so it would
+            # compute with them, not with `params` (and a plan traced here would stay bound
+            # to these values): for the call the child is its layer, which reads the swapped
+            # attributes (traced, a compiled call is its function's trace anyway)
+            for module in self.modules():
+                for attr, value in list(vars(module).items()):
+                    layer = _submodule(module, attr, value)
+                    if layer is not None and layer is not value:
+                        saved.append((module, attr, value))
+                        object.__setattr__(module, attr, layer)
             for name, places in {**owners, **buffers}.items():
                 value = values[name]
                 if isinstance(value, np.ndarray):
