@@ -221,6 +221,32 @@ def _reaches(module, target) -> bool:
     return False
 
 
+# The modules a trace has called, and every module below them (kept so as new children join
+# them), by id: {id: weakref to the module}. Adding a child or a Parameter to one of these
+# makes traced plans stale, while building a new module (whose __init__ adds its own) leaves
+# them alone. (Not a WeakSet: a module need not be hashable, a dataclass one is not.)
+_TRACED = {}
+
+
+def _reached_by_trace(module) -> bool:
+    ref = _TRACED.get(id(module))
+    return ref is not None and ref() is module
+
+
+def _note_traced(module) -> None:
+    """Put `module` and the modules below it in _TRACED."""
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        if not _reached_by_trace(m):
+            key = id(m)
+            _TRACED[key] = weakref.ref(m, lambda _, key=key: _TRACED.pop(key, None))
+            for name, value in vars(m).items():
+                child = _submodule(m, name, value)
+                if child is not None:
+                    stack.append(child)
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
@@ -262,8 +288,13 @@ class Module:
                 return
         if old is not value and (isinstance(old, (Tensor, Module))  # Parameters too
                                  or _submodule(self, name, old) is not None
-                                 or filling and isinstance(value, Buffer)):
-            MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
+                                 or filling and isinstance(value, Buffer)
+                                 or (child is not None or isinstance(value, Tensor))
+                                 and _reached_by_trace(self)):
+            # traced plans that read the old one are stale, and so are those that went
+            # through this module without it (a child or a ModuleDict key added, a Parameter
+            # set over None); a module no trace has reached yet (one being built) has none
+            MODULE_PARAMETERS.replaced += 1
         if isinstance(value, (Parameter, Buffer)):
             value.name = name
             if isinstance(value, Buffer):
@@ -274,6 +305,8 @@ class Module:
             for pname, p in child._all_parameters(kind=(Parameter, Buffer)):
                 p.name = f"{name}.{pname}"
             child._set_path(name)
+            if _reached_by_trace(self):  # (reached through this module from now on)
+                _note_traced(child)
         views = vars(self).get("_compiled_views")
         if child is None and _compiled_module(value) is not None:
             vars(self)["_compiled_views"] = (views or frozenset()) | {name}
@@ -660,6 +693,14 @@ class Module:
             (user_location(),))
 
     def __call__(self, *args, **kwargs):
+        graph = current_graph()
+        if graph is not None:
+            # the trace goes through this module's attributes (its children, which a
+            # parameter-free one or model.apply's all-traced one reads nothing else of): a
+            # plan holds until one of them is replaced or added (Module.__setattr__)
+            graph.guard(MODULE_PARAMETERS, "replaced", MODULE_PARAMETERS.replaced)
+            if not _reached_by_trace(self):
+                _note_traced(self)
         if not self._path:
             return self.forward(*args, **kwargs)
         with scope(self._path):

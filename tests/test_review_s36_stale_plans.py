@@ -49,3 +49,85 @@ def test_eager_apply_gives_a_compiled_child_the_params_and_leaves_its_plan_alone
     gc.sum(fresh.apply({"body.weight": w, "body.bias": b}, x)).backward()
     np.testing.assert_array_equal(w.grad, [[1.0, 1.0], [-2.0, -2.0]])
     np.testing.assert_array_equal(b.grad, [1.0, 1.0])
+
+
+X = np.array([[1.0, -2.0]], np.float32)
+
+
+def _eager(fn, *args):
+    with gc.no_grad():
+        return np.asarray(fn(*[gc.tensor(a) if isinstance(a, np.ndarray) else a
+                               for a in args]).data)
+
+
+def test_a_child_replaced_in_a_parameter_free_model_selects_another_plan():
+    """A compiled Sequential(ReLU()) kept computing ReLU after `seq[0]` was replaced by
+    Tanh: only a Parameter read by the trace made a plan guard the replacement count, and
+    this model has none. Now every module call in a trace guards it."""
+    seq = G.Sequential(G.ReLU())
+    f = gc.compile(seq)
+    np.testing.assert_array_equal(np.asarray(f(X)), [[1.0, 0.0]])
+    setattr(seq, "0", G.Tanh())
+    np.testing.assert_allclose(np.asarray(f(X)), np.tanh(X), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(f(X)), _eager(seq, X), rtol=1e-6)
+    assert f.recompiles == ["recompiling fn (compilation 2): a module's Parameter, "
+                            "tensor or submodule was replaced"]
+
+
+def test_a_functional_step_over_model_apply_sees_a_replaced_child():
+    """gc.compile(lambda p, x: model.apply(p, x)) reads every Parameter as a traced input,
+    so its plan guarded nothing: after `model[1] = Tanh()` it still applied ReLU. Now it
+    traces again and computes what model.apply computes eagerly."""
+    model = G.Sequential(G.Linear(2, 2, rng=np.random.default_rng(1)), G.ReLU())
+    step = gc.compile(lambda p, x: model.apply(p, x))
+    step(model.params(), X)
+    setattr(model, "1", G.Tanh())
+    with gc.no_grad():
+        expected = np.asarray(model.apply(model.params(), gc.tensor(X)).data)
+    assert (expected < 0).any()  # (so ReLU's result could not pass for it)
+    np.testing.assert_allclose(np.asarray(step(model.params(), X)), expected, rtol=1e-6)
+
+
+def test_a_child_or_parameter_added_after_compiling_selects_another_plan():
+    """Adding to a module a trace went through did not make its plans stale: a new
+    ModuleDict key (ModuleDict.__setitem__ did not count it, where ParameterDict's does), a
+    child set over None, a bias set on a Linear built without one; the plans computed as
+    before. Now each is counted, and the compiled results are the eager ones; building a new
+module (no trace has reached it) still selects no new plan (test_review_s29)."""
+    class Net(G.Module):
+        def __init__(self):
+            self.layers = G.ModuleDict({"fc": G.Linear(2, 2, rng=np.random.default_rng(2))})
+            self.act = None
+
+        def forward(self, x):
+            for layer in self.layers.values():
+                x = layer(x)
+            return x if self.act is None else self.act(x)
+
+    net = Net()
+    g = gc.compile(net)
+    with gc.no_grad():
+        g(X)
+        net.layers["act"] = G.Tanh()
+        np.testing.assert_allclose(np.asarray(g(X)), _eager(net, X), rtol=1e-6)
+        net.act = G.Sigmoid()
+        np.testing.assert_allclose(np.asarray(g(X)), _eager(net, X), rtol=1e-6)
+    assert len(g.recompiles) == 2
+
+    linear = G.Linear(2, 2, bias=False, rng=np.random.default_rng(3))
+    h = gc.compile(linear)
+    without = np.asarray(h(X))
+    linear.bias = G.Parameter(np.full(2, 5.0, np.float32))
+    np.testing.assert_allclose(np.asarray(h(X)), without + 5.0, rtol=1e-6)
+
+    with gc.no_grad():
+        g(X)  # (the count is global: its plan for the new count)
+    compilations = len(g.recompiles), len(h.recompiles)
+    G.Sequential(G.Linear(2, 2), G.Tanh())
+    G.ModuleDict({"a": G.Linear(2, 2)})
+    net(gc.tensor(X))  # (an eager call is no trace)
+    with gc.no_grad():
+        g(X)
+    h(X)
+    assert (len(g.recompiles), len(h.recompiles)) == compilations
+
