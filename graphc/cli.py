@@ -576,11 +576,10 @@ def _sample_pretrained(args) -> int:
     text = args.prompt or ""
     prompt_ids = tokenizer.encode(text)
     if not prompt_ids:
-        start = gpt2.start_token(args.model)
-        if start is None or not 0 <= start < model.cfg.vocab_size:
-            raise UsageError(f"--model {args.model!r}: config.json has no usable bos_token_id "
-                             "to start from; pass a non-empty --prompt")
-        prompt_ids = [start]
+        try:
+            prompt_ids = [gpt2.start_token(args.model, model.cfg.vocab_size)]
+        except GraphcError as exc:
+            raise UsageError(f"{exc.message}; pass a non-empty --prompt") from None
     ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
                                         args.top_k, args.seed, args.top_p,
                                         () if args.ignore_eos else None)

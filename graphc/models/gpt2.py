@@ -135,16 +135,22 @@ def read_config(directory: str, dtype: str = "float32") -> tuple[GPTConfig, dict
     return cfg, raw
 
 
+def _generation_settings(directory: str, config: dict) -> tuple[str, dict]:
+    """(path, settings) of the file transformers' generate takes its token ids from:
+    generation_config.json when the directory has one (a key missing there is unset, not
+    config.json's), else config.json (`config`, already read)."""
+    path = os.path.join(directory, GENERATION_CONFIG_FILE)
+    if os.path.isfile(path):
+        return path, _read_json(path)
+    return os.path.join(directory, CONFIG_FILE), config
+
+
 def eos_token_ids(directory: str, config: dict, vocab_size: int) -> tuple[int, ...]:
     """The ids that end a generated row, as transformers' generate reads them:
     generation_config.json's eos_token_id when that file exists, else config.json's (an id,
     a list of ids, or null). Ids outside the vocabulary are left out: transformers only
     warns of them (GPT2Config's default 50256 in a small model), and none is ever generated."""
-    path = os.path.join(directory, GENERATION_CONFIG_FILE)
-    if os.path.isfile(path):
-        config = _read_json(path)
-    else:
-        path = os.path.join(directory, CONFIG_FILE)
+    path, config = _generation_settings(directory, config)
     value = config.get("eos_token_id")
     ids = [] if value is None else [value] if isinstance(value, int) else value
     if not isinstance(ids, list) or not all(
@@ -357,8 +363,16 @@ def load_tokenizer(directory: str, vocab_size: int | None = None) -> Tokenizer:
     return tokenizer
 
 
-def start_token(directory: str) -> int | None:
-    """config.json's bos_token_id (GPT-2's <|endoftext|>), the prompt when none is given."""
+def start_token(directory: str, vocab_size: int) -> int:
+    """The bos_token_id (GPT-2's <|endoftext|>) an empty prompt starts from, read as
+    transformers' generate reads it: from generation_config.json when the directory has
+    that file, else from config.json. Without one (missing or null), or with one outside the
+    vocabulary, there is no token to start from: one GraphcError naming the file, as
+    transformers refuses generate() without input_ids and a bos_token_id."""
     _, raw = read_config(directory)
-    bos = raw.get("bos_token_id")
-    return bos if isinstance(bos, int) and not isinstance(bos, bool) else None
+    path, settings = _generation_settings(directory, raw)
+    bos = settings.get("bos_token_id")
+    if not (isinstance(bos, int) and not isinstance(bos, bool) and 0 <= bos < vocab_size):
+        raise _config_error(path, f"no usable bos_token_id to start an empty prompt from "
+                            f"(got {bos!r}; the vocabulary is 0 to {vocab_size - 1})")
+    return bos

@@ -1,0 +1,77 @@
+"""Session 36's fixes of generation and GPT-2 loading; each test failed before its fix."""
+import json
+
+import numpy as np
+import pytest
+
+from graphc.cli import main
+from graphc.generate import Generator
+from graphc.models import gpt2
+from ir.errors import GraphcError
+
+from test_gpt2 import SMALL, need_transformers, save_random_gpt2, train_tokenizer
+
+
+def _error(capsys):
+    err = capsys.readouterr().err
+    assert err.startswith("graphc: error: ") and err.count("\n") == 1, err
+    return err[len("graphc: error: "):-1]
+
+
+def rewrite_generation_config(directory, **settings):
+    """generation_config.json (as save_pretrained wrote it) with `settings` changed; a value
+    of ... removes the key."""
+    path = directory / gpt2.GENERATION_CONFIG_FILE
+    config = json.loads(path.read_text())
+    for key, value in settings.items():
+        if value is ...:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    path.write_text(json.dumps(config))
+
+
+# ---- 1. an empty prompt starts from generation_config.json's bos_token_id -------------------
+def test_an_empty_prompt_starts_from_generation_configs_bos_as_transformers(tmp_path, capsys):
+    """With generation_config.json's bos_token_id 100 and config.json's 0, graphc started an
+    empty prompt from config.json's 0 while transformers' generate (no input_ids) starts
+    from 100; now graphc reads it as transformers does (and as eos_token_ids reads eos):
+    generation_config.json's when the directory has that file, else config.json's, and the
+    greedy tokens are transformers'. A generation_config.json without one is refused in one
+    line naming that file, as transformers refuses it, though config.json has one."""
+    need_transformers()
+    import torch
+    from transformers import GPT2LMHeadModel
+    save_random_gpt2(tmp_path)  # config.json: bos_token_id 0
+    rewrite_generation_config(tmp_path, bos_token_id=100, eos_token_id=None)
+    reference = GPT2LMHeadModel.from_pretrained(str(tmp_path)).eval()
+    with torch.no_grad():
+        want = reference.generate(max_new_tokens=5, do_sample=False, pad_token_id=0)[0]
+    assert want[0] == 100
+    train_tokenizer(tmp_path / gpt2.TOKENIZER_FILE)
+    sample = ["sample", "--model", str(tmp_path), "--tokens", "5", "--temperature", "0"]
+    capsys.readouterr()
+    assert main(sample) == 0
+    tokenizer = gpt2.load_tokenizer(str(tmp_path))
+    assert capsys.readouterr().out == tokenizer.decode(want[1:].tolist()) + "\n"
+    model, params = gpt2.load_gpt2(str(tmp_path))
+    start = gpt2.start_token(str(tmp_path), model.cfg.vocab_size)
+    assert start == 100
+    got = Generator(model, params).generate([[start]], 5, temperature=0)[0]
+    assert got == want[1:].tolist()
+
+    rewrite_generation_config(tmp_path, bos_token_id=...)
+    reference = GPT2LMHeadModel.from_pretrained(str(tmp_path)).eval()
+    with pytest.raises(ValueError, match="bos_token_id"):  # transformers refuses it too
+        reference.generate(max_new_tokens=1, do_sample=False, pad_token_id=0)
+    message = (f"{tmp_path / gpt2.GENERATION_CONFIG_FILE}: no usable bos_token_id to start an "
+               f"empty prompt from (got None; the vocabulary is 0 to {SMALL['vocab_size'] - 1})")
+    with pytest.raises(GraphcError) as info:
+        gpt2.start_token(str(tmp_path), model.cfg.vocab_size)
+    assert str(info.value) == message
+    capsys.readouterr()
+    assert main(sample) == 2
+    assert _error(capsys) == message + "; pass a non-empty --prompt"
+
+    (tmp_path / gpt2.GENERATION_CONFIG_FILE).unlink()  # no file: config.json's
+    assert gpt2.start_token(str(tmp_path), model.cfg.vocab_size) == 0
