@@ -116,7 +116,9 @@ class Generator:
         self._steps = {}  # span -> the step's plan for every batch and length
         self._caches = None  # name -> (B, H, span, D) array, updated in place by the plans
         self._contexts = None  # each row's token ids so far
-        self._starts = 0  # start() calls: a stream is stale once another has started
+        # start() and advance() calls: a stream whose last call is not the latest is stale
+        # (another caller's tokens are in the caches)
+        self._calls = 0
 
     def _plan(self, batch: int, length: int, span: int):
         key = (batch, length, span)
@@ -172,7 +174,7 @@ class Generator:
         """Run the prompts (lists of token ids, one per row, each non-empty) -> the logits
         (B, vocab) of each row's next token."""
         self._contexts = self._windows(prompts)
-        self._starts += 1
+        self._calls += 1
         return self._prefill()
 
     def _windows(self, prompts) -> list[list[int]]:
@@ -190,6 +192,7 @@ class Generator:
         if len(tokens) != len(self._contexts):
             raise ValueError(f"{len(tokens)} tokens for {len(self._contexts)} rows")
         tokens = [self._token(t) for t in tokens]  # all checked before any row takes one
+        self._calls += 1
         for ctx, t in zip(self._contexts, tokens):
             ctx.append(t)
             if len(ctx) > cfg.block_size:  # only the window is ever read again
@@ -269,7 +272,7 @@ class Generator:
             self._windows(prompts)  # checked as start() checks them (none run)
             return iter(())
         logits = self.start(prompts)
-        return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._starts,
+        return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._calls,
                             stop)
 
     def _stop_tokens(self, stop_tokens) -> frozenset:
@@ -287,7 +290,9 @@ class Generator:
         except ValueError as exc:
             raise ValueError(f"stop_tokens: {exc}") from None
 
-    def _stream(self, logits, tokens, temperature, top_k, top_p, rng, started, stop):
+    def _stream(self, logits, tokens, temperature, top_k, top_p, rng, own_call, stop):
+        """own_call: self._calls after this stream's start() (read when stream() is called,
+        not at the first token)."""
         latest = [None] * len(logits)  # each row's last token
         for step in range(tokens):
             chosen = [None if t in stop else choose(row, temperature, top_k, top_p, rng)
@@ -299,10 +304,12 @@ class Generator:
             if stop and all(t in stop for t in latest):
                 return
             if step + 1 < tokens:
-                if self._starts != started:  # the caches now hold another stream's prompts
+                if self._calls != own_call:  # the caches hold another caller's tokens
                     raise ValueError("this stream's Generator has started other prompts since "
-                                     "(one stream at a time per Generator)")
+                                     "(or advanced them outside this stream; one stream at a "
+                                     "time per Generator)")
                 logits = self.advance(latest)
+                own_call = self._calls
 
 
 def _real(value) -> bool:

@@ -9,6 +9,7 @@ from graphc.generate import Generator
 from graphc.models import gpt2
 from ir.errors import GraphcError
 
+from test_generate import NoCache, small_model
 from test_gpt2 import SMALL, need_transformers, save_random_gpt2, train_tokenizer
 
 
@@ -75,3 +76,23 @@ def test_an_empty_prompt_starts_from_generation_configs_bos_as_transformers(tmp_
 
     (tmp_path / gpt2.GENERATION_CONFIG_FILE).unlink()  # no file: config.json's
     assert gpt2.start_token(str(tmp_path), model.cfg.vocab_size) == 0
+
+
+# ---- 2. a stream refuses to go on after another advance() on its Generator ------------------
+def test_a_stream_refuses_to_go_on_after_another_advance_on_its_generator():
+    """Only start() counted as another use of a stream's Generator: an advance([5]) from
+    another caller between two of a stream's tokens fed 5 into the shared context, and the
+    stream went on from it, silently giving other tokens than the same stream alone. Now
+    advance() counts too, and the stream refuses in the line it gives after a start(); the
+    stream's own advances do not count, so a stream alone still gives NoCache's tokens."""
+    model, params = small_model("float64")
+    expected = NoCache(model, params).greedy([1, 2, 3], 6)
+    gen = Generator(model, params)
+    assert [step[0] for step in gen.stream([[1, 2, 3]], 6, temperature=0)] == expected
+    stream = gen.stream([[1, 2, 3]], 6, temperature=0)
+    assert next(stream) == [expected[0]]
+    gen.advance([5])
+    with pytest.raises(ValueError, match=r"^this stream's Generator has started other prompts "
+                       r"since \(or advanced them outside this stream; one stream at a time "
+                       r"per Generator\)$"):
+        next(stream)
