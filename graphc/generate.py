@@ -209,10 +209,7 @@ class Generator:
         return self._run(idx, positions, mask.reshape(B, 1, 1, S).astype(cfg.dtype), t)
 
     def _token(self, t) -> int:
-        try:
-            t = int(operator.index(t))  # an int or numpy integer; int() truncated 1.7 to 1
-        except TypeError:
-            raise ValueError(f"token id {t!r} is not a whole number") from None
+        t = whole_token_id(t)
         if not 0 <= t < self.model.cfg.vocab_size:
             raise ValueError(f"token id {t} is outside the vocabulary (0 to "
                              f"{self.model.cfg.vocab_size - 1})")
@@ -310,6 +307,15 @@ class Generator:
                                      "time per Generator)")
                 logits = self.advance(latest)
                 own_call = self._calls
+
+
+def whole_token_id(t) -> int:
+    """A token id as an int: an int or a numpy integer (int() truncated 1.7 to 1), else one
+    ValueError."""
+    try:
+        return int(operator.index(t))
+    except TypeError:
+        raise ValueError(f"token id {t!r} is not a whole number") from None
 
 
 def _real(value) -> bool:

@@ -96,3 +96,17 @@ def test_a_stream_refuses_to_go_on_after_another_advance_on_its_generator():
                        r"since \(or advanced them outside this stream; one stream at a time "
                        r"per Generator\)$"):
         next(stream)
+
+
+# ---- 3. the tokenizer refuses non-integer ids -----------------------------------------------
+def test_the_tokenizer_refuses_ids_that_are_not_whole_numbers(tmp_path):
+    """Tokenizer.decode and decode_stream took int() of each id, so 1.7 decoded as token 1
+    and 65.9 as 65, silently; now each refuses it in one line, as the Generator refuses such
+    a token (numpy integers still decode)."""
+    train_tokenizer(tmp_path / gpt2.TOKENIZER_FILE)
+    tokenizer = gpt2.load_tokenizer(str(tmp_path))
+    assert tokenizer.decode(np.array([65, 66])) == tokenizer.decode([65, 66]) != ""
+    with pytest.raises(ValueError, match=r"^token id 1\.7 is not a whole number$"):
+        tokenizer.decode([1.7])
+    with pytest.raises(ValueError, match=r"^token id 65\.9 is not a whole number$"):
+        list(tokenizer.decode_stream([65.9]))

@@ -32,6 +32,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 
+from ..generate import whole_token_id
 from .gpt import GPT, GPTConfig
 
 CONFIG_FILE = "config.json"
@@ -314,7 +315,7 @@ class Tokenizer:
             return self._tok.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids) -> str:
-        ids = [int(i) for i in ids]
+        ids = [whole_token_id(i) for i in ids]
         with self._errors("decode the ids"):
             return self._tok.decode(ids, skip_special_tokens=False)
 
@@ -328,7 +329,7 @@ class Tokenizer:
         stream = DecodeStream(skip_special_tokens=False) if DecodeStream is not None else None
         pending = []  # the ids since the last whole character
         for i in ids:
-            pending.append(int(i))
+            pending.append(whole_token_id(i))
             if stream is not None:
                 with self._errors("decode the ids"):
                     piece = stream.step(self._tok, pending[-1])
