@@ -110,3 +110,37 @@ def test_the_tokenizer_refuses_ids_that_are_not_whole_numbers(tmp_path):
         tokenizer.decode([1.7])
     with pytest.raises(ValueError, match=r"^token id 65\.9 is not a whole number$"):
         list(tokenizer.decode_stream([65.9]))
+
+
+# ---- 4. GPTConfig.validate checks the types -------------------------------------------------
+@pytest.mark.parametrize("setting, message", [
+    (dict(vocab_size="65"), "vocab_size must be a whole number, got '65'"),
+    (dict(n_layer=2.5), "n_layer must be a whole number, got 2.5"),
+    (dict(n_head=True), "n_head must be a whole number, got True"),
+    (dict(bias="no"), "bias must be True or False, got 'no'"),
+    (dict(tie_weights=1), "tie_weights must be True or False, got 1"),
+    (dict(dropout="0.1"), "dropout must be in [0, 1), got '0.1'"),
+])
+def test_gpt_config_refuses_settings_of_the_wrong_type_in_one_line(setting, message):
+    """GPTConfig.validate compared the sizes with 0 untyped: vocab_size="65" and n_layer=2.5
+    were raw TypeErrors (one from deep in GPT's constructor), n_head=True a size of 1;
+    bias="no" and tie_weights=1 were taken as True. Each is now one ValueError line naming
+    the setting, as the other checks give."""
+    from graphc.models.gpt import GPT, GPTConfig
+    with pytest.raises(ValueError) as info:
+        GPT(GPTConfig(**{**dict(vocab_size=7, n_layer=1, n_head=2, n_embd=8, block_size=4),
+                         **setting}))
+    assert str(info.value) == message
+
+
+def test_gpt_config_takes_numpys_float32_layer_norm_eps():
+    """layer_norm_eps=np.float32(1e-5) was refused as "must be a number in (0, 1), got
+    np.float32(1e-05)", a number in (0, 1); any real number (numbers.Real, not a bool) is
+    now taken, and the model's logits are those of the Python float's to float32 rounding."""
+    import graphc as gc
+    from graphc.models.gpt import GPT, GPTConfig
+    sizes = dict(vocab_size=7, n_layer=1, n_head=2, n_embd=8, block_size=4)
+    idx = gc.tensor(np.array([[1, 2, 3]]))
+    want = GPT(GPTConfig(**sizes, layer_norm_eps=1e-5))(idx).numpy()
+    got = GPT(GPTConfig(**sizes, layer_norm_eps=np.float32(1e-5)))(idx).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

@@ -7,12 +7,13 @@ stored (in, out), so a layer computes x @ W + b.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from ir.ops import api as F
-from ir.types import Dim
+from ir.types import Dim, is_int
 
 from .. import nn
 
@@ -24,6 +25,10 @@ CONFIGS = {
     "nanogpt-cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12,
                         bias=False),
 }
+
+
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass
@@ -48,16 +53,22 @@ class GPTConfig:
 
     def validate(self):
         for f in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size"):
-            if getattr(self, f) <= 0:
-                raise ValueError(f"{f} must be positive, got {getattr(self, f)}")
+            value = getattr(self, f)
+            if not is_int(value):  # ("65" and 2.5 were raw TypeErrors; True a size of 1)
+                raise ValueError(f"{f} must be a whole number, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{f} must be positive, got {value}")
         if self.n_embd % self.n_head:  # after the signs: n_head 0 is no ZeroDivisionError
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head "
                              f"({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        eps = self.layer_norm_eps
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        if not (_real(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        eps = self.layer_norm_eps  # (numpy's float32 too: 1e-5 read from a float32 array)
+        if not (_real(eps) and 0 < eps < 1):
             raise ValueError(f"layer_norm_eps must be a number in (0, 1), got {eps!r}")
+        for f in ("bias", "tie_weights"):  # "no" was taken as True
+            if not isinstance(getattr(self, f), (bool, np.bool_)):
+                raise ValueError(f"{f} must be True or False, got {getattr(self, f)!r}")
 
     def to_dict(self):
         return asdict(self)
