@@ -144,3 +144,24 @@ def test_gpt_config_takes_numpys_float32_layer_norm_eps():
     want = GPT(GPTConfig(**sizes, layer_norm_eps=1e-5))(idx).numpy()
     got = GPT(GPTConfig(**sizes, layer_norm_eps=np.float32(1e-5)))(idx).numpy()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+# ---- 5. GPT.forward refuses an idx that is not (batch, length) ------------------------------
+def test_gpt_refuses_an_idx_that_is_not_batch_by_length_eagerly_and_compiled():
+    """A 1-D idx (one sequence without its batch axis, as a torch user may pass it) was an
+    IndexError ("tuple index out of range") at idx.shape[1] in GPT.forward; now it is one
+    ValueError line naming the shape, eagerly and when traced by gc.compile; a (1, 3) idx
+    still gives (1, 3, vocab) logits."""
+    import graphc as gc
+    from graphc.models.gpt import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=7, n_layer=1, n_head=2, n_embd=8, block_size=4))
+    message = r"^idx must be \(batch, length\) token ids, got shape \(3,\)$"
+    with pytest.raises(ValueError, match=message):
+        model(gc.tensor(np.array([1, 2, 3])))
+    compiled = gc.compile(model)
+    with pytest.raises(ValueError, match=message):
+        compiled(np.array([1, 2, 3]))
+    np.testing.assert_allclose(np.asarray(compiled(np.array([[1, 2, 3]]))),
+                               model(gc.tensor(np.array([[1, 2, 3]]))).numpy(),
+                               rtol=0, atol=1e-5)
+    assert np.asarray(compiled(np.array([[1, 2, 3]]))).shape == (1, 3, 7)

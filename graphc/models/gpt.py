@@ -157,6 +157,9 @@ class GPT(nn.Module):
     def forward(self, idx, targets=None, seed=None, training=False):
         """Logits for idx (B, T); with targets, the mean cross-entropy loss instead."""
         cfg = self.cfg
+        if len(idx.shape) != 2:  # (a 1-D idx was an IndexError at idx.shape[1])
+            raise ValueError(f"idx must be (batch, length) token ids, got shape "
+                             f"{tuple(idx.shape)}")
         T = idx.shape[1]
         # a symbolic length (shape polymorphism) is checked when bound: its position
         # embedding (wpe[arange(T)]) cannot gather past the block
