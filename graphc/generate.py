@@ -259,7 +259,7 @@ class Generator:
         `tokens` may be as large as the caller cares to read; it ends early once every row
         has ended. The settings are checked and the prompts run now, before the first
         token."""
-        check_sampling(temperature, top_k, top_p)
+        check_sampling(temperature, top_k, top_p, seed)
         if not isinstance(tokens, numbers.Integral) or isinstance(tokens, bool):
             # (2.5 failed in range() after the prompts had run, "3" in a comparison)
             raise ValueError(f"tokens must be a whole number, got {tokens!r}")
@@ -322,17 +322,24 @@ def _real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_sampling(temperature, top_k, top_p):
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_sampling(temperature, top_k, top_p, seed=None):
     # the types first: None or "0.9" were raw TypeErrors from numpy or a comparison
     if not (_real(temperature) and math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-    if top_k is not None and not isinstance(top_k, numbers.Integral):
-        # as transformers; 2.5 failed at the first token, indexing np.sort's result
+    if top_k is not None and not _whole(top_k):
+        # as transformers; 2.5 failed at the first token, indexing np.sort's result, and
+        # True was taken as 1 (while top_p=True was refused)
         raise ValueError(f"top_k must be a whole number, got {top_k!r}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if top_p is not None and not (_real(top_p) and 0 < top_p <= 1):  # nan fails
         raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+    if seed is not None and not (_whole(seed) and seed >= 0):  # (numpy's errors named no seed)
+        raise ValueError(f"seed must be a whole number >= 0 or None, got {seed!r}")
 
 
 def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) -> int:

@@ -1,5 +1,6 @@
 """Session 36's fixes of generation and GPT-2 loading; each test failed before its fix."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -165,3 +166,26 @@ def test_gpt_refuses_an_idx_that_is_not_batch_by_length_eagerly_and_compiled():
                                model(gc.tensor(np.array([[1, 2, 3]]))).numpy(),
                                rtol=0, atol=1e-5)
     assert np.asarray(compiled(np.array([[1, 2, 3]]))).shape == (1, 3, 7)
+
+
+# ---- 6. the Generator checks seed, and refuses a bool top_k ---------------------------------
+def test_generation_refuses_a_bad_seed_or_a_bool_top_k_in_one_line():
+    """seed was not checked: -1 and 1.5 failed in numpy ("expected non-negative integer",
+    "SeedSequence expects int or sequence of ints"), naming no seed, and True seeded as 1;
+    top_k=True was taken as 1 while top_p=True was refused. Each is now refused before the
+    prompt runs, in one line naming the setting, by the Generator and by graphc.sample's
+    Sampler; a numpy integer seed is still the same int's, and None still fresh entropy."""
+    from graphc.sample import Sampler
+    model, params = small_model("float64")
+    gen, sampler = Generator(model, params), Sampler(model, params)
+    for setting, message in [
+            (dict(seed=-1), "seed must be a whole number >= 0 or None, got -1"),
+            (dict(seed=1.5), "seed must be a whole number >= 0 or None, got 1.5"),
+            (dict(seed=True), "seed must be a whole number >= 0 or None, got True"),
+            (dict(top_k=True), "top_k must be a whole number, got True")]:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            gen.generate([[1, 2]], 2, **setting)
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            sampler.generate([1, 2], 2, **setting)
+    assert gen.generate([[1, 2]], 4, seed=np.int64(3)) == gen.generate([[1, 2]], 4, seed=3)
+    assert len(gen.generate([[1, 2]], 4, seed=None)[0]) == 4
