@@ -189,3 +189,33 @@ def test_generation_refuses_a_bad_seed_or_a_bool_top_k_in_one_line():
             sampler.generate([1, 2], 2, **setting)
     assert gen.generate([[1, 2]], 4, seed=np.int64(3)) == gen.generate([[1, 2]], 4, seed=3)
     assert len(gen.generate([[1, 2]], 4, seed=None)[0]) == 4
+
+
+# ---- 7. the untied-head warning reads as graphc's; a sharded checkpoint is named -------------
+def test_the_untied_head_warning_is_graphcs_own_and_points_at_the_callers_line(tmp_path,
+                                                                                capsys):
+    """The warning that a tied config's file holds a different lm_head.weight was a plain
+    UserWarning issued at gpt2.py's line, so `graphc sample` printed it as "graphc: warning:
+    UserWarning: ..." (the form of a library's warning, not graphc's); it is now
+    graphc's own category (gpt2.GPT2Warning, a UserWarning) pointing at the caller's line,
+    and prints as graphc's other warnings."""
+    need_transformers()
+    import safetensors.numpy as safetensors_numpy
+    save_random_gpt2(tmp_path)
+    train_tokenizer(tmp_path / gpt2.TOKENIZER_FILE)
+    weights = tmp_path / gpt2.WEIGHTS_FILE
+    tensors = safetensors_numpy.load_file(str(weights))
+    tensors["lm_head.weight"] = np.random.default_rng(0).normal(
+        0, 1, (SMALL["vocab_size"], SMALL["n_embd"])).astype(np.float32)
+    safetensors_numpy.save_file(tensors, str(weights), metadata={"format": "pt"})
+    text = (f"{weights}: config.json ties the LM head to wte.weight, but 'lm_head.weight' "
+            "differs from it: loaded untied, as transformers does (set tie_word_embeddings "
+            "false)")
+    capsys.readouterr()
+    assert main(["sample", "--model", str(tmp_path), "--prompt", "a", "--tokens", "1"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == f"graphc: warning: {text}"
+    with pytest.warns(gpt2.GPT2Warning) as record:
+        gpt2.load_gpt2(str(tmp_path))
+    assert [str(w.message) for w in record] == [text]
+    assert record[0].filename == __file__
+

@@ -51,6 +51,11 @@ DTYPES = ("float32", "float64", "bfloat16", "float16")
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
+class GPT2Warning(UserWarning):
+    """A GPT-2 directory loaded, but not as its config.json says (graphc's own category:
+    `graphc sample` prints it as its other warnings)."""
+
+
 def _config_error(path, message):
     return GraphcError(f"{path}: {message}")
 
@@ -252,9 +257,12 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
                 head = read("lm_head.weight", wanted["wte.weight"][::-1], head_key)
                 if not np.array_equal(head.T, params["wte.weight"]):
                     # the config is wrong about this file: transformers keeps both and warns
+                    # (at load_gpt2's caller: graphc/models counts as user code to
+                    # user_stacklevel, as a model a user writes would)
                     warnings.warn(f"{path}: {CONFIG_FILE} ties the LM head to wte.weight, but "
                                   f"{head_key!r} differs from it: loaded untied, as "
-                                  "transformers does (set tie_word_embeddings false)")
+                                  "transformers does (set tie_word_embeddings false)",
+                                  GPT2Warning, stacklevel=2)
                     cfg.tie_weights = False
                     params["lm_head.weight"] = head
     except SafetensorError as exc:
