@@ -219,3 +219,23 @@ def test_the_untied_head_warning_is_graphcs_own_and_points_at_the_callers_line(t
     assert [str(w.message) for w in record] == [text]
     assert record[0].filename == __file__
 
+
+def test_a_sharded_checkpoint_is_named_as_one_graphc_does_not_load(tmp_path, capsys):
+    """A directory that save_pretrained sharded (model-0000N-of-0000M.safetensors and
+    model.safetensors.index.json) was refused as having "no model.safetensors", as if the
+    weights were missing; the line now says it is a sharded checkpoint, which graphc does
+    not load, and how to save it as one file."""
+    need_transformers()
+    reference = save_random_gpt2(tmp_path / "one")
+    reference.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert not (tmp_path / "sharded" / gpt2.WEIGHTS_FILE).exists()
+    directory = str(tmp_path / "sharded")
+    message = (f"model directory {directory!r} holds a sharded checkpoint "
+               "(model.safetensors.index.json), which graphc does not load: save it as one "
+               "model.safetensors (save_pretrained with a max_shard_size above its size)")
+    with pytest.raises(GraphcError) as info:
+        gpt2.load_gpt2(directory)
+    assert str(info.value) == message
+    capsys.readouterr()
+    assert main(["sample", "--model", directory, "--prompt", "a", "--tokens", "1"]) == 2
+    assert _error(capsys) == message

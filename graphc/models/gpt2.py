@@ -37,6 +37,7 @@ from .gpt import GPT, GPTConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+SHARDED_INDEX_FILE = "model.safetensors.index.json"  # save_pretrained's, past max_shard_size
 TOKENIZER_FILE = "tokenizer.json"
 GENERATION_CONFIG_FILE = "generation_config.json"  # save_pretrained writes it beside config
 
@@ -186,6 +187,11 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     eos = eos_token_ids(directory, raw, cfg.vocab_size)
     path = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.isfile(path):
+        if os.path.isfile(os.path.join(directory, SHARDED_INDEX_FILE)):
+            raise GraphcError(f"model directory {directory!r} holds a sharded checkpoint "
+                              f"({SHARDED_INDEX_FILE}), which graphc does not load: save it "
+                              f"as one {WEIGHTS_FILE} (save_pretrained with a max_shard_size "
+                              "above its size)")
         raise GraphcError(f"model directory {directory!r} has no {WEIGHTS_FILE}")
     params = {}
     try:
