@@ -96,6 +96,14 @@ def _state_array(name, value, dtype=None):
                           (user_location(),)) from None
 
 
+def _state_mapping(method, state, holding):
+    """`state` of load_state_dict or load_torch_state_dict: a dict (anything with items()),
+    else one line naming what was given (a list of arrays, a file's path)."""
+    if not hasattr(state, "items"):
+        raise GraphcError(f"{method}: state must be a dict name -> {holding}, got "
+                          f"{type(state).__name__}", (user_location(),))
+
+
 def _same_array(a, b) -> bool:
     """Equal shapes and values, a NaN equal to a NaN (a tied weight's two copies)."""
     return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"
@@ -455,6 +463,7 @@ class Module:
         value and an unexpected name is ignored. Returns torch's (missing_keys,
         unexpected_keys) pair; missing_keys names the parameters and persistent buffers not
         given."""
+        _state_mapping("load_state_dict", state, "array (as model.state_dict() gives)")
         # a shared layer's buffers under its other names too, as its parameters below; a
         # non-persistent one's name is unexpected, as torch's
         everywhere = dict(self._persistent_buffers(every_name=True))
@@ -505,10 +514,8 @@ class Module:
         names: the weights graphc stores transposed against torch (Linear's weight,
         MultiheadAttention's in_proj_weight: each layer class lists them in
         _TORCH_TRANSPOSED) are transposed, the rest taken as they are."""
-        if not hasattr(state, "items"):
-            raise GraphcError(f"load_torch_state_dict: state must be a dict name -> tensor "
-                              f"(a torch module's state_dict()), got {type(state).__name__}",
-                              (user_location(),))
+        _state_mapping("load_torch_state_dict", state,
+                       "tensor (a torch module's state_dict())")
         owners = dict(self._parameter_owners())
         converted = {}
         for name, value in state.items():
