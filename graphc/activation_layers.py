@@ -11,35 +11,45 @@ from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
 from ir.ops import api as F
 
-from .nn import Module, Parameter, _Functional, _Keyed, _as_child
+from .nn import Module, Parameter, _Functional, _Keyed, _as_child, _keep_inplace
 
 
-def _activation(name, function, doc, **defaults):
-    """A Module class named `name` computing `function` with the settings `defaults`."""
+def _activation(name, function, doc, *, takes_inplace=False, **defaults):
+    """A Module class named `name` computing `function` with the settings `defaults`;
+    takes_inplace: it takes torch's `inplace` after them, as torch's layer (_keep_inplace)."""
+    accepted = tuple(defaults) + (("inplace",) if takes_inplace else ())
+
     def __init__(self, *args, **kwargs):
-        values = dict(defaults)
-        values.update(zip(defaults, args))
-        unknown = set(kwargs) - set(defaults)
-        if len(args) > len(defaults) or unknown:
-            raise GraphcError(f"{name}: takes {', '.join(defaults) or 'no settings'}, got "
+        values = dict(defaults, **({"inplace": False} if takes_inplace else {}))
+        values.update(zip(accepted, args))
+        unknown = set(kwargs) - set(accepted)
+        if len(args) > len(accepted) or unknown:
+            raise GraphcError(f"{name}: takes {', '.join(accepted) or 'no settings'}, got "
                               f"{len(args)} positional and {sorted(kwargs)}",
                               (user_location(),))
         values.update(kwargs)
+        if takes_inplace:
+            _keep_inplace(self, values.pop("inplace"))
         self._keep(**values)
     return type(name, (_Functional,), {"__init__": __init__, "__doc__": doc,
                                         "_function": staticmethod(function),
                                         "_settings": tuple(defaults)})
 
 
-ELU = _activation("ELU", A.elu, "torch.nn.ELU(alpha=1.0)", alpha=1.0)
-SELU = _activation("SELU", A.selu, "torch.nn.SELU()")
-CELU = _activation("CELU", A.celu, "torch.nn.CELU(alpha=1.0)", alpha=1.0)
-ReLU6 = _activation("ReLU6", A.relu6, "torch.nn.ReLU6()")
-Hardtanh = _activation("Hardtanh", A.hardtanh, "torch.nn.Hardtanh(min_val=-1.0, max_val=1.0)",
-                       min_val=-1.0, max_val=1.0)
-Hardsigmoid = _activation("Hardsigmoid", A.hardsigmoid, "torch.nn.Hardsigmoid()")
-Hardswish = _activation("Hardswish", A.hardswish, "torch.nn.Hardswish()")
-Mish = _activation("Mish", A.mish, "torch.nn.Mish()")
+ELU = _activation("ELU", A.elu, "torch.nn.ELU(alpha=1.0, inplace=False)", takes_inplace=True,
+                  alpha=1.0)
+SELU = _activation("SELU", A.selu, "torch.nn.SELU(inplace=False)", takes_inplace=True)
+CELU = _activation("CELU", A.celu, "torch.nn.CELU(alpha=1.0, inplace=False)",
+                   takes_inplace=True, alpha=1.0)
+ReLU6 = _activation("ReLU6", A.relu6, "torch.nn.ReLU6(inplace=False)", takes_inplace=True)
+Hardtanh = _activation("Hardtanh", A.hardtanh,
+                       "torch.nn.Hardtanh(min_val=-1.0, max_val=1.0, inplace=False)",
+                       takes_inplace=True, min_val=-1.0, max_val=1.0)
+Hardsigmoid = _activation("Hardsigmoid", A.hardsigmoid, "torch.nn.Hardsigmoid(inplace=False)",
+                          takes_inplace=True)
+Hardswish = _activation("Hardswish", A.hardswish, "torch.nn.Hardswish(inplace=False)",
+                        takes_inplace=True)
+Mish = _activation("Mish", A.mish, "torch.nn.Mish(inplace=False)", takes_inplace=True)
 Softsign = _activation("Softsign", A.softsign, "torch.nn.Softsign()")
 GLU = _activation("GLU", A.glu, "torch.nn.GLU(dim=-1)", dim=-1)
 Softshrink = _activation("Softshrink", A.softshrink, "torch.nn.Softshrink(lambd=0.5)",
@@ -56,14 +66,14 @@ Softmin = _activation("Softmin", A.softmin, "torch.nn.Softmin(dim=None): softmax
 
 
 class Threshold(_Functional):
-    """torch.nn.Threshold(threshold, value, inplace=False): graphc.threshold. inplace is
-    accepted and has no effect: the result is a new value either way."""
+    """torch.nn.Threshold(threshold, value, inplace=False): graphc.threshold (inplace has
+    no effect: _keep_inplace)."""
 
     _function = staticmethod(A.threshold)
     _settings = ("threshold", "value")
-
     def __init__(self, threshold, value, inplace=False):
-        self._keep(threshold=threshold, value=value, inplace=inplace)
+        self._keep(threshold=threshold, value=value)
+        _keep_inplace(self, inplace)
 
 
 class Softmax2d(Module):

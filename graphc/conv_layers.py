@@ -294,10 +294,10 @@ class _ChannelDropout(Dropout):
 
     _spatial = 2
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         if not 0.0 <= p < 1.0:  # (Dropout's rule, under this layer's name)
             _fail(f"{type(self).__name__}: p must be in [0, 1), got {p}")
-        super().__init__(p)
+        super().__init__(p, inplace)
 
     def forward(self, x):
         if self._setting("p", x) > 0.0:  # model.train()/eval(), or another p: another plan

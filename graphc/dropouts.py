@@ -16,7 +16,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.types import is_float
 
-from .nn import _EVALUATING, Dropout, current_key
+from .nn import _EVALUATING, Dropout, _keep_inplace, current_key
 
 __all__ = ["dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"]
 
@@ -116,11 +116,12 @@ class AlphaDropout(Dropout):
 
     _function = staticmethod(alpha_dropout)
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         if not 0.0 <= p <= 1.0:
             _fail(f"{type(self).__name__}: p must be in [0, 1], got {p}")
         object.__setattr__(self, "p", float(p))
         object.__setattr__(self, "training", True)
+        _keep_inplace(self, inplace)
 
     def forward(self, x):
         if self._setting("p", x) > 0.0:  # model.train()/eval(), or another p: another plan

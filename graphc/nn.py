@@ -180,6 +180,15 @@ def zero_grads(params, set_to_none: bool) -> None:
             p.grad = np.zeros_like(np.asarray(p.grad, p.data.dtype))
 
 
+def _keep_inplace(layer, inplace):
+    """torch's `inplace=` of an activation or dropout layer, kept as its `inplace` (as
+    torch's layer keeps it) and without effect: graphc's ops never overwrite their input
+    (a traced value has no storage of its own, an eager op's result is a new array), so
+    the result is the same either way, and the input is still there for a gradient that
+    needs it."""
+    object.__setattr__(layer, "inplace", inplace)
+
+
 def _as_child(value, owner):
     """value, assigned as an attribute of module `owner`, as a child module: a Module, or
     the Module a gc.compile'd function is (`self.body = gc.compile(layer)`, as torch users
@@ -1204,6 +1213,9 @@ class Sequential(ModuleList):
 
 # ---- activations ------------------------------------------------------------------------------
 class ReLU(Module):
+    def __init__(self, inplace=False):
+        _keep_inplace(self, inplace)
+
     def forward(self, x):
         return F.relu(x)
 
@@ -1222,6 +1234,9 @@ class GELU(Module):
 
 
 class SiLU(Module):
+    def __init__(self, inplace=False):
+        _keep_inplace(self, inplace)
+
     def forward(self, x):
         return F.silu(x)
 
@@ -1237,8 +1252,9 @@ class Sigmoid(Module):
 
 
 class LeakyReLU(Module):
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope=0.01, inplace=False):
         object.__setattr__(self, "negative_slope", float(negative_slope))
+        _keep_inplace(self, inplace)
 
     def forward(self, x):
         return F.leaky_relu(x, self._setting("negative_slope", x))
@@ -1353,11 +1369,12 @@ class Dropout(Module):
     """Inverted dropout (zeroes with probability p, scales the rest by 1/(1-p)) while
     `training` is True; the identity otherwise. The key comes from `current_key()`."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         if not 0.0 <= p < 1.0:
             raise GraphcError(f"Dropout: p must be in [0, 1), got {p}", (user_location(),))
         object.__setattr__(self, "p", float(p))
         object.__setattr__(self, "training", True)
+        _keep_inplace(self, inplace)
 
     def forward(self, x):
         return _dropout_while_training(self, "p", x)

@@ -108,4 +108,4 @@ def test_bad_settings_give_one_line():
     assert_one_line_error(lambda: gc.glu(np.ones((2, 3)), 1), "glu: dim 1 has size 3", f)
     assert_one_line_error(lambda: gc.hardtanh(np.ones(2), 2.0, 1.0), "min_val 2.0 is above", f)
     assert_one_line_error(lambda: gc.prelu(np.ones((2, 3)), np.ones(4)), "prelu: 4 weights", f)
-    assert_one_line_error(lambda: gc.nn.ELU(1.0, 2.0), "ELU: takes alpha", f)
+    assert_one_line_error(lambda: gc.nn.ELU(1.0, False, 2.0), "ELU: takes alpha, inplace", f)
