@@ -264,6 +264,22 @@ def _note_traced(module) -> None:
                     stack.append(child)
 
 
+def _submodule_at(module, path, asked):
+    """The submodule of `module` at the dotted `path` ("": itself); AttributeError (torch's)
+    naming the part that is not one, in the words of the call `asked`."""
+    for part in path.split(".") if path else ():
+        child = _submodule(module, part, vars(module).get(part))
+        if child is None:
+            _no_such(asked, module, part, "Module")
+        module = child
+    return module
+
+
+def _no_such(asked, module, name, kind):
+    what = f"is not a {kind}" if hasattr(module, name) else "does not exist"
+    raise AttributeError(f"{asked}: {type(module).__name__}'s {name!r} {what}")
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
@@ -437,6 +453,62 @@ class Module:
         _mark_empty_buffer(self, name, value is None)
         setattr(self, name, value)
 
+    def register_parameter(self, name: str, param):
+        """torch's: `param` (a gc.nn.Parameter) becomes the parameter `name`, as
+        `self.name = param` does; None leaves the attribute None (torch's empty parameter,
+        in no state_dict)."""
+        self._check_new_name("register_parameter", name, lambda held: isinstance(
+            held, Parameter))
+        if param is not None and not isinstance(param, Parameter):
+            raise GraphcError(f"register_parameter({name!r}): a {type(param).__name__} is not "
+                              "a Parameter (gc.nn.Parameter(array) or None, as torch's)",
+                              (user_location(),))
+        setattr(self, name, param)
+        MODULE_PARAMETERS.replaced += 1  # a plan traced without it is stale
+
+    def add_module(self, name: str, module):
+        """torch's: `module` (a Module, a gc.compile'd one, or None) becomes the child
+        `name`, as `self.name = module` does."""
+        self._check_new_name("add_module", name,
+                             lambda held: _submodule(self, name, held) is not None)
+        if module is not None and _as_child(module, self) is None:
+            raise GraphcError(f"add_module({name!r}): a {type(module).__name__} is not a "
+                              "Module", (user_location(),))
+        setattr(self, name, module)
+        MODULE_PARAMETERS.replaced += 1  # a plan traced without it is stale
+
+    register_module = add_module  # (torch's alias)
+
+    def _check_new_name(self, method, name, holds_one):
+        """The name register_parameter or add_module is given: a string without a '.' (a
+        state_dict name would read it as a submodule's), and not the name of another kind
+        of attribute (a buffer, a setting, a method), which torch refuses too; one of its
+        own kind (`holds_one`), or None, is replaced."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise GraphcError(f"{method}: the name must be a non-empty string without '.', "
+                              f"got {name!r}", (user_location(),))
+        held = vars(self).get(name)
+        replaceable = holds_one(held) or (name in vars(self) and held is None
+                                          and not _is_empty_buffer(self, name, held))
+        if hasattr(self, name) and not replaceable:
+            raise GraphcError(f"{method}({name!r}): {type(self).__name__} has an attribute "
+                              f"{name!r} already", (user_location(),))
+
+    def get_submodule(self, target: str):
+        """torch's: the submodule at the dotted path `target` ("" is this module itself), or
+        AttributeError naming the part of the path that is not one, as torch's."""
+        return _submodule_at(self, target, f"get_submodule({target!r})")
+
+    def get_parameter(self, target: str) -> Parameter:
+        """torch's: the Parameter at the dotted path `target` ("0.weight"), or
+        AttributeError saying which part of the path is not one, as torch's."""
+        path, _, name = target.rpartition(".")
+        module = _submodule_at(self, path, f"get_parameter({target!r})")
+        param = vars(module).get(name)
+        if not isinstance(param, Parameter):
+            _no_such(f"get_parameter({target!r})", module, name, "Parameter")
+        return param
+
     def state_dict(self, *, prefix: str = "") -> dict:
         """Parameters and persistent buffers by name (the arrays themselves, not copies), in
         torch's order: each module's parameters, then its buffers, then its submodules'. A
@@ -560,6 +632,9 @@ class Module:
     def train(self, mode: bool = True):
         """PyTorch's Module.train: Dropout layers in this module and its submodules are
         active when `mode` is True and the identity otherwise. Returns the module."""
+        if not isinstance(mode, (bool, np.bool_)):  # ("eval" or None would read as a bool)
+            raise GraphcError(f"train: training mode is expected to be boolean (True or "
+                              f"False), got {mode!r}", (user_location(),))
         object.__setattr__(self, "training", bool(mode))
         graph = current_graph()
         if graph is not None:  # called inside a traced function: it sets the flag each call
@@ -573,6 +648,14 @@ class Module:
     def eval(self):
         """train(False): Dropout layers become the identity, for evaluation."""
         return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True):
+        """torch's: every parameter's requires_grad set; False freezes them (gradients,
+        gc.Trainer and the optimisers leave them alone; a compiled step traced before is
+        traced again). Returns the module."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     # ---- modules as pytrees (JAX / flax style) ----
     def params(self) -> dict:

@@ -92,6 +92,19 @@ class Tensor(OperatorMixin):
     def detach(self) -> "Tensor":
         return Tensor(self.data)
 
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """torch's: set requires_grad in place (False freezes a Parameter: training leaves
+        it alone) and return the tensor."""
+        if requires_grad and not is_float(self.data.dtype):
+            raise GraphcError(f"only floating-point tensors can require gradients, got "
+                              f"{self.data.dtype}", (user_location(),))
+        if not requires_grad and self._ctx is not None:  # torch refuses it too
+            raise GraphcError("requires_grad_(False) of a tensor computed from others: only "
+                              "a leaf's flag can change; take .detach() instead",
+                              (user_location(),))
+        self.requires_grad = bool(requires_grad)
+        return self
+
     def __array__(self, dtype=None, copy=None):
         return self.data if dtype is None else self.data.astype(dtype)
 

@@ -72,3 +72,118 @@ def test_dropouts_take_torch_s_inplace(name):
         assert not np.array_equal(dropped, x)
         np.testing.assert_array_equal(layer.eval()(gc.tensor(given)).numpy(), x)
         np.testing.assert_array_equal(given, x)
+
+
+def _torch_and_ours(seed=0):
+    """A torch Sequential(Linear(3, 4), Tanh(), Linear(4, 2)) in float64 and graphc's with
+    its weights."""
+    torch.manual_seed(seed)
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+                                 torch.nn.Linear(4, 2)).double()
+    ours = gc.nn.Sequential(gc.nn.Linear(3, 4, dtype="float64"), gc.nn.Tanh(),
+                            gc.nn.Linear(4, 2, dtype="float64"))
+    ours.load_torch_state_dict(theirs.state_dict())
+    return theirs, ours
+
+
+def test_requires_grad_freezes_a_module_as_torch_s():
+    """Module.requires_grad_ and Tensor.requires_grad_ were missing (AttributeError), the
+    usual way torch code freezes a layer (`model[0].requires_grad_(False)`). Now each sets
+    the flag and returns its object, as torch's: the frozen layer gets no .grad eagerly, and
+    a compiled gradient traced before the freeze is traced again and gives it zeros, the
+    other layers torch's gradients."""
+    theirs, ours = _torch_and_ours()
+    x = np.random.default_rng(1).normal(size=(5, 3))
+    grads = gc.compile(gc.grad(lambda params, x: gc.sum(ours.apply(params, x) ** 2)))
+    grads(ours.params(), x)  # traced with every layer trainable
+    assert theirs[0].requires_grad_(False) is theirs[0]
+    assert ours[0].requires_grad_(False) is ours[0]
+    assert [p.requires_grad for p in ours.parameters()] == [False, False, True, True]
+    (theirs(torch.tensor(x)) ** 2).sum().backward()
+    gc.sum(ours(gc.tensor(x)) ** 2).backward()
+    assert ours[0].weight.grad is None and theirs[0].weight.grad is None
+    np.testing.assert_allclose(ours[2].weight.grad, theirs[2].weight.grad.numpy().T,
+                               rtol=1e-12)
+    compiled = grads(ours.params(), x)
+    np.testing.assert_array_equal(compiled["0.weight"], 0.0)
+    np.testing.assert_allclose(compiled["2.weight"], theirs[2].weight.grad.numpy().T,
+                               rtol=1e-12)
+    assert ours.requires_grad_() is ours and all(p.requires_grad for p in ours.parameters())
+    assert ours[0].bias.requires_grad_(False) is ours[0].bias
+    assert not ours[0].bias.requires_grad
+    assert_one_line_error(lambda: gc.tensor(np.arange(3)).requires_grad_(),
+                          "only floating-point tensors can require gradients, got int64", HERE)
+
+
+def test_register_parameter_add_module_and_get_submodule_as_torch_s():
+    """register_parameter, add_module (register_module), get_submodule and get_parameter
+    were missing (AttributeError). Now they are torch's: the names they register are
+    named_parameters' and state_dict's, as torch's; a name with a '.', or one the module
+    holds another kind of attribute under, is refused in one line; a path that is not there
+    is an AttributeError naming its part, as torch's."""
+    theirs, ours = _torch_and_ours()
+    for model, nn in ((theirs, torch.nn), (ours, gc.nn)):
+        scale = np.full(2, 0.5)
+        model.register_parameter("scale", nn.Parameter(torch.tensor(scale) if nn is torch.nn
+                                                       else scale))
+        model.add_module("head", nn.Linear(2, 1))
+        model.register_module("act", nn.ReLU())
+        model[0].register_parameter("bias", None)
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == [
+        "scale", "0.weight", "2.weight", "2.bias", "head.weight", "head.bias"]
+    assert ours.get_submodule("head") is vars(ours)["head"] and ours.get_submodule("") is ours
+    assert ours.get_parameter("2.bias") is ours[2].bias
+    assert ours.get_parameter("scale") is ours.scale
+    for target in ("2.gain", "3", "0.weight.x"):
+        with pytest.raises(AttributeError):
+            theirs.get_parameter(target)
+        with pytest.raises(AttributeError, match=f"get_(submodule|parameter)\\({target!r}\\)"):
+            ours.get_parameter(target)
+    with pytest.raises(AttributeError, match="Tanh's 'weight' does not exist"):
+        ours.get_parameter("1.weight")
+    with pytest.raises(AttributeError, match="Linear's 'weight' is not a Module"):
+        ours.get_submodule("0.weight")
+    assert_one_line_error(lambda: ours.register_parameter("a.b", gc.nn.Parameter(scale)),
+                          "register_parameter: the name must be a non-empty string without "
+                          "'.', got 'a.b'", HERE)
+    assert_one_line_error(lambda: ours.add_module("training", gc.nn.ReLU()),
+                          "add_module('training'): Sequential has an attribute 'training' "
+                          "already", HERE)
+    assert_one_line_error(lambda: ours[2].register_parameter("bias", scale),
+                          "register_parameter('bias'): a ndarray is not a Parameter", HERE)
+    assert_one_line_error(lambda: ours.add_module("extra", 3), "add_module('extra'): a int "
+                          "is not a Module", HERE)
+
+
+def test_a_registered_child_is_seen_by_a_plan_traced_without_it():
+    """add_module and register_parameter bump the count of replaced module attributes, so a
+    compiled function traced through the module before is traced again: here a forward that
+    uses its optional `head` when there is one."""
+    class Net(gc.nn.Module):
+        def __init__(self):
+            self.body = gc.nn.Linear(3, 2, dtype="float64")
+
+        def forward(self, x):
+            y = self.body(x)
+            return self.head(y) if hasattr(self, "head") else y
+
+    net = Net()
+    f = gc.compile(lambda x: net(x))
+    x = np.ones((1, 3))
+    assert f(x).shape == (1, 2)
+    net.add_module("head", gc.nn.Linear(2, 1, dtype="float64"))
+    np.testing.assert_allclose(f(x), net(gc.tensor(x)).numpy(), rtol=1e-12)
+
+
+def test_train_refuses_a_mode_that_is_not_a_bool():
+    """model.train("eval") and train(None) set training mode (bool("eval") is True, None
+    put it in eval); torch refuses them ("training mode is expected to be boolean"). Now
+    it is one line, and the mode is left as it was."""
+    _, ours = _torch_and_ours()
+    with pytest.raises(ValueError, match="training mode is expected to be boolean"):
+        torch.nn.ReLU().train("eval")
+    for mode in ("eval", None, 0):
+        assert_one_line_error(lambda: ours.train(mode), "train: training mode is expected "
+                              f"to be boolean (True or False), got {mode!r}", HERE)
+    assert ours.training and ours[0].training
+    assert not ours.train(np.bool_(False)).training and not ours[2].training
