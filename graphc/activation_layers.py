@@ -100,6 +100,9 @@ class PReLU(Module):
     def forward(self, x):
         return A.prelu(x, self.weight)
 
+    def extra_repr(self):
+        return f"num_parameters={F._shape(self.weight)[0]}"
+
 
 class ModuleDict(_Keyed, Module):
     """torch.nn.ModuleDict: modules under string keys (their parameters are named

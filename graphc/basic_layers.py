@@ -44,6 +44,10 @@ class Bilinear(Module):
     def forward(self, x1, x2):
         return A.bilinear(x1, x2, self.weight, self.bias)
 
+    def extra_repr(self):
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}")
+
 
 class Unflatten(_Functional):
     """torch.nn.Unflatten(dim, unflattened_size): axis `dim` split into the sizes (a tuple or

@@ -55,6 +55,11 @@ class _NormBase(Module):
             for attr in ("running_mean", "running_var", "num_batches_tracked"):
                 object.__setattr__(self, attr, None)
 
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine="
+                f"{self.weight is not None}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
+
     def reset_running_stats(self):
         """torch's: running mean 0, variance 1, no batches tracked (in place: compiled plans
         read these arrays)."""

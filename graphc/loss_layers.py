@@ -32,6 +32,9 @@ class _Pair(_Functional):
         settings.update((name, self._weight(name, a)) for name in self._weights)
         return self._function(a, b, **settings)
 
+    def extra_repr(self):
+        return ""  # torch's losses and distances show no settings: `BCELoss()`
+
 
 class _Triple(_Pair):
     """A module `_function(a, b, c, **settings, **weights)`, as _Pair."""

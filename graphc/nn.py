@@ -189,6 +189,14 @@ def _keep_inplace(layer, inplace):
     object.__setattr__(layer, "inplace", inplace)
 
 
+def _with_inplace(layer, settings: str) -> str:
+    """A layer's extra_repr `settings` and, when set, torch's `inplace=True` (torch's
+    activations show it only then)."""
+    if not getattr(layer, "inplace", False):
+        return settings
+    return f"{settings}, inplace=True" if settings else "inplace=True"
+
+
 def _as_child(value, owner):
     """value, assigned as an attribute of module `owner`, as a child module: a Module, or
     the Module a gc.compile'd function is (`self.body = gc.compile(layer)`, as torch users
@@ -791,6 +799,25 @@ class Module:
                if BUFFER_UPDATES.stack else ""),
             (user_location(),))
 
+    def extra_repr(self) -> str:
+        """What repr(module) shows in its parentheses before its children: torch's hook for
+        a layer's settings ("in_features=3, out_features=4, bias=True"); override it in a
+        layer of your own. "" here."""
+        return ""
+
+    def __repr__(self):
+        """torch's: `Name(extra_repr)`, or, with children, each line of extra_repr and each
+        child as `(name): repr` on a line of its own, indented."""
+        extra = self.extra_repr()
+        children = [f"({name}): " + repr(child).replace("\n", "\n  ")  # (a shared child
+                    for name, child in ((name, _submodule(self, name, value))  # under each
+                                        for name, value in vars(self).items())  # name)
+                    if child is not None]
+        if not children and "\n" not in extra:
+            return f"{type(self).__name__}({extra})"
+        lines = (extra.split("\n") if extra else []) + children
+        return type(self).__name__ + "(\n  " + "\n  ".join(lines) + "\n)"
+
     def __call__(self, *args, **kwargs):
         graph = current_graph()
         if graph is not None:
@@ -910,6 +937,22 @@ class ModuleList(Module):
                              f"{self._count} modules")
         return getattr(self, str(i % self._count))
 
+    def __repr__(self):
+        """torch's ModuleList repr: a run of equal items once, `(0-2): 3 x Linear(...)`."""
+        runs = []  # [first, last, repr]
+        for i, item in enumerate(self):
+            text = repr(_submodule(self, str(i), item))
+            if runs and runs[-1][2] == text:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, text])
+        if not runs:
+            return f"{type(self).__name__}()"
+        lines = [f"({first}): {text}" if first == last else
+                 f"({first}-{last}): {last - first + 1} x {text}" for first, last, text in runs]
+        return type(self).__name__ + "(\n  " + "\n  ".join(
+            line.replace("\n", "\n  ") for line in lines) + "\n)"
+
 
 class Linear(Module):
     """y = x @ weight + bias. The weight is stored (in_features, out_features), the
@@ -941,6 +984,10 @@ class Linear(Module):
     def forward(self, x):
         y = x @ self.weight
         return y + self.bias if self.bias is not None else y
+
+    def extra_repr(self):
+        fan_in, fan_out = F._shape(self.weight)
+        return f"in_features={fan_in}, out_features={fan_out}, bias={self.bias is not None}"
 
 
 def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, dilation,
@@ -976,6 +1023,31 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
         object.__setattr__(layer, setting, value)
 
 
+def _conv_repr(layer):
+    """torch's _ConvNd.extra_repr: the channels and the kernel, the stride, and the other
+    settings where not their defaults, each a tuple of one per spatial axis."""
+    shape = tuple(F._shape(layer.weight))
+    out_channels, in_channels, kernel = shape[0], shape[1] * layer.groups, shape[2:]
+
+    def axes(value):
+        if isinstance(value, str):
+            return value
+        return tuple(int(v) if is_int(v) else v for v in (
+            value if isinstance(value, (tuple, list)) else (value,) * len(kernel)))
+    text = f"{in_channels}, {out_channels}, kernel_size={kernel}, stride={axes(layer.stride)}"
+    for name, default in (("padding", 0), ("dilation", 1)):
+        value = axes(getattr(layer, name))
+        if value != (default,) * len(kernel):
+            text += f", {name}={value}"
+    if layer.groups != 1:
+        text += f", groups={layer.groups}"
+    if layer.bias is None:
+        text += ", bias=False"
+    if layer.padding_mode != "zeros":
+        text += f", padding_mode={layer.padding_mode}"
+    return text
+
+
 class Conv2d(Module):
     """torch.nn.Conv2d over (N, C, H, W) or (C, H, W) input (graphc.conv2d). The weight is stored in
     PyTorch's layout (out_channels, in_channels / groups, kH, kW), so a torch weight copies in
@@ -1003,6 +1075,8 @@ class Conv2d(Module):
                 padding = [(p, p) for p in F._pair("Conv2d", "padding", padding)]
             x, padding = F._pad2d_mode("Conv2d", x, padding, mode), 0
         return F.conv2d(x, self.weight, self.bias, stride, padding, dilation, groups)
+
+    extra_repr = _conv_repr
 
 
 class Conv1d(Module):
@@ -1036,6 +1110,8 @@ class Conv1d(Module):
             padding = 0
         return F.conv1d(x, self.weight, self.bias, stride, padding, dilation, groups)
 
+    extra_repr = _conv_repr
+
 
 class _Functional(Module):
     """A layer that is `_function(x, *settings)`, its settings (named by `_settings`) kept as
@@ -1050,6 +1126,10 @@ class _Functional(Module):
 
     def forward(self, x):
         return self._function(x, *(self._setting(name, x) for name in self._settings))
+
+    def extra_repr(self):
+        return _with_inplace(self, ", ".join(f"{name}={getattr(self, name)!r}"
+                                             for name in self._settings))
 
 
 class Upsample(_Functional):
@@ -1075,6 +1155,11 @@ class _MaxPool(_Functional):
         self._keep(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
                    ceil_mode=ceil_mode, return_indices=return_indices)
 
+    def extra_repr(self):  # torch's: the stride that applies (kernel_size's by default)
+        stride = self.kernel_size if self.stride is None else self.stride
+        return (f"kernel_size={self.kernel_size}, stride={stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
 
 class _AvgPool(_Functional):
     """torch's average pools' settings (as torch's _AvgPoolNd)."""
@@ -1085,6 +1170,10 @@ class _AvgPool(_Functional):
                  count_include_pad=True):
         self._keep(kernel_size=kernel_size, stride=stride, padding=padding,
                    ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+
+    def extra_repr(self):
+        stride = self.kernel_size if self.stride is None else self.stride
+        return f"kernel_size={self.kernel_size}, stride={stride}, padding={self.padding}"
 
 
 class MaxPool2d(_MaxPool):
@@ -1118,6 +1207,9 @@ class Flatten(Module):
             raise GraphcError(f"Flatten: start_dim {self.start_dim} comes after end_dim "
                               f"{self.end_dim} for a {nd}-d input", (user_location(),))
         return F.reshape(x, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 def _no_negative_indices(idx, rows):
@@ -1176,6 +1268,11 @@ class Embedding(Module):
         at_padding = F.expand_dims(F.equal(idx, padding), -1)
         return F.where(at_padding, F.stop_gradient(rows), rows)
 
+    def extra_repr(self):
+        num, dim = F._shape(self.weight)
+        padding = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"{num}, {dim}{padding}"
+
 
 def _normalized_shape(shape, layer):
     """torch's normalized_shape: an int or a tuple of ints, the trailing axes normalised."""
@@ -1229,6 +1326,10 @@ class LayerNorm(Module):
         return _over_trailing(F.layer_norm, x, self.normalized_shape, self.weight, self.bias,
                               self._setting("eps", x))
 
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine="
+                f"{self.weight is not None}, bias={self.bias is not None}")
+
 
 class RMSNorm(Module):
     """x / sqrt(mean(x**2) + eps) * weight over the trailing `normalized_shape` axes, as
@@ -1241,6 +1342,10 @@ class RMSNorm(Module):
     def forward(self, x):
         return _over_trailing(F.rms_norm, x, self.normalized_shape, self.weight,
                               self._setting("eps", x))
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine="
+                f"{self.weight is not None}")
 
 
 class GroupNorm(Module):
@@ -1268,6 +1373,10 @@ class GroupNorm(Module):
         return F.group_norm(x, self._setting("num_groups", x), self.weight, self.bias,
                             self._setting("eps", x))
 
+    def extra_repr(self):
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine="
+                f"{self.weight is not None}, bias={self.bias is not None}")
+
 
 class Identity(Module):
     """torch.nn.Identity: its input, unchanged (any arguments are accepted and ignored)."""
@@ -1288,6 +1397,8 @@ class Sequential(ModuleList):
             modules = tuple(modules[0])
         super().__init__(modules)
 
+    __repr__ = Module.__repr__  # torch's Sequential shows every item, equal ones too
+
     def forward(self, x):
         for m in self:
             x = m(x)
@@ -1302,6 +1413,9 @@ class ReLU(Module):
     def forward(self, x):
         return F.relu(x)
 
+    def extra_repr(self):
+        return _with_inplace(self, "")
+
 
 class GELU(Module):
     """approximate='none' (the exact erf form, PyTorch's default) or 'tanh' (GPT-2's)."""
@@ -1315,6 +1429,9 @@ class GELU(Module):
     def forward(self, x):
         return F.gelu(x, self._setting("approximate", x))
 
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
 
 class SiLU(Module):
     def __init__(self, inplace=False):
@@ -1322,6 +1439,9 @@ class SiLU(Module):
 
     def forward(self, x):
         return F.silu(x)
+
+    def extra_repr(self):
+        return _with_inplace(self, "")
 
 
 class Tanh(Module):
@@ -1341,6 +1461,9 @@ class LeakyReLU(Module):
 
     def forward(self, x):
         return F.leaky_relu(x, self._setting("negative_slope", x))
+
+    def extra_repr(self):
+        return _with_inplace(self, f"negative_slope={self.negative_slope}")
 
 
 # ---- dropout and its keys ---------------------------------------------------------------------
@@ -1461,6 +1584,9 @@ class Dropout(Module):
 
     def forward(self, x):
         return _dropout_while_training(self, "p", x)
+
+    def extra_repr(self):
+        return f"p={self.p}, inplace={getattr(self, 'inplace', False)}"
 
 
 def _dropout_while_training(module, setting, x):

@@ -187,3 +187,65 @@ def test_train_refuses_a_mode_that_is_not_a_bool():
                               f"to be boolean (True or False), got {mode!r}", HERE)
     assert ours.training and ours[0].training
     assert not ours.train(np.bool_(False)).training and not ours[2].training
+
+
+_REPR_CASES = [  # (layer, positional, keyword): graphc's repr is torch's
+    ("Linear", (3, 4), {}), ("Linear", (3, 4), {"bias": False}), ("Conv2d", (3, 8, 3), {}),
+    ("Conv2d", (3, 8, (3, 5)), dict(stride=2, padding=1, dilation=2, bias=False,
+                                    padding_mode="reflect")),
+    ("Conv2d", (4, 8, 3), dict(groups=2, padding="same")),
+    ("Conv1d", (2, 4, 3), dict(stride=2, padding=1)), ("Embedding", (10, 4), {}),
+    ("Embedding", (10, 4), {"padding_idx": 0}), ("LayerNorm", (4,), {}),
+    ("LayerNorm", ((3, 4),), {"elementwise_affine": False}), ("RMSNorm", (4,), {}),
+    ("GroupNorm", (2, 4), {}), ("BatchNorm1d", (4,), {}), ("BatchNorm2d", (4,),
+                                                          {"momentum": None}),
+    ("InstanceNorm1d", (3,), {}), ("Dropout", (), {}), ("Dropout", (0.1,), {"inplace": True}),
+    ("Dropout2d", (0.2,), {}), ("AlphaDropout", (0.1,), {}), ("ReLU", (), {}),
+    ("ReLU", (), {"inplace": True}), ("GELU", ("tanh",), {}), ("SiLU", (True,), {}),
+    ("Tanh", (), {}), ("Sigmoid", (), {}), ("LeakyReLU", (0.2, True), {}), ("ELU", (), {}),
+    ("ELU", (), {"inplace": True}), ("SELU", (True,), {}), ("ReLU6", (), {}),
+    ("Hardtanh", (), {"inplace": True}), ("GLU", (), {}), ("PReLU", (), {}),
+    ("Softmax", (-1,), {}), ("LogSoftmax", (), {"dim": 1}), ("Softplus", (), {}),
+    ("Threshold", (0.1, 20.0, True), {}), ("Flatten", (), {}), ("Unflatten", (1, (2, 3)), {}),
+    ("Identity", (), {}), ("MaxPool2d", (2,), {}), ("AvgPool2d", (3, 2), {}),
+    ("CrossEntropyLoss", (), {}), ("MSELoss", (), {}), ("BCEWithLogitsLoss", (), {}),
+    ("HuberLoss", (), {}), ("CosineSimilarity", (), {}), ("Bilinear", (2, 3, 4), {})]
+
+
+@pytest.mark.parametrize("name, args, kwargs", _REPR_CASES,
+                         ids=[f"{c[0]}{i}" for i, c in enumerate(_REPR_CASES)])
+def test_a_layer_s_repr_is_torch_s(name, args, kwargs):
+    """print(layer) gave Python's `<graphc.nn.Linear object at 0x...>`. Now a layer's repr
+    is torch's: `Linear(in_features=3, out_features=4, bias=True)`, its settings from its
+    extra_repr()."""
+    assert repr(getattr(gc.nn, name)(*args, **kwargs)) == \
+        repr(getattr(torch.nn, name)(*args, **kwargs))
+
+
+def _net(nn):
+    """A model with named children, a ModuleList with a run of equal layers, a ModuleDict,
+    a shared layer and its own extra_repr, built from torch.nn or gc.nn."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True),
+                                         nn.Linear(4, 4))
+            self.blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)]
+                                        + [nn.LayerNorm(4), nn.Linear(4, 4)])
+            self.heads = nn.ModuleDict({"a": nn.Linear(4, 1), "b": nn.Dropout(0.1)})
+            self.tied = self.encoder
+
+        def extra_repr(self):
+            return "width=4\ndepth=3"
+
+    return Net()
+
+
+def test_a_model_s_repr_is_torch_s_nested_print():
+    """A model's repr named nothing of its layers. Now it is torch's nested print: the
+    model's extra_repr lines, then each child `(name): repr`, indented, a shared child under
+    each of its names, and a ModuleList's run of equal layers once (`(0-2): 3 x Linear(...)`);
+    a user's extra_repr() shows as torch's does."""
+    assert repr(_net(gc.nn)) == repr(_net(torch.nn))
+    assert repr(gc.nn.ModuleList()) == repr(torch.nn.ModuleList()) == "ModuleList()"
+    assert repr(gc.nn.Sequential()) == repr(torch.nn.Sequential()) == "Sequential()"
