@@ -10,6 +10,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
 from ir.ops import api as F
+from runtime.eager import MODULE_PARAMETERS
 
 from .nn import Module, Parameter, _Functional, _Keyed, _as_child, _keep_inplace
 
@@ -106,8 +107,8 @@ class PReLU(Module):
 
 class ModuleDict(_Keyed, Module):
     """torch.nn.ModuleDict: modules under string keys (their parameters are named
-    `key.name`), in insertion order; `d[key]`, `d[key] = module`, `keys()`, `items()`,
-    `values()`, `len`, `in`."""
+    `key.name`), in insertion order; `d[key]`, `d[key] = module`, `del d[key]`, `keys()`,
+    `items()`, `values()`, `len`, `in`, pop, update and clear."""
 
     def __init__(self, modules=None):
         object.__setattr__(self, "_keys", [])
@@ -132,4 +133,32 @@ class ModuleDict(_Keyed, Module):
         if key not in self._keys:
             raise KeyError(key)
         return getattr(self, key)
+
+    def __delitem__(self, key):
+        if key not in self._keys:
+            raise KeyError(key)
+        self._keys.remove(key)
+        object.__delattr__(self, key)
+        MODULE_PARAMETERS.replaced += 1  # plans traced with it are stale
+
+    def pop(self, key):
+        """Remove the module under `key` and return it, as torch's."""
+        module = self[key]
+        del self[key]
+        return module
+
+    def clear(self):
+        for key in list(self._keys):
+            del self[key]
+
+    def update(self, modules):
+        """Set each (key, module) of `modules`: a dict (a ModuleDict too) or an iterable of
+        pairs, in their order, as torch's."""
+        pairs = modules.items() if hasattr(modules, "items") else modules
+        for j, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise GraphcError(f"ModuleDict.update: item {j} is not a (key, module) pair, "
+                                  f"got {type(pair).__name__}", (user_location(),))
+            self[pair[0]] = pair[1]
+        MODULE_PARAMETERS.replaced += 1  # plans traced without the new keys are stale
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import operator
 import threading
 import weakref
 from typing import NamedTuple
@@ -901,47 +902,135 @@ class _Keyed:
 
 class ModuleList(Module):
     """Modules held in order; children are named "0", "1", ... as in PyTorch. As torch's,
-    `modules` is any iterable (a generator too), or None: an empty list."""
+    `modules` is any iterable (a generator too), or None: an empty list. As torch's,
+    `l[i] = m`, `del l[i]` (a slice too), insert, append, extend and pop change it, the items
+    after a deletion or an insertion numbered again from 0; a compiled plan traced through
+    it before is traced again."""
 
     def __init__(self, modules=None):
-        modules = [] if modules is None else list(modules)
-        for i, m in enumerate(modules):
+        self._hold([(str(i), m) for i, m in enumerate([] if modules is None else modules)])
+
+    def _hold(self, items):
+        """Hold `items`, (key, module) pairs, as the children in this order; the old items'
+        attributes go first, so that the attributes' order (named_parameters', state_dict's,
+        repr's) is the new one. Every item is checked before anything changes."""
+        items = list(items)
+        for i, (_, m) in enumerate(items):
             if _as_child(m, self) is None:  # a gc.compile'd Module is one, as torch's
                 raise GraphcError(f"{type(self).__name__}: item {i} is a {type(m).__name__}, "
                                   "not a Module", (user_location(),))
-            setattr(self, str(i), m)
-        object.__setattr__(self, "_count", len(modules))
+        for key in vars(self).get("_keys", ()):
+            object.__delattr__(self, key)
+        for key, m in items:
+            setattr(self, key, m)
+        object.__setattr__(self, "_keys", [key for key, _ in items])
+
+    def _changed(self, items):
+        """_hold(items), a mutation: plans traced through the old items are stale."""
+        self._hold(items)
+        MODULE_PARAMETERS.replaced += 1
+
+    def _items(self):
+        return [(key, getattr(self, key)) for key in self._keys]
 
     def __iter__(self):
-        return (getattr(self, str(i)) for i in range(self._count))
+        return (getattr(self, key) for key in self._keys)
 
     def __len__(self):
-        return self._count
+        return len(self._keys)
 
-    def append(self, module):
-        """Add `module` at the end, named by its position (PyTorch's append)."""
-        ModuleList.__init__(self, [*self, module])
-        MODULE_PARAMETERS.replaced += 1  # plans traced through the shorter list are stale
-        return self
+    def _position(self, i, slices=True) -> int:
+        """Index i (an int, numpy's too; negative from the end) as a position, as torch's."""
+        try:
+            i = operator.index(i)
+        except TypeError:
+            by_name = (f"; a child by its name: getattr(model, {i!r})"
+                       if isinstance(i, str) else "")
+            raise TypeError(f"{type(self).__name__} indices must be integers"
+                            f"{' or slices' if slices else ''}, not {type(i).__name__}"
+                            f"{by_name}") from None
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"{type(self).__name__} index {i} out of range for "
+                             f"{len(self)} modules")
+        return i % len(self)
 
     def __getitem__(self, i):
         if isinstance(i, slice):  # as PyTorch's: a container of the same (shared) modules
-            part = object.__new__(type(self))
-            for k, module in enumerate(getattr(self, str(j)) for j in range(self._count)[i]):
-                object.__setattr__(part, str(k), module)  # (setattr would rename their params)
-            object.__setattr__(part, "_count", len(range(self._count)[i]))
-            object.__setattr__(part, "training", self.training)
-            return part
-        if not -self._count <= i < self._count:
-            raise IndexError(f"{type(self).__name__} index {i} out of range for "
-                             f"{self._count} modules")
-        return getattr(self, str(i % self._count))
+            return self._slice(self._items()[i])
+        return getattr(self, self._keys[self._position(i)])
+
+    def _slice(self, items):
+        """The items of a slice as a container of the same (shared) modules, numbered from
+        0, as torch's ModuleList slice."""
+        return self._shared([(str(k), m) for k, (_, m) in enumerate(items)])
+
+    def _shared(self, items):
+        """A container of the same modules, under the keys given."""
+        part = object.__new__(type(self))
+        for key, module in items:
+            object.__setattr__(part, key, module)  # (setattr would rename their params)
+        object.__setattr__(part, "_keys", [key for key, _ in items])
+        object.__setattr__(part, "training", self.training)
+        return part
+
+    def __setitem__(self, i, module):
+        items = self._items()
+        position = self._position(i, slices=False)
+        items[position] = (items[position][0], module)
+        self._changed(items)
+
+    def __delitem__(self, i):
+        gone = set(range(len(self))[i] if isinstance(i, slice) else [self._position(i)])
+        # the rest numbered again from 0, as torch's (Sequential's too)
+        self._changed((str(k), m) for k, m in enumerate(
+            m for j, (_, m) in enumerate(self._items()) if j not in gone))
+
+    def pop(self, i=-1):
+        """Remove the item at index i (the last by default; a slice too) and return it."""
+        item = self[i]
+        del self[i]
+        return item
+
+    def insert(self, index, module):
+        """Put `module` before position `index` (negative from the end; len(self): at the
+        end), the items numbered again from 0, as torch's Sequential.insert."""
+        n = len(self)
+        index = operator.index(index)
+        if not -n <= index <= n:
+            raise IndexError(f"{type(self).__name__}.insert: index {index} out of range for "
+                             f"{n} modules")
+        modules = list(self)
+        modules.insert(index, module)
+        self._changed((str(k), m) for k, m in enumerate(modules))
+        return self
+
+    def append(self, module):
+        """Add `module` at the end, named by its position (PyTorch's append)."""
+        return self.extend([module])
+
+    def extend(self, modules):
+        """Add each of `modules` (any iterable) at the end, named by its position."""
+        if not hasattr(modules, "__iter__"):
+            raise TypeError(f"{type(self).__name__}.extend takes an iterable of modules, "
+                            f"got {type(modules).__name__}")
+        items = self._items()
+        for module in modules:
+            key = str(len(items))
+            if key in self._keys:  # a Sequential slice keeps its items' keys (torch's
+                raise GraphcError(  # append would replace that item)
+                    f"{type(self).__name__}.append/extend: the new item's key {key!r} (its "
+                    "position) is an item's already (a slice keeps its items' keys); append "
+                    "to the whole model, or build a new Sequential of the slice's items",
+                    (user_location(),))
+            items.append((key, module))
+        self._changed(items)
+        return self
 
     def __repr__(self):
         """torch's ModuleList repr: a run of equal items once, `(0-2): 3 x Linear(...)`."""
         runs = []  # [first, last, repr]
-        for i, item in enumerate(self):
-            text = repr(_submodule(self, str(i), item))
+        for i, (key, item) in enumerate(self._items()):
+            text = repr(_submodule(self, key, item))
             if runs and runs[-1][2] == text:
                 runs[-1][1] = i
             else:
@@ -1390,12 +1479,23 @@ class Identity(Module):
 
 class Sequential(ModuleList):
     """Modules applied in order; children are named "0", "1", ... as in PyTorch, so the
-    parameters are "0.weight", "2.bias", ..."""
+    parameters are "0.weight", "2.bias", ...; or, given one OrderedDict (a dict), by its
+    keys, as torch's. As torch's, a slice keeps its items' keys (model[2:]'s parameters are
+    "2.weight", ...), and a deletion or an insertion numbers the items again from 0."""
 
     def __init__(self, *modules):
+        if len(modules) == 1 and isinstance(modules[0], dict):
+            object.__setattr__(self, "_keys", [])  # (a key "_keys" is refused, as taken)
+            for key in modules[0]:
+                self._check_new_name("Sequential", key, lambda held: False)
+            self._hold(modules[0].items())
+            return
         if len(modules) == 1 and isinstance(modules[0], (list, tuple)):
             modules = tuple(modules[0])
         super().__init__(modules)
+
+    def _slice(self, items):
+        return self._shared(items)  # torch's Sequential slice keeps the keys
 
     __repr__ = Module.__repr__  # torch's Sequential shows every item, equal ones too
 

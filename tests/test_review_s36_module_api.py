@@ -249,3 +249,176 @@ def test_a_model_s_repr_is_torch_s_nested_print():
     assert repr(_net(gc.nn)) == repr(_net(torch.nn))
     assert repr(gc.nn.ModuleList()) == repr(torch.nn.ModuleList()) == "ModuleList()"
     assert repr(gc.nn.Sequential()) == repr(torch.nn.Sequential()) == "Sequential()"
+
+
+def _layers(nn, sizes=(2, 3, 4, 5, 6)):
+    """Linear layers of distinct shapes (so a state_dict's shapes say which is where)."""
+    return [nn.Linear(n, n + 1) for n in sizes]
+
+
+def _names_and_shapes(model):
+    """(name, shape) of the state_dict, in torch's layout (graphc's Linear weights are the
+    transposes)."""
+    ours = isinstance(model, gc.nn.Module)
+    return [(name, tuple(value.shape)[::-1] if ours and name.endswith("weight") else
+             tuple(value.shape)) for name, value in model.state_dict().items()]
+
+
+def test_sequential_of_an_ordered_dict_names_its_children_by_the_keys():
+    """gc.nn.Sequential(OrderedDict(...)) refused the dict ("item 0 is a OrderedDict, not a
+    Module"). Now, as torch's, the children are named by the dict's keys (state_dict
+    "fc.weight", ..., repr `(fc): Linear(...)`), applied in its order, and a key that is
+    not an attribute name or is the container's own attribute is refused in one line."""
+    from collections import OrderedDict
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(OrderedDict([("fc", torch.nn.Linear(3, 4)),
+                                              ("act", torch.nn.Tanh()),
+                                              ("out", torch.nn.Linear(4, 2))])).double()
+    ours = gc.nn.Sequential(OrderedDict([("fc", gc.nn.Linear(3, 4, dtype="float64")),
+                                         ("act", gc.nn.Tanh()),
+                                         ("out", gc.nn.Linear(4, 2, dtype="float64"))]))
+    ours.load_torch_state_dict(theirs.state_dict())
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert repr(ours) == repr(theirs) and ours[2] is ours.out and len(ours) == 3
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    np.testing.assert_allclose(ours(gc.tensor(x)).numpy(), theirs(torch.tensor(x)).detach(),
+                               rtol=1e-12)
+    assert_one_line_error(lambda: gc.nn.Sequential(OrderedDict([("forward", gc.nn.Tanh())])),
+                          "Sequential('forward'): Sequential has an attribute 'forward' "
+                          "already", HERE)
+    assert_one_line_error(lambda: gc.nn.Sequential({"a.b": gc.nn.Tanh()}),
+                          "the name must be a non-empty string without '.'", HERE)
+
+
+def test_slices_keep_their_keys_in_sequential_and_are_renumbered_in_modulelist():
+    """A Sequential slice numbered its items from 0 (model[2:].state_dict() said
+    "0.weight"), where torch's keeps their keys ("2.weight", or the OrderedDict's names),
+    so a torch state_dict of the slice did not load. Now Sequential's slice keeps them and
+    ModuleList's numbers from 0, both as torch's; the items are the same modules."""
+    from collections import OrderedDict
+    for nn in (torch.nn, gc.nn):
+        sequential, modules = nn.Sequential(*_layers(nn)), nn.ModuleList(_layers(nn))
+        named = nn.Sequential(OrderedDict(zip("abcde", _layers(nn))))
+        got = [_names_and_shapes(part) for part in (sequential[2:], sequential[::2],
+                                                    modules[1:4], named[1::2])]
+        if nn is torch.nn:
+            expected = got
+        assert sequential[-2:][0] is sequential[3] and modules[1:][0] is modules[1]
+    assert got == expected
+    assert expected[0][0] == ("2.weight", (5, 4)) and expected[2][0] == ("0.weight", (4, 3))
+    assert expected[3][0] == ("b.weight", (4, 3))
+
+
+def test_a_string_index_is_torch_s_type_error_in_one_line():
+    """model["0"] failed with "'<=' not supported between instances of 'int' and 'str'";
+    torch's is a TypeError too. Now it is a TypeError that names the container and says
+    how to get a child by its name."""
+    with pytest.raises(TypeError):
+        torch.nn.Sequential(torch.nn.Tanh())["0"]
+    for container in (gc.nn.Sequential(gc.nn.Tanh()), gc.nn.ModuleList([gc.nn.Tanh()])):
+        with pytest.raises(TypeError) as info:
+            container["0"]
+        assert str(info.value) == (f"{type(container).__name__} indices must be integers or "
+                                   "slices, not str; a child by its name: getattr(model, '0')")
+
+
+def _mutate(container, nn):
+    """The same edits of a container of _layers(nn), each followed by its names and shapes."""
+    seen = []
+    container[1] = nn.Linear(7, 8)
+    seen.append(_names_and_shapes(container))
+    del container[0]
+    seen.append(_names_and_shapes(container))
+    del container[1:3]
+    seen.append(_names_and_shapes(container))
+    container.insert(0, nn.Linear(9, 10))
+    container.insert(1, nn.Linear(11, 12))
+    container.insert(len(container), nn.Linear(13, 14))
+    seen.append(_names_and_shapes(container))
+    seen.append(container.pop(1).bias.shape[0])
+    seen.append(_names_and_shapes(container))
+    container.extend([nn.Linear(15, 16), nn.Linear(17, 18)])
+    container.append(nn.Linear(19, 20))
+    seen.append(_names_and_shapes(container))
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["Sequential", "ModuleList"])
+def test_containers_are_edited_as_torch_s(kind):
+    """Sequential and ModuleList had no __setitem__, __delitem__, insert, extend nor pop
+    (ModuleList had append only). Now each edit is torch's, numbering too: after a deletion
+    or an insertion the items are numbered again from 0, as torch's Sequential and
+    ModuleList do; pop returns the item."""
+    def build(nn):
+        layers = _layers(nn)
+        return nn.Sequential(*layers) if kind == "Sequential" else nn.ModuleList(layers)
+    ours, theirs = build(gc.nn), build(torch.nn)
+    assert _mutate(ours, gc.nn) == _mutate(theirs, torch.nn)
+    assert repr(ours) == repr(theirs)
+    # a negative index counts from the end, as torch's Sequential.insert (its ModuleList's
+    # fails with a KeyError)
+    last = ours[-1]
+    ours.insert(-1, gc.nn.Sigmoid())
+    assert isinstance(ours[-2], gc.nn.Sigmoid) and ours[-1] is last and len(ours) == 8
+    with pytest.raises(IndexError):
+        ours[len(ours)] = gc.nn.Tanh()
+    with pytest.raises(IndexError):
+        ours.insert(len(ours) + 1, gc.nn.Tanh())
+    assert_one_line_error(lambda: ours.insert(0, 3), f"{kind}: item 0 is a int, not a Module",
+                          HERE)
+
+
+@pytest.mark.parametrize("edit", ["setitem", "delitem", "insert", "extend", "pop",
+                                  "setitem_compiled", "insert_compiled"])
+def test_a_compiled_container_sees_each_edit(edit):
+    """A function compiled through a Sequential kept its first plan after the Sequential was
+    edited in place, computing with the old layers. Each edit now counts as a replaced
+    module attribute, so the plan is traced again and gives the edited model's values; a
+    gc.compile'd layer may be the item put in, as in the constructor."""
+    def linear(n, m, seed):
+        return gc.nn.Linear(n, m, rng=np.random.default_rng(seed), dtype="float64")
+    model = gc.nn.Sequential(linear(3, 3, 0), gc.nn.Tanh(), linear(3, 3, 1))
+    f = gc.compile(lambda x: model(x))
+    x = np.random.default_rng(2).normal(size=(4, 3))
+    before = f(x)
+    {"setitem": lambda: model.__setitem__(0, linear(3, 3, 5)),
+     "delitem": lambda: model.__delitem__(1),
+     "insert": lambda: model.insert(1, gc.nn.Sigmoid()),
+     "extend": lambda: model.extend([gc.nn.Tanh(), linear(3, 3, 6)]),
+     "pop": lambda: model.pop(),
+     "setitem_compiled": lambda: model.__setitem__(2, gc.compile(linear(3, 3, 7))),
+     "insert_compiled": lambda: model.insert(0, gc.compile(linear(3, 3, 8)))}[edit]()
+    expected = model(gc.tensor(x)).numpy()
+    assert not np.allclose(expected, before)
+    np.testing.assert_allclose(f(x), expected, rtol=1e-12)
+
+
+def test_module_dict_pops_updates_deletes_and_clears_as_torch_s():
+    """ModuleDict had no pop, update, `del d[key]` nor clear. Now they are torch's: the
+    same keys in the same order as torch's after each, pop returns the module, and a
+    function compiled through the dict is traced again after each edit."""
+    def edits(nn):
+        d = nn.ModuleDict({"a": nn.Linear(2, 3), "b": nn.Linear(2, 4)})
+        seen = [list(d.keys())]
+        d.update({"c": nn.Linear(2, 5), "a": nn.Linear(2, 6)})
+        d.update([("d", nn.Linear(2, 7))])
+        seen.append(_names_and_shapes(d))
+        seen.append((d.pop("b").bias.shape[0], list(d.keys())))
+        del d["c"]
+        seen.append(list(d.keys()))
+        with pytest.raises(KeyError):
+            del d["zz"]
+        d.clear()
+        seen.append((list(d.keys()), len(d)))
+        return seen
+    assert edits(gc.nn) == edits(torch.nn)
+
+    heads = gc.nn.ModuleDict({"a": gc.nn.Linear(2, 1, dtype="float64")})
+    f = gc.compile(lambda x: sum(head(x) for head in heads.values()))
+    x = np.ones((1, 2))
+    f(x)
+    heads.update({"b": gc.nn.Linear(2, 1, dtype="float64")})
+    np.testing.assert_allclose(f(x), (heads["a"](gc.tensor(x)) + heads["b"](gc.tensor(x)))
+                               .numpy(), rtol=1e-12)
+    del heads["a"]
+    np.testing.assert_allclose(f(x), heads["b"](gc.tensor(x)).numpy(), rtol=1e-12)
