@@ -422,3 +422,33 @@ def test_module_dict_pops_updates_deletes_and_clears_as_torch_s():
                                .numpy(), rtol=1e-12)
     del heads["a"]
     np.testing.assert_allclose(f(x), heads["b"](gc.tensor(x)).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name, weights", [
+    ("BCELoss", ("weight",)), ("BCEWithLogitsLoss", ("weight",)),
+    ("BCEWithLogitsLoss", ("pos_weight",)), ("BCEWithLogitsLoss", ("weight", "pos_weight"))])
+def test_binary_cross_entropy_casts_a_float64_weight_as_cross_entropy_does(name, weights):
+    """nn.BCELoss(weight=np.array([1., 2., 3.])) (numpy's float64) with float32 input
+    failed with "mul(f32[4,3], f64[3]): operands must have one dtype", where
+    CrossEntropyLoss casts its weight, and torch's BCE losses cast theirs too. Now
+    binary_cross_entropy(_with_logits) cast weight and pos_weight to a float input's dtype
+    (api._weight_like, as cross_entropy's): torch's float32 loss and input gradient, eager
+    and compiled."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.05, 0.95, (4, 3)).astype(np.float32)
+    t = (rng.uniform(size=(4, 3)) > 0.5).astype(np.float32)
+    given = {w: np.array([0.5, 2.0, 3.0]) for w in weights}
+    xt = torch.tensor(x, requires_grad=True)
+    expected = getattr(torch.nn, name)(**{w: torch.tensor(v) for w, v in given.items()})(
+        xt, torch.tensor(t))
+    expected.backward()
+    loss = getattr(gc.nn, name)(**given)
+    xg = gc.tensor(x, requires_grad=True)
+    got = loss(xg, t)
+    got.backward()
+    assert got.dtype == np.float32 and expected.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(xg.grad, xt.grad.numpy(), rtol=1e-5)
+    compiled = gc.compile(gc.value_and_grad(lambda x: loss(x, t)))(x)
+    np.testing.assert_allclose(compiled[0], expected.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(compiled[1], xt.grad.numpy(), rtol=1e-5)

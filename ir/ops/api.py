@@ -1527,9 +1527,10 @@ def _class_weight(who, weight, classes, ignore_index):
 
 
 def _weight_like(weight, logp):
-    """A class weight in the log-probabilities' dtype: float32 under autocast, where the
-    losses run in float32 as torch's (so a float32 weight is not rounded to bf16), and a
-    module's float64 weight buffer meets float32 logits."""
+    """A loss's weight (a class weight, binary_cross_entropy's weight and pos_weight) in the
+    dtype of what it weighs: float32 under autocast, where the losses run in float32 as
+    torch's (so a float32 weight is not rounded to bf16), and a module's float64 weight
+    buffer (numpy's default) meets float32 input, which torch's losses cast to as well."""
     if weight is None or _dtype(weight) == _dtype(logp):
         return weight
     return cast(weight, _dtype(logp))

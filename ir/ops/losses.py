@@ -47,6 +47,14 @@ def _strong(value, like):
     return F.full((), value, _dtype(like))
 
 
+def _cast_weight(weight, input):
+    """A weight of binary_cross_entropy(_with_logits) in a float input's dtype, as torch's
+    and as cross_entropy's class weight (a float64 array meeting float32 input)."""
+    weight = _strong(weight, input)
+    return F._weight_like(weight, input) if weight is not None and is_float(_dtype(input)) \
+        else weight
+
+
 def _strong_pair(a, b):
     a = _strong(a, b)
     return a, _strong(b, a)
@@ -99,7 +107,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     _check_reduction(name, reduction)
     _same_shape(name, input, target)
     input, target = _strong_pair(input, target)
-    weight = _strong(weight, input)
+    weight = _cast_weight(weight, input)
     _weight_into(name, "weight", weight, tuple(_shape(target)))
     x, t = input, target
     # float16's smallest normal number is far above 1e-12: its slope 1 / eps stays finite
@@ -135,7 +143,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     _check_reduction(name, reduction)
     _same_shape(name, input, target)
     input, target = _strong_pair(input, target)
-    weight, pos_weight = _strong(weight, input), _strong(pos_weight, input)
+    weight, pos_weight = _cast_weight(weight, input), _cast_weight(pos_weight, input)
     shape = tuple(_shape(input))
     _weight_into(name, "weight", weight, shape)
     _weight_into(name, "pos_weight", pos_weight, shape)
