@@ -31,7 +31,7 @@ from ir.ops import api as F
 from ir.ops import attention as _attention
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
-from ir.types import Dim, UnsupportedDtype, is_int
+from ir.types import INT_DTYPES, Dim, UnsupportedDtype, is_int
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            collect_buffer_updates, note_buffer_place)
 from .transforms import Compiled
@@ -1304,9 +1304,13 @@ class Flatten(Module):
 def _no_negative_indices(idx, rows):
     """torch's Embedding refuses a negative index, where take (numpy's) counts it from the end
     (and -1 would reach a padding row, giving it a gradient). A concrete one is refused here;
-    a traced one is sent past the table's end, which take refuses when the plan runs."""
+    a traced one is sent past the table's end, which take refuses when the plan runs.
+    Indices that are not integers (bool ones) are left to take, which refuses them in the
+    line it gives eagerly ("indices must be integers")."""
     if isinstance(idx, SymbolicValue):
-        return idx if isinstance(rows, Dim) else F.where(F.less(idx, 0), rows, idx)
+        if isinstance(rows, Dim) or F._dtype(idx) not in INT_DTYPES:
+            return idx
+        return F.where(F.less(idx, 0), rows, idx)
     values = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
     if values.size and np.issubdtype(values.dtype, np.integer) and values.min() < 0:
         raise GraphcError(f"Embedding: index {values.min()} is negative; indices must be in "

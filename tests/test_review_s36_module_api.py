@@ -452,3 +452,20 @@ def test_binary_cross_entropy_casts_a_float64_weight_as_cross_entropy_does(name,
     compiled = gc.compile(gc.value_and_grad(lambda x: loss(x, t)))(x)
     np.testing.assert_allclose(compiled[0], expected.detach().numpy(), rtol=1e-6)
     np.testing.assert_allclose(compiled[1], xt.grad.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding_idx", [None, 0])
+def test_compiled_embedding_of_bool_indices_says_what_eager_says(padding_idx):
+    """A compiled Embedding given bool indices failed with "lt(bool[2], i64[]): operands
+    must have one dtype" (its check for negative indices), where eagerly take says
+    "indices must be integers, got bool" (torch refuses them too). Now the compiled call
+    gives the eager line; integer indices still give torch's rows."""
+    layer = gc.nn.Embedding(5, 3, padding_idx=padding_idx)
+    flags = np.array([True, False])
+    with pytest.raises(RuntimeError):
+        torch.nn.Embedding(5, 3)(torch.tensor(flags))
+    for call in (lambda: layer(gc.tensor(flags)), lambda: gc.compile(layer)(flags)):
+        assert_one_line_error(call, "take(f32[5,3], bool[2]): indices must be integers, got "
+                              "bool", HERE)
+    np.testing.assert_array_equal(gc.compile(layer)(np.array([4, 1])),
+                                  layer.weight.data[[4, 1]])
