@@ -151,7 +151,12 @@ def _frozen(param) -> bool:
 class _TrainingFlag:
     """Module.training, True until train(False) / eval(). A read inside a trace is a guard,
     as Module._setting's, for a user's own layer too (`y * 2 if self.training else y`): a
-    plan traced in training mode is not reused after eval() (torch.compile guards it too)."""
+    plan traced in training mode is not reused after eval() (torch.compile guards it too).
+    False while gc.Trainer evaluates (_evaluating), whatever the mode: its evaluation runs
+    the model as after model.eval(), as Lightning's validation does, so a user's own layer
+    (nanoGPT's `dropout if self.training else 0.0`) sees it too. The guard stays on the mode
+    the user set: that is what a plan's guards read before each call, outside the
+    evaluation (a guard on the False returned would fail at every call)."""
 
     def __get__(self, module, owner=None):
         if module is None:
@@ -160,7 +165,7 @@ class _TrainingFlag:
         graph = current_graph()
         if graph is not None:
             graph.guard(module, "training", value)
-        return value
+        return value and not _EVALUATING.depth
 
     def __set__(self, module, value):
         vars(module)["training"] = value

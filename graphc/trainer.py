@@ -6,8 +6,9 @@
 
 - `loss(params, batch)` or `loss(params, batch, key, training)`: a scalar loss of a batch (a
   tuple of arrays); `key` is an int64 seed that changes every step (for dropout) and
-  `training` is True for the training step, False when evaluating (every Dropout layer is
-  off while evaluating, as after model.eval(), whatever the model's mode). The training step runs
+  `training` is True for the training step, False when evaluating (the model runs as after
+  model.eval() while evaluating, whatever its mode: every Dropout off, every module's
+  `training` False). The training step runs
   the loss inside `nn.rng_key(key)`, so Dropout layers draw their masks from the step's key
   (checkpointed with the step) whether or not the loss uses `key` itself. The step runs the
   model in the modes the user set, as a torch loop: a BatchNorm in eval() (frozen) uses its
