@@ -169,15 +169,6 @@ class Trainer:
             else _count_setting("Trainer: eval_every", eval_every, 1)
         self._accumulation = _count_setting(
             "Trainer: gradient_accumulation_steps", gradient_accumulation_steps, 1)
-        if clip_norm is not None:
-            clip_norm = _clip_norm("Trainer: clip_norm", clip_norm)
-            # torch.nn.utils.clip_grad_norm_ runs once before step(); two clips compose into
-            # the smaller norm (and a second factor of norm / (norm + 1e-6))
-            if getattr(optimizer, "clip_norm", None) is not None:
-                raise GraphcError(f"Trainer: clip_norm={clip_norm} and the optimizer's "
-                                  f"clip_norm={optimizer.clip_norm} would clip the gradients "
-                                  "twice (PyTorch's clip_grad_norm_ clips once); give one of "
-                                  "them")
         self.clip_norm, self.units = clip_norm, units
         self.checkpoint_meta = dict(checkpoint_meta or {})
         self._saved_to = set()  # checkpoints this run wrote (or RESTORED): fit() continues them
@@ -248,6 +239,19 @@ class Trainer:
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
             self.eval_batches.peek(self.rng)), self._eval_key(0))
             if eval_batches is not None else None)
+
+    @property
+    def clip_norm(self) -> float | None:
+        """The max global norm the step clips the gradients to (None: no clipping). Set
+        between steps, it takes effect at the next one (a guard of the step's plan), checked
+        as the constructor checks it: 0 would zero every update, a negative one ascend."""
+        return self._clip_norm
+
+    @clip_norm.setter
+    def clip_norm(self, value):
+        value = _clip_norm("Trainer: clip_norm", value)
+        _refuse_two_clips(value, self.optimizer)
+        self._clip_norm = value
 
     @property
     def gradient_accumulation_steps(self) -> int:
@@ -390,6 +394,8 @@ class Trainer:
             grads, finite, amp_state = self.scaler.unscale(grads, amp_state)
         # read as a constant of the plan: `trainer.clip_norm = 0.5` compiles the step again
         value.graph.guard(self, "clip_norm", self.clip_norm)
+        # (the optimiser's clip_norm set since: its own guard traces the step again)
+        _refuse_two_clips(self.clip_norm, self.optimizer)
         if self.clip_norm is not None:
             grads, norm = clip_by_global_norm(grads, self.clip_norm)
         else:
@@ -1314,6 +1320,16 @@ def _plateau(optimizer, eval_batches):
                           "(gc.optim.Optimizer.update's), which a ReduceLROnPlateau's "
                           "learning rate is given by", (user_location(),))
     return plateau
+
+
+def _refuse_two_clips(clip_norm, optimizer):
+    """torch.nn.utils.clip_grad_norm_ runs once before step(); two clips compose into the
+    smaller norm (and a second factor of norm / (norm + 1e-6))."""
+    if clip_norm is not None and getattr(optimizer, "clip_norm", None) is not None:
+        raise GraphcError(f"Trainer: clip_norm={clip_norm} and the optimizer's "
+                          f"clip_norm={optimizer.clip_norm} would clip the gradients twice "
+                          "(PyTorch's clip_grad_norm_ clips once); give one of them",
+                          (user_location(),))
 
 
 def _is_lr(value) -> bool:

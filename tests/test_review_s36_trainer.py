@@ -42,3 +42,53 @@ def test_evaluation_runs_a_users_own_layer_as_after_model_eval():
     assert trainer.evaluate() == evaluated and trainer._eval_loss.recompiles == []
     assert trainer.train_step() != pytest.approx(expected, rel=1e-3)  # (with dropout)
     assert model.training and model.proj.training
+
+
+def _regression():
+    x = np.random.default_rng(0).normal(size=(8, 3))
+    return (lambda p, b: gc.mean(gc.square(gc.matmul(b[0], p["w"]) - b[1])),
+            [(x, x @ np.array([1.0, -2.0, 0.5]))])
+
+
+@pytest.mark.parametrize("clip, message", [
+    (0, "Trainer: clip_norm=0 would zero every gradient; pass None for no clipping"),
+    (-1.0, "Trainer: clip_norm must be a finite number >= 0, got -1.0"),
+    (float("nan"), "Trainer: clip_norm must be a finite number >= 0, got nan")])
+def test_clip_norm_set_after_construction_is_checked_as_the_constructors(clip, message):
+    """`trainer.clip_norm = x` between steps was never checked: 0 zeroed every update (the
+    loss stayed 2.606), -1 ascended (2.606, 2.893, 3.2, ...), NaN made the weights NaN and
+    compiled the step again at every step. Now the assignment is refused in one line, as
+    the constructor refuses the value, and the trainer keeps its clip."""
+    loss, batches = _regression()
+    trainer = gc.Trainer(loss, {"w": np.zeros(3)}, gc.optim.SGD(lr=0.1), batches, steps=5,
+                         clip_norm=1.0)
+    with pytest.raises(gc.GraphcError) as caught:
+        trainer.clip_norm = clip
+    assert str(caught.value).splitlines()[0] == message
+    assert trainer.clip_norm == 1.0
+    trainer.clip_norm = None  # (no clipping: still accepted)
+    assert trainer.train_step() == pytest.approx(2.6055, abs=1e-3)
+    assert trainer.train_step() < 2.0
+
+
+def test_the_trainers_and_the_optimisers_clip_are_refused_together_after_construction():
+    """The constructor refuses the trainer's clip_norm with the optimiser's (two clips), but
+    setting either after construction was accepted and clipped twice. Now the assignment of
+    the trainer's is refused, and the optimiser's set later is refused when the step is
+    compiled again for it, before any update."""
+    loss, batches = _regression()
+    message = ("Trainer: clip_norm=0.5 and the optimizer's clip_norm=0.5 would clip the "
+               "gradients twice (PyTorch's clip_grad_norm_ clips once); give one of them")
+    trainer = gc.Trainer(loss, {"w": np.zeros(3)}, gc.optim.SGD(lr=0.1, clip_norm=0.5),
+                         batches, steps=5)
+    with pytest.raises(gc.GraphcError) as caught:
+        trainer.clip_norm = 0.5
+    assert str(caught.value).splitlines()[0] == message
+    assert trainer.clip_norm is None
+    trainer = gc.Trainer(loss, {"w": np.zeros(3)}, gc.optim.SGD(lr=0.1), batches, steps=5,
+                         clip_norm=0.5)
+    trainer.optimizer.clip_norm = 0.5
+    with pytest.raises(gc.GraphcError) as caught:
+        trainer.train_step()
+    assert str(caught.value).splitlines()[0] == message
+    np.testing.assert_array_equal(trainer.params["w"], 0.0)
