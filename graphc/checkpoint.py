@@ -101,7 +101,8 @@ def optimizer_record(optimizer) -> dict:
     """What a checkpoint header records of the optimiser (field `optimizer_record`: a name no
     user setting is likely to have, checkpoint_meta's keys sharing the header): its class and
     the slots of state it keeps for each parameter."""
-    return {"class": type(optimizer).__name__, "slots": list(optimizer.slots)}
+    # (an optimiser of one's own, with only init() and update(), keeps no named slots)
+    return {"class": type(optimizer).__name__, "slots": list(getattr(optimizer, "slots", ()))}
 
 
 def check_optimizer(meta: dict, mine: dict, path: str | None = None,

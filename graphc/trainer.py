@@ -105,7 +105,7 @@ from ir.ops.precision import autocast, precision_dtype
 from . import amp, checkpoint, nn, optim
 from .files import exclusive_directory
 from .optim import _clip_norm, _count_setting, _is_number, clip_by_global_norm, global_norm
-from .tracing import unflatten
+from .tracing import flatten, unflatten
 from .transforms import Compiled, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -571,7 +571,7 @@ class Trainer:
         steps would go unseen), where it is a number or a ReduceLROnPlateau; None where it is
         a schedule of the step, which the step computes (replacing it compiles the step
         again: the update guards it)."""
-        lr = self.optimizer.lr
+        lr = getattr(self.optimizer, "lr", None)  # (an optimiser of one's own may have none)
         if self.plateau is not None and lr is not self.plateau:
             raise GraphcError(f"Trainer: the optimizer's lr was a ReduceLROnPlateau, which the "
                               f"trainer steps and checkpoints, and is now {lr!r}; set the "
@@ -735,12 +735,25 @@ class Trainer:
         return loss
 
     # ---- divergence ----
+    def _other_state(self):
+        """The state of an optimiser of one's own (only init() and update(): any pytree),
+        checkpointed leaf by leaf: -> (its structure, {checkpoint name: array}), each leaf
+        named by its path in the tree (`opt_state/buf.w`), by its position where two paths
+        read alike."""
+        leaves, structure, names = flatten(self.state)
+        if len(set(names)) != len(names) or names == [""]:  # ("": the state is one array)
+            names = [str(i) for i in range(len(leaves))]
+        return structure, {f"{_OTHER_STATE}/{name}": np.asarray(leaf)
+                           for name, leaf in zip(names, leaves)}
+
     def state_arrays(self) -> dict:
         """Parameters and optimiser slots under their checkpoint names."""
         arrays = {f"param/{n}": self.params[n] for n in self.names}
-        for slot in self.optimizer.slots:
+        for slot in _slots(self.optimizer):
             prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
             arrays.update({f"{prefix}/{n}": self.state[slot][n] for n in self.names})
+        if not isinstance(self.optimizer, optim.Optimizer):
+            arrays.update(self._other_state()[1])
         if self.amp_state is not None:  # float16's loss scale
             arrays.update({f"amp/{k}": v for k, v in self.amp_state.items()})
         arrays.update({f"buffer/{n}": b.data for n, b in self.buffers.items()})
@@ -749,11 +762,14 @@ class Trainer:
     def non_finite(self) -> str | None:
         """The first parameter, optimiser or buffer array holding a NaN or an Inf, or None."""
         arrays = self.state_arrays()
-        prefixes = ["param"] + [_SLOT_PREFIX.get(s, f"opt_{s}") for s in self.optimizer.slots]
+        prefixes = ["param"] + [_SLOT_PREFIX.get(s, f"opt_{s}") for s in _slots(self.optimizer)]
         for n in self.names:
             for prefix in prefixes:
                 if not np.isfinite(arrays[f"{prefix}/{n}"]).all():
                     return f"{prefix}/{n}"
+        for key in arrays:
+            if key.split("/", 1)[0] == _OTHER_STATE and not np.isfinite(arrays[key]).all():
+                return key
         for n, b in self.buffers.items():
             if not np.isfinite(b.data).all():
                 return f"buffer/{n}"
@@ -765,8 +781,8 @@ class Trainer:
         self._good = (self.step, self.rng.bit_generator.state, self.train_batches.position,
                       {k: a.copy() for k, a in self.state_arrays().items()},
                       list(self.history), list(self.val_history), self.skipped_steps,
-                      self.plateau and self.plateau.state_dict(), self.optimizer.lr,
-                      dict(self.behind))
+                      self.plateau and self.plateau.state_dict(),
+                      getattr(self.optimizer, "lr", None), dict(self.behind))
 
     @property
     def good_step(self) -> int:
@@ -847,7 +863,7 @@ class Trainer:
         changed = checkpoint.check_optimizer(meta, checkpoint.optimizer_record(self.optimizer),
                                              path, allow_changed_settings, how)
         other_class = changed is not None and changed["class"] != type(self.optimizer).__name__
-        fresh = [slot for slot in self.optimizer.slots
+        fresh = [slot for slot in _checkpointed_slots(self.optimizer)
                  if changed is not None and (other_class or slot not in changed["slots"])]
         fresh_prefixes = {_SLOT_PREFIX.get(slot, f"opt_{slot}") for slot in fresh}
         own = {k: a for k, a in self.state_arrays().items()
@@ -903,7 +919,7 @@ class Trainer:
         would turn the weights into NaNs at the first step. (checkpoint.load refuses NaNs
         and Infs.)"""
         never_negative = {f"{_SLOT_PREFIX.get(s, f'opt_{s}')}/"
-                          for s in self.optimizer.non_negative_slots}
+                          for s in getattr(self.optimizer, "non_negative_slots", ())}
         for key, values in arrays.items():
             # (the prefix up to the first "/": a parameter's own name may hold more)
             if key.split("/", 1)[0] + "/" in never_negative and (values < 0).any():
@@ -1014,7 +1030,8 @@ class Trainer:
         wanted = {k: (a.shape, a.dtype) for k, a in self.state_arrays().items()}
         # a float32 run's checkpoint has no loss scale: restore() starts it afresh; another
         # optimiser's lacks slots of this one's, which restore() refuses or starts afresh
-        slots = {_SLOT_PREFIX.get(slot, f"opt_{slot}") for slot in self.optimizer.slots}
+        slots = {_SLOT_PREFIX.get(slot, f"opt_{slot}")
+                 for slot in _checkpointed_slots(self.optimizer)}
         optional = [k for k in wanted if k.startswith("amp/") or k.split("/", 1)[0] in slots]
         arrays, meta = checkpoint.load_arrays(path, wanted, optional)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
@@ -1028,13 +1045,17 @@ class Trainer:
         for n in self.names:
             self.params[n] = arrays[f"param/{n}"]
         initial = self.optimizer.init(self.params) if fresh else None
-        for slot in self.optimizer.slots:
+        if not isinstance(self.optimizer, optim.Optimizer):  # its own state, its own count
+            structure, names = self._other_state()
+            self.state = initial if fresh else unflatten(structure, [arrays[k] for k in names])
+        for slot in _slots(self.optimizer):
             prefix = _SLOT_PREFIX.get(slot, f"opt_{slot}")
             for n in self.names:
                 self.state[slot][n] = initial[slot][n] if slot in fresh else \
                     arrays[f"{prefix}/{n}"]
-        # one update per step that an overflow did not skip
-        self.state["count"] = np.asarray(step - skipped, np.int64)
+        if isinstance(self.optimizer, optim.Optimizer):
+            # one update per step that an overflow did not skip
+            self.state["count"] = np.asarray(step - skipped, np.int64)
         if self.amp_state is not None and f"amp/{next(iter(self.amp_state))}" in arrays:
             self.amp_state = {k: np.array(arrays[f"amp/{k}"]) for k in self.amp_state}
         for n, b in self.buffers.items():  # in place: the plans read these arrays
@@ -1320,6 +1341,24 @@ def _plateau(optimizer, eval_batches):
                           "(gc.optim.Optimizer.update's), which a ReduceLROnPlateau's "
                           "learning rate is given by", (user_location(),))
     return plateau
+
+
+# an optimiser of one's own (only init() and update()) has its whole state checkpointed as
+# one slot, "state": arrays opt_state/PATH
+_OTHER_SLOT = "state"
+_OTHER_STATE = f"opt_{_OTHER_SLOT}"
+
+
+def _slots(optimizer) -> tuple:
+    """The per-parameter state slots of one of graphc's optimisers (state[slot][name]); an
+    optimiser of one's own has none: its state is any pytree (Trainer._other_state)."""
+    return optimizer.slots if isinstance(optimizer, optim.Optimizer) else ()
+
+
+def _checkpointed_slots(optimizer) -> tuple:
+    """The slots whose arrays a checkpoint holds (as PREFIX/NAME): for an optimiser of one's
+    own, the one slot of its whole state."""
+    return optimizer.slots if isinstance(optimizer, optim.Optimizer) else (_OTHER_SLOT,)
 
 
 def _refuse_two_clips(clip_norm, optimizer):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc import checkpoint
 
 
 class _CausalSelfAttention(gc.nn.Module):
@@ -92,3 +93,45 @@ def test_the_trainers_and_the_optimisers_clip_are_refused_together_after_constru
         trainer.train_step()
     assert str(caught.value).splitlines()[0] == message
     np.testing.assert_array_equal(trainer.params["w"], 0.0)
+
+
+class _MomentumOfMyOwn:
+    """An optimiser with only init() and update() (the Trainer takes any such object,
+    tests/test_review_s29.py), no lr attribute, and a state of its own shape."""
+
+    def init(self, params):
+        return {"t": np.zeros((), np.int64),
+                "buf": {k: np.zeros_like(v) for k, v in params.items()}}
+
+    def update(self, grads, state, params):
+        buf = {k: 0.9 * state["buf"][k] + grads[k] for k in params}
+        return {k: params[k] - 0.1 * buf[k] for k in params}, {"t": state["t"] + 1,
+                                                                "buf": buf}
+
+
+def test_a_users_own_optimiser_fits_saves_and_resumes_bit_for_bit(tmp_path):
+    """An optimiser with only init() and update() trained, but fit() and save() raised
+    AttributeError ('MySGD' object has no attribute 'slots'; mark_good read its lr). Now
+    its state, any pytree, is checkpointed leaf by leaf (opt_state/PATH) and a run
+    resumed half-way ends with the uninterrupted run's parameters and state, bit for bit."""
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+
+    def trainer(steps):
+        return gc.Trainer(lambda p, b: gc.mean(gc.matmul(b[0], p["w"]) ** 2),
+                          {"w": np.ones(3, np.float32)}, _MomentumOfMyOwn(),
+                          [(x[:3],), (x[3:],)], steps=steps, eval_every=2)
+    whole = trainer(4)
+    assert whole.fit(str(tmp_path / "whole"), progress=False) == 0
+    first = trainer(2)
+    assert first.fit(str(tmp_path / "half"), progress=False) == 0
+    _, meta = checkpoint.load_arrays(str(tmp_path / "half" / "checkpoint.npz"), {})
+    assert meta["optimizer_record"] == {"class": "_MomentumOfMyOwn", "slots": []}
+    resumed = trainer(4)
+    resumed.resume(str(tmp_path / "half" / "checkpoint.npz"))
+    assert int(resumed.state["t"]) == 2
+    assert resumed.fit(None, progress=False) == 0
+    assert int(resumed.state["t"]) == int(whole.state["t"]) == 4
+    np.testing.assert_array_equal(resumed.state["buf"]["w"], whole.state["buf"]["w"])
+    np.testing.assert_array_equal(resumed.params["w"], whole.params["w"])
+    assert resumed.history == whole.history
+    assert not np.array_equal(whole.params["w"], 1.0)
