@@ -5,7 +5,8 @@
     trainer.fit("runs/mine")     # progress bar, evaluations, checkpoints, loss curve
 
 - `loss(params, batch)` or `loss(params, batch, key, training)`: a scalar loss of a batch (a
-  tuple of arrays); `key` is an int64 seed that changes every step (for dropout) and
+  tuple of arrays); `key` is an int64 seed that changes every step (for dropout; in an
+  evaluation one fixed by seed, step and batch, for a loss that samples there) and
   `training` is True for the training step, False when evaluating (the model runs as after
   model.eval() while evaluating, whatever its mode: every Dropout off, every module's
   `training` False). The training step runs
@@ -473,10 +474,11 @@ class Trainer:
     def _eval_function(self, params, batch, key):
         # every Dropout is off while evaluating (a loss(params, batch) cannot switch the
         # model to eval() itself, and evaluated with the training masks before); the key
-        # (fixed by seed, step and batch) serves other random draws the loss makes, so an
-        # evaluation repeats exactly, after a resume too
+        # (fixed by seed, step and batch) serves other random draws the loss makes, its own
+        # too (a VAE samples its latent in evaluation), so an evaluation repeats exactly,
+        # after a resume too
         with nn.rng_key(key), nn._evaluating():
-            loss = self._mixed_loss(params, batch, None, False)
+            loss = self._mixed_loss(params, batch, key, False)
         return loss if self.dist is None else self.dist.allreduce(loss, "mean")
 
     # ---- one step, one evaluation ----

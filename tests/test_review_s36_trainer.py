@@ -135,3 +135,41 @@ def test_a_users_own_optimiser_fits_saves_and_resumes_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(resumed.params["w"], whole.params["w"])
     assert resumed.history == whole.history
     assert not np.array_equal(whole.params["w"], 1.0)
+
+
+def _vae_loss(p, batch, key, training):
+    """A VAE-style loss: it samples its latent in evaluation too."""
+    mu = gc.matmul(batch[0], p["enc"])
+    z = mu + 0.1 * gc.random.normal(gc.random.key(key), mu.shape)
+    return gc.mean(gc.square(gc.matmul(z, p["dec"]) - batch[0]))
+
+
+def test_a_loss_that_samples_in_evaluation_gets_the_evaluation_key(tmp_path):
+    """Evaluation passed key=None to a loss(params, batch, key, training), so a loss that
+    samples in evaluation failed ('gc.random.key: the seed must be an integer, got None'),
+    and a Trainer with eval_batches could not even be built. Now the loss gets the
+    evaluation's key (fixed by seed, step and batch): an evaluation repeats exactly, two
+    batches draw differently, and a resumed run's validation losses are the uninterrupted
+    run's, bit for bit."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    params = {"enc": rng.normal(size=(6, 2)).astype(np.float32),
+              "dec": rng.normal(size=(2, 6)).astype(np.float32)}
+
+    def trainer(steps):
+        return gc.Trainer(_vae_loss, params, gc.optim.Adam(lr=0.01), [(x[:16],), (x[16:],)],
+                          eval_batches=[(x,), (x,)], eval_iters=2, steps=steps, eval_every=2)
+    whole = trainer(4)
+    first = whole.evaluate(record=False)
+    assert whole.evaluate(record=False) == first
+    assert whole.evaluate(batches=[(x,)], record=False) != whole.evaluate(
+        batches=[(x,), (x,)], record=False)  # (the second batch's key is another)
+    assert whole.fit(str(tmp_path / "whole"), progress=False) == 0
+    half = trainer(2)
+    assert half.fit(str(tmp_path / "half"), progress=False) == 0
+    resumed = trainer(4)
+    resumed.resume(str(tmp_path / "half" / "checkpoint.npz"))
+    assert resumed.fit(None, progress=False) == 0
+    assert resumed.val_history == whole.val_history and len(whole.val_history) == 3
+    for name in params:
+        np.testing.assert_array_equal(resumed.params[name], whole.params[name])
