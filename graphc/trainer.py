@@ -131,6 +131,13 @@ class Trainer:
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
         for name, a in params.items():  # np.array of a subtree was an object array, refused
+            if not isinstance(name, str):  # a JSON header's keys are strings: {0: w} saved
+                # updates_behind as {"0": ...}, which no resume could read back, and 0 and
+                # "0" would share the checkpoint's param/0
+                raise GraphcError(f"Trainer: params has the key {name!r} (of type "
+                                  f"{type(name).__name__}); parameter names must be strings "
+                                  "(they name the checkpoint's arrays), as model.params() "
+                                  "gives", (user_location(),))
             if isinstance(a, (dict, list, tuple)):  # as "dtype object is not supported"
                 raise GraphcError(f"Trainer: params[{name!r}] is a {type(a).__name__}; params "
                                   "must be a flat dict name -> array, as model.params() gives "

@@ -173,3 +173,19 @@ def test_a_loss_that_samples_in_evaluation_gets_the_evaluation_key(tmp_path):
     assert resumed.val_history == whole.val_history and len(whole.val_history) == 3
     for name in params:
         np.testing.assert_array_equal(resumed.params[name], whole.params[name])
+
+
+@pytest.mark.parametrize("params, key", [({0: np.zeros(3), 1: np.zeros(())}, "0"),
+                                         ({"0": np.zeros(3), 1: np.zeros(())}, "1")])
+def test_parameter_names_other_than_strings_are_refused(params, key):
+    """{0: w, 1: b} was accepted, but the checkpoint's JSON header turned updates_behind's
+    keys into strings, so the checkpoint of a run with a frozen parameter could not be
+    resumed ('updates_behind must be {parameter name: ...}, got {'1': 1}'), and 0 and "0"
+    would have shared param/0. Now the Trainer refuses such a key in one line naming it."""
+    x = np.ones((4, 3))
+    with pytest.raises(gc.GraphcError) as caught:
+        gc.Trainer(lambda p, b: gc.mean(gc.matmul(b[0], p[0])), params, gc.optim.Adam(lr=0.1),
+                   [(x,)], steps=4)
+    assert str(caught.value).splitlines()[0] == (
+        f"Trainer: params has the key {key} (of type int); parameter names must be strings (they "
+        "name the checkpoint's arrays), as model.params() gives")
