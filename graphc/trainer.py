@@ -89,6 +89,7 @@ import copy
 import inspect
 import itertools
 import math
+import operator
 import os
 import re
 import signal
@@ -105,7 +106,8 @@ from ir.ops.precision import autocast, precision_dtype
 
 from . import amp, checkpoint, nn, optim
 from .files import exclusive_directory
-from .optim import _clip_norm, _count_setting, _is_number, clip_by_global_norm, global_norm
+from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
+    global_norm
 from .tracing import flatten, unflatten
 from .transforms import Compiled, traced_value_and_grad
 
@@ -117,6 +119,16 @@ _SLOT_PREFIX = {"m": "adam_m", "v": "adam_v", "v_max": "adam_v_max"}
 
 class TrainingDiverged(GraphcError):
     """Training produced a NaN or an Inf; nothing non-finite was saved."""
+
+
+def _count_property(name, low=0):
+    """A Trainer setting that is a whole number >= `low`, checked (optim._count_setting)
+    wherever it is set; read as fast as a plain attribute almost (a C getter)."""
+    attr = f"_{name}"
+
+    def set_checked(trainer, value):
+        setattr(trainer, attr, _count_setting(f"Trainer: {name}", value, low))
+    return property(operator.attrgetter(attr), set_checked)
 
 
 class Trainer:
@@ -145,6 +157,12 @@ class Trainer:
                                   (user_location(),))
         if units not in ("samples", "tokens"):
             raise GraphcError(f"Trainer: units must be 'samples' or 'tokens', got {units!r}")
+        if isinstance(optimizer, type):  # (its init and update are callable: unbound methods)
+            name = optimizer.__name__
+            example = f"gc.optim.{name}(lr=...)" if getattr(optim, name, None) is optimizer \
+                else f"{name}(...)"
+            raise GraphcError(f"Trainer: optimizer must be an instance, e.g. {example}, got "
+                              f"the class {name}", (user_location(),))
         if not all(callable(getattr(optimizer, m, None)) for m in ("init", "update")):
             bound = isinstance(optimizer, optim.BoundOptimizer)
             raise GraphcError(f"Trainer: optimizer must be an optimiser with init() and "
@@ -168,13 +186,9 @@ class Trainer:
         self.train_batches = _Batches(train_batches, "train_batches")
         self.eval_batches = None if eval_batches is None else _Batches(eval_batches,
                                                                       "eval_batches")
-        # whole numbers, each checked: eval_iters=0 averaged no losses into a NaN that
-        # stopped the run as diverged, and steps=2.5 or "10" were quietly coerced
-        self.steps = _count_setting("Trainer: steps", steps)
-        self.eval_iters = _count_setting("Trainer: eval_iters", eval_iters, 1)
-        self.seed = _count_setting("Trainer: seed", seed)
-        self.eval_every = max(1, self.steps // 10) if eval_every is None \
-            else _count_setting("Trainer: eval_every", eval_every, 1)
+        # whole numbers, each checked here and when set between steps (_count_property)
+        self.steps, self.eval_iters, self.seed = steps, eval_iters, seed
+        self.eval_every = max(1, self.steps // 10) if eval_every is None else eval_every
         self._accumulation = _count_setting(
             "Trainer: gradient_accumulation_steps", gradient_accumulation_steps, 1)
         self.clip_norm, self.units = clip_norm, units
@@ -191,8 +205,12 @@ class Trainer:
         self.names = [n for n, a in params.items() if a is not None]
         # mixed precision (graphc/amp.py): the loss runs under autocast with this half dtype;
         # parameters and optimiser state stay as given (float32 master weights)
-        self.precision, self.half = precision, precision_dtype(precision, "Trainer")
+        self._precision, self.half = precision, precision_dtype(precision, "Trainer")
         self.scaler = None  # float16 only: dynamic loss scaling
+        if loss_scaler is not None and not isinstance(loss_scaler, amp.LossScaler):
+            raise GraphcError(f"Trainer: loss_scaler must be a gc.amp.LossScaler, e.g. "
+                              f"gc.amp.LossScaler(init_scale=2.0**16), got {loss_scaler!r}"
+                              [:200], (user_location(),))
         if loss_scaler is not None and self.half != np.float16:
             raise GraphcError(f"Trainer: a loss_scaler is for precision='fp16-mixed' (float16's "
                               f"narrow range); with precision={precision!r} no loss is scaled",
@@ -202,7 +220,10 @@ class Trainer:
         self.amp_state = self.scaler.init() if self.scaler else None
         self.skipped_steps, self.step_skipped = 0, False  # steps an overflow skipped
         self.dist = None  # graphc.distributed when data-parallel
-        if distributed:
+        if jit is not None and not isinstance(jit, (bool, np.bool_)):  # ("yes" was truthy)
+            raise GraphcError(f"Trainer: jit must be None (numba's kernels where it is "
+                              f"installed), True or False, got {jit!r}", (user_location(),))
+        if _flag("Trainer: distributed", distributed):
             from . import distributed as dist
             dist.init()
             self.dist = dist
@@ -247,6 +268,30 @@ class Trainer:
         self.eval_plan = (self._eval_loss.plan_for(self.params, self._shard(
             self.eval_batches.peek(self.rng)), self._eval_key(0))
             if eval_batches is not None else None)
+
+    # each checked as the constructor checks it when set between steps (`trainer.steps =
+    # 2000` extends a run): eval_every=0 was a ZeroDivisionError in fit, eval_iters=0
+    # averaged no losses into a NaN reported as divergence, steps="5" or 2.5 were coerced
+    steps = _count_property("steps")
+    eval_every = _count_property("eval_every", 1)
+    eval_iters = _count_property("eval_iters", 1)
+    seed = _count_property("seed")
+
+    @property
+    def precision(self) -> str:
+        """The precision the step was compiled for: "fp32", "bf16-mixed" or "fp16-mixed"."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value):
+        # refused, not followed: the plans are traced under the autocast policy (not a
+        # guard of them), and fp16-mixed adds a loss scale to the step's inputs and the
+        # checkpoint; Lightning's Trainer fixes it when built too. A resume may change it.
+        if value != self._precision:
+            raise GraphcError(f"Trainer: precision is fixed when the Trainer is built (its "
+                              f"step is compiled for {self._precision!r}); build a Trainer "
+                              f"with precision={value!r} and resume this one's checkpoint "
+                              "(precision may change on resume)", (user_location(),))
 
     @property
     def clip_norm(self) -> float | None:
@@ -1036,6 +1081,9 @@ class Trainer:
         """restore() from a checkpoint file written by save(), each array checked against
         this trainer's before it is read; refused if this trainer's checkpoint_meta differs
         from the checkpoint's, unless `allow_changed_settings` (see restore)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise GraphcError(f"Trainer.resume: path must be a checkpoint file's path, got "
+                              f"{path!r}"[:200], (user_location(),))
         wanted = {k: (a.shape, a.dtype) for k, a in self.state_arrays().items()}
         # a float32 run's checkpoint has no loss scale: restore() starts it afresh; another
         # optimiser's lacks slots of this one's, which restore() refuses or starts afresh
@@ -1253,9 +1301,18 @@ class _Batches:
     def __init__(self, source, what):
         self.what, self.position = what, 0
         self.function = source if callable(source) else None
-        if self.function is None and not hasattr(source, "__iter__"):
-            raise GraphcError(f"Trainer: {what} must be a function of a numpy Generator or an "
-                              f"iterable of batches, got a {type(source).__name__}")
+        kinds = f"Trainer: {what} must be a function of a numpy Generator or an iterable of " \
+            "batches"
+        text = isinstance(source, (str, bytes))  # (iterable: its characters were batches)
+        if self.function is None and (text or not hasattr(source, "__iter__")):
+            got = repr(source)[:100] if text else f"a {type(source).__name__}"
+            raise GraphcError(f"{kinds}, got {got}", (user_location(),))
+        if self.function is not None and not _takes_one_argument(source):
+            # (one of no arguments is not taken as a loader's factory: refused, not guessed)
+            raise GraphcError(f"{kinds}; {getattr(source, '__name__', what)}"
+                              f"{inspect.signature(source)} does not take the rng ({what}(rng) "
+                              "draws a batch with it)",
+                              (user_location(),))
         self.iterable, self.iterator = source, None
 
     def draw(self, rng):
@@ -1318,6 +1375,17 @@ class _Batches:
             return next(self.iterator)
         except StopIteration:
             raise GraphcError(f"Trainer: {self.what} yields no batches") from None
+
+
+def _takes_one_argument(function) -> bool:
+    """Whether `function` can be called with one positional argument (a batch source's rng)."""
+    try:
+        inspect.signature(function).bind(None)
+    except TypeError:
+        return False
+    except ValueError:  # (no signature to read, a builtin's: taken as it is)
+        return True
+    return True
 
 
 def _named_places(places) -> dict:
@@ -1412,12 +1480,24 @@ def _print(text):
 
 
 def _with_key_and_mode(loss):
-    """loss(params, batch) or loss(params, batch, key, training) -> the 4-argument form."""
+    """loss(params, batch) or loss(params, batch, key, training) -> the 4-argument form.
+    Any other is refused in one line (it failed inside the first trace, a TypeError)."""
+    forms = "loss(params, batch) or loss(params, batch, key, training)"
+    if not callable(loss):
+        raise GraphcError(f"Trainer: loss must be a function, {forms}, got {loss!r}"[:200],
+                          (user_location(),))
     try:
-        count = len(inspect.signature(loss).parameters)
-    except (TypeError, ValueError):
-        count = 4
-    if count >= 4:
+        signature = inspect.signature(loss)
+    except (TypeError, ValueError):  # (a builtin: taken as it is)
+        return loss
+    count = 4 if len(signature.parameters) >= 4 else 2
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        name = getattr(loss, "__name__", type(loss).__name__)
+        raise GraphcError(f"Trainer: the loss {name}{signature} cannot be called as {forms}",
+                          (user_location(),)) from None
+    if count == 4:
         return loss
     return lambda params, batch, key, training: loss(params, batch)
 

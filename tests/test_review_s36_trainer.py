@@ -189,3 +189,101 @@ def test_parameter_names_other_than_strings_are_refused(params, key):
     assert str(caught.value).splitlines()[0] == (
         f"Trainer: params has the key {key} (of type int); parameter names must be strings (they "
         "name the checkpoint's arrays), as model.params() gives")
+
+
+_X = np.ones((4, 3))
+
+
+def _trainer(**changes):
+    settings = {"loss": lambda p, b: gc.mean(gc.matmul(b[0], p["w"])),
+                "params": {"w": np.zeros(3)}, "optimizer": gc.optim.SGD(lr=0.1),
+                "train_batches": [(_X,)], "steps": 2, **changes}
+    return gc.Trainer(settings.pop("loss"), settings.pop("params"), settings.pop("optimizer"),
+                      settings.pop("train_batches"), **settings)
+
+
+_FORMS = "loss(params, batch) or loss(params, batch, key, training)"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"optimizer": gc.optim.Adam},
+     "Trainer: optimizer must be an instance, e.g. gc.optim.Adam(lr=...), got the class Adam"),
+    ({"loss_scaler": 3, "precision": "fp16-mixed"},
+     "Trainer: loss_scaler must be a gc.amp.LossScaler, e.g. "
+     "gc.amp.LossScaler(init_scale=2.0**16), got 3"),
+    ({"train_batches": lambda: (_X,)},
+     "Trainer: train_batches must be a function of a numpy Generator or an iterable of "
+     "batches; <lambda>() does not take the rng (train_batches(rng) draws a batch with it)"),
+    ({"eval_batches": "val"},
+     "Trainer: eval_batches must be a function of a numpy Generator or an iterable of "
+     "batches, got 'val'"),
+    ({"distributed": "no"}, "Trainer: distributed must be True or False, got 'no'"),
+    ({"jit": "yes"}, "Trainer: jit must be None (numba's kernels where it is installed), "
+                     "True or False, got 'yes'"),
+])
+def test_bad_trainer_arguments_are_one_line_naming_the_argument(changes, message):
+    """Each of these was a TypeError or AttributeError from inside the first trace
+    ("Optimizer.init() missing 1 required positional argument",
+    "'int' object has no attribute 'init'", "<lambda>() takes 0 positional arguments but 1
+    was given"), a tensor-spec error about the characters of "val", or, for
+    distributed="no" and jit="yes", accepted as True. Now each is one GraphcError line
+    naming the argument and what it must be."""
+    with pytest.raises(gc.GraphcError) as caught:
+        _trainer(**changes)
+    assert str(caught.value).splitlines()[0] == message
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("eval_every", 0, "Trainer: eval_every must be a whole number >= 1, got 0"),
+    ("steps", "5", "Trainer: steps must be a whole number >= 0, got '5'"),
+    ("eval_iters", 0, "Trainer: eval_iters must be a whole number >= 1, got 0"),
+    ("seed", -5, "Trainer: seed must be a whole number >= 0, got -5"),
+    ("precision", "bf16-mixed",
+     "Trainer: precision is fixed when the Trainer is built (its step is compiled for "
+     "'fp32'); build a Trainer with precision='bf16-mixed' and resume this one's checkpoint "
+     "(precision may change on resume)"),
+])
+def test_settings_set_between_steps_are_checked_as_the_constructor_checks_them(
+        name, value, message):
+    """Set after construction these were taken as they came: eval_every=0 was a
+    ZeroDivisionError in fit, steps="5" a TypeError, eval_iters=0 a NaN validation loss
+    reported as divergence ("Try a lower learning rate"), seed=-5 accepted, and
+    precision="bf16-mixed" silently had no effect (the step stayed float32). Now each is
+    refused in one line as the constructor refuses it; precision is refused because the
+    step is compiled for the precision it was built with (a resume may change it)."""
+    trainer = _trainer(eval_batches=[(_X,)])
+    before = getattr(trainer, name)
+    with pytest.raises(gc.GraphcError) as caught:
+        setattr(trainer, name, value)
+    assert str(caught.value).splitlines()[0] == message
+    assert getattr(trainer, name) == before
+    trainer.steps, trainer.eval_every, trainer.precision = 3, 3, "fp32"  # (valid ones: taken)
+    assert trainer.fit(None, progress=False) == 0 and trainer.step == 3
+
+
+def test_resume_of_no_path_is_one_line():
+    """trainer.resume(None) was a TypeError from os.stat; now one GraphcError line."""
+    with pytest.raises(gc.GraphcError) as caught:
+        _trainer().resume(None)
+    assert str(caught.value).splitlines()[0] == (
+        "Trainer.resume: path must be a checkpoint file's path, got None")
+
+
+def test_a_loss_of_another_signature_is_one_line():
+    """loss="mse" was "'str' object is not callable", and a loss of 1 or 3 positional
+    parameters a TypeError from inside the first trace ("takes 1 positional argument but 2
+    were given", "missing 1 required positional argument: 'key'"). Now each is one
+    GraphcError line naming the loss and the two signatures taken; a loss with optional
+    parameters after (params, batch) is still called with two arguments."""
+    for loss, message in [
+            ("mse", f"Trainer: loss must be a function, {_FORMS}, got 'mse'"),
+            (lambda p: 0.0, f"Trainer: the loss <lambda>(p) cannot be called as {_FORMS}"),
+            (lambda p, b, key: 0.0,
+             f"Trainer: the loss <lambda>(p, b, key) cannot be called as {_FORMS}")]:
+        with pytest.raises(gc.GraphcError) as caught:
+            _trainer(loss=loss)
+        assert str(caught.value).splitlines()[0] == message
+
+    def scaled(p, b, scale=2.0):
+        return scale * gc.mean(gc.matmul(b[0], p["w"]) + 1.0)
+    assert _trainer(loss=scaled).train_step() == 2.0
