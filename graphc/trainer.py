@@ -1080,7 +1080,9 @@ class Trainer:
     def resume(self, path: str, allow_changed_settings: bool = False):
         """restore() from a checkpoint file written by save(), each array checked against
         this trainer's before it is read; refused if this trainer's checkpoint_meta differs
-        from the checkpoint's, unless `allow_changed_settings` (see restore)."""
+        from the checkpoint's, or if the file holds parameters this model lacks (as torch's
+        strict load_state_dict), unless `allow_changed_settings` (which leaves them out;
+        see restore)."""
         if not isinstance(path, (str, os.PathLike)):
             raise GraphcError(f"Trainer.resume: path must be a checkpoint file's path, got "
                               f"{path!r}"[:200], (user_location(),))
@@ -1090,7 +1092,8 @@ class Trainer:
         slots = {_SLOT_PREFIX.get(slot, f"opt_{slot}")
                  for slot in _checkpointed_slots(self.optimizer)}
         optional = [k for k in wanted if k.startswith("amp/") or k.split("/", 1)[0] in slots]
-        arrays, meta = checkpoint.load_arrays(path, wanted, optional)
+        arrays, meta = checkpoint.load_arrays(path, wanted, optional,
+                                              strict_params=not allow_changed_settings)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
         self.restore(arrays, meta, allow_changed_settings, path)
 

@@ -287,3 +287,27 @@ def test_a_loss_of_another_signature_is_one_line():
     def scaled(p, b, scale=2.0):
         return scale * gc.mean(gc.matmul(b[0], p["w"]) + 1.0)
     assert _trainer(loss=scaled).train_step() == 2.0
+
+
+def test_resume_refuses_a_checkpoint_with_parameters_the_model_lacks(tmp_path):
+    """A checkpoint holding more parameters than the model resumed silently, the others
+    dropped (torch's strict load_state_dict says 'Unexpected key(s)'). Now resume refuses
+    it in one line naming them, unless allow_changed_settings=True, which leaves them out
+    and resumes the rest."""
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    path = str(tmp_path / "checkpoint.npz")
+    bigger = gc.Trainer(lambda p, b: gc.mean(gc.matmul(b[0], p["w"]) + p["b"]),
+                        {"w": np.ones(3), "b": np.zeros(())}, gc.optim.SGD(lr=0.1), [(x,)],
+                        steps=2)
+    bigger.train_step()
+    bigger.save(path)
+    smaller = _trainer(train_batches=[(x,)])
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        smaller.resume(path)
+    assert str(caught.value).splitlines()[0] == (
+        f"checkpoint {path!r} holds parameters this model lacks (param/b); resume it with the "
+        "model it was saved from, or pass allow_changed_settings=True to leave them out")
+    np.testing.assert_array_equal(smaller.params["w"], 0.0)
+    smaller.resume(path, allow_changed_settings=True)
+    np.testing.assert_array_equal(smaller.params["w"], bigger.params["w"])
+    assert smaller.step == 1
