@@ -10,9 +10,9 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
 from ir.ops import api as F
-from runtime.eager import MODULE_PARAMETERS
 
-from .nn import Module, Parameter, _Functional, _Keyed, _as_child, _keep_inplace
+from .nn import (Module, Parameter, _Functional, _Keyed, _as_child, _children_changed,
+                 _keep_inplace, _refuse_as_child)
 
 
 def _activation(name, function, doc, *, takes_inplace=False, **defaults):
@@ -120,8 +120,7 @@ class ModuleDict(_Keyed, Module):
             raise GraphcError(f"ModuleDict: a key must be a non-empty string without '.', "
                               f"got {key!r}", (user_location(),))
         if _as_child(module, self) is None:  # a gc.compile'd Module is one, as torch's
-            raise GraphcError(f"ModuleDict: {key!r} is a {type(module).__name__}, not a "
-                              "Module", (user_location(),))
+            _refuse_as_child(f"ModuleDict: {key!r}", module)
         if key not in self._keys and (hasattr(type(self), key) or key in vars(self)):
             raise GraphcError(f"ModuleDict: the key {key!r} is an attribute of the dict "
                               "itself; choose another", (user_location(),))
@@ -139,7 +138,7 @@ class ModuleDict(_Keyed, Module):
             raise KeyError(key)
         self._keys.remove(key)
         object.__delattr__(self, key)
-        MODULE_PARAMETERS.replaced += 1  # plans traced with it are stale
+        _children_changed()  # plans traced with it are stale
 
     def pop(self, key):
         """Remove the module under `key` and return it, as torch's."""
@@ -160,5 +159,5 @@ class ModuleDict(_Keyed, Module):
                 raise GraphcError(f"ModuleDict.update: item {j} is not a (key, module) pair, "
                                   f"got {type(pair).__name__}", (user_location(),))
             self[pair[0]] = pair[1]
-        MODULE_PARAMETERS.replaced += 1  # plans traced without the new keys are stale
+        _children_changed()  # plans traced without the new keys are stale
 

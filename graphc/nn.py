@@ -29,6 +29,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops import attention as _attention
+from ir.ops.registry import _STACK as _INTERPRETERS
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
 from ir.types import INT_DTYPES, Dim, UnsupportedDtype, is_int
@@ -219,6 +220,14 @@ def _as_child(value, owner):
     return module if module is not None and not _reaches(module, owner) else None
 
 
+def _refuse_as_child(what, value):
+    """The GraphcError for `value`, which _as_child did not take: `what` (the place, "item
+    0", "'key'") is not a Module, or is a compiled one that holds the container (a cycle)."""
+    why = "a gc.compile'd module that holds this one: a child there would make a cycle" \
+        if _compiled_module(value) is not None else f"a {type(value).__name__}, not a Module"
+    raise GraphcError(f"{what} is {why}", (user_location(),))
+
+
 def _submodule(owner, name, value):
     """The child module attribute `name` (holding `value`) of `owner` is, or None: as
     _as_child decided when it was assigned."""
@@ -250,6 +259,32 @@ def _reaches(module, target) -> bool:
                 if isinstance(value, Module):
                     stack.append(value)
     return False
+
+
+class _ModuleChildren:
+    """How many times a child (or a tensor attribute) has been added to, or replaced in, a
+    module a trace has gone through (_TRACED). Every module call in a trace guards it:
+    a plan whose parameters are all traced inputs (model.apply's, gc.Trainer's) or a
+    parameter-free model's reads nothing else that would tell it that its modules changed.
+    Its own count, not MODULE_PARAMETERS': that one counts every tensor attribute replaced
+    anywhere (`self.last = x` in an eager forward), which must not retrace these plans."""
+
+    changed = 0
+
+    def describe_change(self) -> str:  # (graphc.transforms' recompile message)
+        return "a submodule was added to or replaced in a module the trace went through"
+
+
+MODULE_CHILDREN = _ModuleChildren()
+
+
+def _children_changed() -> None:
+    """A child added, removed or replaced other than by assignment (a container's edit,
+    add_module): plans traced through the module, whichever way, are stale."""
+    MODULE_PARAMETERS.replaced += 1
+    MODULE_CHILDREN.changed += 1
+# whether any module holds a gc.compile'd child (Module.apply swaps those only)
+_COMPILED_CHILDREN = [False]
 
 
 # The modules a trace has called, and every module below them (kept so as new children join
@@ -333,15 +368,20 @@ class Module:
                 # where a new one made every plan trace again (an eager forward per step)
                 old.data = value.data
                 return
+        was_child = _submodule(self, name, old) is not None
         if old is not value and (isinstance(old, (Tensor, Module))  # Parameters too
-                                 or _submodule(self, name, old) is not None
-                                 or filling and isinstance(value, Buffer)
-                                 or (child is not None or isinstance(value, Tensor))
-                                 and _reached_by_trace(self)):
-            # traced plans that read the old one are stale, and so are those that went
-            # through this module without it (a child or a ModuleDict key added, a Parameter
-            # set over None); a module no trace has reached yet (one being built) has none
-            MODULE_PARAMETERS.replaced += 1
+                                 or was_child or filling and isinstance(value, Buffer)):
+            MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
+        if old is not value and (child is not None or was_child or
+                                 isinstance(value, Tensor) and old is None) \
+                and _reached_by_trace(self) and current_graph() is None:
+            # so are those that went through this module without it (a child or a
+            # ModuleDict key added, a Parameter set over None); a module no trace has
+            # reached (one being built) has none, and one the trace itself sets (a layer
+            # built lazily in forward) is part of that trace
+            MODULE_CHILDREN.changed += 1
+        if child is not None and child is not value:
+            _COMPILED_CHILDREN[0] = True
         if isinstance(value, (Parameter, Buffer)):
             value.name = name
             if isinstance(value, Buffer):
@@ -478,7 +518,7 @@ class Module:
                               "a Parameter (gc.nn.Parameter(array) or None, as torch's)",
                               (user_location(),))
         setattr(self, name, param)
-        MODULE_PARAMETERS.replaced += 1  # a plan traced without it is stale
+        _children_changed()  # a plan traced without it is stale
 
     def add_module(self, name: str, module):
         """torch's: `module` (a Module, a gc.compile'd one, or None) becomes the child
@@ -486,10 +526,9 @@ class Module:
         self._check_new_name("add_module", name,
                              lambda held: _submodule(self, name, held) is not None)
         if module is not None and _as_child(module, self) is None:
-            raise GraphcError(f"add_module({name!r}): a {type(module).__name__} is not a "
-                              "Module", (user_location(),))
+            _refuse_as_child(f"add_module({name!r}): the value", module)
         setattr(self, name, module)
-        MODULE_PARAMETERS.replaced += 1  # a plan traced without it is stale
+        _children_changed()  # a plan traced without it is stale
 
     register_module = add_module  # (torch's alias)
 
@@ -713,7 +752,7 @@ class Module:
             # compute with them, not with `params` (and a plan traced here would stay bound
             # to these values): for the call the child is its layer, which reads the swapped
             # attributes (traced, a compiled call is its function's trace anyway)
-            for module in self.modules():
+            for module in self.modules() if _COMPILED_CHILDREN[0] else ():
                 for attr, value in list(vars(module).items()):
                     layer = _submodule(module, attr, value)
                     if layer is not None and layer is not value:
@@ -825,14 +864,15 @@ class Module:
         return type(self).__name__ + "(\n  " + "\n  ".join(lines) + "\n)"
 
     def __call__(self, *args, **kwargs):
-        graph = current_graph()
-        if graph is not None:
-            # the trace goes through this module's attributes (its children, which a
-            # parameter-free one or model.apply's all-traced one reads nothing else of): a
-            # plan holds until one of them is replaced or added (Module.__setattr__)
-            graph.guard(MODULE_PARAMETERS, "replaced", MODULE_PARAMETERS.replaced)
-            if not _reached_by_trace(self):
-                _note_traced(self)
+        if _INTERPRETERS.stack:  # (inline: every eager module call passes here)
+            graph = current_graph()
+            if graph is not None:
+                # the trace goes through this module's attributes (its children, which a
+                # parameter-free one or model.apply's all-traced one reads nothing else
+                # of): a plan holds until one is replaced or added (Module.__setattr__)
+                graph.guard(MODULE_CHILDREN, "changed", MODULE_CHILDREN.changed)
+                if not _reached_by_trace(self):
+                    _note_traced(self)
         if not self._path:
             return self.forward(*args, **kwargs)
         with scope(self._path):
@@ -922,8 +962,7 @@ class ModuleList(Module):
         items = list(items)
         for i, (_, m) in enumerate(items):
             if _as_child(m, self) is None:  # a gc.compile'd Module is one, as torch's
-                raise GraphcError(f"{type(self).__name__}: item {i} is a {type(m).__name__}, "
-                                  "not a Module", (user_location(),))
+                _refuse_as_child(f"{type(self).__name__}: item {i}", m)
         for key in vars(self).get("_keys", ()):
             object.__delattr__(self, key)
         for key, m in items:
@@ -933,7 +972,7 @@ class ModuleList(Module):
     def _changed(self, items):
         """_hold(items), a mutation: plans traced through the old items are stale."""
         self._hold(items)
-        MODULE_PARAMETERS.replaced += 1
+        _children_changed()
 
     def _items(self):
         return [(key, getattr(self, key)) for key in self._keys]

@@ -151,8 +151,8 @@ def test_register_parameter_add_module_and_get_submodule_as_torch_s():
                           "already", HERE)
     assert_one_line_error(lambda: ours[2].register_parameter("bias", scale),
                           "register_parameter('bias'): a ndarray is not a Parameter", HERE)
-    assert_one_line_error(lambda: ours.add_module("extra", 3), "add_module('extra'): a int "
-                          "is not a Module", HERE)
+    assert_one_line_error(lambda: ours.add_module("extra", 3), "add_module('extra'): the value "
+                          "is a int, not a Module", HERE)
 
 
 def test_a_registered_child_is_seen_by_a_plan_traced_without_it():

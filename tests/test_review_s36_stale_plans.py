@@ -1,6 +1,7 @@
 """Session 36's fixes of compiled plans that went stale when a module changed; each test
 failed before its fix."""
 import numpy as np
+import pytest
 
 import graphc as gc
 
@@ -70,8 +71,8 @@ def test_a_child_replaced_in_a_parameter_free_model_selects_another_plan():
     setattr(seq, "0", G.Tanh())
     np.testing.assert_allclose(np.asarray(f(X)), np.tanh(X), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(f(X)), _eager(seq, X), rtol=1e-6)
-    assert f.recompiles == ["recompiling fn (compilation 2): a module's Parameter, "
-                            "tensor or submodule was replaced"]
+    assert f.recompiles == ["recompiling fn (compilation 2): a submodule was added to or "
+                            "replaced in a module the trace went through"]
 
 
 def test_a_functional_step_over_model_apply_sees_a_replaced_child():
@@ -131,3 +132,66 @@ module (no trace has reached it) still selects no new plan (test_review_s29)."""
     h(X)
     assert (len(g.recompiles), len(h.recompiles)) == compilations
 
+
+
+def test_unrelated_changes_leave_functional_and_parameter_free_plans_alone():
+    """Review of the change above: every traced module call guarded the process-wide count
+    of replaced tensor attributes, so a functional step (model.apply's), a parameter-free
+    compiled module and gc.Trainer's step were traced again at every call while an
+    unrelated eager module kept a tensor (`self.last = x`): 10 recompiles in 12 steps,
+    and RecompileWarning. They guard a count of their own now (children added or replaced
+    in a traced module), which such an assignment leaves alone: no recompile."""
+    model = G.Sequential(G.Linear(4, 8), G.ReLU(), G.Linear(8, 1))
+    step = gc.compile(gc.value_and_grad(lambda p, x: gc.sum(model.apply(p, x) ** 2)))
+    activation = gc.compile(G.Tanh())
+
+    class Meter(G.Module):  # unrelated, never compiled
+        def __init__(self):
+            self.last = None
+
+        def forward(self, x):
+            self.last = x
+            return x
+
+    meter, params, x = Meter(), model.params(), np.ones((2, 4), np.float32)
+    for _ in range(12):
+        step(params, x)
+        activation(x)
+        meter(gc.tensor(x))
+        model(x)  # the model itself, eagerly
+    assert step.recompiles == [] and activation.recompiles == []
+
+
+def test_a_child_built_in_its_first_traced_forward_makes_no_plan_stale():
+    """A layer created lazily in forward (`if self.proj is None: self.proj = Linear(...)`)
+    counted as a change made after the trace: the plan traced it was stale at its next
+    call (one recompile). The trace's own assignments are part of it now."""
+    class Lazy(G.Module):
+        def __init__(self):
+            self.proj = None
+
+        def forward(self, x):
+            if self.proj is None:
+                self.proj = G.Linear(x.shape[-1], 3)
+            return self.proj(x)
+
+    f = gc.compile(Lazy())
+    x = np.ones((2, 4), np.float32)
+    first = np.asarray(f(x))
+    for _ in range(2):
+        np.testing.assert_array_equal(np.asarray(f(x)), first)
+    assert f.recompiles == []
+
+
+def test_a_compiled_module_holding_the_container_is_refused_as_a_cycle():
+    """`net.heads["fast"] = gc.compile(net)` was refused as "a Compiled, not a Module"; it is
+    one, but holding it would make the module tree a cycle, which the line now says."""
+    class Net(G.Module):
+        def __init__(self):
+            self.fc = G.Linear(2, 2)
+            self.heads = G.ModuleDict()
+
+    net = Net()
+    with pytest.raises(gc.GraphcError, match="'fast' is a gc.compile'd module that holds "
+                                             "this one: a child there would make a cycle"):
+        net.heads["fast"] = gc.compile(net)
