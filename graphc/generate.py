@@ -326,6 +326,14 @@ def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _numpy_seed(seed) -> bool:
+    """Whether `seed` is a seed np.random.default_rng takes that is not one number."""
+    if isinstance(seed, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)):
+        return True
+    return isinstance(seed, (list, tuple, np.ndarray)) and np.size(seed) > 0 and all(
+        _whole(s) and s >= 0 for s in np.ravel(np.asarray(seed, dtype=object)))
+
+
 def check_sampling(temperature, top_k, top_p, seed=None):
     # the types first: None or "0.9" were raw TypeErrors from numpy or a comparison
     if not (_real(temperature) and math.isfinite(temperature) and temperature >= 0):
@@ -338,8 +346,10 @@ def check_sampling(temperature, top_k, top_p, seed=None):
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if top_p is not None and not (_real(top_p) and 0 < top_p <= 1):  # nan fails
         raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    if seed is not None and not (_whole(seed) and seed >= 0):  # (numpy's errors named no seed)
-        raise ValueError(f"seed must be a whole number >= 0 or None, got {seed!r}")
+    if seed is not None and not (_whole(seed) and seed >= 0 or _numpy_seed(seed)):
+        # (numpy's errors named no seed, and it took True as 1)
+        raise ValueError(f"seed must be a whole number >= 0, None, or a numpy Generator, "
+                         f"SeedSequence or sequence of such numbers, got {seed!r}")
 
 
 def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) -> int:

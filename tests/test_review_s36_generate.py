@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from graphc import cli
 from graphc.cli import main
 from graphc.generate import Generator
 from graphc.models import gpt2
@@ -178,22 +179,27 @@ def test_generation_refuses_a_bad_seed_or_a_bool_top_k_in_one_line():
     from graphc.sample import Sampler
     model, params = small_model("float64")
     gen, sampler = Generator(model, params), Sampler(model, params)
+    SEED = ("seed must be a whole number >= 0, None, or a numpy Generator, SeedSequence or "
+            "sequence of such numbers, got ")
     for setting, message in [
-            (dict(seed=-1), "seed must be a whole number >= 0 or None, got -1"),
-            (dict(seed=1.5), "seed must be a whole number >= 0 or None, got 1.5"),
-            (dict(seed=True), "seed must be a whole number >= 0 or None, got True"),
+            (dict(seed=-1), f"{SEED}-1"),
+            (dict(seed=1.5), f"{SEED}1.5"),
+            (dict(seed=True), f"{SEED}True"),
             (dict(top_k=True), "top_k must be a whole number, got True")]:
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             gen.generate([[1, 2]], 2, **setting)
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             sampler.generate([1, 2], 2, **setting)
     assert gen.generate([[1, 2]], 4, seed=np.int64(3)) == gen.generate([[1, 2]], 4, seed=3)
+    # what np.random.default_rng takes besides one number still seeds (as before the check)
+    for seed in (np.random.SeedSequence(5), [1, 2]):
+        assert gen.generate([[1, 2]], 4, seed=seed) == gen.generate([[1, 2]], 4, seed=seed)
+    assert len(gen.generate([[1, 2]], 4, seed=np.random.default_rng(0))[0]) == 4
     assert len(gen.generate([[1, 2]], 4, seed=None)[0]) == 4
 
 
 # ---- 7. the untied-head warning reads as graphc's; a sharded checkpoint is named -------------
-def test_the_untied_head_warning_is_graphcs_own_and_points_at_the_callers_line(tmp_path,
-                                                                                capsys):
+def test_the_untied_head_warning_is_graphcs_own_and_points_at_the_callers_line(tmp_path):
     """The warning that a tied config's file holds a different lm_head.weight was a plain
     UserWarning issued at gpt2.py's line, so `graphc sample` printed it as "graphc: warning:
     UserWarning: ..." (the form of a library's warning, not graphc's); it is now
@@ -211,9 +217,13 @@ def test_the_untied_head_warning_is_graphcs_own_and_points_at_the_callers_line(t
     text = (f"{weights}: config.json ties the LM head to wte.weight, but 'lm_head.weight' "
             "differs from it: loaded untied, as transformers does (set tie_word_embeddings "
             "false)")
-    capsys.readouterr()
-    assert main(["sample", "--model", str(tmp_path), "--prompt", "a", "--tokens", "1"]) == 0
-    assert capsys.readouterr().err.splitlines()[-1] == f"graphc: warning: {text}"
+    # (recorded, not printed: pytest's warnings plugin records them when it runs)
+    with pytest.warns(gpt2.GPT2Warning) as record:
+        assert main(["sample", "--model", str(tmp_path), "--prompt", "a", "--tokens",
+                     "1"]) == 0
+    [shown] = [w for w in record if w.category is gpt2.GPT2Warning]
+    assert cli._format_warning(shown.message, shown.category, shown.filename,
+                               shown.lineno) == f"graphc: warning: {text}\n"
     with pytest.warns(gpt2.GPT2Warning) as record:
         gpt2.load_gpt2(str(tmp_path))
     assert [str(w.message) for w in record] == [text]
