@@ -136,9 +136,9 @@ class ModuleDict(_Keyed, Module):
     def __delitem__(self, key):
         if key not in self._keys:
             raise KeyError(key)
+        _children_changed(self)  # plans traced with it are stale
         self._keys.remove(key)
         object.__delattr__(self, key)
-        _children_changed()  # plans traced with it are stale
 
     def pop(self, key):
         """Remove the module under `key` and return it, as torch's."""
@@ -158,6 +158,5 @@ class ModuleDict(_Keyed, Module):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise GraphcError(f"ModuleDict.update: item {j} is not a (key, module) pair, "
                                   f"got {type(pair).__name__}", (user_location(),))
-            self[pair[0]] = pair[1]
-        _children_changed()  # plans traced without the new keys are stale
+            self[pair[0]] = pair[1]  # (each counted for traced plans)
 

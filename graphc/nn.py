@@ -278,11 +278,21 @@ class _ModuleChildren:
 MODULE_CHILDREN = _ModuleChildren()
 
 
-def _children_changed() -> None:
-    """A child added, removed or replaced other than by assignment (a container's edit,
-    add_module): plans traced through the module, whichever way, are stale."""
-    MODULE_PARAMETERS.replaced += 1
-    MODULE_CHILDREN.changed += 1
+def _children_changed(module) -> None:
+    """Children are about to be removed from `module` (a container's edit; __setattr__
+    counts one added or replaced): plans traced through it are stale."""
+    if _traced_through(module):
+        MODULE_CHILDREN.changed += 1
+
+
+def _traced_through(module) -> bool:
+    """Whether a trace went through `module` or one of its children (a container that a
+    traced function iterates calls no module but its items). One no trace has reached (a
+    module being built) has no plan to make stale."""
+    return _reached_by_trace(module) or any(
+        _reached_by_trace(child) for child in (_submodule(module, name, value)
+                                               for name, value in vars(module).items())
+        if child is not None)
 # whether any module holds a gc.compile'd child (Module.apply swaps those only)
 _COMPILED_CHILDREN = [False]
 
@@ -374,7 +384,7 @@ class Module:
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if old is not value and (child is not None or was_child or
                                  isinstance(value, Tensor) and old is None) \
-                and _reached_by_trace(self) and current_graph() is None:
+                and current_graph() is None and _traced_through(self):
             # so are those that went through this module without it (a child or a
             # ModuleDict key added, a Parameter set over None); a module no trace has
             # reached (one being built) has none, and one the trace itself sets (a layer
@@ -517,8 +527,7 @@ class Module:
             raise GraphcError(f"register_parameter({name!r}): a {type(param).__name__} is not "
                               "a Parameter (gc.nn.Parameter(array) or None, as torch's)",
                               (user_location(),))
-        setattr(self, name, param)
-        _children_changed()  # a plan traced without it is stale
+        setattr(self, name, param)  # (which counts the change for traced plans)
 
     def add_module(self, name: str, module):
         """torch's: `module` (a Module, a gc.compile'd one, or None) becomes the child
@@ -527,8 +536,7 @@ class Module:
                              lambda held: _submodule(self, name, held) is not None)
         if module is not None and _as_child(module, self) is None:
             _refuse_as_child(f"add_module({name!r}): the value", module)
-        setattr(self, name, module)
-        _children_changed()  # a plan traced without it is stale
+        setattr(self, name, module)  # (which counts the change for traced plans)
 
     register_module = add_module  # (torch's alias)
 
@@ -971,8 +979,8 @@ class ModuleList(Module):
 
     def _changed(self, items):
         """_hold(items), a mutation: plans traced through the old items are stale."""
+        _children_changed(self)
         self._hold(items)
-        _children_changed()
 
     def _items(self):
         return [(key, getattr(self, key)) for key in self._keys]

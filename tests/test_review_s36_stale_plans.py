@@ -195,3 +195,28 @@ def test_a_compiled_module_holding_the_container_is_refused_as_a_cycle():
     with pytest.raises(gc.GraphcError, match="'fast' is a gc.compile'd module that holds "
                                              "this one: a child there would make a cycle"):
         net.heads["fast"] = gc.compile(net)
+
+
+def test_building_modules_with_the_new_methods_leaves_plans_alone():
+    """Review: register_parameter, add_module and the containers' edits counted a change
+    wherever they ran, so building a torch-style module (register_parameter in __init__,
+    ModuleList().extend(...), ModuleDict().update(...)) after compiling traced every
+    compiled model again (3 constructions, 6 more traces). Only modules a trace went
+    through (or whose items it called) count now."""
+    f = gc.compile(G.Sequential(G.Linear(4, 4)))
+    x = np.ones((2, 4), np.float32)
+    f(x)
+
+    class Scaled(G.Module):
+        def __init__(self):
+            self.register_parameter("scale", G.Parameter(np.ones(4, np.float32)))
+            self.add_module("body", G.Linear(4, 4))
+
+    for _ in range(3):
+        Scaled()
+        G.ModuleList().extend([G.Linear(2, 2), G.ReLU()]).insert(0, G.Tanh())
+        heads = G.ModuleDict({"a": G.Linear(2, 2)})
+        heads.update({"b": G.Linear(2, 2)})
+        del heads["a"]
+        f(x)
+    assert f.recompiles == []
