@@ -260,20 +260,21 @@ def load_arrays(path: str, wanted: dict, optional=(), strict_params: bool = Fals
     before it is read; the names in `optional` are read only where the file has them; the
     header must be a graphc checkpoint's with a step and a valid training RNG state. Raises
     CheckpointError, one line, for any bad file. `strict_params` (a resume's): a parameter
-    the file holds that `wanted` lacks (param/NAME: another, larger model's) is refused too,
-    as torch's strict load_state_dict refuses unexpected keys; `how` names the opt-in that
-    leaves such parameters out."""
+    or buffer the file holds that `wanted` lacks (param/NAME, buffer/NAME: another, larger
+    model's) is refused too, as torch's strict load_state_dict refuses unexpected keys; `how`
+    names the opt-in that leaves them out."""
     def expected(meta, members):
         _check_common_meta(meta, path)
-        unexpected = sorted(m[:-len(".npy")] for m in members if m.startswith("param/")
+        unexpected = sorted(m[:-len(".npy")] for m in members
+                            if m.startswith(("param/", "buffer/"))
                             and m.endswith(".npy") and m[:-len(".npy")] not in wanted)
         # (one lacking this model's own parameters is another model's: "lacks param/w")
         if strict_params and unexpected and all(k + ".npy" in members for k in wanted
                                                 if k.startswith("param/")):
             shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more"
                                                  if len(unexpected) > 5 else "")
-            raise CheckpointError(f"checkpoint {path!r} holds parameters this model lacks "
-                                  f"({shown}); resume it with the model it was saved from, "
+            raise CheckpointError(f"checkpoint {path!r} holds parameters or buffers this "
+                                  f"model lacks ({shown}); resume it with the model it was saved from, "
                                   f"or pass {how} to leave them out")
         return {k: v for k, v in wanted.items()
                 if k not in optional or k + ".npy" in members}

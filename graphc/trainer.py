@@ -142,14 +142,14 @@ class Trainer:
         if not isinstance(params, dict) or all(a is None for a in params.values()):
             raise GraphcError("Trainer: params must be a non-empty dict name -> array, as "
                               "model.params() gives")
+        named = {}
         for name, a in params.items():  # np.array of a subtree was an object array, refused
-            if not isinstance(name, str):  # a JSON header's keys are strings: {0: w} saved
-                # updates_behind as {"0": ...}, which no resume could read back, and 0 and
-                # "0" would share the checkpoint's param/0
-                raise GraphcError(f"Trainer: params has the key {name!r} (of type "
-                                  f"{type(name).__name__}); parameter names must be strings "
-                                  "(they name the checkpoint's arrays), as model.params() "
-                                  "gives", (user_location(),))
+            if named.setdefault(str(name), name) is not name:
+                # the checkpoint names each array by the text (param/0): 0 and "0" would
+                # share one
+                raise GraphcError(f"Trainer: params has the keys {named[str(name)]!r} and "
+                                  f"{name!r}, which name one checkpoint array "
+                                  f"(param/{name}); rename one", (user_location(),))
             if isinstance(a, (dict, list, tuple)):  # as "dtype object is not supported"
                 raise GraphcError(f"Trainer: params[{name!r}] is a {type(a).__name__}; params "
                                   "must be a flat dict name -> array, as model.params() gives "
@@ -489,7 +489,8 @@ class Trainer:
         groups = {}
         for n in updated:
             groups.setdefault(self.behind[n], []).append(n)
-        if set(groups) <= {0}:
+        if set(groups) <= {0} or not isinstance(self.optimizer, optim.Optimizer):
+            # (an optimiser of one's own keeps no count per parameter: its state is its own)
             return self.optimizer.update(grads, state, params, **given)
         optimizer = self.optimizer
         if optimizer.clip_norm is not None:
@@ -946,12 +947,14 @@ class Trainer:
             raise checkpoint.CheckpointError(f"checkpoint header: skipped_steps must be a whole "
                                              f"number from 0 to the step, got {skipped!r}")
         plateau = self._checked_plateau(meta.get("lr_on_plateau"), allow_changed_settings, how)
-        lr = self._checked_lr(meta.get("optimizer_lr"))
-        settings = self._checked_settings(meta.get("optimizer_settings"))
         count = meta["step"] - skipped
-        behind = self._checked_behind(meta.get("updates_behind", {}), count)
-        if other_class:  # the other optimiser's lr and settings are not this one's
+        if other_class:  # the other optimiser's lr and settings are not this one's (nor
+            # read by its rules: an optimiser of one's own has none)
             lr, settings, behind = None, {}, {n: count for n in self.names}
+        else:
+            lr = self._checked_lr(meta.get("optimizer_lr"))
+            settings = self._checked_settings(meta.get("optimizer_settings"))
+            behind = self._checked_behind(meta.get("updates_behind", {}), count)
         self._set_state_arrays({k: arrays[k] for k in own}, int(meta["step"]), skipped,
                                behind, fresh)
         if plateau is not None:
@@ -986,6 +989,9 @@ class Trainer:
         """The checkpoint's per-parameter lags (updates_behind: {name: the updates it has
         had fewer than the optimiser's `count`}); one written before they were kept has none,
         every parameter then at the optimiser's count."""
+        if isinstance(saved, dict):  # (a JSON header's keys are text: {0: w}'s is "0")
+            names = {str(n): n for n in self.behind}
+            saved = {names.get(n, n): k for n, k in saved.items()}
         if not isinstance(saved, dict) or not all(
                 n in self.behind and isinstance(k, int) and not isinstance(k, bool)
                 and 0 <= k <= count for n, k in saved.items()):
@@ -1493,16 +1499,21 @@ def _with_key_and_mode(loss):
         signature = inspect.signature(loss)
     except (TypeError, ValueError):  # (a builtin: taken as it is)
         return loss
-    count = 4 if len(signature.parameters) >= 4 else 2
-    try:
-        signature.bind(*range(count))
-    except TypeError:
-        name = getattr(loss, "__name__", type(loss).__name__)
-        raise GraphcError(f"Trainer: the loss {name}{signature} cannot be called as {forms}",
-                          (user_location(),)) from None
-    if count == 4:
-        return loss
-    return lambda params, batch, key, training: loss(params, batch)
+    # the 4-argument form where it takes 4 by position; a keyword-only `reduction=` or
+    # `**extra` does not make a 2-argument loss one
+    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                     for p in signature.parameters.values())
+    for count in (4, 2) if positional >= 4 else (2,):
+        try:
+            signature.bind(*range(count))
+        except TypeError:
+            continue
+        if count == 4:
+            return loss
+        return lambda params, batch, key, training: loss(params, batch)
+    name = getattr(loss, "__name__", type(loss).__name__)
+    raise GraphcError(f"Trainer: the loss {name}{signature} cannot be called as {forms}",
+                      (user_location(),))
 
 
 def _check_loss_scale(state: dict, path: str | None = None) -> None:
