@@ -251,7 +251,7 @@ def _record(custom, leaves, in_tree, is_operand):
                 result = custom.bwd(unflatten(res_tree, res), unflatten(out_tree,
                                                                          cotangents))
             return _check_cotangents(custom, result, args, arg_pos, arg_ops, needs)
-        return _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs,
+        return _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_tree,
                               out_types, diff_pos, [cotangents[i] for i in diff_pos])
 
     node = apply("custom_vjp", packed, *[leaves[i] for i in arg_pos],
@@ -337,8 +337,19 @@ def _argument_of(args, leaf_index) -> str:
     return str(leaf_index)
 
 
-def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, diff_pos,
-                   cotangents):
+def _rule_leaves(custom, out_tree, value, what):
+    """The leaves of a custom_jvp rule's primal_out or tangent_out at the leaves of the
+    function's output: a dict is matched by key, never by position (JAX sorts dict keys), and
+    another structure is an error naming the function."""
+    try:
+        return leaves_like(out_tree, value, what=f"custom_jvp function {custom.name}: the "
+                           f"rule's {what}", against="the function's output")
+    except GraphcError as error:
+        raise GraphcError(error.message, _where(custom.jvp)) from None
+
+
+def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_tree, out_types,
+                   diff_pos, cotangents):
     """The cotangents of the arguments from a custom_jvp rule: its tangent map, linear in
     the tangents, traced on placeholder tangents and differentiated with respect to them."""
     name = custom.name
@@ -369,24 +380,20 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_types, 
                           _where(custom.jvp))
     # primal_out is not used (the function's own forward gives the value) but, as JAX
     # does, checked against the function's output: a rule returning another shape is wrong
-    primal_leaves, _ = leaves_and_structure(result[0])
-    if len(primal_leaves) != len(out_types) or any(
-            tuple(np.shape(p)) != tuple(t[0]) for p, t in zip(primal_leaves, out_types)):
+    primal_leaves = _rule_leaves(custom, out_tree, result[0], "primal_out")
+    if any(tuple(np.shape(p)) != tuple(t[0]) for p, t in zip(primal_leaves, out_types)):
         raise GraphcError(f"custom_jvp function {name}: the rule's primal_out has shapes "
                           f"{[tuple(np.shape(p)) for p in primal_leaves]} but the function "
                           f"returns {[tuple(t[0]) for t in out_types]}", _where(custom.jvp))
-    tangent_leaves, _ = leaves_and_structure(result[1])
-    if len(tangent_leaves) != len(out_types):
-        raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out has "
-                          f"{len(tangent_leaves)} arrays but the function returns "
-                          f"{len(out_types)}", _where(custom.jvp))
+    tangent_leaves = _rule_leaves(custom, out_tree, result[1], "tangent_out")
     ys, seeds = [], []
     for i, ct in zip(diff_pos, cotangents):
         t = tangent_leaves[i]
+        if t is None:  # None stands for zeros, as in bwd's cotangents
+            continue
         if tuple(np.shape(t)) != tuple(out_types[i][0]):
-            raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out "
-                              f"{_argument_of(list(tangent_leaves), i)} has shape "
-                              f"{tuple(np.shape(t))} but the output has shape "
+            raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out {i} has "
+                              f"shape {tuple(np.shape(t))} but the output has shape "
                               f"{tuple(out_types[i][0])}", _where(custom.jvp))
         if isinstance(t, Node if symbolic else Tensor):
             ys.append(t)
