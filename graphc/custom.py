@@ -159,13 +159,22 @@ def _call(custom, args):
                 leaves = [graph.capture(x) if isinstance(x, Node) else x for x in leaves]
             return _record(custom, leaves, in_tree, lambda x: isinstance(x, Node))
     since = op_serial()
-    if is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in leaves):
-        out = _record(custom, leaves, in_tree, lambda x: isinstance(x, Tensor))
+    is_tensor = lambda x: isinstance(x, Tensor)  # noqa: E731
+    recorded = is_grad_enabled() and any(is_tensor(x) and x.requires_grad for x in leaves)
+    if recorded:
+        out = _record(custom, leaves, in_tree, is_tensor)
     else:
         out = custom.fun(*args)  # nothing to differentiate: the function itself, as JAX
+    out_leaves, out_tree = leaves_and_structure(out)
+    if not recorded and any(is_tensor(y) and y.requires_grad for y in out_leaves):
+        # fun read a tensor that requires grad and is no argument: the node goes on all the
+        # same, so that backward() refuses the closure (ir/ops/custom.py) instead of sending
+        # that tensor fun's own gradient, bypassing the rule. The rule never runs: no
+        # argument takes a cotangent, so its residuals are not needed
+        out = _record(custom, leaves, in_tree, is_tensor, forward=(out, ()))
+        out_leaves, out_tree = leaves_and_structure(out)
     # results of their own, as compiled ones: fun returning its argument (an identity
     # rule) or an array it closed over handed back the caller's array
-    out_leaves, out_tree = leaves_and_structure(out)
     return unflatten(out_tree, apart_from(out_leaves, leaves, since))
 
 
@@ -221,17 +230,21 @@ def _inside(graph, outer) -> bool:
     return False
 
 
-def _record(custom, leaves, in_tree, is_operand):
-    """The forward computation topped by one custom_vjp node whose rule is `custom`'s."""
+def _record(custom, leaves, in_tree, is_operand, forward=None):
+    """The forward computation topped by one custom_vjp node whose rule is `custom`'s.
+    forward: (out, residuals) already computed, else fwd's (the function's for custom_jvp)."""
     args = unflatten(in_tree, leaves)
-    out, residuals = custom._forward(args)
+    out, residuals = forward if forward is not None else custom._forward(args)
     out_leaves, out_tree = leaves_and_structure(out)
     res_leaves, res_tree = leaves_and_structure(residuals)
     arg_pos = [i for i, x in enumerate(leaves) if is_operand(x)]
     res_pos = [i for i, x in enumerate(res_leaves) if is_operand(x)]
     diff_pos = [i for i, x in enumerate(out_leaves) if is_operand(x) and is_float(x.dtype)]
-    if not diff_pos or not arg_pos:
+    if not diff_pos:
         return out
+    # without an argument operand the node still goes on where an output is computed (from
+    # values the function closes over): differentiating one of those is refused by the
+    # closure check, not silently done through the forward nodes, bypassing the rule
     differentiable = [out_leaves[i] for i in diff_pos]
     packed, unpack = _pack(differentiable)
     # the shapes and dtypes of every output leaf: the cotangents of the non-differentiable ones

@@ -41,3 +41,46 @@ def test_custom_jvp_tangent_with_other_keys_is_an_error_naming_them():
                        r"does not match the function's output: keys \['p', 'r'\] where a dict "
                        r"with keys \['p', 'q'\] is"):
         gc.grad(lambda x: gc.sum(f(x)["q"]))(np.ones(2))
+
+
+def _scaled_by(w, kind):
+    """a * w with a rule giving `a` no gradient: w is closed over, not an argument."""
+    if kind == "custom_vjp":
+        f = gc.custom_vjp(lambda a: a * w)
+        f.defvjp(lambda a: (a * w, None), lambda r, g: (g * 0.0,))
+    else:
+        f = gc.custom_jvp(lambda a: a * w)
+        f.defjvp(lambda p, t: (p[0] * w, t[0] * 0.0))
+    return f
+
+
+CLOSURE = "custom-gradient function <lambda> closes over a value that is being differentiated"
+
+
+@pytest.mark.parametrize("kind", ["custom_vjp", "custom_jvp"])
+def test_differentiating_a_closed_over_value_is_refused_when_the_arguments_are_constants(kind):
+    """A custom-gradient function whose arguments were all constants (an array, a Python
+    float) but which closed over the value being differentiated was differentiated through
+    its forward computation, bypassing the rule (grad gave x, not an error); traced, compiled
+    and eagerly it is now the closure error the README documents, as where an argument is
+    traced (JAX refuses both)."""
+    x, w0 = np.arange(1.0, 4.0), np.full(3, 2.0)
+    with pytest.raises(gc.GraphcError, match=CLOSURE):
+        gc.grad(lambda w: gc.sum(_scaled_by(w, kind)(x)))(w0)
+    with pytest.raises(gc.GraphcError, match=CLOSURE):
+        gc.grad(lambda w: gc.sum(_scaled_by(w, kind)(2.0)))(w0)
+    with pytest.raises(gc.GraphcError, match=CLOSURE):
+        gc.compile(gc.grad(lambda w: gc.sum(_scaled_by(w, kind)(x))))(w0)
+    w = gc.tensor(w0, requires_grad=True)
+    y = gc.sum(_scaled_by(w, kind)(x))  # the call itself is fine: backward() is refused
+    np.testing.assert_allclose(np.asarray(y), 12.0)
+    with pytest.raises(gc.GraphcError, match=CLOSURE):
+        y.backward()
+    # a closed-over value not being differentiated (another argument of grad, a tensor not
+    # requiring grad, no_grad) still works
+    np.testing.assert_allclose(
+        gc.grad(lambda v, w: gc.sum(_scaled_by(w, kind)(x) * v))(x, w0), [2.0, 4.0, 6.0])
+    np.testing.assert_allclose(gc.compile(lambda w: _scaled_by(w, kind)(x))(w0), [2.0, 4.0, 6.0])
+    np.testing.assert_allclose(np.asarray(_scaled_by(gc.tensor(w0), kind)(x)), [2.0, 4.0, 6.0])
+    with gc.no_grad():
+        assert not _scaled_by(w, kind)(x).requires_grad
