@@ -15,9 +15,10 @@ from .nn import (Module, Parameter, _Functional, _Keyed, _as_child, _children_ch
                  _keep_inplace, _refuse_as_child)
 
 
-def _activation(name, function, doc, *, takes_inplace=False, **defaults):
+def _activation(name, function, doc, *, takes_inplace=False, repr_format=None, **defaults):
     """A Module class named `name` computing `function` with the settings `defaults`;
-    takes_inplace: it takes torch's `inplace` after them, as torch's layer (_keep_inplace)."""
+    takes_inplace: it takes torch's `inplace` after them, as torch's layer (_keep_inplace);
+    repr_format: torch's extra_repr where it is not the settings by name (_Functional's)."""
     accepted = tuple(defaults) + (("inplace",) if takes_inplace else ())
 
     def __init__(self, *args, **kwargs):
@@ -34,7 +35,8 @@ def _activation(name, function, doc, *, takes_inplace=False, **defaults):
         self._keep(**values)
     return type(name, (_Functional,), {"__init__": __init__, "__doc__": doc,
                                         "_function": staticmethod(function),
-                                        "_settings": tuple(defaults)})
+                                        "_settings": tuple(defaults),
+                                        "_repr_format": repr_format})
 
 
 ELU = _activation("ELU", A.elu, "torch.nn.ELU(alpha=1.0, inplace=False)", takes_inplace=True,
@@ -46,17 +48,18 @@ ReLU6 = _activation("ReLU6", A.relu6, "torch.nn.ReLU6(inplace=False)", takes_inp
 Hardtanh = _activation("Hardtanh", A.hardtanh,
                        "torch.nn.Hardtanh(min_val=-1.0, max_val=1.0, inplace=False)",
                        takes_inplace=True, min_val=-1.0, max_val=1.0)
+# (torch's Hardsigmoid and Hardswish never show their inplace)
 Hardsigmoid = _activation("Hardsigmoid", A.hardsigmoid, "torch.nn.Hardsigmoid(inplace=False)",
-                          takes_inplace=True)
+                          takes_inplace=True, repr_format="")
 Hardswish = _activation("Hardswish", A.hardswish, "torch.nn.Hardswish(inplace=False)",
-                        takes_inplace=True)
+                        takes_inplace=True, repr_format="")
 Mish = _activation("Mish", A.mish, "torch.nn.Mish(inplace=False)", takes_inplace=True)
 Softsign = _activation("Softsign", A.softsign, "torch.nn.Softsign()")
 GLU = _activation("GLU", A.glu, "torch.nn.GLU(dim=-1)", dim=-1)
 Softshrink = _activation("Softshrink", A.softshrink, "torch.nn.Softshrink(lambd=0.5)",
-                         lambd=0.5)
+                         repr_format="{lambd}", lambd=0.5)
 Hardshrink = _activation("Hardshrink", A.hardshrink, "torch.nn.Hardshrink(lambd=0.5)",
-                         lambd=0.5)
+                         repr_format="{lambd}", lambd=0.5)
 Softmax = _activation("Softmax", F.softmax, "torch.nn.Softmax(dim): softmax along dim",
                       dim=-1)
 LogSoftmax = _activation("LogSoftmax", F.log_softmax,

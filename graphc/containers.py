@@ -25,6 +25,14 @@ def _parameter(value, container, where):
                       "tensor or an array", (user_location(),))
 
 
+def _parameter_lines(items) -> str:
+    """torch's ParameterList/ParameterDict extra_repr: a line `  (key): Parameter containing:
+    [float32 of size 3x4]` for each (key, Parameter) of `items` (the dtype as graphc names it,
+    where torch's says torch.float32)."""
+    return "\n".join(f"  ({key}): Parameter containing: [{p.data.dtype} of size "
+                     f"{'x'.join(map(str, p.data.shape))}]" for key, p in items)
+
+
 class ParameterList(Module):
     """torch.nn.ParameterList: Parameters in order, named "0", "1", ..."""
 
@@ -72,9 +80,8 @@ class ParameterList(Module):
             self.append(value)
         return self
 
-    def __repr__(self):
-        return f"ParameterList({len(self)} parameters: " + ", ".join(
-            f"{p.data.dtype}{list(p.data.shape)}" for p in self) + ")"
+    def extra_repr(self):
+        return _parameter_lines(enumerate(self))
 
 
 class ParameterDict(_Keyed, Module):
@@ -124,6 +131,5 @@ class ParameterDict(_Keyed, Module):
             self[key] = value
         return self
 
-    def __repr__(self):
-        return "ParameterDict(" + ", ".join(
-            f"{k}: {p.data.dtype}{list(p.data.shape)}" for k, p in self.items()) + ")"
+    def extra_repr(self):
+        return _parameter_lines(self.items())

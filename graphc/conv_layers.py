@@ -14,7 +14,8 @@ from ir.ops import conv_extra as C
 from ir.types import is_int
 
 from .dropouts import _channel_dropout
-from .nn import Dropout, Module, Parameter, _AvgPool, _Functional, _MaxPool, _rng, _size
+from .nn import (Dropout, Module, Parameter, _AvgPool, _conv_repr, _Functional, _MaxPool,
+                 _per_axis, _rng, _size, _window_repr)
 
 
 def _fail(message):
@@ -71,6 +72,8 @@ class _ConvTranspose(Module):
         return self._function(x, self.weight, self.bias, stride, padding, output_padding,
                               groups, dilation)
 
+    extra_repr = _conv_repr
+
 
 class ConvTranspose2d(_ConvTranspose):
     """torch.nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -98,6 +101,7 @@ class _AdaptivePool(_Functional):
 
 class _AdaptiveMaxPool(_Functional):
     _settings = ("output_size", "return_indices")  # return_indices: forward gives (out, indices)
+    _repr_format = "output_size={output_size}"  # (torch's shows no return_indices)
 
     def __init__(self, output_size, return_indices=False):
         self._keep(output_size=output_size, return_indices=return_indices)
@@ -138,6 +142,7 @@ class _MaxUnpool(_Functional):
     output_size=None), the indices a max pool's return_indices gave."""
 
     _settings = ("kernel_size", "stride", "padding")
+    extra_repr = _window_repr
 
     def __init__(self, kernel_size, stride=None, padding=0):
         self._keep(kernel_size=kernel_size, stride=stride, padding=padding)
@@ -151,18 +156,21 @@ class MaxUnpool1d(_MaxUnpool):
     """torch.nn.MaxUnpool1d (graphc.max_unpool1d)."""
 
     _function = staticmethod(C.max_unpool1d)
+    _repr_axes = 1
 
 
 class MaxUnpool2d(_MaxUnpool):
     """torch.nn.MaxUnpool2d (graphc.max_unpool2d)."""
 
     _function = staticmethod(C.max_unpool2d)
+    _repr_axes = 2
 
 
 class AvgPool1d(_AvgPool):
     """torch.nn.AvgPool1d (graphc.avg_pool1d)."""
 
     _function = staticmethod(C.avg_pool1d)
+    _repr_axes = 1
 
 
 # ---- pixel shuffle ----------------------------------------------------------------------------
@@ -192,8 +200,7 @@ def _torch_pad(name, spatial, mode, x, padding, value=0.0):
     `spatial` axes: padding an int or (left, right[, top, bottom[, front, back]]). A negative
     side crops, as torch's: reflect and edge read x itself there (pad the other side, then
     cut: x[map(i - left)] at output i), constant and wrap pad what the cut leaves."""
-    pads = (tuple(padding) if isinstance(padding, (tuple, list))
-            else (padding,) * (2 * spatial))
+    pads = _per_axis(padding, 2 * spatial)
     if len(pads) != 2 * spatial or not all(is_int(p) for p in pads):
         sides = ["left, right", "left, right, top, bottom",
                  "left, right, top, bottom, front, back"][spatial - 1]
@@ -252,8 +259,12 @@ def _pad_layer(name, spatial, mode, doc, with_value=False):
     def forward(self, x):
         return _torch_pad(name, spatial, mode, x, self._setting("padding", x),
                           self._setting("value", x))
+
+    def extra_repr(self):  # torch's: each side's padding, and the value a ConstantPad fills
+        pads = _per_axis(self.padding, 2 * spatial)
+        return f"padding={pads}, value={self.value}" if with_value else f"{pads}"
     return type(name, (_Functional,), {"__init__": __init__, "forward": forward,
-                                        "__doc__": doc})
+                                        "extra_repr": extra_repr, "__doc__": doc})
 
 
 ZeroPad1d = _pad_layer("ZeroPad1d", 1, "constant", "torch.nn.ZeroPad1d(padding)")

@@ -1164,20 +1164,28 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
         object.__setattr__(layer, setting, value)
 
 
+def _per_axis(value, axes: int) -> tuple:
+    """A setting (an int, or one per axis) as a tuple of one per axis, as torch's layers keep
+    their settings (its _single, _pair, _ntuple)."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * axes
+
+
 def _conv_repr(layer):
-    """torch's _ConvNd.extra_repr: the channels and the kernel, the stride, and the other
-    settings where not their defaults, each a tuple of one per spatial axis."""
+    """torch's _ConvNd.extra_repr, the transposed convolutions' too: the channels and the
+    kernel, the stride, and the other settings where not their defaults, each a tuple of one
+    per spatial axis."""
     shape = tuple(F._shape(layer.weight))
     out_channels, in_channels, kernel = shape[0], shape[1] * layer.groups, shape[2:]
+    if hasattr(layer, "output_padding"):  # a ConvTranspose: weight (in, out / groups, *k)
+        in_channels, out_channels = shape[0], shape[1] * layer.groups
 
     def axes(value):
         if isinstance(value, str):
             return value
-        return tuple(int(v) if is_int(v) else v for v in (
-            value if isinstance(value, (tuple, list)) else (value,) * len(kernel)))
+        return tuple(int(v) if is_int(v) else v for v in _per_axis(value, len(kernel)))
     text = f"{in_channels}, {out_channels}, kernel_size={kernel}, stride={axes(layer.stride)}"
-    for name, default in (("padding", 0), ("dilation", 1)):
-        value = axes(getattr(layer, name))
+    for name, default in (("padding", 0), ("dilation", 1), ("output_padding", 0)):
+        value = axes(getattr(layer, name, default))
         if value != (default,) * len(kernel):
             text += f", {name}={value}"
     if layer.groups != 1:
@@ -1260,6 +1268,9 @@ class _Functional(Module):
     value is not reused after the user sets another."""
 
     _settings: tuple = ()
+    # torch's extra_repr where it is not each setting as `name=value` (and inplace=True when
+    # set): a template over the layer's attributes, "{lambd}" (Hardshrink(0.5)), or ""
+    _repr_format: str | None = None
 
     def _keep(self, **settings):
         for name, value in settings.items():
@@ -1269,6 +1280,8 @@ class _Functional(Module):
         return self._function(x, *(self._setting(name, x) for name in self._settings))
 
     def extra_repr(self):
+        if self._repr_format is not None:
+            return self._repr_format.format_map(vars(self))
         return _with_inplace(self, ", ".join(f"{name}={getattr(self, name)!r}"
                                              for name in self._settings))
 
@@ -1283,6 +1296,14 @@ class Upsample(_Functional):
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
         self._keep(size=size, scale_factor=scale_factor, mode=mode,
                    align_corners=align_corners)
+
+    def extra_repr(self):  # torch's: the scale factor (floats) if given, else the size
+        factor = self.scale_factor
+        if not factor:
+            return f"size={self.size!r}, mode={self.mode!r}"
+        factor = tuple(map(float, factor)) if isinstance(factor, (tuple, list)) else \
+            float(factor)
+        return f"scale_factor={factor!r}, mode={self.mode!r}"
 
 
 class _MaxPool(_Functional):
@@ -1302,19 +1323,28 @@ class _MaxPool(_Functional):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
+def _window_repr(layer):
+    """torch's extra_repr of an average pool or a max unpool: the kernel size, the stride
+    that applies (the kernel size's by default) and the padding, each a tuple of one per
+    axis where torch's layer keeps one (`_repr_axes` of them; 0: as given)."""
+    stride = layer.kernel_size if layer.stride is None else layer.stride
+    axes = layer._repr_axes
+    return ", ".join(f"{name}={_per_axis(value, axes) if axes else value}" for name, value in (
+        ("kernel_size", layer.kernel_size), ("stride", stride), ("padding", layer.padding)))
+
+
 class _AvgPool(_Functional):
     """torch's average pools' settings (as torch's _AvgPoolNd)."""
 
     _settings = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+    _repr_axes = 0  # torch's AvgPool2d shows its settings as given, AvgPool1d's as tuples
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
         self._keep(kernel_size=kernel_size, stride=stride, padding=padding,
                    ceil_mode=ceil_mode, count_include_pad=count_include_pad)
 
-    def extra_repr(self):
-        stride = self.kernel_size if self.stride is None else self.stride
-        return f"kernel_size={self.kernel_size}, stride={stride}, padding={self.padding}"
+    extra_repr = _window_repr
 
 
 class MaxPool2d(_MaxPool):

@@ -153,6 +153,12 @@ class _Recurrent(Module):
     def _suffixes(self, layer):
         return [f"_l{layer}"] + ([f"_l{layer}_reverse"] if self.bidirectional else [])
 
+    def extra_repr(self):  # torch's RNNBase's: the sizes, then each setting not its default
+        return f"{self.input_size}, {self.hidden_size}" + "".join(
+            f", {name}={getattr(self, name)}" for name, default in (
+                ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+                ("bidirectional", False)) if getattr(self, name) != default)
+
     def _direction(self, x, h0, c0, suffix, reverse):
         """x (L, N, in) -> (outputs (L, N, H), h_n, c_n) of one layer and direction."""
         w_ih, w_hh, b_ih, b_hh = _weights(self, suffix)
@@ -266,6 +272,11 @@ class _Cell(Module):
         object.__setattr__(self, "hidden_size", int(hidden_size))
         object.__setattr__(self, "bias", bool(bias))
         _init_weights(self, "", mode, input_size, hidden_size, bias, _rng(rng), dtype)
+
+    def extra_repr(self):  # torch's RNNCellBase's: the sizes, then what is not the default
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else
+                                                           ", bias=False") + (
+            ", nonlinearity=relu" if self.mode == "RNN_RELU" else "")
 
     def forward(self, input, hx=None):
         name, lstm = type(self).__name__, self.mode == "LSTM"

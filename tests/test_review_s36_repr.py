@@ -1,0 +1,125 @@
+"""Session 36's review fixes of Module printing and container edits; each test failed before
+its fix."""
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+
+HERE = "test_review_s36_repr.py"
+
+_LAYERS = [  # (layer, positional, keyword): the same arguments to gc.nn's and torch.nn's
+    ("AdaptiveAvgPool1d", (3,), {}), ("AdaptiveAvgPool2d", ((3, 4),), {}),
+    ("AdaptiveMaxPool1d", (3,), {}), ("AdaptiveMaxPool2d", ((3, None),), {}),
+    ("AdaptiveMaxPool2d", (2,), {"return_indices": True}), ("AlphaDropout", (0.1,), {}),
+    ("AvgPool1d", (3,), {}), ("AvgPool1d", (3, 2, 1), {"ceil_mode": True}),
+    ("AvgPool2d", (3,), {}), ("AvgPool2d", (3, 2, 1), {"count_include_pad": False}),
+    ("BCELoss", (), {}), ("BCEWithLogitsLoss", (), {}), ("BatchNorm1d", (4,), {}),
+    ("BatchNorm2d", (4,), {"affine": False, "track_running_stats": False}),
+    ("BatchNorm3d", (4,), {"eps": 1e-3}), ("Bilinear", (2, 3, 4), {"bias": False}),
+    ("CELU", (), {}), ("CELU", (0.5, True), {}), ("CircularPad1d", (2,), {}),
+    ("CircularPad2d", ((1, 2, 3, 4),), {}), ("CircularPad3d", (1,), {}),
+    ("ConstantPad1d", (2, 3.5), {}), ("ConstantPad2d", ((1, 2, 3, 4), 0.0), {}),
+    ("ConstantPad3d", (1, 2), {}), ("Conv1d", (2, 4, 3), {}),
+    ("Conv1d", (2, 4, 3), {"padding": "same", "padding_mode": "circular", "bias": False}),
+    ("Conv2d", (3, 8, (3, 5)), {"stride": 2, "padding": 1, "dilation": 2, "groups": 1}),
+    ("ConvTranspose1d", (2, 4, 3), {}),
+    ("ConvTranspose1d", (2, 4, 3), {"stride": 2, "padding": 1, "output_padding": 1,
+                                    "groups": 2, "bias": False, "dilation": 2}),
+    ("ConvTranspose2d", (2, 4, 3), {}),
+    ("ConvTranspose2d", (2, 4, (3, 5)), {"stride": (2, 1), "output_padding": (1, 0)}),
+    ("CosineEmbeddingLoss", (), {}), ("CosineSimilarity", (), {}),
+    ("CrossEntropyLoss", (), {}), ("Dropout", (), {}), ("Dropout1d", (), {}),
+    ("Dropout2d", (0.3, True), {}), ("Dropout3d", (), {}), ("ELU", (0.5, True), {}),
+    ("Embedding", (10, 4), {"padding_idx": -1}), ("FeatureAlphaDropout", (), {}),
+    ("Flatten", (0, 2), {}), ("GELU", (), {}), ("GLU", (1,), {}), ("GRU", (3, 4), {}),
+    ("GRU", (3, 4, 2), {"bias": False, "batch_first": True, "dropout": 0.5,
+                        "bidirectional": True}),
+    ("GRUCell", (3, 4), {}), ("GRUCell", (3, 4), {"bias": False}),
+    ("GaussianNLLLoss", (), {}), ("GroupNorm", (2, 4), {"affine": False}),
+    ("Hardshrink", (), {}), ("Hardshrink", (0.3,), {}), ("Hardsigmoid", (), {}),
+    ("Hardsigmoid", (True,), {}), ("Hardswish", (), {}), ("Hardswish", (True,), {}),
+    ("Hardtanh", (-2.0, 2.0, True), {}), ("HingeEmbeddingLoss", (), {}),
+    ("HuberLoss", (), {}), ("Identity", (), {}), ("InstanceNorm1d", (3,), {}),
+    ("InstanceNorm2d", (3,), {"affine": True}), ("InstanceNorm3d", (3,), {}),
+    ("KLDivLoss", (), {}), ("L1Loss", (), {}), ("LSTM", (3, 4), {}),
+    ("LSTM", (3, 4, 2), {"batch_first": True}),
+    ("LSTM", (3, 4), {"bidirectional": True, "dropout": 0.0}), ("LSTMCell", (3, 4), {}),
+    ("LSTMCell", (3, 4, False), {}), ("LayerNorm", ((3, 4),), {"eps": 1e-6, "bias": False}),
+    ("LeakyReLU", (), {}), ("Linear", (3, 4), {}), ("LogSigmoid", (), {}),
+    ("LogSoftmax", (1,), {}), ("MSELoss", (), {}), ("MarginRankingLoss", (), {}),
+    ("MaxPool1d", (3, 2, 1, 2, True, True), {}),
+    ("MaxPool2d", ((2, 3), 1), {"padding": 1, "dilation": 2, "ceil_mode": True}),
+    ("MaxUnpool1d", (2,), {}), ("MaxUnpool1d", (3, 2, 1), {}), ("MaxUnpool2d", (2,), {}),
+    ("MaxUnpool2d", ((2, 3), 1, 1), {}), ("Mish", (True,), {}), ("Module", (), {}),
+    ("ModuleDict", (), {}), ("ModuleList", (), {}), ("MultiLabelSoftMarginLoss", (), {}),
+    ("MultiMarginLoss", (), {}), ("NLLLoss", (), {}), ("PReLU", (3, 0.1), {}),
+    ("PairwiseDistance", (), {}), ("PixelShuffle", (2,), {}), ("PixelUnshuffle", (2,), {}),
+    ("PoissonNLLLoss", (), {}), ("RMSNorm", ((3, 4),), {"elementwise_affine": False}),
+    ("RNN", (3, 4), {}), ("RNN", (3, 4, 2), {"nonlinearity": "relu", "bias": False}),
+    ("RNNCell", (3, 4), {}), ("RNNCell", (3, 4), {"nonlinearity": "relu"}),
+    ("ReLU", (), {}), ("ReLU6", (True,), {}), ("ReflectionPad1d", (2,), {}),
+    ("ReflectionPad2d", ((1, 0, 2, 1),), {}), ("ReflectionPad3d", (1,), {}),
+    ("ReplicationPad1d", ((1, 2),), {}), ("ReplicationPad2d", (2,), {}),
+    ("ReplicationPad3d", (1,), {}), ("SELU", (), {}), ("Sequential", (), {}),
+    ("SiLU", (), {}), ("Sigmoid", (), {}), ("SmoothL1Loss", (), {}),
+    ("SoftMarginLoss", (), {}), ("Softmax", (), {"dim": 0}), ("Softmax2d", (), {}),
+    ("Softmin", (1,), {}), ("Softplus", (2, 10), {}), ("Softshrink", (), {}),
+    ("Softshrink", (0.25,), {}), ("Softsign", (), {}), ("Tanh", (), {}),
+    ("Tanhshrink", (), {}), ("Threshold", (0.1, 2.0), {}), ("TripletMarginLoss", (), {}),
+    ("Unflatten", (1, (2, 3)), {}), ("Upsample", (), {"scale_factor": 2}),
+    ("Upsample", (), {"size": (4, 5), "mode": "bilinear", "align_corners": False}),
+    ("Upsample", (), {"scale_factor": (2, 3)}), ("ZeroPad1d", (2,), {}),
+    ("ZeroPad2d", ((1, 1, 1, 1),), {}), ("ZeroPad2d", (2,), {}), ("ZeroPad3d", (1,), {})]
+
+
+def _parameters(nn):
+    """A ParameterList and a ParameterDict, of torch.nn or gc.nn."""
+    def parameter(shape):
+        return nn.Parameter(torch.zeros(shape) if nn is torch.nn else np.zeros(shape, "f4"))
+    return [nn.ParameterList([parameter((3, 4)), parameter(2)]), nn.ParameterList(),
+            nn.ParameterDict({"a": parameter((3, 4)), "b": parameter(())})]
+
+
+def _transformers(nn):
+    """MultiheadAttention and the transformer layers and stacks, of torch.nn or gc.nn."""
+    return [nn.MultiheadAttention(8, 2),
+            nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True),
+                                  2, norm=nn.LayerNorm(8)),
+            nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16, norm_first=True), 1)]
+
+
+def _layer_classes():
+    return {name for name in dir(gc.nn) if not name.startswith("_")
+            and isinstance(getattr(gc.nn, name), type)
+            and issubclass(getattr(gc.nn, name), gc.nn.Module)}
+
+
+def test_every_layer_prints_as_torch_s():
+    """Many layers printed otherwise than torch's with the same arguments: `LSTM()` (torch's
+    `LSTM(3, 4)`, and num_layers, bias, batch_first, dropout, bidirectional where not their
+    defaults), the cells, ConvTranspose1d/2d and every padding layer with nothing in the
+    parentheses, Upsample every setting (torch's: `Upsample(scale_factor=2.0,
+    mode='nearest')`), `Hardshrink(lambd=0.5)` (torch's `Hardshrink(0.5)`), AvgPool1d and
+    MaxUnpool1d/2d their settings as given (torch's: tuples, MaxUnpool's stride the kernel's),
+    AdaptiveMaxPool a return_indices torch does not show, Hardsigmoid/Hardswish an inplace
+    torch does not show, and ParameterList a line of its own (`ParameterList(0 parameters:
+    )`). Now every gc.nn layer class prints as torch's, but for two differences README names:
+    MultiheadAttention's out_proj is the Linear it is (torch's a
+    NonDynamicallyQuantizableLinear) and a ParameterList/Dict names the dtype as graphc
+    does."""
+    for name, args, kwargs in _LAYERS:
+        assert repr(getattr(gc.nn, name)(*args, **kwargs)) == \
+            repr(getattr(torch.nn, name)(*args, **kwargs)), (name, args, kwargs)
+    for ours, theirs in zip(_parameters(gc.nn), _parameters(torch.nn)):
+        assert repr(ours) == repr(theirs).replace("torch.float32", "float32").replace(
+            "torch.FloatTensor", "float32")
+    for ours, theirs in zip(_transformers(gc.nn), _transformers(torch.nn)):
+        assert repr(ours) == repr(theirs).replace("NonDynamicallyQuantizableLinear", "Linear")
+    assert repr(gc.nn.LSTM(3, 4, 2, batch_first=True)) == \
+        "LSTM(3, 4, num_layers=2, batch_first=True)"
+    assert repr(gc.nn.Upsample(scale_factor=2)) == "Upsample(scale_factor=2.0, mode='nearest')"
+    shown = {name for name, _, _ in _LAYERS} | {type(m).__name__ for m in _parameters(gc.nn)}
+    shown |= {type(m).__name__ for m in _transformers(gc.nn)} | {
+        "TransformerEncoderLayer", "TransformerDecoderLayer"}
+    assert _layer_classes() <= shown, sorted(_layer_classes() - shown)
