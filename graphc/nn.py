@@ -172,6 +172,29 @@ class _TrainingFlag:
         vars(module)["training"] = value
 
 
+# A plain setting of a module (a number, a bool, a string) that a traced forward reads is a
+# guard, as torch.compile guards the attributes it reads: a layer of one's own reading
+# `self.temperature` is traced again after the user sets another, where the plan kept the
+# old one. Reads are seen through Module.__getattribute__, which is installed only while a
+# trace runs a module's forward (_SettingReads.depth), so eager attribute reads cost nothing
+# more. Private names (`_path`) and `training` (its own guard, _TrainingFlag) are not.
+_SETTING_TYPES = (bool, int, float, str, np.number)
+
+
+class _SettingReads:
+    depth = 0  # traced forwards running
+
+
+def _guarded_getattribute(module, name):
+    value = object.__getattribute__(module, name)
+    if isinstance(value, _SETTING_TYPES) and name[0] != "_" and name != "training" \
+            and value == value:  # (NaN equals nothing: its guard would never hold)
+        graph = current_graph()
+        if graph is not None:
+            graph.guard(module, name, value)
+    return value
+
+
 def zero_grads(params, set_to_none: bool) -> None:
     """Module's and a bound optimiser's zero_grad: each .grad None, or (set_to_none=False)
     zeroed in place, as torch's `grad.zero_()`: an array held elsewhere (a reference kept
@@ -343,6 +366,10 @@ class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
     def __setattr__(self, name, value):
+        if _SettingReads.depth and isinstance(value, _SETTING_TYPES):
+            graph = current_graph()
+            if graph is not None:  # a traced forward sets a setting (bumps a counter):
+                graph.set_while_tracing(self, name, forget_read=True)  # not a guard
         old = vars(self).get(name)
         child = _as_child(value, self)
         if isinstance(old, (Parameter, Module)) and value is not None \
@@ -881,10 +908,24 @@ class Module:
                 graph.guard(MODULE_CHILDREN, "changed", MODULE_CHILDREN.changed)
                 if not _reached_by_trace(self):
                     _note_traced(self)
+                return self._traced_forward(args, kwargs)
         if not self._path:
             return self.forward(*args, **kwargs)
         with scope(self._path):
             return self.forward(*args, **kwargs)
+
+    def _traced_forward(self, args, kwargs):
+        """forward inside a trace, its settings' reads guarded (_guarded_getattribute)."""
+        if not _SettingReads.depth:
+            Module.__getattribute__ = _guarded_getattribute
+        _SettingReads.depth += 1
+        try:
+            with scope(self._path) if self._path else contextlib.nullcontext():
+                return self.forward(*args, **kwargs)
+        finally:
+            _SettingReads.depth -= 1
+            if not _SettingReads.depth:
+                del Module.__getattribute__
 
     def _setting(self, name, operand=None):
         """A Python-valued setting that forward reads (eps, p, reduction, ...): a trace

@@ -227,11 +227,15 @@ class Graph(Interpreter):
                 value = copy.deepcopy(value)
             self.guards.append((obj, attr, value))
 
-    def set_while_tracing(self, obj, attr: str) -> None:
+    def set_while_tracing(self, obj, attr: str, forget_read: bool = False) -> None:
         """The traced function sets obj.attr itself (model.train(flag) inside a loss): what
         it reads afterwards is the value it set, which the plan embodies, not a guard on the
-        value found before a call."""
+        value found before a call. `forget_read`: a read before the set is no guard either
+        (a counter the function bumps, `self.calls += 1`: each call's value differs, and a
+        guard on it would trace every call again)."""
         self._set_while_tracing.add((id(obj), attr))
+        if forget_read:
+            self.guards = [g for g in self.guards if not (g[0] is obj and g[1] == attr)]
 
     # ---- building --------------------------------------------------------------------------
     def add_node(self, op, inputs, attrs, type, locs=None, scope=None) -> Node:

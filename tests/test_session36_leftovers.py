@@ -48,3 +48,52 @@ def test_containers_still_refuse_what_is_not_a_module():
             gc.nn.Sequential(bad)
         with pytest.raises(GraphcError, match="'k' is a .*not a Module"):
             gc.nn.ModuleDict({"k": bad})
+
+
+class _Tempered(gc.nn.Module):
+    def __init__(self):
+        self.proj = _linear(3, 3, 0)
+        self.temperature = 2.0
+        self.mode = "soft"
+        self.calls = 0
+        self.unread = 0
+
+    def forward(self, x):
+        self.calls += 1  # set by the forward itself: no guard
+        y = self.proj(x) / self.temperature
+        return gc.softmax(y, -1) if self.mode == "soft" else y
+
+
+def test_a_setting_of_ones_own_layer_that_forward_reads_selects_another_plan():
+    """A plain setting of a user's layer read in forward (`self.temperature`, a mode string)
+    was baked into the compiled plan: setting another value changed nothing, compiled or
+    in a gc.Trainer step (torch.compile guards such reads). Now each read inside a trace is a
+    guard, as graphc's own layers' settings are: the plan is traced again and equals the
+    eager result. A counter the forward bumps itself, and an attribute it never reads, select
+    no new plan (that would trace every call again)."""
+    model = _Tempered()
+    compiled = gc.compile(model)
+    x = np.random.default_rng(1).normal(size=(2, 3))
+    for change in ({}, {"temperature": 0.5}, {"mode": "raw"}, {"temperature": 3.0}):
+        for name, value in change.items():
+            setattr(model, name, value)
+        with gc.no_grad():
+            np.testing.assert_allclose(compiled(x), model(gc.tensor(x)).numpy(), rtol=1e-12)
+    assert len(compiled.recompiles) == 3
+    for step in range(4):
+        model.unread = step
+        compiled(x)
+    assert len(compiled.recompiles) == 3
+
+
+def test_a_trainer_step_sees_a_changed_setting_of_ones_own_layer():
+    """The same through gc.Trainer's compiled step (model.apply): the loss after
+    `model.temperature = 0.5` is the eager loss at 0.5, not at the traced 2.0."""
+    model = _Tempered()
+    x = np.random.default_rng(2).normal(size=(4, 3))
+    loss = lambda p, b: gc.sum(model.apply(p, b[0]) ** 2)  # noqa: E731
+    trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=0.0), [(x,)], steps=3)
+    trainer.train_step()
+    model.temperature = 0.5
+    expected = float(np.asarray(loss(model.params(), (x,))))
+    assert trainer.train_step() == pytest.approx(expected, rel=1e-12)
