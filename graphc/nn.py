@@ -1102,20 +1102,18 @@ class ModuleList(Module):
         return self.extend([module])
 
     def extend(self, modules):
-        """Add each of `modules` (any iterable) at the end, named by its position."""
+        """Add each of `modules` (any iterable) at the end, named by its position (in a
+        Sequential slice whose keys hold it, the next number free)."""
         if not hasattr(modules, "__iter__"):
             raise TypeError(f"{type(self).__name__}.extend takes an iterable of modules, "
                             f"got {type(modules).__name__}")
         items = self._items()
         for module in modules:
-            key = str(len(items))
-            if key in self._keys:  # a Sequential slice keeps its items' keys (torch's
-                raise GraphcError(  # append would replace that item)
-                    f"{type(self).__name__}.append/extend: the new item's key {key!r} (its "
-                    "position) is an item's already (a slice keeps its items' keys); append "
-                    "to the whole model, or build a new Sequential of the slice's items",
-                    (user_location(),))
-            items.append((key, module))
+            # its position, as torch's, unless an item holds that key (a Sequential slice
+            # keeps its items' keys: torch's append replaces that item): then the next
+            # number free, so that nothing is replaced
+            key = max([len(items)] + [int(k) + 1 for k, _ in items if k.isdecimal()])
+            items.append((str(key), module))
         self._changed(items)
         return self
 

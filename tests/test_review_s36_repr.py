@@ -123,3 +123,32 @@ def test_every_layer_prints_as_torch_s():
     shown |= {type(m).__name__ for m in _transformers(gc.nn)} | {
         "TransformerEncoderLayer", "TransformerDecoderLayer"}
     assert _layer_classes() <= shown, sorted(_layer_classes() - shown)
+
+
+def _linears(nn, sizes=(2, 3, 4, 5)):
+    """Linear layers of distinct shapes, of torch.nn or gc.nn, chained."""
+    return [nn.Linear(n, n + 1) for n in sizes]
+
+
+def test_appending_to_a_sequential_slice_takes_the_next_free_key():
+    """model[1:3].append(layer) was refused ("the new item's key '2' ... is an item's
+    already"), where it worked before the session (a slice was numbered from 0), and torch's
+    replaces item '2' with it. Now the new item takes the next number free ('3', then '4'),
+    so it is added and nothing is replaced; where its position is free (a whole Sequential, a
+    named one) it is the key, as torch's."""
+    from collections import OrderedDict
+    model = gc.nn.Sequential(*_linears(gc.nn))
+    part = model[1:3]
+    part.append(gc.nn.Linear(5, 6))
+    assert [k.split(".")[0] for k in part.state_dict()][::2] == ["1", "2", "3"]
+    assert part[0] is model[1] and part[1] is model[2] and len(part) == 3
+    part.extend([gc.nn.Tanh(), gc.nn.Linear(6, 2)])
+    assert [name for name, _ in part.named_children()] == ["1", "2", "3", "4", "5"]
+    assert part(np.ones((1, 3), "f4")).shape == (1, 2)
+    assert len(model) == 4
+    theirs = torch.nn.Sequential(OrderedDict(fc=torch.nn.Linear(2, 3), act=torch.nn.Tanh()))
+    ours = gc.nn.Sequential(OrderedDict(fc=gc.nn.Linear(2, 3), act=gc.nn.Tanh()))
+    theirs.append(torch.nn.Linear(3, 1))
+    ours.append(gc.nn.Linear(3, 1))
+    assert [n for n, _ in ours.named_children()] == [n for n, _ in theirs.named_children()] \
+        == ["fc", "act", "2"]
