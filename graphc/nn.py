@@ -1001,21 +1001,30 @@ class ModuleList(Module):
     after a deletion or an insertion numbered again from 0; a compiled plan traced through
     it before is traced again."""
 
+    # a slice's: the model's items it was made of (a slice is a view of them: an edit of the
+    # slice leaves their names, the model's, as they are)
+    _view = ()
+
     def __init__(self, modules=None):
         self._hold([(str(i), m) for i, m in enumerate([] if modules is None else modules)])
 
     def _hold(self, items):
         """Hold `items`, (key, module) pairs, as the children in this order; the old items'
         attributes go first, so that the attributes' order (named_parameters', state_dict's,
-        repr's) is the new one. Every item is checked before anything changes."""
+        repr's) is the new one. Every item is checked before anything changes. A slice's
+        items from its model keep the model's names (Parameter names, scopes)."""
         items = list(items)
         for i, (_, m) in enumerate(items):
             if _as_child(m, self) is None:  # a gc.compile'd Module is one, as torch's
                 _refuse_as_child(f"{type(self).__name__}: item {i}", m)
+        shared = {id(m) for m in self._view}
         for key in vars(self).get("_keys", ()):
             object.__delattr__(self, key)
         for key, m in items:
-            setattr(self, key, m)
+            if id(m) in shared:
+                object.__setattr__(self, key, m)  # (setattr would rename it)
+            else:
+                setattr(self, key, m)
         object.__setattr__(self, "_keys", [key for key, _ in items])
 
     def _changed(self, items):
@@ -1064,6 +1073,7 @@ class ModuleList(Module):
             object.__setattr__(part, key, module)  # (setattr would rename their params)
         object.__setattr__(part, "_keys", [key for key, _ in items])
         object.__setattr__(part, "training", self.training)
+        object.__setattr__(part, "_view", tuple(module for _, module in items))
         return part
 
     def __setitem__(self, i, module):

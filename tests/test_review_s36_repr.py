@@ -152,3 +152,31 @@ def test_appending_to_a_sequential_slice_takes_the_next_free_key():
     ours.append(gc.nn.Linear(3, 1))
     assert [n for n, _ in ours.named_children()] == [n for n, _ in theirs.named_children()] \
         == ["fc", "act", "2"]
+
+
+def _scopes(graph):
+    return sorted({node.scope for node in graph.nodes} - {""})
+
+
+def test_editing_a_slice_leaves_its_model_s_names():
+    """`part = model[1:3]; del part[0]` renamed the layers the slice shares with the model:
+    model's Parameters were named '0.weight', '1.weight', '0.weight', '3.weight' and its
+    third layer traced under scope '0' (insert, append and setitem on the slice likewise).
+    A slice is a view of the model's layers: now its edits leave their names and scopes as
+    the model's, and the layers new to the slice are named by the slice's keys."""
+    model = gc.nn.Sequential(*_linears(gc.nn))
+    names = [q.name for q in model.parameters()]
+    assert names == [f"{k}.{w}" for k in "0123" for w in ("weight", "bias")]
+    part = model[1:3]
+    del part[0]
+    part.insert(0, gc.nn.Tanh())
+    part.append(gc.nn.Linear(5, 5))
+    part[0] = gc.nn.Linear(4, 4)
+    assert [q.name for q in model.parameters()] == names
+    assert [m._path for m in model] == ["0", "1", "2", "3"]
+    assert _scopes(gc.trace(model, gc.spec((1, 2)))) == ["0", "1", "2", "3"]
+    assert [n for n, _ in part.named_parameters()] == [
+        f"{k}.{w}" for k in "012" for w in ("weight", "bias")]
+    assert [q.name for q in part[0].parameters() + part[2].parameters()] == [
+        "0.weight", "0.bias", "2.weight", "2.bias"]  # (part[1] is model[2])
+
