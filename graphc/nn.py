@@ -426,9 +426,12 @@ class Module:
             if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
                 _TRANSPOSED[id(value)] = value
         elif child is not None:
+            # named from the root, as this module is (an item appended to model.body once
+            # the model is built is body.3, not 3)
+            path = f"{self._path}.{name}" if self._path else name
             for pname, p in child._all_parameters(kind=(Parameter, Buffer)):
-                p.name = f"{name}.{pname}"
-            child._set_path(name)
+                p.name = f"{path}.{pname}"
+            child._set_path(path)
             if _reached_by_trace(self):  # (reached through this module from now on)
                 _note_traced(child)
         views = vars(self).get("_compiled_views")

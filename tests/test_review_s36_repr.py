@@ -180,3 +180,30 @@ def test_editing_a_slice_leaves_its_model_s_names():
     assert [q.name for q in part[0].parameters() + part[2].parameters()] == [
         "0.weight", "0.bias", "2.weight", "2.bias"]  # (part[1] is model[2])
 
+
+def test_an_item_put_in_a_model_s_container_is_named_from_the_model():
+    """model.body.insert(1, layer) (and append, extend, body[i] = layer, del) named the
+    container's items from the container ('1.weight', scope '1') where model's
+    named_parameters say 'body.1.weight', so a traced or dumped graph's parameters and
+    scopes lost the 'body.' prefix. Now a child added to a module of a built model is named
+    from the model's root, as the module is: 'body.1.weight', scope 'body.1'."""
+    class Net(gc.nn.Module):
+        def __init__(self):
+            self.body = gc.nn.Sequential(gc.nn.Linear(2, 3), gc.nn.Tanh())
+
+        def forward(self, x):
+            return self.body(x)
+
+    model = Net()
+    model.body.insert(1, gc.nn.Linear(3, 3))
+    model.body.append(gc.nn.Linear(3, 1))
+    names = [n for n, _ in model.named_parameters()]
+    assert [q.name for q in model.parameters()] == names == [
+        f"body.{k}.{w}" for k in "013" for w in ("weight", "bias")]
+    graph = gc.trace(model, gc.spec((1, 2)))
+    assert [node.attrs["name"] for node in graph.inputs][1:] == names
+    assert _scopes(graph) == ["body.0", "body.1", "body.2", "body.3"]
+    del model.body[0]
+    model.body[0] = gc.nn.Linear(2, 3)
+    assert [q.name for q in model.parameters()] == [n for n, _ in model.named_parameters()] \
+        == [f"body.{k}.{w}" for k in "02" for w in ("weight", "bias")]
