@@ -5,6 +5,8 @@ function in ir/ops/activations.py (or the core API) with its settings read as gu
 at every call, so a compiled plan traced before `layer.alpha = 0.5` is not reused after it."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from ir.errors import GraphcError, user_location
@@ -108,6 +110,23 @@ class PReLU(Module):
         return f"num_parameters={F._shape(self.weight)[0]}"
 
 
+def _pairs(where, modules) -> list:
+    """The (key, module) pairs of `modules`, a dict (a ModuleDict too) or an iterable of
+    pairs, as torch's ModuleDict takes them; anything else is refused in one line naming
+    `where` (the constructor, or update)."""
+    if hasattr(modules, "items"):
+        return list(modules.items())
+    if not isinstance(modules, Iterable):
+        raise GraphcError(f"{where} should be called with an iterable of key/value pairs, "
+                          f"but got {type(modules).__name__}", (user_location(),))
+    pairs = list(modules)
+    for j, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise GraphcError(f"{where}: item {j} is not a (key, module) pair, got "
+                              f"{type(pair).__name__}", (user_location(),))
+    return pairs
+
+
 class ModuleDict(_Keyed, Module):
     """torch.nn.ModuleDict: modules under string keys (their parameters are named
     `key.name`), in insertion order; `d[key]`, `d[key] = module`, `del d[key]`, `keys()`,
@@ -115,7 +134,7 @@ class ModuleDict(_Keyed, Module):
 
     def __init__(self, modules=None):
         object.__setattr__(self, "_keys", [])
-        for key, module in dict(modules or {}).items():
+        for key, module in _pairs("ModuleDict", {} if modules is None else modules):
             self[key] = module
 
     def __setitem__(self, key, module):
@@ -156,10 +175,6 @@ class ModuleDict(_Keyed, Module):
     def update(self, modules):
         """Set each (key, module) of `modules`: a dict (a ModuleDict too) or an iterable of
         pairs, in their order, as torch's."""
-        pairs = modules.items() if hasattr(modules, "items") else modules
-        for j, pair in enumerate(pairs):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise GraphcError(f"ModuleDict.update: item {j} is not a (key, module) pair, "
-                                  f"got {type(pair).__name__}", (user_location(),))
-            self[pair[0]] = pair[1]  # (each counted for traced plans)
+        for key, module in _pairs("ModuleDict.update", modules):
+            self[key] = module  # (each counted for traced plans)
 

@@ -207,3 +207,28 @@ def test_an_item_put_in_a_model_s_container_is_named_from_the_model():
     model.body[0] = gc.nn.Linear(2, 3)
     assert [q.name for q in model.parameters()] == [n for n, _ in model.named_parameters()] \
         == [f"body.{k}.{w}" for k in "02" for w in ("weight", "bias")]
+
+
+def test_module_dict_of_a_non_iterable_is_one_line_as_torch_s():
+    """ModuleDict().update(5) failed with a raw TypeError ("'int' object is not iterable")
+    from inside graphc, and ModuleDict(5) with dict()'s. Now both are one GraphcError line at
+    the caller's, in torch's words (torch's TypeError: 'ModuleDict.update should be called
+    with an iterable of key/value pairs, but got int'), and the dict is left as it was;
+    dicts and iterables of pairs still go in, in their order."""
+    from errorcheck import assert_one_line_error
+    with pytest.raises(TypeError, match="ModuleDict.update should be called with an "
+                                        "iterable of key/value pairs, but got int"):
+        torch.nn.ModuleDict().update(5)
+    heads = gc.nn.ModuleDict({"a": gc.nn.Tanh()})
+    assert_one_line_error(lambda: heads.update(5), "ModuleDict.update should be called with "
+                          "an iterable of key/value pairs, but got int", HERE)
+    assert_one_line_error(lambda: gc.nn.ModuleDict(5), "ModuleDict should be called with an "
+                          "iterable of key/value pairs, but got int", HERE)
+    assert_one_line_error(lambda: heads.update([("b", gc.nn.ReLU()), 3]),
+                          "ModuleDict.update: item 1 is not a (key, module) pair, got int",
+                          HERE)
+    assert list(heads) == ["a"]
+    heads.update([("b", gc.nn.ReLU())])
+    heads.update({"c": gc.nn.SiLU()})
+    assert list(heads) == ["a", "b", "c"] and isinstance(heads["b"], gc.nn.ReLU)
+    assert list(gc.nn.ModuleDict([("x", gc.nn.Tanh()), ("y", gc.nn.ReLU())])) == ["x", "y"]
