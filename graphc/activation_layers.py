@@ -14,7 +14,7 @@ from ir.ops import activations as A
 from ir.ops import api as F
 
 from .nn import (Module, Parameter, _Functional, _Keyed, _as_child, _children_changed,
-                 _keep_inplace, _refuse_as_child)
+                 _keep_inplace, _refuse_as_child, _refuse_own_attribute)
 
 
 def _activation(name, function, doc, *, takes_inplace=False, repr_format=None, **defaults):
@@ -143,6 +143,7 @@ class ModuleDict(_Keyed, Module):
                               f"got {key!r}", (user_location(),))
         if _as_child(module, self) is None:  # a gc.compile'd Module is one, as torch's
             _refuse_as_child(f"ModuleDict: {key!r}", module)
+        _refuse_own_attribute("ModuleDict", key)
         if key not in self._keys and (hasattr(type(self), key) or key in vars(self)):
             raise GraphcError(f"ModuleDict: the key {key!r} is an attribute of the dict "
                               "itself; choose another", (user_location(),))

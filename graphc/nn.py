@@ -243,6 +243,21 @@ def _as_child(value, owner):
     return module if module is not None and not _reaches(module, owner) else None
 
 
+# The attributes graphc keeps on a module for its own bookkeeping, some set only once needed
+# (`vars(module).get(...)` reads them), which a child, a parameter, a buffer or a container
+# key of that name would replace (a class's attributes, `training`, `_path`, are refused as
+# any attribute the module has)
+_OWN_ATTRIBUTES = frozenset({"_compiled_views", "_non_persistent", "_empty_buffers",
+                             "_none_view", "_keys", "_count"})
+
+
+def _refuse_own_attribute(where, name):
+    """A one-line GraphcError if `name`, given to `where`, is one of _OWN_ATTRIBUTES."""
+    if name in _OWN_ATTRIBUTES:
+        raise GraphcError(f"{where}: {name!r} is a name graphc keeps on modules for its own "
+                          "bookkeeping; choose another", (user_location(),))
+
+
 def _refuse_as_child(what, value):
     """The GraphcError for `value`, which _as_child did not take: `what` (the place, "item
     0", "'key'") is not a Module, or is a compiled one that holds the container (a cycle)."""
@@ -529,6 +544,7 @@ class Module:
             # state_dict name that load_state_dict reads as a submodule's
             raise GraphcError(f"register_buffer: the name must be an attribute name (no "
                               f"dots), got {name!r}", (user_location(),))
+        _refuse_own_attribute("register_buffer", name)
         if isinstance(vars(self).get(name), (Parameter, Module)):
             raise GraphcError(f"{where}: the module's {name} is a "
                               f"{type(vars(self)[name]).__name__} already", (user_location(),))
@@ -578,6 +594,7 @@ class Module:
         if not isinstance(name, str) or not name or "." in name:
             raise GraphcError(f"{method}: the name must be a non-empty string without '.', "
                               f"got {name!r}", (user_location(),))
+        _refuse_own_attribute(method, name)
         held = vars(self).get(name)
         replaceable = holds_one(held) or (name in vars(self) and held is None
                                           and not _is_empty_buffer(self, name, held))

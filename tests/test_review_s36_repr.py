@@ -232,3 +232,35 @@ def test_module_dict_of_a_non_iterable_is_one_line_as_torch_s():
     heads.update({"c": gc.nn.SiLU()})
     assert list(heads) == ["a", "b", "c"] and isinstance(heads["b"], gc.nn.ReLU)
     assert list(gc.nn.ModuleDict([("x", gc.nn.Tanh()), ("y", gc.nn.ReLU())])) == ["x", "y"]
+
+
+def test_graphc_s_own_attribute_names_are_refused_as_names_in_one_line():
+    """Sequential(OrderedDict(_compiled_views=layer)) was taken, and the model then failed
+    at its first walk with a raw TypeError ("argument of type 'Linear' is not iterable"):
+    the key replaced graphc's own bookkeeping on the module; a ModuleDict key, add_module,
+    register_parameter or register_buffer of such a name (_non_persistent, _empty_buffers,
+    _none_view, _keys, ...) likewise. Now each is refused in one line at the caller's,
+    naming the call and the name, and the module is left as it was."""
+    from collections import OrderedDict
+
+    from errorcheck import assert_one_line_error
+    taken = "is a name graphc keeps on modules for its own bookkeeping; choose another"
+    assert_one_line_error(lambda: gc.nn.Sequential(OrderedDict(_compiled_views=gc.nn.Tanh())),
+                          f"Sequential: '_compiled_views' {taken}", HERE)
+    heads = gc.nn.ModuleDict({"a": gc.nn.Linear(2, 2)})
+    assert_one_line_error(lambda: heads.update({"_non_persistent": gc.nn.Linear(2, 2)}),
+                          f"ModuleDict: '_non_persistent' {taken}", HERE)
+    assert_one_line_error(lambda: gc.nn.ModuleDict({"_compiled_views": gc.nn.Tanh()}),
+                          f"ModuleDict: '_compiled_views' {taken}", HERE)
+    layer = gc.nn.Linear(2, 2)
+    assert_one_line_error(lambda: layer.add_module("_empty_buffers", gc.nn.Tanh()),
+                          f"add_module: '_empty_buffers' {taken}", HERE)
+    assert_one_line_error(lambda: layer.register_parameter(
+        "_none_view", gc.nn.Parameter(np.zeros(2, "f4"))),
+        f"register_parameter: '_none_view' {taken}", HERE)
+    assert_one_line_error(lambda: layer.register_buffer("_keys", np.zeros(2)),
+                          f"register_buffer: '_keys' {taken}", HERE)
+    assert list(heads) == ["a"] and list(heads.state_dict()) == ["a.weight", "a.bias"]
+    assert list(layer.state_dict()) == ["weight", "bias"] and repr(layer).startswith("Linear(")
+    layer.register_buffer("_running", np.zeros(2))  # a private name of the user's own
+    assert list(layer.state_dict()) == ["weight", "bias", "_running"]
