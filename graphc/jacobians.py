@@ -110,10 +110,9 @@ def _transform(fn, jacobian, argnums, has_aux, who):
 
     @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):
-        if _is_symbolic((args, kwargs)):
-            return symbolic(*args, **kwargs)
-        args = _as_float_inputs(args, nums)
-        if current_graph() is not None:  # inside a trace: nodes of that graph
+        traced = _is_symbolic((args, kwargs)) or current_graph() is not None
+        args = _as_float_inputs(args, nums, in_pytrees=traced)
+        if traced:  # nodes of that graph
             return symbolic(*args, **kwargs)
         return run(args, kwargs)
 

@@ -842,10 +842,9 @@ def _value_and_grad(fn, argnums, has_aux, who):
             if not -len(args) <= i < len(args):
                 raise GraphcError(f"{who}: argnums {i} but only {len(args)} arguments",
                                   (user_location(),))
-        if _is_symbolic((args, kwargs)):
-            return symbolic(*args, **kwargs)
-        args = _as_float_inputs(args, nums)
-        if current_graph() is not None:  # inside a trace: see _in_trace
+        traced = _is_symbolic((args, kwargs)) or current_graph() is not None  # (_in_trace)
+        args = _as_float_inputs(args, nums, in_pytrees=traced)
+        if traced:
             return symbolic(*args, **kwargs)
         return run(args, kwargs)
 
@@ -1056,14 +1055,23 @@ def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
     return tuple(np.asarray(a, dtype) if i in positions else a for i, a in enumerate(args))
 
 
-def _as_float_inputs(args, argnums=None) -> tuple:
+def _as_float_inputs(args, argnums=None, in_pytrees=False) -> tuple:
     """grad's and the Jacobians' arguments: Python floats and numpy float scalars as 0-d
     float arrays (something to differentiate), of the float dtype the arrays share (as in
     JAX, grad(f)(w32, 3.0) is float32 throughout), float64 otherwise. Only those at
     `argnums` (None: all) are differentiated: the others stay as they are, so that an int
     among them is still an int (grad(lambda x, n: x[n].sum())(x, 1), as in JAX). A Python
-    int at `argnums` stays an int too, which check_differentiable refuses, as JAX does."""
-    converted = _weakly_typed(args, (float, np.floating), default=np.dtype(np.float64))
+    int at `argnums` stays an int too, which check_differentiable refuses, as JAX does.
+    in_pytrees: the float leaves of pytree arguments too, as vjp's primals (inside a trace,
+    where a number left as it is would be a constant with no gradient; eagerly the runner's
+    trace takes such a leaf as a weakly typed input instead)."""
+    if in_pytrees:
+        leaves, structure = leaves_and_structure(list(args))
+        leaves = tuple(leaves)
+        converted = _as_primals(leaves)
+        converted = args if converted is leaves else tuple(unflatten(structure, converted))
+    else:
+        converted = _weakly_typed(args, (float, np.floating), default=np.dtype(np.float64))
     if argnums is None:
         return converted
     picked = {i % len(args) for i in argnums if -len(args) <= i < len(args)}

@@ -84,3 +84,45 @@ def test_differentiating_a_closed_over_value_is_refused_when_the_arguments_are_c
     np.testing.assert_allclose(np.asarray(_scaled_by(gc.tensor(w0), kind)(x)), [2.0, 4.0, 6.0])
     with gc.no_grad():
         assert not _scaled_by(w, kind)(x).requires_grad
+
+
+def test_derivatives_inside_a_trace_take_a_float_number_argument():
+    """grad, value_and_grad, jacfwd and hessian called inside a trace (compile, vmap, grad of
+    grad, a scan body) with a Python or numpy float at a differentiated position went to the
+    symbolic path before turning the number into an array: "gradients() needs symbolic
+    values, got float", jacfwd's "a float input has no Jacobian", or np.float64(0.5) lifted
+    as float32 ("operands must have one dtype"). They give the eager values now, as JAX's
+    (jacrev, jvp and vjp already did); a float leaf of a dict too."""
+    xs = np.linspace(0.1, 1.2, 12).reshape(4, 3)
+    x = xs[0]
+
+    def f(h, x):
+        return gc.sum(gc.sin(h * x))
+
+    def df_dh(h, x):  # by hand: d/dh sum(sin(h x)) = sum(x cos(h x))
+        return np.sum(x * np.cos(h * x), axis=-1)
+
+    want = df_dh(0.5, x)
+    assert abs(gc.grad(f)(0.5, x) - want) < 1e-12  # eagerly, as before
+    for got in [gc.compile(lambda x: gc.grad(f)(0.5, x))(x),
+                gc.compile(lambda x: gc.grad(f)(np.float64(0.5), x))(x),
+                gc.compile(lambda x: gc.value_and_grad(f)(0.5, x)[1])(x),
+                gc.compile(lambda x: gc.jacfwd(f)(0.5, x))(x)]:
+        assert np.asarray(got).dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(gc.vmap(gc.grad(f), in_axes=(None, 0))(0.5, xs), df_dh(0.5, xs),
+                               rtol=1e-12)
+    np.testing.assert_allclose(
+        gc.compile(lambda xs: gc.scan(lambda c, x: (c, gc.grad(f)(0.5, x)), 0.0, xs)[1])(xs),
+        df_dh(0.5, xs), rtol=1e-12)
+    # d2/dh2 = -sum(x^2 sin(h x)); d/dx of df/dh = cos(h x) - h x sin(h x)
+    np.testing.assert_allclose(gc.compile(lambda x: gc.hessian(f)(0.5, x))(x),
+                               -np.sum(x ** 2 * np.sin(0.5 * x)), rtol=1e-12)
+    np.testing.assert_allclose(gc.grad(lambda x: gc.grad(f)(0.5, x))(x),
+                               np.cos(0.5 * x) - 0.5 * x * np.sin(0.5 * x), rtol=1e-12)
+    # a Python float leaf of a differentiated dict
+    w = np.array([1.0, 2.0])
+    g = gc.vmap(gc.grad(lambda p: gc.sum(p["w"] * p["s"])), in_axes=({"w": 0, "s": None},))(
+        {"w": np.stack([w, 2 * w]), "s": 2.0})
+    np.testing.assert_allclose(g["w"], np.full((2, 2), 2.0))
+    np.testing.assert_allclose(g["s"], [3.0, 6.0])
