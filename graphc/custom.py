@@ -37,7 +37,7 @@ from ir.graph import Node, current_graph
 from ir.ops import api as F
 from ir.ops.custom import CustomCall, rule_ref
 from ir.ops.registry import apply
-from ir.types import is_float
+from ir.types import is_float, result_dtype
 from passes.autodiff import gradients
 from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
                            is_grad_enabled, op_serial)
@@ -281,7 +281,7 @@ def _pack(values):
     function that splits such a value (the node, or its cotangent) back into them."""
     if len(values) == 1:
         return values[0], lambda v: [v]
-    dtype = np.result_type(*[x.dtype for x in values])
+    dtype = result_dtype(*[x.dtype for x in values])  # (float16 with bfloat16: float32)
     packed = F.concat([F.reshape(F.cast(x, dtype), (-1,)) for x in values], 0)
     types = [(tuple(x.shape), x.dtype, int(np.prod(x.shape))) for x in values]
 

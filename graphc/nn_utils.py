@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ir.errors import GraphcError, user_location
+from ir.types import result_dtype
 from runtime.eager import Tensor
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector",
@@ -49,8 +50,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     """torch.nn.utils.clip_grad_norm_: scale the parameters' gradients (those that have one)
     by min(1, max_norm / (total + 1e-6)), `total` the norm of all of them together (the
     norm_type-norm of their norms; inf: the largest magnitude), computed in float64.
-    Returns `total`, a 0-d tensor of the gradients' dtype (0 when no parameter has a
-    gradient). `foreach` is accepted and ignored."""
+    Returns `total`, a 0-d tensor of the gradients' dtype (float32 for float16 with
+    bfloat16, as torch's; 0 when no parameter has a gradient). `foreach` is accepted and
+    ignored."""
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not norm_type > 0:
         raise GraphcError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type}",
@@ -58,8 +60,10 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     with_grad = _gradients(parameters, "clip_grad_norm_")
     if not with_grad:
         return Tensor(np.zeros((), np.float32))
-    grads = [np.asarray(getattr(p.grad, "data", p.grad)) for p in with_grad]
-    dtype = np.result_type(*grads)
+    # (a numpy grad's own .data is a buffer, which a bfloat16 array cannot give)
+    grads = [np.asarray(p.grad.data if isinstance(p.grad, Tensor) else p.grad)
+             for p in with_grad]
+    dtype = result_dtype(*[g.dtype for g in grads])  # (float16 with bfloat16: float32)
     grads = [g.astype(np.float64) for g in grads]
     if math.isinf(norm_type):
         norms = [np.abs(g).max(initial=0.0) for g in grads]

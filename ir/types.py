@@ -71,6 +71,15 @@ def is_half(dtype) -> bool:
     return np.dtype(dtype) in HALF_DTYPES
 
 
+def result_dtype(*dtypes) -> np.dtype:
+    """np.result_type of dtypes, where float16 meeting bfloat16 (which numpy and ml_dtypes
+    cannot promote) is float32, exact for both, as in torch and JAX."""
+    dtypes = [np.dtype(d) for d in dtypes]
+    if all(half in dtypes for half in HALF_DTYPES):
+        dtypes = [DTYPES["f32"] if d in HALF_DTYPES else d for d in dtypes]
+    return np.result_type(*dtypes)
+
+
 def finfo(dtype):
     """np.finfo that also knows bfloat16 (numpy's refuses it)."""
     return ml_dtypes.finfo(np.dtype(dtype))

@@ -1,8 +1,11 @@
 """Session 36's fixes of the function transformations; each test failed before its fix."""
+import ml_dtypes
 import numpy as np
 import pytest
 
 import graphc as gc
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
 def _dict_jvp_with_reordered_tangents():
@@ -126,3 +129,58 @@ def test_derivatives_inside_a_trace_take_a_float_number_argument():
         {"w": np.stack([w, 2 * w]), "s": 2.0})
     np.testing.assert_allclose(g["w"], np.full((2, 2), 2.0))
     np.testing.assert_allclose(g["s"], [3.0, 6.0])
+
+
+def _half_pair(a):  # one float16 and one bfloat16 output
+    return gc.cast(gc.sin(a), "float16"), gc.cast(gc.cos(a), "bfloat16")
+
+
+def _summed(fn):
+    return lambda a: sum(gc.sum(gc.cast(o, "float32")) for o in fn(a))
+
+
+def test_custom_gradients_and_remat_take_a_float16_and_a_bfloat16_output():
+    """remat, custom_vjp and custom_jvp pack their differentiable outputs into one value of
+    their common dtype: np.result_type(float16, bfloat16) has none, so a function returning
+    one of each crashed with numpy's DTypePromotionError. They pack them as float32 now,
+    exact for both, and give the plain gradient cos(a) - sin(a)."""
+    a = np.array([0.3, -1.2, 2.0], np.float32)
+    want = np.cos(a) - np.sin(a)
+    jvp_pair = gc.custom_jvp(_half_pair)
+    jvp_pair.defjvp(lambda p, t: (_half_pair(p[0]), (gc.cast(gc.cos(p[0]) * t[0], "float16"),
+                                                     gc.cast(-gc.sin(p[0]) * t[0], "bfloat16"))))
+    vjp_pair = gc.custom_vjp(_half_pair)
+    vjp_pair.defvjp(lambda a: (_half_pair(a), a),
+                    lambda a, g: (gc.cast(g[0], "float32") * gc.cos(a)
+                                  - gc.cast(g[1], "float32") * gc.sin(a),))
+    for fn in (gc.remat(_half_pair), jvp_pair, vjp_pair):
+        got = gc.grad(_summed(fn))(a)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    t = gc.tensor(a, requires_grad=True)
+    _summed(vjp_pair)(t).backward()
+    np.testing.assert_allclose(t.grad, want, rtol=1e-6)
+
+
+def test_clip_grad_norm_of_a_float16_and_a_bfloat16_gradient_is_float32_as_torchs():
+    """clip_grad_norm_ read a numpy gradient through its `.data` (a buffer, which a bfloat16
+    array cannot give) and took the total's dtype with np.result_type(float16, bfloat16):
+    both crashed. As torch's, the total of a float16 and a bfloat16 gradient is float32 now,
+    and each gradient is scaled in its own dtype."""
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    a = gc.nn.Parameter(np.ones(3, np.float16))
+    b = gc.nn.Parameter(np.ones(2, BF16))
+    (gc.sum(gc.cast(a, "float32") * 3.0) + gc.sum(gc.cast(b, "float32") * 4.0)).backward()
+    total = gc.nn.utils.clip_grad_norm_([a, b], 1.0)
+
+    ta = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
+    tb = torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))
+    ta.grad = torch.full((3,), 3.0, dtype=torch.float16)
+    tb.grad = torch.full((2,), 4.0, dtype=torch.bfloat16)
+    want = torch.nn.utils.clip_grad_norm_([ta, tb], 1.0)
+    assert np.asarray(total.data).dtype == np.float32 and want.dtype == torch.float32
+    np.testing.assert_allclose(float(total.data), np.sqrt(59.0), rtol=1e-6)
+    np.testing.assert_allclose(float(total.data), float(want), rtol=1e-3)  # torch sums in halves
+    assert a.grad.dtype == np.float16 and b.grad.dtype == BF16
+    np.testing.assert_allclose(a.grad.astype(np.float32), ta.grad.float().numpy(), rtol=1e-3)
+    np.testing.assert_allclose(b.grad.astype(np.float32), tb.grad.float().numpy(), rtol=1e-2)
