@@ -34,7 +34,7 @@ from ir.types import Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
-from .tracing import Spec, eval_shape, leaves_and_structure, unflatten
+from .tracing import Spec, eval_shape, leaves_and_structure, leaves_like, unflatten
 from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
@@ -220,8 +220,8 @@ def _eager_autocast_carry(carry, init):
     """The eager loop's version of _autocast_carry: the carry keeps the dtypes of `init`."""
     if AUTOCAST.dtype is None:
         return carry
-    new, structure = leaves_and_structure(carry)
     old, old_structure = leaves_and_structure(init)
+    _, new, structure = _in_structure(carry, old_structure)
     if structure != old_structure:
         return carry
     return unflatten(structure, [
@@ -235,11 +235,12 @@ def _check_eager_carry(fn, what, carry, init):
     met by numpy's promotion (v * i, i an int64 counter) silently became float64 eagerly,
     where the compiled loop refuses. Python and numpy scalars in init are weakly typed
     (ir.ops.registry.is_weak_scalar), as traced: unchecked."""
-    new, structure = leaves_and_structure(carry)
     old, old_structure = leaves_and_structure(init)
+    carry, new, structure = _in_structure(carry, old_structure)
     if structure != old_structure or len(new) != len(old):
         raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
-                          f"with the structure of the initial one", (user_location(),))
+                          f"with the structure of the initial one"
+                          f"{_carry_keys_apart(structure, old_structure)}", (user_location(),))
     strong = [k for k, b in enumerate(old) if hasattr(b, "dtype") and not is_weak_scalar(b)]
     types = [[TensorType(F._shape(leaves[k]), F._dtype(leaves[k])) if hasattr(leaves[k], "dtype")
               else type(leaves[k]).__name__ for k in strong] for leaves in (new, old)]
@@ -248,6 +249,59 @@ def _check_eager_carry(fn, what, carry, init):
                           f"({', '.join(str(t) for t in types[0])}) but it came in as "
                           f"({', '.join(str(t) for t in types[1])})", (user_location(),))
     return carry
+
+
+def _in_structure(tree, structure):
+    """(tree, its leaves, its structure), the tree rebuilt in the order of `structure` where
+    the two differ only in the order of dicts' keys: JAX sorts dict keys, so a body
+    returning {"b": .., "a": ..} for the carry {"a": .., "b": ..} returns the same pytree."""
+    leaves, own = leaves_and_structure(tree)
+    if own == structure or _sorted_keys(own) != _sorted_keys(structure):
+        return tree, leaves, own
+    leaves = leaves_like(structure, tree)
+    return unflatten(structure, leaves), leaves, structure
+
+
+def _sorted_keys(structure):
+    """A structure with each dict's children in the order of their keys."""
+    if structure is None:
+        return None
+    kind, children = structure
+    if kind is dict:
+        return dict, tuple(sorted(((k, _sorted_keys(c)) for k, c in children),
+                                  key=lambda item: repr(item[0])))
+    return kind, tuple(_sorted_keys(c) for c in children)
+
+
+def _keys_apart(new, old, path=""):
+    """(" at PATH" or "", new's keys, old's keys) for the first dict whose keys differ,
+    where structures `new` and `old` first differ there, for a message to show (types alone
+    read as the same structure twice); else None."""
+    if new is None or old is None or new[0] is not old[0]:
+        return None
+    (kind, new_children), (_, old_children) = new, old
+    if kind is dict:
+        new_keys, old_keys = [k for k, _ in new_children], [k for k, _ in old_children]
+        if set(new_keys) != set(old_keys):
+            return (f" at {path}" if path else "", sorted(str(k) for k in new_keys),
+                    sorted(str(k) for k in old_keys))
+        pairs = [(k, c, dict(old_children)[k]) for k, c in new_children]
+    elif len(new_children) != len(old_children):
+        return None
+    else:
+        pairs = [(k, c, o) for k, (c, o) in enumerate(zip(new_children, old_children))]
+    for k, c, o in pairs:
+        if _sorted_keys(c) != _sorted_keys(o):
+            return _keys_apart(c, o, f"{path}.{k}" if path else str(k))
+    return None
+
+
+def _carry_keys_apart(new, old) -> str:
+    apart = _keys_apart(new, old)
+    if apart is None:
+        return ""
+    at, new_keys, old_keys = apart
+    return f" (its dict{at} has keys {new_keys} where the initial one's has {old_keys})"
 
 
 def _set_outputs(region, leaves, call_location):
@@ -259,7 +313,9 @@ def _check_carry(fn, what, new_nodes, new_structure, old_nodes, old_structure):
     """One line naming the user's function when its carry changes structure or type."""
     if new_structure != old_structure or len(new_nodes) != len(old_nodes):
         raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
-                          f"with the structure of the initial one", (user_location(),))
+                          f"with the structure of the initial one"
+                          f"{_carry_keys_apart(new_structure, old_structure)}",
+                          (user_location(),))
     new_types = [n.type for n in new_nodes]
     old_types = [n.type for n in old_nodes]
     if new_types != old_types:
@@ -341,7 +397,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
             [carry_in] + ([x_slices] if xs is not None else []), graph, (construct, _BODY),
             loop=True, strong=strong)
         new_carry, y = _pair(f, result)
-        new_leaves, new_structure = leaves_and_structure(new_carry)
+        _, new_leaves, new_structure = _in_structure(new_carry, init_structure)
         y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
         new_leaves = _autocast_carry(region, new_leaves, carry_nodes)
         _set_outputs(region, new_leaves + y_leaves, call_site)
@@ -583,7 +639,7 @@ def while_loop(cond_fun, body_fun, init_val):
         body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
                                                    [carry_in], graph, (construct, _BODY),
                                                    loop=True, strong=strong)
-        new_leaves, new_structure = leaves_and_structure(new)
+        _, new_leaves, new_structure = _in_structure(new, init_structure)
         new_leaves = _autocast_carry(body_region, new_leaves, carry_nodes)
         _set_outputs(body_region, new_leaves, call_site)
         lost = _weak_lost(body_region, body_own, min(len(carry_nodes), len(new_leaves)))
@@ -655,10 +711,11 @@ def cond(pred, true_fun, false_fun, *operands):
         region, own, result = _trace_region(lambda *a, fn=fn: fn(*a[0]),
                                             f"{_fn_name(fn)}_{which}", [args], graph,
                                             (construct, branch))
-        leaves, structure = leaves_and_structure(result)
-        traced.append((fn, region, own, structure, leaves))
-    (f_fn, f_region, f_own, f_structure, f_leaves), \
-        (t_fn, t_region, t_own, t_structure, t_leaves) = traced
+        traced.append((fn, region, own, result))
+    (f_fn, f_region, f_own, f_result), (t_fn, t_region, t_own, t_result) = traced
+    # (the false branch's dicts in the true one's key order: the same pytree, as in JAX)
+    t_leaves, t_structure = leaves_and_structure(t_result)
+    _, f_leaves, f_structure = _in_structure(f_result, t_structure)
     if f_structure == t_structure:
         f_leaves, t_leaves = _autocast_branches(f_region, f_leaves, t_region, t_leaves)
     _set_outputs(f_region, f_leaves, call_site)
@@ -668,7 +725,8 @@ def cond(pred, true_fun, false_fun, *operands):
         raise GraphcError(f"cond: true_fun {_fn_name(t_fn)}{_where(t_fn)} returns "
                           f"{_types(t_region.outputs)} but false_fun {_fn_name(f_fn)} returns "
                           f"{_types(f_region.outputs)}; both must return the same structure, "
-                          f"shapes and dtypes", (user_location(),))
+                          f"shapes and dtypes{_branch_keys_apart(t_structure, f_structure)}",
+                          (user_location(),))
     # each branch takes both branches' captured values (a branch ignores the other's)
     f_outer = f_region.close(f_own)
     t_outer = t_region.close(t_own)
@@ -791,6 +849,12 @@ def switch(index, branches, *operands):
         message = error.message.replace("cond: true_fun ", "switch: ", 1) \
             .replace(" but false_fun ", " but ", 1).replace("both must", "all must", 1)
         raise GraphcError(message, error.locs) from None
+
+
+def _branch_keys_apart(first, second) -> str:
+    """'; their dicts have keys [..] and [..]' where two branches' results differ there."""
+    apart = _keys_apart(first, second)
+    return "" if apart is None else f"; their dicts{apart[0]} have keys {apart[1]} and {apart[2]}"
 
 
 def _autocast_branches(f_region, f_leaves, t_region, t_leaves):

@@ -184,3 +184,67 @@ def test_clip_grad_norm_of_a_float16_and_a_bfloat16_gradient_is_float32_as_torch
     assert a.grad.dtype == np.float16 and b.grad.dtype == BF16
     np.testing.assert_allclose(a.grad.astype(np.float32), ta.grad.float().numpy(), rtol=1e-3)
     np.testing.assert_allclose(b.grad.astype(np.float32), tb.grad.float().numpy(), rtol=1e-2)
+
+
+def test_loops_and_branches_take_a_dict_with_its_keys_in_another_order():
+    """A scan, fori_loop or while_loop body returning its dict carry with the keys in another
+    order, and cond/switch branches returning dicts whose keys differ only in order, were
+    refused ("must return a carry with the structure of the initial one"; cond named two
+    identical-looking types). JAX takes them (dicts are sorted pytrees): they are matched by
+    key now, in the order of the initial carry or of the first branch, traced and eagerly."""
+    x = np.array([1.0, 2.0])
+
+    def body(c, i):
+        return {"b": c["b"] + i, "a": c["a"] * 2.0}, c["a"]
+
+    for run in (lambda x: gc.scan(body, {"a": x, "b": x}, np.arange(3.0)),
+                gc.compile(lambda x: gc.scan(body, {"a": x, "b": x}, np.arange(3.0)))):
+        carry, ys = run(x)
+        assert list(carry) == ["a", "b"]
+        np.testing.assert_allclose(carry["a"], [8.0, 16.0])
+        np.testing.assert_allclose(carry["b"], [4.0, 5.0])
+        np.testing.assert_allclose(ys, [[1.0, 2.0], [2.0, 4.0], [4.0, 8.0]])
+    grad = gc.grad(lambda x: gc.sum(gc.scan(body, {"a": x, "b": x}, np.arange(3.0))[0]["b"]))
+    np.testing.assert_allclose(grad(x), [1.0, 1.0])
+
+    def step(i, c):
+        return {"b": c["b"] + 1.0, "a": c["a"] * 2.0}
+    for out in (gc.fori_loop(0, 3, step, {"a": x, "b": x}),
+                gc.compile(lambda x: gc.fori_loop(0, 3, step, {"a": x, "b": x}))(x),
+                gc.compile(lambda x: gc.while_loop(lambda c: gc.sum(c["a"]) < 20.0,
+                                                   lambda c: step(0, c), {"a": x, "b": x}))(x),
+                gc.while_loop(lambda c: gc.sum(c["a"]) < 20.0, lambda c: step(0, c),
+                              {"a": x, "b": x})):
+        np.testing.assert_allclose(out["a"], [8.0, 16.0])
+        np.testing.assert_allclose(out["b"], [4.0, 5.0])
+
+    p_first = lambda a: {"p": a, "q": a * 2.0}  # noqa: E731
+    q_first = lambda a: {"q": a * 3.0, "p": a * 4.0}  # noqa: E731
+    out = gc.compile(lambda x: gc.cond(gc.sum(x) > 0, p_first, q_first, x))(x)
+    np.testing.assert_allclose(out["p"], [1.0, 2.0])
+    np.testing.assert_allclose(out["q"], [2.0, 4.0])
+    out = gc.compile(lambda x: gc.cond(gc.sum(x) < 0, p_first, q_first, x))(x)
+    np.testing.assert_allclose(out["p"], [4.0, 8.0])
+    np.testing.assert_allclose(out["q"], [3.0, 6.0])
+    out = gc.compile(lambda x, i: gc.switch(i, [p_first, q_first], x))(x, np.int64(1))
+    np.testing.assert_allclose(out["p"], [4.0, 8.0])
+    np.testing.assert_allclose(out["q"], [3.0, 6.0])
+
+
+def test_a_dict_carry_or_branch_with_other_keys_is_refused_naming_the_keys():
+    """Other keys are still refused, now saying which (the message showed only the types,
+    the same on both sides)."""
+    x = np.array([1.0, 2.0])
+    with pytest.raises(gc.GraphcError, match=r"must return a carry with the structure of the "
+                       r"initial one \(its dict at 1 has keys \['a', 'c'\] where the initial "
+                       r"one's has \['a', 'b'\]\)"):
+        gc.compile(lambda x: gc.scan(lambda c, i: ((c[0], {"a": c[1]["a"], "c": c[1]["b"]}),
+                                                   None), (x, {"a": x, "b": x}), x))(x)
+    with pytest.raises(gc.GraphcError, match=r"\(its dict has keys \['b', 'z'\] where the "
+                       r"initial one's has \['a', 'b'\]\)"):
+        gc.while_loop(lambda c: gc.sum(c["a"]) < 10,
+                      lambda c: {"b": c["b"], "z": c["a"] * 2.0}, {"a": x, "b": x})
+    with pytest.raises(gc.GraphcError, match=r"both must return the same structure, shapes "
+                       r"and dtypes; their dicts have keys \['p', 'q'\] and \['p', 'r'\]"):
+        gc.compile(lambda x: gc.cond(gc.sum(x) > 0, lambda a: {"p": a, "q": a},
+                                     lambda a: {"r": a, "p": a}, x))(x)
