@@ -248,3 +248,22 @@ def test_a_dict_carry_or_branch_with_other_keys_is_refused_naming_the_keys():
                        r"and dtypes; their dicts have keys \['p', 'q'\] and \['p', 'r'\]"):
         gc.compile(lambda x: gc.cond(gc.sum(x) > 0, lambda a: {"p": a, "q": a},
                                      lambda a: {"r": a, "p": a}, x))(x)
+
+
+def test_grad_of_a_function_returning_a_constant_is_zeros():
+    """gc.grad(lambda x: 3.0)(x) raised "must return a tensor computed from its inputs"
+    where JAX (and graphc's jacrev, jacfwd) give zeros; grad, value_and_grad and hessian
+    give zeros now, eagerly and compiled, and an integer or non-scalar constant is refused
+    as JAX refuses it."""
+    x = np.ones(3)
+    np.testing.assert_array_equal(gc.grad(lambda x: 3.0)(x), np.zeros(3))
+    np.testing.assert_array_equal(gc.grad(lambda x: np.float64(3.0))(x), np.zeros(3))
+    np.testing.assert_array_equal(gc.compile(gc.grad(lambda x: 3.0))(x), np.zeros(3))
+    value, g = gc.value_and_grad(lambda x: 3.0)(x)
+    assert float(value) == 3.0
+    np.testing.assert_array_equal(g, np.zeros(3))
+    np.testing.assert_array_equal(gc.hessian(lambda x: 3.0)(x), np.zeros((3, 3)))
+    with pytest.raises(gc.GraphcError, match="grad: the function returned a int64 value"):
+        gc.grad(lambda x: 3)(x)
+    with pytest.raises(gc.GraphcError, match=r"gradient of a non-scalar output \(shape \(2,\)\)"):
+        gc.grad(lambda x: np.ones(2))(x)
