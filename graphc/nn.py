@@ -16,6 +16,7 @@ call (see `_AutoKey`).
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
 import numbers
 import operator
@@ -178,7 +179,15 @@ class _TrainingFlag:
 # old one. Reads are seen through Module.__getattribute__, which is installed only while a
 # trace runs a module's forward (_SettingReads.depth), so eager attribute reads cost nothing
 # more. Private names (`_path`) and `training` (its own guard, _TrainingFlag) are not.
-_SETTING_TYPES = (bool, int, float, str, np.number)
+_SETTING_TYPES = (bool, int, float, str, np.number, np.bool_, enum.Enum)
+
+
+def _is_setting(value) -> bool:
+    """A value a setting guard compares: a number, bool, string, enum or None, or a tuple of
+    them (a kernel size). NaN is none: it equals nothing, so its guard would never hold."""
+    if isinstance(value, tuple):
+        return all(map(_is_setting, value))
+    return isinstance(value, _SETTING_TYPES) and value == value
 
 
 class _SettingReads:
@@ -187,12 +196,24 @@ class _SettingReads:
 
 def _guarded_getattribute(module, name):
     value = object.__getattribute__(module, name)
-    if isinstance(value, _SETTING_TYPES) and name[0] != "_" and name != "training" \
-            and value == value:  # (NaN equals nothing: its guard would never hold)
-        graph = current_graph()
-        if graph is not None:
-            graph.guard(module, name, value)
+    if name[0] != "_" and name != "training":
+        if value is None:  # (whether it is None: a Tensor set there later compares as one)
+            graph = current_graph()
+            if graph is not None:
+                _guard_none(module, graph, name, True)
+        elif _is_setting(value):
+            graph = current_graph()
+            if graph is not None:
+                graph.guard(module, name, value)
     return value
+
+
+def _guard_none(module, graph, name, is_none: bool) -> None:
+    """Guard whether module.name is None (through the module's _IsNone view: Graph.guard
+    keeps one guard per object and attribute)."""
+    if "_none_view" not in vars(module):
+        object.__setattr__(module, "_none_view", _IsNone(module))
+    graph.guard(vars(module)["_none_view"], name, is_none)
 
 
 def zero_grads(params, set_to_none: bool) -> None:
@@ -316,9 +337,12 @@ class _ModuleChildren:
 MODULE_CHILDREN = _ModuleChildren()
 
 
-def _children_changed(module) -> None:
-    """Children are about to be removed from `module` (a container's edit; __setattr__
-    counts one added or replaced): plans traced through it are stale."""
+def _children_changed(module, removing: bool = True) -> None:
+    """`module`'s children are about to change (a container's edit; __setattr__ counts one
+    assigned): plans traced through it are stale, and where one is `removing` so are those
+    that read a removed item's tensors without calling a module (`x @ md["a"].weight`)."""
+    if removing:
+        MODULE_PARAMETERS.replaced += 1
     if _traced_through(module):
         MODULE_CHILDREN.changed += 1
 
@@ -381,12 +405,18 @@ class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
     def __setattr__(self, name, value):
-        if _SettingReads.depth and isinstance(value, _SETTING_TYPES):
+        if _INTERPRETERS.stack:
             graph = current_graph()
-            if graph is not None:  # a traced forward sets a setting (bumps a counter):
-                graph.set_while_tracing(self, name, forget_read=True)  # not a guard
+            if graph is not None:  # the traced function sets the attribute (a forward bumps
+                # a counter or builds a layer lazily, a loss sets a setting per mode): what
+                # the plan holds, not a guard on what was there before
+                graph.set_while_tracing(self, name, forget_read=True)
+                if "_none_view" in vars(self):
+                    graph.set_while_tracing(vars(self)["_none_view"], name, forget_read=True)
         old = vars(self).get(name)
         child = _as_child(value, self)
+        if child is not None or isinstance(value, (Parameter, Buffer)):
+            _refuse_own_attribute(f"{type(self).__name__}.{name} = ...", name)
         if isinstance(old, (Parameter, Module)) and value is not None \
                 and not isinstance(value, Parameter) and child is None:
             # as torch's: a plain attribute there would drop the parameter (or the child's)
@@ -963,9 +993,7 @@ class Module:
         value = getattr(self, name)
         graph = getattr(operand, "graph", None) or current_graph()
         if graph is not None:
-            if "_none_view" not in vars(self):  # one view per module: Graph.guard keeps
-                object.__setattr__(self, "_none_view", _IsNone(self))  # one guard per object
-            graph.guard(vars(self)["_none_view"], name, value is None)
+            _guard_none(self, graph, name, value is None)
         return value
 
 
@@ -1049,7 +1077,9 @@ class ModuleList(Module):
 
     def _changed(self, items):
         """_hold(items), a mutation: plans traced through the old items are stale."""
-        _children_changed(self)
+        items = list(items)
+        kept = {id(m) for _, m in items}
+        _children_changed(self, removing=any(id(m) not in kept for _, m in self._items()))
         self._hold(items)
 
     def _items(self):

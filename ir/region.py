@@ -42,10 +42,10 @@ class Region(Graph):
             return super().guard(obj, attr, value)
         self.parent.guard(obj, attr, value)
 
-    def set_while_tracing(self, obj, attr: str) -> None:
+    def set_while_tracing(self, obj, attr: str, forget_read: bool = False) -> None:
         if self.parent is None:
-            return super().set_while_tracing(obj, attr)
-        self.parent.set_while_tracing(obj, attr)
+            return super().set_while_tracing(obj, attr, forget_read)
+        self.parent.set_while_tracing(obj, attr, forget_read)
 
     def next_salt(self) -> int:
         if self.salt_scope is not None:  # a control-flow construct's function: its own count

@@ -217,6 +217,110 @@ def test_building_modules_with_the_new_methods_leaves_plans_alone():
         G.ModuleList().extend([G.Linear(2, 2), G.ReLU()]).insert(0, G.Tanh())
         heads = G.ModuleDict({"a": G.Linear(2, 2)})
         heads.update({"b": G.Linear(2, 2)})
-        del heads["a"]
-        f(x)
+        f(x)  # (a removal counts anywhere: a plan may read a removed item's tensors)
     assert f.recompiles == []
+
+
+class _Counted(G.Module):
+    def __init__(self):
+        self.lin = G.Linear(3, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.lin(x)
+
+
+def test_a_forward_that_bumps_a_counter_runs_under_vmap_cond_and_fori_loop():
+    """Review of the settings guard: a forward setting a number on itself (a counter)
+    crashed inside vmap, cond and fori_loop (Region.set_while_tracing took no forget_read):
+    TypeError. They run, as before the guard."""
+    model, x = _Counted(), np.ones((2, 3), np.float32)
+    expected = np.asarray(model(x))
+    np.testing.assert_allclose(np.asarray(gc.vmap(model)(x)), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(gc.compile(
+        lambda x: gc.cond(gc.sum(x) > 0, model, lambda v: v, x))(x)), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(gc.compile(
+        lambda x: gc.fori_loop(0, 1, lambda i, h: model(h), x))(x)), expected, rtol=1e-6)
+
+
+def test_a_loss_that_sets_a_setting_per_mode_keeps_its_two_plans():
+    """Review: a loss setting a module's setting itself (`m.noise = 0.1 if training else
+    0.0`, outside any forward) got a guard on the value it set, so each switch between
+    training and evaluation traced the step again (12 recompiles in 20 steps). A setting
+    the traced function sets is no guard now: no recompile."""
+    class Net(G.Module):
+        def __init__(self):
+            self.lin = G.Linear(3, 1)
+            self.noise = 0.0
+
+        def forward(self, x):
+            return self.lin(x) + self.noise
+
+    model = Net()
+
+    def loss(params, batch, key, training):
+        model.noise = 0.1 if training else 0.0
+        return gc.mean(model.apply(params, batch[0]) ** 2)
+
+    batches = [(np.ones((4, 3), np.float32),)]
+    trainer = gc.Trainer(loss, model.params(), gc.optim.SGD(lr=1e-2), batches,
+                         eval_batches=batches, eval_every=2, eval_iters=1, steps=20)
+    trainer.fit(None, progress=False)
+    compiled = [f for f in vars(trainer).values() if isinstance(f, gc.transforms.Compiled)]
+    assert compiled and all(f.recompiles == [] for f in compiled)
+
+
+@pytest.mark.parametrize("before, after", [
+    (None, 2.0), (np.bool_(True), np.bool_(False)), ((2.0,), (3.0,))])
+def test_none_numpy_bool_and_tuple_settings_are_guarded(before, after):
+    """Review: only numbers and strings were guarded: a setting None -> 2.0, a numpy bool,
+    or a tuple left the compiled plan on the old value. They are guarded too now."""
+    class Scaled(G.Module):
+        def __init__(self, scale):
+            self.scale = scale
+
+        def forward(self, x):
+            s = self.scale
+            if s is None:
+                return x * 1.0
+            if isinstance(s, tuple):
+                return x * s[0]
+            return x * (2.0 if s else 1.0)
+
+    model = Scaled(before)
+    compiled = gc.compile(model)
+    x = np.ones(3, np.float32)
+    compiled(x)
+    model.scale = after
+    np.testing.assert_allclose(np.asarray(compiled(x)), np.asarray(model(x)), rtol=1e-6)
+
+
+def test_removing_a_container_item_makes_a_plan_reading_its_tensors_stale():
+    """Review: a removal counted only for plans that went through a module, so a function
+    reading an item's weight without calling it (`x @ md["a"].weight`) kept the removed
+    item's. It counts for those too now."""
+    def linear(fill):
+        layer = G.Linear(3, 1, bias=False)
+        layer.weight.data[...] = fill
+        return layer
+    x = np.ones((1, 3), np.float32)
+    heads = G.ModuleDict({"a": linear(1.0)})
+    compiled = gc.compile(lambda x: x @ heads["a"].weight)
+    compiled(x)
+    del heads["a"]
+    heads["a"] = linear(5.0)
+    np.testing.assert_allclose(np.asarray(compiled(x)), [[15.0]])
+    layers = G.Sequential(linear(1.0), linear(2.0))
+    first = gc.compile(lambda x: x @ layers[0].weight)
+    first(x)
+    layers.pop(0)
+    np.testing.assert_allclose(np.asarray(first(x)), [[6.0]])
+
+
+def test_graphcs_own_attribute_names_are_refused_for_an_assigned_child():
+    """Review: `self._non_persistent = gc.nn.Linear(2, 2)` was taken, and a later
+    register_buffer failed with a raw TypeError; it is one line, as add_module's."""
+    model = G.Module()
+    with pytest.raises(gc.GraphcError, match="'_non_persistent' is a name graphc keeps"):
+        model._non_persistent = G.Linear(2, 2)
