@@ -556,7 +556,7 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
                 grads.setdefault(id(args[0]), {})[attrs["index"]] = g
                 continue
             needs = tuple(a.requires_grad for a in args)
-            ctx = VJPContext(args, t, attrs, needs)
+            ctx = VJPContext(args, t, attrs, needs, inputs)
             changed = ()
             if recorded is not None:
                 # (inline: a rebound .data is rare, and this runs for every entry)

@@ -267,3 +267,24 @@ def test_grad_of_a_function_returning_a_constant_is_zeros():
         gc.grad(lambda x: 3)(x)
     with pytest.raises(gc.GraphcError, match=r"gradient of a non-scalar output \(shape \(2,\)\)"):
         gc.grad(lambda x: np.ones(2))(x)
+
+
+@pytest.mark.parametrize("kind", ["custom_vjp", "custom_jvp"])
+def test_backward_with_inputs_refuses_a_closure_only_when_its_gradient_is_wanted(kind):
+    """backward(inputs=[v]) refused a custom-gradient function closing over a tensor w that
+    requires grad though w was not in inputs= (its gradient is not computed, so none is
+    lost); the closure check looks only at the tensors backward fills now: those in inputs=
+    (a non-leaf too), every leaf without inputs=."""
+    x, w0 = np.arange(1.0, 4.0), np.full(3, 2.0)
+    w = gc.tensor(w0, requires_grad=True)
+    v = gc.tensor(x, requires_grad=True)
+    y = gc.sum(_scaled_by(w, kind)(x) * v)
+    y.backward(inputs=[v])
+    np.testing.assert_allclose(v.grad, [2.0, 4.0, 6.0])
+    assert w.grad is None
+    for inputs in ([w], [v, w], None):
+        with pytest.raises(gc.GraphcError, match=CLOSURE):
+            y.backward(inputs=inputs)
+    h = w * 1.0  # a non-leaf closed over, and named in inputs=
+    with pytest.raises(gc.GraphcError, match=CLOSURE):
+        gc.sum(_scaled_by(h, kind)(x) * v).backward(inputs=[h])

@@ -85,18 +85,21 @@ CLOSURE_ERROR = ("custom-gradient function {fn} closes over a value that is bein
 
 def _check_eager_closure(ctx):
     """Eagerly: the tape from the forward value down to the arguments reaches no other tensor
-    that requires grad."""
+    that backward gives a gradient (one in backward's inputs=, else any leaf requiring grad)."""
     value = ctx.inputs[0]
     if getattr(value, "_ctx", False) is False:  # a graph node: autodiff checks it
         return
     args = {id(a) for a in ctx.inputs[1:1 + ctx.attrs["args"]]}
+    wanted = ctx.wanted
     stack, seen = [value], set()
     while stack:
         t = stack.pop()
         if id(t) in seen or id(t) in args or not t.requires_grad:
             continue
-        if t._ctx is None:
+        if (t._ctx is None) if wanted is None else (id(t) in wanted):
             raise GraphcError(CLOSURE_ERROR.format(fn=ctx.attrs["fn"]), (user_location(),))
+        if t._ctx is None:  # a leaf whose gradient is not wanted
+            continue
         seen.add(id(t))
         stack.extend(t._ctx[1])
 

@@ -49,6 +49,9 @@ class VJPContext(NamedTuple):
     out: object
     attrs: dict
     needs: tuple  # needs[i]: is a gradient for input i wanted
+    # eager backward(inputs=...)'s tensors as ids, None: every leaf (the tape's closure
+    # check of a custom-gradient call, ir/ops/custom.py, refuses only gradients that are wanted)
+    wanted: object = None
 
 REGISTRY: dict[str, OpDef] = {}
 
