@@ -393,11 +393,14 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_tree, o
                           _where(custom.jvp))
     # primal_out is not used (the function's own forward gives the value) but, as JAX
     # does, checked against the function's output: a rule returning another shape is wrong
+    # (None stands for zeros in tangent_out only: a None primal, whose np.shape is (), is
+    # refused as JAX refuses it)
     primal_leaves = _rule_leaves(custom, out_tree, result[0], "primal_out")
-    if any(tuple(np.shape(p)) != tuple(t[0]) for p, t in zip(primal_leaves, out_types)):
+    primal_shapes = [None if p is None else tuple(np.shape(p)) for p in primal_leaves]
+    if any(shape != tuple(t[0]) for shape, t in zip(primal_shapes, out_types)):
         raise GraphcError(f"custom_jvp function {name}: the rule's primal_out has shapes "
-                          f"{[tuple(np.shape(p)) for p in primal_leaves]} but the function "
-                          f"returns {[tuple(t[0]) for t in out_types]}", _where(custom.jvp))
+                          f"{primal_shapes} but the function returns "
+                          f"{[tuple(t[0]) for t in out_types]}", _where(custom.jvp))
     tangent_leaves = _rule_leaves(custom, out_tree, result[1], "tangent_out")
     ys, seeds = [], []
     for i, ct in zip(diff_pos, cotangents):

@@ -288,3 +288,22 @@ def test_backward_with_inputs_refuses_a_closure_only_when_its_gradient_is_wanted
     h = w * 1.0  # a non-leaf closed over, and named in inputs=
     with pytest.raises(gc.GraphcError, match=CLOSURE):
         gc.sum(_scaled_by(h, kind)(x) * v).backward(inputs=[h])
+
+
+def test_custom_jvp_rule_returning_a_none_primal_out_is_refused():
+    """A custom_jvp rule returning None as primal_out for a scalar output passed silently
+    since tangent_out took None for zeros (np.shape(None) is the scalar's ()); it is refused
+    again, as JAX refuses it, and a None tangent_out still stands for zeros."""
+    @gc.custom_jvp
+    def s(x):
+        return gc.sum(x * x)
+    s.defjvp(lambda p, t: (None, gc.sum(2.0 * p[0] * t[0])))
+    with pytest.raises(gc.GraphcError, match=r"custom_jvp function s: the rule's primal_out "
+                       r"has shapes \[None\] but the function returns \[\(\)\]"):
+        gc.grad(s)(np.array([1.0, 2.0]))
+
+    @gc.custom_jvp
+    def pair(x):
+        return gc.sum(x * x), gc.sum(x)
+    pair.defjvp(lambda p, t: (pair(p[0]), (gc.sum(2.0 * p[0] * t[0]), None)))
+    np.testing.assert_allclose(gc.grad(lambda x: pair(x)[0])(np.array([1.0, 2.0])), [2.0, 4.0])
