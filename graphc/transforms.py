@@ -1067,20 +1067,28 @@ def _as_float_inputs(args, argnums=None, in_pytrees=False) -> tuple:
     `argnums` (None: all) are differentiated: the others stay as they are, so that an int
     among them is still an int (grad(lambda x, n: x[n].sum())(x, 1), as in JAX). A Python
     int at `argnums` stays an int too, which check_differentiable refuses, as JAX does.
-    in_pytrees: the float leaves of pytree arguments too, as vjp's primals (inside a trace,
-    where a number left as it is would be a constant with no gradient; eagerly the runner's
-    trace takes such a leaf as a weakly typed input instead)."""
-    if in_pytrees:
-        leaves, structure = leaves_and_structure(list(args))
-        leaves = tuple(leaves)
-        converted = _as_primals(leaves)
-        converted = args if converted is leaves else tuple(unflatten(structure, converted))
-    else:
-        converted = _weakly_typed(args, (float, np.floating), default=np.dtype(np.float64))
+    in_pytrees: inside a trace, where a number left as it is would be a constant with no
+    gradient, the float leaves of pytree arguments too: weakly typed values of their own
+    dtype (float64 for a Python float), as the eager runner's trace takes them, so that
+    their gradients have the eager dtype (JAX's of a weakly typed float under x64)."""
+    converted = _weakly_typed(args, (float, np.floating), default=np.dtype(np.float64))
+    graph = current_graph()
+    if in_pytrees and graph is not None:
+        converted = tuple(_weak_float_leaves(graph, a) if isinstance(a, (tuple, list, dict))
+                          else a for a in converted)
     if argnums is None:
         return converted
     picked = {i % len(args) for i in argnums if -len(args) <= i < len(args)}
     return tuple(c if i in picked else a for i, (a, c) in enumerate(zip(args, converted)))
+
+
+def _weak_float_leaves(graph, tree):
+    leaves, structure = leaves_and_structure(tree)
+    if not any(_is_weak_scalar(x, (float, np.floating)) for x in leaves):
+        return tree
+    return unflatten(structure, [graph.weak_constant(np.asarray(x))
+                                 if _is_weak_scalar(x, (float, np.floating)) else x
+                                 for x in leaves])
 
 
 def _as_primals(args) -> tuple:

@@ -257,7 +257,7 @@ class Graph(Interpreter):
         if any(getattr(x, "weak", False) is True for x in inputs):
             # an eager weak value (runtime.eager.WeakTensor: gc.sqrt(2.0)) read by the trace
             # is a weak constant, so it meets tensors and numbers as it does eagerly
-            inputs = [self._weak_constant(x) if getattr(x, "weak", False) is True else x
+            inputs = [self.weak_constant(x.data) if getattr(x, "weak", False) is True else x
                       for x in inputs]
         if op.name == "tuple_get":
             weak_result = weak.result_is_weak(inputs[0], attrs["index"])
@@ -272,8 +272,9 @@ class Graph(Interpreter):
             self.weak_ids.add(node.id)
         return node
 
-    def _weak_constant(self, tensor) -> Node:
-        node = self.constant(tensor.data)
+    def weak_constant(self, value) -> Node:
+        """A constant that meets tensors as a Python number does (ir/weak.py)."""
+        node = self.constant(value)
         self.weak_ids.add(node.id)
         return node
 

@@ -307,3 +307,30 @@ def test_custom_jvp_rule_returning_a_none_primal_out_is_refused():
         return gc.sum(x * x), gc.sum(x)
     pair.defjvp(lambda p, t: (pair(p[0]), (gc.sum(2.0 * p[0] * t[0]), None)))
     np.testing.assert_allclose(gc.grad(lambda x: pair(x)[0])(np.array([1.0, 2.0])), [2.0, 4.0])
+
+
+def test_gradient_of_a_float_leaf_of_a_dict_has_the_eager_dtype_inside_a_trace():
+    """The gradient with respect to a Python float leaf of a dict argument, next to a
+    float32 array, was float64 eagerly (a weakly typed float64, as JAX's under x64) but
+    float32 under compile and vmap, which made the leaf a strong array of the shared dtype;
+    inside a trace the leaf is a weakly typed value of its own dtype now, as eagerly."""
+    x32 = np.ones(3, np.float32)
+
+    def g(p):
+        return gc.sum(p["w"] * p["s"])
+    eager = gc.grad(g)({"w": x32, "s": 2.0})
+    compiled = gc.compile(lambda w: gc.grad(g)({"w": w, "s": 2.0}))(x32)
+    batched = gc.vmap(gc.grad(g), in_axes=({"w": 0, "s": None},))(
+        {"w": np.stack([x32, 2 * x32]), "s": 2.0})
+    for got in (eager, compiled):
+        assert np.asarray(got["s"]).dtype == np.float64
+        assert np.asarray(got["w"]).dtype == np.float32
+        np.testing.assert_allclose(got["s"], 3.0)
+        np.testing.assert_allclose(got["w"], [2.0, 2.0, 2.0])
+    assert np.asarray(batched["s"]).dtype == np.float64
+    assert np.asarray(batched["w"]).dtype == np.float32
+    np.testing.assert_allclose(batched["s"], [3.0, 6.0])
+    # a numpy float32 leaf next to float64 arrays keeps its float32 too
+    x64 = np.ones(3)
+    got = gc.compile(lambda w: gc.grad(g)({"w": w, "s": np.float32(2.0)}))(x64)
+    assert np.asarray(got["s"]).dtype == gc.grad(g)({"w": x64, "s": np.float32(2.0)})["s"].dtype
