@@ -867,10 +867,13 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
         out = fn(*args, **kwargs)
         value, aux = split_aux(out, who) if has_aux else (out, None)
         graph = current_graph()
-        if isinstance(value, (bool, int, float, np.generic, np.ndarray)) and graph is not None:
+        if graph is not None:
             # a constant (computed from no argument): its gradient is zeros, as JAX's (and
             # jacrev's); an integer or non-scalar one is refused below, as any other
-            value = graph.constant(np.asarray(value))
+            if isinstance(value, (bool, int, float, np.generic, np.ndarray)):
+                value = graph.constant(np.asarray(value))
+            elif isinstance(value, Tensor):  # gc.tensor(2.0), a parameter: read at each call
+                value = value.graph_operand(graph)
         if not isinstance(value, Node):
             raise GraphcError(f"{who}: the function must return a tensor computed from its "
                               "inputs", (user_location(),))

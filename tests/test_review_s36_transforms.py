@@ -334,3 +334,22 @@ def test_gradient_of_a_float_leaf_of_a_dict_has_the_eager_dtype_inside_a_trace()
     x64 = np.ones(3)
     got = gc.compile(lambda w: gc.grad(g)({"w": w, "s": np.float32(2.0)}))(x64)
     assert np.asarray(got["s"]).dtype == gc.grad(g)({"w": x64, "s": np.float32(2.0)})["s"].dtype
+
+
+def test_grad_of_a_function_returning_a_constant_tensor_is_zeros():
+    """A function returning a constant graphc tensor (gc.tensor(2.0), a parameter it closes
+    over) still got "the function must return a tensor computed from its inputs", though it
+    returned a tensor; its gradient is zeros now, as JAX's for jnp.float32(2.), and the value
+    is the tensor's at each call."""
+    x = np.ones(3, np.float32)
+    got = gc.grad(lambda x: gc.tensor(2.0))(x)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.zeros(3))
+    np.testing.assert_array_equal(gc.compile(gc.grad(lambda x: gc.tensor(2.0)))(x), np.zeros(3))
+    scale = gc.nn.Parameter(np.array(5.0, np.float32))
+    value_and_grad = gc.compile(gc.value_and_grad(lambda x: scale))
+    assert float(value_and_grad(x)[0]) == 5.0
+    scale.data = np.array(7.0, np.float32)
+    value, g = value_and_grad(x)
+    assert float(value) == 7.0
+    np.testing.assert_array_equal(g, np.zeros(3))
