@@ -20,7 +20,7 @@ from ir import settings, weak
 from ir.errors import GraphcError, TracedNumberError, user_location, user_stacklevel
 from ir.graph import Node, current_graph
 from ir.ops.registry import apply, is_weak_scalar, like_dtype, lift_symbolic
-from ir.types import WIDENED_INPUTS, Dim, as_dim, is_float, is_int
+from ir.types import SHORT_NAMES, WIDENED_INPUTS, Dim, as_dim, is_float, is_int
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients, reaching
@@ -870,17 +870,23 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
         if graph is not None:
             # a constant (computed from no argument): its gradient is zeros, as JAX's (and
             # jacrev's); an integer or non-scalar one is refused below, as any other
-            if isinstance(value, (bool, int, float, np.generic, np.ndarray)):
-                value = graph.constant(np.asarray(value))
+            constant = np.asarray(value) if isinstance(
+                value, (bool, int, float, np.generic, np.ndarray)) else None
+            if constant is not None and constant.dtype in SHORT_NAMES:
+                # (a string, a complex number or an int past int64 is no constant to
+                # differentiate: the message below, not the dtype's from deep inside)
+                value = graph.constant(constant)
             elif isinstance(value, Tensor):  # gc.tensor(2.0), a parameter: read at each call
                 value = value.graph_operand(graph)
         if not isinstance(value, Node):
             raise GraphcError(f"{who}: the function must return a tensor computed from its "
                               "inputs", (user_location(),))
         if not is_float(value.dtype):  # as JAX; its gradient was zeros, silently
-            raise GraphcError(f"{who}: the function returned a {value.dtype} value; only a "
-                              "floating-point result has a gradient (cast it, or return "
-                              "the integer as aux with has_aux=True)", (user_location(),))
+            # (the IR's other dtypes: bool, int32 and int64)
+            article, kind = ("a", "bool") if value.dtype == np.dtype(bool) else ("an", "integer")
+            raise GraphcError(f"{who}: the function returned {article} {value.dtype} value; "
+                              "only a floating-point result has a gradient (cast it, or "
+                              f"return the {kind} as aux with has_aux=True)", (user_location(),))
         wrt_leaves, structures = [], []
         for i in nums:
             leaves, structure, _ = flatten(args[i])

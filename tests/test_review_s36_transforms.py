@@ -263,7 +263,7 @@ def test_grad_of_a_function_returning_a_constant_is_zeros():
     assert float(value) == 3.0
     np.testing.assert_array_equal(g, np.zeros(3))
     np.testing.assert_array_equal(gc.hessian(lambda x: 3.0)(x), np.zeros((3, 3)))
-    with pytest.raises(gc.GraphcError, match="grad: the function returned a int64 value"):
+    with pytest.raises(gc.GraphcError, match="grad: the function returned an int64 value"):
         gc.grad(lambda x: 3)(x)
     with pytest.raises(gc.GraphcError, match=r"gradient of a non-scalar output \(shape \(2,\)\)"):
         gc.grad(lambda x: np.ones(2))(x)
@@ -353,3 +353,26 @@ def test_grad_of_a_function_returning_a_constant_tensor_is_zeros():
     value, g = value_and_grad(x)
     assert float(value) == 7.0
     np.testing.assert_array_equal(g, np.zeros(3))
+
+
+@pytest.mark.parametrize("result", [np.array("a"), np.complex128(1j), 2 ** 70])
+def test_grad_of_a_non_numeric_constant_names_grad(result):
+    """A function returning a string, a complex number or an int past int64 got a bare
+    "dtype <U1 is not supported ..." (making it a constant of the trace) without "grad:";
+    it is grad's own message again."""
+    with pytest.raises(gc.GraphcError, match=r"^grad: the function must return a tensor "
+                       r"computed from its inputs"):
+        gc.grad(lambda x: result)(np.ones(3))
+
+
+def test_grad_of_an_integer_or_bool_result_says_which_in_english():
+    """The refusal of an integer or bool result said "returned a int64 value" and told a bool
+    result to "return the integer as aux"; it says "an int64" and "the bool" now."""
+    x = np.ones(3)
+    with pytest.raises(gc.GraphcError, match=r"grad: the function returned an int32 value; "
+                       r"only a floating-point result has a gradient \(cast it, or return "
+                       r"the integer as aux with has_aux=True\)"):
+        gc.grad(lambda x: np.int32(3))(x)
+    with pytest.raises(gc.GraphcError, match=r"value_and_grad: the function returned a bool "
+                       r"value; .*return the bool as aux"):
+        gc.value_and_grad(lambda x: gc.sum(x) > 0)(x)
