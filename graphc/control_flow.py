@@ -283,8 +283,9 @@ def _keys_apart(new, old, path=""):
     if kind is dict:
         new_keys, old_keys = [k for k, _ in new_children], [k for k, _ in old_children]
         if set(new_keys) != set(old_keys):
-            return (f" at {path}" if path else "", sorted(str(k) for k in new_keys),
-                    sorted(str(k) for k in old_keys))
+            # (lists of the keys print their reprs: an int key 1 and a str key "1" differ)
+            return (f" at {path}" if path else "", sorted(new_keys, key=repr),
+                    sorted(old_keys, key=repr))
         pairs = [(k, c, dict(old_children)[k]) for k, c in new_children]
     elif len(new_children) != len(old_children):
         return None

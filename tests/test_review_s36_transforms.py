@@ -376,3 +376,18 @@ def test_grad_of_an_integer_or_bool_result_says_which_in_english():
     with pytest.raises(gc.GraphcError, match=r"value_and_grad: the function returned a bool "
                        r"value; .*return the bool as aux"):
         gc.value_and_grad(lambda x: gc.sum(x) > 0)(x)
+
+
+def test_dict_keys_apart_print_as_python_shows_them():
+    """A carry or branch dict with int keys where the other has the same keys as strings
+    printed both as ['1', '2'] ("its dict has keys ['1', '2'] where the initial one's has
+    ['1', '2']"); the keys print as their reprs now, sorted by them."""
+    x = np.ones(2)
+    with pytest.raises(gc.GraphcError, match=r"\(its dict has keys \['1', '2'\] where the "
+                       r"initial one's has \[1, 2\]\)"):
+        gc.while_loop(lambda c: gc.sum(c[1]) < 10.0,
+                      lambda c: {"1": c[1] * 2.0, "2": c[2]}, {1: x, 2: x})
+    with pytest.raises(gc.GraphcError, match=r"their dicts have keys \[1, 2\] and "
+                       r"\['1', '2'\]"):
+        gc.compile(lambda x: gc.cond(gc.sum(x) > 0, lambda a: {1: a, 2: a},
+                                     lambda a: {"1": a, "2": a}, x))(x)
