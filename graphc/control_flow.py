@@ -454,10 +454,22 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
             return carry, _no_steps_ys(f, init, xs, x_leaves, x_structure)
     if ys[0] is None:
         return carry, None
-    per_step = [leaves_and_structure(y) for y in ys]
-    structure = per_step[0][1]
-    stacked = [F.stack([_strong(leaves[k]) for leaves, _ in per_step], 0)
-               for k in range(len(per_step[0][0]))]
+    first, structure = leaves_and_structure(ys[0])
+    per_step = [first]
+    for t, y in enumerate(ys[1:], 1):
+        # a dict with its keys in another order is the same pytree (as for the carry):
+        # its leaves are stacked by key, not by position
+        _, leaves, own = _in_structure(y, structure)
+        if own != structure:
+            apart = _keys_apart(own, structure)
+            keys = f" (its dict{apart[0]} has keys {apart[1]} where step 0's has " \
+                f"{apart[2]})" if apart else ""
+            raise GraphcError(f"scan function {_fn_name(f)}{_where(f)} must return ys of "
+                              f"one structure at every step; step {t}'s differs from step "
+                              f"0's{keys}", (user_location(),))
+        per_step.append(leaves)
+    stacked = [F.stack([_strong(leaves[k]) for leaves in per_step], 0)
+               for k in range(len(first))]
     return carry, unflatten(structure, stacked)
 
 

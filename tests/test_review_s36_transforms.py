@@ -391,3 +391,25 @@ def test_dict_keys_apart_print_as_python_shows_them():
                        r"\['1', '2'\]"):
         gc.compile(lambda x: gc.cond(gc.sum(x) > 0, lambda a: {1: a, 2: a},
                                      lambda a: {"1": a, "2": a}, x))(x)
+
+
+def _step_dict_body(other_keys):
+    def body(c, i):
+        if int(np.asarray(getattr(i, "data", i))) == 0:
+            return c + 1.0, {"p": c, "q": c * 10.0}
+        return c + 1.0, ({"r": c, "p": c} if other_keys else {"q": c * 10.0, "p": c})
+    return body
+
+
+def test_eager_scan_stacks_ys_dicts_by_key():
+    """An eager scan whose step returned its ys dict with the keys in another order than
+    step 0's stacked the leaves by position (ys["p"] got the q values of that step); they are
+    stacked by key now, and other keys are refused naming them, not stacked."""
+    x = np.array([1.0, 2.0])
+    ys = gc.scan(_step_dict_body(False), x, np.array([0, 1]))[1]
+    np.testing.assert_allclose(ys["p"], [[1.0, 2.0], [2.0, 3.0]])
+    np.testing.assert_allclose(ys["q"], [[10.0, 20.0], [20.0, 30.0]])
+    with pytest.raises(gc.GraphcError, match=r"must return ys of one structure at every step; "
+                       r"step 1's differs from step 0's \(its dict has keys \['p', 'r'\] "
+                       r"where step 0's has \['p', 'q'\]\)"):
+        gc.scan(_step_dict_body(True), x, np.array([0, 1]))
