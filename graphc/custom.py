@@ -350,6 +350,17 @@ def _argument_of(args, leaf_index) -> str:
     return str(leaf_index)
 
 
+def _leaf_paths(structure, path="") -> list:
+    """Where each leaf of a tree of this structure is, as Python indexes it (JAX's keystr):
+    "['p']", "[0][1]", "" for a tree that is one leaf."""
+    if structure is None:
+        return [path]
+    kind, children = structure
+    if kind is dict:
+        return [p for k, c in children for p in _leaf_paths(c, f"{path}[{k!r}]")]
+    return [p for i, c in enumerate(children) for p in _leaf_paths(c, f"{path}[{i}]")]
+
+
 def _rule_leaves(custom, out_tree, value, what):
     """The leaves of a custom_jvp rule's primal_out or tangent_out at the leaves of the
     function's output: a dict is matched by key, never by position (JAX sorts dict keys), and
@@ -408,9 +419,10 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_tree, o
         if t is None:  # None stands for zeros, as in bwd's cotangents
             continue
         if tuple(np.shape(t)) != tuple(out_types[i][0]):
-            raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out {i} has "
-                              f"shape {tuple(np.shape(t))} but the output has shape "
-                              f"{tuple(out_types[i][0])}", _where(custom.jvp))
+            raise GraphcError(f"custom_jvp function {name}: the rule's tangent_out"
+                              f"{_leaf_paths(out_tree)[i]} has shape {tuple(np.shape(t))} but "
+                              f"the output has shape {tuple(out_types[i][0])}",
+                              _where(custom.jvp))
         if isinstance(t, Node if symbolic else Tensor):
             ys.append(t)
             seeds.append(ct)

@@ -413,3 +413,24 @@ def test_eager_scan_stacks_ys_dicts_by_key():
                        r"step 1's differs from step 0's \(its dict has keys \['p', 'r'\] "
                        r"where step 0's has \['p', 'q'\]\)"):
         gc.scan(_step_dict_body(True), x, np.array([0, 1]))
+
+
+def test_custom_jvp_tangent_of_a_wrong_shape_is_named_by_its_key():
+    """A tangent of the wrong shape in a custom_jvp rule's tangent dict was named by its leaf
+    index ("tangent_out 0 has shape (1,)"), which says nothing once keys are matched by
+    name; it is named as Python indexes it now: tangent_out['p'], tangent_out[1]."""
+    @gc.custom_jvp
+    def d(x):
+        return {"p": x * 1.0, "q": x * 2.0}
+    d.defjvp(lambda p, t: (d(p[0]), {"q": t[0] * 2.0, "p": t[0][:1]}))
+    with pytest.raises(gc.GraphcError, match=r"custom_jvp function d: the rule's "
+                       r"tangent_out\['p'\] has shape \(1,\) but the output has shape \(2,\)"):
+        gc.grad(lambda x: gc.sum(d(x)["p"]))(np.array([1.0, 2.0]))
+
+    @gc.custom_jvp
+    def pair(x):
+        return x * 1.0, x * 2.0
+    pair.defjvp(lambda p, t: (pair(p[0]), (t[0], gc.sum(t[0]))))
+    with pytest.raises(gc.GraphcError, match=r"the rule's tangent_out\[1\] has shape \(\) but "
+                       r"the output has shape \(2,\)"):
+        gc.grad(lambda x: gc.sum(pair(x)[1]))(np.array([1.0, 2.0]))
