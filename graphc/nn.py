@@ -173,8 +173,8 @@ class _TrainingFlag:
         vars(module)["training"] = value
 
 
-# A plain setting of a module (a number, a bool, a string) that a traced forward reads is a
-# guard, as torch.compile guards the attributes it reads: a layer of one's own reading
+# A plain setting of a module (a number, bool, string, enum, None, or a tuple of them) that a
+# traced forward reads is a guard, as torch.compile guards the attributes it reads: a layer of one's own reading
 # `self.temperature` is traced again after the user sets another, where the plan kept the
 # old one. Reads are seen through Module.__getattribute__, which is installed only while a
 # trace runs a module's forward (_SettingReads.depth), so eager attribute reads cost nothing
@@ -355,6 +355,8 @@ def _traced_through(module) -> bool:
         _reached_by_trace(child) for child in (_submodule(module, name, value)
                                                for name, value in vars(module).items())
         if child is not None)
+
+
 # whether any module holds a gc.compile'd child (Module.apply swaps those only)
 _COMPILED_CHILDREN = [False]
 
