@@ -14,7 +14,7 @@ from ir.ops import activations as A
 from ir.ops import api as F
 
 from .nn import (Module, Parameter, _Functional, _Keyed, _as_child, _children_changed,
-                 _keep_inplace, _refuse_as_child, _refuse_own_attribute)
+                 _keep_inplace, _refuse_as_child, _refuse_own_attribute, _submodule)
 
 
 def _activation(name, function, doc, *, takes_inplace=False, repr_format=None, **defaults):
@@ -159,7 +159,8 @@ class ModuleDict(_Keyed, Module):
     def __delitem__(self, key):
         if key not in self._keys:
             raise KeyError(key)
-        _children_changed(self)  # plans traced with it are stale
+        _children_changed(self, [_submodule(self, key, vars(self)[key])])  # plans traced
+        # with it, or that read its tensors, are stale
         self._keys.remove(key)
         object.__delattr__(self, key)
 

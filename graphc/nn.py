@@ -173,10 +173,10 @@ class _TrainingFlag:
         vars(module)["training"] = value
 
 
-# A plain setting of a module (a number, bool, string, enum, None, or a tuple of them) that a
-# traced forward reads is a guard, as torch.compile guards the attributes it reads: a layer of one's own reading
-# `self.temperature` is traced again after the user sets another, where the plan kept the
-# old one. Reads are seen through Module.__getattribute__, which is installed only while a
+# A plain setting of a module (a number, bool, string, enum, None, or a tuple of them) that
+# a traced forward reads is a guard, as torch.compile guards the attributes it reads: a
+# layer of one's own reading `self.temperature` is traced again after the user sets
+# another, where the plan kept the old one. Reads are seen through Module.__getattribute__, which is installed only while a
 # trace runs a module's forward (_SettingReads.depth), so eager attribute reads cost nothing
 # more. Private names (`_path`) and `training` (its own guard, _TrainingFlag) are not.
 _SETTING_TYPES = (bool, int, float, str, np.number, np.bool_, enum.Enum)
@@ -337,11 +337,13 @@ class _ModuleChildren:
 MODULE_CHILDREN = _ModuleChildren()
 
 
-def _children_changed(module, removing: bool = True) -> None:
+def _children_changed(module, removed=()) -> None:
     """`module`'s children are about to change (a container's edit; __setattr__ counts one
-    assigned): plans traced through it are stale, and where one is `removing` so are those
-    that read a removed item's tensors without calling a module (`x @ md["a"].weight`)."""
-    if removing:
+    assigned): plans traced through it are stale, and so are those that read a `removed`
+    module's tensors without calling a module (`x @ md["a"].weight`): where a trace has read
+    one of them (MODULE_PARAMETERS.lifted), not for a queue of layers no trace touched."""
+    if any(MODULE_PARAMETERS.was_lifted(p) for m in removed
+           for _, p in m._all_parameters(kind=(Parameter, Buffer))):
         MODULE_PARAMETERS.replaced += 1
     if _traced_through(module):
         MODULE_CHILDREN.changed += 1
@@ -409,12 +411,15 @@ class Module:
     def __setattr__(self, name, value):
         if _INTERPRETERS.stack:
             graph = current_graph()
-            if graph is not None:  # the traced function sets the attribute (a forward bumps
-                # a counter or builds a layer lazily, a loss sets a setting per mode): what
-                # the plan holds, not a guard on what was there before
-                graph.set_while_tracing(self, name, forget_read=True)
+            if graph is not None:  # the traced function sets the attribute (a loss sets a
+                # setting per mode, a forward bumps a counter or builds a layer lazily): what
+                # the plan reads afterwards, not a guard. Inside a forward a read before it
+                # is none either (the counter's would hold for one call only); a read the
+                # function made before, outside, stays one (the plan used that value)
+                forget = bool(_SettingReads.depth)
+                graph.set_while_tracing(self, name, forget_read=forget)
                 if "_none_view" in vars(self):
-                    graph.set_while_tracing(vars(self)["_none_view"], name, forget_read=True)
+                    graph.set_while_tracing(vars(self)["_none_view"], name, forget_read=forget)
         old = vars(self).get(name)
         child = _as_child(value, self)
         if child is not None or isinstance(value, (Parameter, Buffer)):
@@ -1081,7 +1086,8 @@ class ModuleList(Module):
         """_hold(items), a mutation: plans traced through the old items are stale."""
         items = list(items)
         kept = {id(m) for _, m in items}
-        _children_changed(self, removing=any(id(m) not in kept for _, m in self._items()))
+        _children_changed(self, [_submodule(self, key, m) for key, m in self._items()
+                                 if id(m) not in kept])
         self._hold(items)
 
     def _items(self):

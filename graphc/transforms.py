@@ -522,7 +522,17 @@ def _typed(value):
 
 
 def _hold(guards) -> bool:
-    return all(getattr(obj, attr) == value for obj, attr, value in guards)
+    try:
+        return all(getattr(obj, attr) == value for obj, attr, value in guards)
+    except Exception:  # an array now where a setting was (`==` gives no one truth): changed
+        return False
+
+
+def _same(now, then) -> bool:
+    try:
+        return bool(now == then)
+    except Exception:  # (as _hold)
+        return False
 
 
 def _describe_guards(guards) -> str:
@@ -534,7 +544,7 @@ def _describe_guards(guards) -> str:
         return f"{type(obj).__name__} {obj._path or '(root)'}"
     return "; ".join(obj.describe_change() if hasattr(obj, "describe_change") else
                      f"{where(obj)}.{attr}: {value!r} -> {getattr(obj, attr)!r}"
-                     for obj, attr, value in guards if getattr(obj, attr) != value)
+                     for obj, attr, value in guards if not _same(getattr(obj, attr), value))
 
 
 def _leaf_signature(x, template=None):

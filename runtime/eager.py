@@ -178,6 +178,7 @@ class Tensor(OperatorMixin):
         module holding it as an attribute may replace it: see Parameter.graph_operand."""
         if id(self) not in graph.bound_params:
             graph.guard(MODULE_PARAMETERS, "replaced", MODULE_PARAMETERS.replaced)
+            MODULE_PARAMETERS.note_lifted(self)
         return graph_param(graph, self, kind="input")
 
 
@@ -223,6 +224,7 @@ class Parameter(Tensor):
         read this one through some module's attribute, which may now hold another)."""
         if id(self) not in graph.bound_params:
             graph.guard(MODULE_PARAMETERS, "replaced", MODULE_PARAMETERS.replaced)
+            MODULE_PARAMETERS.note_lifted(self)
         return graph_param(graph, self)
 
 
@@ -347,6 +349,18 @@ class _ModuleParameters:
     compiled plans guard on it and are traced again, instead of reading the old one."""
 
     replaced = 0
+    # the tensors a trace has read (graph_operand), {id: weakref}: removing a module that
+    # holds none of them makes no plan stale (graphc.nn's container edits)
+    lifted = {}
+
+    def was_lifted(self, tensor) -> bool:
+        ref = self.lifted.get(id(tensor))
+        return ref is not None and ref() is tensor
+
+    def note_lifted(self, tensor) -> None:
+        key = id(tensor)
+        if key not in self.lifted:  # (the entry goes when the tensor does)
+            self.lifted[key] = weakref.ref(tensor, lambda _, key=key: self.lifted.pop(key, None))
 
     def describe_change(self) -> str:  # (graphc.transforms' recompile message)
         return "a module's Parameter, tensor or submodule was replaced"
