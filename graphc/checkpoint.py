@@ -274,8 +274,8 @@ def load_arrays(path: str, wanted: dict, optional=(), strict_params: bool = Fals
             shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more"
                                                  if len(unexpected) > 5 else "")
             raise CheckpointError(f"checkpoint {path!r} holds parameters or buffers this "
-                                  f"model lacks ({shown}); resume it with the model it was saved from, "
-                                  f"or pass {how} to leave them out")
+                                  f"model lacks ({shown}); resume it with the model it was "
+                                  f"saved from, or pass {how} to leave them out")
         return {k: v for k, v in wanted.items()
                 if k not in optional or k + ".npy" in members}
     return _read(path, expected)

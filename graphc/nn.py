@@ -176,9 +176,9 @@ class _TrainingFlag:
 # A plain setting of a module (a number, bool, string, enum, None, or a tuple of them) that
 # a traced forward reads is a guard, as torch.compile guards the attributes it reads: a
 # layer of one's own reading `self.temperature` is traced again after the user sets
-# another, where the plan kept the old one. Reads are seen through Module.__getattribute__, which is installed only while a
-# trace runs a module's forward (_SettingReads.depth), so eager attribute reads cost nothing
-# more. Private names (`_path`) and `training` (its own guard, _TrainingFlag) are not.
+# another, where the plan kept the old one. Reads are seen through Module.__getattribute__,
+# which is installed only while a trace runs a module's forward (_SettingReads.depth), so
+# eager attribute reads cost nothing more. Private names (`_path`) and `training` (its own guard, _TrainingFlag) are not.
 _SETTING_TYPES = (bool, int, float, str, np.number, np.bool_, enum.Enum)
 
 

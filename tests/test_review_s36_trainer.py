@@ -183,7 +183,8 @@ def test_parameter_names_other_than_strings_resume_and_colliding_ones_are_refuse
     are read back as the names they are), and two names of one text are refused in one
     line."""
     x = np.random.default_rng(0).normal(size=(4, 3))
-    loss = lambda p, b: gc.mean(gc.square(gc.matmul(b[0], p[0]) + gc.stop_gradient(p[1])))  # noqa: E731
+    def loss(p, b):
+        return gc.mean(gc.square(gc.matmul(b[0], p[0]) + gc.stop_gradient(p[1])))
 
     def trainer():
         return gc.Trainer(loss, {0: np.ones(3), 1: np.zeros(())}, gc.optim.Adam(lr=0.1),
@@ -372,7 +373,8 @@ def test_resume_refuses_a_checkpoint_with_parameters_the_model_lacks(tmp_path):
         smaller.resume(path)
     assert str(caught.value).splitlines()[0] == (
         f"checkpoint {path!r} holds parameters or buffers this model lacks (param/b); resume "
-        "it with the model it was saved from, or pass allow_changed_settings=True to leave them out")
+        "it with the model it was saved from, or pass allow_changed_settings=True to leave "
+        "them out")
     np.testing.assert_array_equal(smaller.params["w"], 0.0)
     smaller.resume(path, allow_changed_settings=True)
     np.testing.assert_array_equal(smaller.params["w"], bigger.params["w"])
