@@ -178,7 +178,8 @@ class _TrainingFlag:
 # layer of one's own reading `self.temperature` is traced again after the user sets
 # another, where the plan kept the old one. Reads are seen through Module.__getattribute__,
 # which is installed only while a trace runs a module's forward (_SettingReads.depth), so
-# eager attribute reads cost nothing more. Private names (`_path`) and `training` (its own guard, _TrainingFlag) are not.
+# eager attribute reads cost nothing more. Private names (`_path`) and `training` (its own
+# guard, _TrainingFlag) are not.
 _SETTING_TYPES = (bool, int, float, str, np.number, np.bool_, enum.Enum)
 
 
@@ -359,6 +360,14 @@ def _traced_through(module) -> bool:
         if child is not None)
 
 
+class _Holding:
+    """A container setting its items again (ModuleList._hold): Module.__setattr__ leaves the
+    count of changes to the container's edit, which counts once (_children_changed), where
+    each item's own check walked the container's children: appending n items one by one
+    took time growing as n cubed."""
+    depth = 0
+
+
 # whether any module holds a gc.compile'd child (Module.apply swaps those only)
 _COMPILED_CHILDREN = [False]
 
@@ -463,7 +472,7 @@ class Module:
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
         if old is not value and (child is not None or was_child or
                                  isinstance(value, Tensor) and old is None) \
-                and current_graph() is None and _traced_through(self):
+                and not _Holding.depth and current_graph() is None and _traced_through(self):
             # so are those that went through this module without it (a child or a
             # ModuleDict key added, a Parameter set over None); a module no trace has
             # reached (one being built) has none, and one the trace itself sets (a layer
@@ -1075,11 +1084,15 @@ class ModuleList(Module):
         shared = {id(m) for m in self._view}
         for key in vars(self).get("_keys", ()):
             object.__delattr__(self, key)
-        for key, m in items:
-            if id(m) in shared:
-                object.__setattr__(self, key, m)  # (setattr would rename it)
-            else:
-                setattr(self, key, m)
+        _Holding.depth += 1  # (each item set again: _changed counts the edit once)
+        try:
+            for key, m in items:
+                if id(m) in shared:
+                    object.__setattr__(self, key, m)  # (setattr would rename it)
+                else:
+                    setattr(self, key, m)
+        finally:
+            _Holding.depth -= 1
         object.__setattr__(self, "_keys", [key for key, _ in items])
 
     def _changed(self, items):
