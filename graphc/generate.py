@@ -37,7 +37,7 @@ import numpy as np
 from ir.graph import Graph
 from ir.ops import api as F
 from ir.ops.registry import graph_param
-from ir.types import as_dim
+from ir.types import as_dim, is_int, is_real
 from runtime.build import build_plan
 
 from .models.gpt import GPT
@@ -318,35 +318,27 @@ def whole_token_id(t) -> int:
         raise ValueError(f"token id {t!r} is not a whole number") from None
 
 
-def _real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _numpy_seed(seed) -> bool:
     """Whether `seed` is a seed np.random.default_rng takes that is not one number."""
     if isinstance(seed, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)):
         return True
     return isinstance(seed, (list, tuple, np.ndarray)) and np.size(seed) > 0 and all(
-        _whole(s) and s >= 0 for s in np.ravel(np.asarray(seed, dtype=object)))
+        is_int(s) and s >= 0 for s in np.ravel(np.asarray(seed, dtype=object)))
 
 
 def check_sampling(temperature, top_k, top_p, seed=None):
     # the types first: None or "0.9" were raw TypeErrors from numpy or a comparison
-    if not (_real(temperature) and math.isfinite(temperature) and temperature >= 0):
+    if not (is_real(temperature) and math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-    if top_k is not None and not _whole(top_k):
+    if top_k is not None and not is_int(top_k):
         # as transformers; 2.5 failed at the first token, indexing np.sort's result, and
         # True was taken as 1 (while top_p=True was refused)
         raise ValueError(f"top_k must be a whole number, got {top_k!r}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if top_p is not None and not (_real(top_p) and 0 < top_p <= 1):  # nan fails
+    if top_p is not None and not (is_real(top_p) and 0 < top_p <= 1):  # nan fails
         raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    if seed is not None and not (_whole(seed) and seed >= 0 or _numpy_seed(seed)):
+    if seed is not None and not (is_int(seed) and seed >= 0 or _numpy_seed(seed)):
         # (numpy's errors named no seed, and it took True as 1)
         raise ValueError(f"seed must be a whole number >= 0, None, or a numpy Generator, "
                          f"SeedSequence or sequence of such numbers, got {seed!r}")

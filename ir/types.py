@@ -6,10 +6,12 @@ serves them all (runtime/polymorphic.py binds the symbols from the inputs at cal
 """
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 
 import ml_dtypes
+
 import numpy as np
 
 from .errors import GraphcError, user_location
@@ -185,6 +187,11 @@ class InconclusiveDim(GraphcError):
 def is_int(x) -> bool:
     """A Python or numpy integer scalar, not a bool (which int() would take as 0 or 1)."""
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def is_real(x) -> bool:
+    """A Python or numpy real number (an integer too), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
 
 
 def _operand(x):

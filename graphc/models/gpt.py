@@ -7,13 +7,12 @@ stored (in, out), so a layer computes x @ W + b.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from ir.ops import api as F
-from ir.types import Dim, is_int
+from ir.types import Dim, is_int, is_real
 
 from .. import nn
 
@@ -25,10 +24,6 @@ CONFIGS = {
     "nanogpt-cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12,
                         bias=False),
 }
-
-
-def _real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass
@@ -61,10 +56,10 @@ class GPTConfig:
         if self.n_embd % self.n_head:  # after the signs: n_head 0 is no ZeroDivisionError
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head "
                              f"({self.n_head})")
-        if not (_real(self.dropout) and 0.0 <= self.dropout < 1.0):
+        if not (is_real(self.dropout) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         eps = self.layer_norm_eps  # (numpy's float32 too: 1e-5 read from a float32 array)
-        if not (_real(eps) and 0 < eps < 1):
+        if not (is_real(eps) and 0 < eps < 1):
             raise ValueError(f"layer_norm_eps must be a number in (0, 1), got {eps!r}")
         for f in ("bias", "tie_weights"):  # "no" was taken as True
             if not isinstance(getattr(self, f), (bool, np.bool_)):
