@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
+import inspect
 import math
 import numbers
 import operator
@@ -414,8 +416,39 @@ def _no_such(asked, module, name, kind):
     raise AttributeError(f"{asked}: {type(module).__name__}'s {name!r} {what}")
 
 
+def _refusing_unknown_keywords(cls):
+    """cls.__init__ refusing a keyword it does not take in one GraphcError line naming the
+    layer and the keyword (a torch keyword graphc's layer lacks, `LSTM(proj_size=...)`, or a
+    typo), where Python's TypeError named an internal __init__; None if it takes **kwargs."""
+    init = cls.__dict__["__init__"]
+    parameters = list(inspect.signature(init).parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    takes = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    known = frozenset(takes)
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if kwargs and not known.issuperset(kwargs):
+            unknown = next(name for name in kwargs if name not in known)
+            layer = type(self).__name__  # AvgPool1d's __init__ is _AvgPool's
+            raise GraphcError(f"gc.nn.{layer}: unknown keyword argument {unknown!r} "
+                              f"(graphc's {layer} takes {', '.join(takes) or 'none'})",
+                              (user_location(),))
+        init(self, *args, **kwargs)
+    return __init__
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # graphc's own layers only: a user's Module keeps Python's TypeError, as torch's
+        if "__init__" in cls.__dict__ and cls.__module__.startswith("graphc."):
+            init = _refusing_unknown_keywords(cls)
+            if init is not None:
+                cls.__init__ = init
 
     def __setattr__(self, name, value):
         if _INTERPRETERS.stack:
@@ -1474,9 +1507,16 @@ class MaxPool2d(_MaxPool):
 
 
 class AvgPool2d(_AvgPool):
-    """torch.nn.AvgPool2d (graphc.avg_pool2d)."""
+    """torch.nn.AvgPool2d (graphc.avg_pool2d), divisor_override too (torch's AvgPool1d has
+    none)."""
 
     _function = staticmethod(F.avg_pool2d)
+    _settings = _AvgPool._settings + ("divisor_override",)
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+        self._keep(divisor_override=divisor_override)
 
 
 class Flatten(Module):

@@ -1461,22 +1461,29 @@ def _flag(name, what, value):
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True):
+               count_include_pad=True, divisor_override=None):
     """torch.nn.functional.avg_pool2d of x (N, C, H, W): each window's sum over the taps
     inside x and, with count_include_pad (PyTorch's default), its zero padding; ceil_mode's
-    overhang is never counted, as in PyTorch. x may be (C, H, W)."""
+    overhang is never counted, as in PyTorch. divisor_override (a nonzero int): each
+    window's sum divided by it instead, whatever the taps, as PyTorch's. x may be
+    (C, H, W)."""
     if _ndim(x) == 3:
         return _unbatched(avg_pool2d, x, kernel_size, stride, padding, ceil_mode,
-                          count_include_pad)
+                          count_include_pad, divisor_override)
     if not is_float(_dtype(x)):
         _fail(f"avg_pool2d of a {_dtype(x)} value; cast it to a float type first")
     if not isinstance(count_include_pad, (bool, np.bool_)):
         _fail(f"avg_pool2d: count_include_pad must be True or False, got {count_include_pad!r}")
+    if divisor_override is not None and (not is_int(divisor_override) or divisor_override == 0):
+        _fail(f"avg_pool2d: divisor_override must be a nonzero int or None, got "
+              f"{divisor_override!r}")
     kernel, stride, padding, _ = _pool_args("avg_pool2d", x, kernel_size, stride, padding, 1,
                                             ceil_mode)
     views, _ = _windows("avg_pool2d", x, kernel, stride, padding, (1, 1), 0.0)
     overhang = padding[0][1] > padding[0][0] or padding[1][1] > padding[1][0]
-    if not overhang and (count_include_pad or not builtins.any(padding[0] + padding[1])):
+    if divisor_override is not None:
+        out = sum(stack(views, -1), -1) / int(divisor_override)
+    elif not overhang and (count_include_pad or not builtins.any(padding[0] + padding[1])):
         out = mean(stack(views, -1), -1)  # every window counts all its taps
     else:
         out = sum(stack(views, -1), -1)
