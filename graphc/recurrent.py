@@ -67,14 +67,16 @@ def _check_dtypes(name, weight, **values):
                   f"dtype={str(F._dtype(value))!r}")
 
 
-def _init_weights(module, suffix, mode, fan_in, hidden_size, bias, rng, dtype):
-    """weight_ih, weight_hh (and bias_ih, bias_hh) + suffix, torch's shapes and
-    initialisation: every one uniform(+-1/sqrt(hidden_size))."""
+def _init_weights(module, suffix, mode, fan_in, hidden_size, bias, rng, dtype, proj_size=0):
+    """weight_ih, weight_hh (and bias_ih, bias_hh; weight_hr with an LSTM's proj_size) +
+    suffix, torch's shapes and initialisation: every one uniform(+-1/sqrt(hidden_size))."""
     bound = 1.0 / math.sqrt(hidden_size)
     rows = _GATES[mode] * hidden_size
-    shapes = [("weight_ih", (rows, fan_in)), ("weight_hh", (rows, hidden_size))]
+    shapes = [("weight_ih", (rows, fan_in)), ("weight_hh", (rows, proj_size or hidden_size))]
     if bias:
         shapes += [("bias_ih", (rows,)), ("bias_hh", (rows,))]
+    if proj_size:
+        shapes += [("weight_hr", (proj_size, hidden_size))]
     for kind, shape in shapes:
         setattr(module, f"{kind}{suffix}",
                 Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
@@ -87,13 +89,14 @@ def _weights(module, suffix):
         ([None, None] if not module.bias else [])
 
 
-def _step(mode, gates_x, h, c, w_hh, b_hh):
+def _step(mode, gates_x, h, c, w_hh, b_hh, w_hr=None):
     """One step of a cell: gates_x is x @ W_ih^T + b_ih for this step, h and c (N, H) (c
-    is LSTM's only) -> (h, c)."""
+    is LSTM's only) -> (h, c). w_hr: an LSTM's projection (proj_size, H), h then
+    (N, proj_size), as torch's."""
     gates_h = F.matmul(h, F.transpose(w_hh))
     if b_hh is not None:
         gates_h = gates_h + b_hh
-    H = F._shape(w_hh)[1]
+    H = F._shape(w_hh)[0] // _GATES[mode]  # (w_hh's columns are proj_size with one)
     if mode == "RNN_TANH":
         return F.tanh(gates_x + gates_h), c
     if mode == "RNN_RELU":
@@ -107,7 +110,8 @@ def _step(mode, gates_x, h, c, w_hh, b_hh):
     i, f = F.sigmoid(gates[..., :H]), F.sigmoid(gates[..., H:2 * H])
     g, o = F.tanh(gates[..., 2 * H:3 * H]), F.sigmoid(gates[..., 3 * H:])
     c = f * c + i * g
-    return o * F.tanh(c), c
+    h = o * F.tanh(c)
+    return (h if w_hr is None else F.matmul(h, F.transpose(w_hr))), c
 
 
 def _input_gates(x, w_ih, b_ih):
@@ -125,10 +129,14 @@ def _mode(name, nonlinearity):
 class _Recurrent(Module):
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, rng=None,
-                 dtype="float32"):
+                 dtype="float32", proj_size=0):
         name = type(self).__name__
         _check_sizes(name, input_size=input_size, hidden_size=hidden_size,
                      num_layers=num_layers)
+        if not (isinstance(proj_size, (int, np.integer)) and not isinstance(proj_size, bool)
+                and 0 <= proj_size < hidden_size):
+            _fail(f"{name}: proj_size must be an int from 0 (none) to hidden_size - 1 "
+                  f"({hidden_size - 1}), as torch's, got {proj_size!r}")
         if isinstance(dropout, (bool, np.bool_)) or \
                 not isinstance(dropout, (int, float, np.integer, np.floating)) or \
                 not 0.0 <= dropout < 1.0:
@@ -140,12 +148,14 @@ class _Recurrent(Module):
         object.__setattr__(self, "bias", bool(bias))
         object.__setattr__(self, "batch_first", bool(batch_first))
         object.__setattr__(self, "bidirectional", bool(bidirectional))
+        object.__setattr__(self, "proj_size", int(proj_size))
         rng = _rng(rng)
         directions = 2 if bidirectional else 1
         for layer in range(num_layers):
-            fan_in = input_size if layer == 0 else hidden_size * directions
+            fan_in = input_size if layer == 0 else (proj_size or hidden_size) * directions
             for suffix in self._suffixes(layer):
-                _init_weights(self, suffix, mode, fan_in, hidden_size, bias, rng, dtype)
+                _init_weights(self, suffix, mode, fan_in, hidden_size, bias, rng, dtype,
+                              int(proj_size))
         # between layers, in training, as torch's (not after the last one); a float, as
         # torch's attribute, read at every call
         object.__setattr__(self, "dropout", float(dropout))
@@ -156,16 +166,17 @@ class _Recurrent(Module):
     def extra_repr(self):  # torch's RNNBase's: the sizes, then each setting not its default
         return f"{self.input_size}, {self.hidden_size}" + "".join(
             f", {name}={getattr(self, name)}" for name, default in (
-                ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+                ("proj_size", 0), ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
                 ("bidirectional", False)) if getattr(self, name) != default)
 
     def _direction(self, x, h0, c0, suffix, reverse):
         """x (L, N, in) -> (outputs (L, N, H), h_n, c_n) of one layer and direction."""
         w_ih, w_hh, b_ih, b_hh = _weights(self, suffix)
+        w_hr = getattr(self, f"weight_hr{suffix}") if self.proj_size else None
         gates_x = _input_gates(x, w_ih, b_ih)  # every step's input projection at once
 
         def step(carry, gx):
-            h, c = _step(self.mode, gx, *carry, w_hh, b_hh)
+            h, c = _step(self.mode, gx, *carry, w_hh, b_hh, w_hr)
             return (h, c), h
         (h, c), ys = scan(step, (h0, c0), gates_x, reverse=reverse)
         return ys, h, c
@@ -191,7 +202,8 @@ class _Recurrent(Module):
         h0, c0 = _given_states(name, lstm, hx)
         _check_dtypes(name, self.weight_ih_l0, input=input, **{"h_0" if lstm else "hx": h0},
                       c_0=c0)
-        h0 = self._initial(h0, state, batched, x, "h_0" if lstm else "hx")
+        h_state = state[:2] + (self.proj_size or self.hidden_size,)  # h is projected, c not
+        h0 = self._initial(h0, h_state, batched, x, "h_0" if lstm else "hx")
         c0 = self._initial(c0, state, batched, x, "c_0")
         if length == 0:
             _fail(f"{name}: the input has no time steps")
@@ -251,13 +263,14 @@ class GRU(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    """torch.nn.LSTM (gates i, f, g, o in that order; no proj_size). forward(input,
-    hx=None) with hx = (h_0, c_0) -> (output, (h_n, c_n))."""
+    """torch.nn.LSTM (gates i, f, g, o in that order). forward(input, hx=None) with
+    hx = (h_0, c_0) -> (output, (h_n, c_n)). proj_size > 0: h_t = W_hr (o_t * tanh(c_t)),
+    weight_hr_l{k} (proj_size, hidden_size), h and the output proj_size wide, as torch's."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, rng=None, dtype="float32"):
+                 dropout=0.0, bidirectional=False, proj_size=0, rng=None, dtype="float32"):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, rng, dtype)
+                         dropout, bidirectional, rng, dtype, proj_size)
 
 
 class _Cell(Module):

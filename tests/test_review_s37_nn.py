@@ -5,6 +5,7 @@ import pytest
 
 import graphc as gc
 from errorcheck import assert_one_line_error
+from test_recurrent import pair
 
 torch = pytest.importorskip("torch")
 
@@ -61,9 +62,9 @@ def test_an_unknown_keyword_of_a_layer_is_one_line_naming_layer_and_keyword(make
     assert_one_line_error(make, f"gc.nn.{layer}: unknown keyword argument {keyword!r}", HERE)
 
 
-def test_lstm_proj_size_was_refused_in_one_line_and_a_users_module_keeps_type_error():
-    """(Before LSTM took proj_size) it raised Python's TypeError; the one-line refusal is
-    graphc's layers' own: a user's Module subclass's __init__ is left as Python (and torch)
+def test_rnns_proj_size_is_refused_in_one_line_and_a_users_module_keeps_type_error():
+    """gc.nn.RNN(4, 8, proj_size=2) (torch's is LSTM's only) raised Python's TypeError; now
+    one line. That refusal is graphc's layers' own: a user's Module subclass's __init__ is left as Python (and torch)
     have it, and the layers' signatures stay inspectable."""
     assert_one_line_error(lambda: gc.nn.RNN(4, 8, proj_size=2),
                           "gc.nn.RNN: unknown keyword argument 'proj_size'", HERE)
@@ -77,3 +78,58 @@ def test_lstm_proj_size_was_refused_in_one_line_and_a_users_module_keeps_type_er
     import inspect
     assert list(inspect.signature(gc.nn.Linear).parameters)[:2] == ["in_features",
                                                                       "out_features"]
+
+
+@pytest.mark.parametrize("settings", [{"proj_size": 3},
+                                      {"proj_size": 2, "num_layers": 2, "bidirectional": True,
+                                       "batch_first": True}])
+def test_lstm_proj_size_outputs_states_and_gradients_as_torch(settings):
+    """gc.nn.LSTM(5, 7, proj_size=3) raised Python's TypeError: now torch's projection
+    h_t = W_hr (o_t * tanh(c_t)), with torch's weight_hr_l{k} parameters (their names,
+    order and shapes), h_n and the output proj_size wide, c_n hidden_size wide; a torch
+    layer's state_dict loads, and outputs, states and every gradient agree, eagerly and
+    compiled, with initial states given too, batched or not."""
+    ours, theirs = pair("LSTM", **settings)
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == \
+        [(n, tuple(p.shape)) for n, p in theirs.named_parameters()]
+    assert repr(ours) == repr(theirs)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 4, 5))
+    tx = torch.tensor(x, requires_grad=True)
+    t_out, (t_h, t_c) = theirs(tx)
+    w, u, v = (rng.normal(size=t.shape) for t in (t_out, t_h, t_c))
+    (torch.sum(t_out * torch.tensor(w)) + torch.sum(t_h * torch.tensor(u))
+     + torch.sum(t_c * torch.tensor(v))).backward()
+
+    def loss(params, x):
+        out, (h, c) = ours.apply(params, x)
+        return gc.sum(out * w) + gc.sum(h * u) + gc.sum(c * v)
+
+    out, (h, c) = ours(x)
+    for mine, torchs in ((out, t_out), (h, t_h), (c, t_c)):
+        np.testing.assert_allclose(mine, torchs.detach().numpy(), rtol=1e-12, atol=1e-13)
+    params = ours.params()
+    g_params, g_x = gc.grad(loss, argnums=(0, 1))(params, x)
+    np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in theirs.named_parameters():
+        np.testing.assert_allclose(g_params[name], p.grad.numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+    compiled = gc.compile(gc.value_and_grad(loss))(params, x)[1]
+    for name in params:
+        np.testing.assert_allclose(compiled[name], g_params[name], rtol=1e-12, atol=1e-13)
+    layers = settings.get("num_layers", 1) * (2 if settings.get("bidirectional") else 1)
+    h0 = rng.normal(size=(layers, settings["proj_size"]))
+    c0 = rng.normal(size=(layers, 7))
+    out, (h, c) = gc.compile(lambda x, hx: ours(x, hx))(x[0], (h0, c0))
+    t_out, (t_h, t_c) = theirs(torch.tensor(x[0]), (torch.tensor(h0), torch.tensor(c0)))
+    for mine, torchs in ((out, t_out), (h, t_h), (c, t_c)):
+        np.testing.assert_allclose(mine, torchs.detach().numpy(), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("proj_size", [7, -1, 2.0])
+def test_lstm_proj_size_out_of_range_is_one_line(proj_size):
+    """torch refuses a proj_size that is not below hidden_size or negative; graphc's now in
+    one line (it raised Python's TypeError for any proj_size)."""
+    assert_one_line_error(lambda: gc.nn.LSTM(5, 7, proj_size=proj_size),
+                          "LSTM: proj_size must be an int from 0 (none) to hidden_size - 1",
+                          HERE)
