@@ -514,7 +514,9 @@ class Module:
         if child is not None and child is not value:
             _COMPILED_CHILDREN[0] = True
         if isinstance(value, (Parameter, Buffer)):
-            value.name = name
+            # named from the root, as this module is (model.body.extra = p once the model is
+            # built is body.extra, not extra)
+            value.name = _dotted(self._path) + name
             if isinstance(value, Buffer):
                 note_buffer_place(value, self, name)
             if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):

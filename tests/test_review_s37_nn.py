@@ -133,3 +133,32 @@ def test_lstm_proj_size_out_of_range_is_one_line(proj_size):
     assert_one_line_error(lambda: gc.nn.LSTM(5, 7, proj_size=proj_size),
                           "LSTM: proj_size must be an int from 0 (none) to hidden_size - 1",
                           HERE)
+
+
+# ---- 2. a Parameter set on a submodule of a built model is named from the root ---------------
+def test_a_parameter_set_on_a_submodule_of_a_built_model_is_named_from_the_root():
+    """model.body.extra = gc.nn.Parameter(...) once the model was built (and used) named the
+    Parameter 'extra' (its repr, a traced or dumped graph's input, where named_parameters says
+    'body.extra'), and a Buffer so set the same; now 'body.extra' and 'body.stat', as a child
+    module added there is named from the root (session 36) and as torch's names are."""
+    class Net(gc.nn.Module):
+        def __init__(self):
+            self.body = gc.nn.Sequential(gc.nn.Linear(2, 2))
+
+        def forward(self, x):
+            return self.body(x) * self.body.extra
+
+    model = Net()
+    model.body.extra = gc.nn.Parameter(np.ones(2, np.float32))
+    x = np.ones((1, 2), np.float32)
+    model(x)
+    model.body.extra = gc.nn.Parameter(np.full(2, 2.0, np.float32))
+    model.body.register_buffer("stat", np.zeros(2, np.float32))
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["body.extra", "body.0.weight", "body.0.bias"]  # (torch's order)
+    assert [p.name for p in model.parameters()] == names
+    assert model.body.stat.name == "body.stat"
+    assert "name='body.extra'" in repr(model.body.extra)
+    graph = gc.trace(model, gc.spec((1, 2)))
+    assert sorted(node.attrs["name"] for node in graph.inputs[1:]) == sorted(names)
+    np.testing.assert_allclose(np.asarray(model(x)), 2 * np.asarray(model.body(x)))
