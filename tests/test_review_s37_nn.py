@@ -162,3 +162,51 @@ def test_a_parameter_set_on_a_submodule_of_a_built_model_is_named_from_the_root(
     graph = gc.trace(model, gc.spec((1, 2)))
     assert sorted(node.attrs["name"] for node in graph.inputs[1:]) == sorted(names)
     np.testing.assert_allclose(np.asarray(model(x)), 2 * np.asarray(model.body(x)))
+
+
+# ---- 3. a float64 weight on float32 input promotes, as torch's ------------------------------
+def _inputs():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    return x, y, rng.uniform(0.5, 2.0, (3, 4))
+
+
+@pytest.mark.parametrize("loss", ["l1_loss", "huber_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weight_dtype", ["float64", "int64"])
+def test_l1_and_huber_loss_promote_their_weight_as_torch(loss, reduction, weight_dtype):
+    """gc.l1_loss / huber_loss(float32 input, weight=float64 array) failed (mul: "operands
+    must have one dtype"), where torch promotes: the loss is float64. Now as torch's, values
+    and the input's gradient (float32); an integer weight keeps the loss float32."""
+    x, y, w = _inputs()
+    w = (w * 3).astype(weight_dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    expected = getattr(torch.nn.functional, loss)(tx, torch.tensor(y), reduction=reduction,
+                                                  weight=torch.tensor(w))
+    expected.sum().backward()
+    got = getattr(gc, loss)(x, y, reduction=reduction, weight=w)
+    assert np.asarray(got).dtype == {torch.float64: np.float64,
+                                     torch.float32: np.float32}[expected.dtype]
+    np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), rtol=1e-6)
+    grad = gc.grad(lambda v: getattr(gc, loss)(v, y, reduction=reduction, weight=w).sum())(x)
+    assert np.asarray(grad).dtype == np.float32
+    np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_multilabel_soft_margin_loss_promotes_a_float64_weight_as_torch(reduction):
+    """gc.nn.MultiLabelSoftMarginLoss(weight=float64 array) on float32 input was refused
+    ("loss is float32 but weight is float64"), where torch's promotes: a float64 loss. Now
+    as torch's, values and the input's gradient."""
+    x, y, w = _inputs()
+    target = (y > 0).astype(np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.MultiLabelSoftMarginLoss(weight=torch.tensor(w[0]),
+                                                 reduction=reduction)(tx, torch.tensor(target))
+    expected.sum().backward()
+    layer = gc.nn.MultiLabelSoftMarginLoss(weight=w[0], reduction=reduction)
+    got = layer(x, target)
+    assert expected.dtype == torch.float64 and np.asarray(got).dtype == np.float64
+    np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), rtol=1e-6)
+    grad = gc.grad(lambda v: layer(v, target).sum())(x)
+    np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-5, atol=1e-7)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..types import Dim, broadcast_shapes, finfo, is_float
 from . import api as F
+from . import precision
 from .api import _axis, _check_reduction, _dtype, _fail, _ndim, _shape
 from .api import _loss_operands as _both
 from .arrays import norm
@@ -53,6 +54,23 @@ def _cast_weight(weight, input):
     weight = _strong(weight, input)
     return F._weight_like(weight, input) if weight is not None and is_float(_dtype(input)) \
         else weight
+
+
+def _promoted(loss, weight):
+    """(loss, weight) in one dtype, the one torch's type promotion gives their product: a
+    float64 weight makes float32 input's loss float64, an integer or narrower weight takes
+    the loss's dtype (float16 with bfloat16: float32). Under autocast the weight takes the
+    loss's, as torch's float32 losses cast every float operand."""
+    weight = _strong(weight, loss)
+    have, given = _dtype(loss), _dtype(weight)
+    if have == given or not is_float(have):
+        return loss, weight
+    autocast = precision.STATE.dtype is not None and not precision.STATE.suspended
+    if autocast or not is_float(given) or np.dtype(given).itemsize < np.dtype(have).itemsize:
+        return loss, F.cast(weight, have)
+    if np.dtype(given).itemsize == np.dtype(have).itemsize:  # float16 and bfloat16
+        return F.cast(loss, "float32"), F.cast(weight, "float32")
+    return F.cast(loss, given), weight
 
 
 def _strong_pair(a, b):
@@ -165,6 +183,7 @@ def _weighted(name, loss, input, weight, reduction, mean_over_weight):
     if tuple(_shape(weight)) != tuple(_shape(input)):
         _fail(f"{name}: weight {tuple(_shape(weight))} must have the input's shape "
               f"{tuple(_shape(input))}")
+    loss, weight = _promoted(loss, weight)
     loss = F.mul(loss, weight)
     if reduction == "mean" and mean_over_weight:
         return F.div(F.sum(loss), F.sum(weight))

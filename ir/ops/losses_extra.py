@@ -18,7 +18,7 @@ from ..types import broadcast_shapes, is_float
 from . import api as F
 from .api import _check_reduction, _dtype, _fail, _ndim, _shape
 from .api import _loss_operands as _both
-from .losses import _float, _number, _p_norm, _reduce, pairwise_distance
+from .losses import _float, _number, _promoted, _p_norm, _reduce, pairwise_distance
 from .registry import is_weak_scalar
 
 __all__ = ["margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
@@ -115,6 +115,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     loss = F.neg(F.add(F.mul(target, F.log_sigmoid(input)),
                        F.mul(F.sub(1.0, target), F.log_sigmoid(F.neg(input)))))
     if weight is not None:
+        loss, weight = _promoted(loss, weight)
         _both(name, loss, weight, ("loss", "weight"))
         loss = F.mul(loss, weight)
     classes = _shape(input)[-1]
