@@ -1223,14 +1223,28 @@ class ModuleList(Module):
         if not hasattr(modules, "__iter__"):
             raise TypeError(f"{type(self).__name__}.extend takes an iterable of modules, "
                             f"got {type(modules).__name__}")
-        items = self._items()
-        for module in modules:
-            # its position, as torch's, unless an item holds that key (a Sequential slice
-            # keeps its items' keys: torch's append replaces that item): then the next
-            # number free, so that nothing is replaced
-            key = max([len(items)] + [int(k) + 1 for k, _ in items if k.isdecimal()])
-            items.append((str(key), module))
-        self._changed(items)
+        modules = list(modules)
+        for i, module in enumerate(modules):  # every item checked before anything changes
+            if _as_child(module, self) is None:
+                _refuse_as_child(f"{type(self).__name__}: item {len(self) + i}", module)
+        if not modules:
+            return self
+        # its position, as torch's, unless an item holds that key (a Sequential slice keeps
+        # its items' keys: torch's append replaces that item): then the next number free,
+        # so that nothing is replaced
+        keys = self._keys
+        first = max([len(keys)] + [int(k) + 1 for k in keys if k.isdecimal()])
+        added = [(str(first + i), module) for i, module in enumerate(modules)]
+        # the items already held stay as they are (their attributes already come first);
+        # setting all of them again (_changed) made n appends take time growing as n squared
+        _children_changed(self)
+        _Holding.depth += 1  # (counted once, just above)
+        try:
+            for key, module in added:
+                setattr(self, key, module)
+        finally:
+            _Holding.depth -= 1
+        object.__setattr__(self, "_keys", keys + [key for key, _ in added])
         return self
 
     def __repr__(self):

@@ -210,3 +210,32 @@ def test_multilabel_soft_margin_loss_promotes_a_float64_weight_as_torch(reductio
     np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), rtol=1e-6)
     grad = gc.grad(lambda v: layer(v, target).sum())(x)
     np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+# ---- 4. ModuleList.append sets the new item only ---------------------------------------------
+def test_append_and_extend_set_only_the_new_items(monkeypatch):
+    """ModuleList.append (extend too) set every item held again (each one renamed and its
+    attribute re-set), so n appends took time growing as n squared (300: ~400 ms). Now only
+    the new items are set; names, order, and a plan traced through the list being traced
+    again (tests/test_review_s36_stale_plans.py) are as before."""
+    class Net(gc.nn.Module):
+        def __init__(self):
+            self.body = gc.nn.ModuleList([gc.nn.Linear(2, 2) for _ in range(20)])
+
+    model = Net()
+    layers, new = model.body, [gc.nn.Linear(2, 2) for _ in range(3)]
+    calls = []
+    setattr_ = gc.nn.Module.__setattr__
+
+    def counting(module, name, value):
+        calls.append(name)
+        setattr_(module, name, value)
+
+    monkeypatch.setattr(gc.nn.Module, "__setattr__", counting)
+    layers.append(new[0])
+    layers.extend(new[1:])
+    monkeypatch.undo()
+    assert calls == ["20", "21", "22"]
+    assert [n for n, _ in layers.named_children()] == [str(k) for k in range(23)]
+    assert layers[22].weight.name == "body.22.weight"
+    assert [n for n, _ in model.named_parameters()][-2:] == ["body.22.weight", "body.22.bias"]
