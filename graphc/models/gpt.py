@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ir.ops import api as F
+from ir.errors import GraphcError
 from ir.types import Dim, is_int, is_real
 
 from .. import nn
@@ -24,6 +25,9 @@ CONFIGS = {
     "nanogpt-cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12,
                         bias=False),
 }
+# The dtypes a model's weights can have: half precision halves the weights' memory (each
+# half op computes in float32 between casts, README "Half precision").
+DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
 @dataclass
@@ -64,6 +68,9 @@ class GPTConfig:
         for f in ("bias", "tie_weights"):  # "no" was taken as True
             if not isinstance(getattr(self, f), (bool, np.bool_)):
                 raise ValueError(f"{f} must be True or False, got {getattr(self, f)!r}")
+        if self.dtype not in DTYPES:  # ("foo" was numpy's raw TypeError in the first layer)
+            raise GraphcError(f"GPTConfig: dtype {self.dtype!r} is not one of "
+                              f"{', '.join(DTYPES)}")
 
     def to_dict(self):
         return asdict(self)

@@ -33,7 +33,7 @@ import numpy as np
 from ir.errors import GraphcError
 
 from ..generate import whole_token_id
-from .gpt import GPT, GPTConfig
+from .gpt import DTYPES, GPT, GPTConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -45,9 +45,6 @@ GENERATION_CONFIG_FILE = "generation_config.json"  # save_pretrained writes it b
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 # config.json's deepest nesting accepted (Hugging Face's are 2-3 levels deep)
 CONFIG_NESTING = 16
-# The dtypes a checkpoint's weights load as: half precision halves the weights' memory (each
-# half op computes in float32 between casts, README "Half precision").
-DTYPES = ("float32", "float64", "bfloat16", "float16")
 # Buffers older checkpoints carry beside the weights (the causal mask): not parameters.
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
