@@ -312,6 +312,8 @@ class Generator:
 def whole_token_id(t) -> int:
     """A token id as an int: an int or a numpy integer (int() truncated 1.7 to 1), else one
     ValueError."""
+    if isinstance(t, (bool, np.bool_)):  # True was token 1; torch's embedding refuses bools
+        raise ValueError(f"token id {t!r} is a bool, not a whole number")
     try:
         return int(operator.index(t))
     except TypeError:

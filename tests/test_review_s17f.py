@@ -191,11 +191,11 @@ def test_a_token_id_that_is_not_a_whole_number_is_refused():
     gen = Generator(model, params)
     with pytest.raises(ValueError, match="token id 1.7 is not a whole number"):
         gen.start([[1.7]])
-    gen.start([[np.int64(1)], [True]])  # numpy integers (and bools) are ids
-    assert gen._contexts == [[1], [1]]
+    gen.start([[np.int64(1)], [3]])  # numpy integers are ids (bools are not, session 37)
+    assert gen._contexts == [[1], [3]]
     with pytest.raises(ValueError, match=r"token id np.float64\(2.9\) is not a whole number"):
         gen.advance([2, np.float64(2.9)])
-    assert gen._contexts == [[1], [1]]
+    assert gen._contexts == [[1], [3]]
 
 
 def test_prompts_may_be_a_numpy_array():

@@ -3,8 +3,11 @@ fix."""
 import numpy as np
 import pytest
 
+from graphc.generate import Generator
 from graphc.models.gpt import GPT, GPTConfig
 from ir.errors import GraphcError
+
+from test_generate import small_model
 
 
 # ---- 1. GPTConfig's dtype is checked -----------------------------------------------------
@@ -18,3 +21,17 @@ def test_an_unknown_gpt_dtype_is_one_error_naming_the_accepted_dtypes():
                                "bfloat16, float16")
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=8, dtype="float64"))
     assert model.wte.weight.dtype == np.float64
+
+
+# ---- 2. bool token ids are refused ---------------------------------------------------------
+@pytest.mark.parametrize("prompts", [[[True, 2]], [[3]], np.array([[True, False]])])
+def test_generation_refuses_bool_token_ids_as_torchs_embedding(prompts):
+    """A prompt [True, 2] generated as [1, 2] (True taken as token 1; torch's embedding
+    refuses bool indices), and stop_tokens=True stopped at token 1; a bool array was refused
+    as "not a whole number". Now each is one ValueError saying the token id is a bool."""
+    model, params = small_model()
+    stop = True if len(prompts[0]) == 1 else None
+    with pytest.raises(ValueError, match=r"token id (np\.)?True_? is a bool, not a whole "
+                                         r"number$"):
+        Generator(model, params).generate(prompts, 2, temperature=0, stop_tokens=stop)
+    assert len(Generator(model, params).generate([[1, 2]], 2, temperature=0)[0]) == 2
