@@ -260,7 +260,7 @@ class Generator:
         has ended. The settings are checked and the prompts run now, before the first
         token."""
         check_sampling(temperature, top_k, top_p, seed)
-        if not isinstance(tokens, numbers.Integral) or isinstance(tokens, bool):
+        if not is_int(tokens):
             # (2.5 failed in range() after the prompts had run, "3" in a comparison)
             raise ValueError(f"tokens must be a whole number, got {tokens!r}")
         stop = self._stop_tokens(stop_tokens)

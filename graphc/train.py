@@ -22,6 +22,7 @@ import numpy as np
 
 from ir.errors import GraphcError
 from ir.ops.precision import PRECISIONS
+from ir.types import is_int
 
 from . import checkpoint, optim
 from .files import cannot_create_in, check_writable
@@ -273,19 +274,15 @@ TRAIN_OPTIONS = ("steps", "lr", "min_lr", "warmup", "decay_steps", "weight_decay
                  "eval_iters", "seed", "precision", "gradient_accumulation_steps")
 
 
-def _whole_number(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 _real_number = checkpoint.finite_number
 
 
 # What each of train_gpt's options takes: the values the CLI's parsers let through
 _OPTION_RULES = {
-    **{k: ("a positive whole number", lambda v: _whole_number(v) and v > 0)
+    **{k: ("a positive whole number", lambda v: is_int(v) and v > 0)
        for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "steps",
                  "decay_steps", "eval_every", "eval_iters", "gradient_accumulation_steps")},
-    **{k: ("a whole number >= 0", lambda v: _whole_number(v) and v >= 0)
+    **{k: ("a whole number >= 0", lambda v: is_int(v) and v >= 0)
        for k in ("warmup", "seed")},
     **{k: ("a finite number >= 0", lambda v: _real_number(v) and v >= 0)
        for k in ("dropout", "min_lr", "weight_decay")},
@@ -491,7 +488,7 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     from .sample import Sampler, default_prompt
 
     options = check_options(dict(options or {}))
-    if not _whole_number(sample_tokens) or sample_tokens < 0:
+    if not is_int(sample_tokens) or sample_tokens < 0:
         raise GraphcError(f"sample_tokens must be a whole number >= 0, got {sample_tokens!r}")
     if data is not None and not isinstance(data, (str, os.PathLike)):  # (5: a descriptor)
         raise GraphcError(f"data must be a file name, got {data!r}")

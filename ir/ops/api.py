@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
-                     holds_when_bound, is_float, is_half, is_int)
+                     holds_when_bound, is_float, is_half, is_int, is_real)
 from . import precision
 from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
 
@@ -109,7 +109,7 @@ def _iterable(value) -> bool:
 def _whole(value, what):
     """An integer argument (a size, a count, an offset), numpy integers included: a float
     or anything else is refused in one line, not truncated as int() would."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+    if is_int(value):
         return int(value)
     _fail(f"{what} must be an int, got {value!r}")
 
@@ -196,7 +196,7 @@ def softplus(x, beta=1.0, threshold=20.0):
     """log(1 + e^(beta x)) / beta without overflow, as torch.nn.functional.softplus: x itself
     where beta * x > threshold (torch's linear piece, gradient 1)."""
     for what, value in (("beta", beta), ("threshold", threshold)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not is_real(value):
             _fail(f"softplus: {what} must be a number, got {value!r}")
     if beta == 0:
         _fail("softplus: beta must not be 0")
@@ -712,7 +712,7 @@ def split(x, sections, axis=0):
     with sizes; returns a list of views of x built from slice ops."""
     shape = _shape(x)
     axis = _axis(axis, len(shape))
-    if isinstance(sections, numbers.Integral) and not isinstance(sections, bool):
+    if is_int(sections):
         if sections <= 0:
             _fail(f"split: sections must be positive, got {sections}")
         if shape[axis] % sections:
@@ -940,8 +940,8 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if len(shape) < 2:
         _fail(f"group_norm: x must be (N, C, ...), got shape {tuple(shape)}")
     channels = shape[1]
-    if (not isinstance(num_groups, numbers.Integral) or isinstance(num_groups, bool)
-            or num_groups < 1 or not isinstance(channels, int) or channels % num_groups):
+    if (not is_int(num_groups) or num_groups < 1 or not isinstance(channels, int)
+            or channels % num_groups):
         _fail(f"group_norm: num_groups must be a positive int dividing the {channels} "
               f"channels, got {num_groups!r}")
     if not is_float(_dtype(x)):
@@ -1271,10 +1271,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
 
 def _single(name, what, v):
     """A 1-d convolution's setting: an int or a tuple of one."""
-    ints = (int, np.integer)
     if isinstance(v, (tuple, list)) and len(v) == 1:
         v = v[0]
-    if not isinstance(v, ints) or isinstance(v, (bool, np.bool_)):
+    if not is_int(v):
         _fail(f"{name}: {what} must be an int or a tuple of one int, got {v!r}")
     return int(v)
 
@@ -1811,7 +1810,7 @@ def arange(start, stop=None, step=1, dtype=None):
 
 def _float_arange(start, stop, step, dtype):
     for v in (start, stop, step):
-        if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)):
+        if not is_real(v):
             _fail(f"arange: a bound or step must be a number, got {v!r}")
     if step == 0 or not math.isfinite(step) or not math.isfinite(start) \
             or not math.isfinite(stop):
