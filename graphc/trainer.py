@@ -101,7 +101,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location, user_stacklevel
 
-from ir.ops.api import cast
+from ir.ops.api import ClassTargetOutOfRange, cast, checking_class_targets
 from ir.ops.precision import autocast, precision_dtype
 
 from . import amp, checkpoint, nn, optim
@@ -692,7 +692,7 @@ class Trainer:
         self._track_buffers()  # before the draw: a change of mode traces on the next batch
         if self._update_step is not None:
             return self._finish_step(*self._accumulated_step(checked))
-        key, batch = self._next_batch()
+        key, batch = self._next_batch(checked)
         # errstate: a NaN or an Inf is the trainer's to report (_bad_step, _diverged name
         # the op in one line); numpy's overflow warnings only went before it on stderr
         compiled = len(self._train_step.recompiles)
@@ -703,10 +703,14 @@ class Trainer:
             self.step_plan = self._train_step.plan_for(*self._step_args(batch, key))
         return self._finish_step(loss, norm, left_alone, amp_state)
 
-    def _next_batch(self):
-        """(the dropout key, this rank's part of the next batch drawn), the watchdog told."""
+    def _next_batch(self, checked=False):
+        """(the dropout key, this rank's part of the next batch drawn), the watchdog told;
+        `checked`: the batch's class targets probed first (_probe_class_targets)."""
         key = self._key()  # (before the draw counts its batch)
-        batch = self._shard(self.train_batches.draw(self.rng))
+        batch = self.train_batches.draw(self.rng)
+        if checked:
+            self._probe_class_targets(batch, key)
+        batch = self._shard(batch)
         if self.dist is not None:
             self.dist.beat(self.step)
         return key, batch
@@ -720,7 +724,7 @@ class Trainer:
         count, total = self.gradient_accumulation_steps, 0.0
         compiled = [len(self._train_step.recompiles), len(self._update_step.recompiles)]
         for _ in range(count):
-            key, batch = self._next_batch()
+            key, batch = self._next_batch(checked)
             with np.errstate(all="ignore"):  # (as train_step's)
                 loss, self._grad_sums, left_alone = self._call(
                     self._train_step, self._gradient_args(batch, key), checked)
@@ -780,10 +784,13 @@ class Trainer:
         if source is None:
             raise GraphcError("Trainer.evaluate: no eval_batches were given")
         rng = np.random.default_rng([self.seed, 7, self.step])
+        losses = []
         with np.errstate(all="ignore"):  # as in train_step
-            losses = [float(self._call(self._eval_loss, (self.params, self._shard(batch),
-                                                         self._eval_key(k)), checked))
-                      for k, batch in enumerate(source.sample(rng, self.eval_iters))]
+            for k, batch in enumerate(source.sample(rng, self.eval_iters)):
+                if checked:
+                    self._probe_class_targets(batch, self._eval_key(k))
+                losses.append(float(self._call(self._eval_loss, (
+                    self.params, self._shard(batch), self._eval_key(k)), checked)))
         loss = float(np.mean(losses))
         if record:
             self.val_history.append((self.step, loss))
@@ -842,6 +849,20 @@ class Trainer:
     @property
     def good_step(self) -> int:
         return self._good[0]
+
+    def _probe_class_targets(self, batch, key):
+        """The loss evaluated eagerly on a global batch (the same on every rank) with its
+        class targets checked (checking_class_targets): a target out of range, which makes
+        cross_entropy NaN, is raised as PyTorch raises it, not reported as divergence to
+        cure with a lower learning rate. Only the finite check's re-run probes."""
+        with np.errstate(all="ignore"), checking_class_targets(), nn.rng_key(key), \
+                nn._evaluating():
+            try:
+                self._mixed_loss(self.params, batch, key, False)
+            except ClassTargetOutOfRange:
+                raise
+            except Exception:  # noqa: BLE001 - the probe looks for targets only; anything
+                pass  # else is the checked plan's to report, as it was before the probe
 
     def find_non_finite_op(self, failed_step: int) -> GraphcError | None:
         """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and
@@ -1273,8 +1294,11 @@ class Trainer:
             kept = f"{ckpt} (step {self.good_step}) is kept"
         else:
             kept = "no checkpoint was written"
+        # a target out of range is no learning rate's doing
+        hint = "Fix the batches' class targets" if isinstance(exc, ClassTargetOutOfRange) \
+            else self.divergence_hint
         exc = TrainingDiverged(f"training diverged at step {failed} ({what}){found}. "
-                               f"{self.divergence_hint}; {kept}")
+                               f"{hint}; {kept}")
         if self.dist is not None:
             # every rank gets here at the same step: the loss, gradient norm, parameters and
             # validation loss it checks are the same on every rank (all-reduced), so rank 0

@@ -3,6 +3,8 @@ fix."""
 import numpy as np
 import pytest
 
+import graphc as gc
+from graphc.trainer import TrainingDiverged
 from graphc.generate import Generator
 from graphc.models.gpt import GPT, GPTConfig
 from ir.errors import GraphcError
@@ -35,3 +37,36 @@ def test_generation_refuses_bool_token_ids_as_torchs_embedding(prompts):
                                          r"number$"):
         Generator(model, params).generate(prompts, 2, temperature=0, stop_tokens=stop)
     assert len(Generator(model, params).generate([[1, 2]], 2, temperature=0)[0]) == 2
+
+
+# ---- 4. a class target out of range is named, not blamed on the learning rate -------------
+def _linear_trainer(targets, ignore_index=-100):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(len(targets), 4)).astype(np.float32)
+    params = {"w": rng.normal(size=(4, 3)).astype(np.float32)}
+
+    def loss(p, batch):
+        inputs, labels = batch
+        return gc.cross_entropy(inputs @ p["w"], labels, ignore_index=ignore_index)
+    return gc.Trainer(loss, params, gc.optim.AdamW(1e-3), lambda rng: (x, targets), steps=3)
+
+
+def test_a_class_target_out_of_range_is_named_when_training_diverges():
+    """A cross_entropy target of 3 for 3 classes made the loss NaN (graphc's documented
+    JAX-like result), and the Trainer reported divergence at a `where` op with "Try a lower
+    learning rate". Now the finite check's re-run also evaluates the loss eagerly with the
+    targets checked, and the error names the target, the range and the loss's line, as
+    PyTorch's "Target 3 is out of bounds", without the learning-rate advice."""
+    trainer = _linear_trainer(np.array([0, 1, 2, 3, 0, 1, 2, 0]))
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit(progress=False)
+    message = str(info.value)
+    assert "; first class target 3 is out of bounds: targets must be in [0, 3) or " \
+           "ignore_index (-100) at " in message
+    assert "test_review_s37_train_gen.py:" in message
+    assert message.endswith("Fix the batches' class targets; no checkpoint was written")
+    assert "learning rate" not in message
+    # ignore_index and targets in range: trained as before
+    trainer = _linear_trainer(np.array([0, 1, 2, -100, 0, 1, 2, 0]))
+    trainer.fit(progress=False)
+    assert trainer.step == 3 and all(np.isfinite(loss) for _, loss in trainer.history)

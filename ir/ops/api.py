@@ -10,6 +10,7 @@ inside it, Python's own are `builtins.any(...)` and so on.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import numbers
 import operator
 import math
@@ -1631,8 +1632,47 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
     return _nll(log_probs, targets, ignore_index, reduction, weight)
 
 
+class ClassTargetOutOfRange(GraphcError):
+    """An integer class target outside [0, classes), not ignore_index, that
+    checking_class_targets() found."""
+
+
+class _ClassTargetCheck(threading.local):
+    on = False
+
+
+_CLASS_TARGET_CHECK = _ClassTargetCheck()
+
+
+@contextlib.contextmanager
+def checking_class_targets():
+    """Within it, cross_entropy and nll_loss of concrete (eager) targets refuse one outside
+    [0, classes) other than ignore_index, as PyTorch does ("Target 3 is out of bounds"),
+    where they otherwise give NaN (README). gc.Trainer probes a diverged step's batches
+    with it, so that such a NaN is not taken for a learning rate too high."""
+    before, _CLASS_TARGET_CHECK.on = _CLASS_TARGET_CHECK.on, True
+    try:
+        yield
+    finally:
+        _CLASS_TARGET_CHECK.on = before
+
+
+def _check_class_targets(targets, classes, ignore_index):
+    held = np.asarray(targets)
+    outside = (held < 0) | (held >= classes)
+    if ignore_index is not None:
+        outside &= held != ignore_index
+    if outside.any():
+        ignored = "" if ignore_index is None else f" or ignore_index ({ignore_index})"
+        raise ClassTargetOutOfRange(f"class target {held[outside].flat[0]} is out of bounds: "
+                                    f"targets must be in [0, {classes}){ignored}",
+                                    (user_location(),))
+
+
 def _nll(logp, targets, ignore_index, reduction, weight):
     classes = _shape(logp)[-1]
+    if _CLASS_TARGET_CHECK.on and not isinstance(targets, SymbolicValue):
+        _check_class_targets(targets, classes, ignore_index)
     weight = _weight_like(weight, logp)
     # select, not multiply by a one-hot: 0 * -inf (a masked-out class) and 0 * nan (an
     # ignored row's non-finite logits) would be nan. one_hot of an ignored (out-of-range)
