@@ -275,7 +275,21 @@ class Trainer:
     steps = _count_property("steps")
     eval_every = _count_property("eval_every", 1)
     eval_iters = _count_property("eval_iters", 1)
-    seed = _count_property("seed")
+
+    def _set_seed(self, value):
+        value = _count_setting("Trainer: seed", value)
+        if hasattr(self, "rng"):  # set after construction: as if the Trainer were built with it
+            if value != self._seed and (self.step or self.train_batches.position):
+                # the batches drawn so far came from the old seed's sampling: no run of the
+                # new seed drew them, so the run could not be reproduced from either seed
+                raise GraphcError(f"Trainer: seed is fixed once training has started (step "
+                                  f"{self.step}); build a Trainer with seed={value} to train "
+                                  "with it", (user_location(),))
+            self.rng = np.random.default_rng(value)  # the batch sampling, as the constructor's
+        self._seed = value
+
+    # a C getter: the step's dropout key reads it every step
+    seed = property(operator.attrgetter("_seed"), _set_seed)
 
     @property
     def precision(self) -> str:

@@ -70,3 +70,33 @@ def test_a_class_target_out_of_range_is_named_when_training_diverges():
     trainer = _linear_trainer(np.array([0, 1, 2, -100, 0, 1, 2, 0]))
     trainer.fit(progress=False)
     assert trainer.step == 3 and all(np.isfinite(loss) for _, loss in trainer.history)
+
+
+# ---- 5. trainer.seed set after construction means what seed= means ------------------------
+def _sampling_trainer(seed):
+    data = np.arange(100, dtype=np.float32).reshape(100, 1)
+
+    def loss(p, batch):
+        return gc.mean((batch[0] * p["w"]) ** 2)
+    return gc.Trainer(loss, {"w": np.ones(1, np.float32)}, gc.optim.SGD(1e-5),
+                      lambda rng: (data[rng.integers(0, 100, 4)],), steps=3, seed=seed)
+
+
+def test_a_seed_set_before_training_reseeds_the_batch_sampling_as_the_constructors():
+    """`trainer.seed = 5` after Trainer(seed=0) changed the dropout and evaluation keys but
+    not the RNG the batches are drawn with, so the run matched neither seed's. Now a seed
+    set before the first step trains exactly as Trainer(seed=5) does, and another seed once
+    training has started is refused in one line (no run of either seed drew its batches)."""
+    built, reseeded = _sampling_trainer(5), _sampling_trainer(0)
+    reseeded.seed = 5
+    built.fit(progress=False)
+    reseeded.fit(progress=False)
+    assert reseeded.history == built.history
+    np.testing.assert_array_equal(reseeded.params["w"], built.params["w"])
+    reseeded.seed = 5  # the same seed: nothing changes
+    with pytest.raises(GraphcError) as info:
+        reseeded.seed = 7
+    assert str(info.value).splitlines()[0] == (
+        "Trainer: seed is fixed once training has started (step 3); build a Trainer with "
+        "seed=7 to train with it")
+    assert reseeded.seed == 5
