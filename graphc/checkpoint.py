@@ -265,20 +265,30 @@ def load_arrays(path: str, wanted: dict, optional=(), strict_params: bool = Fals
     names the opt-in that leaves them out."""
     def expected(meta, members):
         _check_common_meta(meta, path)
-        unexpected = sorted(m[:-len(".npy")] for m in members
-                            if m.startswith(("param/", "buffer/"))
-                            and m.endswith(".npy") and m[:-len(".npy")] not in wanted)
         # (one lacking this model's own parameters is another model's: "lacks param/w")
-        if strict_params and unexpected and all(k + ".npy" in members for k in wanted
-                                                if k.startswith("param/")):
-            shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more"
-                                                 if len(unexpected) > 5 else "")
-            raise CheckpointError(f"checkpoint {path!r} holds parameters or buffers this "
-                                  f"model lacks ({shown}); resume it with the model it was "
-                                  f"saved from, or pass {how} to leave them out")
+        if strict_params and all(k + ".npy" in members for k in wanted
+                                 if k.startswith("param/")):
+            refuse_unexpected_arrays([m[:-len(".npy")] for m in members if m.endswith(".npy")],
+                                     wanted, path, how)
         return {k: v for k, v in wanted.items()
                 if k not in optional or k + ".npy" in members}
     return _read(path, expected)
+
+
+def refuse_unexpected_arrays(names, wanted, path: str | None = None,
+                             how: str = "allow_changed_settings=True") -> None:
+    """Refuse (one CheckpointError line) a parameter or buffer among a checkpoint's array
+    `names` (param/NAME, buffer/NAME) that `wanted` lacks: another, larger model's, as torch's
+    strict load_state_dict refuses unexpected keys. `how`: the opt-in that leaves them out."""
+    unexpected = sorted(n for n in names if n.startswith(("param/", "buffer/"))
+                        and n not in wanted)
+    if unexpected:
+        shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more"
+                                             if len(unexpected) > 5 else "")
+        name = f"checkpoint {path!r}" if path else "the checkpoint"
+        raise CheckpointError(f"{name} holds parameters or buffers this model lacks "
+                              f"({shown}); resume it with the model it was saved from, or "
+                              f"pass {how} to leave them out")
 
 
 def _read(path: str, expected):

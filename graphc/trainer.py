@@ -934,8 +934,9 @@ class Trainer:
         """Continue from a checkpoint's arrays and header (checkpoint.load's result). Settings
         (checkpoint_meta) other than the checkpoint's are refused, naming each difference,
         unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
-        change: checkpoint.RESUMABLE_CHANGES). `path`: the file they were read from, which
-        fit() may then write again (without it, any: the source is unknown). `how`: the
+        change: checkpoint.RESUMABLE_CHANGES); so are parameters or buffers the arrays hold
+        that this model lacks, as resume() refuses them. `path`: the file they were read
+        from, which fit() may then write again (without it, any: the source is unknown). `how`: the
         opt-in a refusal names (a command line's flag).
 
         A checkpoint saved with another optimiser (its header's `optimizer`: class and slots)
@@ -969,6 +970,8 @@ class Trainer:
                 raise checkpoint.CheckpointError(
                     f"checkpoint {key} is {arrays[key].dtype}{list(arrays[key].shape)}, "
                     f"the model needs {mine.dtype}{list(mine.shape)}")
+        if not allow_changed_settings:  # as resume() refuses the file's (load_arrays)
+            checkpoint.refuse_unexpected_arrays(arrays, own, path, how)
         _check_loss_scale({k: arrays[k] for k in own if k.startswith("amp/")}, path)
         self._check_saved_values({k: arrays[k] for k in own if not k.startswith("amp/")})
         position = meta.get("data_position", meta["step"])

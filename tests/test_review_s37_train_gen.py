@@ -5,6 +5,7 @@ import pytest
 
 import graphc as gc
 from graphc.trainer import TrainingDiverged
+from graphc import checkpoint
 from graphc.generate import Generator
 from graphc.models.gpt import GPT, GPTConfig
 from ir.errors import GraphcError
@@ -100,3 +101,39 @@ def test_a_seed_set_before_training_reseeds_the_batch_sampling_as_the_constructo
         "Trainer: seed is fixed once training has started (step 3); build a Trainer with "
         "seed=7 to train with it")
     assert reseeded.seed == 5
+
+
+# ---- 6. restore() refuses parameters the model lacks, as resume() does -------------------
+def test_restore_refuses_parameters_the_model_lacks_as_resume_does(tmp_path):
+    """Trainer.restore(arrays, meta) (the path `graphc train --resume` and distributed runs
+    take) accepted arrays holding a parameter the model lacks, dropping it silently, while
+    resume() refuses the same checkpoint (session 36). Now restore refuses it with resume's
+    line unless allow_changed_settings=True, which leaves it out."""
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    bigger = gc.Trainer(lambda p, b: gc.mean(gc.matmul(b[0], p["w"]) + p["b"]),
+                        {"w": np.ones(3), "b": np.zeros(())}, gc.optim.SGD(lr=0.1), [(x,)],
+                        steps=2)
+    bigger.train_step()
+    path = str(tmp_path / "checkpoint.npz")
+    bigger.save(path)
+    arrays, meta = checkpoint.load_arrays(
+        path, {k: (a.shape, a.dtype) for k, a in bigger.state_arrays().items()})
+
+    def smaller():
+        return gc.Trainer(lambda p, b: gc.mean(gc.matmul(b[0], p["w"])), {"w": np.zeros(3)},
+                          gc.optim.SGD(lr=0.1), [(x,)], steps=2)
+    trainer = smaller()
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        trainer.restore(arrays, meta, path=path)
+    assert str(caught.value).splitlines()[0] == (
+        f"checkpoint {path!r} holds parameters or buffers this model lacks (param/b); resume "
+        "it with the model it was saved from, or pass allow_changed_settings=True to leave "
+        "them out")
+    with pytest.raises(checkpoint.CheckpointError, match=r"^the checkpoint holds parameters "
+                       r"or buffers this model lacks \(param/b\); .* pass --flag to leave"):
+        trainer.restore(arrays, meta, how="--flag")
+    assert trainer.step == 0
+    np.testing.assert_array_equal(trainer.params["w"], 0.0)
+    trainer.restore(arrays, meta, allow_changed_settings=True)
+    assert trainer.step == 1
+    np.testing.assert_array_equal(trainer.params["w"], bigger.params["w"])
