@@ -22,6 +22,7 @@ import inspect
 import math
 import numbers
 import operator
+import sys
 import threading
 import weakref
 from typing import NamedTuple
@@ -37,7 +38,7 @@ from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
 from ir.types import INT_DTYPES, Dim, UnsupportedDtype, is_int
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
-                           collect_buffer_updates, note_buffer_place)
+                           collect_buffer_updates, note_place, places_holding)
 from .transforms import Compiled
 
 _GENERATOR = [np.random.default_rng(0)]
@@ -431,12 +432,26 @@ def _refusing_unknown_keywords(cls):
     def __init__(self, *args, **kwargs):
         if kwargs and not known.issuperset(kwargs):
             unknown = next(name for name in kwargs if name not in known)
-            layer = type(self).__name__  # AvgPool1d's __init__ is _AvgPool's
-            raise GraphcError(f"gc.nn.{layer}: unknown keyword argument {unknown!r} "
-                              f"(graphc's {layer} takes {', '.join(takes) or 'none'})",
+            layer = _graphc_layer_name(type(self))
+            raise GraphcError(f"{layer}: unknown keyword argument {unknown!r} "
+                              f"(it takes {', '.join(takes) or 'none'})",
                               (user_location(),))
         init(self, *args, **kwargs)
     return __init__
+
+
+def _graphc_layer_name(cls) -> str:
+    """The public name of graphc's class that cls is or derives from, as a user spells it
+    (gc.nn.Linear for a user's subclass of it; AvgPool1d, not the _AvgPool whose __init__
+    it runs; graphc.models.GPT outside gc.nn)."""
+    layer = next(c for c in cls.__mro__
+                 if c.__module__.startswith("graphc.") and not c.__name__.startswith("_"))
+    if getattr(sys.modules["graphc.nn"], layer.__name__, None) is layer:
+        return f"gc.nn.{layer.__name__}"
+    package = layer.__module__.rpartition(".")[0]  # graphc.models.GPT, where it is exported
+    module = package if getattr(sys.modules.get(package), layer.__name__, None) is layer \
+        else layer.__module__
+    return f"{module}.{layer.__name__}"
 
 
 class Module:
@@ -515,10 +530,12 @@ class Module:
             _COMPILED_CHILDREN[0] = True
         if isinstance(value, (Parameter, Buffer)):
             # named from the root, as this module is (model.body.extra = p once the model is
-            # built is body.extra, not extra)
-            value.name = _dotted(self._path) + name
-            if isinstance(value, Buffer):
-                note_buffer_place(value, self, name)
+            # built is body.extra, not extra); a tensor another place holds keeps that
+            # place's name (`dec.weight = enc.weight` is enc.weight, torch's first place)
+            held = places_holding(value)
+            if all(module is self and attr == name for module, attr in held):
+                value.name = _dotted(self._path) + name
+            note_place(value, self, name)
             if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
                 _TRANSPOSED[id(value)] = value
         elif child is not None:
@@ -543,7 +560,7 @@ class Module:
         self.__dict__.update(state)
         for name, value in state.items():
             if isinstance(value, Buffer):
-                note_buffer_place(value, self, name)
+                note_place(value, self, name)
         for name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
             if isinstance(state.get(name), Parameter):
                 _TRANSPOSED[id(state[name])] = state[name]

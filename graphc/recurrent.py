@@ -21,6 +21,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops import precision
+from ir.types import is_int
 
 from .control_flow import scan
 from .nn import _EVALUATING, Module, Parameter, _rng, current_key
@@ -133,8 +134,7 @@ class _Recurrent(Module):
         name = type(self).__name__
         _check_sizes(name, input_size=input_size, hidden_size=hidden_size,
                      num_layers=num_layers)
-        if not (isinstance(proj_size, (int, np.integer)) and not isinstance(proj_size, bool)
-                and 0 <= proj_size < hidden_size):
+        if not (is_int(proj_size) and 0 <= proj_size < hidden_size):
             _fail(f"{name}: proj_size must be an int from 0 (none) to hidden_size - 1 "
                   f"({hidden_size - 1}), as torch's, got {proj_size!r}")
         if isinstance(dropout, (bool, np.bool_)) or \

@@ -240,33 +240,35 @@ class Buffer(Tensor):
         super().__init__(np.array(data), requires_grad=False, name=name)
 
 
-# The (module, attribute) places each Buffer was put in (graphc.nn.Module.__setattr__), by
-# id: {id: (weakref to the Buffer, [(weakref to the module, attribute), ...])}. A Buffer two
-# layers share (torch's `b.running_mean = a.running_mean`) is one state: eagerly the second
-# layer reads the first's update, and a trace must hand it the same (_BufferCollector.record)
+# The (module, attribute) places each Buffer or Parameter was put in
+# (graphc.nn.Module.__setattr__), by id: {id: (weakref to the tensor, [(weakref to the
+# module, attribute), ...])}. A Buffer two layers share (torch's `b.running_mean =
+# a.running_mean`) is one state: eagerly the second layer reads the first's update, and a
+# trace must hand it the same (_BufferCollector.record); a tied Parameter keeps the name of
+# the place it was first put in, as torch's named_parameters names it by its first place
 _PLACES = {}
 
 
-def note_buffer_place(buffer, module, attr) -> None:
-    """Record that module.attr holds `buffer` (checked again when it is looked up)."""
-    key = id(buffer)
+def note_place(tensor, module, attr) -> None:
+    """Record that module.attr holds `tensor` (checked again when it is looked up)."""
+    key = id(tensor)
     entry = _PLACES.get(key)
-    if entry is None or entry[0]() is not buffer:
-        entry = _PLACES[key] = (weakref.ref(buffer, lambda _, key=key: _PLACES.pop(key, None)),
+    if entry is None or entry[0]() is not tensor:
+        entry = _PLACES[key] = (weakref.ref(tensor, lambda _, key=key: _PLACES.pop(key, None)),
                                 [])
     entry[1][:] = [(ref, a) for ref, a in entry[1] if ref() is not None]  # the gone ones out
     entry[1].append((weakref.ref(module), attr))
 
 
-def buffer_places(buffer) -> list:
-    """The (module, attribute) places holding `buffer` now, each once, in the order put."""
-    entry = _PLACES.get(id(buffer))
-    if entry is None or entry[0]() is not buffer:
+def places_holding(tensor) -> list:
+    """The (module, attribute) places holding `tensor` now, each once, in the order put."""
+    entry = _PLACES.get(id(tensor))
+    if entry is None or entry[0]() is not tensor:
         return []
     places, seen = [], set()
     for ref, attr in entry[1]:
         module = ref()
-        if module is not None and vars(module).get(attr) is buffer and \
+        if module is not None and vars(module).get(attr) is tensor and \
                 (id(module), attr) not in seen:
             seen.add((id(module), attr))
             places.append((module, attr))
@@ -295,7 +297,7 @@ class _BufferCollector:
         key = self._entry.get((id(module), attr), (id(module), attr))
         if key not in self.values:
             original = getattr(module, attr)
-            group = self.holders.get(id(original)) or buffer_places(original)
+            group = self.holders.get(id(original)) or places_holding(original)
             if not any(m is module and a == attr for m, a in group):
                 group = [(module, attr), *group]
             self.places.append((module, attr))

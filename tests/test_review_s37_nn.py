@@ -239,3 +239,45 @@ def test_append_and_extend_set_only_the_new_items(monkeypatch):
     assert [n for n, _ in layers.named_children()] == [str(k) for k in range(23)]
     assert layers[22].weight.name == "body.22.weight"
     assert [n for n, _ in model.named_parameters()][-2:] == ["body.22.weight", "body.22.bias"]
+
+
+# ---- the session's review: names in messages and of tied parameters ---------------------------
+def test_an_unknown_keyword_names_the_graphc_layer_that_refused_it():
+    """The refusal named a user's subclass as gc.nn.<UserClass> with the parent's keywords as
+    its own, and graphc.models' GPT as gc.nn.GPT; now it names graphc's class that refused
+    the keyword, as a user spells it."""
+    class MyLinear(gc.nn.Linear):
+        def __init__(self, a, b, **kw):
+            super().__init__(a, b, **kw)
+
+    with pytest.raises(gc.GraphcError, match=r"^gc\.nn\.Linear: unknown keyword argument "
+                                          r"'devic' \(it takes in_features, out_features"):
+        MyLinear(2, 3, devic="cpu")
+    from graphc.models import GPT, GPTConfig
+    with pytest.raises(gc.GraphcError, match=r"^graphc\.models\.GPT: unknown keyword argument "
+                                          r"'rng' \(it takes cfg, seed\)"):
+        GPT(GPTConfig(), rng=0)
+
+
+def test_a_tied_parameter_keeps_the_name_of_its_first_place():
+    """`dec.weight = enc.weight` renamed the shared Parameter 'dec.weight' (a traced graph's
+    input), where named_parameters, state_dict and torch call it enc.weight; now it keeps the
+    name of the place it was first put in, in the constructor and after building."""
+    class Net(gc.nn.Module):
+        def __init__(self, tie):
+            self.enc = gc.nn.Linear(2, 2)
+            self.dec = gc.nn.Linear(2, 2)
+            if tie:
+                self.dec.weight = self.enc.weight
+
+        def forward(self, x):
+            return self.dec(self.enc(x))
+
+    for model in (Net(tie=True), Net(tie=False)):
+        if model.dec.weight is not model.enc.weight:
+            model.dec.weight = model.enc.weight  # tied after building
+        names = [n for n, _ in model.named_parameters()]
+        assert names == ["enc.weight", "enc.bias", "dec.bias"]
+        assert model.enc.weight.name == "enc.weight"
+        graph = gc.trace(model, gc.spec((1, 2)))
+        assert [node.attrs["name"] for node in graph.inputs[1:]] == names

@@ -60,7 +60,8 @@ def _promoted(loss, weight):
     """(loss, weight) in one dtype, the one torch's type promotion gives their product: a
     float64 weight makes float32 input's loss float64, an integer or narrower weight takes
     the loss's dtype (float16 with bfloat16: float32). Under autocast the weight takes the
-    loss's, as torch's float32 losses cast every float operand."""
+    loss's dtype: graphc's choice, so that the loss stays in autocast's float32 (torch's
+    weighted l1/huber losses are plain products, which autocast leaves to promote to float64)."""
     weight = _strong(weight, loss)
     have, given = _dtype(loss), _dtype(weight)
     if have == given or not is_float(have):
