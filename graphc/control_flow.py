@@ -34,7 +34,7 @@ from ir.types import Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
-from .tracing import Spec, eval_shape, leaves_and_structure, leaves_like, unflatten
+from .tracing import Spec, eval_shape, keys_sorted, leaves_and_structure, leaves_like, unflatten
 from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
@@ -256,21 +256,10 @@ def _in_structure(tree, structure):
     the two differ only in the order of dicts' keys: JAX sorts dict keys, so a body
     returning {"b": .., "a": ..} for the carry {"a": .., "b": ..} returns the same pytree."""
     leaves, own = leaves_and_structure(tree)
-    if own == structure or _sorted_keys(own) != _sorted_keys(structure):
+    if own == structure or keys_sorted(own) != keys_sorted(structure):
         return tree, leaves, own
     leaves = leaves_like(structure, tree)
     return unflatten(structure, leaves), leaves, structure
-
-
-def _sorted_keys(structure):
-    """A structure with each dict's children in the order of their keys."""
-    if structure is None:
-        return None
-    kind, children = structure
-    if kind is dict:
-        return dict, tuple(sorted(((k, _sorted_keys(c)) for k, c in children),
-                                  key=lambda item: repr(item[0])))
-    return kind, tuple(_sorted_keys(c) for c in children)
 
 
 def _keys_apart(new, old, path=""):
@@ -292,7 +281,7 @@ def _keys_apart(new, old, path=""):
     else:
         pairs = [(k, c, o) for k, (c, o) in enumerate(zip(new_children, old_children))]
     for k, c, o in pairs:
-        if _sorted_keys(c) != _sorted_keys(o):
+        if keys_sorted(c) != keys_sorted(o):
             return _keys_apart(c, o, f"{path}.{k}" if path else str(k))
     return None
 

@@ -129,6 +129,19 @@ def leaf_count(structure) -> int:
     return sum(leaf_count(c[1] if structure[0] is dict else c) for c in structure[1])
 
 
+def keys_sorted(structure):
+    """A structure with each dict's children in the order of their keys: two trees whose
+    structures differ only in the order of dicts' keys (JAX sorts dict keys, so they are the
+    same pytree there) have the same keys_sorted."""
+    if structure is None:
+        return None
+    kind, children = structure
+    if kind is dict:
+        return dict, tuple(sorted(((k, keys_sorted(c)) for k, c in children),
+                                  key=lambda item: repr(item[0])))
+    return kind, tuple(keys_sorted(c) for c in children)
+
+
 def leaves_like(structure, tree, what="the tree", against="its model"):
     """The leaves of `tree` at the leaves of `structure` (a tree's structure, as flatten gives),
     where None in `tree` may stand for any subtree, giving None for each of its leaves: a
@@ -199,14 +212,17 @@ def tree_unflatten(treedef, leaves):
 def tree_map(f, tree, *rest):
     """f applied to each leaf of `tree` (and the leaves at the same places in `rest`, trees
     of the same structure), in a tree of that structure (as jax.tree_util.tree_map): None
-    is an empty subtree, kept in place without calling f."""
+    is an empty subtree, kept in place without calling f. Dicts are matched by key (JAX sorts
+    their keys), so `rest` may list a dict's keys in another order; the result has `tree`'s."""
     leaves, structure = leaves_and_structure(tree)
     others = []
     for k, other in enumerate(rest):
         other_leaves, other_structure = leaves_and_structure(other)
         if other_structure != structure:
-            raise GraphcError(f"tree_map: tree {k + 1} does not have the first tree's "
-                              "structure", (user_location(),))
+            if keys_sorted(other_structure) != keys_sorted(structure):
+                raise GraphcError(f"tree_map: tree {k + 1} does not have the first tree's "
+                                  "structure", (user_location(),))
+            other_leaves = leaves_like(structure, other)
         others.append(other_leaves)
     return unflatten(structure, [f(*xs) for xs in zip(leaves, *others)])
 
