@@ -237,6 +237,8 @@ def _check_eager_carry(fn, what, carry, init):
     (ir.ops.registry.is_weak_scalar), as traced: unchecked."""
     old, old_structure = leaves_and_structure(init)
     carry, new, structure = _in_structure(carry, old_structure)
+    what, (structure, new), (old_structure, old) = _as_written(
+        fn, what, (structure, new), (old_structure, old))
     if structure != old_structure or len(new) != len(old):
         raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
                           f"with the structure of the initial one"
@@ -299,8 +301,24 @@ def _set_outputs(region, leaves, call_location):
         region.set_outputs([region.result(x) for x in leaves])
 
 
+def _as_written(fn, what, *carries):
+    """(what, carries) as the user wrote the loop: a fori_loop runs as a scan or a while_loop
+    whose function (fn, wrapping body_fun) carries the loop's counters before body_fun's
+    carry, so a carry error names fori_loop's body_fun and shows its carry alone. `carries`:
+    (structure, leaves) pairs."""
+    counters = getattr(fn, "fori_counters", 0)
+    if not counters:
+        return (what,) + carries
+    return ("fori_loop body",) + tuple(
+        (structure[1][-1], leaves[counters:]) if structure is not None and
+        structure[0] is tuple and len(structure[1]) == counters + 1 else (structure, leaves)
+        for structure, leaves in carries)
+
+
 def _check_carry(fn, what, new_nodes, new_structure, old_nodes, old_structure):
     """One line naming the user's function when its carry changes structure or type."""
+    what, (new_structure, new_nodes), (old_structure, old_nodes) = _as_written(
+        fn, what, (new_structure, new_nodes), (old_structure, old_nodes))
     if new_structure != old_structure or len(new_nodes) != len(old_nodes):
         raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
                           f"with the structure of the initial one"
@@ -553,6 +571,7 @@ def fori_loop(lower, upper, body_fun, init_val):
     def step(carry, _):
         i, val = carry
         return (i + 1, body_fun(i, val)), None
+    step.fori_counters = 1  # (i, val): see _as_written
 
     (_, val), _ = scan(step, (start, init_val), None, length=length)
     return val
@@ -591,9 +610,11 @@ def _fori_while(lower, upper, body_fun, init_val):
     def keep_going(carry):
         return carry[0] < carry[1]
 
+    @functools.wraps(body_fun, updated=())  # as fori_loop's scan
     def body(carry):
         i, hi, val = carry
         return i + 1, hi, body_fun(i, val)
+    body.fori_counters = 2  # (i, upper, val): see _as_written
 
     return while_loop(keep_going, body, (lower, upper, init_val))[2]
 

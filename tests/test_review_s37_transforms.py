@@ -17,3 +17,34 @@ def test_tree_map_matches_dicts_by_key():
     assert list(out) == ["x", "y"] and list(out["y"][1]) == ["p", "q"]
     with pytest.raises(gc.GraphcError, match="tree 1 does not have the first tree's structure"):
         gc.tree_map(lambda u, v: u + v, a, {"x": 1.0, "z": [2.0, {"p": 3.0, "q": 4.0}]})
+
+
+def _to_int(i, c):
+    return c.astype("int32")
+
+
+def _new_keys(i, c):
+    return {"a": c["a"], "z": c["b"]}
+
+
+@pytest.mark.parametrize("run", [
+    lambda body, init: gc.fori_loop(0, 3, body, init),  # eager
+    lambda body, init: gc.compile(lambda c: gc.fori_loop(0, 3, body, c))(init),  # a scan
+    lambda body, init: gc.compile(lambda c, n: gc.fori_loop(0, n, body, c))(init, 3),  # a while
+], ids=["eager", "scan", "while_loop"])
+def test_fori_loop_carry_errors_name_its_body(run):
+    """A fori_loop body returning its carry with another dtype or structure was reported as
+    the "scan function" (or, with a traced bound, as a while_loop body defined inside
+    graphc/control_flow.py) with the loop counters in the carry ("(i64[], i32[2]) but it came
+    in as (i64[], f32[2])"); the message now names fori_loop's body and shows its carry alone."""
+    with pytest.raises(gc.GraphcError) as info:
+        run(_to_int, np.ones(2, np.float32))
+    assert str(info.value).splitlines()[0].startswith(
+        "fori_loop body function _to_int (defined at ")
+    assert "returns the carry as (i32[2]) but it came in as (f32[2])" in str(info.value)
+    assert "control_flow.py" not in str(info.value)
+    with pytest.raises(gc.GraphcError) as info:
+        run(_new_keys, {"a": np.ones(2), "b": np.ones(2)})
+    assert "fori_loop body function _new_keys" in str(info.value)
+    assert "(its dict has keys ['a', 'z'] where the initial one's has ['a', 'b'])" \
+        in str(info.value)
