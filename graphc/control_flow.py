@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 
 import numpy as np
 
@@ -49,10 +50,26 @@ def _graph_of(leaves):
     return next((x.graph for x in leaves if isinstance(x, SymbolicValue)), None)
 
 
-def _check_callable(fn, construct, name):
+def _check_callable(fn, construct, name, args):
+    """fn is a function `construct` can call with the arguments named `args` (as its docs
+    name them): one that cannot take them is refused in one line naming it, not left to a
+    TypeError from inside the construct's trace."""
     if not callable(fn):
         raise GraphcError(f"{construct}: {name} must be a function, got {type(fn).__name__}",
                           (user_location(),))
+    try:  # (not follow_wrapped: fori_loop's while_loop body wraps body_fun, of other arity)
+        signature = inspect.signature(fn, follow_wrapped=False)
+    except (TypeError, ValueError):  # no signature to read (a builtin's): fn's call will say
+        return
+    try:
+        signature.bind(*args)
+    except TypeError:
+        raise GraphcError(f"{construct}: {name} {_fn_name(fn)}{signature}{_where(fn)} cannot "
+                          f"be called as {name}({', '.join(args)})", (user_location(),)) from None
+
+
+def _operand_names(operands) -> tuple:
+    return tuple(f"operands[{k}]" for k in range(len(operands)))
 
 
 def _read_per_call(x) -> bool:
@@ -368,7 +385,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
     with reverse=True the steps run from the last slice to the first (ys stay in xs' order).
     `unroll` (JAX's) is taken and checked, so code written for JAX runs; it changes nothing
     here: a scan is one loop node, whose body the runtime runs as one plan."""
-    _check_callable(f, "scan", "f")
+    _check_callable(f, "scan", "f", ("carry", "x"))
     if not isinstance(unroll, bool) and not (is_int(unroll) and unroll >= 1):
         raise GraphcError(f"scan: unroll must be an int >= 1 or a bool, got {unroll!r}",
                           (user_location(),))
@@ -546,7 +563,7 @@ def fori_loop(lower, upper, body_fun, init_val):
     where upper - lower >= 0 for every size (n, n - 1; differentiable, one plan for every
     size), else a while_loop of the sizes filled in per call (JAX's takes a while_loop for
     every symbolic bound: int() of one is inconclusive there)."""
-    _check_callable(body_fun, "fori_loop", "body_fun")
+    _check_callable(body_fun, "fori_loop", "body_fun", ("i", "val"))
     if _read_per_call(lower) or _read_per_call(upper):
         return _fori_while(lower, upper, body_fun, init_val)
     if isinstance(lower, Dim) or isinstance(upper, Dim):
@@ -622,8 +639,8 @@ def _fori_while(lower, upper, body_fun, init_val):
 # ---- while_loop ---------------------------------------------------------------------------
 def while_loop(cond_fun, body_fun, init_val):
     """jax.lax.while_loop: while cond_fun(val): val = body_fun(val). Not differentiable."""
-    _check_callable(cond_fun, "while_loop", "cond_fun")
-    _check_callable(body_fun, "while_loop", "body_fun")
+    _check_callable(cond_fun, "while_loop", "cond_fun", ("val",))
+    _check_callable(body_fun, "while_loop", "body_fun", ("val",))
     init_leaves, init_structure = leaves_and_structure(init_val)
     graph = _graph_of(init_leaves)
     construct = _construct_salt(graph)
@@ -703,8 +720,8 @@ def cond(pred, true_fun, false_fun, *operands):
     """jax.lax.cond: true_fun(*operands) if pred else false_fun(*operands). Both branches
     must return the same structure, shapes and dtypes; traced, both are compiled and the
     predicate picks one when the plan runs."""
-    _check_callable(true_fun, "cond", "true_fun")
-    _check_callable(false_fun, "cond", "false_fun")
+    _check_callable(true_fun, "cond", "true_fun", _operand_names(operands))
+    _check_callable(false_fun, "cond", "false_fun", _operand_names(operands))
     op_leaves, op_structure = leaves_and_structure(list(operands))
     graph = _graph_of([pred] + op_leaves)
     construct = _construct_salt(graph)
@@ -770,9 +787,7 @@ def map(f, xs, *, batch_size=None):
     left; batch_size=0 is one vmap over all of xs. The results equal the unbatched map's."""
     # checked here so the messages say map and name what map takes (scan's would say
     # scan and suggest its length=)
-    if not callable(f):
-        raise GraphcError(f"map: f must be a function, got {type(f).__name__}",
-                          (user_location(),))
+    _check_callable(f, "map", "f", ("x",))
     leaves, structure = leaves_and_structure(xs) if xs is not None else ([], None)
     if not leaves:
         raise GraphcError("map: xs has no arrays to map over", (user_location(),))
@@ -833,6 +848,8 @@ def switch(index, branches, *operands):
     if not branches or not all(callable(b) for b in branches):
         raise GraphcError("switch: branches must be a non-empty list or tuple of functions",
                           (user_location(),))
+    for k, branch in enumerate(branches):
+        _check_callable(branch, "switch", f"branches[{k}]", _operand_names(operands))
     if isinstance(index, SymbolicValue):
         kind, ndim, text = index.dtype.kind, index.ndim, str(index.type)
     else:

@@ -48,3 +48,36 @@ def test_fori_loop_carry_errors_name_its_body(run):
     assert "fori_loop body function _new_keys" in str(info.value)
     assert "(its dict has keys ['a', 'z'] where the initial one's has ['a', 'b'])" \
         in str(info.value)
+
+
+X = np.ones(2, np.float32)
+
+
+@pytest.mark.parametrize("call, named, called_as", [
+    (lambda: gc.fori_loop(0, 3, lambda c: c, X), "fori_loop: body_fun <lambda>(c)",
+     "body_fun(i, val)"),
+    (lambda: gc.compile(lambda x, n: gc.fori_loop(0, n, lambda c: c, x))(X, 3),
+     "fori_loop: body_fun <lambda>(c)", "body_fun(i, val)"),
+    (lambda: gc.while_loop(lambda: True, lambda c: c, X), "while_loop: cond_fun <lambda>()",
+     "cond_fun(val)"),
+    (lambda: gc.compile(lambda x: gc.while_loop(lambda c: gc.sum(c) < 5, lambda c, d: c, x))(X),
+     "while_loop: body_fun <lambda>(c, d)", "body_fun(val)"),
+    (lambda: gc.scan(lambda c: (c, c), X, np.ones((3, 2), np.float32)), "scan: f <lambda>(c)",
+     "f(carry, x)"),
+    (lambda: gc.compile(lambda x: gc.cond(gc.sum(x) > 0, lambda a, b: a, lambda a: a, x))(X),
+     "cond: true_fun <lambda>(a, b)", "true_fun(operands[0])"),
+    (lambda: gc.switch(1, [lambda a: a, lambda: X], X), "switch: branches[1] <lambda>()",
+     "branches[1](operands[0])"),
+    (lambda: gc.map(lambda a, b: a, np.ones((3, 2))), "map: f <lambda>(a, b)", "f(x)"),
+], ids=["fori_loop", "fori_loop-traced-bound", "while_loop-cond", "while_loop-body", "scan",
+        "cond", "switch", "map"])
+def test_a_function_of_the_wrong_arity_is_one_line(call, named, called_as):
+    """A loop body, a cond or switch branch or a map function that cannot take the arguments
+    the construct passes gave a raw TypeError from inside the trace ("<lambda>() takes 1
+    positional argument but 2 were given"); it is now one GraphcError line naming the function,
+    its signature, where it is defined and the call the construct makes."""
+    with pytest.raises(gc.GraphcError) as info:
+        call()
+    first = str(info.value).splitlines()[0]
+    assert first.startswith(f"{named} (defined at ") and "test_review_s37_transforms.py" in first
+    assert first.endswith(f") cannot be called as {called_as}")
