@@ -21,9 +21,10 @@ from passes.fold import computes_constant
 from passes.forward_mode import keeping_primal_loops
 from passes.manager import optimize
 from ir.ops.registry import SymbolicValue, apply, get_op
+from runtime.eager import Tensor
 
-from .tracing import Spec, leaves_and_structure, leaves_like, trace, unflatten
-from .transforms import _as_primals, _check_integer_tangent, _is_symbolic, jvp
+from .tracing import Spec, leaves_and_structure, leaves_like, to_spec, trace, unflatten
+from .transforms import _as_primals, _check_integer_tangent, _is_python_number, _is_symbolic, jvp
 
 __all__ = ["linearize"]
 
@@ -41,8 +42,10 @@ def linearize(fn, *primals):
     p_leaves, p_structure = leaves_and_structure(list(primals))
     count = len(primals)
     name = getattr(fn, "__name__", "fn").strip("<>")
-    # a Python-int primal (an index, a factor) is traced weakly typed, as jvp's
-    specs = [Spec((), np.dtype(np.int64), weak=True) if type(p) is int else p for p in primals]
+    # a Python or numpy int primal (an index, a factor) is traced weakly typed, as jvp's
+    # and compile's (x * np.int64(3) is x's dtype)
+    specs = unflatten(p_structure, [Spec((), to_spec(x).dtype, weak=True)
+                                    if _is_python_number(x) else x for x in p_leaves])
     with keeping_primal_loops():  # the known part computes y without the tangents
         graph = trace(lambda *a: jvp(fn, a[:count], a[count:]), *specs, *specs,
                       names=[f"p{k}" for k in range(count)] + [f"t{k}" for k in range(count)],
@@ -58,10 +61,12 @@ def linearize(fn, *primals):
                                       [graph.outputs[k] for k in y_positions],
                                       [graph.outputs[k] for k in t_positions])
     known_plan, tangent_plan = build_plan(known_part), build_plan(tangent_part)
-    known = known_plan(*[getattr(x, "data", x) for x in p_leaves])
+    # (a Tensor's array: a numpy array's .data is a memoryview, which an ml_dtypes array
+    # such as bfloat16 cannot be read back from)
+    p_arrays = [x.data if isinstance(x, Tensor) else x for x in p_leaves]
+    known = known_plan(*p_arrays)
     y, residuals = known[:len(y_positions)], known[len(y_positions):]
-    p_types = [(np.asarray(getattr(x, "data", x)).dtype, np.shape(getattr(x, "data", x)))
-               for x in p_leaves]
+    p_types = [(np.asarray(x).dtype, np.shape(x)) for x in p_arrays]
 
     def f_jvp(*tangents):
         t_leaves, structure = leaves_and_structure(list(tangents))
@@ -81,7 +86,7 @@ def linearize(fn, *primals):
         for k, (t, (dtype, shape)) in enumerate(zip(t_leaves, p_types)):
             _check_integer_tangent("linearize: f_jvp", k, p_leaves[k], t)
             if not isinstance(t, SymbolicValue):
-                t = np.asarray(getattr(t, "data", t))
+                t = np.asarray(t.data if isinstance(t, Tensor) else t)
             if tuple(t.shape) != shape or (t.dtype != dtype and t.ndim > 0):
                 raise GraphcError(f"linearize: tangent leaf {k} is {t.dtype}{list(t.shape)} "
                                   f"but its primal is {dtype}{list(shape)}; pass a tangent of "

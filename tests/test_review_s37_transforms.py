@@ -1,5 +1,6 @@
 """Session 37's fixes of the function transformations and tree utilities; each test failed
 before its fix."""
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -81,3 +82,35 @@ def test_a_function_of_the_wrong_arity_is_one_line(call, named, called_as):
     first = str(info.value).splitlines()[0]
     assert first.startswith(f"{named} (defined at ") and "test_review_s37_transforms.py" in first
     assert first.endswith(f") cannot be called as {called_as}")
+
+
+def test_linearize_takes_bfloat16_primals():
+    """linearize read each numpy primal's `.data` (a memoryview, meant for a graphc Tensor's
+    array), which a bfloat16 array cannot be read back from ("cannot include dtype 'E' in a
+    buffer"); it now reads Tensors' arrays only, and gives JAX's bfloat16 values."""
+    x = np.array([1.0, 2.0, 3.0], ml_dtypes.bfloat16)
+    y, f_jvp = gc.linearize(lambda v: gc.sin(v) * 2, x)
+    tangent = f_jvp(np.ones(3, ml_dtypes.bfloat16))
+    assert y.dtype == tangent.dtype == ml_dtypes.bfloat16
+    # jax.linearize(lambda v: jnp.sin(v) * 2, x) in bfloat16
+    np.testing.assert_array_equal(y.astype(np.float32), np.array(
+        [1.6796875, 1.8203125, 0.28320312], ml_dtypes.bfloat16).astype(np.float32))
+    np.testing.assert_array_equal(tangent.astype(np.float32), np.array(
+        [1.078125, -0.83203125, -1.9765625], ml_dtypes.bfloat16).astype(np.float32))
+
+
+def test_linearize_takes_a_numpy_int_factor_as_jvp_does():
+    """linearize traced only a Python-int primal weakly typed, so x * np.int64(3) was refused
+    ("mul(f64[2], i64[]): operands must have one dtype") where gc.jvp and gc.compile take a
+    numpy scalar weakly typed and give x's dtype; linearize now agrees with them."""
+    def scaled(x, n):
+        return x * n
+    x = np.array([1.0, 2.0], np.float32)
+    y, f_jvp = gc.linearize(scaled, x, np.int64(3))
+    tangent = f_jvp(np.array([1.0, -1.0], np.float32), np.int64(0))
+    assert y.dtype == tangent.dtype == np.float32
+    np.testing.assert_array_equal(y, [3.0, 6.0])
+    np.testing.assert_array_equal(tangent, [3.0, -3.0])
+    np.testing.assert_array_equal(gc.jvp(scaled, (x, np.int64(3)),
+                                         (np.array([1.0, -1.0], np.float32), np.int64(0)))[1],
+                                  tangent)
