@@ -35,7 +35,8 @@ from ir.types import Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
-from .tracing import Spec, eval_shape, keys_sorted, leaves_and_structure, leaves_like, unflatten
+from .tracing import (DICT_KINDS, Spec, eval_shape, keys_sorted, leaves_and_structure,
+                      leaves_like, unflatten)
 from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
@@ -288,7 +289,7 @@ def _keys_apart(new, old, path=""):
     if new is None or old is None or new[0] is not old[0]:
         return None
     (kind, new_children), (_, old_children) = new, old
-    if kind is dict:
+    if kind in DICT_KINDS:
         new_keys, old_keys = [k for k, _ in new_children], [k for k, _ in old_children]
         if set(new_keys) != set(old_keys):
             # (lists of the keys print their reprs: an int key 1 and a str key "1" differ)

@@ -42,7 +42,7 @@ from passes.autodiff import gradients
 from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
                            is_grad_enabled, op_serial)
 
-from .tracing import leaves_and_structure, leaves_like, unflatten
+from .tracing import DICT_KINDS, leaves_and_structure, leaves_like, unflatten
 
 
 class custom_vjp:
@@ -356,7 +356,7 @@ def _leaf_paths(structure, path="") -> list:
     if structure is None:
         return [path]
     kind, children = structure
-    if kind is dict:
+    if kind in DICT_KINDS:
         return [p for k, c in children for p in _leaf_paths(c, f"{path}[{k!r}]")]
     return [p for i, c in enumerate(children) for p in _leaf_paths(c, f"{path}[{i}]")]
 

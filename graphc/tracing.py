@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +63,15 @@ def to_spec(x) -> Spec:
 # empty subtree, as in JAX: tree_leaves({"a": x, "b": None}) == [x]), so it passes through
 # every transform, in arguments and results, gradients and optimiser states, and unflatten
 # puts it back; anything else is a leaf. A structure is None for a leaf, NONE for None and
-# (type, children) for a container.
+# (type, children) for a container. A dict's children are (key, structure) pairs in its
+# order; an OrderedDict is a node of its own (as JAX's: rebuilt as one, its order part of
+# the structure), any other dict a dict.
 NONE = (type(None), ())
+DICT_KINDS = (dict, OrderedDict)
+
+
+def _dict_kind(tree):
+    return OrderedDict if isinstance(tree, OrderedDict) else dict
 
 
 def flatten(tree, prefix=""):
@@ -85,7 +93,7 @@ def flatten(tree, prefix=""):
             leaves += lv
             names += nm
             structs.append((key, st))
-        return leaves, (dict, tuple(structs)), names
+        return leaves, (_dict_kind(tree), tuple(structs)), names
     return [tree], None, [prefix]
 
 
@@ -99,7 +107,9 @@ def leaves_and_structure(tree, leaves=None):
         return leaves, (type(tree), tuple(leaves_and_structure(item, leaves)[1]
                                           for item in tree))
     if isinstance(tree, dict):
-        return leaves, (dict, tuple((key, leaves_and_structure(tree[key], leaves)[1])
+        # (type() first: this runs at every compiled call)
+        kind = dict if type(tree) is dict else _dict_kind(tree)
+        return leaves, (kind, tuple((key, leaves_and_structure(tree[key], leaves)[1])
                                     for key in tree))
     leaves.append(tree)
     return leaves, None
@@ -114,8 +124,8 @@ def unflatten(structure, leaves):
         kind, children = st
         if kind is type(None):
             return None
-        if kind is dict:
-            return {k: build(c) for k, c in children}
+        if kind in DICT_KINDS:
+            return kind((k, build(c)) for k, c in children)
         if hasattr(kind, "_fields"):  # a namedtuple takes its fields as arguments
             return kind(*(build(c) for c in children))
         return kind(build(c) for c in children)
@@ -126,7 +136,7 @@ def unflatten(structure, leaves):
 def leaf_count(structure) -> int:
     if structure is None:
         return 1
-    return sum(leaf_count(c[1] if structure[0] is dict else c) for c in structure[1])
+    return sum(leaf_count(c[1] if structure[0] in DICT_KINDS else c) for c in structure[1])
 
 
 def keys_sorted(structure):
@@ -139,6 +149,8 @@ def keys_sorted(structure):
     if kind is dict:
         return dict, tuple(sorted(((k, keys_sorted(c)) for k, c in children),
                                   key=lambda item: repr(item[0])))
+    if kind is OrderedDict:  # (its order is part of the pytree, as in JAX)
+        return kind, tuple((k, keys_sorted(c)) for k, c in children)
     return kind, tuple(keys_sorted(c) for c in children)
 
 
@@ -170,7 +182,7 @@ def leaves_like(structure, tree, what="the tree", against="its model"):
         kind, children = st
         if kind is type(None):
             raise mismatch(path, f"{describe(t)} where None is")
-        if kind is dict:
+        if kind in DICT_KINDS:
             keys = [k for k, _ in children]
             if not isinstance(t, dict) or set(t) != set(keys):
                 got = f"keys {sorted(map(str, t))}" if isinstance(t, dict) else describe(t)

@@ -1,5 +1,7 @@
 """Session 37's fixes of the function transformations and tree utilities; each test failed
 before its fix."""
+import collections
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -114,3 +116,36 @@ def test_linearize_takes_a_numpy_int_factor_as_jvp_does():
     np.testing.assert_array_equal(gc.jvp(scaled, (x, np.int64(3)),
                                          (np.array([1.0, -1.0], np.float32), np.int64(0)))[1],
                                   tangent)
+
+
+def test_an_ordered_dict_stays_one_through_the_transformations():
+    """An OrderedDict was flattened as a plain dict: it reached a compiled, vmapped or jvp'd
+    function as a dict and came back (gradients, results, tree_map) as one. As in JAX it is
+    a pytree node of its own: the type and its key order are kept, and it is another
+    structure than a dict with the same keys."""
+    od = collections.OrderedDict
+    params = od([("w", np.array([1.0, 2.0])), ("b", np.array([0.5, 0.5]))])
+    seen = []
+
+    def loss(p):
+        seen.append(type(p))
+        return gc.sum(p["w"] * p["w"] + p["b"])
+
+    def swap(p):
+        seen.append(type(p))
+        return od([("z", p["w"] * 2.0), ("a", p["b"])])
+
+    for grads in (gc.grad(loss)(params), gc.compile(gc.grad(loss))(params)):
+        assert type(grads) is od and list(grads) == ["w", "b"]
+        np.testing.assert_array_equal(grads["w"], [2.0, 4.0])
+        np.testing.assert_array_equal(grads["b"], [1.0, 1.0])
+    batch = od([("w", np.ones((3, 2))), ("b", np.zeros((3, 2)))])
+    for out in (gc.compile(swap)(params), gc.vmap(swap)(batch)):
+        assert type(out) is od and list(out) == ["z", "a"]
+    assert set(seen) == {od}
+    np.testing.assert_array_equal(gc.vmap(swap)(batch)["z"], np.full((3, 2), 2.0))
+    mapped = gc.tree_map(lambda x: x + 1, params)
+    assert type(mapped) is od and list(mapped) == ["w", "b"]
+    leaves, treedef = gc.tree_flatten(params)
+    assert type(gc.tree_unflatten(treedef, leaves)) is od
+    assert treedef != gc.tree_flatten(dict(params))[1]
