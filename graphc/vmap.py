@@ -35,7 +35,7 @@ from passes.batching import batch_graph
 from runtime.eager import Tensor, apart_from
 
 from . import nn
-from .tracing import arg_names, flatten, leaf_input_names, to_spec, unflatten
+from .tracing import arg_names, flatten, leaf_count, leaf_input_names, to_spec, unflatten
 from .transforms import _callable, _shared_float_dtype
 
 
@@ -69,19 +69,24 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         region = _Region(f"vmap({name})", outer)
         bound, stand_ins = {}, []
         shared = _shared_float_dtype(leaves)
-        for leaf, first, axis, leaf_name in zip(leaves, firsts, axes, leaf_names):
+        # which leaves are whole arguments: a numpy float scalar inside a pytree keeps its
+        # own dtype, as gc.compile's and gc.grad's do
+        whole = [st is None for st in structure[1] for _ in range(leaf_count(st))]
+        for leaf, first, axis, leaf_name, alone in zip(leaves, firsts, axes, leaf_names, whole):
             if axis is None and (not _is_array(leaf) or isinstance(leaf, np.integer)):
                 # a Python value, passed through as it is; so is a numpy integer scalar,
                 # weakly typed as in eager code (an int64 input did not meet int32 tensors)
                 stand_ins.append(leaf)
                 continue
-            if axis is None and isinstance(leaf, np.floating) and shared is not None:
+            if axis is None and alone and isinstance(leaf, np.floating) and shared is not None:
                 # as gc.compile's numpy float scalars: the float dtype the arrays share
                 # (np.float64(2) times float32 examples was refused as float64)
                 leaf = first = np.asarray(leaf, shared)
             spec = to_spec(first)
             node = region.input(leaf_name, spec.shape[axis is not None:], spec.dtype)
-            if axis is None and weak.is_weak(leaf):  # as capture() keeps it weak
+            if axis is None and (weak.is_weak(leaf) or isinstance(leaf, np.floating)):
+                # as capture() keeps a weak value weak; a numpy float scalar left as it is
+                # is weakly typed, as compile traces one
                 region.weak_ids.add(node.id)
             bound[node] = (first, axis is not None)
             stand_ins.append(node)

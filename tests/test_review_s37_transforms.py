@@ -118,6 +118,33 @@ def test_linearize_takes_a_numpy_int_factor_as_jvp_does():
                                   tangent)
 
 
+
+def _scaled_square(x, h):
+    return gc.sum(x * x) * h["s"]
+
+
+def test_vmap_of_grad_keeps_an_unmapped_float64_scalar_in_a_pytree_float64():
+    """vmap cast every unmapped numpy float scalar to the float dtype the arrays share, one
+    inside a pytree too, so gc.vmap(gc.grad(f, argnums=1), in_axes=(0, None)) over float32
+    examples gave {"s": np.float64(2)} a float32 gradient where eager gc.grad and gc.compile
+    give float64 (a pytree's numpy scalar keeps its dtype there, weakly typed). Only a whole
+    argument takes the shared dtype now, as compile's; one in a pytree stays weak float64."""
+    xs = np.arange(6.0, dtype=np.float32).reshape(3, 2)
+    h = {"s": np.float64(2.0)}
+    grad_s = gc.grad(_scaled_square, argnums=1)
+    batched = gc.vmap(grad_s, in_axes=(0, None))(xs, h)
+    assert np.asarray(batched["s"]).dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(batched["s"]), [1.0, 13.0, 41.0])
+    for k in range(3):
+        eager, compiled = grad_s(xs[k], h), gc.compile(grad_s)(xs[k], h)
+        assert np.asarray(eager["s"]).dtype == np.asarray(compiled["s"]).dtype == np.float64
+    grad_x = gc.vmap(gc.grad(_scaled_square), in_axes=(0, None))(xs, h)
+    assert np.asarray(grad_x).dtype == np.float32  # the weak scalar meets float32 examples
+    np.testing.assert_array_equal(np.asarray(grad_x), 4 * xs)
+    whole = gc.vmap(lambda x, s: x * s, in_axes=(0, None))(xs, np.float64(2.0))
+    assert np.asarray(whole).dtype == np.float32  # a whole argument: as before
+
+
 def test_an_ordered_dict_stays_one_through_the_transformations():
     """An OrderedDict was flattened as a plain dict: it reached a compiled, vmapped or jvp'd
     function as a dict and came back (gradients, results, tree_map) as one. As in JAX it is
