@@ -866,17 +866,27 @@ class Trainer:
 
     def _probe_class_targets(self, batch, key):
         """The loss evaluated eagerly on a global batch (the same on every rank) with its
-        class targets checked (checking_class_targets): a target out of range, which makes
-        cross_entropy NaN, is raised as PyTorch raises it, not reported as divergence to
-        cure with a lower learning rate. Only the finite check's re-run probes."""
-        with np.errstate(all="ignore"), checking_class_targets(), nn.rng_key(key), \
-                nn._evaluating():
+        class targets checked (checking_class_targets): a target out of range is raised as
+        PyTorch raises it, not reported as divergence to cure with a lower learning rate,
+        when it is what made the loss non-finite (the loss with such targets taken in range
+        is finite; a padding target the loss masks out is not blamed). Only the finite
+        check's re-run probes."""
+        def finite_loss(in_range):
+            with checking_class_targets(in_range) as found, nn.rng_key(key), \
+                    nn._evaluating():
+                loss = self._mixed_loss(self.params, batch, key, False)
+            return found, bool(np.all(np.isfinite(np.asarray(loss))))
+
+        with np.errstate(all="ignore"):
             try:
-                self._mixed_loss(self.params, batch, key, False)
-            except ClassTargetOutOfRange:
-                raise
+                found, finite = finite_loss(False)
+                if not found or finite:
+                    return
+                finite = finite_loss(True)[1]
             except Exception:  # noqa: BLE001 - the probe looks for targets only; anything
-                pass  # else is the checked plan's to report, as it was before the probe
+                return  # else is the checked plan's to report, as it was before the probe
+        if finite:
+            raise found[0]
 
     def find_non_finite_op(self, failed_step: int) -> GraphcError | None:
         """Re-run from the state of mark_good() up to `failed_step`, the last two steps (and

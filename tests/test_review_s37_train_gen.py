@@ -137,3 +137,29 @@ def test_restore_refuses_parameters_the_model_lacks_as_resume_does(tmp_path):
     trainer.restore(arrays, meta, allow_changed_settings=True)
     assert trainer.step == 1
     np.testing.assert_array_equal(trainer.params["w"], bigger.params["w"])
+
+
+# ---- review fixes ---------------------------------------------------------------------------
+def test_a_masked_padding_target_is_not_blamed_when_training_diverges_for_a_real_reason():
+    """A padding target of -1 that the loss masks out with `where` (optax style) made the
+    finite check's probe blame the targets whenever the run diverged, here for a learning
+    rate of 1e38: "Fix the batches' class targets". Now a target out of range is blamed
+    only when taking it in range makes the loss finite, so the error names the overflowing
+    op and advises a lower learning rate, as before the probe."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4)).astype(np.float32) * 1e3
+    labels = np.array([0, 1, 2, -1, 0, 1, 2, -1])
+
+    def loss(p, batch):
+        per = gc.cross_entropy(batch[0] @ p["w"], batch[1], reduction="none")
+        keep = batch[1] >= 0
+        return gc.sum(gc.where(keep, per, 0.0)) / gc.sum(gc.cast(keep, "float32"))
+    trainer = gc.Trainer(loss, {"w": rng.normal(size=(4, 3)).astype(np.float32)},
+                         gc.optim.SGD(1e38), lambda r: (x, labels), steps=6)
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit(progress=False)
+    message = str(info.value)
+    assert "class target" not in message
+    assert "; first non-finite value: 12 of 12 elements of mul -> f32[4,3]" in message
+    assert message.endswith(". Try a lower learning rate; no checkpoint was written")
+

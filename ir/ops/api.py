@@ -1577,6 +1577,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
     if lshape[:-1] != tshape:
         _fail(f"cross_entropy: logits {lshape} need targets of shape {lshape[:-1]}, "
               f"got {tshape}")
+    targets = _checked_class_targets(targets, classes, ignore_index)  # (smoothing's too)
     logp = log_softmax(logits, -1)
     loss = _nll(logp, targets, ignore_index, reduction, weight)
     if not smoothing:
@@ -1638,41 +1639,54 @@ class ClassTargetOutOfRange(GraphcError):
 
 
 class _ClassTargetCheck(threading.local):
-    on = False
+    found = None      # within checking_class_targets(): a list, the first target found
+    in_range = False  # such targets taken as class 0
 
 
 _CLASS_TARGET_CHECK = _ClassTargetCheck()
 
 
 @contextlib.contextmanager
-def checking_class_targets():
-    """Within it, cross_entropy and nll_loss of concrete (eager) targets refuse one outside
-    [0, classes) other than ignore_index, as PyTorch does ("Target 3 is out of bounds"),
-    where they otherwise give NaN (README). gc.Trainer probes a diverged step's batches
-    with it, so that such a NaN is not taken for a learning rate too high."""
-    before, _CLASS_TARGET_CHECK.on = _CLASS_TARGET_CHECK.on, True
+def checking_class_targets(in_range=False):
+    """Within it, the class-target losses (cross_entropy, nll_loss) of
+    concrete (eager) targets record the first one outside [0, classes) other than
+    ignore_index, as PyTorch's "Target 3 is out of bounds", in the list it yields (still
+    giving NaN there, README); in_range=True takes such targets as class 0 instead, to tell
+    whether they are what made a loss NaN: a masked padding target is not. gc.Trainer probes
+    a diverged step's batches with it, so that such a NaN is not taken for a learning rate
+    too high."""
+    check = _CLASS_TARGET_CHECK
+    before = check.found, check.in_range
+    check.found, check.in_range = [], in_range
     try:
-        yield
+        yield check.found
     finally:
-        _CLASS_TARGET_CHECK.on = before
+        check.found, check.in_range = before
 
 
-def _check_class_targets(targets, classes, ignore_index):
+def _checked_class_targets(targets, classes, ignore_index=None):
+    """targets, with the first one out of range recorded within checking_class_targets()
+    (and each such taken as class 0 under its in_range=True)."""
+    check = _CLASS_TARGET_CHECK
+    if check.found is None or isinstance(targets, SymbolicValue):
+        return targets
     held = np.asarray(targets)
     outside = (held < 0) | (held >= classes)
     if ignore_index is not None:
         outside &= held != ignore_index
-    if outside.any():
+    if not outside.any():
+        return targets
+    if not check.found:
         ignored = "" if ignore_index is None else f" or ignore_index ({ignore_index})"
-        raise ClassTargetOutOfRange(f"class target {held[outside].flat[0]} is out of bounds: "
-                                    f"targets must be in [0, {classes}){ignored}",
-                                    (user_location(),))
+        check.found.append(ClassTargetOutOfRange(
+            f"class target {held[outside].flat[0]} is out of bounds: targets must be in "
+            f"[0, {classes}){ignored}", (user_location(),)))
+    return np.where(outside, 0, held).astype(held.dtype) if check.in_range else targets
 
 
 def _nll(logp, targets, ignore_index, reduction, weight):
     classes = _shape(logp)[-1]
-    if _CLASS_TARGET_CHECK.on and not isinstance(targets, SymbolicValue):
-        _check_class_targets(targets, classes, ignore_index)
+    targets = _checked_class_targets(targets, classes, ignore_index)
     weight = _weight_like(weight, logp)
     # select, not multiply by a one-hot: 0 * -inf (a masked-out class) and 0 * nan (an
     # ignored row's non-finite logits) would be nan. one_hot of an ignored (out-of-range)
