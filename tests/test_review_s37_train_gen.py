@@ -163,3 +163,20 @@ def test_a_masked_padding_target_is_not_blamed_when_training_diverges_for_a_real
     assert "; first non-finite value: 12 of 12 elements of mul -> f32[4,3]" in message
     assert message.endswith(". Try a lower learning rate; no checkpoint was written")
 
+
+def test_a_multi_margin_loss_class_out_of_range_is_named_when_training_diverges():
+    """multi_margin_loss gives NaN for a class outside [0, C) (torch raises) but was not
+    checked under checking_class_targets, so the Trainer still advised a lower learning
+    rate. Now it is named as cross_entropy's is."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 0, 1, 2, 0])
+    trainer = gc.Trainer(lambda p, b: gc.multi_margin_loss(b[0] @ p["w"], b[1]),
+                         {"w": rng.normal(size=(4, 3)).astype(np.float32)},
+                         gc.optim.AdamW(1e-3), lambda r: (x, labels), steps=3)
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit(progress=False)
+    message = str(info.value)
+    assert "; first class target 3 is out of bounds: targets must be in [0, 3) at " in message
+    assert "test_review_s37_train_gen.py:" in message
+    assert message.endswith("Fix the batches' class targets; no checkpoint was written")

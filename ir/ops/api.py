@@ -1648,7 +1648,7 @@ _CLASS_TARGET_CHECK = _ClassTargetCheck()
 
 @contextlib.contextmanager
 def checking_class_targets(in_range=False):
-    """Within it, the class-target losses (cross_entropy, nll_loss) of
+    """Within it, the class-target losses (cross_entropy, nll_loss, multi_margin_loss) of
     concrete (eager) targets record the first one outside [0, classes) other than
     ignore_index, as PyTorch's "Target 3 is out of bounds", in the list it yields (still
     giving NaN there, README); in_range=True takes such targets as class 0 instead, to tell

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..types import broadcast_shapes, is_float
 from . import api as F
-from .api import _check_reduction, _dtype, _fail, _ndim, _shape
+from .api import _check_reduction, _checked_class_targets, _dtype, _fail, _ndim, _shape
 from .api import _loss_operands as _both
 from .losses import _float, _number, _promoted, _p_norm, _reduce, pairwise_distance
 from .registry import is_weak_scalar
@@ -149,7 +149,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
             _fail(f"{name}: weight {tuple(_shape(weight))} must be one per class, ({classes},)")
         _both(name, input, weight, ("input", "weight"))
     x = F.reshape(input, (rows, classes))                     # (N, C)
-    y = F.reshape(target, (rows,))                            # (N,)
+    y = F.reshape(_checked_class_targets(target, classes), (rows,))  # (N,)
     chosen = F.one_hot(y, classes, "bool")                    # (N, C); all False out of range
     picked = F.sum(F.where(chosen, x, 0.0), -1, keepdims=True)  # input[y], (N, 1)
     z = F.add(F.sub(margin, picked), x)
