@@ -279,13 +279,15 @@ class Trainer:
     def _set_seed(self, value):
         value = _count_setting("Trainer: seed", value)
         if hasattr(self, "rng"):  # set after construction: as if the Trainer were built with it
-            if value != self._seed and (self.step or self.train_batches.position):
+            if not (self.step or self.train_batches.position):
+                self.rng = np.random.default_rng(value)  # the sampling, as the constructor's
+            elif value != self._seed:
                 # the batches drawn so far came from the old seed's sampling: no run of the
                 # new seed drew them, so the run could not be reproduced from either seed
                 raise GraphcError(f"Trainer: seed is fixed once training has started (step "
                                   f"{self.step}); build a Trainer with seed={value} to train "
                                   "with it", (user_location(),))
-            self.rng = np.random.default_rng(value)  # the batch sampling, as the constructor's
+            # (the same seed once started: the sampling RNG goes on, not back to its start)
         self._seed = value
 
     # a C getter: the step's dropout key reads it every step

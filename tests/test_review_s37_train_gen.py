@@ -180,3 +180,31 @@ def test_a_multi_margin_loss_class_out_of_range_is_named_when_training_diverges(
     assert "; first class target 3 is out of bounds: targets must be in [0, 3) at " in message
     assert "test_review_s37_train_gen.py:" in message
     assert message.endswith("Fix the batches' class targets; no checkpoint was written")
+
+
+def test_the_same_seed_set_again_after_training_started_leaves_the_batch_sampling_alone(
+        tmp_path):
+    """Setting the same seed again after training started (or after resume()) re-created the
+    batch sampling RNG, so steps 4-6 drew steps 1-3's batches again and repeated their
+    losses. Now an equal seed once batches were drawn leaves the RNG alone: the run's
+    history equals a straight run's."""
+    straight = _sampling_trainer(5)
+    straight.steps = 6
+    straight.fit(progress=False)
+    assert straight.history[3:] != straight.history[:3]
+
+    stopped = _sampling_trainer(5)
+    stopped.fit(progress=False)
+    stopped.seed = 5
+    stopped.steps = 6
+    stopped.fit(progress=False)
+    assert stopped.history == straight.history
+
+    first = _sampling_trainer(5)
+    first.fit(str(tmp_path / "run"), progress=False)
+    resumed = _sampling_trainer(5)
+    resumed.steps = 6
+    resumed.resume(str(tmp_path / "run" / "checkpoint.npz"))
+    resumed.seed = 5
+    resumed.fit(progress=False)
+    assert resumed.history[3:] == straight.history[3:]
