@@ -20,8 +20,8 @@ def test_an_unknown_gpt_dtype_is_one_error_naming_the_accepted_dtypes():
     and the dtypes a GPT's weights can have."""
     with pytest.raises(GraphcError) as info:
         GPT(GPTConfig(n_layer=1, n_head=2, n_embd=8, dtype="foo"))
-    assert str(info.value) == ("GPTConfig: dtype 'foo' is not one of float32, float64, "
-                               "bfloat16, float16")
+    assert str(info.value) == ("GPTConfig: dtype 'foo' is not a dtype such as 'float32'; the "
+                               "accepted ones are float32, float64, bfloat16, float16")
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=8, dtype="float64"))
     assert model.wte.weight.dtype == np.float64
 
@@ -208,3 +208,17 @@ def test_the_same_seed_set_again_after_training_started_leaves_the_batch_samplin
     resumed.seed = 5
     resumed.fit(progress=False)
     assert resumed.history[3:] == straight.history[3:]
+
+
+@pytest.mark.parametrize("spelling, name", [(np.float32, "float32"), ("f8", "float64"),
+                                            ("float", "float64"), ("half", "float16"),
+                                            (np.dtype("float64"), "float64"),
+                                            ("bfloat16", "bfloat16")])
+def test_a_gpt_dtype_in_numpys_spellings_builds_the_model_as_before(spelling, name):
+    """GPTConfig's dtype check (this session) compared the value with the canonical names,
+    so np.float32, "f8", "float" and "half", which built a correct model before, were
+    refused. Now the dtype is normalised first and stored as its canonical name."""
+    config = GPTConfig(n_layer=1, n_head=2, n_embd=8, vocab_size=16, block_size=8,
+                       dtype=spelling)
+    model = GPT(config)
+    assert config.dtype == name and str(model.wte.weight.dtype) == name

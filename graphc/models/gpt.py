@@ -13,7 +13,7 @@ import numpy as np
 
 from ir.ops import api as F
 from ir.errors import GraphcError
-from ir.types import Dim, is_int, is_real
+from ir.types import Dim, UnsupportedDtype, as_dtype, is_int, is_real
 
 from .. import nn
 
@@ -68,9 +68,17 @@ class GPTConfig:
         for f in ("bias", "tie_weights"):  # "no" was taken as True
             if not isinstance(getattr(self, f), (bool, np.bool_)):
                 raise ValueError(f"{f} must be True or False, got {getattr(self, f)!r}")
-        if self.dtype not in DTYPES:  # ("foo" was numpy's raw TypeError in the first layer)
-            raise GraphcError(f"GPTConfig: dtype {self.dtype!r} is not one of "
-                              f"{', '.join(DTYPES)}")
+        # numpy's spellings (np.float32, "f8", "half") as their canonical name, compared and
+        # stored ("foo" was numpy's raw TypeError in the first layer; None is no dtype here,
+        # where numpy reads it as float64)
+        try:
+            name = None if self.dtype is None else as_dtype(self.dtype).name
+        except UnsupportedDtype:
+            name = None
+        if name not in DTYPES:
+            raise GraphcError(f"GPTConfig: dtype {self.dtype!r} is not a dtype such as "
+                              f"'float32'; the accepted ones are {', '.join(DTYPES)}")
+        self.dtype = name
 
     def to_dict(self):
         return asdict(self)
