@@ -10,11 +10,9 @@ training=False too.
 """
 from __future__ import annotations
 
-import numbers
-
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
-from ir.types import is_float
+from ir.types import is_float, is_real
 
 from .nn import _EVALUATING, Dropout, _keep_inplace, current_key
 
@@ -29,7 +27,7 @@ def _fail(message):
 
 
 def _checked(name, x, p, training):
-    if (not isinstance(p, numbers.Real) or isinstance(p, bool) or not 0.0 <= p <= 1.0):
+    if not (is_real(p) and 0.0 <= p <= 1.0):
         _fail(f"{name}: p must be a number in [0, 1], got {p!r}")
     if not isinstance(training, bool):
         _fail(f"{name}: training must be True or False, got {training!r}")

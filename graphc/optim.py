@@ -33,7 +33,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.ops import api as F
 from ir.ops.registry import apply
-from ir.types import is_half, is_int
+from ir.types import is_half, is_int, is_real
 from runtime.eager import Tensor, no_grad
 
 from .tracing import flatten, leaves_like, unflatten
@@ -1370,7 +1370,7 @@ def _real(what, value):
         value = value.data
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
         value = value[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise GraphcError(f"{what} must be a number, got {value!r}", (user_location(),))
     return float(value)
 
@@ -1379,8 +1379,7 @@ def _betas(name, betas):
     """(beta1, beta2), each a number in [0, 1) or a schedule of the step (a callable, such as
     one_cycle_momentum)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
-            callable(b) or (isinstance(b, numbers.Real) and not isinstance(b, (bool, np.bool_)))
-            for b in betas):
+            callable(b) or is_real(b) for b in betas):
         raise GraphcError(f"{name}: betas must be a pair of numbers (beta1, beta2), got "
                           f"{betas!r}", (user_location(),))
     return tuple(_fraction(f"{name}: {which}", b)

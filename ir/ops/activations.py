@@ -11,11 +11,10 @@ would promote (bfloat16 * 0.5 is float32 in numpy) where graphc and a compiled p
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 from ..errors import user_stacklevel
-from ..types import Dim, is_float
+from ..types import Dim, is_float, is_real
 from . import api as F
 from .api import _axis, _fail, _ndim, _shape
 from .registry import apply
@@ -31,7 +30,7 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 def _number(what, value):
     """A setting as a float; anything else is one GraphcError line, not float()'s error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         _fail(f"{what} must be a number, got {value!r}")
     return float(value)
 

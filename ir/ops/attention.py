@@ -13,11 +13,10 @@ tests/test_attention.py compares values and gradients with torch's in float64.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from ..types import broadcast_shapes, is_float
+from ..types import broadcast_shapes, is_float, is_real
 from . import api as F
 from .api import _dtype, _fail, _ndim, _shape
 from .arrays import repeat
@@ -56,8 +55,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
               f"{enable_gqa!r}")
     if is_causal and attn_mask is not None:  # torch's rule
         _fail(f"{name}: attn_mask must not be given with is_causal=True")
-    if (not isinstance(dropout_p, numbers.Real) or isinstance(dropout_p, bool)
-            or not 0.0 <= dropout_p <= 1.0):
+    if not (is_real(dropout_p) and 0.0 <= dropout_p <= 1.0):
         _fail(f"{name}: dropout_p must be a number in [0, 1], got {dropout_p!r}")
     if 0 < dropout_p < 1 and seed is None:
         _fail(f"{name}: dropout_p={dropout_p} needs seed= (an integer scalar that changes every "
@@ -68,7 +66,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                   "give scale=")
         # (no features: every score is 0, which torch's inf scale leaves as uniform weights)
         scale = 1.0 / math.sqrt(E) if E else 1.0
-    elif not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+    elif not is_real(scale):
         _fail(f"{name}: scale must be a number, got {scale!r}")
     if enable_gqa:
         key, value = _repeat_heads(name, query, key, value)

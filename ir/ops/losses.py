@@ -9,11 +9,10 @@ numpy array, whose own operators would not give graphc's errors or dtypes.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from ..types import Dim, broadcast_shapes, finfo, is_float
+from ..types import Dim, broadcast_shapes, finfo, is_float, is_real
 from . import api as F
 from . import precision
 from .api import _axis, _check_reduction, _dtype, _fail, _ndim, _shape
@@ -32,7 +31,7 @@ _BCE_EPS = float(np.float32(1e-12))
 
 
 def _number(what, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         _fail(f"{what} must be a number, got {value!r}")
     return float(value)
 
