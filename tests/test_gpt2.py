@@ -270,5 +270,10 @@ def test_sample_takes_a_dtype_for_models_and_checkpoints(hf_dir, tmp_path, capsy
     assert main(["sample", "--model", str(directory), "--prompt", "ROMEO:", "--tokens", "5",
                  "--temperature", "0", "--dtype", "bfloat16"]) == 0
     assert capsys.readouterr().out.startswith("ROMEO:")
-    with pytest.raises(GraphcError, match="load_gpt2: dtype 'int8' is not one of"):
+    with pytest.raises(GraphcError, match="load_gpt2: dtype 'int8' is not a dtype such as "
+                                          "'float32'; the accepted ones are float32, "):
         gpt2.load_gpt2(str(directory), "int8")
+    # numpy's spellings, as GPTConfig takes them (np.float16 and "half" were refused)
+    for spelling in (np.float16, "half"):
+        model, _ = gpt2.load_gpt2(str(directory), spelling)
+        assert model.cfg.dtype == "float16"

@@ -30,6 +30,20 @@ CONFIGS = {
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
+def model_dtype(dtype, who: str) -> str:
+    """The canonical name of one of DTYPES in any of numpy's spellings (np.float32, "f8",
+    "half"); anything else one GraphcError line ("foo" was numpy's raw TypeError in the first
+    layer; None is no dtype here, where numpy reads it as float64)."""
+    try:
+        name = None if dtype is None else as_dtype(dtype).name
+    except UnsupportedDtype:
+        name = None
+    if name not in DTYPES:
+        raise GraphcError(f"{who}: dtype {dtype!r} is not a dtype such as 'float32'; the "
+                          f"accepted ones are {', '.join(DTYPES)}")
+    return name
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 65
@@ -68,17 +82,7 @@ class GPTConfig:
         for f in ("bias", "tie_weights"):  # "no" was taken as True
             if not isinstance(getattr(self, f), (bool, np.bool_)):
                 raise ValueError(f"{f} must be True or False, got {getattr(self, f)!r}")
-        # numpy's spellings (np.float32, "f8", "half") as their canonical name, compared and
-        # stored ("foo" was numpy's raw TypeError in the first layer; None is no dtype here,
-        # where numpy reads it as float64)
-        try:
-            name = None if self.dtype is None else as_dtype(self.dtype).name
-        except UnsupportedDtype:
-            name = None
-        if name not in DTYPES:
-            raise GraphcError(f"GPTConfig: dtype {self.dtype!r} is not a dtype such as "
-                              f"'float32'; the accepted ones are {', '.join(DTYPES)}")
-        self.dtype = name
+        self.dtype = model_dtype(self.dtype, "GPTConfig")
 
     def to_dict(self):
         return asdict(self)

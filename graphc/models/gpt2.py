@@ -33,7 +33,7 @@ import numpy as np
 from ir.errors import GraphcError
 
 from ..generate import whole_token_id
-from .gpt import DTYPES, GPT, GPTConfig
+from .gpt import GPT, GPTConfig, model_dtype
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -178,8 +178,7 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     from ir.types import as_dtype
     from ..checkpoint import parameter_shapes
 
-    if dtype not in DTYPES:
-        raise GraphcError(f"load_gpt2: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    dtype = model_dtype(dtype, "load_gpt2")
     cfg, raw = read_config(directory, dtype)
     eos = eos_token_ids(directory, raw, cfg.vocab_size)
     path = os.path.join(directory, WEIGHTS_FILE)
