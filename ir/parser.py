@@ -330,6 +330,9 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                                 break
                             c.expect(",", "',' or '}'")
                     locs = _locs(_Cursor(comment)) if comment else ()  # after any region
+                    mismatch = REGISTRY[op].arity_mismatch(len(operands))
+                    if mismatch:
+                        raise _Fail(mismatch, op_start + 1)
                     try:
                         expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
                     except (GraphcError, TypeRuleError) as exc:  # the type rule's own words

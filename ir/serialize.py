@@ -213,6 +213,8 @@ def _from_json(data) -> Graph:
                   "does not match the constant's value")
             attrs["value"].setflags(write=False)
         else:
+            mismatch = REGISTRY[op].arity_mismatch(len(operands))
+            _need(mismatch is None, f"{path}.inputs", mismatch)
             try:
                 expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
             except Exception as exc:

@@ -37,6 +37,9 @@ def verify(graph) -> None:
                 raise GraphcError(f"{where}: constant value does not match type {n.type}",
                                   n.locs)
         else:
+            mismatch = op.arity_mismatch(len(n.inputs))
+            if mismatch:
+                raise GraphcError(f"{where}: {mismatch}", n.locs)
             try:
                 expected = op.infer([i.type for i in n.inputs], **n.attrs)
             except Exception as exc:

@@ -34,6 +34,15 @@ class OpDef:
     stochastic: bool = False
     collective: bool = False  # communicates with the other ranks (ir/ops/collective.py)
 
+    def arity_mismatch(self, count: int) -> str | None:
+        """The complaint about `count` operands for an op of fixed arity, else None. Type
+        rules (the elementwise ones) accept any count, so every caller of `infer` asks this
+        first: an extra operand would reach numpy as its `out=`."""
+        if self.arity is not None and count != self.arity:
+            noun = "operand" if self.arity == 1 else "operands"
+            return f"{self.name} takes {self.arity} {noun}, got {count}"
+        return None
+
 
 @dataclass(frozen=True)
 class DerivedVJP:
@@ -262,9 +271,9 @@ OPERAND_POLICY: list = []
 def infer_type(op: OpDef, types, attrs) -> TensorType:
     """The op's result type for operands of these types; a type rule's complaint becomes a
     GraphcError naming the op, its operand types and the user's line."""
-    if op.arity is not None and len(types) != op.arity:
-        raise GraphcError(f"{op.name} takes {op.arity} operands, got {len(types)}",
-                          (user_location(),))
+    mismatch = op.arity_mismatch(len(types))
+    if mismatch:
+        raise GraphcError(mismatch, (user_location(),))
     try:
         return op.infer(types, **attrs)
     except TypeRuleError as exc:
