@@ -733,6 +733,7 @@ def _refuse_options_not_for_ranks(args) -> None:
 def check_output(flag: str, path: str) -> None:
     """--json or --plot's file, found writable now, not after minutes of measurements that
     would then be lost."""
+    check_writable(path, flag)  # first: "out.json/" has a writable folder, the cwd
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{flag} {path}: there is no directory {folder}")
@@ -742,7 +743,6 @@ def check_output(flag: str, path: str) -> None:
     if reason:
         raise ValueError(f"{flag} {path}: cannot write into the directory {folder} "
                          f"({reason})")
-    check_writable(path, flag)
     refuse_checkpoint(path, flag)
 
 

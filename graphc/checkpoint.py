@@ -19,7 +19,7 @@ from ir.serialize import check_json_depth
 from ir.ops.precision import PRECISIONS
 from ir.types import BFLOAT16
 
-from .files import atomic_writer
+from .files import atomic_writer, check_writable, file_in_the_way
 
 FORMAT = "graphc-checkpoint"
 VERSION = 1
@@ -46,8 +46,15 @@ def save(path: str, arrays: dict, meta: dict) -> None:
                                   "numeric one; a checkpoint holds arrays of numbers (an entry "
                                   "of None, an empty subtree, is left out)")
         payload[name] = _as_stored(a)
+    check_writable(path, "checkpoint")
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:  # "[Errno 17] File exists: 'd.txt'" named neither the checkpoint
+        # nor which file is in the way
+        blocker = file_in_the_way(path)
+        why = f"{blocker} is not a directory" if blocker else exc.strerror or str(exc)
+        raise GraphcError(f"cannot write checkpoint {path!r}: {why}") from None
     # the format's own fields are this writer's whatever `meta` holds (a loaded header's,
     # saved again; another value would make the file unreadable)
     own = {"format": FORMAT, "version": VERSION}

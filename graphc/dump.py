@@ -24,7 +24,7 @@ from passes.manager import pipeline_passes, run_pipeline
 from passes.rematerialize import PASS_NAME as REMAT_PASS
 from runtime.interpreter import evaluate
 
-from .files import refuse_checkpoint, write_atomically
+from .files import check_writable, refuse_checkpoint, write_atomically
 
 
 def builtin_gpt(config: str, grad: bool, batch=None) -> Graph:
@@ -440,6 +440,7 @@ def _rematerialize(graph, memory_limit: int):
 
 def _emit(data, args) -> int:
     if args.output:
+        check_writable(args.output, "-o")
         refuse_checkpoint(args.output, "-o")
         write_atomically(args.output, data)
     elif isinstance(data, bytes):

@@ -39,13 +39,28 @@ WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS,
 
 def check_writable(path: str, what: str = "") -> None:
     """Refuse now, in one line, a `path` that atomic_writer would refuse only after the work
-    that fills it (a training, a benchmark): a directory, or a read-only file. `what` names
-    the option it came from."""
+    that fills it (a training, a benchmark): an empty name, a directory (or a name ending in
+    a separator), or a read-only file. `what` names the option it came from."""
+    if not path:  # os.path.abspath("") is the current directory: its parent was written
+        raise GraphcError(f"{what}: expected a path, got an empty string" if what
+                          else "expected a path, got an empty string")
     name = f"{what} {path!r}" if what else path
     if os.path.isdir(path):
         raise GraphcError(f"{name} is a directory; give the name of a file to write")
+    if path.endswith(("/", os.sep)):  # the rename's error named only the temporary file
+        raise GraphcError(f"{name} ends in '/', a directory's name; give the name of a file "
+                          "to write")
     if os.path.isfile(path) and not os.access(path, os.W_OK):
         raise GraphcError(f"cannot write {name}: the file is read-only")
+
+
+def file_in_the_way(path: str) -> str | None:
+    """The existing non-directory among the folders above `path` (d.txt of d.txt/a/out.npz),
+    or None: creating those folders fails with a bare "File exists"."""
+    above = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(above) and os.path.dirname(above) != above:
+        above = os.path.dirname(above)
+    return None if os.path.isdir(above) else above
 
 
 def cannot_create_in(directory: str) -> str | None:

@@ -35,7 +35,7 @@ def test_dump_output_to_a_fifo_writes_into_it_instead_of_replacing_it(tmp_path, 
 
 def test_dump_output_to_a_directory_is_one_line(tmp_path, capsys):
     assert main(["dump", "mlp", "-o", str(tmp_path)]) == 2
-    assert f"{tmp_path} is a directory" in error_line(capsys)
+    assert f"-o '{tmp_path}' is a directory" in error_line(capsys)
     assert os.listdir(tmp_path) == []
 
 

@@ -1,9 +1,14 @@
 """Session 37's fixes of the IR loaders, the command line and the save/load paths; each test
 failed before its fix."""
 import json
+import os
 
 import pytest
 
+from graphc.cli import main
+from graphc.data import CharData
+from graphc.models.gpt import GPT, GPTConfig
+from graphc.train import Trainer, TrainConfig
 from ir.errors import GraphcError
 from ir.graph import Graph
 from ir.ops.registry import REGISTRY
@@ -48,3 +53,45 @@ def test_ir_loaders_and_verifier_refuse_a_wrong_operand_count(name, arity, count
     with pytest.raises(GraphcError) as exc:
         verify(graph)
     assert exc.value.message == f"node 1 ({name}): {message}"
+
+
+def _tiny_trainer():
+    cfg = GPTConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=8, block_size=4, batch_size=2)
+    data = CharData.from_text("abcde" * 20, cfg.block_size)
+    return Trainer(GPT(cfg), data, TrainConfig(steps=2, eval_iters=1))
+
+
+def test_an_output_name_of_a_directory_or_under_a_file_is_refused_up_front(
+        tmp_path, monkeypatch, capsys):
+    """`-o out.ir/`, `--json out.json/` (after every measurement) and Trainer.save("ck.npz/")
+    failed with the raw errno of a temporary file's rename; Trainer.save("d.txt/ck.npz"),
+    d.txt a file, with os.makedirs' FileExistsError; Trainer.save("") wrote its temporary
+    into the current directory's parent. Now each is one GraphcError line naming the path
+    (exit 2 from the command line), before any work."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "d.txt").write_text("not a directory")
+    assert main(["dump", "mlp", "-o", "out.ir/"]) == 2
+    assert capsys.readouterr().err == ("graphc: error: -o 'out.ir/' ends in '/', a "
+                                       "directory's name; give the name of a file to write\n")
+    for flag in ("--json", "--plot"):
+        assert main(["bench", "--workloads", "mlp-train", "--steps", "1", "--warmup", "0",
+                     flag, "out/"]) == 2
+        captured = capsys.readouterr()
+        assert "GEMM" not in captured.out  # refused before measuring
+        assert captured.err == (f"graphc: error: {flag} 'out/' ends in '/', a directory's "
+                                "name; give the name of a file to write\n")
+
+    trainer = _tiny_trainer()
+    refusals = {"": "checkpoint: expected a path, got an empty string",
+                "ck.npz/": "checkpoint 'ck.npz/' ends in '/', a directory's name; give the "
+                           "name of a file to write",
+                "d.txt/ck.npz": f"cannot write checkpoint 'd.txt/ck.npz': "
+                                f"{work / 'd.txt'} is not a directory"}
+    for path, message in refusals.items():
+        with pytest.raises(GraphcError) as exc:
+            trainer.save(path)
+        assert exc.value.message == message
+    assert os.listdir(work) == ["d.txt"]
+    assert os.listdir(tmp_path) == ["work"]  # no temporary left above it
