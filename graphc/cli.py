@@ -597,8 +597,8 @@ def _print_stream(text, pieces) -> int:
             out.write(piece)
             out.flush()
     except BrokenPipeError:
-        # the interpreter flushes stdout again at exit: point it at /dev/null
-        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        from .files import discard_stdout
+        discard_stdout()
         return 128 + 13
     return 0
 

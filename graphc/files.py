@@ -6,6 +6,7 @@ import io
 import os
 import re
 import stat
+import sys
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -232,6 +233,16 @@ def _sync_directory(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def discard_stdout() -> None:
+    """Point stdout at /dev/null once its reader has gone (`| head`): the interpreter flushes
+    it again at exit, and each later print would fail with "Broken pipe" too."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def new_figure(size):

@@ -105,7 +105,7 @@ from ir.ops.api import ClassTargetOutOfRange, cast, checking_class_targets
 from ir.ops.precision import autocast, precision_dtype
 
 from . import amp, checkpoint, nn, optim
-from .files import exclusive_directory
+from .files import discard_stdout, exclusive_directory
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, unflatten
@@ -1182,13 +1182,15 @@ class Trainer:
         """Train to `steps`: evaluate (when eval_batches were given) and save to
         OUT/checkpoint.npz every eval_every steps and at the end, and draw OUT/loss.png.
         Returns 0, or the signal (SIGINT, SIGTERM) that stopped training at a step boundary
-        after saving (or came while loss.png was drawn, after the last save). Raises
+        after saving (or came while loss.png was drawn, after the last save); SIGPIPE when
+        `log` found its reader gone (`graphc train | head`), after saving likewise. Raises
         TrainingDiverged on a NaN or an Inf, the last good checkpoint kept. `log(line)`
         takes every line fit() reports (evaluations, the plateau's reductions, divergence;
         default: printed); `progress`: the bar, on stdout."""
         log = log or _print
         if self.dist is not None and not self.dist.is_main():  # rank 0 writes and reports
             out, progress, log = None, False, (lambda text: None)
+        log = _ReaderAwareLog(log)
         ckpt = os.path.join(out, CHECKPOINT) if out else None
         # one run at a time writes into `out`: a second one stops here with one line
         with exclusive_directory(out, "training run") if out else contextlib.nullcontext():
@@ -1236,7 +1238,7 @@ class Trainer:
             with StopAtStepBoundary() as stop, forwarded:
                 signum = 0
                 while self.step < self.steps:
-                    signum = self._stop_signal(stop)
+                    signum = self._stop_signal(stop, log)
                     if signum:
                         break
                     loss = self.train_step()
@@ -1251,10 +1253,13 @@ class Trainer:
                         if self.eval_batches is not None:
                             val = self.evaluate()
                             lr = self._plateau_step(val)
-                            say(f"step {self.step}: train loss {loss:.4f}, val loss "
-                                f"{val:.4f}{lr}")
+                        # saved before the line is printed: a reader gone (`| head`) fails
+                        # the print, and the steps since the last save were lost with it
                         self._save(ckpt, saved, say)
                         saved = self.step
+                        if self.eval_batches is not None:
+                            say(f"step {self.step}: train loss {loss:.4f}, val loss "
+                                f"{val:.4f}{lr}")
                 signum = signum or stop.signum  # one that came after the last step: done
                 if signum and saved != self.step:
                     self._save(ckpt, saved, say)
@@ -1272,14 +1277,16 @@ class Trainer:
         return f", lr {self.plateau.lr:.4g}" + (" (reduced)" if self.plateau.lr != before
                                                 else "")
 
-    def _stop_signal(self, stop) -> int:
-        """The signal that stops training at this step boundary, or 0. With several ranks
-        they agree on it: mpiexec forwards a signal to every rank, but one may get it just
-        before its check and another just after, and a rank going on into the next step
-        would wait in its all-reduce for ranks that have stopped."""
+    def _stop_signal(self, stop, log) -> int:
+        """The signal that stops training at this step boundary, or 0 (SIGPIPE: the log's
+        reader has gone). With several ranks they agree on it: mpiexec forwards a signal to
+        every rank, but one may get it just before its check and another just after, and a
+        rank going on into the next step would wait in its all-reduce for ranks that have
+        stopped."""
+        signum = stop.signum or log.reader_gone
         if self.dist is None:
-            return stop.signum
-        return self.dist.agree_max(stop.signum)
+            return signum
+        return self.dist.agree_max(signum)
 
     def _bad_step(self, loss) -> bool:
         """A NaN or Inf loss or gradient norm; with loss scaling, an overflow is a skipped
@@ -1539,6 +1546,27 @@ def _as_tuple(batch):
 
 def _print(text):
     print(text, flush=True)
+
+
+class _ReaderAwareLog:
+    """fit()'s `log`, noting a reader that went away (`graphc train | head -4`): its
+    BrokenPipeError failed the run ("graphc: error: [Errno 32] Broken pipe"), losing the
+    steps since the last save. Now the run stops at the next step boundary after saving, as
+    at a SIGINT: `reader_gone` is then SIGPIPE (else 0), and stdout, when it is the broken
+    stream, is discarded."""
+
+    def __init__(self, log):
+        self.log, self.reader_gone = log, 0
+
+    def __call__(self, text):
+        try:
+            self.log(text)
+        except BrokenPipeError:
+            self.reader_gone = signal.SIGPIPE
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                discard_stdout()
 
 
 def _with_key_and_mode(loss):

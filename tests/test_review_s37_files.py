@@ -2,9 +2,13 @@
 failed before its fix."""
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
+from graphc import checkpoint
 from graphc.cli import main
 from graphc.data import CharData
 from graphc.models.gpt import GPT, GPTConfig
@@ -16,6 +20,19 @@ from ir.parser import parse
 from ir.serialize import loads
 from ir.types import TensorType
 from ir.verify import verify
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+        "--block-size", "8", "--batch-size", "4", "--eval-iters", "1", "--no-progress",
+        "--sample-tokens", "0"]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text("to be or not to be, that is the question\n" * 40, encoding="utf-8")
+    return str(path)
+
 
 # every op of fixed arity with each wrong operand count just around it
 _WRONG_ARITIES = [(name, op.arity, count) for name, op in sorted(REGISTRY.items())
@@ -95,3 +112,31 @@ def test_an_output_name_of_a_directory_or_under_a_file_is_refused_up_front(
         assert exc.value.message == message
     assert os.listdir(work) == ["d.txt"]
     assert os.listdir(tmp_path) == ["work"]  # no temporary left above it
+
+
+def test_a_reader_that_goes_away_stops_training_after_saving(tmp_path, text_file):
+    """`graphc train | head -4`: the evaluation line was printed before the checkpoint was
+    saved, and its BrokenPipeError ended the run ("graphc: error: [Errno 32] Broken pipe",
+    status 2), losing the steps since the last save. Now the step is saved first, and the run
+    stops at that step boundary as at a SIGINT: one line on stderr, status 128 + SIGPIPE."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "graphc.cli", "train", *TINY, "--steps", "200",
+         "--eval-every", "2", "--data", text_file, "--out", str(out)], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step 2:"):
+                break
+        proc.stdout.close()  # as `head` does once it has its lines
+        stderr = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGPIPE, stderr
+    *_, last = stderr.strip().splitlines()
+    assert last.startswith("interrupted by SIGPIPE: saved step "), stderr
+    step = int(last.split("saved step ")[1].split()[0])
+    # the step whose line found the reader gone, not the one before it
+    assert step > 2 and step % 2 == 0
+    assert checkpoint.load(str(out / "checkpoint.npz"))[1]["step"] == step
