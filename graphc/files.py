@@ -11,7 +11,7 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 
-from ir.errors import GraphcError
+from ir.errors import GraphcError, user_location
 
 try:
     import fcntl
@@ -36,6 +36,18 @@ def write_atomically(path: str, data) -> None:
 # writer's caller keeps its own message and traceback
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS, errno.EPERM,
                 errno.EACCES}
+
+
+def check_path(value, what: str, expected: str = "a path") -> None:
+    """A file or directory name given to the Python API (`what`: the argument; `expected`:
+    the name it must be), refused as the command line refuses it: an empty one (taken for
+    one not given, it trained on the bundled text, wrote into runs/ or saved nothing) or a
+    value of another type."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise GraphcError(f"{what} must be {expected}, got {value!r}"[:200],
+                          (user_location(),))
+    if not os.fspath(value):
+        raise GraphcError(f"{what}: expected a path, got an empty string", (user_location(),))
 
 
 def check_writable(path: str, what: str = "") -> None:

@@ -25,10 +25,10 @@ from ir.ops.precision import PRECISIONS
 from ir.types import is_int
 
 from . import checkpoint, optim
-from .files import cannot_create_in, check_writable
+from .files import cannot_create_in, check_path, check_writable
 from .models.gpt import GPT, GPTConfig
 from .tracing import spec, trace
-from .trainer import CHECKPOINT, Trainer as _Trainer
+from .trainer import CHECKPOINT, Trainer as _Trainer, checkpoint_file
 from .transforms import Compiled, value_and_grad
 
 
@@ -226,7 +226,8 @@ class Trainer(_Trainer):
         """restore() from a GPT checkpoint file, refused with one line unless it was written
         for this model configuration and vocabulary, and with these training settings
         unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
-        change)."""
+        change). `path` may be fit()'s directory."""
+        path = checkpoint_file(path)
         arrays, meta = checkpoint.load(path)
         meta = with_defaults(meta)
         check_compatible(meta, self.model.cfg, self.data.vocab, path)
@@ -490,9 +491,11 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     options = check_options(dict(options or {}))
     if not is_int(sample_tokens) or sample_tokens < 0:
         raise GraphcError(f"sample_tokens must be a whole number >= 0, got {sample_tokens!r}")
-    if data is not None and not isinstance(data, (str, os.PathLike)):  # (5: a descriptor)
-        raise GraphcError(f"data must be a file name, got {data!r}")
-    out = out or os.path.join("runs", config)
+    if data is not None:  # (5, a descriptor, is no file name)
+        check_path(data, "data", "a file name")
+    if out is None:
+        out = os.path.join("runs", config)
+    check_path(out, "out", "a directory name")
     ckpt_path = os.path.join(out, CHECKPOINT)
     # every rank checks the input; a failure on any is every rank's, reported once
     with dist.fail_together():

@@ -105,7 +105,7 @@ from ir.ops.api import ClassTargetOutOfRange, cast, checking_class_targets
 from ir.ops.precision import autocast, precision_dtype
 
 from . import amp, checkpoint, nn, optim
-from .files import discard_stdout, exclusive_directory
+from .files import check_path, discard_stdout, exclusive_directory
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, unflatten
@@ -1138,10 +1138,9 @@ class Trainer:
         this trainer's before it is read; refused if this trainer's checkpoint_meta differs
         from the checkpoint's, or if the file holds parameters this model lacks (as torch's
         strict load_state_dict), unless `allow_changed_settings` (which leaves them out;
-        see restore)."""
-        if not isinstance(path, (str, os.PathLike)):
-            raise GraphcError(f"Trainer.resume: path must be a checkpoint file's path, got "
-                              f"{path!r}"[:200], (user_location(),))
+        see restore). `path` may be fit()'s directory, holding its checkpoint.npz, as for
+        `graphc train --resume` and `graphc sample --checkpoint`."""
+        path = checkpoint_file(path)
         wanted = {k: (a.shape, a.dtype) for k, a in self.state_arrays().items()}
         # a float32 run's checkpoint has no loss scale: restore() starts it afresh; another
         # optimiser's lacks slots of this one's, which restore() refuses or starts afresh
@@ -1187,6 +1186,8 @@ class Trainer:
         TrainingDiverged on a NaN or an Inf, the last good checkpoint kept. `log(line)`
         takes every line fit() reports (evaluations, the plateau's reductions, divergence;
         default: printed); `progress`: the bar, on stdout."""
+        if out is not None:  # fit("") trained and saved nothing
+            check_path(out, "Trainer.fit: out", "a directory name")
         log = log or _print
         if self.dist is not None and not self.dist.is_main():  # rank 0 writes and reports
             out, progress, log = None, False, (lambda text: None)
@@ -1542,6 +1543,13 @@ def _as_tuple(batch):
         raise GraphcError(f"Trainer: a batch must be a tuple of arrays or one array, got "
                           f"{type(batch).__name__}", (user_location(),))
     return (batch,)
+
+
+def checkpoint_file(path) -> str:
+    """Trainer.resume's `path` as a checkpoint file: fit()'s directory stands for its
+    checkpoint.npz, as for `graphc train --resume` and `graphc sample --checkpoint`."""
+    check_path(path, "Trainer.resume: path", "a checkpoint file's path")
+    return os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
 
 
 def _print(text):

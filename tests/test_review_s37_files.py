@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from graphc import checkpoint
@@ -140,3 +141,43 @@ def test_a_reader_that_goes_away_stops_training_after_saving(tmp_path, text_file
     # the step whose line found the reader gone, not the one before it
     assert step > 2 and step % 2 == 0
     assert checkpoint.load(str(out / "checkpoint.npz"))[1]["step"] == step
+
+
+def test_the_python_api_refuses_empty_and_non_path_names_as_the_cli_does(tmp_path,
+                                                                         monkeypatch):
+    """train_gpt(data="", out="") trained on the bundled text into runs/tiny, Trainer.fit("")
+    trained and saved nothing, train_gpt(out=123) and fit(5) failed with a raw TypeError,
+    where the command line refuses an empty path. Now each is one GraphcError line, before
+    any work."""
+    from graphc.train import train_gpt
+    monkeypatch.chdir(tmp_path)
+    refusals = [(dict(data=""), "data: expected a path, got an empty string"),
+                (dict(out=""), "out: expected a path, got an empty string"),
+                (dict(out=123), "out must be a directory name, got 123"),
+                (dict(data=5), "data must be a file name, got 5")]
+    for kwargs, message in refusals:
+        with pytest.raises(GraphcError) as exc:
+            train_gpt("tiny", sample_tokens=0, progress=False, **kwargs)
+        assert exc.value.message == message
+    trainer = _tiny_trainer()
+    for out, message in (("", "Trainer.fit: out: expected a path, got an empty string"),
+                         (5, "Trainer.fit: out must be a directory name, got 5")):
+        with pytest.raises(GraphcError) as exc:
+            trainer.fit(out, progress=False, log=lambda line: None)
+        assert exc.value.message == message
+    assert trainer.step == 0 and os.listdir(tmp_path) == []
+
+
+def test_trainer_resume_takes_the_directory_fit_wrote(tmp_path):
+    """Trainer.resume(DIR) said "no checkpoint at DIR" for fit(DIR)'s directory, which
+    `graphc train --resume` and `graphc sample --checkpoint` accept. Now it reads
+    DIR/checkpoint.npz."""
+    trainer = _tiny_trainer()
+    assert trainer.fit(str(tmp_path / "run"), progress=False, log=lambda line: None) == 0
+    from graphc.trainer import Trainer as GeneralTrainer
+    for resume in (Trainer.resume, GeneralTrainer.resume):  # the GPT's and gc.Trainer's
+        resumed = _tiny_trainer()
+        resume(resumed, str(tmp_path / "run"))
+        assert resumed.step == 2
+        for name, a in trainer.params.items():
+            np.testing.assert_array_equal(resumed.params[name], a)
