@@ -559,34 +559,49 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         batch += f" x {accumulation} micro-batches ({tokens:,} tokens per step)"
     _say(f"graphc train: {what}, {model.num_parameters():,} parameters, vocab "
          f"{cfg.vocab_size}, {batch}, {tc.steps} steps")
-    t0 = time.perf_counter()
+    # a signal while the step compiles (until fit() stops at step boundaries) stops with one
+    # line, as one in training does (SIGTERM ended the process without a word). Not for
+    # ranks: one stopping here while another went on into the first evaluation's all-reduce
+    # would leave it waiting
     try:
-        trainer = Trainer(model, text, tc, pipeline, fast_math=fast_math,
-                          distributed=distributed, memory_limit=memory_limit,
-                          gradient_accumulation_steps=accumulation)
-    except MemoryLimitError as exc:
-        raise MemoryLimitError(exc.limit, exc.peak, exc.best, "--memory-limit") from None
-    except PlanMemoryError as exc:
-        raise GraphcError(f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
-                          f"--block-size ({cfg.block_size})") from None
-    pending = trainer.step_plan.kernels_pending
-    _say(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
-         f"({len(trainer.step_plan.graph.nodes)} nodes"
-         + (f"; {pending} fused kernels run as numpy code until numba has compiled them in "
-            "the background" if pending else "") + ")")
-    if trainer.step_plan.remat_report is not None:
-        _say(str(trainer.step_plan.remat_report))
-    with dist.fail_together():
-        if meta:
-            trainer.restore(arrays, meta, allow_changed_settings, ckpt_path,
-                            how="--allow-changed-settings")
-        if not resume:  # again: another run may have written it while this one was built
-            _refuse_to_overwrite(ckpt_path)
-    if meta:
-        _say(f"resumed from {ckpt_path} at step {trainer.step}")
-        if trainer.step >= tc.steps:
-            _say(f"no steps to train: the checkpoint is at step {trainer.step} and --steps is "
-                 f"{tc.steps} (the total, not the steps to add)")
+        with contextlib.nullcontext() if distributed else _signals_stop() as signals:
+            t0 = time.perf_counter()
+            try:
+                trainer = Trainer(model, text, tc, pipeline, fast_math=fast_math,
+                                  distributed=distributed, memory_limit=memory_limit,
+                                  gradient_accumulation_steps=accumulation)
+            except MemoryLimitError as exc:
+                raise MemoryLimitError(exc.limit, exc.peak, exc.best,
+                                       "--memory-limit") from None
+            except PlanMemoryError as exc:
+                raise GraphcError(f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
+                                  f"--block-size ({cfg.block_size})") from None
+            pending = trainer.step_plan.kernels_pending
+            _say(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
+                 f"({len(trainer.step_plan.graph.nodes)} nodes"
+                 + (f"; {pending} fused kernels run as numpy code until numba has compiled "
+                    "them in the background" if pending else "") + ")")
+            if trainer.step_plan.remat_report is not None:
+                _say(str(trainer.step_plan.remat_report))
+            with dist.fail_together():
+                if meta:
+                    trainer.restore(arrays, meta, allow_changed_settings, ckpt_path,
+                                    how="--allow-changed-settings")
+                if not resume:  # again: another run may have written it while this was built
+                    _refuse_to_overwrite(ckpt_path)
+            if meta:
+                _say(f"resumed from {ckpt_path} at step {trainer.step}")
+                if trainer.step >= tc.steps:
+                    _say(f"no steps to train: the checkpoint is at step {trainer.step} and "
+                         f"--steps is {tc.steps} (the total, not the steps to add)")
+        if signals:  # raised where Python drops exceptions (a weakref callback, a __del__)
+            raise _Stopped(signals[0])
+    except _Stopped as stop:
+        import signal
+        kept = f"; {ckpt_path} is as it was" if resume else ""
+        _say(f"interrupted by {signal.Signals(stop.signum).name} before training: nothing "
+             f"was saved{kept}", file=sys.stderr)
+        return stop.signum
     stopped = trainer.fit(out, progress, log=_say)  # holds `out` (files.exclusive_directory)
     if stopped and trainer.step >= tc.steps:  # in the last step, or while loss.png was drawn
         _stopped_after_training(_say, stopped, trainer.step, ckpt_path, out)

@@ -1193,8 +1193,12 @@ class Trainer:
             out, progress, log = None, False, (lambda text: None)
         log = _ReaderAwareLog(log)
         ckpt = os.path.join(out, CHECKPOINT) if out else None
-        # one run at a time writes into `out`: a second one stops here with one line
-        with exclusive_directory(out, "training run") if out else contextlib.nullcontext():
+        # SIGINT and SIGTERM stop at a step boundary from here on: one before the first step
+        # (in the first evaluation) stops at step 0 after saving, where SIGTERM ended the
+        # process without a word; one while the plot is drawn (after the last save) is
+        # returned too. One run at a time writes into `out`: a second one stops with one line
+        with StopAtStepBoundary() as stop, \
+                exclusive_directory(out, "training run") if out else contextlib.nullcontext():
             if ckpt and os.path.exists(ckpt) and not (
                     RESTORED in self._saved_to or os.path.realpath(ckpt) in self._saved_to):
                 raise GraphcError(f"{ckpt} already exists, from another run; fit() does not "
@@ -1203,14 +1207,11 @@ class Trainer:
             self.mark_good()
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
-            stopped = self._loop(ckpt, progress, log)
+            stopped = self._loop(ckpt, progress, log, stop)
             if out and not stopped:
-                # a signal while the plot is drawn (after the last save) is returned as one
-                # during training is, not the end of the process without a word
-                with StopAtStepBoundary() as late:
-                    plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
-                                self.plot_title, self.plot_ylabel)
-                stopped = late.signum
+                plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
+                            self.plot_title, self.plot_ylabel)
+                stopped = stop.signum
         return stopped
 
     def _per_batch(self, batch) -> int:
@@ -1221,7 +1222,7 @@ class Trainer:
         rows = first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
         return rows * self.gradient_accumulation_steps
 
-    def _loop(self, ckpt, progress, log) -> int:
+    def _loop(self, ckpt, progress, log, stop) -> int:
         from tqdm import tqdm
 
         per_batch = self._per_batch(self.train_batches.peek(self.rng))
@@ -1236,7 +1237,7 @@ class Trainer:
         try:
             forwarded = self.dist.stops_forwarded() if self.dist is not None \
                 else contextlib.nullcontext()
-            with StopAtStepBoundary() as stop, forwarded:
+            with forwarded:
                 signum = 0
                 while self.step < self.steps:
                     signum = self._stop_signal(stop, log)
