@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -184,36 +183,45 @@ def test_trainer_resume_takes_the_directory_fit_wrote(tmp_path):
             np.testing.assert_array_equal(resumed.params[name], a)
 
 
-# (the line printed just before the step compiles, then the one just before the first
-# evaluation, with the time to wait after it to be well inside that phase)
-@pytest.mark.parametrize("after, wait, saved", [("graphc train:", 0.2, None),
-                                               ("compiled", 0.5, 0)])
-def test_sigterm_before_the_first_step_stops_with_one_line(tmp_path, text_file, after, wait,
-                                                           saved):
+# A run that sends itself SIGTERM as the phase begins (deterministic: no sleeping against the
+# time a compile or an evaluation takes): "compile" as the training step is built,
+# "evaluate" as the first evaluation starts
+_SIGNALLED_RUN = """
+import os, signal, sys
+import graphc.train as train
+from graphc.cli import main
+
+def signalled(function):
+    def call(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return function(*args, **kwargs)
+    return call
+
+if sys.argv[1] == "compile":
+    train.Trainer.__init__ = signalled(train.Trainer.__init__)
+else:
+    train.Trainer.evaluate = signalled(train.Trainer.evaluate)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("phase, saved", [("compile", None), ("evaluate", 0)])
+def test_sigterm_before_the_first_step_stops_with_one_line(tmp_path, text_file, phase, saved):
     """A SIGTERM while the training step compiled or during the first evaluation killed the
     process without a word (SIGINT said only `graphc: interrupted`). Now one line on stderr
     and status 143: while compiling nothing was saved; in the first evaluation the run
     stops at step 0 after saving, as during training."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "graphc.cli", "train", "--config", "tiny", "--steps", "2",
-         "--eval-iters", "300", "--sample-tokens", "0", "--no-progress", "--data", text_file,
-         "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
-    try:
-        for line in proc.stdout:
-            if line.startswith(after):
-                break
-        time.sleep(wait)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGNALLED_RUN, phase, "train", "--config", "tiny", "--steps",
+         "2", "--eval-iters", "2", "--sample-tokens", "0", "--no-progress", "--data",
+         text_file, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
     if saved is None:
-        assert stderr == "interrupted by SIGTERM before training: nothing was saved\n"
+        assert proc.stderr == "interrupted by SIGTERM before training: nothing was saved\n"
         assert not (out / "checkpoint.npz").exists()
     else:
-        assert stderr == (f"interrupted by SIGTERM: saved step 0 to {out / 'checkpoint.npz'}; "
-                          "to continue, run the same command with --resume\n")
+        assert proc.stderr == (f"interrupted by SIGTERM: saved step 0 to "
+                               f"{out / 'checkpoint.npz'}; to continue, run the same command "
+                               "with --resume\n")
         assert checkpoint.load(str(out / "checkpoint.npz"))[1]["step"] == 0
