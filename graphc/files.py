@@ -54,6 +54,7 @@ def check_writable(path: str, what: str = "") -> None:
     """Refuse now, in one line, a `path` that atomic_writer would refuse only after the work
     that fills it (a training, a benchmark): an empty name, a directory (or a name ending in
     a separator), or a read-only file. `what` names the option it came from."""
+    path = os.fspath(path)  # (a pathlib.Path too, as open() takes)
     if not path:  # os.path.abspath("") is the current directory: its parent was written
         raise GraphcError(f"{what}: expected a path, got an empty string" if what
                           else "expected a path, got an empty string")

@@ -1191,13 +1191,12 @@ class Trainer:
         log = log or _print
         if self.dist is not None and not self.dist.is_main():  # rank 0 writes and reports
             out, progress, log = None, False, (lambda text: None)
-        log = _ReaderAwareLog(log)
         ckpt = os.path.join(out, CHECKPOINT) if out else None
         # SIGINT and SIGTERM stop at a step boundary from here on: one before the first step
         # (in the first evaluation) stops at step 0 after saving, where SIGTERM ended the
         # process without a word; one while the plot is drawn (after the last save) is
         # returned too. One run at a time writes into `out`: a second one stops with one line
-        with StopAtStepBoundary() as stop, \
+        with StopAtStepBoundary() as stop, _reader_aware_stdout() as stdout, \
                 exclusive_directory(out, "training run") if out else contextlib.nullcontext():
             if ckpt and os.path.exists(ckpt) and not (
                     RESTORED in self._saved_to or os.path.realpath(ckpt) in self._saved_to):
@@ -1207,7 +1206,7 @@ class Trainer:
             self.mark_good()
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
-            stopped = self._loop(ckpt, progress, log, stop)
+            stopped = self._loop(ckpt, progress, log, stop, stdout)
             if out and not stopped:
                 plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
                             self.plot_title, self.plot_ylabel)
@@ -1222,7 +1221,7 @@ class Trainer:
         rows = first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
         return rows * self.gradient_accumulation_steps
 
-    def _loop(self, ckpt, progress, log, stop) -> int:
+    def _loop(self, ckpt, progress, log, stop, stdout) -> int:
         from tqdm import tqdm
 
         per_batch = self._per_batch(self.train_batches.peek(self.rng))
@@ -1240,7 +1239,7 @@ class Trainer:
             with forwarded:
                 signum = 0
                 while self.step < self.steps:
-                    signum = self._stop_signal(stop, log)
+                    signum = self._stop_signal(stop, stdout)
                     if signum:
                         break
                     loss = self.train_step()
@@ -1279,13 +1278,13 @@ class Trainer:
         return f", lr {self.plateau.lr:.4g}" + (" (reduced)" if self.plateau.lr != before
                                                 else "")
 
-    def _stop_signal(self, stop, log) -> int:
-        """The signal that stops training at this step boundary, or 0 (SIGPIPE: the log's
+    def _stop_signal(self, stop, stdout) -> int:
+        """The signal that stops training at this step boundary, or 0 (SIGPIPE: stdout's
         reader has gone). With several ranks they agree on it: mpiexec forwards a signal to
         every rank, but one may get it just before its check and another just after, and a
         rank going on into the next step would wait in its all-reduce for ranks that have
         stopped."""
-        signum = stop.signum or log.reader_gone
+        signum = stop.signum or stdout.reader_gone
         if self.dist is None:
             return signum
         return self.dist.agree_max(signum)
@@ -1557,25 +1556,50 @@ def _print(text):
     print(text, flush=True)
 
 
-class _ReaderAwareLog:
-    """fit()'s `log`, noting a reader that went away (`graphc train | head -4`): its
-    BrokenPipeError failed the run ("graphc: error: [Errno 32] Broken pipe"), losing the
-    steps since the last save. Now the run stops at the next step boundary after saving, as
-    at a SIGINT: `reader_gone` is then SIGPIPE (else 0), and stdout, when it is the broken
-    stream, is discarded."""
+class _ReaderAwareStdout:
+    """sys.stdout while fit() runs, noting a reader that went away (`graphc train | head -4`):
+    the BrokenPipeError of a line or of the progress bar failed the run ("graphc: error:
+    [Errno 32] Broken pipe"), losing the steps since the last save. Now stdout is pointed at
+    /dev/null (files.discard_stdout: later prints and the exit's flush would fail too), and
+    `reader_gone` (SIGPIPE, else 0) stops the run at the next step boundary after saving, as
+    a SIGINT does. A `log` of one's own that raises BrokenPipeError itself is not stdout's:
+    that error goes to the caller."""
 
-    def __init__(self, log):
-        self.log, self.reader_gone = log, 0
+    def __init__(self, stream):
+        self.stream, self.reader_gone = stream, 0
 
-    def __call__(self, text):
+    def write(self, text):
         try:
-            self.log(text)
+            return self.stream.write(text)
         except BrokenPipeError:
-            self.reader_gone = signal.SIGPIPE
-            try:
-                sys.stdout.flush()
-            except BrokenPipeError:
-                discard_stdout()
+            self._gone()
+            return len(text)
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self):
+        self.reader_gone = signal.SIGPIPE
+        discard_stdout()
+        with contextlib.suppress(OSError):  # what the buffer held goes to /dev/null now
+            self.stream.flush()
+
+    def __getattr__(self, name):  # fileno, isatty, encoding...: the stream's own
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _reader_aware_stdout():
+    """sys.stdout as a _ReaderAwareStdout within the block (yielded), restored after it."""
+    original = sys.stdout
+    sys.stdout = stdout = _ReaderAwareStdout(original)
+    try:
+        yield stdout
+    finally:
+        sys.stdout = original
 
 
 def _with_key_and_mode(loss):
