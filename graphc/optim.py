@@ -36,7 +36,7 @@ from ir.ops.registry import apply
 from ir.types import is_half, is_int, is_real
 from runtime.eager import Tensor, no_grad
 
-from .tracing import flatten, leaves_like, unflatten
+from .tracing import flatten, keys_sorted, leaves_and_structure, leaves_like, unflatten
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "Lion",
            "BoundOptimizer",
@@ -756,7 +756,7 @@ class Optimizer:
         p_leaves, structure, names = flatten(params)
         g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
                                "the parameters'")
-        self._check_state(state, structure)
+        slot_leaves = self._slot_leaves(state, structure)
         for name, p, g in zip(names, p_leaves, g_leaves):  # torch refuses such a .grad too;
             # numpy would broadcast the update into the parameter, changing its shape
             if g is not None and tuple(F._shape(g)) != tuple(F._shape(p)):
@@ -771,7 +771,6 @@ class Optimizer:
             value = self.hyper(name)
             scalars.setdefault(name, value)
             scalars.setdefault("1-" + name, 1.0 - value)
-        slot_leaves = {s: flatten(state[s])[0] for s in self.slots}
         mask = self._decay_flags(names, p_leaves, structure)
         new_p, new_slots = [], {s: [] for s in self.slots}
         cast_cache = {}
@@ -818,7 +817,8 @@ class Optimizer:
         return [bool(f) for f in leaves_like(structure, mask, "decay_mask",
                                              "the parameters' pytree")]
 
-    def _check_state(self, state, structure):
+    def _slot_leaves(self, state, structure):
+        """{slot: its leaves in the order of the parameters' leaves}, the state checked."""
         expected = ("count",) + tuple(self.slots)
         if not isinstance(state, dict) or set(state) != set(expected):
             keys = sorted(state) if isinstance(state, dict) else type(state).__name__
@@ -828,10 +828,19 @@ class Optimizer:
                               "setting that adds or drops a slot, such as a momentum set "
                               "from or to 0, needs a new state: give it when the optimizer, "
                               "or the Trainer, is built)", (user_location(),))
+        slot_leaves = {}
         for s in self.slots:
-            if flatten(state[s])[1] != structure:
-                raise GraphcError(f"{type(self).__name__}.update: state[{s!r}] does not match "
-                                  "the parameters' pytree", (user_location(),))
+            leaves, own = leaves_and_structure(state[s])
+            if own != structure:
+                # a state made from a dict serves its OrderedDict and the other way round
+                # (as gradients are): the same keys hold the same parameters
+                if keys_sorted(own, ordered_dicts=False) != \
+                        keys_sorted(structure, ordered_dicts=False):
+                    raise GraphcError(f"{type(self).__name__}.update: state[{s!r}] does not "
+                                      "match the parameters' pytree", (user_location(),))
+                leaves = leaves_like(structure, state[s])
+            slot_leaves[s] = leaves
+        return slot_leaves
 
     # ---- PyTorch-style ----
     def bind(self, parameters) -> "BoundOptimizer":

@@ -139,19 +139,20 @@ def leaf_count(structure) -> int:
     return sum(leaf_count(c[1] if structure[0] in DICT_KINDS else c) for c in structure[1])
 
 
-def keys_sorted(structure):
+def keys_sorted(structure, ordered_dicts=True):
     """A structure with each dict's children in the order of their keys: two trees whose
     structures differ only in the order of dicts' keys (JAX sorts dict keys, so they are the
-    same pytree there) have the same keys_sorted."""
+    same pytree there) have the same keys_sorted. ordered_dicts=False sorts OrderedDicts too
+    and makes them dicts, for trees matched by key whatever their dicts' kinds."""
     if structure is None:
         return None
     kind, children = structure
-    if kind is dict:
-        return dict, tuple(sorted(((k, keys_sorted(c)) for k, c in children),
+    if kind is dict or (kind is OrderedDict and not ordered_dicts):
+        return dict, tuple(sorted(((k, keys_sorted(c, ordered_dicts)) for k, c in children),
                                   key=lambda item: repr(item[0])))
     if kind is OrderedDict:  # (its order is part of the pytree, as in JAX)
         return kind, tuple((k, keys_sorted(c)) for k, c in children)
-    return kind, tuple(keys_sorted(c) for c in children)
+    return kind, tuple(keys_sorted(c, ordered_dicts) for c in children)
 
 
 def leaves_like(structure, tree, what="the tree", against="its model"):

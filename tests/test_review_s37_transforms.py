@@ -176,3 +176,30 @@ def test_an_ordered_dict_stays_one_through_the_transformations():
     leaves, treedef = gc.tree_flatten(params)
     assert type(gc.tree_unflatten(treedef, leaves)) is od
     assert treedef != gc.tree_flatten(dict(params))[1]
+
+
+@pytest.mark.parametrize("make", [gc.optim.SGD(lr=0.1, momentum=0.9), gc.optim.Adam(lr=0.1),
+                                  gc.optim.Adagrad(lr=0.1), gc.optim.NAdam(lr=0.1)],
+                         ids=["SGD", "Adam", "Adagrad", "NAdam"])
+def test_an_optimizer_state_from_a_dict_serves_its_ordered_dict(make):
+    """Since OrderedDicts became pytree nodes of their own, an optimiser state made from a
+    dict refused the same parameters as an OrderedDict, and the other way round ("state
+    ['m'] does not match the parameters' pytree"), eager and compiled. The state's slots are
+    matched to the parameters by key now (as gradients are), in any dict kind or key order."""
+    od = collections.OrderedDict
+    params = od([("w", np.array([1.0, 2.0], np.float32)), ("b", np.array([3.0], np.float32))])
+    grads = od([("w", np.array([0.5, -1.0], np.float32)), ("b", np.array([2.0], np.float32))])
+    reference, _ = make.update(grads, make.init(params), params)
+    for state_from in (dict(params), {"b": params["b"], "w": params["w"]}):
+        state = make.init(state_from)
+        for update in (make.update, gc.compile(make.update)):
+            new, new_state = update(grads, state, params)
+            assert type(new) is od and list(new) == ["w", "b"]
+            for key in ("w", "b"):
+                np.testing.assert_allclose(new[key], reference[key], rtol=1e-6)
+    plain = {"w": params["w"], "b": params["b"]}
+    new, _ = make.update(dict(grads), make.init(params), plain)
+    assert type(new) is dict
+    np.testing.assert_allclose(new["w"], reference["w"], rtol=1e-6)
+    with pytest.raises(gc.GraphcError, match="does not match the parameters' pytree"):
+        make.update(grads, make.init({"w": params["w"], "c": params["b"]}), params)
