@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+from collections import OrderedDict
 
 import numpy as np
 
@@ -306,12 +307,51 @@ def _keys_apart(new, old, path=""):
     return None
 
 
+def _dict_kinds_apart(new, old, path=""):
+    """(" at PATH" or "", new's, old's) for the first place where structures `new` and `old`
+    hold a dict and an OrderedDict, or OrderedDicts with their keys in another order (each
+    another pytree, as in JAX), said as "a dict", "an OrderedDict with keys [..]"; else
+    None. For a message to show what _keys_apart does not."""
+    if new is None or old is None:
+        return None
+    (kind, new_children), (old_kind, old_children) = new, old
+    at = f" at {path}" if path else ""
+    if {kind, old_kind} == set(DICT_KINDS):
+        return at, _dict_kind_name(kind), _dict_kind_name(old_kind)
+    if kind is not old_kind:
+        return None
+    if kind in DICT_KINDS:
+        new_keys, old_keys = [k for k, _ in new_children], [k for k, _ in old_children]
+        if set(new_keys) != set(old_keys):
+            return None
+        if kind is OrderedDict and new_keys != old_keys:
+            return at, f"an OrderedDict with keys {new_keys}", f"one with keys {old_keys}"
+        old_children = [dict(old_children)[k] for k in new_keys]
+        new_children = [c for _, c in new_children]
+    elif len(new_children) != len(old_children):
+        return None
+    keys = new_keys if kind in DICT_KINDS else range(len(new_children))
+    for k, c, o in zip(keys, new_children, old_children):
+        apart = _dict_kinds_apart(c, o, f"{path}.{k}" if path else str(k))
+        if apart is not None:
+            return apart
+    return None
+
+
+def _dict_kind_name(kind) -> str:
+    return "an OrderedDict" if kind is OrderedDict else "a dict"
+
+
 def _carry_keys_apart(new, old) -> str:
     apart = _keys_apart(new, old)
-    if apart is None:
-        return ""
-    at, new_keys, old_keys = apart
-    return f" (its dict{at} has keys {new_keys} where the initial one's has {old_keys})"
+    if apart is not None:
+        at, new_keys, old_keys = apart
+        return f" (its dict{at} has keys {new_keys} where the initial one's has {old_keys})"
+    apart = _dict_kinds_apart(new, old)
+    if apart is not None:
+        at, new_kind, old_kind = apart
+        return f" (it returns {new_kind}{at} where the initial carry has {old_kind})"
+    return ""
 
 
 def _set_outputs(region, leaves, call_location):
@@ -489,6 +529,9 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
             apart = _keys_apart(own, structure)
             keys = f" (its dict{apart[0]} has keys {apart[1]} where step 0's has " \
                 f"{apart[2]})" if apart else ""
+            kinds = None if apart else _dict_kinds_apart(own, structure)
+            if kinds:
+                keys = f" (it returns {kinds[1]}{kinds[0]} where step 0 returned {kinds[2]})"
             raise GraphcError(f"scan function {_fn_name(f)}{_where(f)} must return ys of "
                               f"one structure at every step; step {t}'s differs from step "
                               f"0's{keys}", (user_location(),))
@@ -895,7 +938,10 @@ def switch(index, branches, *operands):
 def _branch_keys_apart(first, second) -> str:
     """'; their dicts have keys [..] and [..]' where two branches' results differ there."""
     apart = _keys_apart(first, second)
-    return "" if apart is None else f"; their dicts{apart[0]} have keys {apart[1]} and {apart[2]}"
+    if apart is not None:
+        return f"; their dicts{apart[0]} have keys {apart[1]} and {apart[2]}"
+    apart = _dict_kinds_apart(first, second)
+    return "" if apart is None else f"; their results{apart[0]} are {apart[1]} and {apart[2]}"
 
 
 def _autocast_branches(f_region, f_leaves, t_region, t_leaves):

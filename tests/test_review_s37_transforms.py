@@ -203,3 +203,40 @@ def test_an_optimizer_state_from_a_dict_serves_its_ordered_dict(make):
     np.testing.assert_allclose(new["w"], reference["w"], rtol=1e-6)
     with pytest.raises(gc.GraphcError, match="does not match the parameters' pytree"):
         make.update(grads, make.init({"w": params["w"], "c": params["b"]}), params)
+
+
+def _as_plain_dict(i, c):
+    return dict(c)
+
+
+def _reordered(i, c):
+    return collections.OrderedDict([("b", c["b"]), ("a", c["a"])])
+
+
+@pytest.mark.parametrize("run", [
+    lambda body, init: gc.fori_loop(0, 3, body, init),
+    lambda body, init: gc.compile(lambda c: gc.fori_loop(0, 3, body, c))(init),
+    lambda body, init: gc.compile(lambda c, n: gc.fori_loop(0, n, body, c))(init, 3),
+], ids=["eager", "scan", "while_loop"])
+def test_control_flow_says_where_a_dict_and_an_ordered_dict_differ(run):
+    """A carry or branches giving a dict for an OrderedDict (or an OrderedDict with its keys
+    in another order) are refused, as in JAX, but the message did not say what differed
+    ("must return a carry with the structure of the initial one"; cond: "returns (f32[2])
+    but false_fun returns (f32[2])"): it now names the two kinds, or the two key orders, and
+    where they are."""
+    od = collections.OrderedDict
+    init = od([("a", np.ones(2, np.float32)), ("b", np.zeros(2, np.float32))])
+    with pytest.raises(gc.GraphcError, match=r"must return a carry with the structure of the "
+                       r"initial one \(it returns a dict where the initial carry has an "
+                       r"OrderedDict\)\n"):
+        run(_as_plain_dict, init)
+    with pytest.raises(gc.GraphcError, match=r"\(it returns an OrderedDict with keys \['b', "
+                       r"'a'\] where the initial carry has one with keys \['a', 'b'\]\)\n"):
+        run(_reordered, init)
+    with pytest.raises(gc.GraphcError, match=r"\(it returns a dict at 1 where the initial "
+                       r"carry has an OrderedDict\)\n"):
+        run(lambda i, c: (c[0], dict(c[1])), (np.ones(2, np.float32), init))
+    with pytest.raises(gc.GraphcError, match=r"both must return the same structure, shapes "
+                       r"and dtypes; their results at x are an OrderedDict and a dict\n"):
+        gc.compile(lambda c: gc.cond(gc.sum(c["a"]) > 0, lambda c: {"x": c},
+                                     lambda c: {"x": dict(c)}, c))(init)
