@@ -124,8 +124,10 @@ def unflatten(structure, leaves):
         kind, children = st
         if kind is type(None):
             return None
-        if kind in DICT_KINDS:
-            return kind((k, build(c)) for k, c in children)
+        if kind is dict:  # (a comprehension: this runs at every compiled call)
+            return {k: build(c) for k, c in children}
+        if kind is OrderedDict:
+            return OrderedDict([(k, build(c)) for k, c in children])
         if hasattr(kind, "_fields"):  # a namedtuple takes its fields as arguments
             return kind(*(build(c) for c in children))
         return kind(build(c) for c in children)
