@@ -52,13 +52,34 @@ def _graph_of(leaves):
     return next((x.graph for x in leaves if isinstance(x, SymbolicValue)), None)
 
 
-def _check_callable(fn, construct, name, args):
-    """fn is a function `construct` can call with the arguments named `args` (as its docs
-    name them): one that cannot take them is refused in one line naming it, not left to a
-    TypeError from inside the construct's trace."""
+def _check_callable(fn, construct, name):
     if not callable(fn):
         raise GraphcError(f"{construct}: {name} must be a function, got {type(fn).__name__}",
                           (user_location(),))
+
+
+def _naming_wrong_arity(calls):
+    """Decorates a construct: where it raises a TypeError, a function it was given that cannot
+    take the arguments the construct passes is refused in one line naming it, not left to a
+    TypeError from inside the construct's trace; a TypeError from inside a function that
+    takes them goes on unchanged (the signature's bind decides). Signatures are read only
+    then: a construct that runs pays nothing. `calls(*args, **kwargs)`, given the
+    construct's arguments: its functions as (fn, its name, the names of the arguments it is
+    called with, as the docs name them)."""
+    def decorate(construct):
+        @functools.wraps(construct)
+        def run(*args, **kwargs):
+            try:
+                return construct(*args, **kwargs)
+            except TypeError:
+                for fn, name, arg_names in calls(*args, **kwargs):
+                    _refuse_wrong_arity(fn, construct.__name__, name, arg_names)
+                raise
+        return run
+    return decorate
+
+
+def _refuse_wrong_arity(fn, construct, name, args):
     try:  # (not follow_wrapped: fori_loop's while_loop body wraps body_fun, of other arity)
         signature = inspect.signature(fn, follow_wrapped=False)
     except (TypeError, ValueError):  # no signature to read (a builtin's): fn's call will say
@@ -66,8 +87,8 @@ def _check_callable(fn, construct, name, args):
     try:
         signature.bind(*args)
     except TypeError:
-        raise GraphcError(f"{construct}: {name} {_fn_name(fn)}{signature}{_where(fn)} cannot "
-                          f"be called as {name}({', '.join(args)})", (user_location(),)) from None
+        raise GraphcError(f"{construct}: {name} {_fn_name(fn)}{signature}{_where(fn)} cannot be "
+                          f"called as {name}({', '.join(args)})", (user_location(),)) from None
 
 
 def _operand_names(operands) -> tuple:
@@ -419,6 +440,7 @@ def _whole(value, what) -> int:
     return int(held)
 
 
+@_naming_wrong_arity(lambda f, *args, **kwargs: [(f, "f", ("carry", "x"))])
 def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
          unroll: int | bool = 1):
     """jax.lax.scan: f(carry, x) -> (carry, y) over the leading axis of xs; returns
@@ -426,7 +448,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
     with reverse=True the steps run from the last slice to the first (ys stay in xs' order).
     `unroll` (JAX's) is taken and checked, so code written for JAX runs; it changes nothing
     here: a scan is one loop node, whose body the runtime runs as one plan."""
-    _check_callable(f, "scan", "f", ("carry", "x"))
+    _check_callable(f, "scan", "f")
     if not isinstance(unroll, bool) and not (is_int(unroll) and unroll >= 1):
         raise GraphcError(f"scan: unroll must be an int >= 1 or a bool, got {unroll!r}",
                           (user_location(),))
@@ -600,6 +622,8 @@ def _apart(result, operands, since=None):
 
 
 # ---- fori_loop -----------------------------------------------------------------------------
+@_naming_wrong_arity(lambda lower, upper, body_fun, init_val: [
+    (body_fun, "body_fun", ("i", "val"))])
 def fori_loop(lower, upper, body_fun, init_val):
     """jax.lax.fori_loop: body_fun(i, val) -> val for i in [lower, upper). With Python-int
     bounds it is a scan (differentiable); with traced bounds a while_loop (not). A symbolic
@@ -607,7 +631,7 @@ def fori_loop(lower, upper, body_fun, init_val):
     where upper - lower >= 0 for every size (n, n - 1; differentiable, one plan for every
     size), else a while_loop of the sizes filled in per call (JAX's takes a while_loop for
     every symbolic bound: int() of one is inconclusive there)."""
-    _check_callable(body_fun, "fori_loop", "body_fun", ("i", "val"))
+    _check_callable(body_fun, "fori_loop", "body_fun")
     if _read_per_call(lower) or _read_per_call(upper):
         return _fori_while(lower, upper, body_fun, init_val)
     if isinstance(lower, Dim) or isinstance(upper, Dim):
@@ -681,10 +705,12 @@ def _fori_while(lower, upper, body_fun, init_val):
 
 
 # ---- while_loop ---------------------------------------------------------------------------
+@_naming_wrong_arity(lambda cond_fun, body_fun, init_val: [
+    (cond_fun, "cond_fun", ("val",)), (body_fun, "body_fun", ("val",))])
 def while_loop(cond_fun, body_fun, init_val):
     """jax.lax.while_loop: while cond_fun(val): val = body_fun(val). Not differentiable."""
-    _check_callable(cond_fun, "while_loop", "cond_fun", ("val",))
-    _check_callable(body_fun, "while_loop", "body_fun", ("val",))
+    _check_callable(cond_fun, "while_loop", "cond_fun")
+    _check_callable(body_fun, "while_loop", "body_fun")
     init_leaves, init_structure = leaves_and_structure(init_val)
     graph = _graph_of(init_leaves)
     construct = _construct_salt(graph)
@@ -760,12 +786,15 @@ def _concrete_type(value) -> str:
 
 
 # ---- cond --------------------------------------------------------------------------------
+@_naming_wrong_arity(lambda pred, true_fun, false_fun, *operands: [
+    (true_fun, "true_fun", _operand_names(operands)),
+    (false_fun, "false_fun", _operand_names(operands))])
 def cond(pred, true_fun, false_fun, *operands):
     """jax.lax.cond: true_fun(*operands) if pred else false_fun(*operands). Both branches
     must return the same structure, shapes and dtypes; traced, both are compiled and the
     predicate picks one when the plan runs."""
-    _check_callable(true_fun, "cond", "true_fun", _operand_names(operands))
-    _check_callable(false_fun, "cond", "false_fun", _operand_names(operands))
+    _check_callable(true_fun, "cond", "true_fun")
+    _check_callable(false_fun, "cond", "false_fun")
     op_leaves, op_structure = leaves_and_structure(list(operands))
     graph = _graph_of([pred] + op_leaves)
     construct = _construct_salt(graph)
@@ -823,6 +852,7 @@ def cond(pred, true_fun, false_fun, *operands):
 
 # ---- map ---------------------------------------------------------------------------------
 # (it shadows Python's map in this module, which therefore builds lists with comprehensions)
+@_naming_wrong_arity(lambda f, *args, **kwargs: [(f, "f", ("x",))])
 def map(f, xs, *, batch_size=None):
     """jax.lax.map: f over the leading axis of xs (a pytree), results stacked along a new
     leading axis; one scan without a carry, so one compiled body runs every step (vmap runs
@@ -831,7 +861,7 @@ def map(f, xs, *, batch_size=None):
     left; batch_size=0 is one vmap over all of xs. The results equal the unbatched map's."""
     # checked here so the messages say map and name what map takes (scan's would say
     # scan and suggest its length=)
-    _check_callable(f, "map", "f", ("x",))
+    _check_callable(f, "map", "f")
     leaves, structure = leaves_and_structure(xs) if xs is not None else ([], None)
     if not leaves:
         raise GraphcError("map: xs has no arrays to map over", (user_location(),))
@@ -882,6 +912,9 @@ def _map_in_batches(f, leaves, structure, n, batch_size):
 
 
 # ---- switch ------------------------------------------------------------------------------
+@_naming_wrong_arity(lambda index, branches, *operands: [
+    (branch, f"branches[{k}]", _operand_names(operands))
+    for k, branch in enumerate(branches if isinstance(branches, (list, tuple)) else ())])
 def switch(index, branches, *operands):
     """jax.lax.switch: branches[index](*operands), the index clamped to [0, len(branches) - 1]
     as JAX clamps it. Built as a balanced tree of conds on `index < k`, so its gradients,
@@ -892,8 +925,6 @@ def switch(index, branches, *operands):
     if not branches or not all(callable(b) for b in branches):
         raise GraphcError("switch: branches must be a non-empty list or tuple of functions",
                           (user_location(),))
-    for k, branch in enumerate(branches):
-        _check_callable(branch, "switch", f"branches[{k}]", _operand_names(operands))
     if isinstance(index, SymbolicValue):
         kind, ndim, text = index.dtype.kind, index.ndim, str(index.type)
     else:

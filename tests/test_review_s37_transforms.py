@@ -240,3 +240,30 @@ def test_control_flow_says_where_a_dict_and_an_ordered_dict_differ(run):
                        r"and dtypes; their results at x are an OrderedDict and a dict\n"):
         gc.compile(lambda c: gc.cond(gc.sum(c["a"]) > 0, lambda c: {"x": c},
                                      lambda c: {"x": dict(c)}, c))(init)
+
+
+def test_control_flow_reads_no_signature_when_its_functions_run(monkeypatch):
+    """Every eager cond, switch and loop read and bound its functions' signatures up front,
+    to refuse a wrong arity in one line (eager cond 16 -> 37 us); the signatures are read
+    now only when the construct raised a TypeError, which stays the function's own where
+    the function takes the arguments passed."""
+    import inspect
+    read = []
+    signature = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda *a, **k: read.append(a) or signature(*a, **k))
+    assert gc.cond(True, lambda a: a + 1.0, lambda a: a, X).tolist() == [2.0, 2.0]
+    assert gc.switch(1, [lambda a: a, lambda a: a * 3.0], X).tolist() == [3.0, 3.0]
+    assert gc.fori_loop(0, 3, lambda i, c: c + 1.0, X).tolist() == [4.0, 4.0]
+    assert gc.while_loop(lambda c: gc.sum(c) < 5, lambda c: c * 2.0, X).tolist() == [4.0, 4.0]
+    assert gc.scan(lambda c, x: (c + x, c), X, np.ones((2, 2), np.float32))[0].tolist() == \
+        [3.0, 3.0]
+    assert gc.map(lambda x: x * 2.0, np.ones((2, 2), np.float32)).tolist() == [[2.0, 2.0]] * 2
+    assert read == []
+
+    def adds_a_string(i, c):
+        return c + "1"  # a TypeError of its own: body_fun takes (i, val)
+
+    with pytest.raises(TypeError, match="unsupported operand|ufunc"):
+        gc.fori_loop(0, 3, adds_a_string, 1)
+    with pytest.raises(gc.GraphcError, match=r"^fori_loop: body_fun <lambda>\(c\) "):
+        gc.fori_loop(0, 3, lambda c: c, X)
