@@ -80,14 +80,18 @@ def _naming_wrong_arity(calls):
 
 
 def _refuse_wrong_arity(fn, construct, name, args):
+    from .nn import Module  # (here: nn's layers use this module)
+    # a Module's __call__ takes anything: its forward says what it takes
+    target = fn.forward if isinstance(fn, Module) else fn
     try:  # (not follow_wrapped: fori_loop's while_loop body wraps body_fun, of other arity)
-        signature = inspect.signature(fn, follow_wrapped=False)
+        signature = inspect.signature(target, follow_wrapped=False)
     except (TypeError, ValueError):  # no signature to read (a builtin's): fn's call will say
         return
     try:
         signature.bind(*args)
     except TypeError:
-        raise GraphcError(f"{construct}: {name} {_fn_name(fn)}{signature}{_where(fn)} cannot be "
+        shown = f"{type(fn).__name__}.forward" if target is not fn else _fn_name(fn)
+        raise GraphcError(f"{construct}: {name} {shown}{signature}{_where(target)} cannot be "
                           f"called as {name}({', '.join(args)})", (user_location(),)) from None
 
 

@@ -267,3 +267,25 @@ def test_control_flow_reads_no_signature_when_its_functions_run(monkeypatch):
         gc.fori_loop(0, 3, adds_a_string, 1)
     with pytest.raises(gc.GraphcError, match=r"^fori_loop: body_fun <lambda>\(c\) "):
         gc.fori_loop(0, 3, lambda c: c, X)
+
+
+class _TwoInputs(gc.nn.Module):
+    def forward(self, x, y):
+        return x + y
+
+
+def test_a_module_of_the_wrong_arity_is_one_line():
+    """A graphc Module given to scan, map or a loop that cannot take the construct's call
+    gave a raw TypeError ("Linear.forward() takes 2 positional arguments but 3 were given"):
+    a Module's __call__ takes anything, so its forward's signature is bound now, and the
+    refusal is the one line naming it; a Module that takes the call runs."""
+    with pytest.raises(gc.GraphcError) as info:
+        gc.scan(gc.nn.Linear(2, 2), X, np.ones((3, 2), np.float32))
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("scan: f Linear.forward(x) (defined at ")
+    assert first.endswith(") cannot be called as f(carry, x)")
+    with pytest.raises(gc.GraphcError, match=r"^map: f _TwoInputs.forward\(x, y\) \(defined at "
+                       r"tests/test_review_s37_transforms.py:\d+\) cannot be called as f\(x\)"):
+        gc.map(_TwoInputs(), np.ones((3, 2), np.float32))
+    ys = gc.map(gc.nn.Linear(2, 3), np.ones((4, 2), np.float32))
+    assert np.asarray(ys).shape == (4, 3)
