@@ -1068,12 +1068,16 @@ def _is_weak_scalar(a, kinds) -> bool:
 
 def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
     """The arguments with their weak scalars of `kinds` (not at the `static` positions) as
-    0-d arrays of the floating-point dtype the array arguments share, or of `default` where
-    they share none (None: left as they are)."""
+    0-d arrays of the floating-point dtype the array arguments share; where they share none,
+    of the dtype numpy float scalars among those give (np.float32(2.0): float32, as a
+    compiled function traces it, and JAX), else of `default` (None: left as they are)."""
     positions = {i for i, a in enumerate(args) if i not in static and _is_weak_scalar(a, kinds)}
     if not positions:
         return args
-    dtype = _shared_float_dtype(args, skip=set(static) | positions) or default
+    dtype = _shared_float_dtype(args, skip=set(static) | positions)
+    if dtype is None and default is not None:
+        own = [args[i].dtype for i in positions if isinstance(args[i], np.floating)]
+        dtype = np.result_type(*own) if own else default
     if dtype is None:
         return args
     return tuple(np.asarray(a, dtype) if i in positions else a for i, a in enumerate(args))
@@ -1082,7 +1086,8 @@ def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
 def _as_float_inputs(args, argnums=None, in_pytrees=False) -> tuple:
     """grad's and the Jacobians' arguments: Python floats and numpy float scalars as 0-d
     float arrays (something to differentiate), of the float dtype the arrays share (as in
-    JAX, grad(f)(w32, 3.0) is float32 throughout), float64 otherwise. Only those at
+    JAX, grad(f)(w32, 3.0) is float32 throughout), else of the numpy float scalars' dtype
+    (grad(f)(np.float32(2.0)) is float32), float64 otherwise. Only those at
     `argnums` (None: all) are differentiated: the others stay as they are, so that an int
     among them is still an int (grad(lambda x, n: x[n].sum())(x, 1), as in JAX). A Python
     int at `argnums` stays an int too, which check_differentiable refuses, as JAX does.

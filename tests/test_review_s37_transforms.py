@@ -289,3 +289,23 @@ def test_a_module_of_the_wrong_arity_is_one_line():
         gc.map(_TwoInputs(), np.ones((3, 2), np.float32))
     ys = gc.map(gc.nn.Linear(2, 3), np.ones((4, 2), np.float32))
     assert np.asarray(ys).shape == (4, 3)
+
+
+def test_eager_grad_keeps_a_numpy_float32_scalar_in_float32():
+    """Eager grad (and jvp, linearize, the Jacobians) of a numpy float32 scalar argument,
+    with no float array argument, gave float64 gradients where gc.compile(gc.grad(f)) and
+    JAX give float32; numpy float scalars now give their dtype (a Python float among them
+    takes it too, as JAX's weak float), and Python floats alone stay float64 as README says."""
+    def square(x):
+        return x * x
+
+    for scalar in (np.float32(2.0), np.float16(2.0)):
+        for g in (gc.grad(square)(scalar), gc.value_and_grad(square)(scalar)[1],
+                  gc.jacrev(square)(scalar), gc.jacfwd(square)(scalar),
+                  gc.jvp(square, (scalar,), (scalar.dtype.type(1.0),))[1],
+                  gc.compile(gc.grad(square))(scalar)):
+            assert np.asarray(g).dtype == scalar.dtype and float(g) == 4.0
+    grads = gc.grad(lambda a, b: a * b, argnums=(0, 1))(np.float32(2.0), 3.0)
+    assert [(np.asarray(g).dtype, float(g)) for g in grads] == [(np.float32, 3.0),
+                                                                (np.float32, 2.0)]
+    assert np.asarray(gc.grad(square)(2.0)).dtype == np.float64
