@@ -71,8 +71,12 @@ def _naming_wrong_arity(calls):
         def run(*args, **kwargs):
             try:
                 return construct(*args, **kwargs)
-            except TypeError:
-                for fn, name, arg_names in calls(*args, **kwargs):
+            except TypeError as exc:
+                try:
+                    functions = calls(*args, **kwargs)
+                except TypeError:  # the construct itself called wrongly: its error says so
+                    raise exc from None
+                for fn, name, arg_names in functions:
                     _refuse_wrong_arity(fn, construct.__name__, name, arg_names)
                 raise
         return run
@@ -81,8 +85,10 @@ def _naming_wrong_arity(calls):
 
 def _refuse_wrong_arity(fn, construct, name, args):
     from .nn import Module  # (here: nn's layers use this module)
-    # a Module's __call__ takes anything: its forward says what it takes
-    target = fn.forward if isinstance(fn, Module) else fn
+    # a Module's __call__ takes anything: its forward says what it takes (unless the
+    # module has a __call__ of its own)
+    target = fn.forward if isinstance(fn, Module) and type(fn).__call__ is Module.__call__ \
+        else fn
     try:  # (not follow_wrapped: fori_loop's while_loop body wraps body_fun, of other arity)
         signature = inspect.signature(target, follow_wrapped=False)
     except (TypeError, ValueError):  # no signature to read (a builtin's): fn's call will say

@@ -1583,9 +1583,11 @@ class _ReaderAwareStdout:
 
     def _gone(self):
         self.reader_gone = signal.SIGPIPE
-        discard_stdout()
-        with contextlib.suppress(OSError):  # what the buffer held goes to /dev/null now
-            self.stream.flush()
+        # (a stream without a file descriptor, a notebook's or a socket's, is left as it is:
+        # its writes go on failing here, quietly)
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            discard_stdout()
+            self.stream.flush()  # what its buffer held goes to /dev/null now
 
     def __getattr__(self, name):  # fileno, isatty, encoding...: the stream's own
         return getattr(self.stream, name)
@@ -1593,13 +1595,20 @@ class _ReaderAwareStdout:
 
 @contextlib.contextmanager
 def _reader_aware_stdout():
-    """sys.stdout as a _ReaderAwareStdout within the block (yielded), restored after it."""
+    """sys.stdout as a _ReaderAwareStdout within the block (yielded), restored after it if
+    it is still that (a log that set sys.stdout keeps its own; fits in two threads do not
+    put back each other's: the second one shares the first one's). No stdout (None,
+    pythonw's): left as it is, nothing to note."""
     original = sys.stdout
+    if original is None or isinstance(original, _ReaderAwareStdout):
+        yield original or _ReaderAwareStdout(None)
+        return
     sys.stdout = stdout = _ReaderAwareStdout(original)
     try:
         yield stdout
     finally:
-        sys.stdout = original
+        if sys.stdout is stdout:
+            sys.stdout = original
 
 
 def _with_key_and_mode(loss):

@@ -252,3 +252,29 @@ def test_paths_of_pathlib_are_written_as_before(tmp_path):
     trainer = _tiny_trainer()
     trainer.save(tmp_path / "ck.npz")
     assert sorted(os.listdir(tmp_path)) == ["c.npz", "ck.npz", "l.png"]
+
+
+def test_fit_leaves_sys_stdout_as_it_found_it_or_as_its_log_set_it(monkeypatch):
+    """The stdout fit() watches for a reader gone broke runs without one (sys.stdout None:
+    AttributeError), replaced a stdout a log had set with the old one, and crashed on a
+    stream without a file descriptor whose reader went away (io.UnsupportedOperation);
+    now fit runs with none, a log's own stdout stays, and such a stream stops the run."""
+    import io
+    monkeypatch.setattr(sys, "stdout", None)
+    assert _tiny_trainer().fit(None, progress=False) == 0
+    assert sys.stdout is None
+    replaced = io.StringIO()
+
+    def log(line):
+        sys.stdout = replaced
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert _tiny_trainer().fit(None, progress=False, log=log) == 0
+    assert sys.stdout is replaced
+
+    class Gone(io.TextIOBase):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(sys, "stdout", Gone())
+    trainer = _tiny_trainer()
+    assert trainer.fit(None, progress=False) == signal.SIGPIPE
+    assert trainer.step == 0 and isinstance(sys.stdout, Gone)

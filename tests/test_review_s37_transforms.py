@@ -309,3 +309,23 @@ def test_eager_grad_keeps_a_numpy_float32_scalar_in_float32():
     assert [(np.asarray(g).dtype, float(g)) for g in grads] == [(np.float32, 3.0),
                                                                 (np.float32, 2.0)]
     assert np.asarray(gc.grad(square)(2.0)).dtype == np.float64
+
+
+def test_a_wrong_call_of_a_construct_names_the_construct_and_a_modules_own_call_is_its():
+    """With signatures read only after a TypeError, a wrong call of the construct itself
+    (fori_loop without init_val) raised the internal lambda's TypeError ('<lambda>()
+    missing ...'), and a Module with its own __call__ had its forward's signature bound:
+    a body's own TypeError became a false arity refusal. Now the construct's own error,
+    and the module's own TypeError, go on unchanged."""
+    with pytest.raises(TypeError, match=r"^fori_loop\(\) missing 1 required positional "
+                                        r"argument: 'init_val'"):
+        gc.fori_loop(0, 3, lambda i, c: c)
+
+    class Step(gc.nn.Module):
+        def forward(self, z):
+            return z
+
+        def __call__(self, carry, x):
+            raise TypeError("the step's own error")
+    with pytest.raises(TypeError, match="^the step's own error$"):
+        gc.scan(Step(), np.ones(2, np.float32), np.ones((3, 2), np.float32))
