@@ -737,14 +737,19 @@ class Trainer:
         for sums in self._grad_sums.values():  # here, not after the update: a step stopped
             if sums is not None:  # half-way (a finite check's error) leaves sums behind
                 sums.fill(0)
-        count, total = self.gradient_accumulation_steps, 0.0
+        count, total, left_alone = self.gradient_accumulation_steps, 0.0, None
         compiled = [len(self._train_step.recompiles), len(self._update_step.recompiles)]
         for _ in range(count):
             key, batch = self._next_batch(checked)
             with np.errstate(all="ignore"):  # (as train_step's)
-                loss, self._grad_sums, left_alone = self._call(
+                loss, self._grad_sums, micro_left_alone = self._call(
                     self._train_step, self._gradient_args(batch, key), checked)
             total += float(loss)
+            # left alone only if no micro-batch reached it: one reached by an earlier
+            # micro-batch alone has a sum the update must take, as the one big batch's.
+            # (Ranks agree: each draws the same micro-batch shapes, which decide this.)
+            left_alone = micro_left_alone if left_alone is None else \
+                {n: None for n in left_alone if n in micro_left_alone}
         args = self._update_args(np.asarray(total, loss.dtype), left_alone)  # (each / N)
         with np.errstate(all="ignore"):
             loss, norm, self.params, self.state, left_alone, *amp_state = self._call(
