@@ -128,7 +128,10 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
     def schedule(count):
         if isinstance(count, (int, np.integer)):
             exponent = math.floor(int(count) / every) if staircase else int(count) / every
-            value = init * rate ** exponent
+            try:
+                value = init * rate ** exponent
+            except OverflowError:  # past float max: inf, as the traced float64 pow gives,
+                value = init * math.inf  # then capped by end_value as there
             if bound is not None:
                 value = max(value, bound) if rate < 1 else min(value, bound)
             return value

@@ -40,3 +40,27 @@ def test_accumulation_keeps_gradients_of_earlier_micro_batches():
     t.train_step()
     np.testing.assert_array_equal(t.params["d"], np.ones(2))
     assert t.behind == {"a": 0, "b": 0, "c": 0, "d": 1}
+
+
+def test_exponential_decay_growing_past_float_max_is_capped_by_end_value():
+    """exponential_decay(1e-6, 1, 2.0, end_value=0.1) grows twofold a step up to its bound,
+    but at a Python-int step past 1023 (2.0 ** 1024 is past float max) it raised
+    OverflowError, stopping a bound optimiser's step() loop, while the traced schedule gave
+    0.1. Now the overflow is inf and the bound applies, as traced; without end_value it is
+    inf, as optax's."""
+    sched = gc.optim.exponential_decay(1e-6, 1, 2.0, end_value=0.1)
+    traced = gc.compile(lambda c: sched(c))
+    assert sched(1100) == 0.1
+    assert float(traced(np.asarray(1100, np.int64))) == 0.1
+    p = gc.Parameter(np.ones(2))
+    opt = gc.optim.SGD(lr=sched).bind([p])
+    for _ in range(1100):
+        p.grad = np.ones(2)
+        opt.step()
+    # 0.1 a step from step 17 on (1e-6 * 2 ** 17 > 0.1), the steps before sum below 0.2
+    expected = 1.0 - sum(sched(k) for k in range(1100))
+    np.testing.assert_allclose(p.data, [expected, expected], rtol=1e-12)
+    unbounded = gc.optim.exponential_decay(1e-6, 1, 2.0)
+    assert unbounded(1100) == np.inf
+    with np.errstate(over="ignore"):
+        assert float(gc.compile(lambda c: unbounded(c))(np.asarray(1100, np.int64))) == np.inf
