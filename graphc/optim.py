@@ -684,6 +684,7 @@ class Optimizer:
                     graph.guard(_IsZero(self), name, _is_zero(value))
                 elif name != "lr" or lr is None:
                     graph.guard(self, name, value)
+            grads, state, params = _numbers_as_arrays((grads, state, params))
             return optimizer._update(grads, state, params, step)
         # no tape unless the caller differentiates through the update (eager tensors that
         # require grad)
@@ -761,6 +762,10 @@ class Optimizer:
                                "the parameters'")
         slot_leaves = self._slot_leaves(state, structure)
         for name, p, g in zip(names, p_leaves, g_leaves):  # torch refuses such a .grad too;
+            if g is not None and not isinstance(g, (Node, Tensor, np.ndarray, np.generic)):
+                raise GraphcError(f"{type(self).__name__}.update: the gradient of parameter "
+                                  f"{name!r} is a {type(g).__name__}, not an array or a "
+                                  "number", (user_location(),))
             # numpy would broadcast the update into the parameter, changing its shape
             if g is not None and tuple(F._shape(g)) != tuple(F._shape(p)):
                 raise GraphcError(f"{type(self).__name__}.update: the gradient of parameter "
@@ -1504,9 +1509,22 @@ def _zeros_like_scalar(leaves):
     return np.zeros((), np.int64)
 
 
-def _lift_tree(tree):
-    """Numpy leaves as eager Tensors (so operators run graphc's ops); whether any was lifted."""
+def _number_as_array(x):
+    """A Python number leaf as the 0-d numpy array it stands for (float64, int64), as optax
+    takes one; any other leaf as it is."""
+    return np.asarray(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else x
+
+
+def _numbers_as_arrays(tree):
     leaves, structure, _ = flatten(tree)
+    return unflatten(structure, [_number_as_array(x) for x in leaves])
+
+
+def _lift_tree(tree):
+    """Numpy leaves (and Python numbers) as eager Tensors (so operators run graphc's ops);
+    whether any was lifted."""
+    leaves, structure, _ = flatten(tree)
+    leaves = [_number_as_array(x) for x in leaves]
     lifted = any(isinstance(x, (np.ndarray, np.generic)) for x in leaves)
     out = [Tensor(x) if isinstance(x, (np.ndarray, np.generic)) else x for x in leaves]
     return unflatten(structure, out), lifted

@@ -64,3 +64,36 @@ def test_exponential_decay_growing_past_float_max_is_capped_by_end_value():
     assert unbounded(1100) == np.inf
     with np.errstate(over="ignore"):
         assert float(gc.compile(lambda c: unbounded(c))(np.asarray(1100, np.int64))) == np.inf
+
+
+def test_python_number_leaves_are_0d_arrays_and_a_list_gradient_is_refused():
+    """A Python-float parameter or gradient leaf crashed update() with AttributeError
+    ('float' object has no attribute 'dtype'), and a list gradient leaf with clip_norm
+    crashed in global_norm. Now Python numbers are 0-d float64 leaves, as numpy scalars
+    already were (and as optax takes them), eager and traced; a gradient leaf that is
+    neither an array nor a number is refused in one GraphcError naming the parameter."""
+    opt = gc.optim.Adam(lr=0.1)
+    params, state = opt.update({"a": 1.0}, opt.init({"a": 2.0}), {"a": 2.0})
+    scalar_params, scalar_state = opt.update({"a": np.float64(1.0)},
+                                             opt.init({"a": np.float64(2.0)}),
+                                             {"a": np.float64(2.0)})
+    assert params["a"].dtype == np.float64 and params["a"].shape == ()
+    np.testing.assert_allclose(params["a"], 1.9, rtol=1e-7)  # Adam's first step: ~lr * sign
+    np.testing.assert_array_equal(params["a"], scalar_params["a"])
+    np.testing.assert_array_equal(state["m"]["a"], scalar_state["m"]["a"])
+    # a number gradient beside an array one, clipped together: 3-4-5 scaled to norm 1
+    clipping = gc.optim.SGD(lr=1.0, clip_norm=1.0)
+    params, _ = clipping.update({"a": 3.0, "b": np.array([4.0])},
+                                clipping.init({"a": 0.0, "b": np.zeros(1)}),
+                                {"a": 0.0, "b": np.zeros(1)})
+    np.testing.assert_allclose(params["a"], -0.6, rtol=1e-5)
+    np.testing.assert_allclose(params["b"], [-0.8], rtol=1e-5)
+    # traced, a number gradient is a constant of the plan
+    traced = gc.compile(lambda p: opt.update({"a": 1.0}, opt.init(p), p)[0])
+    np.testing.assert_allclose(traced({"a": np.float64(2.0)})["a"], 1.9, rtol=1e-7)
+    clipped = gc.optim.Adam(lr=0.1, clip_norm=1.0)
+    for optimizer in (clipped, gc.optim.SGD(lr=0.1)):
+        with pytest.raises(gc.GraphcError, match=r"the gradient of parameter 'a' is a list, "
+                                                 r"not an array or a number"):
+            optimizer.update({"a": [1.0, 1.0]}, optimizer.init({"a": np.ones(2)}),
+                             {"a": np.ones(2)})
