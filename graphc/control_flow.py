@@ -31,8 +31,7 @@ from ir.errors import GraphcError, definition_location, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
-from ir.ops.registry import (SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic,
-                             scalar_dtype)
+from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
 from ir.types import Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
@@ -297,8 +296,7 @@ def _check_eager_carry(fn, what, carry, init):
     shapes of `init`, as the traced loop (and JAX's) requires; without it a float32 carry
     met by numpy's promotion (v * i, i an int64 counter) silently became float64 eagerly,
     where the compiled loop refuses. Python and numpy scalars in init are weakly typed
-    (ir.ops.registry.is_weak_scalar), as traced, and so is a WeakTensor: those
-    _retyped_weak_carries retypes instead."""
+    (ir.ops.registry.is_weak_scalar), as traced: unchecked."""
     old, old_structure = leaves_and_structure(init)
     carry, new, structure = _in_structure(carry, old_structure)
     what, (structure, new), (old_structure, old) = _as_written(
@@ -307,7 +305,7 @@ def _check_eager_carry(fn, what, carry, init):
         raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
                           f"with the structure of the initial one"
                           f"{_carry_keys_apart(structure, old_structure)}", (user_location(),))
-    strong = [k for k, b in enumerate(old) if hasattr(b, "dtype") and not _is_weak_value(b)]
+    strong = [k for k, b in enumerate(old) if hasattr(b, "dtype") and not is_weak_scalar(b)]
     types = [[TensorType(F._shape(leaves[k]), F._dtype(leaves[k])) if hasattr(leaves[k], "dtype")
               else type(leaves[k]).__name__ for k in strong] for leaves in (new, old)]
     if types[0] != types[1]:
@@ -321,35 +319,7 @@ def _weak_positions(init) -> list:
     """The positions of the leaves of an eager loop's initial carry `init` that are weakly
     typed numbers (not bools): those _retyped_weak_carries watches."""
     return [k for k, x in enumerate(leaves_and_structure(init)[0])
-            if _is_weak_value(x) and not isinstance(x, (bool, np.bool_))]
-
-
-def _as_traced_numbers(tree, what):
-    """`tree` with each weakly typed number (a Python or numpy scalar, not a bool) as the
-    value a traced construct makes of it (_as_node), still weakly typed: an integer as a
-    Python int (an int64 there, whatever its width: an np.int32(1) carry doubled 40 times
-    wrapped to 0 eagerly, and an np.int16 one stayed int16), a float as a float32 WeakTensor,
-    as an eager op lifts one (gc.sqrt(2.0); a Python float carry was float64 eagerly and an
-    np.float16 one float16). An eager loop's initial carry and cond's result, so that the
-    values and dtypes are the compiled construct's."""
-    leaves, structure = leaves_and_structure(tree)
-    if not any(_is_weak_number(x) for x in leaves):
-        return tree
-    return unflatten(structure, [_as_traced_number(x, what) if _is_weak_number(x) else x
-                                 for x in leaves])
-
-
-def _is_weak_number(x) -> bool:
-    return is_weak_scalar(x) and not isinstance(x, (bool, np.bool_))
-
-
-def _as_traced_number(x, what):
-    dtype = scalar_dtype(x, None, what)  # (an int beyond int64's range is refused, as traced)
-    if dtype.kind in "iu":
-        return int(x)
-    # an eager op on the float alone lifts it: a result computed now, which _apart does
-    # not copy (a copy is a cast, whose result is no longer weak)
-    return apply("reshape", x, shape=())
+            if is_weak_scalar(x) and not isinstance(x, (bool, np.bool_))]
 
 
 def _is_weak_value(x) -> bool:
@@ -376,13 +346,7 @@ def _retyped_weak_carries(carry, init, weak_positions):
         if not (returned_weak or hasattr(new[k], "dtype")):  # no number: the check says so
             retyped[k] = np.asarray(old[k])
             continue
-        old_dtype = F._dtype(old[k])
-        # a Python number takes the carry's dtype where it can (a float literal returned
-        # for a float32 carry stays one), as traced; a float for an int carry (c / 2) is a
-        # float64, as a weak int's true division is traced (ir/weak.py)
-        dtype = old_dtype if type(new[k]) is int or (type(new[k]) is float
-                                                     and is_float(old_dtype)) \
-            else F._dtype(new[k])
+        old_dtype, dtype = F._dtype(old[k]), F._dtype(new[k])
         if returned_weak and dtype == old_dtype:
             continue
         if _promotes(old_dtype, dtype) and _stays_weak(old_dtype, dtype, returned_weak):
@@ -641,8 +605,7 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
     # typed as traced: a 0.0 carry over float64 xs is float64 (it was float32 as a y, and
     # stacking it with the float64 ones failed)
     init_leaves, init_structure = leaves_and_structure(init)
-    init = _as_traced_numbers(unflatten(init_structure, _typed_carries(init_leaves, x_leaves)),
-                              "scan init")
+    init = unflatten(init_structure, _typed_carries(init_leaves, x_leaves))
     while True:  # (again only where a weak carry lost its weakness, as traced)
         carry, ys, weak_positions = init, [None] * n, _weak_positions(init)
         for t in (range(n - 1, -1, -1) if reverse else range(n)):
@@ -838,10 +801,8 @@ def while_loop(cond_fun, body_fun, init_val):
     construct = _construct_salt(graph)
     if graph is None:
         # typed as traced (_carry_nodes): a 0.0 carry beside a float64 one is float64
-        since = op_serial()
-        init_val = _as_traced_numbers(unflatten(init_structure, _typed_carries(init_leaves, [])),
-                                      "while_loop init")
-        val, t, weak_positions = init_val, 0, _weak_positions(init_val)
+        init_val = unflatten(init_structure, _typed_carries(init_leaves, []))
+        val, t, since, weak_positions = init_val, 0, op_serial(), _weak_positions(init_val)
         while True:
             with _sites_within(None, construct, _WHILE_COND, t):
                 keep_going = np.asarray(_data(cond_fun(val)))
@@ -935,8 +896,7 @@ def cond(pred, true_fun, false_fun, *operands):
         taken = bool(value)
         with _sites_within(graph, construct, int(taken)):
             result = (true_fun if taken else false_fun)(*operands)
-        return result if graph is not None else \
-            _apart(_as_traced_numbers(result, "cond"), op_leaves, since)
+        return result if graph is not None else _apart(result, op_leaves, since)
     call_site = user_location()
     pred_node = _as_node(graph, pred, "cond predicate")
     if pred_node.ndim != 0 or pred_node.dtype.kind not in "biu":
@@ -1083,7 +1043,7 @@ def switch(index, branches, *operands):
         op_leaves = leaves_and_structure(list(operands))[0]
         result = branches[0](*operands)
         return result if _graph_of([index] + op_leaves) is not None else \
-            _apart(_as_traced_numbers(result, "switch"), op_leaves)
+            _apart(result, op_leaves)
     try:
         return pick(0, len(branches))(*operands)
     except GraphcError as error:

@@ -56,34 +56,3 @@ def test_an_eager_scan_whose_weak_carry_the_body_retypes_runs_as_compiled():
     for value, want, dtype in ((n_eager, 3, np.int64), (n_compiled, 3, np.int64),
                                (s_eager, 13, np.float32), (s_compiled, 13, np.float32)):
         _same(value, want, dtype)
-
-
-def test_eager_loops_and_cond_lift_weak_numbers_as_compiled():
-    """An eager loop ran its body on the weakly typed initial carry as given, and an eager
-    cond returned a branch's number as given, so numpy's own types leaked out: np.int32(1)
-    doubled 40 times wrapped to 0 (compiled: 2**40, an int64), a Python float carry was
-    float64 and an np.float16 one float16 (compiled: float32), a cond returning np.int32(1)
-    was int32 and one returning 2.5 float64. Now both lift such a number as a traced
-    construct (and an eager op) does, still weakly typed: an integer as an int64, a float
-    as a float32; eager and compiled agree in value and dtype."""
-    z = np.zeros(1)
-    cases = [
-        (lambda x: gc.fori_loop(0, 40, lambda i, c: c * 2, np.int32(1)), 2 ** 40, np.int64),
-        (lambda x: gc.while_loop(lambda c: c < 5, lambda c: c + 1, np.int16(0)), 5, np.int64),
-        (lambda x: gc.fori_loop(0, 3, lambda i, c: c + 3, np.uint8(250)), 259, np.int64),
-        (lambda x: gc.fori_loop(0, 3, lambda i, c: c * 1.5 + 1, 1.0), 8.125, np.float32),
-        (lambda x: gc.fori_loop(0, 3, lambda i, c: c * 1.5 + 1, np.float16(1.0)), 8.125,
-         np.float32),
-        (lambda x: gc.cond(x[0] > 0, lambda: np.int32(1), lambda: np.int32(2)), 2, np.int64),
-        (lambda x: gc.cond(x[0] > -1, lambda: 2.5, lambda: 1.0), 2.5, np.float32),
-    ]
-    for fn, want, dtype in cases:
-        for got in _both(fn, z)[0]:
-            _same(got, want, dtype)
-    # still weakly typed: each takes the dtype of the array it meets, as compiled
-    x16 = np.ones(2, np.float16)
-    for got in _both(lambda x: x + gc.fori_loop(0, 3, lambda i, c: c * 1.5 + 1, 1.0), x16)[0]:
-        _same(got, [9.125, 9.125], np.float16)
-    for got in _both(lambda x: x + gc.cond(x[0] > 0, lambda k: k * 2, lambda k: k, 1.25),
-                     x16)[0]:
-        _same(got, [3.5, 3.5], np.float16)
