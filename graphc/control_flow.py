@@ -167,25 +167,13 @@ def _promote_carries(graph, carry_nodes, outputs, lost) -> tuple[list, set]:
     nodes, strong = list(carry_nodes), set()
     for k in lost:
         node, dtype = nodes[k], np.dtype(outputs[k].dtype)
-        if _promotes(node.dtype, dtype):
+        if node.dtype != dtype and dtype.kind in ("iuf" if node.dtype.kind in "iu" else "f"):
             nodes[k] = graph._cast(node, dtype)
-            if _stays_weak(node.dtype, dtype, weak.is_weak(outputs[k])):
+            if weak.is_weak(outputs[k]) and np.promote_types(node.dtype, dtype) == dtype:
                 graph.weak_ids.add(nodes[k].id)
                 continue
         strong.add(k)
     return nodes, strong
-
-
-def _promotes(weak_dtype, dtype) -> bool:
-    """Whether JAX promotes a weakly typed initial carry of `weak_dtype` that the body returns
-    in `dtype` to that dtype: an int to any int or float, a float to any float."""
-    return weak_dtype != dtype and dtype.kind in ("iuf" if weak_dtype.kind in "iu" else "f")
-
-
-def _stays_weak(weak_dtype, dtype, returned_weak) -> bool:
-    """Whether a weak carry promoted to `dtype` stays weak: where the body returns it weak in
-    a dtype holding `weak_dtype` (see _promote_carries)."""
-    return returned_weak and np.promote_types(weak_dtype, dtype) == dtype
 
 
 def _typed_carries(init_leaves, other_leaves) -> list:
@@ -313,61 +301,6 @@ def _check_eager_carry(fn, what, carry, init):
                           f"({', '.join(str(t) for t in types[0])}) but it came in as "
                           f"({', '.join(str(t) for t in types[1])})", (user_location(),))
     return carry
-
-
-def _weak_positions(init) -> list:
-    """The positions of the leaves of an eager loop's initial carry `init` that are weakly
-    typed numbers (not bools): those _retyped_weak_carries watches."""
-    return [k for k, x in enumerate(leaves_and_structure(init)[0])
-            if is_weak_scalar(x) and not isinstance(x, (bool, np.bool_))]
-
-
-def _is_weak_value(x) -> bool:
-    """Whether an eager value is weakly typed: a Python or numpy number, or a WeakTensor."""
-    return is_weak_scalar(x) or getattr(x, "weak", False) is True
-
-
-def _retyped_weak_carries(carry, init, weak_positions):
-    """The eager loops' _weak_lost and _promote_carries: None where each carry weakly typed
-    as it came in (at `weak_positions` of `init`'s leaves) comes back weak in its dtype; else
-    `init` with each other one retyped as the traced loop retypes it (promoted where JAX
-    promotes it, weak or strong, else a strong array of its dtype, which the next check
-    then refuses), for the loop to run again from: a scan of `lambda c, x: (c + x, c)` from
-    0 over float32 xs gave step 0's y as the int 0 and failed to stack it with the float32
-    ones, where the compiled scan carries float32 from the start. `carry` has init's
-    structure (_check_eager_carry)."""
-    if not weak_positions:
-        return None
-    new = leaves_and_structure(carry)[0]
-    old, structure = leaves_and_structure(init)
-    retyped = list(old)
-    for k in weak_positions:
-        returned_weak = _is_weak_value(new[k])
-        if not (returned_weak or hasattr(new[k], "dtype")):  # no number: the check says so
-            retyped[k] = np.asarray(old[k])
-            continue
-        old_dtype, dtype = F._dtype(old[k]), F._dtype(new[k])
-        if returned_weak and dtype == old_dtype:
-            continue
-        if _promotes(old_dtype, dtype) and _stays_weak(old_dtype, dtype, returned_weak):
-            retyped[k] = dtype.type(old[k])  # a numpy scalar: still weak
-        else:
-            retyped[k] = np.asarray(old[k], dtype if _promotes(old_dtype, dtype) else old_dtype)
-    return None if all(a is b for a, b in zip(retyped, old)) else unflatten(structure, retyped)
-
-
-def _weak_as_numbers(carry, weak_positions):
-    """An eager loop's final carry with each one still weak that numpy holds as an int64 or
-    float64 scalar (promoted by _retyped_weak_carries: c / 2 + 1 from 0) as the Python
-    number: of the same dtype as an array, and weakly typed in numpy's arithmetic too (so
-    that `x_float32 + loop` is float32, as compiled)."""
-    if not weak_positions:
-        return carry
-    leaves, structure = leaves_and_structure(carry)
-    for k in weak_positions:
-        if type(leaves[k]) in (np.int64, np.float64):
-            leaves[k] = leaves[k].item()
-    return unflatten(structure, leaves)
 
 
 def _in_structure(tree, structure):
@@ -606,21 +539,13 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
     # stacking it with the float64 ones failed)
     init_leaves, init_structure = leaves_and_structure(init)
     init = unflatten(init_structure, _typed_carries(init_leaves, x_leaves))
-    while True:  # (again only where a weak carry lost its weakness, as traced)
-        carry, ys, weak_positions = init, [None] * n, _weak_positions(init)
-        for t in (range(n - 1, -1, -1) if reverse else range(n)):
-            x = unflatten(x_structure, [_strong(leaf[t]) for leaf in x_leaves]) \
-                if xs is not None else None
-            with _sites_within(None, construct, _BODY, t):
-                carry, ys[t] = _pair(f, f(carry, x))
-            carry = _check_eager_carry(f, "scan", _eager_autocast_carry(carry, init), init)
-            retyped = _retyped_weak_carries(carry, init, weak_positions)
-            if retyped is not None:
-                init = retyped
-                break
-        else:
-            break
-    carry = _weak_as_numbers(carry, weak_positions)
+    carry, ys = init, [None] * n
+    for t in (range(n - 1, -1, -1) if reverse else range(n)):
+        x = unflatten(x_structure, [_strong(leaf[t]) for leaf in x_leaves]) \
+            if xs is not None else None
+        with _sites_within(None, construct, _BODY, t):
+            carry, ys[t] = _pair(f, f(carry, x))
+        carry = _check_eager_carry(f, "scan", _eager_autocast_carry(carry, init), init)
     if n == 0:
         with _sites_within(None, construct, _BODY, 0):
             return carry, _no_steps_ys(f, init, xs, x_leaves, x_structure)
@@ -800,9 +725,7 @@ def while_loop(cond_fun, body_fun, init_val):
     graph = _graph_of(init_leaves)
     construct = _construct_salt(graph)
     if graph is None:
-        # typed as traced (_carry_nodes): a 0.0 carry beside a float64 one is float64
-        init_val = unflatten(init_structure, _typed_carries(init_leaves, []))
-        val, t, since, weak_positions = init_val, 0, op_serial(), _weak_positions(init_val)
+        val, t, since = init_val, 0, op_serial()
         while True:
             with _sites_within(None, construct, _WHILE_COND, t):
                 keep_going = np.asarray(_data(cond_fun(val)))
@@ -811,15 +734,12 @@ def while_loop(cond_fun, body_fun, init_val):
                                   f"must return a bool scalar, got {_concrete_type(keep_going)}",
                                   (user_location(),))
             if not keep_going:
-                return _apart(_weak_as_numbers(val, weak_positions), init_leaves, since)
+                return _apart(val, init_leaves, since)
             with _sites_within(None, construct, _BODY, t):
                 val = body_fun(val)
             val = _check_eager_carry(body_fun, "while_loop body",
                                      _eager_autocast_carry(val, init_val), init_val)
             t += 1
-            retyped = _retyped_weak_carries(val, init_val, weak_positions)
-            if retyped is not None:  # again from the start, as _scan_eagerly
-                init_val, val, t, weak_positions = retyped, retyped, 0, _weak_positions(retyped)
     call_site = user_location()
     carry_nodes = _carry_nodes(graph, init_leaves, [], "while_loop init")
     carry_in = unflatten(init_structure, carry_nodes)
