@@ -33,7 +33,7 @@ from ir.errors import GraphcError, user_location
 from ir.graph import Node
 from ir.ops import api as F
 from ir.ops.registry import apply
-from ir.types import is_half, is_int, is_real
+from ir.types import is_float, is_half, is_int, is_real
 from runtime.eager import Tensor, no_grad
 
 from .tracing import flatten, keys_sorted, leaves_and_structure, leaves_like, unflatten
@@ -675,6 +675,7 @@ class Optimizer:
             object.__setattr__(optimizer, "_fed", {
                 name: float(v) if isinstance(v, (int, float, np.number, np.ndarray)) else v
                 for name, v in settings.items()})
+        grads = _gradient_numbers_like(grads, params)
         symbolic = [x for x in _leaves((grads, state, params, step, lr, settings))
                     if isinstance(x, Node)]
         if symbolic:
@@ -1507,6 +1508,26 @@ def _zeros_like_scalar(leaves):
     if any(isinstance(p, Node) for p in leaves):
         return F.zeros((), "int64")
     return np.zeros((), np.int64)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _gradient_numbers_like(grads, params):
+    """Python-number gradient leaves as 0-d arrays of their parameter's float dtype: weakly
+    typed, as an eager op takes a Python float (a float32 parameter's gradient 1.0 is
+    float32, not float64 meeting float32). Other trees as they are."""
+    g_leaves, _, _ = flatten(grads)
+    if not any(_is_number(g) for g in g_leaves):
+        return grads
+    p_leaves, structure, _ = flatten(params)
+    g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
+                           "the parameters'")
+    dtypes = [getattr(p, "dtype", None) for p in p_leaves]
+    return unflatten(structure, [
+        np.asarray(g, d if d is not None and is_float(d) else None) if _is_number(g) else g
+        for g, d in zip(g_leaves, dtypes)])
 
 
 def _number_as_array(x):

@@ -97,3 +97,17 @@ def test_python_number_leaves_are_0d_arrays_and_a_list_gradient_is_refused():
                                                  r"not an array or a number"):
             optimizer.update({"a": [1.0, 1.0]}, optimizer.init({"a": np.ones(2)}),
                              {"a": np.ones(2)})
+
+
+def test_a_python_float_gradient_takes_its_parameters_float_dtype():
+    """Python-number leaves made 0-d float64 arrays, so a float32 parameter's gradient 1.0
+    failed eagerly ("sub(f32[], f64[]): operands must have one dtype"), where it updated in
+    float32 before and compiled; a Python float gradient is weakly typed again: its
+    parameter's float dtype."""
+    for opt in (gc.optim.SGD(lr=0.1), gc.optim.Adam(lr=0.1)):
+        for p in (np.array(2.0, np.float32), np.float32(2.0), np.float16(2.0)):
+            new = opt.update({"a": 1.0}, opt.init({"a": p}), {"a": p})[0]["a"]
+            assert np.asarray(new).dtype == p.dtype
+            assert float(new) == pytest.approx(1.9, rel=1e-3)
+    new = gc.optim.SGD(lr=0.1).update({"a": 1.0}, {"count": np.array(0)}, {"a": 2.0})[0]["a"]
+    assert np.asarray(new).dtype == np.float64 and float(new) == pytest.approx(1.9)
