@@ -568,9 +568,22 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
                               f"one structure at every step; step {t}'s differs from step "
                               f"0's{keys}", (user_location(),))
         per_step.append(leaves)
-    stacked = [F.stack([_strong(leaves[k]) for leaves in per_step], 0)
+    stacked = [F.stack(_one_dtype([_strong(leaves[k]) for leaves in per_step]), 0)
                for k in range(len(first))]
     return carry, unflatten(structure, stacked)
+
+
+def _one_dtype(values):
+    """A leaf's ys over the steps, Python numbers among them in the dtype of the others, as
+    the traced scan types a weak carry returned as a y (`scan(lambda c, x: (c + x, c), 0,
+    xs)`: step 0's y is the int 0, the later ones xs' float32; stacking them failed);
+    Python numbers alone in the dtype numpy gives them (0 and 1.5: float64)."""
+    numbers = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in values]
+    if not any(numbers):
+        return values
+    typed = [v for v, number in zip(values, numbers) if not number]
+    dtype = F._dtype(typed[0]) if typed else np.result_type(*values)
+    return [np.asarray(v, dtype) if number else v for v, number in zip(values, numbers)]
 
 
 def _strong(v):
