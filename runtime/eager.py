@@ -20,7 +20,7 @@ from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, apply, get_op, graph_param,
                              infer_type, is_weak_scalar, like_dtype,
                              register_base_interpreter, scalar_dtype)
-from ir.types import SHORT_NAMES, TensorType, as_dtype, is_float
+from ir.types import FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_float
 from ir.weak import NUMBER_POSITIONS
 
 
@@ -414,6 +414,8 @@ def run_op(op, args, attrs, out_type) -> Tensor:
     if _MODE.enabled and op.vjp is not None:
         for a in args:
             if a.requires_grad:
+                if out.dtype not in FLOAT_DTYPES:
+                    break  # integer and bool results have no gradient (torch's, compiled's)
                 result.requires_grad = True
                 # the entry keeps the arrays the op read and gave: backward() computes with
                 # them (_rewound), as a compiled call on the tape uses its call's values
