@@ -106,7 +106,15 @@ class Tensor(OperatorMixin):
         return self
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        # numpy 2 trusts the copy= answer: np.array(t) (copy=True) must not hand back the
+        # tensor's own array, which writing the "copy" then changed; np.asarray(t) (None)
+        # shares it, as numpy's asarray of an array does
+        if dtype is not None and np.dtype(dtype) != self.data.dtype:
+            if copy is False:  # (numpy's protocol: ValueError where a copy is needed)
+                raise ValueError(f"np.asarray(..., copy=False) of a {self.data.dtype} tensor "
+                                 f"as {np.dtype(dtype)} needs a copy")
+            return self.data.astype(dtype)
+        return self.data.copy() if copy else self.data
 
     def __bool__(self):
         return bool(self.data)

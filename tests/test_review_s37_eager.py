@@ -21,3 +21,23 @@ def test_integer_results_of_eager_ops_do_not_require_grad():
     assert x.grad is None
     gc.sum(x * 2).backward()  # float results still on the tape
     np.testing.assert_array_equal(x.grad, [2, 2, 2])
+
+
+def test_np_array_of_a_tensor_is_a_copy():
+    """np.array(t) (numpy 2 passes copy=True) returned the tensor's own array, so writing
+    the "copy" changed the tensor (a Parameter snapshot zeroed the weight); now __array__
+    honours copy=: np.array copies, np.asarray still shares, copy=False with a cast refuses."""
+    t = gc.tensor(np.array([1.0, 2.0, 3.0], np.float32))
+    arr = np.array(t)
+    arr[0] = 99.0
+    np.testing.assert_array_equal(t.numpy(), [1.0, 2.0, 3.0])
+    layer = gc.nn.Linear(2, 2)
+    before = layer.weight.numpy().copy()
+    snapshot = np.array(layer.weight)
+    snapshot[...] = 0
+    np.testing.assert_array_equal(layer.weight.numpy(), before)
+    assert np.asarray(t) is t.data  # README: np.asarray(t) shares, no copy
+    assert np.asarray(t, copy=False) is t.data
+    assert np.array(t, dtype=np.float64).dtype == np.float64
+    with pytest.raises(ValueError, match="needs a copy"):
+        np.asarray(t, dtype=np.float64, copy=False)
