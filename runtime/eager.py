@@ -557,7 +557,13 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
         raise GraphcError(f"backward(): the gradient has shape {shape}, the tensor has shape "
                           f"{root.shape}", (user_location(),))
     if isinstance(grad, Tensor):
-        grad = grad if create_graph else grad.data
+        if not create_graph:
+            grad = grad.data
+        elif grad.dtype != root.dtype:
+            # cast on the tape (torch's), or the rules met two dtypes in an op the user
+            # never wrote ("mul(f64[3], f32[3])")
+            with enable_grad():
+                grad = apply("cast", grad, dtype=root.dtype)
     # (a leaf's .grad is a copy of what reaches it, _accumulate: never the caller's array)
     grads = {id(root): grad if isinstance(grad, Tensor)
              else Tensor(np.asarray(grad, dtype=root.dtype))}

@@ -41,3 +41,18 @@ def test_np_array_of_a_tensor_is_a_copy():
     assert np.array(t, dtype=np.float64).dtype == np.float64
     with pytest.raises(ValueError, match="needs a copy"):
         np.asarray(t, dtype=np.float64, copy=False)
+
+
+def test_create_graph_casts_a_gradient_of_another_dtype():
+    """backward(float64 gradient, create_graph=True) on a float32 result failed with
+    "mul(f64[3], f32[3]): operands must have one dtype", an op the user never wrote; now
+    the gradient is cast to the result's dtype on the tape, as torch's, and still
+    differentiates back to the given gradient tensor."""
+    x = gc.tensor(np.array([1.0, 2.0, 3.0], np.float32), requires_grad=True)
+    g = gc.tensor(np.array([1.0, 0.5, 2.0]), requires_grad=True)
+    (x ** 3).backward(g, create_graph=True)
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 6.0, 54.0])
+    gc.sum(x.grad).backward(inputs=[g])
+    assert g.grad.dtype == np.float64
+    np.testing.assert_allclose(g.grad, [3.0, 12.0, 27.0])
