@@ -106,6 +106,8 @@ class Tensor(OperatorMixin):
         return self
 
     def __array__(self, dtype=None, copy=None):
+        if self.requires_grad and _MODE.enabled:
+            _NUMPY_CALL.read_grad = True  # (__array_function__ refuses a float result then)
         # numpy 2 trusts the copy= answer: np.array(t) (copy=True) must not hand back the
         # tensor's own array, which writing the "copy" then changed; np.asarray(t) (None)
         # shares it, as numpy's asarray of an array does
@@ -115,6 +117,21 @@ class Tensor(OperatorMixin):
                                  f"as {np.dtype(dtype)} needs a copy")
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
+
+    def __array_function__(self, func, types, args, kwargs):
+        """numpy's functions run as without this hook (np.mean(t) calls t.mean, on the tape;
+        np.dot reads arrays), except that one computing floats from the values of a tensor
+        that requires grad is refused, as torch's, instead of silently leaving its gradient
+        term out; a result with no gradient to lose (np.allclose's bool) is given."""
+        outer = _NUMPY_CALL.read_grad
+        _NUMPY_CALL.read_grad = False  # (set by __array__)
+        try:
+            result = func._implementation(*args, **kwargs)
+            if _NUMPY_CALL.read_grad and _holds_floats(result):
+                _refuse_numpy_function(func)
+            return result
+        finally:
+            _NUMPY_CALL.read_grad = outer or _NUMPY_CALL.read_grad
 
     def __bool__(self):
         return bool(self.data)
@@ -193,6 +210,42 @@ class Tensor(OperatorMixin):
 def _api():
     from ir.ops import api
     return api
+
+
+class _NumpyCall(threading.local):
+    # whether the numpy function running through Tensor.__array_function__ has read the
+    # values of a tensor that requires grad
+    read_grad = False
+
+
+def _holds_floats(result) -> bool:
+    """Whether a numpy function's result holds numbers a gradient would flow to: floats
+    (not bools, integers, strings, nor a graphc tensor, a method's result on the tape)."""
+    if isinstance(result, (tuple, list)):
+        return any(map(_holds_floats, result))
+    if isinstance(result, Tensor):
+        return False
+    dtype = getattr(result, "dtype", None)
+    if dtype is None:
+        return isinstance(result, (float, complex))
+    return dtype.kind not in "biuUS"
+
+
+_NUMPY_CALL = _NumpyCall()
+
+
+def _refuse_numpy_function(func):
+    name = func.__name__
+    where = func.__module__.replace("numpy", "np", 1)
+    instead = f"gc.{name}" if _graphc_has(name) else "graphc's ops"
+    raise GraphcError(f"{where}.{name}() of a tensor that requires grad would leave its "
+                      f"gradient out: use {instead}, or .detach() for the values",
+                      (user_location(),))
+
+
+def _graphc_has(name) -> bool:
+    from ir.ops import api, arrays
+    return name in api.__all__ or name in arrays.__all__
 
 
 class WeakTensor(Tensor):

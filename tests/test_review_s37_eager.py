@@ -56,3 +56,35 @@ def test_create_graph_casts_a_gradient_of_another_dtype():
     gc.sum(x.grad).backward(inputs=[g])
     assert g.grad.dtype == np.float64
     np.testing.assert_allclose(g.grad, [3.0, 12.0, 27.0])
+
+
+def test_numpy_functions_refuse_a_tensor_that_requires_grad():
+    """np.dot(w, x) on an x that requires grad read its array off the tape: (sum(x * x) +
+    np.dot(w, x)).backward() gave x.grad 2x without w; np.concatenate and np.where returned
+    arrays silently. Now such a call, whose float result would lose the gradient, is refused
+    in one line naming graphc's function, as torch refuses; numpy's reductions still call
+    the tensor's methods (on the tape), bool and integer results (np.allclose) are given,
+    and tensors that require no grad, np.asarray and no_grad work as before."""
+    a = np.array([1.0, 2.0, 3.0], np.float32)
+    w = np.array([0.5, -1.0, 2.0], np.float32)
+    x = gc.tensor(a, requires_grad=True)
+    with pytest.raises(GraphcError, match=r"np\.dot\(\) of a tensor that requires grad.*gc\.dot"):
+        gc.sum(x * x) + np.dot(w, x)
+    with pytest.raises(GraphcError, match=r"np\.concatenate\(\).*gc\.concatenate"):
+        np.concatenate([x, x])
+    with pytest.raises(GraphcError, match=r"np\.where\(\).*gc\.where"):
+        np.where(a > 1, x, 0.0)
+    (gc.sum(x * x) + gc.dot(w, x)).backward()
+    np.testing.assert_allclose(x.grad, 2 * a + w)
+    x.grad = None
+    np.mean(x).backward()  # a reduction: the tensor's own method, on the tape
+    np.testing.assert_allclose(x.grad, [1 / 3] * 3, rtol=1e-6)
+    c = gc.tensor(a)
+    np.testing.assert_array_equal(np.concatenate([c, c]), np.concatenate([a, a]))
+    assert float(np.dot(w, c)) == pytest.approx(4.5)
+    assert np.asarray(x) is x.data and np.shape(x) == (3,)
+    # no gradient to lose in a bool or integer result
+    assert np.allclose(x, a) and np.array_equal(np.isclose(x, a), [True] * 3)
+    assert int(np.count_nonzero(x)) == 3
+    with gc.no_grad():
+        assert float(np.dot(w, x)) == pytest.approx(4.5)
