@@ -25,7 +25,8 @@ from ir.ops import losses_extra as _losses_extra
 from ir.ops.losses_extra import *  # noqa: F401,F403  (margin_ranking_loss, gaussian_nll_loss, ...)
 from ir.ops.precision import autocast
 from passes.autodiff import gradients
-from runtime.eager import Parameter, Tensor, no_grad, tensor
+from runtime.eager import (Parameter, Tensor, enable_grad, is_grad_enabled, no_grad,
+                           set_grad_enabled, tensor)
 
 from . import amp, nn, optim, random
 from .nn import scaled_dot_product_attention  # noqa: F401  (dropout keyed as nn's layers)
@@ -47,7 +48,8 @@ __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "eval_shape",
            "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "hessian", "jacfwd",
-           "jacrev", "gradients", "no_grad",
+           "jacrev", "gradients", "no_grad", "enable_grad", "set_grad_enabled",
+           "is_grad_enabled",
            "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
            "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "map",
            "amp",

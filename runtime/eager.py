@@ -7,6 +7,8 @@ numpy call per op, plus the Python bookkeeping a tape needs.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import itertools
 import threading
 import weakref
@@ -31,30 +33,124 @@ class _GradMode(threading.local):
 _MODE = _GradMode()
 
 
-@contextlib.contextmanager
-def no_grad():
-    saved = _MODE.enabled
-    _MODE.enabled = False
+class _GradModeSwitch:
+    """A context manager and decorator that runs its block or function with grad mode set to
+    `mode`, as torch's: usable as `with gc.no_grad():`, `@gc.no_grad()` and bare
+    `@gc.no_grad`; a generator function decorated runs each step of its body under it (the
+    function call alone only creates the generator)."""
+
+    mode = None  # (set by each subclass)
+
+    def __new__(cls, func=None):
+        self = super().__new__(cls)
+        if func is None:
+            return self
+        if not callable(func):
+            raise GraphcError(f"{cls.__name__}() takes no arguments (use it as "
+                              f"`with gc.{cls.__name__}():` or `@gc.{cls.__name__}`), got "
+                              f"{func!r}", (user_location(),))
+        return self(func)  # (bare decorator: @gc.no_grad)
+
+    def __init__(self, func=None):
+        self._saved = []  # the modes to restore, one per `with` open on this switch
+
+    def __enter__(self):
+        self._saved.append(_MODE.enabled)
+        _MODE.enabled = self.mode
+
+    def __exit__(self, *exc):
+        _MODE.enabled = self._saved.pop()
+
+    def _again(self):
+        """A fresh switch of the same mode, entered per call (a decorated function may run
+        in another thread, or recursively)."""
+        return type(self)()
+
+    def __call__(self, func):
+        again = self._again
+        if inspect.isgeneratorfunction(func):
+            @functools.wraps(func)
+            def generator(*args, **kwargs):
+                with again():
+                    steps = func(*args, **kwargs)
+                return (yield from _each_step_under(steps, again))
+            return generator
+
+        @functools.wraps(func)
+        def wrapped(*args, **kwargs):
+            with again():
+                return func(*args, **kwargs)
+        return wrapped
+
+
+def _each_step_under(steps, switch):
+    """Drive generator `steps`, resuming it under a fresh `switch()` each time, and hand
+    every value, send, throw and close through (torch's _wrap_generator)."""
     try:
-        yield
-    finally:
-        _MODE.enabled = saved
+        with switch():
+            value = next(steps)
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                with switch():
+                    steps.close()
+                raise
+            except BaseException as exc:
+                with switch():
+                    value = steps.throw(exc)
+            else:
+                with switch():
+                    value = steps.send(sent)
+    except StopIteration as stop:
+        return stop.value
+
+
+class no_grad(_GradModeSwitch):  # noqa: N801  (torch's name)
+    """Ops inside record no tape: results require no grad (inference, optimiser steps)."""
+
+    mode = False
+
+
+class enable_grad(_GradModeSwitch):  # noqa: N801
+    """Grad mode on inside, under a no_grad too (torch's)."""
+
+    mode = True
+
+
+class set_grad_enabled(_GradModeSwitch):  # noqa: N801
+    """torch's: grad mode set to `mode` at once (`gc.set_grad_enabled(False)` as a statement),
+    restored when used as a context manager or decorator exits."""
+
+    def __new__(cls, mode):
+        return object.__new__(cls)
+
+    def __init__(self, mode):
+        if not isinstance(mode, (bool, np.bool_)):
+            raise GraphcError(f"set_grad_enabled(mode): mode must be a bool, got "
+                              f"{type(mode).__name__}", (user_location(),))
+        self._saved = []
+        self.mode = bool(mode)
+        self._before = _MODE.enabled
+        _MODE.enabled = self.mode
+
+    def __enter__(self):
+        # (the mode before the switch was made: making it already set its own)
+        self._saved.append(self._before)
+        _MODE.enabled = self.mode
+
+    def __call__(self, func):
+        _MODE.enabled = self._before  # decorating changes no mode until the function runs
+        return super().__call__(func)
+
+    def _again(self):
+        return set_grad_enabled(self.mode)
 
 
 def is_grad_enabled() -> bool:
     """Whether ops on tensors that require grad are recorded (off under no_grad, and while
     backward() runs without create_graph)."""
     return _MODE.enabled
-
-
-@contextlib.contextmanager
-def enable_grad():
-    saved = _MODE.enabled
-    _MODE.enabled = True
-    try:
-        yield
-    finally:
-        _MODE.enabled = saved
 
 
 class Tensor(OperatorMixin):

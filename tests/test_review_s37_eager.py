@@ -88,3 +88,45 @@ def test_numpy_functions_refuse_a_tensor_that_requires_grad():
     assert int(np.count_nonzero(x)) == 3
     with gc.no_grad():
         assert float(np.dot(w, x)) == pytest.approx(4.5)
+
+
+def test_no_grad_decorates_generators_and_bare_functions():
+    """@gc.no_grad() on a generator function only covered the call creating the generator:
+    its body ran with grad on (results required grad), and bare @gc.no_grad raised a raw
+    TypeError. Now no_grad is torch's decorator-context manager: each step of a generator
+    runs without grad (grad mode outside untouched between steps), the bare form works, and
+    gc.enable_grad / gc.set_grad_enabled are there too."""
+    x = gc.tensor(np.ones(3, np.float32), requires_grad=True)
+
+    @gc.no_grad()
+    def stream(n):
+        for _ in range(n):
+            yield x * 2
+
+    steps = stream(2)
+    first = next(steps)
+    assert not first.requires_grad and gc.is_grad_enabled()
+    assert (x * 2).requires_grad  # between steps the caller's mode holds
+    assert [t.requires_grad for t in steps] == [False]
+
+    @gc.no_grad
+    def double(v):
+        return v * 2
+
+    out = double(x)
+    assert not out.requires_grad
+    np.testing.assert_array_equal(out.numpy(), [2, 2, 2])
+    with gc.no_grad():
+        assert not gc.is_grad_enabled()
+        with gc.enable_grad():
+            assert (x * 2).requires_grad
+        with gc.set_grad_enabled(True):
+            assert gc.is_grad_enabled()
+        assert not gc.is_grad_enabled()
+    assert gc.is_grad_enabled()
+    gc.set_grad_enabled(False)
+    try:
+        assert not (x * 2).requires_grad
+    finally:
+        gc.set_grad_enabled(True)
+    assert (x * 2).requires_grad
