@@ -850,6 +850,10 @@ def _accumulate(leaf, g, create_graph):
     if leaf.grad is not None and np.shape(leaf.grad) != leaf.data.shape:
         raise GraphcError(f"the .grad assigned to a tensor of shape {leaf.data.shape} has "
                           f"shape {np.shape(leaf.grad)}", (user_location(),))
+    if leaf.grad is not None and np.asarray(leaf.grad).dtype != leaf.data.dtype:
+        # (accumulating into it gave the leaf a .grad of another dtype for good)
+        raise GraphcError(f"the .grad assigned to a tensor of dtype {leaf.data.dtype} has "
+                          f"dtype {np.asarray(leaf.grad).dtype}", (user_location(),))
     if create_graph:
         if leaf.grad is None:
             # a tensor of its own on the tape (the cotangent may be another leaf's too):

@@ -130,3 +130,18 @@ def test_no_grad_decorates_generators_and_bare_functions():
     finally:
         gc.set_grad_enabled(True)
     assert (x * 2).requires_grad
+
+
+def test_an_assigned_grad_of_another_dtype_is_refused():
+    """x.grad = a float64 array on a float32 leaf was taken, and the next backward()
+    accumulated into it: a float64 .grad [2, 2]; now backward() refuses it in one line
+    naming both dtypes, as it refuses another shape (torch refuses it on assignment), and
+    a .grad of the leaf's dtype still accumulates."""
+    x = gc.tensor(np.ones(2, np.float32), requires_grad=True)
+    x.grad = np.ones(2)
+    with pytest.raises(GraphcError, match="dtype float32 has dtype float64"):
+        gc.sum(x).backward()
+    x.grad = np.ones(2, np.float32)
+    gc.sum(x).backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad, [2, 2])
