@@ -61,7 +61,8 @@ def reduce_array(x: np.ndarray, reduce: str) -> np.ndarray:
     comm = communicator()
     if comm is None or comm.size == 1:
         return np.array(x, copy=True)
-    total = comm.allreduce_sum(np.ascontiguousarray(x))
+    # (np.ascontiguousarray makes a 0-d value 1-d: the total takes back x's shape)
+    total = comm.allreduce_sum(np.ascontiguousarray(x)).reshape(np.shape(x))
     if reduce == "mean":
         np.divide(total, comm.size, out=total)
     return total
