@@ -596,7 +596,11 @@ class Trainer:
             data=digest.hexdigest()[:16])
 
     def _eval_key(self, k):
-        return np.int64(((self.seed * 1_000_003 + self.step) * 7919 + k + (1 << 50)) % (1 << 62))
+        """The key of evaluation batch k: per rank as _key's, else a loss that samples (a
+        VAE's) would draw the same noise for every rank's rows; rank 0 keeps one process's."""
+        rank = 0 if self.dist is None else self.dist.rank()
+        return np.int64(((self.seed * 1_000_003 + self.step) * 7919 + k + (1 << 50)
+                         + (rank << 40)) % (1 << 62))
 
     def _key(self):
         """The dropout key of the next batch drawn for training. It counts the batches drawn

@@ -66,3 +66,49 @@ def test_allreduce_of_a_0d_value_on_two_ranks(tmp_path):
     assert code == 0, output
     for r in range(2):
         assert f"rank {r} () 3.0 () 1.5" in output, output
+
+
+# rows whose second half mirrors the first: noise drawn alike for both halves cancels
+_MIRRORED = np.array([[1.], [2.], [3.], [4.], [-1.], [-2.], [-3.], [-4.]])
+
+
+def _sampling_loss(p, batch, key, training):  # a loss that samples in evaluation, as a VAE's
+    noise = gc.random.normal(gc.random.key(key), batch[0].shape, "float64")
+    return gc.mean((noise + p["w"]) * batch[0])
+
+
+def _sampling_trainer(distributed):
+    return gc.Trainer(_sampling_loss, {"w": np.zeros((1, 1))}, gc.optim.SGD(lr=0.1),
+                      [(_MIRRORED,)], steps=1, eval_batches=[(_MIRRORED,)], eval_iters=1,
+                      distributed=distributed)
+
+
+def test_evaluation_keys_differ_per_rank(tmp_path):
+    """Trainer's evaluation keys lacked the rank that the training keys mix in, so a
+    4-argument loss sampling in evaluation drew the same noise for every rank's rows (here
+    mirrored rows: the 2-rank evaluation was exactly 0.0). Now each rank has its own key,
+    rank 0's that of one process (bit for bit), and the evaluation is the mean of the ranks'
+    losses, each with its own noise."""
+    one = _sampling_trainer(False)
+    one_key = int(one._eval_key(0))
+    code, output = run_two_ranks(tmp_path, f"""
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_review_s37_distributed import _sampling_trainer
+        tr = _sampling_trainer(True)
+        value = tr.evaluate()
+        print("rank", r, "key", int(tr._eval_key(0)), "eval", repr(float(value)), flush=True)
+    """)
+    assert code == 0, output
+    lines = dict(line.split(" ", 2)[1:] for line in output.splitlines()
+                 if line.startswith("rank "))
+    keys = [int(lines[str(r)].split()[1]) for r in range(2)]
+    assert keys[0] == one_key and keys[1] != one_key
+    per_rank = [float(_sampling_loss({"w": np.zeros((1, 1))}, (_MIRRORED[4 * r:4 * r + 4],),
+                                     np.int64(keys[r]), False).data) for r in range(2)]
+    for r in range(2):
+        value = float(lines[str(r)].split()[3])
+        assert value != 0.0
+        np.testing.assert_allclose(value, np.mean(per_rank), rtol=1e-12)
+    # one process's evaluation keeps its key, so its value is unchanged
+    np.testing.assert_allclose(one.evaluate(), _sampling_loss(
+        {"w": np.zeros((1, 1))}, (_MIRRORED,), np.int64(one_key), False).data, rtol=1e-12)
