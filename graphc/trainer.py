@@ -231,7 +231,6 @@ class Trainer:
         # the step plan updates these arrays in place (they are donated to it)
         self.params = {n: None if a is None else np.array(a, copy=True)
                        for n, a in params.items()}
-        self.state = optimizer.init(self.params)
         # each parameter's updates behind the optimiser's count (the steps it got no gradient
         # at: frozen, or unused by the loss), as BoundOptimizer.behind: torch counts each
         # parameter's own updates (state[p]["step"]), which Adam's bias corrections, SGD's
@@ -258,6 +257,9 @@ class Trainer:
             # different shapes): as DDP, so that a rank-dependent init cannot leave each rank
             # training its own weights with the same averaged updates
             self.dist.broadcast_(self.params)
+        # after the broadcast: an optimiser whose state copies the parameters (an EMA, a
+        # Lookahead of one's own) would otherwise start each rank from its own weights
+        self.state = optimizer.init(self.params)
         self._plan_steps(self._shard(first))
         # the layers' Buffers the step writes (BatchNorm's running statistics, updated by
         # every call): checkpointed as buffer/NAME, and rank 0's on every rank after each

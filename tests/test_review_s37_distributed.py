@@ -112,3 +112,35 @@ def test_evaluation_keys_differ_per_rank(tmp_path):
     # one process's evaluation keeps its key, so its value is unchanged
     np.testing.assert_allclose(one.evaluate(), _sampling_loss(
         {"w": np.zeros((1, 1))}, (_MIRRORED,), np.int64(one_key), False).data, rtol=1e-12)
+
+
+class _AveragingOptimizer:  # an optimiser of one's own whose state starts as the parameters
+    def init(self, params):
+        return {"avg": {n: np.array(a, copy=True) for n, a in params.items()}}
+
+    def update(self, grads, state, params):
+        new = {n: params[n] - 0.1 * grads[n] for n in params}
+        avg = {n: 0.5 * state["avg"][n] + 0.5 * new[n] for n in params}
+        return avg, {"avg": avg}  # the parameters follow their average
+
+
+def test_optimizer_state_starts_from_rank_0s_broadcast_parameters(tmp_path):
+    """Trainer initialised the optimiser before broadcasting rank 0's parameters, so an
+    optimiser whose state copies them started from each rank's own weights and the ranks
+    silently diverged (rank 1 at 1.45 after a step). Now the state is made from the
+    broadcast parameters: every rank starts at rank 0's 1.0 and steps to
+    0.5 * 1.0 + 0.5 * (1.0 - 0.1) = 0.95."""
+    code, output = run_two_ranks(tmp_path, f"""
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_review_s37_distributed import _AveragingOptimizer
+        w0 = np.full((1, 1), 1.0 + r)  # a rank-dependent init, which the Trainer broadcasts
+        tr = gc.Trainer(lambda p, b: gc.mean(b[0] * p["w"]), {{"w": w0}},
+                        _AveragingOptimizer(), [(np.ones((2, 1)),)], steps=1,
+                        distributed=True)
+        start = tr.state["avg"]["w"].item()
+        tr.train_step()
+        print("rank", r, "start", start, "after", tr.params["w"].item(), flush=True)
+    """)
+    assert code == 0, output
+    for r in range(2):
+        assert f"rank {r} start 1.0 after 0.95" in output, output
