@@ -554,18 +554,22 @@ class Trainer:
 
     # ---- one step, one evaluation ----
     def _shard(self, batch):
-        """This rank's rows of a global batch (every rank draws the same global batch)."""
+        """This rank's rows of a global batch (every rank draws the same global batch): the
+        rows of each leaf of the batch's pytree, so a nested ((x1, x2), y) splits as (x, y)."""
         if self.dist is None or not batch:
             return batch
-        arrays = [np.asarray(b) for b in batch]
+        leaves, structure, names = flatten(batch)
+        if not leaves:
+            return batch
+        arrays = [np.asarray(b) for b in leaves]
         global_rows = arrays[0].shape[0] if arrays[0].ndim else None
-        for position, a in enumerate(arrays):
+        for name, a in zip(names, arrays):
             if a.ndim == 0 or a.shape[0] != global_rows:
-                self._refuse_unsplittable(position, a, global_rows)
+                self._refuse_unsplittable(name, a, global_rows, names[0])
         rows = self.dist.shard(global_rows)
-        return tuple(a[rows] for a in arrays)
+        return unflatten(structure, [a[rows] for a in arrays])
 
-    def _refuse_unsplittable(self, position, array, global_rows):
+    def _refuse_unsplittable(self, name, array, global_rows, first_name):
         """A batch element that is not a per-row array (a scalar weight, a per-class table):
         every rank draws the same global batch, so every rank raises this at the same step
         (rather than an IndexError on each, or an empty slice that failed on the last ranks
@@ -573,8 +577,8 @@ class Trainer:
         split = (f"but every batch element is split by rows across the {self.dist.size()} "
                  "ranks: its leading axis must be the global batch")
         if global_rows is not None:
-            split += f" of {global_rows} rows (element 0's)"
-        exc = GraphcError(f"Trainer(distributed=True): batch element {position} has shape "
+            split += f" of {global_rows} rows (element {first_name}'s)"
+        exc = GraphcError(f"Trainer(distributed=True): batch element {name} has shape "
                           f"{array.shape}, {split}; a value the whole batch shares belongs in "
                           "the loss function, not the batch", (user_location(),))
         exc.on_every_rank = True  # the same batch, so the same error on every rank
@@ -586,7 +590,7 @@ class Trainer:
         divergence. The first global batch stands for the data."""
         import hashlib
         digest = hashlib.sha256()
-        for b in first:
+        for b in flatten(first)[0]:  # the leaves: a nested batch's arrays may differ in shape
             digest.update(np.ascontiguousarray(b).tobytes())
         self.dist.handshake(
             params={n: None if a is None else [list(a.shape), str(a.dtype)]
@@ -1228,7 +1232,7 @@ class Trainer:
         """Samples (or tokens) per step, of `batch`: the global batch as drawn (every rank
         draws all of it), so it is not multiplied by the rank count; a step's micro-batches
         are."""
-        first = np.asarray(batch[0])
+        first = np.asarray(flatten(batch)[0][0])  # a nested batch's first array
         rows = first.size if self.units == "tokens" else (first.shape[0] if first.ndim else 1)
         return rows * self.gradient_accumulation_steps
 

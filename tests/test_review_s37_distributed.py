@@ -4,6 +4,7 @@ written into tmp_path under mpiexec, as tests/test_mpi.py launches its worker.""
 from __future__ import annotations
 
 import sys
+import types
 import textwrap
 from pathlib import Path
 
@@ -144,3 +145,62 @@ def test_optimizer_state_starts_from_rank_0s_broadcast_parameters(tmp_path):
     assert code == 0, output
     for r in range(2):
         assert f"rank {r} start 1.0 after 0.95" in output, output
+
+
+_RNG = np.random.default_rng(0)
+_X1, _X2, _Y = _RNG.normal(size=(8, 5)), _RNG.normal(size=(8, 2)), _RNG.normal(size=(8, 1))
+
+
+def _nested_loss(p, batch):
+    (a, b), t = batch  # a nested batch: ((x1, x2), y)
+    return gc.mean((a @ p["w"] + b @ p["v"] - t) ** 2)
+
+
+def _nested_trainer(distributed, batch=((_X1, _X2), _Y)):
+    return gc.Trainer(_nested_loss, {"w": np.zeros((5, 1)), "v": np.zeros((2, 1))},
+                      gc.optim.SGD(lr=0.1), [batch], steps=3, distributed=distributed)
+
+
+def test_a_nested_batch_is_split_by_its_leaves(tmp_path):
+    """A nested batch ((x1, x2), y) trained on one process but crashed on 2 ranks (the
+    handshake and the split took np.asarray of each top-level element: an "inhomogeneous
+    shape" ValueError), and fit() crashed on one process too (its samples-per-step count
+    did the same). Now the leaves are hashed and split by rows, and 2 ranks train what one
+    process trains (float64, 1e-12)."""
+    one = _nested_trainer(False)
+    assert one.fit(progress=False) == 0
+    code, output = run_two_ranks(tmp_path, f"""
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_review_s37_distributed import _nested_trainer
+        tr = _nested_trainer(True)
+        assert tr.fit(progress=False) == 0
+        np.savez(f"{{OUT}}/nested{{r}}.npz", **tr.params)
+    """)
+    assert code == 0, output
+    for r in range(2):
+        saved = np.load(tmp_path / f"nested{r}.npz")
+        for name in ("w", "v"):
+            np.testing.assert_allclose(saved[name], one.params[name], rtol=1e-12, atol=1e-12)
+
+
+def test_a_nested_batch_leaf_that_is_not_per_row_is_refused_by_its_path():
+    """With inner arrays of one shape, a nested batch was refused as "a global batch of 2
+    rows (element 0's)" (the stacked pair's leading axis). Now each leaf is split by its
+    rows, and a leaf whose row count differs from the first leaf's is refused naming both."""
+    trainer = _nested_trainer(False)
+    for rank in (0, 1):
+        trainer.dist = types.SimpleNamespace(rank=lambda: rank, size=lambda: 2,
+                                             shard=lambda rows: dist.shard(rows, rank, 2))
+        (a, b), t = trainer._shard(((_X1, _X2), _Y))
+        rows = slice(4 * rank, 4 * rank + 4)
+        assert a.tolist() == _X1[rows].tolist() and b.tolist() == _X2[rows].tolist()
+        assert t.tolist() == _Y[rows].tolist()
+        (a, b), t = trainer._shard(((_X1, 2 * _X1), _Y))  # inner arrays of one shape
+        assert b.tolist() == (2 * _X1[rows]).tolist() and t.shape == (4, 1)
+        with pytest.raises(gc.GraphcError) as caught:
+            trainer._shard(((_X1, _X2[:3]), _Y))
+        assert caught.value.on_every_rank
+        assert caught.value.message.startswith(
+            "Trainer(distributed=True): batch element 0.1 has shape (3, 2), but every batch "
+            "element is split by rows across the 2 ranks: its leading axis must be the global "
+            "batch of 8 rows (element 0.0's); ")
