@@ -570,12 +570,15 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
                 trainer = Trainer(model, text, tc, pipeline, fast_math=fast_math,
                                   distributed=distributed, memory_limit=memory_limit,
                                   gradient_accumulation_steps=accumulation)
-            except MemoryLimitError as exc:
-                raise MemoryLimitError(exc.limit, exc.peak, exc.best,
-                                       "--memory-limit") from None
-            except PlanMemoryError as exc:
-                raise GraphcError(f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
-                                  f"--block-size ({cfg.block_size})") from None
+            except (MemoryLimitError, PlanMemoryError) as exc:
+                refusal = (MemoryLimitError(exc.limit, exc.peak, exc.best, "--memory-limit")
+                           if isinstance(exc, MemoryLimitError) else GraphcError(
+                               f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
+                               f"--block-size ({cfg.block_size})"))
+                # every rank compiles the same plan, so every rank refuses it alike (outside
+                # fail_together: building the Trainer holds collectives)
+                refusal.on_every_rank = True
+                raise refusal from None
             pending = trainer.step_plan.kernels_pending
             _say(f"compiled the training step in {time.perf_counter() - t0:.2f}s "
                  f"({len(trainer.step_plan.graph.nodes)} nodes"

@@ -204,3 +204,32 @@ def test_a_nested_batch_leaf_that_is_not_per_row_is_refused_by_its_path():
             "Trainer(distributed=True): batch element 0.1 has shape (3, 2), but every batch "
             "element is split by rows across the 2 ranks: its leading axis must be the global "
             "batch of 8 rows (element 0.0's); ")
+
+
+_TINY_TRAIN = ["train", "--config", "tiny", "--n-layer", "1", "--n-embd", "16", "--n-head",
+               "2", "--block-size", "8", "--batch-size", "4", "--eval-iters", "2",
+               "--no-progress", "--sample-tokens", "0", "--steps", "2"]
+
+
+def test_ranks_2_memory_limit_refusal_is_one_line_and_status_2(tmp_path):
+    """`graphc train --ranks 2 --memory-limit 1KB` printed its line and then mpiexec's
+    banner about a rank that exited non-zero: the refusal, raised while the Trainer is
+    built (outside fail_together), was not marked as every rank's, so each rank left on its
+    own. Now it is (every rank compiles the same plan): one line, status 2, as with one
+    process (whose plan, of the whole batch, needs more)."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed: pip install "
+                                         "'graphc[mpi]'")
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question\\n" * 40, encoding="utf-8")
+    args = [*_TINY_TRAIN, "--data", str(text), "--memory-limit", "1KB"]
+    lines = []
+    for ranks in ("1", "2"):
+        code, out, err = run_in_group(
+            [sys.executable, "-m", "graphc.cli", *args, "--out", str(tmp_path / ranks),
+             "--ranks", ranks], rank_env(), 90)
+        assert code == 2, err
+        lines.append(err.splitlines())
+    for ranks_lines in lines:  # (a rank's plan holds half the batch: a smaller peak)
+        assert len(ranks_lines) == 1, lines
+        assert ranks_lines[0].startswith("graphc: error: --memory-limit 1000 B cannot be met: ")
+        assert ranks_lines[0].endswith(" KiB or shrink the batch")
