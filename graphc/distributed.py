@@ -248,8 +248,10 @@ def shard(global_batch: int, rank_: int | None = None, size_: int | None = None)
     r = rank() if rank_ is None else rank_
     n = size() if size_ is None else size_
     if global_batch % n:
-        raise GraphcError(f"batch size {global_batch} does not split over {n} ranks; use a "
+        exc = GraphcError(f"batch size {global_batch} does not split over {n} ranks; use a "
                           f"multiple of {n}")
+        exc.on_every_rank = True  # every rank draws the same global batch
+        raise exc
     per = global_batch // n
     return slice(r * per, (r + 1) * per)
 

@@ -1212,12 +1212,17 @@ class Trainer:
         # process without a word; one while the plot is drawn (after the last save) is
         # returned too. One run at a time writes into `out`: a second one stops with one line
         with StopAtStepBoundary() as stop, _reader_aware_stdout() as stdout, \
-                exclusive_directory(out, "training run") if out else contextlib.nullcontext():
-            if ckpt and os.path.exists(ckpt) and not (
-                    RESTORED in self._saved_to or os.path.realpath(ckpt) in self._saved_to):
-                raise GraphcError(f"{ckpt} already exists, from another run; fit() does not "
-                                  f"replace it: resume it first (trainer.resume({ckpt!r})) or "
-                                  "fit into another directory")
+                contextlib.ExitStack() as held:
+            # rank 0 alone checks `out`: the ranks agree on its refusal, else the others
+            # would go on into the first evaluation's all-reduce and wait for it
+            with contextlib.nullcontext() if self.dist is None else self.dist.fail_together():
+                if out:
+                    held.enter_context(exclusive_directory(out, "training run"))
+                if ckpt and os.path.exists(ckpt) and not (
+                        RESTORED in self._saved_to or os.path.realpath(ckpt) in self._saved_to):
+                    raise GraphcError(f"{ckpt} already exists, from another run; fit() does "
+                                      f"not replace it: resume it first (trainer.resume("
+                                      f"{ckpt!r})) or fit into another directory")
             self.mark_good()
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")

@@ -233,3 +233,43 @@ def test_ranks_2_memory_limit_refusal_is_one_line_and_status_2(tmp_path):
         assert len(ranks_lines) == 1, lines
         assert ranks_lines[0].startswith("graphc: error: --memory-limit 1000 B cannot be met: ")
         assert ranks_lines[0].endswith(" KiB or shrink the batch")
+
+
+def test_a_later_batch_that_does_not_split_is_refused_on_every_rank():
+    """distributed.shard's "batch size 7 does not split over 2 ranks" (a later batch of an
+    iterable) was not marked as every rank's, where the other refusals of a batch are: each
+    rank printed its traceback. Every rank draws the same global batch, so it is now."""
+    trainer = _nested_trainer(False)
+    for rank in (0, 1):
+        trainer.dist = types.SimpleNamespace(rank=lambda: rank, size=lambda: 2,
+                                             shard=lambda rows: dist.shard(rows, rank, 2))
+        with pytest.raises(gc.GraphcError) as caught:
+            trainer._shard(((_X1[:7], _X2[:7]), _Y[:7]))
+        assert caught.value.on_every_rank
+        assert caught.value.message == ("batch size 7 does not split over 2 ranks; use a "
+                                        "multiple of 2")
+
+
+def test_fit_into_another_runs_checkpoint_is_refused_on_every_rank(tmp_path):
+    """fit(out) checked for another run's checkpoint on rank 0 alone (the others write
+    nothing), so rank 0 raised while rank 1 went on into the first evaluation and waited.
+    Now the ranks agree on rank 0's refusal: every rank raises it, marked as every rank's,
+    and the checkpoint is left as it was."""
+    _nested_trainer(False).fit(str(tmp_path / "run"), progress=False)
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    code, output = run_two_ranks(tmp_path, f"""
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_review_s37_distributed import _nested_trainer
+        tr = _nested_trainer(True)
+        try:
+            tr.fit(f"{{OUT}}/run", progress=False)
+        except gc.GraphcError as exc:
+            print("rank", r, "every", exc.on_every_rank, "|", exc.message, flush=True)
+    """)
+    assert code == 0, output
+    for r in range(2):
+        assert (f"rank {r} every True | {ckpt} already exists, from another run; fit() does "
+                f"not replace it: resume it first (trainer.resume({str(ckpt)!r})) or fit into "
+                "another directory") in output, output
+    assert ckpt.read_bytes() == before
