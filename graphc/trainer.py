@@ -1197,7 +1197,7 @@ class Trainer:
         OUT/checkpoint.npz every eval_every steps and at the end, and draw OUT/loss.png.
         Returns 0, or the signal (SIGINT, SIGTERM) that stopped training at a step boundary
         after saving (or came while loss.png was drawn, after the last save); SIGPIPE when
-        `log` found its reader gone (`graphc train | head`), after saving likewise. Raises
+        stdout found its reader gone (`graphc train | head`), after saving likewise. Raises
         TrainingDiverged on a NaN or an Inf, the last good checkpoint kept. `log(line)`
         takes every line fit() reports (evaluations, the plateau's reductions, divergence;
         default: printed); `progress`: the bar, on stdout."""
