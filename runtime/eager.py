@@ -218,16 +218,20 @@ class Tensor(OperatorMixin):
         """numpy's functions run as without this hook (np.mean(t) calls t.mean, on the tape;
         np.dot reads arrays), except that one computing floats from the values of a tensor
         that requires grad is refused, as torch's, instead of silently leaving its gradient
-        term out; a result with no gradient to lose (np.allclose's bool) is given."""
-        outer = _NUMPY_CALL.read_grad
-        _NUMPY_CALL.read_grad = False  # (set by __array__)
+        term out; a result with no gradient to lose (np.allclose's bool, np.zeros_like's
+        values) is given. The outermost numpy call decides (np.hstack's implementation calls
+        np.atleast_1d: the refusal names np.hstack)."""
+        call = _NUMPY_CALL
+        if call.depth or not _MODE.enabled:  # (no grad mode: nothing to lose, nothing read)
+            return func._implementation(*args, **kwargs)
+        call.depth, call.read_grad = 1, False  # (read_grad: set by __array__)
         try:
             result = func._implementation(*args, **kwargs)
-            if _NUMPY_CALL.read_grad and _holds_floats(result):
-                _refuse_numpy_function(func)
-            return result
         finally:
-            _NUMPY_CALL.read_grad = outer or _NUMPY_CALL.read_grad
+            read, call.depth, call.read_grad = call.read_grad, 0, False
+        if read and func.__name__ not in _READS_NO_VALUES and _holds_floats(result):
+            _refuse_numpy_function(func)
+        return result
 
     def __bool__(self):
         return bool(self.data)
@@ -310,8 +314,14 @@ def _api():
 
 class _NumpyCall(threading.local):
     # whether the numpy function running through Tensor.__array_function__ has read the
-    # values of a tensor that requires grad
+    # values of a tensor that requires grad; whether one runs (the outermost decides)
     read_grad = False
+    depth = 0
+
+
+# numpy functions whose result holds none of their argument's values: no gradient to lose
+_READS_NO_VALUES = frozenset({"zeros_like", "ones_like", "empty_like", "full_like", "shape",
+                              "ndim", "size"})
 
 
 def _holds_floats(result) -> bool:

@@ -145,3 +145,18 @@ def test_an_assigned_grad_of_another_dtype_is_refused():
     gc.sum(x).backward()
     assert x.grad.dtype == np.float32
     np.testing.assert_array_equal(x.grad, [2, 2])
+
+
+def test_a_numpy_refusal_names_the_function_called_and_values_free_ones_are_given():
+    """numpy's own implementations call other numpy functions on the tensor, and the inner
+    one was refused and named (np.hstack said np.atleast_1d, np.split np.swapaxes), and
+    np.zeros_like, whose result holds no value of x, was refused; now the function the user
+    called is named, with graphc's own where it has one, and zeros_like is given."""
+    x = gc.tensor(np.ones(3, np.float32), requires_grad=True)
+    for call, message in ((lambda: np.hstack([x, x]), r"^np\.hstack\(\) of a tensor"),
+                          (lambda: np.split(x, 3), r"^np\.split\(\) of a tensor .*gc\.split")):
+        with pytest.raises(gc.GraphcError, match=message):
+            call()
+    np.testing.assert_array_equal(np.zeros_like(x), np.zeros(3, np.float32))
+    with gc.no_grad():
+        np.testing.assert_array_equal(np.hstack([x, x]), np.ones(6, np.float32))
