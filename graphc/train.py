@@ -575,9 +575,10 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
                            if isinstance(exc, MemoryLimitError) else GraphcError(
                                f"{exc.message}; lower --batch-size ({cfg.batch_size}) or "
                                f"--block-size ({cfg.block_size})"))
-                # every rank compiles the same plan, so every rank refuses it alike (outside
-                # fail_together: building the Trainer holds collectives)
-                refusal.on_every_rank = True
+                # a --memory-limit refusal comes from the plan alone, the same on every rank
+                # (outside fail_together: building the Trainer holds collectives); the
+                # memory available is each rank's own, so that refusal may be one rank's
+                refusal.on_every_rank = isinstance(exc, MemoryLimitError)
                 raise refusal from None
             pending = trainer.step_plan.kernels_pending
             _say(f"compiled the training step in {time.perf_counter() - t0:.2f}s "

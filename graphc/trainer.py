@@ -89,6 +89,7 @@ import copy
 import inspect
 import itertools
 import math
+import numbers
 import operator
 import os
 import re
@@ -108,7 +109,7 @@ from . import amp, checkpoint, nn, optim
 from .files import check_path, discard_stdout, exclusive_directory
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
-from .tracing import flatten, unflatten
+from .tracing import flatten, leaves_and_structure, unflatten
 from .transforms import Compiled, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -558,16 +559,21 @@ class Trainer:
         rows of each leaf of the batch's pytree, so a nested ((x1, x2), y) splits as (x, y)."""
         if self.dist is None or not batch:
             return batch
-        leaves, structure, names = flatten(batch)
-        if not leaves:
-            return batch
-        arrays = [np.asarray(b) for b in leaves]
+        if isinstance(batch, tuple) and all(isinstance(b, np.ndarray) for b in batch):
+            arrays, structure = list(batch), None  # (the usual batch: no tree to walk)
+        else:
+            arrays, structure = leaves_and_structure(_rows_as_arrays(batch))
+            if not arrays:
+                return batch
+            arrays = [np.asarray(b) for b in arrays]
         global_rows = arrays[0].shape[0] if arrays[0].ndim else None
-        for name, a in zip(names, arrays):
+        for k, a in enumerate(arrays):
             if a.ndim == 0 or a.shape[0] != global_rows:
-                self._refuse_unsplittable(name, a, global_rows, names[0])
+                names = flatten(batch if structure is None else _rows_as_arrays(batch))[2]
+                self._refuse_unsplittable(names[k], a, global_rows, names[0])
         rows = self.dist.shard(global_rows)
-        return unflatten(structure, [a[rows] for a in arrays])
+        parts = [a[rows] for a in arrays]
+        return tuple(parts) if structure is None else unflatten(structure, parts)
 
     def _refuse_unsplittable(self, name, array, global_rows, first_name):
         """A batch element that is not a per-row array (a scalar weight, a per-class table):
@@ -590,7 +596,8 @@ class Trainer:
         divergence. The first global batch stands for the data."""
         import hashlib
         digest = hashlib.sha256()
-        for b in flatten(first)[0]:  # the leaves: a nested batch's arrays may differ in shape
+        # the leaves: a nested batch's arrays may differ in shape
+        for b in leaves_and_structure(_rows_as_arrays(first))[0]:
             digest.update(np.ascontiguousarray(b).tobytes())
         self.dist.handshake(
             params={n: None if a is None else [list(a.shape), str(a.dtype)]
@@ -1563,6 +1570,20 @@ def _as_tuple(batch):
         raise GraphcError(f"Trainer: a batch must be a tuple of arrays or one array, got "
                           f"{type(batch).__name__}", (user_location(),))
     return (batch,)
+
+
+def _rows_as_arrays(batch):
+    """A batch's pytree with each list or tuple of plain numbers or strings (labels given as
+    a list) as one array of rows, as np.asarray made every batch element before nested
+    batches were split by their leaves: a leaf per number would be refused as not per row."""
+    if isinstance(batch, (list, tuple)):
+        if batch and all(isinstance(b, (numbers.Number, str, np.generic)) for b in batch):
+            return np.asarray(batch)
+        items = [_rows_as_arrays(b) for b in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+    if isinstance(batch, dict):
+        return type(batch)((k, _rows_as_arrays(b)) for k, b in batch.items())
+    return batch
 
 
 def checkpoint_file(path) -> str:

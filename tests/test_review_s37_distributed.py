@@ -273,3 +273,19 @@ def test_fit_into_another_runs_checkpoint_is_refused_on_every_rank(tmp_path):
                 f"not replace it: resume it first (trainer.resume({str(ckpt)!r})) or fit into "
                 "another directory") in output, output
     assert ckpt.read_bytes() == before
+
+
+def test_labels_given_as_a_list_are_split_by_rows_as_before():
+    """Splitting a batch by its leaves took a list of per-row labels for one leaf per
+    number and refused it ('batch element 1.0 has shape ()'), where it trained before
+    (np.asarray made it a row array) and trains without distributed=True; a list or tuple
+    of plain numbers is one array of rows again."""
+    x = np.arange(16.0).reshape(8, 2)
+    y = [0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+
+    def loss(p, b):
+        t = gc.stack(list(b[1])) if isinstance(b[1], list) else b[1]
+        return gc.mean(((b[0] @ p["w"])[:, 0] - t) ** 2)
+    losses = [gc.Trainer(loss, {"w": np.zeros((2, 1))}, gc.optim.SGD(lr=0.01), [(x, y)],
+                         steps=1, distributed=d).train_step() for d in (False, True)]
+    assert losses == [0.5, 0.5]
