@@ -32,6 +32,20 @@ CASES = [(kind, k) for kind in KINDS for k, kw in enumerate(CONFIGS)
          if kind == "RNN" or "nonlinearity" not in kw]
 
 
+def gradients_match(ours, theirs, loss, x, tx):
+    """graphc's gradients of `loss` (eager and compiled) equal torch's, already computed by
+    backward() into theirs' parameters and tx."""
+    params = ours.params()
+    g_params, g_x = gc.grad(loss, argnums=(0, 1))(params, x)
+    np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in theirs.named_parameters():
+        np.testing.assert_allclose(g_params[name], p.grad.numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+    compiled = gc.compile(gc.value_and_grad(loss))(params, x)[1]
+    for name in params:
+        np.testing.assert_allclose(compiled[name], g_params[name], rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("kind,config", CASES)
 def test_outputs_states_and_gradients_match_torch(kind, config):
     kw = CONFIGS[config]
@@ -55,15 +69,7 @@ def test_outputs_states_and_gradients_match_torch(kind, config):
     np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-12, atol=1e-13)
     for s, t in zip(states(kind, h), t_states):
         np.testing.assert_allclose(s, t.detach().numpy(), rtol=1e-12, atol=1e-13)
-    params = ours.params()
-    g_params, g_x = gc.grad(loss, argnums=(0, 1))(params, x)
-    np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
-    for name, p in theirs.named_parameters():
-        np.testing.assert_allclose(g_params[name], p.grad.numpy(), rtol=1e-10, atol=1e-12,
-                                   err_msg=name)
-    compiled = gc.compile(gc.value_and_grad(loss))(params, x)[1]
-    for name in params:
-        np.testing.assert_allclose(compiled[name], g_params[name], rtol=1e-12, atol=1e-13)
+    gradients_match(ours, theirs, loss, x, tx)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -5,7 +5,7 @@ import pytest
 
 import graphc as gc
 from errorcheck import assert_one_line_error
-from test_recurrent import pair
+from test_recurrent import gradients_match, pair
 
 torch = pytest.importorskip("torch")
 
@@ -108,15 +108,7 @@ def test_lstm_proj_size_outputs_states_and_gradients_as_torch(settings):
     out, (h, c) = ours(x)
     for mine, torchs in ((out, t_out), (h, t_h), (c, t_c)):
         np.testing.assert_allclose(mine, torchs.detach().numpy(), rtol=1e-12, atol=1e-13)
-    params = ours.params()
-    g_params, g_x = gc.grad(loss, argnums=(0, 1))(params, x)
-    np.testing.assert_allclose(g_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
-    for name, p in theirs.named_parameters():
-        np.testing.assert_allclose(g_params[name], p.grad.numpy(), rtol=1e-10, atol=1e-12,
-                                   err_msg=name)
-    compiled = gc.compile(gc.value_and_grad(loss))(params, x)[1]
-    for name in params:
-        np.testing.assert_allclose(compiled[name], g_params[name], rtol=1e-12, atol=1e-13)
+    gradients_match(ours, theirs, loss, x, tx)
     layers = settings.get("num_layers", 1) * (2 if settings.get("bidirectional") else 1)
     h0 = rng.normal(size=(layers, settings["proj_size"]))
     c0 = rng.normal(size=(layers, 7))
