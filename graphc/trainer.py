@@ -1554,6 +1554,9 @@ def _scalar_loss(value):
     """The loss function's value, which must be one number: a loss of shape (1,) was
     trained on, then failed converting it to a float, after the step had updated the
     parameters."""
+    if isinstance(value, (tuple, list, dict)):  # (a JAX-style (loss, metrics) pair)
+        raise GraphcError(f"Trainer: the loss must return one number, got a "
+                          f"{type(value).__name__} of {len(value)}", (user_location(),))
     shape = tuple(getattr(value, "shape", ()))
     if shape:
         raise GraphcError(f"Trainer: the loss function returned a value of shape {shape}; "

@@ -889,8 +889,14 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
             elif isinstance(value, Tensor):  # gc.tensor(2.0), a parameter: read at each call
                 value = value.graph_operand(graph)
         if not isinstance(value, Node):
+            if isinstance(value, (tuple, list, dict)) and not has_aux:
+                # (JAX's (loss, metrics) habit: name what came back, and the way to keep it)
+                raise GraphcError(f"{who}: the function returned a {type(value).__name__} of "
+                                  f"{len(value)}; return one scalar, or pass has_aux=True to "
+                                  "return (output, aux)", (user_location(),))
+            got = "None" if value is None else f"a {type(value).__name__}"
             raise GraphcError(f"{who}: the function must return a tensor computed from its "
-                              "inputs", (user_location(),))
+                              f"inputs, got {got}", (user_location(),))
         if not is_float(value.dtype):  # as JAX; its gradient was zeros, silently
             # (the IR's other dtypes: bool, int32 and int64)
             article, kind = ("a", "bool") if value.dtype == np.dtype(bool) else ("an", "integer")
