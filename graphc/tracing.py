@@ -14,6 +14,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
+from ir.ops.registry import refuse_foreign_array
 from ir.types import WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype
 from runtime.eager import Tensor, collect_buffer_updates
 
@@ -54,6 +55,7 @@ def to_spec(x) -> Spec:
                           f"traced as; pass float({x}) or an array", (user_location(),))
     if isinstance(x, (bool, int, float)):
         return Spec((), np.asarray(x).dtype)
+    refuse_foreign_array(x)
     raise GraphcError(f"cannot make a tensor spec from a {type(x).__name__}; pass "
                       "graphc.spec(shape, dtype) or an example array", (user_location(),))
 

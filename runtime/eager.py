@@ -20,7 +20,7 @@ from ir.graph import current_graph
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, apply, get_op, graph_param,
-                             infer_type, is_weak_scalar, like_dtype,
+                             infer_type, is_weak_scalar, like_dtype, refuse_foreign_array,
                              register_base_interpreter, scalar_dtype)
 from ir.types import FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_float
 from ir.weak import NUMBER_POSITIONS
@@ -549,6 +549,7 @@ def lift(x, weak_dtype, opname) -> Tensor:
         return Tensor(np.asarray(x, dtype=weak_dtype))
     if isinstance(x, np.ndarray):
         return Tensor(x)
+    refuse_foreign_array(x, opname)
     raise GraphcError(f"{opname}: cannot use a {type(x).__name__} as a tensor operand",
                       (user_location(),))
 

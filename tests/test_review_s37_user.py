@@ -40,3 +40,53 @@ def test_trainer_loss_returning_loss_and_metrics_is_refused_naming_the_tuple():
                        r"got a tuple of 2"):
         trainer = gc.Trainer(loss, params, gc.optim.SGD(0.1), lambda rng: (x, y), steps=1)
         trainer.fit(progress=False)
+
+
+class _ForeignArray:
+    """Another library's array, as a torch.Tensor looks to graphc: __array__, a shape and a
+    dtype numpy cannot interpret."""
+
+    dtype = "torch.float32"
+
+    def __init__(self, *shape):
+        self.shape = shape
+
+    def __array__(self, dtype=None, copy=None):
+        return np.ones(self.shape, dtype or np.float32)
+
+
+def test_another_librarys_array_as_an_operand_is_refused_in_one_line_naming_it():
+    """A torch tensor given to a layer or an op met numpy's "TypeError: Cannot interpret
+    'torch.float32' as a data type", and given to gc.compile "cannot make a tensor spec
+    from a Tensor" (graphc has a Tensor of its own); eager ops, layers, compiled functions
+    and gradients now refuse it in one line naming its type and the way to pass it."""
+    name = f"{__name__}._ForeignArray"
+    advice = r"another library's array; pass a numpy array \(x.numpy\(\), or np.asarray\(x\)\)"
+    model = gc.nn.Linear(4, 2)
+    with pytest.raises(gc.GraphcError, match=rf"^matmul: got a {name}, {advice}"):
+        model(_ForeignArray(8, 4))
+    with pytest.raises(gc.GraphcError, match=rf"^relu: got a {name}"):
+        gc.relu(_ForeignArray(3))
+    with pytest.raises(gc.GraphcError, match=rf"^add: got a {name}"):
+        gc.tensor(np.ones(3, np.float32)) + _ForeignArray(3)
+    with pytest.raises(gc.GraphcError, match=rf"^got a {name}, {advice}"):
+        gc.sum(_ForeignArray(3))
+    with pytest.raises(gc.GraphcError, match=rf"^got a {name}, {advice}"):
+        gc.compile(model)(_ForeignArray(8, 4))
+    with pytest.raises(gc.GraphcError, match=rf"^got a {name}"):
+        gc.grad(lambda w: gc.sum(w * w))(_ForeignArray(3))
+    # traced, a captured foreign array is refused as well
+    with pytest.raises(gc.GraphcError, match=rf"^mul: got a {name}"):
+        gc.compile(lambda x: x * _ForeignArray(3))(np.ones(3, np.float32))
+    # numpy operands are as before, and gc.tensor still converts with np.asarray
+    np.testing.assert_array_equal(gc.relu(np.array([-1.0, 2.0])), [0.0, 2.0])
+
+
+def test_a_torch_tensor_operand_names_torch_tensor():
+    """The same with torch itself: the message names torch.Tensor."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(gc.GraphcError, match=r"^relu: got a torch\.Tensor, another library's"):
+        gc.relu(torch.ones(3))
+    with pytest.raises(gc.GraphcError, match=r"^got a torch\.Tensor"):
+        gc.compile(gc.nn.Linear(4, 2))(torch.ones(8, 4))
+    np.testing.assert_array_equal(gc.tensor(torch.ones(3)).numpy(), np.ones(3))

@@ -22,7 +22,8 @@ from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      holds_when_bound, is_float, is_half, is_int, is_real)
 from . import precision
-from .registry import SymbolicValue, apply, innermost_interpreter, is_weak_scalar
+from .registry import (SymbolicValue, apply, innermost_interpreter, is_weak_scalar,
+                       refuse_foreign_array)
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -57,7 +58,11 @@ def _ndim(x):
 
 
 def _dtype(x):
-    return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+    try:
+        return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+    except TypeError:  # (a torch tensor's dtype)
+        refuse_foreign_array(x)
+        raise
 
 
 def _runs_now(x) -> bool:

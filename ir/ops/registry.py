@@ -152,13 +152,32 @@ def _weak_dtype(value, like):
     return np.dtype("float32")
 
 
+def refuse_foreign_array(x, opname=""):
+    """Raise the one-line refusal of `x` if it is another library's array (a torch.Tensor, a
+    JAX or CuPy array: it has __array__ or __dlpack__ but is no numpy array), which graphc
+    does not convert unseen: a torch operand met numpy's "Cannot interpret 'torch.float32' as
+    a data type" from deep inside. Called where an operand is refused, off the hot path."""
+    if isinstance(x, (np.ndarray, np.generic)) or not (
+            hasattr(x, "__array__") or hasattr(x, "__dlpack__")):
+        return
+    kind = type(x)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+    raise GraphcError(f"{opname + ': ' if opname else ''}got a {name}, another library's "
+                      "array; pass a numpy array (x.numpy(), or np.asarray(x))",
+                      (user_location(),))
+
+
 def like_dtype(inputs):
     """The dtype a weak scalar operand adopts: the first tensor's, preferring non-bool ones
     (so that `where(mask, g, 0.0)` gives 0.0 the dtype of g)."""
     found = None
     for x in inputs:
         if not is_weak_scalar(x) and hasattr(x, "dtype"):
-            dt = np.dtype(x.dtype)
+            try:
+                dt = np.dtype(x.dtype)
+            except TypeError:  # (a torch tensor's dtype: lifting the operand refuses it)
+                continue
             if dt != np.dtype("bool"):
                 return dt
             found = found or dt
@@ -298,6 +317,7 @@ def lift_symbolic(graph, x, like, opname):
     to_graph = getattr(x, "graph_operand", None)
     if to_graph is not None:
         return to_graph(graph)
+    refuse_foreign_array(x, opname)
     raise GraphcError(f"{opname}: cannot use a {type(x).__name__} as a tensor operand",
                       (user_location(),))
 
