@@ -90,3 +90,42 @@ def test_a_torch_tensor_operand_names_torch_tensor():
     with pytest.raises(gc.GraphcError, match=r"^got a torch\.Tensor"):
         gc.compile(gc.nn.Linear(4, 2))(torch.ones(8, 4))
     np.testing.assert_array_equal(gc.tensor(torch.ones(3)).numpy(), np.ones(3))
+
+
+def _clamped(starts, shape, window):
+    """jax.lax's placement of a window: a negative start counts from the end, then it is
+    clamped so that the window fits."""
+    return tuple(min(max(s + n if s < 0 else s, 0), n - w)
+                 for s, n, w in zip(starts, shape, window))
+
+
+def test_dynamic_update_slice_takes_jaxs_tuple_of_start_indices():
+    """gc.dynamic_update_slice(x, u, (i, j)), JAX's start per axis, said "cannot use a tuple
+    as a tensor operand" (graphc's form is one start with axis=); the tuple is taken now,
+    eagerly, compiled with run-time starts and differentiated, and dynamic_slice takes
+    JAX's (starts, sizes) too. A tuple of the wrong length is refused naming both forms."""
+    x = np.arange(24.0).reshape(4, 6)
+    u = -np.ones((2, 3))
+    placed = gc.compile(lambda x, u, i, j: gc.dynamic_update_slice(x, u, (i, j)))
+    for starts in [(1, 2), (3, 5), (-1, 0), (0, 0)]:
+        expected = x.copy()
+        r, c = _clamped(starts, x.shape, u.shape)
+        expected[r:r + 2, c:c + 3] = u
+        np.testing.assert_array_equal(gc.dynamic_update_slice(x, u, starts), expected)
+        np.testing.assert_array_equal(placed(x, u, np.int64(starts[0]), np.int64(starts[1])),
+                                      expected)
+        np.testing.assert_array_equal(gc.dynamic_slice(x, starts, (2, 3)),
+                                      x[r:r + 2, c:c + 3])
+    # a whole axis (start 0) with the one-axis op on the other, as a KV cache's (slot, 0)
+    np.testing.assert_array_equal(gc.dynamic_update_slice(x, np.zeros((1, 6)), (2, 0))[2],
+                                  np.zeros(6))
+    gx, gu = gc.grad(lambda x, u: gc.sum(gc.dynamic_update_slice(x, u, (1, 2)) ** 2),
+                     argnums=(0, 1))(x, u)
+    expected = 2 * x
+    expected[1:3, 2:5] = 0.0
+    np.testing.assert_array_equal(gx, expected)
+    np.testing.assert_array_equal(gu, 2 * u)
+    with pytest.raises(gc.GraphcError, match=r"^dynamic_update_slice: a 2-d x takes 2 start "
+                       r"indices \(JAX's form: one per axis\), got 1; or give one start "
+                       r"with axis="):
+        gc.dynamic_update_slice(x, u, (1,))

@@ -773,11 +773,39 @@ def _start_axis(x, start, axis):
     return start, axis % _ndim(x) if _ndim(x) else axis
 
 
+def _starts_per_axis(x, starts, axis, who):
+    """JAX's form of the starts, a tuple or list with one per axis of x, checked."""
+    if axis != 0:
+        _fail(f"{who}: give one start with axis=, or a start per axis of x (JAX's form), "
+              "not both")
+    if len(starts) != _ndim(x):
+        _fail(f"{who}: a {_ndim(x)}-d x takes {_ndim(x)} start indices (JAX's form: one per "
+              f"axis), got {len(starts)}; or give one start with axis=")
+    return starts
+
+
+def _whole_axis(x, start, size, axis):
+    """Whether a window of `size` from a Python 0 along `axis` is the whole axis: that
+    axis's slice or update is x itself."""
+    return is_int(start) and start == 0 and is_int(size) and size == _shape(x)[axis]
+
+
 def dynamic_slice(x, start, size, axis=0):
     """x's window of `size` along `axis` from a run-time start (a scalar integer tensor), as
     JAX's lax.dynamic_slice: a negative start counts from the end (start + length), then the
     start is clamped to [0, length - size] so that the window fits (length 6, size 2: start
-    -1 opens at 4, -7 at 0, 5 at 4)."""
+    -1 opens at 4, -7 at 0, 5 at 4). JAX's form, a start and a size per axis of x
+    (`dynamic_slice(x, (i, 0), (2, 3))`), slices each axis so."""
+    if isinstance(start, (tuple, list)):
+        starts = _starts_per_axis(x, start, axis, "dynamic_slice")
+        if not isinstance(size, (tuple, list)) or len(size) != len(starts):
+            _fail(f"dynamic_slice: {len(starts)} start indices need as many sizes, got "
+                  f"{size!r}")
+        window = x
+        for k, (s, n) in enumerate(zip(starts, size)):
+            if not _whole_axis(x, s, n, k):
+                window = dynamic_slice(window, s, n, axis=k)
+        return _unchanged(x) if window is x else window
     start, axis = _start_axis(x, start, axis)
     return apply("dynamic_slice", x, start, size=_whole(size, "dynamic_slice: size"), axis=axis)
 
@@ -786,9 +814,32 @@ def dynamic_update_slice(x, update, start, axis=0):
     """x with `update` written from a run-time start along `axis`, as JAX's
     lax.dynamic_update_slice along one axis: a negative start counts from the end, then the
     start is clamped so that the update fits (see dynamic_slice). Compiled, it writes into
-    x's buffer when x dies here (a donated KV cache is updated in place)."""
+    x's buffer when x dies here (a donated KV cache is updated in place). JAX's form, a
+    start per axis of x (`dynamic_update_slice(x, u, (i, 0))`), places it on each axis so."""
+    if isinstance(start, (tuple, list)):
+        starts = _starts_per_axis(x, start, axis, "dynamic_update_slice")
+        if _ndim(update) != len(starts):
+            _fail(f"dynamic_update_slice: the update is {_ndim(update)}-d, x "
+                  f"{len(starts)}-d; give them the same number of axes (as JAX)")
+        if not builtins.all(_whole_axis(x, s, n, k) for k, (s, n)
+                            in enumerate(zip(starts, _shape(update)))):
+            return _update_from(x, update, starts, 0)
+        start = 0  # (the update is all of x: the op still checks and copies it)
     start, axis = _start_axis(x, start, axis)
     return apply("dynamic_update_slice", x, update, start, axis=axis)
+
+
+def _update_from(x, update, starts, axis):
+    """x with `update` placed from starts[axis:] on the axes from `axis` on: the window of x
+    the update falls in along `axis`, updated on the axes after it, written back."""
+    if axis == len(starts):
+        return update
+    size = _shape(update)[axis]
+    if _whole_axis(x, starts[axis], size, axis):
+        return _update_from(x, update, starts, axis + 1)
+    window = _update_from(dynamic_slice(x, starts[axis], size, axis=axis), update, starts,
+                          axis + 1)
+    return dynamic_update_slice(x, window, starts[axis], axis=axis)
 
 
 def one_hot(idx, depth, dtype="float32"):
