@@ -36,7 +36,7 @@ from ir.ops import attention as _attention
 from ir.ops.registry import _STACK as _INTERPRETERS
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
-from ir.types import INT_DTYPES, Dim, UnsupportedDtype, is_int
+from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            collect_buffer_updates, note_place, places_holding)
 from .transforms import Compiled
@@ -454,6 +454,18 @@ def _graphc_layer_name(cls) -> str:
     return f"{module}.{layer.__name__}"
 
 
+# torch's device names: the strings Module.to takes for a device (graphc has the CPU alone)
+_DEVICE_TYPES = {"cpu", "cuda", "mps", "xpu", "xla", "meta", "hpu", "npu", "ipu", "mtia"}
+
+
+def _is_device(value) -> bool:
+    """Whether a positional argument of Module.to names a device: a torch.device, or a
+    string of a device type ('cuda', 'cuda:0')."""
+    if type(value).__name__ == "device":
+        return True
+    return isinstance(value, str) and value.split(":")[0] in _DEVICE_TYPES
+
+
 class Module:
     _path = ""  # the dotted name from the root module, used as the scope of its nodes
 
@@ -861,6 +873,68 @@ class Module:
         traced again). Returns the module."""
         for p in self.parameters():
             p.requires_grad_(requires_grad)
+        return self
+
+    def to(self, *args, dtype=None, device=None, non_blocking=False):
+        """torch's Module.to: `to(dtype)`, `to(device)`, `to(device, dtype)` or keywords. The
+        floating-point parameters and buffers (their gradients too) are cast in place, the
+        Parameter objects kept (optimisers bound to them follow); integer ones (BatchNorm's
+        num_batches_tracked) are left. graphc runs on the CPU: any other device is refused.
+        Returns the module."""
+        for arg in args:  # (torch's positional forms: a device, a dtype, or both)
+            if _is_device(arg):
+                device = arg
+            elif dtype is None:
+                dtype = arg
+            else:
+                raise GraphcError(f"to: give one dtype and at most one device, got "
+                                  f"{len(args)} arguments", (user_location(),))
+        if device is not None and str(device).split(":")[0] != "cpu":
+            raise GraphcError(f"to: graphc runs on the CPU (numpy arrays); device {device!r} "
+                              "is not available (give 'cpu', or a dtype)", (user_location(),))
+        if dtype is not None:
+            self._cast_floats(dtype, "to")
+        return self
+
+    def double(self):
+        """torch's: the floating-point parameters and buffers cast to float64. Returns self."""
+        return self._cast_floats("float64", "double")
+
+    def float(self):
+        """torch's: the floating-point parameters and buffers cast to float32. Returns self."""
+        return self._cast_floats("float32", "float")
+
+    def half(self):
+        """torch's: the floating-point parameters and buffers cast to float16. Returns self."""
+        return self._cast_floats("float16", "half")
+
+    def bfloat16(self):
+        """torch's: the floating-point parameters and buffers cast to bfloat16. Returns
+        self."""
+        return self._cast_floats("bfloat16", "bfloat16")
+
+    def _cast_floats(self, dtype, method):
+        """The floating-point parameters and buffers (and gradients) cast to `dtype` in
+        place, as torch's Module._apply: each keeps its Parameter or Buffer object."""
+        try:
+            dtype = as_dtype(dtype)
+        except UnsupportedDtype as exc:
+            raise GraphcError(f"{method}: {exc.message}", (user_location(),)) from None
+        if not is_float(dtype):
+            raise GraphcError(f"{method}: a module's parameters take a floating-point dtype, "
+                              f"got {dtype} (as torch's Module.to)", (user_location(),))
+        if current_graph() is not None:  # (a plan would cast at each call, not once)
+            raise GraphcError(f"{method}: cast the module before compiling or tracing it, "
+                              "not inside a traced function", (user_location(),))
+        changed = False
+        for _, t in self._all_parameters(kind=(Parameter, Buffer)):
+            if is_float(t.data.dtype) and t.data.dtype != dtype:
+                t.data = t.data.astype(dtype)
+                if t.grad is not None:
+                    t.grad = t.grad.astype(dtype)
+                changed = True
+        if changed:  # plans traced with the old dtypes are stale: traced again
+            MODULE_PARAMETERS.replaced += 1
         return self
 
     # ---- modules as pytrees (JAX / flax style) ----

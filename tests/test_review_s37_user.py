@@ -129,3 +129,44 @@ def test_dynamic_update_slice_takes_jaxs_tuple_of_start_indices():
                        r"indices \(JAX's form: one per axis\), got 1; or give one start "
                        r"with axis="):
         gc.dynamic_update_slice(x, u, (1,))
+
+
+def test_module_double_float_half_bfloat16_and_to_cast_in_place_as_torch():
+    """Module.double(), .float(), .half(), .bfloat16() and .to(dtype), what torch users
+    reach for first, did not exist (AttributeError). They cast the floating-point
+    parameters and buffers in place now, keeping the Parameter objects (integer buffers
+    left), return the module, and a plan compiled before is traced again with the new
+    dtypes; .to refuses a device other than the CPU and a non-float dtype in one line."""
+    model = gc.nn.Sequential(gc.nn.Linear(4, 3), gc.nn.BatchNorm1d(3))
+    weight = model[0].weight
+    scaled = gc.compile(lambda k: model[0].weight * k)
+    assert scaled(2.0).dtype == np.float32
+    assert model.double() is model
+    assert model[0].weight is weight
+    dtypes = {name: str(a.dtype) for name, a in model.state_dict().items()}
+    assert dtypes == {"0.weight": "float64", "0.bias": "float64", "1.weight": "float64",
+                      "1.bias": "float64", "1.running_mean": "float64",
+                      "1.running_var": "float64", "1.num_batches_tracked": "int64"}
+    assert {p.dtype for _, p in model.named_parameters()} == {np.dtype(np.float64)}
+    assert scaled(2.0).dtype == np.float64  # (it raised "expects dtype float32" before)
+    np.testing.assert_array_equal(scaled(2.0), 2.0 * weight.data)
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    assert model(x).dtype == np.float64
+    assert gc.compile(model)(x).dtype == np.float64
+    # an optimiser bound after steps in float64
+    optimizer = gc.optim.SGD(lr=0.1).bind(model)
+    gc.sum(model(x) ** 2).backward()
+    optimizer.step()
+    assert weight.dtype == np.float64
+    assert model.to("cpu", "float32") is model and weight.dtype == np.float32
+    assert model.half()[0].bias.dtype == np.float16
+    assert str(model.bfloat16()[0].bias.dtype) == "bfloat16"
+    assert model.float()[1].running_var.dtype == np.float32
+    assert model.to(dtype=np.float64)[1].num_batches_tracked.dtype == np.int64
+    with pytest.raises(gc.GraphcError, match=r"^to: graphc runs on the CPU \(numpy arrays\); "
+                       r"device 'cuda:0' is not available"):
+        model.to("cuda:0")
+    with pytest.raises(gc.GraphcError, match=r"^to: a module's parameters take a "
+                       r"floating-point dtype, got int32"):
+        model.to("int32")
+    assert weight.dtype == np.float64  # (a refused call casts nothing)
