@@ -2,12 +2,15 @@
 
 numba takes ~0.15 s to compile a fused kernel, ~0.5 s for a parallel one, so the first build
 of a GPT step on a machine spent ~8 s compiling 16 kernels. Instead, a kernel that is not in
-the disk cache yet starts as its cluster's numpy evaluation (tier 0, the same values), and one
+the disk cache yet starts as its cluster's numpy evaluation (tier 0), and one
 background process compiles the missing kernels into the cache; at the start of a later call
 the plan swaps each compiled kernel in (tier 1). The next process finds them cached.
 
 A marker file beside the kernel's module records each (source, argument types) that has been
 compiled, so that a plan knows before calling whether loading a kernel will be quick.
+Tier 0's values are numpy's, the kernels' are runtime.jit's (float32 exp and tanh polynomials,
+libm): they may differ in the last bits, so runs that must match bit for bit compile first
+(README, "Fusion and generated kernels").
 GRAPHC_BACKGROUND_COMPILE=0 compiles every kernel while the plan is built (as tests do).
 
 The compiler process imports graphc's own packages only (isolated, with this process's import
