@@ -878,7 +878,8 @@ class Module:
     def to(self, *args, dtype=None, device=None, non_blocking=False):
         """torch's Module.to: `to(dtype)`, `to(device)`, `to(device, dtype)` or keywords. The
         floating-point parameters and buffers (their gradients too) are cast in place, the
-        Parameter objects kept (optimisers bound to them follow); integer ones (BatchNorm's
+        Parameter objects kept (an optimiser bound to them that has not stepped follows;
+        one holding state, as torch's, does not: bind a new one); integer ones (BatchNorm's
         num_batches_tracked) are left. graphc runs on the CPU: any other device is refused.
         Returns the module."""
         for arg in args:  # (torch's positional forms: a device, a dtype, or both)

@@ -1555,8 +1555,9 @@ def _scalar_loss(value):
     trained on, then failed converting it to a float, after the step had updated the
     parameters."""
     if isinstance(value, (tuple, list, dict)):  # (a JAX-style (loss, metrics) pair)
-        raise GraphcError(f"Trainer: the loss must return one number, got a "
-                          f"{type(value).__name__} of {len(value)}", (user_location(),))
+        kind = next(k.__name__ for k in (tuple, list, dict) if isinstance(value, k))
+        raise GraphcError(f"Trainer: the loss must return one number, got a {kind} of "
+                          f"{len(value)}", (user_location(),))
     shape = tuple(getattr(value, "shape", ()))
     if shape:
         raise GraphcError(f"Trainer: the loss function returned a value of shape {shape}; "

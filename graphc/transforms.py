@@ -19,7 +19,8 @@ import numpy as np
 from ir import settings, weak
 from ir.errors import GraphcError, TracedNumberError, user_location, user_stacklevel
 from ir.graph import Node, current_graph
-from ir.ops.registry import apply, is_weak_scalar, like_dtype, lift_symbolic
+from ir.ops.registry import (apply, is_weak_scalar, like_dtype, lift_symbolic,
+                             refuse_foreign_array)
 from ir.types import SHORT_NAMES, WIDENED_INPUTS, Dim, as_dim, is_float, is_int
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
@@ -891,9 +892,9 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
         if not isinstance(value, Node):
             if isinstance(value, (tuple, list, dict)) and not has_aux:
                 # (JAX's (loss, metrics) habit: name what came back, and the way to keep it)
-                raise GraphcError(f"{who}: the function returned a {type(value).__name__} of "
-                                  f"{len(value)}; return one scalar, or pass has_aux=True to "
-                                  "return (output, aux)", (user_location(),))
+                raise GraphcError(f"{who}: the function returned a {_container_kind(value)} "
+                                  f"of {len(value)}; return one scalar, or pass has_aux=True "
+                                  "to return (output, aux)", (user_location(),))
             got = "None" if value is None else f"a {type(value).__name__}"
             raise GraphcError(f"{who}: the function must return a tensor computed from its "
                               f"inputs, got {got}", (user_location(),))
@@ -1277,7 +1278,16 @@ def _dtype_and_shape(x):
     dtype, shape = getattr(x, "dtype", None), getattr(x, "shape", None)
     if dtype is None or shape is None:
         return None
-    return np.dtype(dtype).name, tuple(shape)
+    try:
+        return np.dtype(dtype).name, tuple(shape)
+    except TypeError:  # a torch tensor's dtype: named in one line, not numpy's TypeError
+        refuse_foreign_array(x, "jvp")
+        raise
+
+
+def _container_kind(value) -> str:
+    """tuple, list or dict: a namedtuple or a dict subclass is said as its kind."""
+    return next(k.__name__ for k in (tuple, list, dict) if isinstance(value, k))
 
 
 def _check_integer_tangent(who, k, primal, tangent):

@@ -29,7 +29,7 @@ from ir.region import Region
 from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
-from ir.ops.registry import apply
+from ir.ops.registry import apply, refuse_foreign_array
 from ir.types import WIDENED_INPUTS
 from passes.batching import batch_graph
 from runtime.eager import Tensor, apart_from
@@ -239,6 +239,7 @@ def _check_axis(axis, leaf, name):
     if axis is None:
         return None
     if not _is_array(leaf):
+        refuse_foreign_array(leaf, "vmap")  # (a torch tensor: "give it in_axes None" misled)
         raise GraphcError(f"vmap: {name} is a {type(leaf).__name__}, which has no axis {axis} "
                           "to map over; give it in_axes None", (user_location(),))
     ndim = len(to_spec(leaf).shape)

@@ -1,5 +1,7 @@
 """Session 37's fixes of what users of the public API met first (messages for a JAX or torch
 habit, Module dtype casts); each test failed before its fix."""
+import collections
+
 import numpy as np
 import pytest
 
@@ -170,3 +172,30 @@ def test_module_double_float_half_bfloat16_and_to_cast_in_place_as_torch():
                        r"floating-point dtype, got int32"):
         model.to("int32")
     assert weight.dtype == np.float64  # (a refused call casts nothing)
+
+
+def test_the_review_cases_jvp_vmap_namedtuple_and_array_starts():
+    """From the review of the commits above: jvp of another library's array was numpy's raw
+    TypeError and vmap said 'give it in_axes None' (wrong advice), a namedtuple result read
+    'returned a R of 2', and JAX's start indices as a 1-d array fell to the one-axis form
+    ('size must be an int'). Now the same one line, 'a tuple of 2', and the array of starts
+    taken as JAX's."""
+    name = f"{__name__}._ForeignArray"
+    with pytest.raises(gc.GraphcError, match=rf"^jvp: got a {name}"):
+        gc.jvp(lambda a: a * 2, (_ForeignArray(3),), (_ForeignArray(3),))
+    with pytest.raises(gc.GraphcError, match=rf"^vmap: got a {name}"):
+        gc.vmap(lambda a: a * 2)(_ForeignArray(3))
+    Result = collections.namedtuple("Result", "loss metrics")
+    with pytest.raises(gc.GraphcError, match=r"^grad: the function returned a tuple of 2; "):
+        gc.grad(lambda w: Result(gc.sum(w), w))(np.ones(2, np.float32))
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)
+    window = x[1:3, 2:5]
+    for starts in (np.array([1, 2]), gc.tensor(np.array([1, 2]))):
+        np.testing.assert_array_equal(np.asarray(gc.dynamic_slice(x, starts, (2, 3))), window)
+    compiled = gc.compile(lambda x, s: gc.dynamic_slice(x, s, (2, 3)))
+    np.testing.assert_array_equal(compiled(x, np.array([1, 2])), window)
+    updated = np.asarray(gc.dynamic_update_slice(x, np.zeros((2, 2), np.float32),
+                                                 np.array([1, 4])))
+    expected = x.copy()
+    expected[1:3, 4:6] = 0
+    np.testing.assert_array_equal(updated, expected)

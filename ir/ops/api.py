@@ -795,7 +795,9 @@ def dynamic_slice(x, start, size, axis=0):
     JAX's lax.dynamic_slice: a negative start counts from the end (start + length), then the
     start is clamped to [0, length - size] so that the window fits (length 6, size 2: start
     -1 opens at 4, -7 at 0, 5 at 4). JAX's form, a start and a size per axis of x
-    (`dynamic_slice(x, (i, 0), (2, 3))`), slices each axis so."""
+    (`dynamic_slice(x, (i, 0), (2, 3))`, or the starts as a 1-d integer array), slices each
+    axis so."""
+    start = _starts_as_sequence(start)
     if isinstance(start, (tuple, list)):
         starts = _starts_per_axis(x, start, axis, "dynamic_slice")
         if not isinstance(size, (tuple, list)) or len(size) != len(starts):
@@ -815,7 +817,9 @@ def dynamic_update_slice(x, update, start, axis=0):
     lax.dynamic_update_slice along one axis: a negative start counts from the end, then the
     start is clamped so that the update fits (see dynamic_slice). Compiled, it writes into
     x's buffer when x dies here (a donated KV cache is updated in place). JAX's form, a
-    start per axis of x (`dynamic_update_slice(x, u, (i, 0))`), places it on each axis so."""
+    start per axis of x (`dynamic_update_slice(x, u, (i, 0))`, or a 1-d integer array of
+    them), places it on each axis so."""
+    start = _starts_as_sequence(start)
     if isinstance(start, (tuple, list)):
         starts = _starts_per_axis(x, start, axis, "dynamic_update_slice")
         if _ndim(update) != len(starts):
@@ -827,6 +831,14 @@ def dynamic_update_slice(x, update, start, axis=0):
         start = 0  # (the update is all of x: the op still checks and copies it)
     start, axis = _start_axis(x, start, axis)
     return apply("dynamic_update_slice", x, update, start, axis=axis)
+
+
+def _starts_as_sequence(start):
+    """JAX's start_indices given as a 1-d array (numpy, eager or traced) as the tuple of its
+    items, one per axis; a scalar start or a tuple/list as it is."""
+    if isinstance(start, (tuple, list, numbers.Number)) or _ndim(start) != 1:
+        return start
+    return tuple(start[k] for k in range(_shape(start)[0]))
 
 
 def _update_from(x, update, starts, axis):
