@@ -1533,7 +1533,7 @@ def _gradient_numbers_like(grads, params):
 def _number_as_array(x):
     """A Python number leaf as the 0-d numpy array it stands for (float64, int64), as optax
     takes one; any other leaf as it is."""
-    return np.asarray(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else x
+    return np.asarray(x) if _is_number(x) else x
 
 
 def _numbers_as_arrays(tree):

@@ -166,8 +166,8 @@ class _Recurrent(Module):
     def extra_repr(self):  # torch's RNNBase's: the sizes, then each setting not its default
         return f"{self.input_size}, {self.hidden_size}" + "".join(
             f", {name}={getattr(self, name)}" for name, default in (
-                ("proj_size", 0), ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
-                ("bidirectional", False)) if getattr(self, name) != default)
+                ("proj_size", 0), ("num_layers", 1), ("bias", True), ("batch_first", False),
+                ("dropout", 0.0), ("bidirectional", False)) if getattr(self, name) != default)
 
     def _direction(self, x, h0, c0, suffix, reverse):
         """x (L, N, in) -> (outputs (L, N, H), h_n, c_n) of one layer and direction."""

@@ -110,7 +110,7 @@ from .files import check_path, discard_stdout, exclusive_directory
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, leaves_and_structure, unflatten
-from .transforms import Compiled, traced_value_and_grad
+from .transforms import Compiled, container_kind, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -1555,9 +1555,8 @@ def _scalar_loss(value):
     trained on, then failed converting it to a float, after the step had updated the
     parameters."""
     if isinstance(value, (tuple, list, dict)):  # (a JAX-style (loss, metrics) pair)
-        kind = next(k.__name__ for k in (tuple, list, dict) if isinstance(value, k))
-        raise GraphcError(f"Trainer: the loss must return one number, got a {kind} of "
-                          f"{len(value)}", (user_location(),))
+        raise GraphcError(f"Trainer: the loss must return one number, got a "
+                          f"{container_kind(value)} of {len(value)}", (user_location(),))
     shape = tuple(getattr(value, "shape", ()))
     if shape:
         raise GraphcError(f"Trainer: the loss function returned a value of shape {shape}; "

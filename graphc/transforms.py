@@ -892,7 +892,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
         if not isinstance(value, Node):
             if isinstance(value, (tuple, list, dict)) and not has_aux:
                 # (JAX's (loss, metrics) habit: name what came back, and the way to keep it)
-                raise GraphcError(f"{who}: the function returned a {_container_kind(value)} "
+                raise GraphcError(f"{who}: the function returned a {container_kind(value)} "
                                   f"of {len(value)}; return one scalar, or pass has_aux=True "
                                   "to return (output, aux)", (user_location(),))
             got = "None" if value is None else f"a {type(value).__name__}"
@@ -1285,8 +1285,9 @@ def _dtype_and_shape(x):
         raise
 
 
-def _container_kind(value) -> str:
-    """tuple, list or dict: a namedtuple or a dict subclass is said as its kind."""
+def container_kind(value) -> str:
+    """tuple, list or dict, for a message: a namedtuple or a dict subclass is said as its
+    kind (grad's and the Trainer's "returned a tuple of 2")."""
     return next(k.__name__ for k in (tuple, list, dict) if isinstance(value, k))
 
 

@@ -7,7 +7,7 @@ import graphc as gc
 from errorcheck import assert_one_line_error
 from test_recurrent import gradients_match, pair
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 HERE = "test_review_s37_nn.py"
 
@@ -64,8 +64,8 @@ def test_an_unknown_keyword_of_a_layer_is_one_line_naming_layer_and_keyword(make
 
 def test_rnns_proj_size_is_refused_in_one_line_and_a_users_module_keeps_type_error():
     """gc.nn.RNN(4, 8, proj_size=2) (torch's is LSTM's only) raised Python's TypeError; now
-    one line. That refusal is graphc's layers' own: a user's Module subclass's __init__ is left as Python (and torch)
-    have it, and the layers' signatures stay inspectable."""
+    one line. That refusal is graphc's layers' own: a user's Module subclass's __init__ is
+    left as Python (and torch) have it, and the layers' signatures stay inspectable."""
     assert_one_line_error(lambda: gc.nn.RNN(4, 8, proj_size=2),
                           "gc.nn.RNN: unknown keyword argument 'proj_size'", HERE)
 

@@ -86,7 +86,7 @@ def test_another_librarys_array_as_an_operand_is_refused_in_one_line_naming_it()
 
 def test_a_torch_tensor_operand_names_torch_tensor():
     """The same with torch itself: the message names torch.Tensor."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
     with pytest.raises(gc.GraphcError, match=r"^relu: got a torch\.Tensor, another library's"):
         gc.relu(torch.ones(3))
     with pytest.raises(gc.GraphcError, match=r"^got a torch\.Tensor"):
