@@ -594,11 +594,6 @@ class Trainer:
         """Every rank must train the same parameters with the same settings on the same
         data: refused at start-up (naming the difference) rather than a hang or a silent
         divergence. The first global batch stands for the data."""
-        import hashlib
-        digest = hashlib.sha256()
-        # the leaves: a nested batch's arrays may differ in shape
-        for b in leaves_and_structure(_rows_as_arrays(first))[0]:
-            digest.update(np.ascontiguousarray(b).tobytes())
         self.dist.handshake(
             params={n: None if a is None else [list(a.shape), str(a.dtype)]
                     for n, a in self.params.items()},
@@ -606,7 +601,7 @@ class Trainer:
             seed=self.seed, gradient_accumulation_steps=self.gradient_accumulation_steps,
             clip_norm=self.clip_norm, settings=_jsonable(self.checkpoint_meta),
             lr_on_plateau=self.plateau and self.plateau.settings(),
-            data=digest.hexdigest()[:16])
+            data=batch_digest(first))
 
     def _eval_key(self, k):
         """The key of evaluation batch k: per rank as _key's, else a loss that samples (a
@@ -1587,6 +1582,20 @@ def _rows_as_arrays(batch):
     if isinstance(batch, dict):
         return type(batch)((k, _rows_as_arrays(b)) for k, b in batch.items())
     return batch
+
+
+def batch_digest(batch) -> str:
+    """A short hash of a batch's values, shapes, dtypes and nesting, for the distributed
+    handshake: equal bytes in another arrangement ((x, y) against (y, x) of one shape, or
+    {"a": ..., "b": ...} against {"b": ..., "a": ...}) are other data."""
+    import hashlib
+    leaves, structure = leaves_and_structure(_rows_as_arrays(batch))
+    digest = hashlib.sha256(repr(structure).encode())
+    for leaf in leaves:
+        leaf = np.ascontiguousarray(leaf)
+        digest.update(f"{leaf.shape}{leaf.dtype.str}".encode())
+        digest.update(leaf.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def checkpoint_file(path) -> str:
