@@ -1,0 +1,137 @@
+"""Session 38's fixes of the optax-style optimisers (gc.optim.adam, ...) and
+gc.random.choice; each test failed before its fix."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import optim
+from ir.errors import GraphcError
+
+# 10 updates of a least-squares problem in float64, by optax 0.2.8 itself (jax_enable_x64):
+# the parameters w (2, 3) and b (3,) after the last
+OPTAX_CASES = {
+    "sgd": ("sgd", dict(learning_rate=0.1)),
+    "sgd_m": ("sgd", dict(learning_rate=0.1, momentum=0.9, nesterov=True)),
+    "adam": ("adam", dict(learning_rate=0.1)),
+    "adamw": ("adamw", dict(learning_rate=0.1, weight_decay=0.1)),
+    "rmsprop": ("rmsprop", dict(learning_rate=0.1)),
+    "rmsprop_c": ("rmsprop", dict(learning_rate=0.1, centered=True, momentum=0.5,
+                                  eps_in_sqrt=False, bias_correction=True,
+                                  initial_scale=0.1)),
+    "adagrad": ("adagrad", dict(learning_rate=0.1)),
+    "adamax": ("adamax", dict(learning_rate=0.1)),
+    "nadam": ("nadam", dict(learning_rate=0.1)),
+    "lion": ("lion", dict(learning_rate=0.1, weight_decay=0.1)),
+}
+EXPECTED = {
+    "sgd": ([[0.6781083895340375, 0.4060222486804873, -0.25168787843837714], [0.40915890502799157, -0.35659965208108346, 0.10953187017163331]],
+            [0.7005368028207235, 0.32459022153850464, -0.04194849659674446]),
+    "sgd_m": ([[0.9436699514902775, 0.5785723245069495, -0.9696581818942827], [0.14475458010378683, -0.7387843932562016, 0.3506238080679822]],
+              [0.43542550105309, -0.14198097951516805, -0.00470673734697917]),
+    "adam": ([[0.9135999976651292, 0.6402198247180596, -0.2478670834881418], [0.677126513238065, -0.1027985931941478, -0.23657585373683795]],
+             [0.6092494693277455, 0.2854487976804296, 0.05204929159172665]),
+    "adamw": ([[0.8547033341029947, 0.6020942724095134, -0.26035779461575714], [0.6205253818975314, -0.11886565751011433, -0.21510602365735124]],
+              [0.5323036290305763, 0.2545758528800262, 0.06561442402908892]),
+    "rmsprop": ([[0.861233588103616, 0.5799306760367177, -0.40892103116254547], [0.3745146425700628, -0.42199289983442234, 0.13994857387376186]],
+                [0.7301733939449947, 0.3109023748499937, -0.06960687319588257]),
+    "rmsprop_c": ([[0.8769484666370797, 0.5893094379919224, -0.6233226206839959], [0.34168371032815703, -0.46094111323003656, 0.19450560476733664]],
+                  [0.679080249081101, 0.23282799735252785, -0.09213251630162866]),
+    "adagrad": ([[0.5238185575265747, 0.2611681143226372, 0.2092802893953614], [0.4452679726821505, -0.23895130526283398, 0.014742936101189406]],
+                [0.9291496593931519, 0.5808904516711266, -0.3126715535506121]),
+    "adamax": ([[0.7648975508973532, 0.4936542995467863, -0.08658998439380933], [0.6137120895706827, -0.10644858319569404, -0.16070363135273114]],
+               [0.7256072719051657, 0.39167974554737395, -0.08768271324125763]),
+    "nadam": ([[0.8878980311426748, 0.6185778715717577, -0.2570077299010289], [0.5866163067986424, -0.20952834551591615, -0.1409665430751728]],
+              [0.660998877416803, 0.3260284643199008, 0.010456401939803205]),
+    "lion": ([[1.069887408155714, 0.6367059795298132, -0.37699248442142147], [0.26687003353148786, -0.49866754128615604, 0.1589206361600073]],
+             [0.42113501671441306, -0.099656203275794, 0.3197337170960168]),
+}
+
+
+def _problem():
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(2, 3)), rng.normal(size=(3,))
+    x, y = rng.normal(size=(4, 2)), rng.normal(size=(4, 3))
+    return {"w": w, "b": b}, x, y
+
+
+def _grads(p, x, y):
+    r = x @ p["w"] + p["b"] - y
+    return {"w": 2 * x.T @ r / 4, "b": 2 * r.sum(0) / 4}
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("case", sorted(OPTAX_CASES))
+def test_lowercase_optimisers_follow_optax(case, compiled):
+    """gc.optim.adam and the other lowercase names did not exist; a JAX user's optax code
+    (`updates, state = tx.update(grads, state, params)`, `params =
+    apply_updates(params, updates)`) now runs with optax's contract and formulas (its eps
+    placements, adamw's -lr * wd * p, its nadam): 10 float64 steps agree with optax's to
+    1e-14, eagerly and inside gc.compile."""
+    name, kw = OPTAX_CASES[case]
+    tx = getattr(optim, name)(**kw)
+    params, x, y = _problem()
+
+    def step(p, state, g):
+        updates, state = tx.update(g, state, p)
+        return optim.apply_updates(p, updates), state
+
+    run = gc.compile(step) if compiled else step
+    state = tx.init(params)
+    for _ in range(10):
+        params, state = run(params, state, _grads({k: np.asarray(v) for k, v in
+                                                   params.items()}, x, y))
+    assert int(np.asarray(state["count"])) == 10
+    w, b = EXPECTED[case]
+    for k, want in (("w", w), ("b", b)):
+        got = np.asarray(params[k])
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+
+
+def test_lowercase_update_returns_updates_not_new_params():
+    """optax's update returns the step to add (-lr * g for sgd), not the new parameters as
+    graphc's Optimizer.update does: adding it to the parameters moves them once. Leaves
+    without a gradient get a None update, which apply_updates leaves alone."""
+    params = {"w": np.array([1.0, 2.0], np.float32), "frozen": np.array([5.0], np.float32)}
+    tx = optim.sgd(0.5)
+    updates, state = tx.update({"w": np.array([1.0, -2.0], np.float32), "frozen": None},
+                               tx.init(params), params)
+    np.testing.assert_array_equal(updates["w"], [-0.5, 1.0])
+    assert updates["frozen"] is None
+    new = optim.apply_updates(params, updates)
+    np.testing.assert_array_equal(new["w"], [0.5, 3.0])
+    assert new["w"].dtype == np.float32 and new["frozen"] is params["frozen"]
+    assert int(state["count"]) == 1
+
+
+def test_lowercase_params_optional_unless_weight_decay():
+    """As optax's: update(grads, state) without params works where nothing reads them;
+    adamw's weight decay needs them (one line), and its mask may be a function of the
+    parameters' pytree, as optax's."""
+    g = {"w": np.ones((2, 2)), "b": np.ones(2)}
+    tx = optim.adam(0.1)
+    updates, _ = tx.update(g, tx.init(g))
+    np.testing.assert_allclose(updates["w"], -0.1 * np.ones((2, 2)), rtol=1e-6)
+    tx = optim.adamw(0.1, weight_decay=0.5, mask=lambda p: {k: v.ndim > 1 for k, v in
+                                                            p.items()})
+    with pytest.raises(GraphcError, match="adamw.update: its weight decay needs the "
+                                          "parameters"):
+        tx.update(g, tx.init(g))
+    params = {"w": np.full((2, 2), 2.0), "b": np.full(2, 2.0)}
+    updates, _ = tx.update(g, tx.init(params), params)
+    # adam's first step is sign(g) (1 here), plus 0.5 * 2 on the masked-in matrix only
+    np.testing.assert_allclose(updates["w"], -0.1 * (1 + 1.0), rtol=1e-6)
+    np.testing.assert_allclose(updates["b"], -0.1 * 1, rtol=1e-6)
+
+
+def test_lowercase_settings_checked_and_trainer_refuses_optax_contract():
+    """A setting out of range is one line naming the optax argument; gc.Trainer, which takes
+    update's result for the new parameters, refuses an optax-style optimiser instead of
+    replacing the parameters with the updates."""
+    with pytest.raises(GraphcError, match=r"gc.optim.adam: b1 must be in \[0, 1\)"):
+        optim.adam(1e-3, b1=1.5)
+    with pytest.raises(GraphcError, match="gc.optim.sgd: momentum must be a finite number"):
+        optim.sgd(0.1, momentum=-0.9)
+    with pytest.raises(GraphcError, match="follows optax's contract"):
+        gc.Trainer(lambda p, batch: gc.sum(p["w"] * batch[0]), {"w": np.ones(2, np.float32)},
+                   optim.adam(0.1), lambda rng: (np.ones(2, np.float32),), steps=1)
