@@ -10,15 +10,19 @@ for autodiff, and keys take no gradient. The ops are defined in ir/ops/random.py
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ir.ops import api as F
+from ir.ops.arrays import moveaxis, top_k
 from ir.ops.random import key_words
 from ir.ops.registry import apply
 from ir.types import INT_DTYPES, Dim, as_dtype, broadcast_shapes, finfo, is_float, is_int
+from runtime.eager import Tensor
 
 __all__ = ["key", "PRNGKey", "split", "fold_in", "uniform", "normal", "bernoulli", "randint",
-           "categorical", "gumbel", "permutation"]
+           "categorical", "gumbel", "permutation", "choice"]
 
 
 def _concrete_int(x):
@@ -261,3 +265,83 @@ def permutation(key, x, axis=0):
     moved = F.swapaxes(x, 0, ax) if ax else x
     out = F.take(moved, order)
     return F.swapaxes(out, 0, ax) if ax else out
+
+
+def choice(key, a, shape=(), replace=True, p=None, axis=0):
+    """jax.random.choice: `shape` elements of `a` along `axis` (an int n: of range(n)), each
+    with probability p (a float array of a's size along axis; None: uniform; need not sum
+    to 1), with or without replacement. The result has a's shape with `axis` replaced by
+    `shape`. Built on randint and categorical (with replacement) and on permutation and the
+    Gumbel top-k (without), so the numbers are graphc's, not JAX's."""
+    key = _key(key, "choice")
+    shape = _shape(shape, "choice")
+    n = _concrete_int(a)
+    if n is not None:
+        if n < 0:
+            F._fail(f"gc.random.choice: a must be a non-negative integer or an array, got {n}")
+    else:
+        if isinstance(a, Dim) or not hasattr(a, "shape") or not F._ndim(a):
+            F._fail(f"gc.random.choice: a must be an integer or an array with at least one "
+                    f"axis, got {a!r}"[:200])
+        ax = F._axis(axis, F._ndim(a), "gc.random.choice: axis")
+        n = F._shape(a)[ax]
+        if not is_int(n):
+            F._fail(f"gc.random.choice: axis {ax} of a has the symbolic size {n}; a choice "
+                    "needs a concrete size (declare the dimension concrete)")
+    if not all(is_int(d) for d in shape):
+        F._fail(f"gc.random.choice: shape must be concrete, got {shape}")
+    draws = math.prod(shape)
+    if not replace and draws > n:
+        F._fail(f"gc.random.choice: cannot take {draws} samples from a population of {n} "
+                "without replacement (replace=False)")
+    if n == 0 and draws:
+        F._fail("gc.random.choice: a has no elements to choose from")
+    if p is not None:
+        p = _probabilities(p, n, draws if not replace else 0)
+    if draws == 0:
+        picked = F.zeros(shape, "int64")
+    elif replace:
+        picked = randint(key, shape, 0, n) if p is None else \
+            categorical(key, _log(p), shape=shape)
+    elif p is None:
+        picked = F.reshape(permutation(key, n)[:draws], shape)
+    else:  # the Gumbel top-k: the `draws` largest of log p + Gumbel noise, a draw of
+        # `draws` without replacement with these probabilities
+        scores = _log(p) + gumbel(key, (n,), F._dtype(p))
+        picked = F.reshape(top_k(scores, draws)[1], shape)
+    if _concrete_int(a) is not None:
+        return picked
+    # a's other axes stay in place around the drawn ones, as JAX's take along axis
+    taken = F.take(moveaxis(a, ax, 0) if ax else a, picked)
+    if not ax or not shape:
+        return taken if not ax else moveaxis(taken, 0, ax)
+    return moveaxis(taken, tuple(range(len(shape))), tuple(range(ax, ax + len(shape))))
+
+
+def _log(p):
+    """log p, -inf where p is 0 without numpy's divide-by-zero warning."""
+    positive = F.greater(p, 0.0)
+    return F.where(positive, F.log(F.where(positive, p, 1.0)), -np.inf)
+
+
+def _probabilities(p, n, without_replacement):
+    """choice's p, checked: floating point, of shape (n,), and where concrete, finite,
+    non-negative, not all 0, with at least `without_replacement` of them > 0."""
+    if not hasattr(p, "shape"):
+        p = np.asarray(p, np.float32)
+    if not is_float(F._dtype(p)):
+        F._fail(f"gc.random.choice: p must be floating point, got {F._dtype(p)}")
+    if tuple(F._shape(p)) != (n,):
+        F._fail(f"gc.random.choice: p must have shape ({n},), one probability per element "
+                f"to choose from, got shape {tuple(F._shape(p))}")
+    value = p.data if isinstance(p, Tensor) else p
+    if isinstance(value, np.ndarray):  # (a traced p is taken as it is, as JAX takes it)
+        if not np.isfinite(value).all() or (value < 0).any():
+            F._fail("gc.random.choice: p must be finite and non-negative, got "
+                    f"{np.array2string(value, threshold=8)}")
+        if not (value > 0).any():
+            F._fail("gc.random.choice: p is all zeros")
+        if without_replacement > np.count_nonzero(value):
+            F._fail(f"gc.random.choice: {without_replacement} samples without replacement "
+                    f"but only {np.count_nonzero(value)} elements with p > 0")
+    return p

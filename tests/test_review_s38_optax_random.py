@@ -135,3 +135,66 @@ def test_lowercase_settings_checked_and_trainer_refuses_optax_contract():
     with pytest.raises(GraphcError, match="follows optax's contract"):
         gc.Trainer(lambda p, batch: gc.sum(p["w"] * batch[0]), {"w": np.ones(2, np.float32)},
                    optim.adam(0.1), lambda rng: (np.ones(2, np.float32),), steps=1)
+
+
+# ---- gc.random.choice ------------------------------------------------------------------------
+def test_choice_without_replacement_draws_no_repeats_eager_and_compiled():
+    """gc.random.choice did not exist; as jax.random.choice, replace=False draws distinct
+    elements of range(n), the same eagerly and compiled, and from an array along `axis` the
+    result has a's shape with that axis replaced by `shape` (a[:, i, :] for each i drawn)."""
+    key = gc.random.key(3)
+    eager = np.asarray(gc.random.choice(key, 10, (2, 4), replace=False))
+    compiled = np.asarray(gc.compile(
+        lambda k: gc.random.choice(k, 10, (2, 4), replace=False))(key))
+    assert eager.shape == (2, 4) and eager.dtype == np.int64
+    assert len(set(eager.ravel().tolist())) == 8 and eager.min() >= 0 and eager.max() < 10
+    np.testing.assert_array_equal(eager, compiled)
+    a = np.arange(24.0).reshape(2, 3, 4)
+    for replace in (True, False):
+        idx = np.asarray(gc.random.choice(key, 3, (2,), replace=replace))
+        got = np.asarray(gc.random.choice(key, a, (2,), replace=replace, axis=1))
+        assert got.shape == (2, 2, 4)
+        np.testing.assert_array_equal(got, np.take(a, idx, axis=1))
+    # with replacement: every element can come up, in range
+    many = np.asarray(gc.random.choice(key, 5, (1000,)))
+    assert set(many.tolist()) == {0, 1, 2, 3, 4}
+
+
+def _chi_square(counts, p):
+    expected = np.asarray(p) / np.sum(p) * np.sum(counts)
+    return float(np.sum((counts - expected) ** 2 / expected))
+
+
+def test_choice_with_p_matches_the_probabilities():
+    """With p, the frequencies over 20000 draws are p's (chi-square below 16.27, the 99.9%
+    point for 3 degrees of freedom), eagerly and compiled; without replacement the first
+    element drawn has p's distribution too (the Gumbel top-k), an element of p 0 never
+    comes up and no draw repeats one."""
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    key = gc.random.key(7)
+    draw = lambda k: gc.random.choice(k, 4, (20000,), p=p)  # noqa: E731
+    for got in (draw(key), gc.compile(draw)(key)):
+        assert _chi_square(np.bincount(np.asarray(got), minlength=4), p) < 16.27
+    p0 = np.array([0.1, 0.2, 0.3, 0.4, 0.0])
+    rows = np.asarray(gc.vmap(lambda k: gc.random.choice(k, 5, (3,), replace=False, p=p0))(
+        gc.random.split(key, 20000)))
+    assert not (rows == 4).any()
+    assert all(len(set(r)) == 3 for r in rows.tolist())
+    assert _chi_square(np.bincount(rows[:, 0], minlength=4), p) < 16.27
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(a=4, p=np.array([0.5, 0.5])), r"p must have shape \(4,\)"),
+    (dict(a=3, p=np.array([0.5, -0.1, 0.6])), "p must be finite and non-negative"),
+    (dict(a=3, shape=(4,), replace=False), "cannot take 4 samples from a population of 3"),
+    (dict(a=3, shape=(3,), replace=False, p=np.array([0.5, 0.5, 0.0])),
+     "only 2 elements with p > 0"),
+    (dict(a=np.ones(3), axis=1), "gc.random.choice: axis 1 is out of range"),
+])
+def test_choice_refuses_bad_arguments_in_one_line(kwargs, message):
+    """A p of the wrong length or with a negative entry, or more samples than the
+    population without replacement, are one GraphcError line naming gc.random.choice (JAX
+    raises a ValueError for the first and third, and takes a negative p silently)."""
+    with pytest.raises(GraphcError, match=message) as info:
+        gc.random.choice(gc.random.key(0), **kwargs)
+    assert "\n" not in info.value.message
