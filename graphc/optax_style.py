@@ -1,0 +1,343 @@
+"""optax's lowercase optimisers: gc.optim.sgd, adam, adamw, rmsprop, adagrad, adamax, nadam and
+lion, with optax's argument names, defaults, formulas (its eps placements, its nadam) and
+contract: `updates, state = tx.update(grads, state, params)`, then
+`params = gc.optim.apply_updates(params, updates)`. Each is a GradientTransformation over a
+private rule built on gc.optim's Optimizer (its pytrees, schedules, eager and traced values),
+whose per-leaf update is optax's `u * -lr` itself, not a difference of parameters."""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import GraphcError, user_location
+from ir.ops import api as F
+
+from .optim import Optimizer, _filled_slot, _flag, _float64, _fraction, _non_negative
+from .tracing import flatten, leaves_like, unflatten
+
+
+class GradientTransformation:
+    """optax's contract, which gc.optim.sgd, adam, adamw, rmsprop, adagrad, adamax, nadam and
+    lion return: `state = tx.init(params)`, `updates, state = tx.update(grads, state,
+    params)`, then `params = gc.optim.apply_updates(params, updates)`. The updates are what
+    to add to the parameters (the learning rate's minus sign included), where graphc's
+    Optimizer.update returns the new parameters: optax code run with these names adds them
+    once. The formulas are optax's (its eps placements, its nadam), not torch's."""
+
+    def __init__(self, name: str, rule: "_OptaxRule"):
+        self.name, self._rule = name, rule
+
+    def init(self, params) -> dict:
+        """{"count": int64 0-d, slot: pytree like params}: optax's state, as a dict."""
+        return self._rule.init(params)
+
+    def update(self, grads, state, params=None):
+        """-> (updates, new state), each update in its gradient's place (None where the
+        gradient is None). params are read only by a weight decay (adamw's, lion's)."""
+        if params is None:
+            if self._rule.weight_decay:  # optax's ValueError, as one line
+                raise GraphcError(f"{self.name}.update: its weight decay needs the "
+                                  "parameters: update(grads, state, params)",
+                                  (user_location(),))
+            params = grads  # (read for the pytree, shapes and dtypes only)
+        return self._rule.update(grads, state, params)
+
+    def __repr__(self):
+        return f"gc.optim.{self.name}(...)"
+
+
+def apply_updates(params, updates):
+    """optax.apply_updates: each parameter plus its update, in the parameter's dtype. A None
+    update (a parameter without a gradient) leaves the parameter as it is."""
+    p_leaves, structure, _ = flatten(params)
+    u_leaves = leaves_like(structure, updates, "apply_updates: the updates' pytree",
+                           "the parameters'")
+    return unflatten(structure, [p if u is None or p is None else _added(p, u)
+                                 for p, u in zip(p_leaves, u_leaves)])
+
+
+def _added(p, u):
+    """p + u in p's dtype (a float64 update of a float32 parameter keeps it float32)."""
+    total = p + u
+    if isinstance(total, (np.ndarray, np.generic, float, int)):
+        return np.asarray(total, np.asarray(p).dtype)
+    return total if F._dtype(total) == F._dtype(p) else F.cast(total, F._dtype(p))
+
+
+class _OptaxRule(Optimizer):
+    """An optax update rule behind a GradientTransformation: _update_leaf returns the update,
+    `u * -lr` as optax's scale_by_learning_rate makes it. `decay_mask` is optax's `mask`: a
+    pytree of flags, or a function of the parameters' pytree returning one."""
+
+    gives_updates = True
+
+    def _scalars(self, count, step):
+        return {"-lr": -_float64(self.lr(step))}
+
+    def _bias_corrections(self, count, **decays):
+        """1 - decay^t for update t (1-based) of each named decay setting, as optax's
+        bias_correction."""
+        t = F.cast(count, "float64") + 1.0
+        return {name: 1.0 - F.pow(self.hyper(setting), t + shift)
+                for name, (setting, shift) in decays.items()}
+
+    def _decay_flags(self, names, leaves, structure):
+        if self.weight_decay and callable(self.decay_mask):
+            flags = self.decay_mask(unflatten(structure, leaves))
+            return [bool(f) for f in leaves_like(structure, flags, "mask",
+                                                 "the parameters' pytree")]
+        return super()._decay_flags(names, leaves, structure)
+
+
+class _Trace(_OptaxRule):
+    """optax.sgd: trace = g + momentum * trace (a slot only with a momentum); nesterov steps
+    along g + momentum * trace."""
+
+    hyperparameters = ("weight_decay", "momentum")
+
+    def __init__(self, learning_rate, momentum, nesterov):
+        super().__init__(learning_rate)
+        self.has_trace = momentum is not None
+        self.momentum = 0.0 if momentum is None else momentum
+        self.nesterov = nesterov
+
+    @property
+    def slots(self):
+        return ("trace",) if self.has_trace else ()
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        if not self.has_trace:
+            return g * scalars["-lr"], {}
+        trace = g + slots["trace"] * scalars["momentum"]
+        u = g + trace * scalars["momentum"] if self.nesterov else trace
+        return u * scalars["-lr"], {"trace": trace}
+
+
+class _ScaleByAdam(_OptaxRule):
+    """optax.scale_by_adam (+ add_decayed_weights: adamw): u = mu_hat / (sqrt(nu_hat +
+    eps_root) + eps); nesterov (nadam) takes mu_hat = b1 mu / (1 - b1^(t+1)) + (1 - b1) g /
+    (1 - b1^t)."""
+
+    slots = ("mu", "nu")
+    non_negative_slots = ("nu",)
+    hyperparameters = ("weight_decay", "b1", "b2", "eps", "eps_root")
+
+    def __init__(self, learning_rate, b1, b2, eps, eps_root, nesterov, weight_decay=0.0,
+                 mask=None):
+        super().__init__(learning_rate, weight_decay, mask)
+        self.b1, self.b2, self.eps, self.eps_root = b1, b2, eps, eps_root
+        self.nesterov = nesterov
+
+    def _scalars(self, count, step):
+        return {**super()._scalars(count, step), **self._bias_corrections(
+            count, bc1=("b1", 0.0), bc2=("b2", 0.0), bc1_next=("b1", 1.0))}
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        mu = g * scalars["1-b1"] + slots["mu"] * scalars["b1"]
+        nu = (g * g) * scalars["1-b2"] + slots["nu"] * scalars["b2"]
+        if self.nesterov:
+            mu_hat = (mu / scalars["bc1_next"]) * scalars["b1"] + \
+                (g / scalars["bc1"]) * scalars["1-b1"]
+        else:
+            mu_hat = mu / scalars["bc1"]
+        u = mu_hat / (F.sqrt(nu / scalars["bc2"] + scalars["eps_root"]) + scalars["eps"])
+        if decay:
+            u = u + p * scalars["weight_decay"]
+        return u * scalars["-lr"], {"mu": mu, "nu": nu}
+
+
+class _ScaleByRms(_OptaxRule):
+    """optax.rmsprop: nu = decay nu + (1 - decay) g^2 (from initial_scale), u = g / sqrt(nu +
+    eps) (eps_in_sqrt) or g / (sqrt(nu) + eps); centered subtracts mu^2 (optax's
+    scale_by_stddev); bias_correction divides by 1 - decay^t; the momentum trace follows the
+    learning rate, as optax's chain has it."""
+
+    non_negative_slots = ("nu",)
+    hyperparameters = ("weight_decay", "decay", "eps", "momentum")
+
+    def __init__(self, learning_rate, decay, eps, initial_scale, eps_in_sqrt, centered,
+                 momentum, nesterov, bias_correction):
+        super().__init__(learning_rate)
+        self.decay, self.eps, self.initial_scale = decay, eps, initial_scale
+        self.eps_in_sqrt, self.centered = eps_in_sqrt, centered
+        self.has_trace = momentum is not None
+        self.momentum = 0.0 if momentum is None else momentum
+        self.nesterov, self.bias_correction = nesterov, bias_correction
+
+    @property
+    def slots(self):
+        return ("nu",) + (("mu",) if self.centered else ()) + \
+            (("trace",) if self.has_trace else ())
+
+    def init(self, params) -> dict:
+        return _filled_slot(super().init(params), "nu", self.initial_scale, params)
+
+    def _scalars(self, count, step):
+        scalars = super()._scalars(count, step)
+        if self.bias_correction:
+            scalars.update(self._bias_corrections(count, bc=("decay", 0.0)))
+        return scalars
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        new = {"nu": (g * g) * scalars["1-decay"] + slots["nu"] * scalars["decay"]}
+        nu_hat = new["nu"] / scalars["bc"] if self.bias_correction else new["nu"]
+        if self.centered:
+            new["mu"] = g * scalars["1-decay"] + slots["mu"] * scalars["decay"]
+            mu_hat = new["mu"] / scalars["bc"] if self.bias_correction else new["mu"]
+            nu_hat = nu_hat - mu_hat * mu_hat
+        if self.eps_in_sqrt:
+            u = F.rsqrt(nu_hat + scalars["eps"]) * g
+        else:
+            u = g / (F.sqrt(nu_hat) + scalars["eps"])
+        u = u * scalars["-lr"]
+        if self.has_trace:
+            new["trace"] = u + slots["trace"] * scalars["momentum"]
+            u = u + new["trace"] * scalars["momentum"] if self.nesterov else new["trace"]
+        return u, new
+
+
+class _ScaleByRss(_OptaxRule):
+    """optax.adagrad: sum = g^2 + sum (from initial_accumulator_value), u = g / sqrt(sum +
+    eps) where sum > 0, else 0."""
+
+    slots = ("sum_of_squares",)
+    non_negative_slots = ("sum_of_squares",)
+    hyperparameters = ("weight_decay", "eps")
+
+    def __init__(self, learning_rate, initial_accumulator_value, eps):
+        super().__init__(learning_rate)
+        self.initial, self.eps = initial_accumulator_value, eps
+
+    def init(self, params) -> dict:
+        return _filled_slot(super().init(params), "sum_of_squares", self.initial, params)
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        total = g * g + slots["sum_of_squares"]
+        scale = F.where(F.greater(total, 0.0), F.rsqrt(total + scalars["eps"]), 0.0)
+        return (scale * g) * scalars["-lr"], {"sum_of_squares": total}
+
+
+class _ScaleByAdamax(_OptaxRule):
+    """optax.adamax: nu = max(|g| + eps, b2 nu), u = mu / (1 - b1^t) / nu."""
+
+    slots = ("mu", "nu")
+    non_negative_slots = ("nu",)
+    hyperparameters = ("weight_decay", "b1", "b2", "eps")
+
+    def __init__(self, learning_rate, b1, b2, eps):
+        super().__init__(learning_rate)
+        self.b1, self.b2, self.eps = b1, b2, eps
+
+    def _scalars(self, count, step):
+        return {**super()._scalars(count, step),
+                **self._bias_corrections(count, bc1=("b1", 0.0))}
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        mu = g * scalars["1-b1"] + slots["mu"] * scalars["b1"]
+        nu = F.maximum(F.abs(g) + scalars["eps"], slots["nu"] * scalars["b2"])
+        return ((mu / scalars["bc1"]) / nu) * scalars["-lr"], {"mu": mu, "nu": nu}
+
+
+class _ScaleByLion(_OptaxRule):
+    """optax.lion: u = sign((1 - b1) g + b1 mu) + weight_decay p, then mu = (1 - b2) g +
+    b2 mu."""
+
+    slots = ("mu",)
+    hyperparameters = ("weight_decay", "b1", "b2")
+
+    def __init__(self, learning_rate, b1, b2, weight_decay, mask):
+        super().__init__(learning_rate, weight_decay, mask)
+        self.b1, self.b2 = b1, b2
+
+    def _update_leaf(self, p, g, slots, scalars, decay, count):
+        u = F.sign(g * scalars["1-b1"] + slots["mu"] * scalars["b1"])
+        if decay:
+            u = u + p * scalars["weight_decay"]
+        mu = g * scalars["1-b2"] + slots["mu"] * scalars["b2"]
+        return u * scalars["-lr"], {"mu": mu}
+
+
+def _optax_settings(name, betas=(), fractions=(), non_negative=(), flags=()):
+    """Each setting of gc.optim.`name` checked by its rule, one line naming it."""
+    for setting, value in betas:  # in [0, 1)
+        _fraction(f"gc.optim.{name}: {setting}", value)
+    for setting, value in fractions:  # in [0, 1]
+        _fraction(f"gc.optim.{name}: {setting}", value, one_included=True)
+    for setting, value in non_negative:
+        if value is not None:
+            _non_negative(f"gc.optim.{name}: {setting}", value)
+    for setting, value in flags:
+        _flag(f"gc.optim.{name}: {setting}", value)
+
+
+def sgd(learning_rate, momentum=None, nesterov=False) -> GradientTransformation:
+    """optax.sgd: updates -lr * g, or -lr * trace with a momentum (trace = g + momentum *
+    trace; nesterov: g + momentum * trace)."""
+    _optax_settings("sgd", non_negative=(("momentum", momentum),),
+                    flags=(("nesterov", nesterov),))
+    return GradientTransformation("sgd", _Trace(learning_rate, momentum, nesterov))
+
+
+def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, *,
+         nesterov=False) -> GradientTransformation:
+    """optax.adam: -lr * mu_hat / (sqrt(nu_hat + eps_root) + eps)."""
+    name = "nadam" if nesterov else "adam"
+    _optax_settings(name, betas=(("b1", b1), ("b2", b2)),
+                    non_negative=(("eps", eps), ("eps_root", eps_root)),
+                    flags=(("nesterov", nesterov),))
+    return GradientTransformation(name, _ScaleByAdam(learning_rate, b1, b2, eps, eps_root,
+                                                     nesterov))
+
+
+def nadam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0) -> GradientTransformation:
+    """optax.nadam: adam with optax's Nesterov momentum (not torch.optim.NAdam's schedule)."""
+    return adam(learning_rate, b1, b2, eps, eps_root, nesterov=True)
+
+
+def adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=1e-4,
+          mask=None, *, nesterov=False) -> GradientTransformation:
+    """optax.adamw: -lr * (adam's direction + weight_decay * p), the decay on the
+    parameters `mask` selects (a pytree of flags, or a function of the parameters giving
+    one); weight_decay 1e-4 by default, as optax's (torch's AdamW: 0.01)."""
+    _optax_settings("adamw", betas=(("b1", b1), ("b2", b2)),
+                    non_negative=(("eps", eps), ("eps_root", eps_root),
+                                  ("weight_decay", weight_decay)),
+                    flags=(("nesterov", nesterov),))
+    return GradientTransformation("adamw", _ScaleByAdam(
+        learning_rate, b1, b2, eps, eps_root, nesterov, weight_decay, mask))
+
+
+def rmsprop(learning_rate, decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
+            centered=False, momentum=None, nesterov=False,
+            bias_correction=False) -> GradientTransformation:
+    """optax.rmsprop: eps inside the square root by default (torch's RMSprop adds it
+    outside), decay 0.9 (torch's alpha: 0.99)."""
+    _optax_settings("rmsprop", fractions=(("decay", decay),),
+                    non_negative=(("eps", eps), ("initial_scale", initial_scale),
+                                  ("momentum", momentum)),
+                    flags=(("eps_in_sqrt", eps_in_sqrt), ("centered", centered),
+                           ("nesterov", nesterov), ("bias_correction", bias_correction)))
+    return GradientTransformation("rmsprop", _ScaleByRms(
+        learning_rate, decay, eps, initial_scale, eps_in_sqrt, centered, momentum, nesterov,
+        bias_correction))
+
+
+def adagrad(learning_rate, initial_accumulator_value=0.1, eps=1e-7) -> GradientTransformation:
+    """optax.adagrad: -lr * g / sqrt(sum of g^2 + eps), the sum from 0.1 by default."""
+    _optax_settings("adagrad", non_negative=(
+        ("initial_accumulator_value", initial_accumulator_value), ("eps", eps)))
+    return GradientTransformation("adagrad", _ScaleByRss(learning_rate,
+                                                         initial_accumulator_value, eps))
+
+
+def adamax(learning_rate, b1=0.9, b2=0.999, eps=1e-8) -> GradientTransformation:
+    """optax.adamax: -lr * mu / (1 - b1^t) / max(|g| + eps, b2 nu)."""
+    _optax_settings("adamax", betas=(("b1", b1), ("b2", b2)), non_negative=(("eps", eps),))
+    return GradientTransformation("adamax", _ScaleByAdamax(learning_rate, b1, b2, eps))
+
+
+def lion(learning_rate, b1=0.9, b2=0.99, weight_decay=1e-3, mask=None) -> GradientTransformation:
+    """optax.lion: -lr * (sign(b1 mu + (1 - b1) g) + weight_decay * p)."""
+    _optax_settings("lion", betas=(("b1", b1), ("b2", b2)),
+                    non_negative=(("weight_decay", weight_decay),))
+    return GradientTransformation("lion", _ScaleByLion(learning_rate, b1, b2, weight_decay,
+                                                       mask))
