@@ -24,6 +24,7 @@ from ir.graph import Graph, Node
 from ir.ops import api as F
 from ir.ops.batching import PER_ELEMENT, clamps_shared_index, rule_for
 from ir.ops.registry import apply, innermost_interpreter
+from ir.types import is_int
 
 
 def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
@@ -59,6 +60,9 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
                     _adopting(env[node][0])
                 elif node.id in graph.weak_ids:  # k + 1 of a weak k: weak, and so checked
                     _weak(env[node][0])
+                if node in graph.int_powers:
+                    _int_power(env[node][0], *(
+                        x if is_int(x) else env[x][0] for x in graph.int_powers[node]))
             else:
                 env[node] = (_run_rule(node, operands, batched, size), True)
     return [env[node] for node in (graph.outputs if outputs is None else outputs)]
@@ -78,6 +82,15 @@ def _weak(value):
     through a cast that weak.int_limits checks, instead of wrapping unseen."""
     if isinstance(value, Node):
         value.graph.weak_ids.add(value.id)
+
+
+def _int_power(value, base, exponent):
+    """Record `value`, rebuilt from a power of weak ints by a traced exponent (3 ** k: a
+    chain of wheres), as that power in the graph it is built in, as ir.ops.api.pow did in
+    the original: weak.exact_value then computes it exactly, so that one not fitting the
+    tensor it meets is refused as without vmap, not wrapped."""
+    if isinstance(value, Node):
+        value.graph.int_powers[value] = (base, exponent)
 
 
 def is_batched(flag) -> bool:
