@@ -245,7 +245,10 @@ class Compiled:
         self._check_argnums(len(args))
         return self._plan_for_key(args, self.signature(args))
 
-    def _plan_for_key(self, args, key):
+    def _plan_for_key(self, args, key, on_tape_instead=False):
+        """The plan of this call, built at its first; `on_tape_instead` (Compiled.call):
+        an _OnTape, no plan built, where the call belongs on the tape (fn closes over a
+        tensor that requires grad), whose split plans are built by call_on_tape."""
         signature, traced = key, None
         if self.retrace:  # the trace itself tells whether a plan computes this call
             traced = self._trace(args, signature)
@@ -254,11 +257,15 @@ class Compiled:
                    tuple((id(module), attr) for module, attr in traced[1]))
         entries = self._plans.get(key, [])  # (guards, plan): one per state of the guards
         plan = next((p for guards, p in entries if _hold(guards)), None)
+        taped_before = isinstance(plan, _OnTape)
+        if taped_before and not (on_tape_instead and plan.now()):
+            self._drop(key, plan)  # a call off the tape: the plain plan, built in its place
+            plan = None
         if plan is not None:
             self._used.move_to_end(id(plan))
         else:
             fname = getattr(self.fn, "__name__", "fn").strip("<>")
-            if self._plans:
+            if self._plans and not taped_before:
                 change = (_describe_guards(entries[-1][0]) if entries
                           else "a value the function reads (a closed-over or global one) "
                           "changed" if self.retrace and self._last_key == signature
@@ -270,9 +277,14 @@ class Compiled:
                 self._warn_recompiles(fname, message)
             graph, written = traced or self._trace(args, signature)
             limits = weak.int_limits(graph)  # (it may refuse the graph: before a plan is kept)
-            donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
-                      for leaf in leaf_input_names(self._names(len(args))[i], args[i])]
-            plan = self._build(graph, args, written, donate)
+            if on_tape_instead and not self.retrace:
+                plan = _OnTape(_taped_closures(graph, written))
+                if not plan.now():
+                    plan = None
+            if plan is None:
+                donate = [leaf for i in sorted(_passed(self.donate_argnums, len(args)))
+                          for leaf in leaf_input_names(self._names(len(args))[i], args[i])]
+                plan = self._build(graph, args, written, donate)
             self._plans.setdefault(key, []).append((list(graph.guards), plan))
             self._used[id(plan)] = (key, plan)
             self._drop_old_plans()
@@ -353,15 +365,18 @@ class Compiled:
         """At most GRAPHC_MAX_PLANS plans (each holds its buffers): the one used longest ago
         goes first, as a Generator's (graphc/generate.py)."""
         while len(self._used) > settings.MAX_PLANS.get():
-            key, plan = self._used.popitem(last=False)[1]
-            entries = [(g, p) for g, p in self._plans[key] if p is not plan]
-            if entries:
-                self._plans[key] = entries
-            else:
-                del self._plans[key]
-            self._buffer_writes.pop(id(plan), None)
-            self._closed_floats.pop(id(plan), None)
-            self._weak_int_limits.pop(id(plan), None)
+            self._drop(*next(iter(self._used.values())))
+
+    def _drop(self, key, plan):
+        entries = [(g, p) for g, p in self._plans[key] if p is not plan]
+        if entries:
+            self._plans[key] = entries
+        else:
+            del self._plans[key]
+        del self._used[id(plan)]
+        self._buffer_writes.pop(id(plan), None)
+        self._closed_floats.pop(id(plan), None)
+        self._weak_int_limits.pop(id(plan), None)
 
     def __call__(self, *args, **kwargs):
         if kwargs:
@@ -407,8 +422,8 @@ class Compiled:
         (Plan.run_checked: a GraphcError names the first op that made a NaN or an Inf)."""
         self._check_argnums(len(args))
         key, leaves = self._key_and_leaves(args)
-        plan = self._plan_for_key(args, key)
-        if self._closed_floats and is_grad_enabled() and \
+        plan = self._plan_for_key(args, key, on_tape_instead=self.records_on_tape)
+        if type(plan) is _OnTape or self._closed_floats and is_grad_enabled() and \
                 any(t.requires_grad for t in self._closed_floats.get(id(plan), ())):
             # fn closes over a tensor that requires grad: on the tape, as an argument's
             from .split_vjp import call_on_tape
@@ -446,6 +461,21 @@ class Compiled:
         static = self._static(len(args))
         leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
         return [x.data if isinstance(x, Tensor) else x for x in leaves]
+
+
+class _OnTape:
+    """A signature's entry in Compiled._plans while its calls go on the tape (fn closes
+    over `closed`, tensors that require grad): no plain plan is built for it, the on-tape
+    call builds the split's (graphc/split_vjp.py); a call off the tape (under no_grad)
+    builds the plain plan in its place. Kept with its trace's guards, as a plan is, so that
+    a changed guard is a recompilation of this function."""
+
+    def __init__(self, closed):
+        self.closed = closed
+
+    def now(self) -> bool:
+        """Whether a call goes on the tape now."""
+        return is_grad_enabled() and any(t.requires_grad for t in self.closed)
 
 
 def closed_floats(graph) -> list:

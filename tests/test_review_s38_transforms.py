@@ -24,3 +24,36 @@ def test_vmap_keeps_the_range_check_of_a_power_by_a_traced_int():
         out = mapped(rows, k)
         np.testing.assert_array_equal(out, expected)
         assert out.dtype == np.int32
+
+
+def test_the_first_on_tape_call_of_a_compiled_model_builds_one_plan(monkeypatch):
+    """`gc.compile(model)(x)` on a model whose parameters require grad built the plain
+    call's plan, then found the call belongs on the tape and built the split forward plan
+    too: two compilations at the first call, one thrown away. Now the first call builds
+    the split forward plan alone (its backward plan at backward(), as before); the
+    gradient is the eager one, and a call under no_grad then builds the plain plan."""
+    import runtime.build
+    built = []
+    real_build_plan = runtime.build.build_plan
+
+    def counting_build_plan(*args, **kwargs):
+        built.append(args[0].name)
+        return real_build_plan(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.build, "build_plan", counting_build_plan)
+    gc.nn.manual_seed(0)
+    model = gc.nn.Linear(4, 3)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+    compiled = gc.compile(model)
+    out = compiled(x)
+    assert len(built) == 1
+    gc.sum(gc.tanh(out)).backward()
+    assert len(built) == 2  # the backward plan
+    compiled_grad = np.array(model.weight.grad)
+    model.zero_grad()
+    gc.sum(gc.tanh(model(x))).backward()
+    np.testing.assert_allclose(compiled_grad, model.weight.grad, rtol=1e-6)
+    with gc.no_grad():
+        plain = compiled(x)
+    assert len(built) == 3
+    np.testing.assert_allclose(plain, out.numpy(), rtol=1e-6)
