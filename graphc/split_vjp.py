@@ -49,7 +49,7 @@ class Differentiated(Compiled):
     cotangent reaches it (SplitVJP.no_gradient)."""
 
     def __init__(self, fn, pipeline="default", fast_math=False, static_argnums=(), jit=None,
-                 polymorphic_shapes=None):
+                 polymorphic_shapes=None, memory_limit=None):
         def differentiated(what, *args):
             out = fn(*args)
             return split_aux(out, "vjp") if what[1] else (out, None)
@@ -58,14 +58,16 @@ class Differentiated(Compiled):
         static = (0,) + tuple(i + 1 if i >= 0 else i for i in static_argnums)
         super().__init__(differentiated, pipeline, fast_math, static_argnums=static, jit=jit,
                          polymorphic_shapes=None if polymorphic_shapes is None
-                         else (None,) + tuple(polymorphic_shapes))
+                         else (None,) + tuple(polymorphic_shapes), memory_limit=memory_limit)
         self.differentiated_fn = fn
 
     @classmethod
     def of(cls, compiled: Compiled) -> "Differentiated":
-        """The vjp of a compiled function (its fn under its precision, its options)."""
+        """The vjp of a compiled function (its fn under its precision, its options, its
+        memory_limit bounding each of the two plans)."""
         return cls(compiled.fn, compiled.pipeline, compiled.fast_math,
-                   compiled.static_argnums, compiled.jit, compiled.polymorphic_shapes)
+                   compiled.static_argnums, compiled.jit, compiled.polymorphic_shapes,
+                   compiled.memory_limit)
 
     def _names(self, count):  # fn's own: messages and TracedNumberError name its arguments
         return ["vjp"] + arg_names(self.differentiated_fn, count - 1)
@@ -73,7 +75,7 @@ class Differentiated(Compiled):
     def _build(self, graph, args, written, donate):
         wrt, _, closed = args[0]
         return SplitVJP(graph, len(self.plan_inputs(args)), len(written), wrt, closed,
-                        self.pipeline, self.fast_math, self.jit)
+                        self.pipeline, self.fast_math, self.jit, self.memory_limit)
 
     def forward(self, args):
         """(fn's result, its SplitVJP, the residuals): the forward run once."""
@@ -102,9 +104,13 @@ class SplitVJP:
     (out, aux), followed by the values of the `written` Buffers it updates): `count` inputs
     are the arguments' leaves; `wrt` picks those to differentiate (None: the float ones);
     `closed` (Differentiated's) picks the tensors bound to other inputs (fn's closures): None
-    none, True those that require grad now, or one flag per tensor of `bound`."""
+    none, True those that require grad now, or one flag per tensor of `bound`.
+    `memory_limit` (gc.compile's): each plan's peak memory must fit in it, the forward's
+    with the residuals it returns, activations recomputed in the cotangent plan where they
+    can be (runtime.build)."""
 
-    def __init__(self, graph, count, written, wrt, closed, pipeline, fast_math, jit):
+    def __init__(self, graph, count, written, wrt, closed, pipeline, fast_math, jit,
+                 memory_limit=None):
         from runtime.build import build_plan  # (see graphc/linearize.py)
         self.output_tree = graph.output_tree
         self.count = count
@@ -157,9 +163,11 @@ class SplitVJP:
         known, self.cotangent_part = _split(joint, set(names), joint.outputs[:forward],
                                             joint.outputs[forward:])
         self.forward_count = forward
-        self.known_plan = build_plan(known, pipeline, fast_math=fast_math, jit=jit)
+        self.known_plan = build_plan(known, pipeline, fast_math=fast_math, jit=jit,
+                                     memory_limit=memory_limit)
         self._build_plan = functools.partial(build_plan, pipeline=pipeline,
-                                             fast_math=fast_math, jit=jit)
+                                             fast_math=fast_math, jit=jit,
+                                             memory_limit=memory_limit)
         # built at the first pullback on concrete cotangents, one per set of outputs given
         # a cotangent: {their cotangent inputs' names: plan}
         self._cotangent_plans = {}

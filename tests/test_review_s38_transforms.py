@@ -57,3 +57,31 @@ def test_the_first_on_tape_call_of_a_compiled_model_builds_one_plan(monkeypatch)
         plain = compiled(x)
     assert len(built) == 3
     np.testing.assert_allclose(plain, out.numpy(), rtol=1e-6)
+
+
+def test_memory_limit_bounds_the_plans_of_a_compiled_call_on_the_tape():
+    """gc.compile(model, memory_limit=...) refused a budget too small for the plain call
+    (under no_grad) but ran the same call on the tape (parameters requiring grad) unbounded:
+    its split forward and backward plans were built without the limit. Now each of them
+    fits the limit or is refused the same way; a budget that fits gives the eager
+    gradient."""
+    from passes.rematerialize import MemoryLimitError
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.Linear(64, 256), gc.nn.GELU(), gc.nn.Linear(256, 8))
+    x = np.ones((128, 64), np.float32)
+    too_small = gc.compile(model, memory_limit="100KB")
+    with gc.no_grad(), pytest.raises(MemoryLimitError, match="memory_limit 97.7 KiB cannot "
+                                                             "be met"):
+        too_small(x)
+    with pytest.raises(MemoryLimitError, match="memory_limit 97.7 KiB cannot be met"):
+        too_small(x)
+    gc.sum(gc.tanh(model(x))).backward()
+    eager_grad = np.array(model[0].weight.grad)
+    model.zero_grad()
+    enough = gc.compile(model, memory_limit="3MiB")
+    gc.sum(gc.tanh(enough(x))).backward()
+    np.testing.assert_allclose(model[0].weight.grad, eager_grad, rtol=1e-5, atol=1e-7)
+    split = next(iter(enough.on_tape._plans.values()))[0][1]
+    for plan in [split.known_plan, *split._cotangent_plans.values()]:
+        assert plan.remat_report.limit == 3 * 2**20
+        assert plan.memory["total"] <= 3 * 2**20
