@@ -300,6 +300,13 @@ def _submodule(owner, name, value):
         _compiled_module(value)
 
 
+def _shown_child(owner, name, value):
+    """What print(owner) shows for attribute `name` (holding `value`): the child, a
+    compiled one as its Compiled (`Compiled(Linear(...))`, as torch prints a compiled
+    child inside its OptimizedModule), or None where it is no child."""
+    return None if _submodule(owner, name, value) is None else value
+
+
 def _compiled_module(value):
     """The Module a gc.compile'd function `value` is, or None."""
     if isinstance(value, Compiled) and isinstance(value.__wrapped__, Module):
@@ -1083,8 +1090,8 @@ class Module:
         child as `(name): repr` on a line of its own, indented."""
         extra = self.extra_repr()
         children = [f"({name}): " + repr(child).replace("\n", "\n  ")  # (a shared child
-                    for name, child in ((name, _submodule(self, name, value))  # under each
-                                        for name, value in vars(self).items())  # name)
+                    for name, child in ((name, _shown_child(self, name, value))  # under
+                                        for name, value in vars(self).items())  # each name)
                     if child is not None]
         if not children and "\n" not in extra:
             return f"{type(self).__name__}({extra})"
@@ -1343,7 +1350,7 @@ class ModuleList(Module):
         """torch's ModuleList repr: a run of equal items once, `(0-2): 3 x Linear(...)`."""
         runs = []  # [first, last, repr]
         for i, (key, item) in enumerate(self._items()):
-            text = repr(_submodule(self, key, item))
+            text = repr(_shown_child(self, key, item))
             if runs and runs[-1][2] == text:
                 runs[-1][1] = i
             else:

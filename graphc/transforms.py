@@ -140,6 +140,11 @@ class Compiled:
         copied.records_on_tape, copied.retrace = self.records_on_tape, self.retrace
         return copied
 
+    def __repr__(self):
+        # as torch's OptimizedModule around a compiled layer: print(model) shows a compiled
+        # child as compiled (Module.__repr__)
+        return f"Compiled({self.__wrapped__!r})"
+
     def _check_argnums(self, count):
         # as JAX: an index names a parameter of fn; one left to its default (not passed) is
         # neither static nor donated in that call. Checked once per argument count: it

@@ -85,3 +85,20 @@ def test_memory_limit_bounds_the_plans_of_a_compiled_call_on_the_tape():
     for plan in [split.known_plan, *split._cotangent_plans.values()]:
         assert plan.remat_report.limit == 3 * 2**20
         assert plan.memory["total"] <= 3 * 2**20
+
+
+def test_a_compiled_child_prints_as_compiled():
+    """print(model) showed a child replaced by gc.compile(child) as the bare layer, as if
+    it were not compiled (torch shows OptimizedModule around a torch.compile'd child); now
+    it prints as Compiled(Layer(...)), in a ModuleList's run of equal items too, and the
+    uncompiled children as before."""
+    model = gc.nn.Sequential(gc.nn.Linear(2, 3), gc.nn.GELU())
+    model[0] = gc.compile(model[0])
+    assert repr(model) == ("Sequential(\n"
+                           "  (0): Compiled(Linear(in_features=2, out_features=3, bias=True))\n"
+                           "  (1): GELU(approximate='none')\n"
+                           ")")
+    layers = gc.nn.ModuleList([gc.compile(gc.nn.Linear(2, 2)) for _ in range(3)])
+    assert repr(layers) == ("ModuleList(\n"
+                            "  (0-2): 3 x Compiled(Linear(in_features=2, out_features=2, "
+                            "bias=True))\n)")
