@@ -29,6 +29,7 @@ from runtime.eager import (Parameter, Tensor, enable_grad, is_grad_enabled, no_g
                            set_grad_enabled, tensor)
 
 from . import amp, nn, optim, random
+from .nn import manual_seed  # noqa: F401  (torch.manual_seed: initialisation and dropout)
 from .nn import scaled_dot_product_attention  # noqa: F401  (dropout keyed as nn's layers)
 from .dropouts import (alpha_dropout, dropout1d, dropout2d, dropout3d,  # noqa: F401
                        feature_alpha_dropout)
@@ -50,7 +51,7 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "hessian", "jacfwd",
            "jacrev", "gradients", "no_grad", "enable_grad", "set_grad_enabled",
            "is_grad_enabled",
-           "tensor", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
+           "tensor", "manual_seed", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
            "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "map",
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \

@@ -51,8 +51,18 @@ _TRANSPOSED = weakref.WeakValueDictionary()
 
 
 def manual_seed(seed: int) -> None:
-    """Reset the generator behind default initialisation and automatic dropout keys."""
-    _GENERATOR[0] = np.random.default_rng(seed)
+    """Reset the generator behind default initialisation and automatic dropout keys, and the
+    count of eager dropout sites, so that what follows draws the same parameters and masks
+    again (torch.manual_seed; also `gc.manual_seed`)."""
+    if not is_int(seed):
+        raise GraphcError(f"manual_seed: seed must be an int, got {seed!r}", (user_location(),))
+    # a negative seed is torch's too: the same 64-bit pattern (numpy's default_rng refuses it)
+    _GENERATOR[0] = np.random.default_rng(int(seed) % 2**64 if seed < 0 else int(seed))
+    if F.EAGER_DROPOUT.salt_scope is None:
+        # eager sites are numbered in call order and the number salts the mask: without
+        # restarting it, the same key gave the sites of a rerun other masks. Inside an
+        # rng_key block or a loop the count is that construct's, which goes on.
+        F.EAGER_DROPOUT._next_salt = 0
 
 
 def _rng(rng, what="rng"):
