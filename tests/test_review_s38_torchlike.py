@@ -39,3 +39,59 @@ def test_manual_seed_replays_parameters_and_eager_dropout_masks():
     for seed in (1.5, "0", None, True):
         assert_one_line_error(lambda: gc.manual_seed(seed), "manual_seed: seed must be an int",
                               HERE)
+
+
+# ---- shared: values eagerly and compiled, and the float64 gradient, against torch ------------
+def _torch_check(ours, theirs, *arrays, rtol=1e-12, atol=1e-12):
+    """ours(*values) and theirs(*torch tensors): equal values eagerly (on gc.tensor) and under
+    gc.compile, and equal gradients of a weighted sum of the (first) result, in float64."""
+    arrays = [np.asarray(a, np.float64) for a in arrays]
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    expected = theirs(*tensors)
+    if isinstance(expected, tuple):
+        expected = expected[0]
+    weights = np.random.default_rng(1).standard_normal(tuple(expected.shape))
+    (expected * torch.tensor(weights)).sum().backward()
+    for got in (ours(*[gc.tensor(a) for a in arrays]), gc.compile(ours)(*arrays)):
+        got = got[0] if isinstance(got, tuple) else got
+        np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), rtol=rtol,
+                                   atol=atol)
+
+    def loss(*values):
+        out = ours(*values)
+        return ((out[0] if isinstance(out, tuple) else out) * weights).sum()
+    grads = gc.grad(loss, argnums=tuple(range(len(arrays))))(*arrays)
+    for got, tensor in zip(grads, tensors):
+        np.testing.assert_allclose(np.asarray(got), tensor.grad.numpy(), rtol=1e-10,
+                                   atol=1e-12)
+
+
+# ---- 2. gc.cat, and stack's dim= --------------------------------------------------------------
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_cat_and_stack_take_torch_dim(dim):
+    """gc.cat did not exist and gc.stack(xs, dim=1) raised Python's TypeError: now gc.cat is
+    torch.cat (numpy's concatenate, gc.concat, with torch's dim= or numpy's axis=), and
+    stack takes dim= too; values and float64 gradients as torch's, eager and compiled."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    _torch_check(lambda u, v: gc.cat([u, v * 2], dim=dim),
+                 lambda u, v: torch.cat([u, v * 2], dim=dim), a, b)
+    _torch_check(lambda u, v: gc.cat((u, v), axis=dim), lambda u, v: torch.cat((u, v), dim),
+                 a, b)
+    _torch_check(lambda u, v: gc.stack([u, v * 2], dim=dim),
+                 lambda u, v: torch.stack([u, v * 2], dim=dim), a, b)
+    np.testing.assert_array_equal(np.asarray(gc.concatenate([a, b], dim=dim)),
+                                  np.concatenate([a, b], dim))
+
+
+def test_cat_refuses_both_spellings_and_an_empty_list():
+    """gc.cat([]) (as gc.concat([])) raised Python's IndexError: now an empty list, and
+    numpy's axis= beside torch's dim= (even axis=0, the default), are one-line errors."""
+    a = np.ones((2, 3))
+    assert_one_line_error(lambda: gc.cat([]), "concat (cat) needs at least one array", HERE)
+    assert_one_line_error(lambda: gc.stack([], dim=0), "stack needs at least one array", HERE)
+    assert_one_line_error(lambda: gc.cat([a, a], axis=0, dim=1),
+                          "concat: both axis= (numpy's) and dim= (torch's) given", HERE)
+    assert_one_line_error(lambda: gc.stack([a, a], 1, dim=1),
+                          "stack: both axis= (numpy's) and dim= (torch's) given", HERE)
+    assert_one_line_error(lambda: gc.cat([a, a], dim=2), "axis 2 is out of range", HERE)

@@ -39,7 +39,7 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
            "cast", "astype", "sum", "max", "min", "argmax", "argmin", "mean", "var", "reshape", "transpose",
            "swapaxes", "broadcast_to", "expand_dims", "squeeze", "unbroadcast", "slice_",
-           "pad_slice", "getitem", "concat", "concatenate", "stack", "split", "take",
+           "pad_slice", "getitem", "concat", "concatenate", "cat", "stack", "split", "take",
            "embedding", "scatter_add", "one_hot", "dynamic_slice", "dynamic_update_slice",
            "matmul", "einsum", "softmax", "log_softmax",
            "layer_norm", "group_norm", "layer_norm_grad", "layer_norm_wgrad", "gelu_grad", "softmax_grad",
@@ -695,20 +695,45 @@ def slice_length(start, stop, step):
     return len(range(start, stop, step))
 
 
-def concat(xs, axis=0):
+class _DefaultAxis(int):
+    """An int axis default that a given axis can be told from, so that torch's dim= beside
+    numpy's axis= is refused even where the axis given equals the default."""
+
+
+_AXIS_0 = _DefaultAxis(0)
+
+
+def _axis_or_dim(fn, axis, dim, default):
+    """numpy's `axis` or torch's `dim`, whichever was given; both is refused."""
+    if dim is None:
+        return axis
+    if axis is not default:
+        _fail(f"{fn}: both axis= (numpy's) and dim= (torch's) given; pass one")
+    return dim
+
+
+def concat(xs, axis=_AXIS_0, *, dim=None):
+    """numpy's concatenate along `axis`, torch.cat along `dim` (gc.cat): one of them, 0
+    unless given."""
+    axis = _axis_or_dim("concat", axis, dim, _AXIS_0)
     xs = list(xs)
+    if not xs:
+        _fail("concat (cat) needs at least one array, got none")
     if len(xs) == 1:
         return _unchanged(xs[0])  # (np.concatenate and stack copy too)
     return apply("concat", *xs, axis=_axis(axis, _ndim(xs[0])))
 
 
-concatenate = concat
+concatenate = cat = concat
 
 
-def stack(xs, axis=0):
+def stack(xs, axis=_AXIS_0, *, dim=None):
+    """numpy's and torch's stack along a new `axis` (numpy's) or `dim` (torch's), 0 unless
+    given."""
+    axis = _axis_or_dim("stack", axis, dim, _AXIS_0)
     xs = list(xs)
     if not xs:
-        _fail("stack needs at least one array")
+        _fail("stack needs at least one array, got none")
     axis = _axis(axis, _ndim(xs[0]) + 1)
     return concat([expand_dims(x, axis) for x in xs], axis)
 
