@@ -1653,16 +1653,8 @@ class Flatten(Module):
         object.__setattr__(self, "end_dim", end_dim)
 
     def forward(self, x):
-        shape = tuple(x.shape)
-        if not shape:  # PyTorch flattens a 0-d value as the 1-d (1,)
-            x, shape = F.reshape(x, (1,)), (1,)
-        nd = len(shape)
-        start = F._axis(self._setting("start_dim", x), nd, "Flatten start_dim")
-        end = F._axis(self._setting("end_dim", x), nd, "Flatten end_dim")
-        if end < start:
-            raise GraphcError(f"Flatten: start_dim {self.start_dim} comes after end_dim "
-                              f"{self.end_dim} for a {nd}-d input", (user_location(),))
-        return F.reshape(x, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
+        return F.flatten(x, self._setting("start_dim", x), self._setting("end_dim", x),
+                         name="Flatten")
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

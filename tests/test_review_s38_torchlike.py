@@ -95,3 +95,54 @@ def test_cat_refuses_both_spellings_and_an_empty_list():
     assert_one_line_error(lambda: gc.stack([a, a], 1, dim=1),
                           "stack: both axis= (numpy's) and dim= (torch's) given", HERE)
     assert_one_line_error(lambda: gc.cat([a, a], dim=2), "axis 2 is out of range", HERE)
+
+
+# ---- 3. torch's Tensor methods: view, permute, unsqueeze, squeeze, flatten, dim ---------------
+@pytest.mark.parametrize("method, args", [
+    ("view", (3, -1)), ("view", ((6, 4),)), ("view", (-1,)),
+    ("permute", (2, 0, 1)), ("permute", ((1, -1, 0),)),
+    ("unsqueeze", (0,)), ("unsqueeze", (-1,)), ("unsqueeze", (2,)),
+    ("flatten", ()), ("flatten", (1,)), ("flatten", (0, 1)), ("flatten", (-2, -1)),
+    ("squeeze", ()), ("squeeze", (1,)), ("squeeze", (0,)), ("squeeze", (-1,)),
+])
+def test_torch_shape_methods(method, args):
+    """Tensors and traced values had no view, permute, unsqueeze, flatten or dim (and no
+    squeeze method): now each is torch's, squeezing a dim whose size is not 1 leaving it as
+    it is, as torch's (numpy's squeeze(axis=) refuses that); values and float64 gradients
+    as torch's, eager and compiled."""
+    shape = (2, 1, 3, 4) if method == "squeeze" else (2, 3, 4)
+    x = np.random.default_rng(0).standard_normal(shape)
+    _torch_check(lambda v: getattr(v * 1.5, method)(*args),
+                 lambda v: getattr(v * 1.5, method)(*args), x)
+
+
+def test_torch_shape_functions_and_dim():
+    """gc.permute, gc.unsqueeze, gc.flatten did not exist, and dim() neither: now they are
+    torch's, and dim() is the number of dims eagerly and while tracing (size stays numpy's
+    element count)."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    _torch_check(lambda v: gc.permute(v, (2, 0, 1)), lambda v: torch.permute(v, (2, 0, 1)), x)
+    _torch_check(lambda v: gc.unsqueeze(v, 1), lambda v: torch.unsqueeze(v, 1), x)
+    _torch_check(lambda v: gc.flatten(v, 1), lambda v: torch.flatten(v, 1), x)
+    _torch_check(lambda v: gc.squeeze(v[:, :1], dim=(0, 1)),
+                 lambda v: torch.squeeze(v[:, :1], dim=(0, 1)), x)
+    assert gc.tensor(x).dim() == 3 and gc.tensor(x).size == 24
+    assert gc.compile(lambda v: v * v.dim())(x)[0, 0, 0] == x[0, 0, 0] * 3
+    assert gc.tensor(np.float64(2.0)).flatten().shape == (1,)
+
+
+def test_torch_shape_methods_refuse_bad_dims_in_one_line():
+    """An out-of-range dim and a permute that is no permutation are one-line errors naming
+    the method; numpy's squeeze(axis=) of a size that is not 1 is still refused."""
+    t = gc.tensor(np.ones((2, 3)))
+    assert_one_line_error(lambda: t.unsqueeze(3), "unsqueeze: dim 3 is out of range", HERE)
+    assert_one_line_error(lambda: t.permute(0, 2), "permute: dim 2 is out of range", HERE)
+    assert_one_line_error(lambda: t.permute(0, 0),
+                          "permute: dims (0, 0) are not a permutation of a 2-d value's", HERE)
+    assert_one_line_error(lambda: t.permute(0), "not a permutation", HERE)
+    assert_one_line_error(lambda: t.flatten(2), "flatten start_dim 2 is out of range", HERE)
+    assert_one_line_error(lambda: t.flatten(1, 0), "flatten: start_dim 1 comes after end_dim 0",
+                          HERE)
+    assert_one_line_error(lambda: t.squeeze(2), "squeeze: dim 2 is out of range", HERE)
+    assert_one_line_error(lambda: t.squeeze(axis=0), "cannot squeeze axis 0 of size 2", HERE)
+    assert_one_line_error(lambda: t.view(4, -1), "cannot reshape 6 elements", HERE)

@@ -38,7 +38,8 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
            "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
            "cast", "astype", "sum", "max", "min", "argmax", "argmin", "mean", "var", "reshape", "transpose",
-           "swapaxes", "broadcast_to", "expand_dims", "squeeze", "unbroadcast", "slice_",
+           "swapaxes", "broadcast_to", "expand_dims", "squeeze", "unsqueeze", "permute",
+           "flatten", "unbroadcast", "slice_",
            "pad_slice", "getitem", "concat", "concatenate", "cat", "stack", "split", "take",
            "embedding", "scatter_add", "one_hot", "dynamic_slice", "dynamic_update_slice",
            "matmul", "einsum", "softmax", "log_softmax",
@@ -523,6 +524,36 @@ def expand_dims(x, axis):
     return reshape(x, tuple(shape))
 
 
+def unsqueeze(x, dim):
+    """torch.unsqueeze: a new axis of size 1 at `dim` (numpy's expand_dims of one axis)."""
+    return expand_dims(x, _axis(dim, _ndim(x) + 1, "unsqueeze: dim"))
+
+
+def permute(x, *dims):
+    """torch.permute: the axes in the order `dims` (ints, or one tuple of them)."""
+    if len(dims) == 1 and _iterable(dims[0]):
+        dims = tuple(dims[0])
+    nd = _ndim(x)
+    perm = tuple(_axis(d, nd, "permute: dim") for d in dims)
+    if sorted(perm) != list(range(nd)):
+        _fail(f"permute: dims {dims} are not a permutation of a {nd}-d value's {nd} dims")
+    return transpose(x, perm)
+
+
+def flatten(x, start_dim=0, end_dim=-1, *, name="flatten"):
+    """torch.flatten: axes start_dim..end_dim merged into one (a 0-d value becomes (1,))."""
+    shape = _shape(x)
+    if not shape:
+        x, shape = reshape(x, (1,)), (1,)
+    nd = len(shape)
+    start = _axis(start_dim, nd, f"{name} start_dim")
+    end = _axis(end_dim, nd, f"{name} end_dim")
+    if end < start:
+        _fail(f"{name}: start_dim {start_dim} comes after end_dim {end_dim} for a {nd}-d "
+              "input")
+    return reshape(x, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
+
+
 def _may_be_one(d) -> bool:
     """Whether a symbolic size is 1 for some value of its symbols (`batch`; not `2*batch`)."""
     try:
@@ -531,7 +562,20 @@ def _may_be_one(d) -> bool:
         return True
 
 
-def squeeze(x, axis=None):
+def squeeze(x, axis=None, *, dim=None):
+    """numpy's squeeze: `axis` must name axes of size 1. torch's, with `dim=` (the Tensor
+    method's place too): a named dim of another size is left as it is."""
+    if dim is not None:
+        if axis is not None:
+            _fail("squeeze: both axis= (numpy's) and dim= (torch's) given; pass one")
+        shape = _shape(x)
+        dims = [_axis(d, len(shape), "squeeze: dim") for d in
+                (dim if _iterable(dim) else (dim,))] if shape else ()
+        for a in dims:
+            if isinstance(shape[a], Dim) and _may_be_one(shape[a]):
+                _fail(f"squeeze cannot tell whether dim {a} (size {shape[a]}) is 1: that "
+                      f"depends on the value of {', '.join(sorted(shape[a].symbols))}")
+        axis = tuple(a for a in dims if shape[a] == 1)
     shape = _shape(x)
     for i, d in enumerate(shape if axis is None else ()):
         # as JAX's: an axis squeezed at some sizes only would give the plan no one shape

@@ -46,6 +46,13 @@ class OperatorMixin:
     def T(self): return api.transpose(self)
 
     def reshape(self, *shape): return api.reshape(self, *shape)
+    # torch's Tensor methods (`size` stays numpy's element count, a property)
+    def view(self, *shape): return api.reshape(self, *shape)
+    def permute(self, *dims): return api.permute(self, *dims)
+    def unsqueeze(self, dim): return api.unsqueeze(self, dim)
+    def squeeze(self, dim=None, *, axis=None): return api.squeeze(self, axis, dim=dim)
+    def flatten(self, start_dim=0, end_dim=-1): return api.flatten(self, start_dim, end_dim)
+    def dim(self): return len(self.shape)
     def transpose(self, *perm): return api.transpose(self, perm[0] if len(perm) == 1 and isinstance(perm[0], (tuple, list)) else (perm or None))
     # numpy's functions call these methods on non-arrays with its own keywords
     # (np.mean(t) is t.mean(axis=None, dtype=None, out=None)): dtype casts first, as numpy's
