@@ -146,3 +146,85 @@ def test_torch_shape_methods_refuse_bad_dims_in_one_line():
     assert_one_line_error(lambda: t.squeeze(2), "squeeze: dim 2 is out of range", HERE)
     assert_one_line_error(lambda: t.squeeze(axis=0), "cannot squeeze axis 0 of size 2", HERE)
     assert_one_line_error(lambda: t.view(4, -1), "cannot reshape 6 elements", HERE)
+
+
+# ---- 4. torch's dim= and keepdim= on reductions -----------------------------------------------
+@pytest.mark.parametrize("name, kwargs", [
+    ("sum", dict(dim=1)), ("sum", dict(dim=(0, 2), keepdim=True)),
+    ("mean", dict(dim=-1, keepdim=True)), ("prod", dict(dim=1)),
+    ("var", dict(dim=1)), ("var", dict(dim=1, correction=0)), ("var", dict(dim=(0, 1))),
+    ("std", dict(dim=0, unbiased=False, keepdim=True)), ("std", dict(dim=2)),
+    ("logsumexp", dict(dim=1)), ("logsumexp", dict(dim=(1, 2), keepdim=True)),
+    ("softmax", dict(dim=0)), ("log_softmax", dict(dim=1)), ("norm", dict(dim=1)),
+    ("norm", dict(dim=(1, 2), keepdim=True)),
+])
+def test_reductions_take_dim_and_keepdim(name, kwargs):
+    """x.sum(dim=1), gc.mean(x, dim=-1, keepdim=True), x.var(dim=1) and the rest raised
+    one-line 'not taken' errors or Python's TypeError: now torch's dim= and keepdim= are
+    taken by the methods and the gc.* functions, with torch's results (var and std spelled as
+    torch's divide by N - 1 unless correction=/unbiased= say otherwise); values and float64
+    gradients as torch's, eager and compiled."""
+    x = np.random.default_rng(0).standard_normal((3, 4, 5))
+    _torch_check(lambda v: getattr(v * 1.5, name)(**kwargs),
+                 lambda v: getattr(v * 1.5, name)(**kwargs), x)
+    _torch_check(lambda v: getattr(gc, name)(v * 1.5, **kwargs),
+                 lambda v: getattr(torch, name)(v * 1.5, **kwargs), x)
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_and_min_with_dim_give_values_and_indices(name, keepdim):
+    """x.max(dim=1) and gc.max(x, dim=1) raised: now, as torch's, they give the pair
+    (values, indices) (a namedtuple, compiled too); the values' float64 gradient is torch's.
+    numpy's axis= still gives the values alone."""
+    x = np.random.default_rng(0).standard_normal((3, 4, 5))
+    for ours in (lambda v: getattr(v, name)(dim=1, keepdim=keepdim),
+                 lambda v: getattr(gc, name)(v, dim=1, keepdim=keepdim)):
+        expected = getattr(torch.tensor(x), name)(dim=1, keepdim=keepdim)
+        for got in (ours(gc.tensor(x)), gc.compile(ours)(x)):
+            assert type(got).__name__ == "ValuesIndices" and got._fields == ("values", "indices")
+            np.testing.assert_array_equal(np.asarray(got.values), expected.values.numpy())
+            np.testing.assert_array_equal(np.asarray(got.indices), expected.indices.numpy())
+        _torch_check(ours, lambda v: getattr(v, name)(dim=1, keepdim=keepdim), x)
+    plain = getattr(gc.tensor(x), name)(axis=1)
+    np.testing.assert_array_equal(np.asarray(plain), getattr(x, name)(axis=1))
+    np.testing.assert_array_equal(np.asarray(getattr(gc, name)(x, keepdim=True)),
+                                  getattr(x, name)(keepdims=True))
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("argmax", dict(dim=1)), ("argmin", dict(dim=0, keepdim=True)),
+    ("any", dict(dim=1)), ("all", dict(dim=(0, 1), keepdim=True)),
+])
+def test_index_and_logical_reductions_take_dim(name, kwargs):
+    """argmax, argmin, any and all took no dim=/keepdim=: now they are torch's, eager and
+    compiled, as methods and gc.* functions."""
+    x = np.random.default_rng(0).standard_normal((3, 4, 5)).round()
+    expected = getattr(torch.tensor(x), name)(**kwargs).numpy()
+    for ours in (lambda v: getattr(v, name)(**kwargs), lambda v: getattr(gc, name)(v, **kwargs)):
+        np.testing.assert_array_equal(np.asarray(ours(gc.tensor(x))), expected)
+        np.testing.assert_array_equal(np.asarray(gc.compile(ours)(x)), expected)
+
+
+def test_numpy_spelling_is_unchanged_and_mixed_spellings_refused():
+    """numpy's axis=/keepdims=/ddof= keep numpy's results (var divides by N); giving numpy's
+    and torch's spelling of one setting, or a tuple dim to max, is refused in one line."""
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    t = gc.tensor(x)
+    np.testing.assert_allclose(np.asarray(t.var(axis=1)), x.var(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(gc.std(x, 0, True, 1)), x.std(0, keepdims=True,
+                                                                         ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(np.var(t)), x.var(), rtol=1e-12)
+    for call, message in [
+            (lambda: t.sum(axis=0, dim=1), "sum: both axis= (numpy's) and dim= (torch's)"),
+            (lambda: gc.mean(x, keepdims=True, keepdim=True),
+             "mean: both keepdims= (numpy's) and keepdim= (torch's)"),
+            (lambda: t.var(ddof=1, correction=1), "var: both ddof= (numpy's) and correction="),
+            (lambda: gc.std(x, dim=0, correction=1, unbiased=True),
+             "std: both correction= and unbiased= given"),
+            (lambda: t.max(dim=(0, 1)), "max: dim= takes one dim, as torch's"),
+            (lambda: t.min(dim=2), "min: dim 2 is out of range"),
+            (lambda: gc.softmax(x, 0, dim=1), "softmax: both axis= (numpy's) and dim="),
+            (lambda: t.sum(dim=0, where=True), "sum(where=...): not taken by graphc's sum"),
+            (lambda: t.prod(dim=0, correction=1), "prod(correction=...): not taken")]:
+        assert_one_line_error(call, message, HERE)

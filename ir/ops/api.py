@@ -15,6 +15,7 @@ import numbers
 import operator
 import math
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,7 +34,7 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "asin", "acos", "atan", "atan2",
            "asinh", "acosh", "atanh", "log2", "log10", "exp2", "reciprocal", "trunc",
            "floor_divide", "remainder", "mod", "fmod", "logaddexp", "hypot", "square", "clip",
-           "std", "logsumexp", "any", "all", "cumsum",
+           "std", "logsumexp", "any", "all", "cumsum", "ValuesIndices",
            "tril", "triu", "eye",
            "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
            "logical_and", "logical_or", "logical_not", "where", "stop_gradient", "gelu",
@@ -84,6 +85,14 @@ def _unchanged(x):
 
 def _fail(message):
     raise GraphcError(message, (user_location(),))
+
+
+class _Default(int):
+    """An int default that a value given can be told from (`is`), so that torch's keyword
+    beside numpy's is refused even where the value given equals the default."""
+
+
+_AXIS_0, _AXIS_LAST, DDOF_0 = _Default(0), _Default(-1), _Default(0)
 
 
 def _axis(axis, ndim, what="axis"):
@@ -313,15 +322,54 @@ astype = cast
 
 
 # ---- reductions -----------------------------------------------------------------------------
-def sum(x, axis=None, keepdims=False):
-    """The sum along `axis`; of booleans, how many are true (int64), as numpy's and torch's
-    (the op itself keeps its operand's dtype: a bool sum would be a logical or)."""
+def _torch_axes(fn, axis, keepdims, dim, keepdim):
+    """torch's dim= and keepdim= in numpy's axis= and keepdims= places: one of each pair."""
+    if dim is not None:
+        if axis is not None:
+            _fail(f"{fn}: both axis= (numpy's) and dim= (torch's) given; pass one")
+        axis = dim
+    if keepdim is not None:
+        if keepdims is not False:
+            _fail(f"{fn}: both keepdims= (numpy's) and keepdim= (torch's) given; pass one")
+        keepdims = keepdim
+    return axis, keepdims
+
+
+class ValuesIndices(NamedTuple):
+    """What max and min give with torch's dim= (torch.return_types.max): the extreme values
+    along dim and their indices."""
+    values: object
+    indices: object
+
+
+def _values_indices(fn, x, axis, keepdims, dim, keepdim):
+    """torch.max(x, dim=...) and torch.min's (values, indices); without dim= (keepdim=
+    alone) the values, as numpy's."""
+    axis, keepdims = _torch_axes(fn, axis, keepdims, dim, keepdim)
+    if dim is None:
+        return (max if fn == "max" else min)(x, axis, keepdims)
+    if not isinstance(dim, numbers.Integral):
+        _fail(f"{fn}: dim= takes one dim, as torch's, got {dim!r}; for several use axis=")
+    dim = _axis(dim, _ndim(x), f"{fn}: dim")
+    values = (max if fn == "max" else min)(x, dim, keepdims)
+    return ValuesIndices(values, (argmax if fn == "max" else argmin)(x, dim, keepdims))
+
+def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """The sum along `axis` (torch's `dim`); of booleans, how many are true (int64), as
+    numpy's and torch's (the op itself keeps its operand's dtype: a bool sum would be a
+    logical or)."""
+    if dim is not None or keepdim is not None:  # torch's spelling
+        axis, keepdims = _torch_axes("sum", axis, keepdims, dim, keepdim)
     if _dtype(x) == np.bool_:
         x = cast(x, "int64")
     return apply("sum", x, axes=_axes(axis, _ndim(x)), keepdims=bool(keepdims))
 
 
-def max(x, axis=None, keepdims=False):
+def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """The largest element along `axis`, as numpy's; with torch's `dim=`, torch.max's
+    (values, indices) pair (ValuesIndices)."""
+    if dim is not None or keepdim is not None:
+        return _values_indices("max", x, axis, keepdims, dim, keepdim)
     return apply("max", x, axes=_axes(axis, _ndim(x)), keepdims=bool(keepdims))
 
 
@@ -333,7 +381,11 @@ def _refuse_empty(x, axis, what):
             _fail(f"{what} over axis {a} of size 0: an empty axis has no smallest element")
 
 
-def min(x, axis=None, keepdims=False):
+def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """The smallest element along `axis`, as numpy's; with torch's `dim=`, torch.min's
+    (values, indices) pair (ValuesIndices)."""
+    if dim is not None or keepdim is not None:
+        return _values_indices("min", x, axis, keepdims, dim, keepdim)
     _refuse_empty(x, axis, "min")
     if is_float(_dtype(x)):
         return neg(max(neg(x), axis, keepdims))
@@ -344,11 +396,13 @@ def min(x, axis=None, keepdims=False):
     return sub(-1, max(sub(-1, x), axis, keepdims))
 
 
-def argmax(x, axis=None, keepdims=False):
-    """The index of the largest element along `axis` (int64), the first on ties and the first
-    NaN where there is one, as numpy's; axis=None: into the flattened array. Built from max,
-    a comparison and an integer min, so it has every op's lowering and batching rule; it
-    carries no gradient (an index)."""
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """The index of the largest element along `axis` (torch's `dim`; int64), the first on
+    ties and the first NaN where there is one, as numpy's; axis=None: into the flattened
+    array. Built from max, a comparison and an integer min, so it has every op's lowering and
+    batching rule; it carries no gradient (an index)."""
+    if dim is not None or keepdim is not None:  # torch's spelling
+        axis, keepdims = _torch_axes("argmax", axis, keepdims, dim, keepdim)
     if axis is None:
         flat = reshape(x, (-1,))
         out = argmax(flat, 0)
@@ -371,8 +425,11 @@ def argmax(x, axis=None, keepdims=False):
     return min(where(hits, positions, missing), ax, keepdims)
 
 
-def argmin(x, axis=None, keepdims=False):
-    """The index of the smallest element along `axis`, as numpy's (see argmax)."""
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """The index of the smallest element along `axis` (torch's `dim`), as numpy's (see
+    argmax)."""
+    if dim is not None or keepdim is not None:  # torch's spelling
+        axis, keepdims = _torch_axes("argmin", axis, keepdims, dim, keepdim)
     if not isinstance(axis, (tuple, list)):
         _refuse_empty(x, axis, "argmin")
     dtype = _dtype(x)
@@ -383,7 +440,9 @@ def argmin(x, axis=None, keepdims=False):
     return argmax(sub(-1, x), axis, keepdims)  # (reverses every integer's order, see min)
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    if dim is not None or keepdim is not None:  # torch's spelling
+        axis, keepdims = _torch_axes("mean", axis, keepdims, dim, keepdim)
     axes = _axes(axis, _ndim(x))
     count = math.prod(_shape(x)[a] for a in axes)
     if not is_float(_dtype(x)):
@@ -398,10 +457,16 @@ def mean(x, axis=None, keepdims=False):
     return div(sum(x, axes, keepdims), float(count) if count else math.nan)
 
 
-def var(x, axis=None, keepdims=False, ddof=0):
-    """The variance, divided by N - ddof (ddof=0, numpy's and JAX's default; PyTorch's
-    unbiased var is ddof=1). A half x is computed in float32 (its squares overflow or
-    underflow in half), as torch's."""
+def var(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=None, keepdim=None,
+        correction=None, unbiased=None):
+    """The variance, divided by N - ddof (ddof=0, numpy's and JAX's default). Spelled as
+    torch's (dim=, keepdim=, correction= or unbiased=), torch's: divided by N - correction,
+    1 unless given (unbiased=False: 0). A half x is computed in float32 (its squares overflow
+    or underflow in half), as torch's."""
+    if dim is not None or keepdim is not None or correction is not None \
+            or unbiased is not None:
+        axis, keepdims = _torch_axes("var", axis, keepdims, dim, keepdim)
+        ddof = _torch_correction("var", ddof, correction, unbiased)
     if not is_float(_dtype(x)):
         _fail(f"var of {_dtype(x)} values; cast them to a float type first")
     if is_half(_dtype(x)):
@@ -425,13 +490,37 @@ def var(x, axis=None, keepdims=False, ddof=0):
     return mean(squares, axes, keepdims) * math.inf
 
 
-def std(x, axis=None, keepdims=False, ddof=0):
+def std(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=None, keepdim=None,
+        correction=None, unbiased=None):
+    """The square root of var (numpy's, or torch's when spelled as torch's: see var)."""
+    if dim is not None or keepdim is not None or correction is not None \
+            or unbiased is not None:
+        axis, keepdims = _torch_axes("std", axis, keepdims, dim, keepdim)
+        ddof = _torch_correction("std", ddof, correction, unbiased)
     return sqrt(var(x, axis, keepdims, ddof))
 
 
-def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) over `axis` without overflow: shifted by the maximum, as JAX's (an
-    infinite maximum shifts by 0, so all -inf gives -inf and an inf gives inf)."""
+def _torch_correction(fn, ddof, correction, unbiased):
+    """var's and std's divisor N - ddof as torch's: `correction`, else 1 (0 where
+    unbiased=False); numpy's ddof beside either is refused, as torch refuses both of its."""
+    if ddof is not DDOF_0 and (correction is not None or unbiased is not None):
+        torchs = "correction" if correction is not None else "unbiased"
+        _fail(f"{fn}: both ddof= (numpy's) and {torchs}= (torch's) given; pass one")
+    if correction is not None and unbiased is not None:
+        _fail(f"{fn}: both correction= and unbiased= given; pass one, as torch takes one")
+    if ddof is not DDOF_0:
+        return ddof
+    if correction is not None:
+        return correction
+    return 1 if unbiased is None else int(bool(unbiased))
+
+
+def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """log(sum(exp(x))) over `axis` (torch's `dim`) without overflow: shifted by the
+    maximum, as JAX's (an infinite maximum shifts by 0, so all -inf gives -inf and an inf
+    gives inf)."""
+    if dim is not None or keepdim is not None:  # torch's spelling
+        axis, keepdims = _torch_axes("logsumexp", axis, keepdims, dim, keepdim)
     axes = _axes(axis, _ndim(x))
     count = math.prod(_shape(x)[a] for a in axes)
     if isinstance(count, int) and count == 0:  # the log of an empty sum, as JAX's and torch's
@@ -444,14 +533,20 @@ def logsumexp(x, axis=None, keepdims=False):
                                                    if i not in axes))
 
 
-def any(x, axis=None, keepdims=False):
-    """Whether any element along `axis` is true (non-zero); False over no elements."""
+def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Whether any element along `axis` (torch's `dim`) is true (non-zero); False over no
+    elements."""
+    if dim is not None or keepdim is not None:  # torch's spelling
+        axis, keepdims = _torch_axes("any", axis, keepdims, dim, keepdim)
     truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
     return greater(sum(cast(truth, "int64"), axis, keepdims), 0)
 
 
-def all(x, axis=None, keepdims=False):
-    """Whether every element along `axis` is true (non-zero); True over no elements."""
+def all(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Whether every element along `axis` (torch's `dim`) is true (non-zero); True over no
+    elements."""
+    if dim is not None or keepdim is not None:  # torch's spelling
+        axis, keepdims = _torch_axes("all", axis, keepdims, dim, keepdim)
     truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
     return equal(sum(cast(logical_not(truth), "int64"), axis, keepdims), 0)
 
@@ -737,14 +832,6 @@ def slice_length(start, stop, step):
                   "step 1")
         return stop - start
     return len(range(start, stop, step))
-
-
-class _DefaultAxis(int):
-    """An int axis default that a given axis can be told from, so that torch's dim= beside
-    numpy's axis= is refused even where the axis given equals the default."""
-
-
-_AXIS_0 = _DefaultAxis(0)
 
 
 def _axis_or_dim(fn, axis, dim, default):
@@ -1054,11 +1141,17 @@ def _broadcast_shape(shapes, spec):
 
 
 # ---- neural-network functions ----------------------------------------------------------------
-def softmax(x, axis=-1):
+def softmax(x, axis=_AXIS_LAST, *, dim=None):
+    """Softmax along `axis` (torch's `dim`), the last unless given."""
+    if dim is not None:
+        axis = _axis_or_dim("softmax", axis, dim, _AXIS_LAST)
     return apply("softmax", x, axis=_axis(axis, _ndim(x)))
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x, axis=_AXIS_LAST, *, dim=None):
+    """log(softmax(x)) along `axis` (torch's `dim`), the last unless given."""
+    if dim is not None:
+        axis = _axis_or_dim("log_softmax", axis, dim, _AXIS_LAST)
     return apply("log_softmax", x, axis=_axis(axis, _ndim(x)))
 
 

@@ -145,9 +145,12 @@ def repeat(x, repeats, axis=None):
 
 
 # ---- products -------------------------------------------------------------------------------
-def prod(x, axis=None, keepdims=False):
-    """numpy's prod. A tree of pairwise products (log2 of the axis' length multiplications),
-    so its gradient is exact where an element is zero, which x / prod's is not."""
+def prod(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """numpy's prod (torch's with `dim=`, `keepdim=`). A tree of pairwise products (log2 of
+    the axis' length multiplications), so its gradient is exact where an element is zero,
+    which x / prod's is not."""
+    if dim is not None or keepdim is not None:
+        axis, keepdims = F._torch_axes("prod", axis, keepdims, dim, keepdim)
     nd = _ndim(x)
     if _dtype(x) == np.bool_:
         x = F.cast(x, "int64")
@@ -373,11 +376,14 @@ def top_k(x, k):
 
 
 # ---- norms and small helpers ------------------------------------------------------------------
-def norm(x, ord=None, axis=None, keepdims=False):
+def norm(x, ord=None, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """numpy.linalg.norm / torch.linalg.norm for vectors: ord None or 2 (Euclidean), 1, inf,
-    -inf, 0 (non-zero count) or any p > 0, over `axis` (None: every element, as a vector);
-    and the matrix Frobenius norm, ord="fro" over two axes. The gradient at a zero vector
-    (and a p-norm's at a zero element) is 0, as PyTorch's (pow's alone would be NaN there)."""
+    -inf, 0 (non-zero count) or any p > 0, over `axis` (torch's `dim`; None: every element,
+    as a vector); and the matrix Frobenius norm, ord="fro" over two axes. The gradient at a
+    zero vector (and a p-norm's at a zero element) is 0, as PyTorch's (pow's alone would be
+    NaN there)."""
+    if dim is not None or keepdim is not None:
+        axis, keepdims = F._torch_axes("norm", axis, keepdims, dim, keepdim)
     nd = _ndim(x)
     axes = _axis_set(axis, nd, "norm")
     number = isinstance(ord, (int, float, np.integer)) and not isinstance(ord, bool)

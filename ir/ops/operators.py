@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import GraphcError, user_location
-from . import api
+from . import api, arrays
 
 
 class OperatorMixin:
@@ -55,35 +55,71 @@ class OperatorMixin:
     def dim(self): return len(self.shape)
     def transpose(self, *perm): return api.transpose(self, perm[0] if len(perm) == 1 and isinstance(perm[0], (tuple, list)) else (perm or None))
     # numpy's functions call these methods on non-arrays with its own keywords
-    # (np.mean(t) is t.mean(axis=None, dtype=None, out=None)): dtype casts first, as numpy's
-    def sum(self, axis=None, keepdims=False, *, dtype=None, out=None, **numpys):
-        return api.sum(_numpy_call(self, dtype, out, numpys, "sum"), axis, keepdims)
-    def mean(self, axis=None, keepdims=False, *, dtype=None, out=None, **numpys):
-        return api.mean(_numpy_call(self, dtype, out, numpys, "mean"), axis, keepdims)
-    def max(self, axis=None, keepdims=False, *, out=None, **numpys):
-        return api.max(_numpy_call(self, None, out, numpys, "max"), axis, keepdims)
-    def min(self, axis=None, keepdims=False, *, out=None, **numpys):
-        return api.min(_numpy_call(self, None, out, numpys, "min"), axis, keepdims)
-    def argmax(self, axis=None, keepdims=False, *, out=None, **numpys):
-        return api.argmax(_numpy_call(self, None, out, numpys, "argmax"), axis, keepdims)
-    def argmin(self, axis=None, keepdims=False, *, out=None, **numpys):
-        return api.argmin(_numpy_call(self, None, out, numpys, "argmin"), axis, keepdims)
-    def var(self, axis=None, keepdims=False, ddof=0, *, dtype=None, out=None, **numpys):
-        return api.var(_numpy_call(self, dtype, out, numpys, "var"), axis, keepdims, ddof)
+    # (np.mean(t) is t.mean(axis=None, dtype=None, out=None)): dtype casts first, as numpy's.
+    # torch's keywords (dim=, keepdim=; var's correction=, unbiased=) arrive in `torchs`.
+    # The plain call goes straight to api: passing **torchs on would cost it ~0.2 us.
+    def sum(self, axis=None, keepdims=False, *, dtype=None, out=None, **torchs):
+        if torchs or dtype is not None or out is not None:
+            return _reduce(api.sum, "sum", self, axis, keepdims, dtype, out, torchs)
+        return api.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False, *, dtype=None, out=None, **torchs):
+        if torchs or dtype is not None or out is not None:
+            return _reduce(api.mean, "mean", self, axis, keepdims, dtype, out, torchs)
+        return api.mean(self, axis, keepdims)
+    def prod(self, axis=None, keepdims=False, *, dtype=None, out=None, **torchs):
+        return _reduce(arrays.prod, "prod", self, axis, keepdims, dtype, out, torchs)
+    def max(self, axis=None, keepdims=False, *, out=None, **torchs):
+        if torchs or out is not None:
+            return _reduce(api.max, "max", self, axis, keepdims, None, out, torchs)
+        return api.max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False, *, out=None, **torchs):
+        if torchs or out is not None:
+            return _reduce(api.min, "min", self, axis, keepdims, None, out, torchs)
+        return api.min(self, axis, keepdims)
+    def argmax(self, axis=None, keepdims=False, *, out=None, **torchs):
+        if torchs or out is not None:
+            return _reduce(api.argmax, "argmax", self, axis, keepdims, None, out, torchs)
+        return api.argmax(self, axis, keepdims)
+    def argmin(self, axis=None, keepdims=False, *, out=None, **torchs):
+        if torchs or out is not None:
+            return _reduce(api.argmin, "argmin", self, axis, keepdims, None, out, torchs)
+        return api.argmin(self, axis, keepdims)
+    def var(self, axis=None, keepdims=False, ddof=api.DDOF_0, *, dtype=None, out=None,
+            **torchs):
+        return _reduce(api.var, "var", self, axis, keepdims, dtype, out, torchs, ddof)
+    def std(self, axis=None, keepdims=False, ddof=api.DDOF_0, *, dtype=None, out=None,
+            **torchs):
+        return _reduce(api.std, "std", self, axis, keepdims, dtype, out, torchs, ddof)
+    def any(self, axis=None, keepdims=False, *, out=None, **torchs):
+        return _reduce(api.any, "any", self, axis, keepdims, None, out, torchs)
+    def all(self, axis=None, keepdims=False, *, out=None, **torchs):
+        return _reduce(api.all, "all", self, axis, keepdims, None, out, torchs)
+    def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return api.logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
+    def norm(self, ord=None, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return arrays.norm(self, ord, axis, keepdims, dim=dim, keepdim=keepdim)
     def astype(self, dtype): return api.cast(self, dtype)
     def exp(self): return api.exp(self)
     def log(self): return api.log(self)
     def sqrt(self): return api.sqrt(self)
     def tanh(self): return api.tanh(self)
-    def softmax(self, axis=-1): return api.softmax(self, axis)
+    def softmax(self, axis=api._AXIS_LAST, *, dim=None): return api.softmax(self, axis, dim=dim)
+    def log_softmax(self, axis=api._AXIS_LAST, *, dim=None):
+        return api.log_softmax(self, axis, dim=dim)
 
 
-def _numpy_call(x, dtype, out, numpys, name):
+_TORCHS = frozenset(("dim", "keepdim"))
+_VAR_TORCHS = _TORCHS | {"correction", "unbiased"}
+
+
+def _reduce(fn, name, x, axis, keepdims, dtype, out, torchs, *ddof):
+    """A reduction method called with numpy's dtype= or out=, or torch's keywords."""
     if out is not None:
         raise GraphcError(f"{name}(out=...): graphc's results are new arrays, never written "
                           "into one given; assign the result instead", (user_location(),))
-    if numpys:  # numpy's initial=, where=, ... (np.min(t, initial=0.0))
-        raise GraphcError(f"{name}({', '.join(f'{k}=...' for k in numpys)}): not taken by "
-                          f"graphc's {name} (axis, keepdims and dtype are)",
-                          (user_location(),))
-    return x if dtype is None else api.cast(x, dtype)
+    takes = _VAR_TORCHS if ddof else _TORCHS
+    if not takes.issuperset(torchs):  # numpy's initial=, where=, ... (np.min(t, initial=0))
+        raise GraphcError(f"{name}({', '.join(f'{k}=...' for k in torchs if k not in takes)})"
+                          f": not taken by graphc's {name} (axis or dim, keepdims or keepdim "
+                          "and dtype are)", (user_location(),))
+    return fn(x if dtype is None else api.cast(x, dtype), axis, keepdims, *ddof, **torchs)
