@@ -313,8 +313,8 @@ def choice(key, a, shape=(), replace=True, p=None, axis=0):
         return picked
     # a's other axes stay in place around the drawn ones, as JAX's take along axis
     taken = F.take(moveaxis(a, ax, 0) if ax else a, picked)
-    if not ax or not shape:
-        return taken if not ax else moveaxis(taken, 0, ax)
+    if not ax or not shape:  # a scalar index drops the axis, leaving the others in order
+        return taken
     return moveaxis(taken, tuple(range(len(shape))), tuple(range(ax, ax + len(shape))))
 
 

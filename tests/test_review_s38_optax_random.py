@@ -198,3 +198,26 @@ def test_choice_refuses_bad_arguments_in_one_line(kwargs, message):
     with pytest.raises(GraphcError, match=message) as info:
         gc.random.choice(gc.random.key(0), **kwargs)
     assert "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("axis", [1, -1])
+def test_choice_of_one_element_along_a_later_axis_drops_that_axis(axis):
+    """With shape=() and axis != 0, choice moved the result's first axis back to `axis`
+    although the drawn axis was gone: a (2, 3) input failed ("destination axis 1 is out of
+    range") and a (2, 3, 4) one came back transposed. As jax.random.choice, the result is
+    now a[:, i] / b[:, i, :] (b[:, :, i] for axis=-1), eagerly, compiled and under vmap."""
+    key = gc.random.key(0)
+    a = np.arange(6.0).reshape(2, 3)
+    b = np.arange(24.0).reshape(2, 3, 4)
+    for x in (a, b):
+        n = x.shape[axis]
+        i = int(np.asarray(gc.random.choice(key, n)))
+        want = np.take(x, i, axis=axis)
+        draw = lambda k, x=x: gc.random.choice(k, x, (), axis=axis)  # noqa: E731
+        for got in (draw(key), gc.compile(draw)(key)):
+            assert np.asarray(got).shape == want.shape
+            np.testing.assert_array_equal(np.asarray(got), want)
+        keys = gc.random.split(key, 3)
+        rows = np.asarray(gc.vmap(draw)(keys))
+        idx = [int(np.asarray(gc.random.choice(k, n))) for k in keys]
+        np.testing.assert_array_equal(rows, np.stack([np.take(x, j, axis=axis) for j in idx]))
