@@ -66,7 +66,8 @@ def _added(p, u):
 class _OptaxRule(Optimizer):
     """An optax update rule behind a GradientTransformation: _update_leaf returns the update,
     `u * -lr` as optax's scale_by_learning_rate makes it. `decay_mask` is optax's `mask`: a
-    pytree of flags, or a function of the parameters' pytree returning one."""
+    pytree of flags (a prefix of the parameters': a flag may stand for a subtree), or a
+    function of the parameters' pytree returning one."""
 
     gives_updates = True
 
@@ -81,11 +82,15 @@ class _OptaxRule(Optimizer):
                 for name, (setting, shift) in decays.items()}
 
     def _decay_flags(self, names, leaves, structure):
-        if self.weight_decay and callable(self.decay_mask):
-            flags = self.decay_mask(unflatten(structure, leaves))
-            return [bool(f) for f in leaves_like(structure, flags, "mask",
-                                                 "the parameters' pytree")]
-        return super()._decay_flags(names, leaves, structure)
+        mask = self.decay_mask
+        if not self.weight_decay or mask is None:
+            return super()._decay_flags(names, leaves, structure)
+        if callable(mask):
+            mask = mask(unflatten(structure, leaves))
+        # as optax's, a flag may stand for a whole subtree (the mask is a prefix of the
+        # parameters' pytree)
+        return [bool(f) for f in leaves_like(structure, mask, "mask",
+                                             "the parameters' pytree", prefix=True)]
 
 
 class _Trace(_OptaxRule):

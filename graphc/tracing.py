@@ -159,12 +159,14 @@ def keys_sorted(structure, ordered_dicts=True):
     return kind, tuple(keys_sorted(c, ordered_dicts) for c in children)
 
 
-def leaves_like(structure, tree, what="the tree", against="its model"):
+def leaves_like(structure, tree, what="the tree", against="its model", prefix=False):
     """The leaves of `tree` at the leaves of `structure` (a tree's structure, as flatten gives),
     where None in `tree` may stand for any subtree, giving None for each of its leaves: a
     gradient of None is no gradient (optimisers leave the parameter alone, custom_vjp's bwd
-    means zeros), a decay mask's None is False. Where `tree` has another structure, a
-    GraphcError: "`what` does not match `against` at PATH: ..."."""
+    means zeros), a decay mask's None is False. prefix=True: any leaf of `tree` may stand for
+    a subtree, repeated over its leaves (optax's mask, a prefix of the parameters' pytree).
+    Where `tree` has another structure, a GraphcError: "`what` does not match `against` at
+    PATH: ..."."""
     out = []
 
     def mismatch(path, detail):
@@ -183,6 +185,9 @@ def leaves_like(structure, tree, what="the tree", against="its model"):
             return
         if st is None:
             out.append(t)
+            return
+        if prefix and not isinstance(t, (tuple, list, dict)):
+            out.extend([t] * leaf_count(st))
             return
         kind, children = st
         if kind is type(None):

@@ -221,3 +221,33 @@ def test_choice_of_one_element_along_a_later_axis_drops_that_axis(axis):
         rows = np.asarray(gc.vmap(draw)(keys))
         idx = [int(np.asarray(gc.random.choice(k, n))) for k in keys]
         np.testing.assert_array_equal(rows, np.stack([np.take(x, j, axis=axis) for j in idx]))
+
+
+def test_weight_decay_mask_may_be_a_prefix_of_the_params():
+    """optax's `mask` may be a prefix of the parameters' pytree, a flag standing for a whole
+    subtree, given as a pytree or returned by a function; adamw and lion refused it. Now the
+    flag is repeated over its subtree: one update agrees with optax 0.2.8's (float64), and a
+    mask that matches no prefix is one line naming `mask`."""
+    params = {"enc": {"w": np.full((2, 2), 2.0), "b": np.full(2, 2.0)},
+              "head": np.full((2, 2), 2.0)}
+    g = {"enc": {"w": np.ones((2, 2)), "b": -np.ones(2)}, "head": np.ones((2, 2))}
+    cases = [  # optax's updates of enc.w, enc.b, head
+        (optim.adamw(0.1, weight_decay=0.5, mask={"enc": False, "head": True}),
+         (-0.09999999900000002, 0.09999999900000002, -0.199999999)),
+        (optim.adamw(0.1, weight_decay=0.5,
+                     mask=lambda p: {"enc": {"w": True, "b": False}, "head": False}),
+         (-0.199999999, 0.09999999900000002, -0.09999999900000002)),
+        (optim.lion(0.1, weight_decay=0.5, mask={"enc": True, "head": False}),
+         (-0.2, 0.0, -0.1)),
+    ]
+    for tx, (w, b, head) in cases:
+        for run in (tx.update, gc.compile(tx.update)):
+            u, _ = run(g, tx.init(params), params)
+            np.testing.assert_allclose(u["enc"]["w"], np.full((2, 2), w), rtol=1e-12)
+            np.testing.assert_allclose(u["enc"]["b"], np.full(2, b), rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(u["head"], np.full((2, 2), head), rtol=1e-12)
+    tx = optim.adamw(0.1, weight_decay=0.5, mask={"enc": False})
+    with pytest.raises(GraphcError, match=r"^mask does not match the parameters' pytree: "
+                                          r"keys \['enc'\]") as info:
+        tx.update(g, tx.init(params), params)
+    assert "\n" not in info.value.message
