@@ -11,7 +11,8 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 
-from .optim import Optimizer, _filled_slot, _flag, _float64, _fraction, _non_negative
+from .optim import (Optimizer, _as_schedule, _filled_slot, _flag, _float64, _fraction,
+                    _non_negative)
 from .tracing import flatten, leaves_like, unflatten
 
 
@@ -25,6 +26,7 @@ class GradientTransformation:
 
     def __init__(self, name: str, rule: "_OptaxRule"):
         self.name, self._rule = name, rule
+        rule.public_name = f"gc.optim.{name}"  # (its messages name it so)
 
     def init(self, params) -> dict:
         """{"count": int64 0-d, slot: pytree like params}: optax's state, as a dict."""
@@ -35,7 +37,7 @@ class GradientTransformation:
         gradient is None). params are read only by a weight decay (adamw's, lion's)."""
         if params is None:
             if self._rule.weight_decay:  # optax's ValueError, as one line
-                raise GraphcError(f"{self.name}.update: its weight decay needs the "
+                raise GraphcError(f"gc.optim.{self.name}.update: its weight decay needs the "
                                   "parameters: update(grads, state, params)",
                                   (user_location(),))
             params = grads  # (read for the pytree, shapes and dtypes only)
@@ -70,6 +72,14 @@ class _OptaxRule(Optimizer):
     function of the parameters' pytree returning one."""
 
     gives_updates = True
+    public_name = "gc.optim"  # gc.optim.adam, ... as GradientTransformation names it
+
+    @property
+    def _display_name(self) -> str:
+        return self.public_name
+
+    def _state_origin(self) -> str:
+        return f"from {self.public_name}(...).init"
 
     def _scalars(self, count, step):
         return {"-lr": -_float64(self.lr(step))}
@@ -89,7 +99,7 @@ class _OptaxRule(Optimizer):
             mask = mask(unflatten(structure, leaves))
         # as optax's, a flag may stand for a whole subtree (the mask is a prefix of the
         # parameters' pytree)
-        return [bool(f) for f in leaves_like(structure, mask, "mask",
+        return [bool(f) for f in leaves_like(structure, mask, f"{self.public_name}: mask",
                                              "the parameters' pytree", prefix=True)]
 
 
@@ -261,8 +271,15 @@ class _ScaleByLion(_OptaxRule):
         return u * scalars["-lr"], {"mu": mu}
 
 
-def _optax_settings(name, betas=(), fractions=(), non_negative=(), flags=()):
+def _optax_settings(name, learning_rate, betas=(), fractions=(), non_negative=(), flags=(),
+                    dtypes=()):
     """Each setting of gc.optim.`name` checked by its rule, one line naming it."""
+    _as_schedule(learning_rate, f"gc.optim.{name}: learning_rate")
+    for setting, value in dtypes:  # optax's mu_dtype, accumulator_dtype
+        if value is not None:
+            raise GraphcError(f"gc.optim.{name}: {setting}={value!r} is not supported: the "
+                              "state keeps each parameter's dtype (give None)",
+                              (user_location(),))
     for setting, value in betas:  # in [0, 1)
         _fraction(f"gc.optim.{name}: {setting}", value)
     for setting, value in fractions:  # in [0, 1]
@@ -274,39 +291,45 @@ def _optax_settings(name, betas=(), fractions=(), non_negative=(), flags=()):
         _flag(f"gc.optim.{name}: {setting}", value)
 
 
-def sgd(learning_rate, momentum=None, nesterov=False) -> GradientTransformation:
+def sgd(learning_rate, momentum=None, nesterov=False,
+        accumulator_dtype=None) -> GradientTransformation:
     """optax.sgd: updates -lr * g, or -lr * trace with a momentum (trace = g + momentum *
-    trace; nesterov: g + momentum * trace)."""
-    _optax_settings("sgd", non_negative=(("momentum", momentum),),
-                    flags=(("nesterov", nesterov),))
+    trace; nesterov: g + momentum * trace). accumulator_dtype: None only (the trace has its
+    parameter's dtype)."""
+    _optax_settings("sgd", learning_rate, non_negative=(("momentum", momentum),),
+                    flags=(("nesterov", nesterov),),
+                    dtypes=(("accumulator_dtype", accumulator_dtype),))
     return GradientTransformation("sgd", _Trace(learning_rate, momentum, nesterov))
 
 
-def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, *,
+def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None, *,
          nesterov=False) -> GradientTransformation:
-    """optax.adam: -lr * mu_hat / (sqrt(nu_hat + eps_root) + eps)."""
+    """optax.adam: -lr * mu_hat / (sqrt(nu_hat + eps_root) + eps). mu_dtype: None only (mu
+    has its parameter's dtype)."""
     name = "nadam" if nesterov else "adam"
-    _optax_settings(name, betas=(("b1", b1), ("b2", b2)),
+    _optax_settings(name, learning_rate, betas=(("b1", b1), ("b2", b2)),
                     non_negative=(("eps", eps), ("eps_root", eps_root)),
-                    flags=(("nesterov", nesterov),))
+                    flags=(("nesterov", nesterov),), dtypes=(("mu_dtype", mu_dtype),))
     return GradientTransformation(name, _ScaleByAdam(learning_rate, b1, b2, eps, eps_root,
                                                      nesterov))
 
 
-def nadam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0) -> GradientTransformation:
+def nadam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0,
+          mu_dtype=None) -> GradientTransformation:
     """optax.nadam: adam with optax's Nesterov momentum (not torch.optim.NAdam's schedule)."""
-    return adam(learning_rate, b1, b2, eps, eps_root, nesterov=True)
+    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True)
 
 
-def adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=1e-4,
-          mask=None, *, nesterov=False) -> GradientTransformation:
+def adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None,
+          weight_decay=1e-4, mask=None, *, nesterov=False) -> GradientTransformation:
     """optax.adamw: -lr * (adam's direction + weight_decay * p), the decay on the
     parameters `mask` selects (a pytree of flags, or a function of the parameters giving
-    one); weight_decay 1e-4 by default, as optax's (torch's AdamW: 0.01)."""
-    _optax_settings("adamw", betas=(("b1", b1), ("b2", b2)),
+    one); weight_decay 1e-4 by default, as optax's (torch's AdamW: 0.01). mu_dtype: None
+    only."""
+    _optax_settings("adamw", learning_rate, betas=(("b1", b1), ("b2", b2)),
                     non_negative=(("eps", eps), ("eps_root", eps_root),
                                   ("weight_decay", weight_decay)),
-                    flags=(("nesterov", nesterov),))
+                    flags=(("nesterov", nesterov),), dtypes=(("mu_dtype", mu_dtype),))
     return GradientTransformation("adamw", _ScaleByAdam(
         learning_rate, b1, b2, eps, eps_root, nesterov, weight_decay, mask))
 
@@ -316,7 +339,7 @@ def rmsprop(learning_rate, decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=T
             bias_correction=False) -> GradientTransformation:
     """optax.rmsprop: eps inside the square root by default (torch's RMSprop adds it
     outside), decay 0.9 (torch's alpha: 0.99)."""
-    _optax_settings("rmsprop", fractions=(("decay", decay),),
+    _optax_settings("rmsprop", learning_rate, fractions=(("decay", decay),),
                     non_negative=(("eps", eps), ("initial_scale", initial_scale),
                                   ("momentum", momentum)),
                     flags=(("eps_in_sqrt", eps_in_sqrt), ("centered", centered),
@@ -328,7 +351,7 @@ def rmsprop(learning_rate, decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=T
 
 def adagrad(learning_rate, initial_accumulator_value=0.1, eps=1e-7) -> GradientTransformation:
     """optax.adagrad: -lr * g / sqrt(sum of g^2 + eps), the sum from 0.1 by default."""
-    _optax_settings("adagrad", non_negative=(
+    _optax_settings("adagrad", learning_rate, non_negative=(
         ("initial_accumulator_value", initial_accumulator_value), ("eps", eps)))
     return GradientTransformation("adagrad", _ScaleByRss(learning_rate,
                                                          initial_accumulator_value, eps))
@@ -336,13 +359,16 @@ def adagrad(learning_rate, initial_accumulator_value=0.1, eps=1e-7) -> GradientT
 
 def adamax(learning_rate, b1=0.9, b2=0.999, eps=1e-8) -> GradientTransformation:
     """optax.adamax: -lr * mu / (1 - b1^t) / max(|g| + eps, b2 nu)."""
-    _optax_settings("adamax", betas=(("b1", b1), ("b2", b2)), non_negative=(("eps", eps),))
+    _optax_settings("adamax", learning_rate, betas=(("b1", b1), ("b2", b2)), non_negative=(("eps", eps),))
     return GradientTransformation("adamax", _ScaleByAdamax(learning_rate, b1, b2, eps))
 
 
-def lion(learning_rate, b1=0.9, b2=0.99, weight_decay=1e-3, mask=None) -> GradientTransformation:
-    """optax.lion: -lr * (sign(b1 mu + (1 - b1) g) + weight_decay * p)."""
-    _optax_settings("lion", betas=(("b1", b1), ("b2", b2)),
-                    non_negative=(("weight_decay", weight_decay),))
+def lion(learning_rate, b1=0.9, b2=0.99, mu_dtype=None, weight_decay=1e-3,
+         mask=None) -> GradientTransformation:
+    """optax.lion: -lr * (sign(b1 mu + (1 - b1) g) + weight_decay * p). mu_dtype: None
+    only."""
+    _optax_settings("lion", learning_rate, betas=(("b1", b1), ("b2", b2)),
+                    non_negative=(("weight_decay", weight_decay),),
+                    dtypes=(("mu_dtype", mu_dtype),))
     return GradientTransformation("lion", _ScaleByLion(learning_rate, b1, b2, weight_decay,
                                                        mask))

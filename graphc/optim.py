@@ -508,13 +508,13 @@ class ReduceLROnPlateau:
         self.__dict__.update(restored.__dict__)
 
 
-def _as_schedule(lr):
+def _as_schedule(lr, what="lr"):
     if callable(lr):
         return lr
     if isinstance(lr, (int, float, np.integer, np.floating)) \
             and not isinstance(lr, (bool, np.bool_)) and math.isfinite(lr) and lr >= 0:
         return constant(lr)
-    raise GraphcError(f"lr must be a number >= 0 or a schedule (a function of the step "
+    raise GraphcError(f"{what} must be a number >= 0 or a schedule (a function of the step "
                       f"count), got {lr!r}", (user_location(),))
 
 
@@ -626,6 +626,17 @@ class Optimizer:
         if rule is None or name not in ours.hyperparameters:
             return value
         return rule(f"{type(self).__name__}: {name}", value)
+
+    @property
+    def _display_name(self) -> str:
+        """How messages about its update name this optimiser."""
+        return type(self).__name__
+
+    def _state_origin(self) -> str:
+        """Where update's state comes from, for the message refusing another state."""
+        return (f"from {type(self).__name__}.init; a setting that adds or drops a slot, such "
+                "as a momentum set from or to 0, needs a new state: give it when the "
+                "optimizer, or the Trainer, is built")
 
     @property
     def betas(self) -> tuple:
@@ -772,12 +783,12 @@ class Optimizer:
         slot_leaves = self._slot_leaves(state, structure)
         for name, p, g in zip(names, p_leaves, g_leaves):  # torch refuses such a .grad too;
             if g is not None and not isinstance(g, (Node, Tensor, np.ndarray, np.generic)):
-                raise GraphcError(f"{type(self).__name__}.update: the gradient of parameter "
+                raise GraphcError(f"{self._display_name}.update: the gradient of parameter "
                                   f"{name!r} is a {type(g).__name__}, not an array or a "
                                   "number", (user_location(),))
             # numpy would broadcast the update into the parameter, changing its shape
             if g is not None and tuple(F._shape(g)) != tuple(F._shape(p)):
-                raise GraphcError(f"{type(self).__name__}.update: the gradient of parameter "
+                raise GraphcError(f"{self._display_name}.update: the gradient of parameter "
                                   f"{name!r} has shape {tuple(F._shape(g))}, its parameter "
                                   f"{tuple(F._shape(p))}", (user_location(),))
         if self.clip_norm is not None and any(g is not None for g in g_leaves):
@@ -840,11 +851,9 @@ class Optimizer:
         if not isinstance(state, dict) or set(state) != set(expected):
             keys = sorted(state) if isinstance(state, dict) else type(state).__name__
             # (a setting changed since init, SGD's momentum from 0, makes other slots)
-            raise GraphcError(f"{type(self).__name__}.update: the state has {keys}, expected "
-                              f"{sorted(expected)} (from {type(self).__name__}.init; a "
-                              "setting that adds or drops a slot, such as a momentum set "
-                              "from or to 0, needs a new state: give it when the optimizer, "
-                              "or the Trainer, is built)", (user_location(),))
+            raise GraphcError(f"{self._display_name}.update: the state has {keys}, expected "
+                              f"{sorted(expected)} ({self._state_origin()})",
+                              (user_location(),))
         slot_leaves = {}
         for s in self.slots:
             leaves, own = leaves_and_structure(state[s])
@@ -853,7 +862,7 @@ class Optimizer:
                 # (as gradients are): the same keys hold the same parameters
                 if keys_sorted(own, ordered_dicts=False) != \
                         keys_sorted(structure, ordered_dicts=False):
-                    raise GraphcError(f"{type(self).__name__}.update: state[{s!r}] does not "
+                    raise GraphcError(f"{self._display_name}.update: state[{s!r}] does not "
                                       "match the parameters' pytree", (user_location(),))
                 leaves = leaves_like(structure, state[s])
             slot_leaves[s] = leaves

@@ -247,7 +247,53 @@ def test_weight_decay_mask_may_be_a_prefix_of_the_params():
             np.testing.assert_allclose(u["enc"]["b"], np.full(2, b), rtol=1e-12, atol=1e-15)
             np.testing.assert_allclose(u["head"], np.full((2, 2), head), rtol=1e-12)
     tx = optim.adamw(0.1, weight_decay=0.5, mask={"enc": False})
-    with pytest.raises(GraphcError, match=r"^mask does not match the parameters' pytree: "
+    with pytest.raises(GraphcError, match=r"^gc.optim.adamw: mask does not match the parameters' "
+                                          r"pytree: "
                                           r"keys \['enc'\]") as info:
         tx.update(g, tx.init(params), params)
     assert "\n" not in info.value.message
+
+
+def test_lowercase_signatures_are_optax_positions_and_messages_name_them():
+    """adam, nadam, adamw and lion lacked optax's mu_dtype and sgd its accumulator_dtype, so
+    optax's positional calls put values in the wrong places (adamw's 6th argument, mu_dtype,
+    became the weight decay); messages named the private rules (_ScaleByAdam.update ...)
+    with advice for the torch-style classes. Now the signatures are optax 0.2.8's, a dtype
+    of None is taken, another is one line naming it, and update's messages name
+    gc.optim.<name>."""
+    import inspect
+    want = {
+        "sgd": ["learning_rate", "momentum", "nesterov", "accumulator_dtype"],
+        "adam": ["learning_rate", "b1", "b2", "eps", "eps_root", "mu_dtype", "nesterov"],
+        "nadam": ["learning_rate", "b1", "b2", "eps", "eps_root", "mu_dtype"],
+        "adamw": ["learning_rate", "b1", "b2", "eps", "eps_root", "mu_dtype",
+                  "weight_decay", "mask", "nesterov"],
+        "lion": ["learning_rate", "b1", "b2", "mu_dtype", "weight_decay", "mask"],
+    }
+    for name, args in want.items():
+        assert list(inspect.signature(getattr(optim, name)).parameters) == args
+    # optax's positional adamw: weight decay 0.5 on the matrix only
+    params = {"w": np.full((2, 2), 2.0), "b": np.full(2, 2.0)}
+    tx = optim.adamw(0.1, 0.9, 0.999, 1e-8, 0.0, None, 0.5, {"w": True, "b": False})
+    updates, _ = tx.update({"w": np.ones((2, 2)), "b": np.ones(2)}, tx.init(params), params)
+    np.testing.assert_allclose(updates["w"], -0.1 * (1 + 1.0), rtol=1e-6)
+    np.testing.assert_allclose(updates["b"], -0.1, rtol=1e-6)
+    tx = optim.lion(0.1, 0.9, 0.99, None, 0.5)
+    updates, _ = tx.update({"w": np.ones((2, 2)), "b": np.ones(2)}, tx.init(params), params)
+    np.testing.assert_allclose(updates["b"], -0.1 * (1 + 1.0), rtol=1e-12)
+    with pytest.raises(GraphcError, match=r"gc.optim.adam: mu_dtype='bfloat16' is not "
+                                          r"supported"):
+        optim.adam(0.1, mu_dtype="bfloat16")
+    with pytest.raises(GraphcError, match="gc.optim.sgd: accumulator_dtype"):
+        optim.sgd(0.1, 0.9, False, np.float32)
+    with pytest.raises(GraphcError, match="gc.optim.lion: learning_rate must be a number"):
+        optim.lion(-1.0)
+    tx = optim.adam(0.1)
+    with pytest.raises(GraphcError) as info:
+        tx.update(params, optim.sgd(0.1).init(params), params)
+    assert info.value.message == ("gc.optim.adam.update: the state has ['count'], expected "
+                                  "['count', 'mu', 'nu'] (from gc.optim.adam(...).init)")
+    with pytest.raises(GraphcError, match=r"^gc.optim.nadam.update: the gradient of "
+                                          r"parameter 'b' has shape \(3,\)"):
+        optim.nadam(0.1).update({"w": np.ones((2, 2)), "b": np.ones(3)},
+                                optim.nadam(0.1).init(params), params)
