@@ -46,6 +46,18 @@ class GradientTransformation:
     def __repr__(self):
         return f"gc.optim.{self.name}(...)"
 
+    @property
+    def capitalised(self) -> str:
+        """The matching graphc optimiser (PyTorch-style: update returns the new
+        parameters), which gc.Trainer and .bind() take: gc.optim.Adam for adam, ..."""
+        return f"gc.optim.{_CAPITALISED[self.name]}"
+
+
+# the graphc optimiser of each lowercase name (torch-style arguments and defaults; some
+# formulas differ from optax's: rmsprop's and adagrad's eps, nadam's momentum schedule)
+_CAPITALISED = {"sgd": "SGD", "adam": "Adam", "nadam": "NAdam", "adamw": "AdamW",
+                "rmsprop": "RMSprop", "adagrad": "Adagrad", "adamax": "Adamax", "lion": "Lion"}
+
 
 def apply_updates(params, updates):
     """optax.apply_updates: each parameter plus its update, in the parameter's dtype. A None

@@ -175,7 +175,9 @@ class Trainer:
             # which the Trainer would take for the new parameters
             raise GraphcError(f"Trainer: {optimizer!r} follows optax's contract (update "
                               f"returns updates, not new parameters); pass graphc's "
-                              f"optimiser, e.g. gc.optim.Adam(...)", (user_location(),))
+                              f"{optimizer.capitalised}(...) (its arguments and defaults, "
+                              "and for some its formulas, are torch.optim's, not optax's)",
+                              (user_location(),))
         self.loss, self.optimizer = _with_key_and_mode(loss), optimizer
         self.plateau = _plateau(optimizer, eval_batches)
         # graphc's optimisers take the step their schedule is at and the lr (see _step_args)

@@ -297,3 +297,19 @@ def test_lowercase_signatures_are_optax_positions_and_messages_name_them():
                                           r"parameter 'b' has shape \(3,\)"):
         optim.nadam(0.1).update({"w": np.ones((2, 2)), "b": np.ones(3)},
                                 optim.nadam(0.1).init(params), params)
+
+
+@pytest.mark.parametrize("name, capitalised", [
+    ("sgd", "SGD"), ("adam", "Adam"), ("nadam", "NAdam"), ("adamw", "AdamW"),
+    ("rmsprop", "RMSprop"), ("adagrad", "Adagrad"), ("adamax", "Adamax"), ("lion", "Lion")])
+def test_trainer_refusal_names_the_matching_capitalised_optimiser(name, capitalised):
+    """gc.Trainer's refusal of an optax-style optimiser suggested gc.optim.Adam whatever it
+    was; now it names the graphc optimiser of the same name (which exists), with a note that
+    its arguments and some formulas are torch's."""
+    assert isinstance(getattr(optim, capitalised), type)
+    with pytest.raises(GraphcError) as info:
+        gc.Trainer(lambda p, batch: gc.sum(p["w"] * batch[0]), {"w": np.ones(2, np.float32)},
+                   getattr(optim, name)(0.1), lambda rng: (np.ones(2, np.float32),), steps=1)
+    message = info.value.message
+    assert "follows optax's contract" in message and "\n" not in message
+    assert f"pass graphc's gc.optim.{capitalised}(...) (its arguments" in message
