@@ -109,7 +109,7 @@ from . import amp, checkpoint, nn, optim
 from .files import check_path, discard_stdout, exclusive_directory
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
-from .tracing import flatten, leaves_and_structure, unflatten
+from .tracing import _dict_kind, flatten, leaves_and_structure, unflatten
 from .transforms import Compiled, container_kind, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -1586,8 +1586,9 @@ def _rows_as_arrays(batch):
             return np.asarray(batch)
         items = [_rows_as_arrays(b) for b in batch]
         return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
-    if isinstance(batch, dict):
-        return type(batch)((k, _rows_as_arrays(b)) for k, b in batch.items())
+    if isinstance(batch, dict):  # (as a dict or an OrderedDict, as the pytree has it: a
+        # defaultdict cannot be built from pairs)
+        return _dict_kind(batch)((k, _rows_as_arrays(b)) for k, b in batch.items())
     return batch
 
 
@@ -1601,7 +1602,9 @@ def batch_digest(batch) -> str:
     for leaf in leaves:
         leaf = np.ascontiguousarray(leaf)
         digest.update(f"{leaf.shape}{leaf.dtype.str}".encode())
-        digest.update(leaf.tobytes())
+        # an object array's bytes are pointers, other in each process: its elements' reprs
+        digest.update(repr(leaf.tolist()).encode() if leaf.dtype == object
+                      else leaf.tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -313,3 +313,26 @@ def test_trainer_refusal_names_the_matching_capitalised_optimiser(name, capitali
     message = info.value.message
     assert "follows optax's contract" in message and "\n" not in message
     assert f"pass graphc's gc.optim.{capitalised}(...) (its arguments" in message
+
+
+# ---- the distributed handshake's batch digest ------------------------------------------------
+def test_batch_digest_of_object_arrays_and_defaultdicts():
+    """batch_digest (every rank's first batch must agree) hashed an object array's bytes,
+    its pointers, which differ from process to process: equal batches of objects disagreed.
+    Now an object array is hashed by its elements' reprs. A collections.defaultdict batch
+    raised TypeError (rebuilt as defaultdict(pairs)); it is now read as the dict it holds,
+    as its pytree is."""
+    from collections import OrderedDict, defaultdict
+
+    from graphc.trainer import batch_digest
+
+    def ragged():  # fresh objects each time, as another process has
+        return np.array([list(range(3)), [4, 5]], dtype=object)
+
+    y = np.arange(2.0)
+    assert batch_digest((ragged(), y)) == batch_digest((ragged(), y))
+    other = np.array([list(range(3)), [4, 6]], dtype=object)
+    assert batch_digest((other, y)) != batch_digest((ragged(), y))
+    batch = defaultdict(list, {"x": np.ones((2, 3)), "y": [1, 2]})
+    assert batch_digest(batch) == batch_digest({"x": np.ones((2, 3)), "y": np.array([1, 2])})
+    assert batch_digest(OrderedDict(batch)) != batch_digest(batch)  # (another pytree)
