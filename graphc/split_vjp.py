@@ -29,6 +29,7 @@ from ir.rewrite import clone
 from ir.types import is_float
 from passes.autodiff import gradients, reaches
 from passes.manager import optimize
+from passes.rematerialize import MemoryLimitError
 from runtime.eager import Tensor, TapeCall, is_grad_enabled, record_call
 
 from .linearize import _copy_nodes, _inline, _input_like, _split, _traced
@@ -75,7 +76,8 @@ class Differentiated(Compiled):
     def _build(self, graph, args, written, donate):
         wrt, _, closed = args[0]
         return SplitVJP(graph, len(self.plan_inputs(args)), len(written), wrt, closed,
-                        self.pipeline, self.fast_math, self.jit, self.memory_limit)
+                        self.pipeline, self.fast_math, self.jit, self.memory_limit,
+                        getattr(fn := self.differentiated_fn, "__name__", type(fn).__name__))
 
     def forward(self, args):
         """(fn's result, its SplitVJP, the residuals): the forward run once."""
@@ -110,7 +112,7 @@ class SplitVJP:
     can be (runtime.build)."""
 
     def __init__(self, graph, count, written, wrt, closed, pipeline, fast_math, jit,
-                 memory_limit=None):
+                 memory_limit=None, name="fn"):
         from runtime.build import build_plan  # (see graphc/linearize.py)
         self.output_tree = graph.output_tree
         self.count = count
@@ -163,8 +165,13 @@ class SplitVJP:
         known, self.cotangent_part = _split(joint, set(names), joint.outputs[:forward],
                                             joint.outputs[forward:])
         self.forward_count = forward
-        self.known_plan = build_plan(known, pipeline, fast_math=fast_math, jit=jit,
-                                     memory_limit=memory_limit)
+        self.name = name
+        try:
+            self.known_plan = build_plan(known, pipeline, fast_math=fast_math, jit=jit,
+                                         memory_limit=memory_limit)
+        except MemoryLimitError as exc:  # (the plain call of the same fn may fit: say why)
+            raise exc.of_plan(f"the forward of compiled {name} on the tape, with the values "
+                              f"it keeps for backward(),", (user_location(),)) from None
         self._build_plan = functools.partial(build_plan, pipeline=pipeline,
                                              fast_math=fast_math, jit=jit,
                                              memory_limit=memory_limit)
@@ -203,7 +210,11 @@ class SplitVJP:
             if plan is None:
                 part = self.cotangent_part if len(received) == len(inputs) else \
                     _zeros_for_the_others(self.cotangent_part, len(residuals), received)
-                plan = self._cotangent_plans[received] = self._build_plan(part)
+                try:
+                    plan = self._cotangent_plans[received] = self._build_plan(part)
+                except MemoryLimitError as exc:
+                    raise exc.of_plan(f"the backward of compiled {self.name}",
+                                      (user_location(),)) from None
             grads = plan(*residuals, *[np.asarray(c) for _, c in given])
         out = [None] * (self.count + len(self.closed))
         for slot, g in zip(self.slots, grads):

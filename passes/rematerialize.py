@@ -78,14 +78,31 @@ def parse_memory_limit(value, option: str = "memory_limit") -> int:
 
 class MemoryLimitError(GraphcError):
     """No recomputation this pass finds fits the plan in the budget; `option` names the
-    setting in the message (a CLI says --memory-limit)."""
+    setting in the message (a CLI says --memory-limit), `plan` the plan ("the plan", or which
+    of a compiled call's plans on the tape)."""
 
-    def __init__(self, limit: int, peak: int, best: int, option: str = "memory_limit"):
-        self.limit, self.peak, self.best = limit, peak, best
-        super().__init__(f"{option} {format_bytes(limit)} cannot be met: recomputing "
-                         f"activations brings the plan's peak memory from {format_bytes(peak)} "
-                         f"down to {format_bytes(best)} at best; raise the limit to at least "
-                         f"{format_bytes(best)} or shrink the batch")
+    def __init__(self, limit: int, peak: int, best: int, option: str = "memory_limit",
+                 plan: str = "the plan", locs=()):
+        self.limit, self.peak, self.best, self.option = limit, peak, best, option
+        limit_text, best_text = _told_apart(limit, best)
+        if best >= peak:
+            how = f"{plan} needs {best_text} and recomputing activations cannot lower it"
+        else:
+            how = (f"recomputing activations brings {plan}'s peak memory from "
+                   f"{format_bytes(peak)} down to {best_text} at best")
+        super().__init__(f"{option} {limit_text} cannot be met: {how}; raise the limit to at "
+                         f"least {best_text} or shrink the batch", locs)
+
+    def of_plan(self, plan: str, locs=()) -> "MemoryLimitError":
+        """The same refusal naming which plan it is and where the user's call is."""
+        return MemoryLimitError(self.limit, self.peak, self.best, self.option, plan, locs)
+
+
+def _told_apart(a: int, b: int) -> tuple:
+    """Two sizes as text, in bytes where their rounded forms would read the same (a limit of
+    1800000 bytes against a need of 1830944 both read "1.7 MiB")."""
+    a_text, b_text = format_bytes(a), format_bytes(b)
+    return (a_text, b_text) if a_text != b_text else (f"{a} bytes", f"{b} bytes")
 
 
 @dataclass(frozen=True)

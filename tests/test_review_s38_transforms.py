@@ -5,6 +5,7 @@ import pytest
 
 import graphc as gc
 from ir.errors import GraphcError
+from passes.rematerialize import MemoryLimitError
 
 
 def test_vmap_keeps_the_range_check_of_a_power_by_a_traced_int():
@@ -65,7 +66,7 @@ def test_memory_limit_bounds_the_plans_of_a_compiled_call_on_the_tape():
     its split forward and backward plans were built without the limit. Now each of them
     fits the limit or is refused the same way; a budget that fits gives the eager
     gradient."""
-    from passes.rematerialize import MemoryLimitError
+
     gc.nn.manual_seed(0)
     model = gc.nn.Sequential(gc.nn.Linear(64, 256), gc.nn.GELU(), gc.nn.Linear(256, 8))
     x = np.ones((128, 64), np.float32)
@@ -102,3 +103,26 @@ def test_a_compiled_child_prints_as_compiled():
     assert repr(layers) == ("ModuleList(\n"
                             "  (0-2): 3 x Compiled(Linear(in_features=2, out_features=2, "
                             "bias=True))\n)")
+
+
+def test_a_refusal_on_the_tape_names_the_plan_and_the_callers_line():
+    """A memory_limit refusal of a compiled call on the tape read as the plain plan's ("the
+    plan's peak memory from 355.0 KiB down to 355.0 KiB"), named no line of the user's and,
+    where the limit and the need rounded alike, contradicted itself ("1.7 MiB cannot be met
+    ... at least 1.7 MiB"). Now it names the backward (or forward) of the compiled layer,
+    the caller's line, and sizes that read alike in bytes."""
+    gc.nn.manual_seed(0)
+    model = gc.nn.Sequential(gc.nn.Linear(64, 256), gc.nn.GELU(), gc.nn.LayerNorm(256),
+                             gc.nn.Linear(256, 256), gc.nn.Tanh(), gc.nn.LayerNorm(256),
+                             gc.nn.Linear(256, 8))
+    x = np.ones((128, 64), np.float32)
+    out = gc.compile(model, memory_limit=1_800_000)(x)  # the forward fits
+    with pytest.raises(MemoryLimitError) as refused:
+        gc.sum(out).backward()
+    message = str(refused.value)
+    assert message.startswith("memory_limit 1800000 bytes cannot be met: the backward of "
+                              "compiled Sequential needs ")
+    assert refused.value.best > 1_800_000
+    assert f"at least {refused.value.best} bytes" in message
+    assert "test_review_s38_transforms.py" in message
+    assert all(p.grad is None for p in model.parameters())  # nothing half-written
