@@ -41,7 +41,7 @@ from .linearize import linearize
 from .remat import remat
 from .tracing import (Spec, eval_shape, spec, trace, tree_flatten, tree_leaves, tree_map,
                       tree_unflatten)
-from .trainer import Trainer
+from .trainer import Trainer, load_params
 from .transforms import RecompileWarning, compile, grad, hessian, jvp, value_and_grad, vjp
 from .vmap import vmap
 
@@ -51,7 +51,8 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "hessian", "jacfwd",
            "jacrev", "gradients", "no_grad", "enable_grad", "set_grad_enabled",
            "is_grad_enabled",
-           "tensor", "manual_seed", "nn", "optim", "Trainer", "draw", "custom_vjp", "custom_jvp",
+           "tensor", "manual_seed", "nn", "optim", "Trainer", "load_params", "draw",
+           "custom_vjp", "custom_jvp",
            "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "map",
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \

@@ -46,6 +46,13 @@ def save(path: str, arrays: dict, meta: dict) -> None:
                                   "numeric one; a checkpoint holds arrays of numbers (an entry "
                                   "of None, an empty subtree, is left out)")
         payload[name] = _as_stored(a)
+    # .npy has no bfloat16: the header names the arrays stored as its bits, so that a reader
+    # without the model (load_params) gives them back as bfloat16, not uint16
+    bfloat16 = [name for name, a in arrays.items()
+                if a is not None and np.asarray(a).dtype == BFLOAT16]
+    meta = {k: v for k, v in meta.items() if k != "bfloat16_arrays"}
+    if bfloat16:
+        meta["bfloat16_arrays"] = bfloat16
     check_writable(path, "checkpoint")
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -73,7 +80,8 @@ def save(path: str, arrays: dict, meta: dict) -> None:
 MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data position hold
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
-              "updates_behind", "optimizer_record", "gradient_accumulation_steps")
+              "updates_behind", "optimizer_record", "gradient_accumulation_steps",
+              "bfloat16_arrays")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
 # how long it trains (extending a run), how often and on how many batches it evaluates, and
 # the precision (switching to fp16-mixed starts a fresh loss scale, as GradScaler's). Every
@@ -282,6 +290,24 @@ def load_arrays(path: str, wanted: dict, optional=(), strict_params: bool = Fals
     return _read(path, expected)
 
 
+def load_saved(path: str, prefixes=("param/",)):
+    """-> (arrays, meta) of a checkpoint written by gc.Trainer.save for any model, read
+    without the model: every array whose name starts with one of `prefixes`, with the shape
+    and dtype its .npy header declares (a bfloat16 one, stored as its bits, as bfloat16),
+    after the header is checked as load_arrays checks it. Raises CheckpointError, one line
+    naming the file, for any bad file."""
+    def expected(meta, members):
+        _check_common_meta(meta, path)
+        bfloat16 = meta.get("bfloat16_arrays", [])
+        if not isinstance(bfloat16, list) or not all(isinstance(n, str) for n in bfloat16):
+            raise CheckpointError(f"checkpoint {path!r}: header field bfloat16_arrays must be "
+                                  f"a list of array names, got {bfloat16!r}"[:300])
+        return {name: (None, BFLOAT16 if name in bfloat16 else None)
+                for name in (m[:-len(".npy")] for m in members if m.endswith(".npy"))
+                if name.startswith(prefixes)}
+    return _read(path, expected)
+
+
 def refuse_unexpected_arrays(names, wanted, path: str | None = None,
                              how: str = "allow_changed_settings=True") -> None:
     """Refuse (one CheckpointError line) a parameter or buffer among a checkpoint's array
@@ -318,7 +344,8 @@ def _read(path: str, expected):
                 info = members.get(key + ".npy")
                 if info is None:
                     raise CheckpointError(f"checkpoint {path!r} lacks {key}")
-                arrays[key] = _read_array(zf, info, key, shape, np.dtype(dtype), path)
+                arrays[key] = _read_array(zf, info, key, shape,
+                                          None if dtype is None else np.dtype(dtype), path)
     # (numpy reads an .npy header as a Python literal: an unclosed bracket is a TokenError,
     # other damage a SyntaxError)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
@@ -438,8 +465,15 @@ def _open_member(zf, info, what, path):
 
 
 def _read_array(zf, info, key, shape, dtype, path):
+    """The array of member `info`, which must be `dtype`[`shape`]; a shape of None takes the
+    shape its .npy header declares, and a dtype of None (with it) the dtype too."""
     with _open_member(zf, info, key, path) as fh:
         got_shape, got_dtype, offset = _npy_header(fh, key, path)
+        if shape is None:  # read without the model: as the file declares, if numbers
+            shape, dtype = got_shape, got_dtype if dtype is None else dtype
+            if got_dtype.kind not in "biufc":  # (np.isfinite raised TypeError on a date)
+                raise CheckpointError(f"checkpoint {path!r}: {key} is {got_dtype}, not an "
+                                      "array of numbers")
         if got_shape != tuple(shape) or got_dtype != _stored_dtype(dtype):
             raise CheckpointError(
                 f"checkpoint {path!r}: {key} is {got_dtype}{list(got_shape)}, the model in "

@@ -1608,11 +1608,32 @@ def batch_digest(batch) -> str:
     return digest.hexdigest()[:16]
 
 
-def checkpoint_file(path) -> str:
+def checkpoint_file(path, what: str = "Trainer.resume: path") -> str:
     """Trainer.resume's `path` as a checkpoint file: fit()'s directory stands for its
-    checkpoint.npz, as for `graphc train --resume` and `graphc sample --checkpoint`."""
-    check_path(path, "Trainer.resume: path", "a checkpoint file's path")
+    checkpoint.npz, as for `graphc train --resume` and `graphc sample --checkpoint`. `what`:
+    the argument, for messages."""
+    check_path(path, what, "a checkpoint file's path")
     return os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
+
+
+def load_params(path, buffers: bool = False) -> dict:
+    """The trained parameters of a checkpoint Trainer.save (or fit(), whose directory `path`
+    may be) wrote, for inference without the loss, the data or a Trainer: {name: array}
+    under the names the Trainer's params had (as text), each of the dtype it was saved
+    with; `buffers=True` adds the Buffers it checkpointed (BatchNorm's running statistics)
+    under their state_dict() names, so that `model.load_state_dict(gc.load_params(path,
+    buffers=True))` loads a model trained as `gc.Trainer(loss, model.params(), ...)`. The
+    file is checked as resume() checks it (one CheckpointError line naming it); a `graphc
+    train` checkpoint reads too (the GPT's parameters)."""
+    arrays, _ = checkpoint.load_saved(checkpoint_file(path, "load_params: path"),
+                                      ("param/", "buffer/") if buffers else ("param/",))
+    params = {k.split("/", 1)[1]: a for k, a in arrays.items() if k.startswith("param/")}
+    for key, a in arrays.items():
+        name = key.split("/", 1)[1]
+        if key.startswith("buffer/") and params.setdefault(name, a) is not a:
+            raise checkpoint.CheckpointError(f"checkpoint {path!r} holds a parameter and a "
+                                             f"buffer both named {name!r}")
+    return params
 
 
 def _print(text):

@@ -1,0 +1,120 @@
+"""Session 38's fixes of checkpoints: reading a gc.Trainer checkpoint without a Trainer,
+the GPT checkpoint reader's extra members, and non-float parameters; each test failed before
+its fix."""
+
+import zipfile
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import checkpoint, nn, optim
+from graphc.cli import main
+from graphc.data import CharData
+from graphc.models.gpt import GPT, GPTConfig
+from graphc.train import TrainConfig, Trainer as GPTTrainer
+from ir.types import BFLOAT16
+
+
+class Net(nn.Module):
+    def __init__(self):
+        self.fc1 = nn.Linear(3, 8, rng=np.random.default_rng(1))
+        self.bn = nn.BatchNorm1d(8)
+        self.fc2 = nn.Linear(8, 2, rng=np.random.default_rng(2))
+
+    def forward(self, x):
+        return self.fc2(gc.relu(self.bn(self.fc1(x))))
+
+
+def _batches(rng):
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int64)
+
+
+def _fitted_net(out):
+    model = Net()
+    trainer = gc.Trainer(lambda p, b: gc.cross_entropy(model.apply(p, b[0]), b[1]),
+                         model.params(), optim.Adam(lr=0.05), _batches, steps=5,
+                         eval_every=5, seed=3)
+    trainer.fit(str(out), progress=False)
+    return model, trainer
+
+
+def test_load_params_reads_a_trainer_checkpoint_without_a_trainer(tmp_path):
+    """The parameters a gc.Trainer saved could be read back only by building a Trainer
+    again (with the loss and the data); gc.load_params(path) gives them, by the names the
+    Trainer's params had, and with buffers=True a fresh model's load_state_dict takes them:
+    it then computes what the trained model computes."""
+    model, trainer = _fitted_net(tmp_path / "run")
+    params = gc.load_params(str(tmp_path / "run"))  # fit()'s directory, or its file
+    assert sorted(params) == sorted(model.params())
+    for name, value in params.items():
+        assert value.dtype == np.float32
+        np.testing.assert_array_equal(value, trainer.params[name])
+    assert not any(k.startswith("bn.running") for k in params)
+    fresh = Net()
+    fresh.load_state_dict(gc.load_params(str(tmp_path / "run" / "checkpoint.npz"),
+                                         buffers=True))
+    model.load_state_dict(trainer.params)
+    model.eval(), fresh.eval()
+    x = np.random.default_rng(7).normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(fresh(gc.tensor(x)).data, model(gc.tensor(x)).data)
+    np.testing.assert_array_equal(fresh.bn.running_mean.data, model.bn.running_mean.data)
+    assert not np.allclose(fresh.bn.running_mean.data, 0)  # trained statistics, not fresh
+
+
+def test_load_params_keeps_each_saved_dtype(tmp_path):
+    """Each parameter comes back in the dtype it was saved with: float64 as float64 and
+    bfloat16 (stored as its bits, uint16) as bfloat16, recorded in the header."""
+    params = {"w": np.ones(3, np.float64), "h": np.full(2, 1.5, BFLOAT16)}
+    trainer = gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]) + gc.sum(gc.cast(p["h"], "float64")),
+                         params, optim.SGD(lr=0.1), lambda rng: (np.arange(3.0),), steps=1)
+    trainer.train_step()
+    trainer.save(str(tmp_path / "c.npz"))
+    loaded = gc.load_params(str(tmp_path / "c.npz"))
+    assert loaded["w"].dtype == np.float64 and loaded["h"].dtype == BFLOAT16
+    np.testing.assert_array_equal(loaded["w"], [1.0, 0.9, 0.8])
+    np.testing.assert_array_equal(loaded["h"].astype(np.float32), trainer.params["h"]
+                                  .astype(np.float32))
+
+
+def test_load_params_refuses_a_bad_file_in_one_line(tmp_path):
+    """A file that is not a graphc checkpoint, or one whose arrays were tampered with, is
+    refused as Trainer.resume refuses it: one CheckpointError line naming the file."""
+    np.savez(tmp_path / "other.npz", w=np.ones(2))
+    with pytest.raises(checkpoint.CheckpointError, match="other.npz.*no graphc header"):
+        gc.load_params(str(tmp_path / "other.npz"))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(checkpoint.CheckpointError, match="junk.npz.* corrupt or not a graphc"):
+        gc.load_params(str(tmp_path / "junk.npz"))
+    _fitted_net(tmp_path / "run")
+    path = str(tmp_path / "run" / "checkpoint.npz")
+    with zipfile.ZipFile(path) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    raw = bytearray(members["param/fc1.bias.npy"])
+    raw[-4:] = np.float32(np.nan).tobytes()
+    members["param/fc1.bias.npy"] = bytes(raw)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        gc.load_params(path)
+    assert str(exc.value) == (f"checkpoint {path!r}: param/fc1.bias holds non-finite "
+                              "values (NaN or inf)")
+
+
+def test_load_params_reads_a_gpt_checkpoint_too(tmp_path):
+    """A `graphc train` checkpoint is a gc.Trainer checkpoint too: load_params gives the
+    GPT's parameters by their names, which GPT's load_state_dict takes."""
+    cfg = GPTConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=8, block_size=4, batch_size=2)
+    gpt = GPT(cfg)
+    trainer = GPTTrainer(gpt, CharData.from_text("abcde" * 20, cfg.block_size),
+                         TrainConfig(steps=2, eval_iters=1))
+    trainer.train_step()
+    trainer.save(str(tmp_path / "gpt.npz"))
+    params = gc.load_params(str(tmp_path / "gpt.npz"))
+    assert sorted(params) == sorted(checkpoint.parameter_shapes(cfg))
+    fresh = GPT(cfg)
+    fresh.load_state_dict(params)
+    for name, p in fresh.named_parameters():
+        np.testing.assert_array_equal(p.data, trainer.params[name])
