@@ -249,21 +249,35 @@ _INT = "an integer (at most 2**62)"
 def load(path: str, optimizer: bool = True):
     """-> (arrays, meta): the model's parameters ('param/NAME'), with `optimizer` also its
     AdamW moments ('adam_m/NAME', 'adam_v/NAME'), and the validated header. Raises
-    CheckpointError, one line naming the file and the problem, for any bad file."""
+    CheckpointError, one line naming the file and the problem, for any bad file, one holding
+    a parameter or buffer its header's model lacks included."""
     def expected(meta, members):
         cfg = _check_meta(meta, path)
         if cfg.n_layer * 8 > len(members):  # each block has at least 8 parameters
             raise CheckpointError(f"checkpoint {path!r}: header declares {cfg.n_layer} "
                                   f"layers, but the file holds {len(members)} arrays")
         prefixes = ("param", "adam_m", "adam_v") if optimizer else ("param",)
+        shapes = parameter_shapes(cfg)
         arrays = {f"{prefix}/{name}": (shape, cfg.dtype)
-                  for name, shape in parameter_shapes(cfg).items() for prefix in prefixes}
+                  for name, shape in shapes.items() for prefix in prefixes}
         if meta.get("optimizer_record", _ADAMW) != _ADAMW:  # another optimiser's: its slots are
             # read where the file has them, the resuming run decides (check_optimizer)
             arrays = {k: v for k, v in arrays.items()
                       if k.startswith("param/") or k + ".npy" in members}
         if optimizer and meta["train"].get("precision") == "fp16-mixed":  # the loss scale
             arrays.update({"amp/scale": ((), np.float32), "amp/good_steps": ((), np.int64)})
+        # a parameter or buffer the header's model lacks: a changed or damaged file (the GPT
+        # has no buffers), refused as gc.Trainer.resume refuses one (refuse_unexpected_arrays)
+        # rather than silently left unread
+        extra = sorted(name for name in (m[:-len(".npy")] for m in members if m.endswith(".npy"))
+                       if name.startswith("buffer/")
+                       or name.startswith("param/") and name[len("param/"):] not in shapes)
+        if extra:
+            raise CheckpointError(f"checkpoint {path!r} holds {extra[0]}"
+                                  + (f" and {len(extra) - 1} more arrays" if len(extra) > 1
+                                     else "")
+                                  + ", which the model in its header lacks (the file was "
+                                  "changed or damaged)")
         return arrays
     return _read(path, expected)
 

@@ -118,3 +118,48 @@ def test_load_params_reads_a_gpt_checkpoint_too(tmp_path):
     fresh.load_state_dict(params)
     for name, p in fresh.named_parameters():
         np.testing.assert_array_equal(p.data, trainer.params[name])
+
+
+def _gpt_run(out, steps=2, **train):
+    """A `graphc train`-style GPT checkpoint in OUT/checkpoint.npz."""
+    cfg = GPTConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=8, block_size=4, batch_size=2)
+    trainer = GPTTrainer(GPT(cfg), CharData.from_text("abcde" * 20, cfg.block_size),
+                         TrainConfig(steps=steps, eval_iters=1, **train))
+    trainer.train_step()
+    out.mkdir()
+    trainer.save(str(out / "checkpoint.npz"))
+    return cfg, str(out / "checkpoint.npz")
+
+
+def _add_members(path, members):
+    with zipfile.ZipFile(path, "a") as zf:
+        for name, array in members.items():
+            with zf.open(name + ".npy", "w") as fh:
+                np.lib.format.write_array(fh, array)
+
+
+@pytest.mark.parametrize("extra", ["param/ghost.weight", "buffer/blocks.0.mask"])
+def test_gpt_checkpoint_with_an_extra_parameter_is_refused(tmp_path, capsys, extra):
+    """The GPT checkpoint reader (graphc train --resume, sample/eval --checkpoint) read only
+    the arrays its header's model names, so a file with another parameter or buffer added
+    loaded as if whole, where gc.Trainer.resume refuses one; it is refused now, one line
+    naming the file and the extra member, exit status 2. What graphc itself writes (AdamW's
+    moments, float16's loss scale, the histories in the header) still loads."""
+    cfg, path = _gpt_run(tmp_path / "run", steps=3, precision="fp16-mixed")
+    settings = TrainConfig(steps=3, eval_iters=1, precision="fp16-mixed")
+    data = CharData.from_text("abcde" * 20, cfg.block_size)
+    arrays, meta = checkpoint.load(path)
+    assert {"amp/scale", "amp/good_steps"} <= set(arrays) and meta["history"]
+    GPTTrainer(GPT(cfg), data, settings).resume(path)
+    assert main(["sample", "--checkpoint", path, "--prompt", "ab", "--tokens", "2"]) == 0
+    capsys.readouterr()
+    _add_members(path, {extra: np.ones(3, np.float32)})
+    line = (f"graphc: error: checkpoint {path!r} holds {extra}, which the model in its "
+            "header lacks (the file was changed or damaged)")
+    for argv in (["sample", "--checkpoint", path, "--prompt", "ab", "--tokens", "2"],
+                 ["eval", "--checkpoint", path]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [line]
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        GPTTrainer(GPT(cfg), data, settings).resume(path)
+    assert str(exc.value) == line[len("graphc: error: "):]
