@@ -656,11 +656,24 @@ class Optimizer:
     def init(self, params) -> dict:
         """The optimiser state for `params`: {"count": int64 0-d, slot: pytree like params}.
         Concrete params give numpy zeros; symbolic ones give symbolic zeros."""
-        leaves, structure, _ = flatten(params)
+        leaves, structure, names = flatten(params)
+        for name, p in zip(names, leaves):
+            if p is not None:
+                self._refuse_non_float("init", name, p)
         state = {"count": _zeros_like_scalar(leaves)}
         for slot in self.slots:
             state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
         return state
+
+    def _refuse_non_float(self, method, name, p):
+        """One line naming parameter `name` if it is not floating-point: torch lets only
+        floating-point tensors require gradients, and an integer or bool one failed deep in
+        the update's arithmetic, naming an op, not the parameter."""
+        if not is_float(F._dtype(p)):
+            raise GraphcError(f"{type(self).__name__}.{method}: parameter {name!r} has dtype "
+                              f"{F._dtype(p)}; only floating-point parameters can be "
+                              "optimised (cast it, or keep it out of the parameters)",
+                              (user_location(),))
 
     def update(self, grads, state, params, step=None, lr=None, settings=None):
         """-> (new params, new state). A leaf whose gradient is None (a None in `grads` may
@@ -782,6 +795,8 @@ class Optimizer:
                                "the parameters'")
         slot_leaves = self._slot_leaves(state, structure)
         for name, p, g in zip(names, p_leaves, g_leaves):  # torch refuses such a .grad too;
+            if g is not None:
+                self._refuse_non_float("update", name, p)
             if g is not None and not isinstance(g, (Node, Tensor, np.ndarray, np.generic)):
                 raise GraphcError(f"{self._display_name}.update: the gradient of parameter "
                                   f"{name!r} is a {type(g).__name__}, not an array or a "
@@ -1190,6 +1205,9 @@ class BoundOptimizer:
                 raise GraphcError(f"bind: {name} is a {type(p).__name__}, not a tensor "
                                   "(gc.tensor(..., requires_grad=True) or a Parameter)",
                                   (user_location(),))
+        if isinstance(optimizer, Optimizer):  # (init's refusal, under the name called)
+            for name, p in named.items():
+                optimizer._refuse_non_float("bind", name, p.data)
         self.optimizer, self.parameters = optimizer, named
         self.state = optimizer.init({n: p.data for n, p in named.items()})
         # state["count"] counts step() calls, the step the learning-rate schedule is at

@@ -163,3 +163,46 @@ def test_gpt_checkpoint_with_an_extra_parameter_is_refused(tmp_path, capsys, ext
     with pytest.raises(checkpoint.CheckpointError) as exc:
         GPTTrainer(GPT(cfg), data, settings).resume(path)
     assert str(exc.value) == line[len("graphc: error: "):]
+
+
+def _refusal(optimizer, method, name, dtype):
+    return (f"{type(optimizer).__name__}.{method}: parameter {name!r} has dtype {dtype}; only "
+            "floating-point parameters can be optimised (cast it, or keep it out of the "
+            "parameters)")
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int64, np.int32])
+@pytest.mark.parametrize("make", [lambda: optim.Adam(lr=0.1), lambda: optim.SGD(lr=0.1),
+                                  lambda: optim.Adagrad(lr=0.1, initial_accumulator_value=0.1),
+                                  lambda: optim.NAdam(lr=0.1)],
+                         ids=["Adam", "SGD", "Adagrad", "NAdam"])
+def test_a_non_float_parameter_is_refused_naming_it(make, dtype):
+    """A bool or integer leaf of the params given to an optimiser failed deep in the
+    update's arithmetic ("mul(bool[2], f32[]): operands must have one dtype"), naming no
+    parameter; as torch lets only floating-point tensors require gradients, init, update
+    (eager and compiled), .bind() and gc.Trainer refuse it in one line naming it."""
+    opt = make()
+    params = {"w": np.ones(3, np.float32), "flag": np.ones(2, dtype)}
+    grads = {"w": np.ones(3, np.float32), "flag": np.ones(2, dtype)}
+    message = _refusal(opt, "init", "flag", np.dtype(dtype))
+    with pytest.raises(gc.GraphcError) as exc:
+        opt.init(params)
+    assert exc.value.message == message
+    state = opt.init({"w": params["w"], "flag": np.ones(2, np.float32)})
+    with pytest.raises(gc.GraphcError) as exc:
+        opt.update(grads, state, params)
+    assert exc.value.message == message.replace(".init:", ".update:")
+    with pytest.raises(gc.GraphcError) as exc:
+        gc.compile(lambda g, s, p: opt.update(g, s, p))(grads, state, params)
+    assert exc.value.message == message.replace(".init:", ".update:")
+    # a parameter without a gradient is left alone, whatever its dtype (as torch's)
+    new, _ = opt.update({"w": grads["w"], "flag": None}, state, params)
+    np.testing.assert_array_equal(new["flag"], params["flag"])
+    flag = gc.tensor(np.ones(2, dtype))
+    with pytest.raises(gc.GraphcError) as exc:
+        opt.bind({"w": gc.tensor(params["w"], requires_grad=True), "flag": flag})
+    assert exc.value.message == message.replace(".init:", ".bind:")
+    with pytest.raises(gc.GraphcError) as exc:
+        gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), params, opt,
+                   lambda rng: (np.ones(3, np.float32),), steps=1)
+    assert exc.value.message == message
