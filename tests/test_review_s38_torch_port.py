@@ -1,0 +1,64 @@
+"""Session 38's fixes of what porting PyTorch's tutorials to graphc ran into (weight tying,
+optimiser settings, traced values' Tensor methods, masks, load_torch_state_dict); each test
+failed before its fix."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from ir.errors import GraphcError
+
+torch = pytest.importorskip("torch")
+
+
+class TorchTiedLM(torch.nn.Module):
+    def __init__(self, ntoken, nhid):
+        super().__init__()
+        self.encoder = torch.nn.Embedding(ntoken, nhid)
+        self.decoder = torch.nn.Linear(nhid, ntoken)
+        self.decoder.weight = self.encoder.weight
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+class TiedLM(gc.nn.Module):
+    def __init__(self, ntoken, nhid):
+        super().__init__()
+        self.encoder = gc.nn.Embedding(ntoken, nhid)
+        self.decoder = gc.nn.Linear(nhid, ntoken)
+        self.decoder.weight = self.encoder.weight
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+@pytest.mark.parametrize("ntoken, nhid", [(4, 4), (10, 6)])
+def test_linear_weight_tied_to_embedding_is_torchs(ntoken, nhid):
+    """word_language_model's `decoder.weight = encoder.weight` gave the Linear the
+    Embedding's (ntoken, nhid) table as if it were graphc's (in, out) weight: wrong outputs
+    when square, a matmul shape error otherwise, and load_torch_state_dict transposed one
+    of torch's two tied copies and refused them as different. Now the Linear uses the tied
+    table in torch's layout: torch's state loads, and outputs and the table's gradient are
+    torch's, eager and compiled."""
+    torch.manual_seed(0)
+    reference, model = TorchTiedLM(ntoken, nhid).double(), TiedLM(ntoken, nhid).double()
+    model.load_torch_state_dict(reference.state_dict())
+    x = np.array([[1, 3, ntoken - 1]])
+    expected = reference(torch.tensor(x))
+    np.testing.assert_allclose(np.asarray(model(x).data), expected.detach().numpy(), 1e-12)
+    np.testing.assert_allclose(np.asarray(gc.compile(model)(x)), expected.detach().numpy(),
+                               1e-12)
+    expected.sum().backward()
+    gc.sum(model(x)).backward()
+    np.testing.assert_allclose(model.encoder.weight.grad, reference.encoder.weight.grad.numpy(),
+                               1e-12)
+    assert [name for name, _ in model.named_parameters()] == ["encoder.weight", "decoder.bias"]
+    assert repr(model.decoder) == f"Linear(in_features={nhid}, out_features={ntoken}, bias=True)"
+
+
+def test_embedding_weight_tied_to_linear_is_refused():
+    """The other way round, `encoder.weight = decoder.weight`, gave the Embedding graphc's
+    (in, out) Linear weight as its table; now one line says to tie the torch way."""
+    encoder, decoder = gc.nn.Embedding(10, 6), gc.nn.Linear(6, 10)
+    with pytest.raises(GraphcError, match="decoder.weight = encoder.weight"):
+        encoder.weight = decoder.weight
