@@ -26,6 +26,7 @@ each parameter's dtype; array arithmetic stays in the parameter's dtype.
 """
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import copy
 import math
@@ -1176,10 +1177,57 @@ class Lion(Optimizer):
 
 
 # ---- eager, PyTorch-style -------------------------------------------------------------------
+def _settings_of(optimizer) -> list:
+    """The names of an optimiser's settings, as torch's param_groups' keys: lr, the numbers
+    and flags it keeps (momentum, nesterov, weight_decay, ...), betas where it has them."""
+    names = [name for name in vars(optimizer) if not name.startswith("_")]
+    return names + ["betas"] if "beta1" in optimizer.hyperparameters else names
+
+
+class _ParamGroup(collections.abc.MutableMapping):
+    """torch's `opt.param_groups[0]`: "params" and the optimiser's settings, each read from
+    and written to the optimiser itself (`group["lr"] = 0.01` is `opt.lr = 0.01`, checked),
+    so that torch's `for g in opt.param_groups: g["lr"] = lr` works."""
+
+    def __init__(self, bound):
+        self._bound = bound
+
+    def __getitem__(self, key):
+        if key == "params":
+            return list(self._bound.parameters.values())
+        if key not in _settings_of(self._bound.optimizer):
+            raise KeyError(key)
+        return getattr(self._bound.optimizer, key)
+
+    def __setitem__(self, key, value):
+        if key not in _settings_of(self._bound.optimizer):
+            raise GraphcError(f"param_groups: {type(self._bound.optimizer).__name__} has no "
+                              f"setting {key!r} (its settings: "
+                              f"{', '.join(_settings_of(self._bound.optimizer))}); the "
+                              "parameters are bind()'s", (user_location(),))
+        setattr(self._bound.optimizer, key, value)
+
+    def __delitem__(self, key):
+        raise GraphcError(f"param_groups: cannot delete {key!r}", (user_location(),))
+
+    def __iter__(self):
+        return iter(["params", *_settings_of(self._bound.optimizer)])
+
+    def __len__(self):
+        return 1 + len(_settings_of(self._bound.optimizer))
+
+    def __repr__(self):
+        return repr(dict(self))
+
+
 class BoundOptimizer:
     """An optimiser bound to eager Parameters: `step()` applies the update to each
     Parameter's `.data` from its `.grad` (Parameters without a gradient are left alone);
-    `zero_grad()` clears the gradients. `state` is the functional state, checkpointable."""
+    `zero_grad()` clears the gradients. `state` is the functional state, checkpointable.
+    The optimiser's settings read and write through (`opt.lr = 0.01`, `opt.momentum`), as
+    do torch's `opt.param_groups[0]["lr"]`; any other attribute set is refused."""
+
+    _OWN = frozenset(("optimizer", "parameters", "state", "behind"))
 
     def __init__(self, optimizer: Optimizer, parameters):
         from .nn import Module
@@ -1365,6 +1413,34 @@ class BoundOptimizer:
         self.behind = {n: int(_whole_value(b)) for n, b in behind.items()}
         for name, value in settings.items():
             setattr(self.optimizer, name, value)
+
+    def __getattr__(self, name):  # (only for what is not BoundOptimizer's own)
+        optimizer = self.__dict__.get("optimizer")
+        if optimizer is not None and name in _settings_of(optimizer):
+            return getattr(optimizer, name)
+        raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        elif name in _settings_of(self.optimizer):
+            setattr(self.optimizer, name, value)  # (checked there)
+        else:  # an attribute here would change nothing the update reads
+            raise GraphcError(f"{type(self.optimizer).__name__} has no setting {name!r} "
+                              f"(its settings: {', '.join(_settings_of(self.optimizer))})",
+                              (user_location(),))
+
+    @property
+    def param_groups(self) -> list:
+        """torch's: one group, whose settings are the optimiser's (see _ParamGroup)."""
+        return [_ParamGroup(self)]
+
+    def get_last_lr(self) -> list:
+        """The learning rate of the next step(), as torch's scheduler's: [lr]."""
+        lr = self.optimizer.lr
+        if isinstance(lr, ReduceLROnPlateau):
+            return [lr.lr]
+        return [float(lr(int(self.state["count"])))]
 
     def _assign(self, new):
         for n, value in new.items():

@@ -62,3 +62,34 @@ def test_embedding_weight_tied_to_linear_is_refused():
     encoder, decoder = gc.nn.Embedding(10, 6), gc.nn.Linear(6, 10)
     with pytest.raises(GraphcError, match="decoder.weight = encoder.weight"):
         encoder.weight = decoder.weight
+
+
+def test_bound_optimizer_settings_read_and_write_through():
+    """`opt = SGD(...).bind(model); opt.lr = 0.0` set an attribute of the BoundOptimizer
+    that nothing read (the step still moved the weights) and reading opt.lr raised
+    AttributeError. Now lr and the other settings read and write through to the optimiser
+    (checked there), torch's `param_groups` does too, and an unknown attribute is refused."""
+    model = gc.nn.Linear(3, 2)
+    opt = gc.optim.SGD(lr=0.1, momentum=0.9).bind(model)
+    assert opt.lr == 0.1 and opt.momentum == 0.9 and opt.get_last_lr() == [0.1]
+    x = np.ones((4, 3), np.float32)
+
+    def step():
+        before = model.weight.data.copy()
+        opt.zero_grad()
+        gc.sum(model(x) ** 2).backward()
+        opt.step()
+        return np.abs(model.weight.data - before).max()
+
+    opt.lr = 0.0
+    assert opt.optimizer.lr == 0.0 and step() == 0.0
+    for group in opt.param_groups:
+        group["lr"] = 0.05
+    assert opt.optimizer.lr == 0.05 and opt.get_last_lr() == [0.05] and step() > 0
+    group = opt.param_groups[0]
+    assert group["momentum"] == 0.9 and group["params"] == [model.weight, model.bias]
+    with pytest.raises(GraphcError, match="momentum must be a finite number >= 0"):
+        opt.momentum = -1.0
+    with pytest.raises(GraphcError, match="SGD has no setting 'learning_rate'"):
+        opt.learning_rate = 0.1
+    assert not hasattr(opt, "learning_rate")
