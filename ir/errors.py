@@ -71,6 +71,12 @@ class TracedNumberError(GraphcError):
         super().__init__(message, locs)
 
 
+class TracedAttributeError(GraphcError, AttributeError):
+    """A torch.Tensor attribute (`.grad`, `.item()`, ...) asked of a value being traced: one
+    line saying what to do instead, and still an AttributeError, so that hasattr() and
+    getattr(x, name, default) of a traced value keep answering False and the default."""
+
+
 # Python's own modules: a graphc context manager's error is raised through contextlib's frame
 _STDLIB = os.path.join(sysconfig.get_paths()["stdlib"], "")
 

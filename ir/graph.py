@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import weak
-from .errors import GraphcError, TracedNumberError, user_location
+from .errors import GraphcError, TracedAttributeError, TracedNumberError, user_location
 from .ops.operators import OperatorMixin
 from .ops.registry import (Interpreter, SymbolicValue, get_op, infer_type,
                            innermost_interpreter, interpreting, is_weak_scalar, lift_symbolic,
@@ -36,6 +36,23 @@ def site_salt(scope, number: int) -> int:
         return number
     text = "%d.%d.%d" % (scope[0], scope[1], number)
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=7).digest(), "little")
+
+
+# torch.Tensor's names that mean nothing for a value being traced, and what to do instead
+_NO_VALUE_YET = ("its value is only known when the compiled graph runs: return it from the "
+                 "function, or compute it eagerly")
+_TENSOR_ONLY = {
+    "backward": "call backward() on the compiled function's result, or take gradients inside "
+                "with gc.grad / gc.value_and_grad",
+    "grad": "gradients come from gc.grad / gc.value_and_grad inside, or from the Parameters' "
+            ".grad after backward() of the compiled function's result",
+    "requires_grad": "what gets a gradient is chosen by gc.grad's argnums (or, outside, by "
+                     "the Parameters' requires_grad); x.detach() stops a gradient",
+    "requires_grad_": "what gets a gradient is chosen by gc.grad's argnums (or, outside, by "
+                      "the Parameters' requires_grad); x.detach() stops a gradient",
+    "data": "use the value itself, or x.detach() for it without its gradient",
+    "item": _NO_VALUE_YET, "numpy": _NO_VALUE_YET, "tolist": _NO_VALUE_YET,
+}
 
 
 class Node(SymbolicValue, OperatorMixin):
@@ -123,6 +140,14 @@ class Node(SymbolicValue, OperatorMixin):
                 node.type.shape == () and node.type.dtype == np.bool_)):
             return None
         return node
+
+    def __getattr__(self, name):  # (only for names a Node does not have)
+        instead = _TENSOR_ONLY.get(name)
+        if instead is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise TracedAttributeError(f".{name} of a traced value (in a compiled or transformed "
+                                   f"function): "
+                                   f"{instead}", (user_location(),))
 
     def __array__(self, *args, **kwargs):
         raise GraphcError("a symbolic value cannot be turned into a numpy array while the graph "

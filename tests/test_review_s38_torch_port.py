@@ -93,3 +93,38 @@ def test_bound_optimizer_settings_read_and_write_through():
     with pytest.raises(GraphcError, match="SGD has no setting 'learning_rate'"):
         opt.learning_rate = 0.1
     assert not hasattr(opt, "learning_rate")
+
+
+def test_detach_in_a_compiled_forward_is_stop_gradient():
+    """`x.detach()` (torch's seq2seq greedy decoder) worked eagerly but raised "'Node'
+    object has no attribute 'detach'" inside gc.compile. Now it is stop_gradient there:
+    compiled values and gradients equal the eager ones."""
+    def f(x):
+        return gc.sum(x.detach() * x)
+
+    x = np.array([1.0, 2.0, 3.0])
+    assert float(gc.compile(f)(x)) == 14.0
+    np.testing.assert_array_equal(np.asarray(gc.grad(gc.compile(f))(x)), x)
+    np.testing.assert_array_equal(np.asarray(gc.grad(f)(x)), x)
+
+
+def test_tensor_only_names_of_a_traced_value_say_what_to_do():
+    """.backward(), .item(), .grad, .data, ... of a traced value raised AttributeError
+    "'Node' object has no attribute ...". Now one GraphcError line says what to do instead,
+    and it is still an AttributeError, so hasattr() and getattr(x, name, default) keep
+    answering False and the default."""
+    seen = {}
+
+    def f(x):
+        seen["probes"] = (hasattr(x, "grad"), getattr(x, "data", "none"))
+        for name in ("backward", "item", "grad", "requires_grad_"):
+            with pytest.raises(GraphcError) as info:
+                getattr(x, name)
+            seen[name] = str(info.value).splitlines()[0]
+        return x * 2
+
+    gc.compile(f)(np.ones(3))
+    assert seen["probes"] == (False, "none")
+    assert "gc.grad / gc.value_and_grad" in seen["backward"]
+    assert seen["item"].startswith(".item of a traced value") and "return it" in seen["item"]
+    assert "Parameters' .grad" in seen["grad"] and "argnums" in seen["requires_grad_"]

@@ -41,6 +41,8 @@ class OperatorMixin:
     def __ror__(self, o): return api.logical_or(o, self)
     def __invert__(self): return api.logical_not(self)
     def __getitem__(self, key): return api.getitem(self, key)
+    # torch's name for stop_gradient (an eager Tensor's own detach gives a new leaf)
+    def detach(self): return api.stop_gradient(self)
 
     @property
     def T(self): return api.transpose(self)
