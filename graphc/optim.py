@@ -29,8 +29,10 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import copy
+import inspect
 import math
 import numbers
+import types
 
 import numpy as np
 
@@ -585,6 +587,13 @@ class Optimizer:
     # _update_leaf returns the update to add to the parameter (optax's contract, the rules
     # behind gc.optim.adam and the other lowercase names), not the new parameter
     gives_updates: bool = False
+
+    def __new__(cls, *args, **kwargs):
+        # torch's SGD(params, lr=...), refused before __init__ binds it (a TypeError, or
+        # the parameters taken as the lr); optax's rules take no parameters either way
+        if args and not cls.gives_updates and _holds_parameters(args[0]):
+            _parameters_given(cls, args, kwargs)
+        return super().__new__(cls)
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
                  clip_norm: float | None = None, *, maximize: bool = False):
@@ -1455,6 +1464,31 @@ class BoundOptimizer:
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def _holds_parameters(value) -> bool:
+    """Whether an optimiser's first argument is what torch's optimisers take there and
+    graphc's take in bind(): a Module, a generator (model.parameters()), or a list, tuple or
+    dict of tensors (or of torch's param-group dicts)."""
+    if isinstance(value, (int, float, np.number)):  # an lr
+        return False
+    from .nn import Module
+    if isinstance(value, (Module, types.GeneratorType)):
+        return True
+    items = list(value.values()) if isinstance(value, dict) else value
+    return isinstance(value, (list, tuple, dict)) and bool(items) and all(
+        isinstance(item, (Tensor, dict)) for item in items)
+
+
+def _parameters_given(cls, args, kwargs):
+    """One line for torch's `SGD(model.parameters(), lr=0.01)`: graphc's form, with the
+    settings given."""
+    names = list(inspect.signature(cls.__init__).parameters)[1:]  # (less self)
+    settings = {**dict(zip(names, args[1:])), **kwargs}  # torch's positions after params
+    shown = ", ".join(f"{name}={value!r}" for name, value in settings.items())
+    raise GraphcError(f"graphc's optimisers take their parameters in .bind(): "
+                      f"gc.optim.{cls.__name__}({shown}).bind(model) (a Module, or a list or "
+                      f"dict of its Parameters)", (user_location(),))
+
+
 def number_settings(optimizer, names) -> dict:
     """The settings among `names` that are numbers now: an lr given as a number is a constant
     schedule, its number; a schedule or a ReduceLROnPlateau is none."""

@@ -128,3 +128,26 @@ def test_tensor_only_names_of_a_traced_value_say_what_to_do():
     assert "gc.grad / gc.value_and_grad" in seen["backward"]
     assert seen["item"].startswith(".item of a traced value") and "return it" in seen["item"]
     assert "Parameters' .grad" in seen["grad"] and "argnums" in seen["requires_grad_"]
+
+
+@pytest.mark.parametrize("make, shown", [
+    (lambda net: gc.optim.SGD(net.parameters(), lr=0.001, momentum=0.9),
+     "gc.optim.SGD(lr=0.001, momentum=0.9).bind(model)"),
+    (lambda net: gc.optim.Adam(net.parameters()), "gc.optim.Adam().bind(model)"),
+    (lambda net: gc.optim.AdamW(net, 3e-4), "gc.optim.AdamW(lr=0.0003).bind(model)"),
+    (lambda net: gc.optim.RMSprop(dict(net.named_parameters()), alpha=0.9),
+     "gc.optim.RMSprop(alpha=0.9).bind(model)"),
+    (lambda net: gc.optim.Lion([{"params": net.parameters()}]), "gc.optim.Lion().bind(model)"),
+])
+def test_torch_style_optimiser_construction_says_bind(make, shown):
+    """torch's `SGD(net.parameters(), lr=0.001, momentum=0.9)` (the blitz's line) gave a
+    raw TypeError ("multiple values for argument 'lr'"), and `Adam(net.parameters())` an lr
+    error printing the tensors. Now every optimiser says in one line that graphc takes the
+    parameters in .bind(), with the user's own settings."""
+    net = gc.nn.Linear(3, 2)
+    with pytest.raises(GraphcError) as info:
+        make(net)
+    assert str(info.value).splitlines()[0] == (
+        f"graphc's optimisers take their parameters in .bind(): {shown} (a Module, or a list "
+        "or dict of its Parameters)")
+    assert gc.optim.SGD(0.1, momentum=0.9).momentum == 0.9  # an lr by position still is one
