@@ -2114,6 +2114,19 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         salt=salt)
 
 
+def _refuse_integer_mask(where, what, mask):
+    """torch's rule for an attention mask: bool (True: not attended) or float (added to the
+    scores). An integer one (a 0/1 array, torch's old uint8 masks) is refused, as torch's:
+    cast to float, as a dtype error used to advise, it masks nothing."""
+    if mask is None:
+        return
+    dtype = mask.dtype if hasattr(mask, "dtype") else np.asarray(mask).dtype
+    if str(dtype) != "bool" and not is_float(dtype):
+        raise GraphcError(f"{where}: {what} of dtype {dtype} is not supported: use a bool "
+                          "mask (True = not attended), or a float one (added to the scores), "
+                          "as torch's", (user_location(),))
+
+
 class MultiheadAttention(Module):
     """torch.nn.MultiheadAttention's computation and parameters, in graphc's weight layout:
     in_proj_weight is (E, 3E) (torch's transposed; q, k, v columns in that order),
@@ -2198,6 +2211,8 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
                 need_weights=True, is_causal=None, average_attn_weights=True):
+        for what, mask in (("attn_mask", attn_mask), ("key_padding_mask", key_padding_mask)):
+            _refuse_integer_mask(self._where(), what, mask)
         key = query if key is None else key
         value = key if value is None else value
         shapes = tuple(tuple(F._shape(t)) for t in (query, key, value))

@@ -15,7 +15,8 @@ import copy
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 
-from .nn import Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention
+from .nn import (Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention,
+                 _refuse_integer_mask)
 
 
 def _activation(name, activation):
@@ -61,6 +62,10 @@ class _Layer(Module):
             object.__setattr__(self, "activation", activation)
         object.__setattr__(self, "norm_first", bool(norm_first))
 
+    def _where(self):
+        """The layer in an error: its class and, inside a model, its dotted name."""
+        return f"{type(self).__name__} {self._path!r}" if self._path else type(self).__name__
+
     def _sa_block(self, x, mask, key_padding_mask, is_causal):
         y = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask,
                            need_weights=False, is_causal=is_causal)[0]
@@ -82,6 +87,10 @@ class TransformerEncoderLayer(_Layer):
                      activation, layer_norm_eps, batch_first, norm_first, bias, rng, dtype, 2)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        # (checked here too, to name the argument as given: MultiheadAttention's names its own)
+        for what, mask in (("src_mask", src_mask), ("src_key_padding_mask",
+                                                    src_key_padding_mask)):
+            _refuse_integer_mask(self._where(), what, mask)
         x = src
         if self._setting("norm_first", x):
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -108,6 +117,10 @@ class TransformerDecoderLayer(_Layer):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        for what, mask in (("tgt_mask", tgt_mask), ("memory_mask", memory_mask),
+                           ("tgt_key_padding_mask", tgt_key_padding_mask),
+                           ("memory_key_padding_mask", memory_key_padding_mask)):
+            _refuse_integer_mask(self._where(), what, mask)
         x = tgt
         if self._setting("norm_first", x):
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)

@@ -151,3 +151,31 @@ def test_torch_style_optimiser_construction_says_bind(make, shown):
         f"graphc's optimisers take their parameters in .bind(): {shown} (a Module, or a list "
         "or dict of its Parameters)")
     assert gc.optim.SGD(0.1, momentum=0.9).momentum == 0.9  # an lr by position still is one
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.int32])
+def test_integer_attention_masks_are_refused(dtype):
+    """An integer key_padding_mask or attn_mask (a 0/1 array, torch's old uint8 masks)
+    failed inside with a dtype error advising a cast to float, which turns the 0/1 mask
+    into an additive one that masks nothing. Now, as torch's, one line refuses it, naming
+    the argument as given, and asks for a bool mask; a bool mask works as before."""
+    x = np.zeros((3, 5, 8), np.float32)
+    mha = gc.nn.MultiheadAttention(8, 2, batch_first=True)
+    with pytest.raises(GraphcError) as info:
+        mha(x, x, x, key_padding_mask=np.zeros((3, 5), dtype))
+    assert str(info.value).splitlines()[0] == (
+        f"MultiheadAttention: key_padding_mask of dtype {np.dtype(dtype)} is not supported: "
+        "use a bool mask (True = not attended), or a float one (added to the scores), as "
+        "torch's")
+    with pytest.raises(GraphcError, match="^MultiheadAttention: attn_mask of dtype"):
+        mha(x[0], x[0], x[0], attn_mask=np.zeros((5, 5), dtype))
+    encoder = gc.nn.TransformerEncoder(
+        gc.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), 2)
+    with pytest.raises(GraphcError, match="^TransformerEncoderLayer 'layers.0': "
+                                          "src_key_padding_mask of dtype"):
+        encoder(x, src_key_padding_mask=np.zeros((3, 5), dtype))
+    padding = np.zeros((3, 5), bool)
+    padding[:, -1] = True
+    out, weights = mha(x + np.arange(5, dtype=np.float32)[:, None], x, x,
+                       key_padding_mask=padding)
+    np.testing.assert_array_equal(np.asarray(weights.data)[:, :, -1], 0.0)
