@@ -857,11 +857,12 @@ class Module:
         return IncompatibleKeys(sorted(missing + [name for name, b in self._persistent_buffers()
                                                   if id(b) not in given]), unexpected)
 
-    def load_torch_state_dict(self, state: dict):
+    def load_torch_state_dict(self, state: dict, strict: bool = True):
         """load_state_dict of a torch module's state_dict (tensors or arrays) with the same
         names: the weights graphc stores transposed against torch (Linear's weight,
         MultiheadAttention's in_proj_weight: each layer class lists them in
-        _TORCH_TRANSPOSED) are transposed, the rest taken as they are."""
+        _TORCH_TRANSPOSED) are transposed, the rest taken as they are. `strict` and the
+        (missing_keys, unexpected_keys) returned are load_state_dict's, as torch's."""
         _state_mapping("load_torch_state_dict", state,
                        "tensor (a torch module's state_dict())")
         owners = dict(self._parameter_owners())
@@ -886,7 +887,7 @@ class Module:
                                       "torch's layout", (user_location(),))
                 value = value.T
             converted[name] = value
-        self.load_state_dict(converted)
+        return self.load_state_dict(converted, strict)
 
     def zero_grad(self, set_to_none: bool = True):
         """Forget the parameters' eager gradients (.grad), as torch's: None by default;

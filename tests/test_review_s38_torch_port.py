@@ -179,3 +179,22 @@ def test_integer_attention_masks_are_refused(dtype):
     out, weights = mha(x + np.arange(5, dtype=np.float32)[:, None], x, x,
                        key_padding_mask=padding)
     np.testing.assert_array_equal(np.asarray(weights.data)[:, :, -1], 0.0)
+
+
+def test_load_torch_state_dict_takes_strict_and_returns_the_keys():
+    """load_torch_state_dict took no strict= (a TypeError for transfer learning's
+    `strict=False` load of a backbone) and returned None. Now strict passes through to
+    load_state_dict and its (missing_keys, unexpected_keys) is returned, as torch's."""
+    reference = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 5))
+    model = gc.nn.Sequential(gc.nn.Linear(3, 4), gc.nn.Linear(4, 2))
+    backbone = {k: v for k, v in reference.state_dict().items() if k.startswith("0.")}
+    head = model[1].weight.data.copy()
+    result = model.load_torch_state_dict({**backbone, "extra": torch.zeros(1)}, strict=False)
+    assert result.missing_keys == ["1.bias", "1.weight"]
+    assert result.unexpected_keys == ["extra"]
+    np.testing.assert_array_equal(model[0].weight.data, backbone["0.weight"].numpy().T)
+    np.testing.assert_array_equal(model[1].weight.data, head)
+    assert tuple(model.load_torch_state_dict(model.state_dict() | backbone |
+                                             {"1.weight": torch.zeros(2, 4)})) == ([], [])
+    with pytest.raises(GraphcError, match="missing"):
+        model.load_torch_state_dict(backbone)
