@@ -209,16 +209,47 @@ def leaves_like(structure, tree, what="the tree", against="its model", prefix=Fa
     return out
 
 
+def _sorted_keys(tree: dict) -> list:
+    try:
+        return sorted(tree)
+    except TypeError:
+        raise GraphcError(f"the dict keys {list(tree)!r} cannot be sorted; pytree dicts are "
+                          "flattened in sorted-key order, as JAX's (use an OrderedDict to keep "
+                          "its own order)", (user_location(),)) from None
+
+
+def public_leaves_and_structure(tree, leaves):
+    """leaves_and_structure as jax.tree_util's: a plain dict's keys in sorted order (so two
+    dicts with the same keys built in other orders flatten alike), an OrderedDict's in its
+    own. The public tree utilities use it; compiled calls keep the insertion order."""
+    if tree is None:
+        return NONE
+    if isinstance(tree, (tuple, list)):
+        return type(tree), tuple(public_leaves_and_structure(item, leaves) for item in tree)
+    if isinstance(tree, dict):
+        kind = _dict_kind(tree)
+        keys = list(tree) if kind is OrderedDict else _sorted_keys(tree)
+        return kind, tuple((key, public_leaves_and_structure(tree[key], leaves))
+                           for key in keys)
+    leaves.append(tree)
+    return None
+
+
 def tree_leaves(tree) -> list:
-    """The leaves of a pytree, in order (as jax.tree_util.tree_leaves): None has none."""
-    return leaves_and_structure(tree)[0]
+    """The leaves of a pytree, in order (as jax.tree_util.tree_leaves: a dict's in the
+    sorted order of its keys): None has none."""
+    leaves = []
+    public_leaves_and_structure(tree, leaves)
+    return leaves
 
 
 def tree_flatten(tree):
-    """(leaves, treedef), as jax.tree_util.tree_flatten; tree_unflatten(treedef, leaves)
-    rebuilds a tree of that structure (the treedef is graphc's structure: comparable with ==,
+    """(leaves, treedef), as jax.tree_util.tree_flatten (a dict's leaves in the sorted order
+    of its keys); tree_unflatten(treedef, leaves) rebuilds a tree of that structure, its
+    dicts in sorted-key order (the treedef is graphc's structure: comparable with ==,
     hashable)."""
-    return leaves_and_structure(tree)
+    leaves = []
+    return leaves, public_leaves_and_structure(tree, leaves)
 
 
 def tree_unflatten(treedef, leaves):

@@ -30,7 +30,7 @@ from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
-                      leaves_like, to_spec, trace, tree_leaves, unflatten)
+                      leaves_like, to_spec, trace, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -503,7 +503,8 @@ def _taped_closures(graph, written) -> list:
     if not closed:
         return []
     positions = unflatten(graph.output_tree, list(range(len(graph.outputs))))
-    results = [graph.outputs[p] for p in tree_leaves(positions[0] if written else positions)]
+    positions = positions[0] if written else positions
+    results = [graph.outputs[p] for p in leaves_and_structure(positions)[0]]
     results = [y for y in results if is_float(y.dtype)]
     reached = reaching(results, [graph.inputs[i] for i, _ in closed])
     return [t for (_, t), r in zip(closed, reached) if r]
@@ -850,7 +851,7 @@ def check_differentiable(args, nums, who):
     refused in one line naming its position. grad gave a Python int a float's gradient
     eagerly but refused it compiled, and jacrev gave an integer array None."""
     for i in nums:
-        for leaf in tree_leaves(args[i]):
+        for leaf in leaves_and_structure(args[i])[0]:
             dtype = _leaf_dtype(leaf)
             if dtype is not None and not is_float(dtype):
                 number = type(leaf) in (bool, int) or isinstance(leaf, np.generic) or \
@@ -1297,7 +1298,8 @@ def _like_primal(primal, tangent, what):
     except GraphcError:
         t_leaves = [None]
     if any(leaf is None for leaf in t_leaves):  # a None where the primal holds arrays
-        raise GraphcError(f"{what} is not a pytree like its primal ({len(tree_leaves(tangent))} "
+        raise GraphcError(f"{what} is not a pytree like its primal "
+                          f"({len(leaves_and_structure(tangent)[0])} "
                           f"vs {len(p_leaves)} arrays)", (user_location(),))
     return unflatten(structure, t_leaves)
 
@@ -1373,7 +1375,8 @@ def jvp(fn, primals, tangents, has_aux=False):
         # as JAX: a tangent is a pytree like its primal (None, an empty subtree, where the
         # primal has None), each leaf in its primal's space (same dtype and shape)
         tangents[k] = _like_primal(p, t, f"jvp: tangent {k}")
-        for p_leaf, t_leaf in zip(tree_leaves(p), tree_leaves(tangents[k])):
+        for p_leaf, t_leaf in zip(leaves_and_structure(p)[0],
+                                  leaves_and_structure(tangents[k])[0]):
             p_type, t_type = _dtype_and_shape(p_leaf), _dtype_and_shape(t_leaf)
             _check_integer_tangent("jvp", k, p_leaf, t_leaf)
             if p_type and p_type[1] and isinstance(t_leaf, (int, float)):
@@ -1394,7 +1397,8 @@ def jvp(fn, primals, tangents, has_aux=False):
         y, aux = split_aux(fn(*xs), "jvp") if has_aux else (fn(*xs), None)
         # an integer or boolean primal (an index, a count; a Python int stays one, weakly
         # typed) has no tangent: as JAX's float0 tangents, its (integer) tangent is not read
-        pairs = [(x, v) for x, v in zip(tree_leaves(list(xs)), tree_leaves(list(vs)))
+        pairs = [(x, v) for x, v in zip(leaves_and_structure(list(xs))[0],
+                                        leaves_and_structure(list(vs))[0])
                  if (is_float(x.dtype) if isinstance(x, Node)
                      else not isinstance(x, (int, np.integer, np.bool_)))]
         x_leaves, v_leaves = [x for x, _ in pairs], [v for _, v in pairs]

@@ -1,5 +1,5 @@
 """gc.tree_flatten / gc.tree_unflatten, as jax.tree_util's: leaves in order (dict keys in
-insertion order, None an empty subtree), rebuilt into the same containers, namedtuples too."""
+sorted order, None an empty subtree), rebuilt into the same containers, namedtuples too."""
 import collections
 
 import numpy as np

@@ -1,0 +1,28 @@
+"""Session 38's fixes of defects found porting JAX code to graphc; each test failed before its
+fix."""
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def test_tree_flatten_sorts_dict_keys_as_jax():
+    """gc.tree_flatten / tree_leaves walked dicts in insertion order, so JAX's idiom of
+    zipping the leaves of params and grads mixed leaves when grads listed the same keys in
+    another order, and their treedefs compared unequal. Now a dict's leaves come in sorted
+    key order, as jax.tree_util's, and unflatten builds the dict in that order."""
+    params = {"w": np.array([1.0, 2.0]), "b": np.array([10.0, 20.0])}
+    grads = {"b": np.array([1.0, 1.0]), "w": np.array([5.0, 5.0])}
+    leaves, treedef = gc.tree_flatten(params)
+    assert treedef == gc.tree_flatten(grads)[1]
+    new = gc.tree_unflatten(treedef, [p - g for p, g in zip(leaves, gc.tree_leaves(grads))])
+    assert list(new) == ["b", "w"]
+    np.testing.assert_array_equal(new["w"], [-4.0, -3.0])
+    np.testing.assert_array_equal(new["b"], [9.0, 19.0])
+    assert gc.tree_leaves({"z": 1, "a": [2, {"y": 3, "x": 4}]}) == [2, 4, 3, 1]
+    # an OrderedDict keeps its own order (as in JAX); unsortable keys are refused (as JAX's)
+    assert gc.tree_leaves(OrderedDict([("b", 1), ("a", 2)])) == [1, 2]
+    with pytest.raises(gc.GraphcError, match="cannot be sorted"):
+        gc.tree_flatten({1: "a", "b": 2})
