@@ -357,8 +357,8 @@ def test_arange_follows_numpy_with_float_bounds_and_steps(args, kwargs):
     (lambda x: gc.sum(x, (0, -2)), r"axis \(0, -2\) names an axis twice"),
     (lambda x: gc.max(x, (1, 1)), "names an axis twice"),
     (lambda x: gc.sum(x, 1.0), "axis must be an int, got 1.0"),
-    (lambda x: gc.split(x, 2.0, 1), "split: sections must be an int or a list"),
-    (lambda x: gc.split(x, [2.0, 2], 1), "split: a size must be an int"),
+    (lambda x: gc.split(x, 2.0, 1), "split: indices_or_sections must be an int or a list"),
+    (lambda x: gc.split(x, [2.0, 2], 1), "split: an index must be an int"),
     (lambda x: gc.round(x, 1.5), "round: decimals must be an int"),
 ])
 def test_a_size_count_or_axis_that_is_not_an_int_is_refused_in_one_line(call, message):
@@ -389,7 +389,7 @@ def test_axes_and_sizes_may_be_ranges_or_arrays_and_indices_empty():
     x = np.arange(12.0).reshape(3, 4)
     assert float(np.asarray(gc.sum(x, np.array([0, 1])))) == 66.0
     assert float(np.asarray(gc.sum(x, range(2)))) == 66.0
-    assert [np.asarray(p).shape for p in gc.split(x, np.array([1, 3]), 1)] == [(3, 1), (3, 3)]
+    assert [np.asarray(p).shape for p in gc.split(x, np.array([1]), 1)] == [(3, 1), (3, 3)]
     assert np.asarray(gc.take(x, [])).shape == (0, 4)
     with pytest.raises(GraphcError, match="does not fit in int64"):
         gc.take(x, 2 ** 70)

@@ -26,3 +26,26 @@ def test_tree_flatten_sorts_dict_keys_as_jax():
     assert gc.tree_leaves(OrderedDict([("b", 1), ("a", 2)])) == [1, 2]
     with pytest.raises(gc.GraphcError, match="cannot be sorted"):
         gc.tree_flatten({1: "a", "b": 2})
+
+
+def test_split_follows_numpy_and_the_method_follows_torch():
+    """gc.split(x, [2, 4]) read the list as torch's sizes while gc.split(x, 2) followed numpy
+    (2 equal sections), so np/jnp code silently got other pieces. gc.split is now numpy's
+    throughout (a list = indices to split at, an int = equal sections); torch's form (an int
+    = chunk size, a list = sizes) is the tensor method x.split."""
+    x = np.arange(6.0)
+    pieces = [np.asarray(p).tolist() for p in gc.split(x, [2, 4])]
+    assert pieces == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    assert [np.asarray(p).tolist() for p in gc.split(x, [4, 2, -1, 9])] == \
+        [p.tolist() for p in np.split(x, [4, 2, -1, 9])]
+    assert [np.asarray(p).tolist() for p in gc.split(x, 3)] == [[0.0, 1.0], [2.0, 3.0],
+                                                               [4.0, 5.0]]
+    with pytest.raises(gc.GraphcError, match="does not split into 4 equal parts"):
+        gc.split(x, 4)
+    t = gc.tensor(x)
+    assert [np.asarray(p).tolist() for p in t.split(4)] == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0]]
+    assert [np.asarray(p).tolist() for p in t.split([1, 5])] == [[0.0],
+                                                                 [1.0, 2.0, 3.0, 4.0, 5.0]]
+    # traced too, with the gradient flowing through the pieces
+    grad = gc.grad(lambda v: gc.sum(gc.split(v, [1, 3])[1] * 2.0) + gc.sum(v.split(5)[1]))(x)
+    np.testing.assert_array_equal(grad, [0.0, 2.0, 2.0, 0.0, 0.0, 1.0])

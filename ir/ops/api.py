@@ -869,30 +869,70 @@ def stack(xs, axis=_AXIS_0, *, dim=None):
     return concat([expand_dims(x, axis) for x in xs], axis)
 
 
-def split(x, sections, axis=0):
-    """Split into equal `sections` (an int) or at the given sizes (a list), like torch.split
-    with sizes; returns a list of views of x built from slice ops."""
+def split(x, indices_or_sections, axis=0):
+    """numpy's and jnp.split: an int splits into that many equal sections (refused where the
+    axis does not divide), a list gives the indices to split at (`split(x, [2, 4])` is
+    x[:2], x[2:4], x[4:], each bound taken as a slice's, so out of range means empty).
+    Returns a list of views of x built from slice ops. torch's form (a chunk size or a list
+    of sizes) is the tensor method x.split, split_sizes here."""
     shape = _shape(x)
     axis = _axis(axis, len(shape))
-    if is_int(sections):
+    length = shape[axis]
+    if is_int(indices_or_sections):
+        sections = indices_or_sections
         if sections <= 0:
             _fail(f"split: sections must be positive, got {sections}")
-        if shape[axis] % sections:
-            _fail(f"axis of size {shape[axis]} does not split into {sections} equal parts")
-        sizes = [shape[axis] // sections] * sections
-    elif _iterable(sections):
-        sizes = [_whole(n, "split: a size") for n in sections]
-        if builtins.sum(sizes) != shape[axis]:
-            _fail(f"split sizes {sizes} do not add up to {shape[axis]}")
+        if length % sections:
+            _fail(f"axis of size {length} does not split into {sections} equal parts")
+        bounds = [length // sections * k for k in range(sections + 1)]
+    elif _iterable(indices_or_sections):
+        bounds = [0] + [_whole(i, "split: an index") for i in indices_or_sections] + [length]
     else:
-        _fail(f"split: sections must be an int or a list of sizes, got {sections!r}")
-    outs, offset = [], 0
-    for n in sizes:
+        _fail("split: indices_or_sections must be an int or a list of indices, got "
+              f"{indices_or_sections!r}")
+    return _pieces(x, shape, axis, bounds)
+
+
+def split_sizes(x, split_size_or_sections, dim=0):
+    """torch.split (the tensor method x.split): an int is the size of each chunk (the last
+    one smaller where it does not divide), a list the chunks' sizes, which add up to the
+    axis. A tuple of views of x built from slice ops."""
+    shape = _shape(x)
+    axis = _axis(dim, len(shape))
+    length = shape[axis]
+    if is_int(split_size_or_sections):
+        size = split_size_or_sections
+        if size <= 0:
+            _fail(f"split: split_size must be positive, got {size}")
+        if not is_int(length):
+            _fail(f"split: a chunk size splits a dimension of known size, not {length}")
+        bounds = list(range(0, length, size)) + [length] if length else [0, 0]
+    elif _iterable(split_size_or_sections):
+        sizes = [_whole(n, "split: a size") for n in split_size_or_sections]
+        if builtins.sum(sizes) != length:
+            _fail(f"split sizes {sizes} do not add up to {length}")
+        bounds = [0]
+        for n in sizes:
+            bounds.append(bounds[-1] + n)
+    else:
+        _fail("split: split_size_or_sections must be an int or a list of sizes, got "
+              f"{split_size_or_sections!r}")
+    return tuple(_pieces(x, shape, axis, bounds))
+
+
+def _pieces(x, shape, axis, bounds):
+    """The slices of x along `axis` between consecutive bounds, each bound read as a Python
+    slice's (negative from the end, clamped to the axis; a stop before its start is empty),
+    as numpy's split reads its indices."""
+    outs = []
+    for start, stop in zip(bounds, bounds[1:]):
+        if is_int(shape[axis]):
+            start, stop, _ = slice(start, stop).indices(shape[axis])
+            stop = builtins.max(start, stop)
         starts = [0] * len(shape)
         stops = list(shape)
-        starts[axis], stops[axis] = offset, offset + n
+        starts[axis], stops[axis] = start, stop
         outs.append(slice_(x, starts, stops, [1] * len(shape)))
-        offset += n
     return outs
 
 

@@ -55,6 +55,8 @@ class OperatorMixin:
     def squeeze(self, dim=None, *, axis=None): return api.squeeze(self, axis, dim=dim)
     def flatten(self, start_dim=0, end_dim=-1): return api.flatten(self, start_dim, end_dim)
     def dim(self): return len(self.shape)
+    def split(self, split_size_or_sections, dim=0):  # torch's (gc.split is numpy's)
+        return api.split_sizes(self, split_size_or_sections, dim)
     def transpose(self, *perm): return api.transpose(self, perm[0] if len(perm) == 1 and isinstance(perm[0], (tuple, list)) else (perm or None))
     # numpy's functions call these methods on non-arrays with its own keywords
     # (np.mean(t) is t.mean(axis=None, dtype=None, out=None)): dtype casts first, as numpy's.
