@@ -110,6 +110,9 @@ class Node(SymbolicValue, OperatorMixin):
 
     def _no_value(self, message):
         argument = self._traced_argument()
+        scalars = [] if argument is not None else self._scalar_arguments()
+        if argument is None:  # a value computed from numbers (`if k > 1`, `float(2 * s)`)
+            argument = next((n for n in scalars if n._traced_argument() is not None), None)
         if argument is not None:  # a transformation may pass it as it is instead
             raise TracedNumberError(
                 f"{message}; the value passed as {argument.attrs['name']!r} is traced: to use "
@@ -118,7 +121,35 @@ class Node(SymbolicValue, OperatorMixin):
         if self._traced_argument(operand=True) is not None:
             message += ("; a number passed to cond as an operand is traced in its branches: "
                         "close over it to use it as a Python value")
+        if scalars:  # a 0-d input: grad's runner passes a Python float traced as one as it is
+            raise TracedNumberError(message, (user_location(),),
+                                    argument=scalars[0].attrs["name"])
         raise GraphcError(message, (user_location(),))
+
+    def _scalar_arguments(self) -> list:
+        """The 0-d inputs of the function's graph this value is computed from, with
+        constants alone (read inside a loop body or branch too); [] where it reads any other
+        input (an array, a region's own operand). Only when a value is refused."""
+        from .region import Region
+        found, seen, pending = [], set(), [self]
+        while pending:
+            node = pending.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if node.op != "input":
+                pending.extend(node.inputs)
+            elif isinstance(node.graph, Region):
+                outer = next((o for o, inner in node.graph.captured.items() if inner is node),
+                             None)
+                if outer is None:
+                    return []
+                pending.append(outer)
+            elif node.type.shape != ():
+                return []
+            else:
+                found.append(node)
+        return found
 
     def _traced_argument(self, operand=False):
         """The input of the function's graph this value is, where it is a Python number or

@@ -49,3 +49,31 @@ def test_split_follows_numpy_and_the_method_follows_torch():
     # traced too, with the gradient flowing through the pieces
     grad = gc.grad(lambda v: gc.sum(gc.split(v, [1, 3])[1] * 2.0) + gc.sum(v.split(5)[1]))(x)
     np.testing.assert_array_equal(grad, [0.0, 2.0, 2.0, 0.0, 0.0, 1.0])
+
+
+def test_transformations_pass_a_number_used_in_a_python_expression_as_it_is():
+    """grad / value_and_grad / jacrev / hessian retried with a Python number passed as it is
+    (README) only when the number itself was used as a Python value (range(k)); `if k > 1`,
+    float(s), math.sqrt(s) and `if s > 0.5` failed ("no truth value", "float() of a symbolic
+    value"): the refused value was computed from the number, and a Python float argument is
+    traced as a 0-d float64 input. Now each reaches fn as it is, as in un-jitted JAX, and
+    gc.compile's message for `if k > 1` names static_argnums as it does for `if k`."""
+    import math
+    x = np.array([0.5, 1.5, 2.0])
+    cube = 3.0 * x ** 2  # d/dx sum(x**3)
+    by_int = lambda v, k: gc.sum(v ** 3) * (2.0 if k > 1 else 1.0)
+    by_float = lambda v, s: gc.sum(v ** 3) * (2.0 if s > 0.5 else 1.0) * math.sqrt(float(s))
+    np.testing.assert_allclose(gc.grad(by_int)(x, 2), 2.0 * cube)
+    np.testing.assert_allclose(gc.grad(by_int)(x, 1), cube)
+    np.testing.assert_allclose(gc.grad(by_float)(x, 4.0), 4.0 * cube)  # 2 * sqrt(4)
+    np.testing.assert_allclose(gc.grad(by_float)(x, 0.25), 0.5 * cube)  # 1 * sqrt(0.25)
+    value, grad = gc.value_and_grad(by_float)(x, 9.0)
+    assert float(value) == 6.0 * 11.5
+    np.testing.assert_allclose(grad, 6.0 * cube)
+    np.testing.assert_allclose(gc.jacrev(by_int)(x, 3), 2.0 * cube)
+    np.testing.assert_allclose(gc.hessian(by_float)(x, 4.0), np.diag(4.0 * 6.0 * x))
+    with pytest.raises(gc.GraphcError, match="'k' is traced: .* static_argnums"):
+        gc.compile(by_int)(x, 2)
+    # a value computed from an array is still refused, not retried
+    with pytest.raises(gc.GraphcError, match=r"^float\(\) of a symbolic value: [^;]*$"):
+        gc.grad(lambda v: gc.sum(v) * float(v[0]))(x)
