@@ -77,3 +77,19 @@ def test_transformations_pass_a_number_used_in_a_python_expression_as_it_is():
     # a value computed from an array is still refused, not retried
     with pytest.raises(gc.GraphcError, match=r"^float\(\) of a symbolic value: [^;]*$"):
         gc.grad(lambda v: gc.sum(v) * float(v[0]))(x)
+
+
+def test_stop_gradient_takes_a_pytree_leaf_by_leaf():
+    """gc.stop_gradient refused a pytree (`gc.stop_gradient(p)["w"]` with p a dict); now it
+    stops each leaf, None staying None and containers keeping their kinds, as
+    jax.lax.stop_gradient, traced and eager."""
+    p = {"w": np.array([1.0, 2.0]), "b": np.array(0.5), "unused": None}
+    grad = gc.grad(lambda p: gc.sum(gc.stop_gradient(p)["w"] * p["w"]) + p["b"])(p)
+    np.testing.assert_array_equal(grad["w"], [1.0, 2.0])  # d(c * w)/dw with c = w stopped
+    assert float(grad["b"]) == 1.0 and grad["unused"] is None
+    w = gc.tensor(np.array([3.0, 4.0]), requires_grad=True)
+    stopped = gc.stop_gradient(OrderedDict([("w", w), ("n", None), ("t", (w, [w]))]))
+    assert type(stopped) is OrderedDict and stopped["n"] is None
+    assert type(stopped["t"]) is tuple and type(stopped["t"][1]) is list
+    gc.sum(stopped["w"] * w + stopped["t"][1][0]).backward()
+    np.testing.assert_array_equal(np.asarray(w.grad), [3.0, 4.0])
