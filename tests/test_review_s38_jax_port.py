@@ -93,3 +93,19 @@ def test_stop_gradient_takes_a_pytree_leaf_by_leaf():
     assert type(stopped["t"]) is tuple and type(stopped["t"][1]) is list
     gc.sum(stopped["w"] * w + stopped["t"][1][0]).backward()
     np.testing.assert_array_equal(np.asarray(w.grad), [3.0, 4.0])
+
+
+def test_full_takes_a_traced_fill_and_its_gradient_flows():
+    """gc.full((3,), x[0]) with a traced fill failed ("float() of a symbolic value"). Now a
+    tensor fill (traced or eager) is broadcast, keeping its dtype unless dtype= is given, and
+    its gradient flows, as jnp.full: grad of sum(full((3,), x[0])) is [3, 0]."""
+    x = np.array([1.0, 2.0])
+    weights = np.arange(3.0, dtype=np.float32)
+    np.testing.assert_array_equal(gc.grad(lambda v: gc.sum(gc.full((3,), v[0])))(x), [3.0, 0.0])
+    filled = gc.compile(lambda v: (gc.full((2, 3), v[1]), gc.full((2,), v[1], "int32")))(x)
+    np.testing.assert_array_equal(filled[0], np.full((2, 3), 2.0))
+    assert filled[0].dtype == np.float64 and filled[1].dtype == np.int32
+    t = gc.tensor(np.array([4.0, 5.0], np.float32), requires_grad=True)
+    gc.sum(gc.full((3,), t[1]) * weights).backward()
+    np.testing.assert_array_equal(np.asarray(t.grad), [0.0, 3.0])
+    assert gc.full((2,), 7).dtype == np.float32  # a number still fills float32 by default

@@ -2115,8 +2115,14 @@ def masked_fill(x, mask, value):
 
 
 # ---- creators -------------------------------------------------------------------------------
-def full(shape, value, dtype="float32"):
+def full(shape, value, dtype=None):
+    """numpy's and jnp.full; a number fills float32 unless `dtype` says otherwise. A traced or
+    eager tensor fill is broadcast, so its gradient flows, and keeps its dtype unless
+    `dtype` is given, as JAX's."""
     shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
+    if hasattr(value, "shape") and not isinstance(value, (np.ndarray, np.generic)):
+        return broadcast_to(value if dtype is None else cast(value, dtype), shape)
+    dtype = "float32" if dtype is None else dtype
     if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
         return apply("full", shape=shape, value=value, dtype=as_dtype(dtype))
     return apply("full", shape=shape, value=float(value) if is_float(as_dtype(dtype))
