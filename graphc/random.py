@@ -105,10 +105,14 @@ PRNGKey = key
 
 
 def split(key, num=2):
-    """`num` new keys, shape (num, 2), each starting its own stream: `k1, k2 = split(key)`."""
+    """`num` new keys, shape (num, 2), each starting its own stream: `k1, k2 = split(key)`.
+    A shape tuple gives keys of that shape, shape + (2,), as JAX's split(key, (2, 3))."""
     key = _key(key, "split")
+    if isinstance(num, tuple) and num and all(is_int(n) and n >= 1 for n in num):
+        return F.reshape(apply("random_split", key, num=math.prod(num)), (*num, 2))
     if not is_int(num) or num < 1:
-        F._fail(f"gc.random.split: num must be a positive integer, got {num!r}")
+        F._fail("gc.random.split: num must be a positive integer or a tuple of them, got "
+                f"{num!r}")
     return apply("random_split", key, num=int(num))
 
 

@@ -218,38 +218,45 @@ def _sorted_keys(tree: dict) -> list:
                           "its own order)", (user_location(),)) from None
 
 
-def public_leaves_and_structure(tree, leaves):
+def public_leaves_and_structure(tree, leaves, is_leaf=None, sort_keys=True):
     """leaves_and_structure as jax.tree_util's: a plain dict's keys in sorted order (so two
     dicts with the same keys built in other orders flatten alike), an OrderedDict's in its
-    own. The public tree utilities use it; compiled calls keep the insertion order."""
+    own; a subtree for which is_leaf(subtree) is true is a leaf. The public tree utilities
+    use it; compiled calls keep the insertion order."""
+    if is_leaf is not None and is_leaf(tree):
+        leaves.append(tree)
+        return None
     if tree is None:
         return NONE
     if isinstance(tree, (tuple, list)):
-        return type(tree), tuple(public_leaves_and_structure(item, leaves) for item in tree)
+        return type(tree), tuple(public_leaves_and_structure(item, leaves, is_leaf, sort_keys)
+                                 for item in tree)
     if isinstance(tree, dict):
         kind = _dict_kind(tree)
-        keys = list(tree) if kind is OrderedDict else _sorted_keys(tree)
-        return kind, tuple((key, public_leaves_and_structure(tree[key], leaves))
+        keys = _sorted_keys(tree) if sort_keys and kind is dict else list(tree)
+        return kind, tuple((key, public_leaves_and_structure(tree[key], leaves, is_leaf,
+                                                             sort_keys))
                            for key in keys)
     leaves.append(tree)
     return None
 
 
-def tree_leaves(tree) -> list:
+def tree_leaves(tree, is_leaf=None) -> list:
     """The leaves of a pytree, in order (as jax.tree_util.tree_leaves: a dict's in the
-    sorted order of its keys): None has none."""
+    sorted order of its keys): None has none. is_leaf: as JAX's, a predicate making the
+    subtrees it holds for leaves."""
     leaves = []
-    public_leaves_and_structure(tree, leaves)
+    public_leaves_and_structure(tree, leaves, is_leaf)
     return leaves
 
 
-def tree_flatten(tree):
+def tree_flatten(tree, is_leaf=None):
     """(leaves, treedef), as jax.tree_util.tree_flatten (a dict's leaves in the sorted order
     of its keys); tree_unflatten(treedef, leaves) rebuilds a tree of that structure, its
     dicts in sorted-key order (the treedef is graphc's structure: comparable with ==,
-    hashable)."""
+    hashable). is_leaf: as tree_leaves'."""
     leaves = []
-    return leaves, public_leaves_and_structure(tree, leaves)
+    return leaves, public_leaves_and_structure(tree, leaves, is_leaf)
 
 
 def tree_unflatten(treedef, leaves):
@@ -262,11 +269,19 @@ def tree_unflatten(treedef, leaves):
     return unflatten(treedef, leaves)
 
 
-def tree_map(f, tree, *rest):
+def tree_map(f, tree, *rest, is_leaf=None):
     """f applied to each leaf of `tree` (and the leaves at the same places in `rest`, trees
     of the same structure), in a tree of that structure (as jax.tree_util.tree_map): None
     is an empty subtree, kept in place without calling f. Dicts are matched by key (JAX sorts
-    their keys), so `rest` may list a dict's keys in another order; the result has `tree`'s."""
+    their keys), so `rest` may list a dict's keys in another order; the result has `tree`'s.
+    is_leaf: as JAX's, the subtrees of `tree` it holds for are leaves, f taking the subtrees
+    at their places in `rest` whole."""
+    if is_leaf is not None:
+        leaves = []
+        structure = public_leaves_and_structure(tree, leaves, is_leaf, sort_keys=False)
+        others = [leaves_like(structure, other, f"tree_map: tree {k + 1}", "the first tree")
+                  for k, other in enumerate(rest)]
+        return unflatten(structure, [f(*xs) for xs in zip(leaves, *others)])
     leaves, structure = leaves_and_structure(tree)
     others = []
     for k, other in enumerate(rest):

@@ -739,18 +739,23 @@ def _is_python_number(x) -> bool:
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
-            static_argnums=(), polymorphic_shapes=None, precision=None, memory_limit=None):
+            static_argnums=(), static_argnames=(), polymorphic_shapes=None, precision=None,
+            memory_limit=None):
     """Decorator or function: compile `fn` into a cached, optimised plan. By default the plan
     computes what numpy computes, NaN and inf included, at every array size; fast_math=True
     allows rewrites that assume finite values (x * 0 -> 0, exp(log x) -> x) and lets fused
     kernels reassociate and approximate (faster, results may depend on the array's size).
-    donate_argnums / static_argnums: as JAX's jit; polymorphic_shapes: symbolic dimensions,
+    donate_argnums / static_argnums / static_argnames: as JAX's jit (a name is its
+    parameter's position, keyword arguments being taken by position); polymorphic_shapes: symbolic dimensions,
     as jax.export's (see Compiled). precision: "fp32" (or None), "bf16-mixed" or
     "fp16-mixed": fn is traced under gc.autocast with that half dtype (ir/ops/precision.py;
     loss scaling for float16 is gc.amp.LossScaler's). memory_limit: the plan's memory
     budget, met by recomputing activations (see Compiled)."""
     def make(f):
-        compiled = Compiled(f, pipeline, fast_math, donate_argnums, static_argnums,
+        static = _argnums(static_argnums, "compile: static_argnums")
+        if static_argnames:
+            static += _named_positions(f, static_argnames, "compile: static_argnames")
+        compiled = Compiled(f, pipeline, fast_math, donate_argnums, static,
                             polymorphic_shapes=polymorphic_shapes, precision=precision,
                             memory_limit=memory_limit)
         compiled.records_on_tape = True  # the user's own: see Compiled.__call__
@@ -807,6 +812,24 @@ def _positional_count(fn) -> int:
     if any(p.kind == p.VAR_POSITIONAL for p in params):
         return 0
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _named_positions(fn, names, what) -> tuple:
+    """The positions of fn's parameters `names` (a str or a sequence of them), as jax.jit's
+    static_argnames; a name that is no parameter taken by position is one line."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    positions = {p.name: i for i, p in enumerate(parameters)
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    for name in names:
+        if name not in positions:
+            raise GraphcError(f"{what}: {name!r} is not a parameter of "
+                              f"{getattr(fn, '__name__', 'fn')} taken by position",
+                              (user_location(),))
+    return tuple(positions[name] for name in names)
 
 
 def _argnums(argnums, what="argnums"):

@@ -109,3 +109,30 @@ def test_full_takes_a_traced_fill_and_its_gradient_flows():
     gc.sum(gc.full((3,), t[1]) * weights).backward()
     np.testing.assert_array_equal(np.asarray(t.grad), [0.0, 3.0])
     assert gc.full((2,), 7).dtype == np.float32  # a number still fills float32 by default
+
+
+def test_jax_options_is_leaf_static_argnames_and_split_into_a_shape():
+    """JAX users' options were missing: tree_map / tree_leaves / tree_flatten took no
+    is_leaf=, gc.compile no static_argnames=, and gc.random.split no shape tuple
+    (jax.random.split(key, (2, 3)) gives keys of shape (2, 3, 2)). Now each works as JAX's."""
+    is_pair = lambda t: isinstance(t, tuple)
+    tree = {"b": (1, 2), "a": [3, None]}
+    assert gc.tree_leaves(tree, is_leaf=is_pair) == [3, (1, 2)]
+    assert gc.tree_leaves(tree, is_leaf=lambda t: t is None) == [3, None, 1, 2]
+    leaves, treedef = gc.tree_flatten(tree, is_leaf=is_pair)
+    assert gc.tree_unflatten(treedef, leaves) == tree
+    mapped = gc.tree_map(lambda p, q: (p, q), {"b": (1, 2), "a": 3}, {"a": [7], "b": [8, 9]},
+                         is_leaf=is_pair)
+    assert mapped == {"a": (3, [7]), "b": ((1, 2), [8, 9])}
+
+    f = gc.compile(lambda x, n, mode="sum": gc.sum(x[:n]) * (2.0 if mode == "double" else 1.0),
+                   static_argnames=("n", "mode"))
+    x = np.arange(5.0)
+    assert float(f(x, 2)) == 1.0 and float(f(x, n=3, mode="double")) == 6.0
+    with pytest.raises(gc.GraphcError, match="'y' is not a parameter"):
+        gc.compile(lambda x: x, static_argnames="y")
+
+    key = gc.random.PRNGKey(0)
+    keys = np.asarray(gc.random.split(key, (2, 3)))
+    assert keys.shape == (2, 3, 2)
+    np.testing.assert_array_equal(keys.reshape(6, 2), np.asarray(gc.random.split(key, 6)))
