@@ -170,8 +170,6 @@ class Tensor(OperatorMixin):
         self._ctx = None
         self.name = name
         self._serial = 0  # not an op's result (see op_serial)
-        if data.dtype not in FLOAT_DTYPES and type(self) is Tensor:
-            self.__class__ = _NonFloatTensor  # (`t.requires_grad = True` is refused)
 
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
@@ -356,22 +354,6 @@ def _graphc_has(name) -> bool:
     return name in api.__all__ or name in arrays.__all__
 
 
-class _NonFloatTensor(Tensor):
-    """A tensor of integers or bools made by Tensor() or gc.tensor(): `t.requires_grad =
-    True` is refused, as torch refuses it. requires_grad is a slot every op reads, and a
-    property on Tensor slowed them all, so the check is this class's __setattr__: reads stay
-    slot reads, and only attribute writes to such tensors pay for it. (An op's integer
-    result is a plain Tensor, made on the op path: its flag is refused by backward().)"""
-
-    __slots__ = ()
-
-    def __setattr__(self, name, value):
-        if name == "requires_grad" and value and not is_float(self.data.dtype):
-            raise GraphcError(f"only floating-point tensors can require gradients, got "
-                              f"{self.data.dtype}", (user_location(),))
-        object.__setattr__(self, name, value)
-
-
 class WeakTensor(Tensor):
     """The 0-d result of an op on Python numbers alone (`gc.sqrt(2.0)`, `-gc.exp(1.0)`):
     weakly typed as JAX's, so that it meets a tensor as the number would (`x_f64 *
@@ -390,9 +372,6 @@ class WeakTensor(Tensor):
 
     @requires_grad.setter
     def requires_grad(self, value):
-        if value and not is_float(self.data.dtype):  # (gc.floor(2.5), a weak int)
-            raise GraphcError(f"only floating-point tensors can require gradients, got "
-                              f"{self.data.dtype}", (user_location(),))
         Tensor.requires_grad.__set__(self, value)
         if value:
             self.__class__ = Tensor
