@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..types import broadcast_shapes, is_float, is_real
+from ..types import broadcast_shapes, is_float, is_half, is_real
 from . import api as F
 from .api import _dtype, _fail, _ndim, _shape
 from .arrays import repeat
@@ -45,6 +45,12 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if not (_dtype(query) == _dtype(key) == _dtype(value)):
         _fail(f"{name}: query, key and value must have one dtype, got {_dtype(query)}, "
               f"{_dtype(key)} and {_dtype(value)}")
+    if is_half(_dtype(query)):
+        # in float32, rounded once, as torch's CPU kernel accumulates: a half q @ k^T
+        # overflows to inf (and the softmax to NaN) where the scaled scores fit
+        return F.cast(scaled_dot_product_attention(
+            *(F.cast(x, "float32") for x in (query, key, value)), attn_mask, dropout_p,
+            is_causal, scale, enable_gqa, seed=seed, salt=salt), _dtype(query))
     (L, E), (S, E_key), S_value = _shape(query)[-2:], _shape(key)[-2:], _shape(value)[-2]
     if not _same(E, E_key):
         _fail(f"{name}: query's features ({E}) and key's ({E_key}) differ")
