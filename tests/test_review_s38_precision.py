@@ -54,3 +54,48 @@ def test_half_multihead_attention_scales_queries_before_the_product_as_torchs():
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32),
                                rtol=1e-2, atol=1e-2)
+
+
+_BIG = np.array([[300., 400., 500., 600.], [1., 2., 3., 4.]], np.float16)  # squares > 65504
+_TINY = np.full((2, 4), 1e-4, np.float16)  # squares underflow to 0
+
+
+@pytest.mark.parametrize("ours, theirs, x", [
+    (lambda a: gc.norm(a, axis=1), lambda a: torch.linalg.vector_norm(a, dim=1), _BIG),
+    (lambda a: gc.norm(a, axis=1), lambda a: torch.linalg.vector_norm(a, dim=1), _TINY),
+    (lambda a: gc.norm(a, 3, axis=1), lambda a: torch.linalg.vector_norm(a, 3, dim=1), _BIG),
+    (lambda a: gc.norm(a, "fro", axis=(0, 1)), lambda a: torch.linalg.matrix_norm(a), _BIG),
+    (lambda a: gc.std(a, axis=1), lambda a: a.std(1, unbiased=False), _BIG * 10),
+    (gc.normalize, TF.normalize, _TINY),
+    (lambda a: gc.cosine_similarity(a, a * 0.5), lambda a: TF.cosine_similarity(a, a * 0.5),
+     _BIG),
+    (lambda a: gc.pairwise_distance(a, -a), lambda a: TF.pairwise_distance(a, -a), _BIG),
+    (lambda a: gc.triplet_margin_loss(a, -a, a * 0.5),
+     lambda a: TF.triplet_margin_loss(a, -a, a * 0.5), _BIG),
+    (lambda a: gc.group_norm(a.reshape(2, 2, 2), 1),
+     lambda a: TF.group_norm(a.reshape(2, 2, 2), 1), _BIG * 100),
+])
+def test_half_norms_and_stds_are_computed_in_float32_as_torchs(ours, theirs, x):
+    """norm, std, group_norm and the losses built on norm squared half values in half:
+    300.0 ** 2 overflowed to inf (norm inf, cosine_similarity NaN, group_norm 0) and
+    1e-4 ** 2 underflowed to 0 (norm 0, normalize inf). A half input is now computed in
+    float32 and rounded once, as var already was and torch's are."""
+    want = theirs(torch.tensor(x)).numpy()
+    for got in (ours(gc.tensor(x)).data, gc.compile(ours)(x)):
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
+                                   rtol=1e-3)
+
+
+def test_half_norm_gradient_and_group_norm_layer_follow_float32():
+    """The gradient of a half norm was 0 or NaN, and nn.GroupNorm(...).half() gave zeros
+    for activations past 256; both now follow the float32 computation, as torch's."""
+    got = gc.grad(lambda a: gc.sum(gc.norm(a, axis=1)))(_BIG)
+    a = torch.tensor(_BIG.astype(np.float64), requires_grad=True)
+    torch.linalg.vector_norm(a, dim=1).sum().backward()
+    np.testing.assert_allclose(got.astype(np.float64), a.grad.numpy(), rtol=1e-3)
+    x = np.array([[[30000., -30000.], [1000., 2.]]], np.float16)
+    want = torch.nn.GroupNorm(1, 2).half()(torch.tensor(x)).detach().numpy()
+    layer = gc.nn.GroupNorm(1, 2).half()
+    np.testing.assert_allclose(layer(gc.tensor(x)).data.astype(np.float64),
+                               want.astype(np.float64), rtol=1e-3)

@@ -517,6 +517,8 @@ def std(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=None, keepdim=None,
             or unbiased is not None:
         axis, keepdims = _torch_axes("std", axis, keepdims, dim, keepdim)
         ddof = _torch_correction("std", ddof, correction, unbiased)
+    if is_half(_dtype(x)):  # in float32, rounded once: a half variance overflows past 65504
+        return cast(std(cast(x, "float32"), axis, keepdims, ddof), _dtype(x))
     return sqrt(var(x, axis, keepdims, ddof))
 
 
@@ -1243,12 +1245,15 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
             _fail(f"group_norm: {what} must have shape ({channels},), got {tuple(_shape(p))}")
     # (N, G, C/G, *spatial), reduced over all but N and G: no -1 to infer, which an empty
     # batch (zero elements) does not allow
-    groups = reshape(x, (shape[0], int(num_groups), channels // int(num_groups))
-                     + tuple(shape[2:]))
-    axes = tuple(range(2, len(shape) + 1))
-    centred = sub(groups, mean(groups, axes, keepdims=True))
-    var = mean(mul(centred, centred), axes, keepdims=True)
-    y = reshape(mul(centred, rsqrt(add(var, float(eps)))), shape)
+    if is_half(_dtype(x)):  # in float32, as torch's: the half squares overflow or underflow
+        y = cast(group_norm(cast(x, "float32"), num_groups, eps=eps), _dtype(x))
+    else:
+        groups = reshape(x, (shape[0], int(num_groups), channels // int(num_groups))
+                         + tuple(shape[2:]))
+        axes = tuple(range(2, len(shape) + 1))
+        centred = sub(groups, mean(groups, axes, keepdims=True))
+        var = mean(mul(centred, centred), axes, keepdims=True)
+        y = reshape(mul(centred, rsqrt(add(var, float(eps)))), shape)
     if weight is not None:
         y = mul(y, reshape(weight, per_channel))
     if bias is not None:

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..types import Dim, TensorType, as_dtype, is_float
+from ..types import Dim, TensorType, as_dtype, is_float, is_half
 from . import api as F
 from .api import _axis, _dtype, _fail, _ndim, _shape, _whole
 from .registry import SymbolicValue, apply, check, defop
@@ -389,6 +389,8 @@ def norm(x, ord=None, axis=None, keepdims=False, *, dim=None, keepdim=None):
     number = isinstance(ord, (int, float, np.integer)) and not isinstance(ord, bool)
     if not (ord is None or number or ord == "fro" or (len(axes) > 1 and ord == "nuc")):
         _fail(f"norm: unsupported ord {ord!r}")
+    if is_half(_dtype(x)):  # in float32, rounded once, as torch's: half squares overflow
+        return F.cast(norm(F.cast(x, "float32"), ord, axis, keepdims), _dtype(x))
     if ord == "fro":
         if len(axes) != 2:
             _fail(f"norm: ord='fro' needs two axes, got {len(axes)}")
