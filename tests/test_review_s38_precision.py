@@ -99,3 +99,25 @@ def test_half_norm_gradient_and_group_norm_layer_follow_float32():
     layer = gc.nn.GroupNorm(1, 2).half()
     np.testing.assert_allclose(layer(gc.tensor(x)).data.astype(np.float64),
                                want.astype(np.float64), rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype, start", [("bfloat16", 257), ("float16", 2049)])
+def test_half_arange_of_integer_bounds_rounds_each_value_as_torchs(dtype, start):
+    """arange with integer bounds in a half dtype took numpy's step from the rounded first
+    values: arange(257, 263, 1, bfloat16) was [256 258 ... 266], past stop. Each value is
+    now computed exactly and rounded, as torch's."""
+    want = torch.arange(start, start + 6, 1, dtype=getattr(torch, dtype)).float().numpy()
+    got = gc.arange(start, start + 6, 1, dtype).data
+    compiled = gc.compile(lambda d: gc.arange(start, start + 6, 1, dtype))(np.zeros(1))
+    for values in (got, compiled):
+        assert values.dtype.name == dtype
+        np.testing.assert_array_equal(values.astype(np.float32), want)
+
+
+def test_int_arange_past_its_dtype_is_a_one_line_error():
+    """arange(0, 2**40, 2**38, "int32") was numpy's raw OverflowError (and a step that does
+    not fit int32 was refused even when every value fits); values that do not fit are now a
+    GraphcError naming them, and fitting ones are made."""
+    with pytest.raises(gc.GraphcError, match="reach 824633720832, which does not fit in int32"):
+        gc.arange(0, 2**40, 2**38, "int32")
+    np.testing.assert_array_equal(gc.arange(0, 10, 2**38, "int32").data, [0])

@@ -266,12 +266,20 @@ def _arange_infer(types, start, stop, step, dtype):
         check(step == 1 and stop >= start, f"arange({start}, {stop}, {step}) with symbolic "
               "bounds needs step 1 and stop >= start")
         return TensorType((stop - start,), dtype)
-    return TensorType((len(range(start, stop, step)),), dtype)
+    count = len(range(start, stop, step))
+    if count and np.dtype(dtype).kind in "iu":
+        last, info = start + (count - 1) * step, np.iinfo(dtype)
+        check(info.min <= min(start, last) and max(start, last) <= info.max,
+              f"start {start}, stop {stop}, step {step} reach {last}, which does not fit in "
+              f"{np.dtype(dtype)}")
+    return TensorType((count,), dtype)
 
 
 @defop("arange", _arange_infer, arity=0)
 def _arange(start, stop, step, dtype):
-    return np.arange(start, stop, step, dtype=dtype)
+    # in int64, then cast: numpy's arange in a half dtype steps by its rounded first values
+    # (arange(257, 263) in bfloat16 went past stop), torch's rounds each exact value
+    return np.arange(start, stop, step, dtype=np.int64).astype(dtype, copy=False)
 
 
 def _tri_infer(types, rows, cols, k):
