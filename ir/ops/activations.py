@@ -14,7 +14,7 @@ import math
 import warnings
 
 from ..errors import user_stacklevel
-from ..types import Dim, is_float, is_real
+from ..types import Dim, is_float, is_half, is_real
 from . import api as F
 from .api import _axis, _fail, _ndim, _shape
 from .registry import apply
@@ -26,6 +26,13 @@ __all__ = ["elu", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "hardswish
 # selu's constants (Klambauer et al.; torch's)
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _rounded_once(fn, x, *args):
+    """fn of a half x computed on its float32 copy and rounded once, as torch's: each piece
+    rounded to half (hardsigmoid's x / 6 before the + 0.5, mish's tanh before the product)
+    put the result up to hundreds of ulps off."""
+    return F.cast(fn(F.cast(x, "float32"), *args), F._dtype(x))
 
 
 def _number(what, value):
@@ -50,6 +57,8 @@ def _negative_part(x):
 
 def selu(x):
     """scale * elu(x, alpha) with selu's fixed constants."""
+    if is_half(F._dtype(x)):
+        return _rounded_once(selu, x)
     return elu(x, SELU_ALPHA) * SELU_SCALE
 
 
@@ -79,6 +88,8 @@ def relu6(x):
 
 def hardsigmoid(x):
     """relu6(x + 3) / 6; the gradient 1/6 strictly between -3 and 3."""
+    if is_half(F._dtype(x)):
+        return _rounded_once(hardsigmoid, x)
     # NaN takes the middle piece: its gradient there is 0, as torch's (whose -3 < x < 3 fails)
     middle = F._no_gradient_where_nan(F.add(F.mul(x, 1.0 / 6.0), 0.5))
     return F.where(F.less_equal(x, -3.0), 0.0, F.where(F.greater_equal(x, 3.0), 1.0, middle))
@@ -97,6 +108,8 @@ def hardswish(x):
 
 def mish(x):
     """x * tanh(softplus(x)) (the smooth softplus, as torch's mish: no threshold)."""
+    if is_half(F._dtype(x)):
+        return _rounded_once(mish, x)
     return F.mul(x, F.tanh(apply("softplus", x)))
 
 
@@ -110,6 +123,8 @@ def glu(x, dim=-1):
     dim = _axis(dim, _ndim(x), "glu: dim")
     if _shape(x)[dim] % 2:
         _fail(f"glu: dim {dim} has size {_shape(x)[dim]}, which does not halve")
+    if is_half(F._dtype(x)):
+        return _rounded_once(glu, x, dim)
     a, b = F.split(x, 2, dim)
     return a * F.sigmoid(b)
 
