@@ -166,3 +166,32 @@ def test_half_composite_activations_are_rounded_once(ours, theirs, dtype):
         same = np.isfinite(exact.astype(np.float32))
         np.testing.assert_array_equal(np.isfinite(got.astype(np.float32)), same)
         assert _ulps(got[same], exact[same]).max() <= 1
+
+
+_UNFIT = [
+    (lambda: gc.pad(np.zeros(2, np.int32), 1, constant_values=2**31),
+     "pad: constant_values 2147483648 does not fit in int32"),
+    (lambda: gc.full((2,), 2**31, "int32"), "full: fill value 2147483648 does not fit in int32"),
+    (lambda: gc.full((2,), float("nan"), "int32"), "full: fill value nan is not a number int32"),
+    (lambda: gc.full((2,), "a"), "full: fill value 'a' is not a number float32"),
+    (lambda: gc.masked_fill(np.ones(2, np.float16), np.array([1, 0]), 0.0),
+     "masked_fill: mask must be a bool array"),
+]
+
+
+def test_fill_values_and_masks_that_do_not_fit_are_one_line_errors():
+    """pad of an int32 array with constant_values=2**31 wrapped silently to -2**31; full's
+    out-of-range, NaN and non-number values were numpy's raw OverflowError/ValueError; and
+    masked_fill's integer mask was blamed as "where: float scalar 0.0 meets an integer
+    tensor". Each is now one GraphcError line naming the argument, as torch's (masked_fill
+    only takes bool masks); values the dtype holds still fill (a float truncated into an
+    int dtype, as numpy's)."""
+    for call, message in _UNFIT:
+        with pytest.raises(gc.GraphcError, match=message) as error:
+            call()
+        assert len(str(error.value).splitlines()[0]) < 120
+    np.testing.assert_array_equal(gc.pad(np.zeros(1, np.int32), 1,
+                                         constant_values=-2**31).data, [-2**31, 0, -2**31])
+    np.testing.assert_array_equal(gc.full((2,), 2.7, "int32").data, [2, 2])
+    np.testing.assert_array_equal(gc.full((2,), True, "bool").data, [True, True])
+    np.testing.assert_array_equal(gc.full((2,), np.float16(2.5)).data, [2.5, 2.5])

@@ -2119,6 +2119,9 @@ def eye(n, m=None, k=0, dtype="float32"):
 
 def masked_fill(x, mask, value):
     """x where mask is False, `value` where it is True (PyTorch's masked_fill)."""
+    if _dtype(mask) != np.bool_:  # torch's rule; where would take it as a value operand
+        _fail(f"masked_fill: mask must be a bool array (True where value goes), got "
+              f"{_dtype(mask)}; compare it first (mask != 0)")
     return where(mask, value, x)
 
 
@@ -2130,11 +2133,25 @@ def full(shape, value, dtype=None):
     shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
     if hasattr(value, "shape") and not isinstance(value, (np.ndarray, np.generic)):
         return broadcast_to(value if dtype is None else cast(value, dtype), shape)
-    dtype = "float32" if dtype is None else dtype
+    dtype = as_dtype("float32" if dtype is None else dtype)
     if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
-        return apply("full", shape=shape, value=value, dtype=as_dtype(dtype))
-    return apply("full", shape=shape, value=float(value) if is_float(as_dtype(dtype))
-                 else int(value), dtype=as_dtype(dtype))
+        return apply("full", shape=shape, value=value, dtype=dtype)
+    try:
+        number = float(value) if is_float(dtype) else int(value)
+    except (TypeError, ValueError, OverflowError):  # "a", or NaN or inf for an int dtype
+        _fail(f"full: fill value {value!r} is not a number {dtype} holds")
+    check_fits_dtype("full: fill value", number, dtype)
+    return apply("full", shape=shape, value=number, dtype=dtype)
+
+
+def check_fits_dtype(what, value, dtype):
+    """One GraphcError line where an integer `dtype` cannot hold the number `value` (NaN,
+    infinite or out of range; a float in range is truncated, as numpy's), which numpy
+    would raise raw on or wrap silently."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if not (math.isfinite(value) and info.min <= int(value) <= info.max):
+            _fail(f"{what} {value!r} does not fit in {dtype}")
 
 
 def zeros(shape, dtype="float32"):

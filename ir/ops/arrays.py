@@ -562,6 +562,7 @@ def _pad_widths(pad_width, nd):
 def _pad_constant(x, axis, before, after, value):
     # numpy's: the value in x's dtype (2.5 pads an int32 x with 2, 1 a bool one with True)
     dtype = _dtype(x)
+    F.check_fits_dtype("pad: constant_values", value, dtype)
     value = np.asarray(value).astype(dtype)[()]
     # a Python number (a weak scalar: bfloat16's numpy scalar is not an operand), exact
     value = float(value) if is_float(dtype) else bool(value) if dtype == np.bool_ else int(value)
