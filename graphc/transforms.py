@@ -21,7 +21,8 @@ from ir.errors import GraphcError, TracedNumberError, user_location, user_stackl
 from ir.graph import Node, current_graph
 from ir.ops.registry import (apply, is_weak_scalar, like_dtype, lift_symbolic,
                              refuse_foreign_array)
-from ir.types import SHORT_NAMES, WIDENED_INPUTS, Dim, as_dim, is_float, is_int
+from ir.types import (FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, SHORT_NAMES, WIDENED_INPUTS, Dim,
+                      as_dim, is_float, is_int)
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients, reaching
@@ -728,6 +729,10 @@ def _specs_of(arg, key):
                                  for x, (shape, _) in zip(leaves, leaf_signatures)])
 
 
+_NUMPY_NUMBERS = (np.integer, np.bool_) + NUMPY_FLOAT_SCALARS
+_NUMBERS = (int,) + FLOAT_SCALARS
+
+
 def _is_python_number(x) -> bool:
     """Weakly typed in a compiled function's trace (ir/weak.py), as jax.jit's Python
     scalars: Python bools, ints and floats, and numpy's bool and number scalars, weak in
@@ -735,7 +740,7 @@ def _is_python_number(x) -> bool:
     arrays keep their dtype. A weak bool is still a bool where no tensor casts it (a
     predicate, a mask). So is an eager op's result from numbers alone (gc.sqrt(2.0))."""
     return type(x) in (bool, int, float, WeakTensor) or \
-        isinstance(x, (np.integer, np.floating, np.bool_))
+        isinstance(x, _NUMPY_NUMBERS)
 
 
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
@@ -1142,7 +1147,7 @@ def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
         return args
     dtype = _shared_float_dtype(args, skip=set(static) | positions)
     if dtype is None and default is not None:
-        own = [args[i].dtype for i in positions if isinstance(args[i], np.floating)]
+        own = [args[i].dtype for i in positions if isinstance(args[i], NUMPY_FLOAT_SCALARS)]
         dtype = np.result_type(*own) if own else default
     if dtype is None:
         return args
@@ -1161,7 +1166,7 @@ def _as_float_inputs(args, argnums=None, in_pytrees=False) -> tuple:
     gradient, the float leaves of pytree arguments too: weakly typed values of their own
     dtype (float64 for a Python float), as the eager runner's trace takes them, so that
     their gradients have the eager dtype (JAX's of a weakly typed float under x64)."""
-    converted = _weakly_typed(args, (float, np.floating), default=np.dtype(np.float64))
+    converted = _weakly_typed(args, FLOAT_SCALARS, default=np.dtype(np.float64))
     graph = current_graph()
     if in_pytrees and graph is not None:
         converted = tuple(_weak_float_leaves(graph, a) if isinstance(a, (tuple, list, dict))
@@ -1174,10 +1179,10 @@ def _as_float_inputs(args, argnums=None, in_pytrees=False) -> tuple:
 
 def _weak_float_leaves(graph, tree):
     leaves, structure = leaves_and_structure(tree)
-    if not any(_is_weak_scalar(x, (float, np.floating)) for x in leaves):
+    if not any(_is_weak_scalar(x, FLOAT_SCALARS) for x in leaves):
         return tree
     return unflatten(structure, [graph.weak_constant(np.asarray(x))
-                                 if _is_weak_scalar(x, (float, np.floating)) else x
+                                 if _is_weak_scalar(x, FLOAT_SCALARS) else x
                                  for x in leaves])
 
 
@@ -1186,14 +1191,14 @@ def _as_primals(args) -> tuple:
     _as_float_inputs makes them; a Python int stays a weakly typed int, as JAX's (an index:
     no tangent; a factor: it takes the other operand's float dtype), where _as_float_inputs
     made it a float64 that no index takes."""
-    return _weakly_typed(args, (float, np.floating), default=np.dtype(np.float64))
+    return _weakly_typed(args, FLOAT_SCALARS, default=np.dtype(np.float64))
 
 
 def _weak_floats(args, static) -> tuple:
     """A compiled function's float scalar arguments (Python or numpy), as jax.jit's weakly
     typed scalars: f(w32, 0.5) traces a float32 input where a float64 one would not mix with
     w32. Without a shared dtype they stay as they are; ints keep their integer meaning."""
-    return _weakly_typed(args, (float, np.floating), static)
+    return _weakly_typed(args, FLOAT_SCALARS, static)
 
 
 def split_aux(out, who):
@@ -1280,7 +1285,7 @@ def _cotangent_leaves(y, ct) -> list:
         if c is None or not hasattr(out, "dtype") or not is_float(out.dtype):
             cotangents.append(None)
             continue
-        if _is_weak_scalar(c, (int, float, np.floating)):
+        if _is_weak_scalar(c, _NUMBERS):
             c = np.asarray(c, out.dtype)
         shape, want = getattr(c, "shape", None), tuple(out.shape)
         which = "" if y_structure is None else f" for output leaf {k}"

@@ -19,6 +19,10 @@ from .errors import GraphcError, user_location
 # bfloat16 comes from ml_dtypes (as in JAX); numpy registers it as a dtype of kind "V", so
 # code asks `is_float`, never `dtype.kind == "f"`
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+# numpy's float scalars, bfloat16's too: ml_dtypes' scalar type is an np.generic, not an
+# np.floating; with Python's float, the float scalars that are weakly typed operands
+NUMPY_FLOAT_SCALARS = (np.floating, ml_dtypes.bfloat16)
+FLOAT_SCALARS = (float,) + NUMPY_FLOAT_SCALARS
 
 DTYPES = {
     "f32": np.dtype("float32"),

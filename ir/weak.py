@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import GraphcError
 from .ops.control_flow import region_feeds, regions_of
-from .types import is_float, is_int
+from .types import FLOAT_SCALARS, is_float, is_int
 
 # the ops whose operands (at these positions; None: all) must share one dtype, so that a
 # weak one takes the dtype of the others
@@ -76,7 +76,7 @@ def adopt(opname: str, inputs: list, cast, attrs=None) -> tuple[list, bool]:
         # meets them)
         floats = [np.dtype(inputs[i].dtype) for i in weak if is_float(inputs[i].dtype)]
         if floats or opname in ("div", "pow") or \
-                any(isinstance(inputs[i], (float, np.floating)) for i in values):
+                any(isinstance(inputs[i], FLOAT_SCALARS) for i in values):
             dtype = floats[0] if floats else np.dtype(np.float64)
             for i in weak:
                 if not is_float(inputs[i].dtype):

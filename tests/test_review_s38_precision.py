@@ -195,3 +195,23 @@ def test_fill_values_and_masks_that_do_not_fit_are_one_line_errors():
     np.testing.assert_array_equal(gc.full((2,), 2.7, "int32").data, [2, 2])
     np.testing.assert_array_equal(gc.full((2,), True, "bool").data, [True, True])
     np.testing.assert_array_equal(gc.full((2,), np.float16(2.5)).data, [2.5, 2.5])
+
+
+@pytest.mark.parametrize("array_dtype", ["float16", "float32", "bfloat16"])
+def test_bfloat16_numpy_scalars_are_weak_as_float16_ones(array_dtype):
+    """An ml_dtypes bfloat16 scalar (an np.generic, not an np.number) was refused eagerly
+    ("mul: cannot use a bfloat16 as a tensor operand") and was a strong bf16 0-d array
+    compiled (float16 * it: "operands must have one dtype"), where np.float16 scalars are
+    weak everywhere. It is now a weak float scalar, as np.float16's: eager, compiled and
+    under grad the result takes the array's dtype."""
+    x = np.array([1.0, 2.0], array_dtype)
+    scalar = np.array([3.0], "bfloat16")[0]
+
+    def times(a, k):
+        return a * k
+    for got in (times(gc.tensor(x), scalar).data, gc.compile(times)(x, scalar),
+                gc.grad(lambda a, k: gc.sum(a * k), argnums=1)(x, scalar)):
+        assert got.dtype.name == array_dtype
+    np.testing.assert_array_equal(times(gc.tensor(x), scalar).data.astype(np.float32), [3, 6])
+    np.testing.assert_array_equal(gc.grad(lambda a, k: gc.sum(a * k), argnums=1)(x, scalar)
+                                  .astype(np.float32), 3.0)

@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import TensorType, as_dtype, is_float, is_half
+from ..types import NUMPY_FLOAT_SCALARS, TensorType, as_dtype, is_float, is_half
 
 
 class TypeRuleError(Exception):
@@ -120,7 +120,10 @@ def get_op(name: str) -> OpDef:
 def is_weak_scalar(x):
     """Weakly typed operands: Python (and numpy) scalars. A 0-d array is a tensor with its own
     dtype, as in numpy 2, JAX and PyTorch."""
-    return isinstance(x, (bool, int, float, np.number, np.bool_))
+    return isinstance(x, _WEAK_SCALARS)
+
+
+_WEAK_SCALARS = (bool, int, float, np.number, np.bool_) + NUMPY_FLOAT_SCALARS
 
 
 def scalar_dtype(x, like, opname):
