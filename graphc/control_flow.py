@@ -32,7 +32,7 @@ from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
-from ir.types import Dim, InconclusiveDim, TensorType, is_float, is_int
+from ir.types import BFLOAT16, Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
@@ -538,10 +538,13 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
     # typed as traced: a 0.0 carry over float64 xs is float64 (it was float32 as a y, and
     # stacking it with the float64 ones failed)
     init_leaves, init_structure = leaves_and_structure(init)
-    init = unflatten(init_structure, _typed_carries(init_leaves, x_leaves))
+    init = unflatten(init_structure, [_graphc_typed(v) for v in
+                                      _typed_carries(init_leaves, x_leaves)])
+    lifted = [_graphc_typed(leaf) is not leaf for leaf in x_leaves]
     carry, ys = init, [None] * n
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
-        x = unflatten(x_structure, [_strong(leaf[t]) for leaf in x_leaves]) \
+        x = unflatten(x_structure, [Tensor(_strong(leaf[t])) if lift else _strong(leaf[t])
+                                    for leaf, lift in zip(x_leaves, lifted)]) \
             if xs is not None else None
         with _sites_within(None, construct, _BODY, t):
             carry, ys[t] = _pair(f, f(carry, x))
@@ -584,6 +587,14 @@ def _one_dtype(values):
     typed = [v for v, number in zip(values, numbers) if not number]
     dtype = F._dtype(typed[0]) if typed else np.result_type(*values)
     return [np.asarray(v, dtype) if number else v for v, number in zip(values, numbers)]
+
+
+def _graphc_typed(v):
+    """A bfloat16 numpy array as a Tensor, so that the eager body's operators promote as
+    graphc's and the traced loop's do: ml_dtypes' make bfloat16 * 1.5 a float32 (a map's
+    results were float32, a fori_loop refused its own carry); numpy's other dtypes
+    promote as graphc's."""
+    return Tensor(v) if isinstance(v, np.ndarray) and v.dtype == BFLOAT16 else v
 
 
 def _strong(v):
@@ -738,6 +749,7 @@ def while_loop(cond_fun, body_fun, init_val):
     graph = _graph_of(init_leaves)
     construct = _construct_salt(graph)
     if graph is None:
+        init_val = unflatten(init_structure, [_graphc_typed(v) for v in init_leaves])
         val, t, since = init_val, 0, op_serial()
         while True:
             with _sites_within(None, construct, _WHILE_COND, t):

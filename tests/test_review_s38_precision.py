@@ -215,3 +215,27 @@ def test_bfloat16_numpy_scalars_are_weak_as_float16_ones(array_dtype):
     np.testing.assert_array_equal(times(gc.tensor(x), scalar).data.astype(np.float32), [3, 6])
     np.testing.assert_array_equal(gc.grad(lambda a, k: gc.sum(a * k), argnums=1)(x, scalar)
                                   .astype(np.float32), 3.0)
+
+
+def test_eager_loops_over_bfloat16_arrays_promote_as_compiled_ones():
+    """The eager map, scan, fori_loop and while_loop handed a bfloat16 numpy array's rows
+    (and carry) to the body raw, where ml_dtypes' promotion made r * 2.0 a float32: an
+    eager map gave float32 where the compiled one gives bfloat16, and an eager fori_loop
+    refused its own carry ("returns the carry as (f32[3]) but it came in as (bf16[3])").
+    They are now graphc tensors, promoted as graphc's (and the compiled loop's) ops do."""
+    x = np.array([0.5, 0.25, 2.0], "bfloat16")
+
+    def mapped(x):
+        return gc.map(lambda r: r * 2.0, x)
+
+    def looped(x):
+        return gc.fori_loop(0, 3, lambda i, c: c * 1.5, x)
+
+    def whiled(x):
+        return gc.while_loop(lambda c: c[1] < 3, lambda c: (c[0] * 1.5, c[1] + 1), (x, 0))[0]
+    for fn, want in ((mapped, [1.0, 0.5, 4.0]), (looped, [1.6875, 0.84375, 6.75]),
+                     (whiled, [1.6875, 0.84375, 6.75])):
+        eager, compiled = np.asarray(fn(x)), gc.compile(fn)(x)
+        assert eager.dtype.name == compiled.dtype.name == "bfloat16"
+        np.testing.assert_array_equal(eager.astype(np.float32), want)
+        np.testing.assert_array_equal(compiled.astype(np.float32), want)
