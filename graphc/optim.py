@@ -1714,6 +1714,18 @@ def _tracks_grad(tree):
     return any(isinstance(x, Tensor) and x.requires_grad for x in _leaves(tree))
 
 
-# optax's lowercase names, in their own module (they build on Optimizer above)
-from .optax_style import (GradientTransformation, adagrad, adam, adamax, adamw,  # noqa: E402
-                          apply_updates, lion, nadam, rmsprop, sgd)
+# optax's lowercase names live in their own module, built on Optimizer above: read from it at
+# first use (PEP 562), as importing it here would make a module-level import cycle
+_OPTAX_NAMES = ("GradientTransformation", "apply_updates", "sgd", "adam", "adamw", "rmsprop",
+                "adagrad", "adamax", "nadam", "lion")
+
+
+def __getattr__(name):
+    if name in _OPTAX_NAMES:
+        from . import optax_style
+        return getattr(optax_style, name)
+    raise AttributeError(f"module 'graphc.optim' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_OPTAX_NAMES))
