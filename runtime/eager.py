@@ -221,6 +221,8 @@ class Tensor(OperatorMixin):
         term out; a result with no gradient to lose (np.allclose's bool, np.zeros_like's
         values) is given. The outermost numpy call decides (np.hstack's implementation calls
         np.atleast_1d: the refusal names np.hstack)."""
+        if func.__name__ in _REDUCTIONS and _numpy_computes(func.__name__, args, kwargs):
+            return func._implementation(*_values_of(args), **_values_of(kwargs))
         call = _NUMPY_CALL
         if call.depth or not _MODE.enabled:  # (no grad mode: nothing to lose, nothing read)
             return func._implementation(*args, **kwargs)
@@ -322,6 +324,33 @@ class _NumpyCall(threading.local):
 # numpy functions whose result holds none of their argument's values: no gradient to lose
 _READS_NO_VALUES = frozenset({"zeros_like", "ones_like", "empty_like", "full_like", "shape",
                               "ndim", "size"})
+
+
+# numpy's reductions that call the tensor's method of their name (np.std(t) is t.std(...))
+_REDUCTIONS = frozenset({"sum", "mean", "prod", "max", "min", "amax", "amin", "argmax",
+                         "argmin", "var", "std", "any", "all"})
+# numpy's keywords that graphc's methods do not take (np.std(t, where=m), np.prod(t, initial=2))
+_NUMPY_ONLY_KEYWORDS = frozenset({"where", "initial", "mean"})
+
+
+def _numpy_computes(name, args, kwargs) -> bool:
+    """Whether numpy's reduction computes from the values itself, as it did before tensors
+    had the method: with a keyword graphc's method does not take, or mean/var/std (graphc's
+    and torch's refuse integers) of an integer or bool tensor; never where a tensor that
+    requires grad would lose its gradient (the method refuses that in one line)."""
+    if not _NUMPY_ONLY_KEYWORDS.intersection(kwargs):
+        x = args[0] if args else kwargs.get("a")
+        if name not in ("mean", "var", "std") or not isinstance(x, Tensor) or is_float(x.data.dtype):
+            return False
+    return not _MODE.enabled or not any(
+        isinstance(v, Tensor) and v.requires_grad for v in (*args, *kwargs.values()))
+
+
+def _values_of(arguments):
+    """A numpy function's arguments with each tensor's values in its place."""
+    if isinstance(arguments, dict):
+        return {k: v.data if isinstance(v, Tensor) else v for k, v in arguments.items()}
+    return [v.data if isinstance(v, Tensor) else v for v in arguments]
 
 
 def _holds_floats(result) -> bool:

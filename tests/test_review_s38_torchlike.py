@@ -228,3 +228,37 @@ def test_numpy_spelling_is_unchanged_and_mixed_spellings_refused():
             (lambda: t.sum(dim=0, where=True), "sum(where=...): not taken by graphc's sum"),
             (lambda: t.prod(dim=0, correction=1), "prod(correction=...): not taken")]:
         assert_one_line_error(call, message, HERE)
+
+
+# ---- session 38's review: numpy's functions, max/min's gradient, var/std's divisor, ... -------
+def test_numpy_reductions_of_integers_and_numpys_keywords_compute_as_before():
+    """The new std method made np.std of an int or bool tensor (numpy's float64 before)
+    refuse 'var of int32 values', and np.std(t, where=...) / mean=... (numpy's before) refuse
+    the keyword. Now numpy computes those from the values, as before (np.var of integers
+    too, and any reduction given where=/initial=), unless a tensor requires grad (a one-line
+    refusal), and np.mean of integers (refused before) too; np.prod/any/all/squeeze/sum of
+    tensors stay graphc's methods (numpy's TypeError or an ndarray before)."""
+    ints = np.array([[1, 2, 3], [4, 5, 6]], np.int32)
+    floats = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 0.0]], np.float32)
+    mask = np.array([True, False, True])
+    for a in (ints, ints > 2):
+        for fn in (np.std, np.var, np.mean):
+            for kwargs in ({}, dict(axis=0), dict(keepdims=True)):
+                got, want = fn(gc.tensor(a), **kwargs), fn(a, **kwargs)
+                assert type(got) is type(want) and got.dtype == want.dtype == np.float64
+                np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.std(gc.tensor(ints), 0, ddof=1), np.std(ints, 0, ddof=1))
+    t = gc.tensor(floats)
+    for fn, kwargs in [(np.std, dict(where=mask)), (np.var, dict(where=mask)),
+                       (np.std, dict(mean=floats.mean(keepdims=True))),
+                       (np.mean, dict(where=mask)), (np.prod, dict(initial=2.0)),
+                       (np.max, dict(initial=9.0)), (np.any, dict(where=mask))]:
+        got, want = fn(t, **kwargs), fn(floats, **kwargs)
+        assert type(got) is type(want) and got.dtype == want.dtype and got == want
+    for fn, a in [(np.prod, ints), (np.any, ints), (np.all, ints > 2), (np.squeeze, floats),
+                  (np.mean, floats), (np.sum, ints > 2), (np.std, floats)]:
+        got, want = fn(gc.tensor(a)), fn(a)
+        assert isinstance(got, gc.Tensor)  # (integer products and sums keep int32)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
+    leaf = gc.tensor(floats, requires_grad=True)
+    assert_one_line_error(lambda: np.std(leaf, where=mask), "std(where=...): not taken", HERE)
