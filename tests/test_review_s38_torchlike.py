@@ -262,3 +262,23 @@ def test_numpy_reductions_of_integers_and_numpys_keywords_compute_as_before():
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
     leaf = gc.tensor(floats, requires_grad=True)
     assert_one_line_error(lambda: np.std(leaf, where=mask), "std(where=...): not taken", HERE)
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_and_min_with_dim_send_the_gradient_to_the_index(name, keepdim):
+    """x.max(dim=1).values shared the gradient among tied elements (graphc's max op), where
+    torch's goes all to the element at the index returned. Now the values are taken at the
+    indices, so the gradient follows the index, eagerly (backward()), compiled and by
+    gc.grad, as torch's."""
+    x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0], [5.0, 5.0, 5.0], [0.0, -1.0, -1.0]])
+    _torch_check(lambda v: getattr(v, name)(dim=1, keepdim=keepdim),
+                 lambda v: getattr(v, name)(dim=1, keepdim=keepdim), x)
+    _torch_check(lambda v: getattr(gc, name)(v, dim=0, keepdim=keepdim),
+                 lambda v: getattr(torch, name)(v, dim=0, keepdim=keepdim), x)
+    theirs = torch.tensor(x, requires_grad=True)
+    getattr(theirs, name)(dim=1, keepdim=keepdim).values.sum().backward()
+    ours = gc.tensor(x, requires_grad=True)
+    getattr(ours, name)(dim=1, keepdim=keepdim).values.sum().backward()
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())
+    assert ours.grad[2].tolist() == [1.0, 0.0, 0.0]

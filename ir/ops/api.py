@@ -371,8 +371,14 @@ def _values_indices(fn, x, axis, keepdims, dim, keepdim):
     if not isinstance(dim, numbers.Integral):
         _fail(f"{fn}: dim= takes one dim, as torch's, got {dim!r}; for several use axis=")
     dim = _axis(dim, _ndim(x), f"{fn}: dim")
-    values = (max if fn == "max" else min)(x, dim, keepdims)
-    return ValuesIndices(values, (argmax if fn == "max" else argmin)(x, dim, keepdims))
+    from .arrays import _take_along  # (arrays builds on this module)
+    # the values are those at the indices, so that the gradient goes to the element indexed
+    # alone, as torch's (max's own shares it among tied elements)
+    indices = (argmax if fn == "max" else argmin)(x, dim, True)
+    values = _take_along(x, indices, dim, in_range=True, name=fn)
+    if not keepdims:
+        values, indices = squeeze(values, dim), squeeze(indices, dim)
+    return ValuesIndices(values, indices)
 
 def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """The sum along `axis` (torch's `dim`); of booleans, how many are true (int64), as
