@@ -282,3 +282,24 @@ def test_max_and_min_with_dim_send_the_gradient_to_the_index(name, keepdim):
     getattr(ours, name)(dim=1, keepdim=keepdim).values.sum().backward()
     np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())
     assert ours.grad[2].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_var_and_std_spelled_with_dim_none_are_torchs():
+    """t.std(dim=None) and gc.var(x, dim=None), torch's spelling, divided by N (numpy's):
+    dim=None was taken for 'not given'. Now an explicit dim=None is torch's (N - 1), as is a
+    positional axis with another of torch's keywords (t.std(1, keepdim=True)); a positional
+    axis alone (t.std(1)) and numpy's keywords stay numpy's (N)."""
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    _torch_check(lambda v: v.std(dim=None), lambda v: v.std(dim=None), x)
+    _torch_check(lambda v: gc.var(v, dim=None), lambda v: torch.var(v, dim=None), x)
+    _torch_check(lambda v: v.var(dim=None, keepdim=True), lambda v: v.var(dim=None,
+                                                                          keepdim=True), x)
+    _torch_check(lambda v: v.std(1, keepdim=True), lambda v: v.std(1, keepdim=True), x)
+    _torch_check(lambda v: gc.std(v, 0, unbiased=False), lambda v: v.std(0, unbiased=False), x)
+    t = gc.tensor(x)
+    np.testing.assert_allclose(np.asarray(t.std(1)), x.std(1), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(gc.var(x, None)), x.var(), rtol=1e-12)
+    assert_one_line_error(lambda: t.var(0, dim=None),
+                          "var: both axis= (numpy's) and dim= (torch's) given", HERE)
+    assert_one_line_error(lambda: t.squeeze(0, axis=0),
+                          "squeeze: both axis= (numpy's) and dim= (torch's) given", HERE)

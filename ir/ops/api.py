@@ -96,6 +96,28 @@ class _Default(int):
 _AXIS_0, _AXIS_LAST, DDOF_0 = _Default(0), _Default(-1), _Default(0)
 
 
+class _NoDim:
+    """The default of torch's dim=: not given (an explicit dim=None is torch's spelling of
+    every dim, which makes var and std torch's)."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<dim not given>"
+
+
+NO_DIM = _NoDim()
+
+
+def _axis_or_dim(fn, axis, dim, default):
+    """numpy's `axis` or torch's `dim`, whichever was given (`axis` is given unless it is
+    `default`); both is refused."""
+    if dim is NO_DIM:
+        return axis
+    if axis is not default:
+        _fail(f"{fn}: both axis= (numpy's) and dim= (torch's) given; pass one")
+    return dim
+
+
 def _axis(axis, ndim, what="axis"):
     if not isinstance(axis, numbers.Integral):  # None, "1", 1.5: one line, not a TypeError
         _fail(f"{what} must be an int, got {axis!r}")
@@ -344,10 +366,7 @@ astype = cast
 # ---- reductions -----------------------------------------------------------------------------
 def _torch_axes(fn, axis, keepdims, dim, keepdim):
     """torch's dim= and keepdim= in numpy's axis= and keepdims= places: one of each pair."""
-    if dim is not None:
-        if axis is not None:
-            _fail(f"{fn}: both axis= (numpy's) and dim= (torch's) given; pass one")
-        axis = dim
+    axis = _axis_or_dim(fn, axis, dim, None)
     if keepdim is not None:
         if keepdims is not False:
             _fail(f"{fn}: both keepdims= (numpy's) and keepdim= (torch's) given; pass one")
@@ -366,7 +385,7 @@ def _values_indices(fn, x, axis, keepdims, dim, keepdim):
     """torch.max(x, dim=...) and torch.min's (values, indices); without dim= (keepdim=
     alone) the values, as numpy's."""
     axis, keepdims = _torch_axes(fn, axis, keepdims, dim, keepdim)
-    if dim is None:
+    if dim is NO_DIM or dim is None:
         return (max if fn == "max" else min)(x, axis, keepdims)
     if not isinstance(dim, numbers.Integral):
         _fail(f"{fn}: dim= takes one dim, as torch's, got {dim!r}; for several use axis=")
@@ -380,21 +399,21 @@ def _values_indices(fn, x, axis, keepdims, dim, keepdim):
         values, indices = squeeze(values, dim), squeeze(indices, dim)
     return ValuesIndices(values, indices)
 
-def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def sum(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The sum along `axis` (torch's `dim`); of booleans, how many are true (int64), as
     numpy's and torch's (the op itself keeps its operand's dtype: a bool sum would be a
     logical or)."""
-    if dim is not None or keepdim is not None:  # torch's spelling
+    if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("sum", axis, keepdims, dim, keepdim)
     if _dtype(x) == np.bool_:
         x = cast(x, "int64")
     return apply("sum", x, axes=_axes(axis, _ndim(x)), keepdims=bool(keepdims))
 
 
-def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def max(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The largest element along `axis`, as numpy's; with torch's `dim=`, torch.max's
     (values, indices) pair (ValuesIndices)."""
-    if dim is not None or keepdim is not None:
+    if dim is not NO_DIM or keepdim is not None:
         return _values_indices("max", x, axis, keepdims, dim, keepdim)
     return apply("max", x, axes=_axes(axis, _ndim(x)), keepdims=bool(keepdims))
 
@@ -407,10 +426,10 @@ def _refuse_empty(x, axis, what):
             _fail(f"{what} over axis {a} of size 0: an empty axis has no smallest element")
 
 
-def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def min(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The smallest element along `axis`, as numpy's; with torch's `dim=`, torch.min's
     (values, indices) pair (ValuesIndices)."""
-    if dim is not None or keepdim is not None:
+    if dim is not NO_DIM or keepdim is not None:
         return _values_indices("min", x, axis, keepdims, dim, keepdim)
     _refuse_empty(x, axis, "min")
     if is_float(_dtype(x)):
@@ -422,12 +441,12 @@ def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     return sub(-1, max(sub(-1, x), axis, keepdims))
 
 
-def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def argmax(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The index of the largest element along `axis` (torch's `dim`; int64), the first on
     ties and the first NaN where there is one, as numpy's; axis=None: into the flattened
     array. Built from max, a comparison and an integer min, so it has every op's lowering and
     batching rule; it carries no gradient (an index)."""
-    if dim is not None or keepdim is not None:  # torch's spelling
+    if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("argmax", axis, keepdims, dim, keepdim)
     if axis is None:
         flat = reshape(x, (-1,))
@@ -451,10 +470,10 @@ def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     return min(where(hits, positions, missing), ax, keepdims)
 
 
-def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def argmin(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The index of the smallest element along `axis` (torch's `dim`), as numpy's (see
     argmax)."""
-    if dim is not None or keepdim is not None:  # torch's spelling
+    if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("argmin", axis, keepdims, dim, keepdim)
     if not isinstance(axis, (tuple, list)):
         _refuse_empty(x, axis, "argmin")
@@ -466,8 +485,8 @@ def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     return argmax(sub(-1, x), axis, keepdims)  # (reverses every integer's order, see min)
 
 
-def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    if dim is not None or keepdim is not None:  # torch's spelling
+def mean(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
+    if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("mean", axis, keepdims, dim, keepdim)
     axes = _axes(axis, _ndim(x))
     count = math.prod(_shape(x)[a] for a in axes)
@@ -483,13 +502,13 @@ def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     return div(sum(x, axes, keepdims), float(count) if count else math.nan)
 
 
-def var(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=None, keepdim=None,
+def var(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
     """The variance, divided by N - ddof (ddof=0, numpy's and JAX's default). Spelled as
     torch's (dim=, keepdim=, correction= or unbiased=), torch's: divided by N - correction,
     1 unless given (unbiased=False: 0). A half x is computed in float32 (its squares overflow
     or underflow in half), as torch's."""
-    if dim is not None or keepdim is not None or correction is not None \
+    if dim is not NO_DIM or keepdim is not None or correction is not None \
             or unbiased is not None:
         axis, keepdims = _torch_axes("var", axis, keepdims, dim, keepdim)
         ddof = _torch_correction("var", ddof, correction, unbiased)
@@ -516,10 +535,10 @@ def var(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=None, keepdim=None,
     return mean(squares, axes, keepdims) * math.inf
 
 
-def std(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=None, keepdim=None,
+def std(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=NO_DIM, keepdim=None,
         correction=None, unbiased=None):
     """The square root of var (numpy's, or torch's when spelled as torch's: see var)."""
-    if dim is not None or keepdim is not None or correction is not None \
+    if dim is not NO_DIM or keepdim is not None or correction is not None \
             or unbiased is not None:
         axis, keepdims = _torch_axes("std", axis, keepdims, dim, keepdim)
         ddof = _torch_correction("std", ddof, correction, unbiased)
@@ -543,11 +562,11 @@ def _torch_correction(fn, ddof, correction, unbiased):
     return 1 if unbiased is None else int(bool(unbiased))
 
 
-def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def logsumexp(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """log(sum(exp(x))) over `axis` (torch's `dim`) without overflow: shifted by the
     maximum, as JAX's (an infinite maximum shifts by 0, so all -inf gives -inf and an inf
     gives inf)."""
-    if dim is not None or keepdim is not None:  # torch's spelling
+    if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("logsumexp", axis, keepdims, dim, keepdim)
     axes = _axes(axis, _ndim(x))
     count = math.prod(_shape(x)[a] for a in axes)
@@ -561,19 +580,19 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
                                                    if i not in axes))
 
 
-def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def any(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """Whether any element along `axis` (torch's `dim`) is true (non-zero); False over no
     elements."""
-    if dim is not None or keepdim is not None:  # torch's spelling
+    if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("any", axis, keepdims, dim, keepdim)
     truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
     return greater(sum(cast(truth, "int64"), axis, keepdims), 0)
 
 
-def all(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def all(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """Whether every element along `axis` (torch's `dim`) is true (non-zero); True over no
     elements."""
-    if dim is not None or keepdim is not None:  # torch's spelling
+    if dim is not NO_DIM or keepdim is not None:  # torch's spelling
         axis, keepdims = _torch_axes("all", axis, keepdims, dim, keepdim)
     truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
     return equal(sum(cast(logical_not(truth), "int64"), axis, keepdims), 0)
@@ -688,9 +707,8 @@ def _may_be_one(d) -> bool:
 def squeeze(x, axis=None, *, dim=None):
     """numpy's squeeze: `axis` must name axes of size 1. torch's, with `dim=` (the Tensor
     method's place too): a named dim of another size is left as it is."""
-    if dim is not None:
-        if axis is not None:
-            _fail("squeeze: both axis= (numpy's) and dim= (torch's) given; pass one")
+    if dim is not None:  # (None: every dim of size 1, numpy's and torch's alike)
+        dim = _axis_or_dim("squeeze", axis, dim, None)
         shape = _shape(x)
         dims = [_axis(d, len(shape), "squeeze: dim") for d in
                 (dim if _iterable(dim) else (dim,))] if shape else ()
@@ -862,16 +880,7 @@ def slice_length(start, stop, step):
     return len(range(start, stop, step))
 
 
-def _axis_or_dim(fn, axis, dim, default):
-    """numpy's `axis` or torch's `dim`, whichever was given; both is refused."""
-    if dim is None:
-        return axis
-    if axis is not default:
-        _fail(f"{fn}: both axis= (numpy's) and dim= (torch's) given; pass one")
-    return dim
-
-
-def concat(xs, axis=_AXIS_0, *, dim=None):
+def concat(xs, axis=_AXIS_0, *, dim=NO_DIM):
     """numpy's concatenate along `axis`, torch.cat along `dim` (gc.cat): one of them, 0
     unless given."""
     axis = _axis_or_dim("concat", axis, dim, _AXIS_0)
@@ -886,7 +895,7 @@ def concat(xs, axis=_AXIS_0, *, dim=None):
 concatenate = cat = concat
 
 
-def stack(xs, axis=_AXIS_0, *, dim=None):
+def stack(xs, axis=_AXIS_0, *, dim=NO_DIM):
     """numpy's and torch's stack along a new `axis` (numpy's) or `dim` (torch's), 0 unless
     given."""
     axis = _axis_or_dim("stack", axis, dim, _AXIS_0)
@@ -1209,16 +1218,16 @@ def _broadcast_shape(shapes, spec):
 
 
 # ---- neural-network functions ----------------------------------------------------------------
-def softmax(x, axis=_AXIS_LAST, *, dim=None):
+def softmax(x, axis=_AXIS_LAST, *, dim=NO_DIM):
     """Softmax along `axis` (torch's `dim`), the last unless given."""
-    if dim is not None:
+    if dim is not NO_DIM:
         axis = _axis_or_dim("softmax", axis, dim, _AXIS_LAST)
     return apply("softmax", x, axis=_axis(axis, _ndim(x)))
 
 
-def log_softmax(x, axis=_AXIS_LAST, *, dim=None):
+def log_softmax(x, axis=_AXIS_LAST, *, dim=NO_DIM):
     """log(softmax(x)) along `axis` (torch's `dim`), the last unless given."""
-    if dim is not None:
+    if dim is not NO_DIM:
         axis = _axis_or_dim("log_softmax", axis, dim, _AXIS_LAST)
     return apply("log_softmax", x, axis=_axis(axis, _ndim(x)))
 

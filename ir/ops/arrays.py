@@ -17,7 +17,7 @@ import numpy as np
 
 from ..types import Dim, TensorType, as_dtype, is_float, is_half
 from . import api as F
-from .api import _axis, _dtype, _fail, _ndim, _shape, _whole
+from .api import NO_DIM, _axis, _dtype, _fail, _ndim, _shape, _whole
 from .registry import SymbolicValue, apply, check, defop
 
 __all__ = ["pad", "flip", "roll", "tile", "repeat", "moveaxis", "prod", "cumprod",
@@ -145,11 +145,11 @@ def repeat(x, repeats, axis=None):
 
 
 # ---- products -------------------------------------------------------------------------------
-def prod(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def prod(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """numpy's prod (torch's with `dim=`, `keepdim=`). A tree of pairwise products (log2 of
     the axis' length multiplications), so its gradient is exact where an element is zero,
     which x / prod's is not."""
-    if dim is not None or keepdim is not None:
+    if dim is not NO_DIM or keepdim is not None:
         axis, keepdims = F._torch_axes("prod", axis, keepdims, dim, keepdim)
     nd = _ndim(x)
     if _dtype(x) == np.bool_:
@@ -379,13 +379,13 @@ def top_k(x, k):
 
 
 # ---- norms and small helpers ------------------------------------------------------------------
-def norm(x, ord=None, axis=None, keepdims=False, *, dim=None, keepdim=None):
+def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """numpy.linalg.norm / torch.linalg.norm for vectors: ord None or 2 (Euclidean), 1, inf,
     -inf, 0 (non-zero count) or any p > 0, over `axis` (torch's `dim`; None: every element,
     as a vector); and the matrix Frobenius norm, ord="fro" over two axes. The gradient at a
     zero vector (and a p-norm's at a zero element) is 0, as PyTorch's (pow's alone would be
     NaN there)."""
-    if dim is not None or keepdim is not None:
+    if dim is not NO_DIM or keepdim is not None:
         axis, keepdims = F._torch_axes("norm", axis, keepdims, dim, keepdim)
     nd = _ndim(x)
     axes = _axis_set(axis, nd, "norm")

@@ -98,17 +98,17 @@ class OperatorMixin:
         return _reduce(api.any, "any", self, axis, keepdims, None, out, torchs)
     def all(self, axis=None, keepdims=False, *, out=None, **torchs):
         return _reduce(api.all, "all", self, axis, keepdims, None, out, torchs)
-    def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    def logsumexp(self, axis=None, keepdims=False, *, dim=api.NO_DIM, keepdim=None):
         return api.logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
-    def norm(self, ord=None, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    def norm(self, ord=None, axis=None, keepdims=False, *, dim=api.NO_DIM, keepdim=None):
         return arrays.norm(self, ord, axis, keepdims, dim=dim, keepdim=keepdim)
     def astype(self, dtype): return api.cast(self, dtype)
     def exp(self): return api.exp(self)
     def log(self): return api.log(self)
     def sqrt(self): return api.sqrt(self)
     def tanh(self): return api.tanh(self)
-    def softmax(self, axis=api._AXIS_LAST, *, dim=None): return api.softmax(self, axis, dim=dim)
-    def log_softmax(self, axis=api._AXIS_LAST, *, dim=None):
+    def softmax(self, axis=api._AXIS_LAST, *, dim=api.NO_DIM): return api.softmax(self, axis, dim=dim)
+    def log_softmax(self, axis=api._AXIS_LAST, *, dim=api.NO_DIM):
         return api.log_softmax(self, axis, dim=dim)
 
 
