@@ -303,3 +303,26 @@ def test_var_and_std_spelled_with_dim_none_are_torchs():
                           "var: both axis= (numpy's) and dim= (torch's) given", HERE)
     assert_one_line_error(lambda: t.squeeze(0, axis=0),
                           "squeeze: both axis= (numpy's) and dim= (torch's) given", HERE)
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "var", "std", "norm"])
+@pytest.mark.parametrize("empty", [(), []])
+def test_an_empty_dim_reduces_every_dim_as_torchs(name, empty):
+    """x.sum(dim=()) reduced nothing (numpy's axis=()), where torch 2's reduces every dim.
+    Now an empty dim= reduces every dim, as torch's, eager and compiled (sum's and mean's
+    gradients as torch's); numpy's axis=() still reduces none, and so do any/all's dim=(), as torch's."""
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    if name in ("sum", "mean"):  # (torch's var, std and norm have an inf gradient here)
+        _torch_check(lambda v: getattr(v, name)(dim=empty),
+                     lambda v: getattr(v, name)(dim=empty), x)
+    expected = getattr(torch, name)(torch.tensor(x), dim=empty, keepdim=True).numpy()
+    np.testing.assert_allclose(np.asarray(getattr(gc, name)(x, dim=empty, keepdim=True)),
+                               expected, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(getattr(gc.tensor(x), name)(dim=empty)),
+                               getattr(torch.tensor(x), name)(dim=empty).numpy(), rtol=1e-12)
+    if name != "norm":
+        np.testing.assert_allclose(np.asarray(getattr(gc.tensor(x), name)(axis=())),
+                                   getattr(np, name)(x, axis=()))
+    for logical in ("any", "all"):
+        np.testing.assert_array_equal(np.asarray(getattr(gc.tensor(x > 0), logical)(dim=empty)),
+                                      getattr(torch.tensor(x > 0), logical)(dim=empty).numpy())

@@ -364,9 +364,13 @@ astype = cast
 
 
 # ---- reductions -----------------------------------------------------------------------------
-def _torch_axes(fn, axis, keepdims, dim, keepdim):
-    """torch's dim= and keepdim= in numpy's axis= and keepdims= places: one of each pair."""
+def _torch_axes(fn, axis, keepdims, dim, keepdim, empty_dim_is_every_dim=True):
+    """torch's dim= and keepdim= in numpy's axis= and keepdims= places: one of each pair.
+    An empty dim (dim=(), dim=[]) reduces every dim, as torch's sum, mean, var and norm
+    (numpy's axis=() reduces none, as torch's any and all: empty_dim_is_every_dim=False)."""
     axis = _axis_or_dim(fn, axis, dim, None)
+    if empty_dim_is_every_dim and isinstance(dim, (tuple, list)) and not dim:
+        axis = None
     if keepdim is not None:
         if keepdims is not False:
             _fail(f"{fn}: both keepdims= (numpy's) and keepdim= (torch's) given; pass one")
@@ -584,7 +588,7 @@ def any(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """Whether any element along `axis` (torch's `dim`) is true (non-zero); False over no
     elements."""
     if dim is not NO_DIM or keepdim is not None:  # torch's spelling
-        axis, keepdims = _torch_axes("any", axis, keepdims, dim, keepdim)
+        axis, keepdims = _torch_axes("any", axis, keepdims, dim, keepdim, False)
     truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
     return greater(sum(cast(truth, "int64"), axis, keepdims), 0)
 
@@ -593,7 +597,7 @@ def all(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """Whether every element along `axis` (torch's `dim`) is true (non-zero); True over no
     elements."""
     if dim is not NO_DIM or keepdim is not None:  # torch's spelling
-        axis, keepdims = _torch_axes("all", axis, keepdims, dim, keepdim)
+        axis, keepdims = _torch_axes("all", axis, keepdims, dim, keepdim, False)
     truth = x if _dtype(x) == np.bool_ else not_equal(x, 0)
     return equal(sum(cast(logical_not(truth), "int64"), axis, keepdims), 0)
 
