@@ -326,3 +326,29 @@ def test_an_empty_dim_reduces_every_dim_as_torchs(name, empty):
     for logical in ("any", "all"):
         np.testing.assert_array_equal(np.asarray(getattr(gc.tensor(x > 0), logical)(dim=empty)),
                                       getattr(torch.tensor(x > 0), logical)(dim=empty).numpy())
+
+
+@pytest.mark.parametrize("kwargs", [dict(p=1, dim=1), dict(p=1), dict(p=2, dim=0, keepdim=True),
+                                    dict(p=float("inf"), dim=1), dict(p="fro"),
+                                    dict(p=3, dim=(0, 1))])
+def test_norm_takes_torchs_p(kwargs):
+    """t.norm(p=1, dim=1) and gc.norm(t, p=1) raised Python's TypeError: now torch's p= is
+    taken in ord's place, torch.norm's vector norm over the dims given ('fro': the
+    Euclidean), with torch's values and float64 gradients, eager and compiled."""
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    _torch_check(lambda v: v.norm(**kwargs), lambda v: v.norm(**kwargs), x)
+    _torch_check(lambda v: gc.norm(v, **kwargs), lambda v: torch.norm(v, **kwargs), x)
+
+
+def test_norm_with_ord_and_p_and_a_dtype_view_are_one_line_errors():
+    """t.norm(1, p=1) (numpy's ord and torch's p) and t.view(np.float32) (torch's view as a
+    dtype) raised Python's TypeError; now each is one line saying what to do."""
+    t = gc.tensor(np.ones((2, 3)))
+    assert_one_line_error(lambda: t.norm(1, p=1),
+                          "norm: both ord= (numpy's) and p= (torch's) given; pass one", HERE)
+    assert_one_line_error(lambda: gc.norm(t, ord=2, p=2), "norm: both ord=", HERE)
+    for dtype in (np.float32, "float32", np.dtype(np.float32)):
+        assert_one_line_error(lambda: t.view(dtype), "view(float32): a view as another dtype "
+                              "is not supported; use .astype(dtype)", HERE)
+    assert_one_line_error(lambda: gc.compile(lambda v: v.view(np.int32))(np.ones(3)),
+                          "view(int32): a view as another dtype", HERE)

@@ -379,14 +379,19 @@ def top_k(x, k):
 
 
 # ---- norms and small helpers ------------------------------------------------------------------
-def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
+def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None, p=None):
     """numpy.linalg.norm / torch.linalg.norm for vectors: ord None or 2 (Euclidean), 1, inf,
     -inf, 0 (non-zero count) or any p > 0, over `axis` (torch's `dim`; None: every element,
-    as a vector); and the matrix Frobenius norm, ord="fro" over two axes. The gradient at a
-    zero vector (and a p-norm's at a zero element) is 0, as PyTorch's (pow's alone would be
-    NaN there)."""
+    as a vector); and the matrix Frobenius norm, ord="fro" over two axes. torch.norm's `p`
+    in ord's place is the vector norm over every dim given ("fro": the Euclidean). The
+    gradient at a zero vector (and a p-norm's at a zero element) is 0, as PyTorch's (pow's
+    alone would be NaN there)."""
     if dim is not NO_DIM or keepdim is not None:
         axis, keepdims = F._torch_axes("norm", axis, keepdims, dim, keepdim)
+    if p is not None:
+        if ord is not None:
+            _fail("norm: both ord= (numpy's) and p= (torch's) given; pass one")
+        ord = None if isinstance(p, str) and p == "fro" else p
     nd = _ndim(x)
     axes = _axis_set(axis, nd, "norm")
     number = isinstance(ord, (int, float, np.integer)) and not isinstance(ord, bool)
@@ -398,7 +403,7 @@ def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
         if len(axes) != 2:
             _fail(f"norm: ord='fro' needs two axes, got {len(axes)}")
         ord = 2
-    elif len(axes) > 1 and ord is not None:
+    elif len(axes) > 1 and ord is not None and not (p is not None and number):
         # numpy and torch take ord over two axes (or axis=None of a 2-d value) as a matrix
         # norm (ord=1: the largest column sum), not the vector norm of every element
         _fail(f"norm: ord={ord!r} over several axes; only the Euclidean (None) and 'fro' "

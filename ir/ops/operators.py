@@ -1,6 +1,8 @@
 """Python operator overloading shared by symbolic nodes and eager tensors."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import GraphcError, user_location
 from . import api, arrays
 
@@ -49,7 +51,13 @@ class OperatorMixin:
 
     def reshape(self, *shape): return api.reshape(self, *shape)
     # torch's Tensor methods (`size` stays numpy's element count, a property)
-    def view(self, *shape): return api.reshape(self, *shape)
+    def view(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (type, str, np.dtype)):
+            # torch's view(dtype) reinterprets the bits, which graphc's values cannot
+            raise GraphcError(f"view({_dtype_name(shape[0])}): a view as another dtype is not "
+                              "supported; use .astype(dtype) for a cast of the values",
+                              (user_location(),))
+        return api.reshape(self, *shape)
     def permute(self, *dims): return api.permute(self, *dims)
     def unsqueeze(self, dim): return api.unsqueeze(self, dim)
     def squeeze(self, dim=None, *, axis=None): return api.squeeze(self, axis, dim=dim)
@@ -100,8 +108,9 @@ class OperatorMixin:
         return _reduce(api.all, "all", self, axis, keepdims, None, out, torchs)
     def logsumexp(self, axis=None, keepdims=False, *, dim=api.NO_DIM, keepdim=None):
         return api.logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
-    def norm(self, ord=None, axis=None, keepdims=False, *, dim=api.NO_DIM, keepdim=None):
-        return arrays.norm(self, ord, axis, keepdims, dim=dim, keepdim=keepdim)
+    def norm(self, ord=None, axis=None, keepdims=False, *, dim=api.NO_DIM, keepdim=None,
+             p=None):
+        return arrays.norm(self, ord, axis, keepdims, dim=dim, keepdim=keepdim, p=p)
     def astype(self, dtype): return api.cast(self, dtype)
     def exp(self): return api.exp(self)
     def log(self): return api.log(self)
@@ -110,6 +119,10 @@ class OperatorMixin:
     def softmax(self, axis=api._AXIS_LAST, *, dim=api.NO_DIM): return api.softmax(self, axis, dim=dim)
     def log_softmax(self, axis=api._AXIS_LAST, *, dim=api.NO_DIM):
         return api.log_softmax(self, axis, dim=dim)
+
+
+def _dtype_name(dtype):
+    return dtype if isinstance(dtype, str) else getattr(dtype, "__name__", str(dtype))
 
 
 _TORCHS = frozenset(("dim", "keepdim"))
