@@ -56,6 +56,9 @@ def manual_seed(seed: int) -> None:
     again (torch.manual_seed; also `gc.manual_seed`)."""
     if not is_int(seed):
         raise GraphcError(f"manual_seed: seed must be an int, got {seed!r}", (user_location(),))
+    if not -2**63 <= seed < 2**64:  # torch's range: a signed or unsigned 64-bit int
+        raise GraphcError(f"manual_seed: seed {seed} is out of range [-2**63, 2**64), as "
+                          "torch's", (user_location(),))
     # a negative seed is torch's too: the same 64-bit pattern (numpy's default_rng refuses it)
     _GENERATOR[0] = np.random.default_rng(int(seed) % 2**64 if seed < 0 else int(seed))
     if F.EAGER_DROPOUT.salt_scope is None:

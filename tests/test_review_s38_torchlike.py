@@ -352,3 +352,28 @@ def test_norm_with_ord_and_p_and_a_dtype_view_are_one_line_errors():
                               "is not supported; use .astype(dtype)", HERE)
     assert_one_line_error(lambda: gc.compile(lambda v: v.view(np.int32))(np.ones(3)),
                           "view(int32): a view as another dtype", HERE)
+
+
+def test_manual_seed_refuses_torchs_out_of_range_seeds_and_keeps_an_rng_key_blocks_masks():
+    """gc.manual_seed(2**70) and (-2**70) were taken (reduced modulo 2**64) where torch
+    refuses a seed outside [-2**63, 2**64): now they are one-line errors, the range's ends
+    taken. Inside a `with gc.nn.rng_key(k):` block manual_seed leaves the block's masks
+    (its key and count) as they are, as README says."""
+    for seed in (2**64, 2**70, -2**63 - 1, -2**70):
+        assert_one_line_error(lambda: gc.manual_seed(seed),
+                              f"manual_seed: seed {seed} is out of range [-2**63, 2**64)", HERE)
+    gc.manual_seed(2**64 - 1)
+    gc.manual_seed(-2**63)
+    x = np.ones((4, 16), np.float32)
+    drop = gc.nn.Dropout(0.5)
+
+    def block_masks(reseed_inside):
+        gc.manual_seed(3)
+        with gc.nn.rng_key(7):
+            first = np.asarray(drop(x))
+            if reseed_inside:
+                gc.manual_seed(3)
+            return first, np.asarray(drop(x))
+    plain, reseeded = block_masks(False), block_masks(True)
+    np.testing.assert_array_equal(plain[1], reseeded[1])
+    assert not np.array_equal(plain[0], plain[1])
