@@ -377,3 +377,18 @@ def test_manual_seed_refuses_torchs_out_of_range_seeds_and_keeps_an_rng_key_bloc
     plain, reseeded = block_masks(False), block_masks(True)
     np.testing.assert_array_equal(plain[1], reseeded[1])
     assert not np.array_equal(plain[0], plain[1])
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dim", [0, -1])
+def test_softmax_of_a_0d_value_is_torchs(name, dim):
+    """x.softmax(dim=0) and gc.softmax of a 0-d value failed with an op-level message (softmin
+    worked): now softmax gives 1 and log_softmax 0, as torch's, with torch's gradient (0),
+    eager and compiled; a dim out of a 0-d value's range is a one-line error."""
+    x = np.array(0.7)
+    _torch_check(lambda v: getattr(v * 2, name)(dim=dim), lambda v: getattr(v * 2, name)(dim),
+                 x)
+    _torch_check(lambda v: getattr(gc, name)(v, dim), lambda v: getattr(torch, name)(v, dim), x)
+    assert float(getattr(gc, name)(gc.tensor(x))) == (1.0 if name == "softmax" else 0.0)
+    assert_one_line_error(lambda: getattr(gc.tensor(x), name)(dim=1),
+                          f"{name}: dim 1 is out of range for a 0-d value (0 or -1", HERE)

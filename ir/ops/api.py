@@ -1226,14 +1226,26 @@ def softmax(x, axis=_AXIS_LAST, *, dim=NO_DIM):
     """Softmax along `axis` (torch's `dim`), the last unless given."""
     if dim is not NO_DIM:
         axis = _axis_or_dim("softmax", axis, dim, _AXIS_LAST)
-    return apply("softmax", x, axis=_axis(axis, _ndim(x)))
+    return _softmax_op("softmax", x, axis)
 
 
 def log_softmax(x, axis=_AXIS_LAST, *, dim=NO_DIM):
     """log(softmax(x)) along `axis` (torch's `dim`), the last unless given."""
     if dim is not NO_DIM:
         axis = _axis_or_dim("log_softmax", axis, dim, _AXIS_LAST)
-    return apply("log_softmax", x, axis=_axis(axis, _ndim(x)))
+    return _softmax_op("log_softmax", x, axis)
+
+
+def _softmax_op(op, x, axis):
+    """softmax's or log_softmax's op along `axis`; a 0-d x as one element (1, or 0 for
+    log_softmax), as torch's, taking the dims 0 and -1."""
+    nd = _ndim(x)
+    if not nd:
+        if isinstance(axis, numbers.Integral) and axis not in (0, -1):
+            _fail(f"{op}: dim {axis} is out of range for a 0-d value (0 or -1, as torch's)")
+        _axis(axis, 1, f"{op}: dim")  # (refuses a dim that is no int)
+        return reshape(apply(op, reshape(x, (1,)), axis=0), ())
+    return apply(op, x, axis=_axis(axis, nd))
 
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
