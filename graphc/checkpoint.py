@@ -46,13 +46,6 @@ def save(path: str, arrays: dict, meta: dict) -> None:
                                   "numeric one; a checkpoint holds arrays of numbers (an entry "
                                   "of None, an empty subtree, is left out)")
         payload[name] = _as_stored(a)
-    # .npy has no bfloat16: the header names the arrays stored as its bits, so that a reader
-    # without the model (load_params) gives them back as bfloat16, not uint16
-    bfloat16 = [name for name, a in arrays.items()
-                if a is not None and np.asarray(a).dtype == BFLOAT16]
-    meta = {k: v for k, v in meta.items() if k != "bfloat16_arrays"}
-    if bfloat16:
-        meta["bfloat16_arrays"] = bfloat16
     check_writable(path, "checkpoint")
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -80,8 +73,7 @@ def save(path: str, arrays: dict, meta: dict) -> None:
 MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data position hold
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
-              "updates_behind", "optimizer_record", "gradient_accumulation_steps",
-              "bfloat16_arrays")
+              "updates_behind", "optimizer_record", "gradient_accumulation_steps")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
 # how long it trains (extending a run), how often and on how many batches it evaluates, and
 # the precision (switching to fp16-mixed starts a fresh loss scale, as GradScaler's). Every
@@ -227,7 +219,8 @@ def json_header(meta: dict) -> bytes:
 
 
 # .npy has no bfloat16 (numpy would write it as raw 2-byte voids): a bfloat16 array is stored
-# as its bits, uint16, and read back as bfloat16 where the model says the array is one
+# as its bits, uint16, and read back as bfloat16 where the model says the array is one; read
+# without the model, a uint16 array is one too (graphc has no uint16 parameters or buffers)
 def _stored_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype("<u2") if dtype == BFLOAT16 else dtype
 
@@ -312,11 +305,7 @@ def load_saved(path: str, prefixes=("param/",)):
     naming the file, for any bad file."""
     def expected(meta, members):
         _check_common_meta(meta, path)
-        bfloat16 = meta.get("bfloat16_arrays", [])
-        if not isinstance(bfloat16, list) or not all(isinstance(n, str) for n in bfloat16):
-            raise CheckpointError(f"checkpoint {path!r}: header field bfloat16_arrays must be "
-                                  f"a list of array names, got {bfloat16!r}"[:300])
-        return {name: (None, BFLOAT16 if name in bfloat16 else None)
+        return {name: (None, None)
                 for name in (m[:-len(".npy")] for m in members if m.endswith(".npy"))
                 if name.startswith(prefixes)}
     return _read(path, expected)
@@ -480,11 +469,12 @@ def _open_member(zf, info, what, path):
 
 def _read_array(zf, info, key, shape, dtype, path):
     """The array of member `info`, which must be `dtype`[`shape`]; a shape of None takes the
-    shape its .npy header declares, and a dtype of None (with it) the dtype too."""
+    shape and dtype its .npy header declares (uint16: bfloat16's bits, as bfloat16)."""
     with _open_member(zf, info, key, path) as fh:
         got_shape, got_dtype, offset = _npy_header(fh, key, path)
         if shape is None:  # read without the model: as the file declares, if numbers
-            shape, dtype = got_shape, got_dtype if dtype is None else dtype
+            shape = got_shape
+            dtype = BFLOAT16 if got_dtype == _stored_dtype(BFLOAT16) else got_dtype
             if got_dtype.kind not in "biufc":  # (np.isfinite raised TypeError on a date)
                 raise CheckpointError(f"checkpoint {path!r}: {key} is {got_dtype}, not an "
                                       "array of numbers")

@@ -2,6 +2,7 @@
 the GPT checkpoint reader's extra members, and non-float parameters; each test failed before
 its fix."""
 
+import json
 import zipfile
 
 import numpy as np
@@ -65,7 +66,7 @@ def test_load_params_reads_a_trainer_checkpoint_without_a_trainer(tmp_path):
 
 def test_load_params_keeps_each_saved_dtype(tmp_path):
     """Each parameter comes back in the dtype it was saved with: float64 as float64 and
-    bfloat16 (stored as its bits, uint16) as bfloat16, recorded in the header."""
+    bfloat16 (stored as its bits, uint16) as bfloat16."""
     params = {"w": np.ones(3, np.float64), "h": np.full(2, 1.5, BFLOAT16)}
     trainer = gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]) + gc.sum(gc.cast(p["h"], "float64")),
                          params, optim.SGD(lr=0.1), lambda rng: (np.arange(3.0),), steps=1)
@@ -206,3 +207,40 @@ def test_a_non_float_parameter_is_refused_naming_it(make, dtype):
         gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), params, opt,
                    lambda rng: (np.ones(3, np.float32),), steps=1)
     assert exc.value.message == message
+
+
+def _rewrite_header(path, edit):
+    """The checkpoint at `path` with its JSON header changed by `edit(header)`."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(bytes(arrays.pop("__meta__")))
+    edit(header)
+    arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def test_load_params_reads_an_earlier_bfloat16_checkpoint_as_bfloat16(tmp_path):
+    """A bfloat16 parameter is stored as its bits (uint16). load_params gave it back as
+    bfloat16 only where a new header field (bfloat16_arrays) named it, so a file written by
+    earlier graphc, without it, came back as raw uint16 bits, which load_state_dict took as
+    values (1.5 became 16320). graphc has no uint16 parameters or buffers: a uint16 member
+    is read as bfloat16 always, and the header field is gone (earlier graphc took it for a
+    changed setting)."""
+    params = {"w": np.ones(3, np.float32), "h": np.full(2, 1.5, BFLOAT16)}
+
+    def loss(p, b):
+        return gc.sum(p["w"] * b[0]) + gc.sum(gc.cast(p["h"], "float32"))
+
+    trainer = gc.Trainer(loss, params, optim.SGD(lr=0.25), lambda rng: (np.ones(3, np.float32),),
+                         steps=1)
+    trainer.train_step()
+    path = str(tmp_path / "c.npz")
+    trainer.save(path)
+    _rewrite_header(path, lambda header: header.pop("bfloat16_arrays", None))  # as earlier
+    loaded = gc.load_params(path)
+    assert loaded["h"].dtype == BFLOAT16
+    np.testing.assert_array_equal(loaded["h"].astype(np.float32), [1.25, 1.25])
+    trainer.save(path)
+    with np.load(path) as z:
+        assert "bfloat16_arrays" not in json.loads(bytes(z["__meta__"]))
