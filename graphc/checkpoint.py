@@ -244,35 +244,45 @@ def load(path: str, optimizer: bool = True):
     AdamW moments ('adam_m/NAME', 'adam_v/NAME'), and the validated header. Raises
     CheckpointError, one line naming the file and the problem, for any bad file, one holding
     a parameter or buffer its header's model lacks included."""
-    def expected(meta, members):
-        cfg = _check_meta(meta, path)
-        if cfg.n_layer * 8 > len(members):  # each block has at least 8 parameters
-            raise CheckpointError(f"checkpoint {path!r}: header declares {cfg.n_layer} "
-                                  f"layers, but the file holds {len(members)} arrays")
-        prefixes = ("param", "adam_m", "adam_v") if optimizer else ("param",)
-        shapes = parameter_shapes(cfg)
-        arrays = {f"{prefix}/{name}": (shape, cfg.dtype)
-                  for name, shape in shapes.items() for prefix in prefixes}
-        if meta.get("optimizer_record", _ADAMW) != _ADAMW:  # another optimiser's: its slots are
-            # read where the file has them, the resuming run decides (check_optimizer)
-            arrays = {k: v for k, v in arrays.items()
-                      if k.startswith("param/") or k + ".npy" in members}
-        if optimizer and meta["train"].get("precision") == "fp16-mixed":  # the loss scale
-            arrays.update({"amp/scale": ((), np.float32), "amp/good_steps": ((), np.int64)})
-        # a parameter or buffer the header's model lacks: a changed or damaged file (the GPT
-        # has no buffers), refused as gc.Trainer.resume refuses one (refuse_unexpected_arrays)
-        # rather than silently left unread
-        extra = sorted(name for name in (m[:-len(".npy")] for m in members if m.endswith(".npy"))
-                       if name.startswith("buffer/")
-                       or name.startswith("param/") and name[len("param/"):] not in shapes)
-        if extra:
-            raise CheckpointError(f"checkpoint {path!r} holds {extra[0]}"
-                                  + (f" and {len(extra) - 1} more arrays" if len(extra) > 1
-                                     else "")
-                                  + ", which the model in its header lacks (the file was "
-                                  "changed or damaged)")
-        return arrays
-    return _read(path, expected)
+    return _read(path, lambda meta, members: _gpt_arrays(meta, members, path, optimizer))
+
+
+def is_gpt_header(meta: dict) -> bool:
+    """Whether a checkpoint header is a GPT's (`graphc train`'s): its settings name the
+    model configuration and the vocabulary."""
+    return isinstance(meta.get("model"), dict) and isinstance(meta.get("vocab"), str)
+
+
+def _gpt_arrays(meta, members, path, optimizer):
+    """load's arrays to read ({name: (shape, dtype)}) of the GPT checkpoint at `path`, once
+    its header is checked against the schema and its `members` against the model it names."""
+    cfg = _check_meta(meta, path)
+    if cfg.n_layer * 8 > len(members):  # each block has at least 8 parameters
+        raise CheckpointError(f"checkpoint {path!r}: header declares {cfg.n_layer} "
+                              f"layers, but the file holds {len(members)} arrays")
+    prefixes = ("param", "adam_m", "adam_v") if optimizer else ("param",)
+    shapes = parameter_shapes(cfg)
+    arrays = {f"{prefix}/{name}": (shape, cfg.dtype)
+              for name, shape in shapes.items() for prefix in prefixes}
+    if meta.get("optimizer_record", _ADAMW) != _ADAMW:  # another optimiser's: its slots are
+        # read where the file has them, the resuming run decides (check_optimizer)
+        arrays = {k: v for k, v in arrays.items()
+                  if k.startswith("param/") or k + ".npy" in members}
+    if optimizer and meta["train"].get("precision") == "fp16-mixed":  # the loss scale
+        arrays.update({"amp/scale": ((), np.float32), "amp/good_steps": ((), np.int64)})
+    # a parameter or buffer the header's model lacks: a changed or damaged file (the GPT
+    # has no buffers), refused as gc.Trainer.resume refuses one (refuse_unexpected_arrays)
+    # rather than silently left unread
+    extra = sorted(name for name in (m[:-len(".npy")] for m in members if m.endswith(".npy"))
+                   if name.startswith("buffer/")
+                   or name.startswith("param/") and name[len("param/"):] not in shapes)
+    if extra:
+        raise CheckpointError(f"checkpoint {path!r} holds {extra[0]}"
+                              + (f" and {len(extra) - 1} more arrays" if len(extra) > 1
+                                 else "")
+                              + ", which the model in its header lacks (the file was "
+                              "changed or damaged)")
+    return arrays
 
 
 def load_arrays(path: str, wanted: dict, optional=(), strict_params: bool = False,
@@ -297,14 +307,21 @@ def load_arrays(path: str, wanted: dict, optional=(), strict_params: bool = Fals
     return _read(path, expected)
 
 
-def load_saved(path: str, prefixes=("param/",)):
+def load_saved(path: str, prefixes=("param/",), check_members=None):
     """-> (arrays, meta) of a checkpoint written by gc.Trainer.save for any model, read
     without the model: every array whose name starts with one of `prefixes`, with the shape
     and dtype its .npy header declares (a bfloat16 one, stored as its bits, as bfloat16),
-    after the header is checked as load_arrays checks it. Raises CheckpointError, one line
-    naming the file, for any bad file."""
+    after the header is checked as load_arrays checks it and `check_members(names)` (the
+    zip members' names, the header's left out) has raised for none it finds wrong. A GPT
+    checkpoint (`graphc train`'s) is read as load(path, optimizer=False) reads it, against
+    the model its header names. Raises CheckpointError, one line naming the file, for any
+    bad file."""
     def expected(meta, members):
+        if is_gpt_header(meta):
+            return _gpt_arrays(meta, members, path, optimizer=False)
         _check_common_meta(meta, path)
+        if check_members is not None:
+            check_members([m for m in members if m != META_KEY + ".npy"])
         return {name: (None, None)
                 for name in (m[:-len(".npy")] for m in members if m.endswith(".npy"))
                 if name.startswith(prefixes)}

@@ -214,7 +214,7 @@ class Trainer(_Trainer):
         # the parameters' shapes do not tell every configuration apart (n_head, dropout, a
         # vocabulary of the same size): the header must be this model's, as `graphc train
         # --resume` checks, or another model's weights would be trained on silently
-        if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("vocab"), str):
+        if not checkpoint.is_gpt_header(meta):
             raise checkpoint.CheckpointError("the checkpoint is not a GPT's (its header has no "
                                              "model configuration and vocabulary)")
         meta = with_defaults(meta)

@@ -1623,10 +1623,13 @@ def load_params(path, buffers: bool = False) -> dict:
     with; `buffers=True` adds the Buffers it checkpointed (BatchNorm's running statistics)
     under their state_dict() names, so that `model.load_state_dict(gc.load_params(path,
     buffers=True))` loads a model trained as `gc.Trainer(loss, model.params(), ...)`. The
-    file is checked as resume() checks it (one CheckpointError line naming it); a `graphc
-    train` checkpoint reads too (the GPT's parameters)."""
-    arrays, _ = checkpoint.load_saved(checkpoint_file(path, "load_params: path"),
-                                      ("param/", "buffer/") if buffers else ("param/",))
+    file is checked as resume() checks it (one CheckpointError line naming it): its
+    header, each array, and its members, none but those save() writes; a `graphc train`
+    checkpoint reads too (the GPT's parameters, checked against the model its header
+    names)."""
+    path = checkpoint_file(path, "load_params: path")
+    arrays, _ = checkpoint.load_saved(path, ("param/", "buffer/") if buffers else ("param/",),
+                                      lambda members: _refuse_unsaved_members(members, path))
     params = {k.split("/", 1)[1]: a for k, a in arrays.items() if k.startswith("param/")}
     for key, a in arrays.items():
         name = key.split("/", 1)[1]
@@ -1634,6 +1637,31 @@ def load_params(path, buffers: bool = False) -> dict:
             raise checkpoint.CheckpointError(f"checkpoint {path!r} holds a parameter and a "
                                              f"buffer both named {name!r}")
     return params
+
+
+def _refuse_unsaved_members(members, path):
+    """Refuse (one CheckpointError line) a zip member of the Trainer checkpoint at `path`
+    that save() never writes (state_arrays): an optimiser slot's PREFIX/NAME whose
+    param/NAME is missing (read without it, the parameters came back fewer than were
+    trained), or another name. param/, buffer/, the optimiser's slots, an optimiser of
+    one's own state and float16's loss scale are what it writes."""
+    params = {m[len("param/"):-len(".npy")] for m in members
+              if m.startswith("param/") and m.endswith(".npy")}
+    slot_prefixes, loss_scale = set(_SLOT_PREFIX.values()), set(amp.LossScaler().init())
+    for member in sorted(members):
+        prefix, _, name = member[:-len(".npy")].partition("/")
+        array = member.endswith(".npy") and name
+        slot = array and prefix != _OTHER_STATE \
+            and (prefix in slot_prefixes or prefix.startswith("opt_"))
+        if slot and name not in params:
+            raise checkpoint.CheckpointError(f"checkpoint {path!r} holds {prefix}/{name} but "
+                                             f"not param/{name}, the parameter it belongs to "
+                                             "(the file was changed or damaged)")
+        if not (slot or array and (prefix in ("param", "buffer", _OTHER_STATE)
+                                   or prefix == "amp" and name in loss_scale)):
+            raise checkpoint.CheckpointError(f"checkpoint {path!r} holds {member}, which "
+                                             "gc.Trainer.save does not write (the file was "
+                                             "changed or damaged)")
 
 
 def _print(text):

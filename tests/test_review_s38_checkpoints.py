@@ -2,6 +2,7 @@
 the GPT checkpoint reader's extra members, and non-float parameters; each test failed before
 its fix."""
 
+import io
 import json
 import zipfile
 
@@ -244,3 +245,60 @@ def test_load_params_reads_an_earlier_bfloat16_checkpoint_as_bfloat16(tmp_path):
     trainer.save(path)
     with np.load(path) as z:
         assert "bfloat16_arrays" not in json.loads(bytes(z["__meta__"]))
+
+
+def _edit_members(path, edit):
+    """The checkpoint at `path` with its zip members ({name: bytes}) changed by `edit`."""
+    with zipfile.ZipFile(path) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    edit(members)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array)
+    return buffer.getvalue()
+
+
+def test_load_params_checks_the_members_as_resume_would(tmp_path):
+    """load_params read every param/ member the file held and nothing else, so a Trainer
+    file missing param/fc1.bias (its Adam moments kept) came back with fewer parameters,
+    and a member no graphc writes went unnoticed; a `graphc train` checkpoint was not
+    checked against the GPT its header names (a wrong-shape param/wpe.weight came back,
+    which `graphc sample` refuses). Each is refused now in one line naming the file."""
+    _fitted_net(tmp_path / "run")
+    path = str(tmp_path / "run" / "checkpoint.npz")
+    with zipfile.ZipFile(path) as zf:
+        saved = {i.filename: zf.read(i) for i in zf.infolist()}
+    _edit_members(path, lambda m: m.pop("param/fc1.bias.npy"))
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        gc.load_params(str(tmp_path / "run"))
+    assert str(exc.value) == (f"checkpoint {path!r} holds adam_m/fc1.bias but not "
+                              "param/fc1.bias, the parameter it belongs to (the file was "
+                              "changed or damaged)")
+    _edit_members(path, lambda m: (m.clear(), m.update(saved),
+                                   m.update({"notes/x.npy": _npy(np.ones(2, np.float32))})))
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        gc.load_params(path)
+    assert str(exc.value) == (f"checkpoint {path!r} holds notes/x.npy, which "
+                              "gc.Trainer.save does not write (the file was changed or "
+                              "damaged)")
+    # a parameter and a buffer of one name: the message names the file read, not fit()'s
+    # directory it was found in
+    _edit_members(path, lambda m: (m.pop("notes/x.npy"),
+                                   m.update({"buffer/fc1.bias.npy": m["param/fc1.bias.npy"]})))
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        gc.load_params(str(tmp_path / "run"), buffers=True)
+    assert str(exc.value) == (f"checkpoint {path!r} holds a parameter and a buffer both "
+                              "named 'fc1.bias'")
+    cfg, gpt_path = _gpt_run(tmp_path / "gpt")
+    assert sorted(gc.load_params(gpt_path)) == sorted(checkpoint.parameter_shapes(cfg))
+    _edit_members(gpt_path, lambda m: m.update(
+        {"param/wpe.weight.npy": _npy(np.ones((3, cfg.n_embd), np.float32))}))
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        gc.load_params(gpt_path)
+    assert str(exc.value) == (f"checkpoint {gpt_path!r}: param/wpe.weight is float32[3, 8], "
+                              "the model in its header needs float32[4, 8]")
