@@ -666,10 +666,9 @@ class Optimizer:
     def init(self, params) -> dict:
         """The optimiser state for `params`: {"count": int64 0-d, slot: pytree like params}.
         Concrete params give numpy zeros; symbolic ones give symbolic zeros."""
-        leaves, structure, names = flatten(params)
-        for name, p in zip(names, leaves):
-            if p is not None:
-                self._refuse_non_float("init", name, p)
+        # (a bool or integer leaf is refused where it is trained, in update, bind and
+        # gc.Trainer: a state_dict()'s num_batches_tracked, never given a gradient, is fine)
+        leaves, structure, _ = flatten(params)
         state = {"count": _zeros_like_scalar(leaves)}
         for slot in self.slots:
             state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
@@ -1262,7 +1261,7 @@ class BoundOptimizer:
                 raise GraphcError(f"bind: {name} is a {type(p).__name__}, not a tensor "
                                   "(gc.tensor(..., requires_grad=True) or a Parameter)",
                                   (user_location(),))
-        if isinstance(optimizer, Optimizer):  # (init's refusal, under the name called)
+        if isinstance(optimizer, Optimizer):  # (update's refusal, before any step)
             for name, p in named.items():
                 optimizer._refuse_non_float("bind", name, p.data)
         self.optimizer, self.parameters = optimizer, named

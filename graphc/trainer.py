@@ -104,6 +104,7 @@ from ir.errors import GraphcError, user_location, user_stacklevel
 
 from ir.ops.api import ClassTargetOutOfRange, cast, checking_class_targets
 from ir.ops.precision import autocast, precision_dtype
+from ir.types import is_float
 
 from . import amp, checkpoint, nn, optim
 from .files import check_path, discard_stdout, exclusive_directory
@@ -156,6 +157,12 @@ class Trainer:
                                   "must be a flat dict name -> array, as model.params() gives "
                                   "(name the leaves of a nested tree, e.g. 'layer/w')",
                                   (user_location(),))
+            dtype = None if a is None else np.asarray(a).dtype
+            if dtype is not None and not is_float(dtype):  # (it failed in grad: "argument 0
+                # has dtype bool"); torch lets only floating-point tensors require gradients
+                raise GraphcError(f"Trainer: params[{name!r}] has dtype {dtype}; "
+                                  "only floating-point parameters can be trained (cast it, or "
+                                  "keep it out of the params)", (user_location(),))
         if units not in ("samples", "tokens"):
             raise GraphcError(f"Trainer: units must be 'samples' or 'tokens', got {units!r}")
         if isinstance(optimizer, type):  # (its init and update are callable: unbound methods)

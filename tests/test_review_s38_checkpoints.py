@@ -181,33 +181,33 @@ def _refusal(optimizer, method, name, dtype):
 def test_a_non_float_parameter_is_refused_naming_it(make, dtype):
     """A bool or integer leaf of the params given to an optimiser failed deep in the
     update's arithmetic ("mul(bool[2], f32[]): operands must have one dtype"), naming no
-    parameter; as torch lets only floating-point tensors require gradients, init, update
-    (eager and compiled), .bind() and gc.Trainer refuse it in one line naming it."""
+    parameter; as torch lets only floating-point tensors require gradients, update (eager
+    and compiled, where it has a gradient), .bind() and gc.Trainer refuse it in one line
+    naming it. (init takes it: the state of params none of whose gradients is given.)"""
     opt = make()
     params = {"w": np.ones(3, np.float32), "flag": np.ones(2, dtype)}
     grads = {"w": np.ones(3, np.float32), "flag": np.ones(2, dtype)}
-    message = _refusal(opt, "init", "flag", np.dtype(dtype))
-    with pytest.raises(gc.GraphcError) as exc:
-        opt.init(params)
-    assert exc.value.message == message
-    state = opt.init({"w": params["w"], "flag": np.ones(2, np.float32)})
+    message = _refusal(opt, "update", "flag", np.dtype(dtype))
+    state = opt.init(params)
     with pytest.raises(gc.GraphcError) as exc:
         opt.update(grads, state, params)
-    assert exc.value.message == message.replace(".init:", ".update:")
+    assert exc.value.message == message
     with pytest.raises(gc.GraphcError) as exc:
         gc.compile(lambda g, s, p: opt.update(g, s, p))(grads, state, params)
-    assert exc.value.message == message.replace(".init:", ".update:")
+    assert exc.value.message == message
     # a parameter without a gradient is left alone, whatever its dtype (as torch's)
     new, _ = opt.update({"w": grads["w"], "flag": None}, state, params)
     np.testing.assert_array_equal(new["flag"], params["flag"])
     flag = gc.tensor(np.ones(2, dtype))
     with pytest.raises(gc.GraphcError) as exc:
         opt.bind({"w": gc.tensor(params["w"], requires_grad=True), "flag": flag})
-    assert exc.value.message == message.replace(".init:", ".bind:")
+    assert exc.value.message == message.replace(".update:", ".bind:")
     with pytest.raises(gc.GraphcError) as exc:
         gc.Trainer(lambda p, b: gc.sum(p["w"] * b[0]), params, opt,
                    lambda rng: (np.ones(3, np.float32),), steps=1)
-    assert exc.value.message == message
+    assert exc.value.message == (f"Trainer: params['flag'] has dtype {np.dtype(dtype)}; only "
+                                 "floating-point parameters can be trained (cast it, or keep "
+                                 "it out of the params)")
 
 
 def _rewrite_header(path, edit):
@@ -302,3 +302,18 @@ def test_load_params_checks_the_members_as_resume_would(tmp_path):
         gc.load_params(gpt_path)
     assert str(exc.value) == (f"checkpoint {gpt_path!r}: param/wpe.weight is float32[3, 8], "
                               "the model in its header needs float32[4, 8]")
+
+
+def test_init_takes_an_integer_leaf_that_gets_no_gradient():
+    """Optimizer.init refused any bool or integer leaf, so the state of a model's
+    state_dict() (BatchNorm's num_batches_tracked) or of params with a counter that never
+    gets a gradient could not be made, where it could before; init takes them again (update
+    leaves a leaf without a gradient alone), and update still refuses one with a gradient."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    state = optim.Adam(lr=0.1).init(model.state_dict())
+    assert state["m"]["1.num_batches_tracked"].dtype == np.int64
+    opt = optim.Adam(lr=0.1)
+    params = {"w": np.ones(3, np.float32), "n": np.array(5)}
+    new, _ = opt.update({"w": np.ones(3, np.float32), "n": None}, opt.init(params), params)
+    np.testing.assert_allclose(new["w"], 0.9, rtol=1e-6)
+    assert new["n"] == 5
