@@ -679,7 +679,7 @@ class Optimizer:
         floating-point tensors require gradients, and an integer or bool one failed deep in
         the update's arithmetic, naming an op, not the parameter."""
         if not is_float(F._dtype(p)):
-            raise GraphcError(f"{type(self).__name__}.{method}: parameter {name!r} has dtype "
+            raise GraphcError(f"{self._display_name}.{method}: parameter {name!r} has dtype "
                               f"{F._dtype(p)}; only floating-point parameters can be "
                               "optimised (cast it, or keep it out of the parameters)",
                               (user_location(),))

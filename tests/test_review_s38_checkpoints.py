@@ -317,3 +317,18 @@ def test_init_takes_an_integer_leaf_that_gets_no_gradient():
     new, _ = opt.update({"w": np.ones(3, np.float32), "n": None}, opt.init(params), params)
     np.testing.assert_allclose(new["w"], 0.9, rtol=1e-6)
     assert new["n"] == 5
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "adamw"])
+def test_the_lowercase_optimisers_non_float_refusal_names_them(name):
+    """The optax-style optimisers' refusal of an integer parameter named a private class
+    ("_ScaleByAdam.update: parameter 'n' ..."); it names the optimiser as the user called
+    it, as their other messages do: "gc.optim.adam.update: parameter 'n' ..."."""
+    opt = getattr(optim, name)(0.1)
+    params = {"w": np.ones(2, np.float32), "n": np.arange(2)}
+    with pytest.raises(gc.GraphcError) as exc:
+        opt.update({"w": np.ones(2, np.float32), "n": np.ones(2, np.int64)}, opt.init(params),
+                   params)
+    assert exc.value.message == (f"gc.optim.{name}.update: parameter 'n' has dtype int64; only "
+                                 "floating-point parameters can be optimised (cast it, or "
+                                 "keep it out of the parameters)")
