@@ -270,18 +270,11 @@ def _gpt_arrays(meta, members, path, optimizer):
                   if k.startswith("param/") or k + ".npy" in members}
     if optimizer and meta["train"].get("precision") == "fp16-mixed":  # the loss scale
         arrays.update({"amp/scale": ((), np.float32), "amp/good_steps": ((), np.int64)})
-    # a parameter or buffer the header's model lacks: a changed or damaged file (the GPT
-    # has no buffers), refused as gc.Trainer.resume refuses one (refuse_unexpected_arrays)
-    # rather than silently left unread
-    extra = sorted(name for name in (m[:-len(".npy")] for m in members if m.endswith(".npy"))
-                   if name.startswith("buffer/")
-                   or name.startswith("param/") and name[len("param/"):] not in shapes)
-    if extra:
-        raise CheckpointError(f"checkpoint {path!r} holds {extra[0]}"
-                              + (f" and {len(extra) - 1} more arrays" if len(extra) > 1
-                                 else "")
-                              + ", which the model in its header lacks (the file was "
-                              "changed or damaged)")
+    # a parameter or buffer the header's model lacks (the GPT has no buffers) is refused, as
+    # gc.Trainer.resume refuses one, rather than silently left unread; with no opt-in: a
+    # resume cannot change a GPT's model (check_compatible), so it is a damaged file
+    refuse_unexpected_arrays([m[:-len(".npy")] for m in members if m.endswith(".npy")],
+                             {f"param/{name}" for name in shapes}, path, how=None)
     return arrays
 
 
@@ -332,13 +325,18 @@ def refuse_unexpected_arrays(names, wanted, path: str | None = None,
                              how: str = "allow_changed_settings=True") -> None:
     """Refuse (one CheckpointError line) a parameter or buffer among a checkpoint's array
     `names` (param/NAME, buffer/NAME) that `wanted` lacks: another, larger model's, as torch's
-    strict load_state_dict refuses unexpected keys. `how`: the opt-in that leaves them out."""
+    strict load_state_dict refuses unexpected keys. `how`: the opt-in that leaves them out;
+    None where there is none, the model being the one the checkpoint's header names (a GPT
+    checkpoint's): the file was changed or damaged."""
     unexpected = sorted(n for n in names if n.startswith(("param/", "buffer/"))
                         and n not in wanted)
     if unexpected:
         shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more"
                                              if len(unexpected) > 5 else "")
         name = f"checkpoint {path!r}" if path else "the checkpoint"
+        if how is None:
+            raise CheckpointError(f"{name} holds parameters or buffers the model in its "
+                                  f"header lacks ({shown}); the file was changed or damaged")
         raise CheckpointError(f"{name} holds parameters or buffers this model lacks "
                               f"({shown}); resume it with the model it was saved from, or "
                               f"pass {how} to leave them out")

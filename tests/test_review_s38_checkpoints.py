@@ -156,8 +156,8 @@ def test_gpt_checkpoint_with_an_extra_parameter_is_refused(tmp_path, capsys, ext
     assert main(["sample", "--checkpoint", path, "--prompt", "ab", "--tokens", "2"]) == 0
     capsys.readouterr()
     _add_members(path, {extra: np.ones(3, np.float32)})
-    line = (f"graphc: error: checkpoint {path!r} holds {extra}, which the model in its "
-            "header lacks (the file was changed or damaged)")
+    line = (f"graphc: error: checkpoint {path!r} holds parameters or buffers the model in "
+            f"its header lacks ({extra}); the file was changed or damaged")
     for argv in (["sample", "--checkpoint", path, "--prompt", "ab", "--tokens", "2"],
                  ["eval", "--checkpoint", path]):
         assert main(argv) == 2
@@ -332,3 +332,23 @@ def test_the_lowercase_optimisers_non_float_refusal_names_them(name):
     assert exc.value.message == (f"gc.optim.{name}.update: parameter 'n' has dtype int64; only "
                                  "floating-point parameters can be optimised (cast it, or "
                                  "keep it out of the parameters)")
+
+
+def test_gpt_checkpoint_extra_members_are_refused_as_the_trainers_are(tmp_path, capsys):
+    """The GPT checkpoint reader's refusal of members its header's model lacks re-implemented
+    gc.Trainer's (refuse_unexpected_arrays) with another message ("holds buffer/a and 1
+    more arrays"); it is that refusal now, naming them all. Unlike gc.Trainer.resume's,
+    allow_changed_settings (--allow-changed-settings) does not leave them out: a resume
+    cannot change a GPT's model, so they are damage, not another model's."""
+    cfg, path = _gpt_run(tmp_path / "run", steps=3)
+    _add_members(path, {"param/ghost.weight": np.ones(3, np.float32),
+                        "buffer/blocks.0.mask": np.ones(3, np.float32)})
+    line = (f"checkpoint {path!r} holds parameters or buffers the model in its header lacks "
+            "(buffer/blocks.0.mask, param/ghost.weight); the file was changed or damaged")
+    data = CharData.from_text("abcde" * 20, cfg.block_size)
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        GPTTrainer(GPT(cfg), data, TrainConfig(steps=3, eval_iters=1)).resume(
+            path, allow_changed_settings=True)
+    assert str(exc.value) == line
+    assert main(["eval", "--checkpoint", path]) == 2
+    assert capsys.readouterr().err.strip() == f"graphc: error: {line}"
