@@ -129,35 +129,30 @@ def _same_array(a, b) -> bool:
                                                  and b.dtype.kind in "fc")
 
 
-def _stored_transposed(module, attr) -> bool:
-    """Whether module.attr holds its weight transposed against torch's layout: one its
-    class lists in _TORCH_TRANSPOSED, unless it is tied to an Embedding's table (and so
-    kept in torch's layout: _note_layout)."""
-    return (attr in getattr(type(module), "_TORCH_TRANSPOSED", ())
-            and attr not in vars(module).get("_torch_layout", ()))
+def _refuse_transposed_tie(module, name, held):
+    """module.name = a Parameter `held` in those places already. torch's weight tying
+    `decoder.weight = encoder.weight` gives a Linear an Embedding's (num_embeddings, dim)
+    table, but graphc's Linear (and MultiheadAttention's in-projections) keeps its weight
+    (in, out), the transpose: one array cannot be both, and a layout decided at the tie went
+    wrong after deepcopy, a state_dict() load or an untie. Refused, naming forward's tie."""
+    def transposed(m, a):
+        return a in getattr(type(m), "_TORCH_TRANSPOSED", ())
 
+    def table(m, a):
+        return isinstance(m, Embedding) and a == "weight"
 
-def _note_layout(module, name, value, held):
-    """module.name = value, a Parameter `held` in those places already. torch's weight
-    tying (`decoder.weight = encoder.weight`, word_language_model's and transformers' LM
-    head) gives a Linear an Embedding's (num_embeddings, dim) table: the Linear then uses it
-    in torch's (out, in) layout, where graphc's own weight is (in, out). Any other tie
-    between the two layouts is refused: one array cannot be both."""
-    layout = vars(module).get("_torch_layout", frozenset())
-    in_torch_layout = (name in getattr(type(module), "_TORCH_TRANSPOSED", ()) and
-                       any(isinstance(m, Embedding) for m, _ in held))
-    if in_torch_layout and name not in getattr(type(module), "_TIES_TO_EMBEDDING", ()):
-        raise GraphcError(f"{type(module).__name__}.{name} = an Embedding's weight: graphc's "
-                          f"{type(module).__name__} stores {name} transposed against torch's "
-                          "layout, so it cannot share the embedding's table",
-                          (user_location(),))
-    if isinstance(module, Embedding) and any(_stored_transposed(m, a) for m, a in held):
-        raise GraphcError(f"Embedding.{name} = a weight graphc stores (in, out), the "
-                          "transpose of the embedding's table; tie the other way, as torch's "
-                          "word_language_model: decoder.weight = encoder.weight",
-                          (user_location(),))
-    if (name in layout) != in_torch_layout:
-        vars(module)["_torch_layout"] = layout ^ {name}
+    def place(m, a):
+        return f"{m._path}.{a}" if m._path else f"{type(m).__name__}.{a}"
+
+    for other, attr in held:
+        if transposed(module, name) and table(other, attr) or \
+                table(module, name) and transposed(other, attr):
+            raise GraphcError(f"{place(module, name)} = {place(other, attr)}: graphc's "
+                              "Linear keeps its weight (in, out), the transpose of the "
+                              "Embedding's (num_embeddings, dim) table, so they cannot share "
+                              "one Parameter; tie in forward: gc.linear(h, "
+                              "self.encoder.weight, self.decoder_bias), torch's "
+                              "F.linear", (user_location(),))
 
 
 def _dotted(prefix: str) -> str:
@@ -598,9 +593,9 @@ class Module:
             held = places_holding(value)
             if all(module is self and attr == name for module, attr in held):
                 value.name = _dotted(self._path) + name
-            _note_layout(self, name, value, held)
+            _refuse_transposed_tie(self, name, held)
             note_place(value, self, name)
-            if _stored_transposed(self, name):
+            if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
                 _TRANSPOSED[id(value)] = value
         elif child is not None:
             # named from the root, as this module is (an item appended to model.body once
@@ -620,13 +615,14 @@ class Module:
 
     def __setstate__(self, state):
         # copy.deepcopy and pickle fill __dict__ without __setattr__: a copied layer's
-        # transposed weights are recorded again (TransformerEncoder copies its layer)
+        # transposed weights and the places of its Parameters and Buffers are recorded
+        # again (TransformerEncoder copies its layer; a tie made on a copy is checked)
         self.__dict__.update(state)
         for name, value in state.items():
-            if isinstance(value, Buffer):
+            if isinstance(value, (Parameter, Buffer)):
                 note_place(value, self, name)
         for name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
-            if isinstance(state.get(name), Parameter) and _stored_transposed(self, name):
+            if isinstance(state.get(name), Parameter):
                 _TRANSPOSED[id(state[name])] = state[name]
 
     def _set_path(self, path):
@@ -882,7 +878,8 @@ class Module:
                     value = value.float().numpy()
             value = np.asarray(value)
             owner = owners.get(name)
-            if owner is not None and _stored_transposed(*owner):
+            if owner is not None and owner[1] in getattr(type(owner[0]), "_TORCH_TRANSPOSED",
+                                                         ()):
                 want = getattr(owner[0], owner[1]).data.shape[::-1]
                 if value.shape != want:  # said in torch's layout, the one the user holds
                     raise GraphcError(f"load_torch_state_dict: {name} has shape "
@@ -1416,7 +1413,6 @@ class Linear(Module):
     `std`, the weight is normal(0, std) and the bias zero (GPT-2's scheme)."""
 
     _TORCH_TRANSPOSED = ("weight",)
-    _TIES_TO_EMBEDDING = ("weight",)  # `decoder.weight = encoder.weight`: see _note_layout
 
     def __init__(self, in_features, out_features, bias=True, rng=None, std=None,
                  dtype="float32"):
@@ -1437,15 +1433,11 @@ class Linear(Module):
             object.__setattr__(self, "bias", None)
 
     def forward(self, x):
-        if "weight" in vars(self).get("_torch_layout", ()):  # tied to an Embedding's table
-            return _attention.linear(x, self.weight, self.bias)
         y = x @ self.weight
         return y + self.bias if self.bias is not None else y
 
     def extra_repr(self):
         fan_in, fan_out = F._shape(self.weight)
-        if "weight" in vars(self).get("_torch_layout", ()):
-            fan_in, fan_out = fan_out, fan_in
         return f"in_features={fan_in}, out_features={fan_out}, bias={self.bias is not None}"
 
 

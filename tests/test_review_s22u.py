@@ -14,8 +14,10 @@ class TiedLM(gc.nn.Module):
     def __init__(self, vocab, width):
         self.emb = gc.nn.Embedding(vocab, width)
         self.mid = gc.nn.Linear(width, width)
-        self.head = gc.nn.Linear(width, vocab, bias=False)
-        self.head.weight = self.emb.weight  # (vocab, width), used transposed below
+        # a plain module holding the table (vocab, width), used transposed below: a Linear's
+        # weight is (in, out) and refuses the Embedding's (session 38)
+        self.head = gc.nn.Module()
+        self.head.weight = self.emb.weight
 
     def forward(self, idx):
         return gc.tanh(self.mid(self.emb(idx))) @ gc.transpose(self.head.weight)

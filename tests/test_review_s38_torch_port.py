@@ -1,6 +1,9 @@
 """Session 38's fixes of what porting PyTorch's tutorials to graphc ran into (weight tying,
 optimiser settings, traced values' Tensor methods, masks, load_torch_state_dict); each test
 failed before its fix."""
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -21,28 +24,46 @@ class TorchTiedLM(torch.nn.Module):
         return self.decoder(self.encoder(x))
 
 
-class TiedLM(gc.nn.Module):
+class LM(gc.nn.Module):
     def __init__(self, ntoken, nhid):
         super().__init__()
         self.encoder = gc.nn.Embedding(ntoken, nhid)
         self.decoder = gc.nn.Linear(nhid, ntoken)
-        self.decoder.weight = self.encoder.weight
+
+
+class TiedInForwardLM(gc.nn.Module):
+    """graphc's way to tie: the table applied in torch's (out, in) layout in forward."""
+    def __init__(self, ntoken, nhid):
+        super().__init__()
+        self.encoder = gc.nn.Embedding(ntoken, nhid)
+        self.decoder_bias = gc.nn.Parameter(np.zeros(ntoken))
 
     def forward(self, x):
-        return self.decoder(self.encoder(x))
+        return gc.linear(self.encoder(x), self.encoder.weight, self.decoder_bias)
 
 
 @pytest.mark.parametrize("ntoken, nhid", [(4, 4), (10, 6)])
-def test_linear_weight_tied_to_embedding_is_torchs(ntoken, nhid):
-    """word_language_model's `decoder.weight = encoder.weight` gave the Linear the
-    Embedding's (ntoken, nhid) table as if it were graphc's (in, out) weight: wrong outputs
-    when square, a matmul shape error otherwise, and load_torch_state_dict transposed one
-    of torch's two tied copies and refused them as different. Now the Linear uses the tied
-    table in torch's layout: torch's state loads, and outputs and the table's gradient are
-    torch's, eager and compiled."""
+def test_weight_tying_across_layouts_is_refused(ntoken, nhid):
+    """`decoder.weight = encoder.weight` decided the Linear's layout at the tie: right on a
+    fresh model, but silently wrong (square) or a matmul error after deepcopy/pickle of the
+    model, a tied state_dict() loaded into the untied class, or an untie by a fresh
+    Parameter. graphc's Linear keeps (in, out), the transpose of the Embedding's table, so
+    the tie is now refused in one line, either way round and on a copy too, naming both
+    places and the tie in forward, gc.linear with the table: torch's outputs and gradient,
+    eager and compiled, in float64."""
+    for model in (LM(ntoken, nhid), copy.deepcopy(LM(ntoken, nhid)),
+                  pickle.loads(pickle.dumps(LM(ntoken, nhid)))):
+        with pytest.raises(GraphcError, match=r"decoder.weight = encoder.weight: .*"
+                                              r"gc.linear\(h, self.encoder.weight"):
+            model.decoder.weight = model.encoder.weight
+        with pytest.raises(GraphcError, match="encoder.weight = decoder.weight"):
+            model.encoder.weight = model.decoder.weight
+        assert model.decoder.weight.data.shape == (nhid, ntoken)
+    # the way the refusal names gives torch's tied model's outputs and the table's gradient
     torch.manual_seed(0)
-    reference, model = TorchTiedLM(ntoken, nhid).double(), TiedLM(ntoken, nhid).double()
-    model.load_torch_state_dict(reference.state_dict())
+    reference, model = TorchTiedLM(ntoken, nhid).double(), TiedInForwardLM(ntoken, nhid)
+    model.encoder.weight.data = reference.encoder.weight.detach().numpy().copy()
+    model.decoder_bias.data = reference.decoder.bias.detach().numpy().copy()
     x = np.array([[1, 3, ntoken - 1]])
     expected = reference(torch.tensor(x))
     np.testing.assert_allclose(np.asarray(model(x).data), expected.detach().numpy(), 1e-12)
@@ -52,16 +73,6 @@ def test_linear_weight_tied_to_embedding_is_torchs(ntoken, nhid):
     gc.sum(model(x)).backward()
     np.testing.assert_allclose(model.encoder.weight.grad, reference.encoder.weight.grad.numpy(),
                                1e-12)
-    assert [name for name, _ in model.named_parameters()] == ["encoder.weight", "decoder.bias"]
-    assert repr(model.decoder) == f"Linear(in_features={nhid}, out_features={ntoken}, bias=True)"
-
-
-def test_embedding_weight_tied_to_linear_is_refused():
-    """The other way round, `encoder.weight = decoder.weight`, gave the Embedding graphc's
-    (in, out) Linear weight as its table; now one line says to tie the torch way."""
-    encoder, decoder = gc.nn.Embedding(10, 6), gc.nn.Linear(6, 10)
-    with pytest.raises(GraphcError, match="decoder.weight = encoder.weight"):
-        encoder.weight = decoder.weight
 
 
 def test_bound_optimizer_settings_read_and_write_through():
