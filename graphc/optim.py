@@ -591,7 +591,8 @@ class Optimizer:
     def __new__(cls, *args, **kwargs):
         # torch's SGD(params, lr=...), refused before __init__ binds it (a TypeError, or
         # the parameters taken as the lr); optax's rules take no parameters either way
-        if args and not cls.gives_updates and _holds_parameters(args[0]):
+        if args and not cls.gives_updates and _holds_parameters(args[0]) and \
+                _takes_lr_first(cls):
             _parameters_given(cls, args, kwargs)
         return super().__new__(cls)
 
@@ -1475,6 +1476,16 @@ def _holds_parameters(value) -> bool:
     items = list(value.values()) if isinstance(value, dict) else value
     return isinstance(value, (list, tuple, dict)) and bool(items) and all(
         isinstance(item, (Tensor, dict)) for item in items)
+
+
+def _takes_lr_first(cls) -> bool:
+    """Whether cls's constructor takes the lr first: graphc's own, or a user's subclass
+    whose first parameter is `lr`. One that takes torch's parameters first and binds them
+    itself (`def __init__(self, params, lr=0.1)`) is the user's to call so."""
+    init = cls.__init__
+    if init.__module__ == __name__:  # (optax's rules, gives_updates, are not checked)
+        return True
+    return list(inspect.signature(init).parameters)[1:2] == ["lr"]
 
 
 def _parameters_given(cls, args, kwargs):

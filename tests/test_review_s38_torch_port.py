@@ -209,3 +209,24 @@ def test_load_torch_state_dict_takes_strict_and_returns_the_keys():
                                              {"1.weight": torch.zeros(2, 4)})) == ([], [])
     with pytest.raises(GraphcError, match="missing"):
         model.load_torch_state_dict(backbone)
+
+
+def test_a_subclass_taking_torchs_parameters_first_is_the_users():
+    """Optimizer.__new__ refused every first argument that held parameters, so a user's
+    subclass with torch's constructor (`def __init__(self, params, lr=0.1)`, which binds
+    them itself) raised the .bind() message where it worked before. Now only graphc's own
+    constructors, or a subclass's whose first parameter is lr, are checked."""
+    class TorchLike(gc.optim.SGD):
+        def __init__(self, params, lr=0.1):
+            super().__init__(lr)
+            self.bound = self.bind(params)
+
+    class LrFirst(gc.optim.SGD):
+        def __init__(self, lr, extra=1):
+            super().__init__(lr)
+
+    model = gc.nn.Linear(3, 2)
+    opt = TorchLike(model.parameters(), lr=0.25)
+    assert opt.lr == 0.25 and opt.bound.lr == 0.25
+    with pytest.raises(GraphcError, match=r"LrFirst\(\)\.bind\(model\)"):
+        LrFirst(model.parameters())
