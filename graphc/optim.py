@@ -32,7 +32,6 @@ import copy
 import inspect
 import math
 import numbers
-import types
 
 import numpy as np
 
@@ -1466,16 +1465,15 @@ class BoundOptimizer:
 # ---- helpers --------------------------------------------------------------------------------
 def _holds_parameters(value) -> bool:
     """Whether an optimiser's first argument is what torch's optimisers take there and
-    graphc's take in bind(): a Module, a generator (model.parameters()), or a list, tuple or
-    dict of tensors (or of torch's param-group dicts)."""
-    if isinstance(value, (int, float, np.number)):  # an lr
-        return False
+    graphc's take in bind(): a Module, an iterator (model.parameters(), itertools.chain of
+    two, filter(...)) or any other iterable but a string (a list, tuple or dict of tensors or
+    arrays, model.params(), torch's param-group dicts). An lr is a number or a schedule
+    (callable); a 0-d array is a number too."""
     from .nn import Module
-    if isinstance(value, (Module, types.GeneratorType)):
+    if isinstance(value, Module):
         return True
-    items = list(value.values()) if isinstance(value, dict) else value
-    return isinstance(value, (list, tuple, dict)) and bool(items) and all(
-        isinstance(item, (Tensor, dict)) for item in items)
+    return not (callable(value) or isinstance(value, (str, bytes, np.ndarray))) and \
+        isinstance(value, collections.abc.Iterable)
 
 
 def _takes_lr_first(cls) -> bool:

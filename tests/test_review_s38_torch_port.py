@@ -230,3 +230,28 @@ def test_a_subclass_taking_torchs_parameters_first_is_the_users():
     assert opt.lr == 0.25 and opt.bound.lr == 0.25
     with pytest.raises(GraphcError, match=r"LrFirst\(\)\.bind\(model\)"):
         LrFirst(model.parameters())
+
+
+def test_torchs_other_parameter_iterables_say_bind():
+    """Only a Module, a generator and lists/tuples/dicts of tensors were recognised:
+    Adam(itertools.chain(enc.parameters(), dec.parameters()), lr=1e-3), Adam(filter(...)),
+    SGD(model.params(), lr=0.1) (a dict of arrays) gave raw TypeErrors, and
+    Adam(itertools.chain(...)) alone said "lr must be ... got <itertools.chain ...>". Now any
+    iterable but a string (not a schedule, not a number) is taken as the parameters: the
+    one-line .bind() message."""
+    import itertools
+    enc, dec = gc.nn.Linear(3, 2), gc.nn.Linear(2, 3)
+    cases = [(lambda: gc.optim.Adam(itertools.chain(enc.parameters(), dec.parameters()),
+                                    lr=1e-3), r"gc.optim.Adam\(lr=0.001\).bind\(model\)"),
+             (lambda: gc.optim.Adam(filter(lambda p: p.requires_grad, enc.parameters()),
+                                    lr=1e-3), r"gc.optim.Adam\(lr=0.001\).bind\(model\)"),
+             (lambda: gc.optim.SGD(enc.params(), lr=0.1), r"gc.optim.SGD\(lr=0.1\).bind"),
+             (lambda: gc.optim.SGD([enc.weight.data], lr=0.1), r"gc.optim.SGD\(lr=0.1\)"),
+             (lambda: gc.optim.Adam(itertools.chain(enc.parameters())),
+              r"gc.optim.Adam\(\).bind\(model\)")]
+    for make, shown in cases:
+        with pytest.raises(GraphcError, match=shown):
+            make()
+    # an lr as a numpy number or a schedule is still an lr
+    assert gc.optim.SGD(np.float64(0.5)).lr == 0.5
+    assert gc.optim.SGD(lambda step: 0.1).lr(0) == 0.1
