@@ -1205,7 +1205,7 @@ class _ParamGroup(collections.abc.MutableMapping):
             return list(self._bound.parameters.values())
         if key not in _settings_of(self._bound.optimizer):
             raise KeyError(key)
-        return getattr(self._bound.optimizer, key)
+        return getattr(self._bound, key)  # (lr: the number, see BoundOptimizer.__getattr__)
 
     def __setitem__(self, key, value):
         if key not in _settings_of(self._bound.optimizer):
@@ -1424,6 +1424,11 @@ class BoundOptimizer:
 
     def __getattr__(self, name):  # (only for what is not BoundOptimizer's own)
         optimizer = self.__dict__.get("optimizer")
+        if name == "lr" and optimizer is not None:
+            # the number of the next step, as torch's group["lr"] (`g["lr"] *= 0.5`,
+            # f"{opt.lr:.2e}"), not the schedule or ReduceLROnPlateau behind it; writing
+            # still goes to the optimiser (under a plateau, the plateau goes on from it)
+            return self.get_last_lr()[0]
         if optimizer is not None and name in _settings_of(optimizer):
             return getattr(optimizer, name)
         raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")

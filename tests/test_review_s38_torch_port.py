@@ -255,3 +255,30 @@ def test_torchs_other_parameter_iterables_say_bind():
     # an lr as a numpy number or a schedule is still an lr
     assert gc.optim.SGD(np.float64(0.5)).lr == 0.5
     assert gc.optim.SGD(lambda step: 0.1).lr(0) == 0.1
+
+
+def test_a_bound_optimizers_lr_reads_as_a_number():
+    """A BoundOptimizer's param_groups[0]["lr"] and opt.lr returned the ReduceLROnPlateau or
+    the schedule behind it, where torch's is always a float: `f"{g['lr']:.2e}"` and
+    `g["lr"] *= 0.5` raised TypeError. Now both read the lr of the next step (get_last_lr),
+    and writing still goes to the optimiser: under a plateau, the plateau goes on from it."""
+    model = gc.nn.Linear(3, 2)
+    opt = gc.optim.SGD(lr=0.1).bind(model)
+    plateau = gc.optim.ReduceLROnPlateau(opt, patience=0)
+    assert f"{opt.param_groups[0]['lr']:.2e}" == "1.00e-01" and opt.lr == 0.1
+    for group in opt.param_groups:
+        group["lr"] *= 0.5
+    assert opt.optimizer.lr is plateau and plateau.lr == 0.05 and opt.lr == 0.05
+    plateau.step(1.0)
+    plateau.step(2.0)  # no better: reduced by its factor, 0.1
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.005) and opt.get_last_lr() == [opt.lr]
+
+    scheduled = gc.optim.SGD(lr=lambda step: 0.1 / (1 + step)).bind(model)
+    x = np.ones((4, 3), np.float32)
+    for _ in range(3):
+        scheduled.zero_grad()
+        gc.sum(model(x) ** 2).backward()
+        scheduled.step()
+    assert scheduled.lr == scheduled.param_groups[0]["lr"] == pytest.approx(0.1 / 4)
+    assert isinstance(scheduled.lr, float)
+
