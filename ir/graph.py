@@ -195,6 +195,19 @@ class Node(SymbolicValue, OperatorMixin):
         return self.shape[0]
 
 
+def _refuse_tensor_only_write(name):
+    """torch's `x.requires_grad = True` (or .data = / .grad =) on a traced value: Node's slots
+    gave the raw "'Node' object has no attribute"; now Node.__getattr__'s one line. A
+    property with no getter (reading still goes to __getattr__), not a Node.__setattr__, so
+    that Node's own slot writes cost nothing more."""
+    def write(node, value):
+        node.__getattr__(name)  # (raises TracedAttributeError)
+    return property(None, write)
+
+
+for _name in ("requires_grad", "data", "grad"):
+    setattr(Node, _name, _refuse_tensor_only_write(_name))
+
 def _digest_value(digest, value, arrays) -> None:
     """Feed an attribute value into a fingerprint's digest (Graph.fingerprint); `arrays`:
     id -> number of the arrays already fed, which are fed again by their number only (one

@@ -282,3 +282,21 @@ def test_a_bound_optimizers_lr_reads_as_a_number():
     assert scheduled.lr == scheduled.param_groups[0]["lr"] == pytest.approx(0.1 / 4)
     assert isinstance(scheduled.lr, float)
 
+
+@pytest.mark.parametrize("name", ["requires_grad", "data", "grad"])
+def test_setting_a_tensor_only_name_of_a_traced_value_says_what_to_do(name):
+    """`x.requires_grad = True` (and `.data = `, `.grad = `) on a traced value gave the raw
+    AttributeError "'Node' object has no attribute ...", where reading the same name gave a
+    one-line TracedAttributeError. Now writing gives that same line, naming the user's line;
+    reading is unchanged."""
+    from ir.errors import TracedAttributeError
+
+    def forward(a):
+        setattr(a, name, True)
+        return a
+
+    with pytest.raises(TracedAttributeError, match=rf"^\.{name} of a traced value") as error:
+        gc.compile(forward)(np.ones(2))
+    assert "test_review_s38_torch_port.py" in str(error.value)
+    assert gc.compile(lambda a: a * 2 if not hasattr(a, name) else a)(np.ones(2)).tolist() \
+        == [2.0, 2.0]
