@@ -625,6 +625,10 @@ class Module:
             if isinstance(state.get(name), Parameter):
                 _TRANSPOSED[id(state[name])] = state[name]
 
+    def _where(self):
+        """The layer in an error: its class and, inside a model, its dotted name."""
+        return f"{type(self).__name__} {self._path!r}" if self._path else type(self).__name__
+
     def _set_path(self, path):
         object.__setattr__(self, "_path", path)
         for name, value in vars(self).items():
@@ -2290,10 +2294,6 @@ class MultiheadAttention(Module):
         if not need_weights:
             return y, None
         return y, (F.mean(weights, axis=1) if average_attn_weights else weights)
-
-    def _where(self):
-        """The layer in an error: its class and, inside a model, its dotted name."""
-        return f"MultiheadAttention {self._path!r}" if self._path else "MultiheadAttention"
 
     def _extra_keys(self, H, d, dtype):
         """(keys, values) (1, H, X, d) that every query may attend to beyond the S given:

@@ -62,10 +62,6 @@ class _Layer(Module):
             object.__setattr__(self, "activation", activation)
         object.__setattr__(self, "norm_first", bool(norm_first))
 
-    def _where(self):
-        """The layer in an error: its class and, inside a model, its dotted name."""
-        return f"{type(self).__name__} {self._path!r}" if self._path else type(self).__name__
-
     def _sa_block(self, x, mask, key_padding_mask, is_causal):
         y = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask,
                            need_weights=False, is_causal=is_causal)[0]
