@@ -1,5 +1,5 @@
-"""Session 38's fixes of data-parallel training's start-up checks; each test failed before
-its fix."""
+"""Session 38's fixes of data-parallel training's start-up checks and of optimiser settings;
+each test failed before its fix."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,3 +24,18 @@ def test_the_handshake_data_digest_sees_shape_dtype_and_nesting():
     ]
     assert batch_digest({"a": x, "b": y}) not in others
     assert same not in others and len(set(others)) == len(others)
+
+
+def test_plateau_settings_are_checked_by_the_finite_number_rule():
+    """graphc/optim.py defined _is_number twice; the second (Python int/float, any value)
+    replaced the first (finite numbers, numpy's too) for every check, so ReduceLROnPlateau
+    refused a numpy float32 factor and took an infinite threshold. Now the settings' checks
+    use the first, and the gradient-leaf helper its own _is_python_number."""
+    import graphc as gc
+    import pytest
+    opt = gc.optim.SGD(lr=0.1).bind(gc.nn.Linear(2, 1))
+    plateau = gc.optim.ReduceLROnPlateau(opt, factor=np.float32(0.5), eps=np.float32(1e-8))
+    assert float(plateau.factor) == 0.5
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(gc.GraphcError, match="threshold must be a number"):
+            gc.optim.ReduceLROnPlateau(gc.optim.SGD(lr=0.1), threshold=bad)
