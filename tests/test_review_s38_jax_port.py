@@ -136,3 +136,22 @@ def test_jax_options_is_leaf_static_argnames_and_split_into_a_shape():
     keys = np.asarray(gc.random.split(key, (2, 3)))
     assert keys.shape == (2, 3, 2)
     np.testing.assert_array_equal(keys.reshape(6, 2), np.asarray(gc.random.split(key, 6)))
+
+
+def test_full_with_a_traced_python_number_fills_as_the_number():
+    """gc.full with a traced Python-number fill took the tensor path and kept the traced
+    int64 (or float64): grad(lambda x, k: sum(x * full((2,), k)))(ones, 2) failed "mul(f32[2],
+    i64[2]): operands must have one dtype" (it gave [2, 2] before full took tensor fills), and
+    compile(lambda k: full((2,), k))(3) was int64 where eager full((2,), 3) is float32. Now a
+    traced Python number fills as the number does: float32 unless dtype= says otherwise."""
+    ones = np.ones(2, np.float32)
+    grad = gc.grad(lambda x, k: gc.sum(x * gc.full((2,), k)))(ones, 2)
+    np.testing.assert_array_equal(grad, [2.0, 2.0])
+    assert grad.dtype == np.float32
+    filled = gc.compile(lambda k: gc.full((2,), k))
+    for k in (3, 3.5):
+        out = filled(k)
+        assert out.dtype == gc.full((2,), k).dtype == np.float32
+        np.testing.assert_array_equal(out, [k, k])
+    as_int = gc.compile(lambda k: gc.full((2,), k + 1, dtype="int32"))(3)
+    assert as_int.dtype == np.int32 and as_int.tolist() == [4, 4]

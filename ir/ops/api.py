@@ -166,9 +166,13 @@ def pow(a, b):
     return apply("pow", a, b)
 
 
-def _is_weak_int(x) -> bool:
+def _is_weak(x) -> bool:
     from .. import weak  # (here: ir.weak imports ir.ops, whose modules import this one)
-    return weak.is_weak(x) and np.dtype(x.dtype).kind in "iu"
+    return weak.is_weak(x)
+
+
+def _is_weak_int(x) -> bool:
+    return _is_weak(x) and np.dtype(x.dtype).kind in "iu"
 
 
 def _weak_int_traced_power(base, k):
@@ -2163,6 +2167,8 @@ def full(shape, value, dtype=None):
     `dtype` is given, as JAX's."""
     shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
     if hasattr(value, "shape") and not isinstance(value, (np.ndarray, np.generic)):
+        if dtype is None and _is_weak(value):
+            dtype = "float32"  # a Python-number argument, traced: it fills as the number would
         return broadcast_to(value if dtype is None else cast(value, dtype), shape)
     dtype = as_dtype("float32" if dtype is None else dtype)
     if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
