@@ -155,3 +155,19 @@ def test_full_with_a_traced_python_number_fills_as_the_number():
         np.testing.assert_array_equal(out, [k, k])
     as_int = gc.compile(lambda k: gc.full((2,), k + 1, dtype="int32"))(3)
     assert as_int.dtype == np.int32 and as_int.tolist() == [4, 4]
+
+
+def test_full_takes_other_libraries_scalars_as_numbers_and_gives_a_writable_result():
+    """gc.full((2,), torch.tensor(2.0)) filled [2, 2] float32 before full took tensor fills;
+    then it was refused by broadcast_to ("another library's array"), and an eager tensor fill
+    gave broadcast_to's read-only view. Now only graphc's own values take the tensor path
+    (other scalars are numbers, as before) and an eager fill is a writable array of its own."""
+    torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
+    from_torch = gc.full((2,), torch.tensor(2.0))
+    assert np.asarray(from_torch).tolist() == [2.0, 2.0]
+    assert np.asarray(from_torch).dtype == np.float32
+    filled = gc.full((3,), gc.tensor(np.float32(4.0)))
+    data = np.asarray(filled)
+    assert data.flags.writeable
+    data[0] = 1.0
+    assert data.tolist() == [1.0, 4.0, 4.0]

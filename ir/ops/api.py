@@ -2165,11 +2165,13 @@ def full(shape, value, dtype=None):
     """numpy's and jnp.full; a number fills float32 unless `dtype` says otherwise. A traced or
     eager tensor fill is broadcast, so its gradient flows, and keeps its dtype unless
     `dtype` is given, as JAX's."""
+    from .operators import OperatorMixin  # (a graph node or an eager tensor; it imports us)
     shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
-    if hasattr(value, "shape") and not isinstance(value, (np.ndarray, np.generic)):
+    if isinstance(value, OperatorMixin):  # other libraries' arrays are numbers, as before
         if dtype is None and _is_weak(value):
             dtype = "float32"  # a Python-number argument, traced: it fills as the number would
-        return broadcast_to(value if dtype is None else cast(value, dtype), shape)
+        # (eager: a copy, not broadcast_to's read-only view, so the result can be written)
+        return _unchanged(broadcast_to(value if dtype is None else cast(value, dtype), shape))
     dtype = as_dtype("float32" if dtype is None else dtype)
     if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
         return apply("full", shape=shape, value=value, dtype=dtype)
