@@ -1008,11 +1008,13 @@ def eager_runner(symbolic, nums, prefix=""):
             try:
                 return run_with(args, kwargs)
             except TracedNumberError as exc:
-                position = getattr(exc, "position", None)
-                if position is None or position in as_they_are or \
-                        not is_weak_scalar(args[position]):
+                # only where every number it is computed from can pass as it is (a 0-d
+                # array among them stays traced: retrying would fail again)
+                positions = getattr(exc, "positions", None)
+                if not positions or any(p is None or p in as_they_are or
+                                        not is_weak_scalar(args[p]) for p in positions):
                     raise
-                as_they_are.add(position)
+                as_they_are.update(positions)
 
     def run_with(args, kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}
@@ -1039,15 +1041,21 @@ def eager_runner(symbolic, nums, prefix=""):
 
 
 def _naming_position(call, positions):
-    """call(), where a TracedNumberError gets `position`: the caller's position of the
-    argument it names (the graph input "argK" of the K-th positional argument traced;
-    positions[K] maps it back, None for the split call's own leading arguments)."""
+    """call(), where a TracedNumberError gets `positions`: the caller's positions of the
+    arguments it names (the graph input "argK" of the K-th positional argument traced;
+    positions[K] maps it back, None for the split call's own leading arguments), or None
+    where one of them is not such an input."""
     try:
         return call()
     except TracedNumberError as exc:
-        k = exc.argument[3:]
-        if exc.argument.startswith("arg") and k.isdigit() and int(k) < len(positions):
-            exc.position = positions[int(k)]
+        found = []
+        for name in exc.arguments:
+            k = name[3:]
+            if not (name.startswith("arg") and k.isdigit() and int(k) < len(positions)):
+                break
+            found.append(positions[int(k)])
+        else:
+            exc.positions = found
         raise
 
 

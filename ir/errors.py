@@ -64,10 +64,10 @@ class GraphcError(Exception):
 class TracedNumberError(GraphcError):
     """A Python number or bool argument, traced (weakly typed), used as a Python value (a
     shape, a range, an `if`): transformations that can pass it as it is instead retry.
-    `argument`: the name of the graph input it is ("arg1")."""
+    `arguments`: the names of the graph inputs it is computed from ("arg1", "arg2")."""
 
-    def __init__(self, message: str, locs=(), argument: str = ""):
-        self.argument = argument
+    def __init__(self, message: str, locs=(), arguments: tuple = ()):
+        self.arguments = tuple(arguments)
         super().__init__(message, locs)
 
 

@@ -110,20 +110,25 @@ class Node(SymbolicValue, OperatorMixin):
 
     def _no_value(self, message):
         argument = self._traced_argument()
-        scalars = [] if argument is not None else self._scalar_arguments()
-        if argument is None:  # a value computed from numbers (`if k > 1`, `float(2 * s)`)
-            argument = next((n for n in scalars if n._traced_argument() is not None), None)
-        if argument is not None:  # a transformation may pass it as it is instead
-            raise TracedNumberError(
-                f"{message}; the value passed as {argument.attrs['name']!r} is traced: to use "
-                "a Python number or bool as a Python value, list its position in "
-                "static_argnums", (user_location(),), argument=argument.attrs["name"])
+        # the 0-d inputs it is computed from (`if k > 1`, `float(2 * s)`), in argument order
+        scalars = [argument] if argument is not None else sorted(
+            self._scalar_arguments(), key=lambda n: n.id)
+        names = tuple(n.attrs["name"] for n in scalars)
+        if scalars and all(n._traced_argument() is not None for n in scalars):
+            # Python numbers only: static_argnums (or a transformation passing them as they
+            # are) helps; where a 0-d array is among them it would not
+            quoted = " and ".join(repr(name) for name in names)
+            values = (f"the value passed as {quoted} is traced: to use a Python number or bool "
+                      "as a Python value, list its position" if len(names) == 1 else
+                      f"the values passed as {quoted} are traced: to use Python numbers or "
+                      "bools as Python values, list their positions")
+            raise TracedNumberError(f"{message}; {values} in static_argnums",
+                                    (user_location(),), arguments=names)
         if self._traced_argument(operand=True) is not None:
             message += ("; a number passed to cond as an operand is traced in its branches: "
                         "close over it to use it as a Python value")
-        if scalars:  # a 0-d input: grad's runner passes a Python float traced as one as it is
-            raise TracedNumberError(message, (user_location(),),
-                                    argument=scalars[0].attrs["name"])
+        if scalars:  # 0-d inputs: grad's runner passes Python floats traced as them as they are
+            raise TracedNumberError(message, (user_location(),), arguments=names)
         raise GraphcError(message, (user_location(),))
 
     def _scalar_arguments(self) -> list:

@@ -171,3 +171,34 @@ def test_full_takes_other_libraries_scalars_as_numbers_and_gives_a_writable_resu
     assert data.flags.writeable
     data[0] = 1.0
     assert data.tolist() == [1.0, 4.0, 4.0]
+
+
+def test_a_refused_value_names_every_number_it_is_computed_from():
+    """Where a value refused as a Python value (`if k * s0 > 1`) was computed from a Python
+    number and a 0-d array, gc.compile's message told to list the number in static_argnums,
+    which does not help (the array stays traced), and gc.grad retried with the number passed
+    as it is, running fn twice to fail the same way; of two Python numbers (`if k + j > 1`)
+    only one was named. Now the hint (and grad's retry) comes only where every 0-d input the
+    value is computed from is a Python number, and it names all of them."""
+    x = np.ones(3)
+    calls = []
+
+    def scaled(v, k, s0):
+        calls.append(k)
+        return gc.sum(v) * (2.0 if k * s0 > 1 else 1.0)
+
+    with pytest.raises(gc.GraphcError, match="no truth value") as info:
+        gc.compile(scaled)(x, 2, np.array(1.0))
+    assert "static_argnums" not in str(info.value)
+    calls.clear()
+    with pytest.raises(gc.GraphcError, match="no truth value"):
+        gc.grad(scaled)(x, 2, np.array(1.0))
+    assert len(calls) == 1  # not retried
+
+    summed = lambda v, k, j: gc.sum(v) * (2.0 if k + j > 1 else 1.0)
+    with pytest.raises(gc.GraphcError, match="the values passed as 'k' and 'j' are traced: "
+                                             ".* list their positions in static_argnums"):
+        gc.compile(summed)(x, 1, 1)
+    np.testing.assert_array_equal(gc.grad(summed)(x, 1, 1), [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(gc.grad(summed)(x, 1, 0), [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(gc.compile(summed, static_argnums=(1, 2))(x, 1, 1), 6.0)
