@@ -404,9 +404,9 @@ class Compiled:
         """Keyword arguments as the positions they name (as JAX's jit takes them; a static
         or donated argument is one by position either way); a parameter skipped before one
         passed by keyword takes its default. f(x, y=y) is then the call f(x, y)."""
-        fname = getattr(self.fn, "__name__", "fn")
+        target, fname = _called(self.fn)
         try:
-            signature = inspect.signature(self.fn)
+            signature = inspect.signature(target)
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise GraphcError(f"compiled {fname}: {exc}", (user_location(),)) from None
@@ -819,21 +819,31 @@ def _positional_count(fn) -> int:
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
+def _called(fn) -> tuple:
+    """(what calling fn runs, whose signature says what fn takes; its name for messages): a
+    Module's __call__ takes anything, so its forward (unless the module has a __call__ of
+    its own)."""
+    from .nn import Module  # (here: nn's layers use this module)
+    if isinstance(fn, Module) and type(fn).__call__ is Module.__call__:
+        return fn.forward, f"{type(fn).__name__}.forward"
+    return fn, getattr(fn, "__name__", "fn")
+
+
 def _named_positions(fn, names, what) -> tuple:
     """The positions of fn's parameters `names` (a str or a sequence of them), as jax.jit's
     static_argnames; a name that is no parameter taken by position is one line."""
     names = (names,) if isinstance(names, str) else tuple(names)
+    target, shown = _called(fn)
     try:
-        parameters = list(inspect.signature(fn).parameters.values())
+        parameters = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
         parameters = []
     positions = {p.name: i for i, p in enumerate(parameters)
                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
     for name in names:
         if name not in positions:
-            raise GraphcError(f"{what}: {name!r} is not a parameter of "
-                              f"{getattr(fn, '__name__', 'fn')} taken by position",
-                              (user_location(),))
+            raise GraphcError(f"{what}: {name!r} is not a parameter of {shown} taken by "
+                              "position", (user_location(),))
     return tuple(positions[name] for name in names)
 
 

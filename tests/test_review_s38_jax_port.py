@@ -202,3 +202,28 @@ def test_a_refused_value_names_every_number_it_is_computed_from():
     np.testing.assert_array_equal(gc.grad(summed)(x, 1, 1), [2.0, 2.0, 2.0])
     np.testing.assert_array_equal(gc.grad(summed)(x, 1, 0), [1.0, 1.0, 1.0])
     np.testing.assert_array_equal(gc.compile(summed, static_argnums=(1, 2))(x, 1, 1), 6.0)
+
+
+def test_compile_reads_static_argnames_from_a_modules_forward():
+    """gc.compile(module, static_argnames="n") was refused ("'n' is not a parameter of fn
+    taken by position") where static_argnums=1 worked: the names were read from the
+    Module's __call__(*args), and so were keyword arguments to the compiled module ("n is
+    keyword-only"). Now both are read from its forward, and a name forward lacks is refused
+    naming the class's forward."""
+
+    class Head(gc.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = gc.nn.Parameter(np.array([2.0], np.float32))
+
+        def forward(self, x, n):
+            return x[:n] * self.scale
+
+    head = Head()
+    x = np.arange(4.0, dtype=np.float32)
+    by_name = gc.compile(head, static_argnames="n")
+    np.testing.assert_array_equal(by_name(x, 3), [0.0, 2.0, 4.0])
+    np.testing.assert_array_equal(by_name(x, n=2), [0.0, 2.0])
+    np.testing.assert_array_equal(gc.compile(head, static_argnums=1)(x, 3), by_name(x, 3))
+    with pytest.raises(gc.GraphcError, match="'m' is not a parameter of Head.forward taken"):
+        gc.compile(head, static_argnames="m")
