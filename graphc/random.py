@@ -106,14 +106,16 @@ PRNGKey = key
 
 def split(key, num=2):
     """`num` new keys, shape (num, 2), each starting its own stream: `k1, k2 = split(key)`.
-    A shape tuple gives keys of that shape, shape + (2,), as JAX's split(key, (2, 3))."""
+    A shape (a tuple or list) gives keys of that shape, shape + (2,), as JAX's split(key,
+    (2, 3)): () one key, a 0 size none."""
     key = _key(key, "split")
-    if isinstance(num, tuple) and num and all(is_int(n) and n >= 1 for n in num):
-        return F.reshape(apply("random_split", key, num=math.prod(num)), (*num, 2))
-    if not is_int(num) or num < 1:
-        F._fail("gc.random.split: num must be a positive integer or a tuple of them, got "
+    shape = (num,) if is_int(num) else tuple(num) if isinstance(num, (tuple, list)) else None
+    if shape is None or not all(is_int(n) and n >= 0 for n in shape):
+        F._fail("gc.random.split: num must be a non-negative integer or a tuple of them, got "
                 f"{num!r}")
-    return apply("random_split", key, num=int(num))
+    shape = tuple(int(n) for n in shape)
+    keys = apply("random_split", key, num=math.prod(shape))
+    return keys if is_int(num) else F.reshape(keys, (*shape, 2))
 
 
 def fold_in(key, data):

@@ -210,7 +210,7 @@ def test_grad_through_reparameterised_normal_matches_finite_differences():
     (lambda: gc.random.normal(KEY, 2.5), "shape must be a tuple"),
     (lambda: gc.random.randint(KEY, (3,), 5, 5), "maxval 5 must be greater than minval 5"),
     (lambda: gc.random.randint(KEY, (3,), 0, 2.5), "minval and maxval must be integers"),
-    (lambda: gc.random.split(KEY, 0), "num must be a positive integer"),
+    (lambda: gc.random.split(KEY, -1), "num must be a non-negative integer"),
     (lambda: gc.random.fold_in(KEY, 1.5), "data must be an integer scalar"),
     (lambda: gc.random.key(1.5), "the seed must be an integer"),
     (lambda: gc.random.uniform(KEY, (2,), "int32"), "dtype must be floating point"),

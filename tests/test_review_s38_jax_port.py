@@ -227,3 +227,21 @@ def test_compile_reads_static_argnames_from_a_modules_forward():
     np.testing.assert_array_equal(gc.compile(head, static_argnums=1)(x, 3), by_name(x, 3))
     with pytest.raises(gc.GraphcError, match="'m' is not a parameter of Head.forward taken"):
         gc.compile(head, static_argnames="m")
+
+
+def test_random_split_takes_any_shape_as_jax():
+    """gc.random.split refused the shapes JAX's split takes: () (one key, shape (2,)), a list
+    ([2, 3]) and sizes of 0 (0, (0,), (2, 0): empty key arrays). Now each gives JAX's
+    shape, the keys being the first of split(key, n); a negative size is still one line."""
+    key = gc.random.PRNGKey(0)
+    six = np.asarray(gc.random.split(key, 6))
+    one = np.asarray(gc.random.split(key, ()))
+    assert one.shape == (2,)
+    np.testing.assert_array_equal(one, np.asarray(gc.random.split(key, 1))[0])
+    np.testing.assert_array_equal(np.asarray(gc.random.split(key, [2, 3])), six.reshape(2, 3, 2))
+    for num, shape in [(0, (0, 2)), ((0,), (0, 2)), ((2, 0), (2, 0, 2))]:
+        assert np.asarray(gc.random.split(key, num)).shape == shape
+    assert gc.compile(lambda k: gc.random.split(k, ()))(key).shape == (2,)
+    for num in (-1, (2, -1), 1.5):
+        with pytest.raises(gc.GraphcError, match="num must be a non-negative integer"):
+            gc.random.split(key, num)
