@@ -43,6 +43,7 @@ from .tracing import (Spec, eval_shape, spec, trace, tree_flatten, tree_leaves, 
                       tree_unflatten)
 from .trainer import Trainer, load_params
 from .transforms import RecompileWarning, compile, grad, hessian, jvp, value_and_grad, vjp
+from .transforms import stop_gradient  # noqa: F811  (over ir's one-value op: pytrees too)
 from .vmap import vmap
 
 __version__ = "0.1.0"

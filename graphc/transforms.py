@@ -31,7 +31,7 @@ from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
 
 from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
-                      leaves_like, to_spec, trace, unflatten)
+                      leaves_like, to_spec, trace, tree_map, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -1227,6 +1227,15 @@ def split_aux(out, who):
         raise GraphcError(f"{who}: with has_aux=True the function must return a pair "
                           f"(output, aux), got {got}", (user_location(),))
     return out[0], out[1]
+
+
+def stop_gradient(x):
+    """jax.lax.stop_gradient: x's value, through which no gradient flows. A pytree (tuples,
+    namedtuples, lists, dicts) is stopped leaf by leaf, None staying None, as in JAX (the
+    op itself, ir's, takes one value)."""
+    if isinstance(x, (tuple, list, dict)) or x is None:
+        return tree_map(F.stop_gradient, x)
+    return F.stop_gradient(x)
 
 
 def grad(fn, argnums=0, has_aux=False):

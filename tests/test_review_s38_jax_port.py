@@ -245,3 +245,25 @@ def test_random_split_takes_any_shape_as_jax():
     for num in (-1, (2, -1), 1.5):
         with pytest.raises(gc.GraphcError, match="num must be a non-negative integer"):
             gc.random.split(key, num)
+
+
+def test_stop_gradient_maps_the_single_value_op_over_a_pytree_with_graphcs_tree_map():
+    """gc.stop_gradient took pytrees through a walk of its own in ir/ops/api.py (ir cannot
+    import graphc's tree utilities), a second copy of graphc.tracing's containers rules,
+    and made ir's op, used inside the library on single values, take containers too. Now
+    ir's stop_gradient takes one value, as the op does, and the public gc.stop_gradient maps
+    it over a pytree with graphc's tree_map, traced and eager, as before."""
+    from collections import namedtuple
+    from ir.ops import api
+    with pytest.raises(gc.GraphcError, match="cannot use a dict as a tensor operand"):
+        api.stop_gradient({"a": np.ones(1)})
+    Pair = namedtuple("Pair", "w b")
+    x = np.array([1.0, 2.0])
+    grad = gc.grad(lambda v: gc.sum(gc.stop_gradient(Pair(v, [v, None])).b[0] * v))(x)
+    np.testing.assert_array_equal(grad, x)
+    w = gc.tensor(np.array([3.0, 4.0]), requires_grad=True)
+    stopped = gc.stop_gradient(Pair(w, None))
+    assert type(stopped) is Pair and stopped.b is None and not stopped.w.requires_grad
+    gc.sum(stopped.w * w).backward()
+    np.testing.assert_array_equal(np.asarray(w.grad), [3.0, 4.0])
+    assert gc.stop_gradient(None) is None

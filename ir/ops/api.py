@@ -10,7 +10,6 @@ inside it, Python's own are `builtins.any(...)` and so on.
 from __future__ import annotations
 
 import builtins
-import collections
 import contextlib
 import numbers
 import operator
@@ -330,26 +329,7 @@ def where(cond, a, b):
     if len(plain) == 2 and builtins.any(isinstance(v, float) for v in plain):
         a, b = float(a), float(b)  # where(c, 1.0, 0): a float, as numpy and JAX give
     return apply("where", cond, a, b)
-def stop_gradient(x):
-    """jax.lax.stop_gradient: x's value, through which no gradient flows. A pytree (tuples,
-    namedtuples, lists, dicts) is stopped leaf by leaf, None staying None, as in JAX."""
-    if isinstance(x, (tuple, list, dict)) or x is None:
-        return _leaf_by_leaf(stop_gradient, x)
-    return apply("stop_gradient", x)
-
-
-def _leaf_by_leaf(fn, tree):
-    """fn applied to each leaf of a pytree (graphc/tracing.py's containers, which this layer
-    cannot import), in containers of the same kinds."""
-    if tree is None:
-        return None
-    if isinstance(tree, dict):
-        kind = collections.OrderedDict if isinstance(tree, collections.OrderedDict) else dict
-        return kind((k, _leaf_by_leaf(fn, v)) for k, v in tree.items())
-    if isinstance(tree, (tuple, list)):
-        items = [_leaf_by_leaf(fn, v) for v in tree]
-        return type(tree)(*items) if hasattr(type(tree), "_fields") else type(tree)(items)
-    return fn(tree)
+def stop_gradient(x): return apply("stop_gradient", x)
 
 
 def gelu(x, approximate: str = "tanh"):
