@@ -26,7 +26,11 @@ class Attention(gc.nn.Module):
         B, T, C = x.shape
         q, k, v = (t.reshape(B, T, self.heads, C // self.heads).transpose(0, 2, 1, 3)
                    for t in gc.split(self.c_attn(x), 3, axis=-1))
-        att = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(C // self.heads))
+        scale = 1.0 / math.sqrt(C // self.heads)
+        if q.dtype == np.float16:  # under gc.autocast("float16"): q @ k^T would overflow
+            att = (q * scale) @ k.transpose(0, 1, 3, 2)  # to inf where the scaled scores fit
+        else:
+            att = (q @ k.transpose(0, 1, 3, 2)) * scale
         att = gc.softmax(gc.masked_fill(att, ~gc.tril_mask(T), float("-inf")), axis=-1)
         return self.c_proj((att @ v).transpose(0, 2, 1, 3).reshape(B, T, C))
 

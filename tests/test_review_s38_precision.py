@@ -239,3 +239,33 @@ def test_eager_loops_over_bfloat16_arrays_promote_as_compiled_ones():
         assert eager.dtype.name == compiled.dtype.name == "bfloat16"
         np.testing.assert_array_equal(eager.astype(np.float32), want)
         np.testing.assert_array_equal(compiled.astype(np.float32), want)
+
+
+def test_attention_under_float16_autocast_scales_queries_before_the_product():
+    """Under gc.autocast("float16") (and gc.compile(precision="fp16-mixed")) the attention
+    of float32 inputs took autocast's float16 q @ k^T before the scale: a q . k of 82944
+    was inf and the output NaN, in scaled_dot_product_attention and in the GPT model's
+    CausalSelfAttention; torch's autocast attention is finite. Where the product runs in
+    float16 the queries are now scaled first; float32 keeps its order of operations."""
+    from graphc.models.gpt import CausalSelfAttention, GPTConfig
+    q = np.full((1, 2, 64), 36.0, np.float32)  # q.k = 82944 > 65504; scaled, 10368
+    v = (np.arange(128) / 64).astype(np.float32).reshape(1, 2, 64)
+    with torch.autocast("cpu", dtype=torch.float16):
+        want = TF.scaled_dot_product_attention(*map(torch.tensor, (q, q, v))).numpy()
+    sdpa = gc.scaled_dot_product_attention
+    with gc.autocast("float16"):
+        eager = sdpa(gc.tensor(q), gc.tensor(q), gc.tensor(v)).data
+    compiled = gc.compile(sdpa, precision="fp16-mixed")(q, q, v)
+    for got in (eager, compiled):
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32),
+                                   rtol=2 ** -10)
+    cfg = GPTConfig(n_layer=1, n_head=1, n_embd=64, block_size=4, vocab_size=8, bias=False)
+    attention = CausalSelfAttention(cfg, np.random.default_rng(0))
+    attention.c_attn.weight = gc.nn.Parameter(np.tile(np.eye(64, dtype=np.float32), 3))
+    x = np.full((1, 3, 64), 36.0, np.float32)
+    with gc.autocast("float16"):
+        y = attention(gc.tensor(x), lambda t: t).data
+    assert y.dtype == np.float16 and np.isfinite(y).all()
+    exact = attention(gc.tensor(x), lambda t: t).data  # float32 (c_proj's products in half
+    np.testing.assert_allclose(y.astype(np.float32), exact, atol=1e-2)  # differ by 2e-3)

@@ -119,7 +119,13 @@ class CausalSelfAttention(nn.Module):
         H = self.cfg.n_head
         q, k, v = F.split(self.c_attn(x), 3, axis=-1)
         q, k, v = (t.reshape(B, T, H, C // H).transpose(0, 2, 1, 3) for t in (q, k, v))
-        att = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(C // H))
+        scale = 1.0 / math.sqrt(C // H)
+        # float16 (fp16-mixed) queries are scaled first, as torch's MultiheadAttention does:
+        # their q @ k^T overflows to inf where the scaled scores fit
+        if q.dtype == np.float16:
+            att = (q * scale) @ k.transpose(0, 1, 3, 2)
+        else:
+            att = (q @ k.transpose(0, 1, 3, 2)) * scale
         att = F.masked_fill(att, ~F.tril_mask(T), float("-inf"))
         att = dropout(F.softmax(att, axis=-1))
         y = (att @ v).transpose(0, 2, 1, 3).reshape(B, T, C)

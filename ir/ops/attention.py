@@ -18,6 +18,7 @@ import numpy as np
 
 from ..types import broadcast_shapes, is_float, is_half, is_real
 from . import api as F
+from . import precision
 from .api import _dtype, _fail, _ndim, _shape
 from .arrays import repeat
 
@@ -86,7 +87,12 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         _fail(f"{name}: attn_mask of shape {tuple(_shape(attn_mask))} does not broadcast to "
               f"the scores' {score_shape} (..., L, S)")
 
-    scores = F.mul(F.matmul(query, F.swapaxes(key, -1, -2)), float(scale))  # (..., L, S)
+    if precision.active_half() == np.float16:
+        # queries scaled first, as torch's: a float16 (autocast's) q @ k^T overflows to inf
+        # where the scaled scores fit (bfloat16 has float32's range)
+        scores = F.matmul(F.mul(query, float(scale)), F.swapaxes(key, -1, -2))
+    else:
+        scores = F.mul(F.matmul(query, F.swapaxes(key, -1, -2)), float(scale))  # (..., L, S)
     if is_causal:
         scores = F.masked_fill(scores, F.logical_not(F.tril_mask(L, S)), -math.inf)
     weights = None

@@ -91,6 +91,12 @@ def suspended():
         STATE.suspended -= 1
 
 
+def active_half():
+    """The half dtype matmul and einsum cast their operands to now: the policy's, None
+    outside autocast and while a backward pass is built."""
+    return None if STATE.suspended else STATE.dtype
+
+
 def _float_dtype(x):
     if registry.is_weak_scalar(x) or not hasattr(x, "dtype"):
         return None
