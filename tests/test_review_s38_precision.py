@@ -269,3 +269,33 @@ def test_attention_under_float16_autocast_scales_queries_before_the_product():
     assert y.dtype == np.float16 and np.isfinite(y).all()
     exact = attention(gc.tensor(x), lambda t: t).data  # float32 (c_proj's products in half
     np.testing.assert_allclose(y.astype(np.float32), exact, atol=1e-2)  # differ by 2e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_group_norm_applies_its_affine_in_float32(dtype):
+    """A half group_norm normalised in float32 but multiplied by weight and added bias in
+    half, rounding twice: 80 ulps from the exact value where torch's is within 0.5. The
+    affine now runs on the float32 side and the result is rounded once, as torch's; float32
+    weights (autocast's, torch's mixed-type kernel's) are used as they are, others refused
+    in one line."""
+    rng = np.random.default_rng(0)
+    x, weight, bias = ((rng.standard_normal(shape) * scale).astype(np.float32).astype(dtype)
+                       for shape, scale in (((4, 8, 32), 2), (8, 3), (8, 3)))
+    half = [torch.tensor(a.astype(np.float32)).to(getattr(torch, dtype))
+            for a in (x, weight, bias)]
+    want = TF.group_norm(half[0], 2, *half[1:]).float().numpy().astype(dtype)
+    wide = [torch.tensor(a.astype(np.float64)) for a in (x, weight, bias)]
+    exact = TF.group_norm(wide[0], 2, *wide[1:]).numpy().astype(dtype)
+
+    def norm(a, w, b):
+        return gc.group_norm(a, 2, w, b)
+    for got in (norm(gc.tensor(x), gc.tensor(weight), gc.tensor(bias)).data,
+                gc.compile(norm)(x, weight, bias)):
+        assert got.dtype.name == dtype
+        assert _ulps(got, exact).max() <= 1
+        assert _ulps(got, want).max() <= 1
+        mixed = norm(x, weight.astype(np.float32), bias.astype(np.float32)).data
+        np.testing.assert_array_equal(mixed, got)
+    with pytest.raises(gc.GraphcError, match=f"weight of a {dtype} x must be {dtype} or "
+                       "float32, got float64"):
+        norm(x, weight.astype(np.float64), None)

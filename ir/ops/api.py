@@ -1258,17 +1258,25 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     for what, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(_shape(p)) != (channels,):
             _fail(f"group_norm: {what} must have shape ({channels},), got {tuple(_shape(p))}")
+        if p is not None and is_half(_dtype(x)) and _dtype(p) not in (_dtype(x), np.float32):
+            _fail(f"group_norm: {what} of a {_dtype(x)} x must be {_dtype(x)} or float32, got "
+                  f"{_dtype(p)}")
     # (N, G, C/G, *spatial), reduced over all but N and G: no -1 to infer, which an empty
     # batch (zero elements) does not allow
-    if is_half(_dtype(x)):  # in float32, as torch's: the half squares overflow or underflow
-        y = cast(group_norm(cast(x, "float32"), num_groups, eps=eps), _dtype(x))
-    else:
-        groups = reshape(x, (shape[0], int(num_groups), channels // int(num_groups))
-                         + tuple(shape[2:]))
-        axes = tuple(range(2, len(shape) + 1))
-        centred = sub(groups, mean(groups, axes, keepdims=True))
-        var = mean(mul(centred, centred), axes, keepdims=True)
-        y = reshape(mul(centred, rsqrt(add(var, float(eps)))), shape)
+    if is_half(_dtype(x)):
+        # in float32, the affine included, rounded once, as torch's: the half squares
+        # overflow or underflow, and a half affine rounds twice (float32 weights, as
+        # autocast's or torch's mixed-type kernel's, are used as they are)
+        weight, bias = (p if p is None or _dtype(p) != _dtype(x) else cast(p, "float32")
+                        for p in (weight, bias))
+        return cast(group_norm(cast(x, "float32"), num_groups, weight, bias, eps),
+                    _dtype(x))
+    groups = reshape(x, (shape[0], int(num_groups), channels // int(num_groups))
+                     + tuple(shape[2:]))
+    axes = tuple(range(2, len(shape) + 1))
+    centred = sub(groups, mean(groups, axes, keepdims=True))
+    var = mean(mul(centred, centred), axes, keepdims=True)
+    y = reshape(mul(centred, rsqrt(add(var, float(eps)))), shape)
     if weight is not None:
         y = mul(y, reshape(weight, per_channel))
     if bias is not None:
