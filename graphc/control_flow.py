@@ -32,7 +32,7 @@ from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
-from ir.types import BFLOAT16, Dim, InconclusiveDim, TensorType, is_float, is_int
+from ir.types import BFLOAT16, FLOAT_SCALARS, Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
@@ -181,7 +181,7 @@ def _typed_carries(init_leaves, other_leaves) -> list:
     loop's first floating-point array (the other carries, then xs), as _carry_nodes says."""
     floats = [np.dtype(x.dtype) for x in list(init_leaves) + list(other_leaves)
               if not is_weak_scalar(x) and hasattr(x, "dtype") and is_float(x.dtype)]
-    return [np.asarray(x, floats[0]) if floats and isinstance(x, (float, np.floating)) else x
+    return [np.asarray(x, floats[0]) if floats and isinstance(x, FLOAT_SCALARS) else x
             for x in init_leaves]
 
 

@@ -36,7 +36,7 @@ def jacrev(fn, argnums=0, has_aux=False):
         out_leaves, out_structure = leaves_and_structure(out)
         rows = []
         for j, y in enumerate(out_leaves):
-            if not isinstance(y, Node) and np.issubdtype(np.asarray(y).dtype, np.floating):
+            if not isinstance(y, Node) and is_float(np.asarray(y).dtype):
                 # a constant (what fn computed from no argument): zeros, as JAX's and jacfwd's
                 zeros = pull(unflatten(out_structure, [None] * len(out_leaves)))
                 rows.append(_as_argnums(_in_trees(zeros, lambda g, y=y: F.zeros(

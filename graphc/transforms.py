@@ -1077,7 +1077,7 @@ def _is_setting(value) -> bool:
     leaves, _ = leaves_and_structure(value)
     arrays = (Node, Tensor, np.ndarray)
     return bool(leaves) and not any(isinstance(x, arrays) for x in leaves) and not all(
-        type(x) in (int, float) or (isinstance(x, np.generic) and x.dtype.kind in "iuf")
+        type(x) in (int, float) or isinstance(x, (np.integer,) + NUMPY_FLOAT_SCALARS)
         for x in leaves)
 
 
@@ -1143,7 +1143,7 @@ def _shared_float_dtype(args, skip=()):
     dtypes = {np.dtype(x.dtype)
               for x in leaves_and_structure([a for i, a in enumerate(args) if i not in skip])[0]
               if isinstance(x, (Node, Tensor, np.ndarray))  # (scalar objects are weak)
-              and np.issubdtype(x.dtype, np.floating)}
+              and is_float(x.dtype)}
     return dtypes.pop() if len(dtypes) == 1 else None
 
 

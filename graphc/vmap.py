@@ -30,7 +30,7 @@ from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
 from ir.ops.registry import apply, refuse_foreign_array
-from ir.types import WIDENED_INPUTS
+from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS
 from passes.batching import batch_graph
 from runtime.eager import Tensor, apart_from
 
@@ -78,13 +78,14 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
                 # weakly typed as in eager code (an int64 input did not meet int32 tensors)
                 stand_ins.append(leaf)
                 continue
-            if axis is None and alone and isinstance(leaf, np.floating) and shared is not None:
+            if (axis is None and alone and isinstance(leaf, NUMPY_FLOAT_SCALARS)
+                    and shared is not None):
                 # as gc.compile's numpy float scalars: the float dtype the arrays share
                 # (np.float64(2) times float32 examples was refused as float64)
                 leaf = first = np.asarray(leaf, shared)
             spec = to_spec(first)
             node = region.input(leaf_name, spec.shape[axis is not None:], spec.dtype)
-            if axis is None and (weak.is_weak(leaf) or isinstance(leaf, np.floating)):
+            if axis is None and (weak.is_weak(leaf) or isinstance(leaf, NUMPY_FLOAT_SCALARS)):
                 # as capture() keeps a weak value weak; a numpy float scalar left as it is
                 # is weakly typed, as compile traces one
                 region.weak_ids.add(node.id)

@@ -299,3 +299,42 @@ def test_half_group_norm_applies_its_affine_in_float32(dtype):
     with pytest.raises(gc.GraphcError, match=f"weight of a {dtype} x must be {dtype} or "
                        "float32, got float64"):
         norm(x, weight.astype(np.float64), None)
+
+
+def _scan_keeping_carry(x, s):
+    return gc.scan(lambda c, row: (c, row), s, x)[0]
+
+
+_SCALAR_SITES = {  # site: (fn of a numpy float scalar, its dtype and values, as float16's)
+    "vmap's unmapped scalar": (lambda s: gc.vmap(lambda a, k: a * k, in_axes=(0, None))(
+        np.ones((2, 2), np.float32), s), "float32", [[1.5, 1.5], [1.5, 1.5]]),
+    "grad's shared float dtype": (lambda s: gc.grad(
+        lambda k, a: gc.sum(gc.cast(a * k, "float32")))(2.0, np.ones(4, s.dtype)),
+        None, 4.0),
+    "a list of scalars is traced, not a setting": (lambda s: gc.grad(
+        lambda x, k: gc.sum(x * (k[0] * k[1])))(np.ones(2, np.float32), [s, s]),
+        "float32", [2.25, 2.25]),
+    "scan's weak carry": (lambda s: _scan_keeping_carry(np.ones(3), s), "float64", 1.5),
+    "compiled scan's constant carry": (lambda s: gc.compile(
+        lambda x: _scan_keeping_carry(x, s))(np.ones(3)), "float64", 1.5),
+    "jacrev's constant output": (lambda s: gc.jacrev(
+        lambda x: (gc.sum(x), np.ones(2, s.dtype)))(np.ones(2, np.float32))[1],
+        "float32", np.zeros((2, 2))),
+}
+
+
+@pytest.mark.parametrize("site", _SCALAR_SITES)
+@pytest.mark.parametrize("scalar_type", ["float16", "bfloat16"])
+def test_bfloat16_scalars_and_arrays_behave_as_float16_ones(site, scalar_type):
+    """vmap, grad's shared float dtype, grad's test for a setting, scan's carry typing and
+    jacrev's constant outputs asked np.floating / np.issubdtype(..., np.floating) /
+    dtype.kind "f", which bfloat16 (an ml_dtypes np.generic of kind "V") is not: vmap of a
+    bfloat16 scalar was refused ("mul(f32[3], bf16[])"), grad of a bfloat16 array times a
+    float ("mul(bf16[4], f64[])"), a list of bfloat16 scalars was a static setting ("not
+    hashable"), a bfloat16 scan carry stayed bfloat16 (float32 compiled) where a float16
+    one takes the xs' float64, and jacrev's bfloat16 constant "has no Jacobian". They now
+    use ir.types' FLOAT_SCALARS and is_float, and bfloat16 behaves as float16 there."""
+    fn, dtype, want = _SCALAR_SITES[site]
+    got = np.asarray(fn(np.array([1.5], scalar_type)[0]))
+    assert got.dtype.name == (dtype or scalar_type)
+    np.testing.assert_array_equal(got.astype(np.float64), want)
