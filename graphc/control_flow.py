@@ -590,11 +590,13 @@ def _one_dtype(values):
 
 
 def _graphc_typed(v):
-    """A bfloat16 numpy array as a Tensor, so that the eager body's operators promote as
-    graphc's and the traced loop's do: ml_dtypes' make bfloat16 * 1.5 a float32 (a map's
-    results were float32, a fori_loop refused its own carry); numpy's other dtypes
-    promote as graphc's."""
-    return Tensor(v) if isinstance(v, np.ndarray) and v.dtype == BFLOAT16 else v
+    """A bfloat16 numpy array or scalar as a Tensor, so that the eager body's operators
+    promote as graphc's and the traced loop's do: ml_dtypes' make bfloat16 * 1.5 a float32
+    (a map's results were float32, a fori_loop refused its own carry, a scalar carry came
+    back float32); numpy's other dtypes promote as graphc's."""
+    if isinstance(v, (np.ndarray, np.generic)) and v.dtype == BFLOAT16:
+        return Tensor(np.asarray(v))
+    return v
 
 
 def _strong(v):

@@ -338,3 +338,21 @@ def test_bfloat16_scalars_and_arrays_behave_as_float16_ones(site, scalar_type):
     got = np.asarray(fn(np.array([1.5], scalar_type)[0]))
     assert got.dtype.name == (dtype or scalar_type)
     np.testing.assert_array_equal(got.astype(np.float64), want)
+
+
+def test_eager_loops_keep_a_bfloat16_scalar_carry_bfloat16():
+    """An eager fori_loop or while_loop handed a bfloat16 numpy scalar carry to the body
+    raw, where ml_dtypes' promotion made c * 1.5 a float32: the loop came back float32
+    where the compiled one (and a float16 scalar's eager loop) keeps the carry's dtype.
+    Such a scalar is now a graphc tensor too, as bfloat16 arrays already were."""
+    carry = np.array([2.0], "bfloat16")[0]
+
+    def looped(c):
+        return gc.fori_loop(0, 3, lambda i, c: c * 1.5, c)
+
+    def whiled(c):
+        return gc.while_loop(lambda c: c < 10, lambda c: c * 1.5, c)
+    for fn, want in ((looped, 6.75), (whiled, 10.125)):
+        eager, compiled = np.asarray(fn(carry)), gc.compile(fn)(carry)
+        assert eager.dtype.name == compiled.dtype.name == "bfloat16"
+        assert eager.astype(np.float32) == compiled.astype(np.float32) == want
