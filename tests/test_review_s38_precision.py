@@ -1,5 +1,7 @@
 """Session 38's fixes of half-precision and dtype defects; each test failed before its fix.
 torch is the oracle, float16 and float64."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -356,3 +358,23 @@ def test_eager_loops_keep_a_bfloat16_scalar_carry_bfloat16():
         eager, compiled = np.asarray(fn(carry)), gc.compile(fn)(carry)
         assert eager.dtype.name == compiled.dtype.name == "bfloat16"
         assert eager.astype(np.float32) == compiled.astype(np.float32) == want
+
+
+def test_arange_past_int64_and_past_float16s_range():
+    """arange computed its values in int64, so float bounds past int64 (2**63) were
+    numpy's raw OverflowError where they had given numpy's values; and float16 values past
+    65504 leaked numpy's "overflow encountered in cast" RuntimeWarning. Bounds past int64
+    are computed from the exact integers again, and float16's overflow is inf, quietly,
+    as torch's."""
+    big = gc.arange(2**63, 2**63 + 3, dtype="float64").data
+    np.testing.assert_array_equal(big, np.arange(2**63, 2**63 + 3, dtype=np.float64))
+    np.testing.assert_array_equal(gc.arange(2**64, 2**64 + 2**50, 2**49, "float32").data,
+                                  np.float32([2.0**64, 2.0**64 + 2**49]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for got in (gc.arange(70000, 70003, dtype="float16").data,
+                    gc.compile(lambda d: gc.arange(70000, 70003, dtype="float16"))(
+                        np.zeros(1))):
+            assert got.dtype == np.float16
+            np.testing.assert_array_equal(
+                got, torch.arange(70000, 70003, dtype=torch.float16).numpy())

@@ -277,9 +277,18 @@ def _arange_infer(types, start, stop, step, dtype):
 
 @defop("arange", _arange_infer, arity=0)
 def _arange(start, stop, step, dtype):
-    # in int64, then cast: numpy's arange in a half dtype steps by its rounded first values
-    # (arange(257, 263) in bfloat16 went past stop), torch's rounds each exact value
-    return np.arange(start, stop, step, dtype=np.int64).astype(dtype, copy=False)
+    # each exact value, then cast: numpy's arange in a half dtype steps by its rounded first
+    # values (arange(257, 263) in bfloat16 went past stop), torch's rounds each exact value
+    if all(_INT64.min <= v <= _INT64.max for v in (start, stop, step)):
+        values = np.arange(start, stop, step, dtype=np.int64)
+    else:  # past int64 (float values from 2**63; int dtypes are refused there): each
+        # Python int rounded to float64 on its own
+        values = np.array(range(start, stop, step), np.float64)
+    with np.errstate(over="ignore"):  # past a half dtype's range: inf, as torch's
+        return values.astype(dtype, copy=False)
+
+
+_INT64 = np.iinfo(np.int64)
 
 
 def _tri_infer(types, rows, cols, k):
