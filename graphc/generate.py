@@ -110,6 +110,11 @@ class Generator:
             if np.shape(params[name]) != p.data.shape:
                 raise ValueError(f"Generator: params[{name!r}] has shape "
                                  f"{np.shape(params[name])}, the model's is {p.data.shape}")
+            dtype = np.asarray(params[name]).dtype
+            if dtype != p.data.dtype:  # (params from before a cast such as model.half())
+                raise ValueError(f"Generator: params[{name!r}] has dtype {dtype}, the model's "
+                                 f"is {p.data.dtype} (params from before a cast? take "
+                                 "model.params() after it)")
         self.model = model
         self.params = params
         self._plans = OrderedDict()  # (batch, length, span) -> (concrete plan, input names)

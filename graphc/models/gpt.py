@@ -7,7 +7,7 @@ stored (in, out), so a layer computes x @ W + b.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -204,6 +204,20 @@ class GPT(nn.Module):
         if targets is None:
             return logits
         return F.cross_entropy(logits, targets)
+
+    def _cast_floats(self, dtype, method):
+        """nn.Module's cast (.double(), .half(), .to(dtype), ...), with cfg.dtype following
+        the weights: generation's caches and masks and a checkpoint's header take their dtype
+        from it (generating after .double() failed inside the plan)."""
+        super()._cast_floats(dtype, method)
+        old = self.cfg
+        if old.dtype != as_dtype(dtype).name:
+            # a new config: the old one may configure other models, which keep their dtype
+            cfg = replace(old, dtype=as_dtype(dtype).name)
+            for module in self.modules():  # (the attention layers hold it too)
+                if getattr(module, "cfg", None) is old:
+                    object.__setattr__(module, "cfg", cfg)
+        return self
 
     def no_decay(self, name: str) -> bool:
         """nanoGPT's split (configure_optimizers): tensors of two or more dimensions (matmul

@@ -1,0 +1,64 @@
+"""Session 38's fixes of GPT generation after a cast, of its prompt checks and of a float16
+model's overflow; each test failed before its fix."""
+import numpy as np
+import pytest
+
+from graphc.generate import Generator
+from graphc.models import gpt2
+from graphc.models.gpt import GPT, GPTConfig
+from graphc.sample import Sampler
+
+from test_gpt2 import need_transformers, save_random_gpt2
+
+
+# ---- 1. a torch-style cast keeps cfg.dtype in step with the weights -------------------------
+def test_generation_after_a_cast_matches_the_model_loaded_in_that_dtype(tmp_path):
+    """After load_gpt2(dir).double() (or .half(), .bfloat16(), .to(dtype)) the model's
+    cfg.dtype stayed float32 while its weights were cast, so Generator and Sampler failed
+    inside the plan ("dynamic_update_slice(f32..., f64...)"); now a cast on a GPT sets its
+    cfg.dtype, and the greedy tokens are those of the model loaded in that dtype."""
+    need_transformers()
+    save_random_gpt2(tmp_path)
+    prompts = [[5, 17, 200], [42]]
+    for cast, dtype in ((lambda m: m.double(), "float64"), (lambda m: m.half(), "float16"),
+                        (lambda m: m.to("bfloat16"), "bfloat16")):
+        loaded, loaded_params = gpt2.load_gpt2(str(tmp_path), dtype)
+        want = Generator(loaded, loaded_params).generate(prompts, 6, temperature=0)
+        model, _ = gpt2.load_gpt2(str(tmp_path))
+        cast(model)
+        assert model.cfg.dtype == dtype
+        assert model.cfg.to_dict()["dtype"] == dtype  # what a checkpoint's header records
+        params = model.params()
+        assert Generator(model, params).generate(prompts, 6, temperature=0) == want
+        assert Sampler(model, params).generate(prompts[0], 6, temperature=0) == want[0]
+
+
+def test_a_cast_leaves_the_config_of_another_model_alone():
+    """The config is the GPT's own after a cast: two models built from one GPTConfig, one
+    of them cast with .double(), keep their own dtypes (the other still generates in
+    float32), and casting back with .float() generates float32's tokens again."""
+    cfg = GPTConfig.named("tiny", vocab_size=50)
+    cast, other = GPT(cfg, seed=0), GPT(cfg, seed=0)
+    want = Generator(other, other.params()).generate([[1, 2, 3]], 5, temperature=0)
+    cast.double()
+    assert cast.cfg.dtype == "float64" and other.cfg.dtype == cfg.dtype == "float32"
+    assert all(m.cfg is cast.cfg for m in cast.modules() if hasattr(m, "cfg"))
+    assert Generator(other, other.params()).generate([[1, 2, 3]], 5, temperature=0) == want
+    assert Generator(cast, cast.params()).generate([[1, 2, 3]], 5, temperature=0) == want
+    cast.float()
+    assert cast.cfg.dtype == "float32"
+    assert Generator(cast, cast.params()).generate([[1, 2, 3]], 5, temperature=0) == want
+
+
+def test_generator_refuses_params_of_another_dtype_in_one_line():
+    """Params taken before a cast (float32 arrays for a model now float64) were fed to the
+    plan unchecked; now Generator refuses them in one line naming the parameter and both
+    dtypes, as it refuses another shape."""
+    model = GPT(GPTConfig.named("tiny", vocab_size=50))
+    stale = model.params()
+    model.double()
+    with pytest.raises(ValueError) as info:
+        Generator(model, stale)
+    assert str(info.value) == ("Generator: params['wte.weight'] has dtype float32, the "
+                               "model's is float64 (params from before a cast? take "
+                               "model.params() after it)")
