@@ -30,7 +30,9 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import reprlib
 from collections import OrderedDict
+from collections.abc import Sized
 
 import numpy as np
 
@@ -184,6 +186,12 @@ class Generator:
 
     def _windows(self, prompts) -> list[list[int]]:
         """Each prompt's token ids, checked, and the last block_size of them."""
+        if not isinstance(prompts, Sized) or not all(isinstance(p, Sized) for p in prompts):
+            # (one unwrapped prompt, [1, 2, 3], was a raw TypeError from len())
+            got = (reprlib.repr(prompts) if isinstance(prompts, (Sized, numbers.Number))
+                   else f"a {type(prompts).__name__}")  # (a generator's repr says no more)
+            raise ValueError(f"prompts must be a list of token-id lists (one per row), got "
+                             f"{got}")
         if len(prompts) == 0 or any(len(p) == 0 for p in prompts):  # (B, L) arrays too
             raise ValueError("every prompt needs at least one token")
         T = self.model.cfg.block_size  # a longer prompt's head is never read: not kept
@@ -249,9 +257,9 @@ class Generator:
         last id), as transformers' generate ends at eos_token_id: by default the model's
         eos_token_ids (a GPT-2 checkpoint's eos_token_id; none for graphc's own GPT), or an
         id or a list of ids; () never stops."""
-        out = [[] for _ in prompts]
-        for chosen in self.stream(prompts, tokens, temperature, top_k, top_p, seed,
-                                  stop_tokens):
+        steps = self.stream(prompts, tokens, temperature, top_k, top_p, seed, stop_tokens)
+        out = [[] for _ in prompts]  # (after stream() has checked the prompts)
+        for chosen in steps:
             for row, t in zip(out, chosen):
                 if t is not None:
                     row.append(t)

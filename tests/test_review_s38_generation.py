@@ -62,3 +62,22 @@ def test_generator_refuses_params_of_another_dtype_in_one_line():
     assert str(info.value) == ("Generator: params['wte.weight'] has dtype float32, the "
                                "model's is float64 (params from before a cast? take "
                                "model.params() after it)")
+
+
+# ---- 2. one unwrapped prompt is one error line ----------------------------------------------
+def test_prompts_that_are_not_a_list_of_lists_are_one_error_line():
+    """generate([1, 2, 3], ...) (one prompt, not wrapped in a list) and a generator of
+    prompts were raw TypeErrors ("object of type 'int' has no len()"); now each is one
+    ValueError line, and a tuple of tuples or a 2-d array are still rows of prompts."""
+    model = GPT(GPTConfig.named("tiny", vocab_size=50))
+    gen = Generator(model, model.params())
+    for prompts, got in (([1, 2, 3], "[1, 2, 3]"), ((p for p in [[1, 2]]), "a generator"),
+                         (np.array([1, 2, 3]), "array([1, 2, 3])"), (7, "7")):
+        for tokens in (3, 0):  # (0 runs nothing, but checks the prompts the same)
+            with pytest.raises(ValueError) as info:
+                gen.generate(prompts, tokens)
+            assert str(info.value) == ("prompts must be a list of token-id lists (one per "
+                                       f"row), got {got}")
+    want = gen.generate([[1, 2], [3, 4]], 3, temperature=0)
+    assert gen.generate(((1, 2), (3, 4)), 3, temperature=0) == want
+    assert gen.generate(np.array([[1, 2], [3, 4]]), 3, temperature=0) == want
