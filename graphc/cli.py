@@ -5,6 +5,7 @@ Every user error ends in one line, `graphc: error: ...`, and a non-zero exit sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import sys
@@ -600,6 +601,12 @@ def _print_stream(text, pieces) -> int:
         from .files import discard_stdout
         discard_stdout()
         return 128 + 13
+    except (Exception, KeyboardInterrupt):
+        # the error line (stderr) was glued to the text printed so far: end it first
+        with contextlib.suppress(OSError):
+            out.write("\n")
+            out.flush()
+        raise
     return 0
 
 

@@ -39,7 +39,7 @@ import numpy as np
 from ir.graph import Graph
 from ir.ops import api as F
 from ir.ops.registry import graph_param
-from ir.types import as_dim, is_int, is_real
+from ir.types import as_dim, as_dtype, is_int, is_real
 from runtime.build import build_plan
 
 from .models.gpt import GPT
@@ -155,7 +155,10 @@ class Generator:
         self.last_plan = plan  # plan.memory, plan.profile(...) of the step just run
         feed = {"idx": idx, "positions": positions, "mask": mask,
                 "start": np.asarray(start, np.int64), **self.params, **self._caches}
-        logits, *caches = plan(*[feed[n] for n in order])
+        # errstate: non-finite logits are choose()'s to report in one line; numpy's "overflow
+        # encountered in cast" (a float16 model's activations) only went before it on stderr
+        with np.errstate(all="ignore"):
+            logits, *caches = plan(*[feed[n] for n in order])
         self._caches = dict(zip(cache_names(self.model.cfg.n_layer), caches))
         return logits.astype(np.float64)
 
@@ -304,8 +307,10 @@ class Generator:
         """own_call: self._calls after this stream's start() (read when stream() is called,
         not at the first token)."""
         latest = [None] * len(logits)  # each row's last token
+        dtype = self.model.cfg.dtype
         for step in range(tokens):
-            chosen = [None if t in stop else choose(row, temperature, top_k, top_p, rng)
+            chosen = [None if t in stop else choose(row, temperature, top_k, top_p, rng,
+                                                    dtype=dtype)
                       for row, t in zip(logits, latest)]
             yield chosen
             # a row that has ended is fed its stop token again (its logits are never read),
@@ -359,15 +364,25 @@ def check_sampling(temperature, top_k, top_p, seed=None):
                          f"SeedSequence or sequence of such numbers, got {seed!r}")
 
 
-def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) -> int:
-    """One token id from a row of logits (float64)."""
+def _non_finite_hint(dtype) -> str:
+    name = as_dtype(dtype).name
+    if name == "float16":  # (its largest is 65504: an activation past it is Inf)
+        return ("its float16 activations likely overflowed float16: try --dtype bfloat16 or "
+                "float32 (model.bfloat16() or model.float())")
+    return f"are its weights finite and within {name}'s range?"
+
+
+def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None, *,
+           dtype="float32") -> int:
+    """One token id from a row of logits (float64) of a model whose weights are `dtype`
+    (named when no token can be chosen)."""
     # (-inf: a token never chosen, but not every one: argmax then picked token 0 and
     # sampling failed with numpy's "Probabilities contain NaN")
     if np.isnan(logits).any() or np.isposinf(logits).any() or np.isneginf(logits).all():
         # argmax picked the NaN's position and numpy's choice said "Probabilities contain
         # NaN": a weight near float32's largest (3e38) overflows in the first product
         raise ValueError("the model's logits hold NaN or +Inf, or are all -Inf, so no token "
-                         "can be chosen: are its weights finite and within float32's range?")
+                         f"can be chosen: {_non_finite_hint(dtype)}")
     if temperature == 0:
         return int(np.argmax(logits))
     # the largest logit subtracted before the division: the same softmax, but a tiny

@@ -1,14 +1,17 @@
 """Session 38's fixes of GPT generation after a cast, of its prompt checks and of a float16
 model's overflow; each test failed before its fix."""
+import warnings
+
 import numpy as np
 import pytest
 
+from graphc.cli import main
 from graphc.generate import Generator
 from graphc.models import gpt2
 from graphc.models.gpt import GPT, GPTConfig
 from graphc.sample import Sampler
 
-from test_gpt2 import need_transformers, save_random_gpt2
+from test_gpt2 import need_transformers, save_random_gpt2, train_tokenizer
 
 
 # ---- 1. a torch-style cast keeps cfg.dtype in step with the weights -------------------------
@@ -81,3 +84,60 @@ def test_prompts_that_are_not_a_list_of_lists_are_one_error_line():
     want = gen.generate([[1, 2], [3, 4]], 3, temperature=0)
     assert gen.generate(((1, 2), (3, 4)), 3, temperature=0) == want
     assert gen.generate(np.array([[1, 2], [3, 4]]), 3, temperature=0) == want
+
+
+# ---- 3. a float16 overflow names float16, with no numpy warning before it --------------------
+def _overflowing_float16(model):
+    """ln_f's weight 60000 (below float16's largest, 65504): its outputs overflow float16."""
+    params = model.params()
+    params["ln_f.weight"] = np.full_like(params["ln_f.weight"], 60000)
+    params["ln_f.bias"] = np.full_like(params["ln_f.bias"], 60000)
+    return params
+
+
+def test_a_float16_overflow_names_float16_without_a_numpy_warning():
+    """A float16 model whose activations overflow said "are its weights finite and within
+    float32's range?", after numpy's "overflow encountered in cast" RuntimeWarning from the
+    plan; now the message names float16 and what to try, and no warning comes first. A
+    float64 model's message names float64's range."""
+    model = GPT(GPTConfig.named("tiny", vocab_size=50, dtype="float16"))
+    gen = Generator(model, _overflowing_float16(model))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError) as info:
+            gen.generate([[1, 2]], 2, temperature=0)
+    assert [str(w.message) for w in caught] == []
+    assert str(info.value) == (
+        "the model's logits hold NaN or +Inf, or are all -Inf, so no token can be chosen: "
+        "its float16 activations likely overflowed float16: try --dtype bfloat16 or float32 "
+        "(model.bfloat16() or model.float())")
+    wide = GPT(GPTConfig.named("tiny", vocab_size=50, dtype="float64"))
+    params = wide.params()
+    params["ln_f.weight"] = np.full_like(params["ln_f.weight"], np.inf)
+    with pytest.raises(ValueError, match="are its weights finite and within float64's range"):
+        Generator(wide, params).generate([[1, 2]], 1, temperature=0)
+
+
+def test_sample_ends_the_printed_text_before_the_overflow_error(tmp_path, capsys):
+    """`graphc sample --dtype float16` of a model whose activations overflow printed the
+    prompt, then numpy's RuntimeWarning glued to it, then an error line naming float32;
+    now the printed text ends with a newline, and stderr is the one error line, naming
+    float16 and --dtype."""
+    need_transformers()
+    from safetensors.numpy import load_file, save_file
+    save_random_gpt2(tmp_path)
+    train_tokenizer(tmp_path / gpt2.TOKENIZER_FILE)
+    weights = tmp_path / gpt2.WEIGHTS_FILE
+    tensors = load_file(str(weights))
+    for key in ("transformer.ln_f.weight", "transformer.ln_f.bias"):
+        tensors[key] = np.full_like(tensors[key], 60000)
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    capsys.readouterr()
+    assert main(["sample", "--model", str(tmp_path), "--prompt", "ROMEO:", "--tokens", "3",
+                 "--temperature", "0", "--dtype", "float16"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "ROMEO:\n"
+    assert err == ("graphc: error: the model's logits hold NaN or +Inf, or are all -Inf, so "
+                   "no token can be chosen: its float16 activations likely overflowed "
+                   "float16: try --dtype bfloat16 or float32 (model.bfloat16() or "
+                   "model.float())\n")
