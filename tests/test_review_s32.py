@@ -619,9 +619,11 @@ def test_fori_loop_bounds_of_mixed_kinds_after_the_second_review():
 
 def test_a_scalar_softmax_names_the_axis_the_user_gave():
     """The first 0-d fix let _axis take -1 as 0 for every op: softmax of a scalar then said
-    "axis 0 out of range", an axis the user never gave."""
-    with pytest.raises(gc.GraphcError, match="^axis -1 is out of range for a 0-d value"):
-        gc.softmax(np.array(2.5, np.float32))
+    "axis 0 out of range", an axis the user never gave. (Since session 38 a scalar's softmax
+    is torch's 1 over dim 0 or -1; another dim is named as given.)"""
+    assert float(gc.softmax(np.array(2.5, np.float32)).data) == 1.0
+    with pytest.raises(gc.GraphcError, match="^softmax: dim 1 is out of range for a 0-d"):
+        gc.softmax(np.array(2.5, np.float32), 1)
     assert float(gc.sum(np.float32(2.0), -1).data) == 2.0
 
 
