@@ -129,12 +129,15 @@ def _same_array(a, b) -> bool:
                                                  and b.dtype.kind in "fc")
 
 
-def _refuse_transposed_tie(module, name, held):
-    """module.name = a Parameter `held` in those places already. torch's weight tying
-    `decoder.weight = encoder.weight` gives a Linear an Embedding's (num_embeddings, dim)
-    table, but graphc's Linear (and MultiheadAttention's in-projections) keeps its weight
-    (in, out), the transpose: one array cannot be both, and a layout decided at the tie went
-    wrong after deepcopy, a state_dict() load or an untie. Refused, naming forward's tie."""
+def _refuse_transposed_tie(module, name, value, old, held):
+    """module.name = a Parameter `value` held in those places already, over `old`. torch's
+    weight tying `decoder.weight = encoder.weight` gives a Linear(dim, num_embeddings) an
+    Embedding's (num_embeddings, dim) table, but graphc's Linear (and MultiheadAttention's
+    in-projections) keeps its weight (in, out), the transpose: one array cannot be both, and
+    a layout decided at the tie went wrong after deepcopy, a state_dict() load or an untie.
+    Refused, naming forward's tie, where the shapes show torch's layout (the value is the
+    transpose of the slot's array); a Linear(num_embeddings, dim) holds the table as graphc's
+    (in, out) and shares it, and so does a square one, which no shape tells apart."""
     def transposed(m, a):
         return a in getattr(type(m), "_TORCH_TRANSPOSED", ())
 
@@ -144,15 +147,26 @@ def _refuse_transposed_tie(module, name, held):
     def place(m, a):
         return f"{m._path}.{a}" if m._path else f"{type(m).__name__}.{a}"
 
+    def graphc_layer(m):  # Linear for a user's subclass of it
+        return next(c for c in type(m).__mro__ if "_TORCH_TRANSPOSED" in vars(c)).__name__
+
+    shape, slot = np.shape(value.data), np.shape(getattr(old, "data", None))
+    if shape == slot or shape[::-1] != slot:
+        return
     for other, attr in held:
-        if transposed(module, name) and table(other, attr) or \
-                table(module, name) and transposed(other, attr):
-            raise GraphcError(f"{place(module, name)} = {place(other, attr)}: graphc's "
-                              "Linear keeps its weight (in, out), the transpose of the "
-                              "Embedding's (num_embeddings, dim) table, so they cannot share "
-                              "one Parameter; tie in forward: gc.linear(h, "
-                              "self.encoder.weight, self.decoder_bias), torch's "
-                              "F.linear", (user_location(),))
+        if transposed(module, name) and table(other, attr):
+            layer, weight, table_shape = module, name, shape
+        elif table(module, name) and transposed(other, attr):
+            layer, weight, table_shape = other, attr, slot
+        else:
+            continue
+        raise GraphcError(f"{place(module, name)} = {place(other, attr)}: graphc's "
+                          f"{graphc_layer(layer)} keeps its {weight} (in, out) = "
+                          f"{table_shape[::-1]}, the transpose of the Embedding's "
+                          f"(num_embeddings, dim) = {table_shape} table, so they cannot "
+                          "share one Parameter; tie in forward: gc.linear(h, "
+                          "self.encoder.weight, self.decoder_bias), torch's F.linear",
+                          (user_location(),))
 
 
 def _dotted(prefix: str) -> str:
@@ -593,7 +607,7 @@ class Module:
             held = places_holding(value)
             if all(module is self and attr == name for module, attr in held):
                 value.name = _dotted(self._path) + name
-            _refuse_transposed_tie(self, name, held)
+            _refuse_transposed_tie(self, name, value, old, held)
             note_place(value, self, name)
             if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
                 _TRANSPOSED[id(value)] = value

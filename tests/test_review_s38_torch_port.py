@@ -42,7 +42,7 @@ class TiedInForwardLM(gc.nn.Module):
         return gc.linear(self.encoder(x), self.encoder.weight, self.decoder_bias)
 
 
-@pytest.mark.parametrize("ntoken, nhid", [(4, 4), (10, 6)])
+@pytest.mark.parametrize("ntoken, nhid", [(6, 10), (10, 6)])
 def test_weight_tying_across_layouts_is_refused(ntoken, nhid):
     """`decoder.weight = encoder.weight` decided the Linear's layout at the tie: right on a
     fresh model, but silently wrong (square) or a matmul error after deepcopy/pickle of the
@@ -300,3 +300,47 @@ def test_setting_a_tensor_only_name_of_a_traced_value_says_what_to_do(name):
     assert "test_review_s38_torch_port.py" in str(error.value)
     assert gc.compile(lambda a: a * 2 if not hasattr(a, name) else a)(np.ones(2)).tolist() \
         == [2.0, 2.0]
+
+
+def test_a_linear_holding_the_table_in_graphcs_layout_shares_it():
+    """The tie refusal took any Parameter shared by a Linear's weight and an Embedding's
+    table for torch's tie, so `soft = Linear(V, C); soft.weight = emb.weight` (graphc's
+    (in, out) = the table's (V, C): one-hot rows @ table) was refused, where it had worked.
+    Now only the shapes of torch's layout (the Linear's (in, out) the transpose of the
+    table) are refused; graphc's layout, and a square tie, which no shape tells apart, share
+    the one Parameter; a MultiheadAttention's refusal names MultiheadAttention."""
+    class SoftEmbed(gc.nn.Module):
+        def __init__(self, vocab, dim):
+            self.emb = gc.nn.Embedding(vocab, dim)
+            self.soft = gc.nn.Linear(vocab, dim, bias=False)
+            self.soft.weight = self.emb.weight
+
+        def forward(self, idx, probs):
+            return self.emb(idx) + self.soft(probs)
+
+    for vocab, dim in ((6, 4), (4, 4)):
+        model = SoftEmbed(vocab, dim)
+        assert [n for n, _ in model.named_parameters()] == ["emb.weight"]
+        idx = np.array([1, 3, 0])
+        onehot = np.eye(vocab, dtype=np.float32)[idx]
+        table = model.emb.weight.data
+        np.testing.assert_allclose(np.asarray(model(idx, onehot).data), 2 * table[idx])
+        np.testing.assert_allclose(np.asarray(gc.compile(model)(idx, onehot)), 2 * table[idx])
+        gc.sum(model(idx, onehot)).backward()
+        expected = np.zeros_like(table)
+        np.add.at(expected, idx, 2.0)  # each use's gradient on the one Parameter
+        np.testing.assert_allclose(model.emb.weight.grad, expected)
+
+    class Attended(gc.nn.Module):
+        def __init__(self):
+            self.emb = gc.nn.Embedding(12, 4)
+            self.attn = gc.nn.MultiheadAttention(4, 2)  # in_proj_weight (4, 12)
+
+    model = Attended()
+    with pytest.raises(GraphcError, match=r"^attn.in_proj_weight = emb.weight: graphc's "
+                                          r"MultiheadAttention keeps its in_proj_weight "
+                                          r"\(in, out\) = \(4, 12\)"):
+        model.attn.in_proj_weight = model.emb.weight
+    with pytest.raises(GraphcError, match=r"^emb.weight = attn.in_proj_weight: graphc's "
+                                          "MultiheadAttention"):
+        model.emb.weight = model.attn.in_proj_weight
