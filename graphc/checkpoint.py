@@ -247,10 +247,18 @@ def load(path: str, optimizer: bool = True):
     return _read(path, lambda meta, members: _gpt_arrays(meta, members, path, optimizer))
 
 
+# The sizes a GPT checkpoint's model configuration names: a gc.Trainer user's own settings
+# may hold a `model` dict and a `vocab` string too (checkpoint_meta shares the header)
+GPT_SIZES = ("vocab_size", "n_layer", "n_head", "n_embd")
+
+
 def is_gpt_header(meta: dict) -> bool:
-    """Whether a checkpoint header is a GPT's (`graphc train`'s): its settings name the
-    model configuration and the vocabulary."""
-    return isinstance(meta.get("model"), dict) and isinstance(meta.get("vocab"), str)
+    """Whether a checkpoint header is a GPT's (`graphc train`'s): its settings are the
+    model configuration (naming GPT_SIZES), the training settings and the vocabulary. A
+    damaged value there is left for the GPT reader's checks to name."""
+    model = meta.get("model")
+    return isinstance(model, dict) and all(key in model for key in GPT_SIZES) \
+        and isinstance(meta.get("train"), dict) and isinstance(meta.get("vocab"), str)
 
 
 def _gpt_arrays(meta, members, path, optimizer):

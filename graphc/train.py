@@ -216,7 +216,8 @@ class Trainer(_Trainer):
         # --resume` checks, or another model's weights would be trained on silently
         if not checkpoint.is_gpt_header(meta):
             raise checkpoint.CheckpointError("the checkpoint is not a GPT's (its header has no "
-                                             "model configuration and vocabulary)")
+                                             "GPT model configuration, training settings "
+                                             "and vocabulary)")
         meta = with_defaults(meta)
         check_compatible(meta, self.model.cfg, self.data.vocab)
         super().restore(arrays, meta, allow_changed_settings, path, how=how)

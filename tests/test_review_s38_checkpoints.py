@@ -352,3 +352,29 @@ def test_gpt_checkpoint_extra_members_are_refused_as_the_trainers_are(tmp_path, 
     assert str(exc.value) == line
     assert main(["eval", "--checkpoint", path]) == 2
     assert capsys.readouterr().err.strip() == f"graphc: error: {line}"
+
+
+@pytest.mark.parametrize("settings", [{"model": {"width": 4}, "vocab": "abc"},
+                                      {"model": {"width": 4}, "train": {"lr": 0.1},
+                                       "vocab": "abc"}])
+def test_load_params_reads_a_trainer_checkpoint_whose_settings_name_a_model(tmp_path,
+                                                                           settings):
+    """is_gpt_header took any gc.Trainer checkpoint whose checkpoint_meta held a `model`
+    dict and a `vocab` string for a `graphc train` GPT file, so gc.load_params refused it
+    ("header field train is missing", or the GPT's missing fields). A GPT header is now
+    one whose model names the GPT's sizes, with training settings and a vocabulary; this
+    one is read by the generic reader: the parameters the Trainer trained."""
+    model = nn.Linear(4, 3, rng=np.random.default_rng(0))
+    trainer = gc.Trainer(lambda p, b: gc.mean((model.apply(p, b[0]) - b[1]) ** 2),
+                         model.params(), optim.AdamW(1e-3),
+                         lambda rng: (rng.normal(size=(8, 4)).astype(np.float32),
+                                      rng.normal(size=(8, 3)).astype(np.float32)),
+                         steps=2, checkpoint_meta=settings)
+    trainer.train_step()
+    trainer.save(str(tmp_path / "c.npz"))
+    params = gc.load_params(str(tmp_path / "c.npz"))
+    assert sorted(params) == ["bias", "weight"]
+    for name, value in params.items():
+        np.testing.assert_array_equal(value, trainer.params[name])
+    assert not np.array_equal(params["weight"], model.weight.data)  # the trained ones
+    assert not checkpoint.is_gpt_header(json.loads(json.dumps(settings)))
