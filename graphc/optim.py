@@ -1485,18 +1485,32 @@ def _holds_parameters(value) -> bool:
 
 def _takes_lr_first(cls) -> bool:
     """Whether cls's constructor takes the lr first: graphc's own, or a user's subclass
-    whose first parameter is `lr`. One that takes torch's parameters first and binds them
-    itself (`def __init__(self, params, lr=0.1)`) is the user's to call so."""
-    init = cls.__init__
-    if init.__module__ == __name__:  # (optax's rules, gives_updates, are not checked)
+    whose first parameter is `lr` (or who passes its *args on to one). One that takes
+    torch's parameters first and binds them itself (`def __init__(self, params, lr=0.1)`)
+    is the user's to call so."""
+    if cls.__init__.__module__ == __name__:  # (optax's rules, gives_updates, are not checked)
         return True
-    return list(inspect.signature(init).parameters)[1:2] == ["lr"]
+    return _constructor_names(cls)[:1] == ["lr"]
+
+
+def _constructor_names(cls) -> list:
+    """The names of cls's constructor's parameters, less self; a user's `__init__(self,
+    *args, **kwargs)` passes its arguments on, so those of the first constructor up its
+    classes that names them."""
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        parameters = list(inspect.signature(init).parameters.values())[1:]
+        if not parameters or parameters[0].kind is not inspect.Parameter.VAR_POSITIONAL:
+            return [p.name for p in parameters]
+    return []
 
 
 def _parameters_given(cls, args, kwargs):
     """One line for torch's `SGD(model.parameters(), lr=0.01)`: graphc's form, with the
     settings given."""
-    names = list(inspect.signature(cls.__init__).parameters)[1:]  # (less self)
+    names = _constructor_names(cls)
     settings = {**dict(zip(names, args[1:])), **kwargs}  # torch's positions after params
     shown = ", ".join(f"{name}={value!r}" for name, value in settings.items())
     raise GraphcError(f"graphc's optimisers take their parameters in .bind(): "

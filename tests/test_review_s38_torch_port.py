@@ -356,3 +356,22 @@ def test_a_0d_tensor_lr_gets_the_lr_message():
                                               rf".*, got {shown}"):
             gc.optim.SGD(lr)
     assert gc.optim.SGD(np.float32(0.5)).lr == 0.5
+
+
+def test_a_subclass_passing_its_args_on_is_checked_as_graphcs():
+    """A subclass `def __init__(self, *a, **k): super().__init__(*a, **k)` was taken for one
+    with torch's parameters first (its first parameter is not named lr), so
+    `Args(model.parameters(), lr=0.1)` got the raw TypeError "got multiple values for
+    argument 'lr'". Now *args passes on to graphc's constructor, whose names it checks: the
+    .bind() message, with the settings under SGD's names; Args(0.1, momentum=0.9) works."""
+    class Args(gc.optim.SGD):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+
+    model = gc.nn.Linear(3, 2)
+    with pytest.raises(GraphcError, match=r"Args\(lr=0.1\)\.bind\(model\)"):
+        Args(model.parameters(), lr=0.1)
+    with pytest.raises(GraphcError, match=r"Args\(lr=0.1, momentum=0.9\)\.bind\(model\)"):
+        Args(model.parameters(), 0.1, 0.9)
+    opt = Args(0.1, momentum=0.9)
+    assert opt.lr == 0.1 and opt.momentum == 0.9
