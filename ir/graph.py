@@ -17,10 +17,10 @@ import numpy as np
 from . import weak
 from .errors import GraphcError, TracedAttributeError, TracedNumberError, user_location
 from .ops.operators import OperatorMixin
-from .ops.registry import (Interpreter, SymbolicValue, get_op, infer_type,
+from .ops.registry import (GRAD_MODE, Interpreter, SymbolicValue, get_op, infer_type,
                            innermost_interpreter, interpreting, is_weak_scalar, lift_symbolic,
                            like_dtype)
-from .types import Dim, TensorType
+from .types import Dim, TensorType, is_float
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -342,6 +342,11 @@ class Graph(Interpreter):
         like = like_dtype(inputs)
         args = [lift_symbolic(self, x, like, op.name) for x in inputs]
         node = self.add_node(op.name, args, attrs, infer_type(op, [a.type for a in args], attrs))
+        if not GRAD_MODE.enabled and isinstance(node.type, TensorType) and \
+                is_float(node.type.dtype):
+            # computed under a no_grad entered in the traced function: a constant for
+            # differentiation, as it is eagerly (torch's, torch.compile's)
+            node = self.add_node("stop_gradient", [node], {}, node.type)
         if weak_result and node.dtype != np.dtype(bool):
             self.weak_ids.add(node.id)
         return node

@@ -19,18 +19,14 @@ from ir.errors import GraphcError, user_location
 from ir.graph import current_graph
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
-from ir.ops.registry import (DerivedVJP, Interpreter, VJPContext, apply, get_op, graph_param,
+from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply, get_op, graph_param,
                              infer_type, is_weak_scalar, like_dtype, refuse_foreign_array,
                              register_base_interpreter, scalar_dtype)
 from ir.types import FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_float
 from ir.weak import NUMBER_POSITIONS
 
 
-class _GradMode(threading.local):
-    enabled = True
-
-
-_MODE = _GradMode()
+_MODE = GRAD_MODE  # (ir's, which a graph being built reads too)
 
 
 class _GradModeSwitch:

@@ -220,6 +220,16 @@ class _InterpreterStack(threading.local):
 
 
 _STACK = _InterpreterStack()
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+# grad mode, which runtime.eager's no_grad, enable_grad and set_grad_enabled switch: eager ops
+# record no tape while it is off, and a graph being built makes what it computes then a
+# constant for differentiation (ir.graph's Graph.process)
+GRAD_MODE = _GradMode()
 _BASE: list = []  # [the base interpreter], registered from above (runtime.eager)
 
 
@@ -230,12 +240,18 @@ def register_base_interpreter(interpreter: Interpreter):
 
 @contextlib.contextmanager
 def interpreting(interpreter: Interpreter):
-    """Op calls inside (on operands not owned by another graph) go to `interpreter`."""
+    """Op calls inside (on operands not owned by another graph) go to `interpreter`, in grad
+    mode: a trace differentiates as the function would (a no_grad entered inside it counts,
+    one around the transformation does not: torch.func.grad's), and builds the same graph
+    under an outer no_grad (an inference call)."""
+    grad_mode = GRAD_MODE.enabled
+    GRAD_MODE.enabled = True
     _STACK.stack.append(interpreter)
     try:
         yield interpreter
     finally:
         _STACK.stack.pop()
+        GRAD_MODE.enabled = grad_mode
 
 
 def innermost_interpreter():
