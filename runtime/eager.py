@@ -611,9 +611,11 @@ def run_op(op, args, attrs, out_type) -> Tensor:
                     break  # integer and bool results have no gradient (torch's, compiled's)
                 result.requires_grad = True
                 # the entry keeps the arrays the op read and gave: backward() computes with
-                # them (_rewound), as a compiled call on the tape uses its call's values
+                # them (_rewound), as a compiled call on the tape uses its call's values; and
+                # which operands required grad then (a module frozen for this forward and
+                # unfrozen before backward() gets no gradient, as torch's)
                 arrays.append(out)
-                result._ctx = (op, args, attrs, arrays)
+                result._ctx = (op, args, attrs, arrays, tuple([a.requires_grad for a in args]))
                 break
     return result
 
@@ -642,7 +644,7 @@ class EagerInterpreter(Interpreter):
             # the gradient (w.grad of sum(w * a) read a's new values)
             saved = [Tensor(np.array(a.data)) if _borrowed(x) else a
                      for x, a in zip(inputs, args)]
-            out._ctx = (op, saved, attrs, [*(a.data for a in saved), out.data])
+            out._ctx = (op, saved, attrs, [*(a.data for a in saved), out.data], out._ctx[4])
         if weak_result and out.data.ndim == 0 and out.data.dtype != np.bool_:
             out.__class__ = WeakTensor
         return out
@@ -691,8 +693,8 @@ def _topological(root, stop=()):
         seen.add(id(t))
         stack.append((t, True))
         if t._ctx is not None and id(t) not in stop:
-            for a in t._ctx[1]:
-                if a.requires_grad and id(a) not in seen:
+            for a, needed in zip(t._ctx[1], t._ctx[4]):
+                if needed and id(a) not in seen:
                     stack.append((a, False))
     return order
 
@@ -761,18 +763,18 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
             if record is not None and not isinstance(g, dict):
                 record[id(t)] = g  # graphc.draw: every tensor's gradient, leaves untouched
             if t._ctx is None or id(t) in stop:
-                if record is None and (inputs is None or id(t) in inputs):
+                # (a leaf frozen since the op ran gets no gradient either, as torch's)
+                if record is None and (inputs is None or id(t) in inputs) and t.requires_grad:
                     _accumulate(t, g, create_graph)
                 continue
             if inputs is not None and id(t) in inputs and not isinstance(g, dict):
                 _accumulate(t, g, create_graph)  # a non-leaf named in inputs=
-            op, args, attrs, recorded = t._ctx
+            op, args, attrs, recorded, needs = t._ctx
             if op is _RESULT:
                 # one result of a TapeCall: its cotangent waits for the other results', so
                 # that the call's rule runs once (its tape entry comes after all of them)
                 grads.setdefault(id(args[0]), {})[attrs["index"]] = g
                 continue
-            needs = tuple(a.requires_grad for a in args)
             ctx = VJPContext(args, t, attrs, needs, inputs)
             changed = ()
             if recorded is not None:
@@ -791,8 +793,8 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
             finally:
                 for tensor, data in reversed(changed):
                     tensor.data = data
-            for a, r in zip(args, results):
-                if r is None or not a.requires_grad:
+            for a, needed, r in zip(args, needs, results):
+                if r is None or not needed:
                     continue
                 prev = grads.get(id(a))
                 if prev is None:
@@ -838,14 +840,15 @@ def record_call(call: TapeCall, operands, results, differentiable) -> list:
     them); the others are tensors that require no grad, as torch marks integer results."""
     entry = Tensor(np.empty(0))
     entry.requires_grad = True
-    entry._ctx = (call, list(operands), {}, None)  # (its values: the call's residuals)
+    # (its values: the call's residuals)
+    entry._ctx = (call, list(operands), {}, None, tuple([a.requires_grad for a in operands]))
     tensors = []
     for k, (data, taped) in enumerate(zip(results, differentiable)):
         t = Tensor(data)
         t._serial = next(_SERIAL)  # an op's result (apart_from)
         if taped:
             t.requires_grad = True
-            t._ctx = (_RESULT, [entry], {"index": k}, None)
+            t._ctx = (_RESULT, [entry], {"index": k}, None, (True,))
         tensors.append(t)
     return tensors
 

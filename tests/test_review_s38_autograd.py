@@ -66,3 +66,33 @@ def test_no_grad_around_a_transformation_changes_nothing():
         assert not gc.is_grad_enabled()
     assert traced == str(gc.trace(lambda x: gc.tanh(x) * 2.0, gc.spec((2,))))
     assert "stop_gradient" not in traced
+
+
+def test_the_tape_keeps_what_each_op_needed_when_it_ran():
+    """A tape entry read its operands' requires_grad at backward time: D frozen for the
+    generator's loss and unfrozen before backward() (the GAN pattern) got D.weight.grad, and
+    a leaf turned on after the forward got a gradient; both stay None now, as torch's. A leaf
+    frozen after the forward still gets none (torch's)."""
+    D = gc.nn.Linear(2, 1)
+    fake = gc.tensor(np.ones((4, 2), np.float32), requires_grad=True)
+    D.requires_grad_(False)
+    loss = gc.mean(D(fake))
+    D.requires_grad_(True)
+    loss.backward()
+    assert D.weight.grad is None and D.bias.grad is None
+    np.testing.assert_allclose(fake.grad, np.tile(D.weight.data.reshape(1, 2) / 4, (4, 1)),
+                               rtol=1e-6)
+
+    x = gc.tensor([1.0, 2.0], requires_grad=True)
+    w = gc.tensor([3.0, 4.0])
+    y = gc.sum(x * w)
+    w.requires_grad_()
+    y.backward()
+    assert w.grad is None
+    np.testing.assert_allclose(x.grad, [3.0, 4.0])
+
+    w = gc.tensor([3.0, 4.0], requires_grad=True)
+    y = gc.sum(x * w)
+    w.requires_grad_(False)
+    y.backward()
+    assert w.grad is None
