@@ -149,8 +149,12 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
     `stand_ins`: xs computed from the other xs (forward mode's loop results): a custom_vjp
     node's forward reading one reads what it is computed from, which may be its arguments.
     `sources`: {x that is a region's input: the enclosing graph's value it stands for} (a
-    loop's invariants), read by the same check."""
-    ys, xs = list(ys), list(xs)
+    loop's invariants), read by the same check. Either of ys and xs may be one value, as
+    tf.gradients takes it (seeds then one seed too); the result is a list all the same."""
+    if isinstance(ys, Node) and seeds is not None and not isinstance(seeds, (list, tuple)):
+        seeds = [seeds]
+    # (a single value is not iterated: that would take its rows as the values)
+    ys, xs = ([v] if isinstance(v, Node) else list(v) for v in (ys, xs))
     for v in ys + xs:
         if not isinstance(v, Node):
             raise GraphcError(f"gradients() needs symbolic values, got {type(v).__name__}",

@@ -96,3 +96,21 @@ def test_the_tape_keeps_what_each_op_needed_when_it_ran():
     w.requires_grad_(False)
     y.backward()
     assert w.grad is None
+
+
+def test_gradients_takes_a_single_value_for_ys_or_xs():
+    """gc.gradients iterated a single traced value as its rows: gradients([y], x) gave one
+    zero per row of x and gradients(y, [x]) failed with "len() of a 0-d symbolic value";
+    either may be one value now, as tf.gradients takes it, and the result is a list."""
+    points = np.array([1.0, 2.0, 3.0])
+    for f in (lambda x: gc.gradients([gc.sum(x * x)], x),
+              lambda x: gc.gradients(gc.sum(x * x), [x]),
+              lambda x: gc.gradients(gc.sum(x * x), x)):
+        (g,) = gc.compile(f)(points)
+        np.testing.assert_allclose(g, 2 * points)
+
+    def seeded(x):
+        y = x * x
+        return gc.gradients(y, x, seeds=gc.ones_like(y) * 3.0)
+    (g,) = gc.compile(seeded)(points)
+    np.testing.assert_allclose(g, 6 * points)
