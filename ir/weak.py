@@ -26,9 +26,9 @@ _ADOPTING = {name: None for name in ("add", "sub", "mul", "div", "pow", "maximum
 _ADOPTING["where"] = (1, 2)  # the values, not the condition
 
 # the unary ops a Python number goes through as a number (-k, abs(k), sqrt(k), as JAX's
-# elementwise ops), and the identity reshape a transformation's fresh variable is
-# (graphc.transforms._variables): their result is as weak as their operand
-_KEEPING = ("neg", "abs", "reshape", "exp", "log", "sqrt", "rsqrt", "tanh", "sin", "cos",
+# elementwise ops and stop_gradient), and the identity reshape a transformation's fresh
+# variable is (graphc.transforms._variables): their result is as weak as their operand
+_KEEPING = ("neg", "abs", "reshape", "stop_gradient", "exp", "log", "sqrt", "rsqrt", "tanh", "sin", "cos",
             "sigmoid", "erf", "log1p", "expm1", "softplus", "floor", "ceil", "round", "tan",
             "arcsin", "arccos", "arctan", "sinh", "cosh", "arcsinh", "arccosh", "arctanh",
             "log2", "log10", "exp2", "trunc")

@@ -390,6 +390,9 @@ class WeakTensor(Tensor):
     __slots__ = ()
     weak = True
 
+    def detach(self) -> "WeakTensor":
+        return WeakTensor(self.data)  # (still a number: as weak as JAX's stop_gradient keeps it)
+
     # (a property here only, so that the plain Tensor's requires_grad stays a slot for speed)
     @property
     def requires_grad(self):

@@ -114,3 +114,23 @@ def test_gradients_takes_a_single_value_for_ys_or_xs():
         return gc.gradients(y, x, seeds=gc.ones_like(y) * 3.0)
     (g,) = gc.compile(seeded)(points)
     np.testing.assert_allclose(g, 6 * points)
+
+
+def test_detach_and_stop_gradient_keep_a_weak_scalar_weak():
+    """detach() and gc.stop_gradient of a weak eager scalar (gc.sqrt(2.0)) gave a strong
+    float32 tensor, so `x_f64 * s.detach()` was refused ("operands must have one dtype");
+    they stay weak now (JAX's stop_gradient keeps weak types), eagerly and traced."""
+    s = gc.sqrt(2.0)
+    assert s.detach().weak and gc.stop_gradient(s).weak
+    x = gc.tensor(X, requires_grad=True)
+    y = x * s.detach() + x * gc.stop_gradient(s)
+    assert y.dtype == np.float64
+    gc.sum(y).backward()
+    np.testing.assert_allclose(x.grad, 2 * np.float32(np.sqrt(2.0)) * np.ones(2))
+
+    def f(x):
+        r = gc.sqrt(3.0)
+        return gc.sum(x * r.detach() + x * gc.stop_gradient(r) + x * s.detach())
+    expected = (2 * np.float32(np.sqrt(3.0)) + np.float32(np.sqrt(2.0))) * np.ones(2)
+    np.testing.assert_allclose(gc.grad(f)(X), expected)
+    assert gc.compile(f)(X).dtype == np.float64
