@@ -134,3 +134,25 @@ def test_detach_and_stop_gradient_keep_a_weak_scalar_weak():
     expected = (2 * np.float32(np.sqrt(3.0)) + np.float32(np.sqrt(2.0))) * np.ones(2)
     np.testing.assert_allclose(gc.grad(f)(X), expected)
     assert gc.compile(f)(X).dtype == np.float64
+
+
+def test_an_index_array_beside_other_indices_names_the_alternative():
+    """x[:, np.array([0, 2])] said "unsupported index array([0, 2]) of type ndarray" while
+    x[np.array([0, 2])] works; the message now says what is taken (one index array, alone)
+    and how to write this gather, for x[:, idx], x[..., idx], x[-1, idx] and two arrays."""
+    x = gc.tensor(np.arange(12.0).reshape(3, 4))
+    idx = np.array([0, 2])
+    for index in ((slice(None), idx), (Ellipsis, idx), (-1, idx), (slice(None), [0, 2]),
+                  (slice(None), gc.tensor(idx))):
+        with pytest.raises(gc.GraphcError, match=r"on axis 1 with other indices .* write "
+                           r"gc\.moveaxis\(gc\.take\(gc\.moveaxis\(x, 1, 0\), idx\), 0, 1\)"):
+            x[index]
+    with pytest.raises(gc.GraphcError, match=r"on axis 0 .* write x\[idx\] and apply"):
+        x[idx, 1:]
+    with pytest.raises(gc.GraphcError, match="several index arrays in one index"):
+        x[idx, idx]
+    with pytest.raises(gc.GraphcError, match="on axis 1 with other indices"):
+        gc.compile(lambda v: v[:, idx])(np.ones((2, 3)))
+    # the alternative named does what numpy's x[:, idx] does
+    np.testing.assert_array_equal(gc.moveaxis(gc.take(gc.moveaxis(x, 1, 0), idx), 0, 1).data,
+                                  x.data[:, idx])

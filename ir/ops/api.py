@@ -806,6 +806,8 @@ def getitem(x, key):
         elif _is_scalar_index(k):
             starts.append(0), stops.append(d), steps.append(1)
             dynamic.append((axis, k))
+        elif _is_index_array(k):
+            _refuse_index_array(key, k, axis)
         else:
             _fail(f"unsupported index {k!r} of type {type(k).__name__}")
         axis += 1
@@ -813,6 +815,33 @@ def getitem(x, key):
     for at, k in dynamic:
         out = dynamic_slice(out, k, 1, at)
     return reshape(out, tuple(out_shape))
+
+
+def _is_index_array(k) -> bool:
+    """An index array numpy takes as advanced indexing: a list, an array, a tensor of 1+ axes."""
+    return isinstance(k, (list, np.ndarray)) or (
+        hasattr(k, "dtype") and hasattr(k, "shape") and len(k.shape) >= 1)
+
+
+def _refuse_index_array(key, k, axis):
+    """Say which gathers graphc takes where an index array is one part of a tuple index
+    (x[:, idx], x[-1, idx], x[..., idx], x[i, j]), and how to write this one."""
+    if _dtype(k) == np.dtype("bool"):
+        _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
+    taken = "graphc gathers with one index array given alone: x[idx] takes rows of axis 0"
+    if builtins.sum(map(_is_index_array, key)) > 1:
+        _fail(f"several index arrays in one index (numpy pairs them up) are not supported "
+              f"({taken}); gather one axis at a time with gc.take or gc.take_along_axis")
+    gather = "x[idx]" if axis == 0 else \
+        f"gc.moveaxis(gc.take(gc.moveaxis(x, {axis}, 0), idx), 0, {axis})"
+    _fail(f"index array {_short(k)} on axis {axis} with other indices is not supported "
+          f"({taken}); write {gather} and apply the other indices to that, or use "
+          f"gc.take_along_axis")
+
+
+def _short(k) -> str:
+    text = repr(k)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _is_scalar_index(k) -> bool:
