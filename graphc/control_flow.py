@@ -36,8 +36,8 @@ from ir.types import BFLOAT16, FLOAT_SCALARS, Dim, InconclusiveDim, TensorType, 
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
-from .tracing import (DICT_KINDS, Spec, eval_shape, keys_sorted, leaves_and_structure,
-                      leaves_like, unflatten)
+from .tracing import (DICT_KINDS, Spec, called_function, eval_shape, keys_sorted,
+                      leaves_and_structure, leaves_like, unflatten)
 from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
@@ -84,11 +84,7 @@ def _naming_wrong_arity(calls):
 
 
 def _refuse_wrong_arity(fn, construct, name, args):
-    from .nn import Module  # (here: nn's layers use this module)
-    # a Module's __call__ takes anything: its forward says what it takes (unless the
-    # module has a __call__ of its own)
-    target = fn.forward if isinstance(fn, Module) and type(fn).__call__ is Module.__call__ \
-        else fn
+    target, shown = called_function(fn)
     try:  # (not follow_wrapped: fori_loop's while_loop body wraps body_fun, of other arity)
         signature = inspect.signature(target, follow_wrapped=False)
     except (TypeError, ValueError):  # no signature to read (a builtin's): fn's call will say
@@ -96,7 +92,6 @@ def _refuse_wrong_arity(fn, construct, name, args):
     try:
         signature.bind(*args)
     except TypeError:
-        shown = f"{type(fn).__name__}.forward" if target is not fn else _fn_name(fn)
         raise GraphcError(f"{construct}: {name} {shown}{signature}{_where(target)} cannot be "
                           f"called as {name}({', '.join(args)})", (user_location(),)) from None
 

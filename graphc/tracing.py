@@ -295,6 +295,16 @@ def tree_map(f, tree, *rest, is_leaf=None):
     return unflatten(structure, [f(*xs) for xs in zip(leaves, *others)])
 
 
+def called_function(fn) -> tuple:
+    """(what calling fn runs, whose signature says what fn takes; its name for messages): a
+    Module's __call__ takes anything, so its forward (unless the module has a __call__ of
+    its own), named "Head.forward"."""
+    from .nn import Module  # (here: nn's layers use this module)
+    if isinstance(fn, Module) and type(fn).__call__ is Module.__call__:
+        return fn.forward, f"{type(fn).__name__}.forward"
+    return fn, getattr(fn, "__name__", type(fn).__name__)
+
+
 def arg_names(fn, count):
     try:
         params = [p.name for p in inspect.signature(fn).parameters.values()

@@ -30,8 +30,8 @@ from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
 
-from .tracing import (Spec, arg_names, flatten, leaf_input_names, leaves_and_structure,
-                      leaves_like, to_spec, trace, tree_map, unflatten)
+from .tracing import (Spec, arg_names, called_function, flatten, leaf_input_names,
+                      leaves_and_structure, leaves_like, to_spec, trace, tree_map, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -404,7 +404,7 @@ class Compiled:
         """Keyword arguments as the positions they name (as JAX's jit takes them; a static
         or donated argument is one by position either way); a parameter skipped before one
         passed by keyword takes its default. f(x, y=y) is then the call f(x, y)."""
-        target, fname = _called(self.fn)
+        target, fname = called_function(self.fn)
         try:
             signature = inspect.signature(target)
             bound = signature.bind(*args, **kwargs)
@@ -819,21 +819,11 @@ def _positional_count(fn) -> int:
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
-def _called(fn) -> tuple:
-    """(what calling fn runs, whose signature says what fn takes; its name for messages): a
-    Module's __call__ takes anything, so its forward (unless the module has a __call__ of
-    its own)."""
-    from .nn import Module  # (here: nn's layers use this module)
-    if isinstance(fn, Module) and type(fn).__call__ is Module.__call__:
-        return fn.forward, f"{type(fn).__name__}.forward"
-    return fn, getattr(fn, "__name__", "fn")
-
-
 def _named_positions(fn, names, what) -> tuple:
     """The positions of fn's parameters `names` (a str or a sequence of them), as jax.jit's
     static_argnames; a name that is no parameter taken by position is one line."""
     names = (names,) if isinstance(names, str) else tuple(names)
-    target, shown = _called(fn)
+    target, shown = called_function(fn)
     try:
         parameters = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
