@@ -152,20 +152,19 @@ class Compiled:
         # reads fn's signature, and a training step calls this every step
         if count in self._checked_counts:
             return
+        target, fname = called_function(self.fn)
         try:  # too few or too many arguments: one line, not a TypeError from inside the trace
-            inspect.signature(self.fn).bind(*[None] * count)
+            inspect.signature(target).bind(*[None] * count)
         except TypeError as exc:
-            raise GraphcError(f"compiled {getattr(self.fn, '__name__', 'fn')}: {exc}",
-                              (user_location(),)) from None
+            raise GraphcError(f"compiled {fname}: {exc}", (user_location(),)) from None
         except ValueError:  # no signature to bind against: fn's call says what is wrong
             pass
-        limit = max(count, _positional_count(self.fn))
+        limit = max(count, _positional_count(target))
         for what, nums in (("static_argnums", self.static_argnums),
                            ("donate_argnums", self.donate_argnums)):
             for i in nums:
                 if not -limit <= i < limit:
-                    raise GraphcError(f"compile: {what} has {i} but "
-                                      f"{getattr(self.fn, '__name__', 'fn')} was called with "
+                    raise GraphcError(f"compile: {what} has {i} but {fname} was called with "
                                       f"{count} arguments", (user_location(),))
         both = _passed(self.static_argnums, count) & _passed(self.donate_argnums, count)
         if both:  # (counted from the end: static_argnums=1, donate_argnums=-1 of two)
@@ -223,7 +222,7 @@ class Compiled:
                                                 self._names(i + 1)[i]))
 
     def _names(self, count):
-        return arg_names(self.fn, count)
+        return arg_names(called_function(self.fn)[0], count)
 
     def _describe_change(self, old, new, args) -> str:
         names = self._names(len(args))

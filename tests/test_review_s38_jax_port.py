@@ -267,3 +267,37 @@ def test_stop_gradient_maps_the_single_value_op_over_a_pytree_with_graphcs_tree_
     gc.sum(stopped.w * w).backward()
     np.testing.assert_array_equal(np.asarray(w.grad), [3.0, 4.0])
     assert gc.stop_gradient(None) is None
+
+
+class _Doubling(gc.nn.Module):
+    def forward(self, x, n=1):
+        for _ in range(n):
+            x = x * 2.0
+        return x
+
+
+def test_a_compiled_modules_traced_argument_is_named_from_its_forward():
+    """gc.compile(Head())(x, n=2), with n used as a Python int, hinted to list 'arg1' in
+    static_argnums: the names were read from Module.__call__(*args, **kwargs). They are
+    now read from forward, so the hint names n, by keyword or by position."""
+    x = np.ones(2, np.float32)
+    for call in (lambda m: m(x, n=2), lambda m: m(x, 2)):
+        with pytest.raises(gc.GraphcError, match="the value passed as 'n' is traced"):
+            call(gc.compile(_Doubling()))
+    np.testing.assert_array_equal(gc.compile(_Doubling(), static_argnames="n")(x, n=2),
+                                  [4.0, 4.0])
+
+
+def test_a_compiled_module_called_with_wrong_arguments_is_one_line_naming_its_forward():
+    """A compiled Module called with too many arguments raised a raw TypeError from inside
+    the trace ("Head.forward() takes from 2 to 3 positional arguments but 4 were given"),
+    and static_argnums out of range said "fn was called with": the checks read
+    Module.__call__'s signature. Now both are one GraphcError line naming
+    _Doubling.forward, as for a plain function."""
+    x = np.ones(2, np.float32)
+    with pytest.raises(gc.GraphcError, match=r"^compiled _Doubling.forward: too many "
+                                             r"positional arguments\n"):
+        gc.compile(_Doubling())(x, 2, 3)
+    with pytest.raises(gc.GraphcError, match="static_argnums has 5 but _Doubling.forward "
+                                             "was called with 2 arguments"):
+        gc.compile(_Doubling(), static_argnums=5)(x, 2)
