@@ -11,6 +11,7 @@ for autodiff, and keys take no gradient. The ops are defined in ir/ops/random.py
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -109,13 +110,25 @@ def split(key, num=2):
     A shape (a tuple or list) gives keys of that shape, shape + (2,), as JAX's split(key,
     (2, 3)): () one key, a 0 size none."""
     key = _key(key, "split")
-    shape = (num,) if is_int(num) else tuple(num) if isinstance(num, (tuple, list)) else None
-    if shape is None or not all(is_int(n) and n >= 0 for n in shape):
+    one = not isinstance(num, (tuple, list))
+    shape = tuple(_size(n) for n in ((num,) if one else num))  # (all: a traced one raises)
+    if None in shape or min(shape, default=0) < 0:
         F._fail("gc.random.split: num must be a non-negative integer or a tuple of them, got "
                 f"{num!r}")
-    shape = tuple(int(n) for n in shape)
     keys = apply("random_split", key, num=math.prod(shape))
-    return keys if is_int(num) else F.reshape(keys, (*shape, 2))
+    return keys if one else F.reshape(keys, (*shape, 2))
+
+
+def _size(n):
+    """n as a Python int, or None where it is no integer. A traced number raises
+    TracedNumberError (an index of it), which grad retries with n as a Python value and
+    compile's message hints to make static."""
+    if isinstance(n, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(n)
+    except TypeError:
+        return None
 
 
 def fold_in(key, data):

@@ -301,3 +301,27 @@ def test_a_compiled_module_called_with_wrong_arguments_is_one_line_naming_its_fo
     with pytest.raises(gc.GraphcError, match="static_argnums has 5 but _Doubling.forward "
                                              "was called with 2 arguments"):
         gc.compile(_Doubling(), static_argnums=5)(x, 2)
+
+
+def test_random_split_takes_a_traced_count_as_a_traced_number():
+    """gc.random.split(k, n) with n a Python int argument of a function under gc.grad was
+    refused as "num must be a non-negative integer ..., got <%2:i64[] = input>" (a node's
+    repr), and grad did not retry it with n as a Python value. The sizes are now taken with
+    operator.index, so a traced one raises TracedNumberError: grad retries (the result is
+    the one with n static) and compile's hint names n."""
+    key = gc.random.key(0)
+    w = np.ones(2, np.float32)
+
+    def loss(w, k, n):
+        return gc.sum(w * gc.random.normal(gc.random.split(k, n)[-1], (2,)))
+
+    expected = np.asarray(gc.random.normal(gc.random.split(key, 3)[-1], (2,)))
+    np.testing.assert_allclose(gc.grad(loss)(w, key, 3), expected)
+    with pytest.raises(gc.GraphcError, match="the value passed as 'n' is traced"):
+        gc.compile(loss)(w, key, 3)
+    np.testing.assert_allclose(gc.compile(loss, static_argnums=2)(w, key, 3), expected.sum(),
+                               rtol=1e-6)
+    assert np.asarray(gc.random.split(key, np.array(3))).shape == (3, 2)
+    for num in (True, [1.5, 2]):
+        with pytest.raises(gc.GraphcError, match="num must be a non-negative integer"):
+            gc.random.split(key, num)
