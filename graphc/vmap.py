@@ -73,9 +73,10 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         # own dtype, as gc.compile's and gc.grad's do
         whole = [st is None for st in structure[1] for _ in range(leaf_count(st))]
         for leaf, first, axis, leaf_name, alone in zip(leaves, firsts, axes, leaf_names, whole):
-            if axis is None and (not _is_array(leaf) or isinstance(leaf, np.integer)):
-                # a Python value, passed through as it is; so is a numpy integer scalar,
-                # weakly typed as in eager code (an int64 input did not meet int32 tensors)
+            if axis is None and (not _is_array(leaf) or isinstance(leaf, (np.integer, np.bool_))):
+                # a Python value, passed through as it is; so is a numpy integer or bool
+                # scalar, weakly typed as in eager code (an int64 input did not meet int32
+                # tensors; gc.full(shape, np.True_) fills float32)
                 stand_ins.append(leaf)
                 continue
             if (axis is None and alone and isinstance(leaf, NUMPY_FLOAT_SCALARS)

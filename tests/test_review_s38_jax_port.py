@@ -325,3 +325,24 @@ def test_random_split_takes_a_traced_count_as_a_traced_number():
     for num in (True, [1.5, 2]):
         with pytest.raises(gc.GraphcError, match="num must be a non-negative integer"):
             gc.random.split(key, num)
+
+
+def test_full_keeps_an_array_fills_dtype_eager_compiled_and_under_vmap():
+    """gc.full with a numpy 0-d array fill gave float32 eagerly (taken as a number) but kept
+    the array's dtype compiled; np.bool_ under vmap was traced as a bool array and filled
+    bool; a numpy row fill was refused. Now, as numpy's and jnp's full, an array fill keeps
+    its dtype unless dtype= is given (a row broadcasts), and a Python or numpy scalar fills
+    float32, the same eager, compiled and under vmap."""
+    ones = np.ones((2, 2), np.float32)
+    for fill, dtype in [(np.array(3), np.int64), (np.array(2.5, np.float16), np.float16),
+                        (np.bool_(True), np.float32), (np.float16(2.5), np.float32)]:
+        expected = np.full((2,), float(fill), dtype)
+        for result in (gc.full((2,), fill), gc.compile(lambda k: gc.full((2,), k))(fill),
+                       gc.vmap(lambda x, k: gc.full((2,), k), in_axes=(0, None))(ones, fill)[0]):
+            assert np.asarray(result).dtype == dtype
+            np.testing.assert_array_equal(result, expected)
+    assert np.asarray(gc.full((2,), np.array(3), dtype="float32")).dtype == np.float32
+    row = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(gc.full((2, 3), row), np.full((2, 3), row))
+    assert np.asarray(gc.full((2, 3), row)).dtype == np.float64
+    np.testing.assert_array_equal(gc.full((2, 3), row, dtype="int32"), [[1, 2, 3]] * 2)

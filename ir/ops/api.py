@@ -2179,9 +2179,10 @@ def masked_fill(x, mask, value):
 
 # ---- creators -------------------------------------------------------------------------------
 def full(shape, value, dtype=None):
-    """numpy's and jnp.full; a number fills float32 unless `dtype` says otherwise. A traced or
-    eager tensor fill is broadcast, so its gradient flows, and keeps its dtype unless
-    `dtype` is given, as JAX's."""
+    """numpy's and jnp.full; a number (a Python or numpy scalar) fills float32 unless `dtype`
+    says otherwise. An array fill (a numpy array, a traced or eager tensor) keeps its dtype
+    unless `dtype` is given, as numpy's and JAX's, and is broadcast to `shape` (a traced
+    one so that its gradient flows)."""
     from .operators import OperatorMixin  # (a graph node or an eager tensor; it imports us)
     shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
     if isinstance(value, OperatorMixin):  # other libraries' arrays are numbers, as before
@@ -2189,6 +2190,11 @@ def full(shape, value, dtype=None):
             dtype = "float32"  # a Python-number argument, traced: it fills as the number would
         # (eager: a copy, not broadcast_to's read-only view, so the result can be written)
         return _unchanged(broadcast_to(value if dtype is None else cast(value, dtype), shape))
+    if isinstance(value, np.ndarray):
+        dtype = value.dtype if dtype is None else dtype
+        if value.ndim:  # a row that broadcasts, as numpy's full((2, 3), [1., 2., 3.])
+            return _unchanged(broadcast_to(value.astype(as_dtype(dtype), copy=False), shape))
+        value = value[()]  # (its dtype kept: the number fills it below)
     dtype = as_dtype("float32" if dtype is None else dtype)
     if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
         return apply("full", shape=shape, value=value, dtype=dtype)
