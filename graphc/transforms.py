@@ -250,13 +250,14 @@ class Compiled:
         self._check_argnums(len(args))
         return self._plan_for_key(args, self.signature(args))
 
-    def _plan_for_key(self, args, key, on_tape_instead=False):
+    def _plan_for_key(self, args, key, on_tape_instead=False, numbers=()):
         """The plan of this call, built at its first; `on_tape_instead` (Compiled.call):
         an _OnTape, no plan built, where the call belongs on the tape (fn closes over a
-        tensor that requires grad), whose split plans are built by call_on_tape."""
+        tensor that requires grad), whose split plans are built by call_on_tape. `numbers`:
+        see _trace."""
         signature, traced = key, None
         if self.retrace:  # the trace itself tells whether a plan computes this call
-            traced = self._trace(args, signature)
+            traced = self._trace(args, signature, numbers)
             # (and which Buffers its calls write: the graph holds their values, not owners)
             key = (signature, traced[0].fingerprint(),
                    tuple((id(module), attr) for module, attr in traced[1]))
@@ -280,7 +281,7 @@ class Compiled:
                 log.info("graphc: %s", message)
                 self.recompiles.append(message)
                 self._warn_recompiles(fname, message)
-            graph, written = traced or self._trace(args, signature)
+            graph, written = traced or self._trace(args, signature, numbers)
             limits = weak.int_limits(graph)  # (it may refuse the graph: before a plan is kept)
             if on_tape_instead and not self.retrace:
                 plan = _OnTape(_taped_closures(graph, written))
@@ -312,9 +313,10 @@ class Compiled:
         return build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
                           jit=self.jit, memory_limit=self.memory_limit)
 
-    def _trace(self, args, key):
+    def _trace(self, args, key, numbers=()):
         """(fn's graph at these arguments' specs, the (module, attribute) of each Buffer the
-        trace updates)."""
+        trace updates). `numbers`: the positions of Python floats _weak_floats made 0-d
+        arrays, still Python numbers for the static_argnums hint of a traced number."""
         fname = getattr(self.fn, "__name__", "fn").strip("<>")
         static = self._static(len(args))
         names = self._names(len(args))
@@ -326,6 +328,8 @@ class Compiled:
             full = list(args)
             for i, v in zip(dynamic, values):
                 full[i] = v
+                if i in numbers:
+                    v.graph.python_number_ids.add(v.id)
             with collect_buffer_updates() as updates:
                 out = self.fn(*full)
             if not updates.places:
@@ -392,12 +396,16 @@ class Compiled:
             # traced, as jax.jit inside jit, so fn may read its values (a plan of its own
             # could not: "operands belong to different graphs")
             return self.fn(*args)
+        weak = _weak_floats(args, self._static(len(args)))
         if self.records_on_tape and is_grad_enabled() and \
                 any(isinstance(x, Tensor) and x.requires_grad for x in leaves):
             # as torch.compile's call: its results are on the tape (graphc/split_vjp.py)
             from .split_vjp import call_on_tape
-            return call_on_tape(self, _weak_floats(args, self._static(len(args))))
-        return self.call(_weak_floats(args, self._static(len(args))))
+            return call_on_tape(self, weak)
+        if weak is args:
+            return self.call(args)
+        return self.call(weak, numbers={i for i, (a, b) in enumerate(zip(args, weak))
+                                        if a is not b})
 
     def _positional(self, args, kwargs) -> tuple:
         """Keyword arguments as the positions they name (as JAX's jit takes them; a static
@@ -422,12 +430,14 @@ class Compiled:
         last = max(i for i, p in enumerate(positional) if p.name in bound.arguments)
         return tuple(bound.arguments.get(p.name, p.default) for p in positional[:last + 1])
 
-    def call(self, args, checked: bool = False):
+    def call(self, args, checked: bool = False, numbers=()):
         """fn(*args) on concrete values; `checked` runs the plan with its finite check
-        (Plan.run_checked: a GraphcError names the first op that made a NaN or an Inf)."""
+        (Plan.run_checked: a GraphcError names the first op that made a NaN or an Inf);
+        `numbers`: see _trace."""
         self._check_argnums(len(args))
         key, leaves = self._key_and_leaves(args)
-        plan = self._plan_for_key(args, key, on_tape_instead=self.records_on_tape)
+        plan = self._plan_for_key(args, key, on_tape_instead=self.records_on_tape,
+                                  numbers=numbers)
         if type(plan) is _OnTape or self._closed_floats and is_grad_enabled() and \
                 any(t.requires_grad for t in self._closed_floats.get(id(plan), ())):
             # fn closes over a tensor that requires grad: on the tape, as an argument's

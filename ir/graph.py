@@ -173,6 +173,7 @@ class Node(SymbolicValue, OperatorMixin):
         if operand:
             return None
         if node.op != "input" or not (node.id in node.graph.weak_ids or (
+                node.id in node.graph.python_number_ids) or (
                 node.type.shape == () and node.type.dtype == np.bool_)):
             return None
         return node
@@ -269,6 +270,9 @@ class Graph(Interpreter):
         self.salt_scope = None  # (construct, function) while numbering a construct's sites
         self.adopting_casts = set()  # ids of the casts a weak value took to meet a tensor
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
+        # inputs that were Python floats, traced with the arrays' dtype (not weak): numbers
+        # still, for the static_argnums hint of a traced number (Node._no_value)
+        self.python_number_ids = set()
         self.int_powers = {}  # {weak int node: (base, exponent)}: ir.ops.api.pow's, exactly
         self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None

@@ -346,3 +346,25 @@ def test_full_keeps_an_array_fills_dtype_eager_compiled_and_under_vmap():
     np.testing.assert_array_equal(gc.full((2, 3), row), np.full((2, 3), row))
     assert np.asarray(gc.full((2, 3), row)).dtype == np.float64
     np.testing.assert_array_equal(gc.full((2, 3), row, dtype="int32"), [[1, 2, 3]] * 2)
+
+
+def test_a_compiled_functions_float_arguments_are_named_in_the_traced_number_hint():
+    """With an array argument, gc.compile turns a Python float into a 0-d array of the
+    arrays' dtype before tracing (_weak_floats), and the static_argnums hint then named no
+    argument: g(x, 2.0, 3) with math.sqrt(k * j) said only "float() of a symbolic value".
+    The floats it converted are Python numbers still for the hint, which names k and j; a
+    0-d array passed as it is gets no hint (static_argnums would not help it)."""
+    import math
+
+    def g(x, k, j):
+        return gc.sum(x) * math.sqrt(k * j)
+
+    x = np.ones(2, np.float32)
+    for k in (2.0, np.float32(2.0)):
+        with pytest.raises(gc.GraphcError, match="the values passed as 'k' and 'j' are traced"):
+            gc.compile(g)(x, k, 3)
+    with pytest.raises(gc.GraphcError) as refused:
+        gc.compile(g)(x, np.array(2.0, np.float32), 3)
+    assert "static_argnums" not in str(refused.value)
+    np.testing.assert_allclose(gc.compile(g, static_argnums=(1, 2))(x, 2.0, 3),
+                               2 * math.sqrt(6.0), rtol=1e-6)
