@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from graphc.cli import main
+from checkpoint_files import rewrite_header
 from test_review_s30_cli import TINY
 
 
@@ -26,17 +27,6 @@ def run(tmp_path_factory):
     with contextlib.redirect_stdout(printed):
         assert main(["train", *TINY, "--data", str(data), "--out", str(out)]) == 0
     return out, data, printed.getvalue()
-
-
-def _rewrite_header(path, edit):
-    """The checkpoint at `path` with its JSON header changed by `edit(header)`."""
-    with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files}
-    header = json.loads(bytes(arrays.pop("__meta__")))
-    edit(header)
-    arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
 
 
 def _error(capsys):
@@ -89,7 +79,7 @@ def test_resume_of_a_header_without_settings_added_since(run, tmp_path, capsys):
 
     def written_before(header):
         del header["model"]["layer_norm_eps"], header["train"]["decay_steps"]
-    _rewrite_header(ckpt, written_before)
+    rewrite_header(ckpt, written_before)
     capsys.readouterr()
     assert main(["train", *TINY, "--steps", "4", "--data", str(run[1]), "--out", str(out),
                  "--resume"]) == 0
@@ -98,7 +88,7 @@ def test_resume_of_a_header_without_settings_added_since(run, tmp_path, capsys):
         header = json.loads(bytes(z["__meta__"]))
     assert header["step"] == 4 and header["model"]["layer_norm_eps"] == 1e-5
 
-    _rewrite_header(ckpt, written_before)
+    rewrite_header(ckpt, written_before)
     assert main(["train", *TINY, "--steps", "5", "--data", str(run[1]), "--out", str(out),
                  "--resume", "--weight-decay", "0.2"]) == 2
     assert _error(capsys).startswith(f"{ckpt} was saved with other settings "

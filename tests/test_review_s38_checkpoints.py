@@ -17,6 +17,8 @@ from graphc.models.gpt import GPT, GPTConfig
 from graphc.train import TrainConfig, Trainer as GPTTrainer
 from ir.types import BFLOAT16
 
+from checkpoint_files import rewrite_header
+
 
 class Net(nn.Module):
     def __init__(self):
@@ -210,17 +212,6 @@ def test_a_non_float_parameter_is_refused_naming_it(make, dtype):
                                  "it out of the params)")
 
 
-def _rewrite_header(path, edit):
-    """The checkpoint at `path` with its JSON header changed by `edit(header)`."""
-    with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files}
-    header = json.loads(bytes(arrays.pop("__meta__")))
-    edit(header)
-    arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
 def test_load_params_reads_an_earlier_bfloat16_checkpoint_as_bfloat16(tmp_path):
     """A bfloat16 parameter is stored as its bits (uint16). load_params gave it back as
     bfloat16 only where a new header field (bfloat16_arrays) named it, so a file written by
@@ -238,7 +229,7 @@ def test_load_params_reads_an_earlier_bfloat16_checkpoint_as_bfloat16(tmp_path):
     trainer.train_step()
     path = str(tmp_path / "c.npz")
     trainer.save(path)
-    _rewrite_header(path, lambda header: header.pop("bfloat16_arrays", None))  # as earlier
+    rewrite_header(path, lambda header: header.pop("bfloat16_arrays", None))  # as earlier
     loaded = gc.load_params(path)
     assert loaded["h"].dtype == BFLOAT16
     np.testing.assert_array_equal(loaded["h"].astype(np.float32), [1.25, 1.25])
