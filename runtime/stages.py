@@ -1,6 +1,7 @@
 """Lowering as a linear list of named stages, from an optimised graph to a plan's source:
 
     fuse            elementwise clusters become `fused` nodes (with numba)   runtime/fusion.py
+                    (after dropping stop_gradient and widening half ops)
     plan-memory     liveness and buffer assignment                           runtime/memory.py
     choose-kernels  which kernel computes each node                          runtime/lowering.py
     render          the plan function's source and what its globals are      runtime/render.py
@@ -16,6 +17,7 @@ from typing import Callable
 
 from ir.errors import GraphcError
 from ir.printer import format_graph
+from ir.rewrite import rebuild
 
 from .fusion import fuse
 from .lowering import choose_kernels
@@ -47,10 +49,21 @@ class Lowered:
     done: list = field(default_factory=list)  # names of the stages run, in order
 
 
+def without_stop_gradients(graph):
+    """The graph with each stop_gradient's readers reading its operand (the graph itself when
+    it has none). A lowered graph is never differentiated (transformations differentiate the
+    traced graph before the passes run), and a stop_gradient, one per float op run under a
+    no_grad in a traced function, would split the elementwise clusters fusion builds."""
+    if not any(n.op == "stop_gradient" for n in graph.nodes):
+        return graph
+    return rebuild(graph, lambda node, inputs, new:
+                   inputs[0] if node.op == "stop_gradient" else None)[0]
+
+
 def _fuse(state):
     # half-precision ops become float32 kernels between casts (runtime/widen.py); fused
     # nodes run as numba kernels: without numba the graph stays as it is
-    graph = widen_half(state.graph)
+    graph = widen_half(without_stop_gradients(state.graph))
     state.kernel_graph = fuse(graph) if state.options.jit else graph
 
 
