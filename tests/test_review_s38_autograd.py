@@ -185,3 +185,23 @@ def test_a_no_grad_function_compiles_to_the_plan_of_the_same_function_without_it
                                                         x, w).nodes}
     from runtime.stages import without_stop_gradients
     assert without_stop_gradients(kernels[0]) is kernels[0]
+
+
+def test_a_custom_vjp_closing_over_a_weight_frozen_during_the_forward_is_not_refused():
+    """A custom_vjp closing over w, run while w was frozen (the GAN freeze pattern) and
+    backward() after w.requires_grad = True, was refused as closing over a differentiated
+    value: the closure check read requires_grad at backward time. It now follows the flags the
+    tape stored when each op ran, as backward() does: x.grad is torch's cos(x) * w * 2 sin(x)
+    * w and w.grad None. A w requiring grad during the forward is still refused."""
+    xs, w0 = np.array([0.3, 0.7]), np.array([1.5, -2.0])
+    w = gc.tensor(w0, requires_grad=False)
+    f = gc.custom_vjp(lambda x: gc.sin(x) * w)
+    f.defvjp(lambda x: (f(x), x), lambda x, g: (gc.cos(x) * w * g,))
+    x = gc.tensor(xs, requires_grad=True)
+    loss = gc.sum(f(x) ** 2)
+    w.requires_grad = True
+    loss.backward()
+    np.testing.assert_allclose(x.grad, np.cos(xs) * w0 * 2 * np.sin(xs) * w0)  # [1.27, 3.94]
+    assert w.grad is None
+    with pytest.raises(gc.GraphcError, match="closes over a value that is being differentiated"):
+        gc.sum(f(gc.tensor(xs, requires_grad=True)) ** 2).backward()

@@ -91,17 +91,20 @@ def _check_eager_closure(ctx):
         return
     args = {id(a) for a in ctx.inputs[1:1 + ctx.attrs["args"]]}
     wanted = ctx.wanted
-    stack, seen = [value], set()
+    # the tape's paths are the operands that required grad when each op ran (ctx.needs, an
+    # entry's _ctx[4]), as backward() follows them: a weight frozen during the forward and
+    # unfrozen before backward() is a constant of the function, as in torch
+    stack, seen = [value] if ctx.needs[0] else [], set()
     while stack:
         t = stack.pop()
-        if id(t) in seen or id(t) in args or not t.requires_grad:
+        if id(t) in seen or id(t) in args:
             continue
-        if (t._ctx is None) if wanted is None else (id(t) in wanted):
+        if (t._ctx is None and t.requires_grad) if wanted is None else (id(t) in wanted):
             raise GraphcError(CLOSURE_ERROR.format(fn=ctx.attrs["fn"]), (user_location(),))
         if t._ctx is None:  # a leaf whose gradient is not wanted
             continue
         seen.add(id(t))
-        stack.extend(t._ctx[1])
+        stack.extend(a for a, needed in zip(t._ctx[1], t._ctx[4]) if needed)
 
 
 def _vjp(ctx, g):
