@@ -155,6 +155,10 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
         seeds = [seeds]
     # (a single value is not iterated: that would take its rows as the values)
     ys, xs = ([v] if isinstance(v, Node) else list(v) for v in (ys, xs))
+    if isinstance(seeds, (list, tuple)) and len(seeds) != len(ys):
+        # (zip would drop the extra seeds, or the extra ys' gradients, silently)
+        raise GraphcError(f"gradients(): {len(seeds)} seeds for {len(ys)} ys; give one seed "
+                          f"per y, as tf.gradients' grad_ys", (user_location(),))
     for v in ys + xs:
         if not isinstance(v, Node):
             raise GraphcError(f"gradients() needs symbolic values, got {type(v).__name__}",

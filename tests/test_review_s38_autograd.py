@@ -205,3 +205,27 @@ def test_a_custom_vjp_closing_over_a_weight_frozen_during_the_forward_is_not_ref
     assert w.grad is None
     with pytest.raises(gc.GraphcError, match="closes over a value that is being differentiated"):
         gc.sum(f(gc.tensor(xs, requires_grad=True)) ** 2).backward()
+
+
+def test_gradients_refuses_a_seed_count_other_than_the_ys_count():
+    """gc.gradients(y, x, seeds=[s1, s2]) zipped one y with two seeds and dropped the second
+    silently ([2, 4, 6], the first seed's gradient); a count of seeds other than of ys is now
+    one line naming both, as tf.gradients refuses its grad_ys. One seed per y still works."""
+    points = np.array([1.0, 2.0, 3.0])
+
+    def two_seeds(x):
+        y = gc.sum(x * x)
+        return gc.gradients(y, x, seeds=[gc.ones_like(y), gc.ones_like(y) * 2.0])
+
+    def one_seed_two_ys(x):
+        y = gc.sum(x * x)
+        return gc.gradients([y, gc.sum(x)], x, seeds=[gc.ones_like(y)])
+
+    for f, message in ((two_seeds, "2 seeds for 1 ys"), (one_seed_two_ys, "1 seeds for 2 ys")):
+        with pytest.raises(gc.GraphcError, match=message):
+            gc.compile(f)(points)
+    def seeded(x):
+        y = gc.sum(x * x)
+        return gc.gradients(y, x, seeds=[gc.ones_like(y) * 2.0])
+    (g,) = gc.compile(seeded)(points)
+    np.testing.assert_allclose(g, 4 * points)
