@@ -169,6 +169,11 @@ class Trainer(_Trainer):
                  fast_math=False, distributed=False, memory_limit=None,
                  gradient_accumulation_steps: int = 1):
         cfg = model.cfg
+        if cfg.dtype not in ("float32", "float64"):
+            # (a GPT checkpoint's header records float32 or float64 weights, as --dtype takes)
+            raise GraphcError(f"Trainer: the GPT is {cfg.dtype}; train a float32 or float64 "
+                              "GPT; half precision training is --precision fp16-mixed / "
+                              "bf16-mixed (TrainConfig.precision)")
         self.model, self.data, self.tc = model, data, tc
         self.pipeline, self.jit, self.fast_math = pipeline, jit, fast_math
         B, T = cfg.batch_size, cfg.block_size

@@ -141,3 +141,31 @@ def test_sample_ends_the_printed_text_before_the_overflow_error(tmp_path, capsys
                    "no token can be chosen: its float16 activations likely overflowed "
                    "float16: try --dtype bfloat16 or float32 (model.bfloat16() or "
                    "model.float())\n")
+
+
+def test_the_gpt_trainer_refuses_a_half_gpt_and_saves_a_double_one(tmp_path):
+    """The GPT Trainer built on a model.half() (or .bfloat16()) GPT wrote model.dtype
+    "float16" into its checkpoint's header, which graphc's own checkpoint.load refuses ("has a
+    bad value 'float16'"). The Trainer now refuses such a GPT in one line naming the
+    precision options; a double() GPT trains, saves, loads back as float64 and resumes."""
+    from graphc import checkpoint, train
+    from graphc.data import CharData
+    ids = np.arange(400) % 4
+    data = CharData(list("abcd"), ids[:300], ids[300:])
+    cfg = GPTConfig.named("tiny", vocab_size=4)
+    tc = train.TrainConfig(steps=1, eval_every=1, eval_iters=1)
+    for cast, name in ((GPT.half, "float16"), (GPT.bfloat16, "bfloat16")):
+        with pytest.raises(train.GraphcError, match=rf"^Trainer: the GPT is {name}; train a "
+                           r"float32 or float64 GPT; half precision training is --precision "
+                           r"fp16-mixed / bf16-mixed"):
+            train.Trainer(cast(GPT(cfg, seed=0)), data, tc)
+    trainer = train.Trainer(GPT(cfg, seed=0).double(), data, tc)
+    assert np.isfinite(trainer.train_step())
+    path = str(tmp_path / "ckpt.npz")
+    trainer.save(path)
+    arrays, meta = checkpoint.load(path)
+    assert meta["model"]["dtype"] == "float64"
+    assert arrays["param/wte.weight"].dtype == np.float64
+    resumed = train.Trainer(GPT(cfg, seed=1).double(), data, tc)
+    resumed.resume(path)
+    np.testing.assert_array_equal(resumed.params["wte.weight"], trainer.params["wte.weight"])
