@@ -36,7 +36,7 @@ from ir.ops import attention as _attention
 from ir.ops.registry import _STACK as _INTERPRETERS
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
-from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_half, is_int
+from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            collect_buffer_updates, note_place, places_holding)
 from .transforms import Compiled
@@ -2277,12 +2277,7 @@ class MultiheadAttention(Module):
         q, k, v = heads(query, w_q, b_q, T), heads(key, w_k, b_k, S), heads(value, w_v, b_v, S)
         scale = 1.0 / math.sqrt(E // H)
 
-        def scores(keys):  # (B, H, T, S)
-            if is_half(F._dtype(q)):  # q scaled first, as torch's: a half q @ k^T overflows
-                return (q * scale) @ F.swapaxes(keys, -1, -2)  # where the scores fit
-            return (q @ F.swapaxes(keys, -1, -2)) * scale
-
-        att = scores(k)
+        att = _attention.attention_scores(q, k, scale)  # (B, H, T, S)
         if self.causal if is_causal is None else is_causal:
             att = F.masked_fill(att, ~F.tril_mask(T, S), float("-inf"))
         if attn_mask is not None:
@@ -2297,7 +2292,7 @@ class MultiheadAttention(Module):
             att = self._masked(att, F.reshape(key_padding_mask, (B, 1, 1, S)), B, T, S)
         extra_k, extra_v = self._extra_keys(H, E // H, F._dtype(q))
         if extra_k is not None:  # after the masks, which torch pads with "allowed"
-            att = F.concat([att, scores(extra_k)], -1)
+            att = F.concat([att, _attention.attention_scores(q, extra_k, scale)], -1)
             v = F.concat([v, F.broadcast_to(extra_v, (B,) + tuple(F._shape(extra_v))[1:])], 2)
         # the weights returned are those applied to v, dropped in training, as torch's
         weights = _dropout_while_training(self, "dropout", F.softmax(att, axis=-1))

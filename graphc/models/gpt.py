@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 
 from ir.ops import api as F
+from ir.ops.attention import attention_scores
 from ir.errors import GraphcError
 from ir.types import Dim, UnsupportedDtype, as_dtype, is_int, is_real
 
@@ -120,12 +121,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = F.split(self.c_attn(x), 3, axis=-1)
         q, k, v = (t.reshape(B, T, H, C // H).transpose(0, 2, 1, 3) for t in (q, k, v))
         scale = 1.0 / math.sqrt(C // H)
-        # float16 (fp16-mixed) queries are scaled first, as torch's MultiheadAttention does:
-        # their q @ k^T overflows to inf where the scaled scores fit
-        if q.dtype == np.float16:
-            att = (q * scale) @ k.transpose(0, 1, 3, 2)
-        else:
-            att = (q @ k.transpose(0, 1, 3, 2)) * scale
+        att = attention_scores(q, k, scale)
         att = F.masked_fill(att, ~F.tril_mask(T), float("-inf"))
         att = dropout(F.softmax(att, axis=-1))
         y = (att @ v).transpose(0, 2, 1, 3).reshape(B, T, C)

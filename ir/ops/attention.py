@@ -87,12 +87,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         _fail(f"{name}: attn_mask of shape {tuple(_shape(attn_mask))} does not broadcast to "
               f"the scores' {score_shape} (..., L, S)")
 
-    if precision.active_half() == np.float16:
-        # queries scaled first, as torch's: a float16 (autocast's) q @ k^T overflows to inf
-        # where the scaled scores fit (bfloat16 has float32's range)
-        scores = F.matmul(F.mul(query, float(scale)), F.swapaxes(key, -1, -2))
-    else:
-        scores = F.mul(F.matmul(query, F.swapaxes(key, -1, -2)), float(scale))  # (..., L, S)
+    scores = attention_scores(query, key, scale)  # (..., L, S)
     if is_causal:
         scores = F.masked_fill(scores, F.logical_not(F.tril_mask(L, S)), -math.inf)
     weights = None
@@ -115,6 +110,16 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     elif dropout_p > 0:
         weights = F.dropout(weights, float(dropout_p), seed, salt=salt)
     return F.matmul(weights, value)
+
+
+def attention_scores(query, key, scale):
+    """query @ key^T * scale, of (..., L, E) queries and (..., S, E) keys: the attention
+    scores of scaled_dot_product_attention, MultiheadAttention and the GPT model. Half
+    queries, or any under float16 autocast, are scaled before the product, as torch's are:
+    their q @ k^T overflows float16 to inf where the scaled scores fit."""
+    if is_half(_dtype(query)) or precision.active_half() == np.float16:
+        return F.matmul(F.mul(query, float(scale)), F.swapaxes(key, -1, -2))
+    return F.mul(F.matmul(query, F.swapaxes(key, -1, -2)), float(scale))
 
 
 def _same(a, b) -> bool:
