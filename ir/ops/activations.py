@@ -16,7 +16,7 @@ import warnings
 from ..errors import user_stacklevel
 from ..types import Dim, is_float, is_half, is_real
 from . import api as F
-from .api import _axis, _fail, _ndim, _shape
+from .api import _axis, _fail, _ndim, _rounded_once, _shape
 from .registry import apply
 
 __all__ = ["elu", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "hardswish", "mish",
@@ -26,13 +26,6 @@ __all__ = ["elu", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "hardswish
 # selu's constants (Klambauer et al.; torch's)
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-
-
-def _rounded_once(fn, x, *args):
-    """fn of a half x computed on its float32 copy and rounded once, as torch's: each piece
-    rounded to half (hardsigmoid's x / 6 before the + 0.5, mish's tanh before the product)
-    put the result up to hundreds of ulps off."""
-    return F.cast(fn(F.cast(x, "float32"), *args), F._dtype(x))
 
 
 def _number(what, value):

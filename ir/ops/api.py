@@ -87,6 +87,13 @@ def _fail(message):
     raise GraphcError(message, (user_location(),))
 
 
+def _rounded_once(fn, x, *args):
+    """fn of a half x computed on its float32 copy and rounded once, as torch's: each piece
+    rounded to half (hardsigmoid's x / 6 before the + 0.5, mish's tanh before the product)
+    put the result up to hundreds of ulps off, and half sums and squares overflow."""
+    return cast(fn(cast(x, "float32"), *args), _dtype(x))
+
+
 class _Default(int):
     """An int default that a value given can be told from (`is`), so that torch's keyword
     beside numpy's is refused even where the value given equals the default."""
@@ -481,7 +488,7 @@ def mean(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     if not is_float(_dtype(x)):
         _fail(f"mean of {_dtype(x)} values; cast them to a float type first")
     if is_half(_dtype(x)):  # in float32, as torch's: a half sum of 256 x 1000.0 is inf
-        return cast(mean(cast(x, "float32"), axes, keepdims), _dtype(x))
+        return _rounded_once(mean, x, axes, keepdims)
     # divided by the count, as numpy's: times its reciprocal is an ulp off for some counts
     # (the mean of 49 ones was 0.9999999999999999)
     if isinstance(count, Dim):  # known per call: a scalar the plan computes from the binding
@@ -503,7 +510,7 @@ def var(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=NO_DIM, keepdim=None,
     if not is_float(_dtype(x)):
         _fail(f"var of {_dtype(x)} values; cast them to a float type first")
     if is_half(_dtype(x)):
-        return cast(var(cast(x, "float32"), axis, keepdims, ddof), _dtype(x))
+        return _rounded_once(var, x, axis, keepdims, ddof)
     centred = x - mean(x, axis, keepdims=True)
     squares = centred * centred
     if not ddof:
@@ -531,7 +538,7 @@ def std(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=NO_DIM, keepdim=None,
         axis, keepdims = _torch_axes("std", axis, keepdims, dim, keepdim)
         ddof = _torch_correction("std", ddof, correction, unbiased)
     if is_half(_dtype(x)):  # in float32, rounded once: a half variance overflows past 65504
-        return cast(std(cast(x, "float32"), axis, keepdims, ddof), _dtype(x))
+        return _rounded_once(std, x, axis, keepdims, ddof)
     return sqrt(var(x, axis, keepdims, ddof))
 
 
@@ -1298,8 +1305,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
         # autocast's or torch's mixed-type kernel's, are used as they are)
         weight, bias = (p if p is None or _dtype(p) != _dtype(x) else cast(p, "float32")
                         for p in (weight, bias))
-        return cast(group_norm(cast(x, "float32"), num_groups, weight, bias, eps),
-                    _dtype(x))
+        return _rounded_once(group_norm, x, num_groups, weight, bias, eps)
     groups = reshape(x, (shape[0], int(num_groups), channels // int(num_groups))
                      + tuple(shape[2:]))
     axes = tuple(range(2, len(shape) + 1))
@@ -1419,7 +1425,7 @@ def silu(x):
     """x * sigmoid(x) (a.k.a. swish), as torch.nn.functional.silu."""
     if is_half(_dtype(x)):  # in float32, rounded once, as torch's: the sigmoid rounded to
         # half first put it 9 ulps (float16) to 41 (bfloat16) off
-        return cast(silu(cast(x, "float32")), _dtype(x))
+        return _rounded_once(silu, x)
     return mul(x, sigmoid(x))
 
 
@@ -1439,7 +1445,7 @@ def rms_norm(x, weight=None, eps=None):
         _fail(f"rms_norm: weight must have shape ({n},), got {tuple(_shape(weight))}; "
               "graphc.nn.RMSNorm normalises over several trailing axes")
     if is_half(_dtype(x)):  # in float32, as torch's: x * x overflows half past |x| = 256
-        y = cast(rms_norm(cast(x, "float32"), None, eps), _dtype(x))
+        y = _rounded_once(rms_norm, x, None, eps)
     else:
         y = x * rsqrt(mean(x * x, -1, keepdims=True) + eps)
     return y if weight is None else y * weight

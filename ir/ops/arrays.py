@@ -17,7 +17,7 @@ import numpy as np
 
 from ..types import Dim, TensorType, as_dtype, is_float, is_half
 from . import api as F
-from .api import NO_DIM, _axis, _dtype, _fail, _ndim, _shape, _whole
+from .api import NO_DIM, _axis, _dtype, _fail, _ndim, _rounded_once, _shape, _whole
 from .registry import SymbolicValue, apply, check, defop
 
 __all__ = ["pad", "flip", "roll", "tile", "repeat", "moveaxis", "prod", "cumprod",
@@ -183,7 +183,7 @@ def cumprod(x, axis=None):
     n = _concrete(_shape(x)[axis], "cumprod")
     if is_half(_dtype(x)) and n > 1:  # in float32, rounded once, as torch's: the scan's
         # log2(n) half products drifted 10-15 ulps
-        return F.cast(cumprod(F.cast(x, "float32"), axis), _dtype(x))
+        return _rounded_once(cumprod, x, axis)
     if _dtype(x) == np.bool_:
         x = F.cast(x, "int64")
     step = 1
@@ -398,7 +398,7 @@ def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None, p=
     if not (ord is None or number or ord == "fro" or (len(axes) > 1 and ord == "nuc")):
         _fail(f"norm: unsupported ord {ord!r}")
     if is_half(_dtype(x)):  # in float32, rounded once, as torch's: half squares overflow
-        return F.cast(norm(F.cast(x, "float32"), ord, axis, keepdims), _dtype(x))
+        return _rounded_once(norm, x, ord, axis, keepdims)
     if ord == "fro":
         if len(axes) != 2:
             _fail(f"norm: ord='fro' needs two axes, got {len(axes)}")
