@@ -307,11 +307,12 @@ class Generator:
         """own_call: self._calls after this stream's start() (read when stream() is called,
         not at the first token)."""
         latest = [None] * len(logits)  # each row's last token
-        dtype = self.model.cfg.dtype
         for step in range(tokens):
-            chosen = [None if t in stop else choose(row, temperature, top_k, top_p, rng,
-                                                    dtype=dtype)
-                      for row, t in zip(logits, latest)]
+            try:
+                chosen = [None if t in stop else choose(row, temperature, top_k, top_p, rng)
+                          for row, t in zip(logits, latest)]
+            except NoTokenToChoose as exc:  # what to try depends on the model's dtype
+                raise ValueError(f"{exc}: {_non_finite_hint(self.model.cfg.dtype)}") from None
             yield chosen
             # a row that has ended is fed its stop token again (its logits are never read),
             # as transformers feeds its finished rows padding
@@ -372,17 +373,19 @@ def _non_finite_hint(dtype) -> str:
     return f"are its weights finite and within {name}'s range?"
 
 
-def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None, *,
-           dtype="float32") -> int:
-    """One token id from a row of logits (float64) of a model whose weights are `dtype`
-    (named when no token can be chosen)."""
+class NoTokenToChoose(ValueError):
+    """choose()'s refusal of logits that hold NaN or +Inf or are all -Inf."""
+
+
+def choose(logits: np.ndarray, temperature, top_k=None, top_p=None, rng=None) -> int:
+    """One token id from a row of logits (float64)."""
     # (-inf: a token never chosen, but not every one: argmax then picked token 0 and
     # sampling failed with numpy's "Probabilities contain NaN")
     if np.isnan(logits).any() or np.isposinf(logits).any() or np.isneginf(logits).all():
         # argmax picked the NaN's position and numpy's choice said "Probabilities contain
         # NaN": a weight near float32's largest (3e38) overflows in the first product
-        raise ValueError("the model's logits hold NaN or +Inf, or are all -Inf, so no token "
-                         f"can be chosen: {_non_finite_hint(dtype)}")
+        raise NoTokenToChoose("the model's logits hold NaN or +Inf, or are all -Inf, so no "
+                              "token can be chosen")
     if temperature == 0:
         return int(np.argmax(logits))
     # the largest logit subtracted before the division: the same softmax, but a tiny
