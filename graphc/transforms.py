@@ -250,14 +250,14 @@ class Compiled:
         self._check_argnums(len(args))
         return self._plan_for_key(args, self.signature(args))
 
-    def _plan_for_key(self, args, key, on_tape_instead=False, numbers=()):
+    def _plan_for_key(self, args, key, on_tape_instead=False, given=None):
         """The plan of this call, built at its first; `on_tape_instead` (Compiled.call):
         an _OnTape, no plan built, where the call belongs on the tape (fn closes over a
-        tensor that requires grad), whose split plans are built by call_on_tape. `numbers`:
+        tensor that requires grad), whose split plans are built by call_on_tape. `given`:
         see _trace."""
         signature, traced = key, None
         if self.retrace:  # the trace itself tells whether a plan computes this call
-            traced = self._trace(args, signature, numbers)
+            traced = self._trace(args, signature, given)
             # (and which Buffers its calls write: the graph holds their values, not owners)
             key = (signature, traced[0].fingerprint(),
                    tuple((id(module), attr) for module, attr in traced[1]))
@@ -281,7 +281,7 @@ class Compiled:
                 log.info("graphc: %s", message)
                 self.recompiles.append(message)
                 self._warn_recompiles(fname, message)
-            graph, written = traced or self._trace(args, signature, numbers)
+            graph, written = traced or self._trace(args, signature, given)
             limits = weak.int_limits(graph)  # (it may refuse the graph: before a plan is kept)
             if on_tape_instead and not self.retrace:
                 plan = _OnTape(_taped_closures(graph, written))
@@ -313,10 +313,13 @@ class Compiled:
         return build_plan(graph, self.pipeline, fast_math=self.fast_math, donate=donate,
                           jit=self.jit, memory_limit=self.memory_limit)
 
-    def _trace(self, args, key, numbers=()):
+    def _trace(self, args, key, given=None):
         """(fn's graph at these arguments' specs, the (module, attribute) of each Buffer the
-        trace updates). `numbers`: the positions of Python floats _weak_floats made 0-d
-        arrays, still Python numbers for the static_argnums hint of a traced number."""
+        trace updates). `given`: the arguments before _weak_floats; where it made a Python
+        float a 0-d array, the input is still a Python number for the static_argnums hint of
+        a traced number (found here: only a trace reads it, not every call)."""
+        numbers = {i for i, (a, b) in enumerate(zip(given, args)) if a is not b} \
+            if given is not None else ()
         fname = getattr(self.fn, "__name__", "fn").strip("<>")
         static = self._static(len(args))
         names = self._names(len(args))
@@ -402,10 +405,7 @@ class Compiled:
             # as torch.compile's call: its results are on the tape (graphc/split_vjp.py)
             from .split_vjp import call_on_tape
             return call_on_tape(self, weak)
-        if weak is args:
-            return self.call(args)
-        return self.call(weak, numbers={i for i, (a, b) in enumerate(zip(args, weak))
-                                        if a is not b})
+        return self.call(weak, given=args)
 
     def _positional(self, args, kwargs) -> tuple:
         """Keyword arguments as the positions they name (as JAX's jit takes them; a static
@@ -430,14 +430,14 @@ class Compiled:
         last = max(i for i, p in enumerate(positional) if p.name in bound.arguments)
         return tuple(bound.arguments.get(p.name, p.default) for p in positional[:last + 1])
 
-    def call(self, args, checked: bool = False, numbers=()):
+    def call(self, args, checked: bool = False, given=None):
         """fn(*args) on concrete values; `checked` runs the plan with its finite check
         (Plan.run_checked: a GraphcError names the first op that made a NaN or an Inf);
-        `numbers`: see _trace."""
+        `given`: see _trace."""
         self._check_argnums(len(args))
         key, leaves = self._key_and_leaves(args)
         plan = self._plan_for_key(args, key, on_tape_instead=self.records_on_tape,
-                                  numbers=numbers)
+                                  given=given)
         if type(plan) is _OnTape or self._closed_floats and is_grad_enabled() and \
                 any(t.requires_grad for t in self._closed_floats.get(id(plan), ())):
             # fn closes over a tensor that requires grad: on the tape, as an argument's

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import numbers
 import operator
 import math
@@ -2184,14 +2185,21 @@ def masked_fill(x, mask, value):
 
 
 # ---- creators -------------------------------------------------------------------------------
+@functools.cache
+def _operator_mixin():
+    """The class of graph nodes and eager tensors, imported once, at the first call:
+    ir/ops/operators.py imports this module."""
+    from .operators import OperatorMixin
+    return OperatorMixin
+
+
 def full(shape, value, dtype=None):
     """numpy's and jnp.full; a number (a Python or numpy scalar) fills float32 unless `dtype`
     says otherwise. An array fill (a numpy array, a traced or eager tensor) keeps its dtype
     unless `dtype` is given, as numpy's and JAX's, and is broadcast to `shape` (a traced
     one so that its gradient flows)."""
-    from .operators import OperatorMixin  # (a graph node or an eager tensor; it imports us)
     shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
-    if isinstance(value, OperatorMixin):  # other libraries' arrays are numbers, as before
+    if isinstance(value, _operator_mixin()):  # other libraries' arrays are numbers, as before
         if dtype is None and _is_weak(value):
             dtype = "float32"  # a Python-number argument, traced: it fills as the number would
         # (eager: a copy, not broadcast_to's read-only view, so the result can be written)
