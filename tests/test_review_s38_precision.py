@@ -120,7 +120,7 @@ def test_int_arange_past_its_dtype_is_a_one_line_error():
     """arange(0, 2**40, 2**38, "int32") was numpy's raw OverflowError (and a step that does
     not fit int32 was refused even when every value fits); values that do not fit are now a
     GraphcError naming them, and fitting ones are made."""
-    with pytest.raises(gc.GraphcError, match="reach 824633720832, which does not fit in int32"):
+    with pytest.raises(gc.GraphcError, match="value 824633720832 does not fit in int32"):
         gc.arange(0, 2**40, 2**38, "int32")
     np.testing.assert_array_equal(gc.arange(0, 10, 2**38, "int32").data, [0])
 

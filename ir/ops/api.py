@@ -2226,7 +2226,9 @@ def check_fits_dtype(what, value, dtype):
     would raise raw on or wrap silently."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        if not (math.isfinite(value) and info.min <= int(value) <= info.max):
+        # (an int is checked as it is: math.isfinite overflows past float's range)
+        finite = isinstance(value, (int, np.integer)) or math.isfinite(value)
+        if not (finite and info.min <= int(value) <= info.max):
             _fail(f"{what} {value!r} does not fit in {dtype}")
 
 

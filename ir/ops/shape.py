@@ -267,12 +267,14 @@ def _arange_infer(types, start, stop, step, dtype):
               "bounds needs step 1 and stop >= start")
         return TensorType((stop - start,), dtype)
     count = len(range(start, stop, step))
-    if count and np.dtype(dtype).kind in "iu":
-        last, info = start + (count - 1) * step, np.iinfo(dtype)
-        check(info.min <= min(start, last) and max(start, last) <= info.max,
-              f"start {start}, stop {stop}, step {step} reach {last}, which does not fit in "
-              f"{np.dtype(dtype)}")
+    if count:
+        for value in (start, start + (count - 1) * step):  # the first and the last
+            F.check_fits_dtype(f"arange({start}, {stop}, {step}): value", value,
+                               np.dtype(dtype))
     return TensorType((count,), dtype)
+
+
+_INT64 = np.iinfo(np.int64)
 
 
 @defop("arange", _arange_infer, arity=0)
@@ -286,9 +288,6 @@ def _arange(start, stop, step, dtype):
         values = np.array(range(start, stop, step), np.float64)
     with np.errstate(over="ignore"):  # past a half dtype's range: inf, as torch's
         return values.astype(dtype, copy=False)
-
-
-_INT64 = np.iinfo(np.int64)
 
 
 def _tri_infer(types, rows, cols, k):
