@@ -65,7 +65,7 @@ def manual_seed(seed: int) -> None:
         # eager sites are numbered in call order and the number salts the mask: without
         # restarting it, the same key gave the sites of a rerun other masks. Inside an
         # rng_key block or a loop the count is that construct's, which goes on.
-        F.EAGER_DROPOUT._next_salt = 0
+        F.EAGER_DROPOUT.restart()
 
 
 def _rng(rng, what="rng"):

@@ -72,7 +72,8 @@ NONE = (type(None), ())
 DICT_KINDS = (dict, OrderedDict)
 
 
-def _dict_kind(tree):
+def dict_kind(tree):
+    """The dict type a tree's dict is rebuilt as: OrderedDict for one, dict for any other."""
     return OrderedDict if isinstance(tree, OrderedDict) else dict
 
 
@@ -95,7 +96,7 @@ def flatten(tree, prefix=""):
             leaves += lv
             names += nm
             structs.append((key, st))
-        return leaves, (_dict_kind(tree), tuple(structs)), names
+        return leaves, (dict_kind(tree), tuple(structs)), names
     return [tree], None, [prefix]
 
 
@@ -110,7 +111,7 @@ def leaves_and_structure(tree, leaves=None):
                                           for item in tree))
     if isinstance(tree, dict):
         # (type() first: this runs at every compiled call)
-        kind = dict if type(tree) is dict else _dict_kind(tree)
+        kind = dict if type(tree) is dict else dict_kind(tree)
         return leaves, (kind, tuple((key, leaves_and_structure(tree[key], leaves)[1])
                                     for key in tree))
     leaves.append(tree)
@@ -232,7 +233,7 @@ def public_leaves_and_structure(tree, leaves, is_leaf=None, sort_keys=True):
         return type(tree), tuple(public_leaves_and_structure(item, leaves, is_leaf, sort_keys)
                                  for item in tree)
     if isinstance(tree, dict):
-        kind = _dict_kind(tree)
+        kind = dict_kind(tree)
         keys = _sorted_keys(tree) if sort_keys and kind is dict else list(tree)
         return kind, tuple((key, public_leaves_and_structure(tree[key], leaves, is_leaf,
                                                              sort_keys))

@@ -110,7 +110,7 @@ from . import amp, checkpoint, nn, optim
 from .files import check_path, discard_stdout, exclusive_directory
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
-from .tracing import _dict_kind, flatten, leaves_and_structure, unflatten
+from .tracing import dict_kind, flatten, leaves_and_structure, unflatten
 from .transforms import Compiled, container_kind, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -1595,7 +1595,7 @@ def _rows_as_arrays(batch):
         return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
     if isinstance(batch, dict):  # (as a dict or an OrderedDict, as the pytree has it: a
         # defaultdict cannot be built from pairs)
-        return _dict_kind(batch)((k, _rows_as_arrays(b)) for k, b in batch.items())
+        return dict_kind(batch)((k, _rows_as_arrays(b)) for k, b in batch.items())
     return batch
 
 

@@ -2098,6 +2098,10 @@ class _EagerDropout(threading.local):
         self.salt_scope = None  # as Graph.salt_scope
         self.iterations = []  # of the eager loops running now, outermost first
 
+    def restart(self):
+        """Number the next eager dropout site 1 again (graphc.nn.manual_seed)."""
+        self._next_salt = 0
+
 
 EAGER_DROPOUT = _EagerDropout()
 
