@@ -1689,7 +1689,7 @@ def _zeros_like_scalar(leaves):
     return np.zeros((), np.int64)
 
 
-def _is_python_number(x) -> bool:
+def _is_builtin_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
@@ -1698,21 +1698,21 @@ def _gradient_numbers_like(grads, params):
     typed, as an eager op takes a Python float (a float32 parameter's gradient 1.0 is
     float32, not float64 meeting float32). Other trees as they are."""
     g_leaves, _, _ = flatten(grads)
-    if not any(_is_python_number(g) for g in g_leaves):
+    if not any(_is_builtin_number(g) for g in g_leaves):
         return grads
     p_leaves, structure, _ = flatten(params)
     g_leaves = leaves_like(structure, grads, "update: the gradients' pytree",
                            "the parameters'")
     dtypes = [getattr(p, "dtype", None) for p in p_leaves]
     return unflatten(structure, [
-        np.asarray(g, d if d is not None and is_float(d) else None) if _is_python_number(g) else g
+        np.asarray(g, d if d is not None and is_float(d) else None) if _is_builtin_number(g) else g
         for g, d in zip(g_leaves, dtypes)])
 
 
 def _number_as_array(x):
     """A Python number leaf as the 0-d numpy array it stands for (float64, int64), as optax
     takes one; any other leaf as it is."""
-    return np.asarray(x) if _is_python_number(x) else x
+    return np.asarray(x) if _is_builtin_number(x) else x
 
 
 def _numbers_as_arrays(tree):

@@ -30,7 +30,7 @@ def test_plateau_settings_are_checked_by_the_finite_number_rule():
     """graphc/optim.py defined _is_number twice; the second (Python int/float, any value)
     replaced the first (finite numbers, numpy's too) for every check, so ReduceLROnPlateau
     refused a numpy float32 factor and took an infinite threshold. Now the settings' checks
-    use the first, and the gradient-leaf helper its own _is_python_number."""
+    use the first, and the gradient-leaf helper its own _is_builtin_number."""
     import graphc as gc
     import pytest
     opt = gc.optim.SGD(lr=0.1).bind(gc.nn.Linear(2, 1))
