@@ -2203,7 +2203,9 @@ def full(shape, value, dtype=None):
     unless `dtype` is given, as numpy's and JAX's, and is broadcast to `shape` (a traced
     one so that its gradient flows)."""
     shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
-    if isinstance(value, _operator_mixin()):  # other libraries' arrays are numbers, as before
+    # a graphc array (traced or eager) fills as an array; another library's (torch's, JAX's)
+    # as a number: a 0-d one by its value, any other refused below as not a number
+    if isinstance(value, _operator_mixin()):
         if dtype is None and _is_weak(value):
             dtype = "float32"  # a Python-number argument, traced: it fills as the number would
         # (eager: a copy, not broadcast_to's read-only view, so the result can be written)

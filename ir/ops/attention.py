@@ -115,8 +115,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 def attention_scores(query, key, scale):
     """query @ key^T * scale, of (..., L, E) queries and (..., S, E) keys: the attention
     scores of scaled_dot_product_attention, MultiheadAttention and the GPT model. Half
-    queries, or any under float16 autocast, are scaled before the product, as torch's are:
-    their q @ k^T overflows float16 to inf where the scaled scores fit."""
+    queries, or any under float16 autocast, are scaled before the product: their q @ k^T
+    overflows float16 to inf where the scaled scores fit (torch's math kernel scales q and
+    k by sqrt(scale) each, to the same end)."""
     if is_half(_dtype(query)) or precision.active_half() == np.float16:
         return F.matmul(F.mul(query, float(scale)), F.swapaxes(key, -1, -2))
     return F.mul(F.matmul(query, F.swapaxes(key, -1, -2)), float(scale))
