@@ -41,15 +41,15 @@ def site_salt(scope, number: int) -> int:
 # torch.Tensor's names that mean nothing for a value being traced, and what to do instead
 _NO_VALUE_YET = ("its value is only known when the compiled graph runs: return it from the "
                  "function, or compute it eagerly")
+_GRADIENT_CHOSEN_ELSEWHERE = ("what gets a gradient is chosen by gc.grad's argnums (or, "
+                              "outside, by the Parameters' requires_grad); x.detach() stops a "
+                              "gradient")
 _TENSOR_ONLY = {
     "backward": "call backward() on the compiled function's result, or take gradients inside "
                 "with gc.grad / gc.value_and_grad",
     "grad": "gradients come from gc.grad / gc.value_and_grad inside, or from the Parameters' "
             ".grad after backward() of the compiled function's result",
-    "requires_grad": "what gets a gradient is chosen by gc.grad's argnums (or, outside, by "
-                     "the Parameters' requires_grad); x.detach() stops a gradient",
-    "requires_grad_": "what gets a gradient is chosen by gc.grad's argnums (or, outside, by "
-                      "the Parameters' requires_grad); x.detach() stops a gradient",
+    "requires_grad": _GRADIENT_CHOSEN_ELSEWHERE, "requires_grad_": _GRADIENT_CHOSEN_ELSEWHERE,
     "data": "use the value itself, or x.detach() for it without its gradient",
     "item": _NO_VALUE_YET, "numpy": _NO_VALUE_YET, "tolist": _NO_VALUE_YET,
 }
@@ -179,12 +179,9 @@ class Node(SymbolicValue, OperatorMixin):
         return node
 
     def __getattr__(self, name):  # (only for names a Node does not have)
-        instead = _TENSOR_ONLY.get(name)
-        if instead is None:
+        if name not in _TENSOR_ONLY:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        raise TracedAttributeError(f".{name} of a traced value (in a compiled or transformed "
-                                   f"function): "
-                                   f"{instead}", (user_location(),))
+        _refuse_tensor_only(name)
 
     def __array__(self, *args, **kwargs):
         raise GraphcError("a symbolic value cannot be turned into a numpy array while the graph "
@@ -201,18 +198,25 @@ class Node(SymbolicValue, OperatorMixin):
         return self.shape[0]
 
 
+def _refuse_tensor_only(name):
+    """The one-line error for a torch.Tensor name (_TENSOR_ONLY) used on a traced value."""
+    raise TracedAttributeError(f".{name} of a traced value (in a compiled or transformed "
+                               f"function): {_TENSOR_ONLY[name]}", (user_location(),))
+
+
 def _refuse_tensor_only_write(name):
     """torch's `x.requires_grad = True` (or .data = / .grad =) on a traced value: Node's slots
     gave the raw "'Node' object has no attribute"; now Node.__getattr__'s one line. A
     property with no getter (reading still goes to __getattr__), not a Node.__setattr__, so
     that Node's own slot writes cost nothing more."""
     def write(node, value):
-        node.__getattr__(name)  # (raises TracedAttributeError)
+        _refuse_tensor_only(name)
     return property(None, write)
 
 
 for _name in ("requires_grad", "data", "grad"):
     setattr(Node, _name, _refuse_tensor_only_write(_name))
+
 
 def _digest_value(digest, value, arrays) -> None:
     """Feed an attribute value into a fingerprint's digest (Graph.fingerprint); `arrays`:
