@@ -36,8 +36,8 @@ from ir.types import BFLOAT16, FLOAT_SCALARS, Dim, InconclusiveDim, TensorType, 
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
-from .tracing import (DICT_KINDS, Spec, called_function, eval_shape, keys_sorted,
-                      leaves_and_structure, leaves_like, unflatten)
+from .tracing import (DICT_KINDS, Spec, called_function, eval_shape, function_name,
+                      keys_sorted, leaves_and_structure, leaves_like, unflatten)
 from .vmap import vmap
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "map"]
@@ -180,10 +180,6 @@ def _typed_carries(init_leaves, other_leaves) -> list:
             for x in init_leaves]
 
 
-def _fn_name(fn) -> str:
-    return getattr(fn, "__name__", type(fn).__name__)
-
-
 def _where(fn) -> str:
     loc = definition_location(getattr(fn, "__wrapped__", fn))  # fori_loop's body_fun
     return f" (defined at {loc[0]}:{loc[1]})" if loc else ""
@@ -285,15 +281,15 @@ def _check_eager_carry(fn, what, carry, init):
     what, (structure, new), (old_structure, old) = _as_written(
         fn, what, (structure, new), (old_structure, old))
     if structure != old_structure or len(new) != len(old):
-        raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
-                          f"with the structure of the initial one"
+        raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} must return a "
+                          f"carry with the structure of the initial one"
                           f"{_carry_keys_apart(structure, old_structure)}", (user_location(),))
     strong = [k for k, b in enumerate(old) if hasattr(b, "dtype") and not is_weak_scalar(b)]
     types = [[TensorType(F._shape(leaves[k]), F._dtype(leaves[k])) if hasattr(leaves[k], "dtype")
               else type(leaves[k]).__name__ for k in strong] for leaves in (new, old)]
     if types[0] != types[1]:
-        raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} returns the carry as "
-                          f"({', '.join(str(t) for t in types[0])}) but it came in as "
+        raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} returns the carry "
+                          f"as ({', '.join(str(t) for t in types[0])}) but it came in as "
                           f"({', '.join(str(t) for t in types[1])})", (user_location(),))
     return carry
 
@@ -404,15 +400,15 @@ def _check_carry(fn, what, new_nodes, new_structure, old_nodes, old_structure):
     what, (new_structure, new_nodes), (old_structure, old_nodes) = _as_written(
         fn, what, (new_structure, new_nodes), (old_structure, old_nodes))
     if new_structure != old_structure or len(new_nodes) != len(old_nodes):
-        raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} must return a carry "
-                          f"with the structure of the initial one"
+        raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} must return a "
+                          f"carry with the structure of the initial one"
                           f"{_carry_keys_apart(new_structure, old_structure)}",
                           (user_location(),))
     new_types = [n.type for n in new_nodes]
     old_types = [n.type for n in old_nodes]
     if new_types != old_types:
-        raise GraphcError(f"{what} function {_fn_name(fn)}{_where(fn)} returns the carry as "
-                          f"{_types(new_nodes)} but it came in as {_types(old_nodes)}",
+        raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} returns the carry "
+                          f"as {_types(new_nodes)} but it came in as {_types(old_nodes)}",
                           (user_location(),))
 
 
@@ -486,7 +482,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
     strong = set()
     while True:  # (again only where a weak carry lost its weakness: see _weak_lost)
         region, own, result = _trace_region(
-            lambda c, *x: f(c, x[0] if x else None), f"{_fn_name(f)}_body",
+            lambda c, *x: f(c, x[0] if x else None), f"{function_name(f)}_body",
             [carry_in] + ([x_slices] if xs is not None else []), graph, (construct, _BODY),
             loop=True, strong=strong)
         new_carry, y = _pair(f, result)
@@ -517,7 +513,7 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
 
 def _pair(f, result):
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise GraphcError(f"scan function {_fn_name(f)}{_where(f)} must return a pair "
+        raise GraphcError(f"scan function {function_name(f)}{_where(f)} must return a pair "
                           f"(carry, y)", (user_location(),))
     return result
 
@@ -562,7 +558,7 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
             kinds = None if apart else _dict_kinds_apart(own, structure)
             if kinds:
                 keys = f" (it returns {kinds[1]}{kinds[0]} where step 0 returned {kinds[2]})"
-            raise GraphcError(f"scan function {_fn_name(f)}{_where(f)} must return ys of "
+            raise GraphcError(f"scan function {function_name(f)}{_where(f)} must return ys of "
                               f"one structure at every step; step {t}'s differs from step "
                               f"0's{keys}", (user_location(),))
         per_step.append(leaves)
@@ -752,8 +748,9 @@ def while_loop(cond_fun, body_fun, init_val):
             with _sites_within(None, construct, _WHILE_COND, t):
                 keep_going = np.asarray(_data(cond_fun(val)))
             if keep_going.ndim != 0 or keep_going.dtype != np.bool_:  # as traced
-                raise GraphcError(f"while_loop cond_fun {_fn_name(cond_fun)}{_where(cond_fun)} "
-                                  f"must return a bool scalar, got {_concrete_type(keep_going)}",
+                raise GraphcError(f"while_loop cond_fun {function_name(cond_fun)}"
+                                  f"{_where(cond_fun)} must return a bool scalar, got "
+                                  f"{_concrete_type(keep_going)}",
                                   (user_location(),))
             if not keep_going:
                 return _apart(val, init_leaves, since)
@@ -767,7 +764,7 @@ def while_loop(cond_fun, body_fun, init_val):
     carry_in = unflatten(init_structure, carry_nodes)
     strong = set()
     while True:  # (again only where a weak carry lost its weakness: see _weak_lost)
-        cond_region, cond_own, keep = _trace_region(cond_fun, f"{_fn_name(cond_fun)}_cond",
+        cond_region, cond_own, keep = _trace_region(cond_fun, f"{function_name(cond_fun)}_cond",
                                                     [carry_in], graph,
                                                     (construct, _WHILE_COND), loop=True,
                                                     strong=strong)
@@ -775,10 +772,10 @@ def while_loop(cond_fun, body_fun, init_val):
         _set_outputs(cond_region, keep_leaves, call_site)
         out = cond_region.outputs
         if len(out) != 1 or out[0].ndim != 0 or out[0].dtype != np.bool_:
-            raise GraphcError(f"while_loop cond_fun {_fn_name(cond_fun)}{_where(cond_fun)} "
+            raise GraphcError(f"while_loop cond_fun {function_name(cond_fun)}{_where(cond_fun)} "
                               f"must return a bool scalar, got {_types(out)}",
                               (user_location(),))
-        body_region, body_own, new = _trace_region(body_fun, f"{_fn_name(body_fun)}_body",
+        body_region, body_own, new = _trace_region(body_fun, f"{function_name(body_fun)}_body",
                                                    [carry_in], graph, (construct, _BODY),
                                                    loop=True, strong=strong)
         _, new_leaves, new_structure = _in_structure(new, init_structure)
@@ -854,7 +851,7 @@ def cond(pred, true_fun, false_fun, *operands):
     traced = []
     for branch, (fn, which) in enumerate(((false_fun, "false"), (true_fun, "true"))):
         region, own, result = _trace_region(lambda *a, fn=fn: fn(*a[0]),
-                                            f"{_fn_name(fn)}_{which}", [args], graph,
+                                            f"{function_name(fn)}_{which}", [args], graph,
                                             (construct, branch))
         traced.append((fn, region, own, result))
     (f_fn, f_region, f_own, f_result), (t_fn, t_region, t_own, t_result) = traced
@@ -867,8 +864,8 @@ def cond(pred, true_fun, false_fun, *operands):
     _set_outputs(t_region, t_leaves, call_site)
     if f_structure != t_structure or [o.type for o in f_region.outputs] != \
             [o.type for o in t_region.outputs]:
-        raise GraphcError(f"cond: true_fun {_fn_name(t_fn)}{_where(t_fn)} returns "
-                          f"{_types(t_region.outputs)} but false_fun {_fn_name(f_fn)} returns "
+        raise GraphcError(f"cond: true_fun {function_name(t_fn)}{_where(t_fn)} returns "
+                          f"{_types(t_region.outputs)} but false_fun {function_name(f_fn)} returns "
                           f"{_types(f_region.outputs)}; both must return the same structure, "
                           f"shapes and dtypes{_branch_keys_apart(t_structure, f_structure)}",
                           (user_location(),))
@@ -971,7 +968,7 @@ def switch(index, branches, *operands):
             def one(*ops):
                 return branches[lo](*ops)
             # named for cond's message about branches that disagree (rephrased below)
-            one.__name__ = f"branch {lo} {_fn_name(branches[lo])}"
+            one.__name__ = f"branch {lo} {function_name(branches[lo])}"
             one.__wrapped__ = branches[lo]
             return one
         mid = (lo + hi) // 2

@@ -303,7 +303,12 @@ def called_function(fn) -> tuple:
     from .nn import Module  # (here: nn's layers use this module)
     if isinstance(fn, Module) and type(fn).__call__ is Module.__call__:
         return fn.forward, f"{type(fn).__name__}.forward"
-    return fn, getattr(fn, "__name__", type(fn).__name__)
+    return fn, function_name(fn)
+
+
+def function_name(fn) -> str:
+    """A function's name for messages: its __name__, else its type's (a callable object)."""
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def arg_names(fn, count):

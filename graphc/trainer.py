@@ -110,7 +110,7 @@ from . import amp, checkpoint, nn, optim
 from .files import check_path, discard_stdout, exclusive_directory
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
-from .tracing import dict_kind, flatten, leaves_and_structure, unflatten
+from .tracing import dict_kind, flatten, function_name, leaves_and_structure, unflatten
 from .transforms import Compiled, container_kind, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -1753,9 +1753,8 @@ def _with_key_and_mode(loss):
         if count == 4:
             return loss
         return lambda params, batch, key, training: loss(params, batch)
-    name = getattr(loss, "__name__", type(loss).__name__)
-    raise GraphcError(f"Trainer: the loss {name}{signature} cannot be called as {forms}",
-                      (user_location(),))
+    raise GraphcError(f"Trainer: the loss {function_name(loss)}{signature} cannot be called "
+                      f"as {forms}", (user_location(),))
 
 
 def _check_loss_scale(state: dict, path: str | None = None) -> None:
