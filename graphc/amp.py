@@ -47,6 +47,8 @@ class LossScaler:
     """Dynamic loss scaling, functional (optax-style): the state is two scalars that a
     compiled step takes and returns, and a checkpoint saves."""
 
+    STATE_KEYS = ("scale", "good_steps")  # init()'s (a Trainer checkpoint's member names)
+
     def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
                  backoff_factor: float = 0.5, growth_interval: int = 2000):
         init_scale = _real("LossScaler: init_scale", init_scale)  # (inf: refused below)

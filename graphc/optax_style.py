@@ -371,7 +371,8 @@ def adagrad(learning_rate, initial_accumulator_value=0.1, eps=1e-7) -> GradientT
 
 def adamax(learning_rate, b1=0.9, b2=0.999, eps=1e-8) -> GradientTransformation:
     """optax.adamax: -lr * mu / (1 - b1^t) / max(|g| + eps, b2 nu)."""
-    _optax_settings("adamax", learning_rate, betas=(("b1", b1), ("b2", b2)), non_negative=(("eps", eps),))
+    _optax_settings("adamax", learning_rate, betas=(("b1", b1), ("b2", b2)),
+                    non_negative=(("eps", eps),))
     return GradientTransformation("adamax", _ScaleByAdamax(learning_rate, b1, b2, eps))
 
 

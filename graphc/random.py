@@ -295,7 +295,8 @@ def choice(key, a, shape=(), replace=True, p=None, axis=0):
     key = _key(key, "choice")
     shape = _shape(shape, "choice")
     n = _concrete_int(a)
-    if n is not None:
+    a_is_int = n is not None
+    if a_is_int:
         if n < 0:
             F._fail(f"gc.random.choice: a must be a non-negative integer or an array, got {n}")
     else:
@@ -328,7 +329,7 @@ def choice(key, a, shape=(), replace=True, p=None, axis=0):
         # `draws` without replacement with these probabilities
         scores = _log(p) + gumbel(key, (n,), F._dtype(p))
         picked = F.reshape(top_k(scores, draws)[1], shape)
-    if _concrete_int(a) is not None:
+    if a_is_int:
         return picked
     # a's other axes stay in place around the drawn ones, as JAX's take along axis
     taken = F.take(moveaxis(a, ax, 0) if ax else a, picked)

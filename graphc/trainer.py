@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import inspect
 import itertools
 import math
@@ -1603,7 +1604,6 @@ def batch_digest(batch) -> str:
     """A short hash of a batch's values, shapes, dtypes and nesting, for the distributed
     handshake: equal bytes in another arrangement ((x, y) against (y, x) of one shape, or
     {"a": ..., "b": ...} against {"b": ..., "a": ...}) are other data."""
-    import hashlib
     leaves, structure = leaves_and_structure(_rows_as_arrays(batch))
     digest = hashlib.sha256(repr(structure).encode())
     for leaf in leaves:
@@ -1654,7 +1654,7 @@ def _refuse_unsaved_members(members, path):
     one's own state and float16's loss scale are what it writes."""
     params = {m[len("param/"):-len(".npy")] for m in members
               if m.startswith("param/") and m.endswith(".npy")}
-    slot_prefixes, loss_scale = set(_SLOT_PREFIX.values()), set(amp.LossScaler().init())
+    slot_prefixes, loss_scale = set(_SLOT_PREFIX.values()), set(amp.LossScaler.STATE_KEYS)
     for member in sorted(members):
         prefix, _, name = member[:-len(".npy")].partition("/")
         array = member.endswith(".npy") and name

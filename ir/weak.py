@@ -28,10 +28,10 @@ _ADOPTING["where"] = (1, 2)  # the values, not the condition
 # the unary ops a Python number goes through as a number (-k, abs(k), sqrt(k), as JAX's
 # elementwise ops and stop_gradient), and the identity reshape a transformation's fresh
 # variable is (graphc.transforms._variables): their result is as weak as their operand
-_KEEPING = ("neg", "abs", "reshape", "stop_gradient", "exp", "log", "sqrt", "rsqrt", "tanh", "sin", "cos",
-            "sigmoid", "erf", "log1p", "expm1", "softplus", "floor", "ceil", "round", "tan",
-            "arcsin", "arccos", "arctan", "sinh", "cosh", "arcsinh", "arccosh", "arctanh",
-            "log2", "log10", "exp2", "trunc")
+_KEEPING = ("neg", "abs", "reshape", "stop_gradient", "exp", "log", "sqrt", "rsqrt", "tanh", "sin",
+            "cos", "sigmoid", "erf", "log1p", "expm1", "softplus", "floor", "ceil", "round", "tan",
+            "arcsin", "arccos", "arctan", "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "log2",
+            "log10", "exp2", "trunc")
 
 # {op: the operand positions (None: all) where eager code (runtime.eager) takes a weak value
 # as the number it holds}: where it adopts a dtype; elsewhere (an index, take's indices) a

@@ -19,9 +19,9 @@ from ir.errors import GraphcError, user_location
 from ir.graph import current_graph
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
-from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply, get_op, graph_param,
-                             infer_type, is_weak_scalar, like_dtype, refuse_foreign_array,
-                             register_base_interpreter, scalar_dtype)
+from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply, get_op,
+                             graph_param, infer_type, is_weak_scalar, like_dtype,
+                             refuse_foreign_array, register_base_interpreter, scalar_dtype)
 from ir.types import FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_float
 from ir.weak import NUMBER_POSITIONS
 
@@ -336,7 +336,8 @@ def _numpy_computes(name, args, kwargs) -> bool:
     requires grad would lose its gradient (the method refuses that in one line)."""
     if not _NUMPY_ONLY_KEYWORDS.intersection(kwargs):
         x = args[0] if args else kwargs.get("a")
-        if name not in ("mean", "var", "std") or not isinstance(x, Tensor) or is_float(x.data.dtype):
+        if name not in ("mean", "var", "std") or not isinstance(x, Tensor) \
+                or is_float(x.data.dtype):
             return False
     return not _MODE.enabled or not any(
         isinstance(v, Tensor) and v.requires_grad for v in (*args, *kwargs.values()))

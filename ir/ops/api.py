@@ -395,6 +395,7 @@ def _values_indices(fn, x, axis, keepdims, dim, keepdim):
         values, indices = squeeze(values, dim), squeeze(indices, dim)
     return ValuesIndices(values, indices)
 
+
 def sum(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
     """The sum along `axis` (torch's `dim`); of booleans, how many are true (int64), as
     numpy's and torch's (the op itself keeps its operand's dtype: a bool sum would be a

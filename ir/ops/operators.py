@@ -65,7 +65,9 @@ class OperatorMixin:
     def dim(self): return len(self.shape)
     def split(self, split_size_or_sections, dim=0):  # torch's (gc.split is numpy's)
         return api.split_sizes(self, split_size_or_sections, dim)
-    def transpose(self, *perm): return api.transpose(self, perm[0] if len(perm) == 1 and isinstance(perm[0], (tuple, list)) else (perm or None))
+    def transpose(self, *perm):  # t.transpose(1, 0) or t.transpose((1, 0)), as numpy's
+        one = len(perm) == 1 and isinstance(perm[0], (tuple, list))
+        return api.transpose(self, perm[0] if one else (perm or None))
     # numpy's functions call these methods on non-arrays with its own keywords
     # (np.mean(t) is t.mean(axis=None, dtype=None, out=None)): dtype casts first, as numpy's.
     # torch's keywords (dim=, keepdim=; var's correction=, unbiased=) arrive in `torchs`.
@@ -116,7 +118,8 @@ class OperatorMixin:
     def log(self): return api.log(self)
     def sqrt(self): return api.sqrt(self)
     def tanh(self): return api.tanh(self)
-    def softmax(self, axis=api._AXIS_LAST, *, dim=api.NO_DIM): return api.softmax(self, axis, dim=dim)
+    def softmax(self, axis=api._AXIS_LAST, *, dim=api.NO_DIM):
+        return api.softmax(self, axis, dim=dim)
     def log_softmax(self, axis=api._AXIS_LAST, *, dim=api.NO_DIM):
         return api.log_softmax(self, axis, dim=dim)
 
