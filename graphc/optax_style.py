@@ -24,9 +24,8 @@ class GradientTransformation:
     Optimizer.update returns the new parameters: optax code run with these names adds them
     once. The formulas are optax's (its eps placements, its nadam), not torch's."""
 
-    def __init__(self, name: str, rule: "_OptaxRule"):
-        self.name, self._rule = name, rule
-        rule.public_name = f"gc.optim.{name}"  # (its messages name it so)
+    def __init__(self, rule: "_OptaxRule"):
+        self.name, self._rule = rule.optax_name, rule
 
     def init(self, params) -> dict:
         """{"count": int64 0-d, slot: pytree like params}: optax's state, as a dict."""
@@ -84,14 +83,22 @@ class _OptaxRule(Optimizer):
     function of the parameters' pytree returning one."""
 
     gives_updates = True
-    public_name = "gc.optim"  # gc.optim.adam, ... as GradientTransformation names it
+
+    def __init__(self, name, learning_rate, weight_decay=0.0, mask=None):
+        self.optax_name = name  # sgd, adam, ...: its messages name it gc.optim.<name>
+        super().__init__(learning_rate, weight_decay, mask)
 
     @property
     def _display_name(self) -> str:
-        return self.public_name
+        return f"gc.optim.{self.optax_name}"
 
     def _state_origin(self) -> str:
-        return f"from {self.public_name}(...).init"
+        return f"from {self._display_name}(...).init"
+
+    def _set_momentum(self, momentum):
+        """optax's optional momentum (None: none): a trace slot only when one is given."""
+        self.has_trace = momentum is not None
+        self.momentum = 0.0 if momentum is None else momentum
 
     def _scalars(self, count, step):
         return {"-lr": -_float64(self.lr(step))}
@@ -111,7 +118,7 @@ class _OptaxRule(Optimizer):
             mask = mask(unflatten(structure, leaves))
         # as optax's, a flag may stand for a whole subtree (the mask is a prefix of the
         # parameters' pytree)
-        return [bool(f) for f in leaves_like(structure, mask, f"{self.public_name}: mask",
+        return [bool(f) for f in leaves_like(structure, mask, f"{self._display_name}: mask",
                                              "the parameters' pytree", prefix=True)]
 
 
@@ -122,9 +129,8 @@ class _Trace(_OptaxRule):
     hyperparameters = ("weight_decay", "momentum")
 
     def __init__(self, learning_rate, momentum, nesterov):
-        super().__init__(learning_rate)
-        self.has_trace = momentum is not None
-        self.momentum = 0.0 if momentum is None else momentum
+        super().__init__("sgd", learning_rate)
+        self._set_momentum(momentum)
         self.nesterov = nesterov
 
     @property
@@ -148,9 +154,9 @@ class _ScaleByAdam(_OptaxRule):
     non_negative_slots = ("nu",)
     hyperparameters = ("weight_decay", "b1", "b2", "eps", "eps_root")
 
-    def __init__(self, learning_rate, b1, b2, eps, eps_root, nesterov, weight_decay=0.0,
+    def __init__(self, name, learning_rate, b1, b2, eps, eps_root, nesterov, weight_decay=0.0,
                  mask=None):
-        super().__init__(learning_rate, weight_decay, mask)
+        super().__init__(name, learning_rate, weight_decay, mask)
         self.b1, self.b2, self.eps, self.eps_root = b1, b2, eps, eps_root
         self.nesterov = nesterov
 
@@ -183,11 +189,10 @@ class _ScaleByRms(_OptaxRule):
 
     def __init__(self, learning_rate, decay, eps, initial_scale, eps_in_sqrt, centered,
                  momentum, nesterov, bias_correction):
-        super().__init__(learning_rate)
+        super().__init__("rmsprop", learning_rate)
         self.decay, self.eps, self.initial_scale = decay, eps, initial_scale
         self.eps_in_sqrt, self.centered = eps_in_sqrt, centered
-        self.has_trace = momentum is not None
-        self.momentum = 0.0 if momentum is None else momentum
+        self._set_momentum(momentum)
         self.nesterov, self.bias_correction = nesterov, bias_correction
 
     @property
@@ -231,7 +236,7 @@ class _ScaleByRss(_OptaxRule):
     hyperparameters = ("weight_decay", "eps")
 
     def __init__(self, learning_rate, initial_accumulator_value, eps):
-        super().__init__(learning_rate)
+        super().__init__("adagrad", learning_rate)
         self.initial, self.eps = initial_accumulator_value, eps
 
     def init(self, params) -> dict:
@@ -251,7 +256,7 @@ class _ScaleByAdamax(_OptaxRule):
     hyperparameters = ("weight_decay", "b1", "b2", "eps")
 
     def __init__(self, learning_rate, b1, b2, eps):
-        super().__init__(learning_rate)
+        super().__init__("adamax", learning_rate)
         self.b1, self.b2, self.eps = b1, b2, eps
 
     def _scalars(self, count, step):
@@ -272,7 +277,7 @@ class _ScaleByLion(_OptaxRule):
     hyperparameters = ("weight_decay", "b1", "b2")
 
     def __init__(self, learning_rate, b1, b2, weight_decay, mask):
-        super().__init__(learning_rate, weight_decay, mask)
+        super().__init__("lion", learning_rate, weight_decay, mask)
         self.b1, self.b2 = b1, b2
 
     def _update_leaf(self, p, g, slots, scalars, decay, count):
@@ -285,8 +290,9 @@ class _ScaleByLion(_OptaxRule):
 
 def _optax_settings(name, learning_rate, betas=(), fractions=(), non_negative=(), flags=(),
                     dtypes=()):
-    """Each setting of gc.optim.`name` checked by its rule, one line naming it."""
-    _as_schedule(learning_rate, f"gc.optim.{name}: learning_rate")
+    """Each setting of gc.optim.`name` checked by its rule, one line naming it; -> the
+    learning rate as a schedule (the rule's, so that it is checked once)."""
+    schedule = _as_schedule(learning_rate, f"gc.optim.{name}: learning_rate")
     for setting, value in dtypes:  # optax's mu_dtype, accumulator_dtype
         if value is not None:
             raise GraphcError(f"gc.optim.{name}: {setting}={value!r} is not supported: the "
@@ -301,6 +307,7 @@ def _optax_settings(name, learning_rate, betas=(), fractions=(), non_negative=()
             _non_negative(f"gc.optim.{name}: {setting}", value)
     for setting, value in flags:
         _flag(f"gc.optim.{name}: {setting}", value)
+    return schedule
 
 
 def sgd(learning_rate, momentum=None, nesterov=False,
@@ -308,10 +315,10 @@ def sgd(learning_rate, momentum=None, nesterov=False,
     """optax.sgd: updates -lr * g, or -lr * trace with a momentum (trace = g + momentum *
     trace; nesterov: g + momentum * trace). accumulator_dtype: None only (the trace has its
     parameter's dtype)."""
-    _optax_settings("sgd", learning_rate, non_negative=(("momentum", momentum),),
-                    flags=(("nesterov", nesterov),),
-                    dtypes=(("accumulator_dtype", accumulator_dtype),))
-    return GradientTransformation("sgd", _Trace(learning_rate, momentum, nesterov))
+    lr = _optax_settings("sgd", learning_rate, non_negative=(("momentum", momentum),),
+                         flags=(("nesterov", nesterov),),
+                         dtypes=(("accumulator_dtype", accumulator_dtype),))
+    return GradientTransformation(_Trace(lr, momentum, nesterov))
 
 
 def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None, *,
@@ -319,11 +326,10 @@ def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None,
     """optax.adam: -lr * mu_hat / (sqrt(nu_hat + eps_root) + eps). mu_dtype: None only (mu
     has its parameter's dtype)."""
     name = "nadam" if nesterov else "adam"
-    _optax_settings(name, learning_rate, betas=(("b1", b1), ("b2", b2)),
-                    non_negative=(("eps", eps), ("eps_root", eps_root)),
-                    flags=(("nesterov", nesterov),), dtypes=(("mu_dtype", mu_dtype),))
-    return GradientTransformation(name, _ScaleByAdam(learning_rate, b1, b2, eps, eps_root,
-                                                     nesterov))
+    lr = _optax_settings(name, learning_rate, betas=(("b1", b1), ("b2", b2)),
+                         non_negative=(("eps", eps), ("eps_root", eps_root)),
+                         flags=(("nesterov", nesterov),), dtypes=(("mu_dtype", mu_dtype),))
+    return GradientTransformation(_ScaleByAdam(name, lr, b1, b2, eps, eps_root, nesterov))
 
 
 def nadam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0,
@@ -338,12 +344,12 @@ def adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None
     parameters `mask` selects (a pytree of flags, or a function of the parameters giving
     one); weight_decay 1e-4 by default, as optax's (torch's AdamW: 0.01). mu_dtype: None
     only."""
-    _optax_settings("adamw", learning_rate, betas=(("b1", b1), ("b2", b2)),
-                    non_negative=(("eps", eps), ("eps_root", eps_root),
-                                  ("weight_decay", weight_decay)),
-                    flags=(("nesterov", nesterov),), dtypes=(("mu_dtype", mu_dtype),))
-    return GradientTransformation("adamw", _ScaleByAdam(
-        learning_rate, b1, b2, eps, eps_root, nesterov, weight_decay, mask))
+    lr = _optax_settings("adamw", learning_rate, betas=(("b1", b1), ("b2", b2)),
+                         non_negative=(("eps", eps), ("eps_root", eps_root),
+                                       ("weight_decay", weight_decay)),
+                         flags=(("nesterov", nesterov),), dtypes=(("mu_dtype", mu_dtype),))
+    return GradientTransformation(_ScaleByAdam(
+        "adamw", lr, b1, b2, eps, eps_root, nesterov, weight_decay, mask))
 
 
 def rmsprop(learning_rate, decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
@@ -351,37 +357,35 @@ def rmsprop(learning_rate, decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=T
             bias_correction=False) -> GradientTransformation:
     """optax.rmsprop: eps inside the square root by default (torch's RMSprop adds it
     outside), decay 0.9 (torch's alpha: 0.99)."""
-    _optax_settings("rmsprop", learning_rate, fractions=(("decay", decay),),
-                    non_negative=(("eps", eps), ("initial_scale", initial_scale),
-                                  ("momentum", momentum)),
-                    flags=(("eps_in_sqrt", eps_in_sqrt), ("centered", centered),
-                           ("nesterov", nesterov), ("bias_correction", bias_correction)))
-    return GradientTransformation("rmsprop", _ScaleByRms(
-        learning_rate, decay, eps, initial_scale, eps_in_sqrt, centered, momentum, nesterov,
+    lr = _optax_settings("rmsprop", learning_rate, fractions=(("decay", decay),),
+                         non_negative=(("eps", eps), ("initial_scale", initial_scale),
+                                       ("momentum", momentum)),
+                         flags=(("eps_in_sqrt", eps_in_sqrt), ("centered", centered),
+                                ("nesterov", nesterov), ("bias_correction", bias_correction)))
+    return GradientTransformation(_ScaleByRms(
+        lr, decay, eps, initial_scale, eps_in_sqrt, centered, momentum, nesterov,
         bias_correction))
 
 
 def adagrad(learning_rate, initial_accumulator_value=0.1, eps=1e-7) -> GradientTransformation:
     """optax.adagrad: -lr * g / sqrt(sum of g^2 + eps), the sum from 0.1 by default."""
-    _optax_settings("adagrad", learning_rate, non_negative=(
+    lr = _optax_settings("adagrad", learning_rate, non_negative=(
         ("initial_accumulator_value", initial_accumulator_value), ("eps", eps)))
-    return GradientTransformation("adagrad", _ScaleByRss(learning_rate,
-                                                         initial_accumulator_value, eps))
+    return GradientTransformation(_ScaleByRss(lr, initial_accumulator_value, eps))
 
 
 def adamax(learning_rate, b1=0.9, b2=0.999, eps=1e-8) -> GradientTransformation:
     """optax.adamax: -lr * mu / (1 - b1^t) / max(|g| + eps, b2 nu)."""
-    _optax_settings("adamax", learning_rate, betas=(("b1", b1), ("b2", b2)),
-                    non_negative=(("eps", eps),))
-    return GradientTransformation("adamax", _ScaleByAdamax(learning_rate, b1, b2, eps))
+    lr = _optax_settings("adamax", learning_rate, betas=(("b1", b1), ("b2", b2)),
+                         non_negative=(("eps", eps),))
+    return GradientTransformation(_ScaleByAdamax(lr, b1, b2, eps))
 
 
 def lion(learning_rate, b1=0.9, b2=0.99, mu_dtype=None, weight_decay=1e-3,
          mask=None) -> GradientTransformation:
     """optax.lion: -lr * (sign(b1 mu + (1 - b1) g) + weight_decay * p). mu_dtype: None
     only."""
-    _optax_settings("lion", learning_rate, betas=(("b1", b1), ("b2", b2)),
-                    non_negative=(("weight_decay", weight_decay),),
-                    dtypes=(("mu_dtype", mu_dtype),))
-    return GradientTransformation("lion", _ScaleByLion(learning_rate, b1, b2, weight_decay,
-                                                       mask))
+    lr = _optax_settings("lion", learning_rate, betas=(("b1", b1), ("b2", b2)),
+                         non_negative=(("weight_decay", weight_decay),),
+                         dtypes=(("mu_dtype", mu_dtype),))
+    return GradientTransformation(_ScaleByLion(lr, b1, b2, weight_decay, mask))
