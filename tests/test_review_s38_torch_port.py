@@ -10,7 +10,7 @@ import pytest
 import graphc as gc
 from ir.errors import GraphcError
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
 
 
 class TorchTiedLM(torch.nn.Module):
