@@ -219,23 +219,24 @@ def _sorted_keys(tree: dict) -> list:
                           "its own order)", (user_location(),)) from None
 
 
-def public_leaves_and_structure(tree, leaves, is_leaf=None, sort_keys=True):
+def jax_ordered_leaves_and_structure(tree, leaves, is_leaf=None, sort_keys=True):
     """leaves_and_structure as jax.tree_util's: a plain dict's keys in sorted order (so two
     dicts with the same keys built in other orders flatten alike), an OrderedDict's in its
     own; a subtree for which is_leaf(subtree) is true is a leaf. The public tree utilities
-    use it; compiled calls keep the insertion order."""
+    use it; compiled calls keep the insertion order (leaves_and_structure, written for their
+    per-call signatures without these options)."""
     if is_leaf is not None and is_leaf(tree):
         leaves.append(tree)
         return None
     if tree is None:
         return NONE
     if isinstance(tree, (tuple, list)):
-        return type(tree), tuple(public_leaves_and_structure(item, leaves, is_leaf, sort_keys)
+        return type(tree), tuple(jax_ordered_leaves_and_structure(item, leaves, is_leaf, sort_keys)
                                  for item in tree)
     if isinstance(tree, dict):
         kind = dict_kind(tree)
         keys = _sorted_keys(tree) if sort_keys and kind is dict else list(tree)
-        return kind, tuple((key, public_leaves_and_structure(tree[key], leaves, is_leaf,
+        return kind, tuple((key, jax_ordered_leaves_and_structure(tree[key], leaves, is_leaf,
                                                              sort_keys))
                            for key in keys)
     leaves.append(tree)
@@ -247,7 +248,7 @@ def tree_leaves(tree, is_leaf=None) -> list:
     sorted order of its keys): None has none. is_leaf: as JAX's, a predicate making the
     subtrees it holds for leaves."""
     leaves = []
-    public_leaves_and_structure(tree, leaves, is_leaf)
+    jax_ordered_leaves_and_structure(tree, leaves, is_leaf)
     return leaves
 
 
@@ -257,7 +258,7 @@ def tree_flatten(tree, is_leaf=None):
     dicts in sorted-key order (the treedef is graphc's structure: comparable with ==,
     hashable). is_leaf: as tree_leaves'."""
     leaves = []
-    return leaves, public_leaves_and_structure(tree, leaves, is_leaf)
+    return leaves, jax_ordered_leaves_and_structure(tree, leaves, is_leaf)
 
 
 def tree_unflatten(treedef, leaves):
@@ -279,7 +280,7 @@ def tree_map(f, tree, *rest, is_leaf=None):
     at their places in `rest` whole."""
     if is_leaf is not None:
         leaves = []
-        structure = public_leaves_and_structure(tree, leaves, is_leaf, sort_keys=False)
+        structure = jax_ordered_leaves_and_structure(tree, leaves, is_leaf, sort_keys=False)
         others = [leaves_like(structure, other, f"tree_map: tree {k + 1}", "the first tree")
                   for k, other in enumerate(rest)]
         return unflatten(structure, [f(*xs) for xs in zip(leaves, *others)])
