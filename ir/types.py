@@ -52,13 +52,16 @@ class UnsupportedDtype(GraphcError, TypeError):
 
 
 def as_dtype(dtype) -> np.dtype:
-    """Accepts 'float32', 'f32', np.float32 or a numpy dtype; rejects what the IR cannot hold."""
+    """Accepts 'float32', 'f32', np.float32, a numpy dtype or torch's (torch.float64, read by
+    its name: ir imports no torch); rejects what the IR cannot hold."""
     if isinstance(dtype, str) and dtype in DTYPES:
         return DTYPES[dtype]
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
-        raise UnsupportedDtype(f"unknown dtype {dtype!r}", (user_location(),)) from exc
+        dt = _torch_dtype_as_numpy(dtype)
+        if dt is None:
+            raise UnsupportedDtype(f"unknown dtype {dtype!r}", (user_location(),)) from exc
     if dt not in SHORT_NAMES:
         supported = ", ".join(str(d) for d in SHORT_NAMES)
         hint = "; cast it first (x.astype(np.int32))" if dt.kind in "uib" else \
@@ -66,6 +69,18 @@ def as_dtype(dtype) -> np.dtype:
         raise UnsupportedDtype(f"dtype {dt} is not supported (supported: {supported}){hint}",
                                (user_location(),))
     return dt
+
+
+def _torch_dtype_as_numpy(dtype):
+    """torch.float64 -> float64 (numpy has each of torch's names that the IR holds), else None:
+    users porting torch code write `model.to(torch.float64)`."""
+    name = str(dtype)
+    if type(dtype).__module__ != "torch" or not name.startswith("torch."):
+        return None
+    try:
+        return np.dtype(name[len("torch."):])
+    except TypeError:
+        return None
 
 
 def is_float(dtype) -> bool:

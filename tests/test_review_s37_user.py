@@ -174,6 +174,27 @@ def test_module_double_float_half_bfloat16_and_to_cast_in_place_as_torch():
     assert weight.dtype == np.float64  # (a refused call casts nothing)
 
 
+def test_torch_dtypes_are_read_by_name_wherever_a_dtype_is_taken():
+    """`model.to(torch.float64)`, the spelling a ported torch script has, was refused
+    ("unknown dtype torch.float64"); a torch dtype is now read by its name wherever graphc
+    takes a dtype, and one the IR cannot hold is refused as numpy's is."""
+    torch = pytest.importorskip("torch", reason="torch's dtypes are the spelling under test")
+    model = gc.nn.Linear(3, 2)
+    assert model.to(torch.device("cpu"), torch.float64).weight.dtype == np.float64
+    assert str(model.to(torch.bfloat16).bias.dtype) == "bfloat16"
+    assert gc.zeros((2,), dtype=torch.int64).dtype == np.int64
+    assert gc.tensor([1.0, 2.0]).astype(torch.float16).dtype == np.float16
+    assert gc.compile(lambda x: x.astype(torch.float64))(np.ones(2, np.float32)).dtype \
+        == np.float64
+    with pytest.raises(gc.GraphcError, match=r"^dtype uint8 is not supported"):
+        gc.zeros((2,), dtype=torch.uint8)
+    with pytest.raises(gc.GraphcError, match=r"^unknown dtype torch.qint8\n"):
+        gc.zeros((2,), dtype=torch.qint8)
+    with pytest.raises(gc.GraphcError, match=r"^to: a module's parameters take a "
+                       r"floating-point dtype, got int32"):
+        model.to(torch.int32)
+
+
 def test_the_review_cases_jvp_vmap_namedtuple_and_array_starts():
     """From the review of the commits above: jvp of another library's array was numpy's raw
     TypeError and vmap said 'give it in_axes None' (wrong advice), a namedtuple result read
