@@ -202,6 +202,11 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
                                       "needs a seed; use vjp, or reduce it to a scalar first",
                                       (user_location(),))
                 seed = F.ones_like(y)
+            elif type(seed) in (int, float):
+                # a Python number is weak, as everywhere in graphc: it takes y's dtype (lifted
+                # later by whichever rule met it first, it was float32 or int64 and refused
+                # beside a float64 or half y)
+                seed = F.full(y.shape, seed, y.dtype)
             _accumulate(grads, y, seed)
         for node in reversed(forward):
             g = grads.get(node)

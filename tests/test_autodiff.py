@@ -153,3 +153,19 @@ def test_jvp_equals_finite_differences_and_composes_with_grad():
     z, v = np.array([1.0, 2.0]), np.array([0.5, -1.0])
     _, hv = gc.jvp(gc.grad(g), (z,), (v,))
     np.testing.assert_allclose(hv, 6 * z * v)
+
+
+def test_a_python_number_seed_takes_the_dtype_of_its_y():
+    # gc.gradients' seed 2.0 was lifted as float32 (2 as int64) and refused beside a float64
+    # y; a Python number is weak there as everywhere: d(2 * sum(x**2 * y))/dx = 4 x y
+    for dtype in (np.float64, np.float32, np.float16):
+        x = np.array([1.0, -2.0, 3.0], dtype)
+
+        def f(x):
+            y = gc.sum(x * x)  # scalar
+            z = x * x  # not a scalar: the number fills its shape
+            return gc.gradients([y, z], [x], seeds=[2.0, 3])[0]
+
+        out = gc.compile(f)(x)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out, (2.0 * 2 * x + 3 * 2 * x).astype(dtype))
