@@ -266,6 +266,41 @@ def test_reflected_logical_operators():
     np.testing.assert_array_equal(got[3], a > 1)
 
 
+def test_numpy_ufuncs_on_graphc_values_are_refused_alike_and_operators_still_work():
+    """np.sin on the rows of an eager map over bfloat16 (graphc tensors), on an eager tensor
+    and on a traced value raised numpy's own TypeError ("operand 'Tensor' does not support
+    ufuncs"); now one line naming gc.sin, the same eager and compiled. An ndarray on the left
+    of an operator is still graphc's op (numpy hands it to __array_ufunc__ now)."""
+    x = np.array([[0.5, 1.0], [2.0, -1.0]], "bfloat16")
+    message = r"^np\.sin\(\) does not take graphc values.*call gc\.sin instead"
+    calls = [lambda: gc.map(lambda r: np.sin(r), x), lambda: np.sin(gc.tensor(x)),
+             lambda: gc.compile(lambda a: gc.map(lambda r: np.sin(r), a))(x),
+             lambda: gc.compile(lambda a: np.sin(a))(x)]
+    for call in calls:
+        with pytest.raises(GraphcError, match=message) as info:
+            call()
+        assert "test_edges.py" in str(info.value)
+    want = np.sin(x.astype(np.float32)).astype("bfloat16")
+    got = [np.asarray(gc.map(gc.sin, x)), gc.compile(lambda a: gc.map(gc.sin, a))(x)]
+    for g in got:
+        assert g.dtype == want.dtype
+        np.testing.assert_array_equal(g.astype(np.float32), want.astype(np.float32))
+    with pytest.raises(GraphcError, match=r"^np\.maximum\(\) .*call gc\.maximum instead"):
+        np.maximum(gc.tensor([1.0, -1.0]), 0.0)
+    with pytest.raises(GraphcError, match=r"^np\.add\(\.\.\., out=\) cannot write"):
+        a = np.ones(2, np.float32)
+        a += gc.tensor([1.0, 2.0])
+    a, b = np.array([1.0, 4.0], np.float32), np.array([2.0, 3.0], np.float32)
+    for left, want in [(a * gc.tensor(b), a * b), (np.float32(2) - gc.tensor(b), 2 - b),
+                       (a < gc.tensor(b), a < b), (a ** gc.tensor(b), a ** b),
+                       (a @ gc.tensor(b), a @ b)]:
+        assert isinstance(left, gc.Tensor) and left.dtype == want.dtype
+        np.testing.assert_array_equal(left.data, want)
+    traced = gc.compile(lambda v: (a * v, a < v, a / v))(b)
+    for got, want in zip(traced, (a * b, a < b, a / b)):
+        np.testing.assert_array_equal(got, want)
+
+
 # ---- 12: an integer scalar too large for the tensor's dtype -----------------------------------------
 def test_integer_scalar_overflow_is_a_graphc_error_naming_the_line():
     x = np.ones(2, np.int32)
