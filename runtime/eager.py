@@ -10,6 +10,7 @@ import contextlib
 import functools
 import inspect
 import itertools
+import operator
 import threading
 import weakref
 
@@ -150,7 +151,7 @@ def is_grad_enabled() -> bool:
 
 
 class Tensor(OperatorMixin):
-    __slots__ = ("data", "requires_grad", "grad", "_ctx", "name", "_serial", "__weakref__")
+    __slots__ = ("data", "_requires_grad", "grad", "_ctx", "name", "_serial", "__weakref__")
     __hash__ = object.__hash__
     weak = False  # (WeakTensor's is True)
 
@@ -158,14 +159,25 @@ class Tensor(OperatorMixin):
         data = np.asarray(data, dtype=None if dtype is None else as_dtype(dtype))
         as_dtype(data.dtype)
         if requires_grad and not is_float(data.dtype):
-            raise GraphcError(f"only floating-point tensors can require gradients, got "
-                              f"{data.dtype}", (user_location(),))
+            _refuse_requires_grad(data.dtype)
         self.data = data
-        self.requires_grad = requires_grad
+        self._requires_grad = requires_grad
         self.grad = None
         self._ctx = None
         self.name = name
         self._serial = 0  # not an op's result (see op_serial)
+
+    def _set_requires_grad(self, value):
+        if value and not is_float(self.data.dtype):
+            _refuse_requires_grad(self.data.dtype)
+        self._requires_grad = value
+
+    # torch refuses `t.requires_grad = True` on an integer or bool tensor where it is set,
+    # however the tensor was made (gc.tensor, arange, astype, a Buffer): the property
+    # checks the assignment. Every op reads and sets the flag: run_op uses the slot
+    # _requires_grad itself, so that ops pay nothing for the check (a property read
+    # costs ~25 ns more than a slot's); the getter is C (attrgetter) for everyone else.
+    requires_grad = property(operator.attrgetter("_requires_grad"), _set_requires_grad)
 
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
@@ -187,9 +199,6 @@ class Tensor(OperatorMixin):
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """torch's: set requires_grad in place (False freezes a Parameter: training leaves
         it alone) and return the tensor."""
-        if requires_grad and not is_float(self.data.dtype):
-            raise GraphcError(f"only floating-point tensors can require gradients, got "
-                              f"{self.data.dtype}", (user_location(),))
         if not requires_grad and self._ctx is not None:  # torch refuses it too
             raise GraphcError("requires_grad_(False) of a tensor computed from others: only "
                               "a leaf's flag can change; take .detach() instead",
@@ -394,16 +403,12 @@ class WeakTensor(Tensor):
     def detach(self) -> "WeakTensor":
         return WeakTensor(self.data)  # (still a number: as weak as JAX's stop_gradient keeps it)
 
-    # (a property here only, so that the plain Tensor's requires_grad stays a slot for speed)
-    @property
-    def requires_grad(self):
-        return Tensor.requires_grad.__get__(self)
-
-    @requires_grad.setter
-    def requires_grad(self, value):
-        Tensor.requires_grad.__set__(self, value)
+    def _set_requires_grad(self, value):
+        Tensor._set_requires_grad(self, value)
         if value:
             self.__class__ = Tensor
+
+    requires_grad = property(Tensor.requires_grad.fget, _set_requires_grad)
 
 
 class Parameter(Tensor):
@@ -607,19 +612,19 @@ def run_op(op, args, attrs, out_type) -> Tensor:
     result.name = None
     result._ctx = None
     result._serial = next(_SERIAL)
-    result.requires_grad = False
+    result._requires_grad = False  # (the slot: see Tensor.requires_grad)
     if _MODE.enabled and op.vjp is not None:
         for a in args:
-            if a.requires_grad:
+            if a._requires_grad:
                 if out.dtype not in FLOAT_DTYPES:
                     break  # integer and bool results have no gradient (torch's, compiled's)
-                result.requires_grad = True
+                result._requires_grad = True
                 # the entry keeps the arrays the op read and gave: backward() computes with
                 # them (_rewound), as a compiled call on the tape uses its call's values; and
                 # which operands required grad then (a module frozen for this forward and
                 # unfrozen before backward() gets no gradient, as torch's)
                 arrays.append(out)
-                result._ctx = (op, args, attrs, arrays, tuple([a.requires_grad for a in args]))
+                result._ctx = (op, args, attrs, arrays, tuple([a._requires_grad for a in args]))
                 break
     return result
 
@@ -885,8 +890,9 @@ def _derived_vjp(reference, ctx, g):
 
 
 def _accumulate(leaf, g, create_graph):
-    # checked here, not where they are set: requires_grad is read by every op, and a
-    # property there slowed them all (torch refuses both on assignment)
+    # (the requires_grad setter refuses an integer tensor; `t.data = ints` after it may
+    # still make one, and a .grad is not checked where it is assigned: torch refuses both
+    # on assignment)
     if not is_float(leaf.data.dtype):
         raise GraphcError(f"a tensor of dtype {leaf.data.dtype} requires grad: only "
                           "floating-point tensors can require gradients", (user_location(),))
@@ -952,3 +958,8 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
     values a tape saved for backward() too. `name` labels it in reprs and graphc.draw."""
     data = np.array(data, dtype=None if dtype is None else as_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad, name=name)
+
+
+def _refuse_requires_grad(dtype):
+    raise GraphcError(f"only floating-point tensors can require gradients, got {dtype}",
+                      (user_location(),))

@@ -146,16 +146,29 @@ def test_a_compiled_submodule_loads_copies_and_takes_torch_names():
 
 
 # ---- 3, 4. what a user sets on a tensor ---------------------------------------------------
-def test_an_integer_tensor_set_to_require_grad_is_refused_at_backward():
-    """`t.requires_grad = True` on an int64 tensor was taken, and backward() gave it an
-    int64 .grad [2 2 2]; now backward() refuses in one line naming the dtype (checked
-    there, not on assignment: requires_grad is read by every op)."""
-    t = gc.tensor(np.array([1, 2, 3]))
-    t.requires_grad = True
-    # (since session 37 the integer result is off the tape: its backward() names its dtype)
-    with pytest.raises(GraphcError, match="int64: only floating-point"):
-        gc.sum(t * 2).backward()
-    assert t.grad is None
+def test_an_integer_tensor_set_to_require_grad_is_refused_at_the_assignment():
+    """`t.requires_grad = True` on an int64 tensor was taken, and refused only at
+    backward() (before session 35 backward() gave it an int64 .grad); torch refuses the
+    assignment. Now the property refuses it in one line at the user's line, however the
+    integer or bool tensor was made; a float tensor and a weak number still take it."""
+    from runtime.eager import Buffer
+    with pytest.raises(RuntimeError, match="only Tensors of floating point"):
+        torch.tensor([1, 2]).requires_grad = True
+    made = [gc.tensor(np.array([1, 2, 3])), gc.Tensor(np.arange(2)), gc.arange(3),
+            gc.zeros(2, dtype="int32"), gc.tensor(A).astype("int32"), gc.tensor(A) > 1,
+            gc.argmax(gc.tensor(A)), Buffer(np.arange(3)), gc.abs(3)]
+    for t in made:
+        with pytest.raises(GraphcError, match=f"(?m)^only floating-point tensors can require "
+                                              f"gradients, got {t.dtype}$") as info:
+            t.requires_grad = True
+        assert "test_review_s35_tape.py" in str(info.value).splitlines()[1]
+        assert not t.requires_grad
+        t.requires_grad = False  # (False is taken, as torch's)
+    x, w = gc.tensor(A, dtype="float32"), gc.sqrt(2.0)  # (w: a weak float32, now strong)
+    x.requires_grad = w.requires_grad = True
+    gc.sum(x * x * w).backward()
+    np.testing.assert_allclose(x.grad, 2 * np.sqrt(2.0) * A, rtol=1e-6)
+    np.testing.assert_allclose(w.grad, np.sum(A * A), rtol=1e-6)
 
 
 def test_an_assigned_grad_of_another_shape_is_refused():
