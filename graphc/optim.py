@@ -49,6 +49,7 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", 
            "sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam", "lion",
            "constant", "linear_warmup", "cosine", "exponential_decay", "warmup_cosine_decay",
            "one_cycle", "one_cycle_momentum", "piecewise_constant", "multistep", "polynomial_decay",
+           "linear_schedule", "linear_lr",
            "ReduceLROnPlateau", "global_norm",
            "clip_by_global_norm", "decay_matrices_only"]
 
@@ -175,6 +176,8 @@ class _Scalar:
         return math.cos(x) if self.python else F.cos(x)
 
     def pow(self, x, y):
+        if y == 1.0:  # (x ** 1 is x: no pow in a traced step)
+            return x
         return x ** y if self.python else F.pow(x, y)
 
 
@@ -336,11 +339,44 @@ def polynomial_decay(init_value: float, end_value: float, power: float,
     """optax.polynomial_schedule: (init - end) (1 - k / transition_steps)^power + end at
     k = step - transition_begin (clipped to [0, transition_steps]). end_value=0 is torch's
     PolynomialLR(total_iters=transition_steps, power)."""
-    init, end = (_non_negative(f"polynomial_decay: {what}", v) for what, v in (
-        ("init_value", init_value), ("end_value", end_value)))
     power = _non_negative("polynomial_decay: power", power)  # a negative one: 0 ** -1 at the end
-    steps = _count_setting("polynomial_decay: transition_steps", transition_steps, 1)
-    begin = _count_setting("polynomial_decay: transition_begin", transition_begin)
+    return _polynomial("polynomial_decay", init_value, end_value, power, transition_steps,
+                       transition_begin)
+
+
+def linear_schedule(init_value: float, end_value: float, transition_steps: int,
+                    transition_begin: int = 0):
+    """optax.linear_schedule: init_value until transition_begin, then linearly to end_value
+    over transition_steps updates, then end_value (polynomial_decay with power 1)."""
+    return _polynomial("linear_schedule", init_value, end_value, 1.0, transition_steps,
+                       transition_begin)
+
+
+def linear_lr(base_lr: float, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+              total_iters: int = 5):
+    """torch.optim.lr_scheduler.LinearLR's learning rate: base_lr * start_factor at step 0,
+    linearly to base_lr * end_factor at step total_iters, then held (torch's closed form,
+    which its step-by-step products follow within rounding): linear_schedule's formula."""
+    name = "linear_lr"
+    base = _schedule_number(f"{name}: base_lr", base_lr)
+    start, end = (_real(f"{name}: {what}", v) for what, v in (
+        ("start_factor", start_factor), ("end_factor", end_factor)))
+    if not 0.0 < start <= 1.0:  # torch's rules
+        raise GraphcError(f"{name}: start_factor must be in (0, 1], got {start_factor!r}",
+                          (user_location(),))
+    if not 0.0 <= end <= 1.0:
+        raise GraphcError(f"{name}: end_factor must be in [0, 1], got {end_factor!r}",
+                          (user_location(),))
+    total = _count_setting(f"{name}: total_iters", total_iters, 1)  # (torch's name, not optax's)
+    return _polynomial(name, base * start, base * end, 1.0, total, 0)
+
+
+def _polynomial(name, init_value, end_value, power, transition_steps, transition_begin):
+    """optax's polynomial_schedule, its argument errors naming the function `name`."""
+    init, end = (_schedule_number(f"{name}: {what}", v) for what, v in (
+        ("init_value", init_value), ("end_value", end_value)))
+    steps = _count_setting(f"{name}: transition_steps", transition_steps, 1)
+    begin = _count_setting(f"{name}: transition_begin", transition_begin)
 
     def schedule(count):
         s = _Scalar(count)
@@ -1631,6 +1667,12 @@ def _fail(message):
 def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and \
         not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def _schedule_number(name, value):
+    """A schedule's number argument: finite and >= 0, and not a schedule itself (which an
+    optimiser's setting may be)."""
+    return _non_negative(name, _real(name, value))
 
 
 def _non_negative(name, value):

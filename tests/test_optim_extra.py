@@ -1,5 +1,6 @@
 """gc.optim's Adamax, NAdam and Lion and the schedules warmup_cosine_decay, one_cycle,
-piecewise_constant, multistep and polynomial_decay against torch.optim and
+piecewise_constant, multistep, polynomial_decay, linear_schedule and linear_lr against
+torch.optim and
 torch.optim.lr_scheduler (the oracle; Lion, which torch lacks, against optax.lion's update
 written out in numpy), functional, compiled, bound (PyTorch style) and in gc.Trainer."""
 import math
@@ -333,6 +334,18 @@ def test_warmup_cosine_decay_is_optaxs_and_torchs_linear_then_cosine():
     _check_schedule(schedule, [0.0, 0.25, 0.5, 0.75] + [0.9 * c ** 2 + 0.1 for c in cos])
 
 
+def test_linear_schedule_is_optaxs_and_linear_lr_torchs_linear_lr():
+    _check_schedule(optim.linear_lr(0.1), _torch_lrs(lambda o: lr_scheduler.LinearLR(o), 60))
+    expected = _torch_lrs(lambda o: lr_scheduler.LinearLR(o, start_factor=0.05, end_factor=0.5,
+                                                            total_iters=40), 60)
+    _check_schedule(optim.linear_lr(0.1, 0.05, 0.5, 40), expected)
+    expected = _torch_lrs(lambda o: lr_scheduler.LinearLR(o, 1.0, 0.0, total_iters=50), 60)
+    _check_schedule(optim.linear_lr(0.1, 1.0, 0.0, 50), expected, atol=1e-17)  # (down to 0)
+    # optax's: init_value until transition_begin, then linearly, then end_value
+    schedule = optim.linear_schedule(1.0, 0.2, 8, transition_begin=2)
+    _check_schedule(schedule, [1.0, 1.0, 1.0] + [1.0 - 0.1 * k for k in range(1, 9)] + [0.2] * 3)
+
+
 def test_schedules_drive_an_optimizer_as_torchs_scheduler():
     """lr=one_cycle(...) in a compiled Adam step equals torch's Adam stepped with OneCycleLR
     (cycle_momentum=False; with it, test_one_cycle_momentum_is_torchs_cycle_momentum)."""
@@ -438,7 +451,17 @@ def test_bad_schedule_settings_are_one_line_errors():
              (lambda: optim.multistep(0.1, 5), "milestones must be a list"),
              (lambda: optim.multistep(0.1, [-1]), "a milestone must be"),
              (lambda: optim.piecewise_constant(0.1, {5: -0.5}), "scales must be >= 0"),
-             (lambda: optim.polynomial_decay(0.1, 0.0, 1.0, 0), "transition_steps must be")]
+             (lambda: optim.polynomial_decay(0.1, 0.0, 1.0, 0), "transition_steps must be"),
+             (lambda: optim.linear_schedule(0.1, -1.0, 5), "linear_schedule: end_value must "
+              "be a finite number >= 0"),
+             (lambda: optim.linear_schedule(0.1, 0.0, 5, transition_begin=-1),
+              "linear_schedule: transition_begin must be"),
+             (lambda: optim.linear_lr(0.1, start_factor=0.0), "linear_lr: start_factor must "
+              r"be in \(0, 1\]"),
+             (lambda: optim.linear_lr(0.1, end_factor=1.5), "linear_lr: end_factor must be"),
+             (lambda: optim.linear_lr(0.1, total_iters=0), "linear_lr: total_iters must be a "
+              "whole number >= 1"),
+             (lambda: optim.linear_lr("0.1"), "linear_lr: base_lr must be a number")]
     for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
