@@ -49,7 +49,7 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", 
            "sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam", "lion",
            "constant", "linear_warmup", "cosine", "exponential_decay", "warmup_cosine_decay",
            "one_cycle", "one_cycle_momentum", "piecewise_constant", "multistep", "polynomial_decay",
-           "linear_schedule", "linear_lr",
+           "linear_schedule", "linear_lr", "cosine_decay_schedule", "cosine_warm_restarts",
            "ReduceLROnPlateau", "global_norm",
            "clip_by_global_norm", "decay_matrices_only"]
 
@@ -382,6 +382,65 @@ def _polynomial(name, init_value, end_value, power, transition_steps, transition
         s = _Scalar(count)
         frac = 1.0 - s.clip(s.step - begin, 0.0, steps) / steps
         return (init - end) * s.pow(frac, power) + end
+    return schedule
+
+
+def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0,
+                          exponent: float = 1.0):
+    """optax.cosine_decay_schedule: init_value ((1 - alpha) c^exponent + alpha), c = (1 +
+    cos(pi min(step, decay_steps) / decay_steps)) / 2, from init_value down to alpha *
+    init_value at decay_steps, then held there (torch's CosineAnnealingLR(T_max=decay_steps,
+    eta_min=alpha * lr) up to T_max; torch's rises again after it)."""
+    name = "cosine_decay_schedule"
+    init = _schedule_number(f"{name}: init_value", init_value)
+    decay = _count_setting(f"{name}: decay_steps", decay_steps, 1)
+    alpha = _schedule_number(f"{name}: alpha", alpha)  # a negative one: a negative lr at the end
+    exponent = _schedule_number(f"{name}: exponent", exponent)  # negative: 0 ** -1 at the end
+
+    def schedule(count):
+        s = _Scalar(count)  # optax's terms, in its order
+        cosine_decay = 0.5 * (1.0 + s.cos(math.pi * s.clip(s.step, 0.0, decay) / decay))
+        return init * ((1.0 - alpha) * s.pow(cosine_decay, exponent) + alpha)
+    return schedule
+
+
+def cosine_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0):
+    """torch.optim.lr_scheduler.CosineAnnealingWarmRestarts (SGDR) stepped once per update:
+    eta_min + (base_lr - eta_min) (1 + cos(pi T_cur / T_i)) / 2, where cycle i lasts T_i =
+    T_0 T_mult^i updates and T_cur counts the updates since it began (each restart: back to
+    base_lr)."""
+    name = "cosine_warm_restarts"
+    top, low = (_schedule_number(f"{name}: {what}", v) for what, v in (
+        ("base_lr", base_lr), ("eta_min", eta_min)))
+    first = _count_setting(f"{name}: T_0", T_0, 1)  # whole numbers, as torch's
+    mult = _count_setting(f"{name}: T_mult", T_mult, 1)
+
+    def cycle(count):
+        """(T_cur, T_i) at the count: Python ints, or float64 arrays holding whole numbers."""
+        if isinstance(count, (int, np.integer)):
+            cur, length = int(count), first
+            if mult == 1:
+                return cur % first, first
+            while cur >= length:  # torch's restarts one by one: under 64 for any int64 count
+                cur, length = cur - length, length * mult
+            return cur, length
+        if mult == 1:
+            return F.cast(count % first, "float64"), float(first)
+        step = F.cast(count, "float64")
+
+        def start(i):  # cycle i starts at T_0 (T_mult^i - 1) / (T_mult - 1), exact while
+            # T_mult^i < 2^53: for any count below 2^53 / T_mult^2 (1e14 for T_mult 10)
+            return (F.pow(float(mult), i) - 1.0) / (mult - 1) * first
+        # the cycle from a logarithm, then moved by one where its rounding crossed a start
+        i = F.floor(F.log(step * ((mult - 1) / first) + 1.0) / math.log(mult))
+        i = F.where(step < start(i), i - 1.0, i)
+        i = F.where(step >= start(i + 1.0), i + 1.0, i)
+        return step - start(i), F.pow(float(mult), i) * first
+
+    def schedule(count):
+        s = _Scalar(count)
+        cur, length = cycle(count)
+        return low + (top - low) * (1.0 + s.cos(math.pi * cur / length)) / 2.0  # torch's order
     return schedule
 
 

@@ -1,6 +1,6 @@
 """gc.optim's Adamax, NAdam and Lion and the schedules warmup_cosine_decay, one_cycle,
-piecewise_constant, multistep, polynomial_decay, linear_schedule and linear_lr against
-torch.optim and
+piecewise_constant, multistep, polynomial_decay, linear_schedule, linear_lr,
+cosine_decay_schedule and cosine_warm_restarts against torch.optim and
 torch.optim.lr_scheduler (the oracle; Lion, which torch lacks, against optax.lion's update
 written out in numpy), functional, compiled, bound (PyTorch style) and in gc.Trainer."""
 import math
@@ -346,6 +346,35 @@ def test_linear_schedule_is_optaxs_and_linear_lr_torchs_linear_lr():
     _check_schedule(schedule, [1.0, 1.0, 1.0] + [1.0 - 0.1 * k for k in range(1, 9)] + [0.2] * 3)
 
 
+def test_cosine_decay_schedule_is_optaxs_and_torchs_cosine_annealing_lr():
+    # torch's CosineAnnealingLR up to T_max (after it, torch's rises again; optax's holds)
+    expected = _torch_lrs(lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=60, eta_min=0.01),
+                          61)
+    schedule = optim.cosine_decay_schedule(0.1, 60, alpha=0.1)
+    _check_schedule(schedule, expected)
+    assert schedule(60) == schedule(1000) == pytest.approx(0.01)
+    # optax's formula with an exponent: init * ((1 - alpha) c^e + alpha)
+    schedule = optim.cosine_decay_schedule(2.0, 10, alpha=0.25, exponent=3.0)
+    cos = [(1 + math.cos(math.pi * k / 10)) / 2 for k in range(11)]
+    _check_schedule(schedule, [2.0 * (0.75 * c ** 3 + 0.25) for c in cos] + [0.5] * 2)
+
+
+@pytest.mark.parametrize("T_0, T_mult", [(7, 1), (3, 2), (2, 3), (1, 2)])
+def test_cosine_warm_restarts_is_torchs_cosine_annealing_warm_restarts(T_0, T_mult):
+    expected = _torch_lrs(lambda o: lr_scheduler.CosineAnnealingWarmRestarts(
+        o, T_0=T_0, T_mult=T_mult, eta_min=0.001), 100)
+    schedule = optim.cosine_warm_restarts(0.1, T_0, T_mult, eta_min=0.001)
+    _check_schedule(schedule, expected)
+    # far on, where a count array finds its cycle from a logarithm: each restart and the
+    # steps around it as an int step finds them, restart by restart
+    starts = [T_0 * (T_mult ** i - 1) // max(T_mult - 1, 1) if T_mult > 1 else T_0 * 10 ** i
+              for i in range(40)]
+    counts = np.array(sorted({max(s + d, 0) for s in starts if s < 2 ** 44 for d in (-1, 0, 1)}),
+                      np.int64)
+    np.testing.assert_array_equal(gc.compile(lambda c: schedule(c))(counts),
+                                  [schedule(int(c)) for c in counts])
+
+
 def test_schedules_drive_an_optimizer_as_torchs_scheduler():
     """lr=one_cycle(...) in a compiled Adam step equals torch's Adam stepped with OneCycleLR
     (cycle_momentum=False; with it, test_one_cycle_momentum_is_torchs_cycle_momentum)."""
@@ -461,7 +490,16 @@ def test_bad_schedule_settings_are_one_line_errors():
              (lambda: optim.linear_lr(0.1, end_factor=1.5), "linear_lr: end_factor must be"),
              (lambda: optim.linear_lr(0.1, total_iters=0), "linear_lr: total_iters must be a "
               "whole number >= 1"),
-             (lambda: optim.linear_lr("0.1"), "linear_lr: base_lr must be a number")]
+             (lambda: optim.linear_lr("0.1"), "linear_lr: base_lr must be a number"),
+             (lambda: optim.cosine_decay_schedule(0.1, 0), "decay_steps must be a whole "
+              "number >= 1"),
+             (lambda: optim.cosine_decay_schedule(0.1, 10, alpha=-0.1), "alpha must be"),
+             (lambda: optim.cosine_decay_schedule(lambda c: 0.1, 10), "init_value must be a "
+              "number"),
+             (lambda: optim.cosine_warm_restarts(0.1, 0), "T_0 must be a whole number >= 1"),
+             (lambda: optim.cosine_warm_restarts(0.1, 10, T_mult=1.5), "T_mult must be a "
+              "whole number >= 1"),
+             (lambda: optim.cosine_warm_restarts(0.1, 10, eta_min=-1), "eta_min must be")]
     for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
