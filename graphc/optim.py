@@ -26,6 +26,7 @@ each parameter's dtype; array arithmetic stays in the parameter's dtype.
 """
 from __future__ import annotations
 
+import bisect
 import collections.abc
 import contextlib
 import copy
@@ -50,6 +51,7 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", 
            "constant", "linear_warmup", "cosine", "exponential_decay", "warmup_cosine_decay",
            "one_cycle", "one_cycle_momentum", "piecewise_constant", "multistep", "polynomial_decay",
            "linear_schedule", "linear_lr", "cosine_decay_schedule", "cosine_warm_restarts",
+           "join_schedules",
            "ReduceLROnPlateau", "global_norm",
            "clip_by_global_norm", "decay_matrices_only"]
 
@@ -442,6 +444,48 @@ def cosine_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1, eta_min: flo
         cur, length = cycle(count)
         return low + (top - low) * (1.0 + s.cos(math.pi * cur / length)) / 2.0  # torch's order
     return schedule
+
+
+def join_schedules(schedules, boundaries):
+    """optax.join_schedules: schedules[0] before boundaries[0], then schedules[i + 1] from
+    boundaries[i] on, given the step less that boundary (each starts from its own step 0).
+    torch's SequentialLR(schedulers, milestones) step for step, milestones as boundaries."""
+    name = "join_schedules"
+    if not isinstance(schedules, (list, tuple)) or not schedules:
+        raise GraphcError(f"{name}: schedules must be a non-empty list of schedules, got "
+                          f"{schedules!r}"[:200], (user_location(),))
+    parts = [_as_schedule(part, f"{name}: schedules[{i}]") for i, part in enumerate(schedules)]
+    if isinstance(boundaries, (int, np.integer)) or not hasattr(boundaries, "__iter__"):
+        raise GraphcError(f"{name}: boundaries must be a list of steps, got {boundaries!r}",
+                          (user_location(),))
+    bounds = [_count_setting(f"{name}: a boundary", b) for b in boundaries]
+    if len(bounds) != len(parts) - 1:
+        raise GraphcError(f"{name}: boundaries must be one fewer than schedules, got "
+                          f"{len(parts)} schedules and {len(bounds)} boundaries",
+                          (user_location(),))
+    if bounds != sorted(bounds):
+        raise GraphcError(f"{name}: boundaries must be in increasing order, got {bounds}",
+                          (user_location(),))
+
+    def schedule(count):
+        if isinstance(count, (int, np.integer)):  # only the schedule running at the step
+            i = bisect.bisect_right(bounds, int(count))
+            return parts[i](int(count) - (bounds[i - 1] if i else 0))
+        value = _float64_scalar(parts[0](count))
+        for boundary, part in zip(bounds, parts[1:]):
+            # (a schedule not begun yet sees step 0, not a negative step it may not take)
+            later = _float64_scalar(part(F.maximum(count - boundary, 0)))
+            value = F.where(count < boundary, value, later)
+        return value
+    return schedule
+
+
+def _float64_scalar(value):
+    """A schedule's value at a count array as float64 (where takes one dtype): a Python
+    number (a constant's, at any count) as a constant, a float32 one cast."""
+    if isinstance(value, numbers.Real):
+        return F.full((), float(value), "float64")
+    return F.cast(value, "float64")
 
 
 class ReduceLROnPlateau:

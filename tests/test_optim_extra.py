@@ -1,6 +1,6 @@
 """gc.optim's Adamax, NAdam and Lion and the schedules warmup_cosine_decay, one_cycle,
 piecewise_constant, multistep, polynomial_decay, linear_schedule, linear_lr,
-cosine_decay_schedule and cosine_warm_restarts against torch.optim and
+cosine_decay_schedule, cosine_warm_restarts and join_schedules against torch.optim and
 torch.optim.lr_scheduler (the oracle; Lion, which torch lacks, against optax.lion's update
 written out in numpy), functional, compiled, bound (PyTorch style) and in gc.Trainer."""
 import math
@@ -221,6 +221,21 @@ def test_bound_nadam_parameter_thawed_late_keeps_its_own_mu_product(torch_float6
                                   lambda: optim.Lion(lr=0.01)],
                          ids=["Adamax", "NAdam", "Lion"])
 def test_trainer_checkpoints_and_resumes_bit_for_bit(make, tmp_path):
+    straight, first, resumed = _straight_and_resumed(make, tmp_path, steps=6, cut=3)
+    keys = set(first.state_arrays())
+    slots = {"Adamax": {"adam_m", "opt_exp_inf"}, "NAdam": {"adam_m", "adam_v",
+                                                            "opt_mu_product"},
+             "Lion": {"adam_m"}}[type(first.optimizer).__name__]
+    assert keys == {f"{s}/{n}" for s in slots | {"param"} for n in ("w", "b")}
+    assert straight.history[-1][1] < straight.history[0][1]  # it trains
+    for name, value in straight.state_arrays().items():
+        np.testing.assert_array_equal(resumed.state_arrays()[name], value, err_msg=name)
+
+
+def _straight_and_resumed(make, tmp_path, steps, cut):
+    """A least-squares gc.Trainer run with the optimiser make() gives, `steps` steps
+    straight, and the same run stopped after `cut` steps, saved and resumed to the end:
+    (straight, stopped, resumed)."""
     rng = np.random.default_rng(1)
     X, W = rng.normal(size=(32, 3)), rng.normal(size=(3, 2))
     Y = X @ W
@@ -236,22 +251,15 @@ def test_trainer_checkpoints_and_resumes_bit_for_bit(make, tmp_path):
             return X[rows], Y[rows]
         return gc.Trainer(loss, params, make(), batches, steps=steps, eval_every=3)
 
-    straight = trainer(6)
+    straight = trainer(steps)
     straight.fit(None, progress=False)
-    first = trainer(3)
+    first = trainer(cut)
     first.fit(None, progress=False)
     first.save(str(tmp_path / "c.npz"))
-    keys = set(first.state_arrays())
-    slots = {"Adamax": {"adam_m", "opt_exp_inf"}, "NAdam": {"adam_m", "adam_v",
-                                                            "opt_mu_product"},
-             "Lion": {"adam_m"}}[type(first.optimizer).__name__]
-    assert keys == {f"{s}/{n}" for s in slots | {"param"} for n in ("w", "b")}
-    resumed = trainer(6)
+    resumed = trainer(steps)
     resumed.resume(str(tmp_path / "c.npz"))
     resumed.fit(None, progress=False)
-    assert straight.history[-1][1] < straight.history[0][1]  # it trains
-    for name, value in straight.state_arrays().items():
-        np.testing.assert_array_equal(resumed.state_arrays()[name], value, err_msg=name)
+    return straight, first, resumed
 
 
 def test_bad_settings_are_one_line_errors():
@@ -373,6 +381,43 @@ def test_cosine_warm_restarts_is_torchs_cosine_annealing_warm_restarts(T_0, T_mu
                       np.int64)
     np.testing.assert_array_equal(gc.compile(lambda c: schedule(c))(counts),
                                   [schedule(int(c)) for c in counts])
+
+
+def test_join_schedules_is_optaxs_and_torchs_sequential_lr():
+    """torch's SequentialLR(milestones) is join_schedules(boundaries) step for step: the
+    scheduler after a milestone starts from its own step 0 there, as optax's."""
+    expected = _torch_lrs(lambda o: lr_scheduler.SequentialLR(o, [
+        lr_scheduler.LinearLR(o, start_factor=0.2, total_iters=10),
+        lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2, eta_min=0.01),
+        lr_scheduler.ExponentialLR(o, gamma=0.9)], milestones=[10, 40]), 80)
+    schedule = optim.join_schedules([optim.linear_lr(0.1, start_factor=0.2, total_iters=10),
+                                     optim.cosine_warm_restarts(0.1, 3, 2, eta_min=0.01),
+                                     optim.exponential_decay(0.1, 1, 0.9)], [10, 40])
+    _check_schedule(schedule, expected)
+    # a number is a constant schedule (torch's ConstantLR here)
+    expected = _torch_lrs(lambda o: lr_scheduler.SequentialLR(o, [
+        lr_scheduler.ConstantLR(o, factor=0.5, total_iters=5),
+        lr_scheduler.MultiStepLR(o, [4, 9], gamma=0.5)], milestones=[5]), 60)
+    _check_schedule(optim.join_schedules([0.05, optim.multistep(0.1, [4, 9], 0.5)], [5]),
+                    expected)
+    # optax's: each later schedule at the step less its boundary (between equal boundaries
+    # a schedule never runs)
+    schedule = optim.join_schedules([optim.linear_schedule(0.0, 1.0, 4), 1.0,
+                                     optim.linear_schedule(1.0, 0.0, 2)], [4, 4])
+    _check_schedule(schedule, [0.0, 0.25, 0.5, 0.75, 1.0, 0.5, 0.0, 0.0])
+
+
+def test_trainer_resumes_a_joined_schedule(tmp_path):
+    """A run stopped inside the second schedule of a join and resumed ends where the
+    uninterrupted one does: the schedule is a function of the step the checkpoint keeps."""
+    def make():
+        return optim.SGD(lr=optim.join_schedules(
+            [optim.linear_lr(0.05, total_iters=3), optim.cosine_warm_restarts(0.05, 2, 2)], [3]),
+            momentum=0.9)
+    straight, _, resumed = _straight_and_resumed(make, tmp_path, steps=12, cut=5)
+    assert straight.history[-1][1] < straight.history[0][1]  # it trains
+    for name, value in straight.state_arrays().items():
+        np.testing.assert_array_equal(resumed.state_arrays()[name], value, err_msg=name)
 
 
 def test_schedules_drive_an_optimizer_as_torchs_scheduler():
@@ -499,7 +544,14 @@ def test_bad_schedule_settings_are_one_line_errors():
              (lambda: optim.cosine_warm_restarts(0.1, 0), "T_0 must be a whole number >= 1"),
              (lambda: optim.cosine_warm_restarts(0.1, 10, T_mult=1.5), "T_mult must be a "
               "whole number >= 1"),
-             (lambda: optim.cosine_warm_restarts(0.1, 10, eta_min=-1), "eta_min must be")]
+             (lambda: optim.cosine_warm_restarts(0.1, 10, eta_min=-1), "eta_min must be"),
+             (lambda: optim.join_schedules([], []), "schedules must be a non-empty list"),
+             (lambda: optim.join_schedules([0.1, "x"], [3]), r"schedules\[1\] must be"),
+             (lambda: optim.join_schedules([0.1, 0.2], 3), "boundaries must be a list"),
+             (lambda: optim.join_schedules([0.1, 0.2], [3, 4]), "boundaries must be one "
+              "fewer than schedules, got 2 schedules and 2 boundaries"),
+             (lambda: optim.join_schedules([0.1, 0.2, 0.3], [5, 3]), "increasing order"),
+             (lambda: optim.join_schedules([0.1, 0.2], [-1]), "a boundary must be")]
     for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
