@@ -420,6 +420,32 @@ def test_trainer_resumes_a_joined_schedule(tmp_path):
         np.testing.assert_array_equal(resumed.state_arrays()[name], value, err_msg=name)
 
 
+def test_lambda_lr_is_a_function_of_the_step():
+    """torch's LambdaLR(lr_lambda) needs no class: lambda step: base_lr * lr_lambda(step) is
+    a schedule (written with a cast where it gets an int64 count array)."""
+    def lr_lambda(epoch):
+        return min(1.0, (epoch + 1) / 10) * 0.97 ** epoch
+
+    expected = _torch_lrs(lambda o: lr_scheduler.LambdaLR(o, lr_lambda), 60)
+    got = [0.1 * lr_lambda(step) for step in range(60)]
+    np.testing.assert_array_equal(got, expected)  # term for term torch's product
+    ps = [gc.nn.Parameter(np.zeros(2))]
+    opt = optim.SGD(lr=lambda step: 0.1 * lr_lambda(step)).bind(ps)
+    lrs = []
+    for _ in range(60):
+        lrs.append(opt.get_last_lr()[0])
+        ps[0].grad = np.ones(2)
+        opt.step()
+    np.testing.assert_array_equal(lrs, expected)
+
+    def traced(count):  # the same, on a count array
+        step = gc.cast(count, "float64")
+        return 0.1 * gc.minimum((step + 1.0) / 10, 1.0) * 0.97 ** step
+    counts = np.arange(60, dtype=np.int64)
+    for got in (gc.compile(traced)(counts), traced(gc.tensor(counts)).data):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+
 def test_schedules_drive_an_optimizer_as_torchs_scheduler():
     """lr=one_cycle(...) in a compiled Adam step equals torch's Adam stepped with OneCycleLR
     (cycle_momentum=False; with it, test_one_cycle_momentum_is_torchs_cycle_momentum)."""
