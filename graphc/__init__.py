@@ -38,7 +38,7 @@ from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .jacobians import jacfwd, jacrev
 from .linearize import linearize
-from .remat import remat
+from .remat import checkpoint_policies, remat
 from .tracing import (Spec, eval_shape, spec, trace, tree_flatten, tree_leaves, tree_map,
                       tree_unflatten)
 from .trainer import Trainer, load_params
@@ -53,7 +53,7 @@ __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec"
            "jacrev", "gradients", "no_grad", "enable_grad", "set_grad_enabled",
            "is_grad_enabled",
            "tensor", "manual_seed", "nn", "optim", "Trainer", "load_params", "draw",
-           "custom_vjp", "custom_jvp",
+           "custom_vjp", "custom_jvp", "checkpoint_policies",
            "remat", "random", "vmap", "scan", "fori_loop", "while_loop", "cond", "switch", "map",
            "amp",
            "autocast", "tree_leaves", "tree_map", "tree_flatten", "tree_unflatten"] + _api.__all__ \

@@ -19,10 +19,12 @@ rule is used transposed: its tangent map is traced on placeholder tangents and
 differentiated with respect to them (exact, since it is linear). Second derivatives work on
 traced functions (the rule's own nodes are differentiated again); eagerly,
 `backward(create_graph=True)` through a custom_jvp function is refused. Arguments that are
-not tensors (Python numbers, strings) go to `fun` unchanged and get no cotangent. A value the
-function closes over gets no gradient through it, so differentiating with respect to one
-(or to anything it is computed from) is an error: pass it as an argument (JAX's custom_vjp
-refuses closed-over tracers too).
+not tensors (Python numbers, strings) go to `fun` unchanged and get no cotangent; JAX's
+`nondiff_argnums` names such arguments explicitly (bwd and a custom_jvp rule then take them
+first, as JAX's), and `custom_jvp.defjvps` builds the rule from one function per argument.
+A value the function closes over gets no gradient through it, so differentiating with
+respect to one (or to anything it is computed from) is an error: pass it as an argument
+(JAX's custom_vjp refuses closed-over tracers too).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from ir.graph import Node, current_graph
 from ir.ops import api as F
 from ir.ops.custom import CustomCall, rule_ref
 from ir.ops.registry import apply
-from ir.types import is_float, result_dtype
+from ir.types import is_float, is_int, result_dtype
 from passes.autodiff import gradients
 from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
                            is_grad_enabled, op_serial)
@@ -45,17 +47,66 @@ from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates,
 from .tracing import DICT_KINDS, leaves_and_structure, leaves_like, unflatten
 
 
-class custom_vjp:
-    """`f = custom_vjp(fun)`, then `f.defvjp(fwd, bwd)`: fwd(*args) -> (out, residuals),
-    bwd(residuals, cotangent) -> one cotangent per argument."""
+class _Custom:
+    """What custom_vjp and custom_jvp share: the function, its name and nondiff_argnums."""
+
+    def __init__(self, fun, nondiff_argnums=()):
+        self.fun = fun
+        self.name = getattr(fun, "__name__", "fn")
+        self.nondiff_argnums = _nondiff(nondiff_argnums, f"{self.kind}: nondiff_argnums")
+        functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
+
+    def _check_nondiff(self, args):
+        """The call's nondiff_argnums positions, checked: each names an argument, and none
+        is a traced value or a tensor that requires grad (JAX refuses tracers there too)."""
+        positions = _nondiff_positions(self.nondiff_argnums, len(args), self)
+        for i in positions:
+            if any(isinstance(x, Node) or (isinstance(x, Tensor) and x.requires_grad)
+                   for x in leaves_and_structure(args[i])[0]):
+                raise GraphcError(f"{self.kind} function {self.name}: argument {i} is in "
+                                  f"nondiff_argnums but is an array being traced or "
+                                  f"differentiated; pass it as a differentiable argument (its "
+                                  f"cotangent None), or close over it", (user_location(),))
+        return positions
+
+    def __call__(self, *args):
+        self._ready()
+        if self.nondiff_argnums:
+            self._check_nondiff(args)
+        return _call(self, args)
+
+
+def _nondiff(argnums, what) -> tuple:
+    """JAX's nondiff_argnums (a tuple of ints, an int accepted), checked once."""
+    nums = (argnums,) if is_int(argnums) else argnums
+    if not isinstance(nums, (tuple, list)) or not all(is_int(n) for n in nums):
+        raise GraphcError(f"{what} must be a tuple of ints, got {argnums!r}",
+                          (user_location(),))
+    return tuple(int(n) for n in nums)
+
+
+def _nondiff_positions(argnums, count, custom) -> list:
+    """nondiff_argnums as positions of a call with `count` arguments (negative ones count
+    from the end, as JAX's), sorted; one naming a missing argument is one line."""
+    positions = set()
+    for i in argnums:
+        if not -count <= i < count:
+            raise GraphcError(f"{custom.kind} function {custom.name}: nondiff_argnums has {i} "
+                              f"but it was called with {count} arguments", (user_location(),))
+        positions.add(i % count)
+    return sorted(positions)
+
+
+class custom_vjp(_Custom):
+    """`f = custom_vjp(fun, nondiff_argnums=())`, then `f.defvjp(fwd, bwd)`: fwd(*args) ->
+    (out, residuals), bwd(*nondiff_args, residuals, cotangent) -> one cotangent per argument
+    not in nondiff_argnums (JAX's order: the nondiff arguments first)."""
 
     kind = "custom_vjp"
 
-    def __init__(self, fun):
-        self.fun = fun
+    def __init__(self, fun, nondiff_argnums=()):
+        super().__init__(fun, nondiff_argnums)
         self.fwd = self.bwd = None
-        self.name = getattr(fun, "__name__", "fn")
-        functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
 
     def defvjp(self, fwd, bwd):
         self.fwd, self.bwd = fwd, bwd
@@ -74,26 +125,69 @@ class custom_vjp:
                               f"(output, residuals), got {_describe(result)}", _where(self.fwd))
         return result
 
-    def __call__(self, *args):
-        self._ready()
-        return _call(self, args)
+    def _backward(self, args, residuals, cotangents):
+        """bwd's cotangents, one per argument (None at the nondiff_argnums positions)."""
+        nondiff = _nondiff_positions(self.nondiff_argnums, len(args), self)
+        result = self.bwd(*[args[i] for i in nondiff], residuals, cotangents)
+        if not nondiff:
+            return result
+        diff = len(args) - len(nondiff)
+        if not isinstance(result, (tuple, list)) or len(result) != diff:
+            got = (f"{len(result)} cotangents" if isinstance(result, (tuple, list))
+                   else _describe(result))
+            raise GraphcError(f"custom_vjp function {self.name}: bwd returned {got} for "
+                              f"{diff} differentiable argument{'s' * (diff != 1)}; return one "
+                              f"per argument not "
+                              f"in nondiff_argnums {self.nondiff_argnums} (None for no "
+                              "gradient)", _where(self.bwd))
+        cotangent = iter(result)
+        return tuple(None if i in nondiff else next(cotangent) for i in range(len(args)))
 
 
-class custom_jvp:
-    """`f = custom_jvp(fun)`, then `f.defjvp(rule)`: rule(primals, tangents) ->
-    (primal_out, tangent_out), primals and tangents being tuples of the arguments."""
+class custom_jvp(_Custom):
+    """`f = custom_jvp(fun, nondiff_argnums=())`, then `f.defjvp(rule)`: rule(*nondiff_args,
+    primals, tangents) -> (primal_out, tangent_out), primals and tangents being tuples of the
+    arguments not in nondiff_argnums; or `f.defjvps(*jvps)`, one function per argument."""
 
     kind = "custom_jvp"
 
-    def __init__(self, fun):
-        self.fun = fun
+    def __init__(self, fun, nondiff_argnums=()):
+        super().__init__(fun, nondiff_argnums)
         self.jvp = None
-        self.name = getattr(fun, "__name__", "fn")
-        functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
 
     def defjvp(self, jvp):
         self.jvp = jvp
         return jvp
+
+    def defjvps(self, *jvps):
+        """JAX's defjvps: jvps[k](tangent_k, primal_out, *primals) is the output's tangent
+        from argument k alone (None: it has none); the rule sums them."""
+        if self.nondiff_argnums:
+            raise GraphcError(f"custom_jvp function {self.name}: defjvps does not take "
+                              "nondiff_argnums (as JAX's); use defjvp", (user_location(),))
+        for k, jvp in enumerate(jvps):
+            if jvp is not None and not callable(jvp):
+                raise GraphcError(f"custom_jvp function {self.name}: defjvps' function {k} "
+                                  f"is {jvp!r}, not a function or None", (user_location(),))
+
+        def rule(primals, tangents):
+            if len(jvps) != len(primals):
+                raise GraphcError(f"custom_jvp function {self.name}: defjvps was given "
+                                  f"{len(jvps)} functions for {len(primals)} arguments; give "
+                                  "one per argument (None for none)", (user_location(),))
+            out = self(*primals)  # (its rule again under a second derivative, as JAX's)
+            parts = [jvp(t, out, *primals) for jvp, t in zip(jvps, tangents)
+                     if jvp is not None]
+            if not parts:
+                return out, None
+            _, structure = leaves_and_structure(out)
+            summed = [functools.reduce(lambda a, b: b if a is None else a if b is None
+                                       else a + b, column)
+                      for column in zip(*[leaves_like(structure, p) for p in parts])]
+            return out, unflatten(structure, summed)
+
+        self.defjvp(rule)
+        return self
 
     def _ready(self):
         if self.jvp is None:
@@ -103,9 +197,15 @@ class custom_jvp:
     def _forward(self, args):
         return self.fun(*args), ()
 
-    def __call__(self, *args):
-        self._ready()
-        return _call(self, args)
+    def _tangent_map(self, primals, tangents):
+        """The rule on the arguments' primals and tangents (tuples of all the arguments):
+        the nondiff_argnums ones go first, alone, as JAX's."""
+        nondiff = _nondiff_positions(self.nondiff_argnums, len(primals), self)
+        if not nondiff:
+            return self.jvp(primals, tangents)
+        diff = [i for i in range(len(primals)) if i not in nondiff]
+        return self.jvp(*[primals[i] for i in nondiff], tuple(primals[i] for i in diff),
+                        tuple(tangents[i] for i in diff))
 
 
 def _where(rule):
@@ -261,8 +361,8 @@ def _record(custom, leaves, in_tree, is_operand, forward=None):
             for i, r in zip(res_pos, res_ops):
                 res[i] = r
             with collect_buffer_updates():  # a layer bwd calls again: updated by fwd
-                result = custom.bwd(unflatten(res_tree, res), unflatten(out_tree,
-                                                                         cotangents))
+                result = custom._backward(args, unflatten(res_tree, res),
+                                          unflatten(out_tree, cotangents))
             return _check_cotangents(custom, result, args, arg_pos, arg_ops, needs)
         return _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_tree,
                               out_types, diff_pos, [cotangents[i] for i in diff_pos])
@@ -396,8 +496,8 @@ def _transpose_jvp(custom, leaves, in_tree, arg_pos, arg_ops, needs, out_tree, o
     # buffer updates (BatchNorm's running statistics), which the rule's would repeat
     with enable_grad(), _tracing_tangent_map([t for _, t in wanted]), \
             collect_buffer_updates():
-        result = custom.jvp(tuple(unflatten(in_tree, primals)),
-                            tuple(unflatten(in_tree, tangents)))
+        result = custom._tangent_map(tuple(unflatten(in_tree, primals)),
+                                     tuple(unflatten(in_tree, tangents)))
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
         raise GraphcError(f"custom_jvp function {name}: the rule must return a pair "
                           f"(primal_out, tangent_out), got {_describe(result)}",

@@ -14,11 +14,16 @@ intermediates at a time, at the price of computing each region's forward twice. 
 masks are pure functions of their seed and site, so the replay draws the same mask.
 
 Eagerly (no graph being traced) the tape keeps every value anyway: f runs as it is.
+JAX's options (static_argnums, prevent_cse, policy) are described at `remat`.
 """
 from __future__ import annotations
 
 import functools
+import types
 
+import numpy as np
+
+from ir.errors import GraphcError, user_location
 from ir.graph import Node, current_graph
 from ir.ops.custom import CustomCall, rule_ref
 from ir.ops.registry import apply
@@ -28,16 +33,102 @@ from runtime.eager import apart_from, op_serial
 
 from .custom import _pack
 from .tracing import leaves_and_structure, unflatten
-from .transforms import _callable
+from .transforms import _argnums, _callable
 
 
-def remat(fun):
-    """fun, with its forward values recomputed in the backward pass instead of kept."""
+class _Policy:
+    """A policy of jax.checkpoint's (`jax.checkpoint_policies.*`): which forward values the
+    backward pass reads as saved instead of recomputing. graphc's remat replays its region
+    whole, so it honours the two ends alone: `saves` is "nothing" (recompute everything, the
+    default), "everything" (keep everything: no recomputation) or None (not honoured)."""
+
+    def __init__(self, name, saves=None):
+        self.name, self.saves = name, saves
+
+    def __repr__(self):
+        return f"checkpoint_policies.{self.name}"
+
+
+def _factory(name):
+    """One of JAX's policy factories (save_only_these_names("a", "b"), ...), not honoured."""
+    def make(*args, **kwargs):
+        shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+        return _Policy(f"{name}({shown})")
+    make.__name__ = name
+    return make
+
+
+def _save_from_both_policies(first, second):
+    saves = {getattr(p, "saves", None) for p in (first, second)}
+    both = "everything" if "everything" in saves else "nothing" if saves == {"nothing"} \
+        else None
+    return _Policy(f"save_from_both_policies({first!r}, {second!r})", both)
+
+
+# jax.checkpoint_policies by JAX's names; those that save some values and recompute others
+# (dots, names) are here so that code written for JAX gets one line saying so, not an
+# AttributeError
+checkpoint_policies = types.SimpleNamespace(
+    everything_saveable=_Policy("everything_saveable", "everything"),
+    nothing_saveable=_Policy("nothing_saveable", "nothing"),
+    dots_saveable=_Policy("dots_saveable"),
+    checkpoint_dots=_Policy("checkpoint_dots"),
+    dots_with_no_batch_dims_saveable=_Policy("dots_with_no_batch_dims_saveable"),
+    checkpoint_dots_with_no_batch_dims=_Policy("checkpoint_dots_with_no_batch_dims"),
+    save_anything_except_these_names=_factory("save_anything_except_these_names"),
+    save_any_names_but_these=_factory("save_any_names_but_these"),
+    save_only_these_names=_factory("save_only_these_names"),
+    save_and_offload_only_these_names=_factory("save_and_offload_only_these_names"),
+    offload_dot_with_no_batch_dims=_factory("offload_dot_with_no_batch_dims"),
+    save_from_both_policies=_save_from_both_policies)
+
+
+def _policy_saves(policy) -> str:
+    """What `policy` saves ("nothing" or "everything"); one line for one remat cannot honour."""
+    if policy is None:
+        return "nothing"
+    saves = getattr(policy, "saves", None) if isinstance(policy, _Policy) else None
+    if saves is None:
+        shown = repr(policy) if isinstance(policy, _Policy) else \
+            getattr(policy, "__name__", repr(policy))
+        raise GraphcError(f"remat: policy={shown} is not supported: graphc's remat recomputes "
+                          "its region whole or keeps all of it; use "
+                          "gc.checkpoint_policies.nothing_saveable (the default) or "
+                          "everything_saveable, or remat smaller functions",
+                          (user_location(),))
+    return saves
+
+
+def remat(fun, *, prevent_cse: bool = True, policy=None, static_argnums=()):
+    """fun, with its forward values recomputed in the backward pass instead of kept: JAX's
+    jax.checkpoint. static_argnums: arguments that are Python values, used as they are
+    while tracing (a traced value there is refused, as a tracer is by JAX's). prevent_cse
+    (JAX's, default True): the replay reads optimization_barriers on what the region read, so
+    CSE cannot merge it with the forward copy (which would keep the forward's values alive
+    into the backward pass, undoing the remat); False lets CSE merge them, as JAX allows
+    inside a scan, whose body keeps its own values anyway. policy: None or
+    gc.checkpoint_policies.nothing_saveable (recompute everything) or everything_saveable
+    (recompute nothing: fun as it is); the policies that save some values are refused."""
     _callable(fun, "remat")
     name = getattr(fun, "__name__", "fn")
+    if not isinstance(prevent_cse, (bool, np.bool_)):
+        raise GraphcError(f"remat: prevent_cse must be True or False, got {prevent_cse!r}",
+                          (user_location(),))
+    saves = _policy_saves(policy)
+    static = _argnums(static_argnums, "remat: static_argnums")
 
     @functools.wraps(fun, updated=())
     def rematerialised(*args, **kwargs):
+        for i in static:
+            if not -len(args) <= i < len(args):
+                raise GraphcError(f"remat: static_argnums has {i} but {name} was called with "
+                                  f"{len(args)} positional arguments", (user_location(),))
+            for leaf in leaves_and_structure(args[i])[0]:
+                if isinstance(leaf, Node):  # (a traced Python number: grad passes it as is)
+                    leaf._no_value(f"remat: argument {i % len(args)} of {name} is in "
+                                   "static_argnums but is a traced value")
+        if saves == "everything":  # nothing recomputed: the function as it is
+            return fun(*args, **kwargs)
         leaves, _ = leaves_and_structure([list(args), kwargs])
         # the graph being built first: inside a loop body or a branch an argument may be a
         # value of the enclosing graph, which the body reads through a capture
@@ -50,12 +141,12 @@ def remat(fun):
         start = len(graph.nodes)
         with graph.building():
             out = fun(*args, **kwargs)
-            return _rematerialise(graph, graph.nodes[start:], out, name)
+            return _rematerialise(graph, graph.nodes[start:], out, name, prevent_cse)
 
     return rematerialised
 
 
-def _rematerialise(graph, region, out, name):
+def _rematerialise(graph, region, out, name, prevent_cse=True):
     computed = [n for n in region if n.op != "input"]  # a parameter met first here is read
     inside = set(computed)
     reads, seen = [], set()
@@ -81,7 +172,11 @@ def _rematerialise(graph, region, out, name):
     def pullback(read_ops, _residuals, g, needs):
         """Replay the region on barriers of what it read (operands of the graph being
         differentiated: a clone of the traced one under grad_graph), then differentiate it."""
-        barriers = [apply("optimization_barrier", x) for x in read_ops]
+        # (without prevent_cse, an identity cast, which simplify drops before CSE, keeps the
+        # replay's inputs apart only while it is differentiated: its gradient is taken with
+        # respect to them, not through them to each other)
+        barriers = [apply("optimization_barrier", x) if prevent_cse else
+                    apply("cast", x, dtype=x.dtype) for x in read_ops]
         value = dict(zip(reads, barriers))
         for n in computed:
             value[n] = read_ops[0].graph.add_node(

@@ -1,5 +1,6 @@
 """gc.custom_vjp / gc.custom_jvp (graphc/custom.py, ir/ops/custom.py): the rule is what grad,
 vjp, jvp, compiled plans and eager backward() compute; bad rules are one clear error."""
+import functools
 import gc as python_gc
 import os
 import subprocess
@@ -229,6 +230,158 @@ def test_non_tensor_arguments_pass_through_and_get_no_cotangent():
     np.testing.assert_allclose(gc.grad(lambda x: gc.sum(power(x, 3)))(x), 3 * x ** 2)
     # with no tensor requiring grad, eager calls are the function itself
     np.testing.assert_allclose(power(gc.tensor(x), 2).data, x ** 2)
+
+
+# ---- JAX's nondiff_argnums and defjvps --------------------------------------------------------
+# They were missing (TypeError: unexpected keyword argument 'nondiff_argnums'; no defjvps).
+# Expected values: JAX 0.10.2's for the same programs (x64 on), computed once.
+_XS = np.array([0.5, -1.25, 2.0])
+_YS = np.array([1.5, 0.25, -0.75])
+
+
+def _cube(v):
+    return v ** 3
+
+
+@functools.partial(gc.custom_vjp, nondiff_argnums=(0,))  # the usual JAX idiom
+def _clip_gradient(limit, x):
+    return x
+
+
+_clip_gradient.defvjp(lambda limit, x: (x, None),
+                      lambda limit, _, g: (gc.clip(g, -limit, limit),))
+
+
+@functools.partial(gc.custom_vjp, nondiff_argnums=(1,))
+def _apply(x, f, y):  # a function as the nondiff argument, between two arrays
+    return f(x) * y
+
+
+def _apply_bwd(f, res, g):  # the nondiff arguments first, then one cotangent per other one
+    x, y = res
+    return g * y * 3.0 * x ** 2, g * f(x)
+
+
+_apply.defvjp(lambda x, f, y: (f(x) * y, (x, y)), _apply_bwd)
+
+
+def test_nondiff_argnums_of_a_custom_vjp_go_to_fwd_and_bwd_and_get_no_cotangent():
+    assert gc.grad(lambda x: 10.0 * _clip_gradient(1.0, x))(3.0) == 1.0
+    assert gc.compile(gc.grad(lambda x: 10.0 * _clip_gradient(1.0, x)))(3.0) == 1.0
+    np.testing.assert_allclose(_apply(_XS, _cube, _YS), [0.1875, -0.48828125, -6.0])
+
+    def loss(x, y):
+        return gc.sum(gc.sin(_apply(x, _cube, y)))
+
+    want = ([1.1052824772389123, 1.0349302068832524, -8.641532579853294],
+            [0.12280916413765691, -1.7248836781387542, 7.681362293202928])
+    for got in (gc.grad(loss, argnums=(0, 1))(_XS, _YS),
+                gc.compile(gc.grad(loss, argnums=(0, 1)))(_XS, _YS)):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-13)
+    x, y = gc.tensor(_XS, requires_grad=True), gc.tensor(_YS, requires_grad=True)
+    loss(x, y).backward()  # eagerly, on the tape
+    np.testing.assert_allclose(x.grad, want[0], rtol=1e-13)
+    np.testing.assert_allclose(y.grad, want[1], rtol=1e-13)
+    second = gc.grad(lambda x: gc.sum(gc.grad(loss)(x, _YS)))
+    for got in (second(_XS), gc.compile(second)(_XS)):
+        np.testing.assert_allclose(got, [4.185213236490902, -1.01166558967864,
+                                         -31.27418793396629], rtol=1e-12)
+    # a negative position counts from the end, as JAX's
+    scale = gc.custom_vjp(lambda k, x: x * k, nondiff_argnums=(-2,))
+    scale.defvjp(lambda k, x: (x * k, None), lambda k, _, g: (g * k * 2.0,))
+    np.testing.assert_allclose(gc.grad(lambda x: gc.sum(scale(3.0, x)))(_XS), [6.0] * 3)
+
+
+def test_nondiff_argnums_of_a_custom_jvp_and_defjvps():
+    @functools.partial(gc.custom_jvp, nondiff_argnums=(0,))
+    def apply(f, x):
+        return f(x)
+
+    @apply.defjvp
+    def _(f, primals, tangents):  # twice the true derivative: the rule is what is used
+        (x,), (t,) = primals, tangents
+        return f(x), 2.0 * 3.0 * x ** 2 * t
+
+    def loss(x):
+        return gc.sum(apply(_cube, x) ** 2)
+
+    for got in (gc.grad(loss)(_XS), gc.compile(gc.grad(loss))(_XS)):
+        np.testing.assert_allclose(got, [0.375, -36.62109375, 384.0], rtol=1e-13)
+    value, tangent = gc.jvp(lambda x: apply(_cube, x), (_XS,), (_YS,))
+    np.testing.assert_allclose(value, [0.125, -1.953125, 8.0])
+    np.testing.assert_allclose(tangent, [2.25, 2.34375, -18.0])
+
+    @functools.partial(gc.custom_jvp, nondiff_argnums=(0,))
+    def exact(f, x):
+        return f(x)
+
+    exact.defjvp(lambda f, p, t: (f(p[0]), 3.0 * p[0] ** 2 * t[0]))  # f's own derivative
+    second = gc.grad(lambda x: gc.sum(gc.grad(lambda v: gc.sum(exact(_cube, v) ** 2))(x)))
+    np.testing.assert_allclose(second(_XS), 30.0 * _XS ** 4, rtol=1e-13)  # d2/dx2 of x**6
+
+    @gc.custom_jvp
+    def sin_times(x, y):
+        return gc.sin(x) * y
+
+    sin_times.defjvps(lambda x_dot, out, x, y: 2.0 * gc.cos(x) * x_dot * y,  # twice again
+                      lambda y_dot, out, x, y: 2.0 * gc.sin(x) * y_dot)
+
+    def loss2(x, y):
+        return gc.sum(sin_times(x, y) ** 2)
+
+    want = ([3.7866194316355344, -0.07480901801299457, -0.8514028072214193],
+            [1.379093082395581, 0.9005718077734668, -2.4804654312954177])
+    for got in (gc.grad(loss2, argnums=(0, 1))(_XS, _YS),
+                gc.compile(gc.grad(loss2, argnums=(0, 1)))(_XS, _YS)):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-13)
+    np.testing.assert_allclose(gc.grad(lambda x: gc.sum(gc.grad(loss2)(x, _YS)))(_XS),
+                               [11.794081129219887, -0.17542885583010012, -1.08104722041469],
+                               rtol=1e-12)
+
+    @gc.custom_jvp
+    def product(x, y):
+        return x * y
+
+    product.defjvps(lambda x_dot, out, x, y: x_dot * y * 3.0, None)  # None: no tangent
+    gx, gy = gc.grad(lambda x, y: gc.sum(product(x, y)), argnums=(0, 1))(_XS, _YS)
+    np.testing.assert_allclose(gx, [4.5, 0.75, -2.25])
+    np.testing.assert_array_equal(gy, [0.0, 0.0, 0.0])
+
+
+def test_bad_nondiff_argnums_and_defjvps_are_one_line_each():
+    def first_line(fn):
+        with pytest.raises(gc.GraphcError) as info:
+            fn()
+        return str(info.value).splitlines()[0]
+
+    assert first_line(lambda: gc.custom_vjp(_cube, nondiff_argnums="a")) == \
+        "custom_vjp: nondiff_argnums must be a tuple of ints, got 'a'"
+    scale = gc.custom_vjp(lambda k, x: x * k, nondiff_argnums=(2,))
+    scale.defvjp(lambda k, x: (x * k, None), lambda k, _, g: (g,))
+    assert first_line(lambda: scale(2.0, _XS)) == \
+        "custom_vjp function <lambda>: nondiff_argnums has 2 but it was called with 2 arguments"
+    twice = gc.custom_vjp(lambda k, x: x * k, nondiff_argnums=(0,))
+    twice.defvjp(lambda k, x: (x * k, None), lambda k, _, g: (g * k, g))
+    assert first_line(lambda: gc.grad(lambda x: gc.sum(twice(2.0, x)))(_XS)) == (
+        "custom_vjp function <lambda>: bwd returned 2 cotangents for 1 differentiable "
+        "argument; return one per argument not in nondiff_argnums (0,) (None for no gradient)")
+    # a traced array in a nondiff position: refused, as JAX refuses a tracer there
+    assert first_line(lambda: gc.grad(lambda x: gc.sum(twice(x[0], x)))(_XS)).startswith(
+        "custom_vjp function <lambda>: argument 0 is in nondiff_argnums but is an array being "
+        "traced or differentiated")
+    one = gc.custom_jvp(lambda x, y: x * y)
+    one.defjvps(lambda t, out, x, y: t * y)
+    assert first_line(lambda: gc.grad(lambda x: gc.sum(one(x, x)))(_XS)) == (
+        "custom_jvp function <lambda>: defjvps was given 1 functions for 2 arguments; give one "
+        "per argument (None for none)")
+    assert first_line(lambda: gc.custom_jvp(_cube).defjvps(3)) == \
+        "custom_jvp function _cube: defjvps' function 0 is 3, not a function or None"
+    assert first_line(lambda: gc.custom_jvp(lambda f, x: f(x), nondiff_argnums=(0,))
+                      .defjvps(None, None)) == \
+        "custom_jvp function <lambda>: defjvps does not take nondiff_argnums (as JAX's); use " \
+        "defjvp"
 
 
 # ---- bad rules: one GraphcError naming the function ------------------------------------------

@@ -1,5 +1,7 @@
 """gc.remat (graphc/remat.py): gradients equal the plain function's on random inputs,
 and the compiled training step of a GPT with every block checkpointed needs less memory."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,101 @@ def test_a_traced_graph_differentiated_later_replays_in_its_clone():
     assert any(n.op == "optimization_barrier" for n in remat.nodes)
     for a, b in zip(run(remat, x, w1, w2), run(plain, x, w1, w2)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+# ---- JAX's jax.checkpoint options: static_argnums, prevent_cse, policy ------------------------
+# They were a TypeError ("remat() got an unexpected keyword argument"). Expected gradients are
+# the plain function's, written out by hand.
+_X = np.array([0.5, -1.25, 2.0])
+
+
+def _sin_sin(x):
+    return gc.sin(gc.sin(x) * x)
+
+
+def _plan_ops(fn, x, ops=("sin", "cos")):
+    """(fn(x), the ops of `ops` in fn's compiled plan, sorted)."""
+    compiled = gc.compile(fn)
+    out = compiled(x)
+    (_, plan), = next(iter(compiled._plans.values()))
+    return out, sorted(n.op for n in plan.graph.nodes if n.op in ops)
+
+
+def _sin_sin_grad(x):  # d/dx of 2 sum(sin(sin(x) x))
+    return 2.0 * np.cos(np.sin(x) * x) * (np.cos(x) * x + np.sin(x))
+
+
+def test_remat_prevent_cse_keeps_the_replay_apart_and_false_lets_cse_merge_it():
+    counts = {}
+    for name, fn in (("remat", gc.remat(_sin_sin)), ("plain", _sin_sin),
+                     ("prevent_cse=False", gc.remat(_sin_sin, prevent_cse=False))):
+        (value, grad), counts[name] = _plan_ops(
+            gc.value_and_grad(lambda x: gc.sum(fn(x) * 2.0)), _X)
+        np.testing.assert_allclose(value, 2.0 * np.sum(np.sin(np.sin(_X) * _X)), rtol=1e-14)
+        np.testing.assert_allclose(grad, _sin_sin_grad(_X), rtol=1e-13)
+    # the inner sin is computed again in the backward pass (from barriers CSE cannot merge
+    # through); without prevent_cse CSE merges the replay with the forward copy: the plain plan
+    assert counts["remat"] == ["cos", "cos", "sin", "sin", "sin"]
+    assert counts["prevent_cse=False"] == counts["plain"] == ["cos", "cos", "sin", "sin"]
+    # second order through the replay without barriers
+    hess = gc.hessian(lambda x: gc.sum(gc.remat(_sin_sin, prevent_cse=False)(x)))(_X)
+    np.testing.assert_allclose(hess, gc.hessian(lambda x: gc.sum(_sin_sin(x)))(_X),
+                               rtol=1e-12)
+
+
+def test_remat_policies_jax_names_and_the_ones_it_cannot_honour():
+    policies = gc.checkpoint_policies
+    counts = {name: _plan_ops(gc.value_and_grad(
+        lambda x: gc.sum(gc.remat(_sin_sin, policy=policy)(x) * 2.0)), _X)[1]
+        for name, policy in (("nothing", policies.nothing_saveable),
+                             ("everything", policies.everything_saveable))}
+    assert counts == {"nothing": ["cos", "cos", "sin", "sin", "sin"],  # gc.remat's default
+                      "everything": ["cos", "cos", "sin", "sin"]}  # nothing recomputed
+    assert gc.compile(gc.grad(lambda x: gc.sum(gc.remat(
+        _sin_sin, policy=policies.everything_saveable)(x))))(_X) == pytest.approx(
+        _sin_sin_grad(_X) / 2.0, rel=1e-13)
+    for policy, shown in ((policies.dots_saveable, "checkpoint_policies.dots_saveable"),
+                          (policies.save_only_these_names("a"),
+                           "checkpoint_policies.save_only_these_names('a')"),
+                          (lambda prim, *avals, **params: True, "<lambda>")):
+        with pytest.raises(gc.GraphcError) as info:
+            gc.remat(_sin_sin, policy=policy)
+        assert str(info.value).splitlines()[0] == (
+            f"remat: policy={shown} is not supported: graphc's remat recomputes its region "
+            "whole or keeps all of it; use gc.checkpoint_policies.nothing_saveable (the "
+            "default) or everything_saveable, or remat smaller functions")
+    with pytest.raises(gc.GraphcError, match="remat: prevent_cse must be True or False, got"):
+        gc.remat(_sin_sin, prevent_cse="yes")
+
+
+def test_remat_static_argnums_are_python_values_in_the_trace():
+    def layers(x, n, scale):
+        for _ in range(n):  # n is used as a Python int
+            x = gc.sin(x) * scale
+        return gc.sum(x)
+
+    def by_hand(x, n, scale):  # d/dx of layers, by the chain rule
+        g = np.ones_like(x)
+        for _ in range(n):
+            g, x = g * np.cos(x) * scale, np.sin(x) * scale
+        return g
+
+    checkpointed = functools.partial(gc.remat, static_argnums=(1, 2))(layers)  # JAX's idiom
+    for n in (1, 3):
+        np.testing.assert_allclose(gc.grad(checkpointed)(_X, n, 1.5), by_hand(_X, n, 1.5),
+                                   rtol=1e-13)
+        step = gc.compile(lambda x, n: gc.grad(checkpointed)(x, n, 1.5), static_argnums=(1,))
+        np.testing.assert_allclose(step(_X, n), by_hand(_X, n, 1.5), rtol=1e-13)
+        np.testing.assert_allclose(gc.hessian(lambda x: checkpointed(x, n, 1.5))(_X),
+                                   gc.hessian(lambda x: layers(x, n, 1.5))(_X), rtol=1e-12)
+    # a traced value in a static position is refused, as a tracer is by JAX's
+    with pytest.raises(gc.GraphcError) as info:
+        gc.compile(lambda x, n: checkpointed(x, n, 1.5))(_X, 2)
+    assert str(info.value).splitlines()[0].startswith(
+        "remat: argument 1 of layers is in static_argnums but is a traced value")
+    with pytest.raises(gc.GraphcError, match="remat: static_argnums must be an int or a "
+                                             "tuple of ints, got 'a'"):
+        gc.remat(layers, static_argnums="a")
+    with pytest.raises(gc.GraphcError, match="remat: static_argnums has 5 but layers was "
+                                             "called with 3 positional arguments"):
+        gc.remat(layers, static_argnums=5)(_X, 2, 1.5)
