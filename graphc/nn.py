@@ -2152,7 +2152,9 @@ class MultiheadAttention(Module):
     averaged over heads, or per head (B, H, T, S) with average_attn_weights=False, or None).
     key/value default to query (self-attention); masks are boolean with True = not allowed
     (as PyTorch's) or float and added; `causal=True` (or is_causal=True) masks future
-    positions. batch_first=False (PyTorch's default) takes (T, B, E). add_bias_kv (learned
+    positions; a query the masks leave no key gives zero weights (torch's safe softmax, as
+    its need_weights=False path), not NaN. batch_first=False (PyTorch's default) takes
+    (T, B, E). add_bias_kv (learned
     bias_k and bias_v, (1, 1, E), xavier-normal) and add_zero_attn append one key and value
     each that every query may attend to, as torch's (the weights then have S + 1 or S + 2
     columns). kdim and vdim (the
@@ -2294,8 +2296,13 @@ class MultiheadAttention(Module):
         if extra_k is not None:  # after the masks, which torch pads with "allowed"
             att = F.concat([att, _attention.attention_scores(q, extra_k, scale)], -1)
             v = F.concat([v, F.broadcast_to(extra_v, (B,) + tuple(F._shape(extra_v))[1:])], 2)
+        # a mask may leave a query no key (left padding under a causal mask): zeros there, as
+        # torch's need_weights=False path (its sdpa), which the Transformer layers take
+        # (its need_weights=True path gives NaN); causal alone leaves every query its first key
+        masked = attn_mask is not None or key_padding_mask is not None
+        probs = _attention.safe_softmax(att) if masked else F.softmax(att, axis=-1)
         # the weights returned are those applied to v, dropped in training, as torch's
-        weights = _dropout_while_training(self, "dropout", F.softmax(att, axis=-1))
+        weights = _dropout_while_training(self, "dropout", probs)
         y = weights @ v  # (B, H, T, E/H)
         y = self.out_proj(y.transpose(0, 2, 1, 3).reshape(B, T, E))
         if not self.batch_first:

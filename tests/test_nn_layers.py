@@ -189,6 +189,53 @@ def test_multihead_attention_cross_attention_and_masks_match_torch():
     assert ours(gc.tensor(q), need_weights=False)[1] is None
 
 
+def test_multihead_attention_query_with_no_key_gives_torchs_zeros_not_nan():
+    """A query whose keys are all masked (left padding under a causal mask, a sequence all
+    padding) gave NaN, and NaN in every parameter's gradient: a plain softmax of a row of
+    -inf. torch's need_weights=False path (its sdpa, which the Transformer layers take) gives
+    zero weights there, so the output is out_proj's bias, and finite gradients; graphc now
+    uses sdpa's safe softmax in every mode (torch's need_weights=True path gives NaN)."""
+    rng = np.random.default_rng(6)
+    E, H, B, T = 8, 2, 3, 4
+    torch.manual_seed(0)
+    theirs = torch.nn.MultiheadAttention(E, H, batch_first=True).double()
+    with torch.no_grad():  # non-zero biases: a blocked query's output is out_proj.bias
+        for p in theirs.parameters():
+            p.copy_(torch.tensor(rng.normal(size=p.shape) * 0.5))
+    ours = nn.MultiheadAttention(E, H, batch_first=True, dtype="float64")
+    ours.load_torch_state_dict(theirs.state_dict())
+    x, w = rng.normal(size=(B, T, E)), rng.normal(size=(B, T, E))
+    padding = np.array([[True, False, False, False], [False] * 4, [True] * 4])
+    causal = np.triu(np.ones((T, T), bool), 1)  # sequence 0's query 0 may attend to nothing
+    masks = dict(attn_mask=causal, key_padding_mask=padding)
+    tx = torch.tensor(x, requires_grad=True)
+    t_out, t_weights = theirs(tx, tx, tx, need_weights=False,
+                              **{k: torch.tensor(v) for k, v in masks.items()})
+    (t_out * torch.tensor(w)).sum().backward()
+    expected = t_out.detach().numpy()
+    assert np.isfinite(expected).all() and t_weights is None
+    np.testing.assert_allclose(expected[2], np.broadcast_to(ours.out_proj.bias.data, (T, E)))
+
+    def loss(p, x):
+        return gc.sum(ours.apply(p, x, need_weights=False, **masks)[0] * w)
+    np.testing.assert_allclose(ours(x, need_weights=False, **masks)[0], expected, atol=1e-12)
+    compiled = gc.compile(lambda x: ours(x, need_weights=False, **masks)[0])
+    np.testing.assert_allclose(compiled(x), expected, atol=1e-12)
+    for grad in (gc.grad(loss, argnums=(0, 1)), gc.compile(gc.grad(loss, argnums=(0, 1)))):
+        g_params, g_x = grad(ours.params(), x)
+        np.testing.assert_allclose(g_x, tx.grad.numpy(), atol=1e-11)
+        for name, p in theirs.named_parameters():  # graphc's layout: these two transposed
+            g = g_params[name].T if name in ("in_proj_weight", "out_proj.weight") \
+                else g_params[name]
+            np.testing.assert_allclose(g, p.grad.numpy(), atol=1e-11, err_msg=name)
+    # need_weights=True: zero weights for such a query (torch's gives NaN there)
+    weights = np.asarray(ours(x, **masks, average_attn_weights=False)[1])
+    assert torch.isnan(theirs(*(torch.tensor(x),) * 3, attn_mask=torch.tensor(causal),
+                           key_padding_mask=torch.tensor(padding))[1][0, 0].detach()).all()
+    assert (weights[0, :, 0] == 0).all() and (weights[2] == 0).all()
+    np.testing.assert_allclose(weights[0, :, 1:].sum(-1), 1.0)
+
+
 def test_dropout_needs_no_seed_eager_or_compiled():
     nn.manual_seed(0)
     drop = nn.Dropout(0.5)

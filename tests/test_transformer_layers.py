@@ -45,6 +45,30 @@ def test_encoder_layer_matches_torch_with_masks_and_gradients(norm_first, activa
         np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
 
 
+def test_a_left_padded_query_under_a_causal_mask_gives_torchs_finite_output_and_gradients():
+    """Sequence 0 is left-padded by one, so under the causal mask its query 0 may attend to
+    nothing: its self-attention was NaN, and the NaN reached every parameter's gradient
+    although the loss masks that position out (training diverged). torch's layers take
+    the safe softmax of its sdpa there (zero weights); graphc's MultiheadAttention now does."""
+    ours, theirs = pair("TransformerEncoderLayer", 4, 2, 8, batch_first=True)
+    x = np.random.default_rng(0).normal(size=(2, 3, 4))
+    padding = np.array([[True, False, False], [False, False, False]])
+    causal = np.triu(np.ones((3, 3), bool), 1)
+    keep = ~padding[..., None]
+    t_out = theirs(torch.tensor(x), src_mask=torch.tensor(causal),
+                   src_key_padding_mask=torch.tensor(padding))
+    (t_out * torch.tensor(keep)).sum().backward()
+    out = ours(gc.tensor(x), src_mask=causal, src_key_padding_mask=padding)
+    gc.sum(gc.where(keep, out, 0.0)).backward()
+    np.testing.assert_allclose(out.data, t_out.detach().numpy(), rtol=1e-12, atol=1e-12)
+    params = dict(ours.named_parameters())
+    transposed = ("linear1.weight", "linear2.weight", "out_proj.weight", "in_proj_weight")
+    for name, p in theirs.named_parameters():
+        g = params[name].grad.T if name.endswith(transposed) else params[name].grad
+        assert np.isfinite(g).all(), name
+        np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_matches_torch(norm_first):
     ours, theirs = pair("TransformerDecoderLayer", 16, 4, 24, norm_first=norm_first)

@@ -100,9 +100,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         else:
             _fail(f"{name}: attn_mask must be boolean (True: may attend) or float (added), "
                   f"got {mask_dtype}")
-        # torch's safe softmax: a row whose scores are all -inf gives zeros, not NaN
-        blocked = F.logical_not(F.any(F.not_equal(scores, -math.inf), -1, keepdims=True))
-        weights = F.where(blocked, 0.0, F.softmax(F.where(blocked, 0.0, scores), -1))
+        weights = safe_softmax(scores)
     if weights is None:
         weights = F.softmax(scores, -1)
     if dropout_p == 1.0:  # torch drops everything (gc.dropout takes rates below 1)
@@ -121,6 +119,19 @@ def attention_scores(query, key, scale):
     if is_half(_dtype(query)) or precision.active_half() == np.float16:
         return F.matmul(F.mul(query, float(scale)), F.swapaxes(key, -1, -2))
     return F.mul(F.matmul(query, F.swapaxes(key, -1, -2)), float(scale))
+
+
+def safe_softmax(scores):
+    """softmax over the last axis, torch's safe softmax: a row whose scores are all -inf (a
+    query that may attend to nothing) gives zeros and a zero gradient, not NaN. The masked
+    attentions (scaled_dot_product_attention with a mask, MultiheadAttention and the
+    Transformer layers with one) share it; without a mask no row can be blocked, and the
+    plain softmax keeps the causal fusions."""
+    if _shape(scores)[-1] == 0:  # no keys: nothing to divide (and max has no identity)
+        return F.softmax(scores, -1)
+    # (from a row's maximum: two ops, where not any(scores != -inf) takes five)
+    blocked = F.equal(F.max(scores, -1, keepdims=True), -math.inf)
+    return F.where(blocked, 0.0, F.softmax(F.where(blocked, 0.0, scores), -1))
 
 
 def _same(a, b) -> bool:
