@@ -2266,6 +2266,15 @@ class MultiheadAttention(Module):
                               f"{shapes[2]} ({layout}, batch_first={self.batch_first}) must "
                               "have one batch size, and key and value one length",
                               (user_location(),))
+        # the masks' shapes, as torch's: any other would broadcast into the (B, H, T, S)
+        # scores (a 1-d (S,) attn_mask as a per-key mask) or fail inside where or reshape; a
+        # key_padding_mask of B * S elements, a sequence-first (S, B) one above all, would
+        # reshape into a mask of the wrong keys
+        self._check_mask_shape("attn_mask", attn_mask, {
+            "(target length, source length)": (T, S),
+            "(batch * num_heads, target length, source length)": (B * H, T, S)})
+        self._check_mask_shape("key_padding_mask", key_padding_mask,
+                               {"(batch, source length)": (B, S)})
         w_q, w_k, w_v = (F.split(self.in_proj_weight, 3, axis=1)
                          if self.in_proj_weight is not None else
                          (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight))
@@ -2285,12 +2294,6 @@ class MultiheadAttention(Module):
         if attn_mask is not None:
             att = self._masked(att, attn_mask, B, T, S)
         if key_padding_mask is not None:
-            # exactly (B, S): any other shape of B * S elements, a sequence-first (S, B) one
-            # above all, would reshape into a mask of the wrong keys
-            if tuple(F._shape(key_padding_mask)) != (B, S):
-                raise GraphcError(f"{self._where()}: key_padding_mask has shape "
-                                  f"{tuple(F._shape(key_padding_mask))}; it must be (batch, "
-                                  f"source length) = ({B}, {S})", (user_location(),))
             att = self._masked(att, F.reshape(key_padding_mask, (B, 1, 1, S)), B, T, S)
         extra_k, extra_v = self._extra_keys(H, E // H, F._dtype(q))
         if extra_k is not None:  # after the masks, which torch pads with "allowed"
@@ -2325,6 +2328,17 @@ class MultiheadAttention(Module):
         if not keys:
             return None, None
         return (F.swapaxes(F.concat(keys, 1), 1, 2), F.swapaxes(F.concat(values, 1), 1, 2))
+
+    def _check_mask_shape(self, what, mask, allowed):
+        """Refuses `mask` (None: none given) unless its shape is one of `allowed`'s values,
+        in one line naming them by their keys (what each axis is)."""
+        if mask is None:
+            return
+        shape = tuple(F._shape(mask))
+        if shape not in allowed.values():
+            options = " or ".join(f"{axes} = {dims}" for axes, dims in allowed.items())
+            raise GraphcError(f"{self._where()}: {what} has shape {shape}; it must be "
+                              f"{options}", (user_location(),))
 
     def _masked(self, att, mask, B, T, S):
         if mask.ndim == 3:  # torch's (B * H, T, S)

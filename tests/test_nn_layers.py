@@ -1,6 +1,7 @@
 """The layer set and the losses against PyTorch (copied weights, random inputs), eager and
 compiled; initialisation as PyTorch's defaults, and the GPT's initial weights unchanged."""
 import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -234,6 +235,40 @@ def test_multihead_attention_query_with_no_key_gives_torchs_zeros_not_nan():
                            key_padding_mask=torch.tensor(padding))[1][0, 0].detach()).all()
     assert (weights[0, :, 0] == 0).all() and (weights[2] == 0).all()
     np.testing.assert_allclose(weights[0, :, 1:].sum(-1), 1.0)
+
+
+def test_a_wrongly_shaped_attn_mask_is_refused_in_one_line():
+    """attn_mask's shape was never checked: a 1-d (S,) mask (or a 4-d one that happened to
+    fit) was broadcast into the scores without a word, a (batch, T, S) mask (one per sample,
+    not torch's (batch * num_heads, T, S)) failed inside reshape and a wrong (T, S) inside
+    where, naming neither the layer nor attn_mask. torch refuses them all; graphc now does,
+    as it does a wrong key_padding_mask, in one line naming the shapes it takes."""
+    layer = nn.MultiheadAttention(4, 2, batch_first=True)
+    theirs = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+    x = np.zeros((3, 5, 4), np.float32)  # batch 3, length 5, 2 heads
+    options = (r"it must be \(target length, source length\) = \(5, 5\) or \(batch \* "
+               r"num_heads, target length, source length\) = \(6, 5, 5\)")
+    for shape in [(4, 4), (3, 5, 5), (5,), (1, 5), (5, 1), (1, 5, 5), (3, 2, 5, 5)]:
+        mask = np.zeros(shape, bool)
+        with pytest.raises((RuntimeError, AssertionError)):
+            theirs(*(torch.tensor(x),) * 3, attn_mask=torch.tensor(mask))
+        for run in (lambda: layer(x, x, x, attn_mask=mask),
+                    lambda: gc.compile(lambda a: layer(a, attn_mask=mask)[0])(x)):
+            with pytest.raises(GraphcError) as info:
+                run()
+            problem, where = str(info.value).splitlines()
+            assert re.fullmatch(rf"MultiheadAttention: attn_mask has shape "
+                                rf"{re.escape(str(shape))}; {options}", problem), problem
+            assert where.strip().startswith("at tests/test_nn_layers.py:"), where
+    for mask in (np.zeros((5, 5), bool), np.zeros((6, 5, 5), np.float32)):  # torch's, taken
+        np.testing.assert_allclose(layer(x, attn_mask=mask)[0], layer(x)[0])
+    single = layer(x[0], attn_mask=np.zeros((2, 5, 5), bool))[0]  # unbatched: (heads, T, S)
+    np.testing.assert_allclose(single, layer(x[0])[0])
+    decoder = nn.TransformerDecoderLayer(4, 2, 8, batch_first=True)  # names the attention
+    with pytest.raises(GraphcError, match=r"^MultiheadAttention 'multihead_attn': attn_mask "
+                       r"has shape \(5, 7\); it must be \(target length, source length\) = "
+                       r"\(5, 6\) or"):
+        decoder(x, np.zeros((3, 6, 4), np.float32), memory_mask=np.zeros((5, 7), bool))
 
 
 def test_dropout_needs_no_seed_eager_or_compiled():
