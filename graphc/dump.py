@@ -272,8 +272,10 @@ def diff_text(graph, pipeline, a, b, locations=False) -> str:
     result = run_pipeline(graph, names, keep_stages=True, evaluate=evaluate)
     stages = [("input", graph)] + result.stages
     i, j = _stage_index(a, names), _stage_index(b, names)
-    before = format_graph(stages[i][1], locations).splitlines(keepends=True)
-    after = format_graph(stages[j][1], locations).splitlines(keepends=True)
+    # each text ends its last line (`return ...`): format_graph's has no final newline, and
+    # unified_diff writes a line as given, so that line ran into the diff's next one
+    before = (format_graph(stages[i][1], locations) + "\n").splitlines(keepends=True)
+    after = (format_graph(stages[j][1], locations) + "\n").splitlines(keepends=True)
     out = "".join(difflib.unified_diff(before, after, fromfile=f"after {stages[i][0]}",
                                        tofile=f"after {stages[j][0]}"))
     return out or f"(no change between {stages[i][0]} and {stages[j][0]})\n"

@@ -1,5 +1,6 @@
 """`graphc dump` and the IR's text/JSON forms: round trips, golden output, pictures, fuzzing."""
 import json
+import re
 import shutil
 import xml.etree.ElementTree as ET
 
@@ -238,6 +239,19 @@ def test_dump_formats_and_stages(tmp_path, capsys):
     assert "simplify" in stats and "matmul" in stats
     assert main(["dump", "mlp", "--grad", "--diff", "input", "simplify"]) == 0
     assert capsys.readouterr().out.startswith("--- after input\n+++ after simplify")
+
+
+def test_dump_diff_keeps_each_line_its_own(capsys):
+    """The README's `graphc dump mlp --grad --diff input simplify`: the graphs' last line
+    (`return ...`) had no newline, so the diff printed it glued to its next line
+    (`-  return %38, ...+  %44:f32[1,1] = reshape ...`)."""
+    assert main(["dump", "mlp", "--grad", "--diff", "input", "simplify"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["--- after input", "+++ after simplify"]
+    returns = [line for line in lines if "return" in line]
+    assert [line[:9] for line in returns] == ["-  return", "+  return"], returns
+    assert all(re.fullmatch(r"[-+]  return %\d+(, %\d+)*", line) for line in returns), returns
+    assert all(line[:1] in " -+@" for line in lines[2:]), lines
 
 
 def test_dump_user_function_and_saved_ir(tmp_path, capsys):
