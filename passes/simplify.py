@@ -22,7 +22,7 @@ import numpy as np
 
 from ir.ops import api as F
 from ir.rewrite import rebuild
-from ir.types import Dim, InconclusiveDim, is_half
+from ir.types import Dim, InconclusiveDim, is_float, is_half
 
 RULES: dict[str, list] = {}
 FAST_MATH_RULES: set = set()  # rules that run only with fast_math=True
@@ -263,8 +263,10 @@ def _times_count(y, copies, dtype):
 
 @rule("sum")
 def sum_no_axes(m):
+    """sum(x, axes=()) -> x, for integers and bools only: numpy adds each float element to
+    the sum's +0.0, which makes a -0.0 +0.0 (1 / x is then inf, not -inf)."""
     (x,) = m.inputs
-    if not m.attrs["axes"] and x.shape == m.shape:
+    if not m.attrs["axes"] and x.shape == m.shape and not is_float(m.dtype):
         return x
 
 

@@ -138,6 +138,25 @@ def test_simplify_keeps_broadcasting_adds_and_shape_changing_identities():
     assert "broadcast_to" in ops(g)  # axis 0 is broadcast but not summed: must stay
 
 
+@pytest.mark.parametrize("reduce", [gc.sum, gc.mean])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sum_over_no_axes_keeps_numpys_plus_zero(reduce, dtype):
+    """sum_no_axes rewrote sum(x, axes=()) to x, which keeps a -0.0 that numpy (and eager
+    graphc) add to the sum's +0.0: compiled, 1 / gc.sum(-0.0, axis=()) was -inf, not inf.
+    The rule now fires for integers and bools only, where it is exact."""
+    x = np.array([-0.0, 1.0, -2.5], dtype)
+
+    def f(x):
+        return 1 / reduce(x, axis=())
+    with np.errstate(divide="ignore"):
+        want = 1 / getattr(np, reduce.__name__)(x, axis=())
+        assert want[0] == np.inf
+        for got in (f(gc.tensor(x)).data, gc.compile(f)(x)):
+            np.testing.assert_array_equal(got, want)
+    g = dce(simplify(gc.trace(lambda x: gc.sum(x, axis=()), gc.spec(3, "int64"))))
+    assert ops(g) == []  # exact for integers: still x
+
+
 def test_pipeline_statistics_show_the_mlp_gradient_shrinking():
     from passes.autodiff import grad_graph
 
