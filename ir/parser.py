@@ -116,6 +116,25 @@ def _number(text):
     return float(text)
 
 
+def _string(c: _Cursor) -> str:
+    """A double-quoted string (the cursor at its quote), as ir.printer.format_attr writes it."""
+    c.pos += 1
+    out = []
+    while c.pos < len(c.text) and c.text[c.pos] != '"':
+        if c.text[c.pos] == "\\" and c.pos + 1 < len(c.text):
+            c.pos += 1
+        out.append(c.text[c.pos])
+        c.pos += 1
+    c.expect('"', "a closing quote")
+    return "".join(out)
+
+
+def _name(c: _Cursor, what: str) -> str:
+    """A graph's or an input's name: bare, or quoted where ir.printer.format_name quoted it
+    (a name with a space, a comma, a parenthesis or a quote)."""
+    return _string(c) if c.peek('"') else c.match(_NAME, what).group()
+
+
 def _value(c: _Cursor, depth: int = 0):
     c.ws()
     if c.accept("true"):
@@ -123,15 +142,7 @@ def _value(c: _Cursor, depth: int = 0):
     if c.accept("false"):
         return False
     if c.peek('"'):
-        c.pos += 1
-        out = []
-        while c.pos < len(c.text) and c.text[c.pos] != '"':
-            if c.text[c.pos] == "\\" and c.pos + 1 < len(c.text):
-                c.pos += 1
-            out.append(c.text[c.pos])
-            c.pos += 1
-        c.expect('"', "a closing quote")
-        return "".join(out)
+        return _string(c)
     if c.accept("("):
         if depth >= MAX_NESTING:
             c.pos -= 1
@@ -262,7 +273,7 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
         try:
             if graph is None:
                 c.expect("graph", "'graph NAME(...)' on the first line")
-                name = c.match(_NAME, "a graph name").group()
+                name = _name(c, "a graph name")
                 graph = Graph(name)
                 graph.output_tree = None
                 c.expect("(")
@@ -271,10 +282,10 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                         key = int(c.match(_REF, "an input like %0:f32[2] x").group(1))
                         c.expect(":")
                         t = _type(c)
-                        first = c.match(_NAME, "an input name").group()
+                        first = _name(c, "an input name")
                         kind, iname = "input", first
                         if first in ("param", "state") and not (c.peek(",") or c.peek(")")):
-                            kind, iname = first, c.match(_NAME, "an input name").group()
+                            kind, iname = first, _name(c, "an input name")
                         if key in values:
                             c.fail(f"%{key} is defined twice")
                         if any(n.attrs["name"] == iname for n in graph.inputs):

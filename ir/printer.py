@@ -7,15 +7,22 @@
 
 Inputs are numbered first, in signature order, then the other nodes in order. Inputs show
 their names and kind (`param`, `state`); constants up to MAX_INLINE elements print their
-value, longer ones a summary (print with max_inline=None to parse the text back).
+value, longer ones a summary (print with max_inline=None to parse the text back). A graph or
+input name that would not read back bare (`branch 1 <lambda>_false`) prints quoted.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
 from .types import SHORT_NAMES
 
 MAX_INLINE = 16
+# A graph or input name prints as it is when the parser's bare-name pattern reads it whole;
+# any other (a space from gc.switch's regions, `branch 1 <lambda>_false`, or from a dict key,
+# `p.a b`; a comma, a parenthesis, a quote, the empty name) prints as a quoted string.
+PLAIN_NAME = re.compile(r'[^\s,()"]+')
 
 
 def format_attr(value) -> str:
@@ -31,6 +38,11 @@ def format_attr(value) -> str:
         inner = ", ".join(format_attr(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     return repr(value)
+
+
+def format_name(name: str) -> str:
+    """A graph's or an input's name, quoted only where the bare form would not read back."""
+    return name if PLAIN_NAME.fullmatch(name) else format_attr(name)
 
 
 def _scalar(v) -> str:
@@ -86,9 +98,9 @@ def format_graph(graph, locations: bool = False, max_inline: int | None = MAX_IN
     sig = []
     for n in graph.inputs:
         kind = "" if n.attrs.get("kind", "input") == "input" else f" {n.attrs['kind']}"
-        sig.append(f"{ref(n)}:{n.type}{kind} {n.attrs['name']}")
+        sig.append(f"{ref(n)}:{n.type}{kind} {format_name(n.attrs['name'])}")
     outs = ", ".join(ref(n) for n in graph.outputs)
-    lines = [f"{indent}graph {graph.name}({', '.join(sig)}) -> ({outs})"]
+    lines = [f"{indent}graph {format_name(graph.name)}({', '.join(sig)}) -> ({outs})"]
     for n in graph.nodes:
         if n.op == "input":
             continue

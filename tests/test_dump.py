@@ -287,3 +287,44 @@ def test_two_inputs_of_one_name_are_an_ir_error():
     text = _VALID.replace("%1:i64[4] y", "%1:i64[4] x", 1)
     with pytest.raises(gc.GraphcError, match=r"^IR line 1, column \d+: two inputs are named 'x'"):
         parse(text)
+
+
+def test_names_with_spaces_are_quoted_and_parse_back(tmp_path, capsys):
+    """gc.switch names its regions `branch 1 <lambda>_false`, a dict key gives an input
+    `p.a b`: the printer wrote them bare and the parser stopped at the space."""
+    from runtime.interpreter import run
+
+    def f(i, x):
+        return gc.switch(i, [lambda a: a, lambda a: a * 3.0, lambda a: a - 1.0], x)
+
+    g = gc.trace(f, gc.spec((), "int32"), gc.spec((3,)))
+    text = _text(g)
+    assert 'graph "branch 1 <lambda>_true"(%0:f32[3] a0_0) -> (%2)' in text
+    assert _text(parse(text)) == text
+    x = np.array([1.0, -2.0, 0.5], np.float32)
+    for i in range(3):
+        want = (x, x * 3.0, x - 1.0)[i]
+        for graph in (g, parse(text)):
+            np.testing.assert_array_equal(run(graph, np.int32(i), x)[0], want)
+    g = gc.trace(lambda p, x: p["a b"] * p['q"(,)'] * x,
+                 {"a b": gc.spec((3,)), 'q"(,)': gc.spec((3,))}, gc.spec((3,)))
+    text = _text(g)
+    assert text.startswith(r'graph lambda(%0:f32[3] "p.a b", %1:f32[3] "p.q\"(,)", '
+                           r'%2:f32[3] x)')
+    back = parse(text)
+    assert [n.attrs["name"] for n in back.inputs] == ["p.a b", 'p.q"(,)', "x"]
+    assert _text(back) == text
+    doc = to_json(g)
+    doc["name"], doc["inputs"][2]["kind"] = "my model", "param"
+    text = _text(from_json(doc))
+    assert text.startswith('graph "my model"(') and "%2:f32[3] param x)" in text
+    assert _text(parse(text)) == text
+    # graphc dump reads back its own output
+    src = tmp_path / "sw.py"
+    src.write_text("import graphc as gc\n\ndef build():\n    return (lambda i, x: gc.switch("
+                   "i, [lambda a: a, lambda a: a * 3], x)), gc.spec((), 'int32'), "
+                   "gc.spec((3,))\n")
+    assert main(["dump", f"{src}:build", "-o", str(tmp_path / "sw.ir")]) == 0
+    capsys.readouterr()
+    assert main(["dump", str(tmp_path / "sw.ir")]) == 0
+    assert '"branch 0 <lambda>_true"' in capsys.readouterr().out
