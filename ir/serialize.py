@@ -66,7 +66,21 @@ def _encode(v):
                 "dtype": SHORT_NAMES[v.dtype]}
     if hasattr(v, "nodes") and hasattr(v, "outputs"):  # a control-flow node's region
         return {"graph": to_json(v)}
-    raise TypeError(f"cannot encode attribute {v!r}")
+    raise GraphcError(f"cannot encode the value {v!r} (a {type(v).__name__}): the JSON form "
+                      "holds ints, floats, bools, strings, tuples, dtypes, arrays and regions")
+
+
+def _encode_attrs(node, number) -> dict:
+    """A node's attributes encoded; one that cannot be (an attribute a hand-built node holds:
+    the ops' own API stores only the kinds above) is one line naming the node and attribute."""
+    out = {}
+    for k, v in node.attrs.items():
+        try:
+            out[k] = _encode(v)
+        except GraphcError as exc:  # (from a region's node: its own %number and attribute)
+            raise GraphcError(f"IR JSON: %{number} ({node.op}), attribute {k}: "
+                              f"{exc.message.removeprefix('IR JSON: ')}") from None
+    return out
 
 
 def to_json(graph) -> dict:
@@ -77,7 +91,7 @@ def to_json(graph) -> dict:
         "inputs": [{"id": ids[n], "name": n.attrs["name"], "kind": n.attrs["kind"],
                     "type": str(n.type)} for n in graph.inputs],
         "nodes": [{"id": ids[n], "op": n.op, "inputs": [ids[i] for i in n.inputs],
-                   "attrs": {k: _encode(v) for k, v in n.attrs.items()},
+                   "attrs": _encode_attrs(n, ids[n]),
                    "type": str(n.type), "locs": [list(loc) for loc in n.locs],
                    "scope": n.scope}
                   for n in graph.nodes if n.op != "input"],

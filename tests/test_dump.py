@@ -328,3 +328,35 @@ def test_names_with_spaces_are_quoted_and_parse_back(tmp_path, capsys):
     capsys.readouterr()
     assert main(["dump", str(tmp_path / "sw.ir")]) == 0
     assert '"branch 0 <lambda>_true"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x, a: gc.sum(x, axis=a), lambda x, a: gc.mean(x, axis=(0, a)),
+    lambda x, a: gc.max(x, axis=a), lambda x, a: gc.std(x, axis=a),
+    lambda x, a: gc.softmax(x, axis=a), lambda x, a: gc.log_softmax(x, axis=a),
+    lambda x, a: gc.argsort(x, axis=a), lambda x, a: gc.sort(x, axis=a),
+    lambda x, a: gc.stack([x, x], axis=a), lambda x, a: gc.concatenate([x, x], axis=a),
+    lambda x, a: gc.cumsum(x, axis=a), lambda x, a: gc.transpose(x, (a, 0)),
+    lambda x, a: gc.roll(x, 1, axis=a), lambda x, a: gc.normalize(x, dim=a),
+    lambda x, a: gc.dynamic_slice(x, 1, 2, axis=a), lambda x, a: x.sum(dim=a),
+    lambda x, a: gc.dynamic_update_slice(x, x[:, :2], 1, axis=a)])
+def test_a_numpy_integer_axis_gives_the_ir_of_a_python_int(fn):
+    """axis=np.int64(1) was stored as the numpy scalar: printed `np.int64(1)`, which does not
+    parse, and refused by the JSON encoder with a TypeError."""
+    want = gc.trace(lambda x: fn(x, 1), gc.spec((3, 4)))
+    g = gc.trace(lambda x: fn(x, np.int64(1)), gc.spec((3, 4)))
+    assert _text(g) == _text(want) and dumps(g) == dumps(want)
+    assert _text(parse(_text(g))) == _text(g)
+
+
+def test_dynamic_slice_axis_is_checked_and_an_unencodable_attribute_is_one_line():
+    x = np.arange(12.0).reshape(3, 4)
+    with pytest.raises(gc.GraphcError, match="axis 5 is out of range for a 2-d value"):
+        gc.dynamic_slice(x, 1, 2, axis=5)  # was taken as axis 1
+    with pytest.raises(gc.GraphcError, match="axis must be an int, got 1.5"):
+        gc.dynamic_update_slice(x, x[:, :2], 1, axis=1.5)
+    g = gc.trace(lambda x: gc.cumsum(x, axis=0), gc.spec((3,)))
+    g.nodes[-1].attrs["axis"] = np.int64(0)  # (a hand-built node: the API stores an int)
+    with pytest.raises(gc.GraphcError, match=r"^IR JSON: %1 \(cumsum\), attribute axis: "
+                                             r"cannot encode the value np.int64\(0\)"):
+        dumps(g)

@@ -130,7 +130,9 @@ def _axis(axis, ndim, what="axis"):
         _fail(f"{what} must be an int, got {axis!r}")
     if not -ndim <= axis < builtins.max(ndim, 1):
         _fail(f"{what} {axis} is out of range for a {ndim}-d value")
-    return axis % ndim if ndim else 0
+    # int(): a numpy integer (np.int64(0), as numpy and JAX take) is stored as a Python int,
+    # which the IR's text and JSON forms hold
+    return int(axis) % ndim if ndim else 0
 
 
 def _axes(axis, ndim):
@@ -1029,7 +1031,7 @@ def _start_axis(x, start, axis):
     the end."""
     if is_int(start):
         start = np.asarray(start, np.int64)
-    return start, axis % _ndim(x) if _ndim(x) else axis
+    return start, _axis(axis, _ndim(x))  # (5 on a 2-d x was taken as 1, 1.5 a TypeError)
 
 
 def _starts_per_axis(x, starts, axis, who):
