@@ -1,7 +1,8 @@
 """Parsing the IR text back into a Graph, so tests and bug reports can be written in IR.
 
 `parse(text)` accepts exactly what `format_graph` prints (constants must be printed in full,
-`max_inline=None`). Every node is type-checked against its op's rule as it is read. Any
+`max_inline=None`). Every node's attributes are checked for their kinds
+(ir/ops/registry.py: ATTRIBUTE_KINDS) and its type against its op's rule as it is read. Any
 problem is a GraphcError that names the line and column.
 """
 from __future__ import annotations
@@ -327,7 +328,7 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                     node = graph.add_node("constant", [], {"value": _constant(c, t)}, t, locs)
                     node.attrs["value"].setflags(write=False)
                 else:
-                    operands, attrs = [], {}
+                    operands, attrs, columns = [], {}, {}
                     if c.peek("%"):
                         operands.append(ref(c))
                         while c.accept(","):
@@ -335,6 +336,7 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                     if c.accept("{"):
                         while True:
                             key_name = c.match(_IDENT, "an attribute name").group()
+                            columns[key_name] = c.pos - len(key_name) + 1
                             c.expect("=")
                             attrs[key_name] = _value(c)
                             if c.accept("}"):
@@ -344,6 +346,9 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                     mismatch = REGISTRY[op].arity_mismatch(len(operands))
                     if mismatch:
                         raise _Fail(mismatch, op_start + 1)
+                    problem = REGISTRY[op].attribute_problem(attrs)
+                    if problem:  # (before the type rule, which trusts the kinds)
+                        raise _Fail(problem[1], columns[problem[0]])
                     try:
                         expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
                     except (GraphcError, TypeRuleError) as exc:  # the type rule's own words

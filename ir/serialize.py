@@ -229,6 +229,9 @@ def _from_json(data) -> Graph:
         else:
             mismatch = REGISTRY[op].arity_mismatch(len(operands))
             _need(mismatch is None, f"{path}.inputs", mismatch)
+            problem = REGISTRY[op].attribute_problem(attrs)
+            _need(problem is None, f"{path}.attrs.{problem and problem[0]}",
+                  problem and problem[1])
             try:
                 expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
             except Exception as exc:

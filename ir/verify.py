@@ -1,4 +1,5 @@
-"""The verifier: a graph is well formed when every node's type follows from its op's rule."""
+"""The verifier: a graph is well formed when every node's attributes are of their kinds and
+its type follows from its op's rule."""
 from __future__ import annotations
 
 from .errors import GraphcError
@@ -40,6 +41,9 @@ def verify(graph) -> None:
             mismatch = op.arity_mismatch(len(n.inputs))
             if mismatch:
                 raise GraphcError(f"{where}: {mismatch}", n.locs)
+            problem = op.attribute_problem(n.attrs)
+            if problem:
+                raise GraphcError(f"{where}: {problem[1]}", n.locs)
             try:
                 expected = op.infer([i.type for i in n.inputs], **n.attrs)
             except Exception as exc:

@@ -360,3 +360,45 @@ def test_dynamic_slice_axis_is_checked_and_an_unencodable_attribute_is_one_line(
     with pytest.raises(gc.GraphcError, match=r"^IR JSON: %1 \(cumsum\), attribute axis: "
                                              r"cannot encode the value np.int64\(0\)"):
         dumps(g)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("%1:f32[3] = cumsum %0 {axis=0.5, reverse=false}",
+     "cumsum: attribute axis=0.5 must be an int"),
+    ("%1:f32[3] = sum %0 {axes=(true,), keepdims=false}",
+     "sum: attribute axes=(true,) must be a tuple of distinct ints"),
+    ("%1:f32[3] = sum %0 {axes=(0,), keepdims=()}",
+     "sum: attribute keepdims=() must be true or false"),
+    ("%1:f32[3] = sum %0 {axes=(0, 0), keepdims=false}",
+     "sum: attribute axes=(0, 0) must be a tuple of distinct ints"),
+    ("%1:f32[2,2] = transpose %0 {perm=(1.0, 0.0)}",
+     "transpose: attribute perm=(1.0, 0.0) must be a tuple of ints"),
+    ("%1:f32[2] = full {shape=(2,), value=(), dtype=f32}",
+     "full: attribute value=() must be a number or a symbolic dimension")])
+def test_a_wrongly_typed_attribute_is_one_line_naming_file_and_line(tmp_path, capsys, line,
+                                                                   message):
+    """The type rules check ranges but trust the kinds the API makes (`0 <= 0.5 < 1`), so
+    these parsed and verified, then the fold pass ran numpy on them: a traceback."""
+    text = (f"graph g() -> (%1)\n  %0:f32[2,2] = constant [1.0, 2.0, 3.0, 4.0]\n  {line}\n"
+            "  return %1\n")
+    column = 3 + line.index(message.split()[2].split("=")[0] + "=")  # the attribute's own
+    bad = tmp_path / "bad.ir"
+    bad.write_text(text)
+    assert main(["dump", str(bad)]) == 2
+    assert capsys.readouterr().err == (f"graphc: error: dump: {bad}: IR line 3, column "
+                                       f"{column}: {message}\n")
+
+
+def test_a_wrongly_typed_attribute_in_json_or_a_built_graph_is_refused():
+    g = gc.trace(lambda x: gc.sum(x, axis=0), gc.spec((2, 2)))
+    doc = to_json(g)
+    doc["nodes"][0]["attrs"]["axes"] = {"tuple": [{"array": [0], "shape": [1],
+                                                   "dtype": "i64"}]}
+    with pytest.raises(gc.GraphcError, match=r"^IR JSON: \$.nodes\[0\].attrs.axes: sum: "
+                                             r"attribute axes=\(array\(\[0\]\),\) must be"):
+        from_json(doc)  # (cse then hashed the array: a TypeError)
+    from ir.verify import verify
+    g.nodes[-1].attrs["keepdims"] = 0
+    with pytest.raises(gc.GraphcError, match=r"node 1 \(sum\): sum: attribute keepdims=0 "
+                                             "must be true or false"):
+        verify(g)

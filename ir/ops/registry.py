@@ -15,7 +15,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import NUMPY_FLOAT_SCALARS, TensorType, as_dtype, is_float, is_half
+from ..printer import format_attr
+from ..types import NUMPY_FLOAT_SCALARS, Dim, TensorType, as_dtype, is_float, is_half
 
 
 class TypeRuleError(Exception):
@@ -42,6 +43,65 @@ class OpDef:
             noun = "operand" if self.arity == 1 else "operands"
             return f"{self.name} takes {self.arity} {noun}, got {count}"
         return None
+
+    def attribute_problem(self, attrs: dict) -> tuple[str, str] | None:
+        """(name, complaint) for the first attribute not of its kind (ATTRIBUTE_KINDS), else
+        None. The type rules check ranges but trust the kinds `api` makes (`0 <= 0.5 < 1`
+        holds); IR from outside (ir/parser.py, ir/serialize.py) and the verifier ask this
+        before `infer`. Not for `constant`, whose `value` is an array."""
+        for key, value in attrs.items():
+            kind = ATTRIBUTE_KINDS.get(key)
+            if kind is not None and not kind[1](value):
+                return key, f"{self.name}: attribute {key}={_shown(value)} must be {kind[0]}"
+        return None
+
+
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _size(v):
+    return _int(v) or isinstance(v, Dim)
+
+
+def _region(v):
+    return hasattr(v, "nodes") and hasattr(v, "outputs")
+
+
+def _tuple_of(test):
+    return lambda v: isinstance(v, tuple) and all(test(x) for x in v)
+
+
+_INT, _SIZE = ("an int", _int), ("an int or a symbolic dimension", _size)
+_FLAG = ("true or false", lambda v: isinstance(v, bool))
+_TEXT = ("a string", lambda v: isinstance(v, str))
+_SIZES = ("a tuple of ints or symbolic dimensions", _tuple_of(_size))
+_NUMBER = ("a number", lambda v: _int(v) or isinstance(v, float))
+# The kind of value each attribute holds, by its name (one meaning per name, whatever the op).
+ATTRIBUTE_KINDS = {
+    "axis": _INT, "index": _INT, "consts": _INT, "carries": _INT, "cond_consts": _INT,
+    "body_consts": _INT, "args": _INT, "bucket": _INT, "salt": _INT, "k": _INT, "rule": _INT,
+    "axes": ("a tuple of distinct ints",
+             lambda v: _tuple_of(_int)(v) and len(set(v)) == len(v)),
+    "perm": ("a tuple of ints", _tuple_of(_int)),
+    "size": _SIZE, "rows": _SIZE, "cols": _SIZE, "depth": _SIZE, "length": _SIZE, "n": _SIZE,
+    "num": _SIZE, "start": _SIZE, "stop": _SIZE, "step": _SIZE,
+    "shape": _SIZES, "starts": _SIZES, "stops": _SIZES, "steps": _SIZES,
+    "keepdims": _FLAG, "reverse": _FLAG, "descending": _FLAG, "save_carries": _FLAG,
+    "eps": _NUMBER, "rate": _NUMBER,
+    "value": ("a number or a symbolic dimension",  # (full's; a constant's is not asked)
+              lambda v: isinstance(v, (int, float, Dim))),
+    "dtype": ("a dtype (f32, i64, bool, ...)", lambda v: isinstance(v, np.dtype)),
+    "approximate": _TEXT, "fn": _TEXT, "spec": _TEXT, "reduce": _TEXT, "program": _TEXT,
+    "name": _TEXT, "kind": _TEXT,
+    "body": ("a region", _region), "cond_fn": ("a region", _region),
+    "body_fn": ("a region", _region), "branches": ("a tuple of regions", _tuple_of(_region)),
+}
+
+
+def _shown(value) -> str:
+    text = type(value).__name__ if _region(value) else format_attr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Reductions, shape ops and constant creators.
 
 Attributes arrive canonical from `api` (axes sorted and non-negative, shapes resolved), so
-that equal computations have equal attributes for CSE and for the printer.
+that equal computations have equal attributes for CSE and for the printer; IR read from
+outside has their kinds checked first (registry.ATTRIBUTE_KINDS), the rules check ranges.
 """
 from __future__ import annotations
 
