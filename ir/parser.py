@@ -298,14 +298,17 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                         c.expect(",", "',' or ')'")
                 c.expect("->")
                 c.expect("(")
-                outputs = []
+                outputs, signature_line = [], number
                 if not c.accept(")"):
                     while True:
-                        outputs.append(int(c.match(_REF, "an output reference").group(1)))
+                        c.ws()  # (each output's line and column, for the checks at the end)
+                        outputs.append((int(c.match(_REF, "an output reference").group(1)),
+                                        c.pos + 1))
                         if c.accept(")"):
                             break
                         c.expect(",", "',' or ')'")
             elif c.accept("return"):
+                return_line = number
                 returned = [] if c.at_end() else [ref(c)]
                 while not c.at_end():
                     c.expect(",", "',' between return values")
@@ -371,13 +374,16 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
             raise GraphcError(f"IR line {number}: {exc}") from None
     if graph is None:
         raise GraphcError("IR text is empty: expected 'graph NAME(...) -> (...)'")
-    if returned is None:
-        raise GraphcError(f"IR line {len(lines)}: missing 'return' line")
-    for k in outputs:
+    if returned is None:  # (a region's lines are numbered from _first_line, as the file's)
+        raise GraphcError(f"IR line {_first_line + len(lines) - 1}: missing 'return' line")
+    for k, column in outputs:
         if k not in values:
-            raise GraphcError(f"IR: the signature names output %{k}, which is not defined")
-    declared = [values[k] for k in outputs]
+            raise GraphcError(f"IR line {signature_line}, column {column}: the signature "
+                              f"names output %{k}, which is not defined")
+    declared = [values[k] for k, _ in outputs]
     if len(declared) != len(returned) or not all(a is b for a, b in zip(declared, returned)):
-        raise GraphcError("IR: the signature's outputs differ from the 'return' line")
+        raise GraphcError(f"IR line {return_line}: the 'return' line differs from the "
+                          f"outputs the signature on line {signature_line} names ("
+                          f"{', '.join(f'%{k}' for k, _ in outputs)})")
     graph.set_outputs(returned)
     return graph

@@ -234,8 +234,9 @@ def _from_json(data) -> Graph:
                   problem and problem[1])
             try:
                 expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
-            except Exception as exc:
-                raise _Bad(f"{path}: ill-typed {op}: {exc}") from None
+            except Exception as exc:  # (a GraphcError's message alone: its location would be
+                # a line of graphc's own, on a line of its own)
+                raise _Bad(f"{path}: ill-typed {op}: {getattr(exc, 'message', exc)}") from None
             _need(expected == t, f"{path}.type", f"{op} gives {expected}, not {t}")
         scope = nd.get("scope", "")
         _need(isinstance(scope, str), f"{path}.scope", "must be a string")

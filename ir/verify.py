@@ -47,7 +47,8 @@ def verify(graph) -> None:
             try:
                 expected = op.infer([i.type for i in n.inputs], **n.attrs)
             except Exception as exc:
-                raise GraphcError(f"{where}: ill-typed: {exc}", n.locs) from None
+                raise GraphcError(f"{where}: ill-typed: {getattr(exc, 'message', exc)}",
+                                  n.locs) from None
             if expected != n.type:
                 raise GraphcError(f"{where}: type {n.type} but its operands give {expected}",
                                   n.locs)

@@ -402,3 +402,55 @@ def test_a_wrongly_typed_attribute_in_json_or_a_built_graph_is_refused():
     with pytest.raises(gc.GraphcError, match=r"node 1 \(sum\): sum: attribute keepdims=0 "
                                              "must be true or false"):
         verify(g)
+
+
+_SCAN_IR = """graph f(%0:f32[2,3] c0, %1:f32[6,2,3] xs) -> (%3)
+  %2:(f32[2,3]) = scan %0, %1 {body={
+    graph step_body(%0:f32[2,3] a0_0, %1:f32[2,3] a1_0) -> (%3)
+      %2:f32[2,3] = add %0, %1
+      %3:f32[2,3] = tanh %2
+      return %3
+  }, consts=0, carries=1, length=6, reverse=false}
+  %3:f32[2,3] = tuple_get %2 {index=0}
+  return %3"""
+
+
+def test_errors_about_a_graphs_outputs_name_their_line(tmp_path, capsys):
+    """These three named no line (and a region's missing return the wrong one)."""
+    assert _text(parse(_SCAN_IR)) == _SCAN_IR
+    cases = [
+        (_SCAN_IR.replace("-> (%3)\n      %2", "-> (%2)\n      %2"),
+         "IR line 6: the 'return' line differs from the outputs the signature on line 3 "
+         "names (%2)"),
+        (_SCAN_IR[:-len("%3")] + "%2",
+         "IR line 9: the 'return' line differs from the outputs the signature on line 1 "
+         "names (%3)"),
+        (_SCAN_IR.replace("xs) -> (%3)", "xs) -> (%5)"),
+         "IR line 1, column 49: the signature names output %5, which is not defined"),
+        (_SCAN_IR.replace("      return %3\n", ""), "IR line 5: missing 'return' line")]
+    for text, message in cases:
+        with pytest.raises(gc.GraphcError) as info:
+            parse(text)
+        assert str(info.value) == message
+    bad = tmp_path / "sig.ir"
+    bad.write_text(cases[0][0])
+    assert main(["dump", str(bad)]) == 2
+    assert capsys.readouterr().err == f"graphc: error: dump: {bad}: {cases[0][1]}\n"
+
+
+def test_a_json_type_rule_error_is_one_line_naming_the_node(tmp_path, capsys):
+    """The JSON reader wrote the type rule's GraphcError with its location, a line of
+    graphc's own ('at <string>:5'), on a second line."""
+    doc = to_json(gc.trace(lambda x: x + gc.arange(3, dtype="int32"), gc.spec((3,), "int32")))
+    doc["nodes"][0]["attrs"]["stop"] = 2 ** 40
+    with pytest.raises(gc.GraphcError) as info:
+        from_json(doc)
+    assert str(info.value) == ("IR JSON: $.nodes[0]: ill-typed arange: arange(0, 1099511627776, "
+                               "1): value 1099511627775 does not fit in int32")
+    bad = tmp_path / "bad.json"
+    doc["nodes"][0]["attrs"].update(stop=3, dtype="x")  # the finder's case: a bad dtype
+    bad.write_text(json.dumps(doc))
+    assert main(["dump", str(bad)]) == 2
+    assert capsys.readouterr().err == (
+        f"graphc: error: dump: {bad}: IR JSON: $.nodes[0].attrs.dtype: arange: attribute "
+        'dtype="x" must be a dtype (f32, i64, bool, ...)\n')
