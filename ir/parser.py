@@ -124,7 +124,16 @@ def _string(c: _Cursor) -> str:
     while c.pos < len(c.text) and c.text[c.pos] != '"':
         if c.text[c.pos] == "\\" and c.pos + 1 < len(c.text):
             c.pos += 1
-        out.append(c.text[c.pos])
+            ch = c.text[c.pos]
+            if ch in "nr":  # a line break the printer escaped
+                out.append("\n" if ch == "n" else "\r")
+            elif ch == "u" and re.fullmatch(r"[0-9a-f]{4}", c.text[c.pos + 1:c.pos + 5]):
+                out.append(chr(int(c.text[c.pos + 1:c.pos + 5], 16)))
+                c.pos += 4
+            else:  # \\ and \"
+                out.append(ch)
+        else:
+            out.append(c.text[c.pos])
         c.pos += 1
     c.expect('"', "a closing quote")
     return "".join(out)
@@ -215,10 +224,16 @@ def _locs(c: _Cursor):
     return tuple(locs)
 
 
+_OUTSIDE_QUOTES = re.compile(r'(?:[^"#]|"(?:[^"\\]|\\.)*"?)*')
+
+
 def _split_comment(raw):
+    """A node line and its location comment: from the first `#` outside a quoted string
+    (custom_vjp's fn="step#2" holds one)."""
     if "#" in raw and not raw.lstrip().startswith("graph"):
-        line, comment = raw.split("#", 1)
-        return line, comment
+        end = _OUTSIDE_QUOTES.match(raw).end()
+        if end < len(raw):
+            return raw[:end], raw[end + 1:]
     return raw, None
 
 

@@ -25,6 +25,13 @@ MAX_INLINE = 16
 PLAIN_NAME = re.compile(r'[^\s,()"]+')
 
 
+# In a quoted string: a backslash and a quote escaped, and every character that ends a line
+# for str.splitlines (the parser reads the text line by line) as \n, \r or \uXXXX. A `#`
+# stays: the parser looks for a location comment outside quotes only.
+_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r"} | {
+    ord(ch): f"\\u{ord(ch):04x}" for ch in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def format_attr(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -33,7 +40,7 @@ def format_attr(value) -> str:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + value.translate(_ESCAPES) + '"'
     if isinstance(value, tuple):
         inner = ", ".join(format_attr(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"

@@ -454,3 +454,26 @@ def test_a_json_type_rule_error_is_one_line_naming_the_node(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"graphc: error: dump: {bad}: IR JSON: $.nodes[0].attrs.dtype: arange: attribute "
         'dtype="x" must be a dtype (f32, i64, bool, ...)\n')
+
+
+def test_string_attributes_with_a_hash_or_a_line_break_parse_back():
+    """The printer escaped only \\ and ", and the parser took the first # of a node line as
+    its location comment and read the text line by line: custom_vjp's fn="step#2" or a name
+    with a newline did not parse back."""
+    def make(name):
+        def f(x):
+            return gc.sin(x)
+        f.__name__ = name
+        f = gc.custom_vjp(f)
+        f.defvjp(lambda x: (f(x), x), lambda x, g: (g * gc.cos(x),))
+        return f
+
+    for name in ['q"uote', "step#2", "two\nlines", 'x"#y\\', "cr\r\u2028\x85 #\\n"]:
+        g = gc.trace(lambda x: make(name)(x), gc.spec((3,)), name=name)
+        text = _text(g)
+        assert len(text.splitlines()) == 4 and "  # " in text  # (its locations printed)
+        back = parse(text)
+        assert _text(back) == text and back.name == name
+        node = next(n for n in back.nodes if n.op == "custom_vjp")
+        assert node.attrs["fn"] == name and node.locs and node.locs[0][0].endswith(".py")
+    assert r'fn="cr\r\u2028\u0085 #\\n"' in text
