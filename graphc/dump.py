@@ -132,7 +132,7 @@ def load_target(target: str, config: str = "tiny", grad: bool = False, batch=Non
                 graph = parse(text)
         except GraphcError as exc:  # "IR line 2, column 20: ...": in which file
             raise GraphcError(f"dump: {target}: {exc.message}") from None
-        return grad_graph(graph, sum_output=True) if grad else graph
+        return _with_gradients(graph, target) if grad else graph
     if ":" not in target:
         raise GraphcError(f"dump: unknown target {target!r}: use gpt, mlp, FILE.py:FUNCTION, "
                           "MODULE:FUNCTION or a saved .ir/.json file")
@@ -143,7 +143,14 @@ def load_target(target: str, config: str = "tiny", grad: bool = False, batch=Non
         graph = _user_code(target, trace, result[0], *result[1:])
     else:
         raise GraphcError(f"dump: {target} must return a Graph or (function, *specs)")
-    return grad_graph(graph, sum_output=True) if grad else graph
+    return _with_gradients(graph, target) if grad else graph
+
+
+def _with_gradients(graph: Graph, target: str) -> Graph:
+    """--grad: the graph's outputs followed by the gradients of its first (summed)."""
+    if not graph.outputs:
+        raise GraphcError(f"dump --grad: {target} has no output to differentiate")
+    return grad_graph(graph, sum_output=True)
 
 
 def lowering_options():

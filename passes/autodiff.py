@@ -400,6 +400,11 @@ def grad_graph(graph: Graph, wrt=None, output: int = 0, name: str | None = None,
     """A new graph whose outputs are the original outputs followed by the gradients of
     outputs[output] (a scalar; with sum_output, the sum of its elements) with respect to the
     inputs named in `wrt` (default: every floating-point input)."""
+    count = len(graph.outputs)
+    if not -count <= output < count:  # (an IndexError from below)
+        raise GraphcError(f"grad_graph: {graph.name} has no output to differentiate" if not count
+                          else f"grad_graph: output {output} is out of range ({graph.name} has "
+                          f"{count} output{'s' if count > 1 else ''})")
     new = clone(graph, name or f"{graph.name}_grad")
     if wrt is None:
         targets = [n for n in new.inputs if is_float(n.dtype)]

@@ -477,3 +477,21 @@ def test_string_attributes_with_a_hash_or_a_line_break_parse_back():
         node = next(n for n in back.nodes if n.op == "custom_vjp")
         assert node.attrs["fn"] == name and node.locs and node.locs[0][0].endswith(".py")
     assert r'fn="cr\r\u2028\u0085 #\\n"' in text
+
+
+def test_dump_grad_of_a_graph_without_outputs_is_one_line(tmp_path, capsys):
+    """grad_graph indexed the missing output: an IndexError traceback."""
+    ir_file = tmp_path / "noout.ir"
+    ir_file.write_text("graph g(%0:f32[3] x) -> ()\n  return\n")
+    assert main(["dump", str(ir_file)]) == 0
+    capsys.readouterr()
+    assert main(["dump", str(ir_file), "--grad"]) == 2
+    assert capsys.readouterr().err == (f"graphc: error: dump --grad: {ir_file} has no output "
+                                       "to differentiate\n")
+    g = gc.trace(lambda x: gc.sum(x), gc.spec((3,)))
+    with pytest.raises(gc.GraphcError, match=r"^grad_graph: output 1 is out of range \(lambda "
+                                             r"has 1 output\)$"):
+        grad_graph(g, output=1)
+    with pytest.raises(gc.GraphcError, match="^grad_graph: g has no output to differentiate$"):
+        grad_graph(parse(ir_file.read_text()))
+    assert len(grad_graph(g, output=-1).outputs) == 2
