@@ -21,6 +21,9 @@ _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REF = re.compile(r"%(\d+)")
 _NAME = re.compile(r"[^\s,()]+")
+_BOOL = re.compile(r"true|false")
+_DTYPE = re.compile(DTYPE_PATTERN)
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_]")
 # a dimension in a type: an int or a symbolic expression (`batch`, `2*batch+1`, `b*t`)
 _DIM = re.compile(r"[A-Za-z0-9_*+\-]+")
 # a symbolic dimension as an attribute value: it has a symbol (a number alone is a number)
@@ -145,12 +148,19 @@ def _name(c: _Cursor, what: str) -> str:
     return _string(c) if c.peek('"') else c.match(_NAME, what).group()
 
 
+def _keyword(c: _Cursor, pattern):
+    """The match of `pattern` (a keyword, a dtype name) here as a whole word, else None: a
+    symbolic dimension may start with one (`bool_n`, `i64_rows`, `truex`)."""
+    m = pattern.match(c.text, c.pos)
+    return m if m and not _IDENT_CHAR.match(c.text, m.end()) else None
+
+
 def _value(c: _Cursor, depth: int = 0):
     c.ws()
-    if c.accept("true"):
-        return True
-    if c.accept("false"):
-        return False
+    m = _keyword(c, _BOOL)
+    if m:
+        c.pos = m.end()
+        return m.group() == "true"
     if c.peek('"'):
         return _string(c)
     if c.accept("("):
@@ -174,8 +184,8 @@ def _value(c: _Cursor, depth: int = 0):
             c.pos = start
             c.fail("a region's graph must start on the next line")
         return c.region_reader(c, depth)
-    m = re.compile(DTYPE_PATTERN).match(c.text, c.pos)
-    if m and not c.text[m.end():m.end() + 1].isalnum():
+    m = _keyword(c, _DTYPE)
+    if m:
         c.pos = m.end()
         return DTYPES[m.group()]
     m = _DIM_VALUE.match(c.text, c.pos)

@@ -495,3 +495,18 @@ def test_dump_grad_of_a_graph_without_outputs_is_one_line(tmp_path, capsys):
     with pytest.raises(gc.GraphcError, match="^grad_graph: g has no output to differentiate$"):
         grad_graph(parse(ir_file.read_text()))
     assert len(grad_graph(g, output=-1).outputs) == 2
+
+
+@pytest.mark.parametrize("sym", ["bool_n", "i64_rows", "f16_len", "truex", "false_"])
+def test_a_symbol_starting_with_a_dtype_or_keyword_parses_in_an_attribute(sym):
+    """The parser took `true`/`false` and a dtype name followed by `_` as the value, leaving
+    `_n` behind: `full {value=bool_n}` did not parse back (the type f32[bool_n,3] did)."""
+    g = gc.trace(lambda x: gc.mean(x, axis=0) + gc.reshape(x, (3, sym))[0, 0],
+                 gc.spec((sym, 3)))
+    text = _text(g)
+    assert f"value={sym}, dtype=f32" in text and f"shape=(3, {sym})" in text
+    back = parse(text)
+    assert _text(back) == text
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    from runtime.interpreter import run
+    np.testing.assert_allclose(run(back, x)[0], x.mean(0) + x[0, 0], rtol=1e-6)
