@@ -328,6 +328,13 @@ def run_dump(args) -> int:
     if args.diff and args.after is not None:
         raise GraphcError(f"--diff and --after {args.after} conflict: --diff names both of "
                           "its stages")
+    if args.diff and getattr(args, "memory_limit", None) is not None:
+        raise GraphcError("--diff and --memory-limit conflict: --diff compares two stages of "
+                          "the pipeline, and the budget's rematerialize pass runs after it; "
+                          "give one")
+    if args.diff and getattr(args, "bind", None):
+        raise GraphcError(f"--diff and --bind {' '.join(args.bind)} conflict: --diff compares "
+                          "the graphs the passes leave, before any sizes are bound; give one")
     if (args.diff or args.stats) and args.format != "text":
         raise GraphcError(f"--format {args.format}: {'--diff' if args.diff else '--stats'} "
                           "prints text; --format applies to graphs")

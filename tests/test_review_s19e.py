@@ -294,6 +294,12 @@ def test_a_prompt_of_bytes_that_are_not_utf8_is_one_line(tmp_path, text_file, ca
     (["--stats", "--format", "svg"], "--format svg: --stats prints text; --format applies"),
     (["--diff", "input", "cse", "--stats"], "--diff and --stats conflict"),
     (["--diff", "input", "dce", "--after", "cse"], "--diff and --after cse conflict"),
+    # (the budget was not applied: the plain diff, exit 0, where without --diff it cannot
+    # be met, exit 2; and the sizes were not bound)
+    (["--diff", "input", "dce", "--memory-limit", "100KB"],
+     "--diff and --memory-limit conflict: --diff compares two stages of the pipeline"),
+    (["--diff", "input", "dce", "--batch", "b", "--bind", "b=4"],
+     "--diff and --bind b=4 conflict"),
 ])
 def test_dump_options_that_would_be_ignored_are_refused(tmp_path, capsys, options, message):
     # the second option was dropped without a word: `--diff ... --format png -o g.png`
