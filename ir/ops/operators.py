@@ -7,30 +7,14 @@ from ..errors import GraphcError, user_location
 from . import api, arrays
 
 
-# the ufuncs that Python's operators call where a numpy array or scalar is on the left
-# (`ndarray + t` is np.add(ndarray, t)): graphc's op for each, as the reflected operator's
-_OPERATOR_UFUNCS = {
-    np.add: api.add, np.subtract: api.sub, np.multiply: api.mul, np.true_divide: api.div,
-    np.floor_divide: api.floor_divide, np.remainder: api.remainder, np.power: api.pow,
-    np.matmul: api.matmul, np.less: api.less, np.less_equal: api.less_equal,
-    np.greater: api.greater, np.greater_equal: api.greater_equal, np.equal: api.equal,
-    np.not_equal: api.not_equal, np.bitwise_and: api.logical_and,
-    np.bitwise_or: api.logical_or}
-
-
 class OperatorMixin:
     __slots__ = ()
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        """numpy hands `ndarray + value` here as np.add(ndarray, value): graphc's op, as the
-        reflected operator computes it. Any other ufunc (np.sin(t), an `out=`, np.add.reduce)
-        is refused in one line naming graphc's op, eager and traced alike: this was None,
-        with which numpy hands operators to the reflected ones but raises its own TypeError
-        ("operand 'Tensor' does not support ufuncs") at np.sin(t)."""
-        op = _OPERATOR_UFUNCS.get(ufunc) if method == "__call__" and not kwargs else None
-        if op is None:
-            _refuse_ufunc(ufunc, method, kwargs)
-        return op(*inputs)
+    # numpy must hand `ndarray + value` to our reflected operators instead of looping over it.
+    # Keep it None (not a method): numpy then passes a scalar left of a comparison as itself
+    # (weak), where a method gets it as a strong 0-d array, and np.ma's operators defer to us
+    # only when this is None (otherwise they compute off the tape). np.sin(t) stays numpy's
+    # TypeError, a known gap in the README.
+    __array_ufunc__ = None
 
     def __add__(self, o): return api.add(self, o)
     def __radd__(self, o): return api.add(o, self)
@@ -163,24 +147,3 @@ def _reduce(fn, name, x, axis, keepdims, dtype, out, torchs, *ddof):
                           f": not taken by graphc's {name} (axis or dim, keepdims or keepdim "
                           "and dtype are)", (user_location(),))
     return fn(x if dtype is None else api.cast(x, dtype), axis, keepdims, *ddof, **torchs)
-
-
-def _refuse_ufunc(ufunc, method, kwargs):
-    """One line for a numpy ufunc given a graphc value: graphc's op of the name, if any."""
-    name = ufunc.__name__
-    call = f"np.{name}" + ("" if method == "__call__" else f".{method}")
-    if "out" in kwargs:  # (`ndarray += t` too)
-        raise GraphcError(f"{call}(..., out=) cannot write a graphc value into a numpy array "
-                          "(ndarray += tensor included); compute `a = a + t` instead",
-                          (user_location(),))
-    name = _UFUNC_NAMES.get(name, name)
-    ours = getattr(api, name, None) or getattr(arrays, name, None)
-    instead = f"call gc.{name} instead" if callable(ours) and method == "__call__" else \
-        "use graphc's ops (gc.*), or np.asarray(t) of an eager tensor"
-    raise GraphcError(f"{call}() does not take graphc values, eager or traced (numpy's ufuncs "
-                      f"run on numpy arrays only); {instead}", (user_location(),))
-
-
-# numpy's ufunc names whose graphc op is spelled otherwise (np.abs is np.absolute)
-_UFUNC_NAMES = {"absolute": "abs", "negative": "neg", "subtract": "sub", "multiply": "mul",
-                "divide": "div", "power": "pow"}
