@@ -179,6 +179,17 @@ class Tensor(OperatorMixin):
     # costs ~25 ns more than a slot's); the getter is C (attrgetter) for everyone else.
     requires_grad = property(operator.attrgetter("_requires_grad"), _set_requires_grad)
 
+    def __setstate__(self, state):
+        # Unpickling restores the state as it was saved, never through the refusing setter: a
+        # pickle from before the property names the slot "requires_grad", and one of its
+        # integer tensors may hold True (the assignment was taken then); refusing it would
+        # make the whole file unreadable. backward() still refuses such a tensor.
+        dict_state, slot_state = state if isinstance(state, tuple) else (state, None)
+        if dict_state:  # (a user's subclass without __slots__)
+            self.__dict__.update(dict_state)
+        for key, value in (slot_state or {}).items():
+            setattr(self, "_requires_grad" if key == "requires_grad" else key, value)
+
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)

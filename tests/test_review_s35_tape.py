@@ -171,6 +171,43 @@ def test_an_integer_tensor_set_to_require_grad_is_refused_at_the_assignment():
     np.testing.assert_allclose(w.grad, np.sum(A * A), rtol=1e-6)
 
 
+# A pickle graphc wrote before requires_grad was a property (de3d0ea): {"labels": an int64
+# tensor [1, 2] whose requires_grad was set by assignment (taken then), "w": float32
+# [0.5, -1.5] requiring grad, named "w"}. Its slot state names the flag "requires_grad".
+_OLD_PICKLE_INT_FLAG = (
+    b"\x80\x04\x95t\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c\x06labels\x94\x8c\rruntime.eager"
+    b"\x94\x8c\x06Tensor\x94\x93\x94)\x81\x94N}\x94(\x8c\x04data\x94\x8c\x16numpy._core.mu"
+    b"ltiarray\x94\x8c\x0c_reconstruct\x94\x93\x94\x8c\x05numpy\x94\x8c\x07ndarray\x94\x93"
+    b"\x94K\x00\x85\x94C\x01b\x94\x87\x94R\x94(K\x01K\x02\x85\x94h\x0b\x8c\x05dtype\x94"
+    b"\x93\x94\x8c\x02i8\x94\x89\x88\x87\x94R\x94(K\x03\x8c\x01<\x94NNNJ\xff\xff\xff\xffJ"
+    b"\xff\xff\xff\xffK\x00t\x94b\x89C\x10\x01\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00"
+    b"\x00\x00\x00\x00\x94t\x94b\x8c\rrequires_grad\x94\x88\x8c\x04grad\x94N\x8c\x04_ctx"
+    b"\x94N\x8c\x04name\x94N\x8c\x07_serial\x94K\x00u\x86\x94b\x8c\x01w\x94h\x04)\x81\x94N"
+    b"}\x94(h\x07h\nh\rK\x00\x85\x94h\x0f\x87\x94R\x94(K\x01K\x02\x85\x94h\x14\x8c\x02f4"
+    b"\x94\x89\x88\x87\x94R\x94(K\x03h\x18NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t\x94b"
+    b'\x89C\x08\x00\x00\x00?\x00\x00\xc0\xbf\x94t\x94bh\x1c\x88h\x1dNh\x1eNh\x1fh"h K\x00u'
+    b"\x86\x94bu.")
+
+
+def test_an_old_pickle_with_an_integer_tensor_flagged_to_require_grad_still_loads():
+    """The refusing requires_grad setter ran at unpickling, so pickle.load of a whole file
+    holding such a tensor failed ("only floating-point tensors can require gradients");
+    unpickling restores the state as it was saved, and backward() still refuses it."""
+    import pickle
+    got = pickle.loads(_OLD_PICKLE_INT_FLAG)
+    labels, w = got["labels"], got["w"]
+    assert labels.dtype == np.int64 and labels.requires_grad is True
+    np.testing.assert_array_equal(labels.data, [1, 2])
+    assert w.dtype == np.float32 and w.requires_grad is True and w.name == "w"
+    np.testing.assert_array_equal(w.data, [0.5, -1.5])
+    with pytest.raises(GraphcError, match="int64: only floating-point"):
+        gc.sum(labels * 2).backward()
+    gc.sum(w * w).backward()
+    np.testing.assert_array_equal(w.grad, [1.0, -3.0])
+    again = pickle.loads(pickle.dumps(got))  # (saved by this graphc: the same state)
+    assert again["labels"].requires_grad is True and again["w"].name == "w"
+
+
 def test_an_assigned_grad_of_another_shape_is_refused():
     """x.grad = zeros((2, 1)) for x of shape (3,) broadcast silently into a (2, 3) .grad;
     now accumulation refuses in one line, as torch refuses the assignment."""
