@@ -8,12 +8,15 @@ differentiated again.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node, current_graph
 from ir.ops import api as F
 from ir.ops import precision
 from ir.ops.custom import CLOSURE_ERROR
-from ir.ops.registry import DerivedVJP, VJPContext, get_op
+from ir.ops.operators import OperatorMixin
+from ir.ops.registry import DerivedVJP, VJPContext, get_op, is_weak_scalar
 from ir.rewrite import clone
 from ir.types import TupleType, is_float
 
@@ -153,8 +156,10 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
     tf.gradients takes it (seeds then one seed too); the result is a list all the same."""
     if isinstance(ys, Node) and seeds is not None and not isinstance(seeds, (list, tuple)):
         seeds = [seeds]
-    # (a single value is not iterated: that would take its rows as the values)
-    ys, xs = ([v] if isinstance(v, Node) else list(v) for v in (ys, xs))
+    # (a single value is not iterated: that would take its rows as the values; nor is an
+    # eager Tensor or an array, refused below as no symbolic value rather than by its len())
+    ys, xs = ([v] if isinstance(v, (Node, OperatorMixin, np.ndarray)) else list(v)
+              for v in (ys, xs))
     if isinstance(seeds, (list, tuple)) and len(seeds) != len(ys):
         # (zip would drop the extra seeds, or the extra ys' gradients, silently)
         raise GraphcError(f"gradients(): {len(seeds)} seeds for {len(ys)} ys; give one seed "
@@ -195,18 +200,24 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
     grads: dict = {}
     build = _graph_for_seeds(graph, seeds)
     with build.building():
-        for y, seed in zip(ys, seeds):
+        for k, (y, seed) in enumerate(zip(ys, seeds)):
             if seed is None:
                 if y.size != 1:
                     raise GraphcError(f"the gradient of a non-scalar output (shape {y.shape}) "
                                       "needs a seed; use vjp, or reduce it to a scalar first",
                                       (user_location(),))
                 seed = F.ones_like(y)
-            elif type(seed) in (int, float):
-                # a Python number is weak, as everywhere in graphc: it takes y's dtype (lifted
-                # later by whichever rule met it first, it was float32 or int64 and refused
-                # beside a float64 or half y)
+            elif is_weak_scalar(seed) and not isinstance(seed, (bool, np.bool_)):
+                # a Python or numpy number is weak, as everywhere in graphc: it takes y's
+                # dtype (lifted later by whichever rule met it first, it was float32 or int64
+                # and refused beside a float64 or half y); a bool is no gradient
                 seed = F.full(y.shape, seed, y.dtype)
+            elif isinstance(seed, (Node, np.ndarray)) and not isinstance(y.type, TupleType) \
+                    and tuple(seed.shape) != tuple(y.shape):
+                # (the first rule would broadcast it, or fail deep inside, naming its own op)
+                raise GraphcError(f"gradients(): seed {k} has shape {tuple(seed.shape)} but "
+                                  f"its y has shape {tuple(y.shape)}; give a seed of its "
+                                  f"y's shape", (user_location(),))
             _accumulate(grads, y, seed)
         for node in reversed(forward):
             g = grads.get(node)

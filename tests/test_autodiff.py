@@ -1,7 +1,11 @@
 """The seeds' classic checks, done symbolically, and transforms composing."""
+import re
+
 import numpy as np
+import pytest
 
 import graphc as gc
+from ir.errors import GraphcError
 
 
 def test_four_derivatives_of_sin():
@@ -169,3 +173,31 @@ def test_a_python_number_seed_takes_the_dtype_of_its_y():
         out = gc.compile(f)(x)
         assert out.dtype == dtype
         np.testing.assert_array_equal(out, (2.0 * 2 * x + 3 * 2 * x).astype(dtype))
+
+
+def test_a_numpy_scalar_seed_is_weak_and_bad_gradients_arguments_are_one_line():
+    # a numpy scalar seed (np.mean(...)) was still lifted by the first rule as float32 or
+    # int64 and refused beside a float64 or half y; it is weak as a Python number is
+    for dtype, seed in [(np.float64, np.float64(2.0)), (np.float16, np.float32(2.0)),
+                        (np.float16, np.int64(2)), ("bfloat16", np.float64(2.0))]:
+        x = np.array([1.0, -2.0, 3.0], dtype)
+        out = gc.compile(lambda v: gc.gradients([gc.sum(v * v)], [v], seeds=[seed])[0])(x)
+        assert out.dtype == x.dtype
+        np.testing.assert_array_equal(out.astype(np.float64), [4.0, -8.0, 12.0])
+    # eager tensors: "len() of a 0-d tensor" (list(y) ran before the check)
+    t = gc.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    for ys, xs in [(gc.sum(t * t), t), ([gc.sum(t * t)], [t])]:
+        with pytest.raises(GraphcError, match=r"^gradients\(\) needs symbolic values, got "
+                                              r"Tensor\n  at .*test_autodiff\.py"):
+            gc.gradients(ys, xs)
+    # a seed of another shape was broadcast by the first rule ((2, 1): summed, silently
+    # [4, 8] for [2, 4]) or refused naming that rule's op
+    for seed in [np.ones(3), np.ones((2, 1)), np.ones(())]:
+        with pytest.raises(GraphcError, match=rf"^gradients\(\): seed 0 has shape "
+                                              rf"{re.escape(str(seed.shape))} but its y has "
+                                              rf"shape \(2,\); give a seed of its y's shape"):
+            gc.compile(lambda v: gc.gradients([v * v], [v], seeds=[seed])[0])(np.ones(2))
+    with pytest.raises(GraphcError, match=r"seed 0 has shape \(1,\) but its y has shape \(2,\)"):
+        gc.compile(lambda v: gc.gradients(v * v, v, seeds=v[:1])[0])(np.ones(2))
+    got = gc.compile(lambda v: gc.gradients([v * v], [v], seeds=[np.full(2, 3.0)])[0])
+    np.testing.assert_array_equal(got(np.array([1.0, 2.0])), [6.0, 12.0])
