@@ -14,7 +14,8 @@ from ir.ops import activations as A
 from ir.ops import api as F
 
 from .nn import (Module, Parameter, _Functional, _Keyed, _as_child, _children_changed,
-                 _keep_inplace, _refuse_as_child, _refuse_own_attribute, _submodule)
+                 _keep_inplace, _layer_dtype, _refuse_as_child, _refuse_own_attribute,
+                 _submodule)
 
 
 def _activation(name, function, doc, *, takes_inplace=False, repr_format=None, **defaults):
@@ -101,7 +102,8 @@ class PReLU(Module):
         if not isinstance(num_parameters, (int, np.integer)) or num_parameters < 1:
             raise GraphcError(f"PReLU: num_parameters must be a positive int, got "
                               f"{num_parameters!r}", (user_location(),))
-        self.weight = Parameter(np.full(int(num_parameters), init, dtype))
+        self.weight = Parameter(np.full(int(num_parameters), init,
+                                        _layer_dtype("PReLU", dtype)))
 
     def forward(self, x):
         return A.prelu(x, self.weight)

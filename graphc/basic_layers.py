@@ -11,7 +11,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
 from ir.types import is_int
 
-from .nn import Module, Parameter, _Functional, _rng
+from .nn import Module, Parameter, _Functional, _layer_dtype, _rng
 
 
 class Bilinear(Module):
@@ -32,7 +32,7 @@ class Bilinear(Module):
             raise GraphcError("Bilinear: in1_features must be > 0, got 0", (user_location(),))
         for what, n in sizes.items():
             object.__setattr__(self, what, int(n))
-        rng = _rng(rng)
+        rng, dtype = _rng(rng), _layer_dtype("Bilinear", dtype)
         bound = 1.0 / math.sqrt(in1_features)
         self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in1_features,
                                                             in2_features)).astype(dtype))

@@ -26,7 +26,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.types import Dim, holds_when_bound, is_half
 
-from .nn import _EVALUATING, Buffer, Module, Parameter, _size
+from .nn import _EVALUATING, Buffer, Module, Parameter, _layer_dtype, _size
 
 
 class _NormBase(Module):
@@ -38,6 +38,7 @@ class _NormBase(Module):
                  track_running_stats=True, dtype="float32", *, bias=True):
         name = type(self).__name__
         num_features = _size(name, "num_features", num_features, least=1)
+        dtype = _layer_dtype(name, dtype)
         if momentum is not None and (isinstance(momentum, (bool, np.bool_)) or
                                      not isinstance(momentum, numbers.Real)):  # numpy's too
             raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",

@@ -14,8 +14,8 @@ from ir.ops import conv_extra as C
 from ir.types import is_int
 
 from .dropouts import _channel_dropout
-from .nn import (Dropout, Module, Parameter, _AvgPool, _conv_repr, _Functional, _MaxPool,
-                 _per_axis, _rng, _size, _window_repr)
+from .nn import (Dropout, Module, Parameter, _AvgPool, _conv_repr, _Functional, _layer_dtype,
+                 _MaxPool, _per_axis, _rng, _size, _window_repr)
 
 
 def _fail(message):
@@ -42,7 +42,7 @@ class _ConvTranspose(Module):
             _fail(f"{name}: kernel_size must be >= 1, got {kernel_size!r}")
         # torch's layout (in, out / groups, *kernel); its kaiming_uniform(a=sqrt(5)) and
         # bias init take fan_in from that tensor's second axis: out / groups * kernel area
-        rng = _rng(rng)
+        rng, dtype = _rng(rng), _layer_dtype(name, dtype)
         fan_in = out_channels // groups * math.prod(kernel)
         bound = 1.0 / math.sqrt(fan_in)
         shape = (in_channels, out_channels // groups) + kernel

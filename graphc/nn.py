@@ -82,6 +82,18 @@ def _rng(rng, what="rng"):
     return rng
 
 
+def _layer_dtype(layer, dtype):
+    """A layer constructor's dtype=, read as every dtype argument of graphc is (ir.types.as_dtype:
+    a numpy dtype, its name or short name, or torch's: torch.float64): numpy's astype took it
+    raw, so torch's was numpy's TypeError with no line of the user's. One line naming the
+    layer where the IR cannot hold it."""
+    try:
+        return as_dtype(dtype)
+    except UnsupportedDtype as exc:
+        raise GraphcError(f"{layer}: dtype={dtype!r}: {exc.message.splitlines()[0]}",
+                          (user_location(),)) from None
+
+
 def _size(layer, what, value, least=0):
     """A layer's size argument (in_features, num_embeddings, ...) as an int: torch refuses a
     negative one (a tensor of negative dimension) and a float; zero is an empty layer."""
@@ -1436,7 +1448,7 @@ class Linear(Module):
                  dtype="float32"):
         fan_in, fan_out = (_size("Linear", what, value) for what, value in (
             ("in_features", in_features), ("out_features", out_features)))
-        rng = _rng(rng)
+        rng, dtype = _rng(rng), _layer_dtype("Linear", dtype)
         if std is None:
             bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
             weight = rng.uniform(-bound, bound, (fan_in, fan_out))
@@ -1478,7 +1490,7 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
         raise GraphcError(f"{name}: in_channels {in_channels} and out_channels "
                           f"{out_channels} must divide by groups {groups}", (user_location(),))
     groups = int(groups)
-    rng = _rng(rng)
+    rng, dtype = _rng(rng), _layer_dtype(name, dtype)
     fan_in = in_channels // groups * math.prod(kernel)
     bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
     shape = (out_channels, in_channels // groups) + tuple(kernel)
@@ -1744,7 +1756,7 @@ class Embedding(Module):
                 (user_location(),))
         num = _size("Embedding", "num_embeddings", num_embeddings)
         dim = _size("Embedding", "embedding_dim", embedding_dim)
-        rng = _rng(rng)
+        rng, dtype = _rng(rng), _layer_dtype("Embedding", dtype)
         weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
         if padding_idx is not None:
             if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool) \
@@ -1790,6 +1802,7 @@ def _norm_settings(module, layer, normalized_shape, eps, weight, bias, dtype):
     (zeros) if `bias`, each of that shape; a missing one is None (bias=None: the layer has
     no bias attribute, as torch's RMSNorm)."""
     shape = _normalized_shape(normalized_shape, layer)
+    dtype = _layer_dtype(layer, dtype)
     object.__setattr__(module, "normalized_shape", shape)
     for name, wanted, fill in (("weight", weight, np.ones), ("bias", bias, np.zeros)):
         if wanted is None:
@@ -1861,6 +1874,7 @@ class GroupNorm(Module):
         if num_channels % num_groups:
             raise GraphcError(f"GroupNorm: num_channels ({num_channels}) must be a multiple "
                               f"of num_groups ({num_groups})", (user_location(),))
+        dtype = _layer_dtype("GroupNorm", dtype)
         object.__setattr__(self, "num_groups", int(num_groups))
         object.__setattr__(self, "num_channels", int(num_channels))
         object.__setattr__(self, "eps", eps)
@@ -2174,7 +2188,7 @@ class MultiheadAttention(Module):
         if embed_dim % num_heads:
             raise GraphcError(f"MultiheadAttention: embed_dim {embed_dim} is not a multiple "
                               f"of num_heads {num_heads}", (user_location(),))
-        rng = _rng(rng)
+        rng, dtype = _rng(rng), _layer_dtype("MultiheadAttention", dtype)
         kdim = embed_dim if kdim is None else _size("MultiheadAttention", "kdim", kdim)
         vdim = embed_dim if vdim is None else _size("MultiheadAttention", "vdim", vdim)
         if kdim == embed_dim and vdim == embed_dim:

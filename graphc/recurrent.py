@@ -24,7 +24,7 @@ from ir.ops import precision
 from ir.types import is_int
 
 from .control_flow import scan
-from .nn import _EVALUATING, Module, Parameter, _rng, current_key
+from .nn import _EVALUATING, Module, Parameter, _layer_dtype, _rng, current_key
 
 # gates per cell: rows of weight_ih/weight_hh, in torch's order
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
@@ -134,6 +134,7 @@ class _Recurrent(Module):
         name = type(self).__name__
         _check_sizes(name, input_size=input_size, hidden_size=hidden_size,
                      num_layers=num_layers)
+        dtype = _layer_dtype(name, dtype)
         if not (is_int(proj_size) and 0 <= proj_size < hidden_size):
             _fail(f"{name}: proj_size must be an int from 0 (none) to hidden_size - 1 "
                   f"({hidden_size - 1}), as torch's, got {proj_size!r}")
@@ -280,6 +281,7 @@ class _Cell(Module):
 
     def __init__(self, mode, input_size, hidden_size, bias=True, rng=None, dtype="float32"):
         _check_sizes(type(self).__name__, input_size=input_size, hidden_size=hidden_size)
+        dtype = _layer_dtype(type(self).__name__, dtype)
         object.__setattr__(self, "mode", mode)
         object.__setattr__(self, "input_size", int(input_size))
         object.__setattr__(self, "hidden_size", int(hidden_size))

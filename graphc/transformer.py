@@ -16,7 +16,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 
 from .nn import (Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention,
-                 _refuse_integer_mask)
+                 _layer_dtype, _refuse_integer_mask)
 
 
 def _activation(name, activation):
@@ -44,6 +44,7 @@ class _Layer(Module):
         list them so): the attentions (a decoder's two), the feed-forward block, the norms,
         their dropouts, then the activation, a submodule only when it is a Module (torch
         holds "relu", "gelu" and a function as a plain attribute)."""
+        dtype = _layer_dtype(name, dtype)  # (a bad one named as the user's layer, not a part)
         for attention in ("self_attn", "multihead_attn")[:norms - 1]:
             setattr(self, attention, MultiheadAttention(
                 d_model, nhead, dropout, bias, batch_first=batch_first, rng=rng, dtype=dtype))

@@ -1,6 +1,7 @@
 """Session 37's fixes of what users of the public API met first (messages for a JAX or torch
 habit, Module dtype casts); each test failed before its fix."""
 import collections
+import re
 
 import numpy as np
 import pytest
@@ -194,6 +195,43 @@ def test_torch_dtypes_are_read_by_name_wherever_a_dtype_is_taken():
                        r"floating-point dtype, got int32"):
         model.to(torch.int32)
 
+
+def test_layer_constructors_read_their_dtype_as_every_dtype_argument():
+    """nn.Linear(3, 2, dtype=torch.float64), and the dtype= of every other layer but
+    InstanceNorm's, went raw to numpy's astype: numpy's TypeError "Cannot interpret
+    'torch.float64' as a data type", with no line of the user's (so did "f64" and a bad
+    name); the layers now read it as every dtype argument (as_dtype), one line where bad."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    nn = gc.nn
+    layers = {"Linear": (nn.Linear, torch.nn.Linear, (3, 2)),
+              "Conv2d": (nn.Conv2d, torch.nn.Conv2d, (1, 2, 3)),
+              "Embedding": (nn.Embedding, torch.nn.Embedding, (5, 2)),
+              "LayerNorm": (nn.LayerNorm, torch.nn.LayerNorm, (4,)),
+              "BatchNorm1d": (nn.BatchNorm1d, torch.nn.BatchNorm1d, (3,)),
+              "PReLU": (nn.PReLU, torch.nn.PReLU, ()),
+              "GRUCell": (nn.GRUCell, torch.nn.GRUCell, (3, 4)),
+              "TransformerEncoderLayer": (nn.TransformerEncoderLayer,
+                                          torch.nn.TransformerEncoderLayer, (4, 2, 8))}
+    for name, (ours, theirs, args) in layers.items():
+        for dtype, want in [(torch.float64, np.float64), (torch.float16, np.float16),
+                            ("f64", np.float64)]:
+            layer = ours(*args, dtype=dtype)
+            assert {p.dtype for p in layer.parameters()} == {np.dtype(want)}, name
+        # (torch's layer holds the same names, each in the dtype asked for)
+        torch_state = theirs(*args, dtype=torch.float64).state_dict()
+        assert {k: str(v.dtype).replace("torch.", "") for k, v in torch_state.items()} == \
+            {k: "int64" if k.endswith("num_batches_tracked") else "float64"
+             for k in layer.state_dict()}, name
+        for bad, says in [("float8", "unknown dtype 'float8'"),
+                          (torch.complex64, "dtype complex64 is not supported")]:
+            with pytest.raises(gc.GraphcError, match=rf"^{name}: dtype={re.escape(repr(bad))}: "
+                                                     rf"{says}.*\n  at .*test_review_s37_user"):
+                ours(*args, dtype=bad)
+    x = np.array([[0.5, -1.0, 2.0]])
+    layer = nn.Linear(3, 2, dtype=torch.float64)
+    want = x @ layer.weight.data + layer.bias.data
+    assert layer(gc.tensor(x)).data.dtype == np.float64
+    np.testing.assert_array_equal(layer(gc.tensor(x)).data, want)
 
 def test_the_review_cases_jvp_vmap_namedtuple_and_array_starts():
     """From the review of the commits above: jvp of another library's array was numpy's raw
