@@ -85,7 +85,8 @@ def linear_warmup(peak: float, warmup: int):
 def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0):
     """nanoGPT's get_lr: linear warmup over `warmup` updates, cosine decay from `peak` to
     `min_lr` at update `steps`, then `min_lr` (steps=None: no decay)."""
-    peak, min_lr = _non_negative("cosine: peak", peak), _non_negative("cosine: min_lr", min_lr)
+    peak = _schedule_number("cosine: peak", peak)
+    min_lr = _schedule_number("cosine: min_lr", min_lr)
     warmup = _count_setting("cosine: warmup", warmup)
     decay = None if steps is None else _count_setting("cosine: steps", steps)
     span = 1 if decay is None else max(1, decay - warmup)
@@ -126,14 +127,14 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
             not 0 < transition_steps < math.inf:
         raise GraphcError(f"exponential_decay: transition_steps must be a positive number, "
                           f"got {transition_steps!r}", (user_location(),))
-    init = _non_negative("exponential_decay: init", init)
-    rate = _finite("exponential_decay: decay_rate", decay_rate)
+    init = _schedule_number("exponential_decay: init", init)
+    rate = _schedule_finite("exponential_decay: decay_rate", decay_rate)
     every = float(transition_steps)
     if rate <= 0:
         raise GraphcError(f"exponential_decay: decay_rate must be positive, got {decay_rate}",
                           (user_location(),))
-    bound = None if end_value is None else _non_negative("exponential_decay: end_value",
-                                                          end_value)
+    bound = None if end_value is None else _schedule_number("exponential_decay: end_value",
+                                                              end_value)
 
     def schedule(count):
         if isinstance(count, (int, np.integer)):
@@ -196,9 +197,10 @@ def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
     warmup_steps, then peak * ((1 - a) c^exponent + a), c = (1 + cos(pi k / (decay_steps -
     warmup_steps))) / 2 at k steps after the warmup, a = end_value / peak_value, reaching
     end_value at decay_steps (which counts the warmup, as optax's) and staying there."""
-    init, peak, end = (_non_negative(f"warmup_cosine_decay: {what}", v) for what, v in (
+    init, peak, end = (_schedule_number(f"warmup_cosine_decay: {what}", v) for what, v in (
         ("init_value", init_value), ("peak_value", peak_value), ("end_value", end_value)))
-    exponent = _finite("warmup_cosine_decay: exponent", exponent)
+    # (a negative exponent: 0 ** -1 at decay_steps, where the cosine term reaches 0)
+    exponent = _schedule_number("warmup_cosine_decay: exponent", exponent)
     warmup = _count_setting("warmup_cosine_decay: warmup_steps", warmup_steps)
     decay = _count_setting("warmup_cosine_decay: decay_steps", decay_steps, warmup + 1)
     span, alpha = decay - warmup, 0.0 if peak == 0 else end / peak
@@ -224,7 +226,7 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     as in torch. torch's cycle_momentum (on by default there) is one_cycle_momentum, given
     as the optimiser's momentum or beta1."""
     name = "one_cycle"
-    top = _non_negative(f"{name}: max_lr", max_lr)
+    top = _schedule_number(f"{name}: max_lr", max_lr)
     initial = top / _positive(f"{name}: div_factor", div_factor)
     final = initial / _positive(f"{name}: final_div_factor", final_div_factor)
     ends = _one_cycle_ends(name, total_steps, pct_start, anneal_strategy, three_phase)
@@ -243,8 +245,8 @@ def one_cycle_momentum(total_steps: int, pct_start: float = 0.3, anneal_strategy
     momentum, or as beta1 of the Adam family (`betas=(one_cycle_momentum(n), 0.999)`), as
     torch sets momentum or betas[0]."""
     name = "one_cycle_momentum"
-    low = _finite(f"{name}: base_momentum", base_momentum)
-    high = _finite(f"{name}: max_momentum", max_momentum)
+    low = _schedule_finite(f"{name}: base_momentum", base_momentum)
+    high = _schedule_finite(f"{name}: max_momentum", max_momentum)
     ends = _one_cycle_ends(name, total_steps, pct_start, anneal_strategy, three_phase)
     values = [(high, low), (low, high), (high, high)] if three_phase else \
         [(high, low), (low, high)]
@@ -300,7 +302,7 @@ def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = N
     """optax.piecewise_constant_schedule: init_value, multiplied by each scale from its
     boundary step on ({100: 0.1, 200: 0.5}: init, then init/10 from step 100, then init/20
     from step 200)."""
-    init = _non_negative("piecewise_constant: init_value", init_value)
+    init = _schedule_number("piecewise_constant: init_value", init_value)
     if not isinstance(boundaries_and_scales, (dict, type(None))):  # as optax's
         raise GraphcError(f"piecewise_constant: boundaries_and_scales must be a dict "
                           f"{{boundary step: scale}}, got {boundaries_and_scales!r}"[:200],
@@ -308,7 +310,7 @@ def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = N
     items = list((boundaries_and_scales or {}).items())
     for boundary, scale in items:
         _count_setting("piecewise_constant: a boundary", boundary)
-        if not _finite(f"piecewise_constant: the scale at {boundary!r}", scale) >= 0:
+        if not _schedule_finite(f"piecewise_constant: the scale at {boundary!r}", scale) >= 0:
             raise GraphcError(f"piecewise_constant: scales must be >= 0, got {scale!r} at "
                               f"{boundary}", (user_location(),))
     items = sorted((int(b), float(sc)) for b, sc in items)
@@ -332,7 +334,7 @@ def multistep(init_value: float, milestones, gamma: float = 0.1):
     for m in milestones:
         m = _count_setting("multistep: a milestone", m)
         counts[m] = counts.get(m, 0) + 1
-    gamma = _finite("multistep: gamma", gamma)
+    gamma = _schedule_finite("multistep: gamma", gamma)
     return piecewise_constant(init_value, {m: gamma ** c for m, c in counts.items()})
 
 
@@ -341,7 +343,7 @@ def polynomial_decay(init_value: float, end_value: float, power: float,
     """optax.polynomial_schedule: (init - end) (1 - k / transition_steps)^power + end at
     k = step - transition_begin (clipped to [0, transition_steps]). end_value=0 is torch's
     PolynomialLR(total_iters=transition_steps, power)."""
-    power = _non_negative("polynomial_decay: power", power)  # a negative one: 0 ** -1 at the end
+    power = _schedule_number("polynomial_decay: power", power)  # negative: 0 ** -1 at the end
     return _polynomial("polynomial_decay", init_value, end_value, power, transition_steps,
                        transition_begin)
 
@@ -1735,7 +1737,7 @@ def _fraction(name, value, one_included=False):
 
 
 def _positive(name, value):
-    value = _finite(name, value)
+    value = _schedule_finite(name, value)  # (one_cycle's factors: never a schedule)
     if value <= 0:
         raise GraphcError(f"{name} must be > 0, got {value}", (user_location(),))
     return value
@@ -1776,6 +1778,12 @@ def _schedule_number(name, value):
     """A schedule's number argument: finite and >= 0, and not a schedule itself (which an
     optimiser's setting may be)."""
     return _non_negative(name, _real(name, value))
+
+
+def _schedule_finite(name, value):
+    """A schedule's number argument that may be negative (a decay rate, a momentum): finite,
+    and not a schedule itself, which _finite passes on (an optimiser's setting may be one)."""
+    return _finite(name, _real(name, value))
 
 
 def _non_negative(name, value):

@@ -581,3 +581,44 @@ def test_bad_schedule_settings_are_one_line_errors():
     for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
+
+
+def test_the_older_schedules_check_their_numbers_as_the_newer_ones():
+    """warmup_cosine_decay(..., exponent=-1) raised a bare ZeroDivisionError at decay_steps
+    (0 ** -1, where the cosine term reaches 0), and warmup_cosine_decay, cosine, one_cycle,
+    one_cycle_momentum, exponential_decay, piecewise_constant, multistep and polynomial_decay
+    took a function as a number argument and failed later with a TypeError; each is now one
+    line at the call, as cosine_decay_schedule's (_schedule_number)."""
+    f = lambda count: 0.1  # noqa: E731  (a schedule where a number belongs)
+    function = r"must be a number, got <function"
+    cases = [(lambda: optim.warmup_cosine_decay(0.0, 1.0, 2, 10, exponent=-1.0),
+              r"^warmup_cosine_decay: exponent must be a finite number >= 0, got -1.0\n"),
+             (lambda: optim.warmup_cosine_decay(f, 1.0, 2, 10), "init_value " + function),
+             (lambda: optim.warmup_cosine_decay(0.0, f, 2, 10), "peak_value " + function),
+             (lambda: optim.warmup_cosine_decay(0.0, 1.0, 2, 10, end_value=f),
+              "end_value " + function),
+             (lambda: optim.warmup_cosine_decay(0.0, 1.0, 2, 10, exponent=f),
+              "exponent " + function),
+             (lambda: optim.cosine(f, 10), "^cosine: peak " + function),
+             (lambda: optim.cosine(1.0, 10, min_lr=f), "^cosine: min_lr " + function),
+             (lambda: optim.one_cycle(f, 10), "^one_cycle: max_lr " + function),
+             (lambda: optim.one_cycle(1.0, 10, div_factor=f), "div_factor " + function),
+             (lambda: optim.one_cycle(1.0, 10, final_div_factor=f),
+              "final_div_factor " + function),
+             (lambda: optim.one_cycle_momentum(10, base_momentum=f),
+              "base_momentum " + function),
+             (lambda: optim.exponential_decay(f, 10, 0.5), "^exponential_decay: init " + function),
+             (lambda: optim.exponential_decay(1.0, 10, f), "decay_rate " + function),
+             (lambda: optim.exponential_decay(1.0, 10, 0.5, end_value=f),
+              "end_value " + function),
+             (lambda: optim.piecewise_constant(f, {2: 0.5}), "init_value " + function),
+             (lambda: optim.piecewise_constant(1.0, {2: f}), "the scale at 2 " + function),
+             (lambda: optim.multistep(1.0, [2], f), "^multistep: gamma " + function),
+             (lambda: optim.polynomial_decay(1.0, 0.0, f, 10), "power " + function)]
+    for make, message in cases:
+        with pytest.raises(gc.GraphcError, match=message) as info:
+            make()
+        assert "test_optim_extra.py" in str(info.value).splitlines()[1]
+    # the numbers these take are unchanged: exponent 0 holds peak, as optax's c ** 0
+    assert optim.warmup_cosine_decay(0.0, 1.0, 2, 10, exponent=0.0)(10) == 1.0
+    assert optim.exponential_decay(1.0, 10, np.float64(0.5))(10) == 0.5
