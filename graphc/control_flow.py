@@ -34,7 +34,7 @@ from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
 from ir.types import BFLOAT16, FLOAT_SCALARS, Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
-from runtime.eager import Tensor, WeakTensor, apart_from, no_grad, op_serial
+from runtime.eager import Tensor, apart_from, no_grad, op_serial
 
 from .tracing import (DICT_KINDS, Spec, called_function, eval_shape, function_name,
                       keys_sorted, leaves_and_structure, leaves_like, unflatten)
@@ -657,20 +657,18 @@ def fori_loop(lower, upper, body_fun, init_val):
     size as a bound (`x.shape[0]` under polymorphic_shapes) is a scan of that symbolic length
     where upper - lower >= 0 for every size (n, n - 1; differentiable, one plan for every
     size), else a while_loop of the sizes filled in per call (JAX's takes a while_loop for
-    every symbolic bound: int() of one is inconclusive there). The index `i` is weakly typed,
-    as JAX's: it takes the dtype of the tensor it meets (`c + i * 0.5` keeps a float32 carry,
-    `c + i` an int32 one; eagerly it is a weak int64 array), except after traced bounds of
-    another dtype (int32 tensors: an int32 index)."""
+    every symbolic bound: int() of one is inconclusive there)."""
     _check_callable(body_fun, "fori_loop", "body_fun")
     if _read_per_call(lower) or _read_per_call(upper):
         return _fori_while(lower, upper, body_fun, init_val)
     if isinstance(lower, Dim) or isinstance(upper, Dim):
-        length = upper - lower
+        length, dtype = upper - lower, np.dtype(np.int64)  # a size's value is an int64
         try:
             runs = length >= 0 if isinstance(length, Dim) else length > 0
         except InconclusiveDim:  # as fori_loop(2, n): no steps at n = 1, n - 2 at n >= 2
             return _fori_while(lower, upper, body_fun, init_val)
     else:
+        dtype = np.result_type(np.asarray(lower), np.asarray(upper))
         lower = _whole(lower, "fori_loop: lower")  # (an eager Tensor's value too)
         length = _whole(upper, "fori_loop: upper") - lower
         runs = length > 0
@@ -679,42 +677,16 @@ def fori_loop(lower, upper, body_fun, init_val):
         graph = _graph_of(init_leaves)
         _construct_salt(graph)
         return init_val if graph is not None else _apart(init_val, init_leaves)
-    # the counter is weakly typed, as JAX's (`c * i` keeps a float32 carry's dtype, `c + i`
-    # an int32 one's): a Python int, or a symbolic size's int64 value marked weak
-    start = _weak_full(lower) if isinstance(lower, Dim) else lower
+    start = F.full((), lower, dtype) if isinstance(lower, Dim) else np.asarray(lower, dtype)
 
     @functools.wraps(body_fun, updated=())  # a carry error names body_fun, not this wrapper
     def step(carry, _):
         i, val = carry
-        # eagerly the counter is a Python int, handed to body_fun as a weak int64 array (as
-        # JAX's: `i.astype(...)` works, and numpy's promotion never sees a strong int64)
-        index = WeakTensor(np.asarray(i, np.int64)) if type(i) is int else i
-        return (i + 1, body_fun(index, val)), None
+        return (i + 1, body_fun(i, val)), None
     step.fori_counters = 1  # (i, val): see _as_written
 
     (_, val), _ = scan(step, (start, init_val), None, length=length)
     return val
-
-
-def _weak_full(size: Dim):
-    """A symbolic size's value as a weakly typed int64 scalar of the graph being traced (a
-    loop counter starting there is as weak as one starting at a Python int)."""
-    node = F.full((), size, np.int64)
-    node.graph.weak_ids.add(node.id)
-    return node
-
-
-def _weak_int64(bound):
-    """A weak loop bound (a Python int, a symbolic size, a compiled function's int argument)
-    as a weakly typed int64 value, where a loop counter starting there is weak."""
-    if isinstance(bound, Dim):
-        return _weak_full(bound)
-    if is_int(bound):
-        return int(bound)
-    if np.dtype(F._dtype(bound)) != np.int64:  # (a numpy int32 argument: weak, as a number)
-        bound = F.cast(bound, np.int64)
-        bound.graph.weak_ids.add(bound.id)
-    return bound
 
 
 def _fori_while(lower, upper, body_fun, init_val):
@@ -736,24 +708,16 @@ def _fori_while(lower, upper, body_fun, init_val):
         raise GraphcError(f"fori_loop: lower and upper have different dtypes "
                           f"({', '.join(sorted(str(d) for d in strong))}); cast one of them",
                           (user_location(),))
-    # the counter starts at lower: weak where every bound is (Python ints, a compiled
-    # function's int arguments), or where lower is and a strong bound is int64 (no cast),
-    # as JAX's (see fori_loop); cast to a strong bound's other dtype it is strong (JAX's
-    # convert_element_type too)
-    weak_lower = (is_int(lower) or isinstance(lower, Dim) or weak.is_weak(lower)) and (
-        not strong or strong == {np.dtype(np.int64)} and
-        (not _read_per_call(lower) or np.dtype(F._dtype(lower)) == np.int64))
     dtype = strong.pop() if strong else np.dtype(np.int64)
     info = np.iinfo(dtype)
     for name, b in (("lower", lower), ("upper", upper)):
         if is_int(b) and not info.min <= int(b) <= info.max:
             raise GraphcError(f"fori_loop: {name} = {int(b)} does not fit in {dtype}, the "
                               "dtype of the other bound", (user_location(),))
-    lower, upper = [_weak_int64(b) if k == 0 and weak_lower else
-                    F.full((), b, dtype) if isinstance(b, Dim) else
+    lower, upper = [F.full((), b, dtype) if isinstance(b, Dim) else
                     np.asarray(b, dtype) if is_int(b) else
                     F.cast(b, dtype) if _read_per_call(b) and weak.is_weak(b) else b
-                    for k, b in enumerate((lower, upper))]
+                    for b in (lower, upper)]
 
     def keep_going(carry):
         return carry[0] < carry[1]

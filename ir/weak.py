@@ -109,16 +109,13 @@ def result_is_weak(node, index: int) -> bool:
     return is_weak(body.inputs[first + index]) and is_weak(body.outputs[index])
 
 
-def int_limits(graph, ranges=None) -> dict:
+def int_limits(graph) -> dict:
     """{weak integer node: the narrowest integer dtype it was cast to where it met a tensor}:
     a compiled function checks that the value (a Python int argument, or one computed from
     such arguments and numbers, `k + 1`) fits, as eager code checks its scalars. The node's
     value comes from `exact_value` at each call. One computed by a loop or a branch (a
     weak carry, a cond's result) is known only as the plan runs: its meeting a narrower
-    integer tensor is refused here (GraphcError), as a strong int64 would be, except where
-    it is computed from loop counters and constants alone (fori_loop's `i`): `ranges`, {node
-    of `graph`: (lowest, highest)}, holds the counters' values, and such a value is checked
-    here, once."""
+    integer tensor is refused here (GraphcError), as a strong int64 would be."""
     limits = {}
 
     def narrow(source, dtype):
@@ -133,7 +130,7 @@ def int_limits(graph, ranges=None) -> dict:
         source = node.inputs[0] if node.id in graph.adopting_casts else None
         if source is not None and is_weak(source) and not is_float(source.dtype):
             dtype = np.dtype(node.attrs["dtype"])
-            if dtype.kind in "iu" and not _fits_range(source, ranges, dtype, node.locs):
+            if dtype.kind in "iu":
                 _check_known(source, (), dtype, node.locs)
                 narrow(source, dtype)
         for region in regions_of(node):
@@ -141,13 +138,7 @@ def int_limits(graph, ranges=None) -> dict:
             # passed as an operand) is cast where it meets a tensor in there
             feeds = region_feeds(node, region)
             carried = _carried(node, region)
-            inner_ranges = _counter_ranges(node, region, feeds)
-            for inner, outer in feeds.items():  # a counter read inside, as a nested loop's
-                if ranges and inner not in carried and inner not in inner_ranges:
-                    value = _range_of(outer, ranges, {})
-                    if value is not None:
-                        inner_ranges[inner] = value
-            for inner, dtype in int_limits(region, inner_ranges).items():
+            for inner, dtype in int_limits(region).items():
                 _check_known(inner, carried, dtype, node.locs)
                 if inner in feeds and is_weak(feeds[inner]):
                     narrow(feeds[inner], dtype)
@@ -163,98 +154,6 @@ def _carried(node, region) -> set:
         key = "cond_consts" if region is node.attrs["cond_fn"] else "body_consts"
         return set(region.inputs[node.attrs[key]:])
     return set()
-
-
-def _counter_ranges(node, region, feeds) -> dict:
-    """{carry input of scan `node`'s body: (lowest, highest) value} for the loop counters: a
-    carry starting at an integer constant that the body returns as itself + 1 (fori_loop's
-    index `i`, or a scan carrying `s + 1`) takes init .. init + length - 1, known before the
-    plan runs, so a weak one meeting an int32 tensor can be checked to fit, as JAX's weak
-    index takes the carry's dtype (`int32_c + i`)."""
-    if node.op != "scan" or not isinstance(node.attrs["length"], int) or \
-            node.attrs["length"] < 1:
-        return {}
-    first, ranges = node.attrs["consts"], {}
-    for k in range(node.attrs["carries"]):
-        own, out = region.inputs[first + k], region.outputs[k]
-        init = feeds.get(own)
-        if out.op != "add" or init is None or init.op != "constant" or \
-                not any(x is own for x in out.inputs):  # (`is`: a node's == builds an eq)
-            continue
-        step = out.inputs[1] if out.inputs[0] is own else out.inputs[0]
-        start, one = _constant_int(init), _constant_int(step)
-        if start is not None and one == 1:
-            ranges[own] = (start, start + node.attrs["length"] - 1)
-    return ranges
-
-
-def _constant_int(node):
-    value = node.attrs["value"] if node.op == "constant" else None
-    return int(value) if value is not None and value.ndim == 0 and \
-        value.dtype.kind in "iu" else None
-
-
-# interval arithmetic on (lowest, highest) pairs: the range of a value computed from loop
-# counters (see _counter_ranges) and integer constants
-_RANGES = {"add": lambda a, b: (a[0] + b[0], a[1] + b[1]),
-           "sub": lambda a, b: (a[0] - b[1], a[1] - b[0]),
-           "mul": lambda a, b: (min(x * y for x in a for y in b), max(x * y for x in a for y in b)),
-           "neg": lambda a: (-a[1], -a[0]),
-           "abs": lambda a: (0 if a[0] <= 0 <= a[1] else min(map(abs, a)), max(map(abs, a))),
-           "reshape": lambda a: a}
-
-
-def _range_of(node, counters, known) -> tuple | None:
-    """(lowest, highest) value of weak integer `node` from the counters' ranges, or None where
-    it is computed otherwise (a carry that is no counter, an op without a rule above)."""
-    stack = [node]
-    while stack:
-        n = stack[-1]
-        if n in known:
-            stack.pop()
-            continue
-        if n in counters:
-            known[n] = counters[n]
-        elif _constant_int(n) is not None:
-            known[n] = (_constant_int(n),) * 2
-        elif n.op not in _RANGES or n.dtype.kind not in "iu":
-            known[n] = None
-        else:
-            missing = [x for x in n.inputs if x not in known]
-            if missing:
-                stack.extend(missing)
-                continue
-            values = [known[x] for x in n.inputs]
-            known[n] = None if None in values else _RANGES[n.op](*values)
-        stack.pop()
-    return known[node]
-
-
-def _fits_range(source, ranges, dtype, locs) -> bool:
-    """Whether weak integer `source` is computed from loop counters (`ranges`) and constants
-    alone and all its values fit `dtype`; a GraphcError where some do not; False where it is
-    computed otherwise (then it is for int_limits to check or refuse)."""
-    values = _range_of(source, ranges, {}) if ranges else None
-    if values is None or not any(n in ranges for n in _weak_sources(source)):
-        return False
-    info = np.iinfo(dtype)
-    if not info.min <= values[0] <= values[1] <= info.max:
-        raise GraphcError(f"compiled function: a number computed from a loop's index takes "
-                          f"the values {values[0]}..{values[1]}, which do not all fit in "
-                          f"{dtype} (the dtype of the tensor it meets): cast it with gc.cast",
-                          locs)
-    return True
-
-
-def _weak_sources(source):
-    """The weak values `source` is computed from, itself included."""
-    seen, stack = set(), [source]
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(x for x in n.inputs if is_weak(x))
-    return seen
 
 
 def _check_known(source, carried, dtype, locs):

@@ -214,8 +214,7 @@ def test_fori_loop_keeps_a_float32_carry_eager_and_compiled(body):
 
 
 def _promote(i, v):
-    # numpy: float32 * a float64 0-d array -> float64 (the weak index `v * i` keeps float32)
-    return v * np.asarray(2.0)
+    return v * i  # numpy: float32 * int64 -> float64
 
 
 def _widen(i, v):
