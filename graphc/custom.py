@@ -44,7 +44,7 @@ from passes.autodiff import gradients
 from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
                            is_grad_enabled, op_serial)
 
-from .tracing import DICT_KINDS, leaves_and_structure, leaves_like, unflatten
+from .tracing import DICT_KINDS, leaves_and_structure, leaves_like, refuse_traced, unflatten
 
 
 class _Custom:
@@ -58,16 +58,22 @@ class _Custom:
 
     def _check_nondiff(self, args):
         """The call's nondiff_argnums positions, checked: each names an argument, and none
-        is a traced value or a tensor that requires grad (JAX refuses tracers there too)."""
+        is a traced value or a tensor that requires grad (JAX refuses tracers there too). A
+        Python number that grad or a Jacobian traces (`gc.grad(f)(x, 0.7)`) is retried as
+        the number itself, as remat's static_argnums are."""
         positions = _nondiff_positions(self.nondiff_argnums, len(args), self)
         for i in positions:
             if any(isinstance(x, Node) or (isinstance(x, Tensor) and x.requires_grad)
                    for x in leaves_and_structure(args[i])[0]):
-                raise GraphcError(f"{self.kind} function {self.name}: argument {i} is in "
-                                  f"nondiff_argnums but is an array being traced or "
-                                  f"differentiated; pass it as a differentiable argument (its "
-                                  f"cotangent None), or close over it", (user_location(),))
+                self._refuse_nondiff(i, args[i])
         return positions
+
+    def _refuse_nondiff(self, i, value):
+        refused = (f"{self.kind} function {self.name}: argument {i} is in nondiff_argnums "
+                   "but is {}; pass it as a differentiable argument (its cotangent None), "
+                   "or close over it")
+        refuse_traced(value, refused.format("a traced value"))
+        raise GraphcError(refused.format("a tensor that requires grad"), (user_location(),))
 
     def __call__(self, *args):
         self._ready()

@@ -32,7 +32,7 @@ from passes.autodiff import gradients
 from runtime.eager import apart_from, op_serial
 
 from .custom import _pack
-from .tracing import leaves_and_structure, unflatten
+from .tracing import leaves_and_structure, refuse_traced, unflatten
 from .transforms import _argnums, _callable
 
 
@@ -40,9 +40,11 @@ class _Policy:
     """A policy of jax.checkpoint's (`jax.checkpoint_policies.*`): which forward values the
     backward pass reads as saved instead of recomputing. graphc's remat replays its region
     whole, so it honours the two ends alone: `saves` is "nothing" (recompute everything, the
-    default), "everything" (keep everything: no recomputation) or None (not honoured)."""
+    default), "everything" (keep everything: no recomputation) or "some" (JAX saves some
+    values, dots or names: graphc replays the whole region, as for "nothing": the same
+    gradients, with more computation)."""
 
-    def __init__(self, name, saves=None):
+    def __init__(self, name, saves="some"):
         self.name, self.saves = name, saves
 
     def __repr__(self):
@@ -50,7 +52,8 @@ class _Policy:
 
 
 def _factory(name):
-    """One of JAX's policy factories (save_only_these_names("a", "b"), ...), not honoured."""
+    """One of JAX's policy factories (save_only_these_names("a", "b"), ...): some values
+    saved, so the region is replayed whole."""
     def make(*args, **kwargs):
         shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
         return _Policy(f"{name}({shown})")
@@ -61,13 +64,12 @@ def _factory(name):
 def _save_from_both_policies(first, second):
     saves = {getattr(p, "saves", None) for p in (first, second)}
     both = "everything" if "everything" in saves else "nothing" if saves == {"nothing"} \
-        else None
+        else "some"
     return _Policy(f"save_from_both_policies({first!r}, {second!r})", both)
 
 
 # jax.checkpoint_policies by JAX's names; those that save some values and recompute others
-# (dots, names) are here so that code written for JAX gets one line saying so, not an
-# AttributeError
+# (dots, names) replay the whole region: JAX's gradients, more computation than JAX's
 checkpoint_policies = types.SimpleNamespace(
     everything_saveable=_Policy("everything_saveable", "everything"),
     nothing_saveable=_Policy("nothing_saveable", "nothing"),
@@ -84,19 +86,16 @@ checkpoint_policies = types.SimpleNamespace(
 
 
 def _policy_saves(policy) -> str:
-    """What `policy` saves ("nothing" or "everything"); one line for one remat cannot honour."""
-    if policy is None:
+    """What remat keeps under `policy`: "everything" (no replay) for everything_saveable,
+    else "nothing": a policy that saves some values (JAX's dots/names ones, or a function
+    of (primitive, *avals, **params) of your own) replays the region whole, which gives its
+    gradients at the cost of recomputing what it would have saved; not a policy: one line."""
+    if isinstance(policy, _Policy):
+        return "everything" if policy.saves == "everything" else "nothing"
+    if policy is None or callable(policy):
         return "nothing"
-    saves = getattr(policy, "saves", None) if isinstance(policy, _Policy) else None
-    if saves is None:
-        shown = repr(policy) if isinstance(policy, _Policy) else \
-            getattr(policy, "__name__", repr(policy))
-        raise GraphcError(f"remat: policy={shown} is not supported: graphc's remat recomputes "
-                          "its region whole or keeps all of it; use "
-                          "gc.checkpoint_policies.nothing_saveable (the default) or "
-                          "everything_saveable, or remat smaller functions",
-                          (user_location(),))
-    return saves
+    raise GraphcError(f"remat: policy must be one of gc.checkpoint_policies or a function, "
+                      f"got {policy!r}", (user_location(),))
 
 
 def remat(fun, *, prevent_cse: bool = True, policy=None, static_argnums=()):
@@ -108,7 +107,9 @@ def remat(fun, *, prevent_cse: bool = True, policy=None, static_argnums=()):
     into the backward pass, undoing the remat); False lets CSE merge them, as JAX allows
     inside a scan, whose body keeps its own values anyway. policy: None or
     gc.checkpoint_policies.nothing_saveable (recompute everything) or everything_saveable
-    (recompute nothing: fun as it is); the policies that save some values are refused."""
+    (recompute nothing: fun as it is); the policies that save some values (dots_saveable,
+    save_only_these_names(...), a function of your own) replay the whole region as
+    nothing_saveable does: the same gradients as JAX's, with more recomputation."""
     _callable(fun, "remat")
     name = getattr(fun, "__name__", "fn")
     if not isinstance(prevent_cse, (bool, np.bool_)):
@@ -123,10 +124,8 @@ def remat(fun, *, prevent_cse: bool = True, policy=None, static_argnums=()):
             if not -len(args) <= i < len(args):
                 raise GraphcError(f"remat: static_argnums has {i} but {name} was called with "
                                   f"{len(args)} positional arguments", (user_location(),))
-            for leaf in leaves_and_structure(args[i])[0]:
-                if isinstance(leaf, Node):  # (a traced Python number: grad passes it as is)
-                    leaf._no_value(f"remat: argument {i % len(args)} of {name} is in "
-                                   "static_argnums but is a traced value")
+            refuse_traced(args[i], f"remat: argument {i % len(args)} of {name} is in "
+                          "static_argnums but is a traced value")
         if saves == "everything":  # nothing recomputed: the function as it is
             return fun(*args, **kwargs)
         leaves, _ = leaves_and_structure([list(args), kwargs])

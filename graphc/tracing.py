@@ -118,6 +118,17 @@ def leaves_and_structure(tree, leaves=None):
     return leaves, None
 
 
+def refuse_traced(value, message: str):
+    """Refuse a traced leaf of `value`, an argument that must be a Python value (remat's
+    static_argnums, custom_vjp/custom_jvp's nondiff_argnums; JAX refuses a tracer there):
+    one line, `message`. A traced Python number raises graphc's traced-number error, so grad
+    and the Jacobians on concrete arrays retry with the number as it is, as un-jitted JAX
+    passes it; under compile it stays refused."""
+    for leaf in leaves_and_structure(value)[0]:
+        if isinstance(leaf, Node):
+            leaf._no_value(message)
+
+
 def unflatten(structure, leaves):
     it = iter(leaves)
 

@@ -293,6 +293,47 @@ def test_nondiff_argnums_of_a_custom_vjp_go_to_fwd_and_bwd_and_get_no_cotangent(
     np.testing.assert_allclose(gc.grad(lambda x: gc.sum(scale(3.0, x)))(_XS), [6.0] * 3)
 
 
+def test_a_python_number_given_to_grad_reaches_a_nondiff_position_as_the_number():
+    # `gc.grad(f)(x, 0.7)` traces 0.7; in a nondiff position it was refused as "an array being
+    # traced". grad and the Jacobians now retry with the number, as remat's static_argnums
+    # are (JAX passes it untraced). Expected values: JAX 0.10.2's (x64), hard-coded.
+    @functools.partial(gc.custom_vjp, nondiff_argnums=(1,))
+    def scale(x, k):
+        return x * k
+    scale.defvjp(lambda x, k: (x * k, None), lambda k, _, g: (g * k * 10.0,))
+
+    @functools.partial(gc.custom_jvp, nondiff_argnums=(1,))
+    def jscale(x, k):
+        return x * k
+    jscale.defjvp(lambda k, p, t: (p[0] * k, t[0] * k * 2.0))
+
+    @functools.partial(gc.custom_vjp, nondiff_argnums=(1,))
+    def power(x, n):  # n used as a Python int
+        for _ in range(n):
+            x = x * x
+        return x
+    power.defvjp(lambda x, n: (power(x, n), x), lambda n, x, g: (g * n * 100.0,))
+
+    grad = gc.grad(lambda x, k: gc.sum(scale(x, k)))
+    np.testing.assert_array_equal(grad(_XS, 0.7), [7.0, 7.0, 7.0])
+    np.testing.assert_array_equal(grad(_XS, 0.3), [3.0, 3.0, 3.0])  # the new number
+    np.testing.assert_array_equal(gc.jacrev(scale)(_XS, 0.7), np.eye(3) * 7.0)
+    np.testing.assert_array_equal(gc.grad(lambda x, k: gc.sum(jscale(x, k)))(_XS, 3.0),
+                                  [6.0, 6.0, 6.0])
+    value_and_grad = gc.value_and_grad(lambda x, n: gc.sum(power(x, n)))
+    np.testing.assert_array_equal(value_and_grad(_XS, 1)[1], [100.0, 100.0, 100.0])
+    value, g = value_and_grad(_XS, 2)
+    assert value == 18.50390625
+    np.testing.assert_array_equal(g, [200.0, 200.0, 200.0])
+    # a number that gc.compile traces stays refused (JAX's jit refuses the tracer), naming it
+    with pytest.raises(gc.GraphcError) as info:
+        gc.compile(grad)(_XS, 0.7)
+    assert str(info.value).splitlines()[0].startswith(
+        "custom_vjp function scale: argument 1 is in nondiff_argnums but is a traced value; "
+        "pass it as a differentiable argument (its cotangent None), or close over it; the "
+        "value passed as 'k' is traced")
+
+
 def test_nondiff_argnums_of_a_custom_jvp_and_defjvps():
     @functools.partial(gc.custom_jvp, nondiff_argnums=(0,))
     def apply(f, x):
@@ -369,8 +410,12 @@ def test_bad_nondiff_argnums_and_defjvps_are_one_line_each():
         "argument; return one per argument not in nondiff_argnums (0,) (None for no gradient)")
     # a traced array in a nondiff position: refused, as JAX refuses a tracer there
     assert first_line(lambda: gc.grad(lambda x: gc.sum(twice(x[0], x)))(_XS)).startswith(
-        "custom_vjp function <lambda>: argument 0 is in nondiff_argnums but is an array being "
-        "traced or differentiated")
+        "custom_vjp function <lambda>: argument 0 is in nondiff_argnums but is a traced value; "
+        "pass it as a differentiable argument (its cotangent None), or close over it")
+    assert first_line(lambda: twice(gc.tensor(2.0, requires_grad=True), _XS)) == (
+        "custom_vjp function <lambda>: argument 0 is in nondiff_argnums but is a tensor that "
+        "requires grad; pass it as a differentiable argument (its cotangent None), or close "
+        "over it")
     one = gc.custom_jvp(lambda x, y: x * y)
     one.defjvps(lambda t, out, x, y: t * y)
     assert first_line(lambda: gc.grad(lambda x: gc.sum(one(x, x)))(_XS)) == (
