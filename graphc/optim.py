@@ -457,9 +457,12 @@ def join_schedules(schedules, boundaries):
         raise GraphcError(f"{name}: schedules must be a non-empty list of schedules, got "
                           f"{schedules!r}"[:200], (user_location(),))
     parts = [_as_schedule(part, f"{name}: schedules[{i}]") for i, part in enumerate(schedules)]
-    if isinstance(boundaries, (int, np.integer)) or not hasattr(boundaries, "__iter__"):
-        raise GraphcError(f"{name}: boundaries must be a list of steps, got {boundaries!r}",
-                          (user_location(),))
+    # a sequence in order, one per later schedule: a dict or set (whose keys would be used)
+    # and a 0-d array (a bare TypeError from iterating it) are refused here
+    if not (isinstance(boundaries, (list, tuple, range)) or
+            isinstance(boundaries, np.ndarray) and boundaries.ndim == 1):
+        raise GraphcError(f"{name}: boundaries must be a list of steps, got {boundaries!r}"
+                          [:200], (user_location(),))
     bounds = [_count_setting(f"{name}: a boundary", b) for b in boundaries]
     if len(bounds) != len(parts) - 1:
         raise GraphcError(f"{name}: boundaries must be one fewer than schedules, got "

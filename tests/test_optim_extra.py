@@ -383,6 +383,18 @@ def test_cosine_warm_restarts_is_torchs_cosine_annealing_warm_restarts(T_0, T_mu
                                   [schedule(int(c)) for c in counts])
 
 
+def test_cosine_warm_restarts_moves_a_logarithm_rounded_up_back_to_its_cycle():
+    # T_0 1, T_mult 2: cycle i starts at 2^i - 1, so 2^48 - 2 is the last step of cycle 47
+    # (T_cur = 2^47 - 1 of 2^47: eta_min), but log2(2^48 - 1) rounds to 48, which the
+    # downward correction moves back (without it: T_cur 0 of cycle 48, base_lr)
+    schedule = optim.cosine_warm_restarts(0.1, 1, 2, eta_min=1e-3)
+    count = 2 ** 48 - 2
+    assert schedule(count) == pytest.approx(1e-3, rel=1e-12)  # the int path, restart by restart
+    for counts in (np.array([count], np.int64), np.array([count], np.float64)):
+        np.testing.assert_array_equal(gc.compile(lambda c: schedule(c))(counts),
+                                      [schedule(count)])
+
+
 def test_join_schedules_is_optaxs_and_torchs_sequential_lr():
     """torch's SequentialLR(milestones) is join_schedules(boundaries) step for step: the
     scheduler after a milestone starts from its own step 0 there, as optax's."""
@@ -405,6 +417,10 @@ def test_join_schedules_is_optaxs_and_torchs_sequential_lr():
     schedule = optim.join_schedules([optim.linear_schedule(0.0, 1.0, 4), 1.0,
                                      optim.linear_schedule(1.0, 0.0, 2)], [4, 4])
     _check_schedule(schedule, [0.0, 0.25, 0.5, 0.75, 1.0, 0.5, 0.0, 0.0])
+    for bounds in ((4, 4), np.array([4, 4])):  # any sequence of steps in order
+        _check_schedule(optim.join_schedules([optim.linear_schedule(0.0, 1.0, 4), 1.0,
+                                              optim.linear_schedule(1.0, 0.0, 2)], bounds),
+                        [0.0, 0.25, 0.5, 0.75, 1.0, 0.5, 0.0, 0.0])
 
 
 def test_trainer_resumes_a_joined_schedule(tmp_path):
@@ -574,6 +590,11 @@ def test_bad_schedule_settings_are_one_line_errors():
              (lambda: optim.join_schedules([], []), "schedules must be a non-empty list"),
              (lambda: optim.join_schedules([0.1, "x"], [3]), r"schedules\[1\] must be"),
              (lambda: optim.join_schedules([0.1, 0.2], 3), "boundaries must be a list"),
+             # a 0-d array was a bare TypeError (iterating it), a dict was taken by its keys
+             (lambda: optim.join_schedules([0.1, 0.2], np.array(3)),
+              r"^join_schedules: boundaries must be a list of steps, got array\(3\)\n"),
+             (lambda: optim.join_schedules([0.1, 0.2], {3: 0.5}),
+              r"^join_schedules: boundaries must be a list of steps, got \{3: 0.5\}\n"),
              (lambda: optim.join_schedules([0.1, 0.2], [3, 4]), "boundaries must be one "
               "fewer than schedules, got 2 schedules and 2 boundaries"),
              (lambda: optim.join_schedules([0.1, 0.2, 0.3], [5, 3]), "increasing order"),
