@@ -45,8 +45,9 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
     in_axes: an int (every argument batched along that axis), None (not batched: shared by
     every example), or a tuple with one entry per positional argument, each an int, None or
     a pytree of them matching that argument (a dict argument takes a dict of axes). Negative
-    axes count from the end. out_axes: the same for fun's result (None: an output that does
-    not depend on the batch, returned once). Keyword arguments are passed through unbatched,
+    axes count from the end; a numpy integer is an int here (JAX's vmap refuses it).
+    out_axes: the same for fun's result (None: an output that does not depend on the batch,
+    returned once). Keyword arguments are passed through unbatched,
     as torch.func.vmap does (JAX maps them over axis 0: pass batched values by position).
     An argument (or a part of one) that is None is an empty pytree, as in JAX: it has no
     leaves to map, whatever its in_axes entry, and reaches fun as None. axis_size (as JAX's):
@@ -55,6 +56,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
     Eagerly, the results are eager tensors (gc.Tensor), as eager ops give."""
     _callable(fun, "vmap")
     name = getattr(fun, "__name__", "fn").strip("<>")
+    in_axes, out_axes = _python_axes(in_axes), _python_axes(out_axes)
 
     @functools.wraps(fun, updated=())
     def batched(*args, **kwargs):
@@ -189,6 +191,22 @@ def _arguments(args, names):
         structures.append(st)
         leaf_names += leaf_input_names(name, arg)
     return leaves, (tuple, tuple(structures)), leaf_names
+
+
+def _python_axes(spec):
+    """in_axes or out_axes with each numpy integer as the Python int it holds (an axis from
+    numpy arithmetic, np.int64(1), is axis 1, as in graphc's other axis arguments; JAX's
+    vmap refuses it), converted once when vmap is made; np.bool_ is no integer and stays
+    refused (_match)."""
+    if isinstance(spec, np.integer):
+        return int(spec)
+    if isinstance(spec, dict):
+        return {key: _python_axes(axis) for key, axis in spec.items()}
+    if isinstance(spec, list):
+        return [_python_axes(axis) for axis in spec]
+    if isinstance(spec, tuple):  # (a namedtuple of axes matches as a tuple)
+        return tuple(_python_axes(axis) for axis in spec)
+    return spec
 
 
 def _is_array(x) -> bool:

@@ -234,6 +234,24 @@ def test_out_axes_and_pytrees():
     np.testing.assert_allclose(np.asarray(const[1]), np.ones((2, 4)))
 
 
+def test_numpy_integers_in_in_axes_and_out_axes_are_axes_as_ints():
+    # np.int64(1) was refused ("in_axes must be an int, None or a tuple"), where 1 works
+    xs = np.arange(6.0).reshape(2, 3)
+    rows = np.array([[0.0, 6.0], [2.0, 8.0], [4.0, 10.0]])  # xs.T * 2: mapped over axis 1
+    for in_axes in (np.int64(1), np.int32(-1), (np.int64(1),), [np.uint8(1)]):
+        np.testing.assert_array_equal(gc.vmap(lambda x: x * 2.0, in_axes=in_axes)(xs), rows)
+    np.testing.assert_array_equal(
+        gc.vmap(lambda x: x * 2.0, in_axes=np.int64(1), out_axes=np.int64(1))(xs), xs * 2.0)
+    out, c = gc.compile(gc.vmap(lambda d, c: ({"s": d["a"] * 2.0 + c}, c),
+                                in_axes=({"a": np.int64(1)}, None),
+                                out_axes=({"s": np.int16(0)}, None)))({"a": xs}, 1.5)
+    np.testing.assert_array_equal(out["s"], rows + 1.5)
+    assert c == 1.5
+    with pytest.raises(gc.GraphcError, match="in_axes must be an int, None or a tuple with "
+                                             "one entry per argument, got a bool"):
+        gc.vmap(lambda x: x, in_axes=np.bool_(True))(xs)  # a bool is no axis
+
+
 def test_vmap_of_a_custom_vjp_function_keeps_its_gradient_rule():
     @gc.custom_vjp
     def clip_gradient(x):
