@@ -287,3 +287,24 @@ def test_symbolic_lengths_compile_once_for_every_length():
         np.testing.assert_allclose(np.asarray(step(q, k, v, mask)), want, rtol=1e-10,
                                    atol=1e-12)
     assert step.recompiles == []
+
+
+def test_symbolic_key_length_bound_to_zero_gives_zeros():
+    # k[:, 1:] of an "s" axis has s - 1 keys: 0 when s = 1. The blocked-row test must not
+    # take a max over that empty axis (max has no identity); no key gives zeros, as torch's.
+    def f(q, k, v, m):
+        return gc.scaled_dot_product_attention(q, k[:, 1:], v[:, 1:], attn_mask=m[:, 1:])
+    step = gc.compile(f, polymorphic_shapes=(None, (2, "s", 8), (2, "s", 3), (4, "s")))
+    rng = np.random.default_rng(17)
+    q = rng.standard_normal((2, 4, 8))
+    for s in (3, 1):
+        k, v = _arrays(rng, (2, s, 8), (2, s, 3))
+        mask = np.ones((4, s), bool)
+        want = TF.scaled_dot_product_attention(
+            torch.tensor(q), torch.tensor(k[:, 1:]), torch.tensor(v[:, 1:]),
+            attn_mask=torch.tensor(mask[:, 1:])).numpy()
+        got = np.asarray(step(q, k, v, mask))
+        assert got.shape == (2, 4, 3)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(got, np.zeros((2, 4, 3)))
+    assert step.recompiles == []

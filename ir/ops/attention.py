@@ -127,10 +127,15 @@ def safe_softmax(scores):
     attentions (scaled_dot_product_attention with a mask, MultiheadAttention and the
     Transformer layers with one) share it; without a mask no row can be blocked, and the
     plain softmax keeps the causal fusions."""
-    if _shape(scores)[-1] == 0:  # no keys: nothing to divide (and max has no identity)
+    keys = _shape(scores)[-1]
+    if keys == 0:  # no keys: nothing to divide (and max has no identity)
         return F.softmax(scores, -1)
-    # (from a row's maximum: two ops, where not any(scores != -inf) takes five)
-    blocked = F.equal(F.max(scores, -1, keepdims=True), -math.inf)
+    if isinstance(keys, int):
+        # (from a row's maximum: two ops, where not any(scores != -inf) takes five)
+        blocked = F.equal(F.max(scores, -1, keepdims=True), -math.inf)
+    else:
+        # a symbolic key length may be bound to 0, where max has no identity and any has
+        blocked = F.logical_not(F.any(F.not_equal(scores, -math.inf), -1, keepdims=True))
     return F.where(blocked, 0.0, F.softmax(F.where(blocked, 0.0, scores), -1))
 
 
