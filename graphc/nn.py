@@ -2365,7 +2365,7 @@ class MultiheadAttention(Module):
             mask = F.reshape(mask, (B, self.num_heads, T, S))
         if str(mask.dtype) == "bool":
             return F.masked_fill(att, mask, float("-inf"))
-        return att + mask
+        return _attention.add_float_mask(att, mask)  # (a float64 mask on float32 scores too)
 
 
 # ---- losses as modules ------------------------------------------------------------------------

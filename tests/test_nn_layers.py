@@ -190,6 +190,36 @@ def test_multihead_attention_cross_attention_and_masks_match_torch():
     assert ours(gc.tensor(q), need_weights=False)[1] is None
 
 
+def test_multihead_attention_casts_a_float_mask_to_the_scores_dtype():
+    """A float64 mask (numpy's np.triu(np.full((T, T), -np.inf), 1)) on a float32 layer
+    failed inside add(f32, f64), naming neither the layer nor the mask; it is cast to the
+    scores' dtype, as gc.scaled_dot_product_attention does: torch's values with the mask
+    given in float32, eagerly and compiled, a float64 key_padding_mask too."""
+    rng = np.random.default_rng(3)
+    E, H, B, T = 8, 2, 3, 5
+    ours = nn.MultiheadAttention(E, H, batch_first=True)
+    theirs = torch.nn.MultiheadAttention(E, H, batch_first=True)
+    _copy_mha(ours, theirs)
+    x = rng.normal(size=(B, T, E)).astype(np.float32)
+    causal = np.triu(np.full((T, T), -np.inf), 1) + rng.normal(size=(T, T))  # float64
+    padding = np.where(np.arange(T) >= np.array([[5], [3], [4]]), -np.inf, 0.0)  # float64
+    tx = torch.tensor(x)
+    for need_weights in (True, False):
+        out, w = theirs(tx, tx, tx, attn_mask=torch.tensor(causal, dtype=torch.float32),
+                        key_padding_mask=torch.tensor(padding, dtype=torch.float32),
+                        need_weights=need_weights)
+        got, got_w = ours(x, attn_mask=causal, key_padding_mask=padding,
+                          need_weights=need_weights)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got.data, out.detach().numpy(), rtol=1e-5, atol=1e-6)
+        if need_weights:
+            np.testing.assert_allclose(got_w.data, w.detach().numpy(), rtol=1e-5, atol=1e-6)
+    compiled = gc.compile(lambda a: ours(a, attn_mask=causal, key_padding_mask=padding,
+                                         need_weights=False)[0])(x)
+    assert compiled.dtype == np.float32
+    np.testing.assert_allclose(compiled, out.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_multihead_attention_query_with_no_key_gives_torchs_zeros_not_nan():
     """A query whose keys are all masked (left padding under a causal mask, a sequence all
     padding) gave NaN, and NaN in every parameter's gradient: a plain softmax of a row of

@@ -96,7 +96,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         if mask_dtype == np.bool_:
             scores = F.masked_fill(scores, F.logical_not(attn_mask), -math.inf)
         elif is_float(mask_dtype):
-            scores = F.add(scores, F.cast(attn_mask, _dtype(scores)))
+            scores = add_float_mask(scores, attn_mask)
         else:
             _fail(f"{name}: attn_mask must be boolean (True: may attend) or float (added), "
                   f"got {mask_dtype}")
@@ -119,6 +119,15 @@ def attention_scores(query, key, scale):
     if is_half(_dtype(query)) or precision.active_half() == np.float16:
         return F.matmul(F.mul(query, float(scale)), F.swapaxes(key, -1, -2))
     return F.mul(F.matmul(query, F.swapaxes(key, -1, -2)), float(scale))
+
+
+def add_float_mask(scores, mask):
+    """scores + a float mask, the mask in the scores' dtype: numpy's natural
+    np.triu(np.full((T, T), -np.inf), 1) is float64 where the scores are float32 (torch
+    refuses that mask; a half or bfloat16 one would be promoted). A mask of the scores'
+    dtype is added as it is (an eager cast to its own dtype would copy it)."""
+    dtype = _dtype(scores)
+    return F.add(scores, mask if _dtype(mask) == dtype else F.cast(mask, dtype))
 
 
 def safe_softmax(scores):
