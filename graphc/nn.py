@@ -2319,8 +2319,9 @@ class MultiheadAttention(Module):
             att = F.concat([att, _attention.attention_scores(q, extra_k, scale)], -1)
             v = F.concat([v, F.broadcast_to(extra_v, (B,) + tuple(F._shape(extra_v))[1:])], 2)
         # a mask may leave a query no key (left padding under a causal mask): zeros there, as
-        # torch's need_weights=False path (its sdpa), which the Transformer layers take
-        # (its need_weights=True path gives NaN); causal alone leaves every query its first key
+        # torch's need_weights=False path (its sdpa), which the Transformer layers take (its
+        # need_weights=True path and its no_grad inference fast path give NaN); causal alone
+        # leaves every query its first key
         masked = attn_mask is not None or key_padding_mask is not None
         probs = _attention.safe_softmax(att) if masked else F.softmax(att, axis=-1)
         # the weights returned are those applied to v, dropped in training, as torch's
