@@ -157,6 +157,32 @@ def test_sum_over_no_axes_keeps_numpys_plus_zero(reduce, dtype):
     assert ops(g) == []  # exact for integers: still x
 
 
+def test_layer_norm_gradients_of_one_row_leave_no_sum_over_no_axes_in_the_plan():
+    """Since simplify keeps a float sum over no axes, graphc's own LayerNorm gradient rules
+    left one as a full-size copy in the plan: the bias gradient of a 1-d input, and the
+    vmapped weight-gradient rule (per-example gradients). They skip the sum where there are
+    no axes, as unbroadcast does; the gradients are numpy's: db = 2y, dw = 2y * xhat for
+    sum(layer_norm(x) ** 2)."""
+    ln = gc.nn.LayerNorm(16)
+    rng = np.random.default_rng(4)
+    ln.weight.data = rng.normal(size=16).astype(np.float32)
+    ln.bias.data = rng.normal(size=16).astype(np.float32)
+    x = rng.normal(size=(32, 16)).astype(np.float32)
+    xhat = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    y = xhat * ln.weight.data + ln.bias.data
+
+    def grads(p, xi):
+        return gc.grad(lambda p: gc.sum(ln.apply(p, xi) ** 2))(p)
+    for f, (dw, db) in (  # (one row, then each row: vmap of grad)
+            (lambda p, x: grads(p, x[0]), (2 * y[0] * xhat[0], 2 * y[0])),
+            (lambda p, x: gc.vmap(lambda xi: grads(p, xi))(x), (2 * y * xhat, 2 * y))):
+        g = manager.optimize(gc.trace(f, ln.params(), x))
+        assert [n for n in g.nodes if n.op == "sum" and not n.attrs["axes"]] == []
+        got = gc.compile(f)(ln.params(), x)
+        np.testing.assert_allclose(got["weight"], dw, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["bias"], db, rtol=1e-5, atol=1e-5)
+
+
 def test_pipeline_statistics_show_the_mlp_gradient_shrinking():
     from passes.autodiff import grad_graph
 

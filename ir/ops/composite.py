@@ -128,6 +128,13 @@ def _lead_axes(x):
     return tuple(range(x.ndim - 1))
 
 
+def _sum_over(x, axes):
+    """F.sum(x, axes), or x itself where there are no axes (a 1-d LayerNorm input), as
+    unbroadcast does: simplify keeps a float sum over no axes (numpy's +0.0 turns -0.0 into
+    +0.0), which here would only be a full-size copy in the plan."""
+    return F.sum(x, axes) if axes else x
+
+
 def _vjp_layer_norm(ctx, g):
     x, w, b = ctx.inputs
     eps = ctx.attrs["eps"]
@@ -136,7 +143,7 @@ def _vjp_layer_norm(ctx, g):
     if ctx.needs[1]:
         dw = F.layer_norm_wgrad(x, g, eps)
     if ctx.needs[2]:
-        db = F.sum(g, _lead_axes(x))
+        db = _sum_over(g, _lead_axes(x))
     return [dx, dw, db]
 
 
@@ -193,7 +200,7 @@ def layer_norm_grad(x, w, g, eps):
 def _layer_norm_wgrad_reference(x, g, eps):
     n = x.shape[-1]
     xhat = F.layer_norm(x, F.ones(n, x.dtype), F.zeros(n, x.dtype), eps)
-    return F.sum(g * xhat, _lead_axes(x))
+    return _sum_over(g * xhat, _lead_axes(x))
 
 
 def _layer_norm_wgrad_infer(types, eps):
@@ -437,7 +444,7 @@ def _register_batching():
         x, g = batch_all(args, batched, size)
         n = F._shape(x)[-1]
         xhat = F.layer_norm(x, F.ones(n, F._dtype(x)), F.zeros(n, F._dtype(x)), eps)
-        return F.sum(F.mul(g, xhat), tuple(range(1, F._ndim(x) - 1)))
+        return _sum_over(F.mul(g, xhat), tuple(range(1, F._ndim(x) - 1)))
 
     def channels_of_examples(x):
         """Batched x (B, N, C, ...) as (N, B * C, ...): each example's channels apart."""
