@@ -324,14 +324,22 @@ def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = N
     return schedule
 
 
+def _steps_list(what, steps):
+    """Steps given in order: a sequence (list, tuple, range, deque) or a 1-d array. A dict or
+    set (whose keys would be taken in no promised order), a generator (used up by the first
+    call) and a number or 0-d array (a bare TypeError from iterating it) are one line."""
+    ordered = isinstance(steps, collections.abc.Sequence) and not isinstance(steps, (str, bytes))
+    if not (ordered or isinstance(steps, np.ndarray) and steps.ndim == 1):
+        raise GraphcError(f"{what} must be a list of steps, got {steps!r}"[:200],
+                          (user_location(),))
+    return steps
+
+
 def multistep(init_value: float, milestones, gamma: float = 0.1):
     """torch.optim.lr_scheduler.MultiStepLR: init_value times gamma at each milestone step
     reached (a milestone given twice, gamma twice, as torch's)."""
-    if isinstance(milestones, (int, np.integer)) or not hasattr(milestones, "__iter__"):
-        raise GraphcError(f"multistep: milestones must be a list of steps, got {milestones!r}",
-                          (user_location(),))
     counts = {}
-    for m in milestones:
+    for m in _steps_list("multistep: milestones", milestones):
         m = _count_setting("multistep: a milestone", m)
         counts[m] = counts.get(m, 0) + 1
     gamma = _schedule_finite("multistep: gamma", gamma)
@@ -457,13 +465,8 @@ def join_schedules(schedules, boundaries):
         raise GraphcError(f"{name}: schedules must be a non-empty list of schedules, got "
                           f"{schedules!r}"[:200], (user_location(),))
     parts = [_as_schedule(part, f"{name}: schedules[{i}]") for i, part in enumerate(schedules)]
-    # a sequence in order, one per later schedule: a dict or set (whose keys would be used)
-    # and a 0-d array (a bare TypeError from iterating it) are refused here
-    if not (isinstance(boundaries, (list, tuple, range)) or
-            isinstance(boundaries, np.ndarray) and boundaries.ndim == 1):
-        raise GraphcError(f"{name}: boundaries must be a list of steps, got {boundaries!r}"
-                          [:200], (user_location(),))
-    bounds = [_count_setting(f"{name}: a boundary", b) for b in boundaries]
+    bounds = [_count_setting(f"{name}: a boundary", b)
+              for b in _steps_list(f"{name}: boundaries", boundaries)]
     if len(bounds) != len(parts) - 1:
         raise GraphcError(f"{name}: boundaries must be one fewer than schedules, got "
                           f"{len(parts)} schedules and {len(bounds)} boundaries",

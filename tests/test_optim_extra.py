@@ -3,6 +3,7 @@ piecewise_constant, multistep, polynomial_decay, linear_schedule, linear_lr,
 cosine_decay_schedule, cosine_warm_restarts and join_schedules against torch.optim and
 torch.optim.lr_scheduler (the oracle; Lion, which torch lacks, against optax.lion's update
 written out in numpy), functional, compiled, bound (PyTorch style) and in gc.Trainer."""
+import collections
 import math
 
 import numpy as np
@@ -595,6 +596,11 @@ def test_bad_schedule_settings_are_one_line_errors():
               r"^join_schedules: boundaries must be a list of steps, got array\(3\)\n"),
              (lambda: optim.join_schedules([0.1, 0.2], {3: 0.5}),
               r"^join_schedules: boundaries must be a list of steps, got \{3: 0.5\}\n"),
+             # the same check for multistep's milestones (it had the 0-d array and the dict)
+             (lambda: optim.multistep(0.1, np.array(3)),
+              r"^multistep: milestones must be a list of steps, got array\(3\)\n"),
+             (lambda: optim.multistep(0.1, {3: 0.5}), r"^multistep: milestones must be a list"),
+             (lambda: optim.join_schedules([0.1, 0.2], (b for b in [3])), "boundaries must be"),
              (lambda: optim.join_schedules([0.1, 0.2], [3, 4]), "boundaries must be one "
               "fewer than schedules, got 2 schedules and 2 boundaries"),
              (lambda: optim.join_schedules([0.1, 0.2, 0.3], [5, 3]), "increasing order"),
@@ -602,6 +608,10 @@ def test_bad_schedule_settings_are_one_line_errors():
     for make, message in cases:
         with pytest.raises(gc.GraphcError, match=message):
             make()
+    # any ordered sequence is taken (a deque, as torch's milestones may be)
+    joined = optim.join_schedules([0.1, 0.2], collections.deque([3]))
+    assert (joined(2), joined(3)) == (0.1, 0.2)
+    assert optim.multistep(1.0, collections.deque([2]), 0.5)(2) == 0.5
 
 
 def test_the_older_schedules_check_their_numbers_as_the_newer_ones():
