@@ -335,6 +335,10 @@ def run_dump(args) -> int:
     if args.diff and getattr(args, "bind", None):
         raise GraphcError(f"--diff and --bind {' '.join(args.bind)} conflict: --diff compares "
                           "the graphs the passes leave, before any sizes are bound; give one")
+    for flag in ("full", "collapse"):  # (print options of a graph, not of a diff)
+        if args.diff and getattr(args, flag, False):
+            raise GraphcError(f"--diff and --{flag} conflict: --{flag} changes how a graph "
+                              "prints, and --diff prints the lines that change; give one")
     if (args.diff or args.stats) and args.format != "text":
         raise GraphcError(f"--format {args.format}: {'--diff' if args.diff else '--stats'} "
                           "prints text; --format applies to graphs")

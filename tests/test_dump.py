@@ -426,7 +426,7 @@ def test_errors_about_a_graphs_outputs_name_their_line(tmp_path, capsys):
          "IR line 9: the 'return' line differs from the outputs the signature on line 1 "
          "names (%3)"),
         (_SCAN_IR.replace("xs) -> (%3)", "xs) -> (%5)"),
-         "IR line 1, column 49: the signature names output %5, which is not defined"),
+         "IR line 1, column 47: the signature names output %5, which is not defined"),
         (_SCAN_IR.replace("      return %3\n", ""), "IR line 5: missing 'return' line")]
     for text, message in cases:
         with pytest.raises(gc.GraphcError) as info:

@@ -300,6 +300,8 @@ def test_a_prompt_of_bytes_that_are_not_utf8_is_one_line(tmp_path, text_file, ca
      "--diff and --memory-limit conflict: --diff compares two stages of the pipeline"),
     (["--diff", "input", "dce", "--batch", "b", "--bind", "b=4"],
      "--diff and --bind b=4 conflict"),
+    (["--diff", "input", "dce", "--full"], "--diff and --full conflict"),
+    (["--diff", "input", "dce", "--collapse"], "--diff and --collapse conflict"),
 ])
 def test_dump_options_that_would_be_ignored_are_refused(tmp_path, capsys, options, message):
     # the second option was dropped without a word: `--diff ... --format png -o g.png`
