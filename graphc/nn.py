@@ -2225,29 +2225,24 @@ class MultiheadAttention(Module):
             object.__setattr__(self, name, value)
 
     def _unbatched(self, query, key, value, attn_mask, key_padding_mask, need_weights,
-                   is_causal, average_attn_weights, masks_as):
+                   is_causal, average_attn_weights):
         axis = 0 if self.batch_first else 1
         batch = [F.expand_dims(t, axis) for t in (query, key, value)]
         if key_padding_mask is not None:
             if F._ndim(key_padding_mask) != 1:  # as torch's
-                raise GraphcError(f"{masks_as[0]}: for an unbatched (L, E) query, "
-                                  f"{masks_as[2]} must be 1-d (S,), got shape "
+                raise GraphcError(f"{self._where()}: for an unbatched (L, E) query, "
+                                  f"key_padding_mask must be 1-d (S,), got shape "
                                   f"{tuple(F._shape(key_padding_mask))}", (user_location(),))
             key_padding_mask = F.expand_dims(key_padding_mask, 0)
         out, weights = self.forward(*batch, attn_mask, key_padding_mask, need_weights,
-                                    is_causal, average_attn_weights, _masks_as=masks_as)
+                                    is_causal, average_attn_weights)
         return (F.squeeze(out, axis),
                 None if weights is None else F.squeeze(weights, 0))
 
     def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
-                need_weights=True, is_causal=None, average_attn_weights=True, *,
-                _masks_as=None):
-        # _masks_as: (where, attn_mask's name, key_padding_mask's name) in the mask errors; a
-        # Transformer layer gives its own and its argument's (src_mask, ...), which the user
-        # passed, rather than this submodule's
-        masks_as = _masks_as or (self._where(), "attn_mask", "key_padding_mask")
-        for what, mask in zip(masks_as[1:], (attn_mask, key_padding_mask)):
-            _refuse_integer_mask(masks_as[0], what, mask)
+                need_weights=True, is_causal=None, average_attn_weights=True):
+        for what, mask in (("attn_mask", attn_mask), ("key_padding_mask", key_padding_mask)):
+            _refuse_integer_mask(self._where(), what, mask)
         key = query if key is None else key
         value = key if value is None else value
         shapes = tuple(tuple(F._shape(t)) for t in (query, key, value))
@@ -2261,7 +2256,7 @@ class MultiheadAttention(Module):
                                   "(unbatched, (S, E)) must have one length",
                                   (user_location(),))
             return self._unbatched(query, key, value, attn_mask, key_padding_mask,
-                                   need_weights, is_causal, average_attn_weights, masks_as)
+                                   need_weights, is_causal, average_attn_weights)
         if F._ndim(query) != 3:
             raise GraphcError(f"MultiheadAttention: query must be (L, E) or batched (3-d), "
                               f"got shape {tuple(F._shape(query))}", (user_location(),))
@@ -2289,10 +2284,10 @@ class MultiheadAttention(Module):
         # scores (a 1-d (S,) attn_mask as a per-key mask) or fail inside where or reshape; a
         # key_padding_mask of B * S elements, a sequence-first (S, B) one above all, would
         # reshape into a mask of the wrong keys
-        self._check_mask_shape(masks_as[0], masks_as[1], attn_mask, {
+        self._check_mask_shape("attn_mask", attn_mask, {
             "(target length, source length)": (T, S),
             "(batch * num_heads, target length, source length)": (B * H, T, S)})
-        self._check_mask_shape(masks_as[0], masks_as[2], key_padding_mask,
+        self._check_mask_shape("key_padding_mask", key_padding_mask,
                                {"(batch, source length)": (B, S)})
         w_q, w_k, w_v = (F.split(self.in_proj_weight, 3, axis=1)
                          if self.in_proj_weight is not None else
@@ -2349,8 +2344,7 @@ class MultiheadAttention(Module):
             return None, None
         return (F.swapaxes(F.concat(keys, 1), 1, 2), F.swapaxes(F.concat(values, 1), 1, 2))
 
-    @staticmethod
-    def _check_mask_shape(where, what, mask, allowed):
+    def _check_mask_shape(self, what, mask, allowed):
         """Refuses `mask` (None: none given) unless its shape is one of `allowed`'s values,
         in one line naming them by their keys (what each axis is)."""
         if mask is None:
@@ -2358,7 +2352,7 @@ class MultiheadAttention(Module):
         shape = tuple(F._shape(mask))
         if shape not in allowed.values():
             options = " or ".join(f"{axes} = {dims}" for axes, dims in allowed.items())
-            raise GraphcError(f"{where}: {what} has shape {shape}; it must be "
+            raise GraphcError(f"{self._where()}: {what} has shape {shape}; it must be "
                               f"{options}", (user_location(),))
 
     def _masked(self, att, mask, B, T, S):

@@ -63,12 +63,9 @@ class _Layer(Module):
             object.__setattr__(self, "activation", activation)
         object.__setattr__(self, "norm_first", bool(norm_first))
 
-    def _sa_block(self, x, mask, key_padding_mask, is_causal, names):
-        # (a mask's error names this layer and the argument as given, `names`, not the
-        # submodule's attn_mask, as the integer-mask check in forward does)
+    def _sa_block(self, x, mask, key_padding_mask, is_causal):
         y = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask,
-                           need_weights=False, is_causal=is_causal,
-                           _masks_as=(self._where(), *names))[0]
+                           need_weights=False, is_causal=is_causal)[0]
         return self.dropout1(y)
 
     def _ff_block(self, x, last_dropout):
@@ -92,12 +89,10 @@ class TransformerEncoderLayer(_Layer):
                                                     src_key_padding_mask)):
             _refuse_integer_mask(self._where(), what, mask)
         x = src
-        names = ("src_mask", "src_key_padding_mask")
         if self._setting("norm_first", x):
-            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal,
-                                   names)
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
             return x + self._ff_block(self.norm2(x), self.dropout2)
-        x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal, names))
+        x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
         return self.norm2(x + self._ff_block(x, self.dropout2))
 
 
@@ -114,8 +109,7 @@ class TransformerDecoderLayer(_Layer):
     def _mha_block(self, x, memory, mask, key_padding_mask, is_causal):
         y = self.multihead_attn(x, memory, memory, attn_mask=mask,
                                 key_padding_mask=key_padding_mask, need_weights=False,
-                                is_causal=is_causal, _masks_as=(
-                                    self._where(), "memory_mask", "memory_key_padding_mask"))[0]
+                                is_causal=is_causal)[0]
         return self.dropout2(y)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
@@ -125,15 +119,12 @@ class TransformerDecoderLayer(_Layer):
                            ("memory_key_padding_mask", memory_key_padding_mask)):
             _refuse_integer_mask(self._where(), what, mask)
         x = tgt
-        names = ("tgt_mask", "tgt_key_padding_mask")
         if self._setting("norm_first", x):
-            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal,
-                                   names)
+            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
             x = x + self._mha_block(self.norm2(x), memory, memory_mask,
                                     memory_key_padding_mask, memory_is_causal)
             return x + self._ff_block(self.norm3(x), self.dropout3)
-        x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal,
-                                          names))
+        x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
         x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask,
                                            memory_is_causal))
         return self.norm3(x + self._ff_block(x, self.dropout3))
