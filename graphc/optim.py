@@ -208,10 +208,16 @@ def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
     def schedule(count):
         s = _Scalar(count)
         warm = (init - peak) * (1.0 - s.step / max(warmup, 1)) + peak
-        cosine_decay = (s.cos(s.clip(s.step - warmup, 0.0, span) * math.pi / span) + 1.0) * 0.5
+        cosine_decay = _cosine_factor(s, s.step - warmup, span)
         decayed = peak * ((1.0 - alpha) * s.pow(cosine_decay, exponent) + alpha)
         return s.where(s.step < warmup, warm, decayed)
     return schedule
+
+
+def _cosine_factor(s, elapsed, span):
+    """optax's cosine decay factor, (1 + cos(pi k / span)) / 2 with k = elapsed clipped to
+    [0, span]: from 1 down to 0 (each product rounds as optax's, in any order)."""
+    return (s.cos(s.clip(elapsed, 0.0, span) * math.pi / span) + 1.0) * 0.5
 
 
 def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
@@ -410,8 +416,8 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
     exponent = _schedule_number(f"{name}: exponent", exponent)  # negative: 0 ** -1 at the end
 
     def schedule(count):
-        s = _Scalar(count)  # optax's terms, in its order
-        cosine_decay = 0.5 * (1.0 + s.cos(math.pi * s.clip(s.step, 0.0, decay) / decay))
+        s = _Scalar(count)
+        cosine_decay = _cosine_factor(s, s.step, decay)
         return init * ((1.0 - alpha) * s.pow(cosine_decay, exponent) + alpha)
     return schedule
 

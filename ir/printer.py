@@ -70,21 +70,23 @@ def format_constant(value: np.ndarray, max_inline: int | None = MAX_INLINE) -> s
     return "[" + ", ".join(_scalar(v) for v in flat) + "]"
 
 
-def _is_region(value) -> bool:
+def is_region(value) -> bool:
+    """Whether an attribute value is a control-flow node's region (ir/region.py), told by its
+    shape, so that the modules below the region's own need not import it."""
     return hasattr(value, "nodes") and hasattr(value, "outputs")
 
 
 def _format_value(value, indent, locations, max_inline, collapse) -> str:
     """An attribute value; a region (ir/region.py) prints nested, as a jaxpr's sub-jaxpr:
     `{` ending the line, its graph indented below, `}` opening the line that goes on."""
-    if _is_region(value):
+    if is_region(value):
         if collapse is not None:
             if id(value) in collapse:
                 return f"{{ {value.name}: as printed above }}"
             collapse.add(id(value))
         inner = format_graph(value, locations, max_inline, indent + "    ", collapse)
         return "{\n" + inner + "\n" + indent + "  }"
-    if isinstance(value, tuple) and any(_is_region(v) for v in value):
+    if isinstance(value, tuple) and any(is_region(v) for v in value):
         inner = ", ".join(_format_value(v, indent, locations, max_inline, collapse)
                           for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"

@@ -25,6 +25,7 @@ import numpy as np
 from .errors import GraphcError
 from .graph import Graph
 from .ops.registry import REGISTRY
+from .printer import is_region
 from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, exact_array,
                     parse_dim)
 
@@ -64,7 +65,7 @@ def _encode(v):
     if isinstance(v, np.ndarray):
         return {"array": [_encode(x) for x in v.reshape(-1).tolist()], "shape": list(v.shape),
                 "dtype": SHORT_NAMES[v.dtype]}
-    if hasattr(v, "nodes") and hasattr(v, "outputs"):  # a control-flow node's region
+    if is_region(v):
         return {"graph": to_json(v)}
     raise GraphcError(f"cannot encode the value {v!r} (a {type(v).__name__}): the JSON form "
                       "holds ints, floats, bools, strings, tuples, dtypes, arrays and regions")

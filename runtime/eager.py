@@ -858,16 +858,18 @@ def record_call(call: TapeCall, operands, results, differentiable) -> list:
     """`results` (arrays) as tensors, those where `differentiable` is true on the tape as
     results of one `call` entry over `operands` (tensors, those that require grad among
     them); the others are tensors that require no grad, as torch marks integer results."""
+    # (the _requires_grad slot, as run_op sets it: the property's dtype check is for users,
+    # and a differentiable result is a float one)
     entry = Tensor(np.empty(0))
-    entry.requires_grad = True
+    entry._requires_grad = True
     # (its values: the call's residuals)
-    entry._ctx = (call, list(operands), {}, None, tuple([a.requires_grad for a in operands]))
+    entry._ctx = (call, list(operands), {}, None, tuple([a._requires_grad for a in operands]))
     tensors = []
     for k, (data, taped) in enumerate(zip(results, differentiable)):
         t = Tensor(data)
         t._serial = next(_SERIAL)  # an op's result (apart_from)
         if taped:
-            t.requires_grad = True
+            t._requires_grad = True
             t._ctx = (_RESULT, [entry], {"index": k}, None, (True,))
         tensors.append(t)
     return tensors

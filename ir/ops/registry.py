@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..printer import format_attr
+from ..printer import format_attr, is_region
 from ..types import NUMPY_FLOAT_SCALARS, Dim, TensorType, as_dtype, is_float, is_half
 
 
@@ -64,10 +64,6 @@ def _size(v):
     return _int(v) or isinstance(v, Dim)
 
 
-def _region(v):
-    return hasattr(v, "nodes") and hasattr(v, "outputs")
-
-
 def _tuple_of(test):
     return lambda v: isinstance(v, tuple) and all(test(x) for x in v)
 
@@ -94,13 +90,13 @@ ATTRIBUTE_KINDS = {
     "dtype": ("a dtype (f32, i64, bool, ...)", lambda v: isinstance(v, np.dtype)),
     "approximate": _TEXT, "fn": _TEXT, "spec": _TEXT, "reduce": _TEXT, "program": _TEXT,
     "name": _TEXT, "kind": _TEXT,
-    "body": ("a region", _region), "cond_fn": ("a region", _region),
-    "body_fn": ("a region", _region), "branches": ("a tuple of regions", _tuple_of(_region)),
+    "body": ("a region", is_region), "cond_fn": ("a region", is_region),
+    "body_fn": ("a region", is_region), "branches": ("a tuple of regions", _tuple_of(is_region)),
 }
 
 
 def _shown(value) -> str:
-    text = type(value).__name__ if _region(value) else format_attr(value)
+    text = type(value).__name__ if is_region(value) else format_attr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
