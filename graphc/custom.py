@@ -39,12 +39,13 @@ from ir.graph import Node, current_graph
 from ir.ops import api as F
 from ir.ops.custom import CustomCall, rule_ref
 from ir.ops.registry import apply
-from ir.types import is_float, is_int, result_dtype
+from ir.types import is_float, result_dtype
 from passes.autodiff import gradients
 from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
                            is_grad_enabled, op_serial)
 
 from .tracing import DICT_KINDS, leaves_and_structure, leaves_like, refuse_traced, unflatten
+from .transforms import _argnums  # (static_argnums' and argnums' reading too)
 
 
 class _Custom:
@@ -53,7 +54,7 @@ class _Custom:
     def __init__(self, fun, nondiff_argnums=()):
         self.fun = fun
         self.name = getattr(fun, "__name__", "fn")
-        self.nondiff_argnums = _nondiff(nondiff_argnums, f"{self.kind}: nondiff_argnums")
+        self.nondiff_argnums = _argnums(nondiff_argnums, f"{self.kind}: nondiff_argnums")
         functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
 
     def _check_nondiff(self, args):
@@ -80,15 +81,6 @@ class _Custom:
         if self.nondiff_argnums:
             self._check_nondiff(args)
         return _call(self, args)
-
-
-def _nondiff(argnums, what) -> tuple:
-    """JAX's nondiff_argnums (a tuple of ints, an int accepted), checked once."""
-    nums = (argnums,) if is_int(argnums) else argnums
-    if not isinstance(nums, (tuple, list)) or not all(is_int(n) for n in nums):
-        raise GraphcError(f"{what} must be a tuple of ints, got {argnums!r}",
-                          (user_location(),))
-    return tuple(int(n) for n in nums)
 
 
 def _nondiff_positions(argnums, count, custom) -> list:

@@ -398,7 +398,7 @@ def test_bad_nondiff_argnums_and_defjvps_are_one_line_each():
         return str(info.value).splitlines()[0]
 
     assert first_line(lambda: gc.custom_vjp(_cube, nondiff_argnums="a")) == \
-        "custom_vjp: nondiff_argnums must be a tuple of ints, got 'a'"
+        "custom_vjp: nondiff_argnums must be an int or a tuple of ints, got 'a'"
     scale = gc.custom_vjp(lambda k, x: x * k, nondiff_argnums=(2,))
     scale.defvjp(lambda k, x: (x * k, None), lambda k, _, g: (g,))
     assert first_line(lambda: scale(2.0, _XS)) == \
