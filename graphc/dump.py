@@ -315,6 +315,25 @@ def split_lowering(pipeline, after) -> tuple:
     return passes[:run], True, None
 
 
+def _refuse_options_beside_diff(args):
+    """--diff prints the lines two stages differ in: each of these options printed its own
+    text or changed a graph's, and was left unused without a word."""
+    memory_limit, bind = getattr(args, "memory_limit", None), getattr(args, "bind", None)
+    conflicts = [
+        (args.stats, "--stats", "each prints its own text; give one"),
+        (args.after is not None, f"--after {args.after}", "--diff names both of its stages"),
+        (memory_limit is not None, "--memory-limit", "--diff compares two stages of the pipeline, "
+         "and the budget's rematerialize pass runs after it; give one"),
+        (bind, f"--bind {' '.join(bind or ())}", "--diff compares the graphs the "
+         "passes leave, before any sizes are bound; give one")]
+    conflicts += [(getattr(args, flag, False), f"--{flag}", f"--{flag} changes how a graph "
+                   "prints, and --diff prints the lines that change; give one")
+                  for flag in ("full", "collapse")]
+    for given, option, why in conflicts:
+        if given:
+            raise GraphcError(f"--diff and {option} conflict: {why}")
+
+
 def run_dump(args) -> int:
     from ir.dot import render, to_dot
     from ir.serialize import dumps
@@ -322,23 +341,8 @@ def run_dump(args) -> int:
     if args.O0 and args.passes is not None:  # -O0 won silently: the passes never ran
         raise GraphcError(f"-O0 and --passes {args.passes!r} conflict: -O0 runs no passes; "
                           "give one of them")
-    # each of these printed its text and left the other option unused, without a word
-    if args.diff and args.stats:
-        raise GraphcError("--diff and --stats conflict: each prints its own text; give one")
-    if args.diff and args.after is not None:
-        raise GraphcError(f"--diff and --after {args.after} conflict: --diff names both of "
-                          "its stages")
-    if args.diff and getattr(args, "memory_limit", None) is not None:
-        raise GraphcError("--diff and --memory-limit conflict: --diff compares two stages of "
-                          "the pipeline, and the budget's rematerialize pass runs after it; "
-                          "give one")
-    if args.diff and getattr(args, "bind", None):
-        raise GraphcError(f"--diff and --bind {' '.join(args.bind)} conflict: --diff compares "
-                          "the graphs the passes leave, before any sizes are bound; give one")
-    for flag in ("full", "collapse"):  # (print options of a graph, not of a diff)
-        if args.diff and getattr(args, flag, False):
-            raise GraphcError(f"--diff and --{flag} conflict: --{flag} changes how a graph "
-                              "prints, and --diff prints the lines that change; give one")
+    if args.diff:
+        _refuse_options_beside_diff(args)
     if (args.diff or args.stats) and args.format != "text":
         raise GraphcError(f"--format {args.format}: {'--diff' if args.diff else '--stats'} "
                           "prints text; --format applies to graphs")
