@@ -176,8 +176,15 @@ def pow(a, b):
 
 
 def _is_weak(x) -> bool:
-    from .. import weak  # (here: ir.weak imports ir.ops, whose modules import this one)
-    return weak.is_weak(x)
+    return _weak_module().is_weak(x)
+
+
+@functools.cache
+def _weak_module():
+    """ir.weak, imported once, at the first call (as _operator_mixin below): ir.weak imports
+    ir.ops, whose modules import this one. pow asks on every call."""
+    from .. import weak
+    return weak
 
 
 def _is_weak_int(x) -> bool:
