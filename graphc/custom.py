@@ -58,16 +58,14 @@ class _Custom:
         functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
 
     def _check_nondiff(self, args):
-        """The call's nondiff_argnums positions, checked: each names an argument, and none
+        """Checks the call's nondiff_argnums positions: each names an argument, and none
         is a traced value or a tensor that requires grad (JAX refuses tracers there too). A
         Python number that grad or a Jacobian traces (`gc.grad(f)(x, 0.7)`) is retried as
         the number itself, as remat's static_argnums are."""
-        positions = _nondiff_positions(self.nondiff_argnums, len(args), self)
-        for i in positions:
+        for i in _nondiff_positions(self.nondiff_argnums, len(args), self):
             if any(isinstance(x, Node) or (isinstance(x, Tensor) and x.requires_grad)
                    for x in leaves_and_structure(args[i])[0]):
                 self._refuse_nondiff(i, args[i])
-        return positions
 
     def _refuse_nondiff(self, i, value):
         refused = (f"{self.kind} function {self.name}: argument {i} is in nondiff_argnums "
