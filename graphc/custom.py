@@ -44,7 +44,8 @@ from passes.autodiff import gradients
 from runtime.eager import (Tensor, apart_from, backward, collect_buffer_updates, enable_grad,
                            is_grad_enabled, op_serial)
 
-from .tracing import DICT_KINDS, leaves_and_structure, leaves_like, refuse_traced, unflatten
+from .tracing import (DICT_KINDS, function_name, leaves_and_structure, leaves_like, refuse_traced,
+                      unflatten)
 from .transforms import _argnums  # (static_argnums' and argnums' reading too)
 
 
@@ -53,7 +54,7 @@ class _Custom:
 
     def __init__(self, fun, nondiff_argnums=()):
         self.fun = fun
-        self.name = getattr(fun, "__name__", "fn")
+        self.name = function_name(fun)
         self.nondiff_argnums = _argnums(nondiff_argnums, f"{self.kind}: nondiff_argnums")
         functools.update_wrapper(self, fun, updated=())  # not fun.__dict__ over self's
 

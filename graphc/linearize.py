@@ -23,7 +23,8 @@ from passes.manager import optimize
 from ir.ops.registry import SymbolicValue, apply, get_op
 from runtime.eager import Tensor
 
-from .tracing import Spec, leaves_and_structure, leaves_like, to_spec, trace, unflatten
+from .tracing import (Spec, function_name, leaves_and_structure, leaves_like, to_spec, trace,
+                      unflatten)
 from .transforms import _as_primals, _check_integer_tangent, _is_python_number, _is_symbolic, jvp
 
 __all__ = ["linearize"]
@@ -41,7 +42,7 @@ def linearize(fn, *primals):
     primals = _as_primals(primals)
     p_leaves, p_structure = leaves_and_structure(list(primals))
     count = len(primals)
-    name = getattr(fn, "__name__", "fn").strip("<>")
+    name = function_name(fn).strip("<>")
     # a Python or numpy int primal (an index, a factor) is traced weakly typed, as jvp's
     # and compile's (x * np.int64(3) is x's dtype)
     specs = unflatten(p_structure, [Spec((), to_spec(x).dtype, weak=True)

@@ -32,7 +32,7 @@ from passes.autodiff import gradients
 from runtime.eager import apart_from, op_serial
 
 from .custom import _pack
-from .tracing import leaves_and_structure, refuse_traced, unflatten
+from .tracing import function_name, leaves_and_structure, refuse_traced, unflatten
 from .transforms import _argnums, _callable
 
 
@@ -111,7 +111,7 @@ def remat(fun, *, prevent_cse: bool = True, policy=None, static_argnums=()):
     save_only_these_names(...), a function of your own) replay the whole region as
     nothing_saveable does: the same gradients as JAX's, with more recomputation."""
     _callable(fun, "remat")
-    name = getattr(fun, "__name__", "fn")
+    name = function_name(fun)
     if not isinstance(prevent_cse, (bool, np.bool_)):
         raise GraphcError(f"remat: prevent_cse must be True or False, got {prevent_cse!r}",
                           (user_location(),))

@@ -33,7 +33,7 @@ from passes.rematerialize import MemoryLimitError
 from runtime.eager import Tensor, TapeCall, is_grad_enabled, record_call
 
 from .linearize import _copy_nodes, _inline, _input_like, _split, _traced
-from .tracing import arg_names, leaf_input_names, leaves_and_structure, unflatten
+from .tracing import arg_names, function_name, leaf_input_names, leaves_and_structure, unflatten
 from .transforms import Compiled, _check_weak_ints, closed_floats, split_aux
 
 
@@ -54,7 +54,7 @@ class Differentiated(Compiled):
         def differentiated(what, *args):
             out = fn(*args)
             return split_aux(out, "vjp") if what[1] else (out, None)
-        differentiated.__name__ = getattr(fn, "__name__", "fn")
+        differentiated.__name__ = function_name(fn)
         # (the leading argument is static: a negative position still counts from the end)
         static = (0,) + tuple(i + 1 if i >= 0 else i for i in static_argnums)
         super().__init__(differentiated, pipeline, fast_math, static_argnums=static, jit=jit,

@@ -351,7 +351,7 @@ def trace(fn, *specs, name: str | None = None, names=None) -> Graph:
     """Build the graph of `fn` applied to symbolic values of the given specs (graphc.spec
     objects, example arrays, or pytrees of them). Nothing is computed. `names`: the
     arguments' names (default: fn's parameter names), which prefix the graph's input names."""
-    graph = Graph(name or getattr(fn, "__name__", "graph").strip("<>"))
+    graph = Graph(name or function_name(fn).strip("<>"))
     with graph.building():
         args = []
         for argname, s in zip(names or arg_names(fn, len(specs)), specs):

@@ -30,8 +30,9 @@ from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
 
-from .tracing import (Spec, arg_names, called_function, flatten, leaf_input_names,
-                      leaves_and_structure, leaves_like, to_spec, trace, tree_map, unflatten)
+from .tracing import (Spec, arg_names, called_function, flatten, function_name,
+                      leaf_input_names, leaves_and_structure, leaves_like, to_spec, trace,
+                      tree_map, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -991,7 +992,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
         return ((value, aux), g) if has_aux else (value, g)
 
     # the plan's graph takes fn's name, which errors then name ("f returned a str")
-    symbolic.__name__ = symbolic.__qualname__ = getattr(fn, "__name__", "fn")
+    symbolic.__name__ = symbolic.__qualname__ = function_name(fn)
     return symbolic
 
 

@@ -35,7 +35,8 @@ from passes.batching import batch_graph
 from runtime.eager import Tensor, apart_from
 
 from . import nn
-from .tracing import arg_names, flatten, leaf_count, leaf_input_names, to_spec, unflatten
+from .tracing import (arg_names, flatten, function_name, leaf_count, leaf_input_names, to_spec,
+                      unflatten)
 from .transforms import _callable, _shared_float_dtype
 
 
@@ -55,7 +56,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
     result stacked axis_size times), else checked against the mapped arguments.
     Eagerly, the results are eager tensors (gc.Tensor), as eager ops give."""
     _callable(fun, "vmap")
-    name = getattr(fun, "__name__", "fn").strip("<>")
+    name = function_name(fun).strip("<>")
     in_axes, out_axes = _python_axes(in_axes), _python_axes(out_axes)
 
     @functools.wraps(fun, updated=())
