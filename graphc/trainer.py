@@ -111,7 +111,7 @@ from . import amp, checkpoint, nn, optim
 from .files import check_path, discard_stdout, exclusive_directory
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
-from .tracing import dict_kind, flatten, function_name, leaves_and_structure, unflatten
+from .tracing import flatten, function_name, leaves_and_structure, tree_map, unflatten
 from .transforms import Compiled, container_kind, traced_value_and_grad
 
 CHECKPOINT = "checkpoint.npz"
@@ -1588,16 +1588,17 @@ def _as_tuple(batch):
 def _rows_as_arrays(batch):
     """A batch's pytree with each list or tuple of plain numbers or strings (labels given as
     a list) as one array of rows, as np.asarray made every batch element before nested
-    batches were split by their leaves: a leaf per number would be refused as not per row."""
-    if isinstance(batch, (list, tuple)):
-        if batch and all(isinstance(b, (numbers.Number, str, np.generic)) for b in batch):
-            return np.asarray(batch)
-        items = [_rows_as_arrays(b) for b in batch]
-        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
-    if isinstance(batch, dict):  # (as a dict or an OrderedDict, as the pytree has it: a
-        # defaultdict cannot be built from pairs)
-        return dict_kind(batch)((k, _rows_as_arrays(b)) for k, b in batch.items())
-    return batch
+    batches were split by their leaves: a leaf per number would be refused as not per row.
+    (tree_map keeps the batch's dict order, and rebuilds a dict as the pytree has it: a dict
+    or an OrderedDict.)"""
+    return tree_map(lambda x: np.asarray(x) if _is_row_list(x) else x, batch,
+                    is_leaf=_is_row_list)
+
+
+def _is_row_list(tree) -> bool:
+    """A non-empty list or tuple of plain numbers or strings: one batch element by rows."""
+    return isinstance(tree, (list, tuple)) and bool(tree) and all(
+        isinstance(b, (numbers.Number, str, np.generic)) for b in tree)
 
 
 def batch_digest(batch) -> str:

@@ -198,3 +198,29 @@ def test_resume_refuses_a_malformed_data_position(tmp_path, position):
     with pytest.raises(checkpoint.CheckpointError, match="data_position must be a whole number"):
         make_trainer(steps=2).resume(path)
 
+
+def test_row_lists_in_a_batch_tree_become_row_arrays_in_every_container():
+    """trainer._rows_as_arrays (a distributed batch's rows, its handshake digest): each
+    non-empty list or tuple of plain numbers or strings becomes one array of rows, at any
+    depth of tuples, lists, namedtuples and dicts, which keep their kind and key order (a
+    defaultdict is a dict, as the pytree has it); other leaves are kept as they are."""
+    from collections import OrderedDict, defaultdict, namedtuple
+
+    from graphc.trainer import _rows_as_arrays
+    Pair = namedtuple("Pair", "x y")
+    x = np.ones((4, 2))
+    out = _rows_as_arrays(Pair(x, [0, 1, 1, 0]))
+    assert type(out) is Pair and out.x is x
+    assert out.y.dtype == np.int64 and out.y.tolist() == [0, 1, 1, 0]
+    out = _rows_as_arrays(OrderedDict([("z", ("a", "b")), ("a", [x, [1.5, 2.5], []])]))
+    assert type(out) is OrderedDict and list(out) == ["z", "a"]
+    assert out["z"].tolist() == ["a", "b"] and out["a"][0] is x
+    assert out["a"][1].tolist() == [1.5, 2.5] and out["a"][2] == []
+    rows = defaultdict(list, b=[[1, 2], [3, 4]], a=None)
+    out = _rows_as_arrays(rows)
+    assert type(out) is dict and list(out) == ["b", "a"] and out["a"] is None
+    assert [type(r) for r in out["b"]] == [np.ndarray, np.ndarray]
+    assert [r.tolist() for r in out["b"]] == [[1, 2], [3, 4]]
+    out = _rows_as_arrays([1, x])  # an array among the numbers: not a list of rows
+    assert type(out) is list and out[0] == 1 and out[1] is x
+    assert _rows_as_arrays(Pair(1, 2)).tolist() == [1, 2]  # a namedtuple of numbers: rows
