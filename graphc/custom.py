@@ -123,22 +123,10 @@ class custom_vjp(_Custom):
         return result
 
     def _backward(self, args, residuals, cotangents):
-        """bwd's cotangents, one per argument (None at the nondiff_argnums positions)."""
+        """bwd's result as it returns it: a cotangent per argument not in nondiff_argnums
+        (_check_cotangents checks it and places them among the arguments)."""
         nondiff = _nondiff_positions(self.nondiff_argnums, len(args), self)
-        result = self.bwd(*[args[i] for i in nondiff], residuals, cotangents)
-        if not nondiff:
-            return result
-        diff = len(args) - len(nondiff)
-        if not isinstance(result, (tuple, list)) or len(result) != diff:
-            got = (f"{len(result)} cotangents" if isinstance(result, (tuple, list))
-                   else _describe(result))
-            raise GraphcError(f"custom_vjp function {self.name}: bwd returned {got} for "
-                              f"{diff} differentiable argument{'s' * (diff != 1)}; return one "
-                              f"per argument not "
-                              f"in nondiff_argnums {self.nondiff_argnums} (None for no "
-                              "gradient)", _where(self.bwd))
-        cotangent = iter(result)
-        return tuple(None if i in nondiff else next(cotangent) for i in range(len(args)))
+        return self.bwd(*[args[i] for i in nondiff], residuals, cotangents)
 
 
 class custom_jvp(_Custom):
@@ -399,17 +387,29 @@ def _as_value(ct, like):
 
 
 def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
-    """bwd's result, one cotangent per argument (pytrees like the arguments, None for zero),
-    as one value per argument operand; anything else is a GraphcError naming the function."""
+    """bwd's result, one cotangent per argument not in nondiff_argnums (pytrees like the
+    arguments, None for zero), as one value per argument operand; anything else is a
+    GraphcError naming the function."""
     name = custom.name
-    if not isinstance(result, (tuple, list)):
-        raise GraphcError(f"custom_vjp function {name}: bwd must return a tuple with one "
-                          f"cotangent per argument ({len(args)}), got {_describe(result)}",
-                          _where(custom.bwd))
-    if len(result) != len(args):
-        raise GraphcError(f"custom_vjp function {name}: bwd returned {len(result)} cotangents "
-                          f"for {len(args)} arguments; return one per argument (None for no "
-                          "gradient)", _where(custom.bwd))
+    nondiff = _nondiff_positions(custom.nondiff_argnums, len(args), custom)
+    diff = len(args) - len(nondiff)
+    if not isinstance(result, (tuple, list)) or len(result) != diff:
+        if nondiff:
+            got = (f"{len(result)} cotangents" if isinstance(result, (tuple, list))
+                   else _describe(result))
+            problem = (f"bwd returned {got} for {diff} differentiable argument"
+                       f"{'s' * (diff != 1)}; return one per argument not in nondiff_argnums "
+                       f"{custom.nondiff_argnums} (None for no gradient)")
+        elif not isinstance(result, (tuple, list)):
+            problem = (f"bwd must return a tuple with one cotangent per argument "
+                       f"({len(args)}), got {_describe(result)}")
+        else:
+            problem = (f"bwd returned {len(result)} cotangents for {len(args)} arguments; "
+                       "return one per argument (None for no gradient)")
+        raise GraphcError(f"custom_vjp function {name}: {problem}", _where(custom.bwd))
+    if nondiff:  # (the nondiff arguments have no cotangent: None in their places)
+        cotangent = iter(result)
+        result = [None if i in nondiff else next(cotangent) for i in range(len(args))]
     per_leaf = []
     for k, (arg, ct) in enumerate(zip(args, result)):
         # a pytree like the argument, where None (an empty subtree, as in JAX) stands for
