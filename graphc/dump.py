@@ -147,10 +147,9 @@ def load_target(target: str, config: str = "tiny", grad: bool = False, batch=Non
 
 
 def _with_gradients(graph: Graph, target: str) -> Graph:
-    """--grad: the graph's outputs followed by the gradients of its first (summed)."""
-    if not graph.outputs:
-        raise GraphcError(f"dump --grad: {target} has no output to differentiate")
-    return grad_graph(graph, sum_output=True)
+    """--grad: the graph's outputs followed by the gradients of its first (summed); a graph
+    without outputs is refused by grad_graph, naming the target."""
+    return grad_graph(graph, sum_output=True, what=f"dump --grad: {target}")
 
 
 def lowering_options():

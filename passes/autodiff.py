@@ -407,14 +407,17 @@ def _accumulate(grads, node, g):
 
 
 def grad_graph(graph: Graph, wrt=None, output: int = 0, name: str | None = None,
-               sum_output: bool = False) -> Graph:
+               sum_output: bool = False, what: str | None = None) -> Graph:
     """A new graph whose outputs are the original outputs followed by the gradients of
     outputs[output] (a scalar; with sum_output, the sum of its elements) with respect to the
-    inputs named in `wrt` (default: every floating-point input)."""
+    inputs named in `wrt` (default: every floating-point input). `what`: who differentiates
+    which graph, for the message of a graph without outputs (default "grad_graph: NAME";
+    `graphc dump --grad` names its target)."""
     count = len(graph.outputs)
+    if not count:
+        raise GraphcError(f"{what or 'grad_graph: ' + graph.name} has no output to differentiate")
     if not -count <= output < count:  # (an IndexError from below)
-        raise GraphcError(f"grad_graph: {graph.name} has no output to differentiate" if not count
-                          else f"grad_graph: output {output} is out of range ({graph.name} has "
+        raise GraphcError(f"grad_graph: output {output} is out of range ({graph.name} has "
                           f"{count} output{'s' if count > 1 else ''})")
     new = clone(graph, name or f"{graph.name}_grad")
     if wrt is None:
