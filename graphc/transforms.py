@@ -439,8 +439,10 @@ class Compiled:
         key, leaves = self._key_and_leaves(args)
         plan = self._plan_for_key(args, key, on_tape_instead=self.records_on_tape,
                                   given=given)
+        # (the _requires_grad slot, as record_call reads it: the property's getter is a call
+        # per closed-over tensor, at every call)
         if type(plan) is _OnTape or self._closed_floats and is_grad_enabled() and \
-                any(t.requires_grad for t in self._closed_floats.get(id(plan), ())):
+                any(t._requires_grad for t in self._closed_floats.get(id(plan), ())):
             # fn closes over a tensor that requires grad: on the tape, as an argument's
             from .split_vjp import call_on_tape
             return call_on_tape(self, args)
@@ -490,8 +492,8 @@ class _OnTape:
         self.closed = closed
 
     def now(self) -> bool:
-        """Whether a call goes on the tape now."""
-        return is_grad_enabled() and any(t.requires_grad for t in self.closed)
+        """Whether a call goes on the tape now (each call asks: the slot, as Compiled.call)."""
+        return is_grad_enabled() and any(t._requires_grad for t in self.closed)
 
 
 def closed_floats(graph) -> list:
