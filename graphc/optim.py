@@ -85,8 +85,8 @@ def linear_warmup(peak: float, warmup: int):
 def cosine(peak: float, steps: int | None, warmup: int = 0, min_lr: float = 0.0):
     """nanoGPT's get_lr: linear warmup over `warmup` updates, cosine decay from `peak` to
     `min_lr` at update `steps`, then `min_lr` (steps=None: no decay)."""
-    peak = _schedule_number("cosine: peak", peak)
-    min_lr = _schedule_number("cosine: min_lr", min_lr)
+    peak = _schedule_non_negative("cosine: peak", peak)
+    min_lr = _schedule_non_negative("cosine: min_lr", min_lr)
     warmup = _count_setting("cosine: warmup", warmup)
     decay = None if steps is None else _count_setting("cosine: steps", steps)
     span = 1 if decay is None else max(1, decay - warmup)
@@ -127,14 +127,14 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
             not 0 < transition_steps < math.inf:
         raise GraphcError(f"exponential_decay: transition_steps must be a positive number, "
                           f"got {transition_steps!r}", (user_location(),))
-    init = _schedule_number("exponential_decay: init", init)
+    init = _schedule_non_negative("exponential_decay: init", init)
     rate = _schedule_finite("exponential_decay: decay_rate", decay_rate)
     every = float(transition_steps)
     if rate <= 0:
         raise GraphcError(f"exponential_decay: decay_rate must be positive, got {decay_rate}",
                           (user_location(),))
-    bound = None if end_value is None else _schedule_number("exponential_decay: end_value",
-                                                              end_value)
+    bound = None if end_value is None else _schedule_non_negative(
+        "exponential_decay: end_value", end_value)
 
     def schedule(count):
         if isinstance(count, (int, np.integer)):
@@ -197,10 +197,10 @@ def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
     warmup_steps, then peak * ((1 - a) c^exponent + a), c = (1 + cos(pi k / (decay_steps -
     warmup_steps))) / 2 at k steps after the warmup, a = end_value / peak_value, reaching
     end_value at decay_steps (which counts the warmup, as optax's) and staying there."""
-    init, peak, end = (_schedule_number(f"warmup_cosine_decay: {what}", v) for what, v in (
+    init, peak, end = (_schedule_non_negative(f"warmup_cosine_decay: {what}", v) for what, v in (
         ("init_value", init_value), ("peak_value", peak_value), ("end_value", end_value)))
     # (a negative exponent: 0 ** -1 at decay_steps, where the cosine term reaches 0)
-    exponent = _schedule_number("warmup_cosine_decay: exponent", exponent)
+    exponent = _schedule_non_negative("warmup_cosine_decay: exponent", exponent)
     warmup = _count_setting("warmup_cosine_decay: warmup_steps", warmup_steps)
     decay = _count_setting("warmup_cosine_decay: decay_steps", decay_steps, warmup + 1)
     span, alpha = decay - warmup, 0.0 if peak == 0 else end / peak
@@ -232,7 +232,7 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     as in torch. torch's cycle_momentum (on by default there) is one_cycle_momentum, given
     as the optimiser's momentum or beta1."""
     name = "one_cycle"
-    top = _schedule_number(f"{name}: max_lr", max_lr)
+    top = _schedule_non_negative(f"{name}: max_lr", max_lr)
     initial = top / _positive(f"{name}: div_factor", div_factor)
     final = initial / _positive(f"{name}: final_div_factor", final_div_factor)
     ends = _one_cycle_ends(name, total_steps, pct_start, anneal_strategy, three_phase)
@@ -308,7 +308,7 @@ def piecewise_constant(init_value: float, boundaries_and_scales: dict | None = N
     """optax.piecewise_constant_schedule: init_value, multiplied by each scale from its
     boundary step on ({100: 0.1, 200: 0.5}: init, then init/10 from step 100, then init/20
     from step 200)."""
-    init = _schedule_number("piecewise_constant: init_value", init_value)
+    init = _schedule_non_negative("piecewise_constant: init_value", init_value)
     if not isinstance(boundaries_and_scales, (dict, type(None))):  # as optax's
         raise GraphcError(f"piecewise_constant: boundaries_and_scales must be a dict "
                           f"{{boundary step: scale}}, got {boundaries_and_scales!r}"[:200],
@@ -357,7 +357,7 @@ def polynomial_decay(init_value: float, end_value: float, power: float,
     """optax.polynomial_schedule: (init - end) (1 - k / transition_steps)^power + end at
     k = step - transition_begin (clipped to [0, transition_steps]). end_value=0 is torch's
     PolynomialLR(total_iters=transition_steps, power)."""
-    power = _schedule_number("polynomial_decay: power", power)  # negative: 0 ** -1 at the end
+    power = _schedule_non_negative("polynomial_decay: power", power)  # negative: 0 ** -1 at the end
     return _polynomial("polynomial_decay", init_value, end_value, power, transition_steps,
                        transition_begin)
 
@@ -376,7 +376,7 @@ def linear_lr(base_lr: float, start_factor: float = 1.0 / 3, end_factor: float =
     linearly to base_lr * end_factor at step total_iters, then held (torch's closed form,
     which its step-by-step products follow within rounding): linear_schedule's formula."""
     name = "linear_lr"
-    base = _schedule_number(f"{name}: base_lr", base_lr)
+    base = _schedule_non_negative(f"{name}: base_lr", base_lr)
     start, end = (_real(f"{name}: {what}", v) for what, v in (
         ("start_factor", start_factor), ("end_factor", end_factor)))
     if not 0.0 < start <= 1.0:  # torch's rules
@@ -391,7 +391,7 @@ def linear_lr(base_lr: float, start_factor: float = 1.0 / 3, end_factor: float =
 
 def _polynomial(name, init_value, end_value, power, transition_steps, transition_begin):
     """optax's polynomial_schedule, its argument errors naming the function `name`."""
-    init, end = (_schedule_number(f"{name}: {what}", v) for what, v in (
+    init, end = (_schedule_non_negative(f"{name}: {what}", v) for what, v in (
         ("init_value", init_value), ("end_value", end_value)))
     steps = _count_setting(f"{name}: transition_steps", transition_steps, 1)
     begin = _count_setting(f"{name}: transition_begin", transition_begin)
@@ -410,10 +410,11 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
     init_value at decay_steps, then held there (torch's CosineAnnealingLR(T_max=decay_steps,
     eta_min=alpha * lr) up to T_max; torch's rises again after it)."""
     name = "cosine_decay_schedule"
-    init = _schedule_number(f"{name}: init_value", init_value)
+    init = _schedule_non_negative(f"{name}: init_value", init_value)
     decay = _count_setting(f"{name}: decay_steps", decay_steps, 1)
-    alpha = _schedule_number(f"{name}: alpha", alpha)  # a negative one: a negative lr at the end
-    exponent = _schedule_number(f"{name}: exponent", exponent)  # negative: 0 ** -1 at the end
+    # (a negative alpha: a negative lr at the end)
+    alpha = _schedule_non_negative(f"{name}: alpha", alpha)
+    exponent = _schedule_non_negative(f"{name}: exponent", exponent)  # negative: 0 ** -1 at the end
 
     def schedule(count):
         s = _Scalar(count)
@@ -428,7 +429,7 @@ def cosine_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1, eta_min: flo
     T_0 T_mult^i updates and T_cur counts the updates since it began (each restart: back to
     base_lr)."""
     name = "cosine_warm_restarts"
-    top, low = (_schedule_number(f"{name}: {what}", v) for what, v in (
+    top, low = (_schedule_non_negative(f"{name}: {what}", v) for what, v in (
         ("base_lr", base_lr), ("eta_min", eta_min)))
     first = _count_setting(f"{name}: T_0", T_0, 1)  # whole numbers, as torch's
     mult = _count_setting(f"{name}: T_mult", T_mult, 1)
@@ -1786,9 +1787,9 @@ def _is_number(value) -> bool:
         not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
 
 
-def _schedule_number(name, value):
-    """A schedule's number argument: finite and >= 0, and not a schedule itself (which an
-    optimiser's setting may be)."""
+def _schedule_non_negative(name, value):
+    """A schedule's number argument that must be >= 0: finite, and not a schedule itself
+    (which an optimiser's setting may be). _schedule_finite: one that may be negative."""
     return _non_negative(name, _real(name, value))
 
 

@@ -619,7 +619,7 @@ def test_the_older_schedules_check_their_numbers_as_the_newer_ones():
     (0 ** -1, where the cosine term reaches 0), and warmup_cosine_decay, cosine, one_cycle,
     one_cycle_momentum, exponential_decay, piecewise_constant, multistep and polynomial_decay
     took a function as a number argument and failed later with a TypeError; each is now one
-    line at the call, as cosine_decay_schedule's (_schedule_number)."""
+    line at the call, as cosine_decay_schedule's (_schedule_non_negative)."""
     f = lambda count: 0.1  # noqa: E731  (a schedule where a number belongs)
     function = r"must be a number, got <function"
     cases = [(lambda: optim.warmup_cosine_decay(0.0, 1.0, 2, 10, exponent=-1.0),
