@@ -1005,8 +1005,9 @@ def eager_runner(symbolic, nums, prefix=""):
     trace is the same). Arguments that are not differentiated pass through as JAX's do:
     those holding arrays, and Python numbers, are traced; the others (flags, strings,
     keyword arguments that are Python numbers) reach fn as they are, and key the plan. A
-    Python number that fn uses as a Python value (range(k), a shape) cannot be traced: from
-    then on the number in that position reaches fn as it is (as un-jitted JAX passes it),
+    Python number (or a tuple, list or dict of numbers only) that fn uses as a Python value
+    (range(k), a shape, a custom_vjp's nondiff argument) cannot be traced: from then on the
+    argument in that position reaches fn as it is (as un-jitted JAX passes it),
     keying the plan, and the others stay traced (a new learning rate reuses the plan)."""
     plain = Compiled(symbolic)
     split = Compiled(lambda static, traced, *args: symbolic(*_placed(args, static[0]),
@@ -1024,14 +1025,14 @@ def eager_runner(symbolic, nums, prefix=""):
                 # array among them stays traced: retrying would fail again)
                 positions = getattr(exc, "positions", None)
                 if not positions or any(p is None or p in as_they_are or
-                                        not is_weak_scalar(args[p]) for p in positions):
+                                        not _numbers_only(args[p]) for p in positions):
                     raise
                 as_they_are.update(positions)
 
     def run_with(args, kwargs):
         wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}
-        fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and (
-            _is_setting(a) or (i in as_they_are and is_weak_scalar(a))))
+        fixed = tuple((i, _AsItIs.of(a)) for i, a in enumerate(args) if i not in wrt and (
+            _is_setting(a) or (i in as_they_are and _numbers_only(a))))
         if not kwargs and not fixed:
             return _naming_position(lambda: plain(*args), range(len(args)))
         traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
@@ -1062,7 +1063,7 @@ def _naming_position(call, positions):
     except TracedNumberError as exc:
         found = []
         for name in exc.arguments:
-            k = name[3:]
+            k = name[3:].split(".")[0]  # ("arg1.0": a leaf of a tuple passed as argument 1)
             if not (name.startswith("arg") and k.isdigit() and int(k) < len(positions)):
                 break
             found.append(positions[int(k)])
@@ -1087,8 +1088,39 @@ def _placed(args, fixed) -> list:
     """args with each (position, value) of `fixed` put back in its place."""
     full = list(args)
     for i, value in fixed:
-        full.insert(i, value)
+        full.insert(i, value.value if type(value) is _AsItIs else value)
     return full
+
+
+def _numbers_only(value) -> bool:
+    """Whether an argument is a Python number or a pytree of them only (a tuple of sizes, a
+    dict of settings): eager_runner may pass it as it is, as un-jitted JAX passes it."""
+    leaves, _ = leaves_and_structure(value)
+    return bool(leaves) and all(is_weak_scalar(x) for x in leaves)
+
+
+class _AsItIs:
+    """A list or dict of numbers passed as it is, keying the plan as a tuple would: by its
+    structure and its leaves with their types (1, 1.0 and True are told apart)."""
+    __slots__ = ("value", "key")
+
+    @staticmethod
+    def of(value):
+        return _AsItIs(value) if isinstance(value, (list, dict)) and _numbers_only(value) \
+            else value
+
+    def __init__(self, value):
+        leaves, structure = leaves_and_structure(value)
+        self.value, self.key = value, (structure, _typed(tuple(leaves)))
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return type(other) is _AsItIs and self.key == other.key
+
+    def __repr__(self):
+        return repr(self.value)
 
 
 # _in_trace: grad, value_and_grad, jvp, vjp and hessian called on concrete arrays while a graph

@@ -334,6 +334,52 @@ def test_a_python_number_given_to_grad_reaches_a_nondiff_position_as_the_number(
         "value passed as 'k' is traced")
 
 
+def test_a_pytree_of_python_numbers_given_to_grad_reaches_a_nondiff_position_as_it_is():
+    # a lone number was retried as it is, but a tuple (or list, dict) of numbers stayed traced
+    # and was refused as "a traced value" naming 'arg1.0'. JAX's un-jitted grad passes every
+    # argument it does not differentiate as it is: the values are the rules' by hand.
+    @functools.partial(gc.custom_vjp, nondiff_argnums=(1,))
+    def scale(x, k):
+        return x * k[0] * k[1]
+    scale.defvjp(lambda x, k: (x * k[0] * k[1], None),
+                 lambda k, _, g: (g * k[0] * k[1] * 10.0,))
+
+    @functools.partial(gc.custom_jvp, nondiff_argnums=(1,))
+    def jscale(x, k):
+        return x * k["a"][0]
+    jscale.defjvp(lambda k, p, t: (p[0] * k["a"][0], t[0] * k["a"][0] * 2.0))
+
+    @functools.partial(gc.custom_vjp, nondiff_argnums=(1,))
+    def power(x, n):  # n[0] used as a Python int
+        for _ in range(n[0]):
+            x = x * x
+        return x
+    power.defvjp(lambda x, n: (power(x, n), x), lambda n, x, g: (g * n[0] * 100.0,))
+
+    grad = gc.grad(lambda x, k: gc.sum(scale(x, k)))
+    np.testing.assert_allclose(grad(_XS, (0.7, 2.0)), [14.0] * 3)  # 10 * 0.7 * 2
+    np.testing.assert_allclose(grad(_XS, [0.5, 3.0]), [15.0] * 3)  # a list, new values
+    np.testing.assert_allclose(gc.grad(lambda x, k: gc.sum(jscale(x, k)))(_XS, {"a": [3.0]}),
+                               [6.0] * 3)  # 2 * 3
+    value_and_grad = gc.value_and_grad(lambda x, n: gc.sum(power(x, n)))
+    np.testing.assert_array_equal(value_and_grad(_XS, (1,))[1], [100.0] * 3)
+    value, g = value_and_grad(_XS, (2,))  # x**4 forward, 2 * 100 backward
+    assert value == 18.50390625
+    np.testing.assert_array_equal(g, [200.0] * 3)
+    np.testing.assert_array_equal(gc.jacrev(scale)(_XS, (0.5, 2.0)), np.eye(3) * 10.0)
+    # (the same retry for a plain function using a tuple's number as a Python value)
+    np.testing.assert_array_equal(
+        gc.grad(lambda x, n: gc.sum(x ** 2) * n[0] if n[1] else gc.sum(x))(_XS, (3, True)),
+        6.0 * _XS)
+    # traced by gc.compile, it stays refused (JAX's jit refuses the tracer), naming the leaf
+    with pytest.raises(gc.GraphcError) as info:
+        gc.compile(grad)(_XS, (0.7, 2.0))
+    assert str(info.value).splitlines()[0].startswith(
+        "custom_vjp function scale: argument 1 is in nondiff_argnums but is a traced value; "
+        "pass it as a differentiable argument (its cotangent None), or close over it; the "
+        "value passed as 'k.0' is traced")
+
+
 def test_nondiff_argnums_of_a_custom_jvp_and_defjvps():
     @functools.partial(gc.custom_jvp, nondiff_argnums=(0,))
     def apply(f, x):
