@@ -94,6 +94,8 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
                 # is weakly typed, as compile traces one
                 region.weak_ids.add(node.id)
             bound[node] = (first, axis is not None)
+            if axis is None and isinstance(leaf, Node):
+                region.unbatched[node] = leaf
             stand_ins.append(node)
         with region.building():
             result = fun(*unflatten(structure, stand_ins), **kwargs)
@@ -147,6 +149,11 @@ class _Region(Region):
     def __init__(self, name, outer):
         super().__init__(name, parent=outer)
         self.captured = {}  # id(value) -> (input node, value)
+        # an unbatched argument (in_axes None) that is a value of the enclosing trace -> its
+        # input here: a Python number grad traced, used as a Python value in fun (range(k),
+        # a custom_vjp's nondiff argument), is followed out to that number (outer_value), so
+        # that grad retries with it as it is, as it does without vmap
+        self.unbatched = {}
 
     def capture(self, x):
         """x as a value of this graph (ir.region.Region asks this of its parent, so that a
@@ -161,6 +168,11 @@ class _Region(Region):
             if weak.is_weak(x):  # a compiled function's number argument stays weak
                 self.weak_ids.add(node.id)
         return entry[0]
+
+    def outer_value(self, node):
+        value = next((v for n, v in self.captured.values() if n is node),
+                     self.unbatched.get(node))
+        return value if isinstance(value, Node) else None  # (not an eager tensor)
 
     def _fresh(self, base):
         taken = {n.attrs["name"] for n in self.inputs}

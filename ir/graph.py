@@ -145,8 +145,7 @@ class Node(SymbolicValue, OperatorMixin):
             if node.op != "input":
                 pending.extend(node.inputs)
             elif isinstance(node.graph, Region):
-                outer = next((o for o, inner in node.graph.captured.items() if inner is node),
-                             None)
+                outer = node.graph.outer_value(node)
                 if outer is None:
                     return []
                 pending.append(outer)
@@ -165,8 +164,7 @@ class Node(SymbolicValue, OperatorMixin):
         from .region import Region  # (it builds on Graph)
         node = self
         while node.op == "input" and isinstance(node.graph, Region):
-            outer = next((o for o, inner in node.graph.captured.items() if inner is node),
-                         None)
+            outer = node.graph.outer_value(node)
             if outer is None:  # the region's own operand (a cond operand, a carry)
                 return node if operand and node.id in node.graph.weak_ids else None
             node = outer

@@ -87,6 +87,12 @@ class Region(Graph):
     def process(self, op, inputs, attrs):
         return super().process(op, [self.capture(x) for x in inputs], attrs)
 
+    def outer_value(self, node):
+        """The node of the enclosing graph that this region's input `node` stands for (a
+        captured value), or None (the region's own operand: a carry, a cond operand). A
+        refused value is followed out through it to the Python number it comes from."""
+        return next((o for o, inner in self.captured.items() if inner is node), None)
+
     def result(self, value):
         """An output of the region from what the user's function returned."""
         if isinstance(value, SymbolicValue):

@@ -1,6 +1,8 @@
 """graphc.vmap: every op has a batching rule (or says why it loops), and vmap of every op in
 the op table equals a Python loop over the examples, stacked, with batched and unbatched
 arguments mixed; per-example gradients; vmap under compile, grad and vmap; its errors."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -265,6 +267,42 @@ def test_vmap_of_a_custom_vjp_function_keeps_its_gradient_rule():
     np.testing.assert_allclose(grad, np.clip(weights, -0.5, 0.5))
     per_example = gc.vmap(gc.grad(lambda x, w: gc.sum(clip_gradient(x) * w)))(xs, weights)
     np.testing.assert_allclose(np.asarray(per_example), np.clip(weights, -0.5, 0.5))
+
+
+def test_grad_of_vmap_with_an_unbatched_python_number_used_as_a_python_value():
+    # gc.grad(f)(xs, 2.0) traces 2.0; vmap(in_axes=(0, None)) made it an input of its own graph
+    # that a refused value could not be followed out of, so grad did not retry with the
+    # number (as it does without vmap): a custom_vjp's nondiff argument was "a traced value",
+    # range(n) "a number passed to cond as an operand". JAX's grad passes the number as it
+    # is and its vmap passes an unbatched Python value through: the rules' values, by hand.
+    xs = np.array([0.5, -1.25, 2.0])
+
+    @functools.partial(gc.custom_vjp, nondiff_argnums=(1,))
+    def scaled_sin(x, k):
+        return gc.sin(x) * k
+    scaled_sin.defvjp(lambda x, k: (gc.sin(x) * k, x),
+                      lambda k, x, g: (g * gc.cos(x) * k * 10.0,))  # 10 times the derivative
+
+    @gc.custom_vjp
+    def power(x, n):  # n used as a Python int, not in nondiff_argnums
+        for _ in range(n):
+            x = x * x
+        return x
+    power.defvjp(lambda x, n: (power(x, n), x), lambda x, g: (g * 100.0, None))
+
+    grad = gc.grad(lambda x, k: gc.sum(gc.vmap(scaled_sin, in_axes=(0, None))(x, k)))
+    np.testing.assert_allclose(grad(xs, 2.0), 20.0 * np.cos(xs), rtol=1e-14)
+    np.testing.assert_allclose(grad(xs, 0.5), 5.0 * np.cos(xs), rtol=1e-14)  # the new number
+    np.testing.assert_array_equal(
+        gc.grad(lambda x, n: gc.sum(gc.vmap(power, in_axes=(0, None))(x, n)))(xs, 2), [100.0] * 3)
+    np.testing.assert_allclose(  # a plain function: d/dx x**3, the branch taken in Python
+        gc.grad(lambda x, n: gc.sum(gc.vmap(lambda a, m: a ** m if m > 1 else a,
+                                            in_axes=(0, None))(x, n)))(xs, 3), 3.0 * xs ** 2)
+    # traced by gc.compile it stays refused, naming the argument as without vmap
+    with pytest.raises(GraphcError) as exc:
+        gc.compile(grad)(xs, 2.0)
+    assert _one_line(exc).endswith("the value passed as 'k' is traced: to use a Python number or "
+                                   "bool as a Python value, list its position in static_argnums")
 
 
 # ---- errors ---------------------------------------------------------------------------------
