@@ -212,9 +212,10 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
                 # dtype (lifted later by whichever rule met it first, it was float32 or int64
                 # and refused beside a float64 or half y); a bool is no gradient
                 seed = F.full(y.shape, seed, y.dtype)
-            elif isinstance(seed, (Node, np.ndarray)) and not isinstance(y.type, TupleType) \
-                    and tuple(seed.shape) != tuple(y.shape):
-                # (the first rule would broadcast it, or fail deep inside, naming its own op)
+            elif isinstance(seed, (Node, OperatorMixin, np.ndarray)) \
+                    and not isinstance(y.type, TupleType) and tuple(seed.shape) != tuple(y.shape):
+                # (the first rule would broadcast it, or fail deep inside, naming its own op;
+                # OperatorMixin: an eager Tensor, as torch.autograd.grad's grad_outputs)
                 raise GraphcError(f"gradients(): seed {k} has shape {tuple(seed.shape)} but "
                                   f"its y has shape {tuple(y.shape)}; give a seed of its "
                                   f"y's shape", (user_location(),))

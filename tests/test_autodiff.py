@@ -201,3 +201,24 @@ def test_a_numpy_scalar_seed_is_weak_and_bad_gradients_arguments_are_one_line():
         gc.compile(lambda v: gc.gradients(v * v, v, seeds=v[:1])[0])(np.ones(2))
     got = gc.compile(lambda v: gc.gradients([v * v], [v], seeds=[np.full(2, 3.0)])[0])
     np.testing.assert_array_equal(got(np.array([1.0, 2.0])), [6.0, 12.0])
+
+
+def test_an_eager_tensor_seed_of_another_shape_is_refused_as_torch_refuses_it():
+    # a numpy seed of another shape was refused, but a gc.tensor seed was broadcast by the
+    # first rule (sin's: cos(x) * seed), silently; torch.autograd.grad refuses grad_outputs
+    # of another shape ("Mismatch in shape"). A seed of y's shape is torch's vjp.
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -3.0]])
+    for seed in [np.ones(3), np.ones((1, 3)), np.array(2.0)]:
+        with pytest.raises(RuntimeError, match="Mismatch in shape"):
+            xt = torch.tensor(x, requires_grad=True)
+            torch.autograd.grad(torch.sin(xt), xt, grad_outputs=torch.tensor(seed))
+        with pytest.raises(GraphcError, match=rf"^gradients\(\): seed 0 has shape "
+                                              rf"{re.escape(str(seed.shape))} but its y has "
+                                              rf"shape \(2, 3\); give a seed of its y's shape"):
+            gc.compile(lambda v: gc.gradients([gc.sin(v)], [v], [gc.tensor(seed)])[0])(x)
+    seed = np.arange(6.0).reshape(2, 3)
+    xt = torch.tensor(x, requires_grad=True)
+    want = torch.autograd.grad(torch.sin(xt), xt, grad_outputs=torch.tensor(seed))[0]
+    got = gc.compile(lambda v: gc.gradients(gc.sin(v), v, gc.tensor(seed))[0])(x)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-15)
