@@ -38,7 +38,7 @@ class _NormBase(Module):
                  track_running_stats=True, dtype="float32", *, bias=True):
         name = type(self).__name__
         num_features = _size(name, "num_features", num_features, least=1)
-        dtype = _layer_dtype(name, dtype)
+        dtype = _layer_dtype(name, dtype, parameters=bool(affine))
         if momentum is not None and (isinstance(momentum, (bool, np.bool_)) or
                                      not isinstance(momentum, numbers.Real)):  # numpy's too
             raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",

@@ -82,16 +82,24 @@ def _rng(rng, what="rng"):
     return rng
 
 
-def _layer_dtype(layer, dtype):
+def _layer_dtype(layer, dtype, parameters=True):
     """A layer constructor's dtype=, read as every dtype argument of graphc is (ir.types.as_dtype:
     a numpy dtype, its name or short name, or torch's: torch.float64): numpy's astype took it
     raw, so torch's was numpy's TypeError with no line of the user's. One line naming the
-    layer where the IR cannot hold it."""
+    layer where the IR cannot hold it, or where the layer has parameters (`parameters`) and
+    it is no float dtype: torch refuses that too ("Only Tensors of floating point ... can
+    require gradients"), which the Parameter said without the layer or dtype=. A layer
+    without parameters (a norm layer with affine=False) takes it as torch's does: its
+    computation runs in the input's dtype."""
     try:
-        return as_dtype(dtype)
+        result = as_dtype(dtype)
     except UnsupportedDtype as exc:
         raise GraphcError(f"{layer}: dtype={dtype!r}: {exc.message.splitlines()[0]}",
                           (user_location(),)) from None
+    if parameters and not is_float(result):
+        raise GraphcError(f"{layer}: dtype={dtype!r}: the layer's parameters take a "
+                          f"floating-point dtype, got {result} (as torch's)", (user_location(),))
+    return result
 
 
 def _size(layer, what, value, least=0):
@@ -1802,7 +1810,7 @@ def _norm_settings(module, layer, normalized_shape, eps, weight, bias, dtype):
     (zeros) if `bias`, each of that shape; a missing one is None (bias=None: the layer has
     no bias attribute, as torch's RMSNorm)."""
     shape = _normalized_shape(normalized_shape, layer)
-    dtype = _layer_dtype(layer, dtype)
+    dtype = _layer_dtype(layer, dtype, parameters=bool(weight))
     object.__setattr__(module, "normalized_shape", shape)
     for name, wanted, fill in (("weight", weight, np.ones), ("bias", bias, np.zeros)):
         if wanted is None:
@@ -1874,7 +1882,7 @@ class GroupNorm(Module):
         if num_channels % num_groups:
             raise GraphcError(f"GroupNorm: num_channels ({num_channels}) must be a multiple "
                               f"of num_groups ({num_groups})", (user_location(),))
-        dtype = _layer_dtype("GroupNorm", dtype)
+        dtype = _layer_dtype("GroupNorm", dtype, parameters=bool(affine))
         object.__setattr__(self, "num_groups", int(num_groups))
         object.__setattr__(self, "num_channels", int(num_channels))
         object.__setattr__(self, "eps", eps)

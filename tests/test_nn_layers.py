@@ -527,3 +527,39 @@ def test_multihead_attention_with_add_bias_kv_and_add_zero_attn_matches_torch(ad
         ours.bias_k.grad = None
         gc.sum(ours(gc.tensor(q), k, k)[0]).backward()
         np.testing.assert_allclose(ours.bias_k.grad, theirs.bias_k.grad.numpy(), atol=1e-11)
+
+
+def test_an_integer_dtype_is_refused_where_torch_refuses_it_naming_the_layer():
+    # torch refuses an integer or bool dtype= for a layer with parameters at construction
+    # ("Only Tensors of floating point ... can require gradients"); graphc refused it too,
+    # but as its Parameter did, naming neither the layer nor dtype=. A layer built without
+    # parameters (a norm layer with affine=False) takes it in torch: its forward runs in the
+    # input's dtype, as graphc's (unchanged).
+    with_parameters = [
+        ("Linear", lambda nn_, d: nn_.Linear(4, 3, dtype=d)),
+        ("Embedding", lambda nn_, d: nn_.Embedding(4, 3, dtype=d)),
+        ("PReLU", lambda nn_, d: nn_.PReLU(dtype=d)),
+        ("LayerNorm", lambda nn_, d: nn_.LayerNorm(4, dtype=d)),
+        ("GroupNorm", lambda nn_, d: nn_.GroupNorm(2, 4, dtype=d)),
+        ("BatchNorm1d", lambda nn_, d: nn_.BatchNorm1d(4, affine=True, dtype=d)),
+        ("InstanceNorm1d", lambda nn_, d: nn_.InstanceNorm1d(4, affine=True, dtype=d)),
+        ("MultiheadAttention", lambda nn_, d: nn_.MultiheadAttention(4, 2, dtype=d))]
+    for name, make in with_parameters:
+        for theirs, ours in [(torch.int64, "int64"), (torch.bool, torch.bool)]:
+            with pytest.raises(RuntimeError, match="floating point"):
+                make(torch.nn, theirs)
+            with pytest.raises(GraphcError) as info:
+                make(nn, ours)
+            got = "int64" if ours == "int64" else "bool"
+            assert str(info.value).splitlines()[0] == (
+                f"{name}: dtype={ours!r}: the layer's parameters take a floating-point "
+                f"dtype, got {got} (as torch's)")
+    without = [lambda nn_, d: nn_.LayerNorm(4, elementwise_affine=False, dtype=d),
+               lambda nn_, d: nn_.RMSNorm(4, elementwise_affine=False, dtype=d),
+               lambda nn_, d: nn_.GroupNorm(2, 4, affine=False, dtype=d),
+               lambda nn_, d: nn_.InstanceNorm1d(4, dtype=d)]
+    x = np.random.default_rng(0).standard_normal((2, 4, 4))
+    for make in without:
+        want = make(torch.nn, torch.int64)(torch.tensor(x)).numpy()
+        np.testing.assert_allclose(make(nn, "int64")(gc.tensor(x)).data, want, rtol=1e-6,
+                                   atol=1e-12)
