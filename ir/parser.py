@@ -35,15 +35,19 @@ MAX_NESTING = 32
 
 
 class _Fail(Exception):
-    def __init__(self, message, column):
+    def __init__(self, message, column, line=None):
         super().__init__(message)
         self.column = column
+        self.line = line  # the file's line number; None: the node's first line
 
 
 class _Cursor:
-    def __init__(self, text, region_reader=None):
+    def __init__(self, text, region_reader=None, line=None):
         self.text, self.pos = text, 0
         self.region_reader = region_reader  # (cursor, depth) -> a region read from below
+        # the line `text` is, where not the node's first: after a region the cursor reads on
+        # from its closing line (`}, consts=0, length=4}`), and names that line in errors
+        self.line = line
 
     def ws(self):
         while self.pos < len(self.text) and self.text[self.pos] in " \t":
@@ -77,7 +81,7 @@ class _Cursor:
 
     def fail(self, message):
         found = self.text[self.pos:self.pos + 12] or "end of line"
-        raise _Fail(f"{message}, found {found!r}", self.pos + 1)
+        raise _Fail(f"{message}, found {found!r}", self.pos + 1, self.line)
 
 
 def _type(c: _Cursor):
@@ -260,7 +264,7 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
 
     def read_region(c, depth):
         """The lines from here to the matching "}" are a region's graph; the cursor goes on
-        with the rest of that closing line."""
+        with the rest of that closing line (its columns and number are that line's)."""
         nonlocal index, comment
         if _depth + depth >= MAX_NESTING:
             c.fail(f"regions nested more than {MAX_NESTING} levels deep")
@@ -273,7 +277,7 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                 if level == 0:
                     region = parse("\n".join(lines[start:index - 1]), _depth + depth + 1,
                                    _first_line + start)
-                    c.text, c.pos = line[line.index("}") + 1:], 0
+                    c.text, c.pos, c.line = line, line.index("}") + 1, _first_line + index - 1
                     comment = line_comment
                     return region
                 level -= 1
@@ -367,19 +371,21 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                     if c.accept("{"):
                         while True:
                             key_name = c.match(_IDENT, "an attribute name").group()
-                            columns[key_name] = c.pos - len(key_name) + 1
+                            columns[key_name] = (c.line, c.pos - len(key_name) + 1)
                             c.expect("=")
                             attrs[key_name] = _value(c)
                             if c.accept("}"):
                                 break
                             c.expect(",", "',' or '}'")
-                    locs = _locs(_Cursor(comment)) if comment else ()  # after any region
+                    # (after any region: the comment is its closing line's)
+                    locs = _locs(_Cursor(comment, line=c.line)) if comment else ()
                     mismatch = REGISTRY[op].arity_mismatch(len(operands))
                     if mismatch:
                         raise _Fail(mismatch, op_start + 1)
                     problem = REGISTRY[op].attribute_problem(attrs)
                     if problem:  # (before the type rule, which trusts the kinds)
-                        raise _Fail(problem[1], columns[problem[0]])
+                        line_number, column = columns[problem[0]]
+                        raise _Fail(problem[1], column, line_number)
                     try:
                         expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
                     except (GraphcError, TypeRuleError) as exc:  # the type rule's own words
@@ -396,8 +402,9 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                 if not c.at_end():
                     c.fail("unexpected text")
                 values[key] = node
-        except _Fail as exc:
-            raise GraphcError(f"IR line {number}, column {exc.column}: {exc}") from None
+        except _Fail as exc:  # (an op's own problems are named at its first line)
+            raise GraphcError(f"IR line {exc.line or number}, column {exc.column}: "
+                              f"{exc}") from None
         except ValueError as exc:  # int() of a number past Python's 4,300 digits
             raise GraphcError(f"IR line {number}: {exc}") from None
     if graph is None:

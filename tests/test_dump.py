@@ -415,6 +415,29 @@ _SCAN_IR = """graph f(%0:f32[2,3] c0, %1:f32[6,2,3] xs) -> (%3)
   return %3"""
 
 
+@pytest.mark.parametrize("old, new, column, there, message", [
+    ("length=6", 'length="x"', 27, "length=",
+     'scan: attribute length="x" must be an int or a symbolic dimension'),
+    ("reverse=false", "reverse=3", 37, "reverse=",
+     "scan: attribute reverse=3 must be true or false"),
+    ("consts=0", "consts=@", 13, "@", "expected a value, found '@, carries=1'"),
+    ("reverse=false}", "reverse=false} junk", 52, "junk", "unexpected text, found 'junk'")])
+def test_an_attribute_after_a_region_is_named_at_its_own_line_and_column(
+        tmp_path, capsys, old, new, column, there, message):
+    """The attributes after a region's closing '}' are on that line (7), but an error in one
+    was reported at the node's first line (2), with a column counted from after the '}'."""
+    text = _SCAN_IR.replace(old, new)
+    assert text.splitlines()[6][column - 1:].startswith(there)  # (the column, counted by hand)
+    bad = tmp_path / "after_region.ir"
+    bad.write_text(text)
+    assert main(["dump", str(bad)]) == 2
+    assert capsys.readouterr().err == (f"graphc: error: dump: {bad}: IR line 7, column "
+                                       f"{column}: {message}\n")
+    # an op's own problem (its type rule) is still named at its first line
+    with pytest.raises(gc.GraphcError, match=r"^IR line 2, column 19: ill-typed scan: "):
+        parse(_SCAN_IR.replace("length=6", "length=5"))
+
+
 def test_errors_about_a_graphs_outputs_name_their_line(tmp_path, capsys):
     """These three named no line (and a region's missing return the wrong one)."""
     assert _text(parse(_SCAN_IR)) == _SCAN_IR
