@@ -2163,6 +2163,18 @@ def _refuse_integer_mask(where, what, mask):
                           "as torch's", (user_location(),))
 
 
+def _check_mask_shape(where, what, mask, allowed):
+    """Refuses `mask` (None: none given) unless its shape is one of `allowed`'s values,
+    in one line naming them by their keys (what each axis is)."""
+    if mask is None:
+        return
+    shape = tuple(F._shape(mask))
+    if shape not in allowed.values():
+        options = " or ".join(f"{axes} = {dims}" for axes, dims in allowed.items())
+        raise GraphcError(f"{where}: {what} has shape {shape}; it must be {options}",
+                          (user_location(),))
+
+
 class MultiheadAttention(Module):
     """torch.nn.MultiheadAttention's computation and parameters, in graphc's weight layout:
     in_proj_weight is (E, 3E) (torch's transposed; q, k, v columns in that order),
@@ -2353,15 +2365,7 @@ class MultiheadAttention(Module):
         return (F.swapaxes(F.concat(keys, 1), 1, 2), F.swapaxes(F.concat(values, 1), 1, 2))
 
     def _check_mask_shape(self, what, mask, allowed):
-        """Refuses `mask` (None: none given) unless its shape is one of `allowed`'s values,
-        in one line naming them by their keys (what each axis is)."""
-        if mask is None:
-            return
-        shape = tuple(F._shape(mask))
-        if shape not in allowed.values():
-            options = " or ".join(f"{axes} = {dims}" for axes, dims in allowed.items())
-            raise GraphcError(f"{self._where()}: {what} has shape {shape}; it must be "
-                              f"{options}", (user_location(),))
+        _check_mask_shape(self._where(), what, mask, allowed)
 
     def _masked(self, att, mask, B, T, S):
         if mask.ndim == 3:  # torch's (B * H, T, S)

@@ -16,7 +16,7 @@ from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 
 from .nn import (Dropout, LayerNorm, Linear, Module, ModuleList, MultiheadAttention,
-                 _layer_dtype, _refuse_integer_mask)
+                 _check_mask_shape, _layer_dtype, _refuse_integer_mask)
 
 
 def _activation(name, activation):
@@ -35,6 +35,38 @@ def _activation(name, activation):
 
 def _exact_gelu(x):
     return F.gelu(x, approximate="none")
+
+
+def _check_masks(where, attention, query, key, masks):
+    """The masks' shapes by torch's attention's rules (MultiheadAttention's own check),
+    before the attention runs, named as the user passed them: `masks` holds (argument name,
+    mask, whether it is a key padding mask). MultiheadAttention would name its attn_mask, and
+    a private keyword telling it the layer's names broke a user's attention module with
+    torch's signature. An attention module without MultiheadAttention's num_heads and
+    batch_first (a user's own) checks its own masks; so do query and key shapes that
+    attention refuses."""
+    if all(mask is None for _, mask, _ in masks):
+        return
+    heads = getattr(attention, "num_heads", None)
+    batch_first = getattr(attention, "batch_first", None)
+    if not isinstance(heads, int) or not isinstance(batch_first, bool):
+        return
+    q, k = tuple(F._shape(query)), tuple(F._shape(key))
+    if len(q) == len(k) == 2:  # unbatched (L, E) and (S, E), as torch's
+        L, S = q[0], k[0]
+        attn_mask = {"(target length, source length)": (L, S),
+                     "(num_heads, target length, source length)": (heads, L, S)}
+        padding = {"(source length,)": (S,)}
+    elif len(q) == len(k) == 3:
+        batch = 0 if batch_first else 1
+        N, L, S = q[batch], q[1 - batch], k[1 - batch]
+        attn_mask = {"(target length, source length)": (L, S),
+                     "(batch * num_heads, target length, source length)": (N * heads, L, S)}
+        padding = {"(batch, source length)": (N, S)}
+    else:
+        return
+    for what, mask, is_padding in masks:
+        _check_mask_shape(where, what, mask, padding if is_padding else attn_mask)
 
 
 class _Layer(Module):
@@ -88,6 +120,9 @@ class TransformerEncoderLayer(_Layer):
         for what, mask in (("src_mask", src_mask), ("src_key_padding_mask",
                                                     src_key_padding_mask)):
             _refuse_integer_mask(self._where(), what, mask)
+        _check_masks(self._where(), self.self_attn, src, src,
+                     (("src_mask", src_mask, False),
+                      ("src_key_padding_mask", src_key_padding_mask, True)))
         x = src
         if self._setting("norm_first", x):
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -118,6 +153,12 @@ class TransformerDecoderLayer(_Layer):
                            ("tgt_key_padding_mask", tgt_key_padding_mask),
                            ("memory_key_padding_mask", memory_key_padding_mask)):
             _refuse_integer_mask(self._where(), what, mask)
+        _check_masks(self._where(), self.self_attn, tgt, tgt,
+                     (("tgt_mask", tgt_mask, False),
+                      ("tgt_key_padding_mask", tgt_key_padding_mask, True)))
+        _check_masks(self._where(), self.multihead_attn, tgt, memory,
+                     (("memory_mask", memory_mask, False),
+                      ("memory_key_padding_mask", memory_key_padding_mask, True)))
         x = tgt
         if self._setting("norm_first", x):
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
@@ -162,6 +203,10 @@ class TransformerEncoder(_Stack):
         super().__init__(encoder_layer, num_layers, norm)
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=False):
+        # (its mask is the layers' src_mask: named here as the user passed it)
+        _check_masks(self._where(), getattr(self.layers[0], "self_attn", None), src, src,
+                     (("mask", mask, False), ("src_key_padding_mask", src_key_padding_mask,
+                                              True)))
         x = src
         for layer in self.layers:
             x = layer(x, mask, src_key_padding_mask, is_causal)

@@ -294,8 +294,8 @@ def test_a_wrongly_shaped_attn_mask_is_refused_in_one_line():
         np.testing.assert_allclose(layer(x, attn_mask=mask)[0], layer(x)[0])
     single = layer(x[0], attn_mask=np.zeros((2, 5, 5), bool))[0]  # unbatched: (heads, T, S)
     np.testing.assert_allclose(single, layer(x[0])[0])
-    decoder = nn.TransformerDecoderLayer(4, 2, 8, batch_first=True)  # names the attention
-    with pytest.raises(GraphcError, match=r"^MultiheadAttention 'multihead_attn': attn_mask "
+    decoder = nn.TransformerDecoderLayer(4, 2, 8, batch_first=True)  # names the user's mask
+    with pytest.raises(GraphcError, match=r"^TransformerDecoderLayer: memory_mask "
                        r"has shape \(5, 7\); it must be \(target length, source length\) = "
                        r"\(5, 6\) or"):
         decoder(x, np.zeros((3, 6, 4), np.float32), memory_mask=np.zeros((5, 7), bool))

@@ -161,3 +161,76 @@ def test_a_users_attention_module_with_torchs_signature_can_replace_self_attn():
     wrapped.load_state_dict(layer.self_attn.state_dict())
     layer.self_attn = wrapped
     np.testing.assert_array_equal(np.asarray(layer(x)), expected)
+
+
+def test_a_wrongly_shaped_mask_is_named_as_the_layers_argument_before_its_attention_runs():
+    """A mask of the wrong shape given to a Transformer layer was refused by its
+    MultiheadAttention as 'attn_mask' / 'key_padding_mask', though the user passed src_mask,
+    memory_mask, ... The layer checks the shapes itself now, by torch's attention's rules
+    (torch refuses the same shapes and takes the same others), naming its own argument."""
+    def refused(call):
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        problem, where = str(info.value).splitlines()
+        assert where.strip().startswith("at tests/test_transformer_layers.py:"), where
+        return problem
+
+    def torch_takes(call):
+        try:
+            call()
+        except (RuntimeError, AssertionError):
+            return False
+        return True
+
+    bool_mask = lambda shape: np.zeros(shape, bool)  # noqa: E731
+    ours, theirs = pair("TransformerEncoderLayer", 4, 2, 8, dropout=0.0, batch_first=True)
+    theirs.train()  # (torch's eval-mode fast path checks masks in its own words)
+    x = np.random.default_rng(0).normal(size=(3, 5, 4))  # batch 3, length 5, 2 heads
+    attn = ("it must be (target length, source length) = (5, 5) or (batch * num_heads, "
+            "target length, source length) = (6, 5, 5)")
+    cases = [("src_mask", s, attn) for s in [(5, 5), (6, 5, 5), (3, 5, 5), (4, 4), (5,)]] + \
+        [("src_key_padding_mask", s, "it must be (batch, source length) = (3, 5)")
+         for s in [(3, 5), (5, 3), (5,), (3, 1)]]
+    for what, shape, options in cases:
+        mask = bool_mask(shape)
+        takes = torch_takes(lambda: theirs(torch.tensor(x), **{what: torch.tensor(mask)}))
+        if takes:  # torch's shapes: the same output
+            np.testing.assert_allclose(ours(x, **{what: mask}), theirs(
+                torch.tensor(x), **{what: torch.tensor(mask)}).detach().numpy(), atol=1e-12)
+            continue
+        for run in (lambda: ours(x, **{what: mask}),
+                    lambda: gc.compile(lambda a: ours(a, **{what: mask}))(x)):
+            assert refused(run) == f"TransformerEncoderLayer: {what} has shape {shape}; {options}"
+    assert not torch_takes(lambda: theirs(torch.tensor(x[0]), src_mask=torch.ones(1, 5, 5)))
+    assert refused(lambda: ours(x[0], src_mask=bool_mask((1, 5, 5)))) == (  # unbatched
+        "TransformerEncoderLayer: src_mask has shape (1, 5, 5); it must be (target length, "
+        "source length) = (5, 5) or (num_heads, target length, source length) = (2, 5, 5)")
+    # a decoder's masks; sequence first: tgt (5, 3, 4), memory (6, 3, 4)
+    decoder = gc.nn.TransformerDecoderLayer(4, 2, 8)
+    tgt, memory = np.zeros((5, 3, 4), np.float32), np.zeros((6, 3, 4), np.float32)
+    for what, shape, options in [
+            ("memory_mask", (5, 5), "(target length, source length) = (5, 6) or (batch * "
+                                    "num_heads, target length, source length) = (6, 5, 6)"),
+            ("tgt_mask", (5, 6), "(target length, source length) = (5, 5) or (batch * "
+                                 "num_heads, target length, source length) = (6, 5, 5)"),
+            ("memory_key_padding_mask", (6, 3), "(batch, source length) = (3, 6)"),
+            ("tgt_key_padding_mask", (5, 3), "(batch, source length) = (3, 5)")]:
+        assert refused(lambda: decoder(tgt, memory, **{what: bool_mask(shape)})) == \
+            f"TransformerDecoderLayer: {what} has shape {shape}; it must be {options}"
+    # a stack names its own argument (the encoder's is `mask`)
+    stack = gc.nn.TransformerEncoder(ours, 2)
+    assert refused(lambda: stack(x, mask=bool_mask((4, 4)))) == \
+        f"TransformerEncoder: mask has shape (4, 4); {attn}"
+    # a user's attention module without MultiheadAttention's settings checks its own masks
+    seen = []
+
+    class Plain(gc.nn.Module):
+        def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
+                    need_weights=True, is_causal=None, average_attn_weights=True):
+            seen.append(attn_mask.shape)
+            return query * 0.0, None
+
+    layer = gc.nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True)
+    layer.self_attn = Plain()
+    layer(x.astype(np.float32), src_mask=bool_mask((4, 4)))
+    assert seen == [(4, 4)]
