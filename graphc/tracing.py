@@ -15,7 +15,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
 from ir.ops.registry import refuse_foreign_array
-from ir.types import WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype
+from ir.types import SHORT_NAMES, WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype
 from runtime.eager import Tensor, collect_buffer_updates
 
 
@@ -47,6 +47,11 @@ def spec(shape, dtype="float32") -> Spec:
 def to_spec(x) -> Spec:
     if isinstance(x, Spec):
         return x
+    if isinstance(x, np.integer) and x.dtype not in SHORT_NAMES:
+        # a numpy integer scalar is a weak number, as eagerly (registry.is_weak_scalar): traced
+        # as a Python int is (int64), whatever its own dtype, which the IR may lack (np.uint8
+        # labels); checked to fit int64 below
+        x = int(x)
     if isinstance(x, (Node, Tensor, np.ndarray, np.generic)):
         return Spec(tuple(x.shape), as_dtype(WIDENED_INPUTS.get(x.dtype, x.dtype)))
     if isinstance(x, int) and not isinstance(x, bool) and not -2**63 <= x < 2**63:

@@ -108,3 +108,30 @@ def test_a_weak_int_read_inside_vmap_cond_and_grad_bodies():
     np.testing.assert_array_equal(branch(x, 0), x)
     g = gc.compile(lambda x, k: gc.grad(lambda w: gc.sum(w * k))(x))(x, 3)
     np.testing.assert_array_equal(g, np.full_like(x, 3))
+
+
+@pytest.mark.parametrize("kind", [np.int8, np.uint8, np.int16, np.uint16, np.uint64])
+def test_numpy_integer_scalars_of_any_dtype_are_weak_ints(kind):
+    # a uint8 label (say) is a weak number eagerly, but compile, grad and jvp traced it with
+    # its own dtype, which the IR lacks: "UnsupportedDtype: dtype uint8 is not supported"
+    x = np.array([1.0, 2.0, 3.0], np.float32)
+    k = kind(3)
+    out = gc.compile(lambda v, k: v * k)(x, k)
+    assert out.dtype == np.float32 and out.tolist() == [3.0, 6.0, 9.0]
+    g = gc.grad(lambda v, k: gc.sum(v * k))(x, k)
+    assert g.dtype == np.float32 and g.tolist() == [3.0, 3.0, 3.0]
+    y, t = gc.jvp(lambda v, k: v * k, (x, k), (x, k))
+    assert np.asarray(t).dtype == np.float32 and np.asarray(t).tolist() == [3.0, 6.0, 9.0]
+    # traced as a Python int is (int64): k * 100 does not wrap at the scalar's width, and
+    # it takes an int32 tensor's dtype, range-checked there
+    i32 = np.array([1, 2, 3], np.int32)
+    f = gc.compile(lambda i, k: i + k * 100)
+    assert f(i32, k).dtype == np.int32 and f(i32, k).tolist() == [301, 302, 303]
+    assert gc.compile(lambda v, k: v[k])(x, kind(2)) == np.float32(3.0)
+
+
+def test_a_uint64_scalar_argument_beyond_int64_is_one_error():
+    with pytest.raises(GraphcError, match="does not fit in int64"):
+        gc.compile(lambda k: k * 2)(np.uint64(2 ** 64 - 1))
+    with pytest.raises(GraphcError, match="does not fit in int32"):
+        gc.compile(lambda i, k: i + k)(np.ones(2, np.int32), np.uint64(2 ** 40))
