@@ -45,6 +45,57 @@ def test_clip_bounds_passed_as_arguments():
     assert gc.compile(gc.clip)(ints, 1, 3).dtype == np.int32
 
 
+def test_a_float_clip_bound_passed_as_an_argument_makes_integers_float32():
+    # a literal float bound made x float32 (as JAX's jnp.clip), a float bound passed as an
+    # argument (or an eager weak value) was refused: "maximum(i32[3], f64[]): operands
+    # must have one dtype"; jax.jit(lambda x, lo: jnp.clip(x, lo, 5))(i32, 0.5) is
+    # [0.5, 3., 5.], as the literal's
+    i32 = np.array([0, 3, 9], np.int32)
+    for lo in (0.5, np.float32(0.5)):
+        out = gc.compile(lambda x, lo: gc.clip(x, lo, 5))(i32, lo)
+        assert out.dtype == np.float32 and out.tolist() == [0.5, 3.0, 5.0]
+    out = gc.compile(lambda x, hi: gc.clip(x, 0, hi))(i32, 5.5)
+    assert out.dtype == np.float32 and out.tolist() == [0.0, 3.0, 5.5]
+    out = np.asarray(gc.clip(gc.tensor(i32), gc.sqrt(4.0), 5))  # an eager weak bound
+    assert out.dtype == np.float32 and out.tolist() == [2.0, 3.0, 5.0]
+
+
+@pytest.mark.parametrize("loss, expected", [
+    ("mse_loss", lambda x: np.mean((x - 1) ** 2)),
+    ("l1_loss", lambda x: np.mean(np.abs(x - 1))),
+    ("huber_loss", lambda x: np.mean(0.5 * (x - 1) ** 2)),
+    ("smooth_l1_loss", lambda x: np.mean(0.5 * (x - 1) ** 2)),
+    ("kl_div", lambda x: np.mean(-x)),  # target * (log(target) - input) at target 1
+])
+def test_an_int_target_passed_as_an_argument_is_weak(loss, expected):
+    # the literal target 1 was fine, the same number passed to a compiled function or to
+    # gc.grad was refused: "mse_loss: input is float32 but target is int64"
+    x = np.array([0.2, 0.5, 0.9], np.float32)
+    fn = getattr(gc, loss)
+    want = expected(x.astype(np.float64))
+    for k in (1, np.int32(1)):
+        out = gc.compile(lambda v, t: fn(v, t))(x, k)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, want, rtol=1e-6)
+    g = gc.grad(lambda v, t: fn(v, t))(x, 1)
+    eager = gc.tensor(x, requires_grad=True)
+    fn(eager, 1).backward()
+    np.testing.assert_allclose(g, eager.grad.data, rtol=1e-6)
+
+
+def test_a_number_variance_passed_as_an_argument():
+    # gaussian_nll_loss took an int argument var for one variance per row ("input is
+    # float32 but var is int64"); it is the number, as the literal is
+    x = np.array([[0.2, 0.5], [0.9, 1.0]], np.float32)
+    f = gc.compile(lambda v, t, s: gc.gaussian_nll_loss(v, t, s))
+    want = np.mean(0.5 * (np.log(2.0) + (x.astype(np.float64) - 0.5) ** 2 / 2))
+    out = f(x, np.float32(0.5), 2)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    np.testing.assert_allclose(gc.gaussian_nll_loss(gc.tensor(x), 0.5, 2).data, want, rtol=1e-6)
+    assert np.isnan(f(x, np.float32(0.5), -1))  # (known only as it runs: NaN, as an array's)
+
+
 def test_a_weak_float_still_does_not_meet_integers():
     with pytest.raises(GraphcError, match="one dtype"):
         gc.compile(lambda x, s: x * s)(np.arange(3, dtype=np.int32), 0.5)

@@ -187,6 +187,14 @@ def _weak_module():
     return weak
 
 
+def _weakly_typed(x) -> bool:
+    """Whether operand x takes the dtype of the tensor it meets: a Python or numpy scalar, an
+    eager weak value (runtime.eager.WeakTensor, gc.sqrt(2.0)) or a traced one (ir.weak: a
+    compiled function's number argument). A check that exempts numbers from a dtype rule asks
+    this, not is_weak_scalar, so that the argument and the literal are taken alike."""
+    return is_weak_scalar(x) or getattr(x, "weak", False) is True or _is_weak(x)
+
+
 def _is_weak_int(x) -> bool:
     return _is_weak(x) and np.dtype(x.dtype).kind in "iu"
 
@@ -1405,10 +1413,11 @@ def square(x):
 def clip(x, min=None, max=None):
     """x limited to [min, max] (either may be None), as jnp.clip and torch.clamp; at a bound
     the gradient passes to x, and where the result is NaN to nothing, as PyTorch's. A float
-    scalar bound makes integers (bools) floats, as numpy's and JAX's: of the dtype a weak
-    float takes alone, float32 (JAX's default)."""
+    scalar bound (a weak value too: a compiled function's float argument, gc.sqrt(2.0))
+    makes integers (bools) floats, as numpy's and JAX's: of the dtype a weak float takes
+    alone, float32 (JAX's default)."""
     if not is_float(_dtype(x)) and builtins.any(
-            is_weak_scalar(b) and is_float(_dtype(b)) for b in (min, max)):
+            _weakly_typed(b) and is_float(_dtype(b)) for b in (min, max)):
         x = cast(x, "float32")
     if min is None and max is None:
         return _unchanged(x)
@@ -1868,10 +1877,11 @@ def _loss_operands(name, a, b, what=("input", "target")):
     """The shape a loss's two operands broadcast to, after the checks torch makes: one
     GraphcError line naming the loss, not sub's (or numpy's, for two arrays)."""
     sa, sb = _shape(a), _shape(b)
-    # a weak scalar takes the other's dtype; under autocast the ops cast a half activation
-    # and a float32 target to one dtype themselves
-    tensors = not (is_weak_scalar(a) or is_weak_scalar(b))
-    if tensors and precision.STATE.dtype is None and _dtype(a) != _dtype(b):
+    # a weak scalar (a number argument of a compiled function too) takes the other's dtype;
+    # under autocast the ops cast a half activation and a float32 target to one dtype
+    # themselves (asked last: one dtype, the common case, costs no weak test)
+    if precision.STATE.dtype is None and _dtype(a) != _dtype(b) and \
+            not (_weakly_typed(a) or _weakly_typed(b)):
         _fail(f"{name}: {what[0]} is {_dtype(a)} but {what[1]} is {_dtype(b)}; cast one "
               "(.astype)")
     shape = broadcast_shapes(tuple(sa), tuple(sb))

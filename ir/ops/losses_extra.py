@@ -272,10 +272,15 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     name = "gaussian_nll_loss"
     _check_reduction(name, reduction)
     full, eps = _flag(f"{name}: full", full), _number(f"{name}: eps", eps)
-    if is_weak_scalar(var) and not isinstance(var, (bool, np.bool_)):  # a Python number
-        if var < 0:
-            _fail(f"{name}: var must be >= 0, got {var}")
-        var = F.full(tuple(_shape(input)), float(var), _dtype(input))  # no gradient
+    if F._weakly_typed(var) and not isinstance(var, (bool, np.bool_)):  # a number
+        # (a compiled function's number argument too, which _variance took for one variance
+        # per row: an int64 one was then refused as not input's dtype; its sign is known
+        # only as the plan runs, so a negative one is NaN there, as an array's)
+        if is_weak_scalar(var):
+            if var < 0:
+                _fail(f"{name}: var must be >= 0, got {var}")
+            var = float(var)
+        var = F.full(tuple(_shape(input)), var, _dtype(input))  # no gradient
     else:
         var = _variance(name, var, input)
     target = _like(target, input)
