@@ -303,6 +303,22 @@ def test_integer_scalar_overflow_is_a_graphc_error_naming_the_line():
     assert (gc.tensor(np.ones(1, np.int64)) + 2**62).data.tolist() == [2**62 + 1]
 
 
+def test_a_longdouble_scalar_is_a_float_scalar():
+    # np.longdouble(2.5).item() is an np.longdouble, not a Python float, so the scalar took
+    # an int32 tensor's dtype, 2.5 silently truncated to 2 ([2, 4, 6]), eager and compiled;
+    # every other float scalar is refused there (numpy gives [2.5, 5., 7.5] in float128)
+    i32 = np.array([1, 2, 3], np.int32)
+    with pytest.raises(GraphcError, match="float scalar .* meets an integer tensor"):
+        gc.tensor(i32) * np.longdouble(2.5)
+    with pytest.raises(GraphcError, match="float scalar .* meets an integer tensor"):
+        gc.compile(lambda v: v * np.longdouble(2.5))(i32)
+    out = (gc.tensor(i32.astype(np.float32)) * np.longdouble(2.5)).data
+    assert out.dtype == np.float32 and out.tolist() == [2.5, 5.0, 7.5]
+    # numbers alone: a float beside an int is float32, as gc.add(2.5, 1) (it was refused)
+    out = gc.add(np.longdouble(2.5), 1).data
+    assert out.dtype == np.float32 and out == 3.5
+
+
 # ---- found by the edge-input fuzzing (tests/randgraph.py) -----------------------------------
 def test_max_over_an_empty_axis_is_refused_when_traced():
     f = lambda a: gc.max(a, 0)  # noqa: E731

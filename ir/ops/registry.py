@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..printer import format_attr, is_region
-from ..types import NUMPY_FLOAT_SCALARS, Dim, TensorType, as_dtype, is_float, is_half
+from ..types import (FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, Dim, TensorType, as_dtype, is_float,
+                     is_half)
 
 
 class TypeRuleError(Exception):
@@ -201,7 +202,9 @@ def _weak_dtype(value, like):
     if like == np.dtype("bool") and not isinstance(v, bool):
         like = None  # a number meeting only masks takes the default dtype of its kind
     if like is not None:
-        if isinstance(v, float) and not is_float(like):
+        # FLOAT_SCALARS, not float: np.longdouble's item() is an np.longdouble, which took
+        # an integer tensor's dtype, 2.5 truncated to 2
+        if isinstance(v, FLOAT_SCALARS) and not is_float(like):
             return None
         return like
     if isinstance(v, bool):
@@ -242,7 +245,8 @@ def like_dtype(inputs):
             found = found or dt
     if found is None:  # numbers alone: an int or bool meeting a float is a float (1 + 1.5),
         # a bool meeting an int an int, as in Python and JAX; each kind's default dtype
-        kinds = {type(x.item() if isinstance(x, np.generic) else x) for x in inputs
+        kinds = {float if isinstance(x, FLOAT_SCALARS) else  # (np.longdouble's item())
+                 type(x.item() if isinstance(x, np.generic) else x) for x in inputs
                  if is_weak_scalar(x)}
         if float in kinds and len(kinds) > 1:
             return np.dtype("float32")
