@@ -319,6 +319,22 @@ def test_a_longdouble_scalar_is_a_float_scalar():
     assert out.dtype == np.float32 and out == 3.5
 
 
+@pytest.mark.parametrize("key, message", [
+    ((Ellipsis, Ellipsis), r"^an index can only have a single ellipsis \('\.\.\.'\)"),
+    ((Ellipsis, 0, Ellipsis), r"^an index can only have a single ellipsis"),
+    (slice(None, None, 0), r"^slice \[::0\]: slice step cannot be zero"),
+    (slice(1.5, None), r"^slice \[1.5:\]: slice indices must be integers"),
+])
+def test_a_bad_index_is_one_line_naming_it(key, message):
+    # two ellipses raised a bare IndexError "tuple index out of range" from inside getitem,
+    # a zero step numpy's bare ValueError, eagerly and traced (numpy refuses both)
+    x = np.arange(12.0).reshape(3, 4)
+    for run in (lambda: gc.tensor(x)[key], lambda: gc.compile(lambda a: a[key])(x)):
+        with pytest.raises(GraphcError, match=message) as info:
+            run()
+        assert "test_edges.py" in str(info.value)
+
+
 # ---- found by the edge-input fuzzing (tests/randgraph.py) -----------------------------------
 def test_max_over_an_empty_axis_is_refused_when_traced():
     f = lambda a: gc.max(a, 0)  # noqa: E731

@@ -797,8 +797,11 @@ def getitem(x, key):
     n_real = len([k for k in key if k is not None and k is not Ellipsis])
     if n_real > len(shape):
         _fail(f"too many indices ({n_real}) for a {len(shape)}-d value")
-    if builtins.any(k is Ellipsis for k in key):
-        i = next(j for j, k in enumerate(key) if k is Ellipsis)
+    ellipses = [j for j, k in enumerate(key) if k is Ellipsis]
+    if len(ellipses) > 1:  # (numpy's and JAX's refusal; the expansion below read past key)
+        _fail("an index can only have a single ellipsis ('...')")
+    if ellipses:
+        i = ellipses[0]
         key = key[:i] + (slice(None),) * (len(shape) - n_real) + key[i + 1:]
     else:
         key = key + (slice(None),) * (len(shape) - n_real)
@@ -889,7 +892,12 @@ def _slice_indices(k: slice, d):
     the symbols' values (`x[2:]` of a `batch` axis: is batch >= 2?)."""
     parts = (k.start, k.stop, k.step)
     if not isinstance(d, Dim) and not builtins.any(isinstance(v, Dim) for v in parts):
-        return k.indices(d)
+        try:
+            return k.indices(d)
+        except (ValueError, TypeError) as exc:  # x[::0], x[1.5:]: one line at the user's
+            shown = ":".join("" if v is None else str(v)
+                             for v in (parts if k.step is not None else parts[:2]))
+            raise GraphcError(f"slice [{shown}]: {exc}", (user_location(),)) from None
     step = 1 if k.step is None else k.step
     if isinstance(step, Dim) or step <= 0:
         _fail(f"slice {k} of an axis of size {d}: symbolic slices need a positive integer "
