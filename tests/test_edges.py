@@ -335,6 +335,19 @@ def test_a_bad_index_is_one_line_naming_it(key, message):
         assert "test_edges.py" in str(info.value)
 
 
+@pytest.mark.parametrize("cond", [np.array([1, 0, 1], np.int32), np.array([1.0, 0.0, 1.0])])
+def test_where_blames_a_non_bool_condition_not_the_number_beside_it(cond):
+    # an int32 condition gave "where: float scalar 1.0 meets an integer tensor" (the number
+    # took the condition's dtype); torch: "where expected condition to be a boolean tensor"
+    for run in (lambda: gc.where(gc.tensor(cond), 1.0, 0.0),
+                lambda: gc.compile(lambda c: gc.where(c, 1.0, 0.0))(cond),
+                lambda: gc.where(cond, np.ones(3), 0.0)):
+        with pytest.raises(GraphcError, match=f"^where: the condition must be bool, got "
+                                              f"{cond.dtype}; compare it"):
+            run()
+    assert gc.where(cond != 0, 1.0, 0.0).data.tolist() == [1.0, 0.0, 1.0]
+
+
 # ---- found by the edge-input fuzzing (tests/randgraph.py) -----------------------------------
 def test_max_over_an_empty_axis_is_refused_when_traced():
     f = lambda a: gc.max(a, 0)  # noqa: E731

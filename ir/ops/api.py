@@ -345,11 +345,18 @@ def not_equal(a, b): return apply("ne", a, b)
 def logical_and(a, b): return apply("logical_and", a, b)
 def logical_or(a, b): return apply("logical_or", a, b)
 def logical_not(x): return apply("logical_not", x)
+_BOOL = np.dtype("bool")
+
+
 def where(cond, a, b):
     # a Python or numpy bool condition is a mask, not a weak scalar taking a's float dtype
     # (numpy's 0-d comparisons give np.bool_ scalars: LossScaler.update on numpy state)
     if isinstance(cond, (bool, np.bool_)):
         cond = np.asarray(cond)
+    elif getattr(cond, "dtype", _BOOL) != _BOOL:
+        # refused here, before a number operand takes the condition's dtype (like_dtype)
+        # and is blamed: "where: float scalar 1.0 meets an integer tensor"
+        _fail(f"where: the condition must be bool, got {_dtype(cond)}; compare it (cond != 0)")
     plain = [v for v in (a, b) if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(plain) == 2 and builtins.any(isinstance(v, float) for v in plain):
         a, b = float(a), float(b)  # where(c, 1.0, 0): a float, as numpy and JAX give
