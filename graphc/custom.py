@@ -111,8 +111,8 @@ class custom_vjp(_Custom):
 
     def _ready(self):
         if self.fwd is None:
-            raise GraphcError(f"custom_vjp function {self.name} has no rule: call "
-                              f"{self.name}.defvjp(fwd, bwd) before using it", (user_location(),))
+            raise GraphcError(f"custom_vjp function {self.name} has no rule: call its "
+                              ".defvjp(fwd, bwd) before using it", (user_location(),))
 
     def _forward(self, args):
         with _running_rule(self):
@@ -176,8 +176,8 @@ class custom_jvp(_Custom):
 
     def _ready(self):
         if self.jvp is None:
-            raise GraphcError(f"custom_jvp function {self.name} has no rule: call "
-                              f"{self.name}.defjvp(rule) before using it", (user_location(),))
+            raise GraphcError(f"custom_jvp function {self.name} has no rule: call its "
+                              ".defjvp(rule) before using it", (user_location(),))
 
     def _forward(self, args):
         return self.fun(*args), ()

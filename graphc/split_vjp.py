@@ -77,7 +77,7 @@ class Differentiated(Compiled):
         wrt, _, closed = args[0]
         return SplitVJP(graph, len(self.plan_inputs(args)), len(written), wrt, closed,
                         self.pipeline, self.fast_math, self.jit, self.memory_limit,
-                        getattr(fn := self.differentiated_fn, "__name__", type(fn).__name__))
+                        function_name(self.differentiated_fn))
 
     def forward(self, args):
         """(fn's result, its SplitVJP, the residuals): the forward run once."""
@@ -273,7 +273,7 @@ def call_on_tape(compiled, args):
     operands = [leaves[i] for i in split.wrt] + split.closed
     if not operands:  # (a static argument held the tensor that requires grad)
         return result  # arrays, as the plain call's
-    name = getattr(compiled.fn, "__name__", "fn").strip("<>")
+    name = function_name(compiled.fn).strip("<>")
     out_leaves, structure = leaves_and_structure(result)
     entry = TapeCall(f"compiled {name}", functools.partial(
         _pull_back, name, split, residuals, structure, len(out_leaves)))

@@ -271,7 +271,7 @@ class Compiled:
         if plan is not None:
             self._used.move_to_end(id(plan))
         else:
-            fname = getattr(self.fn, "__name__", "fn").strip("<>")
+            fname = function_name(self.fn).strip("<>")
             if self._plans and not taped_before:
                 change = (_describe_guards(entries[-1][0]) if entries
                           else "a value the function reads (a closed-over or global one) "
@@ -321,7 +321,7 @@ class Compiled:
         a traced number (found here: only a trace reads it, not every call)."""
         numbers = {i for i, (a, b) in enumerate(zip(given, args)) if a is not b} \
             if given is not None else ()
-        fname = getattr(self.fn, "__name__", "fn").strip("<>")
+        fname = function_name(self.fn).strip("<>")
         static = self._static(len(args))
         names = self._names(len(args))
         dynamic = [i for i in range(len(args)) if i not in static]

@@ -513,7 +513,7 @@ def test_missing_rules_and_bad_jvp_rules_are_errors():
     @gc.custom_vjp
     def no_rule(x):
         return x
-    with pytest.raises(gc.GraphcError, match=r"no_rule has no rule: call no_rule.defvjp"):
+    with pytest.raises(gc.GraphcError, match=r"no_rule has no rule: call its \.defvjp"):
         gc.grad(lambda x: gc.sum(no_rule(x)))(np.ones(2))
 
     @gc.custom_jvp

@@ -1,5 +1,6 @@
 """The compiled plan: equal to the interpreter on random graphs (forward and backward, f32
 and f64), pinned generated source, memory figures, donation, profiler and NaN guard."""
+import functools
 import inspect
 import logging
 import tracemalloc
@@ -305,3 +306,30 @@ def test_recompile_log_names_the_argument_that_changed(caplog):
     assert logged == ["graphc: " + m for m in f.recompiles]
     assert all(r.levelno == logging.INFO for r in caplog.records
                if "recompiling" in r.getMessage())
+
+
+def test_a_partial_or_callable_object_is_named_by_its_type_everywhere(caplog):
+    """function_name's rule (a callable's __name__, else its type's) holds for every place a
+    function is named: a trace's graph, gc.compile's and gc.grad's recompile lines."""
+    def scaled(x, k):
+        return gc.sum(x * k)
+
+    p = functools.partial(scaled, k=2.0)
+    assert gc.trace(p, gc.spec((3,))).name == "partial"
+    compiled, differentiated = gc.compile(p), gc.grad(p)
+    with caplog.at_level(logging.INFO, logger="graphc"):
+        for f in (compiled, differentiated):
+            f(np.ones(3, np.float32))
+            f(np.ones(4, np.float32))
+    assert compiled.recompiles == [
+        "recompiling partial (compilation 2): x: float32[3] -> float32[4]"]
+    logged = [r.getMessage() for r in caplog.records if "recompiling" in r.getMessage()]
+    assert logged == ["graphc: recompiling partial (compilation 2): x: float32[3] -> float32[4]",
+                      "graphc: recompiling partial (compilation 2): arg0: float32[3] -> "
+                      "float32[4]"]
+
+    class Head:
+        def __call__(self, x):
+            return gc.sum(x)
+
+    assert gc.trace(Head(), gc.spec((2,))).name == "Head"
