@@ -99,6 +99,54 @@ def test_eager_autocast_backward_gives_float32_gradients():
         assert 0 < err <= 8 * 2 ** -7
 
 
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_autocast_leaves_a_float64_model_in_float64_as_torchs(half):
+    """torch.autocast casts only "eligible" tensors (float32 and half, not float64): a
+    float64 Linear's matmul stayed float64 there, while graphc's cast its float64 operands to
+    half and then refused the float64 bias add (bf16 + f64), eager and compiled."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    rng = np.random.default_rng(3)
+    x, t, w = rng.normal(size=(5, 3)), rng.normal(size=(5, 2)), rng.normal(size=(3, 2))
+    model = gc.nn.Linear(3, 2, dtype="float64")
+    theirs = torch.nn.Linear(3, 2).double()
+    model.load_torch_state_dict(theirs.state_dict())
+    with torch.autocast("cpu", dtype=getattr(torch, half)):
+        tx = torch.tensor(x)
+        their_y = theirs(tx)
+        their_e = torch.einsum("ij,kj->ik", tx, theirs.weight)
+        their_loss = torch.sum(torch.tanh(their_y) * torch.tensor(t))
+    their_loss.backward()
+    assert their_y.dtype == their_e.dtype == their_loss.dtype == torch.float64
+
+    def loss(p, x, t):
+        return gc.sum(gc.tanh(model.apply(p, x)) * t)
+    with gc.autocast(half):
+        y = model(gc.tensor(x))
+        e = gc.einsum("ij,kj->ik", gc.tensor(x), model.params()["weight"].T)
+        eager_loss, eager_grads = gc.value_and_grad(loss)(model.params(), x, t)
+    compiled = gc.compile(gc.value_and_grad(loss), precision={"bfloat16": "bf16-mixed",
+                                                            "float16": "fp16-mixed"}[half])
+    for got, want in ((y, their_y), (e, their_e)):
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(np.asarray(got), want.detach().numpy(), rtol=1e-12)
+    for value, grads in ((eager_loss, eager_grads), compiled(model.params(), x, t)):
+        assert np.asarray(value).dtype == np.float64
+        np.testing.assert_allclose(float(value), their_loss.item(), rtol=1e-12)
+        # graphc's Linear keeps its weight as (in, out), torch's as (out, in)
+        assert grads["weight"].dtype == grads["bias"].dtype == np.float64
+        np.testing.assert_allclose(grads["weight"], theirs.weight.grad.numpy().T, rtol=1e-12)
+        np.testing.assert_allclose(grads["bias"], theirs.bias.grad.numpy(), rtol=1e-12)
+    # float64 meeting float32 is refused, as torch's matmul under autocast refuses it ("expected
+    # m1 and m2 to have the same dtype"), in one line naming float32, not the half cast's dtype
+    with pytest.raises(GraphcError) as info:
+        with gc.autocast(half):
+            gc.tensor(x) @ w.astype(np.float32)
+    problem, where = str(info.value).splitlines()
+    assert problem == ("matmul: under autocast float64 is not cast (as in torch.autocast), so "
+                       "it cannot meet float32; cast one with .astype")
+    assert where.strip().startswith("at tests/test_mixed_precision.py:")
+
 # ---- dynamic loss scaling -------------------------------------------------------------------
 def _scaled_step(scaler):
     opt = gc.optim.SGD(lr=0.1)

@@ -70,11 +70,24 @@ def test_conv2d_of_mixed_dtypes_is_one_error_naming_them(call, message):
 
 
 def test_conv2d_of_mixed_dtypes_under_autocast_runs_in_the_half_dtype():
-    # the float64 bias failed in its add to the float16 output; torch.autocast casts all three
+    # float32 and half operands are cast to the half dtype, as torch.autocast's; float64 ones
+    # are not (torch's conv2d of float64 x, w and b stays float64 under autocast, and one of
+    # float32 x with a float64 w or b is refused: "Input type (Half) and bias type (double)")
     with gc.autocast("float16"):
-        out = gc.conv2d(gc.tensor(F32 + 1), gc.tensor(F64 + 1), gc.tensor(F64[:, 0, 0, 0]))
-    assert out.data.dtype == np.float16
+        out = gc.conv2d(gc.tensor(F32 + 1), gc.tensor((F64 + 1).astype(np.float16)),
+                        gc.tensor(np.zeros(4, np.float32)))
+        out64 = gc.conv2d(gc.tensor(F32.astype(np.float64) + 1), gc.tensor(F64 + 1),
+                          gc.tensor(F64[:, 0, 0, 0]))
+    assert out.data.dtype == np.float16 and out64.data.dtype == np.float64
     np.testing.assert_array_equal(np.asarray(out.data), np.full((2, 4, 3, 3), 27))
+    np.testing.assert_array_equal(np.asarray(out64.data), np.full((2, 4, 3, 3), 27))
+
+    def mixed():
+        with gc.autocast("float16"):
+            gc.conv2d(gc.tensor(F32 + 1), gc.tensor(F64 + 1), gc.tensor(F64[:, 0, 0, 0]))
+    assert_one_line_error(mixed, "conv2d: x is float32 and w float64: under autocast float64 "
+                          "is not cast (as in torch.autocast), so it cannot meet float32",
+                          "test_review_s22conv.py")
 
 
 # (x shape, kernel, stride, padding, dilation of max_pool2d)

@@ -1634,13 +1634,14 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if b is not None and _shape(b) != (o,):
         _fail(f"conv2d: b must have shape ({o},), one value per output channel, got "
               f"{_shape(b)}")
-    # under autocast matmul casts both to the half dtype; outside, numpy would promote them
-    # where PyTorch refuses, and matmul's own error names im2col's internal shapes
-    if precision.STATE.dtype is None or precision.STATE.suspended:
-        for name, v in (("w", w), ("b", b)):
-            if v is not None and _dtype(v) != _dtype(x):
-                _fail(f"conv2d: x is {_dtype(x)} and {name} {_dtype(v)}: they must have one "
-                      "dtype (outside autocast), as in PyTorch; cast one with .astype")
+    # under autocast matmul casts float32 and half to the half dtype; outside, numpy would
+    # promote them where PyTorch refuses, and matmul's own error names im2col's internal
+    # shapes
+    for name, v in (("w", w), ("b", b)):
+        why = None if v is None else precision.dtype_clash(_dtype(x), _dtype(v))
+        if why:
+            _fail(f"conv2d: x is {_dtype(x)} and {name} {_dtype(v)}: {why}; cast one with "
+                  ".astype")
     # the views cut from x in (N, H, W, C), so that stacking them last gives (N, Ho, Wo, C,
     # kH*kW), the patches' channels and taps in w's order, with no transpose of the nine
     # times larger stack: one GEMM of (N*Ho*Wo, C*kH*kW) rows by w's columns does the rest
@@ -1697,10 +1698,9 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
             _fail(f"conv1d: {what} must be >= 1, got {v}")
     if isinstance(padding, str) and padding == "same" and stride != 1:
         _fail("conv1d: padding='same' needs stride 1, as in PyTorch")
-    if precision.STATE.dtype is None or precision.STATE.suspended:  # as conv2d's check
-        if _dtype(w) != _dtype(x):
-            _fail(f"conv1d: x is {_dtype(x)} and w {_dtype(w)}: they must have one dtype "
-                  "(outside autocast), as in PyTorch; cast one with .astype")
+    why = precision.dtype_clash(_dtype(x), _dtype(w))  # as conv2d's check
+    if why:
+        _fail(f"conv1d: x is {_dtype(x)} and w {_dtype(w)}: {why}; cast one with .astype")
     if not isinstance(padding, str):
         padding = (0, _single("conv1d", "padding", padding))
         span = dilation * (k - 1) + 1

@@ -107,11 +107,11 @@ def _conv_transpose(name, spatial, x, w, b, stride, padding, output_padding, gro
         if op >= s and op >= d:  # torch's rule
             _fail(f"{name}: output_padding must be smaller than either stride or dilation, "
                   f"got output_padding={output_padding}, stride={stride}, dilation={dilation}")
-    if precision.STATE.dtype is None or precision.STATE.suspended:  # as conv2d's check
-        for what, v in (("weight", w), ("bias", b)):
-            if v is not None and F._dtype(v) != F._dtype(x):
-                _fail(f"{name}: x is {F._dtype(x)} and {what} {F._dtype(v)}: they must have "
-                      "one dtype (outside autocast), as in PyTorch; cast one with .astype")
+    for what, v in (("weight", w), ("bias", b)):  # as conv2d's check
+        why = None if v is None else precision.dtype_clash(F._dtype(x), F._dtype(v))
+        if why:
+            _fail(f"{name}: x is {F._dtype(x)} and {what} {F._dtype(v)}: {why}; cast one with "
+                  ".astype")
     size = _shape(x)[-spatial:]
     if not builtins.all(isinstance(n, int) for n in size):
         _fail(f"{name}: needs a known {'length' if spatial == 1 else 'height and width'}, "

@@ -7,8 +7,10 @@ Inside, every op call passes through `autocast_operands` before it reaches its i
 (ir/ops/registry.py's `apply`), which inserts `cast` nodes (or eager casts) as PyTorch's
 torch.autocast does, with JAX's mixed-precision policy (float32 parameters, half compute):
 
-- matmul, einsum: float operands are cast to the half dtype (their inputs are half precision;
-  they still accumulate in float32, see registry.computing_half_in_float32);
+- matmul, einsum: float32 (and the other half dtype's) operands are cast to the half dtype
+  (their inputs are half precision; they still accumulate in float32, see
+  registry.computing_half_in_float32); float64 ones are left alone, as torch.autocast's
+  (float64 is not "eligible" there), so a float64 model runs in float64;
 - log_softmax, sum: half operands are cast to float32, so losses (cross_entropy's
   log_softmax, means) are computed and returned in float32;
 - any other op whose float operands mix float32 and the half dtype computes in the half dtype
@@ -37,6 +39,7 @@ from . import registry
 HALF_OPS = frozenset(("matmul", "einsum"))
 FLOAT32_OPS = frozenset(("log_softmax", "sum"))
 _FLOAT32 = np.dtype("float32")
+_FLOAT64 = np.dtype("float64")
 
 # mixed-precision policies by the names Lightning, `graphc train --precision` and
 # gc.compile(precision=...) use: the half dtype, or None for plain float32
@@ -104,6 +107,23 @@ def _float_dtype(x):
     return dtype if is_float(dtype) else None
 
 
+def dtype_clash(*dtypes):
+    """Why operands of these dtypes cannot meet in one matmul, einsum or convolution now
+    (None: they can): outside autocast they must have one dtype, as in PyTorch; under it
+    float32 and half operands are cast to the half dtype, but float64 ones are left alone,
+    as torch.autocast's, so float64 meets float64 only."""
+    dtypes = set(dtypes)
+    if len(dtypes) == 1:  # (each eager convolution asks)
+        return None
+    dtypes = {np.dtype(d) for d in dtypes}
+    if active_half() is None:
+        return "they must have one dtype (outside autocast), as in PyTorch"
+    if _FLOAT64 in dtypes:
+        return ("under autocast float64 is not cast (as in torch.autocast), so it cannot meet "
+                f"{', '.join(sorted(str(d) for d in dtypes - {_FLOAT64}))}")
+    return None
+
+
 def autocast_operands(name, inputs, interpreter):
     """The operands of an op call under the active policy (unchanged when it is off)."""
     if STATE.suspended or name in registry.CONTROL_FLOW_OPS:
@@ -119,7 +139,12 @@ def autocast_operands(name, inputs, interpreter):
         return inputs
     dtypes = [_float_dtype(x) for x in inputs]
     if name in HALF_OPS:
-        target = {d: half for d in dtypes if d is not None}
+        # not float64: casting it made a float64 model's product half and its float64 bias
+        # add a dtype mix no rule covers; torch.autocast leaves float64 alone
+        target = {d: half for d in dtypes if d is not None and d != _FLOAT64}
+        if target and _FLOAT64 in dtypes:  # (the type rule's error would name the half cast)
+            why = dtype_clash(*[d for d in dtypes if d is not None])
+            raise GraphcError(f"{name}: {why}; cast one with .astype", (user_location(),))
     elif name in FLOAT32_OPS:
         target = {half: _FLOAT32}
     elif half in dtypes and _FLOAT32 in dtypes:
