@@ -373,6 +373,90 @@ def test_losses_under_autocast_take_half_activations_and_float32_targets(half):
             np.testing.assert_allclose(float(got), want, rtol=3e-2, atol=3e-2, err_msg=name)
 
 
+
+# torch.autocast's CPU float32 list (the losses graphc has, each measured with torch 2.13 to
+# return float32 from half operands): a loss of the half activation h and float32 operands o
+AUTOCAST_FLOAT32_LOSSES = {
+    "mse_loss": lambda F, h, o: F.mse_loss(h, o["t"]),
+    "l1_loss": lambda F, h, o: F.l1_loss(h, o["t"]),
+    "huber_loss": lambda F, h, o: F.huber_loss(h, o["t"], delta=0.5),
+    "smooth_l1_loss": lambda F, h, o: F.smooth_l1_loss(h, o["t"], beta=0.5),
+    "binary_cross_entropy_with_logits":
+        lambda F, h, o: F.binary_cross_entropy_with_logits(h, o["t"], pos_weight=o["w"]),
+    "binary_cross_entropy": lambda F, h, o: F.binary_cross_entropy(F.sigmoid(h), o["t"]),
+    "soft_margin_loss": lambda F, h, o: F.soft_margin_loss(h, o["s"]),
+    "kl_div": lambda F, h, o: F.kl_div(h, o["t"], reduction="batchmean"),
+    "cross_entropy": lambda F, h, o: F.cross_entropy(h, o["y"], weight=o["w"]),
+    "nll_loss": lambda F, h, o: F.nll_loss(h, o["y"], weight=o["w"]),
+    "poisson_nll_loss": lambda F, h, o: F.poisson_nll_loss(h, o["c"]),
+    "margin_ranking_loss": lambda F, h, o: F.margin_ranking_loss(h[:, 0], h[:, 1], o["r"]),
+    "hinge_embedding_loss": lambda F, h, o: F.hinge_embedding_loss(h, o["s"]),
+    "multi_margin_loss": lambda F, h, o: F.multi_margin_loss(h, o["y"], weight=o["w"]),
+    "triplet_margin_loss": lambda F, h, o: F.triplet_margin_loss(h, o["t"], o["c"]),
+    "cosine_embedding_loss": lambda F, h, o: F.cosine_embedding_loss(h, o["t"], o["r"]),
+}
+
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+@pytest.mark.parametrize("name", sorted(AUTOCAST_FLOAT32_LOSSES))
+def test_losses_on_torchs_autocast_float32_list_are_float32_under_autocast(name, half):
+    """Under autocast these losses of a half activation (a matmul's) were computed and
+    returned in half (the primitives' "float32 meets half: half" rule; mse_loss 1.296875 in
+    bfloat16 where torch's is 1.2917823): torch.autocast's CPU policy casts their operands to
+    float32. The value and the matmul weight's gradient against torch's under autocast,
+    eagerly, under gc.value_and_grad and gc.compile(precision=...)."""
+    rng = np.random.default_rng(11)
+    x, w = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(3, 3)).astype(np.float32)
+    operands = {"t": rng.uniform(0.05, 0.95, (6, 3)).astype(np.float32),
+                "s": np.where(rng.uniform(size=(6, 3)) < 0.5, -1.0, 1.0).astype(np.float32),
+                "c": rng.integers(0, 4, (6, 3)).astype(np.float32),
+                "r": np.where(rng.uniform(size=6) < 0.5, -1.0, 1.0).astype(np.float32),
+                "w": np.array([0.5, 1.5, 2.0], np.float32), "y": rng.integers(0, 3, 6)}
+    call = AUTOCAST_FLOAT32_LOSSES[name]
+    tw = torch.tensor(w, requires_grad=True)
+    with torch.autocast("cpu", dtype=getattr(torch, half)):
+        their = call(TF, torch.tensor(x) @ tw, {k: torch.tensor(v) for k, v in operands.items()})
+    their.backward()
+    assert their.dtype == torch.float32
+
+    def loss(w, x):
+        return call(gc, gc.matmul(x, w), operands)
+    with gc.autocast(half):
+        eager = loss(gc.tensor(w), gc.tensor(x))
+        traced = gc.value_and_grad(loss)(w, x)
+    precision = {"bfloat16": "bf16-mixed", "float16": "fp16-mixed"}[half]
+    compiled = gc.compile(gc.value_and_grad(loss), precision=precision)(w, x)
+    assert eager.dtype == np.float32
+    np.testing.assert_allclose(float(eager), their.item(), rtol=1e-5, atol=1e-6)
+    for value, grad in (traced, compiled):
+        assert np.asarray(value).dtype == grad.dtype == np.float32
+        np.testing.assert_allclose(float(value), their.item(), rtol=1e-5, atol=1e-6)
+        # the cotangent is rounded to half where the matmul's cast casts back (and through
+        # binary_cross_entropy's half sigmoid), as torch's: a few half roundings of terms
+        # that then cancel in the sum over rows
+        scale = np.abs(tw.grad.numpy()).max()
+        np.testing.assert_allclose(grad, tw.grad.numpy(), rtol=2 ** -7, atol=2 ** -7 * scale)
+
+
+def test_autocast_float32_losses_leave_float64_alone_and_retrace_under_a_policy():
+    """A float64 loss stays float64 under autocast (torch's leaves float64 alone); a plan of
+    a half loss traced outside autocast is not reused under it."""
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    with gc.autocast("bfloat16"):
+        got = gc.mse_loss(gc.tensor(a), b)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(float(got), np.mean((a - b) ** 2), rtol=1e-15)
+    a16, b16 = a.astype(np.float16), b.astype(np.float16)
+    f = gc.compile(lambda a, b: gc.l1_loss(a, b, "none"))
+    assert f(a16, b16).dtype == np.float16
+    with gc.autocast("float16"):
+        got = f(a16, b16)
+    with torch.autocast("cpu", dtype=torch.float16):
+        their = TF.l1_loss(torch.tensor(a16), torch.tensor(b16), reduction="none")
+    assert got.dtype == np.float32 and their.dtype == torch.float32
+    np.testing.assert_array_equal(got, their.numpy())
+
 def test_a_module_trains_through_its_loss():
     """nn.BCEWithLogitsLoss under gc.value_and_grad of a model's parameters: torch's
     gradients."""

@@ -1935,6 +1935,7 @@ def _weight_like(weight, logp):
     return cast(weight, _dtype(logp))
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=None,
                   label_smoothing=0.0):
     """Cross-entropy of `logits` (classes on the LAST axis; PyTorch puts them on axis 1, the
@@ -2009,6 +2010,7 @@ def _smoothing_term(logp, targets, ignore_index, reduction, weight):
     return sum(smooth) / sum(cast(counted, _dtype(logp)))
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=None):
     """Negative log-likelihood of integer `targets` given log-probabilities (classes on the
     last axis), as torch.nn.functional.nll_loss; `weight`, `ignore_index` and `reduction` as
@@ -2110,6 +2112,7 @@ def _nll(logp, targets, ignore_index, reduction, weight):
     return loss + cast(where(any(outside), float("nan"), 0.0), _dtype(loss))
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def mse_loss(x, target, reduction="mean"):
     """(x - target) ** 2 (broadcast), reduced as torch.nn.functional.mse_loss."""
     _check_reduction("mse_loss", reduction)

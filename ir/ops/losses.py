@@ -113,6 +113,7 @@ def _floored_log(log, v, pole):
 
 
 # ---- probabilities ---------------------------------------------------------------------------
+@precision.in_float32  # torch.autocast's float32 list
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     """-weight * (target * log(input) + (1 - target) * log(1 - input)), each log clamped to
     >= -100, as torch.nn.functional.binary_cross_entropy. input and target have one shape;
@@ -148,6 +149,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     return _reduce(loss, reduction)
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
                                      pos_weight=None):
     """binary_cross_entropy(sigmoid(input), target) computed from the logits without
@@ -190,6 +192,7 @@ def _weighted(name, loss, input, weight, reduction, mean_over_weight):
     return _reduce(loss, reduction)
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def l1_loss(input, target, reduction="mean", weight=None):
     """|input - target| (broadcast), as torch.nn.functional.l1_loss; the gradient at
     input == target is 0."""
@@ -206,6 +209,7 @@ def _quadratic_inside(diff, width):
     return F.mul(F.mul(inside, inside), 0.5)
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     """0.5 * d^2 / beta where |d| < beta, |d| - 0.5 * beta elsewhere (d = input - target,
     broadcast), as torch.nn.functional.smooth_l1_loss; beta=0 is l1_loss."""
@@ -224,6 +228,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     return _reduce(loss, reduction)
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """0.5 * d^2 where |d| < delta, delta * (|d| - 0.5 * delta) elsewhere (d = input -
     target, broadcast), as torch.nn.functional.huber_loss (smooth_l1_loss times beta)."""
@@ -241,6 +246,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
 
 
 # ---- distributions ---------------------------------------------------------------------------
+@precision.in_float32  # torch.autocast's float32 list
 def kl_div(input, target, reduction="mean", log_target=False):
     """The pointwise KL divergence target * (log(target) - input) of log-probabilities
     `input` (broadcast with target), as torch.nn.functional.kl_div: a target of 0 adds 0

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..types import broadcast_shapes, is_float
 from . import api as F
+from . import precision
 from .api import _check_reduction, _checked_class_targets, _dtype, _fail, _ndim, _shape
 from .api import _loss_operands as _both
 from .losses import _float, _number, _promoted, _p_norm, _reduce, pairwise_distance
@@ -52,6 +53,7 @@ def _clamp_min0(z):
 
 
 # ---- ranking and margins ---------------------------------------------------------------------
+@precision.in_float32  # torch.autocast's float32 list
 def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
     """max(0, -target * (input1 - input2) + margin), as torch.nn.functional.
     margin_ranking_loss: the three operands have one number of dimensions (torch's check) and
@@ -71,6 +73,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
     return _reduce(loss, reduction)
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     """input where target != -1, plus max(0, margin - input) where target != 1 (a target of
     +-1 takes one of them, any other value both, as torch's); input and target broadcast."""
@@ -85,6 +88,7 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     return _reduce(loss, reduction)
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def soft_margin_loss(input, target, reduction="mean"):
     """log(1 + exp(-target * input)), as torch.nn.functional.soft_margin_loss; target
     broadcasts to input's shape (torch's writes into it). Computed as -log_sigmoid(target *
@@ -123,6 +127,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     return _reduce(loss, reduction)
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
     """The multi-class hinge loss, as torch.nn.functional.multi_margin_loss: per sample,
     sum over the classes i != y of max(0, margin - input[y] + input[i]) ** p (p = 1 or 2),
@@ -167,6 +172,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
 
 
 # ---- embeddings ------------------------------------------------------------------------------
+@precision.in_float32  # torch.autocast's float32 list
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False,
                         reduction="mean"):
     """max(0, margin + d(anchor, positive) - d(anchor, negative)) with d pairwise_distance
@@ -193,6 +199,7 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
     return _reduce(_clamp_min0(F.sub(F.add(d_pos, margin), d_neg)), reduction)
 
 
+@precision.in_float32  # torch.autocast's float32 list
 def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     """1 - cos(input1, input2) where target == 1, max(0, cos - margin) where target == -1
     (0 elsewhere), as torch.nn.functional.cosine_embedding_loss: (N, D) inputs with an (N,)
@@ -221,6 +228,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
 
 
 # ---- likelihoods -----------------------------------------------------------------------------
+@precision.in_float32  # torch.autocast's float32 list
 def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
     """The Poisson negative log-likelihood of `target` counts, as torch.nn.functional.
     poisson_nll_loss: exp(input) - target * input with log_input (input is the log-rate),

@@ -11,8 +11,15 @@ torch.autocast does, with JAX's mixed-precision policy (float32 parameters, half
   (their inputs are half precision; they still accumulate in float32, see
   registry.computing_half_in_float32); float64 ones are left alone, as torch.autocast's
   (float64 is not "eligible" there), so a float64 model runs in float64;
-- log_softmax, sum: half operands are cast to float32, so losses (cross_entropy's
-  log_softmax, means) are computed and returned in float32;
+- log_softmax, sum: half operands are cast to float32 (as torch's CUDA autocast; its CPU
+  one keeps them half), so cross_entropy's log_softmax and sums are float32;
+- the losses on torch.autocast's CPU float32 list (measured with torch 2.13: mse_loss,
+  l1_loss, huber_loss, smooth_l1_loss, binary_cross_entropy(_with_logits),
+  soft_margin_loss, kl_div, cross_entropy, nll_loss, poisson_nll_loss, margin_ranking_loss,
+  hinge_embedding_loss, multi_margin_loss, triplet_margin_loss, cosine_embedding_loss)
+  are built from primitives, so no op sees them: each is wrapped in `in_float32`, which
+  casts its half operands to float32 at entry, so the loss is computed and returned in
+  float32 as torch's (float64 and integer operands are left alone, as there);
 - any other op whose float operands mix float32 and the half dtype computes in the half dtype
   (a float32 parameter meeting a half activation is cast where it is used), so activations
   stay half precision: LayerNorm's weights, biases, residual sums. Ops on float32 values only
@@ -28,6 +35,7 @@ is traced (the Trainer's loss, gc.compile(precision=...)) embodies its own polic
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 import numpy as np
@@ -156,6 +164,34 @@ def autocast_operands(name, inputs, interpreter):
     return tuple(x if d not in target or target[d] == d else
                  x.astype(target[d]) if isinstance(x, np.ndarray) else  # a constant
                  registry.apply("cast", x, dtype=target[d]) for x, d in zip(inputs, dtypes))
+
+
+def _to_float32(x):
+    """A half operand (tensor, traced value or numpy constant) as float32; others as given."""
+    dtype = _float_dtype(x)
+    if dtype is None or not is_half(dtype):
+        return x
+    return x.astype(_FLOAT32) if isinstance(x, np.ndarray) else registry.apply(
+        "cast", x, dtype=_FLOAT32)
+
+
+def in_float32(loss):
+    """`loss` (a composite on torch.autocast's float32 list, see the module docstring) with
+    its half operands cast to float32 under the active policy: left to the primitives, a
+    half activation made the whole loss half (their "float32 meets half: half" rule), where
+    torch's is float32."""
+    @functools.wraps(loss)
+    def under_policy(*args, **kwargs):
+        if STATE.suspended:
+            return loss(*args, **kwargs)
+        interpreter = registry.innermost_interpreter()
+        if hasattr(interpreter, "guard") and not any(
+                g[0] is STATE for g in interpreter.guards):
+            interpreter.guard(STATE, "dtype", STATE.dtype)  # a plan holds for this policy only
+        if STATE.dtype is None:
+            return loss(*args, **kwargs)
+        return loss(*map(_to_float32, args), **{k: _to_float32(v) for k, v in kwargs.items()})
+    return under_policy
 
 
 registry.OPERAND_POLICY[:] = [autocast_operands]
