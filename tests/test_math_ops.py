@@ -143,6 +143,36 @@ def test_hypot_does_not_overflow_and_its_gradient_at_the_origin_is_zero(monkeypa
     np.testing.assert_allclose(gb, [-0.8, 0.0])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hypot_gradient_at_a_subnormal_result_is_pytorchs(dtype):
+    """hypot's gradient was (g / out) * x: for a subnormal out (float64 below 5.6e-309,
+    float32 below 2.9e-39) g / out overflows, so it gave inf for x and NaN (inf * 0) for
+    the zero operand. Now g * (x / out), PyTorch's x / r, y / r (at most 1), by the eager
+    tape, gc.grad, compiled and forward mode; the origin still gives 0 (JAX's)."""
+    tiny = np.finfo(dtype).smallest_normal / 8  # (a subnormal hypot, 1 / it overflows)
+    a = np.array([tiny, 0.0, tiny, -tiny, 3.0, 0.0], dtype)
+    b = np.array([0.0, tiny, tiny, tiny, -4.0, 0.0], dtype)
+    with np.errstate(over="ignore"):
+        assert np.isinf(1.0 / np.hypot(a, b)[:4]).all()
+    expected = _torch_gradients(torch.hypot, a, b)
+    np.testing.assert_allclose(expected[0][:5], [1.0, 0.0, 0.5 ** 0.5, -(0.5 ** 0.5), 0.6],
+                               rtol=1e-5)
+    loss = lambda a, b: gc.sum(gc.hypot(a, b))
+    traced = gc.grad(loss, argnums=(0, 1))(a, b)
+    compiled = gc.compile(gc.grad(loss, argnums=(0, 1)))(a, b)
+    ta, tb = gc.tensor(a, requires_grad=True), gc.tensor(b, requires_grad=True)
+    loss(ta, tb).backward()
+    for got in (traced, compiled, (ta.grad, tb.grad)):
+        for g, want in zip(got, expected):
+            np.testing.assert_array_equal(g[:5], want[:5])
+            np.testing.assert_array_equal(g[5], 0.0)  # the origin: 0, not PyTorch's NaN
+    # forward mode (built from the same rule): the tangent along (1, 0) and (0, 1)
+    for k in range(2):
+        tangents = tuple(np.full_like(a, float(k == j)) for j in range(2))
+        _, tangent = gc.jvp(gc.hypot, (a, b), tangents)
+        np.testing.assert_array_equal(np.asarray(tangent)[:5], expected[k][:5])
+
+
 UNARY = ["tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "arcsinh", "arccosh",
          "arctanh", "log2", "log10", "exp2", "trunc"]
 

@@ -301,11 +301,13 @@ def _vjp_logaddexp(ctx, g):
 
 
 def _vjp_hypot(ctx, g):
-    # x / hypot(x, y); at the origin 0 (JAX's), not 0 / 0: there x and y are 0 themselves
+    # g * (x / hypot(x, y)), as PyTorch's and JAX's; at the origin 0 (JAX's), not 0 / 0:
+    # there x and y are 0 themselves. x / out first (at most 1), not g / out: for a
+    # subnormal out that overflows to inf, and inf * x gave inf, inf * 0 NaN.
     a, b = ctx.inputs
-    scale = g / F.where(F.equal(ctx.out, 0.0), 1.0, ctx.out)
-    return [F.unbroadcast(scale * a, a.shape) if ctx.needs[0] else None,
-            F.unbroadcast(scale * b, b.shape) if ctx.needs[1] else None]
+    out = F.where(F.equal(ctx.out, 0.0), 1.0, ctx.out)
+    return [F.unbroadcast(g * (a / out), a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(g * (b / out), b.shape) if ctx.needs[1] else None]
 
 
 # floor_divide and remainder are numpy's (Python's): the quotient rounded down, the remainder
