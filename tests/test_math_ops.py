@@ -113,8 +113,8 @@ def test_arctan2_quadrants_and_signed_zeros_are_numpys(monkeypatch):
 
 def test_logaddexp_is_stable_and_its_gradient_is_jaxs(monkeypatch):
     """gc.logaddexp did not exist; now numpy's: no overflow at 1000, -inf for two -inf, inf
-    for an inf. Its gradient g * exp(x - out): 1/2 each at two equal large values, (1, 1) at
-    (inf, inf), NaN at (-inf, -inf) (as JAX's and PyTorch's: exp(-inf - -inf))."""
+    for an inf. Its gradient g / (1 + exp(other - x)): 1/2 each at two equal large values,
+    (1, 1) at (inf, inf), NaN at (-inf, -inf) (as JAX's and PyTorch's: -inf - -inf)."""
     a = np.array([1000.0, -INF, INF, -INF, 1.0, -1000.0])
     b = np.array([1000.0, -INF, INF, 2.0, -INF, -1000.0])
     expected = np.logaddexp(a, b)
@@ -335,6 +335,39 @@ def test_logaddexp_gradient_beside_an_infinity_is_pytorchs():
     expected = _torch_gradients(torch.logaddexp, a, b)
     np.testing.assert_array_equal(np.array(grads)[:, :5], np.array(expected)[:, :5])
     assert np.isnan(expected).all(axis=0).tolist()[5:] == [True, True]  # PyTorch: NaN twice
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_logaddexp_gradient_where_the_result_rounds_is_pytorchs(dtype):
+    """logaddexp's gradient was g * exp(x - out), whose error is an ulp of out: at x = y it
+    gave 0.49989 each at 1e4 and 1.0 each (summing to 2) at 3e7 in float32, 1.0 each at
+    1e300 in float64. Now PyTorch's g / (1 + exp(other - x)): 0.5 each exactly, by the eager
+    tape, gc.grad, compiled and forward mode, and PyTorch's values at ordinary points, at
+    infinities beside finite values and at NaN (NaN to both operands, where the +inf beside a
+    NaN took g before); two +inf still give g each, where PyTorch gives NaN (documented)."""
+    big = [1e4, 1e5, 3e7, -3e7] + ([1e300, -1e300] if dtype == "float64" else [1e38, -1e38])
+    a = np.array(big + [1.0, -800.0, INF, 2.0, -INF, INF, NAN, INF, 3.0, -INF, INF], dtype)
+    b = np.array(big + [2.0, -800.5, 2.0, INF, 2.0, -INF, 1.0, NAN, NAN, -INF, INF], dtype)
+    loss = lambda a, b: gc.sum(gc.logaddexp(a, b))
+    with np.errstate(invalid="ignore"):
+        expected = _torch_gradients(torch.logaddexp, a, b)
+        traced = gc.grad(loss, argnums=(0, 1))(a, b)
+        compiled = gc.compile(gc.grad(loss, argnums=(0, 1)))(a, b)
+        ta, tb = gc.tensor(a, requires_grad=True), gc.tensor(b, requires_grad=True)
+        loss(ta, tb).backward()
+        # forward mode (built from the same rule): the tangent along (1, 0) and (0, 1)
+        forward = [np.asarray(gc.jvp(gc.logaddexp, (a, b), tuple(
+            np.full_like(a, float(k == j)) for j in range(2)))[1]) for k in range(2)]
+    np.testing.assert_array_equal(expected[0][:6], 0.5)
+    tol = dict(rtol=1e-6 if dtype == "float32" else 1e-15, atol=0)  # (float32 exp: 4 ulp)
+    for got in (traced, compiled, (ta.grad, tb.grad)):
+        for g, want in zip(got, expected):
+            np.testing.assert_array_equal(g[:6], 0.5)
+            np.testing.assert_allclose(g[:-1], want[:-1], **tol)  # NaN where PyTorch's is
+            np.testing.assert_array_equal(g[-1], 1.0)  # two +inf: g each (PyTorch: NaN)
+            assert np.isnan(want[-1])
+    for g, want in zip(forward, expected):
+        np.testing.assert_allclose(g[:-1], want[:-1], **tol)
 
 
 def test_arctan2_gradient_at_the_origin_is_pytorchs_zero():
