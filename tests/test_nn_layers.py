@@ -380,6 +380,58 @@ def test_losses_match_torch(reduction):
         np.testing.assert_allclose(compiled, expected.detach().numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_per_position_class_losses_are_plus_zero_at_ignored_targets(dtype):
+    """cross_entropy and nll_loss with reduction="none" gave -0.0 at an ignored target
+    (-picked of the +0.0 an ignored row picks), where PyTorch gives +0.0. Now +0.0, with
+    ignore_index inside [0, classes) or outside (-100), with class weights and label
+    smoothing, eagerly and compiled, and a counted row keeps PyTorch's sign (-0.0 where its
+    log-probability is 0: the first row); the values and gradients are PyTorch's."""
+    F = torch.nn.functional
+    z = np.array([[200.0, 0.0, 0.0], [1.0, 2.0, 3.0], [0.5, 0.1, 0.2], [3.0, -1.0, 0.0]], dtype)
+    lp = np.asarray(F.log_softmax(torch.tensor(z), -1))
+    w = np.array([2.0, 0.5, 1.5], dtype)
+    cases = []
+    for t, ii in ((np.array([0, 1, -100, 2]), -100), (np.array([0, 2, 1, 1]), 1)):
+        tt = torch.tensor(t)
+        cases += [
+            (lambda a, t=t, ii=ii: gc.cross_entropy(a, t, ignore_index=ii, reduction="none"),
+             lambda a, tt=tt, ii=ii: F.cross_entropy(a, tt, ignore_index=ii, reduction="none"),
+             z),
+            (lambda a, t=t, ii=ii: gc.cross_entropy(a, t, weight=w, ignore_index=ii,
+                                                    reduction="none"),
+             lambda a, tt=tt, ii=ii: F.cross_entropy(a, tt, weight=torch.tensor(w),
+                                                     ignore_index=ii, reduction="none"), z),
+            (lambda a, t=t, ii=ii: gc.cross_entropy(a, t, ignore_index=ii, reduction="none",
+                                                    label_smoothing=0.1),
+             lambda a, tt=tt, ii=ii: F.cross_entropy(a, tt, ignore_index=ii, reduction="none",
+                                                     label_smoothing=0.1), z),
+            (lambda a, t=t, ii=ii: gc.nll_loss(a, t, ignore_index=ii, reduction="none"),
+             lambda a, tt=tt, ii=ii: F.nll_loss(a, tt, ignore_index=ii, reduction="none"), lp)]
+    cotangent = np.array([1.0, -2.0, 3.0, 0.5], dtype)
+    for k, (ours, theirs, x) in enumerate(cases):
+        tx = torch.tensor(x, requires_grad=True)
+        expected = theirs(tx)
+        expected.backward(torch.tensor(cotangent))
+        expected = expected.detach().numpy()
+        for got in (ours(gc.tensor(x)).data, gc.compile(ours)(x)):
+            got = np.asarray(got)
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, expected, rtol=2e-6 if dtype == "float32" else 1e-12,
+                                       err_msg=f"case {k}")
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(expected),
+                                          err_msg=f"case {k}: signs of {got}")
+        grad = gc.grad(lambda a: gc.sum(gc.mul(ours(a), cotangent)))(x)
+        np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=2e-6 if dtype == "float32"
+                                   else 1e-12, atol=1e-7 if dtype == "float32" else 1e-15)
+    # the oracle has the signs this is about: +0.0 at the ignored rows (2 for -100, 2 and 3
+    # for 1), -0.0 at the first
+    with_100, with_1 = (cases[j][1](torch.tensor(z)).numpy() for j in (0, 4))
+    np.testing.assert_array_equal(np.signbit(with_100), [True, False, False, False])
+    np.testing.assert_array_equal(np.signbit(with_1), [True, False, False, False])
+    assert with_100[2] == 0 and (with_1[2:] == 0).all()
+
+
 def test_cross_entropy_with_classes_last_matches_torch_on_sequences():
     rng = np.random.default_rng(1)
     z, t = rng.normal(size=(2, 3, 4)), rng.integers(0, 4, (2, 3))

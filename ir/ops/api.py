@@ -2082,12 +2082,14 @@ def _nll(logp, targets, ignore_index, reduction, weight):
     classes = _shape(logp)[-1]
     targets = _checked_class_targets(targets, classes, ignore_index)
     weight = _weight_like(weight, logp)
+    # the rows that are not ignored, computed once for the uses below
+    kept = None if ignore_index is None else not_equal(targets, ignore_index)
     # select, not multiply by a one-hot: 0 * -inf (a masked-out class) and 0 * nan (an
     # ignored row's non-finite logits) would be nan. one_hot of an ignored (out-of-range)
     # target is all False.
     chosen = one_hot(targets, classes, "bool")
     if ignore_index is not None and 0 <= ignore_index < classes:
-        chosen = logical_and(chosen, expand_dims(not_equal(targets, ignore_index), -1))
+        chosen = logical_and(chosen, expand_dims(kept, -1))
     picked = sum(where(chosen, logp, 0.0), -1)
     if weight is not None:
         row_weight = sum(where(chosen, weight, 0.0), -1)
@@ -2095,10 +2097,14 @@ def _nll(logp, targets, ignore_index, reduction, weight):
     # a target outside [0, classes) that is not ignore_index gives NaN, as JAX's out-of-range
     # gather fills (PyTorch raises): its all-False one-hot row added a silent 0 to the loss
     outside = logical_or(less(targets, 0), greater_equal(targets, classes))
-    if ignore_index is not None:
-        outside = logical_and(outside, not_equal(targets, ignore_index))
     if reduction == "none":
-        return where(outside, float("nan"), -picked)
+        loss = where(outside, float("nan"), -picked)
+        # +0.0 at an ignored row (ignore_index in range or not), as PyTorch's: its picked is
+        # +0.0, so -picked was -0.0 (not 0 - picked: that would make a counted row's -0.0,
+        # PyTorch's at logp 0, +0.0). This where replaces outside's logical_and with kept.
+        return loss if kept is None else where(kept, loss, 0.0)
+    if ignore_index is not None:
+        outside = logical_and(outside, kept)
     if reduction == "sum":
         loss = -sum(picked)
     elif weight is not None:
@@ -2106,7 +2112,7 @@ def _nll(logp, targets, ignore_index, reduction, weight):
     elif ignore_index is None:
         loss = -mean(picked)
     else:
-        valid = cast(not_equal(targets, ignore_index), _dtype(logp))
+        valid = cast(kept, _dtype(logp))
         loss = -sum(picked) / sum(valid)  # NaN (0 / 0) when no target counts, as in PyTorch
     # (added to the reduced loss, not selected per row: the gradient passes as it did)
     return loss + cast(where(any(outside), float("nan"), 0.0), _dtype(loss))
