@@ -272,6 +272,10 @@ class Graph(Interpreter):
         self.salt_scope = None  # (construct, function) while numbering a construct's sites
         self.adopting_casts = set()  # ids of the casts a weak value took to meet a tensor
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
+        # ids of the nodes computed under a no_grad entered in the traced function, and
+        # {id of a value from outside such a block: the stop_gradient it is read through}
+        self.no_grad_ids = set()
+        self._stopped = {}
         # inputs that were Python floats, traced with the arrays' dtype (not weak): numbers
         # still, for the static_argnums hint of a traced number (Node._no_value)
         self.python_number_ids = set()
@@ -347,15 +351,52 @@ class Graph(Interpreter):
             weak_result = True  # numbers alone (gc.sqrt(2.0)), as eagerly (runtime.eager)
         like = like_dtype(inputs)
         args = [lift_symbolic(self, x, like, op.name) for x in inputs]
-        node = self.add_node(op.name, args, attrs, infer_type(op, [a.type for a in args], attrs))
-        if not GRAD_MODE.enabled and isinstance(node.type, TensorType) and \
-                is_float(node.type.dtype):
-            # computed under a no_grad entered in the traced function: a constant for
-            # differentiation, as it is eagerly (torch's, torch.compile's)
-            node = self.add_node("stop_gradient", [node], {}, node.type)
+        if GRAD_MODE.enabled:
+            node = self.add_node(op.name, args, attrs,
+                                 infer_type(op, [a.type for a in args], attrs))
+        else:
+            node = self._process_without_grad(op, args, attrs)
         if weak_result and node.dtype != np.dtype(bool):
             self.weak_ids.add(node.id)
         return node
+
+    def _process_without_grad(self, op, args, attrs) -> Node:
+        """An op run under a no_grad entered in the traced function: what it computes is a
+        constant for differentiation, as it is eagerly (torch's, torch.compile's). A float
+        value entering the block from outside (an input, a parameter, a value computed in
+        grad mode) is read through a stop_gradient, one per value however often the blocks
+        read it; values computed in the block need none of their own, since every path into
+        them from outside crosses one. (A stop_gradient's own operand needs none either.) A
+        tuple from outside (a control-flow node's, read by tuple_get) cannot be stopped:
+        the op's float result is, instead."""
+        from_outside_tuple = False
+        if op.name != "stop_gradient":
+            args = list(args)
+            for k, a in enumerate(args):
+                if a.id in self.no_grad_ids or a.op == "constant":  # (no gradient to stop)
+                    continue
+                if isinstance(a.type, TensorType):
+                    if is_float(a.type.dtype):
+                        args[k] = self._stopped_value(a)
+                else:
+                    from_outside_tuple = True
+        node = self.add_node(op.name, args, attrs, infer_type(op, [a.type for a in args], attrs))
+        if from_outside_tuple and isinstance(node.type, TensorType) and \
+                is_float(node.type.dtype):
+            node = self.add_node("stop_gradient", [node], {}, node.type)
+        self.no_grad_ids.add(node.id)
+        return node
+
+    def _stopped_value(self, value) -> Node:
+        """stop_gradient(value), made once per value (weak as the value is)."""
+        stopped = self._stopped.get(value.id)
+        if stopped is None:
+            stopped = self.add_node("stop_gradient", [value], {}, value.type)
+            self._stopped[value.id] = stopped
+            self.no_grad_ids.add(stopped.id)
+            if value.id in self.weak_ids:
+                self.weak_ids.add(stopped.id)
+        return stopped
 
     def weak_constant(self, value) -> Node:
         """A constant that meets tensors as a Python number does (ir/weak.py)."""

@@ -52,8 +52,9 @@ class Lowered:
 def without_stop_gradients(graph):
     """The graph with each stop_gradient's readers reading its operand (the graph itself when
     it has none). A lowered graph is never differentiated (transformations differentiate the
-    traced graph before the passes run), and a stop_gradient, one per float op run under a
-    no_grad in a traced function, would split the elementwise clusters fusion builds."""
+    traced graph before the passes run), and a stop_gradient (a value entering a no_grad
+    block of a traced function, `detach`, a composite's stopped max) between two elementwise
+    ops would split the cluster fusion builds of them."""
     if not any(n.op == "stop_gradient" for n in graph.nodes):
         return graph
     return rebuild(graph, lambda node, inputs, new:

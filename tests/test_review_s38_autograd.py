@@ -229,3 +229,163 @@ def test_gradients_refuses_a_seed_count_other_than_the_ys_count():
         return gc.gradients(y, x, seeds=[gc.ones_like(y) * 2.0])
     (g,) = gc.compile(seeded)(points)
     np.testing.assert_allclose(g, 4 * points)
+
+
+# ---- no_grad blocks of several shapes, against torch (session 40) ---------------------------
+# Each function is written once for both libraries (`lib` is graphc or torch): x and w are
+# differentiated; the no_grad block's results are read later, it reads values from outside
+# (arguments, a result computed before it), and enable_grad and a loop nest inside it.
+def _block_read_later(lib, x, w):
+    h = lib.tanh(x @ w)
+    with lib.no_grad():
+        s = lib.sqrt(lib.sum(h * h) + 1e-5) * 2.0 - 1.0
+        t = lib.exp(s * 0.1) + h
+    return lib.sum(h / s * x) + lib.sum(t * h)
+
+
+def _block_of_arguments(lib, x, w):
+    with lib.no_grad():
+        c = lib.exp(x * 0.5) * lib.sum(w)
+        d = c @ w
+    return lib.sum(c * x) + lib.sum(d * (x @ w)) + lib.sum(w * w)
+
+
+def _enable_grad_inside(lib, x, w):
+    with lib.no_grad():
+        a = x * 2.0
+        with lib.enable_grad():
+            b = a * x + w[0]  # differentiable again: b depends on x (not through a) and w
+        c = b * 3.0
+    return lib.sum(c * x) + lib.sum(b * b)
+
+
+def _nested_blocks(lib, x, w):
+    with lib.no_grad():
+        a = lib.tanh(x)
+        with lib.no_grad():
+            b = a * w[1]
+        a = a + b
+    with lib.set_grad_enabled(False):
+        e = lib.exp(a * 0.25)
+    return lib.sum(e * x * w[2]) + lib.sum(a)
+
+
+def _loop_after_block(lib, x, w):
+    with lib.no_grad():
+        scale = lib.sum(x * x) ** 0.5
+    h = x
+    if lib is gc:
+        h = gc.fori_loop(0, 3, lambda i, h: lib.tanh(h @ w) / scale, h)
+    else:
+        for _ in range(3):
+            h = lib.tanh(h @ w) / scale
+    return lib.sum(h * x)
+
+
+def _no_grad_inside_loop(lib, x, w):
+    def step(h):
+        with lib.no_grad():
+            s = lib.sum(h * h) + 1.0  # a carry and an outer w enter the block
+            u = w * s
+        return lib.tanh(h @ u) + h / s + (h @ w) * 0.1
+    if lib is gc:
+        return gc.sum(gc.fori_loop(0, 2, lambda i, h: step(h), x) * x)
+    h = x
+    for _ in range(2):
+        h = step(h)
+    return lib.sum(h * x)
+
+
+_BLOCKS = [_block_read_later, _block_of_arguments, _enable_grad_inside, _nested_blocks,
+           _loop_after_block, _no_grad_inside_loop]
+
+
+@pytest.mark.parametrize("block", _BLOCKS, ids=lambda f: f.__name__.strip("_"))
+def test_no_grad_blocks_differentiate_as_torch(block):
+    """gc.grad, compile(grad) and a compiled call on the tape differentiate functions with
+    no_grad blocks of these shapes as torch does (eager graphc too)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 3)) * 0.5
+    w = rng.standard_normal((3, 3)) * 0.5
+    tx, tw = (torch.tensor(v, requires_grad=True) for v in (x, w))
+    torch.autograd.backward(block(torch, tx, tw))
+    expected = (tx.grad.numpy(), tw.grad.numpy())
+
+    def f(x, w):
+        return block(gc, x, w)
+    for got in (gc.grad(f, argnums=(0, 1))(x, w),
+                gc.compile(gc.grad(f, argnums=(0, 1)))(x, w)):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    for run in (f, gc.compile(f)):
+        gx, gw = (gc.tensor(v, requires_grad=True) for v in (x, w))
+        run(gx, gw).backward()
+        for g, e in zip((gx.grad, gw.grad), expected):
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_a_no_grad_block_of_a_layer_differentiates_its_parameters_as_torch():
+    """A layer's parameters read in a no_grad block (a target the loss is compared with) and
+    again outside it: their gradients are torch's, through gc.grad of the parameters, on
+    the tape and eagerly."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 4))
+    weight, bias = rng.standard_normal((3, 4)) * 0.5, rng.standard_normal(3) * 0.5
+
+    def loss(lib, layer, x):
+        with lib.no_grad():
+            target = lib.tanh(layer(x)) * 0.5
+        return lib.sum((layer(x) - target) ** 2)
+
+    t_layer = torch.nn.Linear(4, 3).double()
+    with torch.no_grad():
+        t_layer.weight.copy_(torch.tensor(weight))
+        t_layer.bias.copy_(torch.tensor(bias))
+    loss(torch, t_layer, torch.tensor(x)).backward()
+    expected = (t_layer.weight.grad.numpy(), t_layer.bias.grad.numpy())
+    for run in (lambda layer: loss(gc, layer, x),
+                lambda layer: gc.compile(lambda x: loss(gc, layer, x))(x)):
+        layer = gc.nn.Linear(4, 3, dtype="float64")
+        layer.weight.data, layer.bias.data = weight.T.copy(), bias.copy()  # (in x out)
+        run(layer).backward()
+        for g, e in zip((layer.weight.grad.T, layer.bias.grad), expected):
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+    def of_params(weight, bias, x):
+        with gc.no_grad():
+            target = gc.tanh(x @ weight.T + bias) * 0.5
+        return gc.sum((x @ weight.T + bias - target) ** 2)
+    for g, e in zip(gc.grad(of_params, argnums=(0, 1))(weight, bias, x), expected):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_a_no_grad_block_stops_the_gradient_where_values_enter_it():
+    """Tracing put a stop_gradient after every float op run under a no_grad in the traced
+    function (9 in _block_read_later's trace, 7 in _nested_blocks', 5 in
+    _block_of_arguments'); one per value that enters a block from outside suffices, since
+    every path into the block's values crosses it: 1 (h), 2 (x and w; the inner block reads
+    only values of the outer one) and 2 (x and w). The gradients stay the same (above)."""
+    x, w = np.ones((3, 3)), np.ones((3, 3))
+    for block, entering in ((_block_read_later, 1), (_nested_blocks, 2),
+                            (_block_of_arguments, 2)):
+        graph = gc.trace(lambda x, w: block(gc, x, w), x, w)
+        stops = [n for n in graph.nodes if n.op == "stop_gradient"]
+        assert len(stops) == entering, block.__name__
+        assert all(n.inputs[0].op in ("input", "tanh") for n in stops)
+
+
+def test_a_tuple_from_outside_read_in_a_no_grad_block_is_a_constant():
+    """A control-flow node's tuple made in grad mode and read (tuple_get) in a no_grad block
+    cannot be read through a stop_gradient: the float value read from it is stopped instead,
+    so it is a constant as torch's detached loop result (the gradient [18, 9, 8] below is
+    torch's for sum(c.detach() * x) + c, c = x0 * x0 * x1 * x2)."""
+    from ir.ops.registry import apply
+
+    def f(x):
+        carry, _ = gc.scan(lambda c, v: (c * v, c + v), x[0], x)
+        with gc.no_grad():
+            again = apply("tuple_get", carry.inputs[0], index=0)  # (the scan's tuple)
+        return gc.sum(again * x) + gc.sum(carry)
+    np.testing.assert_allclose(gc.grad(f)(np.array([1.0, 2.0, 3.0])), [18.0, 9.0, 8.0])
