@@ -2,8 +2,9 @@
 
 `parse(text)` accepts exactly what `format_graph` prints (constants must be printed in full,
 `max_inline=None`). Every node's attributes are checked for their kinds
-(ir/ops/registry.py: ATTRIBUTE_KINDS) and its type against its op's rule as it is read. Any
-problem is a GraphcError that names the line and column.
+(ir/ops/registry.py: ATTRIBUTE_KINDS) and its type against its op's rule as it is read (the
+verifier's check of a node, ir.verify.check_node). Any problem is a GraphcError that names
+the line and column.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import numpy as np
 
 from .errors import GraphcError
 from .graph import Graph
-from .ops.registry import REGISTRY, TypeRuleError
+from .ops.registry import REGISTRY
 from .types import (DTYPE_PATTERN, DTYPES, RESERVED_SYMBOLS, TensorType, TupleType,
                     exact_array, parse_dim)
+from .verify import check_node
 
 _NUMBER = re.compile(r"-?(?:inf|nan|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -253,6 +255,23 @@ def _split_comment(raw):
     return raw, None
 
 
+def _node_failure(problem, op, attrs, t, op_column, columns) -> _Fail:
+    """check_node's problem with a node's line, at its column: the attribute's name for an
+    attribute, the line's start for its type, else the op's name."""
+    if problem.part == "attribute":  # (its line: after a region, the closing one)
+        line_number, column = columns[problem.attribute]
+        return _Fail(problem.message, column, line_number)
+    if problem.part == "type":
+        return _Fail(f"{problem.message}, but the line says {t}", 1)
+    if problem.part == "rule" and problem.rule_words:
+        return _Fail(f"ill-typed {op}: {problem.message}", op_column)
+    if problem.part == "rule":  # Python's own words (an attribute of another type: "'<='
+        # not supported between 'int' and 'str'") after ours
+        return _Fail(f"ill-typed {op}: its attributes {_shown_attrs(attrs)} do not fit it "
+                     f"({problem.message})", op_column)
+    return _Fail(problem.message, op_column)  # the operand count
+
+
 def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
     lines = text.splitlines()
     values: dict = {}
@@ -379,25 +398,9 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                             c.expect(",", "',' or '}'")
                     # (after any region: the comment is its closing line's)
                     locs = _locs(_Cursor(comment, line=c.line)) if comment else ()
-                    mismatch = REGISTRY[op].arity_mismatch(len(operands))
-                    if mismatch:
-                        raise _Fail(mismatch, op_start + 1)
-                    problem = REGISTRY[op].attribute_problem(attrs)
-                    if problem:  # (before the type rule, which trusts the kinds)
-                        line_number, column = columns[problem[0]]
-                        raise _Fail(problem[1], column, line_number)
-                    try:
-                        expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
-                    except (GraphcError, TypeRuleError) as exc:  # the type rule's own words
-                        raise _Fail(f"ill-typed {op}: {getattr(exc, 'message', exc)}",
-                                    op_start + 1) from None
-                    except Exception as exc:  # Python's own words (an attribute of another
-                        # type: "'<=' not supported between 'int' and 'str'") after ours
-                        raise _Fail(f"ill-typed {op}: its attributes "
-                                    f"{_shown_attrs(attrs)} do not fit it ({exc})",
-                                    op_start + 1) from None
-                    if expected != t:
-                        raise _Fail(f"{op} gives {expected}, but the line says {t}", 1)
+                    problem = check_node(REGISTRY[op], [o.type for o in operands], attrs, t)
+                    if problem is not None:
+                        raise _node_failure(problem, op, attrs, t, op_start + 1, columns)
                     node = graph.add_node(op, operands, attrs, t, locs)
                 if not c.at_end():
                     c.fail("unexpected text")

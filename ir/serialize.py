@@ -28,6 +28,7 @@ from .ops.registry import REGISTRY
 from .printer import is_region
 from .types import (DTYPES, SHORT_NAMES, Dim, TensorType, TupleType, exact_array,
                     parse_dim)
+from .verify import check_node
 
 FORMAT, VERSION = "graphc-ir", 1
 # Python's json parser recurses once per level of nesting; the schema needs five (document,
@@ -169,6 +170,18 @@ def _decode(v, path):
     return v
 
 
+def _node_failure(problem, op, path, t) -> _Bad:
+    """check_node's problem with the node at `path`, at the member it is in. (A rule's
+    GraphcError gives its message alone: its location would be a line of graphc's own.)"""
+    if problem.part == "operands":
+        return _Bad(f"{path}.inputs: {problem.message}")
+    if problem.part == "attribute":
+        return _Bad(f"{path}.attrs.{problem.attribute}: {problem.message}")
+    if problem.part == "type":
+        return _Bad(f"{path}.type: {problem.message}, not {t}")
+    return _Bad(f"{path}: ill-typed {op}: {problem.message}")
+
+
 def from_json(data) -> Graph:
     try:
         return _from_json(data)
@@ -228,17 +241,9 @@ def _from_json(data) -> Graph:
                   "does not match the constant's value")
             attrs["value"].setflags(write=False)
         else:
-            mismatch = REGISTRY[op].arity_mismatch(len(operands))
-            _need(mismatch is None, f"{path}.inputs", mismatch)
-            problem = REGISTRY[op].attribute_problem(attrs)
-            _need(problem is None, f"{path}.attrs.{problem and problem[0]}",
-                  problem and problem[1])
-            try:
-                expected = REGISTRY[op].infer([o.type for o in operands], **attrs)
-            except Exception as exc:  # (a GraphcError's message alone: its location would be
-                # a line of graphc's own, on a line of its own)
-                raise _Bad(f"{path}: ill-typed {op}: {getattr(exc, 'message', exc)}") from None
-            _need(expected == t, f"{path}.type", f"{op} gives {expected}, not {t}")
+            problem = check_node(REGISTRY[op], [o.type for o in operands], attrs, t)
+            if problem is not None:
+                raise _node_failure(problem, op, path, t)
         scope = nd.get("scope", "")
         _need(isinstance(scope, str), f"{path}.scope", "must be a string")
         values[nd["id"]] = graph.add_node(op, operands, attrs, t,

@@ -73,6 +73,61 @@ def test_ir_loaders_and_verifier_refuse_a_wrong_operand_count(name, arity, count
     assert exc.value.message == f"node 1 ({name}): {message}"
 
 
+# (session 40) one bad node of each kind: (op, operands, attrs, declared type, the part
+# check_node names, and the words of the IR text reader, the JSON reader and the verifier)
+_F4 = TensorType((4,), "float32")
+_BAD_NODES = [
+    ("exp", "xx", {}, _F4, "operands",
+     "IR line 2, column 15: exp takes 1 operand, got 2",
+     "IR JSON: $.nodes[0].inputs: exp takes 1 operand, got 2",
+     "node 2 (exp): exp takes 1 operand, got 2"),
+    ("sum", "x", {"axes": (0,), "keepdims": 0}, TensorType((), "float32"), "attribute",
+     "IR line 2, column 33: sum: attribute keepdims=0 must be true or false",
+     "IR JSON: $.nodes[0].attrs.keepdims: sum: attribute keepdims=0 must be true or false",
+     "node 2 (sum): sum: attribute keepdims=0 must be true or false"),
+    ("add", "xy", {}, _F4, "rule",
+     "IR line 2, column 15: ill-typed add: shapes cannot be broadcast together",
+     "IR JSON: $.nodes[0]: ill-typed add: shapes cannot be broadcast together",
+     "node 2 (add): ill-typed: shapes cannot be broadcast together"),
+    ("exp", "x", {"foo": 1}, _F4, "rule",
+     "IR line 2, column 15: ill-typed exp: its attributes {foo=1} do not fit it "
+     "(unary_float() got an unexpected keyword argument 'foo')",
+     "IR JSON: $.nodes[0]: ill-typed exp: unary_float() got an unexpected keyword "
+     "argument 'foo'",
+     "node 2 (exp): ill-typed: unary_float() got an unexpected keyword argument 'foo'"),
+    ("exp", "x", {}, TensorType((3,), "float32"), "type",
+     "IR line 2, column 1: exp gives f32[4], but the line says f32[3]",
+     "IR JSON: $.nodes[0].type: exp gives f32[4], not f32[3]",
+     "node 2 (exp): type f32[3] but its operands give f32[4]"),
+]
+
+
+@pytest.mark.parametrize("op, operands, attrs, declared, part, text, document, verified",
+                         _BAD_NODES)
+def test_ir_readers_and_verifier_check_a_node_once(op, operands, attrs, declared, part,
+                                                     text, document, verified):
+    """The IR text reader, the JSON reader and the verifier each checked a node's operand
+    count, attribute kinds and type rule (three copies); ir.verify.check_node is that check
+    now, and each names where the problem is in its own terms, in the words it had."""
+    from ir.printer import format_graph
+    from ir.serialize import from_json, to_json
+    from ir.verify import check_node
+
+    graph = Graph("g")
+    inputs = {"x": graph.input("x", (4,)), "y": graph.input("y", (3,))}
+    node = graph.add_node(op, [inputs[k] for k in operands], attrs, declared)
+    graph.set_outputs([node])
+    problem = check_node(REGISTRY[op], [i.type for i in node.inputs], attrs, declared)
+    assert problem.part == part
+    for read, words in ((lambda: parse(format_graph(graph)), text),
+                        (lambda: from_json(to_json(graph)), document),
+                        (lambda: verify(graph), verified)):
+        with pytest.raises(GraphcError) as exc:
+            read()
+        assert exc.value.message == words
+    assert check_node(REGISTRY["exp"], [_F4], {}, _F4) is None  # (a good node)
+
+
 def _tiny_trainer():
     cfg = GPTConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=8, block_size=4, batch_size=2)
     data = CharData.from_text("abcde" * 20, cfg.block_size)
