@@ -83,35 +83,35 @@ graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, 
   %9:f32[4,2] = matmul %8, %4
   %10:f32[4,2] = add %9, %5
   %11:f32[4,2] = log_softmax %10 {axis=1}
-  %12:bool[4,2] = one_hot %1 {depth=2, dtype=bool}
-  %13:f32[] = constant 0.0
-  %14:f32[4,2] = where %12, %11, %13
-  %15:f32[4] = sum %14 {axes=(1,), keepdims=false}
-  %16:i64[] = constant 0
-  %17:bool[4] = lt %1, %16
-  %18:i64[] = constant 2
-  %19:bool[4] = ge %1, %18
-  %20:bool[4] = logical_or %17, %19
-  %21:i64[] = constant -100
-  %22:bool[4] = ne %1, %21
-  %23:bool[4] = logical_and %20, %22
-  %24:f32[4] = cast %22 {dtype=f32}
-  %25:f32[] = sum %15 {axes=(0,), keepdims=false}
+  %12:i64[] = constant -100
+  %13:bool[4] = ne %1, %12
+  %14:bool[4,2] = one_hot %1 {depth=2, dtype=bool}
+  %15:f32[] = constant 0.0
+  %16:f32[4,2] = where %14, %11, %15
+  %17:f32[4] = sum %16 {axes=(1,), keepdims=false}
+  %18:i64[] = constant 0
+  %19:bool[4] = lt %1, %18
+  %20:i64[] = constant 2
+  %21:bool[4] = ge %1, %20
+  %22:bool[4] = logical_or %19, %21
+  %23:bool[4] = logical_and %22, %13
+  %24:f32[4] = cast %13 {dtype=f32}
+  %25:f32[] = sum %17 {axes=(0,), keepdims=false}
   %26:f32[] = neg %25
   %27:f32[] = sum %24 {axes=(0,), keepdims=false}
   %28:f32[] = div %26, %27
   %29:i64[4] = cast %23 {dtype=i64}
   %30:i64[] = sum %29 {axes=(0,), keepdims=false}
-  %31:bool[] = gt %30, %16
+  %31:bool[] = gt %30, %18
   %32:f32[] = constant nan
-  %33:f32[] = where %31, %32, %13
+  %33:f32[] = where %31, %32, %15
   %34:f32[] = add %28, %33
   %35:f32[] = constant 1.0
   %36:f32[] = div %35, %27
   %37:f32[] = neg %36
   %38:f32[1,1] = reshape %37 {shape=(1, 1)}
   %39:f32[4,2] = broadcast_to %38 {shape=(4, 2)}
-  %40:f32[4,2] = where %12, %39, %13
+  %40:f32[4,2] = where %14, %39, %15
   %41:f32[4,2] = exp %11
   %42:f32[4,1] = sum %40 {axes=(1,), keepdims=true}
   %43:f32[4,2] = mul %41, %42
@@ -121,8 +121,8 @@ graph golden_mlp_grad(%0:f32[4,3] x, %1:i64[4] y, %2:f32[3,5] w1, %3:f32[5] b1, 
   %47:f32[4,5] = matmul %44, %46
   %48:f32[5,4] = transpose %8 {perm=(1, 0)}
   %49:f32[5,2] = matmul %48, %44
-  %50:bool[4,5] = le %7, %13
-  %51:f32[4,5] = where %50, %13, %47
+  %50:bool[4,5] = le %7, %15
+  %51:f32[4,5] = where %50, %15, %47
   %52:f32[5] = sum %51 {axes=(0,), keepdims=false}
   %53:f32[3,4] = transpose %0 {perm=(1, 0)}
   %54:f32[3,5] = matmul %53, %51
