@@ -222,9 +222,9 @@ def allreduce(tree, reduce: str = "mean"):
 
 
 def broadcast_(arrays, root: int = 0) -> None:
-    """Overwrite every rank's arrays (a dict name -> numpy array, each C-contiguous and
-    writable; None entries are skipped) with rank `root`'s, in place, as DDP broadcasts the
-    module's parameters from rank 0 when it is built: ranks that initialised their weights
+    """Overwrite every rank's arrays (a dict name -> writable numpy array of any layout; None
+    entries are skipped) with rank `root`'s, in place, as DDP broadcasts the module's
+    parameters from rank 0 when it is built: ranks that initialised their weights
     differently (an unseeded or rank-dependent init) would otherwise each train their own
     model, the averaged gradients applied to different weights, and rank 0's checkpoint
     would hold only its own. Collective: every rank calls it with the same names, shapes and
@@ -236,10 +236,15 @@ def broadcast_(arrays, root: int = 0) -> None:
         a = arrays[name]
         if a is None:
             continue
-        if not (a.flags.c_contiguous and a.flags.writeable):
-            raise GraphcError(f"broadcast_: {name} is not a C-contiguous writable array")
-        # raw bytes: any dtype (bfloat16 too) travels unchanged
-        comm.Bcast(a.reshape(-1).view(np.uint8), root=root)
+        if not a.flags.writeable:  # (a read-only array or view cannot be overwritten)
+            raise GraphcError(f"broadcast_: {name} is not a writable array")
+        # raw bytes of one C-ordered block: any dtype (bfloat16 too) travels unchanged. Any
+        # other layout (a transposed weight, `w.T` of a torch Linear's) goes through a
+        # C-ordered copy written back in place, as DDP broadcasts any parameter's layout
+        flat = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+        comm.Bcast(flat.reshape(-1).view(np.uint8), root=root)
+        if flat is not a:
+            a[...] = flat
 
 
 # ---- data -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Session 37's fixes of data-parallel training (graphc.distributed and gc.Trainer under
-`mpiexec -n 2`); each test failed before its fix. The multi-rank cases run a small script
-written into tmp_path under mpiexec, as tests/test_mpi.py launches its worker."""
+`mpiexec -n 2`), and later sessions' in the same area; each test failed before its fix.
+The multi-rank cases run a small script written into tmp_path under mpiexec, as
+tests/test_mpi.py launches its worker."""
 from __future__ import annotations
 
 import sys
@@ -289,3 +290,52 @@ def test_labels_given_as_a_list_are_split_by_rows_as_before():
     losses = [gc.Trainer(loss, {"w": np.zeros((2, 1))}, gc.optim.SGD(lr=0.01), [(x, y)],
                          steps=1, distributed=d).train_step() for d in (False, True)]
     assert losses == [0.5, 0.5]
+
+
+_W_T = _RNG.normal(size=(2, 5))  # a torch Linear(5, 2)'s (out, in) weight
+
+
+def _transposed_trainer(distributed, shift=0.0):
+    """SGD on a weight stored transposed (`w.T` of a torch Linear's: Fortran order);
+    `shift` a rank-dependent init the Trainer must replace by rank 0's."""
+    return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"] - b[1]) ** 2),
+                      {"w": (_W_T + shift).T}, gc.optim.SGD(lr=0.1), [(_X1, _X2)], steps=2,
+                      distributed=distributed)
+
+
+def test_a_transposed_parameter_is_broadcast_and_trains_as_in_one_process(tmp_path):
+    """Trainer(distributed=True) refused a parameter stored transposed (Fortran order,
+    kept by its copy), which one process trains: broadcast_ took only C-contiguous arrays
+    ("broadcast_: w is not a C-contiguous writable array", from a function the user never
+    called). Now broadcast_ sends any layout through a C-ordered copy written back in place:
+    rank 1's own init is replaced by rank 0's, and 2 ranks train what one process trains;
+    a strided view is written through into its base, and a read-only array is refused in
+    one line."""
+    one = _transposed_trainer(False)
+    assert not one.params["w"].flags.c_contiguous
+    one_losses = [one.train_step() for _ in range(2)]
+    code, output = run_two_ranks(tmp_path, f"""
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_review_s37_distributed import _transposed_trainer
+        tr = _transposed_trainer(True, shift=float(r))
+        start = tr.params["w"].copy()
+        losses = [tr.train_step() for _ in range(2)]
+        base = np.full((3, 4), 10.0 * r)
+        dist.broadcast_({{"view": base[::2, 1:]}})  # a strided view of rank 0's 0.0
+        try:
+            dist.broadcast_({{"ro": np.broadcast_to(np.ones(2), (3, 2))}})
+        except gc.GraphcError as exc:
+            print("rank", r, "|", exc.message, flush=True)
+        np.savez(f"{{OUT}}/transposed{{r}}.npz", start=start, w=tr.params["w"],
+                 losses=losses, base=base)
+    """)
+    assert code == 0, output
+    for r in range(2):
+        saved = np.load(tmp_path / f"transposed{r}.npz")
+        np.testing.assert_array_equal(saved["start"], _W_T.T)  # rank 0's, not its own
+        np.testing.assert_allclose(saved["losses"], one_losses, rtol=1e-12)
+        np.testing.assert_allclose(saved["w"], one.params["w"], rtol=1e-12, atol=1e-12)
+        written = np.full((3, 4), 10.0 * r)
+        written[::2, 1:] = 0.0
+        np.testing.assert_array_equal(saved["base"], written)
+        assert f"rank {r} | broadcast_: ro is not a writable array" in output, output
