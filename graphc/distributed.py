@@ -48,6 +48,7 @@ from ir.ops.collective import set_communicator
 from runtime import threads
 
 from . import watchdog as _watchdog
+from .tracing import tree_map
 
 __all__ = ["init", "rank", "size", "local_size", "is_main", "print0", "shard", "batch_rng",
            "step_seed", "handshake", "file_fingerprint", "code_fingerprint", "beat",
@@ -211,14 +212,9 @@ def agree_max(value: int) -> int:
 def allreduce(tree, reduce: str = "mean"):
     """The sum or mean over the ranks of every array in a pytree (dict, list, tuple), as
     allreduce ops when traced: put it between gradients and the optimizer update, and
-    passes.buckets packs them into overlapped buckets."""
-    if tree is None:  # an empty subtree, as in JAX
-        return None
-    if isinstance(tree, dict):
-        return {k: allreduce(v, reduce) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(allreduce(v, reduce) for v in tree)
-    return _allreduce_op(tree, reduce)
+    passes.buckets packs them into overlapped buckets. The tree comes back as gc.tree_map
+    keeps it (a namedtuple, an OrderedDict, None an empty subtree), as jax.lax.psum's."""
+    return tree_map(lambda leaf: _allreduce_op(leaf, reduce), tree)
 
 
 def broadcast_(arrays, root: int = 0) -> None:
