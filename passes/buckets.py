@@ -66,11 +66,11 @@ def plan_buckets(graph: Graph, bucket_mb: float) -> list[list]:
         current, size, read_before = [], 0, end + 1
         for n in members:
             produced = order[n.inputs[0]]
-            limit = min(cap_bytes, FIRST_BUCKET_MB * 1e6) if not buckets and not current \
-                else cap_bytes
             if current and produced >= read_before:
                 buckets.append(current)
                 current, size, read_before = [], 0, end + 1
+            if not current:  # a bucket opens: its cap holds until it closes
+                limit = min(cap_bytes, FIRST_BUCKET_MB * 1e6) if not buckets else cap_bytes
             current.append(n)
             size += n.type.size * n.dtype.itemsize
             read_before = min(read_before, first_read.get(n, end))

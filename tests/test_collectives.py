@@ -118,6 +118,40 @@ def test_buckets_follow_production_order_and_cap():
     assert [len(b) for b in plan_buckets(graph, 0.0003)] == [2, 1]
 
 
+def test_the_first_bucket_holds_at_most_1_mb_at_the_default_cap():
+    """The first bucket's 1 MB cap (DDP's) held only for its first member: from the second
+    on the 25 MB cap was used, so six 0.5 MB gradients went into one 3 MB bucket, started
+    only after the whole backward pass. Now the first bucket closes once it holds 1 MB (the
+    loss, dw5 and dw4), the rest go into a second, and the first starts while the backward
+    pass still computes dw3..dw0; the values are unchanged."""
+    from passes.autodiff import grad_graph
+
+    def f(x, w0, w1, w2, w3, w4, w5):
+        h = x
+        for w in (w0, w1, w2, w3, w4, w5):
+            h = gc.tanh(h @ w)
+        return gc.sum(h)
+    names = [f"w{k}" for k in range(6)]
+    specs = [gc.spec((4, 250), "float64")] + [gc.spec((250, 250), "float64")] * 6  # 0.5 MB
+    grads = optimize(grad_graph(gc.trace(f, *specs), wrt=names))
+    graph = average_outputs(grads)
+    buckets = plan_buckets(graph, 25.0)
+    assert [[n.shape for n in b] for b in buckets] == [[(), (250, 250), (250, 250)],
+                                                       [(250, 250)] * 4]
+    assert [sum(n.type.size * n.dtype.itemsize for n in b) for b in buckets] == \
+        [1_000_008, 2_000_000]
+    bucketed = bucket_allreduce(graph, 25.0)
+    check_placement(bucketed)
+    ops = [n.op for n in bucketed.nodes]
+    first_start = ops.index("allreduce_start")
+    assert ops[first_start + 1:].count("matmul") >= 4  # dw3..dw0 are computed after it
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=s.shape) * 0.1 for s in specs]
+    for e, o in zip(run(grads, *inputs), compile_graph(bucketed, jit=False)(*inputs),
+                    strict=True):
+        np.testing.assert_allclose(o, e, rtol=1e-12, atol=1e-12)
+
+
 def test_data_parallel_on_a_gradient_graph_prints_parses_and_compiles_alike():
     graph = optimize(mlp_grad(), "default,data_parallel")
     text = str(graph)
