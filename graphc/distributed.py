@@ -33,10 +33,12 @@ import math
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import sysconfig
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -550,8 +552,16 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
     `exit_status` (its ranks agreed on a failure or a stop and returned 0 to keep mpiexec
     quiet). A SIGINT or SIGTERM while rank 0 trains (`stops_forwarded`) goes to rank 0, whose
     ranks stop together at a step boundary and save; any other one ends the job at once
-    (mpiexec's SIGTERM, then SIGKILL), and a SIGINT then raises KeyboardInterrupt."""
+    (mpiexec's SIGTERM, then SIGKILL), and a SIGINT then raises KeyboardInterrupt. A reader
+    of this process's stdout that goes away (`graphc train --ranks 2 | head`) stops the
+    ranks the same way (_StdoutRelay), and a job that ends well after it returns 141, as
+    SIGPIPE leaves `yes | head`."""
     kwargs.setdefault("stdin", subprocess.DEVNULL)  # mpiexec would pass the terminal to rank 0
+    relay = "stdout" not in kwargs and _reader_may_go(1)
+    if relay:
+        kwargs["stdout"] = subprocess.PIPE
+        if "stderr" not in kwargs and _same_file(1, 2):  # (`2>&1 | head`)
+            kwargs["stderr"] = subprocess.STDOUT
     with launch_session(kwargs.pop("env", None)) as (env, folder):
         status = os.path.join(folder, "status")
         env[settings.LAUNCH_STATUS.name] = status
@@ -559,12 +569,15 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
         # alone; mpiexec itself ends its ranks on SIGINT/SIGTERM before they can save
         with subprocess.Popen(launch_command(ranks, argv), env=env, start_new_session=True,
                               **kwargs) as proc:
+            relayed = _StdoutRelay(proc, status) if relay else None
             with _forwarding_stops(proc, status + ".pid") as ended_by:
                 try:
                     out, err = proc.communicate(timeout=timeout)
                 except BaseException:
                     proc.kill()
                     raise
+            if relayed is not None:
+                relayed.join(10)  # (mpiexec has ended: its end of the pipe is closed)
         done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         if ended_by:
             if ended_by[0] == signal.SIGINT:
@@ -573,7 +586,64 @@ def launch(ranks: int, argv, timeout: float | None = None, **kwargs):
         elif done.returncode == 0 and os.path.exists(status):
             with open(status) as fh:
                 done.returncode = int(fh.read())
+        elif done.returncode == 0 and relayed is not None and relayed.gone:
+            done.returncode = 128 + signal.SIGPIPE  # (gone after training: the job ended)
     return done
+
+
+def _reader_may_go(fd: int) -> bool:
+    """Whether `fd` is a pipe or a socket, whose reader may go away (a file or a terminal
+    stays)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _same_file(fd: int, other: int) -> bool:
+    try:
+        a, b = os.fstat(fd), os.fstat(other)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+class _StdoutRelay(threading.Thread):
+    """mpiexec's stdout copied to this process's (fd 1), a pipe or a socket. mpiexec given
+    that pipe itself never let rank 0 see the reader go (`graphc train --ranks 2 | head`:
+    rank 0 writes into mpiexec's forwarding pipe, which stays open) and got the SIGPIPE of
+    a later line itself: it aborted the job (status 1, its own `SIGPIPE detected` line, the
+    ranks killed mid-step and the steps since the last save lost). Here a write that finds
+    the reader gone is rank 0's, as in one process (Trainer's _ReaderAwareStdout): FILE.gone
+    is written (rank 0 reads it when it starts training, stops_forwarded), then rank 0, if
+    it trains (FILE.pid), is sent SIGPIPE, and the ranks stop together at the next step
+    boundary after saving; the rest of mpiexec's output is read and dropped, so mpiexec
+    never finds its pipe broken. `gone`: whether the reader went."""
+
+    def __init__(self, proc, status):
+        super().__init__(name="graphc-stdout-relay", daemon=True)
+        self.pipe, self.status, self.gone = proc.stdout, status, False
+        proc.stdout = None  # read here, not by proc.communicate
+        self.start()
+
+    def run(self):
+        with self.pipe:
+            fd = self.pipe.fileno()
+            while chunk := os.read(fd, 1 << 16):
+                view = memoryview(chunk)
+                while view and not self.gone:
+                    try:
+                        view = view[os.write(1, view):]
+                    except OSError:  # EPIPE (ECONNRESET for a socket); any other failure
+                        self.reader_went()  # too: mpiexec's output is still read, never stuck
+
+    def reader_went(self):
+        self.gone = True
+        with suppress(OSError):  # (the session folder is gone once the job ended)
+            with open(self.status + ".gone", "w"):  # before FILE.pid is read: stops_forwarded
+                pass
+        _signal_rank_0(self.status + ".pid", signal.SIGPIPE)
 
 
 @contextmanager
@@ -585,14 +655,10 @@ def _forwarding_stops(proc, pidfile):
     ended_by, forwarded = [], []
 
     def handle(signum, frame):
-        if not ended_by and not forwarded and signum != signal.SIGHUP:
-            try:
-                with open(pidfile) as fh:
-                    os.kill(int(fh.read()), signum)
-                forwarded.append(signum)
-                return
-            except (OSError, ValueError):  # rank 0 does not train (yet, or any more)
-                pass
+        if not ended_by and not forwarded and signum != signal.SIGHUP \
+                and _signal_rank_0(pidfile, signum):
+            forwarded.append(signum)
+            return
         ended_by.append(signum)
         proc.terminate()
 
@@ -610,20 +676,42 @@ def _forwarding_stops(proc, pidfile):
             signal.signal(sig, handler)
 
 
+def _signal_rank_0(pidfile, signum) -> bool:
+    """Send `signum` to rank 0 if it trains (its pid in `pidfile`); whether it was sent."""
+    try:
+        with open(pidfile) as fh:
+            os.kill(int(fh.read()), signum)
+        return True
+    except (OSError, ValueError):  # rank 0 does not train (yet, or any more)
+        return False
+
+
 @contextmanager
-def stops_forwarded():
+def stops_forwarded(reader_gone=None):
     """While training with SIGINT/SIGTERM stopping at a step boundary (gc.Trainer's loop):
     rank 0 tells the `graphc train --ranks N` that launched it (`launch`) to send it the
     SIGINT or SIGTERM that process gets, rather than end the job. One rank is enough: the
-    ranks agree on a stop at every step boundary (Trainer._stop_signal)."""
+    ranks agree on a stop at every step boundary (Trainer._stop_signal). `reader_gone()` is
+    called (from a signal handler: it should only note it) when that process's stdout
+    finds its reader gone (_StdoutRelay's SIGPIPE, or FILE.gone from before training)."""
     path = settings.LAUNCH_STATUS.get()
     if not path or size() == 1 or not is_main():
         yield
         return
+    previous = None
+    if reader_gone is not None:
+        try:
+            previous = signal.signal(signal.SIGPIPE, lambda signum, frame: reader_gone())
+        except ValueError:  # not the main thread: the launcher's SIGPIPE is not heard
+            pass
     pidfile = path + ".pid"
     with open(pidfile + ".tmp", "w") as fh:
         fh.write(str(os.getpid()))
     os.replace(pidfile + ".tmp", pidfile)  # whole or absent for the launcher reading it
+    # the launcher writes FILE.gone before it reads FILE.pid, and this reads FILE.gone after
+    # writing FILE.pid: a reader gone at any time is noted here or signalled
+    if reader_gone is not None and os.path.exists(path + ".gone"):
+        reader_gone()
     try:
         yield
     finally:
@@ -631,3 +719,5 @@ def stops_forwarded():
             os.remove(pidfile)
         except OSError:
             pass
+        if previous is not None:
+            signal.signal(signal.SIGPIPE, previous)

@@ -1271,8 +1271,8 @@ class Trainer:
             with tqdm.external_write_mode(file=sys.stdout):
                 log(text)
         try:
-            forwarded = self.dist.stops_forwarded() if self.dist is not None \
-                else contextlib.nullcontext()
+            forwarded = contextlib.nullcontext() if self.dist is None \
+                else self.dist.stops_forwarded(stdout.reader_went)
             with forwarded:
                 signum = 0
                 while self.step < self.steps:
@@ -1700,6 +1700,12 @@ class _ReaderAwareStdout:
             self.stream.flush()
         except BrokenPipeError:
             self._gone()
+
+    def reader_went(self):
+        """Note a reader gone that another process found (`graphc train --ranks N | head`:
+        the launcher relaying rank 0's output; distributed.stops_forwarded): the flag alone,
+        as a signal handler may run it in the middle of a write to this stream."""
+        self.reader_gone = signal.SIGPIPE
 
     def _gone(self):
         self.reader_gone = signal.SIGPIPE

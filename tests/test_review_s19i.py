@@ -160,3 +160,39 @@ def test_a_hangup_of_graphc_train_ranks_2_ends_its_job(tmp_path):
     proc.send_signal(signal.SIGHUP)
     out, err = _finish(proc, timeout=30)  # the ranks held stdout open, training on
     assert proc.returncode == 128 + signal.SIGHUP, err
+
+
+@pytest.mark.parametrize("lines_read", [0, 4])
+def test_a_reader_gone_stops_graphc_train_ranks_2_as_one_process(tmp_path, lines_read):
+    """`graphc train --ranks 2 | head`: mpiexec wrote into the command's stdout itself, so
+    rank 0 (writing into mpiexec's forwarding pipe) never saw the reader go; the ranks
+    trained on until mpiexec got the SIGPIPE of a later line and aborted the job: status 1,
+    `prterun: SIGPIPE detected - aborting`, the ranks killed mid-step and the steps since
+    the last periodic save lost. Now the launcher relays mpiexec's output and tells rank 0
+    (SIGPIPE while it trains, or a file it reads when it starts to: lines_read=0, the reader
+    gone before the first line), and the ranks stop as one process does: at a step boundary,
+    saved there, rank 0's one line, status 141, the directory's lock released."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    import fcntl
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    out_dir = tmp_path / "run"
+    proc = _graphc([*LONG, "--data", str(_text(tmp_path)), "--out", str(out_dir), "--ranks",
+                    "2"], env)
+    read = [proc.stdout.readline() for _ in range(lines_read)]  # the last: `step 5: ...`
+    proc.stdout.close()  # the reader goes away, as `head -4` does
+    out, err = _finish(proc)
+    ckpt = out_dir / "checkpoint.npz"
+    step = checkpoint.load(str(ckpt))[1]["step"]
+    assert proc.returncode == 128 + signal.SIGPIPE, err
+    assert err.splitlines() == [
+        f"interrupted by SIGPIPE: saved step {step} to {ckpt}; to continue, run the same "
+        "command with --resume"], err
+    assert "prterun" not in err
+    if lines_read:
+        assert read[-1].startswith("step 5: train loss"), read
+        assert 5 <= step < 100  # at the next boundary after the next line found it gone
+    else:
+        assert step == 0  # told before training: stopped at its first boundary
+    with open(out_dir / ".graphc.lock", "rb+") as fh:  # released: another run may lock it
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
