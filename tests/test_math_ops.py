@@ -370,6 +370,26 @@ def test_logaddexp_gradient_where_the_result_rounds_is_pytorchs(dtype):
         np.testing.assert_allclose(g[:-1], want[:-1], **tol)
 
 
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_logaddexp_second_derivative_is_finite_far_apart(dtype):
+    """logaddexp's gradient as g / (1 + exp(other - x)) overflowed its exp once the operands
+    were far apart (a gap past 11.1 in float16, 88.7 in float32, 709.8 in float64), and its
+    second derivative was inf / inf = NaN there (the softplus logaddexp(x, 0) too). As
+    g * sigmoid(x - other) it is sigmoid' = s (1 - s): finite, and the Hessian at equal
+    operands exactly 0.25 (a large value: 1e4)."""
+    gap = {"float16": 12.0, "float32": 100.0, "float64": 1000.0}[dtype]
+    x = np.array([0.0, 0.0, 1e4, -3.0], dtype)
+    y = np.array([gap, -gap, 1e4, 1.5], dtype)
+    second = gc.grad(lambda x, y: gc.sum(gc.grad(
+        lambda x: gc.sum(gc.logaddexp(x, y)))(x)))(x, y)
+    s = 1.0 / (1.0 + np.exp(np.float64(y) - np.float64(x)))  # sigmoid(x - y), in float64
+    want = (s * (1.0 - s)).astype(dtype)
+    assert np.isfinite(second).all()
+    np.testing.assert_allclose(second, want, rtol=2e-3 if dtype == "float16" else 1e-6,
+                               atol=np.finfo(dtype).tiny)
+    assert second[2] == 0.25
+
 def test_arctan2_gradient_at_the_origin_is_pytorchs_zero():
     """arctan2's gradient was g x / (x^2 + y^2), NaN at the origin (0 / 0), its comment
     saying "as JAX's and PyTorch's"; PyTorch 2.13 gives 0 there (JAX NaN). Now it is 0

@@ -287,17 +287,20 @@ def _vjp_arctan2(ctx, g):
 
 
 def _vjp_logaddexp(ctx, g):
-    # PyTorch's g / (1 + exp(other - x)), not g * exp(x - out): out's rounding error is an
-    # ulp of out, so exp(x - out) lost digits as |x| grew (0.49989 instead of 0.5 at
-    # x = y = 1e4 in float32, 1.0 each once x + log 2 rounds to x). Exact at infinities: an
+    # PyTorch's g / (1 + exp(other - x)), written g * sigmoid(x - other), not
+    # g * exp(x - out): out's rounding error is an ulp of out, so exp(x - out) lost digits
+    # as |x| grew (0.49989 instead of 0.5 at x = y = 1e4 in float32, 1.0 each once
+    # x + log 2 rounds to x). Exact at infinities: an
     # operand at +inf beside a finite one or -inf takes all of g, the other none. Two +inf
     # take g each (PyTorch: NaN, from inf - inf); two -inf give NaN, as JAX's and PyTorch's,
     # and so does a NaN operand, to both (the value is NaN).
     a, b = ctx.inputs
     both_top = F.logical_and(F.equal(a, math.inf), F.equal(b, math.inf))
 
-    def share(x, other):
-        return g / (1.0 + F.exp(F.where(both_top, -math.inf, other - x)))
+    def share(x, other):  # 1 / (1 + exp(other - x)) as a sigmoid, which never overflows:
+        # the exp did beyond a gap of 88.7 in float32 (11.1 in float16), and a second
+        # derivative through it was inf / inf
+        return g * F.sigmoid(F.where(both_top, math.inf, x - other))
     return [F.unbroadcast(share(a, b), a.shape) if ctx.needs[0] else None,
             F.unbroadcast(share(b, a), b.shape) if ctx.needs[1] else None]
 
