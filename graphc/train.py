@@ -533,7 +533,7 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
             check_compatible(meta, cfg, text.vocab, ckpt_path)
         tc = train_config(config, options, meta["train"] if meta else None)
         if tc.precision != "fp32" and cfg.dtype != "float32":  # (autocast casts float32
-            # values; a float64 model's met half ones: "operands must have one dtype")
+            # values only: a float64 model would run in float64, mixed precision in name only)
             raise GraphcError(f"--precision {tc.precision} is for float32 models, and this "
                               f"one is {cfg.dtype} (--dtype, or the checkpoint's); train it "
                               "with --precision fp32")

@@ -308,3 +308,18 @@ def test_bf16_ops_round_where_pytorch_cpu_does():
     assert np.all(np.abs(ours - exact) <= 0.5 * ulp + 1e-5 * np.abs(exact))
     lse_ulp = 2.0 ** (np.floor(np.log2(np.abs(x).max(-1, keepdims=True))) - 7)
     assert np.all(np.abs(ours - theirs) <= ulp + lse_ulp)
+
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_autocast_matmul_of_an_integer_operand_names_both_dtypes(half):
+    """The float64 check under autocast read `float64 in dtypes`, and numpy's dtype == None is
+    True, so an integer or bool operand (a None among the float dtypes) read as float64 and
+    the error was 'matmul: None; cast one with .astype'. The type rule's words again."""
+    x = gc.tensor(np.ones((2, 3), np.float32))
+    with gc.autocast(half):
+        for other in (np.ones((3, 2), np.int32), np.ones((3, 2), bool)):
+            with pytest.raises(gc.GraphcError, match=r"operands must have one dtype, got "
+                               rf"{half} and {other.dtype}"):
+                gc.matmul(x, gc.tensor(other))
+        with pytest.raises(gc.GraphcError, match="float64 is not cast"):
+            gc.matmul(x, gc.tensor(np.ones((3, 2))))  # float64 beside float32: still refused

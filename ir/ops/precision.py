@@ -150,7 +150,10 @@ def autocast_operands(name, inputs, interpreter):
         # not float64: casting it made a float64 model's product half and its float64 bias
         # add a dtype mix no rule covers; torch.autocast leaves float64 alone
         target = {d: half for d in dtypes if d is not None and d != _FLOAT64}
-        if target and _FLOAT64 in dtypes:  # (the type rule's error would name the half cast)
+        # (not `_FLOAT64 in dtypes`: numpy's dtype == None is True, and a non-float operand's
+        # None made every int or bool operand "float64"; the type rule's error would name the
+        # half cast)
+        if target and any(d is not None and d == _FLOAT64 for d in dtypes):
             why = dtype_clash(*[d for d in dtypes if d is not None])
             raise GraphcError(f"{name}: {why}; cast one with .astype", (user_location(),))
     elif name in FLOAT32_OPS:
