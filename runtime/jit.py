@@ -1066,17 +1066,67 @@ def _warn_once(key, message: str) -> None:
 
 
 def untrusted(path: str) -> str | None:
-    """Why a cache directory must not be used (None if it may): numba's cache files are
-    pickles, so anyone who can write them can run code as the user, as with ssh's and
-    pip's files the directory must be the user's own and writable by nobody else."""
-    st = os.stat(path)
+    """Why the cache directory `path` (a real path: no links) must not be used (None if it
+    may). numba's cache index files are pickles: whoever can write them, or put a directory
+    of their own in this one's place, runs code as the user. So, as ssh's StrictModes checks
+    authorized_keys and the folders above it: `path` must be the user's own and writable by
+    nobody else, and every folder above it, up to the user's home directory (where ssh stops
+    too), owned by the user or root and writable by nobody else. Nobody else can then change
+    any of them later either (chmod, chown, rename and rmdir need their owner or write
+    access to a folder above), so one check per process holds for all of numba's later
+    opens by name. One exception to ssh's rule, for the folders above only: a sticky one
+    (/tmp, /dev/shm), where others may create names but cannot rename or remove an entry
+    they do not own, and the one entry on the way (the next folder down) is checked to be
+    the user's or root's. The cache directory itself gets no such exception: others could
+    create the names numba has yet to create."""
+    problem = _not_private(os.lstat(path))
+    if problem is not None or not hasattr(os, "getuid"):
+        return problem
+    home = _home()
+    child = path
+    while os.path.dirname(child) != child:
+        parent = os.path.dirname(child)
+        st = os.lstat(parent)  # a link here: it was replaced after realpath resolved it
+        if not stat.S_ISDIR(st.st_mode):
+            return f"is inside {parent}, which is no longer a directory"
+        if st.st_uid not in (0, os.getuid()):
+            return (f"is inside {parent}, which is owned by uid {st.st_uid}, not by you or "
+                    "root (its owner can replace the cache directory: keep the cache "
+                    "elsewhere)")
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return (f"is inside {parent}, which is writable by {_who(st)} (mode "
+                    f"{stat.S_IMODE(st.st_mode):o}; whoever can write there can replace the "
+                    "cache directory: chmod go-w it, or keep the cache elsewhere)")
+        if parent == home:
+            break
+        child = parent
+    return None
+
+
+def _not_private(st) -> str | None:
+    """Why a directory of the cache (its stat `st`) is not private to the user, or None."""
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         return f"is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
     if st.st_mode & 0o022:
-        who = {0o020: "its group", 0o002: "others"}.get(st.st_mode & 0o022, "group and others")
-        return (f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):o}; chmod go-w makes "
-                "it private)")
+        return (f"is writable by {_who(st)} (mode {stat.S_IMODE(st.st_mode):o}; chmod go-w "
+                "makes it private)")
     return None
+
+
+def _who(st) -> str:
+    return {0o020: "its group", 0o002: "others"}.get(st.st_mode & 0o022, "group and others")
+
+
+def _home() -> str | None:
+    """The user's home directory from the password database (as ssh takes it, not from
+    $HOME), as a real path; None where there is none."""
+    try:
+        import pwd
+        return os.path.realpath(pwd.getpwuid(os.getuid()).pw_dir)
+    except (ImportError, KeyError, OSError):
+        return None
 
 
 def _configured_dir() -> str:
@@ -1100,17 +1150,20 @@ def cache_dir() -> str | None:
 def _resolve(base: str) -> str | None:
     try:
         os.makedirs(base, mode=0o700, exist_ok=True)
-        problem = untrusted(base)
-        pycache = os.path.join(base, "__pycache__")  # numba's files for the kernels
-        if problem is None and os.path.isdir(pycache):
-            inner = untrusted(pycache)
+        # the real path is checked, and used: a link on the way could be pointed elsewhere
+        # by whoever can write the folder it is in
+        real = os.path.realpath(base)
+        problem = untrusted(real)
+        pycache = os.path.join(real, "__pycache__")  # numba's files for the kernels
+        if problem is None and os.path.lexists(pycache):
+            inner = _not_private(os.lstat(pycache))
             problem = inner and f"has a __pycache__ that {inner}"
-        if problem is None and not os.access(base, os.W_OK):
+        if problem is None and not os.access(real, os.W_OK):
             problem = "is not writable"
     except OSError as exc:
         problem = f"cannot be created ({exc.strerror or exc})"
     if problem is None:
-        return base
+        return real
     private = _private_dir()
     _warn_once(("dir", base), f"graphc: the kernel cache directory {base} {problem}; "
                + (f"using a private directory for this run instead ({private})" if private
@@ -1302,13 +1355,17 @@ def _guard_fixed_kernels() -> None:
     from numba.core.dispatcher import Dispatcher
     dispatchers = [v for v in globals().values() if isinstance(v, Dispatcher)]
     directory = numba.config.CACHE_DIR
-    problem = directory and os.path.isdir(directory) and untrusted(directory)
+    real = directory and os.path.isdir(directory) and os.path.realpath(directory)
+    problem = real and untrusted(real)
     if problem:
         _warn_once(("dir", directory), f"graphc: NUMBA_CACHE_DIR {directory} {problem}; "
                    "numba's default cache directories are used instead")
         numba.config.CACHE_DIR = ""
+    elif real and real != directory:  # numba opens its files by the name that was checked
+        numba.config.CACHE_DIR = real
+    if numba.config.CACHE_DIR != directory:
         for d in dispatchers:
-            d.enable_caching()  # locate the cache again, without NUMBA_CACHE_DIR
+            d.enable_caching()  # locate the cache again, under the new CACHE_DIR
     for d in dispatchers:
         _guard_cache(d, _DEPENDS)  # the GELU constants
 

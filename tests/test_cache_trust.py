@@ -2,6 +2,8 @@
 what they cannot vouch for, survive a damaged or full cache, and end with their process."""
 import errno
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -154,6 +156,91 @@ def test_a_numba_cache_dir_others_can_write_is_not_used_by_kernels_imported_firs
     paths = result.stdout.split()
     assert paths and not [p for p in paths if p.startswith(str(shared))]
     assert not [p for p in shared.rglob("*") if p.is_file()]  # no index, no data written
+
+
+# ---- the folders above the cache are checked too, as ssh's StrictModes checks them ------------
+def _plan(k):
+    """A plan of _graph(k) compiled with this process's kernel state as a new process has it
+    (nothing loaded, the cache directory not yet resolved)."""
+    jit._LOADED.clear()
+    jit._RESOLVED.clear()
+    return compile_graph(_graph(k), jit=True, background_compile=False)
+
+
+class _Payload:
+    """What a hostile user pickles into a numba index file: unpickling it creates `marker`."""
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_cache_in_a_folder_others_can_write_is_refused_and_cannot_be_swapped(
+        cache, tmp_path, monkeypatch):
+    """Whoever can write the folder above the cache directory can rename the checked
+    directory away and put one of their own, holding pickles, at its name: numba opens its
+    cache by name and unpickled them in the running process, which had checked the directory
+    once. Such a cache is refused as a whole, and the swap then reaches nothing."""
+    prepared = tmp_path / "prepared"  # the attacker's copy of the cache, made beforehand
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(prepared))
+    _plan(1)
+    marker = tmp_path / "payload-ran"
+    index, = (prepared / "__pycache__").glob("*.nbi")
+    index.write_bytes(pickle.dumps(_Payload(str(marker))))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # a team folder (sticky-less, as chmod 777 leaves it)
+    victim = shared / "kernels"
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(victim))
+    with pytest.warns(KernelCacheWarning, match=f"is inside {shared}, which is writable by "
+                                                "group and others") as record:
+        np.testing.assert_allclose(_plan(0)(X)[0], _expected(X), rtol=1e-5, atol=1e-6)
+        used = jit.cache_dir()
+        assert used != str(victim) and not used.startswith(str(shared))
+        # the attacker swaps the directory the process checked for their own
+        os.rename(victim, shared / "kernels.old")
+        shutil.copytree(prepared, victim)
+        jit._LOADED.clear()  # the next kernel comes from the disk cache, as in a later call
+        plan = compile_graph(_graph(1), jit=True, background_compile=False)
+    assert not marker.exists()
+    np.testing.assert_allclose(plan(X)[0], _expected(X, 1), rtol=1e-5, atol=1e-6)
+    assert len(_cache_warnings(record)) == 1
+    assert os.listdir(shared / "kernels.old") == []  # nothing read from or written there
+
+
+def test_a_cache_in_a_sticky_folder_and_through_a_link_is_used_by_its_real_name(
+        cache, tmp_path, monkeypatch):
+    """A sticky folder above (/tmp's 1777) is accepted: others cannot rename or remove the
+    user's entry in it. A link to the cache is resolved, and the real name is used: the one
+    that was checked (a link can be pointed elsewhere by whoever can write its folder)."""
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    (sticky / "kernels").mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(sticky / "kernels")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(link))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = _plan(0)
+    assert jit.cache_dir() == os.path.realpath(sticky / "kernels")
+    assert len(list((sticky / "kernels").glob("k_*.py"))) == 1
+    np.testing.assert_allclose(plan(X)[0], _expected(X), rtol=1e-5, atol=1e-6)
+
+
+def test_a_numba_cache_dir_in_a_folder_others_can_write_is_not_used(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    (shared / "numba-cache").mkdir(mode=0o700)
+    code = "import runtime.jit as j; print(j.softmax._cache.cache_path)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120,
+                            env=dict(os.environ, NUMBA_CACHE_DIR=str(shared / "numba-cache")))
+    assert result.returncode == 0, result.stderr
+    assert not result.stdout.strip().startswith(str(shared))
+    assert f"is inside {shared}, which is writable by group and others" in result.stderr
 
 
 # ---- item 7: a damaged numba cache file is dropped and recompiled -----------------------------
