@@ -234,6 +234,17 @@ def _special(path: str) -> bool:
     return directory.split(os.sep)[1] in ("dev", "proc")
 
 
+def file_identity(path: str):
+    """What tells the file now at `path` from another written there since (None: none
+    there): its inode (a file renamed over it is another), with its size and modification
+    time, since a file system may give a removed file's inode to the next one made."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _sync_directory(directory: str) -> None:
     """fsync a directory, so a rename in it is on the disk (POSIX; elsewhere a no-op)."""
     try:

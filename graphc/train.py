@@ -25,7 +25,8 @@ from ir.ops.precision import PRECISIONS
 from ir.types import is_int
 
 from . import checkpoint, optim
-from .files import cannot_create_in, check_path, check_writable
+from .files import cannot_create_in, check_path, check_writable, exclusive_directory, \
+    file_identity
 from .models.gpt import GPT, GPTConfig
 from .tracing import spec, trace
 from .trainer import CHECKPOINT, Trainer as _Trainer, checkpoint_file
@@ -234,11 +235,13 @@ class Trainer(_Trainer):
         unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
         change). `path` may be fit()'s directory."""
         path = checkpoint_file(path)
+        read = file_identity(path)  # (see gc.Trainer._resumed)
         arrays, meta = checkpoint.load(path)
         meta = with_defaults(meta)
         check_compatible(meta, self.model.cfg, self.data.vocab, path)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
         self.restore(arrays, meta, allow_changed_settings, path)
+        self._resumed(path, read)
 
 
 def gpt_settings(cfg: GPTConfig, tc: TrainConfig, vocab) -> dict:
@@ -481,6 +484,18 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     training step's memory budget (`--memory-limit`), met by recomputing activations.
     Resuming with other training settings than the checkpoint's (but steps, eval_every,
     eval_iters, precision) is refused unless `allow_changed_settings`."""
+    # with `resume`, OUT's lock is held from before the checkpoint is read to the end of
+    # training: taken only by fit(), after the compile (seconds to minutes), it let another
+    # run write a newer checkpoint in between, which this run then replaced. Let go here
+    # if the run ends before fit() takes it over.
+    with contextlib.ExitStack() as held:
+        return _train_gpt(held, config, data, out, resume, options, sample_tokens, progress,
+                          pipeline, fast_math, distributed, memory_limit,
+                          allow_changed_settings)
+
+
+def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress, pipeline,
+               fast_math, distributed, memory_limit, allow_changed_settings) -> int:
     from passes.rematerialize import MemoryLimitError
     from runtime.memory import PlanMemoryError
 
@@ -507,6 +522,11 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     with dist.fail_together():
         _check_out(out)
         arrays = meta = None
+        # (rank 0 alone writes OUT; where it cannot, or OUT is missing, the read or the
+        # check after it says what is wrong)
+        locked = resume and main_rank and os.access(out, os.W_OK)
+        if locked:
+            held.enter_context(exclusive_directory(out, "training run"))
         if resume:
             arrays, meta = checkpoint.load(ckpt_path)
             meta = with_defaults(meta)
@@ -612,6 +632,8 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
         _say(f"interrupted by {signal.Signals(stop.signum).name} before training: nothing "
              f"was saved{kept}", file=sys.stderr)
         return stop.signum
+    if locked:  # the trainer's now: fit() lets go of it when it ends
+        trainer._hold(out, held.pop_all())
     stopped = trainer.fit(out, progress, log=_say)  # holds `out` (files.exclusive_directory)
     if stopped and trainer.step >= tc.steps:  # in the last step, or while loss.png was drawn
         _stopped_after_training(_say, stopped, trainer.step, ckpt_path, out)

@@ -108,7 +108,7 @@ from ir.ops.precision import autocast, precision_dtype
 from ir.types import is_float
 
 from . import amp, checkpoint, nn, optim
-from .files import check_path, discard_stdout, exclusive_directory
+from .files import check_path, discard_stdout, exclusive_directory, file_identity
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, function_name, leaves_and_structure, tree_map, unflatten
@@ -209,7 +209,10 @@ class Trainer:
             "Trainer: gradient_accumulation_steps", gradient_accumulation_steps, 1)
         self.clip_norm, self.units = clip_norm, units
         self.checkpoint_meta = dict(checkpoint_meta or {})
-        self._saved_to = set()  # checkpoints this run wrote (or RESTORED): fit() continues them
+        # the checkpoints this run wrote or restored (RESTORED: one of unknown path), each
+        # with its file's identity then: fit() continues only these, and only as they were
+        self._saved_to = {}
+        self._lock = None  # (a directory's real path, an ExitStack holding its lock): _hold
         try:  # checked now: its first save came after the steps before it (the work lost)
             checkpoint.check_header_settings(self.checkpoint_meta)
         except (TypeError, ValueError) as exc:
@@ -971,7 +974,7 @@ class Trainer:
         if current:
             meta["optimizer_settings"] = {"initial": self._initial_settings, "current": current}
         checkpoint.save(path, self.state_arrays(), meta)
-        self._saved_to.add(os.path.realpath(path))
+        self._saved_to[os.path.realpath(path)] = file_identity(path)
 
     def restore(self, arrays: dict, meta: dict, allow_changed_settings: bool = False,
                 path: str | None = None, *, how: str = "allow_changed_settings=True"):
@@ -1050,7 +1053,10 @@ class Trainer:
         self.history = [tuple(h) for h in meta.get("history", [])]
         self.val_history = [tuple(h) for h in meta.get("val_history", [])]
         # (only now: a restore refused on the way must not let fit() replace the file)
-        self._saved_to.add(RESTORED if path is None else os.path.realpath(path))
+        if path is None:
+            self._saved_to[RESTORED] = None
+        else:
+            self._saved_to[os.path.realpath(path)] = file_identity(path)
 
     def _check_saved_values(self, arrays: dict) -> None:
         """Refuse an optimiser slot that no update makes negative (a running average of
@@ -1173,6 +1179,7 @@ class Trainer:
         see restore). `path` may be fit()'s directory, holding its checkpoint.npz, as for
         `graphc train --resume` and `graphc sample --checkpoint`."""
         path = checkpoint_file(path)
+        read = file_identity(path)  # the file as it was read (see _resumed)
         wanted = {k: (a.shape, a.dtype) for k, a in self.state_arrays().items()}
         # a float32 run's checkpoint has no loss scale: restore() starts it afresh; another
         # optimiser's lacks slots of this one's, which restore() refuses or starts afresh
@@ -1183,6 +1190,33 @@ class Trainer:
                                               strict_params=not allow_changed_settings)
         checkpoint.check_settings(meta, self.checkpoint_meta, path, allow_changed_settings)
         self.restore(arrays, meta, allow_changed_settings, path)
+        self._resumed(path, read)
+
+    def _resumed(self, path: str, read) -> None:
+        """Record that the state restored came from checkpoint `path` as it was when its read
+        began (`read`: files.file_identity then), not as restore() found it afterwards: fit()
+        refuses to replace it if another run has written it since. A file replaced during the
+        read is taken for a changed one (whichever was read)."""
+        self._saved_to[os.path.realpath(path)] = read
+
+    def _hold(self, directory: str, held=None) -> None:
+        """Hold the lock of `directory` (files.exclusive_directory) for this trainer until
+        _release(), another it held let go. `held`: an ExitStack holding it already
+        (`graphc train --resume` takes it before reading the checkpoint, before this
+        trainer exists); nothing if this trainer holds it already."""
+        real = os.path.realpath(directory)
+        if self._lock is not None and self._lock[0] == real:
+            return
+        self._release()
+        if held is None:
+            held = contextlib.ExitStack()
+            held.enter_context(exclusive_directory(directory, "training run"))
+        self._lock = (real, held)
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock[1].close()
+            self._lock = None
 
     def _set_state_arrays(self, arrays, step, skipped=0, behind=None, fresh=()):
         """The state of `arrays`, the optimiser's slots `fresh` as a new optimiser's."""
@@ -1233,13 +1267,23 @@ class Trainer:
             # rank 0 alone checks `out`: the ranks agree on its refusal, else the others
             # would go on into the first evaluation's all-reduce and wait for it
             with contextlib.nullcontext() if self.dist is None else self.dist.fail_together():
-                if out:
-                    held.enter_context(exclusive_directory(out, "training run"))
+                if out:  # (held already where `graphc train --resume` read the checkpoint)
+                    self._hold(out)
+                    held.callback(self._release)
                 if ckpt and os.path.exists(ckpt) and not (
                         RESTORED in self._saved_to or os.path.realpath(ckpt) in self._saved_to):
                     raise GraphcError(f"{ckpt} already exists, from another run; fit() does "
                                       f"not replace it: resume it first (trainer.resume("
                                       f"{ckpt!r})) or fit into another directory")
+                # one it resumed (or wrote) that another run has written since, between the
+                # resume and now, when that run held the directory: replacing it would lose
+                # that run's steps
+                now = ckpt and file_identity(ckpt)
+                if now and self._saved_to.get(os.path.realpath(ckpt), now) != now:
+                    raise GraphcError(f"{ckpt} has been written by another run since this "
+                                      f"trainer resumed (or saved) it; fit() does not replace "
+                                      f"it: resume it again (trainer.resume({ckpt!r})) or fit "
+                                      "into another directory")
             self.mark_good()
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")

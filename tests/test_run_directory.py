@@ -5,6 +5,7 @@ checkpoint at its next save; `--out FILE` failed only at the first save, after c
 `bench --json/--plot` into a missing directory failed after the whole benchmark."""
 import os
 
+import numpy as np
 import pytest
 
 from graphc import checkpoint
@@ -38,6 +39,65 @@ def test_a_second_training_into_a_held_directory_stops_and_keeps_its_checkpoint(
     after = checkpoint.load(str(tmp_path / "run" / "checkpoint.npz"))[0]
     assert after.keys() == saved.keys()
     assert all((after[k] == saved[k]).all() for k in saved)
+
+
+def _trainer(steps, lr=0.01):
+    import graphc as gc
+    x = np.ones((3, 4), np.float32)
+    return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                      {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=lr),
+                      lambda rng: (x,), steps=steps, checkpoint_meta={"lr": lr})
+
+
+def test_fit_does_not_replace_a_checkpoint_another_run_wrote_after_the_resume(tmp_path):
+    """Trainer.resume read OUT/checkpoint.npz, and fit() took OUT's lock only after the step
+    was compiled: another run that trained on and saved in between (step 20) had its
+    checkpoint replaced by this run's continuation of the older state (step 8), with no
+    word. fit() now refuses a checkpoint that has changed since it was resumed."""
+    run = str(tmp_path / "run")
+    _trainer(5).fit(run, progress=False)
+    b = _trainer(8)
+    b.resume(run)  # reads step 5, then (in a real run) compiles for a while
+    a = _trainer(20)
+    a.resume(run)
+    a.fit(run, progress=False)  # meanwhile another run trains on to step 20 and ends
+    with pytest.raises(GraphcError, match=f"{run}/checkpoint.npz has been written by another "
+                                          "run since this trainer resumed"):
+        b.fit(run, progress=False)
+    arrays, meta = checkpoint.load_saved(f"{run}/checkpoint.npz")
+    assert meta["step"] == 20 and b.step == 5
+    np.testing.assert_array_equal(arrays["param/w"], a.params["w"])
+    b.resume(run)  # resumed again: its state is that run's, and it may go on
+    b.steps = 22
+    b.fit(run, progress=False)
+    assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 22
+
+
+def test_graphc_train_resume_holds_out_before_it_reads_the_checkpoint(
+        tmp_path, text_file, capsys, monkeypatch):  # noqa: F811
+    """`graphc train --resume` read the checkpoint first, compiled, and took OUT's lock in
+    fit(): another run could write a newer checkpoint in between, which this one replaced.
+    Another run trying OUT as the checkpoint is read is now refused."""
+    import graphc.train
+    assert train(tmp_path, text_file, "--steps", "2") == 0
+    out = str(tmp_path / "run")
+    tried = []
+    real_load = graphc.train.checkpoint.load
+
+    def load_while_another_run_tries(path, *args, **kwargs):
+        try:  # what a second `graphc train --out OUT` does at its start
+            with exclusive_directory(out, "training run"):
+                tried.append("another run got OUT")
+        except GraphcError as exc:
+            tried.append(str(exc))
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(graphc.train.checkpoint, "load", load_while_another_run_tries)
+    assert train(tmp_path, text_file, "--steps", "4", "--resume") == 0
+    assert len(tried) == 1 and tried[0].startswith(f"{out} is in use by another training run")
+    assert checkpoint.load_saved(f"{out}/checkpoint.npz")[1]["step"] == 4
+    with exclusive_directory(out):  # let go when the run ended
+        pass
 
 
 def test_out_naming_a_file_is_refused_before_compiling(tmp_path, text_file, capsys,
