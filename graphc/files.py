@@ -126,7 +126,7 @@ def atomic_writer(path: str):
     process killed mid-write leaves its temporary behind: the next write of `path` removes
     it (remove_stale_temporaries). A device, a FIFO or a terminal (-o /dev/stdout,
     /dev/null, a shell's >(...)) is written in place, as open() would: a file renamed over
-    it would replace the device."""
+    it would replace the device (see _special)."""
     # a directory: the rename's own error says "Device or resource busy"; a read-only file:
     # open() would refuse, the rename would not ask and replace a file kept read-only
     check_writable(path)
@@ -223,15 +223,42 @@ def remove_stale_temporaries(path: str) -> None:
 
 
 def _special(path: str) -> bool:
-    """Not a regular file to replace: an existing non-regular file, or any name in /dev or
-    /proc (/dev/stdout is a link to the process's descriptor, whatever it points at)."""
+    """Not a regular file to replace: an existing file of another type (a device, a FIFO, a
+    socket, a terminal: os.stat follows links to it), or a name that leads through a link
+    to a process's descriptor (/dev/stdout -> /proc/self/fd/1, /dev/fd/N), whatever file
+    the descriptor is: `graphc dump -o /dev/stdout > out.txt` reaches a regular file, and
+    the rename would have replaced /dev/stdout itself. Decided by what the name is, not by
+    where it is: a regular file under /dev/shm (a tmpfs, a common place for runs) was taken
+    for a device for being under /dev, and written in place, so a full tmpfs or a kill
+    mid-save left the previous checkpoint truncated."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return True
     except OSError:  # not there yet (or unreadable: the writer's own error says so)
         pass
-    directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    return directory.split(os.sep)[1] in ("dev", "proc")
+    return _leads_to_a_descriptor(path)
+
+
+# a process's descriptor as /proc shows it (/proc/self is a link to /proc/PID, and /dev/fd
+# one to /proc/self/fd): a "magic" link, resolved by the kernel to the open file itself
+_DESCRIPTOR = re.compile(r"/proc/[^/]+(/task/[^/]+)?/fd/[0-9]+\Z")
+
+
+def _leads_to_a_descriptor(path: str) -> bool:
+    """Whether `path`, its links followed one at a time, names a descriptor's link."""
+    name = os.path.abspath(path)
+    for _ in range(40):  # as many links as the kernel follows
+        # the folders' links resolved (/dev/fd -> /proc/self/fd -> /proc/PID/fd), the
+        # last name's not: resolving a descriptor's link gives the file it is open on
+        name = os.path.join(os.path.realpath(os.path.dirname(name)), os.path.basename(name))
+        if _DESCRIPTOR.match(name):
+            return True
+        try:
+            target = os.readlink(name)
+        except OSError:  # not a link (or not there)
+            return False
+        name = os.path.join(os.path.dirname(name), target)
+    return False
 
 
 def file_identity(path: str):

@@ -2,9 +2,15 @@
 fsynced before the rename, and the directory after it, so a machine crash leaves the old file
 or the new one, never an empty file under the new name (the rename alone is atomic only for
 the running system)."""
+import errno
 import os
+import shutil
+import tempfile
+
+import pytest
 
 import graphc.files as files
+from ir.errors import GraphcError
 
 
 def test_file_then_rename_then_directory_are_synced(tmp_path, monkeypatch):
@@ -43,3 +49,59 @@ def test_a_failed_write_syncs_nothing_and_keeps_the_old_file(tmp_path, monkeypat
         pass
     assert target.read_bytes() == b"old" and synced == []
     assert os.listdir(tmp_path) == ["sample.txt"]
+
+
+# ---- what is written in place: decided by what the name is, not by where it is -------------
+@pytest.mark.parametrize("path, special", [
+    ("/dev/shm/run/checkpoint.npz", False),  # a regular file's name on a tmpfs
+    ("/dev/null", True),  # a device
+    ("/dev/stdout", True),  # a link to descriptor 1, whatever file that is (pytest's: regular)
+    ("/dev/fd/1", True),
+    ("/proc/self/fd/1", True),
+])
+def test_a_name_is_special_for_what_it_is_not_for_where_it_is(path, special):
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs Linux's /proc")
+    assert files._special(path) is special
+
+
+def _interrupted_write(target):
+    """atomic_writer on `target`, failing mid-write as a full disk fails it."""
+    with pytest.raises(GraphcError, match="No space left on device; it is as it was before"):
+        with files.atomic_writer(target) as fh:
+            fh.write(b"half of the new")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_checkpoint_under_dev_shm_is_replaced_atomically():
+    """Every name under /dev was written in place, as a device is: a regular file on the
+    /dev/shm tmpfs was truncated first, so a full tmpfs (or a kill mid-save) left a broken
+    checkpoint instead of the previous one. (A directory of its own there, removed after.)"""
+    if not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)):
+        pytest.skip("needs a writable /dev/shm")
+    directory = tempfile.mkdtemp(prefix="graphc-test-", dir="/dev/shm")
+    try:
+        target = os.path.join(directory, "checkpoint.npz")
+        files.write_atomically(target, b"the previous checkpoint")
+        _interrupted_write(target)
+        assert open(target, "rb").read() == b"the previous checkpoint"
+        assert os.listdir(directory) == ["checkpoint.npz"]  # no temporary left
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_a_link_to_a_descriptor_is_written_in_place_not_replaced(tmp_path):
+    """`-o /dev/stdout > out.txt` reaches a regular file through /proc/self/fd/1: the output
+    goes into that file, and the link (here one of the user's) stays a link."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs Linux's /proc")
+    real = tmp_path / "out.txt"
+    fd = os.open(real, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        link = tmp_path / "stdout"
+        link.symlink_to(f"/proc/self/fd/{fd}")
+        files.write_atomically(str(link), b"the dump")
+        assert link.is_symlink() and real.read_bytes() == b"the dump"
+        assert sorted(os.listdir(tmp_path)) == ["out.txt", "stdout"]
+    finally:
+        os.close(fd)
