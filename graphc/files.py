@@ -144,6 +144,12 @@ def atomic_writer(path: str):
             raise GraphcError(f"cannot write {path}: {exc.strerror or exc}") from None
         return
     directory = os.path.dirname(os.path.abspath(path))
+    try:  # (before the writing: as open() would, the file as it was then)
+        existing = os.lstat(path)
+    except OSError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):  # a link: replaced
+        existing = None
     remove_stale_temporaries(path)
     try:
         fd, tmp = _locked_temporary(directory, os.path.basename(path))
@@ -155,10 +161,11 @@ def atomic_writer(path: str):
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
-            # mkstemp makes the file 0600; give the output the permissions open() would have
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            # mkstemp makes the file 0600; give the output the permissions open() would
+            # have: a new file's from the umask, an existing file's its own (a checkpoint
+            # made private, 0600, stayed 0644 after the next save; one shared 0660 lost
+            # its group), with its owner and group where this process may set them
+            _keep_permissions(tmp, existing)
             # renamed while still locked, so that no other writer takes it for a stale one
             os.replace(tmp, path)
         finally:
@@ -171,6 +178,31 @@ def atomic_writer(path: str):
                               "was before") from None
         raise
     _sync_directory(directory)
+
+
+def _keep_permissions(tmp: str, existing) -> None:
+    """Give the temporary file `tmp` the permission bits (not set-id bits, which open()
+    would not keep either) of the file it replaces (`existing`: its stat, or None: those of
+    a new file, 0666 less the umask), and its owner and group where allowed (root; the
+    group, for one of the user's own groups)."""
+    if existing is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        return
+    if hasattr(os, "chown"):
+        mine = os.stat(tmp)
+        uid = existing.st_uid if existing.st_uid != mine.st_uid else -1
+        gid = existing.st_gid if existing.st_gid != mine.st_gid else -1
+        if uid != -1 or gid != -1:
+            try:
+                os.chown(tmp, uid, gid)
+            except OSError:  # another's file this user may write: now the user's own
+                try:
+                    os.chown(tmp, -1, gid)
+                except OSError:
+                    pass
+    os.chmod(tmp, existing.st_mode & 0o777)
 
 
 def _locked_temporary(directory: str, name: str):

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
 import pytest
 
 import graphc.files as files
@@ -105,3 +106,38 @@ def test_a_link_to_a_descriptor_is_written_in_place_not_replaced(tmp_path):
         assert sorted(os.listdir(tmp_path)) == ["out.txt", "stdout"]
     finally:
         os.close(fd)
+
+
+# ---- a replaced file keeps its permissions, as open() keeps them -----------------------------
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o660, 0o755])
+def test_a_replaced_file_keeps_its_permission_bits(tmp_path, mode):
+    """Every save set 0666 less the umask: a checkpoint the user made private (0600) became
+    readable by everyone (0644) at the next save, and a group-shared one (0660) lost its
+    group. open(path, "w"), np.savez and torch.save keep an existing file's mode."""
+    target = tmp_path / "sample.txt"
+    target.write_bytes(b"old")
+    os.chmod(target, mode)
+    files.write_atomically(str(target), b"new")
+    assert target.read_bytes() == b"new"
+    assert oct(os.stat(target).st_mode & 0o7777) == oct(mode)
+    fresh = tmp_path / "fresh.txt"  # a new file: as open() makes it
+    files.write_atomically(str(fresh), b"new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert oct(os.stat(fresh).st_mode & 0o7777) == oct(0o666 & ~umask)
+
+
+def test_a_private_checkpoint_stays_private_when_the_run_saves_it_again(tmp_path):
+    import graphc as gc
+    from graphc import checkpoint
+    x = np.ones((3, 4), np.float32)
+    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.1),
+                         lambda rng: (x,), steps=2)
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    trainer.fit(str(ckpt.parent), progress=False)
+    os.chmod(ckpt, 0o600)  # the user makes the weights private
+    trainer.steps = 4
+    trainer.fit(str(ckpt.parent), progress=False)  # goes on, saving twice more
+    assert checkpoint.load_saved(str(ckpt))[1]["step"] == 4
+    assert oct(os.stat(ckpt).st_mode & 0o777) == oct(0o600)
