@@ -1149,7 +1149,7 @@ def cache_dir() -> str | None:
 
 def _resolve(base: str) -> str | None:
     try:
-        os.makedirs(base, mode=0o700, exist_ok=True)
+        _makedirs_private(base)
         # the real path is checked, and used: a link on the way could be pointed elsewhere
         # by whoever can write the folder it is in
         real = os.path.realpath(base)
@@ -1169,6 +1169,24 @@ def _resolve(base: str) -> str | None:
                + (f"using a private directory for this run instead ({private})" if private
                   else "compiling kernels without a cache"))
     return private
+
+
+def _makedirs_private(path: str) -> None:
+    """os.makedirs(path, exist_ok=True), each folder it creates 0700 whatever the umask:
+    makedirs gives its mode to the last folder only (~/.cache/graphc was made 0777 less the
+    umask), and numba makes __pycache__ so too. Under the umask 002 of Debian, Ubuntu and
+    Fedora users (their groups are their own) that is 0775, which untrusted refuses, as
+    upstream ssh refuses a group-writable ~/.ssh: the cache refused itself on every run
+    after the first. Made here first (numba's when it is about to make it), graphc's and
+    numba's folders are private."""
+    parent = os.path.dirname(path)
+    if parent != path and not os.path.lexists(parent):
+        _makedirs_private(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
 
 
 def _private_dir() -> str | None:
@@ -1294,6 +1312,10 @@ def load_generated(source: str):
             cache_failed(path, exc)
             path = None
     if path:
+        try:  # numba's folder for its files, made before numba makes it (_makedirs_private)
+            _makedirs_private(os.path.join(directory, "__pycache__"))
+        except OSError:
+            pass  # numba's own attempt says what is wrong
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

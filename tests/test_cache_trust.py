@@ -243,6 +243,41 @@ def test_a_numba_cache_dir_in_a_folder_others_can_write_is_not_used(tmp_path):
     assert f"is inside {shared}, which is writable by group and others" in result.stderr
 
 
+UMASK_CHILD = textwrap.dedent("""
+    import warnings
+    import numpy as np, graphc as gc
+    from runtime.codegen import compile_graph
+    from runtime.jit import KernelCacheWarning
+    warnings.simplefilter("error", KernelCacheWarning)  # a refused cache fails the run
+    plan = compile_graph(gc.trace(lambda x: gc.tanh(x * 2.0 + 1.0) * x, gc.spec((64, 32))),
+                         jit=True, background_compile=False)
+    x = np.linspace(-2, 2, 64 * 32, dtype=np.float32).reshape(64, 32)
+    np.testing.assert_allclose(plan(x)[0], np.tanh(x * 2 + 1) * x, rtol=1e-5, atol=1e-6)
+    kernels = [v for v in plan._globals.values() if hasattr(v, "stats")]
+    print(len(kernels), sum(sum(k.stats.cache_hits.values()) for k in kernels))
+""")
+
+
+def test_a_cache_made_under_umask_002_is_used_by_the_next_run(tmp_path):
+    """Under the umask 002 of Debian, Ubuntu and Fedora users, numba made the cache's
+    __pycache__ (and os.makedirs the folders above the cache directory) 0775: the next run
+    refused the cache graphc had made itself, with a warning, and compiled every kernel
+    again, on every run. graphc now makes each of them 0700."""
+    cache = tmp_path / "home" / ".cache" / "graphc" / "kernels"  # none of it there yet
+    (tmp_path / "home").mkdir(mode=0o700)
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache), GRAPHC_BACKGROUND_COMPILE="0")
+    runs = [subprocess.run([sys.executable, "-c", UMASK_CHILD], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300,
+                           preexec_fn=lambda: os.umask(0o002)) for _ in range(2)]
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+    (kernels, first_hits), (again, hits) = (map(int, r.stdout.split()) for r in runs)
+    assert kernels >= 1 and first_hits == 0  # compiled by the first run, into the cache
+    assert again == kernels and hits == kernels  # loaded by the second
+    for folder in (cache.parent.parent, cache.parent, cache, cache / "__pycache__"):
+        assert oct(os.stat(folder).st_mode & 0o777) == oct(0o700), folder
+
+
 # ---- item 7: a damaged numba cache file is dropped and recompiled -----------------------------
 @pytest.mark.parametrize("suffix", [".nbi", ".nbc"])
 def test_a_truncated_numba_cache_file_is_dropped_and_recompiled(cache, monkeypatch, suffix):
