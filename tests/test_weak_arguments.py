@@ -186,3 +186,20 @@ def test_a_uint64_scalar_argument_beyond_int64_is_one_error():
         gc.compile(lambda k: k * 2)(np.uint64(2 ** 64 - 1))
     with pytest.raises(GraphcError, match="does not fit in int32"):
         gc.compile(lambda i, k: i + k)(np.ones(2, np.int32), np.uint64(2 ** 40))
+
+
+@pytest.mark.parametrize("kind", [np.complex64, np.complex128, np.clongdouble])
+def test_numpy_complex_scalars_are_refused_as_a_python_complex_is(kind):
+    # they counted as weak numbers (np.number): `x_f32 * np.complex64(1+2j)` was x_f32 * 1,
+    # the imaginary part dropped with only numpy's ComplexWarning, where 1+2j is refused
+    x = np.array([1.0, 2.0], np.float32)
+    for run in (lambda: gc.tensor(x) * kind(1 + 2j),
+                lambda: gc.tensor(np.array([1, 2], np.int32)) + kind(1 + 2j),
+                lambda: gc.compile(lambda v: v * kind(1 + 2j))(x),
+                lambda: gc.grad(lambda v: gc.sum(v * kind(1 + 2j)))(x)):
+        with pytest.raises(GraphcError, match=rf"cannot use a {kind.__name__} as a tensor "
+                                              "operand") as info:
+            run()
+        assert "test_weak_arguments.py" in str(info.value.locs[0])
+    with pytest.raises(GraphcError, match="cannot use a complex as a tensor operand"):
+        gc.tensor(x) * (1 + 2j)

@@ -180,7 +180,10 @@ def is_weak_scalar(x):
     return isinstance(x, _WEAK_SCALARS)
 
 
-_WEAK_SCALARS = (bool, int, float, np.number, np.bool_) + NUMPY_FLOAT_SCALARS
+# np.integer, not np.number: a numpy complex scalar (np.complex64, np.clongdouble) is no weak
+# number, as a Python complex is not; as np.number it took a float tensor's dtype, its
+# imaginary part dropped with only numpy's ComplexWarning
+_WEAK_SCALARS = (bool, int, float, np.integer, np.bool_) + NUMPY_FLOAT_SCALARS
 
 
 def scalar_dtype(x, like, opname):
