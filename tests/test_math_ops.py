@@ -407,3 +407,28 @@ def test_arctan2_gradient_at_the_origin_is_pytorchs_zero():
             _assert_same_bits(g, want)
     np.testing.assert_allclose(grads[0][5:], [0.0, 4.0 / 25.0], rtol=1e-15)
 
+
+
+def test_div_gradient_for_the_divisor_is_finite_where_pytorchs_is():
+    """div's gradient for the divisor was (-g * out) / b: g * out overflowed where the
+    gradient -g * a / b**2 is finite (a = 1e30, b = 1e10, g = 1e20 in float32: -inf for
+    PyTorch's -1e30). Now -(g / b) * out, finite wherever it and a's gradient g / b are:
+    PyTorch's values by vjp, compiled and the eager tape; at g = 0 it stays 0 where PyTorch's
+    -g * (out / b) is NaN (out / b overflows)."""
+    a = np.array([1e30, 1e20, 3.0, -7.0, 1e30, 1.0], np.float32)
+    b = np.array([1e10, 1e10, 2.0, 0.25, 1e-5, -1e-20], np.float32)
+    g = np.array([1e20, 1e30, 5.0, -3.0, 0.0, 0.0], np.float32)
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    (ta / tb).backward(torch.tensor(g))
+    want_a, want_b = ta.grad.numpy(), tb.grad.numpy()
+    np.testing.assert_allclose(want_b[:4], [-1e30, -1e30, -3.75, -336.0], rtol=1e-6)
+    assert np.isnan(want_b[4:]).all()
+    with np.errstate(over="ignore"):
+        assert np.isinf((-g * (a / b)) / b)[:2].all()  # the old form
+    pull = lambda a, b, g: gc.vjp(lambda a, b: a / b, a, b)[1](g)
+    ea, eb = gc.tensor(a, requires_grad=True), gc.tensor(b, requires_grad=True)
+    (ea / eb).backward(g)
+    for got_a, got_b in (pull(a, b, g), gc.compile(pull)(a, b, g), (ea.grad, eb.grad)):
+        np.testing.assert_allclose(np.asarray(got_b)[:4], want_b[:4], rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(got_b)[4:], 0.0)
+        np.testing.assert_array_equal(got_a, want_a)
