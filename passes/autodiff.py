@@ -16,7 +16,8 @@ from ir.ops import api as F
 from ir.ops import precision
 from ir.ops.custom import CLOSURE_ERROR
 from ir.ops.operators import OperatorMixin
-from ir.ops.registry import DerivedVJP, VJPContext, get_op, is_weak_scalar
+from ir.ops.registry import (DerivedVJP, VJPContext, get_op, is_weak_scalar,
+                              refuse_foreign_array)
 from ir.rewrite import clone
 from ir.types import TupleType, is_float
 
@@ -212,6 +213,15 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
                 # dtype (lifted later by whichever rule met it first, it was float32 or int64
                 # and refused beside a float64 or half y); a bool is no gradient
                 seed = F.full(y.shape, seed, y.dtype)
+            elif not isinstance(seed, (Node, OperatorMixin, np.ndarray)) \
+                    and not isinstance(y.type, TupleType):
+                # a list was refused by the first rule, naming its op ("mul: cannot use a
+                # list as a tensor operand"); torch.autograd.grad's grad_outputs are tensors
+                # too ("gradients can be either Tensors or None, but got list")
+                refuse_foreign_array(seed, f"gradients() seed {k}")
+                raise GraphcError(f"gradients(): seed {k} is a {type(seed).__name__}; give a "
+                                  "numpy array or graphc value of its y's shape, or a number",
+                                  (user_location(),))
             elif isinstance(seed, (Node, OperatorMixin, np.ndarray)) \
                     and not isinstance(y.type, TupleType) and tuple(seed.shape) != tuple(y.shape):
                 # (the first rule would broadcast it, or fail deep inside, naming its own op;

@@ -222,3 +222,26 @@ def test_an_eager_tensor_seed_of_another_shape_is_refused_as_torch_refuses_it():
     want = torch.autograd.grad(torch.sin(xt), xt, grad_outputs=torch.tensor(seed))[0]
     got = gc.compile(lambda v: gc.gradients(gc.sin(v), v, gc.tensor(seed))[0])(x)
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-15)
+
+
+def test_a_list_seed_is_refused_naming_gradients_as_torch_refuses_it():
+    # a list seed was refused by the first rule, naming its op ("mul: cannot use a list as
+    # a tensor operand"); torch.autograd.grad takes tensors only ("gradients can be either
+    # Tensors or None, but got list"), and so does gradients(), saying so in one line
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    xt = torch.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match="but got list"):
+        torch.autograd.grad(xt * xt, xt, grad_outputs=([1.0, 2.0],))
+    for seed, kind in [([1.0, 2.0], "list"), ((1.0, 2.0), "tuple"), ("1", "str"),
+                       (np.complex64(1.0), "complex64")]:
+        with pytest.raises(GraphcError, match=rf"^gradients\(\): seed 1 is a {kind}; give a "
+                                              r"numpy array or graphc value of its y's shape, "
+                                              r"or a number\n  at .*test_autodiff\.py"):
+            gc.compile(lambda v: gc.gradients([gc.sum(v), v * v], [v], [None, seed])[0])(
+                np.ones(2))
+    with pytest.raises(GraphcError, match=r"^gradients\(\) seed 0: got a torch.Tensor"):
+        gc.compile(lambda v: gc.gradients([v * v], [v], [torch.ones(2)])[0])(np.ones(2))
+    # the array the list spells is torch's vjp: d(x * x) . [1, 2] = [2, 8]
+    got = gc.compile(lambda v: gc.gradients([v * v], [v], [np.asarray([1.0, 2.0])])[0])
+    want = torch.autograd.grad(xt * xt, xt, grad_outputs=torch.tensor([1.0, 2.0]))[0]
+    np.testing.assert_array_equal(got(np.array([1.0, 2.0])), want.numpy())
