@@ -382,6 +382,12 @@ def _pack(values):
 def _as_value(ct, like):
     """A cotangent the rule returned as an array or a number, as a value like `like`'s."""
     if isinstance(like, Node):
+        if isinstance(ct, (list, tuple)) and _holds_traced(ct):
+            # rows, traced values among them: np.asarray stacks eager tensors, but a
+            # symbolic value refuses it
+            rows = [_as_value(row, like) for row in ct]
+            return F.stack([r if r.dtype == like.dtype else F.cast(r, like.dtype)
+                            for r in rows])
         return ct if isinstance(ct, Node) else like.graph.constant(np.asarray(ct, like.dtype))
     return ct if isinstance(ct, Tensor) else Tensor(np.asarray(ct, like.dtype))
 
@@ -424,9 +430,15 @@ def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
     out = []
     for operand, i, need in zip(arg_ops, arg_pos, needs):
         ct = per_leaf[i]
-        if ct is not None and tuple(np.shape(ct)) != tuple(operand.shape):
+        shape = None if ct is None else _cotangent_shape(ct)
+        if ct is not None and shape is None:
             raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
-                              f"{_argument_of(args, i)} has shape {tuple(np.shape(ct))} but the "
+                              f"{_argument_of(args, i)} is a {type(ct).__name__} of values of "
+                              f"different shapes, not one array of the argument's shape "
+                              f"{tuple(operand.shape)}", _where(custom.bwd))
+        if ct is not None and shape != tuple(operand.shape):
+            raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
+                              f"{_argument_of(args, i)} has shape {shape} but the "
                               f"argument has shape {tuple(operand.shape)}", _where(custom.bwd))
         if ct is None or not need or not is_float(operand.dtype):
             out.append(None)
@@ -434,6 +446,25 @@ def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
         ct = _as_value(ct, operand)
         out.append(ct if ct.dtype == operand.dtype else F.cast(ct, operand.dtype))
     return out
+
+
+def _holds_traced(ct) -> bool:
+    """Whether a cotangent bwd returned is, or holds in its rows, a traced value."""
+    return isinstance(ct, Node) or isinstance(ct, (list, tuple)) and any(map(_holds_traced, ct))
+
+
+def _cotangent_shape(ct):
+    """np.shape of a cotangent bwd returned, read from its values' own shapes: np.shape of a
+    list or tuple turns each value into an array, which a traced one refuses, so a wrongly
+    nested ((g,), g) was "a symbolic value cannot be turned into a numpy array" traced where
+    eagerly it is a shape mismatch. None for values of different shapes (numpy's
+    inhomogeneous-shape ValueError)."""
+    if not isinstance(ct, (list, tuple)):
+        return tuple(np.shape(ct))
+    shapes = {_cotangent_shape(row) for row in ct}
+    if None in shapes or len(shapes) > 1:
+        return None
+    return (len(ct),) + (shapes.pop() if shapes else ())
 
 
 def _argument_of(args, leaf_index) -> str:

@@ -496,6 +496,15 @@ GOOD_FWD = lambda x, y: (x * y, (x, y))  # noqa: E731
      r"scale: bwd's cotangent for argument 1 has shape \(\) but the argument has shape \(3,\)"),
     (lambda x, y: x * y, lambda r, g: (g, g),
      r"scale: fwd must return a pair \(output, residuals\), got one array"),
+    # a wrongly nested cotangent: traced, np.shape((g,)) turned g into an array, "a symbolic
+    # value cannot be turned into a numpy array"; values of two shapes were numpy's
+    # inhomogeneous-shape ValueError eagerly
+    (GOOD_FWD, lambda r, g: ((g * r[1],), g * r[0]),
+     r"scale: bwd's cotangent for argument 0 has shape \(1, 3\) but the argument has shape "
+     r"\(3,\)"),
+    (GOOD_FWD, lambda r, g: ((g, g[:2]), g),
+     r"scale: bwd's cotangent for argument 0 is a tuple of values of different shapes, not "
+     r"one array of the argument's shape \(3,\)"),
 ])
 def test_bad_rules_are_one_error_naming_the_function(fwd, bwd, message):
     f = _with_rule(fwd, bwd)
@@ -507,6 +516,38 @@ def test_bad_rules_are_one_error_naming_the_function(fwd, bwd, message):
     with pytest.raises(gc.GraphcError, match=message):  # eagerly too
         t = gc.tensor(x, requires_grad=True)
         f(t, gc.tensor(x)).backward()
+
+
+def test_a_wrongly_nested_cotangent_with_nondiff_argnums_is_the_shape_error_traced_too():
+    # traced calls (grad, compile, vjp) gave "a symbolic value cannot be turned into a numpy
+    # array" where backward() gave this shape error; rows of traced values (a list the
+    # argument's shape, as eagerly) were that error too, and now stack into the cotangent
+    def make(bwd):
+        @functools.partial(gc.custom_vjp, nondiff_argnums=(1,))
+        def f(x, k, y):
+            return x * k + y
+        f.defvjp(lambda x, k, y: (f(x, k, y), y), bwd)
+        return f
+
+    f = make(lambda k, y, g: ((g * k,), g))
+    x, y = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    message = (r"^custom_vjp function f: bwd's cotangent for argument 0 has shape \(1, 2\) but "
+               r"the argument has shape \(2,\)\n  at .*test_custom_gradients\.py")
+    loss = lambda x, y: gc.sum(f(x, 2.0, y))  # noqa: E731
+    for run in (lambda: gc.grad(loss, argnums=(0, 1))(x, y),
+                lambda: gc.compile(gc.grad(loss, argnums=(0, 1)))(x, y),
+                lambda: gc.vjp(lambda x, y: f(x, 2.0, y), x, y)[1](np.ones(2)),
+                lambda: loss(gc.tensor(x, requires_grad=True), gc.tensor(y)).backward()):
+        with pytest.raises(gc.GraphcError, match=message):
+            run()
+    f = make(lambda k, y, g: ([g[0] * k, g[1] * y[1]], g))
+    loss = lambda x, y: gc.sum(f(x, 2.0, y))  # noqa: E731
+    t = gc.tensor(x, requires_grad=True)
+    loss(t, gc.tensor(y)).backward()
+    for gx, gy in (gc.grad(loss, argnums=(0, 1))(x, y),
+                   gc.compile(gc.grad(loss, argnums=(0, 1)))(x, y), (t.grad, np.ones(2))):
+        np.testing.assert_array_equal(gx, [2.0, 4.0])
+        np.testing.assert_array_equal(gy, [1.0, 1.0])
 
 
 def test_missing_rules_and_bad_jvp_rules_are_errors():
