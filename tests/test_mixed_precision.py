@@ -147,6 +147,36 @@ def test_autocast_leaves_a_float64_model_in_float64_as_torchs(half):
                        "it cannot meet float32; cast one with .astype")
     assert where.strip().startswith("at tests/test_mixed_precision.py:")
 
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_a_loss_refuses_float64_meeting_float32_or_half_under_autocast_naming_itself(half):
+    """Outside autocast a loss refuses a dtype mix in one line naming itself; under it that
+    check was skipped (autocast casts float32 and half operands to one dtype), so a float64
+    or integer target met sub's type rule: "sub(f32[2], f64[2]): operands must have one
+    dtype". torch 2.13 promotes there (mse_loss of bfloat16 and float64 is float64; huber_loss
+    of float32 and float64 float32, its input's), as it does outside autocast; graphc mixes
+    no dtypes silently, in or out of autocast (README), so the loss refuses it, as outside."""
+    x = np.array([0.5, 1.5], np.float32)
+    t = np.array([1.0, 2.0])
+    cases = [(gc.mse_loss, x.astype(half), t, "input is float32 but target is float64"),
+             (gc.l1_loss, t, x, "input is float64 but target is float32"),
+             (gc.huber_loss, x, np.array([1, 2]), "input is float32 but target is int64")]
+    for loss, a, b, mix in cases:
+        message = (rf"^{loss.__name__}: {mix} \(under autocast, which casts half values and "
+                   r"leaves float64 and integers alone, as torch.autocast\); cast one "
+                   r"\(.astype\)\n  at .*test_mixed_precision\.py")
+        with pytest.raises(GraphcError, match=message):
+            with gc.autocast(half):
+                loss(gc.tensor(a), gc.tensor(b))
+        precision = {"bfloat16": "bf16-mixed", "float16": "fp16-mixed"}[half]
+        with pytest.raises(GraphcError, match=message):
+            gc.compile(loss, precision=precision)(a, b)
+    # float32 meeting half stays what autocast reconciles: the loss in float32
+    with gc.autocast(half):
+        got = gc.mse_loss(gc.tensor(x.astype(half)), gc.tensor(t.astype(np.float32)))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(float(got), 0.25)
+
 # ---- dynamic loss scaling -------------------------------------------------------------------
 def _scaled_step(scaler):
     opt = gc.optim.SGD(lr=0.1)

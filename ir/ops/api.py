@@ -1888,17 +1888,29 @@ def _check_reduction(name, reduction):
         _fail(f"{name}: unknown reduction {reduction!r} (choose 'mean', 'sum' or 'none')")
 
 
+def _autocast_reconciles(*dtypes) -> bool:
+    """Whether the active autocast policy casts operands of these dtypes to one (float32 and
+    the half dtypes; never float64 or integers)."""
+    return precision.STATE.dtype is not None and builtins.all(
+        d == np.float32 or is_half(d) for d in dtypes)
+
+
 def _loss_operands(name, a, b, what=("input", "target")):
     """The shape a loss's two operands broadcast to, after the checks torch makes: one
     GraphcError line naming the loss, not sub's (or numpy's, for two arrays)."""
     sa, sb = _shape(a), _shape(b)
     # a weak scalar (a number argument of a compiled function too) takes the other's dtype;
     # under autocast the ops cast a half activation and a float32 target to one dtype
-    # themselves (asked last: one dtype, the common case, costs no weak test)
-    if precision.STATE.dtype is None and _dtype(a) != _dtype(b) and \
+    # themselves, but leave float64 and integers alone, as torch.autocast (whose losses then
+    # promote; graphc mixes no dtypes silently, README): refused here, not by sub's type rule
+    # naming sub (asked last: one dtype, the common case, costs no weak test)
+    if _dtype(a) != _dtype(b) and not _autocast_reconciles(_dtype(a), _dtype(b)) and \
             not (_weakly_typed(a) or _weakly_typed(b)):
-        _fail(f"{name}: {what[0]} is {_dtype(a)} but {what[1]} is {_dtype(b)}; cast one "
-              "(.astype)")
+        under = "" if precision.STATE.dtype is None else \
+            " (under autocast, which casts half values and leaves float64 and integers alone, " \
+            "as torch.autocast)"
+        _fail(f"{name}: {what[0]} is {_dtype(a)} but {what[1]} is {_dtype(b)}{under}; cast "
+              "one (.astype)")
     shape = broadcast_shapes(tuple(sa), tuple(sb))
     if shape is None:
         _fail(f"{name}: {what[0]} {tuple(sa)} and {what[1]} {tuple(sb)} do not broadcast")
