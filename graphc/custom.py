@@ -61,7 +61,7 @@ class _Custom:
     def _check_nondiff(self, args):
         """Checks the call's nondiff_argnums positions: each names an argument, and none
         is a traced value or a tensor that requires grad (JAX refuses tracers there too). A
-        Python number, or a pytree of numbers only, that grad or a Jacobian traces
+        Python number, alone or in a pytree, that grad or a Jacobian traces
         (`gc.grad(f)(x, 0.7)`, `(x, (0.7, 2))`) is retried as it is (eager_runner)."""
         for i in _nondiff_positions(self.nondiff_argnums, len(args), self):
             if any(isinstance(x, Node) or (isinstance(x, Tensor) and x.requires_grad)

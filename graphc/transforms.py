@@ -31,8 +31,8 @@ from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
 
 from .tracing import (Spec, arg_names, called_function, flatten, function_name,
-                      leaf_input_names, leaves_and_structure, leaves_like, to_spec, trace,
-                      tree_map, unflatten)
+                      leaf_count, leaf_input_names, leaves_and_structure, leaves_like,
+                      to_spec, trace, tree_map, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -1005,37 +1005,67 @@ def eager_runner(symbolic, nums, prefix=""):
     trace is the same). Arguments that are not differentiated pass through as JAX's do:
     those holding arrays, and Python numbers, are traced; the others (flags, strings,
     keyword arguments that are Python numbers) reach fn as they are, and key the plan. A
-    Python number (or a tuple, list or dict of numbers only) that fn uses as a Python value
-    (range(k), a shape, a custom_vjp's nondiff argument) cannot be traced: from then on the
-    argument in that position reaches fn as it is (as un-jitted JAX passes it),
-    keying the plan, and the others stay traced (a new learning rate reuses the plan)."""
+    Python number that fn uses as a Python value (range(k), a shape, a custom_vjp's nondiff
+    argument), alone or as a leaf of a tuple, list or dict (range(n[0])), a positional or
+    a keyword argument's (k=np.int64(2)), cannot be traced: from then on the number in that
+    place reaches fn as it is (as un-jitted JAX passes it), keying the plan, and the others
+    stay traced, the other leaves of its argument too (a new learning rate, n[1], reuses
+    the plan)."""
     plain = Compiled(symbolic)
-    split = Compiled(lambda static, traced, *args: symbolic(*_placed(args, static[0]),
-                                                            **dict(static[1]), **traced),
-                     static_argnums=(0,))
+
+    def placed(static, traced, *args):  # (its parameters name the split plan's inputs)
+        fixed, settings, numbers = static
+        args, traced = list(args), dict(traced)
+        for i, value in fixed:
+            args.insert(i, value)
+        for where, leaves in numbers:  # (a keyword's name, or a position in args)
+            holder = traced if isinstance(where, str) else args
+            holder[where] = leaves.put_back(holder[where])
+        return symbolic(*args, **dict(settings), **traced)
+
+    split = Compiled(placed, static_argnums=(0,))
     plain.retrace = split.retrace = True
-    as_they_are = set()  # positions of numbers fn used as Python values
+    # the leaves fn used as Python values: argument position (or keyword) -> their names in
+    # it ("" for the argument itself, "0" for n[0], "a.1" for n["a"][1]), as the graph's
+    # inputs name them ("arg1", "arg1.0")
+    as_they_are = {}
 
     def run(args, kwargs):
-        while True:  # (each turn makes one more position static, or raises)
+        while True:  # (each turn makes one more leaf static, or raises)
             try:
                 return run_with(args, kwargs)
             except TracedNumberError as exc:
-                # only where every number it is computed from can pass as it is (a 0-d
-                # array among them stays traced: retrying would fail again)
-                positions = getattr(exc, "positions", None)
-                if not positions or any(p is None or p in as_they_are or
-                                        not _numbers_only(args[p]) for p in positions):
+                # only where every value it is computed from is a Python number that can
+                # pass as it is (a 0-d array, or a differentiated argument, stays traced:
+                # retrying would fail again)
+                leaves = getattr(exc, "leaves", None)
+                wrt = _wrt(nums, len(args))
+                if not leaves or any(p is None or p in wrt or name in as_they_are.get(p, ())
+                                     or not _is_number_leaf(kwargs.get(p) if isinstance(
+                                         p, str) else args[p], name)
+                                     for p, name in leaves):
                     raise
-                as_they_are.update(positions)
+                for p, name in leaves:
+                    as_they_are.setdefault(p, set()).add(name)
 
     def run_with(args, kwargs):
-        wrt = {i % len(args) for i in nums if -len(args) <= i < len(args)}
-        fixed = tuple((i, _AsItIs.of(a)) for i, a in enumerate(args) if i not in wrt and (
-            _is_setting(a) or (i in as_they_are and _numbers_only(a))))
-        if not kwargs and not fixed:
+        wrt = _wrt(nums, len(args))
+        fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and _is_setting(a))
+        traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)} if kwargs else {}
+        numbers = []  # (the other leaves of their arguments stay traced)
+        for p, names in as_they_are.items():
+            if isinstance(p, str):
+                value = traced.get(p)
+            elif p < len(args) and p not in wrt and not _is_setting(args[p]):
+                value = args[p]
+            else:
+                continue
+            leaves = _StaticLeaves.of(value, names)
+            if leaves is not None:
+                numbers.append((p, leaves))
+        numbers = tuple(numbers)
+        if not kwargs and not fixed and not numbers:
             return _naming_position(lambda: plain(*args), range(len(args)))
-        traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)}
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
         for what, v in [(f"argument {i}", a) for i, a in fixed] + \
                 [(f"keyword argument {k}=", v) for k, v in static]:
@@ -1047,28 +1077,43 @@ def eager_runner(symbolic, nums, prefix=""):
                                   (user_location(),)) from None
         skipped = {i for i, _ in fixed}
         rest = [i for i in range(len(args)) if i not in skipped]
-        return _naming_position(lambda: split((fixed, static), traced,
+        if numbers:
+            args, traced = list(args), dict(traced)
+            for p, leaves in numbers:
+                holder = traced if isinstance(p, str) else args
+                holder[p] = leaves.traced_part(holder[p])
+        return _naming_position(lambda: split((fixed, static, numbers), traced,
                                               *[args[i] for i in rest]), [None, None] + rest)
 
     return run
 
 
+def _wrt(nums, count) -> set:
+    """The positions of the differentiated arguments among `count`."""
+    return {i % count for i in nums if -count <= i < count}
+
+
 def _naming_position(call, positions):
-    """call(), where a TracedNumberError gets `positions`: the caller's positions of the
-    arguments it names (the graph input "argK" of the K-th positional argument traced;
-    positions[K] maps it back, None for the split call's own leading arguments), or None
-    where one of them is not such an input."""
+    """call(), where a TracedNumberError gets `leaves`: (the caller's position of the
+    argument, the leaf's name in it) for each graph input it names (the input "argK" or
+    "argK.0.a" of the K-th positional argument traced, or of a leaf of it; positions[K] maps
+    it back, None for the split call's own leading arguments; "traced.k.0": the split
+    call's keyword arguments traced, ("k", "0")), or None where one of them is not such an
+    input."""
     try:
         return call()
     except TracedNumberError as exc:
         found = []
         for name in exc.arguments:
-            k = name[3:].split(".")[0]  # ("arg1.0": a leaf of a tuple passed as argument 1)
+            if name.startswith("traced."):  # (eager_runner's placed() names them so)
+                found.append(tuple(name[len("traced."):].partition(".")[::2]))
+                continue
+            k, _, leaf = name[3:].partition(".")  # ("arg1.0": leaf 0 of argument 1)
             if not (name.startswith("arg") and k.isdigit() and int(k) < len(positions)):
                 break
-            found.append(positions[int(k)])
+            found.append((positions[int(k)], leaf))
         else:
-            exc.positions = found
+            exc.leaves = found
         raise
 
 
@@ -1084,43 +1129,58 @@ def _is_setting(value) -> bool:
         for x in leaves)
 
 
-def _placed(args, fixed) -> list:
-    """args with each (position, value) of `fixed` put back in its place."""
-    full = list(args)
-    for i, value in fixed:
-        full.insert(i, value.value if type(value) is _AsItIs else value)
-    return full
+def _is_number_leaf(value, name) -> bool:
+    """Whether the leaf of an argument the graph's inputs name `name` ("" for the argument
+    itself, "0" for value[0]) is a Python (or numpy) number, which can pass as it is."""
+    leaves, _, names = flatten(value)  # (None, a keyword not passed: no leaves)
+    return any(n == name and is_weak_scalar(x) for x, n in zip(leaves, names))
 
 
-def _numbers_only(value) -> bool:
-    """Whether an argument is a Python number or a pytree of them only (a tuple of sizes, a
-    dict of settings): eager_runner may pass it as it is, as un-jitted JAX passes it."""
-    leaves, _ = leaves_and_structure(value)
-    return bool(leaves) and all(is_weak_scalar(x) for x in leaves)
-
-
-class _AsItIs:
-    """A list or dict of numbers passed as it is, keying the plan as a tuple would: by its
-    structure and its leaves with their types (1, 1.0 and True are told apart)."""
-    __slots__ = ("value", "key")
+class _StaticLeaves:
+    """The leaves of an argument that fn uses as Python values (n[0] in range(n[0])), passed
+    as they are as JAX's un-jitted grad passes them: they key the plan with the argument's
+    structure, by their values and types (1, 1.0 and True are told apart). The argument's
+    other leaves stay traced, in a copy of it with None (an empty subtree) in their places,
+    so a learning rate beside them (n[1]) reuses the plan, as a separate argument would."""
+    __slots__ = ("structure", "values", "key")
 
     @staticmethod
-    def of(value):
-        return _AsItIs(value) if isinstance(value, (list, dict)) and _numbers_only(value) \
-            else value
+    def of(value, names):
+        """The leaves of `value` named in `names` that are numbers, or None where none is
+        (the argument in that position now holds arrays there: traced)."""
+        leaves, structure, leaf_names = flatten(value)
+        values = tuple((k, x) for k, (x, n) in enumerate(zip(leaves, leaf_names))
+                       if n in names and is_weak_scalar(x))
+        return _StaticLeaves(structure, values) if values else None
 
-    def __init__(self, value):
-        leaves, structure = leaves_and_structure(value)
-        self.value, self.key = value, (structure, _typed(tuple(leaves)))
+    def __init__(self, structure, values):
+        self.structure, self.values = structure, values
+        self.key = (structure, tuple((k, _typed(x)) for k, x in values))
+
+    def traced_part(self, value):
+        """`value` with None in the places of these leaves (the other leaves keep their
+        names, as the graph's inputs and messages give them: 'arg1.1')."""
+        leaves, _ = leaves_and_structure(value)
+        for k, _ in self.values:
+            leaves[k] = None
+        return unflatten(self.structure, leaves)
+
+    def put_back(self, traced):
+        """The argument fn gets: `traced` (traced_part's, its leaves traced) with these
+        leaves in their places."""
+        rest = iter(leaves_and_structure(traced)[0])
+        given = dict(self.values)
+        return unflatten(self.structure, [given[k] if k in given else next(rest)
+                                          for k in range(leaf_count(self.structure))])
 
     def __hash__(self):
         return hash(self.key)
 
     def __eq__(self, other):
-        return type(other) is _AsItIs and self.key == other.key
+        return type(other) is _StaticLeaves and self.key == other.key
 
     def __repr__(self):
-        return repr(self.value)
+        return f"leaves {[k for k, _ in self.values]} as they are"
 
 
 # _in_trace: grad, value_and_grad, jvp, vjp and hessian called on concrete arrays while a graph

@@ -5,6 +5,7 @@ import gc as python_gc
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -378,6 +379,30 @@ def test_a_pytree_of_python_numbers_given_to_grad_reaches_a_nondiff_position_as_
         "custom_vjp function scale: argument 1 is in nondiff_argnums but is a traced value; "
         "pass it as a differentiable argument (its cotangent None), or close over it; the "
         "value passed as 'k.0' is traced")
+
+
+def test_grad_passes_only_the_numbers_used_as_python_values_as_they_are():
+    # review r2 of 210d63a: (1, [2]) was refused ("argument 1 is a tuple, which is not
+    # hashable; pass a tuple") where [[2]] and {"a": [2]} ran; (k, lr) keyed the plan by lr
+    # too, so each new learning rate recompiled (a RecompileWarning blaming "a setting");
+    # (k, array) stayed refused with a hint to grad's non-existent static_argnums; a numpy
+    # number keyword (k=np.int64(2)) too. Only the leaf used as a Python value passes as it
+    # is now (JAX's un-jitted grad passes them all as given), the others stay traced.
+    count = lambda x, n: gc.sum(x) * len(range(n[1][0]))  # noqa: E731
+    for n in ((1, [2]), [[0.5], [2]], {0: 1, 1: [2]}):
+        np.testing.assert_array_equal(gc.grad(count)(_XS, n), [2.0] * 3)
+    scaled = gc.grad(lambda x, n: gc.sum(x * n[1]) * len(range(n[0])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gc.RecompileWarning)  # (8 plans would warn)
+        for i in range(12):
+            np.testing.assert_allclose(scaled(_XS, (2, 0.25 * i)), [0.5 * i] * 3)
+    np.testing.assert_array_equal(scaled(_XS, (3, 1.0)), [3.0] * 3)  # a new k: its own plan
+    np.testing.assert_array_equal(scaled(_XS, (2, np.array([1.0, 2.0, 4.0]))), [2.0, 4.0, 8.0])
+    by_keyword = gc.grad(lambda x, k=None: gc.sum(x) * len(range(k["n"])))
+    np.testing.assert_array_equal(by_keyword(_XS, k={"n": np.int64(3), "w": np.ones(2)}),
+                                  [3.0] * 3)
+    np.testing.assert_array_equal(gc.jacrev(lambda x, n: x * len(range(n[0])))(_XS, (2, 0.5)),
+                                  2.0 * np.eye(3))
 
 
 def test_nondiff_argnums_of_a_custom_jvp_and_defjvps():
