@@ -42,15 +42,15 @@ def _check_masks(where, attention, query, key, masks):
     before the attention runs, named as the user passed them: `masks` holds (argument name,
     mask, whether it is a key padding mask). MultiheadAttention would name its attn_mask, and
     a private keyword telling it the layer's names broke a user's attention module with
-    torch's signature. An attention module without MultiheadAttention's num_heads and
-    batch_first (a user's own) checks its own masks; so do query and key shapes that
-    attention refuses."""
-    if all(mask is None for _, mask, _ in masks):
+    torch's signature. Only graphc's own MultiheadAttention (its forward) is checked for: a
+    user's attention module gets the masks as given and checks them itself, as torch's
+    layer passes them (one taking SDPA's (N, 1, L, S) masks has num_heads and batch_first
+    too); so do query and key shapes that attention refuses (its "one batch size" error
+    is about the inputs, not a key padding mask that fits the key)."""
+    if all(mask is None for _, mask, _ in masks) or \
+            getattr(type(attention), "forward", None) is not MultiheadAttention.forward:
         return
-    heads = getattr(attention, "num_heads", None)
-    batch_first = getattr(attention, "batch_first", None)
-    if not isinstance(heads, int) or not isinstance(batch_first, bool):
-        return
+    heads, batch_first = attention.num_heads, attention.batch_first
     q, k = tuple(F._shape(query)), tuple(F._shape(key))
     if len(q) == len(k) == 2:  # unbatched (L, E) and (S, E), as torch's
         L, S = q[0], k[0]
@@ -59,6 +59,8 @@ def _check_masks(where, attention, query, key, masks):
         padding = {"(source length,)": (S,)}
     elif len(q) == len(k) == 3:
         batch = 0 if batch_first else 1
+        if q[batch] != k[batch]:
+            return
         N, L, S = q[batch], q[1 - batch], k[1 - batch]
         attn_mask = {"(target length, source length)": (L, S),
                      "(batch * num_heads, target length, source length)": (N * heads, L, S)}

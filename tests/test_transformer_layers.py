@@ -234,3 +234,52 @@ def test_a_wrongly_shaped_mask_is_named_as_the_layers_argument_before_its_attent
     layer.self_attn = Plain()
     layer(x.astype(np.float32), src_mask=bool_mask((4, 4)))
     assert seen == [(4, 4)]
+
+
+def test_a_users_attention_gets_the_layers_masks_as_given_and_batch_mismatch_is_attentions():
+    """Review r2 of d5a7464: the layer's mask check ran for any attention module with an int
+    num_heads and a bool batch_first, so a user's attention taking SDPA-style (N, 1, L, S)
+    masks was refused as 'src_mask has shape (3, 1, 5, 5)', where torch's layer passes the
+    mask to it. And with memory's batch not tgt's, a memory_key_padding_mask that fits
+    memory was blamed instead of MultiheadAttention's "one batch size" error."""
+    class Ours(gc.nn.Module):
+        def __init__(self):
+            self.num_heads, self.batch_first = 2, True
+
+        def forward(self, query, key=None, value=None, attn_mask=None, key_padding_mask=None,
+                    need_weights=True, is_causal=None, average_attn_weights=True):
+            scores = gc.einsum("nle,nse->nls", query, key)[:, None]  # (N, 1, L, S)
+            weights = gc.softmax(gc.where(attn_mask, -np.inf, scores), axis=-1)
+            return gc.einsum("nhls,nse->nle", weights, value), None
+
+    class Theirs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.num_heads, self.batch_first = 2, True
+
+        def forward(self, query, key, value, attn_mask=None, key_padding_mask=None,
+                    need_weights=True, is_causal=False, average_attn_weights=True):
+            # (torch's layer hands its attention the bool mask as a float one, -inf at True)
+            scores = torch.einsum("nle,nse->nls", query, key)[:, None] + attn_mask
+            weights = scores.softmax(-1)
+            return torch.einsum("nhls,nse->nle", weights, value), None
+
+    ours, theirs = pair("TransformerEncoderLayer", 4, 2, 8, dropout=0.0, batch_first=True)
+    theirs.train()  # (no fast path: torch's layer calls its attention)
+    ours.self_attn, theirs.self_attn = Ours(), Theirs()
+    x = np.random.default_rng(0).normal(size=(3, 5, 4))
+    mask = np.zeros((3, 1, 5, 5), bool)
+    mask[1, :, :, 3:] = True
+    expected = theirs(torch.tensor(x), src_mask=torch.tensor(mask)).detach().numpy()
+    np.testing.assert_allclose(ours(x, src_mask=mask), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gc.compile(lambda a: ours(a, src_mask=mask))(x), expected,
+                               rtol=1e-12, atol=1e-12)
+
+    decoder = gc.nn.TransformerDecoderLayer(4, 2, 8, batch_first=True)
+    tgt, memory = np.zeros((3, 5, 4), np.float32), np.zeros((2, 6, 4), np.float32)
+    with pytest.raises(gc.GraphcError) as info:
+        decoder(tgt, memory, memory_key_padding_mask=np.zeros((2, 6), bool))
+    assert str(info.value).splitlines()[0] == (
+        "MultiheadAttention 'multihead_attn': query (3, 5, 4), key (2, 6, 4) and value "
+        "(2, 6, 4) ((N, L, E), batch_first=True) must have one batch size, and key and value "
+        "one length")
