@@ -24,7 +24,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
-from ir.types import Dim, holds_when_bound, is_half
+from ir.types import Dim, holds_when_bound, is_float, is_half
 
 from .nn import _EVALUATING, Buffer, Module, Parameter, _layer_dtype, _size
 
@@ -38,7 +38,17 @@ class _NormBase(Module):
                  track_running_stats=True, dtype="float32", *, bias=True):
         name = type(self).__name__
         num_features = _size(name, "num_features", num_features, least=1)
-        dtype = _layer_dtype(name, dtype, parameters=bool(affine))
+        given, dtype = dtype, _layer_dtype(name, dtype, parameters=bool(affine))
+        if track_running_stats and not is_float(dtype):
+            # running estimates of a mean and a variance are fractions: torch's BatchNorm
+            # builds them in an integer dtype but its forward refuses them in either mode
+            # ("mixed dtype"), and its InstanceNorm truncates them at each update; here the
+            # update met the momentum deep inside ("mul: float scalar 1.25 meets an integer
+            # tensor"), naming neither the layer nor dtype=
+            raise GraphcError(f"{name}: dtype={given!r}: the running statistics "
+                              "(track_running_stats=True) take a floating-point dtype, got "
+                              f"{dtype}; pass a float dtype, or track_running_stats=False",
+                              (user_location(),))
         if momentum is not None and (isinstance(momentum, (bool, np.bool_)) or
                                      not isinstance(momentum, numbers.Real)):  # numpy's too
             raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",

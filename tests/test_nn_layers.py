@@ -615,3 +615,35 @@ def test_an_integer_dtype_is_refused_where_torch_refuses_it_naming_the_layer():
         want = make(torch.nn, torch.int64)(torch.tensor(x)).numpy()
         np.testing.assert_allclose(make(nn, "int64")(gc.tensor(x)).data, want, rtol=1e-6,
                                    atol=1e-12)
+
+
+def test_running_statistics_in_an_integer_dtype_are_refused_naming_the_layer():
+    # review r2 of 10240ff: README said a norm layer with affine=False takes an integer
+    # dtype and runs in its input's dtype; with running statistics graphc's training
+    # forward failed deep inside ("mul: float scalar 1.25 meets an integer tensor"), and
+    # BatchNorm's eval ran where torch's forward refuses in either mode ("mixed dtype"),
+    # torch's InstanceNorm truncating them to integers. Refused at construction now.
+    x = np.random.default_rng(0).standard_normal((4, 3, 5))
+    for mode in ("train", "eval"):
+        with pytest.raises(RuntimeError, match="mixed dtype"):
+            getattr(torch.nn.BatchNorm1d(3, affine=False, dtype=torch.int64), mode)()(
+                torch.tensor(x))
+    for name, make in [
+            ("BatchNorm1d", lambda nn_, d: nn_.BatchNorm1d(3, affine=False, dtype=d)),
+            ("BatchNorm2d", lambda nn_, d: nn_.BatchNorm2d(3, affine=False, dtype=d)),
+            ("InstanceNorm1d", lambda nn_, d: nn_.InstanceNorm1d(3, track_running_stats=True,
+                                                                 dtype=d))]:
+        for given, got in [("int64", "int64"), (torch.bool, "bool")]:
+            with pytest.raises(GraphcError) as info:
+                make(nn, given)
+            assert str(info.value).splitlines()[0] == (
+                f"{name}: dtype={given!r}: the running statistics (track_running_stats=True) "
+                f"take a floating-point dtype, got {got}; pass a float dtype, or "
+                "track_running_stats=False")
+    # without running statistics they still run in the input's dtype, as torch's
+    for make in [lambda nn_, d: nn_.BatchNorm1d(3, affine=False, track_running_stats=False,
+                                                dtype=d),
+                 lambda nn_, d: nn_.InstanceNorm1d(3, dtype=d)]:
+        want = make(torch.nn, torch.int64).train()(torch.tensor(x)).numpy()
+        np.testing.assert_allclose(make(nn, "int64").train()(gc.tensor(x)).data, want,
+                                   rtol=1e-6, atol=1e-12)
