@@ -149,10 +149,11 @@ class _Region(Region):
     def __init__(self, name, outer):
         super().__init__(name, parent=outer)
         self.captured = {}  # id(value) -> (input node, value)
-        # an unbatched argument (in_axes None) that is a value of the enclosing trace -> its
-        # input here: a Python number grad traced, used as a Python value in fun (range(k),
-        # a custom_vjp's nondiff argument), is followed out to that number (outer_value), so
-        # that grad retries with it as it is, as it does without vmap
+        # its input -> an unbatched argument (in_axes None) that is a value of the enclosing
+        # trace, which it stands for (outer_links): a Python number grad traced, used as a
+        # Python value in fun (range(k), a custom_vjp's nondiff argument), is followed out
+        # to that number, so that grad retries with it as it is, as it does without vmap;
+        # and gradients() inside fun with respect to that value reach it through the input
         self.unbatched = {}
 
     def capture(self, x):
@@ -169,10 +170,11 @@ class _Region(Region):
                 self.weak_ids.add(node.id)
         return entry[0]
 
-    def outer_value(self, node):
-        value = next((v for n, v in self.captured.values() if n is node),
-                     self.unbatched.get(node))
-        return value if isinstance(value, Node) else None  # (not an eager tensor)
+    def outer_links(self) -> dict:
+        # (a captured eager tensor is bound by its value, not a node to follow out)
+        links = {n: v for n, v in self.captured.values() if isinstance(v, Node)}
+        links.update(self.unbatched)
+        return links
 
     def _fresh(self, base):
         taken = {n.attrs["name"] for n in self.inputs}

@@ -87,11 +87,19 @@ class Region(Graph):
     def process(self, op, inputs, attrs):
         return super().process(op, [self.capture(x) for x in inputs], attrs)
 
+    def outer_links(self) -> dict:
+        """{an input of this region: the node of the enclosing graph it stands for} (its
+        captured values; not its own operands: a carry, a cond operand). The one map of
+        them: a gradient taken inside with respect to an outer value is carried out through
+        it (passes/autodiff._through_captures), and a refused value is followed out through
+        it to the Python number it comes from (outer_value). graphc's vmap region keeps its
+        captures in another form and adds its unbatched arguments."""
+        return {inner: outer for outer, inner in self.captured.items()}
+
     def outer_value(self, node):
-        """The node of the enclosing graph that this region's input `node` stands for (a
-        captured value), or None (the region's own operand: a carry, a cond operand). A
-        refused value is followed out through it to the Python number it comes from."""
-        return next((o for o, inner in self.captured.items() if inner is node), None)
+        """The node of the enclosing graph that this region's input `node` stands for, or
+        None (the region's own operand)."""
+        return self.outer_links().get(node)
 
     def result(self, value):
         """An output of the region from what the user's function returned."""

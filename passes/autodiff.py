@@ -313,12 +313,13 @@ def _graph_for_seeds(graph, seeds):
 
 
 def _links(graph):
-    """{a region's input: the value of an enclosing graph it stands for} (ir/region.py and
-    graphc/vmap.py keep this map the other way round)."""
-    captured = getattr(graph, "captured", {})
-    pairs = captured.values() if all(isinstance(v, tuple) for v in captured.values()) \
-        else [(inner, outer) for outer, inner in captured.items()]
-    return {inner: outer for inner, outer in pairs if isinstance(outer, Node)}
+    """{a region's input: the value of an enclosing graph it stands for}, as the region
+    itself answers it (ir/region.py's outer_links: vmap's region adds its unbatched
+    arguments, which a copy of the map here missed, so a gradient with respect to an outer
+    value passed with in_axes None was zeros); {} for a graph that is no region."""
+    links = getattr(graph, "outer_links", None)
+    return {} if links is None else {
+        inner: outer for inner, outer in links().items() if isinstance(outer, Node)}
 
 
 def _through_captures(graph, ys, xs, seeds, partial):

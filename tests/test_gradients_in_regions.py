@@ -35,6 +35,35 @@ def test_vmapped_function_reads_the_outer_value_directly_and_through_an_outer_op
     np.testing.assert_allclose(gc.compile(f)(W, XS), expected, rtol=1e-12)
 
 
+def test_vmapped_function_given_the_outer_value_with_in_axes_none():
+    """passes/autodiff._links kept its own copy of the map from a region's inputs to the
+    outer values they stand for, which missed vmap's unbatched arguments (in_axes None):
+    the gradient with respect to an outer w passed that way was zeros, silently, while w read
+    by closure gave X * cos(X * W). It asks the region's own map now (outer_links)."""
+    def by_closure(w, xs):
+        return gc.vmap(lambda x: gc.gradients([gc.sum(gc.sin(x * w))], [w])[0])(xs)
+
+    def by_argument(w, xs):
+        per_row = lambda x, ww: gc.gradients([gc.sum(gc.sin(x * ww))], [w])[0]  # noqa: E731
+        return gc.vmap(per_row, in_axes=(0, None))(xs, w)
+
+    def through_an_outer_op(w, xs):  # (v = 2w, built outside: the chain rule's factor 2)
+        per_row = lambda x, v: gc.gradients([gc.sum(gc.sin(x * v))], [w])[0]  # noqa: E731
+        return gc.vmap(per_row, in_axes=(0, None))(xs, 2.0 * w)
+
+    def both_ways(w, xs):
+        per_row = lambda x, ww: gc.gradients(  # noqa: E731
+            [gc.sum(gc.sin(x * ww)) + gc.sum(gc.sin(x * w))], [w])[0]
+        return gc.vmap(per_row, in_axes=(0, None))(xs, w)
+
+    expected = XS * np.cos(XS * W)
+    np.testing.assert_allclose(gc.compile(by_closure)(W, XS), expected, rtol=1e-12)
+    np.testing.assert_allclose(gc.compile(by_argument)(W, XS), expected, rtol=1e-12)
+    np.testing.assert_allclose(gc.compile(through_an_outer_op)(W, XS),
+                               2 * XS * np.cos(2 * XS * W), rtol=1e-12)
+    np.testing.assert_allclose(gc.compile(both_ways)(W, XS), 2 * expected, rtol=1e-12)
+
+
 def test_nested_regions_through_a_value_of_the_middle_one():
     zs = rng.normal(size=(2, 3))
 
