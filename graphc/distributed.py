@@ -27,10 +27,12 @@ allreduce is the identity, `shard` is every row, `print0` prints.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
+import select
 import shutil
 import signal
 import stat
@@ -615,11 +617,12 @@ class _StdoutRelay(threading.Thread):
     rank 0 writes into mpiexec's forwarding pipe, which stays open) and got the SIGPIPE of
     a later line itself: it aborted the job (status 1, its own `SIGPIPE detected` line, the
     ranks killed mid-step and the steps since the last save lost). Here a write that finds
-    the reader gone is rank 0's, as in one process (Trainer's _ReaderAwareStdout): FILE.gone
-    is written (rank 0 reads it when it starts training, stops_forwarded), then rank 0, if
-    it trains (FILE.pid), is sent SIGPIPE, and the ranks stop together at the next step
-    boundary after saving; the rest of mpiexec's output is read and dropped, so mpiexec
-    never finds its pipe broken. `gone`: whether the reader went."""
+    the reader gone (EPIPE, or ECONNRESET for a socket) is rank 0's, as in one process
+    (Trainer's _ReaderAwareStdout): FILE.gone is written, which rank 0 looks for at each
+    step boundary (stops_forwarded), and the ranks stop together there after saving; the
+    rest of mpiexec's output is read and dropped, so mpiexec never finds its pipe broken.
+    A full pipe whose description is non-blocking (EAGAIN: a parent set O_NONBLOCK on it) is
+    a slow reader, not a gone one: the write waits for it. `gone`: whether the reader went."""
 
     def __init__(self, proc, status):
         super().__init__(name="graphc-stdout-relay", daemon=True)
@@ -629,21 +632,26 @@ class _StdoutRelay(threading.Thread):
 
     def run(self):
         with self.pipe:
-            fd = self.pipe.fileno()
+            fd, dropping = self.pipe.fileno(), False
             while chunk := os.read(fd, 1 << 16):
                 view = memoryview(chunk)
-                while view and not self.gone:
+                while view and not (self.gone or dropping):
                     try:
                         view = view[os.write(1, view):]
-                    except OSError:  # EPIPE (ECONNRESET for a socket); any other failure
-                        self.reader_went()  # too: mpiexec's output is still read, never stuck
+                    except BlockingIOError:  # full, and O_NONBLOCK: wait until it drains
+                        select.select([], [1], [])
+                    except (BrokenPipeError, ConnectionResetError):
+                        self.reader_went()
+                    except OSError as error:  # not a reader gone, so training goes on; the
+                        dropping = True  # output is still read and dropped, never stuck
+                        with suppress(OSError, ValueError):
+                            sys.stderr.write(f"graphc: its output is dropped: {error}\n")
 
     def reader_went(self):
         self.gone = True
         with suppress(OSError):  # (the session folder is gone once the job ended)
-            with open(self.status + ".gone", "w"):  # before FILE.pid is read: stops_forwarded
+            with open(self.status + ".gone", "w"):
                 pass
-        _signal_rank_0(self.status + ".pid", signal.SIGPIPE)
 
 
 @contextmanager
@@ -687,37 +695,31 @@ def _signal_rank_0(pidfile, signum) -> bool:
 
 
 @contextmanager
-def stops_forwarded(reader_gone=None):
+def stops_forwarded():
     """While training with SIGINT/SIGTERM stopping at a step boundary (gc.Trainer's loop):
     rank 0 tells the `graphc train --ranks N` that launched it (`launch`) to send it the
     SIGINT or SIGTERM that process gets, rather than end the job. One rank is enough: the
-    ranks agree on a stop at every step boundary (Trainer._stop_signal). `reader_gone()` is
-    called (from a signal handler: it should only note it) when that process's stdout
-    finds its reader gone (_StdoutRelay's SIGPIPE, or FILE.gone from before training)."""
+    ranks agree on a stop at every step boundary (Trainer._stop_signal). Yields
+    `reader_gone()`, for each step boundary: whether that process's stdout found its reader
+    gone (_StdoutRelay's FILE.gone; always False on other ranks and without a launcher). A
+    file, not a signal: a SIGPIPE handler in rank 0 would also take the reader of any other
+    pipe or socket of rank 0 (a log's side process, a dead peer) for stdout's."""
     path = settings.LAUNCH_STATUS.get()
     if not path or size() == 1 or not is_main():
-        yield
+        yield _never
         return
-    previous = None
-    if reader_gone is not None:
-        try:
-            previous = signal.signal(signal.SIGPIPE, lambda signum, frame: reader_gone())
-        except ValueError:  # not the main thread: the launcher's SIGPIPE is not heard
-            pass
     pidfile = path + ".pid"
     with open(pidfile + ".tmp", "w") as fh:
         fh.write(str(os.getpid()))
     os.replace(pidfile + ".tmp", pidfile)  # whole or absent for the launcher reading it
-    # the launcher writes FILE.gone before it reads FILE.pid, and this reads FILE.gone after
-    # writing FILE.pid: a reader gone at any time is noted here or signalled
-    if reader_gone is not None and os.path.exists(path + ".gone"):
-        reader_gone()
     try:
-        yield
+        yield functools.partial(os.path.exists, path + ".gone")  # (one stat a step)
     finally:
         try:
             os.remove(pidfile)
         except OSError:
             pass
-        if previous is not None:
-            signal.signal(signal.SIGPIPE, previous)
+
+
+def _never() -> bool:
+    return False

@@ -1316,11 +1316,11 @@ class Trainer:
                 log(text)
         try:
             forwarded = contextlib.nullcontext() if self.dist is None \
-                else self.dist.stops_forwarded(stdout.reader_went)
-            with forwarded:
+                else self.dist.stops_forwarded()
+            with forwarded as relay_gone:
                 signum = 0
                 while self.step < self.steps:
-                    signum = self._stop_signal(stop, stdout)
+                    signum = self._stop_signal(stop, stdout, relay_gone)
                     if signum:
                         break
                     loss = self.train_step()
@@ -1359,16 +1359,17 @@ class Trainer:
         return f", lr {self.plateau.lr:.4g}" + (" (reduced)" if self.plateau.lr != before
                                                 else "")
 
-    def _stop_signal(self, stop, stdout) -> int:
+    def _stop_signal(self, stop, stdout, relay_gone) -> int:
         """The signal that stops training at this step boundary, or 0 (SIGPIPE: stdout's
-        reader has gone). With several ranks they agree on it: mpiexec forwards a signal to
-        every rank, but one may get it just before its check and another just after, and a
-        rank going on into the next step would wait in its all-reduce for ranks that have
-        stopped."""
+        reader has gone, or, under `graphc train --ranks N`, the launcher's: `relay_gone()`,
+        distributed.stops_forwarded). With several ranks they agree on it: mpiexec forwards
+        a signal to every rank, but one may get it just before its check and another just
+        after, and a rank going on into the next step would wait in its all-reduce for ranks
+        that have stopped."""
         signum = stop.signum or stdout.reader_gone
         if self.dist is None:
             return signum
-        return self.dist.agree_max(signum)
+        return self.dist.agree_max(signum or (signal.SIGPIPE if relay_gone() else 0))
 
     def _bad_step(self, loss) -> bool:
         """A NaN or Inf loss or gradient norm; with loss scaling, an overflow is a skipped
@@ -1744,12 +1745,6 @@ class _ReaderAwareStdout:
             self.stream.flush()
         except BrokenPipeError:
             self._gone()
-
-    def reader_went(self):
-        """Note a reader gone that another process found (`graphc train --ranks N | head`:
-        the launcher relaying rank 0's output; distributed.stops_forwarded): the flag alone,
-        as a signal handler may run it in the middle of a write to this stream."""
-        self.reader_gone = signal.SIGPIPE
 
     def _gone(self):
         self.reader_gone = signal.SIGPIPE

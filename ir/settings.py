@@ -142,8 +142,9 @@ LAUNCH_STATUS = _declare(
     "GRAPHC_LAUNCH_STATUS", "file", None,
     "set by `graphc train --ranks N` for its ranks (not by users): where rank 0 writes the "
     "exit status of a failure or stop every rank agreed on, which the command then exits "
-    "with (and, while it trains, its process id in FILE.pid, to be sent a Ctrl-C or a "
-    "SIGPIPE when the command's output reader goes away, which FILE.gone records)",
+    "with (and, while it trains, its process id in FILE.pid, to be sent a Ctrl-C; "
+    "FILE.gone, which rank 0 looks for at each step boundary, when the command's output "
+    "reader goes away)",
     "unset")
 
 

@@ -12,6 +12,7 @@ run (TrainingDiverged, found by every rank at the same step) is reported the sam
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from graphc import checkpoint
+from launch import rank_env, run_in_group
 from test_review_s19f import FAST, _env, _text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,8 +171,8 @@ def test_a_reader_gone_stops_graphc_train_ranks_2_as_one_process(tmp_path, lines
     trained on until mpiexec got the SIGPIPE of a later line and aborted the job: status 1,
     `prterun: SIGPIPE detected - aborting`, the ranks killed mid-step and the steps since
     the last periodic save lost. Now the launcher relays mpiexec's output and tells rank 0
-    (SIGPIPE while it trains, or a file it reads when it starts to: lines_read=0, the reader
-    gone before the first line), and the ranks stop as one process does: at a step boundary,
+    (a file it looks for at each step boundary; lines_read=0: the reader gone before the
+    first line), and the ranks stop as one process does: at a step boundary,
     saved there, rank 0's one line, status 141, the directory's lock released."""
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
     import fcntl
@@ -196,3 +198,80 @@ def test_a_reader_gone_stops_graphc_train_ranks_2_as_one_process(tmp_path, lines
         assert step == 0  # told before training: stopped at its first boundary
     with open(out_dir / ".graphc.lock", "rb+") as fh:  # released: another run may lock it
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+_LAUNCH = ("import sys, graphc.distributed as dist; "
+           "sys.exit(dist.launch(2, sys.argv[1:], timeout=100).returncode)")
+_SIDE_PIPE = '''
+import subprocess, sys, time, numpy as np, graphc as gc, graphc.distributed as dist
+dist.init(timeout=30)
+side = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+def log(text):
+    print(text, flush=True)
+    try:
+        side.stdin.write(text.encode() + b"\\n"); side.stdin.flush()
+    except BrokenPipeError:
+        pass   # the side process went; training goes on
+    time.sleep(0.2)  # (head has gone before the next line)
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(8, 5)), rng.normal(size=(8, 3))
+t = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"] - b[1]) ** 2), {"w": np.zeros((5, 3))},
+               gc.optim.SGD(lr=0.01), lambda g: (x, y), eval_batches=lambda g: (x, y),
+               steps=30, eval_every=5, distributed=True)
+stopped = t.fit(out=sys.argv[1], progress=False, log=log)
+dist.print0("fit returned", stopped, "at step", t.step)
+'''
+
+
+def test_a_pipe_of_rank_0s_own_whose_reader_goes_does_not_stop_ranks_2(tmp_path):
+    """Review r7 of 6ed5338: rank 0 took any SIGPIPE for its stdout's reader gone (a Python
+    SIGPIPE handler while training), so a log that also feeds a side process that went away
+    (catching its BrokenPipeError, as the README says a log of one's own does) stopped
+    training: `fit returned 13 at step 5`. One process trains on, and so do 2 ranks now:
+    the launcher tells rank 0 by a file it looks for at each step boundary."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    script = tmp_path / "side_pipe.py"
+    script.write_text(_SIDE_PIPE)
+    code, out, err = run_in_group([sys.executable, "-c", _LAUNCH, str(script),
+                                   str(tmp_path / "run")], rank_env(GRAPHC_JIT="0"),
+                                  timeout=120)
+    assert code == 0, err
+    assert out.splitlines()[-1] == "fit returned 0 at step 30", out
+
+
+def test_a_slow_reader_of_a_non_blocking_pipe_gets_all_of_ranks_2s_output(tmp_path):
+    """Review r7 of 6ed5338: the relay of mpiexec's output took any failed write for the
+    reader gone, EAGAIN too: on a stdout pipe set O_NONBLOCK by its parent (some CI runners)
+    a slow reader lost output (389,824 of 3,920,000 bytes) and the job stopped with 141. A
+    full pipe is waited for now: every byte, status 0."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    import fcntl
+    import select
+    lines = 20000
+    script = tmp_path / "many_lines.py"
+    script.write_text("import sys, graphc.distributed as dist\ndist.init(timeout=30)\n"
+                      "line = f'rank {dist.rank()} ' + 'x' * 90 + '\\n'\n"
+                      f"sys.stdout.write(line * {lines})\n")
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, str(script)], cwd=ROOT,
+                            env=rank_env(), stdout=w, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    os.close(w)
+    try:
+        time.sleep(3)  # a slow reader: the pipe fills meanwhile
+        total, deadline = 0, time.monotonic() + 100
+        while select.select([r], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            total += len(chunk)
+        else:
+            pytest.fail(f"no end of output in 100 s ({total} bytes)")
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        os.close(r)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert total == 2 * lines * 98
