@@ -128,8 +128,10 @@ MAX_PLANS = _declare(
 
 BUCKET_MB = _declare(
     "GRAPHC_BUCKET_MB", "megabytes", 25.0,
-    "data-parallel training: the size cap of a gradient bucket reduced by one all-reduce "
-    "(the first bucket is at most 1 MB, as PyTorch DDP's)", "25")
+    "data-parallel training: the size cap of a gradient bucket reduced by one all-reduce, "
+    "in MB of 10^6 bytes (at 25, each dtype's first bucket is at most 1 MB; another cap "
+    "holds for every bucket: PyTorch DDP too makes its first bucket small only at its "
+    "default cap)", "25")
 WATCHDOG_TIMEOUT = _declare(
     "GRAPHC_WATCHDOG_TIMEOUT", "seconds", 60.0,
     "data-parallel training: how long a rank may stay silent before every rank stops, naming "

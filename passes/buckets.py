@@ -17,9 +17,11 @@
 How buckets are formed, after PyTorch DDP's reducer and Horovod's tensor fusion: the
 all-reduces of one dtype and reduction are taken in the order their operands are produced (for
 a backward pass: the last layers' gradients first, DDP's reverse parameter order) and packed
-into buckets of at most `bucket_mb` MB (the first one at most 1 MB, as DDP's first bucket, so
-that communication starts early); a gradient larger than the cap is a bucket of its own. A
-bucket is started right after its last operand is computed and waited for right before the
+into buckets of at most `bucket_mb` MB (10^6 bytes; DDP's are MiB); at the default cap, 25,
+the first bucket of each dtype (and reduction) holds at most 1 MB, so that communication
+starts early, and any other cap holds for every bucket (DDP too makes each dtype's first
+bucket small only at its default cap); a gradient larger than the cap is a bucket of its own.
+A bucket is started right after its last operand is computed and waited for right before the
 first node that reads one of its values (at the end when only outputs read them), so the
 kernels in between overlap its communication. A bucket also closes early where a later
 operand would be produced after an earlier member is read (the wait would come before the
@@ -37,7 +39,7 @@ from ir.rewrite import clone
 from ir.types import is_float
 
 DEFAULT_BUCKET_MB = settings.BUCKET_MB.default
-FIRST_BUCKET_MB = 1.0  # DDP's first bucket
+FIRST_BUCKET_MB = 1.0  # each dtype's first bucket at the default cap (DDP's: 1 MiB)
 
 
 def bucket_mb_default() -> float:
@@ -61,8 +63,13 @@ def plan_buckets(graph: Graph, bucket_mb: float) -> list[list]:
     for n in sorted(candidates, key=lambda n: order[n.inputs[0]]):
         groups.setdefault((str(n.dtype), n.attrs["reduce"]), []).append(n)
     cap_bytes = bucket_mb * 1e6
+    first_bytes = min(cap_bytes, FIRST_BUCKET_MB * 1e6) if bucket_mb == DEFAULT_BUCKET_MB \
+        else cap_bytes  # (a cap set to trade latency for size is not undercut by 1 MB)
     buckets = []
     for members in groups.values():
+        # first bucket per group, as DDP's per dtype: a loss of another dtype (a float32
+        # model's float64 loss) bucketed first must not give the gradients the large cap
+        group_start = len(buckets)
         current, size, read_before = [], 0, end + 1
         for n in members:
             produced = order[n.inputs[0]]
@@ -70,7 +77,7 @@ def plan_buckets(graph: Graph, bucket_mb: float) -> list[list]:
                 buckets.append(current)
                 current, size, read_before = [], 0, end + 1
             if not current:  # a bucket opens: its cap holds until it closes
-                limit = min(cap_bytes, FIRST_BUCKET_MB * 1e6) if not buckets else cap_bytes
+                limit = first_bytes if len(buckets) == group_start else cap_bytes
             current.append(n)
             size += n.type.size * n.dtype.itemsize
             read_before = min(read_before, first_read.get(n, end))

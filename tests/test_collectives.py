@@ -106,7 +106,7 @@ def mlp_grad(batch=4):
 def test_buckets_follow_production_order_and_cap():
     """Gradients are packed in the order the backward pass produces them (w2's, the last
     layer's, first), a bucket is closed once it holds the cap, and the first bucket's cap is
-    DDP's 1 MB at most."""
+    1 MB at most."""
     graph = average_outputs(mlp_grad())
     one = plan_buckets(graph, 25.0)
     assert len(one) == 1
@@ -119,7 +119,7 @@ def test_buckets_follow_production_order_and_cap():
 
 
 def test_the_first_bucket_holds_at_most_1_mb_at_the_default_cap():
-    """The first bucket's 1 MB cap (DDP's) held only for its first member: from the second
+    """The first bucket's 1 MB cap held only for its first member: from the second
     on the 25 MB cap was used, so six 0.5 MB gradients went into one 3 MB bucket, started
     only after the whole backward pass. Now the first bucket closes once it holds 1 MB (the
     loss, dw5 and dw4), the rest go into a second, and the first starts while the backward
@@ -150,6 +150,43 @@ def test_the_first_bucket_holds_at_most_1_mb_at_the_default_cap():
     for e, o in zip(run(grads, *inputs), compile_graph(bucketed, jit=False)(*inputs),
                     strict=True):
         np.testing.assert_allclose(o, e, rtol=1e-12, atol=1e-12)
+
+
+def _six_layers(model_dtype, loss_dtype, side):
+    """Gradients of six (side x side) weights of `model_dtype`, the loss in `loss_dtype`."""
+    from passes.autodiff import grad_graph
+
+    def f(x, y, w0, w1, w2, w3, w4, w5):
+        h = x
+        for w in (w0, w1, w2, w3, w4, w5):
+            h = gc.tanh(h @ w)
+        return gc.mean((h.astype(loss_dtype) - y) ** 2)
+    specs = [gc.spec((4, side), model_dtype), gc.spec((4, side), loss_dtype)] + \
+        [gc.spec((side, side), model_dtype)] * 6
+    grads = grad_graph(gc.trace(f, *specs), wrt=[f"w{k}" for k in range(6)])
+    return average_outputs(optimize(grads))
+
+
+def _bucket_bytes(buckets):
+    return [(str(b[0].dtype), sum(n.type.size * n.dtype.itemsize for n in b)) for b in buckets]
+
+
+def test_each_dtypes_first_bucket_is_small_and_only_at_the_default_cap():
+    """Review r7: the 1 MB first bucket was one for the whole graph, so a float32 model whose
+    loss is float64 (the loss's group bucketed first) gave its gradients the 25 MB cap again:
+    one 3 MB bucket started after the whole backward pass. Each dtype (and reduction) now has
+    its own first bucket, as DDP's per dtype. And a cap that is not the default (25) holds for
+    every bucket (DDP: its small first bucket is the default cap's only): six 0.5 MB
+    gradients at 2 MB make 2 + 1 MB buckets, at 100 MB one, not an extra 1 MB first."""
+    float32 = 354 * 354 * 4  # 501,264 bytes a gradient
+    assert _bucket_bytes(plan_buckets(_six_layers("float32", "float64", 354), 25.0)) == [
+        ("float64", 8), ("float32", 2 * float32), ("float32", 4 * float32)]
+    graph = _six_layers("float64", "float64", 250)  # 500,000 bytes a gradient, 8 the loss
+    assert _bucket_bytes(plan_buckets(graph, 25.0)) == [
+        ("float64", 1_000_008), ("float64", 2_000_000)]
+    assert _bucket_bytes(plan_buckets(graph, 2.0)) == [
+        ("float64", 2_000_008), ("float64", 1_000_000)]
+    assert _bucket_bytes(plan_buckets(graph, 100.0)) == [("float64", 3_000_008)]
 
 
 def test_data_parallel_on_a_gradient_graph_prints_parses_and_compiles_alike():
