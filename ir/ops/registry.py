@@ -306,9 +306,15 @@ def interpreting(interpreter: Interpreter):
     """Op calls inside (on operands not owned by another graph) go to `interpreter`, in grad
     mode: a trace differentiates as the function would (a no_grad entered inside it counts,
     one around the transformation does not: torch.func.grad's), and builds the same graph
-    under an outer no_grad (an inference call)."""
+    under an outer no_grad (an inference call). Re-entering the graph being built (the
+    backward nodes passes.autodiff.gradients adds to it) keeps the mode its ops run in: a
+    gradient taken in a no_grad block of the traced function is a value of that block, as
+    the forward it differentiates is, so a later derivative through it (jvp, grad of grad,
+    inside the block too) is not cut by the stop_gradient the block puts on values from
+    outside (ir.graph's Graph.process)."""
     grad_mode = GRAD_MODE.enabled
-    GRAD_MODE.enabled = True
+    if not (_STACK.stack and _STACK.stack[-1] is interpreter):
+        GRAD_MODE.enabled = True
     _STACK.stack.append(interpreter)
     try:
         yield interpreter
