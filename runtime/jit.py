@@ -1071,7 +1071,8 @@ def untrusted(path: str) -> str | None:
     of their own in this one's place, runs code as the user. So, as ssh's StrictModes checks
     authorized_keys and the folders above it: `path` must be the user's own and writable by
     nobody else, and every folder above it, up to the user's home directory (where ssh stops
-    too), owned by the user or root and writable by nobody else. Nobody else can then change
+    too), owned by the user or root and writable by nobody else (a group-writable one in
+    the user's own private group is the user's: _others_can_write). Nobody else can then change
     any of them later either (chmod, chown, rename and rmdir need their owner or write
     access to a folder above), so one check per process holds for all of numba's later
     opens by name. One exception to ssh's rule, for the folders above only: a sticky one
@@ -1093,7 +1094,7 @@ def untrusted(path: str) -> str | None:
             return (f"is inside {parent}, which is owned by uid {st.st_uid}, not by you or "
                     "root (its owner can replace the cache directory: keep the cache "
                     "elsewhere)")
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        if _others_can_write(st) and not st.st_mode & stat.S_ISVTX:
             return (f"is inside {parent}, which is writable by {_who(st)} (mode "
                     f"{stat.S_IMODE(st.st_mode):o}; whoever can write there can replace the "
                     "cache directory: chmod go-w it, or keep the cache elsewhere)")
@@ -1101,6 +1102,28 @@ def untrusted(path: str) -> str | None:
             break
         child = parent
     return None
+
+
+def _others_can_write(st) -> bool:
+    """Whether someone other than the user may write the folder above the cache (its stat
+    `st`). A group-writable one counts only where the group is not the user's own private
+    group, as Debian's ssh judges the folders above authorized_keys: tools under the umask
+    002 that Debian, Ubuntu and Fedora give users (pip among them) leave ~/.cache 0775 in
+    the user's own group, and refusing it turned the kernel cache off for good there."""
+    if st.st_mode & 0o002:
+        return True
+    return bool(st.st_mode & 0o020) and not _private_group(st.st_gid)
+
+
+def _private_group(gid) -> bool:
+    """The user's primary group with no member but the user (a user private group)."""
+    try:
+        import grp
+        import pwd
+        user = pwd.getpwuid(os.getuid())
+        return gid == user.pw_gid and set(grp.getgrgid(gid).gr_mem) <= {user.pw_name}
+    except (ImportError, KeyError, OSError):
+        return False
 
 
 def _not_private(st) -> str | None:

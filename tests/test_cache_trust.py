@@ -278,6 +278,35 @@ def test_a_cache_made_under_umask_002_is_used_by_the_next_run(tmp_path):
         assert oct(os.stat(folder).st_mode & 0o777) == oct(0o700), folder
 
 
+
+def test_a_folder_above_the_cache_in_the_users_own_group_may_be_group_writable(tmp_path):
+    """A ~/.cache made 0775 by another tool under umask 002 (pip does), in the user's own
+    private group, turned the kernel cache off for good once the folders above it were
+    checked: as Debian's ssh, such a folder is the user's. Writable by others, or by a group
+    with other members, it is still refused."""
+    import grp
+    import pwd
+    from runtime import jit
+    above = tmp_path / "dotcache"
+    above.mkdir()
+    cache = above / "kernels"
+    cache.mkdir(mode=0o700)
+    user = pwd.getpwuid(os.getuid())
+    os.chown(above, -1, user.pw_gid)
+    os.chmod(above, 0o775)
+    alone = set(grp.getgrgid(user.pw_gid).gr_mem) <= {user.pw_name}
+    problem = jit.untrusted(os.path.realpath(cache))
+    assert (problem is None) if alone else ("writable by its group" in problem)
+    os.chmod(above, 0o757)
+    assert "writable by others" in jit.untrusted(os.path.realpath(cache))
+    other = next((g.gr_gid for g in grp.getgrall() if g.gr_gid != user.pw_gid), None)
+    try:
+        os.chown(above, -1, other)  # (root may; another user only into their own groups)
+    except (PermissionError, TypeError):
+        return
+    os.chmod(above, 0o775)
+    assert "writable by its group" in jit.untrusted(os.path.realpath(cache))
+
 # ---- item 7: a damaged numba cache file is dropped and recompiled -----------------------------
 @pytest.mark.parametrize("suffix", [".nbi", ".nbc"])
 def test_a_truncated_numba_cache_file_is_dropped_and_recompiled(cache, monkeypatch, suffix):
