@@ -83,6 +83,25 @@ def test_an_int_target_passed_as_an_argument_is_weak(loss, expected):
     np.testing.assert_allclose(g, eager.grad.data, rtol=1e-6)
 
 
+def test_kl_div_log_target_takes_an_int_target_argument_as_the_literal():
+    # kl_div(x, 0, log_target=True) was fine; the same 0 passed to a compiled function, to
+    # gc.grad, or as an eager weak value (gc.abs(0)) was refused: "exp(i64[]): needs a
+    # floating-point operand". torch.nn.functional.kl_div(x, 0., log_target=True) is
+    # mean(exp(0) * (0 - x)) = mean(-x), its gradient -1/n
+    x = np.log(np.array([0.2, 0.5, 0.3], np.float32))
+    want = np.mean(-x.astype(np.float64))
+    kl = lambda v, t: gc.kl_div(v, t, log_target=True)  # noqa: E731
+    np.testing.assert_allclose(kl(gc.tensor(x), 0).data, want, rtol=1e-6)
+    for k in (0, np.int32(0)):
+        out = gc.compile(kl)(x, k)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, want, rtol=1e-6)
+        np.testing.assert_allclose(gc.grad(kl)(x, k), np.full(3, -1 / 3), rtol=1e-6)
+    np.testing.assert_allclose(kl(gc.tensor(x), gc.abs(0)).data, want, rtol=1e-6)
+    # (log_target=False: the eager weak 0 was refused by where, "where(bool[], f32[], i64[])")
+    assert gc.kl_div(gc.tensor(x), gc.abs(0)).data == 0.0
+
+
 def test_a_number_variance_passed_as_an_argument():
     # gaussian_nll_loss took an int argument var for one variance per row ("input is
     # float32 but var is int64"); it is the number, as the literal is

@@ -40,11 +40,16 @@ def _strong(value, like):
     """A Python (or numpy) number meeting a float tensor as a 0-d array of that tensor's
     dtype, as every op gives a weak scalar the dtype of the tensor it meets: inside a loss it
     may meet only numbers and ops that would make it float32 (stop_gradient, exp,
-    broadcast_to), then the tensor."""
-    if value is None or not is_weak_scalar(value) or is_weak_scalar(like) \
+    broadcast_to), then the tensor. A weak value that is not a scalar object (a compiled
+    function's or gc.grad's number argument, an eager gc.abs(0)) is cast alike, so that
+    kl_div(x, k, log_target=True) takes an int argument k as it takes the literal 0 (asked
+    as api._weakly_typed, which _loss_operands asks: exp(k) refused the int64 k)."""
+    if value is None or not F._weakly_typed(value) or F._weakly_typed(like) \
             or not is_float(_dtype(like)):
         return value
-    return F.full((), value, _dtype(like))
+    if is_weak_scalar(value):
+        return F.full((), value, _dtype(like))
+    return F.cast(value, _dtype(like))
 
 
 def _cast_weight(weight, input):
