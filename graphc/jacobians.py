@@ -188,8 +188,9 @@ def _basis(x):
 
 def _check_float(x, what, name):
     # an input may be a concrete array too: jacfwd called inside a trace (vmap, compile)
-    # on numpy arguments differentiates them as arrays of that trace (see jvp)
-    concrete = what == "input" and isinstance(x, np.ndarray)
+    # on numpy arguments differentiates them as arrays of that trace (see jvp); a float
+    # number is a numpy float scalar there (_as_float_inputs: weakly typed, as eagerly)
+    concrete = what == "input" and isinstance(x, (np.ndarray, np.generic))
     if not (isinstance(x, Node) or concrete) or not is_float(x.dtype):
         kind = getattr(x, "dtype", type(x).__name__)
         raise GraphcError(f"{name}: a {kind} {what} has no Jacobian; only floating-point "

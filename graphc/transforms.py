@@ -21,8 +21,8 @@ from ir.errors import GraphcError, TracedNumberError, user_location, user_stackl
 from ir.graph import Node, current_graph
 from ir.ops.registry import (apply, is_weak_scalar, like_dtype, lift_symbolic,
                              refuse_foreign_array)
-from ir.types import (FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, SHORT_NAMES, WIDENED_INPUTS, Dim,
-                      as_dim, is_float, is_int)
+from ir.types import (FLOAT_DTYPES, FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, SHORT_NAMES,
+                      WIDENED_INPUTS, Dim, as_dim, is_float, is_int)
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
 from passes.autodiff import gradients, reaching
@@ -206,8 +206,9 @@ class Compiled:
                     self._templates[(i, structure)] = templates
                 if templates.concrete:  # (the fast path: no polymorphic shapes)
                     signature = tuple((x.shape, _dtype_name(x.dtype))
-                                      if type(x) is np.ndarray else _leaf_signature(x)
-                                      for x in leaves)
+                                      if type(x) is np.ndarray else
+                                      _FLOAT_SCALAR_SIGNATURES.get(type(x)) or
+                                      _leaf_signature(x) for x in leaves)
                 else:
                     signature = tuple(_leaf_signature(x, t) for x, t in zip(leaves, templates))
                 key.append((structure, signature))
@@ -755,6 +756,11 @@ def _is_python_number(x) -> bool:
         isinstance(x, _NUMPY_NUMBERS)
 
 
+# the signatures of the numpy float scalars _weak_floats makes of a float argument (f(w32,
+# 0.5): np.float32(0.5), weakly typed), taken on the fast path as arrays are
+_FLOAT_SCALAR_SIGNATURES = {dtype.type: _leaf_signature(dtype.type(0)) for dtype in FLOAT_DTYPES}
+
+
 def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
             static_argnums=(), static_argnames=(), polymorphic_shapes=None, precision=None,
             memory_limit=None):
@@ -1213,8 +1219,12 @@ def _variables(tree):
                 # where it meets a tensor, as where fn closes over it (x * np.int32(3)) and
                 # eagerly; lifted, it was a strong int64 or bool that no float tensor takes
                 return x
-            # a concrete argument inside a trace (_in_trace): a value of the graph
-            x = lift_symbolic(graph, x, like_dtype([x]), "transform argument")
+            if isinstance(x, np.generic):
+                # a float number (_as_float_inputs gave it its dtype): weakly typed as
+                # eagerly, of its own dtype (like_dtype would take it alone as float32)
+                x = graph.weak_constant(np.asarray(x))
+            else:  # a concrete argument inside a trace (_in_trace): a value of the graph
+                x = lift_symbolic(graph, x, like_dtype([x]), "transform argument")
         if capture is not None and x.graph is not graph:
             x = capture(x)
         if not is_float(x.dtype):  # nothing to differentiate; a weak int stays weak (jvp's
@@ -1251,8 +1261,8 @@ def _is_weak_scalar(a, kinds) -> bool:
 
 def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
     """The arguments with their weak scalars of `kinds` (not at the `static` positions) as
-    0-d arrays of the floating-point dtype the array arguments share; where they share none,
-    of the dtype numpy float scalars among those give (np.float32(2.0): float32, as a
+    numpy scalars of the floating-point dtype the array arguments share; where they share
+    none, of the dtype numpy float scalars among those give (np.float32(2.0): float32, as a
     compiled function traces it, and JAX), else of `default` (None: left as they are)."""
     positions = {i for i, a in enumerate(args) if i not in static and _is_weak_scalar(a, kinds)}
     if not positions:
@@ -1263,14 +1273,19 @@ def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
         dtype = np.result_type(*own) if own else default
     if dtype is None:
         return args
-    return tuple(np.asarray(a, dtype) if i in positions else a for i, a in enumerate(args))
+    # numpy scalars of that dtype, not 0-d arrays: still weakly typed where they meet a tensor
+    # (registry.is_weak_scalar; a compiled function traces them as weak inputs), as the
+    # Python float was and as JAX's grad and jit keep it. A strong 0-d array made the entry
+    # points disagree: gc.grad of sum(clip(i32, lo, 5)) at lo=0.5 was refused ('maximum(i32[3],
+    # f64[])') where compile(grad) and JAX give 1.0, as compile(f)(w32, 0.5) was
+    return tuple(dtype.type(a) if i in positions else a for i, a in enumerate(args))
 
 
 def _as_float_inputs(args, argnums=None, in_pytrees=False) -> tuple:
-    """grad's and the Jacobians' arguments: Python floats and numpy float scalars as 0-d
-    float arrays (something to differentiate), of the float dtype the arrays share (as in
-    JAX, grad(f)(w32, 3.0) is float32 throughout), else of the numpy float scalars' dtype
-    (grad(f)(np.float32(2.0)) is float32), float64 otherwise. Only those at
+    """grad's and the Jacobians' arguments: Python floats and numpy float scalars as numpy
+    float scalars (something to differentiate, still weakly typed), of the float dtype the
+    arrays share (as in JAX, grad(f)(w32, 3.0) is float32 throughout), else of the numpy
+    float scalars' dtype (grad(f)(np.float32(2.0)) is float32), float64 otherwise. Only those at
     `argnums` (None: all) are differentiated: the others stay as they are, so that an int
     among them is still an int (grad(lambda x, n: x[n].sum())(x, 1), as in JAX). A Python
     int at `argnums` stays an int too, which check_differentiable refuses, as JAX does.

@@ -60,6 +60,26 @@ def test_a_float_clip_bound_passed_as_an_argument_makes_integers_float32():
     assert out.dtype == np.float32 and out.tolist() == [2.0, 3.0, 5.0]
 
 
+def test_a_float_clip_bound_through_grad_and_jvp_is_weak_as_compiled():
+    # grad and jvp made a float argument a strong 0-d array (float64, or the float arrays'
+    # dtype), so clip(i32, lo, 5) was refused ('maximum(i32[3], f64[]): operands must have
+    # one dtype') where compile(grad(f)) gave 1.0; jax.grad and jax.jit(jax.grad) give 1.0
+    # for f and [0.5, 3, 5] for h, eagerly and jitted
+    i32 = np.array([0, 3, 9], np.int32)
+    f = lambda lo, a: gc.sum(gc.clip(a, lo, 5))  # noqa: E731
+    h = lambda w, lo: gc.sum(w * gc.clip(i32, lo, 5))  # noqa: E731
+    for got in (gc.grad(f)(0.5, i32), gc.compile(gc.grad(f))(0.5, i32),
+                gc.jvp(lambda lo: f(lo, i32), (0.5,), (1.0,))[1],
+                gc.value_and_grad(f)(np.float32(0.5), i32)[1]):
+        assert float(got) == 1.0
+    w = np.ones(3, np.float32)
+    for got in (gc.grad(h)(w, 0.5), gc.compile(gc.grad(h))(w, 0.5)):
+        assert got.dtype == np.float32 and got.tolist() == [0.5, 3.0, 5.0]
+    assert gc.compile(h)(w, 0.5) == 8.5  # (the float arrays' dtype fixed lo's: float32)
+    # inside a trace the number stays weak too, of the dtype grad gave it
+    assert float(gc.compile(lambda a: gc.grad(f)(0.5, a))(i32)) == 1.0
+
+
 @pytest.mark.parametrize("loss, expected", [
     ("mse_loss", lambda x: np.mean((x - 1) ** 2)),
     ("l1_loss", lambda x: np.mean(np.abs(x - 1))),
