@@ -135,6 +135,29 @@ def test_a_number_variance_passed_as_an_argument():
     assert np.isnan(f(x, np.float32(0.5), -1))  # (known only as it runs: NaN, as an array's)
 
 
+def test_a_number_variance_known_eagerly_and_a_bool_one():
+    # an eager weak var of known negative value (-gc.sqrt(4.0)) gave a silent NaN where the
+    # literal -2.0 is refused; a bool var was refused eagerly but taken as var 1 compiled
+    # (0.0625). torch refuses a bool var, and a negative float one ("var has negative
+    # entry/entries")
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([[0.2, 0.5], [0.9, 1.0]], np.float32)
+    t = np.full((2, 2), 0.5, np.float32)
+    with pytest.raises(GraphcError, match=r"var must be >= 0, got -2\.0"):
+        gc.gaussian_nll_loss(gc.tensor(x), t, -gc.sqrt(4.0))
+    want = torch.nn.functional.gaussian_nll_loss(torch.tensor(x), torch.tensor(t), 2.0)
+    np.testing.assert_allclose(gc.gaussian_nll_loss(gc.tensor(x), t, gc.sqrt(4.0)).data,
+                               want.numpy(), rtol=1e-6)
+    with pytest.raises(TypeError):
+        torch.nn.functional.gaussian_nll_loss(torch.tensor(x), torch.tensor(t), True)
+    f = gc.compile(lambda v, tt, s: gc.gaussian_nll_loss(v, tt, s))
+    for run in (lambda: gc.gaussian_nll_loss(gc.tensor(x), t, True), lambda: f(x, t, True),
+                lambda: f(x, t, np.True_)):
+        with pytest.raises(GraphcError, match="var must be a number or an array of "
+                                              "variances, got a bool"):
+            run()
+
+
 def test_a_weak_float_still_does_not_meet_integers():
     with pytest.raises(GraphcError, match="one dtype"):
         gc.compile(lambda x, s: x * s)(np.arange(3, dtype=np.int32), 0.5)

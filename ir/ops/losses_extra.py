@@ -280,14 +280,22 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     name = "gaussian_nll_loss"
     _check_reduction(name, reduction)
     full, eps = _flag(f"{name}: full", full), _number(f"{name}: eps", eps)
-    if F._weakly_typed(var) and not isinstance(var, (bool, np.bool_)):  # a number
+    if F._weakly_typed(var):  # a number
         # (a compiled function's number argument too, which _variance took for one variance
-        # per row: an int64 one was then refused as not input's dtype; its sign is known
-        # only as the plan runs, so a negative one is NaN there, as an array's)
-        if is_weak_scalar(var):
-            if var < 0:
-                _fail(f"{name}: var must be >= 0, got {var}")
-            var = float(var)
+        # per row: an int64 one was then refused as not input's dtype)
+        if _dtype(var) == np.bool_:
+            # torch refuses a bool var (its any(var < 0) takes no bool); a traced True was
+            # var 1 where the literal was refused: both are this line
+            _fail(f"{name}: var must be a number or an array of variances, got a bool")
+        # its value is known now for a scalar object and an eager weak value (-gc.sqrt(4.0)
+        # gave NaN where -2.0 is refused); a traced one's only as the plan runs, so a
+        # negative one is NaN there, as an array's
+        known = var if is_weak_scalar(var) else \
+            np.asarray(var.data).item() if F._runs_now(var) else None
+        if known is not None:
+            if known < 0:
+                _fail(f"{name}: var must be >= 0, got {known}")
+            var = float(known)
         var = F.full(tuple(_shape(input)), var, _dtype(input))  # no gradient
     else:
         var = _variance(name, var, input)
