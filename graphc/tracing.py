@@ -47,11 +47,16 @@ def spec(shape, dtype="float32") -> Spec:
 def to_spec(x) -> Spec:
     if isinstance(x, Spec):
         return x
-    if isinstance(x, np.integer) and x.dtype not in SHORT_NAMES:
+    if isinstance(x, np.integer):
         # a numpy integer scalar is a weak number, as eagerly (registry.is_weak_scalar): traced
         # as a Python int is (int64), whatever its own dtype, which the IR may lack (np.uint8
-        # labels); checked to fit int64 below
+        # labels); checked to fit int64 below. np.int32 too: kept int32, k + 1 wrapped at
+        # 2**31 - 1 where eager gives int64 2**31
         x = int(x)
+    elif isinstance(x, np.floating) and x.dtype not in SHORT_NAMES:
+        # np.longdouble, which the IR lacks: a weak float, float32 as eagerly where no float
+        # array fixes its dtype (registry.like_dtype), not the UnsupportedDtype float128
+        x = np.float32(x)
     if isinstance(x, (Node, Tensor, np.ndarray, np.generic)):
         return Spec(tuple(x.shape), as_dtype(WIDENED_INPUTS.get(x.dtype, x.dtype)))
     if isinstance(x, int) and not isinstance(x, bool) and not -2**63 <= x < 2**63:

@@ -1269,7 +1269,9 @@ def _weakly_typed(args, kinds, static=(), default=None) -> tuple:
         return args
     dtype = _shared_float_dtype(args, skip=set(static) | positions)
     if dtype is None and default is not None:
-        own = [args[i].dtype for i in positions if isinstance(args[i], NUMPY_FLOAT_SCALARS)]
+        # (a longdouble, which the IR lacks, counts as float32: its dtype alone, eagerly)
+        own = [args[i].dtype if args[i].dtype in SHORT_NAMES else np.dtype(np.float32)
+               for i in positions if isinstance(args[i], NUMPY_FLOAT_SCALARS)]
         dtype = np.result_type(*own) if own else default
     if dtype is None:
         return args

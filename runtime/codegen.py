@@ -310,6 +310,10 @@ class Plan:
                 if not isinstance(value, np.generic):  # (a numpy scalar: a step count)
                     return None
                 value = values[k] = np.asarray(value)
+                if value.dtype != dtype and np.can_cast(value.dtype, dtype, "same_kind"):
+                    # bind_inputs' cast of a 0-d value, here: gc.compile traces a numpy
+                    # integer scalar as an int64 input (np.int32(3)), a longdouble as float32
+                    value = values[k] = value.astype(dtype)
             if value.shape != shape or value.dtype != dtype:
                 return None
         return values

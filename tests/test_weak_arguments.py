@@ -243,6 +243,44 @@ def test_numpy_integer_scalars_of_any_dtype_are_weak_ints(kind):
     assert gc.compile(lambda v, k: v[k])(x, kind(2)) == np.float32(3.0)
 
 
+def test_an_int32_scalar_argument_is_an_int64_number_as_eagerly():
+    # the README says every numpy integer scalar is traced as an int64 input, but np.int32
+    # kept its dtype, so compiled k + 1 at 2**31 - 1 wrapped to -2**31 where eager
+    # gc.add(k, 1) is the int64 2**31
+    for kind in (np.int16, np.int32):
+        k = kind(np.iinfo(kind).max)
+        want = int(k) + 1
+        eager = gc.add(k, 1)
+        assert eager.dtype == np.int64 and int(eager.data) == want
+        out = gc.compile(lambda k: k + 1)(k)
+        assert out.dtype == np.int64 and int(out) == want
+    # it still takes an int32 tensor's dtype, and one plan serves it and a Python int
+    f = gc.compile(lambda i, k: i + k)
+    i32 = np.array([1, 2], np.int32)
+    assert f(i32, np.int32(3)).dtype == np.int32 and f(i32, 3).tolist() == [4, 5]
+    assert len(f.recompiles) == 0
+
+
+def test_a_longdouble_scalar_argument_is_a_weak_float_as_eagerly():
+    # np.longdouble (float128, which the IR lacks) is a float32 number eagerly
+    # (gc.sqrt(np.longdouble(2.0))), but compile, grad and jvp refused it: "UnsupportedDtype
+    # float128"; where a float array fixes the dtype it takes that one
+    k = np.longdouble(2.0)
+    eager = gc.sqrt(k)
+    assert eager.dtype == np.float32
+    out = gc.compile(gc.sqrt)(k)
+    assert out.dtype == np.float32 and out == eager.data
+    g = gc.grad(gc.sqrt)(k)  # 1 / (2 sqrt(2))
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, 0.5 / np.sqrt(2.0), rtol=1e-6)
+    y, t = gc.jvp(gc.sqrt, (k,), (np.longdouble(1.0),))
+    assert np.asarray(t).dtype == np.float32
+    np.testing.assert_allclose(t, 0.5 / np.sqrt(2.0), rtol=1e-6)
+    w = np.array([1.0, 2.0], np.float64)
+    out = gc.compile(lambda w, k: w * k)(w, np.longdouble(2.5))
+    assert out.dtype == np.float64 and out.tolist() == [2.5, 5.0]
+
+
 def test_a_uint64_scalar_argument_beyond_int64_is_one_error():
     with pytest.raises(GraphcError, match="does not fit in int64"):
         gc.compile(lambda k: k * 2)(np.uint64(2 ** 64 - 1))
