@@ -71,7 +71,7 @@ def test_a_child_replaced_in_a_parameter_free_model_selects_another_plan():
     setattr(seq, "0", G.Tanh())
     np.testing.assert_allclose(np.asarray(f(X)), np.tanh(X), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(f(X)), _eager(seq, X), rtol=1e-6)
-    assert f.recompiles == ["recompiling fn (compilation 2): a submodule was added to or "
+    assert f.recompiles == ["recompiling Sequential (compilation 2): a submodule was added to or "
                             "replaced in a module the trace went through"]
 
 
