@@ -140,9 +140,8 @@ def autocast_operands(name, inputs, interpreter):
     sensitive = name in HALF_OPS or name in FLOAT32_OPS
     if half is None and not sensitive:
         return inputs
-    if sensitive and hasattr(interpreter, "guard") and not any(
-            g[0] is STATE for g in interpreter.guards):
-        interpreter.guard(STATE, "dtype", half)  # a plan holds for this policy only
+    if sensitive:
+        _guard_policy(interpreter)
     if half is None:
         return inputs
     dtypes = [_float_dtype(x) for x in inputs]
@@ -160,22 +159,29 @@ def autocast_operands(name, inputs, interpreter):
         target = {half: _FLOAT32}
     elif half in dtypes and _FLOAT32 in dtypes:
         target = {_FLOAT32: half}
-        if hasattr(interpreter, "guard") and not any(g[0] is STATE for g in interpreter.guards):
-            interpreter.guard(STATE, "dtype", half)
+        _guard_policy(interpreter)
     else:
         return inputs
-    return tuple(x if d not in target or target[d] == d else
-                 x.astype(target[d]) if isinstance(x, np.ndarray) else  # a constant
-                 registry.apply("cast", x, dtype=target[d]) for x, d in zip(inputs, dtypes))
+    return tuple(x if d not in target or target[d] == d else _cast(x, target[d])
+                 for x, d in zip(inputs, dtypes))
+
+
+def _guard_policy(interpreter):
+    """A tracing interpreter's plan holds for the active policy only: guard it, once."""
+    if hasattr(interpreter, "guard") and not any(g[0] is STATE for g in interpreter.guards):
+        interpreter.guard(STATE, "dtype", STATE.dtype)
+
+
+def _cast(x, dtype):
+    """An operand (tensor, traced value or numpy constant) as `dtype`."""
+    return x.astype(dtype) if isinstance(x, np.ndarray) else registry.apply("cast", x,
+                                                                             dtype=dtype)
 
 
 def _to_float32(x):
-    """A half operand (tensor, traced value or numpy constant) as float32; others as given."""
+    """A half operand as float32; others as given."""
     dtype = _float_dtype(x)
-    if dtype is None or not is_half(dtype):
-        return x
-    return x.astype(_FLOAT32) if isinstance(x, np.ndarray) else registry.apply(
-        "cast", x, dtype=_FLOAT32)
+    return x if dtype is None or not is_half(dtype) else _cast(x, _FLOAT32)
 
 
 def in_float32(loss):
@@ -187,10 +193,7 @@ def in_float32(loss):
     def under_policy(*args, **kwargs):
         if STATE.suspended:
             return loss(*args, **kwargs)
-        interpreter = registry.innermost_interpreter()
-        if hasattr(interpreter, "guard") and not any(
-                g[0] is STATE for g in interpreter.guards):
-            interpreter.guard(STATE, "dtype", STATE.dtype)  # a plan holds for this policy only
+        _guard_policy(registry.innermost_interpreter())
         if STATE.dtype is None:
             return loss(*args, **kwargs)
         return loss(*map(_to_float32, args), **{k: _to_float32(v) for k, v in kwargs.items()})
