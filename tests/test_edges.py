@@ -319,6 +319,19 @@ def test_a_longdouble_scalar_is_a_float_scalar():
     assert out.dtype == np.float32 and out == 3.5
 
 
+def test_a_longdouble_clip_bound_makes_integers_float32_as_a_float64_one():
+    # clip(i32, np.float64(2.5), 5) is float32 [2.5, 3, 5] (JAX's jnp.clip), but clip asked
+    # is_float of the bound's dtype, which float128 is not: "maximum: float scalar
+    # np.longdouble('2.5') meets an integer tensor"
+    i32 = np.array([0, 3, 9], np.int32)
+    for out in (gc.clip(gc.tensor(i32), np.longdouble(2.5), 5).data,
+                gc.compile(lambda v: gc.clip(v, np.longdouble(2.5), 5))(i32),
+                gc.compile(lambda v, lo: gc.clip(v, lo, 5))(i32, np.longdouble(2.5))):
+        assert out.dtype == np.float32 and out.tolist() == [2.5, 3.0, 5.0]
+    out = gc.clip(gc.tensor(i32), 0, np.longdouble(5.5)).data
+    assert out.dtype == np.float32 and out.tolist() == [0.0, 3.0, 5.5]
+
+
 @pytest.mark.parametrize("key, message", [
     ((Ellipsis, Ellipsis), r"^an index can only have a single ellipsis \('\.\.\.'\)"),
     ((Ellipsis, 0, Ellipsis), r"^an index can only have a single ellipsis"),

@@ -21,8 +21,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
-                     holds_when_bound, is_float, is_half, is_int, is_real)
+from ..types import (FLOAT_SCALARS, Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes,
+                     finfo, holds_when_bound, is_float, is_half, is_int, is_real)
 from . import precision
 from .registry import (SymbolicValue, apply, innermost_interpreter, is_weak_scalar,
                        refuse_foreign_array)
@@ -1432,7 +1432,8 @@ def clip(x, min=None, max=None):
     makes integers (bools) floats, as numpy's and JAX's: of the dtype a weak float takes
     alone, float32 (JAX's default)."""
     if not is_float(_dtype(x)) and builtins.any(
-            _weakly_typed(b) and is_float(_dtype(b)) for b in (min, max)):
+            _weakly_typed(b) and (isinstance(b, FLOAT_SCALARS) or is_float(_dtype(b)))
+            for b in (min, max)):  # (FLOAT_SCALARS: np.longdouble, float128, is no is_float)
         x = cast(x, "float32")
     if min is None and max is None:
         return _unchanged(x)
