@@ -361,6 +361,33 @@ def test_where_blames_a_non_bool_condition_not_the_number_beside_it(cond):
     assert gc.where(cond != 0, 1.0, 0.0).data.tolist() == [1.0, 0.0, 1.0]
 
 
+@pytest.mark.parametrize("cond, got", [(1, "the int 1"), (1.0, "the float 1.0")])
+def test_where_blames_a_number_condition_by_its_own_type(cond, got):
+    # a Python number has no dtype, so the bool check missed it: where(1, a, -a) said
+    # "where(f64[], ...): condition must be bool, got float64" (the dtype the 1 adopted) and
+    # where(1.0, ai, 0) "float scalar 1.0 meets an integer tensor"; torch refuses a number
+    # condition too (a TypeError: "where() received an invalid combination of arguments")
+    a, ai = np.array([10.0, 20.0, 30.0]), np.array([10, 20, 30], np.int32)
+    for run in (lambda: gc.where(cond, a, -a), lambda: gc.where(cond, ai, 0)):
+        with pytest.raises(GraphcError, match=f"^where: the condition must be bool, got {got}; "
+                                              r"compare it \(cond != 0\)") as info:
+            run()
+        assert "test_edges.py" in str(info.value)
+    assert gc.where(True, a, -a).data.tolist() == [10.0, 20.0, 30.0]  # a bool is a mask
+    with pytest.raises(GraphcError, match="got float64; "):  # a numpy scalar keeps its dtype
+        gc.where(np.float64(1.0), a, -a)
+
+
+def test_where_names_itself_refusing_a_torch_condition():
+    # the bool check's _dtype refused a torch tensor without the op's name ("got a
+    # torch.Tensor, another library's array"), where every other operand's line names it
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    for cond in (torch.tensor([True, False, True]), torch.tensor([1, 0, 1])):
+        with pytest.raises(GraphcError, match=r"^where: got a torch\.Tensor, another library's "
+                                              "array; pass a numpy array"):
+            gc.where(cond, 1.0, 0.0)
+
+
 # ---- found by the edge-input fuzzing (tests/randgraph.py) -----------------------------------
 def test_max_over_an_empty_axis_is_refused_when_traced():
     f = lambda a: gc.max(a, 0)  # noqa: E731

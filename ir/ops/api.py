@@ -60,11 +60,11 @@ def _ndim(x):
     return len(_shape(x))
 
 
-def _dtype(x):
+def _dtype(x, opname=""):
     try:
         return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
-    except TypeError:  # (a torch tensor's dtype)
-        refuse_foreign_array(x)
+    except TypeError:  # (a torch tensor's dtype: its one line, naming `opname` if given)
+        refuse_foreign_array(x, opname)
         raise
 
 
@@ -353,10 +353,14 @@ def where(cond, a, b):
     # (numpy's 0-d comparisons give np.bool_ scalars: LossScaler.update on numpy state)
     if isinstance(cond, (bool, np.bool_)):
         cond = np.asarray(cond)
-    elif getattr(cond, "dtype", _BOOL) != _BOOL:
+    elif getattr(cond, "dtype", _BOOL) != _BOOL or isinstance(cond, (int, float)):
         # refused here, before a number operand takes the condition's dtype (like_dtype)
-        # and is blamed: "where: float scalar 1.0 meets an integer tensor"
-        _fail(f"where: the condition must be bool, got {_dtype(cond)}; compare it (cond != 0)")
+        # and is blamed: "where: float scalar 1.0 meets an integer tensor"; a Python number
+        # (no dtype) too, which took a's ("where(f64[], ...)" for the int 1); a torch
+        # tensor gets its foreign-array line, naming where; a numpy scalar keeps its dtype
+        got = f"the {type(cond).__name__} {cond!r}" if not hasattr(cond, "dtype") \
+            else _dtype(cond, "where")
+        _fail(f"where: the condition must be bool, got {got}; compare it (cond != 0)")
     plain = [v for v in (a, b) if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(plain) == 2 and builtins.any(isinstance(v, float) for v in plain):
         a, b = float(a), float(b)  # where(c, 1.0, 0): a float, as numpy and JAX give
