@@ -44,8 +44,8 @@ class _Fail(Exception):
 
 
 class _Cursor:
-    def __init__(self, text, region_reader=None, line=None):
-        self.text, self.pos = text, 0
+    def __init__(self, text, region_reader=None, line=None, pos=0):
+        self.text, self.pos = text, pos
         self.region_reader = region_reader  # (cursor, depth) -> a region read from below
         # the line `text` is, where not the node's first: after a region the cursor reads on
         # from its closing line (`}, consts=0, length=4}`), and names that line in errors
@@ -246,20 +246,23 @@ _OUTSIDE_QUOTES = re.compile(r'(?:[^"#]+|"(?:[^"\\]|\\.)*"?)*')
 
 
 def _split_comment(raw):
-    """A node line and its location comment: from the first `#` outside a quoted string
-    (custom_vjp's fn="step#2" holds one)."""
+    """A node line and a cursor on its location comment (None without one): from the first
+    `#` outside a quoted string (custom_vjp's fn="step#2" holds one). The cursor reads the
+    whole line from after the `#`, so a bad location is named at its column in the line (a
+    cursor on the comment alone counted from after the `#`)."""
     if "#" in raw and not raw.lstrip().startswith("graph"):
         end = _OUTSIDE_QUOTES.match(raw).end()
         if end < len(raw):
-            return raw[:end], raw[end + 1:]
+            return raw[:end], _Cursor(raw, pos=end + 1)
     return raw, None
 
 
 def _node_failure(problem, op, attrs, t, op_column, columns) -> _Fail:
     """check_node's problem with a node's line, at its column: the attribute's name for an
     attribute, the line's start for its type, else the op's name."""
-    if problem.part == "attribute":  # (its line: after a region, the closing one)
-        line_number, column = columns[problem.attribute]
+    if problem.part == "attribute":  # (its line: after a region, the closing one; one the
+        # node lacks: the op's name)
+        line_number, column = columns.get(problem.attribute, (None, op_column))
         return _Fail(problem.message, column, line_number)
     if problem.part == "type":
         return _Fail(f"{problem.message}, but the line says {t}", 1)
@@ -378,7 +381,7 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                     c.pos = op_start
                     c.fail(f"unknown op {op!r}")
                 if op == "constant":
-                    locs = _locs(_Cursor(comment)) if comment else ()
+                    locs = _locs(comment) if comment else ()
                     node = graph.add_node("constant", [], {"value": _constant(c, t)}, t, locs)
                     node.attrs["value"].setflags(write=False)
                 else:
@@ -390,14 +393,21 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                     if c.accept("{"):
                         while True:
                             key_name = c.match(_IDENT, "an attribute name").group()
-                            columns[key_name] = (c.line, c.pos - len(key_name) + 1)
+                            column = c.pos - len(key_name) + 1
+                            if key_name in columns:  # (a dict kept the last, silently)
+                                raise _Fail(f"{op}: attribute {key_name} is given twice "
+                                            f"(first at line {columns[key_name][0] or number}"
+                                            f", column {columns[key_name][1]})", column,
+                                            c.line)
+                            columns[key_name] = (c.line, column)
                             c.expect("=")
                             attrs[key_name] = _value(c)
                             if c.accept("}"):
                                 break
                             c.expect(",", "',' or '}'")
-                    # (after any region: the comment is its closing line's)
-                    locs = _locs(_Cursor(comment, line=c.line)) if comment else ()
+                    if comment:  # (after any region: the comment is its closing line's)
+                        comment.line = c.line
+                    locs = _locs(comment) if comment else ()
                     problem = check_node(REGISTRY[op], [o.type for o in operands], attrs, t)
                     if problem is not None:
                         raise _node_failure(problem, op, attrs, t, op_start + 1, columns)

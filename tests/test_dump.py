@@ -438,6 +438,88 @@ def test_an_attribute_after_a_region_is_named_at_its_own_line_and_column(
         parse(_SCAN_IR.replace("length=6", "length=5"))
 
 
+_PLAIN_IR = ("graph g(%0:f32[2,3] x) -> (%1)\n  %2:f32[2] = constant [1.0, 2.0]  # a.py:3\n"
+             "  %1:f32[3] = sum %0 {axes=(0,), keepdims=false}  # a.py:4, b.py:5\n"
+             "  return %1")
+
+
+@pytest.mark.parametrize("text, line", [
+    (_PLAIN_IR.replace("b.py:5", "b.py:x"), 3), (_PLAIN_IR.replace("a.py:3", "a.py:x"), 2),
+    (_SCAN_IR.replace("reverse=false}", "reverse=false}  # s.py:x"), 7),
+    (_SCAN_IR.replace("%1\n      %3", "%1  # s.py:x\n      %3"), 4)])
+def test_a_bad_location_is_named_at_its_column_in_the_line(text, line):
+    """A location comment was read on its own, so its columns counted from after the '#':
+    'IR line 3, column 2' for a line whose 'b.py:x' is at column 58."""
+    assert parse(_PLAIN_IR).nodes[-1].locs == (("a.py", 4), ("b.py", 5))
+    column = text.splitlines()[line - 1].index(".py:x")  # (its 1-letter file name's, 1-based)
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    assert str(info.value).startswith(f"IR line {line}, column {column}: expected a location "
+                                      "file:line, found ")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("keepdims=false}", "keepdims=false, axes=(1,)}",
+     "IR line 3, column 50: sum: attribute axes is given twice (first at line 3, column 23)"),
+    ("keepdims=false}", "keepdims=false, keepdims=true}",
+     "IR line 3, column 50: sum: attribute keepdims is given twice (first at line 3, column 34)"),
+    ("length=6,", "length=6, body=2,", "IR line 7, column 37: scan: attribute body is given "
+                                       "twice (first at line 2, column 32)")])
+def test_a_repeated_attribute_is_refused_at_its_second_name(old, new, message):
+    """A node's attributes went into a dict, so `sum {axes=(0,), axes=(1,)}` kept the last:
+    it parsed as a sum over axis 1 (or, with a type to fit, into a graph unlike its text)."""
+    text = (_SCAN_IR if "length" in old else _PLAIN_IR).replace(old, new)
+    line, column = (int(n) for n in re.match(r"IR line (\d+), column (\d+)", message).groups())
+    assert text.splitlines()[line - 1][column - 1:].startswith(message.split()[7] + "=")
+    with pytest.raises(gc.GraphcError) as info:
+        parse(text)
+    assert str(info.value) == message
+
+
+def test_an_unknown_or_missing_attribute_names_the_op_not_its_rules_function(tmp_path,
+                                                                             capsys):
+    """The text and JSON readers and the verifier let the type rule meet the attribute:
+    "ill-typed sum: its attributes {...} do not fit it (_reduce_infer() got an unexpected
+    keyword argument 'foo')", a private function's name; a missing one said "missing 1
+    required positional argument"."""
+    cases = [("keepdims=false}", "keepdims=false, foo=1}",
+              "IR line 3, column 50: sum: unknown attribute foo (sum takes axes, keepdims)"),
+             ("{axes=(0,), keepdims=false}", "{axes=(0,)}",
+              "IR line 3, column 15: sum: missing attribute keepdims")]
+    for old, new, message in cases:
+        with pytest.raises(gc.GraphcError) as info:
+            parse(_PLAIN_IR.replace(old, new))
+        assert str(info.value) == message
+    bad = tmp_path / "bad.ir"
+    bad.write_text("graph g(%0:f32[3] x) -> (%1)\n  %1:f32[3] = tanh %0 {axis=0}\n  return %1\n")
+    assert main(["dump", str(bad)]) == 2
+    assert capsys.readouterr().err == (f"graphc: error: dump: {bad}: IR line 2, column 24: "
+                                       "tanh: unknown attribute axis (tanh takes no "
+                                       "attributes)\n")
+    # the JSON reader and the verifier ask the same check (ir.verify.check_node)
+    g = gc.trace(lambda x: gc.sum(gc.tanh(x), axis=0), gc.spec((2, 3)))
+    for index, change, message in [
+            (1, {"axis": 0}, "$.nodes[1].attrs.axis: sum: unknown attribute axis (sum takes "
+                             "axes, keepdims)"),
+            (0, {"foo": 1}, "$.nodes[0].attrs.foo: tanh: unknown attribute foo (tanh takes no "
+                            "attributes)")]:
+        doc = to_json(g)
+        doc["nodes"][index]["attrs"].update(change)
+        with pytest.raises(gc.GraphcError) as info:
+            from_json(doc)
+        assert str(info.value) == f"IR JSON: {message}"
+    doc = to_json(g)
+    del doc["nodes"][1]["attrs"]["keepdims"]
+    with pytest.raises(gc.GraphcError, match=r"^IR JSON: \$.nodes\[1\].attrs.keepdims: sum: "
+                                             "missing attribute keepdims$"):
+        from_json(doc)
+    from ir.verify import verify
+    g.nodes[-1].attrs["foo"] = 1
+    with pytest.raises(gc.GraphcError, match=r"^node 2 \(sum\): sum: unknown attribute foo "
+                                             r"\(sum takes axes, keepdims\)"):
+        verify(g)
+
+
 def test_errors_about_a_graphs_outputs_name_their_line(tmp_path, capsys):
     """These three named no line (and a region's missing return the wrong one)."""
     assert _text(parse(_SCAN_IR)) == _SCAN_IR

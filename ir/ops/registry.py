@@ -8,6 +8,8 @@ on concrete arrays; both use the same definition.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import threading
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -45,11 +47,29 @@ class OpDef:
             return f"{self.name} takes {self.arity} {noun}, got {count}"
         return None
 
+    @functools.cached_property
+    def attribute_names(self) -> tuple[tuple[str, ...], frozenset[str]]:
+        """(the attributes the op takes, those it must be given): its type rule's parameters
+        after the operand types, which every node's attributes are passed to."""
+        params = list(inspect.signature(self.infer).parameters.values())[1:]
+        return (tuple(p.name for p in params),
+                frozenset(p.name for p in params if p.default is inspect.Parameter.empty))
+
     def attribute_problem(self, attrs: dict) -> tuple[str, str] | None:
-        """(name, complaint) for the first attribute not of its kind (ATTRIBUTE_KINDS), else
-        None. The type rules check ranges but trust the kinds `api` makes (`0 <= 0.5 < 1`
-        holds); IR from outside (ir/parser.py, ir/serialize.py) and the verifier ask this
-        before `infer`. Not for `constant`, whose `value` is an array."""
+        """(name, complaint) for the first attribute the op does not take, the first it
+        lacks, or the first not of its kind (ATTRIBUTE_KINDS), else None. The type rules check
+        ranges but trust the kinds `api` makes (`0 <= 0.5 < 1` holds); IR from outside
+        (ir/parser.py, ir/serialize.py) and the verifier ask this before `infer`, which named
+        its own function for an unknown or missing one ("_reduce_infer() got an unexpected
+        keyword argument 'foo'"). Not for `constant`, whose `value` is an array."""
+        names, required = self.attribute_names
+        for key in attrs:
+            if key not in names:
+                takes = ", ".join(names) if names else "no attributes"
+                return key, f"{self.name}: unknown attribute {key} ({self.name} takes {takes})"
+        for key in names:
+            if key in required and key not in attrs:
+                return key, f"{self.name}: missing attribute {key}"
         for key, value in attrs.items():
             kind = ATTRIBUTE_KINDS.get(key)
             if kind is not None and not kind[1](value):
