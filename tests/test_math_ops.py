@@ -147,8 +147,9 @@ def test_hypot_does_not_overflow_and_its_gradient_at_the_origin_is_zero(monkeypa
 def test_hypot_gradient_at_a_subnormal_result_is_pytorchs(dtype):
     """hypot's gradient was (g / out) * x: for a subnormal out (float64 below 5.6e-309,
     float32 below 2.9e-39) g / out overflows, so it gave inf for x and NaN (inf * 0) for
-    the zero operand. Now g * (x / out), PyTorch's x / r, y / r (at most 1), by the eager
-    tape, gc.grad, compiled and forward mode; the origin still gives 0 (JAX's)."""
+    the zero operand, by the eager tape, gc.grad and compiled. Now g * (x / out), PyTorch's
+    x / r, y / r (at most 1); the origin still gives 0 (JAX's). Forward mode was right all
+    along (see its assertion)."""
     tiny = np.finfo(dtype).smallest_normal / 8  # (a subnormal hypot, 1 / it overflows)
     a = np.array([tiny, 0.0, tiny, -tiny, 3.0, 0.0], dtype)
     b = np.array([0.0, tiny, tiny, tiny, -4.0, 0.0], dtype)
@@ -166,7 +167,10 @@ def test_hypot_gradient_at_a_subnormal_result_is_pytorchs(dtype):
         for g, want in zip(got, expected):
             np.testing.assert_array_equal(g[:5], want[:5])
             np.testing.assert_array_equal(g[5], 0.0)  # the origin: 0, not PyTorch's NaN
-    # forward mode (built from the same rule): the tangent along (1, 0) and (0, 1)
+    # forward mode, the tangent along (1, 0) and (0, 1): gc.jvp transposes the rule (the
+    # double vjp), reversing its order, so (g / out) * x was (t * x) / out there, finite.
+    # It guards that order: a rule (g * x) / out passes the reverse-mode checks above but
+    # gives (t / out) * x, inf and NaN, here
     for k in range(2):
         tangents = tuple(np.full_like(a, float(k == j)) for j in range(2))
         _, tangent = gc.jvp(gc.hypot, (a, b), tangents)
