@@ -68,6 +68,49 @@ _ROW_OPTS = dict(_OPTS, fastmath=_ROW_FLAGS)
 _SERIAL_ROW_OPTS = dict(_ROW_OPTS, parallel=False)
 
 
+def _makedirs_private(path: str) -> None:
+    """os.makedirs(path, exist_ok=True), each folder it creates 0700 whatever the umask:
+    makedirs gives its mode to the last folder only (~/.cache/graphc was made 0777 less the
+    umask), and numba makes __pycache__ so too. Under the umask 002 of Debian, Ubuntu and
+    Fedora users (their groups are their own) that is 0775, which untrusted refuses, as
+    upstream ssh refuses a group-writable ~/.ssh: the cache refused itself on every run
+    after the first. Made here first (numba's when it is about to make it), graphc's and
+    numba's folders are private."""
+    parent = os.path.dirname(path)
+    if parent != path and not os.path.lexists(parent):
+        _makedirs_private(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def _numba_folder(directory: str, numba_dir: str | None = None) -> str:
+    """The folder numba keeps its files for a module in `directory` in: NUMBA_CACHE_DIR's
+    (`numba_dir`: numba's CACHE_DIR unless given) subfolder for that directory where one is
+    set, else its __pycache__."""
+    numba_dir = numba_dir or (numba is not None and numba.config.CACHE_DIR)
+    if numba_dir:
+        from numba.core.caching import _CacheLocator
+        subpath = _CacheLocator.get_suitable_cache_subpath(os.path.join(directory, "m.py"))
+        return os.path.join(numba_dir, subpath)
+    return os.path.join(directory, "__pycache__")
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))  # the fixed kernels' modules (runtime/)
+if numba is not None and numba.config.CACHE_DIR:
+    # The first cached dispatcher below makes NUMBA_CACHE_DIR and its folder for runtime/
+    # with os.makedirs, 0775 under umask 002, and _guard_fixed_kernels then refused the
+    # directory numba had just made (as it does one others may write). Made here first,
+    # NUMBA_CACHE_DIR, the missing folders above it and that folder are 0700, as graphc's own
+    # cache is (an existing NUMBA_CACHE_DIR is not changed: it is checked as it is).
+    try:
+        _makedirs_private(_numba_folder(_HERE))
+    except OSError:
+        pass  # numba's own attempt says what is wrong
+
+
 def enabled() -> bool:
     return numba is not None and settings.JIT.get()
 
@@ -1177,10 +1220,10 @@ def _resolve(base: str) -> str | None:
         # by whoever can write the folder it is in
         real = os.path.realpath(base)
         problem = untrusted(real)
-        pycache = os.path.join(real, "__pycache__")  # numba's files for the kernels
+        pycache = _numba_folder(real)  # numba's files for the kernels
         if problem is None and os.path.lexists(pycache):
             inner = _not_private(os.lstat(pycache))
-            problem = inner and f"has a __pycache__ that {inner}"
+            problem = inner and f"has numba's folder {pycache}, which {inner}"
         if problem is None and not os.access(real, os.W_OK):
             problem = "is not writable"
     except OSError as exc:
@@ -1192,24 +1235,6 @@ def _resolve(base: str) -> str | None:
                + (f"using a private directory for this run instead ({private})" if private
                   else "compiling kernels without a cache"))
     return private
-
-
-def _makedirs_private(path: str) -> None:
-    """os.makedirs(path, exist_ok=True), each folder it creates 0700 whatever the umask:
-    makedirs gives its mode to the last folder only (~/.cache/graphc was made 0777 less the
-    umask), and numba makes __pycache__ so too. Under the umask 002 of Debian, Ubuntu and
-    Fedora users (their groups are their own) that is 0775, which untrusted refuses, as
-    upstream ssh refuses a group-writable ~/.ssh: the cache refused itself on every run
-    after the first. Made here first (numba's when it is about to make it), graphc's and
-    numba's folders are private."""
-    parent = os.path.dirname(path)
-    if parent != path and not os.path.lexists(parent):
-        _makedirs_private(parent)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
 
 
 def _private_dir() -> str | None:
@@ -1336,7 +1361,7 @@ def load_generated(source: str):
             path = None
     if path:
         try:  # numba's folder for its files, made before numba makes it (_makedirs_private)
-            _makedirs_private(os.path.join(directory, "__pycache__"))
+            _makedirs_private(_numba_folder(directory))
         except OSError:
             pass  # numba's own attempt says what is wrong
         spec = importlib.util.spec_from_file_location(name, path)
@@ -1402,6 +1427,10 @@ def _guard_fixed_kernels() -> None:
     directory = numba.config.CACHE_DIR
     real = directory and os.path.isdir(directory) and os.path.realpath(directory)
     problem = real and untrusted(real)
+    own = real and _numba_folder(_HERE, real)  # the pickles of runtime/'s kernels
+    if not problem and own and os.path.lexists(own):  # as _resolve checks __pycache__
+        inner = _not_private(os.lstat(own))
+        problem = inner and f"has numba's folder {own}, which {inner}"
     if problem:
         _warn_once(("dir", directory), f"graphc: NUMBA_CACHE_DIR {directory} {problem}; "
                    "numba's default cache directories are used instead")

@@ -279,6 +279,56 @@ def test_a_cache_made_under_umask_002_is_used_by_the_next_run(tmp_path):
 
 
 
+def test_a_numba_cache_dir_numba_made_under_umask_002_is_used_by_the_next_run(tmp_path):
+    """A NUMBA_CACHE_DIR not there yet was made by numba (os.makedirs, as its folder for each
+    module directory in it) 0775 under umask 002, when runtime.jit's first cached kernel was
+    decorated: the check of NUMBA_CACHE_DIR then refused the directory, from the first run
+    on. graphc makes it and numba's folders in it 0700 first, as its own cache."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    numba_dir = home / "numba" / "cache"  # none of it there yet
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(numba_dir), GRAPHC_BACKGROUND_COMPILE="0",
+               GRAPHC_CACHE_DIR=str(home / "kernels"))
+    old = os.umask(0o002)  # inherited by the runs
+    try:
+        runs = [subprocess.run([sys.executable, "-c", UMASK_CHILD], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=300)
+                for _ in range(2)]
+    finally:
+        os.umask(old)
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        assert "KernelCacheWarning" not in result.stderr  # (raised at import: not an error)
+    (kernels, first_hits), (again, hits) = (map(int, r.stdout.split()) for r in runs)
+    assert kernels >= 1 and first_hits == 0
+    assert again == kernels and hits == kernels  # loaded from NUMBA_CACHE_DIR by the second
+    folders = [numba_dir.parent, numba_dir, *(p for p in numba_dir.iterdir())]
+    assert len(folders) == 4  # numba's folders for runtime/ and for the generated kernels
+    assert list(numba_dir.glob("kernels_*/*.nbi"))
+    for folder in folders:
+        assert oct(os.stat(folder).st_mode & 0o777) == oct(0o700), folder
+
+
+def test_a_numba_cache_dir_whose_folder_for_the_kernels_others_can_write_is_not_used(
+        tmp_path):
+    """numba keeps the pickles in a folder of NUMBA_CACHE_DIR per module directory: one
+    the group can write is refused as a __pycache__ of graphc's own cache is."""
+    numba_dir = tmp_path / "numba-cache"
+    numba_dir.mkdir(mode=0o700)
+    from numba.core.caching import _CacheLocator
+    folder = numba_dir / _CacheLocator.get_suitable_cache_subpath(jit.__file__)
+    os.mkdir(folder)
+    os.chmod(folder, 0o775)
+    code = "import runtime.jit as j; print(j.softmax._cache.cache_path)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120,
+                            env=dict(os.environ, NUMBA_CACHE_DIR=str(numba_dir)))
+    assert result.returncode == 0, result.stderr
+    assert not result.stdout.strip().startswith(str(numba_dir))
+    assert (f"NUMBA_CACHE_DIR {numba_dir} has numba's folder {folder}, which is writable by "
+            "its group (mode 775") in result.stderr
+
+
 def test_a_folder_above_the_cache_in_the_users_own_group_may_be_group_writable(tmp_path):
     """A ~/.cache made 0775 by another tool under umask 002 (pip does), in the user's own
     private group, turned the kernel cache off for good once the folders above it were
