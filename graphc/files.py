@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import re
@@ -293,15 +294,31 @@ def _leads_to_a_descriptor(path: str) -> bool:
     return False
 
 
+_TAIL = 1 << 16  # bytes of a file's end that file_identity reads
+
+
 def file_identity(path: str):
-    """What tells the file now at `path` from another written there since (None: none
-    there): its inode (a file renamed over it is another), with its size and modification
-    time, since a file system may give a removed file's inode to the next one made."""
+    """What tells the checkpoint now at `path` from another written there since (None: none
+    there): its inode (a file renamed over it is another), its size, and a digest of its last
+    64 KiB, since a file system may give a removed file's inode to the next one made. Not
+    its modification time: a `touch` (a backup or sync tool) changes that alone, and the
+    file touched is still the one that was read. The end tells a rewrite in one small read
+    whatever the size: a checkpoint is an npz, ending with the zip's central directory,
+    which holds each member's CRC-32 and time of writing, the header's (step, RNG state,
+    history) last."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    tail = None  # (unreadable: inode and size alone)
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())  # the file read, if it was replaced since the stat
+            fh.seek(max(0, st.st_size - _TAIL))
+            tail = hashlib.sha1(fh.read(_TAIL)).digest()
+    except OSError:
+        pass
+    return st.st_dev, st.st_ino, st.st_size, tail
 
 
 def _sync_directory(directory: str) -> None:

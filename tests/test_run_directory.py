@@ -73,6 +73,50 @@ def test_fit_does_not_replace_a_checkpoint_another_run_wrote_after_the_resume(tm
     assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 22
 
 
+def test_fit_replaces_a_resumed_checkpoint_only_touched_since(tmp_path):
+    """The identity recorded at resume held the file's modification time: a `touch` (a backup
+    or sync tool) of the checkpoint after Trainer.resume made fit() refuse it as written by
+    another run. Inode, size and the file's end (the zip's central directory, with each
+    member's CRC-32) tell a rewrite, not a touch."""
+    run = str(tmp_path / "run")
+    _trainer(5).fit(run, progress=False)
+    b = _trainer(8)
+    b.resume(run)
+    st = os.stat(f"{run}/checkpoint.npz")
+    os.utime(f"{run}/checkpoint.npz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    b.fit(run, progress=False)
+    arrays, meta = checkpoint.load_saved(f"{run}/checkpoint.npz")
+    assert meta["step"] == 8
+    np.testing.assert_array_equal(arrays["param/w"], b.params["w"])
+
+
+def test_fit_refuses_a_resumed_checkpoint_rewritten_with_its_inode_size_and_time(tmp_path):
+    """Another run's checkpoint at the same inode (a file system reuses a removed file's
+    inode), of the same size and with the same modification time, is still another file:
+    refused. (Here the other run's bytes are written into the file in place.)"""
+    run, path = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoint.npz")
+    _trainer(5).fit(run, progress=False)
+    for k in range(2, 10):  # another run's, of the same size (its losses' digits vary)
+        _trainer(5, lr=k / 100).fit(str(tmp_path / f"other{k}"), progress=False)
+        new = open(tmp_path / f"other{k}" / "checkpoint.npz", "rb").read()
+        if len(new) == os.path.getsize(path):
+            break
+    b = _trainer(8)
+    b.resume(run)
+    st = os.stat(path)
+    assert len(new) == st.st_size
+    with open(path, "r+b") as fh:
+        fh.write(new)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = os.stat(path)
+    assert (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) == (
+        st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    with pytest.raises(GraphcError, match=f"{run}/checkpoint.npz has been written by another "
+                                          "run since this trainer resumed"):
+        b.fit(run, progress=False)
+    assert open(path, "rb").read() == new  # not replaced
+
+
 def test_graphc_train_resume_holds_out_before_it_reads_the_checkpoint(
         tmp_path, text_file, capsys, monkeypatch):  # noqa: F811
     """`graphc train --resume` read the checkpoint first, compiled, and took OUT's lock in
