@@ -397,6 +397,13 @@ def exclusive_directory(path: str, what: str = "graphc train"):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            if holder == str(os.getpid()):  # each open of the file is a holder, in one process
+                # too: "another process (pid N)" named the user's own; here the holders are
+                # gc.Trainers (graphc train hands its lock to its Trainer)
+                raise GraphcError(f"{path} is in use by another {what} in this process (another "
+                                  "gc.Trainer fitting into it); let its fit() end first, or "
+                                  "write into another directory (Trainer.fit: out; graphc train: "
+                                  "--out)") from None
             raise GraphcError(f"{path} is in use by another {what} (process {holder}); wait "
                               "for it to end, or write into another directory (graphc "
                               "train: --out)") from None

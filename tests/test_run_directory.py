@@ -19,7 +19,7 @@ def test_a_directory_is_held_by_one_run_at_a_time(tmp_path):
     with exclusive_directory(str(tmp_path / "run")):
         # another open of the lock file is another holder, even in this process
         with pytest.raises(GraphcError, match=rf"{tmp_path / 'run'} is in use by another "
-                           rf"graphc train \(process {os.getpid()}\)"):
+                           r"graphc train in this process"):
             with exclusive_directory(str(tmp_path / "run")):
                 pass
     with exclusive_directory(str(tmp_path / "run")):  # released at the end of the first
@@ -48,6 +48,35 @@ def _trainer(steps, lr=0.01):
                       {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=lr),
                       lambda rng: (x,), steps=steps, checkpoint_meta={"lr": lr})
 
+
+def test_a_second_trainer_in_this_process_is_told_another_trainer_holds_the_directory(
+        tmp_path):
+    """Two gc.Trainers of one process fitting into one directory: the second's error said
+    the directory was in use by "another training run (process N)", N the user's own pid.
+    It now says another gc.Trainer in this process holds it, and its checkpoint is kept."""
+    import graphc as gc
+    run, x, tried, fitting = str(tmp_path / "run"), np.ones((3, 4), np.float32), [], []
+    second = _trainer(2)
+
+    def batches(rng):  # the first trainer's data: the second fits while the first does
+        if fitting and not tried:
+            try:
+                second.fit(run, progress=False)
+                tried.append(None)
+            except GraphcError as exc:
+                tried.append(str(exc))
+        return (x,)
+
+    first = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                       {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
+                       steps=3)
+    fitting.append(True)
+    first.fit(run, progress=False)
+    assert tried == [f"{run} is in use by another training run in this process (another "
+                     "gc.Trainer fitting into it); let its fit() end first, or write into "
+                     "another directory (Trainer.fit: out; graphc train: --out)"]
+    assert str(os.getpid()) not in tried[0]
+    assert second.step == 0 and checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 3
 
 def test_fit_does_not_replace_a_checkpoint_another_run_wrote_after_the_resume(tmp_path):
     """Trainer.resume read OUT/checkpoint.npz, and fit() took OUT's lock only after the step
