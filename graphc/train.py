@@ -29,7 +29,7 @@ from .files import cannot_create_in, check_path, check_writable, exclusive_direc
     file_identity
 from .models.gpt import GPT, GPTConfig
 from .tracing import spec, trace
-from .trainer import CHECKPOINT, Trainer as _Trainer, checkpoint_file
+from .trainer import CHECKPOINT, Trainer as _Trainer, _reader_aware_stdout, checkpoint_file
 from .transforms import Compiled, value_and_grad
 
 
@@ -479,19 +479,30 @@ def train_gpt(config: str = "small", *, data: str | None = None, out: str | None
     write a sample. `options`: model fields (MODEL_OPTIONS) and training settings
     (TRAIN_OPTIONS; gradient_accumulation_steps: micro-batches of batch_size per optimiser
     step, default 1 or the checkpoint's), None meaning the default. Returns 0, or the signal
-    that stopped training after a save. `distributed`: one rank of an MPI job (mpiexec -n N graphc
+    that stopped training after a save (SIGPIPE also where stdout's reader went away after
+    training, the rest done). `distributed`: one rank of an MPI job (mpiexec -n N graphc
     train): rank 0 alone prints, writes the checkpoint and the sample. `memory_limit`: the
     training step's memory budget (`--memory-limit`), met by recomputing activations.
     Resuming with other training settings than the checkpoint's (but steps, eval_every,
     eval_iters, precision) is refused unless `allow_changed_settings`."""
-    # with `resume`, OUT's lock is held from before the checkpoint is read to the end of
-    # training: taken only by fit(), after the compile (seconds to minutes), it let another
-    # run write a newer checkpoint in between, which this run then replaced. Let go here
-    # if the run ends before fit() takes it over.
-    with contextlib.ExitStack() as held:
-        return _train_gpt(held, config, data, out, resume, options, sample_tokens, progress,
-                          pipeline, fast_math, distributed, memory_limit,
-                          allow_changed_settings)
+    # One process: stdout's reader going away (`graphc train | head -3`) is noted wherever
+    # it happens, as fit() notes it while training (its _ReaderAwareStdout is this one),
+    # not an error: the line's BrokenPipeError before or after training ended the run with
+    # status 2 (before: nothing saved; after: no sample.txt). Before training, fit() now
+    # stops at its first step boundary after saving; after it, the validation score and
+    # sample.txt are done with the output discarded, and the run ends with SIGPIPE's
+    # status, quietly, as `--ranks N`'s launcher ends (its relay notes the reader for the
+    # ranks, whose stdout is mpiexec's pipe).
+    with contextlib.nullcontext() if distributed else _reader_aware_stdout() as stdout:
+        # with `resume`, OUT's lock is held from before the checkpoint is read to the end of
+        # training: taken only by fit(), after the compile (seconds to minutes), it let
+        # another run write a newer checkpoint in between, which this run then replaced.
+        # Let go here if the run ends before fit() takes it over.
+        with contextlib.ExitStack() as held:
+            stopped = _train_gpt(held, config, data, out, resume, options, sample_tokens,
+                                 progress, pipeline, fast_math, distributed, memory_limit,
+                                 allow_changed_settings)
+    return stopped or getattr(stdout, "reader_gone", 0)
 
 
 def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress, pipeline,

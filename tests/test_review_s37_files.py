@@ -201,6 +201,43 @@ def test_a_reader_that_goes_away_stops_training_after_saving(tmp_path, text_file
     assert checkpoint.load(str(out / "checkpoint.npz"))[1]["step"] == step
 
 
+@pytest.mark.parametrize("when", ["before training", "after training"])
+def test_a_reader_gone_before_or_after_training_ends_one_process_as_ranks_do(
+        tmp_path, text_file, when):
+    """`graphc train | head -3` in one process: the reader gone before training (the compile
+    line) or after it (the validation line, the sample) made the line's BrokenPipeError end
+    the run, "graphc: error: [Errno 32] Broken pipe", status 2: nothing saved before
+    training, no sample.txt after it. As under `--ranks N`, one process now stops at its
+    first step boundary after saving (before training), or does the rest with its output
+    discarded and ends quietly (after it); status 128 + SIGPIPE either way."""
+    out = tmp_path / "run"
+    options = [*TINY[:-1], "40"]  # --sample-tokens 40, each printed
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphc.cli", "train", *options, "--steps", "4",
+         "--eval-every", "4", "--data", text_file, "--out", str(out)], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if when == "after training":
+            for line in proc.stdout:
+                if line.startswith("step 4:"):  # training's last line
+                    break
+        proc.stdout.close()  # as `head` does once it has its lines
+        stderr = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGPIPE, stderr
+    ckpt = out / "checkpoint.npz"
+    if when == "after training":
+        assert stderr == ""
+        assert checkpoint.load(str(ckpt))[1]["step"] == 4
+        assert len((out / "sample.txt").read_text(encoding="utf-8")) >= 40
+    else:
+        assert stderr.splitlines() == [f"interrupted by SIGPIPE: saved step 0 to {ckpt}; to "
+                                       "continue, run the same command with --resume"], stderr
+        assert checkpoint.load(str(ckpt))[1]["step"] == 0
+
+
 def test_a_log_of_ones_own_raising_broken_pipe_reaches_the_caller():
     """fit() took any BrokenPipeError of its `log` for stdout's reader gone and stopped
     without a word (a notebook user saw only a return value of 13); now only its own
