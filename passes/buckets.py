@@ -26,17 +26,21 @@ first node that reads one of its values (at the end when only outputs read them)
 kernels in between overlap its communication. A bucket also closes early where a later
 operand would be produced after an earlier member is read (the wait would come before the
 start). An all-reduce of an all-reduce stays blocking; one that nothing reads is left to dce.
+A float16 or bfloat16 gradient is all-reduced through a cast to float32 (collective.allreduce):
+it is planned by the gradient, and the cast is made right after it (_source), so a half
+model's gradients join the float32 buckets as they are produced.
 
 `bucket_mb` defaults to GRAPHC_BUCKET_MB, else 25 (DDP's bucket_cap_mb).
 """
 from __future__ import annotations
 
+import numpy as np
 
 from ir import settings
 from ir.graph import Graph
 from ir.ops import collective as C
 from ir.rewrite import clone
-from ir.types import is_float
+from ir.types import is_float, is_half
 
 DEFAULT_BUCKET_MB = settings.BUCKET_MB.default
 FIRST_BUCKET_MB = 1.0  # each dtype's first bucket at the default cap (DDP's: 1 MiB)
@@ -60,7 +64,7 @@ def plan_buckets(graph: Graph, bucket_mb: float) -> list[list]:
     candidates = [n for n in graph.nodes if n.op == "allreduce"
                   and n.inputs[0].op != "allreduce" and (n in first_read or n in outputs)]
     groups = {}
-    for n in sorted(candidates, key=lambda n: order[n.inputs[0]]):
+    for n in sorted(candidates, key=lambda n: order[_source(n)]):
         groups.setdefault((str(n.dtype), n.attrs["reduce"]), []).append(n)
     cap_bytes = bucket_mb * 1e6
     first_bytes = min(cap_bytes, FIRST_BUCKET_MB * 1e6) if bucket_mb == DEFAULT_BUCKET_MB \
@@ -72,7 +76,7 @@ def plan_buckets(graph: Graph, bucket_mb: float) -> list[list]:
         group_start = len(buckets)
         current, size, read_before = [], 0, end + 1
         for n in members:
-            produced = order[n.inputs[0]]
+            produced = order[_source(n)]
             if current and produced >= read_before:
                 buckets.append(current)
                 current, size, read_before = [], 0, end + 1
@@ -86,8 +90,21 @@ def plan_buckets(graph: Graph, bucket_mb: float) -> list[list]:
                 current, size, read_before = [], 0, end + 1
         if current:
             buckets.append(current)
-    buckets.sort(key=lambda b: max(order[n.inputs[0]] for n in b))
+    buckets.sort(key=lambda b: max(order[_source(n)] for n in b))
     return buckets
+
+
+def _source(n):
+    """The value whose production all-reduce `n` waits for: its operand, or, where that is
+    the float32 cast collective.allreduce puts around a float16 or bfloat16 gradient (MPI has
+    no half types), the gradient itself. The cast was made with the all-reduce, after the
+    whole backward pass, and is read right after it: planned by the cast, each half gradient
+    was a bucket of its own, started and waited for at the end, overlapping nothing.
+    bucket_allreduce makes the cast right after the gradient instead."""
+    x = n.inputs[0]
+    if x.op == "cast" and x.dtype == np.float32 and is_half(x.inputs[0].dtype):
+        return x.inputs[0]
+    return x
 
 
 def bucket_allreduce(graph: Graph, bucket_mb: float | None = None) -> Graph:
@@ -97,9 +114,13 @@ def bucket_allreduce(graph: Graph, bucket_mb: float | None = None) -> Graph:
     member_of = {n: k for k, bucket in enumerate(buckets) for n in bucket}
     order = {n: i for i, n in enumerate(graph.nodes)}
     trigger = {}  # old node -> buckets to start right after it
+    early = {}  # old node -> the widening casts of it to make right after it (see _source)
     for k, bucket in enumerate(buckets):
-        last = max((n.inputs[0] for n in bucket), key=order.get)
+        last = max((_source(n) for n in bucket), key=order.get)
         trigger.setdefault(last, []).append(k)
+        for n in bucket:
+            if _source(n) is not n.inputs[0]:
+                early.setdefault(_source(n), []).append(n.inputs[0])
 
     new = Graph(graph.name)
     new.output_tree = graph.output_tree
@@ -127,12 +148,18 @@ def bucket_allreduce(graph: Graph, bucket_mb: float | None = None) -> Graph:
             mapping[node] = copy
         elif node in member_of:
             continue  # its value is a view of its bucket, made at the bucket's wait
+        elif node in mapping:
+            continue  # a cast made early, right after its operand
         else:
             for i in node.inputs:
                 if i in member_of and i not in mapping:
                     wait(member_of[i])
             mapping[node] = new.add_node(node.op, [mapping[i] for i in node.inputs],
                                          dict(node.attrs), node.type, node.locs, node.scope)
+        for cast in early.get(node, ()):
+            if cast not in mapping:  # (one cast may widen a gradient for two all-reduces)
+                mapping[cast] = new.add_node(cast.op, [mapping[node]], dict(cast.attrs),
+                                             cast.type, cast.locs, cast.scope)
         for k in trigger.get(node, ()):
             start(k)
     for out in graph.outputs:
