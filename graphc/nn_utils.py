@@ -37,11 +37,23 @@ def _gradients(parameters, name):
     return out
 
 
+def _writeable_grad(p):
+    """p.grad as an array to change in place: a .grad the user assigned as a numpy scalar
+    (`p.grad = arr.sum()`) or a read-only array is replaced by a writeable copy, since
+    `g *= f` on a scalar rebinds the local name only (the .grad stayed unclipped) and
+    np.clip(out=) refuses one."""
+    g = p.grad
+    if not (isinstance(g, np.ndarray) and g.flags.writeable):
+        g = p.grad = np.array(g)
+    return g
+
+
 def _scale(p, factor):
     g = p.grad
     if isinstance(g, Tensor):  # a gradient kept differentiable (backward(create_graph=True))
         p.grad = g * float(factor)
     else:  # in place, as torch's mul_
+        g = _writeable_grad(p)
         g *= np.asarray(factor, g.dtype)
 
 
@@ -90,6 +102,7 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
             from ir.ops import api as F
             p.grad = F.clip(g, -clip_value, clip_value)
         else:
+            g = _writeable_grad(p)
             np.clip(g, -clip_value, clip_value, out=g)
 
 

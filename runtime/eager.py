@@ -935,8 +935,13 @@ def _accumulate(leaf, g, create_graph):
         # the same one), the caller's (backward(G)) or read-only; an in-place update of one
         # gradient (p.grad *= scale) changed the others
         leaf.grad = np.array(data)
+    elif isinstance(leaf.grad, Tensor):
+        leaf.grad = leaf.grad + Tensor(data)
     else:
-        leaf.grad = leaf.grad + (data if not isinstance(leaf.grad, Tensor) else Tensor(data))
+        # np.asarray: numpy's sum of two 0-d arrays is a numpy scalar, and a .grad stays an
+        # array of the parameter's shape, as torch's (clip_grad_norm_ scales it in place,
+        # clip_grad_value_ clips into it)
+        leaf.grad = np.asarray(leaf.grad + data)
 
 
 def apart_from(results, operands, since=None) -> list:

@@ -177,3 +177,39 @@ def test_clip_grad_value_and_edge_cases():
         nn.utils.clip_grad_norm_(single, 1.0, error_if_nonfinite=True)
     with pytest.raises(gc.GraphcError, match="expected tensors or Parameters"):
         nn.utils.clip_grad_norm_([np.ones(2)], 1.0)
+
+
+def test_a_0d_gradient_accumulated_twice_stays_an_array_and_is_clipped_as_torchs():
+    """Session 41: a second backward() left a 0-d parameter's .grad a numpy scalar (numpy's
+    0-d + 0-d), which clip_grad_norm_ left unscaled and clip_grad_value_ failed on."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    s, w = nn.Parameter(np.array(2.0, np.float32)), nn.Parameter(np.ones(3, np.float32))
+    ts = torch.nn.Parameter(torch.tensor(2.0))
+    tw = torch.nn.Parameter(torch.ones(3))
+    for _ in range(2):  # gradient accumulation: two backward() calls
+        (s * 3.0 * w).sum().backward()
+        (ts * 3.0 * tw).sum().backward()
+    assert isinstance(s.grad, np.ndarray) and s.grad.shape == () and s.grad.dtype == np.float32
+    total = nn.utils.clip_grad_norm_([s, w], max_norm=1.0)
+    expected = torch.nn.utils.clip_grad_norm_([ts, tw], max_norm=1.0)
+    assert float(total.data) == pytest.approx(float(expected), rel=1e-6)
+    np.testing.assert_allclose(s.grad, ts.grad.numpy(), rtol=1e-6)  # 0.6547, was 18
+    np.testing.assert_allclose(w.grad, tw.grad.numpy(), rtol=1e-6)
+    for _ in range(2):
+        (s * 3.0 * w).sum().backward()
+        (ts * 3.0 * tw).sum().backward()
+    nn.utils.clip_grad_value_([s, w], 5.0)
+    torch.nn.utils.clip_grad_value_([ts, tw], 5.0)
+    assert isinstance(s.grad, np.ndarray) and s.grad.dtype == np.float32
+    np.testing.assert_allclose(s.grad, ts.grad.numpy(), rtol=1e-6)  # 5.0
+    np.testing.assert_allclose(w.grad, tw.grad.numpy(), rtol=1e-6)
+    # a numpy scalar or read-only .grad a user assigned is clipped too (a writeable copy)
+    s.grad, w.grad = np.float32(18.0), np.broadcast_to(np.float32(6.0), (3,))
+    ts.grad, tw.grad = torch.tensor(18.0), torch.full((3,), 6.0)
+    nn.utils.clip_grad_norm_([s, w], max_norm=1.0)
+    torch.nn.utils.clip_grad_norm_([ts, tw], max_norm=1.0)
+    np.testing.assert_allclose(s.grad, ts.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(w.grad, tw.grad.numpy(), rtol=1e-6)
+    s.grad = np.float32(-18.0)
+    nn.utils.clip_grad_value_([s], 1.0)
+    assert float(s.grad) == -1.0
