@@ -1058,9 +1058,15 @@ class SGD(Optimizer):
 
     hyperparameters = ("weight_decay", "momentum", "dampening")
 
-    def __init__(self, lr, momentum: float = 0.0, nesterov: bool = False,
-                 dampening: float = 0.0, weight_decay: float = 0.0, decay_mask=None,
-                 clip_norm=None, *, maximize: bool = False):
+    # torch's positional order (a torch user's SGD(lr, 0.9, 0.5) is dampening 0.5; before,
+    # nesterov came third); graphc's own settings keyword-only (see Adam)
+    def __init__(self, lr, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, *, decay_mask=None,
+                 clip_norm=None, maximize: bool = False):
+        if isinstance(dampening, (bool, np.bool_)):  # graphc's earlier SGD(lr, 0.9, True)
+            raise GraphcError(f"SGD: dampening must be a number, got {dampening!r} (the third "
+                              "positional argument is dampening, as torch's: give nesterov= "
+                              "by name)", (user_location(),))
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.momentum = momentum
         self.dampening = dampening
@@ -1094,9 +1100,17 @@ class Adam(Optimizer):
     decoupled = False
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
 
+    # torch's positional order, amsgrad fifth (decay_mask was fifth, so torch's Adam(lr,
+    # betas, eps, weight_decay, True) took the True as a mask and dropped AMSGrad unsaid).
+    # graphc's own settings (decay_mask, clip_norm) are keyword-only in every torch-named
+    # optimiser, so no positional argument of torch's lands on one
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, decay_mask=None, clip_norm=None, *,
-                 amsgrad: bool = False, maximize: bool = False):
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, decay_mask=None,
+                 clip_norm=None, maximize: bool = False):
+        if not isinstance(amsgrad, (bool, np.bool_)):  # a mask given fifth, as before
+            raise GraphcError(f"{type(self).__name__}: amsgrad must be True or False, got "
+                              f"{amsgrad!r} (the fifth positional argument is amsgrad, as "
+                              "torch's: give decay_mask= by name)", (user_location(),))
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.betas = betas
         self.eps = eps
@@ -1139,10 +1153,10 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01, decay_mask=None, clip_norm=None, *,
-                 amsgrad: bool = False, maximize: bool = False):
-        super().__init__(lr, betas, eps, weight_decay, decay_mask, clip_norm, amsgrad=amsgrad,
-                         maximize=maximize)
+                 weight_decay: float = 0.01, amsgrad: bool = False, *, decay_mask=None,
+                 clip_norm=None, maximize: bool = False):
+        super().__init__(lr, betas, eps, weight_decay, amsgrad, decay_mask=decay_mask,
+                         clip_norm=clip_norm, maximize=maximize)
 
 
 class RMSprop(Optimizer):
@@ -1154,7 +1168,7 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 decay_mask=None, clip_norm=None, *, maximize: bool = False):
+                 *, decay_mask=None, clip_norm=None, maximize: bool = False):
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.alpha = alpha
         self.eps = eps
@@ -1195,8 +1209,8 @@ class Adagrad(Optimizer):
     hyperparameters = ("weight_decay", "lr_decay", "eps")
 
     def __init__(self, lr=1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10,
-                 decay_mask=None, clip_norm=None, *, maximize: bool = False):
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *,
+                 decay_mask=None, clip_norm=None, maximize: bool = False):
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.lr_decay = lr_decay
         self.initial = _non_negative("initial_accumulator_value", initial_accumulator_value)
@@ -1225,7 +1239,7 @@ class Adamax(Optimizer):
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, decay_mask=None, clip_norm=None, *,
+                 weight_decay: float = 0.0, *, decay_mask=None, clip_norm=None,
                  maximize: bool = False):
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.betas = betas
@@ -1260,7 +1274,7 @@ class NAdam(Optimizer):
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3,
-                 decoupled_weight_decay: bool = False, decay_mask=None, clip_norm=None, *,
+                 decoupled_weight_decay: bool = False, *, decay_mask=None, clip_norm=None,
                  maximize: bool = False):
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.betas = betas
@@ -1647,25 +1661,29 @@ def _takes_lr_first(cls) -> bool:
     return _constructor_names(cls)[:1] == ["lr"]
 
 
-def _constructor_names(cls) -> list:
-    """The names of cls's constructor's parameters, less self; a user's `__init__(self,
-    *args, **kwargs)` passes its arguments on, so those of the first constructor up its
-    classes that names them."""
+def _constructor_names(cls, positional=False) -> list:
+    """The names of cls's constructor's parameters, less self (with `positional`, those a
+    positional argument can fill); a user's `__init__(self, *args, **kwargs)` passes its
+    arguments on, so those of the first constructor up its classes that names them."""
     for klass in cls.__mro__:
         init = vars(klass).get("__init__")
         if init is None:
             continue
         parameters = list(inspect.signature(init).parameters.values())[1:]
         if not parameters or parameters[0].kind is not inspect.Parameter.VAR_POSITIONAL:
-            return [p.name for p in parameters]
+            return [p.name for p in parameters if not positional or p.kind in (
+                inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     return []
 
 
 def _parameters_given(cls, args, kwargs):
     """One line for torch's `SGD(model.parameters(), lr=0.01)`: graphc's form, with the
     settings given."""
-    names = _constructor_names(cls)
-    settings = {**dict(zip(names, args[1:])), **kwargs}  # torch's positions after params
+    # torch's positions after params, named as ours (the same order up to torch's
+    # positional settings graphc lacks, capturable or foreach, which are left out: never
+    # onto a keyword-only decay_mask)
+    names = _constructor_names(cls, positional=True)
+    settings = {**dict(zip(names, args[1:])), **kwargs}
     shown = ", ".join(f"{name}={value!r}" for name, value in settings.items())
     raise GraphcError(f"graphc's optimisers take their parameters in .bind(): "
                       f"gc.optim.{cls.__name__}({shown}).bind(model) (a Module, or a list or "

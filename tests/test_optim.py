@@ -296,6 +296,67 @@ def test_bad_arguments_are_one_line_errors():
         opt.update({"x": np.ones(2)}, opt.init(params), params)
 
 
+# torch's positional arguments after params: each optimiser takes them in torch's order
+POSITIONAL = {
+    "Adam": ((0.1, (0.8, 0.99), 1e-8, 0.1, True), "amsgrad"),
+    "AdamW": ((0.1, (0.9, 0.999), 1e-6, 0.05, True), "amsgrad"),
+    "SGD": ((0.1, 0.9, 0.5, 0.01), "dampening"),
+    "SGD-nesterov": ((0.1, 0.9, 0.0, 0.01, True), "nesterov"),
+    "RMSprop": ((0.01, 0.9, 1e-6, 0.1, 0.5, True), "centered"),
+    "Adagrad": ((0.1, 0.05, 0.1, 0.3, 1e-6), "eps"),
+    "Adamax": ((0.01, (0.8, 0.99), 1e-6, 0.1), "weight_decay"),
+    "NAdam": ((0.01, (0.8, 0.99), 1e-6, 0.1, 5e-3, True), "decoupled_weight_decay"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POSITIONAL))
+def test_torchs_positional_arguments_mean_what_they_mean_in_torch(case):
+    """Session 41: Adam/AdamW took a fifth positional argument as decay_mask (torch's
+    amsgrad: Adam(lr, betas, eps, weight_decay, True) dropped AMSGrad without a word), SGD a
+    third as nesterov (torch's dampening). Now torch's order; graphc's own decay_mask and
+    clip_norm are keyword-only."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    args, last = POSITIONAL[case]
+    name = case.split("-")[0]
+    params, grads = _problem("float64", steps=8)
+    expected = _torch_run(lambda ps: getattr(torch.optim, name)(ps, *args), params, grads)
+    opt = getattr(optim, name)(*args)
+    torch_opt = getattr(torch.optim, name)([torch.zeros(1)], *args)
+    ours = {"decoupled_weight_decay": "decoupled"}.get(last, last)  # (NAdam's attribute)
+    assert getattr(opt, ours) == torch_opt.param_groups[0][last]  # the last one given
+    got = {k: v.copy() for k, v in params.items()}
+    state = opt.init(got)
+    for g in grads:
+        got, state = opt.update(g, state, got)
+    assert _max_error(expected, params) > 1e-3
+    # (torch keeps NAdam's mu_product in its default dtype, float32: see NAdam's docstring)
+    assert _max_error(got, expected) <= (1e-9 if name == "NAdam" else 1e-12)
+
+
+def test_graphcs_earlier_positional_orders_are_refused_in_one_line():
+    """graphc's earlier positional calls (SGD's third nesterov, Adam's fifth decay_mask,
+    clip_norm after it) cannot silently mean torch's settings: each is refused."""
+    with pytest.raises(gc.GraphcError, match=r"^SGD: dampening must be a number, got True "
+                       r"\(the third positional argument is dampening, as torch's: give "
+                       r"nesterov= by name\)"):
+        optim.SGD(0.1, 0.9, True)
+    with pytest.raises(gc.GraphcError, match=r"^AdamW: amsgrad must be True or False, got "
+                       r"<function decay_matrices_only.*give decay_mask= by name\)"):
+        optim.AdamW(1e-3, (0.9, 0.999), 1e-8, 0.1, optim.decay_matrices_only)
+    for make in (lambda: optim.Adam(1e-3, (0.9, 0.999), 1e-8, 0.0, False, 1.0),
+                 lambda: optim.Adagrad(0.1, 0.0, 0.0, 0.0, 1e-10, None)):  # torch's foreach
+        with pytest.raises(TypeError, match="positional arguments but 7 were given"):
+            make()
+    # torch's form with parameters first names the settings as torch's positions do
+    net = nn.Linear(2, 3)
+    with pytest.raises(gc.GraphcError, match=r"gc\.optim\.SGD\(lr=0\.1, momentum=0\.9, "
+                       r"dampening=0\.5\)\.bind\(model\)"):
+        optim.SGD(net.parameters(), 0.1, 0.9, 0.5)
+    with pytest.raises(gc.GraphcError, match=r"gc\.optim\.RMSprop\(lr=0\.1, alpha=0\.9, "
+                       r"eps=1e-08, weight_decay=0, momentum=0, centered=False\)\.bind"):
+        optim.RMSprop(net.parameters(), 0.1, 0.9, 1e-8, 0, 0, False, False)  # + capturable
+
+
 @pytest.mark.parametrize("staircase", [False, True])
 def test_exponential_decay_matches_torch_schedulers_and_traces_to_the_same_numbers(staircase):
     schedule = optim.exponential_decay(0.1, 3 if staircase else 1, 0.8, staircase=staircase)
