@@ -742,11 +742,17 @@ class Optimizer:
     gives_updates: bool = False
 
     def __new__(cls, *args, **kwargs):
-        # torch's SGD(params, lr=...), refused before __init__ binds it (a TypeError, or
-        # the parameters taken as the lr); optax's rules take no parameters either way
-        if args and not cls.gives_updates and _holds_parameters(args[0]) and \
-                _takes_lr_first(cls):
-            _parameters_given(cls, args, kwargs)
+        # torch's SGD(params, lr=...) or SGD(params=..., lr=...), refused before __init__
+        # binds it (a TypeError, or the parameters taken as the lr); optax's rules take no
+        # parameters either way
+        if cls.gives_updates or not (args or "params" in kwargs):
+            return super().__new__(cls)
+        if args and _holds_parameters(args[0]) and _takes_lr_first(cls):
+            _parameters_given(cls, args[0], args[1:], kwargs)
+        if "params" in kwargs and _takes_lr_first(cls) and \
+                "params" not in _constructor_names(cls):  # (not a subclass's own params=)
+            kwargs = dict(kwargs)
+            _parameters_given(cls, kwargs.pop("params"), args, kwargs)
         return super().__new__(cls)
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
@@ -1676,18 +1682,49 @@ def _constructor_names(cls, positional=False) -> list:
     return []
 
 
-def _parameters_given(cls, args, kwargs):
-    """One line for torch's `SGD(model.parameters(), lr=0.01)`: graphc's form, with the
-    settings given."""
+def _parameters_given(cls, params, args, kwargs):
+    """One line for torch's `SGD(model.parameters(), lr=0.01)` (or `params=`): graphc's
+    form, with the settings given, a param group's own included."""
     # torch's positions after params, named as ours (the same order up to torch's
     # positional settings graphc lacks, capturable or foreach, which are left out: never
     # onto a keyword-only decay_mask)
-    names = _constructor_names(cls, positional=True)
-    settings = {**dict(zip(names, args[1:])), **kwargs}
-    shown = ", ".join(f"{name}={value!r}" for name, value in settings.items())
+    settings = {**dict(zip(_constructor_names(cls, positional=True), args)), **kwargs}
+    differ = _group_settings(cls, params, settings)
+    order = {name: i for i, name in enumerate(_constructor_names(cls))}  # (lr first)
+    shown = ", ".join(f"{name}={settings[name]!r}"
+                      for name in sorted(settings, key=lambda n: order.get(n, len(order))))
+    cannot = "" if not differ else (
+        f"; the param groups' different {', '.join(differ)} cannot be kept: each setting "
+        "holds for every parameter" +
+        (" (decay_mask= picks those that decay)" if "weight_decay" in differ else ""))
     raise GraphcError(f"graphc's optimisers take their parameters in .bind(): "
                       f"gc.optim.{cls.__name__}({shown}).bind(model) (a Module, or a list or "
-                      f"dict of its Parameters)", (user_location(),))
+                      f"dict of its Parameters){cannot}", (user_location(),))
+
+
+def _group_settings(cls, params, settings) -> list:
+    """torch's param groups ([{"params": ..., "lr": 0.1}, ...]): a setting of cls's that
+    every group gives the same value (a group without it has the constructor's) goes into
+    `settings`, as torch's group value overrides the constructor's; the names of those the
+    groups differ on, which one graphc optimiser cannot hold, are returned."""
+    if not (isinstance(params, (list, tuple)) and params and
+            all(isinstance(g, dict) and "params" in g for g in params)):
+        return []
+    signature = inspect.signature(cls.__init__).parameters
+    unset = object()
+    differ = []
+    for name in dict.fromkeys(k for g in params for k in g):
+        if name == "params" or name not in _constructor_names(cls):
+            continue  # (a key graphc has no setting for: torch's foreach, initial_lr)
+        default = settings.get(name, getattr(signature.get(name), "default", unset))
+        if default is inspect.Parameter.empty:  # (SGD's lr: a group without one differs)
+            default = unset
+        values = [g.get(name, default) for g in params]
+        if all(v is not unset and repr(v) == repr(values[0]) for v in values):
+            settings[name] = values[0]
+        else:
+            differ.append(name)
+    return differ
 
 
 def number_settings(optimizer, names) -> dict:

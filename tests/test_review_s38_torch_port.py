@@ -164,6 +164,42 @@ def test_torch_style_optimiser_construction_says_bind(make, shown):
     assert gc.optim.SGD(0.1, momentum=0.9).momentum == 0.9  # an lr by position still is one
 
 
+@pytest.mark.parametrize("make, shown, cannot", [
+    (lambda net: gc.optim.Adam(params=net.parameters(), lr=1e-3),
+     "gc.optim.Adam(lr=0.001).bind(model)", ""),
+    (lambda net: gc.optim.SGD(momentum=0.9, params=net.parameters(), lr=0.01),
+     "gc.optim.SGD(lr=0.01, momentum=0.9).bind(model)", ""),
+    (lambda net: gc.optim.AdamW([{"params": net.parameters(), "lr": 0.1}]),
+     "gc.optim.AdamW(lr=0.1).bind(model)", ""),
+    (lambda net: gc.optim.SGD(params=[{"params": [net.weight], "lr": 0.1, "momentum": 0.9},
+                                      {"params": [net.bias], "lr": 0.1}], momentum=0.9),
+     "gc.optim.SGD(lr=0.1, momentum=0.9).bind(model)", ""),
+    (lambda net: gc.optim.AdamW([{"params": [net.weight], "weight_decay": 0.1},
+                                 {"params": [net.bias], "weight_decay": 0.0}], lr=0.01),
+     "gc.optim.AdamW(lr=0.01).bind(model)",
+     "; the param groups' different weight_decay cannot be kept: each setting holds for "
+     "every parameter (decay_mask= picks those that decay)"),
+])
+def test_torchs_params_keyword_and_param_groups_say_bind(make, shown, cannot):
+    """Session 41: torch's keyword form `Adam(params=model.parameters(), lr=1e-3)` was
+    Python's bare "unexpected keyword argument 'params'", and a param group's own lr was
+    left out of the suggested form (`AdamW([{'params': ..., 'lr': 0.1}])` suggested
+    `gc.optim.AdamW().bind(model)`). Now the same one line as the positional form, keeping
+    what the groups share and naming what they differ on."""
+    net = gc.nn.Linear(3, 2)
+    with pytest.raises(GraphcError) as info:
+        make(net)
+    assert str(info.value).splitlines()[0] == (
+        f"graphc's optimisers take their parameters in .bind(): {shown} (a Module, or a list "
+        f"or dict of its Parameters){cannot}")
+
+    class OwnParams(gc.optim.SGD):  # a subclass's own params= is its to take
+        def __init__(self, lr, params=None):
+            super().__init__(lr)
+            self.given = params
+    assert OwnParams(0.1, params=[1]).given == [1]
+
+
 @pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.int32])
 def test_integer_attention_masks_are_refused(dtype):
     """An integer key_padding_mask or attn_mask (a 0/1 array, torch's old uint8 masks)
