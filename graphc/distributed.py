@@ -40,16 +40,18 @@ import subprocess
 import sys
 import sysconfig
 import threading
+from collections.abc import Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
 
 from ir import settings
-from ir.errors import GraphcError
+from ir.errors import GraphcError, user_location
 from ir.ops.collective import allreduce as _allreduce_op
 from ir.ops.collective import set_communicator
 from runtime import threads
+from runtime.eager import Tensor
 
 from . import watchdog as _watchdog
 from .tracing import tree_map
@@ -221,6 +223,15 @@ def allreduce(tree, reduce: str = "mean"):
     return tree_map(lambda leaf: _allreduce_op(leaf, reduce), tree)
 
 
+def _what(value, entry: bool) -> str:
+    """A refused argument of broadcast_ (the dict itself, or an `entry` of it), and what to
+    pass instead."""
+    if isinstance(value, Tensor):  # its array is overwritten in place through .data
+        return "a graphc Tensor (pass its .data)" if entry else \
+            "a graphc Tensor (pass {'name': t.data})"
+    return type(value).__name__
+
+
 def broadcast_(arrays, root: int = 0) -> None:
     """Overwrite every rank's arrays (a dict name -> writable numpy array of any layout; None
     entries are skipped) with rank `root`'s, in place, as DDP broadcasts the module's
@@ -229,6 +240,15 @@ def broadcast_(arrays, root: int = 0) -> None:
     model, the averaged gradients applied to different weights, and rank 0's checkpoint
     would hold only its own. Collective: every rank calls it with the same names, shapes and
     dtypes (handshake checks them first)."""
+    # checked before the one-rank return: a list or a graphc Tensor passed on one rank would
+    # otherwise be taken silently and fail only under mpiexec, deep in numpy's indexing
+    if not isinstance(arrays, Mapping):
+        raise GraphcError(f"broadcast_: arrays must be a dict of name -> numpy array (or None), "
+                          f"got {_what(arrays, False)}", (user_location(),))
+    for name, a in arrays.items():
+        if a is not None and not isinstance(a, np.ndarray):
+            raise GraphcError(f"broadcast_: arrays[{name!r}] must be a numpy array or None, got "
+                              f"{_what(a, True)}", (user_location(),))
     comm = _STATE["comm"]
     if comm is None or size() == 1:
         return

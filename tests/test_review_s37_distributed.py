@@ -339,3 +339,24 @@ def test_a_transposed_parameter_is_broadcast_and_trains_as_in_one_process(tmp_pa
         written[::2, 1:] = 0.0
         np.testing.assert_array_equal(saved["base"], written)
         assert f"rank {r} | broadcast_: ro is not a writable array" in output, output
+
+
+@pytest.mark.parametrize("arrays, said", [
+    ([np.ones(2)], "arrays must be a dict of name -> numpy array (or None), got list"),
+    (np.ones(2), "arrays must be a dict of name -> numpy array (or None), got ndarray"),
+    (gc.tensor(np.ones(2)), "got a graphc Tensor (pass {'name': t.data})"),
+    ({"w": gc.tensor(np.ones(2))}, "arrays['w'] must be a numpy array or None, got a graphc "
+                                   "Tensor (pass its .data)"),
+    ({"w": [1.0, 2.0]}, "arrays['w'] must be a numpy array or None, got list")])
+def test_broadcast_of_what_is_not_a_dict_of_arrays_is_one_line_on_one_rank(arrays, said):
+    """broadcast_ given a list or a graphc Tensor returned silently on one rank and under
+    mpiexec failed deep in numpy's indexing ("only integer scalar arrays can be converted
+    to a scalar index") or inside a traced take; now every rank count refuses it first, in
+    one line naming the argument. A dict of arrays and None entries is still taken."""
+    with pytest.raises(gc.GraphcError) as info:
+        dist.broadcast_(arrays)
+    assert info.value.message.startswith("broadcast_: ") and said in info.value.message
+    assert "\n" not in info.value.message
+    kept = np.arange(3.0)
+    dist.broadcast_({"a": kept, "none": None})  # one rank: nothing to receive
+    np.testing.assert_array_equal(kept, [0.0, 1.0, 2.0])
