@@ -47,8 +47,14 @@ def linearize(fn, *primals):
     # and compile's (x * np.int64(3) is x's dtype)
     specs = unflatten(p_structure, [Spec((), to_spec(x).dtype, weak=True)
                                     if _is_python_number(x) else x for x in p_leaves])
+
+    def primals_and_tangents(*a):
+        # (the hint of a traced number used as a Python value)
+        current_graph().without_static_args = "gc.linearize(lambda x: f(x, n), x)"
+        return jvp(fn, a[:count], a[count:])
+
     with keeping_primal_loops():  # the known part computes y without the tangents
-        graph = trace(lambda *a: jvp(fn, a[:count], a[count:]), *specs, *specs,
+        graph = trace(primals_and_tangents, *specs, *specs,
                       names=[f"p{k}" for k in range(count)] + [f"t{k}" for k in range(count)],
                       name=f"linearize_{name}")
     # the tangents' inputs by name (the passes may reorder a signature); the other inputs

@@ -82,6 +82,11 @@ class Compiled:
     recomputed in the backward pass until the plan's memory (plan.memory["total"]) fits;
     the plan's `remat_report` says what was recomputed and how many FLOPs it adds."""
 
+    # a call of the eager transformation this traces for, where it takes no static
+    # arguments (gc.vjp, gc.jvp): a traced number used as a Python value is told to close
+    # over it as that call does, not to list it in static_argnums (Graph.without_static_args)
+    without_static_args = None
+
     def __init__(self, fn, pipeline="default", fast_math=False, donate_argnums=(),
                  static_argnums=(), jit=None, polymorphic_shapes=None, precision=None,
                  memory_limit=None):
@@ -330,6 +335,7 @@ class Compiled:
         derivatives = _traced_derivatives.count
 
         def bound(*values):
+            current_graph().without_static_args = self.without_static_args
             full = list(args)
             for i, v in zip(dynamic, values):
                 full[i] = v
@@ -1400,7 +1406,9 @@ def vjp(fn, *primals, has_aux=False):
     # kept (the primals as they are now, the dropout masks drawn now), not fn again
     from .split_vjp import Differentiated
     primals = _weak_floats(primals, ())
-    (out, aux), pullback = Differentiated(fn).call(((None, bool(has_aux), None),) + primals)
+    differentiated = Differentiated(fn)
+    differentiated.without_static_args = "gc.vjp(lambda x: f(x, n), x)"
+    (out, aux), pullback = differentiated.call(((None, bool(has_aux), None),) + primals)
     structure = leaves_and_structure(list(primals))[1]
 
     def vjp_concrete(cotangent):
@@ -1585,7 +1593,9 @@ def jvp(fn, primals, tangents, has_aux=False):
     args = _as_primals(primals + tangents)
     if _is_symbolic(args) or current_graph() is not None:  # inside a trace: see _in_trace
         return symbolic(*args)
-    return Compiled(symbolic)(*args)
+    compiled = Compiled(symbolic)
+    compiled.without_static_args = "gc.jvp(lambda x: f(x, n), (x,), (t,))"
+    return compiled(*args)
 
 
 def hessian(fn, argnums=0, has_aux=False):

@@ -118,12 +118,18 @@ class Node(SymbolicValue, OperatorMixin):
             # Python numbers only: static_argnums (or a transformation passing them as they
             # are) helps; where a 0-d array is among them it would not
             quoted = " and ".join(repr(name) for name in names)
+            one = len(names) == 1
             values = (f"the value passed as {quoted} is traced: to use a Python number or bool "
-                      "as a Python value, list its position" if len(names) == 1 else
+                      "as a Python value, " if one else
                       f"the values passed as {quoted} are traced: to use Python numbers or "
-                      "bools as Python values, list their positions")
-            raise TracedNumberError(f"{message}; {values} in static_argnums",
-                                    (user_location(),), arguments=names)
+                      "bools as Python values, ")
+            transformation = scalars[0]._traced_argument().graph.without_static_args
+            if transformation is None:
+                values += f"list {'its position' if one else 'their positions'} in static_argnums"
+            else:  # (as JAX's vjp and jvp: no static_argnums to name)
+                values += (f"close over {'it' if one else 'them'}, as in {transformation}: "
+                           f"{transformation.partition('(')[0]} takes no static arguments")
+            raise TracedNumberError(f"{message}; {values}", (user_location(),), arguments=names)
         if self._traced_argument(operand=True) is not None:
             message += ("; a number passed to cond as an operand is traced in its branches: "
                         "close over it to use it as a Python value")
@@ -279,6 +285,10 @@ class Graph(Interpreter):
         # inputs that were Python floats, traced with the arrays' dtype (not weak): numbers
         # still, for the static_argnums hint of a traced number (Node._no_value)
         self.python_number_ids = set()
+        # a call of the transformation tracing this function where it takes no static
+        # arguments (gc.vjp, gc.jvp, gc.linearize, as JAX's), closing over a number: the hint
+        # for a traced number used as a Python value; None: gc.compile's static_argnums
+        self.without_static_args = None
         self.int_powers = {}  # {weak int node: (base, exponent)}: ir.ops.api.pow's, exactly
         self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None

@@ -202,6 +202,33 @@ def test_a_traced_python_argument_used_as_a_python_value_points_at_static_argnum
         np.ones((2, 3)))
 
 
+def test_vjp_jvp_and_linearize_tell_to_close_over_a_number_not_static_argnums():
+    # gc.vjp / gc.jvp / gc.linearize of f(x, n) using n as a Python value told to list n in
+    # static_argnums, an option only gc.compile has; as JAX's vjp and jvp they take none
+    x = np.ones(3)
+
+    def f(x, n):
+        return gc.sum(x * x) * (2.0 if n > 1 else 1.0)
+    for call, example in [
+            (lambda: gc.vjp(f, x, 3), "gc.vjp(lambda x: f(x, n), x)"),
+            (lambda: gc.jvp(f, (x, 3), (x, 0)), "gc.jvp(lambda x: f(x, n), (x,), (t,))"),
+            (lambda: gc.linearize(f, x, 3), "gc.linearize(lambda x: f(x, n), x)")]:
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        problem = str(info.value).splitlines()[0]
+        assert "static_argnums" not in problem, problem
+        assert problem.endswith("is traced: to use a Python number or bool as a Python value, "
+                                f"close over it, as in {example}: "
+                                f"{example.partition('(')[0]} takes no static arguments"), problem
+    # closing over it, as told, works: d/dx 2 * sum(x * x) = 4x
+    _, pullback = gc.vjp(lambda x: f(x, 3), x)
+    np.testing.assert_allclose(pullback(1.0)[0], 4.0 * x)
+    np.testing.assert_allclose(gc.jvp(lambda x: f(x, 3), (x,), (x,))[1], 4.0 * 3)
+    # gc.compile, which has static_argnums, still names them; so does a vjp inside it
+    assert_one_line_error(lambda: gc.compile(lambda x, n: gc.vjp(f, x, n)[0])(x, 3),
+                          "list its position in static_argnums", "test_review_s22u.py")
+
+
 def test_sequential_slices_and_appends_as_pytorchs():
     # model[:-1] (a feature extractor) raised TypeError: '<=' not supported between 'int' and
     # 'slice'; ModuleList had no append
