@@ -1242,9 +1242,18 @@ def _variables(tree):
 
 
 def _holds_arrays(value) -> bool:
-    leaves, _ = leaves_and_structure(value)
-    return bool(leaves) and all(isinstance(x, (Node, Tensor, np.ndarray, np.generic))
-                                for x in leaves)
+    """Whether a keyword argument of grad (eager_runner) is traced: it holds arrays (numpy
+    scalars count), and its other leaves are numbers, traced leaf by leaf as a positional
+    argument's (a number fn uses as a Python value then reaches it as it is). A dict of
+    arrays and Python numbers was a setting, refused as unhashable. Keyword arguments holding
+    no array, or a leaf that is no number (a string), are settings, passed as they are."""
+    arrays = False
+    for x in leaves_and_structure(value)[0]:
+        if isinstance(x, (Node, Tensor, np.ndarray, np.generic)):
+            arrays = True
+        elif not is_weak_scalar(x):
+            return False
+    return arrays
 
 
 def _shared_float_dtype(args, skip=()):

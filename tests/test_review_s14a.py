@@ -152,6 +152,33 @@ def test_an_unhashable_keyword_argument_is_named():
     assert "test_review_s14a.py" in str(info.value)
 
 
+def test_a_keyword_dict_of_arrays_and_numbers_is_traced_leaf_by_leaf(caplog):
+    # gc.grad(f)(x, cfg={"w": w, "k": 2, "s": 0.5}) was refused ("keyword argument cfg= is a
+    # dict, which is not hashable"): a keyword argument was traced only when every leaf was
+    # an array. As a positional one (and as jax.jit traces a dict's leaves), its arrays and
+    # numbers are traced, and a number fn uses as a Python value (k) then reaches it as it is
+    def g(x, cfg=None):
+        return gc.sum(x * cfg["w"]) * (2.0 if cfg["k"] > 1 else 1.0) * cfg["s"]
+
+    x, w = np.ones(3, np.float32), np.arange(3.0, dtype=np.float32)
+    dg = gc.grad(g)
+    cases = [(2, 1.0), (2, 3.0), (0, 3.0), (0, 0.5)]
+    with caplog.at_level("INFO", logger="graphc"):
+        got = [dg(x, cfg={"w": w, "k": k, "s": s}) for k, s in cases]
+    # a new s reuses the plan (traced); only the new k compiles again
+    assert sum("recompiling" in r.getMessage() for r in caplog.records) == 1
+    for (k, s), g_ks in zip(cases, got):
+        assert g_ks.dtype == np.float32  # s is weakly typed, as a positional number
+        np.testing.assert_allclose(g_ks, w * (2.0 if k > 1 else 1.0) * s, rtol=1e-6)
+        np.testing.assert_allclose(dg(x, {"w": w, "k": k, "s": s}), g_ks)  # as positional
+    value, grad = gc.value_and_grad(g)(x, cfg={"w": w, "k": 2, "s": 0.5})
+    np.testing.assert_allclose((value, *grad), (3.0, 0.0, 1.0, 2.0), rtol=1e-6)
+    # a keyword holding no array is a setting (README): a dict of numbers alone is refused
+    with pytest.raises(gc.GraphcError, match=r"keyword argument cfg= is a dict, which is "
+                       r"not hashable"):
+        dg(x, cfg={"w": 1.0, "k": 2, "s": 0.5})
+
+
 def test_compiled_functions_take_python_floats_as_weakly_typed():
     # gc.compile(f)(w_float32, 3.0) traced a float64 input, and the product failed with
     # "mul(f32[3], f64[]): operands must have one dtype" (jax.jit's scalars are weak)
