@@ -231,8 +231,8 @@ class Compiled:
     def _names(self, count):
         return arg_names(called_function(self.fn)[0], count)
 
-    def _describe_change(self, old, new, args) -> str:
-        names = self._names(len(args))
+    def _describe_change(self, old, new, args, names=None) -> str:
+        names = names or self._names(len(args))
         if len(old) != len(new):
             return f"the number of arguments changed from {len(old)} to {len(new)}"
         changes = []
@@ -240,8 +240,7 @@ class Compiled:
             if a == b:
                 continue
             if a[0] == "static" or b[0] == "static":
-                changes.append("a setting passed as it is (a flag, a string) changed"
-                               if self.retrace else f"{names[i]} (static): {a[2]!r} -> {b[2]!r}")
+                changes.append(f"{names[i]} (static): {a[2]!r} -> {b[2]!r}")
                 continue
             leaf_names = leaf_input_names(names[i], args[i])
             if a[0] != b[0] or len(a[1]) != len(b[1]):
@@ -933,7 +932,7 @@ def _value_and_grad(fn, argnums, has_aux, who):
     nums = _differentiated(argnums, who)
     symbolic = traced_value_and_grad(fn, argnums, has_aux, who=who)
 
-    run = eager_runner(symbolic, nums, f"{who}: ")
+    run = eager_runner(symbolic, nums, f"{who}: ", fn)
 
     @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):
@@ -1010,7 +1009,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
     return symbolic
 
 
-def eager_runner(symbolic, nums, prefix=""):
+def eager_runner(symbolic, nums, prefix="", fn=None):
     """How grad, value_and_grad and the Jacobians run `symbolic` on concrete arguments,
     run(args, kwargs), as JAX's un-jitted transformations: traced again at each call, so a
     closed-over value that changed is seen (Compiled.retrace: a plan is reused while the
@@ -1022,7 +1021,7 @@ def eager_runner(symbolic, nums, prefix=""):
     a keyword argument's (k=np.int64(2)), cannot be traced: from then on the number in that
     place reaches fn as it is (as un-jitted JAX passes it), keying the plan, and the others
     stay traced, the other leaves of its argument too (a new learning rate, n[1], reuses
-    the plan)."""
+    the plan). `fn`: the user's function, whose name and arguments recompiles name."""
     plain = Compiled(symbolic)
 
     def placed(static, traced, *args):  # (its parameters name the split plan's inputs)
@@ -1035,7 +1034,8 @@ def eager_runner(symbolic, nums, prefix=""):
             holder[where] = leaves.put_back(holder[where])
         return symbolic(*args, **dict(settings), **traced)
 
-    split = Compiled(placed, static_argnums=(0,))
+    placed.__name__ = function_name(symbolic if fn is None else fn)  # (recompile messages)
+    split = _EagerSplit(placed, fn)
     plain.retrace = split.retrace = True
     # the leaves fn used as Python values: argument position (or keyword) -> their names in
     # it ("" for the argument itself, "0" for n[0], "a.1" for n["a"][1]), as the graph's
@@ -1100,6 +1100,65 @@ def eager_runner(symbolic, nums, prefix=""):
     return run
 
 
+class _EagerSplit(Compiled):
+    """eager_runner's call placed(static, traced, *args) of fn: `static` holds what is
+    passed as it is (fn's settings, and the numbers fn used as Python values), `traced` the
+    keyword arguments traced, then fn's other positional arguments. Its recompile messages
+    name fn's arguments, and the old and new value of one passed as it is as gc.compile's
+    name a static argument's ("n (passed as it is): 2 -> 3"), where they said "a setting
+    passed as it is (a flag, a string) changed" and named placed's arguments ("arg2")."""
+
+    def __init__(self, placed, fn):
+        super().__init__(placed, static_argnums=(0,))
+        self.user_fn = fn
+
+    def _user_names(self, count) -> list:
+        if self.user_fn is None:
+            return [f"arg{i}" for i in range(count)]
+        return arg_names(called_function(self.user_fn)[0], count)
+
+    def _describe_change(self, old, new, args, names=None) -> str:
+        counts = [len(key) - 2 + len(key[0][2][0]) for key in (old, new)]  # fn's arguments
+        if counts[0] != counts[1]:
+            return f"the number of positional arguments changed from {counts[0]} to {counts[1]}"
+        was, now = self._as_they_are(old), self._as_they_are(new)
+        changes = [f"{name} (passed as it is): {was.get(name) or self._absent(name, old)} -> "
+                   f"{now.get(name) or self._absent(name, new)}"
+                   for name in sorted(was.keys() | now.keys()) if was.get(name) != now.get(name)]
+        if len(old) == len(new):  # the traced arguments, by fn's names
+            skipped = {i for i, _ in args[0][0]}
+            # the traced keyword arguments are one dict: its leaves by their own names
+            names = ["" if old[1][0] == new[1][0] else "the keyword arguments traced"] + \
+                [name for i, name in enumerate(self._user_names(counts[1])) if i not in skipped]
+            rest = super()._describe_change(old[1:], new[1:], args[1:], names)
+            changes += [rest] if rest else []
+        return "; ".join(changes) or "an argument passed by keyword is passed by position, or back"
+
+    def _as_they_are(self, key) -> dict:
+        """{the name of each argument, keyword argument or leaf of a call's `key` passed as
+        it is: the repr of its value} (repr tells 1, 1.0 and True apart, as the key does)."""
+        fixed, settings, numbers = key[0][2]
+        positions = [i for i, _ in fixed] + [p for p, _ in numbers if not isinstance(p, str)]
+        user = self._user_names(max(positions, default=-1) + 1)
+        found = {user[i]: repr(v) for i, v in fixed}
+        found.update((f"{k}=", repr(v)) for k, v in settings)
+        for where, leaves in numbers:
+            argument = where if isinstance(where, str) else user[where]
+            found.update((f"{argument}.{leaf}" if leaf else argument, repr(v))
+                         for leaf, (_, v) in zip(leaves.names, leaves.values))
+        return found
+
+    def _absent(self, name, key) -> str:
+        """What the call of `key` did with `name`, not passed as it is: traced, or not given
+        (a keyword left out, fewer arguments)."""
+        fixed = key[0][2][0]
+        count = len(key) - 2 + len(fixed)
+        if name.endswith("="):  # (key[1]: the traced keyword arguments' dict structure)
+            return "traced" if name[:-1] in dict(key[1][0][1]) else "not given"
+        user = self._user_names(count)
+        return "not given" if name not in user and "." not in name else "traced"
+
+
 def _wrt(nums, count) -> set:
     """The positions of the differentiated arguments among `count`."""
     return {i % count for i in nums if -count <= i < count}
@@ -1154,19 +1213,21 @@ class _StaticLeaves:
     structure, by their values and types (1, 1.0 and True are told apart). The argument's
     other leaves stay traced, in a copy of it with None (an empty subtree) in their places,
     so a learning rate beside them (n[1]) reuses the plan, as a separate argument would."""
-    __slots__ = ("structure", "values", "key")
+    __slots__ = ("structure", "values", "names", "key")
 
     @staticmethod
     def of(value, names):
         """The leaves of `value` named in `names` that are numbers, or None where none is
         (the argument in that position now holds arrays there: traced)."""
         leaves, structure, leaf_names = flatten(value)
-        values = tuple((k, x) for k, (x, n) in enumerate(zip(leaves, leaf_names))
-                       if n in names and is_weak_scalar(x))
-        return _StaticLeaves(structure, values) if values else None
+        kept = [(k, x, n) for k, (x, n) in enumerate(zip(leaves, leaf_names))
+                if n in names and is_weak_scalar(x)]
+        return _StaticLeaves(structure, tuple((k, x) for k, x, _ in kept),
+                             tuple(n for _, _, n in kept)) if kept else None
 
-    def __init__(self, structure, values):
+    def __init__(self, structure, values, names):
         self.structure, self.values = structure, values
+        self.names = names  # each value's leaf name ("" the argument itself): messages
         self.key = (structure, tuple((k, _typed(x)) for k, x in values))
 
     def traced_part(self, value):

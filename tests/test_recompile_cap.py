@@ -59,6 +59,40 @@ def test_a_function_compiled_nine_times_warns_once_at_the_users_line():
     assert "compiled 9 times (the latest: k (static): 7.0 -> 8.0)" in str(recompile[0].message)
 
 
+def test_a_derivative_recompiled_for_a_number_used_as_it_is_names_it_and_its_values(caplog):
+    """gc.grad of f(x, n) with n used as a Python value compiles once per n; its
+    RecompileWarning and log said "a setting passed as it is (a flag, a string) changed" of
+    "placed" (graphc's inner function): now they name f, the argument and its old and new
+    value, as gc.compile's "k (static): 7.0 -> 8.0" does; a flag, a leaf and a keyword too."""
+    def f(x, n):
+        return gc.sum(x ** 2) * n if n > 1 else gc.sum(x)
+
+    dg, x = gc.grad(f), np.arange(3.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(2, 12):
+            np.testing.assert_array_equal(dg(x, n), 2 * n * x)
+    recompile = [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+    assert len(recompile) == 1
+    assert str(recompile[0].message).startswith(
+        "the derivative of f has been compiled 9 times (the latest: n (passed as it is): "
+        "9 -> 10)")
+
+    def g(x, flag, m=(0, 1.0), k=1):
+        return gc.sum(x) * (2.0 if flag else 1.0) * (3.0 if m[0] else 1.0) * m[1] * k
+    dg = gc.grad(g)
+    with caplog.at_level("INFO", logger="graphc"):
+        for flag, m, k in [(True, (0, 1.0), 1), (False, (0, 1.0), 1), (False, (1, 0.5), 1),
+                           (False, (1, 0.5), 2)]:
+            np.testing.assert_array_equal(dg(x, flag, m, k=k),
+                                          np.full(3, (2 if flag else 1) * (3 if m[0] else 1)
+                                                  * m[1] * k))
+    assert [r.getMessage() for r in caplog.records if "recompiling" in r.getMessage()] == [
+        "graphc: recompiling g (compilation 2): flag (passed as it is): True -> False",
+        "graphc: recompiling g (compilation 3): m.0 (passed as it is): 0 -> 1",
+        "graphc: recompiling g (compilation 4): k= (passed as it is): 1 -> 2"]
+
+
 def test_the_trainer_warns_when_a_setting_keeps_changing():
     """A clip norm changed before every step (a guard of the plan; the optimiser's number
     settings are inputs of the step instead): each change compiles the step once, the ninth
