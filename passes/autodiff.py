@@ -19,7 +19,7 @@ from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (DerivedVJP, VJPContext, get_op, is_weak_scalar,
                               refuse_foreign_array)
 from ir.rewrite import clone
-from ir.types import TupleType, is_float
+from ir.types import TupleType, UnsupportedDtype, as_dtype, is_float
 
 
 def _carries_gradient(node, depends) -> bool:
@@ -229,6 +229,20 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
                 raise GraphcError(f"gradients(): seed {k} has shape {tuple(seed.shape)} but "
                                   f"its y has shape {tuple(y.shape)}; give a seed of its "
                                   f"y's shape", (user_location(),))
+            if isinstance(seed, (Node, OperatorMixin, np.ndarray)) \
+                    and not isinstance(y.type, TupleType) and seed.dtype != y.dtype:
+                # as torch.autograd.grad's grad_outputs, a seed of another dtype is cast to
+                # its y's (a float64 seed of a float32 y, an int or bool one: True is 1.0);
+                # left as it was, the first rule met it and failed on mixed dtypes naming
+                # its own op. A dtype no graphc value has (complex: torch refuses it) is one
+                # line naming the seed
+                try:
+                    as_dtype(seed.dtype)
+                except UnsupportedDtype:
+                    raise GraphcError(f"gradients(): seed {k} has dtype {seed.dtype}, which "
+                                      f"graphc does not support; give a seed of its y's dtype "
+                                      f"({y.dtype})", (user_location(),)) from None
+                seed = F.cast(seed, y.dtype)
             _accumulate(grads, y, seed)
         for node in reversed(forward):
             g = grads.get(node)

@@ -224,6 +224,38 @@ def test_an_eager_tensor_seed_of_another_shape_is_refused_as_torch_refuses_it():
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-15)
 
 
+def test_a_seed_of_another_dtype_is_cast_to_its_ys_as_torch_casts_grad_outputs():
+    # a float64 seed of a float32 y (a 0-d or full array, an eager tensor) failed in the
+    # first rule ("mul(f64[3], f32[]): operands must have one dtype"), naming an op the user
+    # never wrote; torch.autograd.grad casts grad_outputs to the output's dtype (2.13), a
+    # bool or int one too (True is 1.0), and refuses a complex one, as gradients() now does
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    for seed in [np.full(3, 1 / 3), np.array([True, False, True]), np.array([3, -1, 2]),
+                 np.full(3, 0.1, np.float16)]:
+        xt = torch.tensor(x, requires_grad=True)
+        want = torch.autograd.grad(torch.sin(xt), xt, grad_outputs=torch.tensor(seed))[0]
+        for given in (seed, gc.tensor(seed)):
+            got = gc.compile(lambda v: gc.gradients(gc.sin(v), v, given)[0])(x)
+            assert got.dtype == np.float32
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
+    xt = torch.tensor(x, requires_grad=True)  # (a scalar y too: sum's rule)
+    want = torch.autograd.grad(torch.sum(xt * xt), xt,
+                               grad_outputs=torch.tensor(1 / 3, dtype=torch.float64))[0]
+    got = gc.compile(lambda v: gc.gradients(gc.sum(v * v), v, np.array(1 / 3))[0])(x)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
+    with pytest.raises(RuntimeError, match="same dtype"):
+        torch.autograd.grad(torch.sin(xt), xt, grad_outputs=torch.ones(3, dtype=torch.complex64))
+    with pytest.raises(GraphcError, match=r"^gradients\(\): seed 0 has dtype complex128, which "
+                                          r"graphc does not support; give a seed of its y's "
+                                          r"dtype \(float32\)\n  at .*test_autodiff\.py"):
+        gc.compile(lambda v: gc.gradients(gc.sin(v), v, np.ones(3, complex))[0])(x)
+    # a Python bool is no tensor: torch refuses it ("'bool' object is not iterable"), and
+    # gradients() in one line, as before
+    with pytest.raises(GraphcError, match=r"^gradients\(\): seed 0 is a bool"):
+        gc.compile(lambda v: gc.gradients(gc.sum(v), v, True)[0])(x)
+
+
 def test_a_list_seed_is_refused_naming_gradients_as_torch_refuses_it():
     # a list seed was refused by the first rule, naming its op ("mul: cannot use a list as
     # a tensor operand"); torch.autograd.grad takes tensors only ("gradients can be either
