@@ -47,7 +47,7 @@ def spec(shape, dtype="float32") -> Spec:
 def to_spec(x) -> Spec:
     if isinstance(x, Spec):
         return x
-    if isinstance(x, np.integer):
+    if isinstance(x, np.integer) and not isinstance(x, np.timedelta64):  # (a time: refused)
         # a numpy integer scalar is a weak number, as eagerly (registry.is_weak_scalar): traced
         # as a Python int is (int64), whatever its own dtype, which the IR may lack (np.uint8
         # labels); checked to fit int64 below. np.int32 too: kept int32, k + 1 wrapped at

@@ -204,8 +204,10 @@ class InconclusiveDim(GraphcError):
 
 
 def is_int(x) -> bool:
-    """A Python or numpy integer scalar, not a bool (which int() would take as 0 or 1)."""
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+    """A Python or numpy integer scalar, not a bool (which int() would take as 0 or 1), nor
+    an np.timedelta64 (an np.signedinteger to numpy's type tree, but a time: numpy refuses it
+    as an index or a size, and gives it units in arithmetic)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_, np.timedelta64))
 
 
 def is_real(x) -> bool:
@@ -457,9 +459,10 @@ def as_dim(d):
         return d
     if isinstance(d, str):
         return parse_dim(d)
-    if isinstance(d, (bool, np.bool_, float, np.floating)) \
+    if isinstance(d, (bool, np.bool_, float, np.floating, np.timedelta64)) \
             or isinstance(d, np.ndarray) and d.dtype.kind not in "iu":
-        # int() would truncate 2.5 to 2; numpy and torch refuse it
+        # int() would truncate 2.5 to 2; numpy and torch refuse it (a timedelta64 too,
+        # though numpy's type tree makes it an integer: see is_int)
         raise GraphcError(f"a size must be an int, got {d!r}", (user_location(),))
     return int(d)  # (a traced value raises its own message: only known when the graph runs)
 

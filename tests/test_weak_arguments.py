@@ -303,3 +303,40 @@ def test_numpy_complex_scalars_are_refused_as_a_python_complex_is(kind):
         assert "test_weak_arguments.py" in str(info.value.locs[0])
     with pytest.raises(GraphcError, match="cannot use a complex as a tensor operand"):
         gc.tensor(x) * (1 + 2j)
+
+
+def test_numpy_timedelta64_is_no_number_for_an_op_a_size_or_an_index():
+    # np.timedelta64 is an np.signedinteger to numpy's type tree, so it counted as an integer
+    # scalar: x * np.timedelta64(3, "s") was x * 3, eagerly and compiled, and it sized a
+    # reshape, indexed, and passed as argnums. numpy gives `x * td` its units and refuses it
+    # as an index or a size; graphc refuses it in one line, as it refuses a datetime64
+    x = np.array([1.0, 2.0, 3.0], np.float32)
+    td = np.timedelta64(3, "s")
+    for run in (lambda: gc.tensor(x) * td,
+                lambda: gc.maximum(gc.tensor(x), np.timedelta64(2)),
+                lambda: gc.compile(lambda v: v * td)(x),
+                lambda: gc.grad(lambda v: gc.sum(v * td))(x)):
+        with pytest.raises(GraphcError, match="cannot use a timedelta64 as a tensor operand") \
+                as info:
+            run()
+        assert "test_weak_arguments.py" in str(info.value.locs[0])
+    with pytest.raises(GraphcError, match="cannot use a datetime64 as a tensor operand"):
+        gc.tensor(x) + np.datetime64("2020-01-01")
+    # as an argument of a compiled function, a size, an index and argnums
+    for run, message in [
+            (lambda: gc.compile(lambda v, s: v * s)(x, td), r"dtype timedelta64\[s\] is not "
+                                                         "supported"),
+            (lambda: gc.grad(lambda v, s: gc.sum(v * s))(x, td), r"dtype timedelta64\[s\] is "
+                                                               "not supported"),
+            (lambda: gc.reshape(gc.tensor(x), (np.timedelta64(3),)),
+             r"a size must be an int, got np.timedelta64\(3\)"),
+            (lambda: gc.tensor(x)[np.timedelta64(1)], "an index must be an int, .* got a "
+                                                      "numpy.timedelta64"),
+            (lambda: gc.grad(lambda v: gc.sum(v), argnums=np.timedelta64(0))(x),
+             r"argnums must be an int or a tuple of ints, got np.timedelta64\(0\)")]:
+        with pytest.raises(GraphcError, match=message) as info:
+            run()
+        assert "test_weak_arguments.py" in str(info.value).splitlines()[-1]
+    # numpy integers are still numbers
+    np.testing.assert_array_equal((gc.tensor(x) * np.int64(3)).data, x * 3)
+    np.testing.assert_array_equal(gc.tensor(x)[np.int32(1)].data, x[1])

@@ -790,8 +790,12 @@ def getitem(x, key):
     negative index counts from the end, one out of range is clamped)."""
     if not isinstance(key, tuple):
         key = (key,)
-    if builtins.any(isinstance(k, (bool, np.bool_)) for k in key):
-        # (True is an int: it indexed row 1 where numpy adds an axis)
+    if builtins.any(isinstance(k, (bool, np.bool_, np.timedelta64)) for k in key):
+        # (True is an int: it indexed row 1 where numpy adds an axis; a timedelta64 is an
+        # np.integer to numpy's type tree, which numpy refuses as an index, as a time)
+        if builtins.any(isinstance(k, np.timedelta64) for k in key):
+            _fail("an index must be an int, a slice, None, ... or an integer array; got a "
+                  "numpy.timedelta64, a time")
         _fail("a bool index (True/False) is a 0-d mask to numpy, a new axis of size 1 or 0, "
               "which graphc does not take: write None for the new axis, or use graphc.where")
     # a 0-d integer tensor is a run-time scalar index, not a gather: it takes the

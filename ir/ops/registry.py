@@ -197,13 +197,18 @@ def get_op(name: str) -> OpDef:
 def is_weak_scalar(x):
     """Weakly typed operands: Python (and numpy) scalars. A 0-d array is a tensor with its own
     dtype, as in numpy 2, JAX and PyTorch."""
-    return isinstance(x, _WEAK_SCALARS)
+    # (the second test runs for numbers only: a tensor operand pays nothing for it)
+    return isinstance(x, _WEAK_SCALARS) and type(x) is not _TIMEDELTA
 
 
 # np.integer, not np.number: a numpy complex scalar (np.complex64, np.clongdouble) is no weak
 # number, as a Python complex is not; as np.number it took a float tensor's dtype, its
 # imaginary part dropped with only numpy's ComplexWarning
 _WEAK_SCALARS = (bool, int, float, np.integer, np.bool_) + NUMPY_FLOAT_SCALARS
+# np.timedelta64 is an np.signedinteger to numpy's type tree, but no number: a time (numpy
+# gives `x * td` its units). Weak, it was taken as its count (x * timedelta64(3, 's') was
+# x * 3); refused now as a datetime64 is, "cannot use a timedelta64 as a tensor operand"
+_TIMEDELTA = np.timedelta64
 
 
 def scalar_dtype(x, like, opname):
