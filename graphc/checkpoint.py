@@ -73,7 +73,8 @@ def save(path: str, arrays: dict, meta: dict) -> None:
 MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data position hold
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
-              "updates_behind", "optimizer_record", "gradient_accumulation_steps")
+              "updates_behind", "optimizer_record", "gradient_accumulation_steps",
+              "trainer_seed")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
 # how long it trains (extending a run), how often and on how many batches it evaluates, and
 # the precision (switching to fp16-mixed starts a fresh loss scale, as GradScaler's). Every
@@ -418,6 +419,28 @@ def check_accumulation(meta: dict, steps: int, path: str | None = None,
                           f"run has {steps} (an optimiser step of {steps} micro-batches, not "
                           f"{saved}); resume with {saved}, or pass {how} to continue with "
                           f"{steps}")
+
+
+def check_seed(meta: dict, seed: int, path: str | None = None, allow_changed: bool = False,
+               how: str = "allow_changed_settings=True") -> None:
+    """Refuse (one line) to resume a checkpoint gc.Trainer saved under another seed (header
+    field trainer_seed: a name no user setting is likely to have, checkpoint_meta's keys
+    sharing the header) than `seed` unless `allow_changed`: its batches were drawn with the
+    saved seed's sampling (the RNG state goes on), while the dropout keys and evaluation
+    batches to come would follow `seed`, a run neither seed gives. A header written before
+    the field was recorded has none: nothing to compare, the run goes on under `seed`."""
+    if "trainer_seed" not in meta:
+        return
+    saved = meta["trainer_seed"]
+    name = f"checkpoint {path!r}" if path else "the checkpoint"
+    if not isinstance(saved, int) or isinstance(saved, bool) or saved < 0:
+        raise CheckpointError(f"{name}: header field trainer_seed must be a whole number "
+                              f">= 0, got {saved!r}"[:300])
+    if saved != seed and not allow_changed:
+        raise GraphcError(f"{path or 'the checkpoint'} was saved with seed {saved}, this "
+                          f"trainer has seed {seed} (its batches were drawn with seed "
+                          f"{saved}); resume with seed={saved}, or pass {how} to continue "
+                          f"with {seed}")
 
 
 def check_run_fields(meta: dict, path: str | None = None) -> None:

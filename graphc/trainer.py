@@ -959,6 +959,7 @@ class Trainer:
             raise GraphcError(f"not saving step {self.step} to {path}: {bad} is not finite")
         meta = {**self.checkpoint_meta, "step": self.step,
                 "skipped_steps": self.skipped_steps,  # the optimiser's count is step - this
+                "trainer_seed": self.seed,  # the dropout keys' and evaluations' (check_seed)
                 "rng": _jsonable(self.rng.bit_generator.state),
                 "data_position": self.train_batches.position,
                 "gradient_accumulation_steps": self.gradient_accumulation_steps,
@@ -981,8 +982,9 @@ class Trainer:
         """Continue from a checkpoint's arrays and header (checkpoint.load's result). Settings
         (checkpoint_meta) other than the checkpoint's are refused, naming each difference,
         unless `allow_changed_settings` (steps, eval_every, eval_iters and precision may
-        change: checkpoint.RESUMABLE_CHANGES); so are parameters or buffers the arrays hold
-        that this model lacks, as resume() refuses them. `path`: the file they were read
+        change: checkpoint.RESUMABLE_CHANGES); so are another seed (checkpoint.check_seed)
+        and parameters or buffers the arrays hold that this model lacks, as resume() refuses
+        them. `path`: the file they were read
         from, which fit() may then write again (without it, any: the source is unknown). `how`: the
         opt-in a refusal names (a command line's flag).
 
@@ -998,6 +1000,7 @@ class Trainer:
                                   allow_changed_settings, how)
         checkpoint.check_accumulation(meta, self.gradient_accumulation_steps, path,
                                       allow_changed_settings, how)
+        checkpoint.check_seed(meta, self.seed, path, allow_changed_settings, how)
         changed = checkpoint.check_optimizer(meta, checkpoint.optimizer_record(self.optimizer),
                                              path, allow_changed_settings, how)
         other_class = changed is not None and changed["class"] != type(self.optimizer).__name__

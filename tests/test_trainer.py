@@ -28,7 +28,7 @@ def blobs(rng, size=32):
     return x, labels.astype(np.int64)
 
 
-def make_trainer(steps=30, lr=0.05, **kw):
+def make_trainer(steps=30, lr=0.05, seed=5, **kw):
     model = MLP()
 
     def loss(params, batch, key, training):
@@ -36,7 +36,7 @@ def make_trainer(steps=30, lr=0.05, **kw):
         return gc.cross_entropy(model.apply(params, x), y)
 
     return gc.Trainer(loss, model.params(), optim.Adam(lr=lr), blobs, eval_batches=blobs,
-                      steps=steps, eval_every=10, eval_iters=3, seed=5, **kw)
+                      steps=steps, eval_every=10, eval_iters=3, seed=seed, **kw)
 
 
 def _state(trainer):
@@ -80,6 +80,49 @@ def test_resume_is_bit_exact(tmp_path):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert straight.history == resumed.history
     assert straight.rng.bit_generator.state == resumed.rng.bit_generator.state
+
+
+def test_resume_refuses_another_seed_and_with_the_same_one_is_bit_exact(tmp_path):
+    """Trainer.save did not record the seed: a trainer built with another one resumed
+    silently, its batches going on from the checkpoint's RNG (seed 5's) while its
+    evaluations and dropout keys followed its own seed, a run neither seed gives, and the
+    seed could not be set back (training had started). The header records it now
+    (trainer_seed): another seed is refused in one line naming both, before anything is
+    restored, unless allow_changed_settings=True; the same seed resumes bit for bit. A
+    checkpoint written before the field resumes as it did, under the trainer's seed."""
+    straight = make_trainer(steps=20)
+    straight.fit(None, progress=False)
+    first = make_trainer(steps=10)
+    first.fit(str(tmp_path), progress=False)
+    path = str(tmp_path / "checkpoint.npz")
+    arrays, meta = checkpoint.load_arrays(
+        path, {k: (a.shape, a.dtype) for k, a in first.state_arrays().items()})
+    assert meta["trainer_seed"] == 5
+    resumed = make_trainer(steps=20, seed=6)
+    with pytest.raises(gc.GraphcError) as info:
+        resumed.resume(path)
+    assert str(info.value).splitlines()[0] == (
+        f"{path} was saved with seed 5, this trainer has seed 6 (its batches were drawn with "
+        "seed 5); resume with seed=5, or pass allow_changed_settings=True to continue with 6")
+    assert resumed.step == 0
+    resumed.seed = 5  # nothing was restored: it may still be set
+    resumed.resume(path)
+    resumed.fit(str(tmp_path), progress=False)
+    a, b = _state(straight), _state(resumed)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert straight.history == resumed.history
+    assert straight.val_history == resumed.val_history  # (evaluations follow the seed)
+    # opted in: the checkpoint's RNG goes on, the evaluations follow this trainer's seed
+    allowed = make_trainer(steps=20, seed=6)
+    allowed.resume(str(tmp_path / "checkpoint.npz"), allow_changed_settings=True)
+    assert allowed.seed == 6 and allowed.step == 20
+    # an older checkpoint, without the field
+    checkpoint.save(str(tmp_path / "old.npz"), arrays, {
+        k: v for k, v in meta.items() if k not in ("format", "version", "trainer_seed")})
+    older = make_trainer(steps=20, seed=6)
+    older.resume(str(tmp_path / "old.npz"))
+    assert older.seed == 6 and older.step == 10
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
