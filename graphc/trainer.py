@@ -98,6 +98,7 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -208,6 +209,12 @@ class Trainer:
         self._accumulation = _count_setting(
             "Trainer: gradient_accumulation_steps", gradient_accumulation_steps, 1)
         self.clip_norm, self.units = clip_norm, units
+        if checkpoint_meta is not None and not isinstance(checkpoint_meta, Mapping):
+            # (dict() took a list of pairs as one, and failed on others with its own words)
+            raise GraphcError(f"Trainer: checkpoint_meta must be a dict of settings (JSON "
+                              f"values), e.g. {{'lr': 0.1}}, got the "
+                              f"{type(checkpoint_meta).__name__} {checkpoint_meta!r}"[:200],
+                              (user_location(),))
         self.checkpoint_meta = dict(checkpoint_meta or {})
         # the checkpoints this run wrote or restored (RESTORED: one of unknown path), each
         # with its file's identity then: fit() continues only these, and only as they were

@@ -1,5 +1,7 @@
 """Session 36's fixes of the training library (gc.Trainer); each test failed before its fix."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -298,6 +300,25 @@ def test_bad_trainer_arguments_are_one_line_naming_the_argument(changes, message
     with pytest.raises(gc.GraphcError) as caught:
         _trainer(**changes)
     assert str(caught.value).splitlines()[0] == message
+
+
+@pytest.mark.parametrize("meta, shown", [
+    (["lr", 0.1], "list ['lr', 0.1]"), ("lr=0.1", "str 'lr=0.1'"), (5, "int 5"),
+    ([("lr", 0.1)], "list [('lr', 0.1)]"), ([], "list []"),
+])
+def test_a_checkpoint_meta_that_is_not_a_dict_is_one_line_naming_it(meta, shown):
+    """checkpoint_meta reached dict() unchecked: a list or a string failed with dict()'s own
+    words ("cannot convert dictionary update sequence element #1 to a sequence"), 5 with
+    "'int' object is not iterable", and a list of pairs or an empty list was taken for a
+    dict. Now anything but None or a mapping is one GraphcError line naming checkpoint_meta;
+    a mapping of another type is saved as the dict it holds."""
+    with pytest.raises(gc.GraphcError) as caught:
+        _trainer(checkpoint_meta=meta)
+    assert str(caught.value).splitlines()[0] == (
+        "Trainer: checkpoint_meta must be a dict of settings (JSON values), e.g. "
+        f"{{'lr': 0.1}}, got the {shown}")
+    assert _trainer(checkpoint_meta=types.MappingProxyType({"lr": 0.1})).checkpoint_meta \
+        == {"lr": 0.1}
 
 
 @pytest.mark.parametrize("name, value, message", [
