@@ -1712,8 +1712,10 @@ def _refuse_unsaved_members(members, path):
               if m.startswith("param/") and m.endswith(".npy")}
     slot_prefixes, loss_scale = set(_SLOT_PREFIX.values()), set(amp.LossScaler.STATE_KEYS)
     for member in sorted(members):
-        prefix, _, name = member[:-len(".npy")].partition("/")
-        array = member.endswith(".npy") and name
+        prefix, sep, name = member[:-len(".npy")].partition("/")
+        # PREFIX/NAME.npy; NAME may be "" (a parameter named "", which the Trainer takes),
+        # told from a bare PREFIX.npy by the "/"
+        array = member.endswith(".npy") and sep == "/"
         slot = array and prefix != _OTHER_STATE \
             and (prefix in slot_prefixes or prefix.startswith("opt_"))
         if slot and name not in params:

@@ -295,6 +295,41 @@ def test_load_params_checks_the_members_as_resume_would(tmp_path):
                               "the model in its header needs float32[4, 8]")
 
 
+def test_load_params_reads_a_parameter_named_empty_as_resume_does(tmp_path):
+    """A parameter named "" (which gc.Trainer takes, trains, saves and resumes) made
+    gc.load_params call its own file changed or damaged ("holds adam_m/.npy, which
+    gc.Trainer.save does not write"): the member check took the empty name for no name.
+    It reads now, the very arrays the trainer saved; a member without the "/" (param.npy),
+    which save never writes, and a slot of "" without its parameter are still refused."""
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    y = x @ np.ones(3, np.float32)
+
+    def loss(p, batch):
+        return gc.mean((batch[0] @ p[""] + p["b"] - batch[1]) ** 2)
+    trainer = gc.Trainer(loss, {"": np.zeros(3, np.float32), "b": np.zeros((), np.float32)},
+                         optim.Adam(lr=0.1), lambda rng: (x, y), steps=3)
+    trainer.fit(str(tmp_path / "run"), progress=False, log=lambda line: None)
+    params = gc.load_params(str(tmp_path / "run"))
+    assert sorted(params) == ["", "b"]
+    for name, value in trainer.params.items():
+        np.testing.assert_array_equal(params[name], value)
+        assert params[name].dtype == value.dtype
+    assert not np.array_equal(params[""], np.zeros(3))  # (trained)
+    path = str(tmp_path / "run" / "checkpoint.npz")
+    with zipfile.ZipFile(path) as zf:
+        saved = {i.filename: zf.read(i) for i in zf.infolist()}
+    _edit_members(path, lambda m: m.update({"param.npy": m["param/.npy"]}))
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        gc.load_params(path)
+    assert str(exc.value) == (f"checkpoint {path!r} holds param.npy, which gc.Trainer.save "
+                              "does not write (the file was changed or damaged)")
+    _edit_members(path, lambda m: (m.clear(), m.update(saved), m.pop("param/.npy")))
+    with pytest.raises(checkpoint.CheckpointError) as exc:
+        gc.load_params(path)
+    assert str(exc.value) == (f"checkpoint {path!r} holds adam_m/ but not param/, the "
+                              "parameter it belongs to (the file was changed or damaged)")
+
+
 def test_init_takes_an_integer_leaf_that_gets_no_gradient():
     """Optimizer.init refused any bool or integer leaf, so the state of a model's
     state_dict() (BatchNorm's num_batches_tracked) or of params with a counter that never
