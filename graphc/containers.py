@@ -6,6 +6,9 @@ any layer's. A tensor or an array given is made a Parameter, as torch's makes a 
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 
 from ir.errors import GraphcError, user_location
@@ -85,8 +88,10 @@ class ParameterList(Module):
 
 
 class ParameterDict(_Keyed, Module):
-    """torch.nn.ParameterDict: Parameters by string key (insertion order), each named by its
-    key."""
+    """torch.nn.ParameterDict: Parameters by string key, each named by its key. As torch's,
+    the keys keep the order they were added in, and update() (the constructor too) adds a
+    plain dict's new keys sorted, an OrderedDict's, a ParameterDict's or a list of pairs' in
+    their order."""
 
     def __init__(self, parameters=None):
         object.__setattr__(self, "_keys", [])
@@ -126,7 +131,18 @@ class ParameterDict(_Keyed, Module):
 
 
     def update(self, parameters):
-        pairs = parameters.items() if hasattr(parameters, "items") else parameters
+        if isinstance(parameters, (OrderedDict, ParameterDict)):
+            pairs = parameters.items()
+        elif isinstance(parameters, Mapping):
+            # torch's update walks sorted(parameters.items()) for any other mapping, so the
+            # parameters' order (state_dict's, parameters_to_vector's) is the sorted keys'; a
+            # key that is not a string is refused here, before sorted() would compare it
+            pairs = sorted((self._check_key(key), value) for key, value in parameters.items())
+        elif isinstance(parameters, Iterable) and not isinstance(parameters, (str, bytes)):
+            pairs = parameters
+        else:
+            raise GraphcError(f"ParameterDict: parameters must be a dict or (key, value) pairs, "
+                              f"got a {type(parameters).__name__}", (user_location(),))
         for key, value in pairs:
             self[key] = value
         return self

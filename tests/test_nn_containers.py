@@ -105,6 +105,40 @@ def test_parameter_dict_operations():
             pdict[key] = np.ones(1)
 
 
+def test_parameter_dict_orders_keys_as_torchs():
+    # torch's update sorts a plain dict's new keys and keeps an OrderedDict's, a
+    # ParameterDict's or a list of pairs' order: parameters(), state_dict() and so
+    # parameters_to_vector come in that order
+    from collections import OrderedDict
+    rng = np.random.default_rng(1)
+    values = {"scale": rng.normal(size=2), "bias": rng.normal(size=3), "alpha": rng.normal(size=1)}
+    pairs = list(values.items())
+    for kind in (dict, OrderedDict, list):
+        mine = nn.ParameterDict(kind(pairs))
+        theirs = torch.nn.ParameterDict(kind((k, torch.nn.Parameter(torch.tensor(v)))
+                                             for k, v in pairs))
+        assert mine.keys() == list(theirs.keys())
+        assert [n for n, _ in mine.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+        assert list(mine.state_dict()) == list(theirs.state_dict())
+        np.testing.assert_array_equal(
+            nn.utils.parameters_to_vector(mine.parameters()).data,
+            torch.nn.utils.parameters_to_vector(theirs.parameters()).detach().numpy())
+        # another ParameterDict's order is kept; update's new keys of a dict come sorted,
+        # after the keys already there
+        assert nn.ParameterDict(mine).keys() == list(torch.nn.ParameterDict(theirs).keys())
+        mine.update({"zeta": np.ones(1), "beta": np.ones(1), "bias": np.zeros(3)})
+        theirs.update({"zeta": torch.nn.Parameter(torch.ones(1)),
+                       "beta": torch.nn.Parameter(torch.ones(1)),
+                       "bias": torch.nn.Parameter(torch.zeros(3))})
+        assert list(mine.state_dict()) == list(theirs.state_dict())
+    assert nn.ParameterDict(values).keys() == ["alpha", "bias", "scale"]
+    with pytest.raises(gc.GraphcError, match="ParameterDict: keys must be strings, got 3"):
+        nn.ParameterDict({"a": np.ones(1), 3: np.ones(1)})
+    with pytest.raises(gc.GraphcError, match="ParameterDict: parameters must be a dict or "
+                                             r"\(key, value\) pairs, got a int"):
+        nn.ParameterDict(3)
+
+
 def _parameters_with_grads(rng, dtype):
     shapes = [(4, 3), (3,), (5, 2)]
     values = [rng.normal(size=s).astype(dtype) for s in shapes]
