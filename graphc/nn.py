@@ -846,9 +846,13 @@ class Module:
         after compiled training has none, and the model keeps its own), every shape checked
         before anything is loaded. strict=False (torch's): a missing parameter keeps its
         value and an unexpected name is ignored. Returns torch's (missing_keys,
-        unexpected_keys) pair; missing_keys names the parameters and persistent buffers not
-        given."""
+        unexpected_keys) pair, sorted; missing_keys names each state_dict() name not given,
+        as torch's: a tied or shared one's other names too, though strict loads it from any
+        one of them."""
         _state_mapping("load_state_dict", state, "array (as model.state_dict() gives)")
+        # torch counts missing keys against its state_dict's names, every name of a shared
+        # module's parameters and buffers included (named_parameters() gives each once)
+        not_given = sorted(set(self.state_dict()) - set(state))
         # a shared layer's buffers under its other names too, as its parameters below; a
         # non-persistent one's name is unexpected, as torch's
         everywhere = dict(self._persistent_buffers(every_name=True))
@@ -890,9 +894,7 @@ class Module:
             p.data = values[name]
         for name, b in loaded.items():  # in place: a plan or a Trainer holds the array
             b.data[...] = values[name]
-        given = {id(b) for b in loaded.values()}
-        return IncompatibleKeys(sorted(missing + [name for name, b in self._persistent_buffers()
-                                                  if id(b) not in given]), unexpected)
+        return IncompatibleKeys(not_given, unexpected)
 
     def load_torch_state_dict(self, state: dict, strict: bool = True):
         """load_state_dict of a torch module's state_dict (tensors or arrays) with the same

@@ -1,5 +1,7 @@
 """Module.children / named_children / modules / named_modules and torch's apply(fn), against
 torch.nn on the same architecture (names and order), and apply(fn) reaching every layer."""
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
@@ -42,3 +44,45 @@ def test_apply_with_a_function_visits_children_first_and_returns_the_module():
     # the flax form is unchanged: params dict first
     x = np.ones((1, 2), np.float32)
     np.testing.assert_allclose(ours.apply(ours.params(), x).data, ours(gc.tensor(x)).data)
+
+
+def _shared_model(nn):
+    class Model(nn.Module):  # one Linear and one BatchNorm, each under two names
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(2, 2)
+            self.norm = nn.BatchNorm1d(2)
+            self.seq = nn.Sequential(self.a, nn.ReLU(), self.norm)
+    return Model()
+
+
+def test_load_state_dict_counts_a_shared_modules_other_names_as_torch():
+    # torch counts missing keys against its state_dict's names, a shared module's second
+    # names included; graphc counted named_parameters(), which gives each parameter once
+    ours, theirs = _shared_model(gc.nn), _shared_model(torch.nn)
+    full = theirs.state_dict()
+    assert list(ours.state_dict()) == list(full)
+    subsets = {"first names": lambda k: not k.startswith("seq."),
+               "second names": lambda k: k.startswith("seq."),
+               "parameters of a": lambda k: k.startswith("a."),
+               "all": lambda k: True, "none": lambda k: False}
+    for what, keep in subsets.items():
+        state = OrderedDict((k, v) for k, v in full.items() if keep(k))
+        state["extra"] = torch.zeros(1)
+        # (without its versions torch's BatchNorm takes a missing num_batches_tracked as 0,
+        # for checkpoints older than the buffer)
+        state._metadata = full._metadata
+        mine = ours.load_torch_state_dict(state, strict=False)
+        want = theirs.load_state_dict(state, strict=False)
+        assert mine.missing_keys == sorted(want.missing_keys), what
+        assert mine.unexpected_keys == sorted(want.unexpected_keys), what
+    assert ours.load_torch_state_dict(full) == ([], [])
+    # a tied parameter still loads from one of its names with strict=True (graphc's
+    # documented leniency: model.params() names it once), reported as torch's
+    theirs.a.weight.data.fill_(0.25)
+    result = ours.load_torch_state_dict({k: v for k, v in full.items()
+                                         if not k.startswith("seq.")})
+    assert result.missing_keys == ["seq.0.bias", "seq.0.weight", "seq.2.bias",
+                                   "seq.2.num_batches_tracked", "seq.2.running_mean",
+                                   "seq.2.running_var", "seq.2.weight"]
+    np.testing.assert_array_equal(ours.seq[0].weight.data, 0.25)
