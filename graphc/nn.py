@@ -1473,6 +1473,12 @@ class Linear(Module):
             object.__setattr__(self, "bias", None)
 
     def forward(self, x):
+        # said here, as the other layers say it: matmul's message names neither the layer
+        # nor which of its operands is wrong (a 0-d x is left to it)
+        features, fan_in = F._shape(x)[-1:], self.weight.shape[0]
+        if features and features[0] != fan_in:
+            raise GraphcError(f"{type(self).__name__}: input has {features[0]} features, the "
+                              f"layer takes {fan_in}", (user_location(),))
         y = x @ self.weight
         return y + self.bias if self.bias is not None else y
 
@@ -1824,15 +1830,22 @@ def _norm_settings(module, layer, normalized_shape, eps, weight, bias, dtype):
     object.__setattr__(module, "eps", eps)
 
 
-def _over_trailing(norm, x, shape, *params):
+def _over_trailing(layer, norm, x, shape, *params):
     """norm (over the last axis) applied over the trailing axes `shape` of x, as torch's
-    normalized_shape: those axes are flattened into one, and back."""
+    normalized_shape: those axes are flattened into one, and back. An x that does not end
+    in `shape` is refused naming `layer`: the op's message would blame the weight, and
+    without one (elementwise_affine=False) it normalised over the wrong axis."""
+    given = F._shape(x)
+    lead = given[:max(0, len(given) - len(shape))]
+    trailing = given[len(lead):]
+    if trailing != tuple(shape):
+        if len(shape) == 1 and given:
+            raise GraphcError(f"{layer}: input has {given[-1]} features, the layer takes "
+                              f"{shape[0]}", (user_location(),))
+        raise GraphcError(f"{layer}: the input's trailing axes {trailing} are not the "
+                          f"normalized_shape {shape}", (user_location(),))
     if len(shape) == 1:
         return norm(x, *params)
-    lead = F._shape(x)[:F._ndim(x) - len(shape)]
-    if tuple(F._shape(x)[len(lead):]) != shape:
-        raise GraphcError(f"the input's trailing axes {tuple(F._shape(x)[len(lead):])} are "
-                          f"not the normalized_shape {shape}", (user_location(),))
     flat = [None if p is None else F.reshape(p, (-1,)) for p in params[:-1]] + [params[-1]]
     return F.reshape(norm(F.reshape(x, lead + (-1,)), *flat), F._shape(x))
 
@@ -1848,8 +1861,8 @@ class LayerNorm(Module):
                        elementwise_affine and bias, dtype)
 
     def forward(self, x):
-        return _over_trailing(F.layer_norm, x, self.normalized_shape, self.weight, self.bias,
-                              self._setting("eps", x))
+        return _over_trailing(type(self).__name__, F.layer_norm, x, self.normalized_shape,
+                              self.weight, self.bias, self._setting("eps", x))
 
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine="
@@ -1865,8 +1878,8 @@ class RMSNorm(Module):
                        dtype)
 
     def forward(self, x):
-        return _over_trailing(F.rms_norm, x, self.normalized_shape, self.weight,
-                              self._setting("eps", x))
+        return _over_trailing(type(self).__name__, F.rms_norm, x, self.normalized_shape,
+                              self.weight, self._setting("eps", x))
 
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine="

@@ -301,6 +301,46 @@ def test_a_wrongly_shaped_attn_mask_is_refused_in_one_line():
         decoder(x, np.zeros((3, 6, 4), np.float32), memory_mask=np.zeros((5, 7), bool))
 
 
+def test_a_wrong_feature_size_to_linear_or_a_norm_names_the_layer():
+    """A wrong last axis to Linear failed in matmul ("contracting dimensions differ"), to
+    LayerNorm or RMSNorm in the op blaming the weight, naming neither the layer nor the
+    input, and LayerNorm without a weight normalised over the wrong axis without a word.
+    torch refuses each; graphc now says which layer, as LSTM's and Conv's messages do."""
+    x = np.ones((4, 5), np.float32)
+    cases = [(nn.Linear(3, 2), torch.nn.Linear(3, 2), "Linear: input has 5 features, the "
+              "layer takes 3"),
+             (nn.LayerNorm(4), torch.nn.LayerNorm(4), "LayerNorm: input has 5 features, the "
+              "layer takes 4"),
+             (nn.LayerNorm(4, elementwise_affine=False),
+              torch.nn.LayerNorm(4, elementwise_affine=False),
+              "LayerNorm: input has 5 features, the layer takes 4"),
+             (nn.RMSNorm(4), torch.nn.RMSNorm(4), "RMSNorm: input has 5 features, the layer "
+              "takes 4"),
+             (nn.LayerNorm((2, 5)), torch.nn.LayerNorm((2, 5)), "LayerNorm: the input's "
+              "trailing axes (4, 5) are not the normalized_shape (2, 5)"),
+             (nn.Sequential(nn.Linear(5, 4), nn.Linear(3, 2)),
+              torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(3, 2)),
+              "Linear: input has 4 features, the layer takes 3")]
+    for ours, theirs, message in cases:
+        with pytest.raises(RuntimeError):
+            theirs(torch.tensor(x))
+        for run in (lambda: ours(gc.tensor(x)), lambda: gc.compile(lambda a: ours(a))(x)):
+            with pytest.raises(GraphcError) as info:
+                run()
+            problem, where = str(info.value).splitlines()
+            assert problem == message
+            assert where.strip().startswith("at tests/test_nn_layers.py:"), where
+    # the sizes that fit still give torch's values, a vector to Linear too
+    for ours, theirs in [(nn.Linear(5, 2), torch.nn.Linear(5, 2)),
+                         (nn.LayerNorm(5, elementwise_affine=False),
+                          torch.nn.LayerNorm(5, elementwise_affine=False))]:
+        ours.load_torch_state_dict(theirs.state_dict())
+        for given in (x, x[0]):
+            np.testing.assert_allclose(ours(gc.tensor(given)).data,
+                                       theirs(torch.tensor(given)).detach().numpy(),
+                                       rtol=1e-5, atol=1e-6)
+
+
 def test_dropout_needs_no_seed_eager_or_compiled():
     nn.manual_seed(0)
     drop = nn.Dropout(0.5)
