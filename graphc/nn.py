@@ -1398,6 +1398,21 @@ class ModuleList(Module):
         """Add `module` at the end, named by its position (PyTorch's append)."""
         return self.extend([module])
 
+    def __add__(self, other):
+        """torch's: a new ModuleList of this one's modules, then `other`'s (any iterable of
+        modules), numbered from 0; the modules are shared, not copied."""
+        return ModuleList(self).extend(self._addend("+", other))
+
+    def __iadd__(self, other):
+        """torch's: extend(other), in place."""
+        return self.extend(self._addend("+=", other))
+
+    def _addend(self, op, other):
+        if not hasattr(other, "__iter__"):
+            raise GraphcError(f"{type(self).__name__} {op} takes an iterable of modules, got "
+                              f"a {type(other).__name__}", (user_location(),))
+        return other
+
     def extend(self, modules):
         """Add each of `modules` (any iterable) at the end, named by its position (in a
         Sequential slice whose keys hold it, the next number free)."""
@@ -1755,6 +1770,18 @@ def _no_negative_indices(idx, rows):
     return idx
 
 
+def _padding_index(layer, padding_idx, num):
+    """Embedding's padding_idx as a row in [0, num), or None; negative counts from the end,
+    as torch's."""
+    if padding_idx is None:
+        return None
+    if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool) \
+            or not -num <= padding_idx < num:
+        raise GraphcError(f"{layer}: padding_idx must be an int in [-{num}, {num}), got "
+                          f"{padding_idx!r}", (user_location(),))
+    return int(padding_idx) % num
+
+
 class Embedding(Module):
     """Rows of a (num_embeddings, embedding_dim) table; normal(0, 1) as PyTorch without
     `std`. `padding_idx` (keyword: torch's third positional argument is graphc's rng;
@@ -1774,15 +1801,48 @@ class Embedding(Module):
         dim = _size("Embedding", "embedding_dim", embedding_dim)
         rng, dtype = _rng(rng), _layer_dtype("Embedding", dtype)
         weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
+        padding_idx = _padding_index("Embedding", padding_idx, num)
         if padding_idx is not None:
-            if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool) \
-                    or not -num <= padding_idx < num:
-                raise GraphcError(f"Embedding: padding_idx must be an int in [-{num}, {num}), "
-                                  f"got {padding_idx!r}", (user_location(),))
-            padding_idx = int(padding_idx) % num
             weight[padding_idx] = 0
         self.weight = Parameter(weight)
         object.__setattr__(self, "padding_idx", padding_idx)
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None,
+                        norm_type=2.0, scale_grad_by_freq=False, sparse=False):
+        """torch's: an Embedding whose weight is a copy of `embeddings`, a 2-d float array or
+        tensor (a torch one too), of its dtype. As torch's, freeze=True (the default) sets
+        the weight's requires_grad False, padding_idx's row stays as given (it gets no
+        gradient) and no table is drawn (graphc.nn's generator is not advanced). max_norm,
+        scale_grad_by_freq and sparse are refused, as the constructor refuses them."""
+        where = "Embedding.from_pretrained"
+        for name, value, given in (("max_norm", max_norm, max_norm is not None),
+                                   ("scale_grad_by_freq", scale_grad_by_freq,
+                                    bool(scale_grad_by_freq)), ("sparse", sparse, bool(sparse))):
+            if given:
+                raise GraphcError(f"{where}: {name}={value!r} is not supported, as "
+                                  "gc.nn.Embedding's is not (its rows are not renormalised, "
+                                  "its gradient is dense and unscaled)", (user_location(),))
+        if isinstance(embeddings, Tensor):
+            embeddings = embeddings.data
+        elif hasattr(embeddings, "detach"):  # a torch tensor, a Parameter too
+            embeddings = embeddings.detach().cpu()
+            # numpy has no bfloat16 of its own for torch's .numpy(): through float32, exactly
+            embeddings = embeddings.float().numpy().astype(as_dtype("bfloat16")) \
+                if str(embeddings.dtype) == "torch.bfloat16" else embeddings.numpy()
+        table = np.array(embeddings)
+        if table.ndim != 2:
+            raise GraphcError(f"{where}: embeddings must be 2-dimensional (num_embeddings, "
+                              f"embedding_dim), got shape {table.shape}", (user_location(),))
+        if not is_float(table.dtype):
+            raise GraphcError(f"{where}: embeddings must hold floating-point numbers, got "
+                              f"{table.dtype}", (user_location(),))
+        layer = object.__new__(cls)  # (torch's passes _weight: nothing drawn for it)
+        layer.weight = Parameter(table)
+        object.__setattr__(layer, "padding_idx", _padding_index(where, padding_idx,
+                                                                table.shape[0]))
+        layer.weight.requires_grad_(not freeze)
+        return layer
 
     def forward(self, idx):
         rows = F.take(self.weight, _no_negative_indices(idx, F._shape(self.weight)[0]))
@@ -1946,6 +2006,17 @@ class Sequential(ModuleList):
 
     def _slice(self, items):
         return self._shared(items)  # torch's Sequential slice keeps the keys
+
+    def _addend(self, op, other):
+        if not isinstance(other, Sequential):  # (torch's takes a Sequential alone, too)
+            raise GraphcError(f"Sequential {op} takes another Sequential, got a "
+                              f"{type(other).__name__}", (user_location(),))
+        return other
+
+    def __add__(self, other):
+        """torch's: a new Sequential of this one's modules, then `other`'s, numbered from 0;
+        the modules are shared, not copied."""
+        return Sequential(*self, *self._addend("+", other))
 
     __repr__ = Module.__repr__  # torch's Sequential shows every item, equal ones too
 

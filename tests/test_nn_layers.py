@@ -526,6 +526,90 @@ def test_embedding_padding_idx_is_torchs():
                           "padding_idx must be an int in [-6, 6)", "test_nn_layers.py")
 
 
+def test_embedding_from_pretrained_is_torchs():
+    """Embedding.from_pretrained was missing (an AttributeError). As torch's: the weight is
+    the table given (its dtype, a torch tensor's too), frozen by default, padding_idx's row
+    kept as given but without a gradient, and no random table drawn."""
+    from errorcheck import assert_one_line_error
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(6, 3))
+    idx = np.array([[0, 4, 4, 2], [4, 5, 1, 0]])
+    w = rng.normal(size=(2, 4, 3))
+    nn.manual_seed(3)
+    after_seed = nn.Linear(2, 2).weight.data
+    for given in (table, gc.tensor(table), torch.tensor(table)):
+        for freeze, padding_idx in [(True, None), (False, -2), (False, None)]:
+            nn.manual_seed(3)
+            ours = nn.Embedding.from_pretrained(given, freeze=freeze, padding_idx=padding_idx)
+            theirs = torch.nn.Embedding.from_pretrained(torch.tensor(table), freeze=freeze,
+                                                        padding_idx=padding_idx)
+            # nothing drawn from graphc.nn's generator (as torch's draws nothing)
+            np.testing.assert_array_equal(nn.Linear(2, 2).weight.data, after_seed)
+            assert repr(ours) == repr(theirs) and ours.padding_idx == theirs.padding_idx
+            assert ours.weight.requires_grad == theirs.weight.requires_grad == (not freeze)
+            assert ours.weight.data.dtype == np.float64
+            np.testing.assert_array_equal(ours.weight.data, table)  # the padding row too
+            out = theirs(torch.tensor(idx))
+            np.testing.assert_array_equal(ours(idx).data, out.detach().numpy())
+            if not freeze:
+                (out * torch.tensor(w)).sum().backward()
+                gc.sum(ours(idx) * w).backward()
+                np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(),
+                                           rtol=1e-15)
+    half = nn.Embedding.from_pretrained(torch.ones(2, 2, dtype=torch.bfloat16))
+    assert str(half.weight.data.dtype) == "bfloat16"
+    for call, message in [
+            (lambda: nn.Embedding.from_pretrained(table[0]), "Embedding.from_pretrained: "
+             "embeddings must be 2-dimensional (num_embeddings, embedding_dim), got shape (3,)"),
+            (lambda: nn.Embedding.from_pretrained(np.ones((2, 2), int)),
+             "embeddings must hold floating-point numbers, got int64"),
+            (lambda: nn.Embedding.from_pretrained(table, padding_idx=6),
+             "Embedding.from_pretrained: padding_idx must be an int in [-6, 6), got 6"),
+            (lambda: nn.Embedding.from_pretrained(table, sparse=True),
+             "Embedding.from_pretrained: sparse=True is not supported"),
+            (lambda: nn.Embedding.from_pretrained(table, max_norm=1.0),
+             "Embedding.from_pretrained: max_norm=1.0 is not supported")]:
+        assert_one_line_error(call, message, "test_nn_layers.py")
+
+
+def test_sequential_and_module_list_add_as_torchs():
+    """Sequential + Sequential, Sequential += Sequential and ModuleList + / += an iterable
+    were Python TypeErrors. As torch's: + makes a new container of the same modules,
+    numbered from 0, += extends in place; Sequential's takes another Sequential alone."""
+    from errorcheck import assert_one_line_error
+
+    def build(nn):
+        return (nn.Sequential(nn.Linear(2, 3), nn.ReLU()), nn.Sequential(nn.Linear(3, 1)),
+                nn.ModuleList([nn.Linear(2, 2)]), [nn.Tanh(), nn.Linear(2, 4)])
+    ours, theirs = build(nn), build(torch.nn)
+    results = []
+    for a, b, items, more in (ours, theirs):
+        total = a + b
+        listed = items + more
+        assert total[0] is a[0] and total[2] is b[0] and listed[0] is items[0]
+        before, listing = a, items
+        a += b
+        items += more
+        assert a is before and items is listing
+        results.append([(type(c).__name__, list(c.state_dict()), [type(m).__name__ for m in c])
+                        for c in (total, listed, a, items)])
+    assert results[0] == results[1]
+    assert [n for n, _ in ours[0].named_parameters()] == ["0.weight", "0.bias", "2.weight",
+                                                          "2.bias"]
+    x = np.ones((1, 2), np.float32)
+    np.testing.assert_array_equal((ours[0] + nn.Sequential(nn.Tanh()))(gc.tensor(x)).data,
+                                  gc.tanh(ours[0](gc.tensor(x))).data)
+    with pytest.raises(ValueError):  # torch's refuses anything but a Sequential too
+        theirs[0] + [torch.nn.ReLU()]
+    assert_one_line_error(lambda: ours[0] + [nn.ReLU()],
+                          "Sequential + takes another Sequential, got a list", "test_nn_layers.py")
+    assert_one_line_error(lambda: ours[2].__iadd__(3),
+                          "ModuleList += takes an iterable of modules, got a int",
+                          "test_nn_layers.py")
+    assert_one_line_error(lambda: ours[2] + [gc.relu], "ModuleList: item 3 is a function",
+                          "test_nn_layers.py")
+
+
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_multihead_attention_with_kdim_vdim_and_per_head_weights_matches_torch(batch_first):
     # torch's separate q/k/v projections where the key's and value's widths differ from E
