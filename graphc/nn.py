@@ -36,7 +36,7 @@ from ir.ops import attention as _attention
 from ir.ops.registry import _STACK as _INTERPRETERS
 from ir.ops.registry import SymbolicValue
 from ir.ops.resize import interpolate
-from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int
+from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
                            collect_buffer_updates, note_place, places_holding)
 from .transforms import Compiled
@@ -2077,6 +2077,11 @@ class Sigmoid(Module):
 
 class LeakyReLU(Module):
     def __init__(self, negative_slope=0.01, inplace=False):
+        # (is_real: float() raises on a Python complex and on a string, and takes a numpy
+        # complex scalar, dropping its imaginary part)
+        if not is_real(negative_slope):
+            raise GraphcError(f"LeakyReLU: negative_slope must be a number, got "
+                              f"{negative_slope!r}", (user_location(),))
         object.__setattr__(self, "negative_slope", float(negative_slope))
         _keep_inplace(self, inplace)
 
@@ -2197,8 +2202,8 @@ class Dropout(Module):
     `training` is True; the identity otherwise. The key comes from `current_key()`."""
 
     def __init__(self, p=0.5, inplace=False):
-        if not 0.0 <= p < 1.0:
-            raise GraphcError(f"Dropout: p must be in [0, 1), got {p}", (user_location(),))
+        if not (is_real(p) and 0.0 <= p < 1.0):  # (not a complex one, numpy's included)
+            raise GraphcError(f"Dropout: p must be in [0, 1), got {p!r}", (user_location(),))
         object.__setattr__(self, "p", float(p))
         object.__setattr__(self, "training", True)
         _keep_inplace(self, inplace)
@@ -2321,8 +2326,8 @@ class MultiheadAttention(Module):
         else:
             object.__setattr__(self, "bias_k", None)
             object.__setattr__(self, "bias_v", None)
-        if not 0.0 <= dropout < 1.0:
-            raise GraphcError(f"MultiheadAttention: dropout must be in [0, 1), got {dropout}",
+        if not (is_real(dropout) and 0.0 <= dropout < 1.0):  # (as Dropout's p)
+            raise GraphcError(f"MultiheadAttention: dropout must be in [0, 1), got {dropout!r}",
                               (user_location(),))
         for name, value in [("dropout", float(dropout)),
                             ("embed_dim", embed_dim), ("num_heads", num_heads),

@@ -215,6 +215,15 @@ def is_real(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
 
 
+def is_complex(x) -> bool:
+    """A complex number or array (a Python complex, a numpy complex scalar or array), which
+    graphc has no dtype for. A number check that calls float() or numpy must ask this first:
+    float() refuses a Python complex but takes a numpy one, as numpy's casts take either,
+    dropping the imaginary part with only a ComplexWarning."""
+    return isinstance(x, (complex, np.complexfloating)) or \
+        (isinstance(x, np.ndarray) and x.dtype.kind == "c")
+
+
 def _operand(x):
     """An operand of Dim arithmetic: a Dim or an int (numpy integers included)."""
     if isinstance(x, Dim):

@@ -1,6 +1,8 @@
 """A compiled function's Python-number arguments are weakly typed, as jax.jit's (ir/weak.py):
 `x_f32 + k` with a Python int k is float32 in compiled code as it is in eager code. Before,
 the trace took k as an int64 input and refused the add ("operands must have one dtype")."""
+import re
+
 import numpy as np
 import pytest
 
@@ -340,3 +342,32 @@ def test_numpy_timedelta64_is_no_number_for_an_op_a_size_or_an_index():
     # numpy integers are still numbers
     np.testing.assert_array_equal((gc.tensor(x) * np.int64(3)).data, x * 3)
     np.testing.assert_array_equal(gc.tensor(x)[np.int32(1)].data, x[1])
+
+
+@pytest.mark.parametrize("kind", [complex, np.complex64, np.complex128, np.clongdouble])
+def test_a_complex_setting_or_fill_is_refused_whatever_its_kind(kind):
+    # float() refuses a Python complex but takes a numpy one, dropping its imaginary part with
+    # only a ComplexWarning: gc.full((2,), np.complex64(1+2j)) was [1. 1.], LeakyReLU's slope,
+    # Dropout's p, label_smoothing and linspace's stop the real part (a Python complex was a
+    # raw TypeError in the layers and dropped by numpy in linspace). Each is one line now.
+    c = kind(0.25 + 2j)
+    x = np.ones((2, 3), np.float32)
+    for run, message in [
+            (lambda: gc.full((2,), c), "full: fill value"),
+            (lambda: gc.full((2,), c, dtype="int32"), "full: fill value"),
+            (lambda: gc.compile(lambda v: v + gc.full((3,), c))(x), "full: fill value"),
+            (lambda: gc.nn.LeakyReLU(c), "LeakyReLU: negative_slope must be a number"),
+            (lambda: gc.nn.Dropout(c), "Dropout: p must be in [0, 1)"),
+            (lambda: gc.nn.Dropout2d(c), "Dropout2d: p must be in [0, 1)"),
+            (lambda: gc.nn.MultiheadAttention(4, 2, dropout=c), "dropout must be in [0, 1)"),
+            (lambda: gc.cross_entropy(gc.tensor(x), np.array([0, 1]), label_smoothing=c),
+             "cross_entropy: label_smoothing must be a number"),
+            (lambda: gc.linspace(0, c, 3), "linspace: stop must be a real number")]:
+        with pytest.raises(GraphcError, match=re.escape(message)) as info:
+            run()
+        assert "test_weak_arguments.py" in str(info.value).splitlines()[1]
+    # the same settings as real numbers, numpy's included, still take their values
+    assert gc.full((2,), np.float32(0.25)).numpy().tolist() == [0.25, 0.25]
+    assert gc.nn.LeakyReLU(np.float32(0.25))(gc.tensor(-x)).numpy().tolist()[0] == [-0.25] * 3
+    assert gc.nn.Dropout(np.float64(0.25)).p == 0.25
+    np.testing.assert_array_equal(gc.linspace(0, np.float64(0.5), 3), [0.0, 0.25, 0.5])

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..types import (FLOAT_SCALARS, Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes,
-                     finfo, holds_when_bound, is_float, is_half, is_int, is_real)
+                     finfo, holds_when_bound, is_complex, is_float, is_half, is_int, is_real)
 from . import precision
 from .registry import (SymbolicValue, apply, innermost_interpreter, is_weak_scalar,
                        refuse_foreign_array)
@@ -2001,8 +2001,8 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
 
 
 def _label_smoothing(value) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
-            or not 0.0 <= value <= 1.0:
+    # (is_real, not np.number: that holds numpy's complex scalars, which float() takes)
+    if not is_real(value) or not 0.0 <= value <= 1.0:
         _fail(f"cross_entropy: label_smoothing must be a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -2284,6 +2284,8 @@ def full(shape, value, dtype=None):
     if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
         return apply("full", shape=shape, value=value, dtype=dtype)
     try:
+        if is_complex(value):  # a numpy one too, which float() and int() would take
+            raise TypeError
         number = float(value) if is_float(dtype) else int(value)
     except (TypeError, ValueError, OverflowError):  # "a", or NaN or inf for an int dtype
         _fail(f"full: fill value {value!r} is not a number {dtype} holds")

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..types import Dim, TensorType, as_dtype, is_float, is_half
+from ..types import Dim, TensorType, as_dtype, is_complex, is_float, is_half
 from . import api as F
 from .api import NO_DIM, _axis, _dtype, _fail, _ndim, _rounded_once, _shape, _whole
 from .registry import SymbolicValue, apply, check, defop
@@ -446,6 +446,9 @@ def linspace(start, stop, num=50, endpoint=True, dtype="float32"):
     endpoint=False), a constant of `dtype` (float32 by default, as graphc's other creators)."""
     if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 0:
         _fail(f"linspace: num must be a non-negative int, got {num!r}")
+    for name, value in (("start", start), ("stop", stop)):
+        if is_complex(value):  # numpy's linspace would drop the imaginary part
+            _fail(f"linspace: {name} must be a real number, got {value!r}")
     # numpy's own dtype= rounds integers towards -inf; astype would truncate towards 0
     return _constant(np.linspace(start, stop, int(num), endpoint, dtype=as_dtype(dtype)))
 
