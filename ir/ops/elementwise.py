@@ -81,13 +81,14 @@ def _vjp_mul(ctx, g):
 
 def _vjp_div(ctx, g):
     a, b = ctx.inputs
-    # d(a/b)/db = -a / b**2, taken as -(g / b) * out: finite wherever it and a's gradient
-    # g / b are. (-g * out) / b overflowed in g * out where the gradient is finite (a = 1e30,
-    # b = 1e10, g = 1e20 in float32: -inf for -1e30, PyTorch's value); PyTorch's own
-    # -g * (out / b) overflows in out / b where g is 0 (NaN for 0, masked elements).
-    g_over_b = g / b
-    return [F.unbroadcast(g_over_b, a.shape) if ctx.needs[0] else None,
-            F.unbroadcast(-g_over_b * ctx.out, b.shape) if ctx.needs[1] else None]
+    # PyTorch's rules (FunctionsManual.cpp div_tensor_self_backward / _other_backward), in
+    # its order, so its values bit for bit, each op rounded to the dtype (float16 too):
+    # d(a/b)/db = -g * ((a / b) / b), out / b first. (-g * out) / b overflowed in g * out
+    # where the gradient is finite, -(g / b) * out in g / b, or underflowed there to 0 or a
+    # float16 subnormal; out / b overflows where a / b**2 is past the dtype's range, where
+    # PyTorch's gradient is infinite too (NaN for g = 0).
+    return [F.unbroadcast(g / b, a.shape) if ctx.needs[0] else None,
+            F.unbroadcast(-g * (ctx.out / b), b.shape) if ctx.needs[1] else None]
 
 
 def _known_nonzero(x) -> bool:
