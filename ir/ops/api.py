@@ -1898,10 +1898,44 @@ def _check_reduction(name, reduction):
 
 
 def _autocast_reconciles(*dtypes) -> bool:
-    """Whether the active autocast policy casts operands of these dtypes to one (float32 and
-    the half dtypes; never float64 or integers)."""
-    return precision.STATE.dtype is not None and builtins.all(
-        d == np.float32 or is_half(d) for d in dtypes)
+    """Whether the ops under the active autocast policy cast operands of these dtypes to one:
+    float32 and the policy's half dtype (float32 is cast to it), not the other half dtype
+    (bfloat16 meeting float16 is refused there), float64 or integers."""
+    half = precision.active_half()
+    return half is not None and builtins.all(d == np.float32 or d == half for d in dtypes)
+
+
+def _result_type(dtypes):
+    """torch's type promotion of tensors of these dtypes (float ones among them): the float
+    dtype, float64 if any is, float32 for float32 with a half dtype or for the two half
+    dtypes; an integer or bool tensor takes the float one's dtype."""
+    floats = {np.dtype(d) for d in dtypes if is_float(d)}
+    if len(floats) == 1:
+        return floats.pop()
+    f64 = np.dtype("float64")
+    return f64 if f64 in floats else np.dtype("float32")
+
+
+def _autocast_promoted(operands, refuse="", like=None):
+    """A loss's operands (input, target, ...) under autocast, cast to one dtype as torch's
+    loss computes them there: torch.autocast casts the half operands of the losses on its
+    float32 list to float32 (in_float32) and leaves float64 and integers alone, and the loss
+    then promotes (mse_loss of float32 and float64 is float64; an integer target takes the
+    input's float dtype; gaussian_nll_loss, not on the list, of bfloat16 and float32 is
+    float32). like=k: the loss keeps operand k's dtype, as torch's huber_loss,
+    soft_margin_loss and the losses that only compare their target (hinge, cosine). Left
+    as given outside autocast (a dtype mix is refused there: graphc mixes no dtypes
+    silently), for weak numbers, and where an operand's kind is in `refuse` ("b": bool,
+    "iub": integers too), which torch's loss refuses under autocast too: _loss_operands
+    refuses the mix then, naming the loss."""
+    if precision.active_half() is None:
+        return operands
+    dtypes = [_dtype(x) for x in operands]
+    if len(set(dtypes)) == 1 or builtins.any(map(_weakly_typed, operands)) or \
+            builtins.any(np.dtype(d).kind in refuse for d in dtypes):
+        return operands
+    to = dtypes[like] if like is not None else _result_type(dtypes)
+    return [x if d == to else cast(x, to) for x, d in zip(operands, dtypes)]
 
 
 def _loss_operands(name, a, b, what=("input", "target")):
@@ -1909,21 +1943,25 @@ def _loss_operands(name, a, b, what=("input", "target")):
     GraphcError line naming the loss, not sub's (or numpy's, for two arrays)."""
     sa, sb = _shape(a), _shape(b)
     # a weak scalar (a number argument of a compiled function too) takes the other's dtype;
-    # under autocast the ops cast a half activation and a float32 target to one dtype
-    # themselves, but leave float64 and integers alone, as torch.autocast (whose losses then
-    # promote; graphc mixes no dtypes silently, README): refused here, not by sub's type rule
-    # naming sub (asked last: one dtype, the common case, costs no weak test)
+    # under autocast the ops cast a half activation and a float32 operand to one dtype, and
+    # the losses promote the other mixes torch's do (_autocast_promoted): the rest, which
+    # torch refuses too, is refused here, not by sub's type rule naming sub (asked last:
+    # one dtype, the common case, costs no weak test)
     if _dtype(a) != _dtype(b) and not _autocast_reconciles(_dtype(a), _dtype(b)) and \
             not (_weakly_typed(a) or _weakly_typed(b)):
-        under = "" if precision.STATE.dtype is None else \
-            " (under autocast, which casts half values and leaves float64 and integers alone, " \
-            "as torch.autocast)"
-        _fail(f"{name}: {what[0]} is {_dtype(a)} but {what[1]} is {_dtype(b)}{under}; cast "
-              "one (.astype)")
+        _dtype_mix(name, a, b, what)
     shape = broadcast_shapes(tuple(sa), tuple(sb))
     if shape is None:
         _fail(f"{name}: {what[0]} {tuple(sa)} and {what[1]} {tuple(sb)} do not broadcast")
     return shape
+
+
+def _dtype_mix(name, a, b, what=("input", "target")):
+    """A loss's one line for operands of two dtypes it does not take together, naming them
+    in the dtypes the user gave (a half one that autocast cast to float32 by its own)."""
+    under = " (under autocast too)" if precision.active_half() is not None else ""
+    _fail(f"{name}: {what[0]} is {precision.given_dtype(a, _dtype(a))} but {what[1]} is "
+          f"{precision.given_dtype(b, _dtype(b))}{under}; cast one (.astype)")
 
 
 def _class_weight(who, weight, classes, ignore_index):
@@ -1981,6 +2019,12 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
         if smoothing:
             targets = targets * (1.0 - smoothing) + smoothing / classes
         logp = log_softmax(logits, -1)
+        if _dtype(targets) != _dtype(logp):
+            # torch's log_softmax, then its product with the probabilities, promoted under
+            # autocast (float64 ones: a float64 loss); refused outside it, as a loss's mix
+            logp, targets = _autocast_promoted((logp, targets))
+            if _dtype(targets) != _dtype(logp):
+                _dtype_mix("cross_entropy", logits, targets, ("logits", "targets"))
         if weight is not None:
             logp = logp * _weight_like(weight, logp)
         # where, not a product alone: a zero probability on a -inf logit adds nothing
@@ -1989,6 +2033,10 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
             return losses
         return sum(losses) if reduction == "sum" else mean(losses)
     if lshape[:-1] != tshape:
+        if lshape == tshape:  # (torch's rule: the logits' shape makes them probabilities)
+            _fail(f"cross_entropy: targets of the logits' shape {lshape} are class "
+                  f"probabilities, which must be floating-point, got {_dtype(targets)} (class "
+                  f"indices have shape {lshape[:-1]})")
         _fail(f"cross_entropy: logits {lshape} need targets of shape {lshape[:-1]}, "
               f"got {tshape}")
     targets = _checked_class_targets(targets, classes, ignore_index)  # (smoothing's too)
@@ -2143,6 +2191,7 @@ def _nll(logp, targets, ignore_index, reduction, weight):
 def mse_loss(x, target, reduction="mean"):
     """(x - target) ** 2 (broadcast), reduced as torch.nn.functional.mse_loss."""
     _check_reduction("mse_loss", reduction)
+    x, target = _autocast_promoted((x, target))
     _loss_operands("mse_loss", x, target)
     # the ops, not `-`: two numpy arrays would subtract by numpy's rules
     diff = sub(x, target)

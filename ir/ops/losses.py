@@ -15,7 +15,7 @@ import numpy as np
 from ..types import Dim, broadcast_shapes, finfo, is_float, is_real
 from . import api as F
 from . import precision
-from .api import _axis, _check_reduction, _dtype, _fail, _ndim, _shape
+from .api import _autocast_promoted, _axis, _check_reduction, _dtype, _fail, _ndim, _shape
 from .api import _loss_operands as _both
 from .arrays import norm
 from .registry import is_weak_scalar
@@ -166,6 +166,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     and pos_weight broadcast to input's shape."""
     name = "binary_cross_entropy_with_logits"
     _check_reduction(name, reduction)
+    input, target = _autocast_promoted((input, target), refuse="iub")  # (torch's refusals)
     _same_shape(name, input, target)
     input, target = _strong_pair(input, target)
     weight, pos_weight = _cast_weight(weight, input), _cast_weight(pos_weight, input)
@@ -202,6 +203,7 @@ def l1_loss(input, target, reduction="mean", weight=None):
     """|input - target| (broadcast), as torch.nn.functional.l1_loss; the gradient at
     input == target is 0."""
     _check_reduction("l1_loss", reduction)
+    input, target = _autocast_promoted((input, target), refuse="b")  # (torch's input - target)
     _both("l1_loss", input, target)
     loss = F.abs(F.sub(input, target))
     return _weighted("l1_loss", loss, input, weight, reduction, True)
@@ -223,6 +225,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     if beta < 0:
         _fail(f"{name}: beta must be >= 0, got {beta}")
     _check_reduction(name, reduction)
+    input, target = _autocast_promoted((input, target))
     _both(name, input, target)
     diff = F.sub(input, target)
     size = F.abs(diff)
@@ -242,6 +245,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     delta = _number(f"{name}: delta", delta)
     if delta <= 0:
         _fail(f"{name}: delta must be > 0, got {delta}")
+    input, target = _autocast_promoted((input, target), like=0)  # (torch's: input's dtype)
     _both(name, input, target)
     diff = F.sub(input, target)
     size = F.abs(diff)
@@ -264,6 +268,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
               "or 'none')")
     if not isinstance(log_target, bool):
         _fail(f"{name}: log_target must be True or False, got {log_target!r}")
+    input, target = _autocast_promoted((input, target), refuse="iub")  # (torch's refusal)
     _both(name, input, target)
     input, target = _strong_pair(input, target)
     if log_target:

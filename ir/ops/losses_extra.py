@@ -17,7 +17,8 @@ import numpy as np
 from ..types import broadcast_shapes, is_float
 from . import api as F
 from . import precision
-from .api import _check_reduction, _checked_class_targets, _dtype, _fail, _ndim, _shape
+from .api import (_autocast_promoted, _check_reduction, _checked_class_targets, _dtype,
+                  _dtype_mix, _fail, _ndim, _shape, _weakly_typed)
 from .api import _loss_operands as _both
 from .losses import _float, _number, _promoted, _p_norm, _reduce, pairwise_distance
 from .registry import is_weak_scalar
@@ -31,11 +32,13 @@ __all__ = ["margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
 _COSINE_EPS = float(np.float32(1e-12))
 
 
-def _like(target, x):
+def _like(target, x, bools=True):
     """An integer or bool target (torch's +-1 labels, Poisson counts) as x's float dtype, as
-    torch's type promotion takes it; a float target is left to the dtype check."""
+    torch's type promotion takes it; a float target is left to the dtype check, and so is a
+    bool one with bools=False: refused there, as by torch's loss, whose -target or
+    1 - target takes no bool."""
     if isinstance(target, (bool, int, float)) or is_float(_dtype(target)) \
-            or not is_float(_dtype(x)):
+            or not is_float(_dtype(x)) or (not bools and _dtype(target) == np.bool_):
         return target
     return F.cast(target, _dtype(x))
 
@@ -65,7 +68,8 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
     if len(set(dims)) != 1:
         _fail(f"{name}: input1 {tuple(_shape(input1))}, input2 {tuple(_shape(input2))} and "
               f"target {tuple(_shape(target))} must have one number of dimensions")
-    target = _like(target, input1)
+    target = _like(target, input1, bools=False)
+    input1, input2, target = _autocast_promoted((input1, input2, target), refuse="b")
     _both(name, input1, input2, ("input1", "input2"))
     _both(name, input1, target, ("input1", "target"))
     _both(name, input2, target, ("input2", "target"))
@@ -81,6 +85,8 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     _check_reduction(name, reduction)
     margin = _number(f"{name}: margin", margin)
     target = _like(target, input)
+    # (a float64 target too: torch's only compares it, so the loss is the input's dtype)
+    input, target = _autocast_promoted((input, target), like=0)
     _both(name, input, target)
     hinge = _clamp_min0(F.sub(margin, input))
     loss = F.add(F.where(F.not_equal(target, 1.0), hinge, 0.0),
@@ -97,6 +103,7 @@ def soft_margin_loss(input, target, reduction="mean"):
     name = "soft_margin_loss"
     _check_reduction(name, reduction)
     target = _like(target, input)
+    input, target = _autocast_promoted((input, target), like=0)  # (torch's: input's dtype)
     _both(name, input, target)
     if broadcast_shapes(tuple(_shape(target)), tuple(_shape(input))) != tuple(_shape(input)):
         _fail(f"{name}: target {tuple(_shape(target))} does not broadcast to the input's "
@@ -114,7 +121,10 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     _check_reduction(name, reduction)
     if _ndim(input) == 0:
         _fail(f"{name}: input must have a class axis (its last), got a 0-d value")
-    target = _like(target, input)
+    target = _like(target, input, bools=False)
+    # not on torch.autocast's list: promoted as torch's ops promote (bfloat16 input, float32
+    # or float16 target: float32)
+    input, target = _autocast_promoted((input, target), refuse="b")
     _both(name, input, target)
     loss = F.neg(F.add(F.mul(target, F.log_sigmoid(input)),
                        F.mul(F.sub(1.0, target), F.log_sigmoid(F.neg(input)))))
@@ -216,12 +226,16 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
               f"{tuple(_shape(input1))} and {tuple(_shape(input2))}")
     x1, x2 = _float(input1), _float(input2)
     target = _like(target, x1)
+    # (a float64 target too: torch's only compares it, so the loss is the inputs' dtype)
+    x1, target = _autocast_promoted((x1, target), like=0)
+    if _dtype(target) != _dtype(x1) and not _weakly_typed(target):  # named as given
+        _dtype_mix(name, input1, target, ("input1", "target"))
     _both(name, x1, x2, ("input1", "input2"))
     dot = F.sum(F.mul(x1, x2), axis)
     sq1 = F.add(F.sum(F.mul(x1, x1), axis), _COSINE_EPS)
     sq2 = F.add(F.sum(F.mul(x2, x2), axis), _COSINE_EPS)
     cos = F.div(dot, F.sqrt(F.mul(sq1, sq2)))
-    _both(name, cos, target, ("cosine", "target"))
+    _both(name, cos, target, ("cosine", "target"))  # (its shape: the dtypes are one now)
     loss = F.add(F.where(F.equal(target, 1.0), F.sub(1.0, cos), 0.0),
                  F.where(F.equal(target, -1.0), _clamp_min0(F.sub(cos, margin)), 0.0))
     return _reduce(loss, reduction)
@@ -240,6 +254,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     log_input, full = _flag(f"{name}: log_input", log_input), _flag(f"{name}: full", full)
     eps = _number(f"{name}: eps", eps)
     target = _like(target, input)
+    input, target = _autocast_promoted((input, target))
     _both(name, input, target)
     if log_input:
         loss = F.sub(F.exp(input), F.mul(target, input))
@@ -299,7 +314,10 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         var = F.full(tuple(_shape(input)), var, _dtype(input))  # no gradient
     else:
         var = _variance(name, var, input)
-    target = _like(target, input)
+    target = _like(target, input, bools=False)
+    # not on torch.autocast's list: promoted as torch's ops promote (bfloat16 input and
+    # target, float32 var: float32)
+    input, target, var = _autocast_promoted((input, target, var), refuse="b")
     _both(name, input, target)
     _both(name, input, var, ("input", "var"))
     clamped = F.add(F.stop_gradient(F.maximum(var, eps)), F.sub(var, F.stop_gradient(var)))

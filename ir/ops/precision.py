@@ -19,7 +19,8 @@ torch.autocast does, with JAX's mixed-precision policy (float32 parameters, half
   hinge_embedding_loss, multi_margin_loss, triplet_margin_loss, cosine_embedding_loss)
   are built from primitives, so no op sees them: each is wrapped in `in_float32`, which
   casts its half operands to float32 at entry, so the loss is computed and returned in
-  float32 as torch's (float64 and integer operands are left alone, as there);
+  float32 as torch's (float64 and integer operands are left alone, as there, and the loss
+  then promotes them as torch's does: api._autocast_promoted);
 - any other op whose float operands mix float32 and the half dtype computes in the half dtype
   (a float32 parameter meeting a half activation is cast where it is used), so activations
   stay half precision: LayerNorm's weights, biases, residual sums. Ops on float32 values only
@@ -57,6 +58,7 @@ PRECISIONS = {"fp32": None, "bf16-mixed": "bfloat16", "fp16-mixed": "float16"}
 class _State(threading.local):
     dtype = None  # the half dtype of the active policy, None: autocast off
     suspended = 0  # > 0 while a backward pass is built
+    given = None  # while an in_float32 loss runs: {id(cast operand): the dtype it came in}
 
 
 STATE = _State()
@@ -188,7 +190,8 @@ def in_float32(loss):
     """`loss` (a composite on torch.autocast's float32 list, see the module docstring) with
     its half operands cast to float32 under the active policy: left to the primitives, a
     half activation made the whole loss half (their "float32 meets half: half" rule), where
-    torch's is float32."""
+    torch's is float32. The dtypes they came in are kept for the loss's messages
+    (given_dtype): a bfloat16 input refused beside a float64 target is named bfloat16."""
     @functools.wraps(loss)
     def under_policy(*args, **kwargs):
         if STATE.suspended:
@@ -196,8 +199,26 @@ def in_float32(loss):
         _guard_policy(registry.innermost_interpreter())
         if STATE.dtype is None:
             return loss(*args, **kwargs)
-        return loss(*map(_to_float32, args), **{k: _to_float32(v) for k, v in kwargs.items()})
+        given = {}
+
+        def to_float32(x):
+            cast = _to_float32(x)
+            if cast is not x:
+                given[id(cast)] = _float_dtype(x)
+            return cast
+
+        saved, STATE.given = STATE.given, given
+        try:
+            return loss(*map(to_float32, args), **{k: to_float32(v) for k, v in kwargs.items()})
+        finally:
+            STATE.given = saved
     return under_policy
+
+
+def given_dtype(x, dtype):
+    """The dtype operand x (of dtype `dtype`) came into the running loss in: a half dtype
+    where in_float32 cast it to float32, else `dtype`."""
+    return dtype if STATE.given is None else STATE.given.get(id(x), dtype)
 
 
 registry.OPERAND_POLICY[:] = [autocast_operands]
