@@ -30,7 +30,7 @@ from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
 from ir.ops.registry import apply, refuse_foreign_array
-from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS
+from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS, Dim
 from passes.batching import batch_graph
 from runtime.eager import Tensor, apart_from
 
@@ -69,7 +69,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         firsts = [leaf if axis is None else move_axis(leaf, axis, 0)
                   for leaf, axis in zip(leaves, axes)]
         outer = _outer_graph(leaves)
-        region = _Region(f"vmap({name})", outer)
+        region = _Region(f"vmap({name})", outer, size)
         bound, stand_ins = {}, []
         shared = _shared_float_dtype(leaves)
         # which leaves are whole arguments: a numpy float scalar inside a pytree keeps its
@@ -96,6 +96,8 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
             bound[node] = (first, axis is not None)
             if axis is None and isinstance(leaf, Node):
                 region.unbatched[node] = leaf
+            elif axis is not None and isinstance(first, Node):
+                region.batched[node] = first
             stand_ins.append(node)
         with region.building():
             result = fun(*unflatten(structure, stand_ins), **kwargs)
@@ -146,8 +148,9 @@ class _Region(Region):
     the function reads becomes an input of its own, bound back to that value when the graph
     is batched (ir.ops.registry routes op calls mixing graphs here)."""
 
-    def __init__(self, name, outer):
+    def __init__(self, name, outer, size):
         super().__init__(name, parent=outer)
+        self.size = size
         self.captured = {}  # id(value) -> (input node, value)
         # its input -> an unbatched argument (in_axes None) that is a value of the enclosing
         # trace, which it stands for (outer_links): a Python number grad traced, used as a
@@ -155,6 +158,11 @@ class _Region(Region):
         # to that number, so that grad retries with it as it is, as it does without vmap;
         # and gradients() inside fun with respect to that value reach it through the input
         self.unbatched = {}
+        # its input -> a batched argument that is a value of the enclosing trace, with the
+        # batch axis first: the input is one example, a row of it (part_links); and the
+        # int64 input holding which (bound to 0..size-1, batched), made on first use
+        self.batched = {}
+        self.example_index = None
 
     def capture(self, x):
         """x as a value of this graph (ir.region.Region asks this of its parent, so that a
@@ -176,6 +184,21 @@ class _Region(Region):
         links.update(self.unbatched)
         return links
 
+    def part_links(self) -> dict:
+        return dict(self.batched)
+
+    def part(self, node, whole):
+        # example i of the batched value is its row i, selected by a mask (not a take: the
+        # batched gather and scatter need a concrete batch size, polymorphic_shapes' is a
+        # symbol): the gradient puts each example's cotangent in its own row, zeros in the
+        # others (torch.func.vmap of torch.func.grad of a function reading w[i] gives those)
+        if self.example_index is None:
+            self.example_index = self.input(self._fresh("example"), (), "int64")
+        shape = F._shape(whole)
+        row = F.equal(F.arange(shape[0]), self.example_index)
+        return F.sum(F.where(F.reshape(row, shape[:1] + (1,) * (len(shape) - 1)), whole, 0),
+                     axis=0)
+
     def _fresh(self, base):
         taken = {n.attrs["name"] for n in self.inputs}
         name, k = base, 1
@@ -186,6 +209,10 @@ class _Region(Region):
     def bindings(self) -> dict:
         """The captured inputs and the implicit dropout key, bound unbatched."""
         bound = {node: (value, False) for node, value in self.captured.values()}
+        if self.example_index is not None:
+            n = self.size
+            bound[self.example_index] = (
+                F.arange(n) if isinstance(n, Dim) else np.arange(n, dtype=np.int64), True)
         for node in self.inputs:
             value = self.param_values.get(node.name)
             if value is nn._AUTO_KEY:  # the key of the context vmap runs in

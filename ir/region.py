@@ -96,6 +96,18 @@ class Region(Graph):
         captures in another form and adds its unbatched arguments."""
         return {inner: outer for outer, inner in self.captured.items()}
 
+    def part_links(self) -> dict:
+        """{an input of this region: the node of the enclosing graph it is one part of},
+        which `part` rebuilds it from: none here. graphc's vmap region answers its batched
+        arguments (an example is one row of the value vmap maps over), so that a gradient
+        taken inside with respect to that value reaches it, in that example's row."""
+        return {}
+
+    def part(self, node, whole):
+        """This region's input `node` (a key of part_links) built from `whole`, a value of
+        the graph being built that stands for the enclosing node it is a part of."""
+        raise NotImplementedError(f"{type(self).__name__} has no parts of outer values")
+
     def outer_value(self, node):
         """The node of the enclosing graph that this region's input `node` stands for, or
         None (the region's own operand)."""

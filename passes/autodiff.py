@@ -327,13 +327,22 @@ def _graph_for_seeds(graph, seeds):
 
 
 def _links(graph):
-    """{a region's input: the value of an enclosing graph it stands for}, as the region
-    itself answers it (ir/region.py's outer_links: vmap's region adds its unbatched
-    arguments, which a copy of the map here missed, so a gradient with respect to an outer
-    value passed with in_axes None was zeros); {} for a graph that is no region."""
-    links = getattr(graph, "outer_links", None)
-    return {} if links is None else {
-        inner: outer for inner, outer in links().items() if isinstance(outer, Node)}
+    """{a region's input: the value of an enclosing graph it stands for, or is a part of},
+    as the region itself answers it (ir/region.py's outer_links: vmap's region adds its
+    unbatched arguments, which a copy of the map here missed, so a gradient with respect to
+    an outer value passed with in_axes None was zeros; part_links: its batched arguments,
+    one example of the value mapped over, were zeros too); {} for a graph that is no region."""
+    if getattr(graph, "outer_links", None) is None:
+        return {}
+    links = {**graph.outer_links(), **graph.part_links()}
+    return {inner: outer for inner, outer in links.items() if isinstance(outer, Node)}
+
+
+def _stand_in(graph, node, outer):
+    """What the region input `node` (of _links) is, given `outer`, a value of the graph being
+    built standing for the enclosing value it links to: that value, or the part of it the
+    input is (graph.part: a vmapped function's example, whose gradient is its row)."""
+    return graph.part(node, outer) if node in graph.part_links() else outer
 
 
 def _through_captures(graph, ys, xs, seeds, partial):
@@ -388,14 +397,14 @@ def _through_captures(graph, ys, xs, seeds, partial):
                 if n not in needed:
                     continue
                 if n in links[g]:
-                    copies[n] = copies[links[g][n]]
+                    copies[n] = _stand_in(g, n, copies[links[g][n]])
                     continue
                 if n.op == "input":
                     continue
                 operands = [copies[i] if i in copies else graph.capture(i) for i in n.inputs]
                 copies[n] = graph.add_node(n.op, operands, n.attrs, n.type, n.locs, n.scope)
         # (an x captured directly is both a carrier and a root: its copy is the carrier)
-        rebuilt = [copies[links[graph][c]] for c in carriers]
+        rebuilt = [_stand_in(graph, c, copies[links[graph][c]]) for c in carriers]
         wrt = [copies[x] for x in outer_xs if x in copies]
         second = iter(gradients(rebuilt, wrt, first[len(inner_xs):], partial) if wrt else [])
         # an x that no carrier's value depends on: ys do not read it

@@ -64,6 +64,49 @@ def test_vmapped_function_given_the_outer_value_with_in_axes_none():
     np.testing.assert_allclose(gc.compile(both_ways)(W, XS), 2 * expected, rtol=1e-12)
 
 
+def test_vmapped_function_given_the_outer_value_batched():
+    """An argument vmap batches (in_axes 0, or 1) is one example of the outer value, its row:
+    no region map led from the input to it, so the gradient with respect to the outer value
+    was zeros, silently. It is that example's gradient in its own row, zeros in the others,
+    as torch.func.vmap of torch.func.grad of a function reading w[i] gives; also through an
+    op built outside (v = 2w), under a batch size that is a symbol, and of second order."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    ws, xs = rng.normal(size=(4, 3)), XS
+
+    def vmapped(axis=0, scale=1.0):  # (scale: v = 2w, built outside: the chain rule's 2)
+        def f(w, xs):
+            per_row = lambda x, v: gc.gradients([gc.sum(gc.sin(x * v))], [w])[0]  # noqa: E731
+            v = w if scale == 1.0 else scale * w
+            return gc.vmap(per_row, in_axes=(0, axis))(xs, v if axis == 0 else v.T)
+        return f
+
+    def second_order(w, xs):
+        def per(x, v):
+            g = gc.gradients([gc.sum(gc.sin(x * v))], [w])[0]
+            return gc.gradients([gc.sum(g)], [w])[0]
+        return gc.vmap(per)(xs, w)
+
+    def oracle(f, w, x):
+        t = torch.tensor(w)
+        return torch.func.vmap(lambda x, i: torch.func.grad(lambda w: f(x, w[i]))(t))(
+            torch.tensor(x), torch.arange(len(w))).numpy()
+
+    sin = lambda x, v: torch.sin(x * v).sum()  # noqa: E731
+    expected = oracle(sin, ws, xs)
+    assert np.count_nonzero(expected) == 12  # (one row of each example's (4, 3) gradient)
+    np.testing.assert_allclose(gc.compile(vmapped())(ws, xs), expected, rtol=1e-12)
+    np.testing.assert_allclose(gc.compile(vmapped(axis=1))(ws, xs), expected, rtol=1e-12)
+    np.testing.assert_allclose(gc.compile(vmapped(scale=2.0))(ws, xs),
+                               oracle(lambda x, v: sin(x, 2.0 * v), ws, xs), rtol=1e-12)
+    polymorphic = gc.compile(vmapped(), polymorphic_shapes=(("b", 3), ("b", 3)))
+    for n in (4, 2):
+        np.testing.assert_allclose(polymorphic(ws[:n], xs[:n]), oracle(sin, ws[:n], xs[:n]),
+                                   rtol=1e-12)
+    cos_sum = lambda x, v: (x * torch.cos(x * v)).sum()  # noqa: E731
+    np.testing.assert_allclose(gc.compile(second_order)(ws, xs), oracle(cos_sum, ws, xs),
+                               rtol=1e-12)
+
+
 def test_nested_regions_through_a_value_of_the_middle_one():
     zs = rng.normal(size=(2, 3))
 
