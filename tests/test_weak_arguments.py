@@ -160,6 +160,33 @@ def test_a_number_variance_known_eagerly_and_a_bool_one():
             run()
 
 
+def test_a_number_variance_closed_over_eagerly_is_checked_when_traced():
+    # the eager -gc.sqrt(4.0) closed over by a compiled, vmapped or differentiated function is
+    # a constant of the trace, known then as the literal -2.0 is: it gave NaN (compile, vmap)
+    # and zero gradients (grad) where the literal and the eager call are refused. A positive
+    # one gives torch's loss and gradient there
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([[0.2, 0.5], [0.9, 1.0]], np.float32)
+    t = np.full((2, 2), 0.5, np.float32)
+    for var in (-gc.sqrt(4.0), -2.0):
+        loss = lambda a: gc.gaussian_nll_loss(a, t, var)  # noqa: E731
+        row_loss = lambda a: gc.gaussian_nll_loss(a, t[0], var)  # noqa: E731
+        for run in (lambda: gc.compile(loss)(x), lambda: gc.vmap(row_loss)(x),
+                    lambda: gc.grad(loss)(x), lambda: gc.compile(gc.grad(loss))(x)):
+            with pytest.raises(GraphcError, match=r"var must be >= 0, got -2\.0"):
+                run()
+    xt = torch.tensor(x, requires_grad=True)
+    want = torch.nn.functional.gaussian_nll_loss(xt, torch.tensor(t), 2.0)
+    want.backward()
+    var = gc.sqrt(4.0)
+    loss = lambda a: gc.gaussian_nll_loss(a, t, var)  # noqa: E731
+    np.testing.assert_allclose(gc.compile(loss)(x), want.item(), rtol=1e-6)
+    np.testing.assert_allclose(gc.grad(loss)(x), xt.grad.numpy(), rtol=1e-6)
+    rows = gc.vmap(lambda a: gc.gaussian_nll_loss(a, t[0], var))(x)
+    np.testing.assert_allclose(rows, torch.nn.functional.gaussian_nll_loss(
+        torch.tensor(x), torch.tensor(t), 2.0, reduction="none").mean(1).numpy(), rtol=1e-6)
+
+
 def test_a_weak_float_still_does_not_meet_integers():
     with pytest.raises(GraphcError, match="one dtype"):
         gc.compile(lambda x, s: x * s)(np.arange(3, dtype=np.int32), 0.5)

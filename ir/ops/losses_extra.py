@@ -21,7 +21,7 @@ from .api import (_autocast_promoted, _check_reduction, _checked_class_targets, 
                   _dtype_mix, _fail, _ndim, _shape, _weakly_typed)
 from .api import _loss_operands as _both
 from .losses import _float, _number, _promoted, _p_norm, _reduce, pairwise_distance
-from .registry import is_weak_scalar
+from .registry import SymbolicValue, is_weak_scalar
 
 __all__ = ["margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
            "cosine_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
@@ -303,10 +303,12 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
             # var 1 where the literal was refused: both are this line
             _fail(f"{name}: var must be a number or an array of variances, got a bool")
         # its value is known now for a scalar object and an eager weak value (-gc.sqrt(4.0)
-        # gave NaN where -2.0 is refused); a traced one's only as the plan runs, so a
-        # negative one is NaN there, as an array's
+        # gave NaN where -2.0 is refused), also one that a compiled, vmapped or
+        # differentiated function closes over (a constant of the trace: asking whether ops
+        # run now missed it, NaN or zero gradients); a traced one's only as the plan runs,
+        # so a negative one is NaN there, as an array's
         known = var if is_weak_scalar(var) else \
-            np.asarray(var.data).item() if F._runs_now(var) else None
+            np.asarray(var.data).item() if not isinstance(var, SymbolicValue) else None
         if known is not None:
             if known < 0:
                 _fail(f"{name}: var must be >= 0, got {known}")
