@@ -430,6 +430,8 @@ def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
     out = []
     for operand, i, need in zip(arg_ops, arg_pos, needs):
         ct = per_leaf[i]
+        if isinstance(ct, (list, tuple)):
+            ct = _none_rows_as_zeros(ct, tuple(operand.shape))
         shape = None if ct is None else _cotangent_shape(ct)
         if ct is not None and shape is None:
             raise GraphcError(f"custom_vjp function {name}: bwd's cotangent for argument "
@@ -451,6 +453,17 @@ def _check_cotangents(custom, result, args, arg_pos, arg_ops, needs):
 def _holds_traced(ct) -> bool:
     """Whether a cotangent bwd returned is, or holds in its rows, a traced value."""
     return isinstance(ct, Node) or isinstance(ct, (list, tuple)) and any(map(_holds_traced, ct))
+
+
+def _none_rows_as_zeros(ct, shape):
+    """Rows of a cotangent (the argument's first axis, `shape` its shape) with a None row as
+    zeros of the row's shape, at any depth: None stands for zeros of a whole argument or
+    subtree (as in JAX), and np.asarray made a None row NaN, eagerly and traced."""
+    if not isinstance(ct, (list, tuple)) or not shape:
+        return ct
+    rows = [np.zeros(shape[1:]) if row is None else _none_rows_as_zeros(row, shape[1:])
+            for row in ct]
+    return tuple(rows) if isinstance(ct, tuple) else rows  # (messages name the kind)
 
 
 def _cotangent_shape(ct):

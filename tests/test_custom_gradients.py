@@ -575,6 +575,31 @@ def test_a_wrongly_nested_cotangent_with_nondiff_argnums_is_the_shape_error_trac
         np.testing.assert_array_equal(gy, [1.0, 1.0])
 
 
+def test_a_none_among_a_cotangents_rows_is_a_zero_row():
+    # a None row ([g[0] * r, None]) went through np.asarray as NaN, eagerly and traced; None
+    # stands for zeros of a whole argument or subtree in bwd (as in JAX), so it is a zero
+    # row, of a 2-d argument's row shape too (that was "values of different shapes")
+    @gc.custom_vjp
+    def f(x):
+        return x * 2.0
+    f.defvjp(lambda x: (f(x), 2.0), lambda r, g: ([g[0] * r, None],))
+
+    @gc.custom_vjp
+    def h(m):
+        return m * 3.0
+    h.defvjp(lambda m: (h(m), 3.0), lambda r, g: ([None, g[1] * r, [g[2][0] * r, None]],))
+
+    x, m = np.array([1.0, 2.0]), np.ones((3, 2))
+    for grad in (gc.grad, lambda fn: gc.compile(gc.grad(fn))):
+        np.testing.assert_array_equal(grad(lambda x: gc.sum(f(x)))(x), [2.0, 0.0])
+        np.testing.assert_array_equal(grad(lambda m: gc.sum(h(m)))(m),
+                                      [[0.0, 0.0], [3.0, 3.0], [3.0, 0.0]])
+    t = gc.tensor(x, requires_grad=True)
+    gc.sum(f(t)).backward()
+    np.testing.assert_array_equal(t.grad, [2.0, 0.0])
+    np.testing.assert_array_equal(gc.vjp(f, x)[1](np.ones(2))[0], [2.0, 0.0])
+
+
 def test_missing_rules_and_bad_jvp_rules_are_errors():
     @gc.custom_vjp
     def no_rule(x):
