@@ -349,7 +349,10 @@ class Compiled:
             written.extend(updates.places)
             return out, [updates.values[id(m), a] for m, a in updates.places]
 
-        graph = trace(bound, *[_specs_of(args[i], key[i]) for i in dynamic],
+        # (the float dtype the arrays share: a longdouble inside a pytree takes it, as
+        # _weak_floats gives it to a longdouble argument; the key's dtypes fix it)
+        shared = _shared_float_dtype(args, skip=static)
+        graph = trace(bound, *[_specs_of(args[i], key[i], shared) for i in dynamic],
                       names=[names[i] for i in dynamic], name=fname)
         graph.finished = f"the compiled {fname}"  # ir.ops.registry.apply: a leaked value
         # fn takes gradients itself (a training step: value_and_grad, then the optimiser's
@@ -613,7 +616,9 @@ def _leaf_signature(x, template=None):
         spec = to_spec(x)
         shape, dtype = spec.shape, str(spec.dtype)
         if _is_python_number(x):  # weakly typed: not the plan of a 0-d int64 array
-            dtype = f"weak {dtype}"
+            # (a longdouble, traced as the arrays' float dtype (_specs_of), is not np.float32,
+            # whose plan gave it a float32 input beside float64 arrays: a key of its own)
+            dtype = "weak longdouble" if type(x) in _LACKED_FLOATS else f"weak {dtype}"
     if template is None:
         return shape, dtype
     return _template_shape(template, shape), dtype
@@ -737,14 +742,27 @@ def _spec_text(shape_and_dtype):
     return f"{dtype}[{', '.join(str(d) for d in shape)}]"
 
 
-def _specs_of(arg, key):
+def _specs_of(arg, key, shared=None):
     """The specs to trace argument `arg` with; its signature `key` has the symbolic
-    dimensions' names in place of their sizes."""
+    dimensions' names in place of their sizes. `shared`: the float dtype the arrays among
+    the arguments share, or None; a float scalar of a dtype the IR lacks (np.longdouble) in
+    a pytree is traced as it, as a longdouble argument is (_weak_floats; float32, to_spec's,
+    without one): traced float32 beside float64 arrays, its value was rounded to float32
+    where eagerly it meets them at float64."""
     leaves, structure, _ = flatten(arg)
     _, leaf_signatures = key
-    return unflatten(structure, [Spec(tuple(as_dim(d) for d in shape), to_spec(x).dtype,
-                                      weak=_is_python_number(x))
+    return unflatten(structure, [Spec(tuple(as_dim(d) for d in shape),
+                                      shared if shared is not None and _lacked_float(x)
+                                      else to_spec(x).dtype, weak=_is_python_number(x))
                                  for x, (shape, _) in zip(leaves, leaf_signatures)])
+
+
+def _lacked_float(x) -> bool:
+    """A numpy float scalar of a dtype the IR lacks (np.longdouble)."""
+    return type(x) in _LACKED_FLOATS
+
+
+_LACKED_FLOATS = {t for t in (np.longdouble,) if np.dtype(t) not in SHORT_NAMES}
 
 
 _NUMPY_NUMBERS = (np.integer, np.bool_) + NUMPY_FLOAT_SCALARS
@@ -900,11 +918,14 @@ def check_differentiable(args, nums, who):
     """As JAX's grad and Jacobians: every leaf of the arguments at `nums` must be a
     floating-point value; an integer or bool one (a Python int too, as JAX takes it) is
     refused in one line naming its position. grad gave a Python int a float's gradient
-    eagerly but refused it compiled, and jacrev gave an integer array None."""
+    eagerly but refused it compiled, and jacrev gave an integer array None. A float dtype
+    the IR lacks (np.longdouble) is a float here: the argument's conversion takes it (a weak
+    float32 number, as eagerly) or names its dtype; hessian, which checks first, called
+    float128 no floating-point dtype."""
     for i in nums:
         for leaf in leaves_and_structure(args[i])[0]:
             dtype = _leaf_dtype(leaf)
-            if dtype is not None and not is_float(dtype):
+            if dtype is not None and not is_float(dtype) and dtype.kind != "f":
                 number = type(leaf) in (bool, int) or isinstance(leaf, np.generic) or \
                     weak.is_weak(leaf)  # (a number traced: eagerly and compiled alike)
                 raise GraphcError(f"{who}: argument {i % len(args)} has dtype {dtype}"

@@ -310,6 +310,36 @@ def test_a_longdouble_scalar_argument_is_a_weak_float_as_eagerly():
     assert out.dtype == np.float64 and out.tolist() == [2.5, 5.0]
 
 
+def test_a_longdouble_through_hessian_and_inside_a_pytree_is_weak_as_an_argument():
+    # hessian checked its arguments before converting them and called float128 no
+    # floating-point dtype ('argument 0 has dtype float128 (a number); only floating-point
+    # arguments can be differentiated') where jacfwd(jacrev(f)) gives 12.0; a longdouble in
+    # a pytree was traced float32 beside float64 arrays, its value rounded (1.5e-9 off
+    # eager's). Now hessian takes it as the Jacobians do, and the pytree's takes the float
+    # dtype the arrays share, as a longdouble argument does (float32 without one)
+    f = lambda s: s ** 3  # noqa: E731
+    for h in (gc.hessian(f)(np.longdouble(2.0)), gc.jacfwd(gc.jacrev(f))(np.longdouble(2.0))):
+        assert h.dtype == np.float32 and h == 12.0
+    with pytest.raises(GraphcError, match="dtype float128 is not supported"):  # (an array)
+        gc.hessian(lambda a: gc.sum(a ** 3))(np.ones(2, np.longdouble))
+    w, s = np.array([1.0, 2.0]), np.longdouble("0.1")
+    eager = (gc.tensor(w) * s).data
+    scaled = gc.compile(lambda d: d["w"] * d["s"])
+    for out in (scaled({"w": w, "s": s}), gc.compile(lambda w, s: w * s)(w, s),
+                gc.compile(lambda d, w: w * d["s"])({"s": s}, w)):
+        assert out.dtype == np.float64 and out.tolist() == eager.tolist() == [0.1, 0.2]
+    first_float32 = gc.compile(lambda d: d["w"] * d["s"])  # (np.float32's plan is not its)
+    first_float32({"w": w, "s": np.float32(0.1)})
+    assert first_float32({"w": w, "s": s}).tolist() == [0.1, 0.2]
+    w32 = w.astype(np.float32)
+    out = scaled({"w": w32, "s": s})
+    assert out.dtype == np.float32 and out.tolist() == (gc.tensor(w32) * s).data.tolist()
+    alone = gc.compile(lambda d: gc.sqrt(d["s"]))({"s": s})
+    assert alone.dtype == np.float32 and alone == gc.sqrt(s).data
+    g = gc.grad(lambda d: gc.sum(d["w"] * d["s"] * d["s"]))({"w": w, "s": s})["s"]
+    assert g.dtype == np.float64 and g == 2 * 0.1 * 3  # d/ds of 3 s^2, at float64
+
+
 def test_a_uint64_scalar_argument_beyond_int64_is_one_error():
     with pytest.raises(GraphcError, match="does not fit in int64"):
         gc.compile(lambda k: k * 2)(np.uint64(2 ** 64 - 1))
