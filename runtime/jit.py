@@ -1220,10 +1220,14 @@ def _resolve(base: str) -> str | None:
         # by whoever can write the folder it is in
         real = os.path.realpath(base)
         problem = untrusted(real)
-        pycache = _numba_folder(real)  # numba's files for the kernels
-        if problem is None and os.path.lexists(pycache):
-            inner = _not_private(os.lstat(pycache))
-            problem = inner and f"has numba's folder {pycache}, which {inner}"
+        # numba's files for the kernels: NUMBA_CACHE_DIR's subfolder where one is set, but
+        # numba falls back to the cache's __pycache__ when it cannot write that one (a
+        # read-only NUMBA_CACHE_DIR), so every existing folder it may load pickles from is
+        # checked
+        for folder in dict.fromkeys((_numba_folder(real), os.path.join(real, "__pycache__"))):
+            if problem is None and os.path.lexists(folder):
+                inner = _not_private(os.lstat(folder))
+                problem = inner and f"has numba's folder {folder}, which {inner}"
         if problem is None and not os.access(real, os.W_OK):
             problem = "is not writable"
     except OSError as exc:

@@ -329,6 +329,44 @@ def test_a_numba_cache_dir_whose_folder_for_the_kernels_others_can_write_is_not_
             "its group (mode 775") in result.stderr
 
 
+READ_ONLY_NUMBA_DIR_CHILD = """
+import numba.core.caching as caching
+def deny(self):  # what numba meets in a NUMBA_CACHE_DIR it cannot write (EACCES, EROFS)
+    raise PermissionError(13, "Permission denied")
+caching.UserProvidedCacheLocator.ensure_cache_path = deny
+import runtime.jit as j
+kernel = j.load_generated("from numba import njit\\n@njit(cache=True)\\n"
+                          "def kernel(x):\\n    return x + 1\\n")
+print(j.cache_dir())
+print(kernel._cache.cache_path)
+"""
+
+
+def test_a_cache_whose_pycache_others_can_write_is_refused_under_a_read_only_numba_cache_dir(
+        tmp_path):
+    """Where numba cannot write NUMBA_CACHE_DIR it falls back to the cache's __pycache__:
+    with NUMBA_CACHE_DIR set, only its subfolder was checked, and a __pycache__ others
+    can write fed numba its pickles."""
+    numba_dir = tmp_path / "numba"
+    numba_dir.mkdir(mode=0o700)
+    kernels = tmp_path / "kernels"
+    kernels.mkdir(mode=0o700)
+    (kernels / "__pycache__").mkdir()
+    os.chmod(kernels / "__pycache__", 0o777)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(numba_dir), GRAPHC_CACHE_DIR=str(kernels),
+               GRAPHC_BACKGROUND_COMPILE="0")
+    result = subprocess.run([sys.executable, "-c", READ_ONLY_NUMBA_DIR_CHILD], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    used, numba_path = result.stdout.split()
+    assert used != str(kernels) and not numba_path.startswith(str(kernels))
+    assert numba_path == os.path.join(used, "__pycache__")  # numba's fallback, private
+    assert (f"the kernel cache directory {kernels} has numba's folder "
+            f"{kernels / '__pycache__'}, which is writable by group and others (mode 777"
+            ) in result.stderr
+    assert os.listdir(kernels / "__pycache__") == []
+
+
 def test_a_folder_above_the_cache_in_the_users_own_group_may_be_group_writable(tmp_path):
     """A ~/.cache made 0775 by another tool under umask 002 (pip does), in the user's own
     private group, turned the kernel cache off for good once the folders above it were
