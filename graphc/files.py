@@ -310,12 +310,19 @@ def file_identity(path: str):
         st = os.stat(path)
     except OSError:
         return None
-    tail = None  # (unreadable: inode and size alone)
+    tail = None  # (unreadable, or not a regular file: inode and size alone)
+    if not stat.S_ISREG(st.st_mode):
+        # a FIFO's open() waits for a writer, a terminal's read() for a line: read nothing,
+        # and the loader says there is no checkpoint there
+        return st.st_dev, st.st_ino, st.st_size, tail
     try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())  # the file read, if it was replaced since the stat
-            fh.seek(max(0, st.st_size - _TAIL))
-            tail = hashlib.sha1(fh.read(_TAIL)).digest()
+        # O_NONBLOCK: the path may have become a FIFO since the stat (no effect on a file)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as fh:
+            st = os.fstat(fd)  # the file read, if it was replaced since the stat
+            if stat.S_ISREG(st.st_mode):
+                fh.seek(max(0, st.st_size - _TAIL))
+                tail = hashlib.sha1(fh.read(_TAIL)).digest()
     except OSError:
         pass
     return st.st_dev, st.st_ino, st.st_size, tail

@@ -4,6 +4,7 @@ checkpoint, so two runs started together both passed and the second replaced the
 checkpoint at its next save; `--out FILE` failed only at the first save, after compiling;
 `bench --json/--plot` into a missing directory failed after the whole benchmark."""
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -144,6 +145,32 @@ def test_fit_refuses_a_resumed_checkpoint_rewritten_with_its_inode_size_and_time
                                           "run since this trainer resumed"):
         b.fit(run, progress=False)
     assert open(path, "rb").read() == new  # not replaced
+
+
+def test_a_fifo_as_the_checkpoint_is_no_checkpoint_at_once(
+        tmp_path, text_file, capsys):  # noqa: F811
+    """file_identity, which resume calls before the loader's own checks, open()ed the path to
+    digest its end: a FIFO there (given, or left as OUT/checkpoint.npz) blocked for good
+    waiting for a writer. It reads regular files only; the loader says there is none."""
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "checkpoint.npz")
+
+    def hung(signum, frame):  # (pytest's Failed: not an OSError file_identity would catch)
+        pytest.fail("resume blocked on the FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)  # a bound for a hang only: both answer in seconds
+    try:
+        with pytest.raises(checkpoint.CheckpointError) as caught:
+            _trainer(2).resume(str(run))
+        assert str(caught.value) == f"no checkpoint at {str(run / 'checkpoint.npz')!r}"
+        assert train(tmp_path, text_file, "--steps", "2", "--resume") == 2
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert error_line(capsys) == (
+        f"graphc: error: no checkpoint at {str(run / 'checkpoint.npz')!r}")
 
 
 def test_graphc_train_resume_holds_out_before_it_reads_the_checkpoint(
