@@ -20,6 +20,11 @@ except ImportError:  # not POSIX: no advisory locks
     fcntl = None
 
 LOCK_NAME = ".graphc.lock"
+# The lock files this process holds, by (st_dev, st_ino), each with the pid that took it (a
+# forked child shares the lock but is not its holder): what tells another holder "in this
+# process". The pid written in the file does not: it is stale between a release and the
+# next holder's write, and another pid namespace (a container) may run graphc as this pid.
+_HELD: dict[tuple[int, int], int] = {}
 # atomic_writer's temporary for PATH is .NAME.RANDOM.graphc-tmp beside it (NAME: PATH's file
 # name): a name no other program uses, so a killed writer's leftover is recognisably graphc's
 TEMP_SUFFIX = ".graphc-tmp"
@@ -390,7 +395,8 @@ def exclusive_directory(path: str, what: str = "graphc train"):
     except OSError as exc:  # a directory or a link there: Python's "[Errno 21]" alone said
         fd, problem = None, exc.strerror  # nothing of the file
     else:
-        problem = None if stat.S_ISREG(os.fstat(fd).st_mode) else "not a plain file"
+        st = os.fstat(fd)
+        problem = None if stat.S_ISREG(st.st_mode) else "not a plain file"
     if problem is not None:
         if fd is not None:
             os.close(fd)
@@ -399,14 +405,15 @@ def exclusive_directory(path: str, what: str = "graphc train"):
                               "into another directory (graphc train: --out)")
         raise GraphcError(f"{lock} cannot be this run's lock file ({problem}); remove it, or "
                           "write into another directory (graphc train: --out)")
+    key, held = (st.st_dev, st.st_ino), False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
-            if holder == str(os.getpid()):  # each open of the file is a holder, in one process
-                # too: "another process (pid N)" named the user's own; here the holders are
-                # gc.Trainers (graphc train hands its lock to its Trainer)
+            if _HELD.get(key) == os.getpid():  # each open of the file is a holder, in one
+                # process too: "another process (pid N)" named the user's own; here the
+                # holders are gc.Trainers (graphc train hands its lock to its Trainer)
                 raise GraphcError(f"{path} is in use by another {what} in this process (another "
                                   "gc.Trainer fitting into it); let its fit() end first, or "
                                   "write into another directory (Trainer.fit: out; graphc train: "
@@ -414,8 +421,11 @@ def exclusive_directory(path: str, what: str = "graphc train"):
             raise GraphcError(f"{path} is in use by another {what} (process {holder}); wait "
                               "for it to end, or write into another directory (graphc "
                               "train: --out)") from None
+        _HELD[key], held = os.getpid(), True
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
+        if held:
+            del _HELD[key]
         os.close(fd)

@@ -5,6 +5,8 @@ checkpoint at its next save; `--out FILE` failed only at the first save, after c
 `bench --json/--plot` into a missing directory failed after the whole benchmark."""
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -25,6 +27,36 @@ def test_a_directory_is_held_by_one_run_at_a_time(tmp_path):
                 pass
     with exclusive_directory(str(tmp_path / "run")):  # released at the end of the first
         assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+def test_a_directory_another_process_has_just_taken_is_not_said_held_in_this_process(
+        tmp_path):
+    """"in this process" was decided by the pid written in the lock file, which is the last
+    holder's until a new holder writes its own after its flock (and which another pid
+    namespace may share): this process, having held the directory, was told another holder
+    was in this process while another process held it. The locks this process holds decide."""
+    run = str(tmp_path / "run")
+    with exclusive_directory(run, "training run"):
+        pass  # held and released: the lock file still names this process
+    assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    other = subprocess.Popen(  # takes the lock and has not written its pid yet
+        [sys.executable, "-c", "import fcntl, os, sys, time; "
+         f"fd = os.open({os.path.join(run, LOCK_NAME)!r}, os.O_RDWR); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "locked\n"
+        with pytest.raises(GraphcError) as caught:
+            with exclusive_directory(run, "training run"):
+                pass
+    finally:
+        other.kill()
+        other.wait()
+    message = str(caught.value)
+    assert "in this process" not in message
+    assert message.startswith(f"{run} is in use by another training run (process ")
+    assert message.endswith("); wait for it to end, or write into another directory (graphc "
+                            "train: --out)")
 
 
 def test_a_second_training_into_a_held_directory_stops_and_keeps_its_checkpoint(
