@@ -113,15 +113,22 @@ def test_a_cache_directory_others_can_write_is_refused(cache, change):
     assert not os.path.exists(used)
 
 
+def _softmax_cache_path_under(numba_cache_dir):
+    """A fresh process imports runtime.jit with NUMBA_CACHE_DIR set and prints where one
+    cached kernel (softmax) has its cache: its completed run (stdout, stderr)."""
+    code = "import runtime.jit as j; print(j.softmax._cache.cache_path)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120,
+                            env=dict(os.environ, NUMBA_CACHE_DIR=str(numba_cache_dir)))
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_a_numba_cache_dir_others_can_write_is_not_used(tmp_path):
     shared = tmp_path / "numba-cache"
     shared.mkdir()
     os.chmod(shared, 0o777)
-    code = "import runtime.jit as j; print(j.softmax._cache.cache_path)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120,
-                            env=dict(os.environ, NUMBA_CACHE_DIR=str(shared)))
-    assert result.returncode == 0, result.stderr
+    result = _softmax_cache_path_under(shared)
     assert not result.stdout.strip().startswith(str(shared))
     assert f"NUMBA_CACHE_DIR {shared} is writable by group and others" in result.stderr
 
@@ -234,11 +241,7 @@ def test_a_numba_cache_dir_in_a_folder_others_can_write_is_not_used(tmp_path):
     shared.mkdir()
     os.chmod(shared, 0o777)
     (shared / "numba-cache").mkdir(mode=0o700)
-    code = "import runtime.jit as j; print(j.softmax._cache.cache_path)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120,
-                            env=dict(os.environ, NUMBA_CACHE_DIR=str(shared / "numba-cache")))
-    assert result.returncode == 0, result.stderr
+    result = _softmax_cache_path_under(shared / "numba-cache")
     assert not result.stdout.strip().startswith(str(shared))
     assert f"is inside {shared}, which is writable by group and others" in result.stderr
 
@@ -319,11 +322,7 @@ def test_a_numba_cache_dir_whose_folder_for_the_kernels_others_can_write_is_not_
     folder = numba_dir / _CacheLocator.get_suitable_cache_subpath(jit.__file__)
     os.mkdir(folder)
     os.chmod(folder, 0o775)
-    code = "import runtime.jit as j; print(j.softmax._cache.cache_path)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120,
-                            env=dict(os.environ, NUMBA_CACHE_DIR=str(numba_dir)))
-    assert result.returncode == 0, result.stderr
+    result = _softmax_cache_path_under(numba_dir)
     assert not result.stdout.strip().startswith(str(numba_dir))
     assert (f"NUMBA_CACHE_DIR {numba_dir} has numba's folder {folder}, which is writable by "
             "its group (mode 775") in result.stderr
