@@ -19,8 +19,8 @@ import numpy as np
 from ir import settings, weak
 from ir.errors import GraphcError, TracedNumberError, user_location, user_stacklevel
 from ir.graph import Node, current_graph
-from ir.ops.registry import (apply, is_weak_scalar, like_dtype, lift_symbolic,
-                             refuse_foreign_array)
+from ir.ops.registry import (apply, differentiating, is_weak_scalar, like_dtype,
+                             lift_symbolic, refuse_foreign_array)
 from ir.types import (FLOAT_DTYPES, FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, SHORT_NAMES,
                       WIDENED_INPUTS, Dim, as_dim, is_float, is_int)
 from ir.ops import api as F
@@ -983,7 +983,8 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
         check_differentiable(args, wrt, who)
         _note_traced_derivative()
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
-        out = fn(*args, **kwargs)
+        with differentiating():  # (in grad mode under a no_grad block too, as eagerly)
+            out = fn(*args, **kwargs)
         value, aux = split_aux(out, who) if has_aux else (out, None)
         graph = current_graph()
         if graph is not None:
@@ -1017,7 +1018,8 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
             leaves, structure, _ = flatten(args[i])
             wrt_leaves += leaves
             structures.append((structure, len(leaves)))
-        grads = gradients([value], wrt_leaves, none_if_unreached=none_if_unreached)
+        with differentiating():
+            grads = gradients([value], wrt_leaves, none_if_unreached=none_if_unreached)
         trees, pos = [], 0
         for structure, count in structures:
             trees.append(unflatten(structure, grads[pos:pos + count]))
@@ -1487,7 +1489,9 @@ def vjp(fn, *primals, has_aux=False):
         leaves, structure = leaves_and_structure(list(primals))
         primals = tuple(unflatten(structure, list(_as_primals(tuple(leaves)))))
         primals = tuple(_variables(p) for p in primals)
-        out, aux = split_aux(fn(*primals), "vjp") if has_aux else (fn(*primals), None)
+        with differentiating():  # (the pullback runs in the mode it is called in)
+            out = fn(*primals)
+        out, aux = split_aux(out, "vjp") if has_aux else (out, None)
 
         def vjp_sym(cotangent):
             return pull(out, primals, cotangent)
@@ -1659,7 +1663,11 @@ def jvp(fn, primals, tangents, has_aux=False):
         _note_traced_derivative()
         xs, vs = args[:len(primals)], args[len(primals):]
         xs = tuple(_variables(x) for x in xs)
-        y, aux = split_aux(fn(*xs), "jvp") if has_aux else (fn(*xs), None)
+        with differentiating():
+            return _jvp_of(fn(*xs), xs, vs)
+
+    def _jvp_of(out, xs, vs):
+        y, aux = split_aux(out, "jvp") if has_aux else (out, None)
         # an integer or boolean primal (an index, a count; a Python int stays one, weakly
         # typed) has no tangent: as JAX's float0 tangents, its (integer) tangent is not read
         pairs = [(x, v) for x, v in zip(leaves_and_structure(list(xs))[0],

@@ -17,9 +17,9 @@ import numpy as np
 from . import weak
 from .errors import GraphcError, TracedAttributeError, TracedNumberError, user_location
 from .ops.operators import OperatorMixin
-from .ops.registry import (GRAD_MODE, Interpreter, SymbolicValue, get_op, infer_type,
-                           innermost_interpreter, interpreting, is_weak_scalar, lift_symbolic,
-                           like_dtype)
+from .ops.registry import (GRAD_MODE, Interpreter, SymbolicValue, block_depth, get_op,
+                           infer_type, innermost_interpreter, interpreting, is_weak_scalar,
+                           lift_symbolic, like_dtype)
 from .types import Dim, TensorType, is_float
 
 if TYPE_CHECKING:
@@ -278,9 +278,10 @@ class Graph(Interpreter):
         self.salt_scope = None  # (construct, function) while numbering a construct's sites
         self.adopting_casts = set()  # ids of the casts a weak value took to meet a tensor
         self.weak_ids = set()  # weakly typed nodes (ir/weak.py): Python numbers a trace took
-        # ids of the nodes computed under a no_grad entered in the traced function, and
-        # {id of a value from outside such a block: the stop_gradient it is read through}
-        self.no_grad_ids = set()
+        # {id of a node computed in a no_grad block entered in the traced function: how deep
+        # in blocks (registry.block_depth)}, and {id of a value from outside such a
+        # block: the stop_gradient it is read through}
+        self.block_depth = {}
         self._stopped = {}
         # inputs that were Python floats, traced with the arrays' dtype (not weak): numbers
         # still, for the static_argnums hint of a traced number (Node._no_value)
@@ -361,29 +362,34 @@ class Graph(Interpreter):
             weak_result = True  # numbers alone (gc.sqrt(2.0)), as eagerly (runtime.eager)
         like = like_dtype(inputs)
         args = [lift_symbolic(self, x, like, op.name) for x in inputs]
-        if GRAD_MODE.enabled:
+        if GRAD_MODE.enabled and not GRAD_MODE.floor:
             node = self.add_node(op.name, args, attrs,
                                  infer_type(op, [a.type for a in args], attrs))
         else:
-            node = self._process_without_grad(op, args, attrs)
+            node = self._process_in_block(op, args, attrs)
         if weak_result and node.dtype != np.dtype(bool):
             self.weak_ids.add(node.id)
         return node
 
-    def _process_without_grad(self, op, args, attrs) -> Node:
+    def _process_in_block(self, op, args, attrs) -> Node:
         """An op run under a no_grad entered in the traced function: what it computes is a
-        constant for differentiation, as it is eagerly (torch's, torch.compile's). A float
-        value entering the block from outside (an input, a parameter, a value computed in
-        grad mode) is read through a stop_gradient, one per value however often the blocks
-        read it; values computed in the block need none of their own, since every path into
-        them from outside crosses one. (A stop_gradient's own operand needs none either.) A
-        tuple from outside (a control-flow node's, read by tuple_get) cannot be stopped:
-        the op's float result is, instead."""
+        constant for differentiation, as it is eagerly (torch's, torch.compile's); so is an op
+        of a function that a transformation called in the block traces, for the derivatives
+        outside the block (registry.differentiating). A float value entering the block from
+        outside (an input, a parameter, a value computed in grad mode) is read through a
+        stop_gradient, one per value however often the blocks read it; values computed in
+        the block need none of their own, since every path into them from outside crosses
+        one. (A stop_gradient's own operand needs none either.) A tuple from outside (a
+        control-flow node's, read by tuple_get) cannot be stopped: the op's float result is,
+        instead. A value computed less deep in blocks (registry.block_depth) is from
+        outside: in gc.grad(h) called in a block, h's values, read in a block of h's own."""
+        depth = block_depth()
         from_outside_tuple = False
         if op.name != "stop_gradient":
             args = list(args)
             for k, a in enumerate(args):
-                if a.id in self.no_grad_ids or a.op == "constant":  # (no gradient to stop)
+                if a.op in ("constant", "stop_gradient") or \
+                        self.block_depth.get(a.id, 0) >= depth:  # (no gradient to stop)
                     continue
                 if isinstance(a.type, TensorType):
                     if is_float(a.type.dtype):
@@ -394,7 +400,7 @@ class Graph(Interpreter):
         if from_outside_tuple and isinstance(node.type, TensorType) and \
                 is_float(node.type.dtype):
             node = self.add_node("stop_gradient", [node], {}, node.type)
-        self.no_grad_ids.add(node.id)
+        self.block_depth[node.id] = depth
         return node
 
     def _stopped_value(self, value) -> Node:
@@ -403,7 +409,6 @@ class Graph(Interpreter):
         if stopped is None:
             stopped = self.add_node("stop_gradient", [value], {}, value.type)
             self._stopped[value.id] = stopped
-            self.no_grad_ids.add(stopped.id)
             if value.id in self.weak_ids:
                 self.weak_ids.add(stopped.id)
         return stopped

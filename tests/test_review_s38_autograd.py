@@ -404,6 +404,12 @@ def _s0(lib, x):
     return lib.sum(lib.sin(x) * x * x)
 
 
+def _through_a_block(lib, v, x):
+    with lib.no_grad():
+        v = v * 1.0
+    return lib.sum(v * x)
+
+
 def _torch_loop(torch, x):
     h = x
     for _ in range(2):
@@ -440,6 +446,18 @@ _INNER_TRANSFORMS = {
         lambda x: gc.grad(lambda x: gc.sum(gc.grad(lambda x: _s0(gc, x))(x) * x))(x),
         lambda torch, x: torch.func.grad(
             lambda x: torch.sum(torch.func.grad(lambda x: _s0(torch, x))(x) * x))(x)),
+    # a block of the differentiated function's own, inside the outer block, stops what it
+    # reads: d sum(stop(v) * x) / dx = v. Its gradient went through v instead (through the
+    # inner gradient g: [0.0896 1.3350 3.4567]; through sin(x) x: [0.0299 ...]): every value
+    # computed in the outer block counted as the inner block's
+    "grad_of_a_block_holding_a_gradient": (
+        lambda x: gc.grad(lambda x: _through_a_block(gc, gc.grad(lambda x: _s0(gc, x))(x), x))(x),
+        lambda torch, x: torch.func.grad(
+            lambda x: _through_a_block(torch, torch.func.grad(lambda x: _s0(torch, x))(x), x))(x)),
+    "grad_of_a_block_holding_a_value": (
+        lambda x: gc.grad(lambda x: _through_a_block(gc, gc.sin(x) * x, x))(x),
+        lambda torch, x: torch.func.grad(
+            lambda x: _through_a_block(torch, torch.sin(x) * x, x))(x)),
 }
 
 
@@ -449,7 +467,8 @@ def test_a_transformation_inside_a_no_grad_block_of_a_traced_function_is_real(na
     `with gc.no_grad():` in a compiled or differentiated function: their values are the eager
     ones, torch.func's (zeros before a5e2f80), and the block makes them a constant for the
     outer gradient (d sum(r * x) / dx = r, torch.func's). So are jvp and second derivatives
-    (r6: zero, or a plausible wrong number, until the gradient's nodes were the block's)."""
+    (r6: zero, or a plausible wrong number, until the gradient's nodes were the block's), and
+    grad of a function with a no_grad block of its own (r1: the derivative through it)."""
     torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
     ours, theirs = _INNER_TRANSFORMS[name]
     x = np.array([0.1, -0.4, 0.7])

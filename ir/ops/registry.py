@@ -312,6 +312,14 @@ _STACK = _InterpreterStack()
 
 class _GradMode(threading.local):
     enabled = True
+    # how many no_grad blocks of the graph being built enclose the transformation being traced
+    # inline (differentiating(): 1 for h in gc.grad(h) called in a block). h's ops are that
+    # deep in blocks in grad mode, one deeper under a no_grad of h's own (block_depth), and an
+    # op in a block reads a value computed less deep through a stop_gradient (ir.graph's
+    # Graph.process). With the flag alone h's block took the values h computed in the outer
+    # block for its own, stopped none, and h's derivative went through them. (no_grad and
+    # enable_grad switch the flag alone, so they cost eager code nothing more.)
+    floor = 0
 
 
 # grad mode, which runtime.eager's no_grad, enable_grad and set_grad_enabled switch: eager ops
@@ -319,6 +327,32 @@ class _GradMode(threading.local):
 # constant for differentiation (ir.graph's Graph.process)
 GRAD_MODE = _GradMode()
 _BASE: list = []  # [the base interpreter], registered from above (runtime.eager)
+
+
+def block_depth() -> int:
+    """How deep in no_grad blocks an op traced now is (GRAD_MODE.floor)."""
+    return GRAD_MODE.floor + (not GRAD_MODE.enabled)
+
+
+class differentiating:  # noqa: N801  (a context manager, used as a function is)
+    """Grad mode for the function a transformation traces inline (gc.grad, vjp, jvp called
+    inside a trace), as torch.func.grad's: on for its own derivative, however it was called,
+    so a no_grad around the transformation does not stop that. The blocks open around it stay
+    open for the derivatives outside it: what it builds is a value of those blocks (read there
+    with no stop_gradient, so that a jvp or a second derivative taken in a block goes through
+    it), and a no_grad inside the function opens a block one deeper, which reads the
+    function's values through a stop_gradient, as eagerly. (A class: an eager gc.grad traces
+    at each call.)"""
+
+    __slots__ = ("_saved",)
+
+    def __enter__(self):
+        self._saved = GRAD_MODE.enabled, GRAD_MODE.floor
+        GRAD_MODE.floor = block_depth()
+        GRAD_MODE.enabled = True
+
+    def __exit__(self, *exc):
+        GRAD_MODE.enabled, GRAD_MODE.floor = self._saved
 
 
 def register_base_interpreter(interpreter: Interpreter):
@@ -336,16 +370,16 @@ def interpreting(interpreter: Interpreter):
     gradient taken in a no_grad block of the traced function is a value of that block, as
     the forward it differentiates is, so a later derivative through it (jvp, grad of grad,
     inside the block too) is not cut by the stop_gradient the block puts on values from
-    outside (ir.graph's Graph.process)."""
-    grad_mode = GRAD_MODE.enabled
+    outside (ir.graph's Graph.process). (A new graph opens no block of the enclosing one's.)"""
+    saved = GRAD_MODE.enabled, GRAD_MODE.floor
     if not (_STACK.stack and _STACK.stack[-1] is interpreter):
-        GRAD_MODE.enabled = True
+        GRAD_MODE.enabled, GRAD_MODE.floor = True, 0
     _STACK.stack.append(interpreter)
     try:
         yield interpreter
     finally:
         _STACK.stack.pop()
-        GRAD_MODE.enabled = grad_mode
+        GRAD_MODE.enabled, GRAD_MODE.floor = saved
 
 
 def innermost_interpreter():
