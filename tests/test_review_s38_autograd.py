@@ -519,3 +519,45 @@ def test_a_vjp_taken_outside_a_no_grad_block_and_pulled_in_it_is_a_constant():
     on_tape = gc.tensor(x, requires_grad=True)
     f(on_tape).backward()
     np.testing.assert_allclose(on_tape.grad, expected, rtol=1e-12)
+
+
+# A derivative with respect to x, a value from outside a loop, of a function that also reads
+# the loop's carry h, taken in a no_grad block of the body; and its value (closed form)
+_IN_A_LOOP_BODY = {
+    "jvp": (lambda x, h: gc.jvp(lambda x: gc.sin(x) * h, (x,), (gc.ones_like(x),))[1],
+            lambda x, h: np.cos(x) * h),
+    "grad_of_grad": (
+        lambda x, h: gc.grad(lambda x: gc.sum(gc.grad(lambda x: gc.sum(gc.sin(x) * x * h))(x)))(x),
+        lambda x, h: (2 * np.cos(x) - x * np.sin(x)) * h),
+    "grad_of_grad_times_x": (
+        lambda x, h: gc.grad(
+            lambda x: gc.sum(gc.grad(lambda x: gc.sum(gc.sin(x) * x * h))(x) * x))(x),
+        lambda x, h: (np.sin(x) + 3 * x * np.cos(x) - x * x * np.sin(x)) * h),
+}
+
+
+@pytest.mark.parametrize("loop", ["fori_loop", "scan", "while_loop"])
+@pytest.mark.parametrize("name", list(_IN_A_LOOP_BODY))
+def test_a_derivative_in_a_no_grad_block_of_a_loop_body_is_real(name, loop):
+    """jvp and second derivatives with respect to an outer value, taken in a no_grad block of
+    a compiled loop's body, are the real ones, as at the top level of the function. They
+    were zeros (jvp, grad_of_grad) or the g term alone (grad_of_grad_times_x) before c9cb3cf
+    made the inner gradient's nodes values of the block."""
+    ours, derivative = _IN_A_LOOP_BODY[name]
+    x, h0 = np.array([0.1, -0.4, 0.7]), np.array([0.3, 0.5, -0.2])
+    expected = h0
+    for _ in range(2):
+        expected = expected + 0.1 * derivative(x, expected)
+
+    def step(h, x):
+        with gc.no_grad():
+            d = ours(x, h)
+        return h + 0.1 * d
+
+    def run(x, h):
+        if loop == "fori_loop":
+            return gc.fori_loop(0, 2, lambda i, h: step(h, x), h)
+        if loop == "scan":
+            return gc.scan(lambda h, _: (step(h, x), None), h, length=2)[0]
+        return gc.while_loop(lambda c: c[0] < 2, lambda c: (c[0] + 1, step(c[1], x)), (0, h))[1]
+    np.testing.assert_allclose(gc.compile(run)(x, h0), expected, rtol=1e-12)
