@@ -521,6 +521,38 @@ def test_a_vjp_taken_outside_a_no_grad_block_and_pulled_in_it_is_a_constant():
     np.testing.assert_allclose(on_tape.grad, expected, rtol=1e-12)
 
 
+
+@gc.custom_vjp
+def _custom_sin_times(x):
+    return gc.sin(x) * x
+
+
+_custom_sin_times.defvjp(lambda x: (_custom_sin_times(x), x),
+                         lambda x, g: (g * (gc.cos(x) * x + gc.sin(x)),))
+
+
+@pytest.mark.parametrize("kind", ["custom_vjp", "remat"])
+def test_a_custom_rule_or_remat_called_in_a_no_grad_block_is_a_constant(kind):
+    """A custom_vjp or gc.remat function called inside a no_grad block of a traced function
+    is a constant for the outer derivative, as eagerly (the tape) and torch's:
+    d sum(r * x) / dx = r = sin(x) x. gc.grad and compile(grad) gave the full derivative,
+    2 x sin(x) + x^2 cos(x), before c9cb3cf."""
+    fn = _custom_sin_times if kind == "custom_vjp" else gc.remat(lambda x: gc.sin(x) * x)
+    x = np.array([0.1, -0.4, 0.7])
+
+    def f(x):
+        with gc.no_grad():
+            r = fn(x)
+        return gc.sum(r * x)
+    expected = np.sin(x) * x
+    np.testing.assert_allclose(gc.grad(f)(x), expected, rtol=1e-12)
+    np.testing.assert_allclose(gc.compile(gc.grad(f))(x), expected, rtol=1e-12)
+    for run in (f, gc.compile(f)):
+        on_tape = gc.tensor(x, requires_grad=True)
+        run(on_tape).backward()
+        np.testing.assert_allclose(on_tape.grad, expected, rtol=1e-12)
+
+
 # A derivative with respect to x, a value from outside a loop, of a function that also reads
 # the loop's carry h, taken in a no_grad block of the body; and its value (closed form)
 _IN_A_LOOP_BODY = {
