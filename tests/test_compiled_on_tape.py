@@ -438,3 +438,71 @@ def test_a_call_whose_float_results_do_not_depend_on_closed_tensors_returns_arra
     scores = gc.compile(lambda v: (gc.argmax(backbone(v), axis=1), gc.sum(backbone(v))))
     _, total = scores(x)
     assert isinstance(total, gc.Tensor) and total.requires_grad
+
+
+def _s0(lib, x):
+    return lib.sum(lib.sin(x) * x * x)
+
+
+# (graphc, torch.func) of an eager transformation's result, used with the tensor it was
+# taken at (x) and another (w), both requiring grad
+_TRANSFORMATIONS_ON_THE_TAPE = {
+    "grad_of_grad_times_x": (  # r1's r6c: the tape gave [0.0896 1.3350 3.4567], torch 0.2679..
+        lambda x, w: gc.grad(lambda x: gc.sum(gc.grad(lambda x: _s0(gc, x))(x) * x))(x) * x,
+        lambda torch, x, w: torch.func.grad(
+            lambda x: torch.sum(torch.func.grad(lambda x: _s0(torch, x))(x) * x))(x) * x),
+    "grad_wrt_both": (
+        lambda x, w: gc.grad(lambda x, w: gc.sum(gc.sin(x) * w * x), argnums=(0, 1))(x, w)[1] * w,
+        lambda torch, x, w: torch.func.grad(
+            lambda x, w: torch.sum(torch.sin(x) * w * x), argnums=(0, 1))(x, w)[1] * w),
+    "value_and_grad": (
+        lambda x, w: (lambda vg: vg[0] * vg[1] * w)(gc.value_and_grad(lambda x: _s0(gc, x))(x)),
+        lambda torch, x, w: (lambda gv: gv[1] * gv[0] * w)(
+            torch.func.grad_and_value(lambda x: _s0(torch, x))(x))),
+    "jacrev": (lambda x, w: gc.jacrev(lambda x: gc.sin(x) * x * w)(x),
+               lambda torch, x, w: torch.func.jacrev(lambda x: torch.sin(x) * x * w)(x)),
+    "hessian": (lambda x, w: gc.hessian(lambda x: _s0(gc, x))(x) * w,
+                lambda torch, x, w: torch.func.hessian(lambda x: _s0(torch, x))(x) * w),
+    "jvp": (lambda x, w: gc.jvp(lambda x: gc.sin(x) * x, (x,), (w,))[1],
+            lambda torch, x, w: torch.func.jvp(lambda x: torch.sin(x) * x, (x,), (w,))[1]),
+}
+
+
+@pytest.mark.parametrize("name", list(_TRANSFORMATIONS_ON_THE_TAPE))
+def test_an_eager_transformation_of_a_tensor_that_requires_grad_is_on_the_tape(name):
+    """gc.grad, value_and_grad, the Jacobians, hessian and jvp called eagerly on tensors that
+    require grad return tensors on the tape, as torch.func's under autograd: backward()
+    through them differentiates the gradient itself (torch's values). Their results were
+    arrays, constants for the tape, so backward() left out every term through them."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    ours, theirs = _TRANSFORMATIONS_ON_THE_TAPE[name]
+    x, w = np.array([0.1, -0.4, 0.7]), np.array([0.3, 0.5, -0.2])
+    tx, tw = (torch.tensor(v, requires_grad=True) for v in (x, w))
+    torch.sum(theirs(torch, tx, tw)).backward()
+    gx, gw = _t(x), _t(w)
+    gc.sum(ours(gx, gw)).backward()
+    for got, want in ((gx.grad, tx.grad), (gw.grad, tw.grad)):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_an_eager_gradient_on_the_tape_reads_a_refilled_closure_and_refuses_create_graph():
+    """The eager gradient on the tape traces at each call as off it: an array its function
+    closes over, refilled, is read again. Under no_grad its result is an array, as before;
+    backward(create_graph=True) through it is refused in one line naming gc.grad."""
+    x, c = np.array([0.1, -0.4, 0.7]), np.ones(3)
+    grad = gc.grad(lambda x: gc.sum(gc.sin(x) * x * c))
+    for k in (1.0, 2.0):
+        c[:] = k
+        t = _t(x)
+        g = grad(t)
+        np.testing.assert_allclose(g.data, k * (np.cos(x) * x + np.sin(x)), rtol=1e-12)
+        gc.sum(g).backward()
+        np.testing.assert_allclose(t.grad, k * (2 * np.cos(x) - x * np.sin(x)), rtol=1e-12)
+    with gc.no_grad():
+        assert type(grad(_t(x))) is np.ndarray
+    with pytest.raises(gc.GraphcError, match=r"^backward\(create_graph=True\) through "
+                                             r"gc\.grad\(lambda\) is not supported"):
+        gc.sum(grad(_t(x))).backward(create_graph=True)
