@@ -1,6 +1,8 @@
 """Regression tests for wrong results and crashes at the edges (issue 13, items 1-12), each
 in eager mode and compiled where both apply; reference values from PyTorch (float64) or
 numpy."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -330,6 +332,29 @@ def test_a_longdouble_clip_bound_makes_integers_float32_as_a_float64_one():
         assert out.dtype == np.float32 and out.tolist() == [2.5, 3.0, 5.0]
     out = gc.clip(gc.tensor(i32), 0, np.longdouble(5.5)).data
     assert out.dtype == np.float32 and out.tolist() == [0.0, 3.0, 5.5]
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("floor", np.floor), ("ceil", np.ceil), ("trunc", np.trunc), ("round", np.round),
+    ("reciprocal", np.reciprocal), ("nan_to_num", np.nan_to_num)])
+def test_a_longdouble_scalar_is_the_float_an_np_float64_is(name, reference):
+    # api asked is_float(_dtype(x)), which float128 is not: floor, ceil, trunc and round of
+    # np.longdouble(2.5) gave float128 2.5 back unrounded, reciprocal refused it ("of
+    # float128 values") and nan_to_num kept inf; as np.float64's, float32 (a weak float alone).
+    # nan_to_num of a float number gave inf, warning "overflow encountered in cast": its
+    # float64 largest was cast to float32
+    fn = getattr(gc, name)
+    for v in (2.5, -2.5, 0.75, np.inf, -np.inf, np.nan):
+        if name == "reciprocal" and not np.isfinite(v):
+            continue
+        want = reference(np.float32(v))
+        for scalar in (np.longdouble(v), np.float64(v)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                out = np.asarray(fn(scalar).data)
+            assert out.dtype == np.float32, (scalar, out.dtype)
+            np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(gc.compile(fn)(np.longdouble(v)), want)  # (it was)
 
 
 @pytest.mark.parametrize("key, message", [

@@ -21,8 +21,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import GraphcError, user_location
-from ..types import (FLOAT_SCALARS, Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes,
-                     finfo, holds_when_bound, is_complex, is_float, is_half, is_int, is_real)
+from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
+                     holds_when_bound, is_complex, is_float, is_half, is_int, is_real)
 from . import precision
 from .registry import (SymbolicValue, apply, innermost_interpreter, is_weak_scalar,
                        refuse_foreign_array)
@@ -62,10 +62,17 @@ def _ndim(x):
 
 def _dtype(x, opname=""):
     try:
-        return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+        dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
     except TypeError:  # (a torch tensor's dtype: its one line, naming `opname` if given)
         refuse_foreign_array(x, opname)
         raise
+    # An np.longdouble scalar is a weak float (registry.is_weak_scalar), lifted as an
+    # np.float64 one is; its own float128, which the IR lacks, is no is_float: floor gave it
+    # back unrounded, reciprocal refused it. (A longdouble array keeps float128: refused.)
+    return _FLOAT64 if dtype is _LONGDOUBLE and isinstance(x, np.generic) else dtype
+
+
+_LONGDOUBLE, _FLOAT64 = np.dtype(np.longdouble), np.dtype(np.float64)
 
 
 def _runs_now(x) -> bool:
@@ -1440,8 +1447,7 @@ def clip(x, min=None, max=None):
     makes integers (bools) floats, as numpy's and JAX's: of the dtype a weak float takes
     alone, float32 (JAX's default)."""
     if not is_float(_dtype(x)) and builtins.any(
-            _weakly_typed(b) and (isinstance(b, FLOAT_SCALARS) or is_float(_dtype(b)))
-            for b in (min, max)):  # (FLOAT_SCALARS: np.longdouble, float128, is no is_float)
+            _weakly_typed(b) and is_float(_dtype(b)) for b in (min, max)):
         x = cast(x, "float32")
     if min is None and max is None:
         return _unchanged(x)

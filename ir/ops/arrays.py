@@ -18,7 +18,7 @@ import numpy as np
 from ..types import Dim, TensorType, as_dtype, is_complex, is_float, is_half
 from . import api as F
 from .api import NO_DIM, _axis, _dtype, _fail, _ndim, _rounded_once, _shape, _whole
-from .registry import SymbolicValue, apply, check, defop
+from .registry import SymbolicValue, apply, check, defop, is_weak_scalar, scalar_dtype
 
 __all__ = ["pad", "flip", "roll", "tile", "repeat", "moveaxis", "prod", "cumprod",
            "take_along_axis", "outer", "dot", "tensordot", "norm", "linspace", "nan_to_num",
@@ -464,6 +464,10 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
     dtype = _dtype(x)
     if not is_float(dtype):
         return F._unchanged(x)
+    if is_weak_scalar(x):
+        # a float number is lifted as a weak float alone is (float32): float64's largest
+        # overflowed that cast to inf ("overflow encountered in cast"), inf kept
+        dtype = scalar_dtype(x, None, "nan_to_num")
     info = F.finfo(dtype)
     posinf = float(info.max) if posinf is None else posinf
     neginf = float(info.min) if neginf is None else neginf
