@@ -99,6 +99,15 @@ def user_location():
     return None
 
 
+def library_frames(frame):
+    """`frame` and its callers, outward, while they are graphc's own code: the calls between
+    the user's line (user_location's) and `frame`."""
+    while frame is not None and frame.f_code not in _ENTRY_CODES and \
+            _is_internal(frame.f_code.co_filename):
+        yield frame
+        frame = frame.f_back
+
+
 def traceback_location(tb):
     """(file, line) of the innermost frame of traceback `tb` in the user's code: neither
     graphc's own nor Python's or an installed package's; None if there is none."""

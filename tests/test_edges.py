@@ -413,6 +413,23 @@ def test_where_names_itself_refusing_a_torch_condition():
             gc.where(cond, 1.0, 0.0)
 
 
+@pytest.mark.parametrize("name, call", [
+    ("clip", lambda t: gc.clip(t, 0.0, 1.0)), ("floor", gc.floor), ("round", gc.round),
+    ("reciprocal", gc.reciprocal), ("cast", lambda t: gc.cast(t, "float64")),
+    ("trunc", gc.trunc), ("mean", gc.mean), ("nan_to_num", gc.nan_to_num),
+    ("clip", lambda t: gc.clip(gc.tensor(np.arange(3)), t, 5)),
+    ("add", lambda t: gc.tensor(np.ones(3, np.float32)) + t)])
+def test_an_op_refusing_a_torch_operand_names_itself(name, call):
+    # api's _dtype refused a torch tensor without an op name ("got a torch.Tensor, ..."), and
+    # a torch bound of clip was blamed on the maximum clip calls ("maximum: got ...")
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    t = torch.tensor([1.0, 2.5, 3.0])
+    for run in (call, lambda t: gc.compile(lambda v: call(t) + v)(np.zeros(3, np.float32))):
+        with pytest.raises(GraphcError, match=rf"^{name}: got a torch\.Tensor, another library's "
+                                              r"array; [^\n]*\n  at [^\n]*test_edges\.py:\d+$"):
+            run(t)
+
+
 # ---- found by the edge-input fuzzing (tests/randgraph.py) -----------------------------------
 def test_max_over_an_empty_axis_is_refused_when_traced():
     f = lambda a: gc.max(a, 0)  # noqa: E731

@@ -72,7 +72,7 @@ def test_another_librarys_array_as_an_operand_is_refused_in_one_line_naming_it()
         gc.relu(_ForeignArray(3))
     with pytest.raises(gc.GraphcError, match=rf"^add: got a {name}"):
         gc.tensor(np.ones(3, np.float32)) + _ForeignArray(3)
-    with pytest.raises(gc.GraphcError, match=rf"^got a {name}, {advice}"):
+    with pytest.raises(gc.GraphcError, match=rf"^sum: got a {name}, {advice}"):
         gc.sum(_ForeignArray(3))
     with pytest.raises(gc.GraphcError, match=rf"^got a {name}, {advice}"):
         gc.compile(model)(_ForeignArray(8, 4))

@@ -63,7 +63,7 @@ def _ndim(x):
 def _dtype(x, opname=""):
     try:
         dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
-    except TypeError:  # (a torch tensor's dtype: its one line, naming `opname` if given)
+    except TypeError:  # (a torch tensor's dtype: its one line, naming the op called)
         refuse_foreign_array(x, opname)
         raise
     # An np.longdouble scalar is a weak float (registry.is_weak_scalar), lifted as an

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..errors import GraphcError, user_location
+from ..errors import GraphcError, library_frames, user_location
 from ..printer import format_attr, is_region
 from ..types import (FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, Dim, TensorType, as_dtype, is_float,
                      is_half)
@@ -253,9 +254,23 @@ def refuse_foreign_array(x, opname=""):
     kind = type(x)
     name = kind.__qualname__ if kind.__module__ == "builtins" else \
         f"{kind.__module__}.{kind.__qualname__}"
+    opname = _called_op(opname)
     raise GraphcError(f"{opname + ': ' if opname else ''}got a {name}, another library's "
                       "array; pass a numpy array (x.numpy(), or np.asarray(x))",
                       (user_location(),))
+
+
+def _called_op(opname):
+    """The op-library function the user called (the outermost one named in an ir.ops
+    module's __all__ between the user's line and here), else `opname`: a torch operand of
+    gc.floor, refused by api's _dtype, had no name, and a torch bound of gc.clip was blamed
+    on the maximum that clip calls. Found on the error path, so no op call pays for it."""
+    for frame in library_frames(sys._getframe(1)):
+        names = frame.f_globals
+        if names.get("__package__") == __package__ and \
+                frame.f_code.co_name in names.get("__all__", ()):
+            opname = frame.f_code.co_name
+    return opname
 
 
 def like_dtype(inputs):
