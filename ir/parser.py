@@ -240,6 +240,17 @@ def _locs(c: _Cursor):
     return tuple(locs)
 
 
+def _misplaced_location(c: _Cursor):
+    """Refuse the comment `c` of a region node's line before its last: the closing line's
+    comment took its place, so a malformed one there was dropped silently. It is named at
+    its column as on other lines: a bad location as such, a good one as out of place."""
+    c.ws()
+    column = c.pos + 1
+    _locs(c)
+    raise _Fail("a location comment goes on a node's last line, after its regions", column,
+                c.line)
+
+
 # runs of plain characters at once: one character per step was ~100x slower on a long line
 # (a large constant printed with --full)
 _OUTSIDE_QUOTES = re.compile(r'(?:[^"#]+|"(?:[^"\\]|\\.)*"?)*')
@@ -290,6 +301,8 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
         nonlocal index, comment
         if _depth + depth >= MAX_NESTING:
             c.fail(f"regions nested more than {MAX_NESTING} levels deep")
+        if comment is not None:  # (the node's first line, or a `}, {` between its regions)
+            _misplaced_location(comment)
         start, level = index, 0
         while index < len(lines):
             line, line_comment = _split_comment(lines[index])
@@ -301,6 +314,8 @@ def parse(text: str, _depth: int = 0, _first_line: int = 1) -> Graph:
                                    _first_line + start)
                     c.text, c.pos, c.line = line, line.index("}") + 1, _first_line + index - 1
                     comment = line_comment
+                    if comment is not None:
+                        comment.line = c.line
                     return region
                 level -= 1
             if stripped.endswith("{"):

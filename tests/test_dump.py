@@ -438,6 +438,20 @@ def test_an_attribute_after_a_region_is_named_at_its_own_line_and_column(
         parse(_SCAN_IR.replace("length=6", "length=5"))
 
 
+_COND_IR = """graph f(%0:bool[] p, %1:f32[3] x) -> (%3)
+  %2:(f32[3]) = cond %0, %1 {branches=({
+    graph no(%0:f32[3] a) -> (%1)
+      %1:f32[3] = cos %0
+      return %1
+  }, {
+    graph yes(%0:f32[3] a) -> (%1)
+      %1:f32[3] = sin %0
+      return %1
+  })}  # c.py:9
+  %3:f32[3] = tuple_get %2 {index=0}
+  return %3"""
+
+
 _PLAIN_IR = ("graph g(%0:f32[2,3] x) -> (%1)\n  %2:f32[2] = constant [1.0, 2.0]  # a.py:3\n"
              "  %1:f32[3] = sum %0 {axes=(0,), keepdims=false}  # a.py:4, b.py:5\n"
              "  return %1")
@@ -446,7 +460,12 @@ _PLAIN_IR = ("graph g(%0:f32[2,3] x) -> (%1)\n  %2:f32[2] = constant [1.0, 2.0] 
 @pytest.mark.parametrize("text, line", [
     (_PLAIN_IR.replace("b.py:5", "b.py:x"), 3), (_PLAIN_IR.replace("a.py:3", "a.py:x"), 2),
     (_SCAN_IR.replace("reverse=false}", "reverse=false}  # s.py:x"), 7),
-    (_SCAN_IR.replace("%1\n      %3", "%1  # s.py:x\n      %3"), 4)])
+    (_SCAN_IR.replace("%1\n      %3", "%1  # s.py:x\n      %3"), 4),
+    # a region node's lines before its last: the closing line's comment took their place,
+    # read_region dropping a malformed one silently
+    (_SCAN_IR.replace("{body={", "{body={  # s.py:x"), 2),
+    (_COND_IR.replace("{branches=({", "{branches=({  # s.py:x"), 2),
+    (_COND_IR.replace("}, {", "}, {  # s.py:x"), 6)])
 def test_a_bad_location_is_named_at_its_column_in_the_line(text, line):
     """A location comment was read on its own, so its columns counted from after the '#':
     'IR line 3, column 2' for a line whose 'b.py:x' is at column 58."""
@@ -456,6 +475,20 @@ def test_a_bad_location_is_named_at_its_column_in_the_line(text, line):
         parse(text)
     assert str(info.value).startswith(f"IR line {line}, column {column}: expected a location "
                                       "file:line, found ")
+
+
+@pytest.mark.parametrize("old, new, line", [
+    ("{branches=({", "{branches=({  # c.py:2", 2), ("}, {", "}, {  # c.py:6", 6)])
+def test_a_location_before_a_region_nodes_last_line_is_refused_at_its_column(old, new, line):
+    """A good location there was dropped as silently as a bad one: the node's locations are
+    its last line's (the printer's place for them)."""
+    assert parse(_COND_IR).nodes[2].locs == (("c.py", 9),)
+    text = _COND_IR.replace(old, new)
+    column = text.splitlines()[line - 1].index("c.py:") + 1
+    with pytest.raises(gc.GraphcError, match=rf"^IR line {line}, column {column}: a location "
+                                             r"comment goes on a node's last line, after its "
+                                             r"regions$"):
+        parse(text)
 
 
 @pytest.mark.parametrize("old, new, message", [
