@@ -66,13 +66,9 @@ class Differentiated(Compiled):
     def of(cls, compiled: Compiled) -> "Differentiated":
         """The vjp of a compiled function (its fn under its precision, its options, its
         memory_limit bounding each of the two plans)."""
-        differentiated = cls(compiled.fn, compiled.pipeline, compiled.fast_math,
-                             compiled.static_argnums, compiled.jit, compiled.polymorphic_shapes,
-                             compiled.memory_limit)
-        # (an eager transformation traces at each call: a closed-over array refilled since
-        # the last is read again, not the split's constant of it)
-        differentiated.retrace = compiled.retrace
-        return differentiated
+        return cls(compiled.fn, compiled.pipeline, compiled.fast_math,
+                   compiled.static_argnums, compiled.jit, compiled.polymorphic_shapes,
+                   compiled.memory_limit)
 
     def _names(self, count):  # fn's own: messages and TracedNumberError name its arguments
         return ["vjp"] + arg_names(self.differentiated_fn, count - 1)
@@ -277,9 +273,9 @@ def call_on_tape(compiled, args):
     operands = [leaves[i] for i in split.wrt] + split.closed
     if not operands:  # (a static argument held the tensor that requires grad)
         return result  # arrays, as the plain call's
-    name = compiled.tape_label.format(function_name(compiled.fn).strip("<>"))
+    name = function_name(compiled.fn).strip("<>")
     out_leaves, structure = leaves_and_structure(result)
-    entry = TapeCall(name, functools.partial(
+    entry = TapeCall(f"compiled {name}", functools.partial(
         _pull_back, name, split, residuals, structure, len(out_leaves)))
     tensors = record_call(entry, operands, out_leaves,
                           [k in split.taped for k in range(len(out_leaves))])
@@ -290,7 +286,7 @@ def _pull_back(name, split, residuals, structure, count, ctx, cotangents):
     """The tape entry's rule (runtime.eager.TapeCall): one gradient per operand, None for
     those that no result given a cotangent depends on."""
     if is_grad_enabled():  # backward(create_graph=True): the plan's results have no tape
-        raise GraphcError(f"backward(create_graph=True) through {name} is not "
+        raise GraphcError(f"backward(create_graph=True) through compiled {name} is not "
                           "supported: its backward is a plan; take higher derivatives of a "
                           "traced function (gc.grad(gc.grad(f)))", (user_location(),))
     for k in sorted(cotangents):
@@ -298,7 +294,7 @@ def _pull_back(name, split, residuals, structure, count, ctx, cotangents):
         if exc is not None:
             which = "its result" if structure is None else \
                 leaf_input_names("result", unflatten(structure, range(count)))[k]
-            raise GraphcError(f"backward() through {which} of {name}: "
+            raise GraphcError(f"backward() through {which} of compiled {name}: "
                               f"{exc.message}", (*exc.locs, user_location()))
     given = [None] * count
     for k, c in cotangents.items():

@@ -129,7 +129,6 @@ class Compiled:
         # keeps fn's split vjp plans for such calls
         self.records_on_tape = False
         self.on_tape = None
-        self.tape_label = "compiled {}"  # a tape entry's name, of fn's (eager_runner's own)
         # id(plan) -> the float tensors its trace closes over (a model's Parameters), kept
         # at build time for gc.compile's plans that have any: a call is on the tape while
         # one of them requires grad (torch.compile(model)(x) fills model.weight.grad)
@@ -146,7 +145,6 @@ class Compiled:
                           self.fast_math, self.donate_argnums, self.static_argnums, self.jit,
                           self.polymorphic_shapes, self.precision, self.memory_limit)
         copied.records_on_tape, copied.retrace = self.records_on_tape, self.retrace
-        copied.tape_label = self.tape_label
         return copied
 
     def __repr__(self):
@@ -955,7 +953,7 @@ def _value_and_grad(fn, argnums, has_aux, who):
     nums = _differentiated(argnums, who)
     symbolic = traced_value_and_grad(fn, argnums, has_aux, who=who)
 
-    run = eager_runner(symbolic, nums, f"{who}: ", fn, who)
+    run = eager_runner(symbolic, nums, f"{who}: ", fn)
 
     @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):
@@ -1034,7 +1032,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
     return symbolic
 
 
-def eager_runner(symbolic, nums, prefix="", fn=None, who="grad"):
+def eager_runner(symbolic, nums, prefix="", fn=None):
     """How grad, value_and_grad and the Jacobians run `symbolic` on concrete arguments,
     run(args, kwargs), as JAX's un-jitted transformations: traced again at each call, so a
     closed-over value that changed is seen (Compiled.retrace: a plan is reused while the
@@ -1046,8 +1044,7 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who="grad"):
     a keyword argument's (k=np.int64(2)), cannot be traced: from then on the number in that
     place reaches fn as it is (as un-jitted JAX passes it), keying the plan, and the others
     stay traced, the other leaves of its argument too (a new learning rate, n[1], reuses
-    the plan). `fn`: the user's function, whose name and arguments recompiles name; `who`:
-    the transformation, which names a tape entry of its result."""
+    the plan). `fn`: the user's function, whose name and arguments recompiles name."""
     plain = Compiled(symbolic)
 
     def placed(static, traced, *args):  # (its parameters name the split plan's inputs)
@@ -1063,12 +1060,6 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who="grad"):
     placed.__name__ = function_name(symbolic if fn is None else fn)  # (recompile messages)
     split = _EagerSplit(placed, fn)
     plain.retrace = split.retrace = True
-    # called on a tensor that requires grad, with grad mode on, the result is on the tape
-    # (torch.func.grad's under autograd: backward() through it differentiates the gradient
-    # itself, as create_graph=True would); it was an array, a constant, so such a backward
-    # left out every term through the gradient
-    plain.records_on_tape = split.records_on_tape = True
-    plain.tape_label = split.tape_label = f"gc.{who}({{}})"
     # the leaves fn used as Python values: argument position (or keyword) -> their names in
     # it ("" for the argument itself, "0" for n[0], "a.1" for n["a"][1]), as the graph's
     # inputs name them ("arg1", "arg1.0")
@@ -1703,7 +1694,6 @@ def jvp(fn, primals, tangents, has_aux=False):
         return symbolic(*args)
     compiled = Compiled(symbolic)
     compiled.without_static_args = "gc.jvp(lambda x: f(x, n), (x,), (t,))"
-    compiled.records_on_tape, compiled.tape_label = True, "gc.jvp({})"  # (as eager_runner)
     return compiled(*args)
 
 

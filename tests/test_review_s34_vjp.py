@@ -144,9 +144,8 @@ def test_a_compiled_call_on_tensors_that_require_grad_is_on_the_tape():
     """t.grad of sum(t * t) + compiled(sum(v ** 3))(t) was silently 2t, then (session 34)
     2t with a warning that the call was off the tape. Since session 35 the call is on the
     tape (tests/test_compiled_on_tape.py), without a warning: 2t + 3t^2. Under no_grad and on
-    arrays the results are arrays. The eager transformations' results stayed arrays too
-    until r1 (a constant for backward(), which then left out the terms through them): on a
-    tensor that requires grad they are on the tape now, as torch.func's."""
+    arrays the results are arrays, and the eager transformations' results (gradients, used
+    as values) stay arrays."""
     import warnings
     t = gc.tensor(np.array([1.0, 2.0]), requires_grad=True)
     cube_sum = gc.compile(lambda v: gc.sum(v ** 3))
@@ -159,7 +158,5 @@ def test_a_compiled_call_on_tensors_that_require_grad_is_on_the_tape():
             assert type(gc.compile(lambda v: gc.sum(v))(t)) is np.ndarray
         assert float(gc.compile(lambda v: gc.sum(v))(np.ones(2))) == 2.0
         g = gc.grad(lambda v: gc.sum(v ** 3))(t)
-        np.testing.assert_allclose(g.data, [3.0, 12.0])
-        t.grad = None
-        gc.sum(g).backward()
-        np.testing.assert_allclose(t.grad, [6.0, 12.0])  # d/dt sum(3 t^2)
+        assert type(g) is np.ndarray
+        np.testing.assert_allclose(g, [3.0, 12.0])
