@@ -30,6 +30,7 @@ import bisect
 import collections.abc
 import contextlib
 import copy
+import functools
 import inspect
 import math
 import numbers
@@ -740,6 +741,11 @@ class Optimizer:
     # _update_leaf returns the update to add to the parameter (optax's contract, the rules
     # behind gc.optim.adam and the other lowercase names), not the new parameter
     gives_updates: bool = False
+    # settings whose position changed to torch's, each with a check of its value and the
+    # keyword-only setting graphc's earlier order had in its place: given there by position
+    # and failing the check, the one line says where the argument went (given by name, the
+    # setting's own check speaks; __init__ cannot tell the two apart, __new__ can)
+    _moved_positional: dict = {}
 
     def __new__(cls, *args, **kwargs):
         # torch's SGD(params, lr=...) or SGD(params=..., lr=...), refused before __init__
@@ -753,6 +759,8 @@ class Optimizer:
                 "params" not in _constructor_names(cls):  # (not a subclass's own params=)
             kwargs = dict(kwargs)
             _parameters_given(cls, kwargs.pop("params"), args, kwargs)
+        if cls._moved_positional and args:
+            _check_moved_positional(cls, args)
         return super().__new__(cls)
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
@@ -1063,16 +1071,16 @@ class SGD(Optimizer):
     """torch.optim.SGD: coupled L2 weight decay, momentum (with dampening), Nesterov."""
 
     hyperparameters = ("weight_decay", "momentum", "dampening")
+    # graphc's earlier SGD(lr, 0.9, True) gave nesterov third
+    _moved_positional = {"dampening": (lambda v: not isinstance(v, (bool, np.bool_)),
+                                       "must be a number", "nesterov")}
 
     # torch's positional order (a torch user's SGD(lr, 0.9, 0.5) is dampening 0.5; before,
-    # nesterov came third); graphc's own settings keyword-only (see Adam)
-    def __init__(self, lr, momentum: float = 0.0, dampening: float = 0.0,
+    # nesterov came third); graphc's own settings keyword-only (see Adam). lr 1e-3 by
+    # default, as torch's (2.x)
+    def __init__(self, lr=1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, decay_mask=None,
                  clip_norm=None, maximize: bool = False):
-        if isinstance(dampening, (bool, np.bool_)):  # graphc's earlier SGD(lr, 0.9, True)
-            raise GraphcError(f"SGD: dampening must be a number, got {dampening!r} (the third "
-                              "positional argument is dampening, as torch's: give nesterov= "
-                              "by name)", (user_location(),))
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.momentum = momentum
         self.dampening = dampening
@@ -1105,6 +1113,9 @@ class Adam(Optimizer):
 
     decoupled = False
     hyperparameters = ("weight_decay", "beta1", "beta2", "eps")
+    # graphc's earlier order gave decay_mask fifth
+    _moved_positional = {"amsgrad": (lambda v: isinstance(v, (bool, np.bool_)),
+                                     "must be True or False", "decay_mask")}
 
     # torch's positional order, amsgrad fifth (decay_mask was fifth, so torch's Adam(lr,
     # betas, eps, weight_decay, True) took the True as a mask and dropped AMSGrad unsaid).
@@ -1113,10 +1124,6 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, decay_mask=None,
                  clip_norm=None, maximize: bool = False):
-        if not isinstance(amsgrad, (bool, np.bool_)):  # a mask given fifth, as before
-            raise GraphcError(f"{type(self).__name__}: amsgrad must be True or False, got "
-                              f"{amsgrad!r} (the fifth positional argument is amsgrad, as "
-                              "torch's: give decay_mask= by name)", (user_location(),))
         super().__init__(lr, weight_decay, decay_mask, clip_norm, maximize=maximize)
         self.betas = betas
         self.eps = eps
@@ -1667,64 +1674,133 @@ def _takes_lr_first(cls) -> bool:
     return _constructor_names(cls)[:1] == ["lr"]
 
 
-def _constructor_names(cls, positional=False) -> list:
-    """The names of cls's constructor's parameters, less self (with `positional`, those a
-    positional argument can fill); a user's `__init__(self, *args, **kwargs)` passes its
-    arguments on, so those of the first constructor up its classes that names them."""
+def _constructor(cls):
+    """The class whose `__init__` names cls's constructor's parameters, and those
+    parameters less self: a user's `__init__(self, *args, **kwargs)` passes its arguments
+    on, so the first constructor up its classes that names them."""
     for klass in cls.__mro__:
         init = vars(klass).get("__init__")
         if init is None:
             continue
-        parameters = list(inspect.signature(init).parameters.values())[1:]
+        parameters = _parameters_of(init)
         if not parameters or parameters[0].kind is not inspect.Parameter.VAR_POSITIONAL:
-            return [p.name for p in parameters if not positional or p.kind in (
-                inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    return []
+            return klass, parameters
+    return object, []
+
+
+@functools.lru_cache(maxsize=256)
+def _parameters_of(init) -> list:
+    """An __init__'s parameters less self: inspect.signature takes ~20 us, and __new__
+    reads them for every construction with positional arguments (a function, so an
+    __init__ replaced later is read anew)."""
+    return list(inspect.signature(init).parameters.values())[1:]
+
+
+def _constructor_names(cls, positional=False) -> list:
+    """The names of cls's constructor's parameters, less self (with `positional`, those a
+    positional argument can fill), as _constructor finds them."""
+    return [p.name for p in _constructor(cls)[1] if not positional or p.kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+
+
+def _check_moved_positional(cls, args):
+    """The one line for a value given by position where graphc's earlier order had one of
+    its own settings (cls._moved_positional), before __init__'s plainer check."""
+    positions = _constructor_names(cls, positional=True)
+    for name, (valid, rule, before) in cls._moved_positional.items():
+        if name in positions[:len(args)] and not valid(args[positions.index(name)]):
+            ordinal = _ORDINALS.get(positions.index(name) + 1, f"#{positions.index(name) + 1}")
+            raise GraphcError(f"{cls.__name__}: {name} {rule}, got "
+                              f"{args[positions.index(name)]!r} (the {ordinal} positional "
+                              f"argument is {name}, as torch's: give {before}= by name)",
+                              (user_location(),))
+
+
+_ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
+
+
+def _torch_positions(cls) -> list:
+    """The names torch's constructor of cls gives its positional arguments after params:
+    graphc's, then torch's positional settings graphc has not (RMSprop's capturable,
+    foreach and maximize, the last of which graphc takes by name). A user's subclass with
+    its own constructor: its own names."""
+    klass, _ = _constructor(cls)
+    return _constructor_names(cls, positional=True) + list(
+        _TORCH_POSITIONAL_EXTRAS.get(klass.__name__, ()) if klass.__module__ == __name__
+        else ())
+
+
+# torch 2.13's positional parameters after those graphc's class shares (graphc's own
+# settings are keyword-only, so none of these lands on one)
+_TORCH_POSITIONAL_EXTRAS = {
+    "RMSprop": ("capturable", "foreach", "maximize", "differentiable"),
+    "Adagrad": ("foreach",), "Adamax": ("foreach",),
+}
 
 
 def _parameters_given(cls, params, args, kwargs):
     """One line for torch's `SGD(model.parameters(), lr=0.01)` (or `params=`): graphc's
     form, with the settings given, a param group's own included."""
-    # torch's positions after params, named as ours (the same order up to torch's
-    # positional settings graphc lacks, capturable or foreach, which are left out: never
-    # onto a keyword-only decay_mask)
-    settings = {**dict(zip(_constructor_names(cls, positional=True), args)), **kwargs}
+    # torch's positions after params, named as torch's; those graphc lacks (capturable,
+    # foreach) are left out, maximize (RMSprop's ninth) is kept
+    names = _constructor_names(cls)
+    settings = {name: value for name, value in zip(_torch_positions(cls), args)
+                if name in names}
+    settings.update(kwargs)
     differ = _group_settings(cls, params, settings)
-    order = {name: i for i, name in enumerate(_constructor_names(cls))}  # (lr first)
+    order = {name: i for i, name in enumerate(names)}  # (lr first)
     shown = ", ".join(f"{name}={settings[name]!r}"
                       for name in sorted(settings, key=lambda n: order.get(n, len(order))))
     cannot = "" if not differ else (
         f"; the param groups' different {', '.join(differ)} cannot be kept: each setting "
         "holds for every parameter" +
         (" (decay_mask= picks those that decay)" if "weight_decay" in differ else ""))
+    where = "gc.optim." if cls.__module__ == __name__ else ""  # (not a user's subclass)
     raise GraphcError(f"graphc's optimisers take their parameters in .bind(): "
-                      f"gc.optim.{cls.__name__}({shown}).bind(model) (a Module, or a list or "
+                      f"{where}{cls.__name__}({shown}).bind(model) (a Module, or a list or "
                       f"dict of its Parameters){cannot}", (user_location(),))
 
 
 def _group_settings(cls, params, settings) -> list:
-    """torch's param groups ([{"params": ..., "lr": 0.1}, ...]): a setting of cls's that
-    every group gives the same value (a group without it has the constructor's) goes into
-    `settings`, as torch's group value overrides the constructor's; the names of those the
-    groups differ on, which one graphc optimiser cannot hold, are returned."""
+    """torch's param groups ([{"params": ..., "lr": 0.1}, ...], in a list, a tuple or any
+    other iterable, a generator too): a setting of cls's that every group gives the same
+    value (a group without it has the constructor's) goes into `settings`, as torch's group
+    value overrides the constructor's; the names of those the groups differ on, which one
+    graphc optimiser cannot hold, are returned."""
+    if isinstance(params, collections.abc.Iterator):  # (read once: the call is refused)
+        params = list(params)
     if not (isinstance(params, (list, tuple)) and params and
             all(isinstance(g, dict) and "params" in g for g in params)):
         return []
-    signature = inspect.signature(cls.__init__).parameters
+    signature = {p.name: p for p in _constructor(cls)[1]}  # (a subclass's *args too)
     unset = object()
     differ = []
     for name in dict.fromkeys(k for g in params for k in g):
-        if name == "params" or name not in _constructor_names(cls):
+        if name == "params" or name not in signature:
             continue  # (a key graphc has no setting for: torch's foreach, initial_lr)
         default = settings.get(name, getattr(signature.get(name), "default", unset))
-        if default is inspect.Parameter.empty:  # (SGD's lr: a group without one differs)
+        if default is inspect.Parameter.empty:  # (a required lr: a group without one differs)
             default = unset
         values = [g.get(name, default) for g in params]
-        if all(v is not unset and repr(v) == repr(values[0]) for v in values):
+        if all(v is not unset and _same_setting(v, values[0]) for v in values):
             settings[name] = values[0]
         else:
             differ.append(name)
     return differ
+
+
+def _same_setting(a, b) -> bool:
+    """Whether two param groups' values of a setting are one: equal numbers whatever
+    their type (np.float64(0.1) and 0.1), betas as a list or a tuple; a bool is not a
+    number here (amsgrad True and a momentum of 1), and a schedule only itself."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(map(_same_setting, a, b))
+    if isinstance(a, (bool, np.bool_)) != isinstance(b, (bool, np.bool_)):
+        return False
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # (an array of several numbers)
+        return a is b
 
 
 def number_settings(optimizer, names) -> dict:

@@ -357,6 +357,39 @@ def test_graphcs_earlier_positional_orders_are_refused_in_one_line():
         optim.RMSprop(net.parameters(), 0.1, 0.9, 1e-8, 0, 0, False, False)  # + capturable
 
 
+def test_positional_hints_only_for_positions_and_torchs_positional_maximize_and_sgd_lr():
+    """Session 41 (review r5, M3/M4): the hints about torch's new positional order were
+    given for a value passed by name too (`Adam(amsgrad=1)` spoke of "the fifth positional
+    argument"); torch's RMSprop takes maximize ninth, and the suggested .bind() form dropped
+    it (the user would descend); SGD() needed an lr where torch's defaults to 1e-3."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    for make, line in [(lambda: optim.Adam(amsgrad=1), "Adam: amsgrad must be True or False, "
+                        "got 1"),
+                       (lambda: optim.AdamW(1e-3, amsgrad=None), "AdamW: amsgrad must be True "
+                        "or False, got None"),
+                       (lambda: optim.SGD(0.1, dampening=True), "SGD: dampening must be a "
+                        "number, got True")]:
+        with pytest.raises(gc.GraphcError) as info:
+            make()
+        assert str(info.value).splitlines()[0] == line
+    net = nn.Linear(2, 3)
+    args = (0.01, 0.99, 1e-8, 0, 0, False, False, None, True)  # capturable, foreach, maximize
+    assert torch.optim.RMSprop([torch.zeros(1)], *args).param_groups[0]["maximize"] is True
+    with pytest.raises(gc.GraphcError) as info:
+        optim.RMSprop(net.parameters(), *args)
+    assert "(lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0, momentum=0, centered=False, " \
+        "maximize=True).bind(model)" in str(info.value)
+    # SGD's default lr, as torch's: the same trajectory
+    params, grads = _problem("float64", steps=5)
+    expected = _torch_run(lambda ps: torch.optim.SGD(ps, momentum=0.9), params, grads)
+    opt, got = optim.SGD(momentum=0.9), dict(params)
+    state = opt.init(got)
+    for g in grads:
+        got, state = opt.update(g, state, got)
+    assert torch.optim.SGD([torch.zeros(1)]).param_groups[0]["lr"] == opt.lr(0) == 1e-3
+    assert _max_error(got, expected) <= 1e-12 and _max_error(params, expected) > 1e-3
+
+
 @pytest.mark.parametrize("staircase", [False, True])
 def test_exponential_decay_matches_torch_schedulers_and_traces_to_the_same_numbers(staircase):
     schedule = optim.exponential_decay(0.1, 3 if staircase else 1, 0.8, staircase=staircase)

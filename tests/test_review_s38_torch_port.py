@@ -200,6 +200,42 @@ def test_torchs_params_keyword_and_param_groups_say_bind(make, shown, cannot):
     assert OwnParams(0.1, params=[1]).given == [1]
 
 
+def test_param_groups_that_agree_are_one_setting_whatever_their_form():
+    """Session 41 (review r5, M1/M2): groups were compared by repr, so np.float64(0.1) and
+    0.1, or betas as a list and a tuple, were "different" and the form dropped them; a
+    subclass's `__init__(self, *args, **kw)` hid Adam's defaults (a group's eps=1e-8 and one
+    without it differed) and was shown as gc.optim's; a generator of groups was not read,
+    so the shared lr was lost."""
+    net = gc.nn.Sequential(gc.nn.Linear(2, 3), gc.nn.Linear(3, 1))
+    a, b = list(net[0].parameters()), list(net[1].parameters())
+
+    class MyAdam(gc.optim.Adam):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+    for make, shown in [
+        (lambda: gc.optim.Adam([{"params": a, "lr": 0.1}, {"params": b, "lr": np.float64(0.1)}]),
+         "gc.optim.Adam(lr=0.1)"),
+        (lambda: gc.optim.Adam([{"params": a, "betas": [0.8, 0.9]},
+                                {"params": b, "betas": (0.8, 0.9)}]),
+         "gc.optim.Adam(betas=[0.8, 0.9])"),
+        (lambda: gc.optim.Adam([{"params": a, "betas": [0.9, 0.999]}, {"params": b}]),
+         "gc.optim.Adam(betas=[0.9, 0.999])"),
+        (lambda: MyAdam([{"params": a, "eps": 1e-8}, {"params": b}]), "MyAdam(eps=1e-08)"),
+        (lambda: gc.optim.SGD(({"params": p, "lr": 0.1} for p in (a, b))),
+         "gc.optim.SGD(lr=0.1)"),
+    ]:
+        with pytest.raises(GraphcError) as info:
+            make()
+        assert str(info.value).splitlines()[0] == (
+            f"graphc's optimisers take their parameters in .bind(): {shown}.bind(model) (a "
+            "Module, or a list or dict of its Parameters)")
+    # groups that do differ still say so (a bool is not the number 1)
+    with pytest.raises(GraphcError, match=r"Adam\(\)\.bind\(model\).*different lr, amsgrad "
+                       r"cannot be kept"):
+        gc.optim.Adam(iter([{"params": a, "lr": 0.1, "amsgrad": True},
+                            {"params": b, "lr": 0.2, "amsgrad": 1}]))
+
+
 @pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.int32])
 def test_integer_attention_masks_are_refused(dtype):
     """An integer key_padding_mask or attn_mask (a 0/1 array, torch's old uint8 masks)
