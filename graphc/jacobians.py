@@ -106,7 +106,7 @@ def _transform(fn, jacobian, argnums, has_aux, who):
         jac, aux = jacobian(f, args, picked)
         return (jac, aux) if has_aux else jac
 
-    run = eager_runner(symbolic, nums, fn=fn)
+    run = eager_runner(symbolic, nums, fn=fn, who=who)
 
     @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):

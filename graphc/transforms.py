@@ -1032,7 +1032,7 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
     return symbolic
 
 
-def eager_runner(symbolic, nums, prefix="", fn=None):
+def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
     """How grad, value_and_grad and the Jacobians run `symbolic` on concrete arguments,
     run(args, kwargs), as JAX's un-jitted transformations: traced again at each call, so a
     closed-over value that changed is seen (Compiled.retrace: a plan is reused while the
@@ -1044,8 +1044,10 @@ def eager_runner(symbolic, nums, prefix="", fn=None):
     a keyword argument's (k=np.int64(2)), cannot be traced: from then on the number in that
     place reaches fn as it is (as un-jitted JAX passes it), keying the plan, and the others
     stay traced, the other leaves of its argument too (a new learning rate, n[1], reuses
-    the plan). `fn`: the user's function, whose name and arguments recompiles name."""
+    the plan). `fn`: the user's function, whose name and arguments recompiles name; `who`:
+    the transformation (grad, jacrev), which a differentiated number's message names."""
     plain = Compiled(symbolic)
+    who = who or prefix.rstrip(": ") or "the transformation"
 
     def placed(static, traced, *args):  # (its parameters name the split plan's inputs)
         fixed, settings, numbers = static
@@ -1075,6 +1077,23 @@ def eager_runner(symbolic, nums, prefix="", fn=None):
                 # retrying would fail again)
                 leaves = getattr(exc, "leaves", None)
                 wrt = _wrt(nums, len(args))
+                mine = [(p, name) for p, name in leaves or () if p in wrt]
+                if mine and all(_is_number_leaf(args[p], name) for p, name in mine):
+                    # a differentiated number used as a Python value: the message's advice
+                    # (static_argnums, gc.compile's) is not this transformation's to take
+                    user = split._user_names(len(args))
+                    quoted = " and ".join(repr(f"{user[p]}.{name}" if name else user[p])
+                                          for p, name in mine)
+                    one = len(mine) == 1
+                    # argnums picks whole arguments: a leaf's (cfg.k) is left out with cfg
+                    whole = " and ".join(repr(user[p]) for p in dict.fromkeys(
+                        p for p, _ in mine))
+                    raise TracedNumberError(
+                        f"{exc.reason}; {quoted} {'is' if one else 'are'} differentiated (in "
+                        f"argnums), so traced: {who} takes no static_argnums; to use "
+                        f"{'it' if one else 'them'} as a Python value, leave {whole} out of "
+                        "argnums: a number not differentiated is passed as it is",
+                        exc.locs, exc.arguments, exc.reason) from None
                 if not leaves or any(p is None or p in wrt or name in as_they_are.get(p, ())
                                      or not _is_number_leaf(kwargs.get(p) if isinstance(
                                          p, str) else args[p], name)

@@ -64,10 +64,13 @@ class GraphcError(Exception):
 class TracedNumberError(GraphcError):
     """A Python number or bool argument, traced (weakly typed), used as a Python value (a
     shape, a range, an `if`): transformations that can pass it as it is instead retry.
-    `arguments`: the names of the graph inputs it is computed from ("arg1", "arg2")."""
+    `arguments`: the names of the graph inputs it is computed from ("arg1", "arg2");
+    `reason`: what was asked of it, without the advice after it (a transformation that
+    knows better advice, grad's for a differentiated number, gives its own)."""
 
-    def __init__(self, message: str, locs=(), arguments: tuple = ()):
+    def __init__(self, message: str, locs=(), arguments: tuple = (), reason: str = ""):
         self.arguments = tuple(arguments)
+        self.reason = reason or message
         super().__init__(message, locs)
 
 

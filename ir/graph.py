@@ -129,7 +129,8 @@ class Node(SymbolicValue, OperatorMixin):
             else:  # (as JAX's vjp and jvp: no static_argnums to name)
                 values += (f"close over {'it' if one else 'them'}, as in {transformation}: "
                            f"{transformation.partition('(')[0]} takes no static arguments")
-            raise TracedNumberError(f"{message}; {values}", (user_location(),), arguments=names)
+            raise TracedNumberError(f"{message}; {values}", (user_location(),), arguments=names,
+                                    reason=message)
         if self._traced_argument(operand=True) is not None:
             message += ("; a number passed to cond as an operand is traced in its branches: "
                         "close over it to use it as a Python value")

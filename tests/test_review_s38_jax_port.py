@@ -79,6 +79,34 @@ def test_transformations_pass_a_number_used_in_a_python_expression_as_it_is():
         gc.grad(lambda v: gc.sum(v) * float(v[0]))(x)
 
 
+def test_a_differentiated_number_used_as_a_python_value_says_to_leave_it_out_of_argnums():
+    """Session 41: gc.grad(f, argnums=(0, 1))(x, 3.0), f using n as a Python value, said to
+    list n's position in static_argnums, which grad has not. Now the line says that n is
+    differentiated, so traced, and to leave its argument out of argnums (a leaf's too:
+    cfg["k"] leaves cfg out); doing so works, the number then passed as it is."""
+    x = np.array([0.5, 1.5, 2.0])
+    by_if = lambda v, n: gc.sum(v ** 2) * (3.0 if n > 2 else 1.0)
+    by_dict = lambda v, cfg: gc.sum(v ** 2) * float(cfg["k"])
+    for make, who, name, whole in [
+            (lambda: gc.grad(by_if, argnums=(0, 1))(x, 3.0), "grad", "n", "n"),
+            (lambda: gc.value_and_grad(by_if, argnums=1)(x, 3.0), "value_and_grad", "n", "n"),
+            (lambda: gc.jacrev(by_dict, argnums=(0, 1))(x, {"k": 3.0}), "jacrev", "cfg.k",
+             "cfg")]:
+        with pytest.raises(gc.GraphcError) as info:
+            make()
+        line = str(info.value).splitlines()[0]
+        assert "static_argnums in" not in line and "list its position" not in line
+        assert line.endswith(
+            f"; '{name}' is differentiated (in argnums), so traced: {who} takes no "
+            f"static_argnums; to use it as a Python value, leave '{whole}' out of argnums: a "
+            "number not differentiated is passed as it is")
+    np.testing.assert_allclose(gc.grad(by_if, argnums=0)(x, 3.0), 6.0 * x)
+    np.testing.assert_allclose(gc.jacrev(by_dict)(x, {"k": 3.0}), 6.0 * x)
+    # gc.compile's own advice is unchanged: it has static_argnums
+    with pytest.raises(gc.GraphcError, match="'n' is traced: .* in static_argnums"):
+        gc.compile(by_if)(x, 3.0)
+
+
 def test_stop_gradient_takes_a_pytree_leaf_by_leaf():
     """gc.stop_gradient refused a pytree (`gc.stop_gradient(p)["w"]` with p a dict); now it
     stops each leaf, None staying None and containers keeping their kinds, as
