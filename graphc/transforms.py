@@ -352,8 +352,13 @@ class Compiled:
         # (the float dtype the arrays share: a longdouble inside a pytree takes it, as
         # _weak_floats gives it to a longdouble argument; the key's dtypes fix it)
         shared = _shared_float_dtype(args, skip=static)
-        graph = trace(bound, *[_specs_of(args[i], key[i], shared) for i in dynamic],
-                      names=[names[i] for i in dynamic], name=fname)
+        try:
+            graph = trace(bound, *[_specs_of(args[i], key[i], shared) for i in dynamic],
+                          names=[names[i] for i in dynamic], name=fname)
+        except TracedNumberError as exc:
+            if self.retrace or self.without_static_args is not None:
+                raise  # (eager derivatives and vjp give their own advice)
+            raise _static_advice(exc, args, names) from None
         graph.finished = f"the compiled {fname}"  # ir.ops.registry.apply: a leaked value
         # fn takes gradients itself (a training step: value_and_grad, then the optimiser's
         # update): its closures are constants, as jax.jit's (_taped_closures)
@@ -1199,6 +1204,36 @@ class _EagerSplit(Compiled):
             return "traced" if name[:-1] in dict(key[1][0][1]) else "not given"
         user = self._user_names(count)
         return "not given" if name not in user and "." not in name else "traced"
+
+
+def _static_advice(exc, args, names):
+    """exc, a number traced by gc.compile used as a Python value, whose advice (ir's) is to
+    list its position in static_argnums; where it is a leaf of a dict, a list or another
+    unhashable argument (cfg["k"]), static_argnums refuses that argument: the advice is
+    then to pass the number as a static argument of its own, or to close over it."""
+    if exc.message == exc.reason:  # (no static_argnums advice: a 0-d array among them)
+        return exc
+    holders = {}  # the unhashable arguments holding a named leaf
+    for leaf in exc.arguments:
+        i = next((i for i, name in enumerate(names) if leaf.startswith(f"{name}.")), None)
+        if i is None:
+            continue
+        try:
+            hash(args[i])
+        except TypeError:
+            holders[names[i]] = type(args[i]).__name__
+    if not holders:
+        return exc
+    quoted = " and ".join(repr(name) for name in exc.arguments)
+    one = len(exc.arguments) == 1
+    kinds = ", ".join(f"{name} is a {kind}" for name, kind in holders.items())
+    return TracedNumberError(
+        f"{exc.reason}; the value{'' if one else 's'} passed as {quoted} "
+        f"{'is' if one else 'are'} traced: to use {'it' if one else 'them'} as a Python "
+        f"value, pass {'it' if one else 'each'} as a static argument of its "
+        f"own (listed in static_argnums) or close over "
+        f"{'it' if one else 'them'}: static_argnums cannot take the whole argument ({kinds}, "
+        "which is not hashable)", exc.locs, exc.arguments, exc.reason)
 
 
 def _wrt(nums, count) -> set:

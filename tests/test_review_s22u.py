@@ -202,6 +202,36 @@ def test_a_traced_python_argument_used_as_a_python_value_points_at_static_argnum
         np.ones((2, 3)))
 
 
+def test_a_traced_number_in_a_dict_or_list_argument_is_not_pointed_at_static_argnums():
+    """Session 41: gc.compile(f)(x, {"k": 3.0}), f using cfg["k"] as a Python value, told to
+    list cfg's position in static_argnums, which refuses the dict (not hashable). Now it
+    says to pass that number as a static argument of its own or close over it; a tuple's
+    number keeps the static_argnums advice, which works for a tuple."""
+    x = np.ones(3)
+    by_dict = lambda x, cfg: gc.sum(x) * (3.0 if cfg["k"] > 2 else 1.0)
+    by_list = lambda x, n: gc.sum(x) * float(n[0])
+    for call, name, holder in [(lambda: gc.compile(by_dict)(x, {"k": 3.0}), "cfg.k",
+                                "cfg is a dict"),
+                               (lambda: gc.compile(by_list)(x, [2.0, 1.0]), "n.0",
+                                "n is a list")]:
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        problem = str(info.value).splitlines()[0]
+        assert problem.endswith(
+            f"; the value passed as '{name}' is traced: to use it as a Python value, pass it as "
+            "a static argument of its own (listed in static_argnums) or close over it: "
+            f"static_argnums cannot take the whole argument ({holder}, which is not hashable)"
+        ), problem
+    with pytest.raises(gc.GraphcError, match="'n.0' is traced: .* list its position in "
+                       "static_argnums\n"):
+        gc.compile(by_list)(x, (2.0, 1.0))
+    # as told: the number as its own static argument, or closed over
+    k_alone = gc.compile(lambda x, cfg, k: by_dict(x, {**cfg, "k": k}), static_argnums=(2,))
+    np.testing.assert_allclose(k_alone(x, {"w": 1.0}, 3.0), 9.0)
+    cfg = {"k": 1.0}
+    np.testing.assert_allclose(gc.compile(lambda x: by_dict(x, cfg))(x), 3.0)
+
+
 def test_vjp_jvp_and_linearize_tell_to_close_over_a_number_not_static_argnums():
     # gc.vjp / gc.jvp / gc.linearize of f(x, n) using n as a Python value told to list n in
     # static_argnums, an option only gc.compile has; as JAX's vjp and jvp they take none
