@@ -286,7 +286,7 @@ class Compiled:
                 message = f"recompiling {fname} (compilation {count + 1}): {change}"
                 log.info("graphc: %s", message)
                 self.recompiles.append(message)
-                self._warn_recompiles(fname, message)
+                self._warn_recompiles(fname, message, signature)
             graph, written = traced or self._trace(args, signature, given)
             limits = weak.int_limits(graph)  # (it may refuse the graph: before a plan is kept)
             if on_tape_instead and not self.retrace:
@@ -369,16 +369,24 @@ class Compiled:
     # something traced as a constant keeps changing
     RECOMPILES_WARNED = 8
 
-    def _warn_recompiles(self, fname, message):
+    def _warn_recompiles(self, fname, message, signature):
         if self._warned_recompiles or len(self.recompiles) < self.RECOMPILES_WARNED:
             return
         self._warned_recompiles = True
         if self.retrace:  # an eager derivative (eager_runner): nothing the user compiled
+            numbers = self._numbers_changed(self._last_key, signature)
+            # a number fn uses as a Python value: as an array it would be refused there
+            # (no truth value); only computing with it lets it be traced
+            advice = (f"{' and '.join(numbers)}: a number the function uses as a Python value "
+                      "(an `if`, a range, a shape) compiles a plan per value; computed with "
+                      "instead (gc.where(cond, a, b) for an `if`), it is traced, one plan for "
+                      "every value") if numbers else (
+                "each new value of something it reads as a constant (a closed-over number "
+                "or array, a flag) compiles a new plan: pass it as an array argument, which "
+                "is traced")
             warnings.warn(RecompileWarning(
                 f"the derivative of {fname} has been compiled {len(self.recompiles) + 1} "
-                f"times (the latest: {message.split(': ', 1)[-1]}); each new value of "
-                "something it reads as a constant (a closed-over number or array, a flag) "
-                "compiles a new plan: pass it as an array argument, which is traced"),
+                f"times (the latest: {message.split(': ', 1)[-1]}); {advice}"),
                 stacklevel=user_stacklevel())
             return
         warnings.warn(RecompileWarning(
@@ -387,6 +395,11 @@ class Compiled:
             f"setting, a Python number, a shape) compiles a new plan each time it changes: "
             f"pass it as an argument, or mark the dimension polymorphic"),
             stacklevel=user_stacklevel())
+
+    def _numbers_changed(self, old, new) -> list:
+        """The names of the numbers passed as they are (used as Python values) whose values
+        differ between two calls' signatures: eager_runner's (_EagerSplit) only."""
+        return []
 
     def _drop_old_plans(self):
         """At most GRAPHC_MAX_PLANS plans (each holds its buffers): the one used longest ago
@@ -1181,10 +1194,20 @@ class _EagerSplit(Compiled):
             changes += [rest] if rest else []
         return "; ".join(changes) or "an argument passed by keyword is passed by position, or back"
 
-    def _as_they_are(self, key) -> dict:
+    def _numbers_changed(self, old, new) -> list:
+        if old is None or len(old) != len(new):
+            return []
+        was, now = (self._as_they_are(key, numbers_only=True) for key in (old, new))
+        return [name for name in sorted(was.keys() | now.keys())
+                if was.get(name) != now.get(name)]
+
+    def _as_they_are(self, key, numbers_only=False) -> dict:
         """{the name of each argument, keyword argument or leaf of a call's `key` passed as
-        it is: the repr of its value} (repr tells 1, 1.0 and True apart, as the key does)."""
+        it is: the repr of its value} (repr tells 1, 1.0 and True apart, as the key does);
+        `numbers_only`: the numbers fn used as Python values, not its settings."""
         fixed, settings, numbers = key[0][2]
+        if numbers_only:
+            fixed, settings = (), ()
         positions = [i for i, _ in fixed] + [p for p, _ in numbers if not isinstance(p, str)]
         user = self._user_names(max(positions, default=-1) + 1)
         found = {user[i]: repr(v) for i, v in fixed}

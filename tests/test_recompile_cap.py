@@ -93,6 +93,36 @@ def test_a_derivative_recompiled_for_a_number_used_as_it_is_names_it_and_its_val
         "graphc: recompiling g (compilation 4): k= (passed as it is): 1 -> 2"]
 
 
+def test_a_derivatives_recompile_warning_for_a_python_value_number_says_what_works():
+    """Session 41: the RecompileWarning of gc.grad(f) for f(x, n) using n in an `if` advised
+    "pass it as an array argument, which is traced": an array there has no truth value (an
+    error). Now it says that n is used as a Python value, compiling a plan per value, and
+    that computing with it (gc.where for the `if`) traces it; done so, one plan serves all."""
+    def f(x, n):
+        return gc.sum(x ** 2) * n if n > 1 else gc.sum(x)
+
+    def with_where(x, n):
+        return gc.where(n > 1, gc.sum(x ** 2) * n, gc.sum(x))
+
+    dg, x = gc.grad(f), np.arange(3.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(2, 12):
+            dg(x, n)
+    recompile = [str(w.message) for w in caught if issubclass(w.category, gc.RecompileWarning)]
+    assert recompile == [
+        "the derivative of f has been compiled 9 times (the latest: n (passed as it is): 9 -> "
+        "10); n: a number the function uses as a Python value (an `if`, a range, a shape) "
+        "compiles a plan per value; computed with instead (gc.where(cond, a, b) for an `if`), "
+        "it is traced, one plan for every value"]
+    dw = gc.grad(with_where)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(0, 12):
+            np.testing.assert_allclose(dw(x, n), 2 * n * x if n > 1 else np.ones(3))
+    assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+
+
 def test_the_trainer_warns_when_a_setting_keeps_changing():
     """A clip norm changed before every step (a guard of the plan; the optimiser's number
     settings are inputs of the step instead): each change compiles the step once, the ninth
