@@ -749,6 +749,12 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
                               f"{root.shape}", (user_location(),))
         grad = np.ones_like(root.data)
     elif not isinstance(grad, Tensor):
+        if isinstance(grad, (bool, np.bool_)):
+            # torch refuses it (any non-tensor gradient); taken as 1.0 it hid a torch
+            # user's `loss.backward(True)` meaning retain_graph, torch's second argument
+            raise GraphcError(f"backward(): the gradient must be a tensor or an array, got "
+                              f"{grad!r}; retain_graph is the second argument: "
+                              "backward(retain_graph=True)", (user_location(),))
         try:
             kind = np.asarray(grad).dtype.kind
         except ValueError:  # (a ragged list)

@@ -86,3 +86,27 @@ def test_eager_backward_refuses_a_gradient_of_another_shape():
             (x * 2.0).backward(wrong)
     (x * 2.0).backward(np.arange(3.0))
     np.testing.assert_array_equal(x.grad, [0.0, 2.0, 4.0])
+
+
+def test_eager_backward_refuses_a_python_bool_gradient():
+    """Session 41: `loss.backward(True)` (a torch user's retain_graph, torch's second
+    argument) took the bool as a gradient of 1.0; torch 2.13 refuses any non-tensor gradient
+    (TypeError). Now one line says so; a bool array, as a bool tensor in torch, still
+    counts as 0/1."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    with pytest.raises(TypeError):
+        torch.ones(3, requires_grad=True).sum().backward(True)
+    x = gc.tensor(np.ones(3), requires_grad=True)
+    for flag in (True, np.bool_(False)):
+        with pytest.raises(gc.GraphcError) as info:
+            gc.sum(x * 2.0).backward(flag)
+        assert str(info.value).splitlines()[0] == (
+            f"backward(): the gradient must be a tensor or an array, got {flag!r}; "
+            "retain_graph is the second argument: backward(retain_graph=True)")
+    assert x.grad is None
+    gc.sum(x * 2.0).backward(retain_graph=True)
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+    t = torch.ones(3, requires_grad=True)
+    (t * 2.0).backward(torch.tensor([True, False, True]))
+    (x * 2.0).backward(np.array([True, False, True]))
+    np.testing.assert_array_equal(x.grad, t.grad.numpy() + 2.0)
