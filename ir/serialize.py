@@ -255,10 +255,24 @@ def _from_json(data) -> Graph:
     return graph
 
 
+def _unique_keys(pairs) -> dict:
+    """json.loads' object_pairs_hook: an object giving a key twice (two "attrs", an
+    attribute twice) is refused, where a dict kept the last silently, as the text parser
+    refuses an attribute given twice."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _Bad(f"the key {key!r} is given twice in one object")
+        obj[key] = value
+    return obj
+
+
 def loads(text: str) -> Graph:
     check_json_depth(text, MAX_NESTING, "IR JSON")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except _Bad as exc:
+        raise GraphcError(f"IR JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise GraphcError(f"IR JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") \
             from None

@@ -509,6 +509,28 @@ def test_a_repeated_attribute_is_refused_at_its_second_name(old, new, message):
     assert str(info.value) == message
 
 
+@pytest.mark.parametrize("old, new, key", [
+    ('"keepdims": false', '"keepdims": true,\n    "keepdims": false', "keepdims"),
+    ('"op": "sum",', '"op": "max",\n   "op": "sum",', "op"),
+    ('"attrs": {', '"attrs": {"axes": {"tuple": [1]}},\n   "attrs": {', "attrs")])
+def test_the_json_reader_refuses_a_repeated_key(old, new, key, tmp_path, capsys):
+    """Session 41: json.loads keeps the last of a repeated key, so a node's repeated
+    attribute (or "attrs", "op") loaded silently as its last value, where the text parser
+    refuses an attribute given twice. Now one line names the key, from graphc dump too."""
+    text = dumps(gc.trace(lambda x: gc.sum(x, axis=0), gc.spec((2, 3))))
+    assert old in text and str(loads(text)).count("sum %0 {axes=(0,), keepdims=false}") == 1
+    bad = text.replace(old, new, 1)
+    assert json.loads(bad)  # (json itself takes it)
+    with pytest.raises(gc.GraphcError) as info:
+        loads(bad)
+    assert str(info.value) == f"IR JSON: the key {key!r} is given twice in one object"
+    path = tmp_path / "bad.json"
+    path.write_text(bad)
+    assert main(["dump", str(path)]) == 2
+    assert capsys.readouterr().err == (f"graphc: error: dump: {path}: IR JSON: the key "
+                                       f"{key!r} is given twice in one object\n")
+
+
 def test_an_unknown_or_missing_attribute_names_the_op_not_its_rules_function(tmp_path,
                                                                              capsys):
     """The text and JSON readers and the verifier let the type rule meet the attribute:
