@@ -12,6 +12,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
 from ir.ops import api as F
+from ir.types import is_int
 
 from .nn import (Module, Parameter, _Functional, _Keyed, _as_child, _children_changed,
                  _keep_inplace, _layer_dtype, _refuse_as_child, _refuse_own_attribute,
@@ -99,7 +100,7 @@ class PReLU(Module):
     learned slope or one per channel (axis 1)."""
 
     def __init__(self, num_parameters=1, init=0.25, dtype="float32"):
-        if not isinstance(num_parameters, (int, np.integer)) or num_parameters < 1:
+        if not is_int(num_parameters) or num_parameters < 1:
             raise GraphcError(f"PReLU: num_parameters must be a positive int, got "
                               f"{num_parameters!r}", (user_location(),))
         self.weight = Parameter(np.full(int(num_parameters), init,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ir.errors import GraphcError, user_location
 from ir.ops import activations as A
 from ir.types import is_int
@@ -25,7 +23,7 @@ class Bilinear(Module):
         sizes = {"in1_features": in1_features, "in2_features": in2_features,
                  "out_features": out_features}
         for what, n in sizes.items():
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            if not is_int(n) or n < 0:
                 raise GraphcError(f"Bilinear: {what} must be an int >= 0, got {n!r}",
                                   (user_location(),))
         if in1_features == 0:

@@ -17,7 +17,7 @@ import numpy as np
 from ir.errors import GraphcError
 from ir.serialize import check_json_depth
 from ir.ops.precision import PRECISIONS
-from ir.types import BFLOAT16
+from ir.types import BFLOAT16, is_real
 
 from .files import atomic_writer, check_writable, file_in_the_way
 
@@ -473,8 +473,7 @@ def check_run_fields(meta: dict, path: str | None = None) -> None:
 def finite_number(value) -> bool:
     """Whether `value` is a finite real number (a bool is none; an int beyond any float,
     such as 10**400 read from JSON, is not finite: math.isfinite raised OverflowError)."""
-    if not isinstance(value, (int, float, np.integer, np.floating)) \
-            or isinstance(value, (bool, np.bool_)):
+    if not is_real(value):
         return False
     try:
         return math.isfinite(float(value))

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from ir.errors import GraphcError, user_location
+from ir.types import is_int
 from runtime.eager import MODULE_PARAMETERS, Parameter, Tensor
 
 from .nn import Module, _Keyed
@@ -50,7 +51,7 @@ class ParameterList(Module):
         return (getattr(self, str(i)) for i in range(self._count))
 
     def _index(self, i):
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+        if not is_int(i):
             raise TypeError(f"ParameterList indices must be integers or slices, not "
                             f"{type(i).__name__}")
         if not -self._count <= i < self._count:

@@ -908,8 +908,7 @@ def map(f, xs, *, batch_size=None):
 
 
 def _map_in_batches(f, leaves, structure, n, batch_size):
-    if isinstance(batch_size, (bool, np.bool_)) or \
-            not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
+    if not is_int(batch_size) or batch_size < 0:
         raise GraphcError(f"map: batch_size must be an int >= 0 (0: one vmap over all of xs), "
                           f"got {batch_size!r}", (user_location(),))
     k = int(batch_size)

@@ -291,7 +291,7 @@ class Generator:
     def _stop_tokens(self, stop_tokens) -> frozenset:
         if stop_tokens is None:
             stop_tokens = self.model.eos_token_ids
-        elif isinstance(stop_tokens, numbers.Integral):  # one id, as eos_token_id may be
+        elif is_int(stop_tokens):  # one id, as eos_token_id may be
             stop_tokens = (stop_tokens,)
         try:
             ids = list(stop_tokens)

@@ -20,7 +20,6 @@ import enum
 import functools
 import inspect
 import math
-import numbers
 import operator
 import sys
 import threading
@@ -1516,7 +1515,7 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
         raise GraphcError(f"{name}: kernel_size must not be negative, got {tuple(kernel)}",
                           (user_location(),))
     # a numpy integer too (np.int64 from a config array); not a bool or a float
-    if (not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1
+    if (not is_int(groups) or groups < 1
             or in_channels % groups or out_channels % groups):
         raise GraphcError(f"{name}: in_channels {in_channels} and out_channels "
                           f"{out_channels} must divide by groups {groups}", (user_location(),))
@@ -1775,8 +1774,7 @@ def _padding_index(layer, padding_idx, num):
     as torch's."""
     if padding_idx is None:
         return None
-    if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool) \
-            or not -num <= padding_idx < num:
+    if not is_int(padding_idx) or not -num <= padding_idx < num:
         raise GraphcError(f"{layer}: padding_idx must be an int in [-{num}, {num}), got "
                           f"{padding_idx!r}", (user_location(),))
     return int(padding_idx) % num
@@ -1867,7 +1865,7 @@ class Embedding(Module):
 def _normalized_shape(shape, layer):
     """torch's normalized_shape: an int or a tuple of ints, the trailing axes normalised."""
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
-    if not shape or not all(isinstance(d, numbers.Integral) and d > 0 for d in shape):
+    if not shape or not all(is_int(d) and d > 0 for d in shape):
         raise GraphcError(f"{layer}: normalized_shape must be a positive int or a tuple of "
                           f"them, got {shape!r}", (user_location(),))
     return tuple(int(d) for d in shape)
@@ -2234,7 +2232,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     semantics). Its dropout, as the Dropout layers', draws from current_key() unless a seed is
     given: the innermost rng_key block's key, or the traced step's implicit dropout key that
     gc.Trainer feeds every step."""
-    if seed is None and isinstance(dropout_p, numbers.Real) and 0.0 < dropout_p < 1.0:
+    if seed is None and is_real(dropout_p) and 0.0 < dropout_p < 1.0:
         seed = current_key(query)
     return _attention.scaled_dot_product_attention(
         query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed=seed,

@@ -123,9 +123,7 @@ def exponential_decay(init: float, transition_steps: int, decay_rate: float, *,
     it (below for a rate < 1, above for a rate > 1). No transition_begin, optax's fourth
     parameter: the rest are keyword-only, so that optax's positional call is refused."""
     # a number as optax's (count / transition_steps): int() made 2.5 into 2
-    if isinstance(transition_steps, (bool, np.bool_)) or \
-            not isinstance(transition_steps, (int, float, np.integer, np.floating)) or \
-            not 0 < transition_steps < math.inf:
+    if not is_real(transition_steps) or not 0 < transition_steps < math.inf:
         raise GraphcError(f"exponential_decay: transition_steps must be a positive number, "
                           f"got {transition_steps!r}", (user_location(),))
     init = _schedule_non_negative("exponential_decay: init", init)
@@ -538,8 +536,7 @@ class ReduceLROnPlateau:
                       "ReduceLROnPlateau sets the lr itself and starts from a number (give "
                       "the optimizer lr=<number>)")
         else:
-            if isinstance(optimizer, (bool, np.bool_)) or not isinstance(
-                    optimizer, (int, float, np.integer, np.floating)):
+            if not is_real(optimizer):
                 _fail(f"ReduceLROnPlateau: expected an optimizer or a starting lr (a "
                       f"number), got a {type(optimizer).__name__}")
             start, owner = float(optimizer), None
@@ -668,8 +665,7 @@ class ReduceLROnPlateau:
 def _as_schedule(lr, what="lr"):
     if callable(lr):
         return lr
-    if isinstance(lr, (int, float, np.integer, np.floating)) \
-            and not isinstance(lr, (bool, np.bool_)) and math.isfinite(lr) and lr >= 0:
+    if is_real(lr) and math.isfinite(lr) and lr >= 0:
         return constant(lr)
     raise GraphcError(f"{what} must be a number >= 0 or a schedule (a function of the step "
                       f"count), got {lr!r}", (user_location(),))
@@ -776,9 +772,7 @@ class Optimizer:
         # becomes the constant schedule the updates call. Every number setting is checked
         # here, in the constructor and when set later (`opt.beta1 = 1.0` gave NaN updates)
         current = self.__dict__.get("lr") if name == "lr" else None
-        if isinstance(current, ReduceLROnPlateau) and isinstance(
-                value, (int, float, np.integer, np.floating)) and not isinstance(
-                value, (bool, np.bool_)):
+        if isinstance(current, ReduceLROnPlateau) and is_real(value):
             # under a ReduceLROnPlateau, as torch's: the plateau goes on from the number
             # (replacing it would leave it reducing an lr that nothing reads)
             current.lr = value
@@ -1914,8 +1908,7 @@ def _fail(message):
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and \
-        not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+    return is_real(value) and math.isfinite(value)
 
 
 def _schedule_non_negative(name, value):

@@ -19,7 +19,7 @@ from ir.ops import api as F
 from ir.ops.arrays import moveaxis, top_k
 from ir.ops.random import key_words
 from ir.ops.registry import apply
-from ir.types import INT_DTYPES, Dim, as_dtype, broadcast_shapes, finfo, is_float, is_int
+from ir.types import INT_DTYPES, Dim, as_dtype, broadcast_shapes, finfo, is_float, is_int, is_real
 from runtime.eager import Tensor
 
 __all__ = ["key", "PRNGKey", "split", "fold_in", "uniform", "normal", "bernoulli", "randint",
@@ -69,8 +69,7 @@ def _fits(value, shape, fn, name):
     parameter would widen the draw and repeat its numbers (bernoulli(key, p of 6) with
     shape () would give 6 copies of one draw)."""
     if not hasattr(value, "shape"):
-        if isinstance(value, (int, float, np.integer, np.floating)) \
-                and not isinstance(value, (bool, np.bool_)):
+        if is_real(value):
             return value
         F._fail(f"gc.random.{fn}: {name} must be a number or a floating-point array, got "
                 f"{value!r}")

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops import precision
-from ir.types import is_int
+from ir.types import is_int, is_real
 
 from .control_flow import scan
 from .nn import _EVALUATING, Module, Parameter, _layer_dtype, _rng, current_key
@@ -36,8 +34,7 @@ def _fail(message):
 
 def _check_sizes(name, **sizes):
     for what, value in sizes.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
-                value < 1:  # input_size 0 too, as torch: its initial state failed
+        if not is_int(value) or value < 1:  # input_size 0 too, as torch: its initial state failed
             _fail(f"{name}: {what} must be a positive int, got {value!r}")
 
 
@@ -138,9 +135,7 @@ class _Recurrent(Module):
         if not (is_int(proj_size) and 0 <= proj_size < hidden_size):
             _fail(f"{name}: proj_size must be an int from 0 (none) to hidden_size - 1 "
                   f"({hidden_size - 1}), as torch's, got {proj_size!r}")
-        if isinstance(dropout, (bool, np.bool_)) or \
-                not isinstance(dropout, (int, float, np.integer, np.floating)) or \
-                not 0.0 <= dropout < 1.0:
+        if not is_real(dropout) or not 0.0 <= dropout < 1.0:
             _fail(f"{name}: dropout must be a number in [0, 1), got {dropout!r}")
         object.__setattr__(self, "mode", mode)
         object.__setattr__(self, "input_size", int(input_size))

@@ -705,7 +705,7 @@ def parse_polymorphic_shape(shape, what="polymorphic shape") -> tuple:
             except (ValueError, GraphcError) as exc:
                 raise GraphcError(f"compile: bad {what} {shape!r}: {exc}",
                                   (user_location(),)) from None
-        elif not isinstance(d, (int, np.integer, Dim)):
+        elif not (is_int(d) or isinstance(d, Dim)):
             raise GraphcError(f"compile: bad {what} {shape!r}: a dimension is an int, a name "
                               f"or '_', not {type(d).__name__}", (user_location(),))
         out.append(d if isinstance(d, Dim) else int(d))
@@ -714,7 +714,7 @@ def parse_polymorphic_shape(shape, what="polymorphic shape") -> tuple:
 
 def _is_shape_template(value) -> bool:
     return isinstance(value, str) or (isinstance(value, tuple) and all(
-        isinstance(d, (str, int, np.integer, Dim)) for d in value))
+        isinstance(d, (str, Dim)) or is_int(d) for d in value))
 
 
 def polymorphic_templates(declared, arg, count, argname) -> list:

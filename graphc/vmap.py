@@ -30,7 +30,7 @@ from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
 from ir.ops.registry import apply, refuse_foreign_array
-from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS, Dim
+from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS, Dim, is_int
 from passes.batching import batch_graph
 from runtime.eager import Tensor, apart_from
 
@@ -240,7 +240,7 @@ def _python_axes(spec):
     numpy arithmetic, np.int64(1), is axis 1, as in graphc's other axis arguments; JAX's
     vmap refuses it), converted once when vmap is made; np.bool_ is no integer and stays
     refused (_match)."""
-    if isinstance(spec, np.integer):
+    if is_int(spec):  # (not a timedelta64, a time: refused with np.bool_ by _match)
         return int(spec)
     if isinstance(spec, dict):
         return {key: _python_axes(axis) for key, axis in spec.items()}
@@ -314,8 +314,7 @@ def _check_axis(axis, leaf, name):
 def _batch_size(leaves, axes, names, axis_size=None) -> int:
     first = None
     if axis_size is not None:
-        if not isinstance(axis_size, (int, np.integer)) or isinstance(axis_size, bool) \
-                or axis_size < 0:
+        if not is_int(axis_size) or axis_size < 0:
             raise GraphcError(f"vmap: axis_size must be a non-negative int, got {axis_size!r}",
                               (user_location(),))
         first = (int(axis_size), "axis_size", None)

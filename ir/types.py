@@ -203,16 +203,21 @@ class InconclusiveDim(GraphcError):
         super().__init__(message, (user_location(),))
 
 
+# What an integer or number check must leave out: a bool (int() would take it as 0 or 1),
+# and np.timedelta64, an np.signedinteger (so a numbers.Integral) to numpy's type tree but a
+# time: numpy refuses it as an index or a size and gives it units in arithmetic. Every
+# user-facing integer or number check asks is_int or is_real, so this is said once.
+NOT_NUMBERS = (bool, np.bool_, np.timedelta64)
+
+
 def is_int(x) -> bool:
-    """A Python or numpy integer scalar, not a bool (which int() would take as 0 or 1), nor
-    an np.timedelta64 (an np.signedinteger to numpy's type tree, but a time: numpy refuses it
-    as an index or a size, and gives it units in arithmetic)."""
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_, np.timedelta64))
+    """A Python or numpy integer scalar, not a bool nor an np.timedelta64 (NOT_NUMBERS)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, NOT_NUMBERS)
 
 
 def is_real(x) -> bool:
-    """A Python or numpy real number (an integer too), not a bool."""
-    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+    """A Python or numpy real number (an integer too), not a bool nor an np.timedelta64."""
+    return isinstance(x, numbers.Real) and not isinstance(x, NOT_NUMBERS)
 
 
 def is_complex(x) -> bool:

@@ -401,6 +401,41 @@ def test_numpy_timedelta64_is_no_number_for_an_op_a_size_or_an_index():
     np.testing.assert_array_equal(gc.tensor(x)[np.int32(1)].data, x[1])
 
 
+def test_numpy_timedelta64_is_no_int_for_any_setting():
+    # the integer and number checks of fill values, sizes, axes and settings spelled
+    # isinstance(v, (int, np.integer)) or numbers.Integral each, which a timedelta64 passes:
+    # gc.full((2,), td(3)) was [3, 3], sum(axis=td(1)) summed axis 1, SGD(lr=td(1)) was lr 1.
+    # They all ask ir.types.is_int / is_real now, which leave it out
+    td = np.timedelta64
+    x = gc.tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3))
+    for run, message in [
+            (lambda: gc.full((2,), td(3)), "full: fill value"),
+            (lambda: gc.pad(x, ((1, 0), (0, 0)), constant_values=td(3)),
+             "pad: constant_values must be one number"),
+            (lambda: gc.linspace(0, 1, td(4)), "linspace: num must be a non-negative int"),
+            (lambda: gc.repeat(x, td(2)), "repeat: `repeats` must be an int"),
+            (lambda: gc.top_k(x, td(2)), "top_k: k must be an int"),
+            (lambda: gc.sum(x, axis=td(1)), "axis must be an int"),
+            (lambda: gc.softmax(x, td(1)), "axis must be an int"),
+            (lambda: gc.cumsum(x, td(1)), "axis must be an int"),
+            (lambda: gc.flip(x, td(1)), "axis must be an int"),
+            (lambda: gc.expand_dims(x, td(0)), "axis must be an int"),
+            (lambda: gc.transpose(x, (td(1), td(0))), "axis must be an int"),
+            (lambda: gc.max(x, dim=td(1)), "max: dim= takes one dim"),
+            (lambda: gc.vmap(lambda a: a * 2, in_axes=td(0))(np.ones((2, 3))),
+             "vmap: in_axes must be an int"),
+            (lambda: gc.optim.SGD(lr=td(1)), "lr must be a number >= 0"),
+            (lambda: gc.nn.Linear(td(3), 2), "Linear: in_features must be a non-negative int"),
+            (lambda: gc.nn.LayerNorm(td(3)), "LayerNorm: normalized_shape must be")]:
+        with pytest.raises(GraphcError, match=message):
+            run()
+    # numpy integers still count, with their values
+    np.testing.assert_array_equal(gc.full((2,), np.int64(3)).data, [3.0, 3.0])
+    np.testing.assert_array_equal(gc.sum(x, axis=np.int64(1)).data, [3.0, 12.0])
+    np.testing.assert_allclose(gc.linspace(0, 1, np.int32(3)).data, [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(gc.top_k(x, np.uint8(1))[0].data, [[2.0], [5.0]])
+
+
 @pytest.mark.parametrize("kind", [complex, np.complex64, np.complex128, np.clongdouble])
 def test_a_complex_setting_or_fill_is_refused_whatever_its_kind(kind):
     # float() refuses a Python complex but takes a numpy one, dropping its imaginary part with

@@ -133,7 +133,7 @@ def _axis_or_dim(fn, axis, dim, default):
 
 
 def _axis(axis, ndim, what="axis"):
-    if not isinstance(axis, numbers.Integral):  # None, "1", 1.5: one line, not a TypeError
+    if not is_int(axis):  # None, "1", 1.5, True, a timedelta64: one line, not a TypeError
         _fail(f"{what} must be an int, got {axis!r}")
     if not -ndim <= axis < builtins.max(ndim, 1):
         _fail(f"{what} {axis} is out of range for a {ndim}-d value")
@@ -145,9 +145,9 @@ def _axis(axis, ndim, what="axis"):
 def _axes(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, numbers.Integral) or not _iterable(axis):
+    if is_int(axis) or not _iterable(axis):
         axis = (axis,)  # (1.0 is then refused by _axis in one line)
-    if ndim == 0 and builtins.all(isinstance(a, numbers.Integral) and a in (0, -1)
+    if ndim == 0 and builtins.all(is_int(a) and a in (0, -1)
                                   for a in axis):
         return ()  # numpy reduces a scalar over axis 0 or -1: over nothing
     axes = [_axis(a, ndim) for a in axis]
@@ -418,7 +418,7 @@ def _values_indices(fn, x, axis, keepdims, dim, keepdim):
     axis, keepdims = _torch_axes(fn, axis, keepdims, dim, keepdim)
     if dim is NO_DIM or dim is None:
         return (max if fn == "max" else min)(x, axis, keepdims)
-    if not isinstance(dim, numbers.Integral):
+    if not is_int(dim):
         _fail(f"{fn}: dim= takes one dim, as torch's, got {dim!r}; for several use axis=")
     dim = _axis(dim, _ndim(x), f"{fn}: dim")
     from .arrays import _take_along  # (arrays builds on this module)
@@ -486,7 +486,7 @@ def argmax(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
         return reshape(out, (1,) * _ndim(x)) if keepdims else out
     if isinstance(axis, (tuple, list)):
         _fail("argmax takes one axis (or None), not a tuple")
-    if _ndim(x) == 0 and isinstance(axis, numbers.Integral) and axis in (0, -1):
+    if _ndim(x) == 0 and is_int(axis) and axis in (0, -1):
         return full((), 0, "int64")  # (numpy: axis 0 or -1 of a scalar; its only index)
     ax = _axis(axis, _ndim(x))
     size = _shape(x)[ax]
@@ -1050,7 +1050,7 @@ def _pieces(x, shape, axis, bounds):
 def _index_operand(idx):
     """A Python or numpy integer (or a list of them) as an index array: indices are not weak
     scalars, which would take the table's float dtype."""
-    if isinstance(idx, (int, np.integer, list, tuple)) and not isinstance(idx, (bool, np.bool_)):
+    if is_int(idx) or isinstance(idx, (list, tuple)):
         array = np.asarray(idx)
         if array.dtype == object:  # 2**70 fits no index type
             _fail(f"an index in {idx!r} does not fit in int64")
@@ -1197,7 +1197,7 @@ def _sublist_spec(args):
         for k in sublist:
             if k is Ellipsis:
                 out.append("...")
-            elif isinstance(k, (int, np.integer)) and 0 <= k < len(EINSUM_LETTERS):
+            elif is_int(k) and 0 <= k < len(EINSUM_LETTERS):
                 out.append(EINSUM_LETTERS[k])
             else:
                 _fail(f"einsum: subscript {k!r} in {list(sublist)} is not an integer in "
@@ -1310,7 +1310,7 @@ def _softmax_op(op, x, axis):
     log_softmax), as torch's, taking the dims 0 and -1."""
     nd = _ndim(x)
     if not nd:
-        if isinstance(axis, numbers.Integral) and axis not in (0, -1):
+        if is_int(axis) and axis not in (0, -1):
             _fail(f"{op}: dim {axis} is out of range for a 0-d value (0 or -1, as torch's)")
         _axis(axis, 1, f"{op}: dim")  # (refuses a dim that is no int)
         return reshape(apply(op, reshape(x, (1,)), axis=0), ())
@@ -1506,9 +1506,8 @@ def rms_norm(x, weight=None, eps=None):
 # kernel tap, stacked (im2col) and contracted by one matmul. Gradients, vmap and fusion are
 # those of the ops they are made of.
 def _pair(name, what, v):
-    ints = (int, np.integer)
-    pair = (v, v) if isinstance(v, ints) else tuple(v) if isinstance(v, (tuple, list)) else ()
-    if len(pair) != 2 or not builtins.all(isinstance(k, ints) for k in pair):
+    pair = (v, v) if is_int(v) else tuple(v) if isinstance(v, (tuple, list)) else ()
+    if len(pair) != 2 or not builtins.all(is_int(k) for k in pair):
         _fail(f"{name}: {what} must be an int or a pair of ints, got {v!r}")
     return int(pair[0]), int(pair[1])
 
@@ -1638,7 +1637,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     else:
         _fail(f"conv2d: padding must be an int, a pair of ints, 'same' or 'valid', got "
               f"{padding!r}")
-    if not isinstance(groups, (int, np.integer)):
+    if not is_int(groups):
         _fail(f"conv2d: groups must be an int, got {groups!r}")
     groups = int(groups)
     if groups < 1 or o % groups:
@@ -1696,7 +1695,7 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         _fail(f"conv1d: w must be 3-d (O, C/groups, K), got shape {_shape(w)}")
     # what conv2d would refuse naming itself and the (O, C, 1, K) weight it is given
     o, cg, k = _shape(w)
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1 \
+    if not is_int(groups) or groups < 1 \
             or o % groups:
         _fail(f"conv1d: groups={groups!r} must be a positive int dividing w's {o} output "
               "channels")
@@ -2263,7 +2262,7 @@ def dropout(x, rate, seed, training=True, salt=None):
         graph = getattr(x, "graph", None)
     if salt is None:
         salt = graph.next_salt() if graph is not None else next_eager_salt()
-    if isinstance(seed, (int, np.integer)):
+    if is_int(seed):
         seed = np.asarray(seed, dtype=np.int64)
     mask = apply("dropout_mask", seed, *_loop_iterations(graph), shape=_shape(x),
                  rate=float(rate), salt=int(salt), dtype=_dtype(x))
@@ -2339,7 +2338,9 @@ def full(shape, value, dtype=None):
     if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
         return apply("full", shape=shape, value=value, dtype=dtype)
     try:
-        if is_complex(value):  # a numpy one too, which float() and int() would take
+        # (a numpy complex too, which float() and int() would take, and a numpy time,
+        # which int() takes as its count)
+        if is_complex(value) or isinstance(value, (np.timedelta64, np.datetime64)):
             raise TypeError
         number = float(value) if is_float(dtype) else int(value)
     except (TypeError, ValueError, OverflowError):  # "a", or NaN or inf for an int dtype

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..types import Dim, TensorType, as_dtype, is_complex, is_float, is_half
+from ..types import Dim, TensorType, as_dtype, is_complex, is_float, is_half, is_int, is_real
 from . import api as F
 from .api import NO_DIM, _axis, _dtype, _fail, _ndim, _rounded_once, _shape, _whole
 from .registry import SymbolicValue, apply, check, defop, is_weak_scalar, scalar_dtype
@@ -128,7 +128,7 @@ def tile(x, reps):
 def repeat(x, repeats, axis=None):
     """numpy's repeat with one count for every element: each element `repeats` times in a
     row along `axis` (None: of the flattened array). torch's repeat_interleave."""
-    if not isinstance(repeats, (int, np.integer)) or isinstance(repeats, bool):
+    if not is_int(repeats):
         _fail("repeat: `repeats` must be an int (one count for every element; per-element "
               "counts give a data-dependent shape)")
     if repeats < 0:
@@ -203,7 +203,7 @@ def tensordot(a, b, axes=2):
     """numpy's tensordot: the sum over a's last `axes` axes and b's first ones (an int), or
     over the given pairs (two sequences of axes). One matrix product."""
     na, nb = _ndim(a), _ndim(b)
-    if isinstance(axes, (int, np.integer)):
+    if is_int(axes):
         if not 0 <= axes <= builtins.min(na, nb):
             _fail(f"tensordot: axes={axes} for operands of {na} and {nb} dimensions")
         a_axes, b_axes = list(range(na - axes, na)), list(range(axes))
@@ -371,7 +371,7 @@ def top_k(x, k):
     if _ndim(x) == 0:
         _fail("top_k: needs a value with at least one axis, got a 0-d one")
     n = _concrete(_shape(x)[-1], "top_k")
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 <= k <= n:
+    if not is_int(k) or not 0 <= k <= n:
         _fail(f"top_k: k must be an int from 0 to the last axis' size {n}, got {k!r}")
     order = argsort(x, -1, descending=True)
     idx = _along(order, _ndim(x) - 1, 0, int(k))
@@ -394,7 +394,7 @@ def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None, p=
         ord = None if isinstance(p, str) and p == "fro" else p
     nd = _ndim(x)
     axes = _axis_set(axis, nd, "norm")
-    number = isinstance(ord, (int, float, np.integer)) and not isinstance(ord, bool)
+    number = is_real(ord)
     if not (ord is None or number or ord == "fro" or (len(axes) > 1 and ord == "nuc")):
         _fail(f"norm: unsupported ord {ord!r}")
     if is_half(_dtype(x)):  # in float32, rounded once, as torch's: half squares overflow
@@ -444,7 +444,7 @@ def _pow_zero_flat(v, exponent):
 def linspace(start, stop, num=50, endpoint=True, dtype="float32"):
     """numpy's linspace: `num` evenly spaced values from start to stop (stop included unless
     endpoint=False), a constant of `dtype` (float32 by default, as graphc's other creators)."""
-    if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 0:
+    if not is_int(num) or num < 0:
         _fail(f"linspace: num must be a non-negative int, got {num!r}")
     for name, value in (("start", start), ("stop", stop)):
         if is_complex(value):  # numpy's linspace would drop the imaginary part
@@ -472,8 +472,7 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
     posinf = float(info.max) if posinf is None else posinf
     neginf = float(info.min) if neginf is None else neginf
     for name, value in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
-        if np.ndim(value) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or isinstance(value, bool):
+        if np.ndim(value) or not is_real(value):
             _fail(f"nan_to_num: {name} must be one number, got {value!r}")
     x = F.where(F.isnan(x), float(nan), x)
     x = F.where(F.equal(x, np.inf), float(posinf), x)
@@ -483,7 +482,7 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
 def diag(x, k=0):
     """numpy's diag: a 1-d x becomes the matrix with x on its k-th diagonal; of a 2-d x, its
     k-th diagonal."""
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+    if not is_int(k):
         _fail(f"diag: k must be an int, got {k!r}")
     k = int(k)
     nd = _ndim(x)
@@ -530,8 +529,7 @@ def pad(x, pad_width, mode="constant", constant_values=0):
     replicate, reflect and circular)."""
     nd = _ndim(x)
     widths = _pad_widths(pad_width, nd)
-    if np.ndim(constant_values) or isinstance(constant_values, bool) or \
-            not isinstance(constant_values, (int, float, np.integer, np.floating)):
+    if np.ndim(constant_values) or not is_real(constant_values):
         _fail(f"pad: constant_values must be one number, got {constant_values!r}")
     if mode not in ("constant", "edge", "reflect", "symmetric", "wrap"):
         _fail(f"pad: unsupported mode {mode!r}; use constant, edge, reflect, symmetric or wrap")

@@ -6,12 +6,11 @@ scatter, and vmap and compile are those ops'."""
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from . import api as F
-from ..types import is_float
+from ..types import is_float, is_int, is_real
 from .api import _fail, _ndim, _shape
 
 __all__ = ["interpolate"]
@@ -48,12 +47,11 @@ def _source_positions(size_in, size_out, scale_factor, align_corners, mode, spat
 
 
 def _per_axis(value, spatial, kind):
-    """value as one number of `kind` per spatial axis (bool is no number here), or None."""
+    """value as one number per spatial axis that `kind` (is_int or is_real) takes, or None."""
     values = list(value) if isinstance(value, (tuple, list)) else [value] * spatial
-    if len(values) != spatial or not all(
-            isinstance(v, kind) and not isinstance(v, (bool, np.bool_)) for v in values):
+    if len(values) != spatial or not all(kind(v) for v in values):
         return None
-    return [int(v) if kind is numbers.Integral else float(v) for v in values]
+    return [int(v) if kind is is_int else float(v) for v in values]
 
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
@@ -77,13 +75,13 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         _fail("interpolate: give exactly one of size and scale_factor")
     sizes_in = [int(d) for d in _shape(x)[2:]]
     if size is not None:
-        sizes = _per_axis(size, spatial, numbers.Integral)
+        sizes = _per_axis(size, spatial, is_int)
         factors = [None] * spatial
         if sizes is None or any(s < 1 for s in sizes):
             _fail(f"interpolate: size {size!r}: one positive int, or one per spatial axis "
                   f"({spatial})")
     else:
-        factors = _per_axis(scale_factor, spatial, numbers.Real)
+        factors = _per_axis(scale_factor, spatial, is_real)
         if factors is None or not all(0 < f < math.inf for f in factors):
             _fail(f"interpolate: scale_factor {scale_factor!r}: one positive finite number, "
                   f"or one per spatial axis ({spatial})")
