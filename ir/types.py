@@ -220,6 +220,15 @@ def is_real(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, NOT_NUMBERS)
 
 
+def is_real_dtype(dtype) -> bool:
+    """A dtype of real numbers: bool, an integer of any width, a float, bfloat16 (whose kind
+    ml_dtypes makes 'V'). The rule for a gradient seed of another dtype than its output's,
+    gradients()' and Tensor.backward()'s alike: cast, as torch casts grad_outputs, even a
+    dtype graphc has no values of (int8, uint16); a complex one is refused, as torch's."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in "biuf" or dtype == BFLOAT16
+
+
 def is_complex(x) -> bool:
     """A complex number or array (a Python complex, a numpy complex scalar or array), which
     graphc has no dtype for. A number check that calls float() or numpy must ask this first:

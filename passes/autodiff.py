@@ -19,7 +19,7 @@ from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (DerivedVJP, VJPContext, get_op, is_weak_scalar,
                               refuse_foreign_array)
 from ir.rewrite import clone
-from ir.types import TupleType, UnsupportedDtype, as_dtype, is_float
+from ir.types import TupleType, is_float, is_real_dtype
 
 
 def _carries_gradient(node, depends) -> bool:
@@ -234,15 +234,15 @@ def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
                 # as torch.autograd.grad's grad_outputs, a seed of another dtype is cast to
                 # its y's (a float64 seed of a float32 y, an int or bool one: True is 1.0);
                 # left as it was, the first rule met it and failed on mixed dtypes naming
-                # its own op. A dtype no graphc value has (complex: torch refuses it) is one
-                # line naming the seed
-                try:
-                    as_dtype(seed.dtype)
-                except UnsupportedDtype:
+                # its own op. A complex seed (torch refuses it) is one line naming the seed.
+                # An array is cast by numpy: int8 or uint16, which no graphc value holds, is
+                # cast too, as torch and Tensor.backward() cast it (is_real_dtype: one rule)
+                if not is_real_dtype(seed.dtype):
                     raise GraphcError(f"gradients(): seed {k} has dtype {seed.dtype}, which "
                                       f"graphc does not support; give a seed of its y's dtype "
-                                      f"({y.dtype})", (user_location(),)) from None
-                seed = F.cast(seed, y.dtype)
+                                      f"({y.dtype})", (user_location(),))
+                seed = seed.astype(y.dtype) if isinstance(seed, np.ndarray) \
+                    else F.cast(seed, y.dtype)
             _accumulate(grads, y, seed)
         for node in reversed(forward):
             g = grads.get(node)

@@ -23,7 +23,7 @@ from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply, get_op,
                              graph_param, infer_type, is_weak_scalar, like_dtype,
                              refuse_foreign_array, register_base_interpreter, scalar_dtype)
-from ir.types import FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_float
+from ir.types import FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_float, is_real_dtype
 from ir.weak import NUMBER_POSITIONS
 
 
@@ -756,11 +756,11 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
                               f"{grad!r}; retain_graph is the second argument: "
                               "backward(retain_graph=True)", (user_location(),))
         try:
-            kind = np.asarray(grad).dtype.kind
+            dtype = np.asarray(grad).dtype
         except ValueError:  # (a ragged list)
-            kind = "O"
-        if kind not in "biuf":
-            what = "complex numbers" if kind == "c" else f"a {type(grad).__name__}"
+            dtype = np.dtype(object)
+        if not is_real_dtype(dtype):  # (one rule with gradients()' seeds: bfloat16 taken)
+            what = "complex numbers" if dtype.kind == "c" else f"a {type(grad).__name__}"
             raise GraphcError(f"backward(): the gradient must be real numbers (a tensor or "
                               f"an array), got {what}", (user_location(),))
     shape = np.shape(grad.data if isinstance(grad, Tensor) else grad)

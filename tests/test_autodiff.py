@@ -1,6 +1,7 @@
 """The seeds' classic checks, done symbolically, and transforms composing."""
 import re
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -254,6 +255,32 @@ def test_a_seed_of_another_dtype_is_cast_to_its_ys_as_torch_casts_grad_outputs()
     # gradients() in one line, as before
     with pytest.raises(GraphcError, match=r"^gradients\(\): seed 0 is a bool"):
         gc.compile(lambda v: gc.gradients(gc.sum(v), v, True)[0])(x)
+
+
+def test_one_rule_for_seeds_gradients_and_backward_cast_any_real_dtype():
+    # gradients() refused an int8, uint8 or int16 seed ("which graphc does not support")
+    # that torch.autograd.grad and Tensor.backward(gradient=) cast, and backward() refused a
+    # bfloat16 gradient as "a ndarray" (ml_dtypes' kind is 'V'); both ask is_real_dtype now
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    for seed in [np.array([1, 0, 3], np.int8), np.array([1, 0, 3], np.uint8),
+                 np.array([1, 0, -3], np.int16), np.array([1.5, 0, -3], ml_dtypes.bfloat16)]:
+        xt = torch.tensor(x, requires_grad=True)
+        torch_seed = torch.tensor(seed.astype(np.float32)).to(torch.bfloat16) \
+            if seed.dtype == ml_dtypes.bfloat16 else torch.tensor(seed)
+        want = torch.autograd.grad(torch.sin(xt), xt, grad_outputs=torch_seed)[0].numpy()
+        got = gc.compile(lambda v: gc.gradients(gc.sin(v), v, seed)[0])(x)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        t = gc.tensor(x, requires_grad=True)
+        gc.sin(t).backward(gradient=seed)
+        np.testing.assert_allclose(t.grad, want, rtol=1e-6)
+    t = gc.tensor(x.astype(ml_dtypes.bfloat16), requires_grad=True)  # a bfloat16 y too
+    gc.sin(t).backward(gradient=np.ones(3, ml_dtypes.bfloat16))
+    assert t.grad.dtype == ml_dtypes.bfloat16
+    np.testing.assert_allclose(t.grad.astype(np.float32),
+                               np.cos(x.astype(ml_dtypes.bfloat16).astype(np.float32)),
+                               rtol=1e-2)
 
 
 def test_a_list_seed_is_refused_naming_gradients_as_torch_refuses_it():
