@@ -245,10 +245,19 @@ def broadcast_(arrays, root: int = 0) -> None:
     if not isinstance(arrays, Mapping):
         raise GraphcError(f"broadcast_: arrays must be a dict of name -> numpy array (or None), "
                           f"got {_what(arrays, False)}", (user_location(),))
+    # so are the names (sorted below, the same order on every rank: 1 and "b" do not sort)
+    # and writability (broadcast_ writes in place; a read-only array or view cannot be)
     for name, a in arrays.items():
+        if not isinstance(name, str):
+            raise GraphcError(f"broadcast_: the names must be strings, got {name!r} of type "
+                              f"{type(name).__name__}", (user_location(),))
         if a is not None and not isinstance(a, np.ndarray):
             raise GraphcError(f"broadcast_: arrays[{name!r}] must be a numpy array or None, got "
                               f"{_what(a, True)}", (user_location(),))
+        if a is not None and not a.flags.writeable:
+            raise GraphcError(f"broadcast_: arrays[{name!r}] is read-only, and broadcast_ "
+                              f"writes rank root's values into it in place; pass a writable "
+                              f"copy", (user_location(),))
     comm = _STATE["comm"]
     if comm is None or size() == 1:
         return
@@ -256,8 +265,6 @@ def broadcast_(arrays, root: int = 0) -> None:
         a = arrays[name]
         if a is None:
             continue
-        if not a.flags.writeable:  # (a read-only array or view cannot be overwritten)
-            raise GraphcError(f"broadcast_: {name} is not a writable array")
         # raw bytes of one C-ordered block: any dtype (bfloat16 too) travels unchanged. Any
         # other layout (a transposed weight, `w.T` of a torch Linear's) goes through a
         # C-ordered copy written back in place, as DDP broadcasts any parameter's layout

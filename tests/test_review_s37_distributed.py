@@ -338,7 +338,7 @@ def test_a_transposed_parameter_is_broadcast_and_trains_as_in_one_process(tmp_pa
         written = np.full((3, 4), 10.0 * r)
         written[::2, 1:] = 0.0
         np.testing.assert_array_equal(saved["base"], written)
-        assert f"rank {r} | broadcast_: ro is not a writable array" in output, output
+        assert f"rank {r} | broadcast_: arrays['ro'] is read-only" in output, output
 
 
 @pytest.mark.parametrize("arrays, said", [
@@ -347,7 +347,12 @@ def test_a_transposed_parameter_is_broadcast_and_trains_as_in_one_process(tmp_pa
     (gc.tensor(np.ones(2)), "got a graphc Tensor (pass {'name': t.data})"),
     ({"w": gc.tensor(np.ones(2))}, "arrays['w'] must be a numpy array or None, got a graphc "
                                    "Tensor (pass its .data)"),
-    ({"w": [1.0, 2.0]}, "arrays['w'] must be a numpy array or None, got list")])
+    ({"w": [1.0, 2.0]}, "arrays['w'] must be a numpy array or None, got list"),
+    # taken on one rank, and under mpiexec "ro is not a writable array" with no location, or
+    # sorted()'s raw "'<' not supported between instances of 'str' and 'int'"
+    ({"ro": np.broadcast_to(np.ones(2), (3, 2))}, "arrays['ro'] is read-only, and broadcast_ "
+                                                  "writes rank root's values into it in place"),
+    ({1: np.ones(2), "b": np.ones(2)}, "the names must be strings, got 1 of type int")])
 def test_broadcast_of_what_is_not_a_dict_of_arrays_is_one_line_on_one_rank(arrays, said):
     """broadcast_ given a list or a graphc Tensor returned silently on one rank and under
     mpiexec failed deep in numpy's indexing ("only integer scalar arrays can be converted
