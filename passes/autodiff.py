@@ -369,7 +369,11 @@ def _through_captures(graph, ys, xs, seeds, partial):
             if n not in depends and (any(i in depends for i in n.inputs)
                                      or links[g].get(n) in depends):
                 depends.add(n)
-    carriers = [n for n, outer in links[graph].items() if outer in depends]
+    # (only float values carry a gradient: an integer one computed from an x, e.g. labels
+    # argmax(xs @ w) passed batched beside xs, is a constant of the region, as it is
+    # outside; asked for as a carrier, gradients() refused "a int64 value")
+    carriers = [n for n, outer in links[graph].items()
+                if outer in depends and is_float(n.dtype)]
     inner_xs = [x for x in xs if x.graph is graph]
     first = gradients(ys, inner_xs + carriers, seeds, partial)
     by_inner = dict(zip(inner_xs, first))

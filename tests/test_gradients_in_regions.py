@@ -107,6 +107,28 @@ def test_vmapped_function_given_the_outer_value_batched():
                                rtol=1e-12)
 
 
+def test_a_batched_integer_argument_computed_from_the_outer_value_carries_no_gradient():
+    """Per-example gradients with pseudo-labels from the same weights: the labels (int64,
+    argmax of xs @ w) are an argument vmap batches that depends on w, and 06910c3's links
+    asked gradients() for their gradient ("cannot differentiate with respect to a int64
+    value"); an integer value is a constant of the region, as outside (review r9)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    w, xs = rng.normal(size=(5, 3)), rng.normal(size=(4, 5))
+
+    def step(w, xs):
+        labels = gc.argmax(xs @ w, axis=1)
+
+        def per(x, y):
+            hit = gc.cast(gc.equal(gc.arange(3), y), "float64")
+            return gc.gradients([-gc.sum(gc.log_softmax(x @ w) * hit)], [w])[0]
+        return gc.vmap(per)(xs, labels)
+
+    tw, tx = torch.tensor(w), torch.tensor(xs)
+    want = torch.func.vmap(lambda x, y: torch.func.grad(
+        lambda v: -torch.log_softmax(x @ v, -1)[y])(tw))(tx, torch.argmax(tx @ tw, dim=1))
+    np.testing.assert_allclose(gc.compile(step)(w, xs), want.numpy(), rtol=1e-12, atol=1e-15)
+
+
 def test_nested_regions_through_a_value_of_the_middle_one():
     zs = rng.normal(size=(2, 3))
 
