@@ -243,8 +243,11 @@ def _locs(c: _Cursor):
 def _misplaced_location(c: _Cursor):
     """Refuse the comment `c` of a region node's line before its last: the closing line's
     comment took its place, so a malformed one there was dropped silently. It is named at
-    its column as on other lines: a bad location as such, a good one as out of place."""
+    its column as on other lines: a bad location as such, a good one as out of place. An
+    empty '#' holds no location, as on any other line."""
     c.ws()
+    if c.at_end():
+        return
     column = c.pos + 1
     _locs(c)
     raise _Fail("a location comment goes on a node's last line, after its regions", column,

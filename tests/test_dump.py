@@ -489,6 +489,9 @@ def test_a_location_before_a_region_nodes_last_line_is_refused_at_its_column(old
                                              r"comment goes on a node's last line, after its "
                                              r"regions$"):
         parse(text)
+    # an empty '#' there holds no location, as on a plain node line (review r11)
+    assert parse(_COND_IR.replace(old, old + "  #")).nodes[2].locs == (("c.py", 9),)
+    assert parse(_PLAIN_IR.replace("# a.py:4, b.py:5", "#")).nodes[-1].locs == ()
 
 
 @pytest.mark.parametrize("old, new, message", [
