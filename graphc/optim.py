@@ -30,7 +30,6 @@ import bisect
 import collections.abc
 import contextlib
 import copy
-import functools
 import inspect
 import math
 import numbers
@@ -1682,11 +1681,10 @@ def _constructor(cls):
     return object, []
 
 
-@functools.lru_cache(maxsize=256)
 def _parameters_of(init) -> list:
-    """An __init__'s parameters less self: inspect.signature takes ~20 us, and __new__
-    reads them for every construction with positional arguments (a function, so an
-    __init__ replaced later is read anew)."""
+    """An __init__'s parameters less self (inspect.signature, ~15 us a construction with
+    positional arguments, not a hot path). Not cached: a cache keyed on the function kept
+    every user subclass whose __init__ calls super() alive, through its closure cell."""
     return list(inspect.signature(init).parameters.values())[1:]
 
 
