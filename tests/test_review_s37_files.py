@@ -170,6 +170,26 @@ def test_an_output_name_of_a_directory_or_under_a_file_is_refused_up_front(
     assert os.listdir(tmp_path) == ["work"]  # no temporary left above it
 
 
+def _train_until_the_reader_goes(arguments, last_line):
+    """Run `python ARGUMENTS` with its stdout a pipe closed, as `head` closes it, once a
+    line starting with `last_line` was read (None: at once); its stderr, once it ended
+    with status 128 + SIGPIPE (asserted)."""
+    proc = subprocess.Popen([sys.executable, *arguments], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        if last_line is not None:
+            for line in proc.stdout:
+                if line.startswith(last_line):
+                    break
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGPIPE, stderr
+    return stderr
+
+
 @pytest.mark.parametrize("progress", [False, True])
 def test_a_reader_that_goes_away_stops_training_after_saving(tmp_path, text_file, progress):
     """`graphc train | head -4`: the evaluation line was printed before the checkpoint was
@@ -179,20 +199,9 @@ def test_a_reader_that_goes_away_stops_training_after_saving(tmp_path, text_file
     boundary as at a SIGINT: one line on stderr, status 128 + SIGPIPE."""
     out = tmp_path / "run"
     options = [o for o in TINY if progress is False or o != "--no-progress"]
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "graphc.cli", "train", *options, "--steps", "200",
-         "--eval-every", "2", "--data", text_file, "--out", str(out)], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            if line.startswith("step 2:"):
-                break
-        proc.stdout.close()  # as `head` does once it has its lines
-        stderr = proc.stderr.read()
-        proc.wait(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signal.SIGPIPE, stderr
+    stderr = _train_until_the_reader_goes(
+        ["-u", "-m", "graphc.cli", "train", *options, "--steps", "200", "--eval-every", "2",
+         "--data", text_file, "--out", str(out)], "step 2:")
     *_, last = stderr.strip().splitlines()
     assert last.startswith("interrupted by SIGPIPE: saved step "), stderr
     step = int(last.split("saved step ")[1].split()[0])
@@ -212,21 +221,9 @@ def test_a_reader_gone_before_or_after_training_ends_one_process_as_ranks_do(
     discarded and ends quietly (after it); status 128 + SIGPIPE either way."""
     out = tmp_path / "run"
     options = [*TINY[:-1], "40"]  # --sample-tokens 40, each printed
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "graphc.cli", "train", *options, "--steps", "4",
-         "--eval-every", "4", "--data", text_file, "--out", str(out)], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        if when == "after training":
-            for line in proc.stdout:
-                if line.startswith("step 4:"):  # training's last line
-                    break
-        proc.stdout.close()  # as `head` does once it has its lines
-        stderr = proc.stderr.read()
-        proc.wait(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signal.SIGPIPE, stderr
+    stderr = _train_until_the_reader_goes(
+        ["-m", "graphc.cli", "train", *options, "--steps", "4", "--eval-every", "4", "--data",
+         text_file, "--out", str(out)], "step 4:" if when == "after training" else None)
     ckpt = out / "checkpoint.npz"
     if when == "after training":
         assert stderr == ""
