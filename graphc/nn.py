@@ -504,8 +504,9 @@ def _refusing_unknown_keywords(cls):
     parameters = list(inspect.signature(init).parameters.values())[1:]
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
-    takes = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    known = frozenset(takes)
+    named = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    known = frozenset(named)
+    takes = [name for name in named if not name.startswith("_")]  # (graphc's own: _weight)
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
@@ -1352,9 +1353,10 @@ class ModuleList(Module):
         0, as torch's ModuleList slice."""
         return self._shared([(str(k), m) for k, (_, m) in enumerate(items)])
 
-    def _shared(self, items):
-        """A container of the same modules, under the keys given."""
-        part = object.__new__(type(self))
+    def _shared(self, items, kind=None):
+        """A container (of type `kind`, by default this one's) of the same modules, under
+        the keys given."""
+        part = object.__new__(kind or type(self))
         for key, module in items:
             object.__setattr__(part, key, module)  # (setattr would rename their params)
         object.__setattr__(part, "_keys", [key for key, _ in items])
@@ -1400,7 +1402,19 @@ class ModuleList(Module):
     def __add__(self, other):
         """torch's: a new ModuleList of this one's modules, then `other`'s (any iterable of
         modules), numbered from 0; the modules are shared, not copied."""
-        return ModuleList(self).extend(self._addend("+", other))
+        return self._joined(ModuleList, other)
+
+    def _joined(self, kind, other):
+        """A `kind` of this one's modules, then `other`'s, numbered from 0, held as a slice
+        holds them: setattr would rename the model's own modules (layers.0 -> 0) and mark
+        the modules traced through as changed, so that `for layer in self.enc + self.dec:`
+        in a compiled forward traced it again at every call."""
+        modules = [*self, *self._addend("+", other)]
+        for i, module in enumerate(modules):
+            # a Module or a compiled one (a new container: no cycle to refuse, as _as_child)
+            if not isinstance(module, Module) and _compiled_module(module) is None:
+                _refuse_as_child(f"{type(self).__name__}: item {i}", module)
+        return self._shared([(str(i), m) for i, m in enumerate(modules)], kind)
 
     def __iadd__(self, other):
         """torch's: extend(other), in place."""
@@ -1788,7 +1802,7 @@ class Embedding(Module):
     renormalises the looked-up rows of the weight in place at each forward."""
 
     def __init__(self, num_embeddings, embedding_dim, rng=None, std=None, dtype="float32", *,
-                 padding_idx=None, max_norm=None, norm_type=2.0):
+                 padding_idx=None, max_norm=None, norm_type=2.0, _weight=None):
         if max_norm is not None:
             raise GraphcError(
                 f"Embedding: max_norm={max_norm!r} is not supported (torch renormalises the "
@@ -1797,11 +1811,14 @@ class Embedding(Module):
                 (user_location(),))
         num = _size("Embedding", "num_embeddings", num_embeddings)
         dim = _size("Embedding", "embedding_dim", embedding_dim)
-        rng, dtype = _rng(rng), _layer_dtype("Embedding", dtype)
-        weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
         padding_idx = _padding_index("Embedding", padding_idx, num)
-        if padding_idx is not None:
-            weight[padding_idx] = 0
+        if _weight is not None:  # from_pretrained's table, as torch's _weight: kept as
+            weight = _weight     # given (its padding row too), nothing drawn
+        else:
+            rng, dtype = _rng(rng), _layer_dtype("Embedding", dtype)
+            weight = rng.normal(0.0, 1.0 if std is None else std, (num, dim)).astype(dtype)
+            if padding_idx is not None:
+                weight[padding_idx] = 0
         self.weight = Parameter(weight)
         object.__setattr__(self, "padding_idx", padding_idx)
 
@@ -1835,10 +1852,9 @@ class Embedding(Module):
         if not is_float(table.dtype):
             raise GraphcError(f"{where}: embeddings must hold floating-point numbers, got "
                               f"{table.dtype}", (user_location(),))
-        layer = object.__new__(cls)  # (torch's passes _weight: nothing drawn for it)
-        layer.weight = Parameter(table)
-        object.__setattr__(layer, "padding_idx", _padding_index(where, padding_idx,
-                                                                table.shape[0]))
+        _padding_index(where, padding_idx, table.shape[0])  # (refused naming this call)
+        # through cls, as torch's, so that a subclass's __init__ runs (its own attributes)
+        layer = cls(*table.shape, padding_idx=padding_idx, _weight=table)
         layer.weight.requires_grad_(not freeze)
         return layer
 
@@ -2014,7 +2030,7 @@ class Sequential(ModuleList):
     def __add__(self, other):
         """torch's: a new Sequential of this one's modules, then `other`'s, numbered from 0;
         the modules are shared, not copied."""
-        return Sequential(*self, *self._addend("+", other))
+        return self._joined(Sequential, other)
 
     __repr__ = Module.__repr__  # torch's Sequential shows every item, equal ones too
 

@@ -610,6 +610,63 @@ def test_sequential_and_module_list_add_as_torchs():
                           "test_nn_layers.py")
 
 
+def test_container_add_keeps_the_models_names_and_plans():
+    """ModuleList + and Sequential + built the new container by setattr, which renamed the
+    model's own modules and Parameters (layers.0 -> 0) and marked the traced modules as
+    changed: `for layer in self.enc + self.dec:` in a compiled forward traced again at every
+    call. Now the result holds the same modules as a slice does; values as torch's."""
+    def model(nn):
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.enc = nn.ModuleList([nn.Linear(3, 4), nn.Tanh()])
+                self.dec = nn.ModuleList([nn.Linear(4, 2)])
+                self.seq = nn.Sequential(nn.Linear(2, 2))
+
+            def forward(self, x):
+                for layer in self.enc + self.dec:
+                    x = layer(x)
+                return (self.seq + self.seq)(x)
+        return Model()
+    ours, theirs = model(nn), model(torch.nn)
+    ours.load_torch_state_dict(theirs.state_dict())
+    names = [name for name, _ in ours.named_parameters()]
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    f = gc.compile(lambda x: ours(x))
+    want = theirs(torch.tensor(x)).detach().numpy()
+    for _ in range(4):
+        np.testing.assert_allclose(f(x), want, rtol=1e-5, atol=1e-6)
+    assert f.recompiles == []
+    assert [name for name, _ in ours.named_parameters()] == names
+    assert [p.name for _, p in ours.named_parameters()] == names  # the Parameters' own names
+    assert (ours.enc[0]._path, ours.dec[0]._path, ours.seq[0]._path) == ("enc.0", "dec.0",
+                                                                         "seq.0")
+    total = ours.enc + ours.dec
+    assert list(total.state_dict()) == list((theirs.enc + theirs.dec).state_dict())
+    assert ours.enc[0]._path == "enc.0"
+
+
+def test_embedding_from_pretrained_runs_a_subclass_init():
+    """from_pretrained built the layer with object.__new__, so a subclass's __init__ did not
+    run (its attributes missing); as torch's, it is built through cls."""
+    def scaled(base):
+        class Scaled(base):
+            def __init__(self, *args, scale=2.0, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.scale = scale
+
+            def forward(self, idx):
+                return super().forward(idx) * self.scale
+        return Scaled
+    Scaled, TorchScaled = scaled(nn.Embedding), scaled(torch.nn.Embedding)
+    table = np.random.default_rng(1).normal(size=(5, 3))
+    idx = np.array([[0, 4, 1], [2, 2, 3]])
+    ours = Scaled.from_pretrained(table, padding_idx=1)
+    theirs = TorchScaled.from_pretrained(torch.tensor(table), padding_idx=1)
+    assert type(ours) is Scaled and ours.scale == 2.0 and ours.padding_idx == 1
+    np.testing.assert_array_equal(ours(idx).data, theirs(torch.tensor(idx)).detach().numpy())
+
+
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_multihead_attention_with_kdim_vdim_and_per_head_weights_matches_torch(batch_first):
     # torch's separate q/k/v projections where the key's and value's widths differ from E
