@@ -428,14 +428,18 @@ def check_seed(meta: dict, seed: int, path: str | None = None, allow_changed: bo
     sharing the header) than `seed` unless `allow_changed`: its batches were drawn with the
     saved seed's sampling (the RNG state goes on), while the dropout keys and evaluation
     batches to come would follow `seed`, a run neither seed gives. A header written before
-    the field was recorded has none: nothing to compare, the run goes on under `seed`."""
-    if "trainer_seed" not in meta:
+    the field was recorded has none: nothing to compare, the run goes on under `seed`.
+    Opted in, the field is not read at all: a header written before then may hold a
+    checkpoint_meta setting of that name (allowed then), which must not make it unreadable."""
+    if "trainer_seed" not in meta or allow_changed:
         return
     saved = meta["trainer_seed"]
     name = f"checkpoint {path!r}" if path else "the checkpoint"
     if not isinstance(saved, int) or isinstance(saved, bool) or saved < 0:
         raise CheckpointError(f"{name}: header field trainer_seed must be a whole number "
-                              f">= 0, got {saved!r}"[:300])
+                              f">= 0, got {saved!r}"[:200] + " (a checkpoint_meta setting of "
+                              "that name, from before graphc recorded the seed? pass "
+                              f"{how} to resume it under this trainer's seed)")
     if saved != seed and not allow_changed:
         raise GraphcError(f"{path or 'the checkpoint'} was saved with seed {saved}, this "
                           f"trainer has seed {seed} (its batches were drawn with seed "

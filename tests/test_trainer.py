@@ -125,6 +125,37 @@ def test_resume_refuses_another_seed_and_with_the_same_one_is_bit_exact(tmp_path
     assert older.seed == 6 and older.step == 10
 
 
+def test_an_older_checkpoint_with_a_setting_named_trainer_seed_resumes_opted_in(tmp_path):
+    """Before the header recorded the seed, checkpoint_meta could hold a setting named
+    trainer_seed; check_seed read it as the seed, so such a file (a non-int value) could not
+    be resumed even with allow_changed_settings=True. Opted in, the field is not read; not
+    opted in, the refusal names the opt-in; a Trainer given the key is refused at once."""
+    from errorcheck import assert_one_line_error
+    first = make_trainer(steps=10)
+    first.fit(str(tmp_path), progress=False)
+    arrays, meta = checkpoint.load_arrays(
+        str(tmp_path / "checkpoint.npz"),
+        {k: (a.shape, a.dtype) for k, a in first.state_arrays().items()})
+    path = str(tmp_path / "old.npz")  # as the parent wrote it with checkpoint_meta={...}
+    checkpoint.save(path, arrays, {**meta, "trainer_seed": "v2"})
+    refused = make_trainer(steps=20)
+    with pytest.raises(checkpoint.CheckpointError) as info:
+        refused.resume(path)
+    assert str(info.value) == (
+        f"checkpoint {path!r}: header field trainer_seed must be a whole number >= 0, got "
+        "'v2' (a checkpoint_meta setting of that name, from before graphc recorded the seed? "
+        "pass allow_changed_settings=True to resume it under this trainer's seed)")
+    assert refused.step == 0
+    resumed = make_trainer(steps=20)
+    resumed.resume(path, allow_changed_settings=True)
+    assert resumed.step == 10 and resumed.seed == 5
+    for key, value in _state(resumed).items():
+        np.testing.assert_array_equal(value, arrays[key], err_msg=key)
+    assert_one_line_error(lambda: make_trainer(checkpoint_meta={"trainer_seed": "v2"}),
+                          "'trainer_seed' is a checkpoint header field of its own",
+                          "test_trainer.py")
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     trainer = make_trainer(steps=2)
     trainer.fit(str(tmp_path), progress=False)
