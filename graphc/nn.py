@@ -1505,6 +1505,14 @@ class Linear(Module):
         # nor which of its operands is wrong (a 0-d x is left to it)
         features, fan_in = F._shape(x)[-1:], self.weight.shape[0]
         if features and features[0] != fan_in:
+            shape = tuple(self.weight.shape)
+            if len(shape) == 2 and shape[1] == features[0]:
+                # the input fits the transposed weight: most likely a torch (out, in) weight
+                # put in by hand, which "the layer takes ..." alone would blame on the input
+                raise GraphcError(
+                    f"{type(self).__name__}: input has {features[0]} features, the weight "
+                    f"{shape} takes {fan_in}: graphc's weight is (in_features, out_features), "
+                    "the transpose of torch's (out_features, in_features)", (user_location(),))
             raise GraphcError(f"{type(self).__name__}: input has {features[0]} features, the "
                               f"layer takes {fan_in}", (user_location(),))
         y = x @ self.weight

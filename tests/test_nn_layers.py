@@ -330,6 +330,26 @@ def test_a_wrong_feature_size_to_linear_or_a_norm_names_the_layer():
             problem, where = str(info.value).splitlines()
             assert problem == message
             assert where.strip().startswith("at tests/test_nn_layers.py:"), where
+    # a weight in torch's (out, in) layout put into Linear(5, 3): the input is right, and
+    # the message says so by naming the weight and the layouts, assigned or given to apply
+    torch_linear = torch.nn.Linear(5, 3)
+    torch_params = {k: v.detach().numpy() for k, v in torch_linear.state_dict().items()}
+    ours = nn.Linear(5, 3)
+    ours.weight = nn.Parameter(torch_params["weight"])
+    message = ("Linear: input has 5 features, the weight (3, 5) takes 3: graphc's weight is "
+               "(in_features, out_features), the transpose of torch's (out_features, "
+               "in_features)")
+    for run in (lambda: ours(gc.tensor(x)), lambda: gc.compile(lambda a: ours(a))(x),
+                lambda: nn.Linear(5, 3).apply(torch_params, x)):
+        with pytest.raises(GraphcError) as info:
+            run()
+        problem, where = str(info.value).splitlines()
+        assert problem == message
+        assert where.strip().startswith("at tests/test_nn_layers.py:"), where
+    ours.weight = nn.Parameter(torch_params["weight"].T)  # as the message says: the same
+    ours.bias = nn.Parameter(torch_params["bias"])
+    np.testing.assert_allclose(ours(gc.tensor(x)).data, torch_linear(torch.tensor(x))
+                               .detach().numpy(), rtol=1e-5, atol=1e-6)
     # the sizes that fit still give torch's values, a vector to Linear too
     for ours, theirs in [(nn.Linear(5, 2), torch.nn.Linear(5, 2)),
                          (nn.LayerNorm(5, elementwise_affine=False),
