@@ -24,6 +24,7 @@ import operator
 import sys
 import threading
 import weakref
+from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
@@ -818,10 +819,13 @@ class Module:
         torch's order: each module's parameters, then its buffers, then its submodules'. A
         tied or shared one is under each of its names, as torch's (whose strict load of this
         dict then finds them all); load_state_dict takes any of them. `prefix` goes before
-        each name as it is, as torch's: state_dict(prefix="enc.") names `enc.weight`."""
+        each name as it is, as torch's: state_dict(prefix="enc.") names `enc.weight`. An
+        OrderedDict, as torch's: what takes a plain dict's keys sorted, as torch's does
+        (ParameterDict(model.state_dict()), update), keeps this order, as torch's."""
         kept = {**dict(self._all_parameters()),
                 **dict(self._persistent_buffers(every_name=True))}
-        return {prefix + name: kept[name].data for name in self._state_names() if name in kept}
+        return OrderedDict((prefix + name, kept[name].data) for name in self._state_names()
+                           if name in kept)
 
     def _state_names(self, prefix=""):
         """Every name of every parameter and buffer, in state_dict's order."""

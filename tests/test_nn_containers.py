@@ -139,6 +139,34 @@ def test_parameter_dict_orders_keys_as_torchs():
         nn.ParameterDict(3)
 
 
+def test_a_copy_through_state_dict_keeps_torchs_order():
+    """state_dict() was a plain dict, so ParameterDict(pd.state_dict()), whose update sorts a
+    plain dict's keys as torch's, reordered them; torch's state_dict() is an OrderedDict and
+    keeps them. graphc's is one too now (still equal to a dict with the same items)."""
+    from collections import OrderedDict
+    values = [("scale", np.full(2, 2.0)), ("bias", np.zeros(3))]
+    mine = nn.ParameterDict(values)
+    theirs = torch.nn.ParameterDict([(k, torch.nn.Parameter(torch.tensor(v))) for k, v in values])
+    assert type(mine.state_dict()) is type(theirs.state_dict()) is OrderedDict
+    assert mine.state_dict() == dict(mine.state_dict()) and nn.ParameterDict().state_dict() == {}
+    copied = nn.ParameterDict(mine.state_dict())
+    their_copy = torch.nn.ParameterDict(theirs.state_dict())
+    assert copied.keys() == list(their_copy.keys()) == ["scale", "bias"]
+    np.testing.assert_array_equal(
+        nn.utils.parameters_to_vector(copied.parameters()).data,
+        torch.nn.utils.parameters_to_vector(their_copy.parameters()).detach().numpy())
+
+    def model(nn):
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = nn.Parameter(np.ones(1) if nn is not torch.nn else torch.ones(1))
+                self.a = nn.Parameter(np.zeros(1) if nn is not torch.nn else torch.zeros(1))
+        return Model()
+    assert nn.ParameterDict(model(nn).state_dict()).keys() == list(
+        torch.nn.ParameterDict(model(torch.nn).state_dict()).keys()) == ["w", "a"]
+
+
 def _parameters_with_grads(rng, dtype):
     shapes = [(4, 3), (3,), (5, 2)]
     values = [rng.normal(size=s).astype(dtype) for s in shapes]
