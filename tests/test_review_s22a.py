@@ -227,6 +227,11 @@ def test_tensordot_with_a_repeated_axis_names_tensordot():
     """It failed inside transpose ('perm (1, 0, 0) is not a permutation of 2 axes')."""
     assert_one_line_error(lambda: gc.tensordot(M, M, ((0, -2), (0, 1))),
                           "tensordot: axes ((0, -2), (0, 1)) repeat an axis", F)
+    # neither an int nor a pair: one line naming axes, not len()'s raw TypeError (c6a1dc1
+    # left a bool to the pair branch; review r12)
+    for axes in (True, 1.0, np.timedelta64(1)):
+        assert_one_line_error(lambda: gc.tensordot(M, M, axes), "tensordot: axes must be an "
+                              f"int or a pair of axis sequences, got {axes!r}", F)
 
 
 def test_pad_constant_of_a_bfloat16_value():

@@ -208,8 +208,12 @@ def tensordot(a, b, axes=2):
             _fail(f"tensordot: axes={axes} for operands of {na} and {nb} dimensions")
         a_axes, b_axes = list(range(na - axes, na)), list(range(axes))
     else:
-        if len(axes) != 2:
-            _fail("tensordot: axes must be an int or a pair of axis sequences")
+        try:
+            pairs = len(axes)
+        except TypeError:  # a bool (no axis count, as elsewhere), a float, a timedelta64
+            pairs = None
+        if pairs != 2:
+            _fail(f"tensordot: axes must be an int or a pair of axis sequences, got {axes!r}")
         a_axes = [_axis(i, na) for i in _seq(axes[0])]
         b_axes = [_axis(i, nb) for i in _seq(axes[1])]
         if len(a_axes) != len(b_axes):
