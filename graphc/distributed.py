@@ -245,12 +245,17 @@ def broadcast_(arrays, root: int = 0) -> None:
     if not isinstance(arrays, Mapping):
         raise GraphcError(f"broadcast_: arrays must be a dict of name -> numpy array (or None), "
                           f"got {_what(arrays, False)}", (user_location(),))
-    # so are the names (sorted below, the same order on every rank: 1 and "b" do not sort)
-    # and writability (broadcast_ writes in place; a read-only array or view cannot be)
+    # so are the names (sorted below, the same order on every rank: names of one kind, as a
+    # Trainer's int-keyed parameters; 1 and "b" do not sort) and writability (broadcast_
+    # writes in place; a read-only array or view cannot be)
+    try:
+        sorted(arrays)
+    except TypeError:
+        kinds = sorted({type(name).__name__ for name in arrays})
+        raise GraphcError(f"broadcast_: the names must sort, the same order on every rank: "
+                          f"give them one kind (all strings), got {', '.join(kinds)} names",
+                          (user_location(),)) from None
     for name, a in arrays.items():
-        if not isinstance(name, str):
-            raise GraphcError(f"broadcast_: the names must be strings, got {name!r} of type "
-                              f"{type(name).__name__}", (user_location(),))
         if a is not None and not isinstance(a, np.ndarray):
             raise GraphcError(f"broadcast_: arrays[{name!r}] must be a numpy array or None, got "
                               f"{_what(a, True)}", (user_location(),))
