@@ -34,7 +34,8 @@ class _ConvTranspose(Module):
             _fail(f"{name}: only padding_mode 'zeros' is supported, got {padding_mode!r}")
         in_channels = _size(name, "in_channels", in_channels, least=1)
         out_channels = _size(name, "out_channels", out_channels, least=1)
-        if not is_int(groups) or groups < 1 or in_channels % groups or out_channels % groups:
+        groups = _size(name, "groups", groups, least=1)
+        if in_channels % groups or out_channels % groups:
             _fail(f"{name}: in_channels {in_channels} and out_channels {out_channels} must "
                   f"divide by groups {groups}")
         kernel, = C._settings(name, self._spatial, kernel_size=kernel_size)

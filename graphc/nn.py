@@ -1541,11 +1541,10 @@ def _conv_init(layer, name, in_channels, out_channels, kernel, stride, padding, 
         raise GraphcError(f"{name}: kernel_size must not be negative, got {tuple(kernel)}",
                           (user_location(),))
     # a numpy integer too (np.int64 from a config array); not a bool or a float
-    if (not is_int(groups) or groups < 1
-            or in_channels % groups or out_channels % groups):
+    groups = _size(name, "groups", groups, least=1)
+    if in_channels % groups or out_channels % groups:
         raise GraphcError(f"{name}: in_channels {in_channels} and out_channels "
                           f"{out_channels} must divide by groups {groups}", (user_location(),))
-    groups = int(groups)
     rng, dtype = _rng(rng), _layer_dtype(name, dtype)
     fan_in = in_channels // groups * math.prod(kernel)
     bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0

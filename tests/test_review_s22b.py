@@ -58,7 +58,8 @@ def test_conv_layers_take_a_numpy_integer_groups():
                                atol=1e-13)
     assert gc.nn.Conv2d(4, 6, 3, groups=np.int64(2)).weight.data.shape == (6, 2, 3, 3)
     for bad in (2.0, True):
-        assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3, groups=bad), f"by groups {bad}",
+        assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3, groups=bad),
+                              f"Conv1d: groups must be a positive int, got {bad}",
                               "test_review_s22b.py")
 
 
