@@ -279,6 +279,34 @@ def test_a_loss_outside_autocast_refuses_a_dtype_mix_naming_itself_and_torchs_re
                                1.0)
 
 
+def test_under_autocast_a_list_target_an_integer_var_and_a_mix_of_inputs_name_the_loss():
+    """Under autocast a Python list target (numpy's float64 beside a float32 input) was read
+    as a float64 dtype to promote to: the list reached the loss's ops, whose line named sub,
+    cast or eq ("sub: cannot use a list as a tensor operand"). gaussian_nll_loss with an
+    int64 var computed a float32 loss where torch's in-place clamp of var refuses it.
+    triplet_margin_loss with float32 and float64 inputs named pairwise_distance's x1 and x2.
+    Each is now the loss's own line, naming its arguments and the dtypes given, as outside
+    autocast."""
+    x = np.ones((2, 3), np.float32)
+    target = [[1., 2., 3.], [4., 5., 6.]]
+    cases = [(lambda: gc.mse_loss(x, target), "mse_loss: input is float32 but target is float64"),
+             (lambda: gc.l1_loss(x, target), "l1_loss: input is float32 but target is float64"),
+             (lambda: gc.huber_loss(x, target),
+              "huber_loss: input is float32 but target is float64"),
+             (lambda: gc.kl_div(x, target), "kl_div: input is float32 but target is float64"),
+             (lambda: gc.gaussian_nll_loss(x, x, np.ones((2, 3), np.int64)),
+              "gaussian_nll_loss: input is float32 but var is int64"),
+             (lambda: gc.triplet_margin_loss(x, x.astype(np.float64), x),
+              "triplet_margin_loss: anchor is float32 but positive is float64")]
+    for run, message in cases:
+        for mode, under in ((None, ""), ("bfloat16", " (under autocast too)")):
+            with gc.autocast(mode), pytest.raises(GraphcError) as info:
+                run()
+            line, where = str(info.value).splitlines()
+            assert line == f"{message}{under}; cast one (.astype)", (mode, line)
+            assert "test_mixed_precision.py" in where
+
+
 # ---- dynamic loss scaling -------------------------------------------------------------------
 def _scaled_step(scaler):
     opt = gc.optim.SGD(lr=0.1)

@@ -1932,12 +1932,15 @@ def _autocast_promoted(operands, refuse="", like=None):
     as given outside autocast (a dtype mix is refused there: graphc mixes no dtypes
     silently), for weak numbers, and where an operand's kind is in `refuse` ("b": bool,
     "iub": integers too), which torch's loss refuses under autocast too: _loss_operands
-    refuses the mix then, naming the loss."""
+    refuses the mix then, naming the loss. So is a Python list or tuple operand: its
+    float64 is numpy's reading, no dtype it has, and cast or the loss's ops would refuse
+    it naming themselves ("sub: cannot use a list ...")."""
     if precision.active_half() is None:
         return operands
     dtypes = [_dtype(x) for x in operands]
     if len(set(dtypes)) == 1 or builtins.any(map(_weakly_typed, operands)) or \
-            builtins.any(np.dtype(d).kind in refuse for d in dtypes):
+            builtins.any(np.dtype(d).kind in refuse for d in dtypes) or \
+            not builtins.all(hasattr(x, "dtype") for x in operands):
         return operands
     to = dtypes[like] if like is not None else _result_type(dtypes)
     return [x if d == to else cast(x, to) for x, d in zip(operands, dtypes)]

@@ -200,6 +200,11 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
     if len(set(dims)) != 1:
         _fail(f"{name}: anchor {tuple(_shape(anchor))}, positive {tuple(_shape(positive))} "
               f"and negative {tuple(_shape(negative))} must have one number of dimensions")
+    # checked here so that a dtype mix or a shape that does not broadcast is told in this
+    # loss's name and its arguments', not pairwise_distance's x1 and x2
+    _both(name, anchor, positive, ("anchor", "positive"))
+    _both(name, anchor, negative, ("anchor", "negative"))
+    _both(name, positive, negative, ("positive", "negative"))
     d_pos = pairwise_distance(anchor, positive, p, eps)
     d_neg = pairwise_distance(anchor, negative, p, eps)
     if swap:
@@ -318,8 +323,10 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         var = _variance(name, var, input)
     target = _like(target, input, bools=False)
     # not on torch.autocast's list: promoted as torch's ops promote (bfloat16 input and
-    # target, float32 var: float32)
-    input, target, var = _autocast_promoted((input, target, var), refuse="b")
+    # target, float32 var: float32); an integer var is not, as torch clamps var in place
+    # (clamp_(min=eps)), which refuses a float result into it, under autocast too
+    if _dtype(var).kind not in "iu":
+        input, target, var = _autocast_promoted((input, target, var), refuse="b")
     _both(name, input, target)
     _both(name, input, var, ("input", "var"))
     clamped = F.add(F.stop_gradient(F.maximum(var, eps)), F.sub(var, F.stop_gradient(var)))
