@@ -11,7 +11,7 @@ import math
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
 from ir.ops import conv_extra as C
-from ir.types import is_int, is_real
+from ir.types import is_int
 
 from .dropouts import _channel_dropout
 from .nn import (Dropout, Module, Parameter, _AvgPool, _conv_repr, _Functional, _layer_dtype,
@@ -307,7 +307,8 @@ class _ChannelDropout(Dropout):
     _spatial = 2
 
     def __init__(self, p=0.5, inplace=False):
-        if not (is_real(p) and 0.0 <= p < 1.0):  # (Dropout's rule, under this layer's name)
+        # (Dropout's rule, under this layer's name)
+        if not 0.0 <= F._number(f"{type(self).__name__}: p", p, True) < 1.0:
             _fail(f"{type(self).__name__}: p must be in [0, 1), got {p!r}")
         super().__init__(p, inplace)
 

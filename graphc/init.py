@@ -24,6 +24,7 @@ import numpy as np
 from scipy import special
 
 from ir.errors import GraphcError, user_location
+from ir.ops import api as F
 from ir.types import is_float
 from runtime.eager import Tensor
 
@@ -138,8 +139,8 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
 
 
 def constant_(tensor, val: float):
-    """Fill with `val`."""
-    return _fill(tensor, val, "constant_")
+    """Fill with `val`, a number (a 0-d tensor or a bool too, as torch's)."""
+    return _fill(tensor, F._number("init.constant_: val", val, True), "constant_")
 
 
 def zeros_(tensor):

@@ -1912,6 +1912,8 @@ def _norm_settings(module, layer, normalized_shape, eps, weight, bias, dtype):
             setattr(module, name, Parameter(fill(shape, dtype)))
         else:
             object.__setattr__(module, name, None)
+    if eps is not None:  # (RMSNorm's None: its dtype's epsilon)
+        eps = F._number(f"{layer}: eps", eps, True)  # (not float(): it takes numpy's complex)
     object.__setattr__(module, "eps", eps)
 
 
@@ -2102,12 +2104,10 @@ class Sigmoid(Module):
 
 class LeakyReLU(Module):
     def __init__(self, negative_slope=0.01, inplace=False):
-        # (is_real: float() raises on a Python complex and on a string, and takes a numpy
-        # complex scalar, dropping its imaginary part)
-        if not is_real(negative_slope):
-            raise GraphcError(f"LeakyReLU: negative_slope must be a number, got "
-                              f"{negative_slope!r}", (user_location(),))
-        object.__setattr__(self, "negative_slope", float(negative_slope))
+        # (F._number: a numpy complex is refused, which float() takes; a 0-d tensor and a
+        # bool are taken, as torch's layer takes them)
+        object.__setattr__(self, "negative_slope",
+                           F._number("LeakyReLU: negative_slope", negative_slope, True))
         _keep_inplace(self, inplace)
 
     def forward(self, x):
@@ -2227,9 +2227,10 @@ class Dropout(Module):
     `training` is True; the identity otherwise. The key comes from `current_key()`."""
 
     def __init__(self, p=0.5, inplace=False):
-        if not (is_real(p) and 0.0 <= p < 1.0):  # (not a complex one, numpy's included)
+        number = F._number("Dropout: p", p, True)  # (as LeakyReLU's slope)
+        if not 0.0 <= number < 1.0:
             raise GraphcError(f"Dropout: p must be in [0, 1), got {p!r}", (user_location(),))
-        object.__setattr__(self, "p", float(p))
+        object.__setattr__(self, "p", number)
         object.__setattr__(self, "training", True)
         _keep_inplace(self, inplace)
 
@@ -2351,10 +2352,11 @@ class MultiheadAttention(Module):
         else:
             object.__setattr__(self, "bias_k", None)
             object.__setattr__(self, "bias_v", None)
-        if not (is_real(dropout) and 0.0 <= dropout < 1.0):  # (as Dropout's p)
+        number = F._number("MultiheadAttention: dropout", dropout, True)  # (as Dropout's p)
+        if not 0.0 <= number < 1.0:
             raise GraphcError(f"MultiheadAttention: dropout must be in [0, 1), got {dropout!r}",
                               (user_location(),))
-        for name, value in [("dropout", float(dropout)),
+        for name, value in [("dropout", number),
                             ("embed_dim", embed_dim), ("num_heads", num_heads),
                             ("kdim", kdim), ("vdim", vdim), ("add_zero_attn", add_zero_attn),
                             ("batch_first", batch_first), ("causal", causal)]:

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ir.errors import GraphcError, user_location
+from ir.ops.api import _number
 from ir.types import result_dtype
 from runtime.eager import Tensor
 
@@ -65,7 +66,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     Returns `total`, a 0-d tensor of the gradients' dtype (float32 for float16 with
     bfloat16, as torch's; 0 when no parameter has a gradient). `foreach` is accepted and
     ignored."""
-    max_norm, norm_type = float(max_norm), float(norm_type)
+    # (not float(), which takes a numpy complex, dropping its imaginary part)
+    max_norm = _number("clip_grad_norm_: max_norm", max_norm, True)
+    norm_type = _number("clip_grad_norm_: norm_type", norm_type, True)
     if not norm_type > 0:
         raise GraphcError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type}",
                           (user_location(),))
@@ -95,7 +98,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
 
 def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     """torch.nn.utils.clip_grad_value_: clamp each gradient to [-clip_value, clip_value]."""
-    clip_value = float(clip_value)
+    clip_value = _number("clip_grad_value_: clip_value", clip_value, True)  # (as max_norm)
     for p in _gradients(parameters, "clip_grad_value_"):
         g = p.grad
         if isinstance(g, Tensor):

@@ -23,7 +23,8 @@ from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply, get_op,
                              graph_param, infer_type, is_weak_scalar, like_dtype,
                              refuse_foreign_array, register_base_interpreter, scalar_dtype)
-from ir.types import FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_float, is_real_dtype
+from ir.types import (FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_complex, is_float,
+                      is_real_dtype)
 from ir.weak import NUMBER_POSITIONS
 
 
@@ -980,7 +981,12 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
     """An eager tensor holding a copy of `data`, as torch.tensor and jnp.array: one that
     wrapped the caller's array changed with it (`a[0] = 5`, or a batch buffer refilled), the
     values a tape saved for backward() too. `name` labels it in reprs and graphc.draw."""
-    data = np.array(data, dtype=None if dtype is None else as_dtype(dtype))
+    if dtype is None:  # (complex data keeps its dtype: refused by Tensor as no dtype of ours)
+        data = np.array(data)
+    elif is_complex(data):  # numpy's cast to a real dtype would drop the imaginary part
+        raise GraphcError(f"tensor: data must be real numbers, got {data!r}", (user_location(),))
+    else:
+        data = np.array(data, dtype=as_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad, name=name)
 
 

@@ -449,9 +449,9 @@ def test_a_complex_setting_or_fill_is_refused_whatever_its_kind(kind):
             (lambda: gc.full((2,), c, dtype="int32"), "full: fill value"),
             (lambda: gc.compile(lambda v: v + gc.full((3,), c))(x), "full: fill value"),
             (lambda: gc.nn.LeakyReLU(c), "LeakyReLU: negative_slope must be a number"),
-            (lambda: gc.nn.Dropout(c), "Dropout: p must be in [0, 1)"),
-            (lambda: gc.nn.Dropout2d(c), "Dropout2d: p must be in [0, 1)"),
-            (lambda: gc.nn.MultiheadAttention(4, 2, dropout=c), "dropout must be in [0, 1)"),
+            (lambda: gc.nn.Dropout(c), "Dropout: p must be a number"),
+            (lambda: gc.nn.Dropout2d(c), "Dropout2d: p must be a number"),
+            (lambda: gc.nn.MultiheadAttention(4, 2, dropout=c), "dropout must be a number"),
             (lambda: gc.cross_entropy(gc.tensor(x), np.array([0, 1]), label_smoothing=c),
              "cross_entropy: label_smoothing must be a number"),
             (lambda: gc.linspace(0, c, 3), "linspace: stop must be a real number")]:
@@ -463,3 +463,60 @@ def test_a_complex_setting_or_fill_is_refused_whatever_its_kind(kind):
     assert gc.nn.LeakyReLU(np.float32(0.25))(gc.tensor(-x)).numpy().tolist()[0] == [-0.25] * 3
     assert gc.nn.Dropout(np.float64(0.25)).p == 0.25
     np.testing.assert_array_equal(gc.linspace(0, np.float64(0.5), 3), [0.0, 0.25, 0.5])
+
+
+@pytest.mark.parametrize("kind", [complex, np.complex64, np.complex128, np.clongdouble])
+def test_a_complex_number_is_refused_at_every_entry_point_that_reads_a_number(kind):
+    """The other places that read a number with float(), int() or numpy took a numpy complex
+    scalar (or array) as its real part: nn.init.constant_ filled [1, 1], LayerNorm's eps and
+    clip_grad_norm_'s max_norm ran, gc.arange(np.complex64(3)) was [0, 1, 2],
+    gc.tensor(np.complex64(1+2j), dtype="float32") 1.0, gc.full with a complex array fill
+    and a dtype [1., 3.] (a 0-d one: UnsupportedDtype); a Python complex was a raw TypeError
+    in most. Each is one line naming the argument now, through api._number (is_real)."""
+    c = kind(1 + 2j)
+    x = np.ones((2,), np.float32)
+    parameter = gc.nn.Parameter(np.ones(2, np.float32))
+    for run, message in [
+            (lambda: gc.nn.init.constant_(parameter, c), "init.constant_: val must be a number"),
+            (lambda: gc.nn.LayerNorm(2, eps=c), "LayerNorm: eps must be a number"),
+            (lambda: gc.nn.utils.clip_grad_norm_([parameter], c),
+             "clip_grad_norm_: max_norm must be a number"),
+            (lambda: gc.nn.utils.clip_grad_value_([parameter], c),
+             "clip_grad_value_: clip_value must be a number"),
+            (lambda: gc.arange(c), "arange: a bound or step must be a number"),
+            (lambda: gc.arange(kind(3)), "arange: a bound or step must be a number"),
+            (lambda: gc.tensor(c, dtype="float32"), "tensor: data must be real numbers"),
+            (lambda: gc.full((2,), np.array([c, c]), dtype="float32"),
+             "full: fill value must be real numbers, got a complex"),
+            (lambda: gc.full((2,), np.array([c, c]), dtype="int32"),
+             "full: fill value must be real numbers, got a complex"),
+            (lambda: gc.full((2,), np.array(c)), "full: fill value must be real numbers")]:
+        with pytest.raises(GraphcError, match=re.escape(message)) as info:
+            run()
+        line, where = str(info.value).splitlines()
+        assert "test_weak_arguments.py" in where, line
+    assert parameter.numpy().tolist() == [1.0, 1.0]
+
+
+def test_a_layer_setting_takes_a_bool_and_a_0d_array_or_tensor_as_torchs():
+    """5834db2's is_real check in LeakyReLU, Dropout, Dropout1d/2d/3d and MultiheadAttention
+    refused a 0-d tensor and True, which torch's layers take (and a 0-d array, which they
+    took before): each is its number again; a 0-d complex array and an ml_dtypes scalar are
+    still refused (torch refuses those too)."""
+    x = gc.tensor(-np.ones((2, 3), np.float32))
+    for value, number in [(np.array(0.25, np.float32), 0.25), (gc.tensor(np.float32(0.25)), 0.25),
+                          (np.array(0.5), 0.5), (True, 1.0), (False, 0.0)]:
+        assert gc.nn.LeakyReLU(value)(x).numpy().tolist()[0] == [-number] * 3
+        if number < 1:
+            assert gc.nn.Dropout(value).p == number
+            assert gc.nn.Dropout2d(value).p == number
+            assert gc.nn.MultiheadAttention(4, 2, dropout=value).dropout == number
+            assert gc.nn.LayerNorm(3, eps=value).eps == number
+        parameter = gc.nn.Parameter(np.zeros(2, np.float32))
+        assert gc.nn.init.constant_(parameter, value).numpy().tolist() == [number] * 2
+    import ml_dtypes
+    for value in (np.array(0.25 + 1j), ml_dtypes.bfloat16(0.25), np.array([0.25])):
+        with pytest.raises(GraphcError, match="LeakyReLU: negative_slope must be a number"):
+            gc.nn.LeakyReLU(value)
+        with pytest.raises(GraphcError, match="Dropout: p must be a number"):
+            gc.nn.Dropout(value)

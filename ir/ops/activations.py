@@ -14,9 +14,9 @@ import math
 import warnings
 
 from ..errors import user_stacklevel
-from ..types import Dim, is_float, is_half, is_real
+from ..types import Dim, is_float, is_half
 from . import api as F
-from .api import _axis, _fail, _ndim, _rounded_once, _shape
+from .api import _axis, _fail, _ndim, _number, _rounded_once, _shape
 from .registry import apply
 
 __all__ = ["elu", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "hardswish", "mish",
@@ -26,13 +26,6 @@ __all__ = ["elu", "selu", "celu", "relu6", "hardtanh", "hardsigmoid", "hardswish
 # selu's constants (Klambauer et al.; torch's)
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-
-
-def _number(what, value):
-    """A setting as a float; anything else is one GraphcError line, not float()'s error."""
-    if not is_real(value):
-        _fail(f"{what} must be a number, got {value!r}")
-    return float(value)
 
 
 def elu(x, alpha=1.0):

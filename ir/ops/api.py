@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
-                     holds_when_bound, is_complex, is_float, is_half, is_int, is_real)
+                     holds_when_bound, is_complex, is_float, is_half, is_int, is_real,
+                     is_real_dtype)
 from . import precision
 from .registry import (SymbolicValue, apply, innermost_interpreter, is_weak_scalar,
                        refuse_foreign_array)
@@ -167,6 +168,28 @@ def _whole(value, what):
     if is_int(value):
         return int(value)
     _fail(f"{what} must be an int, got {value!r}")
+
+
+def _number(what, value, torch_scalars=False) -> float:
+    """A number setting (a slope, an eps, a probability, a fill value) as a float: a Python
+    or numpy real number (is_real). Anything else is one GraphcError line naming the
+    setting, not float()'s TypeError, nor float()'s silence: it takes a numpy complex
+    scalar, dropping the imaginary part. torch_scalars: also what torch takes there besides
+    numbers, a bool and a 0-d array or eager tensor of real numbers (a layer's setting,
+    nn.Dropout(p), nn.LeakyReLU's slope, read once); a complex one is still refused."""
+    if is_real(value):
+        return float(value)
+    if torch_scalars and not isinstance(value, SymbolicValue):
+        if isinstance(value, (bool, np.bool_)):
+            return float(value)
+        # (not a numpy scalar of ml_dtypes' bfloat16 or float8, which is_real leaves out
+        # and torch refuses)
+        if hasattr(value, "__array__") and not isinstance(value, np.generic) and \
+                getattr(value, "shape", None) == ():
+            array = np.asarray(value)
+            if is_real_dtype(array.dtype):
+                return float(array)
+    _fail(f"{what} must be a number, got {value!r}")
 
 
 # ---- elementwise ----------------------------------------------------------------------------
@@ -2333,6 +2356,8 @@ def full(shape, value, dtype=None):
         # (eager: a copy, not broadcast_to's read-only view, so the result can be written)
         return _unchanged(broadcast_to(value if dtype is None else cast(value, dtype), shape))
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "c":  # (astype to a real dtype would drop the imaginary part)
+            _fail(f"full: fill value must be real numbers, got a {value.dtype} array")
         dtype = value.dtype if dtype is None else dtype
         if value.ndim:  # a row that broadcasts, as numpy's full((2, 3), [1., 2., 3.])
             return _unchanged(broadcast_to(value.astype(as_dtype(dtype), copy=False), shape))
@@ -2386,7 +2411,9 @@ def arange(start, stop=None, step=1, dtype=None):
     (numpy's length; JAX's default float dtype)."""
     if stop is None:
         start, stop = 0, start
-    if builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step)):
+    # (a complex one is refused there, by is_real: as_dim's int() takes a numpy one)
+    if builtins.any(isinstance(v, (float, np.floating, complex, np.complexfloating))
+                    for v in (start, stop, step)):
         return _float_arange(start, stop, step, "float32" if dtype is None else dtype)
     return apply("arange", start=as_dim(start), stop=as_dim(stop),
                  step=_whole(step, "arange: step"),

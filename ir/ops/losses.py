@@ -12,10 +12,11 @@ import math
 
 import numpy as np
 
-from ..types import Dim, broadcast_shapes, finfo, is_float, is_real
+from ..types import Dim, broadcast_shapes, finfo, is_float
 from . import api as F
 from . import precision
-from .api import _autocast_promoted, _axis, _check_reduction, _dtype, _fail, _ndim, _shape
+from .api import (_autocast_promoted, _axis, _check_reduction, _dtype, _fail, _ndim, _number,
+                  _shape)
 from .api import _loss_operands as _both
 from .arrays import norm
 from .registry import is_weak_scalar
@@ -28,12 +29,6 @@ __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "l1_loss"
 # max(x (1 - x), EPSILON), a C++ float 1e-12 (in float64 too)
 _LOG_FLOOR = -100.0
 _BCE_EPS = float(np.float32(1e-12))
-
-
-def _number(what, value):
-    if not is_real(value):
-        _fail(f"{what} must be a number, got {value!r}")
-    return float(value)
 
 
 def _strong(value, like):

@@ -18,9 +18,9 @@ from ..types import broadcast_shapes, is_float
 from . import api as F
 from . import precision
 from .api import (_autocast_promoted, _check_reduction, _checked_class_targets, _dtype,
-                  _dtype_mix, _fail, _ndim, _shape, _weakly_typed)
+                  _dtype_mix, _fail, _ndim, _number, _shape, _weakly_typed)
 from .api import _loss_operands as _both
-from .losses import _float, _number, _promoted, _p_norm, _reduce, pairwise_distance
+from .losses import _float, _promoted, _p_norm, _reduce, pairwise_distance
 from .registry import SymbolicValue, is_weak_scalar
 
 __all__ = ["margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
