@@ -291,7 +291,8 @@ class Generator:
     def _stop_tokens(self, stop_tokens) -> frozenset:
         if stop_tokens is None:
             stop_tokens = self.model.eos_token_ids
-        elif is_int(stop_tokens):  # one id, as eos_token_id may be
+        elif is_int(stop_tokens) or isinstance(stop_tokens, (bool, np.bool_)):
+            # one id, as eos_token_id may be (a bool too: refused below as a bool, by name)
             stop_tokens = (stop_tokens,)
         try:
             ids = list(stop_tokens)
