@@ -249,7 +249,7 @@ def broadcast_(arrays, root: int = 0) -> None:
     # Trainer's int-keyed parameters; 1 and "b" do not sort) and writability (broadcast_
     # writes in place; a read-only array or view cannot be)
     try:
-        sorted(arrays)
+        names = sorted(arrays)
     except TypeError:
         kinds = sorted({type(name).__name__ for name in arrays})
         raise GraphcError(f"broadcast_: the names must sort, the same order on every rank: "
@@ -266,7 +266,7 @@ def broadcast_(arrays, root: int = 0) -> None:
     comm = _STATE["comm"]
     if comm is None or size() == 1:
         return
-    for name in sorted(arrays):
+    for name in names:
         a = arrays[name]
         if a is None:
             continue
