@@ -75,9 +75,11 @@ number lr (`trainer.optimizer.lr = 0.01`) is likewise an input of the step, read
 step and checkpointed (`optimizer_lr`, see restore); so are the optimiser's other number
 settings (its `hyperparameters`: weight decay, momentum, betas, eps, ...; those of 0 stay
 constants, so one set to or from 0 compiles the step again), checkpointed too
-(`optimizer_settings`); a replaced schedule, a decay mask and the trainer's clip_norm are
-guards of the step's plan (gc.optim.Optimizer.update), so a change compiles the step again;
-so is gradient_accumulation_steps of both accumulation plans (the micro-batch plan divides
+(`optimizer_settings`). A schedule (the lr's, a setting's) is evaluated at each step with
+the step as a Python int, as .bind() evaluates it, and fed in likewise, so a schedule of one's
+own need not trace and a replaced one compiles nothing again. A decay mask and the trainer's
+clip_norm are guards of the step's plan (gc.optim.Optimizer.update), so a change compiles
+the step again; so is gradient_accumulation_steps of both accumulation plans (the micro-batch plan divides
 each micro loss by it; set from or to 1, it switches between the one plan and the two).
 
 (`graphc/train.py` builds the GPT's trainer on this one; this module knows nothing of GPTs.)
@@ -668,7 +670,7 @@ class Trainer:
         if self._takes_step:
             args += (self.amp_state, np.int64(self.step))
             lr, settings = self._lr_input(), self._settings_input()
-            if settings is not None:  # (lr None: a schedule, which the step computes)
+            if settings is not None:  # (lr None: an optimiser of one's own without one)
                 return args + (lr, settings)
             return args if lr is None else args + (lr,)
         return args if self.amp_state is None else args + (self.amp_state,)
@@ -676,9 +678,8 @@ class Trainer:
     def _lr_input(self):
         """The optimiser's lr now, a float64 0-d array that is an input of the step plan (a
         Python float would be a constant of it, and `trainer.optimizer.lr = 0.01` between
-        steps would go unseen), where it is a number or a ReduceLROnPlateau; None where it is
-        a schedule of the step, which the step computes (replacing it compiles the step
-        again: the update guards it)."""
+        steps would go unseen), where it is a number, a ReduceLROnPlateau or a schedule (at
+        this step: _scheduled); None for an optimiser that has none."""
         lr = getattr(self.optimizer, "lr", None)  # (an optimiser of one's own may have none)
         if self.plateau is not None and lr is not self.plateau:
             raise GraphcError(f"Trainer: the optimizer's lr was a ReduceLROnPlateau, which the "
@@ -698,8 +699,24 @@ class Trainer:
                               "Trainer with it", (user_location(),))
         if not self._takes_lr:
             return None
-        value = self.plateau.lr if self.plateau is not None else self._number_lr()
+        if self.plateau is not None:
+            value = self.plateau.lr
+        elif callable(lr) and not hasattr(lr, "constant_value"):
+            value = self._scheduled("lr", lr)
+        else:
+            value = self._number_lr()
         return None if value is None else np.asarray(value, np.float64)
+
+    def _scheduled(self, name, schedule) -> float:
+        """A schedule of the optimiser's at this step, evaluated here with a Python int, as
+        .bind() evaluates it, and fed to the step as an input: a schedule of one's own need
+        not trace (torch's LambdaLR ported as `lr=lambda step: ...` uses min() and
+        math.cos), and replacing one compiles nothing again."""
+        what = f"Trainer: the optimizer's {name} schedule at step {self.step}"
+        value = optim._real(what, schedule(int(self.step)))
+        if value < 0:  # (an overflow to inf or a NaN is left to the step: training diverges)
+            raise GraphcError(f"{what} must be >= 0, got {value}", (user_location(),))
+        return value
 
     def _settings_input(self):
         """The optimiser's number settings (betas, eps, momentum, weight decay, ...), float64
@@ -710,10 +727,15 @@ class Trainer:
         whose update reads its attributes: Optimizer.reads_settings)."""
         if not self._takes_settings:
             return None
-        # (a schedule of the step is computed in the step, as an lr schedule is; a setting of
-        # 0 stays a constant: its computation is left out of the plan)
+        # (a setting of 0 stays a constant: its computation is left out of the plan; a
+        # schedule is evaluated here at the step, as the lr's is: _scheduled)
+        numbers = {name: value for name, value in self._number_settings().items() if value != 0}
+        scheduled = {name: self._scheduled(name, value) for name in
+                     self.optimizer.hyperparameters
+                     if callable(value := getattr(self.optimizer, name, None))
+                     and not hasattr(value, "constant_value")}
         return {name: np.asarray(value, np.float64)
-                for name, value in self._number_settings().items() if value != 0}
+                for name, value in {**numbers, **scheduled}.items()}
 
     def _number_lr(self):
         """The optimiser's lr where it is a number (or gc.optim.constant), else None."""

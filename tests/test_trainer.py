@@ -298,3 +298,44 @@ def test_row_lists_in_a_batch_tree_become_row_arrays_in_every_container():
     out = _rows_as_arrays([1, x])  # an array among the numbers: not a list of rows
     assert type(out) is list and out[0] == 1 and out[1] is x
     assert _rows_as_arrays(Pair(1, 2)).tolist() == [1, 2]  # a namedtuple of numbers: rows
+
+
+def test_a_schedule_of_ones_own_is_evaluated_at_each_step_with_a_python_int():
+    """torch's usual LambdaLR bodies, ported as README says (`lr=lambda step: ...`): warmup
+    through min() and a cosine through math.cos, a momentum schedule beside them. gc.Trainer
+    traced them with a symbolic step, and min()/math.cos of it failed when it was built; it
+    evaluates them at each step with the step as a Python int, as .bind() does: the steps of
+    torch's SGD under LambdaLR, momentum set in param_groups before each step."""
+    import math
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
+    model = nn.Linear(3, 1, dtype="float64")
+    w0 = {n: np.array(p) for n, p in model.params().items()}
+    warmup = lambda step: 0.1 * min(1.0, (step + 1) / 3)
+    decay = lambda step: 0.5 * (1 + math.cos(math.pi * step / 5))
+    momentum = lambda step: 0.9 if step < 2 else 0.5
+
+    def loss(params, batch):
+        return gc.mse_loss(model.apply(params, batch[0]), batch[1])
+    trainer = gc.Trainer(loss, model.params(),
+                         optim.SGD(lr=lambda s: warmup(s) * decay(s), momentum=momentum),
+                         [(x, y)], steps=5)
+    losses = [trainer.train_step() for _ in range(5)]
+
+    tw = torch.tensor(w0["weight"].T.copy(), requires_grad=True)  # graphc's is (in, out)
+    tb = torch.tensor(w0["bias"].copy(), requires_grad=True)
+    opt = torch.optim.SGD([tw, tb], lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup(s) * decay(s) / 0.1)
+    expected = []
+    for step in range(5):
+        opt.param_groups[0]["momentum"] = momentum(step)
+        opt.zero_grad()
+        out = torch.nn.functional.mse_loss(torch.tensor(x) @ tw.T + tb, torch.tensor(y))
+        out.backward()
+        opt.step()
+        sched.step()
+        expected.append(out.item())
+    np.testing.assert_allclose(losses, expected, rtol=1e-12)
+    np.testing.assert_allclose(trainer.params["weight"], tw.detach().numpy().T, rtol=1e-12)
+    np.testing.assert_allclose(trainer.params["bias"], tb.detach().numpy(), rtol=1e-12)
