@@ -1386,10 +1386,12 @@ def _variables(tree):
                 # where it meets a tensor, as where fn closes over it (x * np.int32(3)) and
                 # eagerly; lifted, it was a strong int64 or bool that no float tensor takes
                 return x
-            if isinstance(x, np.generic):
-                # a float number (_as_float_inputs gave it its dtype): weakly typed as
-                # eagerly, of its own dtype (like_dtype would take it alone as float32)
-                x = graph.weak_constant(np.asarray(x))
+            if isinstance(x, np.generic) or type(x) is WeakTensor:
+                # a float number (_as_float_inputs gave it its dtype), or an eager weak value
+                # (-gc.sqrt(4.0), which vmap passes an unmapped numpy float scalar on as):
+                # weakly typed as eagerly, of its own dtype (like_dtype would take it alone
+                # as float32; lifted, the weak value was strong)
+                x = graph.weak_constant(np.asarray(x.data if isinstance(x, Tensor) else x))
             else:  # a concrete argument inside a trace (_in_trace): a value of the graph
                 x = lift_symbolic(graph, x, like_dtype([x]), "transform argument")
         if capture is not None and x.graph is not graph:

@@ -32,7 +32,7 @@ from ir.ops.custom import CustomCall, _custom_call, rule_ref
 from ir.ops.registry import apply, refuse_foreign_array
 from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS, Dim, is_int
 from passes.batching import batch_graph
-from runtime.eager import Tensor, apart_from
+from runtime.eager import Tensor, WeakTensor, apart_from
 
 from . import nn
 from .tracing import (arg_names, flatten, function_name, leaf_count, leaf_input_names, to_spec,
@@ -82,16 +82,23 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
                 # tensors; gc.full(shape, np.True_) fills float32)
                 stand_ins.append(leaf)
                 continue
-            if (axis is None and alone and isinstance(leaf, NUMPY_FLOAT_SCALARS)
-                    and shared is not None):
-                # as gc.compile's numpy float scalars: the float dtype the arrays share
-                # (np.float64(2) times float32 examples was refused as float64)
-                leaf = first = np.asarray(leaf, shared)
+            if axis is None and isinstance(leaf, NUMPY_FLOAT_SCALARS):
+                # as gc.compile's numpy float scalars: weakly typed, of the float dtype the
+                # arrays share where it is a whole argument (np.float64(2) times float32
+                # examples was refused as float64), else of its own
+                leaf = WeakTensor(np.asarray(leaf, shared if alone and shared is not None
+                                             else leaf.dtype))
+            if axis is None and type(leaf) is WeakTensor:
+                # a number whose value is known now (-gc.sqrt(4.0), a numpy float scalar):
+                # passed through as a Python number is, so that fun reads its value (a
+                # negative gaussian_nll_loss var is refused, as without vmap, not NaN; as an
+                # input node it was an unknown value). Ops take it as a weak constant
+                stand_ins.append(leaf)
+                continue
             spec = to_spec(first)
             node = region.input(leaf_name, spec.shape[axis is not None:], spec.dtype)
-            if axis is None and (weak.is_weak(leaf) or isinstance(leaf, NUMPY_FLOAT_SCALARS)):
-                # as capture() keeps a weak value weak; a numpy float scalar left as it is
-                # is weakly typed, as compile traces one
+            if axis is None and weak.is_weak(leaf):
+                # (a compiled function's number argument) as capture() keeps a weak value weak
                 region.weak_ids.add(node.id)
             bound[node] = (first, axis is not None)
             if axis is None and isinstance(leaf, Node):
@@ -167,7 +174,11 @@ class _Region(Region):
     def capture(self, x):
         """x as a value of this graph (ir.region.Region asks this of its parent, so that a
         loop body inside f reading an eager tensor reads it through an input of this graph)."""
-        if not ((isinstance(x, Node) and x.graph is not self) or isinstance(x, Tensor)):
+        if not ((isinstance(x, Node) and x.graph is not self) or isinstance(x, Tensor)) \
+                or type(x) is WeakTensor:
+            # (an eager weak value is a number, no gradient's leaf: Graph.process takes it as
+            # a weak constant, as a trace does; an input here was strong, so -gc.sqrt(4.0)
+            # met float64 rows as float32, refused)
             return x
         entry = self.captured.get(id(x))
         if entry is None:

@@ -433,3 +433,37 @@ def test_windows_at_a_start_per_example(axis):
         np.testing.assert_allclose(np.asarray(grads),
                                    np.stack([gc.grad(loss)(*[x[b] for x in args])
                                              for b in range(4)]), rtol=1e-12)
+
+
+def test_an_unmapped_weak_number_keeps_its_value_and_weak_type_eagerly():
+    """Eager vmap made an unmapped weak number (-gc.sqrt(4.0), np.float32(-2.0)) an input of
+    its traced graph, a value unknown there: a negative gaussian_nll_loss var gave NaN where
+    the call without vmap, and vmap of a Python -2.0, refuse it, and float(v) was refused.
+    A closed-over -gc.sqrt(4.0) lost its weak type: it met float64 rows as float32, refused.
+    Such a number now reaches fun as the value it is (a weak constant of the trace)."""
+    x = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+
+    def loss(x, v):
+        return gc.gaussian_nll_loss(x, x * 0, v)
+    for v in (-gc.sqrt(4.0), np.float32(-2.0), np.float64(-2.0)):
+        with pytest.raises(GraphcError) as exc:
+            gc.vmap(loss, in_axes=(0, None))(x, v)
+        assert _one_line(exc) == "gaussian_nll_loss: var must be >= 0, got -2.0"
+    for v in (gc.sqrt(4.0), np.float64(2.0)):
+        got = gc.vmap(loss, in_axes=(0, None))(x, v)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(np.asarray(got), np.mean(0.5 * (np.log(2) + x ** 2 / 2), 1),
+                                   rtol=1e-6)
+    got = gc.vmap(lambda x, v: x * float(v), in_axes=(0, None))(x, -gc.sqrt(4.0))
+    np.testing.assert_array_equal(np.asarray(got), -2 * x)
+    rows = x.astype(np.float64) / 3
+    v = -gc.sqrt(2.0)
+    for got in (gc.vmap(lambda r, v: r * v, in_axes=(0, None))(rows, v),
+                gc.vmap(lambda r: r * v)(rows)):
+        assert got.dtype == np.float64  # as rows * v without vmap: the float32 root widened
+        np.testing.assert_array_equal(np.asarray(got), rows * np.float64(np.float32(-2 ** 0.5)))
+    # a gradient with respect to it inside vmap: a weak value of its own dtype, as eagerly
+    grads = gc.vmap(gc.grad(lambda r, h: gc.sum(r * r) * h["s"], argnums=1),
+                    in_axes=(0, None))(x, {"s": gc.sqrt(4.0)})
+    assert np.asarray(grads["s"]).dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(grads["s"]), [5.0, 25.0])
