@@ -37,7 +37,7 @@ from runtime.eager import Tensor, WeakTensor, apart_from
 from . import nn
 from .tracing import (arg_names, flatten, function_name, leaf_count, leaf_input_names, to_spec,
                       unflatten)
-from .transforms import _callable, _shared_float_dtype
+from .transforms import _callable, _lacked_float, _shared_float_dtype
 
 
 def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
@@ -85,9 +85,12 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
             if axis is None and isinstance(leaf, NUMPY_FLOAT_SCALARS):
                 # as gc.compile's numpy float scalars: weakly typed, of the float dtype the
                 # arrays share where it is a whole argument (np.float64(2) times float32
-                # examples was refused as float64), else of its own
-                leaf = WeakTensor(np.asarray(leaf, shared if alone and shared is not None
-                                             else leaf.dtype))
+                # examples was refused as float64) or of a dtype the IR lacks (an
+                # np.longdouble in a pytree: refused as float128, _specs_of), else of its own
+                # (to_spec's: float32 for a longdouble)
+                takes_shared = shared is not None and (alone or _lacked_float(leaf))
+                leaf = WeakTensor(np.asarray(leaf, shared if takes_shared
+                                             else to_spec(leaf).dtype))
             if axis is None and type(leaf) is WeakTensor:
                 # a number whose value is known now (-gc.sqrt(4.0), a numpy float scalar):
                 # passed through as a Python number is, so that fun reads its value (a

@@ -340,6 +340,30 @@ def test_a_longdouble_through_hessian_and_inside_a_pytree_is_weak_as_an_argument
     assert g.dtype == np.float64 and g == 2 * 0.1 * 3  # d/ds of 3 s^2, at float64
 
 
+def test_eager_vmap_takes_a_longdouble_in_a_pytree_as_compiled_vmap_does():
+    # eager vmap refused an unmapped np.longdouble inside a pytree ('dtype float128 is not
+    # supported') where gc.compile(gc.vmap(f)) takes it at the float dtype the arrays share
+    # (float32 without one), as compile does a longdouble in a pytree
+    s = np.longdouble("0.1")
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    scaled = gc.vmap(lambda r, d: r * d["s"], in_axes=(0, None))
+    for out in (scaled(w, {"s": s}), gc.compile(scaled)(w, {"s": s})):
+        assert out.dtype == np.float64
+        assert np.asarray(out).tolist() == (gc.tensor(w) * s).data.tolist()  # exact, float64
+    w32 = w.astype(np.float32)
+    out = scaled(w32, {"s": s})
+    assert out.dtype == np.float32
+    assert np.asarray(out).tolist() == (w32 * np.float32(0.1)).tolist()
+    shifted = gc.vmap(lambda r, d: gc.cast(r, "float32") + gc.sqrt(d["s"]), in_axes=(0, None))
+    out = shifted(np.array([1, 2]), {"s": s})  # no float array: float32, as to_spec's
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(out), np.float32([1, 2]) + np.sqrt(np.float32(0.1)))
+    g = gc.vmap(gc.grad(lambda r, d: gc.sum(r * d["s"] * d["s"]), argnums=1),
+                in_axes=(0, None))(w, {"s": s})["s"]
+    assert g.dtype == np.float64  # d/ds of (row sum) s^2 at float64
+    np.testing.assert_allclose(np.asarray(g), [2 * 0.1 * 3, 2 * 0.1 * 7], rtol=1e-15)
+
+
 def test_a_uint64_scalar_argument_beyond_int64_is_one_error():
     with pytest.raises(GraphcError, match="does not fit in int64"):
         gc.compile(lambda k: k * 2)(np.uint64(2 ** 64 - 1))
