@@ -982,9 +982,16 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
     wrapped the caller's array changed with it (`a[0] = 5`, or a batch buffer refilled), the
     values a tape saved for backward() too. `name` labels it in reprs and graphc.draw."""
     if dtype is None:  # (complex data keeps its dtype: refused by Tensor as no dtype of ours)
-        data = np.array(data)
-    elif is_complex(data):  # numpy's cast to a real dtype would drop the imaginary part
-        raise GraphcError(f"tensor: data must be real numbers, got {data!r}", (user_location(),))
+        # an np.longdouble scalar is a float64 number, as ops lift one (ir.ops.api._dtype;
+        # its float128 is no dtype of ours); a longdouble array keeps float128: refused
+        data = np.array(data, np.float64 if isinstance(data, np.longdouble) else None)
+    elif is_complex(data) or (isinstance(data, (list, tuple))
+                              and np.asarray(data).dtype.kind == "c"):
+        # numpy's cast to a real dtype would drop the imaginary part, of a complex among a
+        # list's numbers too (a Python complex there was float()'s raw TypeError)
+        got = f"a {type(data).__name__} holding complex numbers" \
+            if isinstance(data, (list, tuple)) else repr(data)
+        raise GraphcError(f"tensor: data must be real numbers, got {got}", (user_location(),))
     else:
         data = np.array(data, dtype=as_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad, name=name)

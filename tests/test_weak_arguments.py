@@ -522,6 +522,26 @@ def test_a_complex_number_is_refused_at_every_entry_point_that_reads_a_number(ki
     assert parameter.numpy().tolist() == [1.0, 1.0]
 
 
+def test_tensor_refuses_complex_numbers_in_a_list_and_takes_a_longdouble_scalar():
+    # gc.tensor([np.complex64(1+2j)], dtype="float32") was [1.] with only numpy's
+    # ComplexWarning (a Python complex there float()'s raw TypeError), where the scalar is
+    # refused; gc.tensor(np.longdouble(1.5)) was refused as float128, where ops take a
+    # longdouble scalar as a float64 number (a longdouble array stays refused)
+    for data in ([np.complex64(1 + 2j)], [1 + 2j], ([1.0, np.complex128(1j)],)):
+        with pytest.raises(GraphcError) as info:
+            gc.tensor(data, dtype="float32")
+        line, where = str(info.value).splitlines()
+        assert line == f"tensor: data must be real numbers, got a {type(data).__name__} " \
+                       "holding complex numbers"
+        assert "test_weak_arguments.py" in where
+    assert gc.tensor([1, 2.5], dtype="float32").data.tolist() == [1.0, 2.5]
+    t = gc.tensor(np.longdouble(1.5), requires_grad=True)
+    assert t.dtype == np.float64 and t.data == 1.5 and t.requires_grad
+    assert gc.tensor(np.longdouble("0.1")).data == np.float64(0.1)  # rounded to float64
+    with pytest.raises(GraphcError, match="dtype float128 is not supported"):
+        gc.tensor(np.ones(2, np.longdouble))
+
+
 def test_a_layer_setting_takes_a_bool_and_a_0d_array_or_tensor_as_torchs():
     """5834db2's is_real check in LeakyReLU, Dropout, Dropout1d/2d/3d and MultiheadAttention
     refused a 0-d tensor and True, which torch's layers take (and a 0-d array, which they
