@@ -482,10 +482,12 @@ def as_dim(d):
         return d
     if isinstance(d, str):
         return parse_dim(d)
-    if isinstance(d, (bool, np.bool_, float, np.floating, np.timedelta64)) \
+    if isinstance(d, (bool, np.bool_, float, np.floating, np.timedelta64, complex,
+                      np.complexfloating)) \
             or isinstance(d, np.ndarray) and d.dtype.kind not in "iu":
         # int() would truncate 2.5 to 2; numpy and torch refuse it (a timedelta64 too,
-        # though numpy's type tree makes it an integer: see is_int)
+        # though numpy's type tree makes it an integer: see is_int; int() of a numpy
+        # complex drops the imaginary part, of a Python one is a raw TypeError)
         raise GraphcError(f"a size must be an int, got {d!r}", (user_location(),))
     return int(d)  # (a traced value raises its own message: only known when the graph runs)
 

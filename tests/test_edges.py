@@ -496,6 +496,10 @@ def test_arange_follows_numpy_with_float_bounds_and_steps(args, kwargs):
 @pytest.mark.parametrize("call, message", [
     (lambda x: gc.zeros((2.5,)), "a size must be an int, got 2.5"),
     (lambda x: gc.full((2, 2.5), 1.0), "a size must be an int, got 2.5"),
+    (lambda x: gc.ones(2.0), "a size must be an int, got 2.0"),
+    (lambda x: gc.zeros(np.float32(2)), "a size must be an int, got np.float32"),
+    (lambda x: gc.full(True, 1.0), "a size must be an int, got True"),
+    (lambda x: gc.ones(np.complex64(2)), "a size must be an int, got np.complex64"),
     (lambda x: gc.eye(2.5), "a size must be an int"),
     (lambda x: gc.one_hot(np.array([0, 1]), 3.5), "one_hot: depth must be an int"),
     (lambda x: gc.roll(x, 1.5, 1), "roll: a shift must be an int"),
@@ -519,6 +523,19 @@ def test_a_size_count_or_axis_that_is_not_an_int_is_refused_in_one_line(call, me
         call(x)
     with pytest.raises(GraphcError, match=message):
         gc.compile(call)(x)
+
+
+@pytest.mark.parametrize("size", [np.int64(3), np.int32(3), np.uint8(3), np.array(3)])
+def test_a_numpy_integer_is_a_size_of_ones_zeros_and_full(size):
+    """gc.ones(np.int64(3)) iterated the size: a raw TypeError ("'numpy.int64' object is not
+    iterable"); numpy and torch take a numpy integer (and a 0-d integer array) as a size."""
+    for make, expected in ((lambda: gc.ones(size), np.ones(size, np.float32)),
+                           (lambda: gc.zeros(size, "int32"), np.zeros(size, np.int32)),
+                           (lambda: gc.full(size, 2.5), np.full(size, 2.5, np.float32))):
+        for got in (make(), gc.compile(make)()):
+            got = np.asarray(got)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("reduce", [lambda v: gc.prod(v, axis=0),

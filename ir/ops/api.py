@@ -2347,7 +2347,15 @@ def full(shape, value, dtype=None):
     says otherwise. An array fill (a numpy array, a traced or eager tensor) keeps its dtype
     unless `dtype` is given, as numpy's and JAX's, and is broadcast to `shape` (a traced
     one so that its gradient flows)."""
-    shape = (shape,) if isinstance(shape, (int, Dim)) else tuple(as_dim(d) for d in shape)
+    # one size: a Python or numpy integer, or a 0-d integer array, as numpy's and torch's
+    # ones(np.int64(2)) (a numpy integer was iterated: a raw TypeError); a float or bool one
+    # is as_dim's one line
+    if isinstance(shape, (tuple, list)) or not (
+            isinstance(shape, (numbers.Number, np.generic, Dim))
+            or isinstance(shape, np.ndarray) and shape.ndim == 0):
+        shape = tuple(as_dim(d) for d in shape)
+    else:
+        shape = (as_dim(shape),)
     # a graphc array (traced or eager) fills as an array; another library's (torch's, JAX's)
     # as a number: a 0-d one by its value, any other refused below as not a number
     if isinstance(value, _operator_mixin()):
