@@ -22,7 +22,8 @@ from ir.ops import precision
 from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply, get_op,
                              graph_param, infer_type, is_weak_scalar, like_dtype,
-                             refuse_foreign_array, register_base_interpreter, scalar_dtype)
+                             refuse_float_scalar, refuse_operand, register_base_interpreter,
+                             scalar_dtype)
 from ir.types import (FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_complex, is_float,
                       is_real_dtype)
 from ir.weak import NUMBER_POSITIONS
@@ -590,14 +591,11 @@ def lift(x, weak_dtype, opname) -> Tensor:
         return x
     if is_weak_scalar(x):
         if weak_dtype is None:
-            raise GraphcError(f"{opname}: float scalar {x!r} meets an integer tensor; cast one "
-                              "of them first", (user_location(),))
+            refuse_float_scalar(x, opname)
         return Tensor(np.asarray(x, dtype=weak_dtype))
     if isinstance(x, np.ndarray):
         return Tensor(x)
-    refuse_foreign_array(x, opname)
-    raise GraphcError(f"{opname}: cannot use a {type(x).__name__} as a tensor operand",
-                      (user_location(),))
+    refuse_operand(x, opname)
 
 
 _SERIAL = itertools.count(1)  # numbers eager ops' results in the order they are computed

@@ -430,6 +430,46 @@ def test_an_op_refusing_a_torch_operand_names_itself(name, call):
             run(t)
 
 
+_XF, _XI = np.array([1.0, -2.0, 3.0], np.float32), np.array([1, -2, 3])
+
+
+@pytest.mark.parametrize("name, call, says", [
+    ("clip", lambda: gc.clip(_XF, "a", 1), "cannot use a str as a tensor operand"),
+    ("stack", lambda: gc.stack([_XF, "a"]), "cannot use a str as a tensor operand"),
+    ("dot", lambda: gc.dot(_XF, "a"), "cannot use a str as a tensor operand"),
+    ("leaky_relu", lambda: gc.leaky_relu(_XI), "float scalar 0.01 meets an integer tensor"),
+    ("dot", lambda: gc.dot(_XI, _XF), r"matmul\(i64\[1,3\], f32\[3,1\]\): operands must "
+                                      "have one dtype, got int64 and float32")])
+def test_a_refusal_beside_the_torch_one_names_the_function_called(name, call, says):
+    # the lines beside refuse_foreign_array's (a str operand, a float scalar meeting
+    # integers, a type rule's dtype mix) named the op inside the function the user called:
+    # "maximum: cannot use a str", "reshape: ...", "mul: float scalar 0.01 ...", "matmul(...)"
+    # (torch refuses these too: leaky_relu of a Long, dot of Long and Float)
+    for run in (call, lambda: gc.compile(lambda v: call() + v)(np.zeros((), np.float32))):
+        with pytest.raises(GraphcError, match=rf"^{name}: {says}[^\n]*\n  at [^\n]*"
+                                              r"test_edges\.py:\d+$"):
+            run()
+
+
+@pytest.mark.parametrize("name", ["huber_loss", "hinge_embedding_loss", "soft_margin_loss"])
+def test_an_integer_loss_input_under_autocast_is_the_loss_s_dtype_refusal(name):
+    # torch refuses an integer input with a float target (its float result can't be cast to
+    # the input's Long), under autocast too; graphc's autocast cast the target to int64,
+    # which met the loss's float delta ("float scalar 1.0 meets an integer tensor")
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError):
+        getattr(torch.nn.functional, name)(torch.tensor(_XI), torch.tensor(_XF))
+    with gc.autocast("bfloat16"), pytest.raises(
+            GraphcError, match=rf"^{name}: input is int64 but target is float32 \(under "
+                               r"autocast too\); cast one \(\.astype\)"):
+        getattr(gc, name)(gc.tensor(_XI), gc.tensor(_XF))
+    # a float input with an integer target is torch's promotion there, and graphc's
+    with gc.autocast("bfloat16"), torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = getattr(gc, name)(gc.tensor(_XF), gc.tensor(_XI))
+        theirs = getattr(torch.nn.functional, name)(torch.tensor(_XF), torch.tensor(_XI))
+    np.testing.assert_allclose(np.float32(ours.data), theirs.float().item(), rtol=1e-6)
+
+
 # ---- found by the edge-input fuzzing (tests/randgraph.py) -----------------------------------
 def test_max_over_an_empty_axis_is_refused_when_traced():
     f = lambda a: gc.max(a, 0)  # noqa: E731

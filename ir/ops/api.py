@@ -1966,6 +1966,11 @@ def _autocast_promoted(operands, refuse="", like=None):
             not builtins.all(hasattr(x, "dtype") for x in operands):
         return operands
     to = dtypes[like] if like is not None else _result_type(dtypes)
+    if not is_float(to):  # an integer input meeting a float target: torch's loss refuses it
+        # (its float result can't be cast to the input's dtype), so does _loss_operands by
+        # the loss's name; cast to int64, the target met the loss's float delta or margin
+        # ("float scalar 1.0 meets an integer tensor")
+        return operands
     return [x if d == to else cast(x, to) for x, d in zip(operands, dtypes)]
 
 

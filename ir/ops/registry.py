@@ -219,8 +219,8 @@ def scalar_dtype(x, like, opname):
     if dtype is not None and dtype.kind in "iu" and not isinstance(x, (bool, np.bool_)):
         info = np.iinfo(dtype)
         if not info.min <= int(x) <= info.max:
-            raise GraphcError(f"{opname}: integer scalar {int(x)} does not fit in {dtype} "
-                              f"(the dtype of the tensor it meets); cast the tensor first",
+            raise GraphcError(f"{_called_op(opname)}: integer scalar {int(x)} does not fit in "
+                              f"{dtype} (the dtype of the tensor it meets); cast the tensor first",
                               (user_location(),))
     return dtype
 
@@ -258,6 +258,22 @@ def refuse_foreign_array(x, opname=""):
     raise GraphcError(f"{opname + ': ' if opname else ''}got a {name}, another library's "
                       "array; pass a numpy array (x.numpy(), or np.asarray(x))",
                       (user_location(),))
+
+
+def refuse_operand(x, opname):
+    """Raise the one-line refusal of operand `x`, which no op takes (another library's array,
+    a str, a list), naming the function the user called as refuse_foreign_array does: the
+    line beside it named the inner op ('maximum: cannot use a str' for gc.clip(x, 'a', 1))."""
+    refuse_foreign_array(x, opname)
+    raise GraphcError(f"{_called_op(opname)}: cannot use a {type(x).__name__} as a tensor "
+                      "operand", (user_location(),))
+
+
+def refuse_float_scalar(x, opname):
+    """Raise the refusal of float scalar `x` meeting an integer tensor, naming the function
+    the user called (gc.leaky_relu of an int tensor named the mul inside it)."""
+    raise GraphcError(f"{_called_op(opname)}: float scalar {x!r} meets an integer tensor; "
+                      "cast one of them first", (user_location(),))
 
 
 def _called_op(opname):
@@ -459,7 +475,11 @@ def infer_type(op: OpDef, types, attrs) -> TensorType:
         return op.infer(types, **attrs)
     except TypeRuleError as exc:
         operands = ", ".join(str(t) for t in types)
-        raise GraphcError(f"{op.name}({operands}): {exc}", (user_location(),)) from None
+        # the function the user called first, where it is another (gc.dot's int and float
+        # operands were 'matmul(i64[1,3], f32[3,1]): ...', naming only the op inside it)
+        called = _called_op(op.name)
+        called = "" if called == op.name else called + ": "
+        raise GraphcError(f"{called}{op.name}({operands}): {exc}", (user_location(),)) from None
 
 
 def lift_symbolic(graph, x, like, opname):
@@ -470,8 +490,7 @@ def lift_symbolic(graph, x, like, opname):
     if is_weak_scalar(x):
         dtype = scalar_dtype(x, like, opname)
         if dtype is None:
-            raise GraphcError(f"{opname}: float scalar {x!r} meets an integer tensor; cast one "
-                              "of them first", (user_location(),))
+            refuse_float_scalar(x, opname)
         return graph.constant(np.asarray(x, dtype=dtype))
     if isinstance(x, np.ndarray):
         as_dtype(x.dtype)
@@ -479,9 +498,7 @@ def lift_symbolic(graph, x, like, opname):
     to_graph = getattr(x, "graph_operand", None)
     if to_graph is not None:
         return to_graph(graph)
-    refuse_foreign_array(x, opname)
-    raise GraphcError(f"{opname}: cannot use a {type(x).__name__} as a tensor operand",
-                      (user_location(),))
+    refuse_operand(x, opname)
 
 
 def graph_param(graph, param, kind="param"):
