@@ -31,7 +31,8 @@ from ir.errors import GraphcError, definition_location, user_location
 from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
-from ir.ops.registry import SymbolicValue, apply, is_weak_scalar, like_dtype, lift_symbolic
+from ir.ops.registry import (SymbolicValue, apply, foreign_array_name, is_weak_scalar, like_dtype,
+                             lift_symbolic)
 from ir.types import BFLOAT16, FLOAT_SCALARS, Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
@@ -94,6 +95,24 @@ def _refuse_wrong_arity(fn, construct, name, args):
     except TypeError:
         raise GraphcError(f"{construct}: {name} {shown}{signature}{_where(target)} cannot be "
                           f"called as {name}({', '.join(args)})", (user_location(),)) from None
+
+
+def _refuse_foreign(construct, what, value, leaves):
+    """One line naming the construct and its argument `what` (the pytree `value`, whose
+    `leaves` these are) where a leaf is another library's array (a torch.Tensor): its dtype
+    met numpy deep inside, a bare TypeError "Cannot interpret 'torch.float32' as a data
+    type". Arrays, tensors and numbers pass the first test, so a construct pays little."""
+    for x in leaves:
+        if isinstance(x, _OURS):
+            continue
+        name = foreign_array_name(x)
+        if name is not None:
+            raise GraphcError(f"{construct}: {what} {'is' if x is value else 'holds'} a {name}, "
+                              "another library's array; pass numpy arrays or gc tensors "
+                              "(x.numpy(), or np.asarray(x))", (user_location(),))
+
+
+_OURS = (np.ndarray, np.generic, Tensor, SymbolicValue, int, float)
 
 
 def _operand_names(operands) -> tuple:
@@ -455,6 +474,8 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
                           (user_location(),))
     init_leaves, init_structure = leaves_and_structure(init)
     x_leaves, x_structure = leaves_and_structure(xs) if xs is not None else ([], None)
+    _refuse_foreign("scan", "init", init, init_leaves)
+    _refuse_foreign("scan", "xs", xs, x_leaves)
     # a symbolic length (a Dim: jax.export scans over a symbolic axis too) stays one
     lengths = {_length(np.shape(x)[0]) for x in x_leaves if np.ndim(x) >= 1}
     if any(np.ndim(x) == 0 for x in x_leaves):
@@ -659,6 +680,7 @@ def fori_loop(lower, upper, body_fun, init_val):
     size), else a while_loop of the sizes filled in per call (JAX's takes a while_loop for
     every symbolic bound: int() of one is inconclusive there)."""
     _check_callable(body_fun, "fori_loop", "body_fun")
+    _refuse_foreign("fori_loop", "init_val", init_val, leaves_and_structure(init_val)[0])
     if _read_per_call(lower) or _read_per_call(upper):
         return _fori_while(lower, upper, body_fun, init_val)
     if isinstance(lower, Dim) or isinstance(upper, Dim):
@@ -739,6 +761,7 @@ def while_loop(cond_fun, body_fun, init_val):
     _check_callable(cond_fun, "while_loop", "cond_fun")
     _check_callable(body_fun, "while_loop", "body_fun")
     init_leaves, init_structure = leaves_and_structure(init_val)
+    _refuse_foreign("while_loop", "init_val", init_val, init_leaves)
     graph = _graph_of(init_leaves)
     construct = _construct_salt(graph)
     if graph is None:
@@ -892,6 +915,7 @@ def map(f, xs, *, batch_size=None):
     # scan and suggest its length=)
     _check_callable(f, "map", "f")
     leaves, structure = leaves_and_structure(xs) if xs is not None else ([], None)
+    _refuse_foreign("map", "xs", xs, leaves)
     if not leaves:
         raise GraphcError("map: xs has no arrays to map over", (user_location(),))
     if any(np.ndim(x) == 0 for x in leaves):

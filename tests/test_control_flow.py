@@ -512,6 +512,30 @@ def test_other_misuse_is_one_line_each():
     assert "must return a bool scalar, got (f64[])" in first
 
 
+@pytest.mark.parametrize("call, says", [
+    (lambda t: gc.scan(lambda c, x: (c + x, c), np.float32(0), t), "scan: xs is"),
+    (lambda t: gc.scan(lambda c, x: (c + x, c), t, np.ones(3, np.float32)), "scan: init is"),
+    (lambda t: gc.scan(lambda c, x: (c, x), {"h": t}, np.ones(3)), "scan: init holds"),
+    (lambda t: gc.scan(lambda c, x: (c, x), 0.0, (np.ones(3), t)), "scan: xs holds"),
+    (lambda t: gc.fori_loop(0, 3, lambda i, c: c + 1, t), "fori_loop: init_val is"),
+    (lambda t: gc.while_loop(lambda c: gc.sum(c) < 9, lambda c: c + 1, t),
+     "while_loop: init_val is"),
+    (lambda t: gc.map(lambda x: x + 1, t), "map: xs is")])
+def test_a_torch_tensor_argument_of_a_loop_is_one_line_naming_it(call, says):
+    # a torch.Tensor leaf met numpy deep inside: a bare TypeError "Cannot interpret
+    # 'torch.float32' as a data type" (while_loop: gc.sum's line, from inside cond_fun)
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    t = torch.ones(3)
+    for run in (call, lambda t: gc.compile(lambda v: call(t))(np.zeros(3))):
+        with pytest.raises(GraphcError, match=rf"^{says} a torch\.Tensor, another library's "
+                                              r"array; pass numpy arrays or gc tensors "
+                                              r"\(x\.numpy\(\), or np\.asarray\(x\)\)\n"
+                                              r"  at [^\n]*test_control_flow\.py:\d+$"):
+            run(t)
+    # the numpy array it asks for runs, as the loop over the values does
+    np.testing.assert_array_equal(gc.map(lambda x: x + 1, t.numpy()), [2.0, 2.0, 2.0])
+
+
 # ---- what a body may read and return ------------------------------------------------------
 def test_a_layer_used_inside_a_body_is_an_operand_of_the_node_and_trains():
     gc.nn.manual_seed(0)

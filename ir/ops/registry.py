@@ -243,17 +243,26 @@ def _weak_dtype(value, like):
     return np.dtype("float32")
 
 
+def foreign_array_name(x):
+    """The type name of `x` ('torch.Tensor') if it is another library's array, one with
+    __array__ or __dlpack__ that is no numpy array, else None. (graphc's Tensor and traced
+    values have __array__ too: callers ask once those are ruled out.)"""
+    if isinstance(x, (np.ndarray, np.generic)) or not (
+            hasattr(x, "__array__") or hasattr(x, "__dlpack__")):
+        return None
+    kind = type(x)
+    return kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+
+
 def refuse_foreign_array(x, opname=""):
     """Raise the one-line refusal of `x` if it is another library's array (a torch.Tensor, a
     JAX or CuPy array: it has __array__ or __dlpack__ but is no numpy array), which graphc
     does not convert unseen: a torch operand met numpy's "Cannot interpret 'torch.float32' as
     a data type" from deep inside. Called where an operand is refused, off the hot path."""
-    if isinstance(x, (np.ndarray, np.generic)) or not (
-            hasattr(x, "__array__") or hasattr(x, "__dlpack__")):
+    name = foreign_array_name(x)
+    if name is None:
         return
-    kind = type(x)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else \
-        f"{kind.__module__}.{kind.__qualname__}"
     opname = _called_op(opname)
     raise GraphcError(f"{opname + ': ' if opname else ''}got a {name}, another library's "
                       "array; pass a numpy array (x.numpy(), or np.asarray(x))",
