@@ -30,9 +30,15 @@ from .vmap import vmap
 
 def jacrev(fn, argnums=0, has_aux=False):
     """Reverse mode: a vjp of fn, then the pullback vmapped over each output leaf's identity."""
+    return _jacrev(fn, argnums, has_aux, "jacrev")
+
+
+def _jacrev(fn, argnums, has_aux, who):
+    """jacrev, its messages naming `who`: the transformation the user called (hessian is
+    jacfwd of jacrev; its errors named them)."""
     def jacobian(fn, args, nums):
         unique = _unique(nums)
-        out, pull, aux = _linearised(vjp, fn, args, unique, has_aux)
+        out, pull, aux = _linearised(vjp, fn, args, unique, has_aux, who)
         out_leaves, out_structure = leaves_and_structure(out)
         rows = []
         for j, y in enumerate(out_leaves):
@@ -42,7 +48,7 @@ def jacrev(fn, argnums=0, has_aux=False):
                 rows.append(_as_argnums(_in_trees(zeros, lambda g, y=y: F.zeros(
                     tuple(np.shape(y)) + tuple(g.shape), g.dtype)), unique, nums, argnums))
                 continue
-            _check_float(y, "output", "jacrev")
+            _check_float(y, "output", who)
 
             def row(cotangent, j=j):
                 cotangents = [None] * len(out_leaves)
@@ -53,27 +59,32 @@ def jacrev(fn, argnums=0, has_aux=False):
                 g, tuple(y.shape) + tuple(g.shape[1:]))), unique, nums, argnums))
         return unflatten(out_structure, rows), aux
 
-    return _transform(fn, jacobian, argnums, has_aux, "jacrev")
+    return _transform(fn, jacobian, argnums, has_aux, who)
 
 
 def jacfwd(fn, argnums=0, has_aux=False):
     """Forward mode: jvp of fn vmapped over each input leaf's identity, other tangents zero."""
+    return _jacfwd(fn, argnums, has_aux, "jacfwd")
+
+
+def _jacfwd(fn, argnums, has_aux, who):
+    """jacfwd, its messages naming `who`, as _jacrev's."""
     def jacobian(fn, args, nums):
         unique = _unique(nums)
         picked = tuple(args[i] for i in unique)
         in_leaves, in_structure = leaves_and_structure(list(picked))
         if not in_leaves:
-            raise GraphcError("jacfwd: the arguments picked by argnums hold no arrays",
+            raise GraphcError(f"{who}: the arguments picked by argnums hold no arrays",
                               (user_location(),))
         for x in in_leaves:
-            _check_float(x, "input", "jacfwd")
+            _check_float(x, "input", who)
         columns, out_structure, aux = [], None, None
         for i, x in enumerate(in_leaves):
             def column(tangent, i=i):
                 tangents = [F.zeros_like(v) for v in in_leaves]
                 tangents[i] = tangent
                 return _pushforward(fn, args, unique, unflatten(in_structure, tangents),
-                                    has_aux)
+                                    has_aux, who)
             # aux comes from the primals, the same in every column: returned once (JAX's
             # out_axes=None for it), not traced again
             pushed, aux = vmap(column, out_axes=(0, None))(_basis(x))
@@ -87,7 +98,7 @@ def jacfwd(fn, argnums=0, has_aux=False):
             per_output.append(_as_argnums(tree, unique, nums, argnums))
         return unflatten(out_structure, per_output), aux
 
-    return _transform(fn, jacobian, argnums, has_aux, "jacfwd")
+    return _transform(fn, jacobian, argnums, has_aux, who)
 
 
 def _transform(fn, jacobian, argnums, has_aux, who):
@@ -119,16 +130,16 @@ def _transform(fn, jacobian, argnums, has_aux, who):
     return wrapper
 
 
-def _linearised(transform, fn, args, nums, has_aux):
+def _linearised(transform, fn, args, nums, has_aux, who):
     """(fn's result, its pullback over the arguments at nums, aux)."""
-    picked_fn, aux = _picked(fn, args, nums, has_aux, "jacrev")
+    picked_fn, aux = _picked(fn, args, nums, has_aux, who)
     out, pull = transform(picked_fn, *(args[i] for i in nums))
     return out, pull, aux[0] if aux else None
 
 
-def _pushforward(fn, args, nums, tangents, has_aux):
+def _pushforward(fn, args, nums, tangents, has_aux, who):
     """(J @ tangents, aux or None) for the arguments at nums."""
-    picked_fn, aux = _picked(fn, args, nums, has_aux, "jacfwd")
+    picked_fn, aux = _picked(fn, args, nums, has_aux, who)
     tangent = jvp(picked_fn, tuple(args[i] for i in nums), tuple(tangents))[1]
     return tangent, aux[0] if aux else None
 

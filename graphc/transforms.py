@@ -1781,10 +1781,12 @@ def hessian(fn, argnums=0, has_aux=False):
     picked by argnums (pytrees and tuples give a tree of blocks, hess[i][j]; arguments not
     picked keep their type, so an int stays an index). jacfwd pushes one tangent per input
     element through the gradient, all in one batched graph."""
-    from .jacobians import jacfwd, jacrev  # (jacobians imports this module)
+    from .jacobians import _jacfwd, _jacrev  # (jacobians imports this module)
     _callable(fn, "hessian")  # (named as the user called it, not jacrev)
     nums = _differentiated(argnums, "hessian")
-    jacobian = jacfwd(jacrev(fn, argnums, has_aux), argnums, has_aux)
+    # their messages name hessian: a differentiated number used as a Python value was told
+    # "jacfwd takes no static_argnums", a transformation the user never called
+    jacobian = _jacfwd(_jacrev(fn, argnums, has_aux, "hessian"), argnums, has_aux, "hessian")
 
     @functools.wraps(fn, updated=())
     def wrapper(*args, **kwargs):

@@ -118,6 +118,24 @@ def test_bad_arguments_are_refused_with_one_line():
         gc.jacrev(lambda x: x, argnums=2)(x)
 
 
+def test_hessian_names_itself_in_the_messages_of_its_jacobians():
+    # hessian is jacfwd(jacrev(fn)): a differentiated number used as a Python value was told
+    # "jacfwd takes no static_argnums", an int output "jacrev: ... has no Jacobian"
+    def f(x, n):
+        return gc.sum(x ** 2) * len(range(n))
+
+    x = np.array([1.0, 2.0])
+    with pytest.raises(GraphcError, match=r"^int\(\) of a symbolic value: [^\n]*; 'n' is "
+                       "differentiated \\(in argnums\\), so traced: hessian takes no "
+                       "static_argnums; to use it as a Python value, leave 'n' out of "
+                       r"argnums: [^\n]*\n  at [^\n]*test_jacobians\.py:\d+$"):
+        gc.hessian(f, argnums=1)(x, 3.0)
+    with pytest.raises(GraphcError, match="^hessian: a int64 output has no Jacobian"):
+        gc.hessian(lambda x: gc.argmax(x))(x)
+    # the advice followed: n left out of argnums passes as it is, the Hessian is 2 n I
+    np.testing.assert_array_equal(gc.hessian(f)(x, 3), 6.0 * np.eye(2))
+
+
 def test_jacfwd_traces_fn_once_per_input_leaf_and_returns_aux_unbatched():
     """aux comes from the first column's trace, returned once (JAX's out_axes=None for it):
     fn is not traced again for it (it was, once more), and aux has no batch axis."""
