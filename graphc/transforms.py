@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import keyword
 import logging
 import threading
 import warnings
@@ -199,8 +200,12 @@ class Compiled:
                 try:
                     hash(a)
                 except TypeError:
-                    raise GraphcError(f"compile: static argument {self._names(len(args))[i]} "
-                                      f"is a {type(a).__name__}, which is not hashable",
+                    name = self._names(len(args))[i]
+                    raise GraphcError(f"compile: static argument {name} is a "
+                                      f"{type(a).__name__}, which is not hashable (a plan is "
+                                      f"keyed by it); close over {name} instead (compile a "
+                                      "functools.partial or a lambda passing it, as with "
+                                      "jax.jit) or pass a hashable value such as a tuple",
                                       (user_location(),)) from None
                 key.append(("static", _typed(a), a))
             else:
@@ -358,7 +363,7 @@ class Compiled:
         except TracedNumberError as exc:
             if self.retrace or self.without_static_args is not None:
                 raise  # (eager derivatives and vjp give their own advice)
-            raise _static_advice(exc, args, names) from None
+            raise _static_advice(exc, args, names, fname) from None
         graph.finished = f"the compiled {fname}"  # ir.ops.registry.apply: a leaked value
         # fn takes gradients itself (a training step: value_and_grad, then the optimiser's
         # update): its closures are constants, as jax.jit's (_taped_closures)
@@ -1229,14 +1234,16 @@ class _EagerSplit(Compiled):
         return "not given" if name not in user and "." not in name else "traced"
 
 
-def _static_advice(exc, args, names):
+def _static_advice(exc, args, names, fname="f"):
     """exc, a number traced by gc.compile used as a Python value, whose advice (ir's) is to
     list its position in static_argnums; where it is a leaf of a dict, a list or another
-    unhashable argument (cfg["k"]), static_argnums refuses that argument: the advice is
-    then to pass the number as a static argument of its own, or to close over it."""
+    unhashable argument (cfg["k"]), static_argnums refuses that argument (the advice
+    followed was 'static argument cfg is a dict, which is not hashable'): the advice is then
+    to close over the argument, as jax.jit users do with functools.partial, or to pass the
+    number as an argument of its own, listed in static_argnums."""
     if exc.message == exc.reason:  # (no static_argnums advice: a 0-d array among them)
         return exc
-    holders = {}  # the unhashable arguments holding a named leaf
+    holders = {}  # the unhashable arguments holding a named leaf: {position: name}
     for leaf in exc.arguments:
         i = next((i for i, name in enumerate(names) if leaf.startswith(f"{name}.")), None)
         if i is None:
@@ -1244,19 +1251,27 @@ def _static_advice(exc, args, names):
         try:
             hash(args[i])
         except TypeError:
-            holders[names[i]] = type(args[i]).__name__
+            holders[i] = names[i]
     if not holders:
         return exc
     quoted = " and ".join(repr(name) for name in exc.arguments)
     one = len(exc.arguments) == 1
-    kinds = ", ".join(f"{name} is a {kind}" for name, kind in holders.items())
+    held = " and ".join(holders.values())
+    unhashable = f"a {type(args[next(iter(holders))]).__name__} is not hashable" \
+        if len(holders) == 1 else ", ".join(f"{name} is a {type(args[i]).__name__}"
+                                            for i, name in holders.items()) + ": not hashable"
+    fn = fname if fname.isidentifier() and not keyword.iskeyword(fname) else "f"  # (lambda)
+    # functools.partial fills the leading parameters only; a lambda passes any of them
+    closure = f"functools.partial({fn}, {', '.join(holders.values())})" \
+        if sorted(holders) == list(range(len(holders))) else f"a lambda passing {held} to {fn}"
     return TracedNumberError(
         f"{exc.reason}; the value{'' if one else 's'} passed as {quoted} "
         f"{'is' if one else 'are'} traced: to use {'it' if one else 'them'} as a Python "
-        f"value, pass {'it' if one else 'each'} as a static argument of its "
-        f"own (listed in static_argnums) or close over "
-        f"{'it' if one else 'them'}: static_argnums cannot take the whole argument ({kinds}, "
-        "which is not hashable)", exc.locs, exc.arguments, exc.reason)
+        f"value, close over {held} (compile {closure}, as with jax.jit: "
+        f"{'its' if len(holders) == 1 else 'their'} values are then constants of the plan) "
+        f"or pass {'the number' if one else 'each number'} as an argument of its own, listed "
+        f"in static_argnums; static_argnums cannot take {held} ({unhashable})", exc.locs,
+        exc.arguments, exc.reason)
 
 
 def _wrt(nums, count) -> set:

@@ -1,5 +1,7 @@
 """Hostile review as a PyTorch/JAX user of graphc's public API (s22u): each test failed
 before its fix."""
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -204,32 +206,50 @@ def test_a_traced_python_argument_used_as_a_python_value_points_at_static_argnum
 
 def test_a_traced_number_in_a_dict_or_list_argument_is_not_pointed_at_static_argnums():
     """Session 41: gc.compile(f)(x, {"k": 3.0}), f using cfg["k"] as a Python value, told to
-    list cfg's position in static_argnums, which refuses the dict (not hashable). Now it
-    says to pass that number as a static argument of its own or close over it; a tuple's
-    number keeps the static_argnums advice, which works for a tuple."""
+    list cfg's position in static_argnums, which refuses the dict (not hashable). Session
+    42: it says to close over cfg, showing how (functools.partial for leading parameters, as
+    jax.jit users do, else a lambda), or to pass that number as an argument of its own in
+    static_argnums; static_argnums given the dict says the same; a tuple's number keeps the
+    static_argnums advice, which works for a tuple."""
     x = np.ones(3)
     by_dict = lambda x, cfg: gc.sum(x) * (3.0 if cfg["k"] > 2 else 1.0)
     by_list = lambda x, n: gc.sum(x) * float(n[0])
-    for call, name, holder in [(lambda: gc.compile(by_dict)(x, {"k": 3.0}), "cfg.k",
-                                "cfg is a dict"),
-                               (lambda: gc.compile(by_list)(x, [2.0, 1.0]), "n.0",
-                                "n is a list")]:
+
+    def first(cfg, x):
+        return by_dict(x, cfg)
+
+    for call, name, closure, holder in [
+            (lambda: gc.compile(by_dict)(x, {"k": 3.0}), "cfg.k", "a lambda passing cfg to f",
+             "a dict"),
+            (lambda: gc.compile(by_list)(x, [2.0, 1.0]), "n.0", "a lambda passing n to f",
+             "a list"),
+            (lambda: gc.compile(first)({"k": 3.0}, x), "cfg.k", "functools.partial(first, cfg)",
+             "a dict")]:
         with pytest.raises(gc.GraphcError) as info:
             call()
         problem = str(info.value).splitlines()[0]
+        arg = name.split(".")[0]
         assert problem.endswith(
-            f"; the value passed as '{name}' is traced: to use it as a Python value, pass it as "
-            "a static argument of its own (listed in static_argnums) or close over it: "
-            f"static_argnums cannot take the whole argument ({holder}, which is not hashable)"
-        ), problem
+            f"; the value passed as '{name}' is traced: to use it as a Python value, close over "
+            f"{arg} (compile {closure}, as with jax.jit: its values are then constants of the "
+            "plan) or pass the number as an argument of its own, listed in static_argnums; "
+            f"static_argnums cannot take {arg} ({holder} is not hashable)"), problem
+    with pytest.raises(gc.GraphcError, match="^compile: static argument cfg is a dict, which is "
+                       r"not hashable \(a plan is keyed by it\); close over cfg instead "
+                       r"\(compile a functools\.partial or a lambda passing it, as with "
+                       r"jax\.jit\) or pass a hashable value such as a tuple\n"):
+        gc.compile(first, static_argnums=0)({"k": 3.0}, x)
     with pytest.raises(gc.GraphcError, match="'n.0' is traced: .* list its position in "
                        "static_argnums\n"):
         gc.compile(by_list)(x, (2.0, 1.0))
-    # as told: the number as its own static argument, or closed over
-    k_alone = gc.compile(lambda x, cfg, k: by_dict(x, {**cfg, "k": k}), static_argnums=(2,))
-    np.testing.assert_allclose(k_alone(x, {"w": 1.0}, 3.0), 9.0)
+    # as told: closed over (functools.partial, a lambda), or the number as its own static
+    # argument, each value of which keys a plan
+    np.testing.assert_allclose(gc.compile(functools.partial(first, {"k": 3.0}))(x), 9.0)
     cfg = {"k": 1.0}
     np.testing.assert_allclose(gc.compile(lambda x: by_dict(x, cfg))(x), 3.0)
+    k_alone = gc.compile(lambda x, cfg, k: by_dict(x, {**cfg, "k": k}), static_argnums=(2,))
+    np.testing.assert_allclose(k_alone(x, {"w": 1.0}, 3.0), 9.0)
+    np.testing.assert_allclose(k_alone(x, {"w": 1.0}, 1.0), 3.0)
 
 
 def test_vjp_jvp_and_linearize_tell_to_close_over_a_number_not_static_argnums():
