@@ -26,7 +26,7 @@ from ir.types import (FLOAT_DTYPES, FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, SHORT_NA
                       WIDENED_INPUTS, Dim, as_dim, is_float, is_int)
 from ir.ops import api as F
 from ir.ops.precision import autocast, precision_dtype
-from passes.autodiff import gradients, reaching
+from passes.autodiff import gradients, reaching, upstream
 from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
@@ -1007,7 +1007,10 @@ def traced_value_and_grad(fn, argnums=0, has_aux=False, none_if_unreached=False,
         _note_traced_derivative()
         args = tuple(_variables(a) if i in wrt else a for i, a in enumerate(args))
         with differentiating():  # (in grad mode under a no_grad block too, as eagerly)
-            out = fn(*args, **kwargs)
+            try:
+                out = fn(*args, **kwargs)
+            except TracedNumberError as exc:
+                raise _differentiated_number(exc, fn, args, wrt, who) from None
         value, aux = split_aux(out, who) if has_aux else (out, None)
         graph = current_graph()
         if graph is not None:
@@ -1241,8 +1244,8 @@ def _static_advice(exc, args, names, fname="f"):
     followed was 'static argument cfg is a dict, which is not hashable'): the advice is then
     to close over the argument, as jax.jit users do with functools.partial, or to pass the
     number as an argument of its own, listed in static_argnums."""
-    if exc.message == exc.reason:  # (no static_argnums advice: a 0-d array among them)
-        return exc
+    if exc.message == exc.reason or getattr(exc, "differentiated", False):
+        return exc  # (no static_argnums advice: a 0-d array among them; or grad's own)
     holders = {}  # the unhashable arguments holding a named leaf: {position: name}
     for leaf in exc.arguments:
         i = next((i for i, name in enumerate(names) if leaf.startswith(f"{name}.")), None)
@@ -1272,6 +1275,50 @@ def _static_advice(exc, args, names, fname="f"):
         f"or pass {'the number' if one else 'each number'} as an argument of its own, listed "
         f"in static_argnums; static_argnums cannot take {held} ({unhashable})", exc.locs,
         exc.arguments, exc.reason)
+
+
+def _differentiated_number(exc, fn, args, wrt, who):
+    """exc, a traced Python number used as a Python value inside a transformation traced in
+    another (gc.compile(gc.grad(f, argnums=(0, 1)))(x, 3.0)), ir's advice being the outer
+    one's (static_argnums): where the value is computed from an argument at `wrt`, which
+    this transformation differentiates, so traces whatever the outer one passes, the advice
+    is to leave that argument out of its argnums first; else exc as it is. (Eagerly,
+    eager_runner gives its own advice: it has no outer transformation to name.)"""
+    if not exc.advice or exc.value is None:
+        return exc
+    positions = {id(x): i for i in wrt for x in leaves_and_structure(args[i])[0]
+                 if isinstance(x, Node)}
+
+    def inputs_of(node):  # (a value read inside a loop body or branch: its outer value)
+        if node.op != "input":
+            return node.inputs
+        outer = node.graph.outer_value(node) if hasattr(node.graph, "outer_value") else None
+        return [outer] if outer is not None else []
+    found = sorted({positions[id(n)] for n in upstream([exc.value], inputs_of)
+                    if id(n) in positions})
+    if not found:
+        return exc
+    names = arg_names(called_function(fn)[0], len(args))
+    quoted = " and ".join(repr(names[i]) for i in found)
+    one = len(found) == 1
+    # then the outer transformation's way: its static_argnums take no dict (see _static_advice)
+    then = f" and {exc.advice}" if all(_hashable(args[i]) for i in found) else \
+        f", then close over {'it' if one else 'them'}"
+    error = TracedNumberError(
+        f"{exc.reason}; {quoted} {'is' if one else 'are'} differentiated (in {who}'s "
+        f"argnums), so traced: to use {'it' if one else 'them'} as a Python value, leave "
+        f"{quoted} out of {who}'s argnums{then}", exc.locs, exc.arguments, exc.reason,
+        exc.advice, exc.value)
+    error.differentiated = True  # (_static_advice leaves it as it is)
+    return error
+
+
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _wrt(nums, count) -> set:

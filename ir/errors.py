@@ -66,11 +66,17 @@ class TracedNumberError(GraphcError):
     shape, a range, an `if`): transformations that can pass it as it is instead retry.
     `arguments`: the names of the graph inputs it is computed from ("arg1", "arg2");
     `reason`: what was asked of it, without the advice after it (a transformation that
-    knows better advice, grad's for a differentiated number, gives its own)."""
+    knows better advice, grad's for a differentiated number, gives its own); `advice`: the
+    way out given after it ("list its position in static_argnums"), "" if none; `value`:
+    the traced value asked, whose inputs tell a transformation whether it computed it from
+    an argument it differentiates."""
 
-    def __init__(self, message: str, locs=(), arguments: tuple = (), reason: str = ""):
+    def __init__(self, message: str, locs=(), arguments: tuple = (), reason: str = "",
+                 advice: str = "", value=None):
         self.arguments = tuple(arguments)
         self.reason = reason or message
+        self.advice = advice
+        self.value = value
         super().__init__(message, locs)
 
 

@@ -125,17 +125,17 @@ class Node(SymbolicValue, OperatorMixin):
                       "bools as Python values, ")
             transformation = scalars[0]._traced_argument().graph.without_static_args
             if transformation is None:
-                values += f"list {'its position' if one else 'their positions'} in static_argnums"
+                advice = f"list {'its position' if one else 'their positions'} in static_argnums"
             else:  # (as JAX's vjp and jvp: no static_argnums to name)
-                values += (f"close over {'it' if one else 'them'}, as in {transformation}: "
-                           f"{transformation.partition('(')[0]} takes no static arguments")
-            raise TracedNumberError(f"{message}; {values}", (user_location(),), arguments=names,
-                                    reason=message)
+                advice = (f"close over {'it' if one else 'them'}, as in {transformation}: "
+                          f"{transformation.partition('(')[0]} takes no static arguments")
+            raise TracedNumberError(f"{message}; {values}{advice}", (user_location(),),
+                                    arguments=names, reason=message, advice=advice, value=self)
         if self._traced_argument(operand=True) is not None:
             message += ("; a number passed to cond as an operand is traced in its branches: "
                         "close over it to use it as a Python value")
         if scalars:  # 0-d inputs: grad's runner passes Python floats traced as them as they are
-            raise TracedNumberError(message, (user_location(),), arguments=names)
+            raise TracedNumberError(message, (user_location(),), arguments=names, value=self)
         raise GraphcError(message, (user_location(),))
 
     def _scalar_arguments(self) -> list:

@@ -107,6 +107,44 @@ def test_a_differentiated_number_used_as_a_python_value_says_to_leave_it_out_of_
         gc.compile(by_if)(x, 3.0)
 
 
+def test_a_differentiated_number_inside_compile_says_to_leave_it_out_of_argnums():
+    """Session 42: gc.compile(gc.grad(f, argnums=(0, 1)))(x, 3.0), f using n as a Python
+    value, was told compile's 'list its position in static_argnums', which fails when
+    followed (grad traces n, which it differentiates, whatever compile passes). Now the line
+    names the transformation whose argnums hold it and says to leave it out of them, then
+    compile's static_argnums; a dict argument is closed over, static_argnums taking none."""
+    x = np.array([0.5, 1.5, 2.0])
+    by_if = lambda v, n: gc.sum(v ** 2) * (3.0 if n > 2 else 1.0)
+    by_dict = lambda cfg, v: gc.sum(v ** 2) * float(cfg["k"])
+    for make, who, name, then in [
+            (lambda: gc.compile(gc.grad(by_if, argnums=(0, 1)))(x, 3.0), "grad", "n",
+             " and list its position in static_argnums"),
+            (lambda: gc.compile(gc.value_and_grad(by_if, argnums=1))(x, 3.0), "value_and_grad",
+             "n", " and list its position in static_argnums"),
+            (lambda: gc.compile(gc.hessian(by_if, argnums=(0, 1)))(x, 3.0), "hessian", "n",
+             " and list its position in static_argnums"),
+            (lambda: gc.compile(gc.grad(by_dict, argnums=(0, 1)))({"k": 3.0}, x), "grad", "cfg",
+             ", then close over it")]:
+        with pytest.raises(gc.GraphcError) as info:
+            make()
+        line, where = str(info.value).splitlines()
+        assert line.endswith(
+            f"; '{name}' is differentiated (in {who}'s argnums), so traced: to use it as a "
+            f"Python value, leave '{name}' out of {who}'s argnums{then}"), line
+        assert "test_review_s38_jax_port.py" in where
+    # followed: grad's argnums without n, compile's static_argnums with it
+    np.testing.assert_allclose(gc.compile(gc.grad(by_if), static_argnums=1)(x, 3.0), 6.0 * x)
+    np.testing.assert_allclose(gc.compile(gc.grad(by_if), static_argnums=1)(x, 1.0), 2.0 * x)
+    np.testing.assert_allclose(gc.compile(gc.grad(lambda v: by_dict({"k": 3.0}, v)))(x),
+                               6.0 * x)
+    # a number closed over under the name of a differentiated one is not blamed on it
+    with pytest.raises(gc.GraphcError, match="; the value passed as 'n' is traced: to use a "
+                       "Python number or bool as a Python value, list its position in "
+                       "static_argnums\n"):
+        gc.compile(lambda v, n: gc.grad(lambda v, m: by_if(v, n) * m, argnums=(0, 1))(v, n))(
+            x, 3.0)
+
+
 def test_stop_gradient_takes_a_pytree_leaf_by_leaf():
     """gc.stop_gradient refused a pytree (`gc.stop_gradient(p)["w"]` with p a dict); now it
     stops each leaf, None staying None and containers keeping their kinds, as
