@@ -378,28 +378,41 @@ class Compiled:
         if self._warned_recompiles or len(self.recompiles) < self.RECOMPILES_WARNED:
             return
         self._warned_recompiles = True
+        latest = message.split(': ', 1)[-1]
         if self.retrace:  # an eager derivative (eager_runner): nothing the user compiled
             numbers = self._numbers_changed(self._last_key, signature)
             # a number fn uses as a Python value: as an array it would be refused there
             # (no truth value); only computing with it lets it be traced
-            advice = (f"{' and '.join(numbers)}: a number the function uses as a Python value "
-                      "(an `if`, a range, a shape) compiles a plan per value; computed with "
-                      "instead (gc.where(cond, a, b) for an `if`), it is traced, one plan for "
-                      "every value") if numbers else (
+            advice = "; ".join(self._number_advice(numbers)) if numbers else (
                 "each new value of something it reads as a constant (a closed-over number "
                 "or array, a flag) compiles a new plan: pass it as an array argument, which "
                 "is traced")
             warnings.warn(RecompileWarning(
                 f"the derivative of {fname} has been compiled {len(self.recompiles) + 1} "
-                f"times (the latest: {message.split(': ', 1)[-1]}); {advice}"),
-                stacklevel=user_stacklevel())
+                f"times (the latest: {latest}); {advice}"), stacklevel=user_stacklevel())
             return
+        old = self._last_key
+        static = [name for name, a, b in zip(self._names(len(signature)), old, signature)
+                  if a != b and "static" in (a[0], b[0])] if len(old) == len(signature) else []
+        # what changed decides the advice: a static argument is traced once left out of
+        # static_argnums, where fn computes with it (a loop over range(n) said to use
+        # gc.where, and to pass as an argument what was one)
+        advice = (f"{' and '.join(static)} {'is' if len(static) == 1 else 'are'} static: each "
+                  "value compiles a plan; left out of static_argnums it is traced, one plan "
+                  "for every value, where the function computes with it: a loop over "
+                  "range(n) as gc.fori_loop(0, n, body, init), an `if` as gc.where(cond, a, "
+                  "b)") if static else (
+            "a value the trace reads as a constant (a setting, a Python number, a shape) "
+            "compiles a new plan each time it changes: pass it as an argument, or mark the "
+            "dimension polymorphic")
         warnings.warn(RecompileWarning(
             f"compiled {fname} has been compiled {len(self.recompiles) + 1} times (the latest: "
-            f"{message.split(': ', 1)[-1]}); a value the trace reads as a constant (a "
-            f"setting, a Python number, a shape) compiles a new plan each time it changes: "
-            f"pass it as an argument, or mark the dimension polymorphic"),
-            stacklevel=user_stacklevel())
+            f"{latest}); {advice}"), stacklevel=user_stacklevel())
+
+    def _number_advice(self, numbers) -> list:
+        """Per use (_EagerSplit.uses: the error that made each number pass as it is), how a
+        number that compiles a plan per value would be traced instead."""
+        return []
 
     def _numbers_changed(self, old, new) -> list:
         """The names of the numbers passed as they are (used as Python values) whose values
@@ -1125,8 +1138,11 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
                                          p, str) else args[p], name)
                                      for p, name in leaves):
                     raise
+                user = split._user_names(len(args))
                 for p, name in leaves:
                     as_they_are.setdefault(p, set()).add(name)
+                    argument = p if isinstance(p, str) else user[p]  # (as _as_they_are names)
+                    split.uses[f"{argument}.{name}" if name else argument] = exc.reason
 
     def run_with(args, kwargs):
         wrt = _wrt(nums, len(args))
@@ -1179,6 +1195,37 @@ class _EagerSplit(Compiled):
     def __init__(self, placed, fn):
         super().__init__(placed, static_argnums=(0,))
         self.user_fn = fn
+        # {the name of a number passed as it is ("n", "cfg.k"): what made it so, the
+        # traced-number error's reason}, for the recompile warning's advice
+        self.uses = {}
+
+    def _number_advice(self, numbers) -> list:
+        kinds = {}  # (an int: a range, a shape; a bool: an `if`; else float() or math)
+        for name in numbers:
+            reason = self.uses.get(name, "")
+            kind = "int" if reason.startswith("int()") else \
+                "if" if "truth value" in reason else "other"
+            kinds.setdefault(kind, []).append(name)
+        advice = []
+        for kind, names in kinds.items():
+            quoted = " and ".join(names)
+            if kind == "int":  # (a loop of traced length is a while_loop: no reverse mode)
+                advice.append(
+                    f"{quoted}: used as an int (a range, a shape), each value compiles a plan; "
+                    "for a loop over range(n) differentiated with one plan for every n, loop a "
+                    "fixed N times and mask the steps past n (gc.fori_loop(0, N, lambda i, c: "
+                    "gc.where(i < n, step(c), c), init)), which traces n; else keep n to a few "
+                    "values")
+            elif kind == "if":
+                advice.append(
+                    f"{quoted}: used in an `if`, each value compiles a plan; computed with "
+                    "instead (gc.where(cond, a, b)), it is traced, one plan for every value")
+            else:
+                advice.append(
+                    f"{quoted}: a number the function uses as a Python value (float(), math) "
+                    "compiles a plan per value; computed with instead (k * x, gc.sqrt(k)), "
+                    "it is traced, one plan for every value")
+        return advice
 
     def _user_names(self, count) -> list:
         if self.user_fn is None:

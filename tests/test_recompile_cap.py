@@ -112,15 +112,65 @@ def test_a_derivatives_recompile_warning_for_a_python_value_number_says_what_wor
     recompile = [str(w.message) for w in caught if issubclass(w.category, gc.RecompileWarning)]
     assert recompile == [
         "the derivative of f has been compiled 9 times (the latest: n (passed as it is): 9 -> "
-        "10); n: a number the function uses as a Python value (an `if`, a range, a shape) "
-        "compiles a plan per value; computed with instead (gc.where(cond, a, b) for an `if`), "
-        "it is traced, one plan for every value"]
+        "10); n: used in an `if`, each value compiles a plan; computed with instead "
+        "(gc.where(cond, a, b)), it is traced, one plan for every value"]
     dw = gc.grad(with_where)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for n in range(0, 12):
             np.testing.assert_allclose(dw(x, n), 2 * n * x if n > 1 else np.ones(3))
     assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+
+
+def test_the_recompile_advice_for_a_loop_over_range_n_fits_the_loop():
+    """Session 42: a loop over range(n) with n changing was advised gc.where (an `if`'s
+    remedy) by gc.grad's warning, and by gc.compile's (n static) "pass it as an argument",
+    which it was. Now the advice follows what changed and how n was used: for a derivative,
+    a fixed-length fori_loop masking the steps past n (a loop of traced length is a
+    while_loop, which has no reverse mode); for a static argument, to leave it out of
+    static_argnums and loop with gc.fori_loop(0, n, ...). Each, done so, is one plan."""
+    def f(x, n):
+        total = 0.0
+        for _ in range(n):
+            total = total + gc.sum(x ** 2)
+        return total
+
+    x = np.arange(3.0)
+    for make, says in [
+            (lambda: gc.grad(f),
+             "the derivative of f has been compiled 9 times (the latest: n (passed as it is): "
+             "9 -> 10); n: used as an int (a range, a shape), each value compiles a plan; for a "
+             "loop over range(n) differentiated with one plan for every n, loop a fixed N times "
+             "and mask the steps past n (gc.fori_loop(0, N, lambda i, c: gc.where(i < n, "
+             "step(c), c), init)), which traces n; else keep n to a few values"),
+            (lambda: gc.compile(f, static_argnums=1),
+             "compiled f has been compiled 9 times (the latest: n (static): 9 -> 10); n is "
+             "static: each value compiles a plan; left out of static_argnums it is traced, one "
+             "plan for every value, where the function computes with it: a loop over range(n) "
+             "as gc.fori_loop(0, n, body, init), an `if` as gc.where(cond, a, b)")]:
+        run = make()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for n in range(2, 12):
+                run(x, n)
+        assert [str(w.message) for w in caught
+                if issubclass(w.category, gc.RecompileWarning)] == [says]
+        assert "gc.where(cond, a, b)), it is traced" not in says  # (the `if` advice)
+
+    def masked(x, n):  # the derivative's advice followed
+        return gc.fori_loop(0, 16, lambda i, c: gc.where(i < n, c + gc.sum(x ** 2), c), 0.0)
+
+    def looped(x, n):  # compile's advice followed
+        return gc.fori_loop(0, n, lambda i, c: c + gc.sum(x ** 2), 0.0)
+
+    dm, cl = gc.grad(masked), gc.compile(looped)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(0, 12):
+            np.testing.assert_allclose(dm(x, n), 2 * n * x)
+            np.testing.assert_allclose(cl(x, n), n * 5.0)
+    assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+    assert cl.recompiles == []
 
 
 def test_the_trainer_warns_when_a_setting_keeps_changing():
