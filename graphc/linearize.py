@@ -25,7 +25,8 @@ from runtime.eager import Tensor
 
 from .tracing import (Spec, function_name, leaves_and_structure, leaves_like, to_spec, trace,
                       unflatten)
-from .transforms import _as_primals, _check_integer_tangent, _is_python_number, _is_symbolic, jvp
+from .transforms import (_as_primals, _check_integer_tangent, _is_python_number, _is_symbolic,
+                         jvp, primal_and_tangent_names)
 
 __all__ = ["linearize"]
 
@@ -55,7 +56,7 @@ def linearize(fn, *primals):
 
     with keeping_primal_loops():  # the known part computes y without the tangents
         graph = trace(primals_and_tangents, *specs, *specs,
-                      names=[f"p{k}" for k in range(count)] + [f"t{k}" for k in range(count)],
+                      names=primal_and_tangent_names(fn, count),
                       name=f"linearize_{name}")
     # the tangents' inputs by name (the passes may reorder a signature); the other inputs
     # (the primals, a model's parameters fn reads) are known

@@ -1880,9 +1880,34 @@ def jvp(fn, primals, tangents, has_aux=False):
     args = _as_primals(primals + tangents)
     if _is_symbolic(args) or current_graph() is not None:  # inside a trace: see _in_trace
         return symbolic(*args)
-    compiled = Compiled(symbolic)
+    compiled = _NamedArguments(symbolic, primal_and_tangent_names(fn, len(primals)))
     compiled.without_static_args = "gc.jvp(lambda x: f(x, n), (x,), (t,))"
     return compiled(*args)
+
+
+class _NamedArguments(Compiled):
+    """gc.compile of a function of *args (jvp's primals and tangents) whose graph inputs and
+    messages name `names`, not its own "arg1" (a traced number used as a Python value)."""
+
+    def __init__(self, fn, names):
+        super().__init__(fn)
+        self.arg_names = names
+
+    def _names(self, count):
+        return self.arg_names if count == len(self.arg_names) else super()._names(count)
+
+
+def primal_and_tangent_names(fn, count) -> list:
+    """The names jvp and linearize give their graph inputs: fn's parameters for the primals
+    ("n", as grad's and vjp's messages name them; jvp said "arg1", linearize "p1"), then
+    "tangent_n" for the tangents, each once (a graph's input names are distinct)."""
+    params = arg_names(called_function(fn)[0], count)
+    names = []
+    for name in params + [f"tangent_{p}" for p in params]:
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names
 
 
 def hessian(fn, argnums=0, has_aux=False):

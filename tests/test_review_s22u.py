@@ -279,6 +279,31 @@ def test_vjp_jvp_and_linearize_tell_to_close_over_a_number_not_static_argnums():
                           "list its position in static_argnums", "test_review_s22u.py")
 
 
+def test_jvp_and_linearize_name_the_functions_parameters_as_vjp_does():
+    """Session 42: gc.jvp's traced-number line named its inner function's 'arg1' and
+    gc.linearize's 'p1' where gc.vjp (and grad) name f's parameter 'n'; a leaf of a dict
+    argument 'arg1.k'. Now they name f's parameters, as vjp does."""
+    x = np.ones(3)
+
+    def f(x, n):
+        return gc.sum(x * x) * (2.0 if n > 1 else 1.0)
+
+    def g(x, cfg):
+        return x * len(range(cfg["k"]))
+    for call, name in [(lambda: gc.vjp(f, x, 3), "n"), (lambda: gc.jvp(f, (x, 3), (x, 0)), "n"),
+                       (lambda: gc.linearize(f, x, 3), "n"),
+                       (lambda: gc.jvp(g, (x, {"k": 2}), (x, {"k": 0})), "cfg.k"),
+                       (lambda: gc.linearize(g, x, {"k": 2}), "cfg.k")]:
+        with pytest.raises(gc.GraphcError, match=f"; the value passed as '{name}' is traced: "
+                                                 r"[^\n]*\n  at [^\n]*test_review_s22u\.py"):
+            call()
+    # names that meet (a parameter "tangent_x" beside x's tangent) stay apart: values as before
+    h = lambda x, tangent_x: gc.sin(x) * tangent_x  # noqa: E731
+    np.testing.assert_allclose(gc.jvp(h, (x, 2.0 * x), (x, x))[1], np.cos(1.0) * 2 + np.sin(1.0))
+    y, f_jvp = gc.linearize(h, x, 2.0 * x)
+    np.testing.assert_allclose(f_jvp(x, x), np.full(3, np.cos(1.0) * 2 + np.sin(1.0)))
+
+
 def test_sequential_slices_and_appends_as_pytorchs():
     # model[:-1] (a feature extractor) raised TypeError: '<=' not supported between 'int' and
     # 'slice'; ModuleList had no append
