@@ -333,6 +333,23 @@ def file_identity(path: str):
     return st.st_dev, st.st_ino, st.st_size, tail
 
 
+def read_error(path: str) -> str | None:
+    """Why the file at `path` cannot be read (the errno's text: EACCES's 'Permission denied',
+    EISDIR's for a directory there), or None if it can or is gone. file_identity reads past
+    such a file (inode and size alone), so an identity that differs may mean only that: its
+    caller asks this before it says the file was rewritten."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # (a FIFO: no wait)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:  # POSIX opens a directory for reading; read() would fail
+        return os.strerror(errno.EISDIR) if stat.S_ISDIR(os.fstat(fd).st_mode) else None
+    finally:
+        os.close(fd)
+
+
 def _sync_directory(directory: str) -> None:
     """fsync a directory, so a rename in it is on the disk (POSIX; elsewhere a no-op)."""
     try:

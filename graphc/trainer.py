@@ -111,7 +111,8 @@ from ir.ops.precision import autocast, precision_dtype
 from ir.types import is_float
 
 from . import amp, checkpoint, nn, optim
-from .files import check_path, discard_stdout, exclusive_directory, file_identity
+from .files import check_path, discard_stdout, exclusive_directory, file_identity, \
+    read_error
 from .optim import _clip_norm, _count_setting, _flag, _is_number, clip_by_global_norm, \
     global_norm
 from .tracing import flatten, function_name, leaves_and_structure, tree_map, unflatten
@@ -1312,6 +1313,14 @@ class Trainer:
                 # that run's steps
                 now = ckpt and file_identity(ckpt)
                 if now and self._saved_to.get(os.path.realpath(ckpt), now) != now:
+                    # one the user cannot read (chmod 000: EACCES) has no digest of its end,
+                    # so it differs too: say that, not that another run wrote it
+                    unreadable = read_error(ckpt)
+                    if unreadable:
+                        raise GraphcError(f"cannot read checkpoint {ckpt!r}: {unreadable}; "
+                                          "fit() does not replace a checkpoint it cannot "
+                                          "check: make it readable, or fit into another "
+                                          "directory")
                     raise GraphcError(f"{ckpt} has been written by another run since this "
                                       f"trainer resumed (or saved) it; fit() does not replace "
                                       f"it: resume it again (trainer.resume({ckpt!r})) or fit "

@@ -179,6 +179,42 @@ def test_fit_refuses_a_resumed_checkpoint_rewritten_with_its_inode_size_and_time
     assert open(path, "rb").read() == new  # not replaced
 
 
+def test_fit_says_a_resumed_checkpoint_it_cannot_read_cannot_be_read(tmp_path, monkeypatch):
+    """A checkpoint made unreadable after Trainer.resume (chmod 000: EACCES) has no digest of
+    its end, so its identity differed and fit() said it had been written by another run. It
+    now says it cannot read it, with the errno's text and the path. (Root reads past chmod
+    000: os.open is refused by a mock, and a directory put at the path is read by none.)"""
+    import errno
+    run = str(tmp_path / "run")
+    path = f"{run}/checkpoint.npz"
+    _trainer(5).fit(run, progress=False)
+    b = _trainer(8)
+    b.resume(run)
+    real_open = os.open
+
+    def refused(name, *args, **kwargs):
+        if os.fspath(name) == path:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(GraphcError) as caught:
+        b.fit(run, progress=False)
+    assert str(caught.value) == (
+        f"cannot read checkpoint {path!r}: Permission denied; fit() does not replace a "
+        "checkpoint it cannot check: make it readable, or fit into another directory")
+    monkeypatch.setattr(os, "open", real_open)
+    assert checkpoint.load_saved(path)[1]["step"] == 5 and b.step == 5  # kept
+    os.replace(path, f"{run}/kept.npz")
+    os.mkdir(path)
+    with pytest.raises(GraphcError, match=f"cannot read checkpoint {path!r}: Is a directory;"):
+        b.fit(run, progress=False)
+    os.rmdir(path)
+    os.replace(f"{run}/kept.npz", path)
+    b.fit(run, progress=False)  # readable again, the same file: fit() goes on
+    assert checkpoint.load_saved(path)[1]["step"] == 8
+
+
 def test_a_fifo_as_the_checkpoint_is_no_checkpoint_at_once(
         tmp_path, text_file, capsys):  # noqa: F811
     """file_identity, which resume calls before the loader's own checks, open()ed the path to
