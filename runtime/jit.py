@@ -98,17 +98,43 @@ def _numba_folder(directory: str, numba_dir: str | None = None) -> str:
     return os.path.join(directory, "__pycache__")
 
 
+def _numba_folders(directory: str) -> list:
+    """The folders numba may keep its files for a module in `directory` in, in the order its
+    locators try them (the first it can create and write wins): NUMBA_CACHE_DIR's subfolder
+    where one is set, the module's __pycache__, then its user-wide cache's subfolder
+    (~/.cache/numba/..., XDG_CACHE_HOME's where set), where an install the user cannot
+    write puts them."""
+    from numba.core.caching import _CacheLocator
+    from numba.misc.appdirs import AppDirs
+    subpath = _CacheLocator.get_suitable_cache_subpath(os.path.join(directory, "m.py"))
+    user_wide = os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, subpath)
+    return ([_numba_folder(directory)] if numba.config.CACHE_DIR else []) + [
+        os.path.join(directory, "__pycache__"), user_wide]
+
+
+def _make_numba_folder(directory: str) -> None:
+    """Make the folder numba will keep its files for a module in `directory` in, and the
+    missing folders above it, 0700 before numba makes them with os.makedirs (0775 under
+    umask 002, which _guard_cache then refused: the cache refused itself on every run). The
+    first of _numba_folders that can be made and written, as numba's locators choose (an
+    existing folder is not changed: it is checked as it is)."""
+    for folder in _numba_folders(directory):
+        try:
+            _makedirs_private(folder)
+        except OSError:
+            continue  # numba's own attempt says what is wrong, or it goes on to the next
+        if os.access(folder, os.W_OK | os.X_OK):
+            return
+
+
 _HERE = os.path.dirname(os.path.abspath(__file__))  # the fixed kernels' modules (runtime/)
-if numba is not None and numba.config.CACHE_DIR:
+if numba is not None:
     # The first cached dispatcher below makes NUMBA_CACHE_DIR and its folder for runtime/
-    # with os.makedirs, 0775 under umask 002, and _guard_fixed_kernels then refused the
-    # directory numba had just made (as it does one others may write). Made here first,
-    # NUMBA_CACHE_DIR, the missing folders above it and that folder are 0700, as graphc's own
-    # cache is (an existing NUMBA_CACHE_DIR is not changed: it is checked as it is).
-    try:
-        _makedirs_private(_numba_folder(_HERE))
-    except OSError:
-        pass  # numba's own attempt says what is wrong
+    # (or, for an install the user cannot write, numba's user-wide folder for it) with
+    # os.makedirs, 0775 under umask 002, and the checks then refused the directory numba had
+    # just made (as they do one others may write). Made here first, they are 0700, as
+    # graphc's own cache is
+    _make_numba_folder(_HERE)
 
 
 def enabled() -> bool:
@@ -1283,6 +1309,11 @@ def _guard_cache(dispatcher, depends=()) -> None:
     cache = getattr(dispatcher, "_cache", None)
     if cache is None or not hasattr(cache, "_cache_file"):
         return
+    problem = _untrusted_folder(cache.cache_path)
+    if problem:  # checked here, where numba has chosen it, before anything is compiled
+        cache.disable()
+        _warn_once(("folder", cache.cache_path), f"graphc: numba's cache folder "
+                   f"{cache.cache_path} {problem}; its kernels compile without a disk cache")
     files = cache._cache_file
     if depends:
         own = getattr(files, "_graphc_own_stamp", files._source_stamp)
@@ -1308,6 +1339,24 @@ def _guard_cache(dispatcher, depends=()) -> None:
 
     cache.load_overload, cache.save_overload = load_overload, save_overload
     cache._graphc_guard = True
+
+
+def _untrusted_folder(folder: str) -> str | None:
+    """Why numba must not load kernels from `folder`, the one its locators chose for a
+    dispatcher (None if it may). Checked where numba has chosen it, so every folder numba
+    loads pickles from passes `untrusted` (the rule for graphc's own cache): NUMBA_CACHE_DIR
+    and graphc's cache are checked earlier too, but when numba cannot write one of them (or
+    NUMBA_CACHE_DIR was refused) it falls back to __pycache__ or its user-wide cache
+    (~/.cache/numba), which nothing checked. runtime/__pycache__ is exempt: Python loads this
+    package's own bytecode from there, so whoever can write it runs code as the user anyway
+    (a `pip install --user` or a checkout: the user's own)."""
+    if folder == os.path.join(_HERE, "__pycache__"):
+        return None
+    try:
+        real = os.path.realpath(folder)
+        return untrusted(real)
+    except OSError as exc:  # (numba made it: gone since)
+        return f"cannot be checked ({exc.strerror or exc})"
 
 
 def guard_module(namespace, depends=()) -> None:
@@ -1364,10 +1413,7 @@ def load_generated(source: str):
             cache_failed(path, exc)
             path = None
     if path:
-        try:  # numba's folder for its files, made before numba makes it (_makedirs_private)
-            _makedirs_private(_numba_folder(directory))
-        except OSError:
-            pass  # numba's own attempt says what is wrong
+        _make_numba_folder(directory)  # numba's folder for its files, before numba makes it
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -1439,6 +1485,7 @@ def _guard_fixed_kernels() -> None:
         _warn_once(("dir", directory), f"graphc: NUMBA_CACHE_DIR {directory} {problem}; "
                    "numba's default cache directories are used instead")
         numba.config.CACHE_DIR = ""
+        _make_numba_folder(_HERE)  # numba's default one for runtime/, before it makes it
     elif real and real != directory:  # numba opens its files by the name that was checked
         numba.config.CACHE_DIR = real
     if numba.config.CACHE_DIR != directory:

@@ -662,3 +662,64 @@ def test_the_tile_and_banded_kernels_key_their_cache_by_the_helpers_they_inline(
     for kernel, depends in ((tiles.kernel(), (causal, gemm)), (causal.kernel(), (gemm,))):
         stamp = kernel._cache._cache_file._source_stamp
         assert stamp[1] == tuple(jit._file_digest(m.__file__) for m in depends)
+
+
+UNWRITABLE_INSTALL = textwrap.dedent("""
+    import os
+    import numba.core.caching as caching
+    mkdir, access = caching._CacheLocator.ensure_cache_path, os.access
+    def refused(self):  # an install this user cannot write (root writes anywhere): numba's
+        if self.get_cache_path().endswith("__pycache__"):  # __pycache__ there fails
+            raise PermissionError(13, "Permission denied")
+        return mkdir(self)
+    caching.InTreeCacheLocator.ensure_cache_path = refused
+    os.access = lambda path, mode, **kw: (
+        not str(path).endswith("__pycache__") and access(path, mode, **kw))
+    import numpy as np
+    import runtime.jit as j
+    x = np.linspace(-3, 3, 12, dtype=np.float32).reshape(3, 4); out = np.empty_like(x)
+    j.softmax(x, out)
+    e = np.exp(x - x.max(1, keepdims=True))
+    np.testing.assert_allclose(out, e / e.sum(1, keepdims=True), rtol=1e-6)
+    print(j.softmax._cache.cache_path, j.softmax._cache._enabled)
+""")
+
+
+@pytest.mark.parametrize("numba_cache_dir", ["refused", "unset"])
+def test_numba_default_cache_others_can_write_is_not_used(tmp_path, numba_cache_dir):
+    """When NUMBA_CACHE_DIR is refused (or unset) and numba cannot write the package's own
+    __pycache__ (an install the user cannot write), numba keeps the kernels' pickles in its
+    user-wide cache (XDG_CACHE_HOME/numba, ~/.cache/numba), which nothing checked: one others
+    can write was read and written. Every folder numba chooses is now checked by the rule
+    for graphc's own cache, and a refused one leaves the kernels uncached, with a warning.
+    A private one is used, made 0700 by graphc before numba makes it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    xdg = tmp_path / "xdg"
+    (xdg / "numba").mkdir(parents=True)
+    os.chmod(xdg / "numba", 0o777)
+    env = dict(os.environ, XDG_CACHE_HOME=str(xdg))
+    env.pop("NUMBA_CACHE_DIR", None)
+    if numba_cache_dir == "refused":
+        env["NUMBA_CACHE_DIR"] = str(shared)
+
+    def run(umask=0o022):
+        result = subprocess.run([sys.executable, "-c", UNWRITABLE_INSTALL], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=300,
+                                preexec_fn=lambda: os.umask(umask))
+        assert result.returncode == 0, result.stderr
+        path, enabled = result.stdout.split()
+        return path, enabled == "True", result.stderr
+
+    path, enabled, stderr = run()
+    assert path.startswith(str(xdg / "numba")) and not enabled
+    assert (f"numba's cache folder {path} is inside {xdg / 'numba'}, which is writable by "
+            "group and others") in stderr
+    assert not [p for p in (xdg / "numba").rglob("*") if p.is_file()]  # nothing written
+    os.chmod(xdg / "numba", 0o700)  # made private: used, and written, under umask 002 too
+    shutil.rmtree(path)
+    path, enabled, stderr = run(0o002)
+    assert enabled and "numba's cache folder" not in stderr
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o700)
+    assert list((xdg / "numba").rglob("*.nbi"))
