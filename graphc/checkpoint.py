@@ -74,6 +74,9 @@ MAX_STEP = 2 ** 62  # a step count the optimiser's int64 count and the data posi
 RUN_FIELDS = ("format", "version", "step", "skipped_steps", "rng", "data_position", "history",
               "val_history", "lr_on_plateau", "optimizer_lr", "optimizer_settings",
               "updates_behind", "optimizer_record", "gradient_accumulation_steps",
+              # where graphc wrote the seed for a while (now rng's "seed": check_seed): kept
+              # out of the settings compared and refused in checkpoint_meta, so those files
+              # resume and new ones never hold it
               "trainer_seed")
 # Settings a resumed run may change without opting in (at any depth: "steps", "train.steps"):
 # how long it trains (extending a run), how often and on how many batches it evaluates, and
@@ -423,28 +426,36 @@ def check_accumulation(meta: dict, steps: int, path: str | None = None,
 
 def check_seed(meta: dict, seed: int, path: str | None = None, allow_changed: bool = False,
                how: str = "allow_changed_settings=True") -> None:
-    """Refuse (one line) to resume a checkpoint gc.Trainer saved under another seed (header
-    field trainer_seed: a name no user setting is likely to have, checkpoint_meta's keys
-    sharing the header) than `seed` unless `allow_changed`: its batches were drawn with the
-    saved seed's sampling (the RNG state goes on), while the dropout keys and evaluation
-    batches to come would follow `seed`, a run neither seed gives. A header written before
-    the field was recorded has none: nothing to compare, the run goes on under `seed`.
-    Opted in, the field is not read at all: a header written before then may hold a
-    checkpoint_meta setting of that name (allowed then), which must not make it unreadable."""
-    if "trainer_seed" not in meta or allow_changed:
+    """Refuse (one line) to resume a checkpoint gc.Trainer saved under another seed than
+    `seed` unless `allow_changed`: its batches were drawn with the saved seed's sampling (the
+    RNG state goes on), while the dropout keys and evaluation batches to come would follow
+    `seed`, a run neither seed gives. The seed is the header field rng's "seed", inside the
+    RNG record: graphc has written "rng" from its first format on, over any checkpoint_meta
+    setting of that name, so no user setting can be there. (Settings share the header's
+    top level, where a file from before graphc recorded the seed may hold a setting named as
+    any field added since: the top-level trainer_seed graphc wrote for a while could not be
+    told from a user's setting of that name, and is not read.) A header without it has
+    nothing to compare: the run goes on under `seed`."""
+    rng = meta.get("rng")
+    if allow_changed or not isinstance(rng, dict) or "seed" not in rng:
         return
-    saved = meta["trainer_seed"]
+    saved = rng["seed"]
     name = f"checkpoint {path!r}" if path else "the checkpoint"
     if not isinstance(saved, int) or isinstance(saved, bool) or saved < 0:
-        raise CheckpointError(f"{name}: header field trainer_seed must be a whole number "
-                              f">= 0, got {saved!r}"[:200] + " (a checkpoint_meta setting of "
-                              "that name, from before graphc recorded the seed? pass "
-                              f"{how} to resume it under this trainer's seed)")
-    if saved != seed and not allow_changed:
+        raise CheckpointError(f"{name}: header field rng.seed must be a whole number >= 0, "
+                              f"got {saved!r}"[:200])
+    if saved != seed:
         raise GraphcError(f"{path or 'the checkpoint'} was saved with seed {saved}, this "
                           f"trainer has seed {seed} (its batches were drawn with seed "
                           f"{saved}); resume with seed={saved}, or pass {how} to continue "
                           f"with {seed}")
+
+
+def rng_state(meta: dict):
+    """The header's RNG record as a PCG64 state: without the trainer's seed it also holds
+    (check_seed)."""
+    rng = meta["rng"]
+    return {k: v for k, v in rng.items() if k != "seed"} if isinstance(rng, dict) else rng
 
 
 def check_run_fields(meta: dict, path: str | None = None) -> None:
@@ -460,7 +471,7 @@ def check_run_fields(meta: dict, path: str | None = None) -> None:
         raise CheckpointError(f"{name}: header field step must be an integer from 0 to 2**62 "
                               f"(the optimiser counts in int64), got {step!r}")
     try:
-        np.random.PCG64().state = meta["rng"]
+        np.random.PCG64().state = rng_state(meta)
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
         raise CheckpointError(f"{name}: header field rng is not a PCG64 generator state "
                               f"({type(exc).__name__}: {exc})") from None

@@ -989,8 +989,9 @@ class Trainer:
             raise GraphcError(f"not saving step {self.step} to {path}: {bad} is not finite")
         meta = {**self.checkpoint_meta, "step": self.step,
                 "skipped_steps": self.skipped_steps,  # the optimiser's count is step - this
-                "trainer_seed": self.seed,  # the dropout keys' and evaluations' (check_seed)
-                "rng": _jsonable(self.rng.bit_generator.state),
+                # with the seed of the dropout keys and evaluations (check_seed): in a field
+                # graphc has always written, where no checkpoint_meta setting can be
+                "rng": {**_jsonable(self.rng.bit_generator.state), "seed": self.seed},
                 "data_position": self.train_batches.position,
                 "gradient_accumulation_steps": self.gradient_accumulation_steps,
                 "history": self.history, "val_history": self.val_history}
@@ -1081,7 +1082,7 @@ class Trainer:
             self.optimizer.lr = lr
         for name, value in settings.items():
             setattr(self.optimizer, name, value)
-        self.rng.bit_generator.state = meta["rng"]
+        self.rng.bit_generator.state = checkpoint.rng_state(meta)
         self.train_batches.seek(position)
         self.history = [tuple(h) for h in meta.get("history", [])]
         self.val_history = [tuple(h) for h in meta.get("val_history", [])]

@@ -87,7 +87,7 @@ def test_resume_refuses_another_seed_and_with_the_same_one_is_bit_exact(tmp_path
     silently, its batches going on from the checkpoint's RNG (seed 5's) while its
     evaluations and dropout keys followed its own seed, a run neither seed gives, and the
     seed could not be set back (training had started). The header records it now
-    (trainer_seed): another seed is refused in one line naming both, before anything is
+    (rng.seed): another seed is refused in one line naming both, before anything is
     restored, unless allow_changed_settings=True; the same seed resumes bit for bit. A
     checkpoint written before the field resumes as it did, under the trainer's seed."""
     straight = make_trainer(steps=20)
@@ -97,7 +97,7 @@ def test_resume_refuses_another_seed_and_with_the_same_one_is_bit_exact(tmp_path
     path = str(tmp_path / "checkpoint.npz")
     arrays, meta = checkpoint.load_arrays(
         path, {k: (a.shape, a.dtype) for k, a in first.state_arrays().items()})
-    assert meta["trainer_seed"] == 5
+    assert meta["rng"]["seed"] == 5 and "trainer_seed" not in meta
     resumed = make_trainer(steps=20, seed=6)
     with pytest.raises(gc.GraphcError) as info:
         resumed.resume(path)
@@ -119,17 +119,23 @@ def test_resume_refuses_another_seed_and_with_the_same_one_is_bit_exact(tmp_path
     assert allowed.seed == 6 and allowed.step == 20
     # an older checkpoint, without the field
     checkpoint.save(str(tmp_path / "old.npz"), arrays, {
-        k: v for k, v in meta.items() if k not in ("format", "version", "trainer_seed")})
+        **{k: v for k, v in meta.items() if k not in ("format", "version")},
+        "rng": checkpoint.rng_state(meta)})
     older = make_trainer(steps=20, seed=6)
     older.resume(str(tmp_path / "old.npz"))
     assert older.seed == 6 and older.step == 10
 
 
-def test_an_older_checkpoint_with_a_setting_named_trainer_seed_resumes_opted_in(tmp_path):
+@pytest.mark.parametrize("value", ["v2", 3])
+def test_an_older_checkpoint_with_a_setting_named_trainer_seed_resumes(tmp_path, value):
     """Before the header recorded the seed, checkpoint_meta could hold a setting named
-    trainer_seed; check_seed read it as the seed, so such a file (a non-int value) could not
-    be resumed even with allow_changed_settings=True. Opted in, the field is not read; not
-    opted in, the refusal names the opt-in; a Trainer given the key is refused at once."""
+    trainer_seed, the name graphc then gave its seed field at the header's top level, where
+    the settings are: check_seed read the user's setting as the seed, so such a file could
+    not be resumed without allow_changed_settings=True (an int other than the trainer's seed
+    was 'saved with seed 3', a string a malformed field). graphc's seed is now in the RNG
+    record (rng.seed), a field graphc has always written, where no setting can be: the old
+    file resumes with the checkpoint's arrays, its setting unread; a Trainer given the key
+    is still refused at once (files graphc wrote with it as the seed stay readable)."""
     from errorcheck import assert_one_line_error
     first = make_trainer(steps=10)
     first.fit(str(tmp_path), progress=False)
@@ -137,21 +143,18 @@ def test_an_older_checkpoint_with_a_setting_named_trainer_seed_resumes_opted_in(
         str(tmp_path / "checkpoint.npz"),
         {k: (a.shape, a.dtype) for k, a in first.state_arrays().items()})
     path = str(tmp_path / "old.npz")  # as the parent wrote it with checkpoint_meta={...}
-    checkpoint.save(path, arrays, {**meta, "trainer_seed": "v2"})
-    refused = make_trainer(steps=20)
-    with pytest.raises(checkpoint.CheckpointError) as info:
-        refused.resume(path)
-    assert str(info.value) == (
-        f"checkpoint {path!r}: header field trainer_seed must be a whole number >= 0, got "
-        "'v2' (a checkpoint_meta setting of that name, from before graphc recorded the seed? "
-        "pass allow_changed_settings=True to resume it under this trainer's seed)")
-    assert refused.step == 0
+    checkpoint.save(path, arrays, {**{k: v for k, v in meta.items()
+                                      if k not in ("format", "version")},
+                                   "rng": checkpoint.rng_state(meta), "trainer_seed": value})
     resumed = make_trainer(steps=20)
-    resumed.resume(path, allow_changed_settings=True)
+    resumed.resume(path)
     assert resumed.step == 10 and resumed.seed == 5
     for key, value in _state(resumed).items():
         np.testing.assert_array_equal(value, arrays[key], err_msg=key)
-    assert_one_line_error(lambda: make_trainer(checkpoint_meta={"trainer_seed": "v2"}),
+    assert resumed.rng.bit_generator.state == first.rng.bit_generator.state
+    with pytest.raises(gc.GraphcError, match="was saved with seed 5, this trainer has seed 3"):
+        make_trainer(steps=20, seed=3).resume(str(tmp_path / "checkpoint.npz"))
+    assert_one_line_error(lambda: make_trainer(checkpoint_meta={"trainer_seed": 3}),
                           "'trainer_seed' is a checkpoint header field of its own",
                           "test_trainer.py")
 
