@@ -160,6 +160,29 @@ def test_jvp_equals_finite_differences_and_composes_with_grad():
     np.testing.assert_allclose(hv, 6 * z * v)
 
 
+def test_jvp_and_no_grad_as_the_readme_says():
+    """What the README says of forward mode and no_grad: jvp called under no_grad gives the
+    full tangent (torch.func.jvp's); a no_grad block inside the function jvp differentiates
+    stops the tangent of what it computes there, eagerly and compiled, where torch's
+    forward-mode AD ignores no_grad ((x cos x + sin x) t there)."""
+    x, t = np.array([0.3, -0.7, 1.1]), np.array([1.0, 2.0, -0.5])
+    full, stopped = (x * np.cos(x) + np.sin(x)) * t, np.sin(x) * t
+
+    def inner(x):
+        with gc.no_grad():
+            y = gc.sin(x)
+        return y * x
+
+    def around(x, t):
+        with gc.no_grad():
+            return gc.jvp(lambda x: gc.sin(x) * x, (x,), (t,))[1]
+
+    for run in (lambda f: f, gc.compile):
+        np.testing.assert_allclose(run(around)(x, t), full, rtol=1e-12)
+        np.testing.assert_allclose(run(lambda x, t: gc.jvp(inner, (x,), (t,))[1])(x, t),
+                                   stopped, rtol=1e-12)
+
+
 def test_a_python_number_seed_takes_the_dtype_of_its_y():
     # gc.gradients' seed 2.0 was lifted as float32 (2 as int64) and refused beside a float64
     # y; a Python number is weak there as everywhere: d(2 * sum(x**2 * y))/dx = 4 x y
