@@ -38,6 +38,19 @@ def _gradients(parameters, name):
     return out
 
 
+def _float_setting(what, value):
+    """A clipping setting as torch reads it, float(value): a string float() parses too
+    ('inf', torch's documented spelling of the inf-norm, or '2'); anything else as _number
+    (not float() itself, which takes a numpy complex, dropping its imaginary part)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise GraphcError(f"{what} must be a number, got {value!r}",
+                              (user_location(),)) from None
+    return _number(what, value, True)
+
+
 def _writeable_grad(p):
     """p.grad as an array to change in place: a .grad the user assigned as a numpy scalar
     (`p.grad = arr.sum()`) or a read-only array is replaced by a writeable copy, since
@@ -66,9 +79,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     Returns `total`, a 0-d tensor of the gradients' dtype (float32 for float16 with
     bfloat16, as torch's; 0 when no parameter has a gradient). `foreach` is accepted and
     ignored."""
-    # (not float(), which takes a numpy complex, dropping its imaginary part)
-    max_norm = _number("clip_grad_norm_: max_norm", max_norm, True)
-    norm_type = _number("clip_grad_norm_: norm_type", norm_type, True)
+    max_norm = _float_setting("clip_grad_norm_: max_norm", max_norm)
+    norm_type = _float_setting("clip_grad_norm_: norm_type", norm_type)
     if not norm_type > 0:
         raise GraphcError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type}",
                           (user_location(),))
@@ -98,7 +110,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
 
 def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     """torch.nn.utils.clip_grad_value_: clamp each gradient to [-clip_value, clip_value]."""
-    clip_value = _number("clip_grad_value_: clip_value", clip_value, True)  # (as max_norm)
+    clip_value = _float_setting("clip_grad_value_: clip_value", clip_value)
     for p in _gradients(parameters, "clip_grad_value_"):
         g = p.grad
         if isinstance(g, Tensor):

@@ -196,6 +196,30 @@ def test_clip_grad_norm_is_torchs(norm_type, max_norm, dtype):
             np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=tol, atol=0)
 
 
+@pytest.mark.parametrize("max_norm, norm_type", [
+    (0.5, "inf"), (0.5, float("inf")), (0.5, np.inf), ("0.5", "2"), ("0.5", "Infinity")])
+def test_clip_grad_settings_are_read_as_torchs_float(max_norm, norm_type):
+    """r2: 80789ba refused norm_type='inf', torch's documented spelling of the inf-norm ("Can
+    be 'inf' for infinity norm"); torch reads max_norm, norm_type and clip_value by float(),
+    so a numeric string is taken too. A string float() cannot parse is one line naming it."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    mine, theirs = _parameters_with_grads(np.random.default_rng(4), "float64")
+    total = nn.utils.clip_grad_norm_(mine, max_norm, norm_type=norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type=norm_type)
+    assert float(total.data) == pytest.approx(float(expected), rel=1e-12)
+    for p, t in zip(mine, theirs):
+        if t.grad is not None:
+            np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12, atol=0)
+    nn.utils.clip_grad_value_(mine, str(max_norm))
+    torch.nn.utils.clip_grad_value_(theirs, str(max_norm))
+    for p, t in zip(mine, theirs):
+        if t.grad is not None:
+            np.testing.assert_array_equal(p.grad, t.grad.numpy())
+    with pytest.raises(gc.GraphcError, match="^clip_grad_norm_: norm_type must be a number, "
+                                             "got 'infinite'\n"):
+        nn.utils.clip_grad_norm_(mine, 1.0, norm_type="infinite")
+
+
 def test_clip_grad_norm_in_an_eager_training_loop_as_torch():
     rng = np.random.default_rng(2)
     model = nn.Linear(3, 2, dtype="float64")
