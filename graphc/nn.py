@@ -1491,6 +1491,10 @@ class Linear(Module):
         fan_in, fan_out = (_size("Linear", what, value) for what, value in (
             ("in_features", in_features), ("out_features", out_features)))
         rng, dtype = _rng(rng), _layer_dtype("Linear", dtype)
+        # the constructed sizes, as torch's Linear has them (torch code reads them); forward's
+        # message tells a weight replaced by a transposed one from its own by them
+        object.__setattr__(self, "in_features", fan_in)
+        object.__setattr__(self, "out_features", fan_out)
         if std is None:
             bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
             weight = rng.uniform(-bound, bound, (fan_in, fan_out))
@@ -1510,9 +1514,13 @@ class Linear(Module):
         features, fan_in = F._shape(x)[-1:], self.weight.shape[0]
         if features and features[0] != fan_in:
             shape = tuple(self.weight.shape)
-            if len(shape) == 2 and shape[1] == features[0]:
-                # the input fits the transposed weight: most likely a torch (out, in) weight
-                # put in by hand, which "the layer takes ..." alone would blame on the input
+            # (getattr: a subclass that makes its weight without Linear.__init__ has no sizes)
+            sizes = (getattr(self, "in_features", None), getattr(self, "out_features", None))
+            if shape == sizes[::-1] != sizes:
+                # the weight is the transpose of the one the layer was built with: a torch
+                # (out, in) weight put in by hand, which "the layer takes ..." alone would
+                # blame on the input. Not when the input is merely wrong (fed the layer's
+                # out_features, say), whatever the shapes: the layer's own weight is right
                 raise GraphcError(
                     f"{type(self).__name__}: input has {features[0]} features, the weight "
                     f"{shape} takes {fan_in}: graphc's weight is (in_features, out_features), "

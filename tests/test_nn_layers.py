@@ -301,6 +301,27 @@ def test_a_wrongly_shaped_attn_mask_is_refused_in_one_line():
         decoder(x, np.zeros((3, 6, 4), np.float32), memory_mask=np.zeros((5, 7), bool))
 
 
+def test_linear_fed_its_own_out_features_blames_the_input_not_its_weight():
+    """r2: c25a922 named torch's layout whenever the input's features equalled the weight's
+    second axis, which is also two Linear(5, 3) in a row: the second layer's own (5, 3)
+    weight is right and the input is wrong. Linear now keeps in_features / out_features, as
+    torch's, and names the layout only for a weight that is the transpose of its own."""
+    model = nn.Sequential(nn.Linear(5, 3), nn.Linear(5, 3))
+    theirs = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Linear(5, 3))
+    x = np.ones((2, 5), np.float32)
+    with pytest.raises(RuntimeError):
+        theirs(torch.tensor(x))
+    for run in (lambda: model(gc.tensor(x)), lambda: gc.compile(lambda a: model(a))(x),
+                lambda: model.apply(model.params(), x)):
+        with pytest.raises(GraphcError) as info:
+            run()
+        problem, where = str(info.value).splitlines()
+        assert problem == "Linear: input has 3 features, the layer takes 5"
+        assert where.strip().startswith("at tests/test_nn_layers.py:"), where
+    assert [(m.in_features, m.out_features) for m in model] == \
+        [(m.in_features, m.out_features) for m in theirs] == [(5, 3), (5, 3)]
+
+
 def test_a_wrong_feature_size_to_linear_or_a_norm_names_the_layer():
     """A wrong last axis to Linear failed in matmul ("contracting dimensions differ"), to
     LayerNorm or RMSNorm in the op blaming the weight, naming neither the layer nor the
@@ -346,6 +367,11 @@ def test_a_wrong_feature_size_to_linear_or_a_norm_names_the_layer():
         problem, where = str(info.value).splitlines()
         assert problem == message
         assert where.strip().startswith("at tests/test_nn_layers.py:"), where
+    ours = nn.Linear(5, 3)  # torch's weight and an input that fits neither: still the layout
+    ours.weight = nn.Parameter(torch_params["weight"])
+    with pytest.raises(GraphcError, match=r"^Linear: input has 7 features, the weight \(3, "
+                                          r"5\) takes 3: graphc's weight is \(in_features"):
+        ours(gc.tensor(np.ones((4, 7), np.float32)))
     ours.weight = nn.Parameter(torch_params["weight"].T)  # as the message says: the same
     ours.bias = nn.Parameter(torch_params["bias"])
     np.testing.assert_allclose(ours(gc.tensor(x)).data, torch_linear(torch.tensor(x))
