@@ -288,13 +288,12 @@ def test_under_autocast_a_list_target_an_integer_var_and_a_mix_of_inputs_name_th
     Each is now the loss's own line, naming its arguments and the dtypes given, as outside
     autocast."""
     x = np.ones((2, 3), np.float32)
-    target = [[1., 2., 3.], [4., 5., 6.]]
-    cases = [(lambda: gc.mse_loss(x, target), "mse_loss: input is float32 but target is float64"),
-             (lambda: gc.l1_loss(x, target), "l1_loss: input is float32 but target is float64"),
-             (lambda: gc.huber_loss(x, target),
-              "huber_loss: input is float32 but target is float64"),
-             (lambda: gc.kl_div(x, target), "kl_div: input is float32 but target is float64"),
-             (lambda: gc.gaussian_nll_loss(x, x, np.ones((2, 3), np.int64)),
+    # (a list target is now refused as a list, whatever its dtype: the next test)
+    cases = [(lambda: gc.gaussian_nll_loss(x, x, np.ones((2, 3), np.int64)),
+              "gaussian_nll_loss: input is float32 but var is int64"),
+             # r2: the integer var is what torch refuses, not a float64 target, which
+             # autocast promotes (2ccb420 skipped the promotion and blamed the target)
+             (lambda: gc.gaussian_nll_loss(x, np.ones((2, 3)), np.ones((2, 3), np.int64)),
               "gaussian_nll_loss: input is float32 but var is int64"),
              (lambda: gc.triplet_margin_loss(x, x.astype(np.float64), x),
               "triplet_margin_loss: anchor is float32 but positive is float64")]
@@ -305,6 +304,61 @@ def test_under_autocast_a_list_target_an_integer_var_and_a_mix_of_inputs_name_th
             line, where = str(info.value).splitlines()
             assert line == f"{message}{under}; cast one (.astype)", (mode, line)
             assert "test_mixed_precision.py" in where
+
+
+def test_a_list_operand_of_a_loss_is_the_loss_s_line_whatever_its_dtype_and_autocast():
+    """r2: 2ccb420 fixed the float-list target under autocast only: an integer list still
+    reached the loss's ops, whose line named cast (soft_margin, hinge_embedding,
+    margin_ranking, cosine_embedding, multilabel_soft_margin) or ne (cross_entropy,
+    nll_loss), in and out of autocast, and a float list beside a float64 input named sub or
+    mul. torch's losses refuse a list; graphc's now say so in one line naming the loss and
+    the argument, and the array the line asks for gives torch's value."""
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    pm1 = [[1, -1, 1], [-1, 1, 1], [1, 1, -1], [-1, -1, 1]]
+    classes = [0, 2, 1, 0]
+    for inputs in (x, x.astype(np.float64)):
+        cases = [(lambda t: gc.soft_margin_loss(inputs, t), pm1, "soft_margin_loss: target"),
+                 (lambda t: gc.hinge_embedding_loss(inputs, t), pm1,
+                  "hinge_embedding_loss: target"),
+                 (lambda t: gc.margin_ranking_loss(inputs, inputs * 0.5, t), pm1,
+                  "margin_ranking_loss: target"),
+                 (lambda t: gc.cosine_embedding_loss(inputs, inputs + 1.0, t), [1, -1, 1, -1],
+                  "cosine_embedding_loss: target"),
+                 (lambda t: gc.multilabel_soft_margin_loss(inputs, t), [[0, 1, 1]] * 4,
+                  "multilabel_soft_margin_loss: target"),
+                 (lambda t: gc.poisson_nll_loss(inputs, t), [[0, 1, 2]] * 4,
+                  "poisson_nll_loss: target"),
+                 (lambda t: gc.cross_entropy(inputs, t), classes, "cross_entropy: targets"),
+                 (lambda t: gc.nll_loss(inputs, t), classes, "nll_loss: targets"),
+                 (lambda t: gc.multi_margin_loss(inputs, t), classes,
+                  "multi_margin_loss: target"),
+                 (lambda t: gc.mse_loss(inputs, t), pm1, "mse_loss: target"),
+                 (lambda t: gc.kl_div(inputs, t), [[0.5, 0.25, 0.25]] * 4, "kl_div: target"),
+                 (lambda t: gc.gaussian_nll_loss(inputs, inputs, t), [[1.0, 2.0, 3.0]] * 4,
+                  "gaussian_nll_loss: var")]
+        for run, target, named in cases:
+            for given in (target, [[float(v) for v in row] if isinstance(row, list)
+                                   else float(row) for row in target], tuple(target)):
+                for mode in (None, "bfloat16"):
+                    with gc.autocast(mode), pytest.raises(GraphcError) as info:
+                        run(given)
+                    line, where = str(info.value).splitlines()
+                    kind = type(given).__name__
+                    assert line == (f"{named} is a {kind}; give an array or a tensor "
+                                    "(np.asarray), as torch's loss takes a tensor"), (mode, line)
+                    assert "test_mixed_precision.py" in where
+    if torch is None:
+        return
+    # the array the line asks for is taken, as torch takes the tensor
+    tx = torch.tensor(x)
+    for mode in (None, "bfloat16"):
+        with gc.autocast(mode), torch.autocast("cpu", torch.bfloat16, enabled=bool(mode)):
+            np.testing.assert_allclose(
+                float(gc.soft_margin_loss(x, np.asarray(pm1)).data),
+                float(torch.nn.functional.soft_margin_loss(tx, torch.tensor(pm1))), rtol=1e-6)
+            np.testing.assert_allclose(
+                float(gc.cross_entropy(x, np.asarray(classes)).data),
+                float(torch.nn.functional.cross_entropy(tx, torch.tensor(classes))), rtol=1e-6)
 
 
 # ---- dynamic loss scaling -------------------------------------------------------------------

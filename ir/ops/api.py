@@ -1974,9 +1974,21 @@ def _autocast_promoted(operands, refuse="", like=None):
     return [x if d == to else cast(x, to) for x, d in zip(operands, dtypes)]
 
 
+def _no_list(name, what, x):
+    """Refuse a Python list or tuple given as a loss's operand in one line naming the loss
+    and the argument, as torch's losses refuse one: let through, its dtype was numpy's
+    reading and the ops refused it naming themselves ("cast: cannot use a list ...")."""
+    if isinstance(x, (list, tuple)):
+        _fail(f"{name}: {what} is a {type(x).__name__}; give an array or a tensor "
+              "(np.asarray), as torch's loss takes a tensor")
+
+
 def _loss_operands(name, a, b, what=("input", "target")):
     """The shape a loss's two operands broadcast to, after the checks torch makes: one
     GraphcError line naming the loss, not sub's (or numpy's, for two arrays)."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):  # (no call per loss)
+        _no_list(name, what[0], a)
+        _no_list(name, what[1], b)
     sa, sb = _shape(a), _shape(b)
     # a weak scalar (a number argument of a compiled function too) takes the other's dtype;
     # under autocast the ops cast a half activation and a float32 operand to one dtype, and
@@ -2044,6 +2056,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
     label_smoothing in [0, 1], as torch's: the target is a mix of (1 - label_smoothing) of
     itself and label_smoothing of the uniform distribution over the classes."""
     _check_reduction("cross_entropy", reduction)
+    _no_list("cross_entropy", "targets", targets)  # (before ne or the dtype check read it)
     weight = _class_weight("cross_entropy", weight, _shape(logits)[-1], ignore_index)
     smoothing = _label_smoothing(label_smoothing)
     lshape, tshape = _shape(logits), _shape(targets)
@@ -2121,6 +2134,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
     last axis), as torch.nn.functional.nll_loss; `weight`, `ignore_index` and `reduction` as
     in cross_entropy."""
     _check_reduction("nll_loss", reduction)
+    _no_list("nll_loss", "targets", targets)
     weight = _class_weight("nll_loss", weight, _shape(log_probs)[-1], ignore_index)
     if is_float(_dtype(targets)):
         _fail("nll_loss: targets must be integer class indices; for probabilities use "

@@ -18,7 +18,7 @@ from ..types import broadcast_shapes, is_float
 from . import api as F
 from . import precision
 from .api import (_autocast_promoted, _check_reduction, _checked_class_targets, _dtype,
-                  _dtype_mix, _fail, _ndim, _number, _shape, _weakly_typed)
+                  _dtype_mix, _fail, _ndim, _no_list, _number, _shape, _weakly_typed)
 from .api import _loss_operands as _both
 from .losses import _float, _promoted, _p_norm, _reduce, pairwise_distance
 from .registry import SymbolicValue, is_weak_scalar
@@ -32,11 +32,12 @@ __all__ = ["margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
 _COSINE_EPS = float(np.float32(1e-12))
 
 
-def _like(target, x, bools=True):
+def _like(name, target, x, bools=True):
     """An integer or bool target (torch's +-1 labels, Poisson counts) as x's float dtype, as
     torch's type promotion takes it; a float target is left to the dtype check, and so is a
     bool one with bools=False: refused there, as by torch's loss, whose -target or
-    1 - target takes no bool."""
+    1 - target takes no bool. A list is refused naming the loss `name` (cast named itself)."""
+    _no_list(name, "target", target)
     if isinstance(target, (bool, int, float)) or is_float(_dtype(target)) \
             or not is_float(_dtype(x)) or (not bools and _dtype(target) == np.bool_):
         return target
@@ -68,7 +69,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
     if len(set(dims)) != 1:
         _fail(f"{name}: input1 {tuple(_shape(input1))}, input2 {tuple(_shape(input2))} and "
               f"target {tuple(_shape(target))} must have one number of dimensions")
-    target = _like(target, input1, bools=False)
+    target = _like(name, target, input1, bools=False)
     input1, input2, target = _autocast_promoted((input1, input2, target), refuse="b")
     _both(name, input1, input2, ("input1", "input2"))
     _both(name, input1, target, ("input1", "target"))
@@ -84,7 +85,7 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     name = "hinge_embedding_loss"
     _check_reduction(name, reduction)
     margin = _number(f"{name}: margin", margin)
-    target = _like(target, input)
+    target = _like(name, target, input)
     # (a float64 target too: torch's only compares it, so the loss is the input's dtype)
     input, target = _autocast_promoted((input, target), like=0)
     _both(name, input, target)
@@ -102,7 +103,7 @@ def soft_margin_loss(input, target, reduction="mean"):
     (torch's is inf beyond target * input < -709 in float64)."""
     name = "soft_margin_loss"
     _check_reduction(name, reduction)
-    target = _like(target, input)
+    target = _like(name, target, input)
     input, target = _autocast_promoted((input, target), like=0)  # (torch's: input's dtype)
     _both(name, input, target)
     if broadcast_shapes(tuple(_shape(target)), tuple(_shape(input))) != tuple(_shape(input)):
@@ -121,7 +122,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     _check_reduction(name, reduction)
     if _ndim(input) == 0:
         _fail(f"{name}: input must have a class axis (its last), got a 0-d value")
-    target = _like(target, input, bools=False)
+    target = _like(name, target, input, bools=False)
     # not on torch.autocast's list: promoted as torch's ops promote (bfloat16 input, float32
     # or float16 target: float32)
     input, target = _autocast_promoted((input, target), refuse="b")
@@ -152,6 +153,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     shape, nd = tuple(_shape(input)), _ndim(input)
     if nd > 2 or (nd >= 1 and shape[-1] == 0):
         _fail(f"{name}: input must be a non-empty (C,) vector or (N, C) matrix, got {shape}")
+    _no_list(name, "target", target)  # (one_hot would name itself)
     if is_float(_dtype(target)):
         _fail(f"{name}: target must hold integer class indices, got {_dtype(target)}")
     rows, classes = (shape[0], shape[1]) if nd == 2 else (1, shape[0] if nd else 1)
@@ -230,7 +232,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
         _fail(f"{name}: a {axis}-d target needs {axis + 1}-d inputs, got "
               f"{tuple(_shape(input1))} and {tuple(_shape(input2))}")
     x1, x2 = _float(input1), _float(input2)
-    target = _like(target, x1)
+    target = _like(name, target, x1)
     # (a float64 target too: torch's only compares it, so the loss is the inputs' dtype)
     x1, target = _autocast_promoted((x1, target), like=0)
     if _dtype(target) != _dtype(x1) and not _weakly_typed(target):  # named as given
@@ -258,7 +260,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     _check_reduction(name, reduction)
     log_input, full = _flag(f"{name}: log_input", log_input), _flag(f"{name}: full", full)
     eps = _number(f"{name}: eps", eps)
-    target = _like(target, input)
+    target = _like(name, target, input)
     input, target = _autocast_promoted((input, target))
     _both(name, input, target)
     if log_input:
@@ -321,11 +323,15 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         var = F.full(tuple(_shape(input)), var, _dtype(input))  # no gradient
     else:
         var = _variance(name, var, input)
-    target = _like(target, input, bools=False)
+    target = _like(name, target, input, bools=False)
     # not on torch.autocast's list: promoted as torch's ops promote (bfloat16 input and
     # target, float32 var: float32); an integer var is not, as torch clamps var in place
-    # (clamp_(min=eps)), which refuses a float result into it, under autocast too
-    if _dtype(var).kind not in "iu":
+    # (clamp_(min=eps)), which refuses a float result into it, under autocast too. So an
+    # integer var is checked first: torch refuses it whatever the target, and a float64
+    # target beside it is one autocast would promote, not the one to blame
+    if _dtype(var).kind in "iu":
+        _both(name, input, var, ("input", "var"))
+    else:
         input, target, var = _autocast_promoted((input, target, var), refuse="b")
     _both(name, input, target)
     _both(name, input, var, ("input", "var"))
