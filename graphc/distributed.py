@@ -245,16 +245,26 @@ def broadcast_(arrays, root: int = 0) -> None:
     if not isinstance(arrays, Mapping):
         raise GraphcError(f"broadcast_: arrays must be a dict of name -> numpy array (or None), "
                           f"got {_what(arrays, False)}", (user_location(),))
-    # so are the names (sorted below, the same order on every rank: names of one kind, as a
-    # Trainer's int-keyed parameters; 1 and "b" do not sort) and writability (broadcast_
-    # writes in place; a read-only array or view cannot be)
-    try:
+    # so are the names, and writability (broadcast_ writes in place; a read-only array or
+    # view cannot be). The names are sent in sorted order, which must be the same on every
+    # rank whatever order each rank inserted them in: only a total order gives that. sorted()
+    # raising no TypeError is not enough: frozensets (ordered by subset) or floats with a NaN
+    # sort by insertion order, and rank 1 received rank 0's values into the wrong arrays
+    # (review r1). So all strings, or all ints: a Trainer's int-keyed parameters, numpy's
+    # too, sorted as Python ints (exact whatever their numpy types); a bool, Python's or
+    # numpy's, is 0 or 1 among them, as True and 1 are one key; a timedelta64, a numpy
+    # integer, is not taken (its NaT orders as a NaN does). Checked per type, not per name:
+    # a Trainer broadcasts its buffers after every step
+    kinds = {type(name) for name in arrays}
+    if all(issubclass(kind, str) for kind in kinds):
         names = sorted(arrays)
-    except TypeError:
-        kinds = sorted({type(name).__name__ for name in arrays})
-        raise GraphcError(f"broadcast_: the names must sort, the same order on every rank: "
-                          f"give them one kind (all strings), got {', '.join(kinds)} names",
-                          (user_location(),)) from None
+    elif all(issubclass(kind, (int, np.integer, np.bool_))
+             and not issubclass(kind, np.timedelta64) for kind in kinds):
+        names = sorted(arrays, key=int)
+    else:
+        got = ", ".join(sorted(kind.__name__ for kind in kinds))
+        raise GraphcError(f"broadcast_: the names must be all strings or all ints (sorted into "
+                          f"the same order on every rank), got {got} names", (user_location(),))
     for name, a in arrays.items():
         if a is not None and not isinstance(a, np.ndarray):
             raise GraphcError(f"broadcast_: arrays[{name!r}] must be a numpy array or None, got "

@@ -352,8 +352,18 @@ def test_a_transposed_parameter_is_broadcast_and_trains_as_in_one_process(tmp_pa
     # sorted()'s raw "'<' not supported between instances of 'str' and 'int'"
     ({"ro": np.broadcast_to(np.ones(2), (3, 2))}, "arrays['ro'] is read-only, and broadcast_ "
                                                   "writes rank root's values into it in place"),
-    ({1: np.ones(2), "b": np.ones(2)}, "the names must sort, the same order on every rank: "
-                                       "give them one kind (all strings), got int, str names")])
+    ({1: np.ones(2), "b": np.ones(2)}, "the names must be all strings or all ints (sorted "
+                                       "into the same order on every rank), got int, str names"),
+    # names of one kind that sorted() takes but orders only partially (by subset; a NaN):
+    # their order followed each rank's insertion order, and on 2 ranks rank 1 received rank
+    # 0's values into the wrong arrays (review r1 of 5911d59)
+    ({frozenset({1}): np.ones(2), frozenset({2}): np.ones(2)}, "got frozenset names"),
+    ({float("nan"): np.ones(2), 1.0: np.ones(2)}, "got float names"),
+    # of one kind that does not sort: told "give them one kind", which they were
+    ({("a", 1): np.ones(2), ("a", "b"): np.ones(2)}, "all strings or all ints (sorted into "
+                                                     "the same order on every rank), got tuple "
+                                                     "names"),
+    ({1j: np.ones(2), 2j: np.ones(2)}, "got complex names")])
 def test_broadcast_of_what_is_not_a_dict_of_arrays_is_one_line_on_one_rank(arrays, said):
     """broadcast_ given a list or a graphc Tensor returned silently on one rank and under
     mpiexec failed deep in numpy's indexing ("only integer scalar arrays can be converted
@@ -370,3 +380,43 @@ def test_broadcast_of_what_is_not_a_dict_of_arrays_is_one_line_on_one_rank(array
     # (7399465 refused every name not a string: review r12)
     dist.broadcast_({0: kept, 1: None})
     np.testing.assert_array_equal(kept, [0.0, 1.0, 2.0])
+
+
+class _SendingRank:  # rank 0 of a pretend job of 2: keeps what it broadcasts, in order
+    def __init__(self):
+        self.sent = []
+
+    def Bcast(self, buf, root=0):
+        self.sent.append(buf.copy())
+
+
+class _ReceivingRank:  # rank 1: receives rank 0's broadcasts, in the order they were sent
+    def __init__(self, sent):
+        self.sent = list(sent)
+
+    def Bcast(self, buf, root=0):
+        buf[...] = self.sent.pop(0)
+
+
+@pytest.mark.parametrize("names", [
+    ["b", "a", "c"],
+    [3, 1, 2],                      # a Trainer's int-keyed parameters
+    [np.int64(3), 1, np.uint8(2)],  # numpy's ints among them, sorted as Python ints
+    [True, 2, np.False_],           # a bool, numpy's too, is 0 or 1 among ints
+])
+def test_broadcast_gives_each_name_rank_0s_values_whatever_each_ranks_insertion_order(
+        monkeypatch, names):
+    """broadcast_ sends the arrays in its names' sorted order: the names it takes (all
+    strings or all ints) order totally, so a rank that inserted them in the reverse order
+    still receives each name's own values. Two ranks in one process, as a pretend
+    communicator that replays rank 0's broadcasts on rank 1."""
+    monkeypatch.setitem(dist._STATE, "size", 2)
+    sending = _SendingRank()
+    monkeypatch.setitem(dist._STATE, "comm", sending)
+    zero = {n: np.full(2, float(i + 1)) for i, n in enumerate(names)}
+    dist.broadcast_(zero)
+    monkeypatch.setitem(dist._STATE, "comm", _ReceivingRank(sending.sent))
+    one = {n: np.zeros(2) for n in reversed(names)}
+    dist.broadcast_(one)
+    for i, n in enumerate(names):
+        np.testing.assert_array_equal(one[n], [i + 1.0, i + 1.0])
