@@ -234,6 +234,22 @@ def test_tensordot_with_a_repeated_axis_names_tensordot():
                               f"int or a pair of axis sequences, got {axes!r}", F)
 
 
+@pytest.mark.parametrize("axes", [{0, 1}, {0: (1,), 1: (0,)}, {1: 1, 0: 0}, range(2)])
+def test_tensordot_unpacks_its_axes_pair_as_numpy_does(axes):
+    """A set failed raw ("'set' object is not subscriptable"), and a dict contracted by its
+    values (shape (2, 2)) where numpy unpacks its keys (3, 3); numpy's `a_axes, b_axes =
+    axes` reads any iterable of two, eager and compiled alike (review r1 of e9d83d5)."""
+    N = np.arange(6.0).reshape(3, 2)
+    want = np.tensordot(M, N, axes)
+    np.testing.assert_array_equal(np.asarray(gc.tensordot(gc.tensor(M), gc.tensor(N), axes)),
+                                  want)
+    np.testing.assert_array_equal(gc.compile(lambda m, n: gc.tensordot(m, n, axes))(M, N),
+                                  want)
+    # of one or three, still the one line
+    assert_one_line_error(lambda: gc.tensordot(M, N, {0, 1, 2}), "tensordot: axes must be an "
+                          "int or a pair of axis sequences, got {0, 1, 2}", F)
+
+
 def test_pad_constant_of_a_bfloat16_value():
     """The value cast to x's dtype was a bfloat16 numpy scalar, which `where` refused
     ('cannot use a bfloat16 as a tensor operand')."""

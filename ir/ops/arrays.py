@@ -208,14 +208,18 @@ def tensordot(a, b, axes=2):
             _fail(f"tensordot: axes={axes} for operands of {na} and {nb} dimensions")
         a_axes, b_axes = list(range(na - axes, na)), list(range(axes))
     else:
+        # unpacked as numpy unpacks it: any iterable of two. len() then axes[0] and axes[1]
+        # failed raw on a set (not subscriptable) and read a dict's values where numpy
+        # reads its keys, a silently different contraction (review r1)
         try:
-            pairs = len(axes)
-        except TypeError:  # a bool (no axis count, as elsewhere), a float, a timedelta64
-            pairs = None
-        if pairs != 2:
+            a_part, b_part = axes
+            pair = True
+        except (TypeError, ValueError):  # not iterable (a bool, as elsewhere no axis count;
+            pair = False                 # a float, a timedelta64), or not of two
+        if not pair:
             _fail(f"tensordot: axes must be an int or a pair of axis sequences, got {axes!r}")
-        a_axes = [_axis(i, na) for i in _seq(axes[0])]
-        b_axes = [_axis(i, nb) for i in _seq(axes[1])]
+        a_axes = [_axis(i, na) for i in _seq(a_part)]
+        b_axes = [_axis(i, nb) for i in _seq(b_part)]
         if len(a_axes) != len(b_axes):
             _fail(f"tensordot: {len(a_axes)} axes of a against {len(b_axes)} of b")
         if len(set(a_axes)) != len(a_axes) or len(set(b_axes)) != len(b_axes):
