@@ -57,10 +57,13 @@ def test_conv_layers_take_a_numpy_integer_groups():
     np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12,
                                atol=1e-13)
     assert gc.nn.Conv2d(4, 6, 3, groups=np.int64(2)).weight.data.shape == (6, 2, 3, 3)
-    for bad in (2.0, True):
-        assert_one_line_error(lambda: gc.nn.Conv1d(4, 6, 3, groups=bad),
-                              f"Conv1d: groups must be a positive int, got {bad}",
-                              "test_review_s22b.py")
+    # ConvTranspose reads groups in graphc/conv_layers.py, Conv in graphc/nn.py: both checked
+    # (only Conv1d was, and ConvTranspose2d's "must divide by groups True" went unseen: r1)
+    for layer in (gc.nn.Conv1d, gc.nn.ConvTranspose2d):
+        for bad in (2.0, True):
+            assert_one_line_error(lambda: layer(4, 6, 3, groups=bad),
+                                  f"{layer.__name__}: groups must be a positive int, got {bad}",
+                                  "test_review_s22b.py")
 
 
 def test_a_compiled_recurrent_layer_follows_batch_first_set_after_tracing():
