@@ -30,6 +30,7 @@ import bisect
 import collections.abc
 import contextlib
 import copy
+import functools
 import inspect
 import math
 import numbers
@@ -714,6 +715,32 @@ def decay_matrices_only(name: str, value) -> bool:
 
 
 # ---- the optimisers -------------------------------------------------------------------------
+def _checks_moved_positional(init):
+    """Wraps a graphc optimiser's __init__ whose positions moved to torch's: a value given
+    by position where graphc's earlier order had one of its own settings
+    (_moved_positional) gets the one line saying so, before __init__'s plainer check.
+    Checked here, not in __new__, which sees only the outer call: a user's subclass with
+    its own constructor passes graphc's earlier order on in its super().__init__(...).
+    The signature stays the wrapped one's (inspect follows __wrapped__)."""
+    positions = [p.name for p in inspect.signature(init).parameters.values() if p.kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)][1:]
+
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        for name, (valid, rule, before) in type(self)._moved_positional.items():
+            at = positions.index(name) if name in positions else len(args)
+            if at < len(args) and not valid(args[at]):
+                ordinal = _ORDINALS.get(at + 1, f"#{at + 1}")
+                raise GraphcError(f"{type(self).__name__}: {name} {rule}, got {args[at]!r} "
+                                  f"(the {ordinal} positional argument is {name}, as "
+                                  f"torch's: give {before}= by name)", (user_location(),))
+        init(self, *args, **kwargs)
+    return checked
+
+
+_ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
+
+
 class Optimizer:
     """Base class. A subclass names its per-parameter state (`slots`) and defines
     `_update_leaf`; the base class handles pytrees, the step count, schedules, clipping,
@@ -739,7 +766,9 @@ class Optimizer:
     # settings whose position changed to torch's, each with a check of its value and the
     # keyword-only setting graphc's earlier order had in its place: given there by position
     # and failing the check, the one line says where the argument went (given by name, the
-    # setting's own check speaks; __init__ cannot tell the two apart, __new__ can)
+    # setting's own check speaks). Checked by the __init__ that takes them
+    # (_checks_moved_positional), so a user's subclass whose super().__init__ passes
+    # graphc's earlier order gets the line too
     _moved_positional: dict = {}
 
     def __new__(cls, *args, **kwargs):
@@ -754,8 +783,6 @@ class Optimizer:
                 "params" not in _constructor_names(cls):  # (not a subclass's own params=)
             kwargs = dict(kwargs)
             _parameters_given(cls, kwargs.pop("params"), args, kwargs)
-        if cls._moved_positional and args:
-            _check_moved_positional(cls, args)
         return super().__new__(cls)
 
     def __init__(self, lr, weight_decay: float = 0.0, decay_mask=None,
@@ -1071,6 +1098,7 @@ class SGD(Optimizer):
     # torch's positional order (a torch user's SGD(lr, 0.9, 0.5) is dampening 0.5; before,
     # nesterov came third); graphc's own settings keyword-only (see Adam). lr 1e-3 by
     # default, as torch's (2.x)
+    @_checks_moved_positional
     def __init__(self, lr=1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, decay_mask=None,
                  clip_norm=None, maximize: bool = False):
@@ -1114,6 +1142,7 @@ class Adam(Optimizer):
     # betas, eps, weight_decay, True) took the True as a mask and dropped AMSGrad unsaid).
     # graphc's own settings (decay_mask, clip_norm) are keyword-only in every torch-named
     # optimiser, so no positional argument of torch's lands on one
+    @_checks_moved_positional
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, decay_mask=None,
                  clip_norm=None, maximize: bool = False):
@@ -1158,11 +1187,13 @@ class AdamW(Adam):
 
     decoupled = True
 
+    @_checks_moved_positional
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01, amsgrad: bool = False, *, decay_mask=None,
                  clip_norm=None, maximize: bool = False):
-        super().__init__(lr, betas, eps, weight_decay, amsgrad, decay_mask=decay_mask,
-                         clip_norm=clip_norm, maximize=maximize)
+        # amsgrad by name: Adam's __init__ would read a positional one as given by position
+        super().__init__(lr, betas, eps, weight_decay, amsgrad=amsgrad,
+                         decay_mask=decay_mask, clip_norm=clip_norm, maximize=maximize)
 
 
 class RMSprop(Optimizer):
@@ -1693,22 +1724,6 @@ def _constructor_names(cls, positional=False) -> list:
     positional argument can fill), as _constructor finds them."""
     return [p.name for p in _constructor(cls)[1] if not positional or p.kind in (
         inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-
-
-def _check_moved_positional(cls, args):
-    """The one line for a value given by position where graphc's earlier order had one of
-    its own settings (cls._moved_positional), before __init__'s plainer check."""
-    positions = _constructor_names(cls, positional=True)
-    for name, (valid, rule, before) in cls._moved_positional.items():
-        if name in positions[:len(args)] and not valid(args[positions.index(name)]):
-            ordinal = _ORDINALS.get(positions.index(name) + 1, f"#{positions.index(name) + 1}")
-            raise GraphcError(f"{cls.__name__}: {name} {rule}, got "
-                              f"{args[positions.index(name)]!r} (the {ordinal} positional "
-                              f"argument is {name}, as torch's: give {before}= by name)",
-                              (user_location(),))
-
-
-_ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
 
 
 def _torch_positions(cls) -> list:

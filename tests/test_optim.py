@@ -390,6 +390,46 @@ def test_positional_hints_only_for_positions_and_torchs_positional_maximize_and_
     assert _max_error(got, expected) <= 1e-12 and _max_error(params, expected) > 1e-3
 
 
+def test_a_subclass_passing_graphcs_earlier_order_to_super_gets_the_positional_hint():
+    """Session 42 (f3): a user's subclass whose own __init__ calls super().__init__ in
+    graphc's earlier order (Adam's fifth decay_mask, SGD's third nesterov) lost the hint:
+    __new__ checked only the outer call's positions, the subclass's own."""
+    class MyAdam(optim.Adam):
+        def __init__(self, lr, mask=None):
+            super().__init__(lr, (0.9, 0.999), 1e-8, 0.01, mask)
+
+    class MyAdamW(optim.AdamW):
+        def __init__(self, lr, mask=None):
+            super().__init__(lr, (0.9, 0.999), 1e-8, 0.01, mask)
+
+    class MySGD(optim.SGD):
+        def __init__(self, lr, nesterov=False):
+            super().__init__(lr, 0.9, nesterov)
+
+    class ByName(optim.Adam):
+        def __init__(self, lr, amsgrad):
+            super().__init__(lr, amsgrad=amsgrad)
+
+    for make, line in [
+            (lambda: MyAdam(0.1, optim.decay_matrices_only), "MyAdam: amsgrad must be True or "
+             "False, got <function decay_matrices_only"),
+            (lambda: MyAdamW(0.1, {"w": True}), "MyAdamW: amsgrad must be True or False, "
+             "got {'w': True} (the fifth positional argument is amsgrad, as torch's: give "
+             "decay_mask= by name)"),
+            (lambda: MySGD(0.1, True), "MySGD: dampening must be a number, got True (the "
+             "third positional argument is dampening, as torch's: give nesterov= by name)"),
+            (lambda: ByName(0.1, 1), "ByName: amsgrad must be True or False, got 1")]:
+        with pytest.raises(gc.GraphcError) as info:
+            make()
+        first = str(info.value).splitlines()[0]
+        assert first.startswith(line) and first.endswith("by name)") == (
+            not line.startswith("ByName")), first
+    # torch's order passed on is taken as torch's
+    opt = MyAdamW(0.1, False)
+    assert (opt.weight_decay, opt.amsgrad, opt.decay_mask) == (0.01, False, None)
+    assert (MySGD(0.1, 0.5).dampening, MySGD(0.1, 0.5).momentum) == (0.5, 0.9)
+
+
 @pytest.mark.parametrize("staircase", [False, True])
 def test_exponential_decay_matches_torch_schedulers_and_traces_to_the_same_numbers(staircase):
     schedule = optim.exponential_decay(0.1, 3 if staircase else 1, 0.8, staircase=staircase)
