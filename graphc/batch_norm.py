@@ -17,14 +17,13 @@ them."""
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
-from ir.types import Dim, holds_when_bound, is_float, is_half
+from ir.types import Dim, holds_when_bound, is_float, is_half, is_real
 
 from .nn import _EVALUATING, Buffer, Module, Parameter, _layer_dtype, _size
 
@@ -49,8 +48,7 @@ class _NormBase(Module):
                               "(track_running_stats=True) take a floating-point dtype, got "
                               f"{dtype}; pass a float dtype, or track_running_stats=False",
                               (user_location(),))
-        if momentum is not None and (isinstance(momentum, (bool, np.bool_)) or
-                                     not isinstance(momentum, numbers.Real)):  # numpy's too
+        if momentum is not None and not is_real(momentum):  # numpy's too, not a timedelta64
             raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",
                               (user_location(),))
         object.__setattr__(self, "num_features", int(num_features))

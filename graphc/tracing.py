@@ -15,7 +15,7 @@ import numpy as np
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
 from ir.ops.registry import refuse_foreign_array
-from ir.types import SHORT_NAMES, WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype
+from ir.types import SHORT_NAMES, WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype, is_int
 from runtime.eager import Tensor, collect_buffer_updates
 
 
@@ -47,7 +47,7 @@ def spec(shape, dtype="float32") -> Spec:
 def to_spec(x) -> Spec:
     if isinstance(x, Spec):
         return x
-    if isinstance(x, np.integer) and not isinstance(x, np.timedelta64):  # (a time: refused)
+    if isinstance(x, np.generic) and is_int(x):  # (not a timedelta64, a time: refused)
         # a numpy integer scalar is a weak number, as eagerly (registry.is_weak_scalar): traced
         # as a Python int is (int64), whatever its own dtype, which the IR may lack (np.uint8
         # labels); checked to fit int64 below. np.int32 too: kept int32, k + 1 wrapped at

@@ -208,6 +208,11 @@ class InconclusiveDim(GraphcError):
 # time: numpy refuses it as an index or a size and gives it units in arithmetic. Every
 # user-facing integer or number check asks is_int or is_real, so this is said once.
 NOT_NUMBERS = (bool, np.bool_, np.timedelta64)
+# The numbers a number setting takes, as torch's: Python's and numpy's ints and floats.
+# Not numbers.Real, which takes a Fraction (torch refuses one as a float or a Scalar, as
+# numbers.Real does a Decimal): one rule at every setting, a size too (int() truncated
+# Fraction(5, 2) to 2)
+REAL_TYPES = (int, float, np.integer, np.floating)
 
 
 def is_int(x) -> bool:
@@ -216,8 +221,9 @@ def is_int(x) -> bool:
 
 
 def is_real(x) -> bool:
-    """A Python or numpy real number (an integer too), not a bool nor an np.timedelta64."""
-    return isinstance(x, numbers.Real) and not isinstance(x, NOT_NUMBERS)
+    """A Python or numpy int or float (REAL_TYPES), not a bool nor an np.timedelta64; not a
+    Fraction or a Decimal either, as torch's settings refuse them."""
+    return isinstance(x, REAL_TYPES) and not isinstance(x, NOT_NUMBERS)
 
 
 def is_real_dtype(dtype) -> bool:
@@ -482,12 +488,12 @@ def as_dim(d):
         return d
     if isinstance(d, str):
         return parse_dim(d)
-    if isinstance(d, (bool, np.bool_, float, np.floating, np.timedelta64, complex,
-                      np.complexfloating)) \
+    if is_int(d):
+        return int(d)
+    if isinstance(d, (numbers.Number, np.generic)) \
             or isinstance(d, np.ndarray) and d.dtype.kind not in "iu":
-        # int() would truncate 2.5 to 2; numpy and torch refuse it (a timedelta64 too,
-        # though numpy's type tree makes it an integer: see is_int; int() of a numpy
-        # complex drops the imaginary part, of a Python one is a raw TypeError)
+        # any other number (a bool, a float, a Fraction, a timedelta64: see is_int): int()
+        # would truncate 2.5 to 2; numpy and torch refuse it
         raise GraphcError(f"a size must be an int, got {d!r}", (user_location(),))
     return int(d)  # (a traced value raises its own message: only known when the graph runs)
 

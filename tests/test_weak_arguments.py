@@ -2,6 +2,8 @@
 `x_f32 + k` with a Python int k is float32 in compiled code as it is in eager code. Before,
 the trace took k as an int64 input and refused the add ("operands must have one dtype")."""
 import re
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -458,6 +460,68 @@ def test_numpy_timedelta64_is_no_int_for_any_setting():
     np.testing.assert_array_equal(gc.sum(x, axis=np.int64(1)).data, [3.0, 12.0])
     np.testing.assert_allclose(gc.linspace(0, 1, np.int32(3)).data, [0.0, 0.5, 1.0])
     np.testing.assert_array_equal(gc.top_k(x, np.uint8(1))[0].data, [[2.0], [5.0]])
+
+
+@pytest.mark.parametrize("value", [Fraction(1, 2), Fraction(2, 1), Decimal("0.5"),
+                                   np.timedelta64(1, "s")], ids=str)
+def test_one_number_rule_refuses_a_fraction_a_decimal_and_a_time_at_every_setting(value):
+    """Session 42 (f3): is_real was numbers.Real, so a Fraction passed the settings that
+    spelled (int, float, np.integer, np.floating) before (SGD's lr, Adam's eps, Dropout's p,
+    LSTM's dropout, exponential_decay's transition_steps, LeakyReLU's slope); BatchNorm's
+    momentum (numbers.Real of its own) and var/std's ddof= and correction= (no check) took a
+    timedelta64, which failed in float() or showed as 'momentum=1 seconds'; as_dim and full
+    kept exclusion lists of their own, so gc.zeros((Fraction(1, 2),)) was empty (int()
+    truncated it) and full took a Fraction, a Decimal or a str. torch refuses a Fraction
+    at each (checked below); every one is one line naming the setting now."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = gc.tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3))
+    if isinstance(value, Fraction):  # (torch's own refusals; a Decimal or a time as well)
+        tx = torch.arange(6.0).reshape(2, 3)
+        for run in (lambda: torch.nn.BatchNorm1d(3, momentum=value)(tx),
+                    lambda: tx.var(correction=value), lambda: torch.full((2,), value),
+                    lambda: torch.nn.Dropout(min(value, Fraction(1, 2)))(tx),
+                    lambda: torch.zeros((value,))):
+            with pytest.raises(TypeError):
+                run()
+    for run, message in [
+            (lambda: gc.nn.BatchNorm1d(3, momentum=value),
+             "BatchNorm1d: momentum must be a number or None, got"),
+            (lambda: x.var(correction=value), "var: correction must be a number, got"),
+            (lambda: x.var(ddof=value), "var: ddof must be a number, got"),
+            (lambda: x.std(dim=1, correction=value), "std: correction must be a number, got"),
+            (lambda: x.std(1, ddof=value), "std: ddof must be a number, got"),
+            (lambda: gc.full((2,), value), "full: fill value"),
+            (lambda: gc.zeros((value, 2)), "a size must be an int, got"),
+            (lambda: gc.spec((value,)), "a size must be an int, got"),
+            (lambda: gc.optim.SGD(lr=value), "lr must be a number >= 0"),
+            (lambda: gc.optim.Adam(eps=value), "Adam: eps must be a number, got"),
+            (lambda: gc.nn.Dropout(value), "Dropout: p must be a number, got"),
+            (lambda: gc.nn.LSTM(3, 3, 2, dropout=value), "LSTM: dropout must be a number"),
+            (lambda: gc.optim.exponential_decay(0.1, value, 0.5),
+             "exponential_decay: transition_steps must be a positive number")]:
+        with pytest.raises(GraphcError, match=re.escape(message)) as info:
+            run()
+        assert "test_weak_arguments.py" in str(info.value).splitlines()[1], message
+    with pytest.raises(GraphcError, match="full: fill value '3' is not a number"):
+        gc.full((2,), "3")
+
+
+def test_var_std_ddof_and_correction_take_what_torch_takes_with_its_values():
+    """The same check keeps what torch's correction= takes (a float, True, a 0-d tensor)
+    and numpy's ddof= (a 0-d array, a numpy scalar), with torch's values."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    data = np.arange(12.0).reshape(3, 4) ** 1.5
+    x, tx = gc.tensor(data), torch.tensor(data)
+    for ours, theirs in [(1.5, 1.5), (True, True), (np.float32(0.5), 0.5),
+                         (gc.tensor(np.array(2)), torch.tensor(2)), (np.int64(0), 0)]:
+        np.testing.assert_allclose(x.var(dim=1, correction=ours).numpy(),
+                                   tx.var(dim=1, correction=theirs).numpy(), rtol=1e-12)
+        np.testing.assert_allclose(x.std(correction=ours).numpy(),
+                                   tx.std(correction=theirs).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x.var(1, ddof=np.array(1)).numpy(), data.var(1, ddof=1),
+                               rtol=1e-12)
+    assert gc.nn.BatchNorm1d(3, momentum=np.float32(0.25)).momentum == 0.25
+    np.testing.assert_array_equal(gc.zeros((np.int64(2), np.array(3))).shape, (2, 3))
 
 
 @pytest.mark.parametrize("kind", [complex, np.complex64, np.complex128, np.clongdouble])

@@ -22,8 +22,7 @@ import numpy as np
 
 from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
-                     holds_when_bound, is_complex, is_float, is_half, is_int, is_real,
-                     is_real_dtype)
+                     holds_when_bound, is_float, is_half, is_int, is_real, is_real_dtype)
 from . import precision
 from .registry import (SymbolicValue, apply, innermost_interpreter, is_weak_scalar,
                        refuse_foreign_array)
@@ -567,6 +566,8 @@ def var(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=NO_DIM, keepdim=None,
             or unbiased is not None:
         axis, keepdims = _torch_axes("var", axis, keepdims, dim, keepdim)
         ddof = _torch_correction("var", ddof, correction, unbiased)
+    elif ddof is not DDOF_0:
+        ddof = _ddof("var", "ddof", ddof)
     if not is_float(_dtype(x)):
         _fail(f"var of {_dtype(x)} values; cast them to a float type first")
     if is_half(_dtype(x)):
@@ -597,6 +598,8 @@ def std(x, axis=None, keepdims=False, ddof=DDOF_0, *, dim=NO_DIM, keepdim=None,
             or unbiased is not None:
         axis, keepdims = _torch_axes("std", axis, keepdims, dim, keepdim)
         ddof = _torch_correction("std", ddof, correction, unbiased)
+    elif ddof is not DDOF_0:
+        ddof = _ddof("std", "ddof", ddof)
     if is_half(_dtype(x)):  # in float32, rounded once: a half variance overflows past 65504
         return _rounded_once(std, x, axis, keepdims, ddof)
     return sqrt(var(x, axis, keepdims, ddof))
@@ -611,10 +614,20 @@ def _torch_correction(fn, ddof, correction, unbiased):
     if correction is not None and unbiased is not None:
         _fail(f"{fn}: both correction= and unbiased= given; pass one, as torch takes one")
     if ddof is not DDOF_0:
-        return ddof
+        return _ddof(fn, "ddof", ddof)
     if correction is not None:
-        return correction
+        return _ddof(fn, "correction", correction)
     return 1 if unbiased is None else int(bool(unbiased))
+
+
+def _ddof(fn, name, value):
+    """var's or std's ddof= or correction= as a number: what torch's correction takes (a
+    number, a bool, a 0-d tensor; numpy's ddof a 0-d array too), an int kept an int. A
+    timedelta64 or a Fraction is one line naming it, not float()'s TypeError deep in the
+    division, nor its count."""
+    if is_int(value):
+        return value
+    return _number(f"{fn}: {name}", value, torch_scalars=True)
 
 
 def logsumexp(x, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None):
@@ -2392,16 +2405,28 @@ def full(shape, value, dtype=None):
     dtype = as_dtype("float32" if dtype is None else dtype)
     if isinstance(value, Dim):  # a symbolic size as a value: filled in per call
         return apply("full", shape=shape, value=value, dtype=dtype)
+    if not _fill_number(value):
+        # another library's 0-d tensor (torch's, JAX's) fills by its value, a number
+        item = value.item() if getattr(value, "shape", None) == () and \
+            hasattr(value, "item") and not isinstance(value, np.generic) else None
+        if not _fill_number(item):
+            _fail(f"full: fill value {value!r} is not a number {dtype} holds")
+        value = item
     try:
-        # (a numpy complex too, which float() and int() would take, and a numpy time,
-        # which int() takes as its count)
-        if is_complex(value) or isinstance(value, (np.timedelta64, np.datetime64)):
-            raise TypeError
         number = float(value) if is_float(dtype) else int(value)
-    except (TypeError, ValueError, OverflowError):  # "a", or NaN or inf for an int dtype
+    except (ValueError, OverflowError):  # NaN or inf for an int dtype
         _fail(f"full: fill value {value!r} is not a number {dtype} holds")
     check_fits_dtype("full: fill value", number, dtype)
     return apply("full", shape=shape, value=number, dtype=dtype)
+
+
+def _fill_number(value) -> bool:
+    """Whether full takes `value` as its fill: is_real's numbers and a bool, as numpy's and
+    torch's full, and a numpy scalar of ml_dtypes' (bfloat16). Not whatever float() and
+    int() take: a str, a Fraction, a Decimal, a numpy complex (its real part) or a numpy
+    time (its count)."""
+    return is_real(value) or isinstance(value, (bool, np.bool_)) or \
+        isinstance(value, np.generic) and is_real_dtype(value.dtype)
 
 
 def check_fits_dtype(what, value, dtype):
