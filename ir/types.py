@@ -226,13 +226,24 @@ def is_real(x) -> bool:
     return isinstance(x, REAL_TYPES) and not isinstance(x, NOT_NUMBERS)
 
 
+# ml_dtypes' real-number dtypes: bfloat16, the float8/float6/float4 formats and the small
+# ints (int4, uint2 ...). numpy makes most of them kind 'V' (float8_e5m2 alone 'f'), so a
+# kind test took float8_e5m2 and refused float8_e4m3fn; each casts exactly to float32.
+# Its complex types (complex32, kind 'W') are no real numbers
+ML_REAL_DTYPES = frozenset(
+    np.dtype(kind) for name, kind in vars(ml_dtypes).items()
+    if name.startswith(("bfloat", "float", "int", "uint")) and isinstance(kind, type)
+    and issubclass(kind, np.generic))
+
+
 def is_real_dtype(dtype) -> bool:
-    """A dtype of real numbers: bool, an integer of any width, a float, bfloat16 (whose kind
-    ml_dtypes makes 'V'). The rule for a gradient seed of another dtype than its output's,
-    gradients()' and Tensor.backward()'s alike: cast, as torch casts grad_outputs, even a
-    dtype graphc has no values of (int8, uint16); a complex one is refused, as torch's."""
+    """A dtype of real numbers: bool, an integer of any width, a float, ml_dtypes' floats
+    and ints (ML_REAL_DTYPES: bfloat16, float8_e4m3fn, int4 ...). The rule for a gradient
+    seed of another dtype than its output's, gradients()' and Tensor.backward()'s alike:
+    cast, as torch casts grad_outputs, even a dtype graphc has no values of (int8, uint16,
+    a float8 as torch's float8_e4m3fn); a complex one is refused, as torch's."""
     dtype = np.dtype(dtype)
-    return dtype.kind in "biuf" or dtype == BFLOAT16
+    return dtype.kind in "biuf" or dtype in ML_REAL_DTYPES
 
 
 def is_complex(x) -> bool:

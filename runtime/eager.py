@@ -758,8 +758,12 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
             dtype = np.asarray(grad).dtype
         except ValueError:  # (a ragged list)
             dtype = np.dtype(object)
-        if not is_real_dtype(dtype):  # (one rule with gradients()' seeds: bfloat16 taken)
-            what = "complex numbers" if dtype.kind == "c" else f"a {type(grad).__name__}"
+        if not is_real_dtype(dtype):  # (one rule with gradients()' seeds: float8 cast)
+            # an array by its dtype, as torch names a grad_output's ('got a ndarray' said
+            # nothing of what was wrong with it)
+            what = "complex numbers" if dtype.kind == "c" else \
+                f"an array of dtype {dtype}" if hasattr(grad, "dtype") else \
+                f"a {type(grad).__name__}"
             raise GraphcError(f"backward(): the gradient must be real numbers (a tensor or "
                               f"an array), got {what}", (user_location(),))
     shape = np.shape(grad.data if isinstance(grad, Tensor) else grad)

@@ -306,6 +306,40 @@ def test_one_rule_for_seeds_gradients_and_backward_cast_any_real_dtype():
                                rtol=1e-2)
 
 
+def test_a_float8_or_int4_gradient_is_cast_as_torch_casts_a_float8_grad_output():
+    """Session 42 (f3): backward(gradient=) with an ml_dtypes float8_e4m3fn or int4 array
+    was refused as 'got a ndarray' (their numpy kind is 'V'; float8_e5m2's, 'f', was
+    taken), gradients() as a dtype 'graphc does not support'. torch 2.13 casts a float8
+    grad_output (checked below); each of ml_dtypes' real dtypes is cast now (exact), and a
+    gradient still refused names its dtype."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    for seed, torch_dtype in [(np.array([1.5, 0, -3], ml_dtypes.float8_e4m3fn),
+                               torch.float8_e4m3fn),
+                              (np.array([1.5, 0, -3], ml_dtypes.float8_e5m2fnuz),
+                               torch.float8_e5m2fnuz),
+                              (np.array([1, 0, -3], ml_dtypes.int4), None)]:
+        xt = torch.tensor(x, requires_grad=True)
+        torch_seed = torch.tensor(seed.astype(np.float32))
+        if torch_dtype is not None:  # (torch has no int4 values: "copy_" not implemented)
+            torch_seed = torch_seed.to(torch_dtype)
+        want = torch.autograd.grad(torch.sin(xt), xt, grad_outputs=torch_seed)[0].numpy()
+        t = gc.tensor(x, requires_grad=True)
+        gc.sin(t).backward(gradient=seed)
+        assert t.grad.dtype == np.float32
+        np.testing.assert_allclose(t.grad, want, rtol=1e-6)
+        got = gc.compile(lambda v: gc.gradients(gc.sin(v), v, seed)[0])(x)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    t = gc.tensor(x, requires_grad=True)
+    for bad, says in [(np.array([1, 2, 3], "datetime64[s]"), "an array of dtype datetime64[s]"),
+                      (np.array([1, 2, 3], ml_dtypes.complex32), "an array of dtype complex32"),
+                      ("abc", "a str")]:
+        with pytest.raises(GraphcError) as info:
+            gc.sin(t).backward(gradient=bad)
+        assert str(info.value).splitlines()[0] == "backward(): the gradient must be real " \
+            f"numbers (a tensor or an array), got {says}"
+
+
 def test_a_list_seed_is_refused_naming_gradients_as_torch_refuses_it():
     # a list seed was refused by the first rule, naming its op ("mul: cannot use a list as
     # a tensor operand"); torch.autograd.grad takes tensors only ("gradients can be either
