@@ -144,7 +144,13 @@ class ParameterDict(_Keyed, Module):
         else:
             raise GraphcError(f"ParameterDict: parameters must be a dict or (key, value) pairs, "
                               f"got a {type(parameters).__name__}", (user_location(),))
-        for key, value in pairs:
+        for i, pair in enumerate(pairs):
+            try:
+                key, value = pair
+            except (TypeError, ValueError):  # (1, or a triple: torch's "element #0 ...")
+                raise GraphcError(f"ParameterDict: parameters must be a dict or (key, value) "
+                                  f"pairs; item #{i} is {pair!r}, not a pair",
+                                  (user_location(),)) from None
             self[key] = value
         return self
 

@@ -497,28 +497,31 @@ def _no_such(asked, module, name, kind):
     raise AttributeError(f"{asked}: {type(module).__name__}'s {name!r} {what}")
 
 
-def _refusing_unknown_keywords(cls):
-    """cls.__init__ refusing a keyword it does not take in one GraphcError line naming the
-    layer and the keyword (a torch keyword graphc's layer lacks, `LSTM(proj_size=...)`, or a
-    typo), where Python's TypeError named an internal __init__; None if it takes **kwargs."""
-    init = cls.__dict__["__init__"]
+def _refusing_unknown_keywords(cls, method="__init__"):
+    """cls.__init__ (or its classmethod `method`, Embedding.from_pretrained) refusing a
+    keyword it does not take in one GraphcError line naming the layer and the keyword (a
+    torch keyword graphc's layer lacks, `LSTM(proj_size=...)`, `device=`, or a typo), where
+    Python's TypeError named an internal function; None if it takes **kwargs."""
+    given = cls.__dict__[method]
+    init = given.__func__ if isinstance(given, classmethod) else given
     parameters = list(inspect.signature(init).parameters.values())[1:]
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
     named = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     known = frozenset(named)
     takes = [name for name in named if not name.startswith("_")]  # (graphc's own: _weight)
+    suffix = "" if method == "__init__" else f".{method}"
 
     @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
+    def checked(self, *args, **kwargs):  # (self is cls for a classmethod)
         if kwargs and not known.issuperset(kwargs):
             unknown = next(name for name in kwargs if name not in known)
-            layer = _graphc_layer_name(type(self))
-            raise GraphcError(f"{layer}: unknown keyword argument {unknown!r} "
+            layer = _graphc_layer_name(self if isinstance(self, type) else type(self))
+            raise GraphcError(f"{layer}{suffix}: unknown keyword argument {unknown!r} "
                               f"(it takes {', '.join(takes) or 'none'})",
                               (user_location(),))
-        init(self, *args, **kwargs)
-    return __init__
+        return init(self, *args, **kwargs)
+    return classmethod(checked) if isinstance(given, classmethod) else checked
 
 
 def _graphc_layer_name(cls) -> str:
@@ -553,10 +556,13 @@ class Module:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # graphc's own layers only: a user's Module keeps Python's TypeError, as torch's
-        if "__init__" in cls.__dict__ and cls.__module__.startswith("graphc."):
-            init = _refusing_unknown_keywords(cls)
-            if init is not None:
-                cls.__init__ = init
+        if cls.__module__.startswith("graphc."):
+            # (from_pretrained: Embedding's, whose device= torch users pass as to a layer)
+            for method in ("__init__", "from_pretrained"):
+                if method in cls.__dict__:
+                    checked = _refusing_unknown_keywords(cls, method)
+                    if checked is not None:
+                        setattr(cls, method, checked)
 
     def __setattr__(self, name, value):
         if _INTERPRETERS.stack:

@@ -139,6 +139,24 @@ def test_parameter_dict_orders_keys_as_torchs():
         nn.ParameterDict(3)
 
 
+def test_parameter_dict_refuses_an_item_that_is_no_pair_in_one_line():
+    """Session 42 (f3): ParameterDict([1, 2]) was Python's 'cannot unpack non-iterable int
+    object' from inside update(), a triple its 'too many values to unpack'. torch takes an
+    iterable of (key, value) pairs and refuses such an item by its number, as graphc now."""
+    for items, shown in [([1, 2], "1"), ([("a", 1, 2)], "('a', 1, 2)")]:
+        with pytest.raises((TypeError, ValueError), match="element #0"):
+            torch.nn.ParameterDict(items)
+        with pytest.raises(gc.GraphcError) as info:
+            nn.ParameterDict(items)
+        line, where = str(info.value).splitlines()
+        assert line == ("ParameterDict: parameters must be a dict or (key, value) pairs; "
+                        f"item #0 is {shown}, not a pair")
+        assert "test_nn_containers.py" in where
+    # pairs from any iterable still fill it, in their order, as torch's
+    made = nn.ParameterDict((k, np.full(2, float(i))) for i, k in enumerate("ba"))
+    assert made.keys() == ["b", "a"] and made["a"].data.tolist() == [1.0, 1.0]
+
+
 def test_a_copy_through_state_dict_keeps_torchs_order():
     """state_dict() was a plain dict, so ParameterDict(pd.state_dict()), whose update sorts a
     plain dict's keys as torch's, reordered them; torch's state_dict() is an OrderedDict and

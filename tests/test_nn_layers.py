@@ -3,6 +3,7 @@ compiled; initialisation as PyTorch's defaults, and the GPT's initial weights un
 import hashlib
 import re
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -614,8 +615,23 @@ def test_embedding_from_pretrained_is_torchs():
             (lambda: nn.Embedding.from_pretrained(table, sparse=True),
              "Embedding.from_pretrained: sparse=True is not supported"),
             (lambda: nn.Embedding.from_pretrained(table, max_norm=1.0),
-             "Embedding.from_pretrained: max_norm=1.0 is not supported")]:
+             "Embedding.from_pretrained: max_norm=1.0 is not supported"),
+            # torch's takes no device= either; graphc's layers refuse it as an unknown
+            # keyword in one line, and so does from_pretrained now (it was Python's
+            # TypeError), before a float8 table's own line
+            (lambda: nn.Embedding.from_pretrained(table, device="cpu"),
+             "gc.nn.Embedding.from_pretrained: unknown keyword argument 'device' (it takes "
+             "embeddings, freeze, padding_idx, max_norm, norm_type, scale_grad_by_freq, "
+             "sparse)"),
+            (lambda: nn.Embedding.from_pretrained(
+                np.ones((2, 2), ml_dtypes.float8_e4m3fn), device="cpu"),
+             "gc.nn.Embedding.from_pretrained: unknown keyword argument 'device'"),
+            (lambda: nn.Embedding.from_pretrained(np.ones((2, 2), ml_dtypes.float8_e4m3fn)),
+             "Embedding.from_pretrained: embeddings must hold floating-point numbers, got "
+             "float8_e4m3fn")]:
         assert_one_line_error(call, message, "test_nn_layers.py")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'device'"):
+        torch.nn.Embedding.from_pretrained(torch.ones(2, 2), device="cpu")
 
 
 def test_sequential_and_module_list_add_as_torchs():
