@@ -180,10 +180,31 @@ def test_cross_entropy_label_smoothing_equals_torchs(smoothing, reduction, weigh
                                rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.1", True])
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.1", np.complex64(0.1),
+                                 gc.tensor(np.array(1.5))])
 def test_label_smoothing_out_of_range_is_one_line(bad):
+    # (True was here: torch 2.13 takes it, as 1.0; see the test below)
     with pytest.raises(gc.GraphcError, match="label_smoothing must be a number in"):
         gc.cross_entropy(gc.tensor(np.zeros((2, 3))), np.array([0, 1]), label_smoothing=bad)
+
+
+def test_label_smoothing_takes_true_and_a_0d_tensor_as_torchs():
+    """Session 42 (f3): label_smoothing refused True and a 0-d tensor, which torch 2.13's
+    float argument takes (True as 1.0): torch's values now, a layer setting's rule (a 0-d
+    numpy array too, which torch's refuses and graphc's settings take)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    logits = np.random.default_rng(3).normal(size=(4, 5))
+    target = np.array([0, 4, 2, 2])
+    for ours, theirs in [(True, True), (False, False), (gc.tensor(np.array(0.25)),
+                                                         torch.tensor(0.25, dtype=torch.float64)),
+                         (torch.tensor(0.25), torch.tensor(0.25)), (np.array(0.25), 0.25)]:
+        want = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(target),
+                                                 label_smoothing=theirs)
+        got = gc.cross_entropy(gc.tensor(logits), target, label_smoothing=ours)
+        np.testing.assert_allclose(got.data, want.numpy(), rtol=1e-12)
+        module = gc.nn.CrossEntropyLoss(label_smoothing=ours)
+        np.testing.assert_allclose(gc.compile(lambda z: module(z, target))(logits),
+                                   want.numpy(), rtol=1e-12)
 
 
 def test_cross_entropy_loss_settings_after_weight_are_keywords():

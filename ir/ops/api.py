@@ -176,6 +176,15 @@ def _number(what, value, torch_scalars=False) -> float:
     scalar, dropping the imaginary part. torch_scalars: also what torch takes there besides
     numbers, a bool and a 0-d array or eager tensor of real numbers (a layer's setting,
     nn.Dropout(p), nn.LeakyReLU's slope, read once); a complex one is still refused."""
+    number = _as_number(value, torch_scalars)
+    if number is None:
+        _fail(f"{what} must be a number, got {value!r}")
+    return number
+
+
+def _as_number(value, torch_scalars=False):
+    """_number's float, or None where `value` is none (for a setting whose line says more
+    than 'a number', label_smoothing's range)."""
     if is_real(value):
         return float(value)
     if torch_scalars and not isinstance(value, SymbolicValue):
@@ -188,7 +197,7 @@ def _number(what, value, torch_scalars=False) -> float:
             array = np.asarray(value)
             if is_real_dtype(array.dtype):
                 return float(array)
-    _fail(f"{what} must be a number, got {value!r}")
+    return None
 
 
 # ---- elementwise ----------------------------------------------------------------------------
@@ -2111,10 +2120,13 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
 
 
 def _label_smoothing(value) -> float:
-    # (is_real, not np.number: that holds numpy's complex scalars, which float() takes)
-    if not is_real(value) or not 0.0 <= value <= 1.0:
+    # torch's float argument takes True (1.0) and a 0-d tensor as well as a number: a layer
+    # setting's rule (_as_number's torch_scalars; is_real, not np.number, which holds
+    # numpy's complex scalars, which float() takes)
+    number = _as_number(value, torch_scalars=True)
+    if number is None or not 0.0 <= number <= 1.0:
         _fail(f"cross_entropy: label_smoothing must be a number in [0, 1], got {value!r}")
-    return float(value)
+    return number
 
 
 def _smoothing_term(logp, targets, ignore_index, reduction, weight):
