@@ -206,7 +206,9 @@ def test_a_loss_under_autocast_takes_each_target_dtype_as_torchs(name):
     autocast does, in its result dtype (mse_loss beside a float64 target: float64;
     huber_loss: float32; an integer target: float32; gaussian_nll_loss of bfloat16 with a
     float32 var: float32), and is refused where torch's is, in one line naming the loss,
-    the argument and the dtypes as given. Eager and compiled."""
+    the argument and the dtypes as given. Eager and compiled. A float64 input too (session
+    42, f3: binary_cross_entropy_with_logits of a float64 input and a float32 target was
+    float64 where torch's, computed in its target's dtype, is float32)."""
     torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
     import torch.nn.functional as TF
     call, kind = _TARGET_LOSSES[name]
@@ -214,7 +216,7 @@ def test_a_loss_under_autocast_takes_each_target_dtype_as_torchs(name):
     x, t = rng.normal(size=(_N, _C)), _target_values(kind, rng)
     mine = _Namespace(gc, gc.sigmoid, np.ones((_N, _C), np.float32))
     theirs = _Namespace(TF, torch.sigmoid, torch.ones(_N, _C))
-    for idt in ("float32", "bfloat16"):
+    for idt in ("float32", "bfloat16", "float64"):
         xi = x.astype(BFLOAT16 if idt == "bfloat16" else idt)
         for tdt in ("float64", "float32", "bfloat16", "float16", "int64", "int32", "bool"):
             ti = t > 0 if tdt == "bool" else t.astype(BFLOAT16 if tdt == "bfloat16" else tdt)

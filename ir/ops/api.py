@@ -1973,7 +1973,8 @@ def _autocast_promoted(operands, refuse="", like=None):
     then promotes (mse_loss of float32 and float64 is float64; an integer target takes the
     input's float dtype; gaussian_nll_loss, not on the list, of bfloat16 and float32 is
     float32). like=k: the loss keeps operand k's dtype, as torch's huber_loss,
-    soft_margin_loss and the losses that only compare their target (hinge, cosine). Left
+    soft_margin_loss and the losses that only compare their target (hinge, cosine), and
+    binary_cross_entropy_with_logits its target's (like=1). Left
     as given outside autocast (a dtype mix is refused there: graphc mixes no dtypes
     silently), for weak numbers, and where an operand's kind is in `refuse` ("b": bool,
     "iub": integers too), which torch's loss refuses under autocast too: _loss_operands

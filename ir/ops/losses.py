@@ -161,7 +161,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     and pos_weight broadcast to input's shape."""
     name = "binary_cross_entropy_with_logits"
     _check_reduction(name, reduction)
-    input, target = _autocast_promoted((input, target), refuse="iub")  # (torch's refusals)
+    # under autocast in the target's dtype, as torch's: its kernel writes into a copy of the
+    # target, so a float64 input beside a float32 target is float32 there (a float64 target
+    # makes a float32 input's float64, as promoting would); torch's refusals kept
+    input, target = _autocast_promoted((input, target), refuse="iub", like=1)
     _same_shape(name, input, target)
     input, target = _strong_pair(input, target)
     weight, pos_weight = _cast_weight(weight, input), _cast_weight(pos_weight, input)
