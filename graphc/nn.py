@@ -1296,7 +1296,16 @@ class ModuleList(Module):
     _view = ()
 
     def __init__(self, modules=None):
-        self._hold([(str(i), m) for i, m in enumerate([] if modules is None else modules)])
+        modules = [] if modules is None else list(modules)
+        # modules another module holds already (ModuleList(list(model.layers)), torch users'
+        # copy of a model's layers) are held as a slice holds them: their names stay the
+        # model's (setattr renamed model.layers.0.weight to 0.weight, and the layers' scopes
+        # and error lines with it); this list's own names are torch's relative ones (its
+        # state_dict's 0.weight). Assigned into a model itself, its items take its names
+        held = tuple(m for m in modules if isinstance(m, Module) and m._path)
+        if held:
+            object.__setattr__(self, "_view", held)
+        self._hold([(str(i), m) for i, m in enumerate(modules)])
 
     def _hold(self, items):
         """Hold `items`, (key, module) pairs, as the children in this order; the old items'

@@ -708,6 +708,47 @@ def test_container_add_keeps_the_models_names_and_plans():
     assert ours.enc[0]._path == "enc.0"
 
 
+def test_a_module_list_of_a_models_modules_keeps_their_names_as_torchs():
+    """Session 42 (f3): gc.nn.ModuleList(list(model.layers)) held the model's modules by
+    setattr, which renamed them and their Parameters (model.layers.0.weight's name became
+    0.weight, the layer's scope and error lines '0'). torch's list holds the same modules,
+    named relative to it in its own state_dict, the model's names untouched: so now, as a
+    slice holds them. Assigned into a model (the pruning idiom), the list names them there."""
+    def model(nn):
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = nn.ModuleList([nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)])
+
+            def forward(self, x):
+                for layer in nn.ModuleList(list(self.layers)):
+                    x = layer(x)
+                return x
+        return Model()
+    ours, theirs = model(nn), model(torch.nn)
+    ours.load_torch_state_dict(theirs.state_dict())
+    names = [name for name, _ in ours.named_parameters()]
+    copied, torch_copied = nn.ModuleList(list(ours.layers)), torch.nn.ModuleList(
+        list(theirs.layers))
+    assert list(copied.state_dict()) == list(torch_copied.state_dict()) == [
+        "0.weight", "0.bias", "2.weight", "2.bias"]
+    assert copied[0] is ours.layers[0] and list(ours.state_dict()) == list(theirs.state_dict())
+    assert [p.name for _, p in ours.named_parameters()] == names  # the Parameters' own names
+    assert (ours.layers[0]._path, ours.layers[2]._path) == ("layers.0", "layers.2")
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    f = gc.compile(lambda x: ours(x))
+    for _ in range(3):
+        np.testing.assert_allclose(f(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5,
+                                   atol=1e-6)
+    assert f.recompiles == [] and [p.name for _, p in ours.named_parameters()] == names
+    # the pruning idiom: the new list, assigned, names its items by their new places
+    ours.layers = nn.ModuleList([m for i, m in enumerate(ours.layers) if i != 1])
+    theirs.layers = torch.nn.ModuleList([m for i, m in enumerate(theirs.layers) if i != 1])
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [p.name for _, p in ours.named_parameters()] == list(ours.state_dict())
+    assert ours.layers[1]._path == "layers.1"
+
+
 def test_embedding_from_pretrained_runs_a_subclass_init():
     """from_pretrained built the layer with object.__new__, so a subclass's __init__ did not
     run (its attributes missing); as torch's, it is built through cls."""
