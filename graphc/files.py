@@ -427,7 +427,7 @@ def exclusive_directory(path: str, what: str = "graphc train"):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
             if _HELD.get(key) == os.getpid():  # each open of the file is a holder, in one
                 # process too: "another process (pid N)" named the user's own; here the
                 # holders are gc.Trainers (graphc train hands its lock to its Trainer)
@@ -435,6 +435,12 @@ def exclusive_directory(path: str, what: str = "graphc train"):
                                   "gc.Trainer fitting into it); let its fit() end first, or "
                                   "write into another directory (Trainer.fit: out; graphc train: "
                                   "--out)") from None
+            if holder in ("", str(os.getpid())):
+                # the holder took the lock and has not written its pid yet: the file is empty
+                # or still names its last holder, this process, which no longer holds it
+                # ("another training run (process <our own pid>)"; a holder in another pid
+                # namespace running as this pid is not known to us either)
+                holder = "not known yet: it has not written its pid"
             raise GraphcError(f"{path} is in use by another {what} (process {holder}); wait "
                               "for it to end, or write into another directory (graphc "
                               "train: --out)") from None

@@ -29,16 +29,21 @@ def test_a_directory_is_held_by_one_run_at_a_time(tmp_path):
         assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{os.getpid()}\n"
 
 
+@pytest.mark.parametrize("left_empty", [False, True])
 def test_a_directory_another_process_has_just_taken_is_not_said_held_in_this_process(
-        tmp_path):
+        tmp_path, left_empty):
     """"in this process" was decided by the pid written in the lock file, which is the last
     holder's until a new holder writes its own after its flock (and which another pid
     namespace may share): this process, having held the directory, was told another holder
-    was in this process while another process held it. The locks this process holds decide."""
+    was in this process while another process held it. The locks this process holds decide.
+    And the holder is not known then: the message named this process's own pid (from the
+    file) as "another training run", or "process ?" for a lock file not written yet."""
     run = str(tmp_path / "run")
     with exclusive_directory(run, "training run"):
         pass  # held and released: the lock file still names this process
     assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    if left_empty:  # as a lock file another process has just created
+        (tmp_path / "run" / LOCK_NAME).write_text("")
     other = subprocess.Popen(  # takes the lock and has not written its pid yet
         [sys.executable, "-c", "import fcntl, os, sys, time; "
          f"fd = os.open({os.path.join(run, LOCK_NAME)!r}, os.O_RDWR); "
@@ -53,10 +58,12 @@ def test_a_directory_another_process_has_just_taken_is_not_said_held_in_this_pro
         other.kill()
         other.wait()
     message = str(caught.value)
-    assert "in this process" not in message
-    assert message.startswith(f"{run} is in use by another training run (process ")
-    assert message.endswith("); wait for it to end, or write into another directory (graphc "
-                            "train: --out)")
+    # the file still names this process, its last holder: never "another training run
+    # (process <our own pid>)"
+    assert f"process {os.getpid()}" not in message
+    assert message == (f"{run} is in use by another training run (process not known yet: it "
+                       "has not written its pid); wait for it to end, or write into another "
+                       "directory (graphc train: --out)")
 
 
 def test_a_second_training_into_a_held_directory_stops_and_keeps_its_checkpoint(
