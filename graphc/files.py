@@ -21,10 +21,10 @@ except ImportError:  # not POSIX: no advisory locks
 
 LOCK_NAME = ".graphc.lock"
 # The lock files this process holds, by (st_dev, st_ino), each with the pid that took it (a
-# forked child shares the lock but is not its holder): what tells another holder "in this
+# forked child is not its holder) and its descriptor: what tells another holder "in this
 # process". The pid written in the file does not: it is stale between a release and the
 # next holder's write, and another pid namespace (a container) may run graphc as this pid.
-_HELD: dict[tuple[int, int], int] = {}
+_HELD: dict[tuple[int, int], tuple[int, int]] = {}
 # atomic_writer's temporary for PATH is .NAME.RANDOM.graphc-tmp beside it (NAME: PATH's file
 # name): a name no other program uses, so a killed writer's leftover is recognisably graphc's
 TEMP_SUFFIX = ".graphc-tmp"
@@ -428,9 +428,9 @@ def exclusive_directory(path: str, what: str = "graphc train"):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip()
-            if _HELD.get(key) == os.getpid():  # each open of the file is a holder, in one
-                # process too: "another process (pid N)" named the user's own; here the
-                # holders are gc.Trainers (graphc train hands its lock to its Trainer)
+            if _HELD.get(key, (None,))[0] == os.getpid():  # each open of the file is a
+                # holder, in one process too: "another process (pid N)" named the user's own;
+                # here the holders are gc.Trainers (graphc train hands its lock to its Trainer)
                 raise GraphcError(f"{path} is in use by another {what} in this process (another "
                                   "gc.Trainer fitting into it); let its fit() end first, or "
                                   "write into another directory (Trainer.fit: out; graphc train: "
@@ -444,7 +444,7 @@ def exclusive_directory(path: str, what: str = "graphc train"):
             raise GraphcError(f"{path} is in use by another {what} (process {holder}); wait "
                               "for it to end, or write into another directory (graphc "
                               "train: --out)") from None
-        _HELD[key], held = os.getpid(), True
+        _HELD[key], held = (os.getpid(), fd), True
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
@@ -452,3 +452,30 @@ def exclusive_directory(path: str, what: str = "graphc train"):
         if held:
             del _HELD[key]
         os.close(fd)
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child, let go of the directory locks it inherited. An flock belongs to
+    the open file description, which the child's copy of the descriptor shares: a child that
+    outlived the parent's hold (a fork-started multiprocessing.Pool made in a Trainer's
+    batches function) kept the directory locked, and the parent's next fit into it was
+    refused. Only the child's reference goes: flock(LOCK_UN) on the shared description would
+    unlock the parent too. /dev/null takes the descriptor's number rather than a close(), so
+    that the exclusive_directory that opened it (still on the child's stack when it forked
+    inside the block) closes /dev/null at its end, not a file the child opened since under
+    the freed number."""
+    if not _HELD:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+    except OSError:  # (out of descriptors) the lock matters more than the number
+        for _, fd in _HELD.values():
+            os.close(fd)
+        return
+    for _, fd in _HELD.values():
+        os.dup2(devnull, fd, inheritable=False)
+    os.close(devnull)
+
+
+if fcntl is not None and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)

@@ -66,6 +66,40 @@ def test_a_directory_another_process_has_just_taken_is_not_said_held_in_this_pro
                        "directory (graphc train: --out)")
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+def test_a_child_forked_while_a_directory_is_held_does_not_keep_it_locked(tmp_path):
+    """A forked child's copy of the lock's descriptor shares its open file description, and
+    with it the flock: a child that outlived the hold (a fork-started multiprocessing.Pool
+    made in a Trainer's batches function) kept the directory locked, and this process's
+    next fit into it was refused, naming this process's own pid. The child lets go of its
+    copy at the fork, without unlocking the parent's."""
+    run = str(tmp_path / "run")
+    up_r, up_w = os.pipe()
+    go_r, go_w = os.pipe()
+    try:
+        with exclusive_directory(run, "training run"):
+            child = os.fork()
+            if child == 0:  # the child stays inside the block until told to end
+                try:
+                    os.write(up_w, b"u")
+                    os.read(go_r, 1)
+                finally:
+                    os._exit(0)
+            assert os.read(up_r, 1) == b"u"
+            # the parent still holds it (an flock(LOCK_UN) in the child unlocked both)
+            with pytest.raises(GraphcError, match="in use by another training run in this "
+                               "process"):
+                with exclusive_directory(run, "training run"):
+                    pass
+        with exclusive_directory(run, "training run"):  # released, the child alive
+            assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    finally:
+        os.write(go_w, b"g")
+        for fd in (up_r, up_w, go_r, go_w):
+            os.close(fd)
+    assert os.waitpid(child, 0)[1] == 0
+
+
 def test_a_second_training_into_a_held_directory_stops_and_keeps_its_checkpoint(
         tmp_path, text_file, capsys):  # noqa: F811
     assert train(tmp_path, text_file, "--steps", "2") == 0
