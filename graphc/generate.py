@@ -36,12 +36,14 @@ from collections.abc import Sized
 
 import numpy as np
 
+from ir.errors import GraphcError
 from ir.graph import Graph
 from ir.ops import api as F
 from ir.ops.registry import graph_param
-from ir.types import as_dim, as_dtype, is_int, is_real
+from ir.types import NOT_NUMBERS, as_dim, as_dtype, is_int
 from runtime.build import build_plan
 
+from .control_flow import _whole
 from .models.gpt import GPT
 
 
@@ -275,10 +277,15 @@ class Generator:
         `tokens` may be as large as the caller cares to read; it ends early once every row
         has ended. The settings are checked and the prompts run now, before the first
         token."""
-        check_sampling(temperature, top_k, top_p, seed)
-        if not is_int(tokens):
+        temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
+        count = _whole_setting(tokens)
+        if count is None:
             # (2.5 failed in range() after the prompts had run, "3" in a comparison)
-            raise ValueError(f"tokens must be a whole number, got {tokens!r}")
+            raise ValueError(f"tokens must be a whole number, got {reprlib.repr(tokens)}")
+        if count < 0:  # (it gave no tokens, where transformers' max_new_tokens and graphc
+            # sample --tokens refuse it; 0 asks for none, on purpose: see the README)
+            raise ValueError(f"tokens must be >= 0 (0: none), got {count}")
+        tokens = count
         stop = self._stop_tokens(stop_tokens)
         rng = np.random.default_rng(seed)
         if tokens <= 0:
@@ -291,14 +298,13 @@ class Generator:
     def _stop_tokens(self, stop_tokens) -> frozenset:
         if stop_tokens is None:
             stop_tokens = self.model.eos_token_ids
-        elif is_int(stop_tokens) or isinstance(stop_tokens, (bool, np.bool_)):
-            # one id, as eos_token_id may be (a bool too: refused below as a bool, by name)
-            stop_tokens = (stop_tokens,)
         try:
-            ids = list(stop_tokens)
-        except TypeError:
-            raise ValueError(f"stop_tokens must be a token id or a list of them, got "
-                             f"{stop_tokens!r}") from None
+            items = iter(stop_tokens)
+        except TypeError:  # not a list: one id, as eos_token_id may be, told by the rule
+            # for an id (whole_token_id): np.array(3) and torch.tensor(3) as 3, True refused
+            # as a bool (is_int decided "one id", and refused them as no list)
+            items = iter((stop_tokens,))
+        ids = list(items)
         try:
             return frozenset(self._token(t) for t in ids)
         except ValueError as exc:
@@ -329,41 +335,91 @@ class Generator:
                 own_call = self._calls
 
 
+def _whole_setting(value) -> int | None:
+    """`value` as an int by graphc's rule for a whole number given as a setting
+    (control_flow._whole: a Python or numpy integer, or a 0-d integer array or tensor, as
+    torch and transformers take them; not a bool, a float or a string), or None."""
+    try:
+        return _whole(value, "")
+    except GraphcError:
+        return None
+
+
+def _real_setting(value) -> float | None:
+    """`value` as a finite float by graphc's rule for a number setting that torch reads
+    (ir.ops.api._number's torch_scalars: a Python or numpy real, a Fraction, a 0-d real array
+    or tensor), but not a bool (transformers takes temperature=True; top_k=True is refused,
+    and top_p=True), or None. Each setting is converted once, here: a Fraction went on into
+    choose() (an object array numpy's exp refuses), 10**400 overflowed in math.isfinite."""
+    if isinstance(value, (bool, np.bool_)) or (
+            getattr(value, "shape", None) == () and np.asarray(value).dtype == np.bool_):
+        return None
+    try:
+        number = F._number("", value, torch_scalars=True)
+    except (GraphcError, OverflowError):  # (OverflowError: too large for a float)
+        return None
+    return number if math.isfinite(number) else None
+
+
 def whole_token_id(t) -> int:
-    """A token id as an int: an int or a numpy integer (int() truncated 1.7 to 1), else one
+    """A token id as an int, by the rule for a whole-number setting (_whole_setting): an int,
+    a numpy integer, a 0-d integer array or tensor (int() truncated 1.7 to 1), else one
     ValueError."""
+    # (is_int, _whole's own first test, written out: this runs for each row and token;
+    # operator.index gives the exact int, faster than int() for a numpy integer)
+    if isinstance(t, (int, np.integer)) and not isinstance(t, NOT_NUMBERS):
+        return operator.index(t)
     if isinstance(t, (bool, np.bool_)):  # True was token 1; torch's embedding refuses bools
         raise ValueError(f"token id {t!r} is a bool, not a whole number")
-    try:
-        return int(operator.index(t))
-    except TypeError:
-        raise ValueError(f"token id {t!r} is not a whole number") from None
+    whole = _whole_setting(t)
+    if whole is None:
+        raise ValueError(f"token id {t!r} is not a whole number")
+    return whole
 
 
 def _numpy_seed(seed) -> bool:
-    """Whether `seed` is a seed np.random.default_rng takes that is not one number."""
+    """Whether `seed` is a seed np.random.default_rng takes that is not one number (a 0-d
+    array is one: numpy's own check failed on it, "len() of unsized object")."""
     if isinstance(seed, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)):
         return True
-    return isinstance(seed, (list, tuple, np.ndarray)) and np.size(seed) > 0 and all(
-        is_int(s) and s >= 0 for s in np.ravel(np.asarray(seed, dtype=object)))
+    return isinstance(seed, (list, tuple, np.ndarray)) and np.ndim(seed) >= 1 and \
+        np.size(seed) > 0 and all(is_int(s) and s >= 0
+                                  for s in np.ravel(np.asarray(seed, dtype=object)))
 
 
 def check_sampling(temperature, top_k, top_p, seed=None):
+    """The sampling settings checked, in one ValueError line naming the setting, and
+    converted -> (temperature: float, top_k: int or None, top_p: float or None, seed: an int,
+    None or what np.random.default_rng takes). The converted values go on to choose(): the
+    user's went on, and np.uint8(3) as top_k wrapped around in its -top_k."""
     # the types first: None or "0.9" were raw TypeErrors from numpy or a comparison
-    if not (is_real(temperature) and math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-    if top_k is not None and not is_int(top_k):
-        # as transformers; 2.5 failed at the first token, indexing np.sort's result, and
-        # True was taken as 1 (while top_p=True was refused)
-        raise ValueError(f"top_k must be a whole number, got {top_k!r}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if top_p is not None and not (is_real(top_p) and 0 < top_p <= 1):  # nan fails
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    if seed is not None and not (is_int(seed) and seed >= 0 or _numpy_seed(seed)):
-        # (numpy's errors named no seed, and it took True as 1)
-        raise ValueError(f"seed must be a whole number >= 0, None, or a numpy Generator, "
-                         f"SeedSequence or sequence of such numbers, got {seed!r}")
+    number = _real_setting(temperature)
+    if number is None or number < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got "
+                         f"{reprlib.repr(temperature)}")
+    temperature = number
+    if top_k is not None:
+        k = _whole_setting(top_k)
+        if k is None:
+            # as transformers; 2.5 failed at the first token, indexing np.sort's result, and
+            # True was taken as 1 (while top_p=True was refused)
+            raise ValueError(f"top_k must be a whole number, got {reprlib.repr(top_k)}")
+        if k < 1:
+            raise ValueError(f"top_k must be at least 1, got {k}")
+        top_k = k
+    if top_p is not None:
+        p = _real_setting(top_p)
+        if p is None or not 0 < p <= 1:  # (nan: None)
+            raise ValueError(f"top_p must be in (0, 1], got {reprlib.repr(top_p)}")
+        top_p = p
+    if seed is not None and not _numpy_seed(seed):
+        whole = _whole_setting(seed)
+        if whole is None or whole < 0:
+            # (numpy's errors named no seed, and it took True as 1)
+            raise ValueError(f"seed must be a whole number >= 0, None, or a numpy Generator, "
+                             f"SeedSequence or sequence of such numbers, got {seed!r}")
+        seed = whole
+    return temperature, top_k, top_p, seed
 
 
 def _non_finite_hint(dtype) -> str:

@@ -26,7 +26,7 @@ class Sampler:
         """generate()'s token ids one at a time, as they are sampled (nothing is kept), up to
         and including a stop token (Generator.generate's stop_tokens: by default the model's
         end-of-text token); the settings are checked and the prompt run now."""
-        check_sampling(temperature, top_k, top_p, seed)
+        temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
         # an empty prompt is the generator's to refuse (it started from token 0, whatever
         # that is), as transformers' generate refuses one without a bos_token_id
         steps = self.generator.stream([list(prompt_ids)], tokens, temperature, top_k, top_p,

@@ -2,6 +2,8 @@
 path's logits at every position (float64 to rounding, float32 to 1e-5), for a batch of prompts
 of different lengths and past the block size; sampling is seeded; the cache is updated in
 place through dynamic_update_slice on a donated input."""
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -140,6 +142,99 @@ def test_bad_sampling_settings_are_refused(bad, message):
     model, params = small_model("float32")
     with pytest.raises(ValueError, match=message):
         Generator(model, params).generate([[1]], 3, **bad)
+
+
+def _same_tokens(given, plain):
+    """Generator.generate and Sampler.generate with the settings `given` give the tokens of
+    the settings `plain` (Python numbers), sampled (temperature 1 unless set)."""
+    model, params = small_model("float32")
+    defaults = dict(tokens=5, temperature=1.0, seed=7, stop_tokens=())
+    prompts = [[1, 2], [3]]
+
+    def both(settings):
+        settings = {**defaults, **settings}
+        tokens = settings.pop("tokens")
+        return (Generator(model, params).generate(prompts, tokens, **settings),
+                Sampler(model, params).generate(prompts[0], tokens, **settings))
+
+    expected = both(plain)
+    assert both(given) == expected
+    return expected
+
+
+@pytest.mark.parametrize("given, plain", [
+    # -top_k of an unsigned int wrapped around in choose(): IndexError (index 253), or
+    # OverflowError for uint64
+    (dict(top_k=np.uint8(3)), dict(top_k=3)),
+    (dict(top_k=np.uint16(3)), dict(top_k=3)),
+    (dict(top_k=np.uint64(3)), dict(top_k=3)),
+    # a Fraction went on into choose(): numpy's exp refused the object array
+    (dict(temperature=Fraction(1, 2)), dict(temperature=0.5)),
+    # a 0-d array passed as a seed sequence, and numpy failed on it ("len() of unsized
+    # object", "zero-dimensional arrays cannot be concatenated")
+    (dict(seed=np.array(3)), dict(seed=3)),
+    (dict(seed=np.array(3, np.uint32)), dict(seed=3)),
+    # 0-d arrays are numbers, as a prompt's token ids are (transformers takes them)
+    (dict(tokens=np.array(3)), dict(tokens=3)),
+    (dict(top_k=np.array(3)), dict(top_k=3)),
+    (dict(temperature=np.array(0.5)), dict(temperature=0.5)),
+    (dict(top_p=np.array(0.9, np.float32)), dict(top_p=float(np.float32(0.9)))),
+])
+def test_sampling_settings_are_used_as_the_numbers_they_are(given, plain):
+    _same_tokens(given, plain)
+
+
+def test_one_stop_token_as_a_0d_array_is_one_id():
+    """stop_tokens decided "one id" by is_int while its items were token ids by
+    whole_token_id: np.array(3) was refused as no token id, [np.array(3)] taken."""
+    free = _same_tokens({}, {})[0]
+    stop = free[0][0]  # the first row's first token: it ends there
+    rows = _same_tokens(dict(stop_tokens=np.array(stop)), dict(stop_tokens=[stop]))[0]
+    assert rows[0] == [stop] and len(free[0]) == 5
+    with pytest.raises(ValueError, match=r"^stop_tokens: token id array\(True\) is not a "
+                                         r"whole number$"):
+        _same_tokens(dict(stop_tokens=np.array(True)), {})
+
+
+def test_sampling_settings_as_torch_scalars_are_numbers():
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    free = _same_tokens({}, {})[0]
+    stop = free[0][0]
+    for given, plain in [(dict(tokens=torch.tensor(3)), dict(tokens=3)),
+                         (dict(top_k=torch.tensor(3)), dict(top_k=3)),
+                         (dict(temperature=torch.tensor(0.5)), dict(temperature=0.5)),
+                         (dict(top_p=torch.tensor(0.5)), dict(top_p=0.5)),
+                         (dict(seed=torch.tensor(3)), dict(seed=3)),  # torch.manual_seed's
+                         (dict(stop_tokens=torch.tensor(stop)), dict(stop_tokens=[stop]))]:
+        _same_tokens(given, plain)
+    with pytest.raises(ValueError, match=r"^top_k must be a whole number, got "
+                                         r"tensor\(True\)$"):
+        _same_tokens(dict(top_k=torch.tensor(True)), {})
+    with pytest.raises(ValueError, match=r"^temperature must be a finite number >= 0, got "
+                                         r"tensor\(True\)$"):
+        _same_tokens(dict(temperature=torch.tensor(True)), {})
+
+
+@pytest.mark.parametrize("bad, message", [
+    # math.isfinite's raw OverflowError
+    (dict(temperature=10 ** 400), r"temperature must be a finite number >= 0, got "
+                                  r"10+\.\.\.0+"),
+    (dict(temperature=np.array(True)), r"temperature must be a finite number >= 0, got "
+                                       r"array\(True\)"),
+    (dict(top_p=np.array(True)), r"top_p must be in \(0, 1\], got array\(True\)"),
+    (dict(tokens=np.array(True)), r"tokens must be a whole number, got array\(True\)"),
+    (dict(tokens=np.array(3.0)), r"tokens must be a whole number, got array\(3\.\)"),
+    (dict(seed=np.array(-3)), r"seed must be a whole number >= 0, .*, got array\(-3\)"),
+    # it gave no tokens; transformers' max_new_tokens and graphc sample --tokens refuse it
+    (dict(tokens=-1), r"tokens must be >= 0 \(0: none\), got -1"),
+])
+def test_sampling_settings_that_are_no_such_number_are_one_line(bad, message):
+    model, params = small_model("float32")
+    settings = {**dict(tokens=3), **bad}
+    tokens = settings.pop("tokens")
+    for gen in (Generator(model, params), Sampler(model, params)):
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            gen.generate([1] if isinstance(gen, Sampler) else [[1]], tokens, **settings)
 
 
 def test_bad_prompts_and_tokens_are_refused():

@@ -229,15 +229,19 @@ def test_settings_of_the_wrong_type_are_one_line_before_the_prompt_runs(call, se
 
 def test_prompts_are_checked_when_no_token_is_asked_for():
     """tokens=0 returned [[]] for a prompt outside the vocabulary (tokens=1 refused it): now
-    the prompts are checked whatever the count, and a valid one still gives no tokens."""
+    the prompts are checked whatever the count, and a valid one still gives no tokens. A
+    negative count is refused (it gave no tokens too), as transformers' max_new_tokens and
+    graphc sample --tokens refuse it."""
     gen = tiny_generator()
-    for tokens in (0, -2):
-        with pytest.raises(ValueError, match=r"^token id 5000 is outside the vocabulary "
-                                             r"\(0 to 49\)$"):
-            gen.generate([[1], [5000]], tokens)
-        with pytest.raises(ValueError, match="^every prompt needs at least one token$"):
-            gen.stream([[1], []], tokens)
-        assert gen.generate([[1], [2, 3]], tokens) == [[], []]
+    with pytest.raises(ValueError, match=r"^token id 5000 is outside the vocabulary "
+                                         r"\(0 to 49\)$"):
+        gen.generate([[1], [5000]], 0)
+    with pytest.raises(ValueError, match="^every prompt needs at least one token$"):
+        gen.stream([[1], []], 0)
+    assert gen.generate([[1], [2, 3]], 0) == [[], []]
+    for call in (gen.generate, gen.stream):
+        with pytest.raises(ValueError, match=r"^tokens must be >= 0 \(0: none\), got -2$"):
+            call([[1], [2, 3]], -2)
 
 
 # ---- 5. top_p keeps the set transformers' TopPLogitsWarper keeps -----------------------------
