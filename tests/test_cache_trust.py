@@ -282,6 +282,25 @@ def test_a_cache_made_under_umask_002_is_used_by_the_next_run(tmp_path):
 
 
 
+# Put before UMASK_CHILD in a fresh NUMBA_CACHE_DIR: runtime.jit's import makes numba's folder
+# for runtime/ there (as in every run), and runtime.gemm's kernels are copied into it from
+# GEMM_KERNELS (this checkout's), so the run loads them instead of compiling all of
+# runtime.gemm (a minute on 2 busy cores); the plan's own kernels are still compiled
+COPY_GEMM_KERNELS = textwrap.dedent("""
+    import glob, os, shutil
+    import runtime.jit as jit
+    for file in glob.glob(os.path.join(os.environ["GEMM_KERNELS"], "gemm.*.nb[ic]")):
+        shutil.copy(file, jit._numba_folder(jit._HERE))
+""")
+
+
+def _gemm_kernels() -> str:
+    """The folder this process's numba loaded runtime.gemm's kernels from."""
+    from runtime import gemm
+    from runtime.jit import _numba_folder
+    return _numba_folder(os.path.dirname(gemm.__file__))
+
+
 def test_a_numba_cache_dir_numba_made_under_umask_002_is_used_by_the_next_run(tmp_path):
     """A NUMBA_CACHE_DIR not there yet was made by numba (os.makedirs, as its folder for each
     module directory in it) 0775 under umask 002, when runtime.jit's first cached kernel was
@@ -291,10 +310,11 @@ def test_a_numba_cache_dir_numba_made_under_umask_002_is_used_by_the_next_run(tm
     home.mkdir(mode=0o700)
     numba_dir = home / "numba" / "cache"  # none of it there yet
     env = dict(os.environ, NUMBA_CACHE_DIR=str(numba_dir), GRAPHC_BACKGROUND_COMPILE="0",
-               GRAPHC_CACHE_DIR=str(home / "kernels"))
+               GRAPHC_CACHE_DIR=str(home / "kernels"), GEMM_KERNELS=_gemm_kernels())
     old = os.umask(0o002)  # inherited by the runs
     try:
-        runs = [subprocess.run([sys.executable, "-c", UMASK_CHILD], cwd=ROOT, env=env,
+        runs = [subprocess.run([sys.executable, "-c", COPY_GEMM_KERNELS + UMASK_CHILD],
+                               cwd=ROOT, env=env,
                                capture_output=True, text=True, timeout=300)
                 for _ in range(2)]
     finally:
@@ -591,14 +611,17 @@ def test_a_damaged_gemm_cache_file_is_dropped_and_recompiled(tmp_path):
     import sys
     cache = tmp_path / "numba"
     cache.mkdir(mode=0o700)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    # runtime.gemm's kernels copied in (COPY_GEMM_KERNELS): the runs load them instead of
+    # compiling them all; the damaged one is compiled again all the same
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), GEMM_KERNELS=_gemm_kernels())
     code = ("import warnings, numpy as np\n"
             "warnings.simplefilter('always')\n"
             "from runtime import gemm\n"
             "a = np.ones((4, 3)); out = np.empty((4, 2))\n"
             "assert gemm.matmul2d(gemm.blas().address(np.float64), 1, a, np.ones((3, 2)), out) == 0\n"
             "assert (out == 3).all()\n")
-    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    first = subprocess.run([sys.executable, "-c", COPY_GEMM_KERNELS + code], env=env,
+                           capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     index = [p for p in cache.rglob("*.nbi") if "matmul2d" in p.name]
     assert index, sorted(p.name for p in cache.rglob("*"))
