@@ -5,8 +5,8 @@ runs.
 The training step is the library's: the model's loss traced through `model.apply`, gradients
 by the public value_and_grad, graphc.optim's global-norm clipping and AdamW, compiled with
 the parameters and AdamW state donated (updated in place). The learning rate (nanoGPT's
-warmup + cosine schedule) and the bias corrections are computed inside the step from the step
-count held in the optimiser state.
+warmup + cosine schedule) is evaluated at each step and fed to the step (gc.Trainer); the
+bias corrections are computed inside it from the count held in the optimiser state.
 """
 from __future__ import annotations
 

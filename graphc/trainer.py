@@ -681,6 +681,21 @@ class Trainer:
         Python float would be a constant of it, and `trainer.optimizer.lr = 0.01` between
         steps would go unseen), where it is a number, a ReduceLROnPlateau or a schedule (at
         this step: _scheduled); None for an optimiser that has none."""
+        lr = self._checked_optimizer()
+        if not self._takes_lr:
+            return None
+        if self.plateau is not None:
+            value = self.plateau.lr
+        elif callable(lr) and not hasattr(lr, "constant_value"):
+            value = self._scheduled("lr", lr)
+        else:
+            value = self._number_lr()
+        return None if value is None else np.asarray(value, np.float64)
+
+    def _checked_optimizer(self):
+        """The optimiser's lr, after refusing in one line a change of the optimiser the step
+        cannot take (its lr became or stopped being a ReduceLROnPlateau, a setting that adds
+        or drops a state slot)."""
         lr = getattr(self.optimizer, "lr", None)  # (an optimiser of one's own may have none)
         if self.plateau is not None and lr is not self.plateau:
             raise GraphcError(f"Trainer: the optimizer's lr was a ReduceLROnPlateau, which the "
@@ -698,15 +713,7 @@ class Trainer:
                               f"state has {sorted(set(self.state) - {'count'})} (a momentum "
                               "set from or to 0 adds or drops one); set it back, or build the "
                               "Trainer with it", (user_location(),))
-        if not self._takes_lr:
-            return None
-        if self.plateau is not None:
-            value = self.plateau.lr
-        elif callable(lr) and not hasattr(lr, "constant_value"):
-            value = self._scheduled("lr", lr)
-        else:
-            value = self._number_lr()
-        return None if value is None else np.asarray(value, np.float64)
+        return lr
 
     def _scheduled(self, name, schedule) -> float:
         """A schedule of the optimiser's at this step, evaluated here with a Python int, as
@@ -715,6 +722,11 @@ class Trainer:
         math.cos), and replacing one compiles nothing again."""
         what = f"Trainer: the optimizer's {name} schedule at step {self.step}"
         value = optim._real(what, schedule(int(self.step)))
+        if name != "lr":  # the setting's own rule, as for a number (beta1 in [0, 1), ...)
+            try:
+                return self.optimizer.checked_setting(name, value)
+            except GraphcError as exc:
+                raise GraphcError(f"{what}: {exc.message}", (user_location(),)) from None
         if value < 0:  # (an overflow to inf or a NaN is left to the step: training diverges)
             raise GraphcError(f"{what} must be >= 0, got {value}", (user_location(),))
         return value
@@ -764,7 +776,7 @@ class Trainer:
     def train_step(self, checked: bool = False) -> float:
         """One step; `checked` runs it with the plan's finite check, which raises GraphcError
         naming the first op that produced a NaN or an Inf."""
-        self._lr_input()  # (refuses a change the step cannot take before a batch is drawn)
+        self._checked_optimizer()  # (before a batch is drawn)
         self._track_buffers()  # before the draw: a change of mode traces on the next batch
         if self._update_step is not None:
             return self._finish_step(*self._accumulated_step(checked))
@@ -1882,18 +1894,19 @@ def _jsonable(state):
 def _optimizer_settings(optimizer, steps: int) -> dict:
     """What the ranks must agree on of an optimiser: its class and its settings (lr, betas,
     eps, weight decay, momentum, ...; a function, such as a decay mask, by its name). A
-    learning-rate schedule is a function, compared by its values over the run: at each of
-    the first 100 steps (warmups) and at about 1,000 steps spread over the rest."""
+    schedule (the lr's, a momentum's, ...) is compared by its values over the run: at each
+    of the first 100 steps (warmups) and at about 1,000 steps spread over the rest."""
     out = {"class": type(optimizer).__name__}
+    scheduled = {"lr", *getattr(optimizer, "hyperparameters", ())}
     for name, value in sorted(getattr(optimizer, "__dict__", {}).items()):
-        if name == "lr" and callable(value):
+        if name in scheduled and callable(value):
             at = sorted(set(range(min(steps, 100))) | set(range(0, steps + 1,
                                                                 max(1, steps // 1000))))
             try:
-                out.update({f"lr at step {s}": float(value(s)) for s in at})
+                out.update({f"{name} at step {s}": float(value(s)) for s in at})
                 continue
-            except Exception:  # a schedule of traced counts only: compared by its name
-                pass
+            except Exception:  # one failing at a step: compared by its name (the trainer
+                pass           # reports the failure at that step)
         out[name] = _setting(value)
     return out
 

@@ -342,3 +342,40 @@ def test_a_schedule_of_ones_own_is_evaluated_at_each_step_with_a_python_int():
     np.testing.assert_allclose(losses, expected, rtol=1e-12)
     np.testing.assert_allclose(trainer.params["weight"], tw.detach().numpy().T, rtol=1e-12)
     np.testing.assert_allclose(trainer.params["bias"], tb.detach().numpy(), rtol=1e-12)
+
+
+def test_a_settings_schedule_is_checked_by_the_settings_rule_and_each_schedule_runs_once_a_step():
+    """A beta1 schedule returning 1.0 trained to NaN parameters and 1.5 trained silently, -0.1
+    was refused as 'must be >= 0' (the rule of `opt.beta1 = x` is [0, 1)); and the lr
+    schedule was called twice a step (a schedule that logs or draws saw each step twice)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
+    model = nn.Linear(3, 1, dtype="float64")
+
+    def loss(params, batch):
+        return gc.mse_loss(model.apply(params, batch[0]), batch[1])
+    for value in (1.0, 1.5, -0.1):
+        with pytest.raises(gc.GraphcError) as info:
+            gc.Trainer(loss, model.params(),
+                       optim.Adam(lr=0.01, betas=(lambda step, v=value: v, 0.999)), [(x, y)],
+                       steps=3)
+        assert str(info.value).splitlines()[0] == (
+            f"Trainer: the optimizer's beta1 schedule at step 0: Adam: beta1 must be in "
+            f"[0, 1), got {value}")
+    steps = []
+    trainer = gc.Trainer(loss, model.params(), optim.SGD(lr=lambda s: steps.append(s) or 0.01),
+                         [(x, y)], steps=3)
+    assert steps == [0]  # (the plan is built at step 0, as torch's LambdaLR calls it at 0)
+    for _ in range(3):
+        trainer.train_step()
+    assert steps == [0, 0, 1, 2]
+
+
+def test_ranks_compare_a_settings_schedule_by_its_values():
+    """Two ranks whose momentum schedules differ agreed, compared by the functions' names."""
+    from graphc.trainer import _optimizer_settings
+    one = optim.SGD(lr=0.1, momentum=lambda step: 0.9)
+    other = optim.SGD(lr=0.1, momentum=lambda step: 0.5 if step > 10 else 0.9)
+    ours, theirs = _optimizer_settings(one, 20), _optimizer_settings(other, 20)
+    assert ours["momentum at step 10"] == theirs["momentum at step 10"] == 0.9
+    assert ours["momentum at step 11"] == 0.9 and theirs["momentum at step 11"] == 0.5
