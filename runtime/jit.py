@@ -117,7 +117,10 @@ def _make_numba_folder(directory: str) -> None:
     missing folders above it, 0700 before numba makes them with os.makedirs (0775 under
     umask 002, which _guard_cache then refused: the cache refused itself on every run). The
     first of _numba_folders that can be made and written, as numba's locators choose (an
-    existing folder is not changed: it is checked as it is)."""
+    existing folder is not changed: it is checked as it is). None where numba compiles
+    nothing (NUMBA_DISABLE_JIT): no folder is made for a cache never written."""
+    if numba.config.DISABLE_JIT:
+        return
     for folder in _numba_folders(directory):
         try:
             _makedirs_private(folder)

@@ -746,3 +746,15 @@ def test_numba_default_cache_others_can_write_is_not_used(tmp_path, numba_cache_
     assert enabled and "numba's cache folder" not in stderr
     assert oct(os.stat(path).st_mode & 0o777) == oct(0o700)
     assert list((xdg / "numba").rglob("*.nbi"))
+
+
+def test_no_numba_folder_is_made_where_numba_compiles_nothing(tmp_path):
+    """With NUMBA_DISABLE_JIT nothing is cached, but runtime.jit's import made numba's folder
+    for runtime/ all the same (in a user's home for an install they cannot write)."""
+    numba_dir = tmp_path / "numba"
+    result = subprocess.run([sys.executable, "-c", "import runtime.jit"], cwd=ROOT,
+                            env=dict(os.environ, NUMBA_DISABLE_JIT="1",
+                                     NUMBA_CACHE_DIR=str(numba_dir)),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not numba_dir.exists()
