@@ -45,6 +45,7 @@ from ir.types import is_float, is_half, is_int, is_real
 from runtime.eager import Tensor, no_grad
 
 from .tracing import flatten, keys_sorted, leaves_and_structure, leaves_like, unflatten
+from .transforms import Compiled
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "Lion",
            "BoundOptimizer", "GradientTransformation", "apply_updates",
@@ -1444,6 +1445,8 @@ class BoundOptimizer:
 
     def __init__(self, optimizer: Optimizer, parameters):
         from .nn import Module
+        if isinstance(parameters, Compiled):  # gc.compile(model): its Module's, as torch's
+            parameters = parameters.module("bind")
         if isinstance(parameters, Module):
             named = dict(parameters.named_parameters())
         elif isinstance(parameters, dict):  # an entry of None is an empty subtree: skipped

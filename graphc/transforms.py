@@ -153,6 +153,39 @@ class Compiled:
         # child as compiled (Module.__repr__)
         return f"Compiled({self.__wrapped__!r})"
 
+    # gc.compile(model) forwards the Module methods a training loop calls on it, as torch's
+    # OptimizedModule does (Adam(torch.compile(m).parameters()), compiled.eval()); the plans
+    # guard the layers' training modes, so train()/eval() retrace at the next call
+    def parameters(self, recurse=True):
+        return self.module("parameters").parameters(recurse)
+
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        return self.module("named_parameters").named_parameters(prefix, recurse,
+                                                                remove_duplicate)
+
+    def state_dict(self, *, prefix: str = "") -> dict:
+        return self.module("state_dict").state_dict(prefix=prefix)
+
+    def load_state_dict(self, state: dict, strict: bool = True):
+        return self.module("load_state_dict").load_state_dict(state, strict)
+
+    def train(self, mode: bool = True) -> "Compiled":
+        self.module("train").train(mode)
+        return self  # (torch's returns the OptimizedModule: still compiled)
+
+    def eval(self) -> "Compiled":
+        return self.train(False)
+
+    def module(self, method: str = "module"):
+        """The Module this compiles; one line naming `method` where fn is no Module."""
+        from .nn import Module  # (graphc.nn imports this module)
+        if isinstance(self.__wrapped__, Module):
+            return self.__wrapped__
+        raise GraphcError(f"{method}: gc.compile({function_name(self.__wrapped__)}) compiles "
+                          f"a {type(self.__wrapped__).__name__}, not a gc.nn.Module, so it "
+                          "has no parameters or training mode of its own",
+                          (user_location(),))
+
     def _check_argnums(self, count):
         # as JAX: an index names a parameter of fn; one left to its default (not passed) is
         # neither static nor donated in that call. Checked once per argument count: it

@@ -447,3 +447,44 @@ def test_exponential_decay_matches_torch_schedulers_and_traces_to_the_same_numbe
     floor = optim.exponential_decay(1.0, 1, 0.5, end_value=0.2)
     assert floor(1) == 0.5 and floor(10) == 0.2
     assert float(gc.compile(lambda c: floor(c))(np.int64(10))) == 0.2
+
+
+def test_an_optimiser_binds_a_compiled_model_and_the_compiled_model_forwards_module_methods():
+    """f5 item 2: opt.bind(gc.compile(model)) died with a raw "TypeError: 'Compiled' object
+    is not iterable"; as torch's Adam(torch.compile(m).parameters()), it binds the model's
+    parameters, and the compiled model forwards parameters(), named_parameters(),
+    state_dict(), load_state_dict(), train() and eval() (torch's OptimizedModule does)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    model = nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5)).double()
+    compiled = gc.compile(model)
+    reference = torch.nn.Linear(3, 2).double()
+    with torch.no_grad():
+        # (graphc's Linear keeps its weight as in x out, torch's as out x in)
+        reference.weight.copy_(torch.from_numpy(np.asarray(model[0].weight.data).T))
+        reference.bias.copy_(torch.from_numpy(np.asarray(model[0].bias.data)))
+    assert compiled.eval() is compiled and not model.training  # (dropout off)
+    assert [n for n, _ in compiled.named_parameters()] == ["0.weight", "0.bias"]
+    assert [p for p in compiled.parameters()] == [model[0].weight, model[0].bias]
+    opt = optim.Adam(lr=0.1).bind(compiled)
+    torch_opt = torch.optim.Adam(reference.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        gc.mean((compiled(x) - y) ** 2).backward()
+        opt.step()
+        torch_opt.zero_grad()
+        torch.mean((reference(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2).backward()
+        torch_opt.step()
+    np.testing.assert_allclose(compiled.state_dict()["0.weight"],
+                               reference.weight.detach().numpy().T, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(compiled.state_dict()["0.bias"],
+                               reference.bias.detach().numpy(), rtol=1e-12, atol=1e-14)
+    compiled.load_state_dict({"0.weight": np.zeros((3, 2)), "0.bias": np.ones(2)})
+    np.testing.assert_array_equal(compiled(x), np.ones((8, 2)))
+    assert compiled.train() is compiled and model.training and model[1].training
+    with pytest.raises(gc.GraphcError) as info:  # a compiled function has no parameters
+        optim.Adam(lr=0.1).bind(gc.compile(lambda v: v * 2))
+    assert str(info.value).splitlines()[0] == (
+        "bind: gc.compile(<lambda>) compiles a function, not a gc.nn.Module, so it has no "
+        "parameters or training mode of its own")
