@@ -995,8 +995,33 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
             if isinstance(data, (list, tuple)) else repr(data)
         raise GraphcError(f"tensor: data must be real numbers, got {got}", (user_location(),))
     else:
-        data = np.array(data, dtype=as_dtype(dtype))
+        dtype = as_dtype(dtype)
+        try:
+            data = np.array(data, dtype=dtype)
+        except OverflowError:  # numpy's raw "Python integer ... out of bounds for int32"
+            raise GraphcError(f"tensor: data holds {_not_fitting(data, dtype)}, which does not "
+                              f"fit in dtype {dtype}{_range_of(dtype)}", (user_location(),)) \
+                from None
     return Tensor(data, requires_grad=requires_grad, name=name)
+
+
+def _range_of(dtype) -> str:
+    if dtype.kind not in "iu":
+        return ""
+    info = np.iinfo(dtype)
+    return f" ({info.min}..{info.max})"
+
+
+def _not_fitting(data, dtype) -> str:
+    """The first number of `data` (nested lists) that numpy cannot convert to `dtype`, as
+    torch's "value cannot be converted to type int32 without overflow" names the dtype."""
+    for x in np.array(data, dtype=object).ravel():
+        try:
+            np.array(x, dtype=dtype)
+        except OverflowError:
+            shown = repr(x)
+            return shown if len(shown) <= 40 else f"an int of {len(shown)} digits"
+    return "a number"  # (not reached: np.array raised for one of them)
 
 
 def _refuse_requires_grad(dtype):

@@ -606,6 +606,30 @@ def test_tensor_refuses_complex_numbers_in_a_list_and_takes_a_longdouble_scalar(
         gc.tensor(np.ones(2, np.longdouble))
 
 
+def test_tensor_of_a_number_that_does_not_fit_its_dtype_is_one_line():
+    # f5 item 3: gc.tensor([2**40], dtype="int32") was numpy's raw OverflowError ("Python
+    # integer 1099511627776 out of bounds for int32"); torch.tensor refuses it too ("value
+    # cannot be converted to type int32 without overflow"): one line naming the number
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    for data, dtype, shown in [([2**40], "int32", "1099511627776"),
+                               (2**40, "int32", "1099511627776"),
+                               ([[1, 2], [3, -2**31 - 1]], "int32", "-2147483649"),
+                               ((1, 2**63), "int64", "9223372036854775808")]:
+        # (torch's for a Python int past int64: "ValueError: Overflow when unpacking long long")
+        with pytest.raises(RuntimeError if dtype == "int32" else ValueError,
+                           match="without overflow" if dtype == "int32" else "Overflow"):
+            torch.tensor(data, dtype=getattr(torch, dtype))
+        with pytest.raises(GraphcError) as info:
+            gc.tensor(data, dtype=dtype)
+        line, where = str(info.value).splitlines()
+        info32 = np.iinfo(dtype)
+        assert line == f"tensor: data holds {shown}, which does not fit in dtype {dtype} " \
+                       f"({info32.min}..{info32.max})"
+        assert "test_weak_arguments.py" in where
+    edge = gc.tensor([2**31 - 1, -2**31], dtype="int32")  # the limits themselves fit
+    assert edge.dtype == np.int32 and edge.data.tolist() == [2**31 - 1, -2**31]
+
+
 def test_a_layer_setting_takes_a_bool_and_a_0d_array_or_tensor_as_torchs():
     """5834db2's is_real check in LeakyReLU, Dropout, Dropout1d/2d/3d and MultiheadAttention
     refused a 0-d tensor and True, which torch's layers take (and a 0-d array, which they
