@@ -578,6 +578,21 @@ def test_a_numpy_integer_is_a_size_of_ones_zeros_and_full(size):
             np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("size", [3, np.int64(3), np.int32(3), np.array(3)])
+def test_a_number_is_a_shape_of_broadcast_to(size):
+    """f5 item 4: gc.broadcast_to(x, np.int64(3)) iterated the number (a raw TypeError
+    "'numpy.int64' object is not iterable", a Python int too); numpy takes it as (3,)."""
+    x = np.array([1.5], np.float32)
+    expected = np.broadcast_to(x, size)
+    for got in (gc.broadcast_to(x, size), gc.broadcast_to(gc.tensor(x), size),
+                gc.compile(lambda v: gc.broadcast_to(v, size))(x)):
+        got = np.asarray(got)
+        assert got.shape == expected.shape == (3,) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(GraphcError, match=r"^a size must be an int, got 3\.0"):
+        gc.broadcast_to(x, 3.0)
+
+
 @pytest.mark.parametrize("reduce", [lambda v: gc.prod(v, axis=0),
                                     lambda v: gc.logsumexp(v, axis=0),
                                     lambda v: gc.sum(v, axis=0)])

@@ -731,7 +731,7 @@ def swapaxes(x, a, b):
 
 
 def broadcast_to(x, shape):
-    shape = tuple(as_dim(d) for d in shape)
+    shape = _shape_argument(shape)  # (np.broadcast_to(x, 2) is (2,) too)
     if _shape(x) == shape and not _runs_now(x):
         return x
     return apply("broadcast_to", x, shape=shape)
@@ -2387,20 +2387,23 @@ def _operator_mixin():
     return OperatorMixin
 
 
+def _shape_argument(shape) -> tuple:
+    """A shape argument as a tuple of dims. One size: a Python or numpy integer, or a 0-d
+    integer array, as numpy's and torch's ones(np.int64(2)) and np.broadcast_to(x, 2) (a
+    numpy integer was iterated: a raw TypeError); a float or bool one is as_dim's one line."""
+    if isinstance(shape, (tuple, list)) or not (
+            isinstance(shape, (numbers.Number, np.generic, Dim))
+            or isinstance(shape, np.ndarray) and shape.ndim == 0):
+        return tuple(as_dim(d) for d in shape)
+    return (as_dim(shape),)
+
+
 def full(shape, value, dtype=None):
     """numpy's and jnp.full; a number (a Python or numpy scalar) fills float32 unless `dtype`
     says otherwise. An array fill (a numpy array, a traced or eager tensor) keeps its dtype
     unless `dtype` is given, as numpy's and JAX's, and is broadcast to `shape` (a traced
     one so that its gradient flows)."""
-    # one size: a Python or numpy integer, or a 0-d integer array, as numpy's and torch's
-    # ones(np.int64(2)) (a numpy integer was iterated: a raw TypeError); a float or bool one
-    # is as_dim's one line
-    if isinstance(shape, (tuple, list)) or not (
-            isinstance(shape, (numbers.Number, np.generic, Dim))
-            or isinstance(shape, np.ndarray) and shape.ndim == 0):
-        shape = tuple(as_dim(d) for d in shape)
-    else:
-        shape = (as_dim(shape),)
+    shape = _shape_argument(shape)
     # a graphc array (traced or eager) fills as an array; another library's (torch's, JAX's)
     # as a number: a 0-d one by its value, any other refused below as not a number
     if isinstance(value, _operator_mixin()):
