@@ -115,6 +115,19 @@ def _refuse_foreign(construct, what, value, leaves):
 _OURS = (np.ndarray, np.generic, Tensor, SymbolicValue, int, float)
 
 
+def _refuse_foreign_operands(construct, operands, leaves=None):
+    """_refuse_foreign for a cond's or switch's operands, naming the one that holds another
+    library's array: eagerly its branch ran on the torch tensor and returned a torch result.
+    An operand is flattened again only where it is none of ours (a pytree, or a foreign
+    array), or, given their `leaves`, where one of those is."""
+    if leaves is not None and all(isinstance(x, _OURS) for x in leaves):
+        return
+    for k, operand in enumerate(operands):
+        if not isinstance(operand, _OURS):
+            _refuse_foreign(construct, f"operands[{k}]", operand,
+                            leaves_and_structure(operand)[0])
+
+
 def _operand_names(operands) -> tuple:
     return tuple(f"operands[{k}]" for k in range(len(operands)))
 
@@ -848,6 +861,7 @@ def cond(pred, true_fun, false_fun, *operands):
     _check_callable(true_fun, "cond", "true_fun")
     _check_callable(false_fun, "cond", "false_fun")
     op_leaves, op_structure = leaves_and_structure(list(operands))
+    _refuse_foreign_operands("cond", operands, op_leaves)
     graph = _graph_of([pred] + op_leaves)
     construct = _construct_salt(graph)
     if graph is None or not _read_per_call(pred):  # known now: only one runs
@@ -985,6 +999,7 @@ def switch(index, branches, *operands):
     if kind not in "iu" or ndim != 0:
         raise GraphcError(f"switch: the index must be an integer scalar, got {text}",
                           (user_location(),))
+    _refuse_foreign_operands("switch", operands)
 
     def pick(lo, hi):  # the function running branches[index] for index in [lo, hi)
         if hi - lo == 1:

@@ -4,6 +4,7 @@ in the reference interpreter, float64 gradients (reverse mode, to 1e-10), jvp ag
 differences, second derivatives; the IR forms (printer, parser, JSON, verifier, dump); the
 errors a user meets."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -534,6 +535,29 @@ def test_a_torch_tensor_argument_of_a_loop_is_one_line_naming_it(call, says):
             run(t)
     # the numpy array it asks for runs, as the loop over the values does
     np.testing.assert_array_equal(gc.map(lambda x: x + 1, t.numpy()), [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda t: gc.cond(True, lambda a: a * 2, lambda a: a, t), "cond: operands[0] is"),
+    (lambda t: gc.cond(False, lambda a, b: b["h"], lambda a, b: a, np.ones(3), {"h": t}),
+     "cond: operands[1] holds"),
+    (lambda t: gc.switch(1, [lambda a: a * 2, lambda a: a + 1], t), "switch: operands[0] is"),
+    (lambda t: gc.switch(0, [lambda a, b: b[0]], np.ones(3), (t,)), "switch: operands[1] holds")])
+def test_a_torch_tensor_operand_of_cond_and_switch_is_one_line_naming_it(call, says):
+    # f5 item 5: eagerly the branch ran on the torch tensor and returned a torch result
+    # (cond(True, f, g, torch.ones(3)) was tensor([2., 2., 2.])); compiled, numpy's bare
+    # TypeError "Cannot interpret 'torch.float32' as a data type". As the loops do (above)
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    t = torch.ones(3)
+    for run in (call, lambda t: gc.compile(lambda v: call(t))(np.zeros(3))):
+        with pytest.raises(GraphcError, match=rf"^{re.escape(says)} a torch\.Tensor, another "
+                                              r"library's array; pass numpy arrays or gc "
+                                              r"tensors \(x\.numpy\(\), or np\.asarray\(x\)\)"
+                                              r"\n  at [^\n]*test_control_flow\.py:\d+$"):
+            run(t)
+    # the numpy array it asks for runs
+    np.testing.assert_array_equal(call(t.numpy()), [2.0, 2.0, 2.0] if "[0] is" in says else
+                                  [1.0, 1.0, 1.0])
 
 
 # ---- what a body may read and return ------------------------------------------------------
