@@ -14,7 +14,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
-from ir.ops.registry import refuse_foreign_array
+from ir.ops.registry import foreign_array_name, refuse_foreign_array
 from ir.types import SHORT_NAMES, WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype, is_int
 from runtime.eager import Tensor, collect_buffer_updates
 
@@ -355,6 +355,23 @@ def leaf_input_names(argname: str, tree) -> list:
     _, _, names = flatten(tree, "")
     return [f"{argname}.{leafname}" if argname and leafname else leafname or argname
             for leafname in names]
+
+
+def refuse_foreign_argument(prefix: str, fn, args, kwargs=None, names=None, locs=None):
+    """Raise the refusal of the first leaf of fn's arguments that is another library's array
+    (a torch.Tensor), naming the argument (a pytree's leaf by its path, `d.a`) after `prefix`
+    ("compiled f", "grad of f"): to_spec's own line named neither. Returns where there is
+    none. Called where a call failed, off the per-call path. `names`: the arguments' names
+    (default: fn's parameters'); `locs`: the failed call's."""
+    names = names or arg_names(called_function(fn)[0], len(args))
+    for argname, value in [*zip(names, args), *(kwargs or {}).items()]:
+        leaves, _, _ = flatten(value, "")
+        for leaf, full in zip(leaves, leaf_input_names(argname, value)):
+            kind = None if isinstance(leaf, (Tensor, Node)) else foreign_array_name(leaf)
+            if kind is not None:
+                raise GraphcError(f"{prefix}: argument {full} is a {kind}, another library's "
+                                  "array; pass a numpy array (x.numpy(), or np.asarray(x))",
+                                  locs or (user_location(),))
 
 
 def trace(fn, *specs, name: str | None = None, names=None) -> Graph:

@@ -33,7 +33,7 @@ from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_en
 
 from .tracing import (Spec, arg_names, called_function, flatten, function_name,
                       leaf_count, leaf_input_names, leaves_and_structure, leaves_like,
-                      to_spec, trace, tree_map, unflatten)
+                      refuse_foreign_argument, to_spec, trace, tree_map, unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -484,7 +484,14 @@ class Compiled:
             # as torch.compile's call: its results are on the tape (graphc/split_vjp.py)
             from .split_vjp import call_on_tape
             return call_on_tape(self, weak)
-        return self.call(weak, given=args)
+        try:
+            return self.call(weak, given=args)
+        except GraphcError as exc:
+            if not self.retrace:  # (an eager transformation's runner names its own: grad's)
+                # a torch tensor argument: to_spec's line named neither fn nor the argument
+                refuse_foreign_argument(f"compiled {called_function(self.fn)[1]}", self.fn,
+                                        args, locs=exc.locs)
+            raise
 
     def _positional(self, args, kwargs) -> tuple:
         """Keyword arguments as the positions they name (as JAX's jit takes them; a static
@@ -1140,6 +1147,16 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
     as_they_are = {}
 
     def run(args, kwargs):
+        try:
+            return run_retrying(args, kwargs)
+        except GraphcError as exc:
+            # a torch tensor argument: to_spec's line named neither fn nor the argument
+            if fn is not None:
+                refuse_foreign_argument(f"{who} of {function_name(fn)}", fn, args, kwargs,
+                                        locs=exc.locs)
+            raise
+
+    def run_retrying(args, kwargs):
         while True:  # (each turn makes one more leaf static, or raises)
             try:
                 return run_with(args, kwargs)

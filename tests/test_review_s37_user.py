@@ -74,9 +74,11 @@ def test_another_librarys_array_as_an_operand_is_refused_in_one_line_naming_it()
         gc.tensor(np.ones(3, np.float32)) + _ForeignArray(3)
     with pytest.raises(gc.GraphcError, match=rf"^sum: got a {name}, {advice}"):
         gc.sum(_ForeignArray(3))
-    with pytest.raises(gc.GraphcError, match=rf"^got a {name}, {advice}"):
+    # (naming the function and its argument: f5 item 6)
+    with pytest.raises(gc.GraphcError, match=rf"^compiled Linear.forward: argument x is a "
+                                             rf"{name}, {advice}"):
         gc.compile(model)(_ForeignArray(8, 4))
-    with pytest.raises(gc.GraphcError, match=rf"^got a {name}"):
+    with pytest.raises(gc.GraphcError, match=rf"^grad of <lambda>: argument w is a {name}"):
         gc.grad(lambda w: gc.sum(w * w))(_ForeignArray(3))
     # traced, a captured foreign array is refused as well
     with pytest.raises(gc.GraphcError, match=rf"^mul: got a {name}"):
@@ -90,9 +92,38 @@ def test_a_torch_tensor_operand_names_torch_tensor():
     torch = pytest.importorskip("torch", reason="torch (the test oracle) is not installed")
     with pytest.raises(gc.GraphcError, match=r"^relu: got a torch\.Tensor, another library's"):
         gc.relu(torch.ones(3))
-    with pytest.raises(gc.GraphcError, match=r"^got a torch\.Tensor"):
+    with pytest.raises(gc.GraphcError, match=r"^compiled Linear.forward: argument x is a "
+                                             r"torch\.Tensor"):
         gc.compile(gc.nn.Linear(4, 2))(torch.ones(8, 4))
     np.testing.assert_array_equal(gc.tensor(torch.ones(3)).numpy(), np.ones(3))
+
+
+def test_a_torch_tensor_argument_of_a_compiled_or_differentiated_function_names_both():
+    """f5 item 6: gc.compile(f)(torch_t) and gc.grad(f)(torch_t) said "got a torch.Tensor
+    ..." naming neither f nor the argument, where their other refusals name them; a leaf of
+    a pytree argument is named by its path, as the graph's inputs are."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    advice = r"another library's array; pass a numpy array \(x.numpy\(\), or np.asarray\(x\)\)"
+
+    def loss(w, batch):
+        return gc.sum(w * batch["x"][1])
+
+    w, t = np.ones(3, np.float32), torch.ones(3)
+    for run, line in [
+            (lambda: gc.compile(loss)(t, {"x": [w, w]}), "compiled loss: argument w is a"),
+            (lambda: gc.compile(loss)(w, {"x": [w, t]}), "compiled loss: argument batch.x.1 is a"),
+            (lambda: gc.grad(loss)(t, {"x": [w, w]}), "grad of loss: argument w is a"),
+            (lambda: gc.grad(loss)(w, {"x": [w, t]}), "grad of loss: argument batch.x.1 is a"),
+            (lambda: gc.value_and_grad(loss, argnums=1)(w, {"x": [t, w]}),
+             "value_and_grad of loss: argument batch.x.0 is a"),
+            (lambda: gc.jacrev(loss)(t, {"x": [w, w]}), "jacrev of loss: argument w is a")]:
+        with pytest.raises(gc.GraphcError) as info:
+            run()
+        first, where = str(info.value).splitlines()
+        assert re.fullmatch(rf"{re.escape(line)} torch\.Tensor, {advice}", first), first
+        assert "test_review_s37_user.py" in where
+    # the numpy arrays it asks for run, and the grad is the batch's row
+    np.testing.assert_array_equal(gc.grad(loss)(t.numpy(), {"x": [w, 2 * w]}), 2 * w)
 
 
 def _clamped(starts, shape, window):
