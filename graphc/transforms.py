@@ -1381,23 +1381,40 @@ def _differentiated_number(exc, fn, args, wrt, who):
     this transformation differentiates, so traces whatever the outer one passes, the advice
     is to leave that argument out of its argnums first; else exc as it is. (Eagerly,
     eager_runner gives its own advice: it has no outer transformation to name.)"""
-    if not exc.advice or exc.value is None:
+    if exc.value is None:
         return exc
-    positions = {id(x): i for i in wrt for x in leaves_and_structure(args[i])[0]
-                 if isinstance(x, Node)}
+    # without an outer transformation's advice (vmap passes an unmapped number as it is, so
+    # grad made a variable of a constant) only the differentiated numbers (weak 0-d: a Python
+    # float) are told of, by their leaves' names: an array stays traced out of argnums too
+    positions = {}  # {id(variable): (argument position, the leaf's name in it)}
+    for i in wrt:
+        leaves, _, leaf_names = flatten(args[i], "")
+        positions.update((id(x), (i, name)) for x, name in zip(leaves, leaf_names)
+                         if isinstance(x, Node) and (exc.advice or x.shape == ()
+                                                     and weak.is_weak(x)))
 
     def inputs_of(node):  # (a value read inside a loop body or branch: its outer value)
         if node.op != "input":
             return node.inputs
         outer = node.graph.outer_value(node) if hasattr(node.graph, "outer_value") else None
         return [outer] if outer is not None else []
-    found = sorted({positions[id(n)] for n in upstream([exc.value], inputs_of)
-                    if id(n) in positions})
+    leaves = sorted({positions[id(n)] for n in upstream([exc.value], inputs_of)
+                     if id(n) in positions})
+    found = sorted({i for i, _ in leaves})
     if not found:
         return exc
     names = arg_names(called_function(fn)[0], len(args))
     quoted = " and ".join(repr(names[i]) for i in found)
     one = len(found) == 1
+    if not exc.advice:  # the advice grad gives eagerly (eager_runner's), none being outside
+        named = " and ".join(repr(f"{names[i]}.{name}" if name else names[i])
+                             for i, name in leaves)
+        one = len(leaves) == 1
+        return TracedNumberError(
+            f"{exc.reason}; {named} {'is' if one else 'are'} differentiated (in argnums), so "
+            f"traced: {who} takes no static_argnums; to use {'it' if one else 'them'} as a "
+            f"Python value, leave {quoted} out of argnums: a number not differentiated is "
+            "passed as it is", exc.locs, exc.arguments, exc.reason, exc.advice, exc.value)
     # then the outer transformation's way: its static_argnums take no dict (see _static_advice)
     then = f" and {exc.advice}" if all(_hashable(args[i]) for i in found) else \
         f", then close over {'it' if one else 'them'}"

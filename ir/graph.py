@@ -136,7 +136,10 @@ class Node(SymbolicValue, OperatorMixin):
                         "close over it to use it as a Python value")
         if scalars:  # 0-d inputs: grad's runner passes Python floats traced as them as they are
             raise TracedNumberError(message, (user_location(),), arguments=names, value=self)
-        raise GraphcError(message, (user_location(),))
+        # no argument to pass as it is (nothing retries), but the value asked goes with it: a
+        # transformation that made a number it differentiates a variable (grad under vmap,
+        # whose unmapped number is a constant here) tells to leave it out of its argnums
+        raise TracedNumberError(message, (user_location(),), value=self)
 
     def _scalar_arguments(self) -> list:
         """The 0-d inputs of the function's graph this value is computed from, with

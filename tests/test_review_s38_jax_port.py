@@ -145,6 +145,47 @@ def test_a_differentiated_number_inside_compile_says_to_leave_it_out_of_argnums(
             x, 3.0)
 
 
+def test_a_differentiated_number_under_vmap_says_to_leave_it_out_of_argnums():
+    """f5 item 7: gc.vmap(gc.grad(f, argnums=(0, 1)), in_axes=(0, None))(xs, 3.0), f using
+    n as a Python value, said only "int() of a symbolic value" (vmap passes the unmapped
+    number on as it is, which grad made a variable of a constant: no argument to name). Now
+    the advice grad gives outside vmap; followed, it works (per-example gradients)."""
+    xs = np.array([[0.5, 1.5, 2.0], [1.0, -1.0, 3.0]])
+    by_int = lambda v, n: gc.sum(v ** int(n))
+    by_if = lambda v, n: gc.sum(v ** 2) * (3.0 if n > 2 else 1.0)
+    by_dict = lambda v, cfg: gc.sum(v ** 2) * float(cfg["k"])
+    for f, reason, n, name, whole in [
+            (by_int, "int() of a symbolic value: its value is only known when the compiled "
+             "graph runs", 3.0, "n", "n"),
+            (by_if, "a symbolic value has no truth value while the graph is being built; use "
+             "graphc.where(cond, a, b) instead of `if`, or compute the condition in Python",
+             3.0, "n", "n"),
+            (by_dict, "float() of a symbolic value: its value is only known when the compiled "
+             "graph runs", {"k": 3.0}, "cfg.k", "cfg")]:
+        outside = None
+        for run in (lambda: gc.grad(f, argnums=(0, 1))(xs[0], n),
+                    lambda: gc.vmap(gc.grad(f, argnums=(0, 1)), in_axes=(0, None))(xs, n)):
+            with pytest.raises(gc.GraphcError) as info:
+                run()
+            line, where = str(info.value).splitlines()
+            assert line == (f"{reason}; '{name}' is differentiated (in argnums), so traced: "
+                            f"grad takes no static_argnums; to use it as a Python value, leave "
+                            f"'{whole}' out of argnums: a number not differentiated is passed "
+                            "as it is")
+            assert "test_review_s38_jax_port.py" in where
+            assert outside in (None, line)  # the same line under vmap as outside it
+            outside = line
+        # followed: n passed as it is, the per-example gradient of each row
+        np.testing.assert_allclose(gc.vmap(gc.grad(f), in_axes=(0, None))(xs, n),
+                                   (3.0 * xs ** 2) if f is by_int else 6.0 * xs, rtol=1e-12)
+    # an array used as a Python value is not told to leave argnums (it is traced anyway)
+    with pytest.raises(gc.GraphcError) as info:
+        gc.vmap(gc.grad(lambda v, n: gc.sum(v[:int(gc.sum(v))]) * n, argnums=(0, 1)),
+                in_axes=(0, None))(xs, 3.0)
+    assert str(info.value).splitlines()[0] == (
+        "int() of a symbolic value: its value is only known when the compiled graph runs")
+
+
 def test_stop_gradient_takes_a_pytree_leaf_by_leaf():
     """gc.stop_gradient refused a pytree (`gc.stop_gradient(p)["w"]` with p a dict); now it
     stops each leaf, None staying None and containers keeping their kinds, as
