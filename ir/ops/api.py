@@ -13,7 +13,6 @@ import builtins
 import contextlib
 import functools
 import numbers
-import operator
 import math
 import threading
 from typing import NamedTuple
