@@ -52,7 +52,8 @@ class _NormBase(Module):
             raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",
                               (user_location(),))
         object.__setattr__(self, "num_features", int(num_features))
-        object.__setattr__(self, "eps", eps)
+        # (F._number, as LayerNorm's eps: not float(), which takes a numpy complex)
+        object.__setattr__(self, "eps", F._number(f"{name}: eps", eps, True))
         object.__setattr__(self, "momentum", momentum)
         object.__setattr__(self, "track_running_stats", bool(track_running_stats))
         _affine_parameters(self, num_features, affine, bias, dtype)

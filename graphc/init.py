@@ -58,6 +58,13 @@ def _fill(tensor, values, name):
     return tensor
 
 
+def _number(name, what, value) -> float:
+    """A number argument (a bound, a mean, a std, a gain) as a float, by the layers' rule
+    (F._number: a 0-d tensor or a bool too, as torch's): numpy's draws and float() took a
+    numpy complex as its real part, and a Python complex failed raw inside numpy."""
+    return F._number(f"init.{name}: {what}", value, True)
+
+
 def _generator(generator, rng, name):
     if generator is not None and rng is not None:
         _fail(f"init.{name}: give generator= or rng=, not both (they are the same argument)")
@@ -111,12 +118,14 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None, *, rng=None):
     """Fill with uniform(a, b) values."""
+    a, b = _number("uniform_", "a", a), _number("uniform_", "b", b)
     gen = _generator(generator, rng, "uniform_")
     return _fill(tensor, gen.uniform(a, b, _shape(tensor, "uniform_")), "uniform_")
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None, *, rng=None):
     """Fill with normal(mean, std) values."""
+    mean, std = _number("normal_", "mean", mean), _number("normal_", "std", std)
     gen = _generator(generator, rng, "normal_")
     return _fill(tensor, gen.normal(mean, std, _shape(tensor, "normal_")), "normal_")
 
@@ -126,6 +135,8 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
     """Fill with normal(mean, std) values truncated to [a, b] (absolute bounds, as torch's,
     not in units of std), by torch's method: the inverse CDF of uniform draws between the
     bounds' CDFs, clamped to [a, b]."""
+    mean, std, a, b = (_number("trunc_normal_", what, value) for what, value in
+                       (("mean", mean), ("std", std), ("a", a), ("b", b)))
     if not a < b:
         _fail(f"init.trunc_normal_: a must be below b, got a={a}, b={b}")
     gen = _generator(generator, rng, "trunc_normal_")
@@ -140,7 +151,7 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
 
 def constant_(tensor, val: float):
     """Fill with `val`, a number (a 0-d tensor or a bool too, as torch's)."""
-    return _fill(tensor, F._number("init.constant_: val", val, True), "constant_")
+    return _fill(tensor, _number("constant_", "val", val), "constant_")
 
 
 def zeros_(tensor):
@@ -153,6 +164,7 @@ def ones_(tensor):
 
 def xavier_uniform_(tensor, gain: float = 1.0, generator=None, *, rng=None):
     """Glorot: uniform(-bound, bound), bound = gain sqrt(6 / (fan_in + fan_out))."""
+    gain = _number("xavier_uniform_", "gain", gain)  # (here, not as uniform_'s bound)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_uniform_")
     bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
     return uniform_(tensor, -bound, bound, generator, rng=rng)
@@ -160,6 +172,7 @@ def xavier_uniform_(tensor, gain: float = 1.0, generator=None, *, rng=None):
 
 def xavier_normal_(tensor, gain: float = 1.0, generator=None, *, rng=None):
     """Glorot: normal(0, gain sqrt(2 / (fan_in + fan_out)))."""
+    gain = _number("xavier_normal_", "gain", gain)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_normal_")
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
     return normal_(tensor, 0.0, std, generator, rng=rng)
@@ -190,6 +203,7 @@ def orthogonal_(tensor, gain: float = 1, generator=None, *, rng=None):
     """A (semi-)orthogonal matrix times `gain`, as torch's: the Q of the QR decomposition of
     a normal matrix (size(0), numel / size(0)), its column signs those of R's diagonal (so
     that it is uniform over orthogonal matrices), transposed where there are fewer rows."""
+    gain = _number("orthogonal_", "gain", gain)
     shape = _shape(tensor, "orthogonal_")
     if len(shape) < 2:
         _fail(f"init.orthogonal_: only tensors with 2 or more dimensions are supported, got "

@@ -2010,7 +2010,7 @@ class GroupNorm(Module):
         dtype = _layer_dtype("GroupNorm", dtype, parameters=bool(affine))
         object.__setattr__(self, "num_groups", int(num_groups))
         object.__setattr__(self, "num_channels", int(num_channels))
-        object.__setattr__(self, "eps", eps)
+        object.__setattr__(self, "eps", F._number("GroupNorm: eps", eps, True))  # (as LayerNorm's)
         self.weight = Parameter(np.ones(num_channels, dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_channels, dtype)) if affine and bias else None
 

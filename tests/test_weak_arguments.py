@@ -578,12 +578,36 @@ def test_a_complex_number_is_refused_at_every_entry_point_that_reads_a_number(ki
              "full: fill value must be real numbers, got a complex"),
             (lambda: gc.full((2,), np.array([c, c]), dtype="int32"),
              "full: fill value must be real numbers, got a complex"),
-            (lambda: gc.full((2,), np.array(c)), "full: fill value must be real numbers")]:
+            (lambda: gc.full((2,), np.array(c)), "full: fill value must be real numbers"),
+            # 80789ba left these: BatchNorm kept eps (1+2j), GroupNorm ran with eps 1 (a 0-d
+            # complex array: float()'s raw TypeError at forward), the initialisers drew with
+            # the real part (a Python complex: numpy's raw TypeError)
+            (lambda: gc.nn.BatchNorm1d(2, eps=c), "BatchNorm1d: eps must be a number"),
+            (lambda: gc.nn.InstanceNorm1d(2, eps=c), "InstanceNorm1d: eps must be a number"),
+            (lambda: gc.nn.GroupNorm(1, 2, eps=c), "GroupNorm: eps must be a number"),
+            (lambda: gc.nn.GroupNorm(1, 2, eps=np.array(c)), "GroupNorm: eps must be a number"),
+            (lambda: gc.nn.init.uniform_(parameter, c, 2.0), "init.uniform_: a must be a number"),
+            (lambda: gc.nn.init.uniform_(parameter, 0.0, c), "init.uniform_: b must be a number"),
+            (lambda: gc.nn.init.normal_(parameter, 0.0, c), "init.normal_: std must be a number"),
+            (lambda: gc.nn.init.normal_(parameter, c), "init.normal_: mean must be a number"),
+            (lambda: gc.nn.init.trunc_normal_(parameter, 0.0, 1.0, -2.0, c),
+             "init.trunc_normal_: b must be a number"),
+            (lambda: gc.nn.init.xavier_uniform_(gc.nn.Parameter(np.ones((2, 2), np.float32)),
+                                                c), "init.xavier_uniform_: gain must be a number"),
+            (lambda: gc.nn.init.orthogonal_(gc.nn.Parameter(np.ones((2, 2), np.float32)), c),
+             "init.orthogonal_: gain must be a number")]:
         with pytest.raises(GraphcError, match=re.escape(message)) as info:
             run()
         line, where = str(info.value).splitlines()
         assert "test_weak_arguments.py" in where, line
     assert parameter.numpy().tolist() == [1.0, 1.0]
+    # their real numbers are taken as before, a 0-d one too (as torch's layers and init)
+    assert gc.nn.BatchNorm1d(2, eps=np.float32(0.5)).eps == 0.5
+    assert gc.nn.GroupNorm(1, 2, eps=np.array(0.25)).eps == 0.25
+    gc.nn.init.uniform_(parameter, np.float64(3.0), gc.tensor(np.float32(3.0)))
+    assert parameter.numpy().tolist() == [3.0, 3.0]
+    gc.nn.init.normal_(parameter, np.array(-1.0), 0)
+    assert parameter.numpy().tolist() == [-1.0, -1.0]
 
 
 def test_tensor_refuses_complex_numbers_in_a_list_and_takes_a_longdouble_scalar():
