@@ -23,7 +23,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.ops import api as F
-from ir.types import Dim, holds_when_bound, is_float, is_half, is_real
+from ir.types import Dim, holds_when_bound, is_float, is_half
 
 from .nn import _EVALUATING, Buffer, Module, Parameter, _layer_dtype, _size
 
@@ -48,9 +48,11 @@ class _NormBase(Module):
                               "(track_running_stats=True) take a floating-point dtype, got "
                               f"{dtype}; pass a float dtype, or track_running_stats=False",
                               (user_location(),))
-        if momentum is not None and not is_real(momentum):  # numpy's too, not a timedelta64
-            raise GraphcError(f"{name}: momentum must be a number or None, got {momentum!r}",
-                              (user_location(),))
+        if momentum is not None:  # (F._number's rule, as eps: a 0-d tensor or True too)
+            given, momentum = momentum, F._as_number(momentum)
+            if momentum is None:
+                raise GraphcError(f"{name}: momentum must be a number or None, got "
+                                  f"{given!r}", (user_location(),))
         object.__setattr__(self, "num_features", int(num_features))
         # (F._number, as LayerNorm's eps: not float(), which takes a numpy complex)
         object.__setattr__(self, "eps", F._number(f"{name}: eps", eps, True))

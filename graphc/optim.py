@@ -1856,22 +1856,19 @@ class _IsZero:
 
 
 def _real(what, value):
-    """A number setting as a float: one GraphcError line naming it, not float()'s TypeError
-    or ValueError (nor a string float() would take)."""
-    if isinstance(value, Tensor):  # a 0-d tensor or array holds a number too
-        value = value.data
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
-        value = value[()]
-    if not is_real(value):
-        raise GraphcError(f"{what} must be a number, got {value!r}", (user_location(),))
-    return float(value)
+    """A number setting as a float, by the layers' rule (F._number: torch's, a bool and a
+    0-d array or tensor of any real dtype, bfloat16 too, taken as torch's optimisers take
+    them); one GraphcError line naming it otherwise, not float()'s TypeError or ValueError
+    (nor a string float() would take). The rule here refused True and a bfloat16 0-d
+    array, which the layers took: one rule now."""
+    return F._number(what, value)
 
 
 def _betas(name, betas):
     """(beta1, beta2), each a number in [0, 1) or a schedule of the step (a callable, such as
     one_cycle_momentum)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
-            callable(b) or is_real(b) for b in betas):
+            callable(b) or F._as_number(b) is not None for b in betas):  # (_real's rule)
         raise GraphcError(f"{name}: betas must be a pair of numbers (beta1, beta2), got "
                           f"{betas!r}", (user_location(),))
     return tuple(_fraction(f"{name}: {which}", b)

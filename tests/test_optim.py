@@ -367,8 +367,9 @@ def test_positional_hints_only_for_positions_and_torchs_positional_maximize_and_
                         "got 1"),
                        (lambda: optim.AdamW(1e-3, amsgrad=None), "AdamW: amsgrad must be True "
                         "or False, got None"),
-                       (lambda: optim.SGD(0.1, dampening=True), "SGD: dampening must be a "
-                        "number, got True")]:
+                       # (by name True is torch's dampening 1.0: a value no rule takes)
+                       (lambda: optim.SGD(0.1, dampening="0"), "SGD: dampening must be a "
+                        "number, got '0'")]:
         with pytest.raises(gc.GraphcError) as info:
             make()
         assert str(info.value).splitlines()[0] == line

@@ -676,3 +676,67 @@ def test_a_layer_setting_takes_a_bool_and_a_0d_array_or_tensor_as_torchs():
             gc.nn.LeakyReLU(value)
         with pytest.raises(GraphcError, match="Dropout: p must be a number"):
             gc.nn.Dropout(value)
+
+
+def test_every_layer_and_optimiser_setting_takes_torchs_scalars_with_torchs_values():
+    """The README says a layer's setting takes a bool and a 0-d array or tensor, as torch's:
+    ELU, CELU, Hardtanh, Softplus, the shrinks, the losses' settings and BatchNorm's momentum
+    refused them (their ops' check took numbers only), and BatchNorm's 0-d eps failed at
+    forward in `add`. graphc.optim's own rule refused True and a bfloat16 0-d array the layers
+    took. One helper (api._number, torch's rule) now; values as torch 2.13's."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    import ml_dtypes
+    x = np.array([[-1.0, 0.5, 2.0], [0.25, -2.0, 1.0]], np.float32)
+    y = np.array([[1.0, -1.0, -1.0], [1.0, 1.0, -1.0]], np.float32)  # (a hinge's target too)
+    cases = [("ELU", "alpha", 0.5), ("CELU", "alpha", 0.5), ("Hardtanh", "min_val", -0.5),
+             ("Softplus", "beta", 2.0), ("Softplus", "threshold", 1.0),
+             ("Softshrink", "lambd", 0.25), ("Hardshrink", "lambd", 0.25),
+             ("SmoothL1Loss", "beta", 0.5), ("CosineSimilarity", "eps", 0.5),
+             ("PairwiseDistance", "p", 1.0), ("HingeEmbeddingLoss", "margin", 0.5),
+             ("BatchNorm1d", "eps", 0.5), ("BatchNorm1d", "momentum", 0.5)]
+    for name, setting, number in cases:
+        takes = 2 if name.endswith(("Loss", "Similarity", "Distance")) else 1
+
+        def run(nn, value, wrap):
+            layer = nn.BatchNorm1d(3, **{setting: value}) if name == "BatchNorm1d" else \
+                getattr(nn, name)(**{setting: value})
+            out = layer(*[wrap(a) for a in (x, y)[:takes]])
+            if name == "BatchNorm1d":  # (the running mean moved by momentum)
+                out = layer.running_mean
+            return np.asarray(out.detach().numpy() if hasattr(out, "detach") else out.numpy())
+
+        want = run(torch.nn, torch.tensor(number), torch.tensor)
+        np.testing.assert_allclose(want, run(torch.nn, number, torch.tensor), rtol=1e-6)
+        for value in (np.array(number), gc.tensor(np.float32(number)),
+                      np.array(number, ml_dtypes.bfloat16)):
+            np.testing.assert_allclose(run(gc.nn, value, gc.tensor), want, rtol=1e-6,
+                                       err_msg=f"{name}({setting}={value!r})")
+    for nn, wrap in ((gc.nn, gc.tensor), (torch.nn, torch.tensor)):  # True is 1.0
+        assert np.allclose(np.asarray(nn.ELU(True)(wrap(x)).data if nn is gc.nn else
+                                      nn.ELU(True)(wrap(x)).numpy())[0, 0], np.expm1(-1.0))
+    # an optimiser's setting by the same rule: True and a bfloat16 0-d array were refused
+    grads = [np.array([0.5, -1.0]), np.array([0.25, 2.0])]
+    for kwargs in ({"momentum": np.array(0.5, ml_dtypes.bfloat16)}, {"momentum": True},
+                   {"momentum": gc.tensor(np.float32(0.5)), "dampening": True},
+                   {"momentum": 0.5, "weight_decay": np.array(0.25, np.float32)}):
+        opt = gc.optim.SGD(lr=0.1, **kwargs)
+        params = {"w": np.array([1.0, 2.0])}
+        state = opt.init(params)
+        for g in grads:
+            params, state = opt.update({"w": g}, state, params)
+        w = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+        theirs = torch.optim.SGD([w], lr=0.1, **{
+            k: torch.tensor(float(np.asarray(v.data if isinstance(v, gc.Tensor) else v)))
+            if not isinstance(v, bool) else v for k, v in kwargs.items()})
+        for g in grads:
+            w.grad = torch.tensor(g)
+            theirs.step()
+        np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=1e-12,
+                                   err_msg=str(kwargs))
+    assert gc.optim.Adam(eps=np.array(0.5, ml_dtypes.bfloat16)).eps == 0.5
+    assert gc.optim.Adam(betas=(np.array(0.5), gc.tensor(np.float32(0.75)))).betas == (0.5, 0.75)
+    for value in (np.array(0.5 + 1j), ml_dtypes.bfloat16(0.5), np.array([0.5]), "0.5"):
+        with pytest.raises(GraphcError, match="SGD: momentum must be a number"):
+            gc.optim.SGD(0.1, momentum=value)
+        with pytest.raises(GraphcError, match="ELU: alpha must be a number|elu: alpha must be"):
+            gc.nn.ELU(value)(gc.tensor(x))

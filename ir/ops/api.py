@@ -168,20 +168,21 @@ def _whole(value, what):
     _fail(f"{what} must be an int, got {value!r}")
 
 
-def _number(what, value, torch_scalars=False) -> float:
-    """A number setting (a slope, an eps, a probability, a fill value) as a float: a Python
-    or numpy real number (is_real). Anything else is one GraphcError line naming the
-    setting, not float()'s TypeError, nor float()'s silence: it takes a numpy complex
-    scalar, dropping the imaginary part. torch_scalars: also what torch takes there besides
-    numbers, a bool and a 0-d array or eager tensor of real numbers (a layer's setting,
-    nn.Dropout(p), nn.LeakyReLU's slope, read once); a complex one is still refused."""
+def _number(what, value, torch_scalars=True) -> float:
+    """A number setting (a slope, an eps, a probability, a fill value, an optimiser's
+    momentum: graphc.optim's _real is this) as a float, by torch's rule for a float or Scalar
+    argument, the one rule of every setting: a Python or numpy real number (is_real), a bool,
+    or a 0-d array or eager tensor of real numbers (bfloat16 too), read once. Anything else
+    is one GraphcError line naming the setting, not float()'s TypeError, nor float()'s
+    silence: it takes a numpy complex, dropping the imaginary part; a complex 0-d array, an
+    ml_dtypes scalar and a traced value are refused. torch_scalars=False: a number only."""
     number = _as_number(value, torch_scalars)
     if number is None:
         _fail(f"{what} must be a number, got {value!r}")
     return number
 
 
-def _as_number(value, torch_scalars=False):
+def _as_number(value, torch_scalars=True):
     """_number's float, or None where `value` is none (for a setting whose line says more
     than 'a number', label_smoothing's range)."""
     if is_real(value):
@@ -299,9 +300,7 @@ def expm1(x): return apply("expm1", x)
 def softplus(x, beta=1.0, threshold=20.0):
     """log(1 + e^(beta x)) / beta without overflow, as torch.nn.functional.softplus: x itself
     where beta * x > threshold (torch's linear piece, gradient 1)."""
-    for what, value in (("beta", beta), ("threshold", threshold)):
-        if not is_real(value):
-            _fail(f"softplus: {what} must be a number, got {value!r}")
+    beta, threshold = _number("softplus: beta", beta), _number("softplus: threshold", threshold)
     if beta == 0:
         _fail("softplus: beta must not be 0")
     bx = x if beta == 1 else mul(x, float(beta))
