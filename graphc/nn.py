@@ -1887,8 +1887,12 @@ class Embedding(Module):
             raise GraphcError(f"{where}: embeddings must hold floating-point numbers, got "
                               f"{table.dtype}", (user_location(),))
         _padding_index(where, padding_idx, table.shape[0])  # (refused naming this call)
-        # through cls, as torch's, so that a subclass's __init__ runs (its own attributes)
-        layer = cls(*table.shape, padding_idx=padding_idx, _weight=table)
+        # through cls, as torch's, so that a subclass's __init__ runs (its own attributes),
+        # and by keyword in torch's order, as torch 2.13 calls it: a subclass whose sizes are
+        # keyword-only builds, one whose positional parameters mean other things does not
+        rows, cols = table.shape
+        layer = cls(num_embeddings=rows, embedding_dim=cols, _weight=table,
+                    padding_idx=padding_idx)
         layer.weight.requires_grad_(not freeze)
         return layer
 

@@ -770,6 +770,33 @@ def test_embedding_from_pretrained_runs_a_subclass_init():
     np.testing.assert_array_equal(ours(idx).data, theirs(torch.tensor(idx)).detach().numpy())
 
 
+def test_embedding_from_pretrained_passes_the_sizes_by_keyword_as_torchs():
+    """from_pretrained called cls(rows, cols, ...) positionally where torch 2.13 calls
+    cls(num_embeddings=rows, embedding_dim=cols, _weight=..., ...): a subclass with
+    keyword-only sizes was a TypeError in graphc and built in torch; one whose positional
+    parameters are other names (and order) built in graphc, transposed, and fails in torch."""
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    for base, wrap in ((nn.Embedding, lambda a: a), (torch.nn.Embedding, torch.tensor)):
+        class Named(base):
+            def __init__(self, *, num_embeddings, embedding_dim, **kwargs):
+                super().__init__(num_embeddings=num_embeddings, embedding_dim=embedding_dim,
+                                 **kwargs)
+                self.tag = 2
+
+        class Swapped(base):
+            def __init__(self, dim_first, rows_second, **kwargs):
+                super().__init__(rows_second, dim_first, **kwargs)
+
+        named = Named.from_pretrained(wrap(table), padding_idx=1)
+        weight = named.weight.detach().numpy() if base is torch.nn.Embedding else \
+            named.weight.numpy()
+        assert named.tag == 2 and named.padding_idx == 1
+        np.testing.assert_array_equal(weight, table)
+        with pytest.raises(TypeError, match=r"missing 2 required positional arguments: "
+                                            r"'dim_first' and 'rows_second'"):
+            Swapped.from_pretrained(wrap(table))
+
+
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_multihead_attention_with_kdim_vdim_and_per_head_weights_matches_torch(batch_first):
     # torch's separate q/k/v projections where the key's and value's widths differ from E
