@@ -431,6 +431,34 @@ def test_a_subclass_passing_graphcs_earlier_order_to_super_gets_the_positional_h
     assert (MySGD(0.1, 0.5).dampening, MySGD(0.1, 0.5).momentum) == (0.5, 0.9)
 
 
+def test_reading_a_user_subclass_constructor_does_not_keep_the_class_alive():
+    """470fb50 (r1): optim read constructor signatures through an lru_cache keyed on the
+    __init__ function, whose super() closure cell (__class__) is the class: every user
+    subclass whose signature was read stayed alive. A signature is read when the first
+    argument holds parameters: a subclass that takes torch's params itself, or torch's call
+    refused with the .bind() line. Each class is collected after its use."""
+    import gc as pygc
+    import weakref
+
+    def make():
+        class TakesParams(optim.SGD):
+            def __init__(self, params, lr=0.1):
+                super().__init__(lr)
+                self.given = list(params)
+
+        class LrFirst(optim.SGD):
+            def __init__(self, lr, momentum=0.0):
+                super().__init__(lr, momentum)
+        parameter = nn.Parameter(np.zeros(2))
+        assert TakesParams([parameter]).given == [parameter]
+        with pytest.raises(gc.GraphcError, match=r"\.bind\("):
+            LrFirst([parameter], 0.1)
+        return weakref.ref(TakesParams), weakref.ref(LrFirst)
+    refs = [ref for _ in range(3) for ref in make()]
+    pygc.collect()
+    assert [r() for r in refs] == [None] * 6  # (with the cache: all 6 alive)
+
+
 @pytest.mark.parametrize("staircase", [False, True])
 def test_exponential_decay_matches_torch_schedulers_and_traces_to_the_same_numbers(staircase):
     schedule = optim.exponential_decay(0.1, 3 if staircase else 1, 0.8, staircase=staircase)
