@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ir.errors import GraphcError, user_location
-from ir.ops.api import _number
+from ir.ops.registry import SymbolicValue
 from ir.types import result_dtype
 from runtime.eager import Tensor
 
@@ -39,16 +39,22 @@ def _gradients(parameters, name):
 
 
 def _float_setting(what, value):
-    """A clipping setting as torch reads it, float(value): a string float() parses too
-    ('inf', torch's documented spelling of the inf-norm, or '2'); anything else as _number
-    (not float() itself, which takes a numpy complex, dropping its imaginary part)."""
-    if isinstance(value, str):
+    """A clipping setting as torch reads it, float(value): a number, a string or bytes
+    float() parses ('inf', torch's documented spelling of the inf-norm, or '2'), a Decimal,
+    an object with __float__, a one-element tensor. Only a complex value is refused before
+    float(), which takes a numpy complex scalar, dropping its imaginary part (and a torch
+    complex tensor whose imaginary part is 0); float()'s own errors are the one line too."""
+    dtype = getattr(value, "dtype", None)
+    # (numpy's dtypes have .kind 'c', torch's .is_complex; a symbolic value has no number)
+    if not (isinstance(value, (complex, SymbolicValue)) or getattr(dtype, "kind", None) == "c"
+            or getattr(dtype, "is_complex", False) is True):
         try:
             return float(value)
-        except ValueError:
-            raise GraphcError(f"{what} must be a number, got {value!r}",
-                              (user_location(),)) from None
-    return _number(what, value, True)
+        except (TypeError, ValueError, OverflowError, RuntimeError):
+            pass
+    got = " ".join(repr(value).split())  # (an array's repr spans lines)
+    got = got if len(got) <= 60 else got[:57] + "..."
+    raise GraphcError(f"{what} must be a number, got {got}", (user_location(),))
 
 
 def _writeable_grad(p):

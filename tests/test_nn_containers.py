@@ -238,6 +238,42 @@ def test_clip_grad_settings_are_read_as_torchs_float(max_norm, norm_type):
         nn.utils.clip_grad_norm_(mine, 1.0, norm_type="infinite")
 
 
+class _HasFloat:
+    def __float__(self):
+        return 1.5
+
+
+@pytest.mark.parametrize("make", [lambda: b"1.5", lambda: bytearray(b"1.5"),
+                                  lambda: __import__("decimal").Decimal("1.5"), _HasFloat,
+                                  lambda: torch.tensor([1.5])],
+                         ids=["bytes", "bytearray", "Decimal", "__float__", "tensor1"])
+def test_clip_grad_settings_take_what_torchs_float_takes(make):
+    """r7: 94ea1cb read only a str by float(); bytes, a bytearray, a Decimal, an object with
+    __float__ and a one-element torch tensor, which torch's float() takes (and 80789ba~1
+    took), were still 'must be a number'. A complex value stays refused."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    for setting in ("max_norm", "norm_type"):
+        mine, theirs = _parameters_with_grads(np.random.default_rng(5), "float64")
+        kw = {"max_norm": 0.5, setting: make()}
+        total = nn.utils.clip_grad_norm_(mine, **kw)
+        expected = torch.nn.utils.clip_grad_norm_(theirs, **kw)
+        assert float(total.data) == pytest.approx(float(expected), rel=1e-12)
+        for p, t in zip(mine, theirs):
+            if t.grad is not None:
+                np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12, atol=0)
+    mine, theirs = _parameters_with_grads(np.random.default_rng(5), "float64")
+    nn.utils.clip_grad_value_(mine, make())
+    torch.nn.utils.clip_grad_value_(theirs, make())
+    assert np.abs(mine[0].grad).max() == 1.5
+    for p, t in zip(mine, theirs):
+        if t.grad is not None:
+            np.testing.assert_array_equal(p.grad, t.grad.numpy())
+    for complex_value in (torch.tensor(1 + 0j), np.array(1 + 0j), np.complex64(1 + 2j)):
+        with pytest.raises(gc.GraphcError, match="^clip_grad_value_: clip_value must be a "
+                                                 "number, got [^\n]*\n[^\n]*$"):
+            nn.utils.clip_grad_value_(mine, complex_value)
+
+
 def test_clip_grad_norm_in_an_eager_training_loop_as_torch():
     rng = np.random.default_rng(2)
     model = nn.Linear(3, 2, dtype="float64")
