@@ -232,6 +232,43 @@ def _what(value, entry: bool) -> str:
     return type(value).__name__
 
 
+_INTS = (int, np.integer, np.bool_)  # (a bool, Python's or numpy's, is 0 or 1 among them)
+_FLOATS = (float, np.float16, np.float32)  # (np.float64 is a float)
+
+
+def _exact(name):
+    """A real-number name as a Python int or float, which compare exactly with each other
+    (numpy compares an int64 with a float64 as float64s: 2**53 + 1 == 2.0**53)."""
+    return float(name) if isinstance(name, _FLOATS) else int(name)
+
+
+def sorted_names(names, what: str) -> list:
+    """`names` (a dict's keys) in an order that is the same on every rank whatever order
+    each rank inserted them in, as broadcast_ sends arrays: only a total order gives that.
+    sorted() raising no TypeError is not enough: frozensets (ordered by subset) or floats
+    with a NaN sort by insertion order, and rank 1 received rank 0's values into the wrong
+    arrays (review r1). So all strings, or all real numbers (a Trainer's int- or
+    float-keyed parameters, numpy's too) sorted by value, exactly: ints and floats, a bool
+    as 0 or 1 (True and 1 are one key), no NaN; not a timedelta64, a numpy integer whose
+    NaT orders as a NaN does, nor a longdouble or bfloat16, which float() would round into
+    ties. Anything else is one line `what` must be ... Checked per type, and per name only
+    for floats: a Trainer broadcasts its buffers after every step."""
+    kinds = {type(name) for name in names}
+    if all(issubclass(kind, str) for kind in kinds):
+        return sorted(names)
+    if all(issubclass(kind, _INTS) and not issubclass(kind, np.timedelta64) for kind in kinds):
+        return sorted(names, key=int)
+    got = ", ".join(sorted(kind.__name__ for kind in kinds)) + " names"
+    if all(issubclass(kind, _INTS + _FLOATS) and not issubclass(kind, np.timedelta64)
+           for kind in kinds):
+        if not any(name != name for name in names):  # (only a NaN is not itself)
+            return sorted(names, key=_exact)
+        got = "a NaN name"
+    raise GraphcError(f"{what} must be all strings or all real numbers (ints or floats, no "
+                      f"NaN), which sort into the same order on every rank; got {got}",
+                      (user_location(),))
+
+
 def broadcast_(arrays, root: int = 0) -> None:
     """Overwrite every rank's arrays (a dict name -> writable numpy array of any layout; None
     entries are skipped) with rank `root`'s, in place, as DDP broadcasts the module's
@@ -245,26 +282,9 @@ def broadcast_(arrays, root: int = 0) -> None:
     if not isinstance(arrays, Mapping):
         raise GraphcError(f"broadcast_: arrays must be a dict of name -> numpy array (or None), "
                           f"got {_what(arrays, False)}", (user_location(),))
-    # so are the names, and writability (broadcast_ writes in place; a read-only array or
-    # view cannot be). The names are sent in sorted order, which must be the same on every
-    # rank whatever order each rank inserted them in: only a total order gives that. sorted()
-    # raising no TypeError is not enough: frozensets (ordered by subset) or floats with a NaN
-    # sort by insertion order, and rank 1 received rank 0's values into the wrong arrays
-    # (review r1). So all strings, or all ints: a Trainer's int-keyed parameters, numpy's
-    # too, sorted as Python ints (exact whatever their numpy types); a bool, Python's or
-    # numpy's, is 0 or 1 among them, as True and 1 are one key; a timedelta64, a numpy
-    # integer, is not taken (its NaT orders as a NaN does). Checked per type, not per name:
-    # a Trainer broadcasts its buffers after every step
-    kinds = {type(name) for name in arrays}
-    if all(issubclass(kind, str) for kind in kinds):
-        names = sorted(arrays)
-    elif all(issubclass(kind, (int, np.integer, np.bool_))
-             and not issubclass(kind, np.timedelta64) for kind in kinds):
-        names = sorted(arrays, key=int)
-    else:
-        got = ", ".join(sorted(kind.__name__ for kind in kinds))
-        raise GraphcError(f"broadcast_: the names must be all strings or all ints (sorted into "
-                          f"the same order on every rank), got {got} names", (user_location(),))
+    # so are the names (see sorted_names), and writability (broadcast_ writes in place; a
+    # read-only array or view cannot be)
+    names = sorted_names(arrays, "broadcast_: the names")
     for name, a in arrays.items():
         if a is not None and not isinstance(a, np.ndarray):
             raise GraphcError(f"broadcast_: arrays[{name!r}] must be a numpy array or None, got "

@@ -254,6 +254,9 @@ class Trainer:
                               f"installed), True or False, got {jit!r}", (user_location(),))
         if _flag("Trainer: distributed", distributed):
             from . import distributed as dist
+            # the names broadcast_ and the handshake take (sorted alike on every rank),
+            # refused here in one line rather than by json's or sorted()'s raw TypeError
+            dist.sorted_names(params, "Trainer(distributed=True): the parameter names")
             dist.init()
             self.dist = dist
             pipeline = f"{pipeline},bucket"  # the gradients' all-reduces, in buckets
@@ -622,8 +625,9 @@ class Trainer:
         """Every rank must train the same parameters with the same settings on the same
         data: refused at start-up (naming the difference) rather than a hang or a silent
         divergence. The first global batch stands for the data."""
-        self.dist.handshake(
-            params={n: None if a is None else [list(a.shape), str(a.dtype)]
+        self.dist.handshake(  # (a numpy name as its Python number, which json takes)
+            params={n.item() if isinstance(n, np.generic) else n:
+                    None if a is None else [list(a.shape), str(a.dtype)]
                     for n, a in self.params.items()},
             optimizer=_optimizer_settings(self.optimizer, self.steps), steps=self.steps,
             seed=self.seed, gradient_accumulation_steps=self.gradient_accumulation_steps,

@@ -352,17 +352,21 @@ def test_a_transposed_parameter_is_broadcast_and_trains_as_in_one_process(tmp_pa
     # sorted()'s raw "'<' not supported between instances of 'str' and 'int'"
     ({"ro": np.broadcast_to(np.ones(2), (3, 2))}, "arrays['ro'] is read-only, and broadcast_ "
                                                   "writes rank root's values into it in place"),
-    ({1: np.ones(2), "b": np.ones(2)}, "the names must be all strings or all ints (sorted "
-                                       "into the same order on every rank), got int, str names"),
+    ({1: np.ones(2), "b": np.ones(2)}, "the names must be all strings or all real numbers "
+                                       "(ints or floats, no NaN), which sort into the same "
+                                       "order on every rank; got int, str names"),
     # names of one kind that sorted() takes but orders only partially (by subset; a NaN):
     # their order followed each rank's insertion order, and on 2 ranks rank 1 received rank
     # 0's values into the wrong arrays (review r1 of 5911d59)
     ({frozenset({1}): np.ones(2), frozenset({2}): np.ones(2)}, "got frozenset names"),
-    ({float("nan"): np.ones(2), 1.0: np.ones(2)}, "got float names"),
+    ({float("nan"): np.ones(2), 1.0: np.ones(2)}, "got a NaN name"),
+    ({np.float32("nan"): np.ones(2), 1: np.ones(2)}, "got a NaN name"),
     # of one kind that does not sort: told "give them one kind", which they were
-    ({("a", 1): np.ones(2), ("a", "b"): np.ones(2)}, "all strings or all ints (sorted into "
-                                                     "the same order on every rank), got tuple "
+    ({("a", 1): np.ones(2), ("a", "b"): np.ones(2)}, "all strings or all real numbers "
+                                                     "(ints or floats, no NaN), which sort into "
+                                                     "the same order on every rank; got tuple "
                                                      "names"),
+    ({np.longdouble(1): np.ones(2), 2: np.ones(2)}, "got int, longdouble names"),
     ({1j: np.ones(2), 2j: np.ones(2)}, "got complex names")])
 def test_broadcast_of_what_is_not_a_dict_of_arrays_is_one_line_on_one_rank(arrays, said):
     """broadcast_ given a list or a graphc Tensor returned silently on one rank and under
@@ -403,6 +407,12 @@ class _ReceivingRank:  # rank 1: receives rank 0's broadcasts, in the order they
     [3, 1, 2],                      # a Trainer's int-keyed parameters
     [np.int64(3), 1, np.uint8(2)],  # numpy's ints among them, sorted as Python ints
     [True, 2, np.False_],           # a bool, numpy's too, is 0 or 1 among ints
+    # real numbers sort by value too: a Trainer's float-keyed parameters trained before
+    # b6c7aea (refused there: review r7), with ints among them, numpy's, compared exactly
+    # (numpy's int64 2**53 + 1 == float64 2.0**53)
+    [2.5, 0.5, 1.5],
+    [2.5, 1, np.float32(0.25), np.int64(-3), np.False_],
+    [np.int64(2**53 + 1), 2.0**53, np.float16(-0.0)],
 ])
 def test_broadcast_gives_each_name_rank_0s_values_whatever_each_ranks_insertion_order(
         monkeypatch, names):
@@ -420,3 +430,45 @@ def test_broadcast_gives_each_name_rank_0s_values_whatever_each_ranks_insertion_
     dist.broadcast_(one)
     for i, n in enumerate(names):
         np.testing.assert_array_equal(one[n], [i + 1.0, i + 1.0])
+
+
+def _named_trainer(names, distributed):
+    """SGD on two parameters named `names`, one step."""
+    def loss(p, batch):
+        a, b = (p[n] for n in names)
+        return gc.sum((batch[0] @ a + b) ** 2)
+    return gc.Trainer(loss, {names[0]: np.ones((3, 2)), names[1]: np.full(2, 0.5)},
+                      gc.optim.SGD(lr=0.1), lambda rng: (np.ones((2, 3)),), steps=1,
+                      distributed=distributed)
+
+
+@pytest.mark.parametrize("names", [(0.5, 1.5), (1, 2.5), (np.int64(1), np.int64(2)),
+                                   ("w", "b")])
+def test_trainer_with_real_number_parameter_names_trains_distributed(names):
+    """b6c7aea refused float-keyed parameters (and an int/float mix), which trained before,
+    at Trainer(distributed=True)'s construction; numpy-int names, which broadcast_ takes,
+    were the handshake's raw 'keys must be str, int, float, bool or None'. Each trains as
+    one process does."""
+    alone, data_parallel = _named_trainer(names, False), _named_trainer(names, True)
+    assert data_parallel.train_step() == alone.train_step()
+    for n in names:
+        np.testing.assert_array_equal(data_parallel.params[n], alone.params[n])
+    assert data_parallel.params[names[0]][0, 0] == pytest.approx(-0.4)
+
+
+@pytest.mark.parametrize("names, got", [((("a", 1), ("b", 2)), "got tuple names"),
+                                        ((1, "b"), "got int, str names"),
+                                        ((float("nan"), 1.0), "got a NaN name")])
+def test_trainer_with_parameter_names_that_do_not_sort_is_one_line(names, got):
+    """Tuple or int/str-mixed parameter names failed in Trainer(distributed=True) with the
+    handshake's raw multi-frame TypeError (json's 'keys must be str, int, float, bool or
+    None, not tuple', sorted()'s "'<' not supported between instances of 'str' and
+    'int'"); now the one line of the names broadcast_ takes, at the construction."""
+    with pytest.raises(gc.GraphcError) as info:
+        _named_trainer(names, True)
+    assert info.value.message == (
+        "Trainer(distributed=True): the parameter names must be all strings or all real "
+        "numbers (ints or floats, no NaN), which sort into the same order on every rank; "
+        + got)
+    line, where = str(info.value).splitlines()
+    assert "test_review_s37_distributed.py" in where
