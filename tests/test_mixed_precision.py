@@ -346,8 +346,10 @@ def test_a_list_operand_of_a_loss_is_the_loss_s_line_whatever_its_dtype_and_auto
                         run(given)
                     line, where = str(info.value).splitlines()
                     kind = type(given).__name__
+                    loss = named.split(":")[0]
                     assert line == (f"{named} is a {kind}; give an array or a tensor "
-                                    "(np.asarray), as torch's loss takes a tensor"), (mode, line)
+                                    f"(np.asarray), as torch's {loss} takes a tensor"), \
+                        (mode, line)
                     assert "test_mixed_precision.py" in where
     if torch is None:
         return
@@ -362,6 +364,53 @@ def test_a_list_operand_of_a_loss_is_the_loss_s_line_whatever_its_dtype_and_auto
                 float(gc.cross_entropy(x, np.asarray(classes)).data),
                 float(torch.nn.functional.cross_entropy(tx, torch.tensor(classes))), rtol=1e-6)
 
+
+
+def test_a_list_var_weight_or_vector_operand_is_named_as_a_target_is():
+    """r7: f619d97 left the same cause in places: gaussian_nll_loss's var list in its
+    one-per-row (N,) form (expand_dims ran first), and weight / pos_weight lists of l1_loss,
+    huber_loss, binary_cross_entropy(_with_logits) said '<loss>: cannot use a list as a
+    tensor operand', without the argument; cosine_similarity and pairwise_distance, not
+    losses, said 'as torch's loss takes a tensor'. Eager and compiled, each names the
+    function and the argument, and the array it asks for gives torch's value."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    tf = torch.nn.functional
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    p = 1 / (1 + np.exp(-x))
+    w = np.arange(1.0, 13.0).reshape(4, 3) / 6
+    cases = [  # (graphc's function, torch's, operands, the list's name, its index)
+        (gc.gaussian_nll_loss, tf.gaussian_nll_loss, (x, x[::-1], np.arange(1.0, 5.0)),
+         "var", 2),
+        (lambda a, b, c: gc.l1_loss(a, b, weight=c),
+         lambda a, b, c: tf.l1_loss(a, b, weight=c), (x, x[::-1], w), "weight", 2),
+        (lambda a, b, c: gc.huber_loss(a, b, weight=c),
+         lambda a, b, c: tf.huber_loss(a, b, weight=c), (x, x[::-1], w), "weight", 2),
+        (lambda a, b, c: gc.binary_cross_entropy(a, b, weight=c),
+         lambda a, b, c: tf.binary_cross_entropy(a, b, weight=c), (p, p[::-1], w), "weight",
+         2),
+        (lambda a, b, c: gc.binary_cross_entropy_with_logits(a, b, weight=c),
+         lambda a, b, c: tf.binary_cross_entropy_with_logits(a, b, weight=c),
+         (x, p, w[0]), "weight", 2),
+        (lambda a, b, c: gc.binary_cross_entropy_with_logits(a, b, pos_weight=c),
+         lambda a, b, c: tf.binary_cross_entropy_with_logits(a, b, pos_weight=c),
+         (x, p, w[0]), "pos_weight", 2),
+        (gc.cosine_similarity, tf.cosine_similarity, (x, x[::-1]), "x2", 1),
+        (gc.pairwise_distance, tf.pairwise_distance, (x, x[::-1]), "x2", 1)]
+    for mine, theirs, operands, what, at in cases:
+        name = mine.__name__ if mine.__name__ != "<lambda>" else \
+            mine.__code__.co_names[-1]
+        expected = theirs(*(torch.tensor(a.copy()) for a in operands)).numpy()
+        for run in (mine, gc.compile(mine)):
+            np.testing.assert_allclose(run(*operands), expected, rtol=1e-12)
+            for kind in (list, tuple):
+                given = list(operands)
+                given[at] = kind(operands[at].tolist())
+                with pytest.raises(GraphcError) as info:
+                    run(*given)
+                line, where = str(info.value).splitlines()
+                assert line == (f"{name}: {what} is a {kind.__name__}; give an array or a "
+                                f"tensor (np.asarray), as torch's {name} takes a tensor")
+                assert "test_mixed_precision.py" in where
 
 # ---- dynamic loss scaling -------------------------------------------------------------------
 def _scaled_step(scaler):

@@ -1996,12 +1996,13 @@ def _autocast_promoted(operands, refuse="", like=None):
 
 
 def _no_list(name, what, x):
-    """Refuse a Python list or tuple given as a loss's operand in one line naming the loss
-    and the argument, as torch's losses refuse one: let through, its dtype was numpy's
-    reading and the ops refused it naming themselves ("cast: cannot use a list ...")."""
+    """Refuse a Python list or tuple given as a loss's operand (or cosine_similarity's,
+    pairwise_distance's) in one line naming the function and the argument, as torch's
+    refuse one: let through, its dtype was numpy's reading and the ops refused it naming
+    themselves ("cast: cannot use a list ...")."""
     if isinstance(x, (list, tuple)):
         _fail(f"{name}: {what} is a {type(x).__name__}; give an array or a tensor "
-              "(np.asarray), as torch's loss takes a tensor")
+              f"(np.asarray), as torch's {name} takes a tensor")
 
 
 def _loss_operands(name, a, b, what=("input", "target")):

@@ -15,8 +15,8 @@ import numpy as np
 from ..types import Dim, broadcast_shapes, finfo, is_float
 from . import api as F
 from . import precision
-from .api import (_autocast_promoted, _axis, _check_reduction, _dtype, _fail, _ndim, _number,
-                  _shape)
+from .api import (_autocast_promoted, _axis, _check_reduction, _dtype, _fail, _ndim, _no_list,
+                  _number, _shape)
 from .api import _loss_operands as _both
 from .arrays import norm
 from .registry import is_weak_scalar
@@ -126,6 +126,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     _check_reduction(name, reduction)
     _same_shape(name, input, target)
     input, target = _strong_pair(input, target)
+    _no_list(name, "weight", weight)  # (_cast_weight's cast would name itself)
     weight = _cast_weight(weight, input)
     _weight_into(name, "weight", weight, tuple(_shape(target)))
     x, t = input, target
@@ -167,6 +168,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     input, target = _autocast_promoted((input, target), refuse="iub", like=1)
     _same_shape(name, input, target)
     input, target = _strong_pair(input, target)
+    _no_list(name, "weight", weight)  # (_cast_weight's cast would name itself)
+    _no_list(name, "pos_weight", pos_weight)
     weight, pos_weight = _cast_weight(weight, input), _cast_weight(pos_weight, input)
     shape = tuple(_shape(input))
     _weight_into(name, "weight", weight, shape)
@@ -186,6 +189,7 @@ def _weighted(name, loss, input, weight, reduction, mean_over_weight):
     mean divides by sum(weight) for l1_loss, by the element count for huber_loss (torch's)."""
     if weight is None:
         return _reduce(loss, reduction)
+    _no_list(name, "weight", weight)  # (_promoted's cast or mul would name itself)
     if tuple(_shape(weight)) != tuple(_shape(input)):
         _fail(f"{name}: weight {tuple(_shape(weight))} must have the input's shape "
               f"{tuple(_shape(input))}")

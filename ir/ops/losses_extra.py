@@ -302,6 +302,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     name = "gaussian_nll_loss"
     _check_reduction(name, reduction)
     full, eps = _flag(f"{name}: full", full), _number(f"{name}: eps", eps)
+    _no_list(name, "var", var)  # (before _variance's expand_dims of one per row named itself)
     if F._weakly_typed(var):  # a number
         # (a compiled function's number argument too, which _variance took for one variance
         # per row: an int64 one was then refused as not input's dtype)
