@@ -250,6 +250,53 @@ def test_tensordot_unpacks_its_axes_pair_as_numpy_does(axes):
                           "int or a pair of axis sequences, got {0, 1, 2}", F)
 
 
+
+_A3 = np.arange(24.0).reshape(2, 3, 4)
+_B3 = np.arange(24.0).reshape(4, 3, 2)
+
+
+@pytest.mark.parametrize("axes", [
+    (np.array([1, 2]), np.array([1, 0])),      # a pair of arrays
+    np.array([[1, 2], [1, 0]]),                # a (2, k) array: its rows
+    (range(1, 2), range(1, 2)),                # a pair of ranges
+    np.array(1),                               # a 0-d int array: the count
+    ({2: "x", 0: "y"}, np.array([0, 2])),      # a dict's keys beside an array
+], ids=["arrays", "2xk", "ranges", "0d-count", "dict-array"])
+def test_tensordot_reads_each_half_of_its_axes_as_numpy_does(axes):
+    """31927c1 unpacked the pair as numpy does, but read each half as a tuple or list only:
+    an array, a range or a (2, k) array's rows were 'axis must be an int, got array([1, 2])'
+    (naming no tensordot), and a 0-d array, numpy's count, 'axes must be an int or a pair',
+    eager and compiled (review r7)."""
+    want = np.tensordot(_A3, _B3, axes)
+    np.testing.assert_array_equal(np.asarray(gc.tensordot(gc.tensor(_A3), gc.tensor(_B3),
+                                                          axes)), want)
+    np.testing.assert_array_equal(gc.compile(lambda a, b: gc.tensordot(a, b, axes))(_A3, _B3),
+                                  want)
+
+
+def test_tensordot_of_a_traced_or_malformed_axis_is_one_line_naming_it():
+    """A compiled function's int axes argument said 'len() of a 0-d symbolic value', naming
+    neither tensordot nor the remedy; a bad axis inside a half said 'axis must be an int'.
+    grad on concrete arrays now retries with the number as it is, as for int()."""
+    run = gc.compile(lambda a, b, k: gc.tensordot(a, b, k))
+    assert_one_line_error(lambda: run(_A3, _B3, 1), "tensordot: axes must be known while the "
+                          "graph is built (ints or axis sequences), not a traced value; the "
+                          "value passed as 'k' is traced: to use a Python number or bool as "
+                          "a Python value, list its position in static_argnums", F)
+    np.testing.assert_array_equal(
+        gc.compile(lambda a, b, k: gc.tensordot(a, b, k), static_argnums=(2,))(_A3, _B3, 1),
+        np.tensordot(_A3, _B3, 1))
+    np.testing.assert_array_equal(
+        gc.grad(lambda a, k: gc.sum(gc.tensordot(a, _B3, k)))(_A3, 1),
+        np.broadcast_to(_B3.sum(axis=(1, 2)), (2, 3, 4)))
+    assert_one_line_error(lambda: gc.tensordot(_A3, _B3, (np.array([1]), ["x"])),
+                          "tensordot: axis must be an int, got 'x'", F)
+    assert_one_line_error(lambda: gc.tensordot(_A3, _B3, (np.array(2), 0)),  # (numpy's too)
+                          "tensordot: axis must be an int, got array(2)", F)
+    assert_one_line_error(lambda: gc.tensordot(_A3, _B3, np.ones((3, 3), int)),
+                          "tensordot: axes must be an int or a pair of axis sequences, got "
+                          "array([[1, 1, 1], [1, 1, 1], [1, 1, 1]])", F)
+
 def test_pad_constant_of_a_bfloat16_value():
     """The value cast to x's dtype was a bfloat16 numpy scalar, which `where` refused
     ('cannot use a bfloat16 as a tensor operand')."""

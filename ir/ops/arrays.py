@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from ..errors import GraphcError
 from ..types import Dim, TensorType, as_dtype, is_complex, is_float, is_half, is_int, is_real
 from . import api as F
 from .api import NO_DIM, _axis, _dtype, _fail, _ndim, _rounded_once, _shape, _whole
@@ -199,10 +200,43 @@ def outer(a, b):
     return F.mul(F.reshape(a, (-1, 1)), F.reshape(b, (1, -1)))
 
 
+_TRACED_AXES = ("tensordot: axes must be known while the graph is built (ints or axis "
+                "sequences), not a traced value")
+
+
+def _one_line(value):
+    return " ".join(repr(value).split())  # (an array's repr spans lines)
+
+
+def _tensordot_part(part, nd):
+    """One half of tensordot's axes pair as numpy reads it: len() and list() of a sequence
+    (a tuple, a list, a 1-d array, a range, a set), else the part itself as one axis (an
+    int). A traced part or axis is one line (a Python number argument: static_argnums); so
+    is an axis that is no int (numpy's set() refuses a 0-d array there too)."""
+    if isinstance(part, SymbolicValue):
+        part._no_value(_TRACED_AXES)
+    try:
+        len(part)
+        items = list(part)
+    except (TypeError, GraphcError):  # (a 0-d eager tensor's len() is a GraphcError)
+        items = [part]
+    axes = []
+    for i in items:
+        if isinstance(i, SymbolicValue):
+            i._no_value(_TRACED_AXES)
+        axes.append(_axis(i, nd, "tensordot: axis"))
+    return axes
+
+
 def tensordot(a, b, axes=2):
     """numpy's tensordot: the sum over a's last `axes` axes and b's first ones (an int), or
     over the given pairs (two sequences of axes). One matrix product."""
     na, nb = _ndim(a), _ndim(b)
+    if not is_int(axes):
+        if isinstance(axes, SymbolicValue):  # (its len() was the line, naming no tensordot)
+            axes._no_value(_TRACED_AXES)
+        if isinstance(axes, np.ndarray) and axes.ndim == 0 and axes.dtype.kind in "iu":
+            axes = int(axes)  # the count, as numpy's, whose iter() refuses a 0-d array
     if is_int(axes):
         if not 0 <= axes <= builtins.min(na, nb):
             _fail(f"tensordot: axes={axes} for operands of {na} and {nb} dimensions")
@@ -210,20 +244,21 @@ def tensordot(a, b, axes=2):
     else:
         # unpacked as numpy unpacks it: any iterable of two. len() then axes[0] and axes[1]
         # failed raw on a set (not subscriptable) and read a dict's values where numpy
-        # reads its keys, a silently different contraction (review r1)
+        # reads its keys, a silently different contraction (review r1); each half as numpy
+        # reads it too (an array, a range, a (2, k) array's rows: review r7)
         try:
             a_part, b_part = axes
             pair = True
         except (TypeError, ValueError):  # not iterable (a bool, as elsewhere no axis count;
             pair = False                 # a float, a timedelta64), or not of two
         if not pair:
-            _fail(f"tensordot: axes must be an int or a pair of axis sequences, got {axes!r}")
-        a_axes = [_axis(i, na) for i in _seq(a_part)]
-        b_axes = [_axis(i, nb) for i in _seq(b_part)]
+            _fail(f"tensordot: axes must be an int or a pair of axis sequences, got "
+                  f"{_one_line(axes)}")
+        a_axes, b_axes = _tensordot_part(a_part, na), _tensordot_part(b_part, nb)
         if len(a_axes) != len(b_axes):
             _fail(f"tensordot: {len(a_axes)} axes of a against {len(b_axes)} of b")
         if len(set(a_axes)) != len(a_axes) or len(set(b_axes)) != len(b_axes):
-            _fail(f"tensordot: axes {axes!r} repeat an axis")
+            _fail(f"tensordot: axes {_one_line(axes)} repeat an axis")
     sa, sb = _shape(a), _shape(b)
     for i, j in zip(a_axes, b_axes):
         if sa[i] != sb[j]:
