@@ -65,7 +65,10 @@ def to_spec(x) -> Spec:
                           f"traced as; pass float({x}) or an array", (user_location(),))
     if isinstance(x, (bool, int, float)):
         return Spec((), np.asarray(x).dtype)
-    refuse_foreign_array(x)
+    try:
+        refuse_foreign_array(x)
+    except GraphcError as exc:  # (told apart: the callers name the argument, refuse_foreign_argument)
+        raise ForeignArgument(exc.message, exc.locs) from None
     raise GraphcError(f"cannot make a tensor spec from a {type(x).__name__}; pass "
                       "graphc.spec(shape, dtype) or an example array", (user_location(),))
 
@@ -355,6 +358,11 @@ def leaf_input_names(argname: str, tree) -> list:
     _, _, names = flatten(tree, "")
     return [f"{argname}.{leafname}" if argname and leafname else leafname or argname
             for leafname in names]
+
+
+class ForeignArgument(GraphcError):
+    """to_spec's refusal of another library's array as an argument: a call that meets it names
+    the function and the argument (refuse_foreign_argument); other errors pass as they are."""
 
 
 def refuse_foreign_argument(prefix: str, fn, args, kwargs=None, names=None, locs=None):

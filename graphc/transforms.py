@@ -31,9 +31,10 @@ from passes.forward_mode import tangents as forward_tangents
 from passes.rematerialize import parse_memory_limit
 from runtime.eager import Tensor, WeakTensor, collect_buffer_updates, is_grad_enabled
 
-from .tracing import (Spec, arg_names, called_function, flatten, function_name,
-                      leaf_count, leaf_input_names, leaves_and_structure, leaves_like,
-                      refuse_foreign_argument, to_spec, trace, tree_map, unflatten)
+from .tracing import (ForeignArgument, Spec, arg_names, called_function, flatten,
+                      function_name, leaf_count, leaf_input_names, leaves_and_structure,
+                      leaves_like, refuse_foreign_argument, to_spec, trace, tree_map,
+                      unflatten)
 
 log = logging.getLogger("graphc")
 
@@ -486,7 +487,7 @@ class Compiled:
             return call_on_tape(self, weak)
         try:
             return self.call(weak, given=args)
-        except GraphcError as exc:
+        except ForeignArgument as exc:
             if not self.retrace:  # (an eager transformation's runner names its own: grad's)
                 # a torch tensor argument: to_spec's line named neither fn nor the argument
                 refuse_foreign_argument(f"compiled {called_function(self.fn)[1]}", self.fn,
@@ -1149,7 +1150,7 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
     def run(args, kwargs):
         try:
             return run_retrying(args, kwargs)
-        except GraphcError as exc:
+        except ForeignArgument as exc:
             # a torch tensor argument: to_spec's line named neither fn nor the argument
             if fn is not None:
                 refuse_foreign_argument(f"{who} of {function_name(fn)}", fn, args, kwargs,

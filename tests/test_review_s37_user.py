@@ -289,3 +289,23 @@ def test_the_review_cases_jvp_vmap_namedtuple_and_array_starts():
     expected = x.copy()
     expected[1:3, 4:6] = 0
     np.testing.assert_array_equal(updated, expected)
+
+
+def test_an_error_of_the_function_itself_is_not_blamed_on_an_accepted_torch_argument():
+    """A torch tensor taken as a static argument, or inside a setting grad passes as it is,
+    was blamed for any later error of the function ('argument t is a torch.Tensor') instead of
+    the function's own mistake (here a reshape)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x, t = np.ones(3, np.float32), torch.ones(3)
+
+    def f(w, t):
+        return gc.reshape(w * float(t.sum()), (7,))
+
+    def g(w, cfg):
+        return gc.sum(gc.reshape(w * float(cfg[1].sum()), (7,)))
+    for call in (lambda: gc.compile(f, static_argnums=1)(x, t),
+                 lambda: gc.grad(g)(x, ("scale", t))):
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        assert str(info.value).splitlines()[0] == \
+            "reshape(f32[3]): cannot reshape 3 elements into shape (7,)"
