@@ -1399,11 +1399,19 @@ def _differentiated_number(exc, fn, args, wrt, who):
             return node.inputs
         outer = node.graph.outer_value(node) if hasattr(node.graph, "outer_value") else None
         return [outer] if outer is not None else []
-    leaves = sorted({positions[id(n)] for n in upstream([exc.value], inputs_of)
-                     if id(n) in positions})
+    behind = list(upstream([exc.value], inputs_of))
+    leaves = sorted({positions[id(n)] for n in behind if id(n) in positions})
     found = sorted({i for i, _ in leaves})
     if not found:
         return exc
+    if not exc.advice:
+        # told only where the differentiated numbers alone are behind the value: with an array
+        # behind it too (a traced input, a differentiated array), leaving them out of argnums
+        # would not do
+        arrays = {id(x) for i in wrt for x in leaves_and_structure(args[i])[0]
+                  if isinstance(x, Node)} - set(positions)
+        if any(n.op == "input" or id(n) in arrays for n in behind):
+            return exc
     names = arg_names(called_function(fn)[0], len(args))
     quoted = " and ".join(repr(names[i]) for i in found)
     one = len(found) == 1

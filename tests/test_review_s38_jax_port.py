@@ -475,3 +475,23 @@ def test_a_compiled_functions_float_arguments_are_named_in_the_traced_number_hin
     assert "static_argnums" not in str(refused.value)
     np.testing.assert_allclose(gc.compile(g, static_argnums=(1, 2))(x, 2.0, 3),
                                2 * math.sqrt(6.0), rtol=1e-6)
+
+
+def test_no_argnums_advice_where_an_array_is_behind_the_python_value_too():
+    """'leave n out of argnums' was given where the value also depends on an array (float(
+    gc.sum(w) + n)), eagerly and under vmap: followed, it failed all the same. The bare line
+    stays there; a number alone behind the value keeps the advice (the test above)."""
+    xs = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+    def g(w, n):
+        return gc.sum(w) if float(gc.sum(w) + n) > 2 else gc.sum(w) * 2
+
+    def h(a, n):
+        return a * n if float(a * n) > 1 else a
+    for call in (lambda: gc.grad(g, argnums=(0, 1))(xs[1], 3.0),
+                 lambda: gc.vmap(gc.grad(g, argnums=(0, 1)), in_axes=(0, None))(xs, 3.0),
+                 lambda: gc.grad(h, argnums=(0, 1))(np.array(2.0), 3.0)):
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        line = str(info.value).splitlines()[0]
+        assert line.startswith("float() of a symbolic value") and "argnums" not in line
