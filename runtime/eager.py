@@ -987,22 +987,48 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
         # an np.longdouble scalar is a float64 number, as ops lift one (ir.ops.api._dtype;
         # its float128 is no dtype of ours); a longdouble array keeps float128: refused
         data = np.array(data, np.float64 if isinstance(data, np.longdouble) else None)
-    elif is_complex(data) or (isinstance(data, (list, tuple))
-                              and np.asarray(data).dtype.kind == "c"):
-        # numpy's cast to a real dtype would drop the imaginary part, of a complex among a
-        # list's numbers too (a Python complex there was float()'s raw TypeError)
-        got = f"a {type(data).__name__} holding complex numbers" \
-            if isinstance(data, (list, tuple)) else repr(data)
-        raise GraphcError(f"tensor: data must be real numbers, got {got}", (user_location(),))
+    elif is_complex(data):  # numpy's cast to a real dtype would drop the imaginary part
+        raise GraphcError(f"tensor: data must be real numbers, got {data!r}", (user_location(),))
     else:
         dtype = as_dtype(dtype)
         try:
-            data = np.array(data, dtype=dtype)
+            data = _converted(data, dtype)
         except OverflowError:  # numpy's raw "Python integer ... out of bounds for int32"
             raise GraphcError(f"tensor: data holds {_not_fitting(data, dtype)}, which does not "
                               f"fit in dtype {dtype}{_range_of(dtype)}", (user_location(),)) \
                 from None
     return Tensor(data, requires_grad=requires_grad, name=name)
+
+
+def _converted(data, dtype):
+    """tensor()'s data as an array of `dtype` (its dtype given), a complex refused."""
+    if isinstance(data, (int, float, np.generic)):  # a real number: nothing to look into
+        return np.array(data, dtype=dtype)
+    # converted once, without the dtype, so the cast below cannot drop a complex's
+    # imaginary part, whatever holds it (a list, a torch tensor, an object array, where
+    # a Python complex was float()'s raw TypeError, or True under dtype=bool); reading a
+    # list twice, as np.asarray then np.array(data, dtype), cost 2-7x on a batch
+    array = np.asarray(data)
+    kind = array.dtype.kind
+    if kind == "c" or (kind == "O" and any(is_complex(x) for x in array.flat)):
+        module = type(data).__module__.partition(".")[0]
+        got = f"a {'' if module == 'builtins' else module + '.'}{type(data).__name__} " + \
+            (f"of {array.dtype}" if kind == "c" and hasattr(data, "dtype")
+             else "holding complex numbers")
+        raise GraphcError(f"tensor: data must be real numbers, got {got}",
+                          (user_location(),))
+    # the cast of the array gives what numpy's conversion with the dtype gives, except
+    # for floats, strings or objects into integers (int() of each: NaN, inf and too
+    # large refused) and integers out of the dtype's range (refused, not wrapped):
+    # those are converted with the dtype, as before
+    same = kind in "biu" if dtype.kind == "i" else kind in "biuf"
+    if same and dtype.kind == "i" and array.size and not np.can_cast(array.dtype, dtype):
+        info = np.iinfo(dtype)
+        same = info.min <= array.min() and array.max() <= info.max
+    # a list's array is already new; anything else (an ndarray, a tensor) may share the
+    # caller's memory, which the copy documented above must not
+    return array.astype(dtype, copy=not isinstance(data, (list, tuple))) if same \
+        else np.array(data, dtype=dtype)
 
 
 def _range_of(dtype) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 import graphc as gc
 from ir.errors import GraphcError
+from ir.types import as_dtype
 
 
 def _both(fn, *args):
@@ -652,6 +653,59 @@ def test_tensor_of_a_number_that_does_not_fit_its_dtype_is_one_line():
         assert "test_weak_arguments.py" in where
     edge = gc.tensor([2**31 - 1, -2**31], dtype="int32")  # the limits themselves fit
     assert edge.dtype == np.int32 and edge.data.tolist() == [2**31 - 1, -2**31]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # (numpy warns as well)
+def test_tensor_with_a_dtype_reads_a_list_once_and_refuses_complex_in_any_container():
+    # 14b46ea converted a list given a dtype twice (np.asarray for its complex check, then
+    # np.array(data, dtype): 2-7x the cost on a batch) and looked into lists and tuples only:
+    # an object array holding a complex was float()'s raw TypeError (dtype=bool: silently
+    # True), a complex torch tensor lost its imaginary part with only a ComplexWarning
+    class Row:  # counts how often numpy reads it
+        reads = 0
+
+        def __array__(self, dtype=None, copy=None):
+            Row.reads += 1
+            return np.array([1.5, 2.5]) if dtype is None else np.array([1.5, 2.5], dtype)
+
+    t = gc.tensor([Row(), Row()], dtype="float32")
+    assert Row.reads == 2 and t.dtype == np.float32 and t.data.tolist() == [[1.5, 2.5]] * 2
+    data = np.array([1 + 2j, 1.0], object)
+    for dtype in ("float32", "int32", "bool"):
+        with pytest.raises(GraphcError) as info:
+            gc.tensor(data, dtype=dtype)
+        line, where = str(info.value).splitlines()
+        assert line == "tensor: data must be real numbers, got a numpy.ndarray holding " \
+                       "complex numbers"
+        assert "test_weak_arguments.py" in where
+    # one conversion and a cast give what numpy's conversion with the dtype gives
+    for values in ([0.1, -2.5e-8, 3e38, 1e300, True, 7], [[1, 2], [3, 2**31 - 1]], [2**40, 3],
+                   [np.float32(0.1), 0.1], [np.float16(1.1), 2], [True, False]):
+        for dtype in ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool"):
+            try:
+                want = np.array(values, dtype=as_dtype(dtype))
+            except (OverflowError, ValueError) as exc:  # numpy's refusal, not a wrapped value
+                # (an overflow is graphc's one line: the test above)
+                with pytest.raises(GraphcError if isinstance(exc, OverflowError) else type(exc)):
+                    gc.tensor(values, dtype=dtype)
+                continue
+            got = gc.tensor(values, dtype=dtype).data
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (values, dtype)
+    source = np.array([1.0, 2.0])
+    gc.tensor(source, dtype="float64").data[0] = 5.0  # a copy of an array, as documented
+    assert source[0] == 1.0
+    with pytest.raises(ValueError):  # int() of each float, as numpy's conversion does
+        gc.tensor([float("nan")], dtype="int32")
+
+
+def test_tensor_refuses_a_complex_torch_tensor_given_a_dtype():
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    for dtype in ("float32", "int32", "bool"):
+        with pytest.raises(GraphcError) as info:
+            gc.tensor(torch.tensor([1 + 2j]), dtype=dtype)
+        assert str(info.value).splitlines()[0] == \
+            "tensor: data must be real numbers, got a torch.Tensor of complex64"
+    assert gc.tensor(torch.tensor([1.5, 2.5]), dtype="float64").data.tolist() == [1.5, 2.5]
 
 
 def test_a_layer_setting_takes_a_bool_and_a_0d_array_or_tensor_as_torchs():
