@@ -7,6 +7,7 @@ serves them all (runtime/polymorphic.py binds the symbols from the inputs at cal
 from __future__ import annotations
 
 import numbers
+import operator
 import re
 from dataclasses import dataclass
 
@@ -506,7 +507,17 @@ def as_dim(d):
         # any other number (a bool, a float, a Fraction, a timedelta64: see is_int): int()
         # would truncate 2.5 to 2; numpy and torch refuse it
         raise GraphcError(f"a size must be an int, got {d!r}", (user_location(),))
-    return int(d)  # (a traced value raises its own message: only known when the graph runs)
+    if "bool" not in str(getattr(d, "dtype", "")):  # (torch's bool tensor has an __index__)
+        try:
+            # a 0-d integer array (numpy's, torch's); a traced value raises its own message,
+            # its value known only when the graph runs. int() truncated a float one's 2.5
+            return operator.index(d)
+        except TypeError:
+            pass
+    dtype = getattr(d, "dtype", None)
+    if getattr(d, "shape", None) == () and isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return int(d)  # an eager integer tensor (it has no __index__)
+    raise GraphcError(f"a size must be an int, got {d!r}", (user_location(),))
 
 
 def is_symbolic_shape(shape) -> bool:

@@ -593,6 +593,36 @@ def test_a_number_is_a_shape_of_broadcast_to(size):
         gc.broadcast_to(x, 3.0)
 
 
+def test_a_0d_integer_tensor_is_a_size_and_a_str_or_traced_one_is_one_line():
+    """8781a2a left gc.ones(torch.tensor(3)) a raw TypeError (iterated: 'iteration over a 0-d
+    tensor') where numpy and torch take it; a 0-d float tensor in a tuple was truncated by
+    int() (torch and numpy refuse it); gc.ones("12") was iterated into the shape (1, 2); and
+    compile(lambda n: gc.ones(n)) said 'len() of a 0-d symbolic value' where gc.ones((n,))
+    names the argument n and static_argnums."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    for size, oracle in ((torch.tensor(3), torch.tensor(3)),
+                         (torch.tensor(3, dtype=torch.uint8), torch.tensor(3, dtype=torch.uint8)),
+                         (gc.tensor(3), torch.tensor(3))):
+        for make, expected in ((lambda: gc.ones(size), torch.ones(oracle)),
+                               (lambda: gc.zeros((size, 2)), torch.zeros((oracle, 2)))):
+            for got in (make(), gc.compile(make)()):
+                assert np.asarray(got).dtype == np.float32
+                np.testing.assert_array_equal(np.asarray(got), expected.numpy())
+    for size, shown in ((torch.tensor(2.5), "tensor(2.5000)"), (torch.tensor(True), "tensor(True)"),
+                        (gc.tensor(2.5), "Tensor(2.5, dtype=f64)")):
+        for call in (lambda: gc.ones(size), lambda: gc.zeros((size,))):
+            with pytest.raises(GraphcError) as info:
+                call()
+            line, where = str(info.value).splitlines()
+            assert line == f"a size must be an int, got {shown}" and "test_edges.py" in where
+    with pytest.raises(GraphcError, match=r"^a size must be an int, got '12'\n"):
+        gc.ones("12")
+    for make in (lambda n: gc.ones(n), lambda n: gc.ones((n,))):
+        with pytest.raises(GraphcError, match=r"^int\(\) of a symbolic value: .* the value "
+                           r"passed as 'n' is traced: .* static_argnums"):
+            gc.compile(make)(np.int64(3))
+
+
 @pytest.mark.parametrize("reduce", [lambda v: gc.prod(v, axis=0),
                                     lambda v: gc.logsumexp(v, axis=0),
                                     lambda v: gc.sum(v, axis=0)])

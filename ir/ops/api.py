@@ -2388,13 +2388,18 @@ def _operator_mixin():
 
 def _shape_argument(shape) -> tuple:
     """A shape argument as a tuple of dims. One size: a Python or numpy integer, or a 0-d
-    integer array, as numpy's and torch's ones(np.int64(2)) and np.broadcast_to(x, 2) (a
-    numpy integer was iterated: a raw TypeError); a float or bool one is as_dim's one line."""
-    if isinstance(shape, (tuple, list)) or not (
-            isinstance(shape, (numbers.Number, np.generic, Dim))
-            or isinstance(shape, np.ndarray) and shape.ndim == 0):
+    integer array (numpy's, torch's, a tensor), as numpy's and torch's ones(np.int64(2)) and
+    np.broadcast_to(x, 2) (each was iterated: a raw TypeError, a traced one "len() of a 0-d
+    symbolic value"); a float or bool one is as_dim's one line, a traced one its
+    TracedNumberError naming the argument, as in a tuple."""
+    if isinstance(shape, (tuple, list)):
         return tuple(as_dim(d) for d in shape)
-    return (as_dim(shape),)
+    if isinstance(shape, str):  # (iterated, "12" was the shape (1, 2))
+        _fail(f"a size must be an int, got {shape!r}")
+    if isinstance(shape, (numbers.Number, np.generic, Dim)) or \
+            getattr(shape, "shape", None) == ():
+        return (as_dim(shape),)
+    return tuple(as_dim(d) for d in shape)  # another sequence of sizes: a range, a 1-d array
 
 
 def full(shape, value, dtype=None):
