@@ -12,7 +12,14 @@ nodes to that graph, so compile, grad and jvp of a vmapped function, and vmap of
 A graph and not an interpreter of its own (JAX's BatchTrace) because graphc differentiates
 graphs: grad inside f needs f's nodes, which a batching interpreter would not keep.
 Values f closes over (a tensor of an enclosing trace, an eager tensor, a layer's parameter)
-enter the traced graph as inputs of their own and are bound back to themselves, unbatched.
+enter the traced graph as inputs of their own and are bound back to themselves, unbatched;
+an eager weak value (-gc.sqrt(4.0), closed over or passed with in_axes None) enters as a weak
+constant, its value known to f. Eagerly, an op none of whose operands is a value of the
+traced graph (-v of such a v, p * 2 of a parameter) runs at once, as without vmap and as in
+torch.func.vmap and jax.vmap, so f can read what it computes from unbatched values
+(float(), `if`, a loss's argument check). Still traced: an op of no operands (gc.zeros), and
+one on an unmapped numpy float scalar made a weak float64 (or float16) by the arrays' dtype,
+which computes in that dtype as compiled, where eager code reads the number as float32.
 Random masks under vmap are the same for every example (one key, as in JAX) unless the key
 itself is batched.
 """
@@ -173,6 +180,10 @@ class _Region(Region):
         # int64 input holding which (bound to 0..size-1, batched), made on first use
         self.batched = {}
         self.example_index = None
+        # eagerly (no enclosing trace, or only eager vmaps' graphs), an op none of whose
+        # operands is a value of this graph runs at once (ir.ops.registry.apply)
+        self.concrete_runs_eagerly = outer is None or getattr(outer, "concrete_runs_eagerly",
+                                                              False)
 
     def capture(self, x):
         """x as a value of this graph (ir.region.Region asks this of its parent, so that a

@@ -467,3 +467,41 @@ def test_an_unmapped_weak_number_keeps_its_value_and_weak_type_eagerly():
                     in_axes=(0, None))(x, {"s": gc.sqrt(4.0)})
     assert np.asarray(grads["s"]).dtype == np.float32
     np.testing.assert_array_equal(np.asarray(grads["s"]), [5.0, 25.0])
+
+
+def test_what_fun_computes_from_unmapped_concrete_values_stays_concrete_eagerly():
+    """892f09b kept an unmapped weak number's own value, not that of what fun computes from
+    it: in an eager vmap an op on concrete operands alone became a node of vmap's graph, its
+    value unknown, so gaussian_nll_loss(r, r * 0, -v) was NaN (refused without vmap and by
+    torch.func.vmap) and float(v * 2) and `if -v < 0` were refused as symbolic (torch.func.vmap
+    and jax.vmap compute them). Such an op now runs eagerly (ir.ops.registry.apply)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    w = -gc.sqrt(4.0)
+    for call in (
+            lambda: gc.vmap(lambda r, v: gc.gaussian_nll_loss(r, r * 0, -v),
+                            in_axes=(0, None))(x, gc.sqrt(4.0)),
+            lambda: gc.vmap(lambda r, v: gc.gaussian_nll_loss(r, r * 0, v - 4),
+                            in_axes=(0, None))(x, np.float32(2)),
+            lambda: gc.vmap(lambda r: gc.gaussian_nll_loss(r, r * 0, w * 1))(x)):
+        with pytest.raises(GraphcError) as exc:
+            call()
+        assert _one_line(exc) == "gaussian_nll_loss: var must be >= 0, got -2.0"
+    tx, tv = torch.from_numpy(x), torch.tensor(2.0)
+    for fun, oracle in (
+            (lambda r, v: r * float(v * 2), lambda r, v: r * float(v * 2)),
+            (lambda r, v: r if -v < 0 else -r, lambda r, v: r if -v < 0 else -r),
+            (lambda r, v: gc.gaussian_nll_loss(r, r * 0, v * 1),
+             lambda r, v: torch.nn.functional.gaussian_nll_loss(r, r * 0, v * torch.ones(2)))):
+        got = gc.vmap(fun, in_axes=(0, None))(x, gc.sqrt(4.0))
+        want = torch.func.vmap(oracle, in_dims=(0, None))(tx, tv)
+        assert np.asarray(got).dtype == np.float32
+        np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-6)
+    got = gc.vmap(gc.vmap(lambda a, v: a * float(-v), in_axes=(0, None)),
+                  in_axes=(0, None))(x[:, :, None], gc.sqrt(4.0))  # vmap of vmap, eagerly
+    np.testing.assert_array_equal(np.asarray(got), -2 * x[:, :, None])
+    # a closed-over leaf: p * 2, computed now, is on the tape that backward() follows to p
+    p, tp = gc.tensor(np.float32(3.0), requires_grad=True), torch.tensor(3.0, requires_grad=True)
+    gc.sum(gc.vmap(lambda r: r * (p * 2))(x)).backward()
+    torch.func.vmap(lambda r: r * (tp * 2))(tx).sum().backward()
+    assert float(p.grad) == tp.grad.item() == 20.0

@@ -313,6 +313,26 @@ def test_a_longdouble_scalar_argument_is_a_weak_float_as_eagerly():
     assert out.dtype == np.float64 and out.tolist() == [2.5, 5.0]
 
 
+def test_an_eager_weak_value_passed_to_grad_inside_a_trace_is_weak_as_eagerly():
+    # 892f09b's graphc/transforms.py hunk: grad traced inside compile, grad, jvp or vmap lifted
+    # an eager weak value argument (s = gc.sqrt(2.0)) to a strong float32 input, which met
+    # float64 x as a dtype mix ("mul(f64[2], f32[]): operands must have one dtype"), where the
+    # eager grad takes it weakly: the float32 root widened to x's float64
+    s, x = gc.sqrt(2.0), np.array([1.0, 2.0]) / 3
+    g = gc.grad(lambda x, s: gc.sum(x * x * s), argnums=1)
+    eager = g(x, s)  # sum(x * x) in float64, the gradient of the weak float32 s: float32
+    assert eager.dtype == np.float32 and float(eager) == np.float32(5 / 9)
+    for got in (gc.compile(lambda x: g(x, s))(x), gc.jvp(lambda x: g(x, s), (x,), (x,))[0]):
+        assert np.asarray(got).dtype == np.float32 and float(np.asarray(got)) == float(eager)
+    assert gc.jvp(lambda x: g(x, s), (x,), (np.ones(2),))[1] == np.float32(2.0)
+    np.testing.assert_array_equal(np.asarray(gc.grad(lambda x: g(x, s))(x)), 2 * x)  # float64
+    h = gc.grad(lambda x, h: gc.sum(x * x * h["s"]), argnums=1)
+    for got in (gc.compile(lambda x: h(x, {"s": s}))(x)["s"],
+                gc.vmap(h, in_axes=(0, None))(np.stack([x, x]), {"s": s})["s"]):
+        assert np.asarray(got).dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(got), np.broadcast_to(eager.data, got.shape))
+
+
 def test_a_longdouble_through_hessian_and_inside_a_pytree_is_weak_as_an_argument():
     # hessian checked its arguments before converting them and called float128 no
     # floating-point dtype ('argument 0 has dtype float128 (a number); only floating-point
