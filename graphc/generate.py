@@ -347,10 +347,10 @@ def _whole_setting(value) -> int | None:
 
 def _real_setting(value) -> float | None:
     """`value` as a finite float by graphc's rule for a number setting that torch reads
-    (ir.ops.api._number's torch_scalars: a Python or numpy real, a Fraction, a 0-d real array
-    or tensor), but not a bool (transformers takes temperature=True; top_k=True is refused,
-    and top_p=True), or None. Each setting is converted once, here: a Fraction went on into
-    choose() (an object array numpy's exp refuses), 10**400 overflowed in math.isfinite."""
+    (ir.ops.api._number's torch_scalars: a Python or numpy int or float, a 0-d real array
+    or tensor; not a Fraction or a Decimal, as torch's), but not a bool (transformers takes
+    temperature=True; top_k=True is refused, and top_p=True), or None. Each setting is
+    converted once, here: 10**400 overflowed in math.isfinite."""
     if isinstance(value, (bool, np.bool_)) or (
             getattr(value, "shape", None) == () and np.asarray(value).dtype == np.bool_):
         return None

@@ -168,8 +168,6 @@ def _same_tokens(given, plain):
     (dict(top_k=np.uint8(3)), dict(top_k=3)),
     (dict(top_k=np.uint16(3)), dict(top_k=3)),
     (dict(top_k=np.uint64(3)), dict(top_k=3)),
-    # a Fraction went on into choose(): numpy's exp refused the object array
-    (dict(temperature=Fraction(1, 2)), dict(temperature=0.5)),
     # a 0-d array passed as a seed sequence, and numpy failed on it ("len() of unsized
     # object", "zero-dimensional arrays cannot be concatenated")
     (dict(seed=np.array(3)), dict(seed=3)),
@@ -225,6 +223,11 @@ def test_sampling_settings_as_torch_scalars_are_numbers():
     (dict(tokens=np.array(True)), r"tokens must be a whole number, got array\(True\)"),
     (dict(tokens=np.array(3.0)), r"tokens must be a whole number, got array\(3\.\)"),
     (dict(seed=np.array(-3)), r"seed must be a whole number >= 0, .*, got array\(-3\)"),
+    # a number setting is a Python or numpy int or float (is_real, f0bfb97's one number
+    # rule), as torch's and transformers' ("`temperature` (=1/2) has to be a strictly
+    # positive float"): a Fraction is refused, not read as 0.5
+    (dict(temperature=Fraction(1, 2)), r"temperature must be a finite number >= 0, got "
+                                       r"Fraction\(1, 2\)"),
     # it gave no tokens; transformers' max_new_tokens and graphc sample --tokens refuse it
     (dict(tokens=-1), r"tokens must be >= 0 \(0: none\), got -1"),
 ])
