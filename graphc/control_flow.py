@@ -32,7 +32,7 @@ from ir.graph import current_graph
 from ir.ops import api as F
 from ir.ops.precision import STATE as AUTOCAST
 from ir.ops.registry import (SymbolicValue, apply, foreign_array_name, is_weak_scalar, like_dtype,
-                             lift_symbolic)
+                             lift_symbolic, scalar_array)
 from ir.types import BFLOAT16, FLOAT_SCALARS, Dim, InconclusiveDim, TensorType, is_float, is_int
 from ir.region import Region
 from runtime.eager import Tensor, apart_from, no_grad, op_serial
@@ -467,8 +467,8 @@ def _whole(value, what) -> int:
     refuses float bounds too)."""
     if is_int(value):
         return int(value)
-    held = np.asarray(value)
-    if held.ndim != 0 or held.dtype.kind not in "iu":
+    held = scalar_array(value)  # (a bfloat16 or requires_grad tensor too: a float one here)
+    if held is None or held.ndim != 0 or held.dtype.kind not in "iu":
         raise GraphcError(f"{what} must be an int, got {value!r}", (user_location(),))
     return int(held)
 
@@ -703,9 +703,11 @@ def fori_loop(lower, upper, body_fun, init_val):
         except InconclusiveDim:  # as fori_loop(2, n): no steps at n = 1, n - 2 at n >= 2
             return _fori_while(lower, upper, body_fun, init_val)
     else:
-        dtype = np.result_type(np.asarray(lower), np.asarray(upper))
-        lower = _whole(lower, "fori_loop: lower")  # (an eager Tensor's value too)
-        length = _whole(upper, "fori_loop: upper") - lower
+        # the bounds checked first: numpy's reading refused a bfloat16 tensor raw
+        start = _whole(lower, "fori_loop: lower")  # (an eager Tensor's value too)
+        length = _whole(upper, "fori_loop: upper") - start
+        dtype = np.result_type(scalar_array(lower), scalar_array(upper))
+        lower = start
         runs = length > 0
     if not runs:  # no loop, but the number a loop takes (traced bounds: a while_loop)
         init_leaves = leaves_and_structure(init_val)[0]

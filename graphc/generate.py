@@ -39,7 +39,7 @@ import numpy as np
 from ir.errors import GraphcError
 from ir.graph import Graph
 from ir.ops import api as F
-from ir.ops.registry import graph_param
+from ir.ops.registry import graph_param, scalar_array
 from ir.types import NOT_NUMBERS, as_dim, as_dtype, is_int
 from runtime.build import build_plan
 
@@ -352,7 +352,8 @@ def _real_setting(value) -> float | None:
     temperature=True; top_k=True is refused, and top_p=True), or None. Each setting is
     converted once, here: 10**400 overflowed in math.isfinite."""
     if isinstance(value, (bool, np.bool_)) or (
-            getattr(value, "shape", None) == () and np.asarray(value).dtype == np.bool_):
+            getattr(value, "shape", None) == () and
+            getattr(scalar_array(value), "dtype", None) == np.bool_):
         return None
     try:
         number = F._number("", value, torch_scalars=True)

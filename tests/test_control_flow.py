@@ -235,6 +235,22 @@ def test_fori_loop_with_python_bounds_is_a_differentiable_scan():
     _close(gc.compile(lambda x: gc.fori_loop(3, 3, lambda i, v: v * 2.0, x))(x), x)
 
 
+def test_a_loop_bound_as_a_tensor_numpy_cannot_read_is_one_line():
+    """r9: fori_loop read its bounds' dtype with np.asarray before checking them, and torch's
+    __array__ refuses a bfloat16 tensor: a raw TypeError. A float bound is refused in one
+    line, as scan's length is (an int tensor is its number)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    bf16 = torch.tensor(3.0, dtype=torch.bfloat16)
+    with pytest.raises(GraphcError, match=r"^fori_loop: upper must be an int, got "
+                                          r"tensor\(3\., dtype=torch\.bfloat16\)\n"):
+        gc.fori_loop(0, bf16, lambda i, v: v, np.float64(0))
+    with pytest.raises(GraphcError, match=r"^scan: length must be an int, got "
+                                          r"tensor\(3\., dtype=torch\.bfloat16\)\n"):
+        gc.scan(lambda c, x: (c, x), 0.0, None, length=bf16)
+    assert float(gc.fori_loop(1, torch.tensor(4), lambda i, v: v + gc.cast(i, "float64"),
+                              np.float64(0))) == 1 + 2 + 3
+
+
 def test_fori_loop_with_traced_bounds_and_while_loop_match_python_loops():
     def grow(x, limit):
         def body(carry):

@@ -213,6 +213,42 @@ def test_sampling_settings_as_torch_scalars_are_numbers():
         _same_tokens(dict(temperature=torch.tensor(True)), {})
 
 
+def test_sampling_settings_and_ids_as_tensors_numpy_cannot_read():
+    """r9: a bfloat16, requires_grad or meta 0-d tensor met torch's __array__ in _whole and
+    _as_number (np.asarray): a raw TypeError or RuntimeError for every setting and token id.
+    They are read as torch reads a tensor given as a number (.item()), as transformers takes
+    top_p=torch.tensor(0.5, dtype=torch.bfloat16); a meta tensor, no number, is one line."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    half = torch.tensor(0.5, dtype=torch.bfloat16)
+    for given, plain in [(dict(temperature=half), dict(temperature=0.5)),
+                         (dict(top_p=half), dict(top_p=0.5)),
+                         (dict(temperature=torch.tensor(0.5, requires_grad=True)),
+                          dict(temperature=0.5)),
+                         (dict(top_p=torch.tensor(0.5, requires_grad=True)), dict(top_p=0.5))]:
+        _same_tokens(given, plain)
+    meta = torch.tensor(0.5, device="meta")
+    for given, message in [
+            (dict(top_k=torch.tensor(3.0, dtype=torch.bfloat16)),
+             r"top_k must be a whole number, got tensor\(3\..*bfloat16\)"),  # (reprlib's)
+            (dict(tokens=torch.tensor(3.0, requires_grad=True)),
+             r"tokens must be a whole number, got tensor\(3\..*requires_grad=True\)"),
+            (dict(stop_tokens=torch.tensor(3.0, dtype=torch.bfloat16)),
+             r"stop_tokens: token id tensor\(3\., dtype=torch\.bfloat16\) is not a whole "
+             r"number"),
+            (dict(seed=half), r"seed must be a whole number >= 0, .*, got tensor\(0\.5000, "
+                              r"dtype=torch\.bfloat16\)"),
+            # (reprlib's: tensor(..., d...eta', size=()))
+            (dict(temperature=meta), r"temperature must be a finite number >= 0, got "
+                                     r"tensor\(.*eta', size=\(\)\)"),
+            (dict(top_p=meta), r"top_p must be in \(0, 1\], got tensor\(.*eta', size=\(\)\)")]:
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            _same_tokens(given, {})
+    model, params = small_model("float32")
+    with pytest.raises(ValueError, match=r"^token id tensor\(1\., dtype=torch\.bfloat16\) is "
+                                         r"not a whole number$"):
+        Generator(model, params).generate(torch.tensor([[1.0, 2.0]], dtype=torch.bfloat16), 2)
+
+
 @pytest.mark.parametrize("bad, message", [
     # math.isfinite's raw OverflowError
     (dict(temperature=10 ** 400), r"temperature must be a finite number >= 0, got "

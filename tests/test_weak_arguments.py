@@ -574,6 +574,22 @@ def test_a_complex_setting_or_fill_is_refused_whatever_its_kind(kind):
     np.testing.assert_array_equal(gc.linspace(0, np.float64(0.5), 3), [0.0, 0.25, 0.5])
 
 
+def test_a_layer_setting_as_a_tensor_numpy_cannot_read_is_its_number():
+    """r9: api._as_number read a 0-d tensor setting with np.asarray, which torch's __array__
+    refuses for a bfloat16 or requires_grad tensor (raw TypeError, RuntimeError): it is read
+    as torch reads it now (.item()); a meta tensor, which has no number, is one line."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([-2.0, 3.0], np.float32)
+    for slope in (torch.tensor(0.25, dtype=torch.bfloat16),
+                  torch.tensor(0.25, requires_grad=True)):
+        want = torch.nn.functional.leaky_relu(torch.tensor(x), float(slope))
+        np.testing.assert_array_equal(gc.nn.LeakyReLU(slope)(gc.tensor(x)).numpy(), want.numpy())
+        assert gc.nn.Dropout(slope).p == 0.25
+    with pytest.raises(GraphcError, match=r"^Dropout: p must be a number, got tensor\(.*"
+                                          r"device='meta'.*\)\n"):
+        gc.nn.Dropout(torch.tensor(0.5, device="meta"))
+
+
 @pytest.mark.parametrize("kind", [complex, np.complex64, np.complex128, np.clongdouble])
 def test_a_complex_number_is_refused_at_every_entry_point_that_reads_a_number(kind):
     """The other places that read a number with float(), int() or numpy took a numpy complex

@@ -24,7 +24,7 @@ from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, f
                      holds_when_bound, is_float, is_half, is_int, is_real, is_real_dtype)
 from . import precision
 from .registry import (SymbolicValue, apply, innermost_interpreter, is_weak_scalar,
-                       refuse_foreign_array)
+                       refuse_foreign_array, scalar_array)
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -194,8 +194,8 @@ def _as_number(value, torch_scalars=True):
         # and torch refuses)
         if hasattr(value, "__array__") and not isinstance(value, np.generic) and \
                 getattr(value, "shape", None) == ():
-            array = np.asarray(value)
-            if is_real_dtype(array.dtype):
+            array = scalar_array(value)  # (a bfloat16 or requires_grad tensor too)
+            if array is not None and is_real_dtype(array.dtype):
                 return float(array)
     return None
 

@@ -255,6 +255,25 @@ def foreign_array_name(x):
         f"{kind.__module__}.{kind.__qualname__}"
 
 
+def scalar_array(x):
+    """`x` as numpy reads it (np.asarray), or, for a 0-d tensor of another library that
+    numpy cannot read, as torch reads a tensor given as a number: the .item() of its
+    detached CPU copy, as a 0-d array (torch's __array__ refuses a bfloat16, requires_grad,
+    CUDA or meta tensor, a raw TypeError or RuntimeError where a setting or a token id is
+    read). None where neither reads it (a meta tensor has no number): the caller's one line.
+    For settings and concrete numbers, read once; not for operands (refuse_foreign_array)."""
+    try:
+        return np.asarray(x)
+    except (TypeError, RuntimeError, ValueError):
+        pass
+    if getattr(x, "shape", None) != ():  # (.item() would read a 1-element tensor too)
+        return None
+    try:  # (duck-typed: ir imports no torch)
+        return np.asarray(x.detach().cpu().item())
+    except (AttributeError, TypeError, RuntimeError, ValueError, NotImplementedError):
+        return None
+
+
 def refuse_foreign_array(x, opname=""):
     """Raise the one-line refusal of `x` if it is another library's array (a torch.Tensor, a
     JAX or CuPy array: it has __array__ or __dlpack__ but is no numpy array), which graphc
