@@ -9,6 +9,7 @@ import re
 import stat
 import sys
 import tempfile
+import threading
 import zipfile
 from contextlib import contextmanager
 
@@ -25,6 +26,12 @@ LOCK_NAME = ".graphc.lock"
 # process". The pid written in the file does not: it is stale between a release and the
 # next holder's write, and another pid namespace (a container) may run graphc as this pid.
 _HELD: dict[tuple[int, int], tuple[int, int]] = {}
+# Held from a lock file's open until its descriptor is in _HELD (or closed), and from its
+# removal from _HELD until its close; a fork waits for it (register_at_fork below), so that
+# no child is forked while a descriptor that holds or will hold an flock is not in _HELD,
+# where the child's hook would not see it: the child's copy kept the directory locked.
+# Never held across the yield (a fork inside the block would wait forever).
+_FORK_GUARD = threading.Lock()
 # atomic_writer's temporary for PATH is .NAME.RANDOM.graphc-tmp beside it (NAME: PATH's file
 # name): a name no other program uses, so a killed writer's leftover is recognisably graphc's
 TEMP_SUFFIX = ".graphc-tmp"
@@ -407,6 +414,26 @@ def exclusive_directory(path: str, what: str = "graphc train"):
         raise GraphcError(f"cannot create the directory {path} ({exc.strerror or exc}); "
                           "write into another directory (graphc train: --out)") from None
     lock = os.path.join(path, LOCK_NAME)
+    with _FORK_GUARD:
+        key, fd = _take_lock_file(path, lock, what)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with _FORK_GUARD:
+            # only this process's own entry: a child forked inside the block holds none
+            # (_drop_inherited_locks cleared them), and if it took the directory itself in an
+            # inner block, that block removed its own entry (del raised KeyError here)
+            if _HELD.get(key) == (os.getpid(), fd):
+                del _HELD[key]
+            os.close(fd)
+
+
+def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], int]:
+    """exclusive_directory's open and flock of `lock`, recorded in _HELD -> (key, fd); on a
+    refusal the descriptor is closed and one GraphcError line raised. Called holding
+    _FORK_GUARD."""
     try:  # not following a link, and not blocking on a FIFO
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:  # a directory or a link there: Python's "[Errno 21]" alone said
@@ -422,7 +449,7 @@ def exclusive_directory(path: str, what: str = "graphc train"):
                               "into another directory (graphc train: --out)")
         raise GraphcError(f"{lock} cannot be this run's lock file ({problem}); remove it, or "
                           "write into another directory (graphc train: --out)")
-    key, held = (st.st_dev, st.st_ino), False
+    key = (st.st_dev, st.st_ino)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -444,14 +471,11 @@ def exclusive_directory(path: str, what: str = "graphc train"):
             raise GraphcError(f"{path} is in use by another {what} (process {holder}); wait "
                               "for it to end, or write into another directory (graphc "
                               "train: --out)") from None
-        _HELD[key], held = (os.getpid(), fd), True
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        if held:
-            del _HELD[key]
+    except BaseException:
         os.close(fd)
+        raise
+    _HELD[key] = (os.getpid(), fd)
+    return key, fd
 
 
 def _drop_inherited_locks() -> None:
@@ -463,19 +487,28 @@ def _drop_inherited_locks() -> None:
     unlock the parent too. /dev/null takes the descriptor's number rather than a close(), so
     that the exclusive_directory that opened it (still on the child's stack when it forked
     inside the block) closes /dev/null at its end, not a file the child opened since under
-    the freed number."""
-    if not _HELD:
-        return
+    the freed number. _HELD is cleared after: the child holds none of those locks, and a
+    stale entry made its own child's hook dup2 /dev/null over a file the child had opened
+    since under a number it had closed. Releases _FORK_GUARD, which the fork took."""
     try:
-        devnull = os.open(os.devnull, os.O_RDONLY)
-    except OSError:  # (out of descriptors) the lock matters more than the number
+        if not _HELD:
+            return
+        try:
+            devnull = os.open(os.devnull, os.O_RDONLY)
+        except OSError:  # (out of descriptors) the lock matters more than the number
+            for _, fd in _HELD.values():
+                os.close(fd)
+            return
         for _, fd in _HELD.values():
-            os.close(fd)
-        return
-    for _, fd in _HELD.values():
-        os.dup2(devnull, fd, inheritable=False)
-    os.close(devnull)
+            os.dup2(devnull, fd, inheritable=False)
+        os.close(devnull)
+    finally:
+        _HELD.clear()
+        _FORK_GUARD.release()
 
 
 if fcntl is not None and hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_inherited_locks)
+    # a fork waits while another thread is between a lock file's open and its record in
+    # _HELD, or between its removal and its close (_FORK_GUARD); it is not held across forks
+    os.register_at_fork(before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release,
+                        after_in_child=_drop_inherited_locks)

@@ -100,6 +100,134 @@ def test_a_child_forked_while_a_directory_is_held_does_not_keep_it_locked(tmp_pa
     assert os.waitpid(child, 0)[1] == 0
 
 
+def _in_child(body):
+    """fork; the child runs body() -> bytes and sends it back, or its error; -> what it sent."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(r)
+            try:
+                said = body()
+            except BaseException as exc:  # (the parent's assertion shows it)
+                said = f"{type(exc).__name__}: {exc}".encode()
+            os.write(w, said)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        said = fh.read()
+    assert os.waitpid(child, 0)[1] == 0
+    return said
+
+
+def test_a_forked_child_keeps_no_record_of_its_parents_locks(tmp_path):
+    """r9: a child forked inside the block kept the parent's _HELD entry, and the at-fork
+    hook dup2s /dev/null over every entry's descriptor. A child that closed its inherited
+    descriptors and opened a file under the lock's old number had that file replaced by a
+    read-only /dev/null in its own child: the grandchild's write failed with EBADF."""
+    from graphc.files import _HELD
+    run, log = str(tmp_path / "run"), str(tmp_path / "child.log")
+
+    def reuse_the_number():
+        os.close(lock_fd)  # (a daemon's closerange)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        assert fd == lock_fd  # (the lowest free number)
+        return _in_child(lambda: b"wrote %d" % os.write(fd, b"grandchild's line\n"))
+
+    with exclusive_directory(run, "training run"):
+        (_, lock_fd), = _HELD.values()
+        assert _in_child(reuse_the_number) == b"wrote 18"
+    assert open(log).read() == "grandchild's line\n"
+
+
+def test_a_child_forked_in_the_block_may_take_the_directory_once_it_is_free(tmp_path):
+    """r9: a child forked inside the block that took the same directory itself once the
+    parent let go (its own copy is /dev/null) overwrote the parent's _HELD entry; its inner
+    block deleted it, and leaving the inherited block raised KeyError."""
+    run = str(tmp_path / "run")
+    said_r, said_w = os.pipe()
+    go_r, go_w = os.pipe()
+    child = None
+    try:
+        with exclusive_directory(run, "training run"):
+            child = os.fork()
+            if child == 0:
+                os.read(go_r, 1)  # the parent has let go
+                with exclusive_directory(run, "training run"):
+                    os.write(said_w, b"took it | ")
+                os.write(said_w, b"left the inner block | ")
+    except BaseException as exc:
+        if child != 0:
+            raise
+        os.write(said_w, f"{type(exc).__name__}: {exc}".encode())
+        os._exit(1)
+    if child == 0:
+        os.write(said_w, b"left the inherited block")
+        os._exit(0)
+    os.write(go_w, b"g")
+    status = os.waitpid(child, 0)[1]
+    os.close(said_w)
+    with os.fdopen(said_r, "rb") as fh:
+        assert fh.read() == b"took it | left the inner block | left the inherited block"
+    assert status == 0
+    for fd in (go_r, go_w):
+        os.close(fd)
+
+
+def test_a_fork_waits_while_another_thread_opens_the_lock(tmp_path, monkeypatch):
+    """r9: the fork hook sees only the locks recorded in _HELD: a fork from another thread
+    between the lock file's open and its record gave a child whose copy of the descriptor
+    took the flock with the parent's (one open file description), unseen by the hook, and
+    the directory stayed locked while that child lived. A fork now waits for that window."""
+    import fcntl
+    import threading
+    import time
+    from types import SimpleNamespace
+    from graphc import files
+
+    run = str(tmp_path / "run")
+    forking, taken = threading.Event(), threading.Event()
+
+    def slow_flock(fd, how):  # the other thread, inside the window when the fork comes
+        forking.wait()
+        time.sleep(0.2)
+        return fcntl.flock(fd, how)
+
+    monkeypatch.setattr(files, "fcntl", SimpleNamespace(
+        flock=slow_flock, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB))
+
+    def hold_briefly():
+        with exclusive_directory(run, "training run"):
+            taken.set()
+
+    holder = threading.Thread(target=hold_briefly)
+    holder.start()
+    time.sleep(0.05)  # (the holder is in slow_flock)
+    up_r, up_w = os.pipe()
+    go_r, go_w = os.pipe()
+    forking.set()
+    child = os.fork()
+    if child == 0:  # its at-fork hook has run: it says so, and lives on until told
+        try:
+            os.write(up_w, b"u")
+            os.read(go_r, 1)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(up_r, 1) == b"u"
+        holder.join()
+        assert taken.is_set()
+        monkeypatch.undo()
+        with exclusive_directory(run, "training run"):  # the holder let go, the child lives
+            pass
+    finally:
+        os.write(go_w, b"g")
+        for fd in (up_r, up_w, go_r, go_w):
+            os.close(fd)
+        assert os.waitpid(child, 0)[1] == 0
+
+
 def test_a_second_training_into_a_held_directory_stops_and_keeps_its_checkpoint(
         tmp_path, text_file, capsys):  # noqa: F811
     assert train(tmp_path, text_file, "--steps", "2") == 0
