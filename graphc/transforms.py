@@ -231,16 +231,17 @@ class Compiled:
         key, all_leaves = [], []
         for i, a in enumerate(args):
             if i in static:
-                try:
-                    hash(a)
-                except TypeError:
+                if not _hashable(a):
                     name = self._names(len(args))[i]
-                    raise GraphcError(f"compile: static argument {name} is a "
-                                      f"{type(a).__name__}, which is not hashable (a plan is "
-                                      f"keyed by it); close over {name} instead (compile a "
-                                      "functools.partial or a lambda passing it, as with "
-                                      "jax.jit) or pass a hashable value such as a tuple",
-                                      (user_location(),)) from None
+                    what = _unhashable_kind(a)
+                    # (a tuple of numbers is hashable: a tuple holding a dict is refused too)
+                    instead = "" if isinstance(a, tuple) else \
+                        " or pass a hashable value such as a tuple"
+                    raise GraphcError(f"compile: static argument {name} is {what}, which is "
+                                      f"not hashable (a plan is keyed by it); close over "
+                                      f"{name} instead (compile a functools.partial or a "
+                                      f"lambda passing it, as with jax.jit){instead}",
+                                      (user_location(),))
                 key.append(("static", _typed(a), a))
             else:
                 leaves, structure = leaves_and_structure(a)
@@ -397,7 +398,7 @@ class Compiled:
         except TracedNumberError as exc:
             if self.retrace or self.without_static_args is not None:
                 raise  # (eager derivatives and vjp give their own advice)
-            raise _static_advice(exc, args, names, fname) from None
+            raise _static_advice(exc, args, names, self.fn) from None
         graph.finished = f"the compiled {fname}"  # ir.ops.registry.apply: a leaked value
         # fn takes gradients itself (a training step: value_and_grad, then the optimiser's
         # update): its closures are constants, as jax.jit's (_taped_closures)
@@ -1335,7 +1336,7 @@ class _EagerSplit(Compiled):
         return "not given" if name not in user and "." not in name else "traced"
 
 
-def _static_advice(exc, args, names, fname="f"):
+def _static_advice(exc, args, names, fn=None):
     """exc, a number traced by gc.compile used as a Python value, whose advice (ir's) is to
     list its position in static_argnums; where it is a leaf of a dict, a list or another
     unhashable argument (cfg["k"]), static_argnums refuses that argument (the advice
@@ -1347,21 +1348,17 @@ def _static_advice(exc, args, names, fname="f"):
     holders = {}  # the unhashable arguments holding a named leaf: {position: name}
     for leaf in exc.arguments:
         i = next((i for i, name in enumerate(names) if leaf.startswith(f"{name}.")), None)
-        if i is None:
-            continue
-        try:
-            hash(args[i])
-        except TypeError:
+        if i is not None and not _hashable(args[i]):
             holders[i] = names[i]
     if not holders:
         return exc
     quoted = " and ".join(repr(name) for name in exc.arguments)
     one = len(exc.arguments) == 1
     held = " and ".join(holders.values())
-    unhashable = f"a {type(args[next(iter(holders))]).__name__} is not hashable" \
-        if len(holders) == 1 else ", ".join(f"{name} is a {type(args[i]).__name__}"
+    unhashable = f"{_unhashable_kind(args[next(iter(holders))])} is not hashable" \
+        if len(holders) == 1 else ", ".join(f"{name} is {_unhashable_kind(args[i])}"
                                             for i, name in holders.items()) + ": not hashable"
-    fn = fname if fname.isidentifier() and not keyword.iskeyword(fname) else "f"  # (lambda)
+    fn = _code_name(fn)
     # functools.partial fills the leading parameters only; a lambda passes any of them
     closure = f"functools.partial({fn}, {', '.join(holders.values())})" \
         if sorted(holders) == list(range(len(holders))) else f"a lambda passing {held} to {fn}"
@@ -1373,6 +1370,29 @@ def _static_advice(exc, args, names, fname="f"):
         f"or pass {'the number' if one else 'each number'} as an argument of its own, listed "
         f"in static_argnums; static_argnums cannot take {held} ({unhashable})", exc.locs,
         exc.arguments, exc.reason)
+
+
+def _unhashable_kind(value) -> str:
+    """What makes an unhashable static value so, for messages: "a dict", or "a tuple holding
+    a dict" (a tuple is hashable: its items are not)."""
+    kind = f"a {type(value).__name__}"
+    if isinstance(value, tuple):
+        inner = next((x for x in value if not _hashable(x)), None)
+        if inner is not None:
+            return f"{kind} holding {_unhashable_kind(inner)}"
+    return kind
+
+
+def _code_name(fn) -> str:
+    """The name advice's code calls the compiled function by (functools.partial(first, cfg)):
+    a plain function's name, a functools.partial binding nothing its function's
+    (function_name says "partial", the type). Else "f": a lambda, a partial binding
+    arguments (partial(first, cfg) would drop them), a bound method or a Module (called by
+    a name of the user's: model.step, model)."""
+    if isinstance(fn, functools.partial) and not fn.args and not fn.keywords:
+        fn = fn.func
+    name = fn.__name__ if inspect.isfunction(fn) else ""
+    return name if name.isidentifier() and not keyword.iskeyword(name) else "f"
 
 
 def _differentiated_number(exc, fn, args, wrt, who):

@@ -252,6 +252,51 @@ def test_a_traced_number_in_a_dict_or_list_argument_is_not_pointed_at_static_arg
     np.testing.assert_allclose(k_alone(x, {"w": 1.0}, 1.0), 3.0)
 
 
+def test_a_tuple_holding_a_dict_and_a_compiled_partial_get_advice_that_works():
+    """Review r5 of a5b2205: a tuple holding a dict was told "a tuple is not hashable" and to
+    "pass a hashable value such as a tuple"; a compiled functools.partial was told to compile
+    "functools.partial(partial, cfg)" (function_name gives a partial's type). Now the line
+    says what inside the tuple is unhashable, and the code advised calls the partial's
+    function (a placeholder f where a partial binds arguments or a method is compiled)."""
+    x = np.ones(3)
+
+    def nested(x, p):
+        return gc.sum(x) * len(range(p[0]["n"]))
+
+    def first(cfg, x):
+        return gc.sum(x) * len(range(cfg["n"]))
+
+    p = ({"n": 3},)
+    with pytest.raises(gc.GraphcError, match=r"^compile: static argument p is a tuple holding "
+                       r"a dict, which is not hashable \(a plan is keyed by it\); close over p "
+                       r"instead \(compile a functools\.partial or a lambda passing it, as "
+                       r"with jax\.jit\)\n  at .*test_review_s22u\.py:\d+$"):
+        gc.compile(nested, static_argnums=1)(x, p)
+    with pytest.raises(gc.GraphcError) as info:
+        gc.compile(nested)(x, p)
+    assert str(info.value).splitlines()[0].endswith(
+        "close over p (compile a lambda passing p to nested, as with jax.jit: its values are "
+        "then constants of the plan) or pass the number as an argument of its own, listed in "
+        "static_argnums; static_argnums cannot take p (a tuple holding a dict is not hashable)")
+    for compiled, args, code in [
+            (functools.partial(first), ({"n": 3}, x), "functools.partial(first, cfg)"),
+            (functools.partial(first, x=x), ({"n": 3},), "functools.partial(f, cfg)"),
+            (Holder().first, ({"n": 3}, x), "functools.partial(f, cfg)")]:
+        with pytest.raises(gc.GraphcError) as info:
+            gc.compile(compiled)(*args)
+        assert f"close over cfg (compile {code}, as with jax.jit" in str(info.value)
+    # followed: closed over, as a lambda or the partial advised, the values are n * sum(x)
+    np.testing.assert_allclose(gc.compile(lambda x: nested(x, p))(x), 9.0)
+    np.testing.assert_allclose(gc.compile(functools.partial(first, {"n": 4}))(x), 12.0)
+    np.testing.assert_allclose(gc.compile(functools.partial(functools.partial(
+        first, x=x), {"n": 2}))(), 6.0)
+
+
+class Holder:
+    def first(self, cfg, x):
+        return gc.sum(x) * len(range(cfg["n"]))
+
+
 def test_vjp_jvp_and_linearize_tell_to_close_over_a_number_not_static_argnums():
     # gc.vjp / gc.jvp / gc.linearize of f(x, n) using n as a Python value told to list n in
     # static_argnums, an option only gc.compile has; as JAX's vjp and jvp they take none
