@@ -19,8 +19,8 @@ import numpy as np
 
 from ir import settings, weak
 from ir.errors import GraphcError, TracedNumberError, user_location, user_stacklevel
-from ir.graph import Node, current_graph
-from ir.ops.registry import (apply, differentiating, is_weak_scalar, like_dtype,
+from ir.graph import Node, current_graph, probing
+from ir.ops.registry import (apply, differentiating, get_op, is_weak_scalar, like_dtype,
                              lift_symbolic, refuse_foreign_array)
 from ir.types import (FLOAT_DTYPES, FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, SHORT_NAMES,
                       WIDENED_INPUTS, Dim, as_dim, is_float, is_int)
@@ -115,6 +115,7 @@ class Compiled:
         self._plans = {}
         self._used = OrderedDict()  # id(plan) -> (key, plan), the one used last at the end
         self._warned_recompiles = False
+        self._differentiates = False  # whether fn's last trace took a gradient (the warning)
         # id(plan) -> ([(leaf position, weak input node)], [(weak integer node, the integer
         # dtype it meets)]) (ir/weak.py)
         self._weak_int_limits = {}
@@ -403,6 +404,7 @@ class Compiled:
         # fn takes gradients itself (a training step: value_and_grad, then the optimiser's
         # update): its closures are constants, as jax.jit's (_taped_closures)
         graph.differentiates_itself = _traced_derivatives.count != derivatives
+        self._differentiates = graph.differentiates_itself
         return graph, written
 
     # torch.compile's cache_size_limit: this many compilations of one function say that
@@ -427,22 +429,51 @@ class Compiled:
                 f"times (the latest: {latest}); {advice}"), stacklevel=user_stacklevel())
             return
         old = self._last_key
-        static = [name for name, a, b in zip(self._names(len(signature)), old, signature)
-                  if a != b and "static" in (a[0], b[0])] if len(old) == len(signature) else []
-        # what changed decides the advice: a static argument is traced once left out of
-        # static_argnums, where fn computes with it (a loop over range(n) said to use
-        # gc.where, and to pass as an argument what was one)
-        advice = (f"{' and '.join(static)} {'is' if len(static) == 1 else 'are'} static: each "
-                  "value compiles a plan; left out of static_argnums it is traced, one plan "
-                  "for every value, where the function computes with it: a loop over "
-                  "range(n) as gc.fori_loop(0, n, body, init), an `if` as gc.where(cond, a, "
-                  "b)") if static else (
+        changed = [(name, a, b) for name, a, b in zip(self._names(len(signature)), old,
+                                                       signature)
+                   if a != b and "static" in (a[0], b[0])] if len(old) == len(signature) else []
+        # what changed decides the advice: a static number is traced once left out of
+        # static_argnums, where fn computes with it; any other static value (a str, a tuple)
+        # cannot be traced (left out: "cannot make a tensor spec from a str")
+        numbers = [name for name, a, b in changed
+                   if all(x[0] == "static" and is_weak_scalar(x[2]) for x in (a, b))]
+        others = [name for name, _, _ in changed if name not in numbers]
+        advice = [self._static_number_advice(numbers)] if numbers else []
+        if others:
+            advice.append(f"{' and '.join(others)} {'is' if len(others) == 1 else 'are'} "
+                          "static and no number: each value keys a plan of its own, as with "
+                          "jax.jit; keep to a few values")
+        advice = "; ".join(advice) or (
             "a value the trace reads as a constant (a setting, a Python number, a shape) "
             "compiles a new plan each time it changes: pass it as an argument, or mark the "
             "dimension polymorphic")
         warnings.warn(RecompileWarning(
             f"compiled {fname} has been compiled {len(self.recompiles) + 1} times (the latest: "
             f"{latest}); {advice}"), stacklevel=user_stacklevel())
+
+    def trace_only(self, args):
+        """fn's trace at these arguments as a call makes it, with no plan built or kept
+        (eager_runner's probe of the uses of a number)."""
+        weak = _weak_floats(args, self._static(len(args)))
+        return self._trace(weak, self.signature(weak), given=args)
+
+    def _static_number_advice(self, numbers) -> str:
+        """How static numbers used as Python values would be traced instead, per use (which
+        the trace of a static number does not see): an `if`, a loop over range(n) (where
+        fn takes a gradient, a fixed-length loop masking the steps past n: a loop of traced
+        length is a while_loop, which has no reverse mode), a shape (static either way: an
+        array argument's dimension marked polymorphic)."""
+        quoted = " and ".join(numbers)
+        loop = ("a fixed N steps masking those past n, gc.fori_loop(0, N, lambda i, c: "
+                "gc.where(i < n, step(c), c), init) (a loop of traced length, fori_loop(0, n), "
+                "has no reverse mode)") if self._differentiates else \
+            "gc.fori_loop(0, n, body, init)"
+        return (f"{quoted} {'is' if len(numbers) == 1 else 'are'} static: each value compiles "
+                "a plan; left out of static_argnums a number is traced, one plan for every "
+                "value, where the function computes with it: an `if` as gc.where(cond, a, b), "
+                f"a loop over range(n) as {loop}; a shape keys the plan either way: take the "
+                "size from an array argument's dimension marked polymorphic (polymorphic_shapes)"
+                " instead")
 
     def _number_advice(self, numbers) -> list:
         """Per use (_EagerSplit.uses: the error that made each number pass as it is), how a
@@ -1191,12 +1222,22 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
                                      for p, name in leaves):
                     raise
                 user = split._user_names(len(args))
+                # the trace stopped at the first use (an `if`): once more, given the numbers'
+                # values, it sees the others (then range(n)) for the recompile warning
+                _probe_uses(split.uses, call_of(args, kwargs), args, kwargs, user)
                 for p, name in leaves:
                     as_they_are.setdefault(p, set()).add(name)
                     argument = p if isinstance(p, str) else user[p]  # (as _as_they_are names)
-                    split.uses[f"{argument}.{name}" if name else argument] = exc.reason
+                    split.uses.setdefault(f"{argument}.{name}" if name else argument,
+                                          set()).add(exc.reason)
 
     def run_with(args, kwargs):
+        compiled, call_args, positions = call_of(args, kwargs)
+        return _naming_position(lambda: compiled(*call_args), positions)
+
+    def call_of(args, kwargs):
+        """(the Compiled running fn(*args, **kwargs), its arguments, their positions in
+        args for _naming_position)."""
         wrt = _wrt(nums, len(args))
         fixed = tuple((i, a) for i, a in enumerate(args) if i not in wrt and _is_setting(a))
         traced = {k: v for k, v in kwargs.items() if _holds_arrays(v)} if kwargs else {}
@@ -1213,7 +1254,7 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
                 numbers.append((p, leaves))
         numbers = tuple(numbers)
         if not kwargs and not fixed and not numbers:
-            return _naming_position(lambda: plain(*args), range(len(args)))
+            return plain, args, range(len(args))
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
         for what, v in [(f"argument {i}", a) for i, a in fixed] + \
                 [(f"keyword argument {k}=", v) for k, v in static]:
@@ -1230,8 +1271,8 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
             for p, leaves in numbers:
                 holder = traced if isinstance(p, str) else args
                 holder[p] = leaves.traced_part(holder[p])
-        return _naming_position(lambda: split((fixed, static, numbers), traced,
-                                              *[args[i] for i in rest]), [None, None] + rest)
+        return split, ((fixed, static, numbers), traced, *[args[i] for i in rest]), \
+            [None, None] + rest
 
     return run
 
@@ -1248,16 +1289,17 @@ class _EagerSplit(Compiled):
         super().__init__(placed, static_argnums=(0,))
         self.user_fn = fn
         # {the name of a number passed as it is ("n", "cfg.k"): what made it so, the
-        # traced-number error's reason}, for the recompile warning's advice
+        # traced-number errors' reasons, each use (an `if`, then range(n))}, for the
+        # recompile warning's advice
         self.uses = {}
 
     def _number_advice(self, numbers) -> list:
         kinds = {}  # (an int: a range, a shape; a bool: an `if`; else float() or math)
         for name in numbers:
-            reason = self.uses.get(name, "")
-            kind = "int" if reason.startswith("int()") else \
-                "if" if "truth value" in reason else "other"
-            kinds.setdefault(kind, []).append(name)
+            for kind in sorted({"int" if reason.startswith("int()") else
+                                "if" if "truth value" in reason else "other"
+                                for reason in self.uses.get(name) or {""}}):
+                kinds.setdefault(kind, []).append(name)
         advice = []
         for kind, names in kinds.items():
             quoted = " and ".join(names)
@@ -1469,6 +1511,69 @@ def _wrt(nums, count) -> set:
     return {i % count for i in nums if -count <= i < count}
 
 
+def _probe_uses(uses, call, args, kwargs, user):
+    """Into `uses` ({"n": {reason}}, _EagerSplit.uses), every use of a traced number as a
+    Python value that fn's trace meets for this call of `call` ((Compiled, its arguments,
+    positions), whose trace was refused at the first use): traced once more, without a plan,
+    each such number given its value (ir.graph.probing), so the trace goes past the first
+    (an `if`, then range(n)). Only where eager_runner passes a number as it is from then on;
+    a trace that fails otherwise ends the probe (uses seen so far are kept)."""
+    compiled, call_args, positions = call
+
+    def leaf_value(name):  # a graph input's value, by its name ("arg1.0"), and its place
+        p, leaf = _input_leaf(name, positions)
+        leaves, _, names = flatten(kwargs.get(p) if isinstance(p, str) else args[p])
+        return leaves[names.index(leaf)], (p, leaf)
+
+    def hook(value, names, reason):
+        try:
+            places = [leaf_value(name)[1] for name in names]
+            number = _computed(value, lambda node: leaf_value(node.attrs["name"])[0])
+        except Exception:  # (not the caller's numbers: refused, as in any other trace)
+            return None
+        for p, leaf in places:
+            argument = p if isinstance(p, str) else user[p]
+            uses.setdefault(f"{argument}.{leaf}" if leaf else argument, set()).add(reason)
+        return number
+
+    try:
+        with probing(hook):
+            compiled.trace_only(call_args)
+    except Exception:  # (the advice only: the call itself goes on as before)
+        pass
+
+
+def _computed(value, input_value):
+    """A traced value computed from numbers (inputs, constants; read inside a loop body or
+    branch too) by each op's numpy evaluation: input_value(node) gives an input's."""
+    known = {}
+
+    def of(node):
+        if id(node) in known:
+            return known[id(node)]
+        if node.op != "input":
+            result = get_op(node.op).impl(*[of(x) for x in node.inputs], **node.attrs)
+        elif hasattr(node.graph, "outer_value") and node.graph.outer_value(node) is not None:
+            result = of(node.graph.outer_value(node))  # (a region's input: its outer value)
+        else:
+            result = np.asarray(input_value(node), node.dtype)
+        known[id(node)] = result
+        return result
+    return of(value)
+
+
+def _input_leaf(name, positions):
+    """(the caller's position of the argument, the leaf's name in it) of the graph input
+    `name` ("argK", "argK.0.a" of the K-th positional argument traced, positions[K] mapping
+    it back; "traced.k.0": the split call's keyword arguments traced, ("k", "0")), or None."""
+    if name.startswith("traced."):  # (eager_runner's placed() names them so)
+        return tuple(name[len("traced."):].partition(".")[::2])
+    k, _, leaf = name[3:].partition(".")  # ("arg1.0": leaf 0 of argument 1)
+    if not (name.startswith("arg") and k.isdigit() and int(k) < len(positions)):
+        return None
+    return positions[int(k)], leaf
+
+
 def _naming_position(call, positions):
     """call(), where a TracedNumberError gets `leaves`: (the caller's position of the
     argument, the leaf's name in it) for each graph input it names (the input "argK" or
@@ -1479,16 +1584,8 @@ def _naming_position(call, positions):
     try:
         return call()
     except TracedNumberError as exc:
-        found = []
-        for name in exc.arguments:
-            if name.startswith("traced."):  # (eager_runner's placed() names them so)
-                found.append(tuple(name[len("traced."):].partition(".")[::2]))
-                continue
-            k, _, leaf = name[3:].partition(".")  # ("arg1.0": leaf 0 of argument 1)
-            if not (name.startswith("arg") and k.isdigit() and int(k) < len(positions)):
-                break
-            found.append((positions[int(k)], leaf))
-        else:
+        found = [_input_leaf(name, positions) for name in exc.arguments]
+        if None not in found:
             exc.leaves = found
         raise
 

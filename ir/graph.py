@@ -94,21 +94,22 @@ class Node(SymbolicValue, OperatorMixin):
 
     # Python control flow on a symbolic value cannot work: the value does not exist yet.
     def __bool__(self):
-        self._no_value("a symbolic value has no truth value while the graph is being built; "
-                       "use graphc.where(cond, a, b) instead of `if`, or compute the "
-                       "condition in Python")
+        return bool(self._no_value("a symbolic value has no truth value while the graph is "
+                                   "being built; use graphc.where(cond, a, b) instead of "
+                                   "`if`, or compute the condition in Python"))
 
     def __float__(self):
-        self._no_value("float() of a symbolic value: its value is only known when the "
-                       "compiled graph runs")
+        return float(self._no_value("float() of a symbolic value: its value is only known "
+                                    "when the compiled graph runs"))
 
     def __int__(self):  # (an int() or an index: a shape, a range, a slice bound)
-        self._no_value("int() of a symbolic value: its value is only known when the compiled "
-                       "graph runs")
+        return int(self._no_value("int() of a symbolic value: its value is only known when "
+                                  "the compiled graph runs"))
 
     __index__ = __int__
 
     def _no_value(self, message):
+        """Refuses a Python value of this symbolic one (returns one only in a probe trace)."""
         argument = self._traced_argument()
         # the 0-d inputs it is computed from (`if k > 1`, `float(2 * s)`), in argument order
         scalars = [argument] if argument is not None else sorted(
@@ -117,6 +118,10 @@ class Node(SymbolicValue, OperatorMixin):
         if scalars and all(n._traced_argument() is not None for n in scalars):
             # Python numbers only: static_argnums (or a transformation passing them as they
             # are) helps; where a 0-d array is among them it would not
+            if _PROBE.hook is not None:  # (a probe trace: its value, and the trace goes on)
+                value = _PROBE.hook(self, names, message)
+                if value is not None:
+                    return value
             quoted = " and ".join(repr(name) for name in names)
             one = len(names) == 1
             values = (f"the value passed as {quoted} is traced: to use a Python number or bool "
@@ -515,6 +520,26 @@ class Graph(Interpreter):
     def __repr__(self):
         return f"<Graph {self.name!r}: {len(self.nodes)} nodes, {len(self.inputs)} inputs, " \
                f"{len(self.outputs)} outputs>"
+
+
+class _Probe(threading.local):
+    """A probe trace (graphc's eager_runner, seeing every use of a number fn uses as a
+    Python value, not only the first): hook(value, input names, reason) gives the value of
+    a traced number computed from Python numbers only, whose use is then not refused, or
+    None (refused, as in every other trace)."""
+    hook = None
+
+
+_PROBE = _Probe()
+
+
+@contextlib.contextmanager
+def probing(hook):
+    before, _PROBE.hook = _PROBE.hook, hook
+    try:
+        yield
+    finally:
+        _PROBE.hook = before
 
 
 class _Scopes(threading.local):

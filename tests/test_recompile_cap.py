@@ -144,10 +144,8 @@ def test_the_recompile_advice_for_a_loop_over_range_n_fits_the_loop():
              "and mask the steps past n (gc.fori_loop(0, N, lambda i, c: gc.where(i < n, "
              "step(c), c), init)), which traces n; else keep n to a few values"),
             (lambda: gc.compile(f, static_argnums=1),
-             "compiled f has been compiled 9 times (the latest: n (static): 9 -> 10); n is "
-             "static: each value compiles a plan; left out of static_argnums it is traced, one "
-             "plan for every value, where the function computes with it: a loop over range(n) "
-             "as gc.fori_loop(0, n, body, init), an `if` as gc.where(cond, a, b)")]:
+             "compiled f has been compiled 9 times (the latest: n (static): 9 -> 10); " +
+             STATIC_N.format(loop="gc.fori_loop(0, n, body, init)"))]:
         run = make()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -171,6 +169,107 @@ def test_the_recompile_advice_for_a_loop_over_range_n_fits_the_loop():
             np.testing.assert_allclose(cl(x, n), n * 5.0)
     assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
     assert cl.recompiles == []
+
+
+# compile's advice for a static number (its uses are not seen: n is a Python value there)
+STATIC_N = ("n is static: each value compiles a plan; left out of static_argnums a number is "
+            "traced, one plan for every value, where the function computes with it: an `if` as "
+            "gc.where(cond, a, b), a loop over range(n) as {loop}; a shape keys the plan either "
+            "way: take the size from an array argument's dimension marked polymorphic "
+            "(polymorphic_shapes) instead")
+MASKED = ("a fixed N steps masking those past n, gc.fori_loop(0, N, lambda i, c: gc.where(i < n, "
+          "step(c), c), init) (a loop of traced length, fori_loop(0, n), has no reverse mode)")
+
+
+def _advice(run, values, *args):
+    """The advice of each RecompileWarning of run(*args, value) for these values."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for v in values:
+            run(*args, v)
+    return [str(w.message).split("); ", 1)[1] for w in caught
+            if issubclass(w.category, gc.RecompileWarning)]
+
+
+def test_compiles_static_advice_works_for_a_str_a_training_step_and_a_shape():
+    """Review r5 of ddef295: compile's warning told any static argument that "left out of
+    static_argnums it is traced": a str so left out is "cannot make a tensor spec from a
+    str"; a compiled step taking a gradient was told gc.fori_loop(0, n, ...), whose
+    reverse mode is refused (a while_loop); n used as a shape lost "mark the dimension
+    polymorphic". Now a value that is no number keys its plans, a function taking a gradient
+    is told the masked fixed-length loop, and a shape the polymorphic dimension; each,
+    followed, computes the values with one plan."""
+    x = np.arange(3.0)
+
+    def mode(x, act):
+        return gc.sum(getattr(gc, act)(x))
+
+    def step(x, n):
+        return gc.grad(lambda v: gc.fori_loop(0, n, lambda i, c: c + gc.sum(v ** 2), 0.0))(x)
+
+    def shape(x, n):
+        return gc.sum(x ** 2) * gc.sum(gc.ones((n,), "float64"))
+
+    numpy_of = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0),
+                "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "exp": np.exp, "sin": np.sin,
+                "cos": np.cos, "abs": np.abs, "log1p": np.log1p, "expm1": np.expm1,
+                "sqrt": np.sqrt}
+    acts = list(numpy_of)
+    assert _advice(gc.compile(mode, static_argnums=1), acts, x) == [
+        "act is static and no number: each value keys a plan of its own, as with jax.jit; keep "
+        "to a few values"]
+    assert _advice(gc.compile(step, static_argnums=1), range(10), x) == [
+        STATIC_N.format(loop=MASKED)]
+    assert _advice(gc.compile(shape, static_argnums=1), range(1, 11), x) == [
+        STATIC_N.format(loop="gc.fori_loop(0, n, body, init)")]
+    # followed: a str keyed (ten plans, each its own values), the masked loop under grad and
+    # the polymorphic dimension, each one plan for every n
+    by_act = gc.compile(mode, static_argnums=1)
+    for act in acts:
+        np.testing.assert_allclose(by_act(x, act), np.sum(numpy_of[act](x)), rtol=1e-12)
+    masked = gc.compile(lambda x, n: gc.grad(lambda v: gc.fori_loop(
+        0, 16, lambda i, c: gc.where(i < n, c + gc.sum(v ** 2), c), 0.0))(x))
+    by_size = gc.compile(lambda x, m: gc.sum(x ** 2) * gc.sum(gc.ones_like(m)),
+                         polymorphic_shapes=(None, ("n",)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(1, 12):
+            np.testing.assert_allclose(masked(x, n), 2 * n * x)
+            np.testing.assert_allclose(by_size(x, np.empty(n)), 5.0 * n)
+    assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+    assert masked.recompiles == by_size.recompiles == []
+
+
+def test_a_derivatives_recompile_warning_advises_for_every_use_of_the_number():
+    """Review r5 of ddef295: n used in an `if` and then in range(n) was advised only
+    gc.where (the trace stopped at the first use; following it, nine more compilations
+    gave the loop's advice). Now the trace is probed past the first use (given n's value)
+    and the first warning advises for both; both followed, one plan for every n."""
+    x = np.arange(3.0, dtype=np.float32)
+
+    def both(x, n):
+        t = gc.sum(x ** 2) * (2.0 if n > 5 else 1.0)
+        for _ in range(n):
+            t = t + gc.sum(x ** 2)
+        return t
+
+    def followed(x, n):
+        t = gc.sum(x ** 2) * gc.where(n > 5, 2.0, 1.0)
+        return gc.fori_loop(0, 16, lambda i, c: gc.where(i < n, c + gc.sum(x ** 2), c), t)
+
+    assert _advice(gc.grad(both), range(2, 12), x) == [
+        "n: used in an `if`, each value compiles a plan; computed with instead (gc.where(cond, "
+        "a, b)), it is traced, one plan for every value; n: used as an int (a range, a shape), "
+        "each value compiles a plan; for a loop over range(n) differentiated with one plan for "
+        "every n, loop a fixed N times and mask the steps past n (gc.fori_loop(0, N, lambda i, "
+        "c: gc.where(i < n, step(c), c), init)), which traces n; else keep n to a few values"]
+    d = gc.grad(followed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(2, 12):
+            np.testing.assert_allclose(d(x, n), 2 * x * ((2.0 if n > 5 else 1.0) + n),
+                                       rtol=1e-6)
+    assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
 
 
 def test_the_trainer_warns_when_a_setting_keeps_changing():
