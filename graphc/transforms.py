@@ -1210,11 +1210,17 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
                     # argnums picks whole arguments: a leaf's (cfg.k) is left out with cfg
                     whole = " and ".join(repr(user[p]) for p in dict.fromkeys(
                         p for p, _ in mine))
+                    where, out_of = "argnums", f"{whole} out of argnums"
+                    # a traced transformation inside holds it too: each is named (the
+                    # last, symbolic's own, said this transformation's traced advice)
+                    inner = getattr(exc, "differentiated", [])[:-1]
+                    if inner:
+                        where, out_of = _argnums_holding(inner + [(who, whole)])
                     raise TracedNumberError(
                         f"{exc.reason}; {quoted} {'is' if one else 'are'} differentiated (in "
-                        f"argnums), so traced: {who} takes no static_argnums; to use "
-                        f"{'it' if one else 'them'} as a Python value, leave {whole} out of "
-                        "argnums: a number not differentiated is passed as it is",
+                        f"{where}), so traced: {who} takes no static_argnums; to use "
+                        f"{'it' if one else 'them'} as a Python value, leave {out_of}: a "
+                        "number not differentiated is passed as it is",
                         exc.locs, exc.arguments, exc.reason) from None
                 if not leaves or any(p is None or p in wrt or name in as_they_are.get(p, ())
                                      or not _is_number_leaf(kwargs.get(p) if isinstance(
@@ -1486,16 +1492,56 @@ def _differentiated_number(exc, fn, args, wrt, who):
             f"traced: {who} takes no static_argnums; to use {'it' if one else 'them'} as a "
             f"Python value, leave {quoted} out of argnums: a number not differentiated is "
             "passed as it is", exc.locs, exc.arguments, exc.reason, exc.advice, exc.value)
+    # a transformation inside this one differentiates it too (jacrev(jacfwd(g, argnums=(0,
+    # 1)), argnums=(0, 1))): each is named, innermost first, so that following the line
+    # leaves no argnums holding it
+    holders = getattr(exc, "differentiated", [])
+    if not (holders and holders[-1][0] == who and
+            getattr(fn, "__wrapped__", None) is holders[-1][2]):
+        holders = holders + [(who, quoted, fn)]  # (hessian: jacfwd of its jacrev, named once)
+    where, out_of = _argnums_holding(holders)
     # then the outer transformation's way: its static_argnums take no dict (see _static_advice)
-    then = f" and {exc.advice}" if all(_hashable(args[i]) for i in found) else \
+    then = f" and {_outer_advice(exc)}" if all(_hashable(args[i]) for i in found) else \
         f", then close over {'it' if one else 'them'}"
     error = TracedNumberError(
-        f"{exc.reason}; {quoted} {'is' if one else 'are'} differentiated (in {who}'s "
-        f"argnums), so traced: to use {'it' if one else 'them'} as a Python value, leave "
-        f"{quoted} out of {who}'s argnums{then}", exc.locs, exc.arguments, exc.reason,
-        exc.advice, exc.value)
-    error.differentiated = True  # (_static_advice leaves it as it is)
+        f"{exc.reason}; {quoted} {'is' if one else 'are'} differentiated (in {where}), so "
+        f"traced: to use {'it' if one else 'them'} as a Python value, leave {out_of}{then}",
+        exc.locs, exc.arguments, exc.reason, exc.advice, exc.value)
+    error.differentiated = holders  # (_static_advice leaves it as it is)
     return error
+
+
+def _argnums_holding(holders) -> tuple:
+    """(whose argnums hold the numbers, what to leave out of whose) for a differentiated
+    number's line, from [(transformation, its quoted arguments, ...)], innermost first:
+    ("jacfwd's and jacrev's argnums", "'n' out of jacfwd's and jacrev's argnums"; "each
+    grad's" for two grads), or where their functions name it differently ("'n' in
+    jacfwd's, 'm' in grad's argnums", "'n' out of jacfwd's argnums and 'm' out of grad's
+    argnums")."""
+    holders = [(who, quoted) for who, quoted, *_ in holders]
+    if len({quoted for _, quoted in holders}) == 1:
+        names = [who for who, _ in holders]
+        where = (f"each {names[0]}'s" if len(names) > 1 == len(set(names)) else
+                 " and ".join(f"{who}'s" for who in names)) + " argnums"
+        return where, f"{holders[0][1]} out of {where}"
+    return (", ".join(f"{quoted} in {who}'s" for who, quoted in holders) + " argnums",
+            " and ".join(f"{quoted} out of {who}'s argnums" for who, quoted in holders))
+
+
+def _outer_advice(exc) -> str:
+    """ir's advice for the traced number (the outer transformation's), naming the compiled
+    function's own argument (exc.arguments: its inputs' names), which a differentiated
+    number's line names by the inner function's parameter: static_argnames takes that name
+    (lambda v, m: grad(g, argnums=(0, 1))(v, m * 2)); an input named by position (argK: no
+    parameter name) is that position in static_argnums."""
+    if not exc.advice.endswith("in static_argnums") or not exc.arguments or \
+            any("." in name for name in exc.arguments):
+        return exc.advice
+    positions = [name[3:] for name in exc.arguments]
+    if all(name.startswith("arg") and k.isdigit() for name, k in zip(exc.arguments, positions)):
+        return f"list {' and '.join(positions)} in gc.compile's static_argnums"
+    return f"list {' and '.join(repr(name) for name in exc.arguments)} in gc.compile's " \
+        "static_argnames"
 
 
 def _hashable(value) -> bool:

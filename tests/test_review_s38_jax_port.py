@@ -118,11 +118,11 @@ def test_a_differentiated_number_inside_compile_says_to_leave_it_out_of_argnums(
     by_dict = lambda cfg, v: gc.sum(v ** 2) * float(cfg["k"])
     for make, who, name, then in [
             (lambda: gc.compile(gc.grad(by_if, argnums=(0, 1)))(x, 3.0), "grad", "n",
-             " and list its position in static_argnums"),
+             " and list 'n' in gc.compile's static_argnames"),
             (lambda: gc.compile(gc.value_and_grad(by_if, argnums=1))(x, 3.0), "value_and_grad",
-             "n", " and list its position in static_argnums"),
+             "n", " and list 'n' in gc.compile's static_argnames"),
             (lambda: gc.compile(gc.hessian(by_if, argnums=(0, 1)))(x, 3.0), "hessian", "n",
-             " and list its position in static_argnums"),
+             " and list 'n' in gc.compile's static_argnames"),
             (lambda: gc.compile(gc.grad(by_dict, argnums=(0, 1)))({"k": 3.0}, x), "grad", "cfg",
              ", then close over it")]:
         with pytest.raises(gc.GraphcError) as info:
@@ -184,6 +184,60 @@ def test_a_differentiated_number_under_vmap_says_to_leave_it_out_of_argnums():
                 in_axes=(0, None))(xs, 3.0)
     assert str(info.value).splitlines()[0] == (
         "int() of a symbolic value: its value is only known when the compiled graph runs")
+
+
+def test_a_number_two_transformations_differentiate_and_compiles_own_argument_are_named():
+    """Review r5 of 7ac43a8: in compile(jacrev(jacfwd(g, argnums=(0, 1)), argnums=(0, 1))),
+    jacrev's line overwrote jacfwd's, and following it (n out of jacrev's argnums only) gave
+    a line with no advice; eagerly it said "leave 'n' out of argnums", not whose. And in
+    compile(lambda v, m: grad(g, argnums=(0, 1))(v, m * 2)) it said "list its position in
+    static_argnums": n's position in g, not m's in the compiled function. Now each
+    transformation holding n is named, and compile's own argument (static_argnames takes its
+    name; one with no name, of *args, is its position); each followed computes the values."""
+    x = np.array([0.5, 1.5, 2.0])
+    g = lambda v, n: gc.sum(v ** 2) * (3.0 if n > 2 else 1.0)
+    reason = ("a symbolic value has no truth value while the graph is being built; use "
+              "graphc.where(cond, a, b) instead of `if`, or compute the condition in Python; ")
+    for make, says in [
+            (lambda: gc.compile(gc.jacrev(gc.jacfwd(g, argnums=(0, 1)), argnums=(0, 1)))(x, 3.0),
+             "'n' is differentiated (in jacfwd's and jacrev's argnums), so traced: to use it as "
+             "a Python value, leave 'n' out of jacfwd's and jacrev's argnums and list 'n' in "
+             "gc.compile's static_argnames"),
+            (lambda: gc.compile(gc.jacrev(gc.jacfwd(g, argnums=(0, 1))))(x, 3.0),
+             "'n' is differentiated (in jacfwd's argnums), so traced: to use it as a Python "
+             "value, leave 'n' out of jacfwd's argnums and list 'n' in gc.compile's "
+             "static_argnames"),
+            (lambda: gc.jacrev(gc.jacfwd(g, argnums=(0, 1)), argnums=(0, 1))(x, 3.0),
+             "'n' is differentiated (in jacfwd's and jacrev's argnums), so traced: jacrev takes "
+             "no static_argnums; to use it as a Python value, leave 'n' out of jacfwd's and "
+             "jacrev's argnums: a number not differentiated is passed as it is"),
+            (lambda: gc.grad(lambda v, n: gc.sum(gc.grad(g, argnums=(0, 1))(v, n)[0]),
+                             argnums=(0, 1))(x, 3.0),
+             "'n' is differentiated (in each grad's argnums), so traced: grad takes no "
+             "static_argnums; to use it as a Python value, leave 'n' out of each grad's "
+             "argnums: a number not differentiated is passed as it is"),
+            (lambda: gc.compile(lambda v, m: gc.grad(g, argnums=(0, 1))(v, m * 2))(x, 3.0),
+             "'n' is differentiated (in grad's argnums), so traced: to use it as a Python value, "
+             "leave 'n' out of grad's argnums and list 'm' in gc.compile's static_argnames"),
+            (lambda: gc.compile(lambda *a: gc.grad(g, argnums=(0, 1))(*a))(x, 3.0),
+             "'n' is differentiated (in grad's argnums), so traced: to use it as a Python value, "
+             "leave 'n' out of grad's argnums and list 1 in gc.compile's static_argnums")]:
+        with pytest.raises(gc.GraphcError) as info:
+            make()
+        line, where = str(info.value).splitlines()
+        assert line == reason + says
+        assert "test_review_s38_jax_port.py" in where
+    # followed: 6 I (d/dv of 2 v * 3), and 2 v * 3 (n = 3 > 2, or m * 2 = 6 > 2)
+    for hessian in (gc.compile(gc.jacrev(gc.jacfwd(g)), static_argnames="n")(x, 3.0),
+                    gc.jacrev(gc.jacfwd(g))(x, 3.0)):
+        np.testing.assert_allclose(hessian, 6.0 * np.eye(3))
+    np.testing.assert_allclose(gc.grad(lambda v, n: gc.sum(gc.grad(g)(v, n)))(x, 3.0),
+                               [6.0, 6.0, 6.0])
+    by_m = gc.compile(lambda v, m: gc.grad(g)(v, m * 2), static_argnames="m")
+    np.testing.assert_allclose(by_m(x, 3.0), 6.0 * x)
+    np.testing.assert_allclose(by_m(x, 1.0), 2.0 * x)  # (n = 2: not > 2)
+    np.testing.assert_allclose(gc.compile(lambda *a: gc.grad(g)(*a), static_argnums=1)(x, 3.0),
+                               6.0 * x)
 
 
 def test_stop_gradient_takes_a_pytree_leaf_by_leaf():
