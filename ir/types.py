@@ -6,7 +6,6 @@ serves them all (runtime/polymorphic.py binds the symbols from the inputs at cal
 """
 from __future__ import annotations
 
-import numbers
 import operator
 import re
 from dataclasses import dataclass
@@ -502,21 +501,19 @@ def as_dim(d):
         return parse_dim(d)
     if is_int(d):
         return int(d)
-    if isinstance(d, (numbers.Number, np.generic)) \
-            or isinstance(d, np.ndarray) and d.dtype.kind not in "iu":
-        # any other number (a bool, a float, a Fraction, a timedelta64: see is_int): int()
-        # would truncate 2.5 to 2; numpy and torch refuse it
-        raise GraphcError(f"a size must be an int, got {d!r}", (user_location(),))
-    if "bool" not in str(getattr(d, "dtype", "")):  # (torch's bool tensor has an __index__)
+    # numpy's and torch's rule: an integer is what has __index__ (a 0-d integer array or
+    # torch tensor, a sympy.Integer), not what int() takes (int() truncated a 0-d float
+    # tensor's 2.5 to 2 and took Fraction(2, 1)). A bool of any library is left out; a
+    # traced value's __index__ raises its own message (only known when the graph runs)
+    if not isinstance(d, NOT_NUMBERS) and "bool" not in str(getattr(d, "dtype", "")):
         try:
-            # a 0-d integer array (numpy's, torch's); a traced value raises its own message,
-            # its value known only when the graph runs. int() truncated a float one's 2.5
             return operator.index(d)
         except TypeError:
             pass
-    dtype = getattr(d, "dtype", None)
-    if getattr(d, "shape", None) == () and isinstance(dtype, np.dtype) and dtype.kind in "iu":
-        return int(d)  # an eager integer tensor (it has no __index__)
+        # graphc's eager tensor (runtime: not importable here) has no __index__: its value
+        if getattr(d, "ndim", None) == 0 and hasattr(d, "item") \
+                and not isinstance(d, np.generic) and is_int(d.item()):
+            return int(d.item())
     raise GraphcError(f"a size must be an int, got {d!r}", (user_location(),))
 
 

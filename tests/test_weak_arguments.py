@@ -545,6 +545,30 @@ def test_var_std_ddof_and_correction_take_what_torch_takes_with_its_values():
     np.testing.assert_array_equal(gc.zeros((np.int64(2), np.array(3))).shape, (2, 3))
 
 
+def test_a_size_is_what_has_index_as_numpy_and_torch_take_it():
+    """r8 on f0bfb97: as_dim refused every numbers.Number but int and np.integer, so a
+    sympy.Integer size (torch and numpy take it by __index__) was refused, while int() still
+    truncated a 0-d float tensor's 2.5 to 2 and np.array([2]) was int()'s raw TypeError. Now
+    an integer is what has __index__ (graphc's eager tensor read by .item()), a bool is none."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    sympy = pytest.importorskip("sympy")
+    for size in (sympy.Integer(2), torch.tensor(2), np.array(2)):
+        assert gc.zeros((size, 3)).shape == np.zeros((size, 3)).shape == (2, 3)
+        assert tuple(torch.zeros((size, 3)).shape) == (2, 3)
+    assert gc.zeros((gc.tensor(np.array(2)), 3)).shape == (2, 3)
+    for size in (torch.tensor(2.5), gc.tensor(np.array(2.7, np.float32)), np.array([2]),
+                 np.array(2.0), torch.tensor(True), gc.tensor(np.array(True)),
+                 Fraction(2, 1), Decimal(2), None):
+        with pytest.raises(GraphcError, match=r"^a size must be an int, got ") as info:
+            gc.zeros((size, 2))
+        assert "test_weak_arguments.py" in str(info.value).splitlines()[1]
+    for size in (torch.tensor(2.5), np.array([2])):  # (numpy's and torch's refusals)
+        with pytest.raises(TypeError):
+            np.zeros((size, 2))
+        with pytest.raises(TypeError):
+            torch.zeros((size, 2))
+
+
 @pytest.mark.parametrize("kind", [complex, np.complex64, np.complex128, np.clongdouble])
 def test_a_complex_setting_or_fill_is_refused_whatever_its_kind(kind):
     # float() refuses a Python complex but takes a numpy one, dropping its imaginary part with
