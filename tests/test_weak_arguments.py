@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from ir.errors import GraphcError
+from ir.errors import GraphcError, TracedNumberError
 from ir.types import as_dtype
 
 
@@ -567,6 +567,23 @@ def test_a_size_is_what_has_index_as_numpy_and_torch_take_it():
             np.zeros((size, 2))
         with pytest.raises(TypeError):
             torch.zeros((size, 2))
+
+
+def test_a_traced_ddof_gives_the_static_argnums_advice():
+    """r8 on f0bfb97: a ddof= or correction= passed into a compiled function was 'var: ddof
+    must be a number, got <%1:i64[] = input>' though the user passed the number 1; it is the
+    traced number error again (naming the argument, advising static_argnums), and with
+    static_argnums the value is numpy's."""
+    data = np.arange(6.0).reshape(2, 3) ** 2
+    x = gc.tensor(data)
+    for f in (lambda a, d: a.var(ddof=d), lambda a, d: a.std(1, correction=d)):
+        with pytest.raises(TracedNumberError, match=r"the value passed as 'd' is traced.*"
+                           r"static_argnums") as info:
+            gc.compile(f)(x, 1)
+        assert "test_weak_arguments.py" in str(info.value).splitlines()[1]
+    np.testing.assert_allclose(
+        gc.compile(lambda a, d: a.var(ddof=d), static_argnums=(1,))(x, 1),
+        data.var(ddof=1), rtol=1e-12)
 
 
 @pytest.mark.parametrize("kind", [complex, np.complex64, np.complex128, np.clongdouble])

@@ -634,6 +634,11 @@ def _ddof(fn, name, value):
     division, nor its count."""
     if is_int(value):
         return value
+    if isinstance(value, SymbolicValue):
+        # a compiled function's number argument: float() raises the TracedNumberError that
+        # names the argument and gives the static_argnums advice ('must be a number, got
+        # <%1:i64[] = input>' hid that the user passed a number)
+        float(value)
     return _number(f"{fn}: {name}", value, torch_scalars=True)
 
 
