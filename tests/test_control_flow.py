@@ -541,16 +541,23 @@ def test_other_misuse_is_one_line_each():
 def test_a_torch_tensor_argument_of_a_loop_is_one_line_naming_it(call, says):
     # a torch.Tensor leaf met numpy deep inside: a bare TypeError "Cannot interpret
     # 'torch.float32' as a data type" (while_loop: gc.sum's line, from inside cond_fun)
+    t = _refused_as_a_torch_operand(call, says)
+    # the numpy array it asks for runs, as the loop over the values does
+    np.testing.assert_array_equal(gc.map(lambda x: x + 1, t.numpy()), [2.0, 2.0, 2.0])
+
+
+def _refused_as_a_torch_operand(call, says):
+    """call(t) of a torch tensor t, eagerly and inside gc.compile, is the one line `says` ...
+    naming the test's line; returns t."""
     torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
     t = torch.ones(3)
     for run in (call, lambda t: gc.compile(lambda v: call(t))(np.zeros(3))):
-        with pytest.raises(GraphcError, match=rf"^{says} a torch\.Tensor, another library's "
-                                              r"array; pass numpy arrays or gc tensors "
-                                              r"\(x\.numpy\(\), or np\.asarray\(x\)\)\n"
-                                              r"  at [^\n]*test_control_flow\.py:\d+$"):
+        with pytest.raises(GraphcError, match=rf"^{re.escape(says)} a torch\.Tensor, another "
+                                              r"library's array; pass numpy arrays or gc "
+                                              r"tensors \(x\.numpy\(\), or np\.asarray\(x\)\)"
+                                              r"\n  at [^\n]*test_control_flow\.py:\d+$"):
             run(t)
-    # the numpy array it asks for runs, as the loop over the values does
-    np.testing.assert_array_equal(gc.map(lambda x: x + 1, t.numpy()), [2.0, 2.0, 2.0])
+    return t
 
 
 @pytest.mark.parametrize("call, says", [
@@ -563,14 +570,7 @@ def test_a_torch_tensor_operand_of_cond_and_switch_is_one_line_naming_it(call, s
     # f5 item 5: eagerly the branch ran on the torch tensor and returned a torch result
     # (cond(True, f, g, torch.ones(3)) was tensor([2., 2., 2.])); compiled, numpy's bare
     # TypeError "Cannot interpret 'torch.float32' as a data type". As the loops do (above)
-    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
-    t = torch.ones(3)
-    for run in (call, lambda t: gc.compile(lambda v: call(t))(np.zeros(3))):
-        with pytest.raises(GraphcError, match=rf"^{re.escape(says)} a torch\.Tensor, another "
-                                              r"library's array; pass numpy arrays or gc "
-                                              r"tensors \(x\.numpy\(\), or np\.asarray\(x\)\)"
-                                              r"\n  at [^\n]*test_control_flow\.py:\d+$"):
-            run(t)
+    t = _refused_as_a_torch_operand(call, says)
     # the numpy array it asks for runs
     np.testing.assert_array_equal(call(t.numpy()), [2.0, 2.0, 2.0] if "[0] is" in says else
                                   [1.0, 1.0, 1.0])
