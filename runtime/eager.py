@@ -24,8 +24,8 @@ from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, app
                              graph_param, infer_type, is_weak_scalar, like_dtype,
                              refuse_float_scalar, refuse_operand, register_base_interpreter,
                              scalar_dtype)
-from ir.types import (FLOAT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_complex, is_float,
-                      is_real_dtype)
+from ir.types import (FLOAT_DTYPES, INT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_complex,
+                      is_float, is_real_dtype)
 from ir.weak import NUMBER_POSITIONS
 
 
@@ -994,15 +994,24 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
         try:
             data = _converted(data, dtype)
         except OverflowError:  # numpy's raw "Python integer ... out of bounds for int32"
-            raise GraphcError(f"tensor: data holds {_not_fitting(data, dtype)}, which does not "
-                              f"fit in dtype {dtype}{_range_of(dtype)}", (user_location(),)) \
-                from None
+            shown = _not_fitting(data, dtype) or "a number"  # (a tensor among the list)
+            raise GraphcError(f"tensor: data holds {shown}, which does not fit in dtype "
+                              f"{dtype}{_range_of(dtype)}", (user_location(),)) from None
     return Tensor(data, requires_grad=requires_grad, name=name)
 
 
+_INT_RANGES = {dt: (np.iinfo(dt).min, np.iinfo(dt).max) for dt in INT_DTYPES}
+
+
 def _converted(data, dtype):
-    """tensor()'s data as an array of `dtype` (its dtype given), a complex refused."""
+    """tensor()'s data as an array of `dtype` (its dtype given), a complex refused, and an
+    integer `dtype` cannot hold an OverflowError: numpy's cast raises for a Python int only,
+    a numpy integer (np.int64(2**40), alone or in a list) wrapped silently to int32's 0, where
+    torch refuses it. (An array or a tensor is cast as numpy casts it: it wraps, as torch's.)"""
+    limits = _INT_RANGES.get(dtype)
     if isinstance(data, (int, float, np.generic)):  # a real number: nothing to look into
+        if limits and isinstance(data, np.integer) and not limits[0] <= int(data) <= limits[1]:
+            raise OverflowError
         return np.array(data, dtype=dtype)
     # converted once, without the dtype, so the cast below cannot drop a complex's
     # imaginary part, whatever holds it (a list, a torch tensor, an object array, where
@@ -1017,18 +1026,21 @@ def _converted(data, dtype):
              else "holding complex numbers")
         raise GraphcError(f"tensor: data must be real numbers, got {got}",
                           (user_location(),))
+    numbers = isinstance(data, (list, tuple))
+    if limits and numbers and array.size:
+        if kind in "iu" and (array.min() < limits[0] or array.max() > limits[1]):
+            raise OverflowError
+        if kind not in "biu" and _not_fitting(data, dtype) is not None:
+            raise OverflowError  # (floats among the ints, a Python int past int64: each)
     # the cast of the array gives what numpy's conversion with the dtype gives, except
     # for floats, strings or objects into integers (int() of each: NaN, inf and too
-    # large refused) and integers out of the dtype's range (refused, not wrapped):
-    # those are converted with the dtype, as before
+    # large refused): those are converted with the dtype, as before
     same = kind in "biu" if dtype.kind == "i" else kind in "biuf"
     if same and dtype.kind == "i" and array.size and not np.can_cast(array.dtype, dtype):
-        info = np.iinfo(dtype)
-        same = info.min <= array.min() and array.max() <= info.max
+        same = limits[0] <= array.min() and array.max() <= limits[1]
     # a list's array is already new; anything else (an ndarray, a tensor) may share the
     # caller's memory, which the copy documented above must not
-    return array.astype(dtype, copy=not isinstance(data, (list, tuple))) if same \
-        else np.array(data, dtype=dtype)
+    return array.astype(dtype, copy=not numbers) if same else np.array(data, dtype=dtype)
 
 
 def _range_of(dtype) -> str:
@@ -1038,16 +1050,25 @@ def _range_of(dtype) -> str:
     return f" ({info.min}..{info.max})"
 
 
-def _not_fitting(data, dtype) -> str:
-    """The first number of `data` (nested lists) that numpy cannot convert to `dtype`, as
-    torch's "value cannot be converted to type int32 without overflow" names the dtype."""
+def _not_fitting(data, dtype) -> str | None:
+    """The first number of `data` (nested lists) that `dtype` cannot hold, shown, as torch's
+    "value cannot be converted to type int32 without overflow" names the dtype; None if
+    each fits. An integer (Python's or numpy's) is compared by int() with the dtype's range:
+    numpy's cast wraps a numpy integer silently."""
+    info = np.iinfo(dtype) if dtype.kind in "iu" else None
     for x in np.array(data, dtype=object).ravel():
-        try:
-            np.array(x, dtype=dtype)
-        except OverflowError:
-            shown = repr(x)
+        if info is not None and isinstance(x, (int, np.integer)):
+            fits = info.min <= int(x) <= info.max
+        else:
+            try:
+                np.array(x, dtype=dtype)
+                fits = True
+            except OverflowError:  # a Python int past float64
+                fits = False
+        if not fits:
+            shown = str(int(x)) if isinstance(x, (int, np.integer)) else repr(x)
             return shown if len(shown) <= 40 else f"an int of {len(shown)} digits"
-    return "a number"  # (not reached: np.array raised for one of them)
+    return None
 
 
 def _refuse_requires_grad(dtype):

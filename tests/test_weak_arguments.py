@@ -785,6 +785,40 @@ def test_tensor_refuses_a_complex_torch_tensor_given_a_dtype():
     assert gc.tensor(torch.tensor([1.5, 2.5]), dtype="float64").data.tolist() == [1.5, 2.5]
 
 
+def test_tensor_of_a_numpy_integer_that_does_not_fit_its_dtype_is_one_line():
+    # r10 on 822d675: numpy's cast wraps a numpy integer silently, so
+    # gc.tensor(np.int64(2**40), dtype="int32") was Tensor(0), [np.int64(2**40)] said "data
+    # holds a number" and [np.int64(2**40), 2**41] named the second value; torch refuses all
+    # three. Each integer is compared by int() with the dtype's range: the first is named
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    big = np.int64(2**40)
+    for data, dtype, shown in [(big, "int32", "1099511627776"),
+                               ([big], "int32", "1099511627776"),
+                               ([big, 2**41], "int32", "1099511627776"),
+                               ([[1, 2], [3, -big]], "int32", "-1099511627776"),
+                               ([big, 1.5], "int32", "1099511627776"),
+                               ([np.uint64(2**63), -1], "int64", "9223372036854775808")]:
+        with pytest.raises((RuntimeError, ValueError), match="overflow|Overflow"):
+            torch.tensor(data, dtype=getattr(torch, dtype))
+        with pytest.raises(GraphcError) as info:
+            gc.tensor(data, dtype=dtype)
+        line, where = str(info.value).splitlines()
+        ii = np.iinfo(dtype)
+        assert line == f"tensor: data holds {shown}, which does not fit in dtype {dtype} " \
+                       f"({ii.min}..{ii.max})"
+        assert "test_weak_arguments.py" in where
+    # numbers that fit are torch's values; an array still wraps, as torch.tensor(array) does
+    for data, dtype in [([np.int64(2**31 - 1), np.int64(-2**31)], "int32"),
+                        ([np.int32(5), True, 2], "int32"), ([np.uint64(7), 1], "int64"),
+                        ([np.int64(3), 1.5], "int32"), ([], "int32"), (np.int64(-4), "int32")]:
+        got = gc.tensor(data, dtype=dtype)
+        want = torch.tensor(data, dtype=getattr(torch, dtype)).numpy()
+        assert got.dtype == want.dtype and got.data.tolist() == want.tolist()
+    wrapped = np.array([2**40 + 3])
+    assert gc.tensor(wrapped, dtype="int32").data.tolist() == \
+        torch.tensor(wrapped, dtype=torch.int32).tolist() == [3]
+
+
 def test_a_layer_setting_takes_a_bool_and_a_0d_array_or_tensor_as_torchs():
     """5834db2's is_real check in LeakyReLU, Dropout, Dropout1d/2d/3d and MultiheadAttention
     refused a 0-d tensor and True, which torch's layers take (and a 0-d array, which they
