@@ -1678,13 +1678,14 @@ class BoundOptimizer:
 # ---- helpers --------------------------------------------------------------------------------
 def _holds_parameters(value) -> bool:
     """Whether an optimiser's first argument is what torch's optimisers take there and
-    graphc's take in bind(): a Module, an iterator (model.parameters(), itertools.chain of
-    two, filter(...)) or any other iterable but a string (a list, tuple or dict of tensors or
-    arrays, model.params(), torch's param-group dicts). An lr is a number or a schedule
-    (callable); a 0-d array is a number too, and so is a 0-d tensor (graphc's, torch's),
-    left to the lr's own check."""
+    graphc's take in bind(): a Module (gc.compile(model) too: callable, it is no lr
+    schedule), an iterator (model.parameters(), itertools.chain of two, filter(...)) or any
+    other iterable but a string (a list, tuple or dict of tensors or arrays, model.params(),
+    torch's param-group dicts). An lr is a number or a schedule (callable); a 0-d array is a
+    number too, and so is a 0-d tensor (graphc's, torch's), left to the lr's own check."""
     from .nn import Module
-    if isinstance(value, Module):
+    if isinstance(value, Module) or (isinstance(value, Compiled)
+                                     and isinstance(value.__wrapped__, Module)):
         return True
     return not (callable(value) or isinstance(value, (str, bytes, np.ndarray))
                 or getattr(value, "ndim", None) == 0) and \

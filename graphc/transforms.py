@@ -62,6 +62,12 @@ def _is_symbolic(args) -> bool:
     return any(isinstance(x, Node) for x in leaves)
 
 
+class NotAModule(GraphcError, AttributeError):
+    """A Module's method or attribute (parameters(), .training) asked of gc.compile(fn) whose
+    fn is no Module: one line naming it, and still an AttributeError, so that hasattr() and
+    getattr(compiled, "training", default) keep answering False and the default."""
+
+
 class Compiled:
     """`graphc.compile(fn)`: traced, optimised and compiled once per input signature.
 
@@ -176,14 +182,24 @@ class Compiled:
         return self  # (torch's returns the OptimizedModule: still compiled)
 
     def eval(self) -> "Compiled":
-        return self.train(False)
+        # (train(False) on the Module, as torch's eval of an OptimizedModule; named eval)
+        self.module("eval").train(False)
+        return self
+
+    @property
+    def training(self) -> bool:
+        return self.module("training").training
+
+    @training.setter
+    def training(self, mode):
+        self.module("training").training = mode
 
     def module(self, method: str = "module"):
         """The Module this compiles; one line naming `method` where fn is no Module."""
         from .nn import Module  # (graphc.nn imports this module)
         if isinstance(self.__wrapped__, Module):
             return self.__wrapped__
-        raise GraphcError(f"{method}: gc.compile({function_name(self.__wrapped__)}) compiles "
+        raise NotAModule(f"{method}: gc.compile({function_name(self.__wrapped__)}) compiles "
                           f"a {type(self.__wrapped__).__name__}, not a gc.nn.Module, so it "
                           "has no parameters or training mode of its own",
                           (user_location(),))
@@ -597,6 +613,34 @@ class Compiled:
         static = self._static(len(args))
         leaves, _ = leaves_and_structure([a for i, a in enumerate(args) if i not in static])
         return [x.data if isinstance(x, Tensor) else x for x in leaves]
+
+
+# The rest of a Module's public methods, forwarded as parameters() ... eval() are, by name:
+# no __getattr__, as torch's OptimizedModule has, since one on Compiled slows every attribute
+# read of its per-call path (about 1 us a call, measured). A child (compiled.fc) or another
+# attribute of the model is compiled.module()'s.
+_FORWARDED_METHODS = (
+    "add_module", "apply", "bfloat16", "buffers", "children", "double", "float",
+    "get_parameter", "get_submodule", "half", "load_torch_state_dict", "modules",
+    "named_buffers", "named_children", "named_modules", "params", "register_buffer",
+    "register_module", "register_parameter", "requires_grad_", "state", "to", "zero_grad")
+
+
+def _forwarded(name):
+    def method(self, *args, **kwargs):
+        module = self.module(name)
+        out = getattr(module, name)(*args, **kwargs)
+        # one that returns its Module (to, double, requires_grad_) returns this, still
+        # compiled, as torch's OptimizedModule does
+        return self if out is module else out
+    method.__name__, method.__qualname__ = name, f"Compiled.{name}"
+    method.__doc__ = f"The compiled Module's {name}(), as torch's OptimizedModule forwards it."
+    return method
+
+
+for _name in _FORWARDED_METHODS:
+    setattr(Compiled, _name, _forwarded(_name))
+del _name
 
 
 class _OnTape:

@@ -517,3 +517,53 @@ def test_an_optimiser_binds_a_compiled_model_and_the_compiled_model_forwards_mod
     assert str(info.value).splitlines()[0] == (
         "bind: gc.compile(<lambda>) compiles a function, not a gc.nn.Module, so it has no "
         "parameters or training mode of its own")
+
+
+def test_a_compiled_model_forwards_the_module_methods_and_its_refusals_name_the_call():
+    """r10 on acc7dbf: gc.compile(fn).eval() named train:, optim.Adam(gc.compile(model),
+    lr=0.1) was a raw "TypeError: got multiple values for argument 'lr'" (a compiled model
+    is callable, so it was taken for a schedule), and .training, .zero_grad(), .double(),
+    .to(), .buffers(), .modules(), .requires_grad_() were raw AttributeErrors, where torch's
+    OptimizedModule forwards them."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    model = nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5))
+    compiled = gc.compile(model)
+    with pytest.raises(gc.GraphcError) as info:  # torch's spelling: the line of the model's
+        optim.Adam(model, lr=0.1)
+    with pytest.raises(gc.GraphcError) as compiled_info:
+        optim.Adam(compiled, lr=0.1)
+    assert str(compiled_info.value).splitlines()[0] == str(info.value).splitlines()[0]
+    assert "Adam(lr=0.1).bind(model)" in str(info.value)
+    function = gc.compile(lambda v: v * 2)
+    for method in ["eval", "train", "zero_grad", "double", "buffers"]:
+        with pytest.raises(gc.GraphcError) as info:
+            getattr(function, method)()
+        assert str(info.value).splitlines()[0] == (
+            f"{method}: gc.compile(<lambda>) compiles a function, not a gc.nn.Module, so it "
+            "has no parameters or training mode of its own")
+    assert not hasattr(function, "training") and getattr(function, "training", 7) == 7
+    # forwarded: those returning the model return the compiled model, still compiled
+    assert compiled.module() is model and compiled.training and model[1].training
+    assert compiled.eval() is compiled and not compiled.training and not model[1].training
+    assert compiled.double() is compiled and model[0].weight.dtype == np.float64
+    assert compiled.to(torch.float64) is compiled
+    assert list(compiled.modules()) == list(model.modules()) and len(list(model.modules())) == 3
+    assert list(compiled.buffers()) == list(model.buffers())
+    assert compiled.get_submodule("0") is model[0]
+    reference = torch.nn.Linear(3, 2).double()
+    with torch.no_grad():
+        reference.weight.copy_(torch.from_numpy(np.asarray(model[0].weight.data).T))
+        reference.bias.copy_(torch.from_numpy(np.asarray(model[0].bias.data)))
+    x = np.random.default_rng(1).standard_normal((4, 3))
+    out = compiled(gc.tensor(x))  # float64 now, as torch's .double()
+    want = reference(torch.from_numpy(x))
+    np.testing.assert_allclose(out.numpy(), want.detach().numpy(), rtol=1e-12)
+    out.sum().backward()
+    want.sum().backward()
+    np.testing.assert_allclose(model[0].weight.grad, reference.weight.grad.numpy().T, rtol=1e-12)
+    compiled.zero_grad()  # as torch's: set to None
+    reference.zero_grad()
+    assert model[0].weight.grad is None and reference.weight.grad is None
+    assert compiled.requires_grad_(False) is compiled and not model[0].weight.requires_grad
+    # graphc's keys are the model's own (torch's compiled model says _orig_mod.0.weight)
+    assert list(compiled.state_dict()) == list(model.state_dict()) == ["0.weight", "0.bias"]
