@@ -14,6 +14,7 @@ import numpy as np
 
 from ir.errors import GraphcError, user_location
 from ir.graph import Graph, Node
+from ir.ops import api as F
 from ir.ops.registry import foreign_array_name, refuse_foreign_array
 from ir.types import SHORT_NAMES, WIDENED_INPUTS, Dim, TensorType, as_dim, as_dtype, is_int
 from runtime.eager import Tensor, collect_buffer_updates
@@ -36,9 +37,10 @@ def spec(shape, dtype="float32") -> Spec:
     """A traced argument's shape and dtype. A dimension may be a name (`spec(("batch", 128))`)
     or a `Dim` expression: it is symbolic, one graph and one plan serve every size of it
     (shape polymorphism; the plan binds it from the arrays it is called with)."""
-    shape = (shape,) if isinstance(shape, (int, str, Dim)) else tuple(shape)
     try:
-        shape = tuple(as_dim(d) for d in shape)
+        # one size: a name, or a number read as full's and broadcast_to's (a numpy integer or
+        # a 0-d array, as torch.zeros(np.int64(3)); iterated, it was a raw TypeError)
+        shape = (as_dim(shape),) if isinstance(shape, str) else F._shape_argument(shape)
     except (TypeError, ValueError) as exc:
         raise GraphcError(f"spec: bad shape {shape!r}: {exc}", (user_location(),)) from None
     return Spec(shape, as_dtype(dtype))

@@ -623,6 +623,22 @@ def test_a_0d_integer_tensor_is_a_size_and_a_str_or_traced_one_is_one_line():
             gc.compile(make)(np.int64(3))
 
 
+@pytest.mark.parametrize("size", [3, np.int64(3), np.int32(3), np.array(3)])
+def test_a_number_is_a_shape_of_spec(size):
+    """r10 on d27e237: gc.spec(np.int64(3)) iterated the number (a raw TypeError "'numpy.int64'
+    object is not iterable", a 0-d array too); as broadcast_to, full and numpy's zeros, it is
+    (3,), and it traces as one: eval_shape equals numpy's."""
+    expected = np.zeros(size, np.float32) * 2
+    spec = gc.spec(size)
+    assert spec.shape == expected.shape == (3,) and spec.dtype == np.float32
+    out = gc.eval_shape(lambda v: v * 2, spec)
+    assert out.shape == expected.shape and out.dtype == expected.dtype
+    with pytest.raises(GraphcError, match=r"^a size must be an int, got 3\.0"):
+        gc.spec(3.0)
+    with pytest.raises(GraphcError, match=r"^spec: bad shape None: "):  # was a raw TypeError
+        gc.spec(None)
+
+
 @pytest.mark.parametrize("reduce", [lambda v: gc.prod(v, axis=0),
                                     lambda v: gc.logsumexp(v, axis=0),
                                     lambda v: gc.sum(v, axis=0)])
