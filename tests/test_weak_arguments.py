@@ -708,6 +708,18 @@ def test_tensor_refuses_complex_numbers_in_a_list_and_takes_a_longdouble_scalar(
         gc.tensor(np.ones(2, np.longdouble))
 
 
+def _refused_as_not_fitting(data, dtype, shown):
+    """gc.tensor(data, dtype=dtype) is the one line naming `shown` and the dtype's range, at
+    the test's line."""
+    with pytest.raises(GraphcError) as info:
+        gc.tensor(data, dtype=dtype)
+    line, where = str(info.value).splitlines()
+    limits = np.iinfo(dtype)
+    assert line == f"tensor: data holds {shown}, which does not fit in dtype {dtype} " \
+                   f"({limits.min}..{limits.max})"
+    assert "test_weak_arguments.py" in where
+
+
 def test_tensor_of_a_number_that_does_not_fit_its_dtype_is_one_line():
     # f5 item 3: gc.tensor([2**40], dtype="int32") was numpy's raw OverflowError ("Python
     # integer 1099511627776 out of bounds for int32"); torch.tensor refuses it too ("value
@@ -721,13 +733,7 @@ def test_tensor_of_a_number_that_does_not_fit_its_dtype_is_one_line():
         with pytest.raises(RuntimeError if dtype == "int32" else ValueError,
                            match="without overflow" if dtype == "int32" else "Overflow"):
             torch.tensor(data, dtype=getattr(torch, dtype))
-        with pytest.raises(GraphcError) as info:
-            gc.tensor(data, dtype=dtype)
-        line, where = str(info.value).splitlines()
-        info32 = np.iinfo(dtype)
-        assert line == f"tensor: data holds {shown}, which does not fit in dtype {dtype} " \
-                       f"({info32.min}..{info32.max})"
-        assert "test_weak_arguments.py" in where
+        _refused_as_not_fitting(data, dtype, shown)
     edge = gc.tensor([2**31 - 1, -2**31], dtype="int32")  # the limits themselves fit
     assert edge.dtype == np.int32 and edge.data.tolist() == [2**31 - 1, -2**31]
 
@@ -800,13 +806,7 @@ def test_tensor_of_a_numpy_integer_that_does_not_fit_its_dtype_is_one_line():
                                ([np.uint64(2**63), -1], "int64", "9223372036854775808")]:
         with pytest.raises((RuntimeError, ValueError), match="overflow|Overflow"):
             torch.tensor(data, dtype=getattr(torch, dtype))
-        with pytest.raises(GraphcError) as info:
-            gc.tensor(data, dtype=dtype)
-        line, where = str(info.value).splitlines()
-        ii = np.iinfo(dtype)
-        assert line == f"tensor: data holds {shown}, which does not fit in dtype {dtype} " \
-                       f"({ii.min}..{ii.max})"
-        assert "test_weak_arguments.py" in where
+        _refused_as_not_fitting(data, dtype, shown)
     # numbers that fit are torch's values; an array still wraps, as torch.tensor(array) does
     for data, dtype in [([np.int64(2**31 - 1), np.int64(-2**31)], "int32"),
                         ([np.int32(5), True, 2], "int32"), ([np.uint64(7), 1], "int64"),
