@@ -1441,7 +1441,7 @@ class BoundOptimizer:
     The optimiser's settings read and write through (`opt.lr = 0.01`, `opt.momentum`), as
     do torch's `opt.param_groups[0]["lr"]`; any other attribute set is refused."""
 
-    _OWN = frozenset(("optimizer", "parameters", "state", "behind"))
+    _OWN = frozenset(("optimizer", "parameters", "state", "behind", "_slot_dtypes_of"))
 
     def __init__(self, optimizer: Optimizer, parameters):
         from .nn import Module
@@ -1480,8 +1480,32 @@ class BoundOptimizer:
         # that difference so that a state saved and assigned back (`opt.state = saved`, the
         # functional state being the checkpoint) resumes every parameter at its count.
         self.behind = {n: 0 for n in named}
+        self._slot_dtypes_of = {}  # a parameter dtype -> its slots' dtypes (see _slot_dtypes)
+
+    def _slot_dtypes(self, dtype) -> dict:
+        """The dtype of each slot init() makes for a parameter of `dtype` (the parameter's
+        own, or NAdam's float32 mu_product beside a float16 one)."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._slot_dtypes_of:
+            probe = self.optimizer.init({"p": np.zeros((), dtype)})
+            self._slot_dtypes_of[dtype] = {slot: np.asarray(probe[slot]["p"]).dtype
+                                           for slot in self.optimizer.slots}
+        return self._slot_dtypes_of[dtype]
+
+    def _follow_casts(self):
+        """The state follows a cast of the parameters made after bind() (model.double(),
+        .half(), .to(dtype)): its slots are cast to what init() makes for the new dtype, as
+        torch's load_state_dict casts a saved state to its parameters' dtype. (torch's
+        step() fails there, "expected dtype float for `end` but got dtype double"; graphc's
+        failed deep in the update, naming an add of float32 and float64.)"""
+        for n, p in self.parameters.items():
+            for slot, dtype in self._slot_dtypes(p.data.dtype).items():
+                value = self.state[slot][n]
+                if isinstance(value, (np.ndarray, np.generic)) and value.dtype != dtype:
+                    self.state[slot][n] = value.astype(dtype)
 
     def step(self):
+        self._follow_casts()
         params = {n: p.data for n, p in self.parameters.items()}
         grads = {n: None if p.grad is None else np.asarray(p.grad, p.data.dtype)
                  for n, p in self.parameters.items()}
@@ -1606,17 +1630,21 @@ class BoundOptimizer:
                 raise GraphcError(f"load_state_dict: the state's {slot} is for parameters "
                                   f"{sorted(state[slot], key=str)}, this optimizer has "
                                   f"{sorted(self.parameters)}", (user_location(),))
-            for n in self.parameters:
-                # the parameter's shape and dtype, or a slot's own (NAdam's 0-d mu_product)
+            for n, p in self.parameters.items():
+                # the parameter's shape and dtype, or a slot's own (NAdam's 0-d mu_product);
+                # a floating-point one of another float dtype is cast, as torch casts a
+                # saved state to its parameters' dtype (a float32 run's state loaded after
+                # model.double())
                 saved, own = state[slot][n], self.state[slot][n]
+                dtype = self._slot_dtypes(p.data.dtype)[slot]
                 if not isinstance(saved, (np.ndarray, np.generic)) or \
-                        np.shape(saved) != np.shape(own) or saved.dtype != own.dtype:
+                        np.shape(saved) != np.shape(own) or (saved.dtype != dtype and not (
+                            is_float(str(saved.dtype)) and is_float(str(dtype)))):
                     got = (f"{saved.dtype}{list(np.shape(saved))}"
                            if isinstance(saved, (np.ndarray, np.generic))
                            else f"a {type(saved).__name__}")
                     raise GraphcError(f"load_state_dict: {slot} of {n} is {got}, expected "
-                                      f"{np.asarray(own).dtype}{list(np.shape(own))}",
-                                      (user_location(),))
+                                      f"{dtype}{list(np.shape(own))}", (user_location(),))
                 # as gc.Trainer refuses such a checkpoint: NaN weights at the next step
                 if not np.isfinite(saved).all() or \
                         (slot in self.optimizer.non_negative_slots and (saved < 0).any()):
@@ -1626,6 +1654,7 @@ class BoundOptimizer:
                     raise GraphcError(f"load_state_dict: {slot} of {n} holds {what} (the "
                                       "state was changed or damaged)", (user_location(),))
         self.state = copy.deepcopy(state)
+        self._follow_casts()
         self.behind = {n: int(_whole_value(b)) for n, b in behind.items()}
         for name, value in settings.items():
             setattr(self.optimizer, name, value)

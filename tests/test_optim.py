@@ -1,4 +1,5 @@
 """graphc.optim against torch.optim (the oracle), eagerly and compiled into one plan."""
+import copy
 import math
 
 import numpy as np
@@ -567,3 +568,69 @@ def test_a_compiled_model_forwards_the_module_methods_and_its_refusals_name_the_
     assert compiled.requires_grad_(False) is compiled and not model[0].weight.requires_grad
     # graphc's keys are the model's own (torch's compiled model says _orig_mod.0.weight)
     assert list(compiled.state_dict()) == list(model.state_dict()) == ["0.weight", "0.bias"]
+
+
+def _linear_pair():
+    gc.manual_seed(0)
+    model = nn.Linear(3, 2)
+    reference = torch.nn.Linear(3, 2)
+    with torch.no_grad():  # graphc's Linear keeps its weight as (in, out)
+        reference.weight.copy_(torch.tensor(np.asarray(model.weight.numpy()).T))
+        reference.bias.copy_(torch.tensor(np.asarray(model.bias.numpy())))
+    return model, reference
+
+
+@pytest.mark.parametrize("name", ["Adam", "Adam-amsgrad", "SGD-maximize", "AdamW-betas"])
+def test_the_state_follows_a_cast_of_the_model_made_after_bind(name):
+    """model.double() after some steps: the next step failed deep in the update ("add(f32[3,2],
+    f64[3,2]): operands must have one dtype"). The state now follows the parameters' dtype,
+    as torch's state does once load_state_dict casts it (torch's step alone fails there)."""
+    make, make_reference = CASES[name]
+    model, reference = _linear_pair()
+    opt, reference_opt = make().bind(model), make_reference(reference.parameters())
+    x = np.arange(12.0).reshape(4, 3) / 10
+    for step in range(5):
+        if step == 2:
+            model.double()
+            reference.double()
+            reference_opt.load_state_dict(reference_opt.state_dict())  # casts its state
+        dtype = np.float32 if step < 2 else np.float64
+        loss = (model(gc.tensor(x.astype(dtype))) ** 2).sum()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        reference_loss = (reference(torch.tensor(x.astype(dtype))) ** 2).sum()
+        reference_loss.backward()
+        reference_opt.step()
+        reference_opt.zero_grad()
+    assert model.weight.dtype == np.float64
+    assert {np.asarray(v).dtype for slot in opt.optimizer.slots
+            for v in opt.state[slot].values()} == {np.dtype(np.float64)}
+    np.testing.assert_allclose(np.asarray(model.weight.numpy()).T,
+                               reference.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model.bias.numpy()),
+                               reference.bias.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_load_state_dict_casts_a_saved_float_state_to_the_parameters_dtype_as_torch():
+    """A float32 run's optimiser state loaded after model.double() was refused ("m of weight
+    is float32[3, 2], expected float64[3, 2]"); torch casts it. A state of another kind
+    (integers) is still refused."""
+    model, _ = _linear_pair()
+    opt = optim.Adam(lr=0.1).bind(model)
+    x = np.arange(12.0).reshape(4, 3) / 10
+    (model(gc.tensor(x.astype(np.float32))) ** 2).sum().backward()
+    opt.step()
+    saved = opt.state_dict()
+    model.double()
+    again = optim.Adam(lr=0.1).bind(model)
+    again.load_state_dict(saved)
+    for slot in ("m", "v"):
+        for name, value in again.state[slot].items():
+            assert value.dtype == np.float64
+            np.testing.assert_array_equal(value, saved["state"][slot][name].astype(np.float64))
+    bad = copy.deepcopy(saved)
+    bad["state"]["m"]["weight"] = bad["state"]["m"]["weight"].astype(np.int64)
+    with pytest.raises(gc.GraphcError, match=r"^load_state_dict: m of weight is int64\[3, 2\], "
+                                          r"expected float64\[3, 2\]\n"):
+        again.load_state_dict(bad)
