@@ -1006,11 +1006,12 @@ _INT_RANGES = {dt: (np.iinfo(dt).min, np.iinfo(dt).max) for dt in INT_DTYPES}
 def _converted(data, dtype):
     """tensor()'s data as an array of `dtype` (its dtype given), a complex refused, and an
     integer `dtype` cannot hold an OverflowError: numpy's cast raises for a Python int only,
-    a numpy integer (np.int64(2**40), alone or in a list) wrapped silently to int32's 0, where
-    torch refuses it. (An array or a tensor is cast as numpy casts it: it wraps, as torch's.)"""
+    a numpy integer (np.int64(2**40), alone or in a list) wrapped silently to int32's 0, a
+    numpy float (np.float64(1e20)) to int32's min and NaN was int()'s raw ValueError, where
+    torch refuses each. (An array or a tensor is cast as numpy casts it: it wraps, as torch's.)"""
     limits = _INT_RANGES.get(dtype)
     if isinstance(data, (int, float, np.generic)):  # a real number: nothing to look into
-        if limits and isinstance(data, np.integer) and not limits[0] <= int(data) <= limits[1]:
+        if limits and not _fits_int(data, limits):
             raise OverflowError
         return np.array(data, dtype=dtype)
     # converted once, without the dtype, so the cast below cannot drop a complex's
@@ -1043,6 +1044,20 @@ def _converted(data, dtype):
     return array.astype(dtype, copy=not numbers) if same else np.array(data, dtype=dtype)
 
 
+def _fits_int(x, limits) -> bool:
+    """Whether the real number `x` (Python's or numpy's) lies in an integer dtype's
+    (min, max), as torch checks it (a float before its truncation: -2147483648.5 does not
+    fit int32): numpy's cast of a numpy float (1e20, inf, NaN) wraps silently to int32's
+    min, and a NaN Python float was int()'s raw ValueError."""
+    if isinstance(x, (float, np.floating)):
+        # Python's float-int comparison is exact: a numpy float's would round int64's max
+        # up to 2**63 (torch's does: it lets 2.0**63 wrap); NaN and inf compare False
+        return limits[0] <= float(x) <= limits[1]
+    if isinstance(x, (int, np.integer)):  # (bool too)
+        return limits[0] <= int(x) <= limits[1]
+    return True  # (a string, an np.bool_: numpy's cast judges it)
+
+
 def _range_of(dtype) -> str:
     if dtype.kind not in "iu":
         return ""
@@ -1055,10 +1070,10 @@ def _not_fitting(data, dtype) -> str | None:
     "value cannot be converted to type int32 without overflow" names the dtype; None if
     each fits. An integer (Python's or numpy's) is compared by int() with the dtype's range:
     numpy's cast wraps a numpy integer silently."""
-    info = np.iinfo(dtype) if dtype.kind in "iu" else None
+    limits = _INT_RANGES.get(dtype)
     for x in np.array(data, dtype=object).ravel():
-        if info is not None and isinstance(x, (int, np.integer)):
-            fits = info.min <= int(x) <= info.max
+        if limits and isinstance(x, (int, float, np.integer, np.floating)):
+            fits = _fits_int(x, limits)
         else:
             try:
                 np.array(x, dtype=dtype)
@@ -1066,7 +1081,8 @@ def _not_fitting(data, dtype) -> str | None:
             except OverflowError:  # a Python int past float64
                 fits = False
         if not fits:
-            shown = str(int(x)) if isinstance(x, (int, np.integer)) else repr(x)
+            shown = str(int(x)) if isinstance(x, (int, np.integer)) else \
+                str(x) if isinstance(x, np.floating) else repr(x)  # 1e+20, not np.float32(1e+20)
             return shown if len(shown) <= 40 else f"an int of {len(shown)} digits"
     return None
 
