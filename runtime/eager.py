@@ -985,8 +985,14 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
     values a tape saved for backward() too. `name` labels it in reprs and graphc.draw."""
     if dtype is None:  # (complex data keeps its dtype: refused by Tensor as no dtype of ours)
         # an np.longdouble scalar is a float64 number, as ops lift one (ir.ops.api._dtype;
-        # its float128 is no dtype of ours); a longdouble array keeps float128: refused
-        data = np.array(data, np.float64 if isinstance(data, np.longdouble) else None)
+        # its float128 is no dtype of ours), alone or in a list; a longdouble array keeps
+        # float128, refused, in a list too
+        array = np.array(data, np.float64 if isinstance(data, np.longdouble) else None)
+        if array.dtype.itemsize > 8 and array.dtype.kind == "f" and \
+                isinstance(data, (list, tuple)) and not _holds_array(data):
+            # (numbers only: the float64 they would be alone, np.result_type's with others)
+            array = array.astype(np.float64)
+        data = array
     elif is_complex(data):  # numpy's cast to a real dtype would drop the imaginary part
         raise GraphcError(f"tensor: data must be real numbers, got {data!r}", (user_location(),))
     else:
@@ -1001,6 +1007,12 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
 
 
 _INT_RANGES = {dt: (np.iinfo(dt).min, np.iinfo(dt).max) for dt in INT_DTYPES}
+
+
+def _holds_array(data) -> bool:
+    """Whether nested lists and tuples `data` hold an array (not only numbers)."""
+    return any(isinstance(x, np.ndarray) or isinstance(x, (list, tuple)) and _holds_array(x)
+               for x in data)
 
 
 def _converted(data, dtype):

@@ -708,6 +708,25 @@ def test_tensor_refuses_complex_numbers_in_a_list_and_takes_a_longdouble_scalar(
         gc.tensor(np.ones(2, np.longdouble))
 
 
+def test_tensor_takes_longdouble_numbers_in_a_list_as_float64():
+    # s43 f3 item 2: gc.tensor([np.longdouble(1.5)]) was the float128 refusal (its advice,
+    # x.astype(np.float32), no help for a list) while the scalar alone is a float64 number:
+    # each is read as that scalar is, so a list is what the list of float64 numbers gives
+    L = np.longdouble
+    for data in ([L(1.5)], (L(1.5), 2.0), [[L("0.1")], [L(-3)]], [L(1.5), 2],
+                 [L(1.5), np.float32(2.5)], [[L(1e300), 1], [True, L(-0.25)]]):
+        as_float64 = [[np.float64(x) if isinstance(x, L) else x for x in row]
+                      if isinstance(row, list) else np.float64(row) if isinstance(row, L)
+                      else row for row in data]
+        want = np.array(as_float64)
+        t = gc.tensor(data, requires_grad=True)
+        assert want.dtype == np.float64 and t.dtype == np.float64 and t.requires_grad
+        assert t.data.shape == want.shape and t.data.tolist() == want.tolist()
+    assert gc.tensor([L("0.1")]).data[0] == 0.1  # rounded to float64, as the scalar is
+    for data in ([np.ones(2, L)], [[np.array(L(1.5))]], np.array(L(1.5))):  # arrays: refused
+        with pytest.raises(GraphcError, match="dtype float128 is not supported"):
+            gc.tensor(data)
+
 def _refused_as_not_fitting(data, dtype, shown):
     """gc.tensor(data, dtype=dtype) is the one line naming `shown` and the dtype's range, at
     the test's line."""
