@@ -623,6 +623,30 @@ def test_a_0d_integer_tensor_is_a_size_and_a_str_or_traced_one_is_one_line():
             gc.compile(make)(np.int64(3))
 
 
+def test_a_shape_that_is_no_sequence_is_one_line():
+    """s43 f3 item 3: gc.ones(None) (zeros, full, broadcast_to, eagerly and compiled) was
+    iter()'s raw TypeError "'NoneType' object is not iterable"; numpy ("Use () not None as
+    shape arguments") and torch ("argument 'size' ... must be tuple of ints") refuse it too.
+    (graphc has no gc.empty or gc.randn; gc.random's draws named the shape already.)"""
+    with pytest.raises(TypeError):
+        torch.ones(None)
+    with pytest.raises((TypeError, ValueError)):
+        np.ones(None)
+    x = gc.tensor(np.ones(3, np.float32))
+    for shape, hint in ((None, "; a 0-d one is ()"), (object, "")):
+        for call in (lambda: gc.ones(shape), lambda: gc.zeros(shape, "int32"),
+                     lambda: gc.full(shape, 2.0), lambda: gc.broadcast_to(x, shape),
+                     lambda: gc.compile(lambda v: v + gc.ones(shape))(np.ones(3))):
+            with pytest.raises(GraphcError) as info:
+                call()
+            line, where = str(info.value).splitlines()
+            assert line == f"shape must be an int or a sequence of ints, got {shape!r}{hint}"
+            assert "test_edges.py" in where
+    # every sequence of sizes still is one: a range, a 1-d array, a generator
+    for shape in (range(2, 4), np.array([2, 3]), (d for d in (2, 3))):
+        got = gc.ones(shape)
+        assert got.shape == (2, 3) and got.numpy().tolist() == np.ones((2, 3)).tolist()
+
 @pytest.mark.parametrize("size", [3, np.int64(3), np.int32(3), np.array(3)])
 def test_a_number_is_a_shape_of_spec(size):
     """r10 on d27e237: gc.spec(np.int64(3)) iterated the number (a raw TypeError "'numpy.int64'
@@ -635,7 +659,8 @@ def test_a_number_is_a_shape_of_spec(size):
     assert out.shape == expected.shape and out.dtype == expected.dtype
     with pytest.raises(GraphcError, match=r"^a size must be an int, got 3\.0"):
         gc.spec(3.0)
-    with pytest.raises(GraphcError, match=r"^spec: bad shape None: "):  # was a raw TypeError
+    with pytest.raises(GraphcError,  # was a raw TypeError, then "spec: bad shape None: ..."
+                       match=r"^shape must be an int or a sequence of ints, got None; "):
         gc.spec(None)
 
 

@@ -2404,7 +2404,12 @@ def _shape_argument(shape) -> tuple:
     if isinstance(shape, (numbers.Number, np.generic, Dim)) or \
             getattr(shape, "shape", None) == ():
         return (as_dim(shape),)
-    return tuple(as_dim(d) for d in shape)  # another sequence of sizes: a range, a 1-d array
+    try:
+        sizes = iter(shape)
+    except TypeError:  # None (numpy's and torch's refusal too) was iter()'s raw TypeError
+        _fail(f"shape must be an int or a sequence of ints, got {shape!r}"
+              + ("; a 0-d one is ()" if shape is None else ""))
+    return tuple(as_dim(d) for d in sizes)  # another sequence of sizes: a range, a 1-d array
 
 
 def full(shape, value, dtype=None):
