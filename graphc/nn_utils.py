@@ -81,15 +81,13 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
                     error_if_nonfinite: bool = False, foreach=None):
     """torch.nn.utils.clip_grad_norm_: scale the parameters' gradients (those that have one)
     by min(1, max_norm / (total + 1e-6)), `total` the norm of all of them together (the
-    norm_type-norm of their norms; inf: the largest magnitude), computed in float64.
-    Returns `total`, a 0-d tensor of the gradients' dtype (float32 for float16 with
+    norm_type-norm of their norms, any order torch's takes: inf the largest magnitude, -inf
+    the smallest, 0 the count of nonzeros, a negative order's sum(|g|**p)**(1/p), NaN a NaN
+    total and factor), computed in float64. Returns `total`, a 0-d tensor of the gradients' dtype (float32 for float16 with
     bfloat16, as torch's; 0 when no parameter has a gradient). `foreach` is accepted and
     ignored."""
     max_norm = _float_setting("clip_grad_norm_: max_norm", max_norm)
     norm_type = _float_setting("clip_grad_norm_: norm_type", norm_type)
-    if not norm_type > 0:
-        raise GraphcError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type}",
-                          (user_location(),))
     with_grad = _gradients(parameters, "clip_grad_norm_")
     if not with_grad:
         return Tensor(np.zeros((), np.float32))
@@ -98,20 +96,33 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
              for p in with_grad]
     dtype = result_dtype(*[g.dtype for g in grads])  # (float16 with bfloat16: float32)
     grads = [g.astype(np.float64) for g in grads]
-    if math.isinf(norm_type):
-        norms = [np.abs(g).max(initial=0.0) for g in grads]
-        total = float(np.max(norms))  # a NaN anywhere (Python's max keeps one only if first)
-    else:
-        norms = [np.sum(np.abs(g) ** norm_type) ** (1.0 / norm_type) for g in grads]
-        total = float(np.sum(np.array(norms) ** norm_type) ** (1.0 / norm_type))
+    # each gradient's norm, then the norm of those, as torch's _get_total_norm
+    total = float(_vector_norm(np.array([_vector_norm(g, norm_type) for g in grads]),
+                               norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise GraphcError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
                           f"gradients is {total}; error_if_nonfinite=False clips anyway",
                           (user_location(),))
-    factor = min(max_norm / (total + 1e-6), 1.0)
+    factor = min(max_norm / (total + 1e-6), 1.0)  # (NaN for a NaN total, as torch's clamp)
     for p in with_grad:
         _scale(p, factor)
     return Tensor(np.asarray(total, dtype))
+
+
+def _vector_norm(x, p: float):
+    """torch.linalg.vector_norm(x, p) of a float64 array for any float order p: clip_grad_norm_
+    refused p <= 0 and NaN, which torch computes. A NaN in x is kept (np.max and np.min
+    propagate it, as torch's); an empty x is the identity of max (0) or min (inf), where
+    torch refuses the +-inf norm of an empty tensor."""
+    a = np.abs(x)
+    if p == math.inf:
+        return a.max(initial=0.0)
+    if p == -math.inf:
+        return a.min(initial=math.inf)
+    if p == 0:  # the count of nonzeros (|x| ** 0 would count the zeros too)
+        return np.float64(np.count_nonzero(a))
+    with np.errstate(divide="ignore"):  # 0 ** -p is inf, and its sum's ** (1/-p) 0: torch's
+        return np.sum(a ** p) ** (1.0 / p)
 
 
 def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:

@@ -238,6 +238,34 @@ def test_clip_grad_settings_are_read_as_torchs_float(max_norm, norm_type):
         nn.utils.clip_grad_norm_(mine, 1.0, norm_type="infinite")
 
 
+@pytest.mark.parametrize("norm_type", [-math.inf, "-inf", math.nan, "nan", 0.0, -1.0, -2.5, 0.5])
+@pytest.mark.parametrize("zero", [False, True], ids=["nonzero", "a_zero"])
+def test_clip_grad_norm_takes_every_order_torchs_takes(norm_type, zero):
+    """s43 f3 item 4: norm_type -inf, NaN, 0 and negatives were refused ('norm_type must be
+    > 0 (or inf)') where torch computes them: -inf the smallest magnitude, 0 the count of
+    nonzeros, a negative order sum(|g|**p)**(1/p) (0 where a gradient holds a 0), NaN a NaN
+    total that scales every gradient to NaN (error_if_nonfinite=True refuses it, as torch)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    mine, theirs = _parameters_with_grads(np.random.default_rng(6), "float64")
+    if zero:
+        mine[0].grad[1, 2] = 0.0
+        theirs[0].grad[1, 2] = 0.0
+    total = nn.utils.clip_grad_norm_(mine, 0.5, norm_type=norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type=norm_type)
+    np.testing.assert_allclose(float(total.data), float(expected), rtol=1e-12, atol=0)
+    if zero and float(norm_type) <= 0:  # (-inf and negatives: 0; the 0-norm still counts)
+        assert float(total.data) == (2.0 if float(norm_type) == 0 else 0.0)
+    for p, t in zip(mine, theirs):
+        if t.grad is not None:
+            np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12, atol=0)
+    if math.isnan(float(norm_type)):
+        assert np.isnan(mine[0].grad).all()
+        with pytest.raises(RuntimeError, match="non-finite"):
+            torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type, error_if_nonfinite=True)
+        with pytest.raises(gc.GraphcError, match="^clip_grad_norm_: the total norm of order "
+                                                 "nan of the gradients is nan; "):
+            nn.utils.clip_grad_norm_(mine, 0.5, norm_type, error_if_nonfinite=True)
+
 class _HasFloat:
     def __float__(self):
         return 1.5
