@@ -357,7 +357,7 @@ class Graph(Interpreter):
         return node
 
     def process(self, op, inputs, attrs) -> Node:
-        weak_result = False
+        weak_result = numbers_alone = False
         if any(getattr(x, "weak", False) is True for x in inputs):
             # an eager weak value (runtime.eager.WeakTensor: gc.sqrt(2.0)) read by the trace
             # is a weak constant, so it meets tensors and numbers as it does eagerly
@@ -367,8 +367,12 @@ class Graph(Interpreter):
             weak_result = weak.result_is_weak(inputs[0], attrs["index"])
         elif self.weak_ids and any(weak.is_weak(x) for x in inputs):
             inputs, weak_result = weak.adopt(op.name, inputs, self._cast, attrs)
-        elif op.name in weak.KEEPS_WEAK and inputs and all(map(is_weak_scalar, inputs)):
-            weak_result = True  # numbers alone (gc.sqrt(2.0)), as eagerly (runtime.eager)
+        elif op.name in weak.KEEPS_WEAK and inputs:
+            # numbers alone (gc.sqrt(2.0); where's two values), as eagerly (runtime.eager):
+            # a 0-d result, as an eager WeakTensor is (where's condition may have a shape)
+            positions = weak.NUMBER_POSITIONS[op.name]
+            numbers_alone = all(map(is_weak_scalar, inputs if positions is None
+                                    else [inputs[i] for i in positions]))
         like = like_dtype(inputs)
         args = [lift_symbolic(self, x, like, op.name) for x in inputs]
         if GRAD_MODE.enabled and not GRAD_MODE.floor:
@@ -376,7 +380,8 @@ class Graph(Interpreter):
                                  infer_type(op, [a.type for a in args], attrs))
         else:
             node = self._process_in_block(op, args, attrs)
-        if weak_result and node.dtype != np.dtype(bool):
+        if (weak_result or numbers_alone and node.type.shape == ()) and \
+                node.dtype != np.dtype(bool):
             self.weak_ids.add(node.id)
         return node
 

@@ -38,7 +38,9 @@ _KEEPING = ("neg", "abs", "reshape", "stop_gradient", "exp", "log", "sqrt", "rsq
 # weak value is the strong tensor it holds, as a traced one stays int64 there
 NUMBER_POSITIONS = {**_ADOPTING, **dict.fromkeys(_KEEPING)}
 
-# the ops whose result is weak where every operand is (eager code: runtime.eager)
+# the ops whose result is weak where every operand is (eager code: runtime.eager), every
+# operand at its NUMBER_POSITIONS: where's two values, not its bool condition (JAX's
+# where(c, 2.0, 1.0) is weak; as a strong float32 it was refused beside float64 data)
 KEEPS_WEAK = frozenset(NUMBER_POSITIONS)
 
 
@@ -131,8 +133,9 @@ def int_limits(graph) -> dict:
         if source is not None and is_weak(source) and not is_float(source.dtype):
             dtype = np.dtype(node.attrs["dtype"])
             if dtype.kind in "iu":
-                _check_known(source, (), dtype, node.locs)
-                narrow(source, dtype)
+                for value in _chosen(source):
+                    _check_known(value, (), dtype, node.locs)
+                    narrow(value, dtype)
         for region in regions_of(node):
             # a weak operand of a branch or loop (a Python int argument read inside, or
             # passed as an operand) is cast where it meets a tensor in there
@@ -143,6 +146,20 @@ def int_limits(graph) -> dict:
                 if inner in feeds and is_weak(feeds[inner]):
                     narrow(feeds[inner], dtype)
     return limits
+
+
+def _chosen(node) -> list:
+    """The values weak `node` may be: a where's two values (each checked to fit, as JAX
+    refuses where(c, 2**40, 1) meeting int32 as it traces; exact_value cannot know which one
+    a condition picks, so the where itself went unchecked and wrapped), else node itself."""
+    chosen, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        if n.op == "where":
+            stack.extend(n.inputs[1:3])
+        else:
+            chosen.append(n)
+    return chosen
 
 
 def _carried(node, region) -> set:

@@ -649,9 +649,12 @@ class EagerInterpreter(Interpreter):
             if WeakTensor in map(type, inputs):
                 inputs = _as_numbers(inputs, positions)
             # (numbers alone: gc.sqrt(2.0); a tensor first, the common case, is checked cheaply)
-            if inputs and not isinstance(inputs[0], Tensor) and \
-                    all(map(is_weak_scalar, inputs)):
-                weak_result = True
+            if positions is None:
+                weak_result = bool(inputs) and not isinstance(inputs[0], Tensor) and \
+                    all(map(is_weak_scalar, inputs))
+            else:  # where(c, 2.0, 1.0): numbers at the value positions (ir/weak.py)
+                weak_result = not isinstance(inputs[positions[0]], Tensor) and \
+                    all(is_weak_scalar(inputs[i]) for i in positions)
         like = like_dtype(inputs)
         args = [lift(x, scalar_dtype(x, like, op.name) if is_weak_scalar(x) else None, op.name)
                 for x in inputs]

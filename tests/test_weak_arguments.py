@@ -44,6 +44,37 @@ def test_values_computed_from_weak_ones_stay_weak():
     assert out.tolist() == [2, 2, 2, 3, 4] and out.dtype == np.float32
 
 
+def test_a_where_of_two_numbers_is_weak_as_jaxs():
+    # s43 f3 item 5: gc.where(n > 5, 2.0, 1.0) was a strong float32 (the condition, a
+    # tensor, kept the result strong), so `gc.sum(x_f64) * gc.where(n > 5, 2.0, 1.0)` was
+    # refused, "mul(f64[], f32[])", eagerly and compiled, where jnp.where of two Python
+    # floats is weakly typed and the product float64. A where of numbers alone (its
+    # condition aside) is weak where 0-d, as gc.sqrt(2.0) is
+    x64, x32 = np.array([0.5, 1.5, 2.25]), np.array([0.5, 1.5, 2.25], np.float32)
+    for n, factor in ((7, 2.0), (3, 1.0)):
+        out = _both(lambda v, n: gc.sum(v) * gc.where(n > 5, 2.0, 1.0), x64, n)
+        assert out.dtype == np.float64 and out == np.sum(x64) * factor
+        out = _both(lambda v, n: v * gc.where(n > 5, 2.0, 1), x32, n)  # (a float: 1 too)
+        assert out.dtype == np.float32 and out.tolist() == (x32 * np.float32(factor)).tolist()
+        i32 = np.arange(3, dtype=np.int32)
+        out = _both(lambda v, n: v * gc.where(n > 5, 2, 1), i32, n)  # a weak int
+        assert out.dtype == np.int32 and out.tolist() == (i32 * int(factor)).tolist()
+    weak = gc.where(gc.tensor(7) > 5, 2.0, 1.0)
+    assert weak.weak and weak.dtype == np.float32 and float(weak) == 2.0
+    grad = gc.grad(lambda v, n: gc.sum(v * gc.where(n > 5, 2.0, 1.0)))(x64, 7)
+    assert grad.dtype == np.float64 and grad.tolist() == [2.0] * 3
+    # a strong value, a bool result or a condition with a shape: not weak, as before
+    assert not gc.where(gc.tensor(True), 2.0, gc.tensor(np.float32(1))).weak
+    assert not gc.where(gc.tensor([True, False]), 2.0, 1.0).weak
+    # a weak int a where may give is checked to fit the int32 tensor it meets, either
+    # branch, as jax.jit refuses where(c, 2**40, 1) meeting int32 as it traces (it wrapped)
+    with pytest.raises(GraphcError, match="^compiled function: the number 1099511627776 "
+                                          "does not fit in int32"):
+        gc.compile(lambda v, n: v * gc.where(n > 5, 2**40, 1))(i32, 7)
+    with pytest.raises(GraphcError, match="^compiled function: argument k = 1099511627776 "
+                                          "does not fit in int32"):
+        gc.compile(lambda v, k, c: v * gc.where(c, k, 0))(i32, 2**40, np.array(True))
+
 def test_clip_bounds_passed_as_arguments():
     ints = np.arange(6, dtype=np.int32)
     assert gc.compile(gc.clip)(ints, 1, 3).tolist() == [1, 1, 2, 3, 3, 3]
