@@ -88,13 +88,41 @@ def test_cat_refuses_both_spellings_and_an_empty_list():
     """gc.cat([]) (as gc.concat([])) raised Python's IndexError: now an empty list, and
     numpy's axis= beside torch's dim= (even axis=0, the default), are one-line errors."""
     a = np.ones((2, 3))
-    assert_one_line_error(lambda: gc.cat([]), "concat (cat) needs at least one array", HERE)
+    assert_one_line_error(lambda: gc.cat([]), "cat needs at least one array", HERE)
     assert_one_line_error(lambda: gc.stack([], dim=0), "stack needs at least one array", HERE)
     assert_one_line_error(lambda: gc.cat([a, a], axis=0, dim=1),
-                          "concat: both axis= (numpy's) and dim= (torch's) given", HERE)
+                          "cat: both axis= (numpy's) and dim= (torch's) given", HERE)
     assert_one_line_error(lambda: gc.stack([a, a], 1, dim=1),
                           "stack: both axis= (numpy's) and dim= (torch's) given", HERE)
-    assert_one_line_error(lambda: gc.cat([a, a], dim=2), "axis 2 is out of range", HERE)
+    assert_one_line_error(lambda: gc.cat([a, a], dim=2), "cat: axis 2 is out of range", HERE)
+
+
+def test_concatenate_and_cat_errors_name_the_function_called():
+    """s43 f3 item 6: gc.concatenate and gc.cat were aliases of gc.concat, so each error
+    said "concat:" (the function's own name, which registry._called_op reads from its
+    frame), a name the user may never have written. Each line now names the one called,
+    the op inside it after, as other functions' errors (`stack: concat(...)`)."""
+    x, y = np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)
+    for name in ("concatenate", "cat", "concat"):
+        f = getattr(gc, name)
+        inner = "" if name == "concat" else f"{name}: "
+        for call, message in [
+                (lambda: f([gc.tensor(x), "a"]), f"{name}: cannot use a str as a tensor operand"),
+                (lambda: f([gc.tensor(x), gc.tensor(y)]),
+                 f"{inner}concat(f32[2,3], f32[2,4]): operands differ in shape off the "
+                 "concatenation axis"),
+                (lambda: gc.compile(lambda a, b: f([a, b]))(x, x.astype(np.float64)),
+                 f"{inner}concat(f32[2,3], f64[2,3]): operands must have one dtype"),
+                (lambda: f([]), f"{name} needs at least one array, got none"),
+                (lambda: f([x, x], axis=-3), f"{name}: axis -3 is out of range for a 2-d value"),
+                (lambda: f([x, x], axis=1, dim=0), f"{name}: both axis= (numpy's) and dim= "
+                                                  "(torch's) given; pass one")]:
+            with pytest.raises(gc.GraphcError) as info:
+                call()
+            line, where = str(info.value).splitlines()
+            assert line.startswith(message), line
+            assert where.strip().startswith(f"at tests/{HERE}:"), where
+        np.testing.assert_array_equal(np.asarray(f([x, y], dim=1)), np.concatenate([x, y], 1))
 
 
 # ---- 3. torch's Tensor methods: view, permute, unsqueeze, squeeze, flatten, dim ---------------

@@ -1004,16 +1004,30 @@ def slice_length(start, stop, step):
 def concat(xs, axis=_AXIS_0, *, dim=NO_DIM):
     """numpy's concatenate along `axis`, torch.cat along `dim` (gc.cat): one of them, 0
     unless given."""
-    axis = _axis_or_dim("concat", axis, dim, _AXIS_0)
+    return _concatenated("concat", xs, axis, dim)
+
+
+# concatenate and cat are functions of their own, not aliases, so that an error names the
+# one the user called: registry._called_op reads the function's name from its frame (an
+# alias's is concat's)
+def concatenate(xs, axis=_AXIS_0, *, dim=NO_DIM):
+    """numpy's name of concat."""
+    return _concatenated("concatenate", xs, axis, dim)
+
+
+def cat(xs, axis=_AXIS_0, *, dim=NO_DIM):
+    """torch's name of concat."""
+    return _concatenated("cat", xs, axis, dim)
+
+
+def _concatenated(name, xs, axis, dim):
+    axis = _axis_or_dim(name, axis, dim, _AXIS_0)
     xs = list(xs)
     if not xs:
-        _fail("concat (cat) needs at least one array, got none")
+        _fail(f"{name} needs at least one array, got none")
     if len(xs) == 1:
         return _unchanged(xs[0])  # (np.concatenate and stack copy too)
-    return apply("concat", *xs, axis=_axis(axis, _ndim(xs[0])))
-
-
-concatenate = cat = concat
+    return apply("concat", *xs, axis=_axis(axis, _ndim(xs[0]), f"{name}: axis"))
 
 
 def stack(xs, axis=_AXIS_0, *, dim=NO_DIM):
