@@ -1779,9 +1779,9 @@ def _variables(tree):
                 # eagerly; lifted, it was a strong int64 or bool that no float tensor takes
                 return x
             if isinstance(x, np.generic) or type(x) is WeakTensor:
-                # a float number (_as_float_inputs gave it its dtype), or an eager weak value
-                # (-gc.sqrt(4.0), which vmap passes an unmapped numpy float scalar on as):
-                # weakly typed as eagerly, of its own dtype (like_dtype would take it alone
+                # a float number (_as_float_inputs gave it its dtype; an unmapped numpy
+                # float scalar that an eager vmap passes on), or an eager weak value
+                # (-gc.sqrt(4.0)): weakly typed as eagerly, of its own dtype (like_dtype would take it alone
                 # as float32; lifted, the weak value was strong)
                 x = graph.weak_constant(np.asarray(x.data if isinstance(x, Tensor) else x))
             else:  # a concrete argument inside a trace (_in_trace): a value of the graph

@@ -17,9 +17,10 @@ an eager weak value (-gc.sqrt(4.0), closed over or passed with in_axes None) ent
 constant, its value known to f. Eagerly, an op none of whose operands is a value of the
 traced graph (-v of such a v, p * 2 of a parameter) runs at once, as without vmap and as in
 torch.func.vmap and jax.vmap, so f can read what it computes from unbatched values
-(float(), `if`, a loss's argument check). Still traced: an op of no operands (gc.zeros), and
-one on an unmapped numpy float scalar made a weak float64 (or float16) by the arrays' dtype,
-which computes in that dtype as compiled, where eager code reads the number as float32.
+(float(), `if`, a loss's argument check). An unmapped numpy number scalar reaches f as it is,
+as without vmap (np.log(v) works; eager code reads a numpy float alone as a weak float32
+number, where compile traces it in the arrays' float dtype). Still traced: an op of no
+operands (gc.zeros).
 Random masks under vmap are the same for every example (one key, as in JAX) unless the key
 itself is batched.
 """
@@ -42,7 +43,7 @@ from passes.batching import batch_graph
 from runtime.eager import Tensor, WeakTensor, apart_from
 
 from . import nn
-from .tracing import (arg_names, flatten, function_name, leaf_count, leaf_input_names, to_spec,
+from .tracing import (arg_names, flatten, function_name, leaf_input_names, to_spec,
                       unflatten)
 from .transforms import _callable, _lacked_float, _shared_float_dtype
 
@@ -79,30 +80,28 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         region = _Region(f"vmap({name})", outer, size)
         bound, stand_ins = {}, []
         shared = _shared_float_dtype(leaves)
-        # which leaves are whole arguments: a numpy float scalar inside a pytree keeps its
-        # own dtype, as gc.compile's and gc.grad's do
-        whole = [st is None for st in structure[1] for _ in range(leaf_count(st))]
-        for leaf, first, axis, leaf_name, alone in zip(leaves, firsts, axes, leaf_names, whole):
-            if axis is None and (not _is_array(leaf) or isinstance(leaf, (np.integer, np.bool_))):
-                # a Python value, passed through as it is; so is a numpy integer or bool
-                # scalar, weakly typed as in eager code (an int64 input did not meet int32
-                # tensors; gc.full(shape, np.True_) fills float32)
+        for leaf, first, axis, leaf_name in zip(leaves, firsts, axes, leaf_names):
+            if axis is None and _lacked_float(leaf):
+                # an np.longdouble, a float the IR lacks: the numpy scalar of the dtype
+                # gc.compile traces it with (the arrays' shared float dtype, else float32),
+                # so that what fun returns from it alone is not refused as float128
+                leaf = (shared or np.dtype(np.float32)).type(leaf)
+            if axis is None and (not _is_array(leaf) or isinstance(
+                    leaf, (np.integer, np.bool_) + NUMPY_FLOAT_SCALARS)):
+                # a Python value, passed through as it is; so is a numpy number scalar, weakly
+                # typed as in eager code (an int64 input did not meet int32 tensors;
+                # gc.full(shape, np.True_) fills float32). fun sees what it sees without
+                # vmap: np.log(v), float(v * 2) and `if -v < 0` work, and what it computes
+                # from v alone is numpy's, concrete (a numpy float made a weak float64
+                # stand-in here computed in the trace, unknown: gaussian_nll_loss(r, r * 0,
+                # v - 4) beside float64 rows was NaN where eager code refuses it)
                 stand_ins.append(leaf)
                 continue
-            if axis is None and isinstance(leaf, NUMPY_FLOAT_SCALARS):
-                # as gc.compile's numpy float scalars: weakly typed, of the float dtype the
-                # arrays share where it is a whole argument (np.float64(2) times float32
-                # examples was refused as float64) or of a dtype the IR lacks (an
-                # np.longdouble in a pytree: refused as float128, _specs_of), else of its own
-                # (to_spec's: float32 for a longdouble)
-                takes_shared = shared is not None and (alone or _lacked_float(leaf))
-                leaf = WeakTensor(np.asarray(leaf, shared if takes_shared
-                                             else to_spec(leaf).dtype))
             if axis is None and type(leaf) is WeakTensor:
-                # a number whose value is known now (-gc.sqrt(4.0), a numpy float scalar):
-                # passed through as a Python number is, so that fun reads its value (a
-                # negative gaussian_nll_loss var is refused, as without vmap, not NaN; as an
-                # input node it was an unknown value). Ops take it as a weak constant
+                # a number whose value is known now (-gc.sqrt(4.0)): passed through as a
+                # Python number is, so that fun reads its value (a negative
+                # gaussian_nll_loss var is refused, as without vmap, not NaN; as an input
+                # node it was an unknown value). Ops take it as a weak constant
                 stand_ins.append(leaf)
                 continue
             spec = to_spec(first)
@@ -378,7 +377,10 @@ def _place(value, is_batched, axis, size, k):
                               "None", (user_location(),))
         return value
     if not is_batched:
-        if not _is_array(value):
+        if not _is_array(value) or (isinstance(value, NUMPY_FLOAT_SCALARS)
+                                    and not _lacked_float(value)):
+            # (a numpy float scalar keeps its dtype, as a Python float is float64 here and
+            # as np.stack of a loop's results: as a weak scalar it became float32)
             value = np.asarray(value)
         (value,) = batch_all([value], [False], size)
     ndim = F._ndim(value)

@@ -505,3 +505,30 @@ def test_what_fun_computes_from_unmapped_concrete_values_stays_concrete_eagerly(
     gc.sum(gc.vmap(lambda r: r * (p * 2))(x)).backward()
     torch.func.vmap(lambda r: r * (tp * 2))(tx).sum().backward()
     assert float(p.grad) == tp.grad.item() == 20.0
+
+
+def test_an_unmapped_numpy_float_reaches_fun_as_it_is_eagerly():
+    """Eager vmap gave fun an unmapped numpy float scalar as a weak stand-in of the rows'
+    dtype (a float64 WeakTensor beside float64 rows), and ops on it stayed traced, values
+    unknown: gaussian_nll_loss(r, r * 0, v - 4) was NaN where a loop over the rows refuses
+    it, float(v * 2) was refused as symbolic, and np.log(v) was a raw TypeError ("operand
+    'WeakTensor' does not support ufuncs"). fun now gets the number as eager code does."""
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])  # float64 rows
+    for v in (np.float32(2), np.float64(2), np.float16(2)):
+        with pytest.raises(GraphcError) as exc:
+            gc.vmap(lambda r, v: gc.gaussian_nll_loss(r, r * 0, v - 4), in_axes=(0, None))(x, v)
+        assert _one_line(exc) == "gaussian_nll_loss: var must be >= 0, got -2.0"
+        for fun, want in (
+                (lambda r, v: gc.gaussian_nll_loss(r, r * 0, v * 1),
+                 np.mean(0.5 * (np.log(2.0) + x ** 2 / 2), 1)),
+                (lambda r, v: r * (v - 1.5), x * 0.5),
+                (lambda r, v: r * float(v * 2) + (1 if -v < 0 else 0), x * 4 + 1),
+                (lambda r, v: r * np.log(v), x * float(np.log(v)))):
+            got = gc.vmap(fun, in_axes=(0, None))(x, v)
+            assert got.dtype == np.float64
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-15)
+        for fun in (lambda r, v: gc.gaussian_nll_loss(r, r * 0, v * 1),
+                    lambda r, v: r * (v - 1.5)):  # compiled vmap gives the same values
+            np.testing.assert_array_equal(
+                gc.compile(gc.vmap(fun, in_axes=(0, None)))(x, v),
+                np.asarray(gc.vmap(fun, in_axes=(0, None))(x, v)))

@@ -468,8 +468,7 @@ def apply(name: str, *inputs, **attrs):
         stack = _STACK.stack
         if stack:
             interpreter = stack[-1]
-            if inputs and getattr(interpreter, "concrete_runs_eagerly", False) and _BASE \
-                    and not any(map(_weak_of_its_own_dtype, inputs)):
+            if inputs and getattr(interpreter, "concrete_runs_eagerly", False) and _BASE:
                 # an eager vmap's graph (graphc/vmap.py): no operand is batched, so the op
                 # computes now, as without vmap (torch.func's and JAX's vmap keep such values
                 # concrete); a node there had an unknown value: -v of an unmapped v was NaN
@@ -485,16 +484,6 @@ def apply(name: str, *inputs, **attrs):
     if OPERAND_POLICY:
         inputs = OPERAND_POLICY[0](name, inputs, interpreter)
     return interpreter.process(op, inputs, attrs)
-
-
-def _weak_of_its_own_dtype(x) -> bool:
-    """A weak float that is not float32: vmap's stand-in for an unmapped np.float64 argument
-    among float64 arrays, which a trace computes with in float64, as gc.compile does; eager
-    code reads a weak value as a number, float32 alone (exp of it was rounded to float32)."""
-    return getattr(x, "weak", False) is True and x.dtype.kind == "f" and x.dtype != _FLOAT32
-
-
-_FLOAT32 = np.dtype(np.float32)
 
 
 def _capturing_region(a, b):
