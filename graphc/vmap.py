@@ -15,12 +15,12 @@ Values f closes over (a tensor of an enclosing trace, an eager tensor, a layer's
 enter the traced graph as inputs of their own and are bound back to themselves, unbatched;
 an eager weak value (-gc.sqrt(4.0), closed over or passed with in_axes None) enters as a weak
 constant, its value known to f. Eagerly, an op none of whose operands is a value of the
-traced graph (-v of such a v, p * 2 of a parameter) runs at once, as without vmap and as in
-torch.func.vmap and jax.vmap, so f can read what it computes from unbatched values
-(float(), `if`, a loss's argument check). An unmapped numpy number scalar reaches f as it is,
-as without vmap (np.log(v) works; eager code reads a numpy float alone as a weak float32
-number, where compile traces it in the arrays' float dtype). Still traced: an op of no
-operands (gc.zeros).
+traced graph (-v of such a v, p * 2 of a parameter, gc.zeros(3) of none) runs at once, as
+without vmap and as in torch.func.vmap and jax.vmap, so f can read what it computes from
+unbatched values (float(), `if`, a loss's argument check); a transformation traced in f still
+builds its seeds in the graph (ir.ops.registry.graph_valued). An unmapped numpy number scalar
+reaches f as it is, as without vmap (np.log(v) works; eager code reads a numpy float alone as
+a weak float32 number, where compile traces it in the arrays' float dtype).
 Random masks under vmap are the same for every example (one key, as in JAX) unless the key
 itself is batched.
 """
@@ -180,7 +180,8 @@ class _Region(Region):
         self.batched = {}
         self.example_index = None
         # eagerly (no enclosing trace, or only eager vmaps' graphs), an op none of whose
-        # operands is a value of this graph runs at once (ir.ops.registry.apply)
+        # operands is a value of this graph (or of no operands) runs at once
+        # (ir.ops.registry.apply)
         self.concrete_runs_eagerly = outer is None or getattr(outer, "concrete_runs_eagerly",
                                                               False)
 

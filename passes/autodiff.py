@@ -16,7 +16,7 @@ from ir.ops import api as F
 from ir.ops import precision
 from ir.ops.custom import CLOSURE_ERROR
 from ir.ops.operators import OperatorMixin
-from ir.ops.registry import (DerivedVJP, VJPContext, get_op, is_weak_scalar,
+from ir.ops.registry import (DerivedVJP, VJPContext, get_op, graph_valued, is_weak_scalar,
                               refuse_foreign_array)
 from ir.rewrite import clone
 from ir.types import TupleType, is_float, is_real_dtype
@@ -138,6 +138,7 @@ def _computed_from_args(x, args, sources) -> bool:
     return bool(stops)
 
 
+@graph_valued()  # (its seeds and zeros are values of the graph, in an eager vmap's too)
 def gradients(ys, xs, seeds=None, partial=False, stand_ins=(), sources=None,
               none_if_unreached=False) -> list:
     """d(sum_i seeds_i . ys_i)/d xs, as new nodes of the graph holding ys.

@@ -24,7 +24,7 @@ import contextlib
 
 from ir.ops import api as F
 from ir.ops.control_flow import regions_of
-from ir.ops.registry import apply
+from ir.ops.registry import apply, graph_valued
 from ir.region import Region
 from ir.types import is_float
 
@@ -47,6 +47,7 @@ def keeping_primal_loops():
         _KEEP_PRIMAL_LOOPS.pop()
 
 
+@graph_valued()  # (the cotangents it differentiates with respect to are the graph's values)
 def tangents(outs, sources, source_tangents) -> list:
     """J @ v: one tangent per node of `outs` (float values of one graph) along
     `source_tangents`, one per node of `sources` (its independent variables: what they are

@@ -532,3 +532,25 @@ def test_an_unmapped_numpy_float_reaches_fun_as_it_is_eagerly():
             np.testing.assert_array_equal(
                 gc.compile(gc.vmap(fun, in_axes=(0, None)))(x, v),
                 np.asarray(gc.vmap(fun, in_axes=(0, None))(x, v)))
+
+
+def test_ops_of_no_operands_are_concrete_in_an_eager_vmap():
+    """In an eager vmap an op of no operands (gc.ones(3), gc.arange) stayed a node of vmap's
+    graph, its value unknown, while ops on other unbatched concrete values ran at once:
+    float(gc.sum(gc.ones(3))) and `if gc.arange(3)[2] > 1` were refused as symbolic, where
+    torch.func.vmap (and jax.vmap) compute them. Transformations traced inside still build
+    their seeds as graph values (jvp's zeros_like cotangents, registry.graph_valued)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    for fun, oracle in (
+            (lambda r: r * float(gc.sum(gc.ones(3))), lambda r: r * float(torch.ones(3).sum())),
+            (lambda r: r if float(gc.arange(3)[2]) > 1 else -r,
+             lambda r: r if float(torch.arange(3)[2]) > 1 else -r),
+            (lambda r: r + gc.zeros(int(gc.arange(3)[2])), lambda r: r + torch.zeros(2))):
+        got = gc.vmap(fun)(x)
+        np.testing.assert_array_equal(np.asarray(got), torch.func.vmap(oracle)(
+            torch.from_numpy(x)).numpy())
+    got = gc.vmap(gc.vmap(lambda a: a + float(gc.sum(gc.ones(2)))))(x)  # vmap of vmap
+    np.testing.assert_array_equal(np.asarray(got), x + 2)
+    got = gc.vmap(lambda r: gc.jvp(lambda s: s * s * gc.ones(2), (r,), (gc.ones(2),))[1])(x)
+    np.testing.assert_array_equal(np.asarray(got), 2 * x)

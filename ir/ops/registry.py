@@ -364,6 +364,7 @@ class SymbolicValue:
 class _InterpreterStack(threading.local):
     def __init__(self):
         self.stack = []  # innermost last (Graph.building pushes its graph)
+        self.graph_valued = 0  # how many graph_valued() blocks are open
 
 
 _STACK = _InterpreterStack()
@@ -441,6 +442,20 @@ def interpreting(interpreter: Interpreter):
         GRAD_MODE.enabled, GRAD_MODE.floor = saved
 
 
+@contextlib.contextmanager
+def graph_valued():
+    """Inside, an op of no operands (full, arange) is a value of the graph being built even
+    where that graph runs ops on concrete values eagerly (an eager vmap's: apply): what a
+    transformation traced there builds as a value of the graph it differentiates (autodiff's
+    seeds, forward mode's zeros_like cotangents, which gradients() differentiates with
+    respect to) must be the graph's. A decorator too; trace time only."""
+    _STACK.graph_valued += 1
+    try:
+        yield
+    finally:
+        _STACK.graph_valued -= 1
+
+
 def innermost_interpreter():
     """The interpreter pushed last (a graph being built), or None outside any."""
     stack = _STACK.stack
@@ -468,13 +483,14 @@ def apply(name: str, *inputs, **attrs):
         stack = _STACK.stack
         if stack:
             interpreter = stack[-1]
-            if inputs and getattr(interpreter, "concrete_runs_eagerly", False) and _BASE:
+            if getattr(interpreter, "concrete_runs_eagerly", False) and _BASE and \
+                    (inputs or not _STACK.graph_valued):
                 # an eager vmap's graph (graphc/vmap.py): no operand is batched, so the op
                 # computes now, as without vmap (torch.func's and JAX's vmap keep such values
                 # concrete); a node there had an unknown value: -v of an unmapped v was NaN
-                # as a gaussian_nll_loss var, float(v * 2) refused. (An op of no operands,
-                # zeros_like(node)'s full, stays the graph's: transformations traced inline
-                # there build their seeds so.)
+                # as a gaussian_nll_loss var, float(v * 2) refused; so did an op of no
+                # operands (gc.zeros(3), gc.arange), unless a transformation builds it
+                # (graph_valued: a seed to differentiate with respect to)
                 interpreter = _BASE[0]
         elif _BASE:
             interpreter = _BASE[0]
