@@ -115,6 +115,21 @@ def _refuse_foreign(construct, what, value, leaves):
 _OURS = (np.ndarray, np.generic, Tensor, SymbolicValue, int, float)
 
 
+def _refuse_foreign_result(who, part, leaves):
+    """One line naming the function `who` says where `part` of what it returned (whose
+    `leaves` these are) holds another library's array: eagerly a torch carry or y met numpy
+    as a bare "got a torch.Tensor" naming no function, and a cond's branch handed the torch
+    result back as it was (traced, it is refused)."""
+    for x in leaves:
+        if isinstance(x, _OURS):
+            continue
+        name = foreign_array_name(x)
+        if name is not None:
+            raise GraphcError(f"{who} returns a {name}{part}, another library's array; "
+                              "return numpy arrays or gc tensors "
+                              "(x.numpy(), or np.asarray(x))", (user_location(),))
+
+
 def _refuse_foreign_operands(construct, operands, leaves=None):
     """_refuse_foreign for a cond's or switch's operands, naming the one that holds another
     library's array: eagerly its branch ran on the torch tensor and returned a torch result.
@@ -312,6 +327,8 @@ def _check_eager_carry(fn, what, carry, init):
     carry, new, structure = _in_structure(carry, old_structure)
     what, (structure, new), (old_structure, old) = _as_written(
         fn, what, (structure, new), (old_structure, old))
+    _refuse_foreign_result(f"{what} function {function_name(fn)}{_where(fn)}",
+                           " in its carry", new)
     if structure != old_structure or len(new) != len(old):
         raise GraphcError(f"{what} function {function_name(fn)}{_where(fn)} must return a "
                           f"carry with the structure of the initial one"
@@ -580,11 +597,14 @@ def _scan_eagerly(f, init, xs, x_leaves, x_structure, n, reverse, construct):
     if ys[0] is None:
         return carry, None
     first, structure = leaves_and_structure(ys[0])
+    _refuse_foreign_result(f"scan function {function_name(f)}{_where(f)}", " in its ys", first)
     per_step = [first]
     for t, y in enumerate(ys[1:], 1):
         # a dict with its keys in another order is the same pytree (as for the carry):
         # its leaves are stacked by key, not by position
         _, leaves, own = _in_structure(y, structure)
+        _refuse_foreign_result(f"scan function {function_name(f)}{_where(f)}", " in its ys",
+                               leaves)
         if own != structure:
             apart = _keys_apart(own, structure)
             keys = f" (its dict{apart[0]} has keys {apart[1]} where step 0's has " \
@@ -874,6 +894,10 @@ def cond(pred, true_fun, false_fun, *operands):
         taken = bool(value)
         with _sites_within(graph, construct, int(taken)):
             result = (true_fun if taken else false_fun)(*operands)
+        fn = true_fun if taken else false_fun
+        _refuse_foreign_result(f"cond: {'true' if taken else 'false'}_fun "
+                               f"{function_name(fn)}{_where(fn)}", "",
+                               leaves_and_structure(result)[0])
         return result if graph is not None else _apart(result, op_leaves, since)
     call_site = user_location()
     pred_node = _as_node(graph, pred, "cond predicate")
@@ -943,7 +967,12 @@ def map(f, xs, *, batch_size=None):
                           f"{sorted(lengths, key=str)}", (user_location(),))
     if batch_size is not None:
         return _map_in_batches(f, leaves, structure, lengths.pop(), batch_size)
-    _, ys = scan(lambda carry, x: (carry, f(x)), (), xs)
+    def step(carry, x):  # (f named where it returns another library's array)
+        y = f(x)
+        _refuse_foreign_result(f"map: f {function_name(f)}{_where(f)}", "",
+                               leaves_and_structure(y)[0])
+        return carry, y
+    _, ys = scan(step, (), xs)
     return ys
 
 
@@ -1028,9 +1057,12 @@ def switch(index, branches, *operands):
     except GraphcError as error:
         # only the message of this tree's own conds (their functions are named "branch 2 f"
         # or "branches 0-3"): a cond inside a branch speaks for itself
-        if not error.message.startswith(("cond: true_fun branch ", "cond: true_fun branches ")):
+        # (and the eager refusal of a branch's torch result, which names the branch taken)
+        if not error.message.startswith(("cond: true_fun branch ", "cond: true_fun branches ",
+                                         "cond: false_fun branch ")):
             raise
         message = error.message.replace("cond: true_fun ", "switch: ", 1) \
+            .replace("cond: false_fun ", "switch: ", 1) \
             .replace(" but false_fun ", " but ", 1).replace("both must", "all must", 1)
         raise GraphcError(message, error.locs) from None
 

@@ -672,3 +672,47 @@ def _unrolled_narrow(h, xs, w):
         h = gc.tanh(x + h @ w)
         total = total + gc.sum(h * 2.0) + gc.sum(h)
     return total + gc.sum(h)
+
+
+def test_an_eager_body_returning_a_torch_tensor_is_one_line_naming_the_function():
+    """An eager scan, fori_loop or while_loop body returning a torch carry (or scan ys, or a
+    map result) met numpy as a bare "got a torch.Tensor" naming no function; an eager cond
+    or switch handed the branch's torch result back as it was (traced, it is refused)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    c0, xs = np.zeros(2, np.float32), np.ones((3, 2), np.float32)
+
+    def carry_body(c, x):
+        return torch.ones(2), c
+
+    def ys_body(c, x):
+        return c + x, {"y": torch.ones(2)}
+
+    def loop_body(i, c):
+        return torch.ones(2)
+
+    def branch(x):
+        return torch.ones(2)
+
+    def plain(x):
+        return x
+
+    tail = r" returns a torch\.Tensor{}, another library's array; return numpy arrays"
+    for call, start, part in [
+            (lambda: gc.scan(carry_body, c0, xs), "scan function carry_body", " in its carry"),
+            (lambda: gc.scan(ys_body, c0, xs), "scan function ys_body", " in its ys"),
+            (lambda: gc.fori_loop(0, 3, loop_body, c0), "fori_loop body function loop_body",
+             " in its carry"),
+            (lambda: gc.while_loop(lambda c: c[0] < 3, lambda c: torch.ones(2), c0),
+             "while_loop body function <lambda>", " in its carry"),
+            (lambda: gc.cond(True, branch, plain, c0), "cond: true_fun branch", ""),
+            (lambda: gc.cond(False, plain, branch, c0), "cond: false_fun branch", ""),
+            (lambda: gc.switch(1, [plain, branch, plain], c0), "switch: branch 1 branch", ""),
+            (lambda: gc.switch(2, [plain, plain, branch], c0), "switch: branch 2 branch", ""),
+            (lambda: gc.map(branch, xs), "map: f branch", "")]:
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        line = str(info.value).splitlines()[0]
+        assert re.match(re.escape(start) + r" \(defined at .*test_control_flow\.py:\d+\)"
+                        + tail.format(part), line), line
+    # the branch not taken is not run eagerly, so a torch result there is not seen
+    np.testing.assert_array_equal(np.asarray(gc.cond(True, plain, branch, c0)), c0)
