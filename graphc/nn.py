@@ -481,6 +481,45 @@ def _note_traced(module) -> None:
                     stack.append(child)
 
 
+def _root_of(module):
+    """The module at the top of the tree `module` is in, following the places each module
+    was set in (note_place) while they hold it still; `module` itself if no module does."""
+    seen = set()
+    while id(module) not in seen:
+        seen.add(id(module))
+        places = places_holding(module)
+        if not places:
+            break
+        module = places[0][0]
+    return module
+
+
+def _keeps_its_place(owner, path):
+    """keeps(module) for owner._set_path: whether `module`, an item a container holds as a
+    slice does (its _view), is held still at its own place (module._path) in the tree that
+    `owner`, whose child at `path` is being set, is in; not where that place is `path` or
+    below it, whose old value the assignment replaces. The root is looked for once, when a
+    container holds such an item."""
+    root = []
+
+    def keeps(module):
+        own = module._path
+        if not own or own == path or own.startswith(path + "."):
+            return False
+        if not root:
+            root.append(_root_of(owner))
+        found = root[0]
+        top = found._path  # (a root that was a child once still has that path)
+        if top and not own.startswith(top + "."):
+            return False
+        for part in own[len(top) + 1 if top else 0:].split("."):
+            found = _submodule(found, part, vars(found).get(part))
+            if found is None:
+                return False
+        return found is module
+    return keeps
+
+
 def _submodule_at(module, path, asked):
     """The submodule of `module` at the dotted `path` ("": itself); AttributeError (torch's)
     naming the part that is not one, in the words of the call `asked`."""
@@ -642,9 +681,8 @@ class Module:
             # named from the root, as this module is (an item appended to model.body once
             # the model is built is body.3, not 3)
             path = f"{self._path}.{name}" if self._path else name
-            for pname, p in child._all_parameters(kind=(Parameter, Buffer)):
-                p.name = f"{path}.{pname}"
-            child._set_path(path)
+            child._set_path(path, _keeps_its_place(self, path))
+            note_place(child, self, name)  # (the way up to its root, for _keeps_its_place)
             if _reached_by_trace(self):  # (reached through this module from now on)
                 _note_traced(child)
         views = vars(self).get("_compiled_views")
@@ -660,8 +698,9 @@ class Module:
         # again (TransformerEncoder copies its layer; a tie made on a copy is checked)
         self.__dict__.update(state)
         for name, value in state.items():
-            if isinstance(value, (Parameter, Buffer)):
-                note_place(value, self, name)
+            if isinstance(value, (Parameter, Buffer)) or _submodule(self, name, value) \
+                    is not None:
+                note_place(_submodule(self, name, value) or value, self, name)
         for name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
             if isinstance(state.get(name), Parameter):
                 _TRANSPOSED[id(state[name])] = state[name]
@@ -670,12 +709,33 @@ class Module:
         """The layer in an error: its class and, inside a model, its dotted name."""
         return f"{type(self).__name__} {self._path!r}" if self._path else type(self).__name__
 
-    def _set_path(self, path):
+    def _set_path(self, path, keeps=None, named=None):
+        """Name this module `path` (the scope of its nodes, its error lines) and the modules,
+        Parameters and Buffers below it from there, each once, by its first name in this
+        walk (a tied Parameter's or a shared layer's, as named_parameters names it). A
+        container's items held as a slice holds them (`_view`, ModuleList(list(model.layers)))
+        keep their names where `keeps(item)` says another place of the tree holds them
+        still; the others become this container's own (torch names each by its first
+        place in the model: model.extra = ModuleList(list(model.layers)) leaves them
+        layers.*, while model.layers = ModuleList(pruned), which replaces their place,
+        names them by their new one)."""
+        named = set() if named is None else named
+        if id(self) in named:
+            return
+        named.add(id(self))
         object.__setattr__(self, "_path", path)
         for name, value in vars(self).items():
+            if isinstance(value, (Parameter, Buffer)) and id(value) not in named:
+                named.add(id(value))
+                value.name = f"{path}.{name}"
+        view = vars(self).get("_view", ())
+        kept = [m for m in view if keeps is not None and keeps(m)]
+        if len(kept) != len(view):  # the others are this container's own from now on
+            object.__setattr__(self, "_view", tuple(kept))
+        for name, value in list(vars(self).items()):
             child = _submodule(self, name, value)
-            if child is not None:
-                child._set_path(f"{path}.{name}")
+            if child is not None and not any(child is m for m in kept):
+                child._set_path(f"{path}.{name}", keeps, named)
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         """(name, Parameter) pairs, torch's arguments in its order (recurse=False: this
@@ -1297,15 +1357,21 @@ class ModuleList(Module):
 
     def __init__(self, modules=None):
         modules = [] if modules is None else list(modules)
-        # modules another module holds already (ModuleList(list(model.layers)), torch users'
-        # copy of a model's layers) are held as a slice holds them: their names stay the
-        # model's (setattr renamed model.layers.0.weight to 0.weight, and the layers' scopes
-        # and error lines with it); this list's own names are torch's relative ones (its
-        # state_dict's 0.weight). Assigned into a model itself, its items take its names
-        held = tuple(m for m in modules if isinstance(m, Module) and m._path)
+        self._note_view(modules)
+        self._hold([(str(i), m) for i, m in enumerate(modules)])
+
+    def _note_view(self, modules):
+        """Modules another module holds already (ModuleList(list(model.layers)), torch users'
+        copy of a model's layers), and containers holding such (a ModuleList of that list),
+        are held as a slice holds them: their names stay the model's (setattr renamed
+        model.layers.0.weight to 0.weight, and the layers' scopes and error lines with it);
+        this container's own names are torch's relative ones (its state_dict's 0.weight).
+        Assigned into a model, its items keep their names where the model holds them
+        still, as torch's first name (_set_path), and take their new ones otherwise."""
+        held = tuple(m for m in modules if isinstance(m, Module) and (
+            m._path or isinstance(m, ModuleList) and m._view))
         if held:
             object.__setattr__(self, "_view", held)
-        self._hold([(str(i), m) for i, m in enumerate(modules)])
 
     def _hold(self, items):
         """Hold `items`, (key, module) pairs, as the children in this order; the old items'
@@ -2052,6 +2118,7 @@ class Sequential(ModuleList):
             object.__setattr__(self, "_keys", [])  # (a key "_keys" is refused, as taken)
             for key in modules[0]:
                 self._check_new_name("Sequential", key, lambda held: False)
+            self._note_view(modules[0].values())  # (OrderedDict(model.layers.named_children()))
             self._hold(modules[0].items())
             return
         if len(modules) == 1 and isinstance(modules[0], (list, tuple)):

@@ -454,12 +454,13 @@ class Buffer(Tensor):
         super().__init__(np.array(data), requires_grad=False, name=name)
 
 
-# The (module, attribute) places each Buffer or Parameter was put in
+# The (module, attribute) places each Buffer or Parameter (or child module) was put in
 # (graphc.nn.Module.__setattr__), by id: {id: (weakref to the tensor, [(weakref to the
 # module, attribute), ...])}. A Buffer two layers share (torch's `b.running_mean =
 # a.running_mean`) is one state: eagerly the second layer reads the first's update, and a
 # trace must hand it the same (_BufferCollector.record); a tied Parameter keeps the name of
-# the place it was first put in, as torch's named_parameters names it by its first place
+# the place it was first put in, as torch's named_parameters names it by its first place;
+# a module's places lead up to the root of its model (graphc.nn._root_of)
 _PLACES = {}
 
 
@@ -471,7 +472,8 @@ def note_place(tensor, module, attr) -> None:
         entry = _PLACES[key] = (weakref.ref(tensor, lambda _, key=key: _PLACES.pop(key, None)),
                                 [])
     entry[1][:] = [(ref, a) for ref, a in entry[1] if ref() is not None]  # the gone ones out
-    entry[1].append((weakref.ref(module), attr))
+    if not any(ref() is module and a == attr for ref, a in entry[1]):  # (a forward that
+        entry[1].append((weakref.ref(module), attr))  # sets it again each call: listed once)
 
 
 def places_holding(tensor) -> list:

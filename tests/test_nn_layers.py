@@ -1,5 +1,6 @@
 """The layer set and the losses against PyTorch (copied weights, random inputs), eager and
 compiled; initialisation as PyTorch's defaults, and the GPT's initial weights unchanged."""
+import collections
 import hashlib
 import re
 
@@ -747,6 +748,91 @@ def test_a_module_list_of_a_models_modules_keeps_their_names_as_torchs():
     assert list(ours.state_dict()) == list(theirs.state_dict())
     assert [p.name for _, p in ours.named_parameters()] == list(ours.state_dict())
     assert ours.layers[1]._path == "layers.1"
+
+
+_HELD_AGAIN = {  # spelling -> how it holds model.layers' modules a second time
+    "Sequential(OrderedDict(named_children()))": lambda nn, m: nn.Sequential(
+        collections.OrderedDict(m.layers.named_children())),
+    "ModuleList([ModuleList(list(layers))])": lambda nn, m: nn.ModuleList(
+        [nn.ModuleList(list(m.layers))]),
+    "model.extra = ModuleList(list(layers))": lambda nn, m: setattr(
+        m, "extra", nn.ModuleList(list(m.layers))),
+    "model.extra = Sequential(OrderedDict(...))": lambda nn, m: setattr(
+        m, "extra", nn.Sequential(collections.OrderedDict(m.layers.named_children()))),
+    "model.body.extra = ModuleList(list(layers))": lambda nn, m: setattr(
+        m.body, "extra", nn.ModuleList(list(m.layers))),
+}
+
+
+@pytest.mark.parametrize("spelling", list(_HELD_AGAIN))
+def test_holding_a_models_modules_again_keeps_their_first_names_as_torchs(spelling):
+    """Session 43 (f1): these spellings of 'a container of the model's modules' renamed the
+    model's Parameters and Buffers (their own names, which a Trainer's checkpoint names the
+    Buffers by, and the layers' scopes) to the new container's (0.weight, 0.0.weight,
+    extra.0.weight). torch names each by the first place the model holds it in: as
+    named_parameters and state_dict's first key, so now."""
+    def model(nn):
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = nn.ModuleList([nn.Linear(3, 4), nn.BatchNorm1d(4),
+                                             nn.Linear(4, 2)])
+                self.body = nn.Sequential(nn.Tanh())
+
+            def forward(self, x):
+                for layer in self.layers:
+                    x = layer(x)
+                return x
+        return Model()
+    ours, theirs = model(nn), model(torch.nn)
+    ours.load_torch_state_dict(theirs.state_dict())
+    _HELD_AGAIN[spelling](nn, ours)
+    _HELD_AGAIN[spelling](torch.nn, theirs)
+    torch_names = [name for name, _ in theirs.named_parameters()]
+    assert [name for name, _ in ours.named_parameters()] == torch_names
+    assert [p.name for _, p in ours.named_parameters()] == torch_names  # their own names
+    assert [b.name for _, b in ours.named_buffers()] == [
+        name for name, _ in theirs.named_buffers()]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [layer._path for layer in ours.layers] == ["layers.0", "layers.1", "layers.2"]
+    # an optimiser's names, torch's param_names
+    assert list(gc.optim.SGD(lr=0.1).bind(ours).parameters) == torch.optim.SGD(
+        theirs.named_parameters(), lr=0.1).param_groups[0]["param_names"]
+    # a Trainer's checkpoint names the Buffers it carries by their names
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    trainer = gc.Trainer(lambda p, batch: gc.mean(ours.apply(p, batch[0]) ** 2),
+                         ours.params(), gc.optim.SGD(lr=0.1), lambda rng: (x,), steps=1)
+    assert list(trainer.buffers) == [name for name, _ in theirs.named_buffers()]
+
+
+def test_a_container_of_another_models_modules_names_them_in_the_model_it_joins():
+    """The other side of the rule above: a model built of another's modules (torch's
+    feature extractor, nn.Sequential(*list(backbone.children())[:-1])) names them by its own
+    places, where the other model does not hold them (torch's named_parameters of it)."""
+    backbone = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    head = nn.Module()
+    head.features = nn.Sequential(*list(backbone.children())[:-1])
+    assert [p.name for _, p in head.named_parameters()] == [
+        name for name, _ in head.named_parameters()] == ["features.0.weight", "features.0.bias"]
+    assert head.features[0]._path == "features.0"
+
+
+def test_a_tied_parameter_set_into_a_model_keeps_its_first_name():
+    """A module with a tied weight, set into a model, renamed it by its last place there
+    (child.dec.weight), where named_parameters and torch name it by its first."""
+    def model(nn):
+        class Tied(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.enc, self.dec = nn.Linear(3, 3), nn.Linear(3, 3)
+                self.dec.weight = self.enc.weight
+        root = nn.Module()
+        root.child = Tied()
+        return root
+    ours, theirs = model(nn), model(torch.nn)
+    assert [p.name for _, p in ours.named_parameters()] == [
+        name for name, _ in theirs.named_parameters()] == [
+        "child.enc.weight", "child.enc.bias", "child.dec.bias"]
 
 
 def test_embedding_from_pretrained_runs_a_subclass_init():
