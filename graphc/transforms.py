@@ -11,6 +11,7 @@ import functools
 import inspect
 import keyword
 import logging
+import operator
 import threading
 import warnings
 from collections import OrderedDict
@@ -94,6 +95,13 @@ class Compiled:
     # arguments (gc.vjp, gc.jvp): a traced number used as a Python value is told to close
     # over it as that call does, not to list it in static_argnums (Graph.without_static_args)
     without_static_args = None
+
+    def __new__(cls, fn=None, *args, **kwargs):
+        # a Module's is a _CompiledModule, which forwards the model's other attributes
+        from .nn import Module  # (graphc.nn imports this module)
+        if cls is Compiled and isinstance(fn, Module):
+            cls = _CompiledModule
+        return object.__new__(cls)
 
     def __init__(self, fn, pipeline="default", fast_math=False, donate_argnums=(),
                  static_argnums=(), jit=None, polymorphic_shapes=None, precision=None,
@@ -615,10 +623,9 @@ class Compiled:
         return [x.data if isinstance(x, Tensor) else x for x in leaves]
 
 
-# The rest of a Module's public methods, forwarded as parameters() ... eval() are, by name:
-# no __getattr__, as torch's OptimizedModule has, since one on Compiled slows every attribute
-# read of its per-call path (about 1 us a call, measured). A child (compiled.fc) or another
-# attribute of the model is compiled.module()'s.
+# The rest of a Module's public methods, forwarded as parameters() ... eval() are, by name
+# (those returning the model return the compiled one; of a compiled function, one line
+# each); any other attribute of a model, a child (compiled.fc), by _CompiledModule.
 _FORWARDED_METHODS = (
     "add_module", "apply", "bfloat16", "buffers", "children", "double", "float",
     "get_parameter", "get_submodule", "half", "load_torch_state_dict", "modules",
@@ -641,6 +648,41 @@ def _forwarded(name):
 for _name in _FORWARDED_METHODS:
     setattr(Compiled, _name, _forwarded(_name))
 del _name
+
+
+class _CompiledModule(Compiled):
+    """gc.compile(model): a Compiled that gives every other attribute of the model (a child,
+    compiled.fc; a setting; a user's method), as torch's OptimizedModule does by its
+    __getattr__; its own attributes and methods (plan_for, recompiles, the forwarded ones
+    above) come first. A class with a __getattr__ loses CPython's specialised attribute
+    reads (every read, not only a miss: about +1 us a compiled call, measured), and so does
+    an object whose __dict__ has been read as a dict: so the state and the calls are a plain
+    Compiled's, `_twin`, which this one reads and writes through; a call goes to it by C
+    alone (__call__ below), so a compiled model's call costs what it did."""
+
+    def __init__(self, *args, **kwargs):
+        twin = object.__new__(Compiled)
+        Compiled.__init__(twin, *args, **kwargs)
+        object.__setattr__(self, "_twin", twin)
+        for name in functools.WRAPPER_ASSIGNMENTS + ("__wrapped__",):  # (the model's)
+            if hasattr(twin, name):
+                object.__setattr__(self, name, getattr(twin, name))
+
+    # self(x) is self._twin(x): the property's getter and the call are C (no frame here)
+    __call__ = property(operator.attrgetter("_twin"))
+
+    def __getattr__(self, name):  # (only where the attribute is not found otherwise)
+        twin = vars(self).get("_twin")
+        if twin is None:  # (not built yet: no recursion)
+            raise AttributeError(name)
+        try:
+            return getattr(twin, name)  # the Compiled's state (recompiles, retrace, ...)
+        except AttributeError:
+            pass
+        return getattr(vars(twin)["__wrapped__"], name)  # the model's (its own line if not)
+
+    def __setattr__(self, name, value):
+        setattr(vars(self)["_twin"], name, value)  # (its `training` sets the model's)
 
 
 class _OnTape:
@@ -951,6 +993,9 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
     loss scaling for float16 is gc.amp.LossScaler's). memory_limit: the plan's memory
     budget, met by recomputing activations (see Compiled)."""
     def make(f):
+        if isinstance(f, _CompiledModule):  # gc.compile(gc.compile(model)): the model's,
+            f = f.__wrapped__  # with these options (a call traced twice otherwise, and
+            # nothing of the model forwarded; torch's gives a plain function)
         static = _argnums(static_argnums, "compile: static_argnums")
         if static_argnames:
             static += _named_positions(f, static_argnames, "compile: static_argnames")

@@ -634,3 +634,43 @@ def test_load_state_dict_casts_a_saved_float_state_to_the_parameters_dtype_as_to
     with pytest.raises(gc.GraphcError, match=r"^load_state_dict: m of weight is int64\[3, 2\], "
                                           r"expected float64\[3, 2\]\n"):
         again.load_state_dict(bad)
+
+
+def test_a_compiled_model_forwards_every_attribute_and_compiling_it_again_is_compiling_the_model():
+    """Session 43 (f1): compiled.fc (a child, a setting, a user's method: any attribute of
+    the model not among the forwarded methods) was an AttributeError, where torch's
+    OptimizedModule forwards every attribute; gc.compile(gc.compile(model)) forwarded none
+    (parameters() was a refusal). Now both as torch's compiled model and gc.compile(model)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+
+    def build(nn):
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 2)
+                self.width = 2
+
+            def forward(self, x):
+                return self.fc(x)
+
+            def doubled_width(self):
+                return 2 * self.width
+        return Net().double()
+    model, reference = build(nn), build(torch.nn)
+    model.load_torch_state_dict(reference.state_dict())
+    x = np.random.default_rng(2).standard_normal((4, 3))
+    theirs = torch.compile(reference)
+    for compiled in (gc.compile(model), gc.compile(gc.compile(model))):
+        assert compiled.fc is model.fc and theirs.fc is reference.fc
+        assert (compiled.width, compiled.doubled_width()) == (theirs.width,
+                                                              theirs.doubled_width()) == (2, 4)
+        assert compiled.module() is model  # the model itself, not a compiled one
+        np.testing.assert_allclose(compiled(x), reference(torch.from_numpy(x)).detach().numpy(),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(compiled.fc.weight.data, reference.fc.weight.detach().numpy().T)
+        assert [n for n, _ in compiled.named_parameters()] == ["fc.weight", "fc.bias"]
+        assert compiled.recompiles == []  # (the Compiled's own attributes come first)
+        with pytest.raises(AttributeError, match="has no attribute 'missing'"):
+            compiled.missing
+    function = gc.compile(lambda v: v * 2)  # a compiled function forwards nothing, as before
+    assert not hasattr(function, "fc") and not hasattr(function, "width")
