@@ -340,6 +340,33 @@ def test_a_float8_or_int4_gradient_is_cast_as_torch_casts_a_float8_grad_output()
             f"numbers (a tensor or an array), got {says}"
 
 
+def test_a_torch_gradient_of_bfloat16_or_float8_is_read_as_torchs_own_backward_reads_it():
+    """Session 43 (f1, s42 r8): loss.backward(g) with g a torch bfloat16 or float8 tensor
+    (or one that requires grad) was a raw TypeError (RuntimeError) from np.asarray(g): torch's
+    __array__ has no numpy form for them. Now g is read as load_torch_state_dict reads
+    torch's tensors (through float32, exactly, into ml_dtypes' type), giving torch's own
+    backward's gradient; a dtype numpy has no form of is refused in one line naming it."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    values = torch.tensor([1.5, 0.0, -3.0])
+    for seed in [values.to(torch.bfloat16), values.to(torch.float8_e4m3fn),
+                 values.to(torch.float8_e5m2), values.clone().requires_grad_()]:
+        xt = torch.tensor(x, requires_grad=True)
+        torch.sin(xt).backward(seed)  # torch's own reading of that gradient
+        t = gc.tensor(x, requires_grad=True)
+        gc.sin(t).backward(seed)
+        assert t.grad.dtype == np.float32
+        np.testing.assert_allclose(t.grad, xt.grad.numpy(), rtol=1e-6)
+    t = gc.tensor(x, requires_grad=True)
+    for bad, says in [(torch.zeros(3, dtype=torch.int4), "has dtype torch.int4, which numpy "
+                       "has no form of"),
+                      (torch.zeros(3, device="meta"), "is a meta tensor, which holds no values")]:
+        with pytest.raises(GraphcError) as info:
+            gc.sin(t).backward(bad)
+        assert str(info.value).splitlines()[0] == \
+            f"backward(): the gradient, a torch.Tensor, {says}"
+
+
 def test_a_list_seed_is_refused_naming_gradients_as_torch_refuses_it():
     # a list seed was refused by the first rule, naming its op ("mul: cannot use a list as
     # a tensor operand"); torch.autograd.grad takes tensors only ("gradients can be either

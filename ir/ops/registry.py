@@ -15,12 +15,13 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
+import ml_dtypes
 import numpy as np
 
 from ..errors import GraphcError, library_frames, user_location
 from ..printer import format_attr, is_region
-from ..types import (FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, Dim, TensorType, as_dtype, is_float,
-                     is_half)
+from ..types import (FLOAT_SCALARS, ML_REAL_DTYPES, NUMPY_FLOAT_SCALARS, Dim, TensorType,
+                     as_dtype, is_float, is_half)
 
 
 class TypeRuleError(Exception):
@@ -270,6 +271,32 @@ def scalar_array(x):
         return None
     try:  # (duck-typed: ir imports no torch)
         return np.asarray(x.detach().cpu().item())
+    except (AttributeError, TypeError, RuntimeError, ValueError, NotImplementedError):
+        return None
+
+
+def foreign_array(x):
+    """Another library's array `x` as numpy reads it (np.asarray), or, where numpy cannot, a
+    torch tensor as graphc reads torch's weights (load_torch_state_dict,
+    Embedding.from_pretrained): its detached CPU copy, a bfloat16 or float8 one through
+    float32 (which holds each of its values exactly) into ml_dtypes' type of that name
+    (torch's __array__ refuses those dtypes and a tensor that requires grad, a raw TypeError
+    or RuntimeError). None where neither reads it (a dtype with no numpy form: torch's
+    float4_e2m1fn_x2, int4, complex32; a meta tensor): the caller's one line names it."""
+    try:
+        return np.asarray(x)
+    except (TypeError, RuntimeError, ValueError):
+        pass
+    try:  # (duck-typed: ir imports no torch)
+        x = x.detach().cpu()
+        return np.asarray(x)  # (one that required grad, or on a device)
+    except (AttributeError, TypeError, RuntimeError, ValueError, NotImplementedError):
+        pass
+    try:
+        kind = np.dtype(getattr(ml_dtypes, str(x.dtype).rpartition(".")[2]))
+        if kind not in ML_REAL_DTYPES or kind.kind in "iu":  # (a float format alone)
+            return None
+        return x.float().numpy().astype(kind)
     except (AttributeError, TypeError, RuntimeError, ValueError, NotImplementedError):
         return None
 
