@@ -27,9 +27,9 @@ LOCK_NAME = ".graphc.lock"
 # next holder's write, and another pid namespace (a container) may run graphc as this pid.
 _HELD: dict[tuple[int, int], tuple[int, int]] = {}
 # Held from a lock file's open until its descriptor is in _HELD (or closed), and from its
-# removal from _HELD until its close; a fork waits for it (register_at_fork below), so that
-# no child is forked while a descriptor that holds or will hold an flock is not in _HELD,
-# where the child's hook would not see it: the child's copy kept the directory locked.
+# removal from _HELD until its close: a take in another thread sees this process's holds
+# whole (it must refuse one before opening the file, see _take_lock_file), and a fork waits
+# for it (register_at_fork below), so that the child's hook sees every lock descriptor.
 # Never held across the yield (a fork inside the block would wait forever).
 _FORK_GUARD = threading.Lock()
 # atomic_writer's temporary for PATH is .NAME.RANDOM.graphc-tmp beside it (NAME: PATH's file
@@ -433,7 +433,22 @@ def exclusive_directory(path: str, what: str = "graphc train"):
 def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], int]:
     """exclusive_directory's open and flock of `lock`, recorded in _HELD -> (key, fd); on a
     refusal the descriptor is closed and one GraphcError line raised. Called holding
-    _FORK_GUARD."""
+    _FORK_GUARD.
+
+    The lock is a POSIX record lock (fcntl F_SETLK, as lockf), not an flock: an flock
+    belongs to the open file description, which a forked child's copy of the descriptor
+    shares, so a child kept the directory locked until its at-fork hook let go of its copy,
+    and another process's take in those few ms was refused. A record lock belongs to the
+    process, and a child never inherits it (a C library's fork() too). Its rule in return:
+    closing any descriptor of the file releases the process's lock, so this process never
+    opens the file of a directory it holds: a second take here is refused before the open."""
+    try:
+        st = os.lstat(lock)
+    except OSError:  # (none yet, or one the open below reports)
+        pass
+    else:
+        if _HELD.get((st.st_dev, st.st_ino), (None,))[0] == os.getpid():
+            raise _held_in_this_process(path, what)
     try:  # not following a link, and not blocking on a FIFO
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:  # a directory or a link there: Python's "[Errno 21]" alone said
@@ -450,18 +465,17 @@ def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], i
         raise GraphcError(f"{lock} cannot be this run's lock file ({problem}); remove it, or "
                           "write into another directory (graphc train: --out)")
     key = (st.st_dev, st.st_ino)
+    if _HELD.get(key, (None,))[0] == os.getpid():
+        # (the file renamed back between the lstat and the open) this open is left open:
+        # its close would release this process's lock, the holder's
+        raise _held_in_this_process(path, what)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):  # (what F_SETLK says "held" with)
+                raise
             holder = os.read(fd, 32).decode("ascii", "replace").strip()
-            if _HELD.get(key, (None,))[0] == os.getpid():  # each open of the file is a
-                # holder, in one process too: "another process (pid N)" named the user's own;
-                # here the holders are gc.Trainers (graphc train hands its lock to its Trainer)
-                raise GraphcError(f"{path} is in use by another {what} in this process (another "
-                                  "gc.Trainer fitting into it); let its fit() end first, or "
-                                  "write into another directory (Trainer.fit: out; graphc train: "
-                                  "--out)") from None
             if holder in ("", str(os.getpid())):
                 # the holder took the lock and has not written its pid yet: the file is empty
                 # or still names its last holder, this process, which no longer holds it
@@ -478,13 +492,20 @@ def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], i
     return key, fd
 
 
+def _held_in_this_process(path: str, what: str) -> GraphcError:
+    """The refusal of a second take of `path` by this process: each take is a holder, in one
+    process too ("another process (pid N)" named the user's own); the holders here are
+    gc.Trainers (graphc train hands its lock to its Trainer)."""
+    return GraphcError(f"{path} is in use by another {what} in this process (another "
+                       "gc.Trainer fitting into it); let its fit() end first, or write into "
+                       "another directory (Trainer.fit: out; graphc train: --out)")
+
+
 def _drop_inherited_locks() -> None:
-    """In a forked child, let go of the directory locks it inherited. An flock belongs to
-    the open file description, which the child's copy of the descriptor shares: a child that
-    outlived the parent's hold (a fork-started multiprocessing.Pool made in a Trainer's
-    batches function) kept the directory locked, and the parent's next fit into it was
-    refused. Only the child's reference goes: flock(LOCK_UN) on the shared description would
-    unlock the parent too. /dev/null takes the descriptor's number rather than a close(), so
+    """In a forked child, let go of its copies of the lock descriptors. The child holds none
+    of the parent's record locks, but a close of its copy would release the lock the child
+    takes on that directory itself (a lock file's close releases all of the process's).
+    /dev/null takes the descriptor's number rather than a close(), so
     that the exclusive_directory that opened it (still on the child's stack when it forked
     inside the block) closes /dev/null at its end, not a file the child opened since under
     the freed number. _HELD is cleared after: the child holds none of those locks, and a

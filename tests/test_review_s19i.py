@@ -197,7 +197,7 @@ def test_a_reader_gone_stops_graphc_train_ranks_2_as_one_process(tmp_path, lines
     else:
         assert step == 0  # told before training: stopped at its first boundary
     with open(out_dir / ".graphc.lock", "rb+") as fh:  # released: another run may lock it
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 _LAUNCH = ("import sys, graphc.distributed as dist; "
