@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -405,7 +406,8 @@ class _Worker:
         import multiprocessing
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, contender), daemon=True,
+        self.process = ctx.Process(target=_serve, args=(child, contender, os.getpid()),
+                                   daemon=True,
                                    name=f"graphc-bench-{contender}")
         self.process.start()
         child.close()
@@ -435,8 +437,28 @@ class _Worker:
             self.process.kill()
 
 
-def _serve(conn, contender):
+def _end_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent, pid `parent`, ends (Linux's
+    PR_SET_PDEATHSIG; elsewhere nothing): a bench ended by a signal (`timeout`, `kill`:
+    SIGTERM, or SIGKILL) ran no cleanup, and its workers ran the rest of their turn, up to
+    all the steps of a --concurrent round, on the cores the user wanted back. (The signal
+    comes when the thread that started the process ends: bench starts them from the one that
+    asks them every step.)"""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # (a libc without prctl)
+        return
+    if os.getppid() != parent:  # it ended before the prctl: no signal will come
+        os._exit(1)
+
+
+def _serve(conn, contender, parent):
     import traceback
+    _end_with_parent(parent)
     try:
         if contender not in CONTENDERS:
             raise ValueError(f"unknown contender {contender!r}; choose from "
@@ -747,10 +769,13 @@ def check_output(flag: str, path: str) -> None:
 
 
 def _busy_process():
-    """A process that keeps one core busy, as a user's other job would."""
+    """A process that keeps one core busy, as a user's other job would, until this process
+    ends: `while True: pass` outlived a bench killed by a signal, spinning forever. It looks
+    every few ms whether its parent is still this process (portable; the loop stays busy)."""
     import subprocess
-    import sys
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    return subprocess.Popen([sys.executable, "-c", "import os\n"
+                             f"while os.getppid() == {os.getpid()}:\n"
+                             "    for _ in range(100_000): pass"])
 
 
 # options of the contenders' measurement, which `--ranks` (another measurement) does not take

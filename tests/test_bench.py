@@ -1,5 +1,10 @@
 """`graphc bench` on small workloads: the JSON has every field, with real, sane values."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -110,3 +115,55 @@ def test_bench_names_a_pinned_openblas_kernel(monkeypatch):
         == "openblas 0.3.31, SkylakeX kernels"
     assert bench.describe_blas({"library": "mkl", "version": None, "kernels": None,
                                 "coretype": None}) == "mkl"
+
+
+def _children(pid):
+    """The pids of pid's child processes (Linux's /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                if entry.isdigit() and int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # (a zombie has ended)
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG, /proc")
+def test_a_bench_killed_by_sigterm_leaves_no_process_running(tmp_path):
+    """s43: a bench ended by SIGTERM (`timeout`, `kill PID`) runs no cleanup: its workers
+    (multiprocessing spawn processes) ran the rest of their turn, all the steps of a
+    --concurrent round, and the --beside-busy loop spun forever. They end with it now."""
+    from launch import rank_env
+    bench = ("from graphc import bench\n"
+             "busy = bench._busy_process()\n"  # --beside-busy's
+             "bench.run_shared(['mlp-train'], copies=2, steps=10**6, warmup=0, rounds=1, "
+             "contenders=('compiled',))\n")  # a round of a million steps: hours
+    proc = subprocess.Popen([sys.executable, "-c", bench], env=rank_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(proc.pid)) < 4 and time.monotonic() < deadline:  # busy, two
+            time.sleep(0.1)  # workers and multiprocessing's resource tracker
+        time.sleep(3)  # (the workers build the step and start their turn)
+        children = _children(proc.pid)
+        assert len(children) >= 3, children
+    finally:
+        proc.terminate()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in children if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
