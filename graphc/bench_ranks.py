@@ -172,9 +172,28 @@ def main(argv=None, prog=None) -> int:
         # each rank pinned to its share of the CPUs: the comparison is not left to how busy
         # the machine looked (runtime.threads.CpuShare) at the moment
         env["GRAPHC_THREADS"] = str(max(1, cpus // n))
-        with dist.launch_session(env) as (job_env, _):
-            out = subprocess.run(command, env=job_env, cwd=root, capture_output=True,
-                                 text=True, timeout=600)
+        with dist.launch_session(env) as (job_env, folder):
+            # the job ends with this process: killed by a signal (`timeout`, `kill`: SIGTERM)
+            # the bench ended alone, and the job's ranks ran all their steps on; here a
+            # SIGINT, SIGTERM or SIGHUP ends the job (mpiexec ends its ranks) and then the
+            # bench (no rank 0 pid file: none is told to stop at a step boundary)
+            with subprocess.Popen(command, env=job_env, cwd=root, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) as proc:
+                no_pid_file = os.path.join(folder, "no-rank-0")
+                with dist._forwarding_stops(proc, no_pid_file) as ended_by:
+                    try:
+                        stdout, stderr = proc.communicate(timeout=600)
+                    except BaseException:  # (a timeout, as subprocess.run's)
+                        proc.kill()
+                        raise
+            out = subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+        if ended_by:
+            import signal
+            if ended_by[0] == signal.SIGINT:
+                raise KeyboardInterrupt
+            print(f"graphc: interrupted by {signal.Signals(ended_by[0]).name}: the {n}-rank "
+                  "job was ended", file=sys.stderr)
+            return 128 + ended_by[0]
         if out.returncode:  # one line: the ranks' own
             raise GraphcError(f"--ranks: the {n}-rank job failed (exit status "
                               f"{out.returncode}): {failure_line(out.stderr + out.stdout)}"

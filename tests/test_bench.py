@@ -167,3 +167,37 @@ def test_a_bench_killed_by_sigterm_leaves_no_process_running(tmp_path):
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_bench_ranks_killed_by_sigterm_ends_its_job(tmp_path):
+    """s43: `graphc bench --ranks` ran each job with subprocess.run: killed by SIGTERM, the
+    bench ended alone and the job (mpiexec and its ranks; for 1 rank, python) ran all its
+    steps on. Its SIGTERM now ends the job, then the bench, with 143 and one line."""
+    from launch import ROOT, rank_env
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys, graphc_entry; sys.exit(graphc_entry.main())",
+         "bench", "--ranks", "1", "--steps", "1000000"], cwd=ROOT, env=rank_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)  # (its signal handlers are set before the job starts)
+        job = _children(proc.pid)
+        assert job
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(map(_alive, job)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in job if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert proc.returncode == 143
+    assert err.splitlines()[-1] == ("graphc: interrupted by SIGTERM: the 1-rank job was "
+                                    "ended")
