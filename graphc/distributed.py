@@ -364,12 +364,20 @@ def handshake(**facts) -> None:
     same GraphcError naming the first one, e.g. `ranks disagree on config.n_layer: rank 0 has
     4, rank 1 has 2`. Collective: every rank must call it."""
     facts = {"graphc": code_fingerprint(), **facts}
-    mine = json.dumps(facts, sort_keys=True, default=str)
+    mine = _fact_text(facts)
     comm = _STATE["comm"]
     if comm is None or size() == 1:
+        if mine.startswith("!"):
+            raise GraphcError(mine[1:])
         return
     # JSON text travels (mpi4py pickles only the str): nothing executable crosses ranks
-    every = [json.loads(text) for text in comm.allgather(mine)]
+    texts = comm.allgather(mine)
+    refused = next((r for r, text in enumerate(texts) if text.startswith("!")), None)
+    if refused is not None:  # every rank raises it: a rank raising alone left the others
+        exc = GraphcError(("" if refused == 0 else f"rank {refused}: ") + texts[refused][1:])
+        exc.on_every_rank = True  # waiting in this allgather
+        raise exc
+    every = [json.loads(text) for text in texts]
     for r, theirs in enumerate(every[1:], 1):
         where = _first_difference(every[0], theirs)
         if where is not None:
@@ -378,6 +386,26 @@ def handshake(**facts) -> None:
                               f"has {_short(b)}")
             exc.on_every_rank = True  # every rank raises it; rank 0 alone need say it
             raise exc
+
+
+def _fact_text(facts: dict) -> str:
+    """The handshake's JSON text of `facts`, keys sorted at every level (the same text on
+    ranks whose dicts were filled in another order), a value JSON has no type for as its
+    str() (np.float32(0.1) as "0.1", a Path as its name); or "!" and the line that refuses
+    the fact JSON cannot hold. Keys are sorted as JSON's own text ("1", not 1): sort_keys
+    compared them as given, and a dict whose keys mix ints and strs (a checkpoint_meta one
+    process takes) was a raw "'<' not supported between instances of 'str' and 'int'"."""
+    try:
+        return json.dumps(json.loads(json.dumps(facts, default=str)), sort_keys=True)
+    except (TypeError, ValueError):  # a key of another type (a tuple), a circular value
+        for name, value in facts.items():  # the fact, by its name (the caller's argument)
+            try:
+                json.dumps(value, default=str)
+            except (TypeError, ValueError) as exc:
+                return (f"!distributed.handshake: {name} cannot be compared across ranks "
+                        f"({exc}); give JSON values: str, int, float, bool, None, and lists "
+                        "and dicts of them with str, int, float, bool or None keys")
+        raise
 
 
 def _first_difference(a, b, path=""):

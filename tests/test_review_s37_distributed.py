@@ -472,3 +472,56 @@ def test_trainer_with_parameter_names_that_do_not_sort_is_one_line(names, got):
         + got)
     line, where = str(info.value).splitlines()
     assert "test_review_s37_distributed.py" in where
+
+
+def _meta_trainer(distributed, meta):
+    return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2), {"w": np.ones((3, 2))},
+                      gc.optim.SGD(lr=np.float32(0.1)), lambda rng: (np.ones((2, 3)),),
+                      steps=1, clip_norm=np.float32(10.0), seed=np.int64(3),
+                      checkpoint_meta=meta, distributed=distributed)
+
+
+@pytest.mark.parametrize("meta", [{1: 2, "a": 3}, {"run": {"b": 1, 2: [np.int64(3)]}},
+                                  {"lr": np.float32(1e-3), "note": "x"}])
+def test_checkpoint_meta_one_process_takes_trains_distributed(meta):
+    """s43: the handshake json-dumped the facts with sort_keys, which compares a dict's keys
+    as given: a checkpoint_meta whose keys mix ints and strs, which one process takes and
+    saves, made Trainer(distributed=True) a raw TypeError ("'<' not supported between
+    instances of 'str' and 'int'"). Keys are sorted as JSON's text now; numpy settings
+    (lr, clip_norm, seed, a meta value) are read as their numbers or text."""
+    alone, data_parallel = _meta_trainer(False, meta), _meta_trainer(True, meta)
+    assert data_parallel.train_step() == alone.train_step() == pytest.approx(9.0)  # (3 * 1)**2
+    np.testing.assert_array_equal(data_parallel.params["w"], alone.params["w"])
+    assert dist._fact_text({"settings": meta}) == dist._fact_text(
+        {"settings": dict(reversed(meta.items()))})  # any insertion order: one text
+
+
+@pytest.mark.parametrize("fact, said", [
+    ({(1, 2): 3}, "keys must be str, int, float, bool or None, not tuple"),
+    (_circular := [], "Circular reference detected")])
+def test_a_handshake_fact_json_cannot_hold_is_one_line_naming_it(fact, said):
+    """A fact JSON cannot hold (a tuple key; a list holding itself) was a raw TypeError or
+    ValueError from json.dumps; now one line naming the argument."""
+    if fact is _circular:
+        fact.append(fact)
+    with pytest.raises(gc.GraphcError) as caught:
+        dist.handshake(config=fact)
+    assert str(caught.value) == (
+        f"distributed.handshake: config cannot be compared across ranks ({said}); give JSON "
+        "values: str, int, float, bool, None, and lists and dicts of them with str, int, "
+        "float, bool or None keys")
+
+
+def test_a_handshake_fact_one_rank_cannot_send_is_refused_on_every_rank(tmp_path):
+    """Only rank 1 holds the fact JSON cannot hold: rank 1 alone raising left rank 0 in the
+    allgather; every rank raises its line."""
+    code, output = run_two_ranks(tmp_path, """
+        try:
+            dist.handshake(config={(1, 2): 3} if r == 1 else {"a": 1})
+        except gc.GraphcError as exc:
+            print(f"rank {r} every {exc.on_every_rank} | {exc}", flush=True)
+    """)
+    assert code == 0, output
+    for r in range(2):
+        assert (f"rank {r} every True | rank 1: distributed.handshake: config cannot be "
+                "compared across ranks (keys must be str") in output, output
