@@ -254,15 +254,18 @@ class Generator:
         return self._run(idx, positions, mask, 0)
 
     def generate(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None,
-                 seed=0, stop_tokens=None) -> list[list[int]]:
+                 seed=0, stop_tokens=None, min_new_tokens=None) -> list[list[int]]:
         """Up to `tokens` new token ids per prompt: greedy at temperature 0, otherwise
         sampled from the softmax of logits / temperature restricted to the top_k most likely
         tokens and to the smallest set whose probability reaches top_p; seeded, so
         reproducible. A row ends with the first of `stop_tokens` it generates (kept as its
         last id), as transformers' generate ends at eos_token_id: by default the model's
         eos_token_ids (a GPT-2 checkpoint's eos_token_id; none for graphc's own GPT), or an
-        id or a list of ids; () never stops."""
-        steps = self.stream(prompts, tokens, temperature, top_k, top_p, seed, stop_tokens)
+        id or a list of ids; () never stops. `min_new_tokens`, as transformers': no stop
+        token is chosen among a row's first that many tokens (None: the model's, a GPT-2
+        directory's min_new_tokens; 0 for graphc's own GPT)."""
+        steps = self.stream(prompts, tokens, temperature, top_k, top_p, seed, stop_tokens,
+                            min_new_tokens)
         out = [[] for _ in prompts]  # (after stream() has checked the prompts)
         for chosen in steps:
             for row, t in zip(out, chosen):
@@ -271,7 +274,7 @@ class Generator:
         return out
 
     def stream(self, prompts, tokens: int, temperature=1.0, top_k=None, top_p=None, seed=0,
-               stop_tokens=None):
+               stop_tokens=None, min_new_tokens=None):
         """generate()'s tokens as they come: an iterator of one list (a token id per prompt,
         None for a row that has ended at a stop token) per step, none of them kept, so
         `tokens` may be as large as the caller cares to read; it ends early once every row
@@ -287,13 +290,18 @@ class Generator:
             raise ValueError(f"tokens must be >= 0 (0: none), got {count}")
         tokens = count
         stop = self._stop_tokens(stop_tokens)
+        least = self.model.min_new_tokens if min_new_tokens is None else \
+            _whole_setting(min_new_tokens)
+        if least is None or least < 0:  # (transformers: "must be a non-negative integer")
+            raise ValueError(f"min_new_tokens must be a whole number >= 0, got "
+                             f"{reprlib.repr(min_new_tokens)}")
         rng = np.random.default_rng(seed)
         if tokens <= 0:
             self._windows(prompts)  # checked as start() checks them (none run)
             return iter(())
         logits = self.start(prompts)
         return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._calls,
-                            stop)
+                            stop, least)
 
     def _stop_tokens(self, stop_tokens) -> frozenset:
         if stop_tokens is None:
@@ -310,11 +318,18 @@ class Generator:
         except ValueError as exc:
             raise ValueError(f"stop_tokens: {exc}") from None
 
-    def _stream(self, logits, tokens, temperature, top_k, top_p, rng, own_call, stop):
+    def _stream(self, logits, tokens, temperature, top_k, top_p, rng, own_call, stop,
+                least=0):
         """own_call: self._calls after this stream's start() (read when stream() is called,
-        not at the first token)."""
+        not at the first token); least: min_new_tokens."""
         latest = [None] * len(logits)  # each row's last token
+        barred = sorted(t for t in stop if t < logits.shape[-1])
         for step in range(tokens):
+            if step < least and barred:
+                # transformers' MinNewTokensLengthLogitsProcessor: the stop tokens' logits
+                # are -inf among the first min_new_tokens (a copy: the Generator's own)
+                logits = logits.copy()
+                logits[:, barred] = -np.inf
             try:
                 chosen = [None if t in stop else choose(row, temperature, top_k, top_p, rng)
                           for row, t in zip(logits, latest)]

@@ -249,3 +249,46 @@ def test_a_sharded_checkpoint_is_named_as_one_graphc_does_not_load(tmp_path, cap
     capsys.readouterr()
     assert main(["sample", "--model", directory, "--prompt", "a", "--tokens", "1"]) == 2
     assert _error(capsys) == message
+
+
+# ---- s43: min_new_tokens, given or from generation_config.json, as transformers ------------
+def test_min_new_tokens_bars_the_eos_as_transformers_does(tmp_path):
+    """generation_config.json's min_new_tokens (transformers' generate chooses no eos among
+    a row's first that many new tokens) was silently ignored: graphc ended the row at its
+    second token where transformers went on. Now load_gpt2 reads it as the model's, and
+    generate(min_new_tokens=) overrides it; the greedy tokens are transformers'."""
+    need_transformers()
+    import torch
+    from transformers import GPT2LMHeadModel
+    save_random_gpt2(tmp_path)
+    prompt = [[5, 7, 9]]
+
+    def reference(**settings):
+        model = GPT2LMHeadModel.from_pretrained(str(tmp_path)).eval()
+        with torch.no_grad():
+            out = model.generate(torch.tensor(prompt), max_new_tokens=10, do_sample=False,
+                                 pad_token_id=0, **settings)
+        return out[0, 3:].tolist()
+
+    rewrite_generation_config(tmp_path, eos_token_id=None)
+    eos = reference()[1]  # the eos is the greedy row's second token
+    rewrite_generation_config(tmp_path, eos_token_id=eos, min_new_tokens=4)
+    model, params = gpt2.load_gpt2(str(tmp_path))
+    assert model.min_new_tokens == 4
+    generator = Generator(model, params)
+    want = reference()
+    assert eos not in want[:4] and want[-1] == eos and len(want) > 4
+    assert generator.generate(prompt, 10, temperature=0) == [want]
+    short = reference(min_new_tokens=0)
+    assert len(short) == 2
+    assert generator.generate(prompt, 10, temperature=0, min_new_tokens=0) == [short]
+    assert generator.generate(prompt, 10, temperature=0, min_new_tokens=np.int64(6)) == \
+        [reference(min_new_tokens=6)]
+    with pytest.raises(ValueError) as info:
+        generator.generate(prompt, 10, min_new_tokens=-1)
+    assert str(info.value) == "min_new_tokens must be a whole number >= 0, got -1"
+    rewrite_generation_config(tmp_path, min_new_tokens="4")
+    with pytest.raises(GraphcError) as info:
+        gpt2.load_gpt2(str(tmp_path))
+    assert str(info.value).startswith(f"{tmp_path / gpt2.GENERATION_CONFIG_FILE}: key "
+                                      "'min_new_tokens' has a bad value '4'")

@@ -158,6 +158,9 @@ class GPT(nn.Module):
     # token ids after which graphc.generate's Generator ends a row: a GPT-2 checkpoint's
     # eos_token_id (load_gpt2 sets them); a character model has no end-of-text token
     eos_token_ids: tuple[int, ...] = ()
+    # the new tokens a row has before its eos may come (transformers' min_new_tokens): a
+    # GPT-2 directory's (load_gpt2 sets it), 0 for graphc's own
+    min_new_tokens: int = 0
 
     def __init__(self, cfg: GPTConfig, seed: int = 0):
         cfg.validate()

@@ -164,6 +164,19 @@ def eos_token_ids(directory: str, config: dict, vocab_size: int) -> tuple[int, .
     return tuple(i for i in ids if 0 <= i < vocab_size)
 
 
+def min_new_tokens(directory: str, config: dict) -> int:
+    """The directory's min_new_tokens, read from the file eos_token_ids reads (missing or
+    null: 0): transformers' generate chooses no eos among a row's first that many tokens."""
+    path, config = _generation_settings(directory, config)
+    value = config.get("min_new_tokens")
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _config_error(path, f"key 'min_new_tokens' has a bad value {value!r} (expected "
+                            "a whole number >= 0)")
+    return value
+
+
 def hf_name(name: str) -> str:
     """graphc's parameter name -> GPT-2's (`blocks.0.attn.c_attn.weight` ->
     `h.0.attn.c_attn.weight`), without the `transformer.` prefix that some files add."""
@@ -181,6 +194,7 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     dtype = model_dtype(dtype, "load_gpt2")
     cfg, raw = read_config(directory, dtype)
     eos = eos_token_ids(directory, raw, cfg.vocab_size)
+    least = min_new_tokens(directory, raw)
     path = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.isfile(path):
         if os.path.isfile(os.path.join(directory, SHARDED_INDEX_FILE)):
@@ -273,6 +287,7 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     model = GPT(cfg)
     model.load_state_dict(params)
     model.eos_token_ids = eos  # where a Generator stops each row, unless told otherwise
+    model.min_new_tokens = least  # and how many tokens each row has before it may stop
     return model, params
 
 
