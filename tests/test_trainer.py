@@ -379,3 +379,27 @@ def test_ranks_compare_a_settings_schedule_by_its_values():
     ours, theirs = _optimizer_settings(one, 20), _optimizer_settings(other, 20)
     assert ours["momentum at step 10"] == theirs["momentum at step 10"] == 0.9
     assert ours["momentum at step 11"] == 0.9 and theirs["momentum at step 11"] == 0.5
+
+
+def test_a_layer_given_the_trainers_batch_tuple_is_one_line_naming_the_fix():
+    """A batch function returning one array gives the loss a 1-tuple (as documented); a
+    loss calling model(batch) failed inside Linear with "a symbolic value cannot be turned
+    into a numpy array", naming no tuple. The same for any layer given a tuple while traced."""
+    model = gc.nn.Linear(4, 1)
+    X = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+
+    def loss(params, batch):
+        return gc.mean(model(batch) ** 2)
+
+    with pytest.raises(gc.GraphcError) as info:
+        gc.Trainer(loss, model.params(), gc.optim.SGD(lr=0.1),
+                   lambda rng: X[rng.integers(0, 32, 8)], steps=3)
+    assert str(info.value).splitlines()[0] == (
+        "got a tuple of 1 traced value where one array was expected: take an element (a "
+        "gc.Trainer's batch is a tuple: `x, y = batch`, `x, = batch`) or stack them (gc.stack)")
+    assert "test_trainer.py" in str(info.value).splitlines()[1]
+    with pytest.raises(gc.GraphcError, match=r"^got a list of 2 traced values where one array"):
+        gc.compile(lambda x: model([x, x]))(X)
+    # a list of arrays is still one operand where an op takes it (gc.stack, concatenate)
+    stacked = gc.compile(lambda x: gc.stack([x, x]).sum())(X)
+    np.testing.assert_allclose(np.asarray(stacked), 2 * X.sum(), rtol=1e-5)

@@ -52,7 +52,17 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
 
 
 def _shape(x):
-    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+    if hasattr(x, "shape"):
+        return tuple(x.shape)
+    if isinstance(x, (list, tuple)) and builtins.any(isinstance(v, SymbolicValue) for v in x):
+        # np.shape reads each traced value as an array, which says only that "a symbolic
+        # value cannot be turned into a numpy array": a layer given a tuple (a gc.Trainer's
+        # batch is one, `model(batch)`) while tracing; eagerly the op's operand line says it
+        raise GraphcError(f"got a {type(x).__name__} of {len(x)} traced value"
+                          f"{'s' if len(x) != 1 else ''} where one array was expected: take "
+                          f"an element (a gc.Trainer's batch is a tuple: `x, y = batch`, "
+                          f"`x, = batch`) or stack them (gc.stack)", (user_location(),))
+    return np.shape(x)
 
 
 def _ndim(x):
