@@ -1,5 +1,6 @@
 """Mixed precision: autocast's operand policy, gc.compile(precision=...), dynamic loss
 scaling (gc.amp.LossScaler) and mixed-precision training of a small GPT against float32."""
+import contextlib
 import os
 import re
 import subprocess
@@ -411,6 +412,40 @@ def test_a_list_var_weight_or_vector_operand_is_named_as_a_target_is():
                 assert line == (f"{name}: {what} is a {kind.__name__}; give an array or a "
                                 f"tensor (np.asarray), as torch's {name} takes a tensor")
                 assert "test_mixed_precision.py" in where
+
+def test_a_list_input_of_a_loss_is_named_as_a_target_is():
+    """s43: a list or tuple as the input of cross_entropy (logits), nll_loss (log_probs) and
+    multi_margin_loss said '<loss>: cannot use a list as a tensor operand' (their ops' line,
+    no argument), and cosine_embedding_loss's input1 'input1 is float64 but target is
+    float32' (a list read as float64), where a list target was already the loss's line.
+    Eager, compiled and under autocast, each names the loss and the argument, and the array
+    it asks for gives torch's value."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    tf = torch.nn.functional
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    classes = np.array([0, 2, 1, 2])
+    signs = np.array([1.0, -1.0, 1.0, -1.0])
+    cases = [  # (graphc's function, torch's, operands, the list's name, its index)
+        (gc.cross_entropy, tf.cross_entropy, (x, classes), "logits", 0),
+        (gc.nll_loss, tf.nll_loss, (x, classes), "log_probs", 0),
+        (gc.multi_margin_loss, tf.multi_margin_loss, (x, classes), "input", 0),
+        (gc.cosine_embedding_loss, tf.cosine_embedding_loss, (x, x[::-1], signs), "input1", 0)]
+    for mine, theirs, operands, what, at in cases:
+        name = mine.__name__
+        expected = theirs(*(torch.tensor(a.copy()) for a in operands)).numpy()
+        for run in (mine, gc.compile(mine)):
+            np.testing.assert_allclose(run(*operands), expected, rtol=1e-12)
+            for kind, policy in ((list, None), (tuple, None), (list, "bfloat16")):
+                given = list(operands)
+                given[at] = kind(operands[at].tolist())
+                with pytest.raises(GraphcError) as info, \
+                        (gc.autocast(policy) if policy else contextlib.nullcontext()):
+                    run(*given)
+                line, where = str(info.value).splitlines()
+                assert line == (f"{name}: {what} is a {kind.__name__}; give an array or a "
+                                f"tensor (np.asarray), as torch's {name} takes a tensor")
+                assert "test_mixed_precision.py" in where
+
 
 # ---- dynamic loss scaling -------------------------------------------------------------------
 def _scaled_step(scaler):

@@ -2107,6 +2107,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", weight=N
     label_smoothing in [0, 1], as torch's: the target is a mix of (1 - label_smoothing) of
     itself and label_smoothing of the uniform distribution over the classes."""
     _check_reduction("cross_entropy", reduction)
+    _no_list("cross_entropy", "logits", logits)  # (log_softmax would name itself)
     _no_list("cross_entropy", "targets", targets)  # (before ne or the dtype check read it)
     weight = _class_weight("cross_entropy", weight, _shape(logits)[-1], ignore_index)
     smoothing = _label_smoothing(label_smoothing)
@@ -2188,6 +2189,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean", weight=Non
     last axis), as torch.nn.functional.nll_loss; `weight`, `ignore_index` and `reduction` as
     in cross_entropy."""
     _check_reduction("nll_loss", reduction)
+    _no_list("nll_loss", "log_probs", log_probs)  # (one of _nll's ops would name itself)
     _no_list("nll_loss", "targets", targets)
     weight = _class_weight("nll_loss", weight, _shape(log_probs)[-1], ignore_index)
     if is_float(_dtype(targets)):

@@ -150,6 +150,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     if isinstance(p, bool) or p not in (1, 2):
         _fail(f"{name}: p must be 1 or 2, got {p!r}")
     margin = _number(f"{name}: margin", margin)
+    _no_list(name, "input", input)  # (reshape would name itself)
     shape, nd = tuple(_shape(input)), _ndim(input)
     if nd > 2 or (nd >= 1 and shape[-1] == 0):
         _fail(f"{name}: input must be a non-empty (C,) vector or (N, C) matrix, got {shape}")
@@ -225,6 +226,9 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     name = "cosine_embedding_loss"
     _check_reduction(name, reduction)
     margin = _number(f"{name}: margin", margin)
+    # (a list input1 was read as float64 by _float and refused as a dtype mix)
+    _no_list(name, "input1", input1)
+    _no_list(name, "input2", input2)
     axis = _ndim(target)
     if axis > 1:
         _fail(f"{name}: target must be 0-d or 1-d, got {tuple(_shape(target))}")
