@@ -339,19 +339,18 @@ def function_name(fn) -> str:
 
 
 def arg_names(fn, count):
+    """The names of fn's first `count` positional arguments as its user writes them, which
+    the graph's inputs and messages take: a parameter's name, `args[k]` for the k-th value
+    its *args holds (as JAX's debug info names them: 'arg1' named nothing the user wrote),
+    else argK (no signature, or past it)."""
     try:
-        params = [p.name for p in inspect.signature(fn).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        params = []
-    names = []
-    for i in range(count):
-        if i < len(params) and inspect.signature(fn).parameters[params[i]].kind != \
-                inspect.Parameter.VAR_POSITIONAL:
-            names.append(params[i])
-        else:
-            names.append(f"arg{i}")
-    return names
+        params = ()
+    fixed = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    rest = next((p.name for p in params if p.kind == p.VAR_POSITIONAL), None)
+    return [fixed[i] if i < len(fixed) else f"{rest}[{i - len(fixed)}]" if rest else f"arg{i}"
+            for i in range(count)]
 
 
 def leaf_input_names(argname: str, tree) -> list:

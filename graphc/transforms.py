@@ -399,7 +399,9 @@ class Compiled:
         derivatives = _traced_derivatives.count
 
         def bound(*values):
-            current_graph().without_static_args = self.without_static_args
+            graph = current_graph()
+            graph.without_static_args = self.without_static_args
+            graph.argument_positions = {names[i]: i for i in dynamic}
             full = list(args)
             for i, v in zip(dynamic, values):
                 full[i] = v
@@ -1247,7 +1249,7 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
     stay traced, the other leaves of its argument too (a new learning rate, n[1], reuses
     the plan). `fn`: the user's function, whose name and arguments recompiles name; `who`:
     the transformation (grad, jacrev), which a differentiated number's message names."""
-    plain = Compiled(symbolic)
+    plain = _Positional(symbolic)
     who = who or prefix.rstrip(": ") or "the transformation"
 
     def placed(static, traced, *args):  # (its parameters name the split plan's inputs)
@@ -1372,7 +1374,16 @@ def eager_runner(symbolic, nums, prefix="", fn=None, who=None):
     return run
 
 
-class _EagerSplit(Compiled):
+class _Positional(Compiled):
+    """gc.compile of eager_runner's symbolic(*args): its graph inputs are named by position,
+    "argK" ("argK.0" for a leaf), which _input_leaf reads back (arg_names would spell them
+    "args[K]", as a user's *args)."""
+
+    def _names(self, count):
+        return [f"arg{i}" for i in range(count)]
+
+
+class _EagerSplit(_Positional):
     """eager_runner's call placed(static, traced, *args) of fn: `static` holds what is
     passed as it is (fn's settings, and the numbers fn used as Python values), `traced` the
     keyword arguments traced, then fn's other positional arguments. Its recompile messages
@@ -1387,6 +1398,9 @@ class _EagerSplit(Compiled):
         # traced-number errors' reasons, each use (an `if`, then range(n))}, for the
         # recompile warning's advice
         self.uses = {}
+
+    def _names(self, count):  # placed's, its *args named by position, as _Positional's
+        return ["static", "traced"] + super()._names(count)[2:]
 
     def _number_advice(self, numbers) -> list:
         kinds = {}  # (an int: a range, a shape; a bool: an `if`; else float() or math)
@@ -1622,10 +1636,18 @@ def _outer_advice(exc) -> str:
     function's own argument (exc.arguments: its inputs' names), which a differentiated
     number's line names by the inner function's parameter: static_argnames takes that name
     (lambda v, m: grad(g, argnums=(0, 1))(v, m * 2)); an input named by position (argK: no
-    parameter name) is that position in static_argnums."""
+    parameter name) or a value of *args (args[1], which static_argnames cannot take: its
+    position as the compiled graph records it) is that position in static_argnums; a leaf's
+    (cfg.k) keeps ir's "list its position"."""
     if not exc.advice.endswith("in static_argnums") or not exc.arguments or \
             any("." in name for name in exc.arguments):
         return exc.advice
+    if any("[" in name for name in exc.arguments):  # (its position: the graph's record)
+        known = getattr(current_graph(), "argument_positions", {})  # (a loop body's: {})
+        if not all(name in known for name in exc.arguments):
+            return exc.advice
+        return f"list {' and '.join(str(known[name]) for name in exc.arguments)} in " \
+            "gc.compile's static_argnums"
     positions = [name[3:] for name in exc.arguments]
     if all(name.startswith("arg") and k.isdigit() for name, k in zip(exc.arguments, positions)):
         return f"list {' and '.join(positions)} in gc.compile's static_argnums"

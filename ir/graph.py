@@ -299,6 +299,9 @@ class Graph(Interpreter):
         # arguments (gc.vjp, gc.jvp, gc.linearize, as JAX's), closing over a number: the hint
         # for a traced number used as a Python value; None: gc.compile's static_argnums
         self.without_static_args = None
+        # gc.compile's arguments' positions by name ({"args[1]": 1}): the advice for a
+        # differentiated number names a value of *args by position in static_argnums
+        self.argument_positions = {}
         self.int_powers = {}  # {weak int node: (base, exponent)}: ir.ops.api.pow's, exactly
         self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None

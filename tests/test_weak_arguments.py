@@ -617,6 +617,48 @@ def test_a_traced_ddof_gives_the_static_argnums_advice():
         data.var(ddof=1), rtol=1e-12)
 
 
+def test_a_value_of_star_args_is_named_as_the_user_writes_it():
+    """s43: a traced or differentiated number that a function of *args used as a Python
+    value was named 'arg1' (a name the user wrote nowhere) by compile's, grad's, hessian's
+    and compile(grad)'s advice, and by the graph's inputs; it is args[1] (rest[0] after a
+    parameter v), as JAX names it. Each advice followed gives the value."""
+    x = np.array([1.0, 2.0])
+
+    def f(*args):
+        v, n = args
+        return gc.sum(v ** 2) * len(range(int(n)))
+
+    def g(v, *rest):
+        return gc.sum(v ** 2) * len(range(int(rest[0])))
+
+    def refused(run, *args):
+        with pytest.raises(TracedNumberError) as info:
+            run(*args)
+        line, where = str(info.value).splitlines()
+        assert "test_weak_arguments.py" in where and "arg1" not in line
+        return line.partition("; ")[2]
+
+    for fn, name in ((f, "args[1]"), (g, "rest[0]")):
+        assert refused(gc.compile(fn), x, 3) == (
+            f"the value passed as '{name}' is traced: to use a Python number or bool as a "
+            "Python value, list its position in static_argnums")
+        np.testing.assert_allclose(gc.compile(fn, static_argnums=1)(x, 3), 15.0)
+        for who in ("grad", "hessian"):
+            assert refused(getattr(gc, who)(fn, argnums=(0, 1)), x, 3.0) == (
+                f"'{name}' is differentiated (in argnums), so traced: {who} takes no "
+                f"static_argnums; to use it as a Python value, leave '{name}' out of "
+                "argnums: a number not differentiated is passed as it is")
+        assert refused(gc.compile(gc.grad(fn, argnums=(0, 1))), x, 3.0) == (
+            f"'{name}' is differentiated (in grad's argnums), so traced: to use it as a "
+            f"Python value, leave '{name}' out of grad's argnums and list 1 in gc.compile's "
+            "static_argnums")
+        np.testing.assert_allclose(gc.grad(fn)(x, 3.0), 6.0 * x)
+        np.testing.assert_allclose(gc.hessian(fn)(x, 3.0), 6.0 * np.eye(2))
+        np.testing.assert_allclose(
+            gc.compile(gc.grad(fn), static_argnums=1)(x, 3.0), 6.0 * x)
+    graph = gc.trace(lambda *args: gc.sum(args[0] * args[1]["k"]), x, {"k": np.float64(2)})
+    assert [node.name for node in graph.inputs] == ["args[0]", "args[1].k"]
+
 @pytest.mark.parametrize("kind", [complex, np.complex64, np.complex128, np.clongdouble])
 def test_a_complex_setting_or_fill_is_refused_whatever_its_kind(kind):
     # float() refuses a Python complex but takes a numpy one, dropping its imaginary part with
