@@ -530,7 +530,7 @@ class Compiled:
 
     def __call__(self, *args, **kwargs):
         if kwargs:
-            args = self._positional(args, kwargs)
+            return self._call_by_keyword(args, kwargs)
         leaves, _ = leaves_and_structure(list(args))  # (one pass: every call makes it)
         if any(isinstance(x, Node) for x in leaves) or current_graph() is not None:
             # inside a trace (concrete arguments too): fn's nodes go into the graph being
@@ -551,6 +551,22 @@ class Compiled:
                 refuse_foreign_argument(f"compiled {called_function(self.fn)[1]}", self.fn,
                                         args, locs=exc.locs)
             raise
+
+    def _call_by_keyword(self, args, kwargs):
+        """fn(*args, **kwargs), the keywords taken as the positions they name; a number
+        passed by keyword and used as a Python value is told to be listed in static_argnames
+        by its keyword (ir's "list its position in static_argnums": the user gave none)."""
+        try:
+            return self(*self._positional(args, kwargs))
+        except TracedNumberError as exc:
+            advice = exc.advice or ""
+            if not (advice.endswith("in static_argnums") and exc.message.endswith(advice)
+                    and exc.arguments and set(exc.arguments) <= set(kwargs)):
+                raise
+            quoted = " and ".join(repr(name) for name in exc.arguments)
+            advice = f"list {quoted} in static_argnames"
+            raise TracedNumberError(exc.message[:-len(exc.advice)] + advice, exc.locs,
+                                    exc.arguments, exc.reason, advice, exc.value) from None
 
     def _positional(self, args, kwargs) -> tuple:
         """Keyword arguments as the positions they name (as JAX's jit takes them; a static
@@ -1405,11 +1421,28 @@ class _EagerSplit(_Positional):
     def _number_advice(self, numbers) -> list:
         kinds = {}  # (an int: a range, a shape; a bool: an `if`; else float() or math)
         for name in numbers:
+            if name.endswith("="):  # a keyword argument's number (_numbers_changed)
+                kinds.setdefault("keyword", []).append(name)
+                continue
             for kind in sorted({"int" if reason.startswith("int()") else
                                 "if" if "truth value" in reason else "other"
                                 for reason in self.uses.get(name) or {""}}):
                 kinds.setdefault(kind, []).append(name)
         advice = []
+        keywords = kinds.pop("keyword", None)
+        if keywords:  # (never traced: how fn uses them is not known; the uses of either)
+            are = "is a keyword argument" if len(keywords) == 1 else "are keyword arguments"
+            # (a keyword-only parameter takes no position: made a positional one first)
+            by_position = "passed by position" if all(
+                self._positional_parameter(name[:-1]) for name in keywords) else \
+                "made a positional parameter and passed by position"
+            advice.append(
+                f"{' and '.join(keywords)} {are}: a number passed by keyword reaches the "
+                f"function as it is, each value compiling a plan; {by_position} it is "
+                "traced where the function computes with it: an `if` as gc.where(cond, a, b), "
+                "a loop over range(n) as a fixed N steps masking those past n, "
+                "gc.fori_loop(0, N, lambda i, c: gc.where(i < n, step(c), c), init); else "
+                "keep it to a few values")
         for kind, names in kinds.items():
             quoted = " and ".join(names)
             if kind == "int":  # (a loop of traced length is a while_loop: no reverse mode)
@@ -1429,6 +1462,14 @@ class _EagerSplit(_Positional):
                     "compiles a plan per value; computed with instead (k * x, gc.sqrt(k)), "
                     "it is traced, one plan for every value")
         return advice
+
+    def _positional_parameter(self, name) -> bool:
+        """Whether fn's parameter `name` can be passed by position."""
+        try:
+            parameter = inspect.signature(called_function(self.user_fn)[0]).parameters[name]
+        except (TypeError, ValueError, KeyError):  # (no signature; a **kwargs name)
+            return False
+        return parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
 
     def _user_names(self, count) -> list:
         if self.user_fn is None:
@@ -1456,8 +1497,15 @@ class _EagerSplit(_Positional):
         if old is None or len(old) != len(new):
             return []
         was, now = (self._as_they_are(key, numbers_only=True) for key in (old, new))
+        # and the numbers passed by keyword (settings: never traced, so not in `uses`), which
+        # the generic advice told to pass as arrays (range(array) then failed)
+        settings = [dict(key[0][2][1]) for key in (old, new)]
+        keywords = [f"{k}=" for k in sorted(settings[0].keys() & settings[1].keys())
+                    if settings[0][k] != settings[1][k] and all(
+                        is_weak_scalar(s[k]) and not isinstance(s[k], (bool, np.bool_))
+                        for s in settings)]
         return [name for name in sorted(was.keys() | now.keys())
-                if was.get(name) != now.get(name)]
+                if was.get(name) != now.get(name)] + keywords
 
     def _as_they_are(self, key, numbers_only=False) -> dict:
         """{the name of each argument, keyword argument or leaf of a call's `key` passed as

@@ -272,6 +272,54 @@ def test_a_derivatives_recompile_warning_advises_for_every_use_of_the_number():
     assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
 
 
+def test_a_number_passed_by_keyword_is_named_and_advised_what_works():
+    """s43: grad(f)(x, n=n), a number passed by keyword (which reaches f as it is), was told
+    "pass it as an array argument, which is traced": followed, range(array) fails. Now the
+    warning names the keyword and says that passed by position it is traced where f
+    computes with it (a keyword-only one made positional first); followed, one plan for
+    every n. gc.compile(f)(x, n=n) was told "list its position in static_argnums" of an
+    argument given by no position: it is told static_argnames by the keyword; followed,
+    numpy's value."""
+    x = np.arange(3.0, dtype=np.float32)
+
+    def loop(x, n=1):
+        t = gc.sum(x ** 2)
+        for _ in range(n):
+            t = t + gc.sum(x ** 2)
+        return t
+
+    def keyword_only(x, *, n=1):
+        return loop(x, n)
+
+    def followed(x, n=1):
+        t = gc.sum(x ** 2) * gc.where(n > 5, 2.0, 1.0)
+        return gc.fori_loop(0, 16, lambda i, c: gc.where(i < n, c + gc.sum(x ** 2), c), t)
+
+    for f, position in ((loop, "passed by position"),
+                        (keyword_only, "made a positional parameter and passed by position")):
+        d = gc.grad(f)
+        assert _advice(lambda x, n: d(x, n=n), range(2, 12), x) == [
+            "n= is a keyword argument: a number passed by keyword reaches the function as it "
+            f"is, each value compiling a plan; {position} it is traced where the function "
+            "computes with it: an `if` as gc.where(cond, a, b), a loop over range(n) as a "
+            "fixed N steps masking those past n, gc.fori_loop(0, N, lambda i, c: gc.where(i "
+            "< n, step(c), c), init); else keep it to a few values"]
+    d = gc.grad(followed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(2, 12):
+            np.testing.assert_allclose(d(x, n), 2 * x * ((2.0 if n > 5 else 1.0) + n),
+                                       rtol=1e-6)
+    assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+    with pytest.raises(gc.GraphcError) as info:
+        gc.compile(loop)(x, n=3)
+    line, where = str(info.value).splitlines()
+    assert line.endswith("the value passed as 'n' is traced: to use a Python number or bool "
+                         "as a Python value, list 'n' in static_argnames")
+    assert "test_recompile_cap.py" in where
+    np.testing.assert_allclose(gc.compile(loop, static_argnames="n")(x, n=3),
+                               4 * np.sum(x ** 2))
+
 def test_the_trainer_warns_when_a_setting_keeps_changing():
     """A clip norm changed before every step (a guard of the plan; the optimiser's number
     settings are inputs of the step instead): each change compiles the step once, the ninth
