@@ -108,7 +108,7 @@ def _transform(fn, jacobian, argnums, has_aux, who):
     def symbolic(*args, **kwargs):
         for i in nums:
             if not -len(args) <= i < len(args):
-                raise GraphcError(f"argnums {i} but only {len(args)} arguments",
+                raise GraphcError(f"{who}: argnums {i} but only {len(args)} arguments",
                                   (user_location(),))
         # keyword arguments pass through undifferentiated, as JAX's (and gc.grad's)
         f = functools.partial(fn, **kwargs) if kwargs else fn

@@ -136,6 +136,29 @@ def test_hessian_names_itself_in_the_messages_of_its_jacobians():
     np.testing.assert_array_equal(gc.hessian(f)(x, 3), 6.0 * np.eye(2))
 
 
+def test_an_argnums_past_the_arguments_names_the_jacobian_as_grads_does():
+    """s43: gc.hessian(f, argnums=5)(x, y) said 'argnums 5 but only 2 arguments', naming
+    no function (so did jacrev and jacfwd), where gc.grad's says 'grad: argnums ...'. Each
+    names itself now, eagerly and compiled, in one line at the caller's; argnums in range
+    gives the values."""
+    def f(x, y):
+        return gc.sum(x ** 2 * y)
+
+    x, y = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    for who in ("jacrev", "jacfwd", "hessian", "grad"):
+        for argnums in (5, -3, (0, 5)):
+            bad = argnums if isinstance(argnums, int) else 5
+            for run in (getattr(gc, who)(f, argnums=argnums),
+                        gc.compile(getattr(gc, who)(f, argnums=argnums))):
+                with pytest.raises(GraphcError) as info:
+                    run(x, y)
+                line, where = str(info.value).splitlines()
+                assert line == f"{who}: argnums {bad} but only 2 arguments"
+                assert "test_jacobians.py" in where
+    np.testing.assert_allclose(gc.hessian(f, argnums=1)(x, y), np.zeros((2, 2)))
+    np.testing.assert_allclose(gc.hessian(f)(x, y), np.diag(2 * y))
+    np.testing.assert_allclose(gc.jacrev(f, argnums=-1)(x, y), x ** 2)
+
 def test_jacfwd_traces_fn_once_per_input_leaf_and_returns_aux_unbatched():
     """aux comes from the first column's trace, returned once (JAX's out_axes=None for it):
     fn is not traced again for it (it was, once more), and aux has no batch axis."""
