@@ -309,6 +309,42 @@ def test_under_autocast_a_list_target_an_integer_var_and_a_mix_of_inputs_name_th
             assert "test_mixed_precision.py" in where
 
 
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss"])
+def test_integers_alone_are_refused_by_the_losses_torch_refuses_them_in(name):
+    """s43 (r5 of fe736ea): under autocast mse_loss, l1_loss and smooth_l1_loss of int32 and
+    int64 tensors computed a float32 loss (_result_type made two integer dtypes float32),
+    where torch 2.13 refuses integers alone under torch.autocast("cpu") and outside it
+    ('"mse_cpu" not implemented for 'Long'', l1_loss's 'mean(): could not infer output
+    dtype'); alone in one dtype they said mean's line ('mean of int64 values') or
+    smooth_l1's 'float scalar 1.0 meets an integer tensor'. Each is now the loss's line,
+    eager and compiled, in and out of autocast, where torch's is an error too; an integer
+    beside a float operand still computes torch's value under autocast."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    tf = torch.nn.functional
+    i32, i64 = np.array([1, -1, 2], np.int32), np.array([1, -1, 5])
+    f32 = np.array([1.0, -1.0, 2.5], np.float32)
+    for a, b in ((i32, i64), (i64, i32), (i64, i64), (i32, i32)):
+        dtypes = f"{a.dtype}" if a.dtype == b.dtype else f"{a.dtype} and {b.dtype}"
+        for mode in (None, "bfloat16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode is not None), \
+                    pytest.raises((RuntimeError, NotImplementedError)):
+                getattr(tf, name)(torch.tensor(a), torch.tensor(b))
+            for run in (getattr(gc, name), gc.compile(getattr(gc, name))):
+                with gc.autocast(mode), pytest.raises(GraphcError) as info:
+                    run(gc.tensor(a) if run is getattr(gc, name) else a, b)
+                line, where = str(info.value).splitlines()
+                assert line == (f"{name}: input and target are {dtypes}; torch's {name} takes "
+                                "no integers alone either: cast them to a float dtype "
+                                "(.astype)"), (mode, line)
+                assert "test_mixed_precision.py" in where
+    # the advice followed, and an integer beside a float32 operand under autocast: torch's
+    for a, b in ((i32.astype(np.float32), i64.astype(np.float32)), (i64, f32), (f32, i32)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            want = getattr(tf, name)(torch.tensor(a), torch.tensor(b)).item()
+        with gc.autocast("bfloat16"):
+            np.testing.assert_allclose(float(getattr(gc, name)(gc.tensor(a), b)), want,
+                                       rtol=1e-6)
+
 def test_a_list_operand_of_a_loss_is_the_loss_s_line_whatever_its_dtype_and_autocast():
     """r2: 2ccb420 fixed the float-list target under autocast only: an integer list still
     reached the loss's ops, whose line named cast (soft_margin, hinge_embedding,

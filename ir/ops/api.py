@@ -2055,6 +2055,23 @@ def _loss_operands(name, a, b, what=("input", "target")):
     return shape
 
 
+def _float_operands(name, a, b):
+    """Refuse integer (or bool) operands alone of mse_loss, l1_loss and smooth_l1_loss, in
+    one line naming the loss, as torch's refuse them, in and out of autocast ("mse_cpu" not
+    implemented for 'Long'; l1_loss's mean() cannot infer an output dtype): autocast
+    promoted two integer dtypes to float32 (_result_type) and computed them, and alone
+    their message was mean's or a float scalar's. An integer beside a float operand is
+    promoted (under autocast) or refused as a dtype mix, as before; a list is left to
+    _no_list."""
+    if is_float(_dtype(a)) or is_float(_dtype(b)) or isinstance(a, (list, tuple)) or \
+            isinstance(b, (list, tuple)):
+        return
+    given = ("are " + str(_dtype(a)) if _dtype(a) == _dtype(b) else
+             f"are {_dtype(a)} and {_dtype(b)}")
+    _fail(f"{name}: input and target {given}; torch's {name} takes no integers alone "
+          "either: cast them to a float dtype (.astype)")
+
+
 def _dtype_mix(name, a, b, what=("input", "target")):
     """A loss's one line for operands of two dtypes it does not take together, naming them
     in the dtypes the user gave (a half one that autocast cast to float32 by its own)."""
@@ -2297,6 +2314,7 @@ def _nll(logp, targets, ignore_index, reduction, weight):
 def mse_loss(x, target, reduction="mean"):
     """(x - target) ** 2 (broadcast), reduced as torch.nn.functional.mse_loss."""
     _check_reduction("mse_loss", reduction)
+    _float_operands("mse_loss", x, target)
     x, target = _autocast_promoted((x, target))
     _loss_operands("mse_loss", x, target)
     # the ops, not `-`: two numpy arrays would subtract by numpy's rules

@@ -15,8 +15,8 @@ import numpy as np
 from ..types import Dim, broadcast_shapes, finfo, is_float
 from . import api as F
 from . import precision
-from .api import (_autocast_promoted, _axis, _check_reduction, _dtype, _fail, _ndim, _no_list,
-                  _number, _shape)
+from .api import (_autocast_promoted, _axis, _check_reduction, _dtype, _fail, _float_operands,
+                  _ndim, _no_list, _number, _shape)
 from .api import _loss_operands as _both
 from .arrays import norm
 from .registry import is_weak_scalar
@@ -205,6 +205,7 @@ def l1_loss(input, target, reduction="mean", weight=None):
     """|input - target| (broadcast), as torch.nn.functional.l1_loss; the gradient at
     input == target is 0."""
     _check_reduction("l1_loss", reduction)
+    _float_operands("l1_loss", input, target)
     input, target = _autocast_promoted((input, target), refuse="b")  # (torch's input - target)
     _both("l1_loss", input, target)
     loss = F.abs(F.sub(input, target))
@@ -227,6 +228,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     if beta < 0:
         _fail(f"{name}: beta must be >= 0, got {beta}")
     _check_reduction(name, reduction)
+    _float_operands(name, input, target)
     input, target = _autocast_promoted((input, target))
     _both(name, input, target)
     diff = F.sub(input, target)
