@@ -21,10 +21,11 @@ from ir.graph import Node, current_graph
 from ir.ops import api as F
 from ir.types import is_float
 
+from .advice import differentiated_number
 from .tracing import leaves_and_structure, unflatten
-from .transforms import (_as_float_inputs, _callable, _differentiated, _differentiated_number,
-                         _is_symbolic, check_differentiable, eager_runner, jvp, single_argnum,
-                         split_aux, vjp)
+from .transforms import (_as_float_inputs, _callable, _differentiated, _is_symbolic,
+                         check_differentiable, eager_runner, jvp, single_argnum, split_aux,
+                         vjp)
 from .vmap import vmap
 
 
@@ -117,7 +118,7 @@ def _transform(fn, jacobian, argnums, has_aux, who):
         try:
             jac, aux = jacobian(f, args, picked)
         except TracedNumberError as exc:  # (inside gc.compile: the advice is argnums')
-            raise _differentiated_number(exc, fn, args, picked, who) from None
+            raise differentiated_number(exc, fn, args, picked, who) from None
         return (jac, aux) if has_aux else jac
 
     run = eager_runner(symbolic, nums, fn=fn, who=who)
