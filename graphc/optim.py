@@ -1441,7 +1441,7 @@ class BoundOptimizer:
     The optimiser's settings read and write through (`opt.lr = 0.01`, `opt.momentum`), as
     do torch's `opt.param_groups[0]["lr"]`; any other attribute set is refused."""
 
-    _OWN = frozenset(("optimizer", "parameters", "state", "behind", "_slot_dtypes_of"))
+    _OWN = frozenset(("optimizer", "parameters", "state", "behind", "_dtypes"))
 
     def __init__(self, optimizer: Optimizer, parameters):
         from .nn import Module
@@ -1480,29 +1480,27 @@ class BoundOptimizer:
         # that difference so that a state saved and assigned back (`opt.state = saved`, the
         # functional state being the checkpoint) resumes every parameter at its count.
         self.behind = {n: 0 for n in named}
-        self._slot_dtypes_of = {}  # a parameter dtype -> its slots' dtypes (see _slot_dtypes)
-
-    def _slot_dtypes(self, dtype) -> dict:
-        """The dtype of each slot init() makes for a parameter of `dtype` (the parameter's
-        own, or NAdam's float32 mu_product beside a float16 one)."""
-        dtype = np.dtype(dtype)
-        if dtype not in self._slot_dtypes_of:
-            probe = self.optimizer.init({"p": np.zeros((), dtype)})
-            self._slot_dtypes_of[dtype] = {slot: np.asarray(probe[slot]["p"]).dtype
-                                           for slot in self.optimizer.slots}
-        return self._slot_dtypes_of[dtype]
+        self._dtypes = {n: p.data.dtype for n, p in named.items()}  # (see _follow_casts)
 
     def _follow_casts(self):
-        """The state follows a cast of the parameters made after bind() (model.double(),
-        .half(), .to(dtype)): its slots are cast to what init() makes for the new dtype, as
-        torch's load_state_dict casts a saved state to its parameters' dtype. (torch's
-        step() fails there, "expected dtype float for `end` but got dtype double"; graphc's
-        failed deep in the update, naming an add of float32 and float64.)"""
+        """The state follows a cast of the parameters made since the last step
+        (model.double(), .half(), .to(dtype)): each slot that was in a parameter's old float
+        dtype is cast to its new one, as torch's load_state_dict casts a saved state to its
+        parameters' dtype. (torch's step() fails there, "expected dtype float for `end` but
+        got dtype double"; graphc's failed deep in the update, naming an add of float32 and
+        float64.) Only the slots there are: a setting that needs others (momentum 0 -> 0.9)
+        gets the update's own line about a new state."""
         for n, p in self.parameters.items():
-            for slot, dtype in self._slot_dtypes(p.data.dtype).items():
-                value = self.state[slot][n]
-                if isinstance(value, (np.ndarray, np.generic)) and value.dtype != dtype:
-                    self.state[slot][n] = value.astype(dtype)
+            dtype, before = p.data.dtype, self._dtypes[n]
+            if dtype == before:
+                continue
+            self._dtypes[n] = dtype
+            if not (is_float(str(dtype)) and is_float(str(before))):
+                continue
+            for values in self.state.values():
+                value = values.get(n) if isinstance(values, dict) else None
+                if isinstance(value, (np.ndarray, np.generic)) and value.dtype == before:
+                    values[n] = value.astype(dtype)
 
     def step(self):
         self._follow_casts()
@@ -1620,6 +1618,8 @@ class BoundOptimizer:
         _count_setting("load_state_dict: the state's count", _whole_value(state["count"]))
         for n, b in behind.items():
             _count_setting(f"load_state_dict: behind[{n!r}]", _whole_value(b))
+        self._follow_casts()  # (a cast since the last step: the state to compare with)
+        cast = {}  # (slot, name) -> a saved float slot in the parameter's float dtype
         for slot in self.optimizer.slots:  # checked now: step() failed on them, or deep
             # inside ("'list' object has no attribute 'get'")
             if not isinstance(state[slot], dict):
@@ -1630,21 +1630,23 @@ class BoundOptimizer:
                 raise GraphcError(f"load_state_dict: the state's {slot} is for parameters "
                                   f"{sorted(state[slot], key=str)}, this optimizer has "
                                   f"{sorted(self.parameters)}", (user_location(),))
-            for n, p in self.parameters.items():
+            for n in self.parameters:
                 # the parameter's shape and dtype, or a slot's own (NAdam's 0-d mu_product);
                 # a floating-point one of another float dtype is cast, as torch casts a
                 # saved state to its parameters' dtype (a float32 run's state loaded after
                 # model.double())
-                saved, own = state[slot][n], self.state[slot][n]
-                dtype = self._slot_dtypes(p.data.dtype)[slot]
+                saved, own = state[slot][n], np.asarray(self.state[slot][n])
                 if not isinstance(saved, (np.ndarray, np.generic)) or \
-                        np.shape(saved) != np.shape(own) or (saved.dtype != dtype and not (
-                            is_float(str(saved.dtype)) and is_float(str(dtype)))):
+                        np.shape(saved) != own.shape or (saved.dtype != own.dtype and not (
+                            is_float(str(saved.dtype)) and is_float(str(own.dtype)))):
                     got = (f"{saved.dtype}{list(np.shape(saved))}"
                            if isinstance(saved, (np.ndarray, np.generic))
                            else f"a {type(saved).__name__}")
                     raise GraphcError(f"load_state_dict: {slot} of {n} is {got}, expected "
-                                      f"{dtype}{list(np.shape(own))}", (user_location(),))
+                                      f"{own.dtype}{list(own.shape)}", (user_location(),))
+                if saved.dtype != own.dtype:  # (checked below as cast: 1e5 is inf in float16)
+                    with np.errstate(over="ignore"):
+                        saved = cast[slot, n] = np.asarray(saved).astype(own.dtype)
                 # as gc.Trainer refuses such a checkpoint: NaN weights at the next step
                 if not np.isfinite(saved).all() or \
                         (slot in self.optimizer.non_negative_slots and (saved < 0).any()):
@@ -1654,7 +1656,8 @@ class BoundOptimizer:
                     raise GraphcError(f"load_state_dict: {slot} of {n} holds {what} (the "
                                       "state was changed or damaged)", (user_location(),))
         self.state = copy.deepcopy(state)
-        self._follow_casts()
+        for (slot, n), value in cast.items():
+            self.state[slot][n] = value
         self.behind = {n: int(_whole_value(b)) for n, b in behind.items()}
         for name, value in settings.items():
             setattr(self.optimizer, name, value)

@@ -1,6 +1,7 @@
 """graphc.optim against torch.optim (the oracle), eagerly and compiled into one plan."""
 import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -674,3 +675,56 @@ def test_a_compiled_model_forwards_every_attribute_and_compiling_it_again_is_com
             compiled.missing
     function = gc.compile(lambda v: v * 2)  # a compiled function forwards nothing, as before
     assert not hasattr(function, "fc") and not hasattr(function, "width")
+
+
+def test_following_a_cast_keeps_the_slot_lines_and_a_users_own_optimiser():
+    """Review r1 of the state following a cast: it probed init() with a 0-d parameter and
+    kept the slots per dtype, so a setting that adds a slot (momentum 0 -> 0.9, amsgrad)
+    became a raw KeyError instead of the update's line, and a user's optimiser whose init
+    reads a parameter's shape failed every step. A float64 state too large for float16 is
+    refused when loaded into a .half() model, as any other non-finite state is."""
+    model, _ = _linear_pair()
+    opt = optim.SGD(lr=0.1).bind(model)
+    opt.momentum = 0.9
+    (model(gc.tensor(np.ones((4, 3), np.float32))) ** 2).sum().backward()
+    with pytest.raises(gc.GraphcError, match=r"^SGD.update: the state has \['count'\], "
+                                             r"expected \['count', 'momentum'\]"):
+        opt.step()
+
+    class RowAdagrad(optim.SGD):  # a per-row statistic: its init reads the shape
+        slots = ("row_sum",)
+
+        def init(self, params):
+            state = super().init(params)
+            state["row_sum"] = {n: np.zeros((p.shape[0],) + (1,) * (p.ndim - 1), p.dtype)
+                                for n, p in params.items()}
+            return state
+
+        def _update_leaf(self, p, g, slots, scalars, decay, count):
+            s = slots["row_sum"] + (g * g).sum(axis=tuple(range(1, g.ndim)), keepdims=True)
+            return p - scalars["lr"] * g / (gc.sqrt(s) + 1e-8), {"row_sum": s}
+
+    model, _ = _linear_pair()
+    opt = RowAdagrad(lr=0.1).bind(model)
+    for dtype in (np.float32, np.float64):
+        if dtype == np.float64:
+            model.double()
+        (model(gc.tensor(np.ones((4, 3), dtype))) ** 2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+    assert {n: (v.shape, v.dtype) for n, v in opt.state["row_sum"].items()} == {
+        "weight": ((3, 1), np.float64), "bias": ((2,), np.float64)}
+
+    model, _ = _linear_pair()
+    model.double()
+    opt = optim.Adam(lr=0.1).bind(model)
+    (model(gc.tensor(np.ones((4, 3)))) ** 2).sum().backward()
+    opt.step()
+    saved = opt.state_dict()
+    saved["state"]["v"]["weight"] = saved["state"]["v"]["weight"] + 1e5  # > float16's max
+    model.half()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no numpy overflow warning either)
+        with pytest.raises(gc.GraphcError, match=r"^load_state_dict: v of weight holds a NaN "
+                                                 r"or an infinity"):
+            optim.Adam(lr=0.1).bind(model).load_state_dict(saved)
