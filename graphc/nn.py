@@ -34,7 +34,7 @@ from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops import attention as _attention
 from ir.ops.registry import _STACK as _INTERPRETERS
-from ir.ops.registry import SymbolicValue
+from ir.ops.registry import SymbolicValue, refuse_array_container
 from ir.ops.resize import interpolate
 from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
@@ -1963,6 +1963,7 @@ class Embedding(Module):
         return layer
 
     def forward(self, idx):
+        refuse_array_container(idx, "Embedding", "one array of indices")
         rows = F.take(self.weight, _no_negative_indices(idx, F._shape(self.weight)[0]))
         padding = self._setting("padding_idx", rows)
         if padding is None:

@@ -1,6 +1,8 @@
 """gc.Trainer on a model that is not the GPT: it trains, evaluates, checkpoints, resumes bit
 for bit, and stops on divergence naming the op with the last good checkpoint kept."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -395,11 +397,29 @@ def test_a_layer_given_the_trainers_batch_tuple_is_one_line_naming_the_fix():
         gc.Trainer(loss, model.params(), gc.optim.SGD(lr=0.1),
                    lambda rng: X[rng.integers(0, 32, 8)], steps=3)
     assert str(info.value).splitlines()[0] == (
-        "got a tuple of 1 traced value where one array was expected: take an element (a "
+        "got a tuple of 1 value where one array was expected: take an element (a "
         "gc.Trainer's batch is a tuple: `x, y = batch`, `x, = batch`) or stack them (gc.stack)")
     assert "test_trainer.py" in str(info.value).splitlines()[1]
-    with pytest.raises(gc.GraphcError, match=r"^got a list of 2 traced values where one array"):
+    with pytest.raises(gc.GraphcError, match=r"^got a list of 2 values where one array"):
         gc.compile(lambda x: model([x, x]))(X)
+    # (review r5) those that read the dtype or the values first: an Embedding-first model
+    # (a language model), gc.sum, nested lists, eager layers; each names the op or layer
+    tokens = np.random.default_rng(0).integers(0, 10, size=(32, 5))
+    embedding = gc.nn.Embedding(10, 4)
+    with pytest.raises(gc.GraphcError, match=r"^Embedding: got a tuple of 1 value where one "
+                                             r"array of indices was expected"):
+        gc.Trainer(lambda params, batch: gc.mean(embedding(batch) ** 2), embedding.params(),
+                   gc.optim.SGD(lr=0.1), lambda rng: tokens[rng.integers(0, 32, 8)], steps=2)
+    for call, start in [(lambda: gc.compile(lambda x: gc.sum([x, x]))(X), "sum: got a list of 2"),
+                        (lambda: gc.compile(lambda x: model([[x]]))(X), "got a list of 1"),
+                        (lambda: embedding((gc.tensor(tokens),)), "Embedding: got a tuple"),
+                        (lambda: gc.nn.Conv2d(2, 3, 3)((gc.tensor(np.ones((1, 2, 8, 8),
+                                                                          np.float32)),)),
+                         "conv2d: got a tuple of 1")]:
+        with pytest.raises(gc.GraphcError, match="^" + re.escape(start)):
+            call()
+    np.testing.assert_array_equal(np.asarray(embedding([[1, 2]])),  # numbers: array-likes
+                                  np.asarray(embedding.weight)[[[1, 2]]])
     # a list of arrays is still one operand where an op takes it (gc.stack, concatenate)
     stacked = gc.compile(lambda x: gc.stack([x, x]).sum())(X)
     np.testing.assert_allclose(np.asarray(stacked), 2 * X.sum(), rtol=1e-5)

@@ -24,7 +24,7 @@ from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, f
                      holds_when_bound, is_float, is_half, is_int, is_real, is_real_dtype)
 from . import precision
 from .registry import (SymbolicValue, apply, innermost_interpreter, is_weak_scalar,
-                       refuse_foreign_array, scalar_array)
+                       refuse_array_container, refuse_foreign_array, scalar_array)
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -51,17 +51,10 @@ __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp"
            "avg_pool2d"]
 
 
-def _shape(x):
+def _shape(x, opname=""):
     if hasattr(x, "shape"):
         return tuple(x.shape)
-    if isinstance(x, (list, tuple)) and builtins.any(isinstance(v, SymbolicValue) for v in x):
-        # np.shape reads each traced value as an array, which says only that "a symbolic
-        # value cannot be turned into a numpy array": a layer given a tuple (a gc.Trainer's
-        # batch is one, `model(batch)`) while tracing; eagerly the op's operand line says it
-        raise GraphcError(f"got a {type(x).__name__} of {len(x)} traced value"
-                          f"{'s' if len(x) != 1 else ''} where one array was expected: take "
-                          f"an element (a gc.Trainer's batch is a tuple: `x, y = batch`, "
-                          f"`x, = batch`) or stack them (gc.stack)", (user_location(),))
+    refuse_array_container(x, opname)  # (np.shape read each traced value as an array)
     return np.shape(x)
 
 
@@ -70,6 +63,8 @@ def _ndim(x):
 
 
 def _dtype(x, opname=""):
+    if isinstance(x, (list, tuple)):
+        refuse_array_container(x, opname)
     try:
         dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
     except TypeError:  # (a torch tensor's dtype: its one line, naming the op called)

@@ -324,6 +324,34 @@ def refuse_operand(x, opname):
                       "operand", (user_location(),))
 
 
+def refuse_array_container(x, opname, what="one array"):
+    """One line where `x`, a list or tuple (nested too) holding a traced value or an eager
+    tensor, is passed where `what` is expected: numpy read each traced value as an array
+    ("a symbolic value cannot be turned into a numpy array", naming no list), or stacked
+    the eager ones into an array with a new leading axis. A gc.Trainer's batch is such a
+    tuple (`model(batch)`). Lists of plain numbers or arrays pass: they are array-likes."""
+    if isinstance(x, (list, tuple)) and _holds_values(x):
+        count, called = len(x), _called_op(opname)
+        raise GraphcError(f"{called + ': ' if called else ''}got a {type(x).__name__} of {count} "
+                          f"value{'s' if count != 1 else ''} where {what} was expected: take "
+                          f"an element (a gc.Trainer's batch is a tuple: `x, y = batch`, "
+                          f"`x, = batch`) or stack them (gc.stack)", (user_location(),))
+
+
+def _holds_values(items) -> bool:
+    """Whether a list or tuple holds (at any depth) a traced value or an eager tensor (an
+    OperatorMixin: runtime.eager's Tensor, which ir does not import; not a torch tensor,
+    refused as another library's array where it is read)."""
+    from .operators import OperatorMixin  # (operators imports api, which imports this)
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            if _holds_values(item):
+                return True
+        elif isinstance(item, (SymbolicValue, OperatorMixin)):
+            return True
+    return False
+
+
 def refuse_float_scalar(x, opname):
     """Raise the refusal of float scalar `x` meeting an integer tensor, naming the function
     the user called (gc.leaky_relu of an int tensor named the mul inside it)."""
