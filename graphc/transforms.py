@@ -756,12 +756,17 @@ def _check_weak_ints(leaves, limits):
     values = {node: leaves[i] for i, node in weak_inputs}
     known = {}
     for node, dtype in casts:
-        value = weak.exact_value(node, values, known)
+        span = weak.exact_range(node, values, known)
         info = np.iinfo(dtype)
-        if value is None or info.min <= value <= info.max:
+        if span is None or info.min <= span[0] and span[1] <= info.max:
             continue
+        value = span[1] if span[1] > info.max else span[0]
         read = _inputs_read(node, values)
-        if node.op == "input":
+        if span[0] != span[1]:  # (either branch of a where, whichever its condition picks)
+            names = "from " + ", ".join(n.attrs["name"] for n in read) + " " if read else ""
+            what = (f"{value}, computed {names}with a gc.where (each branch is checked, as "
+                    "jax.jit checks them),")
+        elif node.op == "input":
             what = f"argument {node.attrs['name']} = {value}"
         elif read:
             what = f"{value}, computed from {', '.join(n.attrs['name'] for n in read)},"

@@ -115,7 +115,7 @@ def int_limits(graph) -> dict:
     """{weak integer node: the narrowest integer dtype it was cast to where it met a tensor}:
     a compiled function checks that the value (a Python int argument, or one computed from
     such arguments and numbers, `k + 1`) fits, as eager code checks its scalars. The node's
-    value comes from `exact_value` at each call. One computed by a loop or a branch (a
+    value comes from `exact_range` at each call. One computed by a loop or a branch (a
     weak carry, a cond's result) is known only as the plan runs: its meeting a narrower
     integer tensor is refused here (GraphcError), as a strong int64 would be."""
     limits = {}
@@ -133,9 +133,8 @@ def int_limits(graph) -> dict:
         if source is not None and is_weak(source) and not is_float(source.dtype):
             dtype = np.dtype(node.attrs["dtype"])
             if dtype.kind in "iu":
-                for value in _chosen(source):
-                    _check_known(value, (), dtype, node.locs)
-                    narrow(value, dtype)
+                _check_known(source, (), dtype, node.locs)
+                narrow(source, dtype)
         for region in regions_of(node):
             # a weak operand of a branch or loop (a Python int argument read inside, or
             # passed as an operand) is cast where it meets a tensor in there
@@ -146,20 +145,6 @@ def int_limits(graph) -> dict:
                 if inner in feeds and is_weak(feeds[inner]):
                     narrow(feeds[inner], dtype)
     return limits
-
-
-def _chosen(node) -> list:
-    """The values weak `node` may be: a where's two values (each checked to fit, as JAX
-    refuses where(c, 2**40, 1) meeting int32 as it traces; exact_value cannot know which one
-    a condition picks, so the where itself went unchecked and wrapped), else node itself."""
-    chosen, stack = [], [node]
-    while stack:
-        n = stack.pop()
-        if n.op == "where":
-            stack.extend(n.inputs[1:3])
-        else:
-            chosen.append(n)
-    return chosen
 
 
 def _carried(node, region) -> set:
@@ -200,13 +185,18 @@ _EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a,
           "remainder": lambda a, b: a % b if b else 0}
 
 
-def exact_value(node, inputs: dict, known: dict | None = None):
-    """The Python int that weak integer `node` stands for, given {input node: int}; None where
-    it is not computed from those inputs and integer constants by add, sub, mul, neg, abs,
-    floor_divide and remainder alone (then only the graph's own int64 arithmetic decides).
-    `known`: values found so far (shared between calls, so that a value used twice is
-    computed once). Iterative: a chain of thousands of `k = k + 1` neither recurses nor
-    repeats work."""
+def exact_range(node, inputs: dict, known: dict | None = None):
+    """(lo, hi): the least and greatest Python int that weak integer `node` may stand for,
+    given {input node: int}; lo == hi (the exact value) unless a gc.where of weak ints is
+    on the way (where(n > 5, 2**40, 1) + 1): a call cannot tell which value its condition
+    picks, so every value either branch may give counts, as JAX checks both as it traces
+    (then `node`'s range is computed from its operands' ranges: exact bounds for add, sub,
+    mul, neg and abs, wider ones for the rest). None where it is not computed from those
+    inputs and integer constants by these ops, where and a power of ints alone (then only
+    the graph's own int64 arithmetic decides). `known`: what is found so far (shared between
+    calls, so that a value used twice is computed once): an int where exact, as it mostly
+    is (a per-call path: no tuples then), else a (lo, hi) tuple. Iterative: a chain of
+    thousands of `k = k + 1` neither recurses nor repeats work."""
     known = {} if known is None else known
     stack = [node]
     while stack:
@@ -220,25 +210,67 @@ def exact_value(node, inputs: dict, known: dict | None = None):
         elif n.op == "constant":
             value = n.attrs["value"]
             known[n] = int(value) if value.ndim == 0 and value.dtype.kind in "iu" else None
-        elif n in getattr(n.graph, "int_powers", ()):  # (a chain of wheres: ir.ops.api.pow)
+        elif n in getattr(n.graph, "int_powers", ()):
+            # one node, though built as a chain of wheres (ir.ops.api.pow): the power
+            # itself is computed, not the wheres inside
             base, exponent = n.graph.int_powers[n]
             missing = [x for x in (base, exponent) if not is_int(x) and x not in known]
             if missing:
                 stack.extend(missing)
                 continue
             values = [int(x) if is_int(x) else known[x] for x in (base, exponent)]
-            known[n] = None if None in values else _exact_power(*values)
-        elif n.op not in _EXACT or n.dtype.kind not in "iu":
+            known[n] = None if None in values else _power_range(*values)
+        elif n.dtype.kind not in "iu" or (n.op not in _EXACT and n.op != "where"):
             known[n] = None
         else:
-            missing = [x for x in n.inputs if x not in known]
+            operands = n.inputs[1:3] if n.op == "where" else n.inputs  # (not the condition)
+            missing = [x for x in operands if x not in known]
             if missing:
                 stack.extend(missing)
                 continue
-            values = [known[x] for x in n.inputs]
-            known[n] = None if None in values else _EXACT[n.op](*values)
+            values = [known[x] for x in operands]
+            known[n] = None if None in values else \
+                _range(n.op, values) if n.op == "where" or tuple in map(type, values) else \
+                _EXACT[n.op](*values)
         stack.pop()
-    return known[node]
+    value = known[node]
+    return value if value is None or type(value) is tuple else (value, value)
+
+
+def _range(op, values):
+    """`op`'s value (of _EXACT, or where's hull), an int or a (lo, hi) range, for operands of
+    `values`, each an int or a (lo, hi) range."""
+    spans = [x if type(x) is tuple else (x, x) for x in values]
+    if op == "where":
+        lo, hi = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+        return lo if lo == hi else (lo, hi)
+    if op in ("add", "sub", "mul"):  # each extreme at a corner
+        a, b = spans
+        values = [_EXACT[op](x, y) for x in a for y in b]
+    elif op == "abs":
+        (lo, hi), = spans
+        return (0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
+    elif op in ("neg", "reshape"):
+        values = [_EXACT[op](x) for x in spans[0]]
+    elif op == "floor_divide":  # monotone in each operand over divisors of one sign
+        (a, b), (c, d) = spans
+        divisors = [y for y in (c, min(d, -1), max(c, 1), d) if y and c <= y <= d]
+        values = [x // y for x in (a, b) for y in divisors] + [0] * (c <= 0 <= d)
+    else:  # remainder: between 0 and the divisor (exclusive); by 0, 0
+        (c, d) = spans[1]
+        return min(0, c + 1), max(0, d - 1)
+    return min(values), max(values)
+
+
+def _power_range(base, exponent):
+    """base ** exponent (_exact_power), an int, or a (lo, hi) range where base or exponent
+    is one (a where's)."""
+    if type(base) is not tuple and type(exponent) is not tuple:
+        return _exact_power(base, exponent)
+    base, exponent = [x if type(x) is tuple else (x, x) for x in (base, exponent)]
+    # |b ** e| grows with |b| and with e >= 0 for |b| > 1; a negative e gives -1, 0 or 1
+    top = _exact_power(max(abs(base[0]), abs(base[1]), 1), max(exponent[1], 0))
+    return None if top is None else (-top if base[0] < 0 else 0, top)
 
 
 def _exact_power(base: int, exponent: int):

@@ -87,7 +87,7 @@ def _weak(value):
 def _int_power(value, base, exponent):
     """Record `value`, rebuilt from a power of weak ints by a traced exponent (3 ** k: a
     chain of wheres), as that power in the graph it is built in, as ir.ops.api.pow did in
-    the unbatched graph: weak.exact_value then computes it exactly, so that one not fitting the
+    the unbatched graph: weak.exact_range then computes it exactly, so that one not fitting the
     tensor it meets is refused as without vmap, not wrapped."""
     if isinstance(value, Node):
         value.graph.int_powers[value] = (base, exponent)

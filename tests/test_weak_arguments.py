@@ -68,12 +68,57 @@ def test_a_where_of_two_numbers_is_weak_as_jaxs():
     assert not gc.where(gc.tensor([True, False]), 2.0, 1.0).weak
     # a weak int a where may give is checked to fit the int32 tensor it meets, either
     # branch, as jax.jit refuses where(c, 2**40, 1) meeting int32 as it traces (it wrapped)
-    with pytest.raises(GraphcError, match="^compiled function: the number 1099511627776 "
-                                          "does not fit in int32"):
+    with pytest.raises(GraphcError, match="^compiled function: 1099511627776, computed from "
+                                          "n with a gc.where .* does not fit in int32"):
         gc.compile(lambda v, n: v * gc.where(n > 5, 2**40, 1))(i32, 7)
-    with pytest.raises(GraphcError, match="^compiled function: argument k = 1099511627776 "
-                                          "does not fit in int32"):
+    with pytest.raises(GraphcError, match="^compiled function: 1099511627776, computed from "
+                                          "k with a gc.where .* does not fit in int32"):
         gc.compile(lambda v, k, c: v * gc.where(c, k, 0))(i32, 2**40, np.array(True))
+
+
+def test_a_weak_where_is_checked_through_the_arithmetic_after_it():
+    # s43 r1 on 7ce85f5: the fit check looked at a where only where the where itself met
+    # the int32 tensor, and walked into the wheres a power of ints is built from, whose
+    # values nothing knew: `x * 2 ** k` (k = 31 or 40), `v * (where(...) + 1)`,
+    # `v * -where(...)` and `v * (where(c, k, 0) * 2)` wrapped silently compiled, where
+    # eager code refuses them. Now a where's value is the range of its two branches,
+    # carried through add, mul, neg, ... to the cast, and checked there
+    i32 = np.arange(3, dtype=np.int32)
+    for k, big in ((31, 2**31), (40, 2**40)):
+        with pytest.raises(GraphcError, match=f"^compiled function: {big}, computed from k, "
+                                              "does not fit in int32"):
+            gc.compile(lambda x, k: x * 2 ** k)(i32, k)
+    spellings = {"v * (gc.where(n > 5, 2**40, 1) + 1)": (2**40 + 1, lambda v, n: v * (
+                     gc.where(n > 5, 2**40, 1) + 1)),
+                 "v * -gc.where(n > 5, 2**40, 1)": (-2**40, lambda v, n: v * -gc.where(
+                     n > 5, 2**40, 1)),
+                 "v + gc.where(n > 5, 2**31, 1)": (2**31, lambda v, n: v + gc.where(
+                     n > 5, 2**31, 1)),
+                 "nested": (2**40, lambda v, n: v * gc.where(n > 5, gc.where(
+                     n > 6, 2**40, 2), 1)),
+                 "2 ** where": (2**40, lambda v, n: v * 2 ** gc.where(n > 5, n * 0 + 40, 1))}
+    for label, (big, f) in spellings.items():
+        if label != "2 ** where":  # (eagerly a power of int tensors is refused)
+            op = "add" if label.startswith("v +") else "mul"
+            with pytest.raises(GraphcError, match=f"^{op}: integer scalar {big} does not fit"):
+                f(gc.tensor(i32), gc.tensor(7))  # (eager code, which sees the chosen value)
+        for n in (7, 3):  # compiled: either branch, whichever n picks
+            with pytest.raises(GraphcError, match=f"^compiled function: {big}, computed from "
+                                                  "n with a gc.where .* does not fit in int32"):
+                gc.compile(f)(i32, n)
+    with pytest.raises(GraphcError, match="^compiled function: 2199023255552, computed from "
+                                          "k with a gc.where .* does not fit in int32"):
+        gc.compile(lambda v, k, c: v * (gc.where(c, k, 0) * 2))(i32, 2**40, np.array(True))
+    # ranges that fit run, with eager code's values
+    for n in (7, 3):
+        out = _both(lambda v, n: v * (gc.where(n > 5, 2**40, 8) // 2**20 - 1) % 5, i32, n)
+        assert out.dtype == np.int32 and out.tolist() == \
+            (i32 * ((2**20 if n > 5 else 0) - 1) % 5).tolist()
+        out = _both(lambda v, n: v * -gc.where(n > 5, 2**31, 1), i32, n)
+        assert out.dtype == np.int32 and out.tolist() == \
+            (i32 * np.int32(-2**31 if n > 5 else -1)).tolist()
+    assert gc.compile(lambda x, k: x * 2 ** k)(i32, 30).tolist() == [0, 2**30, -2**31]
+
 
 def test_clip_bounds_passed_as_arguments():
     ints = np.arange(6, dtype=np.int32)

@@ -251,7 +251,7 @@ def _weak_int_traced_power(base, k):
     0, as the full product would; an odd one's to some other value). A negative k gives
     Python's float result truncated, as JAX does for 2 ** -1: (+-1) ** k is +-1, any other
     base 0. Where it meets a narrower tensor its value is checked to fit, as other weak
-    ints are (ir.weak.exact_value reads graph.int_powers)."""
+    ints are (ir.weak.exact_range reads graph.int_powers)."""
     one = k * 0 + 1
     result, square = one, base
     rest = where(k < 0, 0, where(k > 64, 64 + k % 2, k))
