@@ -1102,6 +1102,11 @@ def _not_fitting(data, dtype) -> str | None:
     for x in np.array(data, dtype=object).ravel():
         if limits and isinstance(x, (int, float, np.integer, np.floating)):
             fits = _fits_int(x, limits)
+        elif limits and isinstance(x, (np.ndarray, Tensor)) and x.ndim == 0:
+            # a 0-d array or tensor among the numbers ([np.array(1e20)]) is its number:
+            # numpy's cast below would wrap it silently, where torch refuses it
+            x = (x.data if isinstance(x, Tensor) else x)[()]
+            fits = _fits_int(x, limits)
         else:
             try:
                 np.array(x, dtype=dtype)

@@ -2,6 +2,7 @@
 `x_f32 + k` with a Python int k is float32 in compiled code as it is in eager code. Before,
 the trace took k as an int64 input and refused the add ("operands must have one dtype")."""
 import re
+import warnings
 from decimal import Decimal
 from fractions import Fraction
 
@@ -988,6 +989,30 @@ def test_tensor_of_a_float_that_does_not_fit_an_int_dtype_is_one_line():
         got = gc.tensor(data, dtype=dtype)
         want = torch.tensor(data, dtype=getattr(torch, dtype)).numpy()
         assert got.dtype == want.dtype and got.data.tolist() == want.tolist()
+
+def test_tensor_of_a_0d_array_in_a_list_that_does_not_fit_an_int_dtype_is_one_line():
+    # s43 r1 on f9e0ddd: a 0-d array or tensor inside a list was cast by numpy, which wraps:
+    # gc.tensor([np.array(1e20)], dtype="int32") was [-2147483648] after numpy's
+    # RuntimeWarning, [np.array(nan)] into int64 int64's min, and [gc.tensor(1e20)] said
+    # "data holds a number"; torch refuses each (TypeError). Now each is its number
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    nan = float("nan")
+    for data, dtype, shown in [([np.array(1e20)], "int32", "1e+20"),
+                               ([np.array(nan)], "int64", "nan"),
+                               ([gc.tensor(1e20)], "int32", "1e+20"),
+                               ([[1.0, np.array(-np.inf)]], "int64", "-inf"),
+                               ([np.array(1.0), np.float32(3e9)], "int32", "3e+09")]:
+        with pytest.raises(TypeError):
+            torch.tensor([x.numpy() if isinstance(x, gc.Tensor) else x for x in data],
+                         dtype=getattr(torch, dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (no numpy RuntimeWarning on the way)
+            _refused_as_not_fitting(data, dtype, shown)
+    # ones that fit are truncated, as torch truncates the floats they hold
+    got = gc.tensor([np.array(3.7), gc.tensor(-2.5), np.array(2147483647.0)], dtype="int32")
+    want = torch.tensor([3.7, -2.5, 2147483647.0], dtype=torch.int32).numpy()
+    assert got.dtype == want.dtype and got.data.tolist() == want.tolist()
+
 
 def test_a_layer_setting_takes_a_bool_and_a_0d_array_or_tensor_as_torchs():
     """5834db2's is_real check in LeakyReLU, Dropout, Dropout1d/2d/3d and MultiheadAttention
