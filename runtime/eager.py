@@ -1005,8 +1005,9 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
         # float128, refused, in a list too
         array = np.array(data, np.float64 if isinstance(data, np.longdouble) else None)
         if array.dtype.itemsize > 8 and array.dtype.kind == "f" and \
-                isinstance(data, (list, tuple)) and not _holds_array(data):
-            # (numbers only: the float64 they would be alone, np.result_type's with others)
+                isinstance(data, (list, tuple)) and not _holds_longdouble_array(data):
+            # (longdouble numbers: the float64 they would be alone, np.result_type's with
+            # the other numbers and arrays)
             array = array.astype(np.float64)
         data = array
     elif is_complex(data):  # numpy's cast to a real dtype would drop the imaginary part
@@ -1025,10 +1026,11 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
 _INT_RANGES = {dt: (np.iinfo(dt).min, np.iinfo(dt).max) for dt in INT_DTYPES}
 
 
-def _holds_array(data) -> bool:
-    """Whether nested lists and tuples `data` hold an array (not only numbers)."""
-    return any(isinstance(x, np.ndarray) or isinstance(x, (list, tuple)) and _holds_array(x)
-               for x in data)
+def _holds_longdouble_array(data) -> bool:
+    """Whether nested lists and tuples `data` hold a float128 array (the user's to cast: a
+    float64 one beside a longdouble number is no reason to refuse the list)."""
+    return any(isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > 8 or
+               isinstance(x, (list, tuple)) and _holds_longdouble_array(x) for x in data)
 
 
 def _converted(data, dtype):

@@ -842,9 +842,20 @@ def test_tensor_takes_longdouble_numbers_in_a_list_as_float64():
         assert want.dtype == np.float64 and t.dtype == np.float64 and t.requires_grad
         assert t.data.shape == want.shape and t.data.tolist() == want.tolist()
     assert gc.tensor([L("0.1")]).data[0] == 0.1  # rounded to float64, as the scalar is
-    for data in ([np.ones(2, L)], [[np.array(L(1.5))]], np.array(L(1.5))):  # arrays: refused
+    for data in ([np.ones(2, L)], [[np.array(L(1.5))]], np.array(L(1.5)),  # arrays: refused
+                 [np.ones(1), np.ones(1, L)]):
         with pytest.raises(GraphcError, match="dtype float128 is not supported"):
             gc.tensor(data)
+    # s43 r1 on 55a1b65: a float64 or float32 array beside a longdouble number was that
+    # refusal too, advising a cast of a float128 array the user does not have; it is the
+    # float64 the same list of float64 numbers gives
+    for data in ([np.array(1.0), L(1.5)], [np.array([1.0]), [L(1.5)]],
+                 [[np.array(2.5, np.float32)], (L(-0.5),)]):
+        as_float64 = [np.asarray(x, np.float64) if isinstance(x, (np.ndarray, L)) else
+                      [np.asarray(y, np.float64) for y in x] for x in data]
+        want = np.array(as_float64)
+        t = gc.tensor(data)
+        assert t.dtype == np.float64 and t.data.tolist() == want.tolist()
 
 def _refused_as_not_fitting(data, dtype, shown):
     """gc.tensor(data, dtype=dtype) is the one line naming `shown` and the dtype's range, at
