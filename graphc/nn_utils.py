@@ -95,6 +95,13 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     grads = [np.asarray(p.grad.data if isinstance(p.grad, Tensor) else p.grad)
              for p in with_grad]
     dtype = result_dtype(*[g.dtype for g in grads])  # (float16 with bfloat16: float32)
+    if norm_type < 0:  # (-inf too; not NaN)
+        empty = next((g.shape for g in grads if g.size == 0), None)
+        if empty is not None:  # a negative order's norm of nothing has no value: torch's
+            raise GraphcError(f"clip_grad_norm_: norm_type={norm_type} has no norm of an "
+                              f"empty gradient (a parameter of shape {empty}), as torch "
+                              "refuses it: set that parameter's .grad to None or use "
+                              "norm_type >= 0", (user_location(),))
     grads = [g.astype(np.float64) for g in grads]
     # each gradient's norm, then the norm of those, as torch's _get_total_norm
     total = float(_vector_norm(np.array([_vector_norm(g, norm_type) for g in grads]),
@@ -113,7 +120,8 @@ def _vector_norm(x, p: float):
     """torch.linalg.vector_norm(x, p) of a float64 array for any float order p: clip_grad_norm_
     refused p <= 0 and NaN, which torch computes. A NaN in x is kept (np.max and np.min
     propagate it, as torch's); an empty x is the identity of max (0) or min (inf), where
-    torch refuses the +-inf norm of an empty tensor."""
+    torch refuses the +-inf norm of an empty tensor (clip_grad_norm_ refuses an empty
+    gradient's norm of a negative order, -inf included, before this, as torch does)."""
     a = np.abs(x)
     if p == math.inf:
         return a.max(initial=0.0)
@@ -121,7 +129,9 @@ def _vector_norm(x, p: float):
         return a.min(initial=math.inf)
     if p == 0:  # the count of nonzeros (|x| ** 0 would count the zeros too)
         return np.float64(np.count_nonzero(a))
-    with np.errstate(divide="ignore"):  # 0 ** -p is inf, and its sum's ** (1/-p) 0: torch's
+    # 0 ** -p is inf, and its sum's ** (1/-p) 0; a power past float64 (1e-200 ** -2,
+    # 1e300 ** 3) is inf, and so may be its root: torch's values, silently as torch's
+    with np.errstate(divide="ignore", over="ignore"):
         return np.sum(a ** p) ** (1.0 / p)
 
 

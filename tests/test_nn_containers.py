@@ -1,6 +1,7 @@
 """gc.nn.Parameter, gc.nn.ParameterList / ParameterDict (named as torch's state_dict) and
 gc.nn.utils.clip_grad_norm_ / clip_grad_value_ against torch."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -265,6 +266,51 @@ def test_clip_grad_norm_takes_every_order_torchs_takes(norm_type, zero):
         with pytest.raises(gc.GraphcError, match="^clip_grad_norm_: the total norm of order "
                                                  "nan of the gradients is nan; "):
             nn.utils.clip_grad_norm_(mine, 0.5, norm_type, error_if_nonfinite=True)
+
+
+def test_clip_grad_norm_of_a_negative_order_is_silent_and_refuses_an_empty_gradient():
+    """s43 r1 on 9326d5e: a negative order with tiny gradients (1e-200 ** -2) leaked numpy's
+    'overflow encountered in power' RuntimeWarning (torch is silent, with the same total), as
+    did 1e300 ** 3; and an empty gradient with a negative order (-inf too) gave a total
+    where torch refuses ('cannot compute the -1 norm on an empty tensor')."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+
+    def pair(arrays):
+        mine = [nn.Parameter(np.zeros(np.shape(a))) for a in arrays]
+        theirs = [torch.nn.Parameter(torch.zeros(np.shape(a), dtype=torch.float64))
+                  for a in arrays]
+        for p, t, a in zip(mine, theirs, arrays):
+            p.grad, t.grad = np.array(a, np.float64), torch.tensor(np.array(a, np.float64))
+        return mine, theirs
+
+    for arrays, norm_type in [([[1e-200, 1.0], [2.0]], -2.0), ([[1e200, 1e300], [2.0]], 3.0),
+                              ([[0.3, 0.5], [2.0]], 1e-300), ([[0.3, 0.5], [2.0]], -1e308)]:
+        mine, theirs = pair(arrays)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            total = nn.utils.clip_grad_norm_(mine, 0.5, norm_type=norm_type)
+        expected = torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type=norm_type)
+        assert float(total.data) == float(expected)
+        for p, t in zip(mine, theirs):
+            np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12, atol=0)
+    for norm_type in (-1.0, -0.5, -math.inf):
+        mine, theirs = pair([np.zeros(0), [2.0, 5.0]])
+        with pytest.raises(RuntimeError, match="on an empty tensor"):
+            torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type=norm_type)
+        with pytest.raises(gc.GraphcError) as info:
+            nn.utils.clip_grad_norm_(mine, 0.5, norm_type=norm_type)
+        line, where = str(info.value).splitlines()
+        assert line == (f"clip_grad_norm_: norm_type={norm_type} has no norm of an empty "
+                        "gradient (a parameter of shape (0,)), as torch refuses it: set that "
+                        "parameter's .grad to None or use norm_type >= 0")
+        assert "test_nn_containers.py" in where
+        assert mine[1].grad.tolist() == [2.0, 5.0]  # (nothing scaled)
+    for norm_type in (0.0, 2.0):  # (orders >= 0: the empty one's norm is 0, as torch's)
+        mine, theirs = pair([np.zeros(0), [2.0, 5.0]])
+        total = nn.utils.clip_grad_norm_(mine, 0.5, norm_type=norm_type)
+        expected = torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type=norm_type)
+        assert float(total.data) == pytest.approx(float(expected), rel=1e-12)
+
 
 class _HasFloat:
     def __float__(self):
