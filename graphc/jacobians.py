@@ -20,6 +20,7 @@ from ir.errors import GraphcError, TracedNumberError, user_location
 from ir.graph import Node, current_graph
 from ir.ops import api as F
 from ir.types import is_float
+from runtime.eager import Tensor
 
 from .advice import differentiated_number
 from .tracing import leaves_and_structure, unflatten
@@ -204,8 +205,9 @@ def _basis(x):
 def _check_float(x, what, name):
     # an input may be a concrete array too: jacfwd called inside a trace (vmap, compile)
     # on numpy arguments differentiates them as arrays of that trace (see jvp); a float
-    # number is a numpy float scalar there (_as_float_inputs: weakly typed, as eagerly)
-    concrete = what == "input" and isinstance(x, (np.ndarray, np.generic))
+    # number is a numpy float scalar there (_as_float_inputs: weakly typed, as eagerly);
+    # so is an eager tensor (one an eager vmap's function closed over or was passed)
+    concrete = what == "input" and isinstance(x, (np.ndarray, np.generic, Tensor))
     if not (isinstance(x, Node) or concrete) or not is_float(x.dtype):
         kind = getattr(x, "dtype", type(x).__name__)
         raise GraphcError(f"{name}: a {kind} {what} has no Jacobian; only floating-point "

@@ -18,9 +18,11 @@ constant, its value known to f. Eagerly, an op none of whose operands is a value
 traced graph (-v of such a v, p * 2 of a parameter, gc.zeros(3) of none) runs at once, as
 without vmap and as in torch.func.vmap and jax.vmap, so f can read what it computes from
 unbatched values (float(), `if`, a loss's argument check); a transformation traced in f still
-builds its seeds in the graph (ir.ops.registry.graph_valued). An unmapped numpy number scalar
-reaches f as it is, as without vmap (np.log(v) works; eager code reads a numpy float alone as
-a weak float32 number, where compile traces it in the arrays' float dtype).
+builds its seeds in the graph (ir.ops.registry.graph_valued). Eagerly, an unmapped number
+(a numpy scalar, a 0-d array) or eager tensor reaches f as it is, as without vmap and as a
+closed-over one (np.log(v) works; eager code reads a numpy float alone as a weak float32
+number, where compile traces it in the arrays' float dtype); an unmapped numpy array of one
+or more axes is an input, which f can index with a batched value (numpy could not).
 Random masks under vmap are the same for every example (one key, as in JAX) unless the key
 itself is batched.
 """
@@ -102,6 +104,17 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
                 # Python number is, so that fun reads its value (a negative
                 # gaussian_nll_loss var is refused, as without vmap, not NaN; as an input
                 # node it was an unknown value). Ops take it as a weak constant
+                stand_ins.append(leaf)
+                continue
+            if axis is None and region.concrete_runs_eagerly and (
+                    isinstance(leaf, Tensor) or isinstance(leaf, np.ndarray) and leaf.ndim == 0):
+                # eagerly, an unbatched eager tensor or 0-d numpy array (a number) reaches fun
+                # as it is too, as a closed-over one does: an op mixing it with the examples
+                # captures it (_Region.capture), one on it alone runs at once, so float(v * 2),
+                # np.log(v) of the array and a loss's check of v - 4 read its value (as an
+                # input node it was unknown: refused, a raw TypeError, NaN). Not a numpy array
+                # of one or more axes: numpy cannot index it with a batched value (t[i]), an
+                # input node can. Inside a trace it stays an input, bound to the traced value
                 stand_ins.append(leaf)
                 continue
             spec = to_spec(first)

@@ -534,6 +534,55 @@ def test_an_unmapped_numpy_float_reaches_fun_as_it_is_eagerly():
                 np.asarray(gc.vmap(fun, in_axes=(0, None))(x, v)))
 
 
+def test_an_unmapped_eager_tensor_or_0d_array_reaches_fun_as_it_is_eagerly():
+    """The same number as an unmapped 0-d numpy array or eager tensor was still an input node
+    of vmap's graph, its value unknown, where closed over it worked: gaussian_nll_loss(r,
+    r * 0, v - 4) was NaN where a loop refuses it, float(gc.sum(v * 2)) was refused as
+    symbolic, np.log(v) a raw TypeError, and jacfwd with respect to an eager tensor in fun
+    refused it as having no Jacobian. Each now equals a Python loop over the rows, with v
+    as it is; grad, jvp, a custom_jvp rule and vmap of vmap too, and backward() reaches it."""
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])  # float64 rows
+
+    def loop(fun, v):
+        return np.stack([np.asarray(fun(gc.tensor(r), v)) for r in x])
+
+    with pytest.raises(GraphcError) as exc:
+        gc.vmap(lambda r, v: gc.gaussian_nll_loss(r, r * 0, v - 4), in_axes=(0, None))(
+            x, np.array(2.0))
+    assert _one_line(exc) == "gaussian_nll_loss: var must be >= 0, got -2.0"
+    got = gc.vmap(lambda r, v: r * np.log(v), in_axes=(0, None))(x, np.array(2.0))
+    np.testing.assert_allclose(np.asarray(got), x * np.log(2.0), rtol=1e-15)
+
+    @gc.custom_jvp
+    def triple_slope(s):
+        return s * 1.0
+
+    @triple_slope.defjvp
+    def _(primals, tangents):
+        return triple_slope(primals[0]), tangents[0] * 3.0
+
+    for v in (np.array(2.0), gc.tensor(np.array(2.0)), gc.tensor(np.array([2.0, 0.5]))):
+        for fun in (lambda r, v: r * float(gc.sum(v * 2)),
+                    lambda r, v: r * gc.grad(lambda s: gc.sum(s * s * r))(v),
+                    lambda r, v: gc.jacfwd(lambda s: r * s * s)(v),
+                    lambda r, v: gc.jvp(lambda s: s * v * r, (v,), (gc.ones_like(v),))[1],
+                    gc.grad(lambda r, v: gc.sum(triple_slope(r) * v)),
+                    lambda r, v: gc.vmap(lambda a, w: a * float(gc.sum(w)), in_axes=(0, None))(
+                        gc.stack([r, -r]), v)):
+            got = gc.vmap(fun, in_axes=(0, None))(x, v)
+            want = loop(fun, v)
+            assert got.dtype == want.dtype == np.float64
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-15)
+    np.testing.assert_allclose(  # (values checked against the loop above; here by hand)
+        np.asarray(gc.vmap(lambda r, v: gc.jacfwd(lambda s: r * s * s)(v), in_axes=(0, None))(
+            x, gc.tensor(np.array(2.0)))), 4 * x)
+    w = gc.tensor(np.array(3.0), requires_grad=True)
+    y = gc.vmap(lambda r, w: r * w * float(gc.sum(w)), in_axes=(0, None))(x, w)
+    gc.sum(y).backward()  # d/dw of sum(x) * w * 3 (float() is a constant)
+    np.testing.assert_allclose(np.asarray(y), x * 9.0)
+    np.testing.assert_allclose(np.asarray(w.grad), x.sum() * 3.0)
+
+
 def test_ops_of_no_operands_are_concrete_in_an_eager_vmap():
     """In an eager vmap an op of no operands (gc.ones(3), gc.arange) stayed a node of vmap's
     graph, its value unknown, while ops on other unbatched concrete values ran at once:
