@@ -532,6 +532,13 @@ def test_an_unmapped_numpy_float_reaches_fun_as_it_is_eagerly():
             np.testing.assert_array_equal(
                 gc.compile(gc.vmap(fun, in_axes=(0, None)))(x, v),
                 np.asarray(gc.vmap(fun, in_axes=(0, None))(x, v)))
+    # a result computed from the number alone keeps its dtype when broadcast over the batch
+    # (vmap._place; as a weak scalar np.float64(2) * 2 came back float32), as the loop's
+    for out_axes in (0, -1):
+        got = gc.vmap(lambda r, v: v * 2, in_axes=(0, None), out_axes=out_axes)(
+            x, np.float64(2))
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(np.asarray(got), [4.0, 4.0])
 
 
 def test_an_unmapped_eager_tensor_or_0d_array_reaches_fun_as_it_is_eagerly():
