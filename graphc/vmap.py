@@ -21,8 +21,10 @@ unbatched values (float(), `if`, a loss's argument check); a transformation trac
 builds its seeds in the graph (ir.ops.registry.graph_valued). Eagerly, an unmapped number
 (a numpy scalar, a 0-d array) or eager tensor reaches f as it is, as without vmap and as a
 closed-over one (np.log(v) works; eager code reads a numpy float alone as a weak float32
-number, where compile traces it in the arrays' float dtype); an unmapped numpy array of one
-or more axes is an input, which f can index with a batched value (numpy could not).
+number, where compile traces it in the arrays' float dtype, so what f computes from the
+number alone can differ from the compiled vmap's in value and dtype: README); an unmapped
+numpy array of one or more axes is an input, which f can index with a batched value (numpy
+could not).
 Random masks under vmap are the same for every example (one key, as in JAX) unless the key
 itself is batched.
 """

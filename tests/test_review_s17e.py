@@ -97,19 +97,31 @@ def test_a_dot_product_of_vectors_plus_a_scalar_compiles():
     assert gc.compile(lambda m, n: 2.0 + gc.reshape(m @ n, ()))(m, n) == 8.0
 
 
-def test_eager_vmap_keeps_the_dtype_of_an_unbatched_numpy_scalar():
-    """Eager vmap bound an unbatched numpy scalar (np.float64, np.int64) to its i64[]/f64[]
-    input as it was, and an op of the batched evaluation took it for a weakly typed Python
-    number: exp(np.float64) became float32 (mul(f64, f32) refused), a dynamic_update_slice
-    start np.int64 became float64 (refused); gc.compile of the same vmap computed them."""
+def test_eager_vmap_takes_an_unbatched_numpy_scalar_as_a_loop_over_the_rows_does():
+    """Eager vmap once bound an unbatched numpy scalar (np.float64, np.int64) to its
+    i64[]/f64[] input, and an op of the batched evaluation took it for a weakly typed Python
+    number: x * gc.exp(np.float64) was refused as mul(f64, f32), a dynamic_update_slice start
+    np.int64 became float64 (refused). Since 5a5bc03 fun gets the scalar as it is, so eager
+    vmap equals a Python loop over the rows: float64 rows times exp(s) computed as eager code
+    computes it alone, a weak float32 number (exp rounded to float32; gc.compile of the vmap
+    traces s in float64, as README's vmap section says), and the int start is an index.
+    Not a bug to "fix" back to float64 exp: that would differ from the loop. A result from s
+    alone takes s's dtype eagerly, the rows' compiled (README)."""
     x = np.ones((2, 3))
     s = np.float64(1 + 2 ** -30)
     got = gc.vmap(lambda x, s: x * gc.exp(s), in_axes=(0, None))(x, s)
     assert got.dtype == np.float64
-    # as a loop over the rows without vmap: fun gets s as it is, and eager code reads a numpy
-    # float alone as a weak float32 number (gc.compile of the vmap computes exp in float64)
     np.testing.assert_array_equal(np.asarray(got.data),
                                   np.stack([(gc.tensor(r) * gc.exp(s)).data for r in x]))
+    # (a float32 number, within float32 rounding of exp(s); the float64 exp is not one)
+    exp = np.asarray(got.data)
+    np.testing.assert_array_equal(exp.astype(np.float32), exp)
+    np.testing.assert_allclose(exp, np.exp(s), rtol=2 ** -22)
+    assert np.exp(s) != np.float32(np.exp(s))
+    twice = gc.vmap(lambda r, v: v * 2, in_axes=(0, None))
+    rows = np.ones((2, 3), np.float32)
+    assert np.asarray(twice(rows, np.float64(2))).dtype == np.float64  # as np.float64(2) * 2
+    assert np.asarray(gc.compile(twice)(rows, np.float64(2))).dtype == np.float32
 
     t, u = np.arange(40.0).reshape(2, 5, 4), np.full((2, 2, 4), -1.0)
     want = t.copy()
