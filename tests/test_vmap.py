@@ -595,7 +595,8 @@ def test_ops_of_no_operands_are_concrete_in_an_eager_vmap():
     graph, its value unknown, while ops on other unbatched concrete values ran at once:
     float(gc.sum(gc.ones(3))) and `if gc.arange(3)[2] > 1` were refused as symbolic, where
     torch.func.vmap (and jax.vmap) compute them. Transformations traced inside still build
-    their seeds as graph values (jvp's zeros_like cotangents, registry.graph_valued)."""
+    their seeds as graph values (jvp's zeros_like cotangents, a custom_jvp rule's placeholder
+    tangents: registry.graph_valued on autodiff.gradients and forward_mode.tangents)."""
     torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
     x = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
     for fun, oracle in (
@@ -610,3 +611,21 @@ def test_ops_of_no_operands_are_concrete_in_an_eager_vmap():
     np.testing.assert_array_equal(np.asarray(got), x + 2)
     got = gc.vmap(lambda r: gc.jvp(lambda s: s * s * gc.ones(2), (r,), (gc.ones(2),))[1])(x)
     np.testing.assert_array_equal(np.asarray(got), 2 * x)
+
+    # a custom_jvp rule under grad and jvp: custom.py differentiates with respect to zeros_like
+    # placeholder tangents it builds, which must be graph values (passes/autodiff.gradients'
+    # graph_valued; without it grad silently dropped the rule's 3 * t: r, not 4 * r), and
+    # forward_mode.tangents' (without it jvp was refused: 'gradients() needs symbolic values')
+    @gc.custom_jvp
+    def cj(s):
+        return s * gc.ones(2)
+
+    @cj.defjvp
+    def _(primals, tangents):
+        return cj(primals[0]), tangents[0] * gc.full((2,), 3.0)
+
+    for fun in (gc.grad(lambda r: gc.sum(cj(r) * r)),  # d/dr = 3 r + r
+                lambda r: gc.jvp(lambda s: cj(s) * s, (r,), (gc.ones(2),))[1]):
+        got = np.asarray(gc.vmap(fun)(x))
+        np.testing.assert_array_equal(got, np.stack([np.asarray(fun(gc.tensor(r))) for r in x]))
+        np.testing.assert_array_equal(got, 4 * x)

@@ -503,7 +503,11 @@ def graph_valued():
     where that graph runs ops on concrete values eagerly (an eager vmap's: apply): what a
     transformation traced there builds as a value of the graph it differentiates (autodiff's
     seeds, forward mode's zeros_like cotangents, which gradients() differentiates with
-    respect to) must be the graph's. A decorator too; trace time only."""
+    respect to) must be the graph's. A decorator too; trace time only. Only what is built
+    inside such a block is protected (passes.autodiff.gradients, passes.forward_mode.tangents
+    carry it): a new transformation that builds a value to differentiate with respect to from
+    an op of no operands outside them gets a concrete value there and a silently zero
+    gradient, not an error, unless it opens the block too."""
     _STACK.graph_valued += 1
     try:
         yield
