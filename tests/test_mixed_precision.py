@@ -345,6 +345,30 @@ def test_integers_alone_are_refused_by_the_losses_torch_refuses_them_in(name):
             np.testing.assert_allclose(float(getattr(gc, name)(gc.tensor(a), b)), want,
                                        rtol=1e-6)
 
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss"])
+def test_a_list_of_traced_values_is_named_before_the_integer_check_reads_a_dtype(name):
+    """r5 of 08142ee: _float_operands read the dtype of a list before its list test, so a
+    list of traced values as the input (inside gc.compile, or gc.compile(f)(list, t)) said
+    np.asarray's 'a symbolic value cannot be turned into a numpy array', naming no loss,
+    where 7a70fe2 named the loss and the argument; the array it asks for is torch's value."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.random.default_rng(0).normal(size=(2, 3))
+    t = x[::-1] * 0.5
+    f = getattr(gc, name)
+    runs = (lambda: gc.compile(lambda a, b, t: f([a, b], t))(x[0], x[1], t),
+            lambda: gc.compile(f)([x[0], x[1]], t))
+    for run in runs:
+        with pytest.raises(GraphcError) as info:
+            run()
+        line, where = str(info.value).splitlines()
+        assert line == (f"{name}: input is a list; give an array or a tensor (np.asarray), "
+                        f"as torch's {name} takes a tensor")
+        assert "test_mixed_precision.py" in where
+    want = getattr(torch.nn.functional, name)(torch.tensor(x), torch.tensor(t.copy())).item()
+    np.testing.assert_allclose(float(gc.compile(f)(np.stack([x[0], x[1]]), t)), want,
+                               rtol=1e-12)
+
+
 def test_a_list_operand_of_a_loss_is_the_loss_s_line_whatever_its_dtype_and_autocast():
     """r2: 2ccb420 fixed the float-list target under autocast only: an integer list still
     reached the loss's ops, whose line named cast (soft_margin, hinge_embedding,

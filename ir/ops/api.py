@@ -2057,9 +2057,10 @@ def _float_operands(name, a, b):
     promoted two integer dtypes to float32 (_result_type) and computed them, and alone
     their message was mean's or a float scalar's. An integer beside a float operand is
     promoted (under autocast) or refused as a dtype mix, as before; a list is left to
-    _no_list."""
-    if is_float(_dtype(a)) or is_float(_dtype(b)) or isinstance(a, (list, tuple)) or \
-            isinstance(b, (list, tuple)):
+    _no_list, asked first: a list of traced values has no dtype to read (np.asarray of
+    each refused it, naming no loss)."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)) or \
+            is_float(_dtype(a)) or is_float(_dtype(b)):
         return
     given = ("are " + str(_dtype(a)) if _dtype(a) == _dtype(b) else
              f"are {_dtype(a)} and {_dtype(b)}")
