@@ -345,6 +345,56 @@ def test_integers_alone_are_refused_by_the_losses_torch_refuses_them_in(name):
             np.testing.assert_allclose(float(getattr(gc, name)(gc.tensor(a), b)), want,
                                        rtol=1e-6)
 
+_I64 = np.array([[1, -1, 2], [0, 3, 1]])
+_POS, _SIGNS = np.abs(_I64) + 1, np.where(_I64 > 0, 1, -1)
+
+
+@pytest.mark.parametrize("name, operands", [
+    ("mse_loss", (_I64, _POS)), ("l1_loss", (_I64, _POS)), ("smooth_l1_loss", (_I64, _POS)),
+    ("huber_loss", (_I64, _POS)), ("soft_margin_loss", (_I64, _SIGNS)),
+    ("hinge_embedding_loss", (_I64, _SIGNS)), ("kl_div", (_I64, _POS)),
+    ("multilabel_soft_margin_loss", (_I64, (_I64 > 0) * 1)),
+    ("binary_cross_entropy_with_logits", (_I64, (_I64 > 0) * 1)),
+    ("binary_cross_entropy", ((_I64 > 0) * 1, (_I64 > 0) * 1)),
+    ("poisson_nll_loss", (_I64, _POS)), ("gaussian_nll_loss", (_I64, _POS, _POS)),
+    ("margin_ranking_loss", (_I64[0], _I64[1], _SIGNS[0])),
+    ("triplet_margin_loss", (_I64, _POS, _I64)),
+    ("cosine_embedding_loss", (_I64, _POS, np.array([1, -1])))])
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # torch's kl_div
+def test_autocast_promotes_no_integer_operands_alone(name, operands):
+    """r5 of 08142ee, its cause: _autocast_promoted gave integer operands of two dtypes
+    _result_type's float32, so under autocast multilabel_soft_margin_loss of int64 and int32
+    computed (torch's: '"log_sigmoid_cpu" not implemented for 'Long''), and poisson_nll_loss
+    and margin_ranking_loss computed what they refuse outside autocast. torch.autocast casts
+    no integer, so torch's loss of integers alone does under autocast what it does outside
+    it; graphc's now too: the line outside autocast (with '(under autocast too)'), or the
+    value, torch's where both compute."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    given = [a.astype(np.int32) if i == 1 else a for i, a in enumerate(operands)]  # i64, i32
+
+    def outcome(run, error):
+        try:
+            return float(np.asarray(run()))
+        except error as e:
+            return str(e).splitlines()[0].replace(" (under autocast too)", "")
+
+    theirs, mine = [], []
+    for ac in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ac):
+            theirs.append(outcome(lambda: getattr(torch.nn.functional, name)(
+                *(torch.tensor(a) for a in given)).item(), (RuntimeError, NotImplementedError)))
+    assert isinstance(theirs[0], float) == isinstance(theirs[1], float)
+    for mode in (None, "bfloat16"):
+        with gc.autocast(mode):
+            mine.append(outcome(lambda: getattr(gc, name)(*map(gc.tensor, given)), GraphcError))
+    assert mine[0] == mine[1], name  # the same line, or value, in and out of autocast
+    if isinstance(mine[0], float):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6)
+    elif name not in ("poisson_nll_loss", "margin_ranking_loss", "triplet_margin_loss"):
+        assert isinstance(theirs[0], str), name  # refused where torch's refuses
+        assert mine[0].startswith(name + ": "), mine[0]
+
+
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss"])
 def test_a_list_of_traced_values_is_named_before_the_integer_check_reads_a_dtype(name):
     """r5 of 08142ee: _float_operands read the dtype of a list before its list test, so a

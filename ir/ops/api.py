@@ -1978,7 +1978,8 @@ def _autocast_reconciles(*dtypes) -> bool:
 
 
 def _result_type(dtypes):
-    """torch's type promotion of tensors of these dtypes (float ones among them): the float
+    """torch's type promotion of tensors of these dtypes (a float one among them, which
+    _autocast_promoted asks first: of integers alone it is no float32): the float
     dtype, float64 if any is, float32 for float32 with a half dtype or for the two half
     dtypes; an integer or bool tensor takes the float one's dtype."""
     floats = {np.dtype(d) for d in dtypes if is_float(d)}
@@ -2002,13 +2003,18 @@ def _autocast_promoted(operands, refuse="", like=None):
     "iub": integers too), which torch's loss refuses under autocast too: _loss_operands
     refuses the mix then, naming the loss. So is a Python list or tuple operand: its
     float64 is numpy's reading, no dtype it has, and cast or the loss's ops would refuse
-    it naming themselves ("sub: cannot use a list ...")."""
+    it naming themselves ("sub: cannot use a list ..."). So are integer (or bool)
+    operands alone: autocast casts no integer, so torch's loss sees them as outside
+    autocast, and graphc's refuses them as there, _loss_operands naming the loss (promoted
+    to _result_type's float32, multilabel_soft_margin_loss of int64 and int32 computed,
+    where torch's says '"log_sigmoid_cpu" not implemented for 'Long'')."""
     if precision.active_half() is None:
         return operands
     dtypes = [_dtype(x) for x in operands]
     if len(set(dtypes)) == 1 or builtins.any(map(_weakly_typed, operands)) or \
             builtins.any(np.dtype(d).kind in refuse for d in dtypes) or \
-            not builtins.all(hasattr(x, "dtype") for x in operands):
+            not builtins.all(hasattr(x, "dtype") for x in operands) or \
+            not builtins.any(map(is_float, dtypes)):
         return operands
     to = dtypes[like] if like is not None else _result_type(dtypes)
     if not is_float(to):  # an integer input meeting a float target: torch's loss refuses it
@@ -2053,12 +2059,13 @@ def _loss_operands(name, a, b, what=("input", "target")):
 def _float_operands(name, a, b):
     """Refuse integer (or bool) operands alone of mse_loss, l1_loss and smooth_l1_loss, in
     one line naming the loss, as torch's refuse them, in and out of autocast ("mse_cpu" not
-    implemented for 'Long'; l1_loss's mean() cannot infer an output dtype): autocast
-    promoted two integer dtypes to float32 (_result_type) and computed them, and alone
-    their message was mean's or a float scalar's. An integer beside a float operand is
-    promoted (under autocast) or refused as a dtype mix, as before; a list is left to
-    _no_list, asked first: a list of traced values has no dtype to read (np.asarray of
-    each refused it, naming no loss)."""
+    implemented for 'Long'; l1_loss's mean() cannot infer an output dtype). Only the
+    wording: _autocast_promoted leaves integers alone, and _loss_operands would refuse two
+    integer dtypes, but with 'cast one', which a cast to the other integer dtype does not
+    help, and one dtype met mean's or a float scalar's line. An integer beside a float
+    operand is promoted (under autocast) or refused as a dtype mix, as before; a list is
+    left to _no_list, asked first: a list of traced values has no dtype to read
+    (np.asarray of each refused it, naming no loss)."""
     if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)) or \
             is_float(_dtype(a)) or is_float(_dtype(b)):
         return
