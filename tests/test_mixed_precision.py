@@ -557,6 +557,72 @@ def test_a_list_input_of_a_loss_is_named_as_a_target_is():
                 assert "test_mixed_precision.py" in where
 
 
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # torch's kl_div
+def test_a_list_of_traced_values_is_named_by_every_loss_compiled_and_under_autocast():
+    """r5 of 952ff72: README says every loss refuses a list input or target in one line
+    naming the loss and the argument, eager and compiled; a list of traced values inside a
+    compiled function (f([a, b], t), or gc.compile(loss)(list, t)) reached a _shape, _ndim or
+    _dtype first (np.asarray of each traced value: 'got a list of 2 traced values where one
+    array was expected' or 'a symbolic value cannot be turned into a numpy array', naming
+    neither) in binary_cross_entropy(_with_logits), margin_ranking_loss, triplet_margin_loss,
+    gaussian_nll_loss, cosine_embedding_loss's target, multilabel_soft_margin_loss and
+    multi_margin_loss's weight, and under autocast in autocast's promotion of nine more. Each
+    loss now asks _no_lists of its tensor operands first; the stacked array gives torch's."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    rng = np.random.default_rng(0)
+    x, t = rng.uniform(0.1, 0.9, (2, 3)), rng.uniform(0.1, 0.9, (2, 3))
+    signs, classes = np.where(rng.normal(size=(2, 3)) > 0, 1.0, -1.0), np.array([0, 2])
+    cases = [  # (loss, operands, their names; a weight passed by keyword)
+        ("mse_loss", (x, t), ("input", "target")), ("l1_loss", (x, t), ("input", "target")),
+        ("smooth_l1_loss", (x, t), ("input", "target")),
+        ("huber_loss", (x, t), ("input", "target")), ("kl_div", (x, t), ("input", "target")),
+        ("binary_cross_entropy", (x, t), ("input", "target")),
+        ("binary_cross_entropy_with_logits", (x, t), ("input", "target")),
+        ("cross_entropy", (x, classes), ("logits", "targets")),
+        ("nll_loss", (x, classes), ("log_probs", "targets")),
+        ("margin_ranking_loss", (x, t, signs), ("input1", "input2", "target")),
+        ("hinge_embedding_loss", (x, signs), ("input", "target")),
+        ("soft_margin_loss", (x, signs), ("input", "target")),
+        ("multilabel_soft_margin_loss", (x, (t > 0.5) * 1.0, t[0]),
+         ("input", "target", "weight")),
+        ("multi_margin_loss", (x, classes, t[0] + 1), ("input", "target", "weight")),
+        ("triplet_margin_loss", (x, t, x[::-1]), ("anchor", "positive", "negative")),
+        ("cosine_embedding_loss", (x, t, signs[:, 0]), ("input1", "input2", "target")),
+        ("poisson_nll_loss", (x, t), ("input", "target")),
+        ("gaussian_nll_loss", (x, t, t), ("input", "target", "var"))]
+    def call(loss, names, values):
+        keywords = {"weight": values[-1]} if names[-1] == "weight" else {}
+        return loss(*values[:len(values) - len(keywords)], **keywords)
+
+    for name, operands, names in cases:
+        def mine(*values, name=name, names=names):
+            return call(getattr(gc, name), names, values)
+        for at, what in enumerate(names):
+            def called(kind):
+                def f(*xs):
+                    given = list(xs[:len(operands)])
+                    rows = xs[len(operands):]
+                    given[at] = gc.stack(rows) if kind is None else kind(rows)
+                    return mine(*given)
+                return f
+            rows = list(operands[at])
+            for kind, policy in ((list, None), (tuple, None), (list, "bfloat16")):
+                for run in (lambda: gc.compile(called(kind))(*operands, *rows),
+                            lambda: gc.compile(mine)(*operands[:at], kind(rows),
+                                                     *operands[at + 1:])):
+                    with gc.autocast(policy), pytest.raises(GraphcError) as info:
+                        run()
+                    line, where = str(info.value).splitlines()
+                    assert line == (f"{name}: {what} is a {kind.__name__}; give an array or "
+                                    f"a tensor (np.asarray), as torch's {name} takes a "
+                                    "tensor"), (name, what, policy, line)
+                    assert "test_mixed_precision.py" in where
+            expected = call(getattr(torch.nn.functional, name), names,
+                            [torch.tensor(a.copy()) for a in operands]).item()
+            np.testing.assert_allclose(float(gc.compile(called(None))(*operands, *rows)),
+                                       expected, rtol=1e-12, err_msg=f"{name} {what}")
+
+
 # ---- dynamic loss scaling -------------------------------------------------------------------
 def _scaled_step(scaler):
     opt = gc.optim.SGD(lr=0.1)

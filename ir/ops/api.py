@@ -2035,6 +2035,17 @@ def _no_list(name, what, x):
               f"(np.asarray), as torch's {name} takes a tensor")
 
 
+def _no_lists(name, what, *operands):
+    """_no_list of each of a loss's tensor operands, named in `what`, asked before anything
+    reads one: a list of traced values (f([a, b], t) in a compiled function) has no shape or
+    dtype to read (np.asarray of each refused it, naming neither the loss nor the argument),
+    so the loss's first _shape, _ndim or _dtype, or autocast's promotion, would not get to
+    _loss_operands' check."""
+    for w, x in zip(what, operands):
+        if isinstance(x, (list, tuple)):
+            _no_list(name, w, x)
+
+
 def _loss_operands(name, a, b, what=("input", "target")):
     """The shape a loss's two operands broadcast to, after the checks torch makes: one
     GraphcError line naming the loss, not sub's (or numpy's, for two arrays)."""
@@ -2063,11 +2074,9 @@ def _float_operands(name, a, b):
     wording: _autocast_promoted leaves integers alone, and _loss_operands would refuse two
     integer dtypes, but with 'cast one', which a cast to the other integer dtype does not
     help, and one dtype met mean's or a float scalar's line. An integer beside a float
-    operand is promoted (under autocast) or refused as a dtype mix, as before; a list is
-    left to _no_list, asked first: a list of traced values has no dtype to read
-    (np.asarray of each refused it, naming no loss)."""
-    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)) or \
-            is_float(_dtype(a)) or is_float(_dtype(b)):
+    operand is promoted (under autocast) or refused as a dtype mix, as before. A list
+    operand was refused before (_no_lists)."""
+    if is_float(_dtype(a)) or is_float(_dtype(b)):
         return
     given = ("are " + str(_dtype(a)) if _dtype(a) == _dtype(b) else
              f"are {_dtype(a)} and {_dtype(b)}")
@@ -2317,6 +2326,7 @@ def _nll(logp, targets, ignore_index, reduction, weight):
 def mse_loss(x, target, reduction="mean"):
     """(x - target) ** 2 (broadcast), reduced as torch.nn.functional.mse_loss."""
     _check_reduction("mse_loss", reduction)
+    _no_lists("mse_loss", ("input", "target"), x, target)
     _float_operands("mse_loss", x, target)
     x, target = _autocast_promoted((x, target))
     _loss_operands("mse_loss", x, target)

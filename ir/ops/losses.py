@@ -16,7 +16,7 @@ from ..types import Dim, broadcast_shapes, finfo, is_float
 from . import api as F
 from . import precision
 from .api import (_autocast_promoted, _axis, _check_reduction, _dtype, _fail, _float_operands,
-                  _ndim, _no_list, _number, _shape)
+                  _ndim, _no_list, _no_lists, _number, _shape)
 from .api import _loss_operands as _both
 from .arrays import norm
 from .registry import is_weak_scalar
@@ -124,6 +124,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     [0, 1] gives NaN (torch raises)."""
     name = "binary_cross_entropy"
     _check_reduction(name, reduction)
+    _no_lists(name, ("input", "target"), input, target)
     _same_shape(name, input, target)
     input, target = _strong_pair(input, target)
     _no_list(name, "weight", weight)  # (_cast_weight's cast would name itself)
@@ -162,6 +163,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     and pos_weight broadcast to input's shape."""
     name = "binary_cross_entropy_with_logits"
     _check_reduction(name, reduction)
+    _no_lists(name, ("input", "target"), input, target)
     # under autocast in the target's dtype, as torch's: its kernel writes into a copy of the
     # target, so a float64 input beside a float32 target is float32 there (a float64 target
     # makes a float32 input's float64, as promoting would); torch's refusals kept
@@ -205,6 +207,7 @@ def l1_loss(input, target, reduction="mean", weight=None):
     """|input - target| (broadcast), as torch.nn.functional.l1_loss; the gradient at
     input == target is 0."""
     _check_reduction("l1_loss", reduction)
+    _no_lists("l1_loss", ("input", "target"), input, target)
     _float_operands("l1_loss", input, target)
     input, target = _autocast_promoted((input, target), refuse="b")  # (torch's input - target)
     _both("l1_loss", input, target)
@@ -228,6 +231,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     if beta < 0:
         _fail(f"{name}: beta must be >= 0, got {beta}")
     _check_reduction(name, reduction)
+    _no_lists(name, ("input", "target"), input, target)
     _float_operands(name, input, target)
     input, target = _autocast_promoted((input, target))
     _both(name, input, target)
@@ -246,6 +250,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     target, broadcast), as torch.nn.functional.huber_loss (smooth_l1_loss times beta)."""
     name = "huber_loss"
     _check_reduction(name, reduction)
+    _no_lists(name, ("input", "target"), input, target)
     delta = _number(f"{name}: delta", delta)
     if delta <= 0:
         _fail(f"{name}: delta must be > 0, got {delta}")
@@ -272,6 +277,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
               "or 'none')")
     if not isinstance(log_target, bool):
         _fail(f"{name}: log_target must be True or False, got {log_target!r}")
+    _no_lists(name, ("input", "target"), input, target)
     input, target = _autocast_promoted((input, target), refuse="iub")  # (torch's refusal)
     _both(name, input, target)
     input, target = _strong_pair(input, target)

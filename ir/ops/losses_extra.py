@@ -18,7 +18,8 @@ from ..types import broadcast_shapes, is_float
 from . import api as F
 from . import precision
 from .api import (_autocast_promoted, _check_reduction, _checked_class_targets, _dtype,
-                  _dtype_mix, _fail, _ndim, _no_list, _number, _shape, _weakly_typed)
+                  _dtype_mix, _fail, _ndim, _no_list, _no_lists, _number, _shape,
+                  _weakly_typed)
 from .api import _loss_operands as _both
 from .losses import _float, _promoted, _p_norm, _reduce, pairwise_distance
 from .registry import SymbolicValue, is_weak_scalar
@@ -64,6 +65,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
     broadcast; target is +-1 (an integer target is taken as input1's dtype)."""
     name = "margin_ranking_loss"
     _check_reduction(name, reduction)
+    _no_lists(name, ("input1", "input2", "target"), input1, input2, target)
     margin = _number(f"{name}: margin", margin)
     dims = (_ndim(input1), _ndim(input2), _ndim(target))
     if len(set(dims)) != 1:
@@ -84,6 +86,7 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     +-1 takes one of them, any other value both, as torch's); input and target broadcast."""
     name = "hinge_embedding_loss"
     _check_reduction(name, reduction)
+    _no_lists(name, ("input", "target"), input, target)
     margin = _number(f"{name}: margin", margin)
     target = _like(name, target, input)
     # (a float64 target too: torch's only compares it, so the loss is the input's dtype)
@@ -103,6 +106,7 @@ def soft_margin_loss(input, target, reduction="mean"):
     (torch's is inf beyond target * input < -709 in float64)."""
     name = "soft_margin_loss"
     _check_reduction(name, reduction)
+    _no_lists(name, ("input", "target"), input, target)
     target = _like(name, target, input)
     input, target = _autocast_promoted((input, target), like=0)  # (torch's: input's dtype)
     _both(name, input, target)
@@ -120,6 +124,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     loss."""
     name = "multilabel_soft_margin_loss"
     _check_reduction(name, reduction)
+    _no_lists(name, ("input", "target", "weight"), input, target, weight)
     if _ndim(input) == 0:
         _fail(f"{name}: input must have a class axis (its last), got a 0-d value")
     target = _like(name, target, input, bools=False)
@@ -150,11 +155,11 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     if isinstance(p, bool) or p not in (1, 2):
         _fail(f"{name}: p must be 1 or 2, got {p!r}")
     margin = _number(f"{name}: margin", margin)
-    _no_list(name, "input", input)  # (reshape would name itself)
+    # (reshape would name a list input itself, one_hot a target)
+    _no_lists(name, ("input", "target", "weight"), input, target, weight)
     shape, nd = tuple(_shape(input)), _ndim(input)
     if nd > 2 or (nd >= 1 and shape[-1] == 0):
         _fail(f"{name}: input must be a non-empty (C,) vector or (N, C) matrix, got {shape}")
-    _no_list(name, "target", target)  # (one_hot would name itself)
     if is_float(_dtype(target)):
         _fail(f"{name}: target must hold integer class indices, got {_dtype(target)}")
     rows, classes = (shape[0], shape[1]) if nd == 2 else (1, shape[0] if nd else 1)
@@ -194,6 +199,7 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
     torch's min). The three have one number of dimensions and broadcast; margin > 0."""
     name = "triplet_margin_loss"
     _check_reduction(name, reduction)
+    _no_lists(name, ("anchor", "positive", "negative"), anchor, positive, negative)
     margin = _number(f"{name}: margin", margin)
     if margin <= 0:
         _fail(f"{name}: margin must be > 0, got {margin}")
@@ -227,8 +233,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     _check_reduction(name, reduction)
     margin = _number(f"{name}: margin", margin)
     # (a list input1 was read as float64 by _float and refused as a dtype mix)
-    _no_list(name, "input1", input1)
-    _no_list(name, "input2", input2)
+    _no_lists(name, ("input1", "input2", "target"), input1, input2, target)
     axis = _ndim(target)
     if axis > 1:
         _fail(f"{name}: target must be 0-d or 1-d, got {tuple(_shape(target))}")
@@ -264,6 +269,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     _check_reduction(name, reduction)
     log_input, full = _flag(f"{name}: log_input", log_input), _flag(f"{name}: full", full)
     eps = _number(f"{name}: eps", eps)
+    _no_lists(name, ("input", "target"), input, target)
     target = _like(name, target, input)
     input, target = _autocast_promoted((input, target))
     _both(name, input, target)
@@ -306,7 +312,8 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     name = "gaussian_nll_loss"
     _check_reduction(name, reduction)
     full, eps = _flag(f"{name}: full", full), _number(f"{name}: eps", eps)
-    _no_list(name, "var", var)  # (before _variance's expand_dims of one per row named itself)
+    # (var before _variance's expand_dims of one per row named itself)
+    _no_lists(name, ("input", "target", "var"), input, target, var)
     if F._weakly_typed(var):  # a number
         # (a compiled function's number argument too, which _variance took for one variance
         # per row: an int64 one was then refused as not input's dtype)
