@@ -700,8 +700,23 @@ class _CompiledModule(Compiled):
             pass
         return getattr(vars(twin)["__wrapped__"], name)  # the model's (its own line if not)
 
+    # A set or a del goes where torch's OptimizedModule sends it: to the Compiled (the twin)
+    # for its own state and its class's names (recompiles, retrace, `training`, which sets
+    # the model's, the forwarded methods), to the model for anything else (compiled.scale =
+    # 3.0, compiled.fc = new, del compiled.scale), so that reads, which give the model's,
+    # and writes agree. (Every state of a Compiled is set in its __init__, so the twin's
+    # __dict__ names them all; a call never sets anything here: it runs on the twin.)
+    def _holder(self, name):
+        twin = vars(self)["_twin"]
+        if name in vars(twin) or hasattr(type(self), name):
+            return twin
+        return vars(twin)["__wrapped__"]
+
     def __setattr__(self, name, value):
-        setattr(vars(self)["_twin"], name, value)  # (its `training` sets the model's)
+        setattr(self._holder(name), name, value)
+
+    def __delattr__(self, name):
+        delattr(self._holder(name), name)
 
 
 class _OnTape:

@@ -728,3 +728,44 @@ def test_following_a_cast_keeps_the_slot_lines_and_a_users_own_optimiser():
         with pytest.raises(gc.GraphcError, match=r"^load_state_dict: v of weight holds a NaN "
                                                  r"or an infinity"):
             optim.Adam(lr=0.1).bind(model).load_state_dict(saved)
+
+
+def test_a_compiled_model_forwards_sets_and_deletes_to_the_model_as_torch_compile():
+    """r3 on 39d37d3: compiled.scale = 3.0 and compiled.fc = new landed on the compiled object
+    (the model, its calls and parameters() kept the old ones while reads gave the new), and
+    del compiled.scale was an AttributeError. torch's OptimizedModule sends a set or a del of
+    anything but its own state to the model; gc.compile(model) now does the same."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+
+    def build(nn):
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 2)
+                self.scale = 2.0
+
+            def forward(self, x):
+                return self.fc(x) * self.scale
+        return Net().double()
+    model, reference = build(nn), build(torch.nn)
+    compiled, theirs = gc.compile(model), torch.compile(reference)
+    x = np.random.default_rng(3).standard_normal((4, 3))
+    for c, m in ((compiled, model), (theirs, reference)):
+        c.scale = 3.0
+        assert (m.scale, c.scale) == (3.0, 3.0)
+        c.fc = type(m.fc)(3, 2).double()
+        assert c.fc is m.fc
+        c.training = False  # (the flag is the model's, in both)
+        assert not m.training
+    model.load_torch_state_dict(reference.state_dict())
+    assert [p is q for p, q in zip(compiled.parameters(), model.parameters())] == [True, True]
+    with gc.no_grad():
+        np.testing.assert_allclose(compiled(x),
+                                   reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-12)
+    for c, m in ((compiled, model), (theirs, reference)):
+        del c.scale
+        assert not hasattr(m, "scale") and not hasattr(c, "scale")
+        with pytest.raises(AttributeError):
+            del c.scale
+    compiled.recompiles = []  # the Compiled's own state stays its own
+    assert compiled.recompiles == [] and "recompiles" not in vars(model)
