@@ -165,7 +165,7 @@ class ModuleDict(_Keyed, Module):
         _children_changed(self, [_submodule(self, key, vars(self)[key])])  # plans traced
         # with it, or that read its tensors, are stale
         self._keys.remove(key)
-        object.__delattr__(self, key)
+        delattr(self, key)  # (Module's: a module held elsewhere too takes that place's names)
 
     def pop(self, key):
         """Remove the module under `key` and return it, as torch's."""

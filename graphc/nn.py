@@ -520,6 +520,57 @@ def _keeps_its_place(owner, path):
     return keeps
 
 
+def _named_at(owner, keys, modules) -> dict:
+    """{id: item} of the modules, Parameters and Buffers in the subtrees of `modules`, which
+    owner's attributes `keys` held, whose names are those places' (the place or below it):
+    the names that go stale when those places stop holding them (_name_by_first_places)."""
+    prefixes = [_dotted(owner._path) + key for key in keys]
+
+    def under(name):
+        return any(name == p or name.startswith(p + ".") for p in prefixes)
+    found, seen, stack = {}, set(), [m for m in modules if m is not None]
+    while stack:
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        if under(module._path):
+            found[id(module)] = module
+        for name, value in vars(module).items():
+            if isinstance(value, (Parameter, Buffer)):
+                if value.name and under(value.name):
+                    found[id(value)] = value
+            elif _submodule(module, name, value) is not None:
+                stack.append(_submodule(module, name, value))
+    return found
+
+
+def _name_by_first_places(owner, stale) -> None:
+    """Name each of `stale` (_named_at's, whose place `owner` no longer holds them at) by
+    its first place in the tree `owner` is in, in named_modules' order, as torch's
+    named_parameters names it once that place is gone (m.extra = ModuleList(list(m.layers))
+    then `del m.layers`, or pruning m.layers: extra.1.running_mean, where the names stayed
+    layers.1.*); one the tree holds nowhere else keeps its name."""
+    if not stale:
+        return
+    root, seen = _root_of(owner), set()
+
+    def walk(module, path):
+        seen.add(id(module))
+        if id(module) in stale:
+            object.__setattr__(module, "_path", path)
+        for name, value in vars(module).items():
+            if isinstance(value, (Parameter, Buffer)) and id(value) not in seen:
+                seen.add(id(value))
+                if id(value) in stale:
+                    value.name = _dotted(path) + name
+        for name, value in list(vars(module).items()):
+            child = _submodule(module, name, value)
+            if child is not None and id(child) not in seen:
+                walk(child, _dotted(path) + name)
+    walk(root, root._path)
+
+
 def _submodule_at(module, path, asked):
     """The submodule of `module` at the dotted `path` ("": itself); AttributeError (torch's)
     naming the part that is not one, in the words of the call `asked`."""
@@ -653,6 +704,9 @@ class Module:
                 old.data = value.data
                 return
         was_child = _submodule(self, name, old) is not None
+        # the names the old child's place gave (renamed below if the tree holds them still)
+        gone = _named_at(self, [name], [_submodule(self, name, old)]) \
+            if was_child and old is not value else None
         if old is not value and (isinstance(old, (Tensor, Module))  # Parameters too
                                  or was_child or filling and isinstance(value, Buffer)):
             MODULE_PARAMETERS.replaced += 1  # traced plans that read the old one are stale
@@ -691,6 +745,18 @@ class Module:
         elif views and name in views:
             vars(self)["_compiled_views"] = views - {name}
         object.__setattr__(self, name, value)
+        if gone:
+            _name_by_first_places(self, gone)
+
+    def __delattr__(self, name):
+        # `del model.layers`: the modules the model holds elsewhere too take the names of
+        # those places, as __setattr__'s replacement does
+        old = vars(self).get(name)
+        gone = _named_at(self, [name], [_submodule(self, name, old)]) \
+            if old is not None and _submodule(self, name, old) is not None else None
+        object.__delattr__(self, name)
+        if gone:
+            _name_by_first_places(self, gone)
 
     def __setstate__(self, state):
         # copy.deepcopy and pickle fill __dict__ without __setattr__: a copied layer's
@@ -729,7 +795,10 @@ class Module:
                 named.add(id(value))
                 value.name = f"{path}.{name}"
         view = vars(self).get("_view", ())
-        kept = [m for m in view if keeps is not None and keeps(m)]
+        # an item this walk has named already is held at that (earlier, so first) place of
+        # the tree: it keeps that name, which keeps() would take for one under `path` being
+        # replaced (r.m = m, m.extra = ModuleList(list(m.layers)): m.layers.0 is under m)
+        kept = [m for m in view if keeps is not None and (id(m) in named or keeps(m))]
         if len(kept) != len(view):  # the others are this container's own from now on
             object.__setattr__(self, "_view", tuple(kept))
         for name, value in list(vars(self).items()):
@@ -1402,7 +1471,11 @@ class ModuleList(Module):
         kept = {id(m) for _, m in items}
         _children_changed(self, [_submodule(self, key, m) for key, m in self._items()
                                  if id(m) not in kept])
+        # the names of the items this edit drops (renamed by their other places, if any)
+        gone = _named_at(self, self._keys, [_submodule(self, key, m) for key, m in
+                                            self._items() if id(m) not in kept])
         self._hold(items)
+        _name_by_first_places(self, gone)
 
     def _items(self):
         return [(key, getattr(self, key)) for key in self._keys]

@@ -835,6 +835,70 @@ def test_a_tied_parameter_set_into_a_model_keeps_its_first_name():
         "child.enc.weight", "child.enc.bias", "child.dec.bias"]
 
 
+_FIRST_PLACE_GONE = {  # how the first place of model.layers' modules goes, extra kept
+    "pruned": lambda nn, m: setattr(m, "layers", nn.ModuleList([m.layers[0], m.layers[2]])),
+    "deleted": lambda nn, m: delattr(m, "layers"),
+    "replaced": lambda nn, m: setattr(m, "layers", nn.ModuleList([nn.Linear(3, 4)])),
+    "del layers[1]": lambda nn, m: m.layers.__delitem__(1),
+    "layers[1] = new": lambda nn, m: m.layers.__setitem__(1, nn.Linear(4, 4)),
+}
+
+
+@pytest.mark.parametrize("how", list(_FIRST_PLACE_GONE))
+def test_a_module_held_again_takes_its_next_name_when_its_first_place_goes(how):
+    """r3 on 80e60dc: after model.extra = ModuleList(list(model.layers)), pruning, deleting
+    or replacing model.layers (or an item of it) left the modules that now live only in
+    extra named layers.* (their Parameters', Buffers', a Trainer's buffers and the scopes),
+    names no place holds. torch names them by the place left, extra.*: so now."""
+    def model(nn):
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = nn.ModuleList([nn.Linear(3, 4), nn.BatchNorm1d(4),
+                                             nn.Linear(4, 4)])
+                self.extra = nn.ModuleList(list(self.layers))
+
+            def forward(self, x):
+                for layer in self.extra:
+                    x = layer(x)
+                return x
+        return Model()
+    ours, theirs = model(nn), model(torch.nn)
+    _FIRST_PLACE_GONE[how](nn, ours)
+    _FIRST_PLACE_GONE[how](torch.nn, theirs)
+    assert [p.name for p in ours.parameters()] == [n for n, _ in theirs.named_parameters()]
+    buffers = [n for n, _ in theirs.named_buffers()]
+    assert [b.name for _, b in ours.named_buffers()] == buffers
+    assert [name for name, _ in ours.named_modules()] == [
+        name for name, _ in theirs.named_modules()]
+    assert [m._path for _, m in ours.named_modules()][1:] == [
+        name for name, _ in theirs.named_modules()][1:]  # (the scopes)
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    trainer = gc.Trainer(lambda p, batch: gc.mean(ours.apply(p, batch[0]) ** 2),
+                         ours.params(), gc.optim.SGD(lr=0.1), lambda rng: (x,), steps=1)
+    assert list(trainer.buffers) == buffers
+
+
+def test_a_model_holding_its_modules_twice_keeps_their_names_when_set_into_a_root():
+    """r3 on 80e60dc: r.m = m, where m.extra = ModuleList(list(m.layers)), emptied extra's
+    record of the items m holds at m.layers (the walk naming m took the name it had just
+    given, m.layers.0, for one under m being replaced); an edit of extra then renamed the
+    model's first layer m.extra.0. torch keeps m.layers.0.*."""
+    def model(nn):
+        m = nn.Module()
+        m.layers = nn.ModuleList([nn.Linear(3, 4), nn.Linear(4, 2)])
+        m.extra = nn.ModuleList(list(m.layers))
+        r = nn.Module()
+        r.m = m
+        return r
+    ours, theirs = model(nn), model(torch.nn)
+    assert [p.name for p in ours.parameters()] == [n for n, _ in theirs.named_parameters()]
+    ours.m.extra[1] = nn.Linear(4, 2)
+    theirs.m.extra[1] = torch.nn.Linear(4, 2)
+    assert [p.name for p in ours.parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert [layer._path for layer in ours.m.layers] == ["m.layers.0", "m.layers.1"]
+
+
 def test_embedding_from_pretrained_runs_a_subclass_init():
     """from_pretrained built the layer with object.__new__, so a subclass's __init__ did not
     run (its attributes missing); as torch's, it is built through cls."""
