@@ -34,7 +34,8 @@ from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops import attention as _attention
 from ir.ops.registry import _STACK as _INTERPRETERS
-from ir.ops.registry import SymbolicValue, refuse_array_container
+from ir.ops.registry import (SymbolicValue, foreign_array, refuse_array_container,
+                             unread_foreign_array)
 from ir.ops.resize import interpolate
 from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
@@ -362,6 +363,17 @@ def _refuse_as_child(what, value):
     why = "a gc.compile'd module that holds this one: a child there would make a cycle" \
         if _compiled_module(value) is not None else f"a {type(value).__name__}, not a Module"
     raise GraphcError(f"{what} is {why}", (user_location(),))
+
+
+def _torch_array(value, what):
+    """A torch tensor `value` as graphc reads another library's array (foreign_array: one
+    that requires grad, a bfloat16 or float8 one too); `what` and the reason in one line
+    where it holds nothing numpy can read (a meta or sparse tensor, int4)."""
+    read = foreign_array(value)
+    if read is None:
+        raise GraphcError(f"{what}, a {type(value).__module__}.{type(value).__qualname__}, "
+                          f"{unread_foreign_array(value)}", (user_location(),))
+    return read
 
 
 def _submodule(owner, name, value):
@@ -1049,12 +1061,8 @@ class Module:
             # a torch.compile'd submodule's names say `body._orig_mod.weight`; graphc's
             # compiled child is registered as the module itself (`body.weight`)
             name = ".".join(part for part in name.split(".") if part != "_orig_mod")
-            if hasattr(value, "detach"):  # a torch tensor
-                value = value.detach().cpu()
-                if not value.dtype.is_floating_point or value.dtype.itemsize >= 4:
-                    value = value.numpy()
-                else:  # numpy has no bfloat16: float32 holds half and bfloat16 exactly
-                    value = value.float().numpy()
+            if hasattr(value, "detach"):  # a torch tensor (bfloat16, float8 into ml_dtypes')
+                value = _torch_array(value, f"load_torch_state_dict: {name}")
             value = np.asarray(value)
             owner = owners.get(name)
             if owner is not None and owner[1] in getattr(type(owner[0]), "_TORCH_TRANSPOSED",
@@ -2014,10 +2022,7 @@ class Embedding(Module):
         if isinstance(embeddings, Tensor):
             embeddings = embeddings.data
         elif hasattr(embeddings, "detach"):  # a torch tensor, a Parameter too
-            embeddings = embeddings.detach().cpu()
-            # numpy has no bfloat16 of its own for torch's .numpy(): through float32, exactly
-            embeddings = embeddings.float().numpy().astype(as_dtype("bfloat16")) \
-                if str(embeddings.dtype) == "torch.bfloat16" else embeddings.numpy()
+            embeddings = _torch_array(embeddings, f"{where}: embeddings")
         table = np.array(embeddings)
         if table.ndim != 2:
             raise GraphcError(f"{where}: embeddings must be 2-dimensional (num_embeddings, "

@@ -23,7 +23,8 @@ from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply,
                              foreign_array, foreign_array_name, get_op, graph_param,
                              infer_type, is_weak_scalar, like_dtype, refuse_float_scalar,
-                             refuse_operand, register_base_interpreter, scalar_dtype)
+                             refuse_operand, register_base_interpreter, scalar_dtype,
+                             unread_foreign_array)
 from ir.types import (FLOAT_DTYPES, INT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_complex,
                       is_float, is_real_dtype)
 from ir.weak import NUMBER_POSITIONS
@@ -763,12 +764,8 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
         if foreign is not None:  # a torch tensor: a bfloat16 or float8 one too, which numpy
             read = foreign_array(grad)  # cannot read, and one that requires grad
             if read is None:
-                kind = str(getattr(grad, "dtype", "?"))
-                why = "is a meta tensor, which holds no values" if \
-                    getattr(grad, "is_meta", False) else \
-                    f"has dtype {kind}, which numpy has no form of"
-                raise GraphcError(f"backward(): the gradient, a {foreign}, {why}",
-                                  (user_location(),))
+                raise GraphcError(f"backward(): the gradient, a {foreign}, "
+                                  f"{unread_foreign_array(grad)}", (user_location(),))
             grad = read
         try:
             dtype = np.asarray(grad).dtype

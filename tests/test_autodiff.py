@@ -367,6 +367,30 @@ def test_a_torch_gradient_of_bfloat16_or_float8_is_read_as_torchs_own_backward_r
             f"backward(): the gradient, a torch.Tensor, {says}"
 
 
+def test_a_torch_gradient_numpy_cannot_read_is_refused_for_its_real_reason():
+    """r3 on d639c60: a sparse torch gradient (float32) was refused as 'has dtype
+    torch.float32, which numpy has no form of', a false reason, and so was any tensor whose
+    values torch will not hand to numpy (a conjugate bit). Now the line gives torch's own
+    reason, which names the fix; a dense bfloat16 gradient is still read (torch's value)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    sparse = torch.tensor([1.5, 0.0, -3.0]).to_sparse()
+    with pytest.raises(TypeError) as theirs:
+        sparse.numpy()
+    t = gc.tensor(x, requires_grad=True)
+    for bad in (sparse, sparse.to(torch.bfloat16)):
+        with pytest.raises(GraphcError) as info:
+            gc.sin(t).backward(bad)
+        assert str(info.value).splitlines()[0] == \
+            f"backward(): the gradient, a torch.Tensor, cannot be read: {theirs.value}"
+        assert "to_dense()" in str(info.value)
+    dense = sparse.to_dense().to(torch.bfloat16)
+    xt = torch.tensor(x, requires_grad=True)
+    torch.sin(xt).backward(dense)
+    gc.sin(t).backward(dense)
+    np.testing.assert_allclose(t.grad, xt.grad.numpy(), rtol=1e-6)
+
+
 def test_a_list_seed_is_refused_naming_gradients_as_torch_refuses_it():
     # a list seed was refused by the first rule, naming its op ("mul: cannot use a list as
     # a tensor operand"); torch.autograd.grad takes tensors only ("gradients can be either

@@ -635,6 +635,38 @@ def test_embedding_from_pretrained_is_torchs():
         torch.nn.Embedding.from_pretrained(torch.ones(2, 2), device="cpu")
 
 
+def test_torch_tensors_numpy_cannot_read_are_refused_by_the_torch_readers_in_one_line():
+    """r3 on d639c60: load_torch_state_dict and Embedding.from_pretrained read torch tensors
+    with their own copies of foreign_array (the gradient's reader); now they call it, with
+    its one line where a tensor holds nothing numpy reads: a meta tensor and a sparse one
+    were raw NotImplementedError / TypeError from inside. Valid tensors read as before."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    from errorcheck import assert_one_line_error
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float8_e4m3fn):
+        reference = torch.nn.Linear(3, 2)
+        ours = nn.Linear(3, 2)
+        ours.load_torch_state_dict({k: v.to(dtype) for k, v in reference.state_dict().items()})
+        np.testing.assert_array_equal(ours.weight.data,
+                                      reference.weight.detach().to(dtype).float().numpy().T)
+        table = torch.nn.Parameter(torch.randn(4, 3).to(dtype))
+        if dtype != torch.float8_e4m3fn:  # (refused as a numpy float8 table is, tested above)
+            layer = nn.Embedding.from_pretrained(table)
+            assert str(layer.weight.data.dtype) == str(dtype).rpartition(".")[2]
+            np.testing.assert_array_equal(np.asarray(layer.weight.data, np.float32),
+                                          table.detach().float().numpy())
+    with pytest.raises(TypeError) as sparse:
+        torch.ones(2, 3).to_sparse().numpy()
+    for call, message in [
+            (lambda: nn.Linear(3, 2).load_torch_state_dict(
+                {"weight": torch.empty(2, 3, device="meta"), "bias": torch.zeros(2)}),
+             "load_torch_state_dict: weight, a torch.Tensor, is a meta tensor, which holds no "
+             "values"),
+            (lambda: nn.Embedding.from_pretrained(torch.ones(4, 3).to_sparse()),
+             f"Embedding.from_pretrained: embeddings, a torch.Tensor, cannot be read: "
+             f"{sparse.value}")]:
+        assert_one_line_error(call, message, "test_nn_layers.py")
+
+
 def test_sequential_and_module_list_add_as_torchs():
     """Sequential + Sequential, Sequential += Sequential and ModuleList + / += an iterable
     were Python TypeErrors. As torch's: + makes a new container of the same modules,

@@ -301,6 +301,30 @@ def foreign_array(x):
         return None
 
 
+def unread_foreign_array(x) -> str:
+    """Why foreign_array(x) gave None, as the rest of a line naming x ("the gradient, a
+    torch.Tensor, ..."): a meta tensor holds no values; a dtype numpy and ml_dtypes have no
+    form of (torch's int4, complex32); else the library's own reason, where the values
+    are what it will not hand over (torch's "can't convert Sparse layout tensor to numpy.
+    Use Tensor.to_dense() first.", a conjugate bit's): the dtype's line was false there."""
+    if getattr(x, "is_meta", False):
+        return "is a meta tensor, which holds no values"
+    name = str(getattr(x, "dtype", "?")).rpartition(".")[2]
+    kind = getattr(ml_dtypes, name, None)  # (foreign_array reads its float formats alone)
+    try:
+        has_form = np.dtype(name) if kind is None else \
+            np.dtype(kind) in ML_REAL_DTYPES and "float" in name  # (ml_dtypes' int4 is V)
+    except TypeError:
+        has_form = False
+    if not has_form:
+        return f"has dtype {x.dtype}, which numpy has no form of"
+    try:  # (duck-typed, as foreign_array)
+        x.detach().cpu().numpy()
+    except (AttributeError, TypeError, RuntimeError, ValueError, NotImplementedError) as exc:
+        return f"cannot be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return "cannot be read as an array"
+
+
 def refuse_foreign_array(x, opname=""):
     """Raise the one-line refusal of `x` if it is another library's array (a torch.Tensor, a
     JAX or CuPy array: it has __array__ or __dlpack__ but is no numpy array), which graphc
