@@ -539,6 +539,11 @@ def scan(f, init, xs=None, length: int | None = None, reverse: bool = False,
         new_carry, y = _pair(f, result)
         _, new_leaves, new_structure = _in_structure(new_carry, init_structure)
         y_leaves, y_structure = leaves_and_structure(y) if y is not None else ([], None)
+        # traced (under grad, vmap, compile) as eagerly: naming f, not "region result"
+        _refuse_foreign_result(f"{_as_written(f, 'scan')[0]} function {function_name(f)}"
+                               f"{_where(f)}", " in its carry", new_leaves)
+        _refuse_foreign_result(f"scan function {function_name(f)}{_where(f)}", " in its ys",
+                               y_leaves)
         new_leaves = _autocast_carry(region, new_leaves, carry_nodes)
         _set_outputs(region, new_leaves + y_leaves, call_site)
         lost = _weak_lost(region, own, min(len(carry_nodes), len(new_leaves)))
@@ -827,6 +832,8 @@ def while_loop(cond_fun, body_fun, init_val):
                                                     (construct, _WHILE_COND), loop=True,
                                                     strong=strong)
         keep_leaves, _ = leaves_and_structure(keep)
+        _refuse_foreign_result(f"while_loop cond_fun {function_name(cond_fun)}"
+                               f"{_where(cond_fun)}", "", keep_leaves)
         _set_outputs(cond_region, keep_leaves, call_site)
         out = cond_region.outputs
         if len(out) != 1 or out[0].ndim != 0 or out[0].dtype != np.bool_:
@@ -837,6 +844,9 @@ def while_loop(cond_fun, body_fun, init_val):
                                                    [carry_in], graph, (construct, _BODY),
                                                    loop=True, strong=strong)
         _, new_leaves, new_structure = _in_structure(new, init_structure)
+        _refuse_foreign_result(f"{_as_written(body_fun, 'while_loop body')[0]} function "
+                               f"{function_name(body_fun)}{_where(body_fun)}", " in its carry",
+                               new_leaves)
         new_leaves = _autocast_carry(body_region, new_leaves, carry_nodes)
         _set_outputs(body_region, new_leaves, call_site)
         lost = _weak_lost(body_region, body_own, min(len(carry_nodes), len(new_leaves)))
@@ -916,6 +926,8 @@ def cond(pred, true_fun, false_fun, *operands):
         region, own, result = _trace_region(lambda *a, fn=fn: fn(*a[0]),
                                             f"{function_name(fn)}_{which}", [args], graph,
                                             (construct, branch))
+        _refuse_foreign_result(f"cond: {which}_fun {function_name(fn)}{_where(fn)}", "",
+                               leaves_and_structure(result)[0])  # (as eagerly)
         traced.append((fn, region, own, result))
     (f_fn, f_region, f_own, f_result), (t_fn, t_region, t_own, t_result) = traced
     # (the false branch's dicts in the true one's key order: the same pytree, as in JAX)
@@ -967,13 +979,21 @@ def map(f, xs, *, batch_size=None):
                           f"{sorted(lengths, key=str)}", (user_location(),))
     if batch_size is not None:
         return _map_in_batches(f, leaves, structure, lengths.pop(), batch_size)
-    def step(carry, x):  # (f named where it returns another library's array)
+    checked = _naming_foreign_results(f)
+    _, ys = scan(lambda carry, x: (carry, checked(x)), (), xs)
+    return ys
+
+
+def _naming_foreign_results(f):
+    """map's f, whose result holding another library's array is one line naming f, in
+    its batches (vmap) as row by row."""
+    @functools.wraps(f)
+    def checked(x):
         y = f(x)
         _refuse_foreign_result(f"map: f {function_name(f)}{_where(f)}", "",
                                leaves_and_structure(y)[0])
-        return carry, y
-    _, ys = scan(step, (), xs)
-    return ys
+        return y
+    return checked
 
 
 def _map_in_batches(f, leaves, structure, n, batch_size):
@@ -989,7 +1009,7 @@ def _map_in_batches(f, leaves, structure, n, batch_size):
         raise GraphcError(f"map: batch_size={k} must divide the symbolic length {n} of xs' "
                           f"leading axis for every size; declare the dimension concrete",
                           (user_location(),)) from None
-    mapped = vmap(f)  # called on one pytree: f(chunk) on each row of it
+    mapped = vmap(_naming_foreign_results(f))  # called on one pytree: f(chunk) on each row
     parts = []
     if chunks:
         cut = [leaf if not rest else leaf[:chunks * k] for leaf in leaves]

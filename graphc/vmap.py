@@ -41,7 +41,7 @@ from ir.region import Region
 from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
-from ir.ops.registry import apply, refuse_foreign_array
+from ir.ops.registry import apply, foreign_array_name, refuse_foreign_array
 from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS, Dim, is_int
 from passes.batching import batch_graph
 from runtime.eager import Tensor, WeakTensor, apart_from
@@ -135,9 +135,13 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         out_leaves, out_structure, _ = flatten(result)
         for k, x in enumerate(out_leaves):
             if not (_is_array(x) or isinstance(x, (bool, int, float))):
-                # (else numpy's "dtype <U1 is not supported" from the batching below)
-                raise GraphcError(f"vmap({name}): output {k} is a {type(x).__name__}, which "
-                                  "is not a tensor", (user_location(),))
+                # (else numpy's "dtype <U1 is not supported" from the batching below; a
+                # torch tensor was "a Tensor, which is not a tensor")
+                foreign = foreign_array_name(x)
+                what = f"a {type(x).__name__}, which is not a tensor" if foreign is None else \
+                    (f"a {foreign}, another library's array; return numpy arrays or gc "
+                     "tensors (x.numpy(), or np.asarray(x))")
+                raise GraphcError(f"vmap({name}): output {k} is {what}", (user_location(),))
         bound.update(region.bindings())
         traced = [x for x in out_leaves if isinstance(x, Node) and x.graph is region]
         values = iter(batch_graph(region, bound, size, traced))

@@ -716,3 +716,60 @@ def test_an_eager_body_returning_a_torch_tensor_is_one_line_naming_the_function(
                         + tail.format(part), line), line
     # the branch not taken is not run eagerly, so a torch result there is not seen
     np.testing.assert_array_equal(np.asarray(gc.cond(True, plain, branch, c0)), c0)
+
+
+def test_a_traced_body_returning_a_torch_tensor_is_the_eager_line_naming_the_function():
+    """r3 on c60688d: the same bodies traced (the loop under gc.grad, gc.vmap or gc.compile;
+    a vmap'd cond with a batched predicate) were the bare "region result: got a
+    torch.Tensor" naming nothing, and gc.map(f, xs, batch_size=2) said "vmap(f): output 0 is
+    a Tensor, which is not a tensor". Now each is the eager line naming the function."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    c0, xs = np.zeros(2, np.float32), np.ones((3, 2), np.float32)
+    rows = np.ones((4, 2), np.float32)
+
+    def carry_body(c, x):
+        return torch.ones(2), c
+
+    def ys_body(c, x):
+        return c + x, {"y": torch.ones(2)}
+
+    def loop_body(i, c):
+        return torch.ones(2)
+
+    def branch(x):
+        return torch.ones(2)
+
+    def plain(x):
+        return x
+
+    tail = r" returns a torch\.Tensor{}, another library's array; return numpy arrays"
+    for call, start, part in [
+            (lambda: gc.grad(lambda c: gc.sum(gc.scan(carry_body, c, xs)[0]))(c0),
+             "scan function carry_body", " in its carry"),
+            (lambda: gc.compile(lambda c: gc.scan(ys_body, c, xs)[1]["y"])(c0),
+             "scan function ys_body", " in its ys"),
+            (lambda: gc.vmap(lambda c: gc.fori_loop(0, 2, loop_body, c))(rows),
+             "fori_loop body function loop_body", " in its carry"),
+            (lambda: gc.compile(lambda c: gc.while_loop(lambda v: v[0] < 3,
+                                                        lambda v: torch.ones(2), c))(c0),
+             "while_loop body function <lambda>", " in its carry"),
+            (lambda: gc.vmap(lambda c: gc.cond(c[0] > 0, branch, plain, c))(rows),
+             "cond: true_fun branch", ""),
+            (lambda: gc.compile(lambda c: gc.cond(c[0] > 0, plain, branch, c))(c0),
+             "cond: false_fun branch", ""),
+            (lambda: gc.compile(lambda c, i: gc.switch(i, [plain, branch], c))(c0, 1),
+             "switch: branch 1 branch", ""),
+            (lambda: gc.map(branch, xs, batch_size=2), "map: f branch", "")]:
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        line = str(info.value).splitlines()[0]
+        assert re.match(re.escape(start) + r" \(defined at .*test_control_flow\.py:\d+\)"
+                        + tail.format(part), line), line
+    with pytest.raises(gc.GraphcError, match=r"^vmap\(branch\): output 0 is a torch\.Tensor, "
+                                             "another library's array"):
+        gc.vmap(branch)(xs)
+    # the same programs returning numpy give numpy's values
+    np.testing.assert_array_equal(
+        gc.map(lambda x: x * 2, xs, batch_size=2), xs * 2)
+    np.testing.assert_array_equal(
+        gc.compile(lambda c: gc.cond(c[0] > 0, plain, lambda x: x + 1, c))(c0), c0 + 1)
