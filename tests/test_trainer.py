@@ -423,3 +423,19 @@ def test_a_layer_given_the_trainers_batch_tuple_is_one_line_naming_the_fix():
     # a list of arrays is still one operand where an op takes it (gc.stack, concatenate)
     stacked = gc.compile(lambda x: gc.stack([x, x]).sum())(X)
     np.testing.assert_allclose(np.asarray(stacked), 2 * X.sum(), rtol=1e-5)
+
+
+def test_an_index_list_holding_tensors_is_still_numpys_fancy_index():
+    """Review r6 of the list refusal: eager x[[gc.tensor(1), 2]] (numpy's reading: rows 1 and
+    2) was refused with the Trainer's advice; traced, such an index list is told to stack."""
+    x = np.arange(12.0).reshape(4, 3)
+    i = np.array([0, 1])
+    np.testing.assert_array_equal(np.asarray(gc.tensor(x)[[gc.tensor(1), 2]]), x[[1, 2]])
+    np.testing.assert_array_equal(np.asarray(gc.tensor(x)[[gc.tensor(i), gc.tensor(i)]]),
+                                  x[[i, i]])
+    for f in (lambda x, k: x[[k, 2]], lambda x, k: x[[k]]):
+        with pytest.raises(gc.GraphcError, match=r"^an index list holding traced values: stack "
+                                                 r"it into one index array"):
+            gc.compile(f)(x, 1)
+    np.testing.assert_array_equal(
+        np.asarray(gc.compile(lambda x, k: x[gc.stack([k, 2])])(x, 1)), x[[1, 2]])

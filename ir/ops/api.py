@@ -23,8 +23,9 @@ from ..errors import GraphcError, user_location
 from ..types import (Dim, InconclusiveDim, as_dim, as_dtype, broadcast_shapes, finfo,
                      holds_when_bound, is_float, is_half, is_int, is_real, is_real_dtype)
 from . import precision
-from .registry import (SymbolicValue, apply, innermost_interpreter, is_weak_scalar,
-                       refuse_array_container, refuse_foreign_array, scalar_array)
+from .registry import (SymbolicValue, apply, holds_values, innermost_interpreter,
+                       is_weak_scalar, refuse_array_container, refuse_foreign_array,
+                       scalar_array)
 
 # The functional API, as `graphc` re-exports it (not numpy, math or the registry's apply)
 __all__ = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log",
@@ -63,8 +64,8 @@ def _ndim(x):
 
 
 def _dtype(x, opname=""):
-    if isinstance(x, (list, tuple)):
-        refuse_array_container(x, opname)
+    if isinstance(x, (list, tuple)):  # (eager tensors in a list: numpy reads them)
+        refuse_array_container(x, opname, traced_only=True)
     try:
         dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
     except TypeError:  # (a torch tensor's dtype: its one line, naming the op called)
@@ -865,6 +866,9 @@ def getitem(x, key):
                                                  type(Ellipsis))) \
             and not _is_scalar_index(key[0]):
         index = key[0]
+        if isinstance(index, (list, tuple)) and holds_values(index, traced_only=True):
+            _fail("an index list holding traced values: stack it into one index array "
+                  "(x[gc.stack([k, 2])])")
         if _dtype(index) == np.dtype("bool"):
             _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
         return take(x, index)

@@ -348,13 +348,15 @@ def refuse_operand(x, opname):
                       "operand", (user_location(),))
 
 
-def refuse_array_container(x, opname, what="one array"):
+def refuse_array_container(x, opname, what="one array", traced_only=False):
     """One line where `x`, a list or tuple (nested too) holding a traced value or an eager
     tensor, is passed where `what` is expected: numpy read each traced value as an array
     ("a symbolic value cannot be turned into a numpy array", naming no list), or stacked
     the eager ones into an array with a new leading axis. A gc.Trainer's batch is such a
-    tuple (`model(batch)`). Lists of plain numbers or arrays pass: they are array-likes."""
-    if isinstance(x, (list, tuple)) and _holds_values(x):
+    tuple (`model(batch)`). Lists of plain numbers or arrays pass: they are array-likes;
+    so do lists of eager tensors where `traced_only` (a dtype read by numpy, as an index
+    list x[[t, 2]] is read)."""
+    if isinstance(x, (list, tuple)) and holds_values(x, traced_only):
         count, called = len(x), _called_op(opname)
         raise GraphcError(f"{called + ': ' if called else ''}got a {type(x).__name__} of {count} "
                           f"value{'s' if count != 1 else ''} where {what} was expected: take "
@@ -362,16 +364,17 @@ def refuse_array_container(x, opname, what="one array"):
                           f"`x, = batch`) or stack them (gc.stack)", (user_location(),))
 
 
-def _holds_values(items) -> bool:
+def holds_values(items, traced_only=False) -> bool:
     """Whether a list or tuple holds (at any depth) a traced value or an eager tensor (an
     OperatorMixin: runtime.eager's Tensor, which ir does not import; not a torch tensor,
     refused as another library's array where it is read)."""
     from .operators import OperatorMixin  # (operators imports api, which imports this)
+    kinds = SymbolicValue if traced_only else (SymbolicValue, OperatorMixin)
     for item in items:
         if isinstance(item, (list, tuple)):
-            if _holds_values(item):
+            if holds_values(item, traced_only):
                 return True
-        elif isinstance(item, (SymbolicValue, OperatorMixin)):
+        elif isinstance(item, kinds):
             return True
     return False
 
