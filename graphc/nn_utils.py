@@ -113,7 +113,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     factor = min(max_norm / (total + 1e-6), 1.0)  # (NaN for a NaN total, as torch's clamp)
     for p in with_grad:
         _scale(p, factor)
-    return Tensor(np.asarray(total, dtype))
+    with np.errstate(over="ignore"):  # (a float16 total past 65504 is inf, silently as torch's)
+        return Tensor(np.asarray(total, dtype))
 
 
 def _vector_norm(x, p: float):

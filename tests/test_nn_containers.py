@@ -427,3 +427,14 @@ def test_a_0d_gradient_accumulated_twice_stays_an_array_and_is_clipped_as_torchs
     s.grad = np.float32(-18.0)
     nn.utils.clip_grad_value_([s], 1.0)
     assert float(s.grad) == -1.0
+
+
+def test_clip_grad_norm_of_float16_gradients_past_their_range_is_silent():
+    """(review r6) the float64 total cast back to float16 leaked numpy's 'overflow encountered
+    in cast'; torch returns inf silently. The total is inf, as torch's."""
+    p = gc.Parameter(np.zeros(2, np.float16))
+    p.grad = np.array([60000.0, 60000.0], np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        total = gc.nn.utils.clip_grad_norm_([p], 1.0)
+    assert np.asarray(total.numpy()).dtype == np.float16 and np.isinf(np.asarray(total.numpy()))
