@@ -398,14 +398,17 @@ def save_figure(fig, path: str, dpi: int = 100) -> None:
 
 @contextmanager
 def exclusive_directory(path: str, what: str = "graphc train"):
-    """Hold PATH/.graphc.lock (flock) while a run writes into directory `path`: a second run
-    given the same directory stops at once with one line, instead of replacing the first
-    one's checkpoint at its next save (each checks at its start that no checkpoint exists,
-    and both pass when they start together). The kernel releases the lock when the process
-    ends, however it ends, so a killed run leaves nothing to clean up; the empty file stays
-    (removing it would let a third run lock a file the second one no longer sees)."""
+    """Hold PATH/.graphc.lock (a POSIX record lock, see _take_lock_file) while a run writes
+    into directory `path`: a second run given the same directory stops at once with one
+    line, instead of replacing the first one's checkpoint at its next save (each checks at
+    its start that no checkpoint exists, and both pass when they start together). The kernel
+    releases the lock when the process ends, however it ends, so a killed run leaves nothing
+    to clean up; the empty file stays (removing it would let a third run lock a file the
+    second one no longer sees). Yields hold_again(), which the run calls before each write
+    into `path`: this process's close of any descriptor of the lock file (a read of it, a
+    shutil.copytree of the directory) released the lock silently."""
     if fcntl is None:  # not POSIX: no advisory locks, no protection
-        yield
+        yield lambda: None
         return
     try:
         os.makedirs(path, exist_ok=True)
@@ -419,7 +422,7 @@ def exclusive_directory(path: str, what: str = "graphc train"):
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        yield
+        yield lambda: _hold_again(path, what, key, fd)
     finally:
         with _FORK_GUARD:
             # only this process's own entry: a child forked inside the block holds none
@@ -431,7 +434,7 @@ def exclusive_directory(path: str, what: str = "graphc train"):
 
 
 def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], int]:
-    """exclusive_directory's open and flock of `lock`, recorded in _HELD -> (key, fd); on a
+    """exclusive_directory's open and lock of `lock`, recorded in _HELD -> (key, fd); on a
     refusal the descriptor is closed and one GraphcError line raised. Called holding
     _FORK_GUARD.
 
@@ -441,7 +444,13 @@ def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], i
     and another process's take in those few ms was refused. A record lock belongs to the
     process, and a child never inherits it (a C library's fork() too). Its rule in return:
     closing any descriptor of the file releases the process's lock, so this process never
-    opens the file of a directory it holds: a second take here is refused before the open."""
+    opens the file of a directory it holds: a second take here is refused before the open
+    (and exclusive_directory's hold_again takes it again where the user's code did).
+
+    A shared flock is taken too, before the record lock: a graphc before session 43 takes
+    an exclusive flock (Linux keeps flocks and record locks apart), which the shared one
+    refuses, and which refuses it. Shared flocks do not refuse each other, so a forked
+    child's copy of one (r9's window, above) refuses no newer graphc, only an older one."""
     try:
         st = os.lstat(lock)
     except OSError:  # (none yet, or one the open below reports)
@@ -471,9 +480,11 @@ def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], i
         raise _held_in_this_process(path, what)
     try:
         try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # an older graphc's holds
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EAGAIN):  # (what F_SETLK says "held" with)
+            # (what F_SETLK says "held" with, and flock: EWOULDBLOCK, which is EAGAIN)
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
                 raise
             holder = os.read(fd, 32).decode("ascii", "replace").strip()
             if holder in ("", str(os.getpid())):
@@ -490,6 +501,32 @@ def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], i
         raise
     _HELD[key] = (os.getpid(), fd)
     return key, fd
+
+
+def _hold_again(path: str, what: str, key, fd: int) -> None:
+    """Take the lock of `path` again on its held descriptor `fd`: silently where it is
+    still held or free (a close of another descriptor of the file in this process released
+    it), one GraphcError line where another process took the directory since, so that the
+    caller writes nothing into it. Nothing in a forked child, which holds no lock (its
+    descriptor is /dev/null's, _drop_inherited_locks), or after the block's end."""
+    if _HELD.get(key) != (os.getpid(), fd):
+        return
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (a no-op where it is held)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "not known yet"
+        raise GraphcError(f"{path} has been taken by another {what} (process {holder}) while "
+                          f"this one held it: this process closed a descriptor of its "
+                          f"{LOCK_NAME} (reading or copying the directory does), which let "
+                          "go of the lock; nothing more is written into it: write into "
+                          "another directory (Trainer.fit: out; graphc train: --out)") from None
+    # re-taken: the file may name the process that held it in between
+    mine = f"{os.getpid()}\n".encode()
+    if os.pread(fd, 32, 0) != mine:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, mine, 0)
 
 
 def _held_in_this_process(path: str, what: str) -> GraphcError:

@@ -537,7 +537,7 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
         # check after it says what is wrong)
         locked = resume and main_rank and os.access(out, os.W_OK)
         if locked:
-            held.enter_context(exclusive_directory(out, "training run"))
+            hold_again = held.enter_context(exclusive_directory(out, "training run"))
         if resume:
             arrays, meta = checkpoint.load(ckpt_path)
             meta = with_defaults(meta)
@@ -644,7 +644,7 @@ def _train_gpt(held, config, data, out, resume, options, sample_tokens, progress
              f"was saved{kept}", file=sys.stderr)
         return stop.signum
     if locked:  # the trainer's now: fit() lets go of it when it ends
-        trainer._hold(out, held.pop_all())
+        trainer._hold(out, held.pop_all(), hold_again)
     stopped = trainer.fit(out, progress, log=_say)  # holds `out` (files.exclusive_directory)
     if stopped and trainer.step >= tc.steps:  # in the last step, or while loss.png was drawn
         _stopped_after_training(_say, stopped, trainer.step, ckpt_path, out)

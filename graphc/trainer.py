@@ -222,7 +222,8 @@ class Trainer:
         # the checkpoints this run wrote or restored (RESTORED: one of unknown path), each
         # with its file's identity then: fit() continues only these, and only as they were
         self._saved_to = {}
-        self._lock = None  # (a directory's real path, an ExitStack holding its lock): _hold
+        # (a directory's real path, an ExitStack holding its lock, the lock's hold_again): _hold
+        self._lock = None
         try:  # checked now: its first save came after the steps before it (the work lost)
             checkpoint.check_header_settings(self.checkpoint_meta)
         except (TypeError, ValueError) as exc:
@@ -1249,19 +1250,27 @@ class Trainer:
         read is taken for a changed one (whichever was read)."""
         self._saved_to[os.path.realpath(path)] = read
 
-    def _hold(self, directory: str, held=None) -> None:
+    def _hold(self, directory: str, held=None, hold_again=None) -> None:
         """Hold the lock of `directory` (files.exclusive_directory) for this trainer until
         _release(), another it held let go. `held`: an ExitStack holding it already
         (`graphc train --resume` takes it before reading the checkpoint, before this
-        trainer exists); nothing if this trainer holds it already."""
+        trainer exists), with the hold_again it yielded; nothing if this trainer holds it
+        already."""
         real = os.path.realpath(directory)
         if self._lock is not None and self._lock[0] == real:
             return
         self._release()
         if held is None:
             held = contextlib.ExitStack()
-            held.enter_context(exclusive_directory(directory, "training run"))
-        self._lock = (real, held)
+            hold_again = held.enter_context(exclusive_directory(directory, "training run"))
+        self._lock = (real, held, hold_again)
+
+    def _hold_again(self) -> None:
+        """Before a write into the held directory: take its lock again where this process
+        let go of it (a user's callback read or copied the directory), or refuse in one
+        line where another run took it since (files.exclusive_directory)."""
+        if self._lock is not None:
+            self._lock[2]()
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -1347,6 +1356,7 @@ class Trainer:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
             stopped = self._loop(ckpt, progress, log, stop, stdout)
             if out and not stopped:
+                self._hold_again()
                 plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
                             self.plot_title, self.plot_ylabel)
                 stopped = stop.signum
@@ -1442,6 +1452,7 @@ class Trainer:
             what = f"{bad} is not finite" if bad else f"val loss {self.val_history[-1][1]}"
             self._diverged(what, ckpt, saved, log)
         if ckpt:
+            self._hold_again()
             self.save(ckpt)
         self.mark_good()
 

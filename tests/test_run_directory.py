@@ -228,7 +228,8 @@ def test_a_fork_waits_while_another_thread_opens_the_lock(tmp_path, monkeypatch)
         return fcntl.lockf(fd, how)
 
     monkeypatch.setattr(files, "fcntl", SimpleNamespace(
-        lockf=slow_lockf, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB))
+        lockf=slow_lockf, flock=fcntl.flock, LOCK_EX=fcntl.LOCK_EX, LOCK_SH=fcntl.LOCK_SH,
+        LOCK_NB=fcntl.LOCK_NB))
 
     def hold_briefly():
         with exclusive_directory(run, "training run"):
@@ -312,6 +313,103 @@ def test_a_second_trainer_in_this_process_is_told_another_trainer_holds_the_dire
                      "another directory (Trainer.fit: out; graphc train: --out)"]
     assert str(os.getpid()) not in tried[0]
     assert second.step == 0 and checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 3
+
+_PROBE = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR)\n"
+          "try:\n    fcntl.{how}(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+          "except OSError:\n    print('held', flush=True)\n    sys.exit()\n"
+          "os.write(fd, b'%d\\n' % os.getpid()); print('taken', flush=True); {then}\n")
+
+
+def _other_process(run, how="lockf", then="pass"):
+    """Another process taking RUN's lock (`how`: lockf, as graphc does now, or flock, as a
+    graphc before session 43 did) and doing `then` while it holds it."""
+    return subprocess.Popen([sys.executable, "-c", _PROBE.format(how=how, then=then),
+                             os.path.join(run, LOCK_NAME)], stdout=subprocess.PIPE, text=True)
+
+
+def test_a_lock_let_go_by_reading_the_lock_file_is_taken_again_at_the_next_save(tmp_path):
+    """r4: a record lock is let go by this process's close of any descriptor of the file, so
+    a user's code reading or copying the run directory during fit (a backup in a callback)
+    silently freed it, and another run could take the directory and both write the
+    checkpoint. fit takes it again before each save: silently where it is free."""
+    import shutil
+    run, x, seen = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
+
+    def batches(rng):  # the user's code, at each step: it backs the directory up
+        if os.path.exists(os.path.join(run, "checkpoint.npz")) and len(seen) < 2:
+            other = _other_process(run)  # after the last save: held
+            seen.append(other.stdout.readline().strip())
+            other.wait()
+            shutil.copytree(run, str(tmp_path / f"backup{len(seen)}"))
+        return (x,)
+    import graphc as gc
+    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
+                         steps=3, eval_every=1)
+    trainer.fit(run, progress=False)
+    assert seen == ["held", "held"]  # the copy after the first save freed it: retaken
+    assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 3
+    assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+def test_fit_writes_nothing_into_a_directory_another_run_took_after_this_one_let_go(
+        tmp_path):
+    """r4: after the user's code freed the lock (a read of the lock file), another run took
+    the directory: the next save is refused in one line naming the directory and that
+    run's pid, and the checkpoint on disk is the one saved before."""
+    import graphc as gc
+    run, x, others = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
+
+    def batches(rng):
+        if os.path.exists(os.path.join(run, "checkpoint.npz")) and not others:
+            open(os.path.join(run, LOCK_NAME)).read()  # frees this process's lock
+            others.append(_other_process(run, then="time.sleep(60)"))
+            assert others[0].stdout.readline() == "taken\n"
+        return (x,)
+    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
+                         steps=3, eval_every=1)
+    try:
+        with pytest.raises(GraphcError) as caught:
+            trainer.fit(run, progress=False)
+        pid = others[0].pid
+    finally:
+        for other in others:
+            other.kill()
+            other.wait()
+    assert str(caught.value) == (
+        f"{run} has been taken by another training run (process {pid}) while this one held "
+        f"it: this process closed a descriptor of its {LOCK_NAME} (reading or copying the "
+        "directory does), which let go of the lock; nothing more is written into it: write "
+        "into another directory (Trainer.fit: out; graphc train: --out)")
+    assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 1
+    assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{pid}\n"
+
+
+def test_a_graphc_before_session_43_and_a_newer_one_exclude_each_other(tmp_path):
+    """r4: a graphc before session 43 held the directory with an exclusive flock, which
+    Linux keeps apart from a record lock: each took a directory the other held. The newer
+    one takes a shared flock too."""
+    run = str(tmp_path / "run")
+    os.makedirs(run)
+    (tmp_path / "run" / LOCK_NAME).write_text("")
+    old = _other_process(run, how="flock", then="time.sleep(60)")
+    try:
+        assert old.stdout.readline() == "taken\n"
+        with pytest.raises(GraphcError) as caught:
+            with exclusive_directory(run, "training run"):
+                pass
+    finally:
+        old.kill()
+        old.wait()
+    assert str(caught.value) == (f"{run} is in use by another training run (process "
+                                 f"{old.pid}); wait for it to end, or write into another "
+                                 "directory (graphc train: --out)")
+    with exclusive_directory(run, "training run"):
+        older = _other_process(run, how="flock")
+        assert older.stdout.readline() == "held\n"
+        older.wait()
+
 
 def test_fit_does_not_replace_a_checkpoint_another_run_wrote_after_the_resume(tmp_path):
     """Trainer.resume read OUT/checkpoint.npz, and fit() took OUT's lock only after the step
