@@ -390,22 +390,46 @@ def handshake(**facts) -> None:
 
 def _fact_text(facts: dict) -> str:
     """The handshake's JSON text of `facts`, keys sorted at every level (the same text on
-    ranks whose dicts were filled in another order), a value JSON has no type for as its
-    str() (np.float32(0.1) as "0.1", a Path as its name); or "!" and the line that refuses
-    the fact JSON cannot hold. Keys are sorted as JSON's own text ("1", not 1): sort_keys
+    ranks whose dicts were filled in another order), a numpy scalar as its Python value (as
+    checkpoint.json_header stores it: [np.int64(3)] and [3] are one fact), another value JSON
+    has no type for as its str() (a Path as its name); or "!" and the line that refuses the
+    fact JSON cannot hold. Keys are sorted as JSON's own text ("1", not 1): sort_keys
     compared them as given, and a dict whose keys mix ints and strs (a checkpoint_meta one
     process takes) was a raw "'<' not supported between instances of 'str' and 'int'"."""
     try:
-        return json.dumps(json.loads(json.dumps(facts, default=str)), sort_keys=True)
+        return json.dumps(_as_json(facts), sort_keys=True)
     except (TypeError, ValueError):  # a key of another type (a tuple), a circular value
         for name, value in facts.items():  # the fact, by its name (the caller's argument)
             try:
-                json.dumps(value, default=str)
+                _as_json(value)
             except (TypeError, ValueError) as exc:
                 return (f"!distributed.handshake: {name} cannot be compared across ranks "
                         f"({exc}); give JSON values: str, int, float, bool, None, and lists "
                         "and dicts of them with str, int, float, bool or None keys")
         raise
+
+
+def _as_json(value):
+    """`value` as another rank reads it back from its JSON text."""
+    return json.loads(json.dumps(value, default=_plain), object_pairs_hook=_one_per_key)
+
+
+def _plain(value):
+    """json's default for the handshake: a numpy scalar as its Python value (its text,
+    "3", differed from the 3 of a rank holding a Python int), anything else as its str()."""
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+def _one_per_key(pairs) -> dict:
+    """A dict read from JSON text, refusing keys its text holds twice: 1 and "1" of one dict
+    are one key in JSON, and the one kept last hid the other's value (two ranks differing
+    only there agreed)."""
+    read = dict(pairs)
+    if len(read) < len(pairs):
+        twice = next(k for k in read if sum(k == other for other, _ in pairs) > 1)
+        raise ValueError(f"two keys of one dict are both {json.dumps(twice)} in JSON text, "
+                         "where 1 and '1' are one key")
+    return read
 
 
 def _first_difference(a, b, path=""):

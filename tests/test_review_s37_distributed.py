@@ -512,6 +512,47 @@ def test_a_handshake_fact_json_cannot_hold_is_one_line_naming_it(fact, said):
         "float, bool or None keys")
 
 
+def test_keys_json_writes_alike_are_refused_not_merged():
+    """r4: keys 1 and "1" of one dict are one key in JSON text, and the handshake's round
+    trip kept the last one: two ranks whose facts differed only in the other's value
+    agreed. Refused in one line now, naming the fact."""
+    for fact in ({1: "rank 0's", "1": "same"}, {"run": [{True: 1, "true": 2}]}):
+        with pytest.raises(gc.GraphcError) as caught:
+            dist.handshake(config=fact)
+        key = "1" if 1 in fact else "true"
+        assert str(caught.value) == (
+            f'distributed.handshake: config cannot be compared across ranks (two keys of one '
+            f'dict are both "{key}" in JSON text, where 1 and \'1\' are one key); give JSON '
+            "values: str, int, float, bool, None, and lists and dicts of them with str, int, "
+            "float, bool or None keys")
+    assert dist._fact_text({"config": {1: "a", "2": "b"}}) == '{"config": {"1": "a", "2": "b"}}'
+
+
+def test_a_numpy_scalar_in_a_fact_is_its_number_as_the_checkpoint_header_stores_it(
+        tmp_path):
+    """r4: the handshake wrote a numpy scalar JSON has no type for as its str(): meta
+    {"sizes": [np.int64(3)]} on one rank and [3] on another were refused ("rank 0 has [3],
+    rank 1 has ["3"]"), where the checkpoint header stores both as 3. It is its Python value
+    now, as the header's; a value that differs still differs."""
+    assert dist._fact_text({"s": {"sizes": [3], "on": True, "lr": 0.5}}) == dist._fact_text(
+        {"s": {"sizes": [np.int64(3)], "on": np.bool_(True), "lr": np.float32(0.5)}}) == \
+        '{"s": {"lr": 0.5, "on": true, "sizes": [3]}}'
+    assert dist._fact_text({"lr": [np.float32(0.1)]}) == '{"lr": [0.10000000149011612]}'
+    code, output = run_two_ranks(tmp_path, """
+        dist.handshake(settings={"sizes": [3] if r == 0 else [np.int64(3)]})
+        print(f"rank {r} agreed", flush=True)
+        try:
+            dist.handshake(settings={"sizes": [3] if r == 0 else [np.int64(4)]})
+        except gc.GraphcError as exc:
+            print(f"rank {r} | {exc}", flush=True)
+    """)
+    assert code == 0, output
+    for r in range(2):
+        assert f"rank {r} agreed" in output, output
+        assert (f"rank {r} | ranks disagree on settings.sizes: rank 0 has [3], rank 1 has "
+                "[4]") in output, output
+
+
 def test_a_handshake_fact_one_rank_cannot_send_is_refused_on_every_rank(tmp_path):
     """Only rank 1 holds the fact JSON cannot hold: rank 1 alone raising left rank 0 in the
     allgather; every rank raises its line."""
