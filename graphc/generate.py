@@ -263,7 +263,9 @@ class Generator:
         eos_token_ids (a GPT-2 checkpoint's eos_token_id; none for graphc's own GPT), or an
         id or a list of ids; () never stops. `min_new_tokens`, as transformers': no stop
         token is chosen among a row's first that many tokens (None: the model's, a GPT-2
-        directory's min_new_tokens; 0 for graphc's own GPT)."""
+        directory's min_new_tokens; 0 for graphc's own GPT); model.min_length (a GPT-2
+        directory's min_length) bars them too while the rows, the longest prompt included,
+        are shorter, as transformers' min_length, unless min_new_tokens is given."""
         steps = self.stream(prompts, tokens, temperature, top_k, top_p, seed, stop_tokens,
                             min_new_tokens)
         out = [[] for _ in prompts]  # (after stream() has checked the prompts)
@@ -290,16 +292,22 @@ class Generator:
             raise ValueError(f"tokens must be >= 0 (0: none), got {count}")
         tokens = count
         stop = self._stop_tokens(stop_tokens)
-        least = self.model.min_new_tokens if min_new_tokens is None else \
-            _whole_setting(min_new_tokens)
-        if least is None or least < 0:  # (transformers: "must be a non-negative integer")
-            raise ValueError(f"min_new_tokens must be a whole number >= 0, got "
-                             f"{reprlib.repr(min_new_tokens)}")
+        # the model's are checked as the argument is: one set by hand (-1, "3", 2.5) was
+        # "got None", a raw TypeError or taken
+        least = _at_least_0(self.model.min_new_tokens, "model.min_new_tokens") \
+            if min_new_tokens is None else _at_least_0(min_new_tokens, "min_new_tokens")
+        shortest = _at_least_0(self.model.min_length, "model.min_length")
         rng = np.random.default_rng(seed)
         if tokens <= 0:
             self._windows(prompts)  # checked as start() checks them (none run)
             return iter(())
         logits = self.start(prompts)
+        # transformers' min_length counts the rows' length, prompt included, and its rows are
+        # left-padded to the longest prompt: the same first steps barred in every row. A
+        # min_new_tokens given replaces it, as transformers' (which sets min_length to it
+        # plus the prompt's length)
+        if min_new_tokens is None:
+            least = max(least, shortest - max(len(p) for p in prompts))
         return self._stream(logits, tokens, temperature, top_k, top_p, rng, self._calls,
                             stop, least)
 
@@ -348,6 +356,15 @@ class Generator:
                                      "time per Generator)")
                 logits = self.advance(latest)
                 own_call = self._calls
+
+
+def _at_least_0(value, name: str) -> int:
+    """A count setting (min_new_tokens) as an int by _whole_setting's rule, >= 0, or one
+    ValueError naming `name`, as transformers' "must be a non-negative integer"."""
+    whole = _whole_setting(value)
+    if whole is None or whole < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {reprlib.repr(value)}")
+    return whole
 
 
 def _whole_setting(value) -> int | None:

@@ -292,3 +292,67 @@ def test_min_new_tokens_bars_the_eos_as_transformers_does(tmp_path):
         gpt2.load_gpt2(str(tmp_path))
     assert str(info.value).startswith(f"{tmp_path / gpt2.GENERATION_CONFIG_FILE}: key "
                                       "'min_new_tokens' has a bad value '4'")
+
+
+def test_min_length_bars_the_eos_as_transformers_does(tmp_path):
+    """r4: generation_config.json's min_length (transformers' MinLengthLogitsProcessor: no
+    eos while a row, prompt included, is shorter) was silently ignored: graphc's row was
+    [eos] where transformers' went on to 7 tokens. load_gpt2 reads it as model.min_length;
+    with left-padded rows of 3, 2 and 5 tokens the greedy rows are transformers', alone and
+    with min_new_tokens (each bars the eos while it holds)."""
+    need_transformers()
+    import torch
+    from transformers import GPT2LMHeadModel
+    save_random_gpt2(tmp_path)
+    prompts = [[5, 7, 9], [11, 3], [42, 17, 8, 250, 6]]
+
+    def reference(**settings):  # each row's new tokens up to and including its eos
+        model = GPT2LMHeadModel.from_pretrained(str(tmp_path)).eval()
+        L = max(map(len, prompts))
+        ids = torch.tensor([[0] * (L - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in prompts])
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False,
+                                 pad_token_id=299, **settings)[:, L:].tolist()
+        eos = set(model.generation_config.eos_token_id or ())
+        return [next((row[:i + 1] for i, t in enumerate(row) if t in eos), row) for row in out]
+
+    rewrite_generation_config(tmp_path, eos_token_id=None)
+    free = reference()
+    eos = [free[0][0], free[1][1]]  # row 0 ends at its first token, row 1 at its second
+    rewrite_generation_config(tmp_path, eos_token_id=eos)
+    unbarred = reference()
+    assert [len(row) for row in unbarred[:2]] == [1, 2]
+    # (min_length, the file's min_new_tokens, the argument's, barred as unbarred): a
+    # min_new_tokens given, in the file or as the argument, 0 too, replaces min_length
+    for min_length, in_file, given, same in ((9, ..., None, False), (7, ..., None, False),
+                                              (9, 0, None, True), (9, 1, None, False),
+                                              (7, ..., 0, True), (9, ..., 2, False)):
+        rewrite_generation_config(tmp_path, eos_token_id=eos, min_length=min_length,
+                                  min_new_tokens=in_file)
+        model, params = gpt2.load_gpt2(str(tmp_path))
+        settings = {} if given is None else {"min_new_tokens": given}
+        want = reference(**settings)
+        assert (want == unbarred) == same, (min_length, in_file, given)
+        got = Generator(model, params).generate(prompts, 10, temperature=0, **settings)
+        assert got == want, (min_length, in_file, given)
+    assert model.min_length == 9
+    rewrite_generation_config(tmp_path, min_length=-2, min_new_tokens=...)
+    with pytest.raises(GraphcError) as info:
+        gpt2.load_gpt2(str(tmp_path))
+    assert str(info.value).startswith(f"{tmp_path / gpt2.GENERATION_CONFIG_FILE}: key "
+                                      "'min_length' has a bad value -2")
+
+
+@pytest.mark.parametrize("name", ["min_new_tokens", "min_length"])
+@pytest.mark.parametrize("value", [-1, "3", 2.5, True])
+def test_a_models_min_new_tokens_set_by_hand_is_checked_as_the_argument_is(name, value):
+    """r4: model.min_new_tokens set by hand was not checked as generate's argument is: -1
+    said "got None", "3" was a raw TypeError, 2.5 was taken. One line naming it now."""
+    model, params = small_model()
+    setattr(model, name, value)
+    with pytest.raises(ValueError) as info:
+        Generator(model, params).generate([[1, 2]], 3, temperature=0)
+    assert str(info.value) == f"model.{name} must be a whole number >= 0, got {value!r}"
+    setattr(model, name, np.int64(2))  # as the argument takes it
+    assert len(Generator(model, params).generate([[1, 2]], 3, temperature=0)[0]) == 3

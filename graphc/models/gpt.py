@@ -161,6 +161,9 @@ class GPT(nn.Module):
     # the new tokens a row has before its eos may come (transformers' min_new_tokens): a
     # GPT-2 directory's (load_gpt2 sets it), 0 for graphc's own
     min_new_tokens: int = 0
+    # the same as transformers' min_length, which counts the prompt's tokens too: no eos
+    # while the (left-padded) rows are shorter than it; a GPT-2 directory's, 0 for graphc's
+    min_length: int = 0
 
     def __init__(self, cfg: GPTConfig, seed: int = 0):
         cfg.validate()

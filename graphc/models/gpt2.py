@@ -164,16 +164,17 @@ def eos_token_ids(directory: str, config: dict, vocab_size: int) -> tuple[int, .
     return tuple(i for i in ids if 0 <= i < vocab_size)
 
 
-def min_new_tokens(directory: str, config: dict) -> int:
-    """The directory's min_new_tokens, read from the file eos_token_ids reads (missing or
-    null: 0): transformers' generate chooses no eos among a row's first that many tokens."""
+def min_new_tokens(directory: str, config: dict, key: str = "min_new_tokens") -> int:
+    """The directory's min_new_tokens (or `key`: min_length, the same counting the prompt's
+    tokens), read from the file eos_token_ids reads (missing or null: 0): transformers'
+    generate chooses no eos among a row's first that many tokens."""
     path, config = _generation_settings(directory, config)
-    value = config.get("min_new_tokens")
+    value = config.get(key)
     if value is None:
         return 0
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _config_error(path, f"key 'min_new_tokens' has a bad value {value!r} (expected "
-                            "a whole number >= 0)")
+        raise _config_error(path, f"key {key!r} has a bad value {value!r} (expected a whole "
+                            "number >= 0)")
     return value
 
 
@@ -195,6 +196,9 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     cfg, raw = read_config(directory, dtype)
     eos = eos_token_ids(directory, raw, cfg.vocab_size)
     least = min_new_tokens(directory, raw)
+    # transformers' min_new_tokens, when set (0 too), replaces min_length: then it has none
+    has_least = _generation_settings(directory, raw)[1].get("min_new_tokens") is not None
+    shortest = 0 if has_least else min_new_tokens(directory, raw, "min_length")
     path = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.isfile(path):
         if os.path.isfile(os.path.join(directory, SHARDED_INDEX_FILE)):
@@ -288,6 +292,7 @@ def load_gpt2(directory: str, dtype: str = "float32") -> tuple[GPT, dict]:
     model.load_state_dict(params)
     model.eos_token_ids = eos  # where a Generator stops each row, unless told otherwise
     model.min_new_tokens = least  # and how many tokens each row has before it may stop
+    model.min_length = shortest  # (the same, prompt included)
     return model, params
 
 
