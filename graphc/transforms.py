@@ -775,9 +775,17 @@ def _check_weak_ints(leaves, limits):
         info = np.iinfo(dtype)
         if span is None or info.min <= span[0] and span[1] <= info.max:
             continue
+        if span[0] != span[1]:  # a where on the way: (the same where used twice picks once)
+            span = weak.branch_range(node, values)
+            if info.min <= span[0] and span[1] <= info.max:
+                continue
         value = span[1] if span[1] > info.max else span[0]
         read = _inputs_read(node, values)
-        if span[0] != span[1]:  # (either branch of a where, whichever its condition picks)
+        if max(-span[0], span[1]) >= weak.HUGE[1]:  # from a power too big to compute
+            names = " from " + ", ".join(n.attrs["name"] for n in read) if read else ""
+            what = (f"a number of more than 256 bits (an int power, 2 ** k with k = 1000, or "
+                    f"what is computed from one), computed{names},")
+        elif span[0] != span[1]:  # (either branch of a where, whichever its condition picks)
             names = "from " + ", ".join(n.attrs["name"] for n in read) + " " if read else ""
             what = (f"{value}, computed {names}with a gc.where (each branch is checked, as "
                     "jax.jit checks them),")

@@ -12,6 +12,8 @@ Graph.process calls `adopt`; a graph keeps its weak nodes' ids in `weak_ids`.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from .errors import GraphcError
@@ -185,7 +187,7 @@ _EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a,
           "remainder": lambda a, b: a % b if b else 0}
 
 
-def exact_range(node, inputs: dict, known: dict | None = None):
+def exact_range(node, inputs: dict, known: dict | None = None, picks: dict | None = None):
     """(lo, hi): the least and greatest Python int that weak integer `node` may stand for,
     given {input node: int}; lo == hi (the exact value) unless a gc.where of weak ints is
     on the way (where(n > 5, 2**40, 1) + 1): a call cannot tell which value its condition
@@ -196,7 +198,8 @@ def exact_range(node, inputs: dict, known: dict | None = None):
     the graph's own int64 arithmetic decides). `known`: what is found so far (shared between
     calls, so that a value used twice is computed once): an int where exact, as it mostly
     is (a per-call path: no tuples then), else a (lo, hi) tuple. Iterative: a chain of
-    thousands of `k = k + 1` neither recurses nor repeats work."""
+    thousands of `k = k + 1` neither recurses nor repeats work. `picks`: {where node: the
+    index of the input it takes (1 or 2)}, for branch_range."""
     known = {} if known is None else known
     stack = [node]
     while stack:
@@ -223,7 +226,8 @@ def exact_range(node, inputs: dict, known: dict | None = None):
         elif n.dtype.kind not in "iu" or (n.op not in _EXACT and n.op != "where"):
             known[n] = None
         else:
-            operands = n.inputs[1:3] if n.op == "where" else n.inputs  # (not the condition)
+            operands = n.inputs if n.op != "where" else n.inputs[1:3] if picks is None \
+                else (n.inputs[picks[n]],) if n in picks else n.inputs[1:3]  # (not the condition)
             missing = [x for x in operands if x not in known]
             if missing:
                 stack.extend(missing)
@@ -257,9 +261,34 @@ def _range(op, values):
         divisors = [y for y in (c, min(d, -1), max(c, 1), d) if y and c <= y <= d]
         values = [x // y for x in (a, b) for y in divisors] + [0] * (c <= 0 <= d)
     else:  # remainder: between 0 and the divisor (exclusive); by 0, 0
-        (c, d) = spans[1]
-        return min(0, c + 1), max(0, d - 1)
+        (a, b), (c, d) = spans
+        if 0 <= a and b < c or b <= 0 and d < a:  # |dividend| < |divisor|, one sign: the dividend
+            return a, b
+        lo, hi = min(0, c + 1), max(0, d - 1)
+        # x % y lies between x and 0, or has y's sign: no farther from 0 than x of one sign
+        # (0 % where(n > 0, k, 2) is 0, where(n > 0, 5, 6) % 2**40 5 or 6, whatever k is)
+        return (max(lo, a) if b <= 0 else lo), (min(hi, b) if a >= 0 else hi)
     return min(values), max(values)
+
+
+def branch_range(node, inputs: dict, limit: int = 64):
+    """exact_range(node, inputs) taken as the hull of node's exact values over each way the
+    gc.wheres on the way may pick (at most `limit` ways, else exact_range's): exact_range
+    counts each use of a where apart, so `w - w` of w = where(n > 5, 2**40, 0) is
+    (-2**40, 2**40) there, 0 here, as a where picks one branch for all its uses. For a range
+    that does not fit (its cost only then)."""
+    known = {}
+    span = exact_range(node, inputs, known)
+    wheres = [n for n, value in known.items() if n.op == "where" and type(value) is tuple]
+    if span is None or not wheres or 2 ** len(wheres) > limit:
+        return span
+    lo = hi = None
+    for ways in itertools.product((1, 2), repeat=len(wheres)):
+        one = exact_range(node, inputs, {}, dict(zip(wheres, ways)))
+        if one is None:
+            return span
+        lo, hi = (one if lo is None else (min(lo, one[0]), max(hi, one[1])))
+    return lo, hi
 
 
 def _power_range(base, exponent):
@@ -270,15 +299,21 @@ def _power_range(base, exponent):
     base, exponent = [x if type(x) is tuple else (x, x) for x in (base, exponent)]
     # |b ** e| grows with |b| and with e >= 0 for |b| > 1; a negative e gives -1, 0 or 1
     top = _exact_power(max(abs(base[0]), abs(base[1]), 1), max(exponent[1], 0))
-    return None if top is None else (-top if base[0] < 0 else 0, top)
+    return top if type(top) is tuple else (-top if base[0] < 0 else 0, top)
+
+
+# the range a power of more than 256 bits stands for (it is not computed): out of every int
+# dtype's range, so that it is refused where it meets a tensor, as eager code refuses it;
+# of both signs, so that no arithmetic after it (2 ** k - 3 ** k) comes back into range
+HUGE = (-2**257, 2**257)
 
 
 def _exact_power(base: int, exponent: int):
     """base ** exponent as ir.ops.api.pow defines it for a traced exponent: Python's for one
-    >= 0 (None where it may have more than 256 bits: surely no fit, left to the graph's int64
-    arithmetic), truncated for a negative one (0, or +-1 for a base of +-1)."""
+    >= 0 (HUGE where it may have more than 256 bits), truncated for a negative one (0, or
+    +-1 for a base of +-1)."""
     if exponent < 0:
         return base if base in (1, -1) and exponent % 2 else int(base in (1, -1))
     if abs(base) > 1 and exponent * abs(base).bit_length() > 256:
-        return None
+        return HUGE
     return base ** exponent

@@ -121,6 +121,45 @@ def test_a_weak_where_is_checked_through_the_arithmetic_after_it():
     assert gc.compile(lambda x, k: x * 2 ** k)(i32, 30).tolist() == [0, 2**30, -2**31]
 
 
+
+def test_a_weak_int_range_is_refused_only_where_a_pick_of_its_wheres_does_not_fit():
+    # s43 r6 on 9c07b7b: a power of more than 256 bits counted as unknown, so it was not
+    # checked and wrapped to 0 (x * 2 ** k, k = 129; x * k ** k, k = 2**32, which the parent
+    # refused; 2 ** where(n > 0, k, 40) hid its chosen 2**40 too); remainder's bound was the
+    # divisor's alone, and a where used twice counted as two: fitting values were refused
+    i32 = np.arange(3, dtype=np.int32)
+    huge = r"^compiled function: a number of more than 256 bits \(an int power.*\), computed " \
+           "from k, does not fit in int32"
+    for k in (129, 1000):
+        with pytest.raises(GraphcError, match=huge):
+            gc.compile(lambda x, k: x * 2 ** k)(i32, k)
+    with pytest.raises(GraphcError, match=huge):
+        gc.compile(lambda x, k: x * k ** k)(i32, 2**32)
+    for k in (100, 1000):  # n = -1 picks 2**40, which does not fit either
+        with pytest.raises(GraphcError, match="^compiled function: .* does not fit in int32"):
+            gc.compile(lambda x, k, n: x * 2 ** gc.where(n > 0, k, 40))(i32, k, np.array(-1))
+    with pytest.raises(GraphcError, match=huge):  # no arithmetic after it comes back in range
+        gc.compile(lambda x, k: x + (2 ** k - 3 ** k))(i32, 1000)
+    # values that fit whichever branch the where picks run, with numpy's int32 values
+    rem = gc.compile(lambda v, k, n: v + 0 % gc.where(n > 0, k, 2))
+    assert rem(i32, 2**32, np.array(7)).tolist() == [0, 1, 2]
+    rem = gc.compile(lambda v, k, n: v + gc.where(n > 0, 5, 6) % k)
+    for n, r in ((7, 5), (-1, 6)):
+        out = rem(i32, 2**40, np.array(n))
+        assert out.dtype == np.int32 and out.tolist() == (i32 + r).tolist()
+    out = gc.compile(lambda v, k, n: v + 46341 % gc.where(n > 0, k, -1))(i32, -2**31, np.array(7))
+    assert out.tolist() == (i32 + np.int32(46341 % -2**31)).tolist()
+
+    def twice(v, n):
+        w = gc.where(n > 5, 2**40, 0)
+        return v + (w - w), v * ((w + 1) - w)
+    for n in (7, 3):
+        assert [o.tolist() for o in gc.compile(twice)(i32, np.array(n))] == [[0, 1, 2]] * 2
+    # the remainder's bound stays sound: a pick that does not fit is still refused
+    with pytest.raises(GraphcError, match="^compiled function: 2147483648, computed from k "
+                                          "with a gc.where"):
+        gc.compile(lambda v, k, n: v + gc.where(n > 0, k, 2**31) % 2**40)(i32, 5, np.array(7))
+
 def test_clip_bounds_passed_as_arguments():
     ints = np.arange(6, dtype=np.int32)
     assert gc.compile(gc.clip)(ints, 1, 3).tolist() == [1, 1, 2, 3, 3, 3]
