@@ -102,17 +102,11 @@ def _refuse_foreign(construct, what, value, leaves):
     `leaves` these are) where a leaf is another library's array (a torch.Tensor): its dtype
     met numpy deep inside, a bare TypeError "Cannot interpret 'torch.float32' as a data
     type". Arrays, tensors and numbers pass the first test, so a construct pays little."""
-    for x in leaves:
-        if isinstance(x, _OURS):
-            continue
-        name = foreign_array_name(x)
-        if name is not None:
-            raise GraphcError(f"{construct}: {what} {'is' if x is value else 'holds'} a {name}, "
-                              "another library's array; pass numpy arrays or gc tensors "
-                              "(x.numpy(), or np.asarray(x))", (user_location(),))
-
-
-_OURS = (np.ndarray, np.generic, Tensor, SymbolicValue, int, float)
+    x, name = _first_foreign(leaves)
+    if name is not None:
+        raise GraphcError(f"{construct}: {what} {'is' if x is value else 'holds'} a {name}, "
+                          "another library's array; pass numpy arrays or gc tensors "
+                          "(x.numpy(), or np.asarray(x))", (user_location(),))
 
 
 def _refuse_foreign_result(who, part, leaves):
@@ -120,14 +114,25 @@ def _refuse_foreign_result(who, part, leaves):
     `leaves` these are) holds another library's array: eagerly a torch carry or y met numpy
     as a bare "got a torch.Tensor" naming no function, and a cond's branch handed the torch
     result back as it was (traced, it is refused)."""
+    _, name = _first_foreign(leaves)
+    if name is not None:
+        raise GraphcError(f"{who} returns a {name}{part}, another library's array; "
+                          "return numpy arrays or gc tensors "
+                          "(x.numpy(), or np.asarray(x))", (user_location(),))
+
+
+_OURS = (np.ndarray, np.generic, Tensor, SymbolicValue, int, float)
+
+
+def _first_foreign(leaves) -> tuple:
+    """(the first of `leaves` that is another library's array, its type's name), else
+    (None, None)."""
     for x in leaves:
-        if isinstance(x, _OURS):
-            continue
-        name = foreign_array_name(x)
-        if name is not None:
-            raise GraphcError(f"{who} returns a {name}{part}, another library's array; "
-                              "return numpy arrays or gc tensors "
-                              "(x.numpy(), or np.asarray(x))", (user_location(),))
+        if not isinstance(x, _OURS):
+            name = foreign_array_name(x)
+            if name is not None:
+                return x, name
+    return None, None
 
 
 def _refuse_foreign_operands(construct, operands, leaves=None):

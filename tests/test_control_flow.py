@@ -674,13 +674,9 @@ def _unrolled_narrow(h, xs, w):
     return total + gc.sum(h)
 
 
-def test_an_eager_body_returning_a_torch_tensor_is_one_line_naming_the_function():
-    """An eager scan, fori_loop or while_loop body returning a torch carry (or scan ys, or a
-    map result) met numpy as a bare "got a torch.Tensor" naming no function; an eager cond
-    or switch handed the branch's torch result back as it was (traced, it is refused)."""
-    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
-    c0, xs = np.zeros(2, np.float32), np.ones((3, 2), np.float32)
-
+def _bodies_returning_torch(torch):
+    """Bodies of scan, fori_loop, cond, ... that return a torch tensor (and one that does
+    not), named as the refusals name them."""
     def carry_body(c, x):
         return torch.ones(2), c
 
@@ -695,8 +691,27 @@ def test_an_eager_body_returning_a_torch_tensor_is_one_line_naming_the_function(
 
     def plain(x):
         return x
+    return carry_body, ys_body, loop_body, branch, plain
 
-    tail = r" returns a torch\.Tensor{}, another library's array; return numpy arrays"
+
+def _assert_names_the_function(call, start, part):
+    """call() is refused in one line starting `start` (the construct and function) naming
+    where the function is defined, that it returns a torch tensor (`part`: in its carry...)."""
+    with pytest.raises(gc.GraphcError) as info:
+        call()
+    line = str(info.value).splitlines()[0]
+    assert re.match(re.escape(start) + r" \(defined at .*test_control_flow\.py:\d+\) "
+                    r"returns a torch\.Tensor" + re.escape(part) + r", another library's "
+                    r"array; return numpy arrays", line), line
+
+
+def test_an_eager_body_returning_a_torch_tensor_is_one_line_naming_the_function():
+    """An eager scan, fori_loop or while_loop body returning a torch carry (or scan ys, or a
+    map result) met numpy as a bare "got a torch.Tensor" naming no function; an eager cond
+    or switch handed the branch's torch result back as it was (traced, it is refused)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    c0, xs = np.zeros(2, np.float32), np.ones((3, 2), np.float32)
+    carry_body, ys_body, loop_body, branch, plain = _bodies_returning_torch(torch)
     for call, start, part in [
             (lambda: gc.scan(carry_body, c0, xs), "scan function carry_body", " in its carry"),
             (lambda: gc.scan(ys_body, c0, xs), "scan function ys_body", " in its ys"),
@@ -709,11 +724,7 @@ def test_an_eager_body_returning_a_torch_tensor_is_one_line_naming_the_function(
             (lambda: gc.switch(1, [plain, branch, plain], c0), "switch: branch 1 branch", ""),
             (lambda: gc.switch(2, [plain, plain, branch], c0), "switch: branch 2 branch", ""),
             (lambda: gc.map(branch, xs), "map: f branch", "")]:
-        with pytest.raises(gc.GraphcError) as info:
-            call()
-        line = str(info.value).splitlines()[0]
-        assert re.match(re.escape(start) + r" \(defined at .*test_control_flow\.py:\d+\)"
-                        + tail.format(part), line), line
+        _assert_names_the_function(call, start, part)
     # the branch not taken is not run eagerly, so a torch result there is not seen
     np.testing.assert_array_equal(np.asarray(gc.cond(True, plain, branch, c0)), c0)
 
@@ -726,23 +737,7 @@ def test_a_traced_body_returning_a_torch_tensor_is_the_eager_line_naming_the_fun
     torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
     c0, xs = np.zeros(2, np.float32), np.ones((3, 2), np.float32)
     rows = np.ones((4, 2), np.float32)
-
-    def carry_body(c, x):
-        return torch.ones(2), c
-
-    def ys_body(c, x):
-        return c + x, {"y": torch.ones(2)}
-
-    def loop_body(i, c):
-        return torch.ones(2)
-
-    def branch(x):
-        return torch.ones(2)
-
-    def plain(x):
-        return x
-
-    tail = r" returns a torch\.Tensor{}, another library's array; return numpy arrays"
+    carry_body, ys_body, loop_body, branch, plain = _bodies_returning_torch(torch)
     for call, start, part in [
             (lambda: gc.grad(lambda c: gc.sum(gc.scan(carry_body, c, xs)[0]))(c0),
              "scan function carry_body", " in its carry"),
@@ -760,11 +755,7 @@ def test_a_traced_body_returning_a_torch_tensor_is_the_eager_line_naming_the_fun
             (lambda: gc.compile(lambda c, i: gc.switch(i, [plain, branch], c))(c0, 1),
              "switch: branch 1 branch", ""),
             (lambda: gc.map(branch, xs, batch_size=2), "map: f branch", "")]:
-        with pytest.raises(gc.GraphcError) as info:
-            call()
-        line = str(info.value).splitlines()[0]
-        assert re.match(re.escape(start) + r" \(defined at .*test_control_flow\.py:\d+\)"
-                        + tail.format(part), line), line
+        _assert_names_the_function(call, start, part)
     with pytest.raises(gc.GraphcError, match=r"^vmap\(branch\): output 0 is a torch\.Tensor, "
                                              "another library's array"):
         gc.vmap(branch)(xs)
