@@ -1272,6 +1272,24 @@ class Trainer:
         if self._lock is not None:
             self._lock[2]()
 
+    def _refuse_replacing_another_runs(self, ckpt) -> None:
+        """One line where checkpoint `ckpt`, which this trainer resumed or wrote, has been
+        written by another run since (which held the directory between: before fit, or
+        while this process had let go of its lock and that run took it, saved and left):
+        replacing it would lose that run's steps."""
+        now = ckpt and file_identity(ckpt)
+        if now and self._saved_to.get(os.path.realpath(ckpt), now) != now:
+            # one the user cannot read (chmod 000: EACCES) has no digest of its end, so it
+            # differs too: say that, not that another run wrote it
+            unreadable = read_error(ckpt)
+            if unreadable:
+                raise GraphcError(f"cannot read checkpoint {ckpt!r}: {unreadable}; fit() does "
+                                  "not replace a checkpoint it cannot check: make it readable, "
+                                  "or fit into another directory")
+            raise GraphcError(f"{ckpt} has been written by another run since this trainer "
+                              f"resumed (or saved) it; fit() does not replace it: resume it "
+                              f"again (trainer.resume({ckpt!r})) or fit into another directory")
+
     def _release(self) -> None:
         if self._lock is not None:
             self._lock[1].close()
@@ -1334,23 +1352,7 @@ class Trainer:
                     raise GraphcError(f"{ckpt} already exists, from another run; fit() does "
                                       f"not replace it: resume it first (trainer.resume("
                                       f"{ckpt!r})) or fit into another directory")
-                # one it resumed (or wrote) that another run has written since, between the
-                # resume and now, when that run held the directory: replacing it would lose
-                # that run's steps
-                now = ckpt and file_identity(ckpt)
-                if now and self._saved_to.get(os.path.realpath(ckpt), now) != now:
-                    # one the user cannot read (chmod 000: EACCES) has no digest of its end,
-                    # so it differs too: say that, not that another run wrote it
-                    unreadable = read_error(ckpt)
-                    if unreadable:
-                        raise GraphcError(f"cannot read checkpoint {ckpt!r}: {unreadable}; "
-                                          "fit() does not replace a checkpoint it cannot "
-                                          "check: make it readable, or fit into another "
-                                          "directory")
-                    raise GraphcError(f"{ckpt} has been written by another run since this "
-                                      f"trainer resumed (or saved) it; fit() does not replace "
-                                      f"it: resume it again (trainer.resume({ckpt!r})) or fit "
-                                      "into another directory")
+                self._refuse_replacing_another_runs(ckpt)
             self.mark_good()
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
@@ -1453,6 +1455,7 @@ class Trainer:
             self._diverged(what, ckpt, saved, log)
         if ckpt:
             self._hold_again()
+            self._refuse_replacing_another_runs(ckpt)  # (one that took the lock and left)
             self.save(ckpt)
         self.mark_good()
 

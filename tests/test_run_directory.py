@@ -591,3 +591,38 @@ def test_bench_outputs_in_a_missing_directory_are_refused_before_measuring(
     assert main(["bench", flag, str(target)]) == 2
     assert error_line(capsys) == (f"graphc: error: {flag} {target}: there is no directory "
                                   f"{tmp_path / 'missing'}")
+
+
+def test_fit_does_not_replace_a_checkpoint_another_run_saved_while_the_lock_was_let_go(tmp_path):
+    """(review r7) a user's callback read the lock file, which lets go of the POSIX lock;
+    another run took the directory, saved its steps and ended before this run's next save,
+    which took the free lock again and replaced that run's checkpoint. The save now refuses
+    as fit's start does: the file is not the one this trainer saved."""
+    import graphc as gc
+    run = str(tmp_path / "run")
+    other = f"""
+import sys, numpy as np; sys.path.insert(0, {os.getcwd()!r})
+import graphc as gc
+t = gc.Trainer(lambda p, b: gc.mean((b[0] @ p['w']) ** 2), {{'w': np.ones((4, 2), np.float32)}},
+               gc.optim.SGD(lr=0.01), lambda rng: (np.ones((3, 4), np.float32),), steps=50,
+               eval_every=50)
+t.resume({run!r} + '/checkpoint.npz'); t.steps = t.step + 40
+t.fit({run!r}, progress=False)
+"""
+    done = []
+
+    def batches(rng):
+        if os.path.exists(os.path.join(run, "checkpoint.npz")) and not done:
+            with open(os.path.join(run, LOCK_NAME)) as f:  # the user's code: lets go of it
+                f.read()
+            done.append(subprocess.run([sys.executable, "-c", other], capture_output=True,
+                                       text=True, timeout=300))
+        return (np.ones((3, 4), np.float32),)
+    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
+                         steps=3, eval_every=1)
+    with pytest.raises(GraphcError, match=r"checkpoint\.npz has been written by another run "
+                                          r"since this trainer resumed \(or saved\) it"):
+        trainer.fit(run, progress=False)
+    assert done and done[0].returncode == 0, done[0].stderr[-500:]
+    assert checkpoint.load_saved(os.path.join(run, "checkpoint.npz"))[1]["step"] == 41
