@@ -34,8 +34,8 @@ from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops import attention as _attention
 from ir.ops.registry import _STACK as _INTERPRETERS
-from ir.ops.registry import (SymbolicValue, foreign_array, refuse_array_container,
-                             unread_foreign_array)
+from ir.ops.registry import (SymbolicValue, foreign_array, foreign_array_name,
+                             refuse_array_container, unread_foreign_array)
 from ir.ops.resize import interpolate
 from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
@@ -124,7 +124,10 @@ def _state_array(name, value, dtype=None):
     """load_state_dict's array for `name` (cast to `dtype`: a copy), or one line saying why
     there is none (a ragged list, strings)."""
     try:
-        array = np.asarray(value)
+        # a torch tensor as graphc reads one (requiring grad, bfloat16: np.asarray refused)
+        array = _torch_array(value, f"load_state_dict: {name}") if not isinstance(
+            value, (np.ndarray, np.generic, Tensor)) and foreign_array_name(value) \
+            else np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise GraphcError(f"load_state_dict: {name} is not an array: "
                           f"{str(exc).splitlines()[0]}", (user_location(),)) from None

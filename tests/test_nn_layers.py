@@ -1140,3 +1140,24 @@ def test_running_statistics_in_an_integer_dtype_are_refused_naming_the_layer():
         want = make(torch.nn, torch.int64).train()(torch.tensor(x)).numpy()
         np.testing.assert_allclose(make(nn, "int64").train()(gc.tensor(x)).data, want,
                                    rtol=1e-6, atol=1e-12)
+
+
+def test_load_state_dict_reads_torch_tensors_as_graphcs_other_torch_readers():
+    """(review r7) Module.load_state_dict read torch tensors by np.asarray: one requiring
+    grad (dict(named_parameters())) was torch's raw RuntimeError, a bfloat16 one refused;
+    load_torch_state_dict and backward() read both. A conj() one is one line with torch's
+    reason."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    source = torch.nn.Linear(3, 3)
+    for state, dtype in [(dict(source.named_parameters()), torch.float32),
+                         ({k: v.detach().bfloat16() for k, v in source.state_dict().items()},
+                          torch.bfloat16)]:
+        model = nn.Linear(3, 3)
+        model.load_state_dict(state)
+        np.testing.assert_array_equal(
+            np.asarray(model.bias.numpy()),
+            source.bias.detach().to(dtype).float().numpy())
+    with pytest.raises(gc.GraphcError, match=r"^load_state_dict: weight, a torch\.Tensor, "
+                                             r"cannot be read: "):
+        nn.Linear(2, 2).load_state_dict({"weight": torch.ones(2, 2, dtype=torch.complex64)
+                                         .conj(), "bias": torch.zeros(2)})
