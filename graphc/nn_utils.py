@@ -83,7 +83,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     by min(1, max_norm / (total + 1e-6)), `total` the norm of all of them together (the
     norm_type-norm of their norms, any order torch's takes: inf the largest magnitude, -inf
     the smallest, 0 the count of nonzeros, a negative order's sum(|g|**p)**(1/p), NaN a NaN
-    total and factor), computed in float64. Returns `total`, a 0-d tensor of the gradients' dtype (float32 for float16 with
+    total and factor), computed in float64 (a total past the gradients' dtype is inf, as
+    torch's computed in that dtype). Returns `total`, a 0-d tensor of the gradients' dtype (float32 for float16 with
     bfloat16, as torch's; 0 when no parameter has a gradient). `foreach` is accepted and
     ignored."""
     max_norm = _float_setting("clip_grad_norm_: max_norm", max_norm)
@@ -106,6 +107,11 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     # each gradient's norm, then the norm of those, as torch's _get_total_norm
     total = float(_vector_norm(np.array([_vector_norm(g, norm_type) for g in grads]),
                                norm_type))
+    with np.errstate(over="ignore"):  # past the gradients' dtype (float16's 65504): inf,
+        # as torch's total computed in that dtype (error_if_nonfinite refuses it, and the
+        # gradients are scaled by max_norm / inf = 0, as torch scales them)
+        if math.isfinite(total) and not np.isfinite(np.asarray(total, dtype)):
+            total = math.inf
     if error_if_nonfinite and not math.isfinite(total):
         raise GraphcError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
                           f"gradients is {total}; error_if_nonfinite=False clips anyway",
@@ -113,8 +119,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     factor = min(max_norm / (total + 1e-6), 1.0)  # (NaN for a NaN total, as torch's clamp)
     for p in with_grad:
         _scale(p, factor)
-    with np.errstate(over="ignore"):  # (a float16 total past 65504 is inf, silently as torch's)
-        return Tensor(np.asarray(total, dtype))
+    return Tensor(np.asarray(total, dtype))
 
 
 def _vector_norm(x, p: float):

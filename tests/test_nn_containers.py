@@ -438,3 +438,12 @@ def test_clip_grad_norm_of_float16_gradients_past_their_range_is_silent():
         warnings.simplefilter("error")
         total = gc.nn.utils.clip_grad_norm_([p], 1.0)
     assert np.asarray(total.numpy()).dtype == np.float16 and np.isinf(np.asarray(total.numpy()))
+    # (review r8) as torch's total computed in float16: the gradients scaled by 0, and
+    # error_if_nonfinite refuses it (the float64 total was finite: scaled by 1e-5, no refusal)
+    np.testing.assert_array_equal(p.grad, [0.0, 0.0])
+    for grad, dtype in (([60000.0] * 4, np.float16), ([3e38, 3e38], np.float32)):
+        p = gc.Parameter(np.zeros(len(grad), dtype))
+        p.grad = np.array(grad, dtype)
+        with pytest.raises(gc.GraphcError, match=r"^clip_grad_norm_: the total norm of order "
+                                                 r"2\.0 of the gradients is inf"):
+            gc.nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
