@@ -433,7 +433,8 @@ def test_an_index_list_holding_tensors_is_still_numpys_fancy_index():
     np.testing.assert_array_equal(np.asarray(gc.tensor(x)[[gc.tensor(1), 2]]), x[[1, 2]])
     np.testing.assert_array_equal(np.asarray(gc.tensor(x)[[gc.tensor(i), gc.tensor(i)]]),
                                   x[[i, i]])
-    for f in (lambda x, k: x[[k, 2]], lambda x, k: x[[k]]):
+    for f in (lambda x, k: x[[k, 2]], lambda x, k: x[[k]], lambda x, k: x[[k, 2], 0],
+              lambda x, k: x[:, [k, 2]]):  # (r8: with other indices too)
         with pytest.raises(gc.GraphcError, match=r"^an index list holding traced values: stack "
                                                  r"it into one index array"):
             gc.compile(f)(x, 1)

@@ -862,13 +862,14 @@ def getitem(x, key):
     # a 0-d integer tensor is a run-time scalar index, not a gather: it takes the
     # dynamic_slice path below on every axis, the first included, so that it clamps there
     # as it does on the others (JAX: x[i] and x[:, i] both clamp a traced i)
+    if builtins.any(isinstance(k, (list, tuple)) and holds_values(k, traced_only=True)
+                    for k in key):
+        _fail("an index list holding traced values: stack it into one index array "
+              "(x[gc.stack([k, 2])])")
     if len(key) == 1 and not isinstance(key[0], (int, np.integer, slice, type(None),
                                                  type(Ellipsis))) \
             and not _is_scalar_index(key[0]):
         index = key[0]
-        if isinstance(index, (list, tuple)) and holds_values(index, traced_only=True):
-            _fail("an index list holding traced values: stack it into one index array "
-                  "(x[gc.stack([k, 2])])")
         if _dtype(index) == np.dtype("bool"):
             _fail("boolean-mask indexing has a data-dependent shape; use graphc.where")
         return take(x, index)
