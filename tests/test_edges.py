@@ -646,6 +646,15 @@ def test_a_shape_that_is_no_sequence_is_one_line():
     for shape in (range(2, 4), np.array([2, 3]), (d for d in (2, 3))):
         got = gc.ones(shape)
         assert got.shape == (2, 3) and got.numpy().tolist() == np.ones((2, 3)).tolist()
+    # a dict or a set was iterated (a dict's keys, a set's order) into a shape; torch and
+    # numpy refuse them
+    for shape in ({2: 0, 3: 0}, {2}, frozenset([2])):
+        with pytest.raises(TypeError):
+            torch.ones(shape)
+        for call in (lambda: gc.ones(shape), lambda: gc.full(shape, 2.0)):
+            with pytest.raises(GraphcError, match=r"^shape must be an int or a sequence of "
+                                                  rf"ints, got a {type(shape).__name__}: "):
+                call()
 
 @pytest.mark.parametrize("size", [3, np.int64(3), np.int32(3), np.array(3)])
 def test_a_number_is_a_shape_of_spec(size):

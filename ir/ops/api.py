@@ -2463,6 +2463,9 @@ def _shape_argument(shape) -> tuple:
         return tuple(as_dim(d) for d in shape)
     if isinstance(shape, str):  # (iterated, "12" was the shape (1, 2))
         _fail(f"a size must be an int, got {shape!r}")
+    if isinstance(shape, (dict, set, frozenset)):  # (iterated: a dict's keys, a set's order)
+        _fail(f"shape must be an int or a sequence of ints, got a {type(shape).__name__}: "
+              f"{shape!r}"[:200])
     if isinstance(shape, (numbers.Number, np.generic, Dim)) or \
             getattr(shape, "shape", None) == ():
         return (as_dim(shape),)
