@@ -996,6 +996,10 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
     """An eager tensor holding a copy of `data`, as torch.tensor and jnp.array: one that
     wrapped the caller's array changed with it (`a[0] = 5`, or a batch buffer refilled), the
     values a tape saved for backward() too. `name` labels it in reprs and graphc.draw."""
+    if isinstance(data, (str, bytes)):  # (as torch's "invalid data type 'str'"; numpy read
+        # "1e20" into an int dtype as a raw ValueError, and "abc" as a <U3 array)
+        raise GraphcError(f"tensor: data must be numbers, got a {type(data).__name__}: "
+                          f"{data!r}"[:200], (user_location(),))
     if dtype is None:  # (complex data keeps its dtype: refused by Tensor as no dtype of ours)
         # an np.longdouble scalar is a float64 number, as ops lift one (ir.ops.api._dtype;
         # its float128 is no dtype of ours), alone or in a list; a longdouble array keeps
@@ -1017,6 +1021,9 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
             shown = _not_fitting(data, dtype) or "a number"  # (a tensor among the list)
             raise GraphcError(f"tensor: data holds {shown}, which does not fit in dtype "
                               f"{dtype}{_range_of(dtype)}", (user_location(),)) from None
+        except ValueError as exc:  # (strings in a list: "invalid literal for int()")
+            raise GraphcError(f"tensor: data cannot be read as {dtype} numbers: "
+                              f"{str(exc).splitlines()[0]}", (user_location(),)) from None
     return Tensor(data, requires_grad=requires_grad, name=name)
 
 

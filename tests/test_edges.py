@@ -695,3 +695,18 @@ def test_axes_and_sizes_may_be_ranges_or_arrays_and_indices_empty():
     assert np.asarray(gc.take(x, [])).shape == (0, 4)
     with pytest.raises(GraphcError, match="does not fit in int64"):
         gc.take(x, 2 ** 70)
+
+
+def test_gc_tensor_of_a_string_or_a_ragged_list_is_one_line():
+    """gc.tensor("1e20", dtype="int32") was numpy's raw ValueError (invalid literal for
+    int()), gc.tensor("abc") said "dtype <U3 is not supported", a ragged list with a dtype
+    numpy's raw ValueError; torch refuses a str ("invalid data type 'str'")."""
+    with pytest.raises(TypeError):
+        torch.tensor("1e20", dtype=torch.int32)
+    for data, dtype in (("1e20", "int32"), ("abc", None), (b"ab", None)):
+        with pytest.raises(GraphcError, match=rf"^tensor: data must be numbers, got a "
+                                              rf"{type(data).__name__}: "):
+            gc.tensor(data, dtype=dtype)
+    with pytest.raises(GraphcError, match=r"^tensor: data cannot be read as float32 numbers: "
+                                          r"setting an array element with a sequence"):
+        gc.tensor([[1, 2], [3]], dtype="float32")
