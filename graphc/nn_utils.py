@@ -96,13 +96,14 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     grads = [np.asarray(p.grad.data if isinstance(p.grad, Tensor) else p.grad)
              for p in with_grad]
     dtype = result_dtype(*[g.dtype for g in grads])  # (float16 with bfloat16: float32)
-    if norm_type < 0:  # (-inf too; not NaN)
+    if norm_type < 0 or norm_type == math.inf:  # (-inf too; not NaN)
         empty = next((g.shape for g in grads if g.size == 0), None)
-        if empty is not None:  # a negative order's norm of nothing has no value: torch's
+        if empty is not None:  # a negative or infinite order's norm of nothing has no
+            # value (no identity): torch's refusal
             raise GraphcError(f"clip_grad_norm_: norm_type={norm_type} has no norm of an "
                               f"empty gradient (a parameter of shape {empty}), as torch "
-                              "refuses it: set that parameter's .grad to None or use "
-                              "norm_type >= 0", (user_location(),))
+                              "refuses it: set that parameter's .grad to None or use a "
+                              "finite norm_type >= 0", (user_location(),))
     grads = [g.astype(np.float64) for g in grads]
     # each gradient's norm, then the norm of those, as torch's _get_total_norm
     total = float(_vector_norm(np.array([_vector_norm(g, norm_type) for g in grads]),
@@ -127,7 +128,7 @@ def _vector_norm(x, p: float):
     refused p <= 0 and NaN, which torch computes. A NaN in x is kept (np.max and np.min
     propagate it, as torch's); an empty x is the identity of max (0) or min (inf), where
     torch refuses the +-inf norm of an empty tensor (clip_grad_norm_ refuses an empty
-    gradient's norm of a negative order, -inf included, before this, as torch does)."""
+    gradient's norm of a negative or infinite order before this, as torch does)."""
     a = np.abs(x)
     if p == math.inf:
         return a.max(initial=0.0)

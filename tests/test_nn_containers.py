@@ -293,7 +293,7 @@ def test_clip_grad_norm_of_a_negative_order_is_silent_and_refuses_an_empty_gradi
         assert float(total.data) == float(expected)
         for p, t in zip(mine, theirs):
             np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12, atol=0)
-    for norm_type in (-1.0, -0.5, -math.inf):
+    for norm_type in (-1.0, -0.5, -math.inf, math.inf):  # (+inf too: no identity either)
         mine, theirs = pair([np.zeros(0), [2.0, 5.0]])
         with pytest.raises(RuntimeError, match="on an empty tensor"):
             torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type=norm_type)
@@ -302,7 +302,7 @@ def test_clip_grad_norm_of_a_negative_order_is_silent_and_refuses_an_empty_gradi
         line, where = str(info.value).splitlines()
         assert line == (f"clip_grad_norm_: norm_type={norm_type} has no norm of an empty "
                         "gradient (a parameter of shape (0,)), as torch refuses it: set that "
-                        "parameter's .grad to None or use norm_type >= 0")
+                        "parameter's .grad to None or use a finite norm_type >= 0")
         assert "test_nn_containers.py" in where
         assert mine[1].grad.tolist() == [2.0, 5.0]  # (nothing scaled)
     for norm_type in (0.0, 2.0):  # (orders >= 0: the empty one's norm is 0, as torch's)
