@@ -34,8 +34,8 @@ from ir.graph import current_graph, scope
 from ir.ops import api as F
 from ir.ops import attention as _attention
 from ir.ops.registry import _STACK as _INTERPRETERS
-from ir.ops.registry import (SymbolicValue, foreign_array, foreign_array_name,
-                             refuse_array_container, unread_foreign_array)
+from ir.ops.registry import (SymbolicValue, foreign_array_name, read_foreign_array,
+                             refuse_array_container)
 from ir.ops.resize import interpolate
 from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
@@ -125,8 +125,9 @@ def _state_array(name, value, dtype=None):
     there is none (a ragged list, strings)."""
     try:
         # a torch tensor as graphc reads one (requiring grad, bfloat16: np.asarray refused)
-        array = _torch_array(value, f"load_state_dict: {name}") if not isinstance(
-            value, (np.ndarray, np.generic, Tensor)) and foreign_array_name(value) \
+        foreign = not isinstance(value, (np.ndarray, np.generic, Tensor)) and \
+            foreign_array_name(value) is not None
+        array = read_foreign_array(value, f"load_state_dict: {name}") if foreign \
             else np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise GraphcError(f"load_state_dict: {name} is not an array: "
@@ -366,17 +367,6 @@ def _refuse_as_child(what, value):
     why = "a gc.compile'd module that holds this one: a child there would make a cycle" \
         if _compiled_module(value) is not None else f"a {type(value).__name__}, not a Module"
     raise GraphcError(f"{what} is {why}", (user_location(),))
-
-
-def _torch_array(value, what):
-    """A torch tensor `value` as graphc reads another library's array (foreign_array: one
-    that requires grad, a bfloat16 or float8 one too); `what` and the reason in one line
-    where it holds nothing numpy can read (a meta or sparse tensor, int4)."""
-    read = foreign_array(value)
-    if read is None:
-        raise GraphcError(f"{what}, a {type(value).__module__}.{type(value).__qualname__}, "
-                          f"{unread_foreign_array(value)}", (user_location(),))
-    return read
 
 
 def _submodule(owner, name, value):
@@ -1074,7 +1064,7 @@ class Module:
             # compiled child is registered as the module itself (`body.weight`)
             name = ".".join(part for part in name.split(".") if part != "_orig_mod")
             if hasattr(value, "detach"):  # a torch tensor (bfloat16, float8 into ml_dtypes')
-                value = _torch_array(value, f"load_torch_state_dict: {name}")
+                value = read_foreign_array(value, f"load_torch_state_dict: {name}")
             value = np.asarray(value)
             owner = owners.get(name)
             if owner is not None and owner[1] in getattr(type(owner[0]), "_TORCH_TRANSPOSED",
@@ -2036,7 +2026,7 @@ class Embedding(Module):
         if isinstance(embeddings, Tensor):
             embeddings = embeddings.data
         elif hasattr(embeddings, "detach"):  # a torch tensor, a Parameter too
-            embeddings = _torch_array(embeddings, f"{where}: embeddings")
+            embeddings = read_foreign_array(embeddings, f"{where}: embeddings")
         table = np.array(embeddings)
         if table.ndim != 2:
             raise GraphcError(f"{where}: embeddings must be 2-dimensional (num_embeddings, "

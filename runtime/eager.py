@@ -21,10 +21,10 @@ from ir.graph import current_graph
 from ir.ops import precision
 from ir.ops.operators import OperatorMixin
 from ir.ops.registry import (GRAD_MODE, DerivedVJP, Interpreter, VJPContext, apply,
-                             foreign_array, foreign_array_name, get_op, graph_param,
-                             infer_type, is_weak_scalar, like_dtype, refuse_float_scalar,
-                             refuse_operand, register_base_interpreter, scalar_dtype,
-                             unread_foreign_array)
+                             foreign_array_name, get_op, graph_param, infer_type,
+                             is_weak_scalar, like_dtype, read_foreign_array,
+                             refuse_float_scalar, refuse_operand, register_base_interpreter,
+                             scalar_dtype)
 from ir.types import (FLOAT_DTYPES, INT_DTYPES, SHORT_NAMES, TensorType, as_dtype, is_complex,
                       is_float, is_real_dtype)
 from ir.weak import NUMBER_POSITIONS
@@ -760,13 +760,9 @@ def backward(root: Tensor, grad=None, create_graph=False, record=None, stop=(), 
             raise GraphcError(f"backward(): the gradient must be a tensor or an array, got "
                               f"{grad!r}; retain_graph is the second argument: "
                               "backward(retain_graph=True)", (user_location(),))
-        foreign = foreign_array_name(grad)
-        if foreign is not None:  # a torch tensor: a bfloat16 or float8 one too, which numpy
-            read = foreign_array(grad)  # cannot read, and one that requires grad
-            if read is None:
-                raise GraphcError(f"backward(): the gradient, a {foreign}, "
-                                  f"{unread_foreign_array(grad)}", (user_location(),))
-            grad = read
+        if foreign_array_name(grad) is not None:  # a torch tensor: a bfloat16 or float8
+            # one too, which numpy cannot read, and one that requires grad
+            grad = read_foreign_array(grad, "backward(): the gradient")
         try:
             dtype = np.asarray(grad).dtype
         except ValueError:  # (a ragged list)

@@ -138,6 +138,18 @@ def _alive(pid):
         return False
 
 
+def _left_running(pids) -> list:
+    """Those of `pids` still running 10 s on (each then killed, so that none outlives the
+    test)."""
+    deadline = time.monotonic() + 10
+    while any(map(_alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in pids if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG, /proc")
 def test_a_bench_killed_by_sigterm_leaves_no_process_running(tmp_path):
     """s43: a bench ended by SIGTERM (`timeout`, `kill PID`) runs no cleanup: its workers
@@ -160,13 +172,7 @@ def test_a_bench_killed_by_sigterm_leaves_no_process_running(tmp_path):
     finally:
         proc.terminate()
         proc.wait()
-    deadline = time.monotonic() + 10
-    while any(map(_alive, children)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [pid for pid in children if _alive(pid)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert left == []
+    assert _left_running(children) == []
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
@@ -191,13 +197,7 @@ def test_a_bench_ranks_killed_by_sigterm_ends_its_job(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(map(_alive, job)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [pid for pid in job if _alive(pid)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert left == []
+    assert _left_running(job) == []
     assert proc.returncode == 143
     assert err.splitlines()[-1] == ("graphc: interrupted by SIGTERM: the 1-rank job was "
                                     "ended")

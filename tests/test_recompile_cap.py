@@ -191,6 +191,24 @@ def _advice(run, values, *args):
             if issubclass(w.category, gc.RecompileWarning)]
 
 
+def _followed(x, n=1):
+    """The advice on n followed: the `if` as gc.where, range(n) as a fixed 16 steps masking
+    those past n."""
+    t = gc.sum(x ** 2) * gc.where(n > 5, 2.0, 1.0)
+    return gc.fori_loop(0, 16, lambda i, c: gc.where(i < n, c + gc.sum(x ** 2), c), t)
+
+
+def _assert_the_advice_followed_compiles_once(x):
+    """grad of _followed gives the right gradient for every n with no RecompileWarning."""
+    d = gc.grad(_followed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(2, 12):
+            np.testing.assert_allclose(d(x, n), 2 * x * ((2.0 if n > 5 else 1.0) + n),
+                                       rtol=1e-6)
+    assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+
+
 def test_compiles_static_advice_works_for_a_str_a_training_step_and_a_shape():
     """Review r5 of ddef295: compile's warning told any static argument that "left out of
     static_argnums it is traced": a str so left out is "cannot make a tensor spec from a
@@ -253,23 +271,13 @@ def test_a_derivatives_recompile_warning_advises_for_every_use_of_the_number():
             t = t + gc.sum(x ** 2)
         return t
 
-    def followed(x, n):
-        t = gc.sum(x ** 2) * gc.where(n > 5, 2.0, 1.0)
-        return gc.fori_loop(0, 16, lambda i, c: gc.where(i < n, c + gc.sum(x ** 2), c), t)
-
     assert _advice(gc.grad(both), range(2, 12), x) == [
         "n: used in an `if`, each value compiles a plan; computed with instead (gc.where(cond, "
         "a, b)), it is traced, one plan for every value; n: used as an int (a range, a shape), "
         "each value compiles a plan; for a loop over range(n) differentiated with one plan for "
         "every n, loop a fixed N times and mask the steps past n (gc.fori_loop(0, N, lambda i, "
         "c: gc.where(i < n, step(c), c), init)), which traces n; else keep n to a few values"]
-    d = gc.grad(followed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for n in range(2, 12):
-            np.testing.assert_allclose(d(x, n), 2 * x * ((2.0 if n > 5 else 1.0) + n),
-                                       rtol=1e-6)
-    assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+    _assert_the_advice_followed_compiles_once(x)
 
 
 def test_a_number_passed_by_keyword_is_named_and_advised_what_works():
@@ -291,10 +299,6 @@ def test_a_number_passed_by_keyword_is_named_and_advised_what_works():
     def keyword_only(x, *, n=1):
         return loop(x, n)
 
-    def followed(x, n=1):
-        t = gc.sum(x ** 2) * gc.where(n > 5, 2.0, 1.0)
-        return gc.fori_loop(0, 16, lambda i, c: gc.where(i < n, c + gc.sum(x ** 2), c), t)
-
     for f, position in ((loop, "passed by position"),
                         (keyword_only, "made a positional parameter and passed by position")):
         d = gc.grad(f)
@@ -304,13 +308,7 @@ def test_a_number_passed_by_keyword_is_named_and_advised_what_works():
             "computes with it: an `if` as gc.where(cond, a, b), a loop over range(n) as a "
             "fixed N steps masking those past n, gc.fori_loop(0, N, lambda i, c: gc.where(i "
             "< n, step(c), c), init); else keep it to a few values"]
-    d = gc.grad(followed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for n in range(2, 12):
-            np.testing.assert_allclose(d(x, n), 2 * x * ((2.0 if n > 5 else 1.0) + n),
-                                       rtol=1e-6)
-    assert not [w for w in caught if issubclass(w.category, gc.RecompileWarning)]
+    _assert_the_advice_followed_compiles_once(x)
     with pytest.raises(gc.GraphcError) as info:
         gc.compile(loop)(x, n=3)
     line, where = str(info.value).splitlines()

@@ -325,6 +325,17 @@ def unread_foreign_array(x) -> str:
     return "cannot be read as an array"
 
 
+def read_foreign_array(x, what):
+    """foreign_array(x), or one line naming it (`what`: "backward(): the gradient") with
+    unread_foreign_array's reason where it gives None: what backward() and graphc.nn's
+    torch readers say."""
+    read = foreign_array(x)
+    if read is None:
+        raise GraphcError(f"{what}, a {foreign_array_name(x)}, {unread_foreign_array(x)}",
+                          (user_location(),))
+    return read
+
+
 def refuse_foreign_array(x, opname=""):
     """Raise the one-line refusal of `x` if it is another library's array (a torch.Tensor, a
     JAX or CuPy array: it has __array__ or __dlpack__ but is no numpy array), which graphc
