@@ -406,7 +406,8 @@ def exclusive_directory(path: str, what: str = "graphc train"):
     to clean up; the empty file stays (removing it would let a third run lock a file the
     second one no longer sees). Yields hold_again(), which the run calls before each write
     into `path`: this process's close of any descriptor of the lock file (a read of it, a
-    shutil.copytree of the directory) released the lock silently."""
+    shutil.copytree of the directory) released the lock silently, and a lock file removed or
+    replaced (rm, a sync tool) left this process holding a file no other run opens."""
     if fcntl is None:  # not POSIX: no advisory locks, no protection
         yield lambda: None
         return
@@ -418,13 +419,14 @@ def exclusive_directory(path: str, what: str = "graphc train"):
                           "write into another directory (graphc train: --out)") from None
     lock = os.path.join(path, LOCK_NAME)
     with _FORK_GUARD:
-        key, fd = _take_lock_file(path, lock, what)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield lambda: _hold_again(path, what, key, fd)
+        held = list(_take_lock_file(path, lock, what))  # [key, fd]: hold_again may move it
+    try:                                                 # to a new lock file at `lock`
+        os.ftruncate(held[1], 0)
+        os.write(held[1], f"{os.getpid()}\n".encode())
+        yield lambda: _hold_again(path, what, held)
     finally:
         with _FORK_GUARD:
+            key, fd = held
             # only this process's own entry: a child forked inside the block holds none
             # (_drop_inherited_locks cleared them), and if it took the directory itself in an
             # inner block, that block removed its own entry (del raised KeyError here)
@@ -433,10 +435,11 @@ def exclusive_directory(path: str, what: str = "graphc train"):
             os.close(fd)
 
 
-def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], int]:
+def _take_lock_file(path: str, lock: str, what: str,
+                    refusal=None) -> tuple[tuple[int, int], int]:
     """exclusive_directory's open and lock of `lock`, recorded in _HELD -> (key, fd); on a
-    refusal the descriptor is closed and one GraphcError line raised. Called holding
-    _FORK_GUARD.
+    refusal the descriptor is closed and one GraphcError line raised (`refusal(holder)`'s,
+    where another process holds it, if given). Called holding _FORK_GUARD.
 
     The lock is a POSIX record lock (fcntl F_SETLK, as lockf), not an flock: an flock
     belongs to the open file description, which a forked child's copy of the descriptor
@@ -493,6 +496,8 @@ def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], i
                 # ("another training run (process <our own pid>)"; a holder in another pid
                 # namespace running as this pid is not known to us either)
                 holder = "not known yet: it has not written its pid"
+            if refusal is not None:
+                raise refusal(holder) from None
             raise GraphcError(f"{path} is in use by another {what} (process {holder}); wait "
                               "for it to end, or write into another directory (graphc "
                               "train: --out)") from None
@@ -503,25 +508,51 @@ def _take_lock_file(path: str, lock: str, what: str) -> tuple[tuple[int, int], i
     return key, fd
 
 
-def _hold_again(path: str, what: str, key, fd: int) -> None:
-    """Take the lock of `path` again on its held descriptor `fd`: silently where it is
-    still held or free (a close of another descriptor of the file in this process released
-    it), one GraphcError line where another process took the directory since, so that the
-    caller writes nothing into it. Nothing in a forked child, which holds no lock (its
-    descriptor is /dev/null's, _drop_inherited_locks), or after the block's end."""
+def _hold_again(path: str, what: str, held: list) -> None:
+    """Take the lock of `path` again on its held descriptor (`held`: [key, fd]): silently
+    where it is still held or free (a close of another descriptor of the file in this
+    process released it), one GraphcError line where another process took the directory
+    since, so that the caller writes nothing into it. Where PATH/.graphc.lock is no longer
+    the file held (removed or replaced: another run may have created and locked a new one,
+    and both wrote the checkpoint), the file there now is taken instead, `held` moved to it,
+    or refused likewise. Nothing in a forked child, which holds no lock (its descriptor is
+    /dev/null's, _drop_inherited_locks), or after the block's end."""
+    key, fd = held
     if _HELD.get(key) != (os.getpid(), fd):
         return
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (a no-op where it is held)
-    except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EAGAIN):
-            raise
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "not known yet"
-        raise GraphcError(f"{path} has been taken by another {what} (process {holder}) while "
-                          f"this one held it: this process closed a descriptor of its "
-                          f"{LOCK_NAME} (reading or copying the directory does), which let "
-                          "go of the lock; nothing more is written into it: write into "
-                          "another directory (Trainer.fit: out; graphc train: --out)") from None
+    lock = os.path.join(path, LOCK_NAME)
+    try:  # (lstat: _take_lock_file does not follow a link there either)
+        st = os.lstat(lock)
+        here = (st.st_dev, st.st_ino)
+    except OSError:  # (removed; any other error, _take_lock_file's open reports)
+        here = None
+    if here != key:
+        def refusal(holder):
+            return GraphcError(
+                f"{path} has been taken by another {what} (process {holder}) while this one "
+                f"held it: its {LOCK_NAME} was removed or replaced, and that run locked the "
+                "new one; nothing more is written into it: write into another directory "
+                "(Trainer.fit: out; graphc train: --out)")
+        with _FORK_GUARD:
+            new = _take_lock_file(path, lock, what, refusal)  # the old one kept on a refusal
+            del _HELD[key]
+            os.close(fd)  # the old file's: only its lock goes (a record lock is per file)
+            held[:] = new
+        fd = new[1]
+    else:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (a no-op where it is held)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or \
+                "not known yet"
+            raise GraphcError(f"{path} has been taken by another {what} (process {holder}) "
+                              f"while this one held it: this process closed a descriptor of "
+                              f"its {LOCK_NAME} (reading or copying the directory does), "
+                              "which let go of the lock; nothing more is written into it: "
+                              "write into another directory (Trainer.fit: out; graphc train: "
+                              "--out)") from None
     # re-taken: the file may name the process that held it in between
     mine = f"{os.getpid()}\n".encode()
     if os.pread(fd, 32, 0) != mine:

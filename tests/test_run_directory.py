@@ -626,3 +626,89 @@ t.fit({run!r}, progress=False)
         trainer.fit(run, progress=False)
     assert done and done[0].returncode == 0, done[0].stderr[-500:]
     assert checkpoint.load_saved(os.path.join(run, "checkpoint.npz"))[1]["step"] == 41
+
+
+_HOLDER = ("import sys, time\nfrom graphc.files import exclusive_directory\n"
+           "with exclusive_directory(sys.argv[1], 'training run'):\n"
+           "    print('taken', flush=True)\n    time.sleep(60)\n")
+
+
+def _remove_or_replace(lock, how):
+    """The lock file gone from under its holder: removed (rm), or replaced by another file
+    (a sync tool's rename)."""
+    if how == "remove":
+        os.remove(lock)
+    else:
+        with open(lock + ".new", "w") as fh:
+            fh.write("")
+        os.replace(lock + ".new", lock)
+
+
+@pytest.mark.parametrize("how", ["remove", "replace"])
+def test_fit_writes_nothing_once_another_run_locked_a_new_lock_file(tmp_path, how):
+    """(s44) OUT/.graphc.lock removed or replaced while a run trained: the run still held
+    its lock on the old file, which no one opens any more, so another run created (or
+    found) a new one, locked it, and both wrote the checkpoint. The save now sees that the
+    file at the path is not the one held, and, the new one being held by that run, refuses
+    in one line and writes nothing."""
+    import graphc as gc
+    run, x, others = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
+    lock = os.path.join(run, LOCK_NAME)
+
+    def batches(rng):
+        if os.path.exists(os.path.join(run, "checkpoint.npz")) and not others:
+            _remove_or_replace(lock, how)
+            others.append(subprocess.Popen([sys.executable, "-c", _HOLDER, run],
+                                           stdout=subprocess.PIPE, text=True))
+            assert others[0].stdout.readline() == "taken\n"
+        return (x,)
+    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
+                         steps=3, eval_every=1)
+    try:
+        with pytest.raises(GraphcError) as caught:
+            trainer.fit(run, progress=False)
+        pid = others[0].pid
+        assert open(lock).read() == f"{pid}\n"  # (read while that run holds it)
+    finally:
+        for other in others:
+            other.kill()
+            other.wait()
+    assert str(caught.value) == (
+        f"{run} has been taken by another training run (process {pid}) while this one held "
+        f"it: its {LOCK_NAME} was removed or replaced, and that run locked the new one; "
+        "nothing more is written into it: write into another directory (Trainer.fit: out; "
+        "graphc train: --out)")
+    assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 1
+    with exclusive_directory(run):  # nothing left held
+        pass
+
+
+@pytest.mark.parametrize("how", ["remove", "replace"])
+def test_a_removed_or_replaced_lock_file_no_run_took_is_locked_at_the_next_save(tmp_path,
+                                                                                 how):
+    """(s44) with no other run there, the save takes the file now at the path (creating it
+    where it was removed): another run is kept out of the directory again, and fit goes on."""
+    import graphc as gc
+    run, x, seen = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
+    lock = os.path.join(run, LOCK_NAME)
+
+    def batches(rng):
+        saved = os.path.join(run, "checkpoint.npz")
+        if os.path.exists(saved) and not seen:
+            _remove_or_replace(lock, how)
+            seen.append(checkpoint.load_saved(saved)[1]["step"])
+        elif len(seen) == 1 and checkpoint.load_saved(saved)[1]["step"] > seen[0]:
+            other = _other_process(run)  # after the next save: the new file is held
+            seen.append(other.stdout.readline().strip())
+            other.wait()
+        return (x,)
+    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
+                         steps=4, eval_every=1)
+    trainer.fit(run, progress=False)
+    assert seen == [1, "held"]
+    assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 4
+    assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    with exclusive_directory(run):  # let go when fit ended
+        pass
