@@ -1357,11 +1357,14 @@ class Trainer:
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
             stopped = self._loop(ckpt, progress, log, stop, stdout)
-            if out and not stopped:
-                self._hold_again()
-                plot_losses(self.history, self.val_history, os.path.join(out, "loss.png"),
-                            self.plot_title, self.plot_ylabel)
-                stopped = stop.signum
+            if not stopped:
+                with self._rank_0_writes():
+                    if out:  # (None on the other ranks)
+                        self._hold_again()
+                        plot_losses(self.history, self.val_history,
+                                    os.path.join(out, "loss.png"), self.plot_title,
+                                    self.plot_ylabel)
+                        stopped = stop.signum
         return stopped
 
     def _per_batch(self, batch) -> int:
@@ -1453,11 +1456,21 @@ class Trainer:
         if bad is not None or not all(np.isfinite(v) for _, v in self.val_history[-1:]):
             what = f"{bad} is not finite" if bad else f"val loss {self.val_history[-1][1]}"
             self._diverged(what, ckpt, saved, log)
-        if ckpt:
-            self._hold_again()
-            self._refuse_replacing_another_runs(ckpt)  # (one that took the lock and left)
-            self.save(ckpt)
+        with self._rank_0_writes():
+            if ckpt:
+                self._hold_again()
+                self._refuse_replacing_another_runs(ckpt)  # (one that took the lock and left)
+                self.save(ckpt)
         self.mark_good()
+
+    def _rank_0_writes(self):
+        """Around rank 0's writes into `out` during fit (a save, the plot): with several
+        ranks, its refusal (another run took the directory or wrote the checkpoint) or its
+        failure to write is every rank's (distributed.fail_together: one allgather, no
+        collective inside), so that they stop together with its one line and status; rank
+        0 alone stopping left the others in the next step's all-reduce until mpiexec
+        killed the job, with its banner."""
+        return contextlib.nullcontext() if self.dist is None else self.dist.fail_together()
 
     def _diverged(self, what, ckpt, saved, log):
         """Nothing is saved; the bad steps are re-run with the finite check so that the error

@@ -275,3 +275,35 @@ def test_a_slow_reader_of_a_non_blocking_pipe_gets_all_of_ranks_2s_output(tmp_pa
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
     assert total == 2 * lines * 98
+
+
+def test_a_save_refused_on_rank_0_stops_graphc_train_ranks_2_together(tmp_path):
+    """(s44) Another run wrote OUT/checkpoint.npz while `graphc train --ranks 2` trained:
+    rank 0 refused its next save and left alone (leave_now), rank 1 trained on into the
+    next all-reduce, and mpiexec killed the job with its banner after rank 0's line. The
+    ranks now agree on rank 0's refusal (Trainer._rank_0_writes, fail_together): its one
+    line, status 2 handed to the launcher, nothing from mpiexec, the other run's file kept
+    and the directory's lock released."""
+    pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+    import fcntl
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    out_dir = tmp_path / "run"
+    proc = _graphc([*LONG, "--data", str(_text(tmp_path)), "--out", str(out_dir), "--ranks",
+                    "2"], env)
+    for line in proc.stdout:  # printed after the save of step 5
+        if line.startswith("step 5:"):
+            break
+    ckpt = out_dir / "checkpoint.npz"
+    (tmp_path / "other.npz").write_bytes(b"another run's checkpoint")
+    os.replace(tmp_path / "other.npz", ckpt)  # as that run's save does
+    out, err = _finish(proc)
+    assert proc.returncode == 2, err
+    assert err.splitlines() == [
+        f"graphc: error: {ckpt} has been written by another run since this trainer resumed "
+        f"(or saved) it; fit() does not replace it: resume it again (trainer.resume("
+        f"{str(ckpt)!r})) or fit into another directory"], err
+    assert "prterun" not in err + out
+    assert ckpt.read_bytes() == b"another run's checkpoint"
+    with open(out_dir / ".graphc.lock", "rb+") as fh:  # released: another run may lock it
+        fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
