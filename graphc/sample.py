@@ -17,18 +17,19 @@ class Sampler:
         self.generator = Generator(model, params)
 
     def generate(self, prompt_ids, tokens: int, temperature=1.0, top_k=None, seed=0,
-                 top_p=None, stop_tokens=None) -> list:
+                 top_p=None, stop_tokens=None, min_new_tokens=None) -> list:
         return list(self.stream(prompt_ids, tokens, temperature, top_k, seed, top_p,
-                                stop_tokens))
+                                stop_tokens, min_new_tokens))
 
     def stream(self, prompt_ids, tokens: int, temperature=1.0, top_k=None, seed=0,
-               top_p=None, stop_tokens=None):
+               top_p=None, stop_tokens=None, min_new_tokens=None):
         """generate()'s token ids one at a time, as they are sampled (nothing is kept), up to
         and including a stop token (Generator.generate's stop_tokens: by default the model's
-        end-of-text token); the settings are checked and the prompt run now."""
+        end-of-text token; its min_new_tokens: none among the first that many, by default
+        the model's); the settings are checked and the prompt run now."""
         temperature, top_k, top_p, seed = check_sampling(temperature, top_k, top_p, seed)
         # an empty prompt is the generator's to refuse (it started from token 0, whatever
         # that is), as transformers' generate refuses one without a bos_token_id
         steps = self.generator.stream([list(prompt_ids)], tokens, temperature, top_k, top_p,
-                                      seed, stop_tokens)
+                                      seed, stop_tokens, min_new_tokens)
         return (chosen[0] for chosen in steps)

@@ -356,3 +356,47 @@ def test_a_models_min_new_tokens_set_by_hand_is_checked_as_the_argument_is(name,
     assert str(info.value) == f"model.{name} must be a whole number >= 0, got {value!r}"
     setattr(model, name, np.int64(2))  # as the argument takes it
     assert len(Generator(model, params).generate([[1, 2]], 3, temperature=0)[0]) == 3
+
+
+# ---- s44: graphc.sample's Sampler takes min_new_tokens too ---------------------------------
+def test_sampler_takes_min_new_tokens_as_generate_and_transformers_do(tmp_path):
+    """Sampler.generate and Sampler.stream (graphc sample, the sample after graphc train)
+    took no min_new_tokens (a TypeError) while Generator.generate did: they take it now,
+    with its meaning (transformers' min_new_tokens: no eos among a row's first that many
+    new tokens; None: the model's, which a given one, 0 too, replaces). Greedy: the tokens
+    are transformers' and the Generator's; sampled: the Generator's."""
+    need_transformers()
+    import torch
+    from transformers import GPT2LMHeadModel
+    from graphc.sample import Sampler
+    save_random_gpt2(tmp_path)
+    prompt = [5, 7, 9]
+
+    def reference(**settings):
+        model = GPT2LMHeadModel.from_pretrained(str(tmp_path)).eval()
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False,
+                                 pad_token_id=0, **settings)
+        return out[0, 3:].tolist()
+
+    rewrite_generation_config(tmp_path, eos_token_id=None)
+    eos = reference()[1]  # the eos is the greedy row's second token
+    rewrite_generation_config(tmp_path, eos_token_id=eos, min_new_tokens=3)
+    model, params = gpt2.load_gpt2(str(tmp_path))
+    generator, sampler = Generator(model, params), Sampler(model, params)
+    for given in (None, 0, 5, np.int64(7)):
+        settings = {} if given is None else {"min_new_tokens": given}
+        # (transformers takes a Python int only)
+        want = reference(**({} if given is None else {"min_new_tokens": int(given)}))
+        assert eos not in want[:3 if given is None else int(given)]
+        assert want[-1] == eos or len(want) == 10
+        assert sampler.generate(prompt, 10, temperature=0, **settings) == want
+        assert list(sampler.stream(prompt, 10, temperature=0, **settings)) == want
+        assert generator.generate([prompt], 10, temperature=0, **settings) == [want]
+    assert len(reference(min_new_tokens=0)) == 2  # (the bar is what kept the rows going)
+    for seed in range(3):  # sampled: the same draws as the Generator's
+        assert sampler.generate(prompt, 10, seed=seed, min_new_tokens=4) == \
+            generator.generate([prompt], 10, seed=seed, min_new_tokens=4)[0]
+    with pytest.raises(ValueError) as info:
+        sampler.generate(prompt, 10, min_new_tokens=-1)
+    assert str(info.value) == "min_new_tokens must be a whole number >= 0, got -1"
