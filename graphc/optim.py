@@ -863,6 +863,12 @@ class Optimizer:
             state[slot] = unflatten(structure, [_zeros_like(p) for p in leaves])
         return state
 
+    def _slot_dtype(self, slot: str, dtype) -> np.dtype:
+        """The dtype this optimiser keeps slot `slot` of a parameter of float dtype `dtype`
+        in: the parameter's (NAdam's mu_product has its own). BoundOptimizer's state follows
+        a cast of the parameters by it."""
+        return np.dtype(dtype)
+
     def _refuse_non_float(self, method, name, p):
         """One line naming parameter `name` if it is not floating-point: torch lets only
         floating-point tensors require gradients, and an integer or bool one failed deep in
@@ -1327,11 +1333,19 @@ class NAdam(Optimizer):
         traced = any(isinstance(p, Node) for p in leaves)
 
         def one(p):
-            dtype = "float64" if np.dtype(p.dtype) == np.float64 else "float32"
+            dtype = self._slot_dtype("mu_product", p.dtype).name
             return F.full((), 1.0, dtype) if traced else np.ones((), dtype)
         state["mu_product"] = unflatten(structure, [None if p is None else one(p)
                                                     for p in leaves])
         return state
+
+    def _slot_dtype(self, slot, dtype):
+        # mu_product in torch's default dtype taken as the parameter's: float64 for float64,
+        # else float32, a float16 or bfloat16 parameter's too (torch's NAdam over float16
+        # parameters keeps a float32 mu_product, and model.half() leaves it float32)
+        if slot == "mu_product":
+            return np.dtype(np.float64 if np.dtype(dtype) == np.float64 else np.float32)
+        return super()._slot_dtype(slot, dtype)
 
     def _scalars(self, count, step):
         lr = _float64(self.lr(step))
@@ -1484,12 +1498,16 @@ class BoundOptimizer:
 
     def _follow_casts(self):
         """The state follows a cast of the parameters made since the last step
-        (model.double(), .half(), .to(dtype)): each slot that was in a parameter's old float
-        dtype is cast to its new one, as torch's load_state_dict casts a saved state to its
-        parameters' dtype. (torch's step() fails there, "expected dtype float for `end` but
-        got dtype double"; graphc's failed deep in the update, naming an add of float32 and
-        float64.) Only the slots there are: a setting that needs others (momentum 0 -> 0.9)
-        gets the update's own line about a new state."""
+        (model.double(), .half(), .to(dtype)): each slot that was in the dtype the optimiser
+        keeps it in for a parameter's old float dtype (the parameter's, Optimizer._slot_dtype)
+        is cast to the one for its new dtype, as torch's load_state_dict casts a saved state
+        to its parameters' dtype. (torch's step() fails there, "expected dtype float for
+        `end` but got dtype double"; graphc's failed deep in the update, naming an add of
+        float32 and float64.) NAdam's mu_product stays float32 under .half(), as torch's
+        state after it and a torch NAdam over float16 parameters hold it (it followed to
+        float16, whose rounding of the product each step torch's has not). Only the slots
+        there are: a setting that needs others (momentum 0 -> 0.9) gets the update's own
+        line about a new state."""
         for n, p in self.parameters.items():
             dtype, before = p.data.dtype, self._dtypes[n]
             if dtype == before:
@@ -1497,10 +1515,12 @@ class BoundOptimizer:
             self._dtypes[n] = dtype
             if not (is_float(str(dtype)) and is_float(str(before))):
                 continue
-            for values in self.state.values():
+            slot_dtype = getattr(self.optimizer, "_slot_dtype", lambda slot, d: np.dtype(d))
+            for slot, values in self.state.items():
                 value = values.get(n) if isinstance(values, dict) else None
-                if isinstance(value, (np.ndarray, np.generic)) and value.dtype == before:
-                    values[n] = value.astype(dtype)
+                if isinstance(value, (np.ndarray, np.generic)) and \
+                        value.dtype == slot_dtype(slot, before):
+                    values[n] = value.astype(slot_dtype(slot, dtype))
 
     def step(self):
         self._follow_casts()

@@ -613,6 +613,55 @@ def test_the_state_follows_a_cast_of_the_model_made_after_bind(name):
                                reference.bias.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_nadams_mu_product_stays_float32_under_half_as_torchs():
+    """(s44) NAdam's mu_product followed model.half() to float16, where torch's state after
+    .half() keeps it float32 (as a torch NAdam over float16 parameters keeps it: torch's
+    default dtype, not the parameter's), and graphc's own init and load_state_dict give a
+    float16 model float32 too. It stays float32 now, and the steps after the cast are
+    torch's (its state cast by load_state_dict, mu_product kept as its own NAdam keeps
+    it: torch's step() alone fails after .half()). Any cast leaves the state in the dtypes
+    a new bind over the cast parameters has."""
+    model, reference = _linear_pair()
+    opt = optim.NAdam(lr=0.1).bind(model)
+    reference_opt = torch.optim.NAdam(reference.parameters(), lr=0.1)
+    x = np.arange(12.0).reshape(4, 3) / 10
+    for step in range(5):
+        if step == 2:
+            model.half()
+            reference.half()
+            raw = reference_opt.state_dict()
+            assert {v["mu_product"].dtype for v in raw["state"].values()} == {torch.float32}
+            reference_opt.load_state_dict(raw)  # casts m, v (and mu_product) to float16
+            for p, kept in zip(reference.parameters(), raw["state"].values()):
+                reference_opt.state[p]["mu_product"] = kept["mu_product"].clone()
+        dtype = np.float32 if step < 2 else np.float16
+        (model(gc.tensor(x.astype(dtype))) ** 2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        (reference(torch.tensor(x.astype(dtype))) ** 2).sum().backward()
+        reference_opt.step()
+        reference_opt.zero_grad()
+        for name, p in (("weight", reference.weight), ("bias", reference.bias)):
+            mu_product = opt.state["mu_product"][name]
+            assert mu_product.dtype == np.float32 and mu_product.shape == ()
+            assert mu_product == reference_opt.state[p]["mu_product"].numpy()
+    assert model.weight.dtype == np.float16
+    np.testing.assert_allclose(np.asarray(model.weight.numpy()).T.astype(np.float32),
+                               reference.weight.detach().float().numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(model.bias.numpy()).astype(np.float32),
+                               reference.bias.detach().float().numpy(), rtol=1e-3, atol=1e-4)
+
+    def dtypes(state):
+        return {slot: {n: np.asarray(v).dtype for n, v in state[slot].items()}
+                for slot in ("m", "v", "mu_product")}
+    for cast in ("double", "half", "float", "half", "double", "bfloat16", "float"):
+        getattr(model, cast)() if cast != "bfloat16" else model.to("bfloat16")
+        (model(gc.tensor(x.astype(model.weight.dtype))) ** 2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        assert dtypes(opt.state) == dtypes(optim.NAdam(lr=0.1).bind(model).state), cast
+
+
 def test_load_state_dict_casts_a_saved_float_state_to_the_parameters_dtype_as_torch():
     """A float32 run's optimiser state loaded after model.double() was refused ("m of weight
     is float32[3, 2], expected float64[3, 2]"); torch casts it. A state of another kind
