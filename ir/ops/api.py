@@ -885,7 +885,7 @@ def getitem(x, key):
         key = key[:i] + (slice(None),) * (len(shape) - n_real) + key[i + 1:]
     else:
         key = key + (slice(None),) * (len(shape) - n_real)
-    starts, stops, steps, out_shape, dynamic = [], [], [], [], []
+    starts, stops, steps, out_shape, dynamic, reversed_axes = [], [], [], [], [], []
     axis = 0
     for k in key:
         if k is None:
@@ -903,9 +903,13 @@ def getitem(x, key):
             starts.append(k), stops.append(k + 1), steps.append(1)
         elif isinstance(k, slice):
             try:
-                a, b, s = _slice_indices(k, d)
-                if s <= 0:
-                    _fail("negative slice steps are not supported")
+                a, b, s = _slice_indices(k, d)  # a negative step only on a concrete axis
+                if s < 0:
+                    # numpy's x[a:b:-s]: the same elements taken forwards by a positive
+                    # step, from the last one reached, then the axis reversed
+                    n = len(range(a, b, s))
+                    a, b, s = (a + (n - 1) * s, a + 1, -s) if n else (0, 0, 1)
+                    reversed_axes.append(axis)
                 b = b if b >= a else a  # not max(): `t > 1` is undecided where `t >= 1` holds
             except InconclusiveDim as exc:
                 _fail(f"slice {k.start}:{k.stop} of axis {axis} (size {d}): {exc.message}: "
@@ -921,9 +925,22 @@ def getitem(x, key):
             _fail(f"unsupported index {k!r} of type {type(k).__name__}")
         axis += 1
     out = slice_(x, starts, stops, steps)
+    for at in reversed_axes:
+        out = reverse_axis(out, at)
     for at, k in dynamic:
         out = dynamic_slice(out, k, 1, at)
     return reshape(out, tuple(out_shape))
+
+
+def reverse_axis(x, axis: int):
+    """x with the elements along `axis` in reverse order (numpy's flip of one concrete axis):
+    a gather of the axis moved first, so that its gradient is the scatter back."""
+    n, nd = _shape(x)[axis], _ndim(x)
+    if n <= 1:
+        return x
+    front = [axis] + [i for i in range(nd) if i != axis]
+    gathered = take(transpose(x, front), np.arange(n - 1, -1, -1))
+    return transpose(gathered, tuple(int(i) for i in np.argsort(front)))
 
 
 def _is_index_array(k) -> bool:

@@ -74,14 +74,12 @@ def moveaxis(x, source, destination):
 
 def flip(x, axis=None):
     """numpy's flip: the elements in reverse order along `axis` (an int, a tuple, or None:
-    every axis). A gather of the axis moved first, so its gradient is the scatter back."""
+    every axis), one axis at a time by reverse_axis."""
     nd, flipped = _ndim(x), x
     axes = _axis_set(axis, nd, "flip")
     for a in axes:
-        n = _concrete(_shape(x)[a], "flip")
-        if n > 1:
-            front = moveaxis(flipped, a, 0)
-            flipped = moveaxis(F.take(front, np.arange(n - 1, -1, -1)), 0, a)
+        _concrete(_shape(x)[a], "flip")
+        flipped = F.reverse_axis(flipped, a)
     return F._unchanged(x) if flipped is x else flipped
 
 
