@@ -573,6 +573,9 @@ CASES = [
          lambda a: np.linalg.norm(a, axis=1) + np.linalg.norm(a, 1, axis=1)
          + np.linalg.norm(a, 3, axis=1) + np.linalg.norm(a, np.inf, axis=1)
          + np.linalg.norm(a)),
+    Case("norm_negative", lambda a: gc.norm(a, -1, axis=1) + gc.norm(a, -2.5, axis=0).sum(),
+         [f64(3, 4)], lambda a: np.linalg.norm(a, -1, axis=1)
+         + np.linalg.norm(a, -2.5, axis=0).sum()),
     Case("diag", lambda a: gc.diag(gc.diag(a, 1), -1) + gc.diag(gc.diag(a)), [f64(4, 4)],
          lambda a: np.diag(np.diag(a, 1), -1) + np.diag(np.diag(a))),
     Case("sort_top_k", lambda a: gc.sort(a, 0) + gc.top_k(a, 4)[0], [f64(3, 4)],

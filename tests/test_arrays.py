@@ -134,6 +134,25 @@ def test_norms_match_numpy_and_the_euclidean_gradient_at_zero_is_torchs():
     np.testing.assert_allclose(g, [[0.0, 0.0], [0.6, 0.8]], rtol=1e-15)
 
 
+def test_negative_orders_are_torchs_vector_norm_with_a_zero_element_giving_0():
+    """ord=-1, -2, -0.5 were refused; torch's sum(|x|**p)**(1/p) is 0 (gradient 0) for a
+    vector holding a zero, NaN for one holding a NaN."""
+    x = np.array([[1.0, -2.0, 4.0], [0.0, 3.0, -1.0], [np.nan, 1.0, 2.0], [np.inf, 2.0, 5.0]])
+    for ord in (-1, -2, -0.5):
+        for axis in (0, 1):
+            t = torch.tensor(x, requires_grad=True)
+            want = torch.linalg.vector_norm(t, ord, dim=axis)
+            (want * torch.arange(1.0, want.numel() + 1, dtype=torch.float64)).sum().backward()
+            got = both(lambda a: gc.norm(a, ord, axis=axis), x)
+            np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-14)
+            g = gc.grad(lambda a: gc.sum(gc.norm(a, ord, axis=axis)
+                                         * np.arange(1.0, want.numel() + 1)))(x)
+            np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-14)
+    assert np.asarray(gc.norm(x[1], -2)) == 0.0
+    with pytest.raises(gc.GraphcError, match="ord=-1 of an empty vector"):
+        gc.norm(np.zeros((2, 0)), -1, axis=1)
+
+
 def test_dot_tensordot_outer_diag_meshgrid_linspace_nan_to_num_segment_sum():
     y = RNG.normal(size=(2, 5, 6))
     np.testing.assert_allclose(both(gc.dot, X, y), np.dot(X, y), rtol=1e-13)

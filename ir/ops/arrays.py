@@ -422,7 +422,7 @@ def top_k(x, k):
 # ---- norms and small helpers ------------------------------------------------------------------
 def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None, p=None):
     """numpy.linalg.norm / torch.linalg.norm for vectors: ord None or 2 (Euclidean), 1, inf,
-    -inf, 0 (non-zero count) or any p > 0, over `axis` (torch's `dim`; None: every element,
+    -inf, 0 (non-zero count) or any other p (negative too: 0 for a vector with a zero), over `axis` (torch's `dim`; None: every element,
     as a vector); and the matrix Frobenius norm, ord="fro" over two axes. torch.norm's `p`
     in ord's place is the vector norm over every dim given ("fro": the Euclidean). The
     gradient at a zero vector (and a p-norm's at a zero element) is 0, as PyTorch's (pow's
@@ -460,6 +460,10 @@ def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None, p=
                        F.zeros_like(s))
     if ord == np.inf:
         return F.max(a, axes, keepdims)
+    if ord < 0 and any(_shape(x)[i] == 0 for i in axes):
+        # no identity to start from: torch refuses too (min's own message named min)
+        _fail(f"norm: ord={ord} of an empty vector has no value (a negative order needs an "
+              "element)")
     if ord == -np.inf:
         return F.min(a, axes, keepdims)
     if ord == 0:
@@ -470,7 +474,15 @@ def norm(x, ord=None, axis=None, keepdims=False, *, dim=NO_DIM, keepdim=None, p=
     if ord == 1:
         return F.sum(a, axes, keepdims)
     if ord < 0:
-        _fail(f"norm: ord {ord} is negative; use ord > 0, inf or -inf")
+        # torch.linalg.vector_norm's sum(|x|**p)**(1/p): a zero element makes the sum
+        # infinite and the norm 0, with a zero gradient (pow's own there is inf * 0 = NaN);
+        # such a vector's elements replaced by 1 keep its pows finite and the where picks
+        # its 0. A NaN min is not 0: NaN stays NaN, as torch's
+        has_zero = F.equal(F.min(a, axes, True), 0)
+        safe = F.where(has_zero, F.ones_like(a), a)
+        s = F.sum(F.pow(safe, float(ord)), axes, True)
+        out = F.where(has_zero, F.zeros_like(s), F.pow(s, 1.0 / ord))
+        return out if keepdims else F.squeeze(out, axes)
     return _pow_zero_flat(F.sum(_pow_zero_flat(a, float(ord)), axes, keepdims), 1.0 / ord)
 
 
