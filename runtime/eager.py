@@ -1001,6 +1001,8 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
         # its float128 is no dtype of ours), alone or in a list; a longdouble array keeps
         # float128, refused, in a list too
         array = np.array(data, np.float64 if isinstance(data, np.longdouble) else None)
+        if array.dtype.kind in "USO":
+            _no_strings(data, array)
         if array.dtype.itemsize > 8 and array.dtype.kind == "f" and \
                 isinstance(data, (list, tuple)) and not _holds_longdouble_array(data):
             # (longdouble numbers: the float64 they would be alone, np.result_type's with
@@ -1017,13 +1019,42 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
             shown = _not_fitting(data, dtype) or "a number"  # (a tensor among the list)
             raise GraphcError(f"tensor: data holds {shown}, which does not fit in dtype "
                               f"{dtype}{_range_of(dtype)}", (user_location(),)) from None
-        except ValueError as exc:  # (strings in a list: "invalid literal for int()")
+        except ValueError as exc:  # (a ragged list: "setting an array element with ...")
             raise GraphcError(f"tensor: data cannot be read as {dtype} numbers: "
                               f"{str(exc).splitlines()[0]}", (user_location(),)) from None
     return Tensor(data, requires_grad=requires_grad, name=name)
 
 
 _INT_RANGES = {dt: (np.iinfo(dt).min, np.iinfo(dt).max) for dt in INT_DTYPES}
+
+
+def _no_strings(data, array) -> None:
+    """Refuse `data` (read as `array`, of a str, bytes or object dtype) holding a str or
+    bytes, as torch.tensor(['1', 2]) refuses it: numpy parsed '1' into an int or float
+    dtype, and without one gave a <U21 array refused as an unsupported dtype."""
+    kind = array.dtype.kind
+    # the user's own str (numpy made the numbers beside it strings too: [1, '2'] is '1', '2')
+    text = _first_string(data) if isinstance(data, (list, tuple)) else None
+    if text is None and kind == "O":
+        text = next((x for x in array.flat if isinstance(x, (str, bytes))), None)
+        if text is None:
+            return
+    module = type(data).__module__.partition(".")[0]
+    holder = f"{'' if module == 'builtins' else module + '.'}{type(data).__name__}"
+    shown = f"of dtype {array.dtype}" if text is None else \
+        f"holding a {type(text).__name__}: {text!r}"
+    raise GraphcError(f"tensor: data must be numbers, got a {holder} {shown}"[:200],
+                      (user_location(),))
+
+
+def _first_string(data):
+    """The first str or bytes in nested lists and tuples `data`, or None."""
+    for x in data:
+        if isinstance(x, (str, bytes)):
+            return x
+        if isinstance(x, (list, tuple)) and (found := _first_string(x)) is not None:
+            return found
+    return None
 
 
 def _holds_longdouble_array(data) -> bool:
@@ -1050,6 +1081,8 @@ def _converted(data, dtype):
     # list twice, as np.asarray then np.array(data, dtype), cost 2-7x on a batch
     array = np.asarray(data)
     kind = array.dtype.kind
+    if kind in "USO":
+        _no_strings(data, array)
     if kind == "c" or (kind == "O" and any(is_complex(x) for x in array.flat)):
         module = type(data).__module__.partition(".")[0]
         got = f"a {'' if module == 'builtins' else module + '.'}{type(data).__name__} " + \

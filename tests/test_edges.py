@@ -736,3 +736,24 @@ def test_a_negative_slice_step_on_a_symbolic_axis_is_one_line():
     f = gc.compile(lambda a: a[::-1], polymorphic_shapes=["(n,)"])
     with pytest.raises(GraphcError, match=r"symbolic slices need a positive integer step"):
         f(np.arange(3.0))
+
+
+def test_gc_tensor_of_a_list_holding_a_string_is_one_line():
+    """gc.tensor(['1', 2], dtype='int32') parsed the str as numpy does (tensor([1, 2])) and
+    without a dtype said "dtype <U21 is not supported"; torch refuses both."""
+    with pytest.raises((TypeError, ValueError)):
+        torch.tensor(["1", 2])
+    with pytest.raises((TypeError, ValueError)):
+        torch.tensor(["1", 2], dtype=torch.int32)
+    cases = ((["1", 2], "int32", "str: '1'"), ([1, "2"], None, "str: '2'"),
+             ([[3.0], [b"1.5"]], "float32", "bytes: b'1.5'"),
+             (np.array([1, "a"], object), "int64", "str: 'a'"))
+    for data, dtype, shown in cases:
+        holder = "list" if isinstance(data, list) else "numpy.ndarray"
+        with pytest.raises(GraphcError, match=rf"^tensor: data must be numbers, got a "
+                                              rf"{holder} holding a {shown}\n"):
+            gc.tensor(data, dtype=dtype)
+    with pytest.raises(GraphcError, match=r"^tensor: data must be numbers, got a "
+                                          r"numpy.ndarray of dtype <U1\n"):
+        gc.tensor(np.array(["7"]), dtype="int32")
+    np.testing.assert_array_equal(gc.tensor([1, 2.5], dtype="int32").numpy(), [1, 2])
