@@ -516,3 +516,30 @@ def test_bad_input_gives_one_line_naming_the_function_and_argument():
         assert_one_line_error(call, message, f)
     with pytest.raises(TypeError):  # keyword-only: torch's second place is size_average
         gc.nn.L1Loss("sum")
+
+
+def test_a_list_of_traced_class_weights_or_normalize_inputs_is_one_line_naming_it():
+    """weight=[w0, w1] of traced values (in gc.compile or gc.grad) said numpy's "a symbolic
+    value cannot be turned into a numpy array", naming neither the loss nor weight (eager
+    tensors were read as numbers, their gradient dropped), and gc.normalize([a, b]) the
+    Trainer-batch line; torch refuses a list there. gc.stack is the fix: torch's values."""
+    x, y = RNG.normal(size=(4, 2)), np.array([0, 1, 1, 0])
+    logp = np.asarray(gc.log_softmax(x, -1))
+    cases = [(lambda a, b: gc.cross_entropy(x, y, weight=[a, b]), "cross_entropy: weight"),
+             (lambda a, b: gc.nll_loss(logp, y, weight=(a, b)), "nll_loss: weight"),
+             (lambda a, b: gc.sum(gc.normalize([a, b], dim=0)), "normalize: input")]
+    for fn, named in cases:
+        for run in (lambda: gc.compile(fn)(1.0, 2.0), lambda: gc.grad(fn)(1.0, 2.0),
+                    lambda: fn(gc.tensor(1.0), gc.tensor(2.0))):
+            assert_one_line_error(run, f"{named} is a ", "test_losses.py")
+            with pytest.raises(gc.GraphcError, match=r"of tensors or traced values; stack them "
+                                                     r"into one \(gc.stack\) or give an array"):
+                run()
+    w = np.array([1.0, 2.0])
+    want = TF.cross_entropy(torch.tensor(x), torch.tensor(y), weight=torch.tensor(w)).item()
+    got = gc.compile(lambda a, b: gc.cross_entropy(x, y, weight=gc.stack([a, b])))(*w)
+    np.testing.assert_allclose(float(got), want, rtol=1e-14)
+    np.testing.assert_allclose(float(gc.nll_loss(logp, y, weight=[1.0, 2.0])), want,
+                               rtol=1e-14)  # (a list of numbers is still a weight)
+    got = gc.compile(lambda a, b: gc.normalize(gc.stack([a, b]), dim=0))(3.0, 4.0)
+    np.testing.assert_allclose(got, TF.normalize(torch.tensor([3.0, 4.0]), dim=0).numpy())

@@ -2047,12 +2047,23 @@ def _autocast_promoted(operands, refuse="", like=None):
     return [x if d == to else cast(x, to) for x, d in zip(operands, dtypes)]
 
 
-def _no_list(name, what, x):
+def _no_list(name, what, x, numbers_too=True):
     """Refuse a Python list or tuple given as a loss's operand (or cosine_similarity's,
     pairwise_distance's) in one line naming the function and the argument, as torch's
     refuse one: let through, its dtype was numpy's reading and the ops refused it naming
-    themselves ("cast: cannot use a list ...")."""
-    if isinstance(x, (list, tuple)):
+    themselves ("cast: cannot use a list ..."). One holding traced values or tensors is
+    told to gc.stack them: np.asarray cannot read a traced value (numpy's reading of one was
+    "a symbolic value cannot be turned into a numpy array", naming neither), and drops an
+    eager one's gradient. numbers_too=False lets a list of numbers through (a class weight,
+    an array-like there), refusing only those."""
+    if not isinstance(x, (list, tuple)):
+        return
+    if holds_values(x):
+        # (or an array: a compiled function's list argument is such a list inside it)
+        _fail(f"{name}: {what} is a {type(x).__name__} of tensors or traced values; stack "
+              f"them into one (gc.stack) or give an array, as torch's {name} takes one "
+              "tensor")
+    if numbers_too:
         _fail(f"{name}: {what} is a {type(x).__name__}; give an array or a tensor "
               f"(np.asarray), as torch's {name} takes a tensor")
 
@@ -2124,6 +2135,7 @@ def _class_weight(who, weight, classes, ignore_index):
               "(torch's third positional argument is the weight: pass weight=...)")
     if weight is None:
         return None
+    _no_list(who, "weight", weight, numbers_too=False)  # (np.asarray would read each)
     if isinstance(weight, (list, tuple, np.ndarray, np.generic)):
         weight = np.asarray(weight)
         if not (is_float(weight.dtype) or weight.dtype.kind in "iu"):  # bfloat16's is "V"

@@ -352,6 +352,7 @@ def normalize(input, p=2.0, dim=1, eps=1e-12):
     """input / max(||input||_p, eps) along `dim`, as torch.nn.functional.normalize (a zero
     vector stays zero; the clamp's gradient is torch.clamp_min's)."""
     name = "normalize"
+    _no_list(name, "input", input)  # (the ops would name themselves, not the argument)
     p, eps = _p_norm(name, p), _number(f"{name}: eps", eps)
     x = _float(input)
     scalar = _ndim(x) == 0
