@@ -463,3 +463,48 @@ def test_bad_input_gives_one_line_naming_the_function_and_argument():
             (lambda: gc.nn.Bilinear(0, 3, 4), "Bilinear: in1_features must be > 0"),
             (lambda: gc.nn.Bilinear(2, 3.0, 4), "Bilinear: in2_features must be an int")]:
         assert_one_line_error(call, message, f)
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # torch's kl_div
+def test_integer_operands_alone_are_told_to_become_floats_not_to_cast_one():
+    """int32 input beside an int64 target told eight losses' users to 'cast one (.astype)',
+    which a cast to the other integer dtype does not help (the loss then said 'float scalar
+    1.0 meets an integer tensor' or 'softplus(i64[2,3]): needs a floating-point operand');
+    torch's refuses integers alone there. Both kinds of integer operands now get the loss's
+    line asking for a float dtype, eager and compiled, and the floats it asks for give
+    torch's value; margin_ranking_loss and poisson_nll_loss, which torch computes in
+    integers, name graphc's own refusal."""
+    a = np.array([[1, 0, 1], [0, 1, 1]], np.int32)
+    v = np.ones((2, 3), np.int64)
+    cases = [("binary_cross_entropy", (a, a * 1.0), True),
+             ("binary_cross_entropy_with_logits", (a, a * 1.0), True),
+             ("hinge_embedding_loss", (a, 1.0 - 2 * a), True), ("huber_loss", (a, a), True),
+             ("kl_div", (a, a * 0.5), True), ("soft_margin_loss", (a, 1.0 - 2 * a), True),
+             ("multilabel_soft_margin_loss", (a, a * 1.0), True),
+             ("poisson_nll_loss", (a, a * 1.0), False)]
+    for name, (x, t), torch_refuses in cases:
+        ours, theirs = getattr(gc, name), getattr(TF, name)
+        if torch_refuses:
+            with pytest.raises((RuntimeError, TypeError)):
+                theirs(torch.tensor(x), torch.tensor(t.astype(np.int64)))
+        for given in ((x, t.astype(np.int64)), (x.astype(np.int64), t.astype(np.int64))):
+            kinds = ("int32 and int64" if given[0].dtype == np.int32 else "int64")
+            whose = f"torch's {name} takes no integers alone either" if torch_refuses else \
+                f"graphc's {name} takes no integers alone"
+            for run in (ours, gc.compile(ours)):
+                assert_one_line_error(
+                    lambda: run(*given),
+                    f"{name}: input and target are {kinds}; {whose}: cast them to a float "
+                    "dtype (.astype)", "test_losses_extra.py")
+        want = theirs(torch.tensor(x * 1.0), torch.tensor(t * 1.0)).item()
+        np.testing.assert_allclose(float(ours(x * 1.0, t * 1.0)), want, rtol=1e-12)
+    assert_one_line_error(lambda: gc.margin_ranking_loss(a, a.astype(np.int64), v),
+                          "margin_ranking_loss: input1 and input2 are int32 and int64; "
+                          "graphc's margin_ranking_loss takes no integers alone",
+                          "test_losses_extra.py")
+    with pytest.raises(RuntimeError, match="can't be cast"):  # torch's in-place clamp of var
+        TF.gaussian_nll_loss(torch.tensor(a), torch.tensor(v), torch.tensor(v))
+    assert_one_line_error(lambda: gc.gaussian_nll_loss(a, v, v),
+                          "gaussian_nll_loss: var is int64; torch's gaussian_nll_loss takes "
+                          "no integer var (it clamps var in place): cast it to a float dtype",
+                          "test_losses_extra.py")

@@ -2100,21 +2100,25 @@ def _loss_operands(name, a, b, what=("input", "target")):
     return shape
 
 
-def _float_operands(name, a, b):
-    """Refuse integer (or bool) operands alone of mse_loss, l1_loss and smooth_l1_loss, in
-    one line naming the loss, as torch's refuse them, in and out of autocast ("mse_cpu" not
-    implemented for 'Long'; l1_loss's mean() cannot infer an output dtype). Only the
-    wording: _autocast_promoted leaves integers alone, and _loss_operands would refuse two
-    integer dtypes, but with 'cast one', which a cast to the other integer dtype does not
-    help, and one dtype met mean's or a float scalar's line. An integer beside a float
-    operand is promoted (under autocast) or refused as a dtype mix, as before. A list
-    operand was refused before (_no_lists)."""
+def _float_operands(name, a, b, what=("input", "target"), torch_too=True):
+    """Refuse integer (or bool) operands alone of a loss that computes in floats (mse_loss,
+    l1_loss, smooth_l1_loss, huber_loss, kl_div, the binary cross-entropies, the margin and
+    Poisson losses), in one line naming the loss, as torch's refuse them, in and out of
+    autocast ("mse_cpu" not implemented for 'Long'; l1_loss's mean() cannot infer an output
+    dtype). Only the wording: _autocast_promoted leaves integers alone, and _loss_operands
+    would refuse two integer dtypes, but with 'cast one', which a cast to the other integer
+    dtype does not help, and one dtype met mean's or a float scalar's line. An integer
+    beside a float operand is promoted (under autocast) or refused as a dtype mix, as
+    before. A list operand was refused before (_no_lists). torch_too=False: torch's loss
+    computes integers (margin_ranking_loss, poisson_nll_loss), graphc's does not."""
     if is_float(_dtype(a)) or is_float(_dtype(b)):
         return
     given = ("are " + str(_dtype(a)) if _dtype(a) == _dtype(b) else
              f"are {_dtype(a)} and {_dtype(b)}")
-    _fail(f"{name}: input and target {given}; torch's {name} takes no integers alone "
-          "either: cast them to a float dtype (.astype)")
+    whose = (f"torch's {name} takes no integers alone either" if torch_too else
+             f"graphc's {name} takes no integers alone")
+    _fail(f"{name}: {what[0]} and {what[1]} {given}; {whose}: cast them to a float dtype "
+          "(.astype)")
 
 
 def _dtype_mix(name, a, b, what=("input", "target")):

@@ -125,6 +125,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     name = "binary_cross_entropy"
     _check_reduction(name, reduction)
     _no_lists(name, ("input", "target"), input, target)
+    _float_operands(name, input, target)  # (not _same_shape's 'cast one' of two int dtypes)
     _same_shape(name, input, target)
     input, target = _strong_pair(input, target)
     _no_list(name, "weight", weight)  # (_cast_weight's cast would name itself)
@@ -168,6 +169,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     # target, so a float64 input beside a float32 target is float32 there (a float64 target
     # makes a float32 input's float64, as promoting would); torch's refusals kept
     input, target = _autocast_promoted((input, target), refuse="iub", like=1)
+    _float_operands(name, input, target)  # (not _same_shape's 'cast one' of two int dtypes)
     _same_shape(name, input, target)
     input, target = _strong_pair(input, target)
     _no_list(name, "weight", weight)  # (_cast_weight's cast would name itself)
@@ -255,6 +257,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     if delta <= 0:
         _fail(f"{name}: delta must be > 0, got {delta}")
     input, target = _autocast_promoted((input, target), like=0)  # (torch's: input's dtype)
+    _float_operands(name, input, target)  # (not _both's 'cast one' of two int dtypes)
     _both(name, input, target)
     diff = F.sub(input, target)
     size = F.abs(diff)
@@ -279,6 +282,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
         _fail(f"{name}: log_target must be True or False, got {log_target!r}")
     _no_lists(name, ("input", "target"), input, target)
     input, target = _autocast_promoted((input, target), refuse="iub")  # (torch's refusal)
+    _float_operands(name, input, target)  # (not _both's 'cast one' of two int dtypes)
     _both(name, input, target)
     input, target = _strong_pair(input, target)
     if log_target:

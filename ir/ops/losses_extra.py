@@ -18,8 +18,8 @@ from ..types import broadcast_shapes, is_float
 from . import api as F
 from . import precision
 from .api import (_autocast_promoted, _check_reduction, _checked_class_targets, _dtype,
-                  _dtype_mix, _fail, _ndim, _no_list, _no_lists, _number, _shape,
-                  _weakly_typed)
+                  _dtype_mix, _fail, _float_operands, _ndim, _no_list, _no_lists, _number,
+                  _shape, _weakly_typed)
 from .api import _loss_operands as _both
 from .losses import _float, _promoted, _p_norm, _reduce, pairwise_distance
 from .registry import SymbolicValue, is_weak_scalar
@@ -73,6 +73,8 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
               f"target {tuple(_shape(target))} must have one number of dimensions")
     target = _like(name, target, input1, bools=False)
     input1, input2, target = _autocast_promoted((input1, input2, target), refuse="b")
+    # (not _both's 'cast one' of two int dtypes; torch's computes integers)
+    _float_operands(name, input1, input2, ("input1", "input2"), torch_too=False)
     _both(name, input1, input2, ("input1", "input2"))
     _both(name, input1, target, ("input1", "target"))
     _both(name, input2, target, ("input2", "target"))
@@ -91,6 +93,7 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     target = _like(name, target, input)
     # (a float64 target too: torch's only compares it, so the loss is the input's dtype)
     input, target = _autocast_promoted((input, target), like=0)
+    _float_operands(name, input, target)  # (not _both's 'cast one' of two int dtypes)
     _both(name, input, target)
     hinge = _clamp_min0(F.sub(margin, input))
     loss = F.add(F.where(F.not_equal(target, 1.0), hinge, 0.0),
@@ -109,6 +112,7 @@ def soft_margin_loss(input, target, reduction="mean"):
     _no_lists(name, ("input", "target"), input, target)
     target = _like(name, target, input)
     input, target = _autocast_promoted((input, target), like=0)  # (torch's: input's dtype)
+    _float_operands(name, input, target)  # (not _both's 'cast one' of two int dtypes)
     _both(name, input, target)
     if broadcast_shapes(tuple(_shape(target)), tuple(_shape(input))) != tuple(_shape(input)):
         _fail(f"{name}: target {tuple(_shape(target))} does not broadcast to the input's "
@@ -131,6 +135,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     # not on torch.autocast's list: promoted as torch's ops promote (bfloat16 input, float32
     # or float16 target: float32)
     input, target = _autocast_promoted((input, target), refuse="b")
+    _float_operands(name, input, target)  # (not _both's 'cast one' of two int dtypes)
     _both(name, input, target)
     loss = F.neg(F.add(F.mul(target, F.log_sigmoid(input)),
                        F.mul(F.sub(1.0, target), F.log_sigmoid(F.neg(input)))))
@@ -272,6 +277,8 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     _no_lists(name, ("input", "target"), input, target)
     target = _like(name, target, input)
     input, target = _autocast_promoted((input, target))
+    # (not _both's 'cast one' of two int dtypes; torch's computes integers)
+    _float_operands(name, input, target, torch_too=False)
     _both(name, input, target)
     if log_input:
         loss = F.sub(F.exp(input), F.mul(target, input))
@@ -342,6 +349,9 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     # integer var is checked first: torch refuses it whatever the target, and a float64
     # target beside it is one autocast would promote, not the one to blame
     if _dtype(var).kind in "iu":
+        if not is_float(_dtype(input)):  # (_both's 'cast one' would not help: both ints)
+            _fail(f"{name}: var is {_dtype(var)}; torch's {name} takes no integer var (it "
+                  "clamps var in place): cast it to a float dtype (.astype)")
         _both(name, input, var, ("input", "var"))
     else:
         input, target, var = _autocast_promoted((input, target, var), refuse="b")
