@@ -20,7 +20,8 @@ import numpy as np
 from ir import settings, weak
 from ir.errors import GraphcError, TracedNumberError, user_location, user_stacklevel
 from ir.graph import Node, current_graph
-from ir.ops.registry import (apply, differentiating, is_weak_scalar, like_dtype, lift_symbolic,
+from ir.ops.registry import (apply, differentiating, foreign_array_name, is_weak_scalar,
+                             like_dtype, lift_symbolic, read_foreign_array,
                              refuse_foreign_array)
 from ir.types import (FLOAT_DTYPES, FLOAT_SCALARS, NUMPY_FLOAT_SCALARS, SHORT_NAMES,
                       WIDENED_INPUTS, Dim, as_dim, is_float, is_int)
@@ -1886,10 +1887,15 @@ def _cotangent_leaves(y, ct) -> list:
         if c is None or not hasattr(out, "dtype") or not is_float(out.dtype):
             cotangents.append(None)
             continue
+        which = "" if y_structure is None else f" for output leaf {k}"
         if _is_weak_scalar(c, _NUMBERS):
             c = np.asarray(c, out.dtype)
+        elif not isinstance(c, (np.ndarray, Tensor, Node)) and \
+                foreign_array_name(c) is not None:
+            # a torch tensor, read as backward() reads its gradient (one that requires grad
+            # or is bfloat16 too): its torch dtype was np.dtype's raw TypeError below
+            c = read_foreign_array(c, f"vjp: the cotangent{which}")
         shape, want = getattr(c, "shape", None), tuple(out.shape)
-        which = "" if y_structure is None else f" for output leaf {k}"
         if shape is not None and _concrete(shape) and _concrete(want) and tuple(shape) != want:
             # else autodiff met it deep inside ("internal: gradient of shape ...")
             raise GraphcError(f"vjp: the cotangent{which} has shape {list(shape)} but the "

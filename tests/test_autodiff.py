@@ -248,6 +248,25 @@ def test_an_eager_tensor_seed_of_another_shape_is_refused_as_torch_refuses_it():
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-15)
 
 
+def test_a_vjp_pullback_reads_a_torch_cotangent_as_backward_reads_a_torch_gradient():
+    # gc.vjp's pullback given a torch tensor was np.dtype's raw TypeError ("Cannot interpret
+    # 'torch.float64' as a data type"); it reads it as backward() and graphc's torch readers
+    # do (one that requires grad too), its dtype checked as a numpy cotangent's is: torch's
+    # autograd.grad of the same cotangent
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([0.5, -1.0, 2.0])
+    ct = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    want = torch.autograd.grad(torch.sin(xt) * 2, xt, grad_outputs=ct)[0].numpy()
+    _, pull = gc.vjp(lambda v: gc.sin(v) * 2, x)
+    np.testing.assert_allclose(pull(ct)[0], want, rtol=1e-15)
+    _, pull = gc.vjp(lambda v: {"a": gc.sin(v) * 2, "b": v}, x)
+    np.testing.assert_allclose(pull({"a": ct, "b": None})[0], want, rtol=1e-15)
+    with pytest.raises(GraphcError, match=r"^vjp: the cotangent for output leaf 0 is "
+                                          r"float32\[3\], but the output is float64\[3\]"):
+        pull({"a": torch.ones(3), "b": None})
+
+
 def test_a_seed_of_another_dtype_is_cast_to_its_ys_as_torch_casts_grad_outputs():
     # a float64 seed of a float32 y (a 0-d or full array, an eager tensor) failed in the
     # first rule ("mul(f64[3], f32[]): operands must have one dtype"), naming an op the user
