@@ -31,6 +31,7 @@ from ir.types import is_float
 from passes.autodiff import gradients
 from runtime.eager import apart_from, op_serial
 
+from .control_flow import _first_foreign, _refuse_foreign_result, _where
 from .custom import _pack
 from .tracing import function_name, leaves_and_structure, refuse_traced, unflatten
 from .transforms import _argnums, _callable
@@ -127,7 +128,9 @@ def remat(fun, *, prevent_cse: bool = True, policy=None, static_argnums=()):
             refuse_traced(args[i], f"remat: argument {i % len(args)} of {name} is in "
                           "static_argnums but is a traced value")
         if saves == "everything":  # nothing recomputed: the function as it is
-            return fun(*args, **kwargs)
+            out = fun(*args, **kwargs)
+            _ours(leaves_and_structure(out)[0])
+            return out
         leaves, _ = leaves_and_structure([list(args), kwargs])
         # the graph being built first: inside a loop body or a branch an argument may be a
         # value of the enclosing graph, which the body reads through a capture
@@ -136,11 +139,22 @@ def remat(fun, *, prevent_cse: bool = True, policy=None, static_argnums=()):
         if graph is None:  # eagerly; results of their own, as a compiled remat's
             since = op_serial()
             out_leaves, out_tree = leaves_and_structure(fun(*args, **kwargs))
+            _ours(out_leaves)
             return unflatten(out_tree, apart_from(out_leaves, leaves, since))
         start = len(graph.nodes)
         with graph.building():
             out = fun(*args, **kwargs)
+            _ours(leaves_and_structure(out)[0])
             return _rematerialise(graph, graph.nodes[start:], out, name, prevent_cse)
+
+    def _ours(out_leaves):
+        """Refuse fun's result in one line where it holds a torch tensor (or another
+        library's array), as the control-flow constructs refuse a body's: eagerly it was
+        handed back as it was, traced it met an op ("sum: got a torch.Tensor") or became a
+        constant of the compiled function. (The line, with where fun is defined, is built
+        only then: an eager remat's call pays the leaves' isinstance tests alone.)"""
+        if _first_foreign(out_leaves)[1] is not None:
+            _refuse_foreign_result(f"remat function {name}{_where(fun)}", "", out_leaves)
 
     return rematerialised
 

@@ -222,3 +222,29 @@ def test_remat_static_argnums_are_python_values_in_the_trace():
     with pytest.raises(gc.GraphcError, match="remat: static_argnums has 5 but layers was "
                                              "called with 3 positional arguments"):
         gc.remat(layers, static_argnums=5)(_X, 2, 1.5)
+
+
+def test_a_remat_function_returning_a_torch_tensor_is_one_line_eager_and_traced():
+    """gc.remat(f) whose f returns a torch tensor handed it back eagerly, became a constant
+    of a compiled function and met an op under gc.grad ("sum: got a torch.Tensor"), where the
+    control-flow constructs refuse such a body; now the same line, naming the function."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+
+    def torch_block(x):
+        return x * 2, {"t": torch.ones(3, dtype=torch.float64)}
+
+    x = np.ones(3)
+    saving_all = gc.checkpoint_policies.everything_saveable
+    for call in (lambda: gc.remat(torch_block)(x),
+                 lambda: gc.compile(gc.remat(torch_block))(x),
+                 lambda: gc.grad(lambda v: gc.sum(gc.remat(torch_block)(v)[0]))(x),
+                 lambda: gc.remat(torch_block, policy=saving_all)(x)):
+        with pytest.raises(gc.GraphcError) as info:
+            call()
+        line, where = str(info.value).splitlines()
+        assert line.startswith("remat function torch_block (defined at "), line
+        assert line.endswith("returns a torch.Tensor, another library's array; return numpy "
+                             "arrays or gc tensors (x.numpy(), or np.asarray(x))"), line
+        assert "test_remat.py" in where
+    np.testing.assert_array_equal(gc.grad(lambda v: gc.sum(gc.remat(lambda u: u * 2)(v)))(x),
+                                  [2.0, 2.0, 2.0])
