@@ -1003,6 +1003,7 @@ class Module:
         as torch's: a tied or shared one's other names too, though strict loads it from any
         one of them."""
         _state_mapping("load_state_dict", state, "array (as model.state_dict() gives)")
+        self._refuse_torch_layout(state)
         # torch counts missing keys against its state_dict's names, every name of a shared
         # module's parameters and buffers included (named_parameters() gives each once)
         not_given = sorted(set(self.state_dict()) - set(state))
@@ -1048,6 +1049,28 @@ class Module:
         for name, b in loaded.items():  # in place: a plan or a Trainer holds the array
             b.data[...] = values[name]
         return IncompatibleKeys(not_given, unexpected)
+
+    def _refuse_torch_layout(self, state):
+        """load_state_dict takes graphc's layout: a torch tensor for a weight graphc stores
+        transposed against torch (Linear's (in, out), torch's (out, in): _TORCH_TRANSPOSED)
+        is refused in one line pointing to load_torch_state_dict. A torch model's state
+        loaded a square Linear's weight untransposed, silently (a non-square one failed on
+        its shape); a tensor is taken for torch's layout, an array for graphc's."""
+        foreign = [name for name, value in state.items()
+                   if not isinstance(value, (np.ndarray, np.generic, Tensor))
+                   and foreign_array_name(value) is not None]
+        if not foreign:  # (the common case: arrays, owners not walked)
+            return
+        owners = dict(self._parameter_owners())
+        for name in foreign:
+            owner = owners.get(name)
+            if owner is not None and owner[1] in getattr(type(owner[0]), "_TORCH_TRANSPOSED",
+                                                         ()):
+                raise GraphcError(
+                    f"load_state_dict: {name} is a {foreign_array_name(state[name])} for a "
+                    f"weight graphc's {type(owner[0]).__name__} stores transposed against "
+                    "torch's: load a torch model's state with load_torch_state_dict, or give "
+                    "arrays in graphc's layout (model.state_dict())", (user_location(),))
 
     def load_torch_state_dict(self, state: dict, strict: bool = True):
         """load_state_dict of a torch module's state_dict (tensors or arrays) with the same

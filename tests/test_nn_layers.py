@@ -1148,16 +1148,50 @@ def test_load_state_dict_reads_torch_tensors_as_graphcs_other_torch_readers():
     load_torch_state_dict and backward() read both. A conj() one is one line with torch's
     reason."""
     torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
-    source = torch.nn.Linear(3, 3)
+    # (a layer whose weights graphc stores in torch's layout: a Linear's is refused, below)
+    source = torch.nn.LayerNorm(3)
+    with torch.no_grad():
+        source.weight.uniform_(0.5, 2.0), source.bias.uniform_(-1.0, 1.0)
     for state, dtype in [(dict(source.named_parameters()), torch.float32),
                          ({k: v.detach().bfloat16() for k, v in source.state_dict().items()},
                           torch.bfloat16)]:
-        model = nn.Linear(3, 3)
+        model = nn.LayerNorm(3)
         model.load_state_dict(state)
-        np.testing.assert_array_equal(
-            np.asarray(model.bias.numpy()),
-            source.bias.detach().to(dtype).float().numpy())
+        for mine, theirs in ((model.weight, source.weight), (model.bias, source.bias)):
+            np.testing.assert_array_equal(np.asarray(mine.numpy()),
+                                          theirs.detach().to(dtype).float().numpy())
     with pytest.raises(gc.GraphcError, match=r"^load_state_dict: weight, a torch\.Tensor, "
                                              r"cannot be read: "):
-        nn.Linear(2, 2).load_state_dict({"weight": torch.ones(2, 2, dtype=torch.complex64)
+        nn.LayerNorm(2).load_state_dict({"weight": torch.ones(2, dtype=torch.complex64)
                                          .conj(), "bias": torch.zeros(2)})
+
+
+def test_load_state_dict_refuses_a_torch_linear_weight_pointing_to_load_torch_state_dict():
+    """graphc's Linear stores its weight (in, out), torch's (out, in): Module.load_state_dict
+    given a torch model's state_dict loaded a square Linear's weight untransposed, silently
+    (a non-square one failed on its shape). A torch tensor there is refused in one line
+    naming load_torch_state_dict, which gives torch's outputs; arrays in graphc's layout
+    load as before."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    torch.manual_seed(0)
+    source = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    want = source(torch.tensor(x)).detach().numpy()
+    for state, kind in ((source.state_dict(), "torch.Tensor"),
+                        (dict(source.named_parameters()), "torch.nn.parameter.Parameter")):
+        model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2))
+        before = model.state_dict()
+        with pytest.raises(gc.GraphcError) as info:
+            model.load_state_dict(state)
+        line, where = str(info.value).splitlines()
+        assert line == (f"load_state_dict: 0.weight is a {kind} for a weight graphc's "
+                        "Linear stores transposed against torch's: load a torch model's "
+                        "state with load_torch_state_dict, or give arrays in graphc's layout "
+                        "(model.state_dict())")
+        assert "test_nn_layers.py" in where
+        for name, value in model.state_dict().items():  # nothing loaded
+            np.testing.assert_array_equal(value, before[name])
+        model.load_torch_state_dict(state)
+        np.testing.assert_allclose(model(gc.tensor(x)).numpy(), want, rtol=1e-6, atol=1e-7)
+        model.load_state_dict({k: np.asarray(v) for k, v in model.state_dict().items()})
+        np.testing.assert_allclose(model(gc.tensor(x)).numpy(), want, rtol=1e-6, atol=1e-7)
