@@ -1460,7 +1460,7 @@ class BoundOptimizer:
     def __init__(self, optimizer: Optimizer, parameters):
         from .nn import Module
         if isinstance(parameters, Compiled):  # gc.compile(model): its Module's, as torch's
-            parameters = parameters.module("bind")
+            parameters = parameters._module("bind")  # (a model's `module` is its own)
         if isinstance(parameters, Module):
             named = dict(parameters.named_parameters())
         elif isinstance(parameters, dict):  # an entry of None is an empty subtree: skipped

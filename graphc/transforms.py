@@ -163,7 +163,9 @@ class Compiled:
         copied = Compiled(copy.deepcopy(self.__wrapped__, memo), self.pipeline,
                           self.fast_math, self.donate_argnums, self.static_argnums, self.jit,
                           self.polymorphic_shapes, self.precision, self.memory_limit)
-        copied.records_on_tape, copied.retrace = self.records_on_tape, self.retrace
+        # (a compiled model's public names are its model's: its Compiled's are its _twin's)
+        state = getattr(copied, "_twin", copied)
+        state.records_on_tape, state.retrace = self.records_on_tape, self.retrace
         return copied
 
     def __repr__(self):
@@ -175,36 +177,36 @@ class Compiled:
     # OptimizedModule does (Adam(torch.compile(m).parameters()), compiled.eval()); the plans
     # guard the layers' training modes, so train()/eval() retrace at the next call
     def parameters(self, recurse=True):
-        return self.module("parameters").parameters(recurse)
+        return self._module("parameters").parameters(recurse)
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
-        return self.module("named_parameters").named_parameters(prefix, recurse,
-                                                                remove_duplicate)
+        return self._module("named_parameters").named_parameters(prefix, recurse,
+                                                                 remove_duplicate)
 
     def state_dict(self, *, prefix: str = "") -> dict:
-        return self.module("state_dict").state_dict(prefix=prefix)
+        return self._module("state_dict").state_dict(prefix=prefix)
 
     def load_state_dict(self, state: dict, strict: bool = True):
-        return self.module("load_state_dict").load_state_dict(state, strict)
+        return self._module("load_state_dict").load_state_dict(state, strict)
 
     def train(self, mode: bool = True) -> "Compiled":
-        self.module("train").train(mode)
+        self._module("train").train(mode)
         return self  # (torch's returns the OptimizedModule: still compiled)
 
     def eval(self) -> "Compiled":
         # (train(False) on the Module, as torch's eval of an OptimizedModule; named eval)
-        self.module("eval").train(False)
+        self._module("eval").train(False)
         return self
 
     @property
     def training(self) -> bool:
-        return self.module("training").training
+        return self._module("training").training
 
     @training.setter
     def training(self, mode):
-        self.module("training").training = mode
+        self._module("training").training = mode
 
-    def module(self, method: str = "module"):
+    def _module(self, method: str = "module"):
         """The Module this compiles; one line naming `method` where fn is no Module."""
         from .nn import Module  # (graphc.nn imports this module)
         if isinstance(self.__wrapped__, Module):
@@ -213,6 +215,10 @@ class Compiled:
                           f"a {type(self.__wrapped__).__name__}, not a gc.nn.Module, so it "
                           "has no parameters or training mode of its own",
                           (user_location(),))
+
+    # (public; Compiled's own methods call _module, which a compiled model's `module`
+    # attribute, read first on gc.compile(model), does not shadow)
+    module = _module
 
     def _check_argnums(self, count):
         # as JAX: an index names a parameter of fn; one left to its default (not passed) is
@@ -655,7 +661,7 @@ _FORWARDED_METHODS = (
 
 def _forwarded(name):
     def method(self, *args, **kwargs):
-        module = self.module(name)
+        module = self._module(name)
         out = getattr(module, name)(*args, **kwargs)
         # one that returns its Module (to, double, requires_grad_) returns this, still
         # compiled, as torch's OptimizedModule does
@@ -673,12 +679,18 @@ del _name
 class _CompiledModule(Compiled):
     """gc.compile(model): a Compiled that gives every other attribute of the model (a child,
     compiled.fc; a setting; a user's method), as torch's OptimizedModule does by its
-    __getattr__; its own attributes and methods (plan_for, recompiles, the forwarded ones
-    above) come first. A class with a __getattr__ loses CPython's specialised attribute
-    reads (every read, not only a miss: about +1 us a compiled call, measured), and so does
-    an object whose __dict__ has been read as a dict: so the state and the calls are a plain
-    Compiled's, `_twin`, which this one reads and writes through; a call goes to it by C
-    alone (__call__ below), so a compiled model's call costs what it did."""
+    __getattr__. As torch's, the model's attributes win for every public name but the Module
+    methods a Compiled forwards (parameters() ... eval(), `training`, the forwarded ones
+    above, which reach the model anyway): a model's `self.fn`, `self.precision` or
+    `self.module` is compiled.fn, .precision, .module; the Compiled's own public state and
+    methods (recompiles, plan_for, module(), retrace, ...) are read only where the model has
+    no such attribute, and every set or del of a public name goes to the model (torch keeps
+    only `_orig_mod` and underscored internals for itself), so that no model attribute can
+    replace the compiled function. A class with a __getattr__ loses CPython's specialised
+    attribute reads (every read, not only a miss: about +1 us a compiled call, measured),
+    and so does an object whose __dict__ has been read as a dict: so the state and the
+    calls are a plain Compiled's, `_twin`, which this one reads and writes through; a call
+    goes to it by C alone (__call__ below), so a compiled model's call costs what it did."""
 
     def __init__(self, *args, **kwargs):
         twin = object.__new__(Compiled)
@@ -695,21 +707,34 @@ class _CompiledModule(Compiled):
         twin = vars(self).get("_twin")
         if twin is None:  # (not built yet: no recursion)
             raise AttributeError(name)
-        try:
-            return getattr(twin, name)  # the Compiled's state (recompiles, retrace, ...)
-        except AttributeError:
-            pass
-        return getattr(vars(twin)["__wrapped__"], name)  # the model's (its own line if not)
+        model = vars(twin)["__wrapped__"]
+        if name.startswith("_"):  # the Compiled's internals first, then the model's
+            try:
+                return getattr(twin, name)
+            except AttributeError:
+                pass
+            return getattr(model, name)  # (its own line if not)
+        try:  # a public name: the model's (its fn, its precision), else the Compiled's
+            return getattr(model, name)
+        except AttributeError as missing:
+            try:
+                return getattr(twin, name)  # (recompiles, retrace, ...)
+            except AttributeError:
+                raise missing from None  # (the model's line: "'Net' object has no ...")
 
-    # A set or a del goes where torch's OptimizedModule sends it: to the Compiled (the twin)
-    # for its own state and its class's names (recompiles, retrace, `training`, which sets
-    # the model's, the forwarded methods), to the model for anything else (compiled.scale =
-    # 3.0, compiled.fc = new, del compiled.scale), so that reads, which give the model's,
-    # and writes agree. (Every state of a Compiled is set in its __init__, so the twin's
-    # __dict__ names them all; a call never sets anything here: it runs on the twin.)
+    def __deepcopy__(self, memo):  # (the twin's options, which a model's may shadow here)
+        return vars(self)["_twin"].__deepcopy__(memo)
+
+    # A set or a del goes where torch's OptimizedModule sends it: a public name to the model
+    # always (compiled.scale = 3.0, compiled.fc = new, compiled.fn = Tanh(), del
+    # compiled.scale; `training` sets the model's), so that reads, which give the model's,
+    # and writes agree; an underscored name to the Compiled (the twin) where it is its state
+    # or its class's, else to the model. (Every state of a Compiled is set in its __init__,
+    # so the twin's __dict__ names them all; a call never sets anything here: it runs on the
+    # twin; graphc's own writes of the Compiled's public state go to `_twin`.)
     def _holder(self, name):
         twin = vars(self)["_twin"]
-        if name in vars(twin) or hasattr(type(self), name):
+        if name.startswith("_") and (name in vars(twin) or hasattr(type(self), name)):
             return twin
         return vars(twin)["__wrapped__"]
 
@@ -718,6 +743,29 @@ class _CompiledModule(Compiled):
 
     def __delattr__(self, name):
         delattr(self._holder(name), name)
+
+
+def _model_first(name):
+    """_CompiledModule's `name`, a public method or class attribute of Compiled's own
+    (plan_for, call, module): the model's attribute of that name where it has one."""
+    def read(self):
+        twin = vars(self)["_twin"]
+        try:
+            return getattr(vars(twin)["__wrapped__"], name)
+        except AttributeError:
+            return getattr(twin, name)
+    return property(read, doc=f"The model's {name}, else the Compiled's (Compiled.{name}).")
+
+
+# the Module API (parameters() ... eval(), `training`, _FORWARDED_METHODS) stays the
+# Compiled's, which forwards it, as torch's OptimizedModule's nn.Module methods
+_MODULE_API = frozenset(_FORWARDED_METHODS + (
+    "parameters", "named_parameters", "state_dict", "load_state_dict", "train", "eval",
+    "training"))
+for _name in dir(Compiled):
+    if not _name.startswith("_") and _name not in _MODULE_API:
+        setattr(_CompiledModule, _name, _model_first(_name))
+del _name
 
 
 class _OnTape:
@@ -1050,7 +1098,9 @@ def compile(fn=None, *, pipeline="default", fast_math=False, donate_argnums=(),
         compiled = Compiled(f, pipeline, fast_math, donate_argnums, static,
                             polymorphic_shapes=polymorphic_shapes, precision=precision,
                             memory_limit=memory_limit)
-        compiled.records_on_tape = True  # the user's own: see Compiled.__call__
+        # the user's own: see Compiled.__call__ (a compiled model's public names are its
+        # model's, so its Compiled's state is set on its _twin)
+        getattr(compiled, "_twin", compiled).records_on_tape = True
         return compiled
     return make if fn is None else make(fn)
 

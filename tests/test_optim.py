@@ -719,7 +719,7 @@ def test_a_compiled_model_forwards_every_attribute_and_compiling_it_again_is_com
                                    rtol=1e-12)
         np.testing.assert_allclose(compiled.fc.weight.data, reference.fc.weight.detach().numpy().T)
         assert [n for n, _ in compiled.named_parameters()] == ["fc.weight", "fc.bias"]
-        assert compiled.recompiles == []  # (the Compiled's own attributes come first)
+        assert compiled.recompiles == []  # (the Compiled's own, where the model has none)
         with pytest.raises(AttributeError, match="has no attribute 'missing'"):
             compiled.missing
     function = gc.compile(lambda v: v * 2)  # a compiled function forwards nothing, as before
@@ -816,5 +816,58 @@ def test_a_compiled_model_forwards_sets_and_deletes_to_the_model_as_torch_compil
         assert not hasattr(m, "scale") and not hasattr(c, "scale")
         with pytest.raises(AttributeError):
             del c.scale
-    compiled.recompiles = []  # the Compiled's own state stays its own
-    assert compiled.recompiles == [] and "recompiles" not in vars(model)
+    compiled.recompiles = []  # a public name is the model's, as torch's (tested below)
+    assert compiled.recompiles is model.recompiles == [] and compiled._twin.recompiles == []
+
+
+def test_a_compiled_models_attributes_win_over_the_compiled_objects_own_names():
+    """r7 on 477bc83: a model's attribute named as a Compiled's own state or method
+    (self.fn, self.precision, self.module, self.call) read the Compiled's, and
+    compiled.fn = Tanh() replaced the compiled function (its call then returned an array)
+    while the model kept its ReLU. torch's OptimizedModule keeps only `_orig_mod` and
+    underscored internals: now every public name is the model's, for reads, sets and dels,
+    and the Compiled's own (recompiles, module(), plan_for) is read where the model has none."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+
+    def build(nn):
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 2)
+                self.fn = nn.ReLU()
+                self.module = nn.Identity()
+                self.precision = "fp32"
+                self.pipeline = "mine"
+
+            def forward(self, x):
+                return self.module(self.fn(self.fc(x)))
+
+            def call(self):
+                return "mine"
+        return Net().double()
+    model, reference = build(nn), build(torch.nn)
+    model.load_torch_state_dict(reference.state_dict())
+    compiled, theirs = gc.compile(model), torch.compile(reference)
+    x = np.random.default_rng(4).standard_normal((4, 3))
+    for c, m in ((compiled, model), (theirs, reference)):
+        assert (c.fn, c.module, c.precision, c.pipeline, c.call()) == (
+            m.fn, m.module, "fp32", "mine", "mine")
+        c.fn = torch.nn.Tanh() if c is theirs else nn.Tanh()
+        c.precision = "fp16"
+        assert (c.fn is m.fn, m.precision) == (True, "fp16")
+    with gc.no_grad():
+        np.testing.assert_allclose(compiled(x), theirs(torch.from_numpy(x)).detach().numpy(),
+                                   rtol=1e-12)
+    del compiled.precision
+    assert not hasattr(model, "precision") and compiled.precision is None  # (the Compiled's)
+    assert compiled.recompiles is compiled._twin.recompiles
+    assert compiled._module() is model and [n for n, _ in compiled.named_parameters()] == [
+        "fc.weight", "fc.bias"]
+    assert compiled.plan_for(x) is compiled._twin.plan_for(x)
+    copied = copy.deepcopy(compiled)  # (the model's pipeline copied; the Compiled's own)
+    assert copied.pipeline == "mine" and copied._twin.records_on_tape
+    assert "records_on_tape" not in vars(copied._module())
+    plain = gc.compile(nn.Linear(3, 2))
+    assert plain.module() is plain._twin.__wrapped__ and plain.fn is plain._twin.fn
+    bound = optim.Adam(lr=0.1).bind(compiled)  # (binds the model, not its `module` child)
+    assert list(bound.parameters) == ["fc.weight", "fc.bias"]
