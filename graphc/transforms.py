@@ -160,13 +160,13 @@ class Compiled:
         """A copy of fn compiled with the same options and no plan yet (copy.deepcopy of a
         model holding `gc.compile(layer)`): the plans read the original's tensors, and
         their kernels do not copy."""
-        copied = Compiled(copy.deepcopy(self.__wrapped__, memo), self.pipeline,
-                          self.fast_math, self.donate_argnums, self.static_argnums, self.jit,
-                          self.polymorphic_shapes, self.precision, self.memory_limit)
-        # (a compiled model's public names are its model's: its Compiled's are its _twin's)
-        state = getattr(copied, "_twin", copied)
-        state.records_on_tape, state.retrace = self.records_on_tape, self.retrace
-        return copied
+        return _compiled_again(copy.deepcopy(self.__wrapped__, memo), *self._options())
+
+    def _options(self) -> tuple:
+        """What _compiled_again takes after fn to compile another fn as this one is."""
+        return ((self.pipeline, self.fast_math, self.donate_argnums, self.static_argnums,
+                 self.jit, self.polymorphic_shapes, self.precision, self.memory_limit),
+                self.records_on_tape, self.retrace)
 
     def __repr__(self):
         # as torch's OptimizedModule around a compiled layer: print(model) shows a compiled
@@ -725,6 +725,20 @@ class _CompiledModule(Compiled):
     def __deepcopy__(self, memo):  # (the twin's options, which a model's may shadow here)
         return vars(self)["_twin"].__deepcopy__(memo)
 
+    def __reduce__(self):
+        # pickle (and copy.copy): the model, compiled again with the same options at load,
+        # as torch's OptimizedModule pickles (its _orig_mod and its dynamo_ctx); the plans
+        # (kernels, the runtime's state) are not data, and are rebuilt at the first call
+        twin = vars(self)["_twin"]
+        return _compiled_again, (vars(twin)["__wrapped__"],) + twin._options()
+
+    def __dir__(self):
+        # the model's names and then the Compiled's others, as torch's OptimizedModule's
+        names = dir(vars(vars(self)["_twin"])["__wrapped__"])
+        known = set(names)
+        return names + sorted(n for n in set(object.__dir__(self)) | set(dir(self._twin))
+                              if n not in known)
+
     # A set or a del goes where torch's OptimizedModule sends it: a public name to the model
     # always (compiled.scale = 3.0, compiled.fc = new, compiled.fn = Tanh(), del
     # compiled.scale; `training` sets the model's), so that reads, which give the model's,
@@ -743,6 +757,16 @@ class _CompiledModule(Compiled):
 
     def __delattr__(self, name):
         delattr(self._holder(name), name)
+
+
+def _compiled_again(fn, options, records_on_tape, retrace):
+    """fn compiled with a Compiled's _options(), no plan yet: a deepcopy's, an unpickled
+    compiled model's."""
+    compiled = Compiled(fn, *options)
+    # (a compiled model's public names are its model's: its Compiled's are its _twin's)
+    state = getattr(compiled, "_twin", compiled)
+    state.records_on_tape, state.retrace = records_on_tape, retrace
+    return compiled
 
 
 def _model_first(name):

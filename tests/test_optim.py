@@ -1,6 +1,7 @@
 """graphc.optim against torch.optim (the oracle), eagerly and compiled into one plan."""
 import copy
 import math
+import pickle
 import warnings
 
 import numpy as np
@@ -725,6 +726,43 @@ def test_a_compiled_model_forwards_every_attribute_and_compiling_it_again_is_com
     function = gc.compile(lambda v: v * 2)  # a compiled function forwards nothing, as before
     assert not hasattr(function, "fc") and not hasattr(function, "width")
 
+
+
+def test_a_compiled_model_lists_the_models_names_and_pickles_as_torch_compile():
+    """r3 on 39d37d3: dir(gc.compile(model)) lacked the model's names (a child, a setting),
+    and pickle.dumps of it failed (cannot pickle '_State'), where torch's OptimizedModule
+    lists the model's names and pickles as the model compiled again. Now both as torch's:
+    the unpickled one is a compiled copy of the model with the same options, no plan yet."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    model = nn.Sequential(nn.Linear(3, 2), nn.Tanh()).double()
+    reference = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh()).double()
+    model.load_torch_state_dict(reference.state_dict())
+    model.width = reference.width = 2
+    compiled, theirs = gc.compile(model, fast_math=True), torch.compile(reference)
+    for c, m in ((compiled, model), (theirs, reference)):
+        assert {"width", "forward", "parameters"} <= set(dir(c))
+        assert set(dir(m)) <= set(dir(c))
+    assert {"plan_for", "recompiles", "module"} <= set(dir(compiled))
+    x = np.random.default_rng(5).standard_normal((4, 3))
+    with gc.no_grad():
+        expected = compiled(x)
+    np.testing.assert_allclose(expected, reference(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-12)
+    for c in (compiled, theirs):
+        loaded = pickle.loads(pickle.dumps(c))
+        assert type(loaded) is type(c) and loaded.width == 2
+        assert list(loaded.parameters())[0] is not list(c.parameters())[0]  # (a copy)
+    loaded = pickle.loads(pickle.dumps(compiled))
+    assert loaded._twin.fast_math and loaded._twin.records_on_tape and not loaded._twin._plans
+    with gc.no_grad():
+        np.testing.assert_allclose(loaded(x), expected, rtol=0)
+    holder = nn.Module()  # a compiled child pickles with its parent
+    holder.body = compiled
+    again = pickle.loads(pickle.dumps(holder))
+    assert isinstance(again.body, type(compiled)) and again.body._module() is not model
+    assert [n for n, _ in again.named_parameters()] == ["body.0.weight", "body.0.bias"]
+    shallow = copy.copy(compiled)  # its own Compiled (plans, settings) around the same model
+    assert shallow._module() is model and shallow._twin is not compiled._twin
 
 def test_following_a_cast_keeps_the_slot_lines_and_a_users_own_optimiser():
     """Review r1 of the state following a cast: it probed init() with a 0-d parameter and
