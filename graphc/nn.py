@@ -39,7 +39,8 @@ from ir.ops.registry import (SymbolicValue, foreign_array_name, read_foreign_arr
 from ir.ops.resize import interpolate
 from ir.types import INT_DTYPES, Dim, UnsupportedDtype, as_dtype, is_float, is_int, is_real
 from runtime.eager import (BUFFER_UPDATES, MODULE_PARAMETERS, Buffer, Parameter, Tensor,
-                           collect_buffer_updates, note_place, places_holding)
+                           collect_buffer_updates, held_again, note_place,
+                           places_holding)
 from .transforms import Compiled
 
 _GENERATOR = [np.random.default_rng(0)]
@@ -550,8 +551,22 @@ def _named_at(owner, keys, modules) -> dict:
     # none of them held at a second place (the common replacement: model.head = Linear(..)):
     # none takes another name, so the tree is not walked (a walk per replacement made
     # replacing a child in each of 48 blocks 24x slower)
-    return found if any(x in _HELD_AGAIN or len(places_holding(x)) > 1
-                        for x in found.values()) else {}
+    return found if any(x in _HELD_AGAIN or held_again(x) for x in found.values()) else {}
+
+
+def _below(module) -> dict:
+    """{id: item} of `module` and the modules, Parameters and Buffers below it."""
+    found, stack = {}, [module]
+    while stack:
+        m = stack.pop()
+        if id(m) not in found:
+            found[id(m)] = m
+            for name, value in vars(m).items():
+                if isinstance(value, (Parameter, Buffer)):
+                    found[id(value)] = value
+                elif _submodule(m, name, value) is not None:
+                    stack.append(_submodule(m, name, value))
+    return found
 
 
 # Modules a container's view holds (ModuleList(list(model.layers)), a slice): held at a
@@ -749,7 +764,10 @@ class Module:
             # named from the root, as this module is (an item appended to model.body once
             # the model is built is body.3, not 3)
             path = f"{self._path}.{name}" if self._path else name
-            child._set_path(path, _keeps_its_place(self, path))
+            # (held elsewhere already: m.first = m.layers[0]; this place is not set yet)
+            again = [child] if any(m is not self or a != name for m, a in
+                                   places_holding(child)) or child in _HELD_AGAIN else []
+            child._set_path(path, _keeps_its_place(self, path), again=again)
             note_place(child, self, name)  # (the way up to its root, for _keeps_its_place)
             if _reached_by_trace(self):  # (reached through this module from now on)
                 _note_traced(child)
@@ -761,6 +779,20 @@ class Module:
         object.__setattr__(self, name, value)
         if gone:
             _name_by_first_places(self, gone)
+        if child is not None and again:
+            # a module (or tensor) the tree holds at another place too (m.first =
+            # m.layers[0], m.body.append(m.layers[0]), m.extra = ModuleDict({"a":
+            # m.layers[0]})) is named by its first place in named_modules' order, as
+            # torch's named_parameters names it (layers.0.*), not by the newer one
+            # _set_path gave it; the tree is walked only where the new child holds one.
+            # A container's view items kept their other place's name, which comes after
+            # this one where this one is earlier (m.body.sub = Sequential(m.layers[1]),
+            # body before layers: body.sub.0, as torch's)
+            stale = _named_at(self, [name], [child])
+            for kept in again:
+                if isinstance(kept, Module) and not kept._path.startswith(path + "."):
+                    stale.update(_below(kept))
+            _name_by_first_places(self, stale)
 
     def __delattr__(self, name):
         # `del model.layers`: the modules the model holds elsewhere too take the names of
@@ -789,7 +821,7 @@ class Module:
         """The layer in an error: its class and, inside a model, its dotted name."""
         return f"{type(self).__name__} {self._path!r}" if self._path else type(self).__name__
 
-    def _set_path(self, path, keeps=None, named=None):
+    def _set_path(self, path, keeps=None, named=None, again=None):
         """Name this module `path` (the scope of its nodes, its error lines) and the modules,
         Parameters and Buffers below it from there, each once, by its first name in this
         walk (a tied Parameter's or a shared layer's, as named_parameters names it). A
@@ -798,16 +830,21 @@ class Module:
         still; the others become this container's own (torch names each by its first
         place in the model: model.extra = ModuleList(list(model.layers)) leaves them
         layers.*, while model.layers = ModuleList(pruned), which replaces their place,
-        names them by their new one)."""
+        names them by their new one). `again` (a list) collects the modules and tensors
+        below held at another place too, which that place may name (Module.__setattr__)."""
         named = set() if named is None else named
         if id(self) in named:
             return
         named.add(id(self))
         object.__setattr__(self, "_path", path)
+        if again is not None and held_again(self):  # (a view's items: `kept` below)
+            again.append(self)
         for name, value in vars(self).items():
             if isinstance(value, (Parameter, Buffer)) and id(value) not in named:
                 named.add(id(value))
                 value.name = f"{path}.{name}"
+                if again is not None and held_again(value):
+                    again.append(value)
         view = vars(self).get("_view", ())
         # an item this walk has named already is held at that (earlier, so first) place of
         # the tree: it keeps that name, which keeps() would take for one under `path` being
@@ -815,10 +852,12 @@ class Module:
         kept = [m for m in view if keeps is not None and (id(m) in named or keeps(m))]
         if len(kept) != len(view):  # the others are this container's own from now on
             object.__setattr__(self, "_view", tuple(kept))
+        if again is not None:  # (held at their other place too, which may not be first)
+            again.extend(kept)
         for name, value in list(vars(self).items()):
             child = _submodule(self, name, value)
             if child is not None and not any(child is m for m in kept):
-                child._set_path(f"{path}.{name}", keeps, named)
+                child._set_path(f"{path}.{name}", keeps, named, again)
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         """(name, Parameter) pairs, torch's arguments in its order (recurse=False: this

@@ -492,6 +492,14 @@ def places_holding(tensor) -> list:
     return places
 
 
+def held_again(tensor) -> bool:
+    """Whether more than one place holds `tensor` now: places_holding's answer, with no
+    list built where at most one place was ever recorded (the common case, asked for each
+    module and tensor of a subtree that a model's setattr moves)."""
+    entry = _PLACES.get(id(tensor))
+    return entry is not None and len(entry[1]) > 1 and len(places_holding(tensor)) > 1
+
+
 class _BufferCollector:
     """The buffer updates made while one function is traced (graphc.nn.Module._update_buffer):
     {(id(module), attribute): new value}, with the places in the order first written. A

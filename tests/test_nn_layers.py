@@ -793,6 +793,14 @@ _HELD_AGAIN = {  # spelling -> how it holds model.layers' modules a second time
         m, "extra", nn.Sequential(collections.OrderedDict(m.layers.named_children()))),
     "model.body.extra = ModuleList(list(layers))": lambda nn, m: setattr(
         m.body, "extra", nn.ModuleList(list(m.layers))),
+    # session 44 (f2): one module held again, not a container of them, renamed it
+    # (first.weight, body.1.weight, extra.a.weight) where torch keeps layers.0.weight
+    "model.first = layers[0]": lambda nn, m: setattr(m, "first", m.layers[0]),
+    "model.body.append(layers[0])": lambda nn, m: m.body.append(m.layers[0]),
+    "model.extra = ModuleDict({'a': layers[0]})": lambda nn, m: setattr(
+        m, "extra", nn.ModuleDict({"a": m.layers[0]})),
+    "model.body.insert(0, layers[1]); model.first = layers[2]": lambda nn, m: (
+        m.body.insert(0, m.layers[1]), setattr(m, "first", m.layers[2])),
 }
 
 
@@ -836,6 +844,29 @@ def test_holding_a_models_modules_again_keeps_their_first_names_as_torchs(spelli
                          ours.params(), gc.optim.SGD(lr=0.1), lambda rng: (x,), steps=1)
     assert list(trainer.buffers) == [name for name, _ in theirs.named_buffers()]
 
+
+
+@pytest.mark.parametrize("spelling", ["body.append(layers[0])",
+                                      "body.sub = Sequential(layers[1])"])
+def test_a_module_held_again_at_an_earlier_place_takes_that_name_as_torchs(spelling):
+    """Session 44 (f2): the first place is named_modules' first, not the oldest: where the
+    model's body comes before its layers, a layer held in body too is body.*, in torch's
+    named_parameters and in graphc's names (a Sequential of it kept layers.1)."""
+    def model(nn):
+        m = nn.Module()
+        m.body = nn.Sequential(nn.Tanh())
+        m.layers = nn.ModuleList([nn.Linear(3, 4), nn.Linear(4, 2)])
+        if spelling.startswith("body.append"):
+            m.body.append(m.layers[0])
+        else:
+            m.body.sub = nn.Sequential(m.layers[1])
+        return m
+    ours, theirs = model(nn), model(torch.nn)
+    torch_names = [name for name, _ in theirs.named_parameters()]
+    assert [p.name for p in ours.parameters()] == [
+        name for name, _ in ours.named_parameters()] == torch_names
+    assert [m._path for _, m in ours.named_modules()] == [
+        name for name, _ in theirs.named_modules()]
 
 def test_a_container_of_another_models_modules_names_them_in_the_model_it_joins():
     """The other side of the rule above: a model built of another's modules (torch's
