@@ -837,13 +837,15 @@ def _taped_closures(graph, written) -> list:
 def _check_weak_ints(leaves, limits):
     """A Python int argument, or a number computed from such arguments (`k + 1`), that the
     trace cast to a narrower integer dtype (where it met an int32 tensor, say) must fit it:
-    eager code refuses `int32_tensor + 2**40` too."""
+    eager code refuses `int32_tensor + 2**40` too; one that an op other than + - * reads
+    (`(k + k) % 5`) must fit the int64 the graph computes it in, where eager code computes
+    Python ints exactly (weak.int_limits)."""
     if not limits:
         return
     weak_inputs, casts = limits
     values = {node: leaves[i] for i, node in weak_inputs}
     known = {}
-    for node, dtype in casts:
+    for node, (dtype, reader) in casts:
         span = weak.exact_range(node, values, known)
         info = np.iinfo(dtype)
         if span is None or info.min <= span[0] and span[1] <= info.max:
@@ -868,6 +870,12 @@ def _check_weak_ints(leaves, limits):
             what = f"{value}, computed from {', '.join(n.attrs['name'] for n in read)},"
         else:  # a number the function wrote: cond(p, f, g, x, 2**40)
             what = f"the number {value}"
+        if reader is not None:  # an int64 the graph computes, read by a non-ring op
+            use = "it returns it" if reader == "return" else f"a {reader} reads it"
+            raise GraphcError(f"compiled function: {what} does not fit in {dtype}, in which "
+                              f"the compiled function computes it before {use} (eager code "
+                              "computes Python ints exactly); pass smaller numbers, or "
+                              "compute it outside the compiled function", (user_location(),))
         raise GraphcError(f"compiled function: {what} does not fit in {dtype} (the dtype of "
                           "the tensor it meets); pass an array of a wider dtype or cast the "
                           "tensor first", (user_location(),))

@@ -113,21 +113,48 @@ def result_is_weak(node, index: int) -> bool:
     return is_weak(body.inputs[first + index]) and is_weak(body.outputs[index])
 
 
+# the ops whose weak integer result is its operands' value modulo 2**64 where the graph's
+# int64 wraps (a ring's operations, a where's pick of a value): where such a result is used,
+# its check sees the exact value, so an operand of one need not fit int64 itself
+_WRAPPING = frozenset(("add", "sub", "mul", "neg", "reshape"))
+
+
 def int_limits(graph) -> dict:
-    """{weak integer node: the narrowest integer dtype it was cast to where it met a tensor}:
-    a compiled function checks that the value (a Python int argument, or one computed from
-    such arguments and numbers, `k + 1`) fits, as eager code checks its scalars. The node's
-    value comes from `exact_range` at each call. One computed by a loop or a branch (a
-    weak carry, a cond's result) is known only as the plan runs: its meeting a narrower
-    integer tensor is refused here (GraphcError), as a strong int64 would be."""
+    """{weak integer node: (the narrowest integer dtype its value must fit, what needs it:
+    None where it met a tensor of that dtype, else the op (or "return") that reads the
+    int64 the graph computes it in)}: a compiled function checks that the value (a Python
+    int argument, or one computed from such arguments and numbers, `k + 1`) fits, as eager
+    code checks its scalars. Python computes `(k + k) % 5` exactly where the graph's int64
+    wraps, so a computed weak int that an op other than + - * (or a where's pick) reads, or
+    that the function returns, must fit int64 (a ring's wrap only comes out right where the
+    final value fits, which the check where it is read sees). The node's value comes from
+    `exact_range` at each call. One computed by a loop or a branch (a weak carry, a cond's
+    result) is known only as the plan runs: its meeting a narrower integer tensor is refused
+    here (GraphcError), as a strong int64 would be."""
     limits = {}
 
-    def narrow(source, dtype):
+    def narrow(source, dtype, reader=None):
         old = limits.get(source)
-        if old is None or np.iinfo(dtype).max < np.iinfo(old).max or \
-                np.iinfo(dtype).min > np.iinfo(old).min:
-            limits[source] = dtype
+        if old is None or np.iinfo(dtype).max < np.iinfo(old[0]).max or \
+                np.iinfo(dtype).min > np.iinfo(old[0]).min:
+            limits[source] = (dtype, reader)
 
+    def computed_int(x):  # (an argument or a constant is an int64 already)
+        return is_weak(x) and x.op not in ("input", "constant") and x.dtype.kind in "iu"
+
+    # the nodes a power of weak ints is built of (ir.ops.api.pow: k % 2, rest // 2, ...):
+    # the power itself is computed exactly, from its base and exponent, which must fit
+    inside = set()
+    for power, operands in getattr(graph, "int_powers", {}).items():
+        stack, ends = [power], {id(x) for x in operands}  # (a Node's == is an op)
+        while stack:
+            n = stack.pop()
+            if n not in inside and id(n) not in ends:
+                inside.add(n)
+                stack.extend(n.inputs)
+        for x in operands:
+            if not is_int(x) and computed_int(x):
+                narrow(x, np.dtype(x.dtype), "**")
     for node in graph.nodes:
         # the casts `adopt` made only: a cast the user wrote (gc.cast(k + 1, "int32")) wraps,
         # as it does eagerly
@@ -137,15 +164,30 @@ def int_limits(graph) -> dict:
             if dtype.kind in "iu":
                 _check_known(source, (), dtype, node.locs)
                 narrow(source, dtype)
-        for region in regions_of(node):
+                continue
+        regions = regions_of(node)
+        for region in regions:
             # a weak operand of a branch or loop (a Python int argument read inside, or
             # passed as an operand) is cast where it meets a tensor in there
             feeds = region_feeds(node, region)
             carried = _carried(node, region)
-            for inner, dtype in int_limits(region).items():
-                _check_known(inner, carried, dtype, node.locs)
+            for inner, (dtype, reader) in int_limits(region).items():
+                if dtype != inner.dtype:  # (a narrower tensor's: an int64 wraps as eagerly)
+                    _check_known(inner, carried, dtype, node.locs)
                 if inner in feeds and is_weak(feeds[inner]):
-                    narrow(feeds[inner], dtype)
+                    narrow(feeds[inner], dtype, reader)
+        if regions or node in inside:
+            continue
+        for i, x in enumerate(node.inputs):
+            if not computed_int(x):
+                continue
+            if node.op in _WRAPPING or node.op == "where" and i > 0:
+                continue
+            else:
+                narrow(x, np.dtype(x.dtype), node.op)
+    for x in graph.outputs:
+        if computed_int(x):
+            narrow(x, np.dtype(x.dtype), "return")
     return limits
 
 

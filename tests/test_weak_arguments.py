@@ -160,6 +160,47 @@ def test_a_weak_int_range_is_refused_only_where_a_pick_of_its_wheres_does_not_fi
                                           "with a gc.where"):
         gc.compile(lambda v, k, n: v + gc.where(n > 0, k, 2**31) % 2**40)(i32, 5, np.array(7))
 
+def test_a_weak_int_past_int64_before_a_non_ring_op_is_refused_not_wrapped():
+    # s44 f1 (s43 r6 #4, r8 #1, #2): exact_range checked only the value that met a tensor,
+    # while the graph computes every weak int in int64: `v + (k + k) % 5` with k = 2**62
+    # gave [2, 3, 4] (eager's exact Python ints: [3, 4, 5]), `x + 2 ** k % 7` (k = 300)
+    # [0, 1, 2] (eager [1, 2, 3]); `x + k // 7 ** j` (j = 1000) was refused naming a
+    # gc.where that the program has not. A value a //, %, abs, ** reads (or the function
+    # returns) must now fit int64; + - * wrap as the graph's int64 and come out right
+    i32, i64 = np.arange(3, dtype=np.int32), np.arange(3, dtype=np.int64)
+    for v in (i32, i64):
+        assert (v + (2**62 + 2**62) % 5).tolist() == [3, 4, 5]  # (what eager code gives)
+        with pytest.raises(GraphcError, match=r"^compiled function: 9223372036854775808, "
+                           "computed from k, does not fit in int64, in which the compiled "
+                           "function computes it before a remainder reads it"):
+            gc.compile(lambda v, k: v + (k + k) % 5)(v, 2**62)
+    with pytest.raises(GraphcError, match="^compiled function: 142962266571249025024, .* "
+                                          "before a floor_divide reads it"):
+        gc.compile(lambda v, k: v * -(-5 // (k * 31)))(i32, 2**62)
+    with pytest.raises(GraphcError, match="^compiled function: 6366805760909027985741435139224001"
+                                          ", computed from k, .* before a remainder reads it"):
+        gc.compile(lambda v, k: v + 7 ** k % 65543)(i32, 40)
+    huge = r"^compiled function: a number of more than 256 bits \(an int power"
+    with pytest.raises(GraphcError, match=huge + r".*, computed from k, .* remainder"):
+        gc.compile(lambda x, k: x + 2 ** k % 7)(i32, 300)
+    with pytest.raises(GraphcError, match=huge + ".*, computed from j, .* floor_divide") as e:
+        gc.compile(lambda x, k, j: x + k // 7 ** j)(i32, 2**40, 1000)
+    assert "gc.where" not in str(e.value)
+    with pytest.raises(GraphcError, match="^compiled function: 1208925819614629174706176, "
+                                          "computed from k, .* before it returns it"):
+        gc.compile(lambda k: k * k)(2**40)
+    # values that fit int64 where they are read run, with eager code's values
+    assert _both(lambda v, k: v + (k + k) % 5, i32, 2**61).tolist() == \
+        (i32 + 2**62 % 5).tolist()
+    assert _both(lambda v, k: v + 7 ** k % 65543, i32, 20).tolist() == \
+        (i32 + 7**20 % 65543).tolist()
+    assert _both(lambda x, k, j: x + k // 7 ** j, i32, 2**40, 10).tolist() == \
+        (i32 + 2**40 // 7**10).tolist()
+    # + - * past int64 wrap as exact arithmetic modulo 2**64 does: checked where read
+    assert _both(lambda v, k: v + (k * k - k * k + 1), i32, 2**40).tolist() == [1, 2, 3]
+    assert gc.compile(lambda k: k * 3)(2**40) == 3 * 2**40
+
+
 def test_clip_bounds_passed_as_arguments():
     ints = np.arange(6, dtype=np.int32)
     assert gc.compile(gc.clip)(ints, 1, 3).tolist() == [1, 1, 2, 3, 3, 3]
