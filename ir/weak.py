@@ -181,10 +181,12 @@ def int_limits(graph) -> dict:
         for i, x in enumerate(node.inputs):
             if not computed_int(x):
                 continue
-            if node.op in _WRAPPING or node.op == "where" and i > 0:
+            if is_weak(node) and (node.op in _WRAPPING or node.op == "where" and i > 0):
                 continue
-            else:
-                narrow(x, np.dtype(x.dtype), node.op)
+            # one that met a strong tensor of its own dtype (int64: no cast) is checked as
+            # a cast one is, as eager code refuses `int64_tensor + 2**70`
+            narrow(x, np.dtype(x.dtype), None if node.op in _ADOPTING and not is_weak(node)
+                   else node.op)
     for x in graph.outputs:
         if computed_int(x):
             narrow(x, np.dtype(x.dtype), "return")

@@ -201,6 +201,28 @@ def test_a_weak_int_past_int64_before_a_non_ring_op_is_refused_not_wrapped():
     assert gc.compile(lambda k: k * 3)(2**40) == 3 * 2**40
 
 
+def test_a_weak_int_meeting_an_int64_tensor_is_checked_as_an_int32_ones_is():
+    # s44 f1 (s43 r6 #5): an int64 tensor takes a weak int uncast, so nothing checked it:
+    # `v64 + k * k` (k = 2**40) gave [0, 1, 2] and `v64 * k ** 3` (k = -2**31) [0, 0, 0],
+    # where eager code refuses both ("integer scalar ... does not fit in int64")
+    i64 = np.arange(3, dtype=np.int64)
+    spellings = {"add": (2**80, lambda v, k: v + k * k, 2**40),
+                 "mul": (-2**93, lambda v, k: v * k ** 3, -2**31)}
+    for op, (big, f, k) in spellings.items():
+        with pytest.raises(GraphcError, match=f"^{op}: integer scalar {big} does not fit in "
+                                              "int64"):
+            f(gc.tensor(i64), k)
+        with pytest.raises(GraphcError, match=f"^compiled function: {big}, computed from k, "
+                                              r"does not fit in int64 \(the dtype of the tensor"):
+            gc.compile(f)(i64, k)
+    with pytest.raises(GraphcError, match="^compiled function: 1180591620717411303424, "
+                                          "computed with a gc.where .* does not fit in int64"):
+        gc.compile(lambda v, n: v * (gc.where(n > 5, 2**40, 1) * 2**30))(i64, np.array(7))
+    # values that fit run, with eager code's values
+    assert _both(lambda v, k: v + k * k, i64, 2**31).tolist() == (i64 + 2**62).tolist()
+    assert _both(lambda v, k: v * k ** 3, i64, -2**20).tolist() == (i64 * -2**60).tolist()
+
+
 def test_clip_bounds_passed_as_arguments():
     ints = np.arange(6, dtype=np.int32)
     assert gc.compile(gc.clip)(ints, 1, 3).tolist() == [1, 1, 2, 3, 3, 3]
