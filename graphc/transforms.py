@@ -362,6 +362,7 @@ class Compiled:
                 self._warn_recompiles(fname, message, signature)
             graph, written = traced or self._trace(args, signature, given)
             limits = weak.int_limits(graph)  # (it may refuse the graph: before a plan is kept)
+            divisions = weak.python_divisions(graph) if graph.weak_ids else []
             if on_tape_instead and not self.retrace:
                 plan = _OnTape(_taped_closures(graph, written))
                 if not plan.now():
@@ -379,10 +380,11 @@ class Compiled:
                 closed = _taped_closures(graph, written)
                 if closed:
                     self._closed_floats[id(plan)] = closed
-            if limits:
+            if limits or divisions:
                 weak_inputs = [(i, node) for i, node in enumerate(graph.inputs)
                                if weak.is_weak(node)]
-                self._weak_int_limits[id(plan)] = (weak_inputs, list(limits.items()))
+                self._weak_int_limits[id(plan)] = (weak_inputs, list(limits.items()),
+                                                   divisions)
         self._last_key = signature
         return plan
 
@@ -834,6 +836,11 @@ def _taped_closures(graph, written) -> list:
     return [t for (_, t), r in zip(closed, reached) if r]
 
 
+class WeakIntZeroDivision(GraphcError, ZeroDivisionError):
+    """A compiled function's weak int divided by an exact 0 (`k // j`, j = 0), which eager
+    code's Python ints refuse with ZeroDivisionError: the same error, in one line."""
+
+
 def _check_weak_ints(leaves, limits):
     """A Python int argument, or a number computed from such arguments (`k + 1`), that the
     trace cast to a narrower integer dtype (where it met an int32 tensor, say) must fit it:
@@ -842,9 +849,20 @@ def _check_weak_ints(leaves, limits):
     Python ints exactly (weak.int_limits)."""
     if not limits:
         return
-    weak_inputs, casts = limits
+    weak_inputs, casts, divisions = limits
     values = {node: leaves[i] for i, node in weak_inputs}
     known = {}
+    for division in divisions:  # (first: eager code raises there, before a tensor meets it)
+        divisor = division.inputs[1]
+        if weak.exact_range(divisor, values, known) == (0, 0):
+            read = _inputs_read(divisor, values)
+            what = f"argument {divisor.attrs['name']}" if divisor.op == "input" else \
+                f"computed from {', '.join(n.attrs['name'] for n in read)}" if read else \
+                "a number the function wrote"
+            op = "//" if division.op == "floor_divide" else "%"
+            raise WeakIntZeroDivision(f"compiled function: integer {op} by zero: the divisor "
+                                      f"({what}) is 0, which eager code's Python ints refuse "
+                                      "(ZeroDivisionError)", (user_location(),))
     for node, (dtype, reader) in casts:
         span = weak.exact_range(node, values, known)
         info = np.iinfo(dtype)

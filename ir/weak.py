@@ -226,9 +226,39 @@ def _check_known(source, carried, dtype, locs):
 # that a check sees `k + 1`'s value before the graph's int64 wraps it
 _EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
           "neg": lambda a: -a, "abs": abs, "reshape": lambda a: a,
-          # Python's // and % are numpy's on integers; by zero numpy gives 0
+          # Python's // and % are numpy's on integers; by zero numpy gives 0 (an exact 0
+          # divisor of Python ints is refused before: python_divisions)
           "floor_divide": lambda a, b: a // b if b else 0,
           "remainder": lambda a, b: a % b if b else 0}
+
+
+def python_divisions(graph) -> list:
+    """The weak integer // and % nodes of `graph` computed without a gc.where (`k // j`,
+    `(k + 1) % (2 ** j)`, `3 // k`): eagerly they are Python ints, whose division
+    by 0 raises ZeroDivisionError, where the graph's numpy gives 0 (and warns); a where's
+    value is a tensor eagerly, numpy's there too. A call checks their divisors."""
+    free = {}  # {weak int node: computed without a where}
+
+    def where_free(x):
+        stack = [x]
+        while stack:
+            n = stack[-1]
+            if n in free:
+                stack.pop()
+                continue
+            operands = graph.int_powers[n] if n in graph.int_powers else n.inputs
+            operands = [o for o in operands if not is_int(o)]
+            missing = [o for o in operands if o not in free]
+            if missing:
+                stack.extend(missing)
+                continue
+            free[n] = n.op != "where" and all(free[o] for o in operands)
+            stack.pop()
+        return free[x]
+
+    # (a weak division: of weak values and Python numbers only, `k % 0` and `3 // k`)
+    return [n for n in graph.nodes if n.op in ("floor_divide", "remainder") and is_weak(n)
+            and n.dtype.kind in "iu" and where_free(n)]
 
 
 def exact_range(node, inputs: dict, known: dict | None = None, picks: dict | None = None):

@@ -223,6 +223,36 @@ def test_a_weak_int_meeting_an_int64_tensor_is_checked_as_an_int32_ones_is():
     assert _both(lambda v, k: v * k ** 3, i64, -2**20).tolist() == (i64 * -2**60).tolist()
 
 
+def test_a_weak_int_divided_by_zero_raises_as_eager_pythons_ints_do():
+    # s44 f1 (s43 r6 #7): `x + k // j` and `x + k % j` with j = 0 gave [0, 1, 2] and leaked
+    # numpy's "RuntimeWarning: divide by zero"; eagerly k and j are Python ints, whose
+    # k // 0 raises ZeroDivisionError: now the compiled call raises it too, in one line
+    i32 = np.arange(3, dtype=np.int32)
+    spellings = {"//": (lambda x, k, j: x + k // j, "argument j"),
+                 "%": (lambda x, k, j: x + k % j, "argument j"),
+                 "// computed": (lambda x, k, j: x + (k + 1) // (j * 2), "computed from j"),
+                 "% literal": (lambda x, k, j: x + 3 % j + k, "argument j")}
+    for label, (f, what) in spellings.items():
+        with pytest.raises(ZeroDivisionError):
+            f(gc.tensor(i32), 5, 0)
+        op = label.split()[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(GraphcError, match=f"^compiled function: integer {re.escape(op)} "
+                               rf"by zero: the divisor \({what}\) is 0") as e:
+                gc.compile(f)(i32, 5, 0)
+        assert isinstance(e.value, ZeroDivisionError)
+        assert _both(f, i32, 5, 2).tolist() == f(i32, 5, 2).tolist()
+    # a where's value is a tensor eagerly (numpy's 0 by zero, and its warning): so compiled
+    out = gc.compile(lambda x, n, k: x + k // gc.where(n > 5, 0, 1))(i32, np.array(3), 5)
+    assert out.tolist() == [5, 6, 7]
+    f = lambda x, n, k, j: x + gc.where(n > 5, k, k) // j
+    for run in (lambda: f(gc.tensor(i32), gc.tensor(7), 5, 0).numpy(),
+                lambda: gc.compile(f)(i32, np.array(7), 5, 0)):
+        with pytest.warns(RuntimeWarning, match="divide by zero"):
+            assert run().tolist() == [0, 1, 2]
+
+
 def test_clip_bounds_passed_as_arguments():
     ints = np.arange(6, dtype=np.int32)
     assert gc.compile(gc.clip)(ints, 1, 3).tolist() == [1, 1, 2, 3, 3, 3]
