@@ -349,20 +349,51 @@ def branch_range(node, inputs: dict, limit: int = 64):
     """exact_range(node, inputs) taken as the hull of node's exact values over each way the
     gc.wheres on the way may pick (at most `limit` ways, else exact_range's): exact_range
     counts each use of a where apart, so `w - w` of w = where(n > 5, 2**40, 0) is
-    (-2**40, 2**40) there, 0 here, as a where picks one branch for all its uses. For a range
-    that does not fit (its cost only then)."""
+    (-2**40, 2**40) there, 0 here, as a where picks one branch for all its uses, and so do
+    wheres of one condition (one node, or the same comparison of the same nodes written
+    twice: `where(n > 5, a, b) - where(n > 5, a, b)`), which pick alike. For a range that
+    does not fit (its cost only then)."""
     known = {}
     span = exact_range(node, inputs, known)
     wheres = [n for n, value in known.items() if n.op == "where" and type(value) is tuple]
-    if span is None or not wheres or 2 ** len(wheres) > limit:
+    if span is None or not wheres:
+        return span
+    groups, memo = {}, {}
+    for n in wheres:
+        groups.setdefault(_condition_key(n.inputs[0], memo), []).append(n)
+    if 2 ** len(groups) > limit:
         return span
     lo = hi = None
-    for ways in itertools.product((1, 2), repeat=len(wheres)):
-        one = exact_range(node, inputs, {}, dict(zip(wheres, ways)))
+    for ways in itertools.product((1, 2), repeat=len(groups)):
+        picks = {n: way for way, group in zip(ways, groups.values()) for n in group}
+        one = exact_range(node, inputs, {}, picks)
         if one is None:
             return span
         lo, hi = (one if lo is None else (min(lo, one[0]), max(hi, one[1])))
     return lo, hi
+
+
+# the ops a condition is compared by as a structure (the same op of the same operands is
+# the same mask): deterministic and elementwise (not a random draw: two are independent)
+_PURE = frozenset(_ADOPTING) | {"cast", "logical_and", "logical_or", "logical_not"} | \
+    frozenset(_KEEPING)
+
+
+def _condition_key(node, memo: dict):
+    """A hashable key of condition `node`: equal for two nodes that compute one value (the
+    same node, or the same pure op, attributes and constants over the same nodes)."""
+    if node in memo:
+        return memo[node]
+    if node.op == "constant":
+        value = node.attrs["value"]
+        key = ("constant", value.dtype.str, value.shape, value.tobytes())
+    elif node.op in _PURE and len(memo) < 256:  # (a deep condition: by identity past that)
+        key = (node.op, repr(sorted(node.attrs.items())),
+               tuple(_condition_key(x, memo) for x in node.inputs))
+    else:
+        key = ("node", id(node))
+    memo[node] = key
+    return key
 
 
 def _power_range(base, exponent):

@@ -253,6 +253,39 @@ def test_a_weak_int_divided_by_zero_raises_as_eager_pythons_ints_do():
             assert run().tolist() == [0, 1, 2]
 
 
+def test_wheres_of_one_condition_pick_alike_in_the_weak_int_check():
+    # s44 f1 (s43 r8 #3): two where nodes on one condition counted as independent, so
+    # `where(n > 5, 2**40, 0) - where(n > 5, 2**40, 0)` was refused ("1099511627776,
+    # computed with a gc.where") where eager code gives [0, 1, 2]; so was the same with one
+    # `m = n > 5` shared by both. Wheres of one condition (one node, or the same comparison
+    # of the same nodes) now pick one branch together
+    i32 = np.arange(3, dtype=np.int32)
+    spellings = {
+        "written twice": lambda v, n, k: v + (gc.where(n > 5, 2**40, 0) - gc.where(n > 5, 2**40, 0)),
+        "one mask": lambda v, n, k: (lambda m: v + (gc.where(m, k, 0) - gc.where(m, k, 0)))(n > 5),
+        "swapped": lambda v, n, k: v + (gc.where(n > 5, k, 1) - gc.where(n > 5, k - 1, 0))}
+    for label, f in spellings.items():
+        for n in (7, 3):
+            out = _both(f, i32, np.array(n), 2**40)
+            assert out.dtype == np.int32 and out.tolist() == [0, 1, 2] if label != "swapped" \
+                else out.tolist() == [1, 2, 3]
+    # different conditions still count apart: some pick does not fit
+    with pytest.raises(GraphcError, match="^compiled function: 1099511627776, computed from k "
+                                          "with a gc.where"):
+        gc.compile(lambda v, n, k: v + (gc.where(n > 5, k, 0) - gc.where(n > 6, k, 0)))(
+            i32, np.array(7), 2**40)
+
+    def seven(v, n, k):  # 7 conditions: more than 64 ways, each where counted apart
+        s = gc.where(n > 6, k, 0) - gc.where(n > 6, k, 0)
+        for i in range(6):
+            s = s + gc.where(n > i, 1, 0)
+        return v + s
+    with pytest.raises(GraphcError, match="^compiled function: 1099511627782, computed from k "
+                                          "with a gc.where"):
+        gc.compile(seven)(i32, np.array(7), 2**40)
+    assert gc.compile(seven)(i32, np.array(7), 2**20).tolist() == [6, 7, 8]
+
+
 def test_clip_bounds_passed_as_arguments():
     ints = np.arange(6, dtype=np.int32)
     assert gc.compile(gc.clip)(ints, 1, 3).tolist() == [1, 1, 2, 3, 3, 3]
