@@ -57,7 +57,7 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
             elif not any(map(is_batched, batched)):
                 env[node] = (apply(node.op, *operands, **node.attrs), False)
                 if node.id in graph.adopting_casts:  # a weak number's cast keeps its check
-                    _adopting(env[node][0])
+                    _adopting(env[node][0], operands[0], graph, node)
                 elif node.id in graph.weak_ids:  # k + 1 of a weak k: weak, and so checked
                     _weak(env[node][0])
                 if node in graph.int_powers:
@@ -65,15 +65,34 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
                         x if is_int(x) else env[x][0] for x in graph.int_powers[node]))
             else:
                 env[node] = (_run_rule(node, operands, batched, size), True)
+                # a weak number that a batched condition picks (where(m > 5, 2**40, 1) in
+                # vmap over m) is as weak, and its cast as checked, as one example's: it
+                # wrapped unseen, eagerly and compiled
+                if node.id in graph.adopting_casts:
+                    _adopting(env[node][0], operands[0], graph, node)
+                elif node.id in graph.weak_ids:
+                    _weak(env[node][0])
     return [env[node] for node in (graph.outputs if outputs is None else outputs)]
 
 
-def _adopting(cast):
-    """Mark `cast`, rebuilt from a cast that a weak integer took to meet a tensor in the
-    batched graph, as such a cast of the graph it is built in: weak.int_limits then checks
-    that the number fits (a compiled function's k = 2**40 meeting int32 rows in vmap)."""
-    if isinstance(cast, Node) and cast.op == "cast":
-        cast.graph.adopting_casts.add(cast.id)
+def _adopting(cast, operand, graph, node):
+    """Mark `cast`, rebuilt from `node`, a cast that a weak integer took to meet a tensor in
+    `graph`, as such a cast of the graph it is built in: weak.int_limits then checks that
+    the number fits (a compiled function's k = 2**40 meeting int32 rows in vmap). Eagerly
+    (`operand`, the number, is a value) its values are checked here, as eager code checks a
+    number meeting a tensor (`int32_tensor * 2**40` is refused, not wrapped)."""
+    if isinstance(cast, Node):
+        if cast.op == "cast":
+            cast.graph.adopting_casts.add(cast.id)
+        return
+    data, dtype = np.asarray(getattr(operand, "data", operand)), np.dtype(node.attrs["dtype"])
+    if data.size and data.dtype.kind in "iu" and dtype.kind in "iu":
+        info, lo, hi = np.iinfo(dtype), int(data.min()), int(data.max())
+        if lo < info.min or hi > info.max:
+            op = next((n.op for n in graph.nodes if any(x is node for x in n.inputs)), "vmap")
+            raise GraphcError(f"{op}: integer scalar {hi if hi > info.max else lo} does not "
+                              f"fit in {dtype} (the dtype of the tensor it meets); cast the "
+                              "tensor first", node.locs or (user_location(),))
 
 
 def _weak(value):

@@ -286,6 +286,35 @@ def test_wheres_of_one_condition_pick_alike_in_the_weak_int_check():
     assert gc.compile(seven)(i32, np.array(7), 2**20).tolist() == [6, 7, 8]
 
 
+def test_a_weak_where_under_vmap_over_its_condition_is_checked():
+    # s44 f1 (s43 r6 #6): batching ran a where of a batched condition (and the cast its
+    # weak result took to meet int32 rows) through its rule, which dropped the marks the
+    # check reads: `gc.vmap(lambda m: v * gc.where(m > 5, 2**40, 1))(n)` with n = [3, 7]
+    # gave [[0, 1, 2], [0, 0, 0]] eagerly and compiled, where without vmap eager code
+    # refuses it; eager vmap over the rows with an unbatched where wrapped too
+    i32 = np.arange(3, dtype=np.int32)
+    spellings = {"where": (2**40, lambda v, n: gc.vmap(lambda m: v * gc.where(m > 5, 2**40, 1))(n)),
+                 "where + 1": (2**40 + 1, lambda v, n: gc.vmap(
+                     lambda m: v * (gc.where(m > 5, 2**40, 1) + 1))(n))}
+    for label, (big, f) in spellings.items():
+        with pytest.raises(GraphcError, match=f"^mul: integer scalar {big} does not fit in int32"):
+            f(gc.tensor(i32), gc.tensor([3, 7]))
+        for n in ([3, 7], [3, 3]):  # compiled: either branch, as without vmap
+            with pytest.raises(GraphcError, match=f"^compiled function: {big}, computed with a "
+                                                  "gc.where .* does not fit in int32"):
+                gc.compile(f)(i32, np.array(n))
+        eager = f(gc.tensor(i32), gc.tensor([3, 3]))  # eagerly the picked values, which fit
+        assert eager.numpy().tolist() == [(i32 * (2 if label == "where + 1" else 1)).tolist()] * 2
+    rows = np.stack([i32, i32])
+    g = lambda x, n: gc.vmap(lambda r: r * gc.where(n > 5, 2**40, 1))(x)
+    with pytest.raises(GraphcError, match="^mul: integer scalar 1099511627776 does not fit"):
+        g(gc.tensor(rows), gc.tensor(7))
+    assert g(gc.tensor(rows), gc.tensor(3)).numpy().tolist() == rows.tolist()
+    fit = lambda v, n: gc.vmap(lambda m: v * (gc.where(m > 5, 2**20, 1) + 1))(n)
+    for out in (fit(gc.tensor(i32), gc.tensor([3, 7])).numpy(), gc.compile(fit)(i32, np.array([3, 7]))):
+        assert out.dtype == np.int32 and out.tolist() == [(i32 * 2).tolist(), (i32 * (2**20 + 1)).tolist()]
+
+
 def test_clip_bounds_passed_as_arguments():
     ints = np.arange(6, dtype=np.int32)
     assert gc.compile(gc.clip)(ints, 1, 3).tolist() == [1, 1, 2, 3, 3, 3]
