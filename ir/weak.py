@@ -139,8 +139,10 @@ def int_limits(graph) -> dict:
                 np.iinfo(dtype).min > np.iinfo(old[0]).min:
             limits[source] = (dtype, reader)
 
+    weak_ids = graph.weak_ids  # (is_weak, inlined: this runs over every operand)
+
     def computed_int(x):  # (an argument or a constant is an int64 already)
-        return is_weak(x) and x.op not in ("input", "constant") and x.dtype.kind in "iu"
+        return x.id in weak_ids and x.op not in ("input", "constant") and x.dtype.kind in "iu"
 
     # the nodes a power of weak ints is built of (ir.ops.api.pow: k % 2, rest // 2, ...):
     # the power itself is computed exactly, from its base and exponent, which must fit
@@ -176,17 +178,17 @@ def int_limits(graph) -> dict:
                     _check_known(inner, carried, dtype, node.locs)
                 if inner in feeds and is_weak(feeds[inner]):
                     narrow(feeds[inner], dtype, reader)
-        if regions or node in inside:
+        if regions or node in inside or not weak_ids:  # (no weak value: no reads)
             continue
         for i, x in enumerate(node.inputs):
             if not computed_int(x):
                 continue
-            if is_weak(node) and (node.op in _WRAPPING or node.op == "where" and i > 0):
+            if node.id in weak_ids and (node.op in _WRAPPING or node.op == "where" and i > 0):
                 continue
             # one that met a strong tensor of its own dtype (int64: no cast) is checked as
             # a cast one is, as eager code refuses `int64_tensor + 2**70`
-            narrow(x, np.dtype(x.dtype), None if node.op in _ADOPTING and not is_weak(node)
-                   else node.op)
+            narrow(x, np.dtype(x.dtype), None if node.op in _ADOPTING and
+                   node.id not in weak_ids else node.op)
     for x in graph.outputs:
         if computed_int(x):
             narrow(x, np.dtype(x.dtype), "return")
