@@ -75,6 +75,9 @@ def batch_graph(graph: Graph, bound: dict, size: int, outputs=None) -> list:
     return [env[node] for node in (graph.outputs if outputs is None else outputs)]
 
 
+_INT_INFO = {}  # {integer dtype: its np.iinfo}
+
+
 def _adopting(cast, operand, graph, node):
     """Mark `cast`, rebuilt from `node`, a cast that a weak integer took to meet a tensor in
     `graph`, as such a cast of the graph it is built in: weak.int_limits then checks that
@@ -87,7 +90,9 @@ def _adopting(cast, operand, graph, node):
         return
     data, dtype = np.asarray(getattr(operand, "data", operand)), np.dtype(node.attrs["dtype"])
     if data.size and data.dtype.kind in "iu" and dtype.kind in "iu":
-        info, lo, hi = np.iinfo(dtype), int(data.min()), int(data.max())
+        # (a number, mostly: 0-d, read as one int, no reductions; per eager vmap call)
+        lo, hi = (int(data),) * 2 if data.ndim == 0 else (int(data.min()), int(data.max()))
+        info = _INT_INFO.get(dtype) or _INT_INFO.setdefault(dtype, np.iinfo(dtype))
         if lo < info.min or hi > info.max:
             op = next((n.op for n in graph.nodes if any(x is node for x in n.inputs)), "vmap")
             raise GraphcError(f"{op}: integer scalar {hi if hi > info.max else lo} does not "
