@@ -335,6 +335,9 @@ def build_parser():
     s.add_argument("--ignore-eos", action="store_true", help="keep sampling past the model's "
                    "end-of-text token (--model: its eos_token_id, where it stops by default, "
                    "as transformers' generate does; a checkpoint has none)")
+    s.add_argument("--min-new-tokens", type=_non_negative_int, help="no end-of-text token "
+                   "among the first N new tokens (transformers' min_new_tokens; default: the "
+                   "model's generation_config.json, else 0; a checkpoint has no such token)")
     s.add_argument("--dtype", choices=["float32", "float64", "bfloat16", "float16"],
                    help="the weights' dtype (default: the checkpoint's; float32 for --model); "
                    "half precision halves their memory")
@@ -564,7 +567,8 @@ def cmd_sample(args) -> int:
     except DataError as exc:  # the default prompt is the vocabulary's own
         raise UsageError(f"--prompt: {exc} (the checkpoint's)") from None
     ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
-                                        args.top_k, args.seed, args.top_p)
+                                        args.top_k, args.seed, args.top_p,
+                                        min_new_tokens=args.min_new_tokens)
     return _print_stream(text, (vocab[i] for i in ids))
 
 
@@ -583,7 +587,7 @@ def _sample_pretrained(args) -> int:
             raise UsageError(f"{exc.message}; pass a non-empty --prompt") from None
     ids = Sampler(model, params).stream(prompt_ids, args.tokens, args.temperature,
                                         args.top_k, args.seed, args.top_p,
-                                        () if args.ignore_eos else None)
+                                        () if args.ignore_eos else None, args.min_new_tokens)
     return _print_stream(text, tokenizer.decode_stream(ids))
 
 

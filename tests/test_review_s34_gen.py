@@ -195,6 +195,17 @@ def test_sample_stops_at_eos_unless_told_to_ignore_it(tmp_path, capsys):
     assert capsys.readouterr().out == prompt + tok.decode(free[:free.index(eos) + 1]) + "\n"
     assert main(args + ["--ignore-eos"]) == 0
     assert capsys.readouterr().out == prompt + tok.decode(free) + "\n"
+    # --min-new-tokens N: no end-of-text among the first N new tokens (transformers'
+    # min_new_tokens), so with N past the eos's place the greedy text goes another way
+    n = str(free.index(eos) + 1)
+    masked = Generator(model, params).generate([tok.encode(prompt)], 10, temperature=0,
+                                               stop_tokens=eos, min_new_tokens=int(n))[0]
+    assert masked[:int(n)] != free[:int(n)] and main(args + ["--min-new-tokens", n]) == 0
+    assert capsys.readouterr().out == prompt + tok.decode(masked) + "\n"
+    with pytest.raises(SystemExit) as info:
+        main(args + ["--min-new-tokens", "-1"])
+    assert info.value.code == 2
+    assert "--min-new-tokens: expected a number >= 0, got -1" in capsys.readouterr().err
 
 
 # ---- 4. generate/stream check their settings' types and the prompts up front -----------------
