@@ -533,11 +533,14 @@ def _hold_again(path: str, what: str, held: list) -> None:
                 f"held it: its {LOCK_NAME} was removed or replaced, and that run locked the "
                 "new one; nothing more is written into it: write into another directory "
                 "(Trainer.fit: out; graphc train: --out)")
+        # the whole directory removed or renamed: the save would create it again, as it
+        # did before this check, so the lock file is created in it
+        os.makedirs(path, exist_ok=True)
         with _FORK_GUARD:
             new = _take_lock_file(path, lock, what, refusal)  # the old one kept on a refusal
+            held[:] = new  # first: a Ctrl-C below leaves the new lock held and recorded
             del _HELD[key]
             os.close(fd)  # the old file's: only its lock goes (a record lock is per file)
-            held[:] = new
         fd = new[1]
     else:
         try:

@@ -1357,14 +1357,15 @@ class Trainer:
             if self.eval_batches is not None and not self.val_history:
                 log(f"step {self.step}: val loss {self.evaluate():.4f}")
             stopped = self._loop(ckpt, progress, log, stop, stdout)
-            if not stopped:
-                with self._rank_0_writes():
-                    if out:  # (None on the other ranks)
-                        self._hold_again()
-                        plot_losses(self.history, self.val_history,
-                                    os.path.join(out, "loss.png"), self.plot_title,
-                                    self.plot_ylabel)
-                        stopped = stop.signum
+            # every rank enters the agreement, also one a late signal stopped alone (the
+            # others would wait in its allgather for ever)
+            with self._rank_0_writes():
+                if out and not stopped:  # (out: None on the other ranks)
+                    self._hold_again()
+                    plot_losses(self.history, self.val_history,
+                                os.path.join(out, "loss.png"), self.plot_title,
+                                self.plot_ylabel)
+                    stopped = stop.signum
         return stopped
 
     def _per_batch(self, batch) -> int:

@@ -4,6 +4,7 @@ checkpoint, so two runs started together both passed and the second replaced the
 checkpoint at its next save; `--out FILE` failed only at the first save, after compiling;
 `bench --json/--plot` into a missing directory failed after the whole benchmark."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -638,6 +639,10 @@ def _remove_or_replace(lock, how):
     (a sync tool's rename)."""
     if how == "remove":
         os.remove(lock)
+    elif how == "remove the directory":  # rm -rf OUT: the next save creates it again
+        shutil.rmtree(os.path.dirname(lock))
+    elif how == "rename the directory":  # mv OUT OUT.old
+        os.rename(os.path.dirname(lock), os.path.dirname(lock) + ".old")
     else:
         with open(lock + ".new", "w") as fh:
             fh.write("")
@@ -684,7 +689,8 @@ def test_fit_writes_nothing_once_another_run_locked_a_new_lock_file(tmp_path, ho
         pass
 
 
-@pytest.mark.parametrize("how", ["remove", "replace"])
+@pytest.mark.parametrize("how", ["remove", "replace", "remove the directory",
+                                 "rename the directory"])
 def test_a_removed_or_replaced_lock_file_no_run_took_is_locked_at_the_next_save(tmp_path,
                                                                                  how):
     """(s44) with no other run there, the save takes the file now at the path (creating it
@@ -696,9 +702,10 @@ def test_a_removed_or_replaced_lock_file_no_run_took_is_locked_at_the_next_save(
     def batches(rng):
         saved = os.path.join(run, "checkpoint.npz")
         if os.path.exists(saved) and not seen:
-            _remove_or_replace(lock, how)
             seen.append(checkpoint.load_saved(saved)[1]["step"])
-        elif len(seen) == 1 and checkpoint.load_saved(saved)[1]["step"] > seen[0]:
+            _remove_or_replace(lock, how)
+        elif len(seen) == 1 and os.path.exists(saved) and \
+                checkpoint.load_saved(saved)[1]["step"] > seen[0]:
             other = _other_process(run)  # after the next save: the new file is held
             seen.append(other.stdout.readline().strip())
             other.wait()
