@@ -845,10 +845,11 @@ def pad_slice(g, shape, starts, stops, steps):
 
 
 def getitem(x, key):
-    """Basic indexing (ints, slices with positive steps, None, ...) plus one integer index
-    tensor on the first axis (a gather). A run-time integer scalar (a 0-d integer tensor)
-    may index any axis, as in JAX: a window of one at that position (dynamic_slice: a
-    negative index counts from the end, one out of range is clamped)."""
+    """Basic indexing (ints, slices: a negative step on a concrete axis is a reversed
+    gather, None, ...) plus one integer index tensor on the first axis (a gather). A
+    run-time integer scalar (a 0-d integer tensor) may index any axis, as in JAX: a window
+    of one at that position (dynamic_slice: a negative index counts from the end, one out
+    of range is clamped)."""
     if not isinstance(key, tuple):
         key = (key,)
     if builtins.any(isinstance(k, (bool, np.bool_, np.timedelta64)) for k in key):
