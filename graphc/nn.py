@@ -149,6 +149,13 @@ def _state_mapping(method, state, holding):
                           f"{type(state).__name__}", (user_location(),))
 
 
+def _is_torch_tensor(value) -> bool:
+    """A torch.Tensor (a Parameter, a user's subclass too), told by its class's name and
+    module without importing torch; another library's array with __array__ or __dlpack__
+    (h5py, JAX, TF) or a `detach` (paddle, whose Linear is (in, out) too) is none."""
+    return any(k.__name__ == "Tensor" and k.__module__ == "torch" for k in type(value).__mro__)
+
+
 def _same_array(a, b) -> bool:
     """Equal shapes and values, a NaN equal to a NaN (a tied weight's two copies)."""
     return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"
@@ -1111,12 +1118,13 @@ class Module:
     def _refuse_torch_layout(self, state):
         """load_state_dict takes graphc's layout: a torch tensor for a weight graphc stores
         transposed against torch (Linear's (in, out), torch's (out, in): _TORCH_TRANSPOSED)
-        is refused in one line pointing to load_torch_state_dict. A torch model's state
-        loaded a square Linear's weight untransposed, silently (a non-square one failed on
-        its shape); a tensor is taken for torch's layout, an array for graphc's."""
-        foreign = [name for name, value in state.items()
-                   if not isinstance(value, (np.ndarray, np.generic, Tensor))
-                   and foreign_array_name(value) is not None]
+        is refused in one line naming both ways to load it. A torch model's state loaded a
+        square Linear's weight untransposed, silently, and its shape cannot tell which
+        layout a square one is in; graphc's own state saved as tensors (torch.save,
+        safetensors.torch) is in graphc's. Only torch's tensors are asked about: another
+        library's arrays (h5py, JAX, TF, paddle: their Dense kernels are (in, out), as
+        graphc's) load as arrays, as they did."""
+        foreign = [name for name, value in state.items() if _is_torch_tensor(value)]
         if not foreign:  # (the common case: arrays, owners not walked)
             return
         owners = dict(self._parameter_owners())
@@ -1127,8 +1135,9 @@ class Module:
                 raise GraphcError(
                     f"load_state_dict: {name} is a {foreign_array_name(state[name])} for a "
                     f"weight graphc's {type(owner[0]).__name__} stores transposed against "
-                    "torch's: load a torch model's state with load_torch_state_dict, or give "
-                    "arrays in graphc's layout (model.state_dict())", (user_location(),))
+                    "torch's: np.asarray each value if the state is graphc's layout (a graphc "
+                    "model's state_dict() saved as tensors), or load_torch_state_dict if it "
+                    "is a torch module's state_dict()", (user_location(),))
 
     def load_torch_state_dict(self, state: dict, strict: bool = True):
         """load_state_dict of a torch module's state_dict (tensors or arrays) with the same

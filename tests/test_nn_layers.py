@@ -1254,9 +1254,10 @@ def test_load_state_dict_refuses_a_torch_linear_weight_pointing_to_load_torch_st
             model.load_state_dict(state)
         line, where = str(info.value).splitlines()
         assert line == (f"load_state_dict: 0.weight is a {kind} for a weight graphc's "
-                        "Linear stores transposed against torch's: load a torch model's "
-                        "state with load_torch_state_dict, or give arrays in graphc's layout "
-                        "(model.state_dict())")
+                        "Linear stores transposed against torch's: np.asarray each value if "
+                        "the state is graphc's layout (a graphc model's state_dict() saved as "
+                        "tensors), or load_torch_state_dict if it is a torch module's "
+                        "state_dict()")
         assert "test_nn_layers.py" in where
         for name, value in model.state_dict().items():  # nothing loaded
             np.testing.assert_array_equal(value, before[name])
@@ -1264,3 +1265,36 @@ def test_load_state_dict_refuses_a_torch_linear_weight_pointing_to_load_torch_st
         np.testing.assert_allclose(model(gc.tensor(x)).numpy(), want, rtol=1e-6, atol=1e-7)
         model.load_state_dict({k: np.asarray(v) for k, v in model.state_dict().items()})
         np.testing.assert_allclose(model(gc.tensor(x)).numpy(), want, rtol=1e-6, atol=1e-7)
+
+
+def test_load_state_dict_torch_layout_refusal_is_for_torch_tensors_alone():
+    """The refusal above is for torch's tensors: another library's arrays (h5py Datasets,
+    JAX, TF: their Dense kernels are (in, out), graphc's layout) load as arrays, as before
+    (they were refused, pointing to load_torch_state_dict, which transposes them). graphc's
+    own state saved as torch tensors is refused, and the line's first way (np.asarray each
+    value) loads it: load_torch_state_dict would transpose a square weight silently."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+
+    class Dataset:  # an h5py Dataset's shape: __array__, no torch
+        __module__ = "h5py._hl.dataset"
+
+        def __init__(self, a):
+            self.a = np.asarray(a)
+
+        def __array__(self, dtype=None, copy=None):
+            return self.a
+
+    source = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2))
+    x = gc.tensor(np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32))
+    want = source(x).numpy()
+    model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2))
+    model.load_state_dict({k: Dataset(v) for k, v in source.state_dict().items()})
+    np.testing.assert_array_equal(model(x).numpy(), want)
+    saved = {k: torch.from_numpy(np.array(v)) for k, v in source.state_dict().items()}
+    model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2))
+    with pytest.raises(gc.GraphcError, match=r"^load_state_dict: 0\.weight is a torch\.Tensor"
+                                             r" .*: np\.asarray each value if the state is "
+                                             r"graphc's layout"):
+        model.load_state_dict(saved)
+    model.load_state_dict({k: np.asarray(v) for k, v in saved.items()})
+    np.testing.assert_array_equal(model(x).numpy(), want)
