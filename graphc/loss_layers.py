@@ -215,10 +215,12 @@ class MultiMarginLoss(_Pair):
         if isinstance(p, bool) or p not in (1, 2):
             raise GraphcError(f"MultiMarginLoss: p must be 1 or 2, got {p!r}",
                               (user_location(),))
-        if weight is not None and F._ndim(weight) != 1:
-            raise GraphcError(f"MultiMarginLoss: weight must be None or 1-d, got shape "
-                              f"{tuple(F._shape(weight))}", (user_location(),))
+        # (after _keep, whose _weights_as_buffers refuses a list of traced values, which
+        # _ndim cannot read)
         self._keep(p=p, margin=margin, weight=weight, reduction=reduction)
+        if self.weight is not None and F._ndim(self.weight) != 1:
+            raise GraphcError(f"MultiMarginLoss: weight must be None or 1-d, got shape "
+                              f"{tuple(F._shape(self.weight))}", (user_location(),))
 
 
 class PoissonNLLLoss(_Pair):

@@ -2765,9 +2765,13 @@ def _weights_as_buffers(module, settings, names):
     """A loss's weights (popped from `settings`) registered as buffers, as torch's: in
     state_dict(), and read by a compiled plan at each call, so that `loss.weight = w` set
     later is seen (as a plain attribute the array was a constant of the plan). A Parameter
-    (a learned weight) or None stays as it is."""
+    (a learned weight) or None stays as it is. A list holding tensors or traced values is
+    refused in the functional losses' line (np.asarray of it dropped an eager tensor's
+    gradient, and a traced one met numpy's raw "symbolic value" line naming neither the loss
+    nor its weight); a list of numbers is read as an array."""
     for name in names:
         value = settings.pop(name)
+        F._no_list(type(module).__name__, name, value, numbers_too=False)
         if isinstance(value, Parameter):
             object.__setattr__(module, name, value)
         else:  # (None: torch's empty buffer, which a weight set later fills)

@@ -543,3 +543,35 @@ def test_a_list_of_traced_class_weights_or_normalize_inputs_is_one_line_naming_i
                                rtol=1e-14)  # (a list of numbers is still a weight)
     got = gc.compile(lambda a, b: gc.normalize(gc.stack([a, b]), dim=0))(3.0, 4.0)
     np.testing.assert_allclose(got, TF.normalize(torch.tensor([3.0, 4.0]), dim=0).numpy())
+
+
+def test_a_list_of_traced_class_weights_of_a_loss_module_is_the_functional_line():
+    """The loss modules (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss's pos_weight,
+    MultiMarginLoss: nn._weights_as_buffers) read weight=[a, b] with np.asarray: traced
+    values said numpy's "a symbolic value cannot be turned into a numpy array", naming
+    neither the loss nor weight, and eager tensors were read as numbers (gradient dropped)
+    where gc.cross_entropy refuses them. Now the functional losses' line, naming the module;
+    a list of numbers is still a weight, torch's value."""
+    x, y = RNG.normal(size=(4, 2)), np.array([0, 1, 1, 0])
+    p, t = np.array([0.25, 0.75]), np.array([1.0, 0.0])
+    cases = [(lambda w: gc.nn.CrossEntropyLoss(weight=w)(x, y), "CrossEntropyLoss", "weight"),
+             (lambda w: gc.nn.NLLLoss(weight=w)(x, y), "NLLLoss", "weight"),
+             (lambda w: gc.nn.BCELoss(weight=w)(p, t), "BCELoss", "weight"),
+             (lambda w: gc.nn.BCEWithLogitsLoss(pos_weight=w)(p, t), "BCEWithLogitsLoss",
+              "pos_weight"),
+             (lambda w: gc.nn.MultiMarginLoss(weight=w)(x, y), "MultiMarginLoss", "weight")]
+    for fn, name, what in cases:
+        line = (f"{name}: {what} is a list of tensors or traced values; stack them into one "
+                f"(gc.stack) or give an array, as torch's {name} takes one tensor")
+        for run in (lambda: gc.compile(lambda a, b: fn([a, b]))(1.0, 2.0),
+                    lambda: gc.grad(lambda a, b: fn([a, b]))(1.0, 2.0),
+                    lambda: fn([gc.tensor(1.0), gc.tensor(2.0)])):
+            with pytest.raises(gc.GraphcError) as info:
+                run()
+            first, where = str(info.value).splitlines()
+            assert first == line
+            assert "test_losses.py" in where
+    want = TF.cross_entropy(torch.tensor(x), torch.tensor(y),
+                            weight=torch.tensor([1.0, 2.0], dtype=torch.float64)).item()
+    np.testing.assert_allclose(float(gc.nn.CrossEntropyLoss(weight=[1.0, 2.0])(x, y)), want,
+                               rtol=1e-14)
