@@ -508,3 +508,33 @@ def test_integer_operands_alone_are_told_to_become_floats_not_to_cast_one():
                           "gaussian_nll_loss: var is int64; torch's gaussian_nll_loss takes "
                           "no integer var (it clamps var in place): cast it to a float dtype",
                           "test_losses_extra.py")
+
+
+def test_gaussian_nll_loss_of_integer_input_and_target_computes_in_var_s_float_dtype():
+    """31f8fde left gaussian_nll_loss of an integer input and target beside a float var
+    saying 'input is int32 but target is int64; cast one (.astype)' (int64 and int64: 'input
+    is int64 but var is float32; cast one') outside autocast, where it computed under
+    autocast; torch's computes it in var's dtype (a float number var: float32, torch's
+    var * ones_like(input)). Now graphc's too, eager and compiled, in and out of autocast:
+    torch's values and dtype. A float target of another dtype is still refused (a float mix)."""
+    a = np.array([[1, 0, 2], [3, 1, 1]], np.int32)
+    t = np.array([[1, 0, 1], [0, 2, 1]], np.int64)
+    cases = [(a, t, np.array([[0.5, 1.0, 2.0], [1.5, 0.25, 3.0]], np.float32)),
+             (a.astype(np.int64), t, np.array([0.5, 2.0])), (a, t.astype(np.int32), 0.7),
+             (a.astype(np.int64), t.astype(np.float32), np.full((2, 1), 0.5, np.float32))]
+    for x, y, v in cases:
+        want = TF.gaussian_nll_loss(torch.tensor(x), torch.tensor(y),
+                                    v if isinstance(v, float) else torch.tensor(v),
+                                    reduction="none")
+        for mode in (None, "bfloat16"):
+            def loss(x, y, v):
+                return gc.gaussian_nll_loss(x, y, v, reduction="none")
+
+            for run in (loss, gc.compile(loss)):
+                with gc.autocast(mode):
+                    got = run(x, y, v)
+                assert str(got.dtype) == str(want.dtype).rpartition(".")[2]
+                np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-6)
+    assert_one_line_error(lambda: gc.gaussian_nll_loss(a, t.astype(np.float64), cases[0][2]),
+                          "gaussian_nll_loss: input is int32 but target is float64; cast one",
+                          "test_losses_extra.py")

@@ -339,9 +339,18 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
             if known < 0:
                 _fail(f"{name}: var must be >= 0, got {known}")
             var = float(known)
-        var = F.full(tuple(_shape(input)), var, _dtype(input))  # no gradient
+        # no gradient; beside an integer input float32, torch's var * ones_like(input)
+        var = F.full(tuple(_shape(input)), var,
+                     np.float32 if _dtype(input).kind in "iu" else _dtype(input))
     else:
         var = _variance(name, var, input)
+    # an integer input (and target) beside a float var computes in var's dtype, torch's
+    # result type, as under autocast: it was refused outside it with 'cast one', which a
+    # cast to the other integer dtype or to var's did not end. Not beside a float target
+    # of another dtype: that mix is refused below, as graphc mixes no floats silently
+    floats = {d for d in (_dtype(input), _dtype(target)) if is_float(d)}
+    if _dtype(input).kind in "iu" and is_float(_dtype(var)) and floats <= {_dtype(var)}:
+        input = F.cast(input, _dtype(var))
     target = _like(name, target, input, bools=False)
     # not on torch.autocast's list: promoted as torch's ops promote (bfloat16 input and
     # target, float32 var: float32); an integer var is not, as torch clamps var in place
