@@ -1009,7 +1009,10 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
         # an np.longdouble scalar is a float64 number, as ops lift one (ir.ops.api._dtype;
         # its float128 is no dtype of ours), alone or in a list; a longdouble array keeps
         # float128, refused, in a list too
-        array = np.array(data, np.float64 if isinstance(data, np.longdouble) else None)
+        try:
+            array = np.array(data, np.float64 if isinstance(data, np.longdouble) else None)
+        except ValueError as exc:  # (a ragged list: numpy's raw "inhomogeneous shape")
+            _unreadable(data, "", exc)
         if array.dtype.kind in "USO":
             _no_strings(data, array)
         if array.dtype.itemsize > 8 and array.dtype.kind == "f" and \
@@ -1029,8 +1032,7 @@ def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
             raise GraphcError(f"tensor: data holds {shown}, which does not fit in dtype "
                               f"{dtype}{_range_of(dtype)}", (user_location(),)) from None
         except ValueError as exc:  # (a ragged list: "setting an array element with ...")
-            raise GraphcError(f"tensor: data cannot be read as {dtype} numbers: "
-                              f"{str(exc).splitlines()[0]}", (user_location(),)) from None
+            _unreadable(data, f"{dtype} ", exc)
     return Tensor(data, requires_grad=requires_grad, name=name)
 
 
@@ -1048,17 +1050,44 @@ def _no_strings(data, array) -> None:
         text = next((x for x in array.flat if isinstance(x, (str, bytes))), None)
         if text is None:
             return
-    module = type(data).__module__.partition(".")[0]
-    holder = f"{'' if module == 'builtins' else module + '.'}{type(data).__name__}"
-    shown = f"of dtype {array.dtype}" if text is None else \
+    raise _strings_line(data, text, array.dtype)
+
+
+def _strings_line(data, text, dtype=None) -> GraphcError:
+    """tensor()'s line for `data` holding the str or bytes `text` (None: an array of the str
+    `dtype`), naming the user's str, a numpy str_ as a str."""
+    if text is not None:
+        text = str(text) if isinstance(text, str) else bytes(text)
+    shown = f"of dtype {dtype}" if text is None else \
         f"holding a {type(text).__name__}: {text!r}"
-    raise GraphcError(f"tensor: data must be numbers, got a {holder} {shown}"[:200],
-                      (user_location(),))
+    return GraphcError(f"tensor: data must be numbers, got a {_holder(data)} {shown}"[:200],
+                       (user_location(),))
+
+
+def _unreadable(data, dtype, exc) -> None:
+    """Refuse data numpy could not read (`exc`, a ValueError: a ragged list's "inhomogeneous
+    shape") in one line: one holding a str names it, as _no_strings (torch's refusal is of
+    the str), else numpy's reason, `dtype` ("float32 ") the one given."""
+    if isinstance(data, (list, tuple)) and (text := _first_string(data)) is not None:
+        raise _strings_line(data, text) from None
+    raise GraphcError(f"tensor: data cannot be read as {dtype}numbers: "
+                      f"{str(exc).splitlines()[0]}", (user_location(),)) from None
+
+
+def _holder(data) -> str:
+    """The type holding tensor()'s data as its lines name it: `list`, `numpy.ndarray`,
+    `torch.Tensor` (the top package, not numpy's `numpy.ndarray` module path)."""
+    module = type(data).__module__.partition(".")[0]
+    return f"{'' if module == 'builtins' else module + '.'}{type(data).__name__}"
 
 
 def _first_string(data):
-    """The first str or bytes in nested lists and tuples `data`, or None."""
+    """The first str or bytes in nested lists and tuples `data`, inside their numpy arrays
+    too (a str array's element, not the list's numpy dtype: numpy made the numbers beside
+    it strings, <U21), or None."""
     for x in data:
+        if isinstance(x, np.ndarray) and x.dtype.kind in "USO":
+            x = next((v for v in x.flat if isinstance(v, (str, bytes))), None)
         if isinstance(x, (str, bytes)):
             return x
         if isinstance(x, (list, tuple)) and (found := _first_string(x)) is not None:
@@ -1093,8 +1122,7 @@ def _converted(data, dtype):
     if kind in "USO":
         _no_strings(data, array)
     if kind == "c" or (kind == "O" and any(is_complex(x) for x in array.flat)):
-        module = type(data).__module__.partition(".")[0]
-        got = f"a {'' if module == 'builtins' else module + '.'}{type(data).__name__} " + \
+        got = f"a {_holder(data)} " + \
             (f"of {array.dtype}" if kind == "c" and hasattr(data, "dtype")
              else "holding complex numbers")
         raise GraphcError(f"tensor: data must be real numbers, got {got}",

@@ -757,3 +757,30 @@ def test_gc_tensor_of_a_list_holding_a_string_is_one_line():
                                           r"numpy.ndarray of dtype <U1\n"):
         gc.tensor(np.array(["7"]), dtype="int32")
     np.testing.assert_array_equal(gc.tensor([1, 2.5], dtype="int32").numpy(), [1, 2])
+
+
+def test_gc_tensor_names_the_str_inside_an_array_and_a_ragged_list_is_one_line():
+    """r2 of 95c1008: a str array inside a list said "got a list of dtype <U21" (numpy's
+    stringified numbers beside it, not the user's str); and a ragged list without a dtype
+    was numpy's raw ValueError ("inhomogeneous shape"), with one line with a dtype. torch
+    refuses each. Now the user's str is named, a ragged list holding a str names the str,
+    one of numbers is one line with numpy's reason, with or without a dtype."""
+    cases = (([np.array(["1", "2"]), [3, 4]], "float32", "str: '1'"),
+             ([np.array(["1", "2"]), [3, 4]], None, "str: '1'"),
+             ([np.array([b"x"]), [1]], None, "bytes: b'x'"),
+             ([1, [2, "3"]], None, "str: '3'"), ([1, [2, "3"]], "float32", "str: '3'"))
+    for data, dtype, shown in cases:
+        with pytest.raises((TypeError, ValueError)):
+            torch.tensor(data)
+        with pytest.raises(GraphcError) as info:
+            gc.tensor(data, dtype=dtype)
+        line, where = str(info.value).splitlines()
+        assert line == f"tensor: data must be numbers, got a list holding a {shown}"
+        assert "test_edges.py" in where
+    for dtype, read in ((None, ""), ("int32", "int32 ")):
+        with pytest.raises(GraphcError) as info:
+            gc.tensor([[1, 2], [3]], dtype=dtype)
+        line, where = str(info.value).splitlines()
+        assert line.startswith(f"tensor: data cannot be read as {read}numbers: setting an "
+                               "array element with a sequence"), line
+        assert "test_edges.py" in where
