@@ -273,6 +273,44 @@ def test_pairwise_distance_matches_torch(p, eps, keepdim):
           lambda a, b: TF.pairwise_distance(a, b, p, eps), [np.float64(1.0), np.float64(3.0)])
 
 
+def test_cosine_similarity_of_integers_and_distances_of_bools_are_refused_as_torchs():
+    """cosine_similarity of integer (or bool) operands alone computed in float32 where
+    torch's refuses them ("expected common dtype to be floating point"), in and out of
+    autocast; pairwise_distance and triplet_margin_loss of bools computed where torch's
+    x1 - x2 refuses two bools. Each is now one line naming the function, eager and compiled;
+    pairwise_distance of integers still computes (torch's does: float32), and the floats the
+    line asks for give torch's value."""
+    a = np.array([[1, 2, 3], [4, 5, 6]], np.int64)
+    b = np.array([[1, 0, 1], [2, 2, 2]], np.int32)
+    cases = [(gc.cosine_similarity, TF.cosine_similarity, (a, a[::-1].copy()),
+              "cosine_similarity: x1 and x2 are int64; torch's cosine_similarity takes no "
+              "integers alone either: cast them to a float dtype (.astype)"),
+             (gc.cosine_similarity, TF.cosine_similarity, (a.astype(np.int32), b.astype(bool)),
+              "cosine_similarity: x1 and x2 are int32 and bool; torch's cosine_similarity "
+              "takes no integers alone either: cast them to a float dtype (.astype)"),
+             (gc.pairwise_distance, TF.pairwise_distance, (a > 2, b > 0),
+              "pairwise_distance: x1 and x2 are bool; torch's pairwise_distance subtracts "
+              "them, which takes no bools: cast them to a number dtype (.astype)"),
+             (gc.triplet_margin_loss, TF.triplet_margin_loss, (a > 2, b > 0, a > 4),
+              "triplet_margin_loss: anchor, positive and negative are bool; torch's "
+              "triplet_margin_loss subtracts them, which takes no bools: cast them to a "
+              "number dtype (.astype)")]
+    for ours, theirs, given, line in cases:
+        with pytest.raises((RuntimeError, TypeError)):
+            theirs(*map(torch.tensor, given))
+        for mode in (None, "bfloat16"):
+            for run in (ours, gc.compile(ours)):
+                with gc.autocast(mode):
+                    assert_one_line_error(lambda: run(*given), line, "test_losses.py")
+        floats = [x.astype(np.float64) for x in given]
+        np.testing.assert_allclose(np.asarray(ours(*floats)),
+                                   theirs(*map(torch.tensor, floats)).numpy(), rtol=1e-12)
+    want = TF.pairwise_distance(torch.tensor(a), torch.tensor(a[::-1].copy()))
+    got = gc.pairwise_distance(a, a[::-1])
+    assert got.dtype == np.float32 and want.dtype == torch.float32
+    np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-6)
+
+
 # ---- softplus and logsigmoid -----------------------------------------------------------------
 @pytest.mark.parametrize("beta,threshold", [(1.0, 20.0), (2.0, 5.0), (0.5, 1.0), (-1.0, 20.0)])
 def test_softplus_beta_and_threshold_match_torch(beta, threshold):

@@ -305,8 +305,12 @@ def kl_div(input, target, reduction="mean", log_target=False):
 
 
 # ---- vectors ---------------------------------------------------------------------------------
-def _broadcast_pair(name, x1, x2):
+def _broadcast_pair(name, x1, x2, bools=True):
+    """x1 and x2 of one dtype (torch's integers into float32), broadcast to one shape.
+    bools=False: two bools are refused, as by torch's x1 - x2 (_float read them as 0/1)."""
     shape = _both(name, x1, x2, ("x1", "x2"))
+    if not bools:
+        _no_bools(name, (x1, x2), "x1 and x2")
     x1, x2 = _strong_pair(x1, x2)
     x1, x2 = _float(x1), _float(x2)
     if tuple(_shape(x1)) != shape:
@@ -314,6 +318,15 @@ def _broadcast_pair(name, x1, x2):
     if tuple(_shape(x2)) != shape:
         x2 = F.broadcast_to(x2, shape)
     return x1, x2
+
+
+def _no_bools(name, operands, what):
+    """Refuse bool operands (every one: a weak True beside floats is a number) of a distance
+    torch computes from their difference, which torch refuses for two bools ("Subtraction,
+    the `-` operator, with two bool tensors is not supported"), in one line naming `name`."""
+    if all(_dtype(x) == np.bool_ for x in operands):
+        _fail(f"{name}: {what} are bool; torch's {name} subtracts them, which takes no "
+              "bools: cast them to a number dtype (.astype)")
 
 
 def _along(name, x, dim):
@@ -339,6 +352,11 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     though unclamped (0 through a zero vector's norm)."""
     name = "cosine_similarity"
     eps = _number(f"{name}: eps", eps)
+    # integers (or bools) alone: torch's refuses them ("expected common dtype to be floating
+    # point"), in and out of autocast; _float read them as float32 and computed. (Lists
+    # first: _float_operands would read a list's dtype as numpy does.)
+    _no_lists(name, ("x1", "x2"), x1, x2)
+    _float_operands(name, x1, x2, ("x1", "x2"))
     x1, x2 = _broadcast_pair(name, x1, x2)
     scalar = _ndim(x1) == 0
     (x1, dim), (x2, _) = _along(name, x1, dim), _along(name, x2, dim)
@@ -370,7 +388,7 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     torch.nn.functional.pairwise_distance; keepdim keeps that axis as size 1."""
     name = "pairwise_distance"
     p, eps = _p_norm(name, p), _number(f"{name}: eps", eps)
-    x1, x2 = _broadcast_pair(name, x1, x2)
+    x1, x2 = _broadcast_pair(name, x1, x2, bools=False)
     diff = F.add(F.sub(x1, x2), eps)
     if _ndim(diff) == 0:  # torch's norm of a 0-d value: its magnitude, 0-d
         return F.reshape(norm(F.reshape(diff, (1,)), p, 0), ())

@@ -21,7 +21,7 @@ from .api import (_autocast_promoted, _check_reduction, _checked_class_targets, 
                   _dtype_mix, _fail, _float_operands, _ndim, _no_list, _no_lists, _number,
                   _shape, _weakly_typed)
 from .api import _loss_operands as _both
-from .losses import _float, _promoted, _p_norm, _reduce, pairwise_distance
+from .losses import _float, _no_bools, _promoted, _p_norm, _reduce, pairwise_distance
 from .registry import SymbolicValue, is_weak_scalar
 
 __all__ = ["margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
@@ -219,6 +219,7 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
     _both(name, anchor, positive, ("anchor", "positive"))
     _both(name, anchor, negative, ("anchor", "negative"))
     _both(name, positive, negative, ("positive", "negative"))
+    _no_bools(name, (anchor, positive, negative), "anchor, positive and negative")  # (not pairwise_distance's)
     d_pos = pairwise_distance(anchor, positive, p, eps)
     d_neg = pairwise_distance(anchor, negative, p, eps)
     if swap:
