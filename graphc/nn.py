@@ -561,15 +561,6 @@ def _named_at(owner, keys, modules) -> dict:
     return found if any(x in _HELD_AGAIN or held_again(x) for x in found.values()) else {}
 
 
-def _name_tied(owner, tensors) -> None:
-    """Name each of `tensors` (Parameters, Buffers) that some place of the tree `owner` is
-    in still holds by its first place in named_modules' order (_name_by_first_places);
-    the tree is walked only where one is held somewhere (a tie, a replaced tied one)."""
-    held = {id(t): t for t in tensors if held_again(t, least=1)}
-    if held:
-        _name_by_first_places(owner, held)
-
-
 def _below(module) -> dict:
     """{id: item} of `module` and the modules, Parameters and Buffers below it."""
     found, stack = {}, [module]
@@ -748,10 +739,6 @@ class Module:
                 # where a new one made every plan trace again (an eager forward per step)
                 old.data = value.data
                 return
-        # tensors whose first place may change with this set: one tied here, the one this
-        # replaces if another place holds it too (m.a.weight = new, where m.b.weight is
-        # the old one: b.weight from now on, as torch's named_parameters)
-        retied = [old] if isinstance(old, (Parameter, Buffer)) and old is not value else []
         was_child = _submodule(self, name, old) is not None
         # the names the old child's place gave (renamed below if the tree holds them still)
         gone = _named_at(self, [name], [_submodule(self, name, old)]) \
@@ -776,8 +763,6 @@ class Module:
             held = places_holding(value)
             if all(module is self and attr == name for module, attr in held):
                 value.name = _dotted(self._path) + name
-            else:  # tied: named below by its first place, which may be this one
-                retied.append(value)
             _refuse_transposed_tie(self, name, value, old, held)
             note_place(value, self, name)
             if name in getattr(type(self), "_TORCH_TRANSPOSED", ()):
@@ -815,20 +800,16 @@ class Module:
                 if isinstance(kept, Module) and not kept._path.startswith(path + "."):
                     stale.update(_below(kept))
             _name_by_first_places(self, stale)
-        _name_tied(self, retied)
 
     def __delattr__(self, name):
         # `del model.layers`: the modules the model holds elsewhere too take the names of
-        # those places, as __setattr__'s replacement does (and a tied tensor, `del
-        # m.a.weight`, the name of its place left)
+        # those places, as __setattr__'s replacement does
         old = vars(self).get(name)
         gone = _named_at(self, [name], [_submodule(self, name, old)]) \
             if old is not None and _submodule(self, name, old) is not None else None
         object.__delattr__(self, name)
         if gone:
             _name_by_first_places(self, gone)
-        if isinstance(old, (Parameter, Buffer)):
-            _name_tied(self, [old])
 
     def __setstate__(self, state):
         # copy.deepcopy and pickle fill __dict__ without __setattr__: a copied layer's

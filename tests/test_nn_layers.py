@@ -898,44 +898,6 @@ def test_a_tied_parameter_set_into_a_model_keeps_its_first_name():
         "child.enc.weight", "child.enc.bias", "child.dec.bias"]
 
 
-
-def _fresh(nn, p):  # a new Parameter of p's values, in either library
-    return nn.Parameter(p.detach().clone() if nn is torch.nn else p.data.copy())
-
-
-_TIE_CHANGED = {  # m.a, m.b: Linear(3, 3); m.b.weight = m.a.weight first
-    "a.weight = new": lambda nn, m: setattr(m.a, "weight", _fresh(nn, m.a.weight)),
-    "a.weight = None": lambda nn, m: setattr(m.a, "weight", None),
-    "del a.weight": lambda nn, m: delattr(m.a, "weight"),
-    "b.weight = new; a.weight = b.weight": lambda nn, m: (
-        setattr(m.b, "weight", _fresh(nn, m.b.weight)), setattr(m.a, "weight", m.b.weight)),
-    "shared running_mean, first layer deleted": lambda nn, m: (
-        setattr(m, "n1", nn.BatchNorm1d(3)), setattr(m, "n2", nn.BatchNorm1d(3)),
-        setattr(m.n2, "running_mean", m.n1.running_mean), delattr(m, "n1")),
-}
-
-
-@pytest.mark.parametrize("how", list(_TIE_CHANGED))
-def test_a_tied_tensor_is_named_by_its_first_place_after_a_place_changes(how):
-    """Session 44 (f2): m.b.weight = m.a.weight, then m.a.weight replaced (a new Parameter,
-    None, del) left the tied one named a.weight, a place that no longer holds it, where
-    torch's named_parameters names it b.weight; a tie made the other way (m.a.weight =
-    m.b.weight, a before b) kept b.weight where torch's first place is a.weight; so did a
-    shared Buffer whose first layer was deleted. Each is now named by its first place."""
-    def model(nn):
-        m = nn.Module()
-        m.a, m.b = nn.Linear(3, 3), nn.Linear(3, 3)
-        m.b.weight = m.a.weight
-        _TIE_CHANGED[how](nn, m)
-        return m
-    ours, theirs = model(nn), model(torch.nn)
-    torch_names = [name for name, _ in theirs.named_parameters()]
-    assert [p.name for p in ours.parameters()] == [
-        name for name, _ in ours.named_parameters()] == torch_names
-    assert [b.name for _, b in ours.named_buffers()] == [
-        name for name, _ in theirs.named_buffers()]
-    assert list(ours.state_dict()) == list(theirs.state_dict())
-
 _FIRST_PLACE_GONE = {  # how the first place of model.layers' modules goes, extra kept
     "pruned": lambda nn, m: setattr(m, "layers", nn.ModuleList([m.layers[0], m.layers[2]])),
     "deleted": lambda nn, m: delattr(m, "layers"),
