@@ -837,8 +837,9 @@ def _taped_closures(graph, written) -> list:
 
 
 class WeakIntZeroDivision(GraphcError, ZeroDivisionError):
-    """A compiled function's weak int divided by an exact 0 (`k // j`, j = 0), which eager
-    code's Python ints refuse with ZeroDivisionError: the same error, in one line."""
+    """A compiled function's number argument divided by an exact 0 (`k // j`, `k / j`, j = 0,
+    or `k ** -1`, k = 0), which eager code's Python numbers refuse with ZeroDivisionError:
+    the same error, in one line (weak.python_divisions)."""
 
 
 def _check_weak_ints(leaves, limits):
@@ -853,16 +854,21 @@ def _check_weak_ints(leaves, limits):
     values = {node: leaves[i] for i, node in weak_inputs}
     known = {}
     for division in divisions:  # (first: eager code raises there, before a tensor meets it)
-        divisor = division.inputs[1]
-        if weak.exact_range(divisor, values, known) == (0, 0):
-            read = _inputs_read(divisor, values)
-            what = f"argument {divisor.attrs['name']}" if divisor.op == "input" else \
+        zero = weak.zero_division(division, values, known)
+        if zero is not None:
+            what, operand = zero
+            if operand.op == "cast":  # (k / j divides the float j is cast to)
+                operand = operand.inputs[0]
+            read = _inputs_read(operand, values)
+            whose = f"argument {operand.attrs['name']}" if operand.op == "input" else \
                 f"computed from {', '.join(n.attrs['name'] for n in read)}" if read else \
                 "a number the function wrote"
-            op = "//" if division.op == "floor_divide" else "%"
-            raise WeakIntZeroDivision(f"compiled function: integer {op} by zero: the divisor "
-                                      f"({what}) is 0, which eager code's Python ints refuse "
-                                      "(ZeroDivisionError)", (user_location(),))
+            role = "base" if division.op == "pow" else "divisor"
+            raise WeakIntZeroDivision(f"compiled function: {what}: the {role} ({whose}) is 0, "
+                                      "where eager code's Python numbers raise "
+                                      "ZeroDivisionError (gc.* ops of them give numpy's value, "
+                                      "but the compiled function cannot tell the two apart, "
+                                      "so it refuses both)", (user_location(),))
     for node, (dtype, reader) in casts:
         span = weak.exact_range(node, values, known)
         info = np.iinfo(dtype)

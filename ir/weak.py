@@ -235,11 +235,14 @@ _EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a,
 
 
 def python_divisions(graph) -> list:
-    """The weak integer // and % nodes of `graph` computed without a gc.where (`k // j`,
-    `(k + 1) % (2 ** j)`, `3 // k`): eagerly they are Python ints, whose division
-    by 0 raises ZeroDivisionError, where the graph's numpy gives 0 (and warns); a where's
-    value is a tensor eagerly, numpy's there too. A call checks their divisors."""
-    free = {}  # {weak int node: computed without a where}
+    """The weak divisions of `graph` computed without a gc.where (`k // j`, `(k + 1) % (2 **
+    j)`, `3 // k`, `k / j`, a weak float's `f // g`, and `k ** -1`, a division too): where
+    they are Python numbers eagerly, a division by 0 raises ZeroDivisionError, where the
+    graph's numpy gives 0 or inf (and warns). A call checks them (zero_division). The graph
+    cannot tell `k // j` from gc.floor_divide(k, j), a tensor eagerly (numpy's 0 there), so
+    it checks both, and refuses where eager code may not give a value; a where's value is a
+    tensor eagerly, so numpy's result there stays."""
+    free = {}  # {weak node: computed without a where}
 
     def where_free(x):
         stack = [x]
@@ -258,9 +261,57 @@ def python_divisions(graph) -> list:
             stack.pop()
         return free[x]
 
-    # (a weak division: of weak values and Python numbers only, `k % 0` and `3 // k`)
-    return [n for n in graph.nodes if n.op in ("floor_divide", "remainder") and is_weak(n)
-            and n.dtype.kind in "iu" and where_free(n)]
+    # (a weak division: of weak values and Python numbers only, `k % 0` and `3 // k`; a pow
+    # of a weak int by an int is graph.int_powers', JAX's 0 for 0 ** -1: a float pow only)
+    return [n for n in graph.nodes if is_weak(n) and (n.op in _DIVISIONS or n.op == "pow" and
+            is_float(n.dtype) and n not in graph.int_powers) and not _never_zero(n)
+            and where_free(n)]
+
+
+def _never_zero(node) -> bool:
+    """Whether division `node` can never divide by 0, its divisor (a pow's base) a number
+    written in the function (`t / 100`, `0.999 ** t`): no check at each call."""
+    operand = node.inputs[0 if node.op == "pow" else 1]
+    number = _exact_number(operand, {}, {})
+    return number is not None and number != 0
+
+
+# the divisions a Python number raises ZeroDivisionError at, with their name in its message
+_DIVISIONS = {"floor_divide": "//", "remainder": "%", "div": "/"}
+
+
+def zero_division(node, inputs: dict, known: dict):
+    """(what eager Python raises at, the operand that is 0) where division `node` (of
+    python_divisions) divides by an exact 0 at `inputs` ({input node: its number}), or a
+    pow raises 0 to a negative power; else None."""
+    if node.op == "pow":
+        base, exponent = (_exact_number(x, inputs, known) for x in node.inputs)
+        if base == 0 and exponent is not None and exponent < 0:
+            return "0 to a negative power", node.inputs[0]
+        return None
+    if _exact_number(node.inputs[1], inputs, known) == 0:
+        kind = "integer" if node.dtype.kind in "iu" else "float"
+        return f"{kind} {_DIVISIONS[node.op]} by zero", node.inputs[1]
+    return None
+
+
+def _exact_number(node, inputs: dict, known: dict):
+    """The number weak `node` stands for at `inputs`, where known exactly: an int's by
+    exact_range, a weak float argument's or constant's, or the float a weak int is cast to
+    (`k / j` divides cast(j)); else None."""
+    if not hasattr(node, "op"):  # (a Python number the op holds)
+        return node
+    if node.dtype.kind in "iu":
+        span = exact_range(node, inputs, known)
+        return span[0] if span is not None and span[0] == span[1] else None
+    if node.op == "cast" and node.inputs[0].dtype.kind in "iu":
+        return _exact_number(node.inputs[0], inputs, known)
+    if node.op == "input":
+        value = inputs.get(node)
+        return None if value is None else float(value)
+    if node.op == "constant" and node.attrs["value"].ndim == 0:
+        return float(node.attrs["value"])
+    return None
 
 
 def exact_range(node, inputs: dict, known: dict | None = None, picks: dict | None = None):

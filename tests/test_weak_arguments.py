@@ -243,6 +243,29 @@ def test_a_weak_int_divided_by_zero_raises_as_eager_pythons_ints_do():
                 gc.compile(f)(i32, 5, 0)
         assert isinstance(e.value, ZeroDivisionError)
         assert _both(f, i32, 5, 2).tolist() == f(i32, 5, 2).tolist()
+    # s44 r4: the same division written gc.floor_divide(k, j) is a tensor's eagerly (numpy's
+    # 0), which the graph cannot tell from k // j: it is refused too, and the message says
+    # why (it said "eager code's Python ints refuse", false there); so are k / j, k ** -1
+    # and a weak float's f // g by 0, which gave inf or 0 and numpy's warning, where eager
+    # Python numbers raise ZeroDivisionError
+    f32 = np.arange(3, dtype=np.float32)
+    spellings = {"integer // by zero: the divisor (argument j)":
+                 (lambda x, k, j: x + gc.floor_divide(k, j), i32, 5, 0),
+                 "float / by zero: the divisor (argument j)":
+                 (lambda x, k, j: x + k / j, f32, 5, 0),
+                 "0 to a negative power: the base (argument k)": (lambda x, k: x + k ** -1, f32, 0),
+                 "float // by zero: the divisor (argument g)": (lambda x, f, g: x + f // g, f32,
+                                                                5.0, 0.0)}
+    for what, (f, *args) in spellings.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ZeroDivisionError, match=f"^compiled function: {re.escape(what)} "
+                               "is 0, where eager code's Python numbers raise ZeroDivisionError "
+                               r"\(gc\.\* ops of them give numpy's value, but the compiled "
+                               "function cannot tell the two apart, so it refuses both\\)"):
+                gc.compile(f)(*args)
+    assert gc.compile(lambda x, k: x + k ** -1)(f32, 4).tolist() == [0.25, 1.25, 2.25]
+    assert gc.compile(lambda x, k, j: x + k / j)(f32, 5, 2).tolist() == [2.5, 3.5, 4.5]
     # a where's value is a tensor eagerly (numpy's 0 by zero, and its warning): so compiled
     out = gc.compile(lambda x, n, k: x + k // gc.where(n > 5, 0, 1))(i32, np.array(3), 5)
     assert out.tolist() == [5, 6, 7]
