@@ -895,7 +895,7 @@ def _check_weak_ints(leaves, limits):
         else:  # a number the function wrote: cond(p, f, g, x, 2**40)
             what = f"the number {value}"
         if reader is not None:  # an int64 the graph computes, read by a non-ring op
-            use = "it returns it" if reader == "return" else f"a {reader} reads it"
+            use = weak.describe_use(reader)
             raise GraphcError(f"compiled function: {what} does not fit in {dtype}, in which "
                               f"the compiled function computes it before {use} (eager code "
                               "computes Python ints exactly); pass smaller numbers, or "

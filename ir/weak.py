@@ -186,13 +186,44 @@ def int_limits(graph) -> dict:
             if node.id in weak_ids and (node.op in _WRAPPING or node.op == "where" and i > 0):
                 continue
             # one that met a strong tensor of its own dtype (int64: no cast) is checked as
-            # a cast one is, as eager code refuses `int64_tensor + 2**70`
-            narrow(x, np.dtype(x.dtype), None if node.op in _ADOPTING and
-                   node.id not in weak_ids else node.op)
+            # a cast one is, as eager code refuses `int64_tensor + 2**70`; one that no
+            # tensor meets (k + k > 0: a comparison's bool result is not weak, yet no tensor
+            # is there) is an int64 the op reads. A cast `adopt` made to a float (xf * (k *
+            # k), k / 3) is kept as the reader: the message names what it meets
+            reader = node if node.id in graph.adopting_casts else \
+                None if _meets_strong(node, graph) else node.op
+            narrow(x, np.dtype(x.dtype), reader)
     for x in graph.outputs:
         if computed_int(x):
             narrow(x, np.dtype(x.dtype), "return")
     return limits
+
+
+def _meets_strong(node, graph) -> bool:
+    """Whether adopting op `node` has a strong operand where weak ones take its dtype: a
+    tensor that a weak operand meets; not a weak value, one that adopt cast, or a Python
+    number the op read (a 0-d constant, not weak itself)."""
+    positions = _ADOPTING.get(node.op, ())
+    positions = range(len(node.inputs)) if positions is None else positions
+    return any(i < len(node.inputs) and node.inputs[i].id not in graph.weak_ids and
+               node.inputs[i].id not in graph.adopting_casts and
+               not (node.inputs[i].op == "constant" and node.inputs[i].attrs["value"].ndim == 0)
+               for i in positions)
+
+
+def describe_use(reader) -> str:
+    """What int_limits' `reader` does with the int64 a graph computes (for a message: "it
+    is computed in int64 before ..."): it returns it, an op reads it, or, where it is a
+    cast adopt made to a float, a float tensor or number meets it. (Searches the graph
+    for the cast's reader: only as a call is refused.)"""
+    if isinstance(reader, str):  # (a Node's == is an op)
+        return "it returns it" if reader == "return" else f"a {reader} reads it"
+    dtype = np.dtype(reader.attrs["dtype"])
+    user = next((n for n in reader.graph.nodes if any(x is reader for x in n.inputs)), None)
+    if user is not None and user.op in _ADOPTING and _meets_strong(user, reader.graph):
+        return f"it meets a {dtype} tensor (in a {user.op})"
+    what = f"a {user.op}" if user is not None else "the function"
+    return f"{what} takes it as a {dtype} number"
 
 
 def _carried(node, region) -> set:

@@ -201,6 +201,28 @@ def test_a_weak_int_past_int64_before_a_non_ring_op_is_refused_not_wrapped():
     assert gc.compile(lambda k: k * 3)(2**40) == 3 * 2**40
 
 
+def test_a_weak_int_past_int64_is_refused_saying_what_reads_it():
+    # s44 r4: a weak int meeting a float tensor was refused "before a cast reads it" (the
+    # user wrote no cast), and one a comparison reads (k + k > 0) "the dtype of the tensor
+    # it meets ... cast the tensor first", with no tensor there: each now says what it
+    # meets or what reads it
+    i32, f32 = np.arange(3, dtype=np.int32), np.arange(3, dtype=np.float32)
+    before = r"^compiled function: {}, computed from k, does not fit in int64, in which the " \
+        r"compiled function computes it before {} \(eager code computes Python ints " \
+        r"exactly\); pass smaller numbers, or compute it outside the compiled function"
+    spellings = [(lambda x, k: x * (k * k), f32, 2**32, "it meets a float32 tensor \\(in a mul\\)"),
+                 (lambda x, k: x + (k * k) * 0.5, f32, 2**32, "a mul takes it as a float64 number"),
+                 (lambda x, k: x + (k * k) / 3, f32, 2**32, "a div takes it as a float64 number"),
+                 (lambda x, k: x + gc.cast(k + k > 0, "int32"), i32, 2**62, "a gt reads it")]
+    for f, x, k, use in spellings:
+        with pytest.raises(GraphcError, match=before.format(k * k if k == 2**32 else 2 * k, use)):
+            gc.compile(f)(x, k)
+    # (an int64 tensor met is still named so)
+    with pytest.raises(GraphcError, match=r"does not fit in int64 \(the dtype of the tensor it "
+                                          "meets\\); pass an array of a wider dtype"):
+        gc.compile(lambda x, k: gc.where(x > 0, x, k * k))(i32.astype(np.int64), 2**32)
+
+
 def test_a_weak_int_meeting_an_int64_tensor_is_checked_as_an_int32_ones_is():
     # s44 f1 (s43 r6 #5): an int64 tensor takes a weak int uncast, so nothing checked it:
     # `v64 + k * k` (k = 2**40) gave [0, 1, 2] and `v64 * k ** 3` (k = -2**31) [0, 0, 0],
