@@ -262,7 +262,14 @@ _EXACT = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a,
           # Python's // and % are numpy's on integers; by zero numpy gives 0 (an exact 0
           # divisor of Python ints is refused before: python_divisions)
           "floor_divide": lambda a, b: a // b if b else 0,
-          "remainder": lambda a, b: a % b if b else 0}
+          "remainder": lambda a, b: a % b if b else 0,
+          # gc.maximum, gc.minimum and gc.fmod of weak ints (C's: the dividend's sign; numpy's
+          # 0 by zero) were never checked ("not computed from the inputs": trusted), so
+          # `x32 + gc.maximum(k, 1)` wrapped where eager code refuses; as identities,
+          # stop_gradient and an int's rounding
+          "maximum": max, "minimum": min,
+          "fmod": lambda a, b: (abs(a) % abs(b) if a >= 0 else -(abs(a) % abs(b))) if b else 0,
+          **dict.fromkeys(("stop_gradient", "floor", "ceil", "round", "trunc"), lambda a: a)}
 
 
 def python_divisions(graph) -> list:
@@ -412,8 +419,14 @@ def _range(op, values):
     elif op == "abs":
         (lo, hi), = spans
         return (0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
-    elif op in ("neg", "reshape"):
+    elif op in ("neg", "reshape") or len(spans) == 1:  # (the identities: their bounds)
         values = [_EXACT[op](x) for x in spans[0]]
+    elif op in ("maximum", "minimum"):  # monotone in each operand
+        values = [_EXACT[op](*lows) for lows in zip(*spans)]
+    elif op == "fmod":  # the dividend's sign, nearer to 0 than it and than the divisor
+        (a, b), (c, d) = spans
+        top = max(abs(c), abs(d), 1) - 1
+        return (0 if a >= 0 else max(a, -top)), (0 if b <= 0 else min(b, top))
     elif op == "floor_divide":  # monotone in each operand over divisors of one sign
         (a, b), (c, d) = spans
         divisors = [y for y in (c, min(d, -1), max(c, 1), d) if y and c <= y <= d]

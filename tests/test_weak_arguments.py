@@ -223,6 +223,32 @@ def test_a_weak_int_past_int64_is_refused_saying_what_reads_it():
         gc.compile(lambda x, k: gc.where(x > 0, x, k * k))(i32.astype(np.int64), 2**32)
 
 
+def test_maximum_minimum_and_fmod_of_weak_ints_are_checked_as_other_ops():
+    # s44 r4: exact_range had no rule for gc.maximum, gc.minimum, gc.fmod (or
+    # stop_gradient), so their weak int was trusted: `x32 + gc.maximum(k, 1)` with k = 2**40
+    # gave [0, 1, 2] where eager code refuses ("add: integer scalar ... does not fit")
+    i32 = np.arange(3, dtype=np.int32)
+    spellings = {"maximum": (lambda x, k: x + gc.maximum(k, 1), 2**40),
+                 "minimum": (lambda x, k: x + gc.minimum(k, 1), -2**40),
+                 "fmod": (lambda x, k: x + gc.fmod(k, 2**41), -2**40),
+                 "stop_gradient": (lambda x, k: x + gc.stop_gradient(k), 2**40)}
+    for f, k in spellings.values():
+        with pytest.raises(GraphcError, match=f"^add: integer scalar {k} does not fit in int32"):
+            f(gc.tensor(i32), k)
+        with pytest.raises(GraphcError, match=f"^compiled function: {k}, computed from k, does "
+                                              r"not fit in int32 \(the dtype of the tensor"):
+            gc.compile(f)(i32, k)
+    # values that fit (and a fmod by a bigger divisor, which fits) give eager code's values
+    for f in (lambda x, k: x + gc.maximum(k, 1), lambda x, k: x + gc.minimum(k, 1),
+              lambda x, k: x + gc.fmod(k, 5), lambda x, k: x + gc.fmod(2**41 + 3, k)):
+        for k in (-7, 7, 2**40 + 1):
+            try:
+                want = f(gc.tensor(i32), k).numpy().tolist()
+            except GraphcError:
+                continue
+            assert gc.compile(f)(i32, k).tolist() == want
+
+
 def test_a_weak_int_meeting_an_int64_tensor_is_checked_as_an_int32_ones_is():
     # s44 f1 (s43 r6 #5): an int64 tensor takes a weak int uncast, so nothing checked it:
     # `v64 + k * k` (k = 2**40) gave [0, 1, 2] and `v64 * k ** 3` (k = -2**31) [0, 0, 0],
