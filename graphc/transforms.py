@@ -870,16 +870,18 @@ def _check_weak_ints(leaves, limits):
                                       "but the compiled function cannot tell the two apart, "
                                       "so it refuses both)", (user_location(),))
     for node, (dtype, reader) in casts:
-        span = weak.exact_range(node, values, known)
+        span = weak.bound_range(node, values, known)
         info = np.iinfo(dtype)
         if span is None or info.min <= span[0] and span[1] <= info.max:
             continue
         if span[0] != span[1]:  # a where on the way: (the same where used twice picks once)
-            span = weak.branch_range(node, values)
+            span = weak.bound_range(node, values, {}, branches=True)
             if info.min <= span[0] and span[1] <= info.max:
                 continue
         value = span[1] if span[1] > info.max else span[0]
         read = _inputs_read(node, values)
+        if type(node) is weak.Bound:  # (computed in a cond's or loop's region)
+            node = None
         if max(-span[0], span[1]) >= weak.HUGE[1]:  # from a power too big to compute
             names = " from " + ", ".join(n.attrs["name"] for n in read) if read else ""
             what = (f"a number of more than 256 bits (an int power, 2 ** k with k = 1000, or "
@@ -888,7 +890,7 @@ def _check_weak_ints(leaves, limits):
             names = "from " + ", ".join(n.attrs["name"] for n in read) + " " if read else ""
             what = (f"{value}, computed {names}with a gc.where (each branch is checked, as "
                     "jax.jit checks them),")
-        elif node.op == "input":
+        elif node is not None and node.op == "input":
             what = f"argument {node.attrs['name']} = {value}"
         elif read:
             what = f"{value}, computed from {', '.join(n.attrs['name'] for n in read)},"
@@ -906,11 +908,14 @@ def _check_weak_ints(leaves, limits):
 
 
 def _inputs_read(node, inputs) -> list:
-    """The nodes among `inputs` that node is computed from, in the graph's input order."""
+    """The nodes among `inputs` that node is computed from, in the graph's input order (a
+    weak.Bound: those its feeds are computed from)."""
     seen, stack = set(), [node]
     while stack:
         n = stack.pop()
-        if n not in seen:
+        if type(n) is weak.Bound:
+            stack.extend(x for _, x in n.feeds)
+        elif n not in seen:
             seen.add(n)
             stack.extend(n.inputs)
     return [n for n in inputs if n in seen]

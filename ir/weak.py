@@ -119,7 +119,41 @@ def result_is_weak(node, index: int) -> bool:
 _WRAPPING = frozenset(("add", "sub", "mul", "neg", "reshape"))
 
 
-def int_limits(graph) -> dict:
+class Bound:
+    """A weak int computed inside a branch's or loop's region (`node`: a node of it, or a
+    Bound of a region inside it) from weak values passed in: `feeds`, ((region input, the
+    node of the enclosing graph it takes), ...), the region's inputs a call can know (not a
+    loop's carries, which change at each step). int_limits keys its check so, and
+    bound_range computes it as the call's values flow in (cond(p, lambda a: x + (a + a) %
+    5, ..., k): (a + a) from k)."""
+    __slots__ = ("node", "feeds")
+
+    def __init__(self, node, feeds):
+        self.node, self.feeds = node, feeds
+
+    @property
+    def dtype(self):
+        return self.node.dtype
+
+    def __repr__(self):
+        return f"Bound({self.node!r})"
+
+
+def bound_range(key, inputs: dict, known: dict, branches: bool = False):
+    """exact_range of an int_limits key (branch_range's where `branches`): a node of the
+    graph `inputs` are of, or a Bound, computed from the range of each value it is fed
+    (None where one is unknown)."""
+    if type(key) is not Bound:
+        return branch_range(key, inputs) if branches else exact_range(key, inputs, known)
+    fed = {}
+    for inner, outer in key.feeds:
+        span = bound_range(outer, inputs, known)
+        if span is not None:
+            fed[inner] = span[0] if span[0] == span[1] else span
+    return bound_range(key.node, fed, {}, branches)
+
+
+def int_limits(graph, in_region: bool = False) -> dict:
     """{weak integer node: (the narrowest integer dtype its value must fit, what needs it:
     None where it met a tensor of that dtype, else the op (or "return") that reads the
     int64 the graph computes it in)}: a compiled function checks that the value (a Python
@@ -130,7 +164,9 @@ def int_limits(graph) -> dict:
     final value fits, which the check where it is read sees). The node's value comes from
     `exact_range` at each call. One computed by a loop or a branch (a weak carry, a cond's
     result) is known only as the plan runs: its meeting a narrower integer tensor is refused
-    here (GraphcError), as a strong int64 would be."""
+    here (GraphcError), as a strong int64 would be. `in_region`: graph is a region, whose weak
+    inputs may take computed values (a cond's operand k * k), so they are checked as those,
+    and a value computed in it from them is keyed as a Bound."""
     limits = {}
 
     def narrow(source, dtype, reader=None):
@@ -141,8 +177,10 @@ def int_limits(graph) -> dict:
 
     weak_ids = graph.weak_ids  # (is_weak, inlined: this runs over every operand)
 
-    def computed_int(x):  # (an argument or a constant is an int64 already)
-        return x.id in weak_ids and x.op not in ("input", "constant") and x.dtype.kind in "iu"
+    def computed_int(x):  # (an argument or a constant is an int64 already; not a region's
+        # input, which may take a computed value)
+        return x.id in weak_ids and x.op != "constant" and (in_region or x.op != "input") and \
+            x.dtype.kind in "iu"
 
     # the nodes a power of weak ints is built of (ir.ops.api.pow: k % 2, rest // 2, ...):
     # the power itself is computed exactly, from its base and exponent, which must fit
@@ -173,11 +211,23 @@ def int_limits(graph) -> dict:
             # passed as an operand) is cast where it meets a tensor in there
             feeds = region_feeds(node, region)
             carried = _carried(node, region)
-            for inner, (dtype, reader) in int_limits(region).items():
+            known = tuple((i, x) for i, x in feeds.items() if i not in carried and is_weak(x))
+            for inner, (dtype, reader) in int_limits(region, in_region=True).items():
                 if dtype != inner.dtype:  # (a narrower tensor's: an int64 wraps as eagerly)
-                    _check_known(inner, carried, dtype, node.locs)
-                if inner in feeds and is_weak(feeds[inner]):
-                    narrow(feeds[inner], dtype, reader)
+                    for x in ((inner,) if type(inner) is not Bound else
+                              (x for _, x in inner.feeds)):
+                        _check_known(x, carried, dtype, node.locs)
+                if type(inner) is not Bound and inner in feeds:
+                    outer = feeds[inner]
+                    # (an argument or a number fits int64: nothing to check)
+                    if is_weak(outer) and (computed_int(outer) or dtype != outer.dtype):
+                        narrow(outer, dtype, reader)
+                else:  # computed in there: from the values fed in (or numbers), at each
+                    # call; not one a call cannot compute (from a carry, or a slice of xs)
+                    key = Bound(inner, known)
+                    if bound_range(key.node, dict.fromkeys((i for i, _ in known), 0), {}) \
+                            is not None:
+                        limits[key] = (dtype, reader)
         if regions or node in inside or not weak_ids:  # (no weak value: no reads)
             continue
         for i, x in enumerate(node.inputs):
@@ -374,7 +424,8 @@ def exact_range(node, inputs: dict, known: dict | None = None, picks: dict | Non
             continue
         if n.op == "input":
             value = inputs.get(n)
-            known[n] = None if value is None or isinstance(value, bool) else int(value)
+            known[n] = None if value is None or isinstance(value, bool) else \
+                value if type(value) is tuple else int(value)  # (a range: a Bound's feed)
         elif n.op == "constant":
             value = n.attrs["value"]
             known[n] = int(value) if value.ndim == 0 and value.dtype.kind in "iu" else None

@@ -249,6 +249,40 @@ def test_maximum_minimum_and_fmod_of_weak_ints_are_checked_as_other_ops():
             assert gc.compile(f)(i32, k).tolist() == want
 
 
+def test_weak_ints_computed_in_cond_and_scan_bodies_from_values_passed_in_are_checked():
+    # s44 r4: only a region input itself was mapped to the caller's value, so a weak int
+    # computed inside from an operand was never checked: cond(p, lambda a: x + (a + a) % 5,
+    # ..., k) with k = 2**62 gave [2, 3, 4] (eager [3, 4, 5]), `x32 + (a + 1)` with k =
+    # 2**40 [1, 2, 3], and a scan body's int64 carry + k * k (k = 2**32) [0, 1, 2], where
+    # eager code refuses; now each is checked from the values passed in, nested too
+    i32, i64, p = np.arange(3, dtype=np.int32), np.arange(3, dtype=np.int64), np.array(True)
+    rows = np.stack([i64, i64])
+    spellings = [
+        (lambda x, k, p: gc.cond(p, lambda a: x + (a + a) % 5, lambda a: x, k), i32, 2**62,
+         r"9223372036854775808, computed from k, does not fit in int64, in which the compiled "
+         "function computes it before a remainder reads it"),
+        (lambda x, k, p: gc.cond(p, lambda a: x + (a + 1), lambda a: x, k), i32, 2**40,
+         r"1099511627777, computed from k, does not fit in int32 \(the dtype of the tensor"),
+        (lambda x, k, p: gc.cond(p, lambda a: gc.cond(p, lambda b: x + (b * b) % 5,
+                                                      lambda b: x, a), lambda a: x, k),
+         i32, 2**32, "18446744073709551616, computed from k, .* before a remainder reads it"),
+        (lambda x, k, p: gc.scan(lambda c, y: (c + k * k, y), x, rows)[0], i64, 2**32,
+         r"18446744073709551616, computed from k, does not fit in int64 \(the dtype of the"),
+        (lambda x, k, p: gc.scan(lambda c, y: (c + (k * k) % y, y), x, rows + 3)[0], i64,
+         2**32, r"18446744073709551616, computed from k, does not fit in int64")]
+    for f, x, k, message in spellings:
+        with pytest.raises(GraphcError, match="^compiled function: " + message):
+            gc.compile(f)(x, k, p)
+        # values that fit give eager code's values
+        small = 2**20 + 3
+        assert gc.compile(f)(x, small, p).tolist() == \
+            f(gc.tensor(x), small, gc.tensor(p)).numpy().tolist()
+    # numbers alone, in a branch (nothing fed in): eager code refuses the 2**40 meeting x
+    with pytest.raises(GraphcError, match=r"^compiled function: the number 1099511627776 does "
+                                          r"not fit in int32 \(the dtype of the tensor"):
+        gc.compile(lambda x, p: gc.cond(p, lambda: x * gc.maximum(0, 2**40), lambda: x))(i32, p)
+
+
 def test_a_weak_int_meeting_an_int64_tensor_is_checked_as_an_int32_ones_is():
     # s44 f1 (s43 r6 #5): an int64 tensor takes a weak int uncast, so nothing checked it:
     # `v64 + k * k` (k = 2**40) gave [0, 1, 2] and `v64 * k ** 3` (k = -2**31) [0, 0, 0],
