@@ -383,8 +383,9 @@ class Compiled:
             if limits or divisions:
                 weak_inputs = [(i, node) for i, node in enumerate(graph.inputs)
                                if weak.is_weak(node)]
-                self._weak_int_limits[id(plan)] = (weak_inputs, list(limits.items()),
-                                                   divisions)
+                entries, fast = weak.call_checks(weak_inputs, limits)
+                if entries or divisions:
+                    self._weak_int_limits[id(plan)] = (weak_inputs, entries, divisions, fast)
         self._last_key = signature
         return plan
 
@@ -850,7 +851,17 @@ def _check_weak_ints(leaves, limits):
     Python ints exactly (weak.int_limits)."""
     if not limits:
         return
-    weak_inputs, casts, divisions = limits
+    weak_inputs, casts, divisions, fast = limits
+    # (the fits are proven for weak int arguments within [-B, B]: weak.call_checks)
+    fits = fast is not None
+    if fits:  # (a loop: all() of a generator costs twice as much)
+        bound = fast[0]
+        for i in fast[1]:
+            if not -bound <= leaves[i] <= bound:
+                fits = False
+                break
+    if fits and not divisions:
+        return
     values = {node: leaves[i] for i, node in weak_inputs}
     known = {}
     for division in divisions:  # (first: eager code raises there, before a tensor meets it)
@@ -869,6 +880,8 @@ def _check_weak_ints(leaves, limits):
                                       "ZeroDivisionError (gc.* ops of them give numpy's value, "
                                       "but the compiled function cannot tell the two apart, "
                                       "so it refuses both)", (user_location(),))
+    if fits:
+        return
     for node, (dtype, reader) in casts:
         span = weak.bound_range(node, values, known)
         info = np.iinfo(dtype)

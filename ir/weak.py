@@ -153,6 +153,38 @@ def bound_range(key, inputs: dict, known: dict, branches: bool = False):
     return bound_range(key.node, fed, {}, branches)
 
 
+def call_checks(inputs: list, limits: dict) -> tuple:
+    """(int_limits' entries a call can check, a fast path: (B, the positions of the weak int
+    inputs) where every entry is proven to fit its dtype while each weak int argument is
+    within [-B, B] (B the largest power of two so, by exact_range over those ranges), so
+    that a call tests only that, or None), for a graph's weak `inputs`, [(argument position,
+    input node)]. An entry exact_range cannot compute even from ranges (one read from a
+    loop's result) is never checked: not kept. (Divisions are checked at every call apart:
+    a divisor's range holds 0; by 0 exact_range gives numpy's 0, as the graph does.)"""
+    ints = [(i, node) for i, node in inputs if node.dtype.kind in "iu"]
+    unit = {node: (-1, 1) for _, node in ints}
+    entries = [(key, limit) for key, limit in limits.items()
+               if bound_range(key, unit, {}) is not None]
+
+    def fit(bound):
+        ranges = {node: (-bound, bound) for _, node in ints}
+        known = {}
+        for key, (dtype, _) in entries:
+            lo, hi = bound_range(key, ranges, known)
+            info = np.iinfo(dtype)
+            if lo < info.min or hi > info.max:
+                return False
+        return True
+
+    if not fit(1):
+        return entries, None
+    low, high = 0, 62  # (2**low fits; the largest exponent that does, by bisection)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fit(2 ** middle) else (low, middle - 1)
+    return entries, (2 ** low, tuple(i for i, _ in ints))
+
+
 def int_limits(graph, in_region: bool = False) -> dict:
     """{weak integer node: (the narrowest integer dtype its value must fit, what needs it:
     None where it met a tensor of that dtype, else the op (or "return") that reads the
@@ -351,14 +383,22 @@ def python_divisions(graph) -> list:
 
     # (a weak division: of weak values and Python numbers only, `k % 0` and `3 // k`; a pow
     # of a weak int by an int is graph.int_powers', JAX's 0 for 0 ** -1: a float pow only)
+    # (and one whose divisor a call computes: zero_division finds no exact 0 in 1 - 0.9 ** t)
+    probe = dict.fromkeys((x for x in graph.inputs if x.id in graph.weak_ids), 1)
     return [n for n in graph.nodes if is_weak(n) and (n.op in _DIVISIONS or n.op == "pow" and
             is_float(n.dtype) and n not in graph.int_powers) and not _never_zero(n)
+            and None not in (_exact_number(x, probe, {}) for x in n.inputs[:2])
             and where_free(n)]
 
 
 def _never_zero(node) -> bool:
     """Whether division `node` can never divide by 0, its divisor (a pow's base) a number
-    written in the function (`t / 100`, `0.999 ** t`): no check at each call."""
+    written in the function (`t / 100`, `0.999 ** t`), or a pow's exponent one >= 0 (`(1 -
+    b ** t) ** 0.5`): no check at each call."""
+    if node.op == "pow":
+        exponent = _exact_number(node.inputs[1], {}, {})
+        if exponent is not None and exponent >= 0:
+            return True
     operand = node.inputs[0 if node.op == "pow" else 1]
     number = _exact_number(operand, {}, {})
     return number is not None and number != 0

@@ -283,6 +283,44 @@ def test_weak_ints_computed_in_cond_and_scan_bodies_from_values_passed_in_are_ch
         gc.compile(lambda x, p: gc.cond(p, lambda: x * gc.maximum(0, 2**40), lambda: x))(i32, p)
 
 
+def test_the_weak_int_check_takes_a_bound_test_where_arguments_are_small(monkeypatch):
+    # s44 r4: the per-call check walked each entry's expression (4-14 us a call, 8-16% of a
+    # small compiled step with `step + 1`); weak.call_checks now proves at compile time that
+    # every entry fits while the weak int arguments are within [-B, B], so such a call only
+    # compares them with B; past B the exact check decides as before
+    import ir.weak
+    i32, i64 = np.arange(3, dtype=np.int32), np.arange(3, dtype=np.int64)
+    f = lambda w, t: w * (0.5 ** (t + 1)) * gc.minimum(1.0, (t + 1) / 100) + t % 4  # noqa: E731
+    step, w = gc.compile(f), np.ones(2, np.float32)
+    shift = gc.compile(lambda x, k: x + k)
+    halve = gc.compile(lambda x, k: x + (k * 2) // 3)
+    assert step(w, 3).tolist() == f(gc.tensor(w), 3).numpy().tolist()
+    shift(i32, 1), halve(i64, 1)
+
+    eager7 = f(gc.tensor(w), 7).numpy().tolist()
+
+    def walked(*args):
+        raise AssertionError("the exact check ran")
+    with monkeypatch.context() as m:
+        m.setattr(ir.weak, "exact_range", walked)
+        assert step(w, 7).tolist() == eager7
+        assert shift(i32, 2**30).tolist() == (i32 + 2**30).tolist()
+        assert halve(i64, -2**60).tolist() == (i64 + (-2**61) // 3).tolist()
+        with pytest.raises(AssertionError, match="the exact check ran"):
+            shift(i32, 2**30 + 1)
+    # past the bound, the exact check: eager code's values, or the refusal
+    for k in (2**30 + 1, 2**31 - 1, -2**31):
+        assert shift(i32, k).tolist() == (i32.astype(np.int64) + k).astype(np.int32).tolist()
+    for k in (2**31, -2**31 - 1):
+        with pytest.raises(GraphcError, match=f"^compiled function: argument k = {k} does not "
+                                              "fit in int32"):
+            shift(i32, k)
+    assert halve(i64, 2**62 - 1).tolist() == (i64 + (2**63 - 2) // 3).tolist()
+    with pytest.raises(GraphcError, match="^compiled function: 9223372036854775808, computed "
+                                          "from k, does not fit in int64"):
+        halve(i64, 2**62)
+
+
 def test_a_weak_int_meeting_an_int64_tensor_is_checked_as_an_int32_ones_is():
     # s44 f1 (s43 r6 #5): an int64 tensor takes a weak int uncast, so nothing checked it:
     # `v64 + k * k` (k = 2**40) gave [0, 1, 2] and `v64 * k ** 3` (k = -2**31) [0, 0, 0],
