@@ -1,6 +1,7 @@
 """Writing a user's files: whole or not at all, never through a planted link."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -534,13 +535,19 @@ def _hold_again(path: str, what: str, held: list) -> None:
                 "new one; nothing more is written into it: write into another directory "
                 "(Trainer.fit: out; graphc train: --out)")
         # the whole directory removed or renamed: the save would create it again, as it
-        # did before this check, so the lock file is created in it
-        os.makedirs(path, exist_ok=True)
+        # did before this check, so the lock file is created in it (a file there instead:
+        # _take_lock_file's open says so in its line)
+        with contextlib.suppress(OSError):
+            os.makedirs(path, exist_ok=True)
         with _FORK_GUARD:
             new = _take_lock_file(path, lock, what, refusal)  # the old one kept on a refusal
-            held[:] = new  # first: a Ctrl-C below leaves the new lock held and recorded
-            del _HELD[key]
-            os.close(fd)  # the old file's: only its lock goes (a record lock is per file)
+            try:
+                held[:] = new
+            finally:  # (a Ctrl-C here must not leave the old file locked by this process)
+                try:
+                    os.close(fd)  # the old file's: only its lock goes (a record lock is per file)
+                finally:
+                    _HELD.pop(key, None)
         fd = new[1]
     else:
         try:

@@ -1116,7 +1116,8 @@ class Module:
                 raise GraphcError(
                     f"load_state_dict: {name} is a {foreign_array_name(state[name])} for a "
                     f"weight graphc's {type(owner[0]).__name__} stores transposed against "
-                    "torch's: np.asarray each value if the state is graphc's layout (a graphc "
+                    "torch's: convert each value to a numpy array if the state is graphc's "
+                    "layout (a graphc "
                     "model's state_dict() saved as tensors), or load_torch_state_dict if it "
                     "is a torch module's state_dict()", (user_location(),))
 
@@ -1134,7 +1135,7 @@ class Module:
             # a torch.compile'd submodule's names say `body._orig_mod.weight`; graphc's
             # compiled child is registered as the module itself (`body.weight`)
             name = ".".join(part for part in name.split(".") if part != "_orig_mod")
-            if hasattr(value, "detach"):  # a torch tensor (bfloat16, float8 into ml_dtypes')
+            if _is_torch_tensor(value):  # (bfloat16, float8 into ml_dtypes')
                 value = read_foreign_array(value, f"load_torch_state_dict: {name}")
             value = np.asarray(value)
             owner = owners.get(name)

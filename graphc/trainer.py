@@ -1417,7 +1417,13 @@ class Trainer:
                             say(f"step {self.step}: train loss {loss:.4f}, val loss "
                                 f"{val:.4f}{lr}")
                 signum = signum or stop.signum  # one that came after the last step: done
-                if signum and saved != self.step:
+                late = bool(signum) and saved != self.step
+                if self.dist is not None:
+                    # agreed: with no loop step (steps=0, a finished run resumed) a signal is
+                    # one rank's alone, and a save on that rank alone entered its agreement
+                    # (_rank_0_writes) while the others went on to the end-of-fit one
+                    late = bool(self.dist.agree_max(late))
+                if late:
                     self._save(ckpt, saved, say)
                 return signum
         finally:

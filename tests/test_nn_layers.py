@@ -1216,8 +1216,9 @@ def test_load_state_dict_refuses_a_torch_linear_weight_pointing_to_load_torch_st
             model.load_state_dict(state)
         line, where = str(info.value).splitlines()
         assert line == (f"load_state_dict: 0.weight is a {kind} for a weight graphc's "
-                        "Linear stores transposed against torch's: np.asarray each value if "
-                        "the state is graphc's layout (a graphc model's state_dict() saved as "
+                        "Linear stores transposed against torch's: convert each value to a "
+                        "numpy array if the state is graphc's layout (a graphc model's "
+                        "state_dict() saved as "
                         "tensors), or load_torch_state_dict if it is a torch module's "
                         "state_dict()")
         assert "test_nn_layers.py" in where
@@ -1255,8 +1256,8 @@ def test_load_state_dict_torch_layout_refusal_is_for_torch_tensors_alone():
     saved = {k: torch.from_numpy(np.array(v)) for k, v in source.state_dict().items()}
     model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2))
     with pytest.raises(gc.GraphcError, match=r"^load_state_dict: 0\.weight is a torch\.Tensor"
-                                             r" .*: np\.asarray each value if the state is "
-                                             r"graphc's layout"):
+                                             r" .*: convert each value to a numpy array if "
+                                             r"the state is graphc's layout"):
         model.load_state_dict(saved)
     model.load_state_dict({k: np.asarray(v) for k, v in saved.items()})
     np.testing.assert_array_equal(model(x).numpy(), want)

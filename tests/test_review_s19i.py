@@ -315,31 +315,38 @@ import numpy as np
 import graphc as gc
 import graphc.distributed as dist
 dist.init(timeout=15)
-x, sent, trainer = np.ones((4, 4), np.float32), [], None
+x, sent, trainer, steps = np.ones((4, 4), np.float32), [], None, int(sys.argv[2])
 def batches(rng):  # (also called while the Trainer is built)
-    if dist.rank() == 0 and trainer is not None and trainer.step == 2 and not sent:
+    # steps 3: in the last step; steps 0: in the first evaluation, before no loop step
+    if dist.rank() == 0 and trainer is not None and trainer.step == min(steps, 2) \
+            and not sent:
         sent.append(1)
         os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's signal to this one rank
     return (x,)
 trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
                      {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
-                     steps=3, eval_every=1, distributed=True)
+                     steps=steps, eval_every=1, eval_batches=None if steps else batches,
+                     distributed=True)
 print(f"rank {dist.rank()}: fit returned {trainer.fit(sys.argv[1], progress=False)}",
       flush=True)
 """
 
 
-def test_a_signal_to_one_rank_in_the_last_step_does_not_hang_the_end_of_fit(tmp_path):
-    """(s44, r1) rank 0, stopped alone by a signal in the last step, skipped the end-of-fit
-    plot's agreement (fail_together's allgather) while rank 1 entered it and waited for
-    ever, past the watchdog; every rank now enters it, and fit returns on both (143 - 128
-    on the signalled rank, 0 on the other) as before the agreement."""
+@pytest.mark.parametrize("steps", [3, 0])
+def test_a_signal_to_one_rank_at_the_end_does_not_hang_fit(tmp_path, steps):
+    """(s44, r1, r5) rank 0, stopped alone by a signal in the last step, skipped the
+    end-of-fit plot's agreement (fail_together's allgather) while rank 1 entered it and
+    waited for ever, past the watchdog; every rank now enters it. With no loop step (steps
+    0: no agreed stop check), rank 0 alone saved (its own agreement) and then entered the
+    plot's: the late save is agreed too. fit returns on both (143 - 128 on the signalled
+    rank, 0 on the other) as before the agreements."""
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
     import graphc.distributed as dist
     script = tmp_path / "one_rank_signalled.py"
     script.write_text(_ONE_RANK_SIGNALLED)
-    code, out, _ = run_in_group(dist.launch_command(2, [str(script), str(tmp_path / "run")]),
-                                rank_env(), 90, merge_output=True)
+    code, out, _ = run_in_group(
+        dist.launch_command(2, [str(script), str(tmp_path / "run"), str(steps)]), rank_env(),
+        90, merge_output=True)
     assert code == 0, out
     assert sorted(line for line in out.splitlines() if line.startswith("rank ")) == [
         "rank 0: fit returned 15", "rank 1: fit returned 0"], out

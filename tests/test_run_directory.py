@@ -719,3 +719,25 @@ def test_a_removed_or_replaced_lock_file_no_run_took_is_locked_at_the_next_save(
     assert (tmp_path / "run" / LOCK_NAME).read_text() == f"{os.getpid()}\n"
     with exclusive_directory(run):  # let go when fit ended
         pass
+
+
+def test_a_file_put_where_the_run_directory_was_is_one_line_at_the_next_save(tmp_path):
+    """(s44, r5) `rm -rf OUT; touch OUT` during fit: the save's re-creation of the directory
+    raised a raw FileExistsError; the lock file's one line says it instead, nothing written."""
+    import graphc as gc
+    run, x, done = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
+
+    def batches(rng):
+        if os.path.exists(os.path.join(run, "checkpoint.npz")) and not done:
+            done.append(shutil.rmtree(run))
+            open(run, "w").close()
+        return (x,)
+    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
+                         steps=3, eval_every=1)
+    with pytest.raises(GraphcError) as caught:
+        trainer.fit(run, progress=False)
+    assert str(caught.value).splitlines()[0] == (
+        f"cannot create {run}/{LOCK_NAME}, this run's lock file (Not a directory); write "
+        "into another directory (graphc train: --out)")
+    assert os.path.isfile(run) and os.path.getsize(run) == 0
