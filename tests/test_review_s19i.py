@@ -36,6 +36,23 @@ def _graphc(args, env, **kwargs):
                             start_new_session=True, **kwargs)
 
 
+def _long_run_on_2_ranks(tmp_path):
+    """`graphc train --ranks 2` into tmp_path/run, numpy kernels (training starts at once),
+    for LONG's steps: (the process, its run directory)."""
+    env = _env()
+    env["GRAPHC_JIT"] = "0"
+    out_dir = tmp_path / "run"
+    return _graphc([*LONG, "--data", str(_text(tmp_path)), "--out", str(out_dir), "--ranks",
+                    "2"], env), out_dir
+
+
+def _assert_lock_released(out_dir):
+    """The run directory's lock was let go: another run may take it."""
+    import fcntl
+    with open(out_dir / ".graphc.lock", "rb+") as fh:
+        fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def _finish(proc, timeout=120):
     try:
         return proc.communicate(timeout=timeout)
@@ -175,12 +192,7 @@ def test_a_reader_gone_stops_graphc_train_ranks_2_as_one_process(tmp_path, lines
     first line), and the ranks stop as one process does: at a step boundary,
     saved there, rank 0's one line, status 141, the directory's lock released."""
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
-    import fcntl
-    env = _env()
-    env["GRAPHC_JIT"] = "0"
-    out_dir = tmp_path / "run"
-    proc = _graphc([*LONG, "--data", str(_text(tmp_path)), "--out", str(out_dir), "--ranks",
-                    "2"], env)
+    proc, out_dir = _long_run_on_2_ranks(tmp_path)
     read = [proc.stdout.readline() for _ in range(lines_read)]  # the last: `step 5: ...`
     proc.stdout.close()  # the reader goes away, as `head -4` does
     out, err = _finish(proc)
@@ -196,8 +208,7 @@ def test_a_reader_gone_stops_graphc_train_ranks_2_as_one_process(tmp_path, lines
         assert 5 <= step < 100  # at the next boundary after the next line found it gone
     else:
         assert step == 0  # told before training: stopped at its first boundary
-    with open(out_dir / ".graphc.lock", "rb+") as fh:  # released: another run may lock it
-        fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _assert_lock_released(out_dir)
 
 
 _LAUNCH = ("import sys, graphc.distributed as dist; "
@@ -285,12 +296,7 @@ def test_a_save_refused_on_rank_0_stops_graphc_train_ranks_2_together(tmp_path):
     line, status 2 handed to the launcher, nothing from mpiexec, the other run's file kept
     and the directory's lock released."""
     pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
-    import fcntl
-    env = _env()
-    env["GRAPHC_JIT"] = "0"
-    out_dir = tmp_path / "run"
-    proc = _graphc([*LONG, "--data", str(_text(tmp_path)), "--out", str(out_dir), "--ranks",
-                    "2"], env)
+    proc, out_dir = _long_run_on_2_ranks(tmp_path)
     for line in proc.stdout:  # printed after the save of step 5
         if line.startswith("step 5:"):
             break
@@ -305,8 +311,7 @@ def test_a_save_refused_on_rank_0_stops_graphc_train_ranks_2_together(tmp_path):
         f"{str(ckpt)!r})) or fit into another directory"], err
     assert "prterun" not in err + out
     assert ckpt.read_bytes() == b"another run's checkpoint"
-    with open(out_dir / ".graphc.lock", "rb+") as fh:  # released: another run may lock it
-        fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _assert_lock_released(out_dir)
 
 
 _ONE_RANK_SIGNALLED = """

@@ -278,6 +278,15 @@ def test_a_second_training_into_a_held_directory_stops_and_keeps_its_checkpoint(
     assert all((after[k] == saved[k]).all() for k in saved)
 
 
+def _fitting(batches, steps):
+    """A Trainer of one 4x2 weight on `batches` (which the tests use to act between saves),
+    saving at every step."""
+    import graphc as gc
+    return gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
+                      {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
+                      steps=steps, eval_every=1)
+
+
 def _trainer(steps, lr=0.01):
     import graphc as gc
     x = np.ones((3, 4), np.float32)
@@ -343,10 +352,7 @@ def test_a_lock_let_go_by_reading_the_lock_file_is_taken_again_at_the_next_save(
             other.wait()
             shutil.copytree(run, str(tmp_path / f"backup{len(seen)}"))
         return (x,)
-    import graphc as gc
-    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
-                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
-                         steps=3, eval_every=1)
+    trainer = _fitting(batches, steps=3)
     trainer.fit(run, progress=False)
     assert seen == ["held", "held"]  # the copy after the first save freed it: retaken
     assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 3
@@ -358,7 +364,6 @@ def test_fit_writes_nothing_into_a_directory_another_run_took_after_this_one_let
     """r4: after the user's code freed the lock (a read of the lock file), another run took
     the directory: the next save is refused in one line naming the directory and that
     run's pid, and the checkpoint on disk is the one saved before."""
-    import graphc as gc
     run, x, others = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
 
     def batches(rng):
@@ -367,9 +372,7 @@ def test_fit_writes_nothing_into_a_directory_another_run_took_after_this_one_let
             others.append(_other_process(run, then="time.sleep(60)"))
             assert others[0].stdout.readline() == "taken\n"
         return (x,)
-    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
-                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
-                         steps=3, eval_every=1)
+    trainer = _fitting(batches, steps=3)
     try:
         with pytest.raises(GraphcError) as caught:
             trainer.fit(run, progress=False)
@@ -599,7 +602,6 @@ def test_fit_does_not_replace_a_checkpoint_another_run_saved_while_the_lock_was_
     another run took the directory, saved its steps and ended before this run's next save,
     which took the free lock again and replaced that run's checkpoint. The save now refuses
     as fit's start does: the file is not the one this trainer saved."""
-    import graphc as gc
     run = str(tmp_path / "run")
     other = f"""
 import sys, numpy as np; sys.path.insert(0, {os.getcwd()!r})
@@ -619,9 +621,7 @@ t.fit({run!r}, progress=False)
             done.append(subprocess.run([sys.executable, "-c", other], capture_output=True,
                                        text=True, timeout=300))
         return (np.ones((3, 4), np.float32),)
-    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
-                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
-                         steps=3, eval_every=1)
+    trainer = _fitting(batches, steps=3)
     with pytest.raises(GraphcError, match=r"checkpoint\.npz has been written by another run "
                                           r"since this trainer resumed \(or saved\) it"):
         trainer.fit(run, progress=False)
@@ -656,7 +656,6 @@ def test_fit_writes_nothing_once_another_run_locked_a_new_lock_file(tmp_path, ho
     found) a new one, locked it, and both wrote the checkpoint. The save now sees that the
     file at the path is not the one held, and, the new one being held by that run, refuses
     in one line and writes nothing."""
-    import graphc as gc
     run, x, others = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
     lock = os.path.join(run, LOCK_NAME)
 
@@ -667,9 +666,7 @@ def test_fit_writes_nothing_once_another_run_locked_a_new_lock_file(tmp_path, ho
                                            stdout=subprocess.PIPE, text=True))
             assert others[0].stdout.readline() == "taken\n"
         return (x,)
-    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
-                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
-                         steps=3, eval_every=1)
+    trainer = _fitting(batches, steps=3)
     try:
         with pytest.raises(GraphcError) as caught:
             trainer.fit(run, progress=False)
@@ -695,7 +692,6 @@ def test_a_removed_or_replaced_lock_file_no_run_took_is_locked_at_the_next_save(
                                                                                  how):
     """(s44) with no other run there, the save takes the file now at the path (creating it
     where it was removed): another run is kept out of the directory again, and fit goes on."""
-    import graphc as gc
     run, x, seen = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
     lock = os.path.join(run, LOCK_NAME)
 
@@ -710,9 +706,7 @@ def test_a_removed_or_replaced_lock_file_no_run_took_is_locked_at_the_next_save(
             seen.append(other.stdout.readline().strip())
             other.wait()
         return (x,)
-    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
-                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
-                         steps=4, eval_every=1)
+    trainer = _fitting(batches, steps=4)
     trainer.fit(run, progress=False)
     assert seen == [1, "held"]
     assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 4
@@ -724,7 +718,6 @@ def test_a_removed_or_replaced_lock_file_no_run_took_is_locked_at_the_next_save(
 def test_a_file_put_where_the_run_directory_was_is_one_line_at_the_next_save(tmp_path):
     """(s44, r5) `rm -rf OUT; touch OUT` during fit: the save's re-creation of the directory
     raised a raw FileExistsError; the lock file's one line says it instead, nothing written."""
-    import graphc as gc
     run, x, done = str(tmp_path / "run"), np.ones((3, 4), np.float32), []
 
     def batches(rng):
@@ -732,9 +725,7 @@ def test_a_file_put_where_the_run_directory_was_is_one_line_at_the_next_save(tmp
             done.append(shutil.rmtree(run))
             open(run, "w").close()
         return (x,)
-    trainer = gc.Trainer(lambda p, b: gc.mean((b[0] @ p["w"]) ** 2),
-                         {"w": np.ones((4, 2), np.float32)}, gc.optim.SGD(lr=0.01), batches,
-                         steps=3, eval_every=1)
+    trainer = _fitting(batches, steps=3)
     with pytest.raises(GraphcError) as caught:
         trainer.fit(run, progress=False)
     assert str(caught.value).splitlines()[0] == (
