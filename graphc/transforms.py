@@ -888,7 +888,7 @@ def _check_weak_ints(leaves, limits):
         if span is None or info.min <= span[0] and span[1] <= info.max:
             continue
         if span[0] != span[1]:  # a where on the way: (the same where used twice picks once)
-            span = weak.bound_range(node, values, {}, branches=True)
+            span = weak.bound_range(node, values, known, branches=True)
             if info.min <= span[0] and span[1] <= info.max:
                 continue
         value = span[1] if span[1] > info.max else span[0]

@@ -139,18 +139,32 @@ class Bound:
         return f"Bound({self.node!r})"
 
 
+# the key of `known`'s {id(feeds): (feeds, the values fed, the region's own known)}: the
+# Bounds of one region share their feeds tuple (int_limits), so what one computes in there
+# is reused by the next (N reads in a cond body cost O(N), not O(N**2)). (An object: its
+# hash, id's, is no Node's, so a lookup never calls a Node's symbolic ==.)
+_REGIONS = object()
+
+
 def bound_range(key, inputs: dict, known: dict, branches: bool = False):
     """exact_range of an int_limits key (branch_range's where `branches`): a node of the
     graph `inputs` are of, or a Bound, computed from the range of each value it is fed
-    (None where one is unknown)."""
+    (None where one is unknown). `known` is exact_range's, for `inputs` (a Bound's region
+    keeps its own in there)."""
     if type(key) is not Bound:
         return branch_range(key, inputs) if branches else exact_range(key, inputs, known)
-    fed = {}
-    for inner, outer in key.feeds:
-        span = bound_range(outer, inputs, known)
-        if span is not None:
-            fed[inner] = span[0] if span[0] == span[1] else span
-    return bound_range(key.node, fed, {}, branches)
+    regions = known.get(_REGIONS)
+    if regions is None:
+        regions = known[_REGIONS] = {}
+    region = regions.get(id(key.feeds))
+    if region is None:
+        fed = {}
+        for inner, outer in key.feeds:
+            span = bound_range(outer, inputs, known)
+            if span is not None:
+                fed[inner] = span[0] if span[0] == span[1] else span
+        region = regions[id(key.feeds)] = (key.feeds, fed, {})  # (feeds: its id stays one)
+    return bound_range(key.node, region[1], region[2], branches)
 
 
 def call_checks(inputs: list, limits: dict) -> tuple:
@@ -163,8 +177,9 @@ def call_checks(inputs: list, limits: dict) -> tuple:
     a divisor's range holds 0; by 0 exact_range gives numpy's 0, as the graph does.)"""
     ints = [(i, node) for i, node in inputs if node.dtype.kind in "iu"]
     unit = {node: (-1, 1) for _, node in ints}
+    known = {}  # (one for all entries: a value read by many is computed once)
     entries = [(key, limit) for key, limit in limits.items()
-               if bound_range(key, unit, {}) is not None]
+               if bound_range(key, unit, known) is not None]
 
     def fit(bound):
         ranges = {node: (-bound, bound) for _, node in ints}
@@ -244,6 +259,7 @@ def int_limits(graph, in_region: bool = False) -> dict:
             feeds = region_feeds(node, region)
             carried = _carried(node, region)
             known = tuple((i, x) for i, x in feeds.items() if i not in carried and is_weak(x))
+            probe, probed = dict.fromkeys((i for i, _ in known), 0), {}  # (one for the region)
             for inner, (dtype, reader) in int_limits(region, in_region=True).items():
                 if dtype != inner.dtype:  # (a narrower tensor's: an int64 wraps as eagerly)
                     for x in ((inner,) if type(inner) is not Bound else
@@ -257,8 +273,7 @@ def int_limits(graph, in_region: bool = False) -> dict:
                 else:  # computed in there: from the values fed in (or numbers), at each
                     # call; not one a call cannot compute (from a carry, or a slice of xs)
                     key = Bound(inner, known)
-                    if bound_range(key.node, dict.fromkeys((i for i, _ in known), 0), {}) \
-                            is not None:
+                    if bound_range(key.node, probe, probed) is not None:
                         limits[key] = (dtype, reader)
         if regions or node in inside or not weak_ids:  # (no weak value: no reads)
             continue

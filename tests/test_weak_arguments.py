@@ -321,6 +321,45 @@ def test_the_weak_int_check_takes_a_bound_test_where_arguments_are_small(monkeyp
         halve(i64, 2**62)
 
 
+def test_the_weak_int_check_computes_each_value_once_however_many_reads(monkeypatch):
+    # s44 r6: each read of a weak int in a cond body (a Bound entry) was computed with a fresh
+    # cache, so N reads cost O(N**2) at each call past the bound B (N = 300: 0.67 -> 233 ms a
+    # call) and in each of call_checks' fits (N = 1000 at top level: 0.28 -> 3.6 s to compile);
+    # one cache per call (per region) computes each value once. Counted, not timed: the
+    # evaluations of the chain's % and of its ranges grow as N
+    import ir.weak
+    x, p, n = np.arange(4, dtype=np.int64), np.array(True), 60
+
+    def chain(v, a):
+        for _ in range(n):
+            v = (v % 7) + a
+        return v
+    top = lambda x, k, p: x + chain(k, k)  # noqa: E731
+    body = lambda x, k, p: gc.cond(p, lambda a: x + chain(a, a), lambda a: x, k)  # noqa: E731
+    counts = {"range": 0, "%": 0}
+    ranged, remainder = ir.weak._range, ir.weak._EXACT["remainder"]
+
+    def counted_range(*args):
+        counts["range"] += 1
+        return ranged(*args)
+
+    def counted_remainder(*args):
+        counts["%"] += 1
+        return remainder(*args)
+    monkeypatch.setattr(ir.weak, "_range", counted_range)
+    monkeypatch.setitem(ir.weak._EXACT, "remainder", counted_remainder)
+    big = 2**62 + 1  # past B: the exact check, of values that fit
+    for fn in (top, body):
+        compiled = gc.compile(fn)
+        assert compiled(x, 3, p).tolist() == fn(gc.tensor(x), 3, p).numpy().tolist()
+        # compile: about 10 fits, each of 2 ranges a link (was n**2 / 2 a fit for the body)
+        assert counts["range"] <= 20 * n, counts
+        counts.update(range=0, **{"%": 0})
+        assert compiled(x, big, p).tolist() == fn(gc.tensor(x), big, p).numpy().tolist()
+        assert counts["%"] <= 2 * n, counts  # (each % once: was n * (n + 1) / 2)
+        counts.update(range=0, **{"%": 0})
+
+
 def test_a_weak_int_meeting_an_int64_tensor_is_checked_as_an_int32_ones_is():
     # s44 f1 (s43 r6 #5): an int64 tensor takes a weak int uncast, so nothing checked it:
     # `v64 + k * k` (k = 2**40) gave [0, 1, 2] and `v64 * k ** 3` (k = -2**31) [0, 0, 0],
