@@ -164,7 +164,40 @@ def bound_range(key, inputs: dict, known: dict, branches: bool = False):
             if span is not None:
                 fed[inner] = span[0] if span[0] == span[1] else span
         region = regions[id(key.feeds)] = (key.feeds, fed, {})  # (feeds: its id stays one)
+    if branches and tuple in map(type, region[1].values()):
+        # a where's value fed in (gc.cond(p, lambda a: x + (a - a), ..., where(n > 0, k,
+        # 0))) keeps its branch identity in there, as at top level: each way the outer
+        # wheres pick gives exact feeds (`a - a` is 0 for each); hull of the inner values
+        picked = _picked_range(key, inputs)
+        if picked is not None:
+            return picked
     return bound_range(key.node, region[1], region[2], branches)
+
+
+def _picked_range(key, inputs: dict, limit: int = 64):
+    """branch_range of Bound `key`, whose feeds hold a where's range: the hull, over each way
+    the wheres they are computed from pick (grouped by condition, at most `limit` ways), of
+    key's value from the feeds computed under that pick; None past `limit` or where one is
+    unknown (then each feed counts as an independent range)."""
+    known = {}
+    for _, outer in key.feeds:
+        exact_range(outer, inputs, known)
+    groups = _where_groups(known)
+    if not groups or 2 ** len(groups) > limit:
+        return None
+    lo = hi = None
+    for ways in itertools.product((1, 2), repeat=len(groups)):
+        picks = {n: way for way, group in zip(ways, groups.values()) for n in group}
+        fed = {}
+        for inner, outer in key.feeds:
+            span = exact_range(outer, inputs, {}, picks)
+            if span is not None:
+                fed[inner] = span[0] if span[0] == span[1] else span
+        one = bound_range(key.node, fed, {}, branches=True)
+        if one is None:
+            return None
+        lo, hi = (one if lo is None else (min(lo, one[0]), max(hi, one[1])))
+    return lo, hi
 
 
 def call_checks(inputs: list, limits: dict) -> tuple:
@@ -558,13 +591,10 @@ def branch_range(node, inputs: dict, limit: int = 64):
     does not fit (its cost only then)."""
     known = {}
     span = exact_range(node, inputs, known)
-    wheres = [n for n, value in known.items() if n.op == "where" and type(value) is tuple]
-    if span is None or not wheres:
+    if span is None:
         return span
-    groups, memo = {}, {}
-    for n in wheres:
-        groups.setdefault(_condition_key(n.inputs[0], memo), []).append(n)
-    if 2 ** len(groups) > limit:
+    groups = _where_groups(known)
+    if not groups or 2 ** len(groups) > limit:
         return span
     lo = hi = None
     for ways in itertools.product((1, 2), repeat=len(groups)):
@@ -574,6 +604,16 @@ def branch_range(node, inputs: dict, limit: int = 64):
             return span
         lo, hi = (one if lo is None else (min(lo, one[0]), max(hi, one[1])))
     return lo, hi
+
+
+def _where_groups(known: dict) -> dict:
+    """{condition key: the wheres of exact_range's `known` that may give either value and
+    have that condition}: each group picks one way."""
+    groups, memo = {}, {}
+    for n, value in known.items():
+        if type(value) is tuple and n.op == "where":
+            groups.setdefault(_condition_key(n.inputs[0], memo), []).append(n)
+    return groups
 
 
 # the ops a condition is compared by as a structure (the same op of the same operands is

@@ -468,6 +468,39 @@ def test_wheres_of_one_condition_pick_alike_in_the_weak_int_check():
     assert gc.compile(seven)(i32, np.array(7), 2**20).tolist() == [6, 7, 8]
 
 
+def test_a_where_passed_into_a_cond_keeps_its_picks_in_the_weak_int_check():
+    # s44 r6: a gc.where's value passed as a cond operand became an independent range inside
+    # the branch, so `a - a` (or `a - b` with the where passed twice) of w = where(n > 0, k, 0),
+    # k = 2**40, was refused ("1099511627776, computed from k with a gc.where") where eager
+    # code and the same expression at top level give [1, 2, 3]: 0 for either pick. The
+    # outer where's picks are now enumerated, as at top level
+    i32 = np.array([1, 2, 3], np.int32)
+    spellings = {
+        "a - a": lambda x, k, n: gc.cond(n > -100, lambda a: x + (a - a), lambda a: x,
+                                         gc.where(n > 0, k, 0)),
+        "a - b": lambda x, k, n: (lambda w: gc.cond(n > -100, lambda a, b: x + (a - b),
+                                                    lambda a, b: x, w, w))(gc.where(n > 0, k, 0)),
+        "nested": lambda x, k, n: gc.cond(n > -100, lambda a: gc.cond(
+            n > -50, lambda b: x + (b - a), lambda b: x, a), lambda a: x, gc.where(n > 0, k, 0)),
+        "one condition": lambda x, k, n: gc.cond(
+            n > -100, lambda a, b: x + (a + b), lambda a, b: x, gc.where(n > 0, k, 0),
+            gc.where(n > 0, -k, 0))}
+    for label, f in spellings.items():
+        for n in (3, -3):
+            out = _both(f, i32, 2**40, np.array(n))
+            assert out.dtype == np.int32 and out.tolist() == [1, 2, 3], label
+    # a pick that does not fit is still refused
+    refused = {"a + a": lambda x, k, n: gc.cond(n > -100, lambda a: x + (a + a), lambda a: x,
+                                                gc.where(n > 0, k, 0)),
+               "two conditions": lambda x, k, n: gc.cond(
+                   n > -100, lambda a, b: x + (a - b), lambda a, b: x, gc.where(n > 0, k, 0),
+                   gc.where(n > 1, k, 0))}
+    for label, f in refused.items():
+        with pytest.raises(GraphcError, match=r"^compiled function: (2199023255552|"
+                                              r"1099511627776), computed from k with a gc.where"):
+            gc.compile(f)(i32, 2**40, np.array(3))
+
+
 def test_a_weak_where_under_vmap_over_its_condition_is_checked():
     # s44 f1 (s43 r6 #6): batching ran a where of a batched condition (and the cast its
     # weak result took to meet int32 rows) through its rule, which dropped the marks the
