@@ -303,6 +303,9 @@ class Graph(Interpreter):
         # differentiated number names a value of *args by position in static_argnums
         self.argument_positions = {}
         self.int_powers = {}  # {weak int node: (base, exponent)}: ir.ops.api.pow's, exactly
+        # {weak float node a weak division reads: its number as a function of a call's
+        # (inputs, known)}: weak.python_divisions', so that a call computes it in a few calls
+        self.float_numbers = {}
         self.finished = None  # what traced it, once a compiled function's trace has ended
         self.loc_override = None
         self.scope_override = None

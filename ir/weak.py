@@ -432,11 +432,52 @@ def python_divisions(graph) -> list:
     # (a weak division: of weak values and Python numbers only, `k % 0` and `3 // k`; a pow
     # of a weak int by an int is graph.int_powers', JAX's 0 for 0 ** -1: a float pow only)
     # (and one whose divisor a call computes: zero_division finds no exact 0 in 1 - 0.9 ** t)
-    probe = dict.fromkeys((x for x in graph.inputs if x.id in graph.weak_ids), 1)
-    return [n for n in graph.nodes if is_weak(n) and (n.op in _DIVISIONS or n.op == "pow" and
-            is_float(n.dtype) and n not in graph.int_powers) and not _never_zero(n)
-            and None not in (_exact_number(x, probe, {}) for x in n.inputs[:2])
-            and where_free(n)]
+    probe, probed = dict.fromkeys((x for x in graph.inputs if x.id in graph.weak_ids), 1), {}
+    divisions = [n for n in graph.nodes if is_weak(n) and (n.op in _DIVISIONS or n.op == "pow"
+                 and is_float(n.dtype) and n not in graph.int_powers) and not _never_zero(n)
+                 and None not in (_exact_number(x, probe, probed) for x in n.inputs[:2])
+                 and where_free(n)]
+    for n in divisions:  # (a computed float operand: as a function, for the calls' checks)
+        for x in n.inputs[:2]:
+            if hasattr(x, "op") and x.op in _EXACT_FLOAT and x.dtype.kind not in "iu":
+                function = _float_function(x)
+                if function is not None:
+                    graph.float_numbers[x] = function
+    return divisions
+
+
+def _float_function(node, depth: int = 64):
+    """_exact_number of weak float `node` (of _EXACT_FLOAT's ops) as a function of a call's
+    (inputs, known), built once: a call computes `-g` or `1.0 + d * t` in a few Python calls,
+    not by walking the graph (5 us a call for the latter). None where `node` is deeper than
+    `depth` (then _exact_number walks it: no recursion that deep)."""
+    if not hasattr(node, "op"):  # (a Python number the op holds)
+        return lambda inputs, known: node
+    if depth == 0:
+        return None
+    if node.dtype.kind in "iu" or node.op == "cast" and node.inputs[0].dtype.kind in "iu":
+        source = node if node.dtype.kind in "iu" else node.inputs[0]
+        if source.op == "input":
+            return lambda inputs, known: inputs.get(source)
+        return lambda inputs, known: _exact_number(source, inputs, known)
+    if node.op == "input":
+        return lambda inputs, known: None if (x := inputs.get(node)) is None else float(x)
+    if node.op == "constant":
+        value = node.attrs["value"]
+        value = float(value) if value.ndim == 0 else None
+        return lambda inputs, known: value
+    if node.op not in _EXACT_FLOAT:
+        return None
+    operands = [_float_function(x, depth - 1) for x in node.inputs]
+    if None in operands:
+        return None
+    function = _EXACT_FLOAT[node.op]
+    if len(operands) == 1:
+        a, = operands
+        return lambda inputs, known: None if (x := a(inputs, known)) is None else function(x)
+    a, b = operands
+    return lambda inputs, known: None if (x := a(inputs, known)) is None or \
+        (y := b(inputs, known)) is None else function(x, y)
 
 
 def _never_zero(node) -> bool:
@@ -460,34 +501,71 @@ def zero_division(node, inputs: dict, known: dict):
     """(what eager Python raises at, the operand that is 0) where division `node` (of
     python_divisions) divides by an exact 0 at `inputs` ({input node: its number}), or a
     pow raises 0 to a negative power; else None."""
+    functions = node.graph.float_numbers  # (python_divisions': a computed float operand's)
     if node.op == "pow":
-        base, exponent = (_exact_number(x, inputs, known) for x in node.inputs)
+        base, exponent = (functions[x](inputs, known) if hasattr(x, "op") and x in functions
+                          else _exact_number(x, inputs, known) for x in node.inputs)
         if base == 0 and exponent is not None and exponent < 0:
             return "0 to a negative power", node.inputs[0]
         return None
-    if _exact_number(node.inputs[1], inputs, known) == 0:
+    divisor = node.inputs[1]
+    if (functions[divisor](inputs, known) if hasattr(divisor, "op") and divisor in functions
+            else _exact_number(divisor, inputs, known)) == 0:
         kind = "integer" if node.dtype.kind in "iu" else "float"
         return f"{kind} {_DIVISIONS[node.op]} by zero", node.inputs[1]
     return None
 
 
+# the weak float arithmetic a divisor may be computed with, in Python floats as eager code
+# computes its numbers (`k / -g`, `1 / abs(g)`, `k / (g * 2)`), so that an exact 0 divisor
+# is found as eagerly (a 0 divisor inside gives nan: its own division, checked first in the
+# graph's order, raises there)
+_EXACT_FLOAT = {"neg": lambda a: -a, "abs": abs, "add": lambda a, b: a + b,
+                "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+                "div": lambda a, b: a / b if b else float("nan")}
+
+
 def _exact_number(node, inputs: dict, known: dict):
     """The number weak `node` stands for at `inputs`, where known exactly: an int's by
-    exact_range, a weak float argument's or constant's, or the float a weak int is cast to
-    (`k / j` divides cast(j)); else None."""
+    exact_range, a weak float argument's or constant's, the float a weak int is cast to
+    (`k / j` divides cast(j)), or _EXACT_FLOAT's of such (`-g`, `g * 2`); else None.
+    `known`: exact_range's, which this keeps the floats in too. Iterative, as exact_range."""
     if not hasattr(node, "op"):  # (a Python number the op holds)
         return node
-    if node.dtype.kind in "iu":
-        span = exact_range(node, inputs, known)
-        return span[0] if span is not None and span[0] == span[1] else None
-    if node.op == "cast" and node.inputs[0].dtype.kind in "iu":
-        return _exact_number(node.inputs[0], inputs, known)
-    if node.op == "input":
-        value = inputs.get(node)
-        return None if value is None else float(value)
-    if node.op == "constant" and node.attrs["value"].ndim == 0:
-        return float(node.attrs["value"])
-    return None
+    value = known.get(node, known)  # (known itself: not found yet)
+    if value is not known:
+        return None if type(value) is tuple else value
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if n in known:  # (an operand met twice)
+            stack.pop()
+            continue
+        if n.type.dtype.kind in "iu":
+            exact_range(n, inputs, known)  # (fills known[n]: an int, a range or None)
+        elif n.op in _EXACT_FLOAT:  # (of weak values: python_divisions' operands are)
+            operands = n.inputs
+            missing = [x for x in operands if hasattr(x, "op") and x not in known]
+            if missing:
+                stack.extend(missing)
+                continue
+            values = [known[x] if hasattr(x, "op") else x for x in operands]
+            known[n] = None if None in values or tuple in map(type, values) else \
+                _EXACT_FLOAT[n.op](*values)
+        elif n.op == "input":
+            value = inputs.get(n)
+            known[n] = None if value is None else float(value)
+        elif n.op == "cast" and n.inputs[0].type.dtype.kind in "iu":
+            span = exact_range(n.inputs[0], inputs, known)
+            known[n] = span[0] if span is not None and span[0] == span[1] else None
+        elif n.op == "constant":
+            value = n.attrs["value"]
+            known[n] = float(value) if value.ndim == 0 else None
+        else:
+            known[n] = None
+        stack.pop()
+    value = known[node]
+    return None if type(value) is tuple else value
 
 
 def exact_range(node, inputs: dict, known: dict | None = None, picks: dict | None = None):

@@ -435,6 +435,41 @@ def test_a_weak_int_divided_by_zero_raises_as_eager_pythons_ints_do():
             assert run().tolist() == [0, 1, 2]
 
 
+def test_a_float_divisor_computed_from_number_arguments_is_checked_for_an_exact_0():
+    # s44 r6: a weak float divisor the function computes (`k / -g`, `1 / abs(g)`, `k / (g *
+    # 2)`, g = 0.0) was not "exactly computable" (inputs, constants and int casts only), so
+    # the division was not checked: the compiled call gave inf or nan and numpy's warning,
+    # where eager code's Python floats raise ZeroDivisionError. -, abs, +, * and / of weak
+    # floats are now computed in Python floats, as eagerly
+    f32 = np.arange(3, dtype=np.float32)
+    spellings = {"float / by zero: the divisor (computed from g)": (
+                     (lambda x, k, g: x + k / -g), (lambda x, k, g: x + k / (g * 2)),
+                     (lambda x, k, g: x + 1 / abs(g)), (lambda x, k, g: x + k / (g - 0.5 * g))),
+                 "float / by zero: the divisor (computed from j)": (
+                     (lambda x, k, j: x + k / (j * 1.0)),),
+                 "float % by zero: the divisor (computed from g)": (
+                     (lambda x, k, g: x + k % (g - 1.0)),),
+                 "0 to a negative power: the base (computed from g)": (
+                     (lambda x, k, g: x + (g * 2) ** -1),)}
+    for what, fs in spellings.items():
+        zero = 1.0 if "%" in what else 0 if "from j" in what else 0.0
+        for f in fs:
+            with pytest.raises(ZeroDivisionError):
+                f(gc.tensor(f32), 5, zero)  # (eagerly: Python numbers)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with pytest.raises(ZeroDivisionError,
+                                   match=f"^compiled function: {re.escape(what)} is 0"):
+                    gc.compile(f)(f32, 5, zero)
+                # other values: eager's
+                other = 4 if "from j" in what else 4.0
+                eager = f(gc.tensor(f32), 5, other).numpy()
+                np.testing.assert_allclose(gc.compile(f)(f32, 5, other), eager, rtol=1e-6)
+    # a divisor computed by another op (a power) divides as numpy's, as the README says
+    with pytest.warns(RuntimeWarning, match="divide by zero"):
+        assert gc.compile(lambda x, g: x + 1 / g ** 0.5)(f32, 0.0).tolist() == [np.inf] * 3
+
+
 def test_wheres_of_one_condition_pick_alike_in_the_weak_int_check():
     # s44 f1 (s43 r8 #3): two where nodes on one condition counted as independent, so
     # `where(n > 5, 2**40, 0) - where(n > 5, 2**40, 0)` was refused ("1099511627776,
