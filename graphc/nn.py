@@ -496,15 +496,27 @@ def _note_traced(module) -> None:
 
 def _root_of(module):
     """The module at the top of the tree `module` is in, following the places each module
-    was set in (note_place) while they hold it still; `module` itself if no module does."""
-    seen = set()
-    while id(module) not in seen:
-        seen.add(id(module))
-        places = places_holding(module)
+    was set in (note_place) while they hold it still; `module` itself if no module does.
+    A place whose holder's path and attribute spell the module's own path (_path, its first
+    place) is followed first, and a top whose _path is "" (a model's root) is preferred: a
+    replaced container (`old = m.layers; m.layers = ModuleList(list(old)[::-1])`) holds its
+    items still, under the same path, but nothing holds it, and its tree is not the model's."""
+    first, seen, stack = None, set(), [module]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        places = places_holding(m)
         if not places:
-            break
-        module = places[0][0]
-    return module
+            if not m._path:
+                return m
+            first = m if first is None else first  # (a root that was a child once)
+            continue
+        own = [holder for holder, attr in places if _dotted(holder._path) + attr == m._path]
+        # (popped last to first: the places of its own path, in the order put, go first)
+        stack.extend(reversed(own + [h for h, _ in places if not any(h is o for o in own)]))
+    return module if first is None else first
 
 
 def _keeps_its_place(owner, path):
@@ -589,22 +601,26 @@ def _name_by_first_places(owner, stale) -> None:
     layers.1.*); one the tree holds nowhere else keeps its name."""
     if not stale:
         return
-    root, seen = _root_of(owner), set()
-
-    def walk(module, path):
+    root = _root_of(owner)
+    # a stack, in the recursion's order, not a recursive closure: one refers to itself,
+    # a cycle keeping `stale` (and a replaced container in it) alive until the cyclic GC
+    seen, stack = set(), [(root, root._path)]
+    while stack:
+        module, path = stack.pop()
+        if id(module) in seen:
+            continue
         seen.add(id(module))
         if id(module) in stale:
             object.__setattr__(module, "_path", path)
+        children = []
         for name, value in vars(module).items():
             if isinstance(value, (Parameter, Buffer)) and id(value) not in seen:
                 seen.add(id(value))
                 if id(value) in stale:
                     value.name = _dotted(path) + name
-        for name, value in list(vars(module).items()):
-            child = _submodule(module, name, value)
-            if child is not None and id(child) not in seen:
-                walk(child, _dotted(path) + name)
-    walk(root, root._path)
+            elif _submodule(module, name, value) is not None:
+                children.append((_submodule(module, name, value), _dotted(path) + name))
+        stack.extend(reversed(children))
 
 
 def _submodule_at(module, path, asked):
@@ -859,6 +875,12 @@ class Module:
         kept = [m for m in view if keeps is not None and (id(m) in named or keeps(m))]
         if len(kept) != len(view):  # the others are this container's own from now on
             object.__setattr__(self, "_view", tuple(kept))
+        for name, value in vars(self).items() if view else ():
+            # the places of its items, set without setattr: the way up to the root
+            # (_root_of) for the ones that are its own now, and their next place for the
+            # kept ones when their first goes (m.layers = ModuleList(pruned))
+            if any(value is m for m in view):
+                note_place(value, self, name)
         if again is not None:  # (held at their other place too, which may not be first)
             again.extend(kept)
         for name, value in list(vars(self).items()):

@@ -868,6 +868,45 @@ def test_a_module_held_again_at_an_earlier_place_takes_that_name_as_torchs(spell
     assert [m._path for _, m in ours.named_modules()] == [
         name for name, _ in theirs.named_modules()]
 
+_REBUILT = {  # model.layers built again of its own modules
+    "pruned": lambda nn, old: nn.ModuleList([layer for i, layer in enumerate(old) if i != 2]),
+    "reversed": lambda nn, old: nn.ModuleList(list(old)[::-1]),
+}
+
+
+@pytest.mark.parametrize("keep_old", [False, True])
+@pytest.mark.parametrize("item", [0, 1])
+@pytest.mark.parametrize("how", list(_REBUILT))
+def test_a_module_held_again_in_a_rebuilt_list_keeps_its_first_name_as_torchs(how, item,
+                                                                              keep_old):
+    """r3 on 14720b0: after model.layers = ModuleList(pruned or reordered layers), the
+    layers had no recorded place (set as a slice's items are), so the model's root was not
+    found from them, or it was found through the old list, alive while the user holds it
+    (or a reference cycle does): m.layers[i].extra = m.a named a.weight layers.1.extra.weight
+    (or layers.2.extra.weight, a path of the old list). torch keeps a.weight, its first
+    place."""
+    import gc as python_gc
+
+    def model(nn):
+        m = nn.Module()
+        m.a = nn.Linear(2, 2)
+        m.layers = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+        m.b = nn.Linear(2, 2)
+        old = m.layers
+        m.layers = _REBUILT[how](nn, old)
+        if not keep_old:
+            del old
+            python_gc.collect()
+        m.layers[item].extra = m.a
+        return m
+    ours, theirs = model(nn), model(torch.nn)
+    torch_names = [name for name, _ in theirs.named_parameters()]
+    assert [p.name for p in ours.parameters()] == [
+        name for name, _ in ours.named_parameters()] == torch_names
+    assert [m._path for _, m in ours.named_modules()] == [
+        name for name, _ in theirs.named_modules()]
+
+
 def test_a_container_of_another_models_modules_names_them_in_the_model_it_joins():
     """The other side of the rule above: a model built of another's modules (torch's
     feature extractor, nn.Sequential(*list(backbone.children())[:-1])) names them by its own
