@@ -937,6 +937,111 @@ def test_a_tied_parameter_set_into_a_model_keeps_its_first_name():
         "child.enc.weight", "child.enc.bias", "child.dec.bias"]
 
 
+_KEPT = []  # old lists a test keeps alive
+
+
+def _fresh(nn, p):  # a new Parameter of p's values, in either library
+    return nn.Parameter(p.detach().clone() if nn is torch.nn else p.data.copy())
+
+
+_TIE_CHANGED = {  # m.a, m.layers (3 Linear), m.b; m.b.weight = m.a.weight first
+    "a.weight = new": lambda nn, m: setattr(m.a, "weight", _fresh(nn, m.a.weight)),
+    "a.weight = None": lambda nn, m: setattr(m.a, "weight", None),
+    "del a.weight": lambda nn, m: delattr(m.a, "weight"),
+    "b.weight = new; a.weight = b.weight": lambda nn, m: (
+        setattr(m.b, "weight", _fresh(nn, m.b.weight)), setattr(m.a, "weight", m.b.weight)),
+    "shared running_mean, first layer deleted": lambda nn, m: (
+        setattr(m, "n1", nn.BatchNorm1d(3)), setattr(m, "n2", nn.BatchNorm1d(3)),
+        setattr(m.n2, "running_mean", m.n1.running_mean), delattr(m, "n1")),
+    # r3 on be77109: ties in a list rebuilt of its own modules (pruned, reversed)
+    "pruned; layers[1].weight = layers[0].weight": lambda nn, m: (
+        setattr(m, "layers", nn.ModuleList([x for i, x in enumerate(m.layers) if i != 2])),
+        setattr(m.layers[1], "weight", m.layers[0].weight)),
+    "reversed; layers[0].weight = b.bias": lambda nn, m: (
+        setattr(m, "layers", nn.ModuleList(list(m.layers)[::-1])),
+        setattr(m.layers[0], "bias", m.b.bias)),
+    "reversed, old kept; layers[1].bias = b.bias": lambda nn, m: (
+        _KEPT.append(m.layers), setattr(m, "layers", nn.ModuleList(list(_KEPT[-1])[::-1])),
+        setattr(m.layers[1], "bias", m.b.bias)),
+    "layers[2].bias = a.bias; del a.bias": lambda nn, m: (
+        setattr(m.layers[2], "bias", m.a.bias), delattr(m.a, "bias")),
+}
+
+
+@pytest.mark.parametrize("how", list(_TIE_CHANGED))
+def test_a_tied_tensor_is_named_by_its_first_place_after_a_place_changes(how):
+    """Session 44 (f2, reverted, and r3 on it): m.b.weight = m.a.weight, then m.a.weight
+    replaced (a new Parameter, None, del) left the tied one named a.weight, a place that no
+    longer holds it, where torch's named_parameters names it b.weight; a tie made the other
+    way (m.a.weight = m.b.weight, a before b) kept b.weight where torch's first place is
+    a.weight; so did a shared Buffer whose first layer was deleted. In a list rebuilt of
+    its own layers the first place was looked for from a wrong root (layers.1.weight for
+    layers.0.weight; another Parameter's name, layers.2.weight). Each is now named by its
+    first place, no two alike."""
+    def model(nn):
+        m = nn.Module()
+        m.a = nn.Linear(3, 3)
+        m.layers = nn.ModuleList([nn.Linear(3, 3) for _ in range(3)])
+        m.b = nn.Linear(3, 3)
+        m.b.weight = m.a.weight
+        _TIE_CHANGED[how](nn, m)
+        return m
+    ours, theirs = model(nn), model(torch.nn)
+    torch_names = [name for name, _ in theirs.named_parameters()]
+    assert [p.name for p in ours.parameters()] == [
+        name for name, _ in ours.named_parameters()] == torch_names
+    assert [b.name for _, b in ours.named_buffers()] == [
+        name for name, _ in theirs.named_buffers()]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+
+
+def test_a_shared_buffer_in_a_reordered_list_is_carried_under_torchs_names():
+    """r3 on be77109: BatchNorms reordered, then layers[0].running_mean = bn.running_mean:
+    a Trainer carried the shared buffer as layers.2.running_mean and layers.2's own as
+    layers.2.running_mean_1 (a resume loads them into the wrong layers); before, the shared
+    one was bn.running_mean, a place after its first. torch's named_buffers names are
+    each buffer's and the Trainer's."""
+    def model(nn):
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = nn.ModuleList([nn.BatchNorm1d(3) for _ in range(3)])
+                self.bn = nn.BatchNorm1d(3)
+
+            def forward(self, x):
+                for layer in self.layers:
+                    x = layer(x)
+                return self.bn(x)
+        m = Model()
+        m.layers = nn.ModuleList(list(m.layers)[::-1])
+        m.layers[0].running_mean = m.bn.running_mean
+        return m
+    ours, theirs = model(nn), model(torch.nn)
+    buffers = [name for name, _ in theirs.named_buffers()]
+    assert [b.name for _, b in ours.named_buffers()] == buffers
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    trainer = gc.Trainer(lambda p, batch: gc.mean(ours.apply(p, batch[0]) ** 2),
+                         ours.params(), gc.optim.SGD(lr=0.1), lambda rng: (x,), steps=1)
+    assert list(trainer.buffers) == buffers
+
+
+def test_tying_later_blocks_to_the_first_keeps_its_names():
+    """ALBERT-style sharing, each later block's weights set to block 0's: the first place
+    stays block 0's, as torch's (and is found without a walk of the model per tie)."""
+    def model(nn):
+        m = nn.Module()
+        m.blocks = nn.ModuleList([nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+                                  for _ in range(4)])
+        for block in m.blocks[1:]:
+            for layer, first in zip(block, m.blocks[0]):
+                layer.weight, layer.bias = first.weight, first.bias
+        return m
+    ours, theirs = model(nn), model(torch.nn)
+    assert [p.name for p in ours.parameters()] == [
+        name for name, _ in theirs.named_parameters()] == [
+        "blocks.0.0.weight", "blocks.0.0.bias", "blocks.0.1.weight", "blocks.0.1.bias"]
+
+
 _FIRST_PLACE_GONE = {  # how the first place of model.layers' modules goes, extra kept
     "pruned": lambda nn, m: setattr(m, "layers", nn.ModuleList([m.layers[0], m.layers[2]])),
     "deleted": lambda nn, m: delattr(m, "layers"),
