@@ -1643,6 +1643,22 @@ class ModuleList(Module):
             _Holding.depth -= 1
         object.__setattr__(self, "_keys", [key for key, _ in items])
 
+    def __setattr__(self, name, value):
+        # a child set as an attribute (m.body.sub = ...) is an item, as in torch's, whose
+        # containers iterate their _modules: after the others in order and len (append
+        # numbers the next one after it), kept in place by an edit (body[0] = x)
+        super().__setattr__(name, value)
+        keys = vars(self).get("_keys")
+        if keys is not None and not _Holding.depth and name not in keys \
+                and _submodule(self, name, vars(self).get(name)) is not None:
+            object.__setattr__(self, "_keys", keys + [name])
+
+    def __delattr__(self, name):
+        super().__delattr__(name)
+        keys = vars(self).get("_keys")
+        if keys is not None and name in keys:  # (del m.body.sub: torch's drops the item)
+            object.__setattr__(self, "_keys", [key for key in keys if key != name])
+
     def _changed(self, items):
         """_hold(items), a mutation: plans traced through the old items are stale."""
         items = list(items)

@@ -84,6 +84,35 @@ def test_sequential_names_and_matches_torch():
         nn.Sequential(nn.ReLU(), gc.relu)
 
 
+def test_a_child_set_as_a_sequentials_attribute_is_an_item_as_torchs():
+    """r3 on session 44: a Sequential with a child set as an attribute (body.sub = ...):
+    body[0] = x moved item 0 after sub (state_dict's order), len and append ignored sub
+    (append named the new item 1, torch's 2), and forward did not call it. torch's
+    containers hold it in _modules as any item: so now, order, names and values."""
+    def model(nn):
+        m = nn.Module()
+        m.a = nn.Linear(2, 2)
+        m.body = nn.Sequential(nn.Tanh())
+        m.layers = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)])
+        m.body.sub = nn.Sequential(m.layers[1])
+        m.body[0] = m.a
+        m.body.append(m.layers[0])
+        return m
+    ours, theirs = model(nn), model(torch.nn)
+    ours.load_torch_state_dict(theirs.state_dict())
+    assert [name for name, _ in ours.body.named_children()] == [
+        name for name, _ in theirs.body.named_children()] == ["0", "sub", "2"]
+    assert len(ours.body) == len(theirs.body) == 3
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [p.name for p in ours.parameters()] == [n for n, _ in theirs.named_parameters()]
+    x = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
+    np.testing.assert_allclose(ours.body(gc.tensor(x)).data,
+                               theirs.body(torch.tensor(x)).detach().numpy(), rtol=1e-5)
+    del ours.body.sub, theirs.body.sub
+    assert len(ours.body) == len(theirs.body) == 2
+    assert [name for name, _ in ours.body.named_children()] == ["0", "2"]
+
+
 @pytest.mark.parametrize("ours,theirs", [
     (nn.ReLU(), torch.nn.ReLU()), (nn.GELU(), torch.nn.GELU()),
     (nn.GELU("tanh"), torch.nn.GELU("tanh")), (nn.SiLU(), torch.nn.SiLU()),
