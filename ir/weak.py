@@ -81,12 +81,9 @@ def adopt(opname: str, inputs: list, cast, attrs=None) -> tuple[list, bool]:
         floats = [np.dtype(inputs[i].dtype) for i in weak if is_float(inputs[i].dtype)]
         if floats or opname in ("div", "pow") or \
                 any(isinstance(inputs[i], FLOAT_SCALARS) for i in values):
-            # the widest of them: a Python-float argument (k) meeting a float computed from
-            # weak ints in float64 (j * 1.0) is eager's Python float arithmetic, no dtype
-            # clash ("div(f32[], f64[])" was refused)
-            dtype = max(floats, key=lambda d: d.itemsize) if floats else np.dtype(np.float64)
+            dtype = floats[0] if floats else np.dtype(np.float64)
             for i in weak:
-                if np.dtype(inputs[i].dtype) != dtype:
+                if not is_float(inputs[i].dtype):
                     inputs[i] = cast(inputs[i], dtype)
         return inputs, True
     for i in weak:

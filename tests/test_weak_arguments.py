@@ -1555,17 +1555,3 @@ def test_every_layer_and_optimiser_setting_takes_torchs_scalars_with_torchs_valu
             gc.optim.SGD(0.1, momentum=value)
         with pytest.raises(GraphcError, match="ELU: alpha must be a number|elu: alpha must be"):
             gc.nn.ELU(value)(gc.tensor(x))
-
-
-def test_a_float_argument_meets_a_float_computed_from_an_int_argument():
-    """(s44, m4's note) `x + k / (j * 1.0)` with k = 5.0 and j = 2: the float argument
-    traced float32 met the float64 that j * 1.0 computes, and compiling refused it
-    ("div(f32[], f64[]): operands must have one dtype"); eager code computes Python floats.
-    The two weak floats now meet in the wider dtype, and the result equals eager's."""
-    x = np.arange(3, dtype=np.float32)
-    for fn, args in [(lambda x, k, j: x + k / (j * 1.0), (5.0, 2)),
-                     (lambda x, k, j: x + (j * 1.0) * k, (0.5, 3)),
-                     (lambda x, k, j: x - k ** (j / 2), (2.0, 3))]:
-        got = gc.compile(fn)(x, *args)
-        assert got.dtype == np.float32
-        np.testing.assert_array_equal(got, np.asarray(fn(gc.tensor(x), *args)))
