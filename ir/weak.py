@@ -446,15 +446,18 @@ def python_divisions(graph) -> list:
     return divisions
 
 
-def _float_function(node, depth: int = 64):
+def _float_function(node, depth: int = 64, seen=None):
     """_exact_number of weak float `node` (of _EXACT_FLOAT's ops) as a function of a call's
     (inputs, known), built once: a call computes `-g` or `1.0 + d * t` in a few Python calls,
     not by walking the graph (5 us a call for the latter). None where `node` is deeper than
-    `depth` (then _exact_number walks it: no recursion that deep)."""
+    `depth`, or where a value is used twice (`d = d + d`: nested closures would compute it
+    once per path, 2**N times; r8): then _exact_number walks it, its `known` kept per call."""
     if not hasattr(node, "op"):  # (a Python number the op holds)
         return lambda inputs, known: node
-    if depth == 0:
+    seen = set() if seen is None else seen
+    if depth == 0 or node in seen:
         return None
+    seen.add(node)
     if node.dtype.kind in "iu" or node.op == "cast" and node.inputs[0].dtype.kind in "iu":
         source = node if node.dtype.kind in "iu" else node.inputs[0]
         if source.op == "input":
@@ -468,7 +471,7 @@ def _float_function(node, depth: int = 64):
         return lambda inputs, known: value
     if node.op not in _EXACT_FLOAT:
         return None
-    operands = [_float_function(x, depth - 1) for x in node.inputs]
+    operands = [_float_function(x, depth - 1, seen) for x in node.inputs]
     if None in operands:
         return None
     function = _EXACT_FLOAT[node.op]
@@ -501,6 +504,13 @@ def zero_division(node, inputs: dict, known: dict):
     """(what eager Python raises at, the operand that is 0) where division `node` (of
     python_divisions) divides by an exact 0 at `inputs` ({input node: its number}), or a
     pow raises 0 to a negative power; else None."""
+    try:
+        return _zero_division(node, inputs, known)
+    except OverflowError:  # (an int past a float's range: not 0; the int checks say it)
+        return None
+
+
+def _zero_division(node, inputs: dict, known: dict):
     functions = node.graph.float_numbers  # (python_divisions': a computed float operand's)
     if node.op == "pow":
         base, exponent = (functions[x](inputs, known) if hasattr(x, "op") and x in functions
