@@ -588,72 +588,6 @@ def _below(module) -> dict:
     return found
 
 
-def _place_of(root, name):
-    """The (module, attribute) that the dotted tensor `name` (a Parameter's or Buffer's
-    .name) spells from `root`, if its module's own path (_path, its first place) is that
-    name's; None where it is not one of the tree's."""
-    top = root._path  # (a root that was a child once still has that path)
-    if top:
-        if not name.startswith(top + "."):
-            return None
-        name = name[len(top) + 1:]
-    *parts, attr = name.split(".")
-    module = root
-    for part in parts:
-        module = _submodule(module, part, vars(module).get(part))
-        if module is None:
-            return None
-    if module._path != _dotted(top) + ".".join(parts) and parts:
-        return None
-    return module, attr
-
-
-def _comes_first(root, name, other) -> bool:
-    """Whether the tensor place `name` comes before `other` (both _place_of's) in
-    named_parameters' order from `root`: a module's own tensors in its attributes' order,
-    then its children's, each at its first place."""
-    a, b = name.split("."), other.split(".")
-    module, i = root, len(root._path.split(".")) if root._path else 0
-    while a[i] == b[i]:
-        module = _submodule(module, a[i], vars(module).get(a[i]))
-        i += 1
-    if (len(a) == i + 1) != (len(b) == i + 1):  # a tensor of the module before its children
-        return len(a) == i + 1
-    keys = list(vars(module))
-    return keys.index(a[i]) < keys.index(b[i])
-
-
-def _name_tied(owner, attr, value) -> None:
-    """Name `value`, a tensor just set at owner.attr that another place holds too (a tie),
-    by its first place: this one where it comes before the place value.name spells, which
-    it keeps otherwise (`later.weight = earlier.weight`, ALBERT's sharing: no walk, where a
-    walk of the tree per tie made tying n blocks O(n^2)); the tree is walked where that name
-    is not one of the tree's places holding it, and kept where it is not a place of the tree
-    (another model's tensor, `b.embed.weight = a.embed.weight`, named by its own model)."""
-    new = _dotted(owner._path) + attr
-    if value.name == new:
-        return
-    root = _root_of(owner)
-    old = _place_of(root, value.name) if value.name else None
-    if old is None and value.name:
-        return
-    here = _place_of(root, new)
-    if old is not None and vars(old[0]).get(old[1]) is value \
-            and here is not None and here[0] is owner:
-        if not _comes_first(root, value.name, new):
-            value.name = new
-        return
-    _name_by_first_places(owner, {id(value): value})
-
-
-def _name_untied(owner, attr, old) -> None:
-    """`old`, a tensor owner.attr held, is replaced or deleted there: where that was its
-    first place (its name) and another place holds it still, it takes the first of those
-    (m.b.weight = m.a.weight, then m.a.weight = new: b.weight, as torch's)."""
-    if held_again(old, least=1) and old.name == _dotted(owner._path) + attr:
-        _name_by_first_places(owner, {id(old): old})
-
-
 # Modules a container's view holds (ModuleList(list(model.layers)), a slice): held at a
 # second place, which note_place does not record (a view's items are set without setattr)
 _HELD_AGAIN = weakref.WeakSet()
@@ -843,8 +777,7 @@ class Module:
             # built is body.extra, not extra); a tensor another place holds keeps that
             # place's name (`dec.weight = enc.weight` is enc.weight, torch's first place)
             held = places_holding(value)
-            tied = not all(module is self and attr == name for module, attr in held)
-            if not tied:
+            if all(module is self and attr == name for module, attr in held):
                 value.name = _dotted(self._path) + name
             _refuse_transposed_tie(self, name, value, old, held)
             note_place(value, self, name)
@@ -869,10 +802,6 @@ class Module:
         object.__setattr__(self, name, value)
         if gone:
             _name_by_first_places(self, gone)
-        if isinstance(old, (Parameter, Buffer)) and old is not value:
-            _name_untied(self, name, old)
-        if isinstance(value, (Parameter, Buffer)) and tied:
-            _name_tied(self, name, value)
         if child is not None and again:
             # a module (or tensor) the tree holds at another place too (m.first =
             # m.layers[0], m.body.append(m.layers[0]), m.extra = ModuleDict({"a":
@@ -897,8 +826,6 @@ class Module:
         object.__delattr__(self, name)
         if gone:
             _name_by_first_places(self, gone)
-        if isinstance(old, (Parameter, Buffer)):  # (del m.a.weight, tied: b.weight)
-            _name_untied(self, name, old)
 
     def __setstate__(self, state):
         # copy.deepcopy and pickle fill __dict__ without __setattr__: a copied layer's

@@ -492,13 +492,12 @@ def places_holding(tensor) -> list:
     return places
 
 
-def held_again(tensor, least=2) -> bool:
-    """Whether `least` places (or more) hold `tensor` now, of which more than one were ever
-    recorded: places_holding's answer, with no list built where at most one place was ever
-    recorded (the common case, asked for each module and tensor of a subtree that a
-    model's setattr moves; least=1 asks after a set replaced a tensor at one of them)."""
+def held_again(tensor) -> bool:
+    """Whether more than one place holds `tensor` now: places_holding's answer, with no
+    list built where at most one place was ever recorded (the common case, asked for each
+    module and tensor of a subtree that a model's setattr moves)."""
     entry = _PLACES.get(id(tensor))
-    return entry is not None and len(entry[1]) > 1 and len(places_holding(tensor)) >= least
+    return entry is not None and len(entry[1]) > 1 and len(places_holding(tensor)) > 1
 
 
 class _BufferCollector:
