@@ -821,8 +821,15 @@ class Module:
         # `del model.layers`: the modules the model holds elsewhere too take the names of
         # those places, as __setattr__'s replacement does
         old = vars(self).get(name)
-        gone = _named_at(self, [name], [_submodule(self, name, old)]) \
-            if old is not None and _submodule(self, name, old) is not None else None
+        was_child = old is not None and _submodule(self, name, old) is not None
+        gone = _named_at(self, [name], [_submodule(self, name, old)]) if was_child else None
+        # plans traced through the deleted child or tensor are stale, as after a set over
+        # it (`del seq.sub`, now one of a Sequential's items, still ran in a compiled call)
+        if isinstance(old, (Tensor, Module)) or was_child:
+            MODULE_PARAMETERS.replaced += 1
+        if was_child and not _Holding.depth and current_graph() is None and \
+                _traced_through(self):
+            MODULE_CHILDREN.changed += 1
         object.__delattr__(self, name)
         if gone:
             _name_by_first_places(self, gone)
@@ -875,11 +882,12 @@ class Module:
         kept = [m for m in view if keeps is not None and (id(m) in named or keeps(m))]
         if len(kept) != len(view):  # the others are this container's own from now on
             object.__setattr__(self, "_view", tuple(kept))
+        items = {id(m) for m in view}  # (a set: a list of 4000 items was quadratic, r7)
         for name, value in vars(self).items() if view else ():
             # the places of its items, set without setattr: the way up to the root
             # (_root_of) for the ones that are its own now, and their next place for the
             # kept ones when their first goes (m.layers = ModuleList(pruned))
-            if any(value is m for m in view):
+            if id(value) in items:
                 note_place(value, self, name)
         if again is not None:  # (held at their other place too, which may not be first)
             again.extend(kept)

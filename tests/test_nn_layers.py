@@ -1329,3 +1329,31 @@ def test_load_state_dict_torch_layout_refusal_is_for_torch_tensors_alone():
         model.load_state_dict(saved)
     model.load_state_dict({k: np.asarray(v) for k, v in saved.items()})
     np.testing.assert_array_equal(model(x).numpy(), want)
+
+
+def test_deleting_a_child_makes_plans_traced_through_it_stale():
+    """(s44, r7) `del seq.sub` (an attribute child, one of a Sequential's items as in torch)
+    and `del net.head` left compiled functions traced through them running the deleted
+    child ((4, 3) results where eager and torch give (4, 2)): a delete is counted as a set
+    over the child is."""
+    x = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
+    seq = nn.Sequential(nn.Linear(2, 2), nn.Tanh())
+    seq.sub = nn.Linear(2, 3)
+    f = gc.compile(lambda v: seq(v))
+    assert f(x).shape == (4, 3)
+    del seq.sub
+    np.testing.assert_allclose(f(x), np.asarray(seq(gc.tensor(x))), rtol=1e-6)
+    assert f(x).shape == (4, 2)
+
+    class Net(nn.Module):
+        def __init__(self):
+            self.body, self.head = nn.Linear(2, 2), nn.Linear(2, 3)
+
+        def forward(self, v):
+            y = self.body(v)
+            return self.head(y) if hasattr(self, "head") else y
+    net = Net()
+    g = gc.compile(lambda v: net(v))
+    assert g(x).shape == (4, 3)
+    del net.head
+    np.testing.assert_allclose(g(x), np.asarray(net(gc.tensor(x))), rtol=1e-6)
