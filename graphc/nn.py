@@ -825,11 +825,12 @@ class Module:
         gone = _named_at(self, [name], [_submodule(self, name, old)]) if was_child else None
         # plans traced through the deleted child or tensor are stale, as after a set over
         # it (`del seq.sub`, now one of a Sequential's items, still ran in a compiled call)
-        if isinstance(old, (Tensor, Module)) or was_child:
+        # (only where a trace read it: building or pruning a model no trace touched keeps
+        # its plans, as a container's edit does, _children_changed)
+        if was_child and not _Holding.depth and current_graph() is None:
+            _children_changed(self, [_submodule(self, name, old)])
+        elif isinstance(old, Tensor) and MODULE_PARAMETERS.was_lifted(old):
             MODULE_PARAMETERS.replaced += 1
-        if was_child and not _Holding.depth and current_graph() is None and \
-                _traced_through(self):
-            MODULE_CHILDREN.changed += 1
         object.__delattr__(self, name)
         if gone:
             _name_by_first_places(self, gone)
