@@ -34,7 +34,8 @@ from runtime.eager import Tensor, TapeCall, is_grad_enabled, record_call
 
 from .linearize import _copy_nodes, _inline, _input_like, _split, _traced
 from .tracing import arg_names, function_name, leaf_input_names, leaves_and_structure, unflatten
-from .transforms import Compiled, _check_weak_ints, closed_floats, split_aux
+from .transforms import Compiled, closed_floats, split_aux
+from .weak_calls import check_weak_ints
 
 
 class Differentiated(Compiled):
@@ -92,7 +93,7 @@ class Differentiated(Compiled):
             key, leaves = self._key_and_leaves(args)
             split = self._plan_for_key(args, key)
         if self._weak_int_limits:
-            _check_weak_ints(leaves, self._weak_int_limits.get(id(split)))
+            check_weak_ints(leaves, self._weak_int_limits.get(id(split)))
         outs, residuals = split.forward([x.data if isinstance(x, Tensor) else x for x in leaves])
         return self._written_back(split, unflatten(split.output_tree, outs)), split, residuals
 
