@@ -874,6 +874,15 @@ def test_holding_a_models_modules_again_keeps_their_first_names_as_torchs(spelli
     assert list(trainer.buffers) == [name for name, _ in theirs.named_buffers()]
 
 
+def _assert_named_as_torch(ours, theirs):
+    """graphc's model names its parameters (their own .name and named_parameters) and its
+    modules as torch's model of the same building steps does."""
+    torch_names = [name for name, _ in theirs.named_parameters()]
+    assert [p.name for p in ours.parameters()] == [
+        name for name, _ in ours.named_parameters()] == torch_names
+    assert [m._path for _, m in ours.named_modules()] == [
+        name for name, _ in theirs.named_modules()]
+
 
 @pytest.mark.parametrize("spelling", ["body.append(layers[0])",
                                       "body.sub = Sequential(layers[1])"])
@@ -891,11 +900,7 @@ def test_a_module_held_again_at_an_earlier_place_takes_that_name_as_torchs(spell
             m.body.sub = nn.Sequential(m.layers[1])
         return m
     ours, theirs = model(nn), model(torch.nn)
-    torch_names = [name for name, _ in theirs.named_parameters()]
-    assert [p.name for p in ours.parameters()] == [
-        name for name, _ in ours.named_parameters()] == torch_names
-    assert [m._path for _, m in ours.named_modules()] == [
-        name for name, _ in theirs.named_modules()]
+    _assert_named_as_torch(ours, theirs)
 
 _REBUILT = {  # model.layers built again of its own modules
     "pruned": lambda nn, old: nn.ModuleList([layer for i, layer in enumerate(old) if i != 2]),
@@ -929,11 +934,7 @@ def test_a_module_held_again_in_a_rebuilt_list_keeps_its_first_name_as_torchs(ho
         m.layers[item].extra = m.a
         return m
     ours, theirs = model(nn), model(torch.nn)
-    torch_names = [name for name, _ in theirs.named_parameters()]
-    assert [p.name for p in ours.parameters()] == [
-        name for name, _ in ours.named_parameters()] == torch_names
-    assert [m._path for _, m in ours.named_modules()] == [
-        name for name, _ in theirs.named_modules()]
+    _assert_named_as_torch(ours, theirs)
 
 
 def test_a_container_of_another_models_modules_names_them_in_the_model_it_joins():
