@@ -37,6 +37,7 @@ from .control_flow import cond, fori_loop, map, scan, switch, while_loop  # noqa
 from .custom import custom_jvp, custom_vjp
 from .draw import draw
 from .jacobians import jacfwd, jacrev
+from .linear_transpose import linear_transpose
 from .linearize import linearize
 from .remat import checkpoint_policies, remat
 from .tracing import (Spec, eval_shape, spec, trace, tree_flatten, tree_leaves, tree_map,
@@ -49,8 +50,8 @@ from .vmap import vmap
 __version__ = "0.1.0"
 __all__ = ["GraphcError", "Graph", "Node", "Parameter", "Tensor", "Spec", "spec", "trace",
            "eval_shape",
-           "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "hessian", "jacfwd",
-           "jacrev", "gradients", "no_grad", "enable_grad", "set_grad_enabled",
+           "compile", "grad", "value_and_grad", "vjp", "jvp", "linearize", "linear_transpose",
+           "hessian", "jacfwd", "jacrev", "gradients", "no_grad", "enable_grad", "set_grad_enabled",
            "is_grad_enabled",
            "tensor", "manual_seed", "nn", "optim", "Trainer", "load_params", "draw",
            "custom_vjp", "custom_jvp", "checkpoint_policies",

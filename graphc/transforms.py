@@ -1900,11 +1900,11 @@ def vjp(fn, *primals, has_aux=False):
     return (out, vjp_concrete, aux) if has_aux else (out, vjp_concrete)
 
 
-def _cotangent_leaves(y, ct) -> list:
+def _cotangent_leaves(y, ct, who="vjp") -> list:
     """One cotangent per leaf of fn's result `y` from `ct` (a pytree like y), checked
     against its output: None where ct has None (zeros) and for integer and boolean outputs
     (JAX's float0) and values that are not arrays (Python numbers fn returned); weak scalars
-    take their output's dtype."""
+    take their output's dtype. `who` begins the messages (linear_transpose's are its own)."""
     y_leaves, y_structure = leaves_and_structure(y)
     if y_structure is None:  # one array
         c_leaves = [ct]
@@ -1922,11 +1922,11 @@ def _cotangent_leaves(y, ct) -> list:
                 foreign_array_name(c) is not None:
             # a torch tensor, read as backward() reads its gradient (one that requires grad
             # or is bfloat16 too): its torch dtype was np.dtype's raw TypeError below
-            c = read_foreign_array(c, f"vjp: the cotangent{which}")
+            c = read_foreign_array(c, f"{who}: the cotangent{which}")
         shape, want = getattr(c, "shape", None), tuple(out.shape)
         if shape is not None and _concrete(shape) and _concrete(want) and tuple(shape) != want:
             # else autodiff met it deep inside ("internal: gradient of shape ...")
-            raise GraphcError(f"vjp: the cotangent{which} has shape {list(shape)} but the "
+            raise GraphcError(f"{who}: the cotangent{which} has shape {list(shape)} but the "
                               f"output has shape {list(want)}; pass a cotangent of the "
                               "output's shape", (user_location(),))
         dtype = getattr(c, "dtype", None)
@@ -1934,7 +1934,7 @@ def _cotangent_leaves(y, ct) -> list:
             # as JAX ("got float32[2], but expected float64[2]"): else the gradients took the
             # cotangent's dtype, or a rule failed ("mul(f32[2], f64[2]): operands must ...")
             got = _describe((np.dtype(dtype).name, shape))
-            raise GraphcError(f"vjp: the cotangent{which} is {got}, but the output is "
+            raise GraphcError(f"{who}: the cotangent{which} is {got}, but the output is "
                               f"{_describe((np.dtype(out.dtype).name, want))}; pass a "
                               "cotangent of the output's dtype", (user_location(),))
         cotangents.append(c)
