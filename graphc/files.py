@@ -11,6 +11,7 @@ import stat
 import sys
 import tempfile
 import threading
+import warnings
 import zipfile
 from contextlib import contextmanager
 
@@ -36,6 +37,14 @@ _FORK_GUARD = threading.Lock()
 # atomic_writer's temporary for PATH is .NAME.RANDOM.graphc-tmp beside it (NAME: PATH's file
 # name): a name no other program uses, so a killed writer's leftover is recognisably graphc's
 TEMP_SUFFIX = ".graphc-tmp"
+# what flock/lockf fail with on a file system that has no locks (NFS without its lock daemon,
+# some FUSE and network mounts): the lock is then gone without, with a warning, rather than
+# the run lost to a facility it can do without
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+
+
+class NoLockWarning(UserWarning):
+    """A run writes into a directory it could not lock (exclusive_directory)."""
 
 
 def write_atomically(path: str, data) -> None:
@@ -227,7 +236,13 @@ def _locked_temporary(directory: str, name: str):
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
         if fcntl is None:
             return fd, tmp
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # no locks there: written unlocked (remove_stale_temporaries
+            if exc.errno not in NO_LOCKS:  # cannot lock it either, so removes none)
+                os.close(fd)
+                raise
+            return fd, tmp
         # another writer may have removed it as stale before it was locked: make another
         try:
             if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
@@ -419,9 +434,16 @@ def exclusive_directory(path: str, what: str = "graphc train"):
         raise GraphcError(f"cannot create the directory {path} ({exc.strerror or exc}); "
                           "write into another directory (graphc train: --out)") from None
     lock = os.path.join(path, LOCK_NAME)
-    with _FORK_GUARD:
-        held = list(_take_lock_file(path, lock, what))  # [key, fd]: hold_again may move it
-    try:                                                 # to a new lock file at `lock`
+    try:
+        with _FORK_GUARD:
+            held = list(_take_lock_file(path, lock, what))  # [key, fd]: hold_again may move
+    except OSError as exc:                                   # it to a new lock file at `lock`
+        if exc.errno not in NO_LOCKS:
+            raise
+        _warn_unlocked(path, what, exc)
+        yield lambda: None
+        return
+    try:
         os.ftruncate(held[1], 0)
         os.write(held[1], f"{os.getpid()}\n".encode())
         yield lambda: _hold_again(path, what, held)
@@ -540,7 +562,13 @@ def _hold_again(path: str, what: str, held: list) -> None:
         with contextlib.suppress(OSError):
             os.makedirs(path, exist_ok=True)
         with _FORK_GUARD:
-            new = _take_lock_file(path, lock, what, refusal)  # the old one kept on a refusal
+            try:
+                new = _take_lock_file(path, lock, what, refusal)  # the old one kept on a refusal
+            except OSError as exc:
+                if exc.errno not in NO_LOCKS:
+                    raise
+                _warn_unlocked(path, what, exc)  # (the old one kept: the write goes on)
+                return
             try:
                 held[:] = new
             finally:  # (a Ctrl-C here must not leave the old file locked by this process)
@@ -553,6 +581,9 @@ def _hold_again(path: str, what: str, held: list) -> None:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (a no-op where it is held)
         except OSError as exc:
+            if exc.errno in NO_LOCKS:  # (a lock server gone since): the write goes on
+                _warn_unlocked(path, what, exc)
+                return
             if exc.errno not in (errno.EACCES, errno.EAGAIN):
                 raise
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or \
@@ -568,6 +599,17 @@ def _hold_again(path: str, what: str, held: list) -> None:
     if os.pread(fd, 32, 0) != mine:
         os.ftruncate(fd, 0)
         os.pwrite(fd, mine, 0)
+
+
+def _warn_unlocked(path: str, what: str, exc: OSError) -> None:
+    """The one line of a take (or re-take) of `path`'s lock that the file system refused
+    for having no locks (NO_LOCKS): the run goes on unlocked; losing it to a missing lock
+    facility (a raw "[Errno 37] No locks available") cost the user more than the lock
+    protects."""
+    warnings.warn(NoLockWarning(
+        f"{path}: its file system does not lock files ({exc.strerror or exc}); this {what} "
+        "goes on without the lock, so another run writing into this directory at the same "
+        "time is not detected there"), stacklevel=2)
 
 
 def _held_in_this_process(path: str, what: str) -> GraphcError:

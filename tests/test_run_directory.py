@@ -732,3 +732,77 @@ def test_a_file_put_where_the_run_directory_was_is_one_line_at_the_next_save(tmp
         f"cannot create {run}/{LOCK_NAME}, this run's lock file (Not a directory); write "
         "into another directory (graphc train: --out)")
     assert os.path.isfile(run) and os.path.getsize(run) == 0
+
+
+def _no_locks(monkeypatch, number, calls=("flock", "lockf")):
+    """fcntl's `calls` fail as on a file system without locks (NFS without its lock daemon)."""
+    import fcntl
+
+    def refuse(*args):
+        raise OSError(number, os.strerror(number))
+    for name in calls:
+        monkeypatch.setattr(fcntl, name, refuse)
+
+
+def _unlocked_warnings(record):
+    from graphc.files import NoLockWarning
+    return [str(w.message) for w in record if issubclass(w.category, NoLockWarning)]
+
+
+@pytest.mark.parametrize("name", ["ENOLCK", "EOPNOTSUPP", "ENOSYS"])
+def test_a_file_system_without_locks_is_written_unlocked_with_one_warning(
+        tmp_path, monkeypatch, name):
+    """(s45) flock/lockf failing with ENOLCK (or EOPNOTSUPP, ENOSYS) raised a raw "[Errno 37]
+    No locks available" from the run lock, losing the run; the run goes on unlocked, with
+    one warning naming the directory, and its saves (atomic_writer's locked temporaries) too."""
+    import errno
+    from graphc.files import write_atomically
+    number = getattr(errno, name)
+    _no_locks(monkeypatch, number)
+    run = str(tmp_path / "run")
+    with pytest.warns(UserWarning) as record:
+        with exclusive_directory(run, "training run") as hold_again:
+            hold_again()  # (before each save: nothing more to take, nothing more said)
+            write_atomically(os.path.join(run, "checkpoint.npz"), b"saved")
+    assert _unlocked_warnings(record) == [
+        f"{run}: its file system does not lock files ({os.strerror(number)}); this training "
+        "run goes on without the lock, so another run writing into this directory at the "
+        "same time is not detected there"]
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == b"saved"
+    assert sorted(os.listdir(run)) == [LOCK_NAME, "checkpoint.npz"]  # no temporary left
+
+
+def test_graphc_train_and_resume_on_a_file_system_without_locks(
+        tmp_path, text_file, capsys, monkeypatch):  # noqa: F811
+    """`graphc train --out DIR` (and --resume, which takes the lock before reading) on a file
+    system without locks: trained and saved, one warning each, no error."""
+    import errno
+    from graphc import cli
+    _no_locks(monkeypatch, errno.ENOLCK)
+    out = str(tmp_path / "run")
+    for extra in (["--steps", "2"], ["--steps", "4", "--resume"]):
+        with pytest.warns(UserWarning) as record:
+            assert train(tmp_path, text_file, *extra) == 0
+        said = _unlocked_warnings(record)
+        assert len(said) == 1 and said[0].startswith(f"{out}: its file system does not lock")
+        assert "error" not in capsys.readouterr().err
+    assert checkpoint.load_saved(f"{out}/checkpoint.npz")[1]["step"] == 4
+    from graphc.files import NoLockWarning
+    line = cli._format_warning(said[0], NoLockWarning, "files.py", 1)
+    assert line.startswith(f"graphc: warning: {out}: ") and line.count("\n") == 1
+
+
+def test_locks_lost_during_fit_let_the_saves_go_on_with_one_warning(tmp_path, monkeypatch):
+    """The directory locked at fit's start, its file system's locks gone since (a lock
+    daemon stopped): the re-take before each save raised the raw ENOLCK; it warns once."""
+    import errno
+    run, x = str(tmp_path / "run"), np.ones((3, 4), np.float32)
+
+    def batches(rng):
+        if os.path.exists(os.path.join(run, "checkpoint.npz")):
+            _no_locks(monkeypatch, errno.ENOLCK, ["lockf"])
+        return (x,)
+    with pytest.warns(UserWarning) as record:
+        _fitting(batches, steps=3).fit(run, progress=False)
+    assert len(set(_unlocked_warnings(record))) == 1
+    assert checkpoint.load_saved(f"{run}/checkpoint.npz")[1]["step"] == 3
