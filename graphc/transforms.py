@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import operator
+import sys
 import threading
 import warnings
 from collections import OrderedDict
@@ -162,6 +163,22 @@ class Compiled:
         model holding `gc.compile(layer)`): the plans read the original's tensors, and
         their kernels do not copy."""
         return _compiled_again(copy.deepcopy(self.__wrapped__, memo), *self._options())
+
+    def __reduce__(self):
+        """pickle (and copy.copy): fn, by reference as pickle takes a function, compiled again
+        with the same options at load, as a compiled model pickles (_CompiledModule); the
+        plans (kernels, the runtime's state) are not data, and pickling them failed ("cannot
+        pickle '_State'") once the function had been called. A lambda or a closure is refused
+        by pickle's own one line naming it."""
+        fn = self.__wrapped__
+        name, module = vars(self).get("__qualname__"), sys.modules.get(self.__module__)
+        if name and module is not None and "<locals>" not in name:
+            found = module
+            for part in name.split("."):
+                found = getattr(found, part, None)
+            if found is self:  # @gc.compile on a module-level def: the name is this Compiled
+                return name  # (pickled by that name, as a function is)
+        return _compiled_again, (fn,) + self._options()
 
     def _options(self) -> tuple:
         """What _compiled_again takes after fn to compile another fn as this one is."""
@@ -733,8 +750,7 @@ class _CompiledModule(Compiled):
         # pickle (and copy.copy): the model, compiled again with the same options at load,
         # as torch's OptimizedModule pickles (its _orig_mod and its dynamo_ctx); the plans
         # (kernels, the runtime's state) are not data, and are rebuilt at the first call
-        twin = vars(self)["_twin"]
-        return _compiled_again, (vars(twin)["__wrapped__"],) + twin._options()
+        return vars(self)["_twin"].__reduce__()
 
     def __dir__(self):
         # the model's names and then the Compiled's others, as torch's OptimizedModule's

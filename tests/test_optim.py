@@ -764,6 +764,43 @@ def test_a_compiled_model_lists_the_models_names_and_pickles_as_torch_compile():
     shallow = copy.copy(compiled)  # its own Compiled (plans, settings) around the same model
     assert shallow._module() is model and shallow._twin is not compiled._twin
 
+
+def _weighted_sum(x, w):  # (module-level: pickled by reference)
+    return gc.sum(gc.exp(x) * w)
+
+
+@gc.compile(fast_math=True)
+def _decorated(x):
+    return gc.tanh(x) * 3.0
+
+
+def test_a_compiled_module_level_function_pickles_and_deepcopies_as_a_compiled_model():
+    """(s45) pickle.dumps(gc.compile(f)) of a module-level f failed ("cannot pickle
+    '_State'") once it had been called: its plans were pickled. It pickles as a compiled
+    model does: f by reference, compiled again with the same options at load, no plan yet;
+    a function decorated with @gc.compile pickles by its name. A lambda or a closure is
+    pickle's own one line naming it."""
+    x, w = np.linspace(-1.0, 1.0, 5), np.arange(5.0)
+    compiled = gc.compile(_weighted_sum, fast_math=True, donate_argnums=(1,))
+    expected = np.sum(np.exp(x) * w)
+    np.testing.assert_allclose(compiled(x, w.copy()), expected, rtol=1e-12)
+    for copied in (pickle.loads(pickle.dumps(compiled)), copy.deepcopy(compiled),
+                   copy.copy(compiled)):
+        assert type(copied) is type(compiled) and copied is not compiled and not copied._plans
+        assert (copied.fast_math, copied.donate_argnums) == (True, (1,))
+        np.testing.assert_allclose(copied(x, w.copy()), expected, rtol=1e-12)
+    np.testing.assert_allclose(_decorated(x), np.tanh(x) * 3.0, rtol=1e-12)
+    assert pickle.loads(pickle.dumps(_decorated)) is _decorated
+    again = copy.deepcopy(_decorated)
+    assert again is not _decorated and again.fast_math
+    np.testing.assert_allclose(again(x), np.tanh(x) * 3.0, rtol=1e-12)
+
+    def closure(v):
+        return v * 2.0
+    for fn, name in ((lambda v: v + 1.0, "<lambda>"), (closure, "closure")):
+        with pytest.raises((pickle.PicklingError, AttributeError), match=name):
+            pickle.dumps(gc.compile(fn))
+
 def test_following_a_cast_keeps_the_slot_lines_and_a_users_own_optimiser():
     """Review r1 of the state following a cast: it probed init() with a 0-d parameter and
     kept the slots per dtype, so a setting that adds a slot (momentum 0 -> 0.9, amsgrad)
