@@ -20,13 +20,13 @@ from ir.region import Region
 from passes.fold import computes_constant
 from passes.forward_mode import keeping_primal_loops
 from passes.manager import optimize
-from ir.ops.registry import SymbolicValue, apply, get_op
+from ir.ops.registry import SymbolicValue, apply, foreign_array_name, get_op
 from runtime.eager import Tensor
 
-from .tracing import (Spec, function_name, leaves_and_structure, leaves_like, to_spec, trace,
-                      unflatten)
+from .tracing import (Spec, function_name, leaves_and_structure, leaves_like,
+                      refuse_foreign_argument, to_spec, trace, unflatten)
 from .transforms import (_as_primals, _check_integer_tangent, _is_python_number, _is_symbolic,
-                         jvp, primal_and_tangent_names)
+                         _read_seed, jvp, primal_and_tangent_names)
 
 __all__ = ["linearize"]
 
@@ -48,6 +48,9 @@ def linearize(fn, *primals):
     # and compile's (x * np.int64(3) is x's dtype)
     specs = unflatten(p_structure, [Spec((), to_spec(x).dtype, weak=True)
                                     if _is_python_number(x) else x for x in p_leaves])
+    for x in p_leaves:  # a torch primal: refused as jvp's, naming the argument (the trace's
+        if not isinstance(x, (np.ndarray, Tensor)) and foreign_array_name(x):  # named none)
+            refuse_foreign_argument(f"linearize of {function_name(fn)}", fn, primals)
 
     def primals_and_tangents(*a):
         # (the hint of a traced number used as a Python value)
@@ -93,8 +96,9 @@ def linearize(fn, *primals):
         arrays = []
         for k, (t, (dtype, shape)) in enumerate(zip(t_leaves, p_types)):
             _check_integer_tangent("linearize: f_jvp", k, p_leaves[k], t)
-            if not isinstance(t, SymbolicValue):
-                t = np.asarray(t.data if isinstance(t, Tensor) else t)
+            if not isinstance(t, SymbolicValue):  # (a torch tangent read as jvp's)
+                t = np.asarray(t.data if isinstance(t, Tensor) else
+                               _read_seed(t, f"linearize: f_jvp's tangent leaf {k}"))
             if tuple(t.shape) != shape or (t.dtype != dtype and t.ndim > 0):
                 raise GraphcError(f"linearize: tangent leaf {k} is {t.dtype}{list(t.shape)} "
                                   f"but its primal is {dtype}{list(shape)}; pass a tangent of "

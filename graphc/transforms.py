@@ -1908,12 +1908,26 @@ def vjp(fn, *primals, has_aux=False):
     primals = _weak_floats(primals, ())
     differentiated = Differentiated(fn)
     differentiated.without_static_args = "gc.vjp(lambda x: f(x, n), x)"
-    (out, aux), pullback = differentiated.call(((None, bool(has_aux), None),) + primals)
+    try:
+        (out, aux), pullback = differentiated.call(((None, bool(has_aux), None),) + primals)
+    except ForeignArgument as exc:  # a torch primal: to_spec's line named neither fn nor it
+        refuse_foreign_argument(f"vjp of {function_name(fn)}", fn, primals, locs=exc.locs)
+        raise
     structure = leaves_and_structure(list(primals))[1]
 
     def vjp_concrete(cotangent):
         return tuple(unflatten(structure, pullback(_cotangent_leaves(out, cotangent))))
     return (out, vjp_concrete, aux) if has_aux else (out, vjp_concrete)
+
+
+def _read_seed(c, what):
+    """A derivative's seed (vjp's cotangent leaf, jvp's tangent leaf) that is a torch tensor,
+    read as backward() reads its gradient (one that requires grad or is bfloat16 too; one
+    torch will not hand over is one line naming `what`): its torch dtype was np.dtype's raw
+    TypeError, or the refusal of another library's array. Anything else as it is."""
+    if not isinstance(c, (np.ndarray, Tensor, Node)) and foreign_array_name(c) is not None:
+        return read_foreign_array(c, what)
+    return c
 
 
 def _cotangent_leaves(y, ct, who="vjp") -> list:
@@ -1934,11 +1948,8 @@ def _cotangent_leaves(y, ct, who="vjp") -> list:
         which = "" if y_structure is None else f" for output leaf {k}"
         if _is_weak_scalar(c, _NUMBERS):
             c = np.asarray(c, out.dtype)
-        elif not isinstance(c, (np.ndarray, Tensor, Node)) and \
-                foreign_array_name(c) is not None:
-            # a torch tensor, read as backward() reads its gradient (one that requires grad
-            # or is bfloat16 too): its torch dtype was np.dtype's raw TypeError below
-            c = read_foreign_array(c, f"{who}: the cotangent{which}")
+        else:
+            c = _read_seed(c, f"{who}: the cotangent{which}")
         shape, want = getattr(c, "shape", None), tuple(out.shape)
         if shape is not None and _concrete(shape) and _concrete(want) and tuple(shape) != want:
             # else autodiff met it deep inside ("internal: gradient of shape ...")
@@ -2054,9 +2065,17 @@ def jvp(fn, primals, tangents, has_aux=False):
         # as JAX: a tangent is a pytree like its primal (None, an empty subtree, where the
         # primal has None), each leaf in its primal's space (same dtype and shape)
         tangents[k] = _like_primal(p, t, f"jvp: tangent {k}")
-        for p_leaf, t_leaf in zip(leaves_and_structure(p)[0],
-                                  leaves_and_structure(tangents[k])[0]):
-            p_type, t_type = _dtype_and_shape(p_leaf), _dtype_and_shape(t_leaf)
+        t_leaves, t_structure = leaves_and_structure(tangents[k])
+        read = []
+        for p_leaf, t_leaf in zip(leaves_and_structure(p)[0], t_leaves):
+            try:
+                p_type = _dtype_and_shape(p_leaf)
+            except GraphcError:  # a torch primal: refused as grad's, naming the argument
+                refuse_foreign_argument(f"jvp of {function_name(fn)}", fn, primals)
+                raise
+            t_leaf = _read_seed(t_leaf, f"jvp: tangent {k}")  # (a torch tangent: as vjp's
+            read.append(t_leaf)                                # cotangent)
+            t_type = _dtype_and_shape(t_leaf)
             _check_integer_tangent("jvp", k, p_leaf, t_leaf)
             if p_type and p_type[1] and isinstance(t_leaf, (int, float)):
                 raise GraphcError(f"jvp: tangent {k} is the number {t_leaf!r} but its primal "
@@ -2067,6 +2086,8 @@ def jvp(fn, primals, tangents, has_aux=False):
                 raise GraphcError(f"jvp: tangent {k} is {_describe(t_type)} but its primal is "
                                   f"{_describe(p_type)}; pass a tangent of the primal's dtype "
                                   "and shape", (user_location(),))
+        if any(r is not t_leaf for r, t_leaf in zip(read, t_leaves)):
+            tangents[k] = unflatten(t_structure, read)
     tangents = tuple(tangents)
 
     def symbolic(*args):

@@ -41,7 +41,7 @@ from ir.region import Region
 from ir.ops import api as F
 from ir.ops.batching import batch_all, defbatch, move_axis
 from ir.ops.custom import CustomCall, _custom_call, rule_ref
-from ir.ops.registry import apply, foreign_array_name, refuse_foreign_array
+from ir.ops.registry import apply, foreign_array_name
 from ir.types import NUMPY_FLOAT_SCALARS, WIDENED_INPUTS, Dim, is_int
 from passes.batching import batch_graph
 from runtime.eager import Tensor, WeakTensor, apart_from
@@ -345,7 +345,11 @@ def _check_axis(axis, leaf, name):
     if axis is None:
         return None
     if not _is_array(leaf):
-        refuse_foreign_array(leaf, "vmap")  # (a torch tensor: "give it in_axes None" misled)
+        if foreign_array_name(leaf) is not None:  # ("give it in_axes None" misled; "got a
+            # torch.Tensor" named no argument): a transformation's argument, refused by design
+            raise GraphcError(f"vmap: {name} is a {foreign_array_name(leaf)}, another "
+                              "library's array; pass a numpy array (x.numpy(), or "
+                              "np.asarray(x))", (user_location(),))
         raise GraphcError(f"vmap: {name} is a {type(leaf).__name__}, which has no axis {axis} "
                           "to map over; give it in_axes None", (user_location(),))
     ndim = len(to_spec(leaf).shape)

@@ -267,6 +267,41 @@ def test_a_vjp_pullback_reads_a_torch_cotangent_as_backward_reads_a_torch_gradie
         pull({"a": torch.ones(3), "b": None})
 
 
+def test_jvp_reads_a_torch_tangent_as_vjp_reads_a_torch_cotangent():
+    """(s45) gc.jvp refused a torch tangent ("jvp: got a torch.Tensor", naming no argument)
+    where gc.vjp's pullback reads a torch cotangent: a tangent is read as a cotangent is (one
+    helper; one that requires grad too), its dtype checked as a numpy tangent's; linearize's
+    f_jvp alike. A torch primal stays refused, as every transformation's argument (README),
+    now naming the argument, as grad's line does: jvp's, vjp's, linearize's, and vmap's (a
+    vjp pullback mapped over torch cotangents)."""
+    torch = pytest.importorskip("torch", reason="torch is the test extra's oracle")
+    x = np.array([0.5, -1.0, 2.0])
+    tangent = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    want_y, want_t = torch.func.jvp(lambda v: torch.sin(v) * v, (torch.tensor(x),),
+                                    (tangent.detach(),))
+    y, t = gc.jvp(lambda v: gc.sin(v) * v, (x,), (tangent,))
+    np.testing.assert_allclose(y, want_y.numpy(), rtol=1e-15)
+    np.testing.assert_allclose(t, want_t.numpy(), rtol=1e-15)
+    _, t = gc.jvp(lambda d: gc.sin(d["v"]) * d["v"], ({"v": x},), ({"v": tangent},))
+    np.testing.assert_allclose(t, want_t.numpy(), rtol=1e-15)
+    _, f_jvp = gc.linearize(lambda v: gc.sin(v) * v, x)
+    np.testing.assert_allclose(f_jvp(tangent), want_t.numpy(), rtol=1e-15)
+    with pytest.raises(GraphcError, match=r"^jvp: tangent 0 is float32\[3\] but its primal "
+                                          r"is float64\[3\]"):
+        gc.jvp(lambda v: gc.sin(v) * v, (x,), (torch.ones(3),))
+    refused = r"is a torch.Tensor, another library's array; pass a numpy array \(x\.numpy\(\)"
+    for call, says in [
+            (lambda: gc.jvp(lambda v: v * 2, (torch.tensor(x),), (x,)),
+             r"jvp of <lambda>: argument v "),
+            (lambda: gc.vjp(lambda v: v * 2, torch.tensor(x)), r"vjp of <lambda>: argument v "),
+            (lambda: gc.linearize(lambda v: v * 2, torch.tensor(x)),
+             r"linearize of <lambda>: argument v "),
+            (lambda: gc.vmap(gc.vjp(lambda v: v * 2, x)[1])(torch.eye(3, dtype=torch.float64)),
+             r"vmap: cotangent ")]:
+        with pytest.raises(GraphcError, match="^" + says + refused):
+            call()
+
+
 def test_a_seed_of_another_dtype_is_cast_to_its_ys_as_torch_casts_grad_outputs():
     # a float64 seed of a float32 y (a 0-d or full array, an eager tensor) failed in the
     # first rule ("mul(f64[3], f32[]): operands must have one dtype"), naming an op the user
