@@ -538,3 +538,30 @@ def test_gaussian_nll_loss_of_integer_input_and_target_computes_in_var_s_float_d
     assert_one_line_error(lambda: gc.gaussian_nll_loss(a, t.astype(np.float64), cases[0][2]),
                           "gaussian_nll_loss: input is int32 but target is float64; cast one",
                           "test_losses_extra.py")
+
+
+def test_gaussian_nll_loss_of_an_integer_input_beside_a_float64_target_or_a_bool_one():
+    """(s45) An integer input, a float64 target and a Python-number var was refused ('input
+    is int64 but target is float64; cast one') where torch computes it in float64 (its var,
+    var * ones_like(input), float32, promoted beside the target; torch takes the log of that
+    float32 var, hence rtol 1e-6); and beside a bool target, which torch's subtraction
+    refuses, the line named the input's cast dtype ('input is float32') for an int64 input."""
+    x = np.array([[1, 0, 2], [3, 1, 1]], np.int64)
+    y = np.array([[0.5, 0.25, 1.5], [2.0, 1.25, 0.75]])
+    for v in (0.5, 0.1):
+        want = TF.gaussian_nll_loss(torch.tensor(x), torch.tensor(y), v, reduction="none")
+        assert want.dtype == torch.float64
+
+        def loss(x, y, v):
+            return gc.gaussian_nll_loss(x, y, v, reduction="none")
+        for run in (loss, gc.compile(loss)):
+            got = run(x, y, v)
+            assert got.dtype == np.float64
+            np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-6)
+    flags = x > 1
+    with pytest.raises(RuntimeError, match="with a bool tensor is not supported"):
+        TF.gaussian_nll_loss(torch.tensor(x), torch.tensor(flags), 0.5)
+    for v in (0.5, np.full((2, 3), 0.5, np.float32)):
+        assert_one_line_error(lambda: gc.gaussian_nll_loss(x, flags, v),
+                              "gaussian_nll_loss: input is int64 but target is bool; cast one",
+                              "test_losses_extra.py")

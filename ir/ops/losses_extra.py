@@ -340,9 +340,14 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
             if known < 0:
                 _fail(f"{name}: var must be >= 0, got {known}")
             var = float(known)
-        # no gradient; beside an integer input float32, torch's var * ones_like(input)
-        var = F.full(tuple(_shape(input)), var,
-                     np.float32 if _dtype(input).kind in "iu" else _dtype(input))
+        # no gradient; beside an integer input float32, torch's var * ones_like(input), which
+        # its result type promotes beside a float64 target: float64 then (a float32 var was
+        # refused as a mix of floats, one the user never made; torch takes the log of its
+        # float32 var, a few 1e-8 from this float64 one)
+        kind = _dtype(input)
+        if kind.kind in "iu":
+            kind = np.float64 if _dtype(target) == np.float64 else np.float32
+        var = F.full(tuple(_shape(input)), var, kind)
     else:
         var = _variance(name, var, input)
     # an integer input (and target) beside a float var computes in var's dtype, torch's
@@ -350,7 +355,10 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     # cast to the other integer dtype or to var's did not end. Not beside a float target
     # of another dtype: that mix is refused below, as graphc mixes no floats silently
     floats = {d for d in (_dtype(input), _dtype(target)) if is_float(d)}
-    if _dtype(input).kind in "iu" and is_float(_dtype(var)) and floats <= {_dtype(var)}:
+    # (not beside a bool target, which is refused below as torch's subtraction refuses it:
+    # the line named the cast input's dtype, "input is float32", for an int64 input)
+    if _dtype(input).kind in "iu" and is_float(_dtype(var)) and floats <= {_dtype(var)} \
+            and _dtype(target) != np.bool_:
         input = F.cast(input, _dtype(var))
     target = _like(name, target, input, bools=False)
     # not on torch.autocast's list: promoted as torch's ops promote (bfloat16 input and
