@@ -738,6 +738,11 @@ class Module:
             pass  # a traced value for an empty buffer: an attribute for that trace, as before
         elif value is not None and not isinstance(value, (Parameter, Buffer, Module)) \
                 and _buffer_slot(self, name, old):
+            # a list of tensors or traced values refused as at construction (a loss's weight,
+            # _weights_as_buffers): np.asarray read an eager tensor's numbers, its gradient
+            # dropped, and a traced one not at all; a list of numbers is an array
+            if isinstance(value, (list, tuple)):
+                F._no_list(type(self).__name__, name, value, numbers_too=False)
             if not filling and (BUFFER_UPDATES.stack or isinstance(value, SymbolicValue)):
                 # torch's way to update a buffer in forward (`self.count = self.count + 1`,
                 # `self.count += 1`): traced, or applied with state=, the new value goes

@@ -613,3 +613,42 @@ def test_a_list_of_traced_class_weights_of_a_loss_module_is_the_functional_line(
                             weight=torch.tensor([1.0, 2.0], dtype=torch.float64)).item()
     np.testing.assert_allclose(float(gc.nn.CrossEntropyLoss(weight=[1.0, 2.0])(x, y)), want,
                                rtol=1e-14)
+
+
+def test_a_list_of_tensors_set_later_as_a_loss_module_s_weight_is_the_constructor_s_line():
+    """(s45) `loss.weight = [gc.tensor(1.0), gc.tensor(2.0)]` after construction was read as
+    numbers by np.asarray (an eager tensor's gradient dropped) where the constructor refuses
+    such a list in one line naming gc.stack; torch's refuses any non-tensor weight. The set
+    is now the constructor's line, the weight left as it was; a list of numbers set later is
+    a weight, as at construction: torch's value."""
+    x, y = RNG.normal(size=(4, 2)), np.array([0, 1, 1, 0])
+    p, t = np.array([0.25, 0.75]), np.array([1.0, 0.0])
+    cases = [(gc.nn.CrossEntropyLoss, "weight"), (gc.nn.NLLLoss, "weight"),
+             (gc.nn.BCELoss, "weight"), (gc.nn.BCEWithLogitsLoss, "pos_weight"),
+             (gc.nn.MultiMarginLoss, "weight")]
+    for cls, what in cases:
+        line = (f"{cls.__name__}: {what} is a list of tensors or traced values; stack them into "
+                f"one (gc.stack) or give an array, as torch's {cls.__name__} takes one tensor")
+        for before in (None, np.array([3.0, 4.0])):
+            loss = cls()
+            setattr(loss, what, before)
+
+            def set_list(a, b):
+                setattr(loss, what, [a, b])
+                return a
+            for run in (lambda: set_list(gc.tensor(1.0, requires_grad=True), gc.tensor(2.0)),
+                        lambda: gc.compile(set_list)(1.0, 2.0),
+                        lambda: gc.grad(set_list)(1.0, 2.0)):
+                with pytest.raises(gc.GraphcError) as info:
+                    run()
+                first, where = str(info.value).splitlines()
+                assert first == line
+                assert "test_losses.py" in where
+                kept = getattr(loss, what)
+                assert kept is None if before is None else \
+                    np.array_equal(np.asarray(kept), before)
+    loss = gc.nn.CrossEntropyLoss()
+    loss.weight = [1.0, 2.0]
+    want = TF.cross_entropy(torch.tensor(x), torch.tensor(y),
+                            weight=torch.tensor([1.0, 2.0], dtype=torch.float64)).item()
+    np.testing.assert_allclose(float(loss(x, y)), want, rtol=1e-14)
