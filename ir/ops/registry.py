@@ -640,7 +640,11 @@ def lift_symbolic(graph, x, like, opname):
         dtype = scalar_dtype(x, like, opname)
         if dtype is None:
             refuse_float_scalar(x, opname)
-        return graph.constant(np.asarray(x, dtype=dtype))
+        value = np.asarray(x, dtype=dtype)
+        node = graph.constant(value)
+        if isinstance(x, float) and value.dtype != np.float64 and float(value) != x:
+            graph.written_floats[node.id] = x  # (what eager code divides by: ir/weak.py)
+        return node
     if isinstance(x, np.ndarray):
         as_dtype(x.dtype)
         return graph.constant(x)
